@@ -1,0 +1,29 @@
+/* backoff: exponential reconnect delays with full jitter.
+ *
+ * delay(n) = uniform(min_ms, min(max_ms, min_ms * 2^n)). Full jitter spreads
+ * thousands of agents that lost the same controller at the same moment
+ * over the whole window instead of letting them retry in lockstep (the
+ * thundering herd after a failover). The lower bound min_ms keeps a
+ * flapping link from spinning. */
+#ifndef NIRC_BACKOFF_H
+#define NIRC_BACKOFF_H
+
+#include <stdint.h>
+
+typedef struct {
+  uint32_t min_ms;
+  uint32_t max_ms;
+  uint32_t attempt;  /* failures since the last success */
+  uint64_t rng;      /* xorshift state; never 0 */
+} backoff_t;
+
+/* min_ms >= 1, max_ms >= min_ms; seed 0 picks a seed from the clock and pid. */
+void backoff_init(backoff_t *b, uint32_t min_ms, uint32_t max_ms, uint64_t seed);
+/* Next delay; advances the attempt counter. */
+uint32_t backoff_next(backoff_t *b);
+/* Upper bound of the window the next backoff_next() draws from. */
+uint32_t backoff_ceiling(const backoff_t *b);
+/* Call after a successful connection. */
+void backoff_reset(backoff_t *b);
+
+#endif

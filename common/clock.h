@@ -1,0 +1,34 @@
+/* clock: NIRC's notion of "now", which can run faster than real time.
+ *
+ * The demo and tests run a night in minutes: every process is given the
+ * same anchor (a real Unix time), the simulated time at that anchor, and a
+ * speed. Then now = start + (real_now - anchor) * speed, identical in the
+ * controller and every agent without any synchronisation. With speed 1 and
+ * no start, the clock is the real clock. Link timers (reports, staleness,
+ * pings) always run on real time: only business time (schedules, the
+ * simulator's diurnal profile, revert_at) is accelerated. */
+#ifndef NIRC_CLOCK_H
+#define NIRC_CLOCK_H
+
+#include <stdint.h>
+
+typedef struct {
+  double speed;        /* >= 1 */
+  int64_t anchor_ms;   /* real Unix ms at which business time == start_ms */
+  int64_t start_ms;    /* business Unix ms at the anchor */
+} nirc_clock_t;
+
+/* Real clock: speed 1, now == real time. */
+void clock_init_real(nirc_clock_t *c);
+/* Parses "2020-01-22T21:50:00+08:00" into Unix ms; 0 or NIRC_EINVAL. */
+int clock_parse_iso(const char *s, int64_t *out_ms);
+/* Formats Unix ms as "2020-01-22T21:50:00+08:00" in the given offset. */
+void clock_format_iso(int64_t ms, int utc_offset_min, char *buf, unsigned len);
+/* Real wall-clock Unix ms. */
+int64_t clock_real_ms(void);
+/* Business time now, Unix ms. */
+int64_t clock_now_ms(const nirc_clock_t *c);
+/* Monotonic ms for timeouts (never jumps). */
+uint64_t clock_mono_ms(void);
+
+#endif

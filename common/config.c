@@ -1,0 +1,227 @@
+#include "config.h"
+
+#include "err.h"
+#include "util.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct {
+  const config_opt_t *opts;
+  void *base;
+  char *err;
+  size_t errlen;
+  unsigned char seen[256]; /* which options the file set, to catch duplicates */
+  int failed;
+  FILE *f;
+  int line;      /* line being parsed: Debian's inih does not pass it to handlers */
+  int too_long;  /* line number of a line longer than inih's buffer, or 0 */
+} config_ctx_t;
+
+/* fgets for inih that counts lines, so errors can say where they are, and
+ * refuses lines longer than inih's buffer instead of letting it split them
+ * into two bogus lines. */
+static char *config_reader(char *str, int num, void *stream) {
+  config_ctx_t *ctx = stream;
+  if (ctx->too_long || ctx->failed) return NULL;
+  if (!fgets(str, num, ctx->f)) return NULL;
+  ctx->line++;
+  size_t n = strlen(str);
+  if (n == (size_t)num - 1 && str[n - 1] != '\n' && !feof(ctx->f)) {
+    ctx->too_long = ctx->line;
+    return NULL;
+  }
+  return str;
+}
+
+static const config_opt_t *config_find(const config_opt_t *opts, const char *section,
+                                       const char *key, size_t *index) {
+  for (size_t i = 0; opts[i].key; i++) {
+    if (strcmp(opts[i].section, section) == 0 && strcmp(opts[i].key, key) == 0) {
+      if (index) *index = i;
+      return &opts[i];
+    }
+  }
+  return NULL;
+}
+
+static bool config_section_known(const config_opt_t *opts, const char *section) {
+  for (size_t i = 0; opts[i].key; i++)
+    if (strcmp(opts[i].section, section) == 0) return true;
+  return false;
+}
+
+/* Stores `value` into the field described by `o`; writes a reason (without
+ * location) into err on failure. */
+static int config_store(const config_opt_t *o, void *base, const char *value, char *err,
+                        size_t errlen) {
+  char *field = (char *)base + o->offset;
+  switch (o->type) {
+  case CFG_STRING:
+    if (nirc_strlcpy(field, value, o->size) >= o->size) {
+      snprintf(err, errlen, "value for '%s' is longer than %zu characters", o->key, o->size - 1);
+      return NIRC_ECONFIG;
+    }
+    return 0;
+  case CFG_UINT: {
+    char *end;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (!*value || *end || errno || v < (long long)o->min || v > (long long)o->max) {
+      snprintf(err, errlen, "'%s' must be a whole number from %.0f to %.0f, got '%s'", o->key,
+               o->min, o->max, value);
+      return NIRC_ECONFIG;
+    }
+    *(uint32_t *)field = (uint32_t)v;
+    return 0;
+  }
+  case CFG_DURATION: {
+    uint64_t ms;
+    if (nirc_parse_duration_ms(value, &ms) != 0 || (double)ms < o->min || (double)ms > o->max) {
+      snprintf(err, errlen,
+               "'%s' must be a duration from %.0fms to %.0fms (e.g. 500ms, 3s, 2m), got '%s'",
+               o->key, o->min, o->max, value);
+      return NIRC_ECONFIG;
+    }
+    *(uint64_t *)field = ms;
+    return 0;
+  }
+  case CFG_DOUBLE: {
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (!*value || *end || errno || v < o->min || v > o->max) {
+      snprintf(err, errlen, "'%s' must be a number from %g to %g, got '%s'", o->key, o->min,
+               o->max, value);
+      return NIRC_ECONFIG;
+    }
+    *(double *)field = v;
+    return 0;
+  }
+  case CFG_BOOL: {
+    static const char *yes[] = {"yes", "true", "on", "1"}, *no[] = {"no", "false", "off", "0"};
+    for (int i = 0; i < 4; i++) {
+      if (strcasecmp(value, yes[i]) == 0) { *(bool *)field = true; return 0; }
+      if (strcasecmp(value, no[i]) == 0) { *(bool *)field = false; return 0; }
+    }
+    snprintf(err, errlen, "'%s' must be yes or no, got '%s'", o->key, value);
+    return NIRC_ECONFIG;
+  }
+  case CFG_LIST: {
+    config_list_t *l = (config_list_t *)field;
+    l->count = 0;
+    const char *p = value;
+    while (*p) {
+      while (*p == ' ' || *p == '\t' || *p == ',') p++;
+      if (!*p) break;
+      const char *start = p;
+      while (*p && *p != ',') p++;
+      const char *end = p;
+      while (end > start && (end[-1] == ' ' || end[-1] == '\t')) end--;
+      if (l->count == CONFIG_LIST_MAX) {
+        snprintf(err, errlen, "'%s' has more than %d entries", o->key, CONFIG_LIST_MAX);
+        return NIRC_ECONFIG;
+      }
+      size_t n = (size_t)(end - start);
+      if (n >= sizeof l->item[0]) {
+        snprintf(err, errlen, "an entry of '%s' is too long", o->key);
+        return NIRC_ECONFIG;
+      }
+      memcpy(l->item[l->count], start, n);
+      l->item[l->count][n] = '\0';
+      l->count++;
+    }
+    return 0;
+  }
+  }
+  snprintf(err, errlen, "internal: bad option type");
+  return NIRC_ECONFIG;
+}
+
+static int config_handler(void *user, const char *section, const char *name,
+                          const char *value) {
+  config_ctx_t *ctx = user;
+  int lineno = ctx->line;
+  if (ctx->failed) return 0;
+  char reason[384];
+  size_t idx;
+  const config_opt_t *o = config_find(ctx->opts, section, name, &idx);
+  if (!o) {
+    if (!config_section_known(ctx->opts, section))
+      snprintf(reason, sizeof reason, "unknown section [%s]", section);
+    else
+      snprintf(reason, sizeof reason, "unknown option '%s' in section [%s]", name, section);
+    goto fail;
+  }
+  if (idx < sizeof ctx->seen && ctx->seen[idx]) {
+    snprintf(reason, sizeof reason, "option '%s' in [%s] is set twice", name, section);
+    goto fail;
+  }
+  if (config_store(o, ctx->base, value, reason, sizeof reason) != 0) goto fail;
+  if (idx < sizeof ctx->seen) ctx->seen[idx] = 1;
+  return 1;
+fail:
+  /* Location is prefixed by config_load, which knows the file name. */
+  snprintf(ctx->err, ctx->errlen, "%d: %s", lineno, reason);
+  ctx->failed = 1;
+  return 0;
+}
+
+int config_defaults(const config_opt_t *opts, void *base, char *err, size_t errlen) {
+  for (size_t i = 0; opts[i].key; i++) {
+    if (!opts[i].def) continue;
+    if (config_store(&opts[i], base, opts[i].def, err, errlen) != 0) return NIRC_ECONFIG;
+  }
+  return 0;
+}
+
+int config_set(const config_opt_t *opts, void *base, const char *section, const char *key,
+               const char *value, char *err, size_t errlen) {
+  const config_opt_t *o = config_find(opts, section, key, NULL);
+  if (!o) {
+    snprintf(err, errlen, "unknown option %s.%s", section, key);
+    return NIRC_ECONFIG;
+  }
+  return config_store(o, base, value, err, errlen);
+}
+
+int config_load(const char *path, const config_opt_t *opts, void *base, char *err, size_t errlen) {
+  if (config_defaults(opts, base, err, errlen) != 0) return NIRC_ECONFIG;
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    return NIRC_ECONFIG;
+  }
+  config_ctx_t ctx = {.opts = opts, .base = base, .err = err, .errlen = errlen, .f = f};
+  char located[512];
+  int rc = ini_parse_stream(config_reader, &ctx, config_handler, &ctx);
+  fclose(f);
+  if (ctx.too_long) {
+    snprintf(err, errlen, "%s:%d: line too long (inih reads at most 199 characters a line)", path,
+             ctx.too_long);
+    return NIRC_ECONFIG;
+  }
+  if (ctx.failed) {
+    snprintf(located, sizeof located, "%s:%s", path, err);
+    nirc_strlcpy(err, located, errlen);
+    return NIRC_ECONFIG;
+  }
+  if (rc != 0) {
+    /* inih reports the first line it could not parse (no '=' or ']'). */
+    snprintf(err, errlen, "%s:%d: syntax error: expected 'key = value' or '[section]'", path, rc);
+    return NIRC_ECONFIG;
+  }
+  for (size_t i = 0; opts[i].key; i++) {
+    if (opts[i].required && !(i < sizeof ctx.seen && ctx.seen[i])) {
+      snprintf(err, errlen, "%s: missing required option '%s' in section [%s] (%s)", path,
+               opts[i].key, opts[i].section, opts[i].help ? opts[i].help : "");
+      return NIRC_ECONFIG;
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,28 @@
+/* util: small helpers every binary shares: bounded string copy, slug
+ * validation, address parsing, duration parsing. */
+#ifndef NIRC_UTIL_H
+#define NIRC_UTIL_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define NIRC_ADDR_STRLEN 64
+
+/* Copies at most size-1 bytes and always terminates; returns strlen(src)
+ * so truncation can be detected (ret >= size). */
+size_t nirc_strlcpy(char *dst, const char *src, size_t size);
+/* A site slug: [a-z][a-z0-9-]{0,30}. */
+bool nirc_slug_valid(const char *s);
+/* Parses "127.0.0.1:7443", "[::1]:7443" or "localhost:7443" into a socket
+ * address. Names are resolved with getaddrinfo(), so call this at
+ * start-up, never on the event loop. 0 or NIRC_EINVAL with err. */
+int nirc_parse_addr(const char *s, struct sockaddr_storage *out, char *err, size_t errlen);
+/* Formats a socket address as "ip:port" ("[ip]:port" for IPv6). */
+void nirc_format_addr(const struct sockaddr *sa, char *buf, size_t len);
+/* Parses "500ms", "3s", "2m", "1h" or a bare number of seconds into ms. */
+int nirc_parse_duration_ms(const char *s, uint64_t *out_ms);
+
+#endif

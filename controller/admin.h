@@ -1,0 +1,21 @@
+/* admin: blocking database work done before the event loop starts
+ * (start-up) or by one-shot commands (nircd import-sites). Never called
+ * from the loop; the running controller uses db.c. */
+#ifndef NIRC_ADMIN_H
+#define NIRC_ADMIN_H
+
+#include "scenario.h"
+#include "sites.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Upserts every site of the scenario into the sites table. */
+int admin_import_sites(const char *conninfo, const scenario_t *sc, char *err, size_t errlen);
+/* Loads the sites table into the registry. */
+int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t errlen);
+/* Takes a new leadership epoch from epoch_seq and records it. */
+int admin_new_epoch(const char *conninfo, const char *node, uint64_t *epoch, char *err,
+                    size_t errlen);
+
+#endif

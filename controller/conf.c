@@ -1,0 +1,87 @@
+#include "conf.h"
+
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+#include "util.h"
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#define O(f) offsetof(nircd_conf_t, f)
+#define S(f) sizeof(((nircd_conf_t *)0)->f)
+const config_opt_t conf_nircd_opts[] = {
+    {"controller", "node", CFG_STRING, O(node), S(node), 0, 0, "nircd", 0,
+     "name of this controller instance, e.g. nircd-1"},
+    {"controller", "listen", CFG_LIST, O(listen), 0, 0, 0, "127.0.0.1:7443", 0,
+     "addresses agents and operators connect to"},
+    {"tls", "ca", CFG_STRING, O(ca), S(ca), 0, 0, NULL, 1, "the private CA certificate"},
+    {"tls", "cert", CFG_STRING, O(cert), S(cert), 0, 0, NULL, 1, "this controller's certificate"},
+    {"tls", "key", CFG_STRING, O(key), S(key), 0, 0, NULL, 1, "this controller's private key"},
+    {"database", "conninfo", CFG_STRING, O(conninfo), S(conninfo), 0, 0, NULL, 1,
+     "libpq connection string"},
+    {"database", "schema_dir", CFG_STRING, O(schema_dir), S(schema_dir), 0, 0, NIRC_SCHEMA_DIR, 0,
+     "directory of the schema migrations"},
+    {"timing", "report_interval", CFG_DURATION, O(report_interval_ms), 0, 100, 60000, "1s", 0,
+     "how often agents report load"},
+    {"timing", "stale_after", CFG_DURATION, O(stale_after_ms), 0, 200, 600000, "3s", 0,
+     "a site with no report for this long is stale"},
+    {"timing", "link_idle_timeout", CFG_DURATION, O(idle_timeout_ms), 0, 500, 600000, "5s", 0,
+     "a link with no frame for this long is dead"},
+    {"timing", "handshake_timeout", CFG_DURATION, O(handshake_timeout_ms), 0, 100, 120000, "10s", 0,
+     "time allowed for the TLS handshake"},
+    {"clock", "speed", CFG_DOUBLE, O(clock_speed), 0, 1, 3600, "1", 0,
+     "business clock speed (demo and tests run a night in minutes)"},
+    {"clock", "start", CFG_STRING, O(clock_start), S(clock_start), 0, 0, "", 0,
+     "business time at the anchor, ISO 8601"},
+    {"clock", "anchor", CFG_STRING, O(clock_anchor), S(clock_anchor), 0, 0, "", 0,
+     "real time at which the business clock reads start, ISO 8601"},
+    {"log", "level", CFG_STRING, O(log_level), S(log_level), 0, 0, "info", 0,
+     "error, warn, info or debug"},
+    {"log", "groups", CFG_STRING, O(log_groups), S(log_groups), 0, 0, "", 0,
+     "per-group levels, e.g. link:debug,db:warn"},
+    {0},
+};
+
+int conf_nircd_load(const char *path, nircd_conf_t *c, char *err, size_t errlen) {
+  int rc = config_load(path, conf_nircd_opts, c, err, errlen);
+  if (rc) return rc;
+  if (!nirc_slug_valid(c->node)) {
+    snprintf(err, errlen, "%s: [controller] node '%s' must be [a-z][a-z0-9-]{0,30}", path,
+             c->node);
+    return NIRC_ECONFIG;
+  }
+  if (c->listen.count == 0) {
+    snprintf(err, errlen, "%s: [controller] listen needs at least one address", path);
+    return NIRC_ECONFIG;
+  }
+  for (unsigned i = 0; i < c->listen.count; i++) {
+    struct sockaddr_storage ss;
+    char why[256];
+    if (nirc_parse_addr(c->listen.item[i], &ss, why, sizeof why) != 0) {
+      snprintf(err, errlen, "%s: [controller] listen: %s", path, why);
+      return NIRC_ECONFIG;
+    }
+  }
+  if (c->stale_after_ms <= c->report_interval_ms) {
+    snprintf(err, errlen, "%s: [timing] stale_after must be longer than report_interval", path);
+    return NIRC_ECONFIG;
+  }
+  int64_t t;
+  if (c->clock_start[0] && clock_parse_iso(c->clock_start, &t) != 0) {
+    snprintf(err, errlen, "%s: [clock] start '%s' is not ISO 8601 (2020-01-22T21:50:00+08:00)",
+             path, c->clock_start);
+    return NIRC_ECONFIG;
+  }
+  if (c->clock_anchor[0] && clock_parse_iso(c->clock_anchor, &t) != 0) {
+    snprintf(err, errlen, "%s: [clock] anchor '%s' is not ISO 8601", path, c->clock_anchor);
+    return NIRC_ECONFIG;
+  }
+  log_level_t lvl;
+  if (log_parse_level(c->log_level, &lvl) != 0) {
+    snprintf(err, errlen, "%s: [log] level must be error, warn, info or debug", path);
+    return NIRC_ECONFIG;
+  }
+  return 0;
+}

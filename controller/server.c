@@ -1,0 +1,449 @@
+#include "server.h"
+
+#include "err.h"
+#include "log.h"
+#include "ops.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+
+#define NIRC_PROTOCOL_VERSION 1
+/* Freshness is checked this often; stale detection is accurate to it. */
+#define SERVER_TICK_MS 200
+/* Longest wait for queued records at shutdown. */
+#define SERVER_DRAIN_MS 5000
+
+static const char *const conn_state_names[] = {
+    [CONN_PENDING] = "pending",   [CONN_AWAIT_HELLO] = "await-hello", [CONN_SITE] = "site",
+    [CONN_OPERATOR] = "operator", [CONN_CLOSED] = "closed",
+};
+
+const char *conn_state_name(conn_state_t s) {
+  return (unsigned)s <= CONN_CLOSED ? conn_state_names[s] : "?";
+}
+
+static void conn_set_state(conn_t *c, conn_state_t to) {
+  log_debug(LOG_LINK, link_label(c->link), "conn %s -> %s", conn_state_name(c->state),
+            conn_state_name(to));
+  c->state = to;
+}
+
+static int64_t server_now(void) { return clock_real_ms(); }
+
+/* ---- database records ---- */
+
+static void server_db_done(void *arg, int err, const char *msg, PGresult *res) {
+  if (err) log_warn(LOG_DB, "db", "write failed: %s", msg ? msg : nirc_strerror(err));
+}
+
+static void server_db_write(server_t *srv, const char *sql, int n, const char *const *p) {
+  if (!srv->db) return;
+  int rc = db_exec(srv->db, sql, n, p, server_db_done, NULL);
+  if (rc != 0) {
+    /* Issue 6 adds the on-disk journal; until then a full queue is counted
+     * and logged, never silent. */
+    srv->db_dropped++;
+    log_error(LOG_DB, "db", "cannot queue a record (%s); %llu dropped so far", nirc_strerror(rc),
+              (unsigned long long)srv->db_dropped);
+  }
+}
+
+void server_record_event(server_t *srv, const char *kind, const char *identity, const char *site,
+                         const char *peer, const char *event, const char *detail) {
+  const char *p[] = {kind, identity && *identity ? identity : NULL, site && *site ? site : NULL,
+                     peer, event, detail ? detail : ""};
+  server_db_write(srv,
+                  "INSERT INTO link_events (kind, identity, site, peer, event, detail) "
+                  "VALUES ($1,$2,$3,$4,$5,$6)",
+                  6, p);
+}
+
+static void server_store_minute(void *arg, const site_t *site, const site_minute_t *m) {
+  server_t *srv = arg;
+  char minute[40], v[14][24];
+  clock_format_iso(m->minute_ms, 0, minute, sizeof minute);
+  uint32_t good = m->reports - m->unreadable;
+  double d = good ? (double)good : 1.0;
+  snprintf(v[0], 24, "%u", m->reports);
+  snprintf(v[1], 24, "%llu", (unsigned long long)m->offered);
+  snprintf(v[2], 24, "%llu", (unsigned long long)m->answered);
+  snprintf(v[3], 24, "%llu", (unsigned long long)m->abandoned);
+  snprintf(v[4], 24, "%llu", (unsigned long long)m->answered_within);
+  snprintf(v[5], 24, "%llu", (unsigned long long)m->from_other_sites);
+  snprintf(v[6], 24, "%u", m->max_queue);
+  snprintf(v[7], 24, "%u", m->max_wait_ms);
+  snprintf(v[8], 24, "%.2f", m->sum_logged_in / d);
+  snprintf(v[9], 24, "%.2f", m->sum_ready / d);
+  snprintf(v[10], 24, "%.2f", m->sum_talking / d);
+  snprintf(v[11], 24, "%.1f", m->sum_aht_ms / d);
+  snprintf(v[12], 24, "%u", m->unreadable);
+  const char *p[] = {site->slug, minute, v[0], v[1], v[2],  v[3],  v[4],
+                     v[5],       v[6],   v[7], v[8], v[9], v[10], v[11], v[12]};
+  /* A minute can arrive in two parts (a flush on shutdown, then the rest
+   * after a restart): merge instead of failing on the primary key. */
+  server_db_write(
+      srv,
+      "INSERT INTO load_minute (site, minute, reports, offered, answered, abandoned, "
+      "answered_within, from_other_sites, max_queue, max_wait_ms, avg_logged_in, avg_ready, "
+      "avg_talking, avg_aht_ms, unreadable_reports) VALUES "
+      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) "
+      "ON CONFLICT (site, minute) DO UPDATE SET reports = load_minute.reports + EXCLUDED.reports, "
+      "offered = load_minute.offered + EXCLUDED.offered, "
+      "answered = load_minute.answered + EXCLUDED.answered, "
+      "abandoned = load_minute.abandoned + EXCLUDED.abandoned, "
+      "answered_within = load_minute.answered_within + EXCLUDED.answered_within, "
+      "from_other_sites = load_minute.from_other_sites + EXCLUDED.from_other_sites, "
+      "max_queue = greatest(load_minute.max_queue, EXCLUDED.max_queue), "
+      "max_wait_ms = greatest(load_minute.max_wait_ms, EXCLUDED.max_wait_ms), "
+      "unreadable_reports = load_minute.unreadable_reports + EXCLUDED.unreadable_reports",
+      15, p);
+}
+
+/* ---- connections ---- */
+
+static void server_send_welcome(server_t *srv, conn_t *c) {
+  Nirc__Welcome w = NIRC__WELCOME__INIT;
+  w.controller_node = (char *)srv->conf->node;
+  w.epoch = srv->epoch;
+  w.report_interval_ms = (uint32_t)srv->conf->report_interval_ms;
+  w.server_time_ms = clock_now_ms(&srv->clock);
+  Nirc__Envelope env = NIRC__ENVELOPE__INIT;
+  env.msg_case = NIRC__ENVELOPE__MSG_WELCOME;
+  env.welcome = &w;
+  link_send(c->link, &env);
+}
+
+/* Refuses the link: error frame to the peer, log line, stored event. */
+static void server_refuse(server_t *srv, conn_t *c, Nirc__ErrorCode code, int err,
+                          const char *reason) {
+  const peer_identity_t *id = link_peer(c->link);
+  log_warn(LOG_LINK, link_label(c->link), "refused: %s", reason);
+  server_record_event(srv, tls_kind_name(id->kind), id->subject,
+                      id->kind == PEER_SITE ? id->name : NULL, link_peer_addr(c->link), "refused",
+                      reason);
+  conn_set_state(c, CONN_CLOSED);
+  link_fail(c->link, code, err, "%s", reason);
+}
+
+static void server_on_open(link_t *l) {
+  conn_t *c = link_data(l);
+  server_t *srv = c->srv;
+  const peer_identity_t *id = link_peer(l);
+  char why[200];
+  switch (id->kind) {
+  case PEER_SITE:
+    if (!sites_find(&srv->sites, id->name)) {
+      snprintf(why, sizeof why, "certificate names site '%s', which is not configured", id->name);
+      server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE, NIRC_EUNKNOWN_SITE, why);
+      return;
+    }
+    conn_set_state(c, CONN_AWAIT_HELLO);
+    return;
+  case PEER_OPERATOR:
+    conn_set_state(c, CONN_OPERATOR);
+    log_info(LOG_OPS, link_label(l), "operator connected (role %s)", tls_role_name(id->role));
+    server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(l), "connected",
+                        tls_role_name(id->role));
+    return;
+  default:
+    snprintf(why, sizeof why, "certificate '%s' is neither a site nor an operator", id->subject);
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN, NIRC_EFORBIDDEN, why);
+    return;
+  }
+}
+
+static void server_on_hello(server_t *srv, conn_t *c, const Nirc__Hello *h) {
+  const peer_identity_t *id = link_peer(c->link);
+  char why[256];
+  /* Identity comes from the certificate; the Hello's claim must agree. */
+  if (!h->site || strcmp(h->site, id->name) != 0) {
+    snprintf(why, sizeof why, "certificate is %s but Hello claims site '%.64s'", id->subject,
+             h->site ? h->site : "");
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_IDENTITY, NIRC_EIDENTITY, why);
+    return;
+  }
+  if (h->protocol_version != NIRC_PROTOCOL_VERSION) {
+    snprintf(why, sizeof why, "protocol version %u not supported (this controller speaks %u)",
+             h->protocol_version, NIRC_PROTOCOL_VERSION);
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_VERSION, NIRC_EPROTOCOL, why);
+    return;
+  }
+  site_t *site = sites_find(&srv->sites, id->name);
+  if (!site) { /* the registry does not shrink at run time; defensive */
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE, NIRC_EUNKNOWN_SITE,
+                  "site is not configured");
+    return;
+  }
+  if (site->conn) {
+    /* The agent reconnected before we noticed its old link die (half-open
+     * TCP): the newest link speaks for the site. */
+    conn_t *old = site->conn;
+    log_warn(LOG_SITE, site->slug, "new link replaces %s", link_label(old->link));
+    old->site = NULL;
+    conn_set_state(old, CONN_CLOSED);
+    link_fail(old->link, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_ECLOSED,
+              "replaced by a newer link from the same site");
+    site->conn = NULL;
+  }
+  int64_t now = server_now();
+  site->conn = c;
+  c->site = site;
+  nirc_strlcpy(site->peer_addr, link_peer_addr(c->link), sizeof site->peer_addr);
+  nirc_strlcpy(site->adapter, h->adapter ? h->adapter : "", sizeof site->adapter);
+  sites_on_hello(site, now);
+  conn_set_state(c, CONN_SITE);
+  char detail[160];
+  snprintf(detail, sizeof detail, "adapter=%.15s version=%.40s", site->adapter,
+           h->software_version ? h->software_version : "");
+  server_record_event(srv, "site", id->subject, site->slug, link_peer_addr(c->link), "online",
+                      detail);
+  server_send_welcome(srv, c);
+}
+
+static void server_on_report(server_t *srv, conn_t *c, const Nirc__LoadReport *r) {
+  site_t *site = c->site;
+  char why[256];
+  if (r->site && *r->site && strcmp(r->site, site->slug) != 0) {
+    snprintf(why, sizeof why, "certificate is site:%s but LoadReport claims site '%.64s'",
+             site->slug, r->site);
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_IDENTITY, NIRC_EIDENTITY, why);
+    return;
+  }
+  if (sites_validate_report(r, why, sizeof why) != 0) {
+    char msg[300];
+    snprintf(msg, sizeof msg, "invalid LoadReport: %s", why);
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_MALFORMED, NIRC_ERANGE, msg);
+    return;
+  }
+  site_minute_t done;
+  if (sites_on_report(site, r, server_now(), clock_now_ms(&srv->clock), &done))
+    server_store_minute(srv, site, &done);
+}
+
+static void server_on_message(link_t *l, Nirc__Envelope *env) {
+  conn_t *c = link_data(l);
+  server_t *srv = c->srv;
+  char why[160];
+  switch (c->state) {
+  case CONN_AWAIT_HELLO:
+    if (env->msg_case == NIRC__ENVELOPE__MSG_HELLO) {
+      server_on_hello(srv, c, env->hello);
+      return;
+    }
+    if (env->msg_case == NIRC__ENVELOPE__MSG_OPERATOR_REQUEST) {
+      server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN, NIRC_EFORBIDDEN,
+                    "a site certificate may not send operator requests");
+      return;
+    }
+    snprintf(why, sizeof why, "expected Hello, got message type %d", env->msg_case);
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_EPROTOCOL, why);
+    return;
+  case CONN_SITE:
+    switch (env->msg_case) {
+    case NIRC__ENVELOPE__MSG_LOAD_REPORT:
+      server_on_report(srv, c, env->load_report);
+      return;
+    case NIRC__ENVELOPE__MSG_DIRECTIVE_ACK:
+      /* Directives are issued by the routing engine (issue 3); an ack we
+       * never asked for is logged and ignored rather than trusted. */
+      log_warn(LOG_SITE, c->site->slug, "unsolicited DirectiveAck ignored");
+      return;
+    case NIRC__ENVELOPE__MSG_ERROR:
+      log_warn(LOG_SITE, c->site->slug, "agent reports error %d: %.200s", env->error->code,
+               env->error->message ? env->error->message : "");
+      return;
+    case NIRC__ENVELOPE__MSG_OPERATOR_REQUEST:
+      server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN, NIRC_EFORBIDDEN,
+                    "a site certificate may not send operator requests");
+      return;
+    default:
+      snprintf(why, sizeof why, "message type %d is not valid on a site link", env->msg_case);
+      server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_EPROTOCOL, why);
+      return;
+    }
+  case CONN_OPERATOR:
+    if (env->msg_case == NIRC__ENVELOPE__MSG_OPERATOR_REQUEST) {
+      ops_dispatch(srv, c, env->operator_request);
+      return;
+    }
+    if (env->msg_case == NIRC__ENVELOPE__MSG_HELLO) {
+      server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN, NIRC_EFORBIDDEN,
+                    "an operator certificate may not act as a site agent");
+      return;
+    }
+    snprintf(why, sizeof why, "message type %d is not valid on an operator link", env->msg_case);
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_EPROTOCOL, why);
+    return;
+  default:
+    return; /* closing: ignore */
+  }
+}
+
+static void server_on_close(link_t *l, int err, const char *why, int was_open) {
+  conn_t *c = link_data(l);
+  server_t *srv = c->srv;
+  const peer_identity_t *id = link_peer(l);
+  if (!was_open) {
+    /* Refused at the TLS layer: no certificate, another CA, expired, ... */
+    log_warn(LOG_TLS, link_label(l), "closed before authentication: %s", why);
+    server_record_event(srv, "unknown", NULL, NULL, link_peer_addr(l), "tls_failed", why);
+  } else if (c->site) {
+    site_t *site = c->site;
+    log_info(LOG_SITE, site->slug, "link closed: %s", why && *why ? why : nirc_strerror(err));
+    sites_on_link_down(site, server_now());
+    server_record_event(srv, "site", id->subject, site->slug, link_peer_addr(l), "offline",
+                        why);
+  } else if (c->state == CONN_OPERATOR) {
+    server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(l), "closed", why);
+  } else if (c->state == CONN_AWAIT_HELLO) {
+    server_record_event(srv, "site", id->subject, id->name, link_peer_addr(l), "closed", why);
+  }
+  /* unlink and free */
+  if (c->prev) c->prev->next = c->next;
+  else srv->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  srv->nconns--;
+  free(c);
+}
+
+static const link_cbs_t server_link_cbs = {
+    .on_open = server_on_open,
+    .on_message = server_on_message,
+    .on_close = server_on_close,
+};
+
+static void server_on_connection(uv_stream_t *listener, int status) {
+  server_t *srv = listener->data;
+  if (status < 0) {
+    log_warn(LOG_LINK, "listen", "accept error: %s", uv_strerror(status));
+    return;
+  }
+  if (srv->stopping) return;
+  conn_t *c = calloc(1, sizeof *c);
+  if (!c) {
+    log_error(LOG_LINK, "listen", "out of memory accepting a link");
+    return;
+  }
+  c->srv = srv;
+  if (link_accept(listener, srv->tls, &srv->link_opts, &server_link_cbs, c, &c->link) != 0) {
+    free(c);
+    return;
+  }
+  c->next = srv->conns;
+  if (srv->conns) srv->conns->prev = c;
+  srv->conns = c;
+  srv->nconns++;
+}
+
+/* ---- timers and signals ---- */
+
+static void server_on_stale(void *arg, site_t *site) {
+  server_t *srv = arg;
+  char detail[96];
+  snprintf(detail, sizeof detail, "no report for %u ms", srv->sites.stale_after_ms);
+  server_record_event(srv, "site", NULL, site->slug, site->peer_addr, "stale", detail);
+}
+
+static void server_on_tick(uv_timer_t *t) {
+  server_t *srv = t->data;
+  if (srv->stopping) return;
+  sites_check_stale(&srv->sites, server_now(), server_on_stale, srv);
+  sites_flush_minutes(&srv->sites, clock_now_ms(&srv->clock), false, server_store_minute, srv);
+}
+
+static void server_on_signal(uv_signal_t *s, int signum) {
+  server_t *srv = s->data;
+  log_info(LOG_MAIN, srv->conf->node, "signal %d: shutting down", signum);
+  server_stop(srv);
+}
+
+static void server_db_closed(void *arg) {
+  server_t *srv = arg;
+  srv->db = NULL;
+}
+
+static void server_finish_stop(server_t *srv) {
+  if (!uv_is_closing((uv_handle_t *)&srv->drain)) uv_close((uv_handle_t *)&srv->drain, NULL);
+  if (srv->db && !srv->db_closing) {
+    srv->db_closing = 1;
+    size_t left = db_queue_depth(srv->db);
+    if (left) log_error(LOG_DB, "db", "%zu records not written at shutdown", left);
+    db_close(srv->db, server_db_closed, srv);
+  }
+}
+
+static void server_on_drained(void *arg, int err, const char *msg, PGresult *res) {
+  server_finish_stop(arg);
+}
+
+static void server_on_drain_timeout(uv_timer_t *t) {
+  log_warn(LOG_DB, "db", "database did not drain within %d ms", SERVER_DRAIN_MS);
+  server_finish_stop(t->data);
+}
+
+void server_stop(server_t *srv) {
+  if (srv->stopping) return;
+  srv->stopping = 1;
+  sd_notify(0, "STOPPING=1");
+  for (unsigned i = 0; i < srv->nlisten; i++) uv_close((uv_handle_t *)&srv->listeners[i], NULL);
+  uv_timer_stop(&srv->tick);
+  uv_close((uv_handle_t *)&srv->tick, NULL);
+  uv_close((uv_handle_t *)&srv->sig_int, NULL);
+  uv_close((uv_handle_t *)&srv->sig_term, NULL);
+  for (conn_t *c = srv->conns; c; c = c->next) link_close(c->link, 0, "controller shutting down");
+  sites_flush_minutes(&srv->sites, clock_now_ms(&srv->clock), true, server_store_minute, srv);
+  /* The database queue is FIFO, so a final no-op statement completes only
+   * after every record queued before it: close the client then. The drain
+   * timer bounds the wait when the database is down. */
+  uv_timer_init(srv->loop, &srv->drain);
+  srv->drain.data = srv;
+  uv_timer_start(&srv->drain, server_on_drain_timeout, SERVER_DRAIN_MS, 0);
+  if (!srv->db || db_exec(srv->db, "SELECT 1", 0, NULL, server_on_drained, srv) != 0)
+    server_finish_stop(srv);
+}
+
+int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char *err,
+                 size_t errlen) {
+  srv->loop = loop;
+  srv->conf = conf;
+  srv->sites.stale_after_ms = (uint32_t)conf->stale_after_ms;
+  link_opts_default(&srv->link_opts);
+  srv->link_opts.idle_timeout_ms = (uint32_t)conf->idle_timeout_ms;
+  srv->link_opts.handshake_timeout_ms = (uint32_t)conf->handshake_timeout_ms;
+
+  int rc = tls_ctx_new(TLS_SERVER, conf->ca, conf->cert, conf->key, &srv->tls, err, errlen);
+  if (rc) return rc;
+  rc = db_open(loop, conf->conninfo, &srv->db);
+  if (rc) {
+    snprintf(err, errlen, "cannot start the database client: %s", nirc_strerror(rc));
+    return rc;
+  }
+  for (unsigned i = 0; i < conf->listen.count; i++) {
+    struct sockaddr_storage ss;
+    if (nirc_parse_addr(conf->listen.item[i], &ss, err, errlen) != 0) return NIRC_ECONFIG;
+    uv_tcp_t *t = &srv->listeners[srv->nlisten];
+    uv_tcp_init(loop, t);
+    t->data = srv;
+    srv->nlisten++;
+    int r = uv_tcp_bind(t, (struct sockaddr *)&ss, 0);
+    if (r == 0) r = uv_listen((uv_stream_t *)t, 1024, server_on_connection);
+    if (r != 0) {
+      snprintf(err, errlen, "cannot listen on %s: %s (is another nircd running there?)",
+               conf->listen.item[i], uv_strerror(r));
+      return NIRC_EIO;
+    }
+    log_info(LOG_MAIN, conf->node, "listening on %s", conf->listen.item[i]);
+  }
+  uv_timer_init(loop, &srv->tick);
+  srv->tick.data = srv;
+  uv_timer_start(&srv->tick, server_on_tick, SERVER_TICK_MS, SERVER_TICK_MS);
+  uv_signal_init(loop, &srv->sig_int);
+  uv_signal_init(loop, &srv->sig_term);
+  srv->sig_int.data = srv->sig_term.data = srv;
+  uv_signal_start(&srv->sig_int, server_on_signal, SIGINT);
+  uv_signal_start(&srv->sig_term, server_on_signal, SIGTERM);
+  return 0;
+}

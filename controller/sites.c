@@ -1,0 +1,218 @@
+#include "sites.h"
+
+#include "err.h"
+#include "log.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const site_state_names[] = {
+    [SITE_NEVER_SEEN] = "never-seen",
+    [SITE_ONLINE] = "online",
+    [SITE_STALE] = "stale",
+    [SITE_OFFLINE] = "offline",
+};
+
+/* allowed[from][to] */
+static const bool site_allowed[4][4] = {
+    [SITE_NEVER_SEEN] = {[SITE_ONLINE] = true},
+    [SITE_ONLINE] = {[SITE_STALE] = true, [SITE_OFFLINE] = true},
+    [SITE_STALE] = {[SITE_ONLINE] = true, [SITE_OFFLINE] = true},
+    [SITE_OFFLINE] = {[SITE_ONLINE] = true},
+};
+
+const char *site_state_name(site_state_t st) {
+  return (unsigned)st < 4 ? site_state_names[st] : "?";
+}
+
+int site_set_state(site_t *site, site_state_t to, int64_t now_ms) {
+  if ((unsigned)to >= 4 || !site_allowed[site->state][to]) {
+    log_error(LOG_SITE, site->slug, "refused state change %s -> %s",
+              site_state_name(site->state), site_state_name(to));
+    return NIRC_EINVAL;
+  }
+  log_info(LOG_SITE, site->slug, "%s -> %s", site_state_name(site->state), site_state_name(to));
+  site->state = to;
+  site->state_since_ms = now_ms;
+  return 0;
+}
+
+void sites_init(sites_t *s, uint32_t stale_after_ms) {
+  memset(s, 0, sizeof *s);
+  s->stale_after_ms = stale_after_ms;
+}
+
+void sites_free(sites_t *s) {
+  free(s->v);
+  memset(s, 0, sizeof *s);
+}
+
+int sites_add(sites_t *s, const char *slug, const char *name_en, const char *name_zh,
+              bool is_hub) {
+  if (!nirc_slug_valid(slug)) return NIRC_EINVAL;
+  if (sites_find(s, slug)) return NIRC_EEXISTS;
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 32;
+    site_t *v = realloc(s->v, cap * sizeof *v);
+    if (!v) return NIRC_ENOMEM;
+    s->v = v;
+    s->cap = cap;
+  }
+  site_t *site = &s->v[s->n++];
+  memset(site, 0, sizeof *site);
+  nirc_strlcpy(site->slug, slug, sizeof site->slug);
+  nirc_strlcpy(site->name_en, name_en, sizeof site->name_en);
+  nirc_strlcpy(site->name_zh, name_zh, sizeof site->name_zh);
+  site->is_hub = is_hub;
+  site->state = SITE_NEVER_SEEN;
+  nirc_strlcpy(site->route[0].site, slug, sizeof site->route[0].site);
+  site->route[0].permille = 1000;
+  site->route_len = 1;
+  nirc_strlcpy(site->active_rule, "default", sizeof site->active_rule);
+  return 0;
+}
+
+site_t *sites_find(sites_t *s, const char *slug) {
+  for (size_t i = 0; i < s->n; i++)
+    if (strcmp(s->v[i].slug, slug) == 0) return &s->v[i];
+  return NULL;
+}
+
+void sites_on_hello(site_t *site, int64_t now_ms) {
+  if (site->state != SITE_ONLINE) site_set_state(site, SITE_ONLINE, now_ms);
+  site->last_seen_ms = now_ms;
+}
+
+static void sites_minute_add(site_minute_t *m, const site_report_t *r) {
+  m->reports++;
+  if (r->pbx_unreadable) {
+    /* Unreadable intervals carry no numbers: count them, add nothing. */
+    m->unreadable++;
+    return;
+  }
+  m->offered += r->offered;
+  m->answered += r->answered;
+  m->abandoned += r->abandoned;
+  m->answered_within += r->answered_within;
+  m->from_other_sites += r->from_other_sites;
+  if (r->in_queue > m->max_queue) m->max_queue = r->in_queue;
+  if (r->longest_wait_ms > m->max_wait_ms) m->max_wait_ms = r->longest_wait_ms;
+  m->sum_logged_in += r->logged_in;
+  m->sum_ready += r->ready;
+  m->sum_talking += r->talking;
+  m->sum_aht_ms += r->aht_ms;
+}
+
+bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms,
+                     int64_t business_ms, site_minute_t *flushed) {
+  site_report_t *l = &site->last;
+  l->timestamp_ms = r->timestamp_ms;
+  l->interval_ms = r->interval_ms;
+  l->offered = r->calls_offered;
+  l->answered = r->calls_answered;
+  l->abandoned = r->calls_abandoned;
+  l->in_queue = r->calls_in_queue;
+  l->longest_wait_ms = r->longest_wait_ms;
+  l->logged_in = r->agents_logged_in;
+  l->ready = r->agents_ready;
+  l->talking = r->agents_talking;
+  l->not_ready = r->agents_not_ready;
+  l->aht_ms = r->aht_ms;
+  l->answered_within = r->answered_within_threshold;
+  l->sl_threshold_s = r->sl_threshold_s;
+  l->from_other_sites = r->calls_from_other_sites;
+  l->pbx_unreadable = r->pbx_unreadable;
+  nirc_strlcpy(l->pbx_error, r->pbx_error ? r->pbx_error : "", sizeof l->pbx_error);
+  site->has_report = true;
+  site->last_report_ms = now_ms;
+  site->last_seen_ms = now_ms;
+  if (site->state == SITE_STALE) site_set_state(site, SITE_ONLINE, now_ms);
+
+  int64_t minute = business_ms - (business_ms % 60000);
+  bool out = false;
+  if (site->minute.reports > 0 && site->minute.minute_ms != minute) {
+    *flushed = site->minute;
+    out = true;
+    memset(&site->minute, 0, sizeof site->minute);
+  }
+  if (site->minute.reports == 0) site->minute.minute_ms = minute;
+  sites_minute_add(&site->minute, l);
+  return out;
+}
+
+void sites_on_link_down(site_t *site, int64_t now_ms) {
+  if (site->state == SITE_ONLINE || site->state == SITE_STALE)
+    site_set_state(site, SITE_OFFLINE, now_ms);
+  site->conn = NULL;
+}
+
+size_t sites_check_stale(sites_t *s, int64_t now_ms, void (*cb)(void *arg, site_t *site),
+                         void *arg) {
+  size_t changed = 0;
+  for (size_t i = 0; i < s->n; i++) {
+    site_t *site = &s->v[i];
+    if (site->state != SITE_ONLINE) continue;
+    if (now_ms - site->last_seen_ms < (int64_t)s->stale_after_ms) continue;
+    if (site_set_state(site, SITE_STALE, now_ms) == 0) {
+      changed++;
+      if (cb) cb(arg, site);
+    }
+  }
+  return changed;
+}
+
+void sites_flush_minutes(sites_t *s, int64_t business_ms, bool force,
+                         void (*cb)(void *arg, const site_t *site, const site_minute_t *m),
+                         void *arg) {
+  int64_t minute = business_ms - (business_ms % 60000);
+  for (size_t i = 0; i < s->n; i++) {
+    site_t *site = &s->v[i];
+    if (site->minute.reports == 0) continue;
+    if (!force && site->minute.minute_ms >= minute) continue;
+    site_minute_t m = site->minute;
+    memset(&site->minute, 0, sizeof site->minute);
+    cb(arg, site, &m);
+  }
+}
+
+int sites_validate_report(const Nirc__LoadReport *r, char *err, size_t errlen) {
+  /* Counts are unsigned on the wire; what can still be impossible is their
+   * relation to each other and to the interval. Limits are generous: they
+   * catch corruption and hostile peers, not busy days. */
+  const uint32_t big = 1000000;
+  if (r->interval_ms == 0 || r->interval_ms > 600000) {
+    snprintf(err, errlen, "interval_ms %u is outside 1..600000", r->interval_ms);
+    return NIRC_ERANGE;
+  }
+  if (r->calls_offered > big || r->calls_in_queue > big || r->agents_logged_in > big) {
+    snprintf(err, errlen, "a count exceeds %u", big);
+    return NIRC_ERANGE;
+  }
+  if (r->agents_ready > r->agents_logged_in || r->agents_talking > r->agents_logged_in ||
+      r->agents_not_ready > r->agents_logged_in) {
+    snprintf(err, errlen, "agents ready/talking/not-ready (%u/%u/%u) exceed logged in (%u)",
+             r->agents_ready, r->agents_talking, r->agents_not_ready, r->agents_logged_in);
+    return NIRC_ERANGE;
+  }
+  if (r->answered_within_threshold > r->calls_answered) {
+    snprintf(err, errlen, "answered within threshold (%u) exceeds answered (%u)",
+             r->answered_within_threshold, r->calls_answered);
+    return NIRC_ERANGE;
+  }
+  if (r->calls_from_other_sites > r->calls_offered) {
+    snprintf(err, errlen, "calls from other sites (%u) exceed offered (%u)",
+             r->calls_from_other_sites, r->calls_offered);
+    return NIRC_ERANGE;
+  }
+  if (r->longest_wait_ms > 86400000u || r->aht_ms > 86400000u) {
+    snprintf(err, errlen, "wait or handle time over a day");
+    return NIRC_ERANGE;
+  }
+  if (r->pbx_error && strlen(r->pbx_error) > 512) {
+    snprintf(err, errlen, "pbx_error longer than 512 bytes");
+    return NIRC_ERANGE;
+  }
+  return 0;
+}

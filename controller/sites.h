@@ -1,0 +1,122 @@
+/* sites: the controller's live view of every site (pure code, no I/O).
+ *
+ * Each site has a link state machine:
+ *
+ *   NEVER_SEEN --hello--> ONLINE --no report for stale_after--> STALE
+ *                           ^  \                                 |
+ *                           |   `--link down--> OFFLINE <--------'
+ *                           `--hello------------'   (STALE --report--> ONLINE)
+ *
+ * site_set_state() is the only way to change state; it refuses any other
+ * transition and logs "old -> new". The registry also keeps the last load
+ * report and folds reports into per-minute aggregates that the caller
+ * stores in load_minute. Times are milliseconds: `now` is the controller's
+ * real clock for freshness, `business_ms` its (possibly accelerated)
+ * business clock for aggregation minutes. */
+#ifndef NIRC_SITES_H
+#define NIRC_SITES_H
+
+#include "nirc.pb-c.h"
+#include "scenario.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+  SITE_NEVER_SEEN = 0,
+  SITE_ONLINE,
+  SITE_STALE,
+  SITE_OFFLINE,
+} site_state_t;
+
+/* A copy of the fields of the last LoadReport (no protobuf pointers kept). */
+typedef struct {
+  int64_t timestamp_ms;
+  uint32_t interval_ms;
+  uint32_t offered, answered, abandoned, in_queue, longest_wait_ms;
+  uint32_t logged_in, ready, talking, not_ready, aht_ms;
+  uint32_t answered_within, sl_threshold_s, from_other_sites;
+  bool pbx_unreadable;
+  char pbx_error[128];
+} site_report_t;
+
+/* Per-minute aggregate of the reports received in one business minute. */
+typedef struct {
+  int64_t minute_ms; /* start of the minute, business clock; 0 = empty */
+  uint32_t reports, unreadable;
+  uint64_t offered, answered, abandoned, answered_within, from_other_sites;
+  uint32_t max_queue, max_wait_ms;
+  double sum_logged_in, sum_ready, sum_talking, sum_aht_ms;
+} site_minute_t;
+
+#define SITE_ROUTE_MAX 8
+typedef struct {
+  char site[SCENARIO_SLUG_MAX];
+  uint32_t permille;
+} site_share_t;
+
+typedef struct {
+  char slug[SCENARIO_SLUG_MAX];
+  char name_en[SCENARIO_NAME_MAX];
+  char name_zh[SCENARIO_NAME_MAX];
+  bool is_hub;
+
+  site_state_t state;
+  int64_t state_since_ms;
+  int64_t last_seen_ms;      /* Hello or last report, real clock */
+  void *conn;                /* borrowed: the server's live connection, or NULL */
+  char peer_addr[64];
+  char adapter[16];
+
+  bool has_report;
+  site_report_t last;
+  int64_t last_report_ms;    /* real clock when the last report arrived */
+
+  site_share_t route[SITE_ROUTE_MAX]; /* current acknowledged route */
+  unsigned route_len;
+  char active_rule[64];
+
+  site_minute_t minute;
+} site_t;
+
+typedef struct {
+  site_t *v;           /* owned array */
+  size_t n, cap;
+  uint32_t stale_after_ms;
+} sites_t;
+
+void sites_init(sites_t *s, uint32_t stale_after_ms);
+void sites_free(sites_t *s);
+/* Adds a site in NEVER_SEEN with the default route {self: 1000}. */
+int sites_add(sites_t *s, const char *slug, const char *name_en, const char *name_zh, bool is_hub);
+/* Borrowed pointer or NULL. Pointers stay valid until the next sites_add. */
+site_t *sites_find(sites_t *s, const char *slug);
+
+const char *site_state_name(site_state_t st);
+/* The only way state changes. Returns 0, or NIRC_EINVAL for a transition
+ * the diagram does not allow (state unchanged). */
+int site_set_state(site_t *site, site_state_t to, int64_t now_ms);
+
+/* A Hello was accepted on a new link. */
+void sites_on_hello(site_t *site, int64_t now_ms);
+/* A report arrived. If it starts a new business minute while the previous
+ * one holds data, the finished minute is copied to *flushed and true is
+ * returned; the caller stores it. */
+bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms,
+                     int64_t business_ms, site_minute_t *flushed);
+/* The link dropped. */
+void sites_on_link_down(site_t *site, int64_t now_ms);
+/* ONLINE sites with nothing heard for stale_after_ms become STALE. Calls
+ * cb for each site that changed. Returns how many changed. */
+size_t sites_check_stale(sites_t *s, int64_t now_ms, void (*cb)(void *arg, site_t *site),
+                         void *arg);
+/* Hands back minutes that ended before business_ms (for sites that stopped
+ * reporting); calls cb with each finished aggregate. */
+void sites_flush_minutes(sites_t *s, int64_t business_ms, bool force,
+                         void (*cb)(void *arg, const site_t *site, const site_minute_t *m),
+                         void *arg);
+/* Checks a report's fields are plausible; 0 or NIRC_ERANGE with reason. */
+int sites_validate_report(const Nirc__LoadReport *r, char *err, size_t errlen);
+
+#endif
