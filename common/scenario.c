@@ -242,6 +242,11 @@ static int parse_site(ctx_t *c, json_t *obj, size_t index, scenario_site_t *s) {
 /* Checks that `slug` (the value of top-level `key`) names a hub that can
  * actually take traffic. */
 static int check_hub(ctx_t *c, const scenario_t *sc, const char *key, const char *slug) {
+  if (!slug_valid(slug)) {
+    char shown[SHOW_MAX + 4];
+    show(shown, sizeof shown, slug);
+    return fail(c, "%s '%s' is not a valid slug; use the slug of a site", key, shown);
+  }
   const scenario_site_t *hub = scenario_find(sc, slug);
   if (!hub) return fail(c, "%s '%s' is not one of the sites; use the slug of a site", key, slug);
   if (!hub->is_hub) return fail(c, "%s '%s' must have \"is_hub\": true", key, slug);

@@ -44,6 +44,10 @@
 #define DB_BACKOFF_MIN_MS 250u
 #define DB_BACKOFF_MAX_MS 10000u
 
+/* While the database stays unreachable, the warning is repeated this often
+ * (the attempts in between are logged at debug). */
+#define DB_OUTAGE_WARN_MS 60000u
+
 /* At most this many addresses of one host name are offered to libpq. */
 #define DB_MAX_ADDRS 8
 /* Long enough for an IPv6 address with a scope suffix. */
@@ -341,6 +345,7 @@ struct db {
   unsigned failures;      /* failed attempts since the last good connection */
   int outage;             /* the database has been unreachable since outage_start */
   uint64_t outage_start;  /* uv_now() when the outage began */
+  uint64_t last_warn;     /* uv_now() of the last "cannot connect" warning */
   uint64_t rng;
 };
 
@@ -554,6 +559,11 @@ static void db_conn_lost(db_t *db, const char *why) {
     }
     if (db->failures == 1) {
       log_warn(LOG_DB, DB_OBJ, "cannot connect to %s: %s (retrying)", db->target, m);
+      db->last_warn = now;
+    } else if (now - db->last_warn >= DB_OUTAGE_WARN_MS) {
+      log_warn(LOG_DB, DB_OBJ, "still cannot connect to %s after %u attempts (%.0f s): %s",
+               db->target, db->failures, (double)(now - db->outage_start) / 1000.0, m);
+      db->last_warn = now;
     } else {
       log_debug(LOG_DB, DB_OBJ, "attempt %u to connect to %s failed: %s", db->failures,
                 db->target, m);
@@ -573,9 +583,11 @@ static void db_conn_lost(db_t *db, const char *why) {
   uv_timer_start(&db->timer, db_on_timer, delay, 0);
 
   if (q) {
-    /* A server error that arrived before the connection died is the real
-     * outcome (the statement failed); otherwise nobody knows. */
-    if (res && PQresultStatus(res) == PGRES_FATAL_ERROR) {
+    /* An error the server sent before the connection died (it carries a
+     * SQLSTATE; errors libpq makes up locally do not) is the real outcome:
+     * the statement failed. Otherwise nobody knows whether it committed. */
+    if (res && PQresultStatus(res) == PGRES_FATAL_ERROR &&
+        PQresultErrorField(res, PG_DIAG_SQLSTATE)) {
       char rm[DB_MSG_MAX];
       msg_trim(PQresultErrorMessage(res), 0, rm, sizeof rm);
       db_complete(q, NIRC_EDB, rm, res);
@@ -746,9 +758,8 @@ static void db_connected(db_t *db) {
   if (db->outage) {
     double secs = (double)(uv_now(db->loop) - db->outage_start) / 1000.0;
     log_info(LOG_DB, DB_OBJ,
-             "database at %s reachable again after %u failed attempt%s (%.1f s); %zu queued "
-             "quer%s",
-             db->target, db->failures, db->failures == 1 ? "" : "s", secs, db->depth,
+             "database at %s reachable again after %.1f s (%u attempt%s); %zu quer%s waiting",
+             db->target, secs, db->failures + 1, db->failures ? "s" : "", db->depth,
              db->depth == 1 ? "y" : "ies");
   } else {
     log_info(LOG_DB, DB_OBJ, "connected to %s (server %d, backend pid %d)", db->target,
@@ -1459,7 +1470,7 @@ int db_admin_migrate(const char *conninfo, const char *schema_dir, char *err, si
     if (rc == 0) {
       printf("applied %.*s\n", (int)(strlen(m[i].file) - 4), m[i].file);
       fflush(stdout);
-      log_info(LOG_DB, DB_OBJ, "applied migration %s", m[i].file);
+      log_debug(LOG_DB, DB_OBJ, "applied migration %s", m[i].file);
     }
   }
   PQfinish(c);

@@ -297,8 +297,10 @@ static void server_on_close(link_t *l, int err, const char *why, int was_open) {
     server_record_event(srv, "site", id->subject, site->slug, link_peer_addr(l), "offline",
                         why);
   } else if (c->state == CONN_OPERATOR) {
+    log_info(LOG_OPS, link_label(l), "closed: %s", why);
     server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(l), "closed", why);
   } else if (c->state == CONN_AWAIT_HELLO) {
+    log_warn(LOG_LINK, link_label(l), "closed before Hello: %s", why);
     server_record_event(srv, "site", id->subject, id->name, link_peer_addr(l), "closed", why);
   }
   /* unlink and free */

@@ -129,12 +129,14 @@ pick_run_user() {
 }
 
 # Runs a PostgreSQL tool as RUN_USER, from DIR so that the tool does not
-# warn about a working directory it cannot enter.
+# warn about a working directory it cannot enter. The lock descriptor is
+# closed for the child: a server started by pg_ctl would otherwise inherit
+# it and hold the lock for as long as it runs.
 as_pg() {
   if [ "$IS_ROOT" -eq 1 ]; then
-    (cd "$DIR" && runuser -u "$RUN_USER" -- "$@")
+    (cd "$DIR" && runuser -u "$RUN_USER" -- "$@") 9>&-
   else
-    "$@"
+    "$@" 9>&-
   fi
 }
 
@@ -257,8 +259,10 @@ explain_start_failure() {
     die "PostgreSQL (as $RUN_USER) cannot access a file it needs. Fix: chown -R $RUN_USER: $DIR"
   elif grep -qE 'database files are incompatible|was initialized by PostgreSQL version' "$LOG" 2>/dev/null; then
     die "$DATA was made by another PostgreSQL version. Fix: remove $DIR or set NIRC_PG_BIN to that version"
+  elif grep -q 'configuration file .* contains errors' "$LOG" 2>/dev/null; then
+    die "a setting is invalid. Fix: correct the line the log names in $DATA/postgresql.conf (nirc-private.conf is rewritten at every start)"
   fi
-  die "PostgreSQL did not start; the log above says why (full log: $LOG)"
+  die "PostgreSQL did not start. Fix the cause the log above names (full log: $LOG), then run '$PROG start $DIR $PORT' again"
 }
 
 ensure_database() {

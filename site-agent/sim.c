@@ -43,7 +43,8 @@
  *
  * Queue. Callers who find no idle agent wait in one FIFO queue with a
  * patience drawn from an exponential distribution of mean sc->patience_s
- * (0 means callers never abandon). A caller abandons when the wait exceeds
+ * (0, which the scenario loader refuses but a hand-built scenario may
+ * use, means callers never abandon). A caller abandons when the wait exceeds
  * the patience; abandonment is applied lazily: a free agent that finds an
  * expired caller at the head counts it abandoned and takes the next one,
  * and the whole queue is swept at the end of every sim_advance() so the
@@ -60,10 +61,11 @@
  * service law Erlang C assumes, and the controller decides every move with
  * Erlang C; with the same law the measured service level should match the
  * prediction, so a gap between the two points at routing and not at the
- * simulator. (Real handle times are closer to lognormal, with a lower
- * coefficient of variation; that would make the sites look slightly
- * better than planned, never worse.) answered_within counts calls whose
- * wait was at most sc->sl_threshold_s.
+ * simulator. (Real handle times are closer to lognormal, usually with a
+ * coefficient of variation below 1; by the usual (1 + cv^2) / 2 scaling of
+ * M/G/c waits that would make queues a little shorter than Erlang C
+ * predicts, a difference the planner would then have to explain.)
+ * answered_within counts calls whose wait was at most sc->sl_threshold_s.
  *
  * Bounds. The queue and the agent pool are bounded (SIM_QUEUE_MAX,
  * SIM_AGENTS_MAX); a per-stream rate above SIM_RATE_MAX calls/s (a broken
@@ -538,7 +540,7 @@ sim_t *sim_new(const scenario_t *sc, const char *slug, int64_t start_ms, uint64_
   s->now_ms = start_ms;
   s->home_permille = 1000;
   sim_seed(s, seed);
-  const size_t n = sc->count > 0 ? sc->count : 1;
+  const size_t n = sc->count; /* >= 1: slug was found */
   s->in_permille = calloc(n, sizeof *s->in_permille);
   s->in_idx = calloc(n, sizeof *s->in_idx);
   s->in_cum = calloc(n, sizeof *s->in_cum);

@@ -437,6 +437,12 @@ static void test_hub_without_is_hub(void **state) {
   expect_failure(f, NIRC_ECONFIG, ": ", "backup_hub", "'gamma'", "is_hub", NULL);
 }
 
+static void test_hub_not_a_slug(void **state) {
+  fixture_t *f = *state;
+  write_variant(f->path, "\"primary_hub\": \"alpha\"", "\"primary_hub\": \"Xi'an\\n\"");
+  expect_failure(f, NIRC_ECONFIG, ": ", "primary_hub 'Xi'an?'", "not a valid slug", NULL);
+}
+
 static void test_same_primary_and_backup(void **state) {
   fixture_t *f = *state;
   write_variant(f->path, "\"backup_hub\": \"beta\"", "\"backup_hub\": \"alpha\"");
@@ -563,6 +569,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_unknown_hub, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_unknown_backup_hub, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_hub_without_is_hub, fixture_setup, fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_hub_not_a_slug, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_same_primary_and_backup, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_bad_slug, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_slug_too_long, fixture_setup, fixture_teardown),

@@ -1,0 +1,299 @@
+"""Shared machinery for NIRC's integration tests.
+
+Everything is real: a private PostgreSQL (started by the CTest fixture),
+certificates from deploy/pki.sh, the nircd / nirc-agent / nircctl binaries
+of this build, TCP on loopback. Nothing is mocked.
+
+Synchronisation is by events where the programs offer one (nircd's
+sd_notify READY=1, received on a NOTIFY_SOCKET this harness owns), and
+otherwise by polling an observable state with a deadline (wait_until);
+never by a bare sleep.
+"""
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+
+SRC = os.environ["NIRC_SOURCE_DIR"]
+BUILD = os.environ["NIRC_BUILD_DIR"]
+RUN = os.environ.get("NIRC_TEST_RUN", os.path.join(BUILD, "test-run"))
+PG_PORT = os.environ.get("NIRC_PG_PORT", "55432")
+SCENARIO = os.path.join(SRC, "scenario", "provinces.json")
+PKI = os.path.join(RUN, "pki")
+OTHER_PKI = os.path.join(RUN, "pki-other")
+
+EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+
+
+def binary(name):
+    return os.path.join(BUILD, name)
+
+
+def conninfo(db):
+    return f"host=127.0.0.1 port={PG_PORT} user=nirc dbname={db}"
+
+
+def scenario_slugs():
+    with open(SCENARIO) as f:
+        return [s["slug"] for s in json.load(f)["sites"]]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_until(pred, timeout, what):
+    """Polls pred() until it returns a truthy value; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = pred()
+        except Exception as e:  # a transient failure is a 'not yet'
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        time.sleep(0.1)
+
+
+def ensure_pki():
+    """One PKI per test run: the 31 scenario sites, a site the controller
+    does not know (atlantis), operators of each role, and an unrelated CA."""
+    os.makedirs(RUN, exist_ok=True)
+    with open(os.path.join(RUN, "pki.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(os.path.join(PKI, "operator-victor.crt")):
+            sites = ",".join(scenario_slugs() + ["atlantis"])
+            subprocess.run([os.path.join(SRC, "deploy", "pki.sh"), PKI, "--sites", sites,
+                            "--operator", "alice:admin", "--operator", "olga:operator",
+                            "--operator", "victor:viewer"],
+                           check=True, stdout=subprocess.DEVNULL)
+        if not os.path.exists(os.path.join(OTHER_PKI, "site-hubei.crt")):
+            subprocess.run([os.path.join(SRC, "deploy", "pki.sh"), OTHER_PKI, "--ca-name",
+                            "Some other CA", "--sites", "hubei", "--operator", "mallory:admin"],
+                           check=True, stdout=subprocess.DEVNULL)
+
+
+def psql(db, sql):
+    out = subprocess.run(["psql", "-XAtq", "-F", "\t", conninfo(db), "-c", sql], check=True,
+                         capture_output=True, text=True).stdout
+    return [line.split("\t") for line in out.splitlines() if line]
+
+
+def fresh_database(name):
+    """Creates an empty database, migrates it and imports the scenario."""
+    psql("postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    psql("postgres", f"CREATE DATABASE {name}")
+
+
+class Proc:
+    """A child process with its output in a log file, killed at exit."""
+    all = []
+
+    def __init__(self, name, argv, logdir, env=None):
+        self.name = name
+        self.log_path = os.path.join(logdir, name + ".log")
+        self.log = open(self.log_path, "ab")
+        self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                  env=env or os.environ.copy(), start_new_session=True)
+        Proc.all.append(self)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            self.p.send_signal(sig)
+
+    def stop(self, timeout=10):
+        if self.alive():
+            self.p.send_signal(signal.SIGCONT)
+            self.p.terminate()
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.log.close()
+        return self.p.returncode
+
+    def kill(self):
+        if self.alive():
+            self.p.kill()
+            self.p.wait()
+
+    def tail(self, n=30):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    @classmethod
+    def kill_all(cls):
+        for p in cls.all:
+            try:
+                p.kill()
+            except Exception:
+                pass
+
+
+class Env:
+    """One test's world: a run directory, a database, a controller config."""
+
+    def __init__(self, name, clock_speed=1):
+        ensure_pki()
+        self.name = name
+        self.dir = os.path.join(RUN, name)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        self.db = "t_" + name.replace("-", "_")
+        fresh_database(self.db)
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.clock_speed = clock_speed
+        self.nircd_conf = self.write("nircd.conf", f"""
+[controller]
+node = nircd-1
+listen = {self.addr}
+[tls]
+ca = {PKI}/ca.crt
+cert = {PKI}/controller-nircd.crt
+key = {PKI}/controller-nircd.key
+[database]
+conninfo = {conninfo(self.db)}
+schema_dir = {SRC}/schema
+[clock]
+speed = {clock_speed}
+""")
+        run([binary("nircd"), "-c", self.nircd_conf, "migrate"], check=True)
+        run([binary("nircd"), "-c", self.nircd_conf, "import-sites", SCENARIO], check=True)
+        self.agents = {}
+        self.controller = None
+
+    def write(self, name, text):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text.lstrip())
+        return path
+
+    def start_controller(self, timeout=20):
+        """Starts nircd and returns once it has told systemd READY=1."""
+        sock_path = os.path.join(self.dir, "notify.sock")
+        if os.path.exists(sock_path):
+            os.unlink(sock_path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(sock_path)
+        sock.settimeout(timeout)
+        env = os.environ.copy()
+        env["NOTIFY_SOCKET"] = sock_path
+        self.controller = Proc("nircd", [binary("nircd"), "-c", self.nircd_conf], self.dir, env)
+        try:
+            while True:
+                msg = sock.recv(4096).decode()
+                if "READY=1" in msg:
+                    break
+        except socket.timeout:
+            raise AssertionError("nircd did not become ready:\n" + self.controller.tail())
+        finally:
+            sock.close()
+        return self.controller
+
+    def agent_conf(self, slug, cert_dir=None, controllers=None, extra=""):
+        cert_dir = cert_dir or PKI
+        ctl = controllers or self.addr
+        return self.write(f"agent-{slug}.conf", f"""
+[agent]
+controllers = {ctl}
+report_log = {self.dir}/reports-{slug}.jsonl
+[tls]
+ca = {PKI}/ca.crt
+cert = {cert_dir}/site-{slug}.crt
+key = {cert_dir}/site-{slug}.key
+[timing]
+backoff_min = 100ms
+backoff_max = 2s
+[sim]
+scenario = {SCENARIO}
+[clock]
+speed = {self.clock_speed}
+{extra}
+""")
+
+    def start_agent(self, slug, **kw):
+        conf = self.agent_conf(slug, **kw)
+        a = Proc(f"agent-{slug}", [binary("nirc-agent"), "-c", conf], self.dir)
+        self.agents[slug] = a
+        return a
+
+    def reports(self, slug):
+        path = os.path.join(self.dir, f"reports-{slug}.jsonl")
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def ctl(self, *args, cert="operator-alice", controllers=None, timeout=30):
+        argv = [binary("nircctl")]
+        for c in (controllers or [self.addr]):
+            argv += ["--controller", c]
+        argv += ["--ca", f"{PKI}/ca.crt", "--cert", f"{PKI}/{cert}.crt",
+                 "--key", f"{PKI}/{cert}.key", "--timeout", "3s"]
+        argv += list(args)
+        return run(argv, timeout=timeout)
+
+    def status(self):
+        r = self.ctl("--json", "status")
+        if r.returncode != 0:
+            raise AssertionError(f"nircctl status failed ({r.returncode}): {r.stderr}")
+        return {s["slug"]: s for s in json.loads(r.stdout)["sites"]}
+
+    def sql(self, query):
+        return psql(self.db, query)
+
+    def close(self):
+        for a in self.agents.values():
+            a.stop()
+        if self.controller:
+            self.controller.stop()
+
+
+def run(argv, check=False, timeout=60):
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{argv} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def main(tests):
+    """Runs the given test functions in order and prints a summary line
+    that CTest's log and a human both read: 'N passed, N failed'."""
+    passed = failed = 0
+    try:
+        for t in tests:
+            name = t.__name__
+            start = time.monotonic()
+            try:
+                t()
+                passed += 1
+                print(f"PASS {name} ({time.monotonic() - start:.1f}s)", flush=True)
+            except Exception:
+                failed += 1
+                print(f"FAIL {name}", flush=True)
+                traceback.print_exc()
+    finally:
+        Proc.kill_all()
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
