@@ -295,5 +295,14 @@ def main(tests):
                 traceback.print_exc()
     finally:
         Proc.kill_all()
+    # Under ASan/UBSan a child's report lands in its log, not in our
+    # exceptions: any such report fails the run.
+    for p in Proc.all:
+        text = p.tail(100000)
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in text:
+                failed += 1
+                print(f"FAIL sanitizer report in {p.log_path}:\n{p.tail(60)}", flush=True)
+                break
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

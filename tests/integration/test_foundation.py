@@ -153,8 +153,10 @@ def test_hung_agent_goes_stale_then_offline_killed_agent_offline():
 
 def test_load_minutes_match_what_agents_reported():
     shaanxi = env.agents["shaanxi"]
-    env.controller.stop()  # flushes the current minute and drains the database queue
-    shaanxi.stop()
+    rc = env.controller.stop()  # flushes the current minute, drains the database queue
+    assert rc == 0, f"nircd exited {rc} on SIGTERM:\n{env.controller.tail()}"
+    rc = shaanxi.stop()
+    assert rc == 0, f"nirc-agent exited {rc} on SIGTERM:\n{shaanxi.tail()}"
     sent = env.reports("shaanxi")
     rows = env.sql("SELECT sum(reports), sum(offered), sum(answered), count(*) "
                    "FROM load_minute WHERE site = 'shaanxi'")

@@ -274,6 +274,21 @@ static void test_syntax_error(void **state) {
                   "token = x\n"
                   "garbage without equals\n",
                   3, "syntax");
+  /* A broken section header is a syntax error on its own line. */
+  expect_error_at("[server\n", 1, "syntax");
+}
+
+/* The first problem in the file is the one reported: a syntax error must
+ * not be hidden behind a complaint about a later line. */
+static void test_first_problem_is_reported(void **state) {
+  (void)state;
+  expect_error_at("[server]\n"
+                  "token = x\n"
+                  "garbage without equals\n"
+                  "colour = blue\n",
+                  3, "syntax");
+  /* "[server" without its bracket: the key after it must not be blamed as
+   * being in an unknown section "[]". */
   expect_error_at("[server\ntoken = x\n", 1, "syntax");
 }
 
@@ -300,14 +315,32 @@ static void test_long_line(void **state) {
   value[300] = '\0';
   snprintf(text, sizeof text, "[server]\n;%s\ntoken = x\n", value);
   expect_error_at(text, 2, "too long");
+}
 
-  /* The message promises at most 199 characters a line: one of exactly 199
-   * characters (plus its newline) must load. */
+/* The message promises at most 199 characters a line, so a line of exactly
+ * 199 characters must load, also as the last line without a newline. */
+static void test_line_of_199_chars_loads(void **state) {
+  (void)state;
+  char text[1024];
+  char value[512];
+  test_conf_t c;
   memset(value, 'q', 192);
   value[192] = '\0';
+
+  /* 198 characters. */
+  snprintf(text, sizeof text, "[server]\ntoken = x\npath = /%s\n", value + 2);
+  assert_int_equal(strlen(strchr(text, 'p')) - 1, 198);
+  load_ok(text, &c);
+  assert_int_equal(strlen(c.path), 191);
+
+  /* 199 characters, then a newline. */
   snprintf(text, sizeof text, "[server]\ntoken = x\npath = /%s\n", value + 1);
   assert_int_equal(strlen(strchr(text, 'p')) - 1, 199);
-  test_conf_t c;
+  load_ok(text, &c);
+  assert_int_equal(strlen(c.path), 192);
+
+  /* 199 characters as the last line, no newline. */
+  snprintf(text, sizeof text, "[server]\ntoken = x\npath = /%s", value + 1);
   load_ok(text, &c);
   assert_int_equal(strlen(c.path), 192);
 }
@@ -382,8 +415,10 @@ int main(void) {
       cmocka_unit_test(test_bad_bool),
       cmocka_unit_test(test_duplicate_key),
       cmocka_unit_test(test_syntax_error),
+      cmocka_unit_test(test_first_problem_is_reported),
       cmocka_unit_test(test_string_too_long_for_field),
       cmocka_unit_test(test_long_line),
+      cmocka_unit_test(test_line_of_199_chars_loads),
       cmocka_unit_test(test_missing_required),
       cmocka_unit_test(test_missing_file),
       cmocka_unit_test(test_config_set),

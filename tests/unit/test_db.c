@@ -291,12 +291,25 @@ typedef struct {
   uv_loop_t loop;
   db_t *db;
   int closed;
+  int fds; /* open descriptors before the loop existed */
 } actx_t;
+
+/* Counts this process's open descriptors, so a test can see that closing
+ * the client closed its socket too. */
+static int count_fds(void) {
+  int n = 0;
+  for (int fd = 0; fd < 1024; fd++) {
+    struct stat st;
+    if (fstat(fd, &st) == 0) n++;
+  }
+  return n;
+}
 
 static void on_closed(void *arg) { (*(int *)arg)++; }
 
 static void actx_open(actx_t *a, const char *ci) {
   memset(a, 0, sizeof *a);
+  a->fds = count_fds();
   assert_int_equal(uv_loop_init(&a->loop), 0);
   assert_int_equal(db_open(&a->loop, ci, &a->db), 0);
   assert_non_null(a->db);
@@ -309,6 +322,7 @@ static void actx_close(actx_t *a) {
   assert_true(run_until_count(&a->loop, &a->closed, 1));
   assert_int_equal(a->closed, 1);
   assert_int_equal(uv_loop_close(&a->loop), 0);
+  assert_int_equal(count_fds(), a->fds);
 }
 
 /* ---- group setup ---- */
@@ -545,6 +559,7 @@ static void test_queue_full(void **state) {
   assert_int_equal(count_closed, DB_QUEUE_MAX);
   assert_true(run_until_count(&a.loop, &a.closed, 1));
   assert_int_equal(uv_loop_close(&a.loop), 0);
+  assert_int_equal(count_fds(), a.fds);
 }
 
 /* A refused connection goes to BACKOFF and keeps retrying; the queue
@@ -566,6 +581,7 @@ static void test_unreachable_backoff(void **state) {
   assert_int_equal(r->err[0], NIRC_ECLOSED);
   assert_true(run_until_count(&a.loop, &a.closed, 1));
   assert_int_equal(uv_loop_close(&a.loop), 0);
+  assert_int_equal(count_fds(), a.fds);
   free(r);
 }
 
@@ -588,6 +604,7 @@ static void test_resolve_failure_and_close_while_resolving(void **state) {
   assert_int_equal(r->err[0], NIRC_ECLOSED);
   assert_true(run_until_count(&a.loop, &a.closed, 1));
   assert_int_equal(uv_loop_close(&a.loop), 0);
+  assert_int_equal(count_fds(), a.fds);
   free(r);
 }
 
@@ -768,6 +785,7 @@ static void test_close_with_queued_and_inflight(void **state) {
   assert_int_equal(a.closed, 0);
   assert_true(run_until_count(&a.loop, &a.closed, 1));
   assert_int_equal(uv_loop_close(&a.loop), 0);
+  assert_int_equal(count_fds(), a.fds);
   free(r);
 }
 
@@ -798,6 +816,7 @@ static void test_close_from_callback(void **state) {
   assert_int_equal(r->err[0], 0);
   assert_int_equal(r->err[1], NIRC_ECLOSED);
   assert_int_equal(uv_loop_close(&a.loop), 0);
+  assert_int_equal(count_fds(), a.fds);
   free(r);
 }
 

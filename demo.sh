@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The NIRC demo, from a fresh clone: installs what it needs, builds, starts
+# a private PostgreSQL, the controller and the 31 provincial site agents
+# (simulated call centres on an accelerated clock), and shows the network.
+# Everything it started is stopped when it ends or is interrupted.
+#
+#   ./demo.sh                 run until Ctrl-C, refreshing the status
+#   ./demo.sh --duration 60   run for 60 s, then stop everything
+#
+# Environment: NIRC_DEMO_PORT (controller, default 7443), NIRC_DEMO_PG_PORT
+# (PostgreSQL, default 55433), NIRC_DEMO_SPEED (clock speed, default 60),
+# NIRC_BUILD_DIR (use an existing build; skip install and build).
+set -euo pipefail
+cd "$(dirname "$0")"
+top=$(pwd)
+
+duration=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+  --duration) duration=${2:?--duration needs seconds}; shift 2 ;;
+  -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "demo.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+port=${NIRC_DEMO_PORT:-7443}
+pg_port=${NIRC_DEMO_PG_PORT:-55433}
+speed=${NIRC_DEMO_SPEED:-60}
+scenario="$top/scenario/provinces.json"
+run="$top/.run/demo"
+pg_dir="${TMPDIR:-/tmp}/nirc-demo-pg-$(id -u)-$pg_port"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+[ -t 1 ] || say() { printf '==> %s\n' "$*"; }
+
+if [ -z "${NIRC_BUILD_DIR:-}" ]; then
+  say "installing packages (deploy/install-deps.sh)"
+  deploy/install-deps.sh
+  say "building"
+  cmake -S "$top" -B "$top/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$top/build" -j "$(nproc)" >/dev/null
+  build="$top/build"
+else
+  build=$NIRC_BUILD_DIR
+fi
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  echo
+  say "stopping the demo"
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  "$top/deploy/pg-private.sh" stop "$pg_dir" >/dev/null 2>&1 || true
+  say "stopped (logs in $run)"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rm -rf "$run"
+mkdir -p "$run/logs"
+slugs=$(python3 -c 'import json,sys; print(",".join(s["slug"] for s in json.load(open(sys.argv[1]))["sites"]))' "$scenario")
+
+say "creating certificates for the controller, 31 sites and an operator"
+"$top/deploy/pki.sh" "$run/pki" --sites "$slugs" --operator demo:admin >/dev/null
+
+say "starting PostgreSQL on 127.0.0.1:$pg_port"
+"$top/deploy/pg-private.sh" stop "$pg_dir" >/dev/null 2>&1 || true
+rm -rf "$pg_dir"
+NIRC_PG_FAST=1 "$top/deploy/pg-private.sh" start "$pg_dir" "$pg_port" >"$run/logs/pg.log"
+conninfo="host=127.0.0.1 port=$pg_port user=nirc dbname=nirc"
+
+anchor=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+start="2020-01-22T21:50:00+08:00"
+cat >"$run/nircd.conf" <<CONF
+[controller]
+node = nircd-1
+listen = 127.0.0.1:$port
+[tls]
+ca = $run/pki/ca.crt
+cert = $run/pki/controller-nircd.crt
+key = $run/pki/controller-nircd.key
+[database]
+conninfo = $conninfo
+schema_dir = $top/schema
+[clock]
+speed = $speed
+start = $start
+anchor = $anchor
+CONF
+cat >"$run/nircctl.conf" <<CONF
+[ctl]
+controllers = 127.0.0.1:$port
+[tls]
+ca = $run/pki/ca.crt
+cert = $run/pki/operator-demo.crt
+key = $run/pki/operator-demo.key
+CONF
+export NIRCCTL_CONFIG="$run/nircctl.conf"
+
+say "preparing the database"
+"$build/nircd" -c "$run/nircd.conf" migrate >"$run/logs/migrate.log"
+"$build/nircd" -c "$run/nircd.conf" import-sites "$scenario"
+
+say "starting the controller on 127.0.0.1:$port (business clock $start, ${speed}x)"
+"$build/nircd" -c "$run/nircd.conf" >"$run/logs/nircd.log" 2>&1 &
+pids+=($!)
+
+say "starting 31 site agents (simulated call centres)"
+IFS=, read -r -a sites <<<"$slugs"
+for s in "${sites[@]}"; do
+  cat >"$run/agent-$s.conf" <<CONF
+[agent]
+controllers = 127.0.0.1:$port
+[tls]
+ca = $run/pki/ca.crt
+cert = $run/pki/site-$s.crt
+key = $run/pki/site-$s.key
+[sim]
+scenario = $scenario
+[clock]
+speed = $speed
+start = $start
+anchor = $anchor
+CONF
+  "$build/nirc-agent" -c "$run/agent-$s.conf" >"$run/logs/agent-$s.log" 2>&1 &
+  pids+=($!)
+done
+
+# Wait until every site is online (or give up with the reason).
+online() {
+  "$build/nircctl" --json status 2>/dev/null |
+    python3 -c 'import json,sys; print(sum(s["link"]=="online" and s["load"] is not None for s in json.load(sys.stdin)["sites"]))' 2>/dev/null || echo 0
+}
+for i in $(seq 1 150); do
+  n=$(online)
+  if [ -t 1 ]; then printf '\r    %2s/31 sites online' "$n"; fi
+  [ "$n" = 31 ] && break
+  kill -0 "${pids[0]}" 2>/dev/null || { echo; echo "demo.sh: nircd exited:" >&2; tail -20 "$run/logs/nircd.log" >&2; exit 1; }
+  sleep 0.2
+done
+if [ -t 1 ]; then echo; fi
+if [ "$n" != 31 ]; then
+  echo "demo.sh: only $n of 31 sites came online; see $run/logs" >&2
+  exit 1
+fi
+
+say "the network (nircctl status)"
+"$build/nircctl" status
+
+if [ -n "$duration" ]; then
+  end=$((SECONDS + duration))
+  while [ $SECONDS -lt "$end" ]; do sleep 1; done
+  if [ "$duration" -gt 0 ]; then "$build/nircctl" status | tail -1; fi
+elif [ -t 1 ]; then
+  say "live view: refreshing every 2 s; Ctrl-C stops everything"
+  while true; do
+    sleep 2
+    out=$("$build/nircctl" status 2>&1 || true)
+    printf '\033[H\033[2J%s\n\n(Ctrl-C to stop; nircctl works in another shell with NIRCCTL_CONFIG=%s)\n' "$out" "$NIRCCTL_CONFIG"
+  done
+fi

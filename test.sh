@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The whole NIRC test suite, from a fresh clone:
+#   1. installs the Debian packages (deploy/install-deps.sh),
+#   2. builds and runs every test (unit + integration, real PostgreSQL),
+#   3. rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs
+#      every test again.
+# Exit 0 only if both runs pass. .ci/run calls exactly this.
+#
+#   ./test.sh            both builds
+#   ./test.sh --quick    the plain build only (for the edit-test loop)
+set -euo pipefail
+cd "$(dirname "$0")"
+top=$(pwd)
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+deploy/install-deps.sh
+
+jobs=$(nproc 2>/dev/null || echo 2)
+summary=()
+status=0
+
+run_suite() { # name builddir cmake-args...
+  local name=$1 dir=$2
+  shift 2
+  echo
+  echo "==== $name: configure and build ($dir) ===="
+  cmake -S "$top" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs" -- --no-print-directory 2>&1 | grep -v "^\[" || true
+  # A failed build must fail the run even though grep ate the output's status.
+  cmake --build "$dir" -j "$jobs" >/dev/null
+  echo "==== $name: tests ===="
+  local rc=0
+  (cd "$dir" && ctest --output-on-failure -j "$jobs") | tee "$dir/ctest.out" || rc=$?
+  summary+=("$name: $(grep -E 'tests passed|tests failed' "$dir/ctest.out" | tail -1)")
+  [ $rc -eq 0 ] || status=1
+}
+
+run_suite "plain" "$top/build"
+if [ $quick -eq 0 ]; then
+  # Leaks are errors too; abort on the first report so a test sees it.
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+  run_suite "asan+ubsan" "$top/build-asan" -DNIRC_ASAN=ON -DNIRC_UBSAN=ON \
+    -DNIRC_PG_PORT=55442
+fi
+
+echo
+echo "==== summary ===="
+for line in "${summary[@]}"; do echo "$line"; done
+exit $status
