@@ -21,20 +21,51 @@ typedef struct {
   FILE *f;
   int line;      /* line being parsed: Debian's inih does not pass it to handlers */
   int too_long;  /* line number of a line longer than inih's buffer, or 0 */
+  int fail_line; /* line of the handler's error, when failed */
+  int bad_section; /* line of an unknown [section] header, or 0 */
 } config_ctx_t;
 
 /* fgets for inih that counts lines, so errors can say where they are, and
  * refuses lines longer than inih's buffer instead of letting it split them
  * into two bogus lines. */
+static bool config_section_known(const config_opt_t *opts, const char *section);
+
 static char *config_reader(char *str, int num, void *stream) {
   config_ctx_t *ctx = stream;
-  if (ctx->too_long || ctx->failed) return NULL;
+  if (ctx->too_long || ctx->failed || ctx->bad_section) return NULL;
   if (!fgets(str, num, ctx->f)) return NULL;
   ctx->line++;
   size_t n = strlen(str);
-  if (n == (size_t)num - 1 && str[n - 1] != '\n' && !feof(ctx->f)) {
-    ctx->too_long = ctx->line;
-    return NULL;
+  if (n == (size_t)num - 1 && str[n - 1] != '\n') {
+    /* The buffer is full: fine if the newline (or the end) comes next. */
+    int c = fgetc(ctx->f);
+    if (c != '\n' && c != EOF) {
+      ctx->too_long = ctx->line;
+      return NULL;
+    }
+  }
+  /* Debian's inih treats an indented line as the continuation of the
+   * previous value; operators indent for readability, so indentation is
+   * dropped here and every line stands alone. */
+  size_t lead = strspn(str, " \t");
+  if (lead) memmove(str, str + lead, strlen(str + lead) + 1);
+  /* inih calls the handler only for keys, so an unknown section with no
+   * keys under it would pass unnoticed: check section headers here. */
+  if (str[0] == '[') {
+    char *end = strchr(str, ']');
+    if (end) {
+      char name[128];
+      size_t len = (size_t)(end - str - 1);
+      if (len < sizeof name) {
+        memcpy(name, str + 1, len);
+        name[len] = '\0';
+        if (!config_section_known(ctx->opts, name)) {
+          snprintf(ctx->err, ctx->errlen, "%d: unknown section [%s]", ctx->line, name);
+          ctx->bad_section = ctx->line;
+          return NULL;
+        }
+      }
+    }
   }
   return str;
 }
@@ -169,6 +200,7 @@ fail:
   /* Location is prefixed by config_load, which knows the file name. */
   snprintf(ctx->err, ctx->errlen, "%d: %s", lineno, reason);
   ctx->failed = 1;
+  ctx->fail_line = lineno;
   return 0;
 }
 
@@ -201,12 +233,19 @@ int config_load(const char *path, const config_opt_t *opts, void *base, char *er
   char located[512];
   int rc = ini_parse_stream(config_reader, &ctx, config_handler, &ctx);
   fclose(f);
+  if (ctx.bad_section) {
+    snprintf(located, sizeof located, "%s:%s", path, err);
+    nirc_strlcpy(err, located, errlen);
+    return NIRC_ECONFIG;
+  }
   if (ctx.too_long) {
     snprintf(err, errlen, "%s:%d: line too long (inih reads at most 199 characters a line)", path,
              ctx.too_long);
     return NIRC_ECONFIG;
   }
-  if (ctx.failed) {
+  /* inih goes on after a syntax error and returns the first bad line;
+   * report whichever problem came first. */
+  if (ctx.failed && (rc <= 0 || rc >= ctx.fail_line)) {
     snprintf(located, sizeof located, "%s:%s", path, err);
     nirc_strlcpy(err, located, errlen);
     return NIRC_ECONFIG;

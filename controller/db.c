@@ -67,6 +67,9 @@
 #ifndef NIRC_DEFAULT_CONF
 #define NIRC_DEFAULT_CONF "/etc/nirc/nircd.conf"
 #endif
+/* The configuration file named in "run `nircd -c FILE migrate`". */
+static const char *db_admin_conf_path = NIRC_DEFAULT_CONF;
+void db_admin_set_conf_path(const char *path) { db_admin_conf_path = path; }
 
 /* Key of the session advisory lock that serialises concurrent `nircd
  * migrate` runs. The two-integer form keeps it apart from single-bigint
@@ -1229,7 +1232,7 @@ int db_admin_check_schema(const char *conninfo, char *err, size_t errlen) {
   if (v < DB_SCHEMA_VERSION) {
     set_err(err, errlen,
             "database schema is version %d, this nircd needs %d: run `nircd -c %s migrate`", v,
-            DB_SCHEMA_VERSION, NIRC_DEFAULT_CONF);
+            DB_SCHEMA_VERSION, db_admin_conf_path);
     return NIRC_ESCHEMA;
   }
   if (v > DB_SCHEMA_VERSION) {

@@ -61,6 +61,9 @@ size_t db_queue_depth(const db_t *db);
 
 /* ---- start-up only (blocking) ---- */
 
+/* The configuration path to name in fix-it messages (borrowed). */
+void db_admin_set_conf_path(const char *path);
+
 /* Reads the schema version. Returns 0 and sets *version (0 when the
  * schema_version table does not exist), or NIRC_EDB with a message. */
 int db_admin_schema_version(const char *conninfo, int *version, char *err, size_t errlen);

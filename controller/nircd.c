@@ -128,6 +128,7 @@ int main(int argc, char **argv) {
     }
   }
   log_set_program("nircd");
+  db_admin_set_conf_path(conf_path);
   const char *cmd = optind < argc ? argv[optind] : "run";
 
   nircd_conf_t *conf = calloc(1, sizeof *conf);

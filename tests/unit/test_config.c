@@ -216,12 +216,14 @@ static void test_unknown_key(void **state) {
 
 static void test_unknown_section(void **state) {
   (void)state;
-  /* Reported at the first key of the section: that is where inih tells us. */
+  /* Reported at the section header itself. */
   expect_error_at("[server]\n"
                   "token = x\n"
                   "[bogus]\n"
                   "port = 1\n",
-                  4, "unknown section [bogus]");
+                  3, "unknown section [bogus]");
+  /* Even when nothing follows it. */
+  expect_error_at("[server]\ntoken = x\n[unused]\n", 3, "unknown section [unused]");
   /* A known key in the wrong section is not silently accepted either. */
   expect_error_at("[server]\ntoken = x\n[timing]\nport = 1\n", 4, "'port'");
 }
@@ -290,6 +292,14 @@ static void test_first_problem_is_reported(void **state) {
   /* "[server" without its bracket: the key after it must not be blamed as
    * being in an unknown section "[]". */
   expect_error_at("[server\ntoken = x\n", 1, "syntax");
+}
+
+/* Indentation is for people: an indented key is a key, not the
+ * continuation of the previous value (Debian's inih default). */
+static void test_indented_keys_are_keys(void **state) {
+  (void)state;
+  expect_error_at("[server]\n  token = x\n  token = y\n", 3, "set twice");
+  expect_error_at("[server]\ntoken = x\n    bogus = 1\n", 3, "unknown option 'bogus'");
 }
 
 static void test_string_too_long_for_field(void **state) {
@@ -416,6 +426,7 @@ int main(void) {
       cmocka_unit_test(test_duplicate_key),
       cmocka_unit_test(test_syntax_error),
       cmocka_unit_test(test_first_problem_is_reported),
+      cmocka_unit_test(test_indented_keys_are_keys),
       cmocka_unit_test(test_string_too_long_for_field),
       cmocka_unit_test(test_long_line),
       cmocka_unit_test(test_line_of_199_chars_loads),
