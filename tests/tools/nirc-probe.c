@@ -148,6 +148,8 @@ int main(int argc, char **argv) {
   const char *mode = argv[i], *arg = i + 1 < argc ? argv[i + 1] : NULL;
   probe_result_t r;
   memset(&r, 0, sizeof r);
+  SSL_CTX *ctx = NULL;
+  SSL *ssl = NULL;
 
   struct sockaddr_storage ss;
   char err[256];
@@ -173,7 +175,7 @@ int main(int argc, char **argv) {
     goto out;
   }
 
-  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  ctx = SSL_CTX_new(TLS_client_method());
   SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
   if (ca) SSL_CTX_load_verify_locations(ctx, ca, NULL);
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -181,10 +183,11 @@ int main(int argc, char **argv) {
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
       fprintf(stderr, "nirc-probe: cannot load %s / %s\n", cert, key);
+      SSL_CTX_free(ctx);
       return 2;
     }
   }
-  SSL *ssl = SSL_new(ctx);
+  ssl = SSL_new(ctx);
   SSL_set_fd(ssl, fd);
   if (SSL_connect(ssl) != 1) {
     unsigned long e = ERR_get_error();
@@ -255,9 +258,14 @@ int main(int argc, char **argv) {
     probe_read(ssl, &r, 0);
   } else {
     usage();
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
     return 2;
   }
-out:;
+out:
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  close(fd);
   json_t *o = json_pack("{s:s, s:b, s:b, s:o, s:s, s:b, s:s}", "mode", mode, "handshake",
                         r.handshake, "welcome", r.welcome, "error_code",
                         r.error_code ? json_integer(r.error_code) : json_null(), "error_message",
