@@ -29,7 +29,8 @@ void backoff_init(backoff_t *b, uint32_t min_ms, uint32_t max_ms, uint64_t seed)
 
 uint32_t backoff_ceiling(const backoff_t *b) {
   uint64_t ceil = b->min_ms;
-  for (uint32_t i = 0; i < b->attempt && ceil < b->max_ms; i++) ceil <<= 1;
+  for (uint32_t i = 0; i < b->attempt && ceil < b->max_ms; i++)
+    ceil <<= 1;
   return ceil > b->max_ms ? b->max_ms : (uint32_t)ceil;
 }
 
@@ -41,4 +42,6 @@ uint32_t backoff_next(backoff_t *b) {
   return b->min_ms + (uint32_t)(backoff_rand(b) % ((uint64_t)span + 1));
 }
 
-void backoff_reset(backoff_t *b) { b->attempt = 0; }
+void backoff_reset(backoff_t *b) {
+  b->attempt = 0;
+}

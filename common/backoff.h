@@ -13,8 +13,8 @@
 typedef struct {
   uint32_t min_ms;
   uint32_t max_ms;
-  uint32_t attempt;  /* failures since the last success */
-  uint64_t rng;      /* xorshift state; never 0 */
+  uint32_t attempt; /* failures since the last success */
+  uint64_t rng;     /* xorshift state; never 0 */
 } backoff_t;
 
 /* min_ms >= 1, max_ms >= min_ms; seed 0 picks a seed from the clock and pid. */

@@ -12,6 +12,15 @@ void clock_init_real(nirc_clock_t *c) {
   c->start_ms = 0;
 }
 
+void clock_setup(nirc_clock_t *c, double speed, const char *start, const char *anchor) {
+  clock_init_real(c);
+  if (!(start && *start) && speed <= 1.0) return;
+  c->speed = speed < 1.0 ? 1.0 : speed;
+  c->anchor_ms = c->start_ms = clock_real_ms();
+  if (anchor && *anchor) clock_parse_iso(anchor, &c->anchor_ms);
+  if (start && *start) clock_parse_iso(start, &c->start_ms);
+}
+
 int64_t clock_real_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -43,7 +52,8 @@ static int64_t clock_days_from_civil(int y, unsigned m, unsigned d) {
 
 int clock_parse_iso(const char *s, int64_t *out_ms) {
   int y, mo, d, h, mi, sec, n = 0;
-  if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6) return NIRC_EINVAL;
+  if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
+    return NIRC_EINVAL;
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || h < 0 || mi < 0 ||
       sec < 0)
     return NIRC_EINVAL;
@@ -73,8 +83,8 @@ void clock_format_iso(int64_t ms, int utc_offset_min, char *buf, unsigned len) {
     snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
   } else {
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             utc_offset_min < 0 ? '-' : '+', off / 60, off % 60);
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, utc_offset_min < 0 ? '-' : '+', off / 60,
+             off % 60);
   }
 }

@@ -13,13 +13,17 @@
 #include <stdint.h>
 
 typedef struct {
-  double speed;        /* >= 1 */
-  int64_t anchor_ms;   /* real Unix ms at which business time == start_ms */
-  int64_t start_ms;    /* business Unix ms at the anchor */
+  double speed;      /* >= 1 */
+  int64_t anchor_ms; /* real Unix ms at which business time == start_ms */
+  int64_t start_ms;  /* business Unix ms at the anchor */
 } nirc_clock_t;
 
 /* Real clock: speed 1, now == real time. */
 void clock_init_real(nirc_clock_t *c);
+/* Sets up the clock from configuration values: with speed 1 and no start,
+ * the real clock; otherwise anchored at `anchor` (default: now) reading
+ * `start` (default: now). Strings must have passed clock_parse_iso. */
+void clock_setup(nirc_clock_t *c, double speed, const char *start, const char *anchor);
 /* Parses "2020-01-22T21:50:00+08:00" into Unix ms; 0 or NIRC_EINVAL. */
 int clock_parse_iso(const char *s, int64_t *out_ms);
 /* Formats Unix ms as "2020-01-22T21:50:00+08:00" in the given offset. */

@@ -1,6 +1,8 @@
 #include "config.h"
 
+#include "clock.h"
 #include "err.h"
+#include "log.h"
 #include "util.h"
 
 #include <errno.h>
@@ -19,9 +21,9 @@ typedef struct {
   unsigned char seen[256]; /* which options the file set, to catch duplicates */
   int failed;
   FILE *f;
-  int line;      /* line being parsed: Debian's inih does not pass it to handlers */
-  int too_long;  /* line number of a line longer than inih's buffer, or 0 */
-  int fail_line; /* line of the handler's error, when failed */
+  int line;        /* line being parsed: Debian's inih does not pass it to handlers */
+  int too_long;    /* line number of a line longer than inih's buffer, or 0 */
+  int fail_line;   /* line of the handler's error, when failed */
   int bad_section; /* line of an unknown [section] header, or 0 */
 } config_ctx_t;
 
@@ -127,8 +129,8 @@ static int config_store(const config_opt_t *o, void *base, const char *value, ch
     errno = 0;
     double v = strtod(value, &end);
     if (!*value || *end || errno || v < o->min || v > o->max) {
-      snprintf(err, errlen, "'%s' must be a number from %g to %g, got '%s'", o->key, o->min,
-               o->max, value);
+      snprintf(err, errlen, "'%s' must be a number from %g to %g, got '%s'", o->key, o->min, o->max,
+               value);
       return NIRC_ECONFIG;
     }
     *(double *)field = v;
@@ -137,8 +139,14 @@ static int config_store(const config_opt_t *o, void *base, const char *value, ch
   case CFG_BOOL: {
     static const char *yes[] = {"yes", "true", "on", "1"}, *no[] = {"no", "false", "off", "0"};
     for (int i = 0; i < 4; i++) {
-      if (strcasecmp(value, yes[i]) == 0) { *(bool *)field = true; return 0; }
-      if (strcasecmp(value, no[i]) == 0) { *(bool *)field = false; return 0; }
+      if (strcasecmp(value, yes[i]) == 0) {
+        *(bool *)field = true;
+        return 0;
+      }
+      if (strcasecmp(value, no[i]) == 0) {
+        *(bool *)field = false;
+        return 0;
+      }
     }
     snprintf(err, errlen, "'%s' must be yes or no, got '%s'", o->key, value);
     return NIRC_ECONFIG;
@@ -148,12 +156,15 @@ static int config_store(const config_opt_t *o, void *base, const char *value, ch
     l->count = 0;
     const char *p = value;
     while (*p) {
-      while (*p == ' ' || *p == '\t' || *p == ',') p++;
+      while (*p == ' ' || *p == '\t' || *p == ',')
+        p++;
       if (!*p) break;
       const char *start = p;
-      while (*p && *p != ',') p++;
+      while (*p && *p != ',')
+        p++;
       const char *end = p;
-      while (end > start && (end[-1] == ' ' || end[-1] == '\t')) end--;
+      while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
       if (l->count == CONFIG_LIST_MAX) {
         snprintf(err, errlen, "'%s' has more than %d entries", o->key, CONFIG_LIST_MAX);
         return NIRC_ECONFIG;
@@ -174,8 +185,7 @@ static int config_store(const config_opt_t *o, void *base, const char *value, ch
   return NIRC_ECONFIG;
 }
 
-static int config_handler(void *user, const char *section, const char *name,
-                          const char *value) {
+static int config_handler(void *user, const char *section, const char *name, const char *value) {
   config_ctx_t *ctx = user;
   int lineno = ctx->line;
   if (ctx->failed) return 0;
@@ -261,6 +271,28 @@ int config_load(const char *path, const config_opt_t *opts, void *base, char *er
                opts[i].key, opts[i].section, opts[i].help ? opts[i].help : "");
       return NIRC_ECONFIG;
     }
+  }
+  return 0;
+}
+
+int config_check_clock(const config_clock_t *c, const char *path, char *err, size_t errlen) {
+  int64_t t;
+  if ((c->start[0] && clock_parse_iso(c->start, &t) != 0) ||
+      (c->anchor[0] && clock_parse_iso(c->anchor, &t) != 0)) {
+    snprintf(err, errlen,
+             "%s: [clock] start and anchor must be ISO 8601, e.g. "
+             "2020-01-22T21:50:00+08:00",
+             path);
+    return NIRC_ECONFIG;
+  }
+  return 0;
+}
+
+int config_check_log(const config_log_t *l, const char *path, char *err, size_t errlen) {
+  log_level_t lvl;
+  if (log_parse_level(l->level, &lvl) != 0) {
+    snprintf(err, errlen, "%s: [log] level must be error, warn, info or debug", path);
+    return NIRC_ECONFIG;
   }
   return 0;
 }

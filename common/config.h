@@ -22,7 +22,7 @@ typedef enum {
 } config_type_t;
 
 #define CONFIG_LIST_MAX 16
-#define CONFIG_STR_MAX 512
+#define CONFIG_STR_MAX  512
 
 typedef struct {
   unsigned count;
@@ -40,6 +40,50 @@ typedef struct {
   int required;
   const char *help;
 } config_opt_t;
+
+/* Sections every daemon shares. Embed the struct in the program's config
+ * and splice the options into its table with the macros. */
+typedef struct {
+  double speed;
+  char start[40], anchor[40];
+} config_clock_t;
+
+typedef struct {
+  char level[16], groups[256];
+} config_log_t;
+
+#define CONFIG_CLOCK_OPTS(type, m)                                                                 \
+  {"clock",    "speed",                                                                            \
+   CFG_DOUBLE, offsetof(type, m.speed),                                                            \
+   0,          1,                                                                                  \
+   3600,       "1",                                                                                \
+   0,          "business clock speed (demo and tests run a night in minutes)"},                    \
+      {"clock",                                                                                    \
+       "start",                                                                                    \
+       CFG_STRING,                                                                                 \
+       offsetof(type, m.start),                                                                    \
+       sizeof(((type *)0)->m.start),                                                               \
+       0,                                                                                          \
+       0,                                                                                          \
+       "",                                                                                         \
+       0,                                                                                          \
+       "business time at the anchor, ISO 8601"},                                                   \
+  {                                                                                                \
+    "clock", "anchor", CFG_STRING, offsetof(type, m.anchor), sizeof(((type *)0)->m.anchor), 0, 0,  \
+        "", 0, "real time at which the business clock reads start, ISO 8601"                       \
+  }
+
+#define CONFIG_LOG_OPTS(type, m)                                                                   \
+  {"log", "level", CFG_STRING, offsetof(type, m.level),     sizeof(((type *)0)->m.level), 0,       \
+   0,     "info",  0,          "error, warn, info or debug"},                                      \
+  {                                                                                                \
+    "log", "groups", CFG_STRING, offsetof(type, m.groups), sizeof(((type *)0)->m.groups), 0, 0,    \
+        "", 0, "per-group levels, e.g. link:debug,db:warn"                                         \
+  }
+
+/* Checks the [clock] and [log] values; 0 or NIRC_ECONFIG with "path: reason". */
+int config_check_clock(const config_clock_t *c, const char *path, char *err, size_t errlen);
+int config_check_log(const config_log_t *l, const char *path, char *err, size_t errlen);
 
 /* Loads `path` into `base` according to `opts` (terminated by an entry
  * with key == NULL). Returns 0 or NIRC_ECONFIG with "path:line: reason" in

@@ -7,27 +7,27 @@
 #ifndef NIRC_ERR_H
 #define NIRC_ERR_H
 
-#define NIRC_ERRNO_MAP(X)                                                  \
-  X(NOMEM, "out of memory")                                               \
-  X(INVAL, "invalid argument")                                            \
-  X(IO, "input/output error")                                             \
-  X(CONFIG, "configuration error")                                        \
-  X(FRAME_TOO_BIG, "frame exceeds the maximum size")                      \
-  X(FRAME_MALFORMED, "malformed frame")                                   \
-  X(UNKNOWN_MESSAGE, "unknown message type")                              \
-  X(TLS, "TLS error")                                                     \
-  X(IDENTITY, "peer identity refused")                                    \
-  X(UNKNOWN_SITE, "unknown site")                                         \
-  X(FORBIDDEN, "not allowed for this identity")                           \
-  X(PROTOCOL, "protocol violation")                                       \
-  X(CLOSED, "link closed")                                                \
-  X(TIMEOUT, "timed out")                                                 \
-  X(UNREACHABLE, "no controller reachable")                               \
-  X(DB, "database error")                                                 \
-  X(SCHEMA, "database schema version mismatch")                           \
-  X(FULL, "queue or buffer full")                                         \
-  X(NOTFOUND, "not found")                                                \
-  X(EXISTS, "already exists")                                             \
+#define NIRC_ERRNO_MAP(X)                                                                          \
+  X(NOMEM, "out of memory")                                                                        \
+  X(INVAL, "invalid argument")                                                                     \
+  X(IO, "input/output error")                                                                      \
+  X(CONFIG, "configuration error")                                                                 \
+  X(FRAME_TOO_BIG, "frame exceeds the maximum size")                                               \
+  X(FRAME_MALFORMED, "malformed frame")                                                            \
+  X(UNKNOWN_MESSAGE, "unknown message type")                                                       \
+  X(TLS, "TLS error")                                                                              \
+  X(IDENTITY, "peer identity refused")                                                             \
+  X(UNKNOWN_SITE, "unknown site")                                                                  \
+  X(FORBIDDEN, "not allowed for this identity")                                                    \
+  X(PROTOCOL, "protocol violation")                                                                \
+  X(CLOSED, "link closed")                                                                         \
+  X(TIMEOUT, "timed out")                                                                          \
+  X(UNREACHABLE, "no controller reachable")                                                        \
+  X(DB, "database error")                                                                          \
+  X(SCHEMA, "database schema version mismatch")                                                    \
+  X(FULL, "queue or buffer full")                                                                  \
+  X(NOTFOUND, "not found")                                                                         \
+  X(EXISTS, "already exists")                                                                      \
   X(RANGE, "value out of range")
 
 typedef enum {
@@ -36,7 +36,7 @@ typedef enum {
 #define NIRC_ERR_ENUM(name, text) NIRC_E##name,
   NIRC_ERRNO_MAP(NIRC_ERR_ENUM)
 #undef NIRC_ERR_ENUM
-  NIRC__E_END
+      NIRC__E_END
 } nirc_err_t;
 
 /* Text for a NIRC_E* code; never NULL. */

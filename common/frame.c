@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-void frame_decoder_init(frame_decoder_t *d) { memset(d, 0, sizeof *d); }
+void frame_decoder_init(frame_decoder_t *d) {
+  memset(d, 0, sizeof *d);
+}
 
 void frame_decoder_free(frame_decoder_t *d) {
   free(d->body);
@@ -13,14 +15,16 @@ void frame_decoder_free(frame_decoder_t *d) {
   d->hdr_have = d->body_len = d->body_have = 0;
 }
 
-bool frame_decoder_partial(const frame_decoder_t *d) { return d->hdr_have > 0; }
+bool frame_decoder_partial(const frame_decoder_t *d) {
+  return d->hdr_have > 0;
+}
 
 static uint32_t frame_get_be32(const uint8_t *p) {
   return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
 }
 
-int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t len,
-                       frame_payload_cb cb, void *arg) {
+int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t len, frame_payload_cb cb,
+                       void *arg) {
   while (len > 0) {
     if (d->hdr_have < FRAME_HEADER_LEN) {
       size_t take = FRAME_HEADER_LEN - d->hdr_have;

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FRAME_HEADER_LEN 4
+#define FRAME_HEADER_LEN  4
 #define FRAME_MAX_PAYLOAD (64u * 1024u)
 
 /* Called once per complete payload. `payload` is borrowed for the call.
@@ -23,11 +23,11 @@ typedef int (*frame_payload_cb)(void *arg, const uint8_t *payload, size_t len);
 
 typedef struct {
   uint8_t hdr[FRAME_HEADER_LEN];
-  size_t hdr_have;   /* header bytes collected so far */
-  uint8_t *body;     /* owned; allocated once the header is complete and checked */
-  size_t body_len;   /* declared payload length */
+  size_t hdr_have; /* header bytes collected so far */
+  uint8_t *body;   /* owned; allocated once the header is complete and checked */
+  size_t body_len; /* declared payload length */
   size_t body_have;
-  uint64_t frames;   /* complete frames decoded so far */
+  uint64_t frames; /* complete frames decoded so far */
 } frame_decoder_t;
 
 void frame_decoder_init(frame_decoder_t *d);
@@ -37,8 +37,8 @@ void frame_decoder_free(frame_decoder_t *d);
  * NIRC_EFRAME_TOO_BIG when a header announces more than
  * FRAME_MAX_PAYLOAD, NIRC_ENOMEM, or the first negative value returned by
  * `cb`. After an error the decoder must not be fed again. */
-int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t len,
-                       frame_payload_cb cb, void *arg);
+int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t len, frame_payload_cb cb,
+                       void *arg);
 /* True when bytes of an unfinished frame are held: at end of stream this
  * means the peer sent a truncated frame. */
 bool frame_decoder_partial(const frame_decoder_t *d);

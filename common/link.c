@@ -22,20 +22,20 @@ struct link {
   uv_connect_t connect_req;
   uv_shutdown_t shutdown_req;
   uv_loop_t *loop;
-  int handles;            /* open libuv handles; freed when it drops to 0 */
+  int handles; /* open libuv handles; freed when it drops to 0 */
   link_state_t state;
   int was_open;
   int close_err;
   char close_why[256];
 
-  SSL *ssl;               /* owns rbio and wbio */
-  BIO *rbio;              /* ciphertext from the network, into OpenSSL */
-  BIO *wbio;              /* ciphertext from OpenSSL, to the network */
+  SSL *ssl;  /* owns rbio and wbio */
+  BIO *rbio; /* ciphertext from the network, into OpenSSL */
+  BIO *wbio; /* ciphertext from OpenSSL, to the network */
   frame_decoder_t dec;
 
   link_opts_t opts;
   link_cbs_t cbs;
-  void *data;             /* caller's, borrowed */
+  void *data; /* caller's, borrowed */
 
   peer_identity_t peer;
   char peer_addr[NIRC_ADDR_STRLEN];
@@ -64,7 +64,7 @@ static const char *const link_state_names[] = {
 
 const char *link_state_name(link_state_t s) {
   return (unsigned)s < sizeof link_state_names / sizeof link_state_names[0] ? link_state_names[s]
-                                                                             : "?";
+                                                                            : "?";
 }
 
 void link_opts_default(link_opts_t *o) {
@@ -75,15 +75,33 @@ void link_opts_default(link_opts_t *o) {
   o->expect_kind = PEER_UNKNOWN;
 }
 
-link_state_t link_state(const link_t *l) { return l->state; }
-const peer_identity_t *link_peer(const link_t *l) { return &l->peer; }
-const char *link_peer_addr(const link_t *l) { return l->peer_addr; }
-const char *link_label(const link_t *l) { return l->label; }
-uint64_t link_id(const link_t *l) { return l->id; }
-void *link_data(const link_t *l) { return l->data; }
-void link_set_data(link_t *l, void *data) { l->data = data; }
-uint64_t link_frames_in(const link_t *l) { return l->frames_in; }
-uint64_t link_frames_out(const link_t *l) { return l->frames_out; }
+link_state_t link_state(const link_t *l) {
+  return l->state;
+}
+const peer_identity_t *link_peer(const link_t *l) {
+  return &l->peer;
+}
+const char *link_peer_addr(const link_t *l) {
+  return l->peer_addr;
+}
+const char *link_label(const link_t *l) {
+  return l->label;
+}
+uint64_t link_id(const link_t *l) {
+  return l->id;
+}
+void *link_data(const link_t *l) {
+  return l->data;
+}
+void link_set_data(link_t *l, void *data) {
+  l->data = data;
+}
+uint64_t link_frames_in(const link_t *l) {
+  return l->frames_in;
+}
+uint64_t link_frames_out(const link_t *l) {
+  return l->frames_out;
+}
 
 static void link_update_label(link_t *l) {
   if (l->peer.subject[0])
@@ -294,8 +312,7 @@ static void link_read_plain(link_t *l) {
         unsigned long announced =
             ((unsigned long)h[0] << 24) | ((unsigned long)h[1] << 16) | (h[2] << 8) | h[3];
         link_fail(l, NIRC__ERROR_CODE__ERROR_CODE_MALFORMED, rc,
-                  "frame length %lu exceeds the maximum of %u bytes", announced,
-                  FRAME_MAX_PAYLOAD);
+                  "frame length %lu exceeds the maximum of %u bytes", announced, FRAME_MAX_PAYLOAD);
         return;
       }
       if (rc == NIRC_ENOMEM) {
@@ -466,8 +483,10 @@ static link_t *link_new(uv_loop_t *loop, SSL_CTX *ctx, const link_opts_t *opts,
   /* An empty read BIO means "wait for more", not end of stream. */
   BIO_set_mem_eof_return(l->rbio, -1);
   SSL_set_bio(l->ssl, l->rbio, l->wbio);
-  if (server) SSL_set_accept_state(l->ssl);
-  else SSL_set_connect_state(l->ssl);
+  if (server)
+    SSL_set_accept_state(l->ssl);
+  else
+    SSL_set_connect_state(l->ssl);
   l->loop = loop;
   l->opts = *opts;
   if (l->opts.ping_interval_ms == 0) l->opts.ping_interval_ms = l->opts.idle_timeout_ms / 2;
@@ -485,8 +504,8 @@ static link_t *link_new(uv_loop_t *loop, SSL_CTX *ctx, const link_opts_t *opts,
   return l;
 }
 
-int link_accept(uv_stream_t *server, SSL_CTX *ctx, const link_opts_t *opts,
-                const link_cbs_t *cbs, void *data, link_t **out) {
+int link_accept(uv_stream_t *server, SSL_CTX *ctx, const link_opts_t *opts, const link_cbs_t *cbs,
+                void *data, link_t **out) {
   link_t *l = link_new(server->loop, ctx, opts, cbs, data, 1);
   if (!l) return NIRC_ENOMEM;
   l->state = LINK_HANDSHAKE;

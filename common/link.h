@@ -59,8 +59,8 @@ void link_opts_default(link_opts_t *o);
 
 /* Accepts a pending connection on `server` and starts the server side of
  * the handshake. `data` is the caller's pointer (borrowed). */
-int link_accept(uv_stream_t *server, SSL_CTX *ctx, const link_opts_t *opts,
-                const link_cbs_t *cbs, void *data, link_t **out);
+int link_accept(uv_stream_t *server, SSL_CTX *ctx, const link_opts_t *opts, const link_cbs_t *cbs,
+                void *data, link_t **out);
 /* Connects to `addr` and starts the client side of the handshake. Failure
  * to connect is reported through on_close (was_open 0). */
 int link_connect(uv_loop_t *loop, const struct sockaddr *addr, SSL_CTX *ctx,

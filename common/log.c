@@ -24,10 +24,13 @@ static const char *const group_names[LOG__GROUP_COUNT] = {
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const char *program = "nirc";
 
-void log_set_program(const char *name) { program = name; }
+void log_set_program(const char *name) {
+  program = name;
+}
 
 void log_set_level(log_level_t lvl) {
-  for (int i = 0; i < LOG__GROUP_COUNT; i++) log_levels[i] = lvl;
+  for (int i = 0; i < LOG__GROUP_COUNT; i++)
+    log_levels[i] = lvl;
 }
 
 int log_parse_level(const char *s, log_level_t *out) {
@@ -75,6 +78,16 @@ int log_set_groups(const char *spec, char *err, unsigned errlen) {
   return 0;
 }
 
+int log_configure(const char *level, const char *groups, char *err, unsigned errlen) {
+  log_level_t lvl;
+  if (log_parse_level(level, &lvl) != 0) {
+    snprintf(err, errlen, "log level '%s' must be error, warn, info or debug", level);
+    return NIRC_EINVAL;
+  }
+  log_set_level(lvl);
+  return groups && *groups ? log_set_groups(groups, err, errlen) : 0;
+}
+
 void log_write(log_level_t lvl, log_group_t grp, const char *obj, const char *fmt, ...) {
   char msg[1024];
   va_list ap;
@@ -92,8 +105,8 @@ void log_write(log_level_t lvl, log_group_t grp, const char *obj, const char *fm
     gettimeofday(&tv, NULL);
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
-    fprintf(stderr, "%02d:%02d:%02d.%03ldZ %-5s %s [%s]%s%s %s\n", tm.tm_hour, tm.tm_min,
-            tm.tm_sec, (long)(tv.tv_usec / 1000), level_names[lvl], program, group_names[grp],
+    fprintf(stderr, "%02d:%02d:%02d.%03ldZ %-5s %s [%s]%s%s %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+            (long)(tv.tv_usec / 1000), level_names[lvl], program, group_names[grp],
             obj && *obj ? " " : "", obj ? obj : "", msg);
   }
 }

@@ -20,22 +20,22 @@ typedef enum {
   LOG_LVL_DEBUG,
 } log_level_t;
 
-#define LOG_GROUP_MAP(X)                                                   \
-  X(MAIN, "main")                                                         \
-  X(LINK, "link")                                                         \
-  X(TLS, "tls")                                                           \
-  X(SITE, "site")                                                         \
-  X(DB, "db")                                                             \
-  X(OPS, "ops")                                                           \
-  X(AGENT, "agent")                                                       \
-  X(ADAPTER, "adapter")                                                   \
+#define LOG_GROUP_MAP(X)                                                                           \
+  X(MAIN, "main")                                                                                  \
+  X(LINK, "link")                                                                                  \
+  X(TLS, "tls")                                                                                    \
+  X(SITE, "site")                                                                                  \
+  X(DB, "db")                                                                                      \
+  X(OPS, "ops")                                                                                    \
+  X(AGENT, "agent")                                                                                \
+  X(ADAPTER, "adapter")                                                                            \
   X(CONFIG, "config")
 
 typedef enum {
 #define LOG_GROUP_ENUM(id, name) LOG_##id,
   LOG_GROUP_MAP(LOG_GROUP_ENUM)
 #undef LOG_GROUP_ENUM
-  LOG__GROUP_COUNT
+      LOG__GROUP_COUNT
 } log_group_t;
 
 extern log_level_t log_levels[LOG__GROUP_COUNT];
@@ -47,20 +47,22 @@ int log_parse_level(const char *s, log_level_t *out);
 /* Parses "link:debug,db:warn" and applies it; returns 0 or NIRC_EINVAL
  * with a message in err. */
 int log_set_groups(const char *spec, char *err, unsigned errlen);
+/* Applies a [log] section: level for every group, then the group list. */
+int log_configure(const char *level, const char *groups, char *err, unsigned errlen);
 /* Program name printed on each line ("nircd", "nirc-agent"). Borrowed. */
 void log_set_program(const char *name);
 
 void log_write(log_level_t lvl, log_group_t grp, const char *obj, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-#define LOG_AT(lvl, grp, obj, ...)                                         \
-  do {                                                                     \
-    if ((lvl) <= log_levels[(grp)]) log_write((lvl), (grp), (obj), __VA_ARGS__); \
+#define LOG_AT(lvl, grp, obj, ...)                                                                 \
+  do {                                                                                             \
+    if ((lvl) <= log_levels[(grp)]) log_write((lvl), (grp), (obj), __VA_ARGS__);                   \
   } while (0)
 
 #define log_error(grp, obj, ...) LOG_AT(LOG_LVL_ERROR, grp, obj, __VA_ARGS__)
-#define log_warn(grp, obj, ...) LOG_AT(LOG_LVL_WARN, grp, obj, __VA_ARGS__)
-#define log_info(grp, obj, ...) LOG_AT(LOG_LVL_INFO, grp, obj, __VA_ARGS__)
+#define log_warn(grp, obj, ...)  LOG_AT(LOG_LVL_WARN, grp, obj, __VA_ARGS__)
+#define log_info(grp, obj, ...)  LOG_AT(LOG_LVL_INFO, grp, obj, __VA_ARGS__)
 #define log_debug(grp, obj, ...) LOG_AT(LOG_LVL_DEBUG, grp, obj, __VA_ARGS__)
 
 #endif

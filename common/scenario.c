@@ -22,7 +22,7 @@
 
 /* The day shift runs over local hours [8, 22); the rest is night. */
 #define DAY_START_H 8
-#define DAY_END_H 22
+#define DAY_END_H   22
 
 /* Bounds on counts that are far above anything real but keep arithmetic on
  * them (sums, products with AHT) well inside double and unsigned range. */
@@ -119,7 +119,8 @@ static int get_string(ctx_t *c, json_t *obj, const char *key, char *dst, size_t 
   const char *s = json_string_value(v);
   if (n == 0) return fail(c, "key '%s' must not be empty", key);
   if (memchr(s, '\0', n)) return fail(c, "key '%s' must not contain NUL characters", key);
-  if (n >= dstlen) return fail(c, "key '%s' is %zu bytes long; the limit is %zu", key, n, dstlen - 1);
+  if (n >= dstlen)
+    return fail(c, "key '%s' is %zu bytes long; the limit is %zu", key, n, dstlen - 1);
   memcpy(dst, s, n + 1);
   return 0;
 }
@@ -139,15 +140,16 @@ static int get_number(ctx_t *c, json_t *obj, const char *key, double lo, double 
 
 /* Reads an integer within [lo, hi]; reals such as 240.0 are refused so a
  * count is never silently rounded. */
-static int get_int(ctx_t *c, json_t *obj, const char *key, long long lo, long long hi, long long *out) {
+static int get_int(ctx_t *c, json_t *obj, const char *key, long long lo, long long hi,
+                   long long *out) {
   json_t *v;
   int rc = get_member(c, obj, key, &v);
   if (rc) return rc;
   if (!json_is_integer(v)) return fail(c, "key '%s' must be an integer", key);
   json_int_t i = json_integer_value(v);
   if (i < lo || i > hi)
-    return fail(c, "key '%s' is %" JSON_INTEGER_FORMAT "; it must be between %lld and %lld", key, i, lo,
-                hi);
+    return fail(c, "key '%s' is %" JSON_INTEGER_FORMAT "; it must be between %lld and %lld", key, i,
+                lo, hi);
   *out = (long long)i;
   return 0;
 }
@@ -168,7 +170,9 @@ static int get_bool(ctx_t *c, json_t *obj, const char *key, bool *out) {
   return 0;
 }
 
-static bool is_day_hour(int h) { return h >= DAY_START_H && h < DAY_END_H; }
+static bool is_day_hour(int h) {
+  return h >= DAY_START_H && h < DAY_END_H;
+}
 
 /* Sums the weights of the period (day or night) that hour h belongs to. */
 static double period_weight_sum(const double *w, bool day) {
@@ -189,7 +193,8 @@ static int parse_hourly(ctx_t *c, json_t *root, double *w) {
     if (!json_is_number(v)) return fail(c, "hourly_weight[%zu] must be a number", h);
     double d = json_number_value(v);
     if (!isfinite(d) || d < 0 || d > MAX_CALLS_VALUE)
-      return fail(c, "hourly_weight[%zu] is %g; weights must be between 0 and %g", h, d, MAX_CALLS_VALUE);
+      return fail(c, "hourly_weight[%zu] is %g; weights must be between 0 and %g", h, d,
+                  MAX_CALLS_VALUE);
     w[h] = d;
   }
   /* Each period is normalised on its own, so each needs some weight;
@@ -202,10 +207,20 @@ static int parse_hourly(ctx_t *c, json_t *root, double *w) {
 }
 
 static int parse_site(ctx_t *c, json_t *obj, size_t index, scenario_site_t *s) {
-  static const char *const keys[] = {"slug",       "name_en",     "name_zh",      "city_en",
-                                     "lat",        "lon",         "day_calls",    "night_calls",
-                                     "aht_s",      "agents_day",  "agents_night", "is_hub",
-                                     "night_consolidated", NULL};
+  static const char *const keys[] = {"slug",
+                                     "name_en",
+                                     "name_zh",
+                                     "city_en",
+                                     "lat",
+                                     "lon",
+                                     "day_calls",
+                                     "night_calls",
+                                     "aht_s",
+                                     "agents_day",
+                                     "agents_night",
+                                     "is_hub",
+                                     "night_consolidated",
+                                     NULL};
   int rc;
   snprintf(c->where, sizeof c->where, "sites[%zu]: ", index);
   if (!json_is_object(obj)) return fail(c, "each site must be a JSON object");
@@ -217,7 +232,8 @@ static int parse_site(ctx_t *c, json_t *obj, size_t index, scenario_site_t *s) {
   char shown[SHOW_MAX + 4];
   show(shown, sizeof shown, json_string_value(slug));
   snprintf(c->where, sizeof c->where, "site '%s': ", shown);
-  if (json_string_length(slug) != strlen(json_string_value(slug)) || !slug_valid(json_string_value(slug)))
+  if (json_string_length(slug) != strlen(json_string_value(slug)) ||
+      !slug_valid(json_string_value(slug)))
     return fail(c, "invalid slug: it must match [a-z][a-z0-9-]* and be at most %d characters",
                 SCENARIO_SLUG_MAX - 1);
 
@@ -251,16 +267,18 @@ static int check_hub(ctx_t *c, const scenario_t *sc, const char *key, const char
   if (!hub) return fail(c, "%s '%s' is not one of the sites; use the slug of a site", key, slug);
   if (!hub->is_hub) return fail(c, "%s '%s' must have \"is_hub\": true", key, slug);
   if (hub->night_consolidated)
-    return fail(c, "%s '%s' has \"night_consolidated\": true; a hub cannot move its own nights to a hub",
-                key, slug);
+    return fail(
+        c, "%s '%s' has \"night_consolidated\": true; a hub cannot move its own nights to a hub",
+        key, slug);
   return 0;
 }
 
 static int parse_root(ctx_t *c, json_t *root, scenario_t *sc) {
-  static const char *const keys[] = {"name",          "primary_hub",     "backup_hub",
-                                     "utc_offset_min", "hourly_weight",  "hub_night_agents",
-                                     "patience_s",    "sl_threshold_s", "sites",
-                                     NULL};
+  static const char *const keys[] = {"name",          "primary_hub",
+                                     "backup_hub",    "utc_offset_min",
+                                     "hourly_weight", "hub_night_agents",
+                                     "patience_s",    "sl_threshold_s",
+                                     "sites",         NULL};
   int rc;
   long long off;
   c->where[0] = '\0';
@@ -281,11 +299,13 @@ static int parse_root(ctx_t *c, json_t *root, scenario_t *sc) {
   json_t *sites;
   if ((rc = get_member(c, root, "sites", &sites))) return rc;
   if (!json_is_array(sites) || json_array_size(sites) < 2)
-    return fail(c, "key 'sites' must be an array of at least two sites (a primary and a backup hub)");
+    return fail(c,
+                "key 'sites' must be an array of at least two sites (a primary and a backup hub)");
   size_t n = json_array_size(sites);
   sc->sites = calloc(n, sizeof *sc->sites);
   if (!sc->sites) {
-    if (c->err && c->errlen) snprintf(c->err, c->errlen, "%s: out of memory for %zu sites", c->path, n);
+    if (c->err && c->errlen)
+      snprintf(c->err, c->errlen, "%s: out of memory for %zu sites", c->path, n);
     return NIRC_ENOMEM;
   }
   for (size_t i = 0; i < n; i++) {
@@ -293,7 +313,8 @@ static int parse_root(ctx_t *c, json_t *root, scenario_t *sc) {
     /* Quadratic, but scenarios have dozens of sites, not thousands. */
     for (size_t j = 0; j < i; j++) {
       if (strcmp(sc->sites[j].slug, sc->sites[i].slug) == 0)
-        return fail(c, "duplicate slug (sites[%zu] and sites[%zu]); every slug must be unique", j, i);
+        return fail(c, "duplicate slug (sites[%zu] and sites[%zu]); every slug must be unique", j,
+                    i);
     }
     sc->count = i + 1;
   }

@@ -14,33 +14,33 @@
 #define SCENARIO_NAME_MAX 64
 
 typedef struct {
-  char slug[SCENARIO_SLUG_MAX];     /* "hubei": [a-z][a-z0-9-]*, < 32 chars */
-  char name_en[SCENARIO_NAME_MAX];  /* "Hubei" */
-  char name_zh[SCENARIO_NAME_MAX];  /* "湖北", UTF-8 */
-  char city_en[SCENARIO_NAME_MAX];  /* centre's city: "Wuhan" */
-  double lat, lon;                  /* of the centre, for the routing map */
-  double day_calls;                 /* calls offered 08:00-22:00 local, a typical day */
-  double night_calls;               /* calls offered 22:00-08:00 local */
-  unsigned aht_s;                   /* average handle time, seconds */
-  unsigned agents_day;              /* agents logged in on the day shift */
-  unsigned agents_night;            /* agents on its own night shift (before consolidation) */
-  bool is_hub;                      /* may receive other sites' traffic */
-  bool night_consolidated;          /* one of the provinces moved to the hub at night */
+  char slug[SCENARIO_SLUG_MAX];    /* "hubei": [a-z][a-z0-9-]*, < 32 chars */
+  char name_en[SCENARIO_NAME_MAX]; /* "Hubei" */
+  char name_zh[SCENARIO_NAME_MAX]; /* "湖北", UTF-8 */
+  char city_en[SCENARIO_NAME_MAX]; /* centre's city: "Wuhan" */
+  double lat, lon;                 /* of the centre, for the routing map */
+  double day_calls;                /* calls offered 08:00-22:00 local, a typical day */
+  double night_calls;              /* calls offered 22:00-08:00 local */
+  unsigned aht_s;                  /* average handle time, seconds */
+  unsigned agents_day;             /* agents logged in on the day shift */
+  unsigned agents_night;           /* agents on its own night shift (before consolidation) */
+  bool is_hub;                     /* may receive other sites' traffic */
+  bool night_consolidated;         /* one of the provinces moved to the hub at night */
 } scenario_site_t;
 
 typedef struct {
   char name[SCENARIO_NAME_MAX];
-  char primary_hub[SCENARIO_SLUG_MAX];   /* "shaanxi" */
+  char primary_hub[SCENARIO_SLUG_MAX]; /* "shaanxi" */
   char backup_hub[SCENARIO_SLUG_MAX];
-  int utc_offset_min;                    /* local time of every site (China: 480) */
+  int utc_offset_min; /* local time of every site (China: 480) */
   /* Relative weight of each local hour 0..23; within the day period
    * (08-22) and the night period (22-08) weights are normalised
    * separately, so day_calls/night_calls stay the period totals. */
   double hourly_weight[24];
-  unsigned hub_night_agents;             /* agents at the primary hub at night after consolidation */
-  unsigned patience_s;                   /* mean caller patience before abandoning */
-  unsigned sl_threshold_s;               /* service-level threshold, e.g. 20 */
-  scenario_site_t *sites;                /* owned, `count` entries, file order */
+  unsigned hub_night_agents; /* agents at the primary hub at night after consolidation */
+  unsigned patience_s;       /* mean caller patience before abandoning */
+  unsigned sl_threshold_s;   /* service-level threshold, e.g. 20 */
+  scenario_site_t *sites;    /* owned, `count` entries, file order */
   size_t count;
 } scenario_t;
 

@@ -117,7 +117,8 @@ static int tls_identity_from_x509(X509 *cert, peer_identity_t *out, char *err, s
   unsigned char md[32];
   unsigned int mdlen = 0;
   if (X509_digest(cert, EVP_sha256(), md, &mdlen) == 1) {
-    for (unsigned i = 0; i < mdlen && i < 32; i++) sprintf(out->fingerprint + 2 * i, "%02x", md[i]);
+    for (unsigned i = 0; i < mdlen && i < 32; i++)
+      sprintf(out->fingerprint + 2 * i, "%02x", md[i]);
   }
 
   const char *colon = strchr(cn, ':');
@@ -127,9 +128,12 @@ static int tls_identity_from_x509(X509 *cert, peer_identity_t *out, char *err, s
   }
   size_t klen = (size_t)(colon - cn);
   const char *name = colon + 1;
-  if (klen == 4 && strncmp(cn, "site", 4) == 0) out->kind = PEER_SITE;
-  else if (klen == 8 && strncmp(cn, "operator", 8) == 0) out->kind = PEER_OPERATOR;
-  else if (klen == 10 && strncmp(cn, "controller", 10) == 0) out->kind = PEER_CONTROLLER;
+  if (klen == 4 && strncmp(cn, "site", 4) == 0)
+    out->kind = PEER_SITE;
+  else if (klen == 8 && strncmp(cn, "operator", 8) == 0)
+    out->kind = PEER_OPERATOR;
+  else if (klen == 10 && strncmp(cn, "controller", 10) == 0)
+    out->kind = PEER_CONTROLLER;
   else {
     snprintf(err, errlen, "certificate CN '%s' names an unknown kind", cn);
     return NIRC_EIDENTITY;
@@ -167,9 +171,12 @@ static int tls_identity_from_x509(X509 *cert, peer_identity_t *out, char *err, s
       snprintf(err, errlen, "operator certificate '%s' has no role (OU)", cn);
       return NIRC_EIDENTITY;
     }
-    if (strcmp(ou, "viewer") == 0) out->role = ROLE_VIEWER;
-    else if (strcmp(ou, "operator") == 0) out->role = ROLE_OPERATOR;
-    else if (strcmp(ou, "admin") == 0) out->role = ROLE_ADMIN;
+    if (strcmp(ou, "viewer") == 0)
+      out->role = ROLE_VIEWER;
+    else if (strcmp(ou, "operator") == 0)
+      out->role = ROLE_OPERATOR;
+    else if (strcmp(ou, "admin") == 0)
+      out->role = ROLE_ADMIN;
     else {
       snprintf(err, errlen, "operator certificate '%s' has unknown role '%s'", cn, ou);
       return NIRC_EIDENTITY;

@@ -30,9 +30,9 @@ typedef enum {
 
 typedef struct {
   peer_kind_t kind;
-  char name[64];     /* slug, operator name or controller node */
-  op_role_t role;    /* operators only */
-  char subject[160]; /* "site:hubei" as in the certificate, for logs */
+  char name[64];        /* slug, operator name or controller node */
+  op_role_t role;       /* operators only */
+  char subject[160];    /* "site:hubei" as in the certificate, for logs */
   char fingerprint[65]; /* SHA-256 of the certificate, hex */
 } peer_identity_t;
 

@@ -97,13 +97,19 @@ int nirc_parse_duration_ms(const char *s, uint64_t *out_ms) {
   errno = 0;
   double v = strtod(s, &end);
   if (end == s || errno || v < 0) return NIRC_EINVAL;
-  while (isspace((unsigned char)*end)) end++;
+  while (isspace((unsigned char)*end))
+    end++;
   double mult;
-  if (*end == '\0' || strcmp(end, "s") == 0) mult = 1000;
-  else if (strcmp(end, "ms") == 0) mult = 1;
-  else if (strcmp(end, "m") == 0) mult = 60000;
-  else if (strcmp(end, "h") == 0) mult = 3600000;
-  else return NIRC_EINVAL;
+  if (*end == '\0' || strcmp(end, "s") == 0)
+    mult = 1000;
+  else if (strcmp(end, "ms") == 0)
+    mult = 1;
+  else if (strcmp(end, "m") == 0)
+    mult = 60000;
+  else if (strcmp(end, "h") == 0)
+    mult = 3600000;
+  else
+    return NIRC_EINVAL;
   double ms = v * mult;
   if (ms > 1e15) return NIRC_ERANGE;
   *out_ms = (uint64_t)(ms + 0.5);

@@ -12,7 +12,8 @@ static PGconn *admin_connect(const char *conninfo, char *err, size_t errlen) {
   if (PQstatus(c) != CONNECTION_OK) {
     const char *m = PQerrorMessage(c);
     size_t n = strlen(m);
-    while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' ')) n--;
+    while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
+      n--;
     snprintf(err, errlen, "cannot connect to the database (%s): %.*s; is PostgreSQL running?",
              conninfo, (int)n, m);
     PQfinish(c);
@@ -24,7 +25,8 @@ static PGconn *admin_connect(const char *conninfo, char *err, size_t errlen) {
 static int admin_fail(PGconn *c, PGresult *r, const char *what, char *err, size_t errlen) {
   const char *m = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
   size_t n = strlen(m);
-  while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' ')) n--;
+  while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
+    n--;
   snprintf(err, errlen, "%s: %.*s", what, (int)n, m);
   PQclear(r);
   return NIRC_EDB;
@@ -41,14 +43,15 @@ int admin_import_sites(const char *conninfo, const scenario_t *sc, char *err, si
     char lat[32], lon[32];
     snprintf(lat, sizeof lat, "%.6f", s->lat);
     snprintf(lon, sizeof lon, "%.6f", s->lon);
-    const char *p[] = {s->slug, s->name_en, s->name_zh, s->city_en, lat, lon,
-                       s->is_hub ? "true" : "false"};
-    r = PQexecParams(c,
-                     "INSERT INTO sites (slug, name_en, name_zh, city_en, lat, lon, is_hub) "
-                     "VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (slug) DO UPDATE SET "
-                     "name_en=EXCLUDED.name_en, name_zh=EXCLUDED.name_zh, city_en=EXCLUDED.city_en, "
-                     "lat=EXCLUDED.lat, lon=EXCLUDED.lon, is_hub=EXCLUDED.is_hub, updated_at=now()",
-                     7, NULL, p, NULL, NULL, 0);
+    const char *p[] = {
+        s->slug, s->name_en, s->name_zh, s->city_en, lat, lon, s->is_hub ? "true" : "false"};
+    r = PQexecParams(
+        c,
+        "INSERT INTO sites (slug, name_en, name_zh, city_en, lat, lon, is_hub) "
+        "VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (slug) DO UPDATE SET "
+        "name_en=EXCLUDED.name_en, name_zh=EXCLUDED.name_zh, city_en=EXCLUDED.city_en, "
+        "lat=EXCLUDED.lat, lon=EXCLUDED.lon, is_hub=EXCLUDED.is_hub, updated_at=now()",
+        7, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
       char what[96];
       snprintf(what, sizeof what, "site '%s'", s->slug);

@@ -31,16 +31,8 @@ const config_opt_t conf_nircd_opts[] = {
      "a link with no frame for this long is dead"},
     {"timing", "handshake_timeout", CFG_DURATION, O(handshake_timeout_ms), 0, 100, 120000, "10s", 0,
      "time allowed for the TLS handshake"},
-    {"clock", "speed", CFG_DOUBLE, O(clock_speed), 0, 1, 3600, "1", 0,
-     "business clock speed (demo and tests run a night in minutes)"},
-    {"clock", "start", CFG_STRING, O(clock_start), S(clock_start), 0, 0, "", 0,
-     "business time at the anchor, ISO 8601"},
-    {"clock", "anchor", CFG_STRING, O(clock_anchor), S(clock_anchor), 0, 0, "", 0,
-     "real time at which the business clock reads start, ISO 8601"},
-    {"log", "level", CFG_STRING, O(log_level), S(log_level), 0, 0, "info", 0,
-     "error, warn, info or debug"},
-    {"log", "groups", CFG_STRING, O(log_groups), S(log_groups), 0, 0, "", 0,
-     "per-group levels, e.g. link:debug,db:warn"},
+    CONFIG_CLOCK_OPTS(nircd_conf_t, clock),
+    CONFIG_LOG_OPTS(nircd_conf_t, log),
     {0},
 };
 
@@ -48,8 +40,7 @@ int conf_nircd_load(const char *path, nircd_conf_t *c, char *err, size_t errlen)
   int rc = config_load(path, conf_nircd_opts, c, err, errlen);
   if (rc) return rc;
   if (!nirc_slug_valid(c->node)) {
-    snprintf(err, errlen, "%s: [controller] node '%s' must be [a-z][a-z0-9-]{0,30}", path,
-             c->node);
+    snprintf(err, errlen, "%s: [controller] node '%s' must be [a-z][a-z0-9-]{0,30}", path, c->node);
     return NIRC_ECONFIG;
   }
   if (c->listen.count == 0) {
@@ -68,20 +59,7 @@ int conf_nircd_load(const char *path, nircd_conf_t *c, char *err, size_t errlen)
     snprintf(err, errlen, "%s: [timing] stale_after must be longer than report_interval", path);
     return NIRC_ECONFIG;
   }
-  int64_t t;
-  if (c->clock_start[0] && clock_parse_iso(c->clock_start, &t) != 0) {
-    snprintf(err, errlen, "%s: [clock] start '%s' is not ISO 8601 (2020-01-22T21:50:00+08:00)",
-             path, c->clock_start);
-    return NIRC_ECONFIG;
-  }
-  if (c->clock_anchor[0] && clock_parse_iso(c->clock_anchor, &t) != 0) {
-    snprintf(err, errlen, "%s: [clock] anchor '%s' is not ISO 8601", path, c->clock_anchor);
-    return NIRC_ECONFIG;
-  }
-  log_level_t lvl;
-  if (log_parse_level(c->log_level, &lvl) != 0) {
-    snprintf(err, errlen, "%s: [log] level must be error, warn, info or debug", path);
-    return NIRC_ECONFIG;
-  }
+  if (config_check_clock(&c->clock, path, err, errlen) != 0) return NIRC_ECONFIG;
+  if (config_check_log(&c->log, path, err, errlen) != 0) return NIRC_ECONFIG;
   return 0;
 }

@@ -8,15 +8,14 @@
 #include <stdint.h>
 
 typedef struct {
-  char node[64];              /* this controller's name, e.g. nircd-1 */
-  config_list_t listen;       /* addresses to listen on */
+  char node[64];        /* this controller's name, e.g. nircd-1 */
+  config_list_t listen; /* addresses to listen on */
   char ca[CONFIG_STR_MAX], cert[CONFIG_STR_MAX], key[CONFIG_STR_MAX];
   char conninfo[CONFIG_STR_MAX];
   char schema_dir[CONFIG_STR_MAX];
   uint64_t report_interval_ms, stale_after_ms, idle_timeout_ms, handshake_timeout_ms;
-  double clock_speed;
-  char clock_start[40], clock_anchor[40];
-  char log_level[16], log_groups[256];
+  config_clock_t clock;
+  config_log_t log;
 } nircd_conf_t;
 
 extern const config_opt_t conf_nircd_opts[];

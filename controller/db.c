@@ -21,6 +21,8 @@
  * duration of the callback and cleared afterwards. */
 #include "db.h"
 
+#include "backoff.h"
+
 #include "err.h"
 #include "log.h"
 
@@ -59,7 +61,7 @@
 #define DB_MSG_MAX 512
 
 /* Migrations: at most 999 of them (three digits), each at most 16 MiB. */
-#define DB_MIGRATIONS_MAX 999
+#define DB_MIGRATIONS_MAX     999
 #define DB_MIGRATION_FILE_MAX (16u * 1024u * 1024u)
 
 /* The config path named in "run `nircd -c FILE migrate`" messages. The
@@ -69,7 +71,9 @@
 #endif
 /* The configuration file named in "run `nircd -c FILE migrate`". */
 static const char *db_admin_conf_path = NIRC_DEFAULT_CONF;
-void db_admin_set_conf_path(const char *path) { db_admin_conf_path = path; }
+void db_admin_set_conf_path(const char *path) {
+  db_admin_conf_path = path;
+}
 
 /* Key of the session advisory lock that serialises concurrent `nircd
  * migrate` runs. The two-integer form keeps it apart from single-bigint
@@ -147,7 +151,8 @@ static void msg_trim(const char *in, int skip_hints, char *out, size_t outlen) {
   for (; *in && o + 1 < outlen; in++) {
     unsigned char c = (unsigned char)*in;
     if (skip_hints && line_start && c == '\t') {
-      while (in[1] && in[1] != '\n') in++;
+      while (in[1] && in[1] != '\n')
+        in++;
       continue;
     }
     line_start = c == '\n';
@@ -165,8 +170,8 @@ static void msg_trim(const char *in, int skip_hints, char *out, size_t outlen) {
   out[o] = '\0';
 }
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
-                                                         const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
+                                                          ...) {
   if (!err || errlen == 0) return;
   va_list ap;
   va_start(ap, fmt);
@@ -344,12 +349,11 @@ struct db {
   int flushing;    /* PQflush has not yet sent all of the in-flight query */
 
   /* Reconnect bookkeeping. */
-  unsigned attempt;       /* backoff exponent */
-  unsigned failures;      /* failed attempts since the last good connection */
-  int outage;             /* the database has been unreachable since outage_start */
-  uint64_t outage_start;  /* uv_now() when the outage began */
-  uint64_t last_warn;     /* uv_now() of the last "cannot connect" warning */
-  uint64_t rng;
+  backoff_t backoff;     /* reconnect delays (common/backoff.c) */
+  unsigned failures;     /* failed attempts since the last good connection */
+  int outage;            /* the database has been unreachable since outage_start */
+  uint64_t outage_start; /* uv_now() when the outage began */
+  uint64_t last_warn;    /* uv_now() of the last "cannot connect" warning */
 };
 
 /* The names follow the enum in db.h; keep them side by side. */
@@ -402,30 +406,12 @@ static void db_set_state(db_t *db, db_state_t to) {
   }
 }
 
-db_state_t db_state(const db_t *db) { return db ? db->state : DB_DISCONNECTED; }
-
-size_t db_queue_depth(const db_t *db) { return db ? db->depth : 0; }
-
-/* xorshift64*: a private generator so the jitter neither depends on nor
- * disturbs the process-wide rand() state. */
-static uint64_t db_random(db_t *db) {
-  uint64_t x = db->rng;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  db->rng = x;
-  return x * 0x2545F4914F6CDD1DULL;
+db_state_t db_state(const db_t *db) {
+  return db ? db->state : DB_DISCONNECTED;
 }
 
-/* Full jitter: a uniform delay between 0 and a window that starts at
- * DB_BACKOFF_MIN_MS and doubles up to DB_BACKOFF_MAX_MS, so controllers
- * that lost the same database do not reconnect in lock-step. */
-static uint64_t db_backoff_ms(db_t *db) {
-  uint64_t window = DB_BACKOFF_MIN_MS;
-  for (unsigned i = 0; i < db->attempt && window < DB_BACKOFF_MAX_MS; i++) window *= 2;
-  if (window > DB_BACKOFF_MAX_MS) window = DB_BACKOFF_MAX_MS;
-  if (db->attempt < 32) db->attempt++;
-  return db_random(db) % (window + 1);
+size_t db_queue_depth(const db_t *db) {
+  return db ? db->depth : 0;
 }
 
 static void db_on_poll(uv_poll_t *h, int status, int events);
@@ -551,7 +537,7 @@ static void db_conn_lost(db_t *db, const char *why) {
   if (was == DB_READY || was == DB_BUSY) {
     log_warn(LOG_DB, DB_OBJ, "connection to %s lost: %s", db->target, m);
     db->failures = 0;
-    db->attempt = 0;
+    backoff_reset(&db->backoff);
     db->outage = 1;
     db->outage_start = now;
   } else {
@@ -568,8 +554,8 @@ static void db_conn_lost(db_t *db, const char *why) {
                db->target, db->failures, (double)(now - db->outage_start) / 1000.0, m);
       db->last_warn = now;
     } else {
-      log_debug(LOG_DB, DB_OBJ, "attempt %u to connect to %s failed: %s", db->failures,
-                db->target, m);
+      log_debug(LOG_DB, DB_OBJ, "attempt %u to connect to %s failed: %s", db->failures, db->target,
+                m);
     }
   }
 
@@ -581,7 +567,7 @@ static void db_conn_lost(db_t *db, const char *why) {
   db_abandon_resolve(db);
   db_drop_conn(db);
   db_set_state(db, DB_BACKOFF);
-  uint64_t delay = db_backoff_ms(db);
+  uint64_t delay = backoff_next(&db->backoff);
   log_debug(LOG_DB, DB_OBJ, "next connection attempt in %llu ms", (unsigned long long)delay);
   uv_timer_start(&db->timer, db_on_timer, delay, 0);
 
@@ -743,7 +729,8 @@ static void db_idle_event(db_t *db) {
     return;
   }
   PGnotify *n;
-  while ((n = PQnotifies(db->conn)) != NULL) PQfreemem(n);
+  while ((n = PQnotifies(db->conn)) != NULL)
+    PQfreemem(n);
   if (PQstatus(db->conn) == CONNECTION_BAD) {
     db_conn_lost(db, PQerrorMessage(db->conn));
     return;
@@ -769,7 +756,7 @@ static void db_connected(db_t *db) {
              PQserverVersion(db->conn), PQbackendPID(db->conn));
   }
   db->failures = 0;
-  db->attempt = 0;
+  backoff_reset(&db->backoff);
   db->outage = 0;
   db_set_state(db, DB_READY);
   db_pump_idle(db);
@@ -808,8 +795,7 @@ static void db_on_poll(uv_poll_t *h, int status, int events) {
     if (status < 0) {
       (void)PQconsumeInput(db->conn);
       char m[DB_MSG_MAX];
-      snprintf(m, sizeof m, "socket error (%s): %s", uv_strerror(status),
-               PQerrorMessage(db->conn));
+      snprintf(m, sizeof m, "socket error (%s): %s", uv_strerror(status), PQerrorMessage(db->conn));
       db_conn_lost(db, m);
       return;
     }
@@ -864,8 +850,8 @@ static void db_connect_start(db_t *db, const char *hosts, const char *addrs) {
   }
   int j = 0;
   for (int i = 0; i < n; i++) {
-    if (hosts && (strcmp(db->params.kw[i], "host") == 0 ||
-                  strcmp(db->params.kw[i], "hostaddr") == 0)) {
+    if (hosts &&
+        (strcmp(db->params.kw[i], "host") == 0 || strcmp(db->params.kw[i], "hostaddr") == 0)) {
       continue;
     }
     kw[j] = db->params.kw[i];
@@ -930,7 +916,8 @@ static void db_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *a
       continue;
     }
     int dup = 0;
-    for (int i = 0; i < count; i++) dup |= strcmp(seen[i], a) == 0;
+    for (int i = 0; i < count; i++)
+      dup |= strcmp(seen[i], a) == 0;
     if (dup) continue;
     memcpy(seen[count], a, sizeof a);
     alen += (size_t)snprintf(addrs + alen, sizeof addrs - alen, "%s%s", count ? "," : "", a);
@@ -1002,8 +989,10 @@ int db_open(uv_loop_t *loop, const char *conninfo, db_t **out) {
   db->connect_timeout_ms = params_connect_timeout_ms(&db->params);
   db->loop = loop;
   db->state = DB_DISCONNECTED;
-  db->rng = uv_hrtime() ^ ((uint64_t)(uintptr_t)db << 16) ^ (uint64_t)getpid();
-  if (db->rng == 0) db->rng = 0x9E3779B97F4A7C15ULL;
+  /* Full jitter, so controllers that lost the same database do not
+   * reconnect in lock-step. */
+  backoff_init(&db->backoff, DB_BACKOFF_MIN_MS, DB_BACKOFF_MAX_MS,
+               uv_hrtime() ^ ((uint64_t)(uintptr_t)db << 16) ^ (uint64_t)getpid());
   rc = uv_timer_init(loop, &db->timer);
   if (rc != 0) {
     log_error(LOG_DB, DB_OBJ, "cannot create timer: %s", uv_strerror(rc));
@@ -1019,8 +1008,8 @@ int db_open(uv_loop_t *loop, const char *conninfo, db_t **out) {
   return 0;
 }
 
-int db_exec(db_t *db, const char *sql, int nparams, const char *const *params,
-            db_result_cb cb, void *arg) {
+int db_exec(db_t *db, const char *sql, int nparams, const char *const *params, db_result_cb cb,
+            void *arg) {
   if (!db || !sql || nparams < 0 || nparams > DB_MAX_PARAMS || (nparams > 0 && !params)) {
     return NIRC_EINVAL;
   }
@@ -1132,8 +1121,8 @@ static PGconn *admin_connect(const char *conninfo, char *err, size_t errlen) {
       set_err(err, errlen, "cannot connect to PostgreSQL at %s: %s", target, m);
     } else {
       msg_trim(raw, 1, m, sizeof m);
-      set_err(err, errlen, "cannot connect to PostgreSQL at %s: %s: is PostgreSQL running?",
-              target, m);
+      set_err(err, errlen, "cannot connect to PostgreSQL at %s: %s: is PostgreSQL running?", target,
+              m);
     }
     PQfinish(c);
     return NULL;
@@ -1319,8 +1308,10 @@ static int migrations_list(const char *dir, db_migration_t **out, int *count, ch
         break;
       }
       if (m[i].version != i + 1) {
-        set_err(err, errlen, "%s/%s: migration %03d is missing (they are numbered from 001 "
-                "without gaps)", dir, m[i].file, i + 1);
+        set_err(err, errlen,
+                "%s/%s: migration %03d is missing (they are numbered from 001 "
+                "without gaps)",
+                dir, m[i].file, i + 1);
         rc = NIRC_ENOTFOUND;
         break;
       }
@@ -1412,8 +1403,8 @@ static int migration_apply(PGconn *c, const char *path, const db_migration_t *m,
     char name[sizeof m->file];
     snprintf(name, sizeof name, "%.*s", (int)(strlen(m->file) - 8), m->file + 4);
     const char *params[2] = {ver, name};
-    PGresult *r = PQexecParams(c, "insert into schema_version (version, name) values ($1, $2)",
-                               2, NULL, params, NULL, NULL, 0);
+    PGresult *r = PQexecParams(c, "insert into schema_version (version, name) values ($1, $2)", 2,
+                               NULL, params, NULL, NULL, 0);
     if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
       char msg[DB_MSG_MAX];
       admin_result_error(r, NULL, msg, sizeof msg);

@@ -22,8 +22,8 @@
 #include <uv.h>
 
 #define DB_SCHEMA_VERSION 1
-#define DB_QUEUE_MAX 65536   /* queued queries before db_exec returns NIRC_EFULL */
-#define DB_MAX_PARAMS 16
+#define DB_QUEUE_MAX      65536 /* queued queries before db_exec returns NIRC_EFULL */
+#define DB_MAX_PARAMS     16
 
 typedef enum {
   DB_DISCONNECTED = 0, /* not started, or closed */
@@ -49,8 +49,8 @@ int db_open(uv_loop_t *loop, const char *conninfo, db_t **out);
 /* Queues one parameterised statement ($1..$n, text format; NULL param =
  * SQL NULL). sql and params are copied. cb may be NULL. Returns 0,
  * NIRC_EFULL when DB_QUEUE_MAX queries wait, or NIRC_EINVAL. */
-int db_exec(db_t *db, const char *sql, int nparams, const char *const *params,
-            db_result_cb cb, void *arg);
+int db_exec(db_t *db, const char *sql, int nparams, const char *const *params, db_result_cb cb,
+            void *arg);
 /* Completes every queued query with NIRC_ECLOSED (callbacks run), closes
  * the connection and handles; `done` runs once everything is released and
  * the db_t has been freed. */

@@ -8,6 +8,7 @@
 #include "err.h"
 #include "link.h"
 #include "log.h"
+#include "report.h"
 #include "util.h"
 
 #include <getopt.h>
@@ -47,10 +48,10 @@ typedef struct {
   unsigned naddrs, idx;
   link_t *link;
   uv_timer_t deadline;
-  Nirc__OperatorRequest *req;   /* borrowed */
-  Nirc__OperatorReply *reply;   /* owned once received: the unpacked envelope */
+  Nirc__OperatorRequest *req; /* borrowed */
+  Nirc__OperatorReply *reply; /* owned once received: the unpacked envelope */
   Nirc__Envelope *reply_env;
-  char errors[1024];            /* why each controller failed */
+  char errors[1024]; /* why each controller failed */
   int done;
   int exit_code;
 } ctl_t;
@@ -190,8 +191,10 @@ static void print_status_table(const Nirc__StatusReply *st) {
     char age[16] = "-", queue[16] = "-", wait[16] = "-", agents[24] = "-", sl[16] = "-";
     char route[160];
     if (s->report_age_ms >= 0) {
-      if (s->report_age_ms < 100000) snprintf(age, sizeof age, "%.1fs", s->report_age_ms / 1000.0);
-      else snprintf(age, sizeof age, "%llds", (long long)(s->report_age_ms / 1000));
+      if (s->report_age_ms < 100000)
+        snprintf(age, sizeof age, "%.1fs", s->report_age_ms / 1000.0);
+      else
+        snprintf(age, sizeof age, "%llds", (long long)(s->report_age_ms / 1000));
     }
     if (r && r->pbx_unreadable) {
       snprintf(queue, sizeof queue, "PBX?");
@@ -208,39 +211,16 @@ static void print_status_table(const Nirc__StatusReply *st) {
     printf("%-12s %-14.14s %s%-10s%s %6s %6s %8s %12s %6s  %s\n", s->slug, s->name_en,
            link_colour(s->link_state), link_word(s->link_state), use_colour ? "\033[0m" : "", age,
            queue, wait, agents, sl, route);
-    if (s->link_state == NIRC__LINK_STATE__LINK_STATE_ONLINE) online++;
-    else if (s->link_state == NIRC__LINK_STATE__LINK_STATE_STALE) stale++;
-    else offline++;
+    if (s->link_state == NIRC__LINK_STATE__LINK_STATE_ONLINE)
+      online++;
+    else if (s->link_state == NIRC__LINK_STATE__LINK_STATE_STALE)
+      stale++;
+    else
+      offline++;
   }
   printf("\n%zu sites: %zu online, %zu stale, %zu offline or never seen  (controller %s, epoch "
          "%llu)\n",
-         st->n_sites, online, stale, offline, st->controller_node,
-         (unsigned long long)st->epoch);
-}
-
-static json_t *report_json(const Nirc__LoadReport *r) {
-  if (!r) return json_null();
-  json_t *o = json_pack(
-      "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
-      "timestamp_ms", (json_int_t)r->timestamp_ms, "interval_ms", (json_int_t)r->interval_ms,
-      "calls_offered", (json_int_t)r->calls_offered, "calls_answered",
-      (json_int_t)r->calls_answered, "calls_abandoned", (json_int_t)r->calls_abandoned,
-      "calls_in_queue", (json_int_t)r->calls_in_queue, "longest_wait_ms",
-      (json_int_t)r->longest_wait_ms, "agents_logged_in", (json_int_t)r->agents_logged_in,
-      "agents_ready", (json_int_t)r->agents_ready, "agents_talking",
-      (json_int_t)r->agents_talking, "agents_not_ready", (json_int_t)r->agents_not_ready,
-      "aht_ms", (json_int_t)r->aht_ms, "answered_within_threshold",
-      (json_int_t)r->answered_within_threshold, "sl_threshold_s",
-      (json_int_t)r->sl_threshold_s, "calls_from_other_sites",
-      (json_int_t)r->calls_from_other_sites, "pbx_unreadable", r->pbx_unreadable);
-  if (o && r->calls_offered > 0)
-    json_object_set_new(o, "service_level",
-                        json_real((double)r->answered_within_threshold / r->calls_offered));
-  else if (o)
-    json_object_set_new(o, "service_level", json_null());
-  if (o && r->pbx_unreadable)
-    json_object_set_new(o, "pbx_error", json_string(r->pbx_error ? r->pbx_error : ""));
-  return o;
+         st->n_sites, online, stale, offline, st->controller_node, (unsigned long long)st->epoch);
 }
 
 static void print_status_json(const Nirc__StatusReply *st) {
@@ -256,12 +236,12 @@ static void print_status_json(const Nirc__StatusReply *st) {
                           s->is_hub, "link", link_word(s->link_state), "state_since_ms",
                           (json_int_t)s->state_since_ms, "report_age_ms",
                           (json_int_t)s->report_age_ms, "peer", s->peer_address, "active_rule",
-                          s->active_rule, "route", route, "load", report_json(s->last_report));
+                          s->active_rule, "route", route, "load", report_to_json(s->last_report));
     json_array_append_new(sites, o);
   }
   json_t *top = json_pack("{s:s, s:I, s:I, s:o}", "controller", st->controller_node, "epoch",
-                          (json_int_t)st->epoch, "server_time_ms",
-                          (json_int_t)st->server_time_ms, "sites", sites);
+                          (json_int_t)st->epoch, "server_time_ms", (json_int_t)st->server_time_ms,
+                          "sites", sites);
   json_dumpf(top, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
   putchar('\n');
   json_decref(top);
@@ -445,8 +425,10 @@ int main(int argc, char **argv) {
     rc = EXIT_REFUSED;
   } else if (c.reply && c.reply->body_case == NIRC__OPERATOR_REPLY__BODY_STATUS) {
     use_colour = !json && isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
-    if (json) print_status_json(c.reply->status);
-    else print_status_table(c.reply->status);
+    if (json)
+      print_status_json(c.reply->status);
+    else
+      print_status_table(c.reply->status);
     rc = EXIT_DONE;
   }
   if (c.reply_env) nirc__envelope__free_unpacked(c.reply_env, NULL);

@@ -27,36 +27,23 @@
 #define DEFAULT_CONF "/etc/nirc/nircd.conf"
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: nircd [-c FILE] [-t] [COMMAND]\n"
-          "\n"
-          "Commands:\n"
-          "  run                     run the controller (default)\n"
-          "  migrate                 apply database migrations from schema_dir\n"
-          "  import-sites FILE       load sites from a scenario file (scenario/provinces.json)\n"
-          "\n"
-          "Options:\n"
-          "  -c, --config FILE       configuration file (default " DEFAULT_CONF ")\n"
-          "  -t, --test              check the configuration and exit\n"
-          "  -V, --version           print the version\n"
-          "  -h, --help              this help\n"
-          "\n"
-          "Examples:\n"
-          "  nircd -c /etc/nirc/nircd.conf -t\n"
-          "  nircd -c /etc/nirc/nircd.conf migrate\n"
-          "  nircd -c /etc/nirc/nircd.conf import-sites /usr/share/nirc/provinces.json\n");
-}
-
-static int apply_logging(const nircd_conf_t *c) {
-  log_level_t lvl;
-  log_parse_level(c->log_level, &lvl);
-  log_set_level(lvl);
-  char err[256];
-  if (c->log_groups[0] && log_set_groups(c->log_groups, err, sizeof err) != 0) {
-    fprintf(stderr, "nircd: [log] groups: %s\n", err);
-    return -1;
-  }
-  return 0;
+  fprintf(f, "usage: nircd [-c FILE] [-t] [COMMAND]\n"
+             "\n"
+             "Commands:\n"
+             "  run                     run the controller (default)\n"
+             "  migrate                 apply database migrations from schema_dir\n"
+             "  import-sites FILE       load sites from a scenario file (scenario/provinces.json)\n"
+             "\n"
+             "Options:\n"
+             "  -c, --config FILE       configuration file (default " DEFAULT_CONF ")\n"
+             "  -t, --test              check the configuration and exit\n"
+             "  -V, --version           print the version\n"
+             "  -h, --help              this help\n"
+             "\n"
+             "Examples:\n"
+             "  nircd -c /etc/nirc/nircd.conf -t\n"
+             "  nircd -c /etc/nirc/nircd.conf migrate\n"
+             "  nircd -c /etc/nirc/nircd.conf import-sites /usr/share/nirc/provinces.json\n");
 }
 
 static int run(const nircd_conf_t *conf) {
@@ -81,14 +68,7 @@ static int run(const nircd_conf_t *conf) {
     fprintf(stderr, "nircd: %s\n", err);
     return 1;
   }
-  clock_init_real(&srv->clock);
-  if (conf->clock_start[0] || conf->clock_speed > 1.0) {
-    srv->clock.speed = conf->clock_speed;
-    srv->clock.anchor_ms = clock_real_ms();
-    srv->clock.start_ms = srv->clock.anchor_ms;
-    if (conf->clock_anchor[0]) clock_parse_iso(conf->clock_anchor, &srv->clock.anchor_ms);
-    if (conf->clock_start[0]) clock_parse_iso(conf->clock_start, &srv->clock.start_ms);
-  }
+  clock_setup(&srv->clock, conf->clock.speed, conf->clock.start, conf->clock.anchor);
 
   uv_loop_t *loop = uv_default_loop();
   /* A peer that vanishes mid-write must not kill us with SIGPIPE. */
@@ -113,8 +93,10 @@ int main(int argc, char **argv) {
   const char *conf_path = DEFAULT_CONF;
   int test_only = 0;
   static const struct option longopts[] = {
-      {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
-      {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+      {"config", required_argument, NULL, 'c'},
+      {"test", no_argument, NULL, 't'},
+      {"version", no_argument, NULL, 'V'},
+      {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   int ch;
@@ -139,7 +121,8 @@ int main(int argc, char **argv) {
     free(conf);
     return 1;
   }
-  if (apply_logging(conf) != 0) {
+  if (log_configure(conf->log.level, conf->log.groups, err, sizeof err) != 0) {
+    fprintf(stderr, "nircd: %s: [log] %s\n", conf_path, err);
     free(conf);
     return 1;
   }

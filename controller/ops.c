@@ -12,8 +12,8 @@ typedef void (*ops_handler_t)(server_t *srv, conn_t *c, const Nirc__OperatorRequ
 
 typedef struct {
   Nirc__OperatorRequest__BodyCase body;
-  const char *name;     /* for logs and refusals */
-  op_role_t min_role;   /* least role allowed */
+  const char *name;   /* for logs and refusals */
+  op_role_t min_role; /* least role allowed */
   ops_handler_t handler;
   /* Frees what the handler allocated for the reply. */
   void (*cleanup)(void *scratch);
@@ -52,8 +52,8 @@ static void ops_status_cleanup(void *p) {
 
 static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req,
                        Nirc__OperatorReply *rep, void **scratch) {
-  const char *only = req->status && req->status->site && *req->status->site ? req->status->site
-                                                                             : NULL;
+  const char *only =
+      req->status && req->status->site && *req->status->site ? req->status->site : NULL;
   size_t n = srv->sites.n;
   ops_status_t *st = calloc(1, sizeof *st);
   if (!st) goto nomem;
@@ -135,14 +135,13 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   rep->body_case = NIRC__OPERATOR_REPLY__BODY_STATUS;
   rep->status = &st->reply;
   return;
-nomem:
-  {
-    static Nirc__Error e = NIRC__ERROR__INIT;
-    e.code = NIRC__ERROR_CODE__ERROR_CODE_INTERNAL;
-    e.message = "controller out of memory";
-    rep->ok = 0;
-    rep->error = &e;
-  }
+nomem : {
+  static Nirc__Error e = NIRC__ERROR__INIT;
+  e.code = NIRC__ERROR_CODE__ERROR_CODE_INTERNAL;
+  e.message = "controller out of memory";
+  rep->ok = 0;
+  rep->error = &e;
+}
 }
 
 static const ops_cmd_t ops_cmds[] = {
@@ -162,8 +161,7 @@ void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   if (!cmd) {
     /* Unknown request types are answered, not fatal: a newer nircctl may
      * ask for something this controller does not have yet. */
-    snprintf(msg, sizeof msg, "unknown operator request %d (controller too old?)",
-             req->body_case);
+    snprintf(msg, sizeof msg, "unknown operator request %d (controller too old?)", req->body_case);
     e.code = NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_MESSAGE;
     e.message = msg;
     rep.error = &e;

@@ -31,7 +31,9 @@ static void conn_set_state(conn_t *c, conn_state_t to) {
   c->state = to;
 }
 
-static int64_t server_now(void) { return clock_real_ms(); }
+static int64_t server_now(void) {
+  return clock_real_ms();
+}
 
 /* ---- database records ---- */
 
@@ -53,8 +55,12 @@ static void server_db_write(server_t *srv, const char *sql, int n, const char *c
 
 void server_record_event(server_t *srv, const char *kind, const char *identity, const char *site,
                          const char *peer, const char *event, const char *detail) {
-  const char *p[] = {kind, identity && *identity ? identity : NULL, site && *site ? site : NULL,
-                     peer, event, detail ? detail : ""};
+  const char *p[] = {kind,
+                     identity && *identity ? identity : NULL,
+                     site && *site ? site : NULL,
+                     peer,
+                     event,
+                     detail ? detail : ""};
   server_db_write(srv,
                   "INSERT INTO link_events (kind, identity, site, peer, event, detail) "
                   "VALUES ($1,$2,$3,$4,$5,$6)",
@@ -80,8 +86,8 @@ static void server_store_minute(void *arg, const site_t *site, const site_minute
   snprintf(v[10], 24, "%.2f", m->sum_talking / d);
   snprintf(v[11], 24, "%.1f", m->sum_aht_ms / d);
   snprintf(v[12], 24, "%u", m->unreadable);
-  const char *p[] = {site->slug, minute, v[0], v[1], v[2],  v[3],  v[4],
-                     v[5],       v[6],   v[7], v[8], v[9], v[10], v[11], v[12]};
+  const char *p[] = {site->slug, minute, v[0], v[1], v[2],  v[3],  v[4], v[5],
+                     v[6],       v[7],   v[8], v[9], v[10], v[11], v[12]};
   /* A minute can arrive in two parts (a flush on shutdown, then the rest
    * after a restart): merge instead of failing on the primary key. */
   server_db_write(
@@ -243,9 +249,7 @@ static void server_on_message(link_t *l, Nirc__Envelope *env) {
     return;
   case CONN_SITE:
     switch (env->msg_case) {
-    case NIRC__ENVELOPE__MSG_LOAD_REPORT:
-      server_on_report(srv, c, env->load_report);
-      return;
+    case NIRC__ENVELOPE__MSG_LOAD_REPORT: server_on_report(srv, c, env->load_report); return;
     case NIRC__ENVELOPE__MSG_DIRECTIVE_ACK:
       /* Directives are issued by the routing engine (issue 3); an ack we
        * never asked for is logged and ignored rather than trusted. */
@@ -277,8 +281,7 @@ static void server_on_message(link_t *l, Nirc__Envelope *env) {
     snprintf(why, sizeof why, "message type %d is not valid on an operator link", env->msg_case);
     server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_EPROTOCOL, why);
     return;
-  default:
-    return; /* closing: ignore */
+  default: return; /* closing: ignore */
   }
 }
 
@@ -294,8 +297,7 @@ static void server_on_close(link_t *l, int err, const char *why, int was_open) {
     site_t *site = c->site;
     log_info(LOG_SITE, site->slug, "link closed: %s", why && *why ? why : nirc_strerror(err));
     sites_on_link_down(site, server_now());
-    server_record_event(srv, "site", id->subject, site->slug, link_peer_addr(l), "offline",
-                        why);
+    server_record_event(srv, "site", id->subject, site->slug, link_peer_addr(l), "offline", why);
   } else if (c->state == CONN_OPERATOR) {
     log_info(LOG_OPS, link_label(l), "closed: %s", why);
     server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(l), "closed", why);
@@ -304,8 +306,10 @@ static void server_on_close(link_t *l, int err, const char *why, int was_open) {
     server_record_event(srv, "site", id->subject, id->name, link_peer_addr(l), "closed", why);
   }
   /* unlink and free */
-  if (c->prev) c->prev->next = c->next;
-  else srv->conns = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   srv->nconns--;
   free(c);
@@ -390,12 +394,14 @@ void server_stop(server_t *srv) {
   if (srv->stopping) return;
   srv->stopping = 1;
   sd_notify(0, "STOPPING=1");
-  for (unsigned i = 0; i < srv->nlisten; i++) uv_close((uv_handle_t *)&srv->listeners[i], NULL);
+  for (unsigned i = 0; i < srv->nlisten; i++)
+    uv_close((uv_handle_t *)&srv->listeners[i], NULL);
   uv_timer_stop(&srv->tick);
   uv_close((uv_handle_t *)&srv->tick, NULL);
   uv_close((uv_handle_t *)&srv->sig_int, NULL);
   uv_close((uv_handle_t *)&srv->sig_term, NULL);
-  for (conn_t *c = srv->conns; c; c = c->next) link_close(c->link, 0, "controller shutting down");
+  for (conn_t *c = srv->conns; c; c = c->next)
+    link_close(c->link, 0, "controller shutting down");
   sites_flush_minutes(&srv->sites, clock_now_ms(&srv->clock), true, server_store_minute, srv);
   /* The database queue is FIFO, so a final no-op statement completes only
    * after every record queued before it: close the client then. The drain

@@ -20,19 +20,19 @@
 #define SERVER_MAX_LISTEN CONFIG_LIST_MAX
 
 typedef enum {
-  CONN_PENDING = 0,  /* TLS handshake not finished */
-  CONN_AWAIT_HELLO,  /* site certificate accepted, waiting for Hello */
-  CONN_SITE,         /* Hello accepted: an agent link */
-  CONN_OPERATOR,     /* an operator (nircctl) link */
-  CONN_CLOSED,       /* refused or closed; waiting for the link to go */
+  CONN_PENDING = 0, /* TLS handshake not finished */
+  CONN_AWAIT_HELLO, /* site certificate accepted, waiting for Hello */
+  CONN_SITE,        /* Hello accepted: an agent link */
+  CONN_OPERATOR,    /* an operator (nircctl) link */
+  CONN_CLOSED,      /* refused or closed; waiting for the link to go */
 } conn_state_t;
 
 typedef struct conn conn_t;
 typedef struct server server_t;
 
 struct conn {
-  server_t *srv;       /* borrowed */
-  link_t *link;        /* the link owns itself; valid until its on_close */
+  server_t *srv; /* borrowed */
+  link_t *link;  /* the link owns itself; valid until its on_close */
   conn_state_t state;
   site_t *site;        /* borrowed; set in CONN_SITE */
   conn_t *prev, *next; /* server's list of live connections */
@@ -45,7 +45,7 @@ struct server {
   uv_tcp_t listeners[SERVER_MAX_LISTEN];
   unsigned nlisten;
   uv_timer_t tick;
-  uv_timer_t drain;       /* bounds the final database drain at shutdown */
+  uv_timer_t drain; /* bounds the final database drain at shutdown */
   int db_closing;
   uv_signal_t sig_int, sig_term;
   db_t *db;
@@ -56,7 +56,7 @@ struct server {
   conn_t *conns;
   unsigned nconns;
   int stopping;
-  uint64_t db_dropped;  /* records that could not be queued (db queue full) */
+  uint64_t db_dropped; /* records that could not be queued (db queue full) */
 };
 
 /* Sets up listeners, timers and signals on `loop`. Sites and epoch must

@@ -29,8 +29,8 @@ const char *site_state_name(site_state_t st) {
 
 int site_set_state(site_t *site, site_state_t to, int64_t now_ms) {
   if ((unsigned)to >= 4 || !site_allowed[site->state][to]) {
-    log_error(LOG_SITE, site->slug, "refused state change %s -> %s",
-              site_state_name(site->state), site_state_name(to));
+    log_error(LOG_SITE, site->slug, "refused state change %s -> %s", site_state_name(site->state),
+              site_state_name(to));
     return NIRC_EINVAL;
   }
   log_info(LOG_SITE, site->slug, "%s -> %s", site_state_name(site->state), site_state_name(to));
@@ -49,8 +49,7 @@ void sites_free(sites_t *s) {
   memset(s, 0, sizeof *s);
 }
 
-int sites_add(sites_t *s, const char *slug, const char *name_en, const char *name_zh,
-              bool is_hub) {
+int sites_add(sites_t *s, const char *slug, const char *name_en, const char *name_zh, bool is_hub) {
   if (!nirc_slug_valid(slug)) return NIRC_EINVAL;
   if (sites_find(s, slug)) return NIRC_EEXISTS;
   if (s->n == s->cap) {
@@ -105,8 +104,8 @@ static void sites_minute_add(site_minute_t *m, const site_report_t *r) {
   m->sum_aht_ms += r->aht_ms;
 }
 
-bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms,
-                     int64_t business_ms, site_minute_t *flushed) {
+bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, int64_t business_ms,
+                     site_minute_t *flushed) {
   site_report_t *l = &site->last;
   l->timestamp_ms = r->timestamp_ms;
   l->interval_ms = r->interval_ms;

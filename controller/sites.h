@@ -64,14 +64,14 @@ typedef struct {
 
   site_state_t state;
   int64_t state_since_ms;
-  int64_t last_seen_ms;      /* Hello or last report, real clock */
-  void *conn;                /* borrowed: the server's live connection, or NULL */
+  int64_t last_seen_ms; /* Hello or last report, real clock */
+  void *conn;           /* borrowed: the server's live connection, or NULL */
   char peer_addr[64];
   char adapter[16];
 
   bool has_report;
   site_report_t last;
-  int64_t last_report_ms;    /* real clock when the last report arrived */
+  int64_t last_report_ms; /* real clock when the last report arrived */
 
   site_share_t route[SITE_ROUTE_MAX]; /* current acknowledged route */
   unsigned route_len;
@@ -81,7 +81,7 @@ typedef struct {
 } site_t;
 
 typedef struct {
-  site_t *v;           /* owned array */
+  site_t *v; /* owned array */
   size_t n, cap;
   uint32_t stale_after_ms;
 } sites_t;
@@ -103,8 +103,8 @@ void sites_on_hello(site_t *site, int64_t now_ms);
 /* A report arrived. If it starts a new business minute while the previous
  * one holds data, the finished minute is copied to *flushed and true is
  * returned; the caller stores it. */
-bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms,
-                     int64_t business_ms, site_minute_t *flushed);
+bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, int64_t business_ms,
+                     site_minute_t *flushed);
 /* The link dropped. */
 void sites_on_link_down(site_t *site, int64_t now_ms);
 /* ONLINE sites with nothing heard for stale_after_ms become STALE. Calls

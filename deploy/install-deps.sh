@@ -17,7 +17,7 @@ PACKAGES=(
   # PBX side: SIP proxy and SIP traffic generator
   kamailio kamailio-extra-modules sip-tester
   # tests and demo: integration scripts, sanitizer runtime, fuzzing
-  python3 clang libclang-rt-14-dev procps iproute2 util-linux
+  python3 clang clang-format libclang-rt-14-dev procps iproute2 util-linux
 )
 
 missing=()

@@ -10,4 +10,6 @@ const adapter_ops_t *adapter_find(const char *name) {
   return NULL;
 }
 
-const char *adapter_names(void) { return "sim"; }
+const char *adapter_names(void) {
+  return "sim";
+}

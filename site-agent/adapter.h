@@ -24,8 +24,8 @@ typedef struct {
 
 /* What an adapter needs to start; all borrowed for the adapter's life. */
 typedef struct {
-  const char *slug;            /* this site, from the agent's certificate */
-  const scenario_t *scenario;  /* may be NULL for adapters that do not need it */
+  const char *slug;           /* this site, from the agent's certificate */
+  const scenario_t *scenario; /* may be NULL for adapters that do not need it */
   int64_t business_now_ms;
   uint64_t seed;
 } adapter_env_t;

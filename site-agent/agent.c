@@ -2,6 +2,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "report.h"
 #include "util.h"
 
 #include <jansson.h>
@@ -18,8 +19,7 @@ const config_opt_t agent_conf_opts[] = {
      "site slug; optional, must match the certificate (site:<slug>)"},
     {"agent", "controllers", CFG_LIST, O(controllers), 0, 0, 0, NULL, 1,
      "controller addresses, tried in order"},
-    {"agent", "adapter", CFG_STRING, O(adapter), S(adapter), 0, 0, "sim", 0,
-     "PBX adapter: sim"},
+    {"agent", "adapter", CFG_STRING, O(adapter), S(adapter), 0, 0, "sim", 0, "PBX adapter: sim"},
     {"agent", "report_log", CFG_STRING, O(report_log), S(report_log), 0, 0, "", 0,
      "file to append every sent report to, as JSON lines (debugging, tests)"},
     {"tls", "ca", CFG_STRING, O(ca), S(ca), 0, 0, NULL, 1, "the private CA certificate"},
@@ -39,15 +39,8 @@ const config_opt_t agent_conf_opts[] = {
      "scenario file for the sim adapter"},
     {"sim", "seed", CFG_UINT, O(seed), 0, 0, 4294967295.0, "0", 0,
      "random seed; 0 derives one from the site"},
-    {"clock", "speed", CFG_DOUBLE, O(clock_speed), 0, 1, 3600, "1", 0, "business clock speed"},
-    {"clock", "start", CFG_STRING, O(clock_start), S(clock_start), 0, 0, "", 0,
-     "business time at the anchor, ISO 8601"},
-    {"clock", "anchor", CFG_STRING, O(clock_anchor), S(clock_anchor), 0, 0, "", 0,
-     "real time at which the business clock reads start"},
-    {"log", "level", CFG_STRING, O(log_level), S(log_level), 0, 0, "info", 0,
-     "error, warn, info or debug"},
-    {"log", "groups", CFG_STRING, O(log_groups), S(log_groups), 0, 0, "", 0,
-     "per-group levels, e.g. link:debug"},
+    CONFIG_CLOCK_OPTS(agent_conf_t, clock),
+    CONFIG_LOG_OPTS(agent_conf_t, log),
     {0},
 };
 
@@ -67,25 +60,18 @@ int agent_conf_load(const char *path, agent_conf_t *c, char *err, size_t errlen)
              adapter_names());
     return NIRC_ECONFIG;
   }
-  int64_t t;
-  if ((c->clock_start[0] && clock_parse_iso(c->clock_start, &t) != 0) ||
-      (c->clock_anchor[0] && clock_parse_iso(c->clock_anchor, &t) != 0)) {
-    snprintf(err, errlen, "%s: [clock] start/anchor must be ISO 8601 (2020-01-22T21:50:00+08:00)",
-             path);
-    return NIRC_ECONFIG;
-  }
-  log_level_t lvl;
-  if (log_parse_level(c->log_level, &lvl) != 0) {
-    snprintf(err, errlen, "%s: [log] level must be error, warn, info or debug", path);
-    return NIRC_ECONFIG;
-  }
+  if (config_check_clock(&c->clock, path, err, errlen) != 0) return NIRC_ECONFIG;
+  if (config_check_log(&c->log, path, err, errlen) != 0) return NIRC_ECONFIG;
   return 0;
 }
 
 static const char *const agent_state_names[] = {
-    [AGENT_IDLE] = "idle",         [AGENT_CONNECTING] = "connecting",
-    [AGENT_HELLO_SENT] = "hello-sent", [AGENT_REPORTING] = "reporting",
-    [AGENT_BACKOFF] = "backoff",   [AGENT_STOPPING] = "stopping",
+    [AGENT_IDLE] = "idle",
+    [AGENT_CONNECTING] = "connecting",
+    [AGENT_HELLO_SENT] = "hello-sent",
+    [AGENT_REPORTING] = "reporting",
+    [AGENT_BACKOFF] = "backoff",
+    [AGENT_STOPPING] = "stopping",
 };
 
 const char *agent_state_name(agent_state_t s) {
@@ -119,19 +105,7 @@ static void agent_schedule_retry(agent_t *a) {
 
 static void agent_log_report(agent_t *a, const Nirc__LoadReport *r) {
   if (!a->report_log) return;
-  json_t *o = json_pack(
-      "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
-      "site", r->site, "timestamp_ms", (json_int_t)r->timestamp_ms, "interval_ms",
-      (json_int_t)r->interval_ms, "calls_offered", (json_int_t)r->calls_offered, "calls_answered",
-      (json_int_t)r->calls_answered, "calls_abandoned", (json_int_t)r->calls_abandoned,
-      "calls_in_queue", (json_int_t)r->calls_in_queue, "longest_wait_ms",
-      (json_int_t)r->longest_wait_ms, "agents_logged_in", (json_int_t)r->agents_logged_in,
-      "agents_ready", (json_int_t)r->agents_ready, "agents_talking",
-      (json_int_t)r->agents_talking, "agents_not_ready", (json_int_t)r->agents_not_ready,
-      "aht_ms", (json_int_t)r->aht_ms, "answered_within_threshold",
-      (json_int_t)r->answered_within_threshold, "sl_threshold_s",
-      (json_int_t)r->sl_threshold_s, "calls_from_other_sites",
-      (json_int_t)r->calls_from_other_sites, "pbx_unreadable", r->pbx_unreadable);
+  json_t *o = report_to_json(r);
   if (!o) return;
   char *line = json_dumps(o, JSON_COMPACT);
   if (line) {
@@ -304,13 +278,7 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, char *err,
   }
   a->naddrs = conf->controllers.count;
 
-  clock_init_real(&a->clock);
-  if (conf->clock_start[0] || conf->clock_speed > 1.0) {
-    a->clock.speed = conf->clock_speed;
-    a->clock.anchor_ms = a->clock.start_ms = clock_real_ms();
-    if (conf->clock_anchor[0]) clock_parse_iso(conf->clock_anchor, &a->clock.anchor_ms);
-    if (conf->clock_start[0]) clock_parse_iso(conf->clock_start, &a->clock.start_ms);
-  }
+  clock_setup(&a->clock, conf->clock.speed, conf->clock.start, conf->clock.anchor);
   if (conf->scenario[0]) {
     if (scenario_load(conf->scenario, &a->scenario, err, errlen) != 0) return NIRC_ECONFIG;
     a->have_scenario = 1;
@@ -318,7 +286,8 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, char *err,
   a->adapter.ops = adapter_find(conf->adapter);
   uint64_t seed = conf->seed;
   if (seed == 0)
-    for (const char *p = a->slug; *p; p++) seed = seed * 131 + (unsigned char)*p;
+    for (const char *p = a->slug; *p; p++)
+      seed = seed * 131 + (unsigned char)*p;
   adapter_env_t env = {
       .slug = a->slug,
       .scenario = a->have_scenario ? &a->scenario : NULL,

@@ -22,18 +22,17 @@
 #include <uv.h>
 
 typedef struct {
-  char site[32];                 /* optional: must equal the certificate */
+  char site[32]; /* optional: must equal the certificate */
   config_list_t controllers;
   char adapter[16];
   char report_log[CONFIG_STR_MAX];
   char ca[CONFIG_STR_MAX], cert[CONFIG_STR_MAX], key[CONFIG_STR_MAX];
   uint64_t backoff_min_ms, backoff_max_ms, connect_timeout_ms, idle_timeout_ms;
-  uint64_t report_interval_ms;   /* until the controller's Welcome says otherwise */
+  uint64_t report_interval_ms; /* until the controller's Welcome says otherwise */
   char scenario[CONFIG_STR_MAX];
   uint32_t seed;
-  double clock_speed;
-  char clock_start[40], clock_anchor[40];
-  char log_level[16], log_groups[256];
+  config_clock_t clock;
+  config_log_t log;
 } agent_conf_t;
 
 extern const config_opt_t agent_conf_opts[];
@@ -41,22 +40,22 @@ int agent_conf_load(const char *path, agent_conf_t *c, char *err, size_t errlen)
 
 typedef enum {
   AGENT_IDLE = 0,
-  AGENT_CONNECTING,  /* TCP + TLS to controllers[idx] */
-  AGENT_HELLO_SENT,  /* waiting for Welcome */
-  AGENT_REPORTING,   /* Welcome received; reporting every interval */
-  AGENT_BACKOFF,     /* waiting before the next attempt */
+  AGENT_CONNECTING, /* TCP + TLS to controllers[idx] */
+  AGENT_HELLO_SENT, /* waiting for Welcome */
+  AGENT_REPORTING,  /* Welcome received; reporting every interval */
+  AGENT_BACKOFF,    /* waiting before the next attempt */
   AGENT_STOPPING,
 } agent_state_t;
 
 typedef struct {
   uv_loop_t *loop;
-  const agent_conf_t *conf;      /* borrowed */
-  char slug[32];                 /* from the certificate */
+  const agent_conf_t *conf; /* borrowed */
+  char slug[32];            /* from the certificate */
   SSL_CTX *tls;
   struct sockaddr_storage addrs[CONFIG_LIST_MAX];
   unsigned naddrs, idx;
   agent_state_t state;
-  link_t *link;                  /* current link, or NULL; owns itself */
+  link_t *link; /* current link, or NULL; owns itself */
   backoff_t backoff;
   uv_timer_t retry, report;
   uv_signal_t sig_int, sig_term;
@@ -67,7 +66,7 @@ typedef struct {
   uint32_t report_interval_ms;
   uint64_t epoch;
   int64_t last_report_business_ms;
-  FILE *report_log;              /* owned; JSON lines of every report sent */
+  FILE *report_log; /* owned; JSON lines of every report sent */
   uint64_t reports_sent, connects;
 } agent_t;
 

@@ -29,8 +29,10 @@ int main(int argc, char **argv) {
   const char *path = DEFAULT_CONF;
   int test_only = 0;
   static const struct option longopts[] = {
-      {"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
-      {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+      {"config", required_argument, NULL, 'c'},
+      {"test", no_argument, NULL, 't'},
+      {"version", no_argument, NULL, 'V'},
+      {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
   int ch;
@@ -56,10 +58,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "nirc-agent: %s\n", err);
     return 1;
   }
-  log_level_t lvl;
-  log_parse_level(conf->log_level, &lvl);
-  log_set_level(lvl);
-  if (conf->log_groups[0] && log_set_groups(conf->log_groups, err, sizeof err) != 0) {
+  if (log_configure(conf->log.level, conf->log.groups, err, sizeof err) != 0) {
     fprintf(stderr, "nirc-agent: %s: [log] groups: %s\n", path, err);
     return 1;
   }

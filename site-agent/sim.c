@@ -85,13 +85,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SIM_STEP_MS 1000
-#define SIM_QUEUE_MAX 10000u
-#define SIM_QUEUE_INIT 64u
-#define SIM_AGENTS_MAX 10000u
-#define SIM_RATE_MAX 10000.0
+#define SIM_STEP_MS        1000
+#define SIM_QUEUE_MAX      10000u
+#define SIM_QUEUE_INIT     64u
+#define SIM_AGENTS_MAX     10000u
+#define SIM_RATE_MAX       10000.0
 #define SIM_CATCHUP_MAX_MS (6 * 3600 * INT64_C(1000))
-#define SIM_DAY_MS (86400 * INT64_C(1000))
+#define SIM_DAY_MS         (86400 * INT64_C(1000))
 /* Patience of a caller who never abandons. */
 #define SIM_PATIENCE_NEVER UINT32_MAX
 /* Longest AHT we represent, in seconds, so aht_s * 1000 fits in 32 bits. */
@@ -111,10 +111,10 @@ typedef struct {
 } sim_busy_t;
 
 struct sim {
-  const scenario_t *sc;       /* borrowed, outlives the sim */
+  const scenario_t *sc;        /* borrowed, outlives the sim */
   const scenario_site_t *site; /* borrowed, points into sc */
-  int64_t now_ms;             /* business time simulated so far */
-  uint64_t rng[4];            /* xoshiro256** state */
+  int64_t now_ms;              /* business time simulated so far */
+  uint64_t rng[4];             /* xoshiro256** state */
 
   unsigned home_permille;
   unsigned override_agents; /* 0: follow the scenario */
@@ -137,7 +137,7 @@ struct sim {
   uint32_t idle;
   uint32_t pending_logout; /* busy agents who log out when their call ends */
 
-  uint64_t step_no;    /* sub-steps run, to sweep a full queue once per step */
+  uint64_t step_no; /* sub-steps run, to sweep a full queue once per step */
   uint64_t swept_step;
 
   /* Interval counters, reset by sim_take_report(). */
@@ -154,7 +154,9 @@ static uint64_t sim_splitmix64(uint64_t *x) {
   return z ^ (z >> 31);
 }
 
-static uint64_t sim_rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t sim_rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
 
 /* xoshiro256** (Blackman and Vigna): fast, 256 bits of state, passes
  * BigCrush; far more than a simulator needs, for a few lines. */
@@ -173,7 +175,8 @@ static uint64_t sim_next(sim_t *s) {
 
 static void sim_seed(sim_t *s, uint64_t seed) {
   uint64_t x = seed;
-  for (int i = 0; i < 4; i++) s->rng[i] = sim_splitmix64(&x);
+  for (int i = 0; i < 4; i++)
+    s->rng[i] = sim_splitmix64(&x);
   /* The all-zero state is xoshiro's one fixed point; splitmix64 cannot
    * produce four zeros in a row, but a guard costs nothing. */
   if ((s->rng[0] | s->rng[1] | s->rng[2] | s->rng[3]) == 0) s->rng[0] = 1;
@@ -186,7 +189,9 @@ static double sim_uniform(sim_t *s) {
 }
 
 /* Exponential with mean 1. */
-static double sim_exp1(sim_t *s) { return -log(sim_uniform(s)); }
+static double sim_exp1(sim_t *s) {
+  return -log(sim_uniform(s));
+}
 
 /* ln(k!) for integral k >= 0: a table below 10, Stirling's series above,
  * which is accurate to ~1e-11 there. We avoid lgamma() because it writes
@@ -329,7 +334,8 @@ static bool sim_queue_grow(sim_t *s) {
   if (cap > SIM_QUEUE_MAX) cap = SIM_QUEUE_MAX;
   sim_call_t *q = malloc((size_t)cap * sizeof *q);
   if (q == NULL) return false;
-  for (uint32_t i = 0; i < s->q_len; i++) q[i] = s->q[(s->q_head + i) % s->q_cap];
+  for (uint32_t i = 0; i < s->q_len; i++)
+    q[i] = s->q[(s->q_head + i) % s->q_cap];
   free(s->q);
   s->q = q;
   s->q_cap = cap;
@@ -392,7 +398,8 @@ static void sim_arrive(sim_t *s, int64_t t_ms, uint32_t aht_ms) {
 static bool sim_busy_reserve(sim_t *s, uint32_t n) {
   if (n <= s->busy_cap) return true;
   uint32_t cap = s->busy_cap ? s->busy_cap : 16;
-  while (cap < n) cap *= 2;
+  while (cap < n)
+    cap *= 2;
   if (cap > SIM_AGENTS_MAX) cap = SIM_AGENTS_MAX;
   sim_busy_t *b = realloc(s->busy, (size_t)cap * sizeof *b);
   if (b == NULL) return false;
@@ -414,7 +421,8 @@ static void sim_staff(sim_t *s, int64_t t_ms, unsigned target) {
     if (more == 0) return;
     /* If memory is short, log in as many as the heap can hold; the next
      * sub-step tries again. */
-    if (!sim_busy_reserve(s, present + more)) more = s->busy_cap > present ? s->busy_cap - present : 0;
+    if (!sim_busy_reserve(s, present + more))
+      more = s->busy_cap > present ? s->busy_cap - present : 0;
     s->idle += more;
     sim_dispatch(s, t_ms);
   } else if (target < staffed) {
@@ -468,7 +476,8 @@ static void sim_step(sim_t *s, int64_t t0, int64_t dt) {
   } else if (s->home_permille < 1000) {
     const double p = (double)s->home_permille / 1000.0;
     kept = 0;
-    for (uint64_t i = 0; i < n_own; i++) kept += sim_uniform(s) < p;
+    for (uint64_t i = 0; i < n_own; i++)
+      kept += sim_uniform(s) < p;
   }
   s->routed_away += n_own - kept;
 
@@ -512,7 +521,8 @@ static void sim_step(sim_t *s, int64_t t0, int64_t dt) {
     size_t j = 0;
     if (s->n_in > 1) {
       const double u = sim_uniform(s) * in_rate;
-      while (j + 1 < s->n_in && u >= s->in_cum[j]) j++;
+      while (j + 1 < s->n_in && u >= s->in_cum[j])
+        j++;
     }
     sim_arrive(s, t_arr, sim_aht_ms(&s->sc->sites[s->in_idx[j]]));
   }
@@ -522,8 +532,10 @@ static void sim_step(sim_t *s, int64_t t0, int64_t dt) {
  * timestamp keeps waits, patiences and remaining handle times intact. A
  * uniform shift keeps the heap ordered. */
 static void sim_rebase(sim_t *s, int64_t delta) {
-  for (uint32_t i = 0; i < s->q_len; i++) s->q[(s->q_head + i) % s->q_cap].arrive_ms += delta;
-  for (uint32_t i = 0; i < s->n_busy; i++) s->busy[i].end_ms += delta;
+  for (uint32_t i = 0; i < s->q_len; i++)
+    s->q[(s->q_head + i) % s->q_cap].arrive_ms += delta;
+  for (uint32_t i = 0; i < s->n_busy; i++)
+    s->busy[i].end_ms += delta;
   s->now_ms += delta;
 }
 
@@ -593,7 +605,8 @@ void sim_set_agents_override(sim_t *s, unsigned agents) {
 
 void sim_advance(sim_t *s, int64_t now_ms) {
   if (now_ms <= s->now_ms) return;
-  if (now_ms - s->now_ms > SIM_CATCHUP_MAX_MS) sim_rebase(s, now_ms - s->now_ms - SIM_CATCHUP_MAX_MS);
+  if (now_ms - s->now_ms > SIM_CATCHUP_MAX_MS)
+    sim_rebase(s, now_ms - s->now_ms - SIM_CATCHUP_MAX_MS);
   while (s->now_ms < now_ms) {
     const int64_t dt = now_ms - s->now_ms < SIM_STEP_MS ? now_ms - s->now_ms : SIM_STEP_MS;
     sim_step(s, s->now_ms, dt);
@@ -602,7 +615,9 @@ void sim_advance(sim_t *s, int64_t now_ms) {
   sim_sweep(s, now_ms);
 }
 
-static uint32_t sim_clamp32(uint64_t v) { return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v; }
+static uint32_t sim_clamp32(uint64_t v) {
+  return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
 
 void sim_take_report(sim_t *s, sim_report_t *out) {
   memset(out, 0, sizeof *out);
@@ -621,7 +636,8 @@ void sim_take_report(sim_t *s, sim_report_t *out) {
   out->agents_ready = s->idle;
   out->agents_talking = s->n_busy;
   out->agents_not_ready = 0;
-  out->aht_ms = s->done_count > 0 ? sim_clamp32(s->done_sum_ms / s->done_count) : sim_aht_ms(s->site);
+  out->aht_ms =
+      s->done_count > 0 ? sim_clamp32(s->done_sum_ms / s->done_count) : sim_aht_ms(s->site);
   s->offered = s->answered = s->abandoned = s->within = s->from_other = s->routed_away = 0;
   s->done_count = s->done_sum_ms = 0;
 }

@@ -31,7 +31,7 @@ typedef struct {
 
 /* Counters since the last sim_take_report(), plus instantaneous state. */
 typedef struct {
-  uint32_t offered;          /* arrivals that reached this site's queue, own + inbound */
+  uint32_t offered; /* arrivals that reached this site's queue, own + inbound */
   uint32_t answered;
   uint32_t abandoned;
   uint32_t answered_within;  /* answered within sc->sl_threshold_s */
@@ -40,7 +40,7 @@ typedef struct {
   uint32_t in_queue;
   uint32_t longest_wait_ms;
   uint32_t agents_logged_in;
-  uint32_t agents_ready;     /* logged in, idle */
+  uint32_t agents_ready; /* logged in, idle */
   uint32_t agents_talking;
   uint32_t agents_not_ready; /* logged in, in wrap-up/break: 0 in this model unless set */
   uint32_t aht_ms;           /* mean handle time of calls completed in the interval,

@@ -132,10 +132,14 @@ int main(int argc, char **argv) {
   const char *addr = NULL, *ca = NULL, *cert = NULL, *key = NULL;
   int i = 1;
   for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
-    if (!strcmp(argv[i], "--addr")) addr = argv[i + 1];
-    else if (!strcmp(argv[i], "--ca")) ca = argv[i + 1];
-    else if (!strcmp(argv[i], "--cert")) cert = argv[i + 1];
-    else if (!strcmp(argv[i], "--key")) key = argv[i + 1];
+    if (!strcmp(argv[i], "--addr"))
+      addr = argv[i + 1];
+    else if (!strcmp(argv[i], "--ca"))
+      ca = argv[i + 1];
+    else if (!strcmp(argv[i], "--cert"))
+      cert = argv[i + 1];
+    else if (!strcmp(argv[i], "--key"))
+      key = argv[i + 1];
     else {
       usage();
       return 2;

@@ -22,8 +22,7 @@
 
 static void test_ceiling_doubles_and_delays_in_window(void **state) {
   (void)state;
-  static const uint32_t want[] = {500,   1000,  2000,  4000,  8000,
-                                  16000, 30000, 30000, 30000, 30000};
+  static const uint32_t want[] = {500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000};
   backoff_t b;
   backoff_init(&b, MIN_MS, MAX_MS, 42);
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -64,10 +63,12 @@ static void test_many_attempts_stay_capped(void **state) {
 
   /* A max that is not min times a power of two, and one near UINT32_MAX. */
   backoff_init(&b, 3, 1000, 9);
-  for (int i = 0; i < 200; i++) assert_in_range(backoff_next(&b), 3, 1000);
+  for (int i = 0; i < 200; i++)
+    assert_in_range(backoff_next(&b), 3, 1000);
   assert_int_equal(backoff_ceiling(&b), 1000);
   backoff_init(&b, 1000, UINT32_MAX, 11);
-  for (int i = 0; i < 200; i++) assert_in_range(backoff_next(&b), 1000, UINT32_MAX);
+  for (int i = 0; i < 200; i++)
+    assert_in_range(backoff_next(&b), 1000, UINT32_MAX);
   assert_int_equal(backoff_ceiling(&b), UINT32_MAX);
 }
 
@@ -75,7 +76,8 @@ static void test_reset_returns_to_min(void **state) {
   (void)state;
   backoff_t b;
   backoff_init(&b, MIN_MS, MAX_MS, 5);
-  for (int i = 0; i < 12; i++) backoff_next(&b);
+  for (int i = 0; i < 12; i++)
+    backoff_next(&b);
   assert_int_equal(backoff_ceiling(&b), MAX_MS);
   backoff_reset(&b);
   assert_int_equal(backoff_ceiling(&b), MIN_MS);
@@ -92,7 +94,8 @@ static void test_jitter_spreads_over_window(void **state) {
   (void)state;
   backoff_t b;
   backoff_init(&b, MIN_MS, MAX_MS, 12345);
-  for (int i = 0; i < 10; i++) backoff_next(&b);
+  for (int i = 0; i < 10; i++)
+    backoff_next(&b);
   assert_int_equal(backoff_ceiling(&b), MAX_MS);
 
   enum { N = 1000, BUCKETS = 10 };
@@ -115,7 +118,8 @@ static void test_jitter_spreads_over_window(void **state) {
   double mid = (MIN_MS + MAX_MS) / 2.0;
   assert_true(mean > mid - 0.1 * window && mean < mid + 0.1 * window);
   /* Every tenth of the window gets a fair share (expected 100 each). */
-  for (int k = 0; k < BUCKETS; k++) assert_in_range(bucket[k], 50, 150);
+  for (int k = 0; k < BUCKETS; k++)
+    assert_in_range(bucket[k], 50, 150);
 }
 
 static void test_seeds_differ_and_repeat(void **state) {
@@ -133,7 +137,8 @@ static void test_seeds_differ_and_repeat(void **state) {
   }
   /* Two agents with different seeds do not retry in lockstep. */
   int same = 0;
-  for (int i = 1; i < N; i++) same += a[i] == b2[i];
+  for (int i = 1; i < N; i++)
+    same += a[i] == b2[i];
   assert_true(same < 3);
   /* A fixed seed is reproducible. */
   assert_memory_equal(a, c, sizeof a);
@@ -142,7 +147,8 @@ static void test_seeds_differ_and_repeat(void **state) {
   backoff_t r;
   backoff_init(&r, MIN_MS, MAX_MS, 0);
   assert_int_not_equal(r.rng, 0);
-  for (int i = 0; i < 50; i++) assert_in_range(backoff_next(&r), MIN_MS, MAX_MS);
+  for (int i = 0; i < 50; i++)
+    assert_in_range(backoff_next(&r), MIN_MS, MAX_MS);
 }
 
 static void test_min_equals_max(void **state) {
@@ -159,7 +165,8 @@ static void test_min_equals_max(void **state) {
   assert_int_equal(b.min_ms, 1);
   assert_int_equal(backoff_next(&b), 1);
   backoff_init(&b, 800, 100, 3);
-  for (int i = 0; i < 20; i++) assert_int_equal(backoff_next(&b), 800);
+  for (int i = 0; i < 20; i++)
+    assert_int_equal(backoff_next(&b), 800);
 }
 
 int main(void) {

@@ -66,8 +66,7 @@ static void write_tmp(tmpfile_t *t, const char *text) {
   assert_int_equal(close(fd), 0);
 }
 
-static int load_text(const char *text, test_conf_t *c, char *err, size_t errlen,
-                     tmpfile_t *t) {
+static int load_text(const char *text, test_conf_t *c, char *err, size_t errlen, tmpfile_t *t) {
   write_tmp(t, text);
   memset(c, 0x5A, sizeof *c); /* garbage: defaults must overwrite it */
   err[0] = '\0';
@@ -174,8 +173,8 @@ static void test_bool_spellings(void **state) {
   char text[128];
   test_conf_t c;
   for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
-    snprintf(text, sizeof text, "[server]\ntoken=x\n[features]\nverbose = %s\nquiet = %s\n",
-             yes[i], no[i]);
+    snprintf(text, sizeof text, "[server]\ntoken=x\n[features]\nverbose = %s\nquiet = %s\n", yes[i],
+             no[i]);
     load_ok(text, &c);
     assert_true(c.verbose);
     assert_false(c.quiet);
@@ -193,7 +192,8 @@ static void test_list_edges(void **state) {
 
   /* Sixteen entries fit, seventeen do not. */
   char text[256] = "[server]\ntoken=x\n[features]\npeers = ";
-  for (int i = 0; i < CONFIG_LIST_MAX; i++) strcat(text, i ? ",p" : "p");
+  for (int i = 0; i < CONFIG_LIST_MAX; i++)
+    strcat(text, i ? ",p" : "p");
   strcat(text, "\n");
   load_ok(text, &c);
   assert_int_equal(c.peers.count, CONFIG_LIST_MAX);
@@ -399,13 +399,11 @@ static void test_config_set(void **state) {
 
   /* Unknown keys and sections are refused and named. */
   err[0] = '\0';
-  assert_int_equal(config_set(opts, &c, "server", "colour", "blue", err, sizeof err),
-                   NIRC_ECONFIG);
+  assert_int_equal(config_set(opts, &c, "server", "colour", "blue", err, sizeof err), NIRC_ECONFIG);
   assert_non_null(strstr(err, "colour"));
   assert_int_equal(config_set(opts, &c, "nope", "port", "1", err, sizeof err), NIRC_ECONFIG);
   /* Bad values are refused and leave the old value. */
-  assert_int_equal(config_set(opts, &c, "server", "port", "99999", err, sizeof err),
-                   NIRC_ECONFIG);
+  assert_int_equal(config_set(opts, &c, "server", "port", "99999", err, sizeof err), NIRC_ECONFIG);
   assert_int_equal(c.port, 8080);
   assert_int_equal(config_set(opts, &c, "timing", "interval", "soon", err, sizeof err),
                    NIRC_ECONFIG);

@@ -32,8 +32,8 @@
 #include <uv.h>
 
 #define DEADLINE_MS 20000
-#define MAXCALLS 1100
-#define APP_NAME "nirc-test-db"
+#define MAXCALLS    1100
+#define APP_NAME    "nirc-test-db"
 /* Nothing listens on port 1, so connecting there is refused at once. */
 #define UNREACHABLE "host=127.0.0.1 port=1 user=nirc dbname=nirc connect_timeout=2"
 
@@ -171,7 +171,9 @@ static int migrate_quiet(const char *ci, const char *dir, char *err, size_t errl
 
 typedef int (*cond_fn)(const void *arg);
 
-static void on_deadline(uv_timer_t *t) { *(int *)t->data = 1; }
+static void on_deadline(uv_timer_t *t) {
+  *(int *)t->data = 1;
+}
 
 typedef struct {
   cond_fn cond;
@@ -198,7 +200,8 @@ static int run_until(uv_loop_t *loop, cond_fn cond, const void *arg) {
   assert_int_equal(uv_prepare_init(loop, &p), 0);
   p.data = &pc;
   assert_int_equal(uv_prepare_start(&p, on_prepare), 0);
-  while (!cond(arg) && !expired) uv_run(loop, UV_RUN_ONCE);
+  while (!cond(arg) && !expired)
+    uv_run(loop, UV_RUN_ONCE);
   int ok = cond(arg);
   uv_close((uv_handle_t *)&t, NULL);
   uv_close((uv_handle_t *)&p, NULL);
@@ -263,7 +266,8 @@ struct rec {
 static rec_t *rec_new(void) {
   rec_t *r = calloc(1, sizeof *r);
   assert_non_null(r);
-  for (int i = 0; i < MAXCALLS; i++) r->slot[i] = (slot_t){r, i};
+  for (int i = 0; i < MAXCALLS; i++)
+    r->slot[i] = (slot_t){r, i};
   return r;
 }
 
@@ -305,7 +309,9 @@ static int count_fds(void) {
   return n;
 }
 
-static void on_closed(void *arg) { (*(int *)arg)++; }
+static void on_closed(void *arg) {
+  (*(int *)arg)++;
+}
 
 static void actx_open(actx_t *a, const char *ci) {
   memset(a, 0, sizeof *a);
@@ -354,9 +360,9 @@ static int group_teardown(void **state) {
   return 0;
 }
 
-#define NEED_PG()                                                          \
-  do {                                                                     \
-    if (!T.have_pg) skip();                                                \
+#define NEED_PG()                                                                                  \
+  do {                                                                                             \
+    if (!T.have_pg) skip();                                                                        \
   } while (0)
 
 /* Async tests need the schema; normally the first test put it there. */
@@ -425,7 +431,8 @@ static void test_database_newer_than_nircd(void **state) {
                              NULL, 0),
                    0);
   assert_int_equal(db_admin_check_schema(ci, err, sizeof err), NIRC_ESCHEMA);
-  assert_string_equal(err, "database schema is version 3, newer than this nircd (1): upgrade nircd");
+  assert_string_equal(err,
+                      "database schema is version 3, newer than this nircd (1): upgrade nircd");
   assert_int_equal(migrate_quiet(ci, T.schema_dir, err, sizeof err, NULL, 0), NIRC_ESCHEMA);
   assert_non_null(strstr(err, "this nircd is older than the database"));
   drop_db(T.scratch_db);
@@ -445,7 +452,8 @@ static void copy_file(const char *from, const char *to) {
   assert_non_null(o);
   char buf[8192];
   size_t k;
-  while ((k = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, k, o), k);
+  while ((k = fread(buf, 1, sizeof buf, in)) > 0)
+    assert_int_equal(fwrite(buf, 1, k, o), k);
   fclose(in);
   assert_int_equal(fclose(o), 0);
 }
@@ -480,7 +488,8 @@ static void test_migrate_broken_file_rolls_back(void **state) {
   assert_int_equal(db_admin_schema_version(ci, &v, err, sizeof err), 0);
   assert_int_equal(v, 1);
   char n[32];
-  assert_int_equal(admin_sql(ci, "select to_regclass('nirc_broken_probe') is null", n, sizeof n), 0);
+  assert_int_equal(admin_sql(ci, "select to_regclass('nirc_broken_probe') is null", n, sizeof n),
+                   0);
   assert_string_equal(n, "t");
 
   /* A gap is refused before anything is touched. */
@@ -622,8 +631,9 @@ static void test_async_1000_inserts(void **state) {
     char detail[32];
     snprintf(detail, sizeof detail, "%d", i);
     const char *p[3] = {peer, i % 2 ? "hubei" : NULL, detail};
-    q(a.db, r, i, "insert into link_events (kind, site, peer, event, detail) "
-                  "values ('site', $2, $1, 'hello', $3)",
+    q(a.db, r, i,
+      "insert into link_events (kind, site, peer, event, detail) "
+      "values ('site', $2, $1, 'hello', $3)",
       3, p);
   }
   assert_int_equal(db_queue_depth(a.db), 1000);
@@ -734,8 +744,8 @@ static void test_async_reconnect(void **state) {
   snprintf(peer, sizeof peer, "test-reconnect-%ld", (long)getpid());
   const char *p[1] = {peer};
   for (int i = 1; i <= 10; i++) {
-    q(a.db, r, i, "insert into link_events (kind, peer, event) values ('unknown', $1, 'online')",
-      1, p);
+    q(a.db, r, i, "insert into link_events (kind, peer, event) values ('unknown', $1, 'online')", 1,
+      p);
   }
   q(a.db, r, 11, "select count(*) from link_events where peer = $1", 1, p);
   assert_true(run_until_count(&a.loop, &r->ncalls, 12));
@@ -773,13 +783,15 @@ static void test_close_with_queued_and_inflight(void **state) {
   q(a.db, r, 0, "select 1", 0, NULL);
   assert_true(run_until_count(&a.loop, &r->ncalls, 1));
   q(a.db, r, 1, "select pg_sleep(0.5)", 0, NULL);
-  for (int i = 2; i < 50; i++) q(a.db, r, i, "select 1", 0, NULL);
+  for (int i = 2; i < 50; i++)
+    q(a.db, r, i, "select 1", 0, NULL);
   assert_true(run_until_state(&a.loop, a.db, DB_BUSY));
   assert_int_equal(db_queue_depth(a.db), 48);
   db_close(a.db, on_closed, &a.closed);
   assert_int_equal(r->ncalls, 50);
   assert_int_equal(r->out_of_order, 0);
-  for (int i = 1; i < 50; i++) assert_int_equal(r->err[i], NIRC_ECLOSED);
+  for (int i = 1; i < 50; i++)
+    assert_int_equal(r->err[i], NIRC_ECLOSED);
   /* A closing client takes nothing new. */
   assert_int_equal(db_exec(a.db, "select 1", 0, NULL, NULL, NULL), NIRC_ECLOSED);
   assert_int_equal(a.closed, 0);

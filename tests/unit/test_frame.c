@@ -30,7 +30,7 @@ typedef struct {
   size_t count;
   uint8_t *data[MAX_CAPTURED];
   size_t len[MAX_CAPTURED];
-  int stop_at;  /* 1-based callback number that returns stop_rc; 0 = never */
+  int stop_at; /* 1-based callback number that returns stop_rc; 0 = never */
   int stop_rc;
 } capture_t;
 
@@ -48,7 +48,8 @@ static int capture_cb(void *arg, const uint8_t *payload, size_t len) {
 }
 
 static void capture_free(capture_t *c) {
-  for (size_t i = 0; i < c->count; i++) free(c->data[i]);
+  for (size_t i = 0; i < c->count; i++)
+    free(c->data[i]);
   memset(c, 0, sizeof *c);
 }
 
@@ -213,7 +214,7 @@ static void test_split_one_byte_at_a_time(void **state) {
   for (size_t i = 0; i < len; i++) {
     assert_int_equal(frame_decoder_feed(&d, buf + i, 1, capture_cb, &c), 0);
     if (i + 1 < len) {
-      assert_int_equal(c.count, 0);          /* nothing before the last byte */
+      assert_int_equal(c.count, 0);           /* nothing before the last byte */
       assert_true(frame_decoder_partial(&d)); /* and the decoder knows it holds a part */
     }
   }
@@ -307,7 +308,8 @@ static void test_random_chunks(void **state) {
   size_t total = t.len * REPEAT;
   uint8_t *stream = malloc(total);
   assert_non_null(stream);
-  for (int i = 0; i < REPEAT; i++) memcpy(stream + (size_t)i * t.len, t.buf, t.len);
+  for (int i = 0; i < REPEAT; i++)
+    memcpy(stream + (size_t)i * t.len, t.buf, t.len);
   uint64_t seed = 0x1234567887654321ULL;
   for (int round = 0; round < 50; round++) {
     capture_t c = {0};
@@ -577,7 +579,8 @@ static void test_random_bytes_never_crash(void **state) {
   uint8_t buf[512];
   for (int it = 0; it < 20000; it++) {
     size_t n = (size_t)(rng_next(&seed) % sizeof buf);
-    for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)rng_next(&seed);
+    for (size_t i = 0; i < n; i++)
+      buf[i] = (uint8_t)rng_next(&seed);
     check_decode_result(buf, n);
   }
 
@@ -620,7 +623,8 @@ static void test_random_stream_never_crash(void **state) {
     int rc = 0;
     for (int k = 0; k < 8 && rc == 0; k++) {
       size_t n = (size_t)(rng_next(&seed) % sizeof buf);
-      for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)rng_next(&seed);
+      for (size_t i = 0; i < n; i++)
+        buf[i] = (uint8_t)rng_next(&seed);
       /* Small lengths sometimes, so that frames do complete. */
       if (n >= 4 && (rng_next(&seed) & 1)) put_be32(buf, (uint32_t)(rng_next(&seed) % 64));
       rc = frame_decoder_feed(&d, buf, n, capture_cb, &c);

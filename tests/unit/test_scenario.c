@@ -25,7 +25,8 @@
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static const char *const consolidated_required[] = {"hubei", "guizhou", "fujian", "shanxi", "shanghai"};
+static const char *const consolidated_required[] = {"hubei", "guizhou", "fujian", "shanxi",
+                                                    "shanghai"};
 static const char *const own_nights_required[] = {"guangdong", "jiangsu", "zhejiang", "shandong",
                                                   "beijing",   "sichuan", "henan",    "hebei"};
 
@@ -44,7 +45,9 @@ static void load_shipped(scenario_t *sc) {
   if (rc != 0) fail_msg("loading %s failed (%s): %s", path, nirc_errname(rc), err);
 }
 
-static bool is_day(int h) { return h >= 8 && h < 22; }
+static bool is_day(int h) {
+  return h >= 8 && h < 22;
+}
 
 static double period_sum(const scenario_t *sc, bool day) {
   double s = 0;
@@ -65,7 +68,8 @@ static double erlang_c_service_level(double A, unsigned n, double aht, double t)
   if (A <= 0) return 1.0;
   if (A >= n) return 0.0;
   double b = 1.0;
-  for (unsigned k = 1; k <= n; k++) b = A * b / (k + A * b);
+  for (unsigned k = 1; k <= n; k++)
+    b = A * b / (k + A * b);
   double pw = n * b / (n - A * (1.0 - b));
   return 1.0 - pw * exp(-(n - A) * t / aht);
 }
@@ -189,7 +193,8 @@ static void test_shipped_night_consolidation(void **state) {
       weighted_aht += s->night_calls * s->aht_s;
     }
   }
-  double sl = erlang_c_service_level(a22, sc.hub_night_agents, weighted_aht / calls, sc.sl_threshold_s);
+  double sl =
+      erlang_c_service_level(a22, sc.hub_night_agents, weighted_aht / calls, sc.sl_threshold_s);
   assert_true(sl >= 0.80);
   scenario_free(&sc);
 }
@@ -284,18 +289,22 @@ static const char base_json[] =
     "  \"primary_hub\": \"alpha\",\n"
     "  \"backup_hub\": \"beta\",\n"
     "  \"utc_offset_min\": 480,\n"
-    "  \"hourly_weight\": [1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1],\n"
+    "  \"hourly_weight\": [1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 1, "
+    "1],\n"
     "  \"hub_night_agents\": 4,\n"
     "  \"patience_s\": 90,\n"
     "  \"sl_threshold_s\": 20,\n"
     "  \"sites\": [\n"
-    "    {\"slug\": \"alpha\", \"name_en\": \"Alpha\", \"name_zh\": \"甲\", \"city_en\": \"A\", \"lat\": 34.3, "
+    "    {\"slug\": \"alpha\", \"name_en\": \"Alpha\", \"name_zh\": \"甲\", \"city_en\": \"A\", "
+    "\"lat\": 34.3, "
     "\"lon\": 108.9, \"day_calls\": 1000, \"night_calls\": 50, \"aht_s\": 240, \"agents_day\": 20, "
     "\"agents_night\": 5, \"is_hub\": true, \"night_consolidated\": false},\n"
-    "    {\"slug\": \"beta\", \"name_en\": \"Beta\", \"name_zh\": \"乙\", \"city_en\": \"B\", \"lat\": 34.7, "
+    "    {\"slug\": \"beta\", \"name_en\": \"Beta\", \"name_zh\": \"乙\", \"city_en\": \"B\", "
+    "\"lat\": 34.7, "
     "\"lon\": 113.6, \"day_calls\": 900, \"night_calls\": 40, \"aht_s\": 230, \"agents_day\": 18, "
     "\"agents_night\": 5, \"is_hub\": true, \"night_consolidated\": false},\n"
-    "    {\"slug\": \"gamma\", \"name_en\": \"Gamma\", \"name_zh\": \"丙\", \"city_en\": \"C\", \"lat\": 30.6, "
+    "    {\"slug\": \"gamma\", \"name_en\": \"Gamma\", \"name_zh\": \"丙\", \"city_en\": \"C\", "
+    "\"lat\": 30.6, "
     "\"lon\": 114.3, \"day_calls\": 500, \"night_calls\": 20, \"aht_s\": 200, \"agents_day\": 10, "
     "\"agents_night\": 4, \"is_hub\": false, \"night_consolidated\": true}\n"
     "  ]\n"
@@ -311,7 +320,8 @@ static int fixture_setup(void **state) {
   fixture_t *f = calloc(1, sizeof *f);
   if (!f) return -1;
   const char *tmp = getenv("TMPDIR");
-  snprintf(f->path, sizeof f->path, "%s/nirc-test-scenario-XXXXXX.json", tmp && *tmp ? tmp : "/tmp");
+  snprintf(f->path, sizeof f->path, "%s/nirc-test-scenario-XXXXXX.json",
+           tmp && *tmp ? tmp : "/tmp");
   int fd = mkstemps(f->path, 5);
   if (fd < 0) {
     free(f);
@@ -358,11 +368,13 @@ static void write_variant(const char *path, const char *from, const char *to) {
  * `needles`. A failed load must leave the output zeroed. */
 static void expect_failure(fixture_t *f, int want, const char *prefix, ...) {
   int rc = scenario_load(f->path, &f->sc, f->err, sizeof f->err);
-  if (rc != want) fail_msg("got %s, want %s; message: %s", nirc_errname(rc), nirc_errname(want), f->err);
+  if (rc != want)
+    fail_msg("got %s, want %s; message: %s", nirc_errname(rc), nirc_errname(want), f->err);
   assert_null(f->sc.sites);
   assert_int_equal(f->sc.count, 0);
   size_t plen = strlen(f->path);
-  if (strncmp(f->err, f->path, plen) != 0) fail_msg("message does not start with the path: %s", f->err);
+  if (strncmp(f->err, f->path, plen) != 0)
+    fail_msg("message does not start with the path: %s", f->err);
   if (strncmp(f->err + plen, prefix, strlen(prefix)) != 0)
     fail_msg("message does not continue with '%s': %s", prefix, f->err);
   va_list ap;
@@ -389,7 +401,8 @@ static void test_base_is_valid(void **state) {
 
 static void test_comment_keys_are_ignored(void **state) {
   fixture_t *f = *state;
-  write_variant(f->path, "\"name\": \"test network\",", "\"_comment\": \"why\", \"name\": \"test network\",");
+  write_variant(f->path, "\"name\": \"test network\",",
+                "\"_comment\": \"why\", \"name\": \"test network\",");
   int rc = scenario_load(f->path, &f->sc, f->err, sizeof f->err);
   if (rc) fail_msg("comment key refused: %s", f->err);
 }
@@ -409,14 +422,16 @@ static void test_truncated_json_reports_line(void **state) {
 
 static void test_duplicate_key_reports_line(void **state) {
   fixture_t *f = *state;
-  write_variant(f->path, "\"sl_threshold_s\": 20,", "\"sl_threshold_s\": 20, \"sl_threshold_s\": 30,");
+  write_variant(f->path, "\"sl_threshold_s\": 20,",
+                "\"sl_threshold_s\": 20, \"sl_threshold_s\": 30,");
   expect_failure(f, NIRC_ECONFIG, ":9: ", "duplicate", NULL);
 }
 
 static void test_duplicate_slug(void **state) {
   fixture_t *f = *state;
   write_variant(f->path, "\"slug\": \"gamma\"", "\"slug\": \"beta\"");
-  expect_failure(f, NIRC_ECONFIG, ": site 'beta': ", "duplicate slug", "sites[1]", "sites[2]", NULL);
+  expect_failure(f, NIRC_ECONFIG, ": site 'beta': ", "duplicate slug", "sites[1]", "sites[2]",
+                 NULL);
 }
 
 static void test_unknown_hub(void **state) {
@@ -458,7 +473,8 @@ static void test_bad_slug(void **state) {
 static void test_slug_too_long(void **state) {
   fixture_t *f = *state;
   write_variant(f->path, "\"slug\": \"gamma\"", "\"slug\": \"abcdefghijklmnopqrstuvwxyz0123456\"");
-  expect_failure(f, NIRC_ECONFIG, ": site 'abcdefghijklmnopqrstuvwxyz0123456': ", "invalid slug", NULL);
+  expect_failure(f, NIRC_ECONFIG, ": site 'abcdefghijklmnopqrstuvwxyz0123456': ", "invalid slug",
+                 NULL);
 }
 
 static void test_missing_site_key(void **state) {
@@ -540,7 +556,8 @@ static void test_missing_file(void **state) {
   assert_int_equal(scenario_load(NULL, &f->sc, f->err, sizeof f->err), NIRC_EINVAL);
   /* A directory opens but is not a scenario. */
   const char *tmp = getenv("TMPDIR");
-  assert_int_equal(scenario_load(tmp && *tmp ? tmp : "/tmp", &f->sc, f->err, sizeof f->err), NIRC_EIO);
+  assert_int_equal(scenario_load(tmp && *tmp ? tmp : "/tmp", &f->sc, f->err, sizeof f->err),
+                   NIRC_EIO);
   assert_non_null(strstr(f->err, "not a regular file"));
 }
 
@@ -561,16 +578,21 @@ int main(void) {
       cmocka_unit_test(test_rate_integrates_to_daily_total),
       cmocka_unit_test(test_rate_and_agents_by_hour),
       cmocka_unit_test_setup_teardown(test_base_is_valid, fixture_setup, fixture_teardown),
-      cmocka_unit_test_setup_teardown(test_comment_keys_are_ignored, fixture_setup, fixture_teardown),
-      cmocka_unit_test_setup_teardown(test_malformed_json_reports_line, fixture_setup, fixture_teardown),
-      cmocka_unit_test_setup_teardown(test_truncated_json_reports_line, fixture_setup, fixture_teardown),
-      cmocka_unit_test_setup_teardown(test_duplicate_key_reports_line, fixture_setup, fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_comment_keys_are_ignored, fixture_setup,
+                                      fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_malformed_json_reports_line, fixture_setup,
+                                      fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_truncated_json_reports_line, fixture_setup,
+                                      fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_duplicate_key_reports_line, fixture_setup,
+                                      fixture_teardown),
       cmocka_unit_test_setup_teardown(test_duplicate_slug, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_unknown_hub, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_unknown_backup_hub, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_hub_without_is_hub, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_hub_not_a_slug, fixture_setup, fixture_teardown),
-      cmocka_unit_test_setup_teardown(test_same_primary_and_backup, fixture_setup, fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_same_primary_and_backup, fixture_setup,
+                                      fixture_teardown),
       cmocka_unit_test_setup_teardown(test_bad_slug, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_slug_too_long, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_missing_site_key, fixture_setup, fixture_teardown),
@@ -578,7 +600,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_missing_top_key, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_unknown_key, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_wrong_types, fixture_setup, fixture_teardown),
-      cmocka_unit_test_setup_teardown(test_negative_and_out_of_range, fixture_setup, fixture_teardown),
+      cmocka_unit_test_setup_teardown(test_negative_and_out_of_range, fixture_setup,
+                                      fixture_teardown),
       cmocka_unit_test_setup_teardown(test_hourly_weights, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_missing_file, fixture_setup, fixture_teardown),
       cmocka_unit_test_setup_teardown(test_small_error_buffer, fixture_setup, fixture_teardown),

@@ -25,8 +25,8 @@
 /* ---- fixtures ---- */
 
 #define MAX_SITES 4
-#define SEC INT64_C(1000)
-#define HOUR (3600 * SEC)
+#define SEC       INT64_C(1000)
+#define HOUR      (3600 * SEC)
 /* 2020-01-22T00:00:00+08:00, a local midnight. */
 #define T_MIDNIGHT (INT64_C(1579622400) * 1000)
 /* Added to every seed, so a build with -DTEST_SIM_SEED_BASE=n checks that
@@ -49,7 +49,8 @@ static void fx_init(fixture_t *f, unsigned patience_s, unsigned sl_s) {
   snprintf(f->sc.name, sizeof f->sc.name, "test");
   snprintf(f->sc.primary_hub, sizeof f->sc.primary_hub, "hub");
   f->sc.utc_offset_min = 480;
-  for (int h = 0; h < 24; h++) f->sc.hourly_weight[h] = 1.0;
+  for (int h = 0; h < 24; h++)
+    f->sc.hourly_weight[h] = 1.0;
   f->sc.patience_s = patience_s;
   f->sc.sl_threshold_s = sl_s;
   f->sc.sites = f->sites;
@@ -264,7 +265,8 @@ static void test_same_seed_same_reports(void **state) {
     sim_advance(a, now);
     /* b advances in 1 s pieces: the sub-steps are the same as a's, so
      * the reports must be too (sweeping more often changes nothing). */
-    for (int64_t t = now - 60 * SEC + SEC; t <= now; t += SEC) sim_advance(b, t);
+    for (int64_t t = now - 60 * SEC + SEC; t <= now; t += SEC)
+      sim_advance(b, t);
     sim_advance(c, now);
     sim_report_t ra, rb, rc;
     sim_take_report(a, &ra);
@@ -487,7 +489,8 @@ static void test_shift_change_keeps_calls(void **state) {
  * agents, by the stable recurrence on Erlang B. */
 static double erlang_c(double a, unsigned n) {
   double b = 1.0;
-  for (unsigned k = 1; k <= n; k++) b = a * b / (k + a * b);
+  for (unsigned k = 1; k <= n; k++)
+    b = a * b / (k + a * b);
   return n * b / (n - a * (1.0 - b));
 }
 

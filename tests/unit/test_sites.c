@@ -269,8 +269,9 @@ static void test_add_validates_and_defaults(void **state) {
   assert_int_equal(s.stale_after_ms, STALE_MS);
 
   static const char *const bad[] = {
-      "",       "Hubei",  "1hubei", "-hubei", "hu bei", "hu_bei", "hubei!", "héilóng",
-      "abcdefghijklmnopqrstuvwxyz012345", /* 32 characters: one too many */
+      "",       "Hubei",   "1hubei",
+      "-hubei", "hu bei",  "hu_bei",
+      "hubei!", "héilóng", "abcdefghijklmnopqrstuvwxyz012345", /* 32 characters: one too many */
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     if (sites_add(&s, bad[i], "x", "x", false) != NIRC_EINVAL)
@@ -621,8 +622,8 @@ static void test_nircd_conf_minimal(void **state) {
   assert_int_equal(c.report_interval_ms, 1000);
   assert_int_equal(c.stale_after_ms, 3000);
   assert_true(c.stale_after_ms > c.report_interval_ms);
-  assert_true(c.clock_speed == 1.0);
-  assert_string_equal(c.log_level, "info");
+  assert_true(c.clock.speed == 1.0);
+  assert_string_equal(c.log.level, "info");
 }
 
 static void test_nircd_conf_stale_after_must_exceed_interval(void **state) {
@@ -662,9 +663,9 @@ static void test_nircd_conf_refusals(void **state) {
   char text[1024];
 
   /* A required option missing is named. */
-  assert_int_equal(load_nircd("[tls]\nca = a\ncert = b\n[database]\nconninfo = x\n", &c, err,
-                              sizeof err),
-                   NIRC_ECONFIG);
+  assert_int_equal(
+      load_nircd("[tls]\nca = a\ncert = b\n[database]\nconninfo = x\n", &c, err, sizeof err),
+      NIRC_ECONFIG);
   assert_non_null(strstr(err, "'key'"));
   assert_non_null(strstr(err, "[tls]"));
 
@@ -690,8 +691,8 @@ static void test_nircd_conf_refusals(void **state) {
   assert_non_null(strstr(err, ":7: "));
 
   /* Two listen addresses, IPv4 and IPv6. */
-  snprintf(text, sizeof text, "%s[controller]\nnode = nircd-2\nlisten = 127.0.0.1:7443, [::1]:7443\n",
-           NIRCD_MINIMAL);
+  snprintf(text, sizeof text,
+           "%s[controller]\nnode = nircd-2\nlisten = 127.0.0.1:7443, [::1]:7443\n", NIRCD_MINIMAL);
   int rc = load_nircd(text, &c, err, sizeof err);
   if (rc != 0) fail_msg("two listen addresses refused: %s", err);
   assert_string_equal(c.node, "nircd-2");

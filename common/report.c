@@ -1,0 +1,25 @@
+#include "report.h"
+
+json_t *report_to_json(const Nirc__LoadReport *r) {
+  if (!r) return json_null();
+  json_t *o = json_pack(
+      "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+      "site", r->site ? r->site : "", "timestamp_ms", (json_int_t)r->timestamp_ms, "interval_ms",
+      (json_int_t)r->interval_ms, "calls_offered", (json_int_t)r->calls_offered, "calls_answered",
+      (json_int_t)r->calls_answered, "calls_abandoned", (json_int_t)r->calls_abandoned,
+      "calls_in_queue", (json_int_t)r->calls_in_queue, "longest_wait_ms",
+      (json_int_t)r->longest_wait_ms, "agents_logged_in", (json_int_t)r->agents_logged_in,
+      "agents_ready", (json_int_t)r->agents_ready, "agents_talking", (json_int_t)r->agents_talking,
+      "agents_not_ready", (json_int_t)r->agents_not_ready, "aht_ms", (json_int_t)r->aht_ms,
+      "answered_within_threshold", (json_int_t)r->answered_within_threshold, "sl_threshold_s",
+      (json_int_t)r->sl_threshold_s, "calls_from_other_sites",
+      (json_int_t)r->calls_from_other_sites, "pbx_unreadable", r->pbx_unreadable);
+  if (!o) return NULL;
+  json_object_set_new(o, "service_level",
+                      r->calls_offered > 0
+                          ? json_real((double)r->answered_within_threshold / r->calls_offered)
+                          : json_null());
+  if (r->pbx_unreadable)
+    json_object_set_new(o, "pbx_error", json_string(r->pbx_error ? r->pbx_error : ""));
+  return o;
+}
