@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2
 #define DB_QUEUE_MAX      65536 /* queued queries before db_exec returns NIRC_EFULL */
 #define DB_MAX_PARAMS     16
 

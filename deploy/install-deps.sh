@@ -13,7 +13,7 @@ PACKAGES=(
   # well-kept helpers: config files, JSON, systemd readiness, unit tests
   libinih-dev libjansson-dev libsystemd-dev libcmocka-dev
   # run time: database server, PKI tooling
-  postgresql postgresql-client openssl
+  postgresql postgresql-client openssl tzdata
   # PBX side: SIP proxy and SIP traffic generator
   kamailio kamailio-extra-modules sip-tester
   # tests and demo: integration scripts, sanitizer runtime, fuzzing

@@ -7,6 +7,7 @@
 #ifndef NIRC_ADAPTER_H
 #define NIRC_ADAPTER_H
 
+#include "route.h"
 #include "scenario.h"
 
 #include <stdbool.h>
@@ -14,7 +15,7 @@
 #include <stdint.h>
 
 typedef struct {
-  uint32_t offered, answered, abandoned, answered_within, from_other_sites;
+  uint32_t offered, answered, abandoned, answered_within, from_other_sites, routed_away;
   uint32_t in_queue, longest_wait_ms;
   uint32_t logged_in, ready, talking, not_ready, aht_ms;
   uint32_t sl_threshold_s;
@@ -36,6 +37,11 @@ typedef struct {
   const char *name;
   /* Creates the adapter's state in *impl. 0 or a NIRC_E* code with err. */
   int (*start)(const adapter_env_t *env, void **impl, char *err, size_t errlen);
+  /* Applies a route that already passed route_validate(). Returns 0;
+   * NIRC_EUNKNOWN_SITE when it names a target this PBX cannot reach (the
+   * directive is rejected); any other code when the PBX refused (failed).
+   * On failure the previous routing must stay in place. */
+  int (*apply)(void *impl, const route_t *r, char *err, size_t errlen);
   /* Fills `out` for the interval ending at business time now_ms. */
   void (*collect)(void *impl, int64_t now_ms, adapter_load_t *out);
   void (*stop)(void *impl);

@@ -10,6 +10,8 @@
 
 typedef struct {
   sim_t *sim;
+  const scenario_t *scenario; /* borrowed from the agent */
+  char slug[SCENARIO_SLUG_MAX];
   unsigned sl_threshold_s;
 } adapter_sim_t;
 
@@ -31,7 +33,36 @@ static int adapter_sim_start(const adapter_env_t *env, void **impl, char *err, s
     return NIRC_ENOMEM;
   }
   a->sl_threshold_s = env->scenario->sl_threshold_s;
+  a->scenario = env->scenario;
+  snprintf(a->slug, sizeof a->slug, "%s", env->slug);
   *impl = a;
+  return 0;
+}
+
+/* The simulated PBX "routes" by keeping a share of its own arrivals and,
+ * on a hub, taking the shares its inbound sources send: every site runs the
+ * same scenario on the same clock, so the hub can generate those calls
+ * itself, exactly as the source stops receiving them. */
+static int adapter_sim_apply(void *impl, const route_t *r, char *err, size_t errlen) {
+  adapter_sim_t *a = impl;
+  for (unsigned i = 0; i < r->n_share; i++) {
+    if (!scenario_find(a->scenario, r->share[i].site)) {
+      snprintf(err, errlen, "route target '%s' is not a site of this network", r->share[i].site);
+      return NIRC_EUNKNOWN_SITE;
+    }
+  }
+  sim_inflow_t in[ROUTE_MAX_INBOUND];
+  for (unsigned i = 0; i < r->n_inbound; i++) {
+    if (!scenario_find(a->scenario, r->inbound[i].site)) {
+      snprintf(err, errlen, "inbound source '%s' is not a site of this network",
+               r->inbound[i].site);
+      return NIRC_EUNKNOWN_SITE;
+    }
+    snprintf(in[i].slug, sizeof in[i].slug, "%s", r->inbound[i].site);
+    in[i].permille = r->inbound[i].permille;
+  }
+  sim_set_home_share(a->sim, route_share_of(r, a->slug));
+  sim_set_inflows(a->sim, in, r->n_inbound);
   return 0;
 }
 
@@ -46,6 +77,7 @@ static void adapter_sim_collect(void *impl, int64_t now_ms, adapter_load_t *out)
       .abandoned = r.abandoned,
       .answered_within = r.answered_within,
       .from_other_sites = r.from_other_sites,
+      .routed_away = r.routed_away,
       .in_queue = r.in_queue,
       .longest_wait_ms = r.longest_wait_ms,
       .logged_in = r.agents_logged_in,
@@ -67,6 +99,7 @@ static void adapter_sim_stop(void *impl) {
 const adapter_ops_t adapter_sim_ops = {
     .name = "sim",
     .start = adapter_sim_start,
+    .apply = adapter_sim_apply,
     .collect = adapter_sim_collect,
     .stop = adapter_sim_stop,
 };

@@ -3,6 +3,7 @@
 #include "err.h"
 #include "log.h"
 #include "report.h"
+#include "state.h"
 #include "util.h"
 
 #include <jansson.h>
@@ -22,6 +23,8 @@ const config_opt_t agent_conf_opts[] = {
     {"agent", "adapter", CFG_STRING, O(adapter), S(adapter), 0, 0, "sim", 0, "PBX adapter: sim"},
     {"agent", "report_log", CFG_STRING, O(report_log), S(report_log), 0, 0, "", 0,
      "file to append every sent report to, as JSON lines (debugging, tests)"},
+    {"agent", "state_file", CFG_STRING, O(state_file), S(state_file), 0, 0, "", 0,
+     "where the last applied directive is kept (fail-static); empty: not kept"},
     {"tls", "ca", CFG_STRING, O(ca), S(ca), 0, 0, NULL, 1, "the private CA certificate"},
     {"tls", "cert", CFG_STRING, O(cert), S(cert), 0, 0, NULL, 1, "this site's certificate"},
     {"tls", "key", CFG_STRING, O(key), S(key), 0, 0, NULL, 1, "this site's private key"},
@@ -85,6 +88,10 @@ static void agent_set_state(agent_t *a, agent_state_t to) {
 }
 
 static void agent_connect(agent_t *a);
+static void agent_route_to_proto(const agent_t *a, const route_t *r, Nirc__Directive *d,
+                                 Nirc__RouteShare *shares, Nirc__RouteShare **share_ptrs,
+                                 Nirc__RouteShare *inb, Nirc__RouteShare **inb_ptrs);
+static void agent_on_directive(agent_t *a, link_t *l, const Nirc__Directive *d);
 
 static void agent_on_retry(uv_timer_t *t) {
   agent_t *a = t->data;
@@ -147,6 +154,7 @@ static void agent_on_report_timer(uv_timer_t *t) {
     r.answered_within_threshold = load.answered_within;
     r.sl_threshold_s = load.sl_threshold_s;
     r.calls_from_other_sites = load.from_other_sites;
+    r.calls_routed_away = load.routed_away;
   }
   Nirc__Envelope env = NIRC__ENVELOPE__INIT;
   env.msg_case = NIRC__ENVELOPE__MSG_LOAD_REPORT;
@@ -164,10 +172,162 @@ static void agent_on_open(link_t *l) {
   h.software_version = NIRC_VERSION;
   h.site = a->slug;
   h.adapter = (char *)a->conf->adapter;
+  /* Tell the controller what we route by, so a new leader starts from the
+   * truth rather than from its own assumptions. */
+  Nirc__Directive applied = NIRC__DIRECTIVE__INIT;
+  Nirc__RouteShare shares[ROUTE_MAX_SHARES], *share_ptrs[ROUTE_MAX_SHARES];
+  Nirc__RouteShare inb[ROUTE_MAX_INBOUND], *inb_ptrs[ROUTE_MAX_INBOUND];
+  if (a->applied.version > 0) {
+    agent_route_to_proto(a, &a->applied, &applied, shares, share_ptrs, inb, inb_ptrs);
+    h.applied = &applied;
+  }
   Nirc__Envelope env = NIRC__ENVELOPE__INIT;
   env.msg_case = NIRC__ENVELOPE__MSG_HELLO;
   env.hello = &h;
   if (link_send(l, &env) == 0) agent_set_state(a, AGENT_HELLO_SENT);
+}
+
+static void agent_route_to_proto(const agent_t *a, const route_t *r, Nirc__Directive *d,
+                                 Nirc__RouteShare *shares, Nirc__RouteShare **share_ptrs,
+                                 Nirc__RouteShare *inb, Nirc__RouteShare **inb_ptrs) {
+  d->site = (char *)a->slug;
+  d->epoch = r->epoch;
+  d->version = r->version;
+  d->revert_at_ms = r->revert_at_ms;
+  d->reason = (char *)r->reason;
+  for (unsigned i = 0; i < r->n_share; i++) {
+    nirc__route_share__init(&shares[i]);
+    shares[i].site = (char *)r->share[i].site;
+    shares[i].permille = r->share[i].permille;
+    share_ptrs[i] = &shares[i];
+  }
+  d->route = share_ptrs;
+  d->n_route = r->n_share;
+  for (unsigned i = 0; i < r->n_inbound; i++) {
+    nirc__route_share__init(&inb[i]);
+    inb[i].site = (char *)r->inbound[i].site;
+    inb[i].permille = r->inbound[i].permille;
+    inb_ptrs[i] = &inb[i];
+  }
+  d->inbound = inb_ptrs;
+  d->n_inbound = r->n_inbound;
+}
+
+static void agent_arm_revert(agent_t *a);
+
+/* Applies `r` to the PBX and remembers it (memory and disk). On any
+ * failure the previous routing stays in place. Returns 0, or the adapter's
+ * code (NIRC_EUNKNOWN_SITE: reject) / NIRC_EIO (could not persist). */
+static int agent_apply(agent_t *a, const route_t *r, char *why, size_t len) {
+  int rc = a->adapter.ops->apply(a->adapter.impl, r, why, len);
+  if (rc != 0) return rc;
+  if (a->conf->state_file[0]) {
+    char err[512];
+    if (state_save(a->conf->state_file, a->slug, r, err, sizeof err) != 0) {
+      /* Unpersisted routing would silently change on restart: undo it. */
+      char undo[256];
+      if (a->adapter.ops->apply(a->adapter.impl, &a->applied, undo, sizeof undo) != 0)
+        log_error(LOG_AGENT, a->slug, "cannot restore the previous route either: %s", undo);
+      snprintf(why, len, "cannot persist the route: %s", err);
+      return NIRC_EIO;
+    }
+  }
+  a->applied = *r;
+  agent_arm_revert(a);
+  return 0;
+}
+
+static void agent_on_revert(uv_timer_t *t) {
+  agent_t *a = t->data;
+  if (a->applied.revert_at_ms == 0) return;
+  int64_t now = clock_now_ms(&a->clock);
+  if (now < a->applied.revert_at_ms) {
+    agent_arm_revert(a); /* woke early (clock speed rounding): sleep again */
+    return;
+  }
+  /* revert_at passed: go home on our own. The controller, if it is there,
+   * sends the same; if it is not, this is the fail-static rule. The
+   * (epoch, version) stays, so any newer directive still applies. */
+  route_t home;
+  route_home(&home, a->slug);
+  home.epoch = a->applied.epoch;
+  home.version = a->applied.version;
+  snprintf(home.reason, sizeof home.reason, "revert_at reached");
+  char why[256];
+  if (agent_apply(a, &home, why, sizeof why) == 0)
+    log_warn(LOG_AGENT, a->slug, "revert_at reached: routing home");
+  else
+    log_error(LOG_AGENT, a->slug, "revert_at reached but going home failed: %s", why);
+}
+
+static void agent_arm_revert(agent_t *a) {
+  uv_timer_stop(&a->revert);
+  if (a->applied.revert_at_ms == 0 || a->state == AGENT_STOPPING) return;
+  int64_t left = a->applied.revert_at_ms - clock_now_ms(&a->clock);
+  double real = left > 0 ? (double)left / (a->clock.speed > 0 ? a->clock.speed : 1.0) : 0;
+  uv_timer_start(&a->revert, agent_on_revert, (uint64_t)real + 1, 0);
+}
+
+static void agent_send_ack(link_t *l, agent_t *a, uint64_t epoch, uint64_t version,
+                           Nirc__AckResult result, const char *detail) {
+  Nirc__DirectiveAck ack = NIRC__DIRECTIVE_ACK__INIT;
+  ack.site = a->slug;
+  ack.epoch = epoch;
+  ack.version = version;
+  ack.result = result;
+  ack.detail = (char *)detail;
+  Nirc__Envelope out = NIRC__ENVELOPE__INIT;
+  out.msg_case = NIRC__ENVELOPE__MSG_DIRECTIVE_ACK;
+  out.directive_ack = &ack;
+  link_send(l, &out);
+}
+
+static void agent_on_directive(agent_t *a, link_t *l, const Nirc__Directive *d) {
+  route_t r;
+  char why[256] = "";
+  Nirc__AckResult res = NIRC__ACK_RESULT__ACK_RESULT_REJECTED;
+  if (d->site && *d->site && strcmp(d->site, a->slug) != 0) {
+    snprintf(why, sizeof why, "directive is for site '%.40s', this is %s", d->site, a->slug);
+  } else if (route_from_directive(d, &r, why, sizeof why) != 0) {
+    /* why is set */
+  } else if (d->epoch < a->max_epoch) {
+    /* Fencing: a deposed leader must not move traffic. */
+    snprintf(why, sizeof why, "stale epoch %llu: a newer controller (epoch %llu) leads",
+             (unsigned long long)d->epoch, (unsigned long long)a->max_epoch);
+  } else if (route_compare_version(&r, &a->applied) == 0) {
+    if (route_same(&r, &a->applied)) {
+      res = NIRC__ACK_RESULT__ACK_RESULT_APPLIED; /* a resend: idempotent */
+      snprintf(why, sizeof why, "already applied");
+    } else {
+      snprintf(why, sizeof why, "version %llu reused with a different route",
+               (unsigned long long)d->version);
+    }
+  } else if (route_compare_version(&r, &a->applied) < 0) {
+    snprintf(why, sizeof why, "stale version (%llu, %llu); applied is (%llu, %llu)",
+             (unsigned long long)r.epoch, (unsigned long long)r.version,
+             (unsigned long long)a->applied.epoch, (unsigned long long)a->applied.version);
+  } else if (route_validate(&r, why, sizeof why) != 0) {
+    /* why is set */
+  } else {
+    int rc = agent_apply(a, &r, why, sizeof why);
+    if (rc == 0) {
+      res = NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
+      char desc[200];
+      route_format(&r, a->slug, desc, sizeof desc);
+      log_info(LOG_AGENT, a->slug, "applied directive (%llu, %llu): %s%s%s",
+               (unsigned long long)r.epoch, (unsigned long long)r.version, desc,
+               r.n_inbound ? ", inbound from " : "", r.n_inbound ? r.inbound[0].site : "");
+    } else if (rc != NIRC_EUNKNOWN_SITE) {
+      res = NIRC__ACK_RESULT__ACK_RESULT_FAILED;
+    }
+  }
+  if (d->epoch > a->max_epoch && res == NIRC__ACK_RESULT__ACK_RESULT_APPLIED)
+    a->max_epoch = d->epoch;
+  if (res != NIRC__ACK_RESULT__ACK_RESULT_APPLIED)
+    log_warn(LOG_AGENT, a->slug, "directive (%llu, %llu) %s: %s", (unsigned long long)d->epoch,
+             (unsigned long long)d->version,
+             res == NIRC__ACK_RESULT__ACK_RESULT_FAILED ? "failed" : "rejected", why);
+  agent_send_ack(l, a, d->epoch, d->version, res, why);
 }
 
 static void agent_on_welcome(agent_t *a, const Nirc__Welcome *w) {
@@ -175,6 +335,7 @@ static void agent_on_welcome(agent_t *a, const Nirc__Welcome *w) {
   if (iv < 100 || iv > 60000) iv = (uint32_t)a->conf->report_interval_ms;
   a->report_interval_ms = iv;
   a->epoch = w->epoch;
+  if (w->epoch > a->max_epoch) a->max_epoch = w->epoch;
   a->connects++;
   backoff_reset(&a->backoff);
   agent_set_state(a, AGENT_REPORTING);
@@ -200,21 +361,7 @@ static void agent_on_message(link_t *l, Nirc__Envelope *env) {
     log_error(LOG_AGENT, a->slug, "controller refused: %.200s",
               env->error->message ? env->error->message : "(no reason)");
     return;
-  case NIRC__ENVELOPE__MSG_DIRECTIVE: {
-    /* Applying routes arrives with the routing engine and PBX adapters;
-     * until then say so instead of pretending. */
-    Nirc__DirectiveAck ack = NIRC__DIRECTIVE_ACK__INIT;
-    ack.site = a->slug;
-    ack.epoch = env->directive->epoch;
-    ack.version = env->directive->version;
-    ack.result = NIRC__ACK_RESULT__ACK_RESULT_FAILED;
-    ack.detail = "this agent version cannot apply directives";
-    Nirc__Envelope out = NIRC__ENVELOPE__INIT;
-    out.msg_case = NIRC__ENVELOPE__MSG_DIRECTIVE_ACK;
-    out.directive_ack = &ack;
-    link_send(l, &out);
-    return;
-  }
+  case NIRC__ENVELOPE__MSG_DIRECTIVE: agent_on_directive(a, l, env->directive); return;
   default:
     link_fail(l, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_EPROTOCOL,
               "message type %d is not valid from a controller", env->msg_case);
@@ -300,6 +447,30 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, char *err,
     snprintf(err, errlen, "adapter %s: %s", conf->adapter, why);
     return rc;
   }
+  /* Fail-static: route as before the restart, before talking to anyone. */
+  route_home(&a->applied, a->slug);
+  if (conf->state_file[0]) {
+    route_t saved;
+    char serr[512];
+    rc = state_load(conf->state_file, a->slug, &saved, serr, sizeof serr);
+    if (rc == 0) {
+      if (a->adapter.ops->apply(a->adapter.impl, &saved, serr, sizeof serr) == 0) {
+        a->applied = saved;
+        a->max_epoch = saved.epoch;
+        char desc[200];
+        route_format(&saved, a->slug, desc, sizeof desc);
+        log_info(LOG_AGENT, a->slug, "restored route from %s: %s (epoch %llu, version %llu)",
+                 conf->state_file, desc, (unsigned long long)saved.epoch,
+                 (unsigned long long)saved.version);
+      } else {
+        log_error(LOG_AGENT, a->slug, "cannot apply the saved route (%s): routing home", serr);
+      }
+    } else if (rc == NIRC_ENOTFOUND) {
+      log_info(LOG_AGENT, a->slug, "no saved route in %s: routing home", conf->state_file);
+    } else {
+      log_error(LOG_AGENT, a->slug, "%s: routing home", serr);
+    }
+  }
   if (conf->report_log[0]) {
     a->report_log = fopen(conf->report_log, "a");
     if (!a->report_log) {
@@ -311,7 +482,8 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, char *err,
   backoff_init(&a->backoff, (uint32_t)conf->backoff_min_ms, (uint32_t)conf->backoff_max_ms, 0);
   uv_timer_init(loop, &a->retry);
   uv_timer_init(loop, &a->report);
-  a->retry.data = a->report.data = a;
+  uv_timer_init(loop, &a->revert);
+  a->retry.data = a->report.data = a->revert.data = a;
   return 0;
 }
 
@@ -329,6 +501,7 @@ void agent_start(agent_t *a) {
   uv_signal_start(&a->sig_term, agent_on_signal, SIGTERM);
   log_info(LOG_AGENT, a->slug, "site agent for %s starting (adapter %s)", a->slug,
            a->conf->adapter);
+  agent_arm_revert(a); /* a restored route may carry a revert_at */
   sd_notify(0, "READY=1");
   agent_connect(a);
 }
@@ -339,6 +512,7 @@ void agent_stop(agent_t *a) {
   sd_notify(0, "STOPPING=1");
   uv_close((uv_handle_t *)&a->retry, NULL);
   uv_close((uv_handle_t *)&a->report, NULL);
+  uv_close((uv_handle_t *)&a->revert, NULL);
   uv_close((uv_handle_t *)&a->sig_int, NULL);
   uv_close((uv_handle_t *)&a->sig_term, NULL);
   if (a->link) link_close(a->link, 0, "agent stopping");

@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "config.h"
 #include "link.h"
+#include "route.h"
 #include "scenario.h"
 
 #include <stdio.h>
@@ -26,6 +27,7 @@ typedef struct {
   config_list_t controllers;
   char adapter[16];
   char report_log[CONFIG_STR_MAX];
+  char state_file[CONFIG_STR_MAX];
   char ca[CONFIG_STR_MAX], cert[CONFIG_STR_MAX], key[CONFIG_STR_MAX];
   uint64_t backoff_min_ms, backoff_max_ms, connect_timeout_ms, idle_timeout_ms;
   uint64_t report_interval_ms; /* until the controller's Welcome says otherwise */
@@ -58,13 +60,16 @@ typedef struct {
   link_t *link; /* current link, or NULL; owns itself */
   backoff_t backoff;
   uv_timer_t retry, report;
+  uv_timer_t revert; /* fires at the applied route's revert_at */
   uv_signal_t sig_int, sig_term;
   nirc_clock_t clock;
   scenario_t scenario;
   int have_scenario;
   adapter_t adapter;
   uint32_t report_interval_ms;
-  uint64_t epoch;
+  uint64_t epoch;     /* of the controller we talk to */
+  uint64_t max_epoch; /* newest epoch seen: older leaders are fenced off */
+  route_t applied;    /* what the PBX routes by now */
   int64_t last_report_business_ms;
   FILE *report_log; /* owned; JSON lines of every report sent */
   uint64_t reports_sent, connects;

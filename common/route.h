@@ -1,0 +1,59 @@
+/* route: where a site's calls are answered — the content of a directive —
+ * with its validation and JSON form (used for the agent's persisted state
+ * and the controller's directive records). One definition for everyone.
+ *
+ * A route is a list of (site, permille) shares summing to 1000, e.g.
+ * {shaanxi: 1000} or {hubei: 700, henan: 300}. A hub's route additionally
+ * lists the inbound sources that send it calls and the share each sends. */
+#ifndef NIRC_ROUTE_H
+#define NIRC_ROUTE_H
+
+#include "nirc.pb-c.h"
+#include "scenario.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ROUTE_MAX_SHARES  8
+#define ROUTE_MAX_INBOUND 64
+
+typedef struct {
+  char site[SCENARIO_SLUG_MAX];
+  uint32_t permille;
+} route_share_t;
+
+typedef struct {
+  uint64_t epoch, version; /* (0, 0): never set by a controller */
+  route_share_t share[ROUTE_MAX_SHARES];
+  unsigned n_share;
+  route_share_t inbound[ROUTE_MAX_INBOUND]; /* site = source, permille = its share sent here */
+  unsigned n_inbound;
+  int64_t revert_at_ms; /* business clock; 0: open-ended */
+  char reason[128];
+} route_t;
+
+/* {self: 1000}, no inbound, epoch/version 0. */
+void route_home(route_t *r, const char *self);
+/* Shares sum to 1000, 1..ROUTE_MAX_SHARES entries, valid distinct slugs,
+ * no zero shares; inbound entries valid and distinct, 1..1000 each.
+ * 0 or NIRC_EINVAL with a reason. */
+int route_validate(const route_t *r, char *err, size_t errlen);
+/* Permille of `site` in the route (0 if absent). */
+uint32_t route_share_of(const route_t *r, const char *site);
+/* True when both route calls the same way (shares and inbound, order
+ * ignored); epoch, version, revert_at and reason are not compared. */
+bool route_same(const route_t *a, const route_t *b);
+/* "home", "shaanxi", "hubei 700‰, henan 300‰" */
+void route_format(const route_t *r, const char *self, char *buf, size_t len);
+/* Newer in (epoch, version) order: >0 if a is newer than b. */
+int route_compare_version(const route_t *a, const route_t *b);
+
+/* Conversions. from_directive copies and checks sizes (NIRC_EINVAL if the
+ * peer sent more entries than fit, or strings too long). */
+int route_from_directive(const Nirc__Directive *d, route_t *out, char *err, size_t errlen);
+json_t *route_to_json(const route_t *r);
+int route_from_json(const json_t *j, route_t *out, char *err, size_t errlen);
+
+#endif

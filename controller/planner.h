@@ -1,0 +1,127 @@
+/* planner: from live site state and the rules, every site's desired route
+ * (pure code: a snapshot in, a plan out; no I/O, no clock reads).
+ *
+ * Precedence: emergency cutover > schedule > overflow > default (home).
+ * Hub eligibility: a hub is eligible for a source when it is online (not
+ * stale, not offline), is not itself moved away, and is not excluded (a
+ * hub whose move failed and was rolled back). A site that sends traffic
+ * away never receives any: routes never chain and never loop. When a
+ * rule's preferred hub is not eligible the next one in its list is tried;
+ * when none is, the source stays (or returns) home and an alarm says why.
+ *
+ * Capacity (Erlang C) is checked before a move: a hub's offered load after
+ * the move is its own demand plus the demand it receives; staffed agents
+ * are logged in minus not ready. A move that leaves the hub unstable or
+ * below the service-level floor is refused (unless the rule is forced):
+ * the planner tries the next hub, and if none passes the source stays home
+ * with an alarm that says how many agents the best hub would need.
+ *
+ * Overflow is stateful (engaged, since when): the caller keeps
+ * planner_overflow_state_t between runs and passes it back in. */
+#ifndef NIRC_PLANNER_H
+#define NIRC_PLANNER_H
+
+#include "erlang.h"
+#include "rules.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PLAN_ROUTE_MAX 8
+
+typedef struct {
+  char site[SCENARIO_SLUG_MAX];
+  uint32_t permille;
+} plan_share_t;
+
+/* One site as the planner sees it. */
+typedef struct {
+  char slug[SCENARIO_SLUG_MAX];
+  bool is_hub;
+  bool online;         /* link up and fresh (state ONLINE) */
+  double demand_cps;   /* calls per second originating at this site (own demand,
+                          wherever answered), smoothed */
+  double forecast_cps; /* expected demand at the next schedule start (0: use demand_cps) */
+  double aht_s;        /* average handle time */
+  unsigned staffed;    /* agents logged in minus not ready */
+  double wait_s;       /* smoothed longest wait */
+  double queue;        /* smoothed calls in queue */
+  double sl;           /* smoothed service level 0..1 (1 when nothing offered) */
+  bool excluded;       /* a failed move was rolled back: do not move it, do not use it as hub */
+} plan_site_t;
+
+typedef struct {
+  uint64_t rule_id;
+  bool engaged;
+  int64_t since_ms;  /* when it engaged or released */
+  uint32_t permille; /* share moved while engaged */
+} planner_overflow_state_t;
+
+typedef struct {
+  const plan_site_t *sites;
+  size_t n_sites;
+  const cutover_t *cutovers;
+  size_t n_cutovers; /* only ACTIVE ones are used */
+  const schedule_t *schedules;
+  size_t n_schedules;
+  const overflow_rule_t *overflows;
+  size_t n_overflows;
+  const planner_overflow_state_t *overflow_state; /* n_overflows entries, or NULL */
+  int64_t now_ms;
+  double sl_target;      /* default 0.80 */
+  double sl_threshold_s; /* default 20 */
+} plan_input_t;
+
+typedef struct {
+  char slug[SCENARIO_SLUG_MAX];
+  plan_share_t route[PLAN_ROUTE_MAX]; /* full route, shares sum to 1000 */
+  unsigned n_route;
+  int64_t revert_at_ms; /* 0: open-ended (or home) */
+  rule_kind_t kind;     /* which rule decided it */
+  uint64_t rule_id;
+  char reason[128];   /* "cutover 7: Wuhan lockdown", "schedule 2 (night)", "default" */
+  unsigned n_inbound; /* hub side: sources sending here */
+  char inbound[RULES_MAX_SITES][SCENARIO_SLUG_MAX];
+  unsigned wave_size; /* from the rule (schedules); 0 = move at once */
+} plan_route_t;
+
+typedef struct {
+  char hub[SCENARIO_SLUG_MAX];
+  erlang_prediction_t before, after; /* at the hub, without and with the moves */
+  unsigned agents_needed;            /* to meet the target after the move */
+  bool refused;                      /* the move failed the check (and was not forced) */
+} plan_capacity_t;
+
+typedef enum {
+  PLAN_ALARM_NO_HUB = 1,   /* no eligible hub: source stays home */
+  PLAN_ALARM_CAPACITY,     /* every eligible hub fails the capacity check */
+  PLAN_ALARM_UNKNOWN_SITE, /* a rule names a site not in the snapshot */
+} plan_alarm_kind_t;
+
+typedef struct {
+  plan_alarm_kind_t kind;
+  char site[SCENARIO_SLUG_MAX];
+  rule_kind_t rule_kind;
+  uint64_t rule_id;
+  char message[256];
+} plan_alarm_t;
+
+typedef struct {
+  plan_route_t *routes;
+  size_t n_routes; /* one per input site, same order */
+  plan_capacity_t *capacity;
+  size_t n_capacity; /* one per hub receiving traffic or refused */
+  plan_alarm_t *alarms;
+  size_t n_alarms;
+  planner_overflow_state_t *overflow_state; /* n_overflows entries: keep for the next run */
+} plan_t;
+
+/* Computes the plan. Returns 0 or NIRC_ENOMEM. `out` must be released
+ * with planner_free(). Deterministic: the same input gives the same plan. */
+int planner_run(const plan_input_t *in, plan_t *out);
+void planner_free(plan_t *p);
+/* The route planned for `slug`, or NULL. */
+const plan_route_t *planner_route(const plan_t *p, const char *slug);
+
+#endif

@@ -1,0 +1,112 @@
+#include "state.h"
+
+#include "err.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Bound on what we read back: a route is a few kilobytes at most. */
+#define STATE_MAX_BYTES (256 * 1024)
+
+int state_load(const char *path, const char *self, route_t *out, char *err, size_t errlen) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    if (errno == ENOENT) return NIRC_ENOTFOUND;
+    snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    return NIRC_EIO;
+  }
+  json_error_t je;
+  json_t *j = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
+  long size = ftell(f);
+  fclose(f);
+  char why[256] = "";
+  int rc = 0;
+  if (!j) {
+    snprintf(why, sizeof why, "line %d: %s", je.line, je.text);
+    rc = NIRC_EINVAL;
+  } else if (size > STATE_MAX_BYTES) {
+    snprintf(why, sizeof why, "file larger than %d bytes", STATE_MAX_BYTES);
+    rc = NIRC_EINVAL;
+  } else {
+    rc = route_from_json(json_object_get(j, "route_state"), out, why, sizeof why);
+    const char *site = json_string_value(json_object_get(j, "site"));
+    if (rc == 0 && (!site || strcmp(site, self) != 0)) {
+      snprintf(why, sizeof why, "state belongs to site '%s', not '%s'", site ? site : "?", self);
+      rc = NIRC_EINVAL;
+    }
+  }
+  json_decref(j);
+  if (rc == 0) return 0;
+  /* Keep the evidence and get out of the way of the next save. */
+  char aside[4096];
+  snprintf(aside, sizeof aside, "%s.corrupt", path);
+  int moved = rename(path, aside) == 0;
+  snprintf(err, errlen, "%s is corrupt (%s)%s%s", path, why, moved ? "; moved to " : "",
+           moved ? aside : "");
+  return NIRC_EINVAL;
+}
+
+static int state_write_all(int fd, const char *buf, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, buf, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    buf += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+int state_save(const char *path, const char *self, const route_t *r, char *err, size_t errlen) {
+  /* The slug is recorded so a state file copied to the wrong site is
+   * refused instead of routing that site's calls by another site's plan. */
+  json_t *j =
+      json_pack("{s:i, s:s, s:o}", "format", 1, "site", self, "route_state", route_to_json(r));
+  char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+  json_decref(j);
+  if (!text) {
+    snprintf(err, errlen, "out of memory encoding the state");
+    return NIRC_ENOMEM;
+  }
+  char tmp[4096], dir[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  nirc_strlcpy(dir, path, sizeof dir);
+  const char *step = "open";
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) goto fail;
+  step = "write";
+  if (state_write_all(fd, text, strlen(text)) != 0 || state_write_all(fd, "\n", 1) != 0) goto fail;
+  step = "fsync";
+  if (fsync(fd) != 0) goto fail;
+  step = "close";
+  if (close(fd) != 0) {
+    fd = -1;
+    goto fail;
+  }
+  fd = -1;
+  step = "rename";
+  if (rename(tmp, path) != 0) goto fail;
+  /* The rename is durable only once the directory entry is. */
+  int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  free(text);
+  return 0;
+fail:
+  snprintf(err, errlen, "%s: %s failed: %s", step[0] == 'r' ? path : tmp, step, strerror(errno));
+  if (fd >= 0) close(fd);
+  unlink(tmp);
+  free(text);
+  return NIRC_EIO;
+}
