@@ -14,6 +14,9 @@ typedef struct {
   char conninfo[CONFIG_STR_MAX];
   char schema_dir[CONFIG_STR_MAX];
   uint64_t report_interval_ms, stale_after_ms, idle_timeout_ms, handshake_timeout_ms;
+  uint64_t ack_timeout_ms, verify_window_ms;
+  uint32_t max_resends;
+  double sl_target, sl_threshold_s;
   config_clock_t clock;
   config_log_t log;
 } nircd_conf_t;

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "report.h"
 #include "util.h"
+#include "clock.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -54,6 +55,8 @@ typedef struct {
   char errors[1024]; /* why each controller failed */
   int done;
   int exit_code;
+  int json;
+  uint64_t wait_ms; /* how long the answer may take once connected */
 } ctl_t;
 
 static void ctl_try_next(ctl_t *c);
@@ -87,6 +90,12 @@ static void ctl_on_message(link_t *l, Nirc__Envelope *env) {
     c->reply = c->reply_env ? c->reply_env->operator_reply : NULL;
     c->done = 1;
     link_close(l, 0, "done");
+  } else if (env->msg_case == NIRC__ENVELOPE__MSG_PROGRESS &&
+             env->progress->request_id == c->req->request_id) {
+    /* Progress is for people; with --json it goes to stderr so stdout
+     * stays one JSON document. */
+    fprintf(c->json ? stderr : stdout, "  %s\n", env->progress->line ? env->progress->line : "");
+    fflush(c->json ? stderr : stdout);
   } else if (env->msg_case == NIRC__ENVELOPE__MSG_ERROR) {
     ctl_note(c, link_peer_addr(l), env->error->message ? env->error->message : "error");
     c->done = 1;
@@ -119,7 +128,8 @@ static void ctl_try_next(ctl_t *c) {
   link_opts_t o;
   link_opts_default(&o);
   o.handshake_timeout_ms = (uint32_t)c->conf->timeout_ms;
-  o.idle_timeout_ms = (uint32_t)c->conf->timeout_ms;
+  /* The controller pings idle links; this only catches a dead one. */
+  o.idle_timeout_ms = (uint32_t)(c->conf->timeout_ms > 5000 ? c->conf->timeout_ms : 5000);
   o.expect_kind = PEER_CONTROLLER;
   link_connect(c->loop, (struct sockaddr *)&c->addrs[c->idx], c->tls, &o, &ctl_cbs, c, &c->link);
 }
@@ -135,7 +145,8 @@ static int ctl_request(ctl_t *c, Nirc__OperatorRequest *req) {
   c->req = req;
   uv_timer_init(c->loop, &c->deadline);
   c->deadline.data = c;
-  uv_timer_start(&c->deadline, ctl_on_deadline, c->conf->timeout_ms * (c->naddrs + 1), 0);
+  uv_timer_start(&c->deadline, ctl_on_deadline, c->conf->timeout_ms * (c->naddrs + 1) + c->wait_ms,
+                 0);
   ctl_try_next(c);
   uv_run(c->loop, UV_RUN_DEFAULT);
   if (!c->reply && c->exit_code == 0) c->exit_code = EXIT_UNREACHABLE;
@@ -247,17 +258,523 @@ static void print_status_json(const Nirc__StatusReply *st) {
   json_decref(top);
 }
 
+/* ---- moves, plans, history: output ---- */
+
+static const char *ack_word(Nirc__AckResult r) {
+  switch (r) {
+  case NIRC__ACK_RESULT__ACK_RESULT_APPLIED: return "applied";
+  case NIRC__ACK_RESULT__ACK_RESULT_REJECTED: return "rejected";
+  case NIRC__ACK_RESULT__ACK_RESULT_FAILED: return "failed";
+  default: return "unknown";
+  }
+}
+
+static void fmt_shares(Nirc__RouteShare **r, size_t n, const char *self, char *buf, size_t len) {
+  buf[0] = '\0';
+  size_t used = 0;
+  for (size_t i = 0; i < n; i++) {
+    int k;
+    if (n == 1 && r[i]->permille == 1000)
+      k = snprintf(buf, len, "%s", strcmp(r[i]->site, self) == 0 ? "home" : r[i]->site);
+    else
+      k = snprintf(buf + used, len - used, "%s%s %u‰", i ? ", " : "", r[i]->site, r[i]->permille);
+    if (k < 0 || (size_t)k >= len - used) break;
+    used += (size_t)k;
+  }
+}
+
+static void print_plan_human(const Nirc__PlanReply *p) {
+  for (size_t i = 0; i < p->n_moves; i++) {
+    char r[200];
+    fmt_shares(p->moves[i]->route, p->moves[i]->n_route, p->moves[i]->site, r, sizeof r);
+    printf("  move  %-12s -> %-28s %s\n", p->moves[i]->site, r, p->moves[i]->reason);
+  }
+  for (size_t i = 0; i < p->n_capacity; i++) {
+    const Nirc__CapacityPrediction *c = p->capacity[i];
+    char asa[32];
+    if (c->stable_after)
+      snprintf(asa, sizeof asa, "ASA %.1fs", c->asa_after_s);
+    else
+      snprintf(asa, sizeof asa, "UNSTABLE");
+    printf("  hub   %-12s load %.1f -> %.1f Erl on %u agents: SL(%.0fs) %.0f%% -> %.0f%%, %s, "
+           "occupancy %.0f%%; needs %u agents for %.0f%%%s\n",
+           c->hub, c->traffic_before_erl, c->traffic_after_erl, c->agents, c->sl_threshold_s,
+           100 * c->sl_before, 100 * c->sl_after, asa, 100 * c->occupancy_after, c->agents_needed,
+           100 * c->sl_target, c->refused ? "  [REFUSED]" : "");
+  }
+  for (size_t i = 0; i < p->n_alarms; i++)
+    printf("  alarm %s\n", p->alarms[i]);
+}
+
+static json_t *shares_json(Nirc__RouteShare **r, size_t n) {
+  json_t *a = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(
+        a, json_pack("{s:s, s:I}", "site", r[i]->site, "permille", (json_int_t)r[i]->permille));
+  return a;
+}
+
+static json_t *plan_json(const Nirc__PlanReply *p) {
+  if (!p) return json_null();
+  json_t *moves = json_array(), *cap = json_array(), *alarms = json_array();
+  for (size_t i = 0; i < p->n_moves; i++)
+    json_array_append_new(moves,
+                          json_pack("{s:s, s:o, s:s, s:I}", "site", p->moves[i]->site, "route",
+                                    shares_json(p->moves[i]->route, p->moves[i]->n_route), "reason",
+                                    p->moves[i]->reason, "revert_at_ms",
+                                    (json_int_t)p->moves[i]->revert_at_ms));
+  for (size_t i = 0; i < p->n_capacity; i++) {
+    const Nirc__CapacityPrediction *c = p->capacity[i];
+    json_array_append_new(
+        cap, json_pack("{s:s, s:f, s:f, s:I, s:f, s:f, s:o, s:f, s:I, s:b, s:b, s:f, s:f}", "hub",
+                       c->hub, "traffic_before_erl", c->traffic_before_erl, "traffic_after_erl",
+                       c->traffic_after_erl, "agents", (json_int_t)c->agents, "sl_before",
+                       c->sl_before, "sl_after", c->sl_after, "asa_after_s",
+                       c->stable_after ? json_real(c->asa_after_s) : json_null(), "occupancy_after",
+                       c->occupancy_after, "agents_needed", (json_int_t)c->agents_needed,
+                       "stable_after", c->stable_after, "refused", c->refused, "sl_target",
+                       c->sl_target, "sl_threshold_s", c->sl_threshold_s));
+  }
+  for (size_t i = 0; i < p->n_alarms; i++)
+    json_array_append_new(alarms, json_string(p->alarms[i]));
+  return json_pack("{s:o, s:o, s:o, s:b, s:s}", "moves", moves, "capacity", cap, "alarms", alarms,
+                   "refused", p->refused, "refusal", p->refusal ? p->refusal : "");
+}
+
+static void print_json(json_t *j) {
+  json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+  putchar('\n');
+  json_decref(j);
+}
+
+/* Refusals carry the plan that explains them: show it. */
+static int print_refusal(const Nirc__OperatorReply *rep, int json) {
+  const Nirc__PlanReply *plan = NULL;
+  if (rep->body_case == NIRC__OPERATOR_REPLY__BODY_MOVE && rep->move) plan = rep->move->plan;
+  if (rep->body_case == NIRC__OPERATOR_REPLY__BODY_PLAN) plan = rep->plan;
+  const char *why = rep->error && rep->error->message ? rep->error->message : "no reason given";
+  if (json) {
+    print_json(json_pack("{s:b, s:s, s:o}", "ok", 0, "error", why, "plan", plan_json(plan)));
+  } else {
+    fprintf(stderr, "nircctl: refused: %s\n", why);
+    if (plan) print_plan_human(plan);
+  }
+  return rep->error && rep->error->code == NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN ? EXIT_REFUSED
+                                                                                  : EXIT_REFUSED;
+}
+
+static int print_move(const Nirc__OperatorReply *rep, int json) {
+  const Nirc__MoveReply *m = rep->move;
+  if (!m) return EXIT_REFUSED;
+  int code = m->failed > 0 ? EXIT_PARTIAL : EXIT_DONE;
+  if (json) {
+    json_t *outs = json_array();
+    for (size_t i = 0; i < m->n_outcomes; i++)
+      json_array_append_new(
+          outs, json_pack("{s:s, s:s, s:s, s:I, s:I}", "site", m->outcomes[i]->site, "result",
+                          ack_word(m->outcomes[i]->result), "detail", m->outcomes[i]->detail,
+                          "version", (json_int_t)m->outcomes[i]->version, "latency_ms",
+                          (json_int_t)m->outcomes[i]->latency_ms));
+    json_t *j = json_pack("{s:b, s:I, s:b, s:I, s:I, s:I, s:o, s:o}", "ok", code == EXIT_DONE,
+                          "cutover_id", (json_int_t)m->cutover_id, "dry_run", m->dry_run, "applied",
+                          (json_int_t)m->applied, "failed", (json_int_t)m->failed, "elapsed_ms",
+                          (json_int_t)m->elapsed_ms, "outcomes", outs, "plan", plan_json(m->plan));
+    if (rep->error && rep->error->message)
+      json_object_set_new(j, "warning", json_string(rep->error->message));
+    print_json(j);
+    return code;
+  }
+  if (m->dry_run) {
+    printf("dry run: nothing moved\n");
+    if (m->plan) print_plan_human(m->plan);
+    return EXIT_DONE;
+  }
+  for (size_t i = 0; i < m->n_outcomes; i++) {
+    const Nirc__SiteOutcome *o = m->outcomes[i];
+    if (o->result != NIRC__ACK_RESULT__ACK_RESULT_APPLIED)
+      printf("  %-12s %s: %s\n", o->site, ack_word(o->result), o->detail);
+  }
+  if (m->cutover_id) printf("cutover %llu: ", (unsigned long long)m->cutover_id);
+  printf("%u applied, %u failed in %lld ms\n", m->applied, m->failed, (long long)m->elapsed_ms);
+  if (rep->error && rep->error->message) fprintf(stderr, "warning: %s\n", rep->error->message);
+  if (code == EXIT_PARTIAL)
+    fprintf(stderr, "nircctl: partially applied: check `nircctl status` and the alarms\n");
+  return code;
+}
+
+static int print_plan(const Nirc__OperatorReply *rep, int json) {
+  const Nirc__PlanReply *p = rep->plan;
+  if (!p) return EXIT_REFUSED;
+  if (json)
+    print_json(plan_json(p));
+  else {
+    print_plan_human(p);
+    if (!p->n_moves && !p->n_capacity) printf("nothing would change\n");
+  }
+  if (p->refused) {
+    if (!json) fprintf(stderr, "nircctl: this move would be refused: %s\n", p->refusal);
+    return EXIT_REFUSED;
+  }
+  return EXIT_DONE;
+}
+
+static int print_history(const Nirc__OperatorReply *rep, int json) {
+  const Nirc__HistoryReply *h = rep->history;
+  if (!h) return EXIT_REFUSED;
+  if (json) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < h->n_entries; i++) {
+      const Nirc__AuditEntry *e = h->entries[i];
+      json_t *detail = json_loads(e->detail_json, 0, NULL);
+      json_array_append_new(a, json_pack("{s:I, s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)e->id,
+                                         "at_ms", (json_int_t)e->at_ms, "actor", e->actor, "action",
+                                         e->action, "target", e->target, "detail",
+                                         detail ? detail : json_null()));
+    }
+    print_json(json_pack("{s:o}", "entries", a));
+    return EXIT_DONE;
+  }
+  printf("%-24s %-22s %-16s %-24s %s\n", "TIME (UTC)", "ACTOR", "ACTION", "TARGET", "DETAIL");
+  for (size_t i = 0; i < h->n_entries; i++) {
+    const Nirc__AuditEntry *e = h->entries[i];
+    char when[40];
+    clock_format_iso(e->at_ms, 0, when, sizeof when);
+    json_t *d = json_loads(e->detail_json, 0, NULL);
+    const char *reason = d ? json_string_value(json_object_get(d, "reason")) : NULL;
+    printf("%-24s %-22.22s %-16s %-24.24s %s\n", when, e->actor, e->action, e->target,
+           reason ? reason : "");
+    json_decref(d);
+  }
+  if (h->n_entries == 0) printf("(no audit records match)\n");
+  return EXIT_DONE;
+}
+
 /* ---- command line ---- */
 
+#define CTL_MAX_LIST 64
+
+/* Storage for what the builders point the request at. */
+typedef struct {
+  char *sources[CTL_MAX_LIST], *hubs[CTL_MAX_LIST];
+  char listbuf[2][4096];
+  Nirc__StatusRequest status;
+  Nirc__CutoverRequest cutover;
+  Nirc__RestoreRequest restore;
+  Nirc__PlanRequest plan;
+  Nirc__HistoryRequest history;
+} ctl_args_t;
+
+typedef struct {
+  const char *name;
+  const char *summary;
+  const char *help; /* full help with examples */
+  int (*build)(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a);
+  int (*print)(const Nirc__OperatorReply *rep, int json);
+  uint64_t wait_ms; /* how long the answer may take */
+} ctl_cmd_t;
+
+/* Splits "a,b,c" into `out` (pointers into buf). Returns the count or -1. */
+static int split_list(const char *csv, char *buf, size_t len, char **out, const char *what) {
+  if (nirc_strlcpy(buf, csv, len) >= len) {
+    fprintf(stderr, "nircctl: %s list too long\n", what);
+    return -1;
+  }
+  int n = 0;
+  char *save = NULL;
+  for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    while (*t == ' ')
+      t++;
+    if (!nirc_slug_valid(t)) {
+      fprintf(stderr, "nircctl: '%s' is not a site slug (lowercase, e.g. hubei)\n", t);
+      return -1;
+    }
+    if (n == CTL_MAX_LIST) {
+      fprintf(stderr, "nircctl: at most %d %s\n", CTL_MAX_LIST, what);
+      return -1;
+    }
+    out[n++] = t;
+  }
+  if (n == 0) fprintf(stderr, "nircctl: no %s given\n", what);
+  return n ? n : -1;
+}
+
+static int build_status(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  argc--; /* skip the command name */
+  argv++;
+  if (argc > 1) {
+    fprintf(stderr, "nircctl: status takes at most one site\n");
+    return EXIT_USAGE;
+  }
+  if (argc == 1 && !nirc_slug_valid(argv[0])) {
+    fprintf(stderr, "nircctl: '%s' is not a site slug (lowercase, e.g. hubei)\n", argv[0]);
+    return EXIT_USAGE;
+  }
+  nirc__status_request__init(&a->status);
+  a->status.site = argc == 1 ? argv[0] : "";
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_STATUS;
+  req->status = &a->status;
+  return 0;
+}
+
+static int print_status(const Nirc__OperatorReply *rep, int json) {
+  if (!rep->status) return EXIT_REFUSED;
+  if (json)
+    print_status_json(rep->status);
+  else
+    print_status_table(rep->status);
+  return EXIT_DONE;
+}
+
+/* Parses the options shared by cutover and plan. */
+static int parse_move(int argc, char **argv, ctl_args_t *a, int *nsrc, int *nhub,
+                      const char **reason, const char **dur, const char **until, int *dry,
+                      int *force, const char **schedule) {
+  static const struct option o[] = {
+      {"to", required_argument, NULL, 't'},       {"reason", required_argument, NULL, 'r'},
+      {"for", required_argument, NULL, 'f'},      {"until", required_argument, NULL, 'u'},
+      {"dry-run", no_argument, NULL, 'n'},        {"force", no_argument, NULL, 'F'},
+      {"schedule", required_argument, NULL, 's'}, {NULL, 0, NULL, 0},
+  };
+  const char *to = NULL;
+  int ch;
+  optind = 0;
+  /* Permuting getopt: options may come before or after the sources. */
+  while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
+    switch (ch) {
+    case 't': to = optarg; break;
+    case 'r': *reason = optarg; break;
+    case 'f': *dur = optarg; break;
+    case 'u': *until = optarg; break;
+    case 'n': *dry = 1; break;
+    case 'F': *force = 1; break;
+    case 's': *schedule = optarg; break;
+    default: return EXIT_USAGE;
+    }
+  }
+  /* Options may come after the sources too: collect the non-options. */
+  int rest = argc - optind;
+  if (rest > 1) {
+    fprintf(stderr, "nircctl: give the sources as one comma-separated list\n");
+    return EXIT_USAGE;
+  }
+  *nsrc = 0;
+  if (rest == 1 && (*nsrc = split_list(argv[optind], a->listbuf[0], sizeof a->listbuf[0],
+                                       a->sources, "sources")) < 0)
+    return EXIT_USAGE;
+  *nhub = 0;
+  if (to && (*nhub = split_list(to, a->listbuf[1], sizeof a->listbuf[1], a->hubs, "hubs")) < 0)
+    return EXIT_USAGE;
+  return 0;
+}
+
+static int build_cutover(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  int nsrc, nhub, dry = 0, force = 0;
+  const char *reason = NULL, *dur = NULL, *until = NULL, *schedule = NULL;
+  if (parse_move(argc, argv, a, &nsrc, &nhub, &reason, &dur, &until, &dry, &force, &schedule))
+    return EXIT_USAGE;
+  if (nsrc == 0 || nhub == 0 || !reason || !*reason || schedule) {
+    fprintf(stderr, "nircctl: usage: cutover SRC[,SRC...] --to HUB[,HUB...] --reason TEXT "
+                    "[--for DURATION|--until TIME] [--dry-run] [--force]\n");
+    return EXIT_USAGE;
+  }
+  if (dur && until) {
+    fprintf(stderr, "nircctl: give --for or --until, not both\n");
+    return EXIT_USAGE;
+  }
+  nirc__cutover_request__init(&a->cutover);
+  if (dur) {
+    uint64_t ms;
+    if (nirc_parse_duration_ms(dur, &ms) != 0 || ms == 0) {
+      fprintf(stderr, "nircctl: --for '%s': expected a duration such as 90m, 6h\n", dur);
+      return EXIT_USAGE;
+    }
+    a->cutover.expires_in_ms = (int64_t)ms;
+  }
+  if (until) {
+    int64_t ms;
+    if (clock_parse_iso(until, &ms) != 0) {
+      fprintf(stderr, "nircctl: --until '%s': expected ISO 8601, e.g. 2020-01-23T18:00:00+08:00\n",
+              until);
+      return EXIT_USAGE;
+    }
+    a->cutover.expires_ms = ms;
+  }
+  a->cutover.sources = a->sources;
+  a->cutover.n_sources = (size_t)nsrc;
+  a->cutover.hubs = a->hubs;
+  a->cutover.n_hubs = (size_t)nhub;
+  a->cutover.reason = (char *)reason;
+  a->cutover.dry_run = dry;
+  a->cutover.force = force;
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_CUTOVER;
+  req->cutover = &a->cutover;
+  return 0;
+}
+
+static int build_restore(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  static const struct option o[] = {{"cutover", required_argument, NULL, 'c'},
+                                    {"reason", required_argument, NULL, 'r'},
+                                    {NULL, 0, NULL, 0}};
+  const char *id = NULL, *reason = "";
+  int ch;
+  optind = 0;
+  while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
+    if (ch == 'c')
+      id = optarg;
+    else if (ch == 'r')
+      reason = optarg;
+    else
+      return EXIT_USAGE;
+  }
+  nirc__restore_request__init(&a->restore);
+  int n = 0;
+  if (argc - optind > 1) {
+    fprintf(stderr, "nircctl: give the sources as one comma-separated list\n");
+    return EXIT_USAGE;
+  }
+  if (optind < argc && (n = split_list(argv[optind], a->listbuf[0], sizeof a->listbuf[0],
+                                       a->sources, "sources")) < 0)
+    return EXIT_USAGE;
+  if ((n == 0) == (id == NULL)) {
+    fprintf(stderr, "nircctl: usage: restore SRC[,SRC...] | restore --cutover ID\n");
+    return EXIT_USAGE;
+  }
+  if (id) {
+    char *end;
+    a->restore.cutover_id = strtoull(id, &end, 10);
+    if (!*id || *end || a->restore.cutover_id == 0) {
+      fprintf(stderr, "nircctl: --cutover '%s' is not a cutover id\n", id);
+      return EXIT_USAGE;
+    }
+  }
+  a->restore.sources = a->sources;
+  a->restore.n_sources = (size_t)n;
+  a->restore.reason = (char *)reason;
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_RESTORE;
+  req->restore = &a->restore;
+  return 0;
+}
+
+static int build_plan(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  int nsrc, nhub, dry = 0, force = 0;
+  const char *reason = NULL, *dur = NULL, *until = NULL, *schedule = NULL;
+  if (parse_move(argc, argv, a, &nsrc, &nhub, &reason, &dur, &until, &dry, &force, &schedule))
+    return EXIT_USAGE;
+  nirc__plan_request__init(&a->plan);
+  if (schedule && (nsrc || nhub)) {
+    fprintf(stderr, "nircctl: plan either a move (SRC --to HUB) or --schedule NAME\n");
+    return EXIT_USAGE;
+  }
+  if (!schedule && (nsrc == 0 || nhub == 0)) {
+    fprintf(stderr, "nircctl: usage: plan SRC[,SRC...] --to HUB[,HUB...] | plan --schedule NAME\n");
+    return EXIT_USAGE;
+  }
+  a->plan.sources = a->sources;
+  a->plan.n_sources = (size_t)nsrc;
+  a->plan.hubs = a->hubs;
+  a->plan.n_hubs = (size_t)nhub;
+  a->plan.schedule_name = (char *)(schedule ? schedule : "");
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_PLAN;
+  req->plan = &a->plan;
+  return 0;
+}
+
+static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  static const struct option o[] = {
+      {"site", required_argument, NULL, 's'},   {"actor", required_argument, NULL, 'a'},
+      {"action", required_argument, NULL, 'x'}, {"since", required_argument, NULL, 'S'},
+      {"limit", required_argument, NULL, 'l'},  {NULL, 0, NULL, 0},
+  };
+  nirc__history_request__init(&a->history);
+  a->history.site = a->history.actor = a->history.action = "";
+  int ch;
+  optind = 0;
+  while ((ch = getopt_long(argc, argv, "+", o, NULL)) != -1) {
+    switch (ch) {
+    case 's': a->history.site = optarg; break;
+    case 'a': a->history.actor = optarg; break;
+    case 'x': a->history.action = optarg; break;
+    case 'S': {
+      uint64_t ms;
+      if (nirc_parse_duration_ms(optarg, &ms) != 0) {
+        fprintf(stderr, "nircctl: --since '%s': expected a duration such as 2h or 7d\n", optarg);
+        return EXIT_USAGE;
+      }
+      a->history.since_ms = clock_real_ms() - (int64_t)ms;
+      break;
+    }
+    case 'l': {
+      char *end;
+      unsigned long v = strtoul(optarg, &end, 10);
+      if (!*optarg || *end || v == 0 || v > 500) {
+        fprintf(stderr, "nircctl: --limit must be 1-500\n");
+        return EXIT_USAGE;
+      }
+      a->history.limit = (uint32_t)v;
+      break;
+    }
+    default: return EXIT_USAGE;
+    }
+  }
+  if (optind != argc) {
+    fprintf(stderr, "nircctl: history takes only options (see nircctl history --help)\n");
+    return EXIT_USAGE;
+  }
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_HISTORY;
+  req->history = &a->history;
+  return 0;
+}
+
+static const ctl_cmd_t ctl_cmds[] = {
+    {"status", "every site: link, freshness, queue, wait, agents, SL, route",
+     "usage: nircctl status [SITE]\n\n"
+     "Shows every site (or one): link state, age of the last report, calls in queue,\n"
+     "longest wait, agents logged in/ready, service level of the last interval and\n"
+     "the route the site has acknowledged.\n\n"
+     "Examples:\n  nircctl status\n  nircctl --json status hubei\n",
+     build_status, print_status, 0},
+    {"cutover", "emergency move of sources to hubs (audited)",
+     "usage: nircctl cutover SRC[,SRC...] --to HUB[,HUB...] --reason TEXT\n"
+     "                       [--for DURATION | --until TIME] [--dry-run] [--force]\n\n"
+     "Moves every call of the sources to the first eligible hub, after checking with\n"
+     "Erlang C that the hub can answer them. Refused (exit 1) if the hub would be\n"
+     "overloaded, with the agents it would need; --force moves anyway. Waits until\n"
+     "every site acknowledged; exit 4 if some did not.\n\n"
+     "Examples:\n"
+     "  nircctl cutover hubei --to shaanxi --reason 'Wuhan lockdown'\n"
+     "  nircctl cutover shaanxi --to henan --reason 'Xi'\"'\"'an lockdown' --for 72h\n"
+     "  nircctl cutover hubei --to shaanxi,henan --reason drill --dry-run\n",
+     build_cutover, print_move, 60000},
+    {"restore", "end a cutover: sources go home (audited)",
+     "usage: nircctl restore SRC[,SRC...] [--reason TEXT] | nircctl restore --cutover ID\n\n"
+     "Ends the emergency cutover of the sources (or the whole cutover ID); they route\n"
+     "by their schedule, overflow rule or home again. Waits for acknowledgements.\n\n"
+     "Examples:\n  nircctl restore hubei\n  nircctl restore --cutover 2000001\n",
+     build_restore, print_move, 60000},
+    {"plan", "capacity prediction for a move or a schedule, nothing moves",
+     "usage: nircctl plan SRC[,SRC...] --to HUB[,HUB...] | nircctl plan --schedule NAME\n\n"
+     "Predicts with Erlang C what the move would do at each hub: load before and\n"
+     "after, service level, ASA, occupancy and the agents needed. Exit 1 if the\n"
+     "move would be refused.\n\n"
+     "Examples:\n  nircctl plan hubei,henan --to shaanxi\n  nircctl plan --schedule night\n",
+     build_plan, print_plan, 0},
+    {"history", "the audit trail, newest last",
+     "usage: nircctl history [--site SITE] [--actor NAME] [--action ACTION]\n"
+     "                       [--since DURATION] [--limit N]\n\n"
+     "Every operator action and automatic move, with who, what and why.\n\n"
+     "Examples:\n  nircctl history --site hubei\n  nircctl history --action cutover --since 24h\n"
+     "  nircctl --json history --limit 500\n",
+     build_history, print_history, 0},
+};
+#define CTL_NCMDS (sizeof ctl_cmds / sizeof ctl_cmds[0])
+
 static void usage(FILE *f) {
+  fprintf(f, "usage: nircctl [OPTIONS] COMMAND [ARGS]\n\nCommands:\n");
+  for (size_t i = 0; i < CTL_NCMDS; i++)
+    fprintf(f, "  %-10s %s\n", ctl_cmds[i].name, ctl_cmds[i].summary);
+  fprintf(f, "  %-10s %s\n", "help", "this help; `nircctl COMMAND --help` for one command");
   fprintf(f,
-          "usage: nircctl [OPTIONS] COMMAND [ARGS]\n"
-          "\n"
-          "Commands:\n"
-          "  status [SITE]         every site: link, freshness, queue, wait, agents, SL, route\n"
-          "  help                  this help\n"
-          "\n"
-          "Options:\n"
+          "\nOptions:\n"
           "  --controller ADDR     controller address (repeatable; tried in order)\n"
           "  --config FILE         config file (default: $NIRCCTL_CONFIG, ~/.config/nirc/"
           "nircctl.conf,\n"
@@ -270,7 +787,7 @@ static void usage(FILE *f) {
           "\n"
           "Examples:\n"
           "  nircctl status\n"
-          "  nircctl --json status hubei\n"
+          "  nircctl cutover hubei --to shaanxi --reason 'Wuhan lockdown'\n"
           "  nircctl --controller 10.0.0.1:7443 --controller 10.0.0.2:7443 status\n");
 }
 
@@ -328,35 +845,32 @@ int main(int argc, char **argv) {
     usage(stderr);
     return EXIT_USAGE;
   }
-  const char *cmd = argv[optind];
-  int nargs = argc - optind - 1;
-  char **args = argv + optind + 1;
-  if (strcmp(cmd, "help") == 0) {
+  const char *name = argv[optind];
+  int cargc = argc - optind - 1;
+  char **cargv = argv + optind + 1;
+  if (strcmp(name, "help") == 0) {
     usage(stdout);
     return EXIT_DONE;
   }
-  for (int i = 0; i < nargs; i++) {
-    if (strcmp(args[i], "--help") == 0 || strcmp(args[i], "-h") == 0) {
-      printf("usage: nircctl [OPTIONS] status [SITE]\n\n"
-             "Shows every site (or one): link state, age of the last report, calls in queue,\n"
-             "longest wait, agents logged in/ready, service level of the last interval and\n"
-             "the current route.\n\n"
-             "Examples:\n  nircctl status\n  nircctl --json status hubei\n");
+  const ctl_cmd_t *cmd = NULL;
+  for (size_t i = 0; i < CTL_NCMDS; i++)
+    if (strcmp(ctl_cmds[i].name, name) == 0) cmd = &ctl_cmds[i];
+  if (!cmd) {
+    fprintf(stderr, "nircctl: unknown command '%s' (try: nircctl help)\n", name);
+    return EXIT_USAGE;
+  }
+  for (int i = 0; i < cargc; i++) {
+    if (strcmp(cargv[i], "--help") == 0 || strcmp(cargv[i], "-h") == 0) {
+      fputs(cmd->help, stdout);
       return EXIT_DONE;
     }
   }
-  if (strcmp(cmd, "status") != 0) {
-    fprintf(stderr, "nircctl: unknown command '%s' (try: nircctl help)\n", cmd);
-    return EXIT_USAGE;
-  }
-  if (nargs > 1) {
-    fprintf(stderr, "nircctl: status takes at most one site\n");
-    return EXIT_USAGE;
-  }
-  if (nargs == 1 && !nirc_slug_valid(args[0])) {
-    fprintf(stderr, "nircctl: '%s' is not a site slug (lowercase, e.g. hubei)\n", args[0]);
-    return EXIT_USAGE;
-  }
+  /* Builders get the command's own argv: argv[0] is the command name, as
+   * getopt_long expects. */
+  static ctl_args_t args;
+  Nirc__OperatorRequest req = NIRC__OPERATOR_REQUEST__INIT;
+  req.request_id = (uint64_t)getpid();
+  if (cmd->build(cargc + 1, cargv - 1, &req, &args) != 0) return EXIT_USAGE;
 
   ctl_conf_t conf;
   char err[1024];
@@ -391,6 +905,8 @@ int main(int argc, char **argv) {
   ctl_t c;
   memset(&c, 0, sizeof c);
   c.conf = &conf;
+  c.json = json;
+  c.wait_ms = cmd->wait_ms;
   c.loop = uv_default_loop();
   for (unsigned i = 0; i < conf.controllers.count; i++) {
     if (nirc_parse_addr(conf.controllers.item[i], &c.addrs[i], err, sizeof err) != 0) {
@@ -403,13 +919,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "nircctl: %s\n", err);
     return EXIT_USAGE;
   }
-
-  Nirc__StatusRequest sreq = NIRC__STATUS_REQUEST__INIT;
-  sreq.site = nargs == 1 ? args[0] : "";
-  Nirc__OperatorRequest req = NIRC__OPERATOR_REQUEST__INIT;
-  req.request_id = (uint64_t)getpid();
-  req.body_case = NIRC__OPERATOR_REQUEST__BODY_STATUS;
-  req.status = &sreq;
+  use_colour = !json && isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
 
   int rc = ctl_request(&c, &req);
   if (rc == EXIT_UNREACHABLE) {
@@ -420,16 +930,9 @@ int main(int argc, char **argv) {
   } else if (rc == EXIT_REFUSED && !c.reply) {
     fprintf(stderr, "nircctl: refused by the controller:\n%s\n", c.errors);
   } else if (c.reply && !c.reply->ok) {
-    fprintf(stderr, "nircctl: refused: %s\n",
-            c.reply->error && c.reply->error->message ? c.reply->error->message : "no reason");
-    rc = EXIT_REFUSED;
-  } else if (c.reply && c.reply->body_case == NIRC__OPERATOR_REPLY__BODY_STATUS) {
-    use_colour = !json && isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
-    if (json)
-      print_status_json(c.reply->status);
-    else
-      print_status_table(c.reply->status);
-    rc = EXIT_DONE;
+    rc = print_refusal(c.reply, json);
+  } else if (c.reply) {
+    rc = cmd->print(c.reply, json);
   }
   if (c.reply_env) nirc__envelope__free_unpacked(c.reply_env, NULL);
   SSL_CTX_free(c.tls);

@@ -2,6 +2,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "route.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,13 +11,18 @@
 typedef void (*ops_handler_t)(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req,
                               Nirc__OperatorReply *rep, void **scratch);
 
+/* Commands that answer later (a move waits for acknowledgements, history
+ * for the database) send their own reply. */
+typedef void (*ops_async_t)(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req);
+
 typedef struct {
   Nirc__OperatorRequest__BodyCase body;
-  const char *name;   /* for logs and refusals */
-  op_role_t min_role; /* least role allowed */
-  ops_handler_t handler;
+  const char *name;      /* for logs and refusals */
+  op_role_t min_role;    /* least role allowed */
+  ops_handler_t handler; /* synchronous: fills the reply */
   /* Frees what the handler allocated for the reply. */
   void (*cleanup)(void *scratch);
+  ops_async_t async;
 } ops_cmd_t;
 
 static Nirc__LinkState ops_link_state(site_state_t s) {
@@ -61,8 +67,8 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   st->rows = calloc(n ? n : 1, sizeof *st->rows);
   st->row_ptrs = calloc(n ? n : 1, sizeof *st->row_ptrs);
   st->reports = calloc(n ? n : 1, sizeof *st->reports);
-  st->shares = calloc(n * SITE_ROUTE_MAX + 1, sizeof *st->shares);
-  st->share_ptrs = calloc(n * SITE_ROUTE_MAX + 1, sizeof *st->share_ptrs);
+  st->shares = calloc(n * ROUTE_MAX_SHARES + 1, sizeof *st->shares);
+  st->share_ptrs = calloc(n * ROUTE_MAX_SHARES + 1, sizeof *st->share_ptrs);
   if (!st->rows || !st->row_ptrs || !st->reports || !st->shares || !st->share_ptrs) goto nomem;
 
   if (only && !sites_find(&srv->sites, only)) {
@@ -91,7 +97,10 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
     row->link_state = ops_link_state(s->state);
     row->state_since_ms = s->state_since_ms;
     row->peer_address = s->peer_addr;
-    row->active_rule = s->active_rule;
+    size_t idx = (size_t)(s - srv->sites.v);
+    const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, idx) : NULL;
+    row->active_rule =
+        srv->engine ? (char *)engine_active_reason(srv->engine, idx) : s->active_rule;
     row->last_report_ms = s->has_report ? s->last_report_ms : 0;
     row->report_age_ms = s->has_report ? now - s->last_report_ms : -1;
     if (s->has_report) {
@@ -118,14 +127,26 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
       r->pbx_error = (char *)l->pbx_error;
       row->last_report = r;
     }
+    /* The route shown is the one the site acknowledged: what it does, not
+     * what we wish. */
     row->route = &st->share_ptrs[sh];
-    for (unsigned j = 0; j < s->route_len; j++, sh++) {
-      nirc__route_share__init(&st->shares[sh]);
-      st->shares[sh].site = s->route[j].site;
-      st->shares[sh].permille = s->route[j].permille;
-      st->share_ptrs[sh] = &st->shares[sh];
+    if (dir) {
+      for (unsigned j = 0; j < dir->acked.n_share; j++, sh++) {
+        nirc__route_share__init(&st->shares[sh]);
+        st->shares[sh].site = (char *)dir->acked.share[j].site;
+        st->shares[sh].permille = dir->acked.share[j].permille;
+        st->share_ptrs[sh] = &st->shares[sh];
+      }
+      row->n_route = dir->acked.n_share;
+    } else {
+      for (unsigned j = 0; j < s->route_len; j++, sh++) {
+        nirc__route_share__init(&st->shares[sh]);
+        st->shares[sh].site = s->route[j].site;
+        st->shares[sh].permille = s->route[j].permille;
+        st->share_ptrs[sh] = &st->shares[sh];
+      }
+      row->n_route = s->route_len;
     }
-    row->n_route = s->route_len;
     st->row_ptrs[k] = row;
     k++;
   }
@@ -144,8 +165,116 @@ nomem : {
 }
 }
 
+static void ops_cutover(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
+  engine_op_cutover(srv->engine, c, req->request_id, req->cutover);
+}
+static void ops_restore(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
+  engine_op_restore(srv->engine, c, req->request_id, req->restore);
+}
+static void ops_plan(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
+  engine_op_plan(srv->engine, c, req->request_id, req->plan);
+}
+static void ops_schedule(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
+  engine_op_schedule(srv->engine, c, req->request_id, req->schedule);
+}
+static void ops_overflow(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
+  engine_op_overflow(srv->engine, c, req->request_id, req->overflow);
+}
+
+/* ---- history: the audit trail, read asynchronously ---- */
+
+typedef struct {
+  server_t *srv;
+  conn_t *conn;
+  uint64_t request_id;
+  uint64_t conn_serial;
+} ops_history_t;
+
+static void ops_history_done(void *arg, int err, const char *msg, PGresult *res) {
+  ops_history_t *h = arg;
+  conn_t *c = NULL;
+  /* The operator may have gone while the database answered. */
+  for (conn_t *x = h->srv->conns; x; x = x->next)
+    if (x == h->conn) c = x;
+  if (c) {
+    Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+    rep.request_id = h->request_id;
+    Nirc__Error e = NIRC__ERROR__INIT;
+    Nirc__HistoryReply hr = NIRC__HISTORY_REPLY__INIT;
+    int n = res && !err ? PQntuples(res) : 0;
+    Nirc__AuditEntry *ents = calloc((size_t)n + 1, sizeof *ents);
+    Nirc__AuditEntry **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
+    if (err || !ents || !ptrs) {
+      e.code = NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE;
+      e.message = (char *)(msg && *msg ? msg : "database unavailable: try again");
+      rep.error = &e;
+    } else {
+      for (int i = 0; i < n; i++) {
+        nirc__audit_entry__init(&ents[i]);
+        ents[i].id = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+        ents[i].at_ms = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+        ents[i].actor = PQgetvalue(res, i, 2);
+        ents[i].action = PQgetvalue(res, i, 3);
+        ents[i].target = PQgetvalue(res, i, 4);
+        ents[i].detail_json = PQgetvalue(res, i, 5);
+        ptrs[i] = &ents[i];
+      }
+      hr.entries = ptrs;
+      hr.n_entries = (size_t)n;
+      rep.ok = 1;
+      rep.body_case = NIRC__OPERATOR_REPLY__BODY_HISTORY;
+      rep.history = &hr;
+    }
+    Nirc__Envelope env = NIRC__ENVELOPE__INIT;
+    env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REPLY;
+    env.operator_reply = &rep;
+    if (link_send(c->link, &env) == NIRC_EFRAME_TOO_BIG)
+      log_warn(LOG_OPS, link_label(c->link), "history reply too big: ask for fewer (--limit)");
+    free(ents);
+    free(ptrs);
+  }
+  free(h);
+}
+
+static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
+  const Nirc__HistoryRequest *hq = req->history;
+  char limit[16], since[32];
+  unsigned lim = hq->limit ? hq->limit : 50;
+  if (lim > 500) lim = 500;
+  snprintf(limit, sizeof limit, "%u", lim);
+  snprintf(since, sizeof since, "%lld", (long long)hq->since_ms);
+  const char *p[] = {hq->site && *hq->site ? hq->site : NULL,
+                     hq->actor && *hq->actor ? hq->actor : NULL,
+                     hq->action && *hq->action ? hq->action : NULL, since, limit};
+  ops_history_t *h = calloc(1, sizeof *h);
+  if (!h) return;
+  *h = (ops_history_t){srv, c, req->request_id, 0};
+  int rc = srv->db ? db_exec(srv->db,
+                             "SELECT id, (extract(epoch from at) * 1000)::bigint, actor, action, "
+                             "target, detail::text FROM ("
+                             " SELECT * FROM audit_log WHERE "
+                             " ($1::text IS NULL OR target LIKE '%' || $1 || '%' OR "
+                             "  detail::text LIKE '%\"' || $1 || '\"%') AND"
+                             " ($2::text IS NULL OR actor = $2 OR actor = 'operator:' || $2) AND"
+                             " ($3::text IS NULL OR action = $3) AND"
+                             " at >= to_timestamp($4::bigint / 1000.0)"
+                             " ORDER BY id DESC LIMIT $5::int) t ORDER BY id",
+                             5, p, ops_history_done, h)
+                   : NIRC_ECLOSED;
+  if (rc != 0) {
+    ops_history_done(h, rc, "database unavailable: the audit trail cannot be read now", NULL);
+  }
+}
+
 static const ops_cmd_t ops_cmds[] = {
-    {NIRC__OPERATOR_REQUEST__BODY_STATUS, "status", ROLE_VIEWER, ops_status, ops_status_cleanup},
+    {NIRC__OPERATOR_REQUEST__BODY_STATUS, "status", ROLE_VIEWER, ops_status, ops_status_cleanup,
+     NULL},
+    {NIRC__OPERATOR_REQUEST__BODY_CUTOVER, "cutover", ROLE_OPERATOR, NULL, NULL, ops_cutover},
+    {NIRC__OPERATOR_REQUEST__BODY_RESTORE, "restore", ROLE_OPERATOR, NULL, NULL, ops_restore},
+    {NIRC__OPERATOR_REQUEST__BODY_PLAN, "plan", ROLE_VIEWER, NULL, NULL, ops_plan},
+    {NIRC__OPERATOR_REQUEST__BODY_SCHEDULE, "schedule", ROLE_VIEWER, NULL, NULL, ops_schedule},
+    {NIRC__OPERATOR_REQUEST__BODY_OVERFLOW, "overflow", ROLE_VIEWER, NULL, NULL, ops_overflow},
+    {NIRC__OPERATOR_REQUEST__BODY_HISTORY, "history", ROLE_VIEWER, NULL, NULL, ops_history},
 };
 
 void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
@@ -174,6 +303,26 @@ void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
     log_warn(LOG_OPS, link_label(c->link), "refused: %s", msg);
     server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(c->link), "refused",
                         msg);
+  }
+  /* Changing schedules and overflow rules is for admins; listing is not. */
+  if (!rep.error && cmd &&
+      ((req->body_case == NIRC__OPERATOR_REQUEST__BODY_SCHEDULE && req->schedule &&
+        req->schedule->op != NIRC__RULE_OP__RULE_OP_LIST) ||
+       (req->body_case == NIRC__OPERATOR_REQUEST__BODY_OVERFLOW && req->overflow &&
+        req->overflow->op != NIRC__RULE_OP__RULE_OP_LIST)) &&
+      id->role < ROLE_ADMIN) {
+    snprintf(msg, sizeof msg, "changing %s rules needs role admin; %s has role %s", cmd->name,
+             id->subject, tls_role_name(id->role));
+    e.code = NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN;
+    e.message = msg;
+    rep.error = &e;
+    server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(c->link), "refused",
+                        msg);
+  }
+  if (!rep.error && cmd && cmd->async) {
+    log_info(LOG_OPS, link_label(c->link), "request %s", cmd->name);
+    cmd->async(srv, c, req);
+    return;
   }
   void *scratch = NULL;
   if (!rep.error) {

@@ -3,6 +3,7 @@
 #include "err.h"
 #include "log.h"
 #include "ops.h"
+#include "route.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -207,6 +208,14 @@ static void server_on_hello(server_t *srv, conn_t *c, const Nirc__Hello *h) {
   server_record_event(srv, "site", id->subject, site->slug, link_peer_addr(c->link), "online",
                       detail);
   server_send_welcome(srv, c);
+  route_t applied;
+  const route_t *ap = NULL;
+  if (h->applied && route_from_directive(h->applied, &applied, why, sizeof why) == 0 &&
+      route_validate(&applied, why, sizeof why) == 0)
+    ap = &applied;
+  else if (h->applied)
+    log_warn(LOG_SITE, site->slug, "ignoring the route the agent reports: %s", why);
+  if (srv->engine) engine_on_hello(srv->engine, (size_t)(site - srv->sites.v), ap);
 }
 
 static void server_on_report(server_t *srv, conn_t *c, const Nirc__LoadReport *r) {
@@ -250,11 +259,17 @@ static void server_on_message(link_t *l, Nirc__Envelope *env) {
   case CONN_SITE:
     switch (env->msg_case) {
     case NIRC__ENVELOPE__MSG_LOAD_REPORT: server_on_report(srv, c, env->load_report); return;
-    case NIRC__ENVELOPE__MSG_DIRECTIVE_ACK:
-      /* Directives are issued by the routing engine (issue 3); an ack we
-       * never asked for is logged and ignored rather than trusted. */
-      log_warn(LOG_SITE, c->site->slug, "unsolicited DirectiveAck ignored");
+    case NIRC__ENVELOPE__MSG_DIRECTIVE_ACK: {
+      const Nirc__DirectiveAck *ack = env->directive_ack;
+      if (ack->site && *ack->site && strcmp(ack->site, c->site->slug) != 0) {
+        snprintf(why, sizeof why, "certificate is site:%s but DirectiveAck claims site '%.40s'",
+                 c->site->slug, ack->site);
+        server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_IDENTITY, NIRC_EIDENTITY, why);
+        return;
+      }
+      if (srv->engine) engine_on_ack(srv->engine, (size_t)(c->site - srv->sites.v), ack);
       return;
+    }
     case NIRC__ENVELOPE__MSG_ERROR:
       log_warn(LOG_SITE, c->site->slug, "agent reports error %d: %.200s", env->error->code,
                env->error->message ? env->error->message : "");
@@ -297,6 +312,7 @@ static void server_on_close(link_t *l, int err, const char *why, int was_open) {
     site_t *site = c->site;
     log_info(LOG_SITE, site->slug, "link closed: %s", why && *why ? why : nirc_strerror(err));
     sites_on_link_down(site, server_now());
+    if (srv->engine) engine_on_link_down(srv->engine, (size_t)(site - srv->sites.v));
     server_record_event(srv, "site", id->subject, site->slug, link_peer_addr(l), "offline", why);
   } else if (c->state == CONN_OPERATOR) {
     log_info(LOG_OPS, link_label(l), "closed: %s", why);
@@ -305,6 +321,7 @@ static void server_on_close(link_t *l, int err, const char *why, int was_open) {
     log_warn(LOG_LINK, link_label(l), "closed before Hello: %s", why);
     server_record_event(srv, "site", id->subject, id->name, link_peer_addr(l), "closed", why);
   }
+  if (srv->engine) engine_on_conn_closed(srv->engine, c);
   /* unlink and free */
   if (c->prev)
     c->prev->next = c->next;
@@ -357,6 +374,7 @@ static void server_on_tick(uv_timer_t *t) {
   server_t *srv = t->data;
   if (srv->stopping) return;
   sites_check_stale(&srv->sites, server_now(), server_on_stale, srv);
+  if (srv->engine) engine_tick(srv->engine);
   sites_flush_minutes(&srv->sites, clock_now_ms(&srv->clock), false, server_store_minute, srv);
 }
 
@@ -424,6 +442,20 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
 
   int rc = tls_ctx_new(TLS_SERVER, conf->ca, conf->cert, conf->key, &srv->tls, err, errlen);
   if (rc) return rc;
+  if (!srv->engine) {
+    engine_opts_t eo = {
+        .ack_timeout_ms = (uint32_t)conf->ack_timeout_ms,
+        .max_resends = conf->max_resends,
+        .verify_window_ms = (uint32_t)conf->verify_window_ms,
+        .sl_target = conf->sl_target,
+        .sl_threshold_s = conf->sl_threshold_s,
+    };
+    rc = engine_new(srv, &eo, &srv->engine);
+    if (rc) {
+      snprintf(err, errlen, "cannot start the routing engine: %s", nirc_strerror(rc));
+      return rc;
+    }
+  }
   rc = db_open(loop, conf->conninfo, &srv->db);
   if (rc) {
     snprintf(err, errlen, "cannot start the database client: %s", nirc_strerror(rc));

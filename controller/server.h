@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "conf.h"
 #include "db.h"
+#include "engine.h"
 #include "link.h"
 #include "sites.h"
 
@@ -57,6 +58,7 @@ struct server {
   unsigned nconns;
   int stopping;
   uint64_t db_dropped; /* records that could not be queued (db queue full) */
+  engine_t *engine;    /* owned: the routing engine */
 };
 
 /* Sets up listeners, timers and signals on `loop`. Sites and epoch must

@@ -129,6 +129,32 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
   site->last_seen_ms = now_ms;
   if (site->state == SITE_STALE) site_set_state(site, SITE_ONLINE, now_ms);
 
+  if (!r->pbx_unreadable && r->interval_ms > 0) {
+    /* alpha 0.3: a few reports to react, enough to ride out one noisy
+     * second at night when a province sees a call every few minutes. */
+    const double alpha = 0.3;
+    double secs = r->interval_ms / 1000.0;
+    double own = (double)r->calls_offered - r->calls_from_other_sites + r->calls_routed_away;
+    double demand = (own > 0 ? own : 0) / secs;
+    double aht = r->aht_ms / 1000.0;
+    double sl = r->calls_offered ? (double)r->answered_within_threshold / r->calls_offered : 1.0;
+    double wait = r->longest_wait_ms / 1000.0, queue = r->calls_in_queue;
+    if (!site->has_ewma) {
+      site->demand_cps = demand;
+      site->aht_s = aht;
+      site->wait_s = wait;
+      site->queue = queue;
+      site->sl = sl;
+      site->has_ewma = true;
+    } else {
+      site->demand_cps += alpha * (demand - site->demand_cps);
+      if (aht > 0) site->aht_s += alpha * (aht - site->aht_s);
+      site->wait_s += alpha * (wait - site->wait_s);
+      site->queue += alpha * (queue - site->queue);
+      site->sl += alpha * (sl - site->sl);
+    }
+  }
+
   int64_t minute = business_ms - (business_ms % 60000);
   bool out = false;
   if (site->minute.reports > 0 && site->minute.minute_ms != minute) {

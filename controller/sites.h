@@ -78,6 +78,12 @@ typedef struct {
   char active_rule[64];
 
   site_minute_t minute;
+
+  /* Smoothed figures for the planner (exponentially weighted). Rates are
+   * per business second, as the reports' intervals are business time. */
+  bool has_ewma;
+  double demand_cps; /* calls originating here: offered - from others + routed away */
+  double aht_s, wait_s, queue, sl;
 } site_t;
 
 typedef struct {

@@ -1,0 +1,915 @@
+/* planner: every site's desired route from a snapshot and the rules.
+ *
+ * The plan is built in one pass over three phases of falling precedence,
+ * each deciding a set of "candidates" (a source and the rule that wants to
+ * move it), then the routes are written out:
+ *
+ *  a. The sites are indexed by slug. A rule that names a site missing from
+ *     the snapshot raises PLAN_ALARM_UNKNOWN_SITE; that site is skipped
+ *     (as a source it is not moved, as a hub it is never chosen).
+ *  b. Emergency: the ACTIVE cutovers that have not expired (expires_ms of
+ *     0, or later than now), in order of id, their sources in list order.
+ *     A source named by two cutovers follows the one with the lower id.
+ *  c. Schedules in force (rules_schedule_window), in order of id, for the
+ *     sources not already moved away by a cutover.
+ *  d. Overflow rules that are engaged (see below), in order of id, for the
+ *     sources not moved by anything else and not receiving traffic.
+ *
+ * Within a phase every candidate source is first marked "pending": a
+ * pending site is treated as moved away, so it is no hub for anyone (a
+ * cutover of shaanxi makes shaanxi ineligible for every schedule and every
+ * other cutover). Each candidate then takes the first hub of its rule, in
+ * the rule's order, that is in the snapshot, a hub, online, not excluded,
+ * not moved away, not pending, not already receiving from RULES_MAX_SITES
+ * sources, and that passes the capacity check below. Sites that received
+ * traffic in an earlier phase stay eligible hubs; sites moved away in an
+ * earlier phase never are.
+ *
+ * When some candidates find no hub, one of them is dropped (it stays home
+ * and stops being pending, so it may become a hub for the others) and the
+ * phase is decided again from the loads it started with. The dropped one
+ * is the last failing candidate that failed for a lasting reason (offline
+ * hubs, capacity...) or, when every failure is only due to hubs that are
+ * pending sources themselves, the last failing candidate: with cutovers
+ * a->b and b->a, b is dropped and a moves to b, so only the first decided
+ * move happens. The set of pending sites only shrinks, so this ends after
+ * at most one round per candidate. Afterwards each dropped candidate gets
+ * a second chance against the final loads (a site that now receives
+ * traffic cannot move: routes never chain); if that fails too it stays
+ * home with PLAN_ALARM_NO_HUB or PLAN_ALARM_CAPACITY, whose message names
+ * the rule and the reason for every hub ("cutover 7: no eligible hub for
+ * hubei: shaanxi is moved away, henan is offline").
+ *
+ * Capacity (Erlang C): each hub accumulates its offered load, its own
+ * demand (cps x AHT) plus the share of every source assigned to it so far,
+ * in any phase; schedules count a source's forecast_cps when it is set.
+ * A move is checked against that cumulative load on the hub's staffed
+ * agents, with the load-weighted handle time: if the queue would be
+ * unstable or the service level below sl_target, the hub refuses and the
+ * next one is tried. A forced cutover skips the refusal. plan_capacity_t
+ * is filled for every hub that receives traffic (before: its own load;
+ * after: with everything it receives) and, separately, for every hub that
+ * refused a move (after: the largest load it refused).
+ *
+ * Overflow keeps state between runs (planner_overflow_state_t, matched by
+ * rule_id). A rule engages when any used trigger is crossed (wait_s >=
+ * trigger_wait_s, queue >= trigger_queue, sl < trigger_sl; a zero
+ * threshold is unused). It releases only once it has been engaged for
+ * min_hold_s and every used metric is past its release threshold (wait_s
+ * <= release_wait_s, queue <= release_queue, sl >= release_sl); in between
+ * the state is kept, so a metric hovering around the trigger cannot make
+ * the route flap. While the source is not online its metrics are stale and
+ * the state is frozen. An engaged rule moves the smallest multiple of 50
+ * per mille (at most the share cap) that brings the source's predicted
+ * service level, for the load it keeps on its own staffed agents, to the
+ * target, or the cap; and never less than it moved in the previous run
+ * while still engaged, so the share does not wobble with the demand. To
+ * start spilling, the hub must also answer faster: its predicted ASA after
+ * the move plus margin_s must not exceed the source's current longest
+ * wait. A rule that already moved traffic in the previous run is not held
+ * to the margin again (the move itself lowers the source's wait); the
+ * capacity check still applies on every run.
+ *
+ * Routes: home is {self: 1000}; a moved source gets {hub: permille} and,
+ * when the move is partial, {self: 1000 - permille}. revert_at is the
+ * cutover's expiry (0 when open-ended), the schedule window's end, or 0
+ * for overflow. Hubs list their senders in snapshot order in inbound.
+ *
+ * By construction no site both sends and receives, every route sums to
+ * 1000, and no route points at a non-hub, an offline or excluded site, or
+ * a site that is moved away. Everything is iterated in a fixed order, so
+ * the same input always gives the same plan. */
+#include "planner.h"
+
+#include "err.h"
+#include "util.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PLANNER_DEFAULT_SL_TARGET      0.80
+#define PLANNER_DEFAULT_SL_THRESHOLD_S 20.0
+/* Overflow shares move in steps of this many per mille. */
+#define PLANNER_OVERFLOW_STEP 50u
+#define PLANNER_NONE          SIZE_MAX
+
+/* Why a hub cannot take a source, for the alarm message. */
+typedef enum {
+  PLANNER_HUB_OK = 0,
+  PLANNER_HUB_UNKNOWN,
+  PLANNER_HUB_SELF,
+  PLANNER_HUB_NOT_HUB,
+  PLANNER_HUB_EXCLUDED,
+  PLANNER_HUB_OFFLINE,
+  PLANNER_HUB_AWAY,
+  PLANNER_HUB_FULL,
+  PLANNER_HUB_CAPACITY,
+  PLANNER_HUB_SLOWER,
+} planner_verdict_t;
+
+/* The planner's working view of one site. The committed fields hold what
+ * the phases decided so far; the r_ fields are the scratch copy a round of
+ * the current phase works on, so a round can be thrown away. */
+typedef struct {
+  double own_erl, own_cps; /* the site's own demand */
+  bool away;               /* committed: sends its traffic to `hub` */
+  bool pending;            /* a candidate source of the phase being decided */
+  double erl, cps;         /* committed offered load answered here */
+  unsigned n_in;           /* committed number of senders */
+  bool refused;            /* some move was refused here */
+  double refused_erl, refused_cps;
+  double r_erl, r_cps;
+  unsigned r_n_in;
+  bool r_refused;
+  double r_refused_erl, r_refused_cps;
+  /* The route decided for this site as a source. */
+  size_t hub;
+  uint32_t permille;
+  rule_kind_t kind;
+  uint64_t rule_id;
+  int64_t revert_at_ms;
+  unsigned wave_size;
+  char reason[128];
+} planner_site_t;
+
+/* One source a rule wants to move in the phase being decided. */
+typedef struct {
+  size_t src;
+  rule_kind_t kind;
+  uint64_t rule_id;
+  char label[96];   /* "cutover 7", "schedule 3 (night)": names the rule in alarms */
+  char reason[128]; /* for the route */
+  const slug_list_t *hubs;
+  uint32_t permille;
+  double erl, cps; /* the load that moves */
+  bool force;
+  bool check_asa; /* overflow: the hub must answer faster by margin_s */
+  uint32_t margin_s;
+  int64_t revert_at_ms;
+  unsigned wave_size;
+  size_t overflow_slot; /* overflow: index into out->overflow_state */
+  bool dropped;
+  bool placed;
+  size_t hub;
+} planner_cand_t;
+
+typedef struct {
+  const char *slug;
+  size_t idx;
+} planner_slug_t;
+
+typedef struct {
+  uint64_t id;
+  size_t idx;
+} planner_order_t;
+
+typedef struct {
+  const plan_input_t *in;
+  double sl_target, sl_threshold_s;
+  planner_slug_t *by_slug; /* n_sites entries sorted by slug, then index */
+  planner_site_t *st;      /* n_sites entries, snapshot order */
+  plan_alarm_t *alarms;
+  size_t n_alarms, cap_alarms;
+  bool nomem;
+} planner_ctx_t;
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* Smoothed figures can be missing; a negative or non-finite rate counts as
+ * no demand rather than poisoning every sum it enters. */
+static double planner_rate(double x) {
+  return isfinite(x) && x > 0 ? x : 0;
+}
+
+static double planner_aht(const plan_site_t *s) {
+  return planner_rate(s->aht_s);
+}
+
+/* Handle time of a mix of traffic: Erlangs per call per second. A hub
+ * that answers nothing yet predicts with its own handle time. */
+static double planner_mix_aht(double erl, double cps, const plan_site_t *hub) {
+  return cps > 0 ? erl / cps : planner_aht(hub);
+}
+
+static int planner_cmp_slug(const void *a, const void *b) {
+  const planner_slug_t *x = a, *y = b;
+  int c = strcmp(x->slug, y->slug);
+  if (c) return c;
+  return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int planner_cmp_order(const void *a, const void *b) {
+  const planner_order_t *x = a, *y = b;
+  if (x->id != y->id) return x->id < y->id ? -1 : 1;
+  return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Index of the first site called `slug`, or PLANNER_NONE. */
+static size_t planner_find(const planner_ctx_t *ctx, const char *slug) {
+  size_t lo = 0, hi = ctx->in->n_sites;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (strcmp(ctx->by_slug[mid].slug, slug) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo < ctx->in->n_sites && strcmp(ctx->by_slug[lo].slug, slug) == 0)
+    return ctx->by_slug[lo].idx;
+  return PLANNER_NONE;
+}
+
+static void planner_alarm(planner_ctx_t *ctx, plan_alarm_kind_t kind, const char *site,
+                          rule_kind_t rule_kind, uint64_t rule_id, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static void planner_alarm(planner_ctx_t *ctx, plan_alarm_kind_t kind, const char *site,
+                          rule_kind_t rule_kind, uint64_t rule_id, const char *fmt, ...) {
+  if (ctx->n_alarms == ctx->cap_alarms) {
+    size_t cap = ctx->cap_alarms ? ctx->cap_alarms * 2 : 16;
+    plan_alarm_t *v = realloc(ctx->alarms, cap * sizeof *v);
+    if (!v) {
+      ctx->nomem = true;
+      return;
+    }
+    ctx->alarms = v;
+    ctx->cap_alarms = cap;
+  }
+  plan_alarm_t *a = &ctx->alarms[ctx->n_alarms++];
+  memset(a, 0, sizeof *a);
+  a->kind = kind;
+  nirc_strlcpy(a->site, site, sizeof a->site);
+  a->rule_kind = rule_kind;
+  a->rule_id = rule_id;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(a->message, sizeof a->message, fmt, ap);
+  va_end(ap);
+}
+
+/* Appends ", text" (or "text" to an empty buffer), truncating quietly: the
+ * message is for people and the first reasons matter most. */
+static void planner_append(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void planner_append(char *buf, size_t len, const char *fmt, ...) {
+  size_t used = strlen(buf);
+  if (used + 1 >= len) return;
+  if (used > 0) {
+    snprintf(buf + used, len - used, ", ");
+    used = strlen(buf);
+    if (used + 1 >= len) return;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf + used, len - used, fmt, ap);
+  va_end(ap);
+}
+
+/* Alarms for every site a rule names that the snapshot does not have. */
+static void planner_unknown_sites(planner_ctx_t *ctx, const slug_list_t *list, rule_kind_t kind,
+                                  uint64_t id, const char *label, const char *role) {
+  for (unsigned i = 0; i < list->n && i < RULES_MAX_SITES; i++)
+    if (planner_find(ctx, list->v[i]) == PLANNER_NONE)
+      planner_alarm(ctx, PLAN_ALARM_UNKNOWN_SITE, list->v[i], kind, id,
+                    "%s names unknown %s %s; it is skipped", label, role, list->v[i]);
+}
+
+/* "a, b, c": the sites that send their traffic to `hub`. */
+static void planner_senders(const planner_ctx_t *ctx, size_t hub, char *buf, size_t len) {
+  buf[0] = '\0';
+  for (size_t j = 0; j < ctx->in->n_sites; j++)
+    if (ctx->st[j].away && ctx->st[j].hub == hub)
+      planner_append(buf, len, "%s", ctx->in->sites[j].slug);
+}
+
+/* ---- rounds ------------------------------------------------------------- */
+
+static void planner_round_reset(planner_ctx_t *ctx) {
+  for (size_t i = 0; i < ctx->in->n_sites; i++) {
+    planner_site_t *s = &ctx->st[i];
+    s->r_erl = s->erl;
+    s->r_cps = s->cps;
+    s->r_n_in = s->n_in;
+    s->r_refused = s->refused;
+    s->r_refused_erl = s->refused_erl;
+    s->r_refused_cps = s->refused_cps;
+  }
+}
+
+static void planner_round_commit(planner_ctx_t *ctx) {
+  for (size_t i = 0; i < ctx->in->n_sites; i++) {
+    planner_site_t *s = &ctx->st[i];
+    s->erl = s->r_erl;
+    s->cps = s->r_cps;
+    s->n_in = s->r_n_in;
+    s->refused = s->r_refused;
+    s->refused_erl = s->r_refused_erl;
+    s->refused_cps = s->r_refused_cps;
+  }
+}
+
+/* Predicts hub `h` answering its round load plus `erl`/`cps`. */
+static void planner_predict_with(const planner_ctx_t *ctx, size_t h, double erl, double cps,
+                                 erlang_prediction_t *p) {
+  const planner_site_t *s = &ctx->st[h];
+  double a = s->r_erl + erl, c = s->r_cps + cps;
+  erlang_predict(ctx->in->sites[h].staffed, a, planner_mix_aht(a, c, &ctx->in->sites[h]),
+                 ctx->sl_threshold_s, p);
+}
+
+/* Decides whether hub slug `slug` can take candidate `c` in the current
+ * round; on PLANNER_HUB_CAPACITY the refused load is recorded on the hub
+ * and *needed says how many agents it would take. */
+static planner_verdict_t planner_judge(planner_ctx_t *ctx, const planner_cand_t *c,
+                                       const char *slug, size_t *hub_out, erlang_prediction_t *pred,
+                                       unsigned *needed) {
+  size_t h = planner_find(ctx, slug);
+  *hub_out = h;
+  if (h == PLANNER_NONE) return PLANNER_HUB_UNKNOWN;
+  if (h == c->src) return PLANNER_HUB_SELF;
+  const plan_site_t *site = &ctx->in->sites[h];
+  planner_site_t *s = &ctx->st[h];
+  if (!site->is_hub) return PLANNER_HUB_NOT_HUB;
+  if (site->excluded) return PLANNER_HUB_EXCLUDED;
+  if (!site->online) return PLANNER_HUB_OFFLINE;
+  if (s->away || s->pending) return PLANNER_HUB_AWAY;
+  if (s->r_n_in >= RULES_MAX_SITES) return PLANNER_HUB_FULL;
+  planner_predict_with(ctx, h, c->erl, c->cps, pred);
+  if (!c->force && !(pred->stable && pred->service_level >= ctx->sl_target)) {
+    double a = s->r_erl + c->erl, cps = s->r_cps + c->cps;
+    *needed =
+        erlang_agents_needed(a, planner_mix_aht(a, cps, site), ctx->sl_threshold_s, ctx->sl_target);
+    if (!s->r_refused || a > s->r_refused_erl) {
+      s->r_refused = true;
+      s->r_refused_erl = a;
+      s->r_refused_cps = cps;
+    }
+    return PLANNER_HUB_CAPACITY;
+  }
+  if (c->check_asa) {
+    double wait = ctx->in->sites[c->src].wait_s;
+    if (!(pred->asa_s + (double)c->margin_s <= wait)) return PLANNER_HUB_SLOWER;
+  }
+  return PLANNER_HUB_OK;
+}
+
+/* Tries the hubs of `c` in the rule's order against the round's loads and
+ * books the load on the first that takes it. *soft is set when some hub
+ * was turned down only because it is a pending source of this phase (the
+ * candidate may succeed once that source is dropped); *capacity when some
+ * hub refused for capacity. When `why` is given it receives the reason for
+ * every hub, for the alarm. */
+static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool *capacity,
+                        char *why, size_t whylen) {
+  *soft = false;
+  *capacity = false;
+  c->placed = false;
+  if (why) why[0] = '\0';
+  const slug_list_t *hubs = c->hubs;
+  unsigned n = hubs->n < RULES_MAX_SITES ? hubs->n : RULES_MAX_SITES;
+  if (n == 0 && why) planner_append(why, whylen, "the rule names no hub");
+  for (unsigned i = 0; i < n; i++) {
+    const char *slug = hubs->v[i];
+    size_t h;
+    erlang_prediction_t pred;
+    unsigned needed = 0;
+    planner_verdict_t v = planner_judge(ctx, c, slug, &h, &pred, &needed);
+    if (v == PLANNER_HUB_OK) {
+      planner_site_t *s = &ctx->st[h];
+      s->r_erl += c->erl;
+      s->r_cps += c->cps;
+      s->r_n_in++;
+      c->placed = true;
+      c->hub = h;
+      return true;
+    }
+    if (v == PLANNER_HUB_AWAY && !ctx->st[h].away) *soft = true;
+    if (v == PLANNER_HUB_CAPACITY) *capacity = true;
+    if (!why) continue;
+    switch (v) {
+    case PLANNER_HUB_UNKNOWN: planner_append(why, whylen, "%s is not a known site", slug); break;
+    case PLANNER_HUB_SELF: planner_append(why, whylen, "%s is the source itself", slug); break;
+    case PLANNER_HUB_NOT_HUB: planner_append(why, whylen, "%s is not a hub", slug); break;
+    case PLANNER_HUB_EXCLUDED:
+      planner_append(why, whylen, "%s is excluded after a failed move", slug);
+      break;
+    case PLANNER_HUB_OFFLINE: planner_append(why, whylen, "%s is offline", slug); break;
+    case PLANNER_HUB_AWAY: planner_append(why, whylen, "%s is moved away", slug); break;
+    case PLANNER_HUB_FULL:
+      planner_append(why, whylen, "%s already receives from %u sites", slug, ctx->st[h].r_n_in);
+      break;
+    case PLANNER_HUB_CAPACITY:
+      planner_append(why, whylen, "%s would need %u agents (has %u)", slug, needed,
+                     ctx->in->sites[h].staffed);
+      break;
+    case PLANNER_HUB_SLOWER:
+      planner_append(why, whylen, "%s would answer in %.0f s, not %" PRIu32 " s faster than %.0f s",
+                     slug, pred.asa_s, c->margin_s, ctx->in->sites[c->src].wait_s);
+      break;
+    case PLANNER_HUB_OK: break;
+    }
+  }
+  return false;
+}
+
+/* Records a placed candidate as its source's route. */
+static void planner_assign(planner_ctx_t *ctx, const planner_cand_t *c) {
+  planner_site_t *s = &ctx->st[c->src];
+  s->away = true;
+  s->hub = c->hub;
+  s->permille = c->permille;
+  s->kind = c->kind;
+  s->rule_id = c->rule_id;
+  s->revert_at_ms = c->revert_at_ms;
+  s->wave_size = c->wave_size;
+  nirc_strlcpy(s->reason, c->reason, sizeof s->reason);
+}
+
+/* The last attempt for a dropped candidate, against the final loads of
+ * its phase; raises the alarm when it fails. */
+static void planner_retry(planner_ctx_t *ctx, planner_cand_t *c) {
+  const char *src = ctx->in->sites[c->src].slug;
+  if (ctx->st[c->src].n_in > 0) {
+    char senders[160];
+    planner_senders(ctx, c->src, senders, sizeof senders);
+    planner_alarm(ctx, PLAN_ALARM_NO_HUB, src, c->kind, c->rule_id,
+                  "%s cannot move %s: it receives traffic from %s", c->label, src, senders);
+    return;
+  }
+  char why[200];
+  bool soft, capacity;
+  planner_round_reset(ctx);
+  bool ok = planner_try(ctx, c, &soft, &capacity, why, sizeof why);
+  /* Commit even on failure: the refusals belong in the plan. */
+  planner_round_commit(ctx);
+  if (ok) {
+    planner_assign(ctx, c);
+    return;
+  }
+  if (capacity)
+    planner_alarm(ctx, PLAN_ALARM_CAPACITY, src, c->kind, c->rule_id,
+                  "%s: no hub has the capacity for %s: %s", c->label, src, why);
+  else
+    planner_alarm(ctx, PLAN_ALARM_NO_HUB, src, c->kind, c->rule_id,
+                  "%s: no eligible hub for %s: %s", c->label, src, why);
+}
+
+/* Decides one phase (see the top comment). */
+static void planner_phase(planner_ctx_t *ctx, planner_cand_t *cands, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    ctx->st[cands[i].src].pending = true;
+  for (;;) {
+    planner_round_reset(ctx);
+    size_t drop = PLANNER_NONE;
+    bool drop_soft = true;
+    for (size_t i = 0; i < n; i++) {
+      planner_cand_t *c = &cands[i];
+      if (c->dropped) continue;
+      bool soft, capacity;
+      if (planner_try(ctx, c, &soft, &capacity, NULL, 0)) continue;
+      if (!soft) {
+        drop = i;
+        drop_soft = false;
+      } else if (drop_soft) {
+        drop = i;
+      }
+    }
+    if (drop == PLANNER_NONE) break;
+    cands[drop].dropped = true;
+    cands[drop].placed = false;
+    ctx->st[cands[drop].src].pending = false;
+  }
+  planner_round_commit(ctx);
+  for (size_t i = 0; i < n; i++) {
+    if (cands[i].placed) planner_assign(ctx, &cands[i]);
+    ctx->st[cands[i].src].pending = false;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (cands[i].dropped) planner_retry(ctx, &cands[i]);
+}
+
+/* Fills the fields every candidate shares. */
+static void planner_cand_init(planner_cand_t *c, size_t src, rule_kind_t kind, uint64_t id,
+                              const slug_list_t *hubs) {
+  memset(c, 0, sizeof *c);
+  c->src = src;
+  c->kind = kind;
+  c->rule_id = id;
+  c->hubs = hubs;
+  c->hub = PLANNER_NONE;
+  c->overflow_slot = PLANNER_NONE;
+}
+
+/* Whether a rule may take `idx` as a source in this phase; raises the
+ * alarm for a source that cannot move because it receives traffic. */
+static bool planner_source_free(planner_ctx_t *ctx, size_t idx, rule_kind_t kind, uint64_t id,
+                                const char *label) {
+  const planner_site_t *s = &ctx->st[idx];
+  /* pending doubles as "already claimed by a rule of this phase". */
+  if (s->away || s->pending || ctx->in->sites[idx].excluded) return false;
+  if (s->n_in > 0) {
+    char senders[160];
+    planner_senders(ctx, idx, senders, sizeof senders);
+    planner_alarm(ctx, PLAN_ALARM_NO_HUB, ctx->in->sites[idx].slug, kind, id,
+                  "%s cannot move %s: it receives traffic from %s", label, ctx->in->sites[idx].slug,
+                  senders);
+    return false;
+  }
+  return true;
+}
+
+/* ---- the three phases ---------------------------------------------------- */
+
+static bool planner_cutover_active(const cutover_t *c, int64_t now_ms) {
+  if (c->state != CUTOVER_ACTIVE) return false;
+  return c->expires_ms == 0 || c->expires_ms > now_ms;
+}
+
+static int planner_cutovers(planner_ctx_t *ctx) {
+  const plan_input_t *in = ctx->in;
+  size_t n_order = 0, n_src = 0;
+  planner_order_t *order = calloc(in->n_cutovers + 1, sizeof *order);
+  if (!order) return NIRC_ENOMEM;
+  for (size_t i = 0; i < in->n_cutovers; i++) {
+    if (!planner_cutover_active(&in->cutovers[i], in->now_ms)) continue;
+    order[n_order++] = (planner_order_t){in->cutovers[i].id, i};
+    n_src += in->cutovers[i].sources.n;
+  }
+  qsort(order, n_order, sizeof *order, planner_cmp_order);
+  planner_cand_t *cands = calloc(n_src + 1, sizeof *cands);
+  if (!cands) {
+    free(order);
+    return NIRC_ENOMEM;
+  }
+  size_t n = 0;
+  for (size_t k = 0; k < n_order; k++) {
+    const cutover_t *co = &in->cutovers[order[k].idx];
+    char label[96];
+    snprintf(label, sizeof label, "cutover %" PRIu64, co->id);
+    planner_unknown_sites(ctx, &co->sources, RULE_CUTOVER, co->id, label, "source");
+    planner_unknown_sites(ctx, &co->hubs, RULE_CUTOVER, co->id, label, "hub");
+    for (unsigned j = 0; j < co->sources.n && j < RULES_MAX_SITES; j++) {
+      size_t idx = planner_find(ctx, co->sources.v[j]);
+      if (idx == PLANNER_NONE || !planner_source_free(ctx, idx, RULE_CUTOVER, co->id, label))
+        continue;
+      const plan_site_t *site = &in->sites[idx];
+      planner_cand_t *c = &cands[n++];
+      planner_cand_init(c, idx, RULE_CUTOVER, co->id, &co->hubs);
+      nirc_strlcpy(c->label, label, sizeof c->label);
+      snprintf(c->reason, sizeof c->reason, "cutover %" PRIu64 ": %s", co->id, co->reason);
+      c->permille = 1000;
+      c->cps = planner_rate(site->demand_cps);
+      c->erl = c->cps * planner_aht(site);
+      c->force = co->force;
+      c->revert_at_ms = co->expires_ms;
+      ctx->st[idx].pending = true;
+    }
+  }
+  planner_phase(ctx, cands, n);
+  free(cands);
+  free(order);
+  return 0;
+}
+
+static int planner_schedules(planner_ctx_t *ctx) {
+  const plan_input_t *in = ctx->in;
+  size_t n_order = 0, n_src = 0;
+  planner_order_t *order = calloc(in->n_schedules + 1, sizeof *order);
+  int64_t *ends = calloc(in->n_schedules + 1, sizeof *ends);
+  if (!order || !ends) {
+    free(order);
+    free(ends);
+    return NIRC_ENOMEM;
+  }
+  for (size_t i = 0; i < in->n_schedules; i++) {
+    int64_t start = 0, end = 0;
+    const schedule_t *s = &in->schedules[i];
+    if (!s->enabled || !rules_schedule_window(s, in->now_ms, &start, &end)) continue;
+    ends[i] = end;
+    order[n_order++] = (planner_order_t){s->id, i};
+    n_src += s->sources.n;
+  }
+  qsort(order, n_order, sizeof *order, planner_cmp_order);
+  planner_cand_t *cands = calloc(n_src + 1, sizeof *cands);
+  if (!cands) {
+    free(order);
+    free(ends);
+    return NIRC_ENOMEM;
+  }
+  size_t n = 0;
+  for (size_t k = 0; k < n_order; k++) {
+    const schedule_t *sc = &in->schedules[order[k].idx];
+    char label[96];
+    snprintf(label, sizeof label, "schedule %" PRIu64 " (%s)", sc->id, sc->name);
+    planner_unknown_sites(ctx, &sc->sources, RULE_SCHEDULE, sc->id, label, "source");
+    planner_unknown_sites(ctx, &sc->hubs, RULE_SCHEDULE, sc->id, label, "hub");
+    for (unsigned j = 0; j < sc->sources.n && j < RULES_MAX_SITES; j++) {
+      size_t idx = planner_find(ctx, sc->sources.v[j]);
+      if (idx == PLANNER_NONE || !planner_source_free(ctx, idx, RULE_SCHEDULE, sc->id, label))
+        continue;
+      const plan_site_t *site = &in->sites[idx];
+      planner_cand_t *c = &cands[n++];
+      planner_cand_init(c, idx, RULE_SCHEDULE, sc->id, &sc->hubs);
+      nirc_strlcpy(c->label, label, sizeof c->label);
+      nirc_strlcpy(c->reason, label, sizeof c->reason);
+      c->permille = 1000;
+      /* A schedule is planned for the demand expected when it starts. */
+      double fc = planner_rate(site->forecast_cps);
+      c->cps = fc > 0 ? fc : planner_rate(site->demand_cps);
+      c->erl = c->cps * planner_aht(site);
+      c->revert_at_ms = ends[order[k].idx];
+      c->wave_size = sc->wave_size;
+      ctx->st[idx].pending = true;
+    }
+  }
+  planner_phase(ctx, cands, n);
+  free(cands);
+  free(order);
+  free(ends);
+  return 0;
+}
+
+/* Any used trigger crossed. */
+static bool planner_overflow_triggered(const overflow_rule_t *o, const plan_site_t *s) {
+  if (o->trigger_wait_s && s->wait_s >= (double)o->trigger_wait_s) return true;
+  if (o->trigger_queue && s->queue >= (double)o->trigger_queue) return true;
+  if (o->trigger_sl > 0 && s->sl < o->trigger_sl) return true;
+  return false;
+}
+
+/* Every used metric past its release threshold. */
+static bool planner_overflow_released(const overflow_rule_t *o, const plan_site_t *s) {
+  if (o->trigger_wait_s && !(s->wait_s <= (double)o->release_wait_s)) return false;
+  if (o->trigger_queue && !(s->queue <= (double)o->release_queue)) return false;
+  if (o->trigger_sl > 0 && !(s->sl >= o->release_sl)) return false;
+  return true;
+}
+
+/* The state of overflow rule `o` after this snapshot (see the top
+ * comment); `prev` is what the previous run returned, or NULL. */
+static planner_overflow_state_t planner_overflow_step(const planner_ctx_t *ctx,
+                                                      const overflow_rule_t *o,
+                                                      const planner_overflow_state_t *prev) {
+  planner_overflow_state_t st = {.rule_id = o->id};
+  if (prev) st = *prev;
+  st.rule_id = o->id;
+  int64_t now = ctx->in->now_ms;
+  size_t idx = planner_find(ctx, o->source);
+  if (!o->enabled || idx == PLANNER_NONE) {
+    if (st.engaged) {
+      st.engaged = false;
+      st.since_ms = now;
+    }
+    st.permille = 0;
+    return st;
+  }
+  const plan_site_t *s = &ctx->in->sites[idx];
+  if (!s->online) return st;
+  if (!st.engaged) {
+    if (planner_overflow_triggered(o, s)) {
+      st.engaged = true;
+      st.since_ms = now;
+      st.permille = 0;
+    }
+  } else if (now - st.since_ms >= (int64_t)o->min_hold_s * 1000 &&
+             planner_overflow_released(o, s)) {
+    st.engaged = false;
+    st.since_ms = now;
+    st.permille = 0;
+  }
+  return st;
+}
+
+/* The share an engaged rule moves: the smallest step that lets the source
+ * meet the target with the load it keeps, else the cap; never below what
+ * it already moves. */
+static uint32_t planner_overflow_share(const planner_ctx_t *ctx, const plan_site_t *s, uint32_t cap,
+                                       uint32_t prev) {
+  if (cap > 1000) cap = 1000;
+  if (cap == 0) return 0;
+  double erl = planner_rate(s->demand_cps) * planner_aht(s);
+  uint32_t p = PLANNER_OVERFLOW_STEP;
+  for (; p < cap; p += PLANNER_OVERFLOW_STEP) {
+    erlang_prediction_t pred;
+    erlang_predict(s->staffed, erl * (double)(1000 - p) / 1000.0, planner_aht(s),
+                   ctx->sl_threshold_s, &pred);
+    if (pred.stable && pred.service_level >= ctx->sl_target) break;
+  }
+  if (p > cap) p = cap;
+  if (prev > p) p = prev > cap ? cap : prev;
+  return p;
+}
+
+static int planner_overflows(planner_ctx_t *ctx, plan_t *out) {
+  const plan_input_t *in = ctx->in;
+  size_t n_order = 0;
+  for (size_t i = 0; i < in->n_overflows; i++) {
+    const overflow_rule_t *o = &in->overflows[i];
+    const planner_overflow_state_t *prev = NULL;
+    for (size_t k = 0; in->overflow_state && k < in->n_overflows; k++)
+      if (in->overflow_state[k].rule_id == o->id) {
+        prev = &in->overflow_state[k];
+        break;
+      }
+    out->overflow_state[i] = planner_overflow_step(ctx, o, prev);
+  }
+  planner_order_t *order = calloc(in->n_overflows + 1, sizeof *order);
+  planner_cand_t *cands = calloc(in->n_overflows + 1, sizeof *cands);
+  if (!order || !cands) {
+    free(order);
+    free(cands);
+    return NIRC_ENOMEM;
+  }
+  for (size_t i = 0; i < in->n_overflows; i++)
+    if (in->overflows[i].enabled) order[n_order++] = (planner_order_t){in->overflows[i].id, i};
+  qsort(order, n_order, sizeof *order, planner_cmp_order);
+  size_t n = 0;
+  for (size_t k = 0; k < n_order; k++) {
+    size_t slot = order[k].idx;
+    const overflow_rule_t *o = &in->overflows[slot];
+    planner_overflow_state_t *st = &out->overflow_state[slot];
+    char label[96];
+    snprintf(label, sizeof label, "overflow %" PRIu64 " (%s)", o->id, o->name);
+    size_t idx = planner_find(ctx, o->source);
+    if (idx == PLANNER_NONE)
+      planner_alarm(ctx, PLAN_ALARM_UNKNOWN_SITE, o->source, RULE_OVERFLOW, o->id,
+                    "%s names unknown source %s; it is skipped", label, o->source);
+    planner_unknown_sites(ctx, &o->hubs, RULE_OVERFLOW, o->id, label, "hub");
+    if (!st->engaged) continue;
+    if (idx == PLANNER_NONE || !planner_source_free(ctx, idx, RULE_OVERFLOW, o->id, label)) {
+      st->permille = 0;
+      continue;
+    }
+    const plan_site_t *site = &in->sites[idx];
+    uint32_t p = planner_overflow_share(ctx, site, o->share_cap_permille, st->permille);
+    if (p == 0) continue;
+    planner_cand_t *c = &cands[n++];
+    planner_cand_init(c, idx, RULE_OVERFLOW, o->id, &o->hubs);
+    nirc_strlcpy(c->label, label, sizeof c->label);
+    nirc_strlcpy(c->reason, label, sizeof c->reason);
+    c->permille = p;
+    c->cps = planner_rate(site->demand_cps) * (double)p / 1000.0;
+    c->erl = c->cps * planner_aht(site);
+    /* The margin is a condition for starting to spill, not for going on:
+     * once traffic moves, the source's wait falls because of the move, and
+     * re-testing it would send the traffic home and back on alternate runs. */
+    c->check_asa = st->permille == 0;
+    c->margin_s = o->margin_s;
+    c->overflow_slot = slot;
+    ctx->st[idx].pending = true;
+  }
+  planner_phase(ctx, cands, n);
+  /* The state remembers what actually moved, so a move that found no hub
+   * does not ratchet the share up. */
+  for (size_t i = 0; i < n; i++)
+    out->overflow_state[cands[i].overflow_slot].permille = cands[i].placed ? cands[i].permille : 0;
+  free(cands);
+  free(order);
+  return 0;
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static void planner_write_routes(const planner_ctx_t *ctx, plan_t *out) {
+  const plan_input_t *in = ctx->in;
+  for (size_t i = 0; i < in->n_sites; i++) {
+    plan_route_t *r = &out->routes[i];
+    const planner_site_t *s = &ctx->st[i];
+    memset(r, 0, sizeof *r);
+    nirc_strlcpy(r->slug, in->sites[i].slug, sizeof r->slug);
+    if (s->away) {
+      nirc_strlcpy(r->route[0].site, in->sites[s->hub].slug, sizeof r->route[0].site);
+      r->route[0].permille = s->permille;
+      r->n_route = 1;
+      if (s->permille < 1000) {
+        nirc_strlcpy(r->route[1].site, in->sites[i].slug, sizeof r->route[1].site);
+        r->route[1].permille = 1000 - s->permille;
+        r->n_route = 2;
+      }
+      r->revert_at_ms = s->revert_at_ms;
+      r->kind = s->kind;
+      r->rule_id = s->rule_id;
+      r->wave_size = s->wave_size;
+      nirc_strlcpy(r->reason, s->reason, sizeof r->reason);
+    } else {
+      nirc_strlcpy(r->route[0].site, in->sites[i].slug, sizeof r->route[0].site);
+      r->route[0].permille = 1000;
+      r->n_route = 1;
+      r->kind = RULE_NONE;
+      nirc_strlcpy(r->reason,
+                   in->sites[i].excluded ? "default (excluded after a failed move)" : "default",
+                   sizeof r->reason);
+    }
+  }
+  for (size_t j = 0; j < in->n_sites; j++) {
+    const planner_site_t *s = &ctx->st[j];
+    if (!s->away) continue;
+    plan_route_t *hub = &out->routes[s->hub];
+    if (hub->n_inbound < RULES_MAX_SITES)
+      nirc_strlcpy(hub->inbound[hub->n_inbound++], in->sites[j].slug, sizeof hub->inbound[0]);
+  }
+}
+
+static void planner_write_capacity(const planner_ctx_t *ctx, plan_t *out) {
+  const plan_input_t *in = ctx->in;
+  for (size_t i = 0; i < in->n_sites; i++) {
+    const planner_site_t *s = &ctx->st[i];
+    const plan_site_t *site = &in->sites[i];
+    if (s->n_in == 0 && !s->refused) continue;
+    erlang_prediction_t before;
+    erlang_predict(site->staffed, s->own_erl, planner_mix_aht(s->own_erl, s->own_cps, site),
+                   ctx->sl_threshold_s, &before);
+    if (s->n_in > 0) {
+      plan_capacity_t *c = &out->capacity[out->n_capacity++];
+      double aht = planner_mix_aht(s->erl, s->cps, site);
+      nirc_strlcpy(c->hub, site->slug, sizeof c->hub);
+      c->before = before;
+      erlang_predict(site->staffed, s->erl, aht, ctx->sl_threshold_s, &c->after);
+      c->agents_needed = erlang_agents_needed(s->erl, aht, ctx->sl_threshold_s, ctx->sl_target);
+      c->refused = false;
+    }
+    if (s->refused) {
+      plan_capacity_t *c = &out->capacity[out->n_capacity++];
+      double aht = planner_mix_aht(s->refused_erl, s->refused_cps, site);
+      nirc_strlcpy(c->hub, site->slug, sizeof c->hub);
+      c->before = before;
+      erlang_predict(site->staffed, s->refused_erl, aht, ctx->sl_threshold_s, &c->after);
+      c->agents_needed =
+          erlang_agents_needed(s->refused_erl, aht, ctx->sl_threshold_s, ctx->sl_target);
+      c->refused = true;
+    }
+  }
+}
+
+/* ---- API ---------------------------------------------------------------- */
+
+int planner_run(const plan_input_t *in, plan_t *out) {
+  memset(out, 0, sizeof *out);
+  planner_ctx_t ctx = {.in = in};
+  /* Zero means "not set": a zeroed input gets the product defaults. */
+  ctx.sl_target = in->sl_target > 0 ? in->sl_target : PLANNER_DEFAULT_SL_TARGET;
+  ctx.sl_threshold_s = in->sl_threshold_s > 0 ? in->sl_threshold_s : PLANNER_DEFAULT_SL_THRESHOLD_S;
+  size_t n = in->n_sites;
+  int rc = NIRC_ENOMEM;
+
+  ctx.by_slug = calloc(n + 1, sizeof *ctx.by_slug);
+  ctx.st = calloc(n + 1, sizeof *ctx.st);
+  out->routes = calloc(n + 1, sizeof *out->routes);
+  /* A hub has at most two entries: what it receives and what it refused. */
+  out->capacity = calloc(2 * n + 1, sizeof *out->capacity);
+  out->overflow_state = calloc(in->n_overflows + 1, sizeof *out->overflow_state);
+  if (!ctx.by_slug || !ctx.st || !out->routes || !out->capacity || !out->overflow_state) goto done;
+
+  for (size_t i = 0; i < n; i++) {
+    const plan_site_t *site = &in->sites[i];
+    planner_site_t *s = &ctx.st[i];
+    ctx.by_slug[i] = (planner_slug_t){site->slug, i};
+    s->own_cps = planner_rate(site->demand_cps);
+    s->own_erl = s->own_cps * planner_aht(site);
+    s->erl = s->own_erl;
+    s->cps = s->own_cps;
+    s->hub = PLANNER_NONE;
+  }
+  qsort(ctx.by_slug, n, sizeof *ctx.by_slug, planner_cmp_slug);
+
+  if ((rc = planner_cutovers(&ctx)) != 0) goto done;
+  if ((rc = planner_schedules(&ctx)) != 0) goto done;
+  if ((rc = planner_overflows(&ctx, out)) != 0) goto done;
+  rc = NIRC_ENOMEM;
+  if (ctx.nomem) goto done;
+
+  out->n_routes = n;
+  planner_write_routes(&ctx, out);
+  planner_write_capacity(&ctx, out);
+  out->alarms = ctx.alarms;
+  out->n_alarms = ctx.n_alarms;
+  ctx.alarms = NULL;
+  rc = 0;
+
+done:
+  free(ctx.by_slug);
+  free(ctx.st);
+  free(ctx.alarms);
+  if (rc != 0) planner_free(out);
+  return rc;
+}
+
+void planner_free(plan_t *p) {
+  if (!p) return;
+  free(p->routes);
+  free(p->capacity);
+  free(p->alarms);
+  free(p->overflow_state);
+  memset(p, 0, sizeof *p);
+}
+
+const plan_route_t *planner_route(const plan_t *p, const char *slug) {
+  for (size_t i = 0; i < p->n_routes; i++)
+    if (strcmp(p->routes[i].slug, slug) == 0) return &p->routes[i];
+  return NULL;
+}

@@ -1,0 +1,1215 @@
+/* Unit tests for the planner (controller/planner.c).
+ *
+ * Every plan built here goes through plan_checked(), which asserts the
+ * invariants the rest of NIRC relies on (no site both sends and receives,
+ * every route sums to 1000, routes point only at online, non-excluded hubs
+ * that stay home, hubs list exactly their senders) and that planning the
+ * same input twice gives the same plan. The cases follow the product's
+ * history: the night consolidation into Xi'an, Xi'an's own lockdown, the
+ * Wuhan cutover, and peak-day overflow without flapping.
+ *
+ * The 31-province cases load scenario/provinces.json from NIRC_SOURCE_DIR,
+ * which CTest sets. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "err.h"
+#include "erlang.h"
+#include "planner.h"
+#include "rules.h"
+#include "scenario.h"
+
+/* ---- building worlds ---------------------------------------------------- */
+
+#define W_SITES     40
+#define W_CUTOVERS  8
+#define W_SCHEDULES 4
+#define W_OVERFLOWS 4
+
+/* A snapshot and its rules; heap-allocated (the slug lists are large). */
+typedef struct {
+  plan_site_t sites[W_SITES];
+  size_t n_sites;
+  cutover_t cutovers[W_CUTOVERS];
+  size_t n_cutovers;
+  schedule_t schedules[W_SCHEDULES];
+  size_t n_schedules;
+  overflow_rule_t overflows[W_OVERFLOWS];
+  size_t n_overflows;
+  planner_overflow_state_t state[W_OVERFLOWS]; /* carried from run to run */
+  bool have_state;
+  int64_t now_ms;
+} world_t;
+
+static world_t *world_new(int64_t now_ms) {
+  world_t *w = calloc(1, sizeof *w);
+  assert_non_null(w);
+  w->now_ms = now_ms;
+  return w;
+}
+
+/* Unix ms of a UTC calendar time. */
+static int64_t utc_ms(int y, int mo, int d, int h, int mi) {
+  struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi};
+  return (int64_t)timegm(&tm) * 1000;
+}
+
+/* Unix ms of a wall-clock time in China (UTC+8, no daylight saving). */
+static int64_t cst_ms(int y, int mo, int d, int h, int mi) {
+  return utc_ms(y, mo, d, h, mi) - 8 * 3600 * 1000LL;
+}
+
+static void list_add(slug_list_t *l, const char *csv) {
+  char buf[1024];
+  snprintf(buf, sizeof buf, "%s", csv);
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    assert_true(l->n < RULES_MAX_SITES);
+    snprintf(l->v[l->n++], sizeof l->v[0], "%s", tok);
+  }
+}
+
+/* An online site answering `erl` Erlangs of its own with `staffed`
+ * agents, nothing queued. */
+static plan_site_t *add_site(world_t *w, const char *slug, bool is_hub, double erl, double aht,
+                             unsigned staffed) {
+  assert_true(w->n_sites < W_SITES);
+  plan_site_t *s = &w->sites[w->n_sites++];
+  memset(s, 0, sizeof *s);
+  snprintf(s->slug, sizeof s->slug, "%s", slug);
+  s->is_hub = is_hub;
+  s->online = true;
+  s->aht_s = aht;
+  s->demand_cps = erl / aht;
+  s->staffed = staffed;
+  s->sl = 1.0;
+  return s;
+}
+
+static plan_site_t *site_of(world_t *w, const char *slug) {
+  for (size_t i = 0; i < w->n_sites; i++)
+    if (strcmp(w->sites[i].slug, slug) == 0) return &w->sites[i];
+  fail_msg("no site %s in the test world", slug);
+  return NULL;
+}
+
+static cutover_t *add_cutover(world_t *w, uint64_t id, const char *sources, const char *hubs,
+                              const char *reason) {
+  assert_true(w->n_cutovers < W_CUTOVERS);
+  cutover_t *c = &w->cutovers[w->n_cutovers++];
+  memset(c, 0, sizeof *c);
+  c->id = id;
+  list_add(&c->sources, sources);
+  list_add(&c->hubs, hubs);
+  snprintf(c->reason, sizeof c->reason, "%s", reason);
+  snprintf(c->operator_name, sizeof c->operator_name, "duty-officer");
+  c->created_ms = w->now_ms - 60000;
+  c->state = CUTOVER_ACTIVE;
+  return c;
+}
+
+/* Daily 22:00-08:00 in `tz`. */
+static schedule_t *add_night(world_t *w, uint64_t id, const char *sources, const char *hubs,
+                             const char *tz) {
+  assert_true(w->n_schedules < W_SCHEDULES);
+  schedule_t *s = &w->schedules[w->n_schedules++];
+  memset(s, 0, sizeof *s);
+  s->id = id;
+  snprintf(s->name, sizeof s->name, "night");
+  list_add(&s->sources, sources);
+  list_add(&s->hubs, hubs);
+  s->start_min = 22 * 60;
+  s->end_min = 8 * 60;
+  s->days = 0x7f;
+  snprintf(s->tz, sizeof s->tz, "%s", tz);
+  s->wave_size = 5;
+  s->enabled = true;
+  return s;
+}
+
+/* Wait-triggered overflow: engages at 60 s, releases at 20 s after 300 s. */
+static overflow_rule_t *add_overflow(world_t *w, uint64_t id, const char *source,
+                                     const char *hubs) {
+  assert_true(w->n_overflows < W_OVERFLOWS);
+  overflow_rule_t *o = &w->overflows[w->n_overflows++];
+  memset(o, 0, sizeof *o);
+  o->id = id;
+  snprintf(o->name, sizeof o->name, "%s-peak", source);
+  snprintf(o->source, sizeof o->source, "%s", source);
+  list_add(&o->hubs, hubs);
+  o->trigger_wait_s = 60;
+  o->release_wait_s = 20;
+  o->share_cap_permille = 300;
+  o->min_hold_s = 300;
+  o->margin_s = 10;
+  o->enabled = true;
+  return o;
+}
+
+static plan_input_t world_input(const world_t *w) {
+  plan_input_t in = {
+      .sites = w->sites,
+      .n_sites = w->n_sites,
+      .cutovers = w->cutovers,
+      .n_cutovers = w->n_cutovers,
+      .schedules = w->schedules,
+      .n_schedules = w->n_schedules,
+      .overflows = w->overflows,
+      .n_overflows = w->n_overflows,
+      .overflow_state = w->have_state ? w->state : NULL,
+      .now_ms = w->now_ms,
+      .sl_target = 0.80,
+      .sl_threshold_s = 20,
+  };
+  return in;
+}
+
+/* ---- checking plans ----------------------------------------------------- */
+
+static size_t index_of(const plan_input_t *in, const char *slug) {
+  for (size_t i = 0; i < in->n_sites; i++)
+    if (strcmp(in->sites[i].slug, slug) == 0) return i;
+  return SIZE_MAX;
+}
+
+static bool route_is_home(const plan_route_t *r) {
+  return r->n_route == 1 && strcmp(r->route[0].site, r->slug) == 0 && r->route[0].permille == 1000;
+}
+
+static void check_invariants(const plan_input_t *in, const plan_t *p) {
+  assert_int_equal(p->n_routes, in->n_sites);
+  for (size_t i = 0; i < p->n_routes; i++) {
+    const plan_route_t *r = &p->routes[i];
+    assert_string_equal(r->slug, in->sites[i].slug);
+    if (r->n_route < 1 || r->n_route > PLAN_ROUTE_MAX)
+      fail_msg("%s: route has %u entries", r->slug, r->n_route);
+    unsigned sum = 0;
+    bool sends = false;
+    for (unsigned k = 0; k < r->n_route; k++) {
+      const plan_share_t *sh = &r->route[k];
+      if (sh->permille == 0) fail_msg("%s: zero share for %s", r->slug, sh->site);
+      for (unsigned m = 0; m < k; m++)
+        if (strcmp(r->route[m].site, sh->site) == 0) fail_msg("%s: %s twice", r->slug, sh->site);
+      sum += sh->permille;
+      if (strcmp(sh->site, r->slug) == 0) continue;
+      sends = true;
+      size_t h = index_of(in, sh->site);
+      if (h == SIZE_MAX) fail_msg("%s routes to unknown %s", r->slug, sh->site);
+      const plan_site_t *hub = &in->sites[h];
+      if (!hub->is_hub) fail_msg("%s routes to non-hub %s", r->slug, sh->site);
+      if (!hub->online) fail_msg("%s routes to offline %s", r->slug, sh->site);
+      if (hub->excluded) fail_msg("%s routes to excluded %s", r->slug, sh->site);
+      if (!route_is_home(&p->routes[h]))
+        fail_msg("%s routes to %s, which is moved away", r->slug, sh->site);
+      bool listed = false;
+      for (unsigned m = 0; m < p->routes[h].n_inbound; m++)
+        if (strcmp(p->routes[h].inbound[m], r->slug) == 0) listed = true;
+      if (!listed) fail_msg("%s sends to %s but is not in its inbound list", r->slug, sh->site);
+    }
+    if (sum != 1000) fail_msg("%s: route sums to %u", r->slug, sum);
+    if (sends && r->n_inbound > 0) fail_msg("%s both sends and receives", r->slug);
+    if (sends && in->sites[i].excluded) fail_msg("excluded %s is moved", r->slug);
+    if (!sends && r->kind != RULE_NONE) fail_msg("%s is home but names a rule", r->slug);
+    if (sends && r->kind == RULE_NONE) fail_msg("%s is moved by no rule", r->slug);
+    /* Every listed sender really sends here. */
+    for (unsigned m = 0; m < r->n_inbound; m++) {
+      size_t j = index_of(in, r->inbound[m]);
+      if (j == SIZE_MAX) fail_msg("%s lists unknown sender %s", r->slug, r->inbound[m]);
+      bool found = false;
+      for (unsigned k = 0; k < p->routes[j].n_route; k++)
+        if (strcmp(p->routes[j].route[k].site, r->slug) == 0) found = true;
+      if (!found) fail_msg("%s lists %s, which does not send to it", r->slug, r->inbound[m]);
+    }
+  }
+  for (size_t k = 0; k < p->n_capacity; k++)
+    assert_true(index_of(in, p->capacity[k].hub) != SIZE_MAX);
+}
+
+static void assert_same_prediction(const erlang_prediction_t *a, const erlang_prediction_t *b) {
+  assert_true(a->traffic_erl == b->traffic_erl);
+  assert_int_equal(a->agents, b->agents);
+  assert_int_equal(a->stable, b->stable);
+  assert_true(a->service_level == b->service_level);
+}
+
+static void assert_same_plan(const plan_t *a, const plan_t *b, size_t n_overflows) {
+  assert_int_equal(a->n_routes, b->n_routes);
+  for (size_t i = 0; i < a->n_routes; i++) {
+    const plan_route_t *x = &a->routes[i], *y = &b->routes[i];
+    assert_string_equal(x->slug, y->slug);
+    assert_int_equal(x->n_route, y->n_route);
+    for (unsigned k = 0; k < x->n_route; k++) {
+      assert_string_equal(x->route[k].site, y->route[k].site);
+      assert_int_equal(x->route[k].permille, y->route[k].permille);
+    }
+    assert_int_equal(x->revert_at_ms, y->revert_at_ms);
+    assert_int_equal(x->kind, y->kind);
+    assert_int_equal(x->rule_id, y->rule_id);
+    assert_string_equal(x->reason, y->reason);
+    assert_int_equal(x->wave_size, y->wave_size);
+    assert_int_equal(x->n_inbound, y->n_inbound);
+    for (unsigned k = 0; k < x->n_inbound; k++)
+      assert_string_equal(x->inbound[k], y->inbound[k]);
+  }
+  assert_int_equal(a->n_capacity, b->n_capacity);
+  for (size_t i = 0; i < a->n_capacity; i++) {
+    assert_string_equal(a->capacity[i].hub, b->capacity[i].hub);
+    assert_int_equal(a->capacity[i].refused, b->capacity[i].refused);
+    assert_int_equal(a->capacity[i].agents_needed, b->capacity[i].agents_needed);
+    assert_same_prediction(&a->capacity[i].before, &b->capacity[i].before);
+    assert_same_prediction(&a->capacity[i].after, &b->capacity[i].after);
+  }
+  assert_int_equal(a->n_alarms, b->n_alarms);
+  for (size_t i = 0; i < a->n_alarms; i++) {
+    assert_int_equal(a->alarms[i].kind, b->alarms[i].kind);
+    assert_string_equal(a->alarms[i].site, b->alarms[i].site);
+    assert_int_equal(a->alarms[i].rule_kind, b->alarms[i].rule_kind);
+    assert_int_equal(a->alarms[i].rule_id, b->alarms[i].rule_id);
+    assert_string_equal(a->alarms[i].message, b->alarms[i].message);
+  }
+  for (size_t i = 0; i < n_overflows; i++) {
+    assert_int_equal(a->overflow_state[i].rule_id, b->overflow_state[i].rule_id);
+    assert_int_equal(a->overflow_state[i].engaged, b->overflow_state[i].engaged);
+    assert_int_equal(a->overflow_state[i].since_ms, b->overflow_state[i].since_ms);
+    assert_int_equal(a->overflow_state[i].permille, b->overflow_state[i].permille);
+  }
+}
+
+/* Plans the world, checks the invariants and determinism, and keeps the
+ * overflow state for the next run. */
+static void plan_checked(world_t *w, plan_t *p) {
+  plan_input_t in = world_input(w);
+  assert_int_equal(planner_run(&in, p), 0);
+  check_invariants(&in, p);
+  plan_t again;
+  assert_int_equal(planner_run(&in, &again), 0);
+  assert_same_plan(p, &again, w->n_overflows);
+  planner_free(&again);
+  for (size_t i = 0; i < w->n_overflows; i++)
+    w->state[i] = p->overflow_state[i];
+  w->have_state = true;
+}
+
+/* "henan:700,hubei:300" */
+static const char *route_str(const plan_t *p, const char *slug) {
+  static char buf[256];
+  const plan_route_t *r = planner_route(p, slug);
+  if (!r) fail_msg("no route for %s", slug);
+  buf[0] = '\0';
+  for (unsigned k = 0; k < r->n_route; k++) {
+    size_t used = strlen(buf);
+    snprintf(buf + used, sizeof buf - used, "%s%s:%u", k ? "," : "", r->route[k].site,
+             r->route[k].permille);
+  }
+  return buf;
+}
+
+static void assert_route(const plan_t *p, const char *slug, const char *want) {
+  const char *got = route_str(p, slug);
+  if (strcmp(got, want) != 0) fail_msg("%s routes %s, want %s", slug, got, want);
+}
+
+static void assert_home(const plan_t *p, const char *slug) {
+  char want[64];
+  snprintf(want, sizeof want, "%s:1000", slug);
+  assert_route(p, slug, want);
+}
+
+static const plan_alarm_t *find_alarm(const plan_t *p, plan_alarm_kind_t kind, const char *site) {
+  for (size_t i = 0; i < p->n_alarms; i++)
+    if (p->alarms[i].kind == kind && strcmp(p->alarms[i].site, site) == 0) return &p->alarms[i];
+  return NULL;
+}
+
+static const plan_capacity_t *find_capacity(const plan_t *p, const char *hub, bool refused) {
+  for (size_t i = 0; i < p->n_capacity; i++)
+    if (strcmp(p->capacity[i].hub, hub) == 0 && p->capacity[i].refused == refused)
+      return &p->capacity[i];
+  return NULL;
+}
+
+static bool inbound_has(const plan_t *p, const char *hub, const char *src) {
+  const plan_route_t *r = planner_route(p, hub);
+  for (unsigned i = 0; r && i < r->n_inbound; i++)
+    if (strcmp(r->inbound[i], src) == 0) return true;
+  return false;
+}
+
+/* 23:30 in China on Tuesday 2024-03-05: the night schedule is in force. */
+#define NIGHT_NOW cst_ms(2024, 3, 5, 23, 30)
+/* 10:00 the same day: it is not. */
+#define DAY_NOW cst_ms(2024, 3, 5, 10, 0)
+
+/* ---- basics ------------------------------------------------------------- */
+
+static void test_no_rules_everyone_home(void **state) {
+  (void)state;
+  world_t *w = world_new(DAY_NOW);
+  add_site(w, "hubei", false, 10, 230, 20);
+  add_site(w, "shaanxi", true, 8, 230, 20);
+  plan_t p;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  assert_home(&p, "shaanxi");
+  assert_string_equal(planner_route(&p, "hubei")->reason, "default");
+  assert_int_equal(planner_route(&p, "hubei")->kind, RULE_NONE);
+  assert_int_equal(planner_route(&p, "hubei")->revert_at_ms, 0);
+  assert_int_equal(p.n_alarms, 0);
+  assert_int_equal(p.n_capacity, 0);
+  assert_null(planner_route(&p, "atlantis"));
+  planner_free(&p);
+
+  /* An empty snapshot is a valid (empty) plan. */
+  world_t *e = world_new(DAY_NOW);
+  plan_checked(e, &p);
+  assert_int_equal(p.n_routes, 0);
+  planner_free(&p);
+  free(e);
+  free(w);
+}
+
+/* 2020-01-23: Hubei goes to Xi'an in one command, open-ended, with its
+ * reason on the route; the hub's capacity is predicted. */
+static void test_wuhan_cutover(void **state) {
+  (void)state;
+  world_t *w = world_new(DAY_NOW);
+  add_site(w, "hubei", false, 12, 230, 40);
+  add_site(w, "shaanxi", true, 20, 230, 40);
+  add_site(w, "henan", true, 20, 220, 40);
+  add_cutover(w, 7, "hubei", "shaanxi,henan", "Wuhan lockdown");
+  plan_t p;
+  plan_checked(w, &p);
+  assert_route(&p, "hubei", "shaanxi:1000");
+  const plan_route_t *r = planner_route(&p, "hubei");
+  assert_int_equal(r->kind, RULE_CUTOVER);
+  assert_int_equal(r->rule_id, 7);
+  assert_int_equal(r->revert_at_ms, 0);
+  assert_int_equal(r->wave_size, 0);
+  assert_string_equal(r->reason, "cutover 7: Wuhan lockdown");
+  const plan_route_t *hub = planner_route(&p, "shaanxi");
+  assert_int_equal(hub->n_inbound, 1);
+  assert_string_equal(hub->inbound[0], "hubei");
+  assert_home(&p, "henan");
+
+  const plan_capacity_t *c = find_capacity(&p, "shaanxi", false);
+  assert_non_null(c);
+  assert_int_equal(p.n_capacity, 1);
+  assert_true(fabs(c->before.traffic_erl - 20) < 1e-9);
+  assert_true(fabs(c->after.traffic_erl - 32) < 1e-9);
+  assert_int_equal(c->after.agents, 40);
+  assert_true(c->after.stable && c->after.service_level >= 0.8);
+  assert_int_equal(c->agents_needed, erlang_agents_needed(32, 230, 20, 0.8));
+  assert_int_equal(p.n_alarms, 0);
+  planner_free(&p);
+
+  /* With an expiry the route carries it as revert_at. */
+  w->cutovers[0].expires_ms = w->now_ms + 76LL * 86400 * 1000;
+  plan_checked(w, &p);
+  assert_int_equal(planner_route(&p, "hubei")->revert_at_ms, w->now_ms + 76LL * 86400 * 1000);
+  planner_free(&p);
+
+  /* Past its expiry (even one not yet marked EXPIRED), restored, or
+   * expired: not in force. */
+  const struct {
+    int64_t expires_ms;
+    cutover_state_t st;
+  } inactive[] = {{w->now_ms - 1, CUTOVER_ACTIVE},
+                  {w->now_ms, CUTOVER_ACTIVE},
+                  {0, CUTOVER_RESTORED},
+                  {0, CUTOVER_EXPIRED}};
+  for (size_t i = 0; i < sizeof inactive / sizeof inactive[0]; i++) {
+    w->cutovers[0].expires_ms = inactive[i].expires_ms;
+    w->cutovers[0].state = inactive[i].st;
+    plan_checked(w, &p);
+    assert_home(&p, "hubei");
+    assert_int_equal(p.n_capacity, 0);
+    planner_free(&p);
+  }
+  free(w);
+}
+
+/* ---- precedence --------------------------------------------------------- */
+
+static void test_precedence(void **state) {
+  (void)state;
+  world_t *w = world_new(NIGHT_NOW);
+  plan_site_t *src = add_site(w, "hubei", false, 12, 240, 13);
+  add_site(w, "shaanxi", true, 5, 240, 40);
+  add_site(w, "henan", true, 5, 240, 40);
+  add_site(w, "sichuan", true, 5, 240, 40);
+  src->wait_s = 90; /* overflow triggers */
+  add_cutover(w, 3, "hubei", "shaanxi", "flood");
+  add_night(w, 4, "hubei", "henan", "Asia/Shanghai");
+  add_overflow(w, 5, "hubei", "sichuan");
+
+  /* All three in force: the cutover decides. */
+  plan_t p;
+  plan_checked(w, &p);
+  assert_route(&p, "hubei", "shaanxi:1000");
+  assert_int_equal(planner_route(&p, "hubei")->kind, RULE_CUTOVER);
+  assert_int_equal(planner_route(&p, "henan")->n_inbound, 0);
+  assert_int_equal(planner_route(&p, "sichuan")->n_inbound, 0);
+  assert_int_equal(p.n_alarms, 0);
+  planner_free(&p);
+
+  /* Cutover restored: the schedule beats the overflow. */
+  w->cutovers[0].state = CUTOVER_RESTORED;
+  plan_checked(w, &p);
+  assert_route(&p, "hubei", "henan:1000");
+  const plan_route_t *r = planner_route(&p, "hubei");
+  assert_int_equal(r->kind, RULE_SCHEDULE);
+  assert_int_equal(r->rule_id, 4);
+  assert_string_equal(r->reason, "schedule 4 (night)");
+  assert_int_equal(r->wave_size, 5);
+  assert_int_equal(r->revert_at_ms, cst_ms(2024, 3, 6, 8, 0));
+  assert_int_equal(p.n_alarms, 0);
+  planner_free(&p);
+
+  /* Schedule disabled: the (already engaged) overflow moves part. */
+  w->schedules[0].enabled = false;
+  plan_checked(w, &p);
+  r = planner_route(&p, "hubei");
+  assert_int_equal(r->kind, RULE_OVERFLOW);
+  assert_int_equal(r->rule_id, 5);
+  assert_string_equal(r->reason, "overflow 5 (hubei-peak)");
+  assert_int_equal(r->revert_at_ms, 0);
+  assert_int_equal(r->n_route, 2);
+  assert_string_equal(r->route[0].site, "sichuan");
+  assert_string_equal(r->route[1].site, "hubei");
+  assert_true(r->route[0].permille > 0 && r->route[0].permille <= 300);
+  assert_int_equal(r->route[0].permille % 50, 0);
+  assert_true(w->state[0].engaged);
+  planner_free(&p);
+
+  /* Overflow disabled as well: home. */
+  w->overflows[0].enabled = false;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  assert_string_equal(planner_route(&p, "hubei")->reason, "default");
+  assert_false(w->state[0].engaged);
+  planner_free(&p);
+  free(w);
+}
+
+/* ---- eligibility -------------------------------------------------------- */
+
+static void test_eligibility(void **state) {
+  (void)state;
+  world_t *w = world_new(DAY_NOW);
+  add_site(w, "hubei", false, 5, 240, 10);
+  plan_site_t *h1 = add_site(w, "shaanxi", true, 5, 240, 40);
+  plan_site_t *h2 = add_site(w, "henan", true, 5, 240, 40);
+  plan_site_t *h3 = add_site(w, "sichuan", true, 5, 240, 40);
+  add_site(w, "guangdong", false, 5, 240, 40);
+  add_cutover(w, 1, "hubei", "guangdong,shaanxi,henan,sichuan", "test");
+  plan_t p;
+
+  /* guangdong is not a hub: skipped. */
+  plan_checked(w, &p);
+  assert_route(&p, "hubei", "shaanxi:1000");
+  planner_free(&p);
+
+  /* Offline (or stale: the snapshot folds both into !online) → next. */
+  h1->online = false;
+  plan_checked(w, &p);
+  assert_route(&p, "hubei", "henan:1000");
+  planner_free(&p);
+
+  /* Excluded after a failed move → next. */
+  h2->excluded = true;
+  plan_checked(w, &p);
+  assert_route(&p, "hubei", "sichuan:1000");
+  assert_string_equal(planner_route(&p, "henan")->reason, "default (excluded after a failed move)");
+  planner_free(&p);
+
+  /* None left: home, with an alarm that says why for each hub. */
+  h3->online = false;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_NO_HUB, "hubei");
+  assert_non_null(a);
+  assert_int_equal(a->rule_kind, RULE_CUTOVER);
+  assert_int_equal(a->rule_id, 1);
+  assert_string_equal(a->message, "cutover 1: no eligible hub for hubei: guangdong is not a hub, "
+                                  "shaanxi is offline, henan is excluded after a failed move, "
+                                  "sichuan is offline");
+  planner_free(&p);
+
+  /* An excluded source is not moved at all. */
+  h1->online = true;
+  site_of(w, "hubei")->excluded = true;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  assert_int_equal(p.n_alarms, 0);
+  planner_free(&p);
+
+  /* A source whose own link is down is still moved: it is the hub that
+   * must answer. */
+  site_of(w, "hubei")->excluded = false;
+  site_of(w, "hubei")->online = false;
+  plan_checked(w, &p);
+  assert_route(&p, "hubei", "shaanxi:1000");
+  planner_free(&p);
+  free(w);
+}
+
+static void test_unknown_sites(void **state) {
+  (void)state;
+  world_t *w = world_new(DAY_NOW);
+  add_site(w, "hubei", false, 5, 240, 10);
+  add_site(w, "henan", true, 5, 240, 40);
+  add_cutover(w, 2, "atlantis,hubei", "nowhere,henan", "test");
+  plan_t p;
+  plan_checked(w, &p);
+  assert_route(&p, "hubei", "henan:1000");
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_UNKNOWN_SITE, "atlantis");
+  assert_non_null(a);
+  assert_int_equal(a->rule_kind, RULE_CUTOVER);
+  assert_int_equal(a->rule_id, 2);
+  assert_non_null(strstr(a->message, "atlantis"));
+  assert_non_null(find_alarm(&p, PLAN_ALARM_UNKNOWN_SITE, "nowhere"));
+  assert_int_equal(p.n_alarms, 2);
+  planner_free(&p);
+  free(w);
+}
+
+/* ---- the Xi'an lockdown (31 provinces) ------------------------------------ */
+
+static void load_scenario(scenario_t *sc) {
+  const char *root = getenv("NIRC_SOURCE_DIR");
+  if (!root || !*root)
+    fail_msg("NIRC_SOURCE_DIR is not set; run the test with NIRC_SOURCE_DIR=<repository root>");
+  char path[4096], err[512];
+  snprintf(path, sizeof path, "%s/scenario/provinces.json", root);
+  int rc = scenario_load(path, sc, err, sizeof err);
+  if (rc != 0) fail_msg("loading %s failed (%s): %s", path, nirc_errname(rc), err);
+}
+
+/* The 31 provinces at 23:30, each with its night demand and night staff,
+ * the primary hub with its consolidated night shift, and the night
+ * schedule that moves the 22 consolidated provinces. */
+static world_t *night_world(const scenario_t *sc, char *sources, size_t len) {
+  world_t *w = world_new(NIGHT_NOW);
+  sources[0] = '\0';
+  for (size_t i = 0; i < sc->count; i++) {
+    const scenario_site_t *s = &sc->sites[i];
+    double cps = scenario_rate_per_s(sc, s, 23.5);
+    plan_site_t *p =
+        add_site(w, s->slug, s->is_hub, cps * s->aht_s, s->aht_s, scenario_agents_at(s, 23.5));
+    if (strcmp(s->slug, sc->primary_hub) == 0) p->staffed = sc->hub_night_agents;
+    if (s->night_consolidated) {
+      size_t used = strlen(sources);
+      snprintf(sources + used, len - used, "%s%s", used ? "," : "", s->slug);
+    }
+  }
+  add_night(w, 1, sources, "shaanxi,henan", "Asia/Shanghai");
+  return w;
+}
+
+static void test_night_consolidation(void **state) {
+  (void)state;
+  scenario_t sc;
+  load_scenario(&sc);
+  char sources[2048];
+  world_t *w = night_world(&sc, sources, sizeof sources);
+  plan_t p;
+  plan_checked(w, &p);
+  unsigned moved = 0;
+  for (size_t i = 0; i < sc.count; i++) {
+    const scenario_site_t *s = &sc.sites[i];
+    if (!s->night_consolidated) {
+      assert_true(route_is_home(planner_route(&p, s->slug)));
+      continue;
+    }
+    moved++;
+    assert_route(&p, s->slug, "shaanxi:1000");
+    assert_int_equal(planner_route(&p, s->slug)->revert_at_ms, cst_ms(2024, 3, 6, 8, 0));
+  }
+  assert_int_equal(moved, 22);
+  assert_int_equal(planner_route(&p, "shaanxi")->n_inbound, 22);
+  /* 40 agents in Xi'an answer the night of 22 provinces: the 210 -> 40
+   * story holds under Erlang C. */
+  const plan_capacity_t *c = find_capacity(&p, "shaanxi", false);
+  assert_non_null(c);
+  assert_int_equal(c->after.agents, 40);
+  assert_true(c->after.stable && c->after.service_level >= 0.8);
+  assert_int_equal(p.n_alarms, 0);
+  planner_free(&p);
+
+  /* In the daytime the schedule is not in force. */
+  w->now_ms = DAY_NOW;
+  plan_checked(w, &p);
+  for (size_t i = 0; i < p.n_routes; i++)
+    assert_true(route_is_home(&p.routes[i]));
+  planner_free(&p);
+  free(w);
+  scenario_free(&sc);
+}
+
+/* 2021-12-23: Xi'an locks down at night. Shaanxi is cut over to Henan;
+ * every consolidated province must follow to the backup hub, and nothing
+ * may point at Shaanxi. */
+static void test_xian_lockdown(void **state) {
+  (void)state;
+  scenario_t sc;
+  load_scenario(&sc);
+  char sources[2048];
+  world_t *w = night_world(&sc, sources, sizeof sources);
+  site_of(w, "henan")->staffed = 90;
+  add_cutover(w, 9, "shaanxi", "henan", "Xi'an lockdown");
+  plan_t p;
+  plan_checked(w, &p);
+
+  unsigned moved = 0;
+  for (size_t i = 0; i < sc.count; i++) {
+    const scenario_site_t *s = &sc.sites[i];
+    const plan_route_t *r = planner_route(&p, s->slug);
+    for (unsigned k = 0; k < r->n_route; k++)
+      assert_string_not_equal(r->route[k].site, "shaanxi");
+    if (!s->night_consolidated) continue;
+    moved++;
+    assert_route(&p, s->slug, "henan:1000");
+    assert_int_equal(r->kind, RULE_SCHEDULE);
+    assert_true(inbound_has(&p, "henan", s->slug));
+  }
+  assert_int_equal(moved, 22);
+  assert_route(&p, "shaanxi", "henan:1000");
+  assert_int_equal(planner_route(&p, "shaanxi")->kind, RULE_CUTOVER);
+  assert_int_equal(planner_route(&p, "shaanxi")->revert_at_ms, 0);
+  assert_int_equal(planner_route(&p, "shaanxi")->n_inbound, 0);
+  assert_int_equal(planner_route(&p, "henan")->n_inbound, 23);
+  assert_true(inbound_has(&p, "henan", "shaanxi"));
+  assert_int_equal(p.n_alarms, 0);
+
+  const plan_capacity_t *c = find_capacity(&p, "henan", false);
+  assert_non_null(c);
+  assert_true(c->after.stable && c->after.service_level >= 0.8);
+  assert_true(c->after.traffic_erl > c->before.traffic_erl);
+  assert_true(c->agents_needed <= 90);
+  assert_null(find_capacity(&p, "shaanxi", false));
+  assert_int_equal(p.n_capacity, 1);
+  planner_free(&p);
+
+  /* Henan with half its night shift cannot take 23 provinces: the
+   * cutover is decided first and fits, some of the schedule's sources stay
+   * home with capacity alarms that say how many agents Henan would need. */
+  site_of(w, "henan")->staffed = scenario_find(&sc, "henan")->agents_night / 2;
+  plan_checked(w, &p);
+  assert_route(&p, "shaanxi", "henan:1000");
+  unsigned refused = 0;
+  for (size_t i = 0; i < sc.count; i++) {
+    const scenario_site_t *s = &sc.sites[i];
+    if (!s->night_consolidated || !route_is_home(planner_route(&p, s->slug))) continue;
+    const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_CAPACITY, s->slug);
+    assert_non_null(a);
+    assert_non_null(strstr(a->message, "shaanxi is moved away"));
+    assert_non_null(strstr(a->message, "henan would need"));
+    refused++;
+  }
+  assert_true(refused > 0);
+  const plan_capacity_t *rc = find_capacity(&p, "henan", true);
+  assert_non_null(rc);
+  assert_true(rc->agents_needed > rc->after.agents);
+  planner_free(&p);
+  free(w);
+  scenario_free(&sc);
+}
+
+/* A backup hub for a cutover: shaanxi leaves, hubei goes to the next one;
+ * if there is none, hubei stays home and the alarm says why. */
+static void test_hub_moved_away(void **state) {
+  (void)state;
+  world_t *w = world_new(DAY_NOW);
+  add_site(w, "hubei", false, 5, 240, 10);
+  add_site(w, "shaanxi", true, 5, 240, 40);
+  plan_site_t *henan = add_site(w, "henan", true, 5, 240, 40);
+  add_site(w, "sichuan", true, 5, 240, 40);
+  /* hubei is decided first, yet shaanxi's later cutover makes it leave. */
+  add_cutover(w, 1, "hubei", "shaanxi,henan", "Wuhan lockdown");
+  add_cutover(w, 2, "shaanxi", "sichuan", "Xi'an lockdown");
+  plan_t p;
+  plan_checked(w, &p);
+  assert_route(&p, "hubei", "henan:1000");
+  assert_route(&p, "shaanxi", "sichuan:1000");
+  planner_free(&p);
+
+  henan->online = false;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  assert_route(&p, "shaanxi", "sichuan:1000");
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_NO_HUB, "hubei");
+  assert_non_null(a);
+  assert_string_equal(
+      a->message, "cutover 1: no eligible hub for hubei: shaanxi is moved away, henan is offline");
+  planner_free(&p);
+  free(w);
+}
+
+/* ---- cycles ------------------------------------------------------------- */
+
+static void test_cycles_impossible(void **state) {
+  (void)state;
+  world_t *w = world_new(DAY_NOW);
+  add_site(w, "shaanxi", true, 5, 240, 40);
+  add_site(w, "henan", true, 5, 240, 40);
+  add_cutover(w, 1, "shaanxi", "henan", "one");
+  add_cutover(w, 2, "henan", "shaanxi", "two");
+  plan_t p;
+  plan_checked(w, &p);
+  /* Only the first decided move happens. */
+  assert_route(&p, "shaanxi", "henan:1000");
+  assert_home(&p, "henan");
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_NO_HUB, "henan");
+  assert_non_null(a);
+  assert_int_equal(a->rule_id, 2);
+  planner_free(&p);
+
+  /* The order is by id, not by position in the input. */
+  w->cutovers[0].id = 5;
+  plan_checked(w, &p);
+  assert_route(&p, "henan", "shaanxi:1000");
+  assert_home(&p, "shaanxi");
+  planner_free(&p);
+
+  /* A three-way cycle and a chain under one cutover and a schedule: the
+   * invariants (checked by plan_checked) hold whatever moves. */
+  world_t *c = world_new(NIGHT_NOW);
+  add_site(c, "a", true, 5, 240, 40);
+  add_site(c, "b", true, 5, 240, 40);
+  add_site(c, "c", true, 5, 240, 40);
+  add_site(c, "d", true, 5, 240, 40);
+  add_cutover(c, 1, "a", "b", "x");
+  add_cutover(c, 2, "b", "c", "x");
+  add_cutover(c, 3, "c", "a", "x");
+  add_night(c, 4, "d,a", "a,b,c", "Asia/Shanghai");
+  plan_checked(c, &p);
+  unsigned senders = 0;
+  for (size_t i = 0; i < p.n_routes; i++)
+    senders += !route_is_home(&p.routes[i]);
+  assert_true(senders >= 1);
+  planner_free(&p);
+  /* One cutover names both directions. */
+  world_t *s = world_new(DAY_NOW);
+  add_site(s, "a", true, 5, 240, 40);
+  add_site(s, "b", true, 5, 240, 40);
+  add_cutover(s, 1, "a,b", "b,a", "both");
+  plan_checked(s, &p);
+  assert_route(&p, "a", "b:1000");
+  assert_home(&p, "b");
+  planner_free(&p);
+  free(s);
+  free(c);
+  free(w);
+}
+
+/* ---- schedules follow the calendar -------------------------------------- */
+
+/* Whether `slug` is moved by the schedule at `now`, checked against
+ * rules_schedule_window() itself. */
+static bool moved_at(world_t *w, int64_t now, const char *slug, int64_t *revert) {
+  w->now_ms = now;
+  plan_t p;
+  plan_checked(w, &p);
+  const plan_route_t *r = planner_route(&p, slug);
+  bool moved = !route_is_home(r);
+  *revert = r->revert_at_ms;
+  int64_t start = 0, end = 0;
+  bool in_force = rules_schedule_window(&w->schedules[0], now, &start, &end);
+  assert_int_equal(moved, in_force);
+  if (moved) assert_int_equal(*revert, end);
+  planner_free(&p);
+  return moved;
+}
+
+static void test_schedule_calendar(void **state) {
+  (void)state;
+  world_t *w = world_new(0);
+  add_site(w, "hubei", false, 1, 240, 5);
+  add_site(w, "shaanxi", true, 1, 240, 20);
+  schedule_t *s = add_night(w, 1, "hubei", "shaanxi", "Asia/Shanghai");
+  int64_t rv;
+
+  /* Across midnight in UTC+8. */
+  assert_false(moved_at(w, cst_ms(2024, 3, 5, 21, 59), "hubei", &rv));
+  assert_true(moved_at(w, cst_ms(2024, 3, 5, 22, 0), "hubei", &rv));
+  assert_int_equal(rv, cst_ms(2024, 3, 6, 8, 0));
+  assert_true(moved_at(w, cst_ms(2024, 3, 6, 3, 0), "hubei", &rv));
+  assert_int_equal(rv, cst_ms(2024, 3, 6, 8, 0));
+  assert_true(moved_at(w, cst_ms(2024, 3, 6, 7, 59), "hubei", &rv));
+  assert_false(moved_at(w, cst_ms(2024, 3, 6, 8, 0), "hubei", &rv));
+  /* 15:00 UTC is 23:00 in China: the zone, not UTC, decides. */
+  assert_true(moved_at(w, utc_ms(2024, 3, 5, 15, 0), "hubei", &rv));
+  assert_true(moved_at(w, utc_ms(2024, 3, 5, 23, 0), "hubei", &rv)); /* 07:00 in China */
+  assert_false(moved_at(w, utc_ms(2024, 3, 6, 1, 0), "hubei", &rv)); /* 09:00 in China */
+
+  /* An exception date stops the window that starts that evening, not the
+   * one that started the evening before. */
+  s->exceptions[s->n_exceptions++] = 20240305;
+  assert_true(moved_at(w, cst_ms(2024, 3, 5, 3, 0), "hubei", &rv));
+  assert_false(moved_at(w, cst_ms(2024, 3, 5, 23, 0), "hubei", &rv));
+  assert_false(moved_at(w, cst_ms(2024, 3, 6, 3, 0), "hubei", &rv));
+  assert_true(moved_at(w, cst_ms(2024, 3, 6, 23, 0), "hubei", &rv));
+  s->n_exceptions = 0;
+
+  /* Weekdays only: Friday night runs into Saturday morning, Saturday
+   * night does not start. */
+  s->days = 0x1f;
+  assert_true(moved_at(w, cst_ms(2024, 3, 8, 23, 0), "hubei", &rv));
+  assert_true(moved_at(w, cst_ms(2024, 3, 9, 3, 0), "hubei", &rv));
+  assert_false(moved_at(w, cst_ms(2024, 3, 9, 23, 0), "hubei", &rv));
+  assert_false(moved_at(w, cst_ms(2024, 3, 10, 3, 0), "hubei", &rv));
+  s->days = 0x7f;
+
+  /* New York's clocks spring forward on 2024-03-10: the window that
+   * starts at 22:00 EST (03:00 UTC) ends at 08:00 EDT (12:00 UTC). */
+  snprintf(s->tz, sizeof s->tz, "America/New_York");
+  assert_true(moved_at(w, utc_ms(2024, 3, 10, 3, 0), "hubei", &rv));
+  assert_int_equal(rv, utc_ms(2024, 3, 10, 12, 0));
+  assert_true(moved_at(w, utc_ms(2024, 3, 10, 11, 59), "hubei", &rv));
+  assert_false(moved_at(w, utc_ms(2024, 3, 10, 12, 0), "hubei", &rv));
+  assert_false(moved_at(w, utc_ms(2024, 3, 10, 2, 59), "hubei", &rv));
+
+  /* A disabled schedule never moves anything. */
+  s->enabled = false;
+  assert_false(moved_at(w, utc_ms(2024, 3, 10, 3, 0), "hubei", &rv));
+  free(w);
+}
+
+/* ---- capacity ------------------------------------------------------------ */
+
+static void test_capacity_refusal_and_force(void **state) {
+  (void)state;
+  world_t *w = world_new(DAY_NOW);
+  add_site(w, "hubei", false, 30, 240, 35);
+  add_site(w, "shaanxi", true, 8, 240, 12);
+  add_site(w, "henan", true, 5, 240, 10);
+  add_cutover(w, 1, "hubei", "shaanxi,henan", "Wuhan lockdown");
+  plan_t p;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_CAPACITY, "hubei");
+  assert_non_null(a);
+  assert_int_equal(a->rule_id, 1);
+  unsigned need_sx = erlang_agents_needed(38, 240, 20, 0.8);
+  unsigned need_hn = erlang_agents_needed(35, 240, 20, 0.8);
+  char want[256];
+  snprintf(want, sizeof want,
+           "cutover 1: no hub has the capacity for hubei: shaanxi would need %u agents (has 12), "
+           "henan would need %u agents (has 10)",
+           need_sx, need_hn);
+  assert_string_equal(a->message, want);
+  const plan_capacity_t *c = find_capacity(&p, "shaanxi", true);
+  assert_non_null(c);
+  assert_true(fabs(c->before.traffic_erl - 8) < 1e-9);
+  assert_true(fabs(c->after.traffic_erl - 38) < 1e-9);
+  assert_false(c->after.stable);
+  assert_int_equal(c->agents_needed, need_sx);
+  assert_non_null(find_capacity(&p, "henan", true));
+  assert_null(find_capacity(&p, "shaanxi", false));
+  planner_free(&p);
+
+  /* The second hub has the agents: the first records its refusal. */
+  site_of(w, "henan")->staffed = 60;
+  plan_checked(w, &p);
+  assert_route(&p, "hubei", "henan:1000");
+  assert_non_null(find_capacity(&p, "shaanxi", true));
+  c = find_capacity(&p, "henan", false);
+  assert_non_null(c);
+  assert_true(c->after.stable && c->after.service_level >= 0.8);
+  assert_int_equal(p.n_alarms, 0);
+  planner_free(&p);
+
+  /* Forced: the first hub takes it, and the plan still shows the damage. */
+  site_of(w, "henan")->staffed = 10;
+  w->cutovers[0].force = true;
+  plan_checked(w, &p);
+  assert_route(&p, "hubei", "shaanxi:1000");
+  c = find_capacity(&p, "shaanxi", false);
+  assert_non_null(c);
+  assert_false(c->refused);
+  assert_false(c->after.stable);
+  assert_int_equal(c->agents_needed, need_sx);
+  assert_null(find_capacity(&p, "shaanxi", true));
+  assert_null(find_alarm(&p, PLAN_ALARM_CAPACITY, "hubei"));
+  planner_free(&p);
+  free(w);
+}
+
+/* Load accumulates at a hub: the second source is checked against the
+ * hub's load including the first. */
+static void test_capacity_is_cumulative(void **state) {
+  (void)state;
+  world_t *w = world_new(NIGHT_NOW);
+  add_site(w, "a", false, 6, 240, 10);
+  add_site(w, "b", false, 6, 240, 10);
+  add_site(w, "hub", true, 2, 240, 15);
+  add_site(w, "spare", true, 0, 240, 10);
+  add_night(w, 1, "a,b", "hub,spare", "Asia/Shanghai");
+  erlang_prediction_t one, two;
+  erlang_predict(15, 8, 240, 20, &one);
+  erlang_predict(15, 14, 240, 20, &two);
+  assert_true(one.stable && one.service_level >= 0.8); /* the premise */
+  assert_true(!two.stable || two.service_level < 0.8);
+  plan_t p;
+  plan_checked(w, &p);
+  assert_route(&p, "a", "hub:1000");
+  assert_route(&p, "b", "spare:1000");
+  const plan_capacity_t *c = find_capacity(&p, "hub", false);
+  assert_true(fabs(c->after.traffic_erl - 8) < 1e-9);
+  c = find_capacity(&p, "hub", true);
+  assert_non_null(c);
+  assert_true(fabs(c->after.traffic_erl - 14) < 1e-9);
+  planner_free(&p);
+
+  /* Forecast demand counts for schedules. */
+  site_of(w, "a")->forecast_cps = 1.0 / 240; /* one Erlang */
+  site_of(w, "b")->forecast_cps = 1.0 / 240;
+  plan_checked(w, &p);
+  assert_route(&p, "a", "hub:1000");
+  assert_route(&p, "b", "hub:1000");
+  c = find_capacity(&p, "hub", false);
+  assert_true(fabs(c->after.traffic_erl - 4) < 1e-9);
+  assert_int_equal(p.n_capacity, 1);
+  planner_free(&p);
+  free(w);
+}
+
+/* ---- overflow ------------------------------------------------------------ */
+
+/* The share the planner must pick: the smallest multiple of 50 up to the
+ * cap that lets the source meet 80% in 20 s with what it keeps. */
+static uint32_t expected_share(double erl, double aht, unsigned agents, uint32_t cap) {
+  for (uint32_t p = 50; p < cap; p += 50) {
+    erlang_prediction_t pr;
+    erlang_predict(agents, erl * (1000 - p) / 1000.0, aht, 20, &pr);
+    if (pr.stable && pr.service_level >= 0.8) return p;
+  }
+  return cap;
+}
+
+typedef struct {
+  int64_t dt_s;  /* seconds after the previous step */
+  double wait_s; /* the source's smoothed longest wait */
+  bool moved;    /* expected route */
+} ovf_step_t;
+
+static void test_overflow_hysteresis(void **state) {
+  (void)state;
+  world_t *w = world_new(DAY_NOW);
+  plan_site_t *src = add_site(w, "hubei", false, 19, 240, 20);
+  add_site(w, "henan", true, 10, 240, 50);
+  add_overflow(w, 2, "hubei", "henan");
+  uint32_t share = expected_share(19, 240, 20, 300);
+  assert_true(share >= 50 && share <= 300);
+  char moved_route[64];
+  snprintf(moved_route, sizeof moved_route, "henan:%u,hubei:%u", share, 1000 - share);
+
+  static const ovf_step_t steps[] = {
+      {0, 30, false},  {10, 59, false}, {10, 61, true},  /* engages at the trigger */
+      {10, 59, true},  {10, 61, true},  {10, 55, true},  /* hovering: no flapping */
+      {10, 15, true},  {10, 5, true},                    /* released metric, hold not over */
+      {260, 25, true},                                   /* hold over, wait above release */
+      {10, 20, false},                                   /* both: released */
+      {10, 59, false}, {10, 45, false}, {10, 59, false}, /* below the trigger: stays home */
+      {10, 60, true},                                    /* engages again */
+      {10, 10, true},
+  };
+  int64_t now = w->now_ms;
+  bool was_engaged = false;
+  int64_t engaged_at = 0;
+  for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+    now += steps[i].dt_s * 1000;
+    w->now_ms = now;
+    src->wait_s = steps[i].wait_s;
+    plan_t p;
+    plan_checked(w, &p);
+    if (steps[i].moved)
+      assert_route(&p, "hubei", moved_route);
+    else
+      assert_home(&p, "hubei");
+    const planner_overflow_state_t *st = &p.overflow_state[0];
+    assert_int_equal(st->rule_id, 2);
+    assert_int_equal(st->engaged, steps[i].moved);
+    assert_int_equal(st->permille, steps[i].moved ? share : 0);
+    if (st->engaged && !was_engaged) engaged_at = now;
+    if (st->engaged) assert_int_equal(st->since_ms, engaged_at);
+    if (!st->engaged && was_engaged) assert_int_equal(st->since_ms, now);
+    was_engaged = st->engaged;
+    if (st->engaged) {
+      assert_true(inbound_has(&p, "henan", "hubei"));
+      assert_non_null(find_capacity(&p, "henan", false));
+    }
+    planner_free(&p);
+  }
+  free(w);
+}
+
+static void test_overflow_triggers_and_hubs(void **state) {
+  (void)state;
+  world_t *w = world_new(DAY_NOW);
+  plan_site_t *src = add_site(w, "hubei", false, 19, 240, 20);
+  add_site(w, "shaanxi", true, 38, 240, 40);
+  add_site(w, "henan", true, 10, 240, 50);
+  overflow_rule_t *o = add_overflow(w, 2, "hubei", "shaanxi,henan");
+  /* Queue trigger only. */
+  o->trigger_wait_s = 0;
+  o->release_wait_s = 0;
+  o->trigger_queue = 10;
+  o->release_queue = 2;
+  src->queue = 12;
+  src->wait_s = 40;
+  plan_t p;
+  plan_checked(w, &p);
+  /* shaanxi is nearly full: its predicted ASA is not 10 s better than a
+   * 40 s wait (or it refuses outright), so henan takes the overflow. */
+  const plan_route_t *r = planner_route(&p, "hubei");
+  assert_int_equal(r->kind, RULE_OVERFLOW);
+  assert_string_equal(r->route[0].site, "henan");
+  planner_free(&p);
+
+  /* A hub that is no faster than the source's wait by the margin is not
+   * used to start a spill. */
+  w->have_state = false;
+  src->wait_s = 5;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  assert_true(p.overflow_state[0].engaged);
+  assert_int_equal(p.overflow_state[0].permille, 0);
+  /* shaanxi refuses for capacity, henan is not fast enough. */
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_CAPACITY, "hubei");
+  assert_non_null(a);
+  assert_non_null(strstr(a->message, "henan would answer in"));
+  planner_free(&p);
+
+  /* Service-level trigger only. */
+  w->have_state = false;
+  src->wait_s = 40;
+  o->trigger_queue = 0;
+  o->release_queue = 0;
+  o->trigger_sl = 0.7;
+  o->release_sl = 0.85;
+  src->sl = 0.72;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  src->sl = 0.65;
+  planner_free(&p);
+  plan_checked(w, &p);
+  assert_false(route_is_home(planner_route(&p, "hubei")));
+  planner_free(&p);
+
+  /* The share never exceeds the cap, even when the source needs more. */
+  w->have_state = false;
+  o->share_cap_permille = 120;
+  src->demand_cps = 40.0 / 240;
+  site_of(w, "henan")->staffed = 200;
+  plan_checked(w, &p);
+  r = planner_route(&p, "hubei");
+  assert_int_equal(r->route[0].permille, 120);
+  planner_free(&p);
+
+  /* A stale source's metrics are not trusted: the state is frozen. */
+  src->online = false;
+  src->sl = 0.99;
+  w->now_ms += 3600 * 1000;
+  plan_checked(w, &p);
+  assert_true(p.overflow_state[0].engaged);
+  planner_free(&p);
+  free(w);
+}
+
+/* No chains: a site receiving scheduled traffic is never moved by its own
+ * overflow rule, and a site spilling by overflow receives nothing. */
+static void test_overflow_no_chains(void **state) {
+  (void)state;
+  world_t *w = world_new(NIGHT_NOW);
+  add_site(w, "gansu", false, 1, 240, 5);
+  plan_site_t *sx = add_site(w, "shaanxi", true, 15, 240, 30);
+  add_site(w, "henan", true, 5, 240, 60);
+  add_night(w, 1, "gansu", "shaanxi", "Asia/Shanghai");
+  add_overflow(w, 2, "shaanxi", "henan");
+  sx->wait_s = 90;
+  plan_t p;
+  plan_checked(w, &p);
+  assert_route(&p, "gansu", "shaanxi:1000");
+  assert_home(&p, "shaanxi");
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_NO_HUB, "shaanxi");
+  assert_non_null(a);
+  assert_non_null(strstr(a->message, "receives traffic from gansu"));
+  planner_free(&p);
+
+  /* Two engaged overflow sources naming each other: only one spills. */
+  world_t *x = world_new(DAY_NOW);
+  plan_site_t *a1 = add_site(x, "a", true, 19, 240, 20);
+  plan_site_t *b1 = add_site(x, "b", true, 19, 240, 20);
+  add_site(x, "c", true, 5, 240, 80);
+  add_overflow(x, 1, "a", "b,c");
+  add_overflow(x, 2, "b", "a,c");
+  a1->wait_s = b1->wait_s = 90;
+  plan_checked(x, &p);
+  assert_string_equal(planner_route(&p, "a")->route[0].site, "c");
+  assert_string_equal(planner_route(&p, "b")->route[0].site, "c");
+  assert_int_equal(planner_route(&p, "c")->n_inbound, 2);
+  planner_free(&p);
+  free(x);
+  free(w);
+}
+
+/* ---- determinism --------------------------------------------------------- */
+
+static void test_determinism(void **state) {
+  (void)state;
+  scenario_t sc;
+  load_scenario(&sc);
+  char sources[2048];
+  world_t *w = night_world(&sc, sources, sizeof sources);
+  add_cutover(w, 9, "shaanxi", "henan", "Xi'an lockdown");
+  add_cutover(w, 4, "hubei", "shaanxi,sichuan", "Wuhan lockdown");
+  add_overflow(w, 3, "guangdong", "sichuan,henan");
+  site_of(w, "guangdong")->wait_s = 120;
+  plan_input_t in = world_input(w);
+  plan_t first;
+  assert_int_equal(planner_run(&in, &first), 0);
+  check_invariants(&in, &first);
+  assert_route(&first, "hubei", "sichuan:1000");
+  for (int i = 0; i < 20; i++) {
+    plan_t p;
+    assert_int_equal(planner_run(&in, &p), 0);
+    assert_same_plan(&first, &p, w->n_overflows);
+    planner_free(&p);
+  }
+  planner_free(&first);
+  free(w);
+  scenario_free(&sc);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_no_rules_everyone_home),
+      cmocka_unit_test(test_wuhan_cutover),
+      cmocka_unit_test(test_precedence),
+      cmocka_unit_test(test_eligibility),
+      cmocka_unit_test(test_unknown_sites),
+      cmocka_unit_test(test_night_consolidation),
+      cmocka_unit_test(test_xian_lockdown),
+      cmocka_unit_test(test_hub_moved_away),
+      cmocka_unit_test(test_cycles_impossible),
+      cmocka_unit_test(test_schedule_calendar),
+      cmocka_unit_test(test_capacity_refusal_and_force),
+      cmocka_unit_test(test_capacity_is_cumulative),
+      cmocka_unit_test(test_overflow_hysteresis),
+      cmocka_unit_test(test_overflow_triggers_and_hubs),
+      cmocka_unit_test(test_overflow_no_chains),
+      cmocka_unit_test(test_determinism),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
