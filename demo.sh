@@ -9,7 +9,8 @@
 #
 # Environment: NIRC_DEMO_PORT (controller, default 7443), NIRC_DEMO_PG_PORT
 # (PostgreSQL, default 55433), NIRC_DEMO_SPEED (clock speed, default 60),
-# NIRC_BUILD_DIR (use an existing build; skip install and build).
+# NIRC_DEMO_RUN (working directory, default .run/demo), NIRC_BUILD_DIR (use
+# an existing build; skip install and build).
 set -euo pipefail
 cd "$(dirname "$0")"
 top=$(pwd)
@@ -18,7 +19,7 @@ duration=""
 while [ $# -gt 0 ]; do
   case "$1" in
   --duration) duration=${2:?--duration needs seconds}; shift 2 ;;
-  -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "demo.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -27,7 +28,7 @@ port=${NIRC_DEMO_PORT:-7443}
 pg_port=${NIRC_DEMO_PG_PORT:-55433}
 speed=${NIRC_DEMO_SPEED:-60}
 scenario="$top/scenario/provinces.json"
-run="$top/.run/demo"
+run=${NIRC_DEMO_RUN:-$top/.run/demo}
 pg_dir="${TMPDIR:-/tmp}/nirc-demo-pg-$(id -u)-$pg_port"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -83,6 +84,8 @@ key = $run/pki/controller-nircd.key
 [database]
 conninfo = $conninfo
 schema_dir = $top/schema
+[routing]
+forecast = $scenario
 [clock]
 speed = $speed
 start = $start

@@ -131,7 +131,7 @@ int route_from_directive(const Nirc__Directive *d, route_t *out, char *err, size
   out->epoch = d->epoch;
   out->version = d->version;
   out->revert_at_ms = d->revert_at_ms;
-  nirc_strlcpy(out->reason, d->reason ? d->reason : "", sizeof out->reason);
+  nirc_strlcpy_utf8(out->reason, d->reason ? d->reason : "", sizeof out->reason);
   for (size_t i = 0; i < d->n_route; i++)
     if (route_copy_share(&out->share[out->n_share++], d->route[i], err, errlen)) return NIRC_EINVAL;
   for (size_t i = 0; i < d->n_inbound; i++)
@@ -197,7 +197,7 @@ int route_from_json(const json_t *j, route_t *out, char *err, size_t errlen) {
   out->epoch = (uint64_t)epoch;
   out->version = (uint64_t)version;
   out->revert_at_ms = revert;
-  nirc_strlcpy(out->reason, reason, sizeof out->reason);
+  nirc_strlcpy_utf8(out->reason, reason, sizeof out->reason);
   if (route_list_from_json(route, out->share, &out->n_share, ROUTE_MAX_SHARES, "route", err,
                            errlen) ||
       route_list_from_json(inbound, out->inbound, &out->n_inbound, ROUTE_MAX_INBOUND, "inbound",

@@ -20,6 +20,25 @@ size_t nirc_strlcpy(char *dst, const char *src, size_t size) {
   return n;
 }
 
+size_t nirc_strlcpy_utf8(char *dst, const char *src, size_t size) {
+  size_t n = nirc_strlcpy(dst, src, size);
+  if (n >= size && size > 0) {
+    size_t len = size - 1;
+    /* Back off continuation bytes (10xxxxxx), then the lead byte whose
+     * character did not fit. */
+    size_t cut = len;
+    while (cut > 0 && ((unsigned char)dst[cut - 1] & 0xC0) == 0x80)
+      cut--;
+    if (cut > 0 && ((unsigned char)dst[cut - 1] & 0x80)) {
+      unsigned char lead = (unsigned char)dst[cut - 1];
+      size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+      if (len - (cut - 1) < need) len = cut - 1;
+    }
+    dst[len] = '\0';
+  }
+  return n;
+}
+
 bool nirc_slug_valid(const char *s) {
   if (!s || !(*s >= 'a' && *s <= 'z')) return false;
   size_t n = 0;

@@ -14,6 +14,10 @@
 /* Copies at most size-1 bytes and always terminates; returns strlen(src)
  * so truncation can be detected (ret >= size). */
 size_t nirc_strlcpy(char *dst, const char *src, size_t size);
+/* As nirc_strlcpy, but never cuts a UTF-8 character in half: a reason in
+ * Chinese that is too long loses whole characters, and stays valid text
+ * for JSON and PostgreSQL. */
+size_t nirc_strlcpy_utf8(char *dst, const char *src, size_t size);
 /* A site slug: [a-z][a-z0-9-]{0,30}. */
 bool nirc_slug_valid(const char *s);
 /* Parses "127.0.0.1:7443", "[::1]:7443" or "localhost:7443" into a socket

@@ -107,3 +107,152 @@ int admin_new_epoch(const char *conninfo, const char *node, uint64_t *epoch, cha
   PQfinish(c);
   return 0;
 }
+
+/* "{a,b,c}" (PostgreSQL text[] of slugs or dates) into a slug list. */
+static int admin_parse_array(const char *text, slug_list_t *out) {
+  memset(out, 0, sizeof *out);
+  if (text[0] != '{') return NIRC_EINVAL;
+  const char *p = text + 1;
+  while (*p && *p != '}') {
+    const char *end = p + strcspn(p, ",}");
+    size_t n = (size_t)(end - p);
+    if (n == 0 || n >= sizeof out->v[0] || out->n == RULES_MAX_SITES) return NIRC_EINVAL;
+    memcpy(out->v[out->n], p, n);
+    out->v[out->n][n] = '\0';
+    out->n++;
+    p = *end == ',' ? end + 1 : end;
+  }
+  return 0;
+}
+
+static int64_t admin_ms(const char *v) {
+  return v && *v ? strtoll(v, NULL, 10) : 0;
+}
+
+int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  PGconn *c = admin_connect(conninfo, err, errlen);
+  if (!c) return NIRC_EDB;
+  int rc = 0;
+  PGresult *r = PQexec(c, "SELECT id, sources, hubs, reason, operator, force, "
+                          "(extract(epoch from created_at) * 1000)::bigint, "
+                          "coalesce((extract(epoch from expires_at) * 1000)::bigint, 0) "
+                          "FROM cutovers WHERE state = 'active' ORDER BY id");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = admin_fail(c, r, "loading cutovers", err, errlen);
+    goto done;
+  }
+  out->cutovers = calloc((size_t)PQntuples(r) + 1, sizeof *out->cutovers);
+  for (int i = 0; out->cutovers && i < PQntuples(r); i++) {
+    cutover_t *cu = &out->cutovers[out->n_cutovers];
+    cu->id = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+    if (admin_parse_array(PQgetvalue(r, i, 1), &cu->sources) ||
+        admin_parse_array(PQgetvalue(r, i, 2), &cu->hubs)) {
+      snprintf(err, errlen, "cutover %llu has unreadable site lists", (unsigned long long)cu->id);
+      rc = NIRC_EDB;
+      PQclear(r);
+      goto done;
+    }
+    snprintf(cu->reason, sizeof cu->reason, "%s", PQgetvalue(r, i, 3));
+    snprintf(cu->operator_name, sizeof cu->operator_name, "%s", PQgetvalue(r, i, 4));
+    cu->force = PQgetvalue(r, i, 5)[0] == 't';
+    cu->created_ms = admin_ms(PQgetvalue(r, i, 6));
+    cu->expires_ms = admin_ms(PQgetvalue(r, i, 7));
+    cu->state = CUTOVER_ACTIVE;
+    out->n_cutovers++;
+  }
+  PQclear(r);
+
+  r = PQexec(c, "SELECT id, name, sources, hubs, start_min, end_min, days, tz, "
+                "coalesce(array_to_string(exceptions, ','), ''), wave_size, enabled "
+                "FROM schedules WHERE removed_at IS NULL ORDER BY id");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = admin_fail(c, r, "loading schedules", err, errlen);
+    goto done;
+  }
+  out->schedules = calloc((size_t)PQntuples(r) + 1, sizeof *out->schedules);
+  for (int i = 0; out->schedules && i < PQntuples(r); i++) {
+    schedule_t *s = &out->schedules[out->n_schedules];
+    s->id = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+    snprintf(s->name, sizeof s->name, "%s", PQgetvalue(r, i, 1));
+    if (admin_parse_array(PQgetvalue(r, i, 2), &s->sources) ||
+        admin_parse_array(PQgetvalue(r, i, 3), &s->hubs)) {
+      snprintf(err, errlen, "schedule '%s' has unreadable site lists", s->name);
+      rc = NIRC_EDB;
+      PQclear(r);
+      goto done;
+    }
+    s->start_min = atoi(PQgetvalue(r, i, 4));
+    s->end_min = atoi(PQgetvalue(r, i, 5));
+    s->days = (uint8_t)atoi(PQgetvalue(r, i, 6));
+    snprintf(s->tz, sizeof s->tz, "%s", PQgetvalue(r, i, 7));
+    char ex[4096];
+    snprintf(ex, sizeof ex, "%s", PQgetvalue(r, i, 8));
+    char *save = NULL;
+    for (char *t = strtok_r(ex, ",", &save); t && s->n_exceptions < RULES_MAX_EXCEPTIONS;
+         t = strtok_r(NULL, ",", &save))
+      if (rules_parse_date(t, &s->exceptions[s->n_exceptions]) == 0) s->n_exceptions++;
+    s->wave_size = (unsigned)atoi(PQgetvalue(r, i, 9));
+    s->enabled = PQgetvalue(r, i, 10)[0] == 't';
+    out->n_schedules++;
+  }
+  PQclear(r);
+
+  r = PQexec(c, "SELECT id, name, source, hubs, trigger_wait_s, release_wait_s, trigger_queue, "
+                "release_queue, trigger_sl, release_sl, share_cap_permille, min_hold_s, margin_s, "
+                "enabled FROM overflow_rules WHERE removed_at IS NULL ORDER BY id");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = admin_fail(c, r, "loading overflow rules", err, errlen);
+    goto done;
+  }
+  out->overflows = calloc((size_t)PQntuples(r) + 1, sizeof *out->overflows);
+  for (int i = 0; out->overflows && i < PQntuples(r); i++) {
+    overflow_rule_t *o = &out->overflows[out->n_overflows];
+    o->id = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+    snprintf(o->name, sizeof o->name, "%s", PQgetvalue(r, i, 1));
+    snprintf(o->source, sizeof o->source, "%s", PQgetvalue(r, i, 2));
+    if (admin_parse_array(PQgetvalue(r, i, 3), &o->hubs)) {
+      snprintf(err, errlen, "overflow rule '%s' has an unreadable hub list", o->name);
+      rc = NIRC_EDB;
+      PQclear(r);
+      goto done;
+    }
+    o->trigger_wait_s = (uint32_t)atoi(PQgetvalue(r, i, 4));
+    o->release_wait_s = (uint32_t)atoi(PQgetvalue(r, i, 5));
+    o->trigger_queue = (uint32_t)atoi(PQgetvalue(r, i, 6));
+    o->release_queue = (uint32_t)atoi(PQgetvalue(r, i, 7));
+    o->trigger_sl = atof(PQgetvalue(r, i, 8));
+    o->release_sl = atof(PQgetvalue(r, i, 9));
+    o->share_cap_permille = (uint32_t)atoi(PQgetvalue(r, i, 10));
+    o->min_hold_s = (uint32_t)atoi(PQgetvalue(r, i, 11));
+    o->margin_s = (uint32_t)atoi(PQgetvalue(r, i, 12));
+    o->enabled = PQgetvalue(r, i, 13)[0] == 't';
+    out->n_overflows++;
+  }
+  PQclear(r);
+
+  r = PQexec(c, "SELECT greatest((SELECT coalesce(max(id), 0) FROM cutovers),"
+                " (SELECT coalesce(max(id), 0) FROM schedules),"
+                " (SELECT coalesce(max(id), 0) FROM overflow_rules))");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = admin_fail(c, r, "reading rule ids", err, errlen);
+    goto done;
+  }
+  out->max_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  if (!out->cutovers || !out->schedules || !out->overflows) {
+    snprintf(err, errlen, "out of memory loading rules");
+    rc = NIRC_ENOMEM;
+  }
+done:
+  PQfinish(c);
+  if (rc) admin_rules_free(out);
+  return rc;
+}
+
+void admin_rules_free(admin_rules_t *r) {
+  free(r->cutovers);
+  free(r->schedules);
+  free(r->overflows);
+  memset(r, 0, sizeof *r);
+}

@@ -4,6 +4,7 @@
 #ifndef NIRC_ADMIN_H
 #define NIRC_ADMIN_H
 
+#include "rules.h"
 #include "scenario.h"
 #include "sites.h"
 
@@ -14,6 +15,21 @@
 int admin_import_sites(const char *conninfo, const scenario_t *sc, char *err, size_t errlen);
 /* Loads the sites table into the registry. */
 int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t errlen);
+/* Rules in force, for the engine at start-up. Arrays are malloc'd (owned
+ * by the caller); max_id is the highest rule id ever used. */
+typedef struct {
+  cutover_t *cutovers;
+  size_t n_cutovers;
+  schedule_t *schedules;
+  size_t n_schedules;
+  overflow_rule_t *overflows;
+  size_t n_overflows;
+  uint64_t max_id;
+} admin_rules_t;
+
+int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t errlen);
+void admin_rules_free(admin_rules_t *r);
+
 /* Takes a new leadership epoch from epoch_seq and records it. */
 int admin_new_epoch(const char *conninfo, const char *node, uint64_t *epoch, char *err,
                     size_t errlen);

@@ -41,6 +41,9 @@ const config_opt_t conf_nircd_opts[] = {
      "service-level floor a move must keep at the hub"},
     {"routing", "sl_threshold", CFG_DOUBLE, O(sl_threshold_s), 0, 1, 3600, "20", 0,
      "service-level threshold in seconds (80% answered within 20 s)"},
+    {"routing", "forecast", CFG_STRING, O(forecast), S(forecast), 0, 0, "", 0,
+     "scenario file with each site's expected calls by hour, used to size scheduled moves "
+     "(empty: live load)"},
     CONFIG_CLOCK_OPTS(nircd_conf_t, clock),
     CONFIG_LOG_OPTS(nircd_conf_t, log),
     {0},

@@ -17,6 +17,7 @@ typedef struct {
   uint64_t ack_timeout_ms, verify_window_ms;
   uint32_t max_resends;
   double sl_target, sl_threshold_s;
+  char forecast[CONFIG_STR_MAX]; /* scenario file giving expected demand by hour */
   config_clock_t clock;
   config_log_t log;
 } nircd_conf_t;

@@ -462,9 +462,22 @@ static void engine_progress_site(engine_t *e, size_t i, const char *fmt, ...) {
 
 /* ---- planning ---- */
 
+/* Expected own demand of `slug` at business time at_ms, from the forecast
+ * scenario; 0 when there is none (the planner then uses live demand). */
+static double engine_forecast(const engine_t *e, const char *slug, int64_t at_ms) {
+  const scenario_t *sc = e->opts.forecast;
+  if (!sc) return 0;
+  const scenario_site_t *s = scenario_find(sc, slug);
+  if (!s) return 0;
+  int64_t local = at_ms / 1000 + (int64_t)sc->utc_offset_min * 60;
+  double hour = (double)(((local % 86400) + 86400) % 86400) / 3600.0;
+  return scenario_rate_per_s(sc, s, hour);
+}
+
 static void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cut,
                                size_t n_extra_cut) {
   size_t n = engine_nsites(e);
+  int64_t now = engine_now(e);
   for (size_t i = 0; i < n; i++) {
     site_t *s = engine_site(e, i);
     plan_site_t *p = &e->psites[i];
@@ -474,6 +487,7 @@ static void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *e
     /* A site without a report yet is not known to be able to take calls. */
     p->online = s->state == SITE_ONLINE && s->has_report && !s->last.pbx_unreadable;
     p->demand_cps = s->demand_cps;
+    p->forecast_cps = engine_forecast(e, s->slug, now);
     p->aht_s = s->aht_s > 0 ? s->aht_s : (s->has_report ? s->last.aht_ms / 1000.0 : 0);
     if (s->has_report && s->last.logged_in >= s->last.not_ready)
       p->staffed = s->last.logged_in - s->last.not_ready;
@@ -516,7 +530,7 @@ static void engine_route_from_plan(const plan_route_t *p, route_t *r) {
   }
   r->n_share = p->n_route < ROUTE_MAX_SHARES ? p->n_route : ROUTE_MAX_SHARES;
   r->revert_at_ms = p->revert_at_ms;
-  nirc_strlcpy(r->reason, p->reason, sizeof r->reason);
+  nirc_strlcpy_utf8(r->reason, p->reason, sizeof r->reason);
 }
 
 static bool engine_shares_same(const route_t *a, const route_t *b) {
@@ -576,7 +590,7 @@ static void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
     route_t want;
     engine_route_from_plan(pr, &want);
     if (engine_shares_same(&want, &d->target)) {
-      nirc_strlcpy(next[i].reason, want.reason, sizeof next[i].reason);
+      nirc_strlcpy_utf8(next[i].reason, want.reason, sizeof next[i].reason);
       continue;
     }
     const char *self = engine_site(e, i)->slug;
@@ -585,7 +599,7 @@ static void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
     next[i].n_share = want.n_share;
     memcpy(next[i].share, want.share, sizeof want.share);
     next[i].revert_at_ms = want.revert_at_ms;
-    nirc_strlcpy(next[i].reason, want.reason, sizeof next[i].reason);
+    nirc_strlcpy_utf8(next[i].reason, want.reason, sizeof next[i].reason);
     d->kind = pr->kind;
     d->rule_id = pr->rule_id;
   }
@@ -1126,6 +1140,12 @@ void engine_op_cutover(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Cutover
     engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
     return;
   }
+  if (req->reason && strlen(req->reason) >= sizeof cut.reason) {
+    engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                       "the reason is longer than %zu bytes; say it shorter",
+                       sizeof cut.reason - 1);
+    return;
+  }
   nirc_strlcpy(cut.reason, req->reason ? req->reason : "", sizeof cut.reason);
   nirc_strlcpy(cut.operator_name, link_peer(c->link)->subject, sizeof cut.operator_name);
   cut.created_ms = engine_now(e);
@@ -1427,6 +1447,8 @@ void engine_op_plan(engine_t *e, conn_t *c, uint64_t rid, const Nirc__PlanReques
     one.enabled = true;
     plan_input_t in;
     engine_build_input(e, &in, NULL, 0);
+    for (size_t i = 0; i < n; i++)
+      e->psites[i].forecast_cps = engine_forecast(e, e->psites[i].slug, at);
     in.cutovers = NULL;
     in.n_cutovers = 0;
     in.schedules = &one;
@@ -1484,14 +1506,391 @@ void engine_op_plan(engine_t *e, conn_t *c, uint64_t rid, const Nirc__PlanReques
   free(focus);
 }
 
+static void engine_days_text(uint8_t days, char *buf, size_t len) {
+  static const char *names[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+  if (days == 0x7f) {
+    snprintf(buf, len, "daily");
+    return;
+  }
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int d = 0; d < 7; d++)
+    if (days & (1u << d))
+      used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%s", used ? "," : "",
+                               names[d]);
+}
+
+static Nirc__ScheduleSpec *engine_schedule_spec(engine_t *e, arena_t *a, const schedule_t *s) {
+  Nirc__ScheduleSpec *sp = arena_alloc(a, sizeof *sp);
+  if (!sp) return NULL;
+  nirc__schedule_spec__init(sp);
+  sp->id = s->id;
+  sp->name = arena_str(a, s->name);
+  sp->sources = arena_alloc(a, (s->sources.n + 1) * sizeof(char *));
+  sp->hubs = arena_alloc(a, (s->hubs.n + 1) * sizeof(char *));
+  sp->exceptions = arena_alloc(a, (s->n_exceptions + 1) * sizeof(char *));
+  if (!sp->sources || !sp->hubs || !sp->exceptions) return NULL;
+  for (unsigned k = 0; k < s->sources.n; k++)
+    sp->sources[sp->n_sources++] = arena_str(a, s->sources.v[k]);
+  for (unsigned k = 0; k < s->hubs.n; k++)
+    sp->hubs[sp->n_hubs++] = arena_str(a, s->hubs.v[k]);
+  for (unsigned k = 0; k < s->n_exceptions; k++) {
+    char d[16];
+    int32_t x = s->exceptions[k];
+    snprintf(d, sizeof d, "%04d-%02d-%02d", x / 10000, (x / 100) % 100, x % 100);
+    sp->exceptions[sp->n_exceptions++] = arena_str(a, d);
+  }
+  char t[16], days[64];
+  snprintf(t, sizeof t, "%02d:%02d", s->start_min / 60, s->start_min % 60);
+  sp->start = arena_str(a, t);
+  snprintf(t, sizeof t, "%02d:%02d", s->end_min / 60, s->end_min % 60);
+  sp->end = arena_str(a, t);
+  engine_days_text(s->days, days, sizeof days);
+  sp->days = arena_str(a, days);
+  sp->tz = arena_str(a, s->tz);
+  sp->wave_size = s->wave_size;
+  sp->enabled = s->enabled;
+  int64_t st, en;
+  sp->in_force = rules_schedule_window(s, engine_now(e), &st, &en);
+  sp->next_start_ms = rules_schedule_next_start(s, engine_now(e));
+  return sp;
+}
+
+static void engine_reply_schedules(engine_t *e, conn_t *c, uint64_t rid) {
+  arena_t a = {0};
+  Nirc__ScheduleReply *sr = arena_alloc(&a, sizeof *sr);
+  if (sr) {
+    nirc__schedule_reply__init(sr);
+    sr->schedules = arena_alloc(&a, (e->n_sch + 1) * sizeof *sr->schedules);
+  }
+  for (size_t k = 0; sr && sr->schedules && k < e->n_sch; k++) {
+    Nirc__ScheduleSpec *sp = engine_schedule_spec(e, &a, &e->sch[k]);
+    if (sp) sr->schedules[sr->n_schedules++] = sp;
+  }
+  if (!sr || !sr->schedules || a.failed) {
+    arena_free(&a);
+    engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+    return;
+  }
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  rep.request_id = rid;
+  rep.ok = 1;
+  rep.body_case = NIRC__OPERATOR_REPLY__BODY_SCHEDULE;
+  rep.schedule = sr;
+  engine_send_reply(c, &rep);
+  arena_free(&a);
+}
+
+static schedule_t *engine_find_schedule(engine_t *e, const char *name, uint64_t id) {
+  for (size_t k = 0; k < e->n_sch; k++)
+    if ((id && e->sch[k].id == id) || (name && *name && strcmp(e->sch[k].name, name) == 0))
+      return &e->sch[k];
+  return NULL;
+}
+
+static int engine_schedule_from_spec(engine_t *e, const Nirc__ScheduleSpec *sp, schedule_t *s,
+                                     char *err, size_t errlen) {
+  memset(s, 0, sizeof *s);
+  if (!sp) {
+    snprintf(err, errlen, "no schedule given");
+    return NIRC_EINVAL;
+  }
+  nirc_strlcpy(s->name, sp->name ? sp->name : "", sizeof s->name);
+  if (engine_copy_slugs(&s->sources, sp->sources, sp->n_sources, "sources", err, errlen) ||
+      engine_copy_slugs(&s->hubs, sp->hubs, sp->n_hubs, "hubs", err, errlen))
+    return NIRC_EINVAL;
+  if (!sp->start || rules_parse_hhmm(sp->start, &s->start_min) != 0) {
+    snprintf(err, errlen, "start time '%s' is not HH:MM (00:00-23:59)", sp->start ? sp->start : "");
+    return NIRC_EINVAL;
+  }
+  if (!sp->end || rules_parse_hhmm(sp->end, &s->end_min) != 0) {
+    snprintf(err, errlen, "end time '%s' is not HH:MM (00:00-23:59)", sp->end ? sp->end : "");
+    return NIRC_EINVAL;
+  }
+  if (rules_parse_days(sp->days && *sp->days ? sp->days : "daily", &s->days, err, errlen) != 0)
+    return NIRC_EINVAL;
+  nirc_strlcpy(s->tz, sp->tz && *sp->tz ? sp->tz : "Asia/Shanghai", sizeof s->tz);
+  for (size_t k = 0; k < sp->n_exceptions; k++) {
+    if (s->n_exceptions == RULES_MAX_EXCEPTIONS ||
+        rules_parse_date(sp->exceptions[k], &s->exceptions[s->n_exceptions]) != 0) {
+      snprintf(err, errlen, "exception date '%s' is not YYYY-MM-DD", sp->exceptions[k]);
+      return NIRC_EINVAL;
+    }
+    s->n_exceptions++;
+  }
+  s->wave_size = sp->wave_size ? sp->wave_size : 5;
+  s->enabled = true;
+  return 0;
+}
+
+static void engine_persist_schedule(engine_t *e, const schedule_t *s, const char *who) {
+  char id[24], srcs[1024], hubs[1024], st[8], en[8], days[8], ws[8], ex[1024] = "{";
+  snprintf(id, sizeof id, "%llu", (unsigned long long)s->id);
+  engine_pg_array(&s->sources, srcs, sizeof srcs);
+  engine_pg_array(&s->hubs, hubs, sizeof hubs);
+  snprintf(st, sizeof st, "%d", s->start_min);
+  snprintf(en, sizeof en, "%d", s->end_min);
+  snprintf(days, sizeof days, "%u", s->days);
+  snprintf(ws, sizeof ws, "%u", s->wave_size);
+  for (unsigned k = 0; k < s->n_exceptions; k++) {
+    int32_t x = s->exceptions[k];
+    size_t u = strlen(ex);
+    snprintf(ex + u, sizeof ex - u, "%s%04d-%02d-%02d", k ? "," : "", x / 10000, (x / 100) % 100,
+             x % 100);
+  }
+  strncat(ex, "}", sizeof ex - strlen(ex) - 1);
+  const char *p[] = {
+      id, s->name, srcs, hubs, st, en, days, s->tz, ex, ws, s->enabled ? "true" : "false", who};
+  engine_db(e,
+            "INSERT INTO schedules (id, name, sources, hubs, start_min, end_min, days, tz, "
+            "exceptions, wave_size, enabled, created_by) VALUES "
+            "($1,$2,$3,$4,$5,$6,$7,$8,$9::date[],$10,$11,$12)",
+            12, p);
+}
+
 void engine_op_schedule(engine_t *e, conn_t *c, uint64_t rid, const Nirc__ScheduleRequest *req) {
-  engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_MESSAGE,
-                     "schedule management is not in this build yet");
+  char err[512], why[256];
+  const char *who = engine_operator(c);
+  rules_env_t env = {engine_site_exists, e};
+  switch (req->op) {
+  case NIRC__RULE_OP__RULE_OP_LIST: engine_reply_schedules(e, c, rid); return;
+  case NIRC__RULE_OP__RULE_OP_ADD: {
+    schedule_t s;
+    if (engine_schedule_from_spec(e, req->spec, &s, err, sizeof err) != 0 ||
+        rules_validate_schedule(&s, &env, err, sizeof err) != 0) {
+      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      return;
+    }
+    if (engine_find_schedule(e, s.name, 0)) {
+      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                         "a schedule named '%s' exists; remove it first or pick another name",
+                         s.name);
+      return;
+    }
+    for (size_t k = 0; k < e->n_sch; k++) {
+      if (rules_schedules_conflict(&s, &e->sch[k], why, sizeof why)) {
+        engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                           "conflicts with schedule '%s': %s", e->sch[k].name, why);
+        return;
+      }
+    }
+    s.id = e->next_rule_id++;
+    if (engine_add_schedule(e, &s) != 0) {
+      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+      return;
+    }
+    engine_persist_schedule(e, &s, who);
+    engine_audit(e, who, "schedule-add", s.name,
+                 json_pack("{s:I, s:o, s:o, s:i, s:i, s:i, s:s}", "id", (json_int_t)s.id, "sources",
+                           engine_slugs_json(&s.sources), "hubs", engine_slugs_json(&s.hubs),
+                           "start_min", s.start_min, "end_min", s.end_min, "days", s.days, "tz",
+                           s.tz),
+                 NULL, 0);
+    engine_reply_schedules(e, c, rid);
+    return;
+  }
+  case NIRC__RULE_OP__RULE_OP_REMOVE:
+  case NIRC__RULE_OP__RULE_OP_ENABLE:
+  case NIRC__RULE_OP__RULE_OP_DISABLE: {
+    schedule_t *s = engine_find_schedule(e, req->name, req->id);
+    if (!s) {
+      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                         "no schedule '%s' (see nircctl schedule list)",
+                         req->name ? req->name : "");
+      return;
+    }
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)s->id);
+    const char *action;
+    if (req->op == NIRC__RULE_OP__RULE_OP_REMOVE) {
+      action = "schedule-rm";
+      const char *p[] = {id};
+      engine_db(e, "UPDATE schedules SET removed_at = now() WHERE id = $1", 1, p);
+      engine_audit(e, who, action, s->name, json_pack("{s:I}", "id", (json_int_t)s->id), NULL, 0);
+      *s = e->sch[--e->n_sch]; /* order does not matter */
+    } else {
+      bool on = req->op == NIRC__RULE_OP__RULE_OP_ENABLE;
+      if (on) {
+        schedule_t trial = *s;
+        trial.enabled = true;
+        for (size_t k = 0; k < e->n_sch; k++) {
+          if (&e->sch[k] == s) continue;
+          if (rules_schedules_conflict(&trial, &e->sch[k], why, sizeof why)) {
+            engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                               "cannot enable: conflicts with schedule '%s': %s", e->sch[k].name,
+                               why);
+            return;
+          }
+        }
+      }
+      s->enabled = on;
+      action = on ? "schedule-enable" : "schedule-disable";
+      const char *p[] = {id, on ? "true" : "false"};
+      engine_db(e, "UPDATE schedules SET enabled = $2 WHERE id = $1", 2, p);
+      engine_audit(e, who, action, s->name, json_pack("{s:I}", "id", (json_int_t)s->id), NULL, 0);
+    }
+    engine_reply_schedules(e, c, rid);
+    return;
+  }
+  default:
+    engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "unknown schedule operation");
+  }
+}
+
+static Nirc__OverflowSpec *engine_overflow_spec(engine_t *e, arena_t *a, size_t k) {
+  const overflow_rule_t *o = &e->ovf[k];
+  Nirc__OverflowSpec *sp = arena_alloc(a, sizeof *sp);
+  if (!sp) return NULL;
+  nirc__overflow_spec__init(sp);
+  sp->id = o->id;
+  sp->name = arena_str(a, o->name);
+  sp->source = arena_str(a, o->source);
+  sp->hubs = arena_alloc(a, (o->hubs.n + 1) * sizeof(char *));
+  if (!sp->hubs) return NULL;
+  for (unsigned h = 0; h < o->hubs.n; h++)
+    sp->hubs[sp->n_hubs++] = arena_str(a, o->hubs.v[h]);
+  sp->trigger_wait_s = o->trigger_wait_s;
+  sp->release_wait_s = o->release_wait_s;
+  sp->trigger_queue = o->trigger_queue;
+  sp->release_queue = o->release_queue;
+  sp->trigger_sl = o->trigger_sl;
+  sp->release_sl = o->release_sl;
+  sp->share_cap_permille = o->share_cap_permille;
+  sp->min_hold_s = o->min_hold_s;
+  sp->margin_s = o->margin_s;
+  sp->enabled = o->enabled;
+  sp->engaged = e->ovf_state[k].engaged;
+  return sp;
+}
+
+static void engine_reply_overflows(engine_t *e, conn_t *c, uint64_t rid) {
+  arena_t a = {0};
+  Nirc__OverflowReply *orp = arena_alloc(&a, sizeof *orp);
+  if (orp) {
+    nirc__overflow_reply__init(orp);
+    orp->rules = arena_alloc(&a, (e->n_ovf + 1) * sizeof *orp->rules);
+  }
+  for (size_t k = 0; orp && orp->rules && k < e->n_ovf; k++) {
+    Nirc__OverflowSpec *sp = engine_overflow_spec(e, &a, k);
+    if (sp) orp->rules[orp->n_rules++] = sp;
+  }
+  if (!orp || !orp->rules || a.failed) {
+    arena_free(&a);
+    engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+    return;
+  }
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  rep.request_id = rid;
+  rep.ok = 1;
+  rep.body_case = NIRC__OPERATOR_REPLY__BODY_OVERFLOW;
+  rep.overflow = orp;
+  engine_send_reply(c, &rep);
+  arena_free(&a);
 }
 
 void engine_op_overflow(engine_t *e, conn_t *c, uint64_t rid, const Nirc__OverflowRequest *req) {
-  engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_MESSAGE,
-                     "overflow management is not in this build yet");
+  char err[512], why[256];
+  const char *who = engine_operator(c);
+  rules_env_t env = {engine_site_exists, e};
+  if (req->op == NIRC__RULE_OP__RULE_OP_LIST) {
+    engine_reply_overflows(e, c, rid);
+    return;
+  }
+  if (req->op == NIRC__RULE_OP__RULE_OP_ADD) {
+    const Nirc__OverflowSpec *sp = req->spec;
+    overflow_rule_t o;
+    memset(&o, 0, sizeof o);
+    if (!sp) {
+      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "no rule given");
+      return;
+    }
+    nirc_strlcpy(o.name, sp->name ? sp->name : "", sizeof o.name);
+    nirc_strlcpy(o.source, sp->source ? sp->source : "", sizeof o.source);
+    if (engine_copy_slugs(&o.hubs, sp->hubs, sp->n_hubs, "hubs", err, sizeof err)) {
+      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      return;
+    }
+    o.trigger_wait_s = sp->trigger_wait_s;
+    o.release_wait_s = sp->release_wait_s;
+    o.trigger_queue = sp->trigger_queue;
+    o.release_queue = sp->release_queue;
+    o.trigger_sl = sp->trigger_sl;
+    o.release_sl = sp->release_sl;
+    o.share_cap_permille = sp->share_cap_permille;
+    o.min_hold_s = sp->min_hold_s;
+    o.margin_s = sp->margin_s;
+    o.enabled = true;
+    if (!o.name[0]) snprintf(o.name, sizeof o.name, "%s-overflow", o.source);
+    if (rules_validate_overflow(&o, &env, err, sizeof err) != 0) {
+      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      return;
+    }
+    for (size_t k = 0; k < e->n_ovf; k++) {
+      if (strcmp(e->ovf[k].name, o.name) == 0 ||
+          rules_overflows_conflict(&o, &e->ovf[k], why, sizeof why)) {
+        engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                           "conflicts with overflow rule '%s': %s", e->ovf[k].name,
+                           strcmp(e->ovf[k].name, o.name) == 0 ? "same name" : why);
+        return;
+      }
+    }
+    o.id = e->next_rule_id++;
+    if (engine_add_overflow(e, &o) != 0) {
+      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+      return;
+    }
+    char v[10][24], hubs[1024];
+    snprintf(v[0], 24, "%llu", (unsigned long long)o.id);
+    snprintf(v[1], 24, "%u", o.trigger_wait_s);
+    snprintf(v[2], 24, "%u", o.release_wait_s);
+    snprintf(v[3], 24, "%u", o.trigger_queue);
+    snprintf(v[4], 24, "%u", o.release_queue);
+    snprintf(v[5], 24, "%.4f", o.trigger_sl);
+    snprintf(v[6], 24, "%.4f", o.release_sl);
+    snprintf(v[7], 24, "%u", o.share_cap_permille);
+    snprintf(v[8], 24, "%u", o.min_hold_s);
+    snprintf(v[9], 24, "%u", o.margin_s);
+    engine_pg_array(&o.hubs, hubs, sizeof hubs);
+    const char *p[] = {v[0], o.name, o.source, hubs, v[1], v[2], v[3],
+                       v[4], v[5],   v[6],     v[7], v[8], v[9], who};
+    engine_db(e,
+              "INSERT INTO overflow_rules (id, name, source, hubs, trigger_wait_s, "
+              "release_wait_s, trigger_queue, release_queue, trigger_sl, release_sl, "
+              "share_cap_permille, min_hold_s, margin_s, created_by) VALUES "
+              "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
+              14, p);
+    engine_audit(e, who, "overflow-add", o.name,
+                 json_pack("{s:I, s:s, s:o, s:I}", "id", (json_int_t)o.id, "source", o.source,
+                           "hubs", engine_slugs_json(&o.hubs), "share_cap_permille",
+                           (json_int_t)o.share_cap_permille),
+                 NULL, 0);
+    engine_reply_overflows(e, c, rid);
+    return;
+  }
+  if (req->op == NIRC__RULE_OP__RULE_OP_REMOVE) {
+    for (size_t k = 0; k < e->n_ovf; k++) {
+      if ((req->id && e->ovf[k].id == req->id) ||
+          (req->name && *req->name && strcmp(e->ovf[k].name, req->name) == 0)) {
+        char id[24];
+        snprintf(id, sizeof id, "%llu", (unsigned long long)e->ovf[k].id);
+        const char *p[] = {id};
+        engine_db(e, "UPDATE overflow_rules SET removed_at = now() WHERE id = $1", 1, p);
+        engine_audit(e, who, "overflow-rm", e->ovf[k].name,
+                     json_pack("{s:I}", "id", (json_int_t)e->ovf[k].id), NULL, 0);
+        e->ovf[k] = e->ovf[e->n_ovf - 1];
+        e->ovf_state[k] = e->ovf_state[e->n_ovf - 1];
+        e->n_ovf--;
+        engine_reply_overflows(e, c, rid);
+        return;
+      }
+    }
+    engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                       "no overflow rule '%s' (see nircctl overflow list)",
+                       req->name ? req->name : "");
+    return;
+  }
+  engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                     "overflow rules support list, add and rm");
 }
 
 /* ---- tick ---- */

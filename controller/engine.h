@@ -23,6 +23,7 @@
 #include "planner.h"
 #include "route.h"
 #include "rules.h"
+#include "scenario.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -58,6 +59,9 @@ typedef struct {
   uint32_t verify_window_ms; /* default 10000 */
   double sl_target;          /* default 0.80 */
   double sl_threshold_s;     /* default 20 */
+  /* Expected demand by hour for scheduled moves (borrowed; may be NULL:
+   * live demand is used). The scenario file stands in for load history. */
+  const scenario_t *forecast;
 } engine_opts_t;
 
 int engine_new(server_t *srv, const engine_opts_t *opts, engine_t **out);

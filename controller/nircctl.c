@@ -462,6 +462,12 @@ typedef struct {
   Nirc__RestoreRequest restore;
   Nirc__PlanRequest plan;
   Nirc__HistoryRequest history;
+  Nirc__ScheduleRequest schedule;
+  Nirc__ScheduleSpec sched_spec;
+  Nirc__OverflowRequest overflow;
+  Nirc__OverflowSpec ovf_spec;
+  char *exceptions[64];
+  char exbuf[2048];
 } ctl_args_t;
 
 typedef struct {
@@ -725,6 +731,290 @@ static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
   return 0;
 }
 
+static int rule_op(const char *w, Nirc__RuleOp *op) {
+  static const struct {
+    const char *w;
+    Nirc__RuleOp op;
+  } ops[] = {{"list", NIRC__RULE_OP__RULE_OP_LIST},
+             {"add", NIRC__RULE_OP__RULE_OP_ADD},
+             {"rm", NIRC__RULE_OP__RULE_OP_REMOVE},
+             {"enable", NIRC__RULE_OP__RULE_OP_ENABLE},
+             {"disable", NIRC__RULE_OP__RULE_OP_DISABLE}};
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+    if (strcmp(ops[i].w, w) == 0) {
+      *op = ops[i].op;
+      return 0;
+    }
+  return -1;
+}
+
+static int parse_uint(const char *what, const char *v, uint32_t max, uint32_t *out) {
+  char *end;
+  unsigned long x = strtoul(v, &end, 10);
+  if (!*v || *end || x > max) {
+    fprintf(stderr, "nircctl: %s must be a whole number up to %u\n", what, max);
+    return -1;
+  }
+  *out = (uint32_t)x;
+  return 0;
+}
+
+static int parse_secs(const char *what, const char *v, uint32_t *out) {
+  uint64_t ms;
+  if (nirc_parse_duration_ms(v, &ms) != 0 || ms > 86400000ull) {
+    fprintf(stderr, "nircctl: %s: expected a duration such as 30s or 5m\n", what);
+    return -1;
+  }
+  *out = (uint32_t)(ms / 1000);
+  return 0;
+}
+
+static int parse_frac(const char *what, const char *v, double *out) {
+  char *end;
+  double x = strtod(v, &end);
+  if (!*v || *end || x <= 0 || x > 1) {
+    fprintf(stderr, "nircctl: %s must be a fraction in (0, 1], e.g. 0.8\n", what);
+    return -1;
+  }
+  *out = x;
+  return 0;
+}
+
+static int build_schedule(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  nirc__schedule_request__init(&a->schedule);
+  if (argc < 2 || rule_op(argv[1], &a->schedule.op) != 0) {
+    fprintf(stderr, "nircctl: usage: schedule list|add|rm|enable|disable ... (see --help)\n");
+    return EXIT_USAGE;
+  }
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_SCHEDULE;
+  req->schedule = &a->schedule;
+  if (a->schedule.op == NIRC__RULE_OP__RULE_OP_LIST) return argc == 2 ? 0 : EXIT_USAGE;
+  if (argc < 3) {
+    fprintf(stderr, "nircctl: schedule %s needs a NAME\n", argv[1]);
+    return EXIT_USAGE;
+  }
+  a->schedule.name = argv[2];
+  if (a->schedule.op != NIRC__RULE_OP__RULE_OP_ADD) return argc == 3 ? 0 : EXIT_USAGE;
+  static const struct option o[] = {
+      {"sources", required_argument, NULL, 's'},
+      {"to", required_argument, NULL, 't'},
+      {"start", required_argument, NULL, 'b'},
+      {"end", required_argument, NULL, 'e'},
+      {"days", required_argument, NULL, 'd'},
+      {"tz", required_argument, NULL, 'z'},
+      {"except", required_argument, NULL, 'x'},
+      {"wave-size", required_argument, NULL, 'w'},
+      {NULL, 0, NULL, 0},
+  };
+  Nirc__ScheduleSpec *sp = &a->sched_spec;
+  nirc__schedule_spec__init(sp);
+  sp->name = argv[2];
+  sp->days = "daily";
+  sp->tz = "Asia/Shanghai";
+  const char *srcs = NULL, *to = NULL;
+  int ch, n;
+  /* getopt over "NAME --opt ...": NAME plays argv[0]; optind 0 resets GNU
+   * getopt's state after the global options were parsed. */
+  argc -= 2;
+  argv += 2;
+  optind = 0;
+  while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
+    switch (ch) {
+    case 's': srcs = optarg; break;
+    case 't': to = optarg; break;
+    case 'b': sp->start = optarg; break;
+    case 'e': sp->end = optarg; break;
+    case 'd': sp->days = optarg; break;
+    case 'z': sp->tz = optarg; break;
+    case 'x': {
+      if (nirc_strlcpy(a->exbuf, optarg, sizeof a->exbuf) >= sizeof a->exbuf) return EXIT_USAGE;
+      char *save = NULL;
+      for (char *t = strtok_r(a->exbuf, ",", &save); t && sp->n_exceptions < 64;
+           t = strtok_r(NULL, ",", &save))
+        a->exceptions[sp->n_exceptions++] = t;
+      sp->exceptions = a->exceptions;
+      break;
+    }
+    case 'w':
+      if (parse_uint("--wave-size", optarg, 100, &sp->wave_size)) return EXIT_USAGE;
+      break;
+    default: return EXIT_USAGE;
+    }
+  }
+  if (optind != argc || !srcs || !to || !sp->start || !sp->end) {
+    fprintf(stderr, "nircctl: usage: schedule add NAME --sources A,B --to HUB[,HUB] --start HH:MM "
+                    "--end HH:MM [--days daily] [--tz ZONE] [--except DATES] [--wave-size N]\n");
+    return EXIT_USAGE;
+  }
+  if ((n = split_list(srcs, a->listbuf[0], sizeof a->listbuf[0], a->sources, "sources")) < 0)
+    return EXIT_USAGE;
+  sp->sources = a->sources;
+  sp->n_sources = (size_t)n;
+  if ((n = split_list(to, a->listbuf[1], sizeof a->listbuf[1], a->hubs, "hubs")) < 0)
+    return EXIT_USAGE;
+  sp->hubs = a->hubs;
+  sp->n_hubs = (size_t)n;
+  a->schedule.spec = sp;
+  return 0;
+}
+
+static int build_overflow(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  nirc__overflow_request__init(&a->overflow);
+  if (argc < 2 || rule_op(argv[1], &a->overflow.op) != 0 ||
+      a->overflow.op == NIRC__RULE_OP__RULE_OP_ENABLE ||
+      a->overflow.op == NIRC__RULE_OP__RULE_OP_DISABLE) {
+    fprintf(stderr, "nircctl: usage: overflow list|add|rm ... (see --help)\n");
+    return EXIT_USAGE;
+  }
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_OVERFLOW;
+  req->overflow = &a->overflow;
+  if (a->overflow.op == NIRC__RULE_OP__RULE_OP_LIST) return argc == 2 ? 0 : EXIT_USAGE;
+  if (argc < 3) {
+    fprintf(stderr, "nircctl: overflow %s needs a NAME\n", argv[1]);
+    return EXIT_USAGE;
+  }
+  a->overflow.name = argv[2];
+  if (a->overflow.op == NIRC__RULE_OP__RULE_OP_REMOVE) return argc == 3 ? 0 : EXIT_USAGE;
+  static const struct option o[] = {
+      {"source", required_argument, NULL, 's'},
+      {"to", required_argument, NULL, 't'},
+      {"trigger-wait", required_argument, NULL, 'W'},
+      {"release-wait", required_argument, NULL, 'w'},
+      {"trigger-queue", required_argument, NULL, 'Q'},
+      {"release-queue", required_argument, NULL, 'q'},
+      {"trigger-sl", required_argument, NULL, 'L'},
+      {"release-sl", required_argument, NULL, 'l'},
+      {"cap", required_argument, NULL, 'c'},
+      {"hold", required_argument, NULL, 'h'},
+      {"margin", required_argument, NULL, 'm'},
+      {NULL, 0, NULL, 0},
+  };
+  Nirc__OverflowSpec *sp = &a->ovf_spec;
+  nirc__overflow_spec__init(sp);
+  sp->name = argv[2];
+  sp->min_hold_s = 300;
+  const char *to = NULL;
+  int ch, n;
+  argc -= 2; /* as in build_schedule */
+  argv += 2;
+  optind = 0;
+  while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
+    int bad = 0;
+    switch (ch) {
+    case 's': sp->source = optarg; break;
+    case 't': to = optarg; break;
+    case 'W': bad = parse_secs("--trigger-wait", optarg, &sp->trigger_wait_s); break;
+    case 'w': bad = parse_secs("--release-wait", optarg, &sp->release_wait_s); break;
+    case 'Q': bad = parse_uint("--trigger-queue", optarg, 1000000, &sp->trigger_queue); break;
+    case 'q': bad = parse_uint("--release-queue", optarg, 1000000, &sp->release_queue); break;
+    case 'L': bad = parse_frac("--trigger-sl", optarg, &sp->trigger_sl); break;
+    case 'l': bad = parse_frac("--release-sl", optarg, &sp->release_sl); break;
+    case 'c': bad = parse_uint("--cap (permille)", optarg, 1000, &sp->share_cap_permille); break;
+    case 'h': bad = parse_secs("--hold", optarg, &sp->min_hold_s); break;
+    case 'm': bad = parse_secs("--margin", optarg, &sp->margin_s); break;
+    default: return EXIT_USAGE;
+    }
+    if (bad) return EXIT_USAGE;
+  }
+  if (optind != argc || !sp->source || !to || !sp->share_cap_permille) {
+    fprintf(stderr, "nircctl: usage: overflow add NAME --source SITE --to HUB[,HUB] --cap PERMILLE "
+                    "[--trigger-wait D --release-wait D] [--trigger-queue N --release-queue N] "
+                    "[--trigger-sl F --release-sl F] [--hold D] [--margin D]\n");
+    return EXIT_USAGE;
+  }
+  if ((n = split_list(to, a->listbuf[1], sizeof a->listbuf[1], a->hubs, "hubs")) < 0)
+    return EXIT_USAGE;
+  sp->hubs = a->hubs;
+  sp->n_hubs = (size_t)n;
+  a->overflow.spec = sp;
+  return 0;
+}
+
+static int print_schedules(const Nirc__OperatorReply *rep, int json) {
+  const Nirc__ScheduleReply *r = rep->schedule;
+  if (!r) return EXIT_REFUSED;
+  if (json) {
+    json_t *arr = json_array();
+    for (size_t i = 0; i < r->n_schedules; i++) {
+      const Nirc__ScheduleSpec *s = r->schedules[i];
+      json_t *src = json_array(), *hub = json_array(), *ex = json_array();
+      for (size_t k = 0; k < s->n_sources; k++)
+        json_array_append_new(src, json_string(s->sources[k]));
+      for (size_t k = 0; k < s->n_hubs; k++)
+        json_array_append_new(hub, json_string(s->hubs[k]));
+      for (size_t k = 0; k < s->n_exceptions; k++)
+        json_array_append_new(ex, json_string(s->exceptions[k]));
+      json_array_append_new(arr,
+                            json_pack("{s:I, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:o, s:I, s:b, "
+                                      "s:b, s:I}",
+                                      "id", (json_int_t)s->id, "name", s->name, "sources", src,
+                                      "hubs", hub, "start", s->start, "end", s->end, "days",
+                                      s->days, "tz", s->tz, "exceptions", ex, "wave_size",
+                                      (json_int_t)s->wave_size, "enabled", s->enabled, "in_force",
+                                      s->in_force, "next_start_ms", (json_int_t)s->next_start_ms));
+    }
+    print_json(json_pack("{s:o}", "schedules", arr));
+    return EXIT_DONE;
+  }
+  printf("%-14s %-11s %-14s %-6s %-14s %-5s %-8s %-9s %s\n", "NAME", "WINDOW", "DAYS", "WAVE", "TZ",
+         "ON", "IN FORCE", "SOURCES", "HUBS");
+  for (size_t i = 0; i < r->n_schedules; i++) {
+    const Nirc__ScheduleSpec *s = r->schedules[i];
+    char win[16];
+    snprintf(win, sizeof win, "%s-%s", s->start, s->end);
+    printf("%-14s %-11s %-14s %-6u %-14s %-5s %-8s %-9zu", s->name, win, s->days, s->wave_size,
+           s->tz, s->enabled ? "yes" : "no", s->in_force ? "YES" : "no", s->n_sources);
+    for (size_t k = 0; k < s->n_hubs; k++)
+      printf("%s%s", k ? "," : "", s->hubs[k]);
+    printf("\n");
+  }
+  if (r->n_schedules == 0) printf("(no schedules)\n");
+  return EXIT_DONE;
+}
+
+static int print_overflows(const Nirc__OperatorReply *rep, int json) {
+  const Nirc__OverflowReply *r = rep->overflow;
+  if (!r) return EXIT_REFUSED;
+  if (json) {
+    json_t *arr = json_array();
+    for (size_t i = 0; i < r->n_rules; i++) {
+      const Nirc__OverflowSpec *o = r->rules[i];
+      json_t *hub = json_array();
+      for (size_t k = 0; k < o->n_hubs; k++)
+        json_array_append_new(hub, json_string(o->hubs[k]));
+      json_array_append_new(
+          arr, json_pack("{s:I, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:I, s:b, "
+                         "s:b}",
+                         "id", (json_int_t)o->id, "name", o->name, "source", o->source, "hubs", hub,
+                         "trigger_wait_s", (json_int_t)o->trigger_wait_s, "release_wait_s",
+                         (json_int_t)o->release_wait_s, "trigger_queue",
+                         (json_int_t)o->trigger_queue, "release_queue",
+                         (json_int_t)o->release_queue, "trigger_sl", o->trigger_sl, "release_sl",
+                         o->release_sl, "share_cap_permille", (json_int_t)o->share_cap_permille,
+                         "min_hold_s", (json_int_t)o->min_hold_s, "margin_s",
+                         (json_int_t)o->margin_s, "enabled", o->enabled, "engaged", o->engaged));
+    }
+    print_json(json_pack("{s:o}", "rules", arr));
+    return EXIT_DONE;
+  }
+  printf("%-16s %-10s %-6s %-12s %-12s %-12s %-6s %s\n", "NAME", "SOURCE", "CAP", "WAIT trg/rel",
+         "QUEUE trg/rel", "SL trg/rel", "HOLD", "ENGAGED  HUBS");
+  for (size_t i = 0; i < r->n_rules; i++) {
+    const Nirc__OverflowSpec *o = r->rules[i];
+    char w[24], q[24], sl[24];
+    snprintf(w, sizeof w, "%us/%us", o->trigger_wait_s, o->release_wait_s);
+    snprintf(q, sizeof q, "%u/%u", o->trigger_queue, o->release_queue);
+    snprintf(sl, sizeof sl, "%.2f/%.2f", o->trigger_sl, o->release_sl);
+    printf("%-16s %-10s %-6u %-12s %-12s %-12s %-6u %-8s ", o->name, o->source,
+           o->share_cap_permille, w, q, sl, o->min_hold_s, o->engaged ? "YES" : "no");
+    for (size_t k = 0; k < o->n_hubs; k++)
+      printf("%s%s", k ? "," : "", o->hubs[k]);
+    printf("\n");
+  }
+  if (r->n_rules == 0) printf("(no overflow rules)\n");
+  return EXIT_DONE;
+}
+
 static const ctl_cmd_t ctl_cmds[] = {
     {"status", "every site: link, freshness, queue, wait, agents, SL, route",
      "usage: nircctl status [SITE]\n\n"
@@ -765,6 +1055,32 @@ static const ctl_cmd_t ctl_cmds[] = {
      "Examples:\n  nircctl history --site hubei\n  nircctl history --action cutover --since 24h\n"
      "  nircctl --json history --limit 500\n",
      build_history, print_history, 0},
+    {"schedule", "time-of-day moves: list, add, rm, enable, disable (admin)",
+     "usage: nircctl schedule list\n"
+     "       nircctl schedule add NAME --sources A,B,... --to HUB[,HUB] --start HH:MM --end HH:MM\n"
+     "                            [--days daily|mon-fri|...] [--tz ZONE] [--except DATES]\n"
+     "                            [--wave-size N]\n"
+     "       nircctl schedule rm|enable|disable NAME\n\n"
+     "A window may cross midnight (22:00 to 08:00). Sources move in waves of --wave-size\n"
+     "(default 5); each wave is verified before the next. Exception dates (YYYY-MM-DD)\n"
+     "skip the window that starts that day. Changes need the admin role.\n\n"
+     "Examples:\n"
+     "  nircctl schedule add night --sources hubei,guizhou,fujian --to shaanxi,henan \\\n"
+     "      --start 22:00 --end 08:00 --tz Asia/Shanghai --except 2020-01-24\n"
+     "  nircctl schedule disable night\n",
+     build_schedule, print_schedules, 0},
+    {"overflow", "automatic spill on overload: list, add, rm (admin)",
+     "usage: nircctl overflow list\n"
+     "       nircctl overflow add NAME --source SITE --to HUB[,HUB] --cap PERMILLE\n"
+     "              [--trigger-wait D --release-wait D] [--trigger-queue N --release-queue N]\n"
+     "              [--trigger-sl F --release-sl F] [--hold D] [--margin D]\n"
+     "       nircctl overflow rm NAME\n\n"
+     "Moves at most --cap permille of SITE's calls while a smoothed trigger is crossed,\n"
+     "and releases only past the release thresholds after --hold (default 5m).\n\n"
+     "Example:\n"
+     "  nircctl overflow add gd-peak --source guangdong --to sichuan,henan --cap 300 \\\n"
+     "      --trigger-wait 60s --release-wait 15s --hold 10m\n",
+     build_overflow, print_overflows, 0},
 };
 #define CTL_NCMDS (sizeof ctl_cmds / sizeof ctl_cmds[0])
 

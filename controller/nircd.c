@@ -70,6 +70,13 @@ static int run(const nircd_conf_t *conf) {
   }
   clock_setup(&srv->clock, conf->clock.speed, conf->clock.start, conf->clock.anchor);
 
+  if (conf->forecast[0]) {
+    if (scenario_load(conf->forecast, &srv->forecast, err, sizeof err) != 0) {
+      fprintf(stderr, "nircd: [routing] forecast: %s\n", err);
+      return 1;
+    }
+    srv->forecast_loaded = 1;
+  }
   uv_loop_t *loop = uv_default_loop();
   /* A peer that vanishes mid-write must not kill us with SIGPIPE. */
   signal(SIGPIPE, SIG_IGN);
@@ -77,10 +84,26 @@ static int run(const nircd_conf_t *conf) {
     fprintf(stderr, "nircd: %s\n", err);
     return 1;
   }
+  admin_rules_t rules;
+  if (admin_load_rules(conf->conninfo, &rules, err, sizeof err) != 0) {
+    fprintf(stderr, "nircd: %s\n", err);
+    return 1;
+  }
+  int lrc = engine_load_rules(srv->engine, rules.cutovers, rules.n_cutovers, rules.schedules,
+                              rules.n_schedules, rules.overflows, rules.n_overflows, rules.max_id);
+  log_info(LOG_MAIN, conf->node, "rules: %zu active cutovers, %zu schedules, %zu overflow rules",
+           rules.n_cutovers, rules.n_schedules, rules.n_overflows);
+  admin_rules_free(&rules);
+  if (lrc != 0) {
+    fprintf(stderr, "nircd: out of memory loading rules\n");
+    return 1;
+  }
   log_info(LOG_MAIN, conf->node, "controller %s up: epoch %llu, %zu sites, nircd " NIRC_VERSION,
            conf->node, (unsigned long long)srv->epoch, srv->sites.n);
   sd_notify(0, "READY=1");
   uv_run(loop, UV_RUN_DEFAULT);
+  engine_free(srv->engine);
+  if (srv->forecast_loaded) scenario_free(&srv->forecast);
   SSL_CTX_free(srv->tls);
   sites_free(&srv->sites);
   free(srv);

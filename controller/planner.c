@@ -427,7 +427,7 @@ static void planner_assign(planner_ctx_t *ctx, const planner_cand_t *c) {
   s->rule_id = c->rule_id;
   s->revert_at_ms = c->revert_at_ms;
   s->wave_size = c->wave_size;
-  nirc_strlcpy(s->reason, c->reason, sizeof s->reason);
+  nirc_strlcpy_utf8(s->reason, c->reason, sizeof s->reason);
 }
 
 /* The last attempt for a dropped candidate, against the final loads of
@@ -561,7 +561,9 @@ static int planner_cutovers(planner_ctx_t *ctx) {
       planner_cand_t *c = &cands[n++];
       planner_cand_init(c, idx, RULE_CUTOVER, co->id, &co->hubs);
       nirc_strlcpy(c->label, label, sizeof c->label);
-      snprintf(c->reason, sizeof c->reason, "cutover %" PRIu64 ": %s", co->id, co->reason);
+      char full[RULES_REASON_MAX + 32];
+      snprintf(full, sizeof full, "cutover %" PRIu64 ": %s", co->id, co->reason);
+      nirc_strlcpy_utf8(c->reason, full, sizeof c->reason); /* whole characters only */
       c->permille = 1000;
       c->cps = planner_rate(site->demand_cps);
       c->erl = c->cps * planner_aht(site);
@@ -795,7 +797,7 @@ static void planner_write_routes(const planner_ctx_t *ctx, plan_t *out) {
       r->kind = s->kind;
       r->rule_id = s->rule_id;
       r->wave_size = s->wave_size;
-      nirc_strlcpy(r->reason, s->reason, sizeof r->reason);
+      nirc_strlcpy_utf8(r->reason, s->reason, sizeof r->reason);
     } else {
       nirc_strlcpy(r->route[0].site, in->sites[i].slug, sizeof r->route[0].site);
       r->route[0].permille = 1000;

@@ -449,6 +449,7 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
         .verify_window_ms = (uint32_t)conf->verify_window_ms,
         .sl_target = conf->sl_target,
         .sl_threshold_s = conf->sl_threshold_s,
+        .forecast = srv->forecast_loaded ? &srv->forecast : NULL,
     };
     rc = engine_new(srv, &eo, &srv->engine);
     if (rc) {

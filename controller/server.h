@@ -58,7 +58,9 @@ struct server {
   unsigned nconns;
   int stopping;
   uint64_t db_dropped; /* records that could not be queued (db queue full) */
-  engine_t *engine;    /* owned: the routing engine */
+  engine_t *engine;
+  scenario_t forecast; /* [routing] forecast, loaded at start-up */
+  int forecast_loaded; /* owned: the routing engine */
 };
 
 /* Sets up listeners, timers and signals on `loop`. Sites and epoch must

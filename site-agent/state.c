@@ -74,8 +74,8 @@ int state_save(const char *path, const char *self, const route_t *r, char *err, 
   char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
   json_decref(j);
   if (!text) {
-    snprintf(err, errlen, "out of memory encoding the state");
-    return NIRC_ENOMEM;
+    snprintf(err, errlen, "cannot encode the state as JSON (out of memory or invalid text)");
+    return NIRC_EINVAL;
   }
   char tmp[4096], dir[4096];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);

@@ -153,7 +153,7 @@ class Proc:
 class Env:
     """One test's world: a run directory, a database, a controller config."""
 
-    def __init__(self, name, clock_speed=1):
+    def __init__(self, name, clock_speed=1, clock_start="", extra_nircd=""):
         ensure_pki()
         self.name = name
         self.dir = os.path.join(RUN, name)
@@ -164,6 +164,9 @@ class Env:
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self.clock_speed = clock_speed
+        self.clock_start = clock_start
+        # Every process of this test shares one business clock.
+        self.anchor = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.nircd_conf = self.write("nircd.conf", f"""
 [controller]
 node = nircd-1
@@ -177,6 +180,9 @@ conninfo = {conninfo(self.db)}
 schema_dir = {SRC}/schema
 [clock]
 speed = {clock_speed}
+start = {clock_start}
+anchor = {self.anchor}
+{extra_nircd}
 """)
         run([binary("nircd"), "-c", self.nircd_conf, "migrate"], check=True)
         run([binary("nircd"), "-c", self.nircd_conf, "import-sites", SCENARIO], check=True)
@@ -218,6 +224,7 @@ speed = {clock_speed}
 [agent]
 controllers = {ctl}
 report_log = {self.dir}/reports-{slug}.jsonl
+state_file = {self.dir}/state-{slug}.json
 [tls]
 ca = {PKI}/ca.crt
 cert = {cert_dir}/site-{slug}.crt
@@ -229,6 +236,8 @@ backoff_max = 2s
 scenario = {SCENARIO}
 [clock]
 speed = {self.clock_speed}
+start = {self.clock_start}
+anchor = {self.anchor}
 {extra}
 """)
 

@@ -12,6 +12,8 @@ def test_demo_shows_31_sites_online_and_cleans_up():
     env["NIRC_DEMO_PORT"] = str(T.free_port())
     env["NIRC_DEMO_PG_PORT"] = str(int(T.PG_PORT) + 3)
     env["NIRC_BUILD_DIR"] = T.BUILD
+    run_dir = os.path.join(T.RUN, "demo")
+    env["NIRC_DEMO_RUN"] = run_dir
     r = subprocess.run([os.path.join(T.SRC, "demo.sh"), "--duration", "0"], env=env,
                        capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, f"demo failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
@@ -19,7 +21,7 @@ def test_demo_shows_31_sites_online_and_cleans_up():
     rows = [l for l in r.stdout.splitlines() if " online " in l and l.split()[0].islower()]
     assert len(rows) == 31, f"expected 31 site rows online, got {len(rows)}"
     # Everything it started is gone: no process still uses the demo's files.
-    left = subprocess.run(["pgrep", "-f", os.path.join(T.SRC, ".run", "demo")],
+    left = subprocess.run(["pgrep", "-f", run_dir + "/"],
                           capture_output=True, text=True).stdout.split()
     assert left == [], f"demo left processes running: {left}"
     pg_dir = f"/tmp/nirc-demo-pg-{os.getuid()}-{env['NIRC_DEMO_PG_PORT']}"
