@@ -19,7 +19,7 @@ duration=""
 while [ $# -gt 0 ]; do
   case "$1" in
   --duration) duration=${2:?--duration needs seconds}; shift 2 ;;
-  -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
   *) echo "demo.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
