@@ -486,8 +486,10 @@ static void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *e
     p->is_hub = s->is_hub;
     /* A site without a report yet is not known to be able to take calls. */
     p->online = s->state == SITE_ONLINE && s->has_report && !s->last.pbx_unreadable;
-    p->demand_cps = s->demand_cps;
+    /* Until five minutes of calls are seen, the forecast fills the gap; one
+     * call in the first second must not read as a flood. */
     p->forecast_cps = engine_forecast(e, s->slug, now);
+    p->demand_cps = sites_demand_cps(s, p->forecast_cps, e->opts.forecast ? 300.0 : 60.0);
     p->aht_s = s->aht_s > 0 ? s->aht_s : (s->has_report ? s->last.aht_ms / 1000.0 : 0);
     if (s->has_report && s->last.logged_in >= s->last.not_ready)
       p->staffed = s->last.logged_in - s->last.not_ready;
@@ -914,6 +916,43 @@ static void engine_reply_error(conn_t *c, uint64_t request_id, Nirc__ErrorCode c
   engine_send_reply(c, &rep);
 }
 
+static void engine_audit(engine_t *e, const char *actor, const char *action, const char *target,
+                         json_t *detail, conn_t *conn, uint64_t request_id);
+static const char *engine_operator(conn_t *c);
+
+/* "a,b,c" from a request's list of names, for audit targets. */
+static void engine_join(char **v, size_t n, char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < n && used + 1 < len; i++) {
+    int k = snprintf(buf + used, len - used, "%s%s", i ? "," : "", v[i] ? v[i] : "");
+    if (k < 0) break;
+    used += (size_t)k;
+  }
+}
+
+/* Refuses an operator request: the reason goes to the operator, the log
+ * and the audit trail (every operator action is audited, refusals too). */
+static void engine_refuse(engine_t *e, conn_t *c, uint64_t request_id, const char *op,
+                          const char *target, Nirc__ErrorCode code, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+static void engine_refuse(engine_t *e, conn_t *c, uint64_t request_id, const char *op,
+                          const char *target, Nirc__ErrorCode code, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (code == NIRC__ERROR_CODE__ERROR_CODE_REFUSED) {
+    char action[48];
+    snprintf(action, sizeof action, "%s-refused", op);
+    log_warn(LOG_OPS, link_label(c->link), "%s refused: %s", op, msg);
+    engine_audit(e, engine_operator(c), action, target && *target ? target : op,
+                 json_pack("{s:s}", "refusal", msg), NULL, 0);
+  }
+  engine_reply_error(c, request_id, code, "%s", msg);
+}
+
 static void engine_waiters_check(engine_t *e) {
   uint64_t now = engine_mono(e);
   waiter_t **pp = &e->waiters;
@@ -1132,18 +1171,19 @@ static const char *engine_operator(conn_t *c) {
 }
 
 void engine_op_cutover(engine_t *e, conn_t *c, uint64_t rid, const Nirc__CutoverRequest *req) {
+  char target_[256];
+  engine_join(req->sources, req->n_sources, target_, sizeof target_);
   char err[512];
   cutover_t cut;
   memset(&cut, 0, sizeof cut);
   if (engine_copy_slugs(&cut.sources, req->sources, req->n_sources, "sources", err, sizeof err) ||
       engine_copy_slugs(&cut.hubs, req->hubs, req->n_hubs, "hubs", err, sizeof err)) {
-    engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+    engine_refuse(e, c, rid, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
     return;
   }
   if (req->reason && strlen(req->reason) >= sizeof cut.reason) {
-    engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                       "the reason is longer than %zu bytes; say it shorter",
-                       sizeof cut.reason - 1);
+    engine_refuse(e, c, rid, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "the reason is longer than %zu bytes; say it shorter", sizeof cut.reason - 1);
     return;
   }
   nirc_strlcpy(cut.reason, req->reason ? req->reason : "", sizeof cut.reason);
@@ -1155,7 +1195,7 @@ void engine_op_cutover(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Cutover
   cut.id = e->next_rule_id;
   rules_env_t env = {engine_site_exists, e};
   if (rules_validate_cutover(&cut, &env, cut.created_ms, err, sizeof err) != 0) {
-    engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+    engine_refuse(e, c, rid, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
     return;
   }
   /* Equal precedence on the same source would be ambiguous: refuse. */
@@ -1163,15 +1203,15 @@ void engine_op_cutover(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Cutover
     if (e->cut[k].state != CUTOVER_ACTIVE) continue;
     for (unsigned s = 0; s < cut.sources.n; s++) {
       if (engine_list_has(&e->cut[k].sources, cut.sources.v[s])) {
-        engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                           "%s is already cut over (cutover %llu: %s); restore it first",
-                           cut.sources.v[s], (unsigned long long)e->cut[k].id, e->cut[k].reason);
+        engine_refuse(e, c, rid, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                      "%s is already cut over (cutover %llu: %s); restore it first",
+                      cut.sources.v[s], (unsigned long long)e->cut[k].id, e->cut[k].reason);
         return;
       }
       if (engine_list_has(&e->cut[k].sources, cut.hubs.v[0]) && cut.hubs.n == 1) {
-        engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                           "hub %s is itself cut over (cutover %llu)", cut.hubs.v[0],
-                           (unsigned long long)e->cut[k].id);
+        engine_refuse(e, c, rid, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                      "hub %s is itself cut over (cutover %llu)", cut.hubs.v[0],
+                      (unsigned long long)e->cut[k].id);
         return;
       }
     }
@@ -1187,8 +1227,8 @@ void engine_op_cutover(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Cutover
                offline[0] ? ", " : "", cut.hubs.v[h], hs ? site_state_name(hs->state) : "?");
   }
   if (!any_online) {
-    engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                       "no hub is online: %s; choose another hub with --to", offline);
+    engine_refuse(e, c, rid, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "no hub is online: %s; choose another hub with --to", offline);
     return;
   }
   for (unsigned s = 0; s < cut.sources.n; s++) {
@@ -1199,7 +1239,9 @@ void engine_op_cutover(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Cutover
   /* Trial: what would happen, and would the capacity check refuse it? */
   plan_t trial;
   cutover_t check = cut;
-  check.force = false;
+  /* Without --force the trial shows whether the check refuses; with it,
+   * a dry run shows the move the forced cutover would make. */
+  check.force = req->dry_run && req->force;
   if (engine_trial_plan(e, &check, &trial) != 0) {
     engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
     return;
@@ -1318,6 +1360,8 @@ static void engine_end_cutover(engine_t *e, cutover_t *cut, cutover_state_t st, 
 }
 
 void engine_op_restore(engine_t *e, conn_t *c, uint64_t rid, const Nirc__RestoreRequest *req) {
+  char target_[256];
+  engine_join(req->sources, req->n_sources, target_, sizeof target_);
   size_t n = engine_nsites(e);
   const char *who = engine_operator(c);
   json_t *ended = json_array();
@@ -1327,9 +1371,9 @@ void engine_op_restore(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Restore
       if (e->cut[k].id == req->cutover_id && e->cut[k].state == CUTOVER_ACTIVE) cut = &e->cut[k];
     if (!cut) {
       json_decref(ended);
-      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                         "no active cutover %llu (see nircctl status or history)",
-                         (unsigned long long)req->cutover_id);
+      engine_refuse(e, c, rid, "restore", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                    "no active cutover %llu (see nircctl status or history)",
+                    (unsigned long long)req->cutover_id);
       return;
     }
     engine_end_cutover(e, cut, CUTOVER_RESTORED, who);
@@ -1337,8 +1381,8 @@ void engine_op_restore(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Restore
   } else {
     if (req->n_sources == 0) {
       json_decref(ended);
-      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                         "name the sources to restore or --cutover ID");
+      engine_refuse(e, c, rid, "restore", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                    "name the sources to restore or --cutover ID");
       return;
     }
     for (size_t s = 0; s < req->n_sources; s++) {
@@ -1350,16 +1394,16 @@ void engine_op_restore(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Restore
         long i = engine_index(e, req->sources[s]);
         json_decref(ended);
         if (i < 0)
-          engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "unknown site '%.40s'",
-                             req->sources[s]);
+          engine_refuse(e, c, rid, "restore", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                        "unknown site '%.40s'", req->sources[s]);
         else if (e->dirs[i].kind == RULE_SCHEDULE || e->dirs[i].kind == RULE_OVERFLOW)
-          engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                             "%s is moved by %s (%s), not by a cutover; disable that rule",
-                             req->sources[s], rules_kind_name(e->dirs[i].kind),
-                             e->dirs[i].target.reason);
+          engine_refuse(e, c, rid, "restore", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                        "%s is moved by %s (%s), not by a cutover; disable that rule",
+                        req->sources[s], rules_kind_name(e->dirs[i].kind),
+                        e->dirs[i].target.reason);
         else
-          engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s is not cut over",
-                             req->sources[s]);
+          engine_refuse(e, c, rid, "restore", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                        "%s is not cut over", req->sources[s]);
         return;
       }
     }
@@ -1419,6 +1463,8 @@ void engine_op_restore(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Restore
 }
 
 void engine_op_plan(engine_t *e, conn_t *c, uint64_t rid, const Nirc__PlanRequest *req) {
+  char target_[256];
+  engine_join(req->sources, req->n_sources, target_, sizeof target_);
   char err[512];
   size_t n = engine_nsites(e);
   plan_t trial;
@@ -1433,9 +1479,9 @@ void engine_op_plan(engine_t *e, conn_t *c, uint64_t rid, const Nirc__PlanReques
         s = &e->sch[k];
     if (!s) {
       free(focus);
-      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                         "no schedule '%s' (see nircctl schedule list)",
-                         req->schedule_name ? req->schedule_name : "");
+      engine_refuse(e, c, rid, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                    "no schedule '%s' (see nircctl schedule list)",
+                    req->schedule_name ? req->schedule_name : "");
       return;
     }
     /* The schedule at its next start, on today's smoothed load. */
@@ -1467,7 +1513,7 @@ void engine_op_plan(engine_t *e, conn_t *c, uint64_t rid, const Nirc__PlanReques
     if (engine_copy_slugs(&cut.sources, req->sources, req->n_sources, "sources", err, sizeof err) ||
         engine_copy_slugs(&cut.hubs, req->hubs, req->n_hubs, "hubs", err, sizeof err)) {
       free(focus);
-      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      engine_refuse(e, c, rid, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
       return;
     }
     snprintf(cut.reason, sizeof cut.reason, "plan");
@@ -1476,7 +1522,7 @@ void engine_op_plan(engine_t *e, conn_t *c, uint64_t rid, const Nirc__PlanReques
     rules_env_t env = {engine_site_exists, e};
     if (rules_validate_cutover(&cut, &env, engine_now(e), err, sizeof err) != 0) {
       free(focus);
-      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      engine_refuse(e, c, rid, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
       return;
     }
     rc = engine_trial_plan(e, &cut, &trial);
@@ -1649,6 +1695,8 @@ static void engine_persist_schedule(engine_t *e, const schedule_t *s, const char
 }
 
 void engine_op_schedule(engine_t *e, conn_t *c, uint64_t rid, const Nirc__ScheduleRequest *req) {
+  char target_[256];
+  snprintf(target_, sizeof target_, "%s", req->name ? req->name : "");
   char err[512], why[256];
   const char *who = engine_operator(c);
   rules_env_t env = {engine_site_exists, e};
@@ -1658,19 +1706,19 @@ void engine_op_schedule(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Schedu
     schedule_t s;
     if (engine_schedule_from_spec(e, req->spec, &s, err, sizeof err) != 0 ||
         rules_validate_schedule(&s, &env, err, sizeof err) != 0) {
-      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      engine_refuse(e, c, rid, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s",
+                    err);
       return;
     }
     if (engine_find_schedule(e, s.name, 0)) {
-      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                         "a schedule named '%s' exists; remove it first or pick another name",
-                         s.name);
+      engine_refuse(e, c, rid, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                    "a schedule named '%s' exists; remove it first or pick another name", s.name);
       return;
     }
     for (size_t k = 0; k < e->n_sch; k++) {
       if (rules_schedules_conflict(&s, &e->sch[k], why, sizeof why)) {
-        engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                           "conflicts with schedule '%s': %s", e->sch[k].name, why);
+        engine_refuse(e, c, rid, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                      "conflicts with schedule '%s': %s", e->sch[k].name, why);
         return;
       }
     }
@@ -1694,9 +1742,8 @@ void engine_op_schedule(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Schedu
   case NIRC__RULE_OP__RULE_OP_DISABLE: {
     schedule_t *s = engine_find_schedule(e, req->name, req->id);
     if (!s) {
-      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                         "no schedule '%s' (see nircctl schedule list)",
-                         req->name ? req->name : "");
+      engine_refuse(e, c, rid, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                    "no schedule '%s' (see nircctl schedule list)", req->name ? req->name : "");
       return;
     }
     char id[24];
@@ -1716,9 +1763,8 @@ void engine_op_schedule(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Schedu
         for (size_t k = 0; k < e->n_sch; k++) {
           if (&e->sch[k] == s) continue;
           if (rules_schedules_conflict(&trial, &e->sch[k], why, sizeof why)) {
-            engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                               "cannot enable: conflicts with schedule '%s': %s", e->sch[k].name,
-                               why);
+            engine_refuse(e, c, rid, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                          "cannot enable: conflicts with schedule '%s': %s", e->sch[k].name, why);
             return;
           }
         }
@@ -1733,7 +1779,8 @@ void engine_op_schedule(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Schedu
     return;
   }
   default:
-    engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "unknown schedule operation");
+    engine_refuse(e, c, rid, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "unknown schedule operation");
   }
 }
 
@@ -1789,6 +1836,8 @@ static void engine_reply_overflows(engine_t *e, conn_t *c, uint64_t rid) {
 }
 
 void engine_op_overflow(engine_t *e, conn_t *c, uint64_t rid, const Nirc__OverflowRequest *req) {
+  char target_[256];
+  snprintf(target_, sizeof target_, "%s", req->name ? req->name : "");
   char err[512], why[256];
   const char *who = engine_operator(c);
   rules_env_t env = {engine_site_exists, e};
@@ -1801,13 +1850,15 @@ void engine_op_overflow(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Overfl
     overflow_rule_t o;
     memset(&o, 0, sizeof o);
     if (!sp) {
-      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "no rule given");
+      engine_refuse(e, c, rid, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                    "no rule given");
       return;
     }
     nirc_strlcpy(o.name, sp->name ? sp->name : "", sizeof o.name);
     nirc_strlcpy(o.source, sp->source ? sp->source : "", sizeof o.source);
     if (engine_copy_slugs(&o.hubs, sp->hubs, sp->n_hubs, "hubs", err, sizeof err)) {
-      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      engine_refuse(e, c, rid, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s",
+                    err);
       return;
     }
     o.trigger_wait_s = sp->trigger_wait_s;
@@ -1822,15 +1873,16 @@ void engine_op_overflow(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Overfl
     o.enabled = true;
     if (!o.name[0]) snprintf(o.name, sizeof o.name, "%s-overflow", o.source);
     if (rules_validate_overflow(&o, &env, err, sizeof err) != 0) {
-      engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      engine_refuse(e, c, rid, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s",
+                    err);
       return;
     }
     for (size_t k = 0; k < e->n_ovf; k++) {
       if (strcmp(e->ovf[k].name, o.name) == 0 ||
           rules_overflows_conflict(&o, &e->ovf[k], why, sizeof why)) {
-        engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                           "conflicts with overflow rule '%s': %s", e->ovf[k].name,
-                           strcmp(e->ovf[k].name, o.name) == 0 ? "same name" : why);
+        engine_refuse(e, c, rid, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                      "conflicts with overflow rule '%s': %s", e->ovf[k].name,
+                      strcmp(e->ovf[k].name, o.name) == 0 ? "same name" : why);
         return;
       }
     }
@@ -1884,13 +1936,12 @@ void engine_op_overflow(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Overfl
         return;
       }
     }
-    engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                       "no overflow rule '%s' (see nircctl overflow list)",
-                       req->name ? req->name : "");
+    engine_refuse(e, c, rid, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "no overflow rule '%s' (see nircctl overflow list)", req->name ? req->name : "");
     return;
   }
-  engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                     "overflow rules support list, add and rm");
+  engine_refuse(e, c, rid, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                "overflow rules support list, add and rm");
 }
 
 /* ---- tick ---- */

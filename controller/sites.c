@@ -4,6 +4,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,28 +131,31 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
   if (site->state == SITE_STALE) site_set_state(site, SITE_ONLINE, now_ms);
 
   if (!r->pbx_unreadable && r->interval_ms > 0) {
-    /* alpha 0.3: a few reports to react, enough to ride out one noisy
-     * second at night when a province sees a call every few minutes. */
-    const double alpha = 0.3;
     double secs = r->interval_ms / 1000.0;
     double own = (double)r->calls_offered - r->calls_from_other_sites + r->calls_routed_away;
-    double demand = (own > 0 ? own : 0) / secs;
-    double aht = r->aht_ms / 1000.0;
-    double sl = r->calls_offered ? (double)r->answered_within_threshold / r->calls_offered : 1.0;
+    double wd = exp(-secs / SITES_DEMAND_TAU_S);
+    site->demand_calls = site->demand_calls * wd + (own > 0 ? own : 0);
+    site->demand_secs = site->demand_secs * wd + secs;
+    /* Handle time weighted by the calls it describes. */
+    site->aht_calls = site->aht_calls * wd + r->calls_answered;
+    site->aht_sum_s = site->aht_sum_s * wd + (double)r->calls_answered * r->aht_ms / 1000.0;
+    if (site->aht_calls >= 1.0)
+      site->aht_s = site->aht_sum_s / site->aht_calls;
+    else if (r->aht_ms > 0)
+      site->aht_s = r->aht_ms / 1000.0;
     double wait = r->longest_wait_ms / 1000.0, queue = r->calls_in_queue;
     if (!site->has_ewma) {
-      site->demand_cps = demand;
-      site->aht_s = aht;
       site->wait_s = wait;
       site->queue = queue;
-      site->sl = sl;
+      site->sl = 1.0;
       site->has_ewma = true;
-    } else {
-      site->demand_cps += alpha * (demand - site->demand_cps);
-      if (aht > 0) site->aht_s += alpha * (aht - site->aht_s);
-      site->wait_s += alpha * (wait - site->wait_s);
-      site->queue += alpha * (queue - site->queue);
-      site->sl += alpha * (sl - site->sl);
+    }
+    double am = 1.0 - exp(-secs / SITES_METRIC_TAU_S);
+    site->wait_s += am * (wait - site->wait_s);
+    site->queue += am * (queue - site->queue);
+    if (r->calls_offered > 0) {
+      double sl = (double)r->answered_within_threshold / r->calls_offered;
+      site->sl += am * (sl - site->sl);
     }
   }
 
@@ -165,6 +169,15 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
   if (site->minute.reports == 0) site->minute.minute_ms = minute;
   sites_minute_add(&site->minute, l);
   return out;
+}
+
+double sites_demand_cps(const site_t *site, double prior_cps, double min_evidence_s) {
+  double calls = site->demand_calls, secs = site->demand_secs;
+  if (secs < min_evidence_s) {
+    calls += prior_cps * (min_evidence_s - secs);
+    secs = min_evidence_s;
+  }
+  return secs > 0 ? calls / secs : 0;
 }
 
 void sites_on_link_down(site_t *site, int64_t now_ms) {

@@ -82,9 +82,24 @@ typedef struct {
   /* Smoothed figures for the planner (exponentially weighted). Rates are
    * per business second, as the reports' intervals are business time. */
   bool has_ewma;
-  double demand_cps; /* calls originating here: offered - from others + routed away */
-  double aht_s, wait_s, queue, sl;
+  /* Demand as decayed sums of calls and of seconds (time constant
+   * SITES_DEMAND_TAU_S), so the estimate does not depend on the report
+   * period or the clock speed; the rate is calls / seconds. */
+  double demand_calls, demand_secs;
+  double aht_calls, aht_sum_s; /* answered calls and their handle time, decayed */
+  double aht_s;                /* smoothed handle time (configured AHT until calls end) */
+  double wait_s, queue, sl;    /* smoothed with SITES_METRIC_TAU_S, for overflow */
 } site_t;
+
+/* Smoothing time constants, in business seconds. Demand needs a quarter
+ * of an hour to mean anything at night; overload signals must react
+ * within a minute. */
+#define SITES_DEMAND_TAU_S 900.0
+#define SITES_METRIC_TAU_S 60.0
+
+/* Calls per business second originating at the site, with `prior_cps`
+ * standing in for the part of `min_evidence_s` not yet observed. */
+double sites_demand_cps(const site_t *site, double prior_cps, double min_evidence_s);
 
 typedef struct {
   site_t *v; /* owned array */

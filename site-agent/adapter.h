@@ -7,12 +7,14 @@
 #ifndef NIRC_ADAPTER_H
 #define NIRC_ADAPTER_H
 
+#include "clock.h"
 #include "route.h"
 #include "scenario.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 typedef struct {
   uint32_t offered, answered, abandoned, answered_within, from_other_sites, routed_away;
@@ -23,27 +25,57 @@ typedef struct {
   char error[160];
 } adapter_load_t;
 
+/* [exec] section: operator-supplied commands (the glue for any PBX). */
+typedef struct {
+  char apply_cmd[512];   /* reads the route as JSON on stdin; exit 0 = applied */
+  char collect_cmd[512]; /* prints the load as JSON on stdout */
+  uint64_t timeout_ms;   /* a command still running after this is killed */
+} adapter_exec_conf_t;
+
+/* [kamailio] section: a Kamailio SIP proxy driven over its JSON-RPC socket. */
+typedef struct {
+  char rpc_socket[256];      /* jsonrpcs datagram socket, e.g. /run/kamailio/kamailio_rpc.sock */
+  char dispatcher_list[512]; /* file the adapter writes; Kamailio's dispatcher reads it */
+  uint32_t set_id;           /* dispatcher set used for inbound calls */
+  char targets[1024];        /* "hubei=sip:127.0.0.1:5071, shaanxi=sip:127.0.0.1:5072" */
+  uint64_t timeout_ms;       /* per RPC call */
+} adapter_kamailio_conf_t;
+
 /* What an adapter needs to start; all borrowed for the adapter's life. */
 typedef struct {
+  uv_loop_t *loop;
   const char *slug;           /* this site, from the agent's certificate */
   const scenario_t *scenario; /* may be NULL for adapters that do not need it */
-  int64_t business_now_ms;
+  const nirc_clock_t *clock;  /* business clock */
   uint64_t seed;
+  const adapter_exec_conf_t *exec;
+  const adapter_kamailio_conf_t *kamailio;
 } adapter_env_t;
+
+/* Completion of apply(): rc 0 applied; NIRC_EUNKNOWN_SITE when the route
+ * names a target this PBX cannot reach (the directive is rejected); any
+ * other code when the PBX refused or did not answer (failed). `err` is
+ * borrowed for the call. */
+typedef void (*adapter_apply_cb)(void *arg, int rc, const char *err);
+/* Completion of collect(): `load` is borrowed for the call. */
+typedef void (*adapter_collect_cb)(void *arg, const adapter_load_t *load);
 
 typedef struct adapter adapter_t;
 
+/* Every operation is asynchronous so a slow PBX never stalls the agent's
+ * loop (links, pings, reports). Each callback runs exactly once, possibly
+ * before the call returns (the simulator answers at once). The agent
+ * never has two applies or two collects in flight on one adapter. */
 typedef struct {
   const char *name;
   /* Creates the adapter's state in *impl. 0 or a NIRC_E* code with err. */
   int (*start)(const adapter_env_t *env, void **impl, char *err, size_t errlen);
-  /* Applies a route that already passed route_validate(). Returns 0;
-   * NIRC_EUNKNOWN_SITE when it names a target this PBX cannot reach (the
-   * directive is rejected); any other code when the PBX refused (failed).
-   * On failure the previous routing must stay in place. */
-  int (*apply)(void *impl, const route_t *r, char *err, size_t errlen);
-  /* Fills `out` for the interval ending at business time now_ms. */
-  void (*collect)(void *impl, int64_t now_ms, adapter_load_t *out);
+  /* Applies a route that already passed route_validate(). On failure the
+   * previous routing must stay in place. */
+  void (*apply)(void *impl, const route_t *r, adapter_apply_cb cb, void *arg);
+  /* Reads the load of the interval ending at business time now_ms. */
+  void (*collect)(void *impl, int64_t now_ms, adapter_collect_cb cb, void *arg);
+  /* Releases everything; pending callbacks are not called after this. */
   void (*stop)(void *impl);
 } adapter_ops_t;
 

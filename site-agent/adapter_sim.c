@@ -26,7 +26,7 @@ static int adapter_sim_start(const adapter_env_t *env, void **impl, char *err, s
   }
   adapter_sim_t *a = calloc(1, sizeof *a);
   if (!a) return NIRC_ENOMEM;
-  a->sim = sim_new(env->scenario, env->slug, env->business_now_ms, env->seed);
+  a->sim = sim_new(env->scenario, env->slug, clock_now_ms(env->clock), env->seed);
   if (!a->sim) {
     free(a);
     snprintf(err, errlen, "cannot create the simulator for '%s'", env->slug);
@@ -43,8 +43,7 @@ static int adapter_sim_start(const adapter_env_t *env, void **impl, char *err, s
  * on a hub, taking the shares its inbound sources send: every site runs the
  * same scenario on the same clock, so the hub can generate those calls
  * itself, exactly as the source stops receiving them. */
-static int adapter_sim_apply(void *impl, const route_t *r, char *err, size_t errlen) {
-  adapter_sim_t *a = impl;
+static int adapter_sim_apply_now(adapter_sim_t *a, const route_t *r, char *err, size_t errlen) {
   for (unsigned i = 0; i < r->n_share; i++) {
     if (!scenario_find(a->scenario, r->share[i].site)) {
       snprintf(err, errlen, "route target '%s' is not a site of this network", r->share[i].site);
@@ -66,8 +65,15 @@ static int adapter_sim_apply(void *impl, const route_t *r, char *err, size_t err
   return 0;
 }
 
-static void adapter_sim_collect(void *impl, int64_t now_ms, adapter_load_t *out) {
+static void adapter_sim_apply(void *impl, const route_t *r, adapter_apply_cb cb, void *arg) {
+  char err[256] = "";
+  int rc = adapter_sim_apply_now(impl, r, err, sizeof err);
+  cb(arg, rc, err);
+}
+
+static void adapter_sim_collect(void *impl, int64_t now_ms, adapter_collect_cb cb, void *arg) {
   adapter_sim_t *a = impl;
+  adapter_load_t load, *out = &load;
   sim_report_t r;
   sim_advance(a->sim, now_ms);
   sim_take_report(a->sim, &r);
@@ -87,6 +93,7 @@ static void adapter_sim_collect(void *impl, int64_t now_ms, adapter_load_t *out)
       .aht_ms = r.aht_ms,
       .sl_threshold_s = a->sl_threshold_s,
   };
+  cb(arg, out);
 }
 
 static void adapter_sim_stop(void *impl) {

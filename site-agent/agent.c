@@ -42,6 +42,23 @@ const config_opt_t agent_conf_opts[] = {
      "scenario file for the sim adapter"},
     {"sim", "seed", CFG_UINT, O(seed), 0, 0, 4294967295.0, "0", 0,
      "random seed; 0 derives one from the site"},
+    {"exec", "apply_cmd", CFG_STRING, O(exec.apply_cmd), S(exec.apply_cmd), 0, 0, "", 0,
+     "exec adapter: command that applies a route read as JSON on stdin"},
+    {"exec", "collect_cmd", CFG_STRING, O(exec.collect_cmd), S(exec.collect_cmd), 0, 0, "", 0,
+     "exec adapter: command that prints the load as JSON on stdout"},
+    {"exec", "timeout", CFG_DURATION, O(exec.timeout_ms), 0, 100, 600000, "5s", 0,
+     "exec adapter: a command running longer is killed and counts as failed"},
+    {"kamailio", "rpc_socket", CFG_STRING, O(kamailio.rpc_socket), S(kamailio.rpc_socket), 0, 0,
+     "/run/kamailio/kamailio_rpc.sock", 0, "kamailio adapter: jsonrpcs datagram socket"},
+    {"kamailio", "dispatcher_list", CFG_STRING, O(kamailio.dispatcher_list),
+     S(kamailio.dispatcher_list), 0, 0, "", 0,
+     "kamailio adapter: dispatcher list file the agent writes and Kamailio reloads"},
+    {"kamailio", "set_id", CFG_UINT, O(kamailio.set_id), 0, 1, 65535, "1", 0,
+     "kamailio adapter: dispatcher set used for this site's inbound calls"},
+    {"kamailio", "targets", CFG_STRING, O(kamailio.targets), S(kamailio.targets), 0, 0, "", 0,
+     "kamailio adapter: where each site answers, e.g. hubei=sip:10.1.0.5:5060, ..."},
+    {"kamailio", "timeout", CFG_DURATION, O(kamailio.timeout_ms), 0, 100, 60000, "2s", 0,
+     "kamailio adapter: time allowed for one RPC call"},
     CONFIG_CLOCK_OPTS(agent_conf_t, clock),
     CONFIG_LOG_OPTS(agent_conf_t, log),
     {0},
@@ -123,14 +140,12 @@ static void agent_log_report(agent_t *a, const Nirc__LoadReport *r) {
   json_decref(o);
 }
 
-static void agent_on_report_timer(uv_timer_t *t) {
-  agent_t *a = t->data;
+static void agent_on_collected(void *arg, const adapter_load_t *lp) {
+  agent_t *a = arg;
+  a->collecting = false;
   if (a->state != AGENT_REPORTING || !a->link) return;
-  int64_t now = clock_now_ms(&a->clock);
-  adapter_load_t load;
-  memset(&load, 0, sizeof load);
-  a->adapter.ops->collect(a->adapter.impl, now, &load);
-
+  adapter_load_t load = *lp;
+  int64_t now = a->collect_business_ms;
   Nirc__LoadReport r = NIRC__LOAD_REPORT__INIT;
   r.site = a->slug;
   r.timestamp_ms = now;
@@ -165,6 +180,19 @@ static void agent_on_report_timer(uv_timer_t *t) {
     a->reports_sent++;
     agent_log_report(a, &r);
   }
+}
+
+static void agent_on_report_timer(uv_timer_t *t) {
+  agent_t *a = t->data;
+  if (a->state != AGENT_REPORTING || !a->link) return;
+  if (a->collecting) {
+    /* The PBX is slower than the report period: skip, do not pile up. */
+    log_warn(LOG_ADAPTER, a->slug, "previous collect still running: report skipped");
+    return;
+  }
+  a->collecting = true;
+  a->collect_business_ms = clock_now_ms(&a->clock);
+  a->adapter.ops->collect(a->adapter.impl, a->collect_business_ms, agent_on_collected, a);
 }
 
 static void agent_on_open(link_t *l) {
@@ -217,26 +245,87 @@ static void agent_route_to_proto(const agent_t *a, const route_t *r, Nirc__Direc
 
 static void agent_arm_revert(agent_t *a);
 
-/* Applies `r` to the PBX and remembers it (memory and disk). On any
- * failure the previous routing stays in place. Returns 0, or the adapter's
- * code (NIRC_EUNKNOWN_SITE: reject) / NIRC_EIO (could not persist). */
-static int agent_apply(agent_t *a, const route_t *r, char *why, size_t len) {
-  int rc = a->adapter.ops->apply(a->adapter.impl, r, why, len);
-  if (rc != 0) return rc;
-  if (a->conf->state_file[0]) {
-    char err[512];
-    if (state_save(a->conf->state_file, a->slug, r, err, sizeof err) != 0) {
+static void agent_send_ack(link_t *l, agent_t *a, uint64_t epoch, uint64_t version,
+                           Nirc__AckResult result, const char *detail);
+static void agent_apply_start(agent_t *a, const route_t *r, agent_apply_purpose_t purpose);
+
+/* The adapter finished applying a->applying_route. Persist it, remember
+ * it, answer the controller, then start whatever waited. */
+static void agent_on_applied(void *arg, int rc, const char *err) {
+  agent_t *a = arg;
+  route_t r = a->applying_route;
+  agent_apply_purpose_t purpose = a->applying_purpose;
+  char why[512];
+  snprintf(why, sizeof why, "%s", err ? err : "");
+  a->applying = false;
+  if (a->state == AGENT_STOPPING) return;
+  Nirc__AckResult res = NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
+  if (rc == 0 && purpose != APPLY_UNDO && a->conf->state_file[0]) {
+    char serr[400];
+    if (state_save(a->conf->state_file, a->slug, &r, serr, sizeof serr) != 0) {
       /* Unpersisted routing would silently change on restart: undo it. */
-      char undo[256];
-      if (a->adapter.ops->apply(a->adapter.impl, &a->applied, undo, sizeof undo) != 0)
-        log_error(LOG_AGENT, a->slug, "cannot restore the previous route either: %s", undo);
-      snprintf(why, len, "cannot persist the route: %s", err);
-      return NIRC_EIO;
+      snprintf(why, sizeof why, "cannot persist the route: %s", serr);
+      rc = NIRC_EIO;
+      if (!a->pending) {
+        a->pending = true;
+        a->pending_route = a->applied;
+        a->pending_purpose = APPLY_UNDO;
+      }
     }
   }
-  a->applied = *r;
-  agent_arm_revert(a);
-  return 0;
+  if (rc == 0) {
+    if (purpose != APPLY_UNDO) {
+      a->applied = r;
+      if (r.epoch > a->max_epoch) a->max_epoch = r.epoch;
+      agent_arm_revert(a);
+    }
+    char desc[200];
+    route_format(&r, a->slug, desc, sizeof desc);
+    log_info(LOG_AGENT, a->slug, "%s (%llu, %llu): %s%s",
+             purpose == APPLY_RESTORE  ? "restored saved route"
+             : purpose == APPLY_REVERT ? "revert_at reached, routing"
+             : purpose == APPLY_UNDO   ? "previous route put back"
+                                       : "applied directive",
+             (unsigned long long)r.epoch, (unsigned long long)r.version, desc,
+             r.n_inbound ? " (with inbound sources)" : "");
+  } else {
+    res = rc == NIRC_EUNKNOWN_SITE ? NIRC__ACK_RESULT__ACK_RESULT_REJECTED
+                                   : NIRC__ACK_RESULT__ACK_RESULT_FAILED;
+    log_warn(LOG_AGENT, a->slug, "%s (%llu, %llu) %s: %s",
+             purpose == APPLY_DIRECTIVE ? "directive" : "local route change",
+             (unsigned long long)r.epoch, (unsigned long long)r.version,
+             res == NIRC__ACK_RESULT__ACK_RESULT_FAILED ? "failed" : "rejected", why);
+  }
+  if (purpose == APPLY_DIRECTIVE && a->link)
+    agent_send_ack(a->link, a, r.epoch, r.version, res, rc == 0 ? "" : why);
+  if (purpose == APPLY_RESTORE && a->connect_after_restore) {
+    a->connect_after_restore = false;
+    agent_connect(a);
+  }
+  if (a->pending) {
+    a->pending = false;
+    agent_apply_start(a, &a->pending_route, a->pending_purpose);
+  }
+}
+
+/* Starts applying `r`, or queues it behind the apply in flight (only the
+ * newest waits: an older queued route is superseded). */
+static void agent_apply_start(agent_t *a, const route_t *r, agent_apply_purpose_t purpose) {
+  if (a->applying) {
+    if (a->pending && a->pending_purpose == APPLY_DIRECTIVE && purpose == APPLY_DIRECTIVE &&
+        a->link)
+      agent_send_ack(a->link, a, a->pending_route.epoch, a->pending_route.version,
+                     NIRC__ACK_RESULT__ACK_RESULT_REJECTED, "superseded by a newer directive");
+    a->pending = true;
+    a->pending_route = *r;
+    a->pending_purpose = purpose;
+    return;
+  }
+  a->applying = true;
+  a->applying_route = *r;
+  a->applying_purpose = purpose;
+  /* May call agent_on_applied before returning. */
+  a->adapter.ops->apply(a->adapter.impl, &a->applying_route, agent_on_applied, a);
 }
 
 static void agent_on_revert(uv_timer_t *t) {
@@ -255,11 +344,8 @@ static void agent_on_revert(uv_timer_t *t) {
   home.epoch = a->applied.epoch;
   home.version = a->applied.version;
   snprintf(home.reason, sizeof home.reason, "revert_at reached");
-  char why[256];
-  if (agent_apply(a, &home, why, sizeof why) == 0)
-    log_warn(LOG_AGENT, a->slug, "revert_at reached: routing home");
-  else
-    log_error(LOG_AGENT, a->slug, "revert_at reached but going home failed: %s", why);
+  log_warn(LOG_AGENT, a->slug, "revert_at reached: routing home");
+  agent_apply_start(a, &home, APPLY_REVERT);
 }
 
 static void agent_arm_revert(agent_t *a) {
@@ -310,18 +396,12 @@ static void agent_on_directive(agent_t *a, link_t *l, const Nirc__Directive *d) 
              (unsigned long long)a->applied.epoch, (unsigned long long)a->applied.version);
   } else if (route_validate(&r, why, sizeof why) != 0) {
     /* why is set */
+  } else if (a->applying && route_compare_version(&r, &a->applying_route) == 0) {
+    return; /* a resend of what is being applied: the ack comes when it is done */
   } else {
-    int rc = agent_apply(a, &r, why, sizeof why);
-    if (rc == 0) {
-      res = NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
-      char desc[200];
-      route_format(&r, a->slug, desc, sizeof desc);
-      log_info(LOG_AGENT, a->slug, "applied directive (%llu, %llu): %s%s%s",
-               (unsigned long long)r.epoch, (unsigned long long)r.version, desc,
-               r.n_inbound ? ", inbound from " : "", r.n_inbound ? r.inbound[0].site : "");
-    } else if (rc != NIRC_EUNKNOWN_SITE) {
-      res = NIRC__ACK_RESULT__ACK_RESULT_FAILED;
-    }
+    /* The ack is sent when the PBX has answered (agent_on_applied). */
+    agent_apply_start(a, &r, APPLY_DIRECTIVE);
+    return;
   }
   if (d->epoch > a->max_epoch && res == NIRC__ACK_RESULT__ACK_RESULT_APPLIED)
     a->max_epoch = d->epoch;
@@ -438,10 +518,13 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, char *err,
     for (const char *p = a->slug; *p; p++)
       seed = seed * 131 + (unsigned char)*p;
   adapter_env_t env = {
+      .loop = loop,
       .slug = a->slug,
       .scenario = a->have_scenario ? &a->scenario : NULL,
-      .business_now_ms = clock_now_ms(&a->clock),
+      .clock = &a->clock,
       .seed = seed,
+      .exec = &conf->exec,
+      .kamailio = &conf->kamailio,
   };
   char why[256];
   rc = a->adapter.ops->start(&env, &a->adapter.impl, why, sizeof why);
@@ -456,17 +539,9 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, char *err,
     char serr[512];
     rc = state_load(conf->state_file, a->slug, &saved, serr, sizeof serr);
     if (rc == 0) {
-      if (a->adapter.ops->apply(a->adapter.impl, &saved, serr, sizeof serr) == 0) {
-        a->applied = saved;
-        a->max_epoch = saved.epoch;
-        char desc[200];
-        route_format(&saved, a->slug, desc, sizeof desc);
-        log_info(LOG_AGENT, a->slug, "restored route from %s: %s (epoch %llu, version %llu)",
-                 conf->state_file, desc, (unsigned long long)saved.epoch,
-                 (unsigned long long)saved.version);
-      } else {
-        log_error(LOG_AGENT, a->slug, "cannot apply the saved route (%s): routing home", serr);
-      }
+      /* Applied in agent_start, before the first connection. */
+      a->restore = saved;
+      a->have_restore = true;
     } else if (rc == NIRC_ENOTFOUND) {
       log_info(LOG_AGENT, a->slug, "no saved route in %s: routing home", conf->state_file);
     } else {

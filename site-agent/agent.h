@@ -28,6 +28,8 @@ typedef struct {
   char adapter[16];
   char report_log[CONFIG_STR_MAX];
   char state_file[CONFIG_STR_MAX];
+  adapter_exec_conf_t exec;
+  adapter_kamailio_conf_t kamailio;
   char ca[CONFIG_STR_MAX], cert[CONFIG_STR_MAX], key[CONFIG_STR_MAX];
   uint64_t backoff_min_ms, backoff_max_ms, connect_timeout_ms, idle_timeout_ms;
   uint64_t report_interval_ms; /* until the controller's Welcome says otherwise */
@@ -48,6 +50,13 @@ typedef enum {
   AGENT_BACKOFF,    /* waiting before the next attempt */
   AGENT_STOPPING,
 } agent_state_t;
+
+typedef enum {
+  APPLY_DIRECTIVE = 0, /* from the controller: acknowledged when done */
+  APPLY_RESTORE,       /* the saved route at start-up, before connecting */
+  APPLY_REVERT,        /* revert_at passed: home */
+  APPLY_UNDO,          /* putting the previous route back after a failed save */
+} agent_apply_purpose_t;
 
 typedef struct {
   uv_loop_t *loop;
@@ -70,6 +79,14 @@ typedef struct {
   uint64_t epoch;     /* of the controller we talk to */
   uint64_t max_epoch; /* newest epoch seen: older leaders are fenced off */
   route_t applied;    /* what the PBX routes by now */
+  /* At most one apply in flight; the newest request waits behind it. */
+  bool applying, pending;
+  route_t applying_route, pending_route;
+  agent_apply_purpose_t applying_purpose, pending_purpose;
+  bool have_restore, connect_after_restore;
+  route_t restore; /* saved route to apply at start */
+  bool collecting; /* a collect is in flight */
+  int64_t collect_business_ms;
   int64_t last_report_business_ms;
   FILE *report_log; /* owned; JSON lines of every report sent */
   uint64_t reports_sent, connects;

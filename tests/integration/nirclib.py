@@ -178,11 +178,14 @@ key = {PKI}/controller-nircd.key
 [database]
 conninfo = {conninfo(self.db)}
 schema_dir = {SRC}/schema
+[routing]
+# The scenario stands in for load history when sizing moves.
+forecast = {SCENARIO}
+{extra_nircd}
 [clock]
 speed = {clock_speed}
 start = {clock_start}
 anchor = {self.anchor}
-{extra_nircd}
 """)
         run([binary("nircd"), "-c", self.nircd_conf, "migrate"], check=True)
         run([binary("nircd"), "-c", self.nircd_conf, "import-sites", SCENARIO], check=True)

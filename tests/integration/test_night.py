@@ -9,11 +9,7 @@ import nirclib as T
 
 # 600x: one real second is ten business minutes, so 22:00-08:00 is a minute.
 SPEED = 600
-ROUTING = """
-[routing]
-verify_window = 2s
-forecast = {scenario}
-"""
+ROUTING = "verify_window = 2s"
 
 
 def consolidated(n):
@@ -23,7 +19,7 @@ def consolidated(n):
 
 def start_network(name, sources, hubs, start):
     env = T.Env(name, clock_speed=SPEED, clock_start=start,
-                extra_nircd=ROUTING.format(scenario=T.SCENARIO))
+                extra_nircd=ROUTING)
     env.start_controller()
     for s in sources + hubs:
         env.start_agent(s)

@@ -409,16 +409,22 @@ def test_every_step_in_the_audit_log():
     assert wuhan["id"] in restore[0]["detail"]["ended_cutovers"], restore
     assert shares({x["site"]: x for x in restore[0]["detail"]["directives"]}["hubei"]["route"]) \
         == {"hubei": 1000}, restore
-    refused = [e for e in alice if e["action"] == "cutover-refused"]
+    # Every refusal is audited; the capacity one carries the whole request.
+    all_refused = [e for e in alice if e["action"] == "cutover-refused"]
+    refused = [e for e in all_refused if "sources" in e["detail"]]
     assert len(refused) == 1, f"the capacity refusal in history: {ents}"
     assert NEEDS.search(refused[0]["detail"]["refusal"]), refused
+    bad_input = [e for e in all_refused if e not in refused]
+    assert any("atlantis" in e["detail"]["refusal"] for e in bad_input), bad_input
+    assert any(e["target"] == "xizang" and "no hub is online" in e["detail"]["refusal"]
+               for e in bad_input), bad_input
     assert set(refused[0]["detail"]["sources"]) == set(OVERLOAD.split(",")), refused
     order = [e["id"] for e in (refused[0], cut[0], restore[0])]
     assert order == sorted(order), f"history is in the order things happened: {order}"
     expiring = [e for e in alice if e["action"] == "cutover" and e["detail"]["expires_ms"]]
     assert len(expiring) == 1 and expiring[0]["detail"]["sources"] == ["xizang"], expiring
     r, j = ctl_json("history", "--action", "cutover-refused")
-    assert [e["id"] for e in j["entries"]] == [refused[0]["id"]], j
+    assert [e["id"] for e in j["entries"]] == [e["id"] for e in all_refused], j
 
     # The audit log is append-only, whoever asks.
     for stmt in ("UPDATE audit_log SET actor = 'operator:mallory'",
