@@ -115,6 +115,7 @@ for s in "${sites[@]}"; do
   cat >"$run/agent-$s.conf" <<CONF
 [agent]
 controllers = 127.0.0.1:$port
+state_file = $run/state-$s.json
 [tls]
 ca = $run/pki/ca.crt
 cert = $run/pki/site-$s.crt

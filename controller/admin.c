@@ -158,6 +158,7 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
     cu->force = PQgetvalue(r, i, 5)[0] == 't';
     cu->created_ms = admin_ms(PQgetvalue(r, i, 6));
     cu->expires_ms = admin_ms(PQgetvalue(r, i, 7));
+    cu->share_permille = (uint32_t)atoi(PQgetvalue(r, i, 8));
     cu->state = CUTOVER_ACTIVE;
     out->n_cutovers++;
   }

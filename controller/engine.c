@@ -1191,6 +1191,7 @@ void engine_op_cutover(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Cutover
   cut.created_ms = engine_now(e);
   cut.expires_ms = req->expires_in_ms > 0 ? cut.created_ms + req->expires_in_ms : req->expires_ms;
   cut.force = req->force;
+  cut.share_permille = req->share_permille;
   cut.state = CUTOVER_ACTIVE;
   cut.id = e->next_rule_id;
   rules_env_t env = {engine_site_exists, e};

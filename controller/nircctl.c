@@ -468,6 +468,7 @@ typedef struct {
   Nirc__OverflowSpec ovf_spec;
   char *exceptions[64];
   char exbuf[2048];
+  uint32_t share; /* --share, permille */
 } ctl_args_t;
 
 typedef struct {
@@ -531,15 +532,22 @@ static int print_status(const Nirc__OperatorReply *rep, int json) {
   return EXIT_DONE;
 }
 
+static int parse_uint(const char *what, const char *v, uint32_t max, uint32_t *out);
+
 /* Parses the options shared by cutover and plan. */
 static int parse_move(int argc, char **argv, ctl_args_t *a, int *nsrc, int *nhub,
                       const char **reason, const char **dur, const char **until, int *dry,
                       int *force, const char **schedule) {
   static const struct option o[] = {
-      {"to", required_argument, NULL, 't'},       {"reason", required_argument, NULL, 'r'},
-      {"for", required_argument, NULL, 'f'},      {"until", required_argument, NULL, 'u'},
-      {"dry-run", no_argument, NULL, 'n'},        {"force", no_argument, NULL, 'F'},
-      {"schedule", required_argument, NULL, 's'}, {NULL, 0, NULL, 0},
+      {"to", required_argument, NULL, 't'},
+      {"reason", required_argument, NULL, 'r'},
+      {"for", required_argument, NULL, 'f'},
+      {"until", required_argument, NULL, 'u'},
+      {"dry-run", no_argument, NULL, 'n'},
+      {"force", no_argument, NULL, 'F'},
+      {"schedule", required_argument, NULL, 's'},
+      {"share", required_argument, NULL, 'p'},
+      {NULL, 0, NULL, 0},
   };
   const char *to = NULL;
   int ch;
@@ -554,6 +562,12 @@ static int parse_move(int argc, char **argv, ctl_args_t *a, int *nsrc, int *nhub
     case 'n': *dry = 1; break;
     case 'F': *force = 1; break;
     case 's': *schedule = optarg; break;
+    case 'p':
+      if (parse_uint("--share (permille)", optarg, 1000, &a->share) || a->share == 0) {
+        fprintf(stderr, "nircctl: --share must be 1-1000 permille of the calls\n");
+        return EXIT_USAGE;
+      }
+      break;
     default: return EXIT_USAGE;
     }
   }
@@ -612,6 +626,7 @@ static int build_cutover(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
   a->cutover.reason = (char *)reason;
   a->cutover.dry_run = dry;
   a->cutover.force = force;
+  a->cutover.share_permille = a->share;
   req->body_case = NIRC__OPERATOR_REQUEST__BODY_CUTOVER;
   req->cutover = &a->cutover;
   return 0;
@@ -1025,15 +1040,18 @@ static const ctl_cmd_t ctl_cmds[] = {
      build_status, print_status, 0},
     {"cutover", "emergency move of sources to hubs (audited)",
      "usage: nircctl cutover SRC[,SRC...] --to HUB[,HUB...] --reason TEXT\n"
-     "                       [--for DURATION | --until TIME] [--dry-run] [--force]\n\n"
-     "Moves every call of the sources to the first eligible hub, after checking with\n"
+     "                       [--share PERMILLE] [--for DURATION | --until TIME]\n"
+     "                       [--dry-run] [--force]\n\n"
+     "Moves the sources' calls (all, or --share permille of them) to the first\n"
+     "eligible hub, after checking with\n"
      "Erlang C that the hub can answer them. Refused (exit 1) if the hub would be\n"
      "overloaded, with the agents it would need; --force moves anyway. Waits until\n"
      "every site acknowledged; exit 4 if some did not.\n\n"
      "Examples:\n"
      "  nircctl cutover hubei --to shaanxi --reason 'Wuhan lockdown'\n"
      "  nircctl cutover shaanxi --to henan --reason 'Xi'\"'\"'an lockdown' --for 72h\n"
-     "  nircctl cutover hubei --to shaanxi,henan --reason drill --dry-run\n",
+     "  nircctl cutover hubei --to shaanxi,henan --reason drill --dry-run\n"
+     "  nircctl cutover hubei --to shaanxi --share 300 --reason 'peak: 30% to Xi'\"'\"'an'\n",
      build_cutover, print_move, 60000},
     {"restore", "end a cutover: sources go home (audited)",
      "usage: nircctl restore SRC[,SRC...] [--reason TEXT] | nircctl restore --cutover ID\n\n"

@@ -564,8 +564,9 @@ static int planner_cutovers(planner_ctx_t *ctx) {
       char full[RULES_REASON_MAX + 32];
       snprintf(full, sizeof full, "cutover %" PRIu64 ": %s", co->id, co->reason);
       nirc_strlcpy_utf8(c->reason, full, sizeof c->reason); /* whole characters only */
-      c->permille = 1000;
-      c->cps = planner_rate(site->demand_cps);
+      /* A partial cutover moves share_permille of the calls (0 means all). */
+      c->permille = co->share_permille ? co->share_permille : 1000;
+      c->cps = planner_rate(site->demand_cps) * (double)c->permille / 1000.0;
       c->erl = c->cps * planner_aht(site);
       c->force = co->force;
       c->revert_at_ms = co->expires_ms;

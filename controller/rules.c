@@ -380,6 +380,11 @@ static int rules_check_move(const slug_list_t *sources, const slug_list_t *hubs,
 
 int rules_validate_cutover(const cutover_t *c, const rules_env_t *env, int64_t now_ms, char *err,
                            size_t errlen) {
+  if (c->share_permille > 1000) {
+    snprintf(err, errlen, "share %u permille is more than the whole (1000); give 1-1000",
+             c->share_permille);
+    return NIRC_EINVAL;
+  }
   if (!c) return rules_fail(NIRC_EINVAL, err, errlen, "no cutover given");
   int rc = rules_check_move(&c->sources, &c->hubs, env, err, errlen);
   if (rc != 0) return rc;

@@ -46,8 +46,9 @@ typedef struct {
   char reason[RULES_REASON_MAX];
   char operator_name[64]; /* from the operator's certificate */
   int64_t created_ms;
-  int64_t expires_ms; /* 0: open-ended */
-  bool force;         /* skip the capacity refusal */
+  int64_t expires_ms;      /* 0: open-ended */
+  bool force;              /* skip the capacity refusal */
+  uint32_t share_permille; /* share of the sources' calls moved: 1..1000, 0 = all */
   cutover_state_t state;
 } cutover_t;
 

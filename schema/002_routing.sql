@@ -10,6 +10,7 @@ CREATE TABLE cutovers (
     reason      text NOT NULL CHECK (reason <> ''),
     operator    text NOT NULL,               -- from the operator's certificate
     force       boolean NOT NULL DEFAULT false,
+    share_permille int NOT NULL DEFAULT 1000 CHECK (share_permille BETWEEN 1 AND 1000),
     created_at  timestamptz NOT NULL,
     expires_at  timestamptz,                 -- NULL: open-ended
     state       text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'restored', 'expired')),
