@@ -134,10 +134,11 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   PGconn *c = admin_connect(conninfo, err, errlen);
   if (!c) return NIRC_EDB;
   int rc = 0;
-  PGresult *r = PQexec(c, "SELECT id, sources, hubs, reason, operator, force, "
-                          "(extract(epoch from created_at) * 1000)::bigint, "
-                          "coalesce((extract(epoch from expires_at) * 1000)::bigint, 0) "
-                          "FROM cutovers WHERE state = 'active' ORDER BY id");
+  PGresult *r =
+      PQexec(c, "SELECT id, sources, hubs, reason, operator, force, "
+                "(extract(epoch from created_at) * 1000)::bigint, "
+                "coalesce((extract(epoch from expires_at) * 1000)::bigint, 0), share_permille "
+                "FROM cutovers WHERE state = 'active' ORDER BY id");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     rc = admin_fail(c, r, "loading cutovers", err, errlen);
     goto done;

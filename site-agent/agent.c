@@ -578,8 +578,14 @@ void agent_start(agent_t *a) {
   uv_signal_start(&a->sig_term, agent_on_signal, SIGTERM);
   log_info(LOG_AGENT, a->slug, "site agent for %s starting (adapter %s)", a->slug,
            a->conf->adapter);
-  agent_arm_revert(a); /* a restored route may carry a revert_at */
   sd_notify(0, "READY=1");
+  if (a->have_restore) {
+    /* Fail-static: route as before the restart before talking to anyone;
+     * the connection starts when the PBX has the route (agent_on_applied). */
+    a->connect_after_restore = true;
+    agent_apply_start(a, &a->restore, APPLY_RESTORE);
+    return;
+  }
   agent_connect(a);
 }
 

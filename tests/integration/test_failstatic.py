@@ -1,0 +1,88 @@
+"""Fail-static (SPEC section 6): with the controller gone, an agent keeps
+its route; a restarted agent routes by its saved directive before it talks
+to anyone; when revert_at passes it goes home on its own."""
+import json
+import os
+import re
+
+import nirclib as T
+
+env = None
+
+
+def state(slug):
+    with open(os.path.join(env.dir, f"state-{slug}.json")) as f:
+        return json.load(f)["route_state"]
+
+
+def share(slug, site):
+    return {r["site"]: r["permille"] for r in state(slug)["route"]}.get(site, 0)
+
+
+def test_controller_death_leaves_routing_unchanged():
+    global env
+    # 60x: a 20-minute cutover lasts 20 real seconds.
+    env = T.Env("failstatic", clock_speed=60, clock_start="2020-01-23T10:00:00+08:00")
+    env.start_controller()
+    for s in ("xizang", "shaanxi"):
+        env.start_agent(s)
+    T.wait_until(lambda: all(env.status()[s]["load"] for s in ("xizang", "shaanxi")), 20,
+                 "agents reporting")
+    r = env.ctl("--json", "cutover", "xizang", "--to", "shaanxi", "--reason", "drill",
+                "--for", "20m")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert share("xizang", "shaanxi") == 1000 and state("xizang")["revert_at_ms"] > 0
+    env.controller.kill()
+    # The agents notice the controller is gone and keep routing by their
+    # last directive: xizang's calls still leave (the simulator counts them).
+    T.wait_until(lambda: "closed" in open(env.agents["xizang"].log_path).read(), 10,
+                 "xizang noticing the controller is gone")
+    assert share("xizang", "shaanxi") == 1000
+    assert env.agents["xizang"].alive() and env.agents["shaanxi"].alive()
+
+
+def test_restarted_agent_restores_its_route_before_connecting():
+    xizang = env.agents["xizang"]
+    before = state("xizang")
+    xizang.stop()
+    log_start = os.path.getsize(xizang.log_path)
+    xizang = env.start_agent("xizang")
+    T.wait_until(lambda: "restored saved route" in open(xizang.log_path).read()[log_start:], 10,
+                 "the restarted agent restoring its route")
+    text = open(xizang.log_path).read()[log_start:]
+    restored = text.index("restored saved route")
+    # No connection attempt before the route is back in place.
+    first_connect = min([m.start() for m in re.finditer(r"next attempt|connected to|link to",
+                                                        text)] + [len(text)])
+    assert restored < first_connect, text
+    assert text[restored:].split("\n")[0].endswith(": shaanxi"), text[restored:restored + 200]
+    after = state("xizang")
+    assert (after["epoch"], after["version"]) == (before["epoch"], before["version"])
+    assert share("xizang", "shaanxi") == 1000
+
+
+def test_revert_at_sends_the_site_home_without_a_controller():
+    xizang = env.agents["xizang"]
+    # 20 business minutes after the cutover = 20 s real at 60x.
+    T.wait_until(lambda: share("xizang", "xizang") == 1000, 40,
+                 "xizang back home after revert_at")
+    assert "revert_at reached" in open(xizang.log_path).read()
+    assert env.controller is not None and not env.controller.alive()
+
+
+def test_controller_back_finds_the_truth():
+    # A new controller (new epoch) learns from Hello what each agent routes
+    # by; the expired cutover does not come back.
+    env.start_controller()
+    T.wait_until(lambda: env.status()["xizang"]["link"] == "online", 20, "xizang reconnected")
+    T.wait_until(lambda: env.status()["xizang"]["route"] == [{"site": "xizang", "permille": 1000}],
+                 10, "xizang shown home")
+    rows = env.sql("SELECT state FROM cutovers")
+    assert rows == [["expired"]], rows
+
+
+if __name__ == "__main__":
+    T.main([test_controller_death_leaves_routing_unchanged,
+            test_restarted_agent_restores_its_route_before_connecting,
+            test_revert_at_sends_the_site_home_without_a_controller,
+            test_controller_back_finds_the_truth])
