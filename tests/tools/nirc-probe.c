@@ -17,6 +17,13 @@
  *   malformed         a frame of valid length whose payload is not protobuf
  *   plain             no TLS: a line of text on the raw socket
  *
+ * Or, as a fake controller (with a controller certificate):
+ *   nirc-probe --listen 127.0.0.1:PORT --ca CA --cert C --key K serve EPOCH JSON
+ * accepts one agent, answers its Hello with a Welcome for EPOCH, sends
+ * the Directive described by JSON ({"version", "route": [{"site",
+ * "permille"}], "inbound": [...], "revert_at_ms", "site"}), and prints the
+ * agent's DirectiveAck as {"result", "detail", "epoch", "version"}.
+ *
  * Prints one JSON line: {"mode", "handshake", "welcome", "error_code",
  * "error_message", "closed", "detail"} and exits 0; 2 on usage errors. */
 #include "frame.h"
@@ -124,16 +131,145 @@ static void probe_report(SSL *ssl, const char *claim, int bad) {
   probe_send_env(ssl, &env);
 }
 
+/* Fake controller: one agent, one directive, print its ack. */
+static int probe_serve(const char *listen_addr, const char *ca, const char *cert, const char *key,
+                       uint64_t epoch, const char *spec) {
+  json_error_t je;
+  json_t *j = json_loads(spec, 0, &je);
+  if (!j) {
+    fprintf(stderr, "nirc-probe: directive JSON: %s\n", je.text);
+    return 2;
+  }
+  struct sockaddr_storage ss;
+  char err[256];
+  if (nirc_parse_addr(listen_addr, &ss, err, sizeof err) != 0) {
+    fprintf(stderr, "nirc-probe: %s\n", err);
+    return 2;
+  }
+  int ls = socket(ss.ss_family, SOCK_STREAM, 0), one = 1;
+  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  socklen_t sl = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+  if (bind(ls, (struct sockaddr *)&ss, sl) != 0 || listen(ls, 4) != 0) {
+    fprintf(stderr, "nirc-probe: cannot listen on %s: %s\n", listen_addr, strerror(errno));
+    return 2;
+  }
+  /* Tell the test we listen before we block in accept(). */
+  printf("{\"listening\": true}\n");
+  fflush(stdout);
+  int fd = accept(ls, NULL, NULL);
+  close(ls);
+  struct timeval tv = {.tv_sec = 10};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+  SSL_CTX_load_verify_locations(ctx, ca, NULL);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+  SSL_CTX_use_certificate_chain_file(ctx, cert);
+  SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM);
+  SSL *ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  int rc = 1;
+  json_t *out = NULL;
+  if (SSL_accept(ssl) != 1) {
+    out = json_pack("{s:s}", "error", "handshake failed");
+    goto done;
+  }
+  /* Read the Hello. */
+  for (;;) {
+    uint8_t hdr[4];
+    if (probe_read_full(ssl, hdr, 4) != 0) break;
+    uint32_t len = ((uint32_t)hdr[0] << 24) | ((uint32_t)hdr[1] << 16) | (hdr[2] << 8) | hdr[3];
+    if (len > FRAME_MAX_PAYLOAD) break;
+    uint8_t *p = malloc(len ? len : 1);
+    if (!p || probe_read_full(ssl, p, len) != 0) {
+      free(p);
+      break;
+    }
+    Nirc__Envelope *env = NULL;
+    int drc = frame_decode_envelope(p, len, &env);
+    free(p);
+    if (drc != 0) continue;
+    Nirc__Envelope__MsgCase mc = env->msg_case;
+    if (mc == NIRC__ENVELOPE__MSG_HELLO) {
+      Nirc__Welcome w = NIRC__WELCOME__INIT;
+      w.controller_node = "probe";
+      w.epoch = epoch;
+      w.report_interval_ms = 60000; /* keep reports out of the way */
+      Nirc__Envelope we = NIRC__ENVELOPE__INIT;
+      we.msg_case = NIRC__ENVELOPE__MSG_WELCOME;
+      we.welcome = &w;
+      probe_send_env(ssl, &we);
+      /* The directive, as described. */
+      Nirc__Directive d = NIRC__DIRECTIVE__INIT;
+      Nirc__RouteShare sh[16], *shp[16], in[16], *inp[16];
+      json_t *route = json_object_get(j, "route"), *inbound = json_object_get(j, "inbound");
+      size_t i;
+      json_t *e;
+      json_array_foreach(route, i, e) {
+        if (i >= 16) break;
+        nirc__route_share__init(&sh[i]);
+        sh[i].site = (char *)json_string_value(json_object_get(e, "site"));
+        sh[i].permille = (uint32_t)json_integer_value(json_object_get(e, "permille"));
+        shp[i] = &sh[i];
+        d.n_route = i + 1;
+      }
+      json_array_foreach(inbound, i, e) {
+        if (i >= 16) break;
+        nirc__route_share__init(&in[i]);
+        in[i].site = (char *)json_string_value(json_object_get(e, "site"));
+        in[i].permille = (uint32_t)json_integer_value(json_object_get(e, "permille"));
+        inp[i] = &in[i];
+        d.n_inbound = i + 1;
+      }
+      d.route = shp;
+      d.inbound = inp;
+      d.site = (char *)json_string_value(json_object_get(j, "site"));
+      d.epoch = epoch;
+      d.version = (uint64_t)json_integer_value(json_object_get(j, "version"));
+      d.revert_at_ms = json_integer_value(json_object_get(j, "revert_at_ms"));
+      d.reason = "nirc-probe";
+      Nirc__Envelope de = NIRC__ENVELOPE__INIT;
+      de.msg_case = NIRC__ENVELOPE__MSG_DIRECTIVE;
+      de.directive = &d;
+      probe_send_env(ssl, &de);
+    } else if (mc == NIRC__ENVELOPE__MSG_DIRECTIVE_ACK) {
+      const Nirc__DirectiveAck *a = env->directive_ack;
+      const char *res = a->result == NIRC__ACK_RESULT__ACK_RESULT_APPLIED    ? "applied"
+                        : a->result == NIRC__ACK_RESULT__ACK_RESULT_REJECTED ? "rejected"
+                        : a->result == NIRC__ACK_RESULT__ACK_RESULT_FAILED   ? "failed"
+                                                                             : "unknown";
+      out = json_pack("{s:s, s:s, s:I, s:I}", "result", res, "detail", a->detail ? a->detail : "",
+                      "epoch", (json_int_t)a->epoch, "version", (json_int_t)a->version);
+      frame_envelope_free(env);
+      rc = 0;
+      break;
+    }
+    frame_envelope_free(env);
+  }
+  if (!out) out = json_pack("{s:s}", "error", "no acknowledgement");
+done:
+  json_dumpf(out, stdout, JSON_COMPACT);
+  putchar('\n');
+  json_decref(out);
+  json_decref(j);
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  close(fd);
+  return rc == 0 ? 0 : 1;
+}
+
 static void usage(void) {
   fprintf(stderr, "usage: nirc-probe --addr HOST:PORT --ca CA [--cert C --key K] MODE [ARG]\n");
 }
 
 int main(int argc, char **argv) {
-  const char *addr = NULL, *ca = NULL, *cert = NULL, *key = NULL;
+  const char *addr = NULL, *ca = NULL, *cert = NULL, *key = NULL, *listen_addr = NULL;
   int i = 1;
   for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
     if (!strcmp(argv[i], "--addr"))
       addr = argv[i + 1];
+    else if (!strcmp(argv[i], "--listen"))
+      listen_addr = argv[i + 1];
     else if (!strcmp(argv[i], "--ca"))
       ca = argv[i + 1];
     else if (!strcmp(argv[i], "--cert"))
@@ -145,6 +281,8 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+  if (listen_addr && i + 2 < argc && !strcmp(argv[i], "serve"))
+    return probe_serve(listen_addr, ca, cert, key, strtoull(argv[i + 1], NULL, 10), argv[i + 2]);
   if (!addr || i >= argc) {
     usage();
     return 2;
