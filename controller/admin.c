@@ -71,7 +71,9 @@ int admin_import_sites(const char *conninfo, const scenario_t *sc, char *err, si
 int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t errlen) {
   PGconn *c = admin_connect(conninfo, err, errlen);
   if (!c) return NIRC_EDB;
-  PGresult *r = PQexec(c, "SELECT slug, name_en, name_zh, is_hub FROM sites ORDER BY slug");
+  PGresult *r = PQexec(
+      c, "SELECT slug, name_en, name_zh, is_hub, coalesce(lat, 0), coalesce(lon, 0) FROM sites "
+         "ORDER BY slug");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     int rc = admin_fail(c, r, "loading sites", err, errlen);
     PQfinish(c);
@@ -81,7 +83,13 @@ int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t err
   for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
     rc = sites_add(sites, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
                    PQgetvalue(r, i, 3)[0] == 't');
-    if (rc) snprintf(err, errlen, "site '%s': %s", PQgetvalue(r, i, 0), nirc_strerror(rc));
+    if (rc)
+      snprintf(err, errlen, "site '%s': %s", PQgetvalue(r, i, 0), nirc_strerror(rc));
+    else {
+      site_t *s = &sites->v[sites->n - 1];
+      s->lat = atof(PQgetvalue(r, i, 4));
+      s->lon = atof(PQgetvalue(r, i, 5));
+    }
   }
   PQclear(r);
   PQfinish(c);

@@ -44,6 +44,9 @@ const config_opt_t conf_nircd_opts[] = {
     {"routing", "forecast", CFG_STRING, O(forecast), S(forecast), 0, 0, "", 0,
      "scenario file with each site's expected calls by hour, used to size scheduled moves "
      "(empty: live load)"},
+    {"http", "listen", CFG_STRING, O(http_listen), S(http_listen), 0, 0, "", 0,
+     "address of the read-only metrics and status page (/metrics, /status.json, /map.svg, /); "
+     "empty: off"},
     CONFIG_CLOCK_OPTS(nircd_conf_t, clock),
     CONFIG_LOG_OPTS(nircd_conf_t, log),
     {0},

@@ -18,6 +18,7 @@ typedef struct {
   uint32_t max_resends;
   double sl_target, sl_threshold_s;
   char forecast[CONFIG_STR_MAX]; /* scenario file giving expected demand by hour */
+  char http_listen[64];          /* metrics and status page; empty: off */
   config_clock_t clock;
   config_log_t log;
 } nircd_conf_t;

@@ -104,7 +104,15 @@ struct engine {
   plan_t plan;
   bool have_plan;
   char (*alarm)[256]; /* last alarm text per site, to log changes only */
+  engine_stats_t stats;
 };
+
+const double engine_latency_le_ms[ENGINE_LATENCY_BUCKETS - 1] = {1,   2,   5,   10,   20,  50,
+                                                                 100, 200, 500, 1000, 2000};
+
+const engine_stats_t *engine_stats(const engine_t *e) {
+  return &e->stats;
+}
 
 static uint64_t engine_mono(const engine_t *e) {
   return uv_now(e->srv->loop);
@@ -350,6 +358,7 @@ static void engine_send(engine_t *e, size_t i, bool resend) {
   site_dir_t *d = &e->dirs[i];
   uint64_t now = engine_mono(e);
   if (!resend) {
+    e->stats.directives_sent++;
     d->sent_mono_ms = now;
     d->resends = 0;
     d->state = DIR_PENDING;
@@ -382,6 +391,7 @@ static void engine_send(engine_t *e, size_t i, bool resend) {
     free(rj);
     free(ij);
   } else {
+    e->stats.resends++;
     d->resends++;
     log_warn(LOG_SITE, s->slug, "no ack for directive v%llu after %u ms: resend %u/%u",
              (unsigned long long)d->target.version, e->opts.ack_timeout_ms, d->resends,
@@ -725,6 +735,7 @@ static void engine_fail(engine_t *e, size_t i, const char *why) {
   if (engine_is_away(&d->target, s->slug)) {
     /* Roll back: the source goes home and this rule leaves it alone until
      * the rule changes or an operator names the site again. */
+    e->stats.rollbacks++;
     d->excluded_rule = d->rule_id ? d->rule_id : 1;
     d->excluded_kind = d->kind;
     engine_audit(e, "engine", "rollback", s->slug,
@@ -757,6 +768,14 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
   }
   if (d->state != DIR_PENDING) return; /* a duplicate ack after a resend */
   if (ack->result == NIRC__ACK_RESULT__ACK_RESULT_APPLIED) {
+    e->stats.acks_applied++;
+    unsigned b = 0;
+    while (b < ENGINE_LATENCY_BUCKETS - 1 && (double)latency > engine_latency_le_ms[b])
+      b++;
+    for (unsigned k = b; k < ENGINE_LATENCY_BUCKETS; k++)
+      e->stats.latency_bucket[k]++;
+    e->stats.latency_sum_ms += (double)latency;
+    e->stats.latency_count++;
     d->acked = d->target;
     d->known = true;
     d->state = DIR_IDLE;
@@ -774,6 +793,10 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
                        sizeof w->sites[k].detail);
         }
   } else {
+    if (ack->result == NIRC__ACK_RESULT__ACK_RESULT_REJECTED)
+      e->stats.acks_rejected++;
+    else
+      e->stats.acks_failed++;
     char why[220];
     snprintf(why, sizeof why, "agent %s: %.180s", result, ack->detail ? ack->detail : "");
     engine_fail(e, i, why);
@@ -830,6 +853,7 @@ static void engine_check_timeouts(engine_t *e) {
       } else {
         char why[160];
         snprintf(why, sizeof why, "no acknowledgement after %u resends", d->resends);
+        e->stats.timeouts++;
         engine_record_ack(e, i, d->target.epoch, d->target.version, "timeout", why, -1);
         engine_fail(e, i, why);
       }

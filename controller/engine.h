@@ -64,6 +64,20 @@ typedef struct {
   const scenario_t *forecast;
 } engine_opts_t;
 
+/* Counters for the metrics endpoint (monotonic since start). */
+#define ENGINE_LATENCY_BUCKETS 12
+typedef struct {
+  uint64_t directives_sent, resends, timeouts, rollbacks;
+  uint64_t acks_applied, acks_rejected, acks_failed;
+  /* Directive sent -> ack, cumulative histogram: le 1,2,5,10,20,50,100,200,
+   * 500,1000,2000 ms and +Inf. */
+  uint64_t latency_bucket[ENGINE_LATENCY_BUCKETS];
+  double latency_sum_ms;
+  uint64_t latency_count;
+} engine_stats_t;
+extern const double engine_latency_le_ms[ENGINE_LATENCY_BUCKETS - 1];
+const engine_stats_t *engine_stats(const engine_t *e);
+
 int engine_new(server_t *srv, const engine_opts_t *opts, engine_t **out);
 void engine_free(engine_t *e);
 

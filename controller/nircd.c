@@ -14,6 +14,7 @@
 #include "err.h"
 #include "log.h"
 #include "scenario.h"
+#include "httpd.h"
 #include "server.h"
 
 #include <getopt.h>
@@ -102,6 +103,7 @@ static int run(const nircd_conf_t *conf) {
            conf->node, (unsigned long long)srv->epoch, srv->sites.n);
   sd_notify(0, "READY=1");
   uv_run(loop, UV_RUN_DEFAULT);
+  httpd_stop(srv->http);
   engine_free(srv->engine);
   if (srv->forecast_loaded) scenario_free(&srv->forecast);
   SSL_CTX_free(srv->tls);

@@ -3,6 +3,7 @@
 #include "err.h"
 #include "log.h"
 #include "ops.h"
+#include "web.h"
 #include "route.h"
 #include "util.h"
 
@@ -375,6 +376,8 @@ static void server_on_tick(uv_timer_t *t) {
   if (srv->stopping) return;
   sites_check_stale(&srv->sites, server_now(), server_on_stale, srv);
   if (srv->engine) engine_tick(srv->engine);
+  /* Once a second is plenty for scrapers and the status page. */
+  if (srv->http && ++srv->ticks % (1000 / SERVER_TICK_MS) == 0) web_publish(srv, srv->http);
   sites_flush_minutes(&srv->sites, clock_now_ms(&srv->clock), false, server_store_minute, srv);
 }
 
@@ -477,6 +480,11 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
       return NIRC_EIO;
     }
     log_info(LOG_MAIN, conf->node, "listening on %s", conf->listen.item[i]);
+  }
+  if (conf->http_listen[0]) {
+    if (httpd_start(conf->http_listen, &srv->http, err, errlen) != 0) return NIRC_EIO;
+    web_publish(srv, srv->http);
+    log_info(LOG_MAIN, conf->node, "status page and metrics on http://%s/", conf->http_listen);
   }
   uv_timer_init(loop, &srv->tick);
   srv->tick.data = srv;

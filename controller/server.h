@@ -59,6 +59,8 @@ struct server {
   int stopping;
   uint64_t db_dropped; /* records that could not be queued (db queue full) */
   engine_t *engine;
+  struct httpd *http; /* owned: metrics and status page, or NULL */
+  unsigned ticks;
   scenario_t forecast; /* [routing] forecast, loaded at start-up */
   int forecast_loaded; /* owned: the routing engine */
 };

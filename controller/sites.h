@@ -61,6 +61,7 @@ typedef struct {
   char name_en[SCENARIO_NAME_MAX];
   char name_zh[SCENARIO_NAME_MAX];
   bool is_hub;
+  double lat, lon; /* of the centre, for the routing map */
 
   site_state_t state;
   int64_t state_since_ms;

@@ -11,13 +11,17 @@ PACKAGES=(
   # required libraries
   libuv1-dev libprotobuf-c-dev protobuf-c-compiler libpq-dev libssl-dev
   # well-kept helpers: config files, JSON, systemd readiness, unit tests
-  libinih-dev libjansson-dev libsystemd-dev libcmocka-dev
+  libinih-dev libjansson-dev libsystemd-dev libcmocka-dev libmicrohttpd-dev
   # run time: database server, PKI tooling
   postgresql postgresql-client openssl tzdata
   # PBX side: SIP proxy and SIP traffic generator
   kamailio kamailio-extra-modules sip-tester
   # tests and demo: integration scripts, sanitizer runtime, fuzzing
   python3 clang clang-format libclang-rt-14-dev procps iproute2 util-linux
+  # man pages and unit files are checked in the suite
+  man-db groff-base systemd
+  # the status page is checked in a real headless browser
+  chromium fonts-wqy-microhei
 )
 
 missing=()

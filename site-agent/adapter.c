@@ -2,7 +2,8 @@
 
 #include <string.h>
 
-static const adapter_ops_t *const adapters[] = {&adapter_sim_ops};
+static const adapter_ops_t *const adapters[] = {&adapter_sim_ops, &adapter_exec_ops,
+                                                &adapter_kamailio_ops};
 
 const adapter_ops_t *adapter_find(const char *name) {
   for (size_t i = 0; i < sizeof adapters / sizeof adapters[0]; i++)
@@ -11,5 +12,5 @@ const adapter_ops_t *adapter_find(const char *name) {
 }
 
 const char *adapter_names(void) {
-  return "sim";
+  return "sim, exec, kamailio";
 }

@@ -86,9 +86,11 @@ struct adapter {
 
 /* The adapter called `name`, or NULL. */
 const adapter_ops_t *adapter_find(const char *name);
-/* "sim" (the list of built-in adapters, for error messages). */
+/* The built-in adapters, comma-separated, for error messages. */
 const char *adapter_names(void);
 
 extern const adapter_ops_t adapter_sim_ops;
+extern const adapter_ops_t adapter_exec_ops;
+extern const adapter_ops_t adapter_kamailio_ops;
 
 #endif

@@ -2,6 +2,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "httpd.h"
 #include "report.h"
 #include "state.h"
 #include "util.h"
@@ -20,11 +21,14 @@ const config_opt_t agent_conf_opts[] = {
      "site slug; optional, must match the certificate (site:<slug>)"},
     {"agent", "controllers", CFG_LIST, O(controllers), 0, 0, 0, NULL, 1,
      "controller addresses, tried in order"},
-    {"agent", "adapter", CFG_STRING, O(adapter), S(adapter), 0, 0, "sim", 0, "PBX adapter: sim"},
+    {"agent", "adapter", CFG_STRING, O(adapter), S(adapter), 0, 0, "sim", 0,
+     "PBX adapter: sim (simulator), exec (operator commands) or kamailio"},
     {"agent", "report_log", CFG_STRING, O(report_log), S(report_log), 0, 0, "", 0,
      "file to append every sent report to, as JSON lines (debugging, tests)"},
     {"agent", "state_file", CFG_STRING, O(state_file), S(state_file), 0, 0, "", 0,
      "where the last applied directive is kept (fail-static); empty: not kept"},
+    {"agent", "http_listen", CFG_STRING, O(http_listen), S(http_listen), 0, 0, "", 0,
+     "address of the read-only Prometheus endpoint (/metrics); empty: off"},
     {"tls", "ca", CFG_STRING, O(ca), S(ca), 0, 0, NULL, 1, "the private CA certificate"},
     {"tls", "cert", CFG_STRING, O(cert), S(cert), 0, 0, NULL, 1, "this site's certificate"},
     {"tls", "key", CFG_STRING, O(key), S(key), 0, 0, NULL, 1, "this site's private key"},
@@ -140,9 +144,50 @@ static void agent_log_report(agent_t *a, const Nirc__LoadReport *r) {
   json_decref(o);
 }
 
+/* The agent's own figures for Prometheus: what it reports, whether it is
+ * connected, what it routes by, and how its PBX has been answering. */
+static void agent_publish_metrics(agent_t *a) {
+  if (!a->http) return;
+  char buf[4096];
+  const adapter_load_t *l = &a->last_load;
+  int n = snprintf(
+      buf, sizeof buf,
+      "# TYPE nirc_agent_connected gauge\nnirc_agent_connected{site=\"%s\"} %d\n"
+      "# TYPE nirc_agent_epoch gauge\nnirc_agent_epoch{site=\"%s\"} %llu\n"
+      "# TYPE nirc_agent_route_home_permille gauge\n"
+      "nirc_agent_route_home_permille{site=\"%s\"} %u\n"
+      "# TYPE nirc_agent_inbound_sources gauge\nnirc_agent_inbound_sources{site=\"%s\"} %u\n"
+      "# TYPE nirc_agent_reports_sent_total counter\n"
+      "nirc_agent_reports_sent_total{site=\"%s\"} %llu\n"
+      "# TYPE nirc_agent_applies_total counter\n"
+      "nirc_agent_applies_total{site=\"%s\",result=\"applied\"} %llu\n"
+      "nirc_agent_applies_total{site=\"%s\",result=\"failed\"} %llu\n"
+      "# TYPE nirc_agent_pbx_unreadable_total counter\n"
+      "nirc_agent_pbx_unreadable_total{site=\"%s\"} %llu\n",
+      a->slug, a->state == AGENT_REPORTING, a->slug, (unsigned long long)a->max_epoch, a->slug,
+      route_share_of(&a->applied, a->slug), a->slug, a->applied.n_inbound, a->slug,
+      (unsigned long long)a->reports_sent, a->slug, (unsigned long long)a->applies_ok, a->slug,
+      (unsigned long long)a->applies_failed, a->slug, (unsigned long long)a->collects_unreadable);
+  if (a->have_load && !l->unreadable && n > 0 && (size_t)n < sizeof buf)
+    n += snprintf(buf + n, sizeof buf - (size_t)n,
+                  "# TYPE nirc_agent_calls_in_queue gauge\n"
+                  "nirc_agent_calls_in_queue{site=\"%s\"} %u\n"
+                  "# TYPE nirc_agent_agents_logged_in gauge\n"
+                  "nirc_agent_agents_logged_in{site=\"%s\"} %u\n"
+                  "# TYPE nirc_agent_agents_ready gauge\n"
+                  "nirc_agent_agents_ready{site=\"%s\"} %u\n",
+                  a->slug, l->in_queue, a->slug, l->logged_in, a->slug, l->ready);
+  if (n > 0 && (size_t)n < sizeof buf)
+    httpd_publish(a->http, "/metrics", "text/plain; version=0.0.4; charset=utf-8", buf, (size_t)n);
+}
+
 static void agent_on_collected(void *arg, const adapter_load_t *lp) {
   agent_t *a = arg;
   a->collecting = false;
+  a->last_load = *lp;
+  a->have_load = true;
+  if (lp->unreadable) a->collects_unreadable++;
+  agent_publish_metrics(a);
   if (a->state != AGENT_REPORTING || !a->link) return;
   adapter_load_t load = *lp;
   int64_t now = a->collect_business_ms;
@@ -273,6 +318,10 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
       }
     }
   }
+  if (rc == 0)
+    a->applies_ok++;
+  else
+    a->applies_failed++;
   if (rc == 0) {
     if (purpose != APPLY_UNDO) {
       a->applied = r;
@@ -548,6 +597,9 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, char *err,
       log_error(LOG_AGENT, a->slug, "%s: routing home", serr);
     }
   }
+  if (conf->http_listen[0]) {
+    if (httpd_start(conf->http_listen, &a->http, err, errlen) != 0) return NIRC_EIO;
+  }
   if (conf->report_log[0]) {
     a->report_log = fopen(conf->report_log, "a");
     if (!a->report_log) {
@@ -605,5 +657,6 @@ void agent_free(agent_t *a) {
   if (a->adapter.ops && a->adapter.impl) a->adapter.ops->stop(a->adapter.impl);
   if (a->have_scenario) scenario_free(&a->scenario);
   if (a->report_log) fclose(a->report_log);
+  httpd_stop(a->http);
   SSL_CTX_free(a->tls);
 }

@@ -28,6 +28,7 @@ typedef struct {
   char adapter[16];
   char report_log[CONFIG_STR_MAX];
   char state_file[CONFIG_STR_MAX];
+  char http_listen[64]; /* metrics endpoint; empty: off */
   adapter_exec_conf_t exec;
   adapter_kamailio_conf_t kamailio;
   char ca[CONFIG_STR_MAX], cert[CONFIG_STR_MAX], key[CONFIG_STR_MAX];
@@ -88,7 +89,11 @@ typedef struct {
   bool collecting; /* a collect is in flight */
   int64_t collect_business_ms;
   int64_t last_report_business_ms;
-  FILE *report_log; /* owned; JSON lines of every report sent */
+  FILE *report_log;   /* owned; JSON lines of every report sent */
+  struct httpd *http; /* owned: /metrics, or NULL */
+  uint64_t applies_ok, applies_failed, collects_unreadable;
+  adapter_load_t last_load;
+  bool have_load;
   uint64_t reports_sent, connects;
 } agent_t;
 

@@ -1,0 +1,125 @@
+#include "httpd.h"
+
+#include "err.h"
+#include "util.h"
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HTTPD_MAX_DOCS 16
+/* A document larger than this is a bug, not a status page. */
+#define HTTPD_MAX_BODY (8u << 20)
+
+typedef struct {
+  char path[64];
+  char type[64];
+  char *body; /* owned */
+  size_t len;
+} httpd_doc_t;
+
+struct httpd {
+  struct MHD_Daemon *mhd;
+  pthread_mutex_t lock; /* guards docs: written by the loop, read by MHD's thread */
+  httpd_doc_t docs[HTTPD_MAX_DOCS];
+  unsigned n;
+};
+
+static enum MHD_Result httpd_answer(void *cls, struct MHD_Connection *conn, const char *url,
+                                    const char *method, const char *version,
+                                    const char *upload_data, size_t *upload_data_size,
+                                    void **con_cls) {
+  httpd_t *h = cls;
+  struct MHD_Response *resp = NULL;
+  unsigned status = MHD_HTTP_OK;
+  if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+    static const char msg[] = "read-only: GET only\n";
+    resp = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
+    status = MHD_HTTP_METHOD_NOT_ALLOWED;
+  } else {
+    pthread_mutex_lock(&h->lock);
+    for (unsigned i = 0; i < h->n; i++) {
+      if (strcmp(h->docs[i].path, url) == 0) {
+        /* Copied out, so the loop may publish again while this is sent. */
+        resp =
+            MHD_create_response_from_buffer(h->docs[i].len, h->docs[i].body, MHD_RESPMEM_MUST_COPY);
+        if (resp) MHD_add_response_header(resp, "Content-Type", h->docs[i].type);
+        break;
+      }
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (!resp) {
+      static const char msg[] = "not found\n";
+      resp = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
+      status = MHD_HTTP_NOT_FOUND;
+    }
+  }
+  if (!resp) return MHD_NO;
+  MHD_add_response_header(resp, "Cache-Control", "no-store");
+  enum MHD_Result r = MHD_queue_response(conn, status, resp);
+  MHD_destroy_response(resp);
+  return r;
+}
+
+int httpd_start(const char *addr, httpd_t **out, char *err, size_t errlen) {
+  struct sockaddr_storage ss;
+  if (nirc_parse_addr(addr, &ss, err, errlen) != 0) return NIRC_EINVAL;
+  httpd_t *h = calloc(1, sizeof *h);
+  if (!h) return NIRC_ENOMEM;
+  pthread_mutex_init(&h->lock, NULL);
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+  if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+  uint16_t port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                 : ((struct sockaddr_in *)&ss)->sin_port);
+  /* Bounded: a few scrapers and browsers, short timeouts. */
+  h->mhd = MHD_start_daemon(flags, port, NULL, NULL, httpd_answer, h, MHD_OPTION_SOCK_ADDR,
+                            (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, 64u,
+                            MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+  if (!h->mhd) {
+    snprintf(err, errlen, "cannot serve HTTP on %s (address in use?)", addr);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+    return NIRC_EIO;
+  }
+  *out = h;
+  return 0;
+}
+
+int httpd_publish(httpd_t *h, const char *path, const char *content_type, const char *body,
+                  size_t len) {
+  if (!h || len > HTTPD_MAX_BODY) return NIRC_EINVAL;
+  char *copy = malloc(len ? len : 1);
+  if (!copy) return NIRC_ENOMEM;
+  memcpy(copy, body, len);
+  int rc = 0;
+  pthread_mutex_lock(&h->lock);
+  httpd_doc_t *d = NULL;
+  for (unsigned i = 0; i < h->n; i++)
+    if (strcmp(h->docs[i].path, path) == 0) d = &h->docs[i];
+  if (!d && h->n < HTTPD_MAX_DOCS) {
+    d = &h->docs[h->n++];
+    nirc_strlcpy(d->path, path, sizeof d->path);
+  }
+  if (d) {
+    free(d->body);
+    d->body = copy;
+    d->len = len;
+    nirc_strlcpy(d->type, content_type, sizeof d->type);
+  } else {
+    rc = NIRC_EFULL;
+  }
+  pthread_mutex_unlock(&h->lock);
+  if (rc) free(copy);
+  return rc;
+}
+
+void httpd_stop(httpd_t *h) {
+  if (!h) return;
+  MHD_stop_daemon(h->mhd);
+  for (unsigned i = 0; i < h->n; i++)
+    free(h->docs[i].body);
+  pthread_mutex_destroy(&h->lock);
+  free(h);
+}

@@ -1,0 +1,24 @@
+/* httpd: a read-only HTTP endpoint for metrics and status pages, on
+ * libmicrohttpd.
+ *
+ * The daemon serves from its own thread; the event loop never waits on an
+ * HTTP client. The loop *publishes* documents (a path, a content type, the
+ * bytes) whenever it has new figures — once a second is plenty — and the
+ * HTTP thread serves the latest copy under a mutex. Nothing a client sends
+ * reaches the loop, so a slow or hostile scraper cannot stall routing. */
+#ifndef NIRC_HTTPD_H
+#define NIRC_HTTPD_H
+
+#include <stddef.h>
+
+typedef struct httpd httpd_t;
+
+/* Listens on `addr` ("127.0.0.1:9180"). 0 or NIRC_EIO/NIRC_EINVAL with err. */
+int httpd_start(const char *addr, httpd_t **out, char *err, size_t errlen);
+/* Replaces the document at `path` (copied). Up to 16 paths. */
+int httpd_publish(httpd_t *h, const char *path, const char *content_type, const char *body,
+                  size_t len);
+/* Stops the thread and frees everything. */
+void httpd_stop(httpd_t *h);
+
+#endif

@@ -1,0 +1,1213 @@
+/* map: the routing map as one standalone SVG document.
+ *
+ * Pure code: sites and moves in, one malloc'd string out. Nothing here does
+ * I/O, reads the clock or keeps state between calls, so the same input
+ * always gives the same bytes (the status page can be diffed and tested).
+ *
+ * The reader is an operator at 3 a.m., so the layout favours plain words
+ * over symbols wherever a state matters: a stale or offline site says so in
+ * its label, the queue is a number, the legend explains every mark.
+ *
+ * Steps, in order: project the sites' bounding box onto a fixed 960x720
+ * page (equirectangular, one scale for both axes so shapes are not
+ * stretched); put the legend in the corner the sites use least; build the
+ * move arrows, each bowed to the side where it crosses fewest dots and
+ * trimmed so that its head stops outside the hub's ring; place the site
+ * labels greedily among candidate positions around each dot, scored by what
+ * they would cover, then slide each share label along its arrow to a free
+ * spot; finally write everything back to front (arrows under dots, labels
+ * on top with a white halo).
+ *
+ * Styling is done with presentation attributes, not a <style> sheet: the
+ * controller's status page inlines this SVG into its HTML, where a sheet
+ * would leak into the page, and some SVG viewers ignore sheets anyway.
+ * Classes are still set on the elements that mean something (site, hub,
+ * link-*, load-*, move-arrow) for tests and for anyone scripting the page. */
+#include "map.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- page geometry ------------------------------------------------------ */
+
+#define PAGE_W 960.0
+#define PAGE_H 720.0
+#define BAND_H 62.0 /* title and summary line */
+
+/* The map frame: everything below the title band. */
+#define FRAME_X0 12.0
+#define FRAME_Y0 66.0
+#define FRAME_X1 948.0
+#define FRAME_Y1 708.0
+
+/* Where dot centres may go. The right margin is wider than the left one
+ * because labels prefer the right of their dot; the top margin leaves room
+ * for a label above the northernmost site. */
+#define PLOT_X0 60.0
+#define PLOT_X1 840.0
+#define PLOT_Y0 100.0
+#define PLOT_Y1 680.0
+
+/* Label lines: the name line (12px) and the status/queue line (11px). 11px
+ * is the smallest text on the page; anything smaller is unreadable on a
+ * wall screen at night. */
+#define LINE1_H    15.0
+#define LINE1_BASE 12.0
+#define LINE2_H    14.0
+#define LINE2_BASE 26.0
+
+#define LEG_W 290.0
+#define LEG_H 200.0
+
+/* Hard limits. The output cap keeps a runaway input from eating memory in
+ * the controller; the site and move caps are far above anything that fits
+ * in the cap anyway and keep the quadratic label placement bounded. */
+#define BUF_MAX       (1u << 20)
+#define SITES_MAX     1000
+#define MOVES_MAX     1000
+#define NAME_MAX_CP   32
+#define TITLE_MAX_CP  72
+#define TEXT_BUF      (NAME_MAX_CP * 4 + 8)
+#define TITLE_BUF     (TITLE_MAX_CP * 4 + 8)
+#define ARROW_SAMPLES 17
+#define FIXED_MAX     40
+#define N_CAND        24 /* 8 directions x 3 distances */
+
+#define FONT                                                                                       \
+  "'DejaVu Sans', 'Noto Sans', 'Noto Sans CJK SC', 'Source Han Sans SC', 'WenQuanYi Micro Hei', "  \
+  "'Microsoft YaHei', 'PingFang SC', sans-serif"
+
+#define C_TEXT  "#1f2933"
+#define C_MUTED "#5b6b7b"
+#define C_MOVE  "#1d4ed8"
+#define C_HALO  "#ffffff"
+
+/* ---- bounded output buffer ---------------------------------------------- */
+
+typedef struct {
+  char *p;
+  size_t len, cap;
+  bool failed; /* out of memory or over BUF_MAX: the result is dropped */
+} sbuf_t;
+
+static void sb_add(sbuf_t *b, const char *s, size_t n) {
+  if (b->failed) return;
+  if (n >= BUF_MAX - b->len) { /* len + n + 1 would pass the cap */
+    b->failed = true;
+    return;
+  }
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 16384;
+    while (cap < b->len + n + 1)
+      cap *= 2;
+    if (cap > BUF_MAX) cap = BUF_MAX;
+    char *np = realloc(b->p, cap);
+    if (!np) {
+      b->failed = true;
+      return;
+    }
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+static void sb_puts(sbuf_t *b, const char *s) {
+  sb_add(b, s, strlen(s));
+}
+
+static void sb_printf(sbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf_t *b, const char *fmt, ...) {
+  char small[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(small, sizeof small, fmt, ap);
+  va_end(ap);
+  if (n < 0) {
+    b->failed = true;
+    return;
+  }
+  if ((size_t)n < sizeof small) {
+    sb_add(b, small, (size_t)n);
+    return;
+  }
+  char *big = malloc((size_t)n + 1);
+  if (!big) {
+    b->failed = true;
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(big, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  sb_add(b, big, (size_t)n);
+  free(big);
+}
+
+/* Appends text with the five XML specials escaped. `s` must already be
+ * clean (see clean_text), so this is all that stands between a site name
+ * and the markup. Used for element content and attribute values alike. */
+static void sb_esc(sbuf_t *b, const char *s) {
+  const char *run = s;
+  for (; *s; s++) {
+    const char *rep;
+    switch (*s) {
+    case '&': rep = "&amp;"; break;
+    case '<': rep = "&lt;"; break;
+    case '>': rep = "&gt;"; break;
+    case '"': rep = "&quot;"; break;
+    case '\'': rep = "&apos;"; break;
+    default: continue;
+    }
+    sb_add(b, run, (size_t)(s - run));
+    sb_puts(b, rep);
+    run = s + 1;
+  }
+  sb_add(b, run, (size_t)(s - run));
+}
+
+/* Numbers are written by hand with at most one decimal, not with "%.1f",
+ * because printf follows LC_NUMERIC and a decimal comma would break every
+ * coordinate if the program ever calls setlocale(). NaN and infinities
+ * become 0 so a bad input cannot produce an unparsable attribute. */
+static const char *num_str(char *out, double v) {
+  if (!isfinite(v)) v = 0;
+  if (v > 1e7) v = 1e7;
+  if (v < -1e7) v = -1e7;
+  long t = lround(v * 10.0);
+  unsigned long a = t < 0 ? (unsigned long)-t : (unsigned long)t;
+  if (a % 10)
+    snprintf(out, 24, "%s%lu.%lu", t < 0 ? "-" : "", a / 10, a % 10);
+  else
+    snprintf(out, 24, "%s%lu", t < 0 ? "-" : "", a / 10);
+  return out;
+}
+/* A fresh buffer per use, so several numbers fit in one sb_printf call. */
+#define NUM(v) num_str((char[24]){0}, (v))
+
+/* ---- text: cleaning and width ------------------------------------------- */
+
+/* Decodes one UTF-8 sequence; invalid or overlong sequences and surrogates
+ * decode as U+FFFD. Returns the bytes consumed (at least 1, never past a
+ * NUL, because NUL is not a continuation byte). */
+static size_t utf8_decode(const unsigned char *s, uint32_t *cp) {
+  unsigned c = s[0];
+  if (c < 0x80) {
+    *cp = c;
+    return 1;
+  }
+  size_t n;
+  uint32_t v, min;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2, v = c & 0x1F, min = 0x80;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3, v = c & 0x0F, min = 0x800;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4, v = c & 0x07, min = 0x10000;
+  } else {
+    *cp = 0xFFFD;
+    return 1;
+  }
+  for (size_t i = 1; i < n; i++) {
+    if ((s[i] & 0xC0) != 0x80) {
+      *cp = 0xFFFD;
+      return i;
+    }
+    v = v << 6 | (s[i] & 0x3Fu);
+  }
+  *cp = (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) ? 0xFFFD : v;
+  return n;
+}
+
+static size_t utf8_encode(uint32_t cp, char *out) {
+  if (cp < 0x80) {
+    out[0] = (char)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    out[0] = (char)(0xC0 | cp >> 6);
+    out[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    out[0] = (char)(0xE0 | cp >> 12);
+    out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+    out[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  out[0] = (char)(0xF0 | cp >> 18);
+  out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+  out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+  out[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+/* Copies `src` (may be NULL) into `dst` as valid UTF-8 that XML 1.0
+ * accepts and that fits on one line: control characters become spaces,
+ * broken sequences and the non-characters U+FFFE/U+FFFF become U+FFFD, and
+ * more than `max_cp` characters are cut with an ellipsis. Names come from
+ * configuration and peers; one bad byte must not make the document
+ * unparsable. `cap` must be at least max_cp * 4 + 4. */
+static void clean_text(char *dst, size_t cap, const char *src, size_t max_cp) {
+  size_t total = 0, o = 0;
+  const unsigned char *s = (const unsigned char *)(src ? src : "");
+  for (const unsigned char *p = s; *p; total++) {
+    uint32_t cp;
+    p += utf8_decode(p, &cp);
+  }
+  size_t keep = total > max_cp ? max_cp - 1 : total;
+  for (size_t i = 0; i < keep && o + 4 < cap; i++) {
+    uint32_t cp;
+    s += utf8_decode(s, &cp);
+    if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) cp = ' ';
+    if (cp == 0xFFFE || cp == 0xFFFF) cp = 0xFFFD;
+    o += utf8_encode(cp, dst + o);
+  }
+  if (keep < total && o + 4 < cap) o += utf8_encode(0x2026, dst + o); /* … */
+  dst[o] = '\0';
+}
+
+/* Advance of one ASCII character in em, roughly DejaVu Sans (the widest
+ * common sans); on narrower fonts labels only get more room. */
+static double glyph_em(unsigned char c) {
+  if (c == ' ') return 0.32;
+  if (c == 'i' || c == 'l' || c == 'j' || c == 't' || c == 'f' || c == 'r' || c == '.' ||
+      c == ',' || c == '\'' || c == '(' || c == ')' || c == ':' || c == ';' || c == '!' || c == '|')
+    return 0.38;
+  if (c == 'm' || c == 'w' || c == 'M' || c == 'W' || c == '%' || c == '@') return 0.92;
+  if (c >= 'A' && c <= 'Z') return 0.72;
+  if (c >= '0' && c <= '9') return 0.64;
+  return 0.62;
+}
+
+/* Estimated width in px of clean UTF-8 text. CJK and other 3- and 4-byte
+ * characters count as one em, 2-byte ones (accented Latin) as a letter. */
+static double text_width(const char *s, double px, bool bold) {
+  double em = 0;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p < 0x80)
+      em += glyph_em(*p);
+    else if ((*p & 0xC0) == 0xC0)
+      em += *p >= 0xE0 ? 1.0 : 0.64;
+  }
+  return em * px * (bold ? 1.1 : 1.0);
+}
+
+/* ---- geometry ----------------------------------------------------------- */
+
+typedef struct {
+  double x0, y0, x1, y1;
+} box_t;
+
+static double overlap(box_t a, box_t b) {
+  double w = fmin(a.x1, b.x1) - fmax(a.x0, b.x0);
+  double h = fmin(a.y1, b.y1) - fmax(a.y0, b.y0);
+  return w > 0 && h > 0 ? w * h : 0;
+}
+
+static box_t inflate(box_t a, double d) {
+  return (box_t){a.x0 - d, a.y0 - d, a.x1 + d, a.y1 + d};
+}
+
+/* Area of `a` that falls off the page (with a small inner margin). */
+static double off_page(box_t a) {
+  box_t page = {4, 4, PAGE_W - 4, PAGE_H - 4};
+  return (a.x1 - a.x0) * (a.y1 - a.y0) - overlap(a, page);
+}
+
+/* Distance from (x, y) to the nearest point of `a`; 0 inside. */
+static double box_dist(box_t a, double x, double y) {
+  return hypot(fmax(fmax(a.x0 - x, x - a.x1), 0), fmax(fmax(a.y0 - y, y - a.y1), 0));
+}
+
+static bool inside(box_t a, double x, double y) {
+  return x >= a.x0 && x <= a.x1 && y >= a.y0 && y <= a.y1;
+}
+
+/* ---- the model the layout works on -------------------------------------- */
+
+typedef enum { LINK_ONLINE, LINK_STALE, LINK_OFFLINE, LINK_NEVER, LINK_UNKNOWN } link_kind_t;
+
+/* How each link state looks. Online is quiet (solid dark); everything else
+ * is dashed so it reads as "not normal" even without colour vision, and the
+ * states where the site is gone are faded. */
+static const struct {
+  const char *cls, *word, *stroke, *dash, *word_fill;
+  const char *width, *opacity;
+} LINK_STYLE[] = {
+    [LINK_ONLINE] = {"link-online", "online", "#1f2933", NULL, C_TEXT, "1.6", "1"},
+    [LINK_STALE] = {"link-stale", "stale", "#d97706", "3.5 2", "#9a5200", "2.4", "1"},
+    [LINK_OFFLINE] = {"link-offline", "offline", "#c62828", "3 2.5", "#b71c1c", "2.2", "0.55"},
+    [LINK_NEVER] = {"link-never-seen", "never connected", "#6b7280", "2 2.5", "#4b5563", "2",
+                    "0.45"},
+    [LINK_UNKNOWN] = {"link-unknown", "link unknown", "#6b7280", "2 2.5", "#4b5563", "2", "0.45"},
+};
+
+typedef enum { LOAD_OK, LOAD_HIGH, LOAD_FULL, LOAD_UNKNOWN } load_kind_t;
+
+static const struct {
+  const char *cls, *fill;
+} LOAD_STYLE[] = {
+    [LOAD_OK] = {"load-ok", "#34a853"},
+    [LOAD_HIGH] = {"load-high", "#f5a623"},
+    [LOAD_FULL] = {"load-full", "#e53935"},
+    [LOAD_UNKNOWN] = {"load-unknown", "#c3c8cf"},
+};
+
+static link_kind_t link_kind(const char *s) {
+  if (!s) return LINK_UNKNOWN;
+  if (strcmp(s, "online") == 0) return LINK_ONLINE;
+  if (strcmp(s, "stale") == 0) return LINK_STALE;
+  if (strcmp(s, "offline") == 0) return LINK_OFFLINE;
+  if (strcmp(s, "never-seen") == 0) return LINK_NEVER;
+  return LINK_UNKNOWN;
+}
+
+/* Thresholds from the brief of the status page: green below 70% busy,
+ * amber below 90%, red from 90%. NaN and negatives mean "no report". */
+static load_kind_t load_kind(double occ) {
+  if (!(occ >= 0)) return LOAD_UNKNOWN;
+  if (occ < 0.7) return LOAD_OK;
+  if (occ < 0.9) return LOAD_HIGH;
+  return LOAD_FULL;
+}
+
+typedef struct {
+  bool shown;  /* has usable coordinates */
+  double x, y; /* dot centre on the page */
+  double r;    /* the dot */
+  double rr;   /* what labels and arrows keep clear of: the ring or the dot */
+  link_kind_t link;
+  load_kind_t load;
+  unsigned inbound; /* arrows ending here */
+} spot_t;
+
+typedef struct {
+  char en[TEXT_BUF], zh[TEXT_BUF];
+  const char *stat; /* link word when not online, else NULL */
+  unsigned queue;
+  double w, h; /* estimated size of both lines together */
+  bool placed;
+  box_t box;
+  int anchor; /* 1 start, 0 middle, -1 end (text-anchor) */
+  double ax;  /* x of the text anchor */
+  bool leader;
+} label_t;
+
+typedef struct {
+  size_t from, to;
+  unsigned permille;
+  double w;                      /* stroke width */
+  double head_l, head_h;         /* arrowhead length and height */
+  double sx, sy, cx, cy, ex, ey; /* trimmed quadratic Bezier */
+  double pts[ARROW_SAMPLES][2];
+  box_t bbox; /* of the samples, widened by the stroke */
+  char text[16];
+  box_t lbox; /* the share label */
+} arrow_t;
+
+typedef struct {
+  size_t n;
+  const map_site_t *in;
+  spot_t *spot;
+  label_t *lab;
+  size_t nm;
+  arrow_t *arr;
+  box_t legend;
+  box_t fixed[FIXED_MAX]; /* graticule labels */
+  size_t nfixed;
+  /* projection */
+  double kx, s, lonc, latc, px, py;
+} layout_t;
+
+/* ---- projection ----------------------------------------------------------- */
+
+static bool coords_ok(const map_site_t *m) {
+  return isfinite(m->lat) && isfinite(m->lon) && m->lat >= -85 && m->lat <= 85 && m->lon >= -180 &&
+         m->lon <= 180;
+}
+
+/* Equirectangular around the middle latitude: x = lon * cos(lat0), y = lat,
+ * one scale for both so the country keeps its shape. The bounding box of
+ * the sites fills the plot area; a minimum span of 4 degrees keeps one or
+ * two sites from being blown up to the page size. With no usable site the
+ * box is China's, so the empty map still looks like the usual one. */
+static void project_setup(layout_t *L) {
+  double lon0 = 180, lon1 = -180, lat0 = 85, lat1 = -85;
+  bool any = false;
+  for (size_t i = 0; i < L->n; i++) {
+    if (!coords_ok(&L->in[i])) continue;
+    any = true;
+    lon0 = fmin(lon0, L->in[i].lon), lon1 = fmax(lon1, L->in[i].lon);
+    lat0 = fmin(lat0, L->in[i].lat), lat1 = fmax(lat1, L->in[i].lat);
+  }
+  if (!any) lon0 = 73, lon1 = 135, lat0 = 18, lat1 = 54;
+  L->lonc = (lon0 + lon1) / 2, L->latc = (lat0 + lat1) / 2;
+  double span_lon = fmax(lon1 - lon0, 4), span_lat = fmax(lat1 - lat0, 4);
+  L->kx = fmax(cos(L->latc * 3.14159265358979323846 / 180), 0.25);
+  L->s = fmin((PLOT_X1 - PLOT_X0) / (span_lon * L->kx), (PLOT_Y1 - PLOT_Y0) / span_lat);
+  L->px = (PLOT_X0 + PLOT_X1) / 2, L->py = (PLOT_Y0 + PLOT_Y1) / 2;
+}
+
+static double proj_x(const layout_t *L, double lon) {
+  return L->px + (lon - L->lonc) * L->kx * L->s;
+}
+static double proj_y(const layout_t *L, double lat) {
+  return L->py - (lat - L->latc) * L->s;
+}
+
+/* ---- labels --------------------------------------------------------------- */
+
+typedef struct {
+  box_t box;
+  int anchor;
+  double ax, pref;
+  bool leader;
+} cand_t;
+
+/* Candidate directions in order of preference: right of the dot reads
+ * best, then left, then the diagonals, then above and below. */
+static const struct {
+  signed char dx, dy;
+  short pref;
+} DIRS[8] = {{1, 0, 0},    {-1, 0, 30}, {1, -1, 45}, {1, 1, 50},
+             {-1, -1, 70}, {-1, 1, 75}, {0, -1, 90}, {0, 1, 100}};
+
+/* Candidate k: direction k % 8 at distance k / 8 (next to the dot, a bit
+ * away, further away). Away positions cost more and get a leader line. */
+static cand_t label_candidate(const spot_t *s, double w, double h, int k) {
+  int ring = k / 8;
+  double gap = ring == 0 ? 4 : ring == 1 ? 18 : 36;
+  int dx = DIRS[k % 8].dx, dy = DIRS[k % 8].dy;
+  double diag = dx && dy ? 0.72 : 1.0;
+  cand_t c;
+  double left, top;
+  if (dx > 0) {
+    left = s->x + s->rr * diag + gap;
+    c.anchor = 1, c.ax = left;
+  } else if (dx < 0) {
+    left = s->x - s->rr * diag - gap - w;
+    c.anchor = -1, c.ax = left + w;
+  } else {
+    left = s->x - w / 2;
+    c.anchor = 0, c.ax = s->x;
+  }
+  if (dy == 0)
+    top = s->y - LINE1_H / 2;
+  else if (dy < 0)
+    top = s->y - s->rr * diag - (gap - 3) - h;
+  else
+    top = s->y + s->rr * diag + (gap - 3);
+  c.box = (box_t){left, top, left + w, top + h};
+  c.pref = DIRS[k % 8].pref + ring * 400.0;
+  c.leader = ring > 0;
+  return c;
+}
+
+static box_t dot_box(const spot_t *s) {
+  return (box_t){s->x - s->rr, s->y - s->rr, s->x + s->rr, s->y + s->rr};
+}
+
+/* Where site i's label goes when nothing is in the way (right of the dot):
+ * what the legend and the share labels try to leave free. */
+static box_t default_label_box(const layout_t *L, size_t i) {
+  const spot_t *s = &L->spot[i];
+  double x0 = s->x + s->rr + 4, y0 = s->y - LINE1_H / 2;
+  return (box_t){x0, y0, x0 + L->lab[i].w, y0 + L->lab[i].h};
+}
+
+/* What a label at `b` would cover, in weighted px^2: the page edge, the
+ * title band, the legend, dots, other labels and arrows.
+ * Covering a dot or another label is much worse than crossing an arrow,
+ * which stays readable through the label's white halo. */
+static double label_cost(const layout_t *L, size_t self, box_t b) {
+  box_t band = {0, 0, PAGE_W, BAND_H};
+  double c = 60 * off_page(b) + 20 * overlap(b, band) + 20 * overlap(b, L->legend);
+  for (size_t f = 0; f < L->nfixed; f++)
+    c += 4 * overlap(b, L->fixed[f]);
+  box_t bi = inflate(b, 2);
+  double own = box_dist(b, L->spot[self].x, L->spot[self].y);
+  /* Dots outside `near` can neither be covered nor be mistaken for this
+   * label's dot; skipping them cheaply keeps big maps fast. */
+  box_t near = inflate(b, fmax(own + 14, 16));
+  for (size_t j = 0; j < L->n; j++) {
+    const spot_t *s = &L->spot[j];
+    if (!s->shown) continue;
+    if (j != self && L->lab[j].placed) c += 8 * overlap(bi, L->lab[j].box);
+    if (!inside(near, s->x, s->y)) continue;
+    c += 14 * overlap(bi, dot_box(s));
+    if (j == self) continue;
+    /* A label nearer to another site's dot than to its own (give or take
+     * 14px) reads as that site's label, the worst thing this map can do. */
+    double d = box_dist(b, s->x, s->y);
+    if (d < own + 14) c += (own + 14 - d) * 150;
+  }
+  for (size_t a = 0; a < L->nm; a++) {
+    const arrow_t *ar = &L->arr[a];
+    if (!overlap(b, ar->bbox)) continue;
+    box_t bw = inflate(b, ar->w / 2 + 1);
+    /* Near its ends an arrow says where calls come from and go to: hiding
+     * that part costs three times as much as crossing the middle. */
+    for (int k = 0; k < ARROW_SAMPLES; k++)
+      if (inside(bw, ar->pts[k][0], ar->pts[k][1]))
+        c += k < 3 || k >= ARROW_SAMPLES - 3 ? 360 : 120;
+  }
+  return c;
+}
+
+/* The leader of a label placed away from its dot: from the dot's edge to
+ * the nearest point of the name line. */
+static void leader_ends(const spot_t *s, box_t box, double *x0, double *y0, double *x1,
+                        double *y1) {
+  *x1 = fmin(fmax(s->x, box.x0), box.x1);
+  *y1 = fmin(fmax(s->y, box.y0), box.y0 + LINE1_H);
+  double d = hypot(*x1 - s->x, *y1 - s->y);
+  *x0 = d > 0 ? s->x + (*x1 - s->x) / d * s->rr : s->x;
+  *y0 = d > 0 ? s->y + (*y1 - s->y) / d * s->rr : s->y;
+}
+
+/* Distance from (px, py) to the segment (x0, y0)-(x1, y1). */
+static double seg_dist(double px, double py, double x0, double y0, double x1, double y1) {
+  double dx = x1 - x0, dy = y1 - y0, l2 = dx * dx + dy * dy;
+  double t = l2 > 0 ? ((px - x0) * dx + (py - y0) * dy) / l2 : 0;
+  t = fmin(fmax(t, 0), 1);
+  return hypot(px - (x0 + t * dx), py - (y0 + t * dy));
+}
+
+static void label_place(layout_t *L, size_t i) {
+  label_t *lb = &L->lab[i];
+  double best = INFINITY;
+  for (int k = 0; k < N_CAND; k++) {
+    cand_t c = label_candidate(&L->spot[i], lb->w, lb->h, k);
+    double cost = c.pref + label_cost(L, i, c.box);
+    if (c.leader) { /* a leader passing by another dot points at the wrong site */
+      double x0, y0, x1, y1;
+      leader_ends(&L->spot[i], c.box, &x0, &y0, &x1, &y1);
+      for (size_t j = 0; j < L->n; j++)
+        if (j != i && L->spot[j].shown &&
+            seg_dist(L->spot[j].x, L->spot[j].y, x0, y0, x1, y1) < L->spot[j].rr + 4)
+          cost += 5000;
+    }
+    if (cost < best) { /* strict: the earlier (preferred) candidate wins ties */
+      best = cost;
+      lb->box = c.box, lb->anchor = c.anchor, lb->ax = c.ax, lb->leader = c.leader;
+    }
+  }
+  lb->placed = true;
+}
+
+/* Greedy placement, most crowded dots first (they have the fewest good
+ * positions), then two passes where each label may move now that it can
+ * see all the others. Ties break on input order, so it is deterministic.
+ * Placement is quadratic in the sites: a few ms for the 31 provinces, but
+ * the refinement passes are skipped for more than 300 sites (a map that
+ * dense is unreadable anyway) so that 1000 sites stay under a second. */
+static int place_labels(layout_t *L) {
+  size_t *order = calloc(L->n ? L->n : 1, sizeof *order);
+  unsigned *crowd = calloc(L->n ? L->n : 1, sizeof *crowd);
+  if (!order || !crowd) {
+    free(order);
+    free(crowd);
+    return -1;
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < L->n; i++) {
+    if (!L->spot[i].shown) continue;
+    for (size_t j = 0; j < L->n; j++)
+      if (j != i && L->spot[j].shown &&
+          hypot(L->spot[i].x - L->spot[j].x, L->spot[i].y - L->spot[j].y) < 80)
+        crowd[i]++;
+    /* insertion sort: crowd descending, index ascending */
+    size_t k = m++;
+    while (k > 0 && crowd[order[k - 1]] < crowd[i]) {
+      order[k] = order[k - 1];
+      k--;
+    }
+    order[k] = i;
+  }
+  for (int pass = 0; pass < (m > 300 ? 1 : 3); pass++)
+    for (size_t k = 0; k < m; k++)
+      label_place(L, order[k]);
+  free(order);
+  free(crowd);
+  return 0;
+}
+
+/* ---- arrows --------------------------------------------------------------- */
+
+static size_t find_site(const layout_t *L, const char *slug) {
+  if (!slug) return SIZE_MAX;
+  for (size_t i = 0; i < L->n; i++)
+    if (L->in[i].slug && L->spot[i].shown && strcmp(L->in[i].slug, slug) == 0) return i;
+  return SIZE_MAX;
+}
+
+static void bez(const arrow_t *a, double t, double *x, double *y) {
+  double u = 1 - t;
+  *x = u * u * a->sx + 2 * u * t * a->cx + t * t * a->ex;
+  *y = u * u * a->sy + 2 * u * t * a->cy + t * t * a->ey;
+}
+
+/* A quadratic curve bowing by `bow` (its control point's offset from the
+ * middle, as a share of the length; the sign picks the side),
+ * trimmed at the
+ * source's edge and short of the hub's ring by the arrowhead's length: the
+ * head is drawn past the end of the path, and must not vanish under the
+ * hub. Width and head grow with the share. */
+static void arrow_build(const layout_t *L, arrow_t *a, double bow) {
+  const spot_t *f = &L->spot[a->from], *t = &L->spot[a->to];
+  double p = a->permille > 1000 ? 1000 : a->permille;
+  a->w = 1.25 + 3.25 * p / 1000; /* 1.25 to 4.5 px: 22 full moves must not drown the map */
+  a->head_l = 9 + 1.6 * a->w;
+  a->head_h = 0.75 * a->head_l;
+  double dx = t->x - f->x, dy = t->y - f->y, d = hypot(dx, dy);
+  double nx = bow * dy / d, ny = -bow * dx / d;
+  double cx = (f->x + t->x) / 2 + nx * d, cy = (f->y + t->y) / 2 + ny * d;
+  /* Many arrows into one hub: stop them a little further out so their
+   * heads spread over a wider circle instead of piling up on the ring. */
+  double crowd = t->inbound > 3 ? fmin(1.5 * (t->inbound - 3), 18) : 0;
+  double back = t->rr + 3 + crowd + 0.7 * a->head_l, front = f->rr + 2;
+  if (back + front + 6 > d) { /* very close sites: keep a short visible stub */
+    front = 0;
+    back = fmin(back, d / 2);
+  }
+  double sl = hypot(cx - f->x, cy - f->y), el = hypot(t->x - cx, t->y - cy);
+  a->sx = f->x + (cx - f->x) / sl * front, a->sy = f->y + (cy - f->y) / sl * front;
+  a->ex = t->x - (t->x - cx) / el * back, a->ey = t->y - (t->y - cy) / el * back;
+  a->cx = cx, a->cy = cy;
+  a->bbox = (box_t){INFINITY, INFINITY, -INFINITY, -INFINITY};
+  for (int k = 0; k < ARROW_SAMPLES; k++) {
+    double x, y;
+    bez(a, (double)k / (ARROW_SAMPLES - 1), &x, &y);
+    a->pts[k][0] = x, a->pts[k][1] = y;
+    a->bbox.x0 = fmin(a->bbox.x0, x), a->bbox.y0 = fmin(a->bbox.y0, y);
+    a->bbox.x1 = fmax(a->bbox.x1, x), a->bbox.y1 = fmax(a->bbox.y1, y);
+  }
+  a->bbox = inflate(a->bbox, a->w / 2 + a->head_h / 2);
+  if (a->permille >= 1000)
+    snprintf(a->text, sizeof a->text, "100%%");
+  else
+    snprintf(a->text, sizeof a->text, "%u\xE2\x80\xB0", a->permille); /* ‰ */
+}
+
+/* How many points along the arrow fall on other sites' dots or the legend
+ * (an arrow drawn under a dot looks like it ends there). Sampled more
+ * finely than the stored points so a dot between two samples is not
+ * missed. */
+static unsigned arrow_hits(const layout_t *L, const arrow_t *a) {
+  unsigned hits = 0;
+  for (int k = 0; k <= 48; k++) {
+    double x, y;
+    bez(a, k / 48.0, &x, &y);
+    if (inside(inflate(L->legend, a->w), x, y)) hits++;
+    for (size_t j = 0; j < L->n; j++)
+      if (j != a->from && j != a->to && L->spot[j].shown &&
+          inside(inflate(dot_box(&L->spot[j]), a->w / 2 + 3), x, y))
+        hits++;
+  }
+  return hits;
+}
+
+/* Picks the bow that crosses the fewest dots, in order of preference: the
+ * usual bow first, so that two moves in opposite directions between the
+ * same pair bow apart instead of lying on top of each other; ties keep the
+ * earlier choice, so the result is deterministic. */
+static void arrow_route(const layout_t *L, arrow_t *a) {
+  static const double BOWS[] = {0.2, -0.2, 0.1, -0.1, 0.32, -0.32};
+  double best_bow = BOWS[0];
+  unsigned best = UINT32_MAX;
+  for (size_t k = 0; k < sizeof BOWS / sizeof BOWS[0] && best > 0; k++) {
+    arrow_build(L, a, BOWS[k]);
+    unsigned h = arrow_hits(L, a);
+    if (h < best) best = h, best_bow = BOWS[k];
+  }
+  arrow_build(L, a, best_bow);
+}
+
+/* The share label sits on the curve, a little towards the source (where
+ * arrows into a busy hub are still apart); it slides along the curve if
+ * that spot is taken by a dot, a site label, another share or arrow.
+ * It is placed after the site labels because it can move along the whole
+ * curve, while a site label has to stay next to its dot. */
+static void arrow_label_place(layout_t *L, size_t i) {
+  static const double T[] = {0.4, 0.32, 0.5, 0.25, 0.58, 0.2, 0.66, 0.74};
+  arrow_t *a = &L->arr[i];
+  double w = text_width(a->text, 11, true) + 8, h = 15;
+  double best = INFINITY;
+  for (size_t k = 0; k < sizeof T / sizeof T[0]; k++) {
+    double x, y;
+    bez(a, T[k], &x, &y);
+    box_t b = {x - w / 2, y - h / 2, x + w / 2, y + h / 2};
+    double c = k * 30.0 + 60 * off_page(b) + 20 * overlap(b, L->legend);
+    for (size_t j = 0; j < L->n; j++)
+      if (L->spot[j].shown)
+        c += 14 * overlap(inflate(b, 2), dot_box(&L->spot[j])) +
+             10 * overlap(inflate(b, 1), L->lab[j].box);
+    for (size_t j = 0; j < L->nm; j++) {
+      if (j < i) c += 10 * overlap(inflate(b, 2), L->arr[j].lbox);
+      if (j == i || !overlap(b, L->arr[j].bbox)) continue;
+      for (int p = 0; p < ARROW_SAMPLES; p++) /* hiding another arrow */
+        if (inside(inflate(b, L->arr[j].w / 2), L->arr[j].pts[p][0], L->arr[j].pts[p][1])) c += 80;
+    }
+    if (c < best) best = c, a->lbox = b;
+  }
+}
+
+/* ---- legend --------------------------------------------------------------- */
+
+/* The corner of the frame that the dots, their likely labels and the
+ * arrows use least. Ties go to bottom-left, which is empty on a map of
+ * China (Tibet's south and the Himalaya). */
+static void legend_place(layout_t *L) {
+  const double m = 8;
+  const box_t corner[4] = {
+      {FRAME_X0 + m, FRAME_Y1 - m - LEG_H, FRAME_X0 + m + LEG_W, FRAME_Y1 - m},
+      {FRAME_X1 - m - LEG_W, FRAME_Y1 - m - LEG_H, FRAME_X1 - m, FRAME_Y1 - m},
+      {FRAME_X0 + m, FRAME_Y0 + m, FRAME_X0 + m + LEG_W, FRAME_Y0 + m + LEG_H},
+      {FRAME_X1 - m - LEG_W, FRAME_Y0 + m, FRAME_X1 - m, FRAME_Y0 + m + LEG_H},
+  };
+  double best = INFINITY;
+  for (int c = 0; c < 4; c++) {
+    double cost = 0;
+    for (size_t i = 0; i < L->n; i++) {
+      const spot_t *s = &L->spot[i];
+      if (!s->shown) continue;
+      cost += 20 * overlap(inflate(dot_box(s), 4), corner[c]) +
+              3 * overlap(default_label_box(L, i), corner[c]);
+    }
+    for (size_t a = 0; a < L->nm; a++)
+      for (int k = 0; k < ARROW_SAMPLES; k++)
+        if (inside(corner[c], L->arr[a].pts[k][0], L->arr[a].pts[k][1])) cost += 400;
+    if (cost < best) best = cost, L->legend = corner[c];
+  }
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+static void put_header(sbuf_t *b, const char *title) {
+  sb_printf(b,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"nirc-map\" width=\"%d\" "
+            "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"%s\" role=\"img\" "
+            "aria-label=\"",
+            (int)PAGE_W, (int)PAGE_H, (int)PAGE_W, (int)PAGE_H, FONT);
+  sb_esc(b, title);
+  sb_puts(b, "\">\n<title>");
+  sb_esc(b, title);
+  sb_puts(b, "</title>\n");
+}
+
+/* One arrowhead marker per arrow, sized in page units so a thick arrow
+ * gets a proportionate head; refX sits 30% into the head so the path's
+ * butt end is hidden inside it. Ids are prefixed because the status page
+ * inlines this document into HTML. */
+static void put_marker(sbuf_t *b, const char *id, double l, double h) {
+  sb_printf(b,
+            "<marker id=\"%s\" viewBox=\"0 0 %s %s\" refX=\"%s\" refY=\"%s\" markerWidth=\"%s\" "
+            "markerHeight=\"%s\" markerUnits=\"userSpaceOnUse\" orient=\"auto\">"
+            "<path d=\"M0,0 L%s,%s L0,%s z\" fill=\"" C_MOVE "\"/></marker>\n",
+            id, NUM(l), NUM(h), NUM(0.3 * l), NUM(h / 2), NUM(l), NUM(h), NUM(l), NUM(h / 2),
+            NUM(h));
+}
+
+/* One graticule label ("110°E") with its baseline at (x, y), unless the
+ * legend covers it; kept as an obstacle the site labels avoid. */
+static void grid_label(sbuf_t *b, layout_t *L, double x, double y, int deg, const char *pos,
+                       const char *neg) {
+  box_t box = {x - 1, y - 12, x + 40, y + 3};
+  if (overlap(box, L->legend) > 0) return;
+  sb_printf(b, "<text x=\"%s\" y=\"%s\">%d\xC2\xB0%s</text>\n", NUM(x), NUM(y),
+            deg < 0 ? -deg : deg,
+            deg < 0   ? neg
+            : deg > 0 ? pos
+                      : "");
+  if (L->nfixed < FIXED_MAX) L->fixed[L->nfixed++] = box;
+}
+
+static void put_frame(sbuf_t *b, layout_t *L) {
+  sb_printf(b,
+            "<rect class=\"background\" width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n"
+            "<rect class=\"frame\" x=\"%s\" y=\"%s\" width=\"%s\" height=\"%s\" rx=\"8\" "
+            "fill=\"#f3f6f9\" stroke=\"#d5dde5\"/>\n",
+            (int)PAGE_W, (int)PAGE_H, NUM(FRAME_X0), NUM(FRAME_Y0), NUM(FRAME_X1 - FRAME_X0),
+            NUM(FRAME_Y1 - FRAME_Y0));
+  /* A graticule gives a sense of distance and direction without a coastline
+   * (which this pure module has no data for). The step keeps it to a few
+   * lines whatever the span. */
+  double lon_a = L->lonc + (FRAME_X0 - L->px) / (L->kx * L->s);
+  double lon_b = L->lonc + (FRAME_X1 - L->px) / (L->kx * L->s);
+  double lat_a = L->latc - (FRAME_Y1 - L->py) / L->s;
+  double lat_b = L->latc - (FRAME_Y0 - L->py) / L->s;
+  static const int STEPS[] = {1, 2, 5, 10, 15, 20, 30, 45, 90};
+  int step = 90;
+  for (size_t k = 0; k < sizeof STEPS / sizeof STEPS[0]; k++)
+    if ((lon_b - lon_a) / STEPS[k] <= 8 && (lat_b - lat_a) / STEPS[k] <= 8) {
+      step = STEPS[k];
+      break;
+    }
+  sb_puts(b, "<g class=\"graticule\" stroke=\"#dde4eb\" stroke-width=\"1\">\n");
+  for (int g = (int)ceil(lon_a / step) * step; g <= lon_b && g <= 180; g += step) {
+    double x = proj_x(L, g);
+    if (x < FRAME_X0 + 30 || x > FRAME_X1 - 30) continue;
+    sb_printf(b, "<line x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\"/>\n", NUM(x), NUM(FRAME_Y0), NUM(x),
+              NUM(FRAME_Y1));
+  }
+  for (int g = (int)ceil(lat_a / step) * step; g <= lat_b && g <= 90; g += step) {
+    double y = proj_y(L, g);
+    if (y < FRAME_Y0 + 20 || y > FRAME_Y1 - 20) continue;
+    sb_printf(b, "<line x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\"/>\n", NUM(FRAME_X0), NUM(y),
+              NUM(FRAME_X1), NUM(y));
+  }
+  sb_puts(b, "</g>\n<g class=\"graticule-labels\" font-size=\"11\" fill=\"#8795a4\">\n");
+  for (int g = (int)ceil(lon_a / step) * step; g <= lon_b && g <= 180; g += step) {
+    double x = proj_x(L, g);
+    if (x < FRAME_X0 + 30 || x > FRAME_X1 - 30) continue;
+    grid_label(b, L, x + 3, FRAME_Y1 - 5, g, "E", "W");
+  }
+  for (int g = (int)ceil(lat_a / step) * step; g <= lat_b && g <= 90; g += step) {
+    double y = proj_y(L, g);
+    if (y < FRAME_Y0 + 20 || y > FRAME_Y1 - 20) continue;
+    grid_label(b, L, FRAME_X0 + 4, y - 4, g, "N", "S");
+  }
+  sb_puts(b, "</g>\n");
+}
+
+static void put_leaders(sbuf_t *b, const layout_t *L) {
+  sb_puts(b, "<g class=\"leaders\" stroke=\"#8795a4\" stroke-width=\"1\">\n");
+  for (size_t i = 0; i < L->n; i++) {
+    const spot_t *s = &L->spot[i];
+    const label_t *lb = &L->lab[i];
+    if (!s->shown || !lb->leader) continue;
+    double fx, fy, tx, ty;
+    leader_ends(s, lb->box, &fx, &fy, &tx, &ty);
+    if (hypot(tx - s->x, ty - s->y) <= s->rr + 1) continue;
+    sb_printf(b, "<line x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\"/>\n", NUM(fx), NUM(fy), NUM(tx),
+              NUM(ty));
+  }
+  sb_puts(b, "</g>\n");
+}
+
+/* Dots: fill is the load, outline the link, a ring marks a hub. The
+ * tooltip (<title>) spells the state out for whoever hovers. */
+static void put_sites(sbuf_t *b, const layout_t *L) {
+  sb_puts(b, "<g class=\"sites\">\n");
+  for (size_t i = 0; i < L->n; i++) {
+    const spot_t *s = &L->spot[i];
+    const map_site_t *m = &L->in[i];
+    const label_t *lb = &L->lab[i];
+    if (!s->shown) continue;
+    char slug[TEXT_BUF];
+    clean_text(slug, sizeof slug, m->slug, NAME_MAX_CP);
+    const char *dash = LINK_STYLE[s->link].dash;
+    char dash_attr[48] = "";
+    if (dash) snprintf(dash_attr, sizeof dash_attr, " stroke-dasharray=\"%s\"", dash);
+    if (m->is_hub)
+      sb_printf(b,
+                "<circle class=\"hub-ring\" cx=\"%s\" cy=\"%s\" r=\"%s\" fill=\"none\" "
+                "stroke=\"%s\" stroke-width=\"1.6\"%s opacity=\"%s\"/>\n",
+                NUM(s->x), NUM(s->y), NUM(s->rr - 1), LINK_STYLE[s->link].stroke, dash_attr,
+                LINK_STYLE[s->link].opacity);
+    sb_printf(b, "<circle class=\"site%s %s %s\" data-slug=\"", m->is_hub ? " hub" : "",
+              LINK_STYLE[s->link].cls, LOAD_STYLE[s->load].cls);
+    sb_esc(b, slug);
+    sb_printf(b,
+              "\" cx=\"%s\" cy=\"%s\" r=\"%s\" fill=\"%s\" stroke=\"%s\" stroke-width=\"%s\"%s "
+              "opacity=\"%s\"><title>",
+              NUM(s->x), NUM(s->y), NUM(s->r), LOAD_STYLE[s->load].fill, LINK_STYLE[s->link].stroke,
+              LINK_STYLE[s->link].width, dash_attr, LINK_STYLE[s->link].opacity);
+    char tip[3 * TEXT_BUF + 128], occ[32] = "no load report";
+    if (s->load != LOAD_UNKNOWN)
+      snprintf(occ, sizeof occ, "%ld%% of agents busy", lround(fmin(m->occupancy, 9.99) * 100));
+    snprintf(tip, sizeof tip, "%s%s%s (%s)%s: %s, %s, %u in queue", lb->en, lb->zh[0] ? " " : "",
+             lb->zh, slug, m->is_hub ? ", hub" : "", LINK_STYLE[s->link].word, occ, m->in_queue);
+    sb_esc(b, tip);
+    sb_puts(b, "</title></circle>\n");
+  }
+  sb_puts(b, "</g>\n");
+}
+
+static void put_arrows(sbuf_t *b, const layout_t *L, const size_t *order) {
+  sb_puts(b, "<g class=\"moves\" fill=\"none\" stroke-linecap=\"butt\">\n");
+  for (size_t k = 0; k < L->nm; k++) {
+    const arrow_t *a = &L->arr[order[k]];
+    char from[TEXT_BUF], to[TEXT_BUF];
+    clean_text(from, sizeof from, L->in[a->from].slug, NAME_MAX_CP);
+    clean_text(to, sizeof to, L->in[a->to].slug, NAME_MAX_CP);
+    char d[160];
+    snprintf(d, sizeof d, "M%s,%s Q%s,%s %s,%s", NUM(a->sx), NUM(a->sy), NUM(a->cx), NUM(a->cy),
+             NUM(a->ex), NUM(a->ey));
+    sb_puts(b, "<g class=\"move\" data-from=\"");
+    sb_esc(b, from);
+    sb_puts(b, "\" data-to=\"");
+    sb_esc(b, to);
+    /* A white casing under the arrow keeps it readable where it crosses
+     * the graticule or another arrow. */
+    sb_printf(b,
+              "\"><path class=\"move-casing\" d=\"%s\" stroke=\"#ffffff\" stroke-width=\"%s\"/>"
+              "<path class=\"move-arrow\" d=\"%s\" stroke=\"" C_MOVE "\" stroke-width=\"%s\" "
+              "marker-end=\"url(#nirc-map-head-%zu)\"/></g>\n",
+              d, NUM(a->w + 3), d, NUM(a->w), order[k]);
+  }
+  sb_puts(b, "</g>\n");
+}
+
+static void put_labels(sbuf_t *b, const layout_t *L) {
+  /* The white halo (stroke painted under the fill) keeps names legible
+   * where they cross an arrow or a grid line. */
+  sb_puts(b, "<g class=\"labels\" font-size=\"12\" fill=\"" C_TEXT "\" stroke=\"" C_HALO
+             "\" stroke-width=\"3\" stroke-linejoin=\"round\" paint-order=\"stroke\">\n");
+  for (size_t i = 0; i < L->n; i++) {
+    const label_t *lb = &L->lab[i];
+    if (!L->spot[i].shown) continue;
+    const char *anchor = lb->anchor > 0 ? "start" : lb->anchor < 0 ? "end" : "middle";
+    sb_printf(b, "<text class=\"site-label\" x=\"%s\" y=\"%s\" text-anchor=\"%s\">", NUM(lb->ax),
+              NUM(lb->box.y0 + LINE1_BASE), anchor);
+    sb_puts(b, "<tspan font-weight=\"bold\">");
+    sb_esc(b, lb->en);
+    sb_puts(b, "</tspan>");
+    if (lb->zh[0]) {
+      sb_puts(b, " <tspan class=\"zh\">");
+      sb_esc(b, lb->zh);
+      sb_puts(b, "</tspan>");
+    }
+    sb_puts(b, "</text>\n");
+    if (!lb->stat && !lb->queue) continue;
+    sb_printf(b,
+              "<text class=\"site-status\" x=\"%s\" y=\"%s\" text-anchor=\"%s\" font-size=\"11\">",
+              NUM(lb->ax), NUM(lb->box.y0 + LINE2_BASE), anchor);
+    if (lb->stat)
+      sb_printf(b, "<tspan class=\"%s\" fill=\"%s\" font-weight=\"bold\">%s</tspan>",
+                LINK_STYLE[L->spot[i].link].cls, LINK_STYLE[L->spot[i].link].word_fill, lb->stat);
+    if (lb->stat && lb->queue) sb_puts(b, " \xC2\xB7 "); /* · */
+    if (lb->queue)
+      sb_printf(b, "<tspan class=\"queue\" font-weight=\"bold\">%u in queue</tspan>", lb->queue);
+    sb_puts(b, "</text>\n");
+  }
+  sb_puts(b, "</g>\n");
+}
+
+static void put_arrow_labels(sbuf_t *b, const layout_t *L) {
+  sb_puts(b, "<g class=\"move-labels\" font-size=\"11\" font-weight=\"bold\" "
+             "text-anchor=\"middle\">\n");
+  for (size_t i = 0; i < L->nm; i++) {
+    const arrow_t *a = &L->arr[i];
+    sb_printf(b,
+              "<g class=\"move-label\"><rect x=\"%s\" y=\"%s\" width=\"%s\" height=\"%s\" "
+              "rx=\"4\" fill=\"#ffffff\" stroke=\"" C_MOVE "\" stroke-width=\"1\"/>"
+              "<text x=\"%s\" y=\"%s\" fill=\"" C_MOVE "\">%s</text></g>\n",
+              NUM(a->lbox.x0), NUM(a->lbox.y0), NUM(a->lbox.x1 - a->lbox.x0),
+              NUM(a->lbox.y1 - a->lbox.y0), NUM((a->lbox.x0 + a->lbox.x1) / 2),
+              NUM(a->lbox.y0 + 11.5), a->text);
+  }
+  sb_puts(b, "</g>\n");
+}
+
+/* One legend row: a sample dot and its words. */
+static void legend_dot(sbuf_t *b, double x, double y, const char *fill, int link,
+                       const char *text) {
+  char dash_attr[48] = "";
+  if (LINK_STYLE[link].dash)
+    snprintf(dash_attr, sizeof dash_attr, " stroke-dasharray=\"%s\"", LINK_STYLE[link].dash);
+  sb_printf(b,
+            "<circle class=\"legend-dot\" cx=\"%s\" cy=\"%s\" r=\"6\" fill=\"%s\" stroke=\"%s\" "
+            "stroke-width=\"%s\"%s opacity=\"%s\"/><text x=\"%s\" y=\"%s\">%s</text>\n",
+            NUM(x), NUM(y - 4), fill, LINK_STYLE[link].stroke, LINK_STYLE[link].width, dash_attr,
+            LINK_STYLE[link].opacity, NUM(x + 12), NUM(y), text);
+}
+
+static void put_legend(sbuf_t *b, const layout_t *L) {
+  double x = L->legend.x0, y = L->legend.y0, c2 = x + 150, d = x + 18;
+  sb_printf(b,
+            "<g class=\"legend\" font-size=\"11\" fill=\"" C_TEXT "\">\n"
+            "<rect x=\"%s\" y=\"%s\" width=\"%s\" height=\"%s\" rx=\"6\" fill=\"#ffffff\" "
+            "stroke=\"#b8c2cc\"/>\n"
+            "<text x=\"%s\" y=\"%s\" font-size=\"12\" font-weight=\"bold\">How to read this "
+            "map</text>\n"
+            "<text x=\"%s\" y=\"%s\" font-weight=\"bold\" fill=\"" C_MUTED
+            "\">Fill: share of agents busy</text>\n",
+            NUM(x), NUM(y), NUM(LEG_W), NUM(LEG_H), NUM(x + 10), NUM(y + 19), NUM(x + 10),
+            NUM(y + 38));
+  legend_dot(b, d, y + 56, LOAD_STYLE[LOAD_OK].fill, LINK_ONLINE, "under 70%");
+  legend_dot(b, c2, y + 56, LOAD_STYLE[LOAD_HIGH].fill, LINK_ONLINE, "70% to 90%");
+  legend_dot(b, d, y + 74, LOAD_STYLE[LOAD_FULL].fill, LINK_ONLINE, "90% or more");
+  legend_dot(b, c2, y + 74, LOAD_STYLE[LOAD_UNKNOWN].fill, LINK_ONLINE, "no load report");
+  sb_printf(b,
+            "<text x=\"%s\" y=\"%s\" font-weight=\"bold\" fill=\"" C_MUTED
+            "\">Outline: link to the controller</text>\n",
+            NUM(x + 10), NUM(y + 96));
+  legend_dot(b, d, y + 114, "#ffffff", LINK_ONLINE, "online");
+  legend_dot(b, c2, y + 114, "#ffffff", LINK_STALE, "stale (late reports)");
+  legend_dot(b, d, y + 132, "#ffffff", LINK_OFFLINE, "offline");
+  legend_dot(b, c2, y + 132, "#ffffff", LINK_NEVER, "never connected");
+  /* hub sample: the same dot-and-ring as on the map */
+  sb_printf(b,
+            "<circle cx=\"%s\" cy=\"%s\" r=\"12\" fill=\"none\" stroke=\"#1f2933\" "
+            "stroke-width=\"1.6\"/><circle cx=\"%s\" cy=\"%s\" r=\"8\" fill=\"%s\" "
+            "stroke=\"#1f2933\" stroke-width=\"1.6\"/>"
+            "<text x=\"%s\" y=\"%s\">hub: may answer other sites' calls</text>\n",
+            NUM(d), NUM(y + 153), NUM(d), NUM(y + 153), LOAD_STYLE[LOAD_OK].fill, NUM(x + 38),
+            NUM(y + 157));
+  sb_printf(b,
+            "<path d=\"M%s,%s Q%s,%s %s,%s\" fill=\"none\" stroke=\"" C_MOVE "\" "
+            "stroke-width=\"3\" marker-end=\"url(#nirc-map-head-legend)\"/>"
+            "<text x=\"%s\" y=\"%s\">calls moved to a hub; the label is</text>"
+            "<text x=\"%s\" y=\"%s\">the share of the source's calls</text>\n",
+            NUM(x + 6), NUM(y + 190), NUM(x + 19), NUM(y + 178), NUM(x + 32), NUM(y + 184),
+            NUM(x + 48), NUM(y + 180), NUM(x + 48), NUM(y + 194));
+  sb_puts(b, "</g>\n");
+}
+
+/* Title and a one-line summary that counts what needs attention. */
+static void put_title(sbuf_t *b, const layout_t *L, const char *title, size_t n_moves) {
+  size_t cnt[5] = {0}, hidden = 0;
+  for (size_t i = 0; i < L->n; i++) {
+    if (L->spot[i].shown)
+      cnt[L->spot[i].link]++;
+    else
+      hidden++;
+  }
+  sb_puts(b, "<text class=\"title\" x=\"20\" y=\"32\" font-size=\"20\" font-weight=\"bold\" "
+             "fill=\"" C_TEXT "\">");
+  sb_esc(b, title);
+  sb_printf(b,
+            "</text>\n<text class=\"summary\" x=\"20\" y=\"52\" font-size=\"12\" fill=\"" C_MUTED
+            "\">%zu site%s: %zu online",
+            L->n, L->n == 1 ? "" : "s", cnt[LINK_ONLINE]);
+  for (int k = LINK_STALE; k <= LINK_UNKNOWN; k++)
+    if (cnt[k])
+      sb_printf(b, ", <tspan fill=\"%s\" font-weight=\"bold\">%zu %s</tspan>",
+                LINK_STYLE[k].word_fill, cnt[k], LINK_STYLE[k].word);
+  if (hidden) sb_printf(b, ", %zu without coordinates (not drawn)", hidden);
+  sb_printf(b, "; %zu move%s shown</text>\n", n_moves, n_moves == 1 ? "" : "s");
+  if (L->n == hidden)
+    sb_printf(b,
+              "<text x=\"%s\" y=\"%s\" font-size=\"16\" text-anchor=\"middle\" fill=\"" C_MUTED
+              "\">No sites to show</text>\n",
+              NUM(PAGE_W / 2), NUM(PAGE_H / 2));
+}
+
+/* ---- entry point ---------------------------------------------------------- */
+
+static void layout_free(layout_t *L) {
+  free(L->spot);
+  free(L->lab);
+  free(L->arr);
+}
+
+/* Fills the dots and label texts of every site. */
+static void layout_sites(layout_t *L) {
+  for (size_t i = 0; i < L->n; i++) {
+    const map_site_t *m = &L->in[i];
+    spot_t *s = &L->spot[i];
+    label_t *lb = &L->lab[i];
+    s->shown = coords_ok(m);
+    s->x = proj_x(L, m->lon), s->y = proj_y(L, m->lat);
+    s->r = m->is_hub ? 9 : 7;
+    s->rr = m->is_hub ? 14 : 8;
+    s->link = link_kind(m->link);
+    s->load = load_kind(m->occupancy);
+    /* a site without an English name is shown by its slug */
+    const char *en = m->name_en && *m->name_en ? m->name_en : m->slug;
+    clean_text(lb->en, sizeof lb->en, en ? en : "?", NAME_MAX_CP);
+    clean_text(lb->zh, sizeof lb->zh, m->name_zh, NAME_MAX_CP);
+    lb->stat = s->link == LINK_ONLINE ? NULL : LINK_STYLE[s->link].word;
+    lb->queue = m->in_queue;
+    double w1 = text_width(lb->en, 12, true), w2 = 0;
+    if (lb->zh[0]) w1 += 4 + text_width(lb->zh, 12, false);
+    if (lb->stat) w2 += text_width(lb->stat, 11, true);
+    if (lb->stat && lb->queue) w2 += text_width(" . ", 11, false);
+    if (lb->queue) {
+      char q[32];
+      snprintf(q, sizeof q, "%u in queue", lb->queue);
+      w2 += text_width(q, 11, true);
+    }
+    lb->w = fmax(w1, w2);
+    lb->h = w2 > 0 ? LINE1_H + LINE2_H : LINE1_H;
+  }
+}
+
+char *map_render_svg(const map_site_t *sites, size_t n_sites, const map_move_t *moves,
+                     size_t n_moves, const char *title) {
+  if (!sites) n_sites = 0;
+  if (!moves) n_moves = 0;
+  if (n_sites > SITES_MAX || n_moves > MOVES_MAX) return NULL;
+  layout_t L = {.n = n_sites, .in = sites};
+  sbuf_t b = {0};
+  size_t *order = NULL;
+  L.spot = calloc(n_sites ? n_sites : 1, sizeof *L.spot);
+  L.lab = calloc(n_sites ? n_sites : 1, sizeof *L.lab);
+  L.arr = calloc(n_moves ? n_moves : 1, sizeof *L.arr);
+  order = calloc(n_moves ? n_moves : 1, sizeof *order);
+  if (!L.spot || !L.lab || !L.arr || !order) goto fail;
+
+  project_setup(&L);
+  layout_sites(&L);
+
+  /* Moves whose ends are unknown, not drawn, identical or on top of each
+   * other are skipped: the map shows what it can and never guesses. */
+  for (size_t i = 0; i < n_moves; i++) {
+    size_t f = find_site(&L, moves[i].from), t = find_site(&L, moves[i].to);
+    if (f == SIZE_MAX || t == SIZE_MAX || f == t || moves[i].permille == 0) continue;
+    if (hypot(L.spot[t].x - L.spot[f].x, L.spot[t].y - L.spot[f].y) < 1) continue;
+    arrow_t *a = &L.arr[L.nm++];
+    a->from = f, a->to = t, a->permille = moves[i].permille;
+    L.spot[t].inbound++;
+  }
+  for (size_t i = 0; i < L.nm; i++)
+    arrow_build(&L, &L.arr[i], 0.2);
+  /* Thick arrows first so thin ones stay visible on top of them. */
+  for (size_t i = 0; i < L.nm; i++) {
+    size_t k = i;
+    while (k > 0 && L.arr[order[k - 1]].w < L.arr[i].w) {
+      order[k] = order[k - 1];
+      k--;
+    }
+    order[k] = i;
+  }
+
+  /* The legend goes where the default arrows are not; then each arrow may
+   * bow the other way to miss dots and the legend. */
+  legend_place(&L);
+  for (size_t i = 0; i < L.nm; i++)
+    arrow_route(&L, &L.arr[i]);
+
+  char clean_title[TITLE_BUF];
+  clean_text(clean_title, sizeof clean_title, title && *title ? title : "NIRC routing map",
+             TITLE_MAX_CP);
+  put_header(&b, clean_title);
+  sb_puts(&b, "<defs>\n");
+  for (size_t i = 0; i < L.nm; i++) {
+    char id[40];
+    snprintf(id, sizeof id, "nirc-map-head-%zu", i);
+    put_marker(&b, id, L.arr[i].head_l, L.arr[i].head_h);
+  }
+  put_marker(&b, "nirc-map-head-legend", 9 + 1.6 * 3, 0.75 * (9 + 1.6 * 3));
+  sb_puts(&b, "</defs>\n");
+  put_frame(&b, &L); /* also records the graticule labels the site labels avoid */
+  if (place_labels(&L) != 0) goto fail;
+  for (size_t i = 0; i < L.nm; i++)
+    arrow_label_place(&L, i);
+  put_leaders(&b, &L);
+  put_arrows(&b, &L, order);
+  put_sites(&b, &L);
+  put_labels(&b, &L);
+  put_arrow_labels(&b, &L);
+  put_legend(&b, &L);
+  put_title(&b, &L, clean_title, L.nm);
+  sb_puts(&b, "</svg>\n");
+  if (b.failed) goto fail;
+  layout_free(&L);
+  free(order);
+  return b.p;
+
+fail:
+  layout_free(&L);
+  free(order);
+  free(b.p);
+  return NULL;
+}

@@ -1,0 +1,327 @@
+#include "web.h"
+
+#include "err.h"
+#include "log.h"
+#include "map.h"
+#include "report.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A bounded text buffer for the metrics and the page. */
+typedef struct {
+  char *p;
+  size_t len, cap;
+  int failed;
+} web_buf_t;
+
+#define WEB_BUF_MAX (4u << 20)
+
+static void web_printf(web_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void web_printf(web_buf_t *b, const char *fmt, ...) {
+  if (b->failed) return;
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      b->failed = 1;
+      return;
+    }
+    if (b->p && b->len + (size_t)n < b->cap) {
+      b->len += (size_t)n;
+      return;
+    }
+    size_t cap = b->cap ? b->cap * 2 : 16384;
+    while (cap < b->len + (size_t)n + 1)
+      cap *= 2;
+    char *np = cap <= WEB_BUF_MAX ? realloc(b->p, cap) : NULL;
+    if (!np) {
+      b->failed = 1;
+      return;
+    }
+    b->p = np;
+    b->cap = cap;
+  }
+}
+
+static const char *web_link_word(site_state_t s) {
+  switch (s) {
+  case SITE_ONLINE: return "online";
+  case SITE_STALE: return "stale";
+  case SITE_OFFLINE: return "offline";
+  default: return "never-seen";
+  }
+}
+
+/* The route a site acknowledged (what it does). */
+static const route_t *web_route(const server_t *srv, size_t i) {
+  const site_dir_t *d = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
+  return d ? &d->acked : NULL;
+}
+
+static json_t *web_status_json(const server_t *srv, int64_t now_real) {
+  json_t *sites = json_array();
+  for (size_t i = 0; i < srv->sites.n; i++) {
+    const site_t *s = &srv->sites.v[i];
+    json_t *route = json_array();
+    const route_t *r = web_route(srv, i);
+    for (unsigned k = 0; r && k < r->n_share; k++)
+      json_array_append_new(route, json_pack("{s:s, s:I}", "site", r->share[k].site, "permille",
+                                             (json_int_t)r->share[k].permille));
+    json_t *load = json_null();
+    if (s->has_report) {
+      Nirc__LoadReport lr = NIRC__LOAD_REPORT__INIT;
+      lr.site = (char *)s->slug;
+      lr.timestamp_ms = s->last.timestamp_ms;
+      lr.interval_ms = s->last.interval_ms;
+      lr.calls_offered = s->last.offered;
+      lr.calls_answered = s->last.answered;
+      lr.calls_abandoned = s->last.abandoned;
+      lr.calls_in_queue = s->last.in_queue;
+      lr.longest_wait_ms = s->last.longest_wait_ms;
+      lr.agents_logged_in = s->last.logged_in;
+      lr.agents_ready = s->last.ready;
+      lr.agents_talking = s->last.talking;
+      lr.agents_not_ready = s->last.not_ready;
+      lr.aht_ms = s->last.aht_ms;
+      lr.answered_within_threshold = s->last.answered_within;
+      lr.sl_threshold_s = s->last.sl_threshold_s;
+      lr.calls_from_other_sites = s->last.from_other_sites;
+      lr.pbx_unreadable = s->last.pbx_unreadable;
+      lr.pbx_error = (char *)s->last.pbx_error;
+      load = report_to_json(&lr);
+    }
+    json_array_append_new(
+        sites,
+        json_pack("{s:s, s:s, s:s, s:b, s:f, s:f, s:s, s:I, s:o, s:s, s:o}", "slug", s->slug,
+                  "name_en", s->name_en, "name_zh", s->name_zh, "is_hub", s->is_hub, "lat", s->lat,
+                  "lon", s->lon, "link", web_link_word(s->state), "report_age_ms",
+                  (json_int_t)(s->has_report ? now_real - s->last_report_ms : -1), "route", route,
+                  "active_rule", srv->engine ? engine_active_reason(srv->engine, i) : "default",
+                  "load", load));
+  }
+  return json_pack("{s:s, s:I, s:I, s:o}", "controller", srv->conf->node, "epoch",
+                   (json_int_t)srv->epoch, "server_time_ms", (json_int_t)clock_now_ms(&srv->clock),
+                   "sites", sites);
+}
+
+static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
+  web_printf(b,
+             "# HELP nirc_up 1 while this controller runs.\n# TYPE nirc_up gauge\n"
+             "nirc_up{node=\"%s\"} 1\n",
+             srv->conf->node);
+  web_printf(b,
+             "# HELP nirc_epoch Leadership epoch of this controller.\n# TYPE nirc_epoch "
+             "gauge\nnirc_epoch %llu\n",
+             (unsigned long long)srv->epoch);
+  web_printf(b, "# HELP nirc_site_link Link state per site: 0 never seen, 1 online, 2 stale, "
+                "3 offline.\n# TYPE nirc_site_link gauge\n");
+  for (size_t i = 0; i < srv->sites.n; i++)
+    web_printf(b, "nirc_site_link{site=\"%s\"} %d\n", srv->sites.v[i].slug,
+               (int)srv->sites.v[i].state);
+  static const struct {
+    const char *name, *help;
+  } gauges[] = {
+      {"nirc_site_calls_in_queue", "Calls waiting at the site (last report)."},
+      {"nirc_site_longest_wait_seconds", "Longest current wait at the site."},
+      {"nirc_site_agents_logged_in", "Agents logged in."},
+      {"nirc_site_agents_ready", "Agents logged in and idle."},
+      {"nirc_site_service_level", "Answered within threshold / offered, last interval."},
+      {"nirc_site_report_age_seconds", "Seconds since the last report."},
+      {"nirc_site_demand_erlangs", "Smoothed own demand in Erlangs (calls/s x AHT)."},
+  };
+  for (size_t g = 0; g < sizeof gauges / sizeof gauges[0]; g++) {
+    web_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", gauges[g].name, gauges[g].help,
+               gauges[g].name);
+    for (size_t i = 0; i < srv->sites.n; i++) {
+      const site_t *s = &srv->sites.v[i];
+      if (!s->has_report || s->last.pbx_unreadable) continue;
+      double v = 0;
+      switch (g) {
+      case 0: v = s->last.in_queue; break;
+      case 1: v = s->last.longest_wait_ms / 1000.0; break;
+      case 2: v = s->last.logged_in; break;
+      case 3: v = s->last.ready; break;
+      case 4:
+        if (s->last.offered == 0) continue;
+        v = (double)s->last.answered_within / s->last.offered;
+        break;
+      case 5: v = (double)(now_real - s->last_report_ms) / 1000.0; break;
+      case 6: v = sites_demand_cps(s, 0, 60.0) * s->aht_s; break;
+      }
+      web_printf(b, "%s{site=\"%s\"} %g\n", gauges[g].name, s->slug, v);
+    }
+  }
+  web_printf(b, "# HELP nirc_site_pbx_unreadable 1 when the site's adapter cannot read its "
+                "PBX.\n# TYPE nirc_site_pbx_unreadable gauge\n");
+  for (size_t i = 0; i < srv->sites.n; i++)
+    web_printf(b, "nirc_site_pbx_unreadable{site=\"%s\"} %d\n", srv->sites.v[i].slug,
+               srv->sites.v[i].has_report && srv->sites.v[i].last.pbx_unreadable);
+  if (srv->engine) {
+    const engine_stats_t *st = engine_stats(srv->engine);
+    web_printf(b,
+               "# HELP nirc_directives_sent_total Directives sent (first sends).\n"
+               "# TYPE nirc_directives_sent_total counter\nnirc_directives_sent_total %llu\n"
+               "# HELP nirc_directive_resends_total Directives resent after an ack timeout.\n"
+               "# TYPE nirc_directive_resends_total counter\nnirc_directive_resends_total %llu\n"
+               "# HELP nirc_directive_acks_total Acknowledgements by result.\n"
+               "# TYPE nirc_directive_acks_total counter\n"
+               "nirc_directive_acks_total{result=\"applied\"} %llu\n"
+               "nirc_directive_acks_total{result=\"rejected\"} %llu\n"
+               "nirc_directive_acks_total{result=\"failed\"} %llu\n"
+               "nirc_directive_acks_total{result=\"timeout\"} %llu\n"
+               "# HELP nirc_directive_failures_total Directives that failed (alarmed).\n"
+               "# TYPE nirc_directive_failures_total counter\n"
+               "nirc_directive_failures_total %llu\n"
+               "# HELP nirc_rollbacks_total Moves rolled back after a failure.\n"
+               "# TYPE nirc_rollbacks_total counter\nnirc_rollbacks_total %llu\n",
+               (unsigned long long)st->directives_sent, (unsigned long long)st->resends,
+               (unsigned long long)st->acks_applied, (unsigned long long)st->acks_rejected,
+               (unsigned long long)st->acks_failed, (unsigned long long)st->timeouts,
+               (unsigned long long)(st->acks_rejected + st->acks_failed + st->timeouts),
+               (unsigned long long)st->rollbacks);
+    web_printf(b, "# HELP nirc_directive_latency_ms Directive sent to applied ack.\n"
+                  "# TYPE nirc_directive_latency_ms histogram\n");
+    for (unsigned k = 0; k < ENGINE_LATENCY_BUCKETS; k++) {
+      if (k + 1 < ENGINE_LATENCY_BUCKETS)
+        web_printf(b, "nirc_directive_latency_ms_bucket{le=\"%g\"} %llu\n", engine_latency_le_ms[k],
+                   (unsigned long long)st->latency_bucket[k]);
+      else
+        web_printf(b, "nirc_directive_latency_ms_bucket{le=\"+Inf\"} %llu\n",
+                   (unsigned long long)st->latency_bucket[k]);
+    }
+    web_printf(b, "nirc_directive_latency_ms_sum %g\nnirc_directive_latency_ms_count %llu\n",
+               st->latency_sum_ms, (unsigned long long)st->latency_count);
+  }
+  web_printf(b,
+             "# HELP nirc_db_queue_depth Records waiting for the database.\n"
+             "# TYPE nirc_db_queue_depth gauge\nnirc_db_queue_depth %zu\n"
+             "# HELP nirc_db_dropped_total Records that could not be queued.\n"
+             "# TYPE nirc_db_dropped_total counter\nnirc_db_dropped_total %llu\n"
+             "# HELP nirc_links Live links.\n# TYPE nirc_links gauge\nnirc_links %u\n",
+             srv->db ? db_queue_depth(srv->db) : 0, (unsigned long long)srv->db_dropped,
+             srv->nconns);
+}
+
+static char *web_map(const server_t *srv) {
+  size_t n = srv->sites.n;
+  map_site_t *ms = calloc(n ? n : 1, sizeof *ms);
+  map_move_t *mv = calloc(n * ROUTE_MAX_SHARES + 1, sizeof *mv);
+  size_t nm = 0;
+  char *svg = NULL;
+  if (!ms || !mv) goto out;
+  for (size_t i = 0; i < n; i++) {
+    const site_t *s = &srv->sites.v[i];
+    ms[i] = (map_site_t){
+        .slug = s->slug,
+        .name_en = s->name_en,
+        .name_zh = s->name_zh,
+        .lat = s->lat,
+        .lon = s->lon,
+        .link = web_link_word(s->state),
+        .occupancy =
+            s->has_report && s->last.logged_in ? (double)s->last.talking / s->last.logged_in : -1,
+        .in_queue = s->has_report ? s->last.in_queue : 0,
+        .is_hub = s->is_hub,
+    };
+    const route_t *r = web_route(srv, i);
+    for (unsigned k = 0; r && k < r->n_share; k++)
+      if (strcmp(r->share[k].site, s->slug) != 0)
+        mv[nm++] = (map_move_t){s->slug, r->share[k].site, r->share[k].permille};
+  }
+  char title[128];
+  clock_format_iso(clock_now_ms(&srv->clock), 480, title, sizeof title);
+  char full[200];
+  snprintf(full, sizeof full, "NIRC routing — %s (business time, UTC+8)", title);
+  svg = map_render_svg(ms, n, mv, nm, full);
+out:
+  free(ms);
+  free(mv);
+  return svg;
+}
+
+static void web_page(const server_t *srv, const char *svg, web_buf_t *b) {
+  size_t online = 0, stale = 0, other = 0;
+  for (size_t i = 0; i < srv->sites.n; i++) {
+    site_state_t st = srv->sites.v[i].state;
+    if (st == SITE_ONLINE)
+      online++;
+    else if (st == SITE_STALE)
+      stale++;
+    else
+      other++;
+  }
+  web_printf(b,
+             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+             "<meta http-equiv=\"refresh\" content=\"2\"><title>NIRC status</title>"
+             "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+             "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}"
+             ".online{color:#196127}.stale{color:#b36b00}.offline,.never-seen{color:#b00020}"
+             "</style></head><body>\n<h1>NIRC status</h1>\n"
+             "<p id=\"summary\">controller %s, epoch %llu: %zu sites, <b>%zu online</b>, %zu "
+             "stale, %zu offline or never seen. Read-only; refreshes every 2 s.</p>\n",
+             srv->conf->node, (unsigned long long)srv->epoch, srv->sites.n, online, stale, other);
+  if (svg) {
+    /* Inline, after the XML declaration if any, so the page is one file. */
+    const char *start = strstr(svg, "<svg");
+    web_printf(b, "<div id=\"map\">%s</div>\n", start ? start : svg);
+  }
+  web_printf(b, "<table id=\"sites\"><tr><th>site</th><th>name</th><th>link</th><th>queue</th>"
+                "<th>agents in/ready</th><th>route</th><th>rule</th></tr>\n");
+  for (size_t i = 0; i < srv->sites.n; i++) {
+    const site_t *s = &srv->sites.v[i];
+    char route[200] = "";
+    const route_t *r = web_route(srv, i);
+    if (r) route_format(r, s->slug, route, sizeof route);
+    const char *link = web_link_word(s->state);
+    /* Slugs, names from our own database and rule texts; the reason is an
+     * operator's free text, so it is escaped. */
+    char rule[300];
+    const char *reason = srv->engine ? engine_active_reason(srv->engine, i) : "default";
+    size_t o = 0;
+    for (const char *c = reason; *c && o + 7 < sizeof rule; c++) {
+      const char *esc = *c == '<' ? "&lt;" : *c == '>' ? "&gt;" : *c == '&' ? "&amp;" : NULL;
+      if (esc)
+        o += (size_t)snprintf(rule + o, sizeof rule - o, "%s", esc);
+      else
+        rule[o++] = *c;
+    }
+    rule[o] = '\0';
+    web_printf(b,
+               "<tr class=\"site\" data-slug=\"%s\"><td>%s</td><td>%s %s</td>"
+               "<td class=\"%s\">%s</td><td>%u</td><td>%u/%u</td><td>%s</td><td>%s</td></tr>\n",
+               s->slug, s->slug, s->name_en, s->name_zh, link, link,
+               s->has_report ? s->last.in_queue : 0, s->has_report ? s->last.logged_in : 0,
+               s->has_report ? s->last.ready : 0, route, rule);
+  }
+  web_printf(b, "</table>\n</body></html>\n");
+}
+
+void web_publish(server_t *srv, httpd_t *h) {
+  if (!h) return;
+  int64_t now_real = clock_real_ms();
+  json_t *st = web_status_json(srv, now_real);
+  char *json = st ? json_dumps(st, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+  json_decref(st);
+  if (json) httpd_publish(h, "/status.json", "application/json", json, strlen(json));
+  free(json);
+
+  web_buf_t m = {0};
+  web_metrics(srv, now_real, &m);
+  if (!m.failed && m.p)
+    httpd_publish(h, "/metrics", "text/plain; version=0.0.4; charset=utf-8", m.p, m.len);
+  free(m.p);
+
+  char *svg = web_map(srv);
+  if (svg) httpd_publish(h, "/map.svg", "image/svg+xml", svg, strlen(svg));
+  web_buf_t page = {0};
+  web_page(srv, svg, &page);
+  if (!page.failed && page.p) httpd_publish(h, "/", "text/html; charset=utf-8", page.p, page.len);
+  free(page.p);
+  free(svg);
+}

@@ -1,0 +1,73 @@
+"""A PBX that refuses the change: the directive fails, the source is rolled
+back home and excluded from the rule, the alarm is raised and audited, and
+the operator hears "partially applied" (exit 4). The PBX here is a shell
+script behind the exec adapter that refuses any route towards Xi'an."""
+import json
+import os
+
+import nirclib as T
+
+APPLY = """#!/bin/sh
+# A PBX whose trunk to Xi'an is down: it refuses routes that use it.
+route=$(cat)
+echo "$route" >> "$(dirname "$0")/applied.jsonl"
+case "$route" in
+  *'"site": "shaanxi"'*|*'"site":"shaanxi"'*) echo "trunk to shaanxi is down" >&2; exit 1 ;;
+esac
+exit 0
+"""
+COLLECT = """#!/bin/sh
+echo '{"calls_offered": 2, "calls_answered": 2, "calls_in_queue": 0, "agents_logged_in": 9,
+       "agents_ready": 8, "agents_talking": 1, "aht_ms": 295000, "answered_within_threshold": 2,
+       "sl_threshold_s": 20}'
+"""
+
+
+def test_refused_move_is_rolled_back_and_alarmed():
+    env = T.Env("rollback", clock_start="2020-01-23T10:00:00+08:00",
+                extra_nircd="ack_timeout = 500ms\nmax_resends = 1")
+    env.start_controller()
+    env.start_agent("shaanxi")
+    for name, body in (("apply.sh", APPLY), ("collect.sh", COLLECT)):
+        path = os.path.join(env.dir, name)
+        with open(path, "w") as f:
+            f.write(body)
+        os.chmod(path, 0o755)
+    conf_path = env.agent_conf("xizang")
+    text = open(conf_path).read().replace("[agent]", "[agent]\nadapter = exec", 1)
+    text += (f"\n[exec]\napply_cmd = {env.dir}/apply.sh\ncollect_cmd = {env.dir}/collect.sh\n"
+             "timeout = 2s\n")
+    with open(conf_path, "w") as f:
+        f.write(text)
+    env.agents["xizang"] = T.Proc("agent-xizang", [T.binary("nirc-agent"), "-c", conf_path],
+                                  env.dir)
+    T.wait_until(lambda: all(env.status()[s]["load"] for s in ("xizang", "shaanxi")), 20,
+                 "agents reporting")
+
+    r = env.ctl("--json", "cutover", "xizang", "--to", "shaanxi", "--reason", "drill")
+    out = json.loads(r.stdout)
+    assert r.returncode == 4, f"partially applied must exit 4: {r.returncode} {r.stdout}"
+    failed = [o for o in out["outcomes"] if o["site"] == "xizang"]
+    assert failed and failed[0]["result"] != "applied", out
+    assert "trunk to shaanxi is down" in failed[0]["detail"], failed
+
+    # Rolled back: the source is told to go home, and it routes home.
+    T.wait_until(lambda: env.status()["xizang"]["route"] == [{"site": "xizang", "permille": 1000}]
+                 and "excluded" in env.status()["xizang"]["active_rule"], 15,
+                 "xizang rolled back home and excluded from the cutover")
+    # The hub no longer expects xizang's calls.
+    T.wait_until(lambda: json.load(open(os.path.join(env.dir, "state-shaanxi.json")))
+                 ["route_state"]["inbound"] == [], 10, "shaanxi's inbound emptied")
+    audit = env.sql("SELECT action, target, detail->>'reason' FROM audit_log "
+                    "WHERE action = 'rollback'")
+    assert audit and audit[0][1] == "xizang" and "trunk to shaanxi" in audit[0][2], audit
+    events = env.sql("SELECT event, detail FROM link_events WHERE site = 'xizang' AND "
+                     "event IN ('directive_failed', 'alarm')")
+    assert any(e[0] == "directive_failed" for e in events), events
+    acks = env.sql("SELECT result FROM directive_acks WHERE site = 'xizang' ORDER BY id")
+    assert acks[0][0] == "failed" and acks[-1][0] == "applied", acks
+    env.close()
+
+
+if __name__ == "__main__":
+    T.main([test_refused_move_is_rolled_back_and_alarmed])
