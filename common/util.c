@@ -127,6 +127,8 @@ int nirc_parse_duration_ms(const char *s, uint64_t *out_ms) {
     mult = 60000;
   else if (strcmp(end, "h") == 0)
     mult = 3600000;
+  else if (strcmp(end, "d") == 0)
+    mult = 86400000;
   else
     return NIRC_EINVAL;
   double ms = v * mult;

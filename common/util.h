@@ -26,7 +26,7 @@ bool nirc_slug_valid(const char *s);
 int nirc_parse_addr(const char *s, struct sockaddr_storage *out, char *err, size_t errlen);
 /* Formats a socket address as "ip:port" ("[ip]:port" for IPv6). */
 void nirc_format_addr(const struct sockaddr *sa, char *buf, size_t len);
-/* Parses "500ms", "3s", "2m", "1h" or a bare number of seconds into ms. */
+/* Parses "500ms", "3s", "2m", "1h", "7d" or a bare number of seconds into ms. */
 int nirc_parse_duration_ms(const char *s, uint64_t *out_ms);
 
 #endif

@@ -505,6 +505,24 @@ static int split_list(const char *csv, char *buf, size_t len, char **out, const 
   return n ? n : -1;
 }
 
+static uint64_t watch_interval_ms = 2000;
+
+static int build_status(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a);
+
+static int build_watch(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  if (argc == 3 && strcmp(argv[1], "--interval") == 0) {
+    if (nirc_parse_duration_ms(argv[2], &watch_interval_ms) != 0 || watch_interval_ms < 200) {
+      fprintf(stderr, "nircctl: --interval '%s': a duration of at least 200ms\n", argv[2]);
+      return EXIT_USAGE;
+    }
+  } else if (argc != 1) {
+    fprintf(stderr, "nircctl: usage: watch [--interval DURATION]\n");
+    return EXIT_USAGE;
+  }
+  char *none[] = {argv[0]};
+  return build_status(1, none, req, a);
+}
+
 static int build_status(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
   argc--; /* skip the command name */
   argv++;
@@ -521,6 +539,58 @@ static int build_status(int argc, char **argv, Nirc__OperatorRequest *req, ctl_a
   req->body_case = NIRC__OPERATOR_REQUEST__BODY_STATUS;
   req->status = &a->status;
   return 0;
+}
+
+static int build_site(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  if (argc != 2) {
+    fprintf(stderr, "nircctl: usage: site SLUG\n");
+    return EXIT_USAGE;
+  }
+  return build_status(argc, argv, req, a);
+}
+
+/* One site, every figure on its own line: for the 3 a.m. question "what is
+ * hubei doing right now?". */
+static int print_site(const Nirc__OperatorReply *rep, int json) {
+  const Nirc__StatusReply *st = rep->status;
+  if (!st || st->n_sites != 1) return EXIT_REFUSED;
+  if (json) {
+    print_status_json(st);
+    return EXIT_DONE;
+  }
+  const Nirc__SiteStatus *s = st->sites[0];
+  const Nirc__LoadReport *r = s->last_report;
+  char route[200];
+  fmt_route(s, route, sizeof route);
+  printf("%s — %s %s%s\n", s->slug, s->name_en, s->name_zh, s->is_hub ? " (hub)" : "");
+  printf("  link          %s%s%s (since %lld s)\n", link_colour(s->link_state),
+         link_word(s->link_state), use_colour ? "\033[0m" : "",
+         s->state_since_ms ? (long long)((clock_real_ms() - s->state_since_ms) / 1000) : 0LL);
+  printf("  peer          %s\n", s->peer_address && *s->peer_address ? s->peer_address : "-");
+  printf("  route         %s\n", route);
+  printf("  rule          %s\n", s->active_rule);
+  if (!r) {
+    printf("  load          no report yet\n");
+    return EXIT_DONE;
+  }
+  if (r->pbx_unreadable) {
+    printf("  load          PBX UNREADABLE: %s\n", r->pbx_error);
+    return EXIT_DONE;
+  }
+  printf("  report age    %.1f s (interval %.0f s business time)\n", s->report_age_ms / 1000.0,
+         r->interval_ms / 1000.0);
+  printf("  calls         %u offered, %u answered, %u abandoned in the interval\n",
+         r->calls_offered, r->calls_answered, r->calls_abandoned);
+  printf("  from others   %u   sent away %u\n", r->calls_from_other_sites, r->calls_routed_away);
+  printf("  queue         %u waiting, longest %.0f s\n", r->calls_in_queue,
+         r->longest_wait_ms / 1000.0);
+  printf("  agents        %u logged in: %u ready, %u talking, %u not ready\n", r->agents_logged_in,
+         r->agents_ready, r->agents_talking, r->agents_not_ready);
+  printf("  handle time   %.0f s average\n", r->aht_ms / 1000.0);
+  if (r->calls_offered)
+    printf("  service level %.0f%% within %u s\n",
+           100.0 * r->answered_within_threshold / r->calls_offered, r->sl_threshold_s);
+  return EXIT_DONE;
 }
 
 static int print_status(const Nirc__OperatorReply *rep, int json) {
@@ -1031,6 +1101,17 @@ static int print_overflows(const Nirc__OperatorReply *rep, int json) {
 }
 
 static const ctl_cmd_t ctl_cmds[] = {
+    {"site", "one site in detail: link, route, rule, queue, agents, SL",
+     "usage: nircctl site SLUG\n\n"
+     "Every figure the controller has for one site, one per line.\n\n"
+     "Examples:\n  nircctl site hubei\n  nircctl --json site shaanxi\n",
+     build_site, print_site, 0},
+    {"watch", "live view of status, refreshed in place (Ctrl-C ends)",
+     "usage: nircctl watch [--interval DURATION]\n\n"
+     "The status table, redrawn every interval (default 2s) until Ctrl-C. On a\n"
+     "terminal the screen is redrawn in place; otherwise each refresh is appended.\n\n"
+     "Examples:\n  nircctl watch\n  nircctl watch --interval 5s\n",
+     build_watch, print_status, 0},
     {"status", "every site: link, freshness, queue, wait, agents, SL, route",
      "usage: nircctl status [SITE]\n\n"
      "Shows every site (or one): link state, age of the last report, calls in queue,\n"
@@ -1116,6 +1197,7 @@ static void usage(FILE *f) {
           "  --ca FILE --cert FILE --key FILE   TLS files (override the config)\n"
           "  --json                machine-readable output\n"
           "  --timeout DURATION    per controller (default 5s)\n"
+          "  --help, --version     this help; the version\n"
           "\n"
           "Exit codes: 0 done, 1 refused, 2 usage, 3 controller unreachable, 4 partially applied\n"
           "\n"
@@ -1255,6 +1337,33 @@ int main(int argc, char **argv) {
   }
   use_colour = !json && isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
 
+  if (cmd->build == build_watch) {
+    /* A new request every interval: the view is as fresh as the controller,
+     * and a controller that goes away is shown, not hidden. */
+    int tty = isatty(STDOUT_FILENO);
+    for (;;) {
+      ctl_t w = c;
+      w.reply = NULL;
+      w.reply_env = NULL;
+      w.done = 0;
+      w.exit_code = 0;
+      w.idx = 0;
+      w.errors[0] = '\0';
+      int wrc = ctl_request(&w, &req);
+      if (tty) printf("\033[H\033[2J");
+      char now[40];
+      clock_format_iso(clock_real_ms(), 0, now, sizeof now);
+      printf("nircctl watch — %s — every %.1f s, Ctrl-C to stop\n\n", now,
+             watch_interval_ms / 1000.0);
+      if (wrc == EXIT_DONE && w.reply && w.reply->ok && w.reply->status)
+        print_status_table(w.reply->status);
+      else
+        printf("cannot reach a controller:\n%s\n", w.errors);
+      fflush(stdout);
+      if (w.reply_env) nirc__envelope__free_unpacked(w.reply_env, NULL);
+      usleep((useconds_t)(watch_interval_ms * 1000));
+    }
+  }
   int rc = ctl_request(&c, &req);
   if (rc == EXIT_UNREACHABLE) {
     fprintf(stderr,

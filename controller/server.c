@@ -3,6 +3,7 @@
 #include "err.h"
 #include "log.h"
 #include "ops.h"
+#include "watchdog.h"
 #include "web.h"
 #include "route.h"
 #include "util.h"
@@ -418,6 +419,7 @@ void server_stop(server_t *srv) {
   for (unsigned i = 0; i < srv->nlisten; i++)
     uv_close((uv_handle_t *)&srv->listeners[i], NULL);
   uv_timer_stop(&srv->tick);
+  uv_close((uv_handle_t *)&srv->watchdog, NULL);
   uv_close((uv_handle_t *)&srv->tick, NULL);
   uv_close((uv_handle_t *)&srv->sig_int, NULL);
   uv_close((uv_handle_t *)&srv->sig_term, NULL);
@@ -486,6 +488,8 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
     web_publish(srv, srv->http);
     log_info(LOG_MAIN, conf->node, "status page and metrics on http://%s/", conf->http_listen);
   }
+  if (watchdog_start(loop, &srv->watchdog))
+    log_info(LOG_MAIN, conf->node, "systemd watchdog enabled");
   uv_timer_init(loop, &srv->tick);
   srv->tick.data = srv;
   uv_timer_start(&srv->tick, server_on_tick, SERVER_TICK_MS, SERVER_TICK_MS);

@@ -46,7 +46,8 @@ struct server {
   uv_tcp_t listeners[SERVER_MAX_LISTEN];
   unsigned nlisten;
   uv_timer_t tick;
-  uv_timer_t drain; /* bounds the final database drain at shutdown */
+  uv_timer_t watchdog; /* systemd watchdog pings from the loop */
+  uv_timer_t drain;    /* bounds the final database drain at shutdown */
   int db_closing;
   uv_signal_t sig_int, sig_term;
   db_t *db;

@@ -101,6 +101,7 @@ struct adapter_kamailio {
   char list[512];
   uint32_t set_id;
   uint64_t timeout_ms;
+  uint64_t started_ns; /* uv_hrtime() at start: names the reply sockets */
   kam_target_t targets[KAM_TARGETS_MAX];
   unsigned n_targets;
 
@@ -231,6 +232,7 @@ static int adapter_kamailio_start(const adapter_env_t *env, void **impl, char *e
   }
   k->set_id = c->set_id;
   k->timeout_ms = c->timeout_ms;
+  k->started_ns = uv_hrtime();
   int rc = kam_parse_targets(k, c->targets, err, errlen);
   if (rc == 0 && !kam_target(k, k->slug)) {
     snprintf(err, errlen,
@@ -310,10 +312,6 @@ static void kam_call_send(kam_call_t *call) {
 static void kam_call_on_timer(uv_timer_t *t) {
   kam_call_t *call = t->data;
   if (call->finished) return;
-  if (!call->owner) {
-    kam_call_finish(call, NIRC_ETIMEOUT, false, NULL, "");
-    return;
-  }
   char err[400];
   if (!call->sent) {
     kam_call_send(call);
@@ -394,12 +392,13 @@ static void kam_call_on_readable(uv_poll_t *p, int status, int events) {
   free(buf);
 }
 
-/* Starts `method` (params: a JSON array, stolen, or NULL) after delay_ms.
- * The outcome always comes through cb from the loop, never before this
- * returns. 0, or a NIRC_E* code with err when nothing could be started. */
+/* Starts `method` (params: a JSON array, stolen, or NULL) after delay_ms,
+ * allowing it timeout_ms for the answer. The outcome always comes through
+ * cb from the loop, never before this returns. 0, or a NIRC_E* code with
+ * err when nothing could be started. */
 static int kam_call_start(adapter_kamailio_t *k, const char *method, json_t *params,
-                          uint64_t delay_ms, kam_call_cb cb, kam_call_t **slot, char *err,
-                          size_t errlen) {
+                          uint64_t delay_ms, uint64_t timeout_ms, kam_call_cb cb, kam_call_t **slot,
+                          char *err, size_t errlen) {
   kam_call_t *call = calloc(1, sizeof *call);
   json_t *req = json_pack("{s:s, s:s, s:I}", "jsonrpc", "2.0", "method", method, "id",
                           (json_int_t)kam_next_id);
@@ -420,7 +419,7 @@ static int kam_call_start(adapter_kamailio_t *k, const char *method, json_t *par
   call->cb = cb;
   call->request = text;
   call->id = kam_next_id++;
-  call->timeout_ms = k->timeout_ms;
+  call->timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
   nirc_strlcpy(call->method, method, sizeof call->method);
   call->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (call->fd < 0) {
@@ -429,10 +428,12 @@ static int kam_call_start(adapter_kamailio_t *k, const char *method, json_t *par
     free(call);
     return NIRC_EIO;
   }
-  /* Kamailio answers to the address we send from: a private abstract one. */
+  /* Kamailio answers to the address we send from: a private abstract one,
+   * unique per process (pid, start time) and per call. */
   struct sockaddr_un me = {.sun_family = AF_UNIX};
-  int plen = snprintf(me.sun_path + 1, sizeof me.sun_path - 1, "nirc-agent-kamailio/%ld/%" PRIu64,
-                      (long)getpid(), call->id);
+  int plen = snprintf(me.sun_path + 1, sizeof me.sun_path - 1,
+                      "nirc-agent-kamailio/%ld/%" PRIx64 "/%" PRIu64, (long)getpid(), k->started_ns,
+                      call->id);
   socklen_t mlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)plen);
   if (bind(call->fd, (struct sockaddr *)&me, mlen) != 0) {
     snprintf(err, errlen, "cannot bind the RPC reply socket: %s", strerror(errno));
@@ -664,9 +665,13 @@ static void kam_on_cleanup_reload(adapter_kamailio_t *k, int rc, bool fault, jso
 static void kam_on_reloaded(adapter_kamailio_t *k, int rc, bool fault, json_t *result,
                             const char *err);
 
+/* The apply's reload, its retries included, must be answered within the
+ * apply's time limit. */
 static int kam_reload(adapter_kamailio_t *k, uint64_t delay_ms, char *err, size_t errlen) {
-  return kam_call_start(k, "dispatcher.reload", NULL, delay_ms, kam_on_reloaded, &k->apply_call,
-                        err, errlen);
+  uint64_t now = uv_now(k->loop), end = now + delay_ms;
+  uint64_t left = k->apply_deadline > end ? k->apply_deadline - end : 1;
+  return kam_call_start(k, "dispatcher.reload", NULL, delay_ms, left, kam_on_reloaded,
+                        &k->apply_call, err, errlen);
 }
 
 /* The apply failed with `why`: put the previous list back and report. */
@@ -685,8 +690,8 @@ static void kam_apply_fail(adapter_kamailio_t *k, int rc, bool kamailio_answered
    * One that answered with an error kept its old list in memory. */
   if (!kamailio_answered && !k->cleanup_call) {
     char cerr[200];
-    if (kam_call_start(k, "dispatcher.reload", NULL, 0, kam_on_cleanup_reload, &k->cleanup_call,
-                       cerr, sizeof cerr) != 0)
+    if (kam_call_start(k, "dispatcher.reload", NULL, 0, k->timeout_ms, kam_on_cleanup_reload,
+                       &k->cleanup_call, cerr, sizeof cerr) != 0)
       log_warn(LOG_ADAPTER, k->slug, "cannot ask Kamailio to reload the restored list: %s", cerr);
   }
   kam_apply_done(k, rc, detail);
@@ -753,8 +758,7 @@ static void kam_collect_unreadable(adapter_kamailio_t *k, const char *why) {
   kam_collect_done(k, &load);
 }
 
-/* A counter from a JSON-RPC value: a non-negative integer, or a string of
- * digits (stats.* gives "name = 12"). */
+/* A counter from a JSON-RPC value: a non-negative integer in range. */
 static bool kam_count(json_t *v, uint64_t *out) {
   if (json_is_integer(v)) {
     if (json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) > KAM_COUNT_MAX) return false;
@@ -860,8 +864,8 @@ static void kam_on_stats(adapter_kamailio_t *k, int rc, bool fault, json_t *resu
     kam_collect_unreadable(k, why);
     return;
   }
-  if (kam_call_start(k, "dlg.stats_active", NULL, 0, kam_on_active, &k->collect_call, why,
-                     sizeof why) != 0)
+  if (kam_call_start(k, "dlg.stats_active", NULL, 0, k->timeout_ms, kam_on_active, &k->collect_call,
+                     why, sizeof why) != 0)
     kam_collect_unreadable(k, why);
   return;
 garbage:
@@ -875,8 +879,8 @@ static void adapter_kamailio_collect(void *impl, int64_t now_ms, adapter_collect
   k->collect_cb = cb;
   k->collect_arg = arg;
   json_t *params = json_pack("[s]", "dialog:");
-  if (kam_call_start(k, "stats.get_statistics", params, 0, kam_on_stats, &k->collect_call, why,
-                     sizeof why) != 0)
+  if (kam_call_start(k, "stats.get_statistics", params, 0, k->timeout_ms, kam_on_stats,
+                     &k->collect_call, why, sizeof why) != 0)
     kam_collect_unreadable(k, why);
 }
 

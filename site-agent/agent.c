@@ -5,6 +5,7 @@
 #include "httpd.h"
 #include "report.h"
 #include "state.h"
+#include "watchdog.h"
 #include "util.h"
 
 #include <jansson.h>
@@ -628,6 +629,7 @@ void agent_start(agent_t *a) {
   a->sig_int.data = a->sig_term.data = a;
   uv_signal_start(&a->sig_int, agent_on_signal, SIGINT);
   uv_signal_start(&a->sig_term, agent_on_signal, SIGTERM);
+  watchdog_start(a->loop, &a->watchdog);
   log_info(LOG_AGENT, a->slug, "site agent for %s starting (adapter %s)", a->slug,
            a->conf->adapter);
   sd_notify(0, "READY=1");
@@ -648,6 +650,7 @@ void agent_stop(agent_t *a) {
   uv_close((uv_handle_t *)&a->retry, NULL);
   uv_close((uv_handle_t *)&a->report, NULL);
   uv_close((uv_handle_t *)&a->revert, NULL);
+  uv_close((uv_handle_t *)&a->watchdog, NULL);
   uv_close((uv_handle_t *)&a->sig_int, NULL);
   uv_close((uv_handle_t *)&a->sig_term, NULL);
   if (a->link) link_close(a->link, 0, "agent stopping");

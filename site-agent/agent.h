@@ -70,7 +70,8 @@ typedef struct {
   link_t *link; /* current link, or NULL; owns itself */
   backoff_t backoff;
   uv_timer_t retry, report;
-  uv_timer_t revert; /* fires at the applied route's revert_at */
+  uv_timer_t revert;   /* fires at the applied route's revert_at */
+  uv_timer_t watchdog; /* systemd watchdog pings from the loop */
   uv_signal_t sig_int, sig_term;
   nirc_clock_t clock;
   scenario_t scenario;

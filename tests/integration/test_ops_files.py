@@ -209,7 +209,8 @@ def test_completion_commands_and_options():
     globals_ = set(OPTION.findall("\n".join(section(top, "Options:")))) | {"--help", "--version"}
     assert globals_ <= set(complete(NOCTL, "--")), globals_ - set(complete(NOCTL, "--"))
     # Every option of every command, where options are offered.
-    where = {"status": ["status"], "cutover": ["cutover", "hubei"], "restore": ["restore"],
+    where = {"status": ["status"], "site": ["site", "hubei"], "watch": ["watch"],
+             "cutover": ["cutover", "hubei"], "restore": ["restore"],
              "plan": ["plan", "hubei"], "history": ["history"],
              "schedule": ["schedule", "add", "night"], "overflow": ["overflow", "add", "gd"]}
     for cmd in ctl_commands():
