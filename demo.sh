@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # The NIRC demo, from a fresh clone: installs what it needs, builds, starts
 # a private PostgreSQL, the controller and the 31 provincial site agents
-# (simulated call centres on an accelerated clock), and shows the network.
+# (simulated call centres on an accelerated clock), and plays the reference
+# story (scenario/story.py): the 22:00 night consolidation into Xi'an in
+# verified waves, the dawn emergency moving Hubei to Xi'an, the Xi'an
+# lockdown moving everyone to the backup hub, and the 08:00 return of
+# everyone but Hubei; then it prints a report computed from the run.
 # Everything it started is stopped when it ends or is interrupted.
 #
-#   ./demo.sh                 run until Ctrl-C, refreshing the status
-#   ./demo.sh --duration 60   run for 60 s, then stop everything
+#   ./demo.sh                 the story (about 4 minutes), then stop
+#   ./demo.sh --duration 60   just the network for 60 s (0: show and stop)
+#   ./demo.sh --live          the network until Ctrl-C, refreshing the status
+#
+# While it runs: the status page and metrics at http://127.0.0.1:9180/, and
+# nircctl with NIRCCTL_CONFIG=<run dir>/nircctl.conf in another shell.
 #
 # Environment: NIRC_DEMO_PORT (controller, default 7443), NIRC_DEMO_PG_PORT
-# (PostgreSQL, default 55433), NIRC_DEMO_SPEED (clock speed, default 60),
+# (PostgreSQL, default 55433), NIRC_DEMO_SPEED (clock speed, default 180),
+# NIRC_DEMO_HTTP (status page address, default 127.0.0.1:9180),
 # NIRC_DEMO_RUN (working directory, default .run/demo), NIRC_BUILD_DIR (use
 # an existing build; skip install and build).
 set -euo pipefail
@@ -16,9 +25,11 @@ cd "$(dirname "$0")"
 top=$(pwd)
 
 duration=""
+mode=story
 while [ $# -gt 0 ]; do
   case "$1" in
-  --duration) duration=${2:?--duration needs seconds}; shift 2 ;;
+  --duration) duration=${2:?--duration needs seconds}; mode=duration; shift 2 ;;
+  --live) mode=live; shift ;;
   -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
   *) echo "demo.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -26,7 +37,8 @@ done
 
 port=${NIRC_DEMO_PORT:-7443}
 pg_port=${NIRC_DEMO_PG_PORT:-55433}
-speed=${NIRC_DEMO_SPEED:-60}
+speed=${NIRC_DEMO_SPEED:-180}
+http=${NIRC_DEMO_HTTP:-127.0.0.1:9180}
 scenario="$top/scenario/provinces.json"
 run=${NIRC_DEMO_RUN:-$top/.run/demo}
 pg_dir="${TMPDIR:-/tmp}/nirc-demo-pg-$(id -u)-$pg_port"
@@ -86,6 +98,10 @@ conninfo = $conninfo
 schema_dir = $top/schema
 [routing]
 forecast = $scenario
+# A wave is verified after 3 real seconds here (the clock runs ${speed}x).
+verify_window = 3s
+[http]
+listen = $http
 [clock]
 speed = $speed
 start = $start
@@ -149,14 +165,20 @@ if [ "$n" != 31 ]; then
   exit 1
 fi
 
-say "the network (nircctl status)"
+say "the network (nircctl status); status page on http://$http/"
 "$build/nircctl" status
 
-if [ -n "$duration" ]; then
+if [ "$mode" = story ]; then
+  say "the reference story, at ${speed}x (a night in $((36000 / ${speed%.*})) s)"
+  python3 "$top/scenario/story.py" --nircctl "$build/nircctl" --db "$conninfo" \
+    --scenario "$scenario" --start "$start" --anchor "$anchor" --speed "$speed" \
+    --out "$run/report.txt"
+  say "report saved in $run/report.txt"
+elif [ -n "$duration" ]; then
   end=$((SECONDS + duration))
   while [ $SECONDS -lt "$end" ]; do sleep 1; done
   if [ "$duration" -gt 0 ]; then "$build/nircctl" status | tail -1; fi
-elif [ -t 1 ]; then
+elif [ "$mode" = live ]; then
   say "live view: refreshing every 2 s; Ctrl-C stops everything"
   while true; do
     sleep 2

@@ -72,7 +72,7 @@ void server_record_event(server_t *srv, const char *kind, const char *identity, 
 
 static void server_store_minute(void *arg, const site_t *site, const site_minute_t *m) {
   server_t *srv = arg;
-  char minute[40], v[14][24];
+  char minute[40], v[15][24];
   clock_format_iso(m->minute_ms, 0, minute, sizeof minute);
   uint32_t good = m->reports - m->unreadable;
   double d = good ? (double)good : 1.0;
@@ -89,16 +89,17 @@ static void server_store_minute(void *arg, const site_t *site, const site_minute
   snprintf(v[10], 24, "%.2f", m->sum_talking / d);
   snprintf(v[11], 24, "%.1f", m->sum_aht_ms / d);
   snprintf(v[12], 24, "%u", m->unreadable);
-  const char *p[] = {site->slug, minute, v[0], v[1], v[2],  v[3],  v[4], v[5],
-                     v[6],       v[7],   v[8], v[9], v[10], v[11], v[12]};
+  snprintf(v[13], 24, "%llu", (unsigned long long)m->routed_away);
+  const char *p[] = {site->slug, minute, v[0], v[1], v[2],  v[3],  v[4],  v[5],
+                     v[6],       v[7],   v[8], v[9], v[10], v[11], v[12], v[13]};
   /* A minute can arrive in two parts (a flush on shutdown, then the rest
    * after a restart): merge instead of failing on the primary key. */
   server_db_write(
       srv,
       "INSERT INTO load_minute (site, minute, reports, offered, answered, abandoned, "
       "answered_within, from_other_sites, max_queue, max_wait_ms, avg_logged_in, avg_ready, "
-      "avg_talking, avg_aht_ms, unreadable_reports) VALUES "
-      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) "
+      "avg_talking, avg_aht_ms, unreadable_reports, routed_away) VALUES "
+      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) "
       "ON CONFLICT (site, minute) DO UPDATE SET reports = load_minute.reports + EXCLUDED.reports, "
       "offered = load_minute.offered + EXCLUDED.offered, "
       "answered = load_minute.answered + EXCLUDED.answered, "
@@ -107,8 +108,9 @@ static void server_store_minute(void *arg, const site_t *site, const site_minute
       "from_other_sites = load_minute.from_other_sites + EXCLUDED.from_other_sites, "
       "max_queue = greatest(load_minute.max_queue, EXCLUDED.max_queue), "
       "max_wait_ms = greatest(load_minute.max_wait_ms, EXCLUDED.max_wait_ms), "
-      "unreadable_reports = load_minute.unreadable_reports + EXCLUDED.unreadable_reports",
-      15, p);
+      "unreadable_reports = load_minute.unreadable_reports + EXCLUDED.unreadable_reports, "
+      "routed_away = load_minute.routed_away + EXCLUDED.routed_away",
+      16, p);
 }
 
 /* ---- connections ---- */

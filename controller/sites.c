@@ -97,6 +97,7 @@ static void sites_minute_add(site_minute_t *m, const site_report_t *r) {
   m->abandoned += r->abandoned;
   m->answered_within += r->answered_within;
   m->from_other_sites += r->from_other_sites;
+  m->routed_away += r->routed_away;
   if (r->in_queue > m->max_queue) m->max_queue = r->in_queue;
   if (r->longest_wait_ms > m->max_wait_ms) m->max_wait_ms = r->longest_wait_ms;
   m->sum_logged_in += r->logged_in;
@@ -123,6 +124,7 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
   l->answered_within = r->answered_within_threshold;
   l->sl_threshold_s = r->sl_threshold_s;
   l->from_other_sites = r->calls_from_other_sites;
+  l->routed_away = r->calls_routed_away;
   l->pbx_unreadable = r->pbx_unreadable;
   nirc_strlcpy(l->pbx_error, r->pbx_error ? r->pbx_error : "", sizeof l->pbx_error);
   site->has_report = true;

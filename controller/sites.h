@@ -36,7 +36,7 @@ typedef struct {
   uint32_t interval_ms;
   uint32_t offered, answered, abandoned, in_queue, longest_wait_ms;
   uint32_t logged_in, ready, talking, not_ready, aht_ms;
-  uint32_t answered_within, sl_threshold_s, from_other_sites;
+  uint32_t answered_within, sl_threshold_s, from_other_sites, routed_away;
   bool pbx_unreadable;
   char pbx_error[128];
 } site_report_t;
@@ -45,7 +45,7 @@ typedef struct {
 typedef struct {
   int64_t minute_ms; /* start of the minute, business clock; 0 = empty */
   uint32_t reports, unreadable;
-  uint64_t offered, answered, abandoned, answered_within, from_other_sites;
+  uint64_t offered, answered, abandoned, answered_within, from_other_sites, routed_away;
   uint32_t max_queue, max_wait_ms;
   double sum_logged_in, sum_ready, sum_talking, sum_aht_ms;
 } site_minute_t;

@@ -58,6 +58,11 @@ CREATE TABLE overflow_rules (
     removed_at         timestamptz
 );
 
+-- Calls originating at a site but answered elsewhere, per minute: with
+-- offered and from_other_sites this gives each site's own demand even while
+-- it is moved away (the demo's staffing report, forecasts from history).
+ALTER TABLE load_minute ADD COLUMN routed_away int NOT NULL DEFAULT 0;
+
 -- Every directive sent: the full route of one site at (epoch, version).
 CREATE TABLE directives (
     site        text NOT NULL REFERENCES sites(slug),

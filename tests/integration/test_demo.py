@@ -2,6 +2,7 @@
 31 simulated provinces, shows them all online, and stops everything it
 started."""
 import os
+import re
 import subprocess
 
 import nirclib as T
@@ -12,6 +13,7 @@ def test_demo_shows_31_sites_online_and_cleans_up():
     env["NIRC_DEMO_PORT"] = str(T.free_port())
     env["NIRC_DEMO_PG_PORT"] = str(int(T.PG_PORT) + 3)
     env["NIRC_BUILD_DIR"] = T.BUILD
+    env["NIRC_DEMO_HTTP"] = f"127.0.0.1:{T.free_port()}"
     run_dir = os.path.join(T.RUN, "demo")
     env["NIRC_DEMO_RUN"] = run_dir
     r = subprocess.run([os.path.join(T.SRC, "demo.sh"), "--duration", "0"], env=env,
@@ -30,5 +32,34 @@ def test_demo_shows_31_sites_online_and_cleans_up():
     assert st.returncode != 0, "the demo's PostgreSQL is still running"
 
 
+def test_demo_story_runs_unattended_and_reports_from_the_run():
+    env = os.environ.copy()
+    env["NIRC_DEMO_PORT"] = str(T.free_port())
+    env["NIRC_DEMO_PG_PORT"] = str(int(T.PG_PORT) + 4)
+    env["NIRC_DEMO_HTTP"] = f"127.0.0.1:{T.free_port()}"
+    env["NIRC_BUILD_DIR"] = T.BUILD
+    env["NIRC_DEMO_SPEED"] = "900"  # a night in 40 s
+    run_dir = os.path.join(T.RUN, "demo-story")
+    env["NIRC_DEMO_RUN"] = run_dir
+    r = subprocess.run([os.path.join(T.SRC, "demo.sh")], env=env, capture_output=True,
+                       text=True, timeout=400)
+    assert r.returncode == 0, f"demo story failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr}"
+    report = open(os.path.join(run_dir, "report.txt")).read()
+    m = re.search(r"22:00 consolidation.*?(\d+) applied\s+0 failed", report)
+    assert m and int(m.group(1)) == 22, report
+    for step in ("Wuhan lockdown", "Xi'an lockdown", "re-homed to henan", "08:00 return"):
+        assert step in report, (step, report)
+    sims = re.findall(r"simulated ([0-9.]+)% over (\d+) calls \((\d+) from other", report)
+    assert len(sims) == 2, report
+    for sl, calls, others in sims:
+        assert 0 <= float(sl) <= 100 and int(calls) > 0 and 0 < int(others) <= int(calls), report
+    alone = int(re.search(r"its own night: (\d+) agents", report).group(1))
+    together = int(re.search(r"consolidated at shaanxi: (\d+) agents", report).group(1))
+    assert 0 < together < alone, report
+    left = subprocess.run(["pgrep", "-f", run_dir + "/"], capture_output=True, text=True)
+    assert left.stdout.split() == [], "the story left processes running"
+
+
 if __name__ == "__main__":
-    T.main([test_demo_shows_31_sites_online_and_cleans_up])
+    T.main([test_demo_shows_31_sites_online_and_cleans_up,
+            test_demo_story_runs_unattended_and_reports_from_the_run])

@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""The reference story, played against a running NIRC network (demo.sh
+starts one and calls this). Everything goes through nircctl, as an operator
+would; the report at the end is computed from this run's database.
+
+  22:00  night consolidation: 22 provinces move to Xi'an in verified waves
+  06:00  Wuhan locks down: all of Hubei's calls go to Xi'an (emergency)
+  07:00  Xi'an locks down: everyone who depended on it moves to the backup hub
+  08:00  the night ends: everyone but Hubei goes home
+
+Times are business time in Asia/Shanghai, on the accelerated clock shared
+by every process (start, anchor, speed)."""
+import argparse
+import datetime as dt
+import json
+import math
+import subprocess
+import sys
+import time
+
+CST = dt.timezone(dt.timedelta(hours=8))
+
+
+def parse_iso(s):
+    return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+class Story:
+    def __init__(self, a):
+        self.a = a
+        self.start = parse_iso(a.start)
+        self.anchor = parse_iso(a.anchor)
+        self.speed = a.speed
+        with open(a.scenario) as f:
+            sc = json.load(f)
+        self.sites = {s["slug"]: s for s in sc["sites"]}
+        self.night = [s["slug"] for s in sc["sites"] if s["night_consolidated"]]
+        self.hub, self.backup = sc["primary_hub"], sc["backup_hub"]
+        self.moves = []     # (what, seconds, applied, failed)
+        self.predicted = {}  # hub -> capacity prediction
+        self.tty = sys.stdout.isatty()
+
+    # ---- clock ----
+    def now(self):
+        real = dt.datetime.now(dt.timezone.utc)
+        return self.start + (real - self.anchor) * self.speed
+
+    def at(self, day, hhmm):
+        h, m = map(int, hhmm.split(":"))
+        base = self.start.astimezone(CST).date() + dt.timedelta(days=day)
+        return dt.datetime(base.year, base.month, base.day, h, m, tzinfo=CST)
+
+    def wait_until(self, when, why):
+        self.say(f"waiting for {when.astimezone(CST):%H:%M} ({why})")
+        while self.now() < when:
+            left = (when - self.now()).total_seconds() / self.speed
+            self.live()
+            time.sleep(min(2.0, max(0.05, left)))
+
+    # ---- output ----
+    def say(self, msg):
+        print(f"[{self.now().astimezone(CST):%a %H:%M}] {msg}", flush=True)
+
+    def ctl(self, *args, check=False):
+        r = subprocess.run([self.a.nircctl, *args], capture_output=True, text=True, timeout=120)
+        if check and r.returncode != 0:
+            raise SystemExit(f"story: nircctl {' '.join(args)} failed ({r.returncode}):\n"
+                             f"{r.stdout}{r.stderr}")
+        return r
+
+    def status(self):
+        r = self.ctl("--json", "status")
+        return {s["slug"]: s for s in json.loads(r.stdout)["sites"]} if r.returncode == 0 else {}
+
+    def live(self):
+        st = self.status()
+        if not st:
+            return
+        at_hub = {}
+        for slug, s in st.items():
+            for share in s["route"]:
+                if share["site"] != slug:
+                    at_hub.setdefault(share["site"], []).append(slug)
+        parts = []
+        for hub in (self.hub, self.backup):
+            load = st[hub]["load"] or {}
+            parts.append(f"{hub}: {len(at_hub.get(hub, []))} sources, queue "
+                         f"{load.get('calls_in_queue', '?')}, agents "
+                         f"{load.get('agents_logged_in', '?')}, from others "
+                         f"{load.get('calls_from_other_sites', '?')}")
+        online = sum(s["link"] == "online" for s in st.values())
+        line = f"  live: {online}/31 online | " + " | ".join(parts)
+        print(("\r" + line[:150].ljust(150)) if self.tty else line, end="" if self.tty else "\n",
+              flush=True)
+
+    def wait_routes(self, want, what, timeout_business_h=3):
+        """Waits until every site in `want` routes as given (slug -> hub)."""
+        deadline = time.monotonic() + timeout_business_h * 3600 / self.speed + 30
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            st = self.status()
+            if st and all([r["site"] for r in st[s]["route"]] == [h] for s, h in want.items()):
+                took = time.monotonic() - started
+                if self.tty:
+                    print()
+                self.say(f"{what}: done in {took:.1f} s real ({took * self.speed / 60:.0f} "
+                         "business minutes)")
+                return took
+            self.live()
+            time.sleep(0.5)
+        raise SystemExit(f"story: {what} did not complete")
+
+    def move(self, what, *args):
+        r = self.ctl("--json", *args)
+        out = json.loads(r.stdout) if r.stdout.strip().startswith("{") else {}
+        if r.returncode == 1:
+            self.say(f"{what}: REFUSED: {out.get('error', r.stderr.strip())}")
+            return None, out
+        self.say(f"{what}: {out.get('applied', 0)} directive(s) acknowledged, "
+                 f"{out.get('failed', 0)} failed, in {out.get('elapsed_ms', 0)} ms "
+                 f"(exit {r.returncode})")
+        self.moves.append((what, out.get("elapsed_ms", 0) / 1000.0, out.get("applied", 0),
+                           out.get("failed", 0)))
+        # The move's own capacity prediction, for the report.
+        for c in (out.get("plan") or {}).get("capacity", []):
+            if not c["refused"] and c["hub"] not in self.predicted:
+                self.predicted[c["hub"]] = c
+        return r.returncode, out
+
+    # ---- the story ----
+    def play(self):
+        n = len(self.night)
+        self.say(f"the night consolidation: {n} provinces to {self.hub} "
+                 f"(then {self.backup}), 22:00-08:00, waves of 5")
+        self.ctl("schedule", "add", "night", "--sources", ",".join(self.night), "--to",
+                 f"{self.hub},{self.backup}", "--start", "22:00", "--end", "08:00", "--tz",
+                 "Asia/Shanghai", "--wave-size", "5", check=True)
+        plan = json.loads(self.ctl("--json", "plan", "--schedule", "night").stdout)
+        for c in plan["capacity"]:
+            if not c["refused"]:
+                self.predicted[c["hub"]] = c
+                self.say(f"plan: {c['hub']} would carry {c['traffic_after_erl']:.1f} Erlangs on "
+                         f"{c['agents']} agents: predicted SL {100 * c['sl_after']:.1f}%, "
+                         f"{c['agents_needed']} agents needed")
+
+        self.wait_until(self.at(0, "22:00"), "the night window")
+        took = self.wait_routes({s: self.hub for s in self.night}, "22:00 consolidation")
+        self.moves.append(("22:00 consolidation (all waves, verified)", took, n, 0))
+
+        self.wait_until(self.at(1, "06:00"), "dawn in Wuhan")
+        self.move("06:00 Wuhan lockdown: Hubei to Xi'an", "cutover", "hubei", "--to",
+                  f"{self.hub},{self.backup}", "--reason", "Wuhan lockdown")
+
+        self.wait_until(self.at(1, "07:00"), "the Xi'an lockdown")
+        rc, out = self.move("07:00 Xi'an lockdown: Shaanxi to the backup hub", "cutover",
+                            self.hub, "--to", self.backup, "--reason", "Xi'an lockdown")
+        if rc is None:
+            for c in (out.get("plan") or {}).get("capacity", []):
+                self.predicted.setdefault(c["hub"], c)
+            self.say("the support centre has no staff left: the move is forced")
+            self.move("07:00 Xi'an lockdown (forced)", "cutover", self.hub, "--to", self.backup,
+                      "--reason", "Xi'an lockdown", "--force")
+        want = {s: self.backup for s in self.night}
+        want[self.hub] = self.backup
+        took = self.wait_routes(want, f"everyone re-homed to {self.backup}")
+        self.moves.append((f"dependants re-homed to {self.backup}", took, len(want), 0))
+
+        self.wait_until(self.at(1, "08:00"), "the end of the night")
+        want = {s: s for s in self.night if s != "hubei"}
+        want["hubei"] = self.backup
+        took = self.wait_routes(want, "08:00 return of everyone but Hubei")
+        self.moves.append(("08:00 return home (all but Hubei)", took, len(want) - 1, 0))
+        print(self.ctl("status").stdout)
+
+    # ---- the report ----
+    def sql(self, q):
+        r = subprocess.run(["psql", "-XAtq", "-F", "\t", self.a.db, "-c", q], capture_output=True,
+                           text=True, check=True)
+        return [l.split("\t") for l in r.stdout.splitlines() if l]
+
+    def report(self):
+        night_from = self.at(0, "22:00").astimezone(dt.timezone.utc).isoformat()
+        lock_from = self.at(1, "07:00").astimezone(dt.timezone.utc).isoformat()
+        night_to = self.at(1, "08:00").astimezone(dt.timezone.utc).isoformat()
+        lines = ["", "==== NIRC demo report (from this run's database) ====", "",
+                 "Moves (operator command or wave start to every acknowledgement):"]
+        for what, secs, ok, failed in self.moves:
+            lines.append(f"  {what:<48} {secs * 1000:9.0f} ms real  "
+                         f"{ok:3d} applied {failed:2d} failed")
+        waves = self.sql("SELECT count(*) FROM audit_log WHERE actor = 'engine' AND "
+                         "action = 'move'")
+        lines.append(f"  schedule waves started by the engine: {waves[0][0]}")
+
+        lines += ["", "Service level at the hubs (answered within 20 s / offered):"]
+        for hub, frm, to in ((self.hub, night_from, lock_from), (self.backup, lock_from,
+                                                                 night_to)):
+            row = self.sql(f"SELECT sum(offered), sum(answered_within), sum(from_other_sites) "
+                           f"FROM load_minute WHERE site = '{hub}' AND minute >= '{frm}' "
+                           f"AND minute < '{to}'")[0]
+            offered, within, others = (int(x or 0) for x in row)
+            sim = 100.0 * within / offered if offered else float("nan")
+            pred = self.predicted.get(hub)
+            ptxt = f"predicted {100 * pred['sl_after']:.1f}%" if pred else "no prediction"
+            lines.append(f"  {hub:<8} {ptxt}, simulated {sim:.1f}% over {offered} calls "
+                         f"({others} from other provinces)")
+
+        lines += ["", "Night agents needed for 80% in 20 s (Erlang C on this run's busiest "
+                  "night hour):"]
+        per_site, hub_erl = 0, 0.0
+        for slug in self.night + [self.hub]:
+            rows = self.sql(
+                "SELECT date_trunc('hour', minute), sum(offered - from_other_sites + routed_away),"
+                " avg(nullif(avg_aht_ms, 0)) FROM load_minute WHERE site = '" + slug + "' AND "
+                f"minute >= '{night_from}' AND minute < '{lock_from}' GROUP BY 1")
+            best = max(((int(c or 0), float(a or 0)) for _, c, a in rows), default=(0, 0.0))
+            aht = best[1] / 1000.0 if best[1] else self.sites[slug]["aht_s"]
+            erl = best[0] * aht / 3600.0
+            per_site += agents_needed(erl, aht) if best[0] else 1
+            hub_erl += erl
+        hub_aht = sum(self.sites[s]["aht_s"] for s in self.night) / len(self.night)
+        consolidated = agents_needed(hub_erl, hub_aht)
+        staffed_alone = sum(self.sites[s]["agents_night"] for s in self.night)
+        lines.append(f"  each province staffing its own night: {per_site} agents "
+                     f"(the scenario's own night rosters: {staffed_alone})")
+        lines.append(f"  consolidated at {self.hub}: {consolidated} agents for "
+                     f"{hub_erl:.1f} Erlangs")
+        lines.append("")
+        text = "\n".join(lines)
+        print(text)
+        if self.a.out:
+            with open(self.a.out, "w") as f:
+                f.write(text + "\n")
+
+
+def erlang_c(n, a):
+    if a <= 0:
+        return 0.0
+    if a >= n:
+        return 1.0
+    b = 1.0
+    for k in range(1, n + 1):
+        b = a * b / (k + a * b)
+    return n * b / (n - a * (1 - b))
+
+
+def agents_needed(erl, aht, target=0.8, threshold=20.0):
+    if erl <= 0:
+        return 1
+    n = max(1, math.floor(erl) + 1)
+    while n < 100000:
+        sl = 1 - erlang_c(n, erl) * math.exp(-(n - erl) * threshold / aht)
+        if sl >= target:
+            return n
+        n += 1
+    return n
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nircctl", required=True)
+    p.add_argument("--db", required=True, help="libpq conninfo of the demo database")
+    p.add_argument("--scenario", required=True)
+    p.add_argument("--start", required=True)
+    p.add_argument("--anchor", required=True)
+    p.add_argument("--speed", type=float, required=True)
+    p.add_argument("--out", help="also write the report here")
+    a = p.parse_args()
+    s = Story(a)
+    s.play()
+    s.report()
+
+
+if __name__ == "__main__":
+    main()
