@@ -1178,7 +1178,7 @@ static bool engine_list_has(const slug_list_t *l, const char *slug) {
 static int engine_trial_plan(engine_t *e, const cutover_t *extra, plan_t *out) {
   cutover_t *all = calloc(e->n_cut + 1, sizeof *all);
   if (!all) return NIRC_ENOMEM;
-  memcpy(all, e->cut, e->n_cut * sizeof *all);
+  if (e->n_cut) memcpy(all, e->cut, e->n_cut * sizeof *all); /* e->cut may be NULL */
   size_t n = e->n_cut;
   if (extra) all[n++] = *extra;
   plan_input_t in;

@@ -8,10 +8,12 @@
 #include "err.h"
 #include "link.h"
 #include "log.h"
+#include "map.h"
 #include "report.h"
 #include "util.h"
 #include "clock.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
@@ -593,6 +595,75 @@ static int print_site(const Nirc__OperatorReply *rep, int json) {
   return EXIT_DONE;
 }
 
+static const char *map_output; /* -o FILE for `map`; NULL: stdout */
+
+static int build_map(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  if (argc == 3 && strcmp(argv[1], "-o") == 0)
+    map_output = argv[2];
+  else if (argc != 1) {
+    fprintf(stderr, "nircctl: usage: map [-o FILE.svg]\n");
+    return EXIT_USAGE;
+  }
+  char *none[] = {argv[0]};
+  return build_status(1, none, req, a);
+}
+
+/* The routing map as SVG, drawn here from the status reply with the same
+ * renderer as the controller's status page. */
+static int print_map(const Nirc__OperatorReply *rep, int json) {
+  const Nirc__StatusReply *st = rep->status;
+  if (!st) return EXIT_REFUSED;
+  map_site_t *ms = calloc(st->n_sites + 1, sizeof *ms);
+  map_move_t *mv = calloc(st->n_sites * 8 + 1, sizeof *mv);
+  size_t nm = 0;
+  if (!ms || !mv) {
+    free(ms);
+    free(mv);
+    return EXIT_REFUSED;
+  }
+  for (size_t i = 0; i < st->n_sites; i++) {
+    const Nirc__SiteStatus *s = st->sites[i];
+    const Nirc__LoadReport *r = s->last_report;
+    ms[i] = (map_site_t){
+        .slug = s->slug,
+        .name_en = s->name_en,
+        .name_zh = s->name_zh,
+        .lat = s->lat,
+        .lon = s->lon,
+        .link = link_word(s->link_state),
+        .occupancy = r && r->agents_logged_in && !r->pbx_unreadable
+                         ? (double)r->agents_talking / r->agents_logged_in
+                         : -1,
+        .in_queue = r && !r->pbx_unreadable ? r->calls_in_queue : 0,
+        .is_hub = s->is_hub,
+    };
+    for (size_t k = 0; k < s->n_route && nm < st->n_sites * 8; k++)
+      if (strcmp(s->route[k]->site, s->slug) != 0)
+        mv[nm++] = (map_move_t){s->slug, s->route[k]->site, s->route[k]->permille};
+  }
+  char when[40], title[160];
+  clock_format_iso(st->server_time_ms, 480, when, sizeof when);
+  snprintf(title, sizeof title, "NIRC routing — %s (controller %s)", when, st->controller_node);
+  char *svg = map_render_svg(ms, st->n_sites, mv, nm, title);
+  free(ms);
+  free(mv);
+  if (!svg) {
+    fprintf(stderr, "nircctl: cannot draw the map (out of memory)\n");
+    return EXIT_REFUSED;
+  }
+  int rc = EXIT_DONE;
+  FILE *f = map_output ? fopen(map_output, "w") : stdout;
+  if (!f || fputs(svg, f) == EOF) {
+    fprintf(stderr, "nircctl: cannot write %s: %s\n", map_output ? map_output : "stdout",
+            strerror(errno));
+    rc = EXIT_USAGE;
+  }
+  if (f && f != stdout) fclose(f);
+  if (rc == EXIT_DONE && map_output) printf("map written to %s\n", map_output);
+  free(svg);
+  return rc;
+}
+
 static int print_status(const Nirc__OperatorReply *rep, int json) {
   if (!rep->status) return EXIT_REFUSED;
   if (json)
@@ -633,8 +704,10 @@ static int parse_move(int argc, char **argv, ctl_args_t *a, int *nsrc, int *nhub
     case 'F': *force = 1; break;
     case 's': *schedule = optarg; break;
     case 'p':
-      if (parse_uint("--share (permille)", optarg, 1000, &a->share) || a->share == 0) {
-        fprintf(stderr, "nircctl: --share must be 1-1000 permille of the calls\n");
+      /* The range (1-1000) is the controller's to refuse, with the reason;
+       * here only "is it a number". */
+      if (parse_uint("--share (permille)", optarg, 1000000, &a->share) || a->share == 0) {
+        fprintf(stderr, "nircctl: --share must be a number of permille, 1-1000\n");
         return EXIT_USAGE;
       }
       break;
@@ -1106,6 +1179,14 @@ static const ctl_cmd_t ctl_cmds[] = {
      "Every figure the controller has for one site, one per line.\n\n"
      "Examples:\n  nircctl site hubei\n  nircctl --json site shaanxi\n",
      build_site, print_site, 0},
+    {"map", "the routing map as SVG: sites, moves with shares, load and freshness",
+     "usage: nircctl map [-o FILE.svg]\n\n"
+     "Draws the network as the controller sees it now: sites placed by geography,\n"
+     "arrows for current moves with their shares, colours for load and freshness.\n"
+     "Writes SVG to stdout, or to FILE with -o. The controller's status page shows\n"
+     "the same map live.\n\n"
+     "Examples:\n  nircctl map -o network.svg\n  nircctl map > now.svg\n",
+     build_map, print_map, 0},
     {"watch", "live view of status, refreshed in place (Ctrl-C ends)",
      "usage: nircctl watch [--interval DURATION]\n\n"
      "The status table, redrawn every interval (default 2s) until Ctrl-C. On a\n"

@@ -96,6 +96,8 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
     row->is_hub = s->is_hub;
     row->link_state = ops_link_state(s->state);
     row->state_since_ms = s->state_since_ms;
+    row->lat = s->lat;
+    row->lon = s->lon;
     row->peer_address = s->peer_addr;
     size_t idx = (size_t)(s - srv->sites.v);
     const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, idx) : NULL;

@@ -155,7 +155,9 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
     double am = 1.0 - exp(-secs / SITES_METRIC_TAU_S);
     site->wait_s += am * (wait - site->wait_s);
     site->queue += am * (queue - site->queue);
-    if (r->calls_offered > 0) {
+    /* A proxy (sl_threshold_s 0) knows calls but not agents: it says
+     * nothing about service level, so it must not drag it to zero. */
+    if (r->calls_offered > 0 && r->sl_threshold_s > 0) {
       double sl = (double)r->answered_within_threshold / r->calls_offered;
       site->sl += am * (sl - site->sl);
     }

@@ -304,7 +304,15 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
   char why[512];
   snprintf(why, sizeof why, "%s", err ? err : "");
   a->applying = false;
-  if (a->state == AGENT_STOPPING) return;
+  if (a->state == AGENT_STOPPING) {
+    /* The PBX has it: keep the disk in step even while stopping. */
+    if (rc == 0 && purpose != APPLY_UNDO && a->conf->state_file[0]) {
+      char serr[400];
+      if (state_save(a->conf->state_file, a->slug, &r, serr, sizeof serr) != 0)
+        log_error(LOG_AGENT, a->slug, "applied while stopping but not saved: %s", serr);
+    }
+    return;
+  }
   Nirc__AckResult res = NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
   if (rc == 0 && purpose != APPLY_UNDO && a->conf->state_file[0]) {
     char serr[400];

@@ -209,7 +209,7 @@ def test_completion_commands_and_options():
     globals_ = set(OPTION.findall("\n".join(section(top, "Options:")))) | {"--help", "--version"}
     assert globals_ <= set(complete(NOCTL, "--")), globals_ - set(complete(NOCTL, "--"))
     # Every option of every command, where options are offered.
-    where = {"status": ["status"], "site": ["site", "hubei"], "watch": ["watch"],
+    where = {"status": ["status"], "site": ["site", "hubei"], "watch": ["watch"], "map": ["map"],
              "cutover": ["cutover", "hubei"], "restore": ["restore"],
              "plan": ["plan", "hubei"], "history": ["history"],
              "schedule": ["schedule", "add", "night"], "overflow": ["overflow", "add", "gd"]}

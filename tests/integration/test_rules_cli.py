@@ -1,0 +1,101 @@
+"""Issue 3 bad input for rules over nircctl: each is refused with exit 1, a
+message that names the problem, and nothing changes; viewers and operators
+cannot change schedules or overflow rules; the refusals are audited."""
+import json
+
+import nirclib as T
+
+env = None
+NIGHT = ["--sources", "hubei,guizhou", "--to", "shaanxi,henan", "--start", "22:00",
+         "--end", "08:00"]
+
+
+def refused(args, words, cert="operator-alice"):
+    r = env.ctl(*args, cert=cert)
+    assert r.returncode == 1, f"{args}: exit {r.returncode}: {r.stdout}{r.stderr}"
+    for w in words:
+        assert w in r.stderr, (w, r.stderr)
+
+
+def schedules():
+    return json.loads(env.ctl("--json", "schedule", "list").stdout)["schedules"]
+
+
+def test_setup():
+    global env
+    env = T.Env("rules-cli")
+    env.start_controller()
+    assert env.ctl("schedule", "add", "night", *NIGHT, "--tz", "Asia/Shanghai").returncode == 0
+
+
+def test_schedule_bad_time_zone_refused():
+    refused(["schedule", "add", "mars", *NIGHT, "--tz", "Mars/Olympus"], ["Mars/Olympus"])
+    refused(["schedule", "add", "dots", *NIGHT, "--tz", "../etc/passwd"], ["passwd"])
+
+
+def test_schedule_bad_time_refused():
+    bad = ["--sources", "xizang", "--to", "shaanxi", "--start", "24:00", "--end", "08:00"]
+    refused(["schedule", "add", "late", *bad], ["24:00"])
+    bad[5] = "7:5"
+    refused(["schedule", "add", "late", *bad], ["7:5"])
+
+
+def test_overlapping_schedules_with_equal_precedence_refused():
+    refused(["schedule", "add", "overlap", "--sources", "hubei", "--to", "henan", "--start",
+             "07:00", "--end", "09:00"], ["conflicts with schedule 'night'"])
+    assert [s["name"] for s in schedules()] == ["night"]
+
+
+def test_unknown_site_and_own_hub_refused():
+    refused(["schedule", "add", "x", "--sources", "atlantis", "--to", "shaanxi", "--start",
+             "01:00", "--end", "02:00"], ["atlantis"])
+    refused(["schedule", "add", "x", "--sources", "shaanxi", "--to", "shaanxi", "--start",
+             "01:00", "--end", "02:00"], ["shaanxi"])
+
+
+def test_overflow_rules_validated():
+    refused(["overflow", "add", "gd", "--source", "guangdong", "--to", "sichuan", "--cap", "300"],
+            ["trigger"])
+    refused(["overflow", "add", "gd", "--source", "guangdong", "--to", "sichuan", "--cap", "300",
+             "--trigger-wait", "30s", "--release-wait", "60s"], ["release"])
+    ok = env.ctl("overflow", "add", "gd", "--source", "guangdong", "--to", "sichuan", "--cap",
+                 "300", "--trigger-wait", "60s", "--release-wait", "15s")
+    assert ok.returncode == 0, ok.stderr
+    refused(["overflow", "add", "gd2", "--source", "guangdong", "--to", "henan", "--cap", "100",
+             "--trigger-queue", "20", "--release-queue", "5"], ["conflicts"])
+
+
+def test_share_out_of_range_refused():
+    refused(["cutover", "xizang", "--to", "shaanxi", "--share", "1200", "--reason", "x",
+             "--force"], ["1000"])
+
+
+def test_only_admins_change_rules_and_refusals_are_audited():
+    for who in ("operator-olga", "operator-victor"):
+        refused(["schedule", "disable", "night"], ["admin"], cert=who)
+        refused(["overflow", "rm", "gd"], ["admin"], cert=who)
+    assert env.ctl("schedule", "list", cert="operator-victor").returncode == 0
+    assert schedules()[0]["enabled"]
+    audited = env.sql("SELECT count(*) FROM audit_log WHERE action LIKE '%-refused'")
+    assert int(audited[0][0]) >= 8, audited
+    events = env.sql("SELECT count(*) FROM link_events WHERE event = 'refused' AND "
+                     "detail LIKE '%needs role admin%'")
+    assert int(events[0][0]) == 4, events
+
+
+def test_schedule_enable_disable_rm_audited():
+    for op in ("disable", "enable", "rm"):
+        assert env.ctl("schedule", op, "night").returncode == 0
+    assert schedules() == []
+    acts = [r[0] for r in env.sql("SELECT action FROM audit_log WHERE target = 'night' "
+                                  "AND action LIKE 'schedule-%' ORDER BY id")]
+    assert acts == ["schedule-add", "schedule-disable", "schedule-enable", "schedule-rm"], acts
+    env.close()
+
+
+if __name__ == "__main__":
+    T.main([test_setup, test_schedule_bad_time_zone_refused, test_schedule_bad_time_refused,
+            test_overlapping_schedules_with_equal_precedence_refused,
+            test_unknown_site_and_own_hub_refused, test_overflow_rules_validated,
+            test_share_out_of_range_refused, test_only_admins_change_rules_and_refusals_are_audited,
+            test_schedule_enable_disable_rm_audited])
