@@ -1359,10 +1359,12 @@ void engine_op_cutover(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Cutover
   nirc_strlcpy(target, srcs + 1, sizeof target); /* "{a,b}" -> "a,b" */
   target[strcspn(target, "}")] = '\0';
   engine_audit(e, engine_operator(c), "cutover", target,
-               json_pack("{s:I, s:o, s:o, s:s, s:b, s:I, s:o}", "cutover_id", (json_int_t)cut.id,
-                         "sources", engine_slugs_json(&cut.sources), "hubs",
+               json_pack("{s:I, s:o, s:o, s:s, s:b, s:I, s:I, s:o}", "cutover_id",
+                         (json_int_t)cut.id, "sources", engine_slugs_json(&cut.sources), "hubs",
                          engine_slugs_json(&cut.hubs), "reason", cut.reason, "force", cut.force,
-                         "expires_ms", (json_int_t)cut.expires_ms, "directives", dirs),
+                         "expires_ms", (json_int_t)cut.expires_ms, "share_permille",
+                         (json_int_t)(cut.share_permille ? cut.share_permille : 1000), "directives",
+                         dirs),
                w ? c : NULL, rid);
   if (!w)
     engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
@@ -1753,11 +1755,19 @@ void engine_op_schedule(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Schedu
       return;
     }
     engine_persist_schedule(e, &s, who);
+    json_t *ex = json_array();
+    for (unsigned k = 0; k < s.n_exceptions; k++) {
+      char d[16];
+      int32_t x = s.exceptions[k];
+      snprintf(d, sizeof d, "%04d-%02d-%02d", x / 10000, (x / 100) % 100, x % 100);
+      json_array_append_new(ex, json_string(d));
+    }
     engine_audit(e, who, "schedule-add", s.name,
-                 json_pack("{s:I, s:o, s:o, s:i, s:i, s:i, s:s}", "id", (json_int_t)s.id, "sources",
-                           engine_slugs_json(&s.sources), "hubs", engine_slugs_json(&s.hubs),
-                           "start_min", s.start_min, "end_min", s.end_min, "days", s.days, "tz",
-                           s.tz),
+                 json_pack("{s:I, s:o, s:o, s:i, s:i, s:i, s:s, s:i, s:o}", "id", (json_int_t)s.id,
+                           "sources", engine_slugs_json(&s.sources), "hubs",
+                           engine_slugs_json(&s.hubs), "start_min", s.start_min, "end_min",
+                           s.end_min, "days", s.days, "tz", s.tz, "wave_size", (int)s.wave_size,
+                           "exceptions", ex),
                  NULL, 0);
     engine_reply_schedules(e, c, rid);
     return;

@@ -255,7 +255,7 @@ static void print_status_json(const Nirc__StatusReply *st) {
   json_t *top = json_pack("{s:s, s:I, s:I, s:o}", "controller", st->controller_node, "epoch",
                           (json_int_t)st->epoch, "server_time_ms", (json_int_t)st->server_time_ms,
                           "sites", sites);
-  json_dumpf(top, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+  json_dumpf(top, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
   putchar('\n');
   json_decref(top);
 }
@@ -344,7 +344,7 @@ static json_t *plan_json(const Nirc__PlanReply *p) {
 }
 
 static void print_json(json_t *j) {
-  json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+  json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
   putchar('\n');
   json_decref(j);
 }
@@ -1452,6 +1452,9 @@ int main(int argc, char **argv) {
             "[ctl] controllers in %s.\n",
             c.errors, config_path ? config_path : "your config");
   } else if (rc == EXIT_REFUSED && !c.reply) {
+    /* The controller closed the link with an Error (e.g. a site
+     * certificate used here): scripts still get JSON. */
+    if (json) print_json(json_pack("{s:b, s:s, s:n}", "ok", 0, "error", c.errors, "plan"));
     fprintf(stderr, "nircctl: refused by the controller:\n%s\n", c.errors);
   } else if (c.reply && !c.reply->ok) {
     rc = print_refusal(c.reply, json);

@@ -74,7 +74,9 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   if (only && !sites_find(&srv->sites, only)) {
     static Nirc__Error e = NIRC__ERROR__INIT;
     e.code = NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE;
-    e.message = "no such site";
+    static char unknown[96];
+    snprintf(unknown, sizeof unknown, "no site '%.40s' (see nircctl status)", only);
+    e.message = unknown;
     rep->ok = 0;
     rep->error = &e;
     return;
@@ -125,6 +127,7 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
       r->answered_within_threshold = l->answered_within;
       r->sl_threshold_s = l->sl_threshold_s;
       r->calls_from_other_sites = l->from_other_sites;
+      r->calls_routed_away = l->routed_away;
       r->pbx_unreadable = l->pbx_unreadable;
       r->pbx_error = (char *)l->pbx_error;
       row->last_report = r;

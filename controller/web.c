@@ -92,6 +92,7 @@ static json_t *web_status_json(const server_t *srv, int64_t now_real) {
       lr.answered_within_threshold = s->last.answered_within;
       lr.sl_threshold_s = s->last.sl_threshold_s;
       lr.calls_from_other_sites = s->last.from_other_sites;
+      lr.calls_routed_away = s->last.routed_away;
       lr.pbx_unreadable = s->last.pbx_unreadable;
       lr.pbx_error = (char *)s->last.pbx_error;
       load = report_to_json(&lr);

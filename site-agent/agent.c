@@ -537,7 +537,8 @@ static void agent_connect(agent_t *a) {
                &a->link);
 }
 
-int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, char *err, size_t errlen) {
+int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, bool check_only, char *err,
+               size_t errlen) {
   memset(a, 0, sizeof *a);
   a->loop = loop;
   a->conf = conf;
@@ -606,10 +607,10 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, char *err,
       log_error(LOG_AGENT, a->slug, "%s: routing home", serr);
     }
   }
-  if (conf->http_listen[0]) {
+  if (conf->http_listen[0] && !check_only) {
     if (httpd_start(conf->http_listen, &a->http, err, errlen) != 0) return NIRC_EIO;
   }
-  if (conf->report_log[0]) {
+  if (conf->report_log[0] && !check_only) {
     a->report_log = fopen(conf->report_log, "a");
     if (!a->report_log) {
       snprintf(err, errlen, "%s: cannot open report log", conf->report_log);

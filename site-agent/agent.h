@@ -101,7 +101,10 @@ typedef struct {
 const char *agent_state_name(agent_state_t s);
 /* Prepares everything that can fail at start-up (certificates, addresses,
  * scenario, adapter); 0 or an error naming the fix. */
-int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, char *err, size_t errlen);
+/* check_only: validate everything but open nothing that outlives the check
+ * (no HTTP listener, no report log), for `nirc-agent -t`. */
+int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, bool check_only, char *err,
+               size_t errlen);
 /* Starts connecting; returns immediately. */
 void agent_start(agent_t *a);
 void agent_stop(agent_t *a);

@@ -64,7 +64,7 @@ int main(int argc, char **argv) {
   }
   signal(SIGPIPE, SIG_IGN);
   uv_loop_t *loop = uv_default_loop();
-  if (agent_init(a, loop, conf, err, sizeof err) != 0) {
+  if (agent_init(a, loop, conf, test_only, err, sizeof err) != 0) {
     fprintf(stderr, "nirc-agent: %s\n", err);
     return 1;
   }

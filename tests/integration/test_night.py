@@ -21,15 +21,23 @@ def start_network(name, sources, hubs, start):
     env = T.Env(name, clock_speed=SPEED, clock_start=start,
                 extra_nircd=ROUTING)
     env.start_controller()
-    for s in sources + hubs:
-        env.start_agent(s)
-    T.wait_until(lambda: all(env.status()[s]["link"] == "online" and env.status()[s]["load"]
-                             for s in sources + hubs), 20, "every site online and reporting")
+    # The schedule first: agents may take a while to start on a loaded
+    # machine, and the night must not begin before the rule exists.
     r = env.ctl("schedule", "add", "night", "--sources", ",".join(sources), "--to",
                 ",".join(hubs), "--start", "22:00", "--end", "08:00", "--tz", "Asia/Shanghai",
                 "--wave-size", "5")
     assert r.returncode == 0, r.stderr
+    for s in sources + hubs:
+        env.start_agent(s)
+    T.wait_until(lambda: all(env.status()[s]["link"] == "online" and env.status()[s]["load"]
+                             for s in sources + hubs), 20, "every site online and reporting")
     return env
+
+
+def business_hour(env):
+    """Local hour (UTC+8) on the shared business clock."""
+    st = json.loads(env.ctl("--json", "status").stdout)
+    return ((st["server_time_ms"] // 1000 + 8 * 3600) % 86400) / 3600.0
 
 
 def routes(env, sites):
@@ -39,10 +47,13 @@ def routes(env, sites):
 
 def test_night_moves_in_verified_waves_and_returns_at_eight():
     sources = consolidated(12)
-    env = start_network("night", sources, ["shaanxi", "henan"], "2020-01-22T21:57:00+08:00")
+    env = start_network("night", sources, ["shaanxi", "henan"], "2020-01-22T21:00:00+08:00")
     try:
-        # Before 22:00 nothing moves.
-        assert all(v == s for s, v in routes(env, sources).items()), routes(env, sources)
+        # Before 22:00 nothing moves (checked only while it is still before:
+        # on a slow machine the agents may come up after 22:00).
+        before = routes(env, sources)
+        if 12 < business_hour(env) < 21.95:
+            assert all(v == s for s, v in before.items()), before
         # After 22:00 every source routes to Xi'an.
         T.wait_until(lambda: all(v == "shaanxi" for v in routes(env, sources).values()), 40,
                      "all twelve sources at shaanxi")

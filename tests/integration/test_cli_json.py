@@ -1,0 +1,552 @@
+"""nircctl --json: every command's output against the schema of
+docs/CLI-JSON.md, on a live controller with three agents.
+
+The schema is written here as Python dicts; a test checks that it is what
+the document says (keys, types, required or not), and the others run each
+command and validate what it prints: every documented key there with its
+type, and no key the document does not list, so the document and the code
+cannot drift apart. The exit statuses are checked with the output: 0 done,
+1 refused (a JSON refusal on stdout, even with --json), 2 usage and
+3 unreachable (nothing on stdout), 4 partially applied.
+
+Daytime business clock, as in test_routing: at 10:00 on 2020-01-23 Hubei
+alone would overload Shaanxi, so `plan hubei --to shaanxi` is refused and
+a cutover of it needs --force; Xizang's few calls fit."""
+import json
+import os
+import re
+import signal
+
+import nirclib as T
+
+DOC = os.path.join(T.SRC, "docs", "CLI-JSON.md")
+SITES = ("hubei", "shaanxi", "xizang")
+env = None
+
+
+# ---- the documented schema ----
+
+class Opt:
+    """An optional key of an object."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def __eq__(self, other):
+        return isinstance(other, Opt) and other.name == self.name
+
+
+ANY_OBJECT = "object"  # an object of any keys (the audit detail, before its action is known)
+NULL = None
+
+
+def enum(*words):
+    return frozenset(words)
+
+
+ROUTE_SHARE = {"site": str, "permille": int}
+LOAD = {
+    "site": str, "timestamp_ms": int, "interval_ms": int, "calls_offered": int,
+    "calls_answered": int, "calls_abandoned": int, "calls_in_queue": int,
+    "longest_wait_ms": int, "agents_logged_in": int, "agents_ready": int,
+    "agents_talking": int, "agents_not_ready": int, "aht_ms": int,
+    "answered_within_threshold": int, "sl_threshold_s": int, "calls_from_other_sites": int,
+    "calls_routed_away": int, "pbx_unreadable": bool, "service_level": (float, NULL),
+    Opt("pbx_error"): str,
+}
+SITE_STATUS = {
+    "slug": str, "name_en": str, "name_zh": str, "is_hub": bool,
+    "link": enum("online", "stale", "offline", "never-seen"), "state_since_ms": int,
+    "report_age_ms": int, "peer": str, "active_rule": str, "route": [ROUTE_SHARE],
+    "load": (LOAD, NULL),
+}
+STATUS = {"controller": str, "epoch": int, "server_time_ms": int, "sites": [SITE_STATUS]}
+PLANNED_MOVE = {"site": str, "route": [ROUTE_SHARE], "reason": str, "revert_at_ms": int}
+CAPACITY = {
+    "hub": str, "traffic_before_erl": float, "traffic_after_erl": float, "agents": int,
+    "sl_before": float, "sl_after": float, "asa_after_s": (float, NULL),
+    "occupancy_after": float, "agents_needed": int, "stable_after": bool, "refused": bool,
+    "sl_target": float, "sl_threshold_s": float,
+}
+PLAN = {"moves": [PLANNED_MOVE], "capacity": [CAPACITY], "alarms": [str], "refused": bool,
+        "refusal": str}
+OUTCOME = {"site": str, "result": enum("applied", "rejected", "failed", "unknown"),
+           "detail": str, "version": int, "latency_ms": int}
+MOVE = {"ok": bool, "cutover_id": int, "dry_run": bool, "applied": int, "failed": int,
+        "elapsed_ms": int, "outcomes": [OUTCOME], "plan": (PLAN, NULL), Opt("warning"): str}
+REFUSAL = {"ok": False, "error": str, "plan": (PLAN, NULL)}
+AUDIT_ENTRY = {"id": int, "at_ms": int, "actor": str, "action": str, "target": str,
+               "detail": (ANY_OBJECT, NULL)}
+HISTORY = {"entries": [AUDIT_ENTRY]}
+DIRECTIVE = {"site": str, "epoch": int, "version": int, "route": [ROUTE_SHARE],
+             "inbound": [ROUTE_SHARE], "reason": str, "revert_at_ms": int}
+CUTOVER_DETAIL = {"cutover_id": int, "sources": [str], "hubs": [str], "reason": str,
+                  "force": bool, "expires_ms": int, "share_permille": int,
+                  "directives": [DIRECTIVE]}
+RESTORE_DETAIL = {"sources": [str], "ended_cutovers": [int], "reason": str,
+                  "directives": [DIRECTIVE]}
+REFUSAL_DETAIL = {"refusal": str}
+CAPACITY_REFUSAL_DETAIL = {"sources": [str], "hubs": [str], "reason": str, "refusal": str}
+SCHEDULE_ADD_DETAIL = {"id": int, "sources": [str], "hubs": [str], "start_min": int,
+                       "end_min": int, "days": int, "tz": str, "wave_size": int,
+                       "exceptions": [str]}
+RULE_ID_DETAIL = {"id": int}
+OVERFLOW_ADD_DETAIL = {"id": int, "source": str, "hubs": [str], "share_cap_permille": int}
+MOVE_DETAIL = {"rule": str, "rule_id": int, "sources": [str], "reason": str}
+ROLLBACK_DETAIL = {"site": str, "rule": str, "rule_id": int, "reason": str}
+EXPIRE_DETAIL = {"cutover_id": int, "sources": [str]}
+SCHEDULE = {"id": int, "name": str, "sources": [str], "hubs": [str], "start": str, "end": str,
+            "days": str, "tz": str, "exceptions": [str], "wave_size": int, "enabled": bool,
+            "in_force": bool, "next_start_ms": int}
+SCHEDULES = {"schedules": [SCHEDULE]}
+OVERFLOW_RULE = {"id": int, "name": str, "source": str, "hubs": [str], "trigger_wait_s": int,
+                 "release_wait_s": int, "trigger_queue": int, "release_queue": int,
+                 "trigger_sl": float, "release_sl": float, "share_cap_permille": int,
+                 "min_hold_s": int, "margin_s": int, "enabled": bool, "engaged": bool}
+OVERFLOWS = {"rules": [OVERFLOW_RULE]}
+
+# The names the document gives the shapes.
+SHAPES = {
+    "Status": STATUS, "SiteStatus": SITE_STATUS, "RouteShare": ROUTE_SHARE, "Load": LOAD,
+    "Move": MOVE, "Outcome": OUTCOME, "Plan": PLAN, "PlannedMove": PLANNED_MOVE,
+    "Capacity": CAPACITY, "Refusal": REFUSAL, "History": HISTORY, "AuditEntry": AUDIT_ENTRY,
+    "CutoverDetail": CUTOVER_DETAIL, "RestoreDetail": RESTORE_DETAIL, "Directive": DIRECTIVE,
+    "RefusalDetail": REFUSAL_DETAIL, "CapacityRefusalDetail": CAPACITY_REFUSAL_DETAIL,
+    "ScheduleAddDetail": SCHEDULE_ADD_DETAIL, "RuleIdDetail": RULE_ID_DETAIL,
+    "OverflowAddDetail": OVERFLOW_ADD_DETAIL, "MoveDetail": MOVE_DETAIL,
+    "RollbackDetail": ROLLBACK_DETAIL, "ExpireDetail": EXPIRE_DETAIL,
+    "Schedules": SCHEDULES, "Schedule": SCHEDULE, "Overflows": OVERFLOWS,
+    "OverflowRule": OVERFLOW_RULE,
+}
+# The audit detail by action (the document's table).
+DETAILS = {
+    "cutover": (CUTOVER_DETAIL,),
+    "restore": (RESTORE_DETAIL,),
+    "cutover-refused": (CAPACITY_REFUSAL_DETAIL, REFUSAL_DETAIL),
+    "restore-refused": (REFUSAL_DETAIL,), "plan-refused": (REFUSAL_DETAIL,),
+    "schedule-refused": (REFUSAL_DETAIL,), "overflow-refused": (REFUSAL_DETAIL,),
+    "schedule-add": (SCHEDULE_ADD_DETAIL,),
+    "schedule-rm": (RULE_ID_DETAIL,), "schedule-enable": (RULE_ID_DETAIL,),
+    "schedule-disable": (RULE_ID_DETAIL,), "overflow-rm": (RULE_ID_DETAIL,),
+    "overflow-add": (OVERFLOW_ADD_DETAIL,),
+    "move": (MOVE_DETAIL,), "rollback": (ROLLBACK_DETAIL,), "expire": (EXPIRE_DETAIL,),
+}
+
+
+def validate(value, schema, path="$"):
+    """Problems of value against schema, as 'path: what' strings."""
+    if isinstance(schema, tuple):  # one of
+        errs = [validate(value, s, path) for s in schema]
+        if any(not e for e in errs):
+            return []
+        if len(errs) == 1:
+            return errs[0]
+        return [f"{path}: {json.dumps(value)[:80]} is none of {describe(schema)}"]
+    if schema is NULL:
+        return [] if value is None else [f"{path}: expected null, got {json.dumps(value)[:80]}"]
+    if schema is False:
+        return [] if value is False else [f"{path}: expected false, got {value!r}"]
+    if schema is bool:
+        return [] if isinstance(value, bool) else [f"{path}: expected boolean, got {value!r}"]
+    if schema is int:
+        return [] if type(value) is int else [f"{path}: expected integer, got {value!r}"]
+    if schema is float:
+        return [] if type(value) is float else [f"{path}: expected number (a JSON real), " \
+                                                f"got {value!r}"]
+    if schema is str:
+        return [] if isinstance(value, str) else [f"{path}: expected string, got {value!r}"]
+    if isinstance(schema, frozenset):
+        return [] if value in schema else [f"{path}: {value!r} is not one of {sorted(schema)}"]
+    if schema is ANY_OBJECT:
+        return [] if isinstance(value, dict) else [f"{path}: expected an object, got {value!r}"]
+    if isinstance(schema, list):
+        if not isinstance(value, list):
+            return [f"{path}: expected an array, got {json.dumps(value)[:80]}"]
+        out = []
+        for i, v in enumerate(value):
+            out += validate(v, schema[0], f"{path}[{i}]")
+        return out
+    if isinstance(schema, dict):
+        if not isinstance(value, dict):
+            return [f"{path}: expected an object, got {json.dumps(value)[:80]}"]
+        out = []
+        known = set()
+        for k, sub in schema.items():
+            name = k.name if isinstance(k, Opt) else k
+            known.add(name)
+            if name not in value:
+                if not isinstance(k, Opt):
+                    out.append(f"{path}.{name}: missing")
+                continue
+            out += validate(value[name], sub, f"{path}.{name}")
+        for k in value:
+            if k not in known:
+                out.append(f"{path}.{k}: not in docs/CLI-JSON.md (value {json.dumps(value[k])[:60]})")
+        return out
+    raise AssertionError(f"bad schema {schema!r}")
+
+
+def describe(schema):
+    """The schema in the document's words ('array of RouteShare', 'Load or null')."""
+    if isinstance(schema, tuple):
+        return " or ".join(sorted(describe(s) for s in schema))
+    if isinstance(schema, frozenset):
+        return " or ".join(sorted(f'"{w}"' for w in schema))
+    if isinstance(schema, list):
+        return "array of " + describe(schema[0])
+    if isinstance(schema, dict):
+        for name, s in SHAPES.items():
+            if s is schema:
+                return name
+        raise AssertionError(f"a shape with no name in SHAPES: {schema}")
+    return {int: "integer", float: "number", str: "string", bool: "boolean", NULL: "null",
+            False: "false", ANY_OBJECT: "object"}[schema]
+
+
+def check(value, schema, what):
+    errs = validate(value, schema)
+    assert not errs, f"{what}: output does not match docs/CLI-JSON.md:\n  " + \
+                     "\n  ".join(errs[:40])
+    return value
+
+
+def check_history_details(entries):
+    errs = []
+    for i, e in enumerate(entries):
+        if e["detail"] is None:
+            errs.append(f"entries[{i}] ({e['action']}): detail is null")
+            continue
+        shapes = DETAILS.get(e["action"])
+        if shapes is None:
+            errs.append(f"entries[{i}]: action '{e['action']}' is not in docs/CLI-JSON.md")
+            continue
+        errs += validate(e["detail"], shapes if len(shapes) > 1 else shapes[0],
+                         f"entries[{i}].detail ({e['action']})")
+    assert not errs, "history details do not match docs/CLI-JSON.md:\n  " + "\n  ".join(errs)
+
+
+# ---- running nircctl ----
+
+def ctl_json(*args, expect, **kw):
+    """Runs `nircctl --json ARGS`, checks the exit status and returns the
+    parsed stdout."""
+    r = env.ctl("--json", *args, **kw)
+    what = f"nircctl --json {' '.join(args)}"
+    assert r.returncode == expect, f"{what}: exit {r.returncode}, expected {expect}\n" \
+                                   f"stdout: {r.stdout}\nstderr: {r.stderr}"
+    try:
+        return json.loads(r.stdout)
+    except ValueError:
+        raise AssertionError(f"{what} (exit {r.returncode}) did not print one JSON document on "
+                             f"stdout:\nstdout: {r.stdout!r}\nstderr: {r.stderr}")
+
+
+# ---- tests ----
+
+def doc_shapes():
+    """{shape: {key: (type text, required)}} from the document's tables."""
+    with open(DOC, encoding="utf-8") as f:
+        text = f.read()
+    shapes, cur = {}, None
+    for line in text.splitlines():
+        m = re.match(r"^### `([A-Za-z]+)`\s*$", line)
+        if m:
+            cur = shapes.setdefault(m.group(1), {})
+            continue
+        if line.startswith("## "):
+            cur = None
+        m = re.match(r"^\| `([a-z_]+)` \| ([^|]+) \| (yes|no) \|", line)
+        if m and cur is not None:
+            assert m.group(1) not in cur, f"{m.group(1)} twice in a table of the document"
+            cur[m.group(1)] = (m.group(2).strip(), m.group(3) == "yes")
+    return shapes
+
+
+def norm(type_text):
+    return " or ".join(sorted(t.strip() for t in type_text.split(" or ")))
+
+
+def test_document_and_schema_agree():
+    doc = doc_shapes()
+    assert set(doc) == set(SHAPES), f"shapes only in the document: {set(doc) - set(SHAPES)}; " \
+                                    f"only in this test: {set(SHAPES) - set(doc)}"
+    diffs = []
+    for name, schema in SHAPES.items():
+        mine = {(k.name if isinstance(k, Opt) else k): (describe(v), not isinstance(k, Opt))
+                for k, v in schema.items()}
+        theirs = doc[name]
+        for k in sorted(set(mine) | set(theirs)):
+            if k not in theirs:
+                diffs.append(f"{name}.{k}: in the test, not in the document")
+            elif k not in mine:
+                diffs.append(f"{name}.{k}: in the document, not in the test")
+            elif norm(mine[k][0]) != norm(theirs[k][0]) or mine[k][1] != theirs[k][1]:
+                diffs.append(f"{name}.{k}: test says {mine[k]}, document says {theirs[k]}")
+    # The action -> detail table.
+    with open(DOC, encoding="utf-8") as f:
+        text = f.read()
+    doc_details = {}
+    for line in text.splitlines():
+        m = re.match(r"^\| (`[a-z-]+`(?:, `[a-z-]+`)*) \| `([A-Za-z]+)`(?:.*?`([A-Za-z]+)`)?",
+                     line)
+        if m and "Detail" in m.group(2):
+            for action in re.findall(r"`([a-z-]+)`", m.group(1)):
+                doc_details[action] = {m.group(2)} | ({m.group(3)} if m.group(3) else set())
+    mine = {a: {describe(s) for s in shapes} for a, shapes in DETAILS.items()}
+    if doc_details != mine:
+        diffs.append(f"audit details by action: document {doc_details}, test {mine}")
+    assert not diffs, "docs/CLI-JSON.md and this test's schema differ:\n  " + "\n  ".join(diffs)
+
+
+def test_status_and_site():
+    global env
+    env = T.Env("cli-json", clock_start="2020-01-23T10:00:00+08:00",
+                extra_nircd="ack_timeout = 500ms\nmax_resends = 1")
+    env.start_controller()
+    for s in SITES:
+        env.start_agent(s)
+    # The capacity check smooths live load: a few reports from each first.
+    T.wait_until(lambda: all(env.status()[s]["link"] == "online" and env.status()[s]["load"]
+                             for s in SITES) and all(len(env.reports(s)) >= 5 for s in SITES),
+                 30, "three agents online with a few reports each")
+
+    st = check(ctl_json("status", expect=0), STATUS, "status")
+    assert len(st["sites"]) == 31 and st["controller"] == "nircd-1" and st["epoch"] >= 1, st
+    by = {s["slug"]: s for s in st["sites"]}
+    for s in SITES:
+        assert by[s]["link"] == "online" and by[s]["load"]["site"] == s, by[s]
+        assert by[s]["route"] == [{"site": s, "permille": 1000}], by[s]
+    assert by["beijing"]["link"] == "never-seen" and by["beijing"]["load"] is None, by["beijing"]
+    assert by["beijing"]["report_age_ms"] == -1 and by["beijing"]["state_since_ms"] == 0 and \
+        by["beijing"]["peer"] == "", by["beijing"]
+
+    one = check(ctl_json("status", "hubei", expect=0), STATUS, "status hubei")
+    assert [s["slug"] for s in one["sites"]] == ["hubei"], one
+    site = check(ctl_json("site", "shaanxi", expect=0), STATUS, "site shaanxi")
+    assert [s["slug"] for s in site["sites"]] == ["shaanxi"] and site["sites"][0]["is_hub"], site
+
+    # An unknown site is a refusal: JSON, exit 1.
+    for args in (("status", "atlantis"), ("site", "atlantis")):
+        j = check(ctl_json(*args, expect=T.EXIT_REFUSED), REFUSAL, " ".join(args))
+        assert j["plan"] is None and j["error"], j
+
+
+def test_plan():
+    fits = check(ctl_json("plan", "xizang", "--to", "shaanxi", expect=0), PLAN,
+                 "plan xizang --to shaanxi")
+    assert fits["refused"] is False and fits["refusal"] == "", fits
+    assert [m["site"] for m in fits["moves"]] == ["xizang"], fits
+    assert [c["hub"] for c in fits["capacity"]] == ["shaanxi"], fits
+    assert fits["capacity"][0]["asa_after_s"] is not None, fits
+
+    # Refused: still a Plan (not a Refusal), exit 1.
+    over = check(ctl_json("plan", "hubei", "--to", "shaanxi", expect=T.EXIT_REFUSED), PLAN,
+                 "plan hubei --to shaanxi")
+    assert over["refused"] is True and "would need" in over["refusal"], over
+    cap = over["capacity"][0]
+    assert cap["refused"] and cap["agents_needed"] > cap["agents"], cap
+
+
+def test_cutover_refusals_print_json():
+    # Capacity: the refusal carries the plan that explains it.
+    j = check(ctl_json("cutover", "hubei", "--to", "shaanxi", "--reason", "json drill",
+                       expect=T.EXIT_REFUSED), REFUSAL, "refused cutover")
+    assert "would need" in j["error"] and "--force" in j["error"], j
+    assert j["plan"] is not None and j["plan"]["refused"] is True, j
+    # Bad input: no plan.
+    j = check(ctl_json("cutover", "xizang", "--to", "atlantis", "--reason", "json drill",
+                       expect=T.EXIT_REFUSED), REFUSAL, "cutover to an unknown site")
+    assert "atlantis" in j["error"] and j["plan"] is None, j
+    # A role that may not: refused by the controller before the engine.
+    j = check(ctl_json("cutover", "xizang", "--to", "shaanxi", "--reason", "viewer tries",
+                       cert="operator-victor", expect=T.EXIT_REFUSED), REFUSAL,
+              "viewer's cutover")
+    assert "needs role operator" in j["error"] and j["plan"] is None, j
+
+
+def test_cutover_dry_run():
+    j = check(ctl_json("cutover", "xizang", "--to", "shaanxi", "--reason", "json drill",
+                       "--dry-run", expect=0), MOVE, "cutover --dry-run")
+    assert j["ok"] is True and j["dry_run"] is True and j["cutover_id"] == 0, j
+    assert j["outcomes"] == [] and j["applied"] == 0 and j["plan"] is not None, j
+    assert [m["site"] for m in j["plan"]["moves"]] == ["xizang"], j
+
+
+def test_cutover_and_restore():
+    r = env.ctl("--json", "cutover", "hubei", "--to", "shaanxi", "--reason", "json drill",
+                "--force")
+    assert r.returncode == 0, f"forced cutover: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    j = check(json.loads(r.stdout), MOVE, "cutover --force")
+    assert j["ok"] is True and j["dry_run"] is False and j["cutover_id"] > 0, j
+    assert {o["site"] for o in j["outcomes"]} == {"hubei", "shaanxi"}, j
+    assert j["applied"] == 2 and j["failed"] == 0 and j["plan"] is None, j
+    assert all(o["result"] == "applied" and o["detail"] == "" for o in j["outcomes"]), j
+    assert "directive(s) sent" in r.stderr, f"progress goes to stderr under --json: {r.stderr}"
+
+    st = check(ctl_json("status", "hubei", expect=0), STATUS, "status after the cutover")
+    assert st["sites"][0]["route"] == [{"site": "shaanxi", "permille": 1000}], st
+    assert str(j["cutover_id"]) in st["sites"][0]["active_rule"], st
+
+
+def test_status_load_is_the_agents_last_report():
+    """The load in status is the report the agent sent, figure for figure;
+    checked on a report of cut-over Hubei that counts calls it sent away
+    (Hubei has a call every 5 s or so)."""
+    def matched():
+        load = ctl_json("status", "hubei", expect=0)["sites"][0]["load"]
+        sent = [x for x in env.reports("hubei") if x["timestamp_ms"] == load["timestamp_ms"]]
+        return (load, sent[0]) if sent and sent[0].get("calls_routed_away") else None
+
+    got = None
+    try:
+        got = T.wait_until(matched, 60, "status showing a hubei report that counts calls sent "
+                                        "away")
+    except AssertionError:
+        # Either Hubei sent no call away, or status never shows it: tell which.
+        away = [x for x in env.reports("hubei") if x.get("calls_routed_away")]
+        assert not away, (
+            f"hubei's agent reported calls_routed_away > 0 in {len(away)} report(s) (e.g. "
+            f"timestamp_ms {away[-1]['timestamp_ms']}), but status never showed such a report: "
+            f"the status load always says calls_routed_away "
+            f"{ctl_json('status', 'hubei', expect=0)['sites'][0]['load']['calls_routed_away']}")
+        raise
+    load, sent = got
+    diff = {k: (load[k], sent[k]) for k in sent if k in load and load[k] != sent[k]}
+    assert not diff, f"status load differs from the report hubei sent (status, sent): {diff}"
+
+
+def test_restore():
+    j = check(ctl_json("restore", "hubei", expect=0), MOVE, "restore")
+    assert j["ok"] is True and j["cutover_id"] == 0 and j["plan"] is None, j
+    assert {o["site"] for o in j["outcomes"]} == {"hubei", "shaanxi"} and j["failed"] == 0, j
+    j = check(ctl_json("restore", "hubei", expect=T.EXIT_REFUSED), REFUSAL, "restore again")
+    assert "not cut over" in j["error"], j
+
+
+def test_schedule_and_overflow_lists():
+    j = check(ctl_json("schedule", "list", expect=0), SCHEDULES, "schedule list")
+    assert j == {"schedules": []}, j
+    j = check(ctl_json("schedule", "add", "json-night", "--sources", "xizang", "--to", "shaanxi",
+                       "--start", "22:00", "--end", "08:00", "--except", "2020-01-24",
+                       expect=0), SCHEDULES, "schedule add")
+    j = check(ctl_json("schedule", "list", expect=0), SCHEDULES, "schedule list")
+    (s,) = j["schedules"]
+    assert s["name"] == "json-night" and s["exceptions"] == ["2020-01-24"], s
+    assert s["enabled"] is True and s["in_force"] is False and s["next_start_ms"] > 0, s
+    j = check(ctl_json("schedule", "disable", "json-night", expect=0), SCHEDULES,
+              "schedule disable")
+    assert j["schedules"][0]["enabled"] is False, j
+    j = check(ctl_json("schedule", "add", "json-night", "--sources", "xizang", "--to", "shaanxi",
+                       "--start", "22:00", "--end", "08:00", cert="operator-olga",
+                       expect=T.EXIT_REFUSED), REFUSAL, "operator's schedule add")
+    assert "needs role admin" in j["error"], j
+    check(ctl_json("schedule", "rm", "json-night", expect=0), SCHEDULES, "schedule rm")
+    check(ctl_json("schedule", "rm", "json-night", expect=T.EXIT_REFUSED), REFUSAL,
+          "schedule rm of a removed schedule")
+
+    j = check(ctl_json("overflow", "list", expect=0), OVERFLOWS, "overflow list")
+    assert j == {"rules": []}, j
+    check(ctl_json("overflow", "add", "json-spill", "--source", "xizang", "--to", "shaanxi",
+                   "--cap", "300", "--trigger-wait", "1h", "--release-wait", "15s",
+                   "--trigger-sl", "0.5", "--release-sl", "0.9", expect=0), OVERFLOWS,
+          "overflow add")
+    j = check(ctl_json("overflow", "list", cert="operator-victor", expect=0), OVERFLOWS,
+              "overflow list (viewer)")
+    (o,) = j["rules"]
+    assert o["name"] == "json-spill" and o["share_cap_permille"] == 300, o
+    assert o["trigger_wait_s"] == 3600 and o["engaged"] is False, o
+    check(ctl_json("overflow", "rm", "json-spill", expect=0), OVERFLOWS, "overflow rm")
+
+
+def test_history():
+    j = check(ctl_json("history", "--limit", "500", expect=0), HISTORY, "history")
+    check_history_details(j["entries"])
+    actions = {e["action"] for e in j["entries"]}
+    for a in ("cutover", "cutover-refused", "restore", "restore-refused", "schedule-add",
+              "schedule-disable", "schedule-rm", "schedule-refused", "overflow-add",
+              "overflow-rm"):
+        assert a in actions, f"no '{a}' in history: {sorted(actions)}"
+    ids = [e["id"] for e in j["entries"]]
+    assert ids == sorted(ids), "oldest first"
+    refused = [e for e in j["entries"] if e["action"] == "cutover-refused"]
+    assert any("hubs" in e["detail"] for e in refused) and \
+        any(list(e["detail"]) == ["refusal"] for e in refused), refused
+    only = check(ctl_json("history", "--action", "cutover", expect=0), HISTORY,
+                 "history --action cutover")
+    assert only["entries"] and all(e["action"] == "cutover" for e in only["entries"]), only
+
+
+def test_usage_and_unreachable_print_nothing_on_stdout():
+    for args in (["cutover", "xizang", "--to", "shaanxi"],     # no --reason
+                 ["status", "a", "b"],                          # two sites
+                 ["history", "--limit", "0"],
+                 ["schedule", "frobnicate"],
+                 ["no-such-command"]):
+        r = env.ctl("--json", *args)
+        assert r.returncode == T.EXIT_USAGE, f"{args}: exit {r.returncode}: {r.stderr}"
+        assert r.stdout == "" and r.stderr.strip(), f"{args}: stdout {r.stdout!r}"
+    dead = f"127.0.0.1:{T.free_port()}"
+    r = env.ctl("--json", "status", controllers=[dead])
+    assert r.returncode == T.EXIT_UNREACHABLE, f"exit {r.returncode}: {r.stderr}"
+    assert r.stdout == "" and dead in r.stderr, r
+
+
+def test_partially_applied_move():
+    """Xizang's agent is frozen, so it acknowledges nothing: the move fails
+    for it and rolls back; exit 4, and a Move with ok false."""
+    env.agents["xizang"].signal(signal.SIGSTOP)
+    try:
+        j = check(ctl_json("cutover", "xizang", "--to", "shaanxi", "--reason", "json frozen",
+                           expect=4), MOVE, "partially applied cutover")
+    finally:
+        env.agents["xizang"].signal(signal.SIGCONT)
+    assert j["ok"] is False and j["failed"] >= 1, j
+    bad = [o for o in j["outcomes"] if o["site"] == "xizang"]
+    assert bad and bad[0]["result"] != "applied" and bad[0]["detail"], j
+    T.wait_until(lambda: any(e["action"] == "rollback" for e in ctl_json(
+        "history", "--action", "rollback", expect=0)["entries"]), 20, "the rollback audited")
+    j = check(ctl_json("history", "--limit", "500", expect=0), HISTORY, "history")
+    check_history_details(j["entries"])
+
+
+def test_refusal_by_the_link_prints_json():
+    """The controller will not take operator requests on a site's
+    certificate. nircctl exits 1 (refused) and, under --json, must still
+    print a Refusal on stdout."""
+    r = env.ctl("--json", "status", cert="site-hubei")
+    assert r.returncode == T.EXIT_REFUSED, f"exit {r.returncode}: {r.stdout} {r.stderr}"
+    assert "site certificate" in r.stderr + r.stdout, r
+    try:
+        j = json.loads(r.stdout)
+    except ValueError:
+        raise AssertionError(
+            "nircctl --json exits 1 (refused) but prints nothing on stdout when the controller "
+            f"refuses on the link (Error message instead of an OperatorReply):\n"
+            f"stdout: {r.stdout!r}\nstderr: {r.stderr}")
+    check(j, REFUSAL, "refusal on the link")
+    assert "site certificate" in j["error"], j
+
+
+def test_everything_still_running():
+    for p in T.Proc.all:
+        assert p.alive(), f"{p.name} died:\n{p.tail()}"
+
+
+if __name__ == "__main__":
+    T.main([test_document_and_schema_agree,
+            test_status_and_site,
+            test_plan,
+            test_cutover_refusals_print_json,
+            test_cutover_dry_run,
+            test_cutover_and_restore,
+            test_status_load_is_the_agents_last_report,
+            test_restore,
+            test_schedule_and_overflow_lists,
+            test_history,
+            test_usage_and_unreachable_print_nothing_on_stdout,
+            test_partially_applied_move,
+            test_refusal_by_the_link_prints_json,
+            test_everything_still_running])
