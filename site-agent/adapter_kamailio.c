@@ -60,6 +60,8 @@
  * ("Ongoing reload", dispatcher's reload_delta): retried at this pace until
  * the apply's time limit. */
 #define KAM_RELOAD_RETRY_MS 250
+/* A restored list is asked for this many times (10 s) at most. */
+#define KAM_CLEANUP_MAX_TRIES 40
 /* A call centre never sees more: a larger counter is garbage. */
 #define KAM_COUNT_MAX 4000000000ULL
 
@@ -114,6 +116,7 @@ struct adapter_kamailio {
   uint64_t apply_deadline; /* uv_now() */
   char applied_desc[200];
   kam_call_t *cleanup_call; /* reload of a restored list, nobody waits */
+  unsigned cleanup_tries;   /* "Ongoing reload" refusals of it so far */
 
   /* collect in flight */
   kam_call_t *collect_call;
@@ -656,8 +659,22 @@ static void kam_apply_done(adapter_kamailio_t *k, int rc, const char *err) {
 
 static void kam_on_cleanup_reload(adapter_kamailio_t *k, int rc, bool fault, json_t *result,
                                   const char *err) {
+  /* Kamailio refuses reloads that come too close together; the restored
+   * list must still get in, or Kamailio would keep routing by a list the
+   * agent has reported as failed. Ask again at the usual pace, bounded. */
+  if (rc && fault && err && strstr(err, "ngoing reload") &&
+      k->cleanup_tries < KAM_CLEANUP_MAX_TRIES) {
+    char cerr[200];
+    k->cleanup_tries++;
+    if (kam_call_start(k, "dispatcher.reload", NULL, KAM_RELOAD_RETRY_MS, k->timeout_ms,
+                       kam_on_cleanup_reload, &k->cleanup_call, cerr, sizeof cerr) == 0)
+      return;
+    log_warn(LOG_ADAPTER, k->slug, "cannot ask Kamailio again to reload the restored list: %s",
+             cerr);
+  }
+  k->cleanup_tries = 0;
   if (rc)
-    log_warn(LOG_ADAPTER, k->slug, "reload of the restored dispatcher list: %s", err);
+    log_error(LOG_ADAPTER, k->slug, "reload of the restored dispatcher list: %s", err);
   else
     log_info(LOG_ADAPTER, k->slug, "Kamailio reloaded the restored dispatcher list");
 }
