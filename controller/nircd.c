@@ -49,17 +49,15 @@ static void usage(FILE *f) {
 
 static int run(const nircd_conf_t *conf) {
   char err[512];
+  int rc = 1, started = 0;
   server_t *srv = calloc(1, sizeof *srv);
   if (!srv) return 1;
-  if (db_admin_check_schema(conf->conninfo, err, sizeof err) != 0) {
-    fprintf(stderr, "nircd: %s\n", err);
-    free(srv);
-    return 1;
-  }
+  uv_loop_t *loop = uv_default_loop();
   sites_init(&srv->sites, (uint32_t)conf->stale_after_ms);
-  if (admin_load_sites(conf->conninfo, &srv->sites, err, sizeof err) != 0) {
+  if (db_admin_check_schema(conf->conninfo, err, sizeof err) != 0 ||
+      admin_load_sites(conf->conninfo, &srv->sites, err, sizeof err) != 0) {
     fprintf(stderr, "nircd: %s\n", err);
-    return 1;
+    goto out;
   }
   if (srv->sites.n == 0)
     log_warn(LOG_MAIN, conf->node,
@@ -67,28 +65,27 @@ static int run(const nircd_conf_t *conf) {
              "SCENARIO.json`");
   if (admin_new_epoch(conf->conninfo, conf->node, &srv->epoch, err, sizeof err) != 0) {
     fprintf(stderr, "nircd: %s\n", err);
-    return 1;
+    goto out;
   }
   clock_setup(&srv->clock, conf->clock.speed, conf->clock.start, conf->clock.anchor);
-
   if (conf->forecast[0]) {
     if (scenario_load(conf->forecast, &srv->forecast, err, sizeof err) != 0) {
       fprintf(stderr, "nircd: [routing] forecast: %s\n", err);
-      return 1;
+      goto out;
     }
     srv->forecast_loaded = 1;
   }
-  uv_loop_t *loop = uv_default_loop();
   /* A peer that vanishes mid-write must not kill us with SIGPIPE. */
   signal(SIGPIPE, SIG_IGN);
+  started = 1;
   if (server_start(srv, loop, conf, err, sizeof err) != 0) {
     fprintf(stderr, "nircd: %s\n", err);
-    return 1;
+    goto out;
   }
   admin_rules_t rules;
   if (admin_load_rules(conf->conninfo, &rules, err, sizeof err) != 0) {
     fprintf(stderr, "nircd: %s\n", err);
-    return 1;
+    goto out;
   }
   int lrc = engine_load_rules(srv->engine, rules.cutovers, rules.n_cutovers, rules.schedules,
                               rules.n_schedules, rules.overflows, rules.n_overflows, rules.max_id);
@@ -97,12 +94,20 @@ static int run(const nircd_conf_t *conf) {
   admin_rules_free(&rules);
   if (lrc != 0) {
     fprintf(stderr, "nircd: out of memory loading rules\n");
-    return 1;
+    goto out;
   }
   log_info(LOG_MAIN, conf->node, "controller %s up: epoch %llu, %zu sites, nircd " NIRC_VERSION,
            conf->node, (unsigned long long)srv->epoch, srv->sites.n);
   sd_notify(0, "READY=1");
   uv_run(loop, UV_RUN_DEFAULT);
+  rc = 0;
+out:
+  /* A failed start may have left handles (listeners, the database client)
+   * on the loop: stop them in order and let their close callbacks run. */
+  if (started && rc != 0) {
+    server_stop(srv);
+    uv_run(loop, UV_RUN_DEFAULT);
+  }
   httpd_stop(srv->http);
   engine_free(srv->engine);
   if (srv->forecast_loaded) scenario_free(&srv->forecast);
@@ -110,8 +115,8 @@ static int run(const nircd_conf_t *conf) {
   sites_free(&srv->sites);
   free(srv);
   uv_loop_close(loop);
-  log_info(LOG_MAIN, conf->node, "stopped");
-  return 0;
+  if (rc == 0) log_info(LOG_MAIN, conf->node, "stopped");
+  return rc;
 }
 
 int main(int argc, char **argv) {

@@ -414,17 +414,22 @@ static void server_on_drain_timeout(uv_timer_t *t) {
   server_finish_stop(t->data);
 }
 
+/* Closes a handle that server_start got as far as initialising (server_t
+ * is zeroed, so an untouched handle has no loop). */
+static void server_close_if_open(uv_handle_t *h) {
+  if (h->loop && !uv_is_closing(h)) uv_close(h, NULL);
+}
+
 void server_stop(server_t *srv) {
   if (srv->stopping) return;
   srv->stopping = 1;
   sd_notify(0, "STOPPING=1");
   for (unsigned i = 0; i < srv->nlisten; i++)
-    uv_close((uv_handle_t *)&srv->listeners[i], NULL);
-  uv_timer_stop(&srv->tick);
-  uv_close((uv_handle_t *)&srv->watchdog, NULL);
-  uv_close((uv_handle_t *)&srv->tick, NULL);
-  uv_close((uv_handle_t *)&srv->sig_int, NULL);
-  uv_close((uv_handle_t *)&srv->sig_term, NULL);
+    server_close_if_open((uv_handle_t *)&srv->listeners[i]);
+  server_close_if_open((uv_handle_t *)&srv->watchdog);
+  server_close_if_open((uv_handle_t *)&srv->tick);
+  server_close_if_open((uv_handle_t *)&srv->sig_int);
+  server_close_if_open((uv_handle_t *)&srv->sig_term);
   for (conn_t *c = srv->conns; c; c = c->next)
     link_close(c->link, 0, "controller shutting down");
   sites_flush_minutes(&srv->sites, clock_now_ms(&srv->clock), true, server_store_minute, srv);

@@ -53,31 +53,37 @@ int main(int argc, char **argv) {
   agent_conf_t *conf = calloc(1, sizeof *conf);
   agent_t *a = calloc(1, sizeof *a);
   char err[1024];
-  if (!conf || !a) return 1;
+  int rc = 1;
+  uv_loop_t *loop = uv_default_loop();
+  if (!conf || !a) goto out;
   if (agent_conf_load(path, conf, err, sizeof err) != 0) {
     fprintf(stderr, "nirc-agent: %s\n", err);
-    return 1;
+    goto out;
   }
   if (log_configure(conf->log.level, conf->log.groups, err, sizeof err) != 0) {
     fprintf(stderr, "nirc-agent: %s: [log] groups: %s\n", path, err);
-    return 1;
+    goto out;
   }
   signal(SIGPIPE, SIG_IGN);
-  uv_loop_t *loop = uv_default_loop();
+  /* agent_init cleans up after itself only as far as agent_free can. */
   if (agent_init(a, loop, conf, test_only, err, sizeof err) != 0) {
     fprintf(stderr, "nirc-agent: %s\n", err);
-    return 1;
+    agent_free(a);
+    goto out;
   }
   if (test_only) {
     printf("nirc-agent: configuration %s is valid (site %s)\n", path, a->slug);
-    agent_free(a);
-    return 0;
+  } else {
+    agent_start(a);
+    uv_run(loop, UV_RUN_DEFAULT);
   }
-  agent_start(a);
-  uv_run(loop, UV_RUN_DEFAULT);
   agent_free(a);
+  rc = 0;
+out:
+  /* Close whatever handles init created (timers), then the loop. */
+  uv_run(loop, UV_RUN_NOWAIT);
   uv_loop_close(loop);
   free(a);
   free(conf);
-  return 0;
+  return rc;
 }
