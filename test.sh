@@ -3,7 +3,9 @@
 #   1. installs the Debian packages (deploy/install-deps.sh),
 #   2. builds and runs every test (unit + integration, real PostgreSQL),
 #   3. rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs
-#      every test again.
+#      every test again,
+#   4. builds the libFuzzer harnesses with clang and gives each a short,
+#      bounded run (tests/fuzz/run.sh runs them long).
 # Exit 0 only if both runs pass. .ci/run calls exactly this.
 #
 #   ./test.sh            both builds
@@ -43,6 +45,17 @@ if [ $quick -eq 0 ]; then
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
   run_suite "asan+ubsan" "$top/build-asan" -DNIRC_ASAN=ON -DNIRC_UBSAN=ON \
     -DNIRC_PG_PORT=55442
+
+  echo
+  echo "==== fuzz: clang, libFuzzer + ASan + UBSan (build-fuzz) ===="
+  fdir="$top/build-fuzz"
+  cmake -S "$top" -B "$fdir" -DCMAKE_C_COMPILER=clang -DNIRC_FUZZ=ON -DNIRC_ASAN=ON \
+    -DNIRC_UBSAN=ON -DNIRC_PG_PORT=55452 >/dev/null
+  cmake --build "$fdir" -j "$jobs" --target fuzz_frame fuzz_config fuzz_rules >/dev/null
+  rc=0
+  (cd "$fdir" && ctest -L fuzz --output-on-failure) | tee "$fdir/ctest.out" || rc=$?
+  summary+=("fuzz: $(grep -E 'tests passed|tests failed' "$fdir/ctest.out" | tail -1)")
+  [ $rc -eq 0 ] || status=1
 fi
 
 echo

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <ini.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,7 +129,8 @@ static int config_store(const config_opt_t *o, void *base, const char *value, ch
     char *end;
     errno = 0;
     double v = strtod(value, &end);
-    if (!*value || *end || errno || v < o->min || v > o->max) {
+    /* NaN compares false with everything: refuse it (and inf) explicitly. */
+    if (!*value || *end || errno || !isfinite(v) || v < o->min || v > o->max) {
       snprintf(err, errlen, "'%s' must be a number from %g to %g, got '%s'", o->key, o->min, o->max,
                value);
       return NIRC_ECONFIG;

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,7 +116,8 @@ int nirc_parse_duration_ms(const char *s, uint64_t *out_ms) {
   char *end;
   errno = 0;
   double v = strtod(s, &end);
-  if (end == s || errno || v < 0) return NIRC_EINVAL;
+  /* strtod accepts "nan" and "inf": neither is a duration. */
+  if (end == s || errno || !isfinite(v) || v < 0) return NIRC_EINVAL;
   while (isspace((unsigned char)*end))
     end++;
   double mult;

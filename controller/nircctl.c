@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -930,7 +931,7 @@ static int parse_secs(const char *what, const char *v, uint32_t *out) {
 static int parse_frac(const char *what, const char *v, double *out) {
   char *end;
   double x = strtod(v, &end);
-  if (!*v || *end || x <= 0 || x > 1) {
+  if (!*v || *end || !isfinite(x) || x <= 0 || x > 1) {
     fprintf(stderr, "nircctl: %s must be a fraction in (0, 1], e.g. 0.8\n", what);
     return -1;
   }

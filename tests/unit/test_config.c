@@ -237,6 +237,9 @@ static void test_value_out_of_range(void **state) {
   expect_error_at("[server]\ntoken = x\n[timing]\ninterval = 50ms\n", 4, "'interval'");
   expect_error_at("[server]\ntoken = x\n[timing]\ntimeout = 11m\n", 4, "'timeout'");
   expect_error_at("[server]\ntoken = x\n[features]\nratio = 1.5\n", 4, "'ratio'");
+  /* NaN compares false with every bound: it must still be refused. */
+  expect_error_at("[server]\ntoken = x\n[features]\nratio = nan\n", 4, "'ratio'");
+  expect_error_at("[server]\ntoken = x\n[features]\nratio = inf\n", 4, "'ratio'");
   expect_error_at("[server]\ntoken = x\n[features]\nratio = half\n", 4, "'ratio'");
   /* The bounds themselves are inclusive. */
   test_conf_t c;
@@ -251,6 +254,9 @@ static void test_bad_duration(void **state) {
   expect_error_at("[server]\ntoken = x\n[timing]\n\ninterval = fast\n", 5, "'interval'");
   expect_error_at("[server]\ntoken = x\n[timing]\ninterval = 3 parsecs\n", 4, "duration");
   expect_error_at("[server]\ntoken = x\n[timing]\ninterval = -2s\n", 4, "'interval'");
+  /* Found by fuzz_rules: "nan" parsed as a number and overflowed the cast. */
+  expect_error_at("[server]\ntoken = x\n[timing]\ninterval = nan\n", 4, "'interval'");
+  expect_error_at("[server]\ntoken = x\n[timing]\ninterval = infs\n", 4, "'interval'");
 }
 
 static void test_bad_bool(void **state) {
