@@ -84,10 +84,10 @@ class Story:
         parts = []
         for hub in (self.hub, self.backup):
             load = st[hub]["load"] or {}
-            parts.append(f"{hub}: {len(at_hub.get(hub, []))} sources, queue "
-                         f"{load.get('calls_in_queue', '?')}, agents "
-                         f"{load.get('agents_logged_in', '?')}, from others "
-                         f"{load.get('calls_from_other_sites', '?')}")
+            parts.append(f"{hub}: {len(at_hub.get(hub, []))} sources, "
+                         f"{load.get('agents_talking', '?')}/{load.get('agents_logged_in', '?')} "
+                         f"agents busy, queue {load.get('calls_in_queue', '?')}, "
+                         f"{load.get('calls_from_other_sites', '?')} calls from others")
         online = sum(s["link"] == "online" for s in st.values())
         line = f"  live: {online}/31 online | " + " | ".join(parts)
         print(("\r" + line[:150].ljust(150)) if self.tty else line, end="" if self.tty else "\n",
