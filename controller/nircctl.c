@@ -237,7 +237,9 @@ static void print_status_table(const Nirc__StatusReply *st) {
          st->n_sites, online, stale, offline, st->controller_node, (unsigned long long)st->epoch);
 }
 
-static void print_status_json(const Nirc__StatusReply *st) {
+/* Status as JSON; `flags` chooses indented (one document) or compact (one
+ * line per refresh for `watch --json`). */
+static void print_status_json_flags(const Nirc__StatusReply *st, size_t flags) {
   json_t *sites = json_array();
   for (size_t i = 0; i < st->n_sites; i++) {
     const Nirc__SiteStatus *s = st->sites[i];
@@ -256,9 +258,13 @@ static void print_status_json(const Nirc__StatusReply *st) {
   json_t *top = json_pack("{s:s, s:I, s:I, s:o}", "controller", st->controller_node, "epoch",
                           (json_int_t)st->epoch, "server_time_ms", (json_int_t)st->server_time_ms,
                           "sites", sites);
-  json_dumpf(top, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
+  json_dumpf(top, stdout, flags | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
   putchar('\n');
   json_decref(top);
+}
+
+static void print_status_json(const Nirc__StatusReply *st) {
+  print_status_json_flags(st, JSON_INDENT(2));
 }
 
 /* ---- moves, plans, history: output ---- */
@@ -342,6 +348,12 @@ static json_t *plan_json(const Nirc__PlanReply *p) {
     json_array_append_new(alarms, json_string(p->alarms[i]));
   return json_pack("{s:o, s:o, s:o, s:b, s:s}", "moves", moves, "capacity", cap, "alarms", alarms,
                    "refused", p->refused, "refusal", p->refusal ? p->refusal : "");
+}
+
+static void print_json_line(json_t *j) {
+  json_dumpf(j, stdout, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
+  putchar('\n');
+  json_decref(j);
 }
 
 static void print_json(json_t *j) {
@@ -653,6 +665,11 @@ static int print_map(const Nirc__OperatorReply *rep, int json) {
     return EXIT_REFUSED;
   }
   int rc = EXIT_DONE;
+  if (json && !map_output) {
+    print_json(json_pack("{s:s}", "svg", svg));
+    free(svg);
+    return EXIT_DONE;
+  }
   FILE *f = map_output ? fopen(map_output, "w") : stdout;
   if (!f || fputs(svg, f) == EOF) {
     fprintf(stderr, "nircctl: cannot write %s: %s\n", map_output ? map_output : "stdout",
@@ -660,7 +677,12 @@ static int print_map(const Nirc__OperatorReply *rep, int json) {
     rc = EXIT_USAGE;
   }
   if (f && f != stdout) fclose(f);
-  if (rc == EXIT_DONE && map_output) printf("map written to %s\n", map_output);
+  if (rc == EXIT_DONE && map_output) {
+    if (json)
+      print_json(json_pack("{s:s}", "written", map_output));
+    else
+      printf("map written to %s\n", map_output);
+  }
   free(svg);
   return rc;
 }
@@ -1432,6 +1454,17 @@ int main(int argc, char **argv) {
       w.idx = 0;
       w.errors[0] = '\0';
       int wrc = ctl_request(&w, &req);
+      if (json) {
+        /* JSON Lines: one Status document per refresh, nothing else. */
+        if (wrc == EXIT_DONE && w.reply && w.reply->ok && w.reply->status)
+          print_status_json_flags(w.reply->status, JSON_COMPACT);
+        else
+          print_json_line(json_pack("{s:b, s:s}", "ok", 0, "error", w.errors));
+        fflush(stdout);
+        if (w.reply_env) nirc__envelope__free_unpacked(w.reply_env, NULL);
+        usleep((useconds_t)(watch_interval_ms * 1000));
+        continue;
+      }
       if (tty) printf("\033[H\033[2J");
       char now[40];
       clock_format_iso(clock_real_ms(), 0, now, sizeof now);
