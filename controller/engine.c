@@ -1629,6 +1629,21 @@ static Nirc__ScheduleSpec *engine_schedule_spec(engine_t *e, arena_t *a, const s
   return sp;
 }
 
+/* Sends a reply built in arena `a` (then frees it); `built` says whether
+ * every allocation succeeded. Out of memory is answered, never silent. */
+static void engine_send_built_reply(conn_t *c, uint64_t rid, arena_t *a, bool built,
+                                    Nirc__OperatorReply *rep) {
+  if (!built || a->failed) {
+    arena_free(a);
+    engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+    return;
+  }
+  rep->request_id = rid;
+  rep->ok = 1;
+  engine_send_reply(c, rep);
+  arena_free(a);
+}
+
 static void engine_reply_schedules(engine_t *e, conn_t *c, uint64_t rid) {
   arena_t a = {0};
   Nirc__ScheduleReply *sr = arena_alloc(&a, sizeof *sr);
@@ -1640,18 +1655,10 @@ static void engine_reply_schedules(engine_t *e, conn_t *c, uint64_t rid) {
     Nirc__ScheduleSpec *sp = engine_schedule_spec(e, &a, &e->sch[k]);
     if (sp) sr->schedules[sr->n_schedules++] = sp;
   }
-  if (!sr || !sr->schedules || a.failed) {
-    arena_free(&a);
-    engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
-    return;
-  }
   Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
-  rep.request_id = rid;
-  rep.ok = 1;
   rep.body_case = NIRC__OPERATOR_REPLY__BODY_SCHEDULE;
   rep.schedule = sr;
-  engine_send_reply(c, &rep);
-  arena_free(&a);
+  engine_send_built_reply(c, rid, &a, sr && sr->schedules, &rep);
 }
 
 static schedule_t *engine_find_schedule(engine_t *e, const char *name, uint64_t id) {
@@ -1856,18 +1863,10 @@ static void engine_reply_overflows(engine_t *e, conn_t *c, uint64_t rid) {
     Nirc__OverflowSpec *sp = engine_overflow_spec(e, &a, k);
     if (sp) orp->rules[orp->n_rules++] = sp;
   }
-  if (!orp || !orp->rules || a.failed) {
-    arena_free(&a);
-    engine_reply_error(c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
-    return;
-  }
   Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
-  rep.request_id = rid;
-  rep.ok = 1;
   rep.body_case = NIRC__OPERATOR_REPLY__BODY_OVERFLOW;
   rep.overflow = orp;
-  engine_send_reply(c, &rep);
-  arena_free(&a);
+  engine_send_built_reply(c, rid, &a, orp && orp->rules, &rep);
 }
 
 void engine_op_overflow(engine_t *e, conn_t *c, uint64_t rid, const Nirc__OverflowRequest *req) {
