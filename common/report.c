@@ -16,6 +16,7 @@ json_t *report_to_json(const Nirc__LoadReport *r) {
       (json_int_t)r->calls_from_other_sites, "pbx_unreadable", r->pbx_unreadable);
   if (!o) return NULL;
   json_object_set_new(o, "calls_routed_away", json_integer((json_int_t)r->calls_routed_away));
+  json_object_set_new(o, "calls_in_queue_peak", json_integer((json_int_t)r->calls_in_queue_peak));
   json_object_set_new(o, "service_level",
                       r->calls_offered > 0
                           ? json_real((double)r->answered_within_threshold / r->calls_offered)

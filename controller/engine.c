@@ -298,6 +298,7 @@ typedef struct {
 } audit_ctx_t;
 
 static void engine_waiters_check(engine_t *e);
+static void engine_check_waves(engine_t *e);
 
 static void engine_audit_done(void *arg, int err, const char *msg, PGresult *res) {
   audit_ctx_t *a = arg;
@@ -482,6 +483,21 @@ static double engine_forecast(const engine_t *e, const char *slug, int64_t at_ms
   int64_t local = at_ms / 1000 + (int64_t)sc->utc_offset_min * 60;
   double hour = (double)(((local % 86400) + 86400) % 86400) / 3600.0;
   return scenario_rate_per_s(sc, s, hour);
+}
+
+/* Agents the forecast scenario rosters at `slug` at business time at_ms,
+ * and its handle time; false when there is no forecast or it does not know
+ * the site. */
+static bool engine_forecast_staff(const engine_t *e, const char *slug, int64_t at_ms,
+                                  unsigned *agents, double *aht_s) {
+  const scenario_t *sc = e->opts.forecast;
+  const scenario_site_t *s = sc ? scenario_find(sc, slug) : NULL;
+  if (!s) return false;
+  int64_t local = at_ms / 1000 + (int64_t)sc->utc_offset_min * 60;
+  double hour = (double)(((local % 86400) + 86400) % 86400) / 3600.0;
+  *agents = scenario_agents_at(s, hour);
+  *aht_s = s->aht_s;
+  return true;
 }
 
 static void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cut,
@@ -801,6 +817,9 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
     snprintf(why, sizeof why, "agent %s: %.180s", result, ack->detail ? ack->detail : "");
     engine_fail(e, i, why);
   }
+  /* The verification window starts at the last acknowledgement, not at
+   * the next tick. */
+  engine_check_waves(e);
   engine_waiters_check(e);
 }
 
@@ -1520,8 +1539,21 @@ void engine_op_plan(engine_t *e, conn_t *c, uint64_t rid, const Nirc__PlanReques
     one.enabled = true;
     plan_input_t in;
     engine_build_input(e, &in, NULL, 0);
-    for (size_t i = 0; i < n; i++)
-      e->psites[i].forecast_cps = engine_forecast(e, e->psites[i].slug, at);
+    for (size_t i = 0; i < n; i++) {
+      plan_site_t *p = &e->psites[i];
+      p->forecast_cps = engine_forecast(e, p->slug, at);
+      /* A window that has not started yet is judged on its own hour: the
+       * forecast's demand, roster and handle time then, not this
+       * afternoon's load and day shift. Without a forecast only the live
+       * load is known. */
+      unsigned staff;
+      double aht;
+      if (at != engine_now(e) && engine_forecast_staff(e, p->slug, at, &staff, &aht)) {
+        p->staffed = staff;
+        p->demand_cps = p->forecast_cps;
+        p->aht_s = aht;
+      }
+    }
     in.cutovers = NULL;
     in.n_cutovers = 0;
     in.schedules = &one;
@@ -2006,7 +2038,9 @@ static void engine_expire(engine_t *e) {
 void engine_tick(engine_t *e) {
   engine_expire(e);
   engine_check_timeouts(e);
-  engine_evaluate(e, NULL, NULL);
+  /* Waves first: a wave verified now lets the evaluation below start the
+   * next one in this same tick. */
   engine_check_waves(e);
+  engine_evaluate(e, NULL, NULL);
   engine_waiters_check(e);
 }

@@ -118,6 +118,7 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
       r->calls_answered = l->answered;
       r->calls_abandoned = l->abandoned;
       r->calls_in_queue = l->in_queue;
+      r->calls_in_queue_peak = l->queue_peak;
       r->longest_wait_ms = l->longest_wait_ms;
       r->agents_logged_in = l->logged_in;
       r->agents_ready = l->ready;

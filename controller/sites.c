@@ -99,6 +99,7 @@ static void sites_minute_add(site_minute_t *m, const site_report_t *r) {
   m->from_other_sites += r->from_other_sites;
   m->routed_away += r->routed_away;
   if (r->in_queue > m->max_queue) m->max_queue = r->in_queue;
+  if (r->queue_peak > m->max_queue) m->max_queue = r->queue_peak;
   if (r->longest_wait_ms > m->max_wait_ms) m->max_wait_ms = r->longest_wait_ms;
   m->sum_logged_in += r->logged_in;
   m->sum_ready += r->ready;
@@ -115,6 +116,7 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
   l->answered = r->calls_answered;
   l->abandoned = r->calls_abandoned;
   l->in_queue = r->calls_in_queue;
+  l->queue_peak = r->calls_in_queue_peak;
   l->longest_wait_ms = r->longest_wait_ms;
   l->logged_in = r->agents_logged_in;
   l->ready = r->agents_ready;
@@ -230,7 +232,8 @@ int sites_validate_report(const Nirc__LoadReport *r, char *err, size_t errlen) {
     snprintf(err, errlen, "interval_ms %u is outside 1..86400000", r->interval_ms);
     return NIRC_ERANGE;
   }
-  if (r->calls_offered > big || r->calls_in_queue > big || r->agents_logged_in > big) {
+  if (r->calls_offered > big || r->calls_in_queue > big || r->calls_in_queue_peak > big ||
+      r->agents_logged_in > big) {
     snprintf(err, errlen, "a count exceeds %u", big);
     return NIRC_ERANGE;
   }

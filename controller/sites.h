@@ -34,7 +34,7 @@ typedef enum {
 typedef struct {
   int64_t timestamp_ms;
   uint32_t interval_ms;
-  uint32_t offered, answered, abandoned, in_queue, longest_wait_ms;
+  uint32_t offered, answered, abandoned, in_queue, queue_peak, longest_wait_ms;
   uint32_t logged_in, ready, talking, not_ready, aht_ms;
   uint32_t answered_within, sl_threshold_s, from_other_sites, routed_away;
   bool pbx_unreadable;

@@ -83,6 +83,7 @@ static json_t *web_status_json(const server_t *srv, int64_t now_real) {
       lr.calls_answered = s->last.answered;
       lr.calls_abandoned = s->last.abandoned;
       lr.calls_in_queue = s->last.in_queue;
+      lr.calls_in_queue_peak = s->last.queue_peak;
       lr.longest_wait_ms = s->last.longest_wait_ms;
       lr.agents_logged_in = s->last.logged_in;
       lr.agents_ready = s->last.ready;

@@ -18,7 +18,7 @@
 
 typedef struct {
   uint32_t offered, answered, abandoned, answered_within, from_other_sites, routed_away;
-  uint32_t in_queue, longest_wait_ms;
+  uint32_t in_queue, queue_peak, longest_wait_ms; /* queue_peak: most waiting at once */
   uint32_t logged_in, ready, talking, not_ready, aht_ms;
   uint32_t sl_threshold_s;
   bool unreadable;

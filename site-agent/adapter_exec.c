@@ -111,6 +111,7 @@ static const struct {
     {"calls_answered", offsetof(adapter_load_t, answered), false},
     {"calls_abandoned", offsetof(adapter_load_t, abandoned), false},
     {"calls_in_queue", offsetof(adapter_load_t, in_queue), true},
+    {"calls_in_queue_peak", offsetof(adapter_load_t, queue_peak), false},
     {"longest_wait_ms", offsetof(adapter_load_t, longest_wait_ms), false},
     {"agents_logged_in", offsetof(adapter_load_t, logged_in), true},
     {"agents_ready", offsetof(adapter_load_t, ready), true},

@@ -85,6 +85,7 @@ static void adapter_sim_collect(void *impl, int64_t now_ms, adapter_collect_cb c
       .from_other_sites = r.from_other_sites,
       .routed_away = r.routed_away,
       .in_queue = r.in_queue,
+      .queue_peak = r.queue_peak,
       .longest_wait_ms = r.longest_wait_ms,
       .logged_in = r.agents_logged_in,
       .ready = r.agents_ready,

@@ -208,6 +208,8 @@ static void agent_on_collected(void *arg, const adapter_load_t *lp) {
     r.calls_answered = load.answered;
     r.calls_abandoned = load.abandoned;
     r.calls_in_queue = load.in_queue;
+    /* A PBX that cannot tell its peak has at least the queue it has now. */
+    r.calls_in_queue_peak = load.queue_peak > load.in_queue ? load.queue_peak : load.in_queue;
     r.longest_wait_ms = load.longest_wait_ms;
     r.agents_logged_in = load.logged_in;
     r.agents_ready = load.ready;

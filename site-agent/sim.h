@@ -38,6 +38,7 @@ typedef struct {
   uint32_t from_other_sites; /* of `offered`, how many came from inbound sources */
   uint32_t routed_away;      /* own arrivals sent elsewhere by the route */
   uint32_t in_queue;
+  uint32_t queue_peak; /* most callers waiting at once since the last report */
   uint32_t longest_wait_ms;
   uint32_t agents_logged_in;
   uint32_t agents_ready; /* logged in, idle */

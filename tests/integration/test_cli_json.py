@@ -54,7 +54,7 @@ LOAD = {
     "longest_wait_ms": int, "agents_logged_in": int, "agents_ready": int,
     "agents_talking": int, "agents_not_ready": int, "aht_ms": int,
     "answered_within_threshold": int, "sl_threshold_s": int, "calls_from_other_sites": int,
-    "calls_routed_away": int, "pbx_unreadable": bool, "service_level": (float, NULL),
+    "calls_routed_away": int, "calls_in_queue_peak": int, "pbx_unreadable": bool, "service_level": (float, NULL),
     Opt("pbx_error"): str,
 }
 SITE_STATUS = {

@@ -56,6 +56,15 @@ def test_demo_story_runs_unattended_and_reports_from_the_run():
     alone = int(re.search(r"its own night: (\d+) agents", report).group(1))
     together = int(re.search(r"consolidated at shaanxi: (\d+) agents", report).group(1))
     assert 0 < together < alone, report
+    # Consolidation loads the hub: nobody queues there in the evening (day
+    # shift, own calls), callers do in the night (40 agents staffed for the
+    # busiest consolidated hour). At 900x only a few reports cover that hour.
+    q = re.findall(r"(\S+), (?:its own calls|consolidated)\s+peak\s+(\d+) waiting; callers "
+                   r"queued in (\d+) of (\d+) minutes", report)
+    assert len(q) == 2, report
+    (_, eve_peak, _, eve_min), (_, night_peak, night_busy, night_min) = q
+    assert int(eve_min) > 0 and int(night_min) > 0, report
+    assert int(night_peak) > int(eve_peak) and int(night_busy) > 0, report
     left = subprocess.run(["pgrep", "-f", run_dir + "/"], capture_output=True, text=True)
     assert left.stdout.split() == [], "the story left processes running"
 

@@ -16,7 +16,7 @@ PROBE_SITE = "xizang"
 env = None
 
 FIELDS = ["timestamp_ms", "interval_ms", "calls_offered", "calls_answered", "calls_abandoned",
-          "calls_in_queue", "longest_wait_ms", "agents_logged_in", "agents_ready",
+          "calls_in_queue", "calls_in_queue_peak", "longest_wait_ms", "agents_logged_in", "agents_ready",
           "agents_talking", "agents_not_ready", "aht_ms", "answered_within_threshold",
           "sl_threshold_s", "calls_from_other_sites", "pbx_unreadable"]
 

@@ -180,11 +180,13 @@ static void test_shipped_night_consolidation(void **state) {
   assert_true(xizang->night_calls >= 20 && xizang->night_calls <= 40);
 
   /* 22:00-23:00 is the busiest night hour at the hub, and the hub's 40
-   * night agents serve it at 80% within 20 s. */
+   * night agents serve it at 80% within 20 s: staffed to the load, not
+   * padded (below 95%), so callers do queue at the hub once the provinces
+   * are consolidated into it. */
   double a22 = hub_night_erlangs(&sc, 22);
   for (int h = 0; h < 24; h++)
     if (!is_day(h) && h != 22) assert_true(hub_night_erlangs(&sc, h) < a22);
-  assert_true(a22 >= 20.0 && a22 <= 28.0);
+  assert_true(a22 >= 30.0 && a22 <= 36.0);
   double calls = 0, weighted_aht = 0;
   for (size_t i = 0; i < sc.count; i++) {
     const scenario_site_t *s = &sc.sites[i];
@@ -195,7 +197,7 @@ static void test_shipped_night_consolidation(void **state) {
   }
   double sl =
       erlang_c_service_level(a22, sc.hub_night_agents, weighted_aht / calls, sc.sl_threshold_s);
-  assert_true(sl >= 0.80);
+  assert_true(sl >= 0.80 && sl <= 0.95);
   scenario_free(&sc);
 }
 
