@@ -107,6 +107,7 @@ key = $run/pki/controller-nircd.key
 [database]
 conninfo = $conninfo
 schema_dir = $top/schema
+journal = $run/nircd.journal
 [routing]
 forecast = $scenario
 # 5 business minutes: the clock runs ${speed}x.

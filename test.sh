@@ -51,7 +51,8 @@ if [ $quick -eq 0 ]; then
   fdir="$top/build-fuzz"
   cmake -S "$top" -B "$fdir" -DCMAKE_C_COMPILER=clang -DNIRC_FUZZ=ON -DNIRC_ASAN=ON \
     -DNIRC_UBSAN=ON -DNIRC_PG_PORT=55452 >/dev/null
-  cmake --build "$fdir" -j "$jobs" --target fuzz_frame fuzz_config fuzz_rules >/dev/null
+  cmake --build "$fdir" -j "$jobs" --target fuzz_frame fuzz_config fuzz_rules fuzz_report \
+    fuzz_directive fuzz_operator fuzz_cli >/dev/null
   rc=0
   (cd "$fdir" && ctest -L fuzz --output-on-failure) | tee "$fdir/ctest.out" || rc=$?
   summary+=("fuzz: $(grep -E 'tests passed|tests failed' "$fdir/ctest.out" | tail -1)")

@@ -90,6 +90,31 @@ static bool config_section_known(const config_opt_t *opts, const char *section) 
   return false;
 }
 
+/* Parses a size in bytes: a whole number with an optional binary suffix
+ * (k/KiB, M/MiB, G/GiB, T/TiB; "kB"-style decimal units are refused rather
+ * than guessed at). Returns 0, or NIRC_EINVAL / NIRC_ERANGE. */
+static int config_parse_size(const char *s, uint64_t *out) {
+  static const struct {
+    const char *a, *b;
+    unsigned shift;
+  } units[] = {
+      {"", "b", 0}, {"k", "kib", 10}, {"m", "mib", 20}, {"g", "gib", 30}, {"t", "tib", 40}};
+  if (*s < '0' || *s > '9') return NIRC_EINVAL;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno) return NIRC_ERANGE;
+  while (*end == ' ' || *end == '\t')
+    end++;
+  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+    if (strcasecmp(end, units[i].a) != 0 && strcasecmp(end, units[i].b) != 0) continue;
+    if (units[i].shift && v > (UINT64_MAX >> units[i].shift)) return NIRC_ERANGE;
+    *out = (uint64_t)v << units[i].shift;
+    return 0;
+  }
+  return NIRC_EINVAL;
+}
+
 /* Stores `value` into the field described by `o`; writes a reason (without
  * location) into err on failure. */
 static int config_store(const config_opt_t *o, void *base, const char *value, char *err,
@@ -123,6 +148,18 @@ static int config_store(const config_opt_t *o, void *base, const char *value, ch
       return NIRC_ECONFIG;
     }
     *(uint64_t *)field = ms;
+    return 0;
+  }
+  case CFG_SIZE: {
+    uint64_t v;
+    if (config_parse_size(value, &v) != 0 || (double)v < o->min || (double)v > o->max) {
+      snprintf(err, errlen,
+               "'%s' must be a size from %.0f to %.0f bytes (e.g. 65536, 512k, 64MiB, 1G), got "
+               "'%s'",
+               o->key, o->min, o->max, value);
+      return NIRC_ECONFIG;
+    }
+    *(uint64_t *)field = v;
     return 0;
   }
   case CFG_DOUBLE: {

@@ -19,6 +19,7 @@ typedef enum {
   CFG_BOOL,     /* bool: yes/no/true/false/on/off/1/0 */
   CFG_DOUBLE,   /* double, within [min, max] */
   CFG_LIST,     /* config_list_t: comma-separated strings */
+  CFG_SIZE,     /* uint64_t bytes ("65536", "64k", "64MiB", "1G"), within [min, max] */
 } config_type_t;
 
 #define CONFIG_LIST_MAX 16

@@ -28,7 +28,9 @@
   X(FULL, "queue or buffer full")                                                                  \
   X(NOTFOUND, "not found")                                                                         \
   X(EXISTS, "already exists")                                                                      \
-  X(RANGE, "value out of range")
+  X(RANGE, "value out of range")                                                                   \
+  X(NOT_LEADER, "this controller is a standby")                                                    \
+  X(RATE_LIMITED, "message rate over the limit")
 
 typedef enum {
   NIRC_OK = 0,

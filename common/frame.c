@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+ProtobufCAllocator *frame_allocator = NULL;
+
 void frame_decoder_init(frame_decoder_t *d) {
   memset(d, 0, sizeof *d);
 }
@@ -75,10 +77,10 @@ int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t len, fram
 }
 
 int frame_decode_envelope(const uint8_t *payload, size_t len, Nirc__Envelope **out) {
-  Nirc__Envelope *env = nirc__envelope__unpack(NULL, len, payload);
+  Nirc__Envelope *env = nirc__envelope__unpack(frame_allocator, len, payload);
   if (!env) return NIRC_EFRAME_MALFORMED;
   if (env->msg_case == NIRC__ENVELOPE__MSG__NOT_SET) {
-    nirc__envelope__free_unpacked(env, NULL);
+    nirc__envelope__free_unpacked(env, frame_allocator);
     return NIRC_EUNKNOWN_MESSAGE;
   }
   *out = env;
@@ -86,7 +88,7 @@ int frame_decode_envelope(const uint8_t *payload, size_t len, Nirc__Envelope **o
 }
 
 void frame_envelope_free(Nirc__Envelope *env) {
-  if (env) nirc__envelope__free_unpacked(env, NULL);
+  if (env) nirc__envelope__free_unpacked(env, frame_allocator);
 }
 
 int frame_encode(const Nirc__Envelope *env, uint8_t **out, size_t *outlen) {

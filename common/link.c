@@ -44,6 +44,8 @@ struct link {
   uint64_t started_ms, last_rx_ms, last_tx_ms; /* uv_now() times */
   uint64_t frames_in, frames_out;
   uint64_t ping_nonce;
+  double tokens;      /* rate limit: frames the peer may still send at once */
+  uint64_t refill_ms; /* uv_now() of the last refill */
 };
 
 typedef struct {
@@ -73,6 +75,8 @@ void link_opts_default(link_opts_t *o) {
   o->ping_interval_ms = 0;
   o->max_write_queue = 4u << 20;
   o->expect_kind = PEER_UNKNOWN;
+  o->max_msgs_per_s = 0;
+  o->msg_burst = 0;
 }
 
 link_state_t link_state(const link_t *l) {
@@ -80,6 +84,9 @@ link_state_t link_state(const link_t *l) {
 }
 const peer_identity_t *link_peer(const link_t *l) {
   return &l->peer;
+}
+X509 *link_peer_cert(const link_t *l) {
+  return SSL_get0_peer_certificate(l->ssl);
 }
 const char *link_peer_addr(const link_t *l) {
   return l->peer_addr;
@@ -247,16 +254,15 @@ int link_send(link_t *l, const Nirc__Envelope *env) {
   return link_send_raw(l, env);
 }
 
-void link_fail(link_t *l, Nirc__ErrorCode code, int err, const char *fmt, ...) {
+static void link_vfail(link_t *l, Nirc__ErrorCode code, int err, const char *hint, const char *fmt,
+                       va_list ap) {
   char msg[256];
-  va_list ap;
-  va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
   if (l->state == LINK_OPEN) {
     Nirc__Error e = NIRC__ERROR__INIT;
     e.code = code;
     e.message = msg;
+    if (hint && *hint) e.leader_hint = (char *)hint;
     Nirc__Envelope env = NIRC__ENVELOPE__INIT;
     env.msg_case = NIRC__ENVELOPE__MSG_ERROR;
     env.error = &e;
@@ -265,11 +271,48 @@ void link_fail(link_t *l, Nirc__ErrorCode code, int err, const char *fmt, ...) {
   link_close(l, err, msg);
 }
 
+void link_fail(link_t *l, Nirc__ErrorCode code, int err, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  link_vfail(l, code, err, NULL, fmt, ap);
+  va_end(ap);
+}
+
+void link_fail_hint(link_t *l, Nirc__ErrorCode code, int err, const char *hint, const char *fmt,
+                    ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  link_vfail(l, code, err, hint, fmt, ap);
+  va_end(ap);
+}
+
 /* ---- inbound ---- */
+
+/* Takes one frame's token; false when the peer has sent more than its
+ * rate and burst allow. Checked before the frame is even decoded, so a
+ * flood costs us no more than counting it. */
+static bool link_take_token(link_t *l) {
+  if (l->opts.max_msgs_per_s == 0) return true;
+  uint64_t now = uv_now(l->loop);
+  l->tokens += (double)(now - l->refill_ms) * l->opts.max_msgs_per_s / 1000.0;
+  if (l->tokens > l->opts.msg_burst) l->tokens = l->opts.msg_burst;
+  l->refill_ms = now;
+  if (l->tokens < 1.0) return false;
+  l->tokens -= 1.0;
+  return true;
+}
 
 static int link_on_payload(void *arg, const uint8_t *payload, size_t len) {
   link_t *l = arg;
   Nirc__Envelope *env = NULL;
+  if (!link_take_token(l)) {
+    log_warn(LOG_LINK, l->label, "over the rate limit of %u messages/s (burst %u): closing",
+             l->opts.max_msgs_per_s, l->opts.msg_burst);
+    link_fail(l, NIRC__ERROR_CODE__ERROR_CODE_RATE_LIMITED, NIRC_ERATE_LIMITED,
+              "more than %u messages a second (burst %u): link closed", l->opts.max_msgs_per_s,
+              l->opts.msg_burst);
+    return NIRC_ERATE_LIMITED;
+  }
   int rc = frame_decode_envelope(payload, len, &env);
   if (rc == NIRC_EFRAME_MALFORMED) {
     link_fail(l, NIRC__ERROR_CODE__ERROR_CODE_MALFORMED, rc,
@@ -366,12 +409,17 @@ static void link_handshake(link_t *l) {
   }
   int e = SSL_get_error(l->ssl, rc);
   if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
-  char why[256];
+  char why[256], note[320];
   tls_error_string(why, sizeof why);
   /* Flush the alert OpenSSL queued so the peer learns why. */
   link_flush(l);
-  char msg[300];
-  snprintf(msg, sizeof msg, "TLS handshake failed: %s", why);
+  char msg[600];
+  /* Name the refused certificate (revoked, expired, another CA) when
+   * there was one: OpenSSL's error alone names neither it nor the cause. */
+  if (tls_verify_failure(l->ssl, note, sizeof note))
+    snprintf(msg, sizeof msg, "TLS handshake failed: %s (%s)", note, why);
+  else
+    snprintf(msg, sizeof msg, "TLS handshake failed: %s", why);
   link_close(l, NIRC_ETLS, msg);
 }
 
@@ -490,6 +538,7 @@ static link_t *link_new(uv_loop_t *loop, SSL_CTX *ctx, const link_opts_t *opts,
   l->loop = loop;
   l->opts = *opts;
   if (l->opts.ping_interval_ms == 0) l->opts.ping_interval_ms = l->opts.idle_timeout_ms / 2;
+  if (l->opts.max_msgs_per_s && !l->opts.msg_burst) l->opts.msg_burst = l->opts.max_msgs_per_s;
   l->cbs = *cbs;
   l->data = data;
   l->id = link_next_id++;
@@ -500,6 +549,8 @@ static link_t *link_new(uv_loop_t *loop, SSL_CTX *ctx, const link_opts_t *opts,
   l->timer.data = l;
   l->handles = 2;
   l->started_ms = l->last_rx_ms = l->last_tx_ms = uv_now(loop);
+  l->tokens = l->opts.msg_burst;
+  l->refill_ms = l->started_ms;
   snprintf(l->peer_addr, sizeof l->peer_addr, "?");
   return l;
 }

@@ -53,6 +53,10 @@ typedef struct {
   uint32_t ping_interval_ms;     /* nothing sent for this long: send Ping; default idle/2 */
   size_t max_write_queue;        /* bytes queued to a peer that does not read; default 4 MiB */
   peer_kind_t expect_kind;       /* refuse peers of another kind (PEER_UNKNOWN: any) */
+  /* Token bucket on received frames (every type, Ping included): refilled
+   * at max_msgs_per_s, holding at most msg_burst. A peer that runs it dry
+   * gets a RATE_LIMITED Error and the link closes. 0: no limit (default). */
+  uint32_t max_msgs_per_s, msg_burst;
 } link_opts_t;
 
 void link_opts_default(link_opts_t *o);
@@ -73,13 +77,19 @@ int link_send(link_t *l, const Nirc__Envelope *env);
 /* Sends an Error frame, then closes the link with err/msg. */
 void link_fail(link_t *l, Nirc__ErrorCode code, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same with Error.leader_hint set (a standby's redirect; "" = none). */
+void link_fail_hint(link_t *l, Nirc__ErrorCode code, int err, const char *hint, const char *fmt,
+                    ...) __attribute__((format(printf, 5, 6)));
 /* Starts an orderly close. Idempotent. */
 void link_close(link_t *l, int err, const char *why);
 
 link_state_t link_state(const link_t *l);
 const char *link_state_name(link_state_t s);
 const peer_identity_t *link_peer(const link_t *l); /* valid once open */
-const char *link_peer_addr(const link_t *l);       /* "ip:port" */
+/* The peer's verified certificate (borrowed; valid once open, until
+ * on_close returns), for checks against a newer revocation list. */
+X509 *link_peer_cert(const link_t *l);
+const char *link_peer_addr(const link_t *l); /* "ip:port" */
 /* "link=7 peer=127.0.0.1:4242 id=site:hubei" for log lines. */
 const char *link_label(const link_t *l);
 uint64_t link_id(const link_t *l);

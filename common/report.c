@@ -15,13 +15,18 @@ json_t *report_to_json(const Nirc__LoadReport *r) {
       (json_int_t)r->sl_threshold_s, "calls_from_other_sites",
       (json_int_t)r->calls_from_other_sites, "pbx_unreadable", r->pbx_unreadable);
   if (!o) return NULL;
-  json_object_set_new(o, "calls_routed_away", json_integer((json_int_t)r->calls_routed_away));
-  json_object_set_new(o, "calls_in_queue_peak", json_integer((json_int_t)r->calls_in_queue_peak));
-  json_object_set_new(o, "service_level",
-                      r->calls_offered > 0
-                          ? json_real((double)r->answered_within_threshold / r->calls_offered)
-                          : json_null());
-  if (r->pbx_unreadable)
-    json_object_set_new(o, "pbx_error", json_string(r->pbx_error ? r->pbx_error : ""));
+  /* All or nothing: a report missing a field would read as a zero. */
+  if (json_object_set_new(o, "calls_routed_away", json_integer((json_int_t)r->calls_routed_away)) ||
+      json_object_set_new(o, "calls_in_queue_peak",
+                          json_integer((json_int_t)r->calls_in_queue_peak)) ||
+      json_object_set_new(o, "service_level",
+                          r->calls_offered > 0
+                              ? json_real((double)r->answered_within_threshold / r->calls_offered)
+                              : json_null()) ||
+      (r->pbx_unreadable &&
+       json_object_set_new(o, "pbx_error", json_string(r->pbx_error ? r->pbx_error : "")))) {
+    json_decref(o);
+    return NULL;
+  }
   return o;
 }

@@ -142,9 +142,14 @@ int route_from_directive(const Nirc__Directive *d, route_t *out, char *err, size
 
 static json_t *route_list_json(const route_share_t *l, unsigned n) {
   json_t *a = json_array();
-  for (unsigned i = 0; i < n; i++)
-    json_array_append_new(
-        a, json_pack("{s:s, s:I}", "site", l[i].site, "permille", (json_int_t)l[i].permille));
+  for (unsigned i = 0; a && i < n; i++) {
+    /* All or nothing: a list missing an entry is another route. */
+    if (json_array_append_new(a, json_pack("{s:s, s:I}", "site", l[i].site, "permille",
+                                           (json_int_t)l[i].permille)) != 0) {
+      json_decref(a);
+      a = NULL;
+    }
+  }
   return a;
 }
 
@@ -167,7 +172,13 @@ static int route_list_from_json(const json_t *a, route_share_t *l, unsigned *n, 
   json_array_foreach(a, i, e) {
     const char *site = NULL;
     json_int_t pm = -1;
-    if (json_unpack(e, "{s:s, s:I}", "site", &site, "permille", &pm) != 0 || pm < 0 || pm > 1000 ||
+    json_error_t je;
+    int urc = json_unpack_ex(e, &je, 0, "{s:s, s:I}", "site", &site, "permille", &pm);
+    if (urc != 0 && json_error_code(&je) == json_error_out_of_memory) {
+      snprintf(err, errlen, "out of memory reading '%s'", what);
+      return NIRC_ENOMEM;
+    }
+    if (urc != 0 || pm < 0 || pm > 1000 ||
         nirc_strlcpy(l[*n].site, site, sizeof l[*n].site) >= sizeof l[*n].site) {
       snprintf(err, errlen, "'%s' entry %zu is not {site, permille}", what, i);
       return NIRC_EINVAL;
@@ -188,7 +199,9 @@ int route_from_json(const json_t *j, route_t *out, char *err, size_t errlen) {
                      "version", &version, "route", &route, "inbound", &inbound, "revert_at_ms",
                      &revert, "reason", &reason) != 0) {
     snprintf(err, errlen, "not a route record: %s", je.text);
-    return NIRC_EINVAL;
+    /* Running out of memory says nothing about the record: the caller must
+     * not take it for a corrupt one. */
+    return json_error_code(&je) == json_error_out_of_memory ? NIRC_ENOMEM : NIRC_EINVAL;
   }
   if (epoch < 0 || version < 0) {
     snprintf(err, errlen, "negative epoch or version");
@@ -198,10 +211,11 @@ int route_from_json(const json_t *j, route_t *out, char *err, size_t errlen) {
   out->version = (uint64_t)version;
   out->revert_at_ms = revert;
   nirc_strlcpy_utf8(out->reason, reason, sizeof out->reason);
-  if (route_list_from_json(route, out->share, &out->n_share, ROUTE_MAX_SHARES, "route", err,
-                           errlen) ||
-      route_list_from_json(inbound, out->inbound, &out->n_inbound, ROUTE_MAX_INBOUND, "inbound",
-                           err, errlen))
-    return NIRC_EINVAL;
+  int rc = route_list_from_json(route, out->share, &out->n_share, ROUTE_MAX_SHARES, "route", err,
+                                errlen);
+  if (rc == 0)
+    rc = route_list_from_json(inbound, out->inbound, &out->n_inbound, ROUTE_MAX_INBOUND, "inbound",
+                              err, errlen);
+  if (rc != 0) return rc;
   return route_validate(out, err, errlen);
 }

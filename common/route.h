@@ -51,7 +51,9 @@ void route_format(const route_t *r, const char *self, char *buf, size_t len);
 int route_compare_version(const route_t *a, const route_t *b);
 
 /* Conversions. from_directive copies and checks sizes (NIRC_EINVAL if the
- * peer sent more entries than fit, or strings too long). */
+ * peer sent more entries than fit, or strings too long). from_json returns
+ * NIRC_EINVAL for a record that is not a valid route, NIRC_ENOMEM when
+ * memory ran out while reading it. */
 int route_from_directive(const Nirc__Directive *d, route_t *out, char *err, size_t errlen);
 json_t *route_to_json(const route_t *r);
 int route_from_json(const json_t *j, route_t *out, char *err, size_t errlen);

@@ -10,6 +10,7 @@
 #include "scenario.h"
 
 #include "err.h"
+#include "jsonio.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -355,7 +356,7 @@ int scenario_load(const char *path, scenario_t *out, char *err, size_t errlen) {
   json_error_t jerr;
   /* Duplicate keys are refused: with two "agents_night" in one site, the
    * last would silently win. */
-  json_t *root = json_loadf(fp, JSON_REJECT_DUPLICATES, &jerr);
+  json_t *root = jsonio_loadf(fp, JSON_REJECT_DUPLICATES, &jerr);
   fclose(fp);
   if (!root) {
     if (json_error_code(&jerr) == json_error_out_of_memory) {

@@ -3,10 +3,28 @@
 #include "err.h"
 #include "util.h"
 
+#include <errno.h>
+#include <openssl/bn.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+/* Longest note tls_verify_cb leaves on a refused handshake. */
+#define TLS_NOTE_MAX 320
+/* Most fingerprints a blocklist may hold: a bound, not a target (a CRL is
+ * the tool for long lists). */
+#define TLS_BLOCKLIST_MAX 100000
+
+/* ex_data index of that note: an OPENSSL_malloc'd string owned by the
+ * SSL and freed with it (tls_note_free). Created with the first context;
+ * each process has one loop thread doing TLS. */
+static int tls_note_idx = -1;
+
+static int tls_verify_cb(int ok, X509_STORE_CTX *x);
 
 static const char *const kind_names[] = {"unknown", "site", "operator", "controller"};
 static const char *const role_names[] = {"none", "viewer", "operator", "admin"};
@@ -32,9 +50,15 @@ void tls_error_string(char *buf, size_t len) {
   if (!buf[0]) snprintf(buf, len, "no OpenSSL error recorded");
 }
 
+static void tls_note_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                          void *argp) {
+  OPENSSL_free(ptr);
+}
+
 int tls_ctx_new(tls_side_t side, const char *ca_file, const char *cert_file, const char *key_file,
                 SSL_CTX **out, char *err, size_t errlen) {
   char why[512];
+  if (tls_note_idx < 0) tls_note_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_note_free);
   SSL_CTX *ctx = SSL_CTX_new(side == TLS_SERVER ? TLS_server_method() : TLS_client_method());
   if (!ctx) {
     tls_error_string(why, sizeof why);
@@ -71,7 +95,7 @@ int tls_ctx_new(tls_side_t side, const char *ca_file, const char *cert_file, con
     snprintf(err, errlen, "%s does not match the certificate %s", key_file, cert_file);
     goto fail;
   }
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, tls_verify_cb);
   SSL_CTX_set_verify_depth(ctx, 4);
   if (side == TLS_SERVER) {
     /* Tell clients which CA we accept, so a client with several
@@ -102,6 +126,58 @@ static bool tls_name_entry(X509_NAME *name, int nid, char *buf, size_t len) {
   }
   OPENSSL_free(utf8);
   return ok;
+}
+
+/* The serial of `cert` in hex ("?" if unreadable), as `openssl x509
+ * -serial` and the CA's index print it. */
+static void tls_serial_hex(X509 *cert, char *buf, size_t len) {
+  BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+  char *hex = bn ? BN_bn2hex(bn) : NULL;
+  snprintf(buf, len, "%s", hex ? hex : "?");
+  OPENSSL_free(hex);
+  BN_free(bn);
+}
+
+/* Called by OpenSSL for each certificate of the peer's chain; it changes
+ * no verdict. On the first refusal it leaves a note on the SSL naming the
+ * certificate and the reason, because OpenSSL's own error ("certificate
+ * verify failed") names neither and a refused peer certificate is not
+ * kept. The subject comes from a certificate nobody vouches for: control
+ * characters are replaced so it cannot forge log lines. */
+static int tls_verify_cb(int ok, X509_STORE_CTX *x) {
+  if (ok) return 1;
+  SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+  if (!ssl || tls_note_idx < 0 || SSL_get_ex_data(ssl, tls_note_idx)) return 0;
+  X509 *cert = X509_STORE_CTX_get_current_cert(x);
+  char cn[160] = "?", serial[80] = "?";
+  if (cert) {
+    X509_NAME *subj = X509_get_subject_name(cert);
+    if (!subj || !tls_name_entry(subj, NID_commonName, cn, sizeof cn)) nirc_strlcpy(cn, "?", 2);
+    for (char *p = cn; *p; p++)
+      if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    tls_serial_hex(cert, serial, sizeof serial);
+  }
+  char *note = OPENSSL_malloc(TLS_NOTE_MAX);
+  if (!note) return 0;
+  snprintf(note, TLS_NOTE_MAX, "certificate '%s' (serial %s%s): %s", cn, serial,
+           X509_STORE_CTX_get_error_depth(x) > 0 ? ", an issuer in the peer's chain" : "",
+           X509_verify_cert_error_string(X509_STORE_CTX_get_error(x)));
+  if (!SSL_set_ex_data(ssl, tls_note_idx, note)) OPENSSL_free(note);
+  return 0;
+}
+
+int tls_verify_failure(const SSL *ssl, char *buf, size_t len) {
+  const char *note = tls_note_idx >= 0 ? SSL_get_ex_data(ssl, tls_note_idx) : NULL;
+  if (note) {
+    snprintf(buf, len, "%s", note);
+    return 1;
+  }
+  long vr = SSL_get_verify_result(ssl);
+  if (vr != X509_V_OK) {
+    snprintf(buf, len, "peer certificate refused: %s", X509_verify_cert_error_string(vr));
+    return 1;
+  }
+  return 0;
 }
 
 static int tls_identity_from_x509(X509 *cert, peer_identity_t *out, char *err, size_t errlen) {
@@ -220,4 +296,291 @@ int tls_file_identity(const char *cert_file, peer_identity_t *out, char *err, si
   if (rc) snprintf(err, errlen, "%s: %s", cert_file, why);
   X509_free(cert);
   return rc;
+}
+
+/* ---- revocation ---- */
+
+struct tls_revocation {
+  STACK_OF(X509_CRL) * crls; /* owned, or NULL without a CRL file */
+  unsigned char (*fps)[32];  /* owned; sorted, unique SHA-256 fingerprints */
+  size_t nfps;
+  size_t crl_entries;
+  int crl_days_left; /* until the earliest next update, at load; -1: none */
+};
+
+static int tls_fp_cmp(const void *a, const void *b) {
+  return memcmp(a, b, 32);
+}
+
+static int tls_hexval(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* Every certificate of a PEM file (the CAs a CRL may come from). */
+static STACK_OF(X509) * tls_read_certs(const char *file) {
+  BIO *b = BIO_new_file(file, "r");
+  if (!b) return NULL;
+  STACK_OF(X509) *sk = sk_X509_new_null();
+  X509 *x;
+  while (sk && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+    if (!sk_X509_push(sk, x)) X509_free(x);
+  ERR_clear_error(); /* the end of the file reads as "no start line" */
+  BIO_free(b);
+  return sk;
+}
+
+/* Reads every CRL of crl_file, each checked against the CAs of ca_file:
+ * a CRL nobody can verify, or one past its next update, would make every
+ * handshake fail with a reason far from its cause, so it is refused here
+ * with the file named. */
+static int tls_load_crls(tls_revocation_t *r, const char *ca_file, const char *crl_file, char *err,
+                         size_t errlen) {
+  ERR_clear_error();
+  BIO *b = BIO_new_file(crl_file, "r");
+  if (!b) {
+    snprintf(err, errlen, "%s: cannot open the CRL: %s", crl_file, strerror(errno));
+    ERR_clear_error();
+    return NIRC_EIO;
+  }
+  STACK_OF(X509) *cas = tls_read_certs(ca_file);
+  int rc = 0;
+  r->crls = sk_X509_CRL_new_null();
+  if (!cas || sk_X509_num(cas) == 0 || !r->crls) {
+    snprintf(err, errlen, "%s: no CA certificate in %s to check the CRL against", crl_file,
+             ca_file);
+    rc = NIRC_ETLS;
+    goto out;
+  }
+  X509_CRL *crl;
+  while ((crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) != NULL) {
+    if (!sk_X509_CRL_push(r->crls, crl)) {
+      X509_CRL_free(crl);
+      snprintf(err, errlen, "%s: out of memory", crl_file);
+      rc = NIRC_ENOMEM;
+      goto out;
+    }
+    char issuer[200];
+    X509_NAME_oneline(X509_CRL_get_issuer(crl), issuer, sizeof issuer);
+    int signed_by_ca = 0;
+    for (int i = 0; i < sk_X509_num(cas) && !signed_by_ca; i++) {
+      X509 *ca = sk_X509_value(cas, i);
+      signed_by_ca = X509_NAME_cmp(X509_get_subject_name(ca), X509_CRL_get_issuer(crl)) == 0 &&
+                     X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1;
+    }
+    if (!signed_by_ca) {
+      snprintf(err, errlen,
+               "%s: the CRL of '%s' is not signed by a CA in %s; publish the CA's own CRL "
+               "(deploy/pki.sh DIR writes DIR/crl.pem)",
+               crl_file, issuer, ca_file);
+      rc = NIRC_ETLS;
+      goto out;
+    }
+    const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+    if (next && X509_cmp_current_time(next) < 0) {
+      snprintf(err, errlen,
+               "%s: the CRL of '%s' is past its next update, so every certificate of that CA "
+               "would be refused; publish a fresh one (deploy/pki.sh DIR) and reload",
+               crl_file, issuer);
+      rc = NIRC_ETLS;
+      goto out;
+    }
+    if (X509_cmp_current_time(X509_CRL_get0_lastUpdate(crl)) > 0) {
+      snprintf(err, errlen, "%s: the CRL of '%s' is not valid yet; check this host's clock",
+               crl_file, issuer);
+      rc = NIRC_ETLS;
+      goto out;
+    }
+    int days = 0, secs = 0;
+    if (next && ASN1_TIME_diff(&days, &secs, NULL, next) &&
+        (r->crl_days_left < 0 || days < r->crl_days_left))
+      r->crl_days_left = days;
+    STACK_OF(X509_REVOKED) *rev = X509_CRL_get_REVOKED(crl);
+    r->crl_entries += rev ? (size_t)sk_X509_REVOKED_num(rev) : 0;
+  }
+  unsigned long e = ERR_peek_last_error();
+  if (e && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)) {
+    char why[256];
+    tls_error_string(why, sizeof why);
+    snprintf(err, errlen, "%s: cannot read the CRL: %s", crl_file, why);
+    rc = NIRC_ETLS;
+    goto out;
+  }
+  ERR_clear_error();
+  if (sk_X509_CRL_num(r->crls) == 0) {
+    snprintf(err, errlen, "%s: no CRL in the file (expected PEM, -----BEGIN X509 CRL-----)",
+             crl_file);
+    rc = NIRC_ETLS;
+  }
+out:
+  BIO_free(b);
+  sk_X509_pop_free(cas, X509_free);
+  return rc;
+}
+
+static int tls_load_blocklist(tls_revocation_t *r, const char *file, char *err, size_t errlen) {
+  FILE *f = fopen(file, "r");
+  if (!f) {
+    snprintf(err, errlen, "%s: cannot open the blocklist: %s", file, strerror(errno));
+    return NIRC_EIO;
+  }
+  char line[512];
+  unsigned lineno = 0;
+  size_t cap = 0;
+  int rc = 0;
+  while (fgets(line, sizeof line, f)) {
+    lineno++;
+    size_t n = strlen(line);
+    if (n == sizeof line - 1 && line[n - 1] != '\n' && !feof(f)) {
+      snprintf(err, errlen, "%s:%u: line longer than %zu bytes", file, lineno, sizeof line - 2);
+      rc = NIRC_ECONFIG;
+      break;
+    }
+    char *p = line, *hash = strchr(line, '#');
+    if (hash) *hash = '\0';
+    while (*p == ' ' || *p == '\t')
+      p++;
+    if (strncasecmp(p, "sha256 fingerprint=", 19) == 0) p += 19;
+    unsigned char fp[32];
+    size_t digits = 0;
+    int bad = 0;
+    for (; *p && !bad; p++) {
+      if (*p == ':' || *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') continue;
+      int v = tls_hexval((unsigned char)*p);
+      if (v < 0 || digits >= 64) {
+        bad = 1;
+        break;
+      }
+      if (digits % 2 == 0)
+        fp[digits / 2] = (unsigned char)(v << 4);
+      else
+        fp[digits / 2] |= (unsigned char)v;
+      digits++;
+    }
+    if (digits == 0 && !bad) continue; /* blank or comment */
+    if (bad || digits != 64) {
+      snprintf(err, errlen,
+               "%s:%u: not a SHA-256 certificate fingerprint (64 hex digits, as `openssl x509 "
+               "-noout -fingerprint -sha256 -in CERT` prints it)",
+               file, lineno);
+      rc = NIRC_ECONFIG;
+      break;
+    }
+    if (r->nfps == TLS_BLOCKLIST_MAX) {
+      snprintf(err, errlen, "%s:%u: more than %d fingerprints; revoke with the CRL instead", file,
+               lineno, TLS_BLOCKLIST_MAX);
+      rc = NIRC_ECONFIG;
+      break;
+    }
+    if (r->nfps == cap) {
+      size_t ncap = cap ? cap * 2 : 64;
+      void *np = realloc(r->fps, ncap * sizeof *r->fps);
+      if (!np) {
+        snprintf(err, errlen, "%s: out of memory", file);
+        rc = NIRC_ENOMEM;
+        break;
+      }
+      r->fps = np;
+      cap = ncap;
+    }
+    memcpy(r->fps[r->nfps++], fp, 32);
+  }
+  if (!rc && ferror(f)) {
+    snprintf(err, errlen, "%s: read error", file);
+    rc = NIRC_EIO;
+  }
+  fclose(f);
+  if (rc || r->nfps == 0) return rc;
+  qsort(r->fps, r->nfps, sizeof *r->fps, tls_fp_cmp);
+  size_t k = 1;
+  for (size_t i = 1; i < r->nfps; i++)
+    if (memcmp(r->fps[i], r->fps[k - 1], 32) != 0) memcpy(r->fps[k++], r->fps[i], 32);
+  r->nfps = k;
+  return 0;
+}
+
+int tls_revocation_load(const char *ca_file, const char *crl_file, const char *blocklist_file,
+                        tls_revocation_t **out, char *err, size_t errlen) {
+  tls_revocation_t *r = calloc(1, sizeof *r);
+  if (!r) {
+    snprintf(err, errlen, "out of memory loading revocation lists");
+    return NIRC_ENOMEM;
+  }
+  r->crl_days_left = -1;
+  int rc = 0;
+  if (crl_file && *crl_file) rc = tls_load_crls(r, ca_file, crl_file, err, errlen);
+  if (!rc && blocklist_file && *blocklist_file)
+    rc = tls_load_blocklist(r, blocklist_file, err, errlen);
+  if (rc) {
+    tls_revocation_free(r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+int tls_revocation_install(const tls_revocation_t *r, SSL_CTX *ctx, char *err, size_t errlen) {
+  if (!r || !r->crls || sk_X509_CRL_num(r->crls) == 0) return 0;
+  X509_STORE *st = SSL_CTX_get_cert_store(ctx);
+  for (int i = 0; i < sk_X509_CRL_num(r->crls); i++) {
+    if (X509_STORE_add_crl(st, sk_X509_CRL_value(r->crls, i)) != 1) {
+      char why[256];
+      tls_error_string(why, sizeof why);
+      snprintf(err, errlen, "cannot install the CRL: %s", why);
+      return NIRC_ETLS;
+    }
+  }
+  /* The leaf is checked against its issuer's CRL; the CA itself is the
+   * root of trust and has nobody to revoke it. */
+  X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK);
+  return 0;
+}
+
+int tls_revocation_check(const tls_revocation_t *r, X509 *cert, char *why, size_t len) {
+  if (!r || !cert) return 0;
+  for (int i = 0; r->crls && i < sk_X509_CRL_num(r->crls); i++) {
+    X509_CRL *crl = sk_X509_CRL_value(r->crls, i);
+    X509_REVOKED *rev = NULL;
+    if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(cert)) != 0) continue;
+    if (X509_CRL_get0_by_cert(crl, &rev, cert) == 1) {
+      char serial[80];
+      tls_serial_hex(cert, serial, sizeof serial);
+      snprintf(why, len, "certificate revoked: serial %s is on the CRL", serial);
+      return 1;
+    }
+  }
+  if (r->nfps) {
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    if (X509_digest(cert, EVP_sha256(), md, &mdlen) == 1 && mdlen == 32 &&
+        bsearch(md, r->fps, r->nfps, sizeof *r->fps, tls_fp_cmp)) {
+      char hex[65];
+      for (unsigned i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+      snprintf(why, len, "certificate revoked: fingerprint %s is on the blocklist", hex);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+size_t tls_revocation_crl_entries(const tls_revocation_t *r) {
+  return r ? r->crl_entries : 0;
+}
+
+int tls_revocation_crl_days_left(const tls_revocation_t *r) {
+  return r ? r->crl_days_left : -1;
+}
+
+size_t tls_revocation_blocked(const tls_revocation_t *r) {
+  return r ? r->nfps : 0;
+}
+
+void tls_revocation_free(tls_revocation_t *r) {
+  if (!r) return;
+  sk_X509_CRL_pop_free(r->crls, X509_CRL_free);
+  free(r->fps);
+  free(r);
 }

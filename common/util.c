@@ -21,6 +21,30 @@ size_t nirc_strlcpy(char *dst, const char *src, size_t size) {
   return n;
 }
 
+/* Length (1-4) of the well-formed UTF-8 character at `s`, or 0 if the
+ * bytes there are not one. The terminating NUL ends any sequence. */
+static size_t nirc_utf8_char(const unsigned char *s) {
+  unsigned char c = s[0];
+  if (c < 0x80) return 1;
+  size_t n;
+  uint32_t cp, min;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2, cp = c & 0x1Fu, min = 0x80;
+  } else if ((c & 0xF0) == 0xE0) {
+    n = 3, cp = c & 0x0Fu, min = 0x800;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4, cp = c & 0x07u, min = 0x10000;
+  } else {
+    return 0;
+  }
+  for (size_t i = 1; i < n; i++) {
+    if ((s[i] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (s[i] & 0x3Fu);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return n;
+}
+
 size_t nirc_strlcpy_utf8(char *dst, const char *src, size_t size) {
   size_t n = nirc_strlcpy(dst, src, size);
   if (n >= size && size > 0) {
@@ -37,7 +61,28 @@ size_t nirc_strlcpy_utf8(char *dst, const char *src, size_t size) {
     }
     dst[len] = '\0';
   }
+  /* Bytes that are not UTF-8 (a peer's garbage, a GBK terminal) become
+   * '?': JSON and PostgreSQL refuse such text, and a record that cannot be
+   * written loses more than a character. */
+  for (unsigned char *p = (unsigned char *)dst; size > 0 && *p;) {
+    size_t c = nirc_utf8_char(p);
+    if (c == 0) {
+      *p++ = '?';
+    } else {
+      p += c;
+    }
+  }
   return n;
+}
+
+bool nirc_utf8_valid(const char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  while (*p) {
+    size_t n = nirc_utf8_char(p);
+    if (n == 0) return false;
+    p += n;
+  }
+  return true;
 }
 
 bool nirc_slug_valid(const char *s) {
@@ -110,6 +155,21 @@ void nirc_format_addr(const struct sockaddr *sa, char *buf, size_t len) {
   } else {
     snprintf(buf, len, "unknown");
   }
+}
+
+bool nirc_sockaddr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+  if (a->ss_family != b->ss_family) return false;
+  if (a->ss_family == AF_INET) {
+    const struct sockaddr_in *x = (const struct sockaddr_in *)a, *y = (const struct sockaddr_in *)b;
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  if (a->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a,
+                              *y = (const struct sockaddr_in6 *)b;
+    return x->sin6_port == y->sin6_port &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+  }
+  return false;
 }
 
 int nirc_parse_duration_ms(const char *s, uint64_t *out_ms) {

@@ -15,9 +15,14 @@
  * so truncation can be detected (ret >= size). */
 size_t nirc_strlcpy(char *dst, const char *src, size_t size);
 /* As nirc_strlcpy, but never cuts a UTF-8 character in half: a reason in
- * Chinese that is too long loses whole characters, and stays valid text
+ * Chinese that is too long loses whole characters. Bytes of the source
+ * that are not UTF-8 are copied as '?', so the copy is always valid text
  * for JSON and PostgreSQL. */
 size_t nirc_strlcpy_utf8(char *dst, const char *src, size_t size);
+/* True if `s` is well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF): text that JSON and PostgreSQL
+ * accept. */
+bool nirc_utf8_valid(const char *s);
 /* A site slug: [a-z][a-z0-9-]{0,30}. */
 bool nirc_slug_valid(const char *s);
 /* Parses "127.0.0.1:7443", "[::1]:7443" or "localhost:7443" into a socket
@@ -26,6 +31,8 @@ bool nirc_slug_valid(const char *s);
 int nirc_parse_addr(const char *s, struct sockaddr_storage *out, char *err, size_t errlen);
 /* Formats a socket address as "ip:port" ("[ip]:port" for IPv6). */
 void nirc_format_addr(const struct sockaddr *sa, char *buf, size_t len);
+/* Same family, address and port (IPv4 or IPv6). */
+bool nirc_sockaddr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 /* Parses "500ms", "3s", "2m", "1h", "7d" or a bare number of seconds into ms. */
 int nirc_parse_duration_ms(const char *s, uint64_t *out_ms);
 

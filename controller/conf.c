@@ -9,6 +9,12 @@
 #include <stddef.h>
 #include <stdio.h>
 
+/* Where the database journal lives unless the configuration says; packages
+ * that keep state elsewhere may override it at build time. */
+#ifndef NIRC_DEFAULT_JOURNAL
+#define NIRC_DEFAULT_JOURNAL "/var/lib/nirc/nircd.journal"
+#endif
+
 #define O(f) offsetof(nircd_conf_t, f)
 #define S(f) sizeof(((nircd_conf_t *)0)->f)
 const config_opt_t conf_nircd_opts[] = {
@@ -16,13 +22,32 @@ const config_opt_t conf_nircd_opts[] = {
      "name of this controller instance, e.g. nircd-1"},
     {"controller", "listen", CFG_LIST, O(listen), 0, 0, 0, "127.0.0.1:7443", 0,
      "addresses agents and operators connect to"},
+    {"controller", "max_unauthenticated", CFG_UINT, O(max_unauthenticated), 0, 1, 100000, "256", 0,
+     "most links still in the TLS handshake or waiting for Hello; beyond it a new connection "
+     "is closed at once, or replaces the oldest such link once that one has waited 1 s"},
+    {"controller", "advertise", CFG_STRING, O(advertise), S(advertise), 0, 0, "", 0,
+     "address standbys send agents and operators to while this one leads (default: the first "
+     "listen address)"},
+    {"controller", "lease_timeout", CFG_DURATION, O(lease_timeout_ms), 0, 500, 60000, "3s", 0,
+     "a leader that has not renewed its lease for this long is replaced by a standby"},
     {"tls", "ca", CFG_STRING, O(ca), S(ca), 0, 0, NULL, 1, "the private CA certificate"},
     {"tls", "cert", CFG_STRING, O(cert), S(cert), 0, 0, NULL, 1, "this controller's certificate"},
     {"tls", "key", CFG_STRING, O(key), S(key), 0, 0, NULL, 1, "this controller's private key"},
+    {"tls", "crl", CFG_STRING, O(crl), S(crl), 0, 0, "", 0,
+     "PEM revocation list(s) of the CA: revoked certificates fail the handshake; re-read on "
+     "SIGHUP (empty: none)"},
+    {"tls", "blocklist", CFG_STRING, O(blocklist), S(blocklist), 0, 0, "", 0,
+     "file of SHA-256 certificate fingerprints (hex, one a line, # comments) refused after the "
+     "handshake; re-read on SIGHUP (empty: none)"},
     {"database", "conninfo", CFG_STRING, O(conninfo), S(conninfo), 0, 0, NULL, 1,
      "libpq connection string"},
     {"database", "schema_dir", CFG_STRING, O(schema_dir), S(schema_dir), 0, 0, NIRC_SCHEMA_DIR, 0,
      "directory of the schema migrations"},
+    {"database", "journal", CFG_STRING, O(journal), S(journal), 0, 0, NIRC_DEFAULT_JOURNAL, 0,
+     "file where writes wait while the database is unreachable, replayed when it returns "
+     "(empty: none, writes then wait in memory only)"},
+    {"database", "journal_max", CFG_SIZE, O(journal_max), 0, 65536, 1099511627776.0, "64MiB", 0,
+     "the journal's maximum size; writes beyond it are refused and logged"},
     {"timing", "report_interval", CFG_DURATION, O(report_interval_ms), 0, 100, 60000, "1s", 0,
      "how often agents report load"},
     {"timing", "stale_after", CFG_DURATION, O(stale_after_ms), 0, 200, 600000, "3s", 0,
@@ -30,7 +55,12 @@ const config_opt_t conf_nircd_opts[] = {
     {"timing", "link_idle_timeout", CFG_DURATION, O(idle_timeout_ms), 0, 500, 600000, "5s", 0,
      "a link with no frame for this long is dead"},
     {"timing", "handshake_timeout", CFG_DURATION, O(handshake_timeout_ms), 0, 100, 120000, "10s", 0,
-     "time allowed for the TLS handshake"},
+     "time allowed for the TLS handshake, and for a site's Hello after it"},
+    {"timing", "max_messages_per_s", CFG_UINT, O(max_messages_per_s), 0, 0, 1000000, "200", 0,
+     "messages a second one link may send on average; a peer over it is sent a RATE_LIMITED "
+     "error and disconnected (0: no limit)"},
+    {"timing", "message_burst", CFG_UINT, O(msg_burst), 0, 1, 10000000, "400", 0,
+     "messages one link may send at once above that rate"},
     {"routing", "ack_timeout", CFG_DURATION, O(ack_timeout_ms), 0, 100, 60000, "2s", 0,
      "a directive not acknowledged in this time is resent"},
     {"routing", "max_resends", CFG_UINT, O(max_resends), 0, 0, 100, "3", 0,
@@ -68,6 +98,15 @@ int conf_nircd_load(const char *path, nircd_conf_t *c, char *err, size_t errlen)
     char why[256];
     if (nirc_parse_addr(c->listen.item[i], &ss, why, sizeof why) != 0) {
       snprintf(err, errlen, "%s: [controller] listen: %s", path, why);
+      return NIRC_ECONFIG;
+    }
+  }
+  if (!c->advertise[0]) nirc_strlcpy(c->advertise, c->listen.item[0], sizeof c->advertise);
+  {
+    struct sockaddr_storage ss;
+    char why[256];
+    if (nirc_parse_addr(c->advertise, &ss, why, sizeof why) != 0) {
+      snprintf(err, errlen, "%s: [controller] advertise: %s", path, why);
       return NIRC_ECONFIG;
     }
   }

@@ -8,11 +8,18 @@
 #include <stdint.h>
 
 typedef struct {
-  char node[64];        /* this controller's name, e.g. nircd-1 */
-  config_list_t listen; /* addresses to listen on */
+  char node[64];             /* this controller's name, e.g. nircd-1 */
+  config_list_t listen;      /* addresses to listen on */
+  char advertise[128];       /* the address standbys redirect agents and operators to */
+  uint64_t lease_timeout_ms; /* leadership lease: a leader silent this long is replaced */
   char ca[CONFIG_STR_MAX], cert[CONFIG_STR_MAX], key[CONFIG_STR_MAX];
+  char crl[CONFIG_STR_MAX], blocklist[CONFIG_STR_MAX]; /* revocation; "" for none */
+  uint32_t max_unauthenticated;                        /* links not yet past TLS + Hello */
+  uint32_t max_messages_per_s, msg_burst;              /* per-link token bucket; 0: no limit */
   char conninfo[CONFIG_STR_MAX];
   char schema_dir[CONFIG_STR_MAX];
+  char journal[CONFIG_STR_MAX]; /* on-disk journal of writes during outages; empty: none */
+  uint64_t journal_max;         /* bytes the journal may grow to */
   uint64_t report_interval_ms, stale_after_ms, idle_timeout_ms, handshake_timeout_ms;
   uint64_t ack_timeout_ms, verify_window_ms;
   uint32_t max_resends;

@@ -11,6 +11,15 @@
  *    and run in order; when the connection drops, it reconnects with
  *    exponential backoff and the queued queries wait and are then sent.
  *
+ * Writes that form the audit trail and the history go through
+ * db_exec_once(): each carries an idempotency key that the database records
+ * in the same statement (table journal_keys), so such a write can be sent
+ * again whenever its outcome is unknown and still lands exactly once. While
+ * the database is unreachable these writes go to an on-disk journal
+ * (bounded, CRC per record, see docs/ARCHITECTURE.md) and are replayed in
+ * order, with their keys, when it returns, also by the next nircd if this
+ * one stops first.
+ *
  * The schema version the code expects is DB_SCHEMA_VERSION; migrations live
  * in schema/NNN_name.sql and are applied in order by db_admin_migrate(). */
 #ifndef NIRC_DB_H
@@ -21,9 +30,16 @@
 #include <stdint.h>
 #include <uv.h>
 
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
 #define DB_QUEUE_MAX      65536 /* queued queries before db_exec returns NIRC_EFULL */
 #define DB_MAX_PARAMS     16
+/* The journal's size unless db_opts_t says otherwise. */
+#define DB_JOURNAL_MAX_DEFAULT (64ull * 1024 * 1024)
+/* Largest once-write (statement, parameters and key as journaled). */
+#define DB_JOURNAL_RECORD_MAX (1024u * 1024u)
+/* Idempotency keys are kept this long (pruned hourly): a journal replayed
+ * later than that could apply a write twice. */
+#define DB_KEY_RETENTION "7 days"
 
 typedef enum {
   DB_DISCONNECTED = 0, /* not started, or closed */
@@ -41,23 +57,82 @@ typedef struct db db_t;
  * negative NIRC_E* code and `msg` says why). For a successful command
  * err == 0 and res has status PGRES_COMMAND_OK or PGRES_TUPLES_OK. A query
  * whose connection dropped while in flight is NOT retried (it may have
- * committed); it completes with NIRC_EDB. */
+ * committed); it completes with NIRC_EDB.
+ *
+ * For db_exec_once the callback runs once the write is durable, which may
+ * be before the callbacks of earlier db_exec queries:
+ *  - err == 0, res != NULL: committed now;
+ *  - err == 0, res == NULL, msg "already applied": its key was already in
+ *    the database (a resend after a lost connection), nothing was done;
+ *  - err == 0, res == NULL, msg "journaled": written and fdatasync'ed to the
+ *    journal; it is applied exactly once when the database returns;
+ *  - err < 0: the database refused the statement (NIRC_EDB, res is the
+ *    error), the journal could not be synced (NIRC_EIO), or, without a
+ *    journal, the client closed first (NIRC_ECLOSED). */
 typedef void (*db_result_cb)(void *arg, int err, const char *msg, PGresult *res);
+
+typedef struct {
+  /* Path of the on-disk journal (copied); NULL or "": none, and once-writes
+   * then wait in memory only while the database is unreachable. */
+  const char *journal;
+  uint64_t journal_max; /* bytes the file may grow to; 0: DB_JOURNAL_MAX_DEFAULT */
+} db_opts_t;
+
+typedef struct {
+  uint64_t records;          /* journaled writes not yet applied */
+  uint64_t bytes;            /* their size in the file */
+  uint64_t journaled_total;  /* once-writes written to the journal */
+  uint64_t replayed_total;   /* journal records applied to the database */
+  uint64_t duplicates_total; /* once-writes found already applied, so skipped */
+  uint64_t failed_total;     /* once-writes the database refused (logged, dropped) */
+  uint64_t refused_total;    /* once-writes refused: journal full or unwritable */
+  uint64_t torn_total;       /* torn last records dropped when the journal was opened */
+  uint64_t corrupt_total;    /* corrupt journals renamed aside */
+} db_journal_stats_t;
 
 /* Creates the client and starts connecting. conninfo is copied. */
 int db_open(uv_loop_t *loop, const char *conninfo, db_t **out);
+/* The same with options. With a journal, the file is opened (created if
+ * absent, locked against a second process) before this returns, and the
+ * records a previous run left in it are replayed first once connected.
+ * Returns 0, NIRC_EINVAL, NIRC_ENOMEM or NIRC_EIO (journal unusable,
+ * logged with the fix). */
+int db_open_opts(uv_loop_t *loop, const char *conninfo, const db_opts_t *opts, db_t **out);
 /* Queues one parameterised statement ($1..$n, text format; NULL param =
  * SQL NULL). sql and params are copied. cb may be NULL. Returns 0,
  * NIRC_EFULL when DB_QUEUE_MAX queries wait, or NIRC_EINVAL. */
 int db_exec(db_t *db, const char *sql, int nparams, const char *const *params, db_result_cb cb,
             void *arg);
+/* Queues one INSERT or UPDATE that must land exactly once (the audit trail,
+ * link events, directives and acks, rules, load history). It is sent as
+ *   WITH nirc_w AS (<sql>) INSERT INTO journal_keys (key) VALUES ($n+1)
+ * with a fresh key, so `sql` is one data-modifying statement without a
+ * trailing semicolon, a RETURNING clause or a reliance on the row count
+ * (the result is that of the key's INSERT). While the database is
+ * unreachable, and until the journal has drained (to keep the order), the
+ * write goes to the journal; a write in flight when the connection breaks
+ * is sent again (or journaled). Returns 0, NIRC_EINVAL, NIRC_ERANGE (larger
+ * than DB_JOURNAL_RECORD_MAX), NIRC_ECLOSED, NIRC_EFULL (DB_QUEUE_MAX
+ * queued, or the journal is at journal_max: logged with the fix and
+ * counted in refused_total) or NIRC_EIO (the journal cannot be written). */
+int db_exec_once(db_t *db, const char *sql, int nparams, const char *const *params, db_result_cb cb,
+                 void *arg);
 /* Completes every queued query with NIRC_ECLOSED (callbacks run), closes
  * the connection and handles; `done` runs once everything is released and
- * the db_t has been freed. */
+ * the db_t has been freed. Once-writes still queued or in flight are first
+ * written to the journal (their callbacks say "journaled") so the next
+ * start replays them; without a journal they complete with NIRC_ECLOSED. */
 void db_close(db_t *db, void (*done)(void *arg), void *arg);
 db_state_t db_state(const db_t *db);
 const char *db_state_name(db_state_t s);
+/* Queries waiting in memory (the journal is counted by db_journal_stats). */
 size_t db_queue_depth(const db_t *db);
+/* Journal depth and counters; all zero without a client. */
+void db_journal_stats(const db_t *db, db_journal_stats_t *out);
+/* Queues the deletion of idempotency keys older than DB_KEY_RETENTION. The
+ * client does this by itself a minute after it opens and hourly after
+ * that; the call is for tests and maintenance. Returns as db_exec. */
+int db_prune_keys(db_t *db);
 
 /* ---- start-up only (blocking) ---- */
 
@@ -74,5 +149,12 @@ int db_admin_migrate(const char *conninfo, const char *schema_dir, char *err, si
 /* Checks the version equals DB_SCHEMA_VERSION; on mismatch returns
  * NIRC_ESCHEMA and an err that names the fix (run `nircd -c FILE migrate`). */
 int db_admin_check_schema(const char *conninfo, char *err, size_t errlen);
+/* Replays the journal at `path` (creating it if absent, which also proves
+ * it is writable) on a blocking connection and empties it, so that state
+ * read at start-up includes the writes a previous run journaled. Returns 0,
+ * NIRC_EDB when the database could not take them all (the rest stay in the
+ * journal for the asynchronous client), or NIRC_EIO when the journal is
+ * unusable; err names the file and the fix. */
+int db_admin_replay_journal(const char *conninfo, const char *path, char *err, size_t errlen);
 
 #endif

@@ -103,7 +103,8 @@ struct engine {
   waiter_t *waiters;
   plan_t plan;
   bool have_plan;
-  char (*alarm)[256]; /* last alarm text per site, to log changes only */
+  uint64_t settle_from_mono, settle_until_mono; /* after taking over; 0 = settled */
+  char (*alarm)[256];                           /* last alarm text per site, to log changes only */
   engine_stats_t stats;
 };
 
@@ -251,6 +252,9 @@ int engine_load_rules(engine_t *e, const cutover_t *c, size_t nc, const schedule
     if (engine_add_schedule(e, &s[i])) return NIRC_ENOMEM;
   for (size_t i = 0; i < no; i++)
     if (engine_add_overflow(e, &o[i])) return NIRC_ENOMEM;
+  /* Loaded when this instance becomes leader: its epoch is set by now. */
+  if (e->srv->epoch * 1000000ull + 1 > e->next_rule_id)
+    e->next_rule_id = e->srv->epoch * 1000000ull + 1;
   if (max_rule_id >= e->next_rule_id) e->next_rule_id = max_rule_id + 1;
   return 0;
 }
@@ -261,9 +265,13 @@ static void engine_db_done(void *arg, int err, const char *msg, PGresult *res) {
   if (err) log_warn(LOG_DB, ENGINE_OBJ, "write failed: %s", msg && *msg ? msg : nirc_strerror(err));
 }
 
+/* Directives, acks and rule changes are the record of what the engine did:
+ * each lands exactly once, through the on-disk journal while the database
+ * is unreachable (db_exec_once). */
 static void engine_db(engine_t *e, const char *sql, int n, const char *const *p) {
-  if (!e->srv->db || db_exec(e->srv->db, sql, n, p, engine_db_done, NULL) != 0)
-    log_error(LOG_DB, ENGINE_OBJ, "cannot queue a routing record");
+  int rc = e->srv->db ? db_exec_once(e->srv->db, sql, n, p, engine_db_done, NULL) : NIRC_ECLOSED;
+  if (rc != 0)
+    log_error(LOG_DB, ENGINE_OBJ, "cannot queue a routing record: %s", nirc_strerror(rc));
 }
 
 static char *engine_json_text(json_t *j) {
@@ -313,8 +321,9 @@ static void engine_audit_done(void *arg, int err, const char *msg, PGresult *res
   free(a);
 }
 
-/* Appends one audit record; `detail` is consumed. If conn is given, the
- * waiter for (conn, request_id) is told when the row is committed. */
+/* Appends one audit record (exactly once, journaled while the database is
+ * unreachable); `detail` is consumed. If conn is given, the waiter for
+ * (conn, request_id) is told when the row is committed or journaled. */
 static void engine_audit(engine_t *e, const char *actor, const char *action, const char *target,
                          json_t *detail, conn_t *conn, uint64_t request_id) {
   char *text = engine_json_text(detail);
@@ -324,10 +333,10 @@ static void engine_audit(engine_t *e, const char *actor, const char *action, con
     a = malloc(sizeof *a);
     if (a) *a = (audit_ctx_t){e, request_id, conn};
   }
-  int rc = e->srv->db ? db_exec(e->srv->db,
-                                "INSERT INTO audit_log (actor, action, target, detail) "
-                                "VALUES ($1,$2,$3,$4::jsonb)",
-                                4, p, a ? engine_audit_done : engine_db_done, a)
+  int rc = e->srv->db ? db_exec_once(e->srv->db,
+                                     "INSERT INTO audit_log (actor, action, target, detail) "
+                                     "VALUES ($1,$2,$3,$4::jsonb)",
+                                     4, p, a ? engine_audit_done : engine_db_done, a)
                       : NIRC_ECLOSED;
   if (rc != 0) {
     log_error(LOG_DB, ENGINE_OBJ, "cannot queue audit record %s %s: %s", action, target,
@@ -345,6 +354,11 @@ static void engine_audit(engine_t *e, const char *actor, const char *action, con
   free(text);
 }
 
+void engine_note(engine_t *e, const char *actor, const char *action, const char *target,
+                 const char *why) {
+  engine_audit(e, actor, action, target, json_pack("{s:s}", "why", why ? why : ""), NULL, 0);
+}
+
 static json_t *engine_route_json(const engine_t *e, size_t i) {
   const site_dir_t *d = &e->dirs[i];
   json_t *j = route_to_json(&d->target);
@@ -355,6 +369,9 @@ static json_t *engine_route_json(const engine_t *e, size_t i) {
 /* ---- sending directives ---- */
 
 static void engine_send(engine_t *e, size_t i, bool resend) {
+  /* Last line of the leadership gate (server_may_issue): a controller
+   * resumed after a pause sends nothing until its lease is confirmed. */
+  if (!server_may_issue(e->srv)) return;
   site_t *s = engine_site(e, i);
   site_dir_t *d = &e->dirs[i];
   uint64_t now = engine_mono(e);
@@ -591,7 +608,58 @@ static void engine_log_alarms(engine_t *e, const plan_t *p) {
 
 /* Re-plans and moves targets towards the plan. Indices of sites whose
  * target changed are appended to changed (capacity n_sites) if given. */
+/* Counts the sites of `l` that are not online with a report. */
+static unsigned engine_missing(engine_t *e, const slug_list_t *l) {
+  unsigned missing = 0;
+  for (unsigned k = 0; k < l->n; k++) {
+    long i = engine_index(e, l->v[k]);
+    /* The planner takes a site as a hub only once it reported (online in
+     * engine_build_input): so wait for a report, not just the Hello. */
+    const site_t *s = i >= 0 ? engine_site(e, (size_t)i) : NULL;
+    if (s && !(s->state == SITE_ONLINE && s->has_report)) missing++;
+  }
+  return missing;
+}
+
+/* A new leader knows the rules but not yet where the sites are: agents
+ * reconnect over a second or two, hubs included. Planning on that half
+ * picture would send sources home from hubs that are merely not back yet
+ * (routing changing during a failover). So until every source and hub of
+ * an active cutover or a schedule in force has said Hello, or the settle
+ * window has passed, nothing is planned or moved. With no such rule (a
+ * first start) every site routes home anyway and there is nothing to wait
+ * for. */
+static bool engine_settling(engine_t *e) {
+  if (!e->settle_until_mono) return false;
+  uint64_t now = engine_mono(e);
+  unsigned missing = 0;
+  for (size_t k = 0; k < e->n_cut; k++)
+    if (e->cut[k].state == CUTOVER_ACTIVE)
+      missing += engine_missing(e, &e->cut[k].sources) + engine_missing(e, &e->cut[k].hubs);
+  int64_t start, end;
+  for (size_t k = 0; k < e->n_sch; k++)
+    if (rules_schedule_window(&e->sch[k], engine_now(e), &start, &end))
+      missing += engine_missing(e, &e->sch[k].sources) + engine_missing(e, &e->sch[k].hubs);
+  if (now < e->settle_until_mono && missing > 0) return true;
+  log_info(LOG_MAIN, ENGINE_OBJ,
+           "settled %llu ms after taking over (%u site(s) of the rules in "
+           "force not back)",
+           (unsigned long long)(now - e->settle_from_mono), missing);
+  e->settle_until_mono = 0;
+  return false;
+}
+
+void engine_start_leading(engine_t *e, uint32_t settle_ms) {
+  e->settle_from_mono = engine_mono(e);
+  e->settle_until_mono = e->settle_from_mono + settle_ms;
+  /* Decided now, on the rules just loaded: with none in force there is
+   * nothing to wait for, and rules added later do not start a wait. */
+  (void)engine_settling(e);
+}
+
 static void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
+  if (n_changed) *n_changed = 0;
+  if (engine_settling(e)) return;
   plan_input_t in;
   engine_build_input(e, &in, NULL, 0);
   plan_t plan;
@@ -1213,29 +1281,51 @@ static const char *engine_operator(conn_t *c) {
   return who;
 }
 
+int engine_cutover_from_request(const Nirc__CutoverRequest *req, const char *operator_name,
+                                int64_t now_ms, cutover_t *cut, char *err, size_t errlen) {
+  memset(cut, 0, sizeof *cut);
+  if (engine_copy_slugs(&cut->sources, req->sources, req->n_sources, "sources", err, errlen) ||
+      engine_copy_slugs(&cut->hubs, req->hubs, req->n_hubs, "hubs", err, errlen))
+    return NIRC_EINVAL;
+  if (req->reason && strlen(req->reason) >= sizeof cut->reason) {
+    snprintf(err, errlen, "the reason is longer than %zu bytes; say it shorter",
+             sizeof cut->reason - 1);
+    return NIRC_EINVAL;
+  }
+  nirc_strlcpy(cut->reason, req->reason ? req->reason : "", sizeof cut->reason);
+  nirc_strlcpy(cut->operator_name, operator_name, sizeof cut->operator_name);
+  cut->created_ms = now_ms;
+  /* --for is relative; a duration past the end of time saturates (and is
+   * then refused by the validator) instead of overflowing. */
+  if (req->expires_in_ms > 0)
+    cut->expires_ms = now_ms > 0 && req->expires_in_ms > INT64_MAX - now_ms
+                          ? INT64_MAX
+                          : now_ms + req->expires_in_ms;
+  else
+    cut->expires_ms = req->expires_ms;
+  cut->force = req->force;
+  cut->share_permille = req->share_permille;
+  cut->state = CUTOVER_ACTIVE;
+  return 0;
+}
+
 void engine_op_cutover(engine_t *e, conn_t *c, uint64_t rid, const Nirc__CutoverRequest *req) {
   char target_[256];
   engine_join(req->sources, req->n_sources, target_, sizeof target_);
+  if (engine_settling(e)) {
+    engine_refuse(e, c, rid, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE,
+                  "this controller took over %llu ms ago and is still hearing from the sites; "
+                  "nothing was changed: try again in a few seconds",
+                  (unsigned long long)(engine_mono(e) - e->settle_from_mono));
+    return;
+  }
   char err[512];
   cutover_t cut;
-  memset(&cut, 0, sizeof cut);
-  if (engine_copy_slugs(&cut.sources, req->sources, req->n_sources, "sources", err, sizeof err) ||
-      engine_copy_slugs(&cut.hubs, req->hubs, req->n_hubs, "hubs", err, sizeof err)) {
+  if (engine_cutover_from_request(req, link_peer(c->link)->subject, engine_now(e), &cut, err,
+                                  sizeof err) != 0) {
     engine_refuse(e, c, rid, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
     return;
   }
-  if (req->reason && strlen(req->reason) >= sizeof cut.reason) {
-    engine_refuse(e, c, rid, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                  "the reason is longer than %zu bytes; say it shorter", sizeof cut.reason - 1);
-    return;
-  }
-  nirc_strlcpy(cut.reason, req->reason ? req->reason : "", sizeof cut.reason);
-  nirc_strlcpy(cut.operator_name, link_peer(c->link)->subject, sizeof cut.operator_name);
-  cut.created_ms = engine_now(e);
-  cut.expires_ms = req->expires_in_ms > 0 ? cut.created_ms + req->expires_in_ms : req->expires_ms;
-  cut.force = req->force;
-  cut.share_permille = req->share_permille;
-  cut.state = CUTOVER_ACTIVE;
   cut.id = e->next_rule_id;
   rules_env_t env = {engine_site_exists, e};
   if (rules_validate_cutover(&cut, &env, cut.created_ms, err, sizeof err) != 0) {
@@ -1408,6 +1498,13 @@ static void engine_end_cutover(engine_t *e, cutover_t *cut, cutover_state_t st, 
 void engine_op_restore(engine_t *e, conn_t *c, uint64_t rid, const Nirc__RestoreRequest *req) {
   char target_[256];
   engine_join(req->sources, req->n_sources, target_, sizeof target_);
+  if (engine_settling(e)) {
+    engine_refuse(e, c, rid, "restore", target_, NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE,
+                  "this controller took over %llu ms ago and is still hearing from the sites; "
+                  "nothing was changed: try again in a few seconds",
+                  (unsigned long long)(engine_mono(e) - e->settle_from_mono));
+    return;
+  }
   size_t n = engine_nsites(e);
   const char *who = engine_operator(c);
   json_t *ended = json_array();
@@ -1700,8 +1797,8 @@ static schedule_t *engine_find_schedule(engine_t *e, const char *name, uint64_t 
   return NULL;
 }
 
-static int engine_schedule_from_spec(engine_t *e, const Nirc__ScheduleSpec *sp, schedule_t *s,
-                                     char *err, size_t errlen) {
+int engine_schedule_from_spec(const Nirc__ScheduleSpec *sp, schedule_t *s, char *err,
+                              size_t errlen) {
   memset(s, 0, sizeof *s);
   if (!sp) {
     snprintf(err, errlen, "no schedule given");
@@ -1770,7 +1867,7 @@ void engine_op_schedule(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Schedu
   case NIRC__RULE_OP__RULE_OP_LIST: engine_reply_schedules(e, c, rid); return;
   case NIRC__RULE_OP__RULE_OP_ADD: {
     schedule_t s;
-    if (engine_schedule_from_spec(e, req->spec, &s, err, sizeof err) != 0 ||
+    if (engine_schedule_from_spec(req->spec, &s, err, sizeof err) != 0 ||
         rules_validate_schedule(&s, &env, err, sizeof err) != 0) {
       engine_refuse(e, c, rid, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s",
                     err);
@@ -1901,6 +1998,30 @@ static void engine_reply_overflows(engine_t *e, conn_t *c, uint64_t rid) {
   engine_send_built_reply(c, rid, &a, orp && orp->rules, &rep);
 }
 
+int engine_overflow_from_spec(const Nirc__OverflowSpec *sp, overflow_rule_t *o, char *err,
+                              size_t errlen) {
+  memset(o, 0, sizeof *o);
+  if (!sp) {
+    snprintf(err, errlen, "no rule given");
+    return NIRC_EINVAL;
+  }
+  nirc_strlcpy(o->name, sp->name ? sp->name : "", sizeof o->name);
+  nirc_strlcpy(o->source, sp->source ? sp->source : "", sizeof o->source);
+  if (engine_copy_slugs(&o->hubs, sp->hubs, sp->n_hubs, "hubs", err, errlen)) return NIRC_EINVAL;
+  o->trigger_wait_s = sp->trigger_wait_s;
+  o->release_wait_s = sp->release_wait_s;
+  o->trigger_queue = sp->trigger_queue;
+  o->release_queue = sp->release_queue;
+  o->trigger_sl = sp->trigger_sl;
+  o->release_sl = sp->release_sl;
+  o->share_cap_permille = sp->share_cap_permille;
+  o->min_hold_s = sp->min_hold_s;
+  o->margin_s = sp->margin_s;
+  o->enabled = true;
+  if (!o->name[0]) snprintf(o->name, sizeof o->name, "%s-overflow", o->source);
+  return 0;
+}
+
 void engine_op_overflow(engine_t *e, conn_t *c, uint64_t rid, const Nirc__OverflowRequest *req) {
   char target_[256];
   snprintf(target_, sizeof target_, "%s", req->name ? req->name : "");
@@ -1912,32 +2033,12 @@ void engine_op_overflow(engine_t *e, conn_t *c, uint64_t rid, const Nirc__Overfl
     return;
   }
   if (req->op == NIRC__RULE_OP__RULE_OP_ADD) {
-    const Nirc__OverflowSpec *sp = req->spec;
     overflow_rule_t o;
-    memset(&o, 0, sizeof o);
-    if (!sp) {
-      engine_refuse(e, c, rid, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                    "no rule given");
-      return;
-    }
-    nirc_strlcpy(o.name, sp->name ? sp->name : "", sizeof o.name);
-    nirc_strlcpy(o.source, sp->source ? sp->source : "", sizeof o.source);
-    if (engine_copy_slugs(&o.hubs, sp->hubs, sp->n_hubs, "hubs", err, sizeof err)) {
+    if (engine_overflow_from_spec(req->spec, &o, err, sizeof err) != 0) {
       engine_refuse(e, c, rid, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s",
                     err);
       return;
     }
-    o.trigger_wait_s = sp->trigger_wait_s;
-    o.release_wait_s = sp->release_wait_s;
-    o.trigger_queue = sp->trigger_queue;
-    o.release_queue = sp->release_queue;
-    o.trigger_sl = sp->trigger_sl;
-    o.release_sl = sp->release_sl;
-    o.share_cap_permille = sp->share_cap_permille;
-    o.min_hold_s = sp->min_hold_s;
-    o.margin_s = sp->margin_s;
-    o.enabled = true;
-    if (!o.name[0]) snprintf(o.name, sizeof o.name, "%s-overflow", o.source);
     if (rules_validate_overflow(&o, &env, err, sizeof err) != 0) {
       engine_refuse(e, c, rid, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s",
                     err);

@@ -81,9 +81,18 @@ const engine_stats_t *engine_stats(const engine_t *e);
 int engine_new(server_t *srv, const engine_opts_t *opts, engine_t **out);
 void engine_free(engine_t *e);
 
-/* Rules loaded at start-up (copied). */
+/* Rules loaded when this instance becomes leader, after srv->epoch is set
+ * (copied). */
 int engine_load_rules(engine_t *e, const cutover_t *c, size_t nc, const schedule_t *s, size_t ns,
                       const overflow_rule_t *o, size_t no, uint64_t max_rule_id);
+
+/* This instance just became leader: plan nothing until every site is back
+ * or settle_ms has passed (see engine_settling in engine.c). */
+void engine_start_leading(engine_t *e, uint32_t settle_ms);
+
+/* An audit record from outside the engine (leadership changes). */
+void engine_note(engine_t *e, const char *actor, const char *action, const char *target,
+                 const char *why);
 
 /* Events from the server. */
 void engine_on_hello(engine_t *e, size_t site_index, const route_t *applied_or_null);
@@ -103,6 +112,16 @@ void engine_op_schedule(engine_t *e, conn_t *c, uint64_t request_id,
                         const Nirc__ScheduleRequest *req);
 void engine_op_overflow(engine_t *e, conn_t *c, uint64_t request_id,
                         const Nirc__OverflowRequest *req);
+/* The first step of those requests, pure so the fuzzers reach it: a
+ * request's rule as the wire gives it, copied into the rule type with its
+ * sizes checked (not yet validated against the sites: rules_validate_*
+ * does that). 0, or NIRC_EINVAL with a reason for the operator. */
+int engine_cutover_from_request(const Nirc__CutoverRequest *req, const char *operator_name,
+                                int64_t now_ms, cutover_t *out, char *err, size_t errlen);
+int engine_schedule_from_spec(const Nirc__ScheduleSpec *sp, schedule_t *out, char *err,
+                              size_t errlen);
+int engine_overflow_from_spec(const Nirc__OverflowSpec *sp, overflow_rule_t *out, char *err,
+                              size_t errlen);
 /* The connection is going away: forget waiting requests bound to it. */
 void engine_on_conn_closed(engine_t *e, conn_t *c);
 

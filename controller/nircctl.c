@@ -5,6 +5,7 @@
  * Exit codes (SPEC section 9): 0 done, 1 refused, 2 usage, 3 controller
  * unreachable, 4 partially applied. */
 #include "config.h"
+#include "ctl_args.h"
 #include "err.h"
 #include "link.h"
 #include "log.h"
@@ -14,7 +15,6 @@
 #include "clock.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -22,8 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-enum { EXIT_DONE = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3, EXIT_PARTIAL = 4 };
 
 typedef struct {
   config_list_t controllers;
@@ -56,6 +54,11 @@ typedef struct {
   Nirc__OperatorReply *reply; /* owned once received: the unpacked envelope */
   Nirc__Envelope *reply_env;
   char errors[1024]; /* why each controller failed */
+  int redirect;      /* index of the leader a standby named; -1 = none */
+  unsigned standbys; /* standbys met in this round through the list */
+  unsigned rounds;   /* rounds waited for an election to finish */
+  unsigned hops;     /* redirects followed, bounded against loops */
+  uv_timer_t again;  /* pause before another round while a leader is elected */
   int done;
   int exit_code;
   int json;
@@ -63,6 +66,17 @@ typedef struct {
 } ctl_t;
 
 static void ctl_try_next(ctl_t *c);
+
+/* Rounds through the address list while only standbys answer (a leader is
+ * being elected: a lease or so), CTL_ROUND_MS apart. */
+#define CTL_ELECTION_ROUNDS 20
+#define CTL_ROUND_MS        300
+
+static void ctl_finish(ctl_t *c) {
+  c->done = 1;
+  uv_close((uv_handle_t *)&c->deadline, NULL);
+  uv_close((uv_handle_t *)&c->again, NULL);
+}
 
 static void ctl_note(ctl_t *c, const char *addr, const char *why) {
   size_t used = strlen(c->errors);
@@ -99,6 +113,19 @@ static void ctl_on_message(link_t *l, Nirc__Envelope *env) {
      * stays one JSON document. */
     fprintf(c->json ? stderr : stdout, "  %s\n", env->progress->line ? env->progress->line : "");
     fflush(c->json ? stderr : stdout);
+  } else if (env->msg_case == NIRC__ENVELOPE__MSG_ERROR &&
+             env->error->code == NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER) {
+    /* A standby: go to the leader it names if we know that address. */
+    const char *hint = env->error->leader_hint ? env->error->leader_hint : "";
+    struct sockaddr_storage ss;
+    char why[128];
+    c->redirect = -1;
+    c->standbys++;
+    if (*hint && nirc_parse_addr(hint, &ss, why, sizeof why) == 0)
+      for (unsigned i = 0; i < c->naddrs; i++)
+        if (nirc_sockaddr_equal(&ss, &c->addrs[i])) c->redirect = (int)i;
+    ctl_note(c, link_peer_addr(l), env->error->message ? env->error->message : "standby");
+    link_close(l, 0, "standby");
   } else if (env->msg_case == NIRC__ENVELOPE__MSG_ERROR) {
     ctl_note(c, link_peer_addr(l), env->error->message ? env->error->message : "error");
     c->done = 1;
@@ -111,11 +138,27 @@ static void ctl_on_close(link_t *l, int err, const char *why, int was_open) {
   ctl_t *c = link_data(l);
   c->link = NULL;
   if (c->done) {
-    uv_close((uv_handle_t *)&c->deadline, NULL);
+    ctl_finish(c);
     return;
   }
-  ctl_note(c, c->conf->controllers.item[c->idx], why && *why ? why : nirc_strerror(err));
+  if (c->redirect >= 0 && (unsigned)c->redirect != c->idx && c->hops++ < 2 * CONFIG_LIST_MAX) {
+    c->idx = (unsigned)c->redirect;
+    c->redirect = -1;
+    ctl_try_next(c);
+    return;
+  }
+  c->redirect = -1;
+  if (strcmp(why ? why : "", "standby") != 0)
+    ctl_note(c, c->conf->controllers.item[c->idx], why && *why ? why : nirc_strerror(err));
   c->idx++;
+  ctl_try_next(c);
+}
+
+static void ctl_on_again(uv_timer_t *t) {
+  ctl_t *c = t->data;
+  c->idx = 0;
+  c->standbys = 0;
+  c->errors[0] = '\0';
   ctl_try_next(c);
 }
 
@@ -123,9 +166,12 @@ static const link_cbs_t ctl_cbs = {ctl_on_open, ctl_on_message, ctl_on_close};
 
 static void ctl_try_next(ctl_t *c) {
   if (c->idx >= c->naddrs) {
+    if (c->standbys > 0 && c->rounds++ < CTL_ELECTION_ROUNDS) {
+      uv_timer_start(&c->again, ctl_on_again, CTL_ROUND_MS, 0);
+      return;
+    }
     c->exit_code = EXIT_UNREACHABLE;
-    c->done = 1;
-    uv_close((uv_handle_t *)&c->deadline, NULL);
+    ctl_finish(c);
     return;
   }
   link_opts_t o;
@@ -139,7 +185,12 @@ static void ctl_try_next(ctl_t *c) {
 
 static void ctl_on_deadline(uv_timer_t *t) {
   ctl_t *c = t->data;
-  if (c->link) link_close(c->link, NIRC_ETIMEOUT, "no answer in time");
+  if (c->link) {
+    link_close(c->link, NIRC_ETIMEOUT, "no answer in time");
+  } else if (!c->done) { /* between election rounds */
+    c->exit_code = EXIT_UNREACHABLE;
+    ctl_finish(c);
+  }
 }
 
 /* Runs one request against the first controller that answers. Returns the
@@ -148,6 +199,9 @@ static int ctl_request(ctl_t *c, Nirc__OperatorRequest *req) {
   c->req = req;
   uv_timer_init(c->loop, &c->deadline);
   c->deadline.data = c;
+  uv_timer_init(c->loop, &c->again);
+  c->again.data = c;
+  c->redirect = -1;
   uv_timer_start(&c->deadline, ctl_on_deadline, c->conf->timeout_ms * (c->naddrs + 1) + c->wait_ms,
                  0);
   ctl_try_next(c);
@@ -464,106 +518,6 @@ static int print_history(const Nirc__OperatorReply *rep, int json) {
   return EXIT_DONE;
 }
 
-/* ---- command line ---- */
-
-#define CTL_MAX_LIST 64
-
-/* Storage for what the builders point the request at. */
-typedef struct {
-  char *sources[CTL_MAX_LIST], *hubs[CTL_MAX_LIST];
-  char listbuf[2][4096];
-  Nirc__StatusRequest status;
-  Nirc__CutoverRequest cutover;
-  Nirc__RestoreRequest restore;
-  Nirc__PlanRequest plan;
-  Nirc__HistoryRequest history;
-  Nirc__ScheduleRequest schedule;
-  Nirc__ScheduleSpec sched_spec;
-  Nirc__OverflowRequest overflow;
-  Nirc__OverflowSpec ovf_spec;
-  char *exceptions[64];
-  char exbuf[2048];
-  uint32_t share; /* --share, permille */
-} ctl_args_t;
-
-typedef struct {
-  const char *name;
-  const char *summary;
-  const char *help; /* full help with examples */
-  int (*build)(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a);
-  int (*print)(const Nirc__OperatorReply *rep, int json);
-  uint64_t wait_ms; /* how long the answer may take */
-} ctl_cmd_t;
-
-/* Splits "a,b,c" into `out` (pointers into buf). Returns the count or -1. */
-static int split_list(const char *csv, char *buf, size_t len, char **out, const char *what) {
-  if (nirc_strlcpy(buf, csv, len) >= len) {
-    fprintf(stderr, "nircctl: %s list too long\n", what);
-    return -1;
-  }
-  int n = 0;
-  char *save = NULL;
-  for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-    while (*t == ' ')
-      t++;
-    if (!nirc_slug_valid(t)) {
-      fprintf(stderr, "nircctl: '%s' is not a site slug (lowercase, e.g. hubei)\n", t);
-      return -1;
-    }
-    if (n == CTL_MAX_LIST) {
-      fprintf(stderr, "nircctl: at most %d %s\n", CTL_MAX_LIST, what);
-      return -1;
-    }
-    out[n++] = t;
-  }
-  if (n == 0) fprintf(stderr, "nircctl: no %s given\n", what);
-  return n ? n : -1;
-}
-
-static uint64_t watch_interval_ms = 2000;
-
-static int build_status(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a);
-
-static int build_watch(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
-  if (argc == 3 && strcmp(argv[1], "--interval") == 0) {
-    if (nirc_parse_duration_ms(argv[2], &watch_interval_ms) != 0 || watch_interval_ms < 200) {
-      fprintf(stderr, "nircctl: --interval '%s': a duration of at least 200ms\n", argv[2]);
-      return EXIT_USAGE;
-    }
-  } else if (argc != 1) {
-    fprintf(stderr, "nircctl: usage: watch [--interval DURATION]\n");
-    return EXIT_USAGE;
-  }
-  char *none[] = {argv[0]};
-  return build_status(1, none, req, a);
-}
-
-static int build_status(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
-  argc--; /* skip the command name */
-  argv++;
-  if (argc > 1) {
-    fprintf(stderr, "nircctl: status takes at most one site\n");
-    return EXIT_USAGE;
-  }
-  if (argc == 1 && !nirc_slug_valid(argv[0])) {
-    fprintf(stderr, "nircctl: '%s' is not a site slug (lowercase, e.g. hubei)\n", argv[0]);
-    return EXIT_USAGE;
-  }
-  nirc__status_request__init(&a->status);
-  a->status.site = argc == 1 ? argv[0] : "";
-  req->body_case = NIRC__OPERATOR_REQUEST__BODY_STATUS;
-  req->status = &a->status;
-  return 0;
-}
-
-static int build_site(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
-  if (argc != 2) {
-    fprintf(stderr, "nircctl: usage: site SLUG\n");
-    return EXIT_USAGE;
-  }
-  return build_status(argc, argv, req, a);
-}
-
 /* One site, every figure on its own line: for the 3 a.m. question "what is
  * hubei doing right now?". */
 static int print_site(const Nirc__OperatorReply *rep, int json) {
@@ -609,17 +563,6 @@ static int print_site(const Nirc__OperatorReply *rep, int json) {
 }
 
 static const char *map_output; /* -o FILE for `map`; NULL: stdout */
-
-static int build_map(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
-  if (argc == 3 && strcmp(argv[1], "-o") == 0)
-    map_output = argv[2];
-  else if (argc != 1) {
-    fprintf(stderr, "nircctl: usage: map [-o FILE.svg]\n");
-    return EXIT_USAGE;
-  }
-  char *none[] = {argv[0]};
-  return build_status(1, none, req, a);
-}
 
 /* The routing map as SVG, drawn here from the status reply with the same
  * renderer as the controller's status page. */
@@ -694,421 +637,6 @@ static int print_status(const Nirc__OperatorReply *rep, int json) {
   else
     print_status_table(rep->status);
   return EXIT_DONE;
-}
-
-static int parse_uint(const char *what, const char *v, uint32_t max, uint32_t *out);
-
-/* Parses the options shared by cutover and plan. */
-static int parse_move(int argc, char **argv, ctl_args_t *a, int *nsrc, int *nhub,
-                      const char **reason, const char **dur, const char **until, int *dry,
-                      int *force, const char **schedule) {
-  static const struct option o[] = {
-      {"to", required_argument, NULL, 't'},
-      {"reason", required_argument, NULL, 'r'},
-      {"for", required_argument, NULL, 'f'},
-      {"until", required_argument, NULL, 'u'},
-      {"dry-run", no_argument, NULL, 'n'},
-      {"force", no_argument, NULL, 'F'},
-      {"schedule", required_argument, NULL, 's'},
-      {"share", required_argument, NULL, 'p'},
-      {NULL, 0, NULL, 0},
-  };
-  const char *to = NULL;
-  int ch;
-  optind = 0;
-  /* Permuting getopt: options may come before or after the sources. */
-  while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
-    switch (ch) {
-    case 't': to = optarg; break;
-    case 'r': *reason = optarg; break;
-    case 'f': *dur = optarg; break;
-    case 'u': *until = optarg; break;
-    case 'n': *dry = 1; break;
-    case 'F': *force = 1; break;
-    case 's': *schedule = optarg; break;
-    case 'p':
-      /* The range (1-1000) is the controller's to refuse, with the reason;
-       * here only "is it a number". */
-      if (parse_uint("--share (permille)", optarg, 1000000, &a->share) || a->share == 0) {
-        fprintf(stderr, "nircctl: --share must be a number of permille, 1-1000\n");
-        return EXIT_USAGE;
-      }
-      break;
-    default: return EXIT_USAGE;
-    }
-  }
-  /* Options may come after the sources too: collect the non-options. */
-  int rest = argc - optind;
-  if (rest > 1) {
-    fprintf(stderr, "nircctl: give the sources as one comma-separated list\n");
-    return EXIT_USAGE;
-  }
-  *nsrc = 0;
-  if (rest == 1 && (*nsrc = split_list(argv[optind], a->listbuf[0], sizeof a->listbuf[0],
-                                       a->sources, "sources")) < 0)
-    return EXIT_USAGE;
-  *nhub = 0;
-  if (to && (*nhub = split_list(to, a->listbuf[1], sizeof a->listbuf[1], a->hubs, "hubs")) < 0)
-    return EXIT_USAGE;
-  return 0;
-}
-
-static int build_cutover(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
-  int nsrc, nhub, dry = 0, force = 0;
-  const char *reason = NULL, *dur = NULL, *until = NULL, *schedule = NULL;
-  if (parse_move(argc, argv, a, &nsrc, &nhub, &reason, &dur, &until, &dry, &force, &schedule))
-    return EXIT_USAGE;
-  if (nsrc == 0 || nhub == 0 || !reason || !*reason || schedule) {
-    fprintf(stderr, "nircctl: usage: cutover SRC[,SRC...] --to HUB[,HUB...] --reason TEXT "
-                    "[--for DURATION|--until TIME] [--dry-run] [--force]\n");
-    return EXIT_USAGE;
-  }
-  if (dur && until) {
-    fprintf(stderr, "nircctl: give --for or --until, not both\n");
-    return EXIT_USAGE;
-  }
-  nirc__cutover_request__init(&a->cutover);
-  if (dur) {
-    uint64_t ms;
-    if (nirc_parse_duration_ms(dur, &ms) != 0 || ms == 0) {
-      fprintf(stderr, "nircctl: --for '%s': expected a duration such as 90m, 6h\n", dur);
-      return EXIT_USAGE;
-    }
-    a->cutover.expires_in_ms = (int64_t)ms;
-  }
-  if (until) {
-    int64_t ms;
-    if (clock_parse_iso(until, &ms) != 0) {
-      fprintf(stderr, "nircctl: --until '%s': expected ISO 8601, e.g. 2020-01-23T18:00:00+08:00\n",
-              until);
-      return EXIT_USAGE;
-    }
-    a->cutover.expires_ms = ms;
-  }
-  a->cutover.sources = a->sources;
-  a->cutover.n_sources = (size_t)nsrc;
-  a->cutover.hubs = a->hubs;
-  a->cutover.n_hubs = (size_t)nhub;
-  a->cutover.reason = (char *)reason;
-  a->cutover.dry_run = dry;
-  a->cutover.force = force;
-  a->cutover.share_permille = a->share;
-  req->body_case = NIRC__OPERATOR_REQUEST__BODY_CUTOVER;
-  req->cutover = &a->cutover;
-  return 0;
-}
-
-static int build_restore(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
-  static const struct option o[] = {{"cutover", required_argument, NULL, 'c'},
-                                    {"reason", required_argument, NULL, 'r'},
-                                    {NULL, 0, NULL, 0}};
-  const char *id = NULL, *reason = "";
-  int ch;
-  optind = 0;
-  while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
-    if (ch == 'c')
-      id = optarg;
-    else if (ch == 'r')
-      reason = optarg;
-    else
-      return EXIT_USAGE;
-  }
-  nirc__restore_request__init(&a->restore);
-  int n = 0;
-  if (argc - optind > 1) {
-    fprintf(stderr, "nircctl: give the sources as one comma-separated list\n");
-    return EXIT_USAGE;
-  }
-  if (optind < argc && (n = split_list(argv[optind], a->listbuf[0], sizeof a->listbuf[0],
-                                       a->sources, "sources")) < 0)
-    return EXIT_USAGE;
-  if ((n == 0) == (id == NULL)) {
-    fprintf(stderr, "nircctl: usage: restore SRC[,SRC...] | restore --cutover ID\n");
-    return EXIT_USAGE;
-  }
-  if (id) {
-    char *end;
-    a->restore.cutover_id = strtoull(id, &end, 10);
-    if (!*id || *end || a->restore.cutover_id == 0) {
-      fprintf(stderr, "nircctl: --cutover '%s' is not a cutover id\n", id);
-      return EXIT_USAGE;
-    }
-  }
-  a->restore.sources = a->sources;
-  a->restore.n_sources = (size_t)n;
-  a->restore.reason = (char *)reason;
-  req->body_case = NIRC__OPERATOR_REQUEST__BODY_RESTORE;
-  req->restore = &a->restore;
-  return 0;
-}
-
-static int build_plan(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
-  int nsrc, nhub, dry = 0, force = 0;
-  const char *reason = NULL, *dur = NULL, *until = NULL, *schedule = NULL;
-  if (parse_move(argc, argv, a, &nsrc, &nhub, &reason, &dur, &until, &dry, &force, &schedule))
-    return EXIT_USAGE;
-  nirc__plan_request__init(&a->plan);
-  if (schedule && (nsrc || nhub)) {
-    fprintf(stderr, "nircctl: plan either a move (SRC --to HUB) or --schedule NAME\n");
-    return EXIT_USAGE;
-  }
-  if (!schedule && (nsrc == 0 || nhub == 0)) {
-    fprintf(stderr, "nircctl: usage: plan SRC[,SRC...] --to HUB[,HUB...] | plan --schedule NAME\n");
-    return EXIT_USAGE;
-  }
-  a->plan.sources = a->sources;
-  a->plan.n_sources = (size_t)nsrc;
-  a->plan.hubs = a->hubs;
-  a->plan.n_hubs = (size_t)nhub;
-  a->plan.schedule_name = (char *)(schedule ? schedule : "");
-  req->body_case = NIRC__OPERATOR_REQUEST__BODY_PLAN;
-  req->plan = &a->plan;
-  return 0;
-}
-
-static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
-  static const struct option o[] = {
-      {"site", required_argument, NULL, 's'},   {"actor", required_argument, NULL, 'a'},
-      {"action", required_argument, NULL, 'x'}, {"since", required_argument, NULL, 'S'},
-      {"limit", required_argument, NULL, 'l'},  {NULL, 0, NULL, 0},
-  };
-  nirc__history_request__init(&a->history);
-  a->history.site = a->history.actor = a->history.action = "";
-  int ch;
-  optind = 0;
-  while ((ch = getopt_long(argc, argv, "+", o, NULL)) != -1) {
-    switch (ch) {
-    case 's': a->history.site = optarg; break;
-    case 'a': a->history.actor = optarg; break;
-    case 'x': a->history.action = optarg; break;
-    case 'S': {
-      uint64_t ms;
-      if (nirc_parse_duration_ms(optarg, &ms) != 0) {
-        fprintf(stderr, "nircctl: --since '%s': expected a duration such as 2h or 7d\n", optarg);
-        return EXIT_USAGE;
-      }
-      a->history.since_ms = clock_real_ms() - (int64_t)ms;
-      break;
-    }
-    case 'l': {
-      char *end;
-      unsigned long v = strtoul(optarg, &end, 10);
-      if (!*optarg || *end || v == 0 || v > 500) {
-        fprintf(stderr, "nircctl: --limit must be 1-500\n");
-        return EXIT_USAGE;
-      }
-      a->history.limit = (uint32_t)v;
-      break;
-    }
-    default: return EXIT_USAGE;
-    }
-  }
-  if (optind != argc) {
-    fprintf(stderr, "nircctl: history takes only options (see nircctl history --help)\n");
-    return EXIT_USAGE;
-  }
-  req->body_case = NIRC__OPERATOR_REQUEST__BODY_HISTORY;
-  req->history = &a->history;
-  return 0;
-}
-
-static int rule_op(const char *w, Nirc__RuleOp *op) {
-  static const struct {
-    const char *w;
-    Nirc__RuleOp op;
-  } ops[] = {{"list", NIRC__RULE_OP__RULE_OP_LIST},
-             {"add", NIRC__RULE_OP__RULE_OP_ADD},
-             {"rm", NIRC__RULE_OP__RULE_OP_REMOVE},
-             {"enable", NIRC__RULE_OP__RULE_OP_ENABLE},
-             {"disable", NIRC__RULE_OP__RULE_OP_DISABLE}};
-  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-    if (strcmp(ops[i].w, w) == 0) {
-      *op = ops[i].op;
-      return 0;
-    }
-  return -1;
-}
-
-static int parse_uint(const char *what, const char *v, uint32_t max, uint32_t *out) {
-  char *end;
-  unsigned long x = strtoul(v, &end, 10);
-  if (!*v || *end || x > max) {
-    fprintf(stderr, "nircctl: %s must be a whole number up to %u\n", what, max);
-    return -1;
-  }
-  *out = (uint32_t)x;
-  return 0;
-}
-
-static int parse_secs(const char *what, const char *v, uint32_t *out) {
-  uint64_t ms;
-  if (nirc_parse_duration_ms(v, &ms) != 0 || ms > 86400000ull) {
-    fprintf(stderr, "nircctl: %s: expected a duration such as 30s or 5m\n", what);
-    return -1;
-  }
-  *out = (uint32_t)(ms / 1000);
-  return 0;
-}
-
-static int parse_frac(const char *what, const char *v, double *out) {
-  char *end;
-  double x = strtod(v, &end);
-  if (!*v || *end || !isfinite(x) || x <= 0 || x > 1) {
-    fprintf(stderr, "nircctl: %s must be a fraction in (0, 1], e.g. 0.8\n", what);
-    return -1;
-  }
-  *out = x;
-  return 0;
-}
-
-static int build_schedule(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
-  nirc__schedule_request__init(&a->schedule);
-  if (argc < 2 || rule_op(argv[1], &a->schedule.op) != 0) {
-    fprintf(stderr, "nircctl: usage: schedule list|add|rm|enable|disable ... (see --help)\n");
-    return EXIT_USAGE;
-  }
-  req->body_case = NIRC__OPERATOR_REQUEST__BODY_SCHEDULE;
-  req->schedule = &a->schedule;
-  if (a->schedule.op == NIRC__RULE_OP__RULE_OP_LIST) return argc == 2 ? 0 : EXIT_USAGE;
-  if (argc < 3) {
-    fprintf(stderr, "nircctl: schedule %s needs a NAME\n", argv[1]);
-    return EXIT_USAGE;
-  }
-  a->schedule.name = argv[2];
-  if (a->schedule.op != NIRC__RULE_OP__RULE_OP_ADD) return argc == 3 ? 0 : EXIT_USAGE;
-  static const struct option o[] = {
-      {"sources", required_argument, NULL, 's'},
-      {"to", required_argument, NULL, 't'},
-      {"start", required_argument, NULL, 'b'},
-      {"end", required_argument, NULL, 'e'},
-      {"days", required_argument, NULL, 'd'},
-      {"tz", required_argument, NULL, 'z'},
-      {"except", required_argument, NULL, 'x'},
-      {"wave-size", required_argument, NULL, 'w'},
-      {NULL, 0, NULL, 0},
-  };
-  Nirc__ScheduleSpec *sp = &a->sched_spec;
-  nirc__schedule_spec__init(sp);
-  sp->name = argv[2];
-  sp->days = "daily";
-  sp->tz = "Asia/Shanghai";
-  const char *srcs = NULL, *to = NULL;
-  int ch, n;
-  /* getopt over "NAME --opt ...": NAME plays argv[0]; optind 0 resets GNU
-   * getopt's state after the global options were parsed. */
-  argc -= 2;
-  argv += 2;
-  optind = 0;
-  while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
-    switch (ch) {
-    case 's': srcs = optarg; break;
-    case 't': to = optarg; break;
-    case 'b': sp->start = optarg; break;
-    case 'e': sp->end = optarg; break;
-    case 'd': sp->days = optarg; break;
-    case 'z': sp->tz = optarg; break;
-    case 'x': {
-      if (nirc_strlcpy(a->exbuf, optarg, sizeof a->exbuf) >= sizeof a->exbuf) return EXIT_USAGE;
-      char *save = NULL;
-      for (char *t = strtok_r(a->exbuf, ",", &save); t && sp->n_exceptions < 64;
-           t = strtok_r(NULL, ",", &save))
-        a->exceptions[sp->n_exceptions++] = t;
-      sp->exceptions = a->exceptions;
-      break;
-    }
-    case 'w':
-      if (parse_uint("--wave-size", optarg, 100, &sp->wave_size)) return EXIT_USAGE;
-      break;
-    default: return EXIT_USAGE;
-    }
-  }
-  if (optind != argc || !srcs || !to || !sp->start || !sp->end) {
-    fprintf(stderr, "nircctl: usage: schedule add NAME --sources A,B --to HUB[,HUB] --start HH:MM "
-                    "--end HH:MM [--days daily] [--tz ZONE] [--except DATES] [--wave-size N]\n");
-    return EXIT_USAGE;
-  }
-  if ((n = split_list(srcs, a->listbuf[0], sizeof a->listbuf[0], a->sources, "sources")) < 0)
-    return EXIT_USAGE;
-  sp->sources = a->sources;
-  sp->n_sources = (size_t)n;
-  if ((n = split_list(to, a->listbuf[1], sizeof a->listbuf[1], a->hubs, "hubs")) < 0)
-    return EXIT_USAGE;
-  sp->hubs = a->hubs;
-  sp->n_hubs = (size_t)n;
-  a->schedule.spec = sp;
-  return 0;
-}
-
-static int build_overflow(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
-  nirc__overflow_request__init(&a->overflow);
-  if (argc < 2 || rule_op(argv[1], &a->overflow.op) != 0 ||
-      a->overflow.op == NIRC__RULE_OP__RULE_OP_ENABLE ||
-      a->overflow.op == NIRC__RULE_OP__RULE_OP_DISABLE) {
-    fprintf(stderr, "nircctl: usage: overflow list|add|rm ... (see --help)\n");
-    return EXIT_USAGE;
-  }
-  req->body_case = NIRC__OPERATOR_REQUEST__BODY_OVERFLOW;
-  req->overflow = &a->overflow;
-  if (a->overflow.op == NIRC__RULE_OP__RULE_OP_LIST) return argc == 2 ? 0 : EXIT_USAGE;
-  if (argc < 3) {
-    fprintf(stderr, "nircctl: overflow %s needs a NAME\n", argv[1]);
-    return EXIT_USAGE;
-  }
-  a->overflow.name = argv[2];
-  if (a->overflow.op == NIRC__RULE_OP__RULE_OP_REMOVE) return argc == 3 ? 0 : EXIT_USAGE;
-  static const struct option o[] = {
-      {"source", required_argument, NULL, 's'},
-      {"to", required_argument, NULL, 't'},
-      {"trigger-wait", required_argument, NULL, 'W'},
-      {"release-wait", required_argument, NULL, 'w'},
-      {"trigger-queue", required_argument, NULL, 'Q'},
-      {"release-queue", required_argument, NULL, 'q'},
-      {"trigger-sl", required_argument, NULL, 'L'},
-      {"release-sl", required_argument, NULL, 'l'},
-      {"cap", required_argument, NULL, 'c'},
-      {"hold", required_argument, NULL, 'h'},
-      {"margin", required_argument, NULL, 'm'},
-      {NULL, 0, NULL, 0},
-  };
-  Nirc__OverflowSpec *sp = &a->ovf_spec;
-  nirc__overflow_spec__init(sp);
-  sp->name = argv[2];
-  sp->min_hold_s = 300;
-  const char *to = NULL;
-  int ch, n;
-  argc -= 2; /* as in build_schedule */
-  argv += 2;
-  optind = 0;
-  while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
-    int bad = 0;
-    switch (ch) {
-    case 's': sp->source = optarg; break;
-    case 't': to = optarg; break;
-    case 'W': bad = parse_secs("--trigger-wait", optarg, &sp->trigger_wait_s); break;
-    case 'w': bad = parse_secs("--release-wait", optarg, &sp->release_wait_s); break;
-    case 'Q': bad = parse_uint("--trigger-queue", optarg, 1000000, &sp->trigger_queue); break;
-    case 'q': bad = parse_uint("--release-queue", optarg, 1000000, &sp->release_queue); break;
-    case 'L': bad = parse_frac("--trigger-sl", optarg, &sp->trigger_sl); break;
-    case 'l': bad = parse_frac("--release-sl", optarg, &sp->release_sl); break;
-    case 'c': bad = parse_uint("--cap (permille)", optarg, 1000, &sp->share_cap_permille); break;
-    case 'h': bad = parse_secs("--hold", optarg, &sp->min_hold_s); break;
-    case 'm': bad = parse_secs("--margin", optarg, &sp->margin_s); break;
-    default: return EXIT_USAGE;
-    }
-    if (bad) return EXIT_USAGE;
-  }
-  if (optind != argc || !sp->source || !to || !sp->share_cap_permille) {
-    fprintf(stderr, "nircctl: usage: overflow add NAME --source SITE --to HUB[,HUB] --cap PERMILLE "
-                    "[--trigger-wait D --release-wait D] [--trigger-queue N --release-queue N] "
-                    "[--trigger-sl F --release-sl F] [--hold D] [--margin D]\n");
-    return EXIT_USAGE;
-  }
-  if ((n = split_list(to, a->listbuf[1], sizeof a->listbuf[1], a->hubs, "hubs")) < 0)
-    return EXIT_USAGE;
-  sp->hubs = a->hubs;
-  sp->n_hubs = (size_t)n;
-  a->overflow.spec = sp;
-  return 0;
 }
 
 static int print_schedules(const Nirc__OperatorReply *rep, int json) {
@@ -1196,96 +724,14 @@ static int print_overflows(const Nirc__OperatorReply *rep, int json) {
   return EXIT_DONE;
 }
 
-static const ctl_cmd_t ctl_cmds[] = {
-    {"site", "one site in detail: link, route, rule, queue, agents, SL",
-     "usage: nircctl site SLUG\n\n"
-     "Every figure the controller has for one site, one per line.\n\n"
-     "Examples:\n  nircctl site hubei\n  nircctl --json site shaanxi\n",
-     build_site, print_site, 0},
-    {"map", "the routing map as SVG: sites, moves with shares, load and freshness",
-     "usage: nircctl map [-o FILE.svg]\n\n"
-     "Draws the network as the controller sees it now: sites placed by geography,\n"
-     "arrows for current moves with their shares, colours for load and freshness.\n"
-     "Writes SVG to stdout, or to FILE with -o. The controller's status page shows\n"
-     "the same map live.\n\n"
-     "Examples:\n  nircctl map -o network.svg\n  nircctl map > now.svg\n",
-     build_map, print_map, 0},
-    {"watch", "live view of status, refreshed in place (Ctrl-C ends)",
-     "usage: nircctl watch [--interval DURATION]\n\n"
-     "The status table, redrawn every interval (default 2s) until Ctrl-C. On a\n"
-     "terminal the screen is redrawn in place; otherwise each refresh is appended.\n\n"
-     "Examples:\n  nircctl watch\n  nircctl watch --interval 5s\n",
-     build_watch, print_status, 0},
-    {"status", "every site: link, freshness, queue, wait, agents, SL, route",
-     "usage: nircctl status [SITE]\n\n"
-     "Shows every site (or one): link state, age of the last report, calls in queue,\n"
-     "longest wait, agents logged in/ready, service level of the last interval and\n"
-     "the route the site has acknowledged.\n\n"
-     "Examples:\n  nircctl status\n  nircctl --json status hubei\n",
-     build_status, print_status, 0},
-    {"cutover", "emergency move of sources to hubs (audited)",
-     "usage: nircctl cutover SRC[,SRC...] --to HUB[,HUB...] --reason TEXT\n"
-     "                       [--share PERMILLE] [--for DURATION | --until TIME]\n"
-     "                       [--dry-run] [--force]\n\n"
-     "Moves the sources' calls (all, or --share permille of them) to the first\n"
-     "eligible hub, after checking with\n"
-     "Erlang C that the hub can answer them. Refused (exit 1) if the hub would be\n"
-     "overloaded, with the agents it would need; --force moves anyway. Waits until\n"
-     "every site acknowledged; exit 4 if some did not.\n\n"
-     "Examples:\n"
-     "  nircctl cutover hubei --to shaanxi --reason 'Wuhan lockdown'\n"
-     "  nircctl cutover shaanxi --to henan --reason 'Xi'\"'\"'an lockdown' --for 72h\n"
-     "  nircctl cutover hubei --to shaanxi,henan --reason drill --dry-run\n"
-     "  nircctl cutover hubei --to shaanxi --share 300 --reason 'peak: 30% to Xi'\"'\"'an'\n",
-     build_cutover, print_move, 60000},
-    {"restore", "end a cutover: sources go home (audited)",
-     "usage: nircctl restore SRC[,SRC...] [--reason TEXT] | nircctl restore --cutover ID\n\n"
-     "Ends the emergency cutover of the sources (or the whole cutover ID); they route\n"
-     "by their schedule, overflow rule or home again. Waits for acknowledgements.\n\n"
-     "Examples:\n  nircctl restore hubei\n  nircctl restore --cutover 2000001\n",
-     build_restore, print_move, 60000},
-    {"plan", "capacity prediction for a move or a schedule, nothing moves",
-     "usage: nircctl plan SRC[,SRC...] --to HUB[,HUB...] | nircctl plan --schedule NAME\n\n"
-     "Predicts with Erlang C what the move would do at each hub: load before and\n"
-     "after, service level, ASA, occupancy and the agents needed. Exit 1 if the\n"
-     "move would be refused.\n\n"
-     "Examples:\n  nircctl plan hubei,henan --to shaanxi\n  nircctl plan --schedule night\n",
-     build_plan, print_plan, 0},
-    {"history", "the audit trail, newest last",
-     "usage: nircctl history [--site SITE] [--actor NAME] [--action ACTION]\n"
-     "                       [--since DURATION] [--limit N]\n\n"
-     "Every operator action and automatic move, with who, what and why.\n\n"
-     "Examples:\n  nircctl history --site hubei\n  nircctl history --action cutover --since 24h\n"
-     "  nircctl --json history --limit 500\n",
-     build_history, print_history, 0},
-    {"schedule", "time-of-day moves: list, add, rm, enable, disable (admin)",
-     "usage: nircctl schedule list\n"
-     "       nircctl schedule add NAME --sources A,B,... --to HUB[,HUB] --start HH:MM --end HH:MM\n"
-     "                            [--days daily|mon-fri|...] [--tz ZONE] [--except DATES]\n"
-     "                            [--wave-size N]\n"
-     "       nircctl schedule rm|enable|disable NAME\n\n"
-     "A window may cross midnight (22:00 to 08:00). Sources move in waves of --wave-size\n"
-     "(default 5); each wave is verified before the next. Exception dates (YYYY-MM-DD)\n"
-     "skip the window that starts that day. Changes need the admin role.\n\n"
-     "Examples:\n"
-     "  nircctl schedule add night --sources hubei,guizhou,fujian --to shaanxi,henan \\\n"
-     "      --start 22:00 --end 08:00 --tz Asia/Shanghai --except 2020-01-24\n"
-     "  nircctl schedule disable night\n",
-     build_schedule, print_schedules, 0},
-    {"overflow", "automatic spill on overload: list, add, rm (admin)",
-     "usage: nircctl overflow list\n"
-     "       nircctl overflow add NAME --source SITE --to HUB[,HUB] --cap PERMILLE\n"
-     "              [--trigger-wait D --release-wait D] [--trigger-queue N --release-queue N]\n"
-     "              [--trigger-sl F --release-sl F] [--hold D] [--margin D]\n"
-     "       nircctl overflow rm NAME\n\n"
-     "Moves at most --cap permille of SITE's calls while a smoothed trigger is crossed,\n"
-     "and releases only past the release thresholds after --hold (default 5m).\n\n"
-     "Example:\n"
-     "  nircctl overflow add gd-peak --source guangdong --to sichuan,henan --cap 300 \\\n"
-     "      --trigger-wait 60s --release-wait 15s --hold 10m\n",
-     build_overflow, print_overflows, 0},
+/* How each command shows the controller's reply. */
+static int (*const ctl_print[CTL_NCMDS])(const Nirc__OperatorReply *rep, int json) = {
+    [CTL_CMD_SITE] = print_site,          [CTL_CMD_MAP] = print_map,
+    [CTL_CMD_WATCH] = print_status,       [CTL_CMD_STATUS] = print_status,
+    [CTL_CMD_CUTOVER] = print_move,       [CTL_CMD_RESTORE] = print_move,
+    [CTL_CMD_PLAN] = print_plan,          [CTL_CMD_HISTORY] = print_history,
+    [CTL_CMD_SCHEDULE] = print_schedules, [CTL_CMD_OVERFLOW] = print_overflows,
 };
-#define CTL_NCMDS (sizeof ctl_cmds / sizeof ctl_cmds[0])
 
 static void usage(FILE *f) {
   fprintf(f, "usage: nircctl [OPTIONS] COMMAND [ARGS]\n\nCommands:\n");
@@ -1328,69 +774,27 @@ int main(int argc, char **argv) {
   log_set_program("nircctl");
   log_set_level(LOG_LVL_ERROR);
   signal(SIGPIPE, SIG_IGN);
-  static const struct option longopts[] = {
-      {"controller", required_argument, NULL, 'C'}, {"config", required_argument, NULL, 'f'},
-      {"ca", required_argument, NULL, 'a'},         {"cert", required_argument, NULL, 'e'},
-      {"key", required_argument, NULL, 'k'},        {"json", no_argument, NULL, 'j'},
-      {"timeout", required_argument, NULL, 'T'},    {"help", no_argument, NULL, 'h'},
-      {"version", no_argument, NULL, 'V'},          {NULL, 0, NULL, 0},
-  };
-  const char *config_path = NULL, *ca = NULL, *cert = NULL, *key = NULL, *timeout = NULL;
-  const char *controllers[CONFIG_LIST_MAX];
-  unsigned ncontrollers = 0;
-  int json = 0, ch;
-  /* '+': stop at the first non-option, so command arguments stay the
-   * command's. */
-  while ((ch = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1) {
-    switch (ch) {
-    case 'C':
-      if (ncontrollers == CONFIG_LIST_MAX) {
-        fprintf(stderr, "nircctl: at most %d --controller options\n", CONFIG_LIST_MAX);
-        return EXIT_USAGE;
-      }
-      controllers[ncontrollers++] = optarg;
-      break;
-    case 'f': config_path = optarg; break;
-    case 'a': ca = optarg; break;
-    case 'e': cert = optarg; break;
-    case 'k': key = optarg; break;
-    case 'j': json = 1; break;
-    case 'T': timeout = optarg; break;
-    case 'h': usage(stdout); return EXIT_DONE;
-    case 'V': printf("nircctl " NIRC_VERSION "\n"); return EXIT_DONE;
-    default: usage(stderr); return EXIT_USAGE;
-    }
-  }
-  if (optind >= argc) {
+  /* Parsed before anything is opened: a usage error never needs a config
+   * file or a certificate. */
+  static ctl_args_t args;
+  switch (ctl_args_parse(argc, argv, &args)) {
+  case CTL_ARGS_REQUEST: break;
+  case CTL_ARGS_USAGE:
+    fputs(args.msg, stderr);
     usage(stderr);
     return EXIT_USAGE;
+  case CTL_ARGS_ERROR: fputs(args.msg, stderr); return EXIT_USAGE;
+  case CTL_ARGS_HELP: usage(stdout); return EXIT_DONE;
+  case CTL_ARGS_CMD_HELP: fputs(args.cmd->help, stdout); return EXIT_DONE;
+  case CTL_ARGS_VERSION: printf("nircctl " NIRC_VERSION "\n"); return EXIT_DONE;
   }
-  const char *name = argv[optind];
-  int cargc = argc - optind - 1;
-  char **cargv = argv + optind + 1;
-  if (strcmp(name, "help") == 0) {
-    usage(stdout);
-    return EXIT_DONE;
-  }
-  const ctl_cmd_t *cmd = NULL;
-  for (size_t i = 0; i < CTL_NCMDS; i++)
-    if (strcmp(ctl_cmds[i].name, name) == 0) cmd = &ctl_cmds[i];
-  if (!cmd) {
-    fprintf(stderr, "nircctl: unknown command '%s' (try: nircctl help)\n", name);
-    return EXIT_USAGE;
-  }
-  for (int i = 0; i < cargc; i++) {
-    if (strcmp(cargv[i], "--help") == 0 || strcmp(cargv[i], "-h") == 0) {
-      fputs(cmd->help, stdout);
-      return EXIT_DONE;
-    }
-  }
-  /* Builders get the command's own argv: argv[0] is the command name, as
-   * getopt_long expects. */
-  static ctl_args_t args;
-  Nirc__OperatorRequest req = NIRC__OPERATOR_REQUEST__INIT;
-  req.request_id = (uint64_t)getpid();
-  if (cmd->build(cargc + 1, cargv - 1, &req, &args) != 0) return EXIT_USAGE;
+  const ctl_cmd_t *cmd = args.cmd;
+  const char *config_path = args.config_path;
+  int json = args.json;
+  uint64_t watch_interval_ms = args.watch_interval_ms;
+  map_output = args.map_output;
+  Nirc__OperatorRequest *req = &args.req;
+  req->request_id = (uint64_t)getpid();
 
   ctl_conf_t conf;
   char err[1024];
@@ -1403,16 +807,17 @@ int main(int argc, char **argv) {
   } else {
     config_defaults(ctl_opts, &conf, err, sizeof err);
   }
-  if (ncontrollers) {
+  if (args.ncontrollers) {
     conf.controllers.count = 0;
-    for (unsigned i = 0; i < ncontrollers; i++)
-      nirc_strlcpy(conf.controllers.item[conf.controllers.count++], controllers[i],
+    for (unsigned i = 0; i < args.ncontrollers; i++)
+      nirc_strlcpy(conf.controllers.item[conf.controllers.count++], args.controllers[i],
                    sizeof conf.controllers.item[0]);
   }
-  if (ca) nirc_strlcpy(conf.ca, ca, sizeof conf.ca);
-  if (cert) nirc_strlcpy(conf.cert, cert, sizeof conf.cert);
-  if (key) nirc_strlcpy(conf.key, key, sizeof conf.key);
-  if (timeout && config_set(ctl_opts, &conf, "ctl", "timeout", timeout, err, sizeof err) != 0) {
+  if (args.ca) nirc_strlcpy(conf.ca, args.ca, sizeof conf.ca);
+  if (args.cert) nirc_strlcpy(conf.cert, args.cert, sizeof conf.cert);
+  if (args.key) nirc_strlcpy(conf.key, args.key, sizeof conf.key);
+  if (args.timeout &&
+      config_set(ctl_opts, &conf, "ctl", "timeout", args.timeout, err, sizeof err) != 0) {
     fprintf(stderr, "nircctl: --timeout: %s\n", err);
     return EXIT_USAGE;
   }
@@ -1441,7 +846,7 @@ int main(int argc, char **argv) {
   }
   use_colour = !json && isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
 
-  if (cmd->build == build_watch) {
+  if (cmd->id == CTL_CMD_WATCH) {
     /* A new request every interval: the view is as fresh as the controller,
      * and a controller that goes away is shown, not hidden. */
     int tty = isatty(STDOUT_FILENO);
@@ -1453,7 +858,7 @@ int main(int argc, char **argv) {
       w.exit_code = 0;
       w.idx = 0;
       w.errors[0] = '\0';
-      int wrc = ctl_request(&w, &req);
+      int wrc = ctl_request(&w, req);
       if (json) {
         /* JSON Lines: one Status document per refresh, nothing else. */
         if (wrc == EXIT_DONE && w.reply && w.reply->ok && w.reply->status)
@@ -1479,7 +884,7 @@ int main(int argc, char **argv) {
       usleep((useconds_t)(watch_interval_ms * 1000));
     }
   }
-  int rc = ctl_request(&c, &req);
+  int rc = ctl_request(&c, req);
   if (rc == EXIT_UNREACHABLE) {
     fprintf(stderr,
             "nircctl: cannot reach a controller:\n%s\nIs nircd running? Check --controller or "
@@ -1493,7 +898,7 @@ int main(int argc, char **argv) {
   } else if (c.reply && !c.reply->ok) {
     rc = print_refusal(c.reply, json);
   } else if (c.reply) {
-    rc = cmd->print(c.reply, json);
+    rc = ctl_print[cmd->id](c.reply, json);
   }
   if (c.reply_env) nirc__envelope__free_unpacked(c.reply_env, NULL);
   SSL_CTX_free(c.tls);

@@ -15,7 +15,9 @@
 #include "log.h"
 #include "scenario.h"
 #include "httpd.h"
+#include "leader.h"
 #include "server.h"
+#include "util.h"
 
 #include <getopt.h>
 #include <openssl/ssl.h>
@@ -47,6 +49,68 @@ static void usage(FILE *f) {
              "  nircd -c /etc/nirc/nircd.conf import-sites /usr/share/nirc/provinces.json\n");
 }
 
+/* Exit status of a controller that led and lost its leadership: systemd
+ * restarts it (Restart=on-failure) and it comes back as a standby. */
+#define NIRCD_EXIT_LOST 75
+
+/* Leadership changes, on the loop thread. */
+static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *rules) {
+  server_t *srv = arg;
+  const nircd_conf_t *conf = srv->conf;
+  switch (v->state) {
+  case LEADER_STANDBY:
+    nirc_strlcpy(srv->leader_hint, v->hint, sizeof srv->leader_hint);
+    sd_notifyf(0, "READY=1\nSTATUS=standby: %s leads%s%s", v->holder[0] ? v->holder : "nobody yet",
+               v->hint[0] ? " at " : "", v->hint);
+    return;
+  case LEADER_LEADING:
+    if (!rules) {
+      log_info(LOG_MAIN, conf->node, "%s",
+               v->db_down ? "database down: routing on memory"
+                          : "database back: leadership confirmed");
+      return;
+    }
+    srv->epoch = v->epoch;
+    int lrc =
+        engine_load_rules(srv->engine, rules->cutovers, rules->n_cutovers, rules->schedules,
+                          rules->n_schedules, rules->overflows, rules->n_overflows, rules->max_id);
+    log_info(LOG_MAIN, conf->node, "rules: %zu active cutovers, %zu schedules, %zu overflow rules",
+             rules->n_cutovers, rules->n_schedules, rules->n_overflows);
+    admin_rules_free(rules);
+    if (lrc != 0) {
+      log_error(LOG_MAIN, conf->node, "out of memory loading rules: stopping");
+      srv->lost = 1;
+      server_stop(srv);
+      return;
+    }
+    srv->leader_hint[0] = '\0';
+    /* Agents of a leader that froze (rather than died) notice only when
+     * their link idles out; give them that, plus stale_after, to come back
+     * before a site that has not counts as gone. */
+    engine_start_leading(srv->engine, (uint32_t)(conf->idle_timeout_ms + conf->stale_after_ms));
+    srv->leading = 1;
+    {
+      char why[64];
+      snprintf(why, sizeof why, "epoch %llu", (unsigned long long)srv->epoch);
+      engine_note(srv->engine, conf->node, "lead", conf->node, why);
+    }
+    log_info(LOG_MAIN, conf->node,
+             "controller %s leads: epoch %llu, %zu sites, nircd " NIRC_VERSION, conf->node,
+             (unsigned long long)srv->epoch, srv->sites.n);
+    sd_notifyf(0, "READY=1\nSTATUS=leader, epoch %llu", (unsigned long long)srv->epoch);
+    return;
+  case LEADER_LOST:
+    /* Nothing more may be issued from here: stop serving at once. */
+    srv->leading = 0;
+    srv->lost = 1;
+    log_error(LOG_MAIN, conf->node, "stepping down: %s", v->why);
+    engine_note(srv->engine, conf->node, "step-down", conf->node, v->why);
+    server_stop(srv);
+    return;
+  default: return;
+  }
+}
+
 static int run(const nircd_conf_t *conf) {
   char err[512];
   int rc = 1, started = 0;
@@ -63,10 +127,6 @@ static int run(const nircd_conf_t *conf) {
     log_warn(LOG_MAIN, conf->node,
              "no sites configured: every agent will be refused; run `nircd -c FILE import-sites "
              "SCENARIO.json`");
-  if (admin_new_epoch(conf->conninfo, conf->node, &srv->epoch, err, sizeof err) != 0) {
-    fprintf(stderr, "nircd: %s\n", err);
-    goto out;
-  }
   clock_setup(&srv->clock, conf->clock.speed, conf->clock.start, conf->clock.anchor);
   if (conf->forecast[0]) {
     if (scenario_load(conf->forecast, &srv->forecast, err, sizeof err) != 0) {
@@ -82,29 +142,21 @@ static int run(const nircd_conf_t *conf) {
     fprintf(stderr, "nircd: %s\n", err);
     goto out;
   }
-  admin_rules_t rules;
-  if (admin_load_rules(conf->conninfo, &rules, err, sizeof err) != 0) {
-    fprintf(stderr, "nircd: %s\n", err);
+  /* Leading or standing by is decided by the election; READY follows its
+   * first answer (nircd_on_leader). */
+  leader_opts_t lo = {conf->conninfo, conf->node, conf->advertise, conf->lease_timeout_ms};
+  if (leader_start(loop, &lo, nircd_on_leader, srv, &srv->leader) != 0) {
+    fprintf(stderr, "nircd: cannot start the leader election: out of resources\n");
     goto out;
   }
-  int lrc = engine_load_rules(srv->engine, rules.cutovers, rules.n_cutovers, rules.schedules,
-                              rules.n_schedules, rules.overflows, rules.n_overflows, rules.max_id);
-  log_info(LOG_MAIN, conf->node, "rules: %zu active cutovers, %zu schedules, %zu overflow rules",
-           rules.n_cutovers, rules.n_schedules, rules.n_overflows);
-  admin_rules_free(&rules);
-  if (lrc != 0) {
-    fprintf(stderr, "nircd: out of memory loading rules\n");
-    goto out;
-  }
-  log_info(LOG_MAIN, conf->node, "controller %s up: epoch %llu, %zu sites, nircd " NIRC_VERSION,
-           conf->node, (unsigned long long)srv->epoch, srv->sites.n);
-  sd_notify(0, "READY=1");
+  log_info(LOG_MAIN, conf->node, "controller %s up on %s: electing a leader (lease %llu ms)",
+           conf->node, conf->advertise, (unsigned long long)conf->lease_timeout_ms);
   uv_run(loop, UV_RUN_DEFAULT);
-  rc = 0;
+  rc = srv->lost ? NIRCD_EXIT_LOST : 0;
 out:
   /* A failed start may have left handles (listeners, the database client)
    * on the loop: stop them in order and let their close callbacks run. */
-  if (started && rc != 0) {
+  if (started && rc != 0 && !srv->lost) {
     server_stop(srv);
     uv_run(loop, UV_RUN_DEFAULT);
   }
@@ -112,10 +164,13 @@ out:
   engine_free(srv->engine);
   if (srv->forecast_loaded) scenario_free(&srv->forecast);
   SSL_CTX_free(srv->tls);
+  tls_revocation_free(srv->revocation);
   sites_free(&srv->sites);
   free(srv);
   uv_loop_close(loop);
   if (rc == 0) log_info(LOG_MAIN, conf->node, "stopped");
+  if (rc == NIRCD_EXIT_LOST)
+    log_info(LOG_MAIN, conf->node, "stopped after losing the leadership (exit %d)", rc);
   return rc;
 }
 
@@ -158,13 +213,16 @@ int main(int argc, char **argv) {
   }
   int rc = 0;
   if (test_only) {
-    /* -t also proves the certificates load, as nginx -t opens its files. */
+    /* -t also proves the certificates and revocation lists load, as
+     * nginx -t opens its files. */
     SSL_CTX *ctx;
-    if (tls_ctx_new(TLS_SERVER, conf->ca, conf->cert, conf->key, &ctx, err, sizeof err) != 0) {
+    tls_revocation_t *rev;
+    if (server_tls_load(conf, &ctx, &rev, err, sizeof err) != 0) {
       fprintf(stderr, "nircd: %s: %s\n", conf_path, err);
       rc = 1;
     } else {
       SSL_CTX_free(ctx);
+      tls_revocation_free(rev);
       printf("nircd: configuration %s is valid\n", conf_path);
     }
   } else if (strcmp(cmd, "run") == 0 && optind + 1 >= argc) {

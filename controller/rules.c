@@ -18,6 +18,8 @@
 #define RULES_HOLD_MAX_S   86400u
 #define RULES_SCAN_DAYS    400
 #define RULES_SHOW_MAX     40 /* characters of a bad item quoted back in a message */
+/* 9999-12-31T23:59:59.999Z: the last instant a date in NIRC may name. */
+#define RULES_LAST_MS 253402300799999LL
 
 static const char *const rules_day_names[7] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
 
@@ -380,12 +382,12 @@ static int rules_check_move(const slug_list_t *sources, const slug_list_t *hubs,
 
 int rules_validate_cutover(const cutover_t *c, const rules_env_t *env, int64_t now_ms, char *err,
                            size_t errlen) {
+  if (!c) return rules_fail(NIRC_EINVAL, err, errlen, "no cutover given");
   if (c->share_permille > 1000) {
     snprintf(err, errlen, "share %u permille is more than the whole (1000); give 1-1000",
              c->share_permille);
     return NIRC_EINVAL;
   }
-  if (!c) return rules_fail(NIRC_EINVAL, err, errlen, "no cutover given");
   int rc = rules_check_move(&c->sources, &c->hubs, env, err, errlen);
   if (rc != 0) return rc;
 
@@ -408,12 +410,25 @@ int rules_validate_cutover(const cutover_t *c, const rules_env_t *env, int64_t n
     return rules_fail(NIRC_EINVAL, err, errlen,
                       "a reason is required: say why the traffic moves (it goes into the audit "
                       "trail)");
+  /* The audit trail (JSON), the cutovers table and every directive carry
+   * the reason; none of them takes bytes that are not UTF-8. */
+  if (!nirc_utf8_valid(c->reason))
+    return rules_fail(NIRC_EINVAL, err, errlen,
+                      "the reason is not UTF-8 text; set your terminal to UTF-8 and type it "
+                      "again");
 
+  /* In seconds before subtracting: an expiry from the wire may be any
+   * 64-bit value, and the difference in ms could overflow. */
   if (c->expires_ms != 0 && c->expires_ms <= now_ms)
     return rules_fail(NIRC_EINVAL, err, errlen,
                       "the expiry is in the past (%lld s ago): give a later --until or a --for "
                       "duration",
-                      (long long)((now_ms - c->expires_ms) / 1000));
+                      (long long)(now_ms / 1000 - c->expires_ms / 1000));
+  /* Beyond year 9999 no timestamp (ISO text, PostgreSQL) can hold it. */
+  if (c->expires_ms > RULES_LAST_MS)
+    return rules_fail(NIRC_EINVAL, err, errlen,
+                      "the expiry is after the year 9999: give a nearer --until or a shorter "
+                      "--for");
   if ((unsigned)c->state > CUTOVER_EXPIRED)
     return rules_fail(NIRC_EINVAL, err, errlen, "invalid cutover state %d", (int)c->state);
   return 0;

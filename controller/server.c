@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include "err.h"
+#include "leader.h"
 #include "log.h"
 #include "ops.h"
 #include "watchdog.h"
@@ -18,6 +19,13 @@
 #define SERVER_TICK_MS 200
 /* Longest wait for queued records at shutdown. */
 #define SERVER_DRAIN_MS 5000
+/* At the unauthenticated cap, a link that has waited this long gives way
+ * to a new connection (see server_evict_oldest). */
+#define SERVER_EVICT_AFTER_MS 1000
+/* A CRL this close to its next update is warned about at every load. */
+#define SERVER_CRL_WARN_DAYS 30
+/* Longest Hello.software_version accepted. */
+#define SERVER_HELLO_VERSION_MAX 64
 
 static const char *const conn_state_names[] = {
     [CONN_PENDING] = "pending",   [CONN_AWAIT_HELLO] = "await-hello", [CONN_SITE] = "site",
@@ -28,10 +36,29 @@ const char *conn_state_name(conn_state_t s) {
   return (unsigned)s <= CONN_CLOSED ? conn_state_names[s] : "?";
 }
 
+/* Takes c off the queue of unauthenticated links (if it is on it). */
+static void server_unqueue(server_t *srv, conn_t *c) {
+  if (!c->queued) return;
+  if (c->uprev)
+    c->uprev->unext = c->unext;
+  else
+    srv->unauth_head = c->unext;
+  if (c->unext)
+    c->unext->uprev = c->uprev;
+  else
+    srv->unauth_tail = c->uprev;
+  c->uprev = c->unext = NULL;
+  c->queued = 0;
+  srv->nunauth--;
+}
+
 static void conn_set_state(conn_t *c, conn_state_t to) {
   log_debug(LOG_LINK, link_label(c->link), "conn %s -> %s", conn_state_name(c->state),
             conn_state_name(to));
   c->state = to;
+  /* Authenticated (Hello accepted, or an operator) or refused: the link no
+   * longer holds one of the max_unauthenticated places. */
+  if (to != CONN_PENDING && to != CONN_AWAIT_HELLO) server_unqueue(c->srv, c);
 }
 
 static int64_t server_now(void) {
@@ -44,12 +71,16 @@ static void server_db_done(void *arg, int err, const char *msg, PGresult *res) {
   if (err) log_warn(LOG_DB, "db", "write failed: %s", msg ? msg : nirc_strerror(err));
 }
 
+/* Link events and load minutes are history: written exactly once, and
+ * journaled on disk while the database is unreachable (db_exec_once). The
+ * load minute in particular adds to what is stored, so applying it twice
+ * would double the counts. */
 static void server_db_write(server_t *srv, const char *sql, int n, const char *const *p) {
   if (!srv->db) return;
-  int rc = db_exec(srv->db, sql, n, p, server_db_done, NULL);
+  int rc = db_exec_once(srv->db, sql, n, p, server_db_done, NULL);
   if (rc != 0) {
-    /* Issue 6 adds the on-disk journal; until then a full queue is counted
-     * and logged, never silent. */
+    /* Refused only when the journal is full or unwritable (db.c logs why
+     * and the fix); counted, never silent. */
     srv->db_dropped++;
     log_error(LOG_DB, "db", "cannot queue a record (%s); %llu dropped so far", nirc_strerror(rc),
               (unsigned long long)srv->db_dropped);
@@ -139,11 +170,39 @@ static void server_refuse(server_t *srv, conn_t *c, Nirc__ErrorCode code, int er
   link_fail(c->link, code, err, "%s", reason);
 }
 
+/* A standby sends agents and operators to the leader. Not stored as a link
+ * event: every agent retrying the standby would flood the table. */
+static void server_redirect(server_t *srv, conn_t *c) {
+  log_debug(LOG_LINK, link_label(c->link), "standby: redirected to %s",
+            srv->leader_hint[0] ? srv->leader_hint : "(leader unknown)");
+  conn_set_state(c, CONN_CLOSED);
+  link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER,
+                 srv->leader_hint,
+                 srv->leader_hint[0] ? "standby controller %s: the leader is %s"
+                                     : "standby controller %s: no leader yet%s",
+                 srv->conf->node, srv->leader_hint);
+}
+
+int server_may_issue(const server_t *srv) {
+  return srv->leading && !srv->lost && !srv->stopping && leader_may_issue(srv->leader);
+}
+
 static void server_on_open(link_t *l) {
   conn_t *c = link_data(l);
   server_t *srv = c->srv;
   const peer_identity_t *id = link_peer(l);
   char why[200];
+  /* The blocklist, and a CRL newer than the context this handshake ran
+   * on (a reload while it was in progress), apply before anything else. */
+  if (tls_revocation_check(srv->revocation, link_peer_cert(l), why, sizeof why)) {
+    srv->refusals.revoked++;
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN, NIRC_EIDENTITY, why);
+    return;
+  }
+  if (!srv->leading && (id->kind == PEER_SITE || id->kind == PEER_OPERATOR)) {
+    server_redirect(srv, c);
+    return;
+  }
   switch (id->kind) {
   case PEER_SITE:
     if (!sites_find(&srv->sites, id->name)) {
@@ -180,6 +239,18 @@ static void server_on_hello(server_t *srv, conn_t *c, const Nirc__Hello *h) {
     snprintf(why, sizeof why, "protocol version %u not supported (this controller speaks %u)",
              h->protocol_version, NIRC_PROTOCOL_VERSION);
     server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_VERSION, NIRC_EPROTOCOL, why);
+    return;
+  }
+  /* The other strings are only stored and shown: a peer does not get to
+   * make them kilobytes long, nor to have them cut without a word. */
+  size_t alen = h->adapter ? strlen(h->adapter) : 0;
+  size_t vlen = h->software_version ? strlen(h->software_version) : 0;
+  if (alen >= sizeof(((site_t *)0)->adapter) || vlen > SERVER_HELLO_VERSION_MAX) {
+    snprintf(why, sizeof why,
+             "Hello strings too long: adapter %zu bytes (at most %zu), software_version %zu "
+             "bytes (at most %d)",
+             alen, sizeof(((site_t *)0)->adapter) - 1, vlen, SERVER_HELLO_VERSION_MAX);
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_MALFORMED, NIRC_ERANGE, why);
     return;
   }
   site_t *site = sites_find(&srv->sites, id->name);
@@ -289,6 +360,12 @@ static void server_on_message(link_t *l, Nirc__Envelope *env) {
     }
   case CONN_OPERATOR:
     if (env->msg_case == NIRC__ENVELOPE__MSG_OPERATOR_REQUEST) {
+      /* Leadership unconfirmed (resumed after a pause, or lost): nothing
+       * may be decided here; nircctl tries the other controllers. */
+      if (!server_may_issue(srv)) {
+        server_redirect(srv, c);
+        return;
+      }
       ops_dispatch(srv, c, env->operator_request);
       return;
     }
@@ -308,8 +385,15 @@ static void server_on_close(link_t *l, int err, const char *why, int was_open) {
   conn_t *c = link_data(l);
   server_t *srv = c->srv;
   const peer_identity_t *id = link_peer(l);
-  if (!was_open) {
-    /* Refused at the TLS layer: no certificate, another CA, expired, ... */
+  server_unqueue(srv, c);
+  if (err == NIRC_ERATE_LIMITED) srv->refusals.rate_limited++;
+  if (c->evicted) {
+    /* Made room for a newer connection: counted and summarised by
+     * server_log_cap, not a line and a row each in a flood. */
+  } else if (!was_open) {
+    /* Refused at the TLS layer: no certificate, another CA, expired,
+     * revoked, or no handshake within handshake_timeout. */
+    srv->refusals.tls_failed++;
     log_warn(LOG_TLS, link_label(l), "closed before authentication: %s", why);
     server_record_event(srv, "unknown", NULL, NULL, link_peer_addr(l), "tls_failed", why);
   } else if (c->site) {
@@ -342,6 +426,76 @@ static const link_cbs_t server_link_cbs = {
     .on_close = server_on_close,
 };
 
+/* Says what the unauthenticated cap refused since it last said so, at
+ * most once a second: a flood must not write a line per connection.
+ * Called on every refusal and from the tick, which writes the last line
+ * of a burst. */
+static void server_log_cap(server_t *srv) {
+  const server_refusals_t *rf = &srv->refusals;
+  int64_t now = server_now();
+  if ((rf->cap_refused == srv->cap_logged_refused && rf->evicted == srv->cap_logged_evicted) ||
+      now - srv->cap_logged_ms < 1000)
+    return;
+  log_warn(LOG_LINK, "listen",
+           "unauthenticated links at the cap of %u ([controller] max_unauthenticated): %llu new "
+           "connections closed at once, %llu stalled links evicted for newer ones",
+           srv->conf->max_unauthenticated,
+           (unsigned long long)(rf->cap_refused - srv->cap_logged_refused),
+           (unsigned long long)(rf->evicted - srv->cap_logged_evicted));
+  srv->cap_logged_ms = now;
+  srv->cap_logged_refused = rf->cap_refused;
+  srv->cap_logged_evicted = rf->evicted;
+}
+
+/* Makes a place under the cap by closing the oldest unauthenticated link,
+ * if it has waited SERVER_EVICT_AFTER_MS: clients that connect and stall
+ * give way to new ones, so a flood of half-open connections cannot lock
+ * agents out until the handshake timeout, and a burst of new connections
+ * cannot push out handshakes that are merely in progress. */
+static int server_evict_oldest(server_t *srv) {
+  conn_t *old = srv->unauth_head;
+  if (!old || server_now() - old->accepted_ms < SERVER_EVICT_AFTER_MS) return 0;
+  old->evicted = 1;
+  srv->refusals.evicted++;
+  conn_set_state(old, CONN_CLOSED);
+  link_close(old->link, NIRC_ETIMEOUT, "evicted: the unauthenticated cap was reached");
+  return 1;
+}
+
+static void server_rejected_closed(uv_handle_t *h) {
+  free(h);
+}
+
+/* Over the cap: the connection is accepted only to be closed at once (one
+ * left unaccepted would stall the listener). */
+static void server_reject(server_t *srv, uv_stream_t *listener) {
+  uv_tcp_t *t = malloc(sizeof *t);
+  if (!t) {
+    log_error(LOG_LINK, "listen", "out of memory refusing a connection");
+    return;
+  }
+  uv_tcp_init(srv->loop, t);
+  if (uv_accept(listener, (uv_stream_t *)t) == 0) srv->refusals.cap_refused++;
+  uv_close((uv_handle_t *)t, server_rejected_closed);
+}
+
+/* A site link that finished TLS but has not said Hello within
+ * handshake_timeout of connecting is refused: answering pings would
+ * otherwise keep its unauthenticated place for ever. The queue is in
+ * arrival order, so only its expired head is walked; links still in the
+ * TLS handshake are closed by their own timer. */
+static void server_expire_unauthenticated(server_t *srv) {
+  int64_t deadline = server_now() - (int64_t)srv->conf->handshake_timeout_ms;
+  char why[96];
+  snprintf(why, sizeof why, "no Hello within %llu ms of connecting",
+           (unsigned long long)srv->conf->handshake_timeout_ms);
+  for (conn_t *c = srv->unauth_head, *next; c && c->accepted_ms <= deadline; c = next) {
+    next = c->unext;
+    if (c->state == CONN_AWAIT_HELLO)
+      server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_ETIMEOUT, why);
+  }
+}
+
 static void server_on_connection(uv_stream_t *listener, int status) {
   server_t *srv = listener->data;
   if (status < 0) {
@@ -349,6 +503,11 @@ static void server_on_connection(uv_stream_t *listener, int status) {
     return;
   }
   if (srv->stopping) return;
+  if (srv->nunauth >= srv->conf->max_unauthenticated && !server_evict_oldest(srv)) {
+    server_reject(srv, listener);
+    server_log_cap(srv);
+    return;
+  }
   conn_t *c = calloc(1, sizeof *c);
   if (!c) {
     log_error(LOG_LINK, "listen", "out of memory accepting a link");
@@ -363,6 +522,16 @@ static void server_on_connection(uv_stream_t *listener, int status) {
   if (srv->conns) srv->conns->prev = c;
   srv->conns = c;
   srv->nconns++;
+  /* Unauthenticated until its Hello (or operator certificate) is accepted. */
+  c->accepted_ms = server_now();
+  c->queued = 1;
+  c->uprev = srv->unauth_tail;
+  if (srv->unauth_tail)
+    srv->unauth_tail->unext = c;
+  else
+    srv->unauth_head = c;
+  srv->unauth_tail = c;
+  srv->nunauth++;
 }
 
 /* ---- timers and signals ---- */
@@ -378,7 +547,9 @@ static void server_on_tick(uv_timer_t *t) {
   server_t *srv = t->data;
   if (srv->stopping) return;
   sites_check_stale(&srv->sites, server_now(), server_on_stale, srv);
-  if (srv->engine) engine_tick(srv->engine);
+  server_expire_unauthenticated(srv);
+  server_log_cap(srv);
+  if (srv->engine && server_may_issue(srv)) engine_tick(srv->engine);
   /* Once a second is plenty for scrapers and the status page. */
   if (srv->http && ++srv->ticks % (1000 / SERVER_TICK_MS) == 0) web_publish(srv, srv->http);
   sites_flush_minutes(&srv->sites, clock_now_ms(&srv->clock), false, server_store_minute, srv);
@@ -388,6 +559,75 @@ static void server_on_signal(uv_signal_t *s, int signum) {
   server_t *srv = s->data;
   log_info(LOG_MAIN, srv->conf->node, "signal %d: shutting down", signum);
   server_stop(srv);
+}
+
+int server_tls_load(const nircd_conf_t *conf, SSL_CTX **ctx, tls_revocation_t **rev, char *err,
+                    size_t errlen) {
+  int rc = tls_ctx_new(TLS_SERVER, conf->ca, conf->cert, conf->key, ctx, err, errlen);
+  if (rc) return rc;
+  rc = tls_revocation_load(conf->ca, conf->crl, conf->blocklist, rev, err, errlen);
+  if (rc == 0) {
+    rc = tls_revocation_install(*rev, *ctx, err, errlen);
+    if (rc) tls_revocation_free(*rev);
+  }
+  if (rc) {
+    SSL_CTX_free(*ctx);
+    *ctx = NULL;
+    *rev = NULL;
+    return rc;
+  }
+  int days = tls_revocation_crl_days_left(*rev);
+  if (days >= 0 && days < SERVER_CRL_WARN_DAYS)
+    log_warn(LOG_TLS, conf->node,
+             "%s needs its next update in %d days, after which every certificate of its CA is "
+             "refused: publish a fresh CRL (deploy/pki.sh DIR) and send nircd SIGHUP",
+             conf->crl, days);
+  return 0;
+}
+
+void server_reload(server_t *srv) {
+  const nircd_conf_t *conf = srv->conf;
+  SSL_CTX *ctx;
+  tls_revocation_t *rev;
+  char err[768];
+  if (server_tls_load(conf, &ctx, &rev, err, sizeof err) != 0) {
+    srv->refusals.reloads_failed++;
+    log_error(LOG_TLS, conf->node, "reload failed, the previous certificates stay in use: %s", err);
+    return;
+  }
+  /* Each live link's SSL holds a reference to the context it was made
+   * from, so freeing ours drops no link. */
+  SSL_CTX_free(srv->tls);
+  tls_revocation_free(srv->revocation);
+  srv->tls = ctx;
+  srv->revocation = rev;
+  srv->refusals.reloads_ok++;
+  /* A link authenticated before the reload keeps its session; only a
+   * certificate revoked since is a reason to end it. Closing does not
+   * free anything, so walking the list meanwhile is safe. */
+  unsigned live = 0, closed = 0;
+  for (conn_t *c = srv->conns; c; c = c->next) {
+    if (c->state == CONN_CLOSED || link_state(c->link) != LINK_OPEN) continue;
+    live++;
+    char why[200], reason[240];
+    if (!tls_revocation_check(rev, link_peer_cert(c->link), why, sizeof why)) continue;
+    closed++;
+    srv->refusals.revoked++;
+    snprintf(reason, sizeof reason, "%s (link closed on reload)", why);
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN, NIRC_EIDENTITY, reason);
+  }
+  log_info(LOG_TLS, conf->node,
+           "reloaded: CA %s, certificate %s, CRL %s (%zu revoked), blocklist %s (%zu "
+           "fingerprints); %u of %u live links closed as revoked",
+           conf->ca, conf->cert, conf->crl[0] ? conf->crl : "none", tls_revocation_crl_entries(rev),
+           conf->blocklist[0] ? conf->blocklist : "none", tls_revocation_blocked(rev), closed,
+           live);
+}
+
+static void server_on_sighup(uv_signal_t *s, int signum) {
+  server_t *srv = s->data;
+  log_info(LOG_MAIN, srv->conf->node, "SIGHUP: reloading certificates and revocation lists");
+  server_reload(srv);
 }
 
 static void server_db_closed(void *arg) {
@@ -430,6 +670,10 @@ void server_stop(server_t *srv) {
   server_close_if_open((uv_handle_t *)&srv->tick);
   server_close_if_open((uv_handle_t *)&srv->sig_int);
   server_close_if_open((uv_handle_t *)&srv->sig_term);
+  server_close_if_open((uv_handle_t *)&srv->sig_hup);
+  /* Joins the election thread; a leader hands the lease over on the way. */
+  leader_stop(srv->leader, NULL, NULL);
+  srv->leader = NULL;
   for (conn_t *c = srv->conns; c; c = c->next)
     link_close(c->link, 0, "controller shutting down");
   sites_flush_minutes(&srv->sites, clock_now_ms(&srv->clock), true, server_store_minute, srv);
@@ -451,8 +695,10 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
   link_opts_default(&srv->link_opts);
   srv->link_opts.idle_timeout_ms = (uint32_t)conf->idle_timeout_ms;
   srv->link_opts.handshake_timeout_ms = (uint32_t)conf->handshake_timeout_ms;
+  srv->link_opts.max_msgs_per_s = conf->max_messages_per_s;
+  srv->link_opts.msg_burst = conf->msg_burst;
 
-  int rc = tls_ctx_new(TLS_SERVER, conf->ca, conf->cert, conf->key, &srv->tls, err, errlen);
+  int rc = server_tls_load(conf, &srv->tls, &srv->revocation, err, errlen);
   if (rc) return rc;
   if (!srv->engine) {
     engine_opts_t eo = {
@@ -469,7 +715,24 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
       return rc;
     }
   }
-  rc = db_open(loop, conf->conninfo, &srv->db);
+  /* Writes a previous run journaled are applied before the rules are read
+   * (nircd loads them right after this), so a cutover made during an
+   * outage is not forgotten by a restart. A database that is down again
+   * leaves them to the asynchronous client. */
+  if (conf->journal[0]) {
+    rc = db_admin_replay_journal(conf->conninfo, conf->journal, err, errlen);
+    if (rc == NIRC_EDB) {
+      log_warn(LOG_DB, "db", "%s; the rest is replayed once the database is reachable", err);
+    } else if (rc) {
+      return rc;
+    }
+  } else {
+    log_warn(LOG_DB, "db",
+             "no [database] journal: writes made while the database is unreachable wait in "
+             "memory only and are lost if nircd stops before it returns");
+  }
+  db_opts_t dbo = {.journal = conf->journal, .journal_max = conf->journal_max};
+  rc = db_open_opts(loop, conf->conninfo, &dbo, &srv->db);
   if (rc) {
     snprintf(err, errlen, "cannot start the database client: %s", nirc_strerror(rc));
     return rc;
@@ -505,5 +768,8 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
   srv->sig_int.data = srv->sig_term.data = srv;
   uv_signal_start(&srv->sig_int, server_on_signal, SIGINT);
   uv_signal_start(&srv->sig_term, server_on_signal, SIGTERM);
+  uv_signal_init(loop, &srv->sig_hup);
+  srv->sig_hup.data = srv;
+  uv_signal_start(&srv->sig_hup, server_on_sighup, SIGHUP);
   return 0;
 }

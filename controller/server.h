@@ -37,12 +37,29 @@ struct conn {
   conn_state_t state;
   site_t *site;        /* borrowed; set in CONN_SITE */
   conn_t *prev, *next; /* server's list of live connections */
+  /* While CONN_PENDING or CONN_AWAIT_HELLO: the server's queue of
+   * unauthenticated links, oldest first (see max_unauthenticated). */
+  conn_t *uprev, *unext;
+  int queued;          /* on that queue */
+  int evicted;         /* closed to make room: counted, not logged one by one */
+  int64_t accepted_ms; /* clock_real_ms() at accept */
 };
+
+/* Counters of what the controller refused, for /metrics. */
+typedef struct {
+  uint64_t cap_refused;  /* new connections closed at once: unauthenticated cap */
+  uint64_t evicted;      /* unauthenticated links closed to make room for a new one */
+  uint64_t rate_limited; /* links closed over max_messages_per_s */
+  uint64_t revoked;      /* links refused or closed: certificate revoked */
+  uint64_t tls_failed;   /* handshakes that failed (no/bad/expired/revoked certificate) */
+  uint64_t reloads_ok, reloads_failed;
+} server_refusals_t;
 
 struct server {
   uv_loop_t *loop;
-  const nircd_conf_t *conf; /* borrowed */
-  SSL_CTX *tls;
+  const nircd_conf_t *conf;     /* borrowed */
+  SSL_CTX *tls;                 /* owned; for new links (each link holds its own reference) */
+  tls_revocation_t *revocation; /* owned; the CRL and blocklist `tls` was built with */
   uv_tcp_t listeners[SERVER_MAX_LISTEN];
   unsigned nlisten;
   uv_timer_t tick;
@@ -50,6 +67,7 @@ struct server {
   uv_timer_t drain;    /* bounds the final database drain at shutdown */
   int db_closing;
   uv_signal_t sig_int, sig_term;
+  uv_signal_t sig_hup; /* reload certificates and revocation lists */
   db_t *db;
   sites_t sites;
   uint64_t epoch;
@@ -57,13 +75,23 @@ struct server {
   link_opts_t link_opts;
   conn_t *conns;
   unsigned nconns;
+  conn_t *unauth_head, *unauth_tail; /* unauthenticated links, oldest first */
+  unsigned nunauth;
+  server_refusals_t refusals;
+  /* The cap's log line: at most once a second, with what happened since. */
+  int64_t cap_logged_ms;
+  uint64_t cap_logged_refused, cap_logged_evicted;
   int stopping;
   uint64_t db_dropped; /* records that could not be queued (db queue full) */
   engine_t *engine;
   struct httpd *http; /* owned: metrics and status page, or NULL */
   unsigned ticks;
-  scenario_t forecast; /* [routing] forecast, loaded at start-up */
-  int forecast_loaded; /* owned: the routing engine */
+  scenario_t forecast;   /* [routing] forecast, loaded at start-up */
+  int forecast_loaded;   /* owned: the routing engine */
+  struct leader *leader; /* owned once set: who leads (leader.h); NULL = always lead */
+  int leading;           /* this instance leads: it serves agents and operators */
+  int lost;              /* it led and lost: stopping, nircd exits 75 */
+  char leader_hint[128]; /* standby: the leader's advertised address, for redirects */
 };
 
 /* Sets up listeners, timers and signals on `loop`. Sites and epoch must
@@ -73,6 +101,21 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
 /* Orderly stop: closes listeners and links, flushes aggregates, closes the
  * database client. The loop then runs dry. */
 void server_stop(server_t *srv);
+
+/* True while this instance may plan and send directives: it leads and its
+ * leadership is confirmed (leader_may_issue). */
+int server_may_issue(const server_t *srv);
+
+/* Loads the TLS material of `conf`: a server context (CA, certificate,
+ * key) with the CRL installed, and the revocation lists. Used at start,
+ * on SIGHUP and by `nircd -t`. 0 or an error naming the file. */
+int server_tls_load(const nircd_conf_t *conf, SSL_CTX **ctx, tls_revocation_t **rev, char *err,
+                    size_t errlen);
+/* SIGHUP: re-reads the CA, certificate, key, CRL and blocklist into a new
+ * context for new links; live links keep theirs, except those whose
+ * certificate is now revoked, which are closed. A file that fails to load
+ * leaves everything as it was (logged with the file named). */
+void server_reload(server_t *srv);
 
 /* Records a link event (site/operator/unknown) asynchronously. */
 void server_record_event(server_t *srv, const char *kind, const char *identity, const char *site,

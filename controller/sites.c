@@ -128,7 +128,10 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
   l->from_other_sites = r->calls_from_other_sites;
   l->routed_away = r->calls_routed_away;
   l->pbx_unreadable = r->pbx_unreadable;
-  nirc_strlcpy(l->pbx_error, r->pbx_error ? r->pbx_error : "", sizeof l->pbx_error);
+  /* The text goes to the status page and nircctl as JSON: cut between
+   * characters and with any byte that is not UTF-8 replaced, or the whole
+   * site would drop out of their JSON. */
+  nirc_strlcpy_utf8(l->pbx_error, r->pbx_error ? r->pbx_error : "", sizeof l->pbx_error);
   site->has_report = true;
   site->last_report_ms = now_ms;
   site->last_seen_ms = now_ms;

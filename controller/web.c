@@ -208,6 +208,44 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
              "# HELP nirc_links Live links.\n# TYPE nirc_links gauge\nnirc_links %u\n",
              srv->db ? db_queue_depth(srv->db) : 0, (unsigned long long)srv->db_dropped,
              srv->nconns);
+  db_journal_stats_t js;
+  db_journal_stats(srv->db, &js);
+  web_printf(b,
+             "# HELP nirc_db_journal_records Writes in the on-disk journal, waiting for the "
+             "database.\n"
+             "# TYPE nirc_db_journal_records gauge\nnirc_db_journal_records %llu\n"
+             "# HELP nirc_db_journal_bytes Size of those writes in the journal.\n"
+             "# TYPE nirc_db_journal_bytes gauge\nnirc_db_journal_bytes %llu\n"
+             "# HELP nirc_db_replayed_total Journaled writes applied once the database returned.\n"
+             "# TYPE nirc_db_replayed_total counter\nnirc_db_replayed_total %llu\n"
+             "# HELP nirc_db_duplicates_total Writes found already applied when sent again, so "
+             "skipped.\n"
+             "# TYPE nirc_db_duplicates_total counter\nnirc_db_duplicates_total %llu\n"
+             "# HELP nirc_db_journal_refused_total Writes refused because the journal was full or "
+             "unwritable.\n"
+             "# TYPE nirc_db_journal_refused_total counter\nnirc_db_journal_refused_total %llu\n",
+             (unsigned long long)js.records, (unsigned long long)js.bytes,
+             (unsigned long long)js.replayed_total, (unsigned long long)js.duplicates_total,
+             (unsigned long long)js.refused_total);
+  const server_refusals_t *rf = &srv->refusals;
+  web_printf(b,
+             "# HELP nirc_links_unauthenticated Links in the TLS handshake or waiting for Hello.\n"
+             "# TYPE nirc_links_unauthenticated gauge\nnirc_links_unauthenticated %u\n"
+             "# HELP nirc_links_refused_total Connections refused or links closed, by reason.\n"
+             "# TYPE nirc_links_refused_total counter\n"
+             "nirc_links_refused_total{reason=\"unauthenticated_cap\"} %llu\n"
+             "nirc_links_refused_total{reason=\"evicted\"} %llu\n"
+             "nirc_links_refused_total{reason=\"tls_failed\"} %llu\n"
+             "nirc_links_refused_total{reason=\"revoked\"} %llu\n"
+             "nirc_links_refused_total{reason=\"rate_limited\"} %llu\n"
+             "# HELP nirc_tls_reloads_total Certificate and revocation list reloads (SIGHUP).\n"
+             "# TYPE nirc_tls_reloads_total counter\n"
+             "nirc_tls_reloads_total{result=\"ok\"} %llu\n"
+             "nirc_tls_reloads_total{result=\"failed\"} %llu\n",
+             srv->nunauth, (unsigned long long)rf->cap_refused, (unsigned long long)rf->evicted,
+             (unsigned long long)rf->tls_failed, (unsigned long long)rf->revoked,
+             (unsigned long long)rf->rate_limited, (unsigned long long)rf->reloads_ok,
+             (unsigned long long)rf->reloads_failed);
 }
 
 static char *web_map(const server_t *srv) {

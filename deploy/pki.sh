@@ -13,13 +13,17 @@
 #
 # Leaves are signed with `openssl ca` from a throw-away configuration,
 # because OpenSSL 3.0 (Debian 12) has no way to set an explicit start and
-# end date with `openssl x509 -req`, and --expired needs exactly that.
+# end date with `openssl x509 -req`, and --expired needs exactly that. The
+# CA's database (what it issued and revoked) is kept in DIR/ca-db, and
+# every run rewrites DIR/crl.pem from it, so the revocation list nircd
+# reads ([tls] crl) never runs out while the script is used.
 set -euo pipefail
 
 readonly PROG=pki.sh
 readonly DEFAULT_CA_NAME="NIRC private CA"
 readonly CA_DAYS=3650    # ten years
 readonly LEAF_DAYS=825   # the CA/Browser Forum ceiling, a sane default here too
+readonly CRL_DAYS=365    # nircd refuses a CRL past its next update: re-run within a year
 
 usage() {
   cat <<EOF
@@ -40,11 +44,21 @@ Options:
                             another DIR to make a second, unrelated CA
   --expired                 issue leaf certificates that have already expired
                             (for tests of certificate checking)
+  --revoke NAME             revoke the leaf DIR/NAME.crt (NAME as in the file
+                            names: site-hubei, operator-alice, controller-nircd;
+                            site:hubei works too) and move it and its key to
+                            DIR/revoked/; repeatable. Revocations run before
+                            issuing, so "--revoke site-hubei --sites hubei"
+                            replaces a certificate in one go
   -h, --help                show this help
 
 Files: DIR/ca.{crt,key}, DIR/controller-<name>.{crt,key},
-DIR/site-<slug>.{crt,key}, DIR/operator-<name>.{crt,key}. Keys are mode 600.
-One line is printed per file created.
+DIR/site-<slug>.{crt,key}, DIR/operator-<name>.{crt,key}; DIR/crl.pem, the
+CA's revocation list (nircd.conf [tls] crl), rewritten by every run and valid
+for $CRL_DAYS days; DIR/ca-db/, the CA's record of what it issued and revoked.
+Keys are mode 600. One line is printed per file created or certificate revoked.
+After --revoke, send nircd SIGHUP: it reloads crl.pem and closes the links of
+revoked certificates.
 EOF
 }
 
@@ -69,6 +83,7 @@ CONTROLLERS=()
 CONTROLLER_SANS=()
 CA_NAME=""
 EXPIRED=0
+REVOKE=()
 
 need_value() {
   if [ "$#" -lt 2 ] || [ -z "$2" ]; then usage_error "option $1 needs a value"; fi
@@ -89,6 +104,8 @@ while [ "$#" -gt 0 ]; do
     --ca-name) need_value "$@"; CA_NAME=$2; shift 2 ;;
     --ca-name=*) CA_NAME=${1#*=}; shift ;;
     --expired) EXPIRED=1; shift ;;
+    --revoke) need_value "$@"; REVOKE+=("$2"); shift 2 ;;
+    --revoke=*) REVOKE+=("${1#*=}"); shift ;;
     -h | --help) usage; exit 0 ;;
     --)
       shift
@@ -188,6 +205,15 @@ for name in "${CONTROLLERS[@]}"; do
   valid_name "$name" ||
     die "invalid controller name '$name': use [a-z0-9][a-z0-9._-]*, at most 64 characters"
 done
+REVOKE_NAMES=()
+for name in "${REVOKE[@]}"; do
+  # "site:hubei", the certificate's CN, names the file site-hubei.
+  base=${name/:/-}
+  [[ $base =~ ^(site|operator|controller)-[a-z0-9][a-z0-9._-]*$ ]] ||
+    die "invalid --revoke '$name': name a leaf as its files are named, e.g. site-hubei or operator-alice"
+  REVOKE_NAMES+=("$base")
+done
+
 for san in "${CONTROLLER_SANS[@]}"; do
   [[ $san =~ ^(DNS:[A-Za-z0-9*][A-Za-z0-9.-]*|IP:[0-9A-Fa-f:.]+|URI:[A-Za-z][A-Za-z0-9+.-]*:[^,[:space:]]+)$ ]] ||
     die "invalid --controller-san '$san': use DNS:name, IP:address or URI:scheme:rest"
@@ -212,10 +238,19 @@ fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/nirc-pki.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 mkdir "$WORK/issued"
-: >"$WORK/index.txt"
+
+# The CA's database: `openssl ca` records every leaf it signs here, marks
+# revoked ones, and -gencrl lists those. Leaves issued before this
+# directory existed are added when they are revoked.
+CA_DB=$DIR/ca-db
+[ -d "$CA_DB" ] || mkdir -m 700 -- "$CA_DB" || die "cannot create '$CA_DB'"
+[ -e "$CA_DB/index.txt" ] || : >"$CA_DB/index.txt"
+[ -e "$CA_DB/index.txt.attr" ] || echo "unique_subject = no" >"$CA_DB/index.txt.attr"
+[ -e "$CA_DB/crlnumber" ] || echo 1000 >"$CA_DB/crlnumber"
 
 CA_KEY=$DIR/ca.key
 CA_CRT=$DIR/ca.crt
+CRL=$DIR/crl.pem
 CNF=$WORK/openssl.cnf
 # The configuration refers to files by absolute path only, so it does not
 # matter where openssl runs.
@@ -239,7 +274,9 @@ authorityKeyIdentifier = keyid:always
 default_ca = nirc_ca
 
 [ nirc_ca ]
-database = $WORK/index.txt
+database = $CA_DB/index.txt
+crlnumber = $CA_DB/crlnumber
+default_crl_days = $CRL_DAYS
 new_certs_dir = $WORK/issued
 certificate = $CA_CRT
 private_key = $CA_KEY
@@ -315,6 +352,28 @@ else
   mv -f "$WORK/ca.crt" "$CA_CRT"
   created "$CA_CRT"
 fi
+
+# ---- revocations ----------------------------------------------------------
+
+REVOKED=0
+for base in "${REVOKE_NAMES[@]}"; do
+  crt=$DIR/$base.crt
+  key=$DIR/$base.key
+  [ -e "$crt" ] ||
+    die "$crt does not exist: nothing to revoke (revoked certificates are in $DIR/revoked/)"
+  openssl verify -no_check_time -CAfile "$CA_CRT" "$crt" >/dev/null 2>&1 ||
+    die "$crt was not issued by $CA_CRT, so this CA cannot revoke it"
+  serial=$(openssl x509 -in "$crt" -noout -serial) || die "cannot read the serial of $crt"
+  serial=${serial#serial=}
+  run "revoking $crt" openssl ca -config "$CNF" -batch -revoke "$crt"
+  # Out of the way, so the next run may issue NAME afresh and nobody
+  # configures the revoked pair by mistake.
+  [ -d "$DIR/revoked" ] || mkdir -m 700 -- "$DIR/revoked"
+  mv -f -- "$crt" "$DIR/revoked/$base-$serial.crt"
+  [ ! -e "$key" ] || mv -f -- "$key" "$DIR/revoked/$base-$serial.key"
+  echo "revoked $crt (serial $serial); moved to $DIR/revoked/$base-$serial.crt"
+  REVOKED=$((REVOKED + 1))
+done
 
 # ---- leaves ---------------------------------------------------------------
 
@@ -395,6 +454,18 @@ for i in "${!OP_NAMES[@]}"; do
   issue "operator-$name" "/OU=$role/CN=operator:$name" "CN=operator:$name,OU=$role" \
     "clientAuth" "URI:nirc:operator:$name"
 done
+
+# ---- the revocation list ----------------------------------------------------
+
+# Rewritten every run: a fresh next-update date, and every revocation so far.
+run "writing the CRL" openssl ca -config "$CNF" -batch -gencrl -out "$WORK/crl.pem"
+chmod 644 "$WORK/crl.pem"
+new_crl=1
+[ ! -e "$CRL" ] || new_crl=0
+mv -f "$WORK/crl.pem" "$CRL"
+if [ "$new_crl" -eq 1 ] || [ "$REVOKED" -gt 0 ]; then
+  created "$CRL"
+fi
 
 if [ "$KEPT" -gt 0 ]; then
   echo "$PROG: kept $KEPT existing certificate(s) in $DIR" >&2

@@ -124,8 +124,13 @@ static void agent_schedule_retry(agent_t *a) {
   if (a->state == AGENT_STOPPING) return;
   agent_set_state(a, AGENT_BACKOFF);
   /* Rotate through the address list, so a dead first controller does not
-   * keep us away from a live second one. */
-  a->idx = (a->idx + 1) % a->naddrs;
+   * keep us away from a live second one; a standby's redirect goes first. */
+  if (a->redirect >= 0) {
+    a->idx = (unsigned)a->redirect;
+    a->redirect = -1;
+  } else {
+    a->idx = (a->idx + 1) % a->naddrs;
+  }
   uint32_t delay = backoff_next(&a->backoff);
   log_info(LOG_AGENT, a->slug, "next attempt in %u ms to %s", delay,
            a->conf->controllers.item[a->idx]);
@@ -430,38 +435,69 @@ static void agent_send_ack(link_t *l, agent_t *a, uint64_t epoch, uint64_t versi
   link_send(l, &out);
 }
 
-static void agent_on_directive(agent_t *a, link_t *l, const Nirc__Directive *d) {
-  route_t r;
-  char why[256] = "";
-  Nirc__AckResult res = NIRC__ACK_RESULT__ACK_RESULT_REJECTED;
+agent_directive_action_t agent_check_directive(const agent_t *a, const Nirc__Directive *d,
+                                               route_t *r, Nirc__AckResult *res, char *why,
+                                               size_t whylen) {
+  *res = NIRC__ACK_RESULT__ACK_RESULT_REJECTED;
   if (d->site && *d->site && strcmp(d->site, a->slug) != 0) {
-    snprintf(why, sizeof why, "directive is for site '%.40s', this is %s", d->site, a->slug);
-  } else if (route_from_directive(d, &r, why, sizeof why) != 0) {
+    snprintf(why, whylen, "directive is for site '%.40s', this is %s", d->site, a->slug);
+  } else if (route_from_directive(d, r, why, whylen) != 0) {
     /* why is set */
   } else if (d->epoch < a->max_epoch) {
     /* Fencing: a deposed leader must not move traffic. */
-    snprintf(why, sizeof why, "stale epoch %llu: a newer controller (epoch %llu) leads",
+    snprintf(why, whylen, "stale epoch %llu: a newer controller (epoch %llu) leads",
              (unsigned long long)d->epoch, (unsigned long long)a->max_epoch);
-  } else if (route_compare_version(&r, &a->applied) == 0) {
-    if (route_same(&r, &a->applied)) {
-      res = NIRC__ACK_RESULT__ACK_RESULT_APPLIED; /* a resend: idempotent */
-      snprintf(why, sizeof why, "already applied");
+  } else if (route_compare_version(r, &a->applied) == 0) {
+    if (route_same(r, &a->applied)) {
+      *res = NIRC__ACK_RESULT__ACK_RESULT_APPLIED; /* a resend: idempotent */
+      snprintf(why, whylen, "already applied");
     } else {
-      snprintf(why, sizeof why, "version %llu reused with a different route",
+      snprintf(why, whylen, "version %llu reused with a different route",
                (unsigned long long)d->version);
     }
-  } else if (route_compare_version(&r, &a->applied) < 0) {
-    snprintf(why, sizeof why, "stale version (%llu, %llu); applied is (%llu, %llu)",
-             (unsigned long long)r.epoch, (unsigned long long)r.version,
+  } else if (route_compare_version(r, &a->applied) < 0) {
+    snprintf(why, whylen, "stale version (%llu, %llu); applied is (%llu, %llu)",
+             (unsigned long long)r->epoch, (unsigned long long)r->version,
              (unsigned long long)a->applied.epoch, (unsigned long long)a->applied.version);
-  } else if (route_validate(&r, why, sizeof why) != 0) {
+  } else if ((a->applying && route_compare_version(r, &a->applying_route) < 0) ||
+             (a->pending && route_compare_version(r, &a->pending_route) < 0)) {
+    /* Older than a route already on its way to the PBX: queued behind it,
+     * it would take the PBX back once the newer one is in. */
+    const route_t *newer =
+        a->pending && route_compare_version(&a->pending_route, &a->applying_route) > 0
+            ? &a->pending_route
+            : &a->applying_route;
+    snprintf(why, whylen, "stale version (%llu, %llu); (%llu, %llu) is being applied",
+             (unsigned long long)r->epoch, (unsigned long long)r->version,
+             (unsigned long long)newer->epoch, (unsigned long long)newer->version);
+  } else if (route_validate(r, why, whylen) != 0) {
     /* why is set */
-  } else if (a->applying && route_compare_version(&r, &a->applying_route) == 0) {
-    return; /* a resend of what is being applied: the ack comes when it is done */
+  } else if (a->applying && route_compare_version(r, &a->applying_route) == 0) {
+    return AGENT_DIRECTIVE_WAIT;
+  } else if (a->pending && a->pending_purpose == APPLY_DIRECTIVE &&
+             route_compare_version(r, &a->pending_route) == 0) {
+    /* A resend of the directive queued behind the apply in flight (a slow
+     * PBX): queueing it again would acknowledge it REJECTED as superseded
+     * by itself, and then apply it. Its ack comes when it is applied. */
+    return AGENT_DIRECTIVE_WAIT;
   } else {
+    return AGENT_DIRECTIVE_APPLY;
+  }
+  return AGENT_DIRECTIVE_ACK;
+}
+
+static void agent_on_directive(agent_t *a, link_t *l, const Nirc__Directive *d) {
+  route_t r;
+  char why[256] = "";
+  Nirc__AckResult res;
+  switch (agent_check_directive(a, d, &r, &res, why, sizeof why)) {
+  case AGENT_DIRECTIVE_WAIT:
+    return; /* a resend of what is being applied: the ack comes when it is done */
+  case AGENT_DIRECTIVE_APPLY:
     /* The ack is sent when the PBX has answered (agent_on_applied). */
     agent_apply_start(a, &r, APPLY_DIRECTIVE);
     return;
+  case AGENT_DIRECTIVE_ACK: break;
   }
   if (d->epoch > a->max_epoch && res == NIRC__ACK_RESULT__ACK_RESULT_APPLIED)
     a->max_epoch = d->epoch;
@@ -487,6 +523,27 @@ static void agent_on_welcome(agent_t *a, const Nirc__Welcome *w) {
   uv_timer_start(&a->report, agent_on_report_timer, iv, iv);
 }
 
+/* A standby answered: try the leader it names next if that address is in
+ * our list (compared as socket addresses, not strings), else the next one.
+ * A standby is alive and answering, so this is no reason to back off
+ * further: start the backoff over (it stays jittered, so a thousand agents
+ * sent to the new leader do not arrive in the same millisecond). */
+static void agent_on_standby(agent_t *a, const Nirc__Error *e) {
+  const char *hint = e->leader_hint ? e->leader_hint : "";
+  a->redirect = -1;
+  struct sockaddr_storage ss;
+  char why[128];
+  if (*hint && nirc_parse_addr(hint, &ss, why, sizeof why) == 0) {
+    for (unsigned i = 0; i < a->naddrs; i++)
+      if (nirc_sockaddr_equal(&ss, &a->addrs[i])) a->redirect = (int)i;
+  }
+  log_info(LOG_AGENT, a->slug, "%s is a standby; leader %s%s", a->conf->controllers.item[a->idx],
+           *hint ? hint : "not known yet",
+           *hint && a->redirect < 0 ? " (not in [agent] controllers: trying the next address)"
+                                    : "");
+  backoff_reset(&a->backoff);
+}
+
 static void agent_on_message(link_t *l, Nirc__Envelope *env) {
   agent_t *a = link_data(l);
   switch (env->msg_case) {
@@ -498,6 +555,10 @@ static void agent_on_message(link_t *l, Nirc__Envelope *env) {
     agent_on_welcome(a, env->welcome);
     return;
   case NIRC__ENVELOPE__MSG_ERROR:
+    if (env->error->code == NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER) {
+      agent_on_standby(a, env->error);
+      return;
+    }
     /* The controller explains a refusal before closing: say it loudly, it
      * is usually a deployment mistake (wrong certificate, unknown site). */
     log_error(LOG_AGENT, a->slug, "controller refused: %.200s",
@@ -567,6 +628,7 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, bool check
     }
   }
   a->naddrs = conf->controllers.count;
+  a->redirect = -1;
 
   clock_setup(&a->clock, conf->clock.speed, conf->clock.start, conf->clock.anchor);
   if (conf->scenario[0]) {
@@ -628,6 +690,38 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, bool check
   return 0;
 }
 
+/* SIGHUP: a renewed certificate and key (same site) for the next
+ * connection. The current link keeps the session it has; a file that
+ * does not load leaves the previous pair in use. */
+static void agent_on_sighup(uv_signal_t *s, int signum) {
+  agent_t *a = s->data;
+  const agent_conf_t *conf = a->conf;
+  char err[512];
+  peer_identity_t me;
+  SSL_CTX *ctx;
+  if (tls_file_identity(conf->cert, &me, err, sizeof err) != 0) {
+    log_error(LOG_AGENT, a->slug, "reload failed, the previous certificate stays in use: %s", err);
+    return;
+  }
+  if (me.kind != PEER_SITE || strcmp(me.name, a->slug) != 0) {
+    log_error(LOG_AGENT, a->slug,
+              "reload failed, the previous certificate stays in use: %s is '%s', not site:%s "
+              "(restart the agent to change site)",
+              conf->cert, me.subject, a->slug);
+    return;
+  }
+  if (tls_ctx_new(TLS_CLIENT, conf->ca, conf->cert, conf->key, &ctx, err, sizeof err) != 0) {
+    log_error(LOG_AGENT, a->slug, "reload failed, the previous certificate stays in use: %s", err);
+    return;
+  }
+  /* The live link's SSL holds its own reference to the old context. */
+  SSL_CTX_free(a->tls);
+  a->tls = ctx;
+  log_info(LOG_AGENT, a->slug,
+           "reloaded %s (fingerprint %s) and its key: used from the next connection", conf->cert,
+           me.fingerprint);
+}
+
 static void agent_on_signal(uv_signal_t *s, int signum) {
   agent_t *a = s->data;
   log_info(LOG_AGENT, a->slug, "signal %d: stopping", signum);
@@ -640,6 +734,9 @@ void agent_start(agent_t *a) {
   a->sig_int.data = a->sig_term.data = a;
   uv_signal_start(&a->sig_int, agent_on_signal, SIGINT);
   uv_signal_start(&a->sig_term, agent_on_signal, SIGTERM);
+  uv_signal_init(a->loop, &a->sig_hup);
+  a->sig_hup.data = a;
+  uv_signal_start(&a->sig_hup, agent_on_sighup, SIGHUP);
   watchdog_start(a->loop, &a->watchdog);
   log_info(LOG_AGENT, a->slug, "site agent for %s starting (adapter %s)", a->slug,
            a->conf->adapter);
@@ -664,6 +761,7 @@ void agent_stop(agent_t *a) {
   uv_close((uv_handle_t *)&a->watchdog, NULL);
   uv_close((uv_handle_t *)&a->sig_int, NULL);
   uv_close((uv_handle_t *)&a->sig_term, NULL);
+  uv_close((uv_handle_t *)&a->sig_hup, NULL);
   if (a->link) link_close(a->link, 0, "agent stopping");
 }
 

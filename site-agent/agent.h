@@ -66,6 +66,7 @@ typedef struct {
   SSL_CTX *tls;
   struct sockaddr_storage addrs[CONFIG_LIST_MAX];
   unsigned naddrs, idx;
+  int redirect; /* index of the leader a standby named, for the next attempt; -1 = none */
   agent_state_t state;
   link_t *link; /* current link, or NULL; owns itself */
   backoff_t backoff;
@@ -73,6 +74,7 @@ typedef struct {
   uv_timer_t revert;   /* fires at the applied route's revert_at */
   uv_timer_t watchdog; /* systemd watchdog pings from the loop */
   uv_signal_t sig_int, sig_term;
+  uv_signal_t sig_hup; /* re-read cert/key for the next connection */
   nirc_clock_t clock;
   scenario_t scenario;
   int have_scenario;
@@ -99,6 +101,24 @@ typedef struct {
 } agent_t;
 
 const char *agent_state_name(agent_state_t s);
+
+/* What the agent does with a Directive from its controller, decided from
+ * its state alone (no link, no adapter), so the decision is unit-tested
+ * and fuzzed without a loop. */
+typedef enum {
+  AGENT_DIRECTIVE_ACK = 0, /* answer now with *res and `why`: nothing to apply */
+  AGENT_DIRECTIVE_APPLY,   /* apply *r; the ack follows when the PBX has answered */
+  AGENT_DIRECTIVE_WAIT,    /* a resend of the route being applied: its ack is coming */
+} agent_directive_action_t;
+
+/* Checks `d` against `a` (borrowed, not changed): the site it names, its
+ * shape (route_from_directive, route_validate), epoch fencing and the
+ * (epoch, version) order against the routes applied, being applied and
+ * queued. *r is the directive's route when the answer is APPLY or WAIT;
+ * *res and `why` are the acknowledgement when it is ACK. */
+agent_directive_action_t agent_check_directive(const agent_t *a, const Nirc__Directive *d,
+                                               route_t *r, Nirc__AckResult *res, char *why,
+                                               size_t whylen);
 /* Prepares everything that can fail at start-up (certificates, addresses,
  * scenario, adapter); 0 or an error naming the fix. */
 /* check_only: validate everything but open nothing that outlives the check

@@ -1,6 +1,7 @@
 #include "state.h"
 
 #include "err.h"
+#include "jsonio.h"
 #include "util.h"
 
 #include <errno.h>
@@ -23,11 +24,16 @@ int state_load(const char *path, const char *self, route_t *out, char *err, size
     return NIRC_EIO;
   }
   json_error_t je;
-  json_t *j = json_loadf(f, JSON_REJECT_DUPLICATES, &je);
+  json_t *j = jsonio_loadf(f, JSON_REJECT_DUPLICATES, &je);
   long size = ftell(f);
   fclose(f);
   char why[256] = "";
   int rc = 0;
+  if (!j && json_error_code(&je) == json_error_out_of_memory) {
+    /* Nothing is wrong with the file: leave it for the next attempt. */
+    snprintf(err, errlen, "%s: out of memory while reading it", path);
+    return NIRC_ENOMEM;
+  }
   if (!j) {
     snprintf(why, sizeof why, "line %d: %s", je.line, je.text);
     rc = NIRC_EINVAL;
@@ -36,6 +42,11 @@ int state_load(const char *path, const char *self, route_t *out, char *err, size
     rc = NIRC_EINVAL;
   } else {
     rc = route_from_json(json_object_get(j, "route_state"), out, why, sizeof why);
+    if (rc == NIRC_ENOMEM) {
+      json_decref(j);
+      snprintf(err, errlen, "%s: out of memory while reading it", path);
+      return NIRC_ENOMEM;
+    }
     const char *site = json_string_value(json_object_get(j, "site"));
     if (rc == 0 && (!site || strcmp(site, self) != 0)) {
       snprintf(why, sizeof why, "state belongs to site '%s', not '%s'", site ? site : "?", self);
@@ -71,7 +82,7 @@ int state_save(const char *path, const char *self, const route_t *r, char *err, 
    * refused instead of routing that site's calls by another site's plan. */
   json_t *j =
       json_pack("{s:i, s:s, s:o}", "format", 1, "site", self, "route_state", route_to_json(r));
-  char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+  char *text = j ? jsonio_dumps(j, JSON_INDENT(2)) : NULL;
   json_decref(j);
   if (!text) {
     snprintf(err, errlen, "cannot encode the state as JSON (out of memory or invalid text)");

@@ -14,7 +14,8 @@
 
 /* Loads the state. 0; NIRC_ENOTFOUND when there is no file (first start);
  * NIRC_EINVAL when the file is torn or corrupt — it is then renamed to
- * PATH.corrupt so nothing is lost and the next save starts clean. */
+ * PATH.corrupt so nothing is lost and the next save starts clean;
+ * NIRC_ENOMEM when memory ran out while reading it (the file stays). */
 int state_load(const char *path, const char *self, route_t *out, char *err, size_t errlen);
 /* Saves atomically. 0 or NIRC_EIO with the failing step named. */
 int state_save(const char *path, const char *self, const route_t *r, char *err, size_t errlen);

@@ -9,10 +9,13 @@ runs=${1:-10000000}
 dir=build-fuzz
 cmake -S . -B "$dir" -DCMAKE_C_COMPILER=clang -DNIRC_FUZZ=ON -DNIRC_ASAN=ON -DNIRC_UBSAN=ON \
   -DNIRC_TESTS=ON >/dev/null
-cmake --build "$dir" -j "$(nproc)" --target fuzz_frame fuzz_config fuzz_rules >/dev/null
+harnesses="frame config rules report directive operator cli"
+targets=$(for h in $harnesses; do printf 'fuzz_%s ' "$h"; done)
+# shellcheck disable=SC2086 # one word per target
+cmake --build "$dir" -j "$(nproc)" --target $targets >/dev/null
 mkdir -p "$dir/artifacts"
-for h in frame config rules; do
+for h in $harnesses; do
   echo "== fuzz_$h: $runs runs"
   "$dir/tests/fuzz_$h" -runs="$runs" -max_len=70000 -artifact_prefix="$dir/artifacts/$h-" \
-    -print_final_stats=1 "$dir/fuzz-corpus/$h" 2>&1 | grep -E "^(Done|stat::number_of_executed_units|==.*ERROR|SUMMARY)" || true
+    -print_final_stats=1 "$dir/fuzz-corpus/$h" 2>&1 | grep -E "^(Done|stat::number_of_executed_units|==.*ERROR|SUMMARY)|invariant broken" || true
 done

@@ -35,8 +35,8 @@ def binary(name):
     return os.path.join(BUILD, name)
 
 
-def conninfo(db):
-    return f"host=127.0.0.1 port={PG_PORT} user=nirc dbname={db}"
+def conninfo(db, port=None):
+    return f"host=127.0.0.1 port={port or PG_PORT} user=nirc dbname={db}"
 
 
 def scenario_slugs():
@@ -74,7 +74,9 @@ def ensure_pki():
     os.makedirs(RUN, exist_ok=True)
     with open(os.path.join(RUN, "pki.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.path.exists(os.path.join(PKI, "operator-victor.crt")):
+        # crl.pem: a PKI made before pki.sh wrote one gets it on this run.
+        if not all(os.path.exists(os.path.join(PKI, f))
+                   for f in ("operator-victor.crt", "crl.pem")):
             sites = ",".join(scenario_slugs() + ["atlantis"])
             subprocess.run([os.path.join(SRC, "deploy", "pki.sh"), PKI, "--sites", sites,
                             "--operator", "alice:admin", "--operator", "olga:operator",
@@ -86,16 +88,16 @@ def ensure_pki():
                            check=True, stdout=subprocess.DEVNULL)
 
 
-def psql(db, sql):
-    out = subprocess.run(["psql", "-XAtq", "-F", "\t", conninfo(db), "-c", sql], check=True,
+def psql(db, sql, port=None):
+    out = subprocess.run(["psql", "-XAtq", "-F", "\t", conninfo(db, port), "-c", sql], check=True,
                          capture_output=True, text=True).stdout
     return [line.split("\t") for line in out.splitlines() if line]
 
 
-def fresh_database(name):
+def fresh_database(name, port=None):
     """Creates an empty database, migrates it and imports the scenario."""
-    psql("postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    psql("postgres", f"CREATE DATABASE {name}")
+    psql("postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", port)
+    psql("postgres", f"CREATE DATABASE {name}", port)
 
 
 class Proc:
@@ -153,44 +155,54 @@ class Proc:
 class Env:
     """One test's world: a run directory, a database, a controller config."""
 
-    def __init__(self, name, clock_speed=1, clock_start="", extra_nircd=""):
+    def __init__(self, name, clock_speed=1, clock_start="", extra_nircd="", pg_port=None):
+        """pg_port: a PostgreSQL of the test's own (one it may stop), instead
+        of the shared fixture."""
         ensure_pki()
         self.name = name
         self.dir = os.path.join(RUN, name)
         shutil.rmtree(self.dir, ignore_errors=True)
         os.makedirs(self.dir)
         self.db = "t_" + name.replace("-", "_")
-        fresh_database(self.db)
+        self.pg_port = pg_port
+        fresh_database(self.db, pg_port)
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
         self.clock_speed = clock_speed
         self.clock_start = clock_start
         # Every process of this test shares one business clock.
         self.anchor = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.nircd_conf = self.write("nircd.conf", f"""
+        self.extra_nircd = extra_nircd
+        self.nircd_conf = self.controller_conf("nircd-1", self.addr, "nircd.conf")
+        run([binary("nircd"), "-c", self.nircd_conf, "migrate"], check=True)
+        run([binary("nircd"), "-c", self.nircd_conf, "import-sites", SCENARIO], check=True)
+        self.agents = {}
+        self.controller = None
+        self.controller_status = ""
+
+    def controller_conf(self, node, addr, filename):
+        """A nircd config on this test's database (several make an HA set)."""
+        return self.write(filename, f"""
 [controller]
-node = nircd-1
-listen = {self.addr}
+node = {node}
+listen = {addr}
 [tls]
 ca = {PKI}/ca.crt
 cert = {PKI}/controller-nircd.crt
 key = {PKI}/controller-nircd.key
 [database]
-conninfo = {conninfo(self.db)}
+conninfo = {conninfo(self.db, self.pg_port)}
 schema_dir = {SRC}/schema
+journal = {self.dir}/{node}.journal
 [routing]
 # The scenario stands in for load history when sizing moves.
 forecast = {SCENARIO}
-{extra_nircd}
+{self.extra_nircd}
 [clock]
-speed = {clock_speed}
-start = {clock_start}
+speed = {self.clock_speed}
+start = {self.clock_start}
 anchor = {self.anchor}
 """)
-        run([binary("nircd"), "-c", self.nircd_conf, "migrate"], check=True)
-        run([binary("nircd"), "-c", self.nircd_conf, "import-sites", SCENARIO], check=True)
-        self.agents = {}
-        self.controller = None
 
     def write(self, name, text):
         path = os.path.join(self.dir, name)
@@ -198,9 +210,10 @@ anchor = {self.anchor}
             f.write(text.lstrip())
         return path
 
-    def start_controller(self, timeout=20):
-        """Starts nircd and returns once it has told systemd READY=1."""
-        sock_path = os.path.join(self.dir, "notify.sock")
+    def start_controller(self, timeout=20, conf=None, name="nircd"):
+        """Starts nircd and returns once it has told systemd READY=1 (as
+        leader or as standby: self.controller_status holds its STATUS=)."""
+        sock_path = os.path.join(self.dir, f"notify-{name}.sock")
         if os.path.exists(sock_path):
             os.unlink(sock_path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -208,17 +221,21 @@ anchor = {self.anchor}
         sock.settimeout(timeout)
         env = os.environ.copy()
         env["NOTIFY_SOCKET"] = sock_path
-        self.controller = Proc("nircd", [binary("nircd"), "-c", self.nircd_conf], self.dir, env)
+        proc = Proc(name, [binary("nircd"), "-c", conf or self.nircd_conf], self.dir, env)
+        if name == "nircd":
+            self.controller = proc
         try:
             while True:
                 msg = sock.recv(4096).decode()
                 if "READY=1" in msg:
+                    status = [l for l in msg.splitlines() if l.startswith("STATUS=")]
+                    self.controller_status = status[0][7:] if status else ""
                     break
         except socket.timeout:
-            raise AssertionError("nircd did not become ready:\n" + self.controller.tail())
+            raise AssertionError(f"{name} did not become ready:\n" + proc.tail())
         finally:
             sock.close()
-        return self.controller
+        return proc
 
     def agent_conf(self, slug, cert_dir=None, controllers=None, extra=""):
         cert_dir = cert_dir or PKI
@@ -273,7 +290,7 @@ anchor = {self.anchor}
         return {s["slug"]: s for s in json.loads(r.stdout)["sites"]}
 
     def sql(self, query):
-        return psql(self.db, query)
+        return psql(self.db, query, self.pg_port)
 
     def close(self):
         for a in self.agents.values():

@@ -98,6 +98,7 @@ OVERFLOW_ADD_DETAIL = {"id": int, "source": str, "hubs": [str], "share_cap_permi
 MOVE_DETAIL = {"rule": str, "rule_id": int, "sources": [str], "reason": str}
 ROLLBACK_DETAIL = {"site": str, "rule": str, "rule_id": int, "reason": str}
 EXPIRE_DETAIL = {"cutover_id": int, "sources": [str]}
+LEADERSHIP_DETAIL = {"why": str}
 SCHEDULE = {"id": int, "name": str, "sources": [str], "hubs": [str], "start": str, "end": str,
             "days": str, "tz": str, "exceptions": [str], "wave_size": int, "enabled": bool,
             "in_force": bool, "next_start_ms": int}
@@ -118,6 +119,7 @@ SHAPES = {
     "ScheduleAddDetail": SCHEDULE_ADD_DETAIL, "RuleIdDetail": RULE_ID_DETAIL,
     "OverflowAddDetail": OVERFLOW_ADD_DETAIL, "MoveDetail": MOVE_DETAIL,
     "RollbackDetail": ROLLBACK_DETAIL, "ExpireDetail": EXPIRE_DETAIL,
+    "LeadershipDetail": LEADERSHIP_DETAIL,
     "Schedules": SCHEDULES, "Schedule": SCHEDULE, "Overflows": OVERFLOWS,
     "OverflowRule": OVERFLOW_RULE,
 }
@@ -133,6 +135,7 @@ DETAILS = {
     "schedule-disable": (RULE_ID_DETAIL,), "overflow-rm": (RULE_ID_DETAIL,),
     "overflow-add": (OVERFLOW_ADD_DETAIL,),
     "move": (MOVE_DETAIL,), "rollback": (ROLLBACK_DETAIL,), "expire": (EXPIRE_DETAIL,),
+    "lead": (LEADERSHIP_DETAIL,), "step-down": (LEADERSHIP_DETAIL,),
 }
 
 

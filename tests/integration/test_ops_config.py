@@ -120,7 +120,10 @@ def nircd_values(db):
             ("tls", "key"): f"{T.PKI}/controller-nircd.key",
             ("database", "conninfo"): T.conninfo(db),
             ("database", "schema_dir"): os.path.join(T.SRC, "schema"),
+            ("database", "journal"): os.path.join(DIR, "nircd.journal"),
             ("routing", "forecast"): Optional(T.SCENARIO),
+            ("tls", "crl"): Optional(f"{T.PKI}/crl.pem"),
+            ("tls", "blocklist"): Optional(write("blocklist", "# no certificate blocked\n")),
             ("http", "listen"): Optional(f"127.0.0.1:{T.free_port()}")}
 
 

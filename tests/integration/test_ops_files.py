@@ -304,9 +304,10 @@ def test_units_have_what_the_programs_rely_on():
                 f"{name}: {prog} --help does not list {opt}"
         assert "man:" + prog in u["Unit"].get("Documentation", ""), name
         assert u["Install"].get("WantedBy") == "multi-user.target", name
-        if prog == "nirc-agent":
-            assert s.get("StateDirectory") == "nirc", name
-            assert "/var/lib/nirc" in s.get("ReadWritePaths", "").split(), name
+        # The agent's state file and the controller's database journal
+        # ([database] journal) live in /var/lib/nirc.
+        assert s.get("StateDirectory") == "nirc", name
+        assert "/var/lib/nirc" in s.get("ReadWritePaths", "").split(), name
     assert "%i" in unit("nirc-agent@.service")["Service"]["ExecStart"]
 
 

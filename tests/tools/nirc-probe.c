@@ -3,12 +3,24 @@
  * common/link.c — so the controller is tested against an independent
  * implementation, and it can send bytes no well-behaved client would.
  *
- *   nirc-probe --addr 127.0.0.1:7443 --ca CA [--cert C --key K] MODE [ARG]
+ *   nirc-probe --addr 127.0.0.1:7443 --ca CA [--cert C --key K] [--wait S] MODE [ARG]
  *
  * Modes:
  *   hello SLUG        send Hello claiming SLUG, report what comes back
+ *   welcome           proper Hello for the certificate's site; stop at the
+ *                     Welcome (server_fingerprint tells which certificate
+ *                     the controller presented)
+ *   hello-long        Hello for the certificate's site with a 60,000-byte
+ *                     software_version
  *   report-as SLUG    proper Hello, then a LoadReport claiming SLUG
  *   bad-report        proper Hello, then a LoadReport with ready > logged in
+ *   report-range KIND proper Hello, then a LoadReport out of range: KIND is
+ *                     negative (a count that went below zero in a signed
+ *                     type), huge (four billion agents) or string (a
+ *                     60,000-byte pbx_error)
+ *   flood N           proper Hello, then N valid LoadReports as fast as the
+ *                     socket takes them (stops early once the controller
+ *                     answers), to run into the rate limit
  *   operator-request  (site cert) proper Hello, then an OperatorRequest
  *   oversize          a frame header announcing 1 MiB
  *   truncated         a header for 100 bytes, 10 bytes, then close
@@ -16,6 +28,10 @@
  *   unknown-type      an Envelope carrying only field 99
  *   malformed         a frame of valid length whose payload is not protobuf
  *   plain             no TLS: a line of text on the raw socket
+ *   idle              connect and send nothing; wait for the controller to
+ *                     close (at most --wait seconds, default 8)
+ *   slow-handshake    send the first half of a real ClientHello, then
+ *                     nothing; wait likewise
  *
  * Or, as a fake controller (with a controller certificate):
  *   nirc-probe --listen 127.0.0.1:PORT --ca CA --cert C --key K serve EPOCH JSON
@@ -25,7 +41,10 @@
  * agent's DirectiveAck as {"result", "detail", "epoch", "version"}.
  *
  * Prints one JSON line: {"mode", "handshake", "welcome", "error_code",
- * "error_message", "closed", "detail"} and exits 0; 2 on usage errors. */
+ * "error_message", "closed", "detail", "elapsed_ms" (connect to close or
+ * to the end of the mode), "server_fingerprint" (SHA-256 of the
+ * controller's certificate, hex, "" without a handshake), "sent" (flood:
+ * reports written)} and exits 0; 2 on usage errors. */
 #include "frame.h"
 #include "util.h"
 
@@ -33,19 +52,43 @@
 #include <jansson.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
+
+/* Length of the oversized strings of hello-long and report-range string:
+ * far over any field's limit, still inside one 64 KiB frame. */
+#define PROBE_LONG_STRING 60000
 
 typedef struct {
   int handshake, welcome, closed;
   int error_code;
   char error_message[512];
   char detail[512];
+  char server_fp[65];
+  long sent;
 } probe_result_t;
+
+static int64_t probe_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A string of n 'x' (caller frees), for the oversized-field modes. */
+static char *probe_long_string(size_t n) {
+  char *p = malloc(n + 1);
+  if (!p) return NULL;
+  memset(p, 'x', n);
+  p[n] = '\0';
+  return p;
+}
 
 static int probe_send_env(SSL *ssl, const Nirc__Envelope *env) {
   uint8_t *buf;
@@ -105,10 +148,10 @@ static void probe_read(SSL *ssl, probe_result_t *r, int stop_at_welcome) {
   }
 }
 
-static int probe_hello(SSL *ssl, const char *slug, probe_result_t *r) {
+static int probe_hello_ex(SSL *ssl, const char *slug, const char *version, probe_result_t *r) {
   Nirc__Hello h = NIRC__HELLO__INIT;
   h.protocol_version = 1;
-  h.software_version = "probe";
+  h.software_version = (char *)version;
   h.site = (char *)slug;
   h.adapter = "probe";
   Nirc__Envelope env = NIRC__ENVELOPE__INIT;
@@ -119,16 +162,38 @@ static int probe_hello(SSL *ssl, const char *slug, probe_result_t *r) {
   return r->welcome ? 0 : -1;
 }
 
-static void probe_report(SSL *ssl, const char *claim, int bad) {
+static int probe_hello(SSL *ssl, const char *slug, probe_result_t *r) {
+  return probe_hello_ex(ssl, slug, "probe", r);
+}
+
+/* Sends a LoadReport claiming `claim`. `kind` says what is wrong with it:
+ * NULL nothing, "ready" more agents ready than logged in, "negative" a
+ * count that went below zero in a signed type before reaching the wire,
+ * "huge" four billion agents, "string" a 60,000-byte pbx_error. */
+static int probe_report(SSL *ssl, const char *claim, const char *kind) {
   Nirc__LoadReport lr = NIRC__LOAD_REPORT__INIT;
   lr.site = (char *)claim;
   lr.interval_ms = 1000;
   lr.agents_logged_in = 5;
-  lr.agents_ready = bad ? 50 : 3;
+  lr.agents_ready = 3;
+  char *longstr = NULL;
+  if (kind && !strcmp(kind, "ready")) {
+    lr.agents_ready = 50;
+  } else if (kind && !strcmp(kind, "negative")) {
+    int32_t offered = -5;
+    lr.calls_offered = (uint32_t)offered;
+  } else if (kind && !strcmp(kind, "huge")) {
+    lr.agents_logged_in = 4000000000u;
+  } else if (kind && !strcmp(kind, "string")) {
+    lr.pbx_unreadable = 1;
+    lr.pbx_error = longstr = probe_long_string(PROBE_LONG_STRING);
+  }
   Nirc__Envelope env = NIRC__ENVELOPE__INIT;
   env.msg_case = NIRC__ENVELOPE__MSG_LOAD_REPORT;
   env.load_report = &lr;
-  probe_send_env(ssl, &env);
+  int rc = probe_send_env(ssl, &env);
+  free(longstr);
+  return rc;
 }
 
 /* Fake controller: one agent, one directive, print its ack. */
@@ -259,12 +324,54 @@ done:
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: nirc-probe --addr HOST:PORT --ca CA [--cert C --key K] MODE [ARG]\n");
+  fprintf(stderr,
+          "usage: nirc-probe --addr HOST:PORT --ca CA [--cert C --key K] [--wait S] MODE [ARG]\n");
+}
+
+/* idle and slow-handshake: after connecting, send nothing, or the first
+ * half of a genuine ClientHello (made with memory BIOs, so the bytes are
+ * exactly what a real client would start with), then wait for the
+ * controller to close. */
+static void probe_stall(int fd, int half_hello, int64_t t0, probe_result_t *r) {
+  if (half_hello) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    SSL *ssl = SSL_new(ctx);
+    BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+    SSL_set_bio(ssl, rb, wb);
+    SSL_connect(ssl); /* wants to read: the ClientHello is in wb */
+    char hello[4096];
+    int n = BIO_read(wb, hello, sizeof hello);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    if (n <= 1 || write(fd, hello, (size_t)n / 2) != n / 2) {
+      snprintf(r->detail, sizeof r->detail, "could not send half a ClientHello");
+      return;
+    }
+    snprintf(r->detail, sizeof r->detail, "sent %d of the %d bytes of a ClientHello", n / 2, n);
+  } else {
+    snprintf(r->detail, sizeof r->detail, "sent nothing");
+  }
+  char buf[512];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0) continue; /* an alert, say: keep waiting for the close */
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) r->closed = 1;
+    if (n < 0 && errno == EINTR) continue;
+    break;
+  }
+  size_t used = strlen(r->detail);
+  snprintf(r->detail + used, sizeof r->detail - used, "; %s after %lld ms",
+           r->closed ? "closed by the controller" : "still open", (long long)(probe_now_ms() - t0));
 }
 
 int main(int argc, char **argv) {
   const char *addr = NULL, *ca = NULL, *cert = NULL, *key = NULL, *listen_addr = NULL;
+  long wait_s = 8;
   int i = 1;
+  /* A flood keeps writing while the controller closes: a write to the
+   * closed socket must fail, not kill the probe. */
+  signal(SIGPIPE, SIG_IGN);
   for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
     if (!strcmp(argv[i], "--addr"))
       addr = argv[i + 1];
@@ -276,6 +383,8 @@ int main(int argc, char **argv) {
       cert = argv[i + 1];
     else if (!strcmp(argv[i], "--key"))
       key = argv[i + 1];
+    else if (!strcmp(argv[i], "--wait"))
+      wait_s = strtol(argv[i + 1], NULL, 10);
     else {
       usage();
       return 2;
@@ -300,11 +409,16 @@ int main(int argc, char **argv) {
     return 2;
   }
   int fd = socket(ss.ss_family, SOCK_STREAM, 0);
-  struct timeval tv = {.tv_sec = 8};
+  struct timeval tv = {.tv_sec = wait_s > 0 ? wait_s : 8};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   socklen_t sl = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+  int64_t t0 = probe_now_ms();
   if (connect(fd, (struct sockaddr *)&ss, sl) != 0) {
     snprintf(r.detail, sizeof r.detail, "connect: %s", strerror(errno));
+    goto out;
+  }
+  if (!strcmp(mode, "idle") || !strcmp(mode, "slow-handshake")) {
+    probe_stall(fd, !strcmp(mode, "slow-handshake"), t0, &r);
     goto out;
   }
   if (!strcmp(mode, "plain")) {
@@ -339,20 +453,45 @@ int main(int argc, char **argv) {
     goto out;
   }
   r.handshake = 1;
+  X509 *server_cert = SSL_get0_peer_certificate(ssl);
+  unsigned char md[32];
+  unsigned int mdlen = 0;
+  if (server_cert && X509_digest(server_cert, EVP_sha256(), md, &mdlen) == 1 && mdlen == 32)
+    for (unsigned k = 0; k < 32; k++)
+      snprintf(r.server_fp + 2 * k, 3, "%02x", md[k]);
   /* In TLS 1.3 the client finishes first; a server that rejects our
    * certificate says so on the first read. */
   if (!strcmp(mode, "hello")) {
     probe_hello(ssl, arg ? arg : "", &r);
     if (r.welcome) probe_read(ssl, &r, 1); /* accepted: report that, do not linger */
   } else if (!strcmp(mode, "report-as") || !strcmp(mode, "bad-report") ||
-             !strcmp(mode, "operator-request")) {
+             !strcmp(mode, "operator-request") || !strcmp(mode, "report-range") ||
+             !strcmp(mode, "flood") || !strcmp(mode, "hello-long") || !strcmp(mode, "welcome")) {
     /* The slug the certificate names is the Hello claim. */
     char slug[64] = "";
     X509 *me = SSL_get_certificate(ssl);
     X509_NAME_get_text_by_NID(X509_get_subject_name(me), NID_commonName, slug, sizeof slug);
     const char *own = strchr(slug, ':') ? strchr(slug, ':') + 1 : slug;
-    if (probe_hello(ssl, own, &r) == 0) {
-      if (!strcmp(mode, "operator-request")) {
+    if (!strcmp(mode, "welcome")) {
+      probe_hello(ssl, own, &r);
+    } else if (!strcmp(mode, "hello-long")) {
+      char *version = probe_long_string(PROBE_LONG_STRING);
+      probe_hello_ex(ssl, own, version, &r);
+      free(version);
+      if (r.welcome) probe_read(ssl, &r, 1);
+    } else if (probe_hello(ssl, own, &r) == 0) {
+      if (!strcmp(mode, "flood")) {
+        long n = arg ? strtol(arg, NULL, 10) : 1000;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        /* Stop writing once the controller says something (its Error), so
+         * the answer is read before our unread reports make it reset the
+         * connection. */
+        while (r.sent < n && poll(&pfd, 1, 0) == 0 && probe_report(ssl, own, NULL) == 0)
+          r.sent++;
+        snprintf(r.detail, sizeof r.detail, "wrote %ld of %ld reports in %lld ms", r.sent, n,
+                 (long long)(probe_now_ms() - t0));
+        probe_read(ssl, &r, 0);
+      } else if (!strcmp(mode, "operator-request")) {
         Nirc__StatusRequest sr = NIRC__STATUS_REQUEST__INIT;
         Nirc__OperatorRequest req = NIRC__OPERATOR_REQUEST__INIT;
         req.body_case = NIRC__OPERATOR_REQUEST__BODY_STATUS;
@@ -361,10 +500,14 @@ int main(int argc, char **argv) {
         env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REQUEST;
         env.operator_request = &req;
         probe_send_env(ssl, &env);
+        probe_read(ssl, &r, 0);
       } else {
-        probe_report(ssl, !strcmp(mode, "report-as") ? arg : own, !strcmp(mode, "bad-report"));
+        const char *kind = !strcmp(mode, "bad-report")     ? "ready"
+                           : !strcmp(mode, "report-range") ? (arg ? arg : "huge")
+                                                           : NULL;
+        probe_report(ssl, !strcmp(mode, "report-as") ? arg : own, kind);
+        probe_read(ssl, &r, 0);
       }
-      probe_read(ssl, &r, 0);
     }
   } else if (!strcmp(mode, "oversize")) {
     uint8_t hdr[4] = {0x00, 0x10, 0x00, 0x00};
@@ -408,10 +551,12 @@ out:
   SSL_free(ssl);
   SSL_CTX_free(ctx);
   close(fd);
-  json_t *o = json_pack("{s:s, s:b, s:b, s:o, s:s, s:b, s:s}", "mode", mode, "handshake",
-                        r.handshake, "welcome", r.welcome, "error_code",
+  json_t *o = json_pack("{s:s, s:b, s:b, s:o, s:s, s:b, s:s, s:I, s:s, s:I}", "mode", mode,
+                        "handshake", r.handshake, "welcome", r.welcome, "error_code",
                         r.error_code ? json_integer(r.error_code) : json_null(), "error_message",
-                        r.error_message, "closed", r.closed, "detail", r.detail);
+                        r.error_message, "closed", r.closed, "detail", r.detail, "elapsed_ms",
+                        (json_int_t)(probe_now_ms() - t0), "server_fingerprint", r.server_fp,
+                        "sent", (json_int_t)r.sent);
   json_dumpf(o, stdout, JSON_COMPACT);
   putchar('\n');
   json_decref(o);

@@ -32,6 +32,7 @@ typedef struct {
   bool verbose, quiet;
   double ratio;
   config_list_t peers;
+  uint64_t limit;
 } test_conf_t;
 
 #define O(f) offsetof(test_conf_t, f)
@@ -48,6 +49,7 @@ static const config_opt_t opts[] = {
     {"features", "quiet", CFG_BOOL, O(quiet), 0, 0, 0, "yes", 0, "hush"},
     {"features", "ratio", CFG_DOUBLE, O(ratio), 0, 0, 1, "0.25", 0, "fraction"},
     {"features", "peers", CFG_LIST, O(peers), 0, 0, 0, "alpha,beta", 0, "peer list"},
+    {"features", "limit", CFG_SIZE, O(limit), 0, 4096, 1099511627776.0, "64MiB", 0, "disk bound"},
     {0},
 };
 
@@ -118,6 +120,7 @@ static void test_defaults_when_absent(void **state) {
   assert_int_equal(c.peers.count, 2);
   assert_string_equal(c.peers.item[0], "alpha");
   assert_string_equal(c.peers.item[1], "beta");
+  assert_int_equal(c.limit, 64u * 1024 * 1024);
 
   /* config_defaults alone gives the same values. */
   test_conf_t d;
@@ -247,6 +250,37 @@ static void test_value_out_of_range(void **state) {
   assert_int_equal(c.port, 65535);
   assert_int_equal(c.interval_ms, 100);
   assert_int_equal(c.timeout_ms, 600000);
+}
+
+/* Sizes are bytes with optional binary suffixes; the bounds are bytes. */
+static void test_sizes(void **state) {
+  (void)state;
+  static const struct {
+    const char *text;
+    uint64_t bytes;
+  } ok[] = {{"4096", 4096},
+            {"512k", 512u * 1024},
+            {"512 KiB", 512u * 1024},
+            {"64MiB", 64u * 1024 * 1024},
+            {"64m", 64u * 1024 * 1024},
+            {"2G", 2ull << 30},
+            {"1TiB", 1ull << 40},
+            {"8192B", 8192}};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    char text[128];
+    snprintf(text, sizeof text, "%s[features]\nlimit = %s\n", MINIMAL, ok[i].text);
+    test_conf_t c;
+    load_ok(text, &c);
+    if (c.limit != ok[i].bytes) fail_msg("%s: got %llu", ok[i].text, (unsigned long long)c.limit);
+  }
+  const char *const bad[] = {
+      "-1k",         "64 MB", "64kB", "lots", "", "1.5M", "2048", "2TiB", "99999999999999999999",
+      "17179869184T"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char text[128];
+    snprintf(text, sizeof text, "[server]\ntoken = x\n[features]\nlimit = %s\n", bad[i]);
+    expect_error_at(text, 4, "'limit' must be a size");
+  }
 }
 
 static void test_bad_duration(void **state) {
@@ -425,6 +459,7 @@ int main(void) {
       cmocka_unit_test(test_unknown_key),
       cmocka_unit_test(test_unknown_section),
       cmocka_unit_test(test_value_out_of_range),
+      cmocka_unit_test(test_sizes),
       cmocka_unit_test(test_bad_duration),
       cmocka_unit_test(test_bad_bool),
       cmocka_unit_test(test_duplicate_key),

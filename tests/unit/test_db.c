@@ -10,8 +10,15 @@
  * NIRC_TEST_PG the tests that need a server are skipped; the ones that only
  * need an unreachable address still run.
  *
+ * The outage tests stop, kill and restart PostgreSQL, so they never touch
+ * the shared server: they start a private one with deploy/pg-private.sh on
+ * NIRC_TEST_PG_PRIVATE_PORT (default: a port the kernel reports free) in
+ * /tmp/nirc-test-db-pg-<uid>-<port>, and remove it at the end.
+ *
  * Nothing sleeps to synchronise: the loop runs (UV_RUN_ONCE) until the
- * condition holds, bounded by a deadline timer. */
+ * condition holds, bounded by a deadline timer; a short repeating timer
+ * wakes the loop so that conditions outside it (a server's state) are
+ * checked too. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -22,12 +29,19 @@
 #include "err.h"
 #include "log.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <libpq-fe.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -175,6 +189,10 @@ static void on_deadline(uv_timer_t *t) {
   *(int *)t->data = 1;
 }
 
+static void on_wake(uv_timer_t *t) {
+  (void)t;
+}
+
 typedef struct {
   cond_fn cond;
   const void *arg;
@@ -190,13 +208,15 @@ static void on_prepare(uv_prepare_t *p) {
 
 /* Runs the loop one turn at a time until cond holds or DEADLINE_MS pass. */
 static int run_until(uv_loop_t *loop, cond_fn cond, const void *arg) {
-  uv_timer_t t;
+  uv_timer_t t, wake;
   uv_prepare_t p;
   int expired = 0;
   prepare_ctx_t pc = {cond, arg};
   assert_int_equal(uv_timer_init(loop, &t), 0);
   t.data = &expired;
   assert_int_equal(uv_timer_start(&t, on_deadline, DEADLINE_MS, 0), 0);
+  assert_int_equal(uv_timer_init(loop, &wake), 0);
+  assert_int_equal(uv_timer_start(&wake, on_wake, 20, 20), 0);
   assert_int_equal(uv_prepare_init(loop, &p), 0);
   p.data = &pc;
   assert_int_equal(uv_prepare_start(&p, on_prepare), 0);
@@ -204,6 +224,7 @@ static int run_until(uv_loop_t *loop, cond_fn cond, const void *arg) {
     uv_run(loop, UV_RUN_ONCE);
   int ok = cond(arg);
   uv_close((uv_handle_t *)&t, NULL);
+  uv_close((uv_handle_t *)&wake, NULL);
   uv_close((uv_handle_t *)&p, NULL);
   uv_run(loop, UV_RUN_NOWAIT); /* runs the closes before `t` and `p` go away */
   return ok;
@@ -351,8 +372,11 @@ static int group_setup(void **state) {
   return 0;
 }
 
+static void pgp_remove(void);
+
 static int group_teardown(void **state) {
   (void)state;
+  pgp_remove();
   if (!T.have_pg) return 0;
   drop_db(T.main_db);
   drop_db(T.empty_db);
@@ -927,6 +951,912 @@ static void test_async_resolve_name(void **state) {
   free(r);
 }
 
+/* ==== exactly-once writes and the journal ==== */
+
+/* The journal's fixed header (db.c JNL_HDR): an empty journal is this big. */
+#define JNL_HEADER_SIZE 16
+
+static const char EVENT_SQL[] = "INSERT INTO link_events (kind, peer, event, detail) "
+                                "VALUES ('unknown', $1, 'journal-test', $2)";
+
+static const char LOAD_SQL[] =
+    "INSERT INTO load_minute (site, minute, reports, offered, answered, abandoned, "
+    "answered_within, from_other_sites, max_queue, max_wait_ms, avg_logged_in, avg_ready, "
+    "avg_talking, avg_aht_ms, unreadable_reports, routed_away) VALUES "
+    "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) "
+    "ON CONFLICT (site, minute) DO UPDATE SET reports = load_minute.reports + EXCLUDED.reports, "
+    "offered = load_minute.offered + EXCLUDED.offered, "
+    "max_queue = greatest(load_minute.max_queue, EXCLUDED.max_queue)";
+
+static void qo(db_t *db, rec_t *r, int seq, const char *sql, int n, const char *const *p) {
+  int rc = db_exec_once(db, sql, n, p, rec_cb, &r->slot[seq]);
+  if (rc != 0) fail_msg("db_exec_once %d: %s", seq, nirc_strerror(rc));
+}
+
+/* Queues link event number i of peer as a once-write. */
+static void event_once(db_t *db, rec_t *r, int seq, const char *peer, int i) {
+  char d[16];
+  snprintf(d, sizeof d, "%d", i);
+  const char *p[2] = {peer, d};
+  qo(db, r, seq, EVENT_SQL, 2, p);
+}
+
+/* Queues one load minute of hubei (16 parameters, the most there are: the
+ * key is $17) adding `reports` reports. */
+static void load_once(db_t *db, rec_t *r, int seq, const char *minute, const char *reports) {
+  const char *p[16] = {"hubei", minute, reports, "10",   "8",    "1",    "7", "0",
+                       "4",     "5000", "10.00", "2.00", "6.00", "1800", "0", "0"};
+  qo(db, r, seq, LOAD_SQL, 16, p);
+}
+
+/* A minute no other test (or process) uses. */
+static void unique_minute(char *out, size_t n, int k) {
+  time_t t = (time_t)978307200 + ((time_t)getpid() * 100 + k) * 60;
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, n, "%Y-%m-%dT%H:%M:00Z", &tm);
+}
+
+static long sql_long(const char *ci, const char *sql) {
+  char v[64] = "";
+  if (admin_sql(ci, sql, v, sizeof v) != 0) return -1;
+  return strtol(v, NULL, 10);
+}
+
+/* Whether peer has exactly n events numbered 0..n-1 in id order: each
+ * applied once, in the order written. */
+static int events_in_order(const char *ci, const char *peer, int n) {
+  char sql[1024], v[64] = "";
+  snprintf(sql, sizeof sql,
+           "select count(*) = %d and coalesce(bool_and(d = rn - 1), true) from (select "
+           "detail::int d, row_number() over (order by id) rn from link_events where peer = "
+           "'%s') t",
+           n, peer);
+  if (admin_sql(ci, sql, v, sizeof v) != 0) return 0;
+  if (strcmp(v, "t") != 0) {
+    char got[1024] = "";
+    snprintf(sql, sizeof sql,
+             "select string_agg(detail, ',' order by id) from link_events where peer = '%s'", peer);
+    (void)admin_sql(ci, sql, got, sizeof got);
+    fprintf(stderr, "events of %s: [%s], expected 0..%d once each, in order\n", peer, got, n - 1);
+  }
+  return strcmp(v, "t") == 0;
+}
+
+static void ensure_site(const char *ci) {
+  assert_int_equal(admin_sql(ci,
+                             "insert into sites (slug, name_en, name_zh) values ('hubei', "
+                             "'Hubei', 'Hubei') on conflict do nothing",
+                             NULL, 0),
+                   0);
+}
+
+typedef struct {
+  char dir[64];
+  char path[128];
+} jfile_t;
+
+static void jfile_new(jfile_t *j) {
+  snprintf(j->dir, sizeof j->dir, "/tmp/nirc-test-jnl-XXXXXX");
+  assert_non_null(mkdtemp(j->dir));
+  snprintf(j->path, sizeof j->path, "%s/nircd.journal", j->dir);
+}
+
+/* Files in the journal's directory whose names start with prefix. */
+static int jfile_count(const jfile_t *j, const char *prefix) {
+  int n = 0;
+  DIR *d = opendir(j->dir);
+  assert_non_null(d);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) n++;
+  }
+  closedir(d);
+  return n;
+}
+
+static void jfile_free(jfile_t *j) {
+  DIR *d = opendir(j->dir);
+  if (d) {
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+      char p[PATH_MAX];
+      snprintf(p, sizeof p, "%s/%s", j->dir, e->d_name);
+      unlink(p);
+    }
+    closedir(d);
+  }
+  rmdir(j->dir);
+}
+
+static long file_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* Inverts one byte of a file. */
+static void flip_byte(const char *path, long off) {
+  FILE *f = fopen(path, "r+b");
+  assert_non_null(f);
+  assert_int_equal(fseek(f, off, SEEK_SET), 0);
+  int c = fgetc(f);
+  assert_true(c != EOF);
+  assert_int_equal(fseek(f, off, SEEK_SET), 0);
+  assert_int_equal(fputc(c ^ 0xff, f), c ^ 0xff);
+  assert_int_equal(fclose(f), 0);
+}
+
+static void actx_open_j(actx_t *a, const char *ci, const char *journal, uint64_t max) {
+  memset(a, 0, sizeof *a);
+  a->fds = count_fds();
+  assert_int_equal(uv_loop_init(&a->loop), 0);
+  db_opts_t o = {journal, max};
+  assert_int_equal(db_open_opts(&a->loop, ci, &o, &a->db), 0);
+  assert_non_null(a->db);
+}
+
+static db_journal_stats_t jstats(const db_t *db) {
+  db_journal_stats_t s;
+  db_journal_stats(db, &s);
+  return s;
+}
+
+typedef struct {
+  const db_t *db;
+  uint64_t records;
+} jrec_cond_t;
+
+static int c_jrecords(const void *arg) {
+  const jrec_cond_t *c = arg;
+  return jstats(c->db).records == c->records;
+}
+
+static int run_until_jrecords(uv_loop_t *loop, const db_t *db, uint64_t n) {
+  jrec_cond_t c = {db, n};
+  return run_until(loop, c_jrecords, &c);
+}
+
+static int c_offline(const void *arg) {
+  db_state_t s = db_state(arg);
+  return s != DB_READY && s != DB_BUSY;
+}
+
+/* Checks that writes seq from..to-1 of r were journaled. */
+static void assert_journaled(const rec_t *r, int from, int to) {
+  for (int i = from; i < to; i++) {
+    if (r->err[i] != 0 || r->had_res[i] || strcmp(r->msg[i], "journaled") != 0)
+      fail_msg("write %d: err %d, msg %s: expected journaled", i, r->err[i], r->msg[i]);
+  }
+}
+
+/* Journals events from..from+n-1 of peer through a client that reaches no
+ * database, then closes it: what a controller leaves when it stops during
+ * an outage. sizes[i] (if given) is the journal's size after event i. */
+static void journal_events(const char *path, uint64_t max, const char *peer, int from, int n,
+                           long *sizes) {
+  actx_t a;
+  actx_open_j(&a, UNREACHABLE, path, max);
+  rec_t *r = rec_new();
+  for (int i = 0; i < n; i++) {
+    event_once(a.db, r, i, peer, from + i);
+    if (sizes) sizes[i] = JNL_HEADER_SIZE + (long)jstats(a.db).bytes;
+  }
+  assert_int_equal(r->ncalls, 0); /* never inside db_exec_once */
+  assert_true(run_until_count(&a.loop, &r->ncalls, n));
+  assert_int_equal(r->out_of_order, 0);
+  assert_journaled(r, 0, n);
+  db_journal_stats_t st = jstats(a.db);
+  assert_int_equal(st.records, n);
+  assert_int_equal(st.journaled_total, n);
+  assert_int_equal(file_size(path), JNL_HEADER_SIZE + (long)st.bytes);
+  actx_close(&a);
+  free(r);
+}
+
+/* Opens a client on ci with journal path and runs it until the journal is
+ * empty; returns its counters. */
+static db_journal_stats_t replay_journal(const char *ci, const char *path) {
+  actx_t a;
+  actx_open_j(&a, ci, path, 0);
+  assert_true(run_until_jrecords(&a.loop, a.db, 0));
+  db_journal_stats_t st = jstats(a.db);
+  actx_close(&a);
+  assert_int_equal(file_size(path), JNL_HEADER_SIZE);
+  return st;
+}
+
+/* Connected, with an empty journal: once-writes run from memory, in order,
+ * with the forms the controller converts (untyped text parameters and
+ * NULLs, ::jsonb, an additive upsert with 16 parameters, INSERT and UPDATE
+ * of a table with its own key, a statement of its own starting with WITH).
+ * Each leaves one key; a refused one leaves none. */
+static void test_once_connected(void **state) {
+  (void)state;
+  NEED_PG();
+  ensure_site(T.main_ci);
+  actx_t a;
+  actx_open(&a, T.main_ci);
+  rec_t *r = rec_new();
+  char peer[64], minute[32], id[32], sql[512];
+  snprintf(peer, sizeof peer, "once-%ld", (long)getpid());
+  unique_minute(minute, sizeof minute, 0);
+  snprintf(id, sizeof id, "%ld", 900000000L + (long)getpid());
+  long keys0 = sql_long(T.main_ci, "select count(*) from journal_keys");
+
+  const char *ev[3] = {peer, NULL, "first"};
+  qo(a.db, r, 0,
+     "INSERT INTO link_events (kind, identity, peer, event, detail) "
+     "VALUES ('unknown', $2, $1, 'once', $3)",
+     3, ev);
+  const char *au[2] = {peer, "{\"n\": 1}"};
+  qo(a.db, r, 1, "INSERT INTO audit_log (actor, action, detail) VALUES ($1, 'once', $2::jsonb)", 2,
+     au);
+  load_once(a.db, r, 2, minute, "1");
+  load_once(a.db, r, 3, minute, "2");
+  const char *cut[6] = {id, "{hubei}", "{shaanxi}", "test", peer, "2020-01-22T22:00:00Z"};
+  qo(a.db, r, 4,
+     "INSERT INTO cutovers (id, sources, hubs, reason, operator, created_at) "
+     "VALUES ($1,$2,$3,$4,$5,$6)",
+     6, cut);
+  const char *upd[2] = {id, "restored"};
+  qo(a.db, r, 5, "UPDATE cutovers SET state = $2, ended_at = now() WHERE id = $1", 2, upd);
+  qo(a.db, r, 6,
+     "WITH x AS (SELECT $1::text AS p) INSERT INTO link_events (kind, peer, event) "
+     "SELECT 'unknown', p, 'with' FROM x;\n",
+     1, ev);
+  qo(a.db, r, 7, "INSERT INTO sites (slug, name_en, name_zh) VALUES ('Bad Slug', 'x', 'y')", 0,
+     NULL);
+  q(a.db, r, 8, "select count(*) from journal_keys", 0, NULL);
+  assert_true(run_until_count(&a.loop, &r->ncalls, 9));
+  assert_int_equal(r->out_of_order, 0);
+  for (int i = 0; i <= 6; i++) {
+    if (r->err[i] != 0 || !r->had_res[i]) fail_msg("once-write %d: %s", i, r->msg[i]);
+  }
+  assert_int_equal(r->err[7], NIRC_EDB);
+  assert_true(r->had_res[7]);
+  assert_non_null(strstr(r->msg[7], "check constraint"));
+  assert_int_equal(strtol(r->val[8], NULL, 10), keys0 + 7);
+
+  snprintf(sql, sizeof sql,
+           "select reports from load_minute where site = 'hubei' and minute = '%s'", minute);
+  assert_int_equal(sql_long(T.main_ci, sql), 3);
+  snprintf(sql, sizeof sql, "select count(*) from cutovers where id = %s and state = 'restored'",
+           id);
+  assert_int_equal(sql_long(T.main_ci, sql), 1);
+  snprintf(sql, sizeof sql, "select count(*) from link_events where peer = '%s'", peer);
+  assert_int_equal(sql_long(T.main_ci, sql), 2);
+  db_journal_stats_t st = jstats(a.db);
+  assert_int_equal(st.failed_total, 1);
+  assert_int_equal(st.journaled_total + st.duplicates_total + st.replayed_total + st.records, 0);
+
+  /* Arguments. */
+  const char *p[DB_MAX_PARAMS + 1] = {0};
+  assert_int_equal(db_exec_once(a.db, NULL, 0, NULL, NULL, NULL), NIRC_EINVAL);
+  assert_int_equal(db_exec_once(a.db, "", 0, NULL, NULL, NULL), NIRC_EINVAL);
+  assert_int_equal(db_exec_once(a.db, EVENT_SQL, DB_MAX_PARAMS + 1, p, NULL, NULL), NIRC_EINVAL);
+  assert_int_equal(db_exec_once(a.db, EVENT_SQL, 2, NULL, NULL, NULL), NIRC_EINVAL);
+  assert_int_equal(db_exec_once(NULL, EVENT_SQL, 0, NULL, NULL, NULL), NIRC_EINVAL);
+  char *big = malloc(DB_JOURNAL_RECORD_MAX + 1);
+  assert_non_null(big);
+  memset(big, 'x', DB_JOURNAL_RECORD_MAX);
+  big[DB_JOURNAL_RECORD_MAX] = '\0';
+  const char *bp[2] = {peer, big};
+  assert_int_equal(db_exec_once(a.db, EVENT_SQL, 2, bp, NULL, NULL), NIRC_ERANGE);
+  free(big);
+  assert_int_equal(db_queue_depth(a.db), 0);
+
+  /* Pruning removes keys older than the retention, and only those. */
+  char old_key[64], new_key[64];
+  snprintf(old_key, sizeof old_key, "test-old-%ld", (long)getpid());
+  snprintf(new_key, sizeof new_key, "test-new-%ld", (long)getpid());
+  snprintf(sql, sizeof sql,
+           "insert into journal_keys (key, created_at) values ('%s', now() - interval '8 days'), "
+           "('%s', now() - interval '6 days')",
+           old_key, new_key);
+  assert_int_equal(admin_sql(T.main_ci, sql, NULL, 0), 0);
+  assert_int_equal(db_prune_keys(a.db), 0);
+  snprintf(sql, sizeof sql,
+           "select string_agg(key, ',') from journal_keys where key in ('%s', '%s')", old_key,
+           new_key);
+  q(a.db, r, 9, sql, 0, NULL);
+  assert_true(run_until_count(&a.loop, &r->ncalls, 10));
+  assert_string_equal(r->val[9], new_key);
+  actx_close(&a);
+  free(r);
+}
+
+/* What a stopped controller left in its journal is replayed, in order, by
+ * the next client that opens it, and by the blocking start-up replay; a
+ * database still down leaves the journal as it was. */
+static void test_journal_replayed_at_open(void **state) {
+  (void)state;
+  NEED_PG();
+  jfile_t j;
+  jfile_new(&j);
+  char peer[64];
+  snprintf(peer, sizeof peer, "jnl-open-%ld", (long)getpid());
+
+  /* A queued ordinary query is not journaled: it completes with ECLOSED. */
+  actx_t a;
+  actx_open_j(&a, UNREACHABLE, j.path, 0);
+  assert_int_equal(file_size(j.path), JNL_HEADER_SIZE);
+  rec_t *r = rec_new();
+  for (int i = 0; i < 20; i++)
+    event_once(a.db, r, i, peer, i);
+  q(a.db, r, 20, "select 1", 0, NULL);
+  assert_true(run_until_count(&a.loop, &r->ncalls, 20));
+  assert_journaled(r, 0, 20);
+  assert_int_equal(db_queue_depth(a.db), 1);
+  db_close(a.db, on_closed, &a.closed);
+  assert_int_equal(r->ncalls, 21);
+  assert_int_equal(r->err[20], NIRC_ECLOSED);
+  assert_true(run_until_count(&a.loop, &a.closed, 1));
+  assert_int_equal(uv_loop_close(&a.loop), 0);
+  assert_int_equal(count_fds(), a.fds);
+
+  actx_open_j(&a, T.main_ci, j.path, 0);
+  assert_int_equal(jstats(a.db).records, 20); /* counted when opened */
+  assert_true(run_until_jrecords(&a.loop, a.db, 0));
+  db_journal_stats_t st = jstats(a.db);
+  assert_int_equal(st.replayed_total, 20);
+  assert_int_equal(st.duplicates_total, 0);
+  assert_int_equal(st.failed_total, 0);
+  actx_close(&a);
+  assert_int_equal(file_size(j.path), JNL_HEADER_SIZE);
+  assert_true(events_in_order(T.main_ci, peer, 20));
+
+  /* The blocking replay nircd runs at start-up. */
+  char peer2[64], err[512] = "";
+  snprintf(peer2, sizeof peer2, "jnl-admin-%ld", (long)getpid());
+  journal_events(j.path, 0, peer2, 0, 5, NULL);
+  long size = file_size(j.path);
+  assert_int_equal(db_admin_replay_journal(UNREACHABLE, j.path, err, sizeof err), NIRC_EDB);
+  assert_non_null(strstr(err, "is PostgreSQL running?"));
+  assert_int_equal(file_size(j.path), size);
+  if (db_admin_replay_journal(T.main_ci, j.path, err, sizeof err) != 0) fail_msg("%s", err);
+  assert_int_equal(file_size(j.path), JNL_HEADER_SIZE);
+  assert_true(events_in_order(T.main_ci, peer2, 5));
+  assert_int_equal(db_admin_replay_journal(T.main_ci, j.path, err, sizeof err), 0);
+  assert_int_equal(db_admin_replay_journal(T.main_ci, "", err, sizeof err), 0);
+  assert_true(events_in_order(T.main_ci, peer2, 5));
+  free(r);
+  jfile_free(&j);
+}
+
+/* A crash while a record was being written leaves a torn last record: cut
+ * short, an incomplete header, or a bad CRC. It is dropped with a warning
+ * and the records before it are replayed. */
+static void test_journal_torn_last_record(void **state) {
+  (void)state;
+  NEED_PG();
+  jfile_t j;
+  jfile_new(&j);
+  for (int k = 0; k < 3; k++) {
+    char peer[64];
+    snprintf(peer, sizeof peer, "jnl-torn%d-%ld", k, (long)getpid());
+    long sizes[3];
+    journal_events(j.path, 0, peer, 0, 3, sizes);
+    int keep = 2;
+    if (k == 0) {
+      assert_int_equal(truncate(j.path, sizes[2] - 5), 0); /* cut short */
+    } else if (k == 1) {
+      FILE *f = fopen(j.path, "ab"); /* half a record header after three records */
+      assert_non_null(f);
+      assert_int_equal(fwrite("\x10\x00\x00", 1, 3, f), 3);
+      assert_int_equal(fclose(f), 0);
+      keep = 3;
+    } else {
+      flip_byte(j.path, sizes[2] - 1); /* the last record's CRC no longer matches */
+    }
+    actx_t a;
+    actx_open_j(&a, T.main_ci, j.path, 0);
+    db_journal_stats_t st = jstats(a.db);
+    assert_int_equal(st.torn_total, 1);
+    assert_int_equal(st.corrupt_total, 0);
+    assert_int_equal(st.records, keep);
+    assert_true(run_until_jrecords(&a.loop, a.db, 0));
+    assert_int_equal(jstats(a.db).replayed_total, keep);
+    actx_close(&a);
+    assert_true(events_in_order(T.main_ci, peer, keep));
+    assert_int_equal(jfile_count(&j, "nircd.journal.corrupt"), 0);
+  }
+  jfile_free(&j);
+}
+
+/* Damage before the last record, or a file that is not a journal, does not
+ * stop the client: the file is renamed aside, the intact records before the
+ * damage are replayed, and the journal works on. */
+static void test_journal_damage_set_aside(void **state) {
+  (void)state;
+  NEED_PG();
+  jfile_t j;
+  jfile_new(&j);
+  char peer[64];
+  snprintf(peer, sizeof peer, "jnl-damage-%ld", (long)getpid());
+  long sizes[3];
+  journal_events(j.path, 0, peer, 0, 3, sizes);
+  flip_byte(j.path, sizes[0] + 12); /* inside the second record */
+  db_journal_stats_t st = replay_journal(T.main_ci, j.path);
+  assert_int_equal(st.corrupt_total, 1);
+  assert_int_equal(st.replayed_total, 1);
+  assert_int_equal(jfile_count(&j, "nircd.journal.corrupt-"), 1);
+  assert_true(events_in_order(T.main_ci, peer, 1));
+
+  /* Not a journal at all. */
+  write_file(j.path, "this is not a journal, but it is long enough\n");
+  actx_t a;
+  actx_open_j(&a, UNREACHABLE, j.path, 0);
+  st = jstats(a.db);
+  assert_int_equal(st.corrupt_total, 1);
+  assert_int_equal(st.records, 0);
+  assert_int_equal(jfile_count(&j, "nircd.journal.corrupt-"), 2);
+  rec_t *r = rec_new();
+  event_once(a.db, r, 0, peer, 1);
+  assert_true(run_until_count(&a.loop, &r->ncalls, 1));
+  assert_journaled(r, 0, 1);
+
+  /* One journal, one process: a second client may not share it. */
+  uv_loop_t l;
+  db_t *second = NULL;
+  db_opts_t o = {j.path, 0};
+  assert_int_equal(uv_loop_init(&l), 0);
+  assert_int_equal(db_open_opts(&l, UNREACHABLE, &o, &second), NIRC_EIO);
+  assert_null(second);
+  /* A directory that does not exist is refused at open. */
+  o.journal = "/nonexistent-nirc-dir/nircd.journal";
+  assert_int_equal(db_open_opts(&l, UNREACHABLE, &o, &second), NIRC_EIO);
+  char err[512] = "";
+  assert_int_equal(db_admin_replay_journal(T.main_ci, o.journal, err, sizeof err), NIRC_EIO);
+  assert_non_null(strstr(err, "set [database] journal"));
+  assert_int_equal(uv_loop_close(&l), 0);
+  actx_close(&a);
+  st = replay_journal(T.main_ci, j.path);
+  assert_int_equal(st.replayed_total, 1);
+  assert_true(events_in_order(T.main_ci, peer, 2));
+  free(r);
+  jfile_free(&j);
+}
+
+/* journal_max bounds the file: a write that would pass it is refused with
+ * NIRC_EFULL and counted, and what is in the journal stays intact. */
+static void test_journal_full(void **state) {
+  (void)state;
+  jfile_t j;
+  jfile_new(&j);
+  actx_t a;
+  actx_open_j(&a, UNREACHABLE, j.path, 4096);
+  rec_t *r = rec_new();
+  char detail[300];
+  memset(detail, 'd', sizeof detail - 1);
+  detail[sizeof detail - 1] = '\0';
+  const char *p[2] = {"jnl-full", detail};
+  int n = 0, rc;
+  while ((rc = db_exec_once(a.db, EVENT_SQL, 2, p, rec_cb, &r->slot[n])) == 0) {
+    n++;
+    assert_true(n < 20);
+  }
+  assert_int_equal(rc, NIRC_EFULL);
+  assert_true(n >= 5);
+  db_journal_stats_t st = jstats(a.db);
+  assert_int_equal(st.refused_total, 1);
+  assert_int_equal(st.records, n);
+  assert_true(JNL_HEADER_SIZE + st.bytes <= 4096);
+  assert_int_equal(db_exec_once(a.db, EVENT_SQL, 2, p, NULL, NULL), NIRC_EFULL);
+  assert_int_equal(jstats(a.db).refused_total, 2);
+  assert_true(run_until_count(&a.loop, &r->ncalls, n));
+  assert_journaled(r, 0, n);
+  assert_int_equal(file_size(j.path), JNL_HEADER_SIZE + (long)st.bytes);
+  actx_close(&a);
+
+  actx_open_j(&a, UNREACHABLE, j.path, 4096);
+  assert_int_equal(jstats(a.db).records, n);
+  assert_int_equal(jstats(a.db).torn_total + jstats(a.db).corrupt_total, 0);
+  actx_close(&a);
+  free(r);
+  jfile_free(&j);
+}
+
+/* A journal replayed again (a crash after the writes were applied but
+ * before the file was emptied) changes nothing: every record is found by
+ * its key, counted as a duplicate and skipped, including an additive load
+ * minute and an INSERT whose table has a primary key of its own. */
+static void test_journal_duplicates_skipped(void **state) {
+  (void)state;
+  NEED_PG();
+  ensure_site(T.main_ci);
+  jfile_t j;
+  jfile_new(&j);
+  char peer[64], minute[32], id[32], copy[160], sql[256];
+  snprintf(peer, sizeof peer, "jnl-dup-%ld", (long)getpid());
+  unique_minute(minute, sizeof minute, 1);
+  snprintf(id, sizeof id, "%ld", 910000000L + (long)getpid());
+  snprintf(copy, sizeof copy, "%s.copy", j.path);
+
+  actx_t a;
+  actx_open_j(&a, UNREACHABLE, j.path, 0);
+  rec_t *r = rec_new();
+  event_once(a.db, r, 0, peer, 0);
+  load_once(a.db, r, 1, minute, "5");
+  const char *cut[6] = {id, "{hubei}", "{shaanxi}", "test", peer, "2020-01-22T22:00:00Z"};
+  qo(a.db, r, 2,
+     "INSERT INTO cutovers (id, sources, hubs, reason, operator, created_at) "
+     "VALUES ($1,$2,$3,$4,$5,$6)",
+     6, cut);
+  const char *upd[2] = {id, "restored"};
+  qo(a.db, r, 3, "UPDATE cutovers SET state = $2 WHERE id = $1", 2, upd);
+  assert_true(run_until_count(&a.loop, &r->ncalls, 4));
+  assert_journaled(r, 0, 4);
+  actx_close(&a);
+  copy_file(j.path, copy);
+
+  db_journal_stats_t st = replay_journal(T.main_ci, j.path);
+  assert_int_equal(st.replayed_total, 4);
+  assert_int_equal(st.duplicates_total, 0);
+  assert_int_equal(rename(copy, j.path), 0);
+  st = replay_journal(T.main_ci, j.path);
+  assert_int_equal(st.replayed_total, 0);
+  assert_int_equal(st.duplicates_total, 4);
+  assert_int_equal(st.failed_total, 0);
+
+  assert_true(events_in_order(T.main_ci, peer, 1));
+  snprintf(sql, sizeof sql,
+           "select reports from load_minute where site = 'hubei' and minute = '%s'", minute);
+  assert_int_equal(sql_long(T.main_ci, sql), 5);
+  snprintf(sql, sizeof sql, "select count(*) from cutovers where id = %s and state = 'restored'",
+           id);
+  assert_int_equal(sql_long(T.main_ci, sql), 1);
+  free(r);
+  jfile_free(&j);
+}
+
+/* Waits until the client is READY with nothing queued. */
+static void settle(actx_t *a, rec_t *r, int seq) {
+  q(a->db, r, seq, "select 1", 0, NULL);
+  assert_true(run_until_count(&a->loop, &r->ncalls, seq + 1));
+  assert_int_equal(r->err[seq], 0);
+  assert_int_equal(db_state(a->db), DB_READY);
+}
+
+/* Once-writes queued in memory when the connection breaks move to the
+ * journal in order; those the journal cannot take (journal_max) stay in
+ * memory, behind it. After the reconnection all land once, in order. */
+static void test_journal_spill_when_connection_breaks(void **state) {
+  (void)state;
+  NEED_PG();
+  jfile_t j;
+  jfile_new(&j);
+  char peer[320];
+  int k = snprintf(peer, sizeof peer, "jnl-spill-%ld-", (long)getpid());
+  memset(peer + k, 'p', sizeof peer - (size_t)k - 1); /* big records: the journal fills */
+  peer[sizeof peer - 1] = '\0';
+  char ci[1024];
+  ci_build(ci, sizeof ci, T.main_db, NULL, NULL, "nirc-test-spill");
+  actx_t a;
+  actx_open_j(&a, ci, j.path, 4096);
+  rec_t *r = rec_new();
+  settle(&a, r, 0);
+  q(a.db, r, 1, "select pg_sleep(60)", 0, NULL);
+  for (int i = 0; i < 20; i++)
+    event_once(a.db, r, 2 + i, peer, i);
+  assert_true(run_until_state(&a.loop, a.db, DB_BUSY));
+  assert_int_equal(db_queue_depth(a.db), 20);
+  char n[16] = "";
+  assert_int_equal(admin_sql(T.main_ci,
+                             "select count(pg_terminate_backend(pid)) from pg_stat_activity where "
+                             "application_name = 'nirc-test-spill'",
+                             n, sizeof n),
+                   0);
+  assert_string_equal(n, "1");
+  assert_true(run_until(&a.loop, c_offline, a.db));
+  db_journal_stats_t st = jstats(a.db);
+  int spilled = (int)st.records;
+  assert_true(spilled > 0 && spilled < 20);
+  assert_int_equal(db_queue_depth(a.db), 20 - spilled);
+  assert_int_equal(st.refused_total, 0); /* nothing was refused to a writer */
+
+  assert_true(run_until_count(&a.loop, &r->ncalls, 22));
+  assert_true(run_until_jrecords(&a.loop, a.db, 0));
+  assert_int_equal(r->err[1], NIRC_EDB); /* an ordinary query is not sent again */
+  assert_journaled(r, 2, 2 + spilled);
+  for (int i = 2 + spilled; i < 22; i++) {
+    if (r->err[i] != 0 || !r->had_res[i]) fail_msg("write %d: %s", i, r->msg[i]);
+  }
+  st = jstats(a.db);
+  assert_int_equal(st.replayed_total, spilled);
+  assert_int_equal(st.duplicates_total, 0);
+  actx_close(&a);
+  assert_true(events_in_order(T.main_ci, peer, 20));
+  free(r);
+  jfile_free(&j);
+}
+
+/* ---- outages: a private PostgreSQL to stop, kill and start ---- */
+
+static struct {
+  int made;   /* the directory may exist: remove it at the end */
+  int failed; /* setting it up failed: the tests that need it fail too */
+  int port;
+  char src[PATH_MAX];
+  char dir[PATH_MAX];
+  char log[PATH_MAX + 8];
+  char admin[256];   /* blocking helpers: database nirc */
+  char ci[512];      /* clients under test */
+  char sync_ci[512]; /* clients whose commits wait for a standby that never comes */
+} P;
+
+__attribute__((format(printf, 1, 2))) static int sh(const char *fmt, ...) {
+  char cmd[4 * PATH_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  int rc = system(cmd);
+  return rc != -1 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* Starts the private server (and waits until it accepts connections; after
+ * a kill this includes crash recovery). */
+static int pgp_start(void) {
+  int rc = sh("NIRC_PG_FAST=1 '%s/deploy/pg-private.sh' start '%s' %d >>'%s' 2>&1", P.src, P.dir,
+              P.port, P.log);
+  if (rc != 0) {
+    fprintf(stderr, "private PostgreSQL on port %d did not start:\n", P.port);
+    sh("tail -n 20 '%s' >&2", P.log);
+  }
+  return rc;
+}
+
+/* Fast shutdown: clients are told and disconnected. */
+static int pgp_stop(void) {
+  return sh("'%s/deploy/pg-private.sh' stop '%s' >>'%s' 2>&1", P.src, P.dir, P.log);
+}
+
+static long pgp_postmaster_pid(void) {
+  char path[PATH_MAX + 32], line[32] = "";
+  snprintf(path, sizeof path, "%s/data/postmaster.pid", P.dir);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  if (!fgets(line, sizeof line, f)) line[0] = '\0';
+  fclose(f);
+  return strtol(line, NULL, 10);
+}
+
+/* Whether a process has exited (gone, or a zombie nobody reaped); arg
+ * points to its pid (a long). */
+static int c_proc_gone(const void *arg) {
+  long pid = *(const long *)arg;
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *rp = strrchr(buf, ')');
+  return rp && rp[1] == ' ' && rp[2] == 'Z';
+}
+
+/* A loopback port nothing listens on now, as the kernel picks one for a
+ * socket bound to port 0; 0 on failure. */
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  struct sockaddr_in sa;
+  socklen_t len = sizeof sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int port = 0;
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+      getsockname(fd, (struct sockaddr *)&sa, &len) == 0) {
+    port = ntohs(sa.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+static int need_private_pg(void **state) {
+  (void)state;
+  if (P.failed) return -1;
+  if (!T.have_pg || P.made) return 0;
+  P.failed = 1; /* until it is all set up */
+  const char *port = getenv("NIRC_TEST_PG_PRIVATE_PORT");
+  P.port = port && *port ? atoi(port) : free_port();
+  if (P.port < 1024 || P.port > 65535) {
+    fprintf(stderr, "no port for the private PostgreSQL: set NIRC_TEST_PG_PRIVATE_PORT\n");
+    return -1;
+  }
+  const char *src = getenv("NIRC_SOURCE_DIR");
+  snprintf(P.src, sizeof P.src, "%s", src && *src ? src : ".");
+  snprintf(P.dir, sizeof P.dir, "/tmp/nirc-test-db-pg-%ld-%d", (long)getuid(), P.port);
+  snprintf(P.log, sizeof P.log, "%s.log", P.dir);
+  snprintf(P.admin, sizeof P.admin, "host=127.0.0.1 port=%d user=nirc dbname=nirc", P.port);
+  snprintf(P.ci, sizeof P.ci, "%s application_name=nirc-test-db connect_timeout=2", P.admin);
+  snprintf(P.sync_ci, sizeof P.sync_ci,
+           "%s application_name=nirc-test-sync connect_timeout=2 "
+           "options='-c synchronous_commit=on'",
+           P.admin);
+  /* A cluster left by an interrupted run is discarded. */
+  sh("'%s/deploy/pg-private.sh' stop '%s' >/dev/null 2>&1; rm -rf '%s' '%s'", P.src, P.dir, P.dir,
+     P.log);
+  P.made = 1;
+  if (pgp_start() != 0) return -1;
+  /* Synchronous replication to a standby that never connects: a commit is
+   * then written to the WAL but not acknowledged, for clients that ask for
+   * it (synchronous_commit=on); everyone else commits locally. Set before a
+   * restart, so that every server process has it from the start. */
+  if (admin_sql(P.admin, "alter system set synchronous_standby_names = 'nirc_test_no_standby'",
+                NULL, 0) != 0 ||
+      admin_sql(P.admin, "alter system set synchronous_commit = 'local'", NULL, 0) != 0 ||
+      pgp_stop() != 0 || pgp_start() != 0) {
+    return -1;
+  }
+  char err[512];
+  if (migrate_quiet(P.admin, T.schema_dir, err, sizeof err, NULL, 0) != 0) {
+    fprintf(stderr, "migrate the private PostgreSQL: %s\n", err);
+    return -1;
+  }
+  if (admin_sql(P.admin,
+                "insert into sites (slug, name_en, name_zh) values ('hubei', 'Hubei', 'Hubei')",
+                NULL, 0) != 0) {
+    return -1;
+  }
+  P.failed = 0;
+  return 0;
+}
+
+static void pgp_remove(void) {
+  if (!P.made) return;
+  sh("'%s/deploy/pg-private.sh' stop '%s' >/dev/null 2>&1; rm -rf '%s' '%s'", P.src, P.dir, P.dir,
+     P.log);
+  P.made = 0;
+}
+
+static int c_syncrep_wait(const void *arg) {
+  (void)arg;
+  char v[16] = "";
+  (void)admin_sql(P.admin,
+                  "select count(*) from pg_stat_activity where application_name = "
+                  "'nirc-test-sync' and wait_event = 'SyncRep'",
+                  v, sizeof v);
+  return strcmp(v, "1") == 0;
+}
+
+/* The acceptance scenario in small: writes made while PostgreSQL is down
+ * are journaled and land exactly once, in order, when it is back; an
+ * ordinary query queued meanwhile runs after the journal has drained. */
+static void test_outage_journaled_in_order(void **state) {
+  (void)state;
+  NEED_PG();
+  jfile_t j;
+  jfile_new(&j);
+  char peer[64], minute[32], sql[256];
+  snprintf(peer, sizeof peer, "outage-%ld", (long)getpid());
+  unique_minute(minute, sizeof minute, 2);
+  actx_t a;
+  actx_open_j(&a, P.ci, j.path, 0);
+  rec_t *r = rec_new();
+  settle(&a, r, 0);
+  for (int i = 0; i < 3; i++)
+    event_once(a.db, r, 1 + i, peer, i);
+  assert_true(run_until_count(&a.loop, &r->ncalls, 4));
+  for (int i = 1; i < 4; i++)
+    assert_true(r->err[i] == 0 && r->had_res[i]); /* applied at once, not journaled */
+
+  assert_int_equal(pgp_stop(), 0);
+  assert_true(run_until(&a.loop, c_offline, a.db));
+  int seq = 4;
+  for (int i = 3; i < 43; i++) {
+    event_once(a.db, r, seq++, peer, i);
+    if (i % 8 == 0) load_once(a.db, r, seq++, minute, "1");
+  }
+  snprintf(sql, sizeof sql, "select count(*) from link_events where peer = '%s'", peer);
+  q(a.db, r, seq, sql, 0, NULL);
+  assert_true(run_until_count(&a.loop, &r->ncalls, seq));
+  assert_journaled(r, 4, seq);
+  db_journal_stats_t st = jstats(a.db);
+  assert_int_equal(st.records, seq - 4);
+  assert_true(st.bytes > 0);
+  assert_int_equal(file_size(j.path), JNL_HEADER_SIZE + (long)st.bytes);
+
+  assert_int_equal(pgp_start(), 0);
+  assert_true(run_until_count(&a.loop, &r->ncalls, seq + 1));
+  assert_int_equal(r->err[seq], 0);
+  assert_string_equal(r->val[seq], "43"); /* the journal went first */
+  st = jstats(a.db);
+  assert_int_equal(st.records, 0);
+  assert_int_equal(st.replayed_total, seq - 4);
+  assert_int_equal(st.duplicates_total, 0);
+  assert_int_equal(st.failed_total, 0);
+  assert_int_equal(file_size(j.path), JNL_HEADER_SIZE);
+  actx_close(&a);
+  assert_true(events_in_order(P.admin, peer, 43));
+  snprintf(sql, sizeof sql,
+           "select reports from load_minute where site = 'hubei' and minute = '%s'", minute);
+  assert_int_equal(sql_long(P.admin, sql), 5);
+  free(r);
+  jfile_free(&j);
+}
+
+/* A write in flight when the server is killed (pg_ctl stop -m immediate
+ * sends the postmaster SIGQUIT) had committed locally but was never
+ * acknowledged (its commit waited for a standby). The client journals it
+ * with its key, and after crash recovery the replay finds the key: the
+ * write exists exactly once. */
+static void test_outage_inflight_killed_lands_once(void **state) {
+  (void)state;
+  NEED_PG();
+  jfile_t j;
+  jfile_new(&j);
+  char peer[64], sql[256];
+  snprintf(peer, sizeof peer, "killed-%ld", (long)getpid());
+  snprintf(sql, sizeof sql, "select count(*) from link_events where peer = '%s'", peer);
+  actx_t a;
+  actx_open_j(&a, P.sync_ci, j.path, 0);
+  rec_t *r = rec_new();
+  settle(&a, r, 0);
+  event_once(a.db, r, 1, peer, 0);
+  assert_true(run_until(&a.loop, c_syncrep_wait, NULL));
+  assert_int_equal(db_state(a.db), DB_BUSY);
+  assert_int_equal(sql_long(P.admin, sql), 0); /* not visible yet */
+
+  long pid = pgp_postmaster_pid();
+  assert_true(pid > 1);
+  assert_int_equal(kill((pid_t)pid, SIGQUIT), 0);
+  assert_true(run_until_count(&a.loop, &r->ncalls, 2));
+  assert_journaled(r, 1, 2); /* moved to the journal when the connection broke */
+  assert_true(run_until(&a.loop, c_offline, a.db));
+  assert_int_equal(jstats(a.db).records, 1);
+  assert_true(run_until(&a.loop, c_proc_gone, &pid)); /* before a new one may start */
+
+  assert_int_equal(pgp_start(), 0);
+  assert_int_equal(sql_long(P.admin, sql), 1); /* crash recovery kept the commit */
+  assert_true(run_until_jrecords(&a.loop, a.db, 0));
+  db_journal_stats_t st = jstats(a.db);
+  assert_int_equal(st.duplicates_total, 1);
+  assert_int_equal(st.replayed_total, 0);
+  assert_int_equal(st.failed_total, 0);
+  actx_close(&a);
+  assert_int_equal(sql_long(P.admin, sql), 1);
+  free(r);
+  jfile_free(&j);
+}
+
+/* Without a journal, a once-write whose connection broke after it had
+ * committed is sent again on the next connection, found by its key, and
+ * reported as applied; it is neither lost nor applied twice. */
+static void test_inflight_resent_without_journal(void **state) {
+  (void)state;
+  NEED_PG();
+  char peer[64], sql[256];
+  snprintf(peer, sizeof peer, "resent-%ld", (long)getpid());
+  snprintf(sql, sizeof sql, "select count(*) from link_events where peer = '%s'", peer);
+  actx_t a;
+  actx_open(&a, P.sync_ci);
+  rec_t *r = rec_new();
+  settle(&a, r, 0);
+  event_once(a.db, r, 1, peer, 0);
+  assert_true(run_until(&a.loop, c_syncrep_wait, NULL));
+  char n[16] = "";
+  assert_int_equal(admin_sql(P.admin,
+                             "select count(pg_terminate_backend(pid)) from pg_stat_activity where "
+                             "application_name = 'nirc-test-sync' and wait_event = 'SyncRep'",
+                             n, sizeof n),
+                   0);
+  assert_string_equal(n, "1");
+  assert_true(run_until_count(&a.loop, &r->ncalls, 2));
+  assert_int_equal(r->err[1], 0);
+  assert_string_equal(r->msg[1], "already applied");
+  assert_false(r->had_res[1]);
+  db_journal_stats_t st = jstats(a.db);
+  assert_int_equal(st.duplicates_total, 1);
+  assert_int_equal(st.journaled_total, 0);
+  actx_close(&a);
+  assert_int_equal(sql_long(P.admin, sql), 1);
+  free(r);
+}
+
 int main(void) {
   log_set_program("test_db");
   const struct CMUnitTest tests[] = {
@@ -948,6 +1878,16 @@ int main(void) {
       cmocka_unit_test_setup(test_async_host_fallback, need_schema),
       cmocka_unit_test_setup(test_async_socket_replaced_without_error, need_schema),
       cmocka_unit_test_setup(test_async_resolve_name, need_schema),
+      cmocka_unit_test_setup(test_once_connected, need_schema),
+      cmocka_unit_test_setup(test_journal_replayed_at_open, need_schema),
+      cmocka_unit_test_setup(test_journal_torn_last_record, need_schema),
+      cmocka_unit_test_setup(test_journal_damage_set_aside, need_schema),
+      cmocka_unit_test(test_journal_full),
+      cmocka_unit_test_setup(test_journal_duplicates_skipped, need_schema),
+      cmocka_unit_test_setup(test_journal_spill_when_connection_breaks, need_schema),
+      cmocka_unit_test_setup(test_outage_journaled_in_order, need_private_pg),
+      cmocka_unit_test_setup(test_outage_inflight_killed_lands_once, need_private_pg),
+      cmocka_unit_test_setup(test_inflight_resent_without_journal, need_private_pg),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

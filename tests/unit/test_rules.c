@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine.h"
 #include "err.h"
 #include "rules.h"
 #include "tz.h"
@@ -374,6 +375,52 @@ static void test_validate_cutover(void **state) {
   good_cutover(&c);
   assert_refused(rules_validate_cutover(&c, NULL, now, err, sizeof err), NIRC_EINVAL,
                  "no site table");
+}
+
+/* Regressions (fuzz_operator): values an operator's request can carry that
+ * the checks once let through or overflowed on. */
+static void test_cutover_hostile_values(void **state) {
+  (void)state;
+  char err[256];
+  int64_t now = cst(2020, 1, 23, 11, 30);
+  cutover_t c;
+
+  /* A reason typed in a GBK terminal: the audit trail, the cutovers table
+   * and every directive need UTF-8. */
+  good_cutover(&c);
+  snprintf(c.reason, sizeof c.reason, "\xce\xe4\xba\xba lockdown");
+  assert_refused(rules_validate_cutover(&c, &stub_env, now, err, sizeof err), NIRC_EINVAL,
+                 "not UTF-8 text");
+
+  /* Expiries at either end of 64 bits: refused, without overflow. */
+  good_cutover(&c);
+  c.expires_ms = INT64_MIN + 1;
+  assert_refused(rules_validate_cutover(&c, &stub_env, now, err, sizeof err), NIRC_EINVAL,
+                 "in the past");
+  c.expires_ms = INT64_MAX;
+  assert_refused(rules_validate_cutover(&c, &stub_env, now, err, sizeof err), NIRC_EINVAL,
+                 "after the year 9999");
+  c.expires_ms = 253402300799999LL; /* 9999-12-31T23:59:59.999Z is still a date */
+  assert_accepted(rules_validate_cutover(&c, &stub_env, now, err, sizeof err));
+
+  /* --for past the end of time saturates instead of overflowing. */
+  char *srcs[] = {"hubei"}, *hubs[] = {"shaanxi"};
+  Nirc__CutoverRequest req = NIRC__CUTOVER_REQUEST__INIT;
+  req.sources = srcs;
+  req.n_sources = 1;
+  req.hubs = hubs;
+  req.n_hubs = 1;
+  req.reason = "drill";
+  req.expires_in_ms = INT64_MAX;
+  assert_accepted(engine_cutover_from_request(&req, "operator:alice", now, &c, err, sizeof err));
+  assert_true(c.expires_ms == INT64_MAX);
+  assert_refused(rules_validate_cutover(&c, &stub_env, now, err, sizeof err), NIRC_EINVAL,
+                 "after the year 9999");
+  req.expires_in_ms = 72LL * HOUR_MS;
+  assert_accepted(engine_cutover_from_request(&req, "operator:alice", now, &c, err, sizeof err));
+  assert_true(c.expires_ms == now + 72LL * HOUR_MS);
+  assert_string_equal(c.operator_name, "operator:alice");
+  assert_accepted(rules_validate_cutover(&c, &stub_env, now, err, sizeof err));
 }
 
 static void test_validate_schedule(void **state) {
@@ -1060,6 +1107,7 @@ int main(void) {
       cmocka_unit_test(test_parse_days),
       cmocka_unit_test(test_parse_date),
       cmocka_unit_test(test_validate_cutover),
+      cmocka_unit_test(test_cutover_hostile_values),
       cmocka_unit_test(test_validate_schedule),
       cmocka_unit_test(test_validate_overflow),
       cmocka_unit_test(test_schedule_conflicts),

@@ -22,6 +22,7 @@
 #include "conf.h"
 #include "err.h"
 #include "sites.h"
+#include "util.h"
 
 #define STALE_MS 3000u
 /* 2020-01-22 13:50:00 UTC: the start of a business minute. */
@@ -469,6 +470,35 @@ static void test_unreadable_report(void **state) {
   sites_free(&s);
 }
 
+/* Regression (fuzz_report): the PBX error was cut at 127 bytes in the
+ * middle of a character, and kept bytes that are not UTF-8; either took the
+ * site out of the status page's and nircctl's JSON. */
+static void test_pbx_error_kept_as_text(void **state) {
+  (void)state;
+  sites_t s;
+  sites_init(&s, STALE_MS);
+  site_t *site = add_site(&s, "hubei");
+  sites_on_hello(site, 1);
+  site_minute_t flushed;
+  Nirc__LoadReport r;
+  char long_error[400] = "";
+  for (int i = 0; i < 60; i++)
+    strcat(long_error, "连接"); /* 3 bytes each: 127 falls inside one */
+  normal_report(&r);
+  r.pbx_unreadable = true;
+  r.pbx_error = long_error;
+  char why[256];
+  assert_int_equal(sites_validate_report(&r, why, sizeof why), 0);
+  sites_on_report(site, &r, 10, T0, &flushed);
+  assert_true(nirc_utf8_valid(site->last.pbx_error));
+  assert_int_equal(strlen(site->last.pbx_error), 126); /* 42 whole characters */
+
+  r.pbx_error = "AMI \xff\xfe refused";
+  sites_on_report(site, &r, 20, T0 + 1000, &flushed);
+  assert_string_equal(site->last.pbx_error, "AMI ?? refused");
+  sites_free(&s);
+}
+
 static void test_flush_minutes(void **state) {
   (void)state;
   sites_t s;
@@ -709,6 +739,7 @@ int main(void) {
       cmocka_unit_test(test_many_sites),
       cmocka_unit_test(test_minute_aggregation),
       cmocka_unit_test(test_unreadable_report),
+      cmocka_unit_test(test_pbx_error_kept_as_text),
       cmocka_unit_test(test_flush_minutes),
       cmocka_unit_test(test_validate_report),
       cmocka_unit_test(test_nircd_conf_minimal),

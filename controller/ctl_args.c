@@ -1,0 +1,679 @@
+/* ctl_args: nircctl's command line into an OperatorRequest, with no I/O
+ * but getopt's own complaints (see ctl_args.h). */
+#include "ctl_args.h"
+
+#include "clock.h"
+#include "util.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Adds the line "nircctl: <text>" to what the user will be told. A line
+ * too long for what is left of a->msg is cut, never overflowed. */
+__attribute__((format(printf, 2, 3))) static void ctl_say(ctl_args_t *a, const char *fmt, ...) {
+  size_t used = strlen(a->msg);
+  size_t room = sizeof a->msg - used;
+  if (room < sizeof "nircctl: x\n") return;
+  char *p = a->msg + used;
+  memcpy(p, "nircctl: ", sizeof "nircctl: ");
+  size_t pre = sizeof "nircctl: " - 1;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(p + pre, room - pre - 1, fmt, ap); /* one byte kept for the newline */
+  va_end(ap);
+  size_t len = n < 0 ? 0 : (size_t)n < room - pre - 2 ? (size_t)n : room - pre - 2;
+  p[pre + len] = '\n';
+  p[pre + len + 1] = '\0';
+}
+
+/* Splits "a,b,c" into `out` (pointers into buf). Returns the count or -1. */
+static int split_list(ctl_args_t *a, const char *csv, char *buf, size_t len, char **out,
+                      const char *what) {
+  if (nirc_strlcpy(buf, csv, len) >= len) {
+    ctl_say(a, "%s list too long", what);
+    return -1;
+  }
+  int n = 0;
+  char *save = NULL;
+  for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    while (*t == ' ')
+      t++;
+    if (!nirc_slug_valid(t)) {
+      ctl_say(a, "'%s' is not a site slug (lowercase, e.g. hubei)", t);
+      return -1;
+    }
+    if (n == CTL_MAX_LIST) {
+      ctl_say(a, "at most %d %s", CTL_MAX_LIST, what);
+      return -1;
+    }
+    out[n++] = t;
+  }
+  if (n == 0) ctl_say(a, "no %s given", what);
+  return n ? n : -1;
+}
+
+static int build_status(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a);
+
+static int build_watch(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  if (argc == 3 && strcmp(argv[1], "--interval") == 0) {
+    if (nirc_parse_duration_ms(argv[2], &a->watch_interval_ms) != 0 || a->watch_interval_ms < 200) {
+      ctl_say(a, "--interval '%s': a duration of at least 200ms", argv[2]);
+      return EXIT_USAGE;
+    }
+  } else if (argc != 1) {
+    ctl_say(a, "usage: watch [--interval DURATION]");
+    return EXIT_USAGE;
+  }
+  char *none[] = {argv[0]};
+  return build_status(1, none, req, a);
+}
+
+static int build_status(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  argc--; /* skip the command name */
+  argv++;
+  if (argc > 1) {
+    ctl_say(a, "status takes at most one site");
+    return EXIT_USAGE;
+  }
+  if (argc == 1 && !nirc_slug_valid(argv[0])) {
+    ctl_say(a, "'%s' is not a site slug (lowercase, e.g. hubei)", argv[0]);
+    return EXIT_USAGE;
+  }
+  nirc__status_request__init(&a->status);
+  a->status.site = argc == 1 ? argv[0] : "";
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_STATUS;
+  req->status = &a->status;
+  return 0;
+}
+
+static int build_site(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  if (argc != 2) {
+    ctl_say(a, "usage: site SLUG");
+    return EXIT_USAGE;
+  }
+  return build_status(argc, argv, req, a);
+}
+
+static int build_map(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  if (argc == 3 && strcmp(argv[1], "-o") == 0)
+    a->map_output = argv[2];
+  else if (argc != 1) {
+    ctl_say(a, "usage: map [-o FILE.svg]");
+    return EXIT_USAGE;
+  }
+  char *none[] = {argv[0]};
+  return build_status(1, none, req, a);
+}
+
+static int parse_uint(ctl_args_t *a, const char *what, const char *v, uint32_t max, uint32_t *out);
+
+/* Parses the options shared by cutover and plan. */
+static int parse_move(int argc, char **argv, ctl_args_t *a, int *nsrc, int *nhub,
+                      const char **reason, const char **dur, const char **until, int *dry,
+                      int *force, const char **schedule) {
+  static const struct option o[] = {
+      {"to", required_argument, NULL, 't'},
+      {"reason", required_argument, NULL, 'r'},
+      {"for", required_argument, NULL, 'f'},
+      {"until", required_argument, NULL, 'u'},
+      {"dry-run", no_argument, NULL, 'n'},
+      {"force", no_argument, NULL, 'F'},
+      {"schedule", required_argument, NULL, 's'},
+      {"share", required_argument, NULL, 'p'},
+      {NULL, 0, NULL, 0},
+  };
+  const char *to = NULL;
+  int ch;
+  optind = 0;
+  /* Permuting getopt: options may come before or after the sources. */
+  while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
+    switch (ch) {
+    case 't': to = optarg; break;
+    case 'r': *reason = optarg; break;
+    case 'f': *dur = optarg; break;
+    case 'u': *until = optarg; break;
+    case 'n': *dry = 1; break;
+    case 'F': *force = 1; break;
+    case 's': *schedule = optarg; break;
+    case 'p':
+      /* The range (1-1000) is the controller's to refuse, with the reason;
+       * here only "is it a number". */
+      if (parse_uint(a, "--share (permille)", optarg, 1000000, &a->share) || a->share == 0) {
+        ctl_say(a, "--share must be a number of permille, 1-1000");
+        return EXIT_USAGE;
+      }
+      break;
+    default: return EXIT_USAGE;
+    }
+  }
+  /* Options may come after the sources too: collect the non-options. */
+  int rest = argc - optind;
+  if (rest > 1) {
+    ctl_say(a, "give the sources as one comma-separated list");
+    return EXIT_USAGE;
+  }
+  *nsrc = 0;
+  if (rest == 1 && (*nsrc = split_list(a, argv[optind], a->listbuf[0], sizeof a->listbuf[0],
+                                       a->sources, "sources")) < 0)
+    return EXIT_USAGE;
+  *nhub = 0;
+  if (to && (*nhub = split_list(a, to, a->listbuf[1], sizeof a->listbuf[1], a->hubs, "hubs")) < 0)
+    return EXIT_USAGE;
+  return 0;
+}
+
+static int build_cutover(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  int nsrc, nhub, dry = 0, force = 0;
+  const char *reason = NULL, *dur = NULL, *until = NULL, *schedule = NULL;
+  if (parse_move(argc, argv, a, &nsrc, &nhub, &reason, &dur, &until, &dry, &force, &schedule))
+    return EXIT_USAGE;
+  if (nsrc == 0 || nhub == 0 || !reason || !*reason || schedule) {
+    ctl_say(a, "usage: cutover SRC[,SRC...] --to HUB[,HUB...] --reason TEXT "
+               "[--for DURATION|--until TIME] [--dry-run] [--force]");
+    return EXIT_USAGE;
+  }
+  if (dur && until) {
+    ctl_say(a, "give --for or --until, not both");
+    return EXIT_USAGE;
+  }
+  nirc__cutover_request__init(&a->cutover);
+  if (dur) {
+    uint64_t ms;
+    if (nirc_parse_duration_ms(dur, &ms) != 0 || ms == 0) {
+      ctl_say(a, "--for '%s': expected a duration such as 90m, 6h", dur);
+      return EXIT_USAGE;
+    }
+    a->cutover.expires_in_ms = (int64_t)ms;
+  }
+  if (until) {
+    int64_t ms;
+    if (clock_parse_iso(until, &ms) != 0) {
+      ctl_say(a, "--until '%s': expected ISO 8601, e.g. 2020-01-23T18:00:00+08:00", until);
+      return EXIT_USAGE;
+    }
+    a->cutover.expires_ms = ms;
+  }
+  a->cutover.sources = a->sources;
+  a->cutover.n_sources = (size_t)nsrc;
+  a->cutover.hubs = a->hubs;
+  a->cutover.n_hubs = (size_t)nhub;
+  a->cutover.reason = (char *)reason;
+  a->cutover.dry_run = dry;
+  a->cutover.force = force;
+  a->cutover.share_permille = a->share;
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_CUTOVER;
+  req->cutover = &a->cutover;
+  return 0;
+}
+
+static int build_restore(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  static const struct option o[] = {{"cutover", required_argument, NULL, 'c'},
+                                    {"reason", required_argument, NULL, 'r'},
+                                    {NULL, 0, NULL, 0}};
+  const char *id = NULL, *reason = "";
+  int ch;
+  optind = 0;
+  while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
+    if (ch == 'c')
+      id = optarg;
+    else if (ch == 'r')
+      reason = optarg;
+    else
+      return EXIT_USAGE;
+  }
+  nirc__restore_request__init(&a->restore);
+  int n = 0;
+  if (argc - optind > 1) {
+    ctl_say(a, "give the sources as one comma-separated list");
+    return EXIT_USAGE;
+  }
+  if (optind < argc && (n = split_list(a, argv[optind], a->listbuf[0], sizeof a->listbuf[0],
+                                       a->sources, "sources")) < 0)
+    return EXIT_USAGE;
+  if ((n == 0) == (id == NULL)) {
+    ctl_say(a, "usage: restore SRC[,SRC...] | restore --cutover ID");
+    return EXIT_USAGE;
+  }
+  if (id) {
+    char *end;
+    a->restore.cutover_id = strtoull(id, &end, 10);
+    if (!*id || *end || a->restore.cutover_id == 0) {
+      ctl_say(a, "--cutover '%s' is not a cutover id", id);
+      return EXIT_USAGE;
+    }
+  }
+  a->restore.sources = a->sources;
+  a->restore.n_sources = (size_t)n;
+  a->restore.reason = (char *)reason;
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_RESTORE;
+  req->restore = &a->restore;
+  return 0;
+}
+
+static int build_plan(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  int nsrc, nhub, dry = 0, force = 0;
+  const char *reason = NULL, *dur = NULL, *until = NULL, *schedule = NULL;
+  if (parse_move(argc, argv, a, &nsrc, &nhub, &reason, &dur, &until, &dry, &force, &schedule))
+    return EXIT_USAGE;
+  nirc__plan_request__init(&a->plan);
+  if (schedule && (nsrc || nhub)) {
+    ctl_say(a, "plan either a move (SRC --to HUB) or --schedule NAME");
+    return EXIT_USAGE;
+  }
+  if (!schedule && (nsrc == 0 || nhub == 0)) {
+    ctl_say(a, "usage: plan SRC[,SRC...] --to HUB[,HUB...] | plan --schedule NAME");
+    return EXIT_USAGE;
+  }
+  a->plan.sources = a->sources;
+  a->plan.n_sources = (size_t)nsrc;
+  a->plan.hubs = a->hubs;
+  a->plan.n_hubs = (size_t)nhub;
+  a->plan.schedule_name = (char *)(schedule ? schedule : "");
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_PLAN;
+  req->plan = &a->plan;
+  return 0;
+}
+
+static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  static const struct option o[] = {
+      {"site", required_argument, NULL, 's'},   {"actor", required_argument, NULL, 'a'},
+      {"action", required_argument, NULL, 'x'}, {"since", required_argument, NULL, 'S'},
+      {"limit", required_argument, NULL, 'l'},  {NULL, 0, NULL, 0},
+  };
+  nirc__history_request__init(&a->history);
+  a->history.site = a->history.actor = a->history.action = "";
+  int ch;
+  optind = 0;
+  while ((ch = getopt_long(argc, argv, "+", o, NULL)) != -1) {
+    switch (ch) {
+    case 's': a->history.site = optarg; break;
+    case 'a': a->history.actor = optarg; break;
+    case 'x': a->history.action = optarg; break;
+    case 'S': {
+      uint64_t ms;
+      if (nirc_parse_duration_ms(optarg, &ms) != 0) {
+        ctl_say(a, "--since '%s': expected a duration such as 2h or 7d", optarg);
+        return EXIT_USAGE;
+      }
+      a->history.since_ms = clock_real_ms() - (int64_t)ms;
+      break;
+    }
+    case 'l': {
+      char *end;
+      unsigned long v = strtoul(optarg, &end, 10);
+      if (!*optarg || *end || v == 0 || v > 500) {
+        ctl_say(a, "--limit must be 1-500");
+        return EXIT_USAGE;
+      }
+      a->history.limit = (uint32_t)v;
+      break;
+    }
+    default: return EXIT_USAGE;
+    }
+  }
+  if (optind != argc) {
+    ctl_say(a, "history takes only options (see nircctl history --help)");
+    return EXIT_USAGE;
+  }
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_HISTORY;
+  req->history = &a->history;
+  return 0;
+}
+
+static int rule_op(const char *w, Nirc__RuleOp *op) {
+  static const struct {
+    const char *w;
+    Nirc__RuleOp op;
+  } ops[] = {{"list", NIRC__RULE_OP__RULE_OP_LIST},
+             {"add", NIRC__RULE_OP__RULE_OP_ADD},
+             {"rm", NIRC__RULE_OP__RULE_OP_REMOVE},
+             {"enable", NIRC__RULE_OP__RULE_OP_ENABLE},
+             {"disable", NIRC__RULE_OP__RULE_OP_DISABLE}};
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+    if (strcmp(ops[i].w, w) == 0) {
+      *op = ops[i].op;
+      return 0;
+    }
+  return -1;
+}
+
+static int parse_uint(ctl_args_t *a, const char *what, const char *v, uint32_t max, uint32_t *out) {
+  char *end;
+  unsigned long x = strtoul(v, &end, 10);
+  if (!*v || *end || x > max) {
+    ctl_say(a, "%s must be a whole number up to %u", what, max);
+    return -1;
+  }
+  *out = (uint32_t)x;
+  return 0;
+}
+
+static int parse_secs(ctl_args_t *a, const char *what, const char *v, uint32_t *out) {
+  uint64_t ms;
+  if (nirc_parse_duration_ms(v, &ms) != 0 || ms > 86400000ull) {
+    ctl_say(a, "%s: expected a duration such as 30s or 5m", what);
+    return -1;
+  }
+  *out = (uint32_t)(ms / 1000);
+  return 0;
+}
+
+static int parse_frac(ctl_args_t *a, const char *what, const char *v, double *out) {
+  char *end;
+  double x = strtod(v, &end);
+  if (!*v || *end || !isfinite(x) || x <= 0 || x > 1) {
+    ctl_say(a, "%s must be a fraction in (0, 1], e.g. 0.8", what);
+    return -1;
+  }
+  *out = x;
+  return 0;
+}
+
+static int build_schedule(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  nirc__schedule_request__init(&a->schedule);
+  if (argc < 2 || rule_op(argv[1], &a->schedule.op) != 0) {
+    ctl_say(a, "usage: schedule list|add|rm|enable|disable ... (see --help)");
+    return EXIT_USAGE;
+  }
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_SCHEDULE;
+  req->schedule = &a->schedule;
+  if (a->schedule.op == NIRC__RULE_OP__RULE_OP_LIST) return argc == 2 ? 0 : EXIT_USAGE;
+  if (argc < 3) {
+    ctl_say(a, "schedule %s needs a NAME", argv[1]);
+    return EXIT_USAGE;
+  }
+  a->schedule.name = argv[2];
+  if (a->schedule.op != NIRC__RULE_OP__RULE_OP_ADD) return argc == 3 ? 0 : EXIT_USAGE;
+  static const struct option o[] = {
+      {"sources", required_argument, NULL, 's'},
+      {"to", required_argument, NULL, 't'},
+      {"start", required_argument, NULL, 'b'},
+      {"end", required_argument, NULL, 'e'},
+      {"days", required_argument, NULL, 'd'},
+      {"tz", required_argument, NULL, 'z'},
+      {"except", required_argument, NULL, 'x'},
+      {"wave-size", required_argument, NULL, 'w'},
+      {NULL, 0, NULL, 0},
+  };
+  Nirc__ScheduleSpec *sp = &a->sched_spec;
+  nirc__schedule_spec__init(sp);
+  sp->name = argv[2];
+  sp->days = "daily";
+  sp->tz = "Asia/Shanghai";
+  const char *srcs = NULL, *to = NULL;
+  int ch, n;
+  /* getopt over "NAME --opt ...": NAME plays argv[0]; optind 0 resets GNU
+   * getopt's state after the global options were parsed. */
+  argc -= 2;
+  argv += 2;
+  optind = 0;
+  while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
+    switch (ch) {
+    case 's': srcs = optarg; break;
+    case 't': to = optarg; break;
+    case 'b': sp->start = optarg; break;
+    case 'e': sp->end = optarg; break;
+    case 'd': sp->days = optarg; break;
+    case 'z': sp->tz = optarg; break;
+    case 'x': {
+      /* Each --except gets its own part of exbuf: copying over the start
+       * would rewrite the dates an earlier --except points at. */
+      char *buf = a->exbuf + a->exused;
+      size_t room = sizeof a->exbuf - a->exused;
+      if (room == 0 || nirc_strlcpy(buf, optarg, room) >= room) return EXIT_USAGE;
+      a->exused += strlen(buf) + 1;
+      char *save = NULL;
+      for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        /* More dates than the request has room for are refused, not dropped. */
+        if (sp->n_exceptions == sizeof a->exceptions / sizeof a->exceptions[0]) {
+          ctl_say(a, "at most %zu --except dates", sizeof a->exceptions / sizeof a->exceptions[0]);
+          return EXIT_USAGE;
+        }
+        a->exceptions[sp->n_exceptions++] = t;
+      }
+      sp->exceptions = a->exceptions;
+      break;
+    }
+    case 'w':
+      if (parse_uint(a, "--wave-size", optarg, 100, &sp->wave_size)) return EXIT_USAGE;
+      break;
+    default: return EXIT_USAGE;
+    }
+  }
+  if (optind != argc || !srcs || !to || !sp->start || !sp->end) {
+    ctl_say(a, "usage: schedule add NAME --sources A,B --to HUB[,HUB] --start HH:MM "
+               "--end HH:MM [--days daily] [--tz ZONE] [--except DATES] [--wave-size N]");
+    return EXIT_USAGE;
+  }
+  if ((n = split_list(a, srcs, a->listbuf[0], sizeof a->listbuf[0], a->sources, "sources")) < 0)
+    return EXIT_USAGE;
+  sp->sources = a->sources;
+  sp->n_sources = (size_t)n;
+  if ((n = split_list(a, to, a->listbuf[1], sizeof a->listbuf[1], a->hubs, "hubs")) < 0)
+    return EXIT_USAGE;
+  sp->hubs = a->hubs;
+  sp->n_hubs = (size_t)n;
+  a->schedule.spec = sp;
+  return 0;
+}
+
+static int build_overflow(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  nirc__overflow_request__init(&a->overflow);
+  if (argc < 2 || rule_op(argv[1], &a->overflow.op) != 0 ||
+      a->overflow.op == NIRC__RULE_OP__RULE_OP_ENABLE ||
+      a->overflow.op == NIRC__RULE_OP__RULE_OP_DISABLE) {
+    ctl_say(a, "usage: overflow list|add|rm ... (see --help)");
+    return EXIT_USAGE;
+  }
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_OVERFLOW;
+  req->overflow = &a->overflow;
+  if (a->overflow.op == NIRC__RULE_OP__RULE_OP_LIST) return argc == 2 ? 0 : EXIT_USAGE;
+  if (argc < 3) {
+    ctl_say(a, "overflow %s needs a NAME", argv[1]);
+    return EXIT_USAGE;
+  }
+  a->overflow.name = argv[2];
+  if (a->overflow.op == NIRC__RULE_OP__RULE_OP_REMOVE) return argc == 3 ? 0 : EXIT_USAGE;
+  static const struct option o[] = {
+      {"source", required_argument, NULL, 's'},
+      {"to", required_argument, NULL, 't'},
+      {"trigger-wait", required_argument, NULL, 'W'},
+      {"release-wait", required_argument, NULL, 'w'},
+      {"trigger-queue", required_argument, NULL, 'Q'},
+      {"release-queue", required_argument, NULL, 'q'},
+      {"trigger-sl", required_argument, NULL, 'L'},
+      {"release-sl", required_argument, NULL, 'l'},
+      {"cap", required_argument, NULL, 'c'},
+      {"hold", required_argument, NULL, 'h'},
+      {"margin", required_argument, NULL, 'm'},
+      {NULL, 0, NULL, 0},
+  };
+  Nirc__OverflowSpec *sp = &a->ovf_spec;
+  nirc__overflow_spec__init(sp);
+  sp->name = argv[2];
+  sp->min_hold_s = 300;
+  const char *to = NULL;
+  int ch, n;
+  argc -= 2; /* as in build_schedule */
+  argv += 2;
+  optind = 0;
+  while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
+    int bad = 0;
+    switch (ch) {
+    case 's': sp->source = optarg; break;
+    case 't': to = optarg; break;
+    case 'W': bad = parse_secs(a, "--trigger-wait", optarg, &sp->trigger_wait_s); break;
+    case 'w': bad = parse_secs(a, "--release-wait", optarg, &sp->release_wait_s); break;
+    case 'Q': bad = parse_uint(a, "--trigger-queue", optarg, 1000000, &sp->trigger_queue); break;
+    case 'q': bad = parse_uint(a, "--release-queue", optarg, 1000000, &sp->release_queue); break;
+    case 'L': bad = parse_frac(a, "--trigger-sl", optarg, &sp->trigger_sl); break;
+    case 'l': bad = parse_frac(a, "--release-sl", optarg, &sp->release_sl); break;
+    case 'c': bad = parse_uint(a, "--cap (permille)", optarg, 1000, &sp->share_cap_permille); break;
+    case 'h': bad = parse_secs(a, "--hold", optarg, &sp->min_hold_s); break;
+    case 'm': bad = parse_secs(a, "--margin", optarg, &sp->margin_s); break;
+    default: return EXIT_USAGE;
+    }
+    if (bad) return EXIT_USAGE;
+  }
+  if (optind != argc || !sp->source || !to || !sp->share_cap_permille) {
+    ctl_say(a, "usage: overflow add NAME --source SITE --to HUB[,HUB] --cap PERMILLE "
+               "[--trigger-wait D --release-wait D] [--trigger-queue N --release-queue N] "
+               "[--trigger-sl F --release-sl F] [--hold D] [--margin D]");
+    return EXIT_USAGE;
+  }
+  if ((n = split_list(a, to, a->listbuf[1], sizeof a->listbuf[1], a->hubs, "hubs")) < 0)
+    return EXIT_USAGE;
+  sp->hubs = a->hubs;
+  sp->n_hubs = (size_t)n;
+  a->overflow.spec = sp;
+  return 0;
+}
+
+const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
+    {CTL_CMD_SITE, "site", "one site in detail: link, route, rule, queue, agents, SL",
+     "usage: nircctl site SLUG\n\n"
+     "Every figure the controller has for one site, one per line.\n\n"
+     "Examples:\n  nircctl site hubei\n  nircctl --json site shaanxi\n",
+     build_site, 0},
+    {CTL_CMD_MAP, "map", "the routing map as SVG: sites, moves with shares, load and freshness",
+     "usage: nircctl map [-o FILE.svg]\n\n"
+     "Draws the network as the controller sees it now: sites placed by geography,\n"
+     "arrows for current moves with their shares, colours for load and freshness.\n"
+     "Writes SVG to stdout, or to FILE with -o. The controller's status page shows\n"
+     "the same map live.\n\n"
+     "Examples:\n  nircctl map -o network.svg\n  nircctl map > now.svg\n",
+     build_map, 0},
+    {CTL_CMD_WATCH, "watch", "live view of status, refreshed in place (Ctrl-C ends)",
+     "usage: nircctl watch [--interval DURATION]\n\n"
+     "The status table, redrawn every interval (default 2s) until Ctrl-C. On a\n"
+     "terminal the screen is redrawn in place; otherwise each refresh is appended.\n\n"
+     "Examples:\n  nircctl watch\n  nircctl watch --interval 5s\n",
+     build_watch, 0},
+    {CTL_CMD_STATUS, "status", "every site: link, freshness, queue, wait, agents, SL, route",
+     "usage: nircctl status [SITE]\n\n"
+     "Shows every site (or one): link state, age of the last report, calls in queue,\n"
+     "longest wait, agents logged in/ready, service level of the last interval and\n"
+     "the route the site has acknowledged.\n\n"
+     "Examples:\n  nircctl status\n  nircctl --json status hubei\n",
+     build_status, 0},
+    {CTL_CMD_CUTOVER, "cutover", "emergency move of sources to hubs (audited)",
+     "usage: nircctl cutover SRC[,SRC...] --to HUB[,HUB...] --reason TEXT\n"
+     "                       [--share PERMILLE] [--for DURATION | --until TIME]\n"
+     "                       [--dry-run] [--force]\n\n"
+     "Moves the sources' calls (all, or --share permille of them) to the first\n"
+     "eligible hub, after checking with\n"
+     "Erlang C that the hub can answer them. Refused (exit 1) if the hub would be\n"
+     "overloaded, with the agents it would need; --force moves anyway. Waits until\n"
+     "every site acknowledged; exit 4 if some did not.\n\n"
+     "Examples:\n"
+     "  nircctl cutover hubei --to shaanxi --reason 'Wuhan lockdown'\n"
+     "  nircctl cutover shaanxi --to henan --reason 'Xi'\"'\"'an lockdown' --for 72h\n"
+     "  nircctl cutover hubei --to shaanxi,henan --reason drill --dry-run\n"
+     "  nircctl cutover hubei --to shaanxi --share 300 --reason 'peak: 30% to Xi'\"'\"'an'\n",
+     build_cutover, 60000},
+    {CTL_CMD_RESTORE, "restore", "end a cutover: sources go home (audited)",
+     "usage: nircctl restore SRC[,SRC...] [--reason TEXT] | nircctl restore --cutover ID\n\n"
+     "Ends the emergency cutover of the sources (or the whole cutover ID); they route\n"
+     "by their schedule, overflow rule or home again. Waits for acknowledgements.\n\n"
+     "Examples:\n  nircctl restore hubei\n  nircctl restore --cutover 2000001\n",
+     build_restore, 60000},
+    {CTL_CMD_PLAN, "plan", "capacity prediction for a move or a schedule, nothing moves",
+     "usage: nircctl plan SRC[,SRC...] --to HUB[,HUB...] | nircctl plan --schedule NAME\n\n"
+     "Predicts with Erlang C what the move would do at each hub: load before and\n"
+     "after, service level, ASA, occupancy and the agents needed. Exit 1 if the\n"
+     "move would be refused.\n\n"
+     "Examples:\n  nircctl plan hubei,henan --to shaanxi\n  nircctl plan --schedule night\n",
+     build_plan, 0},
+    {CTL_CMD_HISTORY, "history", "the audit trail, newest last",
+     "usage: nircctl history [--site SITE] [--actor NAME] [--action ACTION]\n"
+     "                       [--since DURATION] [--limit N]\n\n"
+     "Every operator action and automatic move, with who, what and why.\n\n"
+     "Examples:\n  nircctl history --site hubei\n  nircctl history --action cutover --since 24h\n"
+     "  nircctl --json history --limit 500\n",
+     build_history, 0},
+    {CTL_CMD_SCHEDULE, "schedule", "time-of-day moves: list, add, rm, enable, disable (admin)",
+     "usage: nircctl schedule list\n"
+     "       nircctl schedule add NAME --sources A,B,... --to HUB[,HUB] --start HH:MM --end HH:MM\n"
+     "                            [--days daily|mon-fri|...] [--tz ZONE] [--except DATES]\n"
+     "                            [--wave-size N]\n"
+     "       nircctl schedule rm|enable|disable NAME\n\n"
+     "A window may cross midnight (22:00 to 08:00). Sources move in waves of --wave-size\n"
+     "(default 5); each wave is verified before the next. Exception dates (YYYY-MM-DD)\n"
+     "skip the window that starts that day. Changes need the admin role.\n\n"
+     "Examples:\n"
+     "  nircctl schedule add night --sources hubei,guizhou,fujian --to shaanxi,henan \\\n"
+     "      --start 22:00 --end 08:00 --tz Asia/Shanghai --except 2020-01-24\n"
+     "  nircctl schedule disable night\n",
+     build_schedule, 0},
+    {CTL_CMD_OVERFLOW, "overflow", "automatic spill on overload: list, add, rm (admin)",
+     "usage: nircctl overflow list\n"
+     "       nircctl overflow add NAME --source SITE --to HUB[,HUB] --cap PERMILLE\n"
+     "              [--trigger-wait D --release-wait D] [--trigger-queue N --release-queue N]\n"
+     "              [--trigger-sl F --release-sl F] [--hold D] [--margin D]\n"
+     "       nircctl overflow rm NAME\n\n"
+     "Moves at most --cap permille of SITE's calls while a smoothed trigger is crossed,\n"
+     "and releases only past the release thresholds after --hold (default 5m).\n\n"
+     "Example:\n"
+     "  nircctl overflow add gd-peak --source guangdong --to sichuan,henan --cap 300 \\\n"
+     "      --trigger-wait 60s --release-wait 15s --hold 10m\n",
+     build_overflow, 0},
+};
+
+ctl_args_result_t ctl_args_parse(int argc, char **argv, ctl_args_t *a) {
+  static const struct option longopts[] = {
+      {"controller", required_argument, NULL, 'C'}, {"config", required_argument, NULL, 'f'},
+      {"ca", required_argument, NULL, 'a'},         {"cert", required_argument, NULL, 'e'},
+      {"key", required_argument, NULL, 'k'},        {"json", no_argument, NULL, 'j'},
+      {"timeout", required_argument, NULL, 'T'},    {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},          {NULL, 0, NULL, 0},
+  };
+  memset(a, 0, sizeof *a);
+  a->watch_interval_ms = 2000;
+  nirc__operator_request__init(&a->req);
+  if (argc < 1) return CTL_ARGS_USAGE;
+  int ch;
+  /* '+': stop at the first non-option, so command arguments stay the
+   * command's. optind 0 makes GNU getopt start afresh. */
+  optind = 0;
+  while ((ch = getopt_long(argc, argv, "+hV", longopts, NULL)) != -1) {
+    switch (ch) {
+    case 'C':
+      if (a->ncontrollers == CONFIG_LIST_MAX) {
+        ctl_say(a, "at most %d --controller options", CONFIG_LIST_MAX);
+        return CTL_ARGS_ERROR;
+      }
+      a->controllers[a->ncontrollers++] = optarg;
+      break;
+    case 'f': a->config_path = optarg; break;
+    case 'a': a->ca = optarg; break;
+    case 'e': a->cert = optarg; break;
+    case 'k': a->key = optarg; break;
+    case 'j': a->json = 1; break;
+    case 'T': a->timeout = optarg; break;
+    case 'h': return CTL_ARGS_HELP;
+    case 'V': return CTL_ARGS_VERSION;
+    default: return CTL_ARGS_USAGE;
+    }
+  }
+  if (optind >= argc) return CTL_ARGS_USAGE;
+  const char *name = argv[optind];
+  int cargc = argc - optind - 1;
+  char **cargv = argv + optind + 1;
+  if (strcmp(name, "help") == 0) return CTL_ARGS_HELP;
+  for (size_t i = 0; i < CTL_NCMDS; i++)
+    if (strcmp(ctl_cmds[i].name, name) == 0) a->cmd = &ctl_cmds[i];
+  if (!a->cmd) {
+    ctl_say(a, "unknown command '%s' (try: nircctl help)", name);
+    return CTL_ARGS_ERROR;
+  }
+  for (int i = 0; i < cargc; i++)
+    if (strcmp(cargv[i], "--help") == 0 || strcmp(cargv[i], "-h") == 0) return CTL_ARGS_CMD_HELP;
+  /* Builders get the command's own argv: argv[0] is the command name, as
+   * getopt_long expects. */
+  if (a->cmd->build(cargc + 1, cargv - 1, &a->req, a) != 0) return CTL_ARGS_ERROR;
+  return CTL_ARGS_REQUEST;
+}

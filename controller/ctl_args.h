@@ -1,0 +1,101 @@
+/* ctl_args: nircctl's command line, parsed without touching the network:
+ * argv in, the OperatorRequest to send (pointing into a ctl_args_t) or the
+ * lines to tell the user out. nircctl.c does the I/O around it; the
+ * fuzzer (tests/fuzz/fuzz_cli.c) drives it with hostile argv vectors.
+ *
+ * Parsing uses GNU getopt_long, which permutes argv and, while `opterr` is
+ * set, prints its own complaints about unknown options to stderr (nircctl
+ * leaves that on; the fuzzer turns it off). Nothing else is printed. */
+#ifndef NIRC_CTL_ARGS_H
+#define NIRC_CTL_ARGS_H
+
+#include "config.h"
+#include "nirc.pb-c.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* nircctl's exit codes (SPEC section 9). */
+enum { EXIT_DONE = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3, EXIT_PARTIAL = 4 };
+
+#define CTL_MAX_LIST 64
+
+typedef enum {
+  CTL_CMD_SITE = 0,
+  CTL_CMD_MAP,
+  CTL_CMD_WATCH,
+  CTL_CMD_STATUS,
+  CTL_CMD_CUTOVER,
+  CTL_CMD_RESTORE,
+  CTL_CMD_PLAN,
+  CTL_CMD_HISTORY,
+  CTL_CMD_SCHEDULE,
+  CTL_CMD_OVERFLOW,
+  CTL_NCMDS
+} ctl_cmd_id_t;
+
+typedef struct ctl_cmd ctl_cmd_t;
+
+/* Everything parsed from the command line. Strings are borrowed from argv
+ * (or point into the buffers below); the request points into this struct,
+ * so it lives as long as the struct does. */
+typedef struct {
+  /* Global options, before the command. */
+  const char *config_path, *ca, *cert, *key, *timeout; /* NULL: not given */
+  const char *controllers[CONFIG_LIST_MAX];            /* --controller, in order */
+  unsigned ncontrollers;
+  int json;
+  const ctl_cmd_t *cmd;       /* the command; NULL when none was named */
+  uint64_t watch_interval_ms; /* watch --interval; default 2 s */
+  const char *map_output;     /* map -o FILE; NULL: stdout */
+  Nirc__OperatorRequest req;  /* what to send (request_id is the caller's) */
+  /* Why the command line was refused: "nircctl: ...\n" lines, possibly
+   * none (getopt has then said it). */
+  char msg[1024];
+
+  /* Storage for what the builders point the request at. */
+  char *sources[CTL_MAX_LIST], *hubs[CTL_MAX_LIST];
+  char listbuf[2][4096];
+  Nirc__StatusRequest status;
+  Nirc__CutoverRequest cutover;
+  Nirc__RestoreRequest restore;
+  Nirc__PlanRequest plan;
+  Nirc__HistoryRequest history;
+  Nirc__ScheduleRequest schedule;
+  Nirc__ScheduleSpec sched_spec;
+  Nirc__OverflowRequest overflow;
+  Nirc__OverflowSpec ovf_spec;
+  char *exceptions[64];
+  char exbuf[2048];
+  size_t exused;  /* bytes of exbuf taken by earlier --except options */
+  uint32_t share; /* --share, permille */
+} ctl_args_t;
+
+struct ctl_cmd {
+  ctl_cmd_id_t id;
+  const char *name;
+  const char *summary;
+  const char *help; /* full help with examples */
+  /* Fills a->req from the command's own argv (argv[0] is the command
+   * name, as getopt_long expects). 0 or EXIT_USAGE with a->msg. */
+  int (*build)(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a);
+  uint64_t wait_ms; /* how long the answer may take */
+};
+
+/* Every command, in the order `nircctl help` lists them. */
+extern const ctl_cmd_t ctl_cmds[CTL_NCMDS];
+
+typedef enum {
+  CTL_ARGS_REQUEST = 0, /* a->req is ready to send to a controller */
+  CTL_ARGS_USAGE,       /* bad or missing command: a->msg, then the usage to stderr; exit 2 */
+  CTL_ARGS_ERROR,       /* bad command arguments: a->msg to stderr; exit 2 */
+  CTL_ARGS_HELP,        /* --help or `help`: the usage to stdout; exit 0 */
+  CTL_ARGS_CMD_HELP,    /* COMMAND --help: a->cmd->help to stdout; exit 0 */
+  CTL_ARGS_VERSION,     /* --version; exit 0 */
+} ctl_args_result_t;
+
+/* Parses nircctl's whole command line (argv[0] is the program). `a` is
+ * reset first. argv is permuted by getopt and borrowed by the result. */
+ctl_args_result_t ctl_args_parse(int argc, char **argv, ctl_args_t *a);
+
+#endif

@@ -1,0 +1,466 @@
+#include "leader.h"
+
+#include "err.h"
+#include "log.h"
+#include "util.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LEADER_OBJ "leader"
+
+struct leader {
+  uv_loop_t *loop;
+  uv_async_t async;
+  uv_thread_t thread;
+  uv_mutex_t mu;
+  uv_cond_t cond;
+  leader_cb cb;
+  void *arg;
+  void (*done)(void *);
+  void *done_arg;
+  char *conninfo, *node, *advertise;
+  uint64_t lease_ms, period_ms;
+  bool thread_started;
+
+  /* Shared with the thread, under mu. */
+  bool stop;
+  leader_view_t view;
+  bool rules_ready;
+  admin_rules_t rules;
+  uint64_t last_ok_ms; /* monotonic ms of the last acquire or renewal */
+
+  /* Thread only. */
+  PGconn *conn;
+  char seen_renewed[64]; /* the lease's renewed_at as last read */
+  uint64_t watch_since_ms;
+};
+
+static const char *const leader_state_names[] = {
+    [LEADER_STARTING] = "starting", [LEADER_STANDBY] = "standby", [LEADER_LEADING] = "leading",
+    [LEADER_LOST] = "lost",         [LEADER_STOPPED] = "stopped",
+};
+
+const char *leader_state_name(leader_state_t s) {
+  return (unsigned)s <= LEADER_STOPPED ? leader_state_names[s] : "?";
+}
+
+static uint64_t leader_mono_ms(void) {
+  return uv_hrtime() / 1000000u;
+}
+
+/* ---- shared state (called on the thread, takes the lock) ---- */
+
+static void leader_publish(leader_t *l, const leader_view_t *v, admin_rules_t *rules) {
+  uv_mutex_lock(&l->mu);
+  bool changed = memcmp(&l->view, v, sizeof *v) != 0 || rules;
+  l->view = *v;
+  if (rules) {
+    l->rules = *rules;
+    l->rules_ready = true;
+  }
+  uv_mutex_unlock(&l->mu);
+  if (changed) uv_async_send(&l->async);
+}
+
+static void leader_touch(leader_t *l) {
+  uv_mutex_lock(&l->mu);
+  l->last_ok_ms = leader_mono_ms();
+  uv_mutex_unlock(&l->mu);
+}
+
+/* ---- database (thread) ---- */
+
+static void leader_disconnect(leader_t *l) {
+  if (l->conn) PQfinish(l->conn);
+  l->conn = NULL;
+}
+
+/* The dedicated connection: keepalives and a user timeout of about one
+ * lease, so a dead database or a cut path shows within a lease instead of
+ * the kernel's two hours; statements are bounded the same way. */
+static bool leader_connect(leader_t *l) {
+  char timeout[24], options[64];
+  snprintf(timeout, sizeof timeout, "%llu", (unsigned long long)l->lease_ms);
+  snprintf(options, sizeof options, "-c statement_timeout=%llu", (unsigned long long)l->lease_ms);
+  const char *kw[] = {"dbname",           "keepalives",
+                      "keepalives_idle",  "keepalives_interval",
+                      "keepalives_count", "tcp_user_timeout",
+                      "connect_timeout",  "application_name",
+                      "options",          NULL};
+  const char *val[] = {l->conninfo,    "1",     "1", "1", "2", timeout, "2",
+                       "nircd-leader", options, NULL};
+  l->conn = PQconnectdbParams(kw, val, 1);
+  if (l->conn && PQstatus(l->conn) == CONNECTION_OK) {
+    l->seen_renewed[0] = '\0';
+    l->watch_since_ms = leader_mono_ms();
+    return true;
+  }
+  log_debug(LOG_DB, LEADER_OBJ, "cannot connect: %s",
+            l->conn ? PQerrorMessage(l->conn) : "out of memory");
+  leader_disconnect(l);
+  return false;
+}
+
+/* Runs one statement; NULL (and the connection dropped when it broke) on
+ * failure, with the reason logged. */
+static PGresult *leader_exec(leader_t *l, const char *sql, int n, const char *const *p,
+                             ExecStatusType want) {
+  PGresult *r = PQexecParams(l->conn, sql, n, NULL, p, NULL, NULL, 0);
+  if (r && PQresultStatus(r) == want) return r;
+  log_warn(LOG_DB, LEADER_OBJ, "%.60s...: %s", sql,
+           r ? PQresultErrorMessage(r) : PQerrorMessage(l->conn));
+  PQclear(r);
+  if (PQstatus(l->conn) != CONNECTION_OK) leader_disconnect(l);
+  return NULL;
+}
+
+static int leader_try_lock(leader_t *l) {
+  PGresult *r = leader_exec(l, "SELECT pg_try_advisory_lock(1313428035)", 0, NULL, PGRES_TUPLES_OK);
+  if (!r) return -1;
+  int got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+  PQclear(r);
+  return got;
+}
+
+static void leader_unlock(leader_t *l) {
+  PGresult *r = leader_exec(l, "SELECT pg_advisory_unlock(1313428035)", 0, NULL, PGRES_TUPLES_OK);
+  PQclear(r);
+}
+
+typedef struct {
+  bool present;
+  char node[64], addr[128], renewed[64];
+  uint64_t epoch;
+} lease_t;
+
+static bool leader_read_lease(leader_t *l, lease_t *out) {
+  memset(out, 0, sizeof *out);
+  PGresult *r =
+      leader_exec(l, "SELECT node, addr, epoch, renewed_at::text FROM leader_lease WHERE id = 1", 0,
+                  NULL, PGRES_TUPLES_OK);
+  if (!r) return false;
+  if (PQntuples(r) == 1) {
+    out->present = true;
+    nirc_strlcpy(out->node, PQgetvalue(r, 0, 0), sizeof out->node);
+    nirc_strlcpy(out->addr, PQgetvalue(r, 0, 1), sizeof out->addr);
+    out->epoch = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+    nirc_strlcpy(out->renewed, PQgetvalue(r, 0, 3), sizeof out->renewed);
+  }
+  PQclear(r);
+  return true;
+}
+
+static void leader_lose(leader_t *l, leader_view_t *v, const char *why) {
+  v->state = LEADER_LOST;
+  v->db_down = false;
+  nirc_strlcpy(v->why, why, sizeof v->why);
+  log_error(LOG_MAIN, LEADER_OBJ, "lost leadership of epoch %llu: %s", (unsigned long long)v->epoch,
+            v->why);
+  leader_publish(l, v, NULL);
+}
+
+/* The session holding the lock whose owner stopped renewing: ended, so
+ * the lock is free for us on the next step. */
+static void leader_evict(leader_t *l, const lease_t *ls) {
+  PGresult *r = leader_exec(l,
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE "
+                            "locktype = 'advisory' AND classid = 0 AND objid = 1313428035 AND "
+                            "objsubid = 1 AND granted AND pid <> pg_backend_pid()",
+                            0, NULL, PGRES_TUPLES_OK);
+  if (!r) return;
+  log_warn(LOG_MAIN, LEADER_OBJ,
+           "leader %s (epoch %llu) has not renewed its lease for %llu ms: ended %s session(s) "
+           "holding the lock",
+           ls->node, (unsigned long long)ls->epoch, (unsigned long long)l->lease_ms,
+           PQgetvalue(r, 0, 0));
+  PQclear(r);
+}
+
+/* With the lock held: a new epoch, the lease, the rules. Anything failing
+ * gives the lock back, to try again next period. */
+static void leader_take(leader_t *l, leader_view_t *v) {
+  const char *p1[] = {l->node};
+  PGresult *r = leader_exec(l,
+                            "INSERT INTO epochs (epoch, node) VALUES (nextval('epoch_seq'), $1) "
+                            "RETURNING epoch",
+                            1, p1, PGRES_TUPLES_OK);
+  if (!r) goto undo;
+  uint64_t epoch = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  char es[24];
+  snprintf(es, sizeof es, "%llu", (unsigned long long)epoch);
+  const char *p4[] = {l->node, l->advertise, es};
+  r = leader_exec(l,
+                  "INSERT INTO leader_lease (id, node, addr, epoch, renewed_at) "
+                  "VALUES (1, $1, $2, $3, now()) ON CONFLICT (id) DO UPDATE SET node = $1, "
+                  "addr = $2, epoch = $3, renewed_at = now()",
+                  3, p4, PGRES_COMMAND_OK);
+  if (!r) goto undo;
+  PQclear(r);
+  admin_rules_t rules;
+  char err[512];
+  if (admin_load_rules(l->conninfo, &rules, err, sizeof err) != 0) {
+    log_error(LOG_MAIN, LEADER_OBJ, "took epoch %llu but cannot load the rules: %s",
+              (unsigned long long)epoch, err);
+    goto undo;
+  }
+  leader_touch(l);
+  v->state = LEADER_LEADING;
+  v->epoch = epoch;
+  v->hint[0] = '\0';
+  nirc_strlcpy(v->holder, l->node, sizeof v->holder);
+  v->holder_epoch = epoch;
+  v->db_down = false;
+  v->why[0] = '\0';
+  log_info(LOG_MAIN, LEADER_OBJ, "leading: epoch %llu", (unsigned long long)epoch);
+  leader_publish(l, v, &rules);
+  return;
+undo:
+  if (l->conn) leader_unlock(l);
+}
+
+static void leader_standby_step(leader_t *l, leader_view_t *v) {
+  lease_t ls;
+  if (!leader_read_lease(l, &ls)) return;
+  uint64_t now = leader_mono_ms();
+  if (ls.present && strcmp(ls.renewed, l->seen_renewed) != 0) {
+    nirc_strlcpy(l->seen_renewed, ls.renewed, sizeof l->seen_renewed);
+    l->watch_since_ms = now;
+  }
+  bool still = now - l->watch_since_ms >= l->lease_ms;
+  bool mine = ls.present && strcmp(ls.node, l->node) == 0;
+  leader_view_t next = *v;
+  next.state = LEADER_STANDBY;
+  nirc_strlcpy(next.hint, ls.present && !still ? ls.addr : "", sizeof next.hint);
+  nirc_strlcpy(next.holder, ls.present ? ls.node : "", sizeof next.holder);
+  next.holder_epoch = ls.epoch;
+  if (!ls.present || mine || still) {
+    int got = leader_try_lock(l);
+    if (got == 1) {
+      leader_take(l, v);
+      if (v->state == LEADER_LEADING) return;
+    } else if (got == 0 && still) {
+      leader_evict(l, &ls);
+    }
+  }
+  if (memcmp(&next, v, sizeof next) != 0) {
+    if (v->state == LEADER_STARTING)
+      log_info(LOG_MAIN, LEADER_OBJ, "standby: %s%s%s leads (epoch %llu)",
+               next.holder[0] ? next.holder : "nobody", next.hint[0] ? " at " : "", next.hint,
+               (unsigned long long)next.holder_epoch);
+    *v = next;
+    leader_publish(l, v, NULL);
+  }
+}
+
+static void leader_lead_step(leader_t *l, leader_view_t *v) {
+  char es[24];
+  snprintf(es, sizeof es, "%llu", (unsigned long long)v->epoch);
+  const char *p[] = {es};
+  PGresult *r =
+      leader_exec(l, "UPDATE leader_lease SET renewed_at = now() WHERE id = 1 AND epoch = $1", 1, p,
+                  PGRES_COMMAND_OK);
+  if (!r) {
+    /* A broken connection is dealt with by the next step's reconnect; an
+     * error on a live connection is not an outage and not a renewal. */
+    return;
+  }
+  bool renewed = strcmp(PQcmdTuples(r), "1") == 0;
+  PQclear(r);
+  if (!renewed) {
+    leader_lose(l, v, "the lease names another epoch: a standby took over");
+    return;
+  }
+  leader_touch(l);
+  if (v->db_down) {
+    v->db_down = false;
+    log_info(LOG_MAIN, LEADER_OBJ, "database reachable again: still leading epoch %llu",
+             (unsigned long long)v->epoch);
+    leader_publish(l, v, NULL);
+  }
+}
+
+/* Back on the database after losing the connection while leading: the
+ * lock must be ours again and the lease still on our epoch. */
+static void leader_reclaim(leader_t *l, leader_view_t *v) {
+  int got = leader_try_lock(l);
+  if (got < 0) return;
+  if (got == 0) {
+    leader_lose(l, v, "another controller holds the leader lock");
+    return;
+  }
+  lease_t ls;
+  if (!leader_read_lease(l, &ls)) return;
+  if (!ls.present || ls.epoch != v->epoch) {
+    leader_unlock(l);
+    char who[200];
+    snprintf(who, sizeof who, "%s took epoch %llu while the database was out of reach",
+             ls.present ? ls.node : "another controller", (unsigned long long)ls.epoch);
+    leader_lose(l, v, who);
+    return;
+  }
+  leader_lead_step(l, v);
+}
+
+static void leader_step(leader_t *l, leader_view_t *v) {
+  if (!l->conn || PQstatus(l->conn) != CONNECTION_OK) {
+    leader_disconnect(l);
+    if (!leader_connect(l)) {
+      if (v->state == LEADER_LEADING && !v->db_down) {
+        v->db_down = true;
+        log_warn(LOG_MAIN, LEADER_OBJ, "database out of reach: still leading epoch %llu on memory",
+                 (unsigned long long)v->epoch);
+        leader_publish(l, v, NULL);
+      }
+      return;
+    }
+    if (v->state == LEADER_LEADING) {
+      leader_reclaim(l, v);
+      return;
+    }
+  }
+  switch (v->state) {
+  case LEADER_STARTING:
+  case LEADER_STANDBY: leader_standby_step(l, v); return;
+  case LEADER_LEADING: leader_lead_step(l, v); return;
+  default: return;
+  }
+}
+
+static void leader_main(void *arg) {
+  leader_t *l = arg;
+  leader_view_t v;
+  memset(&v, 0, sizeof v);
+  v.state = LEADER_STARTING;
+  uv_mutex_lock(&l->mu);
+  while (!l->stop && v.state != LEADER_LOST) {
+    uv_mutex_unlock(&l->mu);
+    leader_step(l, &v);
+    uv_mutex_lock(&l->mu);
+    if (!l->stop && v.state != LEADER_LOST)
+      (void)uv_cond_timedwait(&l->cond, &l->mu, l->period_ms * 1000000u);
+  }
+  uv_mutex_unlock(&l->mu);
+  /* A clean stop hands over at once: without a lease row a standby takes
+   * the lock on its next step instead of waiting a lease out. */
+  if (v.state == LEADER_LEADING && l->conn) {
+    char es[24];
+    snprintf(es, sizeof es, "%llu", (unsigned long long)v.epoch);
+    const char *p[] = {es};
+    PQclear(leader_exec(l, "DELETE FROM leader_lease WHERE id = 1 AND epoch = $1", 1, p,
+                        PGRES_COMMAND_OK));
+  }
+  leader_disconnect(l);
+}
+
+/* ---- loop side ---- */
+
+static void leader_on_closed(uv_handle_t *h);
+
+static void leader_on_async(uv_async_t *h) {
+  leader_t *l = h->data;
+  leader_view_t v;
+  admin_rules_t rules;
+  bool have_rules;
+  uv_mutex_lock(&l->mu);
+  v = l->view;
+  have_rules = l->rules_ready;
+  if (have_rules) rules = l->rules;
+  l->rules_ready = false;
+  uv_mutex_unlock(&l->mu);
+  if (l->cb) {
+    l->cb(l->arg, &v, have_rules ? &rules : NULL);
+  } else if (have_rules) {
+    admin_rules_free(&rules);
+  }
+}
+
+int leader_start(uv_loop_t *loop, const leader_opts_t *o, leader_cb cb, void *arg, leader_t **out) {
+  leader_t *l = calloc(1, sizeof *l);
+  if (!l) return NIRC_ENOMEM;
+  l->loop = loop;
+  l->cb = cb;
+  l->arg = arg;
+  l->conninfo = strdup(o->conninfo);
+  l->node = strdup(o->node);
+  l->advertise = strdup(o->advertise);
+  l->lease_ms = o->lease_timeout_ms ? o->lease_timeout_ms : 3000;
+  l->period_ms = l->lease_ms / 4 ? l->lease_ms / 4 : 1;
+  l->view.state = LEADER_STARTING;
+  if (!l->conninfo || !l->node || !l->advertise) goto fail;
+  if (uv_mutex_init(&l->mu) != 0) goto fail;
+  if (uv_cond_init(&l->cond) != 0) {
+    uv_mutex_destroy(&l->mu);
+    goto fail;
+  }
+  uv_async_init(loop, &l->async, leader_on_async);
+  l->async.data = l;
+  if (uv_thread_create(&l->thread, leader_main, l) != 0) {
+    /* Freed once the loop has closed the handle (the caller runs it). */
+    l->cb = NULL;
+    uv_close((uv_handle_t *)&l->async, leader_on_closed);
+    *out = NULL;
+    return NIRC_ENOMEM;
+  }
+  l->thread_started = true;
+  *out = l;
+  return 0;
+fail:
+  free(l->conninfo);
+  free(l->node);
+  free(l->advertise);
+  free(l);
+  return NIRC_ENOMEM;
+}
+
+static void leader_on_closed(uv_handle_t *h) {
+  leader_t *l = h->data;
+  void (*done)(void *) = l->done;
+  void *done_arg = l->done_arg;
+  if (l->rules_ready) admin_rules_free(&l->rules);
+  uv_cond_destroy(&l->cond);
+  uv_mutex_destroy(&l->mu);
+  free(l->conninfo);
+  free(l->node);
+  free(l->advertise);
+  free(l);
+  if (done) done(done_arg);
+}
+
+void leader_stop(leader_t *l, void (*done)(void *arg), void *arg) {
+  if (!l) {
+    if (done) done(arg);
+    return;
+  }
+  l->done = done;
+  l->done_arg = arg;
+  l->cb = NULL;
+  if (l->thread_started) {
+    uv_mutex_lock(&l->mu);
+    l->stop = true;
+    uv_cond_signal(&l->cond);
+    uv_mutex_unlock(&l->mu);
+    uv_thread_join(&l->thread);
+    l->thread_started = false;
+  }
+  if (!uv_is_closing((uv_handle_t *)&l->async))
+    uv_close((uv_handle_t *)&l->async, leader_on_closed);
+}
+
+void leader_view(leader_t *l, leader_view_t *out) {
+  uv_mutex_lock(&l->mu);
+  *out = l->view;
+  uv_mutex_unlock(&l->mu);
+}
+
+bool leader_may_issue(leader_t *l) {
+  if (!l) return true;
+  uv_mutex_lock(&l->mu);
+  bool ok = l->view.state == LEADER_LEADING &&
+            (l->view.db_down || leader_mono_ms() - l->last_ok_ms < l->lease_ms);
+  uv_mutex_unlock(&l->mu);
+  return ok;
+}

@@ -1,0 +1,89 @@
+/* leader: which of the nircd instances sharing one PostgreSQL leads.
+ *
+ * Leadership is a session-level advisory lock (LEADER_LOCK_KEY) held on a
+ * dedicated connection with short TCP keepalives, plus a lease row
+ * (leader_lease: node, address, epoch, renewed_at) that the leader renews
+ * every lease_timeout / 4. The lock makes two leaders impossible while the
+ * database sees both sessions. The lease covers what the lock cannot see:
+ * a leader whose session is alive but whose process is not running
+ * (SIGSTOP, a hung host). A standby that has watched the lease go
+ * unrenewed for lease_timeout terminates the holder's session and takes
+ * the lock; the old leader learns it lost when it runs again and steps
+ * down.
+ *
+ * A standby only takes the lock when there is no lease, when the lease
+ * names this node (this is the same instance restarted), or when it has
+ * itself watched the lease stand still for lease_timeout since it
+ * connected. So after a database restart, when every lock is free, the
+ * incumbent (which reconnects and renews within a period) keeps leading
+ * instead of losing a race to a standby.
+ *
+ * Each new leader takes a new epoch from epoch_seq and loads the rules.
+ * A leader that cannot reach the database at all keeps leading (it routes
+ * on memory, SPEC 7); when the database returns it must get the lock back
+ * with the lease still on its own epoch, or it has lost. A leader whose
+ * last renewal is older than lease_timeout while the database has not been
+ * seen down may have been paused: leader_may_issue() is false until the
+ * next renewal decides, so a resumed old leader issues nothing.
+ *
+ * The database work runs on its own thread with blocking libpq calls, so
+ * the event loop never waits on it; changes reach the loop through a
+ * uv_async_t, which calls on_change on the loop thread.
+ *
+ * Ownership: leader_t is owned by its creator (leader_start/leader_stop);
+ * the rules handed over with LEADER_LEADING belong to the callback. */
+#ifndef NIRC_LEADER_H
+#define NIRC_LEADER_H
+
+#include "admin.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* "NIRC" in ASCII: the single-bigint advisory lock of the leader. */
+#define LEADER_LOCK_KEY 1313428035LL
+
+typedef enum {
+  LEADER_STARTING = 0, /* no answer from the database yet */
+  LEADER_STANDBY,      /* another instance leads, or nobody may yet */
+  LEADER_LEADING,      /* this instance holds the lock and an epoch */
+  LEADER_LOST,         /* led, then lost the lock or the lease: must stop */
+  LEADER_STOPPED,
+} leader_state_t;
+
+typedef struct leader leader_t;
+
+typedef struct {
+  leader_state_t state;
+  uint64_t epoch;  /* LEADING/LOST: this instance's epoch */
+  char hint[128];  /* STANDBY: the leader's advertised address, or "" */
+  char holder[64]; /* STANDBY/LOST: the leading node, or "" */
+  uint64_t holder_epoch;
+  bool db_down;  /* LEADING: the database cannot be reached now */
+  char why[256]; /* LOST: what happened */
+} leader_view_t;
+
+typedef struct {
+  const char *conninfo;  /* copied */
+  const char *node;      /* copied */
+  const char *advertise; /* copied: the address standbys redirect to */
+  uint64_t lease_timeout_ms;
+} leader_opts_t;
+
+/* Called on the loop thread after every change of state or hint. With
+ * LEADER_LEADING, *rules holds the rules loaded for the new epoch and the
+ * callback takes them (admin_rules_free). */
+typedef void (*leader_cb)(void *arg, const leader_view_t *v, admin_rules_t *rules);
+
+int leader_start(uv_loop_t *loop, const leader_opts_t *o, leader_cb cb, void *arg, leader_t **out);
+/* Stops the thread (joins it; the lock is released with the session) and
+ * closes the async handle; `done` runs once the handle is closed and the
+ * leader_t freed. */
+void leader_stop(leader_t *l, void (*done)(void *arg), void *arg);
+void leader_view(leader_t *l, leader_view_t *out);
+/* True while this instance may send directives (see the header comment). */
+bool leader_may_issue(leader_t *l);
+const char *leader_state_name(leader_state_t s);
+
+#endif

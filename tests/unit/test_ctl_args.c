@@ -1,0 +1,158 @@
+/* Unit tests for nircctl's command line (controller/ctl_args.c), parsed
+ * without a controller: each command line gives the request nircctl would
+ * send, or what nircctl would say and do (usage, help, version, refusal).
+ * Covers the global options, a full cutover, repeated --except options (an
+ * earlier --except's dates were overwritten by a later one's), the limits
+ * on lists, and that parsing twice starts afresh (getopt's state). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl_args.h"
+
+static ctl_args_t args;
+
+/* Parses a NULL-terminated argv after "nircctl" (copied: getopt permutes). */
+static ctl_args_result_t parse(const char *const *words) {
+  static char *argv[256];
+  int argc = 0;
+  argv[argc++] = "nircctl";
+  for (size_t i = 0; words[i]; i++)
+    argv[argc++] = (char *)words[i];
+  argv[argc] = NULL;
+  return ctl_args_parse(argc, argv, &args);
+}
+
+#define ARGV(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static void test_cutover_request(void **state) {
+  assert_int_equal(
+      parse(ARGV("--json", "--controller", "10.0.0.1:7443", "--controller", "10.0.0.2:7443",
+                 "cutover", "hubei,henan", "--to", "shaanxi", "--reason", "Wuhan lockdown", "--for",
+                 "72h", "--share", "300", "--dry-run")),
+      CTL_ARGS_REQUEST);
+  assert_int_equal(args.json, 1);
+  assert_int_equal(args.ncontrollers, 2);
+  assert_string_equal(args.controllers[1], "10.0.0.2:7443");
+  assert_int_equal(args.cmd->id, CTL_CMD_CUTOVER);
+  assert_int_equal(args.cmd->wait_ms, 60000);
+  const Nirc__CutoverRequest *c = args.req.cutover;
+  assert_int_equal(args.req.body_case, NIRC__OPERATOR_REQUEST__BODY_CUTOVER);
+  assert_int_equal(c->n_sources, 2);
+  assert_string_equal(c->sources[0], "hubei");
+  assert_string_equal(c->sources[1], "henan");
+  assert_int_equal(c->n_hubs, 1);
+  assert_string_equal(c->reason, "Wuhan lockdown");
+  assert_int_equal(c->expires_in_ms, 72LL * 3600000);
+  assert_int_equal(c->share_permille, 300);
+  assert_true(c->dry_run);
+  assert_string_equal(args.msg, "");
+}
+
+static void test_refusals_say_why(void **state) {
+  assert_int_equal(parse(ARGV("cutover", "hubei", "--to", "shaanxi")), CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "nircctl: usage: cutover SRC"));
+  assert_int_equal(parse(ARGV("cutover", "Hubei", "--to", "shaanxi", "--reason", "x")),
+                   CTL_ARGS_ERROR);
+  assert_string_equal(args.msg, "nircctl: 'Hubei' is not a site slug (lowercase, e.g. hubei)\n");
+  /* Both complaints, in order, as nircctl printed them. */
+  assert_int_equal(
+      parse(ARGV("cutover", "hubei", "--to", "shaanxi", "--reason", "x", "--share", "lots")),
+      CTL_ARGS_ERROR);
+  assert_string_equal(args.msg, "nircctl: --share (permille) must be a whole number up to 1000000\n"
+                                "nircctl: --share must be a number of permille, 1-1000\n");
+  assert_int_equal(parse(ARGV("frobnicate")), CTL_ARGS_ERROR);
+  assert_string_equal(args.msg, "nircctl: unknown command 'frobnicate' (try: nircctl help)\n");
+}
+
+static void test_help_usage_and_version(void **state) {
+  assert_int_equal(parse(ARGV("--help")), CTL_ARGS_HELP);
+  assert_int_equal(parse(ARGV("help")), CTL_ARGS_HELP);
+  assert_int_equal(parse(ARGV("--version")), CTL_ARGS_VERSION);
+  assert_int_equal(parse(ARGV("--json")), CTL_ARGS_USAGE);
+  assert_int_equal(parse(ARGV("schedule", "add", "--help")), CTL_ARGS_CMD_HELP);
+  assert_int_equal(args.cmd->id, CTL_CMD_SCHEDULE);
+  opterr = 0; /* the unknown option is getopt's to report */
+  assert_int_equal(parse(ARGV("--frobnicate", "status")), CTL_ARGS_USAGE);
+  opterr = 1;
+}
+
+static void test_too_many_controllers(void **state) {
+  const char *words[2 * CONFIG_LIST_MAX + 4];
+  size_t n = 0;
+  for (int i = 0; i <= CONFIG_LIST_MAX; i++) {
+    words[n++] = "--controller";
+    words[n++] = "127.0.0.1:7443";
+  }
+  words[n++] = "status";
+  words[n] = NULL;
+  assert_int_equal(parse(words), CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "--controller options"));
+}
+
+/* Regression: every --except used the start of one buffer, so a second
+ * --except rewrote the dates the first pointed at. */
+static void test_repeated_except_keeps_every_date(void **state) {
+  assert_int_equal(parse(ARGV("schedule", "add", "night", "--sources", "hubei,guizhou", "--to",
+                              "shaanxi", "--start", "22:00", "--end", "08:00", "--except",
+                              "2020-01-24", "--except", "2020-02-01,2020-02-02")),
+                   CTL_ARGS_REQUEST);
+  const Nirc__ScheduleSpec *sp = args.req.schedule->spec;
+  assert_int_equal(sp->n_exceptions, 3);
+  assert_string_equal(sp->exceptions[0], "2020-01-24");
+  assert_string_equal(sp->exceptions[1], "2020-02-01");
+  assert_string_equal(sp->exceptions[2], "2020-02-02");
+  assert_string_equal(sp->days, "daily");
+  assert_string_equal(sp->tz, "Asia/Shanghai");
+}
+
+/* More dates than a request holds are refused, not silently dropped. */
+static void test_too_many_except_dates(void **state) {
+  static char dates[65 * 11 + 1];
+  size_t used = 0;
+  for (int i = 0; i < 65; i++)
+    used += (size_t)snprintf(dates + used, sizeof dates - used, "%s2020-01-%02d", i ? "," : "",
+                             i % 28 + 1);
+  assert_int_equal(parse(ARGV("schedule", "add", "night", "--sources", "hubei", "--to", "shaanxi",
+                              "--start", "22:00", "--end", "08:00", "--except", dates)),
+                   CTL_ARGS_ERROR);
+  assert_string_equal(args.msg, "nircctl: at most 64 --except dates\n");
+}
+
+static void test_watch_map_and_a_fresh_start(void **state) {
+  assert_int_equal(parse(ARGV("watch", "--interval", "5s")), CTL_ARGS_REQUEST);
+  assert_int_equal(args.watch_interval_ms, 5000);
+  assert_int_equal(args.req.body_case, NIRC__OPERATOR_REQUEST__BODY_STATUS);
+  assert_int_equal(parse(ARGV("map", "-o", "net.svg")), CTL_ARGS_REQUEST);
+  assert_string_equal(args.map_output, "net.svg");
+  /* Nothing carries over from the previous parse. */
+  assert_int_equal(args.watch_interval_ms, 2000);
+  assert_int_equal(parse(ARGV("status", "hubei")), CTL_ARGS_REQUEST);
+  assert_null(args.map_output);
+  assert_string_equal(args.req.status->site, "hubei");
+  assert_int_equal(parse(ARGV("restore", "--cutover", "2000001")), CTL_ARGS_REQUEST);
+  assert_int_equal(args.req.restore->cutover_id, 2000001);
+  assert_int_equal(args.req.restore->n_sources, 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_cutover_request),
+      cmocka_unit_test(test_refusals_say_why),
+      cmocka_unit_test(test_help_usage_and_version),
+      cmocka_unit_test(test_too_many_controllers),
+      cmocka_unit_test(test_repeated_except_keeps_every_date),
+      cmocka_unit_test(test_too_many_except_dates),
+      cmocka_unit_test(test_watch_map_and_a_fresh_start),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

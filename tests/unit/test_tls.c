@@ -1,0 +1,260 @@
+/* Unit tests for revocation (common/tls.c): the CRL and blocklist
+ * loaders and the check nircd runs on open and on reload.
+ *
+ * What the controller relies on: a CRL is accepted only when its CA
+ * signed it and it is current (anything else would fail every handshake
+ * far from the cause), a serial on it is found by issuer and serial, the
+ * blocklist takes fingerprints as nircd and `openssl x509 -fingerprint`
+ * print them, and every refusal names the file and line. The CA, the
+ * leaves and the CRLs are made here with the OpenSSL API, in a temporary
+ * directory. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "tls.h"
+
+typedef struct {
+  char dir[64];
+  EVP_PKEY *ca_key, *leaf_key, *rogue_key;
+  X509 *ca, *revoked, *good;
+  char ca_path[128];
+} fixture_t;
+
+static X509 *mkcert(EVP_PKEY *key, EVP_PKEY *signer, X509 *issuer, const char *cn, long serial) {
+  X509 *x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+  X509_set_pubkey(x, key);
+  X509_NAME *n = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+  X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : n);
+  assert_true(X509_sign(x, signer, EVP_sha256()) > 0);
+  return x;
+}
+
+/* A CRL of `ca` listing `serial`, signed by `signer`, whose next update is
+ * next_days from now (negative: already past). */
+static void write_crl(const char *path, X509 *ca, EVP_PKEY *signer, long serial, int next_days) {
+  X509_CRL *crl = X509_CRL_new();
+  X509_CRL_set_version(crl, 1);
+  X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca));
+  time_t now = time(NULL);
+  ASN1_TIME *last = ASN1_TIME_adj(NULL, now, next_days < 0 ? next_days - 2 : -1, 0);
+  ASN1_TIME *next = ASN1_TIME_adj(NULL, now, next_days, 0);
+  X509_CRL_set1_lastUpdate(crl, last);
+  X509_CRL_set1_nextUpdate(crl, next);
+  X509_REVOKED *r = X509_REVOKED_new();
+  ASN1_INTEGER *s = ASN1_INTEGER_new();
+  ASN1_INTEGER_set(s, serial);
+  X509_REVOKED_set_serialNumber(r, s);
+  X509_REVOKED_set_revocationDate(r, last);
+  X509_CRL_add0_revoked(crl, r);
+  X509_CRL_sort(crl);
+  assert_true(X509_CRL_sign(crl, signer, EVP_sha256()) > 0);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  PEM_write_X509_CRL(f, crl);
+  fclose(f);
+  ASN1_INTEGER_free(s);
+  ASN1_TIME_free(last);
+  ASN1_TIME_free(next);
+  X509_CRL_free(crl);
+}
+
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+static void fingerprint(X509 *x, char hex[65]) {
+  unsigned char md[32];
+  unsigned int n = 0;
+  assert_int_equal(X509_digest(x, EVP_sha256(), md, &n), 1);
+  for (unsigned i = 0; i < 32; i++)
+    snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+static int setup(void **state) {
+  fixture_t *fx = calloc(1, sizeof *fx);
+  if (!fx) return -1;
+  snprintf(fx->dir, sizeof fx->dir, "/tmp/nirc-test-tls.XXXXXX");
+  if (!mkdtemp(fx->dir)) return -1;
+  fx->ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  fx->leaf_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  fx->rogue_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  fx->ca = mkcert(fx->ca_key, fx->ca_key, NULL, "Test CA", 1);
+  fx->revoked = mkcert(fx->leaf_key, fx->ca_key, fx->ca, "site:hubei", 42);
+  fx->good = mkcert(fx->leaf_key, fx->ca_key, fx->ca, "site:henan", 43);
+  snprintf(fx->ca_path, sizeof fx->ca_path, "%s/ca.crt", fx->dir);
+  FILE *f = fopen(fx->ca_path, "w");
+  if (!f) return -1;
+  PEM_write_X509(f, fx->ca);
+  fclose(f);
+  *state = fx;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture_t *fx = *state;
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
+  if (system(cmd) != 0) return -1;
+  X509_free(fx->ca);
+  X509_free(fx->revoked);
+  X509_free(fx->good);
+  EVP_PKEY_free(fx->ca_key);
+  EVP_PKEY_free(fx->leaf_key);
+  EVP_PKEY_free(fx->rogue_key);
+  free(fx);
+  return 0;
+}
+
+static void test_crl_finds_the_revoked_serial(void **state) {
+  fixture_t *fx = *state;
+  char crl[128], err[512], why[256];
+  snprintf(crl, sizeof crl, "%s/crl.pem", fx->dir);
+  write_crl(crl, fx->ca, fx->ca_key, 42, 10);
+  tls_revocation_t *r = NULL;
+  assert_int_equal(tls_revocation_load(fx->ca_path, crl, NULL, &r, err, sizeof err), 0);
+  assert_int_equal(tls_revocation_crl_entries(r), 1);
+  assert_in_range(tls_revocation_crl_days_left(r), 9, 10);
+  assert_int_equal(tls_revocation_check(r, fx->revoked, why, sizeof why), 1);
+  assert_string_equal(why, "certificate revoked: serial 2A is on the CRL");
+  assert_int_equal(tls_revocation_check(r, fx->good, why, sizeof why), 0);
+  /* Installed into a context, the handshake checks the CRL itself. */
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  assert_int_equal(tls_revocation_install(r, ctx, err, sizeof err), 0);
+  X509_VERIFY_PARAM *p = X509_STORE_get0_param(SSL_CTX_get_cert_store(ctx));
+  assert_true(X509_VERIFY_PARAM_get_flags(p) & X509_V_FLAG_CRL_CHECK);
+  SSL_CTX_free(ctx);
+  tls_revocation_free(r);
+}
+
+static void test_crl_refused_unless_signed_by_the_ca_and_current(void **state) {
+  fixture_t *fx = *state;
+  char crl[128], err[512];
+  snprintf(crl, sizeof crl, "%s/crl-bad.pem", fx->dir);
+  tls_revocation_t *r = NULL;
+  /* Same issuer name, another key: a forgery, or a CRL of another CA. */
+  write_crl(crl, fx->ca, fx->rogue_key, 42, 10);
+  assert_int_equal(tls_revocation_load(fx->ca_path, crl, NULL, &r, err, sizeof err), NIRC_ETLS);
+  assert_non_null(strstr(err, crl));
+  assert_non_null(strstr(err, "is not signed by a CA in"));
+  /* Past its next update: would refuse every certificate of the CA. */
+  write_crl(crl, fx->ca, fx->ca_key, 42, -1);
+  assert_int_equal(tls_revocation_load(fx->ca_path, crl, NULL, &r, err, sizeof err), NIRC_ETLS);
+  assert_non_null(strstr(err, "past its next update"));
+  /* Not a CRL at all, half a CRL, no file. */
+  write_text(crl, "hello\n");
+  assert_int_equal(tls_revocation_load(fx->ca_path, crl, NULL, &r, err, sizeof err), NIRC_ETLS);
+  assert_non_null(strstr(err, "no CRL in the file"));
+  write_text(crl, "-----BEGIN X509 CRL-----\nMIIB\n");
+  assert_int_equal(tls_revocation_load(fx->ca_path, crl, NULL, &r, err, sizeof err), NIRC_ETLS);
+  assert_non_null(strstr(err, "cannot read the CRL"));
+  snprintf(crl, sizeof crl, "%s/none.pem", fx->dir);
+  assert_int_equal(tls_revocation_load(fx->ca_path, crl, NULL, &r, err, sizeof err), NIRC_EIO);
+  assert_non_null(strstr(err, "none.pem: cannot open the CRL"));
+  assert_null(r);
+}
+
+static void test_blocklist_formats(void **state) {
+  fixture_t *fx = *state;
+  char path[128], err[512], why[256], fp[65], upper[100];
+  fingerprint(fx->good, fp);
+  /* As `openssl x509 -noout -fingerprint -sha256` prints it. */
+  size_t k = 0;
+  for (int i = 0; i < 32; i++) {
+    if (i) upper[k++] = ':';
+    upper[k++] = (char)(fp[2 * i] >= 'a' ? fp[2 * i] - 32 : fp[2 * i]);
+    upper[k++] = (char)(fp[2 * i + 1] >= 'a' ? fp[2 * i + 1] - 32 : fp[2 * i + 1]);
+  }
+  upper[k] = '\0';
+  char text[600];
+  snprintf(text, sizeof text,
+           "# stolen laptops\n"
+           "\n"
+           "%s\n"
+           "  sha256 Fingerprint=%s   # the same one again\r\n"
+           "%064d\n",
+           fp, upper, 0);
+  snprintf(path, sizeof path, "%s/blocklist", fx->dir);
+  write_text(path, text);
+  tls_revocation_t *r = NULL;
+  assert_int_equal(tls_revocation_load(fx->ca_path, NULL, path, &r, err, sizeof err), 0);
+  assert_int_equal(tls_revocation_blocked(r), 2); /* the duplicate counts once */
+  assert_int_equal(tls_revocation_crl_days_left(r), -1);
+  assert_int_equal(tls_revocation_check(r, fx->good, why, sizeof why), 1);
+  assert_non_null(strstr(why, fp));
+  assert_non_null(strstr(why, "is on the blocklist"));
+  assert_int_equal(tls_revocation_check(r, fx->revoked, why, sizeof why), 0);
+  tls_revocation_free(r);
+}
+
+static void test_blocklist_errors_name_file_and_line(void **state) {
+  fixture_t *fx = *state;
+  char path[128], err[512], want[160];
+  snprintf(path, sizeof path, "%s/blocklist-bad", fx->dir);
+  tls_revocation_t *r = NULL;
+  char zeros[66];
+  memset(zeros, '0', 65);
+  zeros[65] = '\0';
+  char too_long[80], trailing[80];
+  snprintf(too_long, sizeof too_long, "# ok\n%s\n", zeros);               /* 65 digits */
+  snprintf(trailing, sizeof trailing, "# ok\n%.64s site:hubei\n", zeros); /* no '#' */
+  const char *const bad[] = {"# ok\nabc\n", too_long, "# ok\nsite:hubei\n", trailing};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    write_text(path, bad[i]);
+    assert_int_equal(tls_revocation_load(fx->ca_path, NULL, path, &r, err, sizeof err),
+                     NIRC_ECONFIG);
+    snprintf(want, sizeof want, "%s:2: not a SHA-256 certificate fingerprint", path);
+    assert_non_null(strstr(err, want));
+    assert_null(r);
+  }
+  snprintf(path, sizeof path, "%s/no-such-blocklist", fx->dir);
+  assert_int_equal(tls_revocation_load(fx->ca_path, NULL, path, &r, err, sizeof err), NIRC_EIO);
+  assert_non_null(strstr(err, "no-such-blocklist: cannot open the blocklist"));
+}
+
+static void test_nothing_configured_revokes_nothing(void **state) {
+  fixture_t *fx = *state;
+  char err[256], why[256];
+  tls_revocation_t *r = NULL;
+  assert_int_equal(tls_revocation_load(fx->ca_path, "", "", &r, err, sizeof err), 0);
+  assert_int_equal(tls_revocation_check(r, fx->revoked, why, sizeof why), 0);
+  assert_int_equal(tls_revocation_check(NULL, fx->revoked, why, sizeof why), 0);
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  assert_int_equal(tls_revocation_install(r, ctx, err, sizeof err), 0);
+  X509_VERIFY_PARAM *p = X509_STORE_get0_param(SSL_CTX_get_cert_store(ctx));
+  assert_false(X509_VERIFY_PARAM_get_flags(p) & X509_V_FLAG_CRL_CHECK);
+  SSL_CTX_free(ctx);
+  tls_revocation_free(r);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_crl_finds_the_revoked_serial),
+      cmocka_unit_test(test_crl_refused_unless_signed_by_the_ca_and_current),
+      cmocka_unit_test(test_blocklist_formats),
+      cmocka_unit_test(test_blocklist_errors_name_file_and_line),
+      cmocka_unit_test(test_nothing_configured_revokes_nothing),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
