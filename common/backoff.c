@@ -28,8 +28,10 @@ void backoff_init(backoff_t *b, uint32_t min_ms, uint32_t max_ms, uint64_t seed)
 }
 
 uint32_t backoff_ceiling(const backoff_t *b) {
+  /* The first window is already [min, 2 min]: with [min, min] every agent
+   * that lost the same controller would retry in the same millisecond. */
   uint64_t ceil = b->min_ms;
-  for (uint32_t i = 0; i < b->attempt && ceil < b->max_ms; i++)
+  for (uint32_t i = 0; i <= b->attempt && ceil < b->max_ms; i++)
     ceil <<= 1;
   return ceil > b->max_ms ? b->max_ms : (uint32_t)ceil;
 }

@@ -254,8 +254,11 @@ int link_send(link_t *l, const Nirc__Envelope *env) {
   return link_send_raw(l, env);
 }
 
-static void link_vfail(link_t *l, Nirc__ErrorCode code, int err, const char *hint, const char *fmt,
-                       va_list ap) {
+/* The attribute lets -Wformat=2 (clang's -Wformat-nonliteral) see that
+ * `fmt` is checked at the variadic callers. */
+__attribute__((format(printf, 5, 0))) static void link_vfail(link_t *l, Nirc__ErrorCode code,
+                                                             int err, const char *hint,
+                                                             const char *fmt, va_list ap) {
   char msg[256];
   vsnprintf(msg, sizeof msg, fmt, ap);
   if (l->state == LINK_OPEN) {

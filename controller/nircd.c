@@ -22,6 +22,7 @@
 #include <getopt.h>
 #include <openssl/ssl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,25 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
   }
 }
 
+/* One descriptor per agent link: raise the soft limit to the hard one
+ * (systemd's default soft limit is 1,024), and say so when even that is too
+ * small, because libuv closes connections it cannot accept without a word. */
+static void nircd_raise_nofile(const nircd_conf_t *conf, size_t nsites) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+    (void)getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  rlim_t need = (rlim_t)nsites + 64 + conf->max_unauthenticated;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+    log_warn(LOG_MAIN, conf->node,
+             "open-file limit %llu is below the %llu that %zu sites need: agents beyond it will "
+             "be refused; raise LimitNOFILE= in the unit (or ulimit -n)",
+             (unsigned long long)rl.rlim_cur, (unsigned long long)need, nsites);
+}
+
 static int run(const nircd_conf_t *conf) {
   char err[512];
   int rc = 1, started = 0;
@@ -127,6 +147,7 @@ static int run(const nircd_conf_t *conf) {
     log_warn(LOG_MAIN, conf->node,
              "no sites configured: every agent will be refused; run `nircd -c FILE import-sites "
              "SCENARIO.json`");
+  nircd_raise_nofile(conf, srv->sites.n);
   clock_setup(&srv->clock, conf->clock.speed, conf->clock.start, conf->clock.anchor);
   if (conf->forecast[0]) {
     if (scenario_load(conf->forecast, &srv->forecast, err, sizeof err) != 0) {

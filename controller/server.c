@@ -19,6 +19,9 @@
 #define SERVER_TICK_MS 200
 /* Longest wait for queued records at shutdown. */
 #define SERVER_DRAIN_MS 5000
+/* How long a stop waits for closing links to finish (their offline events
+ * are records too) before the final database drain. */
+#define SERVER_LINGER_MS 1000
 /* At the unauthenticated cap, a link that has waited this long gives way
  * to a new connection (see server_evict_oldest). */
 #define SERVER_EVICT_AFTER_MS 1000
@@ -654,6 +657,19 @@ static void server_on_drain_timeout(uv_timer_t *t) {
   server_finish_stop(t->data);
 }
 
+static void server_on_linger(uv_timer_t *t) {
+  server_t *srv = t->data;
+  if (srv->nconns > 0 && uv_now(srv->loop) - srv->stop_started_ms < SERVER_LINGER_MS) return;
+  uv_timer_stop(t);
+  sites_flush_minutes(&srv->sites, clock_now_ms(&srv->clock), true, server_store_minute, srv);
+  /* The database queue is FIFO, so a final no-op statement completes only
+   * after every record queued before it: close the client then. The drain
+   * timer bounds the wait when the database is down. */
+  uv_timer_start(&srv->drain, server_on_drain_timeout, SERVER_DRAIN_MS, 0);
+  if (!srv->db || db_exec(srv->db, "SELECT 1", 0, NULL, server_on_drained, srv) != 0)
+    server_finish_stop(srv);
+}
+
 /* Closes a handle that server_start got as far as initialising (server_t
  * is zeroed, so an untouched handle has no loop). */
 static void server_close_if_open(uv_handle_t *h) {
@@ -676,15 +692,13 @@ void server_stop(server_t *srv) {
   srv->leader = NULL;
   for (conn_t *c = srv->conns; c; c = c->next)
     link_close(c->link, 0, "controller shutting down");
-  sites_flush_minutes(&srv->sites, clock_now_ms(&srv->clock), true, server_store_minute, srv);
-  /* The database queue is FIFO, so a final no-op statement completes only
-   * after every record queued before it: close the client then. The drain
-   * timer bounds the wait when the database is down. */
+  /* Links close asynchronously and record their offline events as they go:
+   * drain the database only once they are gone (or SERVER_LINGER_MS
+   * passed), so those records are written, not left in the queue. */
   uv_timer_init(srv->loop, &srv->drain);
   srv->drain.data = srv;
-  uv_timer_start(&srv->drain, server_on_drain_timeout, SERVER_DRAIN_MS, 0);
-  if (!srv->db || db_exec(srv->db, "SELECT 1", 0, NULL, server_on_drained, srv) != 0)
-    server_finish_stop(srv);
+  srv->stop_started_ms = uv_now(srv->loop);
+  uv_timer_start(&srv->drain, server_on_linger, 0, 10);
 }
 
 int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char *err,

@@ -64,7 +64,8 @@ struct server {
   unsigned nlisten;
   uv_timer_t tick;
   uv_timer_t watchdog; /* systemd watchdog pings from the loop */
-  uv_timer_t drain;    /* bounds the final database drain at shutdown */
+  uv_timer_t drain;    /* at shutdown: waits for links to close, then bounds the drain */
+  uint64_t stop_started_ms;
   int db_closing;
   uv_signal_t sig_int, sig_term;
   uv_signal_t sig_hup; /* reload certificates and revocation lists */
@@ -86,12 +87,13 @@ struct server {
   engine_t *engine;
   struct httpd *http; /* owned: metrics and status page, or NULL */
   unsigned ticks;
-  scenario_t forecast;   /* [routing] forecast, loaded at start-up */
-  int forecast_loaded;   /* owned: the routing engine */
-  struct leader *leader; /* owned once set: who leads (leader.h); NULL = always lead */
-  int leading;           /* this instance leads: it serves agents and operators */
-  int lost;              /* it led and lost: stopping, nircd exits 75 */
-  char leader_hint[128]; /* standby: the leader's advertised address, for redirects */
+  uint64_t web_publishes; /* web_publish() calls, to pace the map */
+  scenario_t forecast;    /* [routing] forecast, loaded at start-up */
+  int forecast_loaded;    /* owned: the routing engine */
+  struct leader *leader;  /* owned once set: who leads (leader.h); NULL = always lead */
+  int leading;            /* this instance leads: it serves agents and operators */
+  int lost;               /* it led and lost: stopping, nircd exits 75 */
+  char leader_hint[128];  /* standby: the leader's advertised address, for redirects */
 };
 
 /* Sets up listeners, timers and signals on `loop`. Sites and epoch must

@@ -12,6 +12,7 @@ never by a bare sleep.
 import fcntl
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -50,6 +51,23 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def listen_port():
+    """A free port below the ephemeral range (32768-60999): agents retrying a
+    dead controller take ephemeral ports for their own side, and one of
+    them could hold a controller's port when it starts again."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise AssertionError("no free port below 32000")
 
 
 def wait_until(pred, timeout, what):

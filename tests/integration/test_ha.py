@@ -29,22 +29,6 @@ addr_b = addr_c = None
 procs = {}
 
 
-def listen_port():
-    """A free port below the ephemeral range (32768-60999): agents retrying a
-    dead controller take ephemeral ports for their own side, and one of
-    them could hold a controller's port when it starts again."""
-    import random
-    for _ in range(200):
-        port = random.randrange(20000, 32000)
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    raise AssertionError("no free port below 32000")
 
 
 def ctl_json(*args, controllers):
@@ -67,8 +51,8 @@ def test_standby_redirects_and_kill9_mid_wave():
     # and the hubs are on their night rosters, whatever the wall clock says.
     env = T.Env("ha", clock_speed=1, clock_start="2020-01-22T23:00:00+08:00",
                 extra_nircd=f"verify_window = 3s\n[controller]\nlease_timeout = {LEASE_S}s")
-    addr_b = f"127.0.0.1:{listen_port()}"
-    addr_c = f"127.0.0.1:{listen_port()}"
+    addr_b = f"127.0.0.1:{T.listen_port()}"
+    addr_c = f"127.0.0.1:{T.listen_port()}"
     conf_b = env.controller_conf("nircd-2", addr_b, "nircd-2.conf")
     procs["a"] = env.start_controller(name="nircd-1")
     assert env.controller_status.startswith("leader"), env.controller_status

@@ -7,9 +7,9 @@
 # (deploy/pki.sh: CA and controller certificate) and SOAK_AGENTS site
 # identities (nirc-swarm gen-pki), imports those sites, starts nircd, runs
 # `nirc-swarm run` for SOAK_SECONDS while sampling nircd's and the swarm's
-# RSS and nircd's CPU every SOAK_SAMPLE seconds, stops nircd (which flushes its load aggregates), and
-# prints a summary ending in PASS or FAIL. Everything it starts is stopped
-# when it ends or is interrupted.
+# RSS and nircd's CPU every SOAK_SAMPLE seconds, stops nircd (which
+# flushes its load aggregates), and prints a summary ending in PASS or
+# FAIL. Everything it starts is stopped when it ends or is interrupted.
 #
 #   tests/soak/soak.sh                             1,000 agents, 10 minutes
 #   SOAK_SECONDS=60 SOAK_AGENTS=200 tests/soak/soak.sh

@@ -22,7 +22,7 @@
 
 static void test_ceiling_doubles_and_delays_in_window(void **state) {
   (void)state;
-  static const uint32_t want[] = {500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000};
+  static const uint32_t want[] = {1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000, 30000};
   backoff_t b;
   backoff_init(&b, MIN_MS, MAX_MS, 42);
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
@@ -40,7 +40,7 @@ static void test_every_delay_in_window_many_seeds(void **state) {
   for (uint64_t seed = 1; seed <= 200; seed++) {
     backoff_t b;
     backoff_init(&b, MIN_MS, MAX_MS, seed * 0x9E3779B97F4A7C15ULL);
-    uint32_t expect_ceil = MIN_MS;
+    uint32_t expect_ceil = 2 * MIN_MS;
     for (int i = 0; i < 20; i++) {
       assert_int_equal(backoff_ceiling(&b), expect_ceil);
       uint32_t d = backoff_next(&b);
@@ -58,7 +58,7 @@ static void test_many_attempts_stay_capped(void **state) {
   for (int i = 0; i < 10000; i++) {
     uint32_t d = backoff_next(&b);
     assert_in_range(d, MIN_MS, MAX_MS);
-    assert_int_equal(backoff_ceiling(&b), i < 5 ? MIN_MS << (i + 1) : MAX_MS);
+    assert_int_equal(backoff_ceiling(&b), i < 4 ? MIN_MS << (i + 2) : MAX_MS);
   }
 
   /* A max that is not min times a power of two, and one near UINT32_MAX. */
@@ -80,12 +80,29 @@ static void test_reset_returns_to_min(void **state) {
     backoff_next(&b);
   assert_int_equal(backoff_ceiling(&b), MAX_MS);
   backoff_reset(&b);
-  assert_int_equal(backoff_ceiling(&b), MIN_MS);
-  /* The first delay after a reset is drawn from [min, min]. */
-  assert_int_equal(backoff_next(&b), MIN_MS);
   assert_int_equal(backoff_ceiling(&b), 2 * MIN_MS);
+  /* The first delay after a reset is drawn from [min, 2 min], so agents
+   * that lost the same link do not all retry at min. */
   assert_in_range(backoff_next(&b), MIN_MS, 2 * MIN_MS);
   assert_int_equal(backoff_ceiling(&b), 4 * MIN_MS);
+  assert_in_range(backoff_next(&b), MIN_MS, 4 * MIN_MS);
+  assert_int_equal(backoff_ceiling(&b), 8 * MIN_MS);
+}
+
+/* 1,000 agents that lost the same controller at the same instant: their
+ * first retries spread over [min, 2 min] instead of landing together. */
+static void test_first_retries_spread(void **state) {
+  (void)state;
+  unsigned bucket[10] = {0};
+  for (uint64_t seed = 1; seed <= 1000; seed++) {
+    backoff_t b;
+    backoff_init(&b, MIN_MS, MAX_MS, seed * 0x9E3779B97F4A7C15ULL);
+    uint32_t d = backoff_next(&b);
+    assert_in_range(d, MIN_MS, 2 * MIN_MS);
+    bucket[(d - MIN_MS) * 10 / (MIN_MS + 1)]++;
+  }
+  for (int k = 0; k < 10; k++)
+    assert_in_range(bucket[k], 50, 150);
 }
 
 /* Over 1,000 draws at the cap the delays cover the window [min, max]:
@@ -175,6 +192,7 @@ int main(void) {
       cmocka_unit_test(test_every_delay_in_window_many_seeds),
       cmocka_unit_test(test_many_attempts_stay_capped),
       cmocka_unit_test(test_reset_returns_to_min),
+      cmocka_unit_test(test_first_retries_spread),
       cmocka_unit_test(test_jitter_spreads_over_window),
       cmocka_unit_test(test_seeds_differ_and_repeat),
       cmocka_unit_test(test_min_equals_max),
