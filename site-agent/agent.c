@@ -315,7 +315,7 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
     /* The PBX has it: keep the disk in step even while stopping. */
     if (rc == 0 && purpose != APPLY_UNDO && a->conf->state_file[0]) {
       char serr[400];
-      if (state_save(a->conf->state_file, a->slug, &r, serr, sizeof serr) != 0)
+      if (state_save_seen(a->conf->state_file, a->slug, &r, a->max_epoch, serr, sizeof serr) != 0)
         log_error(LOG_AGENT, a->slug, "applied while stopping but not saved: %s", serr);
     }
     return;
@@ -323,7 +323,7 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
   Nirc__AckResult res = NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
   if (rc == 0 && purpose != APPLY_UNDO && a->conf->state_file[0]) {
     char serr[400];
-    if (state_save(a->conf->state_file, a->slug, &r, serr, sizeof serr) != 0) {
+    if (state_save_seen(a->conf->state_file, a->slug, &r, a->max_epoch, serr, sizeof serr) != 0) {
       /* Unpersisted routing would silently change on restart: undo it. */
       snprintf(why, sizeof why, "cannot persist the route: %s", serr);
       rc = NIRC_EIO;
@@ -513,7 +513,15 @@ static void agent_on_welcome(agent_t *a, const Nirc__Welcome *w) {
   if (iv < 100 || iv > 60000) iv = (uint32_t)a->conf->report_interval_ms;
   a->report_interval_ms = iv;
   a->epoch = w->epoch;
-  if (w->epoch > a->max_epoch) a->max_epoch = w->epoch;
+  if (w->epoch > a->max_epoch) {
+    a->max_epoch = w->epoch;
+    /* Remember the new leader on disk, so a restart still refuses the
+     * deposed one (the route itself may not change for hours). */
+    char serr[400];
+    if (a->conf->state_file[0] && state_save_seen(a->conf->state_file, a->slug, &a->applied,
+                                                  a->max_epoch, serr, sizeof serr) != 0)
+      log_error(LOG_AGENT, a->slug, "epoch %llu not saved: %s", (unsigned long long)w->epoch, serr);
+  }
   a->connects++;
   backoff_reset(&a->backoff);
   agent_set_state(a, AGENT_REPORTING);
@@ -660,8 +668,11 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, bool check
   if (conf->state_file[0]) {
     route_t saved;
     char serr[512];
-    rc = state_load(conf->state_file, a->slug, &saved, serr, sizeof serr);
+    uint64_t seen = 0;
+    rc = state_load_seen(conf->state_file, a->slug, &saved, &seen, serr, sizeof serr);
     if (rc == 0) {
+      /* Fencing holds across the restart. */
+      a->max_epoch = seen;
       /* Applied in agent_start, before the first connection. */
       a->restore = saved;
       a->have_restore = true;

@@ -17,6 +17,12 @@
 #define STATE_MAX_BYTES (256 * 1024)
 
 int state_load(const char *path, const char *self, route_t *out, char *err, size_t errlen) {
+  uint64_t seen;
+  return state_load_seen(path, self, out, &seen, err, errlen);
+}
+
+int state_load_seen(const char *path, const char *self, route_t *out, uint64_t *seen_epoch,
+                    char *err, size_t errlen) {
   FILE *f = fopen(path, "r");
   if (!f) {
     if (errno == ENOENT) return NIRC_ENOTFOUND;
@@ -52,6 +58,15 @@ int state_load(const char *path, const char *self, route_t *out, char *err, size
       snprintf(why, sizeof why, "state belongs to site '%s', not '%s'", site ? site : "?", self);
       rc = NIRC_EINVAL;
     }
+    json_t *seen = json_object_get(j, "seen_epoch");
+    if (rc == 0 && seen && (!json_is_integer(seen) || json_integer_value(seen) < 0)) {
+      snprintf(why, sizeof why, "seen_epoch is not a non-negative integer");
+      rc = NIRC_EINVAL;
+    }
+    if (rc == 0) {
+      uint64_t s = seen ? (uint64_t)json_integer_value(seen) : 0;
+      *seen_epoch = s > out->epoch ? s : out->epoch;
+    }
   }
   json_decref(j);
   if (rc == 0) return 0;
@@ -78,10 +93,16 @@ static int state_write_all(int fd, const char *buf, size_t len) {
 }
 
 int state_save(const char *path, const char *self, const route_t *r, char *err, size_t errlen) {
+  return state_save_seen(path, self, r, r->epoch, err, errlen);
+}
+
+int state_save_seen(const char *path, const char *self, const route_t *r, uint64_t seen_epoch,
+                    char *err, size_t errlen) {
   /* The slug is recorded so a state file copied to the wrong site is
    * refused instead of routing that site's calls by another site's plan. */
-  json_t *j =
-      json_pack("{s:i, s:s, s:o}", "format", 1, "site", self, "route_state", route_to_json(r));
+  if (seen_epoch < r->epoch) seen_epoch = r->epoch;
+  json_t *j = json_pack("{s:i, s:s, s:o, s:I}", "format", 1, "site", self, "route_state",
+                        route_to_json(r), "seen_epoch", (json_int_t)seen_epoch);
   char *text = j ? jsonio_dumps(j, JSON_INDENT(2)) : NULL;
   json_decref(j);
   if (!text) {

@@ -11,6 +11,7 @@
 #include "route.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Loads the state. 0; NIRC_ENOTFOUND when there is no file (first start);
  * NIRC_EINVAL when the file is torn or corrupt — it is then renamed to
@@ -19,5 +20,14 @@
 int state_load(const char *path, const char *self, route_t *out, char *err, size_t errlen);
 /* Saves atomically. 0 or NIRC_EIO with the failing step named. */
 int state_save(const char *path, const char *self, const route_t *r, char *err, size_t errlen);
+
+/* The same, with the newest leadership epoch the agent has seen (from any
+ * controller's Welcome), which may be newer than the route's: fencing must
+ * survive a restart, or a restarted agent would take a deposed leader's
+ * directives. Files without it load with the route's epoch. */
+int state_load_seen(const char *path, const char *self, route_t *out, uint64_t *seen_epoch,
+                    char *err, size_t errlen);
+int state_save_seen(const char *path, const char *self, const route_t *r, uint64_t seen_epoch,
+                    char *err, size_t errlen);
 
 #endif

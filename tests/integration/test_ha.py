@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -189,6 +190,38 @@ def test_sigstop_leader_steps_down_after_sigcont():
                    ) if env.sql(f"SELECT 1 FROM directives WHERE epoch = {epoch_a2} LIMIT 1") else []
     assert late == [], f"the deposed leader issued directives: {late}"
     assert routes_of(status_at(addr_c)) == routes_before
+
+    # It issued nothing because it waited for its lease. Had it sent
+    # anything (a leader cut off from the database but not from an agent
+    # that met the new leader), the agent refuses it: replay a directive of
+    # the deposed epoch to a real agent that has seen the new one.
+    slug = "tianjin"
+    env.agents[slug].stop()
+    saved_file = json.load(open(os.path.join(env.dir, f"state-{slug}.json")))
+    saved = saved_file["route_state"]
+    # Its route may date from the old leader; the new epoch is on disk too.
+    assert saved_file["seen_epoch"] == epoch_a2, saved_file
+    port = T.free_port()
+    probe = subprocess.Popen(
+        [T.binary("nirc-probe"), "--listen", f"127.0.0.1:{port}", "--ca", f"{T.PKI}/ca.crt",
+         "--cert", f"{T.PKI}/controller-nircd.crt", "--key", f"{T.PKI}/controller-nircd.key",
+         "serve", str(epoch_b), json.dumps({"version": 99, "route": [{"site": slug,
+                                                                      "permille": 1000}]})],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(probe.stdout.readline()) == {"listening": True}
+        agent = env.start_agent(slug, controllers=f"127.0.0.1:{port}")
+        ack = json.loads(probe.stdout.readline())
+        probe.wait(timeout=20)
+    finally:
+        if probe.poll() is None:
+            probe.kill()
+    agent.stop()
+    assert ack["result"] == "rejected" and "stale epoch" in ack["detail"], ack
+    assert ack["detail"] in open(agent.log_path).read(), "the rejection is not in the agent's log"
+    after = json.load(open(os.path.join(env.dir, f"state-{slug}.json")))["route_state"]
+    assert after == saved, (saved, after)
+    env.start_agent(slug, controllers=f"{env.addr},{addr_b},{addr_c}")
 
 
 class BlackholeProxy:

@@ -231,6 +231,42 @@ static void test_round_trip(void **state) {
   assert_false(exists(fx->corrupt));
 }
 
+/* The newest epoch seen survives a save and a load even when the route is
+ * older (fencing across restarts); a file from before seen_epoch existed
+ * loads with the route's epoch; a bad seen_epoch is a corrupt file. */
+static void test_seen_epoch(void **state) {
+  fx_t *fx = *state;
+  route_t in, out;
+  char err[512] = "";
+  uint64_t seen = 0;
+  route_a(&in);
+  assert_int_equal(state_save_seen(fx->path, "hubei", &in, in.epoch + 5, err, sizeof err), 0);
+  assert_int_equal(state_load_seen(fx->path, "hubei", &out, &seen, err, sizeof err), 0);
+  assert_route_equal(&in, &out);
+  assert_int_equal(seen, in.epoch + 5);
+  /* Never below the route's own epoch. */
+  assert_int_equal(state_save_seen(fx->path, "hubei", &in, 0, err, sizeof err), 0);
+  assert_int_equal(state_load_seen(fx->path, "hubei", &out, &seen, err, sizeof err), 0);
+  assert_int_equal(seen, in.epoch);
+
+  char *text = read_all(fx->path, NULL);
+  json_error_t je;
+  json_t *j = json_loads(text, 0, &je);
+  free(text);
+  assert_non_null(j);
+  json_object_del(j, "seen_epoch");
+  assert_int_equal(json_dump_file(j, fx->path, 0), 0);
+  assert_int_equal(state_load_seen(fx->path, "hubei", &out, &seen, err, sizeof err), 0);
+  assert_int_equal(seen, in.epoch);
+
+  json_object_set_new(j, "seen_epoch", json_string("7"));
+  assert_int_equal(json_dump_file(j, fx->path, 0), 0);
+  json_decref(j);
+  assert_int_equal(state_load_seen(fx->path, "hubei", &out, &seen, err, sizeof err), NIRC_EINVAL);
+  assert_non_null(strstr(err, "seen_epoch"));
+  assert_true(exists(fx->corrupt));
+}
+
 static void test_load_missing(void **state) {
   fx_t *fx = *state;
   route_t out;
@@ -519,6 +555,7 @@ static void test_stale_tmp(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_round_trip, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(test_seen_epoch, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_load_missing, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_load_torn, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_load_garbage, fx_setup, fx_teardown),
