@@ -134,7 +134,10 @@ static long torture(const op_t *op) {
       if (op->done) op->done(op->ctx);
       char note[64] = "";
       if (absorbed) snprintf(note, sizeof note, " (%ld absorbed, result whole)", absorbed);
-      print_message("%s: %ld allocations, each failure refused%s\n", op->name, n - 1, note);
+      if (n == 1)
+        print_message("%s: no allocation through NIRC's wrappers\n", op->name);
+      else
+        print_message("%s: %ld allocations, each failure refused%s\n", op->name, n - 1, note);
       return n - 1;
     }
     if (rc == 0 && !op->absorbs)
