@@ -424,7 +424,7 @@ def published_metrics():
     """Metric names in the string literals of the controller's and the
     agent's metrics code."""
     names = set()
-    for rel in ("controller/web.c", "site-agent/agent.c"):
+    for rel in ("controller/web/web.c", "site-agent/agent.c"):
         with open(os.path.join(T.SRC, rel)) as f:
             src = f.read()
         for lit in re.findall(r'"((?:[^"\\]|\\.)*)"', src):
