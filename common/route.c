@@ -140,6 +140,34 @@ int route_from_directive(const Nirc__Directive *d, route_t *out, char *err, size
   return 0;
 }
 
+/* One list of (site, permille) entries as RouteShares pointing into it. */
+static void route_list_to_pb(const route_share_t *l, unsigned n, Nirc__RouteShare *pb,
+                             Nirc__RouteShare **pp) {
+  for (unsigned i = 0; i < n; i++) {
+    nirc__route_share__init(&pb[i]);
+    pb[i].site = (char *)l[i].site;
+    pb[i].permille = l[i].permille;
+    pp[i] = &pb[i];
+  }
+}
+
+void route_to_directive(const route_t *r, route_pb_t *pb, Nirc__Directive *d) {
+  d->epoch = r->epoch;
+  d->version = r->version;
+  d->revert_at_ms = r->revert_at_ms;
+  d->reason = (char *)r->reason;
+  route_list_to_pb(r->share, r->n_share, pb->share, pb->share_p);
+  d->route = pb->share_p;
+  d->n_route = r->n_share;
+  route_list_to_pb(r->inbound, r->n_inbound, pb->inbound, pb->inbound_p);
+  for (unsigned i = 0; i < r->n_inbound; i++)
+    pb->inbound_names[i] = (char *)r->inbound[i].site;
+  d->inbound = pb->inbound_p;
+  d->n_inbound = r->n_inbound;
+  d->inbound_sources = pb->inbound_names;
+  d->n_inbound_sources = r->n_inbound;
+}
+
 static json_t *route_list_json(const route_share_t *l, unsigned n) {
   json_t *a = json_array();
   for (unsigned i = 0; a && i < n; i++) {

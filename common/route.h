@@ -55,6 +55,18 @@ int route_compare_version(const route_t *a, const route_t *b);
  * NIRC_EINVAL for a record that is not a valid route, NIRC_ENOMEM when
  * memory ran out while reading it. */
 int route_from_directive(const Nirc__Directive *d, route_t *out, char *err, size_t errlen);
+
+/* Protobuf storage for one route: the arrays a Nirc__Directive points into.
+ * Lives as long as the Directive that borrows it (usually on the stack). */
+typedef struct {
+  Nirc__RouteShare share[ROUTE_MAX_SHARES], *share_p[ROUTE_MAX_SHARES];
+  Nirc__RouteShare inbound[ROUTE_MAX_INBOUND], *inbound_p[ROUTE_MAX_INBOUND];
+  char *inbound_names[ROUTE_MAX_INBOUND];
+} route_pb_t;
+/* Fills d's epoch, version, revert_at_ms, reason, route and inbound (and
+ * inbound_sources: the inbound sites' names) from r. d must be initialised
+ * (NIRC__DIRECTIVE__INIT); pointers in d borrow from r and pb. */
+void route_to_directive(const route_t *r, route_pb_t *pb, Nirc__Directive *d);
 json_t *route_to_json(const route_t *r);
 int route_from_json(const json_t *j, route_t *out, char *err, size_t errlen);
 

@@ -16,8 +16,10 @@
 #include "scenario.h"
 #include "httpd.h"
 #include "leader.h"
+#include "ops.h"
 #include "server.h"
 #include "util.h"
+#include "web.h"
 
 #include <getopt.h>
 #include <openssl/ssl.h>
@@ -72,9 +74,9 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
       return;
     }
     srv->epoch = v->epoch;
-    int lrc =
-        engine_load_rules(srv->engine, rules->cutovers, rules->n_cutovers, rules->schedules,
-                          rules->n_schedules, rules->overflows, rules->n_overflows, rules->max_id);
+    int lrc = engine_load_rules(srv->engine, srv->epoch, rules->cutovers, rules->n_cutovers,
+                                rules->schedules, rules->n_schedules, rules->overflows,
+                                rules->n_overflows, rules->max_id);
     log_info(LOG_MAIN, conf->node, "rules: %zu active cutovers, %zu schedules, %zu overflow rules",
              rules->n_cutovers, rules->n_schedules, rules->n_overflows);
     admin_rules_free(rules);
@@ -159,6 +161,8 @@ static int run(const nircd_conf_t *conf) {
   /* A peer that vanishes mid-write must not kill us with SIGPIPE. */
   signal(SIGPIPE, SIG_IGN);
   started = 1;
+  srv->on_operator = ops_dispatch;
+  srv->on_publish = web_publish;
   if (server_start(srv, loop, conf, err, sizeof err) != 0) {
     fprintf(stderr, "nircd: %s\n", err);
     goto out;

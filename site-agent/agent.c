@@ -110,9 +110,6 @@ static void agent_set_state(agent_t *a, agent_state_t to) {
 }
 
 static void agent_connect(agent_t *a);
-static void agent_route_to_proto(const agent_t *a, const route_t *r, Nirc__Directive *d,
-                                 Nirc__RouteShare *shares, Nirc__RouteShare **share_ptrs,
-                                 Nirc__RouteShare *inb, Nirc__RouteShare **inb_ptrs);
 static void agent_on_directive(agent_t *a, link_t *l, const Nirc__Directive *d);
 
 static void agent_on_retry(uv_timer_t *t) {
@@ -258,42 +255,19 @@ static void agent_on_open(link_t *l) {
   /* Tell the controller what we route by, so a new leader starts from the
    * truth rather than from its own assumptions. */
   Nirc__Directive applied = NIRC__DIRECTIVE__INIT;
-  Nirc__RouteShare shares[ROUTE_MAX_SHARES], *share_ptrs[ROUTE_MAX_SHARES];
-  Nirc__RouteShare inb[ROUTE_MAX_INBOUND], *inb_ptrs[ROUTE_MAX_INBOUND];
+  route_pb_t pb;
   if (a->applied.version > 0) {
-    agent_route_to_proto(a, &a->applied, &applied, shares, share_ptrs, inb, inb_ptrs);
+    route_to_directive(&a->applied, &pb, &applied);
+    applied.site = a->slug;
+    /* The Hello's route never named its inbound sources. */
+    applied.inbound_sources = NULL;
+    applied.n_inbound_sources = 0;
     h.applied = &applied;
   }
   Nirc__Envelope env = NIRC__ENVELOPE__INIT;
   env.msg_case = NIRC__ENVELOPE__MSG_HELLO;
   env.hello = &h;
   if (link_send(l, &env) == 0) agent_set_state(a, AGENT_HELLO_SENT);
-}
-
-static void agent_route_to_proto(const agent_t *a, const route_t *r, Nirc__Directive *d,
-                                 Nirc__RouteShare *shares, Nirc__RouteShare **share_ptrs,
-                                 Nirc__RouteShare *inb, Nirc__RouteShare **inb_ptrs) {
-  d->site = (char *)a->slug;
-  d->epoch = r->epoch;
-  d->version = r->version;
-  d->revert_at_ms = r->revert_at_ms;
-  d->reason = (char *)r->reason;
-  for (unsigned i = 0; i < r->n_share; i++) {
-    nirc__route_share__init(&shares[i]);
-    shares[i].site = (char *)r->share[i].site;
-    shares[i].permille = r->share[i].permille;
-    share_ptrs[i] = &shares[i];
-  }
-  d->route = share_ptrs;
-  d->n_route = r->n_share;
-  for (unsigned i = 0; i < r->n_inbound; i++) {
-    nirc__route_share__init(&inb[i]);
-    inb[i].site = (char *)r->inbound[i].site;
-    inb[i].permille = r->inbound[i].permille;
-    inb_ptrs[i] = &inb[i];
-  }
-  d->inbound = inb_ptrs;
-  d->n_inbound = r->n_inbound;
 }
 
 static void agent_arm_revert(agent_t *a);

@@ -171,20 +171,34 @@ nomem : {
 }
 }
 
+/* The engine's view of the request: the link is an opaque client to it,
+ * the certificate names the operator. */
+static engine_req_t ops_req(conn_t *c, const Nirc__OperatorRequest *req) {
+  return (engine_req_t){.client = c,
+                        .request_id = req->request_id,
+                        .operator_name = link_peer(c->link)->subject,
+                        .label = link_label(c->link)};
+}
+
 static void ops_cutover(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
-  engine_op_cutover(srv->engine, c, req->request_id, req->cutover);
+  engine_req_t rq = ops_req(c, req);
+  engine_op_cutover(srv->engine, &rq, req->cutover);
 }
 static void ops_restore(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
-  engine_op_restore(srv->engine, c, req->request_id, req->restore);
+  engine_req_t rq = ops_req(c, req);
+  engine_op_restore(srv->engine, &rq, req->restore);
 }
 static void ops_plan(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
-  engine_op_plan(srv->engine, c, req->request_id, req->plan);
+  engine_req_t rq = ops_req(c, req);
+  engine_op_plan(srv->engine, &rq, req->plan);
 }
 static void ops_schedule(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
-  engine_op_schedule(srv->engine, c, req->request_id, req->schedule);
+  engine_req_t rq = ops_req(c, req);
+  engine_op_schedule(srv->engine, &rq, req->schedule);
 }
 static void ops_overflow(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
-  engine_op_overflow(srv->engine, c, req->request_id, req->overflow);
+  engine_req_t rq = ops_req(c, req);
+  engine_op_overflow(srv->engine, &rq, req->overflow);
 }
 
 /* ---- history: the audit trail, read asynchronously ---- */

@@ -1,13 +1,13 @@
 #include "server.h"
 
 #include "err.h"
+#include "httpd.h"
 #include "leader.h"
 #include "log.h"
-#include "ops.h"
-#include "watchdog.h"
-#include "web.h"
 #include "route.h"
+#include "store.h"
 #include "util.h"
+#include "watchdog.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +35,7 @@ static const char *const conn_state_names[] = {
     [CONN_OPERATOR] = "operator", [CONN_CLOSED] = "closed",
 };
 
-const char *conn_state_name(conn_state_t s) {
+const char *server_conn_state_name(conn_state_t s) {
   return (unsigned)s <= CONN_CLOSED ? conn_state_names[s] : "?";
 }
 
@@ -56,8 +56,8 @@ static void server_unqueue(server_t *srv, conn_t *c) {
 }
 
 static void conn_set_state(conn_t *c, conn_state_t to) {
-  log_debug(LOG_LINK, link_label(c->link), "conn %s -> %s", conn_state_name(c->state),
-            conn_state_name(to));
+  log_debug(LOG_LINK, link_label(c->link), "conn %s -> %s", server_conn_state_name(c->state),
+            server_conn_state_name(to));
   c->state = to;
   /* Authenticated (Hello accepted, or an operator) or refused: the link no
    * longer holds one of the max_unauthenticated places. */
@@ -70,81 +70,82 @@ static int64_t server_now(void) {
 
 /* ---- database records ---- */
 
-static void server_db_done(void *arg, int err, const char *msg, PGresult *res) {
-  if (err) log_warn(LOG_DB, "db", "write failed: %s", msg ? msg : nirc_strerror(err));
+/* Counts a record the store could not take (the journal is full or
+ * unwritable: db.c logs why and the fix); never silent. */
+static void server_dropped(server_t *srv, int rc) {
+  srv->db_dropped++;
+  log_error(LOG_DB, "db", "cannot queue a record (%s); %llu dropped so far", nirc_strerror(rc),
+            (unsigned long long)srv->db_dropped);
 }
 
 /* Link events and load minutes are history: written exactly once, and
- * journaled on disk while the database is unreachable (db_exec_once). The
+ * journaled on disk while the database is unreachable (store.h). The
  * load minute in particular adds to what is stored, so applying it twice
  * would double the counts. */
-static void server_db_write(server_t *srv, const char *sql, int n, const char *const *p) {
-  if (!srv->db) return;
-  int rc = db_exec_once(srv->db, sql, n, p, server_db_done, NULL);
-  if (rc != 0) {
-    /* Refused only when the journal is full or unwritable (db.c logs why
-     * and the fix); counted, never silent. */
-    srv->db_dropped++;
-    log_error(LOG_DB, "db", "cannot queue a record (%s); %llu dropped so far", nirc_strerror(rc),
-              (unsigned long long)srv->db_dropped);
-  }
-}
-
 void server_record_event(server_t *srv, const char *kind, const char *identity, const char *site,
                          const char *peer, const char *event, const char *detail) {
-  const char *p[] = {kind,
-                     identity && *identity ? identity : NULL,
-                     site && *site ? site : NULL,
-                     peer,
-                     event,
-                     detail ? detail : ""};
-  server_db_write(srv,
-                  "INSERT INTO link_events (kind, identity, site, peer, event, detail) "
-                  "VALUES ($1,$2,$3,$4,$5,$6)",
-                  6, p);
+  if (!srv->db) return;
+  int rc = store_link_event(srv->db, kind, identity, site, peer, event, detail);
+  if (rc != 0) server_dropped(srv, rc);
 }
 
 static void server_store_minute(void *arg, const site_t *site, const site_minute_t *m) {
   server_t *srv = arg;
-  char minute[40], v[15][24];
-  clock_format_iso(m->minute_ms, 0, minute, sizeof minute);
-  uint32_t good = m->reports - m->unreadable;
-  double d = good ? (double)good : 1.0;
-  snprintf(v[0], 24, "%u", m->reports);
-  snprintf(v[1], 24, "%llu", (unsigned long long)m->offered);
-  snprintf(v[2], 24, "%llu", (unsigned long long)m->answered);
-  snprintf(v[3], 24, "%llu", (unsigned long long)m->abandoned);
-  snprintf(v[4], 24, "%llu", (unsigned long long)m->answered_within);
-  snprintf(v[5], 24, "%llu", (unsigned long long)m->from_other_sites);
-  snprintf(v[6], 24, "%u", m->max_queue);
-  snprintf(v[7], 24, "%u", m->max_wait_ms);
-  snprintf(v[8], 24, "%.2f", m->sum_logged_in / d);
-  snprintf(v[9], 24, "%.2f", m->sum_ready / d);
-  snprintf(v[10], 24, "%.2f", m->sum_talking / d);
-  snprintf(v[11], 24, "%.1f", m->sum_aht_ms / d);
-  snprintf(v[12], 24, "%u", m->unreadable);
-  snprintf(v[13], 24, "%llu", (unsigned long long)m->routed_away);
-  const char *p[] = {site->slug, minute, v[0], v[1], v[2],  v[3],  v[4],  v[5],
-                     v[6],       v[7],   v[8], v[9], v[10], v[11], v[12], v[13]};
-  /* A minute can arrive in two parts (a flush on shutdown, then the rest
-   * after a restart): merge instead of failing on the primary key. */
-  server_db_write(
-      srv,
-      "INSERT INTO load_minute (site, minute, reports, offered, answered, abandoned, "
-      "answered_within, from_other_sites, max_queue, max_wait_ms, avg_logged_in, avg_ready, "
-      "avg_talking, avg_aht_ms, unreadable_reports, routed_away) VALUES "
-      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) "
-      "ON CONFLICT (site, minute) DO UPDATE SET reports = load_minute.reports + EXCLUDED.reports, "
-      "offered = load_minute.offered + EXCLUDED.offered, "
-      "answered = load_minute.answered + EXCLUDED.answered, "
-      "abandoned = load_minute.abandoned + EXCLUDED.abandoned, "
-      "answered_within = load_minute.answered_within + EXCLUDED.answered_within, "
-      "from_other_sites = load_minute.from_other_sites + EXCLUDED.from_other_sites, "
-      "max_queue = greatest(load_minute.max_queue, EXCLUDED.max_queue), "
-      "max_wait_ms = greatest(load_minute.max_wait_ms, EXCLUDED.max_wait_ms), "
-      "unreadable_reports = load_minute.unreadable_reports + EXCLUDED.unreadable_reports, "
-      "routed_away = load_minute.routed_away + EXCLUDED.routed_away",
-      16, p);
+  if (!srv->db) return;
+  int rc = store_load_minute(srv->db, site->slug, m);
+  if (rc != 0) server_dropped(srv, rc);
+}
+
+/* ---- the engine's I/O: links and the store (engine_io_t) ---- */
+
+static uint64_t server_io_mono(void *ctx) {
+  server_t *srv = ctx;
+  return uv_now(srv->loop);
+}
+
+static int64_t server_io_now(void *ctx) {
+  server_t *srv = ctx;
+  return clock_now_ms(&srv->clock);
+}
+
+static bool server_io_may_issue(void *ctx) {
+  return server_may_issue(ctx) != 0;
+}
+
+static void server_io_directive(void *ctx, size_t site_index, const Nirc__Directive *d) {
+  server_t *srv = ctx;
+  conn_t *c = srv->sites.v[site_index].conn;
+  if (!c) return;
+  Nirc__Envelope env = NIRC__ENVELOPE__INIT;
+  env.msg_case = NIRC__ENVELOPE__MSG_DIRECTIVE;
+  env.directive = (Nirc__Directive *)d;
+  link_send(c->link, &env);
+}
+
+/* An operator client is the conn_t of its link; the engine only holds it
+ * until engine_on_client_closed (server_on_close). */
+static void server_io_reply(void *ctx, void *client, const Nirc__OperatorReply *rep) {
+  conn_t *c = client;
+  Nirc__Envelope env = NIRC__ENVELOPE__INIT;
+  env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REPLY;
+  env.operator_reply = (Nirc__OperatorReply *)rep;
+  link_send(c->link, &env);
+}
+
+static void server_io_progress(void *ctx, void *client, const Nirc__Progress *p) {
+  conn_t *c = client;
+  Nirc__Envelope env = NIRC__ENVELOPE__INIT;
+  env.msg_case = NIRC__ENVELOPE__MSG_PROGRESS;
+  env.progress = (Nirc__Progress *)p;
+  link_send(c->link, &env);
+}
+
+static int server_io_store(void *ctx, const engine_rec_t *rec, engine_stored_cb done, void *arg) {
+  server_t *srv = ctx;
+  if (!srv->db) return NIRC_ECLOSED;
+  int rc = store_engine_record(srv->db, rec, done, arg);
+  if (rc != 0) server_dropped(srv, rc);
+  return rc;
 }
 
 /* ---- connections ---- */
@@ -369,7 +370,7 @@ static void server_on_message(link_t *l, Nirc__Envelope *env) {
         server_redirect(srv, c);
         return;
       }
-      ops_dispatch(srv, c, env->operator_request);
+      srv->on_operator(srv, c, env->operator_request);
       return;
     }
     if (env->msg_case == NIRC__ENVELOPE__MSG_HELLO) {
@@ -412,7 +413,7 @@ static void server_on_close(link_t *l, int err, const char *why, int was_open) {
     log_warn(LOG_LINK, link_label(l), "closed before Hello: %s", why);
     server_record_event(srv, "site", id->subject, id->name, link_peer_addr(l), "closed", why);
   }
-  if (srv->engine) engine_on_conn_closed(srv->engine, c);
+  if (srv->engine) engine_on_client_closed(srv->engine, c);
   /* unlink and free */
   if (c->prev)
     c->prev->next = c->next;
@@ -554,7 +555,7 @@ static void server_on_tick(uv_timer_t *t) {
   server_log_cap(srv);
   if (srv->engine && server_may_issue(srv)) engine_tick(srv->engine);
   /* Once a second is plenty for scrapers and the status page. */
-  if (srv->http && ++srv->ticks % (1000 / SERVER_TICK_MS) == 0) web_publish(srv, srv->http);
+  if (srv->http && ++srv->ticks % (1000 / SERVER_TICK_MS) == 0) srv->on_publish(srv);
   sites_flush_minutes(&srv->sites, clock_now_ms(&srv->clock), false, server_store_minute, srv);
 }
 
@@ -723,7 +724,17 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
         .sl_threshold_s = conf->sl_threshold_s,
         .forecast = srv->forecast_loaded ? &srv->forecast : NULL,
     };
-    rc = engine_new(srv, &eo, &srv->engine);
+    engine_io_t io = {
+        .ctx = srv,
+        .mono_ms = server_io_mono,
+        .now_ms = server_io_now,
+        .may_issue = server_io_may_issue,
+        .send_directive = server_io_directive,
+        .send_reply = server_io_reply,
+        .send_progress = server_io_progress,
+        .store = server_io_store,
+    };
+    rc = engine_new(&io, &srv->sites, &eo, &srv->engine);
     if (rc) {
       snprintf(err, errlen, "cannot start the routing engine: %s", nirc_strerror(rc));
       return rc;
@@ -769,7 +780,7 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
   }
   if (conf->http_listen[0]) {
     if (httpd_start(conf->http_listen, &srv->http, err, errlen) != 0) return NIRC_EIO;
-    web_publish(srv, srv->http);
+    srv->on_publish(srv);
     log_info(LOG_MAIN, conf->node, "status page and metrics on http://%s/", conf->http_listen);
   }
   if (watchdog_start(loop, &srv->watchdog))

@@ -94,6 +94,12 @@ struct server {
   int leading;            /* this instance leads: it serves agents and operators */
   int lost;               /* it led and lost: stopping, nircd exits 75 */
   char leader_hint[128];  /* standby: the leader's advertised address, for redirects */
+  /* Set by the caller before server_start (the link layer does not know
+   * what it carries): who answers an operator request on a link whose
+   * leadership is confirmed (net/ops.c), and who publishes the status
+   * page and metrics once a second while http is set (web/web.c). */
+  void (*on_operator)(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req);
+  void (*on_publish)(server_t *srv);
 };
 
 /* Sets up listeners, timers and signals on `loop`. Sites and epoch must
@@ -122,6 +128,6 @@ void server_reload(server_t *srv);
 /* Records a link event (site/operator/unknown) asynchronously. */
 void server_record_event(server_t *srv, const char *kind, const char *identity, const char *site,
                          const char *peer, const char *event, const char *detail);
-const char *conn_state_name(conn_state_t s);
+const char *server_conn_state_name(conn_state_t s);
 
 #endif

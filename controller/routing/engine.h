@@ -15,8 +15,20 @@
  * marked failed and alarmed; a source whose move failed is rolled back home
  * and excluded from that rule until the rule changes.
  *
- * Ownership: engine_t is owned by the server; it borrows the server's
- * sites registry, database client and connections. */
+ * The engine is sans-I/O (as nghttp2's session is): it never touches a
+ * socket, a timer or the database. Events come in as calls (hello, ack,
+ * link down, tick, operator requests, leadership), time comes in through
+ * engine_io_t's clocks, and every decision goes out through engine_io_t:
+ * directives to send, replies and progress lines for operators, records
+ * to store exactly once. net/server.c implements engine_io_t over the
+ * links and the store (store/records.c); tests/unit/test_engine.c
+ * implements it with arrays and drives thousands of steps without a loop.
+ *
+ * Ownership: engine_t is owned by its creator (the server). It borrows the
+ * sites registry (which must outlive it and not grow after engine_new) and
+ * copies engine_io_t. Operator clients are opaque pointers the engine
+ * never dereferences; the caller says when one goes away
+ * (engine_on_client_closed). */
 #ifndef NIRC_ENGINE_H
 #define NIRC_ENGINE_H
 
@@ -24,12 +36,11 @@
 #include "route.h"
 #include "rules.h"
 #include "scenario.h"
+#include "sites.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef struct server server_t;
-typedef struct conn conn_t;
 typedef struct engine engine_t;
 
 typedef enum {
@@ -64,6 +75,79 @@ typedef struct {
   const scenario_t *forecast;
 } engine_opts_t;
 
+/* ---- the engine's interface to the world (implemented by its owner) ---- */
+
+/* What the engine asks to be stored exactly once. One flat struct rather
+ * than a union: each kind names the fields it uses, the rest are zero.
+ * Every pointer is borrowed for the duration of the store call only. */
+typedef enum {
+  ENGINE_REC_AUDIT = 0,       /* audit_log: actor, action, target, detail (JSON text) */
+  ENGINE_REC_DIRECTIVE,       /* directives: site, route, rule_kind, rule_id */
+  ENGINE_REC_ACK,             /* directive_acks: site, epoch, version, result, detail, latency_ms */
+  ENGINE_REC_EVENT,           /* link_events of a site: site, peer, action (the event), detail */
+  ENGINE_REC_CUTOVER_NEW,     /* cutovers: cutover */
+  ENGINE_REC_CUTOVER_SOURCES, /* a cutover's remaining sources: cutover */
+  ENGINE_REC_CUTOVER_END,     /* a cutover ended: id, cutover_state, actor (who ended it) */
+  ENGINE_REC_SCHEDULE_NEW,    /* schedules: schedule, actor (who) */
+  ENGINE_REC_SCHEDULE_REMOVE, /* id */
+  ENGINE_REC_SCHEDULE_ENABLE, /* id, enabled */
+  ENGINE_REC_OVERFLOW_NEW,    /* overflow_rules: overflow, actor (who) */
+  ENGINE_REC_OVERFLOW_REMOVE, /* id */
+} engine_rec_kind_t;
+
+typedef struct {
+  engine_rec_kind_t kind;
+  int64_t at_ms; /* business time the record was made */
+  const char *site;
+  const char *actor, *action, *target, *detail;
+  const route_t *route;
+  rule_kind_t rule_kind;
+  uint64_t rule_id;
+  uint64_t epoch, version;
+  const char *result;
+  int64_t latency_ms; /* < 0: none */
+  const char *peer;
+  const cutover_t *cutover;
+  cutover_state_t cutover_state;
+  const schedule_t *schedule;
+  const overflow_rule_t *overflow;
+  uint64_t id;
+  bool enabled;
+} engine_rec_t;
+
+/* Runs once per accepted record: err 0 when it is durable (msg may say
+ * "journaled" or "already applied"), or a negative NIRC_E* code with msg. */
+typedef void (*engine_stored_cb)(void *arg, int err, const char *msg);
+
+typedef struct {
+  void *ctx; /* handed back to every callback */
+  /* Monotonic milliseconds (timeouts, waves) and business time (rules,
+   * expiry, records; accelerated in the demo). */
+  uint64_t (*mono_ms)(void *ctx);
+  int64_t (*now_ms)(void *ctx);
+  /* True while directives may be issued (leadership confirmed). Checked
+   * before every send: the last line of the leadership gate. */
+  bool (*may_issue)(void *ctx);
+  /* Send to the site's live link (only called while its site_t.conn is
+   * set). The message is borrowed for the call. */
+  void (*send_directive)(void *ctx, size_t site_index, const Nirc__Directive *d);
+  /* Send to an operator client (never called with NULL). */
+  void (*send_reply)(void *ctx, void *client, const Nirc__OperatorReply *rep);
+  void (*send_progress)(void *ctx, void *client, const Nirc__Progress *p);
+  /* Store a record exactly once. 0 when accepted (done, if given, runs
+   * later), or a negative NIRC_E* code: not accepted, done never runs. */
+  int (*store)(void *ctx, const engine_rec_t *rec, engine_stored_cb done, void *arg);
+} engine_io_t;
+
+/* One operator request as the engine sees it (borrowed for the call;
+ * the engine copies what it keeps). */
+typedef struct {
+  void *client;              /* opaque: the owner's handle for the operator link */
+  uint64_t request_id;       /* echoed in the reply */
+  const char *operator_name; /* from the certificate, for the audit trail */
+  const char *label;         /* how logs name the link */
+} engine_req_t;
+
 /* Counters for the metrics endpoint (monotonic since start). */
 #define ENGINE_LATENCY_BUCKETS 12
 typedef struct {
@@ -78,13 +162,17 @@ typedef struct {
 extern const double engine_latency_le_ms[ENGINE_LATENCY_BUCKETS - 1];
 const engine_stats_t *engine_stats(const engine_t *e);
 
-int engine_new(server_t *srv, const engine_opts_t *opts, engine_t **out);
+/* `sites` is borrowed (see Ownership above); `io` is copied. */
+int engine_new(const engine_io_t *io, sites_t *sites, const engine_opts_t *opts, engine_t **out);
 void engine_free(engine_t *e);
 
-/* Rules loaded when this instance becomes leader, after srv->epoch is set
- * (copied). */
-int engine_load_rules(engine_t *e, const cutover_t *c, size_t nc, const schedule_t *s, size_t ns,
-                      const overflow_rule_t *o, size_t no, uint64_t max_rule_id);
+/* Rules loaded when this instance becomes leader of `epoch` (copied).
+ * Directives carry that epoch from now on. */
+int engine_load_rules(engine_t *e, uint64_t epoch, const cutover_t *c, size_t nc,
+                      const schedule_t *s, size_t ns, const overflow_rule_t *o, size_t no,
+                      uint64_t max_rule_id);
+/* The epoch directives carry (0 until rules are loaded). */
+uint64_t engine_epoch(const engine_t *e);
 
 /* This instance just became leader: plan nothing until every site is back
  * or settle_ms has passed (see engine_settling in engine.c). */
@@ -101,17 +189,14 @@ void engine_on_link_down(engine_t *e, size_t site_index);
 /* Called on every server tick: re-plan, gate waves, resend, time out. */
 void engine_tick(engine_t *e);
 
-/* Operator requests (ops.c dispatches here); each sends its reply on `c`,
- * immediately or when the move completes. */
-void engine_op_cutover(engine_t *e, conn_t *c, uint64_t request_id,
-                       const Nirc__CutoverRequest *req);
-void engine_op_restore(engine_t *e, conn_t *c, uint64_t request_id,
-                       const Nirc__RestoreRequest *req);
-void engine_op_plan(engine_t *e, conn_t *c, uint64_t request_id, const Nirc__PlanRequest *req);
-void engine_op_schedule(engine_t *e, conn_t *c, uint64_t request_id,
-                        const Nirc__ScheduleRequest *req);
-void engine_op_overflow(engine_t *e, conn_t *c, uint64_t request_id,
-                        const Nirc__OverflowRequest *req);
+/* Operator requests (net/ops.c dispatches here, engine_ops.c handles
+ * them); each replies to rq->client through engine_io_t, immediately or
+ * when the move completes. */
+void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverRequest *req);
+void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreRequest *req);
+void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest *req);
+void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__ScheduleRequest *req);
+void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__OverflowRequest *req);
 /* The first step of those requests, pure so the fuzzers reach it: a
  * request's rule as the wire gives it, copied into the rule type with its
  * sizes checked (not yet validated against the sites: rules_validate_*
@@ -122,8 +207,9 @@ int engine_schedule_from_spec(const Nirc__ScheduleSpec *sp, schedule_t *out, cha
                               size_t errlen);
 int engine_overflow_from_spec(const Nirc__OverflowSpec *sp, overflow_rule_t *out, char *err,
                               size_t errlen);
-/* The connection is going away: forget waiting requests bound to it. */
-void engine_on_conn_closed(engine_t *e, conn_t *c);
+/* The operator client is going away: forget waiting requests bound to it
+ * (nothing is sent to it any more). */
+void engine_on_client_closed(engine_t *e, void *client);
 
 /* For status: the site's acknowledged route and active rule text. */
 const site_dir_t *engine_site_dir(const engine_t *e, size_t site_index);

@@ -24,17 +24,17 @@ static const bool site_allowed[4][4] = {
     [SITE_OFFLINE] = {[SITE_ONLINE] = true},
 };
 
-const char *site_state_name(site_state_t st) {
+const char *sites_state_name(site_state_t st) {
   return (unsigned)st < 4 ? site_state_names[st] : "?";
 }
 
-int site_set_state(site_t *site, site_state_t to, int64_t now_ms) {
+int sites_set_state(site_t *site, site_state_t to, int64_t now_ms) {
   if ((unsigned)to >= 4 || !site_allowed[site->state][to]) {
-    log_error(LOG_SITE, site->slug, "refused state change %s -> %s", site_state_name(site->state),
-              site_state_name(to));
+    log_error(LOG_SITE, site->slug, "refused state change %s -> %s", sites_state_name(site->state),
+              sites_state_name(to));
     return NIRC_EINVAL;
   }
-  log_info(LOG_SITE, site->slug, "%s -> %s", site_state_name(site->state), site_state_name(to));
+  log_info(LOG_SITE, site->slug, "%s -> %s", sites_state_name(site->state), sites_state_name(to));
   site->state = to;
   site->state_since_ms = now_ms;
   return 0;
@@ -81,7 +81,7 @@ site_t *sites_find(sites_t *s, const char *slug) {
 }
 
 void sites_on_hello(site_t *site, int64_t now_ms) {
-  if (site->state != SITE_ONLINE) site_set_state(site, SITE_ONLINE, now_ms);
+  if (site->state != SITE_ONLINE) sites_set_state(site, SITE_ONLINE, now_ms);
   site->last_seen_ms = now_ms;
 }
 
@@ -135,7 +135,7 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
   site->has_report = true;
   site->last_report_ms = now_ms;
   site->last_seen_ms = now_ms;
-  if (site->state == SITE_STALE) site_set_state(site, SITE_ONLINE, now_ms);
+  if (site->state == SITE_STALE) sites_set_state(site, SITE_ONLINE, now_ms);
 
   if (!r->pbx_unreadable && r->interval_ms > 0) {
     double secs = r->interval_ms / 1000.0;
@@ -191,7 +191,7 @@ double sites_demand_cps(const site_t *site, double prior_cps, double min_evidenc
 
 void sites_on_link_down(site_t *site, int64_t now_ms) {
   if (site->state == SITE_ONLINE || site->state == SITE_STALE)
-    site_set_state(site, SITE_OFFLINE, now_ms);
+    sites_set_state(site, SITE_OFFLINE, now_ms);
   site->conn = NULL;
 }
 
@@ -202,7 +202,7 @@ size_t sites_check_stale(sites_t *s, int64_t now_ms, void (*cb)(void *arg, site_
     site_t *site = &s->v[i];
     if (site->state != SITE_ONLINE) continue;
     if (now_ms - site->last_seen_ms < (int64_t)s->stale_after_ms) continue;
-    if (site_set_state(site, SITE_STALE, now_ms) == 0) {
+    if (sites_set_state(site, SITE_STALE, now_ms) == 0) {
       changed++;
       if (cb) cb(arg, site);
     }

@@ -7,7 +7,7 @@
  *                           |   `--link down--> OFFLINE <--------'
  *                           `--hello------------'   (STALE --report--> ONLINE)
  *
- * site_set_state() is the only way to change state; it refuses any other
+ * sites_set_state() is the only way to change state; it refuses any other
  * transition and logs "old -> new". The registry also keeps the last load
  * report and folds reports into per-minute aggregates that the caller
  * stores in load_minute. Times are milliseconds: `now` is the controller's
@@ -115,10 +115,10 @@ int sites_add(sites_t *s, const char *slug, const char *name_en, const char *nam
 /* Borrowed pointer or NULL. Pointers stay valid until the next sites_add. */
 site_t *sites_find(sites_t *s, const char *slug);
 
-const char *site_state_name(site_state_t st);
+const char *sites_state_name(site_state_t st);
 /* The only way state changes. Returns 0, or NIRC_EINVAL for a transition
  * the diagram does not allow (state unchanged). */
-int site_set_state(site_t *site, site_state_t to, int64_t now_ms);
+int sites_set_state(site_t *site, site_state_t to, int64_t now_ms);
 
 /* A Hello was accepted on a new link. */
 void sites_on_hello(site_t *site, int64_t now_ms);

@@ -342,7 +342,8 @@ static void web_page(const server_t *srv, const char *svg, web_buf_t *b) {
   web_printf(b, "</table>\n</body></html>\n");
 }
 
-void web_publish(server_t *srv, httpd_t *h) {
+void web_publish(server_t *srv) {
+  httpd_t *h = srv->http;
   if (!h) return;
   int64_t now_real = clock_real_ms();
   json_t *st = web_status_json(srv, now_real);

@@ -8,7 +8,8 @@
 #include "httpd.h"
 #include "server.h"
 
-/* Rebuilds every document from srv and publishes them on h (NULL: off). */
-void web_publish(server_t *srv, httpd_t *h);
+/* Rebuilds every document from srv and publishes them on srv->http (NULL:
+ * off). The server calls it through server_t.on_publish. */
+void web_publish(server_t *srv);
 
 #endif

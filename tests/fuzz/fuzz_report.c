@@ -25,7 +25,6 @@
 #include "log.h"
 #include "route.h"
 #include "scenario.h"
-#include "server.h"
 #include "sites.h"
 #include "util.h"
 
@@ -44,11 +43,37 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static sites_t base;      /* the registry as loaded, never changed */
-static site_t work[64];   /* this input's registry */
-static uv_loop_t loop;    /* for the engine's monotonic clock only */
-static server_t srv;      /* sites, epoch and loop; no database, no listeners */
-static nircd_conf_t conf; /* the node name, for completeness */
+static sites_t base;    /* the registry as loaded, never changed */
+static site_t work[64]; /* this input's registry */
+static sites_t reg;     /* this input's registry: base's sites in work[] */
+
+/* The engine's world, as a controller that does not lead yet sees it: a
+ * clock that stands still, no leadership (nothing is sent), no database
+ * (records are refused, as with the database client closed). */
+static uint64_t fuzz_mono(void *ctx) {
+  return 0;
+}
+static int64_t fuzz_business(void *ctx) {
+  return 0;
+}
+static bool fuzz_may_issue(void *ctx) {
+  return false;
+}
+static void fuzz_directive(void *ctx, size_t site, const Nirc__Directive *d) {}
+static void fuzz_reply(void *ctx, void *client, const Nirc__OperatorReply *r) {}
+static void fuzz_progress(void *ctx, void *client, const Nirc__Progress *p) {}
+static int fuzz_store(void *ctx, const engine_rec_t *rec, engine_stored_cb done, void *arg) {
+  return NIRC_ECLOSED;
+}
+static const engine_io_t fuzz_io = {
+    .mono_ms = fuzz_mono,
+    .now_ms = fuzz_business,
+    .may_issue = fuzz_may_issue,
+    .send_directive = fuzz_directive,
+    .send_reply = fuzz_reply,
+    .send_progress = fuzz_progress,
+    .store = fuzz_store,
+};
 
 typedef struct {
   engine_t *engine;
@@ -92,8 +117,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
       abort();
   scenario_free(&sc);
   if (base.n > sizeof work / sizeof work[0] || !sites_find(&base, FUZZ_SELF)) abort();
-  if (uv_loop_init(&loop) != 0) abort();
-  snprintf(conf.node, sizeof conf.node, "fuzz");
   return 0;
 }
 
@@ -136,8 +159,9 @@ static int fuzz_hello(fuzz_state_t *st, const Nirc__Hello *h) {
                         .verify_window_ms = 10000,
                         .sl_target = 0.8,
                         .sl_threshold_s = 20};
-    if (engine_new(&srv, &eo, &st->engine) != 0) abort();
-    srv.engine = st->engine;
+    if (engine_new(&fuzz_io, &reg, &eo, &st->engine) != 0 ||
+        engine_load_rules(st->engine, FUZZ_EPOCH, NULL, 0, NULL, 0, NULL, 0, 0) != 0)
+      abort();
   }
   sites_on_hello(st->site, st->now);
   route_t applied;
@@ -156,7 +180,7 @@ static int fuzz_hello(fuzz_state_t *st, const Nirc__Hello *h) {
                "an accepted applied route reads back from its JSON record");
     json_decref(j);
   }
-  engine_on_hello(st->engine, (size_t)(st->site - srv.sites.v), ap);
+  engine_on_hello(st->engine, (size_t)(st->site - reg.v), ap);
   st->hello = true;
   return 0;
 }
@@ -177,8 +201,8 @@ static int fuzz_report(fuzz_state_t *st, const Nirc__LoadReport *r) {
     st->reports++;
   }
   fuzz_check_site(st, r);
-  sites_check_stale(&srv.sites, st->now, NULL, NULL);
-  sites_flush_minutes(&srv.sites, st->biz, false, fuzz_on_minute, st);
+  sites_check_stale(&reg, st->now, NULL, NULL);
+  sites_flush_minutes(&reg, st->biz, false, fuzz_on_minute, st);
   return 0;
 }
 
@@ -197,7 +221,7 @@ static int fuzz_message(void *arg, const uint8_t *payload, size_t len) {
         if (ack->site && *ack->site && strcmp(ack->site, FUZZ_SELF) != 0)
           rc = -1;
         else
-          engine_on_ack(st->engine, (size_t)(st->site - srv.sites.v), ack);
+          engine_on_ack(st->engine, (size_t)(st->site - reg.v), ack);
         break;
       }
       case NIRC__ENVELOPE__MSG_ERROR: break;
@@ -209,7 +233,7 @@ static int fuzz_message(void *arg, const uint8_t *payload, size_t len) {
   if (rc != 0 && st->hello) {
     /* Refused: the link goes; what follows is the agent's next link. */
     sites_on_link_down(st->site, st->now);
-    engine_on_link_down(st->engine, (size_t)(st->site - srv.sites.v));
+    engine_on_link_down(st->engine, (size_t)(st->site - reg.v));
     st->hello = false;
   }
   return 0;
@@ -217,18 +241,14 @@ static int fuzz_message(void *arg, const uint8_t *payload, size_t len) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memcpy(work, base.v, base.n * sizeof work[0]);
-  srv.sites = base;
-  srv.sites.v = work;
-  srv.sites.cap = base.n;
-  srv.epoch = FUZZ_EPOCH;
-  srv.loop = &loop;
-  srv.conf = &conf;
-  fuzz_state_t st = {.site = sites_find(&srv.sites, FUZZ_SELF), .now = FUZZ_T0, .biz = FUZZ_T0};
+  reg = base;
+  reg.v = work;
+  reg.cap = base.n;
+  fuzz_state_t st = {.site = sites_find(&reg, FUZZ_SELF), .now = FUZZ_T0, .biz = FUZZ_T0};
   frame_decoder_t d;
   frame_decoder_init(&d);
   frame_decoder_feed(&d, data, size, fuzz_message, &st);
   frame_decoder_free(&d);
   engine_free(st.engine); /* NULL when no Hello was accepted */
-  srv.engine = NULL;
   return 0;
 }

@@ -6,6 +6,7 @@
  *
  *   build-fuzz/tests/fuzz_mkseeds tests/fuzz/corpus */
 #include "frame.h"
+#include "support/directive.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -55,38 +56,32 @@ static void seed_write(const char *corpus, const char *name, const seed_t *s) {
   }
 }
 
+/* msg (of the type its case names) in an Envelope, framed and added to s. */
+static void seed_msg(seed_t *s, Nirc__Envelope__MsgCase c, void *msg) {
+  Nirc__Envelope env = NIRC__ENVELOPE__INIT;
+  env.msg_case = c;
+  switch (c) {
+  case NIRC__ENVELOPE__MSG_ERROR: env.error = msg; break;
+  case NIRC__ENVELOPE__MSG_HELLO: env.hello = msg; break;
+  case NIRC__ENVELOPE__MSG_WELCOME: env.welcome = msg; break;
+  case NIRC__ENVELOPE__MSG_LOAD_REPORT: env.load_report = msg; break;
+  case NIRC__ENVELOPE__MSG_DIRECTIVE: env.directive = msg; break;
+  case NIRC__ENVELOPE__MSG_DIRECTIVE_ACK: env.directive_ack = msg; break;
+  case NIRC__ENVELOPE__MSG_PING: env.ping = msg; break;
+  default: fprintf(stderr, "mkseeds: no seeds of message case %d\n", (int)c); exit(1);
+  }
+  seed_frame(s, &env);
+}
+
 /* ---- messages ---- */
 
-static Nirc__RouteShare share_a, share_b, in_a;
-static Nirc__RouteShare *shares[2], *inbound[1];
-static char *inbound_names[1];
-
-/* {to: 1000} or {self: 700, to: 300} with (epoch, version). */
-static void directive(Nirc__Directive *d, const char *site, uint64_t epoch, uint64_t version,
+/* {to: 1000} or {site: 700, to: 300} with (epoch, version), as the
+ * controller issues it. */
+static void directive(tdirective_t *x, const char *site, uint64_t epoch, uint64_t version,
                       const char *to, bool split, const char *reason, int64_t revert_at) {
-  nirc__directive__init(d);
-  nirc__route_share__init(&share_a);
-  nirc__route_share__init(&share_b);
-  d->site = (char *)site;
-  d->epoch = epoch;
-  d->version = version;
-  d->reason = (char *)reason;
-  d->revert_at_ms = revert_at;
-  d->issued_at_ms = 1579701000000LL;
-  shares[0] = &share_a;
-  shares[1] = &share_b;
-  d->route = shares;
-  if (split) {
-    share_a.site = (char *)site;
-    share_a.permille = 700;
-    share_b.site = (char *)to;
-    share_b.permille = 300;
-    d->n_route = 2;
-  } else {
-    share_a.site = (char *)to;
-    share_a.permille = 1000;
-    d->n_route = 1;
-  }
+  tdirective_make(x, site, epoch, version, to, split, reason);
+  x->d.revert_at_ms = revert_at;
+  x->d.issued_at_ms = 1579701000000LL;
 }
 
 static void load_report(Nirc__LoadReport *r, int64_t ts, bool unreadable) {
@@ -118,9 +113,8 @@ static void load_report(Nirc__LoadReport *r, int64_t ts, bool unreadable) {
 
 static void seeds_report(void) {
   seed_t s = {.len = 0};
-  Nirc__Envelope env = NIRC__ENVELOPE__INIT;
   Nirc__Hello h = NIRC__HELLO__INIT;
-  Nirc__Directive applied;
+  tdirective_t applied;
   h.protocol_version = 1;
   h.software_version = "0.1.0";
   h.site = "hubei";
@@ -128,153 +122,114 @@ static void seeds_report(void) {
   h.trunk_capacity = 120;
   h.agent_seats = 60;
   directive(&applied, "hubei", 7, 3, "shaanxi", false, "Wuhan lockdown", 0);
-  h.applied = &applied;
-  env.msg_case = NIRC__ENVELOPE__MSG_HELLO;
-  env.hello = &h;
-  seed_frame(&s, &env);
+  h.applied = &applied.d;
+  seed_msg(&s, NIRC__ENVELOPE__MSG_HELLO, &h);
   Nirc__LoadReport r;
-  env.msg_case = NIRC__ENVELOPE__MSG_LOAD_REPORT;
-  env.load_report = &r;
   load_report(&r, 1579701001000LL, false);
-  seed_frame(&s, &env);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_LOAD_REPORT, &r);
   load_report(&r, 1579701002000LL, true);
-  seed_frame(&s, &env);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_LOAD_REPORT, &r);
   load_report(&r, 1579701061000LL, false);
   r.interval_ms = 59000;
-  seed_frame(&s, &env);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_LOAD_REPORT, &r);
   Nirc__DirectiveAck ack = NIRC__DIRECTIVE_ACK__INIT;
   ack.site = "hubei";
   ack.epoch = 7;
   ack.version = 3;
   ack.result = NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
   ack.detail = "already applied";
-  env.msg_case = NIRC__ENVELOPE__MSG_DIRECTIVE_ACK;
-  env.directive_ack = &ack;
-  seed_frame(&s, &env);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_DIRECTIVE_ACK, &ack);
   Nirc__Error e = NIRC__ERROR__INIT;
   e.code = NIRC__ERROR_CODE__ERROR_CODE_INTERNAL;
   e.message = "adapter restarting";
-  env.msg_case = NIRC__ENVELOPE__MSG_ERROR;
-  env.error = &e;
-  seed_frame(&s, &env);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_ERROR, &e);
   seed_write("report", "session", &s);
 
   /* Reconnect: a Hello on a new link with another route than the
    * controller's target makes it resend; the agent then fails it. */
   s.len = 0;
   directive(&applied, "hubei", 7, 2, "shaanxi", true, "overflow", 1579704600000LL);
-  env.msg_case = NIRC__ENVELOPE__MSG_HELLO;
-  env.hello = &h;
-  seed_frame(&s, &env);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_HELLO, &h);
   Nirc__Ping ping = NIRC__PING__INIT;
-  env.msg_case = NIRC__ENVELOPE__MSG_PING; /* not valid here: the link is refused */
-  env.ping = &ping;
-  seed_frame(&s, &env);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_PING, &ping); /* not valid here: the link is refused */
   directive(&applied, "hubei", 7, 4, "henan", false, "night", 0);
-  env.msg_case = NIRC__ENVELOPE__MSG_HELLO;
-  env.hello = &h;
-  seed_frame(&s, &env);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_HELLO, &h);
   ack.version = 2;
   ack.result = NIRC__ACK_RESULT__ACK_RESULT_FAILED;
   ack.detail = "dispatcher reload failed";
-  env.msg_case = NIRC__ENVELOPE__MSG_DIRECTIVE_ACK;
-  env.directive_ack = &ack;
-  seed_frame(&s, &env);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_DIRECTIVE_ACK, &ack);
   seed_write("report", "reconnect", &s);
 
   /* A report before Hello is refused. */
   s.len = 0;
   load_report(&r, 1579701001000LL, false);
-  env.msg_case = NIRC__ENVELOPE__MSG_LOAD_REPORT;
-  env.load_report = &r;
-  seed_frame(&s, &env);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_LOAD_REPORT, &r);
   seed_write("report", "no-hello", &s);
 }
 
 static void seeds_directive(void) {
   seed_t s = {.len = 0};
-  Nirc__Envelope env = NIRC__ENVELOPE__INIT;
   Nirc__Welcome w = NIRC__WELCOME__INIT;
   w.controller_node = "nircd-1";
   w.epoch = 7;
   w.report_interval_ms = 1000;
   w.server_time_ms = 1579701000000LL;
-  env.msg_case = NIRC__ENVELOPE__MSG_WELCOME;
-  env.welcome = &w;
-  seed_frame(&s, &env);
-  Nirc__Directive d;
-  env.msg_case = NIRC__ENVELOPE__MSG_DIRECTIVE;
-  env.directive = &d;
-  directive(&d, "hubei", 7, 1, "shaanxi", false, "Wuhan lockdown", 1579960800000LL);
-  seed_frame(&s, &env);
-  seed_frame(&s, &env); /* a resend while it is applied */
-  seed_frame(&s, &env); /* a resend once applied */
-  directive(&d, "hubei", 7, 2, "hubei", false, "restored by alice", 0);
-  seed_frame(&s, &env);
+  tdirective_t x;
+  seed_msg(&s, NIRC__ENVELOPE__MSG_WELCOME, &w);
+  directive(&x, "hubei", 7, 1, "shaanxi", false, "Wuhan lockdown", 1579960800000LL);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_DIRECTIVE, &x.d);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_DIRECTIVE, &x.d); /* a resend while it is applied */
+  seed_msg(&s, NIRC__ENVELOPE__MSG_DIRECTIVE, &x.d); /* a resend once applied */
+  directive(&x, "hubei", 7, 2, "hubei", false, "restored by alice", 0);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_DIRECTIVE, &x.d);
   seed_write("directive", "cutover-restore", &s);
 
   s.len = 0;
-  env.msg_case = NIRC__ENVELOPE__MSG_WELCOME; /* the message pointers share a union */
-  env.welcome = &w;
-  seed_frame(&s, &env);
-  env.msg_case = NIRC__ENVELOPE__MSG_DIRECTIVE;
-  env.directive = &d;
-  directive(&d, "hubei", 7, 5, "henan", true, "gd-peak: 30% to Zhengzhou", 0);
-  nirc__route_share__init(&in_a);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_WELCOME, &w);
+  directive(&x, "hubei", 7, 5, "henan", true, "gd-peak: 30% to Zhengzhou", 0);
+  Nirc__RouteShare in_a = NIRC__ROUTE_SHARE__INIT, *inbound[1] = {&in_a};
+  char *inbound_names[1] = {"guizhou"};
   in_a.site = "guizhou";
   in_a.permille = 1000;
-  inbound[0] = &in_a;
-  inbound_names[0] = "guizhou";
-  d.inbound = inbound;
-  d.n_inbound = 1;
-  d.inbound_sources = inbound_names;
-  d.n_inbound_sources = 1;
-  seed_frame(&s, &env);
-  d.n_inbound = d.n_inbound_sources = 0;
-  directive(&d, "hubei", 6, 9, "sichuan", false, "from a deposed leader", 0);
-  seed_frame(&s, &env);
-  directive(&d, "hunan", 7, 6, "sichuan", false, "for another site", 0);
-  seed_frame(&s, &env);
-  directive(&d, "hubei", 7, 4, "sichuan", false, "older version", 0);
-  seed_frame(&s, &env);
+  x.d.inbound = inbound;
+  x.d.n_inbound = 1;
+  x.d.inbound_sources = inbound_names;
+  x.d.n_inbound_sources = 1;
+  seed_msg(&s, NIRC__ENVELOPE__MSG_DIRECTIVE, &x.d);
+  directive(&x, "hubei", 6, 9, "sichuan", false, "from a deposed leader", 0);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_DIRECTIVE, &x.d);
+  directive(&x, "hunan", 7, 6, "sichuan", false, "for another site", 0);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_DIRECTIVE, &x.d);
+  directive(&x, "hubei", 7, 4, "sichuan", false, "older version", 0);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_DIRECTIVE, &x.d);
   Nirc__Error e = NIRC__ERROR__INIT;
   e.code = NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER;
   e.message = "standby";
   e.leader_hint = "10.0.0.2:7443";
-  env.msg_case = NIRC__ENVELOPE__MSG_ERROR;
-  env.error = &e;
-  seed_frame(&s, &env);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_ERROR, &e);
   seed_write("directive", "split-fencing", &s);
 
   /* A slow PBX: (7,5) is being applied when (7,7) comes, and the
    * controller resends (7,7) before either is acknowledged. */
   s.len = 0;
-  env.msg_case = NIRC__ENVELOPE__MSG_WELCOME;
-  env.welcome = &w;
-  seed_frame(&s, &env);
-  env.msg_case = NIRC__ENVELOPE__MSG_DIRECTIVE;
-  env.directive = &d;
-  directive(&d, "hubei", 7, 5, "shaanxi", false, "night", 0);
-  d.issued_at_ms += 3; /* fuzz_directive: the PBX takes three messages */
-  seed_frame(&s, &env);
-  directive(&d, "hubei", 7, 7, "henan", false, "Xi'an lockdown", 0);
-  seed_frame(&s, &env);
-  seed_frame(&s, &env);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_WELCOME, &w);
+  directive(&x, "hubei", 7, 5, "shaanxi", false, "night", 0);
+  x.d.issued_at_ms += 3; /* fuzz_directive: the PBX takes three messages */
+  seed_msg(&s, NIRC__ENVELOPE__MSG_DIRECTIVE, &x.d);
+  directive(&x, "hubei", 7, 7, "henan", false, "Xi'an lockdown", 0);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_DIRECTIVE, &x.d);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_DIRECTIVE, &x.d);
   seed_write("directive", "slow-pbx-resend", &s);
 
   /* An older directive while a newer one is being applied must not be
    * applied after it. */
   s.len = 0;
-  env.msg_case = NIRC__ENVELOPE__MSG_WELCOME;
-  env.welcome = &w;
-  seed_frame(&s, &env);
-  env.msg_case = NIRC__ENVELOPE__MSG_DIRECTIVE;
-  env.directive = &d;
-  directive(&d, "hubei", 7, 65, "shaanxi", false, "night", 0);
-  d.issued_at_ms += 2;
-  seed_frame(&s, &env);
-  directive(&d, "hubei", 7, 1, "henan", false, "an old plan", 0);
-  seed_frame(&s, &env);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_WELCOME, &w);
+  directive(&x, "hubei", 7, 65, "shaanxi", false, "night", 0);
+  x.d.issued_at_ms += 2;
+  seed_msg(&s, NIRC__ENVELOPE__MSG_DIRECTIVE, &x.d);
+  directive(&x, "hubei", 7, 1, "henan", false, "an old plan", 0);
+  seed_msg(&s, NIRC__ENVELOPE__MSG_DIRECTIVE, &x.d);
   seed_write("directive", "older-behind-newer", &s);
 }
 

@@ -785,32 +785,6 @@ static void sw_take_hint(sw_agent_t *a, const char *hint) {
   a->redirect = true;
 }
 
-static void sw_route_to_proto(const route_t *r, const char *slug, Nirc__Directive *d,
-                              Nirc__RouteShare *shares, Nirc__RouteShare **share_ptrs,
-                              Nirc__RouteShare *inb, Nirc__RouteShare **inb_ptrs) {
-  d->site = (char *)slug;
-  d->epoch = r->epoch;
-  d->version = r->version;
-  d->revert_at_ms = r->revert_at_ms;
-  d->reason = (char *)r->reason;
-  for (unsigned i = 0; i < r->n_share; i++) {
-    nirc__route_share__init(&shares[i]);
-    shares[i].site = (char *)r->share[i].site;
-    shares[i].permille = r->share[i].permille;
-    share_ptrs[i] = &shares[i];
-  }
-  d->route = share_ptrs;
-  d->n_route = r->n_share;
-  for (unsigned i = 0; i < r->n_inbound; i++) {
-    nirc__route_share__init(&inb[i]);
-    inb[i].site = (char *)r->inbound[i].site;
-    inb[i].permille = r->inbound[i].permille;
-    inb_ptrs[i] = &inb[i];
-  }
-  d->inbound = inb_ptrs;
-  d->n_inbound = r->n_inbound;
-}
-
 static void sw_on_open(link_t *l) {
   sw_agent_t *a = link_data(l);
   a->sw->handshakes++;
@@ -822,10 +796,13 @@ static void sw_on_open(link_t *l) {
   /* As the agent: the route it applies, once a controller has set one
    * (until then it is home, which the controller assumes). */
   Nirc__Directive applied = NIRC__DIRECTIVE__INIT;
-  Nirc__RouteShare shares[ROUTE_MAX_SHARES], *share_ptrs[ROUTE_MAX_SHARES];
-  Nirc__RouteShare inb[ROUTE_MAX_INBOUND], *inb_ptrs[ROUTE_MAX_INBOUND];
+  route_pb_t pb;
   if (a->applied.version > 0) {
-    sw_route_to_proto(&a->applied, a->slug, &applied, shares, share_ptrs, inb, inb_ptrs);
+    route_to_directive(&a->applied, &pb, &applied);
+    applied.site = a->slug;
+    /* As the agent: no inbound source names in the Hello. */
+    applied.inbound_sources = NULL;
+    applied.n_inbound_sources = 0;
     h.applied = &applied;
   }
   Nirc__Envelope env = NIRC__ENVELOPE__INIT;

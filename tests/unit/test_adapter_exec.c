@@ -23,7 +23,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <dirent.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -38,6 +37,8 @@
 #include "err.h"
 #include "log.h"
 #include "route.h"
+#include "support/loop.h"
+#include "support/tmpdir.h"
 
 #define SLUG   "hubei"
 #define NOW_MS INT64_C(1579622400123)
@@ -47,8 +48,8 @@
 typedef struct {
   char dir[64];
   uv_loop_t loop;
-  uv_timer_t deadline, ticker;
-  bool deadline_hit;
+  tloop_t lp;
+  uv_timer_t ticker; /* a probe that the loop is not stalled */
   unsigned ticks;
   adapter_exec_conf_t conf;
   void *impl;
@@ -65,11 +66,6 @@ typedef struct {
 
 /* ---- fixture ---- */
 
-static void fx_on_deadline(uv_timer_t *t) {
-  fx_t *f = t->data;
-  f->deadline_hit = true;
-}
-
 static void fx_on_tick(uv_timer_t *t) {
   fx_t *f = t->data;
   f->ticks++;
@@ -81,27 +77,12 @@ static int fx_setup(void **state) {
   snprintf(f->dir, sizeof f->dir, "/tmp/nirc-exec-XXXXXX");
   assert_non_null(mkdtemp(f->dir));
   assert_int_equal(uv_loop_init(&f->loop), 0);
-  uv_timer_init(&f->loop, &f->deadline);
+  tloop_init(&f->lp, &f->loop);
   uv_timer_init(&f->loop, &f->ticker);
-  f->deadline.data = f->ticker.data = f;
+  f->ticker.data = f;
   f->conf.timeout_ms = 5000;
   *state = f;
   return 0;
-}
-
-/* The test directory holds files only. */
-static void fx_rmdir(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d) return;
-  struct dirent *e;
-  char path[512];
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    unlink(path);
-  }
-  closedir(d);
-  rmdir(dir);
 }
 
 static void fx_stop(fx_t *f) {
@@ -116,20 +97,13 @@ static int fx_teardown(void **state) {
   uv_close((uv_handle_t *)&f->ticker, NULL);
   /* Killed commands still have to be reaped and their handles closed:
    * run until nothing is left, but not for ever. */
-  uv_timer_stop(&f->deadline);
-  f->deadline_hit = false;
-  uv_timer_start(&f->deadline, fx_on_deadline, 5000, 0);
-  uv_unref((uv_handle_t *)&f->deadline);
-  while (uv_loop_alive(&f->loop) && !f->deadline_hit)
-    uv_run(&f->loop, UV_RUN_ONCE);
-  assert_false(f->deadline_hit);
-  uv_close((uv_handle_t *)&f->deadline, NULL);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_true(tloop_drain(&f->lp, 5000));
   assert_int_equal(uv_loop_close(&f->loop), 0); /* no handle left behind */
   /* No callback after stop(). */
   assert_int_equal(f->applies, applies);
   assert_int_equal(f->collects, collects);
-  fx_rmdir(f->dir);
+  /* The test directory holds files only. */
+  tmpdir_remove(f->dir);
   free(f);
   return 0;
 }
@@ -203,35 +177,25 @@ static void fx_start(fx_t *f, const char *apply_body, const char *collect_body,
 /* Runs the loop until *counter reaches `target` or `ms` pass; true if it
  * did. */
 static bool fx_wait(fx_t *f, const int *counter, int target, uint64_t ms) {
-  f->deadline_hit = false;
-  uv_timer_start(&f->deadline, fx_on_deadline, ms, 0);
-  while (*counter < target && !f->deadline_hit)
-    uv_run(&f->loop, UV_RUN_ONCE);
-  uv_timer_stop(&f->deadline);
-  return *counter >= target;
+  return tloop_wait(&f->lp, counter, target, ms);
 }
 
-/* Runs the loop (ticking every 10 ms) until `cond` holds or `ms` pass. */
-static bool fx_wait_for(fx_t *f, bool (*cond)(fx_t *, const void *), const void *arg, uint64_t ms) {
-  f->deadline_hit = false;
-  uv_timer_start(&f->deadline, fx_on_deadline, ms, 0);
-  uv_timer_start(&f->ticker, fx_on_tick, 10, 10);
-  bool ok;
-  while (!(ok = cond(f, arg)) && !f->deadline_hit)
-    uv_run(&f->loop, UV_RUN_ONCE);
-  uv_timer_stop(&f->ticker);
-  uv_timer_stop(&f->deadline);
-  return ok;
+/* Runs the loop until `cond(f, arg)` holds or `ms` pass. */
+static bool fx_wait_for(fx_t *f, bool (*cond)(void *f, const void *), const void *arg,
+                        uint64_t ms) {
+  return tloop_wait_for(&f->lp, cond, f, arg, ms);
 }
 
-static bool fx_file_exists(fx_t *f, const void *name) {
+static bool fx_file_exists(void *fp, const void *name) {
+  const fx_t *f = fp;
   char path[128];
   snprintf(path, sizeof path, "%s/%s", f->dir, (const char *)name);
   return access(path, F_OK) == 0;
 }
 
 /* Gone: no such process, or a zombie waiting for whoever inherited it. */
-static bool fx_pid_gone(fx_t *f, const void *arg) {
+static bool fx_pid_gone(void *f, const void *arg) {
+  (void)f;
   pid_t pid = *(const pid_t *)arg;
   if (kill(pid, 0) != 0 && errno == ESRCH) return true;
   char path[64], buf[256] = "";

@@ -31,7 +31,6 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -49,6 +48,8 @@
 #include "err.h"
 #include "log.h"
 #include "route.h"
+#include "support/loop.h"
+#include "support/tmpdir.h"
 
 #define SLUG    "hubei"
 #define NOW_MS  INT64_C(1579622400123)
@@ -81,8 +82,7 @@ typedef struct {
 typedef struct {
   char dir[64], sock[128], list[128];
   uv_loop_t loop;
-  uv_timer_t deadline;
-  bool deadline_hit;
+  tloop_t lp;
   adapter_kamailio_conf_t conf;
   void *impl;
 
@@ -362,11 +362,6 @@ static void fx_release(fx_t *f) {
 
 /* ---- fixture ---- */
 
-static void fx_on_deadline(uv_timer_t *t) {
-  fx_t *f = t->data;
-  f->deadline_hit = true;
-}
-
 static int fx_setup(void **state) {
   fx_t *f = calloc(1, sizeof *f);
   assert_non_null(f);
@@ -375,8 +370,7 @@ static int fx_setup(void **state) {
   snprintf(f->sock, sizeof f->sock, "%s/rpc.sock", f->dir);
   snprintf(f->list, sizeof f->list, "%s/dispatcher.list", f->dir);
   assert_int_equal(uv_loop_init(&f->loop), 0);
-  uv_timer_init(&f->loop, &f->deadline);
-  f->deadline.data = f;
+  tloop_init(&f->lp, &f->loop);
   f->fd = -1;
   fake_start(f);
   snprintf(f->conf.rpc_socket, sizeof f->conf.rpc_socket, "%s", f->sock);
@@ -386,21 +380,6 @@ static int fx_setup(void **state) {
   f->conf.timeout_ms = 5000;
   *state = f;
   return 0;
-}
-
-/* The test directory holds files (and the fake's socket) only. */
-static void fx_rmdir(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d) return;
-  struct dirent *e;
-  char path[512];
-  while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    unlink(path);
-  }
-  closedir(d);
-  rmdir(dir);
 }
 
 static void fx_stop(fx_t *f) {
@@ -415,15 +394,7 @@ static int fx_teardown(void **state) {
   if (f->poll_open) uv_close((uv_handle_t *)&f->poll, NULL);
   /* The adapter's RPCs close their handles from the loop: run until
    * nothing is left, but not for ever. */
-  uv_timer_stop(&f->deadline);
-  f->deadline_hit = false;
-  uv_timer_start(&f->deadline, fx_on_deadline, 5000, 0);
-  uv_unref((uv_handle_t *)&f->deadline);
-  while (uv_loop_alive(&f->loop) && !f->deadline_hit)
-    uv_run(&f->loop, UV_RUN_ONCE);
-  bool drained = !f->deadline_hit;
-  uv_close((uv_handle_t *)&f->deadline, NULL);
-  uv_run(&f->loop, UV_RUN_DEFAULT);
+  bool drained = tloop_drain(&f->lp, 5000);
   int close_rc = uv_loop_close(&f->loop);
   /* No callback after stop(). */
   bool late = f->applies != applies || f->collects != collects;
@@ -435,7 +406,8 @@ static int fx_teardown(void **state) {
   /* Clean up before judging, so a failure leaves nothing in /tmp. */
   if (f->fd >= 0) close(f->fd);
   json_decref(f->held_id);
-  fx_rmdir(f->dir);
+  /* The test directory holds files (and the fake's socket) only. */
+  tmpdir_remove(f->dir);
   if (close_rc == 0) free(f); /* else handles still point into it */
   if (!drained) fail_msg("handles still open 5 s after stop()");
   if (close_rc != 0) fail_msg("the loop does not close: a handle was left behind");
@@ -465,20 +437,12 @@ static void fx_start(fx_t *f, uint64_t timeout_ms) {
 /* Runs the loop until *counter reaches `target` or `ms` pass; true if it
  * did. */
 static bool fx_wait(fx_t *f, const int *counter, int target, uint64_t ms) {
-  f->deadline_hit = false;
-  uv_timer_start(&f->deadline, fx_on_deadline, ms, 0);
-  while (*counter < target && !f->deadline_hit)
-    uv_run(&f->loop, UV_RUN_ONCE);
-  uv_timer_stop(&f->deadline);
-  return *counter >= target;
+  return tloop_wait(&f->lp, counter, target, ms);
 }
 
 /* Runs the loop for `ms`: whatever is due in that time happens. */
 static void fx_run_for(fx_t *f, uint64_t ms) {
-  f->deadline_hit = false;
-  uv_timer_start(&f->deadline, fx_on_deadline, ms, 0);
-  while (!f->deadline_hit)
-    uv_run(&f->loop, UV_RUN_ONCE);
+  tloop_run_for(&f->lp, ms);
 }
 
 static void fx_on_applied(void *arg, int rc, const char *err);

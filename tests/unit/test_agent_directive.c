@@ -26,44 +26,13 @@
 
 #include "agent.h"
 #include "route.h"
+#include "support/directive.h"
 #include "util.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
-typedef struct {
-  Nirc__Directive d;
-  Nirc__RouteShare shares[2];
-  Nirc__RouteShare *ptrs[2];
-} dir_t;
-
-/* A directive for hubei: {to: 1000}, or {hubei: 700, to: 300} if split. */
-static void make(dir_t *x, const char *site, uint64_t epoch, uint64_t version, const char *to,
-                 bool split, const char *reason) {
-  nirc__directive__init(&x->d);
-  x->d.site = (char *)site;
-  x->d.epoch = epoch;
-  x->d.version = version;
-  x->d.reason = (char *)reason;
-  for (int i = 0; i < 2; i++) {
-    nirc__route_share__init(&x->shares[i]);
-    x->ptrs[i] = &x->shares[i];
-  }
-  x->d.route = x->ptrs;
-  if (split) {
-    x->shares[0].site = "hubei";
-    x->shares[0].permille = 700;
-    x->shares[1].site = (char *)to;
-    x->shares[1].permille = 300;
-    x->d.n_route = 2;
-  } else {
-    x->shares[0].site = (char *)to;
-    x->shares[0].permille = 1000;
-    x->d.n_route = 1;
-  }
-}
-
 /* The route a directive carries, as the agent would hold it. */
-static route_t route_of(const dir_t *x) {
+static route_t route_of(const tdirective_t *x) {
   route_t r;
   char why[256];
   assert_int_equal(route_from_directive(&x->d, &r, why, sizeof why), 0);
@@ -79,7 +48,21 @@ static agent_t *fresh_agent(void) {
   return &a;
 }
 
-static agent_directive_action_t check(const agent_t *a, const dir_t *x, route_t *r,
+/* x's route is being applied (in flight at the adapter). */
+static void set_applying(agent_t *a, const tdirective_t *x) {
+  a->applying = true;
+  a->applying_route = route_of(x);
+  a->applying_purpose = APPLY_DIRECTIVE;
+}
+
+/* x's route is queued behind the one being applied. */
+static void set_pending(agent_t *a, const tdirective_t *x) {
+  a->pending = true;
+  a->pending_route = route_of(x);
+  a->pending_purpose = APPLY_DIRECTIVE;
+}
+
+static agent_directive_action_t check(const agent_t *a, const tdirective_t *x, route_t *r,
                                       Nirc__AckResult *res, char *why) {
   return agent_check_directive(a, &x->d, r, res, why, 256);
 }
@@ -88,37 +71,37 @@ static agent_directive_action_t check(const agent_t *a, const dir_t *x, route_t 
 
 static void test_newer_valid_directive_is_applied(void **state) {
   agent_t *a = fresh_agent();
-  dir_t x;
+  tdirective_t x;
   route_t r;
   Nirc__AckResult res;
   char why[256] = "";
-  make(&x, "hubei", 7, 1, "shaanxi", false, "Wuhan lockdown");
+  tdirective_make(&x, "hubei", 7, 1, "shaanxi", false, "Wuhan lockdown");
   assert_int_equal(check(a, &x, &r, &res, why), AGENT_DIRECTIVE_APPLY);
   assert_int_equal(r.version, 1);
   assert_int_equal(route_share_of(&r, "shaanxi"), 1000);
   /* Empty site: the certificate says who we are. */
-  make(&x, "", 7, 1, "shaanxi", false, "Wuhan lockdown");
+  tdirective_make(&x, "", 7, 1, "shaanxi", false, "Wuhan lockdown");
   assert_int_equal(check(a, &x, &r, &res, why), AGENT_DIRECTIVE_APPLY);
 }
 
 static void test_refusals_are_acknowledged_at_once(void **state) {
   agent_t *a = fresh_agent();
-  dir_t x;
+  tdirective_t x;
   route_t r;
   Nirc__AckResult res;
   char why[256];
 
-  make(&x, "hunan", 7, 1, "shaanxi", false, "wrong site");
+  tdirective_make(&x, "hunan", 7, 1, "shaanxi", false, "wrong site");
   assert_int_equal(check(a, &x, &r, &res, why), AGENT_DIRECTIVE_ACK);
   assert_int_equal(res, NIRC__ACK_RESULT__ACK_RESULT_REJECTED);
   assert_non_null(strstr(why, "hunan"));
 
-  make(&x, "hubei", 6, 9, "shaanxi", false, "deposed leader");
+  tdirective_make(&x, "hubei", 6, 9, "shaanxi", false, "deposed leader");
   assert_int_equal(check(a, &x, &r, &res, why), AGENT_DIRECTIVE_ACK);
   assert_int_equal(res, NIRC__ACK_RESULT__ACK_RESULT_REJECTED);
   assert_non_null(strstr(why, "stale epoch"));
 
-  make(&x, "hubei", 7, 3, "shaanxi", false, "bad shares");
+  tdirective_make(&x, "hubei", 7, 3, "shaanxi", false, "bad shares");
   x.shares[0].permille = 999;
   assert_int_equal(check(a, &x, &r, &res, why), AGENT_DIRECTIVE_ACK);
   assert_int_equal(res, NIRC__ACK_RESULT__ACK_RESULT_REJECTED);
@@ -127,22 +110,22 @@ static void test_refusals_are_acknowledged_at_once(void **state) {
 
 static void test_resend_of_applied_route_is_applied_again(void **state) {
   agent_t *a = fresh_agent();
-  dir_t x;
+  tdirective_t x;
   route_t r;
   Nirc__AckResult res;
   char why[256];
-  make(&x, "hubei", 7, 4, "henan", false, "night");
+  tdirective_make(&x, "hubei", 7, 4, "henan", false, "night");
   a->applied = route_of(&x);
   assert_int_equal(check(a, &x, &r, &res, why), AGENT_DIRECTIVE_ACK);
   assert_int_equal(res, NIRC__ACK_RESULT__ACK_RESULT_APPLIED);
   assert_string_equal(why, "already applied");
 
-  make(&x, "hubei", 7, 4, "sichuan", false, "same version, other route");
+  tdirective_make(&x, "hubei", 7, 4, "sichuan", false, "same version, other route");
   assert_int_equal(check(a, &x, &r, &res, why), AGENT_DIRECTIVE_ACK);
   assert_int_equal(res, NIRC__ACK_RESULT__ACK_RESULT_REJECTED);
   assert_non_null(strstr(why, "reused"));
 
-  make(&x, "hubei", 7, 3, "sichuan", false, "older");
+  tdirective_make(&x, "hubei", 7, 3, "sichuan", false, "older");
   assert_int_equal(check(a, &x, &r, &res, why), AGENT_DIRECTIVE_ACK);
   assert_int_equal(res, NIRC__ACK_RESULT__ACK_RESULT_REJECTED);
   assert_non_null(strstr(why, "stale version"));
@@ -150,14 +133,12 @@ static void test_resend_of_applied_route_is_applied_again(void **state) {
 
 static void test_resend_of_route_in_flight_waits(void **state) {
   agent_t *a = fresh_agent();
-  dir_t x;
+  tdirective_t x;
   route_t r;
   Nirc__AckResult res;
   char why[256];
-  make(&x, "hubei", 7, 5, "shaanxi", false, "night");
-  a->applying = true;
-  a->applying_route = route_of(&x);
-  a->applying_purpose = APPLY_DIRECTIVE;
+  tdirective_make(&x, "hubei", 7, 5, "shaanxi", false, "night");
+  set_applying(a, &x);
   assert_int_equal(check(a, &x, &r, &res, why), AGENT_DIRECTIVE_WAIT);
 }
 
@@ -165,24 +146,20 @@ static void test_resend_of_route_in_flight_waits(void **state) {
  * controller resends (7,7) because neither is acknowledged yet. */
 static void test_resend_of_queued_directive_waits(void **state) {
   agent_t *a = fresh_agent();
-  dir_t x;
+  tdirective_t x;
   route_t r;
   Nirc__AckResult res;
   char why[256];
-  make(&x, "hubei", 7, 5, "shaanxi", false, "night");
-  a->applying = true;
-  a->applying_route = route_of(&x);
-  a->applying_purpose = APPLY_DIRECTIVE;
-  make(&x, "hubei", 7, 7, "henan", false, "Xi'an lockdown");
-  a->pending = true;
-  a->pending_route = route_of(&x);
-  a->pending_purpose = APPLY_DIRECTIVE;
+  tdirective_make(&x, "hubei", 7, 5, "shaanxi", false, "night");
+  set_applying(a, &x);
+  tdirective_make(&x, "hubei", 7, 7, "henan", false, "Xi'an lockdown");
+  set_pending(a, &x);
   assert_int_equal(check(a, &x, &r, &res, why), AGENT_DIRECTIVE_WAIT);
   /* Something newer than both is still applied after them. */
-  make(&x, "hubei", 7, 8, "sichuan", false, "newer");
+  tdirective_make(&x, "hubei", 7, 8, "sichuan", false, "newer");
   assert_int_equal(check(a, &x, &r, &res, why), AGENT_DIRECTIVE_APPLY);
   /* Between the two: older than what is queued. */
-  make(&x, "hubei", 7, 6, "sichuan", false, "in between");
+  tdirective_make(&x, "hubei", 7, 6, "sichuan", false, "in between");
   assert_int_equal(check(a, &x, &r, &res, why), AGENT_DIRECTIVE_ACK);
   assert_int_equal(res, NIRC__ACK_RESULT__ACK_RESULT_REJECTED);
   assert_non_null(strstr(why, "(7, 7) is being applied"));
@@ -192,15 +169,13 @@ static void test_resend_of_queued_directive_waits(void **state) {
  * flight was queued and applied after it. */
 static void test_older_than_route_in_flight_is_stale(void **state) {
   agent_t *a = fresh_agent();
-  dir_t x;
+  tdirective_t x;
   route_t r;
   Nirc__AckResult res;
   char why[256];
-  make(&x, "hubei", 7, 65, "shaanxi", false, "night");
-  a->applying = true;
-  a->applying_route = route_of(&x);
-  a->applying_purpose = APPLY_DIRECTIVE;
-  make(&x, "hubei", 7, 1, "henan", false, "an old plan");
+  tdirective_make(&x, "hubei", 7, 65, "shaanxi", false, "night");
+  set_applying(a, &x);
+  tdirective_make(&x, "hubei", 7, 1, "henan", false, "an old plan");
   assert_int_equal(check(a, &x, &r, &res, why), AGENT_DIRECTIVE_ACK);
   assert_int_equal(res, NIRC__ACK_RESULT__ACK_RESULT_REJECTED);
   assert_non_null(strstr(why, "stale version (7, 1); (7, 65) is being applied"));
@@ -211,11 +186,11 @@ static void test_older_than_route_in_flight_is_stale(void **state) {
  * valid directive and reported it failed. */
 static void test_reason_that_is_not_utf8_still_persists(void **state) {
   agent_t *a = fresh_agent();
-  dir_t x;
+  tdirective_t x;
   route_t r;
   Nirc__AckResult res;
   char why[256];
-  make(&x, "hubei", 7, 2, "shaanxi", true, "GBK \xce\xe4\xba\xba lockdown \xff");
+  tdirective_make(&x, "hubei", 7, 2, "shaanxi", true, "GBK \xce\xe4\xba\xba lockdown \xff");
   assert_int_equal(check(a, &x, &r, &res, why), AGENT_DIRECTIVE_APPLY);
   assert_true(nirc_utf8_valid(r.reason));
   assert_non_null(strstr(r.reason, "lockdown"));

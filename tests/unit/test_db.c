@@ -28,6 +28,7 @@
 #include "db.h"
 #include "err.h"
 #include "log.h"
+#include "support/tmpdir.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -101,6 +102,18 @@ static void ci_build(char *out, size_t n, const char *dbname, const char *host, 
   if (host) ci_append(out, n, "host", host);
   if (port) ci_append(out, n, "port", port);
   if (app) ci_append(out, n, "application_name", app);
+}
+
+/* The value of keyword kw in conninfo ci ("" if it has none). */
+static void ci_get(const char *ci, const char *kw, char *out, size_t n) {
+  char *perr = NULL;
+  PQconninfoOption *opts = PQconninfoParse(ci, &perr);
+  assert_non_null(opts);
+  out[0] = '\0';
+  for (PQconninfoOption *o = opts; o->keyword; o++) {
+    if (strcmp(o->keyword, kw) == 0 && o->val) snprintf(out, n, "%s", o->val);
+  }
+  PQconninfoFree(opts);
 }
 
 static void quiet_notices(void *arg, const char *msg) {
@@ -334,22 +347,53 @@ static void on_closed(void *arg) {
   (*(int *)arg)++;
 }
 
-static void actx_open(actx_t *a, const char *ci) {
+/* A loop and a client on ci: with db_open, or with db_open_opts if o. */
+static void actx_open_opts(actx_t *a, const char *ci, const db_opts_t *o) {
   memset(a, 0, sizeof *a);
   a->fds = count_fds();
   assert_int_equal(uv_loop_init(&a->loop), 0);
-  assert_int_equal(db_open(&a->loop, ci, &a->db), 0);
+  assert_int_equal(o ? db_open_opts(&a->loop, ci, o, &a->db) : db_open(&a->loop, ci, &a->db), 0);
   assert_non_null(a->db);
+}
+
+static void actx_open(actx_t *a, const char *ci) {
+  actx_open_opts(a, ci, NULL);
+}
+
+/* After db_close: waits for its done callback, then checks that every
+ * handle and the client's socket went away with it. */
+static void actx_closed(actx_t *a) {
+  assert_true(run_until_count(&a->loop, &a->closed, 1));
+  assert_int_equal(uv_loop_close(&a->loop), 0);
+  assert_int_equal(count_fds(), a->fds);
 }
 
 /* Closes the client and checks that every handle went away with it. */
 static void actx_close(actx_t *a) {
   db_close(a->db, on_closed, &a->closed);
   assert_int_equal(a->closed, 0); /* done never runs inside db_close */
-  assert_true(run_until_count(&a->loop, &a->closed, 1));
+  actx_closed(a);
   assert_int_equal(a->closed, 1);
-  assert_int_equal(uv_loop_close(&a->loop), 0);
-  assert_int_equal(count_fds(), a->fds);
+}
+
+/* Waits until the client is READY with nothing queued. */
+static void settle(actx_t *a, rec_t *r, int seq) {
+  q(a->db, r, seq, "select 1", 0, NULL);
+  assert_true(run_until_count(&a->loop, &r->ncalls, seq + 1));
+  assert_int_equal(r->err[seq], 0);
+  assert_int_equal(db_state(a->db), DB_READY);
+}
+
+/* Runs sql alone on a new client on ci, and closes it; returns what came
+ * back (free it). */
+static rec_t *query_alone(const char *ci, const char *sql) {
+  actx_t a;
+  actx_open(&a, ci);
+  rec_t *r = rec_new();
+  q(a.db, r, 0, sql, 0, NULL);
+  assert_true(run_until_count(&a.loop, &r->ncalls, 1));
+  actx_close(&a);
+  return r;
 }
 
 /* ---- group setup ---- */
@@ -600,9 +644,7 @@ static void test_queue_full(void **state) {
   /* Every queued query completed, with NIRC_ECLOSED, inside db_close. */
   assert_int_equal(calls, DB_QUEUE_MAX);
   assert_int_equal(count_closed, DB_QUEUE_MAX);
-  assert_true(run_until_count(&a.loop, &a.closed, 1));
-  assert_int_equal(uv_loop_close(&a.loop), 0);
-  assert_int_equal(count_fds(), a.fds);
+  actx_closed(&a);
 }
 
 /* A refused connection goes to BACKOFF and keeps retrying; the queue
@@ -622,9 +664,7 @@ static void test_unreachable_backoff(void **state) {
   db_close(a.db, on_closed, &a.closed);
   assert_int_equal(r->ncalls, 1);
   assert_int_equal(r->err[0], NIRC_ECLOSED);
-  assert_true(run_until_count(&a.loop, &a.closed, 1));
-  assert_int_equal(uv_loop_close(&a.loop), 0);
-  assert_int_equal(count_fds(), a.fds);
+  actx_closed(&a);
   free(r);
 }
 
@@ -645,9 +685,7 @@ static void test_resolve_failure_and_close_while_resolving(void **state) {
   db_close(a.db, on_closed, &a.closed); /* the lookup is still pending */
   assert_int_equal(r->ncalls, 1);
   assert_int_equal(r->err[0], NIRC_ECLOSED);
-  assert_true(run_until_count(&a.loop, &a.closed, 1));
-  assert_int_equal(uv_loop_close(&a.loop), 0);
-  assert_int_equal(count_fds(), a.fds);
+  actx_closed(&a);
   free(r);
 }
 
@@ -747,13 +785,22 @@ static void test_async_audit_append_only(void **state) {
   free(r);
 }
 
+/* Terminates the server processes of the sessions that match `where` (a
+ * condition on pg_stat_activity); their number goes to n, as text.
+ * Returns what admin_sql returns. */
+static int terminate_backends(const char *ci, const char *where, char *n, size_t len) {
+  char sql[512];
+  snprintf(sql, sizeof sql,
+           "select count(pg_terminate_backend(pid)) from pg_stat_activity where %s", where);
+  return admin_sql(ci, sql, n, len);
+}
+
 static int terminate_client_backend(void) {
   char n[32] = "";
-  if (admin_sql(T.main_ci,
-                "select count(pg_terminate_backend(pid)) from pg_stat_activity where "
-                "application_name = '" APP_NAME "' and datname = current_database() and "
-                "pid <> pg_backend_pid()",
-                n, sizeof n) != 0) {
+  if (terminate_backends(T.main_ci,
+                         "application_name = '" APP_NAME "' and datname = current_database() and "
+                         "pid <> pg_backend_pid()",
+                         n, sizeof n) != 0) {
     return -1;
   }
   return atoi(n);
@@ -765,10 +812,7 @@ static void test_async_reconnect(void **state) {
   actx_t a;
   actx_open(&a, T.main_ci);
   rec_t *r = rec_new();
-  q(a.db, r, 0, "select 1", 0, NULL);
-  assert_true(run_until_count(&a.loop, &r->ncalls, 1));
-  assert_int_equal(r->err[0], 0);
-  assert_int_equal(db_state(a.db), DB_READY);
+  settle(&a, r, 0);
 
   /* Kill the idle connection; the client notices from the socket. */
   assert_int_equal(terminate_client_backend(), 1);
@@ -829,9 +873,7 @@ static void test_close_with_queued_and_inflight(void **state) {
   /* A closing client takes nothing new. */
   assert_int_equal(db_exec(a.db, "select 1", 0, NULL, NULL, NULL), NIRC_ECLOSED);
   assert_int_equal(a.closed, 0);
-  assert_true(run_until_count(&a.loop, &a.closed, 1));
-  assert_int_equal(uv_loop_close(&a.loop), 0);
-  assert_int_equal(count_fds(), a.fds);
+  actx_closed(&a);
   free(r);
 }
 
@@ -872,33 +914,20 @@ static void test_close_from_callback(void **state) {
 static void test_async_host_fallback(void **state) {
   (void)state;
   NEED_PG();
-  char ci[1024], port[16] = "5432";
-  char *perr = NULL;
-  PQconninfoOption *opts = PQconninfoParse(T.main_ci, &perr);
-  assert_non_null(opts);
-  const char *host = NULL;
-  for (PQconninfoOption *o = opts; o->keyword; o++) {
-    if (strcmp(o->keyword, "port") == 0 && o->val) snprintf(port, sizeof port, "%s", o->val);
-    if (strcmp(o->keyword, "host") == 0 && o->val) host = o->val;
-  }
-  if (!host || host[0] == '/' || strchr(host, ',')) {
-    PQconninfoFree(opts);
+  char ci[1024], port[16], host[240];
+  ci_get(T.main_ci, "port", port, sizeof port);
+  if (!port[0]) snprintf(port, sizeof port, "5432");
+  ci_get(T.main_ci, "host", host, sizeof host);
+  if (!host[0] || host[0] == '/' || strchr(host, ','))
     skip(); /* needs a single TCP host in NIRC_TEST_PG */
-  }
   char hosts[512], ports[64];
   snprintf(hosts, sizeof hosts, "%s,%s", host, host);
   snprintf(ports, sizeof ports, "1,%s", port);
-  PQconninfoFree(opts);
   ci_build(ci, sizeof ci, T.main_db, hosts, ports, APP_NAME);
 
-  actx_t a;
-  actx_open(&a, ci);
-  rec_t *r = rec_new();
-  q(a.db, r, 0, "select current_database()", 0, NULL);
-  assert_true(run_until_count(&a.loop, &r->ncalls, 1));
+  rec_t *r = query_alone(ci, "select current_database()");
   if (r->err[0] != 0) fail_msg("%s", r->msg[0]);
   assert_string_equal(r->val[0], T.main_db);
-  actx_close(&a);
   free(r);
 }
 
@@ -915,14 +944,9 @@ static void test_async_socket_replaced_without_error(void **state) {
   char ci[1100];
   snprintf(ci, sizeof ci, "%s", T.main_ci);
   ci_append(ci, sizeof ci, "target_session_attrs", "prefer-standby");
-  actx_t a;
-  actx_open(&a, ci);
-  rec_t *r = rec_new();
-  q(a.db, r, 0, "select pg_is_in_recovery()", 0, NULL);
-  assert_true(run_until_count(&a.loop, &r->ncalls, 1));
+  rec_t *r = query_alone(ci, "select pg_is_in_recovery()");
   if (r->err[0] != 0) fail_msg("%s", r->msg[0]);
   assert_string_equal(r->val[0], "f");
-  actx_close(&a);
   free(r);
 }
 
@@ -930,30 +954,19 @@ static void test_async_socket_replaced_without_error(void **state) {
 static void test_async_resolve_name(void **state) {
   (void)state;
   NEED_PG();
-  char ci[1024], host[64] = "";
-  char *perr = NULL;
-  PQconninfoOption *opts = PQconninfoParse(T.main_ci, &perr);
-  assert_non_null(opts);
-  for (PQconninfoOption *o = opts; o->keyword; o++) {
-    if (strcmp(o->keyword, "host") == 0 && o->val) snprintf(host, sizeof host, "%s", o->val);
-  }
-  PQconninfoFree(opts);
+  char ci[1024], host[64];
+  ci_get(T.main_ci, "host", host, sizeof host);
   if (strcmp(host, "127.0.0.1") != 0) skip(); /* "localhost" may mean another address */
   ci_build(ci, sizeof ci, T.main_db, "localhost", NULL, APP_NAME);
-  actx_t a;
-  actx_open(&a, ci);
-  rec_t *r = rec_new();
-  q(a.db, r, 0, "select 42", 0, NULL);
-  assert_true(run_until_count(&a.loop, &r->ncalls, 1));
+  rec_t *r = query_alone(ci, "select 42");
   if (r->err[0] != 0) fail_msg("%s", r->msg[0]);
   assert_string_equal(r->val[0], "42");
-  actx_close(&a);
   free(r);
 }
 
 /* ==== exactly-once writes and the journal ==== */
 
-/* The journal's fixed header (db.c JNL_HDR): an empty journal is this big. */
+/* The journal's fixed header (journal.c JNL_HDR): an empty journal is this big. */
 #define JNL_HEADER_SIZE 16
 
 static const char EVENT_SQL[] = "INSERT INTO link_events (kind, peer, event, detail) "
@@ -987,6 +1000,19 @@ static void load_once(db_t *db, rec_t *r, int seq, const char *minute, const cha
   const char *p[16] = {"hubei", minute, reports, "10",   "8",    "1",    "7", "0",
                        "4",     "5000", "10.00", "2.00", "6.00", "1800", "0", "0"};
   qo(db, r, seq, LOAD_SQL, 16, p);
+}
+
+/* Queues a cutover's two once-writes: its row (id, by peer) at seq, then
+ * update_sql ($1 the id, $2 'restored') at seq + 1. */
+static void cutover_once(db_t *db, rec_t *r, int seq, const char *id, const char *peer,
+                         const char *update_sql) {
+  const char *cut[6] = {id, "{hubei}", "{shaanxi}", "test", peer, "2020-01-22T22:00:00Z"};
+  qo(db, r, seq,
+     "INSERT INTO cutovers (id, sources, hubs, reason, operator, created_at) "
+     "VALUES ($1,$2,$3,$4,$5,$6)",
+     6, cut);
+  const char *upd[2] = {id, "restored"};
+  qo(db, r, seq + 1, update_sql, 2, upd);
 }
 
 /* A minute no other test (or process) uses. */
@@ -1056,18 +1082,7 @@ static int jfile_count(const jfile_t *j, const char *prefix) {
 }
 
 static void jfile_free(jfile_t *j) {
-  DIR *d = opendir(j->dir);
-  if (d) {
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-      char p[PATH_MAX];
-      snprintf(p, sizeof p, "%s/%s", j->dir, e->d_name);
-      unlink(p);
-    }
-    closedir(d);
-  }
-  rmdir(j->dir);
+  tmpdir_remove(j->dir);
 }
 
 static long file_size(const char *path) {
@@ -1088,12 +1103,8 @@ static void flip_byte(const char *path, long off) {
 }
 
 static void actx_open_j(actx_t *a, const char *ci, const char *journal, uint64_t max) {
-  memset(a, 0, sizeof *a);
-  a->fds = count_fds();
-  assert_int_equal(uv_loop_init(&a->loop), 0);
   db_opts_t o = {journal, max};
-  assert_int_equal(db_open_opts(&a->loop, ci, &o, &a->db), 0);
-  assert_non_null(a->db);
+  actx_open_opts(a, ci, &o);
 }
 
 static db_journal_stats_t jstats(const db_t *db) {
@@ -1194,13 +1205,8 @@ static void test_once_connected(void **state) {
      au);
   load_once(a.db, r, 2, minute, "1");
   load_once(a.db, r, 3, minute, "2");
-  const char *cut[6] = {id, "{hubei}", "{shaanxi}", "test", peer, "2020-01-22T22:00:00Z"};
-  qo(a.db, r, 4,
-     "INSERT INTO cutovers (id, sources, hubs, reason, operator, created_at) "
-     "VALUES ($1,$2,$3,$4,$5,$6)",
-     6, cut);
-  const char *upd[2] = {id, "restored"};
-  qo(a.db, r, 5, "UPDATE cutovers SET state = $2, ended_at = now() WHERE id = $1", 2, upd);
+  cutover_once(a.db, r, 4, id, peer,
+               "UPDATE cutovers SET state = $2, ended_at = now() WHERE id = $1");
   qo(a.db, r, 6,
      "WITH x AS (SELECT $1::text AS p) INSERT INTO link_events (kind, peer, event) "
      "SELECT 'unknown', p, 'with' FROM x;\n",
@@ -1291,9 +1297,7 @@ static void test_journal_replayed_at_open(void **state) {
   db_close(a.db, on_closed, &a.closed);
   assert_int_equal(r->ncalls, 21);
   assert_int_equal(r->err[20], NIRC_ECLOSED);
-  assert_true(run_until_count(&a.loop, &a.closed, 1));
-  assert_int_equal(uv_loop_close(&a.loop), 0);
-  assert_int_equal(count_fds(), a.fds);
+  actx_closed(&a);
 
   actx_open_j(&a, T.main_ci, j.path, 0);
   assert_int_equal(jstats(a.db).records, 20); /* counted when opened */
@@ -1478,13 +1482,7 @@ static void test_journal_duplicates_skipped(void **state) {
   rec_t *r = rec_new();
   event_once(a.db, r, 0, peer, 0);
   load_once(a.db, r, 1, minute, "5");
-  const char *cut[6] = {id, "{hubei}", "{shaanxi}", "test", peer, "2020-01-22T22:00:00Z"};
-  qo(a.db, r, 2,
-     "INSERT INTO cutovers (id, sources, hubs, reason, operator, created_at) "
-     "VALUES ($1,$2,$3,$4,$5,$6)",
-     6, cut);
-  const char *upd[2] = {id, "restored"};
-  qo(a.db, r, 3, "UPDATE cutovers SET state = $2 WHERE id = $1", 2, upd);
+  cutover_once(a.db, r, 2, id, peer, "UPDATE cutovers SET state = $2 WHERE id = $1");
   assert_true(run_until_count(&a.loop, &r->ncalls, 4));
   assert_journaled(r, 0, 4);
   actx_close(&a);
@@ -1508,14 +1506,6 @@ static void test_journal_duplicates_skipped(void **state) {
   assert_int_equal(sql_long(T.main_ci, sql), 1);
   free(r);
   jfile_free(&j);
-}
-
-/* Waits until the client is READY with nothing queued. */
-static void settle(actx_t *a, rec_t *r, int seq) {
-  q(a->db, r, seq, "select 1", 0, NULL);
-  assert_true(run_until_count(&a->loop, &r->ncalls, seq + 1));
-  assert_int_equal(r->err[seq], 0);
-  assert_int_equal(db_state(a->db), DB_READY);
 }
 
 /* Once-writes queued in memory when the connection breaks move to the
@@ -1542,11 +1532,8 @@ static void test_journal_spill_when_connection_breaks(void **state) {
   assert_true(run_until_state(&a.loop, a.db, DB_BUSY));
   assert_int_equal(db_queue_depth(a.db), 20);
   char n[16] = "";
-  assert_int_equal(admin_sql(T.main_ci,
-                             "select count(pg_terminate_backend(pid)) from pg_stat_activity where "
-                             "application_name = 'nirc-test-spill'",
-                             n, sizeof n),
-                   0);
+  assert_int_equal(
+      terminate_backends(T.main_ci, "application_name = 'nirc-test-spill'", n, sizeof n), 0);
   assert_string_equal(n, "1");
   assert_true(run_until(&a.loop, c_offline, a.db));
   db_journal_stats_t st = jstats(a.db);
@@ -1839,10 +1826,10 @@ static void test_inflight_resent_without_journal(void **state) {
   event_once(a.db, r, 1, peer, 0);
   assert_true(run_until(&a.loop, c_syncrep_wait, NULL));
   char n[16] = "";
-  assert_int_equal(admin_sql(P.admin,
-                             "select count(pg_terminate_backend(pid)) from pg_stat_activity where "
-                             "application_name = 'nirc-test-sync' and wait_event = 'SyncRep'",
-                             n, sizeof n),
+  assert_int_equal(terminate_backends(P.admin,
+                                      "application_name = 'nirc-test-sync' and wait_event = "
+                                      "'SyncRep'",
+                                      n, sizeof n),
                    0);
   assert_string_equal(n, "1");
   assert_true(run_until_count(&a.loop, &r->ncalls, 2));

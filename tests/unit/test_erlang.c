@@ -1,4 +1,4 @@
-/* Unit tests for the Erlang C mathematics (controller/erlang.c).
+/* Unit tests for the Erlang C mathematics (controller/routing/erlang.c).
  *
  * The reference figures are the published worked example every workforce
  * planning text uses: 360 calls in 30 minutes with a 240 s handle time is

@@ -1,4 +1,4 @@
-/* Unit tests for the routing map (common/map.c).
+/* Unit tests for the routing map (controller/web/map.c).
  *
  * The map is what an operator looks at in the middle of the night, so these
  * tests check what would mislead or break it: every site drawn exactly once

@@ -1,4 +1,4 @@
-/* Unit tests for the planner (controller/planner.c).
+/* Unit tests for the planner (controller/routing/planner.c).
  *
  * Every plan built here goes through plan_checked(), which asserts the
  * invariants the rest of NIRC relies on (no site both sends and receives,

@@ -6,8 +6,10 @@
  * and names what is wrong with the others; share lookup; that route_same
  * compares how calls flow and nothing else; (epoch, version) ordering; the
  * operator-facing text; the JSON round trip and the refusal of malformed
- * records; and the conversion from a protobuf Directive, which must refuse
- * what does not fit instead of truncating it. */
+ * records; the conversion from a protobuf Directive, which must refuse
+ * what does not fit instead of truncating it; and the conversion to one,
+ * which must carry every share and inbound source (with their names)
+ * through the wire encoding and back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -763,6 +765,102 @@ static void test_from_directive_long_site(void **state) {
   assert_int_equal(route_from_directive(&d, &r, err, sizeof err), NIRC_EINVAL);
 }
 
+/* ---- route_to_directive ----------------------------------------------- */
+
+/* What route_to_directive filled, field by field, and the same route back
+ * through the wire encoding and route_from_directive. */
+static void assert_directive_carries(const Nirc__Directive *d, const route_t *r) {
+  assert_int_equal(d->epoch, r->epoch);
+  assert_int_equal(d->version, r->version);
+  assert_int_equal(d->revert_at_ms, r->revert_at_ms);
+  assert_string_equal(d->reason, r->reason);
+  assert_int_equal(d->n_route, r->n_share);
+  for (unsigned i = 0; i < r->n_share; i++) {
+    assert_string_equal(d->route[i]->site, r->share[i].site);
+    assert_int_equal(d->route[i]->permille, r->share[i].permille);
+  }
+  assert_int_equal(d->n_inbound, r->n_inbound);
+  assert_int_equal(d->n_inbound_sources, r->n_inbound);
+  for (unsigned i = 0; i < r->n_inbound; i++) {
+    assert_string_equal(d->inbound[i]->site, r->inbound[i].site);
+    assert_int_equal(d->inbound[i]->permille, r->inbound[i].permille);
+    assert_string_equal(d->inbound_sources[i], r->inbound[i].site);
+  }
+
+  size_t len = nirc__directive__get_packed_size(d);
+  uint8_t *buf = malloc(len ? len : 1);
+  assert_non_null(buf);
+  assert_int_equal(nirc__directive__pack(d, buf), len);
+  Nirc__Directive *back = nirc__directive__unpack(NULL, len, buf);
+  free(buf);
+  assert_non_null(back);
+  assert_int_equal(back->n_inbound_sources, r->n_inbound);
+  for (unsigned i = 0; i < r->n_inbound; i++)
+    assert_string_equal(back->inbound_sources[i], r->inbound[i].site);
+  route_t got;
+  char err[256] = "";
+  int rc = route_from_directive(back, &got, err, sizeof err);
+  nirc__directive__free_unpacked(back, NULL);
+  if (rc != 0) fail_msg("refused: %s", err);
+  assert_route_equal(&got, r);
+}
+
+static void test_to_directive(void **state) {
+  (void)state;
+  route_t r;
+  hub_route(&r);
+  route_pb_t pb;
+  Nirc__Directive d = NIRC__DIRECTIVE__INIT;
+  d.site = "shaanxi";
+  d.issued_at_ms = 1579701000123LL;
+  route_to_directive(&r, &pb, &d);
+  assert_directive_carries(&d, &r);
+  /* The pointers borrow from the route and from pb. */
+  assert_ptr_equal(d.route, pb.share_p);
+  assert_ptr_equal(d.route[1], &pb.share[1]);
+  assert_ptr_equal(d.inbound, pb.inbound_p);
+  assert_ptr_equal(d.inbound[1], &pb.inbound[1]);
+  assert_ptr_equal(d.inbound_sources, pb.inbound_names);
+  assert_ptr_equal(d.inbound_sources[0], r.inbound[0].site);
+  assert_ptr_equal(d.reason, r.reason);
+  /* Fields that are not the route's are left as they were. */
+  assert_string_equal(d.site, "shaanxi");
+  assert_int_equal(d.issued_at_ms, 1579701000123LL);
+
+  /* The home route: one share, no inbound, nothing else. */
+  route_home(&r, "hubei");
+  Nirc__Directive h = NIRC__DIRECTIVE__INIT;
+  route_to_directive(&r, &pb, &h);
+  assert_directive_carries(&h, &r);
+  assert_int_equal(h.n_inbound, 0);
+  assert_int_equal(h.n_inbound_sources, 0);
+}
+
+/* As many shares and inbound sources as a route holds. */
+static void test_to_directive_full(void **state) {
+  (void)state;
+  route_t r;
+  route_empty(&r);
+  r.epoch = 9;
+  r.version = UINT64_C(1) << 40;
+  r.revert_at_ms = INT64_MAX;
+  snprintf(r.reason, sizeof r.reason, "%s", "武汉封城 lockdown");
+  char site[32];
+  for (unsigned i = 0; i < ROUTE_MAX_SHARES; i++) {
+    snprintf(site, sizeof site, "share%u", i);
+    add_share(&r, site, i == 0 ? 1000 - (ROUTE_MAX_SHARES - 1) : 1);
+  }
+  for (unsigned i = 0; i < ROUTE_MAX_INBOUND; i++) {
+    snprintf(site, sizeof site, "inbound%u", i);
+    add_inbound(&r, site, 1 + i);
+  }
+  assert_valid(&r);
+  route_pb_t pb;
+  Nirc__Directive d = NIRC__DIRECTIVE__INIT;
+  route_to_directive(&r, &pb, &d);
+  assert_directive_carries(&d, &r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_home),
@@ -783,6 +881,8 @@ int main(void) {
       cmocka_unit_test(test_from_directive),
       cmocka_unit_test(test_from_directive_too_many_shares),
       cmocka_unit_test(test_from_directive_long_site),
+      cmocka_unit_test(test_to_directive),
+      cmocka_unit_test(test_to_directive_full),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,5 @@
-/* Unit tests for the routing rules (controller/rules.c) and time zones
- * (common/tz.c).
+/* Unit tests for the routing rules (controller/routing/rules.c) and time zones
+ * (controller/routing/tz.c).
  *
  * These are the checks that stand between an operator's command and a
  * move of live traffic: parsing what was typed, refusing rules that would

@@ -1,4 +1,4 @@
-/* Unit tests for the controller's site registry (controller/sites.c) and
+/* Unit tests for the controller's site registry (controller/routing/sites.c) and
  * for loading nircd's real configuration table (controller/conf.c).
  *
  * The registry is what operators see: a site's link state (never-seen,
@@ -106,18 +106,18 @@ static void test_transitions_all_pairs(void **state) {
     for (int to = 0; to < 4; to++) {
       site->state = (site_state_t)from;
       site->state_since_ms = 111;
-      int rc = site_set_state(site, (site_state_t)to, 222);
+      int rc = sites_set_state(site, (site_state_t)to, 222);
       if (allowed[from][to]) {
         legal++;
         if (rc != 0)
-          fail_msg("%s -> %s should be allowed, got %d", site_state_name((site_state_t)from),
-                   site_state_name((site_state_t)to), rc);
+          fail_msg("%s -> %s should be allowed, got %d", sites_state_name((site_state_t)from),
+                   sites_state_name((site_state_t)to), rc);
         assert_int_equal(site->state, to);
         assert_int_equal(site->state_since_ms, 222);
       } else {
         if (rc != NIRC_EINVAL)
-          fail_msg("%s -> %s should be refused, got %d", site_state_name((site_state_t)from),
-                   site_state_name((site_state_t)to), rc);
+          fail_msg("%s -> %s should be refused, got %d", sites_state_name((site_state_t)from),
+                   sites_state_name((site_state_t)to), rc);
         assert_int_equal(site->state, from);
         assert_int_equal(site->state_since_ms, 111);
       }
@@ -127,15 +127,15 @@ static void test_transitions_all_pairs(void **state) {
 
   /* A state outside the enum is refused too. */
   site->state = SITE_ONLINE;
-  assert_int_equal(site_set_state(site, (site_state_t)4, 1), NIRC_EINVAL);
-  assert_int_equal(site_set_state(site, (site_state_t)-1, 1), NIRC_EINVAL);
+  assert_int_equal(sites_set_state(site, (site_state_t)4, 1), NIRC_EINVAL);
+  assert_int_equal(sites_set_state(site, (site_state_t)-1, 1), NIRC_EINVAL);
   assert_int_equal(site->state, SITE_ONLINE);
 
-  assert_string_equal(site_state_name(SITE_NEVER_SEEN), "never-seen");
-  assert_string_equal(site_state_name(SITE_ONLINE), "online");
-  assert_string_equal(site_state_name(SITE_STALE), "stale");
-  assert_string_equal(site_state_name(SITE_OFFLINE), "offline");
-  assert_string_equal(site_state_name((site_state_t)9), "?");
+  assert_string_equal(sites_state_name(SITE_NEVER_SEEN), "never-seen");
+  assert_string_equal(sites_state_name(SITE_ONLINE), "online");
+  assert_string_equal(sites_state_name(SITE_STALE), "stale");
+  assert_string_equal(sites_state_name(SITE_OFFLINE), "offline");
+  assert_string_equal(sites_state_name((site_state_t)9), "?");
   sites_free(&s);
 }
 

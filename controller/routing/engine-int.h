@@ -1,0 +1,107 @@
+/* engine-int.h: the engine's state, shared by the two files of the engine
+ * module and by nothing else. engine.c holds the routing core (rules,
+ * planning, waves, directives, acks, the tick); engine_ops.c holds the
+ * operator requests and the replies to them (cutover, restore, plan,
+ * schedule and overflow changes, and the requests waiting for their
+ * moves). Include it only from those two files: everyone else goes
+ * through engine.h. */
+#ifndef NIRC_ENGINE_INT_H
+#define NIRC_ENGINE_INT_H
+
+#include "engine.h"
+
+#include <jansson.h>
+
+#define ENGINE_OBJ "engine"
+
+/* ---- waves and waiting operator requests ---- */
+
+typedef struct wave {
+  rule_kind_t kind;
+  uint64_t rule_id;
+  size_t *sources; /* site indices */
+  unsigned n;
+  uint64_t started_mono, all_acked_mono;
+  bool all_acked, done;
+  struct wave *next;
+} wave_t;
+
+typedef struct {
+  size_t site;
+  uint64_t version; /* resolved once acked at this version, or failed */
+  bool resolved, applied;
+  char detail[160];
+  int64_t latency_ms;
+} waiter_site_t;
+
+typedef struct waiter {
+  void *client; /* opaque, the owner's; NULL once the operator went away */
+  uint64_t request_id;
+  uint64_t started_mono, deadline_mono;
+  uint64_t cutover_id;
+  waiter_site_t *sites;
+  unsigned n;
+  bool audit_done;
+  char audit_error[160];
+  struct waiter *next;
+} waiter_t;
+
+struct engine {
+  engine_io_t io; /* copied: where decisions go */
+  sites_t *sites; /* borrowed registry: the snapshot the engine plans on */
+  uint64_t epoch; /* of this leadership; directives carry it */
+  engine_opts_t opts;
+  site_dir_t *dirs; /* one per site */
+  plan_site_t *psites;
+  cutover_t *cut;
+  size_t n_cut, cap_cut;
+  schedule_t *sch;
+  size_t n_sch, cap_sch;
+  overflow_rule_t *ovf;
+  planner_overflow_state_t *ovf_state;
+  size_t n_ovf, cap_ovf;
+  uint64_t next_rule_id;
+  wave_t *waves;
+  waiter_t *waiters;
+  plan_t plan;
+  bool have_plan;
+  uint64_t settle_from_mono, settle_until_mono; /* after taking over; 0 = settled */
+  char (*alarm)[256];                           /* last alarm text per site, to log changes only */
+  engine_stats_t stats;
+};
+
+/* ---- shared between engine.c and engine_ops.c ---- */
+
+/* Clocks and the registry (engine.c). */
+uint64_t engine_mono(const engine_t *e);
+int64_t engine_now(const engine_t *e);
+site_t *engine_site(engine_t *e, size_t i);
+size_t engine_nsites(const engine_t *e);
+long engine_index(engine_t *e, const char *slug);
+bool engine_site_exists(void *arg, const char *slug, bool *is_hub);
+int engine_add_cutover(engine_t *e, const cutover_t *c);
+int engine_add_schedule(engine_t *e, const schedule_t *s);
+int engine_add_overflow(engine_t *e, const overflow_rule_t *o);
+void engine_store(engine_t *e, engine_rec_t *rec);
+char *engine_json_text(json_t *j);
+void engine_slugs_text(const slug_list_t *l, char *buf, size_t len);
+json_t *engine_slugs_json(const slug_list_t *l);
+void engine_audit(engine_t *e, const char *actor, const char *action, const char *target,
+                  json_t *detail, void *client, uint64_t request_id);
+json_t *engine_route_json(const engine_t *e, size_t i);
+void engine_progress(engine_t *e, void *client, uint64_t request_id, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cut,
+                        size_t n_extra_cut);
+double engine_forecast(const engine_t *e, const char *slug, int64_t at_ms);
+bool engine_forecast_staff(const engine_t *e, const char *slug, int64_t at_ms, unsigned *agents,
+                           double *aht_s);
+void engine_route_from_plan(const plan_route_t *p, route_t *r);
+bool engine_shares_same(const route_t *a, const route_t *b);
+bool engine_settling(engine_t *e);
+void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed);
+void engine_free_waiter(waiter_t *w);
+void engine_waiters_check(engine_t *e);
+void engine_end_cutover(engine_t *e, cutover_t *cut, cutover_state_t st, const char *by);
+
+#endif

@@ -1,0 +1,300 @@
+#include "store.h"
+
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- text forms of values ---- */
+
+/* PostgreSQL text[] literal for a slug list (slugs need no quoting). */
+static void store_pg_array(const slug_list_t *l, char *buf, size_t len) {
+  size_t used = (size_t)snprintf(buf, len, "{");
+  for (unsigned i = 0; i < l->n && used < len; i++)
+    used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? "," : "", l->v[i]);
+  if (used < len) snprintf(buf + used, len - used, "}");
+}
+
+static void store_iso(int64_t ms, char *buf, size_t len) {
+  clock_format_iso(ms, 0, buf, (unsigned)len);
+}
+
+static char *store_json_text(json_t *j) {
+  char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  json_decref(j);
+  return t;
+}
+
+/* ---- completion: db_result_cb -> engine_stored_cb ---- */
+
+typedef struct {
+  engine_stored_cb done;
+  void *arg;
+} store_done_t;
+
+static void store_done(void *arg, int err, const char *msg, PGresult *res) {
+  store_done_t *d = arg;
+  d->done(d->arg, err, msg);
+  free(d);
+}
+
+/* db_exec_once with an engine-style callback. */
+static int store_once(db_t *db, const char *sql, int n, const char *const *p, engine_stored_cb done,
+                      void *arg) {
+  store_done_t *d = NULL;
+  if (done) {
+    d = malloc(sizeof *d);
+    if (!d) return NIRC_ENOMEM;
+    *d = (store_done_t){done, arg};
+  }
+  int rc = db_exec_once(db, sql, n, p, d ? store_done : NULL, d);
+  if (rc != 0) free(d);
+  return rc;
+}
+
+/* ---- the engine's records ---- */
+
+static int store_audit(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
+  const char *p[] = {r->actor, r->action, r->target, r->detail ? r->detail : "{}"};
+  return store_once(db,
+                    "INSERT INTO audit_log (actor, action, target, detail) "
+                    "VALUES ($1,$2,$3,$4::jsonb)",
+                    4, p, done, arg);
+}
+
+static int store_directive(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
+  const route_t *t = r->route;
+  char v[3][24], revert[40] = "", *rj = NULL, *ij = NULL;
+  json_t *j = route_to_json(t);
+  rj = store_json_text(json_incref(json_object_get(j, "route")));
+  ij = store_json_text(json_incref(json_object_get(j, "inbound")));
+  json_decref(j);
+  snprintf(v[0], 24, "%llu", (unsigned long long)t->epoch);
+  snprintf(v[1], 24, "%llu", (unsigned long long)t->version);
+  snprintf(v[2], 24, "%llu", (unsigned long long)r->rule_id);
+  if (t->revert_at_ms) store_iso(t->revert_at_ms, revert, sizeof revert);
+  const char *p[] = {r->site,
+                     v[0],
+                     v[1],
+                     rj ? rj : "[]",
+                     ij ? ij : "[]",
+                     revert[0] ? revert : NULL,
+                     t->reason[0] ? t->reason : "default",
+                     rules_kind_name(r->rule_kind),
+                     r->rule_id ? v[2] : NULL};
+  int rc =
+      store_once(db,
+                 "INSERT INTO directives (site, epoch, version, route, inbound, revert_at, "
+                 "reason, rule_kind, rule_id) VALUES ($1,$2,$3,$4::jsonb,$5::jsonb,$6,$7,$8,$9) "
+                 "ON CONFLICT DO NOTHING",
+                 9, p, done, arg);
+  free(rj);
+  free(ij);
+  return rc;
+}
+
+static int store_ack(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
+  char v[3][24];
+  snprintf(v[0], 24, "%llu", (unsigned long long)r->epoch);
+  snprintf(v[1], 24, "%llu", (unsigned long long)r->version);
+  snprintf(v[2], 24, "%lld", (long long)r->latency_ms);
+  const char *p[] = {
+      r->site, v[0], v[1], r->result, r->detail ? r->detail : "", r->latency_ms >= 0 ? v[2] : NULL};
+  return store_once(db,
+                    "INSERT INTO directive_acks (site, epoch, version, result, detail, latency_ms) "
+                    "VALUES ($1,$2,$3,$4,$5,$6)",
+                    6, p, done, arg);
+}
+
+static int store_cutover_new(db_t *db, const cutover_t *cut, engine_stored_cb done, void *arg) {
+  char id[24], srcs[1024], hubs[1024], created[40], expires[40] = "";
+  snprintf(id, sizeof id, "%llu", (unsigned long long)cut->id);
+  store_pg_array(&cut->sources, srcs, sizeof srcs);
+  store_pg_array(&cut->hubs, hubs, sizeof hubs);
+  store_iso(cut->created_ms, created, sizeof created);
+  if (cut->expires_ms) store_iso(cut->expires_ms, expires, sizeof expires);
+  const char *p[] = {id,
+                     srcs,
+                     hubs,
+                     cut->reason,
+                     cut->operator_name,
+                     cut->force ? "true" : "false",
+                     created,
+                     expires[0] ? expires : NULL};
+  return store_once(db,
+                    "INSERT INTO cutovers (id, sources, hubs, reason, operator, force, created_at, "
+                    "expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+                    8, p, done, arg);
+}
+
+static int store_cutover_sources(db_t *db, const cutover_t *cut, engine_stored_cb done, void *arg) {
+  char id[24], srcs[1024];
+  snprintf(id, sizeof id, "%llu", (unsigned long long)cut->id);
+  store_pg_array(&cut->sources, srcs, sizeof srcs);
+  const char *p[] = {id, srcs};
+  return store_once(db, "UPDATE cutovers SET sources = $2 WHERE id = $1", 2, p, done, arg);
+}
+
+static int store_cutover_end(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
+  char id[24], at[40];
+  snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
+  store_iso(r->at_ms, at, sizeof at);
+  const char *p[] = {id, rules_cutover_state_name(r->cutover_state), at, r->actor};
+  return store_once(db,
+                    "UPDATE cutovers SET state = $2, ended_at = $3, ended_by = $4 WHERE id = $1", 4,
+                    p, done, arg);
+}
+
+static int store_schedule_new(db_t *db, const schedule_t *s, const char *who, engine_stored_cb done,
+                              void *arg) {
+  char id[24], srcs[1024], hubs[1024], st[8], en[8], days[8], ws[8], ex[1024] = "{";
+  snprintf(id, sizeof id, "%llu", (unsigned long long)s->id);
+  store_pg_array(&s->sources, srcs, sizeof srcs);
+  store_pg_array(&s->hubs, hubs, sizeof hubs);
+  snprintf(st, sizeof st, "%d", s->start_min);
+  snprintf(en, sizeof en, "%d", s->end_min);
+  snprintf(days, sizeof days, "%u", s->days);
+  snprintf(ws, sizeof ws, "%u", s->wave_size);
+  for (unsigned k = 0; k < s->n_exceptions; k++) {
+    int32_t x = s->exceptions[k];
+    size_t u = strlen(ex);
+    snprintf(ex + u, sizeof ex - u, "%s%04d-%02d-%02d", k ? "," : "", x / 10000, (x / 100) % 100,
+             x % 100);
+  }
+  strncat(ex, "}", sizeof ex - strlen(ex) - 1);
+  const char *p[] = {
+      id, s->name, srcs, hubs, st, en, days, s->tz, ex, ws, s->enabled ? "true" : "false", who};
+  return store_once(db,
+                    "INSERT INTO schedules (id, name, sources, hubs, start_min, end_min, days, tz, "
+                    "exceptions, wave_size, enabled, created_by) VALUES "
+                    "($1,$2,$3,$4,$5,$6,$7,$8,$9::date[],$10,$11,$12)",
+                    12, p, done, arg);
+}
+
+static int store_overflow_new(db_t *db, const overflow_rule_t *o, const char *who,
+                              engine_stored_cb done, void *arg) {
+  char v[10][24], hubs[1024];
+  snprintf(v[0], 24, "%llu", (unsigned long long)o->id);
+  snprintf(v[1], 24, "%u", o->trigger_wait_s);
+  snprintf(v[2], 24, "%u", o->release_wait_s);
+  snprintf(v[3], 24, "%u", o->trigger_queue);
+  snprintf(v[4], 24, "%u", o->release_queue);
+  snprintf(v[5], 24, "%.4f", o->trigger_sl);
+  snprintf(v[6], 24, "%.4f", o->release_sl);
+  snprintf(v[7], 24, "%u", o->share_cap_permille);
+  snprintf(v[8], 24, "%u", o->min_hold_s);
+  snprintf(v[9], 24, "%u", o->margin_s);
+  store_pg_array(&o->hubs, hubs, sizeof hubs);
+  const char *p[] = {v[0], o->name, o->source, hubs, v[1], v[2], v[3],
+                     v[4], v[5],    v[6],      v[7], v[8], v[9], who};
+  return store_once(db,
+                    "INSERT INTO overflow_rules (id, name, source, hubs, trigger_wait_s, "
+                    "release_wait_s, trigger_queue, release_queue, trigger_sl, release_sl, "
+                    "share_cap_permille, min_hold_s, margin_s, created_by) VALUES "
+                    "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
+                    14, p, done, arg);
+}
+
+int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
+  char id[24];
+  snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
+  const char *p_id[] = {id};
+  switch (r->kind) {
+  case ENGINE_REC_AUDIT: return store_audit(db, r, done, arg);
+  case ENGINE_REC_DIRECTIVE: return store_directive(db, r, done, arg);
+  case ENGINE_REC_ACK: return store_ack(db, r, done, arg);
+  case ENGINE_REC_EVENT: {
+    /* Site events from the engine (alarms, failed directives) are link
+     * events of that site, like the network side's. */
+    const char *p[] = {"site", NULL, r->site, r->peer, r->action, r->detail ? r->detail : ""};
+    return store_once(db,
+                      "INSERT INTO link_events (kind, identity, site, peer, event, detail) "
+                      "VALUES ($1,$2,$3,$4,$5,$6)",
+                      6, p, done, arg);
+  }
+  case ENGINE_REC_CUTOVER_NEW: return store_cutover_new(db, r->cutover, done, arg);
+  case ENGINE_REC_CUTOVER_SOURCES: return store_cutover_sources(db, r->cutover, done, arg);
+  case ENGINE_REC_CUTOVER_END: return store_cutover_end(db, r, done, arg);
+  case ENGINE_REC_SCHEDULE_NEW: return store_schedule_new(db, r->schedule, r->actor, done, arg);
+  case ENGINE_REC_SCHEDULE_REMOVE:
+    return store_once(db, "UPDATE schedules SET removed_at = now() WHERE id = $1", 1, p_id, done,
+                      arg);
+  case ENGINE_REC_SCHEDULE_ENABLE: {
+    const char *p[] = {id, r->enabled ? "true" : "false"};
+    return store_once(db, "UPDATE schedules SET enabled = $2 WHERE id = $1", 2, p, done, arg);
+  }
+  case ENGINE_REC_OVERFLOW_NEW: return store_overflow_new(db, r->overflow, r->actor, done, arg);
+  case ENGINE_REC_OVERFLOW_REMOVE:
+    return store_once(db, "UPDATE overflow_rules SET removed_at = now() WHERE id = $1", 1, p_id,
+                      done, arg);
+  }
+  log_error(LOG_DB, "store", "unknown record kind %d: not stored", (int)r->kind);
+  return NIRC_EINVAL;
+}
+
+/* ---- the network side's history ---- */
+
+/* History rows nobody waits for: a failure is logged, never silent. */
+static void store_logged(void *arg, int err, const char *msg) {
+  if (err) log_warn(LOG_DB, "db", "write failed: %s", msg ? msg : nirc_strerror(err));
+}
+
+int store_link_event(db_t *db, const char *kind, const char *identity, const char *site,
+                     const char *peer, const char *event, const char *detail) {
+  const char *p[] = {kind,
+                     identity && *identity ? identity : NULL,
+                     site && *site ? site : NULL,
+                     peer,
+                     event,
+                     detail ? detail : ""};
+  return store_once(db,
+                    "INSERT INTO link_events (kind, identity, site, peer, event, detail) "
+                    "VALUES ($1,$2,$3,$4,$5,$6)",
+                    6, p, store_logged, NULL);
+}
+
+int store_load_minute(db_t *db, const char *site, const site_minute_t *m) {
+  char minute[40], v[15][24];
+  clock_format_iso(m->minute_ms, 0, minute, sizeof minute);
+  uint32_t good = m->reports - m->unreadable;
+  double d = good ? (double)good : 1.0;
+  snprintf(v[0], 24, "%u", m->reports);
+  snprintf(v[1], 24, "%llu", (unsigned long long)m->offered);
+  snprintf(v[2], 24, "%llu", (unsigned long long)m->answered);
+  snprintf(v[3], 24, "%llu", (unsigned long long)m->abandoned);
+  snprintf(v[4], 24, "%llu", (unsigned long long)m->answered_within);
+  snprintf(v[5], 24, "%llu", (unsigned long long)m->from_other_sites);
+  snprintf(v[6], 24, "%u", m->max_queue);
+  snprintf(v[7], 24, "%u", m->max_wait_ms);
+  snprintf(v[8], 24, "%.2f", m->sum_logged_in / d);
+  snprintf(v[9], 24, "%.2f", m->sum_ready / d);
+  snprintf(v[10], 24, "%.2f", m->sum_talking / d);
+  snprintf(v[11], 24, "%.1f", m->sum_aht_ms / d);
+  snprintf(v[12], 24, "%u", m->unreadable);
+  snprintf(v[13], 24, "%llu", (unsigned long long)m->routed_away);
+  const char *p[] = {site, minute, v[0], v[1], v[2],  v[3],  v[4],  v[5],
+                     v[6], v[7],   v[8], v[9], v[10], v[11], v[12], v[13]};
+  /* A minute can arrive in two parts (a flush on shutdown, then the rest
+   * after a restart): merge instead of failing on the primary key. */
+  return store_once(
+      db,
+      "INSERT INTO load_minute (site, minute, reports, offered, answered, abandoned, "
+      "answered_within, from_other_sites, max_queue, max_wait_ms, avg_logged_in, avg_ready, "
+      "avg_talking, avg_aht_ms, unreadable_reports, routed_away) VALUES "
+      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) "
+      "ON CONFLICT (site, minute) DO UPDATE SET reports = load_minute.reports + EXCLUDED.reports, "
+      "offered = load_minute.offered + EXCLUDED.offered, "
+      "answered = load_minute.answered + EXCLUDED.answered, "
+      "abandoned = load_minute.abandoned + EXCLUDED.abandoned, "
+      "answered_within = load_minute.answered_within + EXCLUDED.answered_within, "
+      "from_other_sites = load_minute.from_other_sites + EXCLUDED.from_other_sites, "
+      "max_queue = greatest(load_minute.max_queue, EXCLUDED.max_queue), "
+      "max_wait_ms = greatest(load_minute.max_wait_ms, EXCLUDED.max_wait_ms), "
+      "unreadable_reports = load_minute.unreadable_reports + EXCLUDED.unreadable_reports, "
+      "routed_away = load_minute.routed_away + EXCLUDED.routed_away",
+      16, p, store_logged, NULL);
+}
