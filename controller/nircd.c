@@ -77,8 +77,11 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
     int lrc = engine_load_rules(srv->engine, srv->epoch, rules->cutovers, rules->n_cutovers,
                                 rules->schedules, rules->n_schedules, rules->overflows,
                                 rules->n_overflows, rules->max_id);
-    log_info(LOG_MAIN, conf->node, "rules: %zu active cutovers, %zu schedules, %zu overflow rules",
-             rules->n_cutovers, rules->n_schedules, rules->n_overflows);
+    engine_load_exclusions(srv->engine, rules->exclusions, rules->n_exclusions);
+    log_info(LOG_MAIN, conf->node,
+             "rules: %zu active cutovers, %zu schedules, %zu overflow rules, %zu sites excluded "
+             "after a failed move",
+             rules->n_cutovers, rules->n_schedules, rules->n_overflows, rules->n_exclusions);
     admin_rules_free(rules);
     if (lrc != 0) {
       log_error(LOG_MAIN, conf->node, "out of memory loading rules: stopping");

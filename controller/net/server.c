@@ -85,7 +85,7 @@ static void server_dropped(server_t *srv, int rc) {
 void server_record_event(server_t *srv, const char *kind, const char *identity, const char *site,
                          const char *peer, const char *event, const char *detail) {
   if (!srv->db) return;
-  int rc = store_link_event(srv->db, kind, identity, site, peer, event, detail);
+  int rc = store_link_event(srv->db, clock_real_ms(), kind, identity, site, peer, event, detail);
   if (rc != 0) server_dropped(srv, rc);
 }
 
@@ -106,6 +106,10 @@ static uint64_t server_io_mono(void *ctx) {
 static int64_t server_io_now(void *ctx) {
   server_t *srv = ctx;
   return clock_now_ms(&srv->clock);
+}
+
+static int64_t server_io_wall(void *ctx) {
+  return clock_real_ms();
 }
 
 static bool server_io_may_issue(void *ctx) {
@@ -728,6 +732,7 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
         .ctx = srv,
         .mono_ms = server_io_mono,
         .now_ms = server_io_now,
+        .wall_ms = server_io_wall,
         .may_issue = server_io_may_issue,
         .send_directive = server_io_directive,
         .send_reply = server_io_reply,

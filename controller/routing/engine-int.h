@@ -103,5 +103,8 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed);
 void engine_free_waiter(waiter_t *w);
 void engine_waiters_check(engine_t *e);
 void engine_end_cutover(engine_t *e, cutover_t *cut, cutover_state_t st, const char *by);
+/* Site i is back in its rules (no-op when it was not excluded); the
+ * readmission is stored, so a new leader does not keep it out. */
+void engine_readmit(engine_t *e, size_t i, const char *who, const char *why);
 
 #endif

@@ -157,6 +157,24 @@ int engine_add_overflow(engine_t *e, const overflow_rule_t *o) {
   return 0;
 }
 
+void engine_readmit(engine_t *e, size_t i, const char *who, const char *why) {
+  site_dir_t *d = &e->dirs[i];
+  if (!d->excluded_rule) return;
+  d->excluded_rule = 0;
+  engine_rec_t rec = {
+      .kind = ENGINE_REC_READMIT, .site = engine_site(e, i)->slug, .actor = who, .detail = why};
+  engine_store(e, &rec);
+}
+
+void engine_load_exclusions(engine_t *e, const engine_exclusion_t *x, size_t n) {
+  for (size_t k = 0; k < n; k++) {
+    long i = engine_index(e, x[k].site);
+    if (i < 0) continue;
+    e->dirs[i].excluded_rule = x[k].rule_id ? x[k].rule_id : 1;
+    e->dirs[i].excluded_kind = x[k].rule_kind;
+  }
+}
+
 uint64_t engine_epoch(const engine_t *e) {
   return e->epoch;
 }
@@ -187,6 +205,7 @@ static void engine_stored(void *arg, int err, const char *msg) {
  * database is unreachable). `rec` is stamped with the business time. */
 void engine_store(engine_t *e, engine_rec_t *rec) {
   rec->at_ms = engine_now(e);
+  rec->wall_ms = e->io.wall_ms(e->io.ctx);
   int rc = e->io.store(e->io.ctx, rec, engine_stored, NULL);
   if (rc != 0)
     log_error(LOG_DB, ENGINE_OBJ, "cannot queue a routing record: %s", nirc_strerror(rc));
@@ -250,6 +269,7 @@ void engine_audit(engine_t *e, const char *actor, const char *action, const char
   }
   engine_rec_t rec = {.kind = ENGINE_REC_AUDIT,
                       .at_ms = engine_now(e),
+                      .wall_ms = e->io.wall_ms(e->io.ctx),
                       .actor = actor,
                       .action = action,
                       .target = target,
@@ -696,6 +716,14 @@ static void engine_fail(engine_t *e, size_t i, const char *why) {
     e->stats.rollbacks++;
     d->excluded_rule = d->rule_id ? d->rule_id : 1;
     d->excluded_kind = d->kind;
+    /* Stored before the rollback is audited: a new leader keeps it out
+     * too instead of trying the move that failed again. */
+    engine_rec_t ex = {.kind = ENGINE_REC_EXCLUDE,
+                       .site = s->slug,
+                       .rule_kind = d->excluded_kind,
+                       .rule_id = d->excluded_rule,
+                       .detail = why};
+    engine_store(e, &ex);
     engine_audit(e, "engine", "rollback", s->slug,
                  json_pack("{s:s, s:s, s:I, s:s}", "reason", why, "rule", rules_kind_name(d->kind),
                            "rule_id", (json_int_t)d->rule_id, "site", s->slug),
@@ -893,7 +921,7 @@ static void engine_expire(engine_t *e) {
     bool active = false;
     for (size_t k = 0; k < e->n_cut; k++)
       active |= e->cut[k].id == d->excluded_rule && e->cut[k].state == CUTOVER_ACTIVE;
-    if (!active) d->excluded_rule = 0;
+    if (!active) engine_readmit(e, i, "engine", "the cutover it failed in has ended");
   }
 }
 

@@ -93,11 +93,14 @@ typedef enum {
   ENGINE_REC_SCHEDULE_ENABLE, /* id, enabled */
   ENGINE_REC_OVERFLOW_NEW,    /* overflow_rules: overflow, actor (who) */
   ENGINE_REC_OVERFLOW_REMOVE, /* id */
+  ENGINE_REC_EXCLUDE,         /* a site kept out of the rules: site, rule_kind, rule_id, detail */
+  ENGINE_REC_READMIT,         /* its exclusion ended: site, actor (who), detail (why) */
 } engine_rec_kind_t;
 
 typedef struct {
   engine_rec_kind_t kind;
-  int64_t at_ms; /* business time the record was made */
+  int64_t at_ms;   /* business time the record was made */
+  int64_t wall_ms; /* real time it was made: when the event happened */
   const char *site;
   const char *actor, *action, *target, *detail;
   const route_t *route;
@@ -125,6 +128,8 @@ typedef struct {
    * expiry, records; accelerated in the demo). */
   uint64_t (*mono_ms)(void *ctx);
   int64_t (*now_ms)(void *ctx);
+  /* Real (wall-clock) time, stamped on records as the time of the event. */
+  int64_t (*wall_ms)(void *ctx);
   /* True while directives may be issued (leadership confirmed). Checked
    * before every send: the last line of the leadership gate. */
   bool (*may_issue)(void *ctx);
@@ -171,6 +176,18 @@ void engine_free(engine_t *e);
 int engine_load_rules(engine_t *e, uint64_t epoch, const cutover_t *c, size_t nc,
                       const schedule_t *s, size_t ns, const overflow_rule_t *o, size_t no,
                       uint64_t max_rule_id);
+/* A site kept out of the rules after a failed move was rolled back, as
+ * the store keeps it for the next leader. */
+typedef struct {
+  char site[SCENARIO_SLUG_MAX];
+  rule_kind_t rule_kind;
+  uint64_t rule_id;
+} engine_exclusion_t;
+
+/* Exclusions in force, loaded with the rules by a new leader (copied;
+ * unknown sites are ignored). */
+void engine_load_exclusions(engine_t *e, const engine_exclusion_t *x, size_t n);
+
 /* The epoch directives carry (0 until rules are loaded). */
 uint64_t engine_epoch(const engine_t *e);
 

@@ -409,9 +409,15 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
                   "no hub is online: %s; choose another hub with --to", offline);
     return;
   }
+  /* An operator naming an excluded site tries it again: the trial runs
+   * without its exclusion, which ends for good only with the real move (a
+   * dry run or a refusal changes nothing). */
+  uint64_t kept[RULES_MAX_SITES] = {0};
   for (unsigned s = 0; s < cut.sources.n; s++) {
     long i = engine_index(e, cut.sources.v[s]);
-    if (i >= 0) e->dirs[i].excluded_rule = 0; /* an operator names it: try again */
+    if (i < 0) continue;
+    kept[s] = e->dirs[i].excluded_rule;
+    e->dirs[i].excluded_rule = 0;
   }
 
   /* Trial: what would happen, and would the capacity check refuse it? */
@@ -420,7 +426,12 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
   /* Without --force the trial shows whether the check refuses; with it,
    * a dry run shows the move the forced cutover would make. */
   check.force = req->dry_run && req->force;
-  if (engine_trial_plan(e, &check, &trial) != 0) {
+  int trc = engine_trial_plan(e, &check, &trial);
+  for (unsigned s = 0; s < cut.sources.n; s++) {
+    long i = engine_index(e, cut.sources.v[s]);
+    if (i >= 0) e->dirs[i].excluded_rule = kept[s];
+  }
+  if (trc != 0) {
     engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
     return;
   }
@@ -476,6 +487,10 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
   arena_free(&a);
 
   /* Real move. */
+  for (unsigned s = 0; s < cut.sources.n; s++) {
+    long i = engine_index(e, cut.sources.v[s]);
+    if (i >= 0) engine_readmit(e, (size_t)i, rq->operator_name, "named in a cutover");
+  }
   e->next_rule_id++;
   if (engine_add_cutover(e, &cut) != 0) {
     engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
@@ -601,7 +616,7 @@ void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreR
   }
   for (size_t s = 0; s < req->n_sources; s++) {
     long i = engine_index(e, req->sources[s]);
-    if (i >= 0) e->dirs[i].excluded_rule = 0;
+    if (i >= 0) engine_readmit(e, (size_t)i, who, "restored");
   }
   size_t *changed = calloc(n, sizeof *changed);
   unsigned n_changed = 0;

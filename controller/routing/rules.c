@@ -735,6 +735,12 @@ const char *rules_kind_name(rule_kind_t k) {
   return (unsigned)k <= RULE_CUTOVER ? rules_kind_names[k] : "?";
 }
 
+rule_kind_t rules_kind_parse(const char *name) {
+  for (unsigned k = RULE_OVERFLOW; k <= RULE_CUTOVER; k++)
+    if (name && strcmp(name, rules_kind_names[k]) == 0) return (rule_kind_t)k;
+  return RULE_NONE;
+}
+
 const char *rules_cutover_state_name(cutover_state_t s) {
   return (unsigned)s <= CUTOVER_EXPIRED ? rules_state_names[s] : "?";
 }

@@ -126,6 +126,8 @@ bool rules_schedule_window(const schedule_t *s, int64_t now_ms, int64_t *start_m
 int64_t rules_schedule_next_start(const schedule_t *s, int64_t now_ms);
 
 const char *rules_kind_name(rule_kind_t k);
+/* The kind rules_kind_name names; RULE_NONE for anything else. */
+rule_kind_t rules_kind_parse(const char *name);
 const char *rules_cutover_state_name(cutover_state_t s);
 
 #endif

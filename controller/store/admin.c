@@ -241,6 +241,21 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   PQclear(r);
 
+  r = PQexec(c, "SELECT site, rule_kind, rule_id FROM route_exclusions "
+                "WHERE cleared_at IS NULL ORDER BY id");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = admin_fail(c, r, "loading exclusions", err, errlen);
+    goto done;
+  }
+  out->exclusions = calloc((size_t)PQntuples(r) + 1, sizeof *out->exclusions);
+  for (int i = 0; out->exclusions && i < PQntuples(r); i++) {
+    engine_exclusion_t *x = &out->exclusions[out->n_exclusions++];
+    snprintf(x->site, sizeof x->site, "%s", PQgetvalue(r, i, 0));
+    x->rule_kind = rules_kind_parse(PQgetvalue(r, i, 1));
+    x->rule_id = strtoull(PQgetvalue(r, i, 2), NULL, 10);
+  }
+  PQclear(r);
+
   r = PQexec(c, "SELECT greatest((SELECT coalesce(max(id), 0) FROM cutovers),"
                 " (SELECT coalesce(max(id), 0) FROM schedules),"
                 " (SELECT coalesce(max(id), 0) FROM overflow_rules))");
@@ -250,7 +265,7 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   out->max_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
-  if (!out->cutovers || !out->schedules || !out->overflows) {
+  if (!out->cutovers || !out->schedules || !out->overflows || !out->exclusions) {
     snprintf(err, errlen, "out of memory loading rules");
     rc = NIRC_ENOMEM;
   }
@@ -264,5 +279,6 @@ void admin_rules_free(admin_rules_t *r) {
   free(r->cutovers);
   free(r->schedules);
   free(r->overflows);
+  free(r->exclusions);
   memset(r, 0, sizeof *r);
 }

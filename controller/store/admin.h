@@ -4,6 +4,7 @@
 #ifndef NIRC_ADMIN_H
 #define NIRC_ADMIN_H
 
+#include "engine.h"
 #include "rules.h"
 #include "scenario.h"
 #include "sites.h"
@@ -24,6 +25,8 @@ typedef struct {
   size_t n_schedules;
   overflow_rule_t *overflows;
   size_t n_overflows;
+  engine_exclusion_t *exclusions; /* sites kept out after a failed move */
+  size_t n_exclusions;
   uint64_t max_id;
 } admin_rules_t;
 

@@ -59,16 +59,19 @@ static int store_once(db_t *db, const char *sql, int n, const char *const *p, en
 /* ---- the engine's records ---- */
 
 static int store_audit(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
-  const char *p[] = {r->actor, r->action, r->target, r->detail ? r->detail : "{}"};
+  char at[40], biz[40];
+  store_iso(r->wall_ms, at, sizeof at);
+  store_iso(r->at_ms, biz, sizeof biz);
+  const char *p[] = {r->actor, r->action, r->target, r->detail ? r->detail : "{}", at, biz};
   return store_once(db,
-                    "INSERT INTO audit_log (actor, action, target, detail) "
-                    "VALUES ($1,$2,$3,$4::jsonb)",
-                    4, p, done, arg);
+                    "INSERT INTO audit_log (actor, action, target, detail, at, business_at) "
+                    "VALUES ($1,$2,$3,$4::jsonb,$5,$6)",
+                    6, p, done, arg);
 }
 
 static int store_directive(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
   const route_t *t = r->route;
-  char v[3][24], revert[40] = "", *rj = NULL, *ij = NULL;
+  char v[3][24], revert[40] = "", at[40], biz[40], *rj = NULL, *ij = NULL;
   json_t *j = route_to_json(t);
   rj = store_json_text(json_incref(json_object_get(j, "route")));
   ij = store_json_text(json_incref(json_object_get(j, "inbound")));
@@ -77,6 +80,8 @@ static int store_directive(db_t *db, const engine_rec_t *r, engine_stored_cb don
   snprintf(v[1], 24, "%llu", (unsigned long long)t->version);
   snprintf(v[2], 24, "%llu", (unsigned long long)r->rule_id);
   if (t->revert_at_ms) store_iso(t->revert_at_ms, revert, sizeof revert);
+  store_iso(r->wall_ms, at, sizeof at);
+  store_iso(r->at_ms, biz, sizeof biz);
   const char *p[] = {r->site,
                      v[0],
                      v[1],
@@ -85,34 +90,41 @@ static int store_directive(db_t *db, const engine_rec_t *r, engine_stored_cb don
                      revert[0] ? revert : NULL,
                      t->reason[0] ? t->reason : "default",
                      rules_kind_name(r->rule_kind),
-                     r->rule_id ? v[2] : NULL};
-  int rc =
-      store_once(db,
-                 "INSERT INTO directives (site, epoch, version, route, inbound, revert_at, "
-                 "reason, rule_kind, rule_id) VALUES ($1,$2,$3,$4::jsonb,$5::jsonb,$6,$7,$8,$9) "
-                 "ON CONFLICT DO NOTHING",
-                 9, p, done, arg);
+                     r->rule_id ? v[2] : NULL,
+                     at,
+                     biz};
+  int rc = store_once(db,
+                      "INSERT INTO directives (site, epoch, version, route, inbound, revert_at, "
+                      "reason, rule_kind, rule_id, sent_at, business_at) "
+                      "VALUES ($1,$2,$3,$4::jsonb,$5::jsonb,$6,$7,$8,$9,$10,$11) "
+                      "ON CONFLICT DO NOTHING",
+                      11, p, done, arg);
   free(rj);
   free(ij);
   return rc;
 }
 
 static int store_ack(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
-  char v[3][24];
+  char v[3][24], at[40], biz[40];
+  store_iso(r->wall_ms, at, sizeof at);
+  store_iso(r->at_ms, biz, sizeof biz);
   snprintf(v[0], 24, "%llu", (unsigned long long)r->epoch);
   snprintf(v[1], 24, "%llu", (unsigned long long)r->version);
   snprintf(v[2], 24, "%lld", (long long)r->latency_ms);
   const char *p[] = {
-      r->site, v[0], v[1], r->result, r->detail ? r->detail : "", r->latency_ms >= 0 ? v[2] : NULL};
+      r->site, v[0], v[1], r->result, r->detail ? r->detail : "", r->latency_ms >= 0 ? v[2] : NULL,
+      at,      biz};
   return store_once(db,
-                    "INSERT INTO directive_acks (site, epoch, version, result, detail, latency_ms) "
-                    "VALUES ($1,$2,$3,$4,$5,$6)",
-                    6, p, done, arg);
+                    "INSERT INTO directive_acks (site, epoch, version, result, detail, latency_ms, "
+                    "at, business_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
+                    8, p, done, arg);
 }
 
 static int store_cutover_new(db_t *db, const cutover_t *cut, engine_stored_cb done, void *arg) {
-  char id[24], srcs[1024], hubs[1024], created[40], expires[40] = "";
+  char id[24], srcs[1024], hubs[1024], created[40], expires[40] = "", share[16];
   snprintf(id, sizeof id, "%llu", (unsigned long long)cut->id);
+  /* 0 means all of the calls; the table says so as 1000. */
+  snprintf(share, sizeof share, "%u", cut->share_permille ? cut->share_permille : 1000);
   store_pg_array(&cut->sources, srcs, sizeof srcs);
   store_pg_array(&cut->hubs, hubs, sizeof hubs);
   store_iso(cut->created_ms, created, sizeof created);
@@ -124,11 +136,12 @@ static int store_cutover_new(db_t *db, const cutover_t *cut, engine_stored_cb do
                      cut->operator_name,
                      cut->force ? "true" : "false",
                      created,
-                     expires[0] ? expires : NULL};
+                     expires[0] ? expires : NULL,
+                     share};
   return store_once(db,
                     "INSERT INTO cutovers (id, sources, hubs, reason, operator, force, created_at, "
-                    "expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-                    8, p, done, arg);
+                    "expires_at, share_permille) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
+                    9, p, done, arg);
 }
 
 static int store_cutover_sources(db_t *db, const cutover_t *cut, engine_stored_cb done, void *arg) {
@@ -149,9 +162,10 @@ static int store_cutover_end(db_t *db, const engine_rec_t *r, engine_stored_cb d
                     p, done, arg);
 }
 
-static int store_schedule_new(db_t *db, const schedule_t *s, const char *who, engine_stored_cb done,
-                              void *arg) {
-  char id[24], srcs[1024], hubs[1024], st[8], en[8], days[8], ws[8], ex[1024] = "{";
+static int store_schedule_new(db_t *db, const schedule_t *s, const char *who, int64_t wall_ms,
+                              engine_stored_cb done, void *arg) {
+  char id[24], srcs[1024], hubs[1024], st[8], en[8], days[8], ws[8], ex[1024] = "{", at[40];
+  store_iso(wall_ms, at, sizeof at);
   snprintf(id, sizeof id, "%llu", (unsigned long long)s->id);
   store_pg_array(&s->sources, srcs, sizeof srcs);
   store_pg_array(&s->hubs, hubs, sizeof hubs);
@@ -167,17 +181,18 @@ static int store_schedule_new(db_t *db, const schedule_t *s, const char *who, en
   }
   strncat(ex, "}", sizeof ex - strlen(ex) - 1);
   const char *p[] = {
-      id, s->name, srcs, hubs, st, en, days, s->tz, ex, ws, s->enabled ? "true" : "false", who};
+      id, s->name, srcs, hubs, st, en, days, s->tz, ex, ws, s->enabled ? "true" : "false", who, at};
   return store_once(db,
                     "INSERT INTO schedules (id, name, sources, hubs, start_min, end_min, days, tz, "
-                    "exceptions, wave_size, enabled, created_by) VALUES "
-                    "($1,$2,$3,$4,$5,$6,$7,$8,$9::date[],$10,$11,$12)",
-                    12, p, done, arg);
+                    "exceptions, wave_size, enabled, created_by, created_at) VALUES "
+                    "($1,$2,$3,$4,$5,$6,$7,$8,$9::date[],$10,$11,$12,$13)",
+                    13, p, done, arg);
 }
 
-static int store_overflow_new(db_t *db, const overflow_rule_t *o, const char *who,
+static int store_overflow_new(db_t *db, const overflow_rule_t *o, const char *who, int64_t wall_ms,
                               engine_stored_cb done, void *arg) {
-  char v[10][24], hubs[1024];
+  char v[10][24], hubs[1024], at[40];
+  store_iso(wall_ms, at, sizeof at);
   snprintf(v[0], 24, "%llu", (unsigned long long)o->id);
   snprintf(v[1], 24, "%u", o->trigger_wait_s);
   snprintf(v[2], 24, "%u", o->release_wait_s);
@@ -189,20 +204,21 @@ static int store_overflow_new(db_t *db, const overflow_rule_t *o, const char *wh
   snprintf(v[8], 24, "%u", o->min_hold_s);
   snprintf(v[9], 24, "%u", o->margin_s);
   store_pg_array(&o->hubs, hubs, sizeof hubs);
-  const char *p[] = {v[0], o->name, o->source, hubs, v[1], v[2], v[3],
-                     v[4], v[5],    v[6],      v[7], v[8], v[9], who};
+  const char *p[] = {v[0], o->name, o->source, hubs, v[1], v[2], v[3], v[4],
+                     v[5], v[6],    v[7],      v[8], v[9], who,  at};
   return store_once(db,
                     "INSERT INTO overflow_rules (id, name, source, hubs, trigger_wait_s, "
                     "release_wait_s, trigger_queue, release_queue, trigger_sl, release_sl, "
-                    "share_cap_permille, min_hold_s, margin_s, created_by) VALUES "
-                    "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
-                    14, p, done, arg);
+                    "share_cap_permille, min_hold_s, margin_s, created_by, created_at) VALUES "
+                    "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
+                    15, p, done, arg);
 }
 
 int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
-  char id[24];
+  char id[24], wall[40];
   snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
-  const char *p_id[] = {id};
+  store_iso(r->wall_ms, wall, sizeof wall);
+  const char *p_id[] = {id, wall};
   switch (r->kind) {
   case ENGINE_REC_AUDIT: return store_audit(db, r, done, arg);
   case ENGINE_REC_DIRECTIVE: return store_directive(db, r, done, arg);
@@ -210,27 +226,49 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
   case ENGINE_REC_EVENT: {
     /* Site events from the engine (alarms, failed directives) are link
      * events of that site, like the network side's. */
-    const char *p[] = {"site", NULL, r->site, r->peer, r->action, r->detail ? r->detail : ""};
+    const char *p[] = {"site", NULL, r->site, r->peer, r->action, r->detail ? r->detail : "", wall};
     return store_once(db,
-                      "INSERT INTO link_events (kind, identity, site, peer, event, detail) "
-                      "VALUES ($1,$2,$3,$4,$5,$6)",
-                      6, p, done, arg);
+                      "INSERT INTO link_events (kind, identity, site, peer, event, detail, at) "
+                      "VALUES ($1,$2,$3,$4,$5,$6,$7)",
+                      7, p, done, arg);
   }
   case ENGINE_REC_CUTOVER_NEW: return store_cutover_new(db, r->cutover, done, arg);
   case ENGINE_REC_CUTOVER_SOURCES: return store_cutover_sources(db, r->cutover, done, arg);
   case ENGINE_REC_CUTOVER_END: return store_cutover_end(db, r, done, arg);
-  case ENGINE_REC_SCHEDULE_NEW: return store_schedule_new(db, r->schedule, r->actor, done, arg);
+  case ENGINE_REC_SCHEDULE_NEW:
+    return store_schedule_new(db, r->schedule, r->actor, r->wall_ms, done, arg);
   case ENGINE_REC_SCHEDULE_REMOVE:
-    return store_once(db, "UPDATE schedules SET removed_at = now() WHERE id = $1", 1, p_id, done,
-                      arg);
+    return store_once(db, "UPDATE schedules SET removed_at = $2 WHERE id = $1", 2, p_id, done, arg);
   case ENGINE_REC_SCHEDULE_ENABLE: {
     const char *p[] = {id, r->enabled ? "true" : "false"};
     return store_once(db, "UPDATE schedules SET enabled = $2 WHERE id = $1", 2, p, done, arg);
   }
-  case ENGINE_REC_OVERFLOW_NEW: return store_overflow_new(db, r->overflow, r->actor, done, arg);
+  case ENGINE_REC_OVERFLOW_NEW:
+    return store_overflow_new(db, r->overflow, r->actor, r->wall_ms, done, arg);
   case ENGINE_REC_OVERFLOW_REMOVE:
-    return store_once(db, "UPDATE overflow_rules SET removed_at = now() WHERE id = $1", 1, p_id,
-                      done, arg);
+    return store_once(db, "UPDATE overflow_rules SET removed_at = $2 WHERE id = $1", 2, p_id, done,
+                      arg);
+  case ENGINE_REC_EXCLUDE: {
+    /* One live exclusion per site: a newer one replaces it. */
+    char rid[24];
+    snprintf(rid, sizeof rid, "%llu", (unsigned long long)r->rule_id);
+    const char *p[] = {r->site, rules_kind_name(r->rule_kind), rid, r->detail ? r->detail : "",
+                       wall};
+    return store_once(db,
+                      "INSERT INTO route_exclusions (site, rule_kind, rule_id, reason, "
+                      "excluded_at) VALUES ($1,$2,$3,$4,$5) "
+                      "ON CONFLICT (site) WHERE cleared_at IS NULL DO UPDATE SET "
+                      "rule_kind = EXCLUDED.rule_kind, rule_id = EXCLUDED.rule_id, "
+                      "reason = EXCLUDED.reason, excluded_at = EXCLUDED.excluded_at",
+                      5, p, done, arg);
+  }
+  case ENGINE_REC_READMIT: {
+    const char *p[] = {r->site, wall, r->actor ? r->actor : ""};
+    return store_once(db,
+                      "UPDATE route_exclusions SET cleared_at = $2, cleared_by = $3 "
+                      "WHERE site = $1 AND cleared_at IS NULL",
+                      3, p, done, arg);
+  }
   }
   log_error(LOG_DB, "store", "unknown record kind %d: not stored", (int)r->kind);
   return NIRC_EINVAL;
@@ -243,18 +281,21 @@ static void store_logged(void *arg, int err, const char *msg) {
   if (err) log_warn(LOG_DB, "db", "write failed: %s", msg ? msg : nirc_strerror(err));
 }
 
-int store_link_event(db_t *db, const char *kind, const char *identity, const char *site,
-                     const char *peer, const char *event, const char *detail) {
+int store_link_event(db_t *db, int64_t wall_ms, const char *kind, const char *identity,
+                     const char *site, const char *peer, const char *event, const char *detail) {
+  char at[40];
+  store_iso(wall_ms, at, sizeof at);
   const char *p[] = {kind,
                      identity && *identity ? identity : NULL,
                      site && *site ? site : NULL,
                      peer,
                      event,
-                     detail ? detail : ""};
+                     detail ? detail : "",
+                     at};
   return store_once(db,
-                    "INSERT INTO link_events (kind, identity, site, peer, event, detail) "
-                    "VALUES ($1,$2,$3,$4,$5,$6)",
-                    6, p, store_logged, NULL);
+                    "INSERT INTO link_events (kind, identity, site, peer, event, detail, at) "
+                    "VALUES ($1,$2,$3,$4,$5,$6,$7)",
+                    7, p, store_logged, NULL);
 }
 
 int store_load_minute(db_t *db, const char *site, const site_minute_t *m) {

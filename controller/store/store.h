@@ -16,15 +16,18 @@
 #include "engine.h"
 #include "sites.h"
 
-/* Queues `rec` as its INSERT or UPDATE. 0 when queued (done, if given,
- * runs once the write is durable or failed), or a negative NIRC_E* code
- * as db_exec_once returns it (done never runs). */
+/* Queues `rec` as its INSERT or UPDATE. Rows carry the record's times
+ * (wall_ms, and at_ms as business time), never the time the row reaches
+ * the database: a write replayed from the journal keeps its event time. 0 when queued (done, if
+ * given, runs once the write is durable or failed), or a negative NIRC_E* code as db_exec_once
+ * returns it (done never runs). */
 int store_engine_record(db_t *db, const engine_rec_t *rec, engine_stored_cb done, void *arg);
 
-/* A link event: kind "site", "operator" or "unknown"; identity and site
- * may be NULL or "". Returns as db_exec_once. */
-int store_link_event(db_t *db, const char *kind, const char *identity, const char *site,
-                     const char *peer, const char *event, const char *detail);
+/* A link event that happened at wall_ms (real clock): kind "site",
+ * "operator" or "unknown"; identity and site may be NULL or "". Returns as
+ * db_exec_once. */
+int store_link_event(db_t *db, int64_t wall_ms, const char *kind, const char *identity,
+                     const char *site, const char *peer, const char *event, const char *detail);
 
 /* One finished load minute of `site`, merged into an existing row of the
  * same minute (a minute can arrive in two parts across a restart). */

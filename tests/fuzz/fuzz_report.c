@@ -56,6 +56,9 @@ static uint64_t fuzz_mono(void *ctx) {
 static int64_t fuzz_business(void *ctx) {
   return 0;
 }
+static int64_t fuzz_wall(void *ctx) {
+  return 0;
+}
 static bool fuzz_may_issue(void *ctx) {
   return false;
 }
@@ -68,6 +71,7 @@ static int fuzz_store(void *ctx, const engine_rec_t *rec, engine_stored_cb done,
 static const engine_io_t fuzz_io = {
     .mono_ms = fuzz_mono,
     .now_ms = fuzz_business,
+    .wall_ms = fuzz_wall,
     .may_issue = fuzz_may_issue,
     .send_directive = fuzz_directive,
     .send_reply = fuzz_reply,

@@ -186,11 +186,17 @@ static bool fx_wait_for(fx_t *f, bool (*cond)(void *f, const void *), const void
   return tloop_wait_for(&f->lp, cond, f, arg, ms);
 }
 
-static bool fx_file_exists(void *fp, const void *name) {
+/* The file holds a whole line: a shell's `echo $! > file` creates the file
+ * before it writes the number, so existing is not enough to read it. */
+static bool fx_file_written(void *fp, const void *name) {
   const fx_t *f = fp;
-  char path[128];
+  char path[128], buf[64];
   snprintf(path, sizeof path, "%s/%s", f->dir, (const char *)name);
-  return access(path, F_OK) == 0;
+  FILE *fh = fopen(path, "r");
+  if (!fh) return false;
+  size_t n = fread(buf, 1, sizeof buf - 1, fh);
+  fclose(fh);
+  return n > 0 && buf[n - 1] == '\n';
 }
 
 /* Gone: no such process, or a zombie waiting for whoever inherited it. */
@@ -642,8 +648,8 @@ static void test_stop_kills_running_commands_without_callback(void **state) {
   fx_route(&f->route);
   fx_apply(f);
   fx_collect(f);
-  assert_true(fx_wait_for(f, fx_file_exists, "apply-child.pid", 3000));
-  assert_true(fx_wait_for(f, fx_file_exists, "collect-child.pid", 3000));
+  assert_true(fx_wait_for(f, fx_file_written, "apply-child.pid", 3000));
+  assert_true(fx_wait_for(f, fx_file_written, "collect-child.pid", 3000));
   pid_t pids[4] = {fx_read_pid(f, "apply.pid"), fx_read_pid(f, "apply-child.pid"),
                    fx_read_pid(f, "collect.pid"), fx_read_pid(f, "collect-child.pid")};
   fx_stop(f);

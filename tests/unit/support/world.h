@@ -1,0 +1,114 @@
+/* world: the routing engine's world for unit tests, without a loop, a
+ * socket or a database. It implements engine_io_t with arrays (directives
+ * sent, operator replies, stored records), moves both clocks by hand,
+ * plays the site agents (Hello, reports, acks, links going down), and
+ * keeps the rule tables the engine stored the way PostgreSQL would, so a
+ * second engine can take over from them as a new leader does.
+ *
+ * A test may chain a real store behind it (store_next): every record then
+ * also goes there and that store runs the completion callbacks. Shared by
+ * test_engine (pure) and test_takeover (real PostgreSQL). */
+#ifndef NIRC_TEST_WORLD_H
+#define NIRC_TEST_WORLD_H
+
+#include "engine.h"
+#include "route.h"
+#include "rules.h"
+#include "sites.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* 2020-01-23 12:00 in Asia/Shanghai (04:00 UTC), the day Wuhan closed. */
+#define WORLD_T0_MS 1579752000000LL
+/* The real clock: 2026-12-05 03:12:00 UTC (a night shift). */
+#define WORLD_WALL0_MS 1796440320000LL
+#define WORLD_MAX      4096
+
+typedef struct {
+  size_t site;
+  route_t route;
+} world_sent_t;
+
+typedef struct {
+  engine_rec_kind_t kind;
+  char action[48], site[32], detail[512];
+} world_rec_t;
+
+typedef struct {
+  uint64_t request_id;
+  int ok;
+  Nirc__OperatorReply__BodyCase body;
+  Nirc__ErrorCode code;
+  uint32_t applied, failed;
+  char msg[512];
+} world_reply_t;
+
+typedef struct {
+  uint64_t mono;
+  int64_t now;  /* business clock */
+  int64_t wall; /* real clock */
+  bool leading;
+  sites_t *sites; /* owned */
+  world_sent_t sent[WORLD_MAX];
+  size_t n_sent;
+  world_rec_t rec[WORLD_MAX];
+  size_t n_rec;
+  world_reply_t rep[WORLD_MAX];
+  size_t n_rep;
+  size_t n_progress;
+  /* What each site's agent routes by: the newest route it applied (home
+   * until it applied one). */
+  route_t applied[16];
+  bool down[16]; /* the site's link is down (world_link_down) */
+  /* Completions of stored records, run by world_flush (as a database
+   * commits later), unless store_next runs them. */
+  struct {
+    engine_stored_cb done;
+    void *arg;
+  } pending[WORLD_MAX];
+  size_t n_pending;
+  int (*store_next)(void *ctx, const engine_rec_t *rec, engine_stored_cb done, void *arg);
+  void *store_ctx;
+  /* The rule tables as PostgreSQL keeps them (active and ended). */
+  cutover_t cut[256];
+  size_t n_cut;
+  schedule_t sch[64];
+  size_t n_sch;
+  uint64_t max_id;
+} world_t;
+
+/* Four sources and three hubs, as in w_sources / w_hubs. */
+extern const char *const world_sources[4];
+extern const char *const world_hubs[3];
+
+/* A world at WORLD_T0_MS with the seven sites registered (never seen). */
+world_t *world_new(void);
+void world_free(world_t *w);
+/* An engine whose engine_io_t is this world (caller frees it). */
+engine_t *world_engine(world_t *w);
+size_t world_index(world_t *w, const char *slug);
+/* Every site whose link is not down connects, says Hello (routing as
+ * applied[i] says, or home when applied is NULL) and reports. */
+void world_connect_all(world_t *w, engine_t *e, const route_t *applied);
+/* The site's link goes down (it stops being a hub the planner may use),
+ * or comes back and says Hello with what it routes by. */
+void world_link_down(world_t *w, engine_t *e, const char *slug);
+void world_link_up(world_t *w, engine_t *e, const char *slug);
+/* The newest directive sent to slug, or NULL. */
+const route_t *world_last(world_t *w, const char *slug);
+size_t world_count_rec(world_t *w, engine_rec_kind_t kind, const char *action);
+/* Each site answers the newest directive it was sent from index `from`
+ * on: applied (and kept in applied[]), or failed for the site named
+ * fail_slug (may be NULL). Sites whose link is down answer nothing. */
+void world_ack(world_t *w, engine_t *e, size_t from, const char *fail_slug);
+/* Runs the completions of everything stored so far. */
+void world_flush(world_t *w);
+/* Both clocks move by ms, then the engine ticks. */
+void world_tick(world_t *w, engine_t *e, uint64_t ms);
+/* An operator cutover request (share 0: all calls). */
+void world_cutover(world_t *w, engine_t *e, uint64_t rid, const char *const *src, size_t ns,
+                   const char *const *hubs, size_t nh, uint32_t share);
+
+#endif

@@ -1,0 +1,527 @@
+/* Leader-change equivalence, in one process, against a real PostgreSQL.
+ *
+ * A seeded random sequence of operator commands (cutovers with shares and
+ * expiry, restores, schedules added, removed, enabled and disabled,
+ * overflow rules added and removed) and events (applies that fail, hubs
+ * lost and back, business time passing) drives a leader engine whose
+ * records go through the real store (store/store.c, the asynchronous db
+ * client) into PostgreSQL. At random points the leader goes away and a new
+ * one takes over as nircd does: it loads the rules with admin_load_rules,
+ * hears from every site what it routes by, and plans. After every takeover
+ * the new leader must route every site exactly as the old one did and send
+ * nothing the old one would not have sent.
+ *
+ *   NIRC_TAKEOVER_STEPS=N  steps (default 250)
+ *   NIRC_TAKEOVER_SEED=S   the seed (default 1); printed on failure
+ *
+ * The old leader stops between commands, after what it was told is
+ * durable (its store drained): what an operator was answered for. A kill
+ * in the middle of a write is the journal's business (test_db). */
+#include "admin.h"
+#include "db.h"
+#include "engine.h"
+#include "err.h"
+#include "log.h"
+#include "route.h"
+#include "store.h"
+#include "support/tmpdir.h"
+#include "support/world.h"
+#include "util.h"
+
+#include <libpq-fe.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cmocka.h>
+
+static struct {
+  bool have_pg;
+  char admin[512], ci[1024], dbname[64], schema_dir[512];
+  uv_loop_t loop;
+  db_t *db;
+  int inflight;
+  unsigned write_errors;
+  char last_error[512];
+  uint64_t seed;
+  unsigned step;
+} T;
+
+/* ---- the real store behind the world ---- */
+
+typedef struct {
+  engine_stored_cb done;
+  void *arg;
+} tk_wait_t;
+
+static void tk_stored(void *arg, int err, const char *msg) {
+  tk_wait_t *x = arg;
+  T.inflight--;
+  if (err) {
+    T.write_errors++;
+    snprintf(T.last_error, sizeof T.last_error, "%s", msg ? msg : nirc_strerror(err));
+  }
+  if (x->done) x->done(x->arg, err, msg);
+  free(x);
+}
+
+static int tk_store(void *ctx, const engine_rec_t *rec, engine_stored_cb done, void *arg) {
+  tk_wait_t *x = malloc(sizeof *x);
+  if (!x) return NIRC_ENOMEM;
+  *x = (tk_wait_t){done, arg};
+  int rc = store_engine_record(T.db, rec, tk_stored, x);
+  if (rc != 0) {
+    free(x);
+    return rc;
+  }
+  T.inflight++;
+  return 0;
+}
+
+/* Runs the loop until every record written so far is committed. */
+static void tk_drain(void) {
+  while (T.inflight > 0)
+    uv_run(&T.loop, UV_RUN_ONCE);
+}
+
+/* ---- PostgreSQL set-up ---- */
+
+static int tk_exec(const char *ci, const char *sql) {
+  PGconn *c = PQconnectdb(ci);
+  int ok = PQstatus(c) == CONNECTION_OK;
+  if (ok) {
+    PGresult *r = PQexec(c, sql);
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok) fprintf(stderr, "test_takeover: %s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+  } else {
+    fprintf(stderr, "test_takeover: %s", PQerrorMessage(c));
+  }
+  PQfinish(c);
+  return ok ? 0 : -1;
+}
+
+static int tk_setup(void **state) {
+  const char *pg = getenv("NIRC_TEST_PG");
+  const char *src = getenv("NIRC_SOURCE_DIR");
+  if (!pg || !*pg) return 0;
+  snprintf(T.schema_dir, sizeof T.schema_dir, "%s/schema", src && *src ? src : ".");
+  snprintf(T.admin, sizeof T.admin, "%s", pg);
+  snprintf(T.dbname, sizeof T.dbname, "nirc_takeover_%ld", (long)getpid());
+  char sql[256], err[512];
+  snprintf(sql, sizeof sql, "CREATE DATABASE %s", T.dbname);
+  if (tk_exec(T.admin, sql) != 0) return -1;
+  /* Later keywords win in a conninfo string. */
+  snprintf(T.ci, sizeof T.ci, "%s dbname=%s", T.admin, T.dbname);
+  fflush(stdout);
+  int out = dup(1), null = open("/dev/null", 1);
+  dup2(null, 1); /* db_admin_migrate prints its progress */
+  int rc = db_admin_migrate(T.ci, T.schema_dir, err, sizeof err);
+  fflush(stdout);
+  dup2(out, 1);
+  close(out);
+  close(null);
+  if (rc != 0) {
+    fprintf(stderr, "test_takeover: migrate: %s\n", err);
+    return -1;
+  }
+  world_t *w = world_new(); /* for the site list only */
+  for (size_t i = 0; i < w->sites->n; i++) {
+    snprintf(sql, sizeof sql,
+             "INSERT INTO sites (slug, name_en, name_zh, is_hub) VALUES ('%s', '%s', '', %s)",
+             w->sites->v[i].slug, w->sites->v[i].slug, w->sites->v[i].is_hub ? "true" : "false");
+    if (tk_exec(T.ci, sql) != 0) return -1;
+  }
+  world_free(w);
+  if (uv_loop_init(&T.loop) != 0 || db_open(&T.loop, T.ci, &T.db) != 0) return -1;
+  T.have_pg = true;
+  return 0;
+}
+
+static void tk_closed(void *arg) {
+  *(int *)arg = 1;
+}
+
+static int tk_teardown(void **state) {
+  if (!T.have_pg) return 0;
+  int closed = 0;
+  db_close(T.db, tk_closed, &closed);
+  while (!closed)
+    uv_run(&T.loop, UV_RUN_ONCE);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  uv_loop_close(&T.loop);
+  char sql[128];
+  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", T.dbname);
+  tk_exec(T.admin, sql);
+  return 0;
+}
+
+/* ---- the random sequence ---- */
+
+static uint64_t tk_rand_state;
+
+static uint64_t tk_rand(void) {
+  uint64_t x = tk_rand_state; /* xorshift64*: small, seeded, the same everywhere */
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  tk_rand_state = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+static unsigned tk_pick(unsigned n) {
+  return (unsigned)(tk_rand() % n);
+}
+
+/* A failure message that says how to run this exact sequence again. */
+#define TK_FAIL(...)                                                                               \
+  do {                                                                                             \
+    char m_[600];                                                                                  \
+    snprintf(m_, sizeof m_, __VA_ARGS__);                                                          \
+    fail_msg("%s (seed %llu, step %u: NIRC_TAKEOVER_SEED=%llu)", m_, (unsigned long long)T.seed,   \
+             T.step, (unsigned long long)T.seed);                                                  \
+  } while (0)
+
+static uint64_t tk_rid;
+
+static engine_req_t tk_req(world_t *w, const char *who) {
+  return (engine_req_t){
+      .client = w, .request_id = ++tk_rid, .operator_name = who, .label = "takeover"};
+}
+
+/* Up to `max` distinct names out of v[n]. */
+static size_t tk_some(const char *const *v, size_t n, size_t max, const char **out) {
+  size_t k = 1 + tk_pick((unsigned)max);
+  size_t got = 0;
+  for (size_t tries = 0; got < k && tries < 20; tries++) {
+    const char *c = v[tk_pick((unsigned)n)];
+    bool dup = false;
+    for (size_t j = 0; j < got; j++)
+      dup |= strcmp(out[j], c) == 0;
+    if (!dup) out[got++] = c;
+  }
+  return got;
+}
+
+static void tk_op_cutover(world_t *w, engine_t *e) {
+  const char *src[2], *hubs[3];
+  size_t ns = tk_some(world_sources, 4, 2, src), nh = tk_some(world_hubs, 3, 3, hubs);
+  static const uint32_t shares[] = {0, 300, 500, 1000};
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  c.sources = (char **)src;
+  c.n_sources = ns;
+  c.hubs = (char **)hubs;
+  c.n_hubs = nh;
+  c.reason = "takeover test";
+  c.share_permille = shares[tk_pick(4)];
+  if (tk_pick(2)) c.expires_in_ms = (int64_t)(1 + tk_pick(90)) * 60000;
+  engine_req_t rq = tk_req(w, "operator:alice");
+  engine_op_cutover(e, &rq, &c);
+}
+
+static void tk_op_restore(world_t *w, engine_t *e) {
+  const char *src[1] = {world_sources[tk_pick(4)]};
+  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
+  r.sources = (char **)src;
+  r.n_sources = 1;
+  r.reason = "takeover test";
+  engine_req_t rq = tk_req(w, "operator:alice");
+  engine_op_restore(e, &rq, &r);
+}
+
+static void tk_op_schedule(world_t *w, engine_t *e) {
+  static const char *const names[] = {"night", "lunch", "peak"};
+  Nirc__ScheduleRequest r = NIRC__SCHEDULE_REQUEST__INIT;
+  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
+  const char *src[2], *hubs[2];
+  char start[8], end[8];
+  unsigned op = tk_pick(4);
+  r.name = (char *)names[tk_pick(3)];
+  if (op == 0) {
+    r.op = NIRC__RULE_OP__RULE_OP_ADD;
+    sp.name = r.name;
+    sp.n_sources = tk_some(world_sources, 4, 2, src);
+    sp.sources = (char **)src;
+    sp.n_hubs = tk_some(world_hubs, 3, 2, hubs);
+    sp.hubs = (char **)hubs;
+    unsigned a = tk_pick(48), b = (a + 1 + tk_pick(46)) % 48;
+    snprintf(start, sizeof start, "%02u:%02u", a / 2, a % 2 * 30);
+    snprintf(end, sizeof end, "%02u:%02u", b / 2, b % 2 * 30);
+    sp.start = start;
+    sp.end = end;
+    sp.wave_size = 1 + tk_pick(3);
+    r.spec = &sp;
+  } else {
+    r.op = op == 1   ? NIRC__RULE_OP__RULE_OP_REMOVE
+           : op == 2 ? NIRC__RULE_OP__RULE_OP_ENABLE
+                     : NIRC__RULE_OP__RULE_OP_DISABLE;
+  }
+  engine_req_t rq = tk_req(w, "admin:bob");
+  engine_op_schedule(e, &rq, &r);
+}
+
+static void tk_op_overflow(world_t *w, engine_t *e) {
+  Nirc__OverflowRequest r = NIRC__OVERFLOW_REQUEST__INIT;
+  Nirc__OverflowSpec sp = NIRC__OVERFLOW_SPEC__INIT;
+  const char *hubs[2];
+  char name[32];
+  const char *source = world_sources[tk_pick(4)];
+  snprintf(name, sizeof name, "%s-overflow", source);
+  r.name = name;
+  if (tk_pick(2)) {
+    r.op = NIRC__RULE_OP__RULE_OP_ADD;
+    sp.name = name;
+    sp.source = (char *)source;
+    sp.n_hubs = tk_some(world_hubs, 3, 2, hubs);
+    sp.hubs = (char **)hubs;
+    sp.trigger_queue = 50;
+    sp.release_queue = 5;
+    sp.share_cap_permille = 500;
+    sp.min_hold_s = 300;
+    r.spec = &sp;
+  } else {
+    r.op = NIRC__RULE_OP__RULE_OP_REMOVE;
+  }
+  engine_req_t rq = tk_req(w, "admin:bob");
+  engine_op_overflow(e, &rq, &r);
+}
+
+/* Lets the engine finish what it started: acks (one source may fail),
+ * ticks past the verification window so every wave has run. */
+static void tk_settle(world_t *w, engine_t *e, size_t from, const char *fail) {
+  for (int round = 0; round < 12; round++) {
+    world_ack(w, e, from, round == 0 ? fail : NULL);
+    from = w->n_sent;
+    tk_drain();
+    w->mono += 10200; /* waves: verified after 10 s of monotonic time */
+    engine_tick(e);
+    if (w->n_sent == from) break;
+  }
+  tk_drain();
+}
+
+/* The old leader goes; a new one takes over from the database. Returns the
+ * new engine, after checking it routes as the old one did. */
+static engine_t *tk_takeover(world_t *w, engine_t *a, uint64_t epoch) {
+  tk_drain();
+  size_t n = w->sites->n;
+  route_t before[16];
+  for (size_t i = 0; i < n; i++)
+    before[i] = engine_site_dir(a, i)->target;
+  engine_free(a);
+  for (size_t i = 0; i < n; i++) {
+    if (w->down[i]) continue;
+    sites_on_link_down(&w->sites->v[i], w->now);
+    w->sites->v[i].conn = NULL;
+  }
+  admin_rules_t rules;
+  char err[512];
+  if (admin_load_rules(T.ci, &rules, err, sizeof err) != 0) TK_FAIL("load rules: %s", err);
+  engine_t *b = world_engine(w);
+  assert_int_equal(engine_load_rules(b, epoch, rules.cutovers, rules.n_cutovers, rules.schedules,
+                                     rules.n_schedules, rules.overflows, rules.n_overflows,
+                                     rules.max_id),
+                   0);
+  engine_load_exclusions(b, rules.exclusions, rules.n_exclusions);
+  admin_rules_free(&rules);
+  engine_start_leading(b, 0);
+  size_t sent = w->n_sent;
+  world_connect_all(w, b, w->applied);
+  engine_tick(b); /* the same instant: no rule boundary in between */
+  for (size_t i = 0; i < n; i++) {
+    const route_t *now = &engine_site_dir(b, i)->target;
+    if (!route_same(now, &before[i])) {
+      char x[256], y[256];
+      route_format(&before[i], w->sites->v[i].slug, x, sizeof x);
+      route_format(now, w->sites->v[i].slug, y, sizeof y);
+      TK_FAIL("after the takeover %s routes %s; the old leader routed %s", w->sites->v[i].slug, y,
+              x);
+    }
+  }
+  if (w->n_sent != sent) {
+    char y[256];
+    route_format(&w->sent[sent].route, w->sites->v[w->sent[sent].site].slug, y, sizeof y);
+    TK_FAIL("the new leader sent %s a directive the old one would not have: %s",
+            w->sites->v[w->sent[sent].site].slug, y);
+  }
+  return b;
+}
+
+static void test_leader_change_routes_the_same(void **state) {
+  if (!T.have_pg) skip();
+  const char *s = getenv("NIRC_TAKEOVER_SEED"), *n = getenv("NIRC_TAKEOVER_STEPS");
+  T.seed = s && *s ? strtoull(s, NULL, 10) : 1;
+  unsigned steps = n && *n ? (unsigned)strtoul(n, NULL, 10) : 250;
+  tk_rand_state = T.seed * 0x9E3779B97F4A7C15ULL + 1;
+  world_t *w = world_new();
+  w->store_next = tk_store;
+  uint64_t epoch = 1;
+  engine_t *e = world_engine(w);
+  assert_int_equal(engine_load_rules(e, epoch, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 0);
+  world_connect_all(w, e, NULL);
+  unsigned takeovers = 0;
+  for (T.step = 1; T.step <= steps; T.step++) {
+    w->n_sent = w->n_rec = w->n_rep = 0; /* the world's logs hold one step */
+    size_t from = 0;
+    const char *fail = NULL;
+    unsigned what = tk_pick(100);
+    if (what < 22) {
+      tk_op_cutover(w, e);
+    } else if (what < 34) {
+      tk_op_restore(w, e);
+    } else if (what < 46) {
+      tk_op_schedule(w, e);
+    } else if (what < 52) {
+      tk_op_overflow(w, e);
+    } else if (what < 62) {
+      /* The next apply of one source fails at its PBX. */
+      fail = world_sources[tk_pick(4)];
+      tk_op_cutover(w, e);
+    } else if (what < 72) {
+      const char *hub = world_hubs[tk_pick(3)];
+      if (w->down[world_index(w, hub)])
+        world_link_up(w, e, hub);
+      else
+        world_link_down(w, e, hub);
+    } else if (what < 90) {
+      /* Business time passes (accelerated: minutes in a tick). */
+      w->now += (int64_t)(1 + tk_pick(120)) * 60000;
+      w->mono += 200;
+      engine_tick(e);
+    } else {
+      e = tk_takeover(w, e, ++epoch);
+      takeovers++;
+      continue;
+    }
+    tk_settle(w, e, from, fail);
+    if (T.write_errors) TK_FAIL("the database refused a record: %s", T.last_error);
+  }
+  e = tk_takeover(w, e, ++epoch);
+  takeovers++;
+  print_message("%u steps, %u takeovers (seed %llu)\n", steps, takeovers,
+                (unsigned long long)T.seed);
+  engine_free(e);
+  world_free(w);
+}
+
+/* ---- rows carry the time of their event ---- */
+
+static int tk_query_ms(const char *sql, int64_t *ms) {
+  PGconn *c = PQconnectdb(T.ci);
+  PGresult *r = PQexec(c, sql);
+  int ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0);
+  if (ok)
+    *ms = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  else
+    fprintf(stderr, "test_takeover: %s: %s (%d rows)\n", sql, PQerrorMessage(c), PQntuples(r));
+  PQclear(r);
+  PQfinish(c);
+  return ok ? 0 : -1;
+}
+
+static void tk_counted(void *arg, int err, const char *msg) {
+  int *n = arg;
+  if (err) fail_msg("a journaled record failed: %s", msg ? msg : nirc_strerror(err));
+  (*n)++;
+}
+
+/* Written while the database is unreachable, replayed 40 minutes later:
+ * every row says when its event happened, on both clocks, not when it was
+ * replayed. */
+static void test_journaled_rows_keep_event_time(void **state) {
+  if (!T.have_pg) skip();
+  char dir[] = "/tmp/nirc-takeover-XXXXXX", path[128], err[512];
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/nircd.journal", dir);
+  db_opts_t o = {.journal = path};
+  db_t *down = NULL;
+  /* Nothing listens on port 1: the client journals what it is given. */
+  assert_int_equal(db_open_opts(&T.loop,
+                                "host=127.0.0.1 port=1 user=nirc dbname=nirc connect_timeout=2", &o,
+                                &down),
+                   0);
+  const int64_t wall = WORLD_WALL0_MS, biz = WORLD_T0_MS; /* 03:12 real, 12:00 business */
+  route_t rt;
+  route_home(&rt, "hubei");
+  rt.epoch = 9;
+  rt.version = 1;
+  engine_rec_t recs[] = {
+      {.kind = ENGINE_REC_AUDIT,
+       .at_ms = biz,
+       .wall_ms = wall,
+       .actor = "operator:eve",
+       .action = "cutover",
+       .target = "hubei",
+       .detail = "{}"},
+      {.kind = ENGINE_REC_DIRECTIVE,
+       .at_ms = biz,
+       .wall_ms = wall,
+       .site = "hubei",
+       .route = &rt,
+       .rule_kind = RULE_CUTOVER,
+       .rule_id = 9000001},
+      {.kind = ENGINE_REC_ACK,
+       .at_ms = biz,
+       .wall_ms = wall,
+       .site = "hubei",
+       .epoch = 9,
+       .version = 1,
+       .result = "applied",
+       .detail = "ok",
+       .latency_ms = 40},
+      {.kind = ENGINE_REC_EVENT,
+       .at_ms = biz,
+       .wall_ms = wall,
+       .site = "hubei",
+       .peer = "-",
+       .action = "alarm",
+       .detail = "event-time test"},
+  };
+  int done = 0;
+  for (size_t k = 0; k < sizeof recs / sizeof recs[0]; k++)
+    assert_int_equal(store_engine_record(down, &recs[k], tk_counted, &done), 0);
+  int closed = 0;
+  db_close(down, tk_closed, &closed);
+  while (!closed)
+    uv_run(&T.loop, UV_RUN_ONCE);
+  assert_int_equal(done, 4); /* each was journaled */
+  if (db_admin_replay_journal(T.ci, path, err, sizeof err) != 0) fail_msg("replay: %s", err);
+  int64_t ms = 0;
+  static const char *const real[] = {
+      "SELECT (extract(epoch from at) * 1000)::bigint FROM audit_log WHERE actor = 'operator:eve'",
+      "SELECT (extract(epoch from sent_at) * 1000)::bigint FROM directives WHERE epoch = 9",
+      "SELECT (extract(epoch from at) * 1000)::bigint FROM directive_acks WHERE epoch = 9",
+      "SELECT (extract(epoch from at) * 1000)::bigint FROM link_events "
+      "WHERE detail = 'event-time test'"};
+  for (size_t k = 0; k < 4; k++) {
+    assert_int_equal(tk_query_ms(real[k], &ms), 0);
+    if (ms != wall)
+      fail_msg("%s: %lld, not the event's %lld", real[k], (long long)ms, (long long)wall);
+  }
+  static const char *const business[] = {
+      "SELECT (extract(epoch from business_at) * 1000)::bigint FROM audit_log "
+      "WHERE actor = 'operator:eve'",
+      "SELECT (extract(epoch from business_at) * 1000)::bigint FROM directives WHERE epoch = 9",
+      "SELECT (extract(epoch from business_at) * 1000)::bigint FROM directive_acks WHERE epoch = "
+      "9"};
+  for (size_t k = 0; k < 3; k++) {
+    assert_int_equal(tk_query_ms(business[k], &ms), 0);
+    assert_int_equal(ms, biz);
+  }
+  tmpdir_remove(dir);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_journaled_rows_keep_event_time),
+      cmocka_unit_test(test_leader_change_routes_the_same),
+  };
+  return cmocka_run_group_tests(tests, tk_setup, tk_teardown);
+}
