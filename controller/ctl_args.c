@@ -254,6 +254,33 @@ static int build_restore(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
   return 0;
 }
 
+static int build_readmit(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  static const struct option o[] = {{"reason", required_argument, NULL, 'r'}, {NULL, 0, NULL, 0}};
+  const char *reason = "";
+  int ch;
+  optind = 0;
+  while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
+    if (ch == 'r')
+      reason = optarg;
+    else
+      return EXIT_USAGE;
+  }
+  nirc__restore_request__init(&a->restore);
+  int n = 0;
+  if (argc - optind != 1 || (n = split_list(a, argv[optind], a->listbuf[0], sizeof a->listbuf[0],
+                                            a->sources, "sites")) <= 0) {
+    ctl_say(a, "usage: readmit SITE[,SITE...] [--reason TEXT]");
+    return EXIT_USAGE;
+  }
+  a->restore.sources = a->sources;
+  a->restore.n_sources = (size_t)n;
+  a->restore.reason = (char *)reason;
+  a->restore.readmit = 1;
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_RESTORE;
+  req->restore = &a->restore;
+  return 0;
+}
+
 static int build_plan(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
   int nsrc, nhub, dry = 0, force = 0;
   const char *reason = NULL, *dur = NULL, *until = NULL, *schedule = NULL;
@@ -581,6 +608,14 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "by their schedule, overflow rule or home again. Waits for acknowledgements.\n\n"
      "Examples:\n  nircctl restore hubei\n  nircctl restore --cutover 2000001\n",
      build_restore, 60000},
+    {CTL_CMD_READMIT, "readmit", "put a site excluded after a failed move back into its rule",
+     "usage: nircctl readmit SITE[,SITE...] [--reason TEXT]\n\n"
+     "A source whose move failed at its PBX was sent home and kept out of its rules\n"
+     "(`nircctl status` shows \"excluded after a failed move\"). Once the PBX is fixed,\n"
+     "readmit puts it back: it routes by its rule again, without ending the rule for\n"
+     "anyone else. Audited. Waits for acknowledgements; exit 4 if some did not come.\n\n"
+     "Example:\n  nircctl readmit guangdong --reason 'PBX trunk fixed'\n",
+     build_readmit, 60000},
     {CTL_CMD_PLAN, "plan", "capacity prediction for a move or a schedule, nothing moves",
      "usage: nircctl plan SRC[,SRC...] --to HUB[,HUB...] | nircctl plan --schedule NAME\n\n"
      "Predicts with Erlang C what the move would do at each hub: load before and\n"

@@ -49,7 +49,11 @@ typedef struct {
   struct sockaddr_storage addrs[CONFIG_LIST_MAX];
   unsigned naddrs, idx;
   link_t *link;
-  uv_timer_t deadline;
+  /* deadline bounds the whole command (every controller tried); attempt
+   * bounds the answer of one controller, so one that accepts and never
+   * answers (a hung database) passes the turn instead of eating it all. */
+  uv_timer_t deadline, attempt;
+  int expired;                /* the deadline passed: finish, try nothing more */
   Nirc__OperatorRequest *req; /* borrowed */
   Nirc__OperatorReply *reply; /* owned once received: the unpacked envelope */
   Nirc__Envelope *reply_env;
@@ -75,6 +79,7 @@ static void ctl_try_next(ctl_t *c);
 static void ctl_finish(ctl_t *c) {
   c->done = 1;
   uv_close((uv_handle_t *)&c->deadline, NULL);
+  uv_close((uv_handle_t *)&c->attempt, NULL);
   uv_close((uv_handle_t *)&c->again, NULL);
 }
 
@@ -137,7 +142,14 @@ static void ctl_on_message(link_t *l, Nirc__Envelope *env) {
 static void ctl_on_close(link_t *l, int err, const char *why, int was_open) {
   ctl_t *c = link_data(l);
   c->link = NULL;
+  uv_timer_stop(&c->attempt);
   if (c->done) {
+    ctl_finish(c);
+    return;
+  }
+  if (c->expired) {
+    ctl_note(c, c->conf->controllers.item[c->idx], "no answer before --timeout ran out");
+    c->exit_code = EXIT_UNREACHABLE;
     ctl_finish(c);
     return;
   }
@@ -164,6 +176,11 @@ static void ctl_on_again(uv_timer_t *t) {
 
 static const link_cbs_t ctl_cbs = {ctl_on_open, ctl_on_message, ctl_on_close};
 
+static void ctl_on_attempt(uv_timer_t *t) {
+  ctl_t *c = t->data;
+  if (c->link) link_close(c->link, NIRC_ETIMEOUT, "no answer in time");
+}
+
 static void ctl_try_next(ctl_t *c) {
   if (c->idx >= c->naddrs) {
     if (c->standbys > 0 && c->rounds++ < CTL_ELECTION_ROUNDS) {
@@ -180,11 +197,13 @@ static void ctl_try_next(ctl_t *c) {
   /* The controller pings idle links; this only catches a dead one. */
   o.idle_timeout_ms = (uint32_t)(c->conf->timeout_ms > 5000 ? c->conf->timeout_ms : 5000);
   o.expect_kind = PEER_CONTROLLER;
+  uv_timer_start(&c->attempt, ctl_on_attempt, c->conf->timeout_ms + c->wait_ms, 0);
   link_connect(c->loop, (struct sockaddr *)&c->addrs[c->idx], c->tls, &o, &ctl_cbs, c, &c->link);
 }
 
 static void ctl_on_deadline(uv_timer_t *t) {
   ctl_t *c = t->data;
+  c->expired = 1;
   if (c->link) {
     link_close(c->link, NIRC_ETIMEOUT, "no answer in time");
   } else if (!c->done) { /* between election rounds */
@@ -201,6 +220,8 @@ static int ctl_request(ctl_t *c, Nirc__OperatorRequest *req) {
   c->deadline.data = c;
   uv_timer_init(c->loop, &c->again);
   c->again.data = c;
+  uv_timer_init(c->loop, &c->attempt);
+  c->attempt.data = c;
   c->redirect = -1;
   uv_timer_start(&c->deadline, ctl_on_deadline, c->conf->timeout_ms * (c->naddrs + 1) + c->wait_ms,
                  0);
@@ -435,7 +456,10 @@ static int print_refusal(const Nirc__OperatorReply *rep, int json) {
 static int print_move(const Nirc__OperatorReply *rep, int json) {
   const Nirc__MoveReply *m = rep->move;
   if (!m) return EXIT_REFUSED;
-  int code = m->failed > 0 ? EXIT_PARTIAL : EXIT_DONE;
+  /* A warning on a move means its record is not durable: a new leader may
+   * not route this way. That is not "done". */
+  bool not_durable = !m->dry_run && rep->error && rep->error->message;
+  int code = m->failed > 0 || not_durable ? EXIT_PARTIAL : EXIT_DONE;
   if (json) {
     json_t *outs = json_array();
     for (size_t i = 0; i < m->n_outcomes; i++)
@@ -465,8 +489,11 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
   }
   if (m->cutover_id) printf("cutover %llu: ", (unsigned long long)m->cutover_id);
   printf("%u applied, %u failed in %lld ms\n", m->applied, m->failed, (long long)m->elapsed_ms);
-  if (rep->error && rep->error->message) fprintf(stderr, "warning: %s\n", rep->error->message);
-  if (code == EXIT_PARTIAL)
+  if (not_durable)
+    fprintf(stderr, "nircctl: %s\n", rep->error->message);
+  else if (rep->error && rep->error->message)
+    fprintf(stderr, "warning: %s\n", rep->error->message);
+  if (m->failed > 0)
     fprintf(stderr, "nircctl: partially applied: check `nircctl status` and the alarms\n");
   return code;
 }
@@ -662,8 +689,11 @@ static int print_schedules(const Nirc__OperatorReply *rep, int json) {
                                       (json_int_t)s->wave_size, "enabled", s->enabled, "in_force",
                                       s->in_force, "next_start_ms", (json_int_t)s->next_start_ms));
     }
-    print_json(json_pack("{s:o}", "schedules", arr));
-    return EXIT_DONE;
+    json_t *j = json_pack("{s:o}", "schedules", arr);
+    if (rep->error && rep->error->message)
+      json_object_set_new(j, "warning", json_string(rep->error->message));
+    print_json(j);
+    return rep->error && rep->error->message ? EXIT_PARTIAL : EXIT_DONE;
   }
   printf("%-14s %-11s %-14s %-6s %-14s %-5s %-8s %-9s %s\n", "NAME", "WINDOW", "DAYS", "WAVE", "TZ",
          "ON", "IN FORCE", "SOURCES", "HUBS");
@@ -678,6 +708,11 @@ static int print_schedules(const Nirc__OperatorReply *rep, int json) {
     printf("\n");
   }
   if (r->n_schedules == 0) printf("(no schedules)\n");
+  /* The change is in force here but not durable: say so, exit 4. */
+  if (rep->error && rep->error->message) {
+    fprintf(stderr, "nircctl: %s\n", rep->error->message);
+    return EXIT_PARTIAL;
+  }
   return EXIT_DONE;
 }
 
@@ -703,8 +738,11 @@ static int print_overflows(const Nirc__OperatorReply *rep, int json) {
                          "min_hold_s", (json_int_t)o->min_hold_s, "margin_s",
                          (json_int_t)o->margin_s, "enabled", o->enabled, "engaged", o->engaged));
     }
-    print_json(json_pack("{s:o}", "rules", arr));
-    return EXIT_DONE;
+    json_t *j = json_pack("{s:o}", "rules", arr);
+    if (rep->error && rep->error->message)
+      json_object_set_new(j, "warning", json_string(rep->error->message));
+    print_json(j);
+    return rep->error && rep->error->message ? EXIT_PARTIAL : EXIT_DONE;
   }
   printf("%-16s %-10s %-6s %-12s %-12s %-12s %-6s %s\n", "NAME", "SOURCE", "CAP", "WAIT trg/rel",
          "QUEUE trg/rel", "SL trg/rel", "HOLD", "ENGAGED  HUBS");
@@ -721,6 +759,10 @@ static int print_overflows(const Nirc__OperatorReply *rep, int json) {
     printf("\n");
   }
   if (r->n_rules == 0) printf("(no overflow rules)\n");
+  if (rep->error && rep->error->message) {
+    fprintf(stderr, "nircctl: %s\n", rep->error->message);
+    return EXIT_PARTIAL;
+  }
   return EXIT_DONE;
 }
 
@@ -729,8 +771,9 @@ static int (*const ctl_print[CTL_NCMDS])(const Nirc__OperatorReply *rep, int jso
     [CTL_CMD_SITE] = print_site,          [CTL_CMD_MAP] = print_map,
     [CTL_CMD_WATCH] = print_status,       [CTL_CMD_STATUS] = print_status,
     [CTL_CMD_CUTOVER] = print_move,       [CTL_CMD_RESTORE] = print_move,
-    [CTL_CMD_PLAN] = print_plan,          [CTL_CMD_HISTORY] = print_history,
-    [CTL_CMD_SCHEDULE] = print_schedules, [CTL_CMD_OVERFLOW] = print_overflows,
+    [CTL_CMD_READMIT] = print_move,       [CTL_CMD_PLAN] = print_plan,
+    [CTL_CMD_HISTORY] = print_history,    [CTL_CMD_SCHEDULE] = print_schedules,
+    [CTL_CMD_OVERFLOW] = print_overflows,
 };
 
 static void usage(FILE *f) {

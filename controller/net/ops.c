@@ -269,6 +269,19 @@ static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *r
   ops_history_t *h = calloc(1, sizeof *h);
   if (!h) return;
   *h = (ops_history_t){srv, c, req->request_id, 0};
+  uint64_t down = srv->db ? db_unreachable_ms(srv->db) : 0;
+  if (down > 0) {
+    /* Say what the problem is, at once, instead of letting the query wait
+     * in the queue until nircctl gives up on "this controller". */
+    char from[40], msg[200];
+    clock_format_iso(clock_real_ms() - (int64_t)down, 0, from, sizeof from);
+    snprintf(msg, sizeof msg,
+             "the database has been unreachable since %s (%llu s); history is unavailable; "
+             "routing continues",
+             from, (unsigned long long)(down / 1000));
+    ops_history_done(h, NIRC_EDB, msg, NULL);
+    return;
+  }
   int rc = srv->db ? db_exec(srv->db,
                              "SELECT id, (extract(epoch from at) * 1000)::bigint, actor, action, "
                              "target, detail::text FROM ("

@@ -144,6 +144,15 @@ static void server_io_progress(void *ctx, void *client, const Nirc__Progress *p)
   link_send(c->link, &env);
 }
 
+static int server_io_store_ready(void *ctx, char *why, size_t whylen) {
+  server_t *srv = ctx;
+  if (!srv->db) {
+    snprintf(why, whylen, "the controller has no database client");
+    return NIRC_ECLOSED;
+  }
+  return db_once_ready(srv->db, why, whylen);
+}
+
 static int server_io_store(void *ctx, const engine_rec_t *rec, engine_stored_cb done, void *arg) {
   server_t *srv = ctx;
   if (!srv->db) return NIRC_ECLOSED;
@@ -738,6 +747,7 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
         .send_reply = server_io_reply,
         .send_progress = server_io_progress,
         .store = server_io_store,
+        .store_ready = server_io_store_ready,
     };
     rc = engine_new(&io, &srv->sites, &eo, &srv->engine);
     if (rc) {

@@ -34,6 +34,31 @@ typedef struct {
   int64_t latency_ms;
 } waiter_site_t;
 
+/* The records of one operator change, followed until each is durable
+ * (committed, or synced in the journal) or has failed. The operator hears
+ * "done" only then: a waiter (moves) or a deferred reply (rule lists)
+ * holds the group until it answers. */
+typedef struct group {
+  unsigned pending; /* accepted by the store, not yet durable */
+  bool open;        /* the change may still add records */
+  bool held;        /* a waiter or a deferred reply still needs it */
+  bool busy;        /* its completion is being handled: not freed under it */
+  int err;          /* the first failure; 0: none */
+  char why[240];
+  struct group *next;
+} group_t;
+
+/* A rule change's reply, sent once its group is durable. */
+typedef enum { DEFER_SCHEDULES = 0, DEFER_OVERFLOWS } defer_kind_t;
+typedef struct deferred {
+  void *client; /* NULL once the operator went away */
+  uint64_t request_id;
+  defer_kind_t kind;
+  char what[96]; /* "schedule 'night' added", for a failure message */
+  group_t *group;
+  struct deferred *next;
+} deferred_t;
+
 typedef struct waiter {
   void *client; /* opaque, the owner's; NULL once the operator went away */
   uint64_t request_id;
@@ -41,8 +66,7 @@ typedef struct waiter {
   uint64_t cutover_id;
   waiter_site_t *sites;
   unsigned n;
-  bool audit_done;
-  char audit_error[160];
+  group_t *group; /* the change's records; NULL: none followed */
   struct waiter *next;
 } waiter_t;
 
@@ -63,6 +87,9 @@ struct engine {
   uint64_t next_rule_id;
   wave_t *waves;
   waiter_t *waiters;
+  group_t *group;  /* the operator change being made: its records join it */
+  group_t *groups; /* every group still alive */
+  deferred_t *deferred;
   plan_t plan;
   bool have_plan;
   uint64_t settle_from_mono, settle_until_mono; /* after taking over; 0 = settled */
@@ -82,12 +109,12 @@ bool engine_site_exists(void *arg, const char *slug, bool *is_hub);
 int engine_add_cutover(engine_t *e, const cutover_t *c);
 int engine_add_schedule(engine_t *e, const schedule_t *s);
 int engine_add_overflow(engine_t *e, const overflow_rule_t *o);
-void engine_store(engine_t *e, engine_rec_t *rec);
+int engine_store(engine_t *e, engine_rec_t *rec);
 char *engine_json_text(json_t *j);
 void engine_slugs_text(const slug_list_t *l, char *buf, size_t len);
 json_t *engine_slugs_json(const slug_list_t *l);
 void engine_audit(engine_t *e, const char *actor, const char *action, const char *target,
-                  json_t *detail, void *client, uint64_t request_id);
+                  json_t *detail);
 json_t *engine_route_json(const engine_t *e, size_t i);
 void engine_progress(engine_t *e, void *client, uint64_t request_id, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -100,11 +127,50 @@ void engine_route_from_plan(const plan_route_t *p, route_t *r);
 bool engine_shares_same(const route_t *a, const route_t *b);
 bool engine_settling(engine_t *e);
 void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed);
-void engine_free_waiter(waiter_t *w);
+void engine_free_waiter(engine_t *e, waiter_t *w);
 void engine_waiters_check(engine_t *e);
+/* Sends the deferred replies whose groups are durable (engine_ops.c). */
+void engine_deferred_check(engine_t *e);
+
+/* Groups (engine.c): begin makes the change's group current (NULL: out of
+ * memory); end closes it to new records; release drops the holder's
+ * claim. A group is freed once it is closed, durable and not held. */
+group_t *engine_group_begin(engine_t *e);
+void engine_group_end(engine_t *e);
+bool engine_group_done(const group_t *g);
+void engine_group_release(engine_t *e, group_t *g);
+/* Asks the store whether a change can be made durable now; if not, the
+ * request is refused (nothing changed) with the store's reason and fix. */
+bool engine_can_record(engine_t *e, const engine_req_t *rq, const char *op, const char *target);
 void engine_end_cutover(engine_t *e, cutover_t *cut, cutover_state_t st, const char *by);
 /* Site i is back in its rules (no-op when it was not excluded); the
  * readmission is stored, so a new leader does not keep it out. */
 void engine_readmit(engine_t *e, size_t i, const char *who, const char *why);
+
+/* ---- operator replies, shared by engine_ops.c and engine_rules.c ---- */
+
+/* A small arena for building protobuf replies: every allocation is freed
+ * at once; `failed` says one of them ran out of memory. */
+typedef struct engine_arena_blk {
+  struct engine_arena_blk *next;
+  max_align_t data[];
+} engine_arena_blk_t;
+
+typedef struct {
+  engine_arena_blk_t *head;
+  int failed;
+} engine_arena_t;
+
+void *engine_arena_alloc(engine_arena_t *a, size_t n);
+char *engine_arena_str(engine_arena_t *a, const char *s);
+void engine_arena_free(engine_arena_t *a);
+void engine_send_reply(engine_t *e, void *client, Nirc__OperatorReply *rep);
+void engine_reply_error(engine_t *e, void *c, uint64_t request_id, Nirc__ErrorCode code,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void engine_refuse(engine_t *e, const engine_req_t *rq, const char *op, const char *target,
+                   Nirc__ErrorCode code, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+int engine_copy_slugs(slug_list_t *l, char **v, size_t n, const char *what, char *err,
+                      size_t errlen);
 
 #endif

@@ -97,7 +97,8 @@ static void engine_free_waves(engine_t *e) {
   }
 }
 
-void engine_free_waiter(waiter_t *w) {
+void engine_free_waiter(engine_t *e, waiter_t *w) {
+  engine_group_release(e, w->group);
   free(w->sites);
   free(w);
 }
@@ -107,8 +108,20 @@ void engine_free(engine_t *e) {
   engine_free_waves(e);
   while (e->waiters) {
     waiter_t *n = e->waiters->next;
-    engine_free_waiter(e->waiters);
+    engine_free_waiter(e, e->waiters);
     e->waiters = n;
+  }
+  while (e->deferred) {
+    deferred_t *n = e->deferred->next;
+    free(e->deferred);
+    e->deferred = n;
+  }
+  /* The owner frees the engine once every store callback has run (nircd:
+   * after the database client closed), so no group is waited for now. */
+  while (e->groups) {
+    group_t *n = e->groups->next;
+    free(e->groups);
+    e->groups = n;
   }
   if (e->have_plan) planner_free(&e->plan);
   free(e->dirs);
@@ -203,12 +216,133 @@ static void engine_stored(void *arg, int err, const char *msg) {
 /* Directives, acks and rule changes are the record of what the engine did:
  * each lands exactly once (the store journals them on disk while the
  * database is unreachable). `rec` is stamped with the business time. */
-void engine_store(engine_t *e, engine_rec_t *rec) {
+/* ---- groups: the durability of one operator change ---- */
+
+static void engine_group_maybe_free(engine_t *e, group_t *g) {
+  if (g->open || g->held || g->pending || g->busy) return;
+  for (group_t **pp = &e->groups; *pp; pp = &(*pp)->next)
+    if (*pp == g) {
+      *pp = g->next;
+      break;
+    }
+  free(g);
+}
+
+group_t *engine_group_begin(engine_t *e) {
+  group_t *g = calloc(1, sizeof *g);
+  if (!g) return NULL;
+  g->open = true;
+  g->held = true;
+  g->next = e->groups;
+  e->groups = g;
+  e->group = g;
+  return g;
+}
+
+void engine_group_end(engine_t *e) {
+  group_t *g = e->group;
+  e->group = NULL;
+  if (!g) return;
+  g->open = false;
+  engine_waiters_check(e);
+  engine_deferred_check(e);
+}
+
+bool engine_group_done(const group_t *g) {
+  return !g->open && g->pending == 0;
+}
+
+void engine_group_release(engine_t *e, group_t *g) {
+  if (!g) return;
+  g->held = false;
+  engine_group_maybe_free(e, g);
+}
+
+typedef struct {
+  engine_t *e;
+  group_t *g;
+} group_ref_t;
+
+static void engine_group_stored(void *arg, int err, const char *msg) {
+  group_ref_t *r = arg;
+  engine_t *e = r->e;
+  group_t *g = r->g;
+  free(r);
+  g->pending--;
+  if (err) {
+    log_error(LOG_DB, ENGINE_OBJ, "an operator change's record failed: %s",
+              msg && *msg ? msg : nirc_strerror(err));
+    if (!g->err) {
+      g->err = err;
+      snprintf(g->why, sizeof g->why, "%s", msg && *msg ? msg : nirc_strerror(err));
+    }
+  }
+  if (engine_group_done(g)) {
+    /* The answers below may release the group: keep it until they are
+     * done with it. */
+    g->busy = true;
+    engine_waiters_check(e);
+    engine_deferred_check(e);
+    g->busy = false;
+  }
+  engine_group_maybe_free(e, g);
+}
+
+bool engine_can_record(engine_t *e, const engine_req_t *rq, const char *op, const char *target) {
+  char why[400] = "";
+  int rc = e->io.store_ready(e->io.ctx, why, sizeof why);
+  if (rc == 0) return true;
+  log_warn(LOG_OPS, rq->label, "%s refused: %s", op, why);
+  Nirc__Error err = NIRC__ERROR__INIT;
+  char msg[512];
+  snprintf(msg, sizeof msg, "nothing was changed: %s", why[0] ? why : nirc_strerror(rc));
+  err.code = NIRC__ERROR_CODE__ERROR_CODE_REFUSED;
+  err.message = msg;
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  rep.request_id = rq->request_id;
+  rep.error = &err;
+  if (rq->client) e->io.send_reply(e->io.ctx, rq->client, &rep);
+  (void)target;
+  return false;
+}
+
+/* Directives, acks and rule changes are the record of what the engine did:
+ * each lands exactly once (the store journals them on disk while the
+ * database is unreachable). `rec` is stamped with the business and real
+ * times. During an operator change the record joins its group. Returns 0,
+ * or the store's refusal (logged; the group remembers it). */
+int engine_store(engine_t *e, engine_rec_t *rec) {
   rec->at_ms = engine_now(e);
   rec->wall_ms = e->io.wall_ms(e->io.ctx);
-  int rc = e->io.store(e->io.ctx, rec, engine_stored, NULL);
-  if (rc != 0)
+  group_t *g = e->group;
+  group_ref_t *ref = NULL;
+  if (g) {
+    ref = malloc(sizeof *ref);
+    if (!ref) {
+      if (!g->err) {
+        g->err = NIRC_ENOMEM;
+        snprintf(g->why, sizeof g->why, "out of memory");
+      }
+      return NIRC_ENOMEM;
+    }
+    *ref = (group_ref_t){e, g};
+    g->pending++; /* before the call: a store may complete at once */
+  }
+  int rc = e->io.store(e->io.ctx, rec, ref ? engine_group_stored : engine_stored, ref);
+  if (rc != 0) {
     log_error(LOG_DB, ENGINE_OBJ, "cannot queue a routing record: %s", nirc_strerror(rc));
+    if (g) {
+      g->pending--;
+      free(ref);
+      if (!g->err) {
+        g->err = rc;
+        char why[200] = "";
+        e->io.store_ready(e->io.ctx, why, sizeof why);
+        snprintf(g->why, sizeof g->why, "%s", why[0] ? why : nirc_strerror(rc));
+      }
+    }
+  }
+  return rc;
 }
 
 char *engine_json_text(json_t *j) {
@@ -235,65 +369,28 @@ json_t *engine_slugs_json(const slug_list_t *l) {
   return a;
 }
 
-typedef struct {
-  engine_t *e;
-  uint64_t request_id;
-  void *client;
-} audit_ctx_t;
-
 static void engine_check_waves(engine_t *e);
 
-static void engine_audit_done(void *arg, int err, const char *msg) {
-  audit_ctx_t *a = arg;
-  for (waiter_t *w = a->e->waiters; w; w = w->next) {
-    if (w->client == a->client && w->request_id == a->request_id) {
-      w->audit_done = true;
-      if (err) snprintf(w->audit_error, sizeof w->audit_error, "%s", msg ? msg : "db error");
-    }
-  }
-  if (err) log_error(LOG_DB, ENGINE_OBJ, "audit write failed: %s", msg ? msg : "");
-  engine_waiters_check(a->e);
-  free(a);
-}
-
 /* Appends one audit record (exactly once, journaled while the database is
- * unreachable); `detail` is consumed. If client is given, the waiter for
- * (client, request_id) is told when the row is committed or journaled. */
+ * unreachable); `detail` is consumed. During an operator change it joins
+ * the change's group, so the operator hears "done" only once it is
+ * durable. */
 void engine_audit(engine_t *e, const char *actor, const char *action, const char *target,
-                  json_t *detail, void *client, uint64_t request_id) {
+                  json_t *detail) {
   char *text = engine_json_text(detail);
-  audit_ctx_t *a = NULL;
-  if (client) {
-    a = malloc(sizeof *a);
-    if (a) *a = (audit_ctx_t){e, request_id, client};
-  }
   engine_rec_t rec = {.kind = ENGINE_REC_AUDIT,
-                      .at_ms = engine_now(e),
-                      .wall_ms = e->io.wall_ms(e->io.ctx),
                       .actor = actor,
                       .action = action,
                       .target = target,
                       .detail = text ? text : "{}"};
-  int rc = e->io.store(e->io.ctx, &rec, a ? engine_audit_done : engine_stored, a);
-  if (rc != 0) {
-    log_error(LOG_DB, ENGINE_OBJ, "cannot queue audit record %s %s: %s", action, target,
-              nirc_strerror(rc));
-    if (a) {
-      for (waiter_t *w = e->waiters; w; w = w->next)
-        if (w->client == client && w->request_id == request_id) {
-          w->audit_done = true;
-          snprintf(w->audit_error, sizeof w->audit_error, "audit not queued: %s",
-                   nirc_strerror(rc));
-        }
-      free(a);
-    }
-  }
+  if (engine_store(e, &rec) != 0)
+    log_error(LOG_DB, ENGINE_OBJ, "audit record %s %s not stored", action, target);
   free(text);
 }
 
 void engine_note(engine_t *e, const char *actor, const char *action, const char *target,
                  const char *why) {
-  engine_audit(e, actor, action, target, json_pack("{s:s}", "why", why ? why : ""), NULL, 0);
+  engine_audit(e, actor, action, target, json_pack("{s:s}", "why", why ? why : ""));
 }
 
 json_t *engine_route_json(const engine_t *e, size_t i) {
@@ -644,8 +741,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
       engine_audit(e, "engine", "move", rules_kind_name(w->kind),
                    json_pack("{s:s, s:I, s:o, s:s}", "rule", rules_kind_name(w->kind), "rule_id",
                              (json_int_t)w->rule_id, "sources", srcs, "reason",
-                             plan.routes[w->sources[0]].reason),
-                   NULL, 0);
+                             plan.routes[w->sources[0]].reason));
     }
   }
   /* 3. Hubs: inbound follows the sources' targets, never the plan, so a
@@ -670,6 +766,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
       continue;
     }
     uint64_t version = d->target.epoch == e->epoch ? d->target.version + 1 : 1;
+    if (version == 1) d->ack_stored = 0; /* versions start again in a new epoch */
     d->target = next[i];
     d->target.epoch = e->epoch;
     d->target.version = version;
@@ -726,8 +823,7 @@ static void engine_fail(engine_t *e, size_t i, const char *why) {
     engine_store(e, &ex);
     engine_audit(e, "engine", "rollback", s->slug,
                  json_pack("{s:s, s:s, s:I, s:s}", "reason", why, "rule", rules_kind_name(d->kind),
-                           "rule_id", (json_int_t)d->rule_id, "site", s->slug),
-                 NULL, 0);
+                           "rule_id", (json_int_t)d->rule_id, "site", s->slug));
   }
   for (waiter_t *w = e->waiters; w; w = w->next)
     for (unsigned k = 0; k < w->n; k++)
@@ -746,7 +842,24 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
                        : ack->result == NIRC__ACK_RESULT__ACK_RESULT_REJECTED ? "rejected"
                                                                               : "failed";
   bool current = ack->epoch == d->target.epoch && ack->version == d->target.version;
-  engine_record_ack(e, i, ack->epoch, ack->version, result, ack->detail, current ? latency : -1);
+  /* Only an ack for a directive this leader sent, and only the first one
+   * for each version, becomes a row: a site (or a stolen certificate)
+   * cannot grow directive_acks or the journal faster than directives are
+   * sent to it. Details are cut to ENGINE_ACK_DETAIL_MAX bytes. */
+  bool sent = ack->epoch == e->epoch && d->target.epoch == e->epoch && ack->version >= 1 &&
+              ack->version <= d->target.version;
+  if (!sent || ack->version <= d->ack_stored) {
+    e->stats.acks_refused++;
+    log_debug(LOG_SITE, s->slug, "ack for (%llu, %llu) not stored: %s",
+              (unsigned long long)ack->epoch, (unsigned long long)ack->version,
+              sent ? "already acknowledged" : "no such directive was sent");
+    if (!sent) return;
+  } else {
+    char detail[ENGINE_ACK_DETAIL_MAX];
+    nirc_strlcpy_utf8(detail, ack->detail ? ack->detail : "", sizeof detail);
+    d->ack_stored = ack->version;
+    engine_record_ack(e, i, ack->epoch, ack->version, result, detail, current ? latency : -1);
+  }
   if (!current) {
     log_debug(LOG_SITE, s->slug, "ack for superseded directive (%llu, %llu) ignored",
               (unsigned long long)ack->epoch, (unsigned long long)ack->version);
@@ -911,8 +1024,7 @@ static void engine_expire(engine_t *e) {
     engine_end_cutover(e, cut, CUTOVER_EXPIRED, "expiry");
     engine_audit(e, "engine", "expire", cut->sources.v[0],
                  json_pack("{s:I, s:o}", "cutover_id", (json_int_t)cut->id, "sources",
-                           engine_slugs_json(&cut->sources)),
-                 NULL, 0);
+                           engine_slugs_json(&cut->sources)));
   }
   /* Exclusions end with the rule that caused them. */
   for (size_t i = 0; i < engine_nsites(e); i++) {

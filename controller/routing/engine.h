@@ -61,6 +61,7 @@ typedef struct {
   rule_kind_t kind; /* rule behind the target */
   uint64_t rule_id;
   uint64_t excluded_rule; /* a failed move of this rule was rolled back (0: none) */
+  uint64_t ack_stored;    /* newest version of target.epoch whose ack was stored */
   rule_kind_t excluded_kind;
 } site_dir_t;
 
@@ -142,6 +143,11 @@ typedef struct {
   /* Store a record exactly once. 0 when accepted (done, if given, runs
    * later), or a negative NIRC_E* code: not accepted, done never runs. */
   int (*store)(void *ctx, const engine_rec_t *rec, engine_stored_cb done, void *arg);
+  /* Whether records can be made durable now: 0, or a negative NIRC_E*
+   * code and, in why, the cause and the fix for the operator. Asked
+   * before every operator change, which is refused (nothing changed)
+   * when the answer is no. */
+  int (*store_ready)(void *ctx, char *why, size_t whylen);
 } engine_io_t;
 
 /* One operator request as the engine sees it (borrowed for the call;
@@ -153,11 +159,18 @@ typedef struct {
   const char *label;         /* how logs name the link */
 } engine_req_t;
 
+/* What one acknowledgement may add to the record: its detail (agent or PBX
+ * text) is cut to this many bytes before it is stored. */
+#define ENGINE_ACK_DETAIL_MAX 256
+
 /* Counters for the metrics endpoint (monotonic since start). */
 #define ENGINE_LATENCY_BUCKETS 12
 typedef struct {
   uint64_t directives_sent, resends, timeouts, rollbacks;
   uint64_t acks_applied, acks_rejected, acks_failed;
+  /* Acks not stored: for a directive this leader never sent (other epoch,
+   * a version not yet sent) or one already acknowledged. */
+  uint64_t acks_refused;
   /* Directive sent -> ack, cumulative histogram: le 1,2,5,10,20,50,100,200,
    * 500,1000,2000 ms and +Inf. */
   uint64_t latency_bucket[ENGINE_LATENCY_BUCKETS];
@@ -169,6 +182,7 @@ const engine_stats_t *engine_stats(const engine_t *e);
 
 /* `sites` is borrowed (see Ownership above); `io` is copied. */
 int engine_new(const engine_io_t *io, sites_t *sites, const engine_opts_t *opts, engine_t **out);
+/* Only once every store callback has run (or will never run). */
 void engine_free(engine_t *e);
 
 /* Rules loaded when this instance becomes leader of `epoch` (copied).

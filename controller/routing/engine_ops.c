@@ -18,18 +18,8 @@
 
 /* ---- a small arena for building protobuf replies ---- */
 
-typedef struct arena_blk {
-  struct arena_blk *next;
-  max_align_t data[];
-} arena_blk_t;
-
-typedef struct {
-  arena_blk_t *head;
-  int failed;
-} arena_t;
-
-static void *arena_alloc(arena_t *a, size_t n) {
-  arena_blk_t *b = calloc(1, sizeof *b + (n ? n : 1));
+void *engine_arena_alloc(engine_arena_t *a, size_t n) {
+  engine_arena_blk_t *b = calloc(1, sizeof *b + (n ? n : 1));
   if (!b) {
     a->failed = 1;
     return NULL;
@@ -39,16 +29,16 @@ static void *arena_alloc(arena_t *a, size_t n) {
   return b->data;
 }
 
-static char *arena_str(arena_t *a, const char *s) {
+char *engine_arena_str(engine_arena_t *a, const char *s) {
   size_t n = strlen(s) + 1;
-  char *p = arena_alloc(a, n);
+  char *p = engine_arena_alloc(a, n);
   if (p) memcpy(p, s, n);
   return p ? p : "";
 }
 
-static void arena_free(arena_t *a) {
+void engine_arena_free(engine_arena_t *a) {
   while (a->head) {
-    arena_blk_t *n = a->head->next;
+    engine_arena_blk_t *n = a->head->next;
     free(a->head);
     a->head = n;
   }
@@ -56,14 +46,12 @@ static void arena_free(arena_t *a) {
 
 /* ---- operator replies ---- */
 
-static void engine_send_reply(engine_t *e, void *client, Nirc__OperatorReply *rep) {
+void engine_send_reply(engine_t *e, void *client, Nirc__OperatorReply *rep) {
   if (client) e->io.send_reply(e->io.ctx, client, rep);
 }
 
-static void engine_reply_error(engine_t *e, void *c, uint64_t request_id, Nirc__ErrorCode code,
-                               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void engine_reply_error(engine_t *e, void *c, uint64_t request_id, Nirc__ErrorCode code,
-                               const char *fmt, ...) {
+void engine_reply_error(engine_t *e, void *c, uint64_t request_id, Nirc__ErrorCode code,
+                        const char *fmt, ...) {
   char msg[512];
   va_list ap;
   va_start(ap, fmt);
@@ -92,11 +80,8 @@ static void engine_join(char **v, size_t n, char *buf, size_t len) {
 
 /* Refuses an operator request: the reason goes to the operator, the log
  * and the audit trail (every operator action is audited, refusals too). */
-static void engine_refuse(engine_t *e, const engine_req_t *rq, const char *op, const char *target,
-                          Nirc__ErrorCode code, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static void engine_refuse(engine_t *e, const engine_req_t *rq, const char *op, const char *target,
-                          Nirc__ErrorCode code, const char *fmt, ...) {
+void engine_refuse(engine_t *e, const engine_req_t *rq, const char *op, const char *target,
+                   Nirc__ErrorCode code, const char *fmt, ...) {
   char msg[512];
   va_list ap;
   va_start(ap, fmt);
@@ -107,7 +92,7 @@ static void engine_refuse(engine_t *e, const engine_req_t *rq, const char *op, c
     snprintf(action, sizeof action, "%s-refused", op);
     log_warn(LOG_OPS, rq->label, "%s refused: %s", op, msg);
     engine_audit(e, rq->operator_name, action, target && *target ? target : op,
-                 json_pack("{s:s}", "refusal", msg), NULL, 0);
+                 json_pack("{s:s}", "refusal", msg));
   }
   engine_reply_error(e, rq->client, rq->request_id, code, "%s", msg);
 }
@@ -131,26 +116,27 @@ void engine_waiters_check(engine_t *e) {
       }
     }
     if (w->client == NULL) all = true; /* nobody to tell; drop it */
-    if (!all || (!w->audit_done && now < w->deadline_mono)) {
+    bool durable = !w->group || engine_group_done(w->group);
+    if (!all || (!durable && now < w->deadline_mono)) {
       pp = &w->next;
       continue;
     }
     *pp = w->next;
     if (w->client) {
-      arena_t a = {0};
-      Nirc__MoveReply *mv = arena_alloc(&a, sizeof *mv);
-      Nirc__SiteOutcome **outs = arena_alloc(&a, (w->n + 1) * sizeof *outs);
+      engine_arena_t a = {0};
+      Nirc__MoveReply *mv = engine_arena_alloc(&a, sizeof *mv);
+      Nirc__SiteOutcome **outs = engine_arena_alloc(&a, (w->n + 1) * sizeof *outs);
       if (mv && outs) {
         nirc__move_reply__init(mv);
         mv->cutover_id = w->cutover_id;
         for (unsigned k = 0; k < w->n; k++) {
-          Nirc__SiteOutcome *o = arena_alloc(&a, sizeof *o);
+          Nirc__SiteOutcome *o = engine_arena_alloc(&a, sizeof *o);
           if (!o) break;
           nirc__site_outcome__init(o);
           o->site = engine_site(e, w->sites[k].site)->slug;
           o->result = w->sites[k].applied ? NIRC__ACK_RESULT__ACK_RESULT_APPLIED
                                           : NIRC__ACK_RESULT__ACK_RESULT_FAILED;
-          o->detail = arena_str(&a, w->sites[k].detail);
+          o->detail = engine_arena_str(&a, w->sites[k].detail);
           o->version = w->sites[k].version;
           o->latency_ms = w->sites[k].latency_ms;
           outs[mv->n_outcomes++] = o;
@@ -165,25 +151,32 @@ void engine_waiters_check(engine_t *e) {
         rep.request_id = w->request_id;
         rep.ok = 1;
         Nirc__Error err = NIRC__ERROR__INIT;
-        if (w->audit_error[0] || !w->audit_done) {
-          /* The move happened, but its audit row is not confirmed: say so. */
+        char msg[300];
+        if (w->group && (w->group->err || !durable)) {
+          /* The move happened, but its record is not durable: a new
+           * leader may not know it. Say so; nircctl exits 4. */
+          snprintf(msg, sizeof msg,
+                   "moved, but NOT recorded durably (a new leader may not route this way): %s",
+                   w->group->err ? w->group->why : "the record is not yet committed or journaled");
           err.code = NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE;
-          err.message = w->audit_done ? w->audit_error : "audit record not yet committed";
+          err.message = msg;
           rep.error = &err;
         }
         rep.body_case = NIRC__OPERATOR_REPLY__BODY_MOVE;
         rep.move = mv;
         engine_send_reply(e, w->client, &rep);
       }
-      arena_free(&a);
+      engine_arena_free(&a);
     }
-    engine_free_waiter(w);
+    engine_free_waiter(e, w);
   }
 }
 
 void engine_on_client_closed(engine_t *e, void *client) {
   for (waiter_t *w = e->waiters; w; w = w->next)
     if (w->client == client) w->client = NULL;
+  for (deferred_t *d = e->deferred; d; d = d->next)
+    if (d->client == client) d->client = NULL;
 }
 
 static waiter_t *engine_new_waiter(engine_t *e, void *c, uint64_t request_id, const size_t *sites,
@@ -212,10 +205,10 @@ static waiter_t *engine_new_waiter(engine_t *e, void *c, uint64_t request_id, co
 
 /* ---- plan replies ---- */
 
-static void engine_fill_prediction(arena_t *a, const plan_capacity_t *pc, const engine_t *e,
+static void engine_fill_prediction(engine_arena_t *a, const plan_capacity_t *pc, const engine_t *e,
                                    Nirc__CapacityPrediction *cp) {
   nirc__capacity_prediction__init(cp);
-  cp->hub = arena_str(a, pc->hub);
+  cp->hub = engine_arena_str(a, pc->hub);
   cp->traffic_before_erl = pc->before.traffic_erl;
   cp->traffic_after_erl = pc->after.traffic_erl;
   cp->agents = pc->after.agents;
@@ -231,18 +224,18 @@ static void engine_fill_prediction(arena_t *a, const plan_capacity_t *pc, const 
 }
 
 /* Fills a PlanReply for the sites in `focus` (indices; NULL = all). */
-static Nirc__PlanReply *engine_plan_reply(engine_t *e, arena_t *a, const plan_t *p,
+static Nirc__PlanReply *engine_plan_reply(engine_t *e, engine_arena_t *a, const plan_t *p,
                                           const bool *focus) {
-  Nirc__PlanReply *pr = arena_alloc(a, sizeof *pr);
+  Nirc__PlanReply *pr = engine_arena_alloc(a, sizeof *pr);
   if (!pr) return NULL;
   nirc__plan_reply__init(pr);
   size_t n = engine_nsites(e);
-  pr->capacity = arena_alloc(a, (p->n_capacity + 1) * sizeof *pr->capacity);
-  pr->moves = arena_alloc(a, (n + 1) * sizeof *pr->moves);
-  pr->alarms = arena_alloc(a, (p->n_alarms + 1) * sizeof *pr->alarms);
+  pr->capacity = engine_arena_alloc(a, (p->n_capacity + 1) * sizeof *pr->capacity);
+  pr->moves = engine_arena_alloc(a, (n + 1) * sizeof *pr->moves);
+  pr->alarms = engine_arena_alloc(a, (p->n_alarms + 1) * sizeof *pr->alarms);
   if (!pr->capacity || !pr->moves || !pr->alarms) return NULL;
   for (size_t k = 0; k < p->n_capacity; k++) {
-    Nirc__CapacityPrediction *cp = arena_alloc(a, sizeof *cp);
+    Nirc__CapacityPrediction *cp = engine_arena_alloc(a, sizeof *cp);
     if (!cp) return NULL;
     engine_fill_prediction(a, &p->capacity[k], e, cp);
     pr->capacity[pr->n_capacity++] = cp;
@@ -253,19 +246,19 @@ static Nirc__PlanReply *engine_plan_reply(engine_t *e, arena_t *a, const plan_t 
     /* Only changes are moves; `focus` narrows them to the request's sites. */
     if (engine_shares_same(&want, &e->dirs[i].target)) continue;
     if (focus && !focus[i]) continue;
-    Nirc__PlannedMove *m = arena_alloc(a, sizeof *m);
+    Nirc__PlannedMove *m = engine_arena_alloc(a, sizeof *m);
     if (!m) return NULL;
     nirc__planned_move__init(m);
     m->site = engine_site(e, i)->slug;
-    m->reason = arena_str(a, want.reason);
+    m->reason = engine_arena_str(a, want.reason);
     m->revert_at_ms = want.revert_at_ms;
-    m->route = arena_alloc(a, (want.n_share + 1) * sizeof *m->route);
+    m->route = engine_arena_alloc(a, (want.n_share + 1) * sizeof *m->route);
     if (!m->route) return NULL;
     for (unsigned k = 0; k < want.n_share; k++) {
-      Nirc__RouteShare *rs = arena_alloc(a, sizeof *rs);
+      Nirc__RouteShare *rs = engine_arena_alloc(a, sizeof *rs);
       if (!rs) return NULL;
       nirc__route_share__init(rs);
-      rs->site = arena_str(a, want.share[k].site);
+      rs->site = engine_arena_str(a, want.share[k].site);
       rs->permille = want.share[k].permille;
       m->route[m->n_route++] = rs;
     }
@@ -274,9 +267,9 @@ static Nirc__PlanReply *engine_plan_reply(engine_t *e, arena_t *a, const plan_t 
   for (size_t k = 0; k < p->n_alarms; k++) {
     long i = engine_index(e, p->alarms[k].site);
     if (focus && i >= 0 && !focus[i]) continue;
-    pr->alarms[pr->n_alarms++] = arena_str(a, p->alarms[k].message);
+    pr->alarms[pr->n_alarms++] = engine_arena_str(a, p->alarms[k].message);
     if (p->alarms[k].kind == PLAN_ALARM_CAPACITY || p->alarms[k].kind == PLAN_ALARM_NO_HUB) {
-      if (!pr->refused) pr->refusal = arena_str(a, p->alarms[k].message);
+      if (!pr->refused) pr->refusal = engine_arena_str(a, p->alarms[k].message);
       pr->refused = 1;
     }
   }
@@ -285,8 +278,8 @@ static Nirc__PlanReply *engine_plan_reply(engine_t *e, arena_t *a, const plan_t 
 
 /* ---- operator requests ---- */
 
-static int engine_copy_slugs(slug_list_t *l, char **v, size_t n, const char *what, char *err,
-                             size_t errlen) {
+int engine_copy_slugs(slug_list_t *l, char **v, size_t n, const char *what, char *err,
+                      size_t errlen) {
   memset(l, 0, sizeof *l);
   if (n > RULES_MAX_SITES) {
     snprintf(err, errlen, "at most %d %s", RULES_MAX_SITES, what);
@@ -445,12 +438,12 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
     long i = engine_index(e, cut.hubs.v[h]);
     if (i >= 0) focus[i] = true;
   }
-  arena_t a = {0};
+  engine_arena_t a = {0};
   Nirc__PlanReply *pr = engine_plan_reply(e, &a, &trial, focus);
   planner_free(&trial);
   free(focus);
   if (!pr) {
-    arena_free(&a);
+    engine_arena_free(&a);
     engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
     return;
   }
@@ -471,39 +464,53 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
     engine_audit(e, rq->operator_name, "cutover-refused", cut.sources.v[0],
                  json_pack("{s:o, s:o, s:s, s:s}", "sources", engine_slugs_json(&cut.sources),
                            "hubs", engine_slugs_json(&cut.hubs), "reason", cut.reason, "refusal",
-                           pr->refusal),
-                 NULL, 0);
+                           pr->refusal));
     engine_send_reply(e, c, &rep);
-    arena_free(&a);
+    engine_arena_free(&a);
     return;
   }
   if (req->dry_run) {
     mv.dry_run = 1;
     rep.ok = 1;
     engine_send_reply(e, c, &rep);
-    arena_free(&a);
+    engine_arena_free(&a);
     return;
   }
-  arena_free(&a);
+  engine_arena_free(&a);
 
-  /* Real move. */
+  /* Real move: only if it can be recorded (committed, or journaled with
+   * room to spare), and its rule is stored before anything is sent. */
+  if (!engine_can_record(e, rq, "cutover", target_)) return;
+  group_t *g = engine_group_begin(e);
+  if (!g) {
+    engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+    return;
+  }
+  e->next_rule_id++;
+  engine_rec_t crec = {.kind = ENGINE_REC_CUTOVER_NEW, .cutover = &cut};
+  if (engine_add_cutover(e, &cut) != 0 || engine_store(e, &crec) != 0) {
+    /* Not recorded: forget it and route nothing. */
+    if (e->n_cut && e->cut[e->n_cut - 1].id == cut.id) e->n_cut--;
+    char why[300];
+    snprintf(why, sizeof why, "%s", g->err ? g->why : "out of memory");
+    engine_group_end(e);
+    engine_group_release(e, g);
+    engine_refuse(e, rq, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "nothing was changed: the cutover could not be recorded: %s", why);
+    return;
+  }
   for (unsigned s = 0; s < cut.sources.n; s++) {
     long i = engine_index(e, cut.sources.v[s]);
     if (i >= 0) engine_readmit(e, (size_t)i, rq->operator_name, "named in a cutover");
   }
-  e->next_rule_id++;
-  if (engine_add_cutover(e, &cut) != 0) {
-    engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
-    return;
-  }
-  engine_rec_t crec = {.kind = ENGINE_REC_CUTOVER_NEW, .cutover = &cut};
-  engine_store(e, &crec);
-  size_t *changed = calloc(n, sizeof *changed);
+  size_t *changed = calloc(n ? n : 1, sizeof *changed);
   unsigned n_changed = 0;
-  if (!changed) return;
-  engine_evaluate(e, changed, &n_changed);
-  waiter_t *w = engine_new_waiter(e, c, rid, changed, n_changed);
-  if (w) w->cutover_id = cut.id;
+  if (changed) engine_evaluate(e, changed, &n_changed);
+  waiter_t *w = changed ? engine_new_waiter(e, c, rid, changed, n_changed) : NULL;
+  if (w) {
+    w->cutover_id = cut.id;
+    w->group = g; /* the waiter answers once the records are durable */
+  }
   json_t *dirs = json_array();
   for (unsigned k = 0; k < n_changed; k++)
     json_array_append_new(dirs, engine_route_json(e, changed[k]));
@@ -515,17 +522,18 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
                          engine_slugs_json(&cut.hubs), "reason", cut.reason, "force", cut.force,
                          "expires_ms", (json_int_t)cut.expires_ms, "share_permille",
                          (json_int_t)(cut.share_permille ? cut.share_permille : 1000), "directives",
-                         dirs),
-               w ? c : NULL, rid);
-  if (!w)
+                         dirs));
+  if (!w) {
+    engine_group_release(e, g);
     engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
-  else if (n_changed == 0)
+  } else if (n_changed == 0) {
     engine_progress(e, c, rid, "nothing to change: the sources already route as planned");
-  else
+  } else {
     engine_progress(e, c, rid, "cutover %llu: %u directive(s) sent", (unsigned long long)cut.id,
                     n_changed);
+  }
   free(changed);
-  engine_waiters_check(e);
+  engine_group_end(e);
 }
 
 void engine_end_cutover(engine_t *e, cutover_t *cut, cutover_state_t st, const char *by) {
@@ -533,6 +541,64 @@ void engine_end_cutover(engine_t *e, cutover_t *cut, cutover_state_t st, const c
   engine_rec_t rec = {
       .kind = ENGINE_REC_CUTOVER_END, .id = cut->id, .cutover_state = st, .actor = by};
   engine_store(e, &rec);
+}
+
+/* nircctl readmit: sites excluded after a failed move go back into their
+ * rules; no rule ends. Refused (nothing changed) if any named site is
+ * unknown or not excluded. */
+static void engine_op_readmit(engine_t *e, const engine_req_t *rq, const Nirc__RestoreRequest *req,
+                              const char *target) {
+  if (req->n_sources == 0) {
+    engine_refuse(e, rq, "readmit", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "name the sites to readmit");
+    return;
+  }
+  for (size_t s = 0; s < req->n_sources; s++) {
+    long i = engine_index(e, req->sources[s]);
+    if (i < 0) {
+      engine_refuse(e, rq, "readmit", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                    "unknown site '%.40s'", req->sources[s]);
+      return;
+    }
+    if (!e->dirs[i].excluded_rule) {
+      engine_refuse(e, rq, "readmit", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                    "%s is not excluded after a failed move: nothing to readmit", req->sources[s]);
+      return;
+    }
+  }
+  if (!engine_can_record(e, rq, "readmit", target)) return;
+  group_t *g = engine_group_begin(e);
+  json_t *sites = json_array(), *rules = json_array();
+  for (size_t s = 0; s < req->n_sources; s++) {
+    size_t i = (size_t)engine_index(e, req->sources[s]);
+    json_array_append_new(sites, json_string(req->sources[s]));
+    json_array_append_new(rules,
+                          json_pack("{s:s, s:I}", "rule", rules_kind_name(e->dirs[i].excluded_kind),
+                                    "rule_id", (json_int_t)e->dirs[i].excluded_rule));
+    engine_readmit(e, i, rq->operator_name, req->reason && *req->reason ? req->reason : "readmit");
+  }
+  size_t n = engine_nsites(e);
+  size_t *changed = calloc(n ? n : 1, sizeof *changed);
+  unsigned n_changed = 0;
+  if (changed) engine_evaluate(e, changed, &n_changed);
+  waiter_t *w =
+      changed ? engine_new_waiter(e, rq->client, rq->request_id, changed, n_changed) : NULL;
+  if (w) w->group = g;
+  json_t *dirs = json_array();
+  for (unsigned k = 0; k < n_changed; k++)
+    json_array_append_new(dirs, engine_route_json(e, changed[k]));
+  engine_audit(e, rq->operator_name, "readmit", target,
+               json_pack("{s:o, s:o, s:s, s:o}", "sites", sites, "excluded_from", rules, "reason",
+                         req->reason ? req->reason : "", "directives", dirs));
+  if (!w) {
+    engine_group_release(e, g);
+    engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
+                       "out of memory");
+  } else {
+    engine_progress(e, rq->client, rq->request_id, "readmit: %u directive(s) sent", n_changed);
+  }
+  free(changed);
+  engine_group_end(e);
 }
 
 void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreRequest *req) {
@@ -547,8 +613,13 @@ void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreR
                   (unsigned long long)(engine_mono(e) - e->settle_from_mono));
     return;
   }
+  if (req->readmit) {
+    engine_op_readmit(e, rq, req, target_);
+    return;
+  }
   size_t n = engine_nsites(e);
   const char *who = rq->operator_name;
+  if (!engine_can_record(e, rq, "restore", target_)) return;
   json_t *ended = json_array();
   if (req->cutover_id) {
     cutover_t *cut = NULL;
@@ -561,6 +632,7 @@ void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreR
                     (unsigned long long)req->cutover_id);
       return;
     }
+    engine_group_begin(e); /* NULL (out of memory): records are not followed */
     engine_end_cutover(e, cut, CUTOVER_RESTORED, who);
     json_array_append_new(ended, json_integer((json_int_t)cut->id));
   } else {
@@ -593,6 +665,7 @@ void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreR
       }
     }
     /* Remove each source from its cutover; a cutover left empty ends. */
+    engine_group_begin(e);
     for (size_t s = 0; s < req->n_sources; s++) {
       for (size_t k = 0; k < e->n_cut; k++) {
         cutover_t *cut = &e->cut[k];
@@ -618,14 +691,12 @@ void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreR
     long i = engine_index(e, req->sources[s]);
     if (i >= 0) engine_readmit(e, (size_t)i, who, "restored");
   }
-  size_t *changed = calloc(n, sizeof *changed);
+  group_t *g = e->group;
+  size_t *changed = calloc(n ? n : 1, sizeof *changed);
   unsigned n_changed = 0;
-  if (!changed) {
-    json_decref(ended);
-    return;
-  }
-  engine_evaluate(e, changed, &n_changed);
-  waiter_t *w = engine_new_waiter(e, c, rid, changed, n_changed);
+  if (changed) engine_evaluate(e, changed, &n_changed);
+  waiter_t *w = changed ? engine_new_waiter(e, c, rid, changed, n_changed) : NULL;
+  if (w) w->group = g;
   json_t *dirs = json_array();
   for (unsigned k = 0; k < n_changed; k++)
     json_array_append_new(dirs, engine_route_json(e, changed[k]));
@@ -634,14 +705,15 @@ void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreR
     json_array_append_new(srcs, json_string(req->sources[s]));
   engine_audit(e, who, "restore", req->n_sources ? req->sources[0] : "cutover",
                json_pack("{s:o, s:o, s:s, s:o}", "sources", srcs, "ended_cutovers", ended, "reason",
-                         req->reason ? req->reason : "", "directives", dirs),
-               w ? c : NULL, rid);
-  if (!w)
+                         req->reason ? req->reason : "", "directives", dirs));
+  if (!w) {
+    engine_group_release(e, g);
     engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
-  else
+  } else {
     engine_progress(e, c, rid, "restore: %u directive(s) sent", n_changed);
+  }
   free(changed);
-  engine_waiters_check(e);
+  engine_group_end(e);
 }
 
 void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest *req) {
@@ -733,7 +805,7 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
     engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
     return;
   }
-  arena_t a = {0};
+  engine_arena_t a = {0};
   Nirc__PlanReply *pr = engine_plan_reply(e, &a, &trial, focus);
   Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
   rep.request_id = rid;
@@ -744,369 +816,7 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
     engine_send_reply(e, c, &rep);
   else
     engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
-  arena_free(&a);
+  engine_arena_free(&a);
   planner_free(&trial);
   free(focus);
-}
-
-static void engine_days_text(uint8_t days, char *buf, size_t len) {
-  static const char *names[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
-  if (days == 0x7f) {
-    snprintf(buf, len, "daily");
-    return;
-  }
-  size_t used = 0;
-  buf[0] = '\0';
-  for (int d = 0; d < 7; d++)
-    if (days & (1u << d))
-      used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%s", used ? "," : "",
-                               names[d]);
-}
-
-static Nirc__ScheduleSpec *engine_schedule_spec(engine_t *e, arena_t *a, const schedule_t *s) {
-  Nirc__ScheduleSpec *sp = arena_alloc(a, sizeof *sp);
-  if (!sp) return NULL;
-  nirc__schedule_spec__init(sp);
-  sp->id = s->id;
-  sp->name = arena_str(a, s->name);
-  sp->sources = arena_alloc(a, (s->sources.n + 1) * sizeof(char *));
-  sp->hubs = arena_alloc(a, (s->hubs.n + 1) * sizeof(char *));
-  sp->exceptions = arena_alloc(a, (s->n_exceptions + 1) * sizeof(char *));
-  if (!sp->sources || !sp->hubs || !sp->exceptions) return NULL;
-  for (unsigned k = 0; k < s->sources.n; k++)
-    sp->sources[sp->n_sources++] = arena_str(a, s->sources.v[k]);
-  for (unsigned k = 0; k < s->hubs.n; k++)
-    sp->hubs[sp->n_hubs++] = arena_str(a, s->hubs.v[k]);
-  for (unsigned k = 0; k < s->n_exceptions; k++) {
-    char d[16];
-    int32_t x = s->exceptions[k];
-    snprintf(d, sizeof d, "%04d-%02d-%02d", x / 10000, (x / 100) % 100, x % 100);
-    sp->exceptions[sp->n_exceptions++] = arena_str(a, d);
-  }
-  char t[16], days[64];
-  snprintf(t, sizeof t, "%02d:%02d", s->start_min / 60, s->start_min % 60);
-  sp->start = arena_str(a, t);
-  snprintf(t, sizeof t, "%02d:%02d", s->end_min / 60, s->end_min % 60);
-  sp->end = arena_str(a, t);
-  engine_days_text(s->days, days, sizeof days);
-  sp->days = arena_str(a, days);
-  sp->tz = arena_str(a, s->tz);
-  sp->wave_size = s->wave_size;
-  sp->enabled = s->enabled;
-  int64_t st, en;
-  sp->in_force = rules_schedule_window(s, engine_now(e), &st, &en);
-  sp->next_start_ms = rules_schedule_next_start(s, engine_now(e));
-  return sp;
-}
-
-/* Sends a reply built in arena `a` (then frees it); `built` says whether
- * every allocation succeeded. Out of memory is answered, never silent. */
-static void engine_send_built_reply(engine_t *e, void *c, uint64_t rid, arena_t *a, bool built,
-                                    Nirc__OperatorReply *rep) {
-  if (!built || a->failed) {
-    arena_free(a);
-    engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
-    return;
-  }
-  rep->request_id = rid;
-  rep->ok = 1;
-  engine_send_reply(e, c, rep);
-  arena_free(a);
-}
-
-static void engine_reply_schedules(engine_t *e, void *c, uint64_t rid) {
-  arena_t a = {0};
-  Nirc__ScheduleReply *sr = arena_alloc(&a, sizeof *sr);
-  if (sr) {
-    nirc__schedule_reply__init(sr);
-    sr->schedules = arena_alloc(&a, (e->n_sch + 1) * sizeof *sr->schedules);
-  }
-  for (size_t k = 0; sr && sr->schedules && k < e->n_sch; k++) {
-    Nirc__ScheduleSpec *sp = engine_schedule_spec(e, &a, &e->sch[k]);
-    if (sp) sr->schedules[sr->n_schedules++] = sp;
-  }
-  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
-  rep.body_case = NIRC__OPERATOR_REPLY__BODY_SCHEDULE;
-  rep.schedule = sr;
-  engine_send_built_reply(e, c, rid, &a, sr && sr->schedules, &rep);
-}
-
-static schedule_t *engine_find_schedule(engine_t *e, const char *name, uint64_t id) {
-  for (size_t k = 0; k < e->n_sch; k++)
-    if ((id && e->sch[k].id == id) || (name && *name && strcmp(e->sch[k].name, name) == 0))
-      return &e->sch[k];
-  return NULL;
-}
-
-int engine_schedule_from_spec(const Nirc__ScheduleSpec *sp, schedule_t *s, char *err,
-                              size_t errlen) {
-  memset(s, 0, sizeof *s);
-  if (!sp) {
-    snprintf(err, errlen, "no schedule given");
-    return NIRC_EINVAL;
-  }
-  nirc_strlcpy(s->name, sp->name ? sp->name : "", sizeof s->name);
-  if (engine_copy_slugs(&s->sources, sp->sources, sp->n_sources, "sources", err, errlen) ||
-      engine_copy_slugs(&s->hubs, sp->hubs, sp->n_hubs, "hubs", err, errlen))
-    return NIRC_EINVAL;
-  if (!sp->start || rules_parse_hhmm(sp->start, &s->start_min) != 0) {
-    snprintf(err, errlen, "start time '%s' is not HH:MM (00:00-23:59)", sp->start ? sp->start : "");
-    return NIRC_EINVAL;
-  }
-  if (!sp->end || rules_parse_hhmm(sp->end, &s->end_min) != 0) {
-    snprintf(err, errlen, "end time '%s' is not HH:MM (00:00-23:59)", sp->end ? sp->end : "");
-    return NIRC_EINVAL;
-  }
-  if (rules_parse_days(sp->days && *sp->days ? sp->days : "daily", &s->days, err, errlen) != 0)
-    return NIRC_EINVAL;
-  nirc_strlcpy(s->tz, sp->tz && *sp->tz ? sp->tz : "Asia/Shanghai", sizeof s->tz);
-  for (size_t k = 0; k < sp->n_exceptions; k++) {
-    if (s->n_exceptions == RULES_MAX_EXCEPTIONS ||
-        rules_parse_date(sp->exceptions[k], &s->exceptions[s->n_exceptions]) != 0) {
-      snprintf(err, errlen, "exception date '%s' is not YYYY-MM-DD", sp->exceptions[k]);
-      return NIRC_EINVAL;
-    }
-    s->n_exceptions++;
-  }
-  s->wave_size = sp->wave_size ? sp->wave_size : 5;
-  s->enabled = true;
-  return 0;
-}
-
-static void engine_persist_schedule(engine_t *e, const schedule_t *s, const char *who) {
-  engine_rec_t rec = {.kind = ENGINE_REC_SCHEDULE_NEW, .schedule = s, .actor = who};
-  engine_store(e, &rec);
-}
-
-void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__ScheduleRequest *req) {
-  void *c = rq->client;
-  uint64_t rid = rq->request_id;
-  char target_[256];
-  snprintf(target_, sizeof target_, "%s", req->name ? req->name : "");
-  char err[512], why[256];
-  const char *who = rq->operator_name;
-  rules_env_t env = {engine_site_exists, e};
-  switch (req->op) {
-  case NIRC__RULE_OP__RULE_OP_LIST: engine_reply_schedules(e, c, rid); return;
-  case NIRC__RULE_OP__RULE_OP_ADD: {
-    schedule_t s;
-    if (engine_schedule_from_spec(req->spec, &s, err, sizeof err) != 0 ||
-        rules_validate_schedule(&s, &env, err, sizeof err) != 0) {
-      engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
-      return;
-    }
-    if (engine_find_schedule(e, s.name, 0)) {
-      engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                    "a schedule named '%s' exists; remove it first or pick another name", s.name);
-      return;
-    }
-    for (size_t k = 0; k < e->n_sch; k++) {
-      if (rules_schedules_conflict(&s, &e->sch[k], why, sizeof why)) {
-        engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                      "conflicts with schedule '%s': %s", e->sch[k].name, why);
-        return;
-      }
-    }
-    s.id = e->next_rule_id++;
-    if (engine_add_schedule(e, &s) != 0) {
-      engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
-      return;
-    }
-    engine_persist_schedule(e, &s, who);
-    json_t *ex = json_array();
-    for (unsigned k = 0; k < s.n_exceptions; k++) {
-      char d[16];
-      int32_t x = s.exceptions[k];
-      snprintf(d, sizeof d, "%04d-%02d-%02d", x / 10000, (x / 100) % 100, x % 100);
-      json_array_append_new(ex, json_string(d));
-    }
-    engine_audit(e, who, "schedule-add", s.name,
-                 json_pack("{s:I, s:o, s:o, s:i, s:i, s:i, s:s, s:i, s:o}", "id", (json_int_t)s.id,
-                           "sources", engine_slugs_json(&s.sources), "hubs",
-                           engine_slugs_json(&s.hubs), "start_min", s.start_min, "end_min",
-                           s.end_min, "days", s.days, "tz", s.tz, "wave_size", (int)s.wave_size,
-                           "exceptions", ex),
-                 NULL, 0);
-    engine_reply_schedules(e, c, rid);
-    return;
-  }
-  case NIRC__RULE_OP__RULE_OP_REMOVE:
-  case NIRC__RULE_OP__RULE_OP_ENABLE:
-  case NIRC__RULE_OP__RULE_OP_DISABLE: {
-    schedule_t *s = engine_find_schedule(e, req->name, req->id);
-    if (!s) {
-      engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                    "no schedule '%s' (see nircctl schedule list)", req->name ? req->name : "");
-      return;
-    }
-    const char *action;
-    if (req->op == NIRC__RULE_OP__RULE_OP_REMOVE) {
-      action = "schedule-rm";
-      engine_rec_t rec = {.kind = ENGINE_REC_SCHEDULE_REMOVE, .id = s->id};
-      engine_store(e, &rec);
-      engine_audit(e, who, action, s->name, json_pack("{s:I}", "id", (json_int_t)s->id), NULL, 0);
-      *s = e->sch[--e->n_sch]; /* order does not matter */
-    } else {
-      bool on = req->op == NIRC__RULE_OP__RULE_OP_ENABLE;
-      if (on) {
-        schedule_t trial = *s;
-        trial.enabled = true;
-        for (size_t k = 0; k < e->n_sch; k++) {
-          if (&e->sch[k] == s) continue;
-          if (rules_schedules_conflict(&trial, &e->sch[k], why, sizeof why)) {
-            engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                          "cannot enable: conflicts with schedule '%s': %s", e->sch[k].name, why);
-            return;
-          }
-        }
-      }
-      s->enabled = on;
-      action = on ? "schedule-enable" : "schedule-disable";
-      engine_rec_t rec = {.kind = ENGINE_REC_SCHEDULE_ENABLE, .id = s->id, .enabled = on};
-      engine_store(e, &rec);
-      engine_audit(e, who, action, s->name, json_pack("{s:I}", "id", (json_int_t)s->id), NULL, 0);
-    }
-    engine_reply_schedules(e, c, rid);
-    return;
-  }
-  default:
-    engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                  "unknown schedule operation");
-  }
-}
-
-static Nirc__OverflowSpec *engine_overflow_spec(engine_t *e, arena_t *a, size_t k) {
-  const overflow_rule_t *o = &e->ovf[k];
-  Nirc__OverflowSpec *sp = arena_alloc(a, sizeof *sp);
-  if (!sp) return NULL;
-  nirc__overflow_spec__init(sp);
-  sp->id = o->id;
-  sp->name = arena_str(a, o->name);
-  sp->source = arena_str(a, o->source);
-  sp->hubs = arena_alloc(a, (o->hubs.n + 1) * sizeof(char *));
-  if (!sp->hubs) return NULL;
-  for (unsigned h = 0; h < o->hubs.n; h++)
-    sp->hubs[sp->n_hubs++] = arena_str(a, o->hubs.v[h]);
-  sp->trigger_wait_s = o->trigger_wait_s;
-  sp->release_wait_s = o->release_wait_s;
-  sp->trigger_queue = o->trigger_queue;
-  sp->release_queue = o->release_queue;
-  sp->trigger_sl = o->trigger_sl;
-  sp->release_sl = o->release_sl;
-  sp->share_cap_permille = o->share_cap_permille;
-  sp->min_hold_s = o->min_hold_s;
-  sp->margin_s = o->margin_s;
-  sp->enabled = o->enabled;
-  sp->engaged = e->ovf_state[k].engaged;
-  return sp;
-}
-
-static void engine_reply_overflows(engine_t *e, void *c, uint64_t rid) {
-  arena_t a = {0};
-  Nirc__OverflowReply *orp = arena_alloc(&a, sizeof *orp);
-  if (orp) {
-    nirc__overflow_reply__init(orp);
-    orp->rules = arena_alloc(&a, (e->n_ovf + 1) * sizeof *orp->rules);
-  }
-  for (size_t k = 0; orp && orp->rules && k < e->n_ovf; k++) {
-    Nirc__OverflowSpec *sp = engine_overflow_spec(e, &a, k);
-    if (sp) orp->rules[orp->n_rules++] = sp;
-  }
-  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
-  rep.body_case = NIRC__OPERATOR_REPLY__BODY_OVERFLOW;
-  rep.overflow = orp;
-  engine_send_built_reply(e, c, rid, &a, orp && orp->rules, &rep);
-}
-
-int engine_overflow_from_spec(const Nirc__OverflowSpec *sp, overflow_rule_t *o, char *err,
-                              size_t errlen) {
-  memset(o, 0, sizeof *o);
-  if (!sp) {
-    snprintf(err, errlen, "no rule given");
-    return NIRC_EINVAL;
-  }
-  nirc_strlcpy(o->name, sp->name ? sp->name : "", sizeof o->name);
-  nirc_strlcpy(o->source, sp->source ? sp->source : "", sizeof o->source);
-  if (engine_copy_slugs(&o->hubs, sp->hubs, sp->n_hubs, "hubs", err, errlen)) return NIRC_EINVAL;
-  o->trigger_wait_s = sp->trigger_wait_s;
-  o->release_wait_s = sp->release_wait_s;
-  o->trigger_queue = sp->trigger_queue;
-  o->release_queue = sp->release_queue;
-  o->trigger_sl = sp->trigger_sl;
-  o->release_sl = sp->release_sl;
-  o->share_cap_permille = sp->share_cap_permille;
-  o->min_hold_s = sp->min_hold_s;
-  o->margin_s = sp->margin_s;
-  o->enabled = true;
-  if (!o->name[0]) snprintf(o->name, sizeof o->name, "%s-overflow", o->source);
-  return 0;
-}
-
-void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__OverflowRequest *req) {
-  void *c = rq->client;
-  uint64_t rid = rq->request_id;
-  char target_[256];
-  snprintf(target_, sizeof target_, "%s", req->name ? req->name : "");
-  char err[512], why[256];
-  const char *who = rq->operator_name;
-  rules_env_t env = {engine_site_exists, e};
-  if (req->op == NIRC__RULE_OP__RULE_OP_LIST) {
-    engine_reply_overflows(e, c, rid);
-    return;
-  }
-  if (req->op == NIRC__RULE_OP__RULE_OP_ADD) {
-    overflow_rule_t o;
-    if (engine_overflow_from_spec(req->spec, &o, err, sizeof err) != 0) {
-      engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
-      return;
-    }
-    if (rules_validate_overflow(&o, &env, err, sizeof err) != 0) {
-      engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
-      return;
-    }
-    for (size_t k = 0; k < e->n_ovf; k++) {
-      if (strcmp(e->ovf[k].name, o.name) == 0 ||
-          rules_overflows_conflict(&o, &e->ovf[k], why, sizeof why)) {
-        engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                      "conflicts with overflow rule '%s': %s", e->ovf[k].name,
-                      strcmp(e->ovf[k].name, o.name) == 0 ? "same name" : why);
-        return;
-      }
-    }
-    o.id = e->next_rule_id++;
-    if (engine_add_overflow(e, &o) != 0) {
-      engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
-      return;
-    }
-    engine_rec_t rec = {.kind = ENGINE_REC_OVERFLOW_NEW, .overflow = &o, .actor = who};
-    engine_store(e, &rec);
-    engine_audit(e, who, "overflow-add", o.name,
-                 json_pack("{s:I, s:s, s:o, s:I}", "id", (json_int_t)o.id, "source", o.source,
-                           "hubs", engine_slugs_json(&o.hubs), "share_cap_permille",
-                           (json_int_t)o.share_cap_permille),
-                 NULL, 0);
-    engine_reply_overflows(e, c, rid);
-    return;
-  }
-  if (req->op == NIRC__RULE_OP__RULE_OP_REMOVE) {
-    for (size_t k = 0; k < e->n_ovf; k++) {
-      if ((req->id && e->ovf[k].id == req->id) ||
-          (req->name && *req->name && strcmp(e->ovf[k].name, req->name) == 0)) {
-        engine_rec_t rec = {.kind = ENGINE_REC_OVERFLOW_REMOVE, .id = e->ovf[k].id};
-        engine_store(e, &rec);
-        engine_audit(e, who, "overflow-rm", e->ovf[k].name,
-                     json_pack("{s:I}", "id", (json_int_t)e->ovf[k].id), NULL, 0);
-        e->ovf[k] = e->ovf[e->n_ovf - 1];
-        e->ovf_state[k] = e->ovf_state[e->n_ovf - 1];
-        e->n_ovf--;
-        engine_reply_overflows(e, c, rid);
-        return;
-      }
-    }
-    engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                  "no overflow rule '%s' (see nircctl overflow list)", req->name ? req->name : "");
-    return;
-  }
-  engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                "overflow rules support list, add and rm");
 }

@@ -65,6 +65,7 @@ typedef struct {
   uint64_t duplicates_total; /* once-writes found already applied, so skipped */
   uint64_t failed_total;     /* once-writes the database refused (logged, dropped) */
   uint64_t refused_total;    /* once-writes refused: journal full or unwritable */
+  uint64_t shed_total;       /* bulk once-writes refused to keep room for changes */
   uint64_t torn_total;       /* torn last records dropped when the journal was opened */
   uint64_t corrupt_total;    /* corrupt journals renamed aside */
 } db_journal_stats_t;

@@ -52,6 +52,7 @@
 
 #include <assert.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,6 +189,11 @@ static void db_set_state(db_t *db, db_state_t to) {
   } else {
     log_debug(LOG_DB, DB_OBJ, "%s -> %s", db_state_name(from), db_state_name(to));
   }
+}
+
+uint64_t db_unreachable_ms(const db_t *db) {
+  if (!db || !db->outage || db->state == DB_READY || db->state == DB_BUSY) return 0;
+  return uv_now(db->loop) - db->outage_start;
 }
 
 db_state_t db_state(const db_t *db) {
@@ -914,8 +920,10 @@ int db_exec(db_t *db, const char *sql, int nparams, const char *const *params, d
   return 0;
 }
 
-int db_exec_once(db_t *db, const char *sql, int nparams, const char *const *params, db_result_cb cb,
-                 void *arg) {
+/* db_exec_once and db_exec_once_bulk; bulk writes may fill the journal
+ * to DB_JOURNAL_BULK_PCT of its size only. */
+static int db_once_write(db_t *db, bool bulk, const char *sql, int nparams,
+                         const char *const *params, db_result_cb cb, void *arg) {
   if (!db || !db_args_ok(sql, nparams, params) || !*sql) return NIRC_EINVAL;
   if (db->closing) return NIRC_ECLOSED;
   char key[QUERY_KEY_MAX];
@@ -931,10 +939,14 @@ int db_exec_once(db_t *db, const char *sql, int nparams, const char *const *para
     /* The record on disk is the write; q only carries the callback. */
     query_t *q = calloc(1, sizeof *q);
     if (!q) return NIRC_ENOMEM;
-    int rc = journal_append(&db->once.jnl, key, sql, nparams, params, at);
+    uint64_t limit = bulk ? db->once.jnl.max / 100 * DB_JOURNAL_BULK_PCT : 0;
+    int rc = journal_append(&db->once.jnl, limit, key, sql, nparams, params, at);
     if (rc != 0) {
       free(q);
-      if (rc != NIRC_ENOMEM) once_refused(&db->once, rc, uv_now(db->loop), db->target);
+      if (bulk && rc == NIRC_EFULL && db->once.jnl.size < db->once.jnl.max)
+        once_shed(&db->once, uv_now(db->loop), db->target);
+      else if (rc != NIRC_ENOMEM)
+        once_refused(&db->once, rc, uv_now(db->loop), db->target);
       return rc;
     }
     db->key_seq++;
@@ -955,6 +967,61 @@ int db_exec_once(db_t *db, const char *sql, int nparams, const char *const *para
   q->arg = arg;
   q->at_ms = at;
   db_enqueue(db, q);
+  return 0;
+}
+
+int db_exec_once(db_t *db, const char *sql, int nparams, const char *const *params, db_result_cb cb,
+                 void *arg) {
+  return db_once_write(db, false, sql, nparams, params, cb, arg);
+}
+
+int db_exec_once_bulk(db_t *db, const char *sql, int nparams, const char *const *params,
+                      db_result_cb cb, void *arg) {
+  return db_once_write(db, true, sql, nparams, params, cb, arg);
+}
+
+int db_once_ready(const db_t *db, char *why, size_t whylen) {
+  if (!db || db->closing) {
+    snprintf(why, whylen, "the controller's database client is closed (nircd is stopping)");
+    return NIRC_ECLOSED;
+  }
+  const journal_t *j = &db->once.jnl;
+  bool connected = db->state == DB_READY || db->state == DB_BUSY;
+  if (!db_journal_mode(db)) {
+    if (!connected && j->fd < 0) {
+      snprintf(why, whylen,
+               "the database at %s is unreachable and nircd has no outage journal to record the "
+               "change in; bring the database back, or set [database] journal",
+               db->target);
+      return NIRC_EIO;
+    }
+    if (db->queue.depth >= DB_QUEUE_MAX) {
+      snprintf(why, whylen,
+               "%zu writes are waiting for the database at %s; it is not keeping up: try again "
+               "in a moment",
+               db->queue.depth, db->target);
+      return NIRC_EFULL;
+    }
+    return 0;
+  }
+  if (j->broken || j->last_errno) {
+    snprintf(why, whylen,
+             "the outage journal %s cannot be written (%s) while the database at %s is "
+             "unreachable; free space on its file system or check the disk",
+             j->path,
+             j->last_errno ? strerror(j->last_errno) : "a failed write could not be undone",
+             db->target);
+    return NIRC_EIO;
+  }
+  if (j->size + DB_JOURNAL_CHANGE_ROOM > j->max) {
+    snprintf(why, whylen,
+             "the outage journal %s has no room for another change (%llu KiB of %llu KiB used) "
+             "while the database at %s is unreachable; bring the database back, or raise "
+             "[database] journal_max",
+             j->path, (unsigned long long)(j->size / 1024), (unsigned long long)(j->max / 1024),
+             db->target);
+    return NIRC_EFULL;
+  }
   return 0;
 }
 

@@ -59,6 +59,24 @@ int db_exec(db_t *db, const char *sql, int nparams, const char *const *params, d
  * counted in refused_total) or NIRC_EIO (the journal cannot be written). */
 int db_exec_once(db_t *db, const char *sql, int nparams, const char *const *params, db_result_cb cb,
                  void *arg);
+/* The share of journal_max that bulk once-writes (link events, load
+ * minutes, acks) may fill; the rest is kept for operator changes, rules,
+ * directives and the audit trail. */
+#define DB_JOURNAL_BULK_PCT 75
+/* Room an operator change needs in the journal to be accepted. */
+#define DB_JOURNAL_CHANGE_ROOM (4u * 1024u)
+
+/* db_exec_once for history that may be shed under pressure: while
+ * journaling, it is refused (NIRC_EFULL, counted in shed_total, logged as
+ * an alarm once a minute) when the journal would pass
+ * DB_JOURNAL_BULK_PCT of journal_max. */
+int db_exec_once_bulk(db_t *db, const char *sql, int nparams, const char *const *params,
+                      db_result_cb cb, void *arg);
+/* Whether an operator change can be made durable now: committed to the
+ * database, or written and synced in the journal with
+ * DB_JOURNAL_CHANGE_ROOM to spare. 0, or NIRC_ECLOSED, NIRC_EFULL or
+ * NIRC_EIO with a message for the operator naming the cause and the fix. */
+int db_once_ready(const db_t *db, char *why, size_t whylen);
 /* Completes every queued query with NIRC_ECLOSED (callbacks run), closes
  * the connection and handles; `done` runs once everything is released and
  * the db_t has been freed. Once-writes still queued or in flight are first
@@ -66,6 +84,9 @@ int db_exec_once(db_t *db, const char *sql, int nparams, const char *const *para
  * start replays them; without a journal they complete with NIRC_ECLOSED. */
 void db_close(db_t *db, void (*done)(void *arg), void *arg);
 db_state_t db_state(const db_t *db);
+/* How long the database has been unreachable, in ms (0: connected, or no
+ * outage seen yet). */
+uint64_t db_unreachable_ms(const db_t *db);
 const char *db_state_name(db_state_t s);
 /* Queries waiting in memory (the journal is counted by db_journal_stats). */
 size_t db_queue_depth(const db_t *db);

@@ -542,12 +542,13 @@ int journal_open(journal_t *j, const char *path, uint64_t max, char *err, size_t
 /* Appends one once-write. Returns 0, NIRC_EFULL (the file would pass its
  * maximum), NIRC_ERANGE (too large for any journal) or NIRC_EIO (nothing
  * was added: a partial write is cut off again). */
-int journal_append(journal_t *j, const char *key, const char *sql, int nparams,
+int journal_append(journal_t *j, uint64_t limit, const char *key, const char *sql, int nparams,
                    const char *const *params, int64_t at_ms) {
   if (j->fd < 0 || j->broken) return NIRC_EIO;
   size_t n = journal_record_size(key, sql, nparams, params);
   if (n > JNL_REC_HDR + DB_JOURNAL_RECORD_MAX) return NIRC_ERANGE;
-  if (j->size + n > j->max) return NIRC_EFULL;
+  if (!limit || limit > j->max) limit = j->max;
+  if (j->size + n > limit) return NIRC_EFULL;
   unsigned char *buf = malloc(n);
   if (!buf) return NIRC_ENOMEM;
   journal_encode(buf, n, key, sql, nparams, params, at_ms);
@@ -569,6 +570,7 @@ int journal_append(journal_t *j, const char *key, const char *sql, int nparams,
   j->size += n;
   j->records++;
   j->dirty = 1;
+  j->last_errno = 0;
   return 0;
 }
 

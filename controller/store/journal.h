@@ -48,9 +48,12 @@ void journal_close(journal_t *j);
 /* The bytes a once-write takes in the journal, header included. */
 size_t journal_record_size(const char *key, const char *sql, int nparams,
                            const char *const *params);
-/* Appends one once-write; it is durable after the next journal_sync.
- * Returns 0, NIRC_EFULL, NIRC_ERANGE, NIRC_ENOMEM or NIRC_EIO. */
-int journal_append(journal_t *j, const char *key, const char *sql, int nparams,
+/* Appends one once-write; it is durable after the next journal_sync. The
+ * file may grow to `limit` bytes for it (0: to max); bulk writes get less
+ * than max so that operator changes keep room. Returns 0, NIRC_EFULL,
+ * NIRC_ERANGE, NIRC_ENOMEM or NIRC_EIO (and last_errno says why; a later
+ * successful append clears it). */
+int journal_append(journal_t *j, uint64_t limit, const char *key, const char *sql, int nparams,
                    const char *const *params, int64_t at_ms);
 /* fdatasync after appends. 0 or -errno. */
 int journal_sync(journal_t *j);

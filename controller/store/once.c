@@ -116,6 +116,25 @@ void once_flush(once_t *once) {
   }
 }
 
+void once_shed(once_t *once, uint64_t now, const char *target) {
+  once->st.shed_total++;
+  if (once->last_shed_log && now - once->last_shed_log < ONCE_REFUSED_LOG_MS) {
+    once->shed_unlogged++;
+    return;
+  }
+  unsigned long long more = (unsigned long long)once->shed_unlogged;
+  once->last_shed_log = now;
+  once->shed_unlogged = 0;
+  log_error(LOG_DB, DB_OBJ,
+            "ALARM: database journal %s is %llu%% full (%llu of %llu bytes): history (link "
+            "events, load minutes, acks) is being shed to keep room for operator changes "
+            "(%llu more shed since the last report). Fix: bring the database at %s back, or "
+            "raise [database] journal_max",
+            once->jnl.path,
+            (unsigned long long)(once->jnl.max ? once->jnl.size * 100 / once->jnl.max : 100),
+            (unsigned long long)once->jnl.size, (unsigned long long)once->jnl.max, more, target);
+}
+
 void once_refused(once_t *once, int rc, uint64_t now, const char *target) {
   once->st.refused_total++;
   if (once->last_refused_log && now - once->last_refused_log < ONCE_REFUSED_LOG_MS) {
@@ -147,7 +166,7 @@ size_t once_spill(once_t *once, query_queue_t *qq, query_t *inflight, const char
   int rc = 0;
   size_t moved = 0;
   if (inflight) {
-    rc = once->jnl.fd >= 0 ? journal_append(&once->jnl, inflight->key, inflight->sql,
+    rc = once->jnl.fd >= 0 ? journal_append(&once->jnl, 0, inflight->key, inflight->sql,
                                             inflight->nparams, inflight->params, inflight->at_ms)
                            : NIRC_EIO;
     if (rc == 0) {
@@ -165,7 +184,7 @@ size_t once_spill(once_t *once, query_queue_t *qq, query_t *inflight, const char
       q = next;
       continue;
     }
-    rc = journal_append(&once->jnl, q->key, q->sql, q->nparams, q->params, q->at_ms);
+    rc = journal_append(&once->jnl, 0, q->key, q->sql, q->nparams, q->params, q->at_ms);
     if (rc != 0) break;
     if (prev) {
       prev->next = next;

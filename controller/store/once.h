@@ -31,6 +31,8 @@ typedef struct {
   query_t *jdone_head, *jdone_tail; /* journaled, told after the next sync */
   uint64_t last_refused_log;        /* uv_now() of the last "journal full" error */
   uint64_t refused_unlogged;        /* refusals since that error */
+  uint64_t last_shed_log;           /* uv_now() of the last "shedding" alarm */
+  uint64_t shed_unlogged;           /* bulk writes shed since that alarm */
   db_journal_stats_t st;            /* the counters; depth is read from jnl */
   uint64_t replay_applied, replay_dups, replay_failed; /* this drain, for its summary */
 } once_t;
@@ -54,6 +56,9 @@ void once_flush(once_t *once);
  * journal_append). The log is an error that names the fix (target: where
  * the database is), repeated at most once a minute; now is uv_now(). */
 void once_refused(once_t *once, int rc, uint64_t now, const char *target);
+/* A bulk once-write was shed to keep journal room for changes: counted,
+ * and raised as an alarm in the log at most once a minute. */
+void once_shed(once_t *once, uint64_t now, const char *target);
 /* The connection is gone, or the client closes: the once-write that was in
  * flight (`inflight`, already unlinked, or NULL) and the ones queued in qq
  * move to the journal in order, so they survive a restart and keep their

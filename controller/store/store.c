@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,18 +43,33 @@ static void store_done(void *arg, int err, const char *msg, PGresult *res) {
   free(d);
 }
 
-/* db_exec_once with an engine-style callback. */
-static int store_once(db_t *db, const char *sql, int n, const char *const *p, engine_stored_cb done,
-                      void *arg) {
+/* db_exec_once (or, for history that may be shed, db_exec_once_bulk) with
+ * an engine-style callback. */
+static int store_write(db_t *db, bool bulk, const char *sql, int n, const char *const *p,
+                       engine_stored_cb done, void *arg) {
   store_done_t *d = NULL;
   if (done) {
     d = malloc(sizeof *d);
     if (!d) return NIRC_ENOMEM;
     *d = (store_done_t){done, arg};
   }
-  int rc = db_exec_once(db, sql, n, p, d ? store_done : NULL, d);
+  int rc = bulk ? db_exec_once_bulk(db, sql, n, p, d ? store_done : NULL, d)
+                : db_exec_once(db, sql, n, p, d ? store_done : NULL, d);
   if (rc != 0) free(d);
   return rc;
+}
+
+/* Rules, directives and the audit trail: never shed. */
+static int store_once(db_t *db, const char *sql, int n, const char *const *p, engine_stored_cb done,
+                      void *arg) {
+  return store_write(db, false, sql, n, p, done, arg);
+}
+
+/* Link events, load minutes and acks: history, shed first when the
+ * journal runs short (db.h, DB_JOURNAL_BULK_PCT). */
+static int store_bulk(db_t *db, const char *sql, int n, const char *const *p, engine_stored_cb done,
+                      void *arg) {
+  return store_write(db, true, sql, n, p, done, arg);
 }
 
 /* ---- the engine's records ---- */
@@ -114,7 +130,7 @@ static int store_ack(db_t *db, const engine_rec_t *r, engine_stored_cb done, voi
   const char *p[] = {
       r->site, v[0], v[1], r->result, r->detail ? r->detail : "", r->latency_ms >= 0 ? v[2] : NULL,
       at,      biz};
-  return store_once(db,
+  return store_bulk(db,
                     "INSERT INTO directive_acks (site, epoch, version, result, detail, latency_ms, "
                     "at, business_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
                     8, p, done, arg);
@@ -227,7 +243,7 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
     /* Site events from the engine (alarms, failed directives) are link
      * events of that site, like the network side's. */
     const char *p[] = {"site", NULL, r->site, r->peer, r->action, r->detail ? r->detail : "", wall};
-    return store_once(db,
+    return store_bulk(db,
                       "INSERT INTO link_events (kind, identity, site, peer, event, detail, at) "
                       "VALUES ($1,$2,$3,$4,$5,$6,$7)",
                       7, p, done, arg);
@@ -292,7 +308,7 @@ int store_link_event(db_t *db, int64_t wall_ms, const char *kind, const char *id
                      event,
                      detail ? detail : "",
                      at};
-  return store_once(db,
+  return store_bulk(db,
                     "INSERT INTO link_events (kind, identity, site, peer, event, detail, at) "
                     "VALUES ($1,$2,$3,$4,$5,$6,$7)",
                     7, p, store_logged, NULL);
@@ -321,7 +337,7 @@ int store_load_minute(db_t *db, const char *site, const site_minute_t *m) {
                      v[6], v[7],   v[8], v[9], v[10], v[11], v[12], v[13]};
   /* A minute can arrive in two parts (a flush on shutdown, then the rest
    * after a restart): merge instead of failing on the primary key. */
-  return store_once(
+  return store_bulk(
       db,
       "INSERT INTO load_minute (site, minute, reports, offered, answered, abandoned, "
       "answered_within, from_other_sites, max_queue, max_wait_ms, avg_logged_in, avg_ready, "

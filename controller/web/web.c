@@ -181,12 +181,16 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
                "# TYPE nirc_directive_failures_total counter\n"
                "nirc_directive_failures_total %llu\n"
                "# HELP nirc_rollbacks_total Moves rolled back after a failure.\n"
-               "# TYPE nirc_rollbacks_total counter\nnirc_rollbacks_total %llu\n",
+               "# TYPE nirc_rollbacks_total counter\nnirc_rollbacks_total %llu\n"
+               "# HELP nirc_directive_acks_refused_total Acks not stored: for a directive never "
+               "sent, or one already acknowledged.\n"
+               "# TYPE nirc_directive_acks_refused_total counter\n"
+               "nirc_directive_acks_refused_total %llu\n",
                (unsigned long long)st->directives_sent, (unsigned long long)st->resends,
                (unsigned long long)st->acks_applied, (unsigned long long)st->acks_rejected,
                (unsigned long long)st->acks_failed, (unsigned long long)st->timeouts,
                (unsigned long long)(st->acks_rejected + st->acks_failed + st->timeouts),
-               (unsigned long long)st->rollbacks);
+               (unsigned long long)st->rollbacks, (unsigned long long)st->acks_refused);
     web_printf(b, "# HELP nirc_directive_latency_ms Directive sent to applied ack.\n"
                   "# TYPE nirc_directive_latency_ms histogram\n");
     for (unsigned k = 0; k < ENGINE_LATENCY_BUCKETS; k++) {
@@ -223,10 +227,13 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
              "# TYPE nirc_db_duplicates_total counter\nnirc_db_duplicates_total %llu\n"
              "# HELP nirc_db_journal_refused_total Writes refused because the journal was full or "
              "unwritable.\n"
-             "# TYPE nirc_db_journal_refused_total counter\nnirc_db_journal_refused_total %llu\n",
+             "# TYPE nirc_db_journal_refused_total counter\nnirc_db_journal_refused_total %llu\n"
+             "# HELP nirc_db_journal_shed_total History writes (link events, load minutes, "
+             "acks) shed to keep journal room for operator changes.\n"
+             "# TYPE nirc_db_journal_shed_total counter\nnirc_db_journal_shed_total %llu\n",
              (unsigned long long)js.records, (unsigned long long)js.bytes,
              (unsigned long long)js.replayed_total, (unsigned long long)js.duplicates_total,
-             (unsigned long long)js.refused_total);
+             (unsigned long long)js.refused_total, (unsigned long long)js.shed_total);
   const server_refusals_t *rf = &srv->refusals;
   web_printf(b,
              "# HELP nirc_links_unauthenticated Links in the TLS handshake or waiting for Hello.\n"

@@ -68,6 +68,9 @@ static void fuzz_progress(void *ctx, void *client, const Nirc__Progress *p) {}
 static int fuzz_store(void *ctx, const engine_rec_t *rec, engine_stored_cb done, void *arg) {
   return NIRC_ECLOSED;
 }
+static int fuzz_store_ready(void *ctx, char *why, size_t whylen) {
+  return 0;
+}
 static const engine_io_t fuzz_io = {
     .mono_ms = fuzz_mono,
     .now_ms = fuzz_business,
@@ -77,6 +80,7 @@ static const engine_io_t fuzz_io = {
     .send_reply = fuzz_reply,
     .send_progress = fuzz_progress,
     .store = fuzz_store,
+    .store_ready = fuzz_store_ready,
 };
 
 typedef struct {

@@ -86,6 +86,9 @@ DIRECTIVE = {"site": str, "epoch": int, "version": int, "route": [ROUTE_SHARE],
 CUTOVER_DETAIL = {"cutover_id": int, "sources": [str], "hubs": [str], "reason": str,
                   "force": bool, "expires_ms": int, "share_permille": int,
                   "directives": [DIRECTIVE]}
+EXCLUDED_FROM = {"rule": enum("cutover", "schedule", "overflow"), "rule_id": int}
+READMIT_DETAIL = {"sites": [str], "excluded_from": [EXCLUDED_FROM], "reason": str,
+                  "directives": [DIRECTIVE]}
 RESTORE_DETAIL = {"sources": [str], "ended_cutovers": [int], "reason": str,
                   "directives": [DIRECTIVE]}
 REFUSAL_DETAIL = {"refusal": str}
@@ -102,12 +105,12 @@ LEADERSHIP_DETAIL = {"why": str}
 SCHEDULE = {"id": int, "name": str, "sources": [str], "hubs": [str], "start": str, "end": str,
             "days": str, "tz": str, "exceptions": [str], "wave_size": int, "enabled": bool,
             "in_force": bool, "next_start_ms": int}
-SCHEDULES = {"schedules": [SCHEDULE]}
+SCHEDULES = {"schedules": [SCHEDULE], Opt("warning"): str}
 OVERFLOW_RULE = {"id": int, "name": str, "source": str, "hubs": [str], "trigger_wait_s": int,
                  "release_wait_s": int, "trigger_queue": int, "release_queue": int,
                  "trigger_sl": float, "release_sl": float, "share_cap_permille": int,
                  "min_hold_s": int, "margin_s": int, "enabled": bool, "engaged": bool}
-OVERFLOWS = {"rules": [OVERFLOW_RULE]}
+OVERFLOWS = {"rules": [OVERFLOW_RULE], Opt("warning"): str}
 
 # The names the document gives the shapes.
 SHAPES = {
@@ -115,6 +118,7 @@ SHAPES = {
     "Move": MOVE, "Outcome": OUTCOME, "Plan": PLAN, "PlannedMove": PLANNED_MOVE,
     "Capacity": CAPACITY, "Refusal": REFUSAL, "History": HISTORY, "AuditEntry": AUDIT_ENTRY,
     "CutoverDetail": CUTOVER_DETAIL, "RestoreDetail": RESTORE_DETAIL, "Directive": DIRECTIVE,
+    "ReadmitDetail": READMIT_DETAIL, "ExcludedFrom": EXCLUDED_FROM,
     "RefusalDetail": REFUSAL_DETAIL, "CapacityRefusalDetail": CAPACITY_REFUSAL_DETAIL,
     "ScheduleAddDetail": SCHEDULE_ADD_DETAIL, "RuleIdDetail": RULE_ID_DETAIL,
     "OverflowAddDetail": OVERFLOW_ADD_DETAIL, "MoveDetail": MOVE_DETAIL,
@@ -127,8 +131,10 @@ SHAPES = {
 DETAILS = {
     "cutover": (CUTOVER_DETAIL,),
     "restore": (RESTORE_DETAIL,),
+    "readmit": (READMIT_DETAIL,),
     "cutover-refused": (CAPACITY_REFUSAL_DETAIL, REFUSAL_DETAIL),
     "restore-refused": (REFUSAL_DETAIL,), "plan-refused": (REFUSAL_DETAIL,),
+    "readmit-refused": (REFUSAL_DETAIL,),
     "schedule-refused": (REFUSAL_DETAIL,), "overflow-refused": (REFUSAL_DETAIL,),
     "schedule-add": (SCHEDULE_ADD_DETAIL,),
     "schedule-rm": (RULE_ID_DETAIL,), "schedule-enable": (RULE_ID_DETAIL,),

@@ -1,7 +1,9 @@
 """A PBX that refuses the change: the directive fails, the source is rolled
 back home and excluded from the rule, the alarm is raised and audited, and
-the operator hears "partially applied" (exit 4). The PBX here is a shell
-script behind the exec adapter that refuses any route towards Xi'an."""
+the operator hears "partially applied" (exit 4). The exclusion survives a
+controller restart, and `nircctl readmit` ends it once the PBX is fixed.
+The PBX here is a shell script behind the exec adapter that refuses any
+route towards Xi'an."""
 import json
 import os
 
@@ -66,6 +68,41 @@ def test_refused_move_is_rolled_back_and_alarmed():
     assert any(e[0] == "directive_failed" for e in events), events
     acks = env.sql("SELECT result FROM directive_acks WHERE site = 'xizang' ORDER BY id")
     assert acks[0][0] == "failed" and acks[-1][0] == "applied", acks
+
+    # The exclusion is on record, so a restarted (or new) leader keeps
+    # xizang out instead of sending it to the broken trunk again.
+    rows = env.sql("SELECT site, rule_kind FROM route_exclusions WHERE cleared_at IS NULL")
+    assert rows == [["xizang", "cutover"]], rows
+    tried = len(open(os.path.join(env.dir, "applied.jsonl")).readlines())
+    assert env.controller.stop() == 0, env.controller.tail()
+    env.start_controller()
+    T.wait_until(lambda: env.status()["xizang"]["link"] == "online"
+                 and env.status()["shaanxi"]["link"] == "online", 20, "agents back")
+    # Once the new leader has settled, make it plan: a cutover of another
+    # source (hainan has no agent, so it answers after its ack timeout).
+    T.wait_until(lambda: "not cut over" in env.ctl("restore", "shaanxi").stderr or None, 20,
+                 "the new leader settled")
+    r = env.ctl("cutover", "hainan", "--to", "shaanxi", "--reason", "make the leader plan")
+    assert r.returncode == 4, (r.returncode, r.stdout, r.stderr)
+    st = env.status()["xizang"]
+    assert st["route"] == [{"site": "xizang", "permille": 1000}], st
+    assert "excluded" in st["active_rule"], st
+    applied = open(os.path.join(env.dir, "applied.jsonl")).read().splitlines()[tried:]
+    assert not any("shaanxi" in a for a in applied), f"the new leader retried the move: {applied}"
+
+    # The trunk is fixed: readmit puts xizang back into its cutover.
+    with open(os.path.join(env.dir, "apply.sh"), "w") as f:
+        f.write("#!/bin/sh\ncat >> \"$(dirname \"$0\")/applied.jsonl\"\nexit 0\n")
+    r = env.ctl("--json", "readmit", "xizang", "--reason", "trunk fixed")
+    assert r.returncode == 0, f"readmit: {r.returncode} {r.stdout} {r.stderr}"
+    T.wait_until(lambda: env.status()["xizang"]["route"] == [{"site": "shaanxi", "permille": 1000}],
+                 10, "xizang routed to shaanxi again")
+    rows = env.sql("SELECT cleared_by FROM route_exclusions WHERE site = 'xizang'")
+    assert rows == [["operator:alice"]], rows
+    audit = env.sql("SELECT actor, detail->>'reason' FROM audit_log WHERE action = 'readmit'")
+    assert audit == [["operator:alice", "trunk fixed"]], audit
+    r = env.ctl("readmit", "xizang")
+    assert r.returncode == 1 and "not excluded" in r.stderr, (r.returncode, r.stderr)
     env.close()
 
 

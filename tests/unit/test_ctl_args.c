@@ -144,6 +144,21 @@ static void test_watch_map_and_a_fresh_start(void **state) {
   assert_int_equal(args.req.restore->n_sources, 0);
 }
 
+static void test_readmit_request(void **state) {
+  assert_int_equal(parse(ARGV("readmit", "guangdong,hainan", "--reason", "trunk fixed")),
+                   CTL_ARGS_REQUEST);
+  assert_int_equal(args.req.body_case, NIRC__OPERATOR_REQUEST__BODY_RESTORE);
+  assert_true(args.req.restore->readmit);
+  assert_int_equal(args.req.restore->n_sources, 2);
+  assert_string_equal(args.req.restore->sources[1], "hainan");
+  assert_string_equal(args.req.restore->reason, "trunk fixed");
+  assert_int_equal(args.req.restore->cutover_id, 0);
+  /* A site is required; restore stays what it was. */
+  assert_int_not_equal(parse(ARGV("readmit")), CTL_ARGS_REQUEST);
+  assert_int_equal(parse(ARGV("restore", "hubei")), CTL_ARGS_REQUEST);
+  assert_false(args.req.restore->readmit);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_request),
@@ -153,6 +168,7 @@ int main(void) {
       cmocka_unit_test(test_repeated_except_keeps_every_date),
       cmocka_unit_test(test_too_many_except_dates),
       cmocka_unit_test(test_watch_map_and_a_fresh_start),
+      cmocka_unit_test(test_readmit_request),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

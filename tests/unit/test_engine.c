@@ -54,6 +54,7 @@ static void test_cutover_applied_and_answered(void **state) {
   assert_int_equal(world_count_rec(w, ENGINE_REC_ACK, NULL), 2);
   assert_true(
       route_same(&engine_site_dir(e, world_index(w, "hubei"))->acked, world_last(w, "hubei")));
+  world_flush(w); /* the store completes what it took */
   engine_free(e);
   world_free(w);
 }
@@ -81,8 +82,11 @@ static void test_schedule_moves_in_waves(void **state) {
   rq.spec = &sp;
   engine_req_t r = {.client = w, .request_id = 7, .operator_name = "admin:bob", .label = "t"};
   engine_op_schedule(e, &r, &rq);
+  assert_int_equal(w->n_rep, 0); /* answered once the schedule is durable */
+  world_flush(w);
   assert_int_equal(w->n_rep, 1);
   assert_true(w->rep[0].ok);
+  assert_int_equal(w->rep[0].code, 0);
   assert_int_equal(w->n_sch, 1);
 
   world_tick(w, e, 200);
@@ -101,6 +105,7 @@ static void test_schedule_moves_in_waves(void **state) {
     away += world_last(w, world_sources[k]) != NULL;
   assert_int_equal(away, 4); /* the second wave, after the window */
   assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "move"), 2);
+  world_flush(w); /* the store completes what it took */
   engine_free(e);
   world_free(w);
 }
@@ -127,6 +132,7 @@ static void test_failed_move_rolls_back(void **state) {
   assert_int_equal(route_share_of(world_last(w, "guangdong"), "guangdong"), 1000);
   assert_int_equal(route_share_of(world_last(w, "hainan"), "sichuan"), 1000);
   assert_true(engine_site_dir(e, world_index(w, "guangdong"))->excluded_rule != 0);
+  world_flush(w); /* the store completes what it took */
   engine_free(e);
   world_free(w);
 }
@@ -151,6 +157,7 @@ static void test_hub_loss_moves_to_next_hub(void **state) {
   assert_int_equal(world_last(w, "henan")->n_inbound, 1);
   for (size_t k = before; k < w->n_sent; k++)
     assert_int_not_equal(w->sent[k].site, world_index(w, "shaanxi"));
+  world_flush(w); /* the store completes what it took */
   engine_free(e);
   world_free(w);
 }
@@ -177,6 +184,7 @@ static void test_failover_reload_routes_the_same(void **state) {
   assert_non_null(acked);
   for (size_t i = 0; i < n; i++)
     acked[i] = engine_site_dir(a, i)->acked;
+  world_flush(w);
   engine_free(a); /* the old leader is gone */
 
   for (int with_rules = 1; with_rules >= 0; with_rules--) {
@@ -201,6 +209,7 @@ static void test_failover_reload_routes_the_same(void **state) {
       assert_true(w->n_sent > 0);
       assert_int_equal(route_share_of(world_last(w, "hubei"), "hubei"), 1000);
     }
+    world_flush(w);
     engine_free(b);
   }
   free(acked);
@@ -219,6 +228,192 @@ static void test_no_directive_without_leadership(void **state) {
   world_cutover(w, e, 5, src, 1, hub, 1, 0);
   assert_int_equal(w->n_sent, 0);
   assert_int_equal(world_count_rec(w, ENGINE_REC_DIRECTIVE, NULL), 0);
+  world_flush(w); /* the store completes what it took */
+  engine_free(e);
+  world_free(w);
+}
+
+/* The store cannot make a change durable (journal full): the operator is
+ * refused with the store's reason and nothing is routed or recorded. */
+static void test_change_refused_when_it_cannot_be_recorded(void **state) {
+  world_t *w = world_new();
+  engine_t *e = world_engine(w);
+  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 5000);
+  world_connect_all(w, e, NULL);
+  w->store_refuse = NIRC_EFULL;
+  snprintf(w->store_why, sizeof w->store_why,
+           "the outage journal /var/lib/nirc/nircd.journal is full (64 KiB of 64 KiB)");
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 1, src, 1, hub, 1, 0);
+  assert_int_equal(w->n_rep, 1);
+  assert_false(w->rep[0].ok);
+  assert_int_equal(w->rep[0].code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
+  assert_non_null(strstr(w->rep[0].msg, "nothing was changed"));
+  assert_non_null(strstr(w->rep[0].msg, "nircd.journal is full"));
+  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
+  char *ss[] = {"hunan"}, *sh[] = {"henan"};
+  sp.name = "night";
+  sp.sources = ss;
+  sp.n_sources = 1;
+  sp.hubs = sh;
+  sp.n_hubs = 1;
+  sp.start = "00:00";
+  sp.end = "23:59";
+  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
+  rq.op = NIRC__RULE_OP__RULE_OP_ADD;
+  rq.spec = &sp;
+  engine_req_t r = {.client = w, .request_id = 2, .operator_name = "admin:bob", .label = "t"};
+  engine_op_schedule(e, &r, &rq);
+  assert_int_equal(w->n_rep, 2);
+  assert_false(w->rep[1].ok);
+  world_tick(w, e, 200);
+  world_tick(w, e, 200);
+  assert_int_equal(w->n_sent, 0); /* neither moved anything */
+  assert_int_equal(world_count_rec(w, ENGINE_REC_CUTOVER_NEW, NULL), 0);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_SCHEDULE_NEW, NULL), 0);
+  world_flush(w); /* the store completes what it took */
+  engine_free(e);
+  world_free(w);
+}
+
+/* The store refuses the rule record itself: the cutover is forgotten and
+ * nothing is sent, now or on later ticks. */
+static void test_cutover_forgotten_when_its_rule_is_refused(void **state) {
+  world_t *w = world_new();
+  engine_t *e = world_engine(w);
+  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 5000);
+  world_connect_all(w, e, NULL);
+  w->store_fail_in = 1;
+  w->store_fail_rc = NIRC_EIO;
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 1, src, 1, hub, 1, 0);
+  assert_int_equal(w->n_rep, 1);
+  assert_false(w->rep[0].ok);
+  assert_non_null(strstr(w->rep[0].msg, "nothing was changed"));
+  w->store_fail_in = 0;
+  world_tick(w, e, 200);
+  assert_int_equal(w->n_sent, 0);
+  world_flush(w); /* the store completes what it took */
+  engine_free(e);
+  world_free(w);
+}
+
+/* A record accepted but then lost (the journal's sync failed): the move
+ * happened, and the operator is told it is not durable. */
+static void test_move_reported_not_durable(void **state) {
+  world_t *w = world_new();
+  engine_t *e = world_engine(w);
+  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 5000);
+  world_connect_all(w, e, NULL);
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 1, src, 1, hub, 1, 0);
+  world_ack(w, e, 0, NULL);
+  assert_int_equal(w->n_rep, 0);
+  size_t n = w->n_pending;
+  w->n_pending = 0;
+  for (size_t k = 0; k < n; k++)
+    w->pending[k].done(w->pending[k].arg, k == 0 ? NIRC_EIO : 0,
+                       k == 0 ? "journal sync failed: No space left on device" : NULL);
+  assert_int_equal(w->n_rep, 1);
+  assert_true(w->rep[0].ok); /* it moved */
+  assert_int_equal(w->rep[0].applied, 2);
+  assert_int_equal(w->rep[0].code, NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE);
+  assert_non_null(strstr(w->rep[0].msg, "NOT recorded durably"));
+  assert_non_null(strstr(w->rep[0].msg, "No space left"));
+  world_flush(w); /* the store completes what it took */
+  engine_free(e);
+  world_free(w);
+}
+
+/* A site floods acks: for directives never sent (another epoch, a future
+ * version), the same ack again and again, and with 60 KB of detail. Only
+ * one row per directive sent is stored, with its detail cut. */
+static void test_acks_bounded_by_directives_sent(void **state) {
+  world_t *w = world_new();
+  engine_t *e = world_engine(w);
+  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 5000);
+  world_connect_all(w, e, NULL);
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 1, src, 1, hub, 1, 0);
+  size_t hubei = world_index(w, "hubei");
+  const route_t *sent = world_last(w, "hubei");
+  char *big = malloc(60000);
+  assert_non_null(big);
+  memset(big, 'x', 59999);
+  big[59999] = '\0';
+  size_t before = world_count_rec(w, ENGINE_REC_ACK, NULL);
+  for (unsigned k = 0; k < 10000; k++) {
+    Nirc__DirectiveAck a = NIRC__DIRECTIVE_ACK__INIT;
+    a.site = "hubei";
+    a.epoch = k % 3 == 0 ? 4 : 5;                                   /* an old epoch, or ours */
+    a.version = k % 3 == 1 ? sent->version + 1 + k : sent->version; /* never sent, or sent */
+    a.result = NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
+    a.detail = big;
+    engine_on_ack(e, hubei, &a);
+  }
+  free(big);
+  /* One row: the first ack of the version that was sent. */
+  assert_int_equal(world_count_rec(w, ENGINE_REC_ACK, NULL), before + 1);
+  assert_true(strlen(w->rec[w->n_rec - 1].detail) < ENGINE_ACK_DETAIL_MAX);
+  assert_int_equal(engine_stats(e)->acks_refused, 9999);
+  /* And the move is applied all the same. */
+  assert_true(route_same(&engine_site_dir(e, hubei)->acked, sent));
+  world_flush(w); /* the store completes what it took */
+  engine_free(e);
+  world_free(w);
+}
+
+/* A site excluded after a failed move is readmitted by an operator: it
+ * moves with its rule again, audited; readmitting a site that is not
+ * excluded is refused. */
+static void test_readmit_after_failed_move(void **state) {
+  world_t *w = world_new();
+  engine_t *e = world_engine(w);
+  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 5000);
+  world_connect_all(w, e, NULL);
+  const char *src[] = {"guangdong", "hainan"}, *hub[] = {"sichuan"};
+  world_cutover(w, e, 9, src, 2, hub, 1, 0);
+  world_ack(w, e, 0, "guangdong");
+  world_flush(w);
+  world_tick(w, e, 200);
+  size_t gd = world_index(w, "guangdong");
+  assert_int_equal(route_share_of(world_last(w, "guangdong"), "guangdong"), 1000);
+  assert_true(engine_site_dir(e, gd)->excluded_rule != 0);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_EXCLUDE, NULL), 1);
+  world_ack(w, e, 0, NULL);
+
+  char *names[] = {"hainan"};
+  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
+  r.sources = names;
+  r.n_sources = 1;
+  r.readmit = 1;
+  engine_req_t rq = {.client = w, .request_id = 20, .operator_name = "operator:olga", .label = "t"};
+  size_t replies = w->n_rep;
+  engine_op_restore(e, &rq, &r);
+  assert_int_equal(w->n_rep, replies + 1);
+  assert_false(w->rep[replies].ok);
+  assert_non_null(strstr(w->rep[replies].msg, "not excluded"));
+
+  names[0] = "guangdong";
+  r.reason = "PBX trunk fixed";
+  rq.request_id = 21;
+  size_t from = w->n_sent;
+  engine_op_restore(e, &rq, &r);
+  assert_int_equal(engine_site_dir(e, gd)->excluded_rule, 0);
+  assert_int_equal(route_share_of(world_last(w, "guangdong"), "sichuan"), 1000);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_READMIT, NULL), 1);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "readmit"), 1);
+  world_ack(w, e, from, NULL);
+  world_flush(w);
+  assert_int_equal(w->rep[w->n_rep - 1].request_id, 21);
+  assert_true(w->rep[w->n_rep - 1].ok);
+  assert_int_equal(w->rep[w->n_rep - 1].failed, 0);
+  world_flush(w);
   engine_free(e);
   world_free(w);
 }
@@ -231,6 +426,11 @@ int main(void) {
       cmocka_unit_test(test_hub_loss_moves_to_next_hub),
       cmocka_unit_test(test_failover_reload_routes_the_same),
       cmocka_unit_test(test_no_directive_without_leadership),
+      cmocka_unit_test(test_change_refused_when_it_cannot_be_recorded),
+      cmocka_unit_test(test_cutover_forgotten_when_its_rule_is_refused),
+      cmocka_unit_test(test_move_reported_not_durable),
+      cmocka_unit_test(test_acks_bounded_by_directives_sent),
+      cmocka_unit_test(test_readmit_after_failed_move),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

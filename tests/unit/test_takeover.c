@@ -1,7 +1,7 @@
 /* Leader-change equivalence, in one process, against a real PostgreSQL.
  *
  * A seeded random sequence of operator commands (cutovers with shares and
- * expiry, restores, schedules added, removed, enabled and disabled,
+ * expiry, restores, readmissions, schedules added, removed, enabled and disabled,
  * overflow rules added and removed) and events (applies that fail, hubs
  * lost and back, business time passing) drives a leader engine whose
  * records go through the real store (store/store.c, the asynchronous db
@@ -231,6 +231,7 @@ static void tk_op_restore(world_t *w, engine_t *e) {
   r.sources = (char **)src;
   r.n_sources = 1;
   r.reason = "takeover test";
+  r.readmit = tk_pick(3) == 0; /* or: back into its rules after a failed move */
   engine_req_t rq = tk_req(w, "operator:alice");
   engine_op_restore(e, &rq, &r);
 }

@@ -104,8 +104,16 @@ static void world_keep_rules(world_t *w, const engine_rec_t *r) {
   }
 }
 
+static int world_io_store_ready(void *ctx, char *why, size_t whylen) {
+  world_t *w = ctx;
+  if (w->store_refuse) snprintf(why, whylen, "%s", w->store_why);
+  return w->store_refuse;
+}
+
 static int world_io_store(void *ctx, const engine_rec_t *r, engine_stored_cb done, void *arg) {
   world_t *w = ctx;
+  if (w->store_fail_in == 1) return w->store_fail_rc; /* this record is refused */
+  if (w->store_fail_in > 1) w->store_fail_in--;
   assert_true(w->n_rec < WORLD_MAX && w->n_pending < WORLD_MAX);
   assert_true(r->at_ms == w->now);    /* records carry the business time */
   assert_true(r->wall_ms == w->wall); /* and the real time of the event */
@@ -140,7 +148,8 @@ engine_t *world_engine(world_t *w) {
                     .send_directive = world_io_directive,
                     .send_reply = world_io_reply,
                     .send_progress = world_io_progress,
-                    .store = world_io_store};
+                    .store = world_io_store,
+                    .store_ready = world_io_store_ready};
   engine_opts_t o = {.ack_timeout_ms = 2000,
                      .max_resends = 3,
                      .verify_window_ms = 10000,

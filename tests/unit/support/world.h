@@ -70,6 +70,14 @@ typedef struct {
   } pending[WORLD_MAX];
   size_t n_pending;
   int (*store_next)(void *ctx, const engine_rec_t *rec, engine_stored_cb done, void *arg);
+  /* What the store says before a change (store_ready): 0, or a refusal
+   * with store_why. */
+  int store_refuse;
+  char store_why[200];
+  /* The store_fail_in-th record from now is refused with store_fail_rc
+   * (1: the next one; 0: none). */
+  unsigned store_fail_in;
+  int store_fail_rc;
   void *store_ctx;
   /* The rule tables as PostgreSQL keeps them (active and ended). */
   cutover_t cut[256];

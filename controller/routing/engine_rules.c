@@ -1,0 +1,506 @@
+/* engine_rules: the operator's schedule and overflow rule requests — list,
+ * add, remove, enable, disable — and their replies, which wait until the
+ * change is durable (deferred replies). Part of the engine module
+ * (engine-int.h); no I/O: replies leave through engine_io_t. */
+#include "engine-int.h"
+
+#include "err.h"
+#include "log.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void engine_days_text(uint8_t days, char *buf, size_t len) {
+  static const char *names[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+  if (days == 0x7f) {
+    snprintf(buf, len, "daily");
+    return;
+  }
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int d = 0; d < 7; d++)
+    if (days & (1u << d))
+      used += (size_t)snprintf(buf + used, used < len ? len - used : 0, "%s%s", used ? "," : "",
+                               names[d]);
+}
+
+static Nirc__ScheduleSpec *engine_schedule_spec(engine_t *e, engine_arena_t *a,
+                                                const schedule_t *s) {
+  Nirc__ScheduleSpec *sp = engine_arena_alloc(a, sizeof *sp);
+  if (!sp) return NULL;
+  nirc__schedule_spec__init(sp);
+  sp->id = s->id;
+  sp->name = engine_arena_str(a, s->name);
+  sp->sources = engine_arena_alloc(a, (s->sources.n + 1) * sizeof(char *));
+  sp->hubs = engine_arena_alloc(a, (s->hubs.n + 1) * sizeof(char *));
+  sp->exceptions = engine_arena_alloc(a, (s->n_exceptions + 1) * sizeof(char *));
+  if (!sp->sources || !sp->hubs || !sp->exceptions) return NULL;
+  for (unsigned k = 0; k < s->sources.n; k++)
+    sp->sources[sp->n_sources++] = engine_arena_str(a, s->sources.v[k]);
+  for (unsigned k = 0; k < s->hubs.n; k++)
+    sp->hubs[sp->n_hubs++] = engine_arena_str(a, s->hubs.v[k]);
+  for (unsigned k = 0; k < s->n_exceptions; k++) {
+    char d[16];
+    int32_t x = s->exceptions[k];
+    snprintf(d, sizeof d, "%04d-%02d-%02d", x / 10000, (x / 100) % 100, x % 100);
+    sp->exceptions[sp->n_exceptions++] = engine_arena_str(a, d);
+  }
+  char t[16], days[64];
+  snprintf(t, sizeof t, "%02d:%02d", s->start_min / 60, s->start_min % 60);
+  sp->start = engine_arena_str(a, t);
+  snprintf(t, sizeof t, "%02d:%02d", s->end_min / 60, s->end_min % 60);
+  sp->end = engine_arena_str(a, t);
+  engine_days_text(s->days, days, sizeof days);
+  sp->days = engine_arena_str(a, days);
+  sp->tz = engine_arena_str(a, s->tz);
+  sp->wave_size = s->wave_size;
+  sp->enabled = s->enabled;
+  int64_t st, en;
+  sp->in_force = rules_schedule_window(s, engine_now(e), &st, &en);
+  sp->next_start_ms = rules_schedule_next_start(s, engine_now(e));
+  return sp;
+}
+
+/* Sends a reply built in arena `a` (then frees it); `built` says whether
+ * every allocation succeeded. Out of memory is answered, never silent. */
+static void engine_send_built_reply(engine_t *e, void *c, uint64_t rid, engine_arena_t *a,
+                                    bool built, Nirc__OperatorReply *rep, const char *warning) {
+  if (!built || a->failed) {
+    engine_arena_free(a);
+    engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+    return;
+  }
+  rep->request_id = rid;
+  rep->ok = 1;
+  Nirc__Error err = NIRC__ERROR__INIT;
+  if (warning) {
+    err.code = NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE;
+    err.message = (char *)warning;
+    rep->error = &err;
+  }
+  engine_send_reply(e, c, rep);
+  engine_arena_free(a);
+}
+
+static void engine_reply_schedules(engine_t *e, void *c, uint64_t rid, const char *warning);
+static void engine_reply_overflows(engine_t *e, void *c, uint64_t rid, const char *warning);
+
+/* ---- replies that wait for the change to be durable ---- */
+
+/* The rule list answers the change once its records are durable; it takes
+ * the current group's claim. Without memory it answers now. */
+static void engine_defer(engine_t *e, const engine_req_t *rq, defer_kind_t kind, const char *what) {
+  deferred_t *d = calloc(1, sizeof *d);
+  group_t *g = e->group;
+  if (!d || !g) {
+    free(d);
+    engine_group_release(e, g);
+    if (kind == DEFER_SCHEDULES)
+      engine_reply_schedules(e, rq->client, rq->request_id, "the record is not followed");
+    else
+      engine_reply_overflows(e, rq->client, rq->request_id, "the record is not followed");
+    return;
+  }
+  *d = (deferred_t){.client = rq->client, .request_id = rq->request_id, .kind = kind, .group = g};
+  snprintf(d->what, sizeof d->what, "%s", what);
+  deferred_t **pp = &e->deferred;
+  while (*pp)
+    pp = &(*pp)->next;
+  *pp = d; /* answered in order */
+}
+
+void engine_deferred_check(engine_t *e) {
+  deferred_t **pp = &e->deferred;
+  while (*pp) {
+    deferred_t *d = *pp;
+    if (!engine_group_done(d->group)) {
+      pp = &d->next;
+      continue;
+    }
+    *pp = d->next;
+    if (d->client) {
+      char msg[400];
+      const char *warn = NULL;
+      if (d->group->err) {
+        snprintf(msg, sizeof msg,
+                 "%s, but NOT recorded durably (a new leader will not know it): %s", d->what,
+                 d->group->why);
+        warn = msg;
+      }
+      if (d->kind == DEFER_SCHEDULES)
+        engine_reply_schedules(e, d->client, d->request_id, warn);
+      else
+        engine_reply_overflows(e, d->client, d->request_id, warn);
+    }
+    engine_group_release(e, d->group);
+    free(d);
+  }
+}
+
+/* The schedule list; `warning` (may be NULL) says the change it answers
+ * is not durable. */
+static void engine_reply_schedules(engine_t *e, void *c, uint64_t rid, const char *warning) {
+  engine_arena_t a = {0};
+  Nirc__ScheduleReply *sr = engine_arena_alloc(&a, sizeof *sr);
+  if (sr) {
+    nirc__schedule_reply__init(sr);
+    sr->schedules = engine_arena_alloc(&a, (e->n_sch + 1) * sizeof *sr->schedules);
+  }
+  for (size_t k = 0; sr && sr->schedules && k < e->n_sch; k++) {
+    Nirc__ScheduleSpec *sp = engine_schedule_spec(e, &a, &e->sch[k]);
+    if (sp) sr->schedules[sr->n_schedules++] = sp;
+  }
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  rep.body_case = NIRC__OPERATOR_REPLY__BODY_SCHEDULE;
+  rep.schedule = sr;
+  engine_send_built_reply(e, c, rid, &a, sr && sr->schedules, &rep, warning);
+}
+
+static schedule_t *engine_find_schedule(engine_t *e, const char *name, uint64_t id) {
+  for (size_t k = 0; k < e->n_sch; k++)
+    if ((id && e->sch[k].id == id) || (name && *name && strcmp(e->sch[k].name, name) == 0))
+      return &e->sch[k];
+  return NULL;
+}
+
+int engine_schedule_from_spec(const Nirc__ScheduleSpec *sp, schedule_t *s, char *err,
+                              size_t errlen) {
+  memset(s, 0, sizeof *s);
+  if (!sp) {
+    snprintf(err, errlen, "no schedule given");
+    return NIRC_EINVAL;
+  }
+  nirc_strlcpy(s->name, sp->name ? sp->name : "", sizeof s->name);
+  if (engine_copy_slugs(&s->sources, sp->sources, sp->n_sources, "sources", err, errlen) ||
+      engine_copy_slugs(&s->hubs, sp->hubs, sp->n_hubs, "hubs", err, errlen))
+    return NIRC_EINVAL;
+  if (!sp->start || rules_parse_hhmm(sp->start, &s->start_min) != 0) {
+    snprintf(err, errlen, "start time '%s' is not HH:MM (00:00-23:59)", sp->start ? sp->start : "");
+    return NIRC_EINVAL;
+  }
+  if (!sp->end || rules_parse_hhmm(sp->end, &s->end_min) != 0) {
+    snprintf(err, errlen, "end time '%s' is not HH:MM (00:00-23:59)", sp->end ? sp->end : "");
+    return NIRC_EINVAL;
+  }
+  if (rules_parse_days(sp->days && *sp->days ? sp->days : "daily", &s->days, err, errlen) != 0)
+    return NIRC_EINVAL;
+  nirc_strlcpy(s->tz, sp->tz && *sp->tz ? sp->tz : "Asia/Shanghai", sizeof s->tz);
+  for (size_t k = 0; k < sp->n_exceptions; k++) {
+    if (s->n_exceptions == RULES_MAX_EXCEPTIONS ||
+        rules_parse_date(sp->exceptions[k], &s->exceptions[s->n_exceptions]) != 0) {
+      snprintf(err, errlen, "exception date '%s' is not YYYY-MM-DD", sp->exceptions[k]);
+      return NIRC_EINVAL;
+    }
+    s->n_exceptions++;
+  }
+  s->wave_size = sp->wave_size ? sp->wave_size : 5;
+  s->enabled = true;
+  return 0;
+}
+
+static int engine_persist_schedule(engine_t *e, const schedule_t *s, const char *who) {
+  engine_rec_t rec = {.kind = ENGINE_REC_SCHEDULE_NEW, .schedule = s, .actor = who};
+  return engine_store(e, &rec);
+}
+
+void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__ScheduleRequest *req) {
+  void *c = rq->client;
+  uint64_t rid = rq->request_id;
+  char target_[256];
+  snprintf(target_, sizeof target_, "%s", req->name ? req->name : "");
+  char err[512], why[256];
+  const char *who = rq->operator_name;
+  rules_env_t env = {engine_site_exists, e};
+  switch (req->op) {
+  case NIRC__RULE_OP__RULE_OP_LIST: engine_reply_schedules(e, c, rid, NULL); return;
+  case NIRC__RULE_OP__RULE_OP_ADD: {
+    schedule_t s;
+    if (engine_schedule_from_spec(req->spec, &s, err, sizeof err) != 0 ||
+        rules_validate_schedule(&s, &env, err, sizeof err) != 0) {
+      engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      return;
+    }
+    if (engine_find_schedule(e, s.name, 0)) {
+      engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                    "a schedule named '%s' exists; remove it first or pick another name", s.name);
+      return;
+    }
+    for (size_t k = 0; k < e->n_sch; k++) {
+      if (rules_schedules_conflict(&s, &e->sch[k], why, sizeof why)) {
+        engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                      "conflicts with schedule '%s': %s", e->sch[k].name, why);
+        return;
+      }
+    }
+    if (!engine_can_record(e, rq, "schedule", target_)) return;
+    group_t *g = engine_group_begin(e);
+    s.id = e->next_rule_id++;
+    if (!g || engine_add_schedule(e, &s) != 0) {
+      engine_group_end(e);
+      engine_group_release(e, g);
+      engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+      return;
+    }
+    if (engine_persist_schedule(e, &s, who) != 0) {
+      e->n_sch--; /* not recorded: forget it */
+      char lost[300];
+      snprintf(lost, sizeof lost, "%s", g->why);
+      engine_group_end(e);
+      engine_group_release(e, g);
+      engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                    "nothing was changed: the schedule could not be recorded: %s", lost);
+      return;
+    }
+    json_t *ex = json_array();
+    for (unsigned k = 0; k < s.n_exceptions; k++) {
+      char d[16];
+      int32_t x = s.exceptions[k];
+      snprintf(d, sizeof d, "%04d-%02d-%02d", x / 10000, (x / 100) % 100, x % 100);
+      json_array_append_new(ex, json_string(d));
+    }
+    engine_audit(e, who, "schedule-add", s.name,
+                 json_pack("{s:I, s:o, s:o, s:i, s:i, s:i, s:s, s:i, s:o}", "id", (json_int_t)s.id,
+                           "sources", engine_slugs_json(&s.sources), "hubs",
+                           engine_slugs_json(&s.hubs), "start_min", s.start_min, "end_min",
+                           s.end_min, "days", s.days, "tz", s.tz, "wave_size", (int)s.wave_size,
+                           "exceptions", ex));
+    char what[96];
+    snprintf(what, sizeof what, "schedule '%s' added", s.name);
+    engine_defer(e, rq, DEFER_SCHEDULES, what);
+    engine_group_end(e);
+    return;
+  }
+  case NIRC__RULE_OP__RULE_OP_REMOVE:
+  case NIRC__RULE_OP__RULE_OP_ENABLE:
+  case NIRC__RULE_OP__RULE_OP_DISABLE: {
+    schedule_t *s = engine_find_schedule(e, req->name, req->id);
+    if (!s) {
+      engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                    "no schedule '%s' (see nircctl schedule list)", req->name ? req->name : "");
+      return;
+    }
+    const char *action;
+    char what[96];
+    if (req->op == NIRC__RULE_OP__RULE_OP_REMOVE) {
+      if (!engine_can_record(e, rq, "schedule", target_)) return;
+      group_t *g = engine_group_begin(e);
+      action = "schedule-rm";
+      engine_rec_t rec = {.kind = ENGINE_REC_SCHEDULE_REMOVE, .id = s->id};
+      if (engine_store(e, &rec) != 0) {
+        char lost[300];
+        snprintf(lost, sizeof lost, "%s", g ? g->why : "out of memory");
+        engine_group_end(e);
+        engine_group_release(e, g);
+        engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                      "nothing was changed: the removal could not be recorded: %s", lost);
+        return;
+      }
+      engine_audit(e, who, action, s->name, json_pack("{s:I}", "id", (json_int_t)s->id));
+      snprintf(what, sizeof what, "schedule '%s' removed", s->name);
+      *s = e->sch[--e->n_sch]; /* order does not matter */
+    } else {
+      bool on = req->op == NIRC__RULE_OP__RULE_OP_ENABLE;
+      if (on) {
+        schedule_t trial = *s;
+        trial.enabled = true;
+        for (size_t k = 0; k < e->n_sch; k++) {
+          if (&e->sch[k] == s) continue;
+          if (rules_schedules_conflict(&trial, &e->sch[k], why, sizeof why)) {
+            engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                          "cannot enable: conflicts with schedule '%s': %s", e->sch[k].name, why);
+            return;
+          }
+        }
+      }
+      if (!engine_can_record(e, rq, "schedule", target_)) return;
+      group_t *g = engine_group_begin(e);
+      action = on ? "schedule-enable" : "schedule-disable";
+      engine_rec_t rec = {.kind = ENGINE_REC_SCHEDULE_ENABLE, .id = s->id, .enabled = on};
+      if (engine_store(e, &rec) != 0) {
+        char lost[300];
+        snprintf(lost, sizeof lost, "%s", g ? g->why : "out of memory");
+        engine_group_end(e);
+        engine_group_release(e, g);
+        engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                      "nothing was changed: the change could not be recorded: %s", lost);
+        return;
+      }
+      s->enabled = on;
+      engine_audit(e, who, action, s->name, json_pack("{s:I}", "id", (json_int_t)s->id));
+      snprintf(what, sizeof what, "schedule '%s' %s", s->name, on ? "enabled" : "disabled");
+    }
+    engine_defer(e, rq, DEFER_SCHEDULES, what);
+    engine_group_end(e);
+    return;
+  }
+  default:
+    engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "unknown schedule operation");
+  }
+}
+
+static Nirc__OverflowSpec *engine_overflow_spec(engine_t *e, engine_arena_t *a, size_t k) {
+  const overflow_rule_t *o = &e->ovf[k];
+  Nirc__OverflowSpec *sp = engine_arena_alloc(a, sizeof *sp);
+  if (!sp) return NULL;
+  nirc__overflow_spec__init(sp);
+  sp->id = o->id;
+  sp->name = engine_arena_str(a, o->name);
+  sp->source = engine_arena_str(a, o->source);
+  sp->hubs = engine_arena_alloc(a, (o->hubs.n + 1) * sizeof(char *));
+  if (!sp->hubs) return NULL;
+  for (unsigned h = 0; h < o->hubs.n; h++)
+    sp->hubs[sp->n_hubs++] = engine_arena_str(a, o->hubs.v[h]);
+  sp->trigger_wait_s = o->trigger_wait_s;
+  sp->release_wait_s = o->release_wait_s;
+  sp->trigger_queue = o->trigger_queue;
+  sp->release_queue = o->release_queue;
+  sp->trigger_sl = o->trigger_sl;
+  sp->release_sl = o->release_sl;
+  sp->share_cap_permille = o->share_cap_permille;
+  sp->min_hold_s = o->min_hold_s;
+  sp->margin_s = o->margin_s;
+  sp->enabled = o->enabled;
+  sp->engaged = e->ovf_state[k].engaged;
+  return sp;
+}
+
+static void engine_reply_overflows(engine_t *e, void *c, uint64_t rid, const char *warning) {
+  engine_arena_t a = {0};
+  Nirc__OverflowReply *orp = engine_arena_alloc(&a, sizeof *orp);
+  if (orp) {
+    nirc__overflow_reply__init(orp);
+    orp->rules = engine_arena_alloc(&a, (e->n_ovf + 1) * sizeof *orp->rules);
+  }
+  for (size_t k = 0; orp && orp->rules && k < e->n_ovf; k++) {
+    Nirc__OverflowSpec *sp = engine_overflow_spec(e, &a, k);
+    if (sp) orp->rules[orp->n_rules++] = sp;
+  }
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  rep.body_case = NIRC__OPERATOR_REPLY__BODY_OVERFLOW;
+  rep.overflow = orp;
+  engine_send_built_reply(e, c, rid, &a, orp && orp->rules, &rep, warning);
+}
+
+int engine_overflow_from_spec(const Nirc__OverflowSpec *sp, overflow_rule_t *o, char *err,
+                              size_t errlen) {
+  memset(o, 0, sizeof *o);
+  if (!sp) {
+    snprintf(err, errlen, "no rule given");
+    return NIRC_EINVAL;
+  }
+  nirc_strlcpy(o->name, sp->name ? sp->name : "", sizeof o->name);
+  nirc_strlcpy(o->source, sp->source ? sp->source : "", sizeof o->source);
+  if (engine_copy_slugs(&o->hubs, sp->hubs, sp->n_hubs, "hubs", err, errlen)) return NIRC_EINVAL;
+  o->trigger_wait_s = sp->trigger_wait_s;
+  o->release_wait_s = sp->release_wait_s;
+  o->trigger_queue = sp->trigger_queue;
+  o->release_queue = sp->release_queue;
+  o->trigger_sl = sp->trigger_sl;
+  o->release_sl = sp->release_sl;
+  o->share_cap_permille = sp->share_cap_permille;
+  o->min_hold_s = sp->min_hold_s;
+  o->margin_s = sp->margin_s;
+  o->enabled = true;
+  if (!o->name[0]) snprintf(o->name, sizeof o->name, "%s-overflow", o->source);
+  return 0;
+}
+
+void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__OverflowRequest *req) {
+  void *c = rq->client;
+  uint64_t rid = rq->request_id;
+  char target_[256];
+  snprintf(target_, sizeof target_, "%s", req->name ? req->name : "");
+  char err[512], why[256];
+  const char *who = rq->operator_name;
+  rules_env_t env = {engine_site_exists, e};
+  if (req->op == NIRC__RULE_OP__RULE_OP_LIST) {
+    engine_reply_overflows(e, c, rid, NULL);
+    return;
+  }
+  if (req->op == NIRC__RULE_OP__RULE_OP_ADD) {
+    overflow_rule_t o;
+    if (engine_overflow_from_spec(req->spec, &o, err, sizeof err) != 0) {
+      engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      return;
+    }
+    if (rules_validate_overflow(&o, &env, err, sizeof err) != 0) {
+      engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      return;
+    }
+    for (size_t k = 0; k < e->n_ovf; k++) {
+      if (strcmp(e->ovf[k].name, o.name) == 0 ||
+          rules_overflows_conflict(&o, &e->ovf[k], why, sizeof why)) {
+        engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                      "conflicts with overflow rule '%s': %s", e->ovf[k].name,
+                      strcmp(e->ovf[k].name, o.name) == 0 ? "same name" : why);
+        return;
+      }
+    }
+    if (!engine_can_record(e, rq, "overflow", target_)) return;
+    group_t *g = engine_group_begin(e);
+    o.id = e->next_rule_id++;
+    if (!g || engine_add_overflow(e, &o) != 0) {
+      engine_group_end(e);
+      engine_group_release(e, g);
+      engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+      return;
+    }
+    engine_rec_t rec = {.kind = ENGINE_REC_OVERFLOW_NEW, .overflow = &o, .actor = who};
+    if (engine_store(e, &rec) != 0) {
+      e->n_ovf--; /* not recorded: forget it */
+      char why2[300];
+      snprintf(why2, sizeof why2, "%s", g->why);
+      engine_group_end(e);
+      engine_group_release(e, g);
+      engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                    "nothing was changed: the overflow rule could not be recorded: %s", why2);
+      return;
+    }
+    engine_audit(e, who, "overflow-add", o.name,
+                 json_pack("{s:I, s:s, s:o, s:I}", "id", (json_int_t)o.id, "source", o.source,
+                           "hubs", engine_slugs_json(&o.hubs), "share_cap_permille",
+                           (json_int_t)o.share_cap_permille));
+    char what[96];
+    snprintf(what, sizeof what, "overflow rule '%s' added", o.name);
+    engine_defer(e, rq, DEFER_OVERFLOWS, what);
+    engine_group_end(e);
+    return;
+  }
+  if (req->op == NIRC__RULE_OP__RULE_OP_REMOVE) {
+    for (size_t k = 0; k < e->n_ovf; k++) {
+      if ((req->id && e->ovf[k].id == req->id) ||
+          (req->name && *req->name && strcmp(e->ovf[k].name, req->name) == 0)) {
+        if (!engine_can_record(e, rq, "overflow", target_)) return;
+        group_t *g = engine_group_begin(e);
+        engine_rec_t rec = {.kind = ENGINE_REC_OVERFLOW_REMOVE, .id = e->ovf[k].id};
+        if (engine_store(e, &rec) != 0) {
+          char why2[300];
+          snprintf(why2, sizeof why2, "%s", g ? g->why : "out of memory");
+          engine_group_end(e);
+          engine_group_release(e, g);
+          engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                        "nothing was changed: the removal could not be recorded: %s", why2);
+          return;
+        }
+        engine_audit(e, who, "overflow-rm", e->ovf[k].name,
+                     json_pack("{s:I}", "id", (json_int_t)e->ovf[k].id));
+        char what[96];
+        snprintf(what, sizeof what, "overflow rule '%s' removed", e->ovf[k].name);
+        e->ovf[k] = e->ovf[e->n_ovf - 1];
+        e->ovf_state[k] = e->ovf_state[e->n_ovf - 1];
+        e->n_ovf--;
+        engine_defer(e, rq, DEFER_OVERFLOWS, what);
+        engine_group_end(e);
+        return;
+      }
+    }
+    engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "no overflow rule '%s' (see nircctl overflow list)", req->name ? req->name : "");
+    return;
+  }
+  engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                "overflow rules support list, add and rm");
+}
