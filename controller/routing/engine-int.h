@@ -142,6 +142,12 @@ void engine_group_release(engine_t *e, group_t *g);
 /* Asks the store whether a change can be made durable now; if not, the
  * request is refused (nothing changed) with the store's reason and fix. */
 bool engine_can_record(engine_t *e, const engine_req_t *rq, const char *op, const char *target);
+/* The change's record (what: "the cutover", "the removal"...) was not
+ * accepted: ends and drops the current group and refuses the request,
+ * nothing changed, with the store's reason. The caller has undone its
+ * in-memory change. */
+void engine_refuse_unrecorded(engine_t *e, const engine_req_t *rq, const char *op,
+                              const char *target, const char *what);
 void engine_end_cutover(engine_t *e, cutover_t *cut, cutover_state_t st, const char *by);
 /* Site i is back in its rules (no-op when it was not excluded); the
  * readmission is stored, so a new leader does not keep it out. */

@@ -97,6 +97,17 @@ void engine_refuse(engine_t *e, const engine_req_t *rq, const char *op, const ch
   engine_reply_error(e, rq->client, rq->request_id, code, "%s", msg);
 }
 
+void engine_refuse_unrecorded(engine_t *e, const engine_req_t *rq, const char *op,
+                              const char *target, const char *what) {
+  group_t *g = e->group;
+  char why[300];
+  snprintf(why, sizeof why, "%s", g && g->err ? g->why : "out of memory");
+  engine_group_end(e);
+  engine_group_release(e, g);
+  engine_refuse(e, rq, op, target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                "nothing was changed: %s could not be recorded: %s", what, why);
+}
+
 void engine_waiters_check(engine_t *e) {
   uint64_t now = engine_mono(e);
   waiter_t **pp = &e->waiters;
@@ -491,12 +502,7 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
   if (engine_add_cutover(e, &cut) != 0 || engine_store(e, &crec) != 0) {
     /* Not recorded: forget it and route nothing. */
     if (e->n_cut && e->cut[e->n_cut - 1].id == cut.id) e->n_cut--;
-    char why[300];
-    snprintf(why, sizeof why, "%s", g->err ? g->why : "out of memory");
-    engine_group_end(e);
-    engine_group_release(e, g);
-    engine_refuse(e, rq, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                  "nothing was changed: the cutover could not be recorded: %s", why);
+    engine_refuse_unrecorded(e, rq, "cutover", target_, "the cutover");
     return;
   }
   for (unsigned s = 0; s < cut.sources.n; s++) {

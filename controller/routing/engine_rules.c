@@ -245,12 +245,7 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
     }
     if (engine_persist_schedule(e, &s, who) != 0) {
       e->n_sch--; /* not recorded: forget it */
-      char lost[300];
-      snprintf(lost, sizeof lost, "%s", g->why);
-      engine_group_end(e);
-      engine_group_release(e, g);
-      engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                    "nothing was changed: the schedule could not be recorded: %s", lost);
+      engine_refuse_unrecorded(e, rq, "schedule", target_, "the schedule");
       return;
     }
     json_t *ex = json_array();
@@ -285,16 +280,11 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
     char what[96];
     if (req->op == NIRC__RULE_OP__RULE_OP_REMOVE) {
       if (!engine_can_record(e, rq, "schedule", target_)) return;
-      group_t *g = engine_group_begin(e);
+      engine_group_begin(e); /* NULL: the records are not followed */
       action = "schedule-rm";
       engine_rec_t rec = {.kind = ENGINE_REC_SCHEDULE_REMOVE, .id = s->id};
       if (engine_store(e, &rec) != 0) {
-        char lost[300];
-        snprintf(lost, sizeof lost, "%s", g ? g->why : "out of memory");
-        engine_group_end(e);
-        engine_group_release(e, g);
-        engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                      "nothing was changed: the removal could not be recorded: %s", lost);
+        engine_refuse_unrecorded(e, rq, "schedule", target_, "the removal");
         return;
       }
       engine_audit(e, who, action, s->name, json_pack("{s:I}", "id", (json_int_t)s->id));
@@ -315,16 +305,11 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
         }
       }
       if (!engine_can_record(e, rq, "schedule", target_)) return;
-      group_t *g = engine_group_begin(e);
+      engine_group_begin(e); /* NULL: the records are not followed */
       action = on ? "schedule-enable" : "schedule-disable";
       engine_rec_t rec = {.kind = ENGINE_REC_SCHEDULE_ENABLE, .id = s->id, .enabled = on};
       if (engine_store(e, &rec) != 0) {
-        char lost[300];
-        snprintf(lost, sizeof lost, "%s", g ? g->why : "out of memory");
-        engine_group_end(e);
-        engine_group_release(e, g);
-        engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                      "nothing was changed: the change could not be recorded: %s", lost);
+        engine_refuse_unrecorded(e, rq, "schedule", target_, "the change");
         return;
       }
       s->enabled = on;
@@ -451,12 +436,7 @@ void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__Overflo
     engine_rec_t rec = {.kind = ENGINE_REC_OVERFLOW_NEW, .overflow = &o, .actor = who};
     if (engine_store(e, &rec) != 0) {
       e->n_ovf--; /* not recorded: forget it */
-      char why2[300];
-      snprintf(why2, sizeof why2, "%s", g->why);
-      engine_group_end(e);
-      engine_group_release(e, g);
-      engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                    "nothing was changed: the overflow rule could not be recorded: %s", why2);
+      engine_refuse_unrecorded(e, rq, "overflow", target_, "the overflow rule");
       return;
     }
     engine_audit(e, who, "overflow-add", o.name,
@@ -474,15 +454,10 @@ void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__Overflo
       if ((req->id && e->ovf[k].id == req->id) ||
           (req->name && *req->name && strcmp(e->ovf[k].name, req->name) == 0)) {
         if (!engine_can_record(e, rq, "overflow", target_)) return;
-        group_t *g = engine_group_begin(e);
+        engine_group_begin(e); /* NULL: the records are not followed */
         engine_rec_t rec = {.kind = ENGINE_REC_OVERFLOW_REMOVE, .id = e->ovf[k].id};
         if (engine_store(e, &rec) != 0) {
-          char why2[300];
-          snprintf(why2, sizeof why2, "%s", g ? g->why : "out of memory");
-          engine_group_end(e);
-          engine_group_release(e, g);
-          engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                        "nothing was changed: the removal could not be recorded: %s", why2);
+          engine_refuse_unrecorded(e, rq, "overflow", target_, "the removal");
           return;
         }
         engine_audit(e, who, "overflow-rm", e->ovf[k].name,

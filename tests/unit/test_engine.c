@@ -23,14 +23,20 @@
 
 /* ---- tests ---- */
 
-/* A cutover is sent to the source and its hub, acknowledged, audited and
- * answered only once the audit record is durable. */
-static void test_cutover_applied_and_answered(void **state) {
-  world_t *w = world_new();
+/* An engine leading epoch 5 of this world, every site connected, home. */
+static engine_t *leading_engine(world_t *w) {
   engine_t *e = world_engine(w);
   assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
   engine_start_leading(e, 5000);
   world_connect_all(w, e, NULL);
+  return e;
+}
+
+/* A cutover is sent to the source and its hub, acknowledged, audited and
+ * answered only once the audit record is durable. */
+static void test_cutover_applied_and_answered(void **state) {
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
   const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
   world_cutover(w, e, 41, src, 1, hub, 1, 0);
   assert_int_equal(w->n_sent, 2);
@@ -63,10 +69,7 @@ static void test_cutover_applied_and_answered(void **state) {
  * only once the previous one is acknowledged and verified. */
 static void test_schedule_moves_in_waves(void **state) {
   world_t *w = world_new();
-  engine_t *e = world_engine(w);
-  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
-  engine_start_leading(e, 5000);
-  world_connect_all(w, e, NULL);
+  engine_t *e = leading_engine(w);
   Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
   sp.name = "night";
   sp.sources = (char **)world_sources;
@@ -114,10 +117,7 @@ static void test_schedule_moves_in_waves(void **state) {
  * and the operator hears one applied and one failed. */
 static void test_failed_move_rolls_back(void **state) {
   world_t *w = world_new();
-  engine_t *e = world_engine(w);
-  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
-  engine_start_leading(e, 5000);
-  world_connect_all(w, e, NULL);
+  engine_t *e = leading_engine(w);
   const char *src[] = {"guangdong", "hainan"}, *hub[] = {"sichuan"};
   world_cutover(w, e, 9, src, 2, hub, 1, 0);
   assert_int_equal(route_share_of(world_last(w, "guangdong"), "sichuan"), 1000);
@@ -141,10 +141,7 @@ static void test_failed_move_rolls_back(void **state) {
  * rule, and the lost hub is told nothing (it has no link). */
 static void test_hub_loss_moves_to_next_hub(void **state) {
   world_t *w = world_new();
-  engine_t *e = world_engine(w);
-  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
-  engine_start_leading(e, 5000);
-  world_connect_all(w, e, NULL);
+  engine_t *e = leading_engine(w);
   const char *src[] = {"hubei"}, *hub[] = {"shaanxi", "henan"};
   world_cutover(w, e, 3, src, 1, hub, 2, 0);
   assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
@@ -219,10 +216,7 @@ static void test_failover_reload_routes_the_same(void **state) {
 /* A standby, or a leader whose lease is unconfirmed, sends nothing. */
 static void test_no_directive_without_leadership(void **state) {
   world_t *w = world_new();
-  engine_t *e = world_engine(w);
-  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
-  engine_start_leading(e, 5000);
-  world_connect_all(w, e, NULL);
+  engine_t *e = leading_engine(w);
   w->leading = false;
   const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
   world_cutover(w, e, 5, src, 1, hub, 1, 0);
@@ -237,10 +231,7 @@ static void test_no_directive_without_leadership(void **state) {
  * refused with the store's reason and nothing is routed or recorded. */
 static void test_change_refused_when_it_cannot_be_recorded(void **state) {
   world_t *w = world_new();
-  engine_t *e = world_engine(w);
-  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
-  engine_start_leading(e, 5000);
-  world_connect_all(w, e, NULL);
+  engine_t *e = leading_engine(w);
   w->store_refuse = NIRC_EFULL;
   snprintf(w->store_why, sizeof w->store_why,
            "the outage journal /var/lib/nirc/nircd.journal is full (64 KiB of 64 KiB)");
@@ -281,10 +272,7 @@ static void test_change_refused_when_it_cannot_be_recorded(void **state) {
  * nothing is sent, now or on later ticks. */
 static void test_cutover_forgotten_when_its_rule_is_refused(void **state) {
   world_t *w = world_new();
-  engine_t *e = world_engine(w);
-  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
-  engine_start_leading(e, 5000);
-  world_connect_all(w, e, NULL);
+  engine_t *e = leading_engine(w);
   w->store_fail_in = 1;
   w->store_fail_rc = NIRC_EIO;
   const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
@@ -304,10 +292,7 @@ static void test_cutover_forgotten_when_its_rule_is_refused(void **state) {
  * happened, and the operator is told it is not durable. */
 static void test_move_reported_not_durable(void **state) {
   world_t *w = world_new();
-  engine_t *e = world_engine(w);
-  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
-  engine_start_leading(e, 5000);
-  world_connect_all(w, e, NULL);
+  engine_t *e = leading_engine(w);
   const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
   world_cutover(w, e, 1, src, 1, hub, 1, 0);
   world_ack(w, e, 0, NULL);
@@ -333,10 +318,7 @@ static void test_move_reported_not_durable(void **state) {
  * one row per directive sent is stored, with its detail cut. */
 static void test_acks_bounded_by_directives_sent(void **state) {
   world_t *w = world_new();
-  engine_t *e = world_engine(w);
-  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
-  engine_start_leading(e, 5000);
-  world_connect_all(w, e, NULL);
+  engine_t *e = leading_engine(w);
   const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
   world_cutover(w, e, 1, src, 1, hub, 1, 0);
   size_t hubei = world_index(w, "hubei");
@@ -372,10 +354,7 @@ static void test_acks_bounded_by_directives_sent(void **state) {
  * excluded is refused. */
 static void test_readmit_after_failed_move(void **state) {
   world_t *w = world_new();
-  engine_t *e = world_engine(w);
-  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
-  engine_start_leading(e, 5000);
-  world_connect_all(w, e, NULL);
+  engine_t *e = leading_engine(w);
   const char *src[] = {"guangdong", "hainan"}, *hub[] = {"sichuan"};
   world_cutover(w, e, 9, src, 2, hub, 1, 0);
   world_ack(w, e, 0, "guangdong");
