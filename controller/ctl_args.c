@@ -116,15 +116,11 @@ static int parse_move(int argc, char **argv, ctl_args_t *a, int *nsrc, int *nhub
                       const char **reason, const char **dur, const char **until, int *dry,
                       int *force, const char **schedule) {
   static const struct option o[] = {
-      {"to", required_argument, NULL, 't'},
-      {"reason", required_argument, NULL, 'r'},
-      {"for", required_argument, NULL, 'f'},
-      {"until", required_argument, NULL, 'u'},
-      {"dry-run", no_argument, NULL, 'n'},
-      {"force", no_argument, NULL, 'F'},
-      {"schedule", required_argument, NULL, 's'},
-      {"share", required_argument, NULL, 'p'},
-      {NULL, 0, NULL, 0},
+      {"to", required_argument, NULL, 't'},       {"reason", required_argument, NULL, 'r'},
+      {"for", required_argument, NULL, 'f'},      {"until", required_argument, NULL, 'u'},
+      {"dry-run", no_argument, NULL, 'n'},        {"force", no_argument, NULL, 'F'},
+      {"schedule", required_argument, NULL, 's'}, {"share", required_argument, NULL, 'p'},
+      {"amend", required_argument, NULL, 'a'},    {NULL, 0, NULL, 0},
   };
   const char *to = NULL;
   int ch;
@@ -139,6 +135,7 @@ static int parse_move(int argc, char **argv, ctl_args_t *a, int *nsrc, int *nhub
     case 'n': *dry = 1; break;
     case 'F': *force = 1; break;
     case 's': *schedule = optarg; break;
+    case 'a': a->amend = optarg; break;
     case 'p':
       /* The range (1-1000) is the controller's to refuse, with the reason;
        * here only "is it a number". */
@@ -171,7 +168,20 @@ static int build_cutover(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
   const char *reason = NULL, *dur = NULL, *until = NULL, *schedule = NULL;
   if (parse_move(argc, argv, a, &nsrc, &nhub, &reason, &dur, &until, &dry, &force, &schedule))
     return EXIT_USAGE;
-  if (nsrc == 0 || nhub == 0 || !reason || !*reason || schedule) {
+  uint64_t amend = 0;
+  if (a->amend) {
+    char *end;
+    amend = strtoull(a->amend, &end, 10);
+    if (!*a->amend || *end || amend == 0) {
+      ctl_say(a, "--amend '%s' is not a cutover id", a->amend);
+      return EXIT_USAGE;
+    }
+    if (nsrc != 0 || schedule || (nhub == 0 && a->share == 0 && !dur && !until)) {
+      ctl_say(a, "usage: cutover --amend ID [--to HUB[,HUB...]] [--share PERMILLE] "
+                 "[--for DURATION|--until TIME] [--reason TEXT] [--dry-run] [--force]");
+      return EXIT_USAGE;
+    }
+  } else if (nsrc == 0 || nhub == 0 || !reason || !*reason || schedule) {
     ctl_say(a, "usage: cutover SRC[,SRC...] --to HUB[,HUB...] --reason TEXT "
                "[--for DURATION|--until TIME] [--dry-run] [--force]");
     return EXIT_USAGE;
@@ -201,10 +211,11 @@ static int build_cutover(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
   a->cutover.n_sources = (size_t)nsrc;
   a->cutover.hubs = a->hubs;
   a->cutover.n_hubs = (size_t)nhub;
-  a->cutover.reason = (char *)reason;
+  a->cutover.reason = (char *)(reason ? reason : "");
   a->cutover.dry_run = dry;
   a->cutover.force = force;
   a->cutover.share_permille = a->share;
+  a->cutover.amend_id = amend;
   req->body_case = NIRC__OPERATOR_REQUEST__BODY_CUTOVER;
   req->cutover = &a->cutover;
   return 0;
@@ -590,14 +601,19 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
     {CTL_CMD_CUTOVER, "cutover", "emergency move of sources to hubs (audited)",
      "usage: nircctl cutover SRC[,SRC...] --to HUB[,HUB...] --reason TEXT\n"
      "                       [--share PERMILLE] [--for DURATION | --until TIME]\n"
-     "                       [--dry-run] [--force]\n\n"
+     "                       [--dry-run] [--force]\n"
+     "       nircctl cutover --amend ID [--to HUB[,HUB...]] [--share PERMILLE]\n"
+     "                       [--for DURATION | --until TIME] [--reason TEXT]\n\n"
      "Moves the sources' calls (all, or --share permille of them) to the first\n"
      "eligible hub, after checking with\n"
      "Erlang C that the hub can answer them. Refused (exit 1) if the hub would be\n"
      "overloaded, with the agents it would need; --force moves anyway. Waits until\n"
-     "every site acknowledged; exit 4 if some did not.\n\n"
+     "every site acknowledged; exit 4 if some did not. --amend changes the hubs,\n"
+     "share or expiry of an active cutover in place: its sources do not go home on\n"
+     "the way, and the capacity check runs on the amended move.\n\n"
      "Examples:\n"
      "  nircctl cutover hubei --to shaanxi --reason 'Wuhan lockdown'\n"
+     "  nircctl cutover --amend 2000001 --share 500 --reason 'peak: half to Xi'\"'\"'an'\n"
      "  nircctl cutover shaanxi --to henan --reason 'Xi'\"'\"'an lockdown' --for 72h\n"
      "  nircctl cutover hubei --to shaanxi,henan --reason drill --dry-run\n"
      "  nircctl cutover hubei --to shaanxi --share 300 --reason 'peak: 30% to Xi'\"'\"'an'\n",

@@ -68,8 +68,9 @@ typedef struct {
   Nirc__OverflowSpec ovf_spec;
   char *exceptions[64];
   char exbuf[2048];
-  size_t exused;  /* bytes of exbuf taken by earlier --except options */
-  uint32_t share; /* --share, permille */
+  size_t exused;     /* bytes of exbuf taken by earlier --except options */
+  uint32_t share;    /* --share, permille */
+  const char *amend; /* cutover --amend ID, or NULL */
 } ctl_args_t;
 
 struct ctl_cmd {

@@ -152,6 +152,9 @@ void engine_end_cutover(engine_t *e, cutover_t *cut, cutover_state_t st, const c
 /* Site i is back in its rules (no-op when it was not excluded); the
  * readmission is stored, so a new leader does not keep it out. */
 void engine_readmit(engine_t *e, size_t i, const char *who, const char *why);
+/* The rule's wave in progress, if any, stops holding its next moves back:
+ * an operator amended the rule, and its move is decided anew. */
+void engine_end_waves(engine_t *e, rule_kind_t kind, uint64_t rule_id);
 
 /* ---- operator replies, shared by engine_ops.c and engine_rules.c ---- */
 

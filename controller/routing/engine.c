@@ -179,6 +179,11 @@ void engine_readmit(engine_t *e, size_t i, const char *who, const char *why) {
   engine_store(e, &rec);
 }
 
+void engine_end_waves(engine_t *e, rule_kind_t kind, uint64_t rule_id) {
+  for (wave_t *w = e->waves; w; w = w->next)
+    if (w->kind == kind && w->rule_id == rule_id) w->done = true;
+}
+
 void engine_load_exclusions(engine_t *e, const engine_exclusion_t *x, size_t n) {
   for (size_t k = 0; k < n; k++) {
     long i = engine_index(e, x[k].site);

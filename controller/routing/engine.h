@@ -89,6 +89,7 @@ typedef enum {
   ENGINE_REC_CUTOVER_NEW,     /* cutovers: cutover */
   ENGINE_REC_CUTOVER_SOURCES, /* a cutover's remaining sources: cutover */
   ENGINE_REC_CUTOVER_END,     /* a cutover ended: id, cutover_state, actor (who ended it) */
+  ENGINE_REC_CUTOVER_AMEND,   /* a cutover's hubs, share and expiry changed: cutover */
   ENGINE_REC_SCHEDULE_NEW,    /* schedules: schedule, actor (who) */
   ENGINE_REC_SCHEDULE_REMOVE, /* id */
   ENGINE_REC_SCHEDULE_ENABLE, /* id, enabled */

@@ -327,6 +327,64 @@ static int engine_trial_plan(engine_t *e, const cutover_t *extra, plan_t *out) {
   return rc;
 }
 
+/* Answers a dry run, or a refusal by the capacity check, of the move that
+ * `trial` (freed here) plans for `cut`; the plan shown is narrowed to the
+ * cutover's sources and hubs. Returns true when the real change may go
+ * ahead (nothing has been answered then). */
+static bool engine_judge_trial(engine_t *e, const engine_req_t *rq, plan_t *trial,
+                               const cutover_t *cut, bool dry_run, bool force,
+                               const char *refused_action) {
+  size_t n = engine_nsites(e);
+  bool *focus = calloc(n ? n : 1, sizeof *focus);
+  for (unsigned s = 0; focus && s < cut->sources.n; s++) {
+    long i = engine_index(e, cut->sources.v[s]);
+    if (i >= 0) focus[i] = true;
+  }
+  for (unsigned h = 0; focus && h < cut->hubs.n; h++) {
+    long i = engine_index(e, cut->hubs.v[h]);
+    if (i >= 0) focus[i] = true;
+  }
+  engine_arena_t a = {0};
+  Nirc__PlanReply *pr = engine_plan_reply(e, &a, trial, focus);
+  planner_free(trial);
+  free(focus);
+  if (!pr) {
+    engine_arena_free(&a);
+    engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
+                       "out of memory");
+    return false;
+  }
+  Nirc__MoveReply mv = NIRC__MOVE_REPLY__INIT;
+  mv.plan = pr;
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  rep.request_id = rq->request_id;
+  rep.body_case = NIRC__OPERATOR_REPLY__BODY_MOVE;
+  rep.move = &mv;
+  Nirc__Error er = NIRC__ERROR__INIT;
+  bool go = false;
+  if (pr->refused && !force) {
+    er.code = NIRC__ERROR_CODE__ERROR_CODE_REFUSED;
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s (use --force to move anyway)", pr->refusal);
+    er.message = msg;
+    rep.ok = 0;
+    rep.error = &er;
+    engine_audit(e, rq->operator_name, refused_action, cut->sources.v[0],
+                 json_pack("{s:o, s:o, s:s, s:s}", "sources", engine_slugs_json(&cut->sources),
+                           "hubs", engine_slugs_json(&cut->hubs), "reason", cut->reason, "refusal",
+                           pr->refusal));
+    engine_send_reply(e, rq->client, &rep);
+  } else if (dry_run) {
+    mv.dry_run = 1;
+    rep.ok = 1;
+    engine_send_reply(e, rq->client, &rep);
+  } else {
+    go = true;
+  }
+  engine_arena_free(&a);
+  return go;
+}
+
 int engine_cutover_from_request(const Nirc__CutoverRequest *req, const char *operator_name,
                                 int64_t now_ms, cutover_t *cut, char *err, size_t errlen) {
   memset(cut, 0, sizeof *cut);
@@ -355,6 +413,126 @@ int engine_cutover_from_request(const Nirc__CutoverRequest *req, const char *ope
   return 0;
 }
 
+/* nircctl cutover --amend ID: new hubs, share or expiry for an active
+ * cutover, checked like a new one (validation, an online hub, capacity),
+ * recorded before it takes effect, and applied without sending the
+ * sources home first (a change of hub is immediate). */
+static void engine_op_amend(engine_t *e, const engine_req_t *rq, const Nirc__CutoverRequest *req) {
+  char target[32], err[512];
+  snprintf(target, sizeof target, "%llu", (unsigned long long)req->amend_id);
+  cutover_t *old = NULL;
+  for (size_t k = 0; k < e->n_cut; k++)
+    if (e->cut[k].id == req->amend_id && e->cut[k].state == CUTOVER_ACTIVE) old = &e->cut[k];
+  if (!old) {
+    engine_refuse(e, rq, "amend", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "no active cutover %llu to amend (see nircctl status or history)",
+                  (unsigned long long)req->amend_id);
+    return;
+  }
+  if (req->n_sources) {
+    engine_refuse(e, rq, "amend", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "an amendment keeps the cutover's sources; to move others, make a new cutover, "
+                  "to send some home, restore them");
+    return;
+  }
+  cutover_t amended = *old;
+  if (req->n_hubs &&
+      engine_copy_slugs(&amended.hubs, req->hubs, req->n_hubs, "hubs", err, sizeof err) != 0) {
+    engine_refuse(e, rq, "amend", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+    return;
+  }
+  int64_t now = engine_now(e);
+  if (req->share_permille) amended.share_permille = req->share_permille;
+  if (req->expires_in_ms > 0)
+    amended.expires_ms =
+        now > 0 && req->expires_in_ms > INT64_MAX - now ? INT64_MAX : now + req->expires_in_ms;
+  else if (req->expires_ms)
+    amended.expires_ms = req->expires_ms;
+  amended.force = req->force;
+  bool same_hubs = amended.hubs.n == old->hubs.n;
+  for (unsigned h = 0; same_hubs && h < amended.hubs.n; h++)
+    same_hubs = strcmp(amended.hubs.v[h], old->hubs.v[h]) == 0;
+  if (same_hubs && amended.share_permille == old->share_permille &&
+      amended.expires_ms == old->expires_ms) {
+    engine_refuse(e, rq, "amend", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "nothing to amend: give --to, --share, --for or --until");
+    return;
+  }
+  rules_env_t env = {engine_site_exists, e};
+  if (rules_validate_cutover(&amended, &env, now, err, sizeof err) != 0) {
+    engine_refuse(e, rq, "amend", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+    return;
+  }
+  bool any_online = false;
+  for (unsigned h = 0; h < amended.hubs.n; h++) {
+    site_t *hs = sites_find(e->sites, amended.hubs.v[h]);
+    any_online |= hs && hs->state == SITE_ONLINE;
+  }
+  if (!any_online) {
+    engine_refuse(e, rq, "amend", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "none of the hubs is online; choose another hub with --to");
+    return;
+  }
+  /* Trial on the amended cutover in place of the old one. */
+  cutover_t before = *old;
+  *old = amended;
+  old->force = req->dry_run && req->force;
+  plan_t trial;
+  int trc = engine_trial_plan(e, NULL, &trial);
+  *old = before;
+  if (trc != 0) {
+    engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
+                       "out of memory");
+    return;
+  }
+  if (!engine_judge_trial(e, rq, &trial, &amended, req->dry_run, req->force, "amend-refused"))
+    return;
+  if (!engine_can_record(e, rq, "amend", target)) return;
+  engine_group_begin(e); /* NULL: the records are not followed */
+  engine_rec_t rec = {.kind = ENGINE_REC_CUTOVER_AMEND, .cutover = &amended};
+  if (engine_store(e, &rec) != 0) {
+    engine_refuse_unrecorded(e, rq, "amend", target, "the amendment");
+    return;
+  }
+  *old = amended;
+  engine_end_waves(e, RULE_CUTOVER, amended.id);
+  group_t *g = e->group;
+  size_t n = engine_nsites(e);
+  size_t *changed = calloc(n ? n : 1, sizeof *changed);
+  unsigned n_changed = 0;
+  if (changed) engine_evaluate(e, changed, &n_changed);
+  waiter_t *w =
+      changed ? engine_new_waiter(e, rq->client, rq->request_id, changed, n_changed) : NULL;
+  if (w) {
+    w->cutover_id = amended.id;
+    w->group = g;
+  }
+  json_t *dirs = json_array();
+  for (unsigned k = 0; k < n_changed; k++)
+    json_array_append_new(dirs, engine_route_json(e, changed[k]));
+  engine_audit(e, rq->operator_name, "cutover-amend", target,
+               json_pack("{s:I, s:{s:o, s:I, s:I}, s:{s:o, s:I, s:I}, s:s, s:b, s:o}", "cutover_id",
+                         (json_int_t)amended.id, "before", "hubs", engine_slugs_json(&before.hubs),
+                         "share_permille",
+                         (json_int_t)(before.share_permille ? before.share_permille : 1000),
+                         "expires_ms", (json_int_t)before.expires_ms, "after", "hubs",
+                         engine_slugs_json(&amended.hubs), "share_permille",
+                         (json_int_t)(amended.share_permille ? amended.share_permille : 1000),
+                         "expires_ms", (json_int_t)amended.expires_ms, "reason",
+                         req->reason ? req->reason : "", "force", (int)req->force, "directives",
+                         dirs));
+  if (!w) {
+    engine_group_release(e, g);
+    engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
+                       "out of memory");
+  } else {
+    engine_progress(e, rq->client, rq->request_id, "cutover %llu amended: %u directive(s) sent",
+                    (unsigned long long)amended.id, n_changed);
+  }
+  free(changed);
+  engine_group_end(e);
+}
+
 void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverRequest *req) {
   void *c = rq->client;
   uint64_t rid = rq->request_id;
@@ -365,6 +543,10 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
                   "this controller took over %llu ms ago and is still hearing from the sites; "
                   "nothing was changed: try again in a few seconds",
                   (unsigned long long)(engine_mono(e) - e->settle_from_mono));
+    return;
+  }
+  if (req->amend_id) {
+    engine_op_amend(e, rq, req);
     return;
   }
   char err[512];
@@ -439,55 +621,8 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
     engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
     return;
   }
+  if (!engine_judge_trial(e, rq, &trial, &cut, req->dry_run, req->force, "cutover-refused")) return;
   size_t n = engine_nsites(e);
-  bool *focus = calloc(n, sizeof *focus);
-  for (unsigned s = 0; focus && s < cut.sources.n; s++) {
-    long i = engine_index(e, cut.sources.v[s]);
-    if (i >= 0) focus[i] = true;
-  }
-  for (unsigned h = 0; focus && h < cut.hubs.n; h++) {
-    long i = engine_index(e, cut.hubs.v[h]);
-    if (i >= 0) focus[i] = true;
-  }
-  engine_arena_t a = {0};
-  Nirc__PlanReply *pr = engine_plan_reply(e, &a, &trial, focus);
-  planner_free(&trial);
-  free(focus);
-  if (!pr) {
-    engine_arena_free(&a);
-    engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
-    return;
-  }
-  Nirc__MoveReply mv = NIRC__MOVE_REPLY__INIT;
-  mv.plan = pr;
-  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
-  rep.request_id = rid;
-  rep.body_case = NIRC__OPERATOR_REPLY__BODY_MOVE;
-  rep.move = &mv;
-  Nirc__Error er = NIRC__ERROR__INIT;
-  if (pr->refused && !req->force) {
-    er.code = NIRC__ERROR_CODE__ERROR_CODE_REFUSED;
-    char msg[400];
-    snprintf(msg, sizeof msg, "%s (use --force to move anyway)", pr->refusal);
-    er.message = msg;
-    rep.ok = 0;
-    rep.error = &er;
-    engine_audit(e, rq->operator_name, "cutover-refused", cut.sources.v[0],
-                 json_pack("{s:o, s:o, s:s, s:s}", "sources", engine_slugs_json(&cut.sources),
-                           "hubs", engine_slugs_json(&cut.hubs), "reason", cut.reason, "refusal",
-                           pr->refusal));
-    engine_send_reply(e, c, &rep);
-    engine_arena_free(&a);
-    return;
-  }
-  if (req->dry_run) {
-    mv.dry_run = 1;
-    rep.ok = 1;
-    engine_send_reply(e, c, &rep);
-    engine_arena_free(&a);
-    return;
-  }
-  engine_arena_free(&a);
 
   /* Real move: only if it can be recorded (committed, or journaled with
    * room to spare), and its rule is stored before anything is sent. */

@@ -168,6 +168,19 @@ static int store_cutover_sources(db_t *db, const cutover_t *cut, engine_stored_c
   return store_once(db, "UPDATE cutovers SET sources = $2 WHERE id = $1", 2, p, done, arg);
 }
 
+static int store_cutover_amend(db_t *db, const cutover_t *cut, engine_stored_cb done, void *arg) {
+  char id[24], hubs[1024], expires[40] = "", share[16];
+  snprintf(id, sizeof id, "%llu", (unsigned long long)cut->id);
+  store_pg_array(&cut->hubs, hubs, sizeof hubs);
+  if (cut->expires_ms) store_iso(cut->expires_ms, expires, sizeof expires);
+  snprintf(share, sizeof share, "%u", cut->share_permille ? cut->share_permille : 1000);
+  const char *p[] = {id, hubs, share, expires[0] ? expires : NULL};
+  return store_once(db,
+                    "UPDATE cutovers SET hubs = $2, share_permille = $3, expires_at = $4 "
+                    "WHERE id = $1",
+                    4, p, done, arg);
+}
+
 static int store_cutover_end(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
   char id[24], at[40];
   snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
@@ -251,6 +264,7 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
   case ENGINE_REC_CUTOVER_NEW: return store_cutover_new(db, r->cutover, done, arg);
   case ENGINE_REC_CUTOVER_SOURCES: return store_cutover_sources(db, r->cutover, done, arg);
   case ENGINE_REC_CUTOVER_END: return store_cutover_end(db, r, done, arg);
+  case ENGINE_REC_CUTOVER_AMEND: return store_cutover_amend(db, r->cutover, done, arg);
   case ENGINE_REC_SCHEDULE_NEW:
     return store_schedule_new(db, r->schedule, r->actor, r->wall_ms, done, arg);
   case ENGINE_REC_SCHEDULE_REMOVE:

@@ -87,6 +87,9 @@ CUTOVER_DETAIL = {"cutover_id": int, "sources": [str], "hubs": [str], "reason": 
                   "force": bool, "expires_ms": int, "share_permille": int,
                   "directives": [DIRECTIVE]}
 EXCLUDED_FROM = {"rule": enum("cutover", "schedule", "overflow"), "rule_id": int}
+CUTOVER_TERMS = {"hubs": [str], "share_permille": int, "expires_ms": int}
+AMEND_DETAIL = {"cutover_id": int, "before": CUTOVER_TERMS, "after": CUTOVER_TERMS, "reason": str,
+                "force": bool, "directives": [DIRECTIVE]}
 READMIT_DETAIL = {"sites": [str], "excluded_from": [EXCLUDED_FROM], "reason": str,
                   "directives": [DIRECTIVE]}
 RESTORE_DETAIL = {"sources": [str], "ended_cutovers": [int], "reason": str,
@@ -119,6 +122,7 @@ SHAPES = {
     "Capacity": CAPACITY, "Refusal": REFUSAL, "History": HISTORY, "AuditEntry": AUDIT_ENTRY,
     "CutoverDetail": CUTOVER_DETAIL, "RestoreDetail": RESTORE_DETAIL, "Directive": DIRECTIVE,
     "ReadmitDetail": READMIT_DETAIL, "ExcludedFrom": EXCLUDED_FROM,
+    "AmendDetail": AMEND_DETAIL, "CutoverTerms": CUTOVER_TERMS,
     "RefusalDetail": REFUSAL_DETAIL, "CapacityRefusalDetail": CAPACITY_REFUSAL_DETAIL,
     "ScheduleAddDetail": SCHEDULE_ADD_DETAIL, "RuleIdDetail": RULE_ID_DETAIL,
     "OverflowAddDetail": OVERFLOW_ADD_DETAIL, "MoveDetail": MOVE_DETAIL,
@@ -132,6 +136,8 @@ DETAILS = {
     "cutover": (CUTOVER_DETAIL,),
     "restore": (RESTORE_DETAIL,),
     "readmit": (READMIT_DETAIL,),
+    "cutover-amend": (AMEND_DETAIL,),
+    "amend-refused": (CAPACITY_REFUSAL_DETAIL, REFUSAL_DETAIL),
     "cutover-refused": (CAPACITY_REFUSAL_DETAIL, REFUSAL_DETAIL),
     "restore-refused": (REFUSAL_DETAIL,), "plan-refused": (REFUSAL_DETAIL,),
     "readmit-refused": (REFUSAL_DETAIL,),
@@ -427,6 +433,21 @@ def test_status_load_is_the_agents_last_report():
     assert not diff, f"status load differs from the report hubei sent (status, sent): {diff}"
 
 
+def test_amend():
+    """cutover --amend: a smaller share of Hubei's calls, in place."""
+    (cid,) = env.sql("SELECT id FROM cutovers WHERE state = 'active'")[0]
+    j = check(ctl_json("cutover", "--amend", cid, "--share", "400", "--force", "--reason",
+                       "json amend", expect=0), MOVE, "cutover --amend")
+    assert j["ok"] is True and j["cutover_id"] == int(cid), j
+    assert {o["site"] for o in j["outcomes"]} == {"hubei", "shaanxi"} and j["failed"] == 0, j
+    st = check(ctl_json("status", "hubei", expect=0), STATUS, "status after the amendment")
+    assert sorted((x["site"], x["permille"]) for x in st["sites"][0]["route"]) == \
+        [("hubei", 600), ("shaanxi", 400)], st
+    j = check(ctl_json("cutover", "--amend", cid, "--share", "400", expect=T.EXIT_REFUSED),
+              REFUSAL, "an amendment that changes nothing")
+    assert "nothing to amend" in j["error"], j
+
+
 def test_restore():
     j = check(ctl_json("restore", "hubei", expect=0), MOVE, "restore")
     assert j["ok"] is True and j["cutover_id"] == 0 and j["plan"] is None, j
@@ -552,6 +573,7 @@ if __name__ == "__main__":
             test_cutover_dry_run,
             test_cutover_and_restore,
             test_status_load_is_the_agents_last_report,
+            test_amend,
             test_restore,
             test_schedule_and_overflow_lists,
             test_history,

@@ -210,7 +210,7 @@ def test_completion_commands_and_options():
     assert globals_ <= set(complete(NOCTL, "--")), globals_ - set(complete(NOCTL, "--"))
     # Every option of every command, where options are offered.
     where = {"status": ["status"], "site": ["site", "hubei"], "watch": ["watch"], "map": ["map"],
-             "cutover": ["cutover", "hubei"], "restore": ["restore"],
+             "cutover": ["cutover", "hubei"], "restore": ["restore"], "readmit": ["readmit"],
              "plan": ["plan", "hubei"], "history": ["history"],
              "schedule": ["schedule", "add", "night"], "overflow": ["overflow", "add", "gd"]}
     for cmd in ctl_commands():

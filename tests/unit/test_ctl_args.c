@@ -159,6 +159,24 @@ static void test_readmit_request(void **state) {
   assert_false(args.req.restore->readmit);
 }
 
+static void test_amend_request(void **state) {
+  assert_int_equal(parse(ARGV("cutover", "--amend", "2000001", "--share", "500")),
+                   CTL_ARGS_REQUEST);
+  assert_int_equal(args.req.body_case, NIRC__OPERATOR_REQUEST__BODY_CUTOVER);
+  assert_int_equal(args.req.cutover->amend_id, 2000001);
+  assert_int_equal(args.req.cutover->share_permille, 500);
+  assert_int_equal(args.req.cutover->n_sources, 0);
+  /* Sources do not go with --amend; something must change; an id. */
+  assert_int_not_equal(parse(ARGV("cutover", "hubei", "--amend", "2000001", "--share", "500")),
+                       CTL_ARGS_REQUEST);
+  assert_int_not_equal(parse(ARGV("cutover", "--amend", "2000001")), CTL_ARGS_REQUEST);
+  assert_int_not_equal(parse(ARGV("cutover", "--amend", "x", "--share", "5")), CTL_ARGS_REQUEST);
+  /* A plain cutover still needs its sources, hubs and reason. */
+  assert_int_equal(parse(ARGV("cutover", "hubei", "--to", "shaanxi", "--reason", "r")),
+                   CTL_ARGS_REQUEST);
+  assert_int_equal(args.req.cutover->amend_id, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_request),
@@ -169,6 +187,7 @@ int main(void) {
       cmocka_unit_test(test_too_many_except_dates),
       cmocka_unit_test(test_watch_map_and_a_fresh_start),
       cmocka_unit_test(test_readmit_request),
+      cmocka_unit_test(test_amend_request),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -397,6 +397,61 @@ static void test_readmit_after_failed_move(void **state) {
   world_free(w);
 }
 
+/* An active cutover is amended: a larger share, then another hub. The
+ * source never routes home on the way, the change is recorded and audited
+ * before it takes effect, and the operator hears when it is applied. */
+static void test_amend_changes_share_and_hub_in_place(void **state) {
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 1, src, 1, hub, 1, 300);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 300);
+  uint64_t id = w->cut[0].id;
+
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  c.amend_id = id;
+  c.share_permille = 600;
+  c.reason = "peak";
+  engine_req_t rq = {.client = w, .request_id = 2, .operator_name = "operator:olga", .label = "t"};
+  size_t from = w->n_sent;
+  engine_op_cutover(e, &rq, &c);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 600);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_CUTOVER_AMEND, NULL), 1);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "cutover-amend"), 1);
+  assert_int_equal(w->cut[0].share_permille, 600); /* what a new leader loads */
+  world_ack(w, e, from, NULL);
+  world_flush(w);
+  assert_true(w->rep[w->n_rep - 1].ok);
+  assert_int_equal(w->rep[w->n_rep - 1].request_id, 2);
+
+  char *to[] = {"henan"};
+  c.share_permille = 0;
+  c.hubs = to;
+  c.n_hubs = 1;
+  rq.request_id = 3;
+  engine_op_cutover(e, &rq, &c);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "henan"), 600);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 0);
+  /* Never home in between: every directive to hubei moved calls away. */
+  size_t hubei = world_index(w, "hubei");
+  for (size_t k = 0; k < w->n_sent; k++)
+    if (w->sent[k].site == hubei) assert_true(route_share_of(&w->sent[k].route, "hubei") < 1000);
+  /* Nothing to amend, or no such cutover: refused. */
+  rq.request_id = 4;
+  engine_op_cutover(e, &rq, &c);
+  assert_false(w->rep[w->n_rep - 1].ok);
+  assert_non_null(strstr(w->rep[w->n_rep - 1].msg, "nothing to amend"));
+  c.amend_id = 42;
+  rq.request_id = 5;
+  engine_op_cutover(e, &rq, &c);
+  assert_non_null(strstr(w->rep[w->n_rep - 1].msg, "no active cutover 42"));
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_applied_and_answered),
@@ -410,6 +465,7 @@ int main(void) {
       cmocka_unit_test(test_move_reported_not_durable),
       cmocka_unit_test(test_acks_bounded_by_directives_sent),
       cmocka_unit_test(test_readmit_after_failed_move),
+      cmocka_unit_test(test_amend_changes_share_and_hub_in_place),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

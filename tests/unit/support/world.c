@@ -89,6 +89,13 @@ static void world_keep_rules(world_t *w, const engine_rec_t *r) {
     world_find_cut(w, r->cutover->id)->sources = r->cutover->sources;
     break;
   case ENGINE_REC_CUTOVER_END: world_find_cut(w, r->id)->state = r->cutover_state; break;
+  case ENGINE_REC_CUTOVER_AMEND: {
+    cutover_t *c = world_find_cut(w, r->cutover->id);
+    c->hubs = r->cutover->hubs;
+    c->share_permille = r->cutover->share_permille;
+    c->expires_ms = r->cutover->expires_ms;
+    break;
+  }
   case ENGINE_REC_SCHEDULE_NEW:
     assert_true(w->n_sch < sizeof w->sch / sizeof w->sch[0]);
     w->sch[w->n_sch++] = *r->schedule;
