@@ -16,7 +16,7 @@
  *
  * The old leader stops between commands, after what it was told is
  * durable (its store drained): what an operator was answered for. A kill
- * in the middle of a write is the journal's business (test_db). */
+ * in the middle of a write is the journal's business (test_db_journal). */
 #include "admin.h"
 #include "db.h"
 #include "engine.h"

@@ -1,0 +1,175 @@
+/* test_db_admin: the blocking side of the db module against a real
+ * PostgreSQL (no mocks): migrations from empty, again, a broken file and a
+ * gap; the schema check against an empty database and a newer one; an
+ * unreachable server.
+ *
+ *   NIRC_TEST_PG="host=127.0.0.1 port=54330 user=nirc dbname=postgres" \
+ *   NIRC_SOURCE_DIR=/path/to/nirc ./test_db_admin
+ *
+ * The fixtures (a database of its own, the schema, the loop and client of
+ * each test) are in support/pgtest.h, shared with the other test_db_*
+ * programs. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "db.h"
+#include "err.h"
+#include "log.h"
+#include "support/pgtest.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- admin tests ---- */
+
+static void test_migrate_from_empty(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  char err[512] = "", out[1024];
+  int v = -1;
+  assert_int_equal(db_admin_schema_version(pgtest_env.main_ci, &v, err, sizeof err), 0);
+  assert_int_equal(v, 0);
+
+  int rc = pgtest_migrate_quiet(pgtest_env.main_ci, pgtest_env.schema_dir, err, sizeof err, out,
+                                sizeof out);
+  if (rc != 0) fail_msg("migrate: %s", err);
+  assert_non_null(strstr(out, "applied 001_foundation\n"));
+  pgtest_env.migrated = 1;
+
+  assert_int_equal(db_admin_check_schema(pgtest_env.main_ci, err, sizeof err), 0);
+  assert_int_equal(db_admin_schema_version(pgtest_env.main_ci, &v, err, sizeof err), 0);
+  assert_int_equal(v, DB_SCHEMA_VERSION);
+
+  /* Again: nothing to do, nothing applied. */
+  rc = pgtest_migrate_quiet(pgtest_env.main_ci, pgtest_env.schema_dir, err, sizeof err, out,
+                            sizeof out);
+  if (rc != 0) fail_msg("migrate again: %s", err);
+  char expect[128], n[32];
+  snprintf(expect, sizeof expect, "schema is at version %d, nothing to do\n", DB_SCHEMA_VERSION);
+  assert_string_equal(out, expect);
+  assert_int_equal(
+      pgtest_sql(pgtest_env.main_ci, "select count(*) from schema_version", n, sizeof n), 0);
+  snprintf(expect, sizeof expect, "%d", DB_SCHEMA_VERSION);
+  assert_string_equal(n, expect);
+  assert_int_equal(pgtest_sql(pgtest_env.main_ci,
+                              "select name from schema_version where version = 1", n, sizeof n),
+                   0);
+  assert_string_equal(n, "foundation");
+}
+
+static void test_check_schema_empty_db(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  char err[512] = "";
+  assert_int_equal(db_admin_check_schema(pgtest_env.empty_ci, err, sizeof err), NIRC_ESCHEMA);
+  char expect[256];
+  snprintf(expect, sizeof expect,
+           "database schema is version 0, this nircd needs %d: run `nircd -c "
+           "/etc/nirc/nircd.conf migrate`",
+           DB_SCHEMA_VERSION);
+  assert_string_equal(err, expect);
+}
+
+static void test_database_newer_than_nircd(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  assert_int_equal(pgtest_create_db(pgtest_env.scratch_db), 0);
+  char ci[1024], err[512] = "";
+  pgtest_ci_build(ci, sizeof ci, pgtest_env.scratch_db, NULL, NULL, NULL);
+  assert_int_equal(pgtest_sql(ci,
+                              "create table schema_version (version int primary key, name text not "
+                              "null, applied_at timestamptz not null default now());"
+                              "insert into schema_version (version, name) values (1, 'foundation'),"
+                              " (2, 'two'), (3, 'three'), (99, 'future')",
+                              NULL, 0),
+                   0);
+  assert_int_equal(db_admin_check_schema(ci, err, sizeof err), NIRC_ESCHEMA);
+  char expect[256];
+  snprintf(expect, sizeof expect,
+           "database schema is version 99, newer than this nircd (%d): upgrade nircd",
+           DB_SCHEMA_VERSION);
+  assert_string_equal(err, expect);
+  assert_int_equal(pgtest_migrate_quiet(ci, pgtest_env.schema_dir, err, sizeof err, NULL, 0),
+                   NIRC_ESCHEMA);
+  assert_non_null(strstr(err, "this nircd is older than the database"));
+  pgtest_drop_db(pgtest_env.scratch_db);
+}
+
+static void test_migrate_broken_file_rolls_back(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  assert_int_equal(pgtest_create_db(pgtest_env.scratch_db), 0);
+  char ci[1024], err[512] = "", out[1024];
+  pgtest_ci_build(ci, sizeof ci, pgtest_env.scratch_db, NULL, NULL, NULL);
+
+  char dir[] = "/tmp/nirc-test-schema-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char p1[PATH_MAX], p2[PATH_MAX], p3[PATH_MAX], src[PATH_MAX + 32];
+  snprintf(src, sizeof src, "%s/001_foundation.sql", pgtest_env.schema_dir);
+  snprintf(p1, sizeof p1, "%s/001_foundation.sql", dir);
+  snprintf(p2, sizeof p2, "%s/002_broken.sql", dir);
+  snprintf(p3, sizeof p3, "%s/README.txt", dir); /* not a migration: ignored */
+  pgtest_copy_file(src, p1);
+  pgtest_write_file(p2, "create table nirc_broken_probe (x int);\n\nselec 1;\n");
+  pgtest_write_file(p3, "not sql\n");
+
+  int rc = pgtest_migrate_quiet(ci, dir, err, sizeof err, out, sizeof out);
+  assert_int_equal(rc, NIRC_EDB);
+  assert_string_equal(out, "applied 001_foundation\n");
+  char want[PATH_MAX + 64];
+  snprintf(want, sizeof want, "%s: line 3: ERROR: syntax error", p2);
+  if (strncmp(err, want, strlen(want)) != 0) fail_msg("unexpected error: %s", err);
+
+  /* 001 stayed, 002 left nothing behind. */
+  int v = -1;
+  assert_int_equal(db_admin_schema_version(ci, &v, err, sizeof err), 0);
+  assert_int_equal(v, 1);
+  char n[32];
+  assert_int_equal(pgtest_sql(ci, "select to_regclass('nirc_broken_probe') is null", n, sizeof n),
+                   0);
+  assert_string_equal(n, "t");
+
+  /* A gap is refused before anything is touched. */
+  unlink(p2);
+  snprintf(p2, sizeof p2, "%s/003_gap.sql", dir);
+  pgtest_write_file(p2, "select 1;\n");
+  assert_int_equal(pgtest_migrate_quiet(ci, dir, err, sizeof err, NULL, 0), NIRC_ENOTFOUND);
+  assert_non_null(strstr(err, "migration 002 is missing"));
+
+  unlink(p1);
+  unlink(p2);
+  unlink(p3);
+  rmdir(dir);
+  pgtest_drop_db(pgtest_env.scratch_db);
+}
+
+static void test_admin_unreachable(void **state) {
+  (void)state;
+  char err[512] = "";
+  int v = -1;
+  assert_int_equal(db_admin_schema_version(PGTEST_UNREACHABLE, &v, err, sizeof err), NIRC_EDB);
+  assert_non_null(strstr(err, "host=127.0.0.1 port=1"));
+  assert_non_null(strstr(err, "is PostgreSQL running?"));
+  assert_int_equal(db_admin_check_schema(PGTEST_UNREACHABLE, err, sizeof err), NIRC_EDB);
+  assert_non_null(strstr(err, "is PostgreSQL running?"));
+  assert_int_equal(db_admin_check_schema("this is not a conninfo", err, sizeof err), NIRC_EDB);
+  assert_non_null(strstr(err, "invalid conninfo"));
+}
+
+int main(void) {
+  log_set_program("test_db_admin");
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_migrate_from_empty),
+      cmocka_unit_test(test_check_schema_empty_db),
+      cmocka_unit_test(test_database_newer_than_nircd),
+      cmocka_unit_test(test_migrate_broken_file_rolls_back),
+      cmocka_unit_test(test_admin_unreachable),
+  };
+  return cmocka_run_group_tests(tests, pgtest_group_setup, pgtest_group_teardown);
+}
