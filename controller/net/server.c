@@ -193,6 +193,15 @@ static void server_redirect(server_t *srv, conn_t *c) {
   log_debug(LOG_LINK, link_label(c->link), "standby: redirected to %s",
             srv->leader_hint[0] ? srv->leader_hint : "(leader unknown)");
   conn_set_state(c, CONN_CLOSED);
+  if (srv->leading && !srv->lost) {
+    /* The leader itself, between a late renewal of its lease and the next
+     * one: it says so, it is no standby. */
+    link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER, "",
+                   "controller %s leads epoch %llu but cannot confirm its lease right now; "
+                   "nothing was changed: try again in a few seconds",
+                   srv->conf->node, (unsigned long long)srv->epoch);
+    return;
+  }
   link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER,
                  srv->leader_hint,
                  srv->leader_hint[0] ? "standby controller %s: the leader is %s"

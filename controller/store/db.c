@@ -12,7 +12,8 @@
  *
  * Two libuv handles drive it: a uv_poll_t on PQsocket() and one uv_timer_t
  * that, depending on the state, is the connect timeout (CONNECTING), the
- * retry delay (BACKOFF) or a zero-delay "send the next query" kick (READY).
+ * retry delay (BACKOFF), a zero-delay "send the next query" kick (READY)
+ * or the query timeout (BUSY: a hung database counts as a lost one).
  * A uv_getaddrinfo_t request resolves host names before each connection
  * attempt, because PQconnectStart() would otherwise resolve them with a
  * blocking getaddrinfo() on the loop. A second timer (jtimer) is a
@@ -181,6 +182,9 @@ static void db_set_state(db_t *db, db_state_t to) {
     assert(!"invalid db state transition");
   }
   db->state = to;
+  /* The query timeout ends with the query: the timer is free again for
+   * the kicks and delays of the other states. */
+  if (from == DB_BUSY && !db->closing) uv_timer_stop(&db->timer);
   int loud = (from == DB_CONNECTING && to == DB_READY) ||
              ((from == DB_READY || from == DB_BUSY) && to == DB_BACKOFF) || to == DB_CLOSING ||
              to == DB_DISCONNECTED;
@@ -442,7 +446,10 @@ static void db_send(db_t *db, query_t *q) {
   } else {
     sent = PQsendQueryParams(db->conn, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
   }
-  if (!sent) {
+  if (sent) {
+    /* The timer is the query timeout while BUSY (db_on_timer). */
+    uv_timer_start(&db->timer, db_on_timer, DB_QUERY_TIMEOUT_MS, 0);
+  } else {
     char m[DB_MSG_MAX];
     conninfo_msg_trim(PQerrorMessage(db->conn), 0, m, sizeof m);
     if (!m[0]) snprintf(m, sizeof m, "out of memory");
@@ -728,7 +735,14 @@ static void db_on_timer(uv_timer_t *t) {
     return;
   }
   case DB_READY: db_pump_idle(db); return;
-  default: return; /* a stale kick: the query was already sent */
+  case DB_BUSY: {
+    char m[128];
+    snprintf(m, sizeof m, "no answer for %u s: the database is hung or out of reach",
+             DB_QUERY_TIMEOUT_MS / 1000u);
+    db_conn_lost(db, m);
+    return;
+  }
+  default: return;
   }
 }
 

@@ -59,6 +59,12 @@ int db_exec(db_t *db, const char *sql, int nparams, const char *const *params, d
  * counted in refused_total) or NIRC_EIO (the journal cannot be written). */
 int db_exec_once(db_t *db, const char *sql, int nparams, const char *const *params, db_result_cb cb,
                  void *arg);
+/* A statement that has had no answer for this long means the database is
+ * hung (a frozen server, a storage stall, a path that drops packets): the
+ * connection is dropped and treated as lost, so once-writes go to the
+ * journal instead of waiting on it, and other queries fail with a reason. */
+#define DB_QUERY_TIMEOUT_MS 5000u
+
 /* The share of journal_max that bulk once-writes (link events, load
  * minutes, acks) may fill; the rest is kept for operator changes, rules,
  * directives and the audit trail. */

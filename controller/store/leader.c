@@ -4,7 +4,9 @@
 #include "log.h"
 #include "util.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,9 @@ struct leader {
   PGconn *conn;
   char seen_renewed[64]; /* the lease's renewed_at as last read */
   uint64_t watch_since_ms;
+  uint64_t last_read_ms; /* standby: monotonic ms of its last successful lease read */
+  bool timed_out;        /* the last statement had no answer in time (hung database) */
+  int old_pid;           /* backend of the connection given up last (0: none) */
 };
 
 static const char *const leader_state_names[] = {
@@ -74,6 +79,9 @@ static void leader_touch(leader_t *l) {
 /* ---- database (thread) ---- */
 
 static void leader_disconnect(leader_t *l) {
+  /* Remembered: after a hung database wakes up, the session we gave up on
+   * may still hold the lock for a moment (leader_reclaim). */
+  if (l->conn && PQstatus(l->conn) == CONNECTION_OK) l->old_pid = PQbackendPID(l->conn);
   if (l->conn) PQfinish(l->conn);
   l->conn = NULL;
 }
@@ -105,15 +113,54 @@ static bool leader_connect(leader_t *l) {
 }
 
 /* Runs one statement; NULL (and the connection dropped when it broke) on
- * failure, with the reason logged. */
+ * failure, with the reason logged. The wait for the answer is bounded by
+ * half a lease: a database that does not answer (frozen, a storage stall,
+ * a path that drops packets) is treated like one that is down, instead of
+ * holding this thread, and with it the leadership, until it wakes up. The
+ * connection is dropped then (timed_out is set). */
 static PGresult *leader_exec(leader_t *l, const char *sql, int n, const char *const *p,
                              ExecStatusType want) {
-  PGresult *r = PQexecParams(l->conn, sql, n, NULL, p, NULL, NULL, 0);
-  if (r && PQresultStatus(r) == want) return r;
+  l->timed_out = false;
+  if (!PQsendQueryParams(l->conn, sql, n, NULL, p, NULL, NULL, 0)) {
+    log_warn(LOG_DB, LEADER_OBJ, "%.60s...: %s", sql, PQerrorMessage(l->conn));
+    if (PQstatus(l->conn) != CONNECTION_OK) leader_disconnect(l);
+    return NULL;
+  }
+  uint64_t deadline = leader_mono_ms() + (l->lease_ms / 2 ? l->lease_ms / 2 : 1);
+  PGresult *last = NULL;
+  for (;;) {
+    while (PQisBusy(l->conn)) {
+      uint64_t now = leader_mono_ms();
+      if (now >= deadline) goto timeout;
+      struct pollfd pfd = {.fd = PQsocket(l->conn), .events = POLLIN};
+      int rc = poll(&pfd, 1, (int)(deadline - now));
+      if (rc == 0) goto timeout;
+      if ((rc < 0 && errno != EINTR) || (rc > 0 && !PQconsumeInput(l->conn))) goto broken;
+    }
+    PGresult *r = PQgetResult(l->conn);
+    if (!r) break;
+    PQclear(last);
+    last = r;
+  }
+  if (last && PQresultStatus(last) == want) return last;
   log_warn(LOG_DB, LEADER_OBJ, "%.60s...: %s", sql,
-           r ? PQresultErrorMessage(r) : PQerrorMessage(l->conn));
-  PQclear(r);
+           last ? PQresultErrorMessage(last) : PQerrorMessage(l->conn));
+  PQclear(last);
   if (PQstatus(l->conn) != CONNECTION_OK) leader_disconnect(l);
+  return NULL;
+timeout:
+  log_warn(LOG_DB, LEADER_OBJ,
+           "%.60s...: no answer within %llu ms: the database is hung or out of reach; "
+           "dropping the connection",
+           sql, (unsigned long long)(l->lease_ms / 2));
+  PQclear(last);
+  l->timed_out = true;
+  leader_disconnect(l);
+  return NULL;
+broken:
+  log_warn(LOG_DB, LEADER_OBJ, "%.60s...: %s", sql, PQerrorMessage(l->conn));
+  PQclear(last);
+  leader_disconnect(l);
   return NULL;
 }
 
@@ -226,6 +273,12 @@ static void leader_standby_step(leader_t *l, leader_view_t *v) {
   lease_t ls;
   if (!leader_read_lease(l, &ls)) return;
   uint64_t now = leader_mono_ms();
+  /* A lease counts as standing still only if this standby watched it the
+   * whole time: after a gap of a lease between two of its reads (it was
+   * frozen, or the database was, for everyone), it starts watching again
+   * instead of evicting a leader that had no chance to renew either. */
+  if (l->last_read_ms && now - l->last_read_ms > l->lease_ms) l->watch_since_ms = now;
+  l->last_read_ms = now;
   if (ls.present && strcmp(ls.renewed, l->seen_renewed) != 0) {
     nirc_strlcpy(l->seen_renewed, ls.renewed, sizeof l->seen_renewed);
     l->watch_since_ms = now;
@@ -264,8 +317,17 @@ static void leader_lead_step(leader_t *l, leader_view_t *v) {
       leader_exec(l, "UPDATE leader_lease SET renewed_at = now() WHERE id = 1 AND epoch = $1", 1, p,
                   PGRES_COMMAND_OK);
   if (!r) {
-    /* A broken connection is dealt with by the next step's reconnect; an
-     * error on a live connection is not an outage and not a renewal. */
+    /* A database that did not answer is out of reach now: keep leading on
+     * memory (as when it is down) rather than waiting for the reconnect
+     * to time out too. Otherwise a broken connection is dealt with by the
+     * next step's reconnect; an error on a live connection is not an
+     * outage and not a renewal. */
+    if (l->timed_out && !v->db_down) {
+      v->db_down = true;
+      log_warn(LOG_MAIN, LEADER_OBJ, "database not answering: still leading epoch %llu on memory",
+               (unsigned long long)v->epoch);
+      leader_publish(l, v, NULL);
+    }
     return;
   }
   bool renewed = strcmp(PQcmdTuples(r), "1") == 0;
@@ -288,6 +350,26 @@ static void leader_lead_step(leader_t *l, leader_view_t *v) {
 static void leader_reclaim(leader_t *l, leader_view_t *v) {
   int got = leader_try_lock(l);
   if (got < 0) return;
+  if (got == 0 && l->old_pid) {
+    /* Our own session from before the database hung may still hold the
+     * lock: end that one (only that pid) and try again on the next step. */
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", l->old_pid);
+    const char *p[] = {pid};
+    PGresult *r = leader_exec(l,
+                              "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE "
+                              "locktype = 'advisory' AND classid = 0 AND objid = 1313428035 AND "
+                              "objsubid = 1 AND granted AND pid = $1::int",
+                              1, p, PGRES_TUPLES_OK);
+    bool ours = r && strcmp(PQgetvalue(r, 0, 0), "1") == 0;
+    PQclear(r);
+    l->old_pid = 0;
+    if (ours) {
+      log_info(LOG_MAIN, LEADER_OBJ,
+               "ended this controller's own stale session, which still held the lock");
+      return;
+    }
+  }
   if (got == 0) {
     leader_lose(l, v, "another controller holds the leader lock");
     return;
