@@ -78,6 +78,7 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
                                 rules->schedules, rules->n_schedules, rules->overflows,
                                 rules->n_overflows, rules->max_id);
     engine_load_exclusions(srv->engine, rules->exclusions, rules->n_exclusions);
+    engine_load_overflow_state(srv->engine, rules->overflow_states, rules->n_overflows);
     log_info(LOG_MAIN, conf->node,
              "rules: %zu active cutovers, %zu schedules, %zu overflow rules, %zu sites excluded "
              "after a failed move",

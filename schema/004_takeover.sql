@@ -32,3 +32,9 @@ CREATE UNIQUE INDEX route_exclusions_live ON route_exclusions (site) WHERE clear
 ALTER TABLE audit_log ADD COLUMN business_at timestamptz;
 ALTER TABLE directives ADD COLUMN business_at timestamptz;
 ALTER TABLE directive_acks ADD COLUMN business_at timestamptz;
+
+-- An overflow rule's engagement (planner state with hysteresis): a new
+-- leader must not release a spill the old one held, nor start one anew.
+ALTER TABLE overflow_rules ADD COLUMN engaged boolean NOT NULL DEFAULT false;
+ALTER TABLE overflow_rules ADD COLUMN engaged_since timestamptz;
+ALTER TABLE overflow_rules ADD COLUMN engaged_permille int NOT NULL DEFAULT 0;

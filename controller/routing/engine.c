@@ -184,6 +184,12 @@ void engine_end_waves(engine_t *e, rule_kind_t kind, uint64_t rule_id) {
     if (w->kind == kind && w->rule_id == rule_id) w->done = true;
 }
 
+void engine_load_overflow_state(engine_t *e, const planner_overflow_state_t *st, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    for (size_t k = 0; k < e->n_ovf; k++)
+      if (e->ovf_state[k].rule_id == st[i].rule_id) e->ovf_state[k] = st[i];
+}
+
 void engine_load_exclusions(engine_t *e, const engine_exclusion_t *x, size_t n) {
   for (size_t k = 0; k < n; k++) {
     long i = engine_index(e, x[k].site);
@@ -663,8 +669,20 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
   if (e->have_plan) planner_free(&e->plan);
   e->plan = plan;
   e->have_plan = true;
-  for (size_t k = 0; k < e->n_ovf && plan.overflow_state; k++)
-    e->ovf_state[k] = plan.overflow_state[k];
+  for (size_t k = 0; k < e->n_ovf && plan.overflow_state; k++) {
+    const planner_overflow_state_t *was = &e->ovf_state[k], *now = &plan.overflow_state[k];
+    if (was->engaged != now->engaged || (now->engaged && was->permille != now->permille)) {
+      /* Stored, so a new leader neither releases a spill this one holds
+       * nor starts one it released (the hysteresis lives in this state). */
+      engine_rec_t rec = {.kind = ENGINE_REC_OVERFLOW_STATE,
+                          .id = now->rule_id,
+                          .enabled = now->engaged,
+                          .since_ms = now->since_ms,
+                          .permille = now->permille};
+      engine_store(e, &rec);
+    }
+    e->ovf_state[k] = *now;
+  }
   engine_log_alarms(e, &plan);
 
   size_t n = engine_nsites(e);

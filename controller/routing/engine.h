@@ -95,6 +95,8 @@ typedef enum {
   ENGINE_REC_SCHEDULE_ENABLE, /* id, enabled */
   ENGINE_REC_OVERFLOW_NEW,    /* overflow_rules: overflow, actor (who) */
   ENGINE_REC_OVERFLOW_REMOVE, /* id */
+  ENGINE_REC_OVERFLOW_STATE,  /* an overflow engaged, released or changed its share: id,
+                                 enabled (engaged), since_ms, permille */
   ENGINE_REC_EXCLUDE,         /* a site kept out of the rules: site, rule_kind, rule_id, detail */
   ENGINE_REC_READMIT,         /* its exclusion ended: site, actor (who), detail (why) */
 } engine_rec_kind_t;
@@ -118,6 +120,8 @@ typedef struct {
   const overflow_rule_t *overflow;
   uint64_t id;
   bool enabled;
+  int64_t since_ms;
+  uint32_t permille;
 } engine_rec_t;
 
 /* Runs once per accepted record: err 0 when it is durable (msg may say
@@ -191,6 +195,10 @@ void engine_free(engine_t *e);
 int engine_load_rules(engine_t *e, uint64_t epoch, const cutover_t *c, size_t nc,
                       const schedule_t *s, size_t ns, const overflow_rule_t *o, size_t no,
                       uint64_t max_rule_id);
+/* Overflow engagement as the store keeps it (matched by rule_id; copied;
+ * states of rules not loaded are ignored). Loaded after the rules. */
+void engine_load_overflow_state(engine_t *e, const planner_overflow_state_t *st, size_t n);
+
 /* A site kept out of the rules after a failed move was rolled back, as
  * the store keeps it for the next leader. */
 typedef struct {

@@ -210,13 +210,16 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
 
   r = PQexec(c, "SELECT id, name, source, hubs, trigger_wait_s, release_wait_s, trigger_queue, "
                 "release_queue, trigger_sl, release_sl, share_cap_permille, min_hold_s, margin_s, "
-                "enabled FROM overflow_rules WHERE removed_at IS NULL ORDER BY id");
+                "enabled, engaged, "
+                "coalesce((extract(epoch from engaged_since) * 1000)::bigint, 0), "
+                "engaged_permille FROM overflow_rules WHERE removed_at IS NULL ORDER BY id");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     rc = admin_fail(c, r, "loading overflow rules", err, errlen);
     goto done;
   }
   out->overflows = calloc((size_t)PQntuples(r) + 1, sizeof *out->overflows);
-  for (int i = 0; out->overflows && i < PQntuples(r); i++) {
+  out->overflow_states = calloc((size_t)PQntuples(r) + 1, sizeof *out->overflow_states);
+  for (int i = 0; out->overflows && out->overflow_states && i < PQntuples(r); i++) {
     overflow_rule_t *o = &out->overflows[out->n_overflows];
     o->id = strtoull(PQgetvalue(r, i, 0), NULL, 10);
     snprintf(o->name, sizeof o->name, "%s", PQgetvalue(r, i, 1));
@@ -237,6 +240,11 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
     o->min_hold_s = (uint32_t)atoi(PQgetvalue(r, i, 11));
     o->margin_s = (uint32_t)atoi(PQgetvalue(r, i, 12));
     o->enabled = PQgetvalue(r, i, 13)[0] == 't';
+    planner_overflow_state_t *st = &out->overflow_states[out->n_overflows];
+    st->rule_id = o->id;
+    st->engaged = PQgetvalue(r, i, 14)[0] == 't';
+    st->since_ms = strtoll(PQgetvalue(r, i, 15), NULL, 10);
+    st->permille = (uint32_t)atoi(PQgetvalue(r, i, 16));
     out->n_overflows++;
   }
   PQclear(r);
@@ -265,7 +273,8 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   out->max_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
-  if (!out->cutovers || !out->schedules || !out->overflows || !out->exclusions) {
+  if (!out->cutovers || !out->schedules || !out->overflows || !out->overflow_states ||
+      !out->exclusions) {
     snprintf(err, errlen, "out of memory loading rules");
     rc = NIRC_ENOMEM;
   }
@@ -279,6 +288,7 @@ void admin_rules_free(admin_rules_t *r) {
   free(r->cutovers);
   free(r->schedules);
   free(r->overflows);
+  free(r->overflow_states);
   free(r->exclusions);
   memset(r, 0, sizeof *r);
 }

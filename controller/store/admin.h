@@ -25,7 +25,8 @@ typedef struct {
   size_t n_schedules;
   overflow_rule_t *overflows;
   size_t n_overflows;
-  engine_exclusion_t *exclusions; /* sites kept out after a failed move */
+  planner_overflow_state_t *overflow_states; /* one per overflow rule, same order */
+  engine_exclusion_t *exclusions;            /* sites kept out after a failed move */
   size_t n_exclusions;
   uint64_t max_id;
 } admin_rules_t;

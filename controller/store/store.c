@@ -278,6 +278,16 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
   case ENGINE_REC_OVERFLOW_REMOVE:
     return store_once(db, "UPDATE overflow_rules SET removed_at = $2 WHERE id = $1", 2, p_id, done,
                       arg);
+  case ENGINE_REC_OVERFLOW_STATE: {
+    char since[40] = "", pm[16];
+    if (r->since_ms) store_iso(r->since_ms, since, sizeof since);
+    snprintf(pm, sizeof pm, "%u", r->permille);
+    const char *p[] = {id, r->enabled ? "true" : "false", since[0] ? since : NULL, pm};
+    return store_once(db,
+                      "UPDATE overflow_rules SET engaged = $2, engaged_since = $3, "
+                      "engaged_permille = $4 WHERE id = $1",
+                      4, p, done, arg);
+  }
   case ENGINE_REC_EXCLUDE: {
     /* One live exclusion per site: a newer one replaces it. */
     char rid[24];

@@ -452,6 +452,77 @@ static void test_amend_changes_share_and_hub_in_place(void **state) {
   world_free(w);
 }
 
+/* An overflow engaged by a queue, then held by hysteresis while the queue
+ * sits between its release and trigger thresholds: a new leader that loads
+ * the stored engagement keeps the spill; one that does not (a fresh state)
+ * would send the source home. */
+static void test_overflow_engagement_survives_a_takeover(void **state) {
+  world_t *w = world_new();
+  engine_t *a = leading_engine(w);
+  char *hubs[] = {"shaanxi"};
+  Nirc__OverflowSpec sp = NIRC__OVERFLOW_SPEC__INIT;
+  sp.name = "hubei-ovf";
+  sp.source = "hubei";
+  sp.hubs = hubs;
+  sp.n_hubs = 1;
+  sp.trigger_queue = 20;
+  sp.release_queue = 5;
+  sp.share_cap_permille = 500;
+  sp.min_hold_s = 300;
+  Nirc__OverflowRequest rq = NIRC__OVERFLOW_REQUEST__INIT;
+  rq.op = NIRC__RULE_OP__RULE_OP_ADD;
+  rq.spec = &sp;
+  engine_req_t r = {.client = w, .request_id = 1, .operator_name = "admin:bob", .label = "t"};
+  engine_op_overflow(a, &r, &rq);
+  world_flush(w);
+  assert_int_equal(w->n_ovf, 1);
+  for (int k = 0; k < 10; k++) { /* a queue of 60 and callers waiting 4 minutes */
+    w->now += 60000;
+    world_load(w, "hubei", 60, 240000);
+    world_tick(w, a, 200);
+    world_ack(w, a, 0, NULL);
+  }
+  assert_true(w->ovf_state[0].engaged);
+  uint32_t moved = route_share_of(&engine_site_dir(a, world_index(w, "hubei"))->target, "shaanxi");
+  assert_true(moved > 0);
+  for (int k = 0; k < 10; k++) { /* calmer, but above the release threshold */
+    w->now += 60000;
+    world_load(w, "hubei", 10, 30000);
+    world_tick(w, a, 200);
+    world_ack(w, a, 0, NULL);
+  }
+  assert_true(w->ovf_state[0].engaged);
+  size_t n = w->sites->n;
+  route_t *target = calloc(n, sizeof *target), *acked = calloc(n, sizeof *acked);
+  assert_non_null(target);
+  assert_non_null(acked);
+  for (size_t i = 0; i < n; i++) {
+    target[i] = engine_site_dir(a, i)->target;
+    acked[i] = engine_site_dir(a, i)->acked;
+  }
+  world_flush(w);
+  engine_free(a);
+  for (int with_state = 1; with_state >= 0; with_state--) {
+    engine_t *b = world_engine(w);
+    assert_int_equal(engine_load_rules(b, 6, NULL, 0, NULL, 0, w->ovf, w->n_ovf, w->max_id), 0);
+    if (with_state) engine_load_overflow_state(b, w->ovf_state, w->n_ovf);
+    engine_start_leading(b, 0);
+    for (size_t i = 0; i < n; i++)
+      engine_on_hello(b, i, &acked[i]);
+    engine_tick(b);
+    size_t hubei = world_index(w, "hubei");
+    if (with_state)
+      assert_true(route_same(&engine_site_dir(b, hubei)->target, &target[hubei]));
+    else
+      assert_int_equal(route_share_of(&engine_site_dir(b, hubei)->target, "shaanxi"), 0);
+    world_flush(w);
+    engine_free(b);
+  }
+  free(target);
+  free(acked);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_applied_and_answered),
@@ -466,6 +537,7 @@ int main(void) {
       cmocka_unit_test(test_acks_bounded_by_directives_sent),
       cmocka_unit_test(test_readmit_after_failed_move),
       cmocka_unit_test(test_amend_changes_share_and_hub_in_place),
+      cmocka_unit_test(test_overflow_engagement_survives_a_takeover),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -356,6 +356,7 @@ static engine_t *tk_takeover(world_t *w, engine_t *a, uint64_t epoch) {
                                      rules.max_id),
                    0);
   engine_load_exclusions(b, rules.exclusions, rules.n_exclusions);
+  engine_load_overflow_state(b, rules.overflow_states, rules.n_overflows);
   admin_rules_free(&rules);
   engine_start_leading(b, 0);
   size_t sent = w->n_sent;
@@ -562,9 +563,65 @@ static void test_journaled_rows_keep_event_time(void **state) {
   tmpdir_remove(dir);
 }
 
+/* An overflow rule's engagement goes through the real store and comes back
+ * with the rules, as a new leader loads them. */
+static void test_overflow_state_round_trip(void **state) {
+  if (!T.have_pg) skip();
+  overflow_rule_t o = {.id = 77000001,
+                       .trigger_queue = 20,
+                       .release_queue = 5,
+                       .share_cap_permille = 500,
+                       .min_hold_s = 300,
+                       .enabled = true};
+  snprintf(o.name, sizeof o.name, "round-trip");
+  snprintf(o.source, sizeof o.source, "hunan");
+  snprintf(o.hubs.v[0], sizeof o.hubs.v[0], "henan");
+  o.hubs.n = 1;
+  int done = 0;
+  engine_rec_t add = {.kind = ENGINE_REC_OVERFLOW_NEW,
+                      .at_ms = WORLD_T0_MS,
+                      .wall_ms = WORLD_WALL0_MS,
+                      .overflow = &o,
+                      .actor = "admin:bob"};
+  engine_rec_t st = {.kind = ENGINE_REC_OVERFLOW_STATE,
+                     .at_ms = WORLD_T0_MS,
+                     .wall_ms = WORLD_WALL0_MS,
+                     .id = o.id,
+                     .enabled = true,
+                     .since_ms = WORLD_T0_MS - 60000,
+                     .permille = 350};
+  assert_int_equal(store_engine_record(T.db, &add, tk_counted, &done), 0);
+  assert_int_equal(store_engine_record(T.db, &st, tk_counted, &done), 0);
+  while (done < 2)
+    uv_run(&T.loop, UV_RUN_ONCE);
+  admin_rules_t rules;
+  char err[512];
+  if (admin_load_rules(T.ci, &rules, err, sizeof err) != 0) fail_msg("load rules: %s", err);
+  bool found = false;
+  for (size_t k = 0; k < rules.n_overflows; k++) {
+    if (rules.overflows[k].id != o.id) continue;
+    found = true;
+    assert_int_equal(rules.overflow_states[k].rule_id, o.id);
+    assert_true(rules.overflow_states[k].engaged);
+    assert_int_equal(rules.overflow_states[k].permille, 350);
+    assert_int_equal(rules.overflow_states[k].since_ms, WORLD_T0_MS - 60000);
+  }
+  admin_rules_free(&rules);
+  assert_true(found);
+  /* Removed again, so the random sequence starts without it. */
+  engine_rec_t rm = {.kind = ENGINE_REC_OVERFLOW_REMOVE,
+                     .at_ms = WORLD_T0_MS,
+                     .wall_ms = WORLD_WALL0_MS,
+                     .id = o.id};
+  assert_int_equal(store_engine_record(T.db, &rm, tk_counted, &done), 0);
+  while (done < 3)
+    uv_run(&T.loop, UV_RUN_ONCE);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_journaled_rows_keep_event_time),
+      cmocka_unit_test(test_overflow_state_round_trip),
       cmocka_unit_test(test_leader_change_routes_the_same),
   };
   return cmocka_run_group_tests(tests, tk_setup, tk_teardown);

@@ -107,6 +107,28 @@ static void world_keep_rules(world_t *w, const engine_rec_t *r) {
     break;
   }
   case ENGINE_REC_SCHEDULE_ENABLE: world_find_sch(w, r->id)->enabled = r->enabled; break;
+  case ENGINE_REC_OVERFLOW_NEW:
+    assert_true(w->n_ovf < sizeof w->ovf / sizeof w->ovf[0]);
+    memset(&w->ovf_state[w->n_ovf], 0, sizeof w->ovf_state[0]);
+    w->ovf_state[w->n_ovf].rule_id = r->overflow->id;
+    w->ovf[w->n_ovf++] = *r->overflow;
+    if (r->overflow->id > w->max_id) w->max_id = r->overflow->id;
+    break;
+  case ENGINE_REC_OVERFLOW_REMOVE:
+    for (size_t k = 0; k < w->n_ovf; k++)
+      if (w->ovf[k].id == r->id) {
+        w->ovf[k] = w->ovf[--w->n_ovf];
+        w->ovf_state[k] = w->ovf_state[w->n_ovf];
+      }
+    break;
+  case ENGINE_REC_OVERFLOW_STATE:
+    for (size_t k = 0; k < w->n_ovf; k++)
+      if (w->ovf[k].id == r->id)
+        w->ovf_state[k] = (planner_overflow_state_t){.rule_id = r->id,
+                                                     .engaged = r->enabled,
+                                                     .since_ms = r->since_ms,
+                                                     .permille = r->permille};
+    break;
   default: break;
   }
 }
@@ -182,6 +204,27 @@ static void world_report(world_t *w, site_t *s, unsigned agents) {
   r.agents_logged_in = agents;
   r.agents_ready = agents;
   r.aht_ms = 180000;
+  site_minute_t flushed;
+  sites_on_report(s, &r, w->now, w->now, &flushed);
+}
+
+void world_load(world_t *w, const char *slug, unsigned queue, unsigned wait_ms) {
+  site_t *s = sites_find(w->sites, slug);
+  assert_non_null(s);
+  Nirc__LoadReport r = NIRC__LOAD_REPORT__INIT;
+  r.site = s->slug;
+  r.timestamp_ms = w->now;
+  r.interval_ms = 60000;
+  r.calls_offered = 1;
+  r.calls_answered = 1;
+  r.answered_within_threshold = 1;
+  r.sl_threshold_s = 20;
+  r.agents_logged_in = 10;
+  r.agents_ready = 10;
+  r.aht_ms = 180000;
+  r.calls_in_queue = queue;
+  r.calls_in_queue_peak = queue;
+  r.longest_wait_ms = wait_ms;
   site_minute_t flushed;
   sites_on_report(s, &r, w->now, w->now, &flushed);
 }

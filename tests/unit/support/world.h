@@ -84,6 +84,9 @@ typedef struct {
   size_t n_cut;
   schedule_t sch[64];
   size_t n_sch;
+  overflow_rule_t ovf[32];
+  planner_overflow_state_t ovf_state[32]; /* as stored, same index */
+  size_t n_ovf;
   uint64_t max_id;
 } world_t;
 
@@ -100,6 +103,9 @@ size_t world_index(world_t *w, const char *slug);
 /* Every site whose link is not down connects, says Hello (routing as
  * applied[i] says, or home when applied is NULL) and reports. */
 void world_connect_all(world_t *w, engine_t *e, const route_t *applied);
+/* One report of `slug` with this queue and longest wait (60 s interval,
+ * ten staffed agents): how the test makes a site overloaded or calm. */
+void world_load(world_t *w, const char *slug, unsigned queue, unsigned wait_ms);
 /* The site's link goes down (it stops being a hub the planner may use),
  * or comes back and says Hello with what it routes by. */
 void world_link_down(world_t *w, engine_t *e, const char *slug);
