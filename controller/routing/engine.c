@@ -58,7 +58,19 @@ const site_dir_t *engine_site_dir(const engine_t *e, size_t i) {
 const char *engine_active_reason(const engine_t *e, size_t i) {
   if (i >= engine_nsites(e)) return "";
   const site_dir_t *d = &e->dirs[i];
+  /* Home because a move failed: say which rule, why and what ends it. */
+  if (d->excluded_rule && d->excluded_why[0] && strncmp(d->target.reason, "default", 7) == 0)
+    return d->excluded_why;
   return d->target.reason[0] ? d->target.reason : "default";
+}
+
+/* The text status shows for an excluded site. */
+static void engine_exclusion_text(engine_t *e, size_t i, const char *why) {
+  site_dir_t *d = &e->dirs[i];
+  snprintf(d->excluded_why, sizeof d->excluded_why,
+           "default (excluded after a failed move in %s %llu: %.90s; nircctl readmit %s)",
+           rules_kind_name(d->excluded_kind), (unsigned long long)d->excluded_rule, why,
+           engine_site(e, i)->slug);
 }
 
 /* ---- creation ---- */
@@ -174,6 +186,7 @@ void engine_readmit(engine_t *e, size_t i, const char *who, const char *why) {
   site_dir_t *d = &e->dirs[i];
   if (!d->excluded_rule) return;
   d->excluded_rule = 0;
+  d->excluded_why[0] = '\0';
   engine_rec_t rec = {
       .kind = ENGINE_REC_READMIT, .site = engine_site(e, i)->slug, .actor = who, .detail = why};
   engine_store(e, &rec);
@@ -196,6 +209,7 @@ void engine_load_exclusions(engine_t *e, const engine_exclusion_t *x, size_t n) 
     if (i < 0) continue;
     e->dirs[i].excluded_rule = x[k].rule_id ? x[k].rule_id : 1;
     e->dirs[i].excluded_kind = x[k].rule_kind;
+    engine_exclusion_text(e, (size_t)i, x[k].reason[0] ? x[k].reason : "reason not recorded");
   }
 }
 
@@ -836,6 +850,7 @@ static void engine_fail(engine_t *e, size_t i, const char *why) {
     e->stats.rollbacks++;
     d->excluded_rule = d->rule_id ? d->rule_id : 1;
     d->excluded_kind = d->kind;
+    engine_exclusion_text(e, i, why);
     /* Stored before the rollback is audited: a new leader keeps it out
      * too instead of trying the move that failed again. */
     engine_rec_t ex = {.kind = ENGINE_REC_EXCLUDE,

@@ -62,6 +62,7 @@ typedef struct {
   uint64_t rule_id;
   uint64_t excluded_rule; /* a failed move of this rule was rolled back (0: none) */
   uint64_t ack_stored;    /* newest version of target.epoch whose ack was stored */
+  char excluded_why[200]; /* while excluded: which rule, why, and how to readmit */
   rule_kind_t excluded_kind;
 } site_dir_t;
 
@@ -205,6 +206,7 @@ typedef struct {
   char site[SCENARIO_SLUG_MAX];
   rule_kind_t rule_kind;
   uint64_t rule_id;
+  char reason[128]; /* the failure, as stored */
 } engine_exclusion_t;
 
 /* Exclusions in force, loaded with the rules by a new leader (copied;

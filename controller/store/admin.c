@@ -249,7 +249,7 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   PQclear(r);
 
-  r = PQexec(c, "SELECT site, rule_kind, rule_id FROM route_exclusions "
+  r = PQexec(c, "SELECT site, rule_kind, rule_id, reason FROM route_exclusions "
                 "WHERE cleared_at IS NULL ORDER BY id");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     rc = admin_fail(c, r, "loading exclusions", err, errlen);
@@ -261,6 +261,7 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
     snprintf(x->site, sizeof x->site, "%s", PQgetvalue(r, i, 0));
     x->rule_kind = rules_kind_parse(PQgetvalue(r, i, 1));
     x->rule_id = strtoull(PQgetvalue(r, i, 2), NULL, 10);
+    snprintf(x->reason, sizeof x->reason, "%s", PQgetvalue(r, i, 3));
   }
   PQclear(r);
 

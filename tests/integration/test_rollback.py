@@ -87,6 +87,9 @@ def test_refused_move_is_rolled_back_and_alarmed():
     st = env.status()["xizang"]
     assert st["route"] == [{"site": "xizang", "permille": 1000}], st
     assert "excluded" in st["active_rule"], st
+    # and why, as stored: the new leader read it back with the exclusion.
+    assert "trunk to shaanxi is down" in st["active_rule"], st
+    assert "nircctl readmit xizang" in st["active_rule"], st
     applied = open(os.path.join(env.dir, "applied.jsonl")).read().splitlines()[tried:]
     assert not any("shaanxi" in a for a in applied), f"the new leader retried the move: {applied}"
 

@@ -364,6 +364,11 @@ static void test_readmit_after_failed_move(void **state) {
   assert_int_equal(route_share_of(world_last(w, "guangdong"), "guangdong"), 1000);
   assert_true(engine_site_dir(e, gd)->excluded_rule != 0);
   assert_int_equal(world_count_rec(w, ENGINE_REC_EXCLUDE, NULL), 1);
+  /* status says why it is home and what ends it */
+  const char *shown = engine_active_reason(e, gd);
+  assert_non_null(strstr(shown, "excluded after a failed move in cutover"));
+  assert_non_null(strstr(shown, "pbx refused the route"));
+  assert_non_null(strstr(shown, "nircctl readmit guangdong"));
   world_ack(w, e, 0, NULL);
 
   char *names[] = {"hainan"};
@@ -384,6 +389,7 @@ static void test_readmit_after_failed_move(void **state) {
   size_t from = w->n_sent;
   engine_op_restore(e, &rq, &r);
   assert_int_equal(engine_site_dir(e, gd)->excluded_rule, 0);
+  assert_null(strstr(engine_active_reason(e, gd), "excluded"));
   assert_int_equal(route_share_of(world_last(w, "guangdong"), "sichuan"), 1000);
   assert_int_equal(world_count_rec(w, ENGINE_REC_READMIT, NULL), 1);
   assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "readmit"), 1);
