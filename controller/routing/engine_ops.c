@@ -327,6 +327,33 @@ static int engine_trial_plan(engine_t *e, const cutover_t *extra, plan_t *out) {
   return rc;
 }
 
+/* The change is in force: plans, sends what changed, and leaves a waiter
+ * that answers the operator once every site acknowledged and the change's
+ * records (the current group, which the waiter takes) are durable. Returns
+ * the directives sent, as JSON for the audit record (owned), and *w, NULL
+ * when memory ran out: then the group is released and the operator told. */
+static json_t *engine_move(engine_t *e, const engine_req_t *rq, uint64_t cutover_id,
+                           unsigned *n_changed, waiter_t **w) {
+  size_t n = engine_nsites(e);
+  size_t *changed = calloc(n ? n : 1, sizeof *changed);
+  *n_changed = 0;
+  if (changed) engine_evaluate(e, changed, n_changed);
+  *w = changed ? engine_new_waiter(e, rq->client, rq->request_id, changed, *n_changed) : NULL;
+  if (*w) {
+    (*w)->cutover_id = cutover_id;
+    (*w)->group = e->group;
+  } else {
+    engine_group_release(e, e->group);
+    engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
+                       "out of memory");
+  }
+  json_t *dirs = json_array();
+  for (unsigned k = 0; k < *n_changed; k++)
+    json_array_append_new(dirs, engine_route_json(e, changed[k]));
+  free(changed);
+  return dirs;
+}
+
 /* Answers a dry run, or a refusal by the capacity check, of the move that
  * `trial` (freed here) plans for `cut`; the plan shown is narrowed to the
  * cutover's sources and hubs. Returns true when the real change may go
@@ -496,20 +523,9 @@ static void engine_op_amend(engine_t *e, const engine_req_t *rq, const Nirc__Cut
   }
   *old = amended;
   engine_end_waves(e, RULE_CUTOVER, amended.id);
-  group_t *g = e->group;
-  size_t n = engine_nsites(e);
-  size_t *changed = calloc(n ? n : 1, sizeof *changed);
-  unsigned n_changed = 0;
-  if (changed) engine_evaluate(e, changed, &n_changed);
-  waiter_t *w =
-      changed ? engine_new_waiter(e, rq->client, rq->request_id, changed, n_changed) : NULL;
-  if (w) {
-    w->cutover_id = amended.id;
-    w->group = g;
-  }
-  json_t *dirs = json_array();
-  for (unsigned k = 0; k < n_changed; k++)
-    json_array_append_new(dirs, engine_route_json(e, changed[k]));
+  unsigned n_changed;
+  waiter_t *w;
+  json_t *dirs = engine_move(e, rq, amended.id, &n_changed, &w);
   engine_audit(e, rq->operator_name, "cutover-amend", target,
                json_pack("{s:I, s:{s:o, s:I, s:I}, s:{s:o, s:I, s:I}, s:s, s:b, s:o}", "cutover_id",
                          (json_int_t)amended.id, "before", "hubs", engine_slugs_json(&before.hubs),
@@ -521,15 +537,9 @@ static void engine_op_amend(engine_t *e, const engine_req_t *rq, const Nirc__Cut
                          "expires_ms", (json_int_t)amended.expires_ms, "reason",
                          req->reason ? req->reason : "", "force", (int)req->force, "directives",
                          dirs));
-  if (!w) {
-    engine_group_release(e, g);
-    engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
-                       "out of memory");
-  } else {
+  if (w)
     engine_progress(e, rq->client, rq->request_id, "cutover %llu amended: %u directive(s) sent",
                     (unsigned long long)amended.id, n_changed);
-  }
-  free(changed);
   engine_group_end(e);
 }
 
@@ -622,7 +632,6 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
     return;
   }
   if (!engine_judge_trial(e, rq, &trial, &cut, req->dry_run, req->force, "cutover-refused")) return;
-  size_t n = engine_nsites(e);
 
   /* Real move: only if it can be recorded (committed, or journaled with
    * room to spare), and its rule is stored before anything is sent. */
@@ -644,17 +653,9 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
     long i = engine_index(e, cut.sources.v[s]);
     if (i >= 0) engine_readmit(e, (size_t)i, rq->operator_name, "named in a cutover");
   }
-  size_t *changed = calloc(n ? n : 1, sizeof *changed);
-  unsigned n_changed = 0;
-  if (changed) engine_evaluate(e, changed, &n_changed);
-  waiter_t *w = changed ? engine_new_waiter(e, c, rid, changed, n_changed) : NULL;
-  if (w) {
-    w->cutover_id = cut.id;
-    w->group = g; /* the waiter answers once the records are durable */
-  }
-  json_t *dirs = json_array();
-  for (unsigned k = 0; k < n_changed; k++)
-    json_array_append_new(dirs, engine_route_json(e, changed[k]));
+  unsigned n_changed;
+  waiter_t *w;
+  json_t *dirs = engine_move(e, rq, cut.id, &n_changed, &w);
   char target[1024];
   engine_slugs_text(&cut.sources, target, sizeof target);
   engine_audit(e, rq->operator_name, "cutover", target,
@@ -664,16 +665,12 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
                          "expires_ms", (json_int_t)cut.expires_ms, "share_permille",
                          (json_int_t)(cut.share_permille ? cut.share_permille : 1000), "directives",
                          dirs));
-  if (!w) {
-    engine_group_release(e, g);
-    engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
-  } else if (n_changed == 0) {
+  if (w && n_changed == 0) {
     engine_progress(e, c, rid, "nothing to change: the sources already route as planned");
-  } else {
+  } else if (w) {
     engine_progress(e, c, rid, "cutover %llu: %u directive(s) sent", (unsigned long long)cut.id,
                     n_changed);
   }
-  free(changed);
   engine_group_end(e);
 }
 
@@ -708,7 +705,7 @@ static void engine_op_readmit(engine_t *e, const engine_req_t *rq, const Nirc__R
     }
   }
   if (!engine_can_record(e, rq, "readmit", target)) return;
-  group_t *g = engine_group_begin(e);
+  engine_group_begin(e); /* NULL: the records are not followed */
   json_t *sites = json_array(), *rules = json_array();
   for (size_t s = 0; s < req->n_sources; s++) {
     size_t i = (size_t)engine_index(e, req->sources[s]);
@@ -718,27 +715,13 @@ static void engine_op_readmit(engine_t *e, const engine_req_t *rq, const Nirc__R
                                     "rule_id", (json_int_t)e->dirs[i].excluded_rule));
     engine_readmit(e, i, rq->operator_name, req->reason && *req->reason ? req->reason : "readmit");
   }
-  size_t n = engine_nsites(e);
-  size_t *changed = calloc(n ? n : 1, sizeof *changed);
-  unsigned n_changed = 0;
-  if (changed) engine_evaluate(e, changed, &n_changed);
-  waiter_t *w =
-      changed ? engine_new_waiter(e, rq->client, rq->request_id, changed, n_changed) : NULL;
-  if (w) w->group = g;
-  json_t *dirs = json_array();
-  for (unsigned k = 0; k < n_changed; k++)
-    json_array_append_new(dirs, engine_route_json(e, changed[k]));
+  unsigned n_changed;
+  waiter_t *w;
+  json_t *dirs = engine_move(e, rq, 0, &n_changed, &w);
   engine_audit(e, rq->operator_name, "readmit", target,
                json_pack("{s:o, s:o, s:s, s:o}", "sites", sites, "excluded_from", rules, "reason",
                          req->reason ? req->reason : "", "directives", dirs));
-  if (!w) {
-    engine_group_release(e, g);
-    engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
-                       "out of memory");
-  } else {
-    engine_progress(e, rq->client, rq->request_id, "readmit: %u directive(s) sent", n_changed);
-  }
-  free(changed);
+  if (w) engine_progress(e, rq->client, rq->request_id, "readmit: %u directive(s) sent", n_changed);
   engine_group_end(e);
 }
 
@@ -758,7 +741,6 @@ void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreR
     engine_op_readmit(e, rq, req, target_);
     return;
   }
-  size_t n = engine_nsites(e);
   const char *who = rq->operator_name;
   if (!engine_can_record(e, rq, "restore", target_)) return;
   json_t *ended = json_array();
@@ -832,28 +814,16 @@ void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreR
     long i = engine_index(e, req->sources[s]);
     if (i >= 0) engine_readmit(e, (size_t)i, who, "restored");
   }
-  group_t *g = e->group;
-  size_t *changed = calloc(n ? n : 1, sizeof *changed);
-  unsigned n_changed = 0;
-  if (changed) engine_evaluate(e, changed, &n_changed);
-  waiter_t *w = changed ? engine_new_waiter(e, c, rid, changed, n_changed) : NULL;
-  if (w) w->group = g;
-  json_t *dirs = json_array();
-  for (unsigned k = 0; k < n_changed; k++)
-    json_array_append_new(dirs, engine_route_json(e, changed[k]));
+  unsigned n_changed;
+  waiter_t *w;
+  json_t *dirs = engine_move(e, rq, 0, &n_changed, &w);
   json_t *srcs = json_array();
   for (size_t s = 0; s < req->n_sources; s++)
     json_array_append_new(srcs, json_string(req->sources[s]));
   engine_audit(e, who, "restore", req->n_sources ? req->sources[0] : "cutover",
                json_pack("{s:o, s:o, s:s, s:o}", "sources", srcs, "ended_cutovers", ended, "reason",
                          req->reason ? req->reason : "", "directives", dirs));
-  if (!w) {
-    engine_group_release(e, g);
-    engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
-  } else {
-    engine_progress(e, c, rid, "restore: %u directive(s) sent", n_changed);
-  }
-  free(changed);
+  if (w) engine_progress(e, c, rid, "restore: %u directive(s) sent", n_changed);
   engine_group_end(e);
 }
 

@@ -13,12 +13,14 @@ import fcntl
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import traceback
 
 SRC = os.environ["NIRC_SOURCE_DIR"]
@@ -353,3 +355,22 @@ def main(tests):
                 break
     print(f"{passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
+
+
+# ---- a private PostgreSQL a test may stop or freeze, and /metrics ----
+
+PG_PRIVATE = os.path.join(SRC, "deploy", "pg-private.sh")
+
+
+def private_pg(*args):
+    """deploy/pg-private.sh ARGS (start DIR PORT, stop DIR), checked."""
+    r = subprocess.run([PG_PRIVATE, *args], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "NIRC_PG_FAST": "1"})
+    assert r.returncode == 0, f"pg-private.sh {args}: {r.stdout}{r.stderr}"
+
+
+def metric(http, name):
+    """One unlabelled figure of a controller's /metrics, or None."""
+    text = urllib.request.urlopen(f"http://{http}/metrics", timeout=5).read().decode()
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None

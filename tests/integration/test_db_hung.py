@@ -24,16 +24,11 @@ import nirclib as T
 SITES = ["hubei", "shaanxi", "henan"]
 PG_PORT = int(T.PG_PORT) + 11
 PG_DIR = os.path.join(T.RUN, "pg-hung")
-PG = os.path.join(T.SRC, "deploy", "pg-private.sh")
+PG = T.PG_PRIVATE
 TIMEOUT_S = 2
 LEASE_S = 3
 FREEZE_S = 4 * LEASE_S
 
-
-def pg(*args):
-    r = subprocess.run([PG, *args], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "NIRC_PG_FAST": "1"})
-    assert r.returncode == 0, f"pg-private.sh {args}: {r.stdout}{r.stderr}"
 
 
 def cluster_pids():
@@ -68,8 +63,8 @@ def leader_of(env):
 
 
 def test_hung_database_is_treated_like_a_stopped_one():
-    pg("stop", PG_DIR)
-    pg("start", PG_DIR, str(PG_PORT))
+    T.private_pg("stop", PG_DIR)
+    T.private_pg("start", PG_DIR, str(PG_PORT))
     env = T.Env("dbhung", pg_port=PG_PORT,
                 extra_nircd=f"[controller]\nlease_timeout = {LEASE_S}s")
     addr_b = f"127.0.0.1:{T.listen_port()}"
@@ -137,7 +132,7 @@ def test_hung_database_is_treated_like_a_stopped_one():
             assert epochs == sorted(epochs), f"{s}: epochs interleave: {epochs}"
 
         # Stopped rather than frozen: history names the database at once.
-        pg("stop", PG_DIR)
+        T.private_pg("stop", PG_DIR)
         T.wait_until(lambda: "unreachable since" in timed_ctl(env, "history")[0].stderr or None,
                      20, "history to say the database is unreachable")
         r, took = timed_ctl(env, "history")

@@ -7,10 +7,8 @@ history are complete and hold nothing twice.
 Runs its own PostgreSQL (the test stops it), beside the shared fixture.
 """
 import os
-import re
 import subprocess
 import time
-import urllib.request
 
 import nirclib as T
 
@@ -18,24 +16,14 @@ SITES = ["hubei", "shaanxi", "henan", "hunan"]
 OUTAGE_S = 30
 PG_PORT = int(T.PG_PORT) + 7
 PG_DIR = os.path.join(T.RUN, "pg-outage")
-PG = os.path.join(T.SRC, "deploy", "pg-private.sh")
+PG = T.PG_PRIVATE
 
 
-def pg(*args):
-    r = subprocess.run([PG, *args], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "NIRC_PG_FAST": "1"})
-    assert r.returncode == 0, f"pg-private.sh {args}: {r.stdout}{r.stderr}"
-
-
-def metric(http, name):
-    text = urllib.request.urlopen(f"http://{http}/metrics", timeout=5).read().decode()
-    m = re.search(rf"^{name} (\S+)$", text, re.M)
-    return float(m.group(1)) if m else None
 
 
 def test_database_outage_loses_nothing_and_doubles_nothing():
-    pg("stop", PG_DIR)
-    pg("start", PG_DIR, str(PG_PORT))
+    T.private_pg("stop", PG_DIR)
+    T.private_pg("start", PG_DIR, str(PG_PORT))
     http = f"127.0.0.1:{T.free_port()}"
     # 60x: every report of an agent closes one business minute.
     env = T.Env("outage", clock_speed=60, clock_start="2020-01-23T05:00:00+08:00",
@@ -50,8 +38,8 @@ def test_database_outage_loses_nothing_and_doubles_nothing():
                      10, "load history being written")
 
         down_at = time.monotonic()
-        pg("stop", PG_DIR)
-        T.wait_until(lambda: (metric(http, "nirc_db_journal_records") or 0) > 0 or None, 15,
+        T.private_pg("stop", PG_DIR)
+        T.wait_until(lambda: (T.metric(http, "nirc_db_journal_records") or 0) > 0 or None, 15,
                      "the controller journaling while the database is down")
 
         # The emergency cutover goes through with the database down.
@@ -64,13 +52,13 @@ def test_database_outage_loses_nothing_and_doubles_nothing():
         # The outage lasts OUTAGE_S whatever the test did meanwhile: that is
         # the scenario, not a wait for something.
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
-        journaled = metric(http, "nirc_db_journal_records")
-        pg("start", PG_DIR, str(PG_PORT))
-        T.wait_until(lambda: metric(http, "nirc_db_journal_records") == 0 or None, 30,
+        journaled = T.metric(http, "nirc_db_journal_records")
+        T.private_pg("start", PG_DIR, str(PG_PORT))
+        T.wait_until(lambda: T.metric(http, "nirc_db_journal_records") == 0 or None, 30,
                      "the journal to drain into the database")
         print(f"  outage {time.monotonic() - down_at:.1f} s: {journaled:.0f} writes journaled, "
-              f"replayed {metric(http, 'nirc_db_replayed_total'):.0f}, "
-              f"duplicates skipped {metric(http, 'nirc_db_duplicates_total'):.0f}")
+              f"replayed {T.metric(http, 'nirc_db_replayed_total'):.0f}, "
+              f"duplicates skipped {T.metric(http, 'nirc_db_duplicates_total'):.0f}")
 
         # Everything that was sent is in; then a clean stop flushes the
         # minutes still open.
@@ -98,7 +86,7 @@ def test_database_outage_loses_nothing_and_doubles_nothing():
         stored = int(env.sql(f"SELECT coalesce(sum(reports), 0) FROM load_minute "
                              f"WHERE site = '{s}'")[0][0])
         assert stored == sent, f"{s}: {sent} reports sent, {stored} in load_minute"
-    pg("stop", PG_DIR)
+    T.private_pg("stop", PG_DIR)
 
 
 if __name__ == "__main__":

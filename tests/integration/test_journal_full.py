@@ -14,33 +14,21 @@ Runs its own PostgreSQL (the test stops it), beside the shared fixture.
 """
 import json
 import os
-import re
 import subprocess
-import urllib.request
 
 import nirclib as T
 
 SITES = ["hubei", "shaanxi", "henan", "hunan", "hainan", "guangdong"]
 PG_PORT = int(T.PG_PORT) + 9
 PG_DIR = os.path.join(T.RUN, "pg-journal-full")
-PG = os.path.join(T.SRC, "deploy", "pg-private.sh")
+PG = T.PG_PRIVATE
 
 
-def pg(*args):
-    r = subprocess.run([PG, *args], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "NIRC_PG_FAST": "1"})
-    assert r.returncode == 0, f"pg-private.sh {args}: {r.stdout}{r.stderr}"
-
-
-def metric(http, name):
-    text = urllib.request.urlopen(f"http://{http}/metrics", timeout=5).read().decode()
-    m = re.search(rf"^{name} (\S+)$", text, re.M)
-    return float(m.group(1)) if m else None
 
 
 def test_full_journal_refuses_changes_instead_of_losing_them():
-    pg("stop", PG_DIR)
-    pg("start", PG_DIR, str(PG_PORT))
+    T.private_pg("stop", PG_DIR)
+    T.private_pg("start", PG_DIR, str(PG_PORT))
     http = f"127.0.0.1:{T.free_port()}"
     env = T.Env("journalfull", clock_speed=60, clock_start="2020-01-23T05:00:00+08:00",
                 pg_port=PG_PORT,
@@ -52,11 +40,11 @@ def test_full_journal_refuses_changes_instead_of_losing_them():
             env.start_agent(s)
         T.wait_until(lambda: all(env.status()[s]["link"] == "online" and env.status()[s]["load"]
                                  for s in SITES) or None, 20, "agents online and reporting")
-        pg("stop", PG_DIR)
+        T.private_pg("stop", PG_DIR)
         # Load minutes fill the journal up to its bulk share, then are shed.
-        T.wait_until(lambda: (metric(http, "nirc_db_journal_shed_total") or 0) > 0 or None, 60,
+        T.wait_until(lambda: (T.metric(http, "nirc_db_journal_shed_total") or 0) > 0 or None, 60,
                      "history shed once the journal reached its bulk share")
-        size = metric(http, "nirc_db_journal_bytes")
+        size = T.metric(http, "nirc_db_journal_bytes")
         assert 0.70 * 65536 <= size <= 0.76 * 65536, f"journal at {size} bytes"
 
         # The reserve takes operator changes: a cutover first.
@@ -91,8 +79,8 @@ def test_full_journal_refuses_changes_instead_of_losing_them():
         assert [x["site"] for x in st["hubei"]["route"]] == ["shaanxi"], st["hubei"]
         print(f"  {len(accepted)} changes accepted from the reserve, {len(refused)} refused")
 
-        pg("start", PG_DIR, str(PG_PORT))
-        T.wait_until(lambda: metric(http, "nirc_db_journal_records") == 0 or None, 30,
+        T.private_pg("start", PG_DIR, str(PG_PORT))
+        T.wait_until(lambda: T.metric(http, "nirc_db_journal_records") == 0 or None, 30,
                      "the journal to drain into the database")
         for s in SITES:
             env.agents[s].stop()
@@ -114,7 +102,7 @@ def test_full_journal_refuses_changes_instead_of_losing_them():
     for kind, what in accepted:
         action = "cutover" if kind == "cutover" else "schedule-add"
         assert (action, what) in audits, f"{action} {what}: no audit record"
-    pg("stop", PG_DIR)
+    T.private_pg("stop", PG_DIR)
 
 
 if __name__ == "__main__":

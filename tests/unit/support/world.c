@@ -191,8 +191,10 @@ engine_t *world_engine(world_t *w) {
 
 /* ---- the sites ---- */
 
-/* A site answers: one call a minute, `agents` staffed, 3-minute calls. */
-static void world_report(world_t *w, site_t *s, unsigned agents) {
+/* One report of site s: one call a minute of 3 minutes, `agents` staffed,
+ * this queue and longest wait. */
+static void world_send_report(world_t *w, site_t *s, unsigned agents, unsigned queue,
+                              unsigned wait_ms) {
   Nirc__LoadReport r = NIRC__LOAD_REPORT__INIT;
   r.site = s->slug;
   r.timestamp_ms = w->now;
@@ -204,6 +206,9 @@ static void world_report(world_t *w, site_t *s, unsigned agents) {
   r.agents_logged_in = agents;
   r.agents_ready = agents;
   r.aht_ms = 180000;
+  r.calls_in_queue = queue;
+  r.calls_in_queue_peak = queue;
+  r.longest_wait_ms = wait_ms;
   site_minute_t flushed;
   sites_on_report(s, &r, w->now, w->now, &flushed);
 }
@@ -211,22 +216,7 @@ static void world_report(world_t *w, site_t *s, unsigned agents) {
 void world_load(world_t *w, const char *slug, unsigned queue, unsigned wait_ms) {
   site_t *s = sites_find(w->sites, slug);
   assert_non_null(s);
-  Nirc__LoadReport r = NIRC__LOAD_REPORT__INIT;
-  r.site = s->slug;
-  r.timestamp_ms = w->now;
-  r.interval_ms = 60000;
-  r.calls_offered = 1;
-  r.calls_answered = 1;
-  r.answered_within_threshold = 1;
-  r.sl_threshold_s = 20;
-  r.agents_logged_in = 10;
-  r.agents_ready = 10;
-  r.aht_ms = 180000;
-  r.calls_in_queue = queue;
-  r.calls_in_queue_peak = queue;
-  r.longest_wait_ms = wait_ms;
-  site_minute_t flushed;
-  sites_on_report(s, &r, w->now, w->now, &flushed);
+  world_send_report(w, s, 10, queue, wait_ms);
 }
 
 world_t *world_new(void) {
@@ -267,7 +257,7 @@ static void world_hello(world_t *w, engine_t *e, size_t i, const route_t *applie
   sites_on_hello(s, w->now);
   s->conn = w; /* any non-NULL pointer: the link is up */
   w->down[i] = false;
-  world_report(w, s, s->is_hub ? 30 : 5);
+  world_send_report(w, s, s->is_hub ? 30 : 5, 0, 0);
   engine_on_hello(e, i, applied);
 }
 
