@@ -71,6 +71,23 @@ const config_opt_t conf_nircd_opts[] = {
      "service-level floor a move must keep at the hub"},
     {"routing", "sl_threshold", CFG_DOUBLE, O(sl_threshold_s), 0, 1, 3600, "20", 0,
      "service-level threshold in seconds (80% answered within 20 s)"},
+    {"routing", "hub_grace", CFG_DURATION, O(hub_grace_ms), 0, 0, 600000, "15s", 0,
+     "a hub not healthy for less than this keeps the sources it answers (a stale report or a "
+     "reconnecting agent is not a lost hub); after it they go to their next hub or home"},
+    {"routing", "hub_return", CFG_DURATION, O(hub_return_ms), 0, 0, 3600000, "60s", 0,
+     "a hub back from a loss takes sources again once healthy this long, doubled for each "
+     "further loss within an hour (at most an hour)"},
+    {"routing", "capacity_keep_margin", CFG_DOUBLE, O(keep_margin), 0, 0, 0.5, "0.05", 0,
+     "a source already at a hub stays while its predicted service level is at most this much "
+     "below sl_target"},
+    {"routing", "capacity_enter_margin", CFG_DOUBLE, O(enter_margin), 0, 0, 0.5, "0.05", 0,
+     "a source a hub refused or withdrew for capacity moves again only at sl_target plus this"},
+    {"routing", "capacity_hold", CFG_DURATION, O(capacity_hold_ms), 0, 0, 3600000, "60s", 0,
+     "a source at a hub predicted below its keep floor stays this long (business time) before "
+     "it is withdrawn"},
+    {"routing", "capacity_reentry", CFG_DURATION, O(capacity_reentry_ms), 0, 0, 3600000, "120s", 0,
+     "after a capacity withdrawal a source waits this long (business time, doubled for each "
+     "further withdrawal within an hour) before it may move again"},
     {"routing", "forecast", CFG_STRING, O(forecast), S(forecast), 0, 0, "", 0,
      "scenario file with each site's expected calls by hour, used to size scheduled moves "
      "(empty: live load)"},

@@ -24,8 +24,11 @@ typedef struct {
   uint64_t ack_timeout_ms, verify_window_ms;
   uint32_t max_resends;
   double sl_target, sl_threshold_s;
-  char forecast[CONFIG_STR_MAX]; /* scenario file giving expected demand by hour */
-  char http_listen[64];          /* metrics and status page; empty: off */
+  uint64_t hub_grace_ms, hub_return_ms;           /* hub loss damping (real time) */
+  double keep_margin, enter_margin;               /* capacity hysteresis, SL points */
+  uint64_t capacity_hold_ms, capacity_reentry_ms; /* capacity damping (business time) */
+  char forecast[CONFIG_STR_MAX];                  /* scenario file giving expected demand by hour */
+  char http_listen[64];                           /* metrics and status page; empty: off */
   config_clock_t clock;
   config_log_t log;
 } nircd_conf_t;

@@ -328,6 +328,7 @@ static void print_status_json_flags(const Nirc__StatusReply *st, size_t flags) {
                           (json_int_t)s->state_since_ms, "report_age_ms",
                           (json_int_t)s->report_age_ms, "peer", s->peer_address, "active_rule",
                           s->active_rule, "route", route, "load", report_to_json(s->last_report));
+    if (o && s->note && *s->note) json_object_set_new(o, "note", json_string(s->note));
     json_array_append_new(sites, o);
   }
   json_t *top = json_pack("{s:s, s:I, s:I, s:o}", "controller", st->controller_node, "epoch",
@@ -565,6 +566,7 @@ static int print_site(const Nirc__OperatorReply *rep, int json) {
   printf("  peer          %s\n", s->peer_address && *s->peer_address ? s->peer_address : "-");
   printf("  route         %s\n", route);
   printf("  rule          %s\n", s->active_rule);
+  if (s->note && *s->note) printf("  holding       %s\n", s->note);
   if (!r) {
     printf("  load          no report yet\n");
     return EXIT_DONE;

@@ -105,6 +105,7 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
     const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, idx) : NULL;
     row->active_rule =
         srv->engine ? (char *)engine_active_reason(srv->engine, idx) : s->active_rule;
+    row->note = dir ? (char *)dir->note : "";
     row->last_report_ms = s->has_report ? s->last_report_ms : 0;
     row->report_age_ms = s->has_report ? now - s->last_report_ms : -1;
     if (s->has_report) {

@@ -744,6 +744,12 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
         .verify_window_ms = (uint32_t)conf->verify_window_ms,
         .sl_target = conf->sl_target,
         .sl_threshold_s = conf->sl_threshold_s,
+        .hub_grace_ms = (uint32_t)conf->hub_grace_ms,
+        .hub_return_ms = (uint32_t)conf->hub_return_ms,
+        .keep_margin = conf->keep_margin,
+        .enter_margin = conf->enter_margin,
+        .hold_s = (uint32_t)(conf->capacity_hold_ms / 1000),
+        .reentry_s = (uint32_t)(conf->capacity_reentry_ms / 1000),
         .forecast = srv->forecast_loaded ? &srv->forecast : NULL,
     };
     engine_io_t io = {

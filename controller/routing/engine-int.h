@@ -1,9 +1,10 @@
-/* engine-int.h: the engine's state, shared by the two files of the engine
+/* engine-int.h: the engine's state, shared by the files of the engine
  * module and by nothing else. engine.c holds the routing core (rules,
- * planning, waves, directives, acks, the tick); engine_ops.c holds the
- * operator requests and the replies to them (cutover, restore, plan,
- * schedule and overflow changes, and the requests waiting for their
- * moves). Include it only from those two files: everyone else goes
+ * planning, waves, directives, acks, the tick); engine_ops.c the operator
+ * requests and the replies to them (cutover, restore, plan, and the
+ * requests waiting for their moves); engine_rules.c schedule and overflow
+ * changes; engine_stable.c the hub health gate, the notes and the causes
+ * of route changes. Include it only from those files: everyone else goes
  * through engine.h. */
 #ifndef NIRC_ENGINE_INT_H
 #define NIRC_ENGINE_INT_H
@@ -70,6 +71,29 @@ typedef struct waiter {
   struct waiter *next;
 } waiter_t;
 
+/* The health of a hub as routing uses it (engine_gate_update): a short
+ * loss keeps its sources, a long one re-homes them, and a hub back from a
+ * loss takes sources again only after its return window.
+ *
+ *   UNSEEN --up--> UP --down--> FAILING --down for hub_grace--> LOST
+ *                  ^  <---up----'                                |  ^
+ *                  |                                           up  down
+ *                  `---- up for the return window ---- RECOVERING --'       */
+typedef enum {
+  HUB_UNSEEN = 0, /* not up yet in this leadership: takes no new sources */
+  HUB_UP,
+  HUB_FAILING,    /* down for less than the grace: keeps its sources, takes no new ones */
+  HUB_LOST,       /* down for the grace or more: its sources re-homed */
+  HUB_RECOVERING, /* up again after a loss, for less than its return window */
+} hub_gate_state_t;
+
+typedef struct {
+  hub_gate_state_t state;
+  uint64_t since_mono;     /* entered this state */
+  uint64_t last_loss_mono; /* when it last became LOST */
+  unsigned losses;         /* within the hour up to last_loss_mono */
+} hub_gate_t;
+
 struct engine {
   engine_io_t io; /* copied: where decisions go */
   sites_t *sites; /* borrowed registry: the snapshot the engine plans on */
@@ -94,6 +118,9 @@ struct engine {
   bool have_plan;
   uint64_t settle_from_mono, settle_until_mono; /* after taking over; 0 = settled */
   char (*alarm)[256];                           /* last alarm text per site, to log changes only */
+  hub_gate_t *gate;                             /* one per site (used for hubs) */
+  planner_hold_t *holds;                        /* one per site: capacity damping state */
+  uint64_t (*changes)[ROUTE_CAUSE_COUNT];       /* route changes per site and cause */
   engine_stats_t stats;
 };
 
@@ -129,6 +156,19 @@ bool engine_settling(engine_t *e);
 void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed);
 void engine_free_waiter(engine_t *e, waiter_t *w);
 void engine_waiters_check(engine_t *e);
+/* Stable routing (engine_stable.c): the hub health gate, moved on once
+ * per evaluation; whether site i's hub is gone (lost or unseen: leaving it
+ * is not held back by waves); the main hub of a route (NULL: home); the
+ * note status shows for site i; the cause of a route change; and counting
+ * and auditing one change (before d->target is replaced). */
+void engine_gate_update(engine_t *e);
+bool engine_hub_gone(const engine_t *e, size_t i);
+const char *engine_main_hub(const route_t *r, const char *self);
+void engine_site_note(engine_t *e, size_t i, const plan_route_t *pr, const char *alarm);
+route_cause_t engine_cause(engine_t *e, size_t i, const route_t *old, const route_t *want,
+                           rule_kind_t old_kind, rule_kind_t new_kind, int alarm_kind);
+void engine_route_changed(engine_t *e, size_t i, const route_t *next, route_cause_t cause,
+                          rule_kind_t kind, uint64_t rule_id);
 /* Sends the deferred replies whose groups are durable (engine_ops.c). */
 void engine_deferred_check(engine_t *e);
 

@@ -85,7 +85,10 @@ int engine_new(const engine_io_t *io, sites_t *sites, const engine_opts_t *opts,
   e->dirs = calloc(n, sizeof *e->dirs);
   e->psites = calloc(n, sizeof *e->psites);
   e->alarm = calloc(n, sizeof *e->alarm);
-  if (!e->dirs || !e->psites || !e->alarm) {
+  e->gate = calloc(n, sizeof *e->gate);
+  e->holds = calloc(n, sizeof *e->holds);
+  e->changes = calloc(n, sizeof *e->changes);
+  if (!e->dirs || !e->psites || !e->alarm || !e->gate || !e->holds || !e->changes) {
     engine_free(e);
     return NIRC_ENOMEM;
   }
@@ -139,6 +142,9 @@ void engine_free(engine_t *e) {
   free(e->dirs);
   free(e->psites);
   free(e->alarm);
+  free(e->gate);
+  free(e->holds);
+  free(e->changes);
   free(e->cut);
   free(e->sch);
   free(e->ovf);
@@ -548,6 +554,12 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
     p->queue = s->queue;
     p->sl = s->has_ewma ? s->sl : 1.0;
     p->excluded = e->dirs[i].excluded_rule != 0;
+    const char *cur = engine_main_hub(&e->dirs[i].target, s->slug);
+    if (cur) nirc_strlcpy(p->cur_hub, cur, sizeof p->cur_hub);
+    if (s->is_hub) {
+      p->hub_grace = e->gate[i].state == HUB_FAILING;
+      p->hub_waiting = e->gate[i].state == HUB_RECOVERING;
+    }
   }
   memset(in, 0, sizeof *in);
   in->sites = e->psites;
@@ -562,6 +574,11 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
   in->now_ms = engine_now(e);
   in->sl_target = e->opts.sl_target;
   in->sl_threshold_s = e->opts.sl_threshold_s;
+  in->keep_margin = e->opts.keep_margin;
+  in->enter_margin = e->opts.enter_margin;
+  in->hold_s = e->opts.hold_s;
+  in->reentry_s = e->opts.reentry_s;
+  in->holds = e->holds;
 }
 
 static bool engine_wave_active(const engine_t *e, rule_kind_t kind, uint64_t id) {
@@ -670,8 +687,20 @@ void engine_start_leading(engine_t *e, uint32_t settle_ms) {
   (void)engine_settling(e);
 }
 
+/* Whether `want` sends more of the calls to some other site than `cur`
+ * does: a move that loads a hub, which goes in its rule's waves. A return
+ * home, or a smaller share, is never held back. */
+static bool engine_adds_load(const route_t *want, const route_t *cur, const char *self) {
+  for (unsigned k = 0; k < want->n_share; k++)
+    if (strcmp(want->share[k].site, self) != 0 &&
+        want->share[k].permille > route_share_of(cur, want->share[k].site))
+      return true;
+  return false;
+}
+
 void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
   if (n_changed) *n_changed = 0;
+  engine_gate_update(e);
   if (engine_settling(e)) return;
   plan_input_t in;
   engine_build_input(e, &in, NULL, 0);
@@ -700,8 +729,27 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
   engine_log_alarms(e, &plan);
 
   size_t n = engine_nsites(e);
+  memcpy(e->holds, plan.holds, n * sizeof *e->holds);
   route_t *next = calloc(n, sizeof *next);
-  if (!next) return;
+  int *alarm_kind = calloc(n, sizeof *alarm_kind);
+  rule_kind_t *old_kind = calloc(n, sizeof *old_kind);
+  uint64_t *old_rule = calloc(n, sizeof *old_rule);
+  if (!next || !alarm_kind || !old_kind || !old_rule) {
+    free(next);
+    free(alarm_kind);
+    free(old_kind);
+    free(old_rule);
+    return;
+  }
+  for (size_t k = 0; k < plan.n_alarms; k++) {
+    long i = engine_index(e, plan.alarms[k].site);
+    if (i >= 0 && !alarm_kind[i]) alarm_kind[i] = (int)plan.alarms[k].kind;
+  }
+  for (size_t i = 0; i < n; i++) {
+    old_kind[i] = e->dirs[i].kind;
+    old_rule[i] = e->dirs[i].rule_id;
+    engine_site_note(e, i, &plan.routes[i], e->alarm[i]);
+  }
   /* 1. Sources: returns and changes of hub are applied at once; new moves
    * away wait for their rule's wave. */
   for (size_t i = 0; i < n; i++) {
@@ -715,7 +763,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
       continue;
     }
     const char *self = engine_site(e, i)->slug;
-    bool advance = route_share_of(&want, self) < route_share_of(&d->target, self);
+    bool advance = engine_adds_load(&want, &d->target, self) && !engine_hub_gone(e, i);
     if (advance && engine_wave_active(e, pr->kind, pr->rule_id)) continue; /* next wave */
     next[i].n_share = want.n_share;
     memcpy(next[i].share, want.share, sizeof want.share);
@@ -728,7 +776,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
   for (size_t i = 0; i < n; i++) {
     const plan_route_t *pr = &plan.routes[i];
     const char *self = engine_site(e, i)->slug;
-    bool advance = route_share_of(&next[i], self) < route_share_of(&e->dirs[i].target, self);
+    bool advance = engine_adds_load(&next[i], &e->dirs[i].target, self) && !engine_hub_gone(e, i);
     if (!advance || engine_wave_active(e, pr->kind, pr->rule_id)) continue;
     wave_t *w = calloc(1, sizeof *w);
     if (w) w->sources = calloc(n, sizeof *w->sources);
@@ -744,7 +792,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
       const plan_route_t *pj = &plan.routes[j];
       const char *sj = engine_site(e, j)->slug;
       if (pj->kind != w->kind || pj->rule_id != w->rule_id) continue;
-      if (route_share_of(&next[j], sj) < route_share_of(&e->dirs[j].target, sj))
+      if (engine_adds_load(&next[j], &e->dirs[j].target, sj) && !engine_hub_gone(e, j))
         w->sources[w->n++] = j;
     }
     /* Sources beyond the wave keep their current target for now. */
@@ -755,7 +803,8 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
       bool in_wave = false;
       for (unsigned k = 0; k < w->n; k++)
         in_wave |= w->sources[k] == j;
-      if (!in_wave && route_share_of(&next[j], sj) < route_share_of(&e->dirs[j].target, sj)) {
+      if (!in_wave && engine_adds_load(&next[j], &e->dirs[j].target, sj) &&
+          !engine_hub_gone(e, j)) {
         char keep_reason[128];
         nirc_strlcpy(keep_reason, next[j].reason, sizeof keep_reason);
         next[j] = e->dirs[j].target;
@@ -804,6 +853,14 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
     }
     uint64_t version = d->target.epoch == e->epoch ? d->target.version + 1 : 1;
     if (version == 1) d->ack_stored = 0; /* versions start again in a new epoch */
+    {
+      const char *self = engine_site(e, i)->slug;
+      bool home = !engine_is_away(&next[i], self);
+      engine_route_changed(
+          e, i, &next[i],
+          engine_cause(e, i, &d->target, &next[i], old_kind[i], plan.routes[i].kind, alarm_kind[i]),
+          home ? old_kind[i] : d->kind, home ? old_rule[i] : d->rule_id);
+    }
     d->target = next[i];
     d->target.epoch = e->epoch;
     d->target.version = version;
@@ -815,6 +872,9 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
     if (changed) changed[(*n_changed)++] = i;
   }
   free(next);
+  free(alarm_kind);
+  free(old_kind);
+  free(old_rule);
 }
 
 /* ---- acknowledgements, timeouts, waves ---- */
@@ -1025,15 +1085,25 @@ static void engine_check_waves(engine_t *e) {
             hubs_ok = false;
         }
       }
-      if (acked && !w->all_acked) {
+      if (acked && hubs_ok && !w->all_acked) {
         w->all_acked = true;
         w->all_acked_mono = now;
       }
-      if (failed || !hubs_ok) {
+      if (failed) {
         w->done = true;
-        log_error(LOG_MAIN, ENGINE_OBJ, "%s %llu: wave not verified (%s)", rules_kind_name(w->kind),
-                  (unsigned long long)w->rule_id,
-                  failed ? "a source failed and was rolled back" : "a hub is not healthy");
+        log_error(LOG_MAIN, ENGINE_OBJ,
+                  "%s %llu: wave not verified (a source failed and was rolled back)",
+                  rules_kind_name(w->kind), (unsigned long long)w->rule_id);
+      } else if (!hubs_ok) {
+        /* Not verified yet: the window starts again once the hub is back
+         * (or its sources were re-homed), so the next wave never follows a
+         * hub that failed under this one. */
+        if (w->all_acked)
+          log_info(
+              LOG_MAIN, ENGINE_OBJ,
+              "%s %llu: a hub of the wave is not healthy; verification starts again when it is",
+              rules_kind_name(w->kind), (unsigned long long)w->rule_id);
+        w->all_acked = false;
       } else if (w->all_acked && now - w->all_acked_mono >= e->opts.verify_window_ms) {
         w->done = true;
         log_info(LOG_MAIN, ENGINE_OBJ, "%s %llu: wave of %u verified", rules_kind_name(w->kind),

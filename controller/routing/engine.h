@@ -64,7 +64,30 @@ typedef struct {
   uint64_t ack_stored;    /* newest version of target.epoch whose ack was stored */
   char excluded_why[200]; /* while excluded: which rule, why, and how to readmit */
   rule_kind_t excluded_kind;
+  /* Why the engine holds, waits or refuses a move of this site now ("":
+   * nothing held back): a held placement, a waiting return, a hub in its
+   * grace period, a refusal. Shown by status and `nircctl site`. */
+  char note[256];
 } site_dir_t;
+
+/* Why a site's route changed: every change is counted by cause
+ * (nirc_route_changes_total) and audited with it. */
+typedef enum {
+  ROUTE_CAUSE_CUTOVER = 0,  /* a cutover moved it (or changed its share) */
+  ROUTE_CAUSE_SCHEDULE,     /* a schedule moved it (a wave) */
+  ROUTE_CAUSE_OVERFLOW,     /* an overflow rule engaged or ramped */
+  ROUTE_CAUSE_CUTOVER_END,  /* home: its cutover was restored or expired */
+  ROUTE_CAUSE_SCHEDULE_END, /* home: its schedule window ended (or the rule changed) */
+  ROUTE_CAUSE_OVERFLOW_END, /* home: its overflow released */
+  ROUTE_CAUSE_CAPACITY,     /* home or another hub: its hub lacks capacity */
+  ROUTE_CAUSE_HUB_LOST,     /* re-homed: its hub was lost for the grace period */
+  ROUTE_CAUSE_HUB_RETURN,   /* back to a recovered hub after its verification window */
+  ROUTE_CAUSE_HUB_SWITCH,   /* another hub of its rule, for any other reason */
+  ROUTE_CAUSE_ROLLBACK,     /* home after its move failed */
+  ROUTE_CAUSE_SENDERS,      /* a hub: the sites it answers for changed */
+  ROUTE_CAUSE_COUNT,
+} route_cause_t;
+const char *engine_route_cause_name(route_cause_t c);
 
 typedef struct {
   uint32_t ack_timeout_ms;   /* default 2000 */
@@ -72,6 +95,15 @@ typedef struct {
   uint32_t verify_window_ms; /* default 10000 */
   double sl_target;          /* default 0.80 */
   double sl_threshold_s;     /* default 20 */
+  /* A hub lost (not online) for less than hub_grace_ms keeps the sources
+   * it answers; after a loss it takes sources again only once healthy for
+   * hub_return_ms, doubled for each further loss within the hour. */
+  uint32_t hub_grace_ms;  /* default 15000 */
+  uint32_t hub_return_ms; /* default 60000 */
+  /* Capacity damping (planner.h, Damping): keep and enter margins in
+   * service-level points, hold and re-entry waits in business seconds. */
+  double keep_margin, enter_margin; /* default 0.05 and 0.05 */
+  uint32_t hold_s, reentry_s;       /* default 60 and 120 */
   /* Expected demand by hour for scheduled moves (borrowed; may be NULL:
    * live demand is used). The scenario file stands in for load history. */
   const scenario_t *forecast;
@@ -255,6 +287,8 @@ void engine_on_client_closed(engine_t *e, void *client);
 
 /* For status: the site's acknowledged route and active rule text. */
 const site_dir_t *engine_site_dir(const engine_t *e, size_t site_index);
+/* Route changes of a site by cause since this engine started. */
+uint64_t engine_route_changes(const engine_t *e, size_t site_index, route_cause_t cause);
 const char *engine_active_reason(const engine_t *e, size_t site_index);
 
 #endif

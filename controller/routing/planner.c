@@ -105,10 +105,12 @@ typedef enum {
   PLANNER_HUB_NOT_HUB,
   PLANNER_HUB_EXCLUDED,
   PLANNER_HUB_OFFLINE,
+  PLANNER_HUB_RECOVERING, /* back after a loss, not yet healthy for the window */
   PLANNER_HUB_AWAY,
   PLANNER_HUB_FULL,
   PLANNER_HUB_CAPACITY,
   PLANNER_HUB_SLOWER,
+  PLANNER_HUB_WAITING, /* the source's re-entry wait after a withdrawal runs */
 } planner_verdict_t;
 
 /* The planner's working view of one site. The committed fields hold what
@@ -118,6 +120,8 @@ typedef struct {
   double own_erl, own_cps; /* the site's own demand */
   bool away;               /* committed: sends its traffic to `hub` */
   bool pending;            /* a candidate source of the phase being decided */
+  bool candidate;          /* some rule wanted to move it (damping state is kept) */
+  size_t cur;              /* the hub it sends to now (cur_hub), or PLANNER_NONE */
   double erl, cps;         /* committed offered load answered here */
   unsigned n_in;           /* committed number of senders */
   bool refused;            /* some move was refused here */
@@ -134,6 +138,7 @@ typedef struct {
   int64_t revert_at_ms;
   unsigned wave_size;
   char reason[128];
+  char note[160];
 } planner_site_t;
 
 /* One source a rule wants to move in the phase being decided. */
@@ -155,6 +160,10 @@ typedef struct {
   bool dropped;
   bool placed;
   size_t hub;
+  /* Of the last try: placed on its established hub below the keep floor
+   * (held), and whether some hub refused it for capacity. */
+  bool strained, cap_refused, held_back;
+  double strained_sl;
 } planner_cand_t;
 
 typedef struct {
@@ -174,6 +183,7 @@ typedef struct {
   planner_site_t *st;      /* n_sites entries, snapshot order */
   plan_alarm_t *alarms;
   size_t n_alarms, cap_alarms;
+  planner_hold_t *holds; /* n_sites: the damping state this run leaves (out->holds) */
   bool nomem;
 } planner_ctx_t;
 
@@ -322,11 +332,56 @@ static void planner_predict_with(const planner_ctx_t *ctx, size_t h, double erl,
                  ctx->sl_threshold_s, p);
 }
 
+/* ---- damping ------------------------------------------------------------ */
+
+/* Seconds source `src` waits after its latest withdrawal: reentry_s,
+ * doubled for each earlier one within the hour, at most an hour. */
+static uint32_t planner_reentry_s(const planner_ctx_t *ctx, size_t src) {
+  unsigned k = ctx->in->holds ? ctx->in->holds[src].withdrawals : 0;
+  uint64_t w = ctx->in->reentry_s;
+  for (unsigned i = 1; i < k && w < 3600; i++)
+    w *= 2;
+  return (uint32_t)(w < 3600 ? w : 3600);
+}
+
+/* Whether `src` is still inside its re-entry wait. */
+static bool planner_waiting(const planner_ctx_t *ctx, size_t src) {
+  if (!ctx->in->holds || !ctx->in->holds[src].withdrawn_ms) return false;
+  return ctx->in->now_ms - ctx->in->holds[src].withdrawn_ms <
+         (int64_t)planner_reentry_s(ctx, src) * 1000;
+}
+
+/* Whether an established move below its keep floor may stay: its hold
+ * time has not run out (it starts now when it was not strained before). */
+static bool planner_hold_runs(const planner_ctx_t *ctx, size_t src) {
+  if (ctx->in->hold_s == 0) return false;
+  int64_t since = ctx->in->holds ? ctx->in->holds[src].strain_since_ms : 0;
+  return since == 0 || ctx->in->now_ms - since < (int64_t)ctx->in->hold_s * 1000;
+}
+
+/* The damping state candidate `c` leaves for the next run. */
+static void planner_hold_update(planner_ctx_t *ctx, const planner_cand_t *c) {
+  planner_hold_t *h = &ctx->holds[c->src];
+  int64_t now = ctx->in->now_ms;
+  if (c->placed && c->strained) {
+    if (!h->strain_since_ms) h->strain_since_ms = now;
+  } else {
+    h->strain_since_ms = 0;
+  }
+  if (c->cap_refused && !h->withdrawn_ms) {
+    if (now - h->last_withdrawn_ms >= 3600 * 1000) h->withdrawals = 0;
+    h->withdrawals++;
+    h->withdrawn_ms = h->last_withdrawn_ms = now;
+  } else if (c->placed && !c->cap_refused && !c->held_back) {
+    h->withdrawn_ms = 0; /* placed with no hub turning it down: the wait is over */
+  }
+}
+
 /* Decides whether hub slug `slug` can take candidate `c` in the current
  * round; on PLANNER_HUB_CAPACITY the refused load is recorded on the hub
  * and *needed says how many agents it would take. */
-static planner_verdict_t planner_judge(planner_ctx_t *ctx, const planner_cand_t *c,
-                                       const char *slug, size_t *hub_out, erlang_prediction_t *pred,
+static planner_verdict_t planner_judge(planner_ctx_t *ctx, planner_cand_t *c, const char *slug,
+                                       size_t *hub_out, erlang_prediction_t *pred,
                                        unsigned *needed) {
   size_t h = planner_find(ctx, slug);
   *hub_out = h;
@@ -336,11 +391,26 @@ static planner_verdict_t planner_judge(planner_ctx_t *ctx, const planner_cand_t 
   planner_site_t *s = &ctx->st[h];
   if (!site->is_hub) return PLANNER_HUB_NOT_HUB;
   if (site->excluded) return PLANNER_HUB_EXCLUDED;
-  if (!site->online) return PLANNER_HUB_OFFLINE;
+  /* A hub within its grace period keeps the sources it answers, no more. */
+  bool established = ctx->st[c->src].cur == h;
+  if (!(site->online || (site->hub_grace && established))) return PLANNER_HUB_OFFLINE;
+  if (site->hub_waiting) return PLANNER_HUB_RECOVERING;
   if (s->away || s->pending) return PLANNER_HUB_AWAY;
   if (s->r_n_in >= RULES_MAX_SITES) return PLANNER_HUB_FULL;
+  if (!established && !c->force && planner_waiting(ctx, c->src)) return PLANNER_HUB_WAITING;
   planner_predict_with(ctx, h, c->erl, c->cps, pred);
-  if (!c->force && !(pred->stable && pred->service_level >= ctx->sl_target)) {
+  double floor = ctx->sl_target;
+  if (established)
+    floor -= ctx->in->keep_margin;
+  else if (ctx->in->holds && ctx->in->holds[c->src].withdrawn_ms)
+    floor += ctx->in->enter_margin;
+  bool fits = pred->stable && pred->service_level >= floor;
+  if (!fits && established && !c->force && planner_hold_runs(ctx, c->src)) {
+    c->strained = true; /* kept for the hold time: the dip may pass */
+    c->strained_sl = pred->stable ? pred->service_level : 0;
+    fits = true;
+  }
+  if (!c->force && !fits) {
     double a = s->r_erl + c->erl, cps = s->r_cps + c->cps;
     *needed =
         erlang_agents_needed(a, planner_mix_aht(a, cps, site), ctx->sl_threshold_s, ctx->sl_target);
@@ -369,6 +439,9 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
   *soft = false;
   *capacity = false;
   c->placed = false;
+  c->strained = false;
+  c->cap_refused = false;
+  c->held_back = false;
   if (why) why[0] = '\0';
   const slug_list_t *hubs = c->hubs;
   unsigned n = hubs->n < RULES_MAX_SITES ? hubs->n : RULES_MAX_SITES;
@@ -389,7 +462,8 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
       return true;
     }
     if (v == PLANNER_HUB_AWAY && !ctx->st[h].away) *soft = true;
-    if (v == PLANNER_HUB_CAPACITY) *capacity = true;
+    if (v == PLANNER_HUB_CAPACITY) *capacity = c->cap_refused = true;
+    if (v == PLANNER_HUB_WAITING) *capacity = c->held_back = true;
     if (!why) continue;
     switch (v) {
     case PLANNER_HUB_UNKNOWN: planner_append(why, whylen, "%s is not a known site", slug); break;
@@ -399,6 +473,9 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
       planner_append(why, whylen, "%s is excluded after a failed move", slug);
       break;
     case PLANNER_HUB_OFFLINE: planner_append(why, whylen, "%s is offline", slug); break;
+    case PLANNER_HUB_RECOVERING:
+      planner_append(why, whylen, "%s is back after a loss but not yet verified healthy", slug);
+      break;
     case PLANNER_HUB_AWAY: planner_append(why, whylen, "%s is moved away", slug); break;
     case PLANNER_HUB_FULL:
       planner_append(why, whylen, "%s already receives from %u sites", slug, ctx->st[h].r_n_in);
@@ -410,6 +487,12 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
     case PLANNER_HUB_SLOWER:
       planner_append(why, whylen, "%s would answer in %.0f s, not %" PRIu32 " s faster than %.0f s",
                      slug, pred.asa_s, c->margin_s, ctx->in->sites[c->src].wait_s);
+      break;
+    case PLANNER_HUB_WAITING:
+      planner_append(
+          why, whylen,
+          "%s: waiting %" PRIu32 " s after a capacity withdrawal, then it needs SL %.0f%%", slug,
+          planner_reentry_s(ctx, c->src), 100.0 * (ctx->sl_target + ctx->in->enter_margin));
       break;
     case PLANNER_HUB_OK: break;
     }
@@ -428,6 +511,13 @@ static void planner_assign(planner_ctx_t *ctx, const planner_cand_t *c) {
   s->revert_at_ms = c->revert_at_ms;
   s->wave_size = c->wave_size;
   nirc_strlcpy_utf8(s->reason, c->reason, sizeof s->reason);
+  s->note[0] = '\0';
+  if (c->strained)
+    snprintf(s->note, sizeof s->note,
+             "held at %s: predicted SL %.0f%% is below the keep floor %.0f%%; withdrawn after "
+             "%" PRIu32 " s below it",
+             ctx->in->sites[c->hub].slug, 100.0 * c->strained_sl,
+             100.0 * (ctx->sl_target - ctx->in->keep_margin), ctx->in->hold_s);
 }
 
 /* The last attempt for a dropped candidate, against the final loads of
@@ -451,7 +541,10 @@ static void planner_retry(planner_ctx_t *ctx, planner_cand_t *c) {
     planner_assign(ctx, c);
     return;
   }
-  if (capacity)
+  if (capacity && !c->cap_refused)
+    planner_alarm(ctx, PLAN_ALARM_WAITING, src, c->kind, c->rule_id,
+                  "%s: %s waits before moving again: %s", c->label, src, why);
+  else if (capacity)
     planner_alarm(ctx, PLAN_ALARM_CAPACITY, src, c->kind, c->rule_id,
                   "%s: no hub has the capacity for %s: %s", c->label, src, why);
   else
@@ -461,8 +554,21 @@ static void planner_retry(planner_ctx_t *ctx, planner_cand_t *c) {
 
 /* Decides one phase (see the top comment). */
 static void planner_phase(planner_ctx_t *ctx, planner_cand_t *cands, size_t n) {
+  /* Established moves first, in their order, then the others: a hub's
+   * capacity goes to the sources it already answers, so a source is never
+   * pushed out by one that is not there yet (and a new leader, which
+   * learns the established routes from the agents, keeps the same ones). */
+  size_t k = 0;
   for (size_t i = 0; i < n; i++)
+    if (ctx->st[cands[i].src].cur != PLANNER_NONE) {
+      planner_cand_t c = cands[i];
+      memmove(&cands[k + 1], &cands[k], (i - k) * sizeof *cands);
+      cands[k++] = c;
+    }
+  for (size_t i = 0; i < n; i++) {
     ctx->st[cands[i].src].pending = true;
+    ctx->st[cands[i].src].candidate = true;
+  }
   for (;;) {
     planner_round_reset(ctx);
     size_t drop = PLANNER_NONE;
@@ -491,6 +597,8 @@ static void planner_phase(planner_ctx_t *ctx, planner_cand_t *cands, size_t n) {
   }
   for (size_t i = 0; i < n; i++)
     if (cands[i].dropped) planner_retry(ctx, &cands[i]);
+  for (size_t i = 0; i < n; i++)
+    planner_hold_update(ctx, &cands[i]);
 }
 
 /* Fills the fields every candidate shares. */
@@ -799,6 +907,7 @@ static void planner_write_routes(const planner_ctx_t *ctx, plan_t *out) {
       r->rule_id = s->rule_id;
       r->wave_size = s->wave_size;
       nirc_strlcpy_utf8(r->reason, s->reason, sizeof r->reason);
+      nirc_strlcpy(r->note, s->note, sizeof r->note);
     } else {
       nirc_strlcpy(r->route[0].site, in->sites[i].slug, sizeof r->route[0].site);
       r->route[0].permille = 1000;
@@ -866,7 +975,11 @@ int planner_run(const plan_input_t *in, plan_t *out) {
   /* A hub has at most two entries: what it receives and what it refused. */
   out->capacity = calloc(2 * n + 1, sizeof *out->capacity);
   out->overflow_state = calloc(in->n_overflows + 1, sizeof *out->overflow_state);
-  if (!ctx.by_slug || !ctx.st || !out->routes || !out->capacity || !out->overflow_state) goto done;
+  out->holds = ctx.holds = calloc(n + 1, sizeof *out->holds);
+  if (!ctx.by_slug || !ctx.st || !out->routes || !out->capacity || !out->overflow_state ||
+      !out->holds)
+    goto done;
+  if (in->holds) memcpy(out->holds, in->holds, n * sizeof *out->holds);
 
   for (size_t i = 0; i < n; i++) {
     const plan_site_t *site = &in->sites[i];
@@ -879,6 +992,9 @@ int planner_run(const plan_input_t *in, plan_t *out) {
     s->hub = PLANNER_NONE;
   }
   qsort(ctx.by_slug, n, sizeof *ctx.by_slug, planner_cmp_slug);
+  for (size_t i = 0; i < n; i++)
+    ctx.st[i].cur =
+        in->sites[i].cur_hub[0] ? planner_find(&ctx, in->sites[i].cur_hub) : PLANNER_NONE;
 
   if ((rc = planner_cutovers(&ctx)) != 0) goto done;
   if ((rc = planner_schedules(&ctx)) != 0) goto done;
@@ -886,6 +1002,10 @@ int planner_run(const plan_input_t *in, plan_t *out) {
   rc = NIRC_ENOMEM;
   if (ctx.nomem) goto done;
 
+  /* No rule wants these sources now: nothing to hold, nothing to wait for
+   * (the count of withdrawals stays for the backoff). */
+  for (size_t i = 0; i < n; i++)
+    if (!ctx.st[i].candidate) out->holds[i].strain_since_ms = out->holds[i].withdrawn_ms = 0;
   out->n_routes = n;
   planner_write_routes(&ctx, out);
   planner_write_capacity(&ctx, out);
@@ -908,6 +1028,7 @@ void planner_free(plan_t *p) {
   free(p->capacity);
   free(p->alarms);
   free(p->overflow_state);
+  free(p->holds);
   memset(p, 0, sizeof *p);
 }
 

@@ -16,8 +16,18 @@
  * the planner tries the next hub, and if none passes the source stays home
  * with an alarm that says how many agents the best hub would need.
  *
- * Overflow is stateful (engaged, since when): the caller keeps
- * planner_overflow_state_t between runs and passes it back in. */
+ * Damping: capacity-driven placement has hysteresis, so a hub at the edge
+ * of its capacity does not make sources bounce. An established move (the
+ * source already sends to that hub) is placed first and kept while the
+ * prediction stays above the keep floor (target - keep_margin), and below
+ * it for hold_s; a source a hub refused or withdrew for capacity waits
+ * reentry_s, doubling with each further withdrawal within the hour, and
+ * then moves only at target + enter_margin. A forced cutover skips all of
+ * it, as it skips the check.
+ *
+ * Overflow and damping are stateful: the caller keeps
+ * planner_overflow_state_t and planner_hold_t between runs and passes
+ * them back in. */
 #ifndef NIRC_PLANNER_H
 #define NIRC_PLANNER_H
 
@@ -49,7 +59,24 @@ typedef struct {
   double queue;        /* smoothed calls in queue */
   double sl;           /* smoothed service level 0..1 (1 when nothing offered) */
   bool excluded;       /* a failed move was rolled back: do not move it, do not use it as hub */
+  /* The hub this site sends its calls to now ("" at home): its
+   * established move, judged with the keep floor (see Damping). */
+  char cur_hub[SCENARIO_SLUG_MAX];
+  /* The caller's hub health gate, for hubs: hub_grace keeps a hub that is
+   * not online eligible (lost for less than the grace period); hub_waiting
+   * keeps an online hub ineligible (back after a loss, not yet healthy for
+   * the verification window). Both false: eligibility is `online`. */
+  bool hub_grace, hub_waiting;
 } plan_site_t;
+
+/* Damping state of one site as a source, kept by the caller between runs
+ * (like planner_overflow_state_t) and passed back in. */
+typedef struct {
+  int64_t strain_since_ms; /* at its hub, predicted below the keep floor since (0: not) */
+  int64_t withdrawn_ms;    /* a hub refused it or withdrew it for capacity (0: not waiting) */
+  int64_t last_withdrawn_ms;
+  unsigned withdrawals; /* in the hour up to last_withdrawn_ms: the re-entry backoff */
+} planner_hold_t;
 
 typedef struct {
   uint64_t rule_id;
@@ -71,6 +98,14 @@ typedef struct {
   int64_t now_ms;
   double sl_target;      /* default 0.80 */
   double sl_threshold_s; /* default 20 */
+  /* Damping (0: none, the plain check). An established move stays while
+   * the prediction is at least sl_target - keep_margin, and below that for
+   * up to hold_s; a source a hub refused or withdrew for capacity waits
+   * reentry_s (doubled for each further withdrawal within an hour, at most
+   * an hour) and then needs sl_target + enter_margin. */
+  double keep_margin, enter_margin;
+  uint32_t hold_s, reentry_s;
+  const planner_hold_t *holds; /* n_sites entries from the previous run, or NULL */
 } plan_input_t;
 
 typedef struct {
@@ -84,6 +119,7 @@ typedef struct {
   unsigned n_inbound; /* hub side: sources sending here */
   char inbound[RULES_MAX_SITES][SCENARIO_SLUG_MAX];
   unsigned wave_size; /* from the rule (schedules); 0 = move at once */
+  char note[160];     /* why the move is held despite a failing check ("" none) */
 } plan_route_t;
 
 typedef struct {
@@ -97,6 +133,7 @@ typedef enum {
   PLAN_ALARM_NO_HUB = 1,   /* no eligible hub: source stays home */
   PLAN_ALARM_CAPACITY,     /* every eligible hub fails the capacity check */
   PLAN_ALARM_UNKNOWN_SITE, /* a rule names a site not in the snapshot */
+  PLAN_ALARM_WAITING,      /* after a capacity withdrawal, the re-entry wait runs */
 } plan_alarm_kind_t;
 
 typedef struct {
@@ -115,6 +152,7 @@ typedef struct {
   plan_alarm_t *alarms;
   size_t n_alarms;
   planner_overflow_state_t *overflow_state; /* n_overflows entries: keep for the next run */
+  planner_hold_t *holds;                    /* n_routes entries: keep for the next run */
 } plan_t;
 
 /* Computes the plan. Returns 0 or NIRC_ENOMEM. `out` must be released

@@ -106,6 +106,10 @@ static json_t *web_status_json(const server_t *srv, int64_t now_real) {
                   (json_int_t)(s->has_report ? now_real - s->last_report_ms : -1), "route", route,
                   "active_rule", srv->engine ? engine_active_reason(srv->engine, i) : "default",
                   "load", load));
+    const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
+    if (dir && dir->note[0])
+      json_object_set_new(json_array_get(sites, json_array_size(sites) - 1), "note",
+                          json_string(dir->note));
   }
   return json_pack("{s:s, s:I, s:I, s:o}", "controller", srv->conf->node, "epoch",
                    (json_int_t)srv->epoch, "server_time_ms", (json_int_t)clock_now_ms(&srv->clock),
@@ -203,6 +207,16 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
     }
     web_printf(b, "nirc_directive_latency_ms_sum %g\nnirc_directive_latency_ms_count %llu\n",
                st->latency_sum_ms, (unsigned long long)st->latency_count);
+    web_printf(b, "# HELP nirc_route_changes_total Route changes sent to a site, by cause.\n"
+                  "# TYPE nirc_route_changes_total counter\n");
+    for (size_t i = 0; i < srv->sites.n; i++)
+      for (unsigned c = 0; c < ROUTE_CAUSE_COUNT; c++) {
+        uint64_t v = engine_route_changes(srv->engine, i, (route_cause_t)c);
+        if (v)
+          web_printf(b, "nirc_route_changes_total{site=\"%s\",cause=\"%s\"} %llu\n",
+                     srv->sites.v[i].slug, engine_route_cause_name((route_cause_t)c),
+                     (unsigned long long)v);
+      }
   }
   web_printf(b,
              "# HELP nirc_db_queue_depth Records waiting for the database.\n"

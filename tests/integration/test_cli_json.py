@@ -61,7 +61,7 @@ SITE_STATUS = {
     "slug": str, "name_en": str, "name_zh": str, "is_hub": bool,
     "link": enum("online", "stale", "offline", "never-seen"), "state_since_ms": int,
     "report_age_ms": int, "peer": str, "active_rule": str, "route": [ROUTE_SHARE],
-    "load": (LOAD, NULL),
+    "load": (LOAD, NULL), Opt("note"): str,
 }
 STATUS = {"controller": str, "epoch": int, "server_time_ms": int, "sites": [SITE_STATUS]}
 PLANNED_MOVE = {"site": str, "route": [ROUTE_SHARE], "reason": str, "revert_at_ms": int}
@@ -102,6 +102,13 @@ SCHEDULE_ADD_DETAIL = {"id": int, "sources": [str], "hubs": [str], "start_min": 
 RULE_ID_DETAIL = {"id": int}
 OVERFLOW_ADD_DETAIL = {"id": int, "source": str, "hubs": [str], "share_cap_permille": int}
 MOVE_DETAIL = {"rule": str, "rule_id": int, "sources": [str], "reason": str}
+ROUTE_DETAIL = {
+    "cause": enum("cutover", "schedule", "overflow", "cutover-end", "schedule-end",
+                  "overflow-end", "capacity", "hub-lost", "hub-return", "hub-switch", "rollback",
+                  "senders"),
+    "before": str, "after": str, "reason": str, Opt("rule"): str, Opt("rule_id"): int,
+    Opt("note"): str,
+}
 ROLLBACK_DETAIL = {"site": str, "rule": str, "rule_id": int, "reason": str}
 EXPIRE_DETAIL = {"cutover_id": int, "sources": [str]}
 LEADERSHIP_DETAIL = {"why": str}
@@ -126,7 +133,7 @@ SHAPES = {
     "RefusalDetail": REFUSAL_DETAIL, "CapacityRefusalDetail": CAPACITY_REFUSAL_DETAIL,
     "ScheduleAddDetail": SCHEDULE_ADD_DETAIL, "RuleIdDetail": RULE_ID_DETAIL,
     "OverflowAddDetail": OVERFLOW_ADD_DETAIL, "MoveDetail": MOVE_DETAIL,
-    "RollbackDetail": ROLLBACK_DETAIL, "ExpireDetail": EXPIRE_DETAIL,
+    "RollbackDetail": ROLLBACK_DETAIL, "RouteDetail": ROUTE_DETAIL, "ExpireDetail": EXPIRE_DETAIL,
     "LeadershipDetail": LEADERSHIP_DETAIL,
     "Schedules": SCHEDULES, "Schedule": SCHEDULE, "Overflows": OVERFLOWS,
     "OverflowRule": OVERFLOW_RULE,
@@ -146,7 +153,7 @@ DETAILS = {
     "schedule-rm": (RULE_ID_DETAIL,), "schedule-enable": (RULE_ID_DETAIL,),
     "schedule-disable": (RULE_ID_DETAIL,), "overflow-rm": (RULE_ID_DETAIL,),
     "overflow-add": (OVERFLOW_ADD_DETAIL,),
-    "move": (MOVE_DETAIL,), "rollback": (ROLLBACK_DETAIL,), "expire": (EXPIRE_DETAIL,),
+    "move": (MOVE_DETAIL,), "route": (ROUTE_DETAIL,), "rollback": (ROLLBACK_DETAIL,), "expire": (EXPIRE_DETAIL,),
     "lead": (LEADERSHIP_DETAIL,), "step-down": (LEADERSHIP_DETAIL,),
 }
 

@@ -1,0 +1,240 @@
+/* engine_stable.c: what keeps automatic routing from flapping, and what
+ * says why a route changed. Part of the engine module (engine-int.h).
+ *
+ * - The hub health gate (hub_gate_t): a hub not healthy for less than
+ *   hub_grace keeps the sources it answers; after that they re-home; a hub
+ *   back from a loss takes sources again only once healthy for its return
+ *   window, which doubles with each further loss in the hour.
+ * - The note per site: what the engine is holding back and why (a held
+ *   placement, a waiting return, a hub in its grace period, a refusal).
+ * - The cause of every route change (route_cause_t): counted per site for
+ *   nirc_route_changes_total and written to the audit trail.
+ *
+ * The capacity hysteresis itself is in the planner (planner.h, Damping);
+ * this file only keeps its state between runs (engine_t.holds). */
+#include "engine-int.h"
+
+#include "log.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *engine_route_cause_name(route_cause_t c) {
+  static const char *const names[ROUTE_CAUSE_COUNT] = {
+      [ROUTE_CAUSE_CUTOVER] = "cutover",           [ROUTE_CAUSE_SCHEDULE] = "schedule",
+      [ROUTE_CAUSE_OVERFLOW] = "overflow",         [ROUTE_CAUSE_CUTOVER_END] = "cutover-end",
+      [ROUTE_CAUSE_SCHEDULE_END] = "schedule-end", [ROUTE_CAUSE_OVERFLOW_END] = "overflow-end",
+      [ROUTE_CAUSE_CAPACITY] = "capacity",         [ROUTE_CAUSE_HUB_LOST] = "hub-lost",
+      [ROUTE_CAUSE_HUB_RETURN] = "hub-return",     [ROUTE_CAUSE_HUB_SWITCH] = "hub-switch",
+      [ROUTE_CAUSE_ROLLBACK] = "rollback",         [ROUTE_CAUSE_SENDERS] = "senders",
+  };
+  return c < ROUTE_CAUSE_COUNT ? names[c] : "?";
+}
+
+uint64_t engine_route_changes(const engine_t *e, size_t i, route_cause_t cause) {
+  return i < engine_nsites(e) && cause < ROUTE_CAUSE_COUNT ? e->changes[i][cause] : 0;
+}
+
+/* ---- hub health gate (see hub_gate_t) ---- */
+
+/* Whether hub i can answer calls, as far as the controller can tell. */
+static bool engine_hub_up(engine_t *e, size_t i) {
+  const site_t *s = engine_site(e, i);
+  return s->state == SITE_ONLINE && s->has_report && !s->last.pbx_unreadable;
+}
+
+/* How long a hub back from a loss must stay up: hub_return_ms, doubled
+ * for each earlier loss within the hour, at most an hour. A hub that
+ * keeps failing is trusted ever more slowly, so a flapping hub drags its
+ * sources at most a few times an hour. */
+static uint64_t engine_return_window(const engine_t *e, const hub_gate_t *g) {
+  uint64_t w = e->opts.hub_return_ms;
+  for (unsigned k = 1; k < g->losses && w < 3600000; k++)
+    w *= 2;
+  return w < 3600000 ? w : 3600000;
+}
+
+static void engine_gate_set(engine_t *e, size_t i, hub_gate_state_t to) {
+  e->gate[i].state = to;
+  e->gate[i].since_mono = engine_mono(e);
+}
+
+static void engine_gate_event(engine_t *e, size_t i, const char *action, const char *detail) {
+  const site_t *s = engine_site(e, i);
+  log_info(LOG_SITE, s->slug, "hub %s: %s", action, detail);
+  engine_rec_t rec = {
+      .kind = ENGINE_REC_EVENT, .site = s->slug, .peer = "-", .action = action, .detail = detail};
+  engine_store(e, &rec);
+}
+
+/* Moves every hub's gate on by what the registry shows now. */
+void engine_gate_update(engine_t *e) {
+  uint64_t now = engine_mono(e);
+  for (size_t i = 0; i < engine_nsites(e); i++) {
+    if (!engine_site(e, i)->is_hub) continue;
+    hub_gate_t *g = &e->gate[i];
+    bool up = engine_hub_up(e, i);
+    char why[200];
+    /* One pass in state order, so zero grace or window acts at once. */
+    if (g->state == HUB_UNSEEN && up) engine_gate_set(e, i, HUB_UP);
+    if (g->state == HUB_UP && !up) engine_gate_set(e, i, HUB_FAILING);
+    if (g->state == HUB_FAILING && up) engine_gate_set(e, i, HUB_UP);
+    if (g->state == HUB_FAILING && now - g->since_mono >= e->opts.hub_grace_ms) {
+      if (!g->last_loss_mono || now - g->last_loss_mono >= 3600000) g->losses = 0;
+      g->losses++;
+      g->last_loss_mono = now;
+      engine_gate_set(e, i, HUB_LOST);
+      snprintf(why, sizeof why,
+               "down for %u s: its sources go to their next hub or home; it takes sources "
+               "again once healthy for %llu s (loss %u this hour)",
+               e->opts.hub_grace_ms / 1000, (unsigned long long)(engine_return_window(e, g) / 1000),
+               g->losses);
+      engine_gate_event(e, i, "hub_lost", why);
+    }
+    if (g->state == HUB_LOST && up) engine_gate_set(e, i, HUB_RECOVERING);
+    if (g->state == HUB_RECOVERING && !up) engine_gate_set(e, i, HUB_LOST);
+    if (g->state == HUB_RECOVERING && now - g->since_mono >= engine_return_window(e, g)) {
+      engine_gate_set(e, i, HUB_UP);
+      snprintf(why, sizeof why, "healthy for %llu s after a loss: it takes sources again",
+               (unsigned long long)(engine_return_window(e, g) / 1000));
+      engine_gate_event(e, i, "hub_verified", why);
+    }
+  }
+}
+
+/* The main hub of a route (the largest share not at home), or NULL. */
+const char *engine_main_hub(const route_t *r, const char *self) {
+  const char *hub = NULL;
+  uint32_t best = 0;
+  for (unsigned k = 0; k < r->n_share; k++)
+    if (strcmp(r->share[k].site, self) != 0 && r->share[k].permille > best) {
+      best = r->share[k].permille;
+      hub = r->share[k].site;
+    }
+  return hub;
+}
+
+/* Whether site i must leave its hub now: the hub was lost (past its
+ * grace) or has not been seen in this leadership. Such a move to the next
+ * hub is not held back by its rule's wave: the calls have nowhere else. */
+bool engine_hub_gone(const engine_t *e, size_t i) {
+  const char *cur = engine_main_hub(&e->dirs[i].target, e->sites->v[i].slug);
+  long h = cur ? engine_index((engine_t *)e, cur) : -1;
+  if (h < 0) return false;
+  hub_gate_state_t st = e->gate[h].state;
+  return st == HUB_LOST || st == HUB_RECOVERING || st == HUB_UNSEEN;
+}
+
+/* The hubs of the rule behind a route, or NULL. */
+static const slug_list_t *engine_rule_hubs(const engine_t *e, rule_kind_t kind, uint64_t id) {
+  for (size_t k = 0; kind == RULE_CUTOVER && k < e->n_cut; k++)
+    if (e->cut[k].id == id) return &e->cut[k].hubs;
+  for (size_t k = 0; kind == RULE_SCHEDULE && k < e->n_sch; k++)
+    if (e->sch[k].id == id) return &e->sch[k].hubs;
+  for (size_t k = 0; kind == RULE_OVERFLOW && k < e->n_ovf; k++)
+    if (e->ovf[k].id == id) return &e->ovf[k].hubs;
+  return NULL;
+}
+
+/* What status says the engine is holding back for site i (d->note). */
+void engine_site_note(engine_t *e, size_t i, const plan_route_t *pr, const char *alarm) {
+  site_dir_t *d = &e->dirs[i];
+  const char *self = engine_site(e, i)->slug;
+  uint64_t now = engine_mono(e);
+  d->note[0] = '\0';
+  if (pr->note[0]) {
+    nirc_strlcpy_utf8(d->note, pr->note, sizeof d->note);
+    return;
+  }
+  if (alarm && *alarm) {
+    nirc_strlcpy_utf8(d->note, alarm, sizeof d->note);
+    return;
+  }
+  const hub_gate_t *g = &e->gate[i];
+  if (engine_site(e, i)->is_hub && g->state == HUB_FAILING) {
+    snprintf(d->note, sizeof d->note,
+             "not healthy for %llu s: keeps the sources it answers for up to %u s, takes no new "
+             "ones",
+             (unsigned long long)((now - g->since_mono) / 1000), e->opts.hub_grace_ms / 1000);
+    return;
+  }
+  if (engine_site(e, i)->is_hub && (g->state == HUB_LOST || g->state == HUB_RECOVERING)) {
+    snprintf(d->note, sizeof d->note,
+             "lost %llu s ago; takes sources again once healthy for %llu s%s",
+             (unsigned long long)((now - g->last_loss_mono) / 1000),
+             (unsigned long long)(engine_return_window(e, g) / 1000),
+             g->state == HUB_RECOVERING ? " (healthy now, counting)" : "");
+    return;
+  }
+  /* A source kept from its rule's first hub while that hub recovers. */
+  const slug_list_t *hubs = engine_rule_hubs(e, pr->kind, pr->rule_id);
+  const char *cur = engine_main_hub(&d->target, self);
+  for (unsigned k = 0; hubs && k < hubs->n; k++) {
+    if (cur && strcmp(hubs->v[k], cur) == 0) break;
+    long h = engine_index(e, hubs->v[k]);
+    if (h < 0) continue;
+    const hub_gate_t *hg = &e->gate[h];
+    if (hg->state == HUB_RECOVERING) {
+      uint64_t w = engine_return_window(e, hg), up = now - hg->since_mono;
+      snprintf(d->note, sizeof d->note,
+               "returns to %s once it has been healthy for %llu s (%llu s to go)", hubs->v[k],
+               (unsigned long long)(w / 1000),
+               (unsigned long long)((w - (up < w ? up : w)) / 1000));
+      return;
+    }
+  }
+}
+
+/* Why site i's route changes from `old` to `want` (see route_cause_t). */
+route_cause_t engine_cause(engine_t *e, size_t i, const route_t *old, const route_t *want,
+                           rule_kind_t old_kind, rule_kind_t new_kind, int alarm_kind) {
+  const char *self = engine_site(e, i)->slug;
+  route_t a = *old, b = *want;
+  a.n_inbound = b.n_inbound = 0;
+  if (route_same(&a, &b) && old->revert_at_ms == want->revert_at_ms) return ROUTE_CAUSE_SENDERS;
+  const char *oh = engine_main_hub(old, self), *nh = engine_main_hub(want, self);
+  if (!nh) {
+    if (e->dirs[i].excluded_rule) return ROUTE_CAUSE_ROLLBACK;
+    if (alarm_kind == PLAN_ALARM_CAPACITY || alarm_kind == PLAN_ALARM_WAITING)
+      return ROUTE_CAUSE_CAPACITY;
+    long h = oh ? engine_index(e, oh) : -1;
+    if (alarm_kind == PLAN_ALARM_NO_HUB && h >= 0 && e->gate[h].state == HUB_LOST)
+      return ROUTE_CAUSE_HUB_LOST;
+    return old_kind == RULE_CUTOVER    ? ROUTE_CAUSE_CUTOVER_END
+           : old_kind == RULE_OVERFLOW ? ROUTE_CAUSE_OVERFLOW_END
+                                       : ROUTE_CAUSE_SCHEDULE_END;
+  }
+  if (oh && strcmp(oh, nh) != 0 && old_kind == new_kind) {
+    long h = engine_index(e, oh), n = engine_index(e, nh);
+    if (h >= 0 && e->gate[h].state == HUB_LOST) return ROUTE_CAUSE_HUB_LOST;
+    for (size_t k = 0; e->have_plan && k < e->plan.n_capacity; k++)
+      if (e->plan.capacity[k].refused && strcmp(e->plan.capacity[k].hub, oh) == 0)
+        return ROUTE_CAUSE_CAPACITY;
+    if (n >= 0 && e->gate[n].losses && engine_mono(e) - e->gate[n].last_loss_mono < 3600000)
+      return ROUTE_CAUSE_HUB_RETURN;
+    return ROUTE_CAUSE_HUB_SWITCH;
+  }
+  return new_kind == RULE_CUTOVER    ? ROUTE_CAUSE_CUTOVER
+         : new_kind == RULE_OVERFLOW ? ROUTE_CAUSE_OVERFLOW
+                                     : ROUTE_CAUSE_SCHEDULE;
+}
+
+/* Counts and audits one route change of site i (before d->target moves). */
+void engine_route_changed(engine_t *e, size_t i, const route_t *next, route_cause_t cause,
+                          rule_kind_t kind, uint64_t rule_id) {
+  site_dir_t *d = &e->dirs[i];
+  const char *self = engine_site(e, i)->slug;
+  e->changes[i][cause]++;
+  char before[200], after[200];
+  route_format(&d->target, self, before, sizeof before);
+  route_format(next, self, after, sizeof after);
+  json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "cause", engine_route_cause_name(cause), "before",
+                        before, "after", after, "reason", next->reason);
+  if (j && rule_id) {
+    json_object_set_new(j, "rule", json_string(rules_kind_name(kind)));
+    json_object_set_new(j, "rule_id", json_integer((json_int_t)rule_id));
+  }
+  if (j && d->note[0]) json_object_set_new(j, "note", json_string(d->note));
+  engine_audit(e, "engine", "route", self, j);
+}
