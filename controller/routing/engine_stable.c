@@ -116,14 +116,20 @@ const char *engine_main_hub(const route_t *r, const char *self) {
 }
 
 /* Whether site i must leave its hub now: the hub was lost (past its
- * grace) or has not been seen in this leadership. Such a move to the next
+ * grace), has not been seen in this leadership, is moved away or is
+ * excluded. Such a move to the next
  * hub is not held back by its rule's wave: the calls have nowhere else. */
 bool engine_hub_gone(const engine_t *e, size_t i) {
   const char *cur = engine_main_hub(&e->dirs[i].target, e->sites->v[i].slug);
   long h = cur ? engine_index((engine_t *)e, cur) : -1;
   if (h < 0) return false;
   hub_gate_state_t st = e->gate[h].state;
-  return st == HUB_LOST || st == HUB_RECOVERING || st == HUB_UNSEEN;
+  if (st == HUB_LOST || st == HUB_RECOVERING || st == HUB_UNSEEN) return true;
+  /* Moved away itself (an operator's emergency cutover of the hub) or
+   * excluded: no hub any more, at once. */
+  if (e->dirs[h].excluded_rule) return true;
+  const plan_route_t *hp = e->have_plan ? &e->plan.routes[h] : NULL;
+  return hp && hp->n_route > 0 && !(hp->n_route == 1 && strcmp(hp->route[0].site, cur) == 0);
 }
 
 /* The hubs of the rule behind a route, or NULL. */

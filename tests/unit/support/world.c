@@ -169,6 +169,15 @@ void world_flush(world_t *w) {
 }
 
 engine_t *world_engine(world_t *w) {
+  engine_opts_t o = {.ack_timeout_ms = 2000,
+                     .max_resends = 3,
+                     .verify_window_ms = 10000,
+                     .sl_target = 0.8,
+                     .sl_threshold_s = 20};
+  return world_engine_with(w, &o);
+}
+
+engine_t *world_engine_with(world_t *w, const engine_opts_t *o) {
   engine_io_t io = {.ctx = w,
                     .mono_ms = world_io_mono,
                     .now_ms = world_io_now,
@@ -179,13 +188,8 @@ engine_t *world_engine(world_t *w) {
                     .send_progress = world_io_progress,
                     .store = world_io_store,
                     .store_ready = world_io_store_ready};
-  engine_opts_t o = {.ack_timeout_ms = 2000,
-                     .max_resends = 3,
-                     .verify_window_ms = 10000,
-                     .sl_target = 0.8,
-                     .sl_threshold_s = 20};
   engine_t *e = NULL;
-  assert_int_equal(engine_new(&io, w->sites, &o, &e), 0);
+  assert_int_equal(engine_new(&io, w->sites, o, &e), 0);
   return e;
 }
 
@@ -211,6 +215,12 @@ static void world_send_report(world_t *w, site_t *s, unsigned agents, unsigned q
   r.longest_wait_ms = wait_ms;
   site_minute_t flushed;
   sites_on_report(s, &r, w->now, w->now, &flushed);
+}
+
+void world_staff(world_t *w, const char *slug, unsigned agents) {
+  site_t *s = sites_find(w->sites, slug);
+  assert_non_null(s);
+  world_send_report(w, s, agents, 0, 0);
 }
 
 void world_load(world_t *w, const char *slug, unsigned queue, unsigned wait_ms) {

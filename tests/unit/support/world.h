@@ -97,8 +97,10 @@ extern const char *const world_hubs[3];
 /* A world at WORLD_T0_MS with the seven sites registered (never seen). */
 world_t *world_new(void);
 void world_free(world_t *w);
-/* An engine whose engine_io_t is this world (caller frees it). */
+/* An engine whose engine_io_t is this world (caller frees it), with the
+ * test defaults (no damping) or with the given options. */
 engine_t *world_engine(world_t *w);
+engine_t *world_engine_with(world_t *w, const engine_opts_t *o);
 size_t world_index(world_t *w, const char *slug);
 /* Every site whose link is not down connects, says Hello (routing as
  * applied[i] says, or home when applied is NULL) and reports. */
@@ -106,6 +108,8 @@ void world_connect_all(world_t *w, engine_t *e, const route_t *applied);
 /* One report of `slug` with this queue and longest wait (60 s interval,
  * ten staffed agents): how the test makes a site overloaded or calm. */
 void world_load(world_t *w, const char *slug, unsigned queue, unsigned wait_ms);
+/* One calm report of `slug` with `agents` staffed (a hub's staffing). */
+void world_staff(world_t *w, const char *slug, unsigned agents);
 /* The site's link goes down (it stops being a hub the planner may use),
  * or comes back and says Hello with what it routes by. */
 void world_link_down(world_t *w, engine_t *e, const char *slug);
