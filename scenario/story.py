@@ -192,6 +192,27 @@ class Story:
                          "action = 'move'")
         lines.append(f"  schedule waves started by the engine: {waves[0][0]}")
 
+        # Every route change is an audit entry with its cause (engine
+        # "route" entries); flapping shows as many changes at one site in
+        # one business hour.
+        per_site = self.sql("SELECT target, count(*) FROM audit_log WHERE action = 'route' "
+                            "GROUP BY 1 ORDER BY 2 DESC, 1")
+        by_cause = self.sql("SELECT detail->>'cause', count(*) FROM audit_log WHERE "
+                            "action = 'route' GROUP BY 1 ORDER BY 2 DESC, 1")
+        hourly = self.sql("SELECT target, date_trunc('hour', business_at), count(*) FROM "
+                          "audit_log WHERE action = 'route' AND detail->>'cause' <> 'senders' "
+                          "GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT 1")
+        total = sum(int(n) for _, n in per_site)
+        lines += ["", "Route changes (every directive the engine sent, from the audit trail):"]
+        lines.append(f"  {total} changes at {len(per_site)} sites; by cause: " +
+                     ", ".join(f"{c} {n}" for c, n in by_cause))
+        if per_site:
+            lines.append("  most at one site: " +
+                         ", ".join(f"{s} {n}" for s, n in per_site[:5]))
+        worst = int(hourly[0][2]) if hourly else 0
+        where = f" ({hourly[0][0]})" if hourly else ""
+        lines.append(f"  most changes of one source's route in one business hour: {worst}{where}")
+
         lines += ["", "Service level at the hubs (answered within 20 s / offered):"]
         for hub, frm, to in ((self.hub, night_from, lock_from), (self.backup, lock_from,
                                                                  night_to)):

@@ -80,7 +80,7 @@ typedef enum {
   ROUTE_CAUSE_SCHEDULE_END, /* home: its schedule window ended (or the rule changed) */
   ROUTE_CAUSE_OVERFLOW_END, /* home: its overflow released */
   ROUTE_CAUSE_CAPACITY,     /* home or another hub: its hub lacks capacity */
-  ROUTE_CAUSE_HUB_LOST,     /* re-homed: its hub was lost for the grace period */
+  ROUTE_CAUSE_HUB_LOST,     /* re-homed: its hub was lost past the grace, or moved away */
   ROUTE_CAUSE_HUB_RETURN,   /* back to a recovered hub after its verification window */
   ROUTE_CAUSE_HUB_SWITCH,   /* another hub of its rule, for any other reason */
   ROUTE_CAUSE_ROLLBACK,     /* home after its move failed */

@@ -202,18 +202,18 @@ route_cause_t engine_cause(engine_t *e, size_t i, const route_t *old, const rout
   const char *oh = engine_main_hub(old, self), *nh = engine_main_hub(want, self);
   if (!nh) {
     if (e->dirs[i].excluded_rule) return ROUTE_CAUSE_ROLLBACK;
+    /* Its hub was lost: that is why it moves, even when the next hub then
+     * has no room for it. */
+    if (oh && engine_hub_gone(e, i) && alarm_kind) return ROUTE_CAUSE_HUB_LOST;
     if (alarm_kind == PLAN_ALARM_CAPACITY || alarm_kind == PLAN_ALARM_WAITING)
       return ROUTE_CAUSE_CAPACITY;
-    long h = oh ? engine_index(e, oh) : -1;
-    if (alarm_kind == PLAN_ALARM_NO_HUB && h >= 0 && e->gate[h].state == HUB_LOST)
-      return ROUTE_CAUSE_HUB_LOST;
     return old_kind == RULE_CUTOVER    ? ROUTE_CAUSE_CUTOVER_END
            : old_kind == RULE_OVERFLOW ? ROUTE_CAUSE_OVERFLOW_END
                                        : ROUTE_CAUSE_SCHEDULE_END;
   }
   if (oh && strcmp(oh, nh) != 0 && old_kind == new_kind) {
-    long h = engine_index(e, oh), n = engine_index(e, nh);
-    if (h >= 0 && e->gate[h].state == HUB_LOST) return ROUTE_CAUSE_HUB_LOST;
+    long n = engine_index(e, nh);
+    if (engine_hub_gone(e, i)) return ROUTE_CAUSE_HUB_LOST;
     for (size_t k = 0; e->have_plan && k < e->plan.n_capacity; k++)
       if (e->plan.capacity[k].refused && strcmp(e->plan.capacity[k].hub, oh) == 0)
         return ROUTE_CAUSE_CAPACITY;
