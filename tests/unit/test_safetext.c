@@ -9,7 +9,8 @@
  * else alone, cut only between characters and escapes, always terminate,
  * and report the length it needed; its output is always clean. msgtext
  * (common/msgtext.c) must find an offender in any string of an operator
- * request, nested or repeated, and name the field for a person. */
+ * request, nested or repeated, and name the field for a person. A log
+ * record (common/log.c) stays one line whatever its arguments hold. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "log.h"
 #include "msgtext.h"
 #include "nirc.pb-c.h"
 #include "safetext.h"
@@ -314,6 +317,33 @@ static void test_msgtext_names_the_field(void **state) {
   assert_non_null(strstr(err, "the actor contains a byte that is not UTF-8 (0xFF at byte 6)"));
 }
 
+/* ---- a log record is one line --------------------------------------------- */
+
+static void test_log_record_is_one_line(void **state) {
+  FILE *tmp = tmpfile();
+  assert_non_null(tmp);
+  int saved = dup(STDERR_FILENO);
+  fflush(stderr);
+  dup2(fileno(tmp), STDERR_FILENO);
+  log_set_program("nircd");
+  log_error(LOG_SITE, "site=xizang\nforged", "directive failed: %s",
+            "trunk \x1b[31mdown\n12:00:00.000Z error nircd [ops] forged \xc2\x9b \xe2\x80\xae");
+  fflush(stderr);
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  char buf[1024];
+  rewind(tmp);
+  size_t n = fread(buf, 1, sizeof buf - 1, tmp);
+  fclose(tmp);
+  buf[n] = '\0';
+  assert_true(n > 0 && buf[n - 1] == '\n');
+  assert_ptr_equal(strchr(buf, '\n'), buf + n - 1); /* one newline: the end of the record */
+  assert_null(strchr(buf, 0x1b));
+  assert_false(safetext_find(strtok(buf, "\n"), NULL));
+  assert_non_null(strstr(buf, "site=xizang\\nforged directive failed: trunk \\x1b[31mdown"
+                              "\\n12:00:00.000Z error nircd [ops] forged \\u{9b} \\u{202e}"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_clean_text_passes),
@@ -326,6 +356,7 @@ int main(void) {
       cmocka_unit_test(test_escape_cuts_only_between_units),
       cmocka_unit_test(test_escape_output_is_always_clean),
       cmocka_unit_test(test_msgtext_names_the_field),
+      cmocka_unit_test(test_log_record_is_one_line),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
