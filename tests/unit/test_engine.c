@@ -268,6 +268,41 @@ static void test_change_refused_when_it_cannot_be_recorded(void **state) {
   world_free(w);
 }
 
+/* A hostile agent's failure text (an escape sequence, a long Chinese
+ * message cut mid-character, a byte that is not UTF-8) stays UTF-8 in the
+ * rollback's audit record, the exclusion status shows and the reply, so
+ * none of them is lost or breaks JSON; escaping it is the printers' job. */
+static void test_agent_failure_text_stays_utf8(void **state) {
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  char text[400] = "\x1b[31m";
+  while (strlen(text) + 4 < sizeof text)
+    strcat(text, "故");
+  text[strlen(text) - 1] = '\xff';
+  w->fail_detail = text;
+  const char *src[] = {"guangdong"}, *hub[] = {"sichuan"};
+  world_cutover(w, e, 9, src, 1, hub, 1, 0);
+  world_ack(w, e, 0, "guangdong");
+  world_flush(w);
+  world_tick(w, e, 200);
+  const char *shown = engine_active_reason(e, world_index(w, "guangdong"));
+  assert_non_null(strstr(shown, "excluded after a failed move"));
+  assert_non_null(strstr(shown, "故故"));
+  assert_true(nirc_utf8_valid(shown));
+  size_t rollbacks = 0;
+  for (size_t k = 0; k < w->n_rec; k++) {
+    assert_true(nirc_utf8_valid(w->rec[k].detail));
+    if (w->rec[k].kind == ENGINE_REC_AUDIT && strcmp(w->rec[k].action, "rollback") == 0) {
+      assert_non_null(strstr(w->rec[k].detail, "故故"));
+      rollbacks++;
+    }
+  }
+  assert_int_equal(rollbacks, 1);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 /* Input errors are INVALID (nircctl exits 2), state refusals REFUSED
  * (exit 1); either moves nothing, and what the refusal quotes back (a
  * name the operator typed) reaches the reply and the audit trail
@@ -596,6 +631,7 @@ int main(void) {
       cmocka_unit_test(test_amend_changes_share_and_hub_in_place),
       cmocka_unit_test(test_overflow_engagement_survives_a_takeover),
       cmocka_unit_test(test_input_errors_invalid_and_quoted_escaped),
+      cmocka_unit_test(test_agent_failure_text_stays_utf8),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
