@@ -1,6 +1,7 @@
 #include "log.h"
 
 #include "err.h"
+#include "safetext.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,24 +90,31 @@ int log_configure(const char *level, const char *groups, char *err, unsigned err
 }
 
 void log_write(log_level_t lvl, log_group_t grp, const char *obj, const char *fmt, ...) {
-  char msg[1024];
+  char raw[1024];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  vsnprintf(raw, sizeof raw, fmt, ap);
   va_end(ap);
+  /* The arguments carry peers' and operators' text (a PBX error, a
+   * reason): escaped, a newline in it cannot forge a record of its own and
+   * an escape sequence cannot reach the terminal that reads the log. The
+   * line's own format around it is ours and stays as it is. */
+  char msg[2048], who[256];
+  safetext_escape(raw, msg, sizeof msg);
+  safetext_escape(obj ? obj : "", who, sizeof who);
 
   static int journal = -1;
   if (journal < 0) journal = getenv("JOURNAL_STREAM") != NULL;
   if (journal) {
     fprintf(stderr, "%s %s [%s]%s%s %s\n", level_names[lvl], program, group_names[grp],
-            obj && *obj ? " " : "", obj ? obj : "", msg);
+            *who ? " " : "", who, msg);
   } else {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
     fprintf(stderr, "%02d:%02d:%02d.%03ldZ %-5s %s [%s]%s%s %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
-            (long)(tv.tv_usec / 1000), level_names[lvl], program, group_names[grp],
-            obj && *obj ? " " : "", obj ? obj : "", msg);
+            (long)(tv.tv_usec / 1000), level_names[lvl], program, group_names[grp], *who ? " " : "",
+            who, msg);
   }
 }

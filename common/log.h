@@ -7,7 +7,10 @@
  * level, settable at start-up ("log_level = info" and
  * "log_groups = link:debug,db:warn") and at run time. Output goes to
  * stderr, one line per record, so systemd's journal captures it; the
- * timestamp is omitted when stderr is the journal (JOURNAL_STREAM set). */
+ * timestamp is omitted when stderr is the journal (JOURNAL_STREAM set).
+ * The message and the object are escaped (common/safetext.h): a newline
+ * or an escape sequence in an argument shows as \n or \x1b, so one
+ * record is always one line. */
 #ifndef NIRC_LOG_H
 #define NIRC_LOG_H
 

@@ -3,6 +3,8 @@
 #include "ctl_args.h"
 
 #include "clock.h"
+#include "msgtext.h"
+#include "safetext.h"
 #include "util.h"
 
 #include <getopt.h>
@@ -13,7 +15,9 @@
 #include <string.h>
 
 /* Adds the line "nircctl: <text>" to what the user will be told. A line
- * too long for what is left of a->msg is cut, never overflowed. */
+ * too long for what is left of a->msg is cut, never overflowed. The text
+ * is escaped (common/safetext.h): an argument quoted back cannot act on
+ * the terminal or break the line. */
 __attribute__((format(printf, 2, 3))) static void ctl_say(ctl_args_t *a, const char *fmt, ...) {
   size_t used = strlen(a->msg);
   size_t room = sizeof a->msg - used;
@@ -21,11 +25,13 @@ __attribute__((format(printf, 2, 3))) static void ctl_say(ctl_args_t *a, const c
   char *p = a->msg + used;
   memcpy(p, "nircctl: ", sizeof "nircctl: ");
   size_t pre = sizeof "nircctl: " - 1;
+  char raw[sizeof a->msg];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(p + pre, room - pre - 1, fmt, ap); /* one byte kept for the newline */
+  vsnprintf(raw, sizeof raw, fmt, ap);
   va_end(ap);
-  size_t len = n < 0 ? 0 : (size_t)n < room - pre - 2 ? (size_t)n : room - pre - 2;
+  safetext_escape(raw, p + pre, room - pre - 1); /* one byte kept for the newline */
+  size_t len = strlen(p + pre);
   p[pre + len] = '\n';
   p[pre + len + 1] = '\0';
 }
@@ -726,5 +732,13 @@ ctl_args_result_t ctl_args_parse(int argc, char **argv, ctl_args_t *a) {
   /* Builders get the command's own argv: argv[0] is the command name, as
    * getopt_long expects. */
   if (a->cmd->build(cargc + 1, cargv - 1, &a->req, a) != 0) return CTL_ARGS_ERROR;
+  /* Text the controller would refuse (a control character, a bidirectional
+   * control, a byte that is not UTF-8, in a reason or a name) is refused
+   * here already, with the same words, before a connection is made. */
+  char err[256];
+  if (!msgtext_check(&a->req.base, err, sizeof err)) {
+    ctl_say(a, "%s", err);
+    return CTL_ARGS_ERROR;
+  }
   return CTL_ARGS_REQUEST;
 }

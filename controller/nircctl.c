@@ -2,8 +2,14 @@
  * controller, over the same mutual-TLS link type as the agents, with an
  * operator certificate: every change is attributed to that certificate.
  *
- * Exit codes (SPEC section 9): 0 done, 1 refused, 2 usage, 3 controller
- * unreachable, 4 partially applied. */
+ * Exit codes (SPEC section 9): 0 done, 1 refused, 2 usage (also when the
+ * controller finds the request's own text wrong), 3 controller
+ * unreachable, 4 partially applied.
+ *
+ * Every text that comes from the controller, an agent or the database is
+ * printed through esc(): control characters, bidirectional controls and
+ * bytes that are not UTF-8 show escaped (common/safetext.h) instead of
+ * acting on the operator's terminal. JSON output is escaped by jansson. */
 #include "config.h"
 #include "ctl_args.h"
 #include "err.h"
@@ -11,6 +17,7 @@
 #include "log.h"
 #include "map.h"
 #include "report.h"
+#include "safetext.h"
 #include "util.h"
 #include "clock.h"
 
@@ -71,6 +78,25 @@ typedef struct {
 
 static void ctl_try_next(ctl_t *c);
 
+/* ---- text from elsewhere, made safe to print ---- */
+
+#define ESC_SLOTS 12 /* strings one printf may take */
+#define ESC_LEN   1024
+
+/* `s` escaped, cut to at most `max` bytes between characters (a column's
+ * width). Returns one of ESC_SLOTS static buffers, used in turn. */
+static const char *escn(const char *s, size_t max) {
+  static char ring[ESC_SLOTS][ESC_LEN];
+  static unsigned next;
+  char *b = ring[next++ % ESC_SLOTS];
+  safetext_escape(s, b, max < ESC_LEN ? max + 1 : ESC_LEN);
+  return b;
+}
+
+static const char *esc(const char *s) {
+  return escn(s, ESC_LEN);
+}
+
 /* Rounds through the address list while only standbys answer (a leader is
  * being elected: a lease or so), CTL_ROUND_MS apart. */
 #define CTL_ELECTION_ROUNDS 20
@@ -85,7 +111,8 @@ static void ctl_finish(ctl_t *c) {
 
 static void ctl_note(ctl_t *c, const char *addr, const char *why) {
   size_t used = strlen(c->errors);
-  snprintf(c->errors + used, sizeof c->errors - used, "%s  %s: %s", used ? "\n" : "", addr, why);
+  snprintf(c->errors + used, sizeof c->errors - used, "%s  %s: %s", used ? "\n" : "", esc(addr),
+           esc(why));
 }
 
 static void ctl_on_open(link_t *l) {
@@ -116,7 +143,7 @@ static void ctl_on_message(link_t *l, Nirc__Envelope *env) {
              env->progress->request_id == c->req->request_id) {
     /* Progress is for people; with --json it goes to stderr so stdout
      * stays one JSON document. */
-    fprintf(c->json ? stderr : stdout, "  %s\n", env->progress->line ? env->progress->line : "");
+    fprintf(c->json ? stderr : stdout, "  %s\n", esc(env->progress->line));
     fflush(c->json ? stderr : stdout);
   } else if (env->msg_case == NIRC__ENVELOPE__MSG_ERROR &&
              env->error->code == NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER) {
@@ -262,9 +289,10 @@ static void fmt_route(const Nirc__SiteStatus *s, char *buf, size_t len) {
     const Nirc__RouteShare *r = s->route[i];
     int n;
     if (s->n_route == 1 && r->permille == 1000)
-      n = snprintf(buf + used, len - used, "%s", strcmp(r->site, s->slug) == 0 ? "home" : r->site);
+      n = snprintf(buf + used, len - used, "%s",
+                   strcmp(r->site, s->slug) == 0 ? "home" : esc(r->site));
     else
-      n = snprintf(buf + used, len - used, "%s%s %u‰", i ? ", " : "", r->site, r->permille);
+      n = snprintf(buf + used, len - used, "%s%s %u‰", i ? ", " : "", esc(r->site), r->permille);
     if (n < 0 || (size_t)n >= len - used) break;
     used += (size_t)n;
   }
@@ -297,7 +325,7 @@ static void print_status_table(const Nirc__StatusReply *st) {
         snprintf(sl, sizeof sl, "%.0f%%", 100.0 * r->answered_within_threshold / r->calls_offered);
     }
     fmt_route(s, route, sizeof route);
-    printf("%-12s %-14.14s %s%-10s%s %6s %6s %8s %12s %6s  %s\n", s->slug, s->name_en,
+    printf("%-12s %-14s %s%-10s%s %6s %6s %8s %12s %6s  %s\n", esc(s->slug), escn(s->name_en, 14),
            link_colour(s->link_state), link_word(s->link_state), use_colour ? "\033[0m" : "", age,
            queue, wait, agents, sl, route);
     if (s->link_state == NIRC__LINK_STATE__LINK_STATE_ONLINE)
@@ -309,7 +337,8 @@ static void print_status_table(const Nirc__StatusReply *st) {
   }
   printf("\n%zu sites: %zu online, %zu stale, %zu offline or never seen  (controller %s, epoch "
          "%llu)\n",
-         st->n_sites, online, stale, offline, st->controller_node, (unsigned long long)st->epoch);
+         st->n_sites, online, stale, offline, esc(st->controller_node),
+         (unsigned long long)st->epoch);
 }
 
 /* Status as JSON; `flags` chooses indented (one document) or compact (one
@@ -360,9 +389,10 @@ static void fmt_shares(Nirc__RouteShare **r, size_t n, const char *self, char *b
   for (size_t i = 0; i < n; i++) {
     int k;
     if (n == 1 && r[i]->permille == 1000)
-      k = snprintf(buf, len, "%s", strcmp(r[i]->site, self) == 0 ? "home" : r[i]->site);
+      k = snprintf(buf, len, "%s", strcmp(r[i]->site, self) == 0 ? "home" : esc(r[i]->site));
     else
-      k = snprintf(buf + used, len - used, "%s%s %u‰", i ? ", " : "", r[i]->site, r[i]->permille);
+      k = snprintf(buf + used, len - used, "%s%s %u‰", i ? ", " : "", esc(r[i]->site),
+                   r[i]->permille);
     if (k < 0 || (size_t)k >= len - used) break;
     used += (size_t)k;
   }
@@ -372,7 +402,7 @@ static void print_plan_human(const Nirc__PlanReply *p) {
   for (size_t i = 0; i < p->n_moves; i++) {
     char r[200];
     fmt_shares(p->moves[i]->route, p->moves[i]->n_route, p->moves[i]->site, r, sizeof r);
-    printf("  move  %-12s -> %-28s %s\n", p->moves[i]->site, r, p->moves[i]->reason);
+    printf("  move  %-12s -> %-28s %s\n", esc(p->moves[i]->site), r, esc(p->moves[i]->reason));
   }
   for (size_t i = 0; i < p->n_capacity; i++) {
     const Nirc__CapacityPrediction *c = p->capacity[i];
@@ -383,12 +413,12 @@ static void print_plan_human(const Nirc__PlanReply *p) {
       snprintf(asa, sizeof asa, "UNSTABLE");
     printf("  hub   %-12s load %.1f -> %.1f Erl on %u agents: SL(%.0fs) %.0f%% -> %.0f%%, %s, "
            "occupancy %.0f%%; needs %u agents for %.0f%%%s\n",
-           c->hub, c->traffic_before_erl, c->traffic_after_erl, c->agents, c->sl_threshold_s,
+           esc(c->hub), c->traffic_before_erl, c->traffic_after_erl, c->agents, c->sl_threshold_s,
            100 * c->sl_before, 100 * c->sl_after, asa, 100 * c->occupancy_after, c->agents_needed,
            100 * c->sl_target, c->refused ? "  [REFUSED]" : "");
   }
   for (size_t i = 0; i < p->n_alarms; i++)
-    printf("  alarm %s\n", p->alarms[i]);
+    printf("  alarm %s\n", esc(p->alarms[i]));
 }
 
 static json_t *shares_json(Nirc__RouteShare **r, size_t n) {
@@ -426,19 +456,36 @@ static json_t *plan_json(const Nirc__PlanReply *p) {
                    "refused", p->refused, "refusal", p->refusal ? p->refusal : "");
 }
 
+/* A document jansson could not build (a string that is not UTF-8: the
+ * controller never sends one, a mangled reply might) is replaced by a
+ * refusal that says so, so standard output is always one valid JSON
+ * document. */
+static json_t *json_or_refusal(json_t *j) {
+  return j ? j
+           : json_pack("{s:b, s:s, s:n}", "ok", 0, "error",
+                       "nircctl: the controller's answer is not UTF-8 text and cannot be shown as "
+                       "JSON",
+                       "plan");
+}
+
 static void print_json_line(json_t *j) {
+  j = json_or_refusal(j);
   json_dumpf(j, stdout, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
   putchar('\n');
   json_decref(j);
 }
 
 static void print_json(json_t *j) {
+  j = json_or_refusal(j);
   json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
   putchar('\n');
   json_decref(j);
 }
 
-/* Refusals carry the plan that explains them: show it. */
+/* Refusals carry the plan that explains them: show it. An error in the
+ * request's own text (INVALID) or an unknown site is a usage error: exit 2,
+ * as when nircctl finds it itself; anything else the controller refuses
+ * exits 1. */
 static int print_refusal(const Nirc__OperatorReply *rep, int json) {
   const Nirc__PlanReply *plan = NULL;
   if (rep->body_case == NIRC__OPERATOR_REPLY__BODY_MOVE && rep->move) plan = rep->move->plan;
@@ -447,11 +494,14 @@ static int print_refusal(const Nirc__OperatorReply *rep, int json) {
   if (json) {
     print_json(json_pack("{s:b, s:s, s:o}", "ok", 0, "error", why, "plan", plan_json(plan)));
   } else {
-    fprintf(stderr, "nircctl: refused: %s\n", why);
+    fprintf(stderr, "nircctl: refused: %s\n", esc(why));
     if (plan) print_plan_human(plan);
   }
-  return rep->error && rep->error->code == NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN ? EXIT_REFUSED
-                                                                                  : EXIT_REFUSED;
+  Nirc__ErrorCode code = rep->error ? rep->error->code : NIRC__ERROR_CODE__ERROR_CODE_UNSPECIFIED;
+  return code == NIRC__ERROR_CODE__ERROR_CODE_INVALID ||
+                 code == NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE
+             ? EXIT_USAGE
+             : EXIT_REFUSED;
 }
 
 static int print_move(const Nirc__OperatorReply *rep, int json) {
@@ -486,14 +536,14 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
   for (size_t i = 0; i < m->n_outcomes; i++) {
     const Nirc__SiteOutcome *o = m->outcomes[i];
     if (o->result != NIRC__ACK_RESULT__ACK_RESULT_APPLIED)
-      printf("  %-12s %s: %s\n", o->site, ack_word(o->result), o->detail);
+      printf("  %-12s %s: %s\n", esc(o->site), ack_word(o->result), esc(o->detail));
   }
   if (m->cutover_id) printf("cutover %llu: ", (unsigned long long)m->cutover_id);
   printf("%u applied, %u failed in %lld ms\n", m->applied, m->failed, (long long)m->elapsed_ms);
   if (not_durable)
-    fprintf(stderr, "nircctl: %s\n", rep->error->message);
+    fprintf(stderr, "nircctl: %s\n", esc(rep->error->message));
   else if (rep->error && rep->error->message)
-    fprintf(stderr, "warning: %s\n", rep->error->message);
+    fprintf(stderr, "warning: %s\n", esc(rep->error->message));
   if (m->failed > 0)
     fprintf(stderr, "nircctl: partially applied: check `nircctl status` and the alarms\n");
   return code;
@@ -509,7 +559,7 @@ static int print_plan(const Nirc__OperatorReply *rep, int json) {
     if (!p->n_moves && !p->n_capacity) printf("nothing would change\n");
   }
   if (p->refused) {
-    if (!json) fprintf(stderr, "nircctl: this move would be refused: %s\n", p->refusal);
+    if (!json) fprintf(stderr, "nircctl: this move would be refused: %s\n", esc(p->refusal));
     return EXIT_REFUSED;
   }
   return EXIT_DONE;
@@ -538,8 +588,8 @@ static int print_history(const Nirc__OperatorReply *rep, int json) {
     clock_format_iso(e->at_ms, 0, when, sizeof when);
     json_t *d = json_loads(e->detail_json, 0, NULL);
     const char *reason = d ? json_string_value(json_object_get(d, "reason")) : NULL;
-    printf("%-24s %-22.22s %-16s %-24.24s %s\n", when, e->actor, e->action, e->target,
-           reason ? reason : "");
+    printf("%-24s %-22s %-16s %-24s %s\n", when, escn(e->actor, 22), esc(e->action),
+           escn(e->target, 24), esc(reason));
     json_decref(d);
   }
   if (h->n_entries == 0) printf("(no audit records match)\n");
@@ -559,20 +609,21 @@ static int print_site(const Nirc__OperatorReply *rep, int json) {
   const Nirc__LoadReport *r = s->last_report;
   char route[200];
   fmt_route(s, route, sizeof route);
-  printf("%s — %s %s%s\n", s->slug, s->name_en, s->name_zh, s->is_hub ? " (hub)" : "");
+  printf("%s — %s %s%s\n", esc(s->slug), esc(s->name_en), esc(s->name_zh),
+         s->is_hub ? " (hub)" : "");
   printf("  link          %s%s%s (since %lld s)\n", link_colour(s->link_state),
          link_word(s->link_state), use_colour ? "\033[0m" : "",
          s->state_since_ms ? (long long)((clock_real_ms() - s->state_since_ms) / 1000) : 0LL);
-  printf("  peer          %s\n", s->peer_address && *s->peer_address ? s->peer_address : "-");
+  printf("  peer          %s\n", s->peer_address && *s->peer_address ? esc(s->peer_address) : "-");
   printf("  route         %s\n", route);
-  printf("  rule          %s\n", s->active_rule);
-  if (s->note && *s->note) printf("  holding       %s\n", s->note);
+  printf("  rule          %s\n", esc(s->active_rule));
+  if (s->note && *s->note) printf("  holding       %s\n", esc(s->note));
   if (!r) {
     printf("  load          no report yet\n");
     return EXIT_DONE;
   }
   if (r->pbx_unreadable) {
-    printf("  load          PBX UNREADABLE: %s\n", r->pbx_error);
+    printf("  load          PBX UNREADABLE: %s\n", esc(r->pbx_error));
     return EXIT_DONE;
   }
   printf("  report age    %.1f s (interval %.0f s business time)\n", s->report_age_ms / 1000.0,
@@ -701,18 +752,19 @@ static int print_schedules(const Nirc__OperatorReply *rep, int json) {
          "ON", "IN FORCE", "SOURCES", "HUBS");
   for (size_t i = 0; i < r->n_schedules; i++) {
     const Nirc__ScheduleSpec *s = r->schedules[i];
-    char win[16];
-    snprintf(win, sizeof win, "%s-%s", s->start, s->end);
-    printf("%-14s %-11s %-14s %-6u %-14s %-5s %-8s %-9zu", s->name, win, s->days, s->wave_size,
-           s->tz, s->enabled ? "yes" : "no", s->in_force ? "YES" : "no", s->n_sources);
+    char win[48];
+    snprintf(win, sizeof win, "%s-%s", esc(s->start), esc(s->end));
+    printf("%-14s %-11s %-14s %-6u %-14s %-5s %-8s %-9zu", esc(s->name), win, esc(s->days),
+           s->wave_size, esc(s->tz), s->enabled ? "yes" : "no", s->in_force ? "YES" : "no",
+           s->n_sources);
     for (size_t k = 0; k < s->n_hubs; k++)
-      printf("%s%s", k ? "," : "", s->hubs[k]);
+      printf("%s%s", k ? "," : "", esc(s->hubs[k]));
     printf("\n");
   }
   if (r->n_schedules == 0) printf("(no schedules)\n");
   /* The change is in force here but not durable: say so, exit 4. */
   if (rep->error && rep->error->message) {
-    fprintf(stderr, "nircctl: %s\n", rep->error->message);
+    fprintf(stderr, "nircctl: %s\n", esc(rep->error->message));
     return EXIT_PARTIAL;
   }
   return EXIT_DONE;
@@ -754,15 +806,15 @@ static int print_overflows(const Nirc__OperatorReply *rep, int json) {
     snprintf(w, sizeof w, "%us/%us", o->trigger_wait_s, o->release_wait_s);
     snprintf(q, sizeof q, "%u/%u", o->trigger_queue, o->release_queue);
     snprintf(sl, sizeof sl, "%.2f/%.2f", o->trigger_sl, o->release_sl);
-    printf("%-16s %-10s %-6u %-12s %-12s %-12s %-6u %-8s ", o->name, o->source,
+    printf("%-16s %-10s %-6u %-12s %-12s %-12s %-6u %-8s ", esc(o->name), esc(o->source),
            o->share_cap_permille, w, q, sl, o->min_hold_s, o->engaged ? "YES" : "no");
     for (size_t k = 0; k < o->n_hubs; k++)
-      printf("%s%s", k ? "," : "", o->hubs[k]);
+      printf("%s%s", k ? "," : "", esc(o->hubs[k]));
     printf("\n");
   }
   if (r->n_rules == 0) printf("(no overflow rules)\n");
   if (rep->error && rep->error->message) {
-    fprintf(stderr, "nircctl: %s\n", rep->error->message);
+    fprintf(stderr, "nircctl: %s\n", esc(rep->error->message));
     return EXIT_PARTIAL;
   }
   return EXIT_DONE;

@@ -2,6 +2,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "msgtext.h"
 #include "route.h"
 
 #include <stdio.h>
@@ -316,7 +317,7 @@ void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
   rep.request_id = req->request_id;
   Nirc__Error e = NIRC__ERROR__INIT;
-  char msg[200];
+  char msg[300];
   const ops_cmd_t *cmd = NULL;
   for (size_t i = 0; i < sizeof ops_cmds / sizeof ops_cmds[0]; i++)
     if (ops_cmds[i].body == req->body_case) cmd = &ops_cmds[i];
@@ -352,6 +353,16 @@ void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
     rep.error = &e;
     server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(c->link), "refused",
                         msg);
+  }
+  /* The trust boundary for operators' text: a control character, a
+   * bidirectional control or a byte that is not UTF-8 in any string of the
+   * request refuses it whole, before anything acts on it or records it.
+   * The message names the field, the code point and the byte. */
+  if (!rep.error && cmd && !msgtext_check(&req->base, msg, sizeof msg)) {
+    e.code = NIRC__ERROR_CODE__ERROR_CODE_INVALID;
+    e.message = msg;
+    rep.error = &e;
+    log_warn(LOG_OPS, link_label(c->link), "%s refused: %s", cmd->name, msg);
   }
   if (!rep.error && cmd && cmd->async) {
     log_info(LOG_OPS, link_label(c->link), "request %s", cmd->name);

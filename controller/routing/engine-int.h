@@ -216,6 +216,11 @@ void engine_arena_free(engine_arena_t *a);
 void engine_send_reply(engine_t *e, void *client, Nirc__OperatorReply *rep);
 void engine_reply_error(engine_t *e, void *c, uint64_t request_id, Nirc__ErrorCode code,
                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Refuses an operator request with `code`: INVALID when the request's own
+ * content is wrong (a bad value, an unknown site: the operator fixes the
+ * command, nircctl exits 2), REFUSED when the state says no (capacity, a
+ * conflict: exit 1). Both are logged and audited as "<op>-refused"; the
+ * message and target are escaped (common/safetext.h). */
 void engine_refuse(engine_t *e, const engine_req_t *rq, const char *op, const char *target,
                    Nirc__ErrorCode code, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));

@@ -67,9 +67,11 @@ const char *engine_active_reason(const engine_t *e, size_t i) {
 /* The text status shows for an excluded site. */
 static void engine_exclusion_text(engine_t *e, size_t i, const char *why) {
   site_dir_t *d = &e->dirs[i];
+  char cut[91]; /* whole characters: status shows it as JSON too */
+  nirc_strlcpy_utf8(cut, why, sizeof cut);
   snprintf(d->excluded_why, sizeof d->excluded_why,
-           "default (excluded after a failed move in %s %llu: %.90s; nircctl readmit %s)",
-           rules_kind_name(d->excluded_kind), (unsigned long long)d->excluded_rule, why,
+           "default (excluded after a failed move in %s %llu: %s; nircctl readmit %s)",
+           rules_kind_name(d->excluded_kind), (unsigned long long)d->excluded_rule, cut,
            engine_site(e, i)->slug);
 }
 
@@ -928,7 +930,7 @@ static void engine_fail(engine_t *e, size_t i, const char *why) {
       if (w->sites[k].site == i && !w->sites[k].resolved) {
         w->sites[k].resolved = true;
         w->sites[k].applied = false;
-        nirc_strlcpy(w->sites[k].detail, why, sizeof w->sites[k].detail);
+        nirc_strlcpy_utf8(w->sites[k].detail, why, sizeof w->sites[k].detail);
       }
 }
 
@@ -986,16 +988,19 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
           w->sites[k].resolved = true;
           w->sites[k].applied = true;
           w->sites[k].latency_ms = latency;
-          nirc_strlcpy(w->sites[k].detail, ack->detail ? ack->detail : "",
-                       sizeof w->sites[k].detail);
+          nirc_strlcpy_utf8(w->sites[k].detail, ack->detail ? ack->detail : "",
+                            sizeof w->sites[k].detail);
         }
   } else {
     if (ack->result == NIRC__ACK_RESULT__ACK_RESULT_REJECTED)
       e->stats.acks_rejected++;
     else
       e->stats.acks_failed++;
-    char why[220];
-    snprintf(why, sizeof why, "agent %s: %.180s", result, ack->detail ? ack->detail : "");
+    /* The agent's text is cut to whole characters and kept UTF-8: it goes
+     * into the audit trail's JSON, the exclusion and status. */
+    char detail[181], why[220];
+    nirc_strlcpy_utf8(detail, ack->detail ? ack->detail : "", sizeof detail);
+    snprintf(why, sizeof why, "agent %s: %s", result, detail);
     engine_fail(e, i, why);
   }
   /* The verification window starts at the last acknowledgement, not at

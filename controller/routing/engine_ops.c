@@ -8,6 +8,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "safetext.h"
 #include "util.h"
 
 #include <math.h>
@@ -82,17 +83,21 @@ static void engine_join(char **v, size_t n, char *buf, size_t len) {
  * and the audit trail (every operator action is audited, refusals too). */
 void engine_refuse(engine_t *e, const engine_req_t *rq, const char *op, const char *target,
                    Nirc__ErrorCode code, const char *fmt, ...) {
-  char msg[512];
+  char raw[512], msg[512], tgt[256];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  vsnprintf(raw, sizeof raw, fmt, ap);
   va_end(ap);
-  if (code == NIRC__ERROR_CODE__ERROR_CODE_REFUSED) {
+  /* A refusal may quote what it refuses (a name, a stored reason): shown
+   * escaped to the operator and in the audit trail. */
+  safetext_escape(raw, msg, sizeof msg);
+  safetext_escape(target && *target ? target : op, tgt, sizeof tgt);
+  if (code == NIRC__ERROR_CODE__ERROR_CODE_REFUSED ||
+      code == NIRC__ERROR_CODE__ERROR_CODE_INVALID) {
     char action[48];
     snprintf(action, sizeof action, "%s-refused", op);
     log_warn(LOG_OPS, rq->label, "%s refused: %s", op, msg);
-    engine_audit(e, rq->operator_name, action, target && *target ? target : op,
-                 json_pack("{s:s}", "refusal", msg));
+    engine_audit(e, rq->operator_name, action, tgt, json_pack("{s:s}", "refusal", msg));
   }
   engine_reply_error(e, rq->client, rq->request_id, code, "%s", msg);
 }
@@ -465,7 +470,7 @@ static void engine_op_amend(engine_t *e, const engine_req_t *rq, const Nirc__Cut
   cutover_t amended = *old;
   if (req->n_hubs &&
       engine_copy_slugs(&amended.hubs, req->hubs, req->n_hubs, "hubs", err, sizeof err) != 0) {
-    engine_refuse(e, rq, "amend", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+    engine_refuse(e, rq, "amend", target, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
     return;
   }
   int64_t now = engine_now(e);
@@ -487,7 +492,7 @@ static void engine_op_amend(engine_t *e, const engine_req_t *rq, const Nirc__Cut
   }
   rules_env_t env = {engine_site_exists, e};
   if (rules_validate_cutover(&amended, &env, now, err, sizeof err) != 0) {
-    engine_refuse(e, rq, "amend", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+    engine_refuse(e, rq, "amend", target, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
     return;
   }
   bool any_online = false;
@@ -563,13 +568,13 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
   cutover_t cut;
   if (engine_cutover_from_request(req, rq->operator_name, engine_now(e), &cut, err, sizeof err) !=
       0) {
-    engine_refuse(e, rq, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+    engine_refuse(e, rq, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
     return;
   }
   cut.id = e->next_rule_id;
   rules_env_t env = {engine_site_exists, e};
   if (rules_validate_cutover(&cut, &env, cut.created_ms, err, sizeof err) != 0) {
-    engine_refuse(e, rq, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+    engine_refuse(e, rq, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
     return;
   }
   /* Equal precedence on the same source would be ambiguous: refuse. */
@@ -687,14 +692,14 @@ void engine_end_cutover(engine_t *e, cutover_t *cut, cutover_state_t st, const c
 static void engine_op_readmit(engine_t *e, const engine_req_t *rq, const Nirc__RestoreRequest *req,
                               const char *target) {
   if (req->n_sources == 0) {
-    engine_refuse(e, rq, "readmit", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+    engine_refuse(e, rq, "readmit", target, NIRC__ERROR_CODE__ERROR_CODE_INVALID,
                   "name the sites to readmit");
     return;
   }
   for (size_t s = 0; s < req->n_sources; s++) {
     long i = engine_index(e, req->sources[s]);
     if (i < 0) {
-      engine_refuse(e, rq, "readmit", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+      engine_refuse(e, rq, "readmit", target, NIRC__ERROR_CODE__ERROR_CODE_INVALID,
                     "unknown site '%.40s'", req->sources[s]);
       return;
     }
@@ -761,7 +766,7 @@ void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreR
   } else {
     if (req->n_sources == 0) {
       json_decref(ended);
-      engine_refuse(e, rq, "restore", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+      engine_refuse(e, rq, "restore", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID,
                     "name the sources to restore or --cutover ID");
       return;
     }
@@ -774,7 +779,7 @@ void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreR
         long i = engine_index(e, req->sources[s]);
         json_decref(ended);
         if (i < 0)
-          engine_refuse(e, rq, "restore", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+          engine_refuse(e, rq, "restore", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID,
                         "unknown site '%.40s'", req->sources[s]);
         else if (e->dirs[i].kind == RULE_SCHEDULE || e->dirs[i].kind == RULE_OVERFLOW)
           engine_refuse(e, rq, "restore", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
@@ -893,7 +898,7 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
     if (engine_copy_slugs(&cut.sources, req->sources, req->n_sources, "sources", err, sizeof err) ||
         engine_copy_slugs(&cut.hubs, req->hubs, req->n_hubs, "hubs", err, sizeof err)) {
       free(focus);
-      engine_refuse(e, rq, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      engine_refuse(e, rq, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
       return;
     }
     snprintf(cut.reason, sizeof cut.reason, "plan");
@@ -902,7 +907,7 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
     rules_env_t env = {engine_site_exists, e};
     if (rules_validate_cutover(&cut, &env, engine_now(e), err, sizeof err) != 0) {
       free(focus);
-      engine_refuse(e, rq, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      engine_refuse(e, rq, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
       return;
     }
     rc = engine_trial_plan(e, &cut, &trial);

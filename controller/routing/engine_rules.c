@@ -219,7 +219,7 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
     schedule_t s;
     if (engine_schedule_from_spec(req->spec, &s, err, sizeof err) != 0 ||
         rules_validate_schedule(&s, &env, err, sizeof err) != 0) {
-      engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
       return;
     }
     if (engine_find_schedule(e, s.name, 0)) {
@@ -321,7 +321,7 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
     return;
   }
   default:
-    engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+    engine_refuse(e, rq, "schedule", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID,
                   "unknown schedule operation");
   }
 }
@@ -408,11 +408,11 @@ void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__Overflo
   if (req->op == NIRC__RULE_OP__RULE_OP_ADD) {
     overflow_rule_t o;
     if (engine_overflow_from_spec(req->spec, &o, err, sizeof err) != 0) {
-      engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
       return;
     }
     if (rules_validate_overflow(&o, &env, err, sizeof err) != 0) {
-      engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", err);
+      engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
       return;
     }
     for (size_t k = 0; k < e->n_ovf; k++) {
@@ -476,6 +476,6 @@ void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__Overflo
                   "no overflow rule '%s' (see nircctl overflow list)", req->name ? req->name : "");
     return;
   }
-  engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+  engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID,
                 "overflow rules support list, add and rm");
 }

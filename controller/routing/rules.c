@@ -1,6 +1,7 @@
 #include "rules.h"
 
 #include "err.h"
+#include "safetext.h"
 #include "tz.h"
 #include "util.h"
 
@@ -297,6 +298,10 @@ static int rules_check_name(const char *name, const char *kind, char *err, size_
   if (name[0] == '\0')
     return rules_fail(NIRC_EINVAL, err, errlen, "%s name is empty: give it a name such as 'night'",
                       kind);
+  /* Named first, so the message below never quotes a control character. */
+  char what[32];
+  snprintf(what, sizeof what, "%s name", kind);
+  if (!safetext_check(name, what, err, errlen)) return NIRC_EINVAL;
   for (const char *p = name; *p; p++) {
     char c = *p;
     if (!((c >= 'a' && c <= 'z') || rules_is_digit(c) || c == '-' || c == '_' || c == ' '))
@@ -392,30 +397,17 @@ int rules_validate_cutover(const cutover_t *c, const rules_env_t *env, int64_t n
   if (rc != 0) return rc;
 
   /* The reason goes into the audit trail and onto operators' screens: one
-   * readable line. Bytes >= 0x80 are allowed, reasons are often Chinese. */
+   * readable line of UTF-8 (the audit trail's JSON, the cutovers table and
+   * every directive take nothing else), often Chinese. No control
+   * characters, no bidirectional controls that would show it reordered. */
   if (!rules_terminated(c->reason, sizeof c->reason))
     return rules_fail(NIRC_EINVAL, err, errlen, "the reason is longer than %d bytes; shorten it",
                       RULES_REASON_MAX - 1);
-  bool blank = true;
-  for (size_t i = 0; c->reason[i]; i++) {
-    unsigned char ch = (unsigned char)c->reason[i];
-    if (ch < 0x20 || ch == 0x7f)
-      return rules_fail(NIRC_EINVAL, err, errlen,
-                        "the reason contains a control character (byte 0x%02x at position %zu); "
-                        "write it as one line of text",
-                        ch, i + 1);
-    if (ch != ' ') blank = false;
-  }
-  if (blank)
+  if (!safetext_check(c->reason, "reason", err, errlen)) return NIRC_EINVAL;
+  if (c->reason[strspn(c->reason, " ")] == '\0')
     return rules_fail(NIRC_EINVAL, err, errlen,
                       "a reason is required: say why the traffic moves (it goes into the audit "
                       "trail)");
-  /* The audit trail (JSON), the cutovers table and every directive carry
-   * the reason; none of them takes bytes that are not UTF-8. */
-  if (!nirc_utf8_valid(c->reason))
-    return rules_fail(NIRC_EINVAL, err, errlen,
-                      "the reason is not UTF-8 text; set your terminal to UTF-8 and type it "
-                      "again");
 
   /* In seconds before subtracting: an expiry from the wire may be any
    * 64-bit value, and the difference in ms could overflow. */
@@ -440,6 +432,8 @@ int rules_validate_schedule(const schedule_t *s, const rules_env_t *env, char *e
   if (rc != 0) return rc;
   if ((rc = rules_check_move(&s->sources, &s->hubs, env, err, errlen)) != 0) return rc;
 
+  if (rules_terminated(s->tz, sizeof s->tz) && !safetext_check(s->tz, "time zone", err, errlen))
+    return NIRC_EINVAL;
   if (!rules_terminated(s->tz, sizeof s->tz) || !tz_valid(s->tz))
     return rules_fail(NIRC_EINVAL, err, errlen,
                       "schedule '%s': unknown time zone '%.*s'; use an IANA name such as "

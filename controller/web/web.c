@@ -4,6 +4,7 @@
 #include "log.h"
 #include "map.h"
 #include "report.h"
+#include "safetext.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -341,11 +342,13 @@ static void web_page(const server_t *srv, const char *svg, web_buf_t *b) {
     if (r) route_format(r, s->slug, route, sizeof route);
     const char *link = web_link_word(s->state);
     /* Slugs, names from our own database and rule texts; the reason is an
-     * operator's free text, so it is escaped. */
-    char rule[300];
-    const char *reason = srv->engine ? engine_active_reason(srv->engine, i) : "default";
+     * operator's free text or an agent's error (an excluded site says why),
+     * so its controls are escaped (common/safetext.h), then its HTML. */
+    char text[300], rule[400];
+    safetext_escape(srv->engine ? engine_active_reason(srv->engine, i) : "default", text,
+                    sizeof text);
     size_t o = 0;
-    for (const char *c = reason; *c && o + 7 < sizeof rule; c++) {
+    for (const char *c = text; *c && o + 7 < sizeof rule; c++) {
       const char *esc = *c == '<' ? "&lt;" : *c == '>' ? "&gt;" : *c == '&' ? "&amp;" : NULL;
       if (esc)
         o += (size_t)snprintf(rule + o, sizeof rule - o, "%s", esc);

@@ -350,9 +350,9 @@ def test_status_and_site():
     site = check(ctl_json("site", "shaanxi", expect=0), STATUS, "site shaanxi")
     assert [s["slug"] for s in site["sites"]] == ["shaanxi"] and site["sites"][0]["is_hub"], site
 
-    # An unknown site is a refusal: JSON, exit 1.
+    # An unknown site is an input error the controller finds: a Refusal, exit 2.
     for args in (("status", "atlantis"), ("site", "atlantis")):
-        j = check(ctl_json(*args, expect=T.EXIT_REFUSED), REFUSAL, " ".join(args))
+        j = check(ctl_json(*args, expect=T.EXIT_USAGE), REFUSAL, " ".join(args))
         assert j["plan"] is None and j["error"], j
 
 
@@ -378,9 +378,9 @@ def test_cutover_refusals_print_json():
                        expect=T.EXIT_REFUSED), REFUSAL, "refused cutover")
     assert "would need" in j["error"] and "--force" in j["error"], j
     assert j["plan"] is not None and j["plan"]["refused"] is True, j
-    # Bad input: no plan.
+    # Bad input: no plan, exit 2 (usage) as the controller found it.
     j = check(ctl_json("cutover", "xizang", "--to", "atlantis", "--reason", "json drill",
-                       expect=T.EXIT_REFUSED), REFUSAL, "cutover to an unknown site")
+                       expect=T.EXIT_USAGE), REFUSAL, "cutover to an unknown site")
     assert "atlantis" in j["error"] and j["plan"] is None, j
     # A role that may not: refused by the controller before the engine.
     j = check(ctl_json("cutover", "xizang", "--to", "shaanxi", "--reason", "viewer tries",

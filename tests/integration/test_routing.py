@@ -2,8 +2,9 @@
 controller, agents and PostgreSQL. A cutover is applied, acknowledged and
 visible in status, in the agents' persisted state and in the simulated calls;
 restore brings it back; the capacity check refuses overloading moves and
-names the agents needed; bad input is refused with exit 1 and changes
-nothing; usage errors exit 2; every step lands in the append-only audit log
+names the agents needed; a move the state forbids is refused with exit 1,
+bad input (found by nircctl or the controller) with exit 2, and neither
+changes anything; every step lands in the append-only audit log
 and in the directives / directive_acks tables.
 
 The business clock runs at speed 1 from 2020-01-23 10:00 (+08:00), the
@@ -293,17 +294,17 @@ def test_calls_move_from_hubei_to_shaanxi():
 
 def test_bad_input_refused_and_nothing_changes():
     before = snapshot()
-    cases = [
-        (["xizang", "--to", "atlantis"], "unknown site 'atlantis'"),
-        (["hubei", "--to", "hubei"], "hubei is listed as its own hub"),
-        (["xizang", "--to", "hubei"], "hubei is not a hub site"),
+    cases = [  # the request's own text is wrong: 2; the state says no: 1
+        (["xizang", "--to", "atlantis"], "unknown site 'atlantis'", T.EXIT_USAGE),
+        (["hubei", "--to", "hubei"], "hubei is listed as its own hub", T.EXIT_USAGE),
+        (["xizang", "--to", "hubei"], "hubei is not a hub site", T.EXIT_USAGE),
         (["xizang", "--to", "shaanxi", "--until", "2000-01-01T00:00:00Z"],
-         "the expiry is in the past"),
-        (["hubei", "--to", "henan"], "hubei is already cut over"),
+         "the expiry is in the past", T.EXIT_USAGE),
+        (["hubei", "--to", "henan"], "hubei is already cut over", T.EXIT_REFUSED),
     ]
-    for args, needle in cases:
+    for args, needle, code in cases:
         r = env.ctl("cutover", *args, "--reason", "bad input")
-        assert r.returncode == T.EXIT_REFUSED, f"cutover {args}: exit {r.returncode}: {r}"
+        assert r.returncode == code, f"cutover {args}: exit {r.returncode}: {r}"
         assert needle in r.stderr, f"cutover {args}: expected '{needle}' in: {r.stderr}"
         assert_unchanged(before, f"cutover {' '.join(args)}")
 

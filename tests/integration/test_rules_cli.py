@@ -1,6 +1,8 @@
-"""Issue 3 bad input for rules over nircctl: each is refused with exit 1, a
-message that names the problem, and nothing changes; viewers and operators
-cannot change schedules or overflow rules; the refusals are audited."""
+"""Issue 3 bad input for rules over nircctl: each is refused with a message
+that names the problem, and nothing changes: exit 2 when the request's own
+text is wrong (a time, a zone, a site), exit 1 when the state forbids it (a
+conflict); viewers and operators cannot change schedules or overflow rules
+(exit 1); the refusals are audited."""
 import json
 
 import nirclib as T
@@ -10,9 +12,9 @@ NIGHT = ["--sources", "hubei,guizhou", "--to", "shaanxi,henan", "--start", "22:0
          "--end", "08:00"]
 
 
-def refused(args, words, cert="operator-alice"):
+def refused(args, words, cert="operator-alice", code=T.EXIT_USAGE):
     r = env.ctl(*args, cert=cert)
-    assert r.returncode == 1, f"{args}: exit {r.returncode}: {r.stdout}{r.stderr}"
+    assert r.returncode == code, f"{args}: exit {r.returncode}: {r.stdout}{r.stderr}"
     for w in words:
         assert w in r.stderr, (w, r.stderr)
 
@@ -42,7 +44,8 @@ def test_schedule_bad_time_refused():
 
 def test_overlapping_schedules_with_equal_precedence_refused():
     refused(["schedule", "add", "overlap", "--sources", "hubei", "--to", "henan", "--start",
-             "07:00", "--end", "09:00"], ["conflicts with schedule 'night'"])
+             "07:00", "--end", "09:00"], ["conflicts with schedule 'night'"],
+            code=T.EXIT_REFUSED)
     assert [s["name"] for s in schedules()] == ["night"]
 
 
@@ -62,7 +65,8 @@ def test_overflow_rules_validated():
                  "300", "--trigger-wait", "60s", "--release-wait", "15s")
     assert ok.returncode == 0, ok.stderr
     refused(["overflow", "add", "gd2", "--source", "guangdong", "--to", "henan", "--cap", "100",
-             "--trigger-queue", "20", "--release-queue", "5"], ["conflicts"])
+             "--trigger-queue", "20", "--release-queue", "5"], ["conflicts"],
+            code=T.EXIT_REFUSED)
 
 
 def test_share_out_of_range_refused():
@@ -72,8 +76,8 @@ def test_share_out_of_range_refused():
 
 def test_only_admins_change_rules_and_refusals_are_audited():
     for who in ("operator-olga", "operator-victor"):
-        refused(["schedule", "disable", "night"], ["admin"], cert=who)
-        refused(["overflow", "rm", "gd"], ["admin"], cert=who)
+        refused(["schedule", "disable", "night"], ["admin"], cert=who, code=T.EXIT_REFUSED)
+        refused(["overflow", "rm", "gd"], ["admin"], cert=who, code=T.EXIT_REFUSED)
     assert env.ctl("schedule", "list", cert="operator-victor").returncode == 0
     assert schedules()[0]["enabled"]
     audited = env.sql("SELECT count(*) FROM audit_log WHERE action LIKE '%-refused'")

@@ -22,6 +22,16 @@
  *                     socket takes them (stops early once the controller
  *                     answers), to run into the rate limit
  *   operator-request  (site cert) proper Hello, then an OperatorRequest
+ *   operator-text TEXT (operator cert) a cutover of xizang to shaanxi whose
+ *                     reason is TEXT, sent as it is (nircctl would refuse
+ *                     it first); reports the OperatorReply's error
+ *   hostile-agent TEXT proper Hello, then a site that stays online for
+ *                     --wait seconds: a plausible LoadReport every 300 ms,
+ *                     Pong to Ping; a Directive that moves calls away fails
+ *                     with TEXT as its detail, any other is applied; after
+ *                     the first failure its reports say the PBX is
+ *                     unreadable, with TEXT as pbx_error. TEXT is sent as
+ *                     given: escapes, newlines, C1 and bidi controls
  *   oversize          a frame header announcing 1 MiB
  *   truncated         a header for 100 bytes, 10 bytes, then close
  *   random N          N random bytes after the handshake
@@ -44,7 +54,8 @@
  * "error_message", "closed", "detail", "elapsed_ms" (connect to close or
  * to the end of the mode), "server_fingerprint" (SHA-256 of the
  * controller's certificate, hex, "" without a handshake), "sent" (flood:
- * reports written)} and exits 0; 2 on usage errors. */
+ * reports written; hostile-agent: directives failed)} and exits 0; 2 on
+ * usage errors. */
 #include "frame.h"
 #include "util.h"
 
@@ -137,6 +148,16 @@ static void probe_read(SSL *ssl, probe_result_t *r, int stop_at_welcome) {
       r->error_code = env->error->code;
       nirc_strlcpy(r->error_message, env->error->message ? env->error->message : "",
                    sizeof r->error_message);
+    } else if (env->msg_case == NIRC__ENVELOPE__MSG_OPERATOR_REPLY) {
+      const Nirc__OperatorReply *rep = env->operator_reply;
+      if (rep->error) {
+        r->error_code = rep->error->code;
+        nirc_strlcpy(r->error_message, rep->error->message ? rep->error->message : "",
+                     sizeof r->error_message);
+      }
+      snprintf(r->detail, sizeof r->detail, "operator reply: %s", rep->ok ? "ok" : "refused");
+      frame_envelope_free(env);
+      return;
     } else if (env->msg_case == NIRC__ENVELOPE__MSG_WELCOME) {
       r->welcome = 1;
       if (stop_at_welcome) {
@@ -194,6 +215,79 @@ static int probe_report(SSL *ssl, const char *claim, const char *kind) {
   int rc = probe_send_env(ssl, &env);
   free(longstr);
   return rc;
+}
+
+/* hostile-agent: see the header. Runs until `until_ms` (probe_now_ms). */
+static void probe_hostile_agent(SSL *ssl, int fd, const char *own, const char *text,
+                                int64_t until_ms, probe_result_t *r) {
+  int64_t next_report = 0;
+  while (probe_now_ms() < until_ms && !r->closed) {
+    if (probe_now_ms() >= next_report) {
+      Nirc__LoadReport lr = NIRC__LOAD_REPORT__INIT;
+      lr.site = (char *)own;
+      lr.interval_ms = 1000;
+      lr.agents_logged_in = 5;
+      lr.agents_ready = 3;
+      lr.aht_ms = 180000;
+      lr.sl_threshold_s = 20;
+      if (r->sent > 0) {
+        lr.pbx_unreadable = 1;
+        lr.pbx_error = (char *)text;
+      }
+      Nirc__Envelope env = NIRC__ENVELOPE__INIT;
+      env.msg_case = NIRC__ENVELOPE__MSG_LOAD_REPORT;
+      env.load_report = &lr;
+      if (probe_send_env(ssl, &env) != 0) r->closed = 1;
+      next_report = probe_now_ms() + 300;
+    }
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (SSL_pending(ssl) == 0 && poll(&pfd, 1, 100) <= 0) continue;
+    uint8_t hdr[4];
+    if (probe_read_full(ssl, hdr, 4) != 0) {
+      r->closed = 1;
+      break;
+    }
+    uint32_t len = ((uint32_t)hdr[0] << 24) | ((uint32_t)hdr[1] << 16) | (hdr[2] << 8) | hdr[3];
+    uint8_t *p = len <= FRAME_MAX_PAYLOAD ? malloc(len ? len : 1) : NULL;
+    if (!p || probe_read_full(ssl, p, len) != 0) {
+      free(p);
+      r->closed = 1;
+      break;
+    }
+    Nirc__Envelope *env = NULL;
+    int rc = frame_decode_envelope(p, len, &env);
+    free(p);
+    if (rc != 0) continue;
+    Nirc__Envelope out = NIRC__ENVELOPE__INIT;
+    if (env->msg_case == NIRC__ENVELOPE__MSG_PING) {
+      Nirc__Pong pong = NIRC__PONG__INIT;
+      pong.nonce = env->ping->nonce;
+      out.msg_case = NIRC__ENVELOPE__MSG_PONG;
+      out.pong = &pong;
+      probe_send_env(ssl, &out);
+    } else if (env->msg_case == NIRC__ENVELOPE__MSG_DIRECTIVE) {
+      const Nirc__Directive *d = env->directive;
+      int away = 0;
+      for (size_t k = 0; k < d->n_route; k++)
+        away |= d->route[k]->site && strcmp(d->route[k]->site, own) != 0;
+      Nirc__DirectiveAck a = NIRC__DIRECTIVE_ACK__INIT;
+      a.site = (char *)own;
+      a.epoch = d->epoch;
+      a.version = d->version;
+      a.result = away ? NIRC__ACK_RESULT__ACK_RESULT_FAILED : NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
+      a.detail = away ? (char *)text : "applied";
+      out.msg_case = NIRC__ENVELOPE__MSG_DIRECTIVE_ACK;
+      out.directive_ack = &a;
+      probe_send_env(ssl, &out);
+      if (away) r->sent++;
+    } else if (env->msg_case == NIRC__ENVELOPE__MSG_ERROR) {
+      r->error_code = env->error->code;
+      nirc_strlcpy(r->error_message, env->error->message ? env->error->message : "",
+                   sizeof r->error_message);
+    }
+    frame_envelope_free(env);
+  }
+  snprintf(r->detail, sizeof r->detail, "failed %ld directive(s) with the text", r->sent);
 }
 
 /* Fake controller: one agent, one directive, print its ack. */
@@ -464,9 +558,27 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "hello")) {
     probe_hello(ssl, arg ? arg : "", &r);
     if (r.welcome) probe_read(ssl, &r, 1); /* accepted: report that, do not linger */
+  } else if (!strcmp(mode, "operator-text")) {
+    char *src[] = {"xizang"}, *hub[] = {"shaanxi"};
+    Nirc__CutoverRequest cr = NIRC__CUTOVER_REQUEST__INIT;
+    cr.sources = src;
+    cr.n_sources = 1;
+    cr.hubs = hub;
+    cr.n_hubs = 1;
+    cr.reason = (char *)(arg ? arg : "");
+    Nirc__OperatorRequest req = NIRC__OPERATOR_REQUEST__INIT;
+    req.request_id = 1;
+    req.body_case = NIRC__OPERATOR_REQUEST__BODY_CUTOVER;
+    req.cutover = &cr;
+    Nirc__Envelope env = NIRC__ENVELOPE__INIT;
+    env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REQUEST;
+    env.operator_request = &req;
+    probe_send_env(ssl, &env);
+    probe_read(ssl, &r, 0);
   } else if (!strcmp(mode, "report-as") || !strcmp(mode, "bad-report") ||
              !strcmp(mode, "operator-request") || !strcmp(mode, "report-range") ||
-             !strcmp(mode, "flood") || !strcmp(mode, "hello-long") || !strcmp(mode, "welcome")) {
+             !strcmp(mode, "flood") || !strcmp(mode, "hello-long") || !strcmp(mode, "welcome") ||
+             !strcmp(mode, "hostile-agent")) {
     /* The slug the certificate names is the Hello claim. */
     char slug[64] = "";
     X509 *me = SSL_get_certificate(ssl);
@@ -491,6 +603,8 @@ int main(int argc, char **argv) {
         snprintf(r.detail, sizeof r.detail, "wrote %ld of %ld reports in %lld ms", r.sent, n,
                  (long long)(probe_now_ms() - t0));
         probe_read(ssl, &r, 0);
+      } else if (!strcmp(mode, "hostile-agent")) {
+        probe_hostile_agent(ssl, fd, own, arg ? arg : "", t0 + wait_s * 1000, &r);
       } else if (!strcmp(mode, "operator-request")) {
         Nirc__StatusRequest sr = NIRC__STATUS_REQUEST__INIT;
         Nirc__OperatorRequest req = NIRC__OPERATOR_REQUEST__INIT;

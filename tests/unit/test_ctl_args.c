@@ -3,7 +3,9 @@
  * send, or what nircctl would say and do (usage, help, version, refusal).
  * Covers the global options, a full cutover, repeated --except options (an
  * earlier --except's dates were overwritten by a later one's), the limits
- * on lists, and that parsing twice starts afresh (getopt's state). */
+ * on lists, that parsing twice starts afresh (getopt's state), and that
+ * control characters in any text are refused before a connection, named
+ * and never quoted back raw. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -72,6 +74,41 @@ static void test_refusals_say_why(void **state) {
                                 "nircctl: --share must be a number of permille, 1-1000\n");
   assert_int_equal(parse(ARGV("frobnicate")), CTL_ARGS_ERROR);
   assert_string_equal(args.msg, "nircctl: unknown command 'frobnicate' (try: nircctl help)\n");
+}
+
+/* Text the controller would refuse is refused here first (exit 2), and a
+ * complaint that quotes an argument quotes it escaped. */
+static void test_control_characters_refused(void **state) {
+  assert_int_equal(
+      parse(ARGV("cutover", "hubei", "--to", "shaanxi", "--reason", "peak\xe2\x80\xae")),
+      CTL_ARGS_ERROR);
+  assert_string_equal(args.msg, "nircctl: the reason contains a control character (U+202E at byte "
+                                "5); remove it\n");
+  assert_int_equal(parse(ARGV("restore", "hubei", "--reason", "done\n12:00 forged")),
+                   CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "the reason contains a control character (U+000A at byte 5)"));
+  assert_int_equal(parse(ARGV("schedule", "add", "night\xc2\x9b", "--sources", "hubei", "--to",
+                              "shaanxi", "--start", "22:00", "--end", "08:00")),
+                   CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "the schedule name contains a control character (U+009B"));
+  assert_int_equal(parse(ARGV("schedule", "add", "night", "--sources", "hubei", "--to", "shaanxi",
+                              "--start", "22:00", "--end", "08:00", "--tz", "Asia/\x1b[2J")),
+                   CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "the time zone contains a control character (U+001B"));
+  assert_int_equal(parse(ARGV("overflow", "rm", "gd\xe2\x81\xa6")), CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "the overflow rule name contains a control character (U+2066"));
+  assert_int_equal(parse(ARGV("history", "--actor", "alice\xff")), CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "not UTF-8 (0xFF at byte 6)"));
+  /* Quoted back escaped: the terminal sees \x1b, not an escape. */
+  assert_int_equal(parse(ARGV("cutover", "hu\x1b[31mbei", "--to", "shaanxi", "--reason", "x")),
+                   CTL_ARGS_ERROR);
+  assert_string_equal(args.msg,
+                      "nircctl: 'hu\\x1b[31mbei' is not a site slug (lowercase, e.g. hubei)\n");
+  assert_int_equal(parse(ARGV("frob\nnicate")), CTL_ARGS_ERROR);
+  assert_string_equal(args.msg, "nircctl: unknown command 'frob\\nnicate' (try: nircctl help)\n");
+  /* Chinese is text, not a control. */
+  assert_int_equal(parse(ARGV("cutover", "hubei", "--to", "shaanxi", "--reason", "武汉封城")),
+                   CTL_ARGS_REQUEST);
 }
 
 static void test_help_usage_and_version(void **state) {
@@ -188,6 +225,7 @@ int main(void) {
       cmocka_unit_test(test_watch_map_and_a_fresh_start),
       cmocka_unit_test(test_readmit_request),
       cmocka_unit_test(test_amend_request),
+      cmocka_unit_test(test_control_characters_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

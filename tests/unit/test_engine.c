@@ -268,6 +268,92 @@ static void test_change_refused_when_it_cannot_be_recorded(void **state) {
   world_free(w);
 }
 
+/* A hostile agent's failure text (an escape sequence, a long Chinese
+ * message cut mid-character, a byte that is not UTF-8) stays UTF-8 in the
+ * rollback's audit record, the exclusion status shows and the reply, so
+ * none of them is lost or breaks JSON; escaping it is the printers' job. */
+static void test_agent_failure_text_stays_utf8(void **state) {
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  char text[400] = "\x1b[31m";
+  while (strlen(text) + 4 < sizeof text)
+    strcat(text, "故");
+  text[strlen(text) - 1] = '\xff';
+  w->fail_detail = text;
+  const char *src[] = {"guangdong"}, *hub[] = {"sichuan"};
+  world_cutover(w, e, 9, src, 1, hub, 1, 0);
+  world_ack(w, e, 0, "guangdong");
+  world_flush(w);
+  world_tick(w, e, 200);
+  const char *shown = engine_active_reason(e, world_index(w, "guangdong"));
+  assert_non_null(strstr(shown, "excluded after a failed move"));
+  assert_non_null(strstr(shown, "故故"));
+  assert_true(nirc_utf8_valid(shown));
+  size_t rollbacks = 0;
+  for (size_t k = 0; k < w->n_rec; k++) {
+    assert_true(nirc_utf8_valid(w->rec[k].detail));
+    if (w->rec[k].kind == ENGINE_REC_AUDIT && strcmp(w->rec[k].action, "rollback") == 0) {
+      assert_non_null(strstr(w->rec[k].detail, "故故"));
+      rollbacks++;
+    }
+  }
+  assert_int_equal(rollbacks, 1);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
+/* Input errors are INVALID (nircctl exits 2), state refusals REFUSED
+ * (exit 1); either moves nothing, and what the refusal quotes back (a
+ * name the operator typed) reaches the reply and the audit trail
+ * escaped, never raw. */
+static void test_input_errors_invalid_and_quoted_escaped(void **state) {
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  c.sources = src;
+  c.n_sources = 1;
+  c.hubs = hub;
+  c.n_hubs = 1;
+  c.reason = "peak\xe2\x80\xae";
+  engine_req_t rq = {.client = w, .request_id = 1, .operator_name = "operator:alice", .label = "t"};
+  engine_op_cutover(e, &rq, &c);
+  assert_int_equal(w->n_rep, 1);
+  assert_false(w->rep[0].ok);
+  assert_int_equal(w->rep[0].code, NIRC__ERROR_CODE__ERROR_CODE_INVALID);
+  assert_string_equal(w->rep[0].msg,
+                      "the reason contains a control character (U+202E at byte 5); remove it");
+  c.reason = "drill";
+  hub[0] = "atlantis";
+  rq.request_id = 2;
+  engine_op_cutover(e, &rq, &c);
+  assert_int_equal(w->rep[1].code, NIRC__ERROR_CODE__ERROR_CODE_INVALID);
+
+  /* No such schedule: the state says no (REFUSED); the name it quotes is
+   * escaped in the reply and in the audit record's target and detail. */
+  Nirc__ScheduleRequest sr = NIRC__SCHEDULE_REQUEST__INIT;
+  sr.op = NIRC__RULE_OP__RULE_OP_REMOVE;
+  sr.name = "\x1b[31mnight\n";
+  rq.request_id = 3;
+  engine_op_schedule(e, &rq, &sr);
+  assert_int_equal(w->rep[2].code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
+  assert_non_null(strstr(w->rep[2].msg, "no schedule '\\x1b[31mnight\\n'"));
+  world_tick(w, e, 200);
+  assert_int_equal(w->n_sent, 0);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_CUTOVER_NEW, NULL), 0);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "cutover-refused"), 2);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "schedule-refused"), 1);
+  for (size_t k = 0; k < w->n_rec; k++) {
+    assert_null(strchr(w->rec[k].site, 0x1b));
+    assert_null(strchr(w->rec[k].detail, 0x1b));
+    assert_null(strchr(w->rec[k].site, '\n'));
+  }
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 /* The store refuses the rule record itself: the cutover is forgotten and
  * nothing is sent, now or on later ticks. */
 static void test_cutover_forgotten_when_its_rule_is_refused(void **state) {
@@ -544,6 +630,8 @@ int main(void) {
       cmocka_unit_test(test_readmit_after_failed_move),
       cmocka_unit_test(test_amend_changes_share_and_hub_in_place),
       cmocka_unit_test(test_overflow_engagement_survives_a_takeover),
+      cmocka_unit_test(test_input_errors_invalid_and_quoted_escaped),
+      cmocka_unit_test(test_agent_failure_text_stays_utf8),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -337,10 +337,21 @@ static void test_validate_cutover(void **state) {
                  "reason is required");
   snprintf(c.reason, sizeof c.reason, "lockdown\nrm -rf");
   assert_refused(rules_validate_cutover(&c, &stub_env, now, err, sizeof err), NIRC_EINVAL,
-                 "control character (byte 0x0a at position 9)");
+                 "the reason contains a control character (U+000A at byte 9); remove it");
   snprintf(c.reason, sizeof c.reason, "lockdown\x1b[31m");
   assert_refused(rules_validate_cutover(&c, &stub_env, now, err, sizeof err), NIRC_EINVAL,
-                 "control character");
+                 "control character (U+001B at byte 9)");
+  /* C1 and bidirectional controls too: a CSI, a right-to-left override. */
+  snprintf(c.reason, sizeof c.reason,
+           "peak \xc2\x9b"
+           "31m");
+  assert_refused(rules_validate_cutover(&c, &stub_env, now, err, sizeof err), NIRC_EINVAL,
+                 "control character (U+009B at byte 6)");
+  snprintf(c.reason, sizeof c.reason, "peak\xe2\x80\xae");
+  assert_refused(rules_validate_cutover(&c, &stub_env, now, err, sizeof err), NIRC_EINVAL,
+                 "the reason contains a control character (U+202E at byte 5); remove it");
+  snprintf(c.reason, sizeof c.reason, "武汉封城 — Wuhan lockdown");
+  assert_accepted(rules_validate_cutover(&c, &stub_env, now, err, sizeof err));
   memset(c.reason, 'x', sizeof c.reason); /* no terminator within 256 bytes */
   assert_refused(rules_validate_cutover(&c, &stub_env, now, err, sizeof err), NIRC_EINVAL,
                  "longer than 255 bytes");
@@ -390,7 +401,7 @@ static void test_cutover_hostile_values(void **state) {
   good_cutover(&c);
   snprintf(c.reason, sizeof c.reason, "\xce\xe4\xba\xba lockdown");
   assert_refused(rules_validate_cutover(&c, &stub_env, now, err, sizeof err), NIRC_EINVAL,
-                 "not UTF-8 text");
+                 "a byte that is not UTF-8 (0xCE at byte 1)");
 
   /* Expiries at either end of 64 bits: refused, without overflow. */
   good_cutover(&c);
@@ -447,6 +458,19 @@ static void test_validate_schedule(void **state) {
   snprintf(s.tz, sizeof s.tz, "%s", "");
   assert_refused(rules_validate_schedule(&s, &stub_env, err, sizeof err), NIRC_EINVAL,
                  "unknown time zone");
+  /* A control character is named, never quoted back. */
+  snprintf(s.tz, sizeof s.tz, "Asia/\x1b[2JShanghai");
+  assert_refused(rules_validate_schedule(&s, &stub_env, err, sizeof err), NIRC_EINVAL,
+                 "the time zone contains a control character (U+001B at byte 6); remove it");
+  assert_null(strchr(err, 0x1b));
+  schedule(&s, "night", "hubei", "22:00", "08:00", 0x7f, "Asia/Shanghai");
+  snprintf(s.name, sizeof s.name, "night\xe2\x80\xae");
+  assert_refused(rules_validate_schedule(&s, &stub_env, err, sizeof err), NIRC_EINVAL,
+                 "the schedule name contains a control character (U+202E at byte 6); remove it");
+  snprintf(s.name, sizeof s.name, "night\n");
+  assert_refused(rules_validate_schedule(&s, &stub_env, err, sizeof err), NIRC_EINVAL,
+                 "(U+000A at byte 6)");
+  assert_null(strchr(err, '\n'));
 
   /* "24:00" and "7:5" never get past the parser... */
   int m = 0;
@@ -514,6 +538,12 @@ static void test_validate_overflow(void **state) {
 
   good_overflow(&o);
   assert_accepted(rules_validate_overflow(&o, &stub_env, err, sizeof err));
+  snprintf(o.name, sizeof o.name,
+           "gd\xc2\x9b"
+           "2J");
+  assert_refused(rules_validate_overflow(&o, &stub_env, err, sizeof err), NIRC_EINVAL,
+                 "the overflow name contains a control character (U+009B at byte 3); remove it");
+  good_overflow(&o);
   /* One trigger alone is enough. */
   o.trigger_queue = o.release_queue = 0;
   o.trigger_sl = o.release_sl = 0;

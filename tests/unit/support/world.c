@@ -319,7 +319,7 @@ void world_ack(world_t *w, engine_t *e, size_t from, const char *fail_slug) {
     a.version = w->sent[k].route.version;
     bool fail = fail_slug && strcmp(slug, fail_slug) == 0;
     a.result = fail ? NIRC__ACK_RESULT__ACK_RESULT_FAILED : NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
-    a.detail = fail ? "pbx refused the route" : "ok";
+    a.detail = !fail ? "ok" : w->fail_detail ? (char *)w->fail_detail : "pbx refused the route";
     if (!fail) w->applied[w->sent[k].site] = w->sent[k].route;
     w->mono += 5;
     engine_on_ack(e, w->sent[k].site, &a);

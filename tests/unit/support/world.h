@@ -73,6 +73,8 @@ typedef struct {
   /* What the store says before a change (store_ready): 0, or a refusal
    * with store_why. */
   int store_refuse;
+  /* What a failing site says in its ack (world_ack); NULL: a plain reason. */
+  const char *fail_detail;
   char store_why[200];
   /* The store_fail_in-th record from now is refused with store_fail_rc
    * (1: the next one; 0: none). */
