@@ -79,6 +79,8 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
                                 rules->n_overflows, rules->max_id);
     engine_load_exclusions(srv->engine, rules->exclusions, rules->n_exclusions);
     engine_load_overflow_state(srv->engine, rules->overflow_states, rules->n_overflows);
+    engine_load_holds(srv->engine, rules->holds, rules->n_holds);
+    engine_load_hub_history(srv->engine, rules->hubs, rules->n_hubs);
     log_info(LOG_MAIN, conf->node,
              "rules: %zu active cutovers, %zu schedules, %zu overflow rules, %zu sites excluded "
              "after a failed move",

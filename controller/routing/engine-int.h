@@ -78,7 +78,13 @@ typedef struct waiter {
  *   UNSEEN --up--> UP --down--> FAILING --down for hub_grace--> LOST
  *                  ^  <---up----'                                |  ^
  *                  |                                           up  down
- *                  `---- up for the return window ---- RECOVERING --'       */
+ *                  `---- up for the return window ---- RECOVERING --'
+ *
+ * A new leader starts every hub in FAILING (never_up): the sources it
+ * finds at a hub stay for the grace while the hub reconnects; a hub not
+ * seen by then becomes UNSEEN, not LOST (nothing was lost that this
+ * leader saw). A hub the store says was lost and not verified since
+ * starts LOST (engine_load_hub_history). */
 typedef enum {
   HUB_UNSEEN = 0, /* not up yet in this leadership: takes no new sources */
   HUB_UP,
@@ -89,6 +95,7 @@ typedef enum {
 
 typedef struct {
   hub_gate_state_t state;
+  bool never_up;           /* not yet up in this leadership (FAILING from its start) */
   uint64_t since_mono;     /* entered this state */
   uint64_t last_loss_mono; /* when it last became LOST */
   unsigned losses;         /* within the hour up to last_loss_mono */
@@ -162,6 +169,9 @@ void engine_waiters_check(engine_t *e);
  * note status shows for site i; the cause of a route change; and counting
  * and auditing one change (before d->target is replaced). */
 void engine_gate_update(engine_t *e);
+void engine_gate_start(engine_t *e);
+/* Takes the planner's new damping state, storing what changed. */
+void engine_holds_update(engine_t *e, const planner_hold_t *next);
 bool engine_hub_gone(const engine_t *e, size_t i);
 const char *engine_main_hub(const route_t *r, const char *self);
 void engine_site_note(engine_t *e, size_t i, const plan_route_t *pr, const char *alarm);

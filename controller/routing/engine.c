@@ -617,7 +617,10 @@ static void engine_log_alarms(engine_t *e, const plan_t *p) {
   if (!now) return;
   for (size_t k = 0; k < p->n_alarms; k++) {
     long i = engine_index(e, p->alarms[k].site);
-    if (i >= 0) nirc_strlcpy(now + (size_t)i * 256, p->alarms[k].message, 256);
+    /* The first alarm of a site is of its highest rule (phases run in
+     * precedence order): the one that says why it is where it is. */
+    if (i >= 0 && !now[(size_t)i * 256])
+      nirc_strlcpy(now + (size_t)i * 256, p->alarms[k].message, 256);
   }
   for (size_t i = 0; i < n; i++) {
     const char *msg = now + i * 256;
@@ -682,6 +685,7 @@ bool engine_settling(engine_t *e) {
 }
 
 void engine_start_leading(engine_t *e, uint32_t settle_ms) {
+  engine_gate_start(e);
   e->settle_from_mono = engine_mono(e);
   e->settle_until_mono = e->settle_from_mono + settle_ms;
   /* Decided now, on the rules just loaded: with none in force there is
@@ -731,7 +735,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
   engine_log_alarms(e, &plan);
 
   size_t n = engine_nsites(e);
-  memcpy(e->holds, plan.holds, n * sizeof *e->holds);
+  engine_holds_update(e, plan.holds);
   route_t *next = calloc(n, sizeof *next);
   int *alarm_kind = calloc(n, sizeof *alarm_kind);
   rule_kind_t *old_kind = calloc(n, sizeof *old_kind);

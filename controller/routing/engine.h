@@ -132,6 +132,7 @@ typedef enum {
                                  enabled (engaged), since_ms, permille */
   ENGINE_REC_EXCLUDE,         /* a site kept out of the rules: site, rule_kind, rule_id, detail */
   ENGINE_REC_READMIT,         /* its exclusion ended: site, actor (who), detail (why) */
+  ENGINE_REC_HOLD,            /* a source's capacity damping state changed: site, hold */
 } engine_rec_kind_t;
 
 typedef struct {
@@ -155,6 +156,7 @@ typedef struct {
   bool enabled;
   int64_t since_ms;
   uint32_t permille;
+  const planner_hold_t *hold;
 } engine_rec_t;
 
 /* Runs once per accepted record: err 0 when it is durable (msg may say
@@ -244,6 +246,29 @@ typedef struct {
 /* Exclusions in force, loaded with the rules by a new leader (copied;
  * unknown sites are ignored). */
 void engine_load_exclusions(engine_t *e, const engine_exclusion_t *x, size_t n);
+
+/* A source's capacity damping state as the store keeps it (route_holds). */
+typedef struct {
+  char site[SCENARIO_SLUG_MAX];
+  planner_hold_t hold;
+} engine_hold_t;
+/* Loaded with the rules by a new leader (copied; unknown sites ignored),
+ * so a source waiting to re-enter a hub still waits and a held placement
+ * keeps its hold. */
+void engine_load_holds(engine_t *e, const engine_hold_t *h, size_t n);
+
+/* A hub's recent losses as the store keeps them (link_events hub_lost and
+ * hub_verified, real time): a hub lost and not verified since is not
+ * trusted by a new leader either until healthy for its return window, and
+ * the count of losses in the hour keeps the window's backoff. */
+typedef struct {
+  char site[SCENARIO_SLUG_MAX];
+  int64_t last_lost_wall_ms; /* 0: none */
+  bool lost;                 /* its latest such event is a loss: not verified since */
+  unsigned losses_in_hour;   /* in the hour up to the last loss */
+} engine_hub_history_t;
+/* Loaded before engine_start_leading (copied; unknown sites ignored). */
+void engine_load_hub_history(engine_t *e, const engine_hub_history_t *h, size_t n);
 
 /* The epoch directives carry (0 until rules are loaded). */
 uint64_t engine_epoch(const engine_t *e);

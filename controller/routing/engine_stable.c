@@ -80,6 +80,12 @@ void engine_gate_update(engine_t *e) {
     if (g->state == HUB_UNSEEN && up) engine_gate_set(e, i, HUB_UP);
     if (g->state == HUB_UP && !up) engine_gate_set(e, i, HUB_FAILING);
     if (g->state == HUB_FAILING && up) engine_gate_set(e, i, HUB_UP);
+    if (g->state == HUB_UP) g->never_up = false;
+    if (g->state == HUB_FAILING && g->never_up && now - g->since_mono >= e->opts.hub_grace_ms) {
+      /* Not back since this leader took over: no loss this leader saw. */
+      g->never_up = false;
+      engine_gate_set(e, i, HUB_UNSEEN);
+    }
     if (g->state == HUB_FAILING && now - g->since_mono >= e->opts.hub_grace_ms) {
       if (!g->last_loss_mono || now - g->last_loss_mono >= 3600000) g->losses = 0;
       g->losses++;
@@ -100,6 +106,58 @@ void engine_gate_update(engine_t *e) {
                (unsigned long long)(engine_return_window(e, g) / 1000));
       engine_gate_event(e, i, "hub_verified", why);
     }
+  }
+}
+
+/* A new leader: every hub starts FAILING (see hub_gate_t), except those
+ * the store says were lost and not verified since. */
+void engine_gate_start(engine_t *e) {
+  for (size_t i = 0; i < engine_nsites(e); i++) {
+    hub_gate_t *g = &e->gate[i];
+    if (!engine_site(e, i)->is_hub || g->state == HUB_LOST) continue;
+    engine_gate_set(e, i, HUB_FAILING);
+    g->never_up = true;
+  }
+}
+
+void engine_load_hub_history(engine_t *e, const engine_hub_history_t *h, size_t n) {
+  uint64_t now = engine_mono(e);
+  int64_t wall = e->io.wall_ms(e->io.ctx);
+  for (size_t k = 0; k < n; k++) {
+    long i = engine_index(e, h[k].site);
+    if (i < 0 || !engine_site(e, (size_t)i)->is_hub || !h[k].last_lost_wall_ms) continue;
+    int64_t ago = wall - h[k].last_lost_wall_ms;
+    if (ago < 0) ago = 0;
+    hub_gate_t *g = &e->gate[i];
+    if (ago < 3600000) {
+      g->losses = h[k].losses_in_hour ? h[k].losses_in_hour : 1;
+      g->last_loss_mono = (uint64_t)ago < now ? now - (uint64_t)ago : 1;
+    }
+    if (h[k].lost) {
+      /* Lost and not verified since: its window starts again here. */
+      if (!g->losses) g->losses = 1;
+      if (!g->last_loss_mono) g->last_loss_mono = now ? now : 1;
+      engine_gate_set(e, (size_t)i, HUB_LOST);
+    }
+  }
+}
+
+/* ---- capacity damping state, kept for the next leader ---- */
+
+void engine_load_holds(engine_t *e, const engine_hold_t *h, size_t n) {
+  for (size_t k = 0; k < n; k++) {
+    long i = engine_index(e, h[k].site);
+    if (i >= 0) e->holds[i] = h[k].hold;
+  }
+}
+
+/* Stores the holds that differ from the engine's, then takes them. */
+void engine_holds_update(engine_t *e, const planner_hold_t *next) {
+  for (size_t i = 0; i < engine_nsites(e); i++) {
+    if (memcmp(&e->holds[i], &next[i], sizeof next[i]) == 0) continue;
+    e->holds[i] = next[i];
+    engine_rec_t rec = {.kind = ENGINE_REC_HOLD, .site = engine_site(e, i)->slug, .hold = &next[i]};
+    engine_store(e, &rec);
   }
 }
 

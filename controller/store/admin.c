@@ -265,6 +265,48 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   PQclear(r);
 
+  r = PQexec(c, "SELECT site, strain_since_ms, withdrawn_ms, last_withdrawn_ms, withdrawals "
+                "FROM route_holds ORDER BY site");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = admin_fail(c, r, "loading capacity holds", err, errlen);
+    goto done;
+  }
+  out->holds = calloc((size_t)PQntuples(r) + 1, sizeof *out->holds);
+  for (int i = 0; out->holds && i < PQntuples(r); i++) {
+    engine_hold_t *h = &out->holds[out->n_holds++];
+    snprintf(h->site, sizeof h->site, "%s", PQgetvalue(r, i, 0));
+    h->hold.strain_since_ms = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+    h->hold.withdrawn_ms = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+    h->hold.last_withdrawn_ms = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+    h->hold.withdrawals = (unsigned)strtoul(PQgetvalue(r, i, 4), NULL, 10);
+  }
+  PQclear(r);
+
+  /* Per hub: its last loss, its last verification, and the losses in the
+   * hour up to the last loss (the return window's backoff). */
+  r = PQexec(c, "SELECT site, "
+                "coalesce((extract(epoch FROM max(at) FILTER (WHERE event = 'hub_lost')) * 1000)"
+                "::bigint, 0), "
+                "(array_agg(event ORDER BY id DESC))[1] = 'hub_lost', "
+                "(SELECT count(*) FROM link_events l2 WHERE l2.site = l.site AND l2.event = "
+                "'hub_lost' AND l2.at > max(l.at) FILTER (WHERE l.event = 'hub_lost') - "
+                "interval '1 hour') "
+                "FROM link_events l WHERE event IN ('hub_lost', 'hub_verified') AND site IS NOT "
+                "NULL GROUP BY site ORDER BY site");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = admin_fail(c, r, "loading hub losses", err, errlen);
+    goto done;
+  }
+  out->hubs = calloc((size_t)PQntuples(r) + 1, sizeof *out->hubs);
+  for (int i = 0; out->hubs && i < PQntuples(r); i++) {
+    engine_hub_history_t *h = &out->hubs[out->n_hubs++];
+    snprintf(h->site, sizeof h->site, "%s", PQgetvalue(r, i, 0));
+    h->last_lost_wall_ms = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+    h->lost = PQgetvalue(r, i, 2)[0] == 't';
+    h->losses_in_hour = (unsigned)strtoul(PQgetvalue(r, i, 3), NULL, 10);
+  }
+  PQclear(r);
+
   r = PQexec(c, "SELECT greatest((SELECT coalesce(max(id), 0) FROM cutovers),"
                 " (SELECT coalesce(max(id), 0) FROM schedules),"
                 " (SELECT coalesce(max(id), 0) FROM overflow_rules))");
@@ -275,7 +317,7 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   out->max_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
   if (!out->cutovers || !out->schedules || !out->overflows || !out->overflow_states ||
-      !out->exclusions) {
+      !out->exclusions || !out->holds || !out->hubs) {
     snprintf(err, errlen, "out of memory loading rules");
     rc = NIRC_ENOMEM;
   }
@@ -291,5 +333,7 @@ void admin_rules_free(admin_rules_t *r) {
   free(r->overflows);
   free(r->overflow_states);
   free(r->exclusions);
+  free(r->holds);
+  free(r->hubs);
   memset(r, 0, sizeof *r);
 }

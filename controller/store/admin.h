@@ -28,6 +28,10 @@ typedef struct {
   planner_overflow_state_t *overflow_states; /* one per overflow rule, same order */
   engine_exclusion_t *exclusions;            /* sites kept out after a failed move */
   size_t n_exclusions;
+  engine_hold_t *holds; /* sources' capacity damping state */
+  size_t n_holds;
+  engine_hub_history_t *hubs; /* hubs' recent losses */
+  size_t n_hubs;
   uint64_t max_id;
 } admin_rules_t;
 

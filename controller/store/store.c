@@ -309,6 +309,24 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
                       "WHERE site = $1 AND cleared_at IS NULL",
                       3, p, done, arg);
   }
+  case ENGINE_REC_HOLD: {
+    if (!r->hold) return NIRC_EINVAL;
+    char a[24], b[24], c[24], d[16];
+    snprintf(a, sizeof a, "%lld", (long long)r->hold->strain_since_ms);
+    snprintf(b, sizeof b, "%lld", (long long)r->hold->withdrawn_ms);
+    snprintf(c, sizeof c, "%lld", (long long)r->hold->last_withdrawn_ms);
+    snprintf(d, sizeof d, "%u", r->hold->withdrawals);
+    const char *p[] = {r->site, a, b, c, d, wall};
+    return store_once(
+        db,
+        "INSERT INTO route_holds (site, strain_since_ms, withdrawn_ms, "
+        "last_withdrawn_ms, withdrawals, updated_at) VALUES ($1,$2,$3,$4,$5,$6) "
+        "ON CONFLICT (site) DO UPDATE SET strain_since_ms = EXCLUDED.strain_since_ms, "
+        "withdrawn_ms = EXCLUDED.withdrawn_ms, last_withdrawn_ms = "
+        "EXCLUDED.last_withdrawn_ms, withdrawals = EXCLUDED.withdrawals, "
+        "updated_at = EXCLUDED.updated_at",
+        6, p, done, arg);
+  }
   }
   log_error(LOG_DB, "store", "unknown record kind %d: not stored", (int)r->kind);
   return NIRC_EINVAL;

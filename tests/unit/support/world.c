@@ -220,6 +220,7 @@ static void world_send_report(world_t *w, site_t *s, unsigned agents, unsigned q
 void world_staff(world_t *w, const char *slug, unsigned agents) {
   site_t *s = sites_find(w->sites, slug);
   assert_non_null(s);
+  w->agents[s - w->sites->v] = agents;
   world_send_report(w, s, agents, 0, 0);
 }
 
@@ -245,8 +246,10 @@ world_t *world_new(void) {
   for (size_t k = 0; k < 3; k++)
     assert_int_equal(sites_add(w->sites, world_hubs[k], world_hubs[k], "", true), 0);
   assert_true(w->sites->n <= sizeof w->applied / sizeof w->applied[0]);
-  for (size_t i = 0; i < w->sites->n; i++)
+  for (size_t i = 0; i < w->sites->n; i++) {
     route_home(&w->applied[i], w->sites->v[i].slug);
+    w->agents[i] = w->sites->v[i].is_hub ? 30 : 5;
+  }
   return w;
 }
 
@@ -267,7 +270,7 @@ static void world_hello(world_t *w, engine_t *e, size_t i, const route_t *applie
   sites_on_hello(s, w->now);
   s->conn = w; /* any non-NULL pointer: the link is up */
   w->down[i] = false;
-  world_send_report(w, s, s->is_hub ? 30 : 5, 0, 0);
+  world_send_report(w, s, w->agents[i], 0, 0);
   engine_on_hello(e, i, applied);
 }
 

@@ -61,7 +61,8 @@ typedef struct {
   /* What each site's agent routes by: the newest route it applied (home
    * until it applied one). */
   route_t applied[16];
-  bool down[16]; /* the site's link is down (world_link_down) */
+  bool down[16];       /* the site's link is down (world_link_down) */
+  unsigned agents[16]; /* staffed agents its reports give (world_staff) */
   /* Completions of stored records, run by world_flush (as a database
    * commits later), unless store_next runs them. */
   struct {
@@ -110,7 +111,8 @@ void world_connect_all(world_t *w, engine_t *e, const route_t *applied);
 /* One report of `slug` with this queue and longest wait (60 s interval,
  * ten staffed agents): how the test makes a site overloaded or calm. */
 void world_load(world_t *w, const char *slug, unsigned queue, unsigned wait_ms);
-/* One calm report of `slug` with `agents` staffed (a hub's staffing). */
+/* One calm report of `slug` with `agents` staffed (a hub's staffing);
+ * its reports after a reconnect give the same. */
 void world_staff(world_t *w, const char *slug, unsigned agents);
 /* The site's link goes down (it stops being a hub the planner may use),
  * or comes back and says Hello with what it routes by. */
