@@ -400,11 +400,58 @@ static void test_overflow_swing_engages_once(void **state) {
   sim_end(&s);
 }
 
+/* An engaged overflow whose hub runs out of agents is held for the hold
+ * time, then withdrawn home; the withdrawal is audited with its cause and
+ * `nircctl site` says why the overloaded source is home. */
+static void test_overflow_withdrawn_says_why(void **state) {
+  (void)state;
+  overflow_rule_t ov = {.id = 9,
+                        .trigger_wait_s = 60,
+                        .release_wait_s = 20,
+                        .share_cap_permille = 500,
+                        .min_hold_s = 300,
+                        .enabled = true};
+  nirc_strlcpy(ov.name, "peak", sizeof ov.name);
+  nirc_strlcpy(ov.source, "hunan", sizeof ov.source);
+  assert_int_equal(rules_parse_slug_list("sichuan", &ov.hubs, NULL, 0), 0);
+  engine_opts_t o = damped();
+  sim_t s;
+  sim_start(&s, &o, NULL, 0, &ov, 1);
+  s.wait_site = "hunan";
+  for (int k = 0; k < 30 && share(&s, "hunan", "sichuan") == 0; k++) {
+    world_load(s.w, "hunan", 20, 90000);
+    sim_run(&s, 10000);
+  }
+  assert_true(share(&s, "hunan", "sichuan") > 0);
+  sim_staff(&s, "sichuan", 2); /* its own calls alone are too many */
+  uint64_t t = 0;
+  while (share(&s, "hunan", "sichuan") > 0 && t < 120000) {
+    world_load(s.w, "hunan", 20, 90000);
+    sim_run(&s, 1000);
+    t += 1000;
+    if (t == 30000) /* inside the hold: kept, and status says so */
+      assert_non_null(
+          strstr(engine_site_dir(s.e, world_index(s.w, "hunan"))->note, "held at sichuan"));
+  }
+  assert_true(t >= 60000 && t <= 62000);
+  assert_int_equal(changes_by(&s, "hunan", ROUTE_CAUSE_CAPACITY), 1);
+  const char *note = engine_site_dir(s.e, world_index(s.w, "hunan"))->note;
+  assert_non_null(strstr(note, "overflow 9 (peak)"));
+  assert_non_null(strstr(note, "after a capacity withdrawal"));
+  bool audited = false;
+  for (size_t k = 0; k < s.w->n_rec; k++)
+    audited |= s.w->rec[k].kind == ENGINE_REC_AUDIT && strcmp(s.w->rec[k].action, "route") == 0 &&
+               strstr(s.w->rec[k].detail, "\"cause\":\"capacity\"") != NULL;
+  assert_true(audited);
+  sim_end(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hub_flaps_do_not_drag_sources),
       cmocka_unit_test(test_capacity_edge_holds),
       cmocka_unit_test(test_overflow_swing_engages_once),
+      cmocka_unit_test(test_overflow_withdrawn_says_why),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
