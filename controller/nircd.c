@@ -81,6 +81,12 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
     engine_load_overflow_state(srv->engine, rules->overflow_states, rules->n_overflows);
     engine_load_holds(srv->engine, rules->holds, rules->n_holds);
     engine_load_hub_history(srv->engine, rules->hubs, rules->n_hubs);
+    /* The load the old leader measured, so capacity is judged on it and
+     * not on the forecast alone while reports come in. */
+    for (size_t k = 0; k < rules->n_load; k++) {
+      site_t *s = sites_find(&srv->sites, rules->load[k].slug);
+      if (s) sites_seed_load(s, &rules->load[k], clock_now_ms(&srv->clock));
+    }
     log_info(LOG_MAIN, conf->node,
              "rules: %zu active cutovers, %zu schedules, %zu overflow rules, %zu sites excluded "
              "after a failed move",

@@ -180,6 +180,20 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
   return out;
 }
 
+void sites_seed_load(site_t *site, const sites_load_t *l, int64_t now_ms) {
+  double ago = now_ms > l->at_ms ? (double)(now_ms - l->at_ms) / 1000.0 : 0;
+  double wd = exp(-ago / SITES_DEMAND_TAU_S);
+  if (l->demand_secs * wd > site->demand_secs) {
+    site->demand_calls = l->demand_calls * wd;
+    site->demand_secs = l->demand_secs * wd;
+  }
+  if (l->aht_calls * wd > site->aht_calls) {
+    site->aht_calls = l->aht_calls * wd;
+    site->aht_sum_s = l->aht_sum_s * wd;
+    if (site->aht_calls >= 1.0) site->aht_s = site->aht_sum_s / site->aht_calls;
+  }
+}
+
 double sites_demand_cps(const site_t *site, double prior_cps, double min_evidence_s) {
   double calls = site->demand_calls, secs = site->demand_secs;
   if (secs < min_evidence_s) {

@@ -98,6 +98,21 @@ typedef struct {
 #define SITES_DEMAND_TAU_S 900.0
 #define SITES_METRIC_TAU_S 60.0
 
+/* A site's smoothed load as decayed sums (the fields of site_t), as of
+ * business time at_ms: what a new leader takes over from the stored
+ * per-minute history (admin_load_rules) instead of starting from nothing. */
+typedef struct {
+  char slug[SCENARIO_SLUG_MAX];
+  int64_t at_ms;
+  double demand_calls, demand_secs;
+  double aht_calls, aht_sum_s;
+} sites_load_t;
+
+/* Takes `l` (decayed further to business time now_ms) where the site has
+ * less evidence of its own: a leader that just started has heard a few
+ * reports at most, the history holds the last hour. */
+void sites_seed_load(site_t *site, const sites_load_t *l, int64_t now_ms);
+
 /* Calls per business second originating at the site, with `prior_cps`
  * standing in for the part of `min_evidence_s` not yet observed. */
 double sites_demand_cps(const site_t *site, double prior_cps, double min_evidence_s);

@@ -307,6 +307,46 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   PQclear(r);
 
+  /* Each site's last hour of per-minute load, as the decayed sums the
+   * registry keeps (time constant SITES_DEMAND_TAU_S), as of its latest
+   * minute. A row covers the business time since the site's previous row
+   * (a minute, or more on an accelerated clock, where one report spans
+   * several minutes), at most the time constant: a longer gap is an
+   * outage, not a quiet spell. Minutes whose PBX was unreadable say
+   * nothing about demand. */
+  {
+    char q[1600];
+    snprintf(q, sizeof q,
+             "WITH latest AS (SELECT site, max(minute) AS m FROM load_minute GROUP BY site), "
+             "rows AS (SELECT l.*, x.m, least(coalesce(extract(epoch FROM l.minute - "
+             "lag(l.minute) OVER (PARTITION BY l.site ORDER BY l.minute)), 60), %.1f) AS secs "
+             "FROM load_minute l JOIN latest x USING (site) "
+             "WHERE l.minute > x.m - interval '2 hours'), "
+             "w AS (SELECT *, exp(-extract(epoch FROM m - minute) / %.1f) AS wd FROM rows "
+             "WHERE minute > m - interval '1 hour' AND unreadable_reports < reports) "
+             "SELECT site, (extract(epoch FROM m) * 1000)::bigint, "
+             "sum(greatest(offered - from_other_sites + routed_away, 0) * wd), sum(secs * wd), "
+             "sum(answered * wd), sum(answered * avg_aht_ms / 1000.0 * wd) "
+             "FROM w GROUP BY site, m ORDER BY site",
+             SITES_DEMAND_TAU_S, SITES_DEMAND_TAU_S);
+    r = PQexec(c, q);
+  }
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = admin_fail(c, r, "loading recent load", err, errlen);
+    goto done;
+  }
+  out->load = calloc((size_t)PQntuples(r) + 1, sizeof *out->load);
+  for (int i = 0; out->load && i < PQntuples(r); i++) {
+    sites_load_t *l = &out->load[out->n_load++];
+    snprintf(l->slug, sizeof l->slug, "%s", PQgetvalue(r, i, 0));
+    l->at_ms = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+    l->demand_calls = strtod(PQgetvalue(r, i, 2), NULL);
+    l->demand_secs = strtod(PQgetvalue(r, i, 3), NULL);
+    l->aht_calls = strtod(PQgetvalue(r, i, 4), NULL);
+    l->aht_sum_s = strtod(PQgetvalue(r, i, 5), NULL);
+  }
+  PQclear(r);
+
   r = PQexec(c, "SELECT greatest((SELECT coalesce(max(id), 0) FROM cutovers),"
                 " (SELECT coalesce(max(id), 0) FROM schedules),"
                 " (SELECT coalesce(max(id), 0) FROM overflow_rules))");
@@ -317,7 +357,7 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   out->max_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
   if (!out->cutovers || !out->schedules || !out->overflows || !out->overflow_states ||
-      !out->exclusions || !out->holds || !out->hubs) {
+      !out->exclusions || !out->holds || !out->hubs || !out->load) {
     snprintf(err, errlen, "out of memory loading rules");
     rc = NIRC_ENOMEM;
   }
@@ -335,5 +375,6 @@ void admin_rules_free(admin_rules_t *r) {
   free(r->exclusions);
   free(r->holds);
   free(r->hubs);
+  free(r->load);
   memset(r, 0, sizeof *r);
 }

@@ -32,6 +32,8 @@ typedef struct {
   size_t n_holds;
   engine_hub_history_t *hubs; /* hubs' recent losses */
   size_t n_hubs;
+  sites_load_t *load; /* sites' recent load, from load_minute */
+  size_t n_load;
   uint64_t max_id;
 } admin_rules_t;
 

@@ -32,6 +32,7 @@
 #include "util.h"
 
 #include <libpq-fe.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -655,8 +656,69 @@ static void test_overflow_state_round_trip(void **state) {
     uv_run(&T.loop, UV_RUN_ONCE);
 }
 
+/* ---- a new leader starts from the load the old one measured ---- */
+
+static void tk_minute(void *arg, const site_t *site, const site_minute_t *m) {
+  (void)arg;
+  assert_int_equal(store_load_minute(T.db, site->slug, m), 0);
+}
+
+/* The old leader hears forty minutes of hunan's reports (a rising load
+ * and a handle time that drifts) and stores them as load_minute rows, as
+ * nircd does; a new leader's fresh registry, seeded from those rows by
+ * admin_load_rules, estimates the same demand and handle time (within a
+ * few per cent: the rows are per minute, the reports need not be). Without
+ * the seed it would know nothing and plan on the forecast alone. */
+static void test_load_estimate_carries_over(void **state) {
+  if (!T.have_pg) skip();
+  sites_t old;
+  sites_init(&old, 3000);
+  assert_int_equal(sites_add(&old, "hunan", "hunan", "", false), 0);
+  site_t *s = &old.v[0];
+  int64_t t = WORLD_T0_MS + 3 * 3600000;
+  for (int k = 0; k < 40; k++, t += 60000) {
+    Nirc__LoadReport r = NIRC__LOAD_REPORT__INIT;
+    r.site = "hunan";
+    r.timestamp_ms = t;
+    r.interval_ms = 60000;
+    r.calls_offered = (uint32_t)(2 + k / 8);
+    r.calls_answered = r.calls_offered;
+    r.aht_ms = (uint32_t)(150000 + 1000 * k);
+    r.agents_logged_in = r.agents_ready = 10;
+    site_minute_t flushed;
+    if (sites_on_report(s, &r, t, t, &flushed)) tk_minute(NULL, s, &flushed);
+  }
+  sites_flush_minutes(&old, t, true, tk_minute, NULL);
+  while (db_queue_depth(T.db) > 0)
+    uv_run(&T.loop, UV_RUN_ONCE);
+  admin_rules_t rules;
+  char err[512];
+  if (admin_load_rules(T.ci, &rules, err, sizeof err) != 0) fail_msg("load rules: %s", err);
+  sites_t fresh;
+  sites_init(&fresh, 3000);
+  assert_int_equal(sites_add(&fresh, "hunan", "hunan", "", false), 0);
+  assert_true(sites_demand_cps(&fresh.v[0], 0, 60) == 0); /* nothing heard yet */
+  bool found = false;
+  for (size_t k = 0; k < rules.n_load; k++)
+    if (strcmp(rules.load[k].slug, "hunan") == 0) {
+      found = true;
+      sites_seed_load(&fresh.v[0], &rules.load[k], t - 60000); /* at the last report */
+    }
+  admin_rules_free(&rules);
+  assert_true(found);
+  double want = sites_demand_cps(s, 0, 60), got = sites_demand_cps(&fresh.v[0], 0, 60);
+  if (!(fabs(got - want) <= 0.05 * want))
+    fail_msg("demand: the old leader had %.4f calls/s, the new one %.4f", want, got);
+  if (!(fabs(fresh.v[0].aht_s - s->aht_s) <= 0.05 * s->aht_s))
+    fail_msg("handle time: the old leader had %.1f s, the new one %.1f s", s->aht_s,
+             fresh.v[0].aht_s);
+  sites_free(&old);
+  sites_free(&fresh);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_load_estimate_carries_over),
       cmocka_unit_test(test_journaled_rows_keep_event_time),
       cmocka_unit_test(test_overflow_state_round_trip),
       cmocka_unit_test(test_leader_change_routes_the_same),
