@@ -198,3 +198,52 @@ int nirc_parse_duration_ms(const char *s, uint64_t *out_ms) {
   *out_ms = (uint64_t)(ms + 0.5);
   return 0;
 }
+
+/* Optimal string alignment distance between a and b, giving up (returning
+ * limit + 1) once it exceeds limit; both at most 63 bytes. */
+static unsigned nirc_edit_distance(const char *a, const char *b, unsigned limit) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 63 || lb > 63) return limit + 1;
+  unsigned d[64][64];
+  for (size_t i = 0; i <= la; i++)
+    d[i][0] = (unsigned)i;
+  for (size_t j = 0; j <= lb; j++)
+    d[0][j] = (unsigned)j;
+  for (size_t i = 1; i <= la; i++) {
+    unsigned row_min = limit + 1;
+    for (size_t j = 1; j <= lb; j++) {
+      unsigned cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      unsigned v = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+      if (d[i - 1][j - 1] + cost < v) v = d[i - 1][j - 1] + cost;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
+        v = d[i - 2][j - 2] + 1;
+      d[i][j] = v;
+      if (v < row_min) row_min = v;
+    }
+    if (row_min > limit) return limit + 1;
+  }
+  return d[la][lb];
+}
+
+const char *nirc_closest(const char *word, const char *const *cands, size_t n) {
+  size_t len = strlen(word);
+  unsigned limit = (unsigned)(len / 3);
+  if (limit < 1) limit = 1;
+  if (limit > 3) limit = 3;
+  const char *best = NULL;
+  unsigned best_d = limit + 1;
+  bool tie = false;
+  for (size_t i = 0; i < n; i++) {
+    if (!cands[i]) continue;
+    unsigned d = nirc_edit_distance(word, cands[i], limit);
+    if (d < best_d) {
+      best_d = d;
+      best = cands[i];
+      tie = false;
+    } else if (d == best_d && best && strcmp(best, cands[i]) != 0) {
+      tie = true;
+    }
+  }
+  return best && !tie && best_d <= limit ? best : NULL;
+}

@@ -35,5 +35,10 @@ void nirc_format_addr(const struct sockaddr *sa, char *buf, size_t len);
 bool nirc_sockaddr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 /* Parses "500ms", "3s", "2m", "1h", "7d" or a bare number of seconds into ms. */
 int nirc_parse_duration_ms(const char *s, uint64_t *out_ms);
+/* The candidate closest to `word` by edit distance (insertions, deletions,
+ * substitutions and swaps of neighbours), for "did you mean ...?"; NULL
+ * when none is within a third of the word's length (at least 1, at most
+ * 3) or two candidates are equally close. Borrowed from `cands`. */
+const char *nirc_closest(const char *word, const char *const *cands, size_t n);
 
 #endif

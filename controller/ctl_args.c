@@ -7,12 +7,15 @@
 #include "safetext.h"
 #include "util.h"
 
+#include <ctype.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 /* Adds the line "nircctl: <text>" to what the user will be told. A line
  * too long for what is left of a->msg is cut, never overflowed. The text
@@ -322,14 +325,99 @@ static int build_plan(int argc, char **argv, Nirc__OperatorRequest *req, ctl_arg
   return 0;
 }
 
+const char *const ctl_route_causes[] = {
+    "cutover",      "schedule", "overflow", "cutover-end", "schedule-end",
+    "overflow-end", "capacity", "hub-lost", "hub-return",  "hub-switch",
+    "rollback",     "senders",  NULL};
+
+/* An IANA zone name the system's tzdata has (or UTC). */
+bool ctl_tz_valid(const char *tz) {
+  if (strcmp(tz, "UTC") == 0) return true;
+  if (!*tz || strlen(tz) > 64 || strstr(tz, "..") || tz[0] == '/') return false;
+  for (const char *p = tz; *p; p++)
+    if (!(isalnum((unsigned char)*p) || *p == '/' || *p == '_' || *p == '-' || *p == '+'))
+      return false;
+  char path[128];
+  snprintf(path, sizeof path, "/usr/share/zoneinfo/%s", tz);
+  return access(path, R_OK) == 0;
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
+static int64_t ctl_days(int64_t y, int m, int d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+int ctl_parse_when(const char *s, const char *tz, int64_t now_ms, int64_t *out_ms) {
+  uint64_t ago;
+  if (nirc_parse_duration_ms(s, &ago) == 0) {
+    *out_ms = now_ms - (int64_t)ago;
+    return 0;
+  }
+  int y, mo, d, h, mi, sec = 0, n = 0;
+  if (sscanf(s, "%4d-%2d-%2d%*1[T ]%2d:%2d%n", &y, &mo, &d, &h, &mi, &n) != 5) return -1;
+  const char *rest = s + n;
+  if (*rest == ':') {
+    int k = 0;
+    if (sscanf(rest, ":%2d%n", &sec, &k) != 1) return -1;
+    rest += k;
+  }
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 59 || h < 0 || mi < 0)
+    return -1;
+  int64_t local = (ctl_days(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) * 1000;
+  if (*rest == 'Z' && !rest[1]) {
+    *out_ms = local;
+    return 0;
+  }
+  if ((*rest == '+' || *rest == '-') && strlen(rest) == 6 && rest[3] == ':') {
+    int oh, om;
+    if (sscanf(rest + 1, "%2d:%2d", &oh, &om) != 2) return -1;
+    int64_t off = (oh * 3600 + om * 60) * 1000;
+    *out_ms = *rest == '+' ? local - off : local + off;
+    return 0;
+  }
+  if (*rest) return -1;
+  /* No offset: the local time in tz, found with the C library (nircctl is
+   * short-lived and single-threaded: setting TZ is harmless here). */
+  if (!tz || !*tz) return -1;
+  char *old = getenv("TZ");
+  char saved[128];
+  if (old) nirc_strlcpy(saved, old, sizeof saved);
+  setenv("TZ", tz, 1);
+  tzset();
+  struct tm tm = {.tm_year = y - 1900,
+                  .tm_mon = mo - 1,
+                  .tm_mday = d,
+                  .tm_hour = h,
+                  .tm_min = mi,
+                  .tm_sec = sec,
+                  .tm_isdst = -1};
+  time_t t = mktime(&tm);
+  if (old)
+    setenv("TZ", saved, 1);
+  else
+    unsetenv("TZ");
+  tzset();
+  if (t == (time_t)-1) return -1;
+  *out_ms = (int64_t)t * 1000;
+  return 0;
+}
+
 static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
   static const struct option o[] = {
       {"site", required_argument, NULL, 's'},   {"actor", required_argument, NULL, 'a'},
       {"action", required_argument, NULL, 'x'}, {"since", required_argument, NULL, 'S'},
-      {"limit", required_argument, NULL, 'l'},  {NULL, 0, NULL, 0},
+      {"limit", required_argument, NULL, 'l'},  {"cause", required_argument, NULL, 'c'},
+      {"until", required_argument, NULL, 'U'},  {"tz", required_argument, NULL, 'z'},
+      {"csv", no_argument, NULL, 'V'},          {NULL, 0, NULL, 0},
   };
   nirc__history_request__init(&a->history);
-  a->history.site = a->history.actor = a->history.action = "";
+  a->history.site = a->history.actor = a->history.action = a->history.cause = "";
+  const char *since = NULL, *until = NULL;
   int ch;
   optind = 0;
   while ((ch = getopt_long(argc, argv, "+", o, NULL)) != -1) {
@@ -337,13 +425,24 @@ static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
     case 's': a->history.site = optarg; break;
     case 'a': a->history.actor = optarg; break;
     case 'x': a->history.action = optarg; break;
-    case 'S': {
-      uint64_t ms;
-      if (nirc_parse_duration_ms(optarg, &ms) != 0) {
-        ctl_say(a, "--since '%s': expected a duration such as 2h or 7d", optarg);
+    case 'S': since = optarg; break;
+    case 'U': until = optarg; break;
+    case 'z': a->tz = optarg; break;
+    case 'V': a->csv = 1; break;
+    case 'c': {
+      bool known = false;
+      for (size_t k = 0; ctl_route_causes[k]; k++)
+        known |= strcmp(ctl_route_causes[k], optarg) == 0;
+      if (!known) {
+        const char *near = nirc_closest(optarg, ctl_route_causes, 12);
+        ctl_say(a,
+                "--cause '%s' is not a cause%s%s%s; causes: cutover, schedule, overflow, "
+                "cutover-end, schedule-end, overflow-end, capacity, hub-lost, hub-return, "
+                "hub-switch, rollback, senders",
+                optarg, near ? " (did you mean " : "", near ? near : "", near ? "?)" : "");
         return EXIT_USAGE;
       }
-      a->history.since_ms = clock_real_ms() - (int64_t)ms;
+      a->history.cause = optarg;
       break;
     }
     case 'l': {
@@ -361,6 +460,32 @@ static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
   }
   if (optind != argc) {
     ctl_say(a, "history takes only options (see nircctl history --help)");
+    return EXIT_USAGE;
+  }
+  if (a->tz && !ctl_tz_valid(a->tz)) {
+    ctl_say(a, "--tz '%s' is not a time zone (an IANA name such as Asia/Shanghai or UTC)", a->tz);
+    return EXIT_USAGE;
+  }
+  /* Times without an offset are in the zone history shows. */
+  const char *zone = a->tz ? a->tz : "Asia/Shanghai";
+  if (since && ctl_parse_when(since, zone, clock_real_ms(), &a->history.since_ms) != 0) {
+    ctl_say(a,
+            "--since '%s': expected a duration such as 2h or 7d, or a time such as "
+            "2020-01-23T03:00 (in %s unless it has an offset)",
+            since, zone);
+    return EXIT_USAGE;
+  }
+  if (until && ctl_parse_when(until, zone, clock_real_ms(), &a->history.until_ms) != 0) {
+    ctl_say(a,
+            "--until '%s': expected a duration such as 2h, or a time such as "
+            "2020-01-23T04:00 (in %s unless it has an offset)",
+            until, zone);
+    return EXIT_USAGE;
+  }
+  a->since = since;
+  a->until = until;
+  if (since && until && a->history.until_ms <= a->history.since_ms) {
+    ctl_say(a, "--until must be later than --since");
     return EXIT_USAGE;
   }
   req->body_case = NIRC__OPERATOR_REQUEST__BODY_HISTORY;
@@ -646,10 +771,17 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "Examples:\n  nircctl plan hubei,henan --to shaanxi\n  nircctl plan --schedule night\n",
      build_plan, 0},
     {CTL_CMD_HISTORY, "history", "the audit trail, newest last",
-     "usage: nircctl history [--site SITE] [--actor NAME] [--action ACTION]\n"
-     "                       [--since DURATION] [--limit N]\n\n"
-     "Every operator action and automatic move, with who, what and why.\n\n"
-     "Examples:\n  nircctl history --site hubei\n  nircctl history --action cutover --since 24h\n"
+     "usage: nircctl history [--site SITE] [--cause CAUSE] [--actor NAME] [--action ACTION]\n"
+     "                       [--since WHEN] [--until WHEN] [--limit N] [--tz ZONE] [--csv]\n\n"
+     "Every operator action and every route change, with who, what and why. Each\n"
+     "route change is an entry `route` with its cause: cutover, schedule, overflow,\n"
+     "cutover-end, schedule-end, overflow-end, capacity, hub-lost, hub-return,\n"
+     "hub-switch, rollback, senders. WHEN is a duration before now (2h) or a time\n"
+     "(2020-01-23T03:00, in the zone shown unless it has an offset). Times are\n"
+     "shown in --tz, or [ctl] tz of the config (default Asia/Shanghai).\n\n"
+     "Examples:\n  nircctl history --site hubei --since 2020-01-23T03:00 --until 2020-01-23T04:00\n"
+     "  nircctl history --cause hub-lost --since 24h\n"
+     "  nircctl history --action cutover --csv > cutovers.csv\n"
      "  nircctl --json history --limit 500\n",
      build_history, 0},
     {CTL_CMD_SCHEDULE, "schedule", "time-of-day moves: list, add, rm, enable, disable (admin)",
@@ -724,7 +856,14 @@ ctl_args_result_t ctl_args_parse(int argc, char **argv, ctl_args_t *a) {
   for (size_t i = 0; i < CTL_NCMDS; i++)
     if (strcmp(ctl_cmds[i].name, name) == 0) a->cmd = &ctl_cmds[i];
   if (!a->cmd) {
-    ctl_say(a, "unknown command '%s' (try: nircctl help)", name);
+    const char *names[CTL_NCMDS];
+    for (size_t i = 0; i < CTL_NCMDS; i++)
+      names[i] = ctl_cmds[i].name;
+    const char *near = nirc_closest(name, names, CTL_NCMDS);
+    if (near)
+      ctl_say(a, "unknown command '%s'; did you mean '%s'? (nircctl help lists them)", name, near);
+    else
+      ctl_say(a, "unknown command '%s' (try: nircctl help)", name);
     return CTL_ARGS_ERROR;
   }
   for (int i = 0; i < cargc; i++)

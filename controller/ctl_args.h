@@ -12,6 +12,7 @@
 #include "config.h"
 #include "nirc.pb-c.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -71,7 +72,23 @@ typedef struct {
   size_t exused;     /* bytes of exbuf taken by earlier --except options */
   uint32_t share;    /* --share, permille */
   const char *amend; /* cutover --amend ID, or NULL */
+  const char *tz;    /* history --tz ZONE: times shown in it; NULL: [ctl] tz */
+  /* history --since/--until as given: a time without an offset is in the
+   * zone history shows, known only once the config is read, so nircctl
+   * sets since_ms/until_ms again with ctl_parse_when. */
+  const char *since, *until;
+  int csv; /* history --csv */
 } ctl_args_t;
+
+/* The causes a route change is audited with (engine.h route_cause_t), for
+ * history --cause; NULL-terminated. */
+extern const char *const ctl_route_causes[];
+/* Parses an ISO 8601 time ("2020-01-23T03:12", "...:05", "...+08:00",
+ * "...Z"; without an offset it is in `tz`) or a duration before now ("2h")
+ * into real milliseconds. 0, or -1. */
+int ctl_parse_when(const char *s, const char *tz, int64_t now_ms, int64_t *out_ms);
+/* Whether tz is an IANA zone this system knows (or UTC). */
+bool ctl_tz_valid(const char *tz);
 
 struct ctl_cmd {
   ctl_cmd_id_t id;

@@ -12,6 +12,7 @@
  * acting on the operator's terminal. JSON output is escaped by jansson. */
 #include "config.h"
 #include "ctl_args.h"
+#include "ctl_history.h"
 #include "err.h"
 #include "link.h"
 #include "log.h"
@@ -34,6 +35,7 @@ typedef struct {
   config_list_t controllers;
   char ca[CONFIG_STR_MAX], cert[CONFIG_STR_MAX], key[CONFIG_STR_MAX];
   uint64_t timeout_ms;
+  char tz[64]; /* the operations room's zone: history shows times in it */
 } ctl_conf_t;
 
 #define O(f) offsetof(ctl_conf_t, f)
@@ -43,6 +45,8 @@ static const config_opt_t ctl_opts[] = {
      "controller addresses, tried in order"},
     {"ctl", "timeout", CFG_DURATION, O(timeout_ms), 0, 100, 600000, "5s", 0,
      "how long to wait for the controller"},
+    {"ctl", "tz", CFG_STRING, O(tz), S(tz), 0, 0, "Asia/Shanghai", 0,
+     "the operations room's time zone (IANA name): history shows times in it"},
     {"tls", "ca", CFG_STRING, O(ca), S(ca), 0, 0, "", 0, "the private CA certificate"},
     {"tls", "cert", CFG_STRING, O(cert), S(cert), 0, 0, "", 0, "your operator certificate"},
     {"tls", "key", CFG_STRING, O(key), S(key), 0, 0, "", 0, "your operator private key"},
@@ -565,6 +569,9 @@ static int print_plan(const Nirc__OperatorReply *rep, int json) {
   return EXIT_DONE;
 }
 
+static const char *history_tz; /* history: the zone times are shown in */
+static int history_csv;        /* history --csv */
+
 static int print_history(const Nirc__OperatorReply *rep, int json) {
   const Nirc__HistoryReply *h = rep->history;
   if (!h) return EXIT_REFUSED;
@@ -573,26 +580,17 @@ static int print_history(const Nirc__OperatorReply *rep, int json) {
     for (size_t i = 0; i < h->n_entries; i++) {
       const Nirc__AuditEntry *e = h->entries[i];
       json_t *detail = json_loads(e->detail_json, 0, NULL);
-      json_array_append_new(a, json_pack("{s:I, s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)e->id,
-                                         "at_ms", (json_int_t)e->at_ms, "actor", e->actor, "action",
-                                         e->action, "target", e->target, "detail",
-                                         detail ? detail : json_null()));
+      json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)e->id, "at_ms",
+                            (json_int_t)e->at_ms, "actor", e->actor, "action", e->action, "target",
+                            e->target, "detail", detail ? detail : json_null());
+      if (o && e->business_at_ms)
+        json_object_set_new(o, "business_at_ms", json_integer((json_int_t)e->business_at_ms));
+      json_array_append_new(a, o);
     }
     print_json(json_pack("{s:o}", "entries", a));
     return EXIT_DONE;
   }
-  printf("%-24s %-22s %-16s %-24s %s\n", "TIME (UTC)", "ACTOR", "ACTION", "TARGET", "DETAIL");
-  for (size_t i = 0; i < h->n_entries; i++) {
-    const Nirc__AuditEntry *e = h->entries[i];
-    char when[40];
-    clock_format_iso(e->at_ms, 0, when, sizeof when);
-    json_t *d = json_loads(e->detail_json, 0, NULL);
-    const char *reason = d ? json_string_value(json_object_get(d, "reason")) : NULL;
-    printf("%-24s %-22s %-16s %-24s %s\n", when, escn(e->actor, 22), esc(e->action),
-           escn(e->target, 24), esc(reason));
-    json_decref(d);
-  }
-  if (h->n_entries == 0) printf("(no audit records match)\n");
+  ctl_history_print(stdout, h, history_csv ? CTL_HISTORY_CSV : CTL_HISTORY_TABLE, history_tz);
   return EXIT_DONE;
 }
 
@@ -918,6 +916,19 @@ int main(int argc, char **argv) {
     fprintf(stderr, "nircctl: --timeout: %s\n", err);
     return EXIT_USAGE;
   }
+  history_csv = args.csv;
+  history_tz = args.tz ? args.tz : conf.tz;
+  if (!ctl_tz_valid(history_tz)) {
+    fprintf(stderr,
+            "nircctl: [ctl] tz '%s' in %s is not a time zone (an IANA name such as "
+            "Asia/Shanghai or UTC)\n",
+            history_tz, config_path ? config_path : "the defaults");
+    return EXIT_USAGE;
+  }
+  /* Times without an offset are in the zone history shows: parsed again
+   * now that it is known (ctl_args checked their form). */
+  if (args.since) ctl_parse_when(args.since, history_tz, clock_real_ms(), &args.history.since_ms);
+  if (args.until) ctl_parse_when(args.until, history_tz, clock_real_ms(), &args.history.until_ms);
   if (!conf.ca[0] || !conf.cert[0] || !conf.key[0]) {
     fprintf(stderr, "nircctl: no operator certificate: give --ca, --cert and --key, or a config "
                     "file with [tls] ca/cert/key (see --config)\n");

@@ -4,6 +4,8 @@
 #include "log.h"
 #include "msgtext.h"
 #include "route.h"
+#include "safetext.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,6 +241,7 @@ static void ops_history_done(void *arg, int err, const char *msg, PGresult *res)
         ents[i].action = PQgetvalue(res, i, 3);
         ents[i].target = PQgetvalue(res, i, 4);
         ents[i].detail_json = PQgetvalue(res, i, 5);
+        ents[i].business_at_ms = strtoll(PQgetvalue(res, i, 6), NULL, 10);
         ptrs[i] = &ents[i];
       }
       hr.entries = ptrs;
@@ -258,16 +261,49 @@ static void ops_history_done(void *arg, int err, const char *msg, PGresult *res)
   free(h);
 }
 
+/* "no site hubie; did you mean hubei?": an unknown site is an input
+ * error, not an empty history. */
+static bool ops_history_site_known(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req,
+                                   const char *site) {
+  if (!site || !*site || sites_find(&srv->sites, site)) return true;
+  const char **slugs = calloc(srv->sites.n + 1, sizeof *slugs);
+  for (size_t i = 0; slugs && i < srv->sites.n; i++)
+    slugs[i] = srv->sites.v[i].slug;
+  const char *near = slugs ? nirc_closest(site, slugs, srv->sites.n) : NULL;
+  char msg[200], shown[80];
+  safetext_escape(site, shown, sizeof shown);
+  snprintf(msg, sizeof msg, "no site %s%s%s%s", shown, near ? "; did you mean " : "",
+           near ? near : "", near ? "?" : " (nircctl status lists them)");
+  free(slugs);
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  rep.request_id = req->request_id;
+  Nirc__Error e = NIRC__ERROR__INIT;
+  e.code = NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE;
+  e.message = msg;
+  rep.error = &e;
+  Nirc__Envelope env = NIRC__ENVELOPE__INIT;
+  env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REPLY;
+  env.operator_reply = &rep;
+  link_send(c->link, &env);
+  return false;
+}
+
 static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   const Nirc__HistoryRequest *hq = req->history;
-  char limit[16], since[32];
+  if (!ops_history_site_known(srv, c, req, hq->site)) return;
+  char limit[16], since[32], until[32];
   unsigned lim = hq->limit ? hq->limit : 50;
   if (lim > 500) lim = 500;
   snprintf(limit, sizeof limit, "%u", lim);
   snprintf(since, sizeof since, "%lld", (long long)hq->since_ms);
+  snprintf(until, sizeof until, "%lld", (long long)hq->until_ms);
   const char *p[] = {hq->site && *hq->site ? hq->site : NULL,
                      hq->actor && *hq->actor ? hq->actor : NULL,
-                     hq->action && *hq->action ? hq->action : NULL, since, limit};
+                     hq->action && *hq->action ? hq->action : NULL,
+                     since,
+                     limit,
+                     hq->cause && *hq->cause ? hq->cause : NULL,
+                     until};
   ops_history_t *h = calloc(1, sizeof *h);
   if (!h) return;
   *h = (ops_history_t){srv, c, req->request_id, 0};
@@ -286,15 +322,18 @@ static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *r
   }
   int rc = srv->db ? db_exec(srv->db,
                              "SELECT id, (extract(epoch from at) * 1000)::bigint, actor, action, "
-                             "target, detail::text FROM ("
+                             "target, detail::text, "
+                             "coalesce((extract(epoch from business_at) * 1000)::bigint, 0) FROM ("
                              " SELECT * FROM audit_log WHERE "
                              " ($1::text IS NULL OR target LIKE '%' || $1 || '%' OR "
                              "  detail::text LIKE '%\"' || $1 || '\"%') AND"
                              " ($2::text IS NULL OR actor = $2 OR actor = 'operator:' || $2) AND"
                              " ($3::text IS NULL OR action = $3) AND"
-                             " at >= to_timestamp($4::bigint / 1000.0)"
+                             " ($6::text IS NULL OR detail->>'cause' = $6) AND"
+                             " at >= to_timestamp($4::bigint / 1000.0) AND"
+                             " ($7::bigint = 0 OR at < to_timestamp($7::bigint / 1000.0))"
                              " ORDER BY id DESC LIMIT $5::int) t ORDER BY id",
-                             5, p, ops_history_done, h)
+                             7, p, ops_history_done, h)
                    : NIRC_ECLOSED;
   if (rc != 0) {
     ops_history_done(h, rc, "database unavailable: the audit trail cannot be read now", NULL);

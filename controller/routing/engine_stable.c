@@ -284,6 +284,56 @@ route_cause_t engine_cause(engine_t *e, size_t i, const route_t *old, const rout
                                      : ROUTE_CAUSE_SCHEDULE;
 }
 
+/* One sentence for people: why site i's route changes ("shaanxi lost
+ * (not healthy for 15 s): re-homed to henan"). */
+static void engine_cause_why(engine_t *e, size_t i, route_cause_t cause, const route_t *next,
+                             rule_kind_t kind, uint64_t rule_id, char *buf, size_t len) {
+  const char *self = engine_site(e, i)->slug;
+  const char *oh = engine_main_hub(&e->dirs[i].target, self), *nh = engine_main_hub(next, self);
+  char to[80];
+  snprintf(to, sizeof to, "%s", nh ? nh : "home");
+  const char *rule = rules_kind_name(kind);
+  switch (cause) {
+  case ROUTE_CAUSE_CUTOVER:
+  case ROUTE_CAUSE_SCHEDULE:
+  case ROUTE_CAUSE_OVERFLOW:
+    snprintf(buf, len, "%s: to %s", next->reason, to);
+    break;
+  case ROUTE_CAUSE_CUTOVER_END:
+  case ROUTE_CAUSE_SCHEDULE_END:
+  case ROUTE_CAUSE_OVERFLOW_END:
+    snprintf(buf, len, "%s %llu no longer moves it (ended, restored, expired or released): home",
+             rule, (unsigned long long)rule_id);
+    break;
+  case ROUTE_CAUSE_CAPACITY:
+    snprintf(buf, len, "%s lacks the capacity (%s): to %s", oh ? oh : "its hub",
+             e->alarm[i][0] ? e->alarm[i] : "see the capacity alarm", to);
+    break;
+  case ROUTE_CAUSE_HUB_LOST: {
+    long h = oh ? engine_index(e, oh) : -1;
+    bool away = h >= 0 && e->gate[h].state != HUB_LOST && e->gate[h].state != HUB_RECOVERING;
+    if (away)
+      snprintf(buf, len, "%s is moved away or excluded: re-homed to %s", oh, to);
+    else
+      snprintf(buf, len, "%s lost (not healthy for %u s): re-homed to %s", oh ? oh : "its hub",
+               e->opts.hub_grace_ms / 1000, to);
+    break;
+  }
+  case ROUTE_CAUSE_HUB_RETURN:
+    snprintf(buf, len, "%s healthy again for its return window: back from %s", to,
+             oh ? oh : "home");
+    break;
+  case ROUTE_CAUSE_HUB_SWITCH:
+    snprintf(buf, len, "%s prefers %s now: from %s", next->reason, to, oh ? oh : "home");
+    break;
+  case ROUTE_CAUSE_ROLLBACK:
+    snprintf(buf, len, "its move failed and was rolled back: home");
+    break;
+  case ROUTE_CAUSE_SENDERS: snprintf(buf, len, "the sites it answers for changed"); break;
+  case ROUTE_CAUSE_COUNT: buf[0] = '\0'; break;
+  }
+}
+
 /* Counts and audits one route change of site i (before d->target moves). */
 void engine_route_changed(engine_t *e, size_t i, const route_t *next, route_cause_t cause,
                           rule_kind_t kind, uint64_t rule_id) {
@@ -293,8 +343,10 @@ void engine_route_changed(engine_t *e, size_t i, const route_t *next, route_caus
   char before[200], after[200];
   route_format(&d->target, self, before, sizeof before);
   route_format(next, self, after, sizeof after);
-  json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "cause", engine_route_cause_name(cause), "before",
-                        before, "after", after, "reason", next->reason);
+  char why[400];
+  engine_cause_why(e, i, cause, next, kind, rule_id, why, sizeof why);
+  json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "cause", engine_route_cause_name(cause),
+                        "before", before, "after", after, "reason", next->reason, "why", why);
   if (j && rule_id) {
     json_object_set_new(j, "rule", json_string(rules_kind_name(kind)));
     json_object_set_new(j, "rule_id", json_integer((json_int_t)rule_id));

@@ -78,8 +78,8 @@ OUTCOME = {"site": str, "result": enum("applied", "rejected", "failed", "unknown
 MOVE = {"ok": bool, "cutover_id": int, "dry_run": bool, "applied": int, "failed": int,
         "elapsed_ms": int, "outcomes": [OUTCOME], "plan": (PLAN, NULL), Opt("warning"): str}
 REFUSAL = {"ok": False, "error": str, "plan": (PLAN, NULL)}
-AUDIT_ENTRY = {"id": int, "at_ms": int, "actor": str, "action": str, "target": str,
-               "detail": (ANY_OBJECT, NULL)}
+AUDIT_ENTRY = {"id": int, "at_ms": int, Opt("business_at_ms"): int, "actor": str, "action": str,
+               "target": str, "detail": (ANY_OBJECT, NULL)}
 HISTORY = {"entries": [AUDIT_ENTRY]}
 DIRECTIVE = {"site": str, "epoch": int, "version": int, "route": [ROUTE_SHARE],
              "inbound": [ROUTE_SHARE], "reason": str, "revert_at_ms": int}
@@ -106,7 +106,7 @@ ROUTE_DETAIL = {
     "cause": enum("cutover", "schedule", "overflow", "cutover-end", "schedule-end",
                   "overflow-end", "capacity", "hub-lost", "hub-return", "hub-switch", "rollback",
                   "senders"),
-    "before": str, "after": str, "reason": str, Opt("rule"): str, Opt("rule_id"): int,
+    "before": str, "after": str, "reason": str, "why": str, Opt("rule"): str, Opt("rule_id"): int,
     Opt("note"): str,
 }
 ROLLBACK_DETAIL = {"site": str, "rule": str, "rule_id": int, "reason": str}

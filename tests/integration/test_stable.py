@@ -8,6 +8,9 @@ once, and they do not rush back the moment the hub reconnects.
 
 Route changes are read twice: from nirc_route_changes_total on /metrics
 and from the directives table."""
+import csv
+import datetime as dt
+import io
 import json
 import re
 import signal
@@ -125,6 +128,32 @@ def test_hub_pauses_move_nothing_a_real_loss_moves_once():
         note = st["sites"][0].get("note", "")
         assert "returns to shaanxi once it has been healthy for 60 s" in note, st
         T.wait_until(agree, 5, "the metric agrees with the directives table")
+
+        # "Who sent this province's calls where, and why?" from the CLI.
+        s0 = at_henan[0]
+        r = env.ctl("history", "--site", s0, "--cause", "hub-lost")
+        assert r.returncode == 0, r.stderr
+        assert f"shaanxi lost (not healthy for 15 s): re-homed to henan" in r.stdout, r.stdout
+        r = env.ctl("history", "--site", s0, "--csv", "--tz", "UTC")
+        assert r.returncode == 0, r.stderr
+        rows = list(csv.DictReader(io.StringIO(r.stdout)))
+        causes = [row["cause"] for row in rows if row["action"] == "route"]
+        assert causes[:2] == ["schedule", "hub-lost"], rows
+        assert all(row["time_zone"] == "UTC" for row in rows), rows
+        # Times in the operations room's zone by default (Asia/Shanghai),
+        # in UTC when asked; the business clock shown beside them at 60x.
+        last = json.loads(env.ctl("--json", "history", "--site", s0, "--limit", "1").stdout)
+        at = last["entries"][-1]["at_ms"] / 1000
+        utc = dt.datetime.fromtimestamp(at, dt.timezone.utc)
+        cst = utc.astimezone(dt.timezone(dt.timedelta(hours=8)))
+        shown = env.ctl("history", "--site", s0, "--limit", "1").stdout
+        assert "TIME (Asia/Shanghai)" in shown and "BUSINESS TIME" in shown, shown
+        assert cst.strftime("%Y-%m-%d %H:%M:%S") in shown, (cst, shown)
+        shown = env.ctl("history", "--site", s0, "--limit", "1", "--tz", "UTC").stdout
+        assert utc.strftime("%Y-%m-%d %H:%M:%S") in shown, (utc, shown)
+        # A mistyped site is an error that names the right one.
+        r = env.ctl("history", "--site", s0[:-2] + s0[-1] + s0[-2])
+        assert r.returncode == 2 and f"did you mean {s0}?" in r.stderr, (r.returncode, r.stderr)
     finally:
         env.close()
 

@@ -20,6 +20,8 @@
 #include <string.h>
 
 #include "ctl_args.h"
+#include "ctl_history.h"
+#include "util.h"
 
 static ctl_args_t args;
 
@@ -214,6 +216,94 @@ static void test_amend_request(void **state) {
   assert_int_equal(args.req.cutover->amend_id, 0);
 }
 
+/* history: filters by cause and time range, a zone for times, CSV. */
+static void test_history_filters(void **state) {
+  (void)state;
+  assert_int_equal(
+      parse(ARGV("history", "--site", "hubei", "--cause", "hub-lost", "--since",
+                 "2020-01-23T03:00+08:00", "--until", "2020-01-23T04:00Z", "--tz", "UTC", "--csv")),
+      CTL_ARGS_REQUEST);
+  const Nirc__HistoryRequest *h = args.req.history;
+  assert_string_equal(h->site, "hubei");
+  assert_string_equal(h->cause, "hub-lost");
+  assert_int_equal(h->since_ms, 1579719600000LL); /* 2020-01-22T19:00Z */
+  assert_int_equal(h->until_ms, 1579752000000LL); /* 2020-01-23T04:00Z */
+  assert_string_equal(args.tz, "UTC");
+  assert_int_equal(args.csv, 1);
+  /* Without an offset: the local time of the zone. */
+  int64_t ms;
+  assert_int_equal(ctl_parse_when("2020-01-23T12:00", "Asia/Shanghai", 0, &ms), 0);
+  assert_int_equal(ms, 1579752000000LL);
+  assert_int_equal(ctl_parse_when("2h", "UTC", 7200000 * 3, &ms), 0);
+  assert_int_equal(ms, 7200000 * 2);
+  assert_int_equal(ctl_parse_when("2020-02-30x", "UTC", 0, &ms), -1);
+  /* Mistakes are usage errors that say what would be right. */
+  assert_int_equal(parse(ARGV("history", "--cause", "hub-lsot")), CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "did you mean hub-lost?"));
+  assert_int_equal(parse(ARGV("history", "--tz", "Mars/Olympus")), CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "is not a time zone"));
+  assert_int_equal(parse(ARGV("history", "--since", "1h", "--until", "2h")), CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "--until must be later than --since"));
+  assert_int_equal(parse(ARGV("history", "--since", "yesterday")), CTL_ARGS_ERROR);
+}
+
+/* A mistyped command or name gets the closest real one. */
+static void test_suggestions(void **state) {
+  (void)state;
+  assert_int_equal(parse(ARGV("stauts")), CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "did you mean 'status'?"));
+  assert_int_equal(parse(ARGV("frobnicate")), CTL_ARGS_ERROR);
+  assert_null(strstr(args.msg, "did you mean"));
+  const char *sites[] = {"hubei", "hunan", "henan", "hainan", "shanxi", "shaanxi"};
+  assert_string_equal(nirc_closest("hubie", sites, 6), "hubei");
+  assert_string_equal(nirc_closest("shaanxii", sites, 6), "shaanxi");
+  assert_null(nirc_closest("xyz", sites, 6));
+  const char *twins[] = {"henan", "hunan"};
+  assert_null(nirc_closest("hanan", twins, 2)); /* as close to both: no guess */
+}
+
+/* The DETAIL of a route change says what moved where and why; CSV quotes
+ * what needs it and keeps every record on one line. */
+static void test_history_output(void **state) {
+  (void)state;
+  char buf[400];
+  ctl_history_detail("route",
+                     "{\"cause\":\"hub-lost\",\"before\":\"shaanxi 1000\u2030\",\"after\":"
+                     "\"henan 1000\u2030\",\"reason\":\"schedule 7 (night)\",\"why\":\"shaanxi "
+                     "lost (not healthy for 15 s): re-homed to henan\"}",
+                     buf, sizeof buf);
+  assert_string_equal(buf, "shaanxi 1000\u2030 -> henan 1000\u2030: hub-lost: shaanxi lost (not "
+                           "healthy for 15 s): re-homed to henan");
+  Nirc__AuditEntry e = NIRC__AUDIT_ENTRY__INIT, *ep = &e;
+  e.id = 7;
+  e.at_ms = 1579752000000LL; /* 12:00 in Shanghai, 04:00 UTC */
+  e.business_at_ms = e.at_ms;
+  e.actor = "operator:alice";
+  e.action = "cutover";
+  e.target = "hubei";
+  e.detail_json = "{\"reason\":\"Wuhan, lockdown \\\"A\\\"\\nforged\"}";
+  Nirc__HistoryReply h = NIRC__HISTORY_REPLY__INIT;
+  h.entries = &ep;
+  h.n_entries = 1;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  ctl_history_print(f, &h, CTL_HISTORY_CSV, "Asia/Shanghai");
+  fclose(f);
+  assert_string_equal(text,
+                      "id,time,business_time,time_zone,actor,action,target,cause,detail\n"
+                      "7,2020-01-23 12:00:00,2020-01-23 12:00:00,Asia/Shanghai,"
+                      "operator:alice,cutover,hubei,,\"Wuhan, lockdown \"\"A\"\"\\nforged\"\n");
+  free(text);
+  f = open_memstream(&text, &len);
+  ctl_history_print(f, &h, CTL_HISTORY_TABLE, "UTC");
+  fclose(f);
+  assert_non_null(strstr(text, "TIME (UTC)"));
+  assert_non_null(strstr(text, "2020-01-23 04:00:00"));
+  assert_null(strstr(text, "BUSINESS")); /* the same clock: no column */
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_request),
@@ -226,6 +316,9 @@ int main(void) {
       cmocka_unit_test(test_readmit_request),
       cmocka_unit_test(test_amend_request),
       cmocka_unit_test(test_control_characters_refused),
+      cmocka_unit_test(test_history_filters),
+      cmocka_unit_test(test_suggestions),
+      cmocka_unit_test(test_history_output),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

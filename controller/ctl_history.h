@@ -1,0 +1,24 @@
+/* ctl_history: how nircctl shows the audit trail (`nircctl history`): a
+ * table for people with times in the operations room's zone, CSV for
+ * spreadsheets, JSON for scripts. Pure output: the reply in, text out. */
+#ifndef NIRC_CTL_HISTORY_H
+#define NIRC_CTL_HISTORY_H
+
+#include "nirc.pb-c.h"
+
+#include <stdio.h>
+
+typedef enum { CTL_HISTORY_TABLE = 0, CTL_HISTORY_CSV } ctl_history_fmt_t;
+
+/* Writes the entries to `out` as a table or CSV (JSON is nircctl's, like
+ * every command's), times in zone `tz` (an IANA name). Every text that
+ * came from the controller, an agent or an operator is escaped (no
+ * control character reaches the terminal or the file). */
+void ctl_history_print(FILE *out, const Nirc__HistoryReply *h, ctl_history_fmt_t fmt,
+                       const char *tz);
+
+/* The DETAIL column of one entry: what moved where and why, from its
+ * detail JSON (borrowed), in at most len bytes. */
+void ctl_history_detail(const char *action, const char *detail_json, char *buf, size_t len);
+
+#endif
