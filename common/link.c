@@ -256,9 +256,10 @@ int link_send(link_t *l, const Nirc__Envelope *env) {
 
 /* The attribute lets -Wformat=2 (clang's -Wformat-nonliteral) see that
  * `fmt` is checked at the variadic callers. */
-__attribute__((format(printf, 5, 0))) static void link_vfail(link_t *l, Nirc__ErrorCode code,
+__attribute__((format(printf, 6, 0))) static void link_vfail(link_t *l, Nirc__ErrorCode code,
                                                              int err, const char *hint,
-                                                             const char *fmt, va_list ap) {
+                                                             uint64_t leader_epoch, const char *fmt,
+                                                             va_list ap) {
   char msg[256];
   vsnprintf(msg, sizeof msg, fmt, ap);
   if (l->state == LINK_OPEN) {
@@ -266,6 +267,7 @@ __attribute__((format(printf, 5, 0))) static void link_vfail(link_t *l, Nirc__Er
     e.code = code;
     e.message = msg;
     if (hint && *hint) e.leader_hint = (char *)hint;
+    e.leader_epoch = leader_epoch;
     Nirc__Envelope env = NIRC__ENVELOPE__INIT;
     env.msg_case = NIRC__ENVELOPE__MSG_ERROR;
     env.error = &e;
@@ -277,15 +279,15 @@ __attribute__((format(printf, 5, 0))) static void link_vfail(link_t *l, Nirc__Er
 void link_fail(link_t *l, Nirc__ErrorCode code, int err, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  link_vfail(l, code, err, NULL, fmt, ap);
+  link_vfail(l, code, err, NULL, 0, fmt, ap);
   va_end(ap);
 }
 
-void link_fail_hint(link_t *l, Nirc__ErrorCode code, int err, const char *hint, const char *fmt,
-                    ...) {
+void link_fail_hint(link_t *l, Nirc__ErrorCode code, int err, const char *hint,
+                    uint64_t leader_epoch, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  link_vfail(l, code, err, hint, fmt, ap);
+  link_vfail(l, code, err, hint, leader_epoch, fmt, ap);
   va_end(ap);
 }
 

@@ -77,9 +77,11 @@ int link_send(link_t *l, const Nirc__Envelope *env);
 /* Sends an Error frame, then closes the link with err/msg. */
 void link_fail(link_t *l, Nirc__ErrorCode code, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* The same with Error.leader_hint set (a standby's redirect; "" = none). */
-void link_fail_hint(link_t *l, Nirc__ErrorCode code, int err, const char *hint, const char *fmt,
-                    ...) __attribute__((format(printf, 5, 6)));
+/* The same with Error.leader_hint and leader_epoch set (a standby's
+ * redirect; "" and 0 = none). */
+void link_fail_hint(link_t *l, Nirc__ErrorCode code, int err, const char *hint,
+                    uint64_t leader_epoch, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 /* Starts an orderly close. Idempotent. */
 void link_close(link_t *l, int err, const char *why);
 

@@ -4,7 +4,7 @@
  *
  * Exit codes (SPEC section 9): 0 done, 1 refused, 2 usage (also when the
  * controller finds the request's own text wrong), 3 controller
- * unreachable, 4 partially applied.
+ * unreachable or no leader (only standbys answered), 4 partially applied.
  *
  * Every text that comes from the controller, an agent or the database is
  * printed through esc(): control characters, bidirectional controls and
@@ -58,6 +58,9 @@ typedef struct {
   ctl_conf_t *conf;
   SSL_CTX *tls;
   struct sockaddr_storage addrs[CONFIG_LIST_MAX];
+  /* The addresses as given, then the leaders standbys named that were not
+   * among them (ctl_follow): what the operator reads in messages. */
+  char names[CONFIG_LIST_MAX][CONFIG_STR_MAX / 2];
   unsigned naddrs, idx;
   link_t *link;
   /* deadline bounds the whole command (every controller tried); attempt
@@ -68,12 +71,15 @@ typedef struct {
   Nirc__OperatorRequest *req; /* borrowed */
   Nirc__OperatorReply *reply; /* owned once received: the unpacked envelope */
   Nirc__Envelope *reply_env;
-  char errors[1024]; /* why each controller failed */
-  int redirect;      /* index of the leader a standby named; -1 = none */
-  unsigned standbys; /* standbys met in this round through the list */
-  unsigned rounds;   /* rounds waited for an election to finish */
-  unsigned hops;     /* redirects followed, bounded against loops */
-  uv_timer_t again;  /* pause before another round while a leader is elected */
+  char errors[1024];      /* why each controller failed */
+  int redirect;           /* index of the leader a standby named; -1 = none */
+  unsigned standbys;      /* standbys met in this round through the list */
+  unsigned standbys_seen; /* standbys met in all rounds */
+  char standby_note[512]; /* what the last standby said, as told to the operator */
+  int tell;               /* print each new standby_note on stderr as it comes */
+  unsigned rounds;        /* rounds waited for an election to finish */
+  unsigned hops;          /* redirects followed, bounded against loops */
+  uv_timer_t again;       /* pause before another round while a leader is elected */
   int done;
   int exit_code;
   int json;
@@ -127,6 +133,43 @@ static void ctl_on_open(link_t *l) {
   link_send(l, &env);
 }
 
+/* A standby answered NOT_LEADER. Says so once, plainly (stderr: stdout is
+ * for the answer, or the one JSON document), and sets c->redirect to the
+ * leader it names. A leader that is not in the list is added to it: the
+ * operator asked a question, not for this controller in particular, and
+ * the leader must present a controller certificate of our CA like any
+ * controller we talk to. Without a hint (an election is running, or a
+ * leader that cannot confirm its lease now) the server's reason is told
+ * and the list goes on. */
+static void ctl_on_standby(ctl_t *c, const Nirc__Error *e) {
+  const char *hint = e->leader_hint ? e->leader_hint : "";
+  const char *at = c->names[c->idx];
+  char note[sizeof c->standby_note];
+  if (*hint)
+    snprintf(note, sizeof note, "nircd at %s is a standby; the leader is %s (epoch %llu)", esc(at),
+             esc(hint), (unsigned long long)e->leader_epoch);
+  else
+    snprintf(note, sizeof note, "nircd at %s cannot answer now: %s", esc(at),
+             esc(e->message && *e->message ? e->message : "it is a standby"));
+  if (strcmp(note, c->standby_note) != 0) {
+    nirc_strlcpy(c->standby_note, note, sizeof c->standby_note);
+    if (c->tell) fprintf(stderr, "nircctl: %s\n", note);
+  }
+  c->redirect = -1;
+  c->standbys++;
+  c->standbys_seen++;
+  struct sockaddr_storage ss;
+  char why[128];
+  if (!*hint || nirc_parse_addr(hint, &ss, why, sizeof why) != 0) return;
+  for (unsigned i = 0; i < c->naddrs; i++)
+    if (nirc_sockaddr_equal(&ss, &c->addrs[i])) c->redirect = (int)i;
+  if (c->redirect < 0 && c->naddrs < CONFIG_LIST_MAX) {
+    c->addrs[c->naddrs] = ss;
+    nirc_strlcpy(c->names[c->naddrs], hint, sizeof c->names[0]);
+    c->redirect = (int)c->naddrs++;
+  }
+}
+
 static void ctl_on_message(link_t *l, Nirc__Envelope *env) {
   ctl_t *c = link_data(l);
   if (env->msg_case == NIRC__ENVELOPE__MSG_OPERATOR_REPLY &&
@@ -151,15 +194,7 @@ static void ctl_on_message(link_t *l, Nirc__Envelope *env) {
     fflush(c->json ? stderr : stdout);
   } else if (env->msg_case == NIRC__ENVELOPE__MSG_ERROR &&
              env->error->code == NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER) {
-    /* A standby: go to the leader it names if we know that address. */
-    const char *hint = env->error->leader_hint ? env->error->leader_hint : "";
-    struct sockaddr_storage ss;
-    char why[128];
-    c->redirect = -1;
-    c->standbys++;
-    if (*hint && nirc_parse_addr(hint, &ss, why, sizeof why) == 0)
-      for (unsigned i = 0; i < c->naddrs; i++)
-        if (nirc_sockaddr_equal(&ss, &c->addrs[i])) c->redirect = (int)i;
+    ctl_on_standby(c, env->error);
     ctl_note(c, link_peer_addr(l), env->error->message ? env->error->message : "standby");
     link_close(l, 0, "standby");
   } else if (env->msg_case == NIRC__ENVELOPE__MSG_ERROR) {
@@ -179,7 +214,7 @@ static void ctl_on_close(link_t *l, int err, const char *why, int was_open) {
     return;
   }
   if (c->expired) {
-    ctl_note(c, c->conf->controllers.item[c->idx], "no answer before --timeout ran out");
+    ctl_note(c, c->names[c->idx], "no answer before --timeout ran out");
     c->exit_code = EXIT_UNREACHABLE;
     ctl_finish(c);
     return;
@@ -192,7 +227,7 @@ static void ctl_on_close(link_t *l, int err, const char *why, int was_open) {
   }
   c->redirect = -1;
   if (strcmp(why ? why : "", "standby") != 0)
-    ctl_note(c, c->conf->controllers.item[c->idx], why && *why ? why : nirc_strerror(err));
+    ctl_note(c, c->names[c->idx], why && *why ? why : nirc_strerror(err));
   c->idx++;
   ctl_try_next(c);
 }
@@ -833,23 +868,23 @@ static void usage(FILE *f) {
   for (size_t i = 0; i < CTL_NCMDS; i++)
     fprintf(f, "  %-10s %s\n", ctl_cmds[i].name, ctl_cmds[i].summary);
   fprintf(f, "  %-10s %s\n", "help", "this help; `nircctl COMMAND --help` for one command");
-  fprintf(f,
-          "\nOptions:\n"
-          "  --controller ADDR     controller address (repeatable; tried in order)\n"
-          "  --config FILE         config file (default: $NIRCCTL_CONFIG, ~/.config/nirc/"
-          "nircctl.conf,\n"
-          "                        /etc/nirc/nircctl.conf)\n"
-          "  --ca FILE --cert FILE --key FILE   TLS files (override the config)\n"
-          "  --json                machine-readable output\n"
-          "  --timeout DURATION    per controller (default 5s)\n"
-          "  --help, --version     this help; the version\n"
-          "\n"
-          "Exit codes: 0 done, 1 refused, 2 usage, 3 controller unreachable, 4 partially applied\n"
-          "\n"
-          "Examples:\n"
-          "  nircctl status\n"
-          "  nircctl cutover hubei --to shaanxi --reason 'Wuhan lockdown'\n"
-          "  nircctl --controller 10.0.0.1:7443 --controller 10.0.0.2:7443 status\n");
+  fprintf(f, "\nOptions:\n"
+             "  --controller ADDR     controller address (repeatable; tried in order)\n"
+             "  --config FILE         config file (default: $NIRCCTL_CONFIG, ~/.config/nirc/"
+             "nircctl.conf,\n"
+             "                        /etc/nirc/nircctl.conf)\n"
+             "  --ca FILE --cert FILE --key FILE   TLS files (override the config)\n"
+             "  --json                machine-readable output\n"
+             "  --timeout DURATION    per controller (default 5s)\n"
+             "  --help, --version     this help; the version\n"
+             "\n"
+             "Exit codes: 0 done, 1 refused, 2 usage, 3 controller unreachable or no leader, 4 "
+             "partially applied\n"
+             "\n"
+             "Examples:\n"
+             "  nircctl status\n"
+             "  nircctl cutover hubei --to shaanxi --reason 'Wuhan lockdown'\n"
+             "  nircctl --controller 10.0.0.1:7443 --controller 10.0.0.2:7443 status\n");
 }
 
 static const char *default_config(void) {
@@ -946,6 +981,7 @@ int main(int argc, char **argv) {
       fprintf(stderr, "nircctl: --controller %s\n", err);
       return EXIT_USAGE;
     }
+    nirc_strlcpy(c.names[i], conf.controllers.item[i], sizeof c.names[0]);
   }
   c.naddrs = conf.controllers.count;
   if (tls_ctx_new(TLS_CLIENT, conf.ca, conf.cert, conf.key, &c.tls, err, sizeof err) != 0) {
@@ -966,6 +1002,8 @@ int main(int argc, char **argv) {
       w.exit_code = 0;
       w.idx = 0;
       w.errors[0] = '\0';
+      w.standby_note[0] = '\0';
+      w.standbys_seen = 0;
       int wrc = ctl_request(&w, req);
       if (json) {
         /* JSON Lines: one Status document per refresh, nothing else. */
@@ -983,17 +1021,27 @@ int main(int argc, char **argv) {
       clock_format_iso(clock_real_ms(), 0, now, sizeof now);
       printf("nircctl watch — %s — every %.1f s, Ctrl-C to stop\n\n", now,
              watch_interval_ms / 1000.0);
+      if (w.standby_note[0]) printf("%s\n\n", w.standby_note);
       if (wrc == EXIT_DONE && w.reply && w.reply->ok && w.reply->status)
         print_status_table(w.reply->status);
       else
-        printf("cannot reach a controller:\n%s\n", w.errors);
+        printf("%s:\n%s\n", w.standbys_seen ? "no leader answered" : "cannot reach a controller",
+               w.errors);
       fflush(stdout);
       if (w.reply_env) nirc__envelope__free_unpacked(w.reply_env, NULL);
       usleep((useconds_t)(watch_interval_ms * 1000));
     }
   }
+  c.tell = 1;
   int rc = ctl_request(&c, req);
-  if (rc == EXIT_UNREACHABLE) {
+  if (rc == EXIT_UNREACHABLE && c.standbys_seen) {
+    /* Controllers answered, but none leads now: not "is nircd running?". */
+    fprintf(stderr,
+            "nircctl: no leader answered:\n%s\nA standby takes over within a lease of the "
+            "leader's end ([controller] lease_timeout, 3 s by default): try again in a few "
+            "seconds.\n",
+            c.errors[0] ? c.errors : c.standby_note);
+  } else if (rc == EXIT_UNREACHABLE) {
     fprintf(stderr,
             "nircctl: cannot reach a controller:\n%s\nIs nircd running? Check --controller or "
             "[ctl] controllers in %s.\n",

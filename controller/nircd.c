@@ -63,6 +63,8 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
   switch (v->state) {
   case LEADER_STANDBY:
     nirc_strlcpy(srv->leader_hint, v->hint, sizeof srv->leader_hint);
+    nirc_strlcpy(srv->leader_node, v->holder, sizeof srv->leader_node);
+    srv->leader_epoch = v->holder_epoch;
     sd_notifyf(0, "READY=1\nSTATUS=standby: %s leads%s%s", v->holder[0] ? v->holder : "nobody yet",
                v->hint[0] ? " at " : "", v->hint);
     return;
@@ -99,6 +101,8 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
       return;
     }
     srv->leader_hint[0] = '\0';
+    nirc_strlcpy(srv->leader_node, conf->node, sizeof srv->leader_node);
+    srv->leader_epoch = srv->epoch;
     /* Agents of a leader that froze (rather than died) notice only when
      * their link idles out; give them that, plus stale_after, to come back
      * before a site that has not counts as gone. */

@@ -196,17 +196,23 @@ static void server_redirect(server_t *srv, conn_t *c) {
   if (srv->leading && !srv->lost) {
     /* The leader itself, between a late renewal of its lease and the next
      * one: it says so, it is no standby. */
-    link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER, "",
+    link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER, "", 0,
                    "controller %s leads epoch %llu but cannot confirm its lease right now; "
                    "nothing was changed: try again in a few seconds",
                    srv->conf->node, (unsigned long long)srv->epoch);
     return;
   }
-  link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER,
-                 srv->leader_hint,
-                 srv->leader_hint[0] ? "standby controller %s: the leader is %s"
-                                     : "standby controller %s: no leader yet%s",
-                 srv->conf->node, srv->leader_hint);
+  /* Without a hint the lease stood still or is absent: the election is
+   * running, and nobody can be named yet. */
+  if (srv->leader_hint[0])
+    link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER,
+                   srv->leader_hint, srv->leader_epoch,
+                   "standby controller %s: the leader is %s (epoch %llu)", srv->conf->node,
+                   srv->leader_hint, (unsigned long long)srv->leader_epoch);
+  else
+    link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER, "", 0,
+                   "%s is a standby and no leader is known: an election is running",
+                   srv->conf->node);
 }
 
 int server_may_issue(const server_t *srv) {

@@ -94,6 +94,10 @@ struct server {
   int leading;            /* this instance leads: it serves agents and operators */
   int lost;               /* it led and lost: stopping, nircd exits 75 */
   char leader_hint[128];  /* standby: the leader's advertised address, for redirects */
+  /* Standby: the node that leads (or led last) and its epoch, from the
+   * lease; for the status page, /metrics and redirects. "" and 0: none. */
+  char leader_node[64];
+  uint64_t leader_epoch;
   /* Set by the caller before server_start (the link layer does not know
    * what it carries): who answers an operator request on a link whose
    * leadership is confirmed (net/ops.c), and who publishes the status

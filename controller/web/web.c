@@ -65,9 +65,62 @@ static const route_t *web_route(const server_t *srv, size_t i) {
   return d ? &d->acked : NULL;
 }
 
+/* This controller leads: it routes, and its registry is the network's live
+ * state. A standby (or one still electing, or one stepping down) has no
+ * live view at all: the agents report to the leader only. */
+static int web_leading(const server_t *srv) {
+  return srv->leading && !srv->lost;
+}
+
+/* Who leads, as this node knows it: its own advertise address and epoch
+ * when it leads; on a standby the lease's address (escaped: it comes from
+ * the database) and epoch. addr is "" while no leader is known (the lease
+ * stood still or is absent: an election is running); the epoch is then
+ * the last one seen leading (0: none). */
+typedef struct {
+  char addr[200];
+  char node[100];
+  uint64_t epoch;
+} web_leader_t;
+
+static void web_leader(const server_t *srv, web_leader_t *out) {
+  int lead = web_leading(srv);
+  const char *addr = lead ? srv->conf->advertise : srv->leader_hint;
+  safetext_escape(addr, out->addr, sizeof out->addr);
+  safetext_escape(lead      ? srv->conf->node
+                  : addr[0] ? srv->leader_node
+                            : "",
+                  out->node, sizeof out->node);
+  out->epoch = lead ? srv->epoch : srv->leader_epoch;
+}
+
+/* Text from elsewhere (an operator's reason, an agent's error, a lease row
+ * in the database) for the page: its controls escaped (common/safetext.h),
+ * then its HTML. */
+static void web_html(const char *in, char *out, size_t outlen) {
+  char text[400];
+  safetext_escape(in, text, sizeof text);
+  size_t o = 0;
+  for (const char *c = text; *c && o + 7 < outlen; c++) {
+    const char *esc = *c == '<'   ? "&lt;"
+                      : *c == '>' ? "&gt;"
+                      : *c == '&' ? "&amp;"
+                      : *c == '"' ? "&quot;"
+                                  : NULL;
+    if (esc)
+      o += (size_t)snprintf(out + o, outlen - o, "%s", esc);
+    else
+      out[o++] = *c;
+  }
+  out[o] = '\0';
+}
+
 static json_t *web_status_json(const server_t *srv, int64_t now_real) {
   json_t *sites = json_array();
-  for (size_t i = 0; i < srv->sites.n; i++) {
+  /* A standby lists no sites: its registry is empty by construction, and
+   * 31 "never-seen" entries would read as the network's state. "role" and
+   * "leader" say where that state is. */
+  for (size_t i = 0; web_leading(srv) && i < srv->sites.n; i++) {
     const site_t *s = &srv->sites.v[i];
     json_t *route = json_array();
     const route_t *r = web_route(srv, i);
@@ -112,9 +165,15 @@ static json_t *web_status_json(const server_t *srv, int64_t now_real) {
       json_object_set_new(json_array_get(sites, json_array_size(sites) - 1), "note",
                           json_string(dir->note));
   }
-  return json_pack("{s:s, s:I, s:I, s:o}", "controller", srv->conf->node, "epoch",
-                   (json_int_t)srv->epoch, "server_time_ms", (json_int_t)clock_now_ms(&srv->clock),
-                   "sites", sites);
+  web_leader_t ld;
+  web_leader(srv, &ld);
+  return json_pack("{s:s, s:I, s:I, s:s, s:o, s:o, s:I, s:o}", "controller", srv->conf->node,
+                   "epoch", (json_int_t)srv->epoch, "server_time_ms",
+                   (json_int_t)clock_now_ms(&srv->clock), "role",
+                   web_leading(srv) ? "leader" : "standby", "leader",
+                   ld.addr[0] ? json_string(ld.addr) : json_null(), "leader_node",
+                   ld.node[0] ? json_string(ld.node) : json_null(), "leader_epoch",
+                   (json_int_t)ld.epoch, "sites", sites);
 }
 
 static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
@@ -126,9 +185,22 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
              "# HELP nirc_epoch Leadership epoch of this controller.\n# TYPE nirc_epoch "
              "gauge\nnirc_epoch %llu\n",
              (unsigned long long)srv->epoch);
+  web_leader_t ld;
+  web_leader(srv, &ld);
+  int lead = web_leading(srv);
+  web_printf(b,
+             "# HELP nirc_leader 1 while this controller leads (routes, serves agents and "
+             "operators), 0 on a standby.\n# TYPE nirc_leader gauge\nnirc_leader %d\n"
+             "# HELP nirc_leader_epoch Epoch this controller leads, or on a standby the epoch it "
+             "last saw leading (0: none seen).\n# TYPE nirc_leader_epoch gauge\n"
+             "nirc_leader_epoch %llu\n",
+             lead, (unsigned long long)ld.epoch);
+  /* Per-site series only from the leader: a standby's registry is empty
+   * (agents report to the leader), and its 31 "never seen" samples would
+   * add up with the leader's in every dashboard and alert. */
   web_printf(b, "# HELP nirc_site_link Link state per site: 0 never seen, 1 online, 2 stale, "
-                "3 offline.\n# TYPE nirc_site_link gauge\n");
-  for (size_t i = 0; i < srv->sites.n; i++)
+                "3 offline. Leader only.\n# TYPE nirc_site_link gauge\n");
+  for (size_t i = 0; lead && i < srv->sites.n; i++)
     web_printf(b, "nirc_site_link{site=\"%s\"} %d\n", srv->sites.v[i].slug,
                (int)srv->sites.v[i].state);
   static const struct {
@@ -165,8 +237,8 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
     }
   }
   web_printf(b, "# HELP nirc_site_pbx_unreadable 1 when the site's adapter cannot read its "
-                "PBX.\n# TYPE nirc_site_pbx_unreadable gauge\n");
-  for (size_t i = 0; i < srv->sites.n; i++)
+                "PBX. Leader only.\n# TYPE nirc_site_pbx_unreadable gauge\n");
+  for (size_t i = 0; lead && i < srv->sites.n; i++)
     web_printf(b, "nirc_site_pbx_unreadable{site=\"%s\"} %d\n", srv->sites.v[i].slug,
                srv->sites.v[i].has_report && srv->sites.v[i].last.pbx_unreadable);
   if (srv->engine) {
@@ -307,7 +379,60 @@ out:
   return svg;
 }
 
+/* The page of a controller that does not lead. Its registry is empty by
+ * construction (agents report to the leader only), so it has nothing true
+ * to say about any site. A table of 31 "never connected" rows, or of 31
+ * "unknown" rows, still reads at a glance as a network-wide outage, and at
+ * 3 a.m. people act on the glance. So a standby shows no site table and no
+ * map: a banner that says it is a standby and who leads (or that nobody
+ * does yet, which is worth waking up for), and one line saying where the
+ * network's state is. The page refreshes every 2 s, so it turns into the
+ * full page as soon as this controller takes over. */
+static void web_standby_page(const server_t *srv, web_buf_t *b) {
+  web_leader_t ld;
+  web_leader(srv, &ld);
+  char node[200], addr[300], last[200];
+  web_html(srv->conf->node, node, sizeof node);
+  web_html(ld.addr, addr, sizeof addr);
+  web_html(srv->leader_node, last, sizeof last);
+  if (ld.addr[0])
+    web_printf(b,
+               "<div id=\"standby\" class=\"banner\" role=\"alert\">STANDBY — this controller "
+               "is not routing; the leader is %s (epoch %llu)</div>\n",
+               addr, (unsigned long long)ld.epoch);
+  else if (ld.epoch)
+    web_printf(b,
+               "<div id=\"standby\" class=\"banner noleader\" role=\"alert\">STANDBY — this "
+               "controller is not routing, and no leader is known right now: an election is "
+               "running (the last leader was %s, epoch %llu)</div>\n",
+               last[0] ? last : "unknown", (unsigned long long)ld.epoch);
+  else
+    web_printf(b, "<div id=\"standby\" class=\"banner noleader\" role=\"alert\">STANDBY — this "
+                  "controller is not routing, and no leader is known yet: an election is "
+                  "running</div>\n");
+  web_printf(b,
+             "<p id=\"standby-note\">Controller %s has no view of the %zu sites: their agents "
+             "report to the leader, so none is listed here. For the network's state open the "
+             "leader's status page, or run <code>nircctl status</code> (it follows the standby "
+             "to the leader). Read-only; refreshes every 2 s.</p>\n</body></html>\n",
+             node, srv->sites.n);
+}
+
 static void web_page(const server_t *srv, const char *svg, web_buf_t *b) {
+  web_printf(b,
+             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+             "<meta http-equiv=\"refresh\" content=\"2\"><title>NIRC status%s</title>"
+             "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+             "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}"
+             ".online{color:#196127}.stale{color:#b36b00}.offline,.never-seen{color:#b00020}"
+             ".banner{padding:.6em 1em;font-size:1.4em;font-weight:bold;background:#fff3cd;"
+             "border:2px solid #b36b00}.noleader{background:#fde2e1;border-color:#b00020}"
+             "</style></head><body>\n<h1>NIRC status</h1>\n",
+             web_leading(srv) ? "" : " — STANDBY");
+  if (!web_leading(srv)) {
+    web_standby_page(srv, b);
+    return;
+  }
   size_t online = 0, stale = 0, other = 0;
   for (size_t i = 0; i < srv->sites.n; i++) {
     site_state_t st = srv->sites.v[i].state;
@@ -319,13 +444,7 @@ static void web_page(const server_t *srv, const char *svg, web_buf_t *b) {
       other++;
   }
   web_printf(b,
-             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-             "<meta http-equiv=\"refresh\" content=\"2\"><title>NIRC status</title>"
-             "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
-             "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}"
-             ".online{color:#196127}.stale{color:#b36b00}.offline,.never-seen{color:#b00020}"
-             "</style></head><body>\n<h1>NIRC status</h1>\n"
-             "<p id=\"summary\">controller %s, epoch %llu: %zu sites, <b>%zu online</b>, %zu "
+             "<p id=\"summary\">controller %s leads, epoch %llu: %zu sites, <b>%zu online</b>, %zu "
              "stale, %zu offline or never seen. Read-only; refreshes every 2 s.</p>\n",
              srv->conf->node, (unsigned long long)srv->epoch, srv->sites.n, online, stale, other);
   if (svg) {
@@ -342,20 +461,9 @@ static void web_page(const server_t *srv, const char *svg, web_buf_t *b) {
     if (r) route_format(r, s->slug, route, sizeof route);
     const char *link = web_link_word(s->state);
     /* Slugs, names from our own database and rule texts; the reason is an
-     * operator's free text or an agent's error (an excluded site says why),
-     * so its controls are escaped (common/safetext.h), then its HTML. */
-    char text[300], rule[400];
-    safetext_escape(srv->engine ? engine_active_reason(srv->engine, i) : "default", text,
-                    sizeof text);
-    size_t o = 0;
-    for (const char *c = text; *c && o + 7 < sizeof rule; c++) {
-      const char *esc = *c == '<' ? "&lt;" : *c == '>' ? "&gt;" : *c == '&' ? "&amp;" : NULL;
-      if (esc)
-        o += (size_t)snprintf(rule + o, sizeof rule - o, "%s", esc);
-      else
-        rule[o++] = *c;
-    }
-    rule[o] = '\0';
+     * operator's free text or an agent's error (an excluded site says why). */
+    char rule[400];
+    web_html(srv->engine ? engine_active_reason(srv->engine, i) : "default", rule, sizeof rule);
     web_printf(b,
                "<tr class=\"site\" data-slug=\"%s\"><td>%s</td><td>%s %s</td>"
                "<td class=\"%s\">%s</td><td>%u</td><td>%u/%u</td><td>%s</td><td>%s</td></tr>\n",
@@ -388,7 +496,9 @@ void web_publish(server_t *srv) {
    * document and the metrics stay fresh every second. */
   uint64_t every = srv->sites.n / 50 + 1;
   if (srv->web_publishes++ % every != 0) return;
-  char *svg = web_map(srv);
+  /* A standby draws no map: every site would show as never seen, with no
+   * move (web_standby_page says why); /map.svg stays absent until it leads. */
+  char *svg = web_leading(srv) ? web_map(srv) : NULL;
   if (svg) httpd_publish(h, "/map.svg", "image/svg+xml", svg, strlen(svg));
   web_buf_t page = {0};
   web_page(srv, svg, &page);

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import traceback
@@ -374,3 +375,36 @@ def metric(http, name):
     text = urllib.request.urlopen(f"http://{http}/metrics", timeout=5).read().decode()
     m = re.search(rf"^{name} (\S+)$", text, re.M)
     return float(m.group(1)) if m else None
+
+
+def status_json(http):
+    """A controller's /status.json (its [http] listen), parsed."""
+    with urllib.request.urlopen(f"http://{http}/status.json", timeout=5) as r:
+        return json.loads(r.read().decode())
+
+
+# ---- the status page as a browser shows it ----
+
+def chromium():
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return name
+    raise AssertionError("chromium is not installed: deploy/install-deps.sh installs it")
+
+
+def chromium_dom(url, screenshot=None, window="1280,1700"):
+    """The DOM of `url` as headless Chromium renders it; with `screenshot`,
+    also a PNG of the page at that path."""
+    profile = tempfile.mkdtemp(prefix="nirc-chromium-")
+    base = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", f"--user-data-dir={profile}"]
+    try:
+        dom = subprocess.run(base + ["--dump-dom", url], capture_output=True, text=True,
+                             timeout=60).stdout
+        if screenshot:
+            subprocess.run(base + [f"--screenshot={screenshot}", f"--window-size={window}", url],
+                           capture_output=True, timeout=60)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    return dom

@@ -3,9 +3,6 @@ agent's too, and the read-only status page is loaded in a real headless
 Chromium and shows the 31 sites and the current moves."""
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 import urllib.request
 
 import nirclib as T
@@ -55,6 +52,12 @@ def test_metrics_endpoint_scraped_and_parsed():
     buckets = [v for k, v in m.items() if k.startswith("nirc_directive_latency_ms_bucket")]
     assert buckets == sorted(buckets) and buckets[-1] == m["nirc_directive_latency_ms_count"]
     assert "nirc_db_queue_depth" in m and types["nirc_db_queue_depth"] == "gauge"
+    # A lone controller leads (test_standby.py has the standby's side).
+    assert m["nirc_leader"] == 1 and types["nirc_leader"] == "gauge"
+    assert m["nirc_leader_epoch"] == m["nirc_epoch"] > 0
+    st = T.status_json(HTTP)
+    assert st["role"] == "leader" and st["leader"] == env.addr, st["role"]
+    assert st["leader_epoch"] == st["epoch"] and len(st["sites"]) == 31
 
 
 def test_agent_metrics_endpoint():
@@ -72,26 +75,9 @@ def test_agent_metrics_endpoint():
     assert m['nirc_agent_agents_logged_in{site="gansu"}'] > 0
 
 
-def chromium():
-    for name in ("chromium", "chromium-browser"):
-        if shutil.which(name):
-            return name
-    raise AssertionError("chromium is not installed: deploy/install-deps.sh installs it")
-
-
 def test_status_page_in_headless_chromium_shows_31_sites():
-    profile = tempfile.mkdtemp(prefix="nirc-chromium-")
     shot = os.path.join(T.BUILD, "status-page.png")
-    base = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", f"--user-data-dir={profile}"]
-    try:
-        dom = subprocess.run(base + ["--dump-dom", f"http://{HTTP}/"], capture_output=True,
-                             text=True, timeout=60).stdout
-        subprocess.run(base + [f"--screenshot={shot}", "--window-size=1280,1700",
-                               f"http://{HTTP}/"], capture_output=True, timeout=60)
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+    dom = T.chromium_dom(f"http://{HTTP}/", screenshot=shot)
     rows = re.findall(r'<tr class="site" data-slug="([a-z-]+)"', dom)
     assert len(rows) == 31 and len(set(rows)) == 31, f"{len(rows)} site rows in the page"
     assert dom.count('class="site') >= 62, "the map draws a node per site too"
