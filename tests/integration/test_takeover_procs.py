@@ -35,10 +35,12 @@ LEASE_S = 3
 STEPS = int(os.environ.get("NIRC_TAKEOVER_PROC_STEPS", "200"))
 SEED = int(os.environ.get("NIRC_TAKEOVER_PROC_SEED", "1"))
 # Every PBX is a script behind the exec adapter. xizang's refuses routes
-# towards sichuan (its trunk there is down). Hubs are staffed far beyond
-# any load, so the capacity check never decides: a new leader knows less
-# of the recent load than the old one did, and where capacity is tight the
-# two may rightly choose other sources (what this test is not about).
+# towards sichuan (its trunk there is down). Every source offers a call a
+# second of 20 s (20 Erlangs); shaanxi's 40 agents take one source but not
+# two, henan's 25 one, sichuan's 500 any: so the capacity check decides
+# which sources a schedule or an unforced cutover moves where. A new
+# leader must decide as the old one did: it takes over the damping state
+# (holds, re-entry waits, hub losses) and the load the old one measured.
 APPLY_OK = "#!/bin/sh\ncat >/dev/null\nexit 0\n"
 APPLY_XIZANG = """#!/bin/sh
 route=$(cat)
@@ -48,10 +50,11 @@ esac
 exit 0
 """
 COLLECT = """#!/bin/sh
-echo '{"calls_offered": 0, "calls_answered": 0, "calls_in_queue": 0, "agents_logged_in": %d,
-       "agents_ready": %d, "agents_talking": 0, "aht_ms": 180000,
-       "answered_within_threshold": 0, "sl_threshold_s": 20}'
+echo '{"calls_offered": %d, "calls_answered": %d, "calls_in_queue": 0, "agents_logged_in": %d,
+       "agents_ready": %d, "agents_talking": 0, "aht_ms": 20000,
+       "answered_within_threshold": %d, "sl_threshold_s": 20}'
 """
+STAFF = {"shaanxi": 40, "henan": 25, "sichuan": 500}
 
 
 class Run:
@@ -103,8 +106,9 @@ class Run:
     def start_agent(self, slug):
         env = self.env
         for name, body in ((f"apply-{slug}.sh", APPLY_XIZANG if slug == "xizang" else APPLY_OK),
-                           (f"collect-{slug}.sh", COLLECT % ((500, 500) if slug in HUBS
-                                                             else (10, 10)))):
+                           (f"collect-{slug}.sh", COLLECT % ((0, 0, STAFF[slug], STAFF[slug], 0)
+                                                             if slug in HUBS
+                                                             else (1, 1, 30, 30, 1)))):
             path = os.path.join(env.dir, name)
             with open(path, "w") as f:
                 f.write(body)
@@ -262,8 +266,19 @@ class Run:
             else:
                 self.op()
         counts = dict(self.env.sql("SELECT action, count(*) FROM audit_log GROUP BY action"))
+        # Where capacity decided: sources a hub turned down or withdrew
+        # (each starts a re-entry wait, kept in route_holds), and moves
+        # refused for capacity (alarms, cutovers refused by the check).
+        capacity = int(self.env.sql(
+            "SELECT (SELECT coalesce(sum(withdrawals), 0) FROM route_holds) + "
+            "(SELECT count(*) FROM link_events WHERE event = 'alarm' AND "
+            "detail LIKE '%would need%') + (SELECT count(*) FROM audit_log WHERE "
+            "action = 'cutover-refused' AND detail ? 'sources')")[0][0])
         print(f"  {STEPS} steps, {len(kills)} takeovers ({', '.join(kills)}); "
-              f"audit: {json.dumps(counts, sort_keys=True)} (seed {SEED})")
+              f"audit: {json.dumps(counts, sort_keys=True)}; capacity decided {capacity} "
+              f"times (seed {SEED})")
+        if STEPS >= 100 and capacity == 0:
+            self.fail("the capacity check never decided: the test shows nothing about it")
         # A run that never changed anything would prove nothing. (Rollbacks
         # depend on sichuan being up when xizang is sent there: reported.)
         for action in ("cutover", "cutover-amend", "restore", "schedule-add"):
