@@ -4,9 +4,9 @@
  * which asserts the invariants the rest of NIRC relies on (no site both
  * sends and receives, every route sums to 1000, routes point only at
  * online, non-excluded hubs that stay home, hubs list exactly their
- * senders) and that planning the same input twice gives the same plan. The cases follow the product's
- * history: the night consolidation into Xi'an, Xi'an's own lockdown, the
- * Wuhan cutover, and peak-day overflow without flapping.
+ * senders) and that planning the same input twice gives the same plan. The cases follow the
+ * product's history: the night consolidation into Xi'an, Xi'an's own lockdown, the Wuhan cutover,
+ * and peak-day overflow without flapping.
  *
  * The 31-province cases load scenario/provinces.json from NIRC_SOURCE_DIR,
  * which CTest sets. */
@@ -82,8 +82,10 @@ static void test_wuhan_cutover(void **state) {
   assert_string_equal(hub->inbound[0], "hubei");
   assert_home(&p, "henan");
 
-  const plan_capacity_t *c = find_capacity(&p, "shaanxi", false);
+  const plan_capacity_t *c = find_capacity(&p, "shaanxi");
   assert_non_null(c);
+  assert_false(c->refused || c->forced);
+  assert_int_equal(c->n_sources, 1);
   assert_int_equal(p.n_capacity, 1);
   assert_true(fabs(c->before.traffic_erl - 20) < 1e-9);
   assert_true(fabs(c->after.traffic_erl - 32) < 1e-9);
@@ -289,8 +291,9 @@ static void test_night_consolidation(void **state) {
   assert_int_equal(planner_route(&p, "shaanxi")->n_inbound, 22);
   /* 40 agents in Xi'an answer the night of 22 provinces: the 210 -> 40
    * story holds under Erlang C. */
-  const plan_capacity_t *c = find_capacity(&p, "shaanxi", false);
+  const plan_capacity_t *c = find_capacity(&p, "shaanxi");
   assert_non_null(c);
+  assert_int_equal(c->n_sources, 22);
   assert_int_equal(c->after.agents, 40);
   assert_true(c->after.stable && c->after.service_level >= 0.8);
   assert_int_equal(p.n_alarms, 0);
@@ -341,12 +344,13 @@ static void test_xian_lockdown(void **state) {
   assert_true(inbound_has(&p, "henan", "shaanxi"));
   assert_int_equal(p.n_alarms, 0);
 
-  const plan_capacity_t *c = find_capacity(&p, "henan", false);
+  const plan_capacity_t *c = find_capacity(&p, "henan");
   assert_non_null(c);
+  assert_false(c->refused);
   assert_true(c->after.stable && c->after.service_level >= 0.8);
   assert_true(c->after.traffic_erl > c->before.traffic_erl);
   assert_true(c->agents_needed <= 90);
-  assert_null(find_capacity(&p, "shaanxi", false));
+  assert_null(find_capacity(&p, "shaanxi"));
   assert_int_equal(p.n_capacity, 1);
   planner_free(&p);
 
@@ -367,9 +371,17 @@ static void test_xian_lockdown(void **state) {
     refused++;
   }
   assert_true(refused > 0);
-  const plan_capacity_t *rc = find_capacity(&p, "henan", true);
+  /* One entry for Henan: what it takes, all together, and what it turned
+   * down (the prediction with the largest of those as well). */
+  const plan_capacity_t *rc = find_capacity(&p, "henan");
   assert_non_null(rc);
-  assert_true(rc->agents_needed > rc->after.agents);
+  assert_int_equal(p.n_capacity, 1);
+  assert_int_equal(rc->n_sources, 23 - refused);
+  assert_true(rc->after.stable && rc->after.service_level >= 0.8);
+  assert_true(rc->refused);
+  assert_int_equal(rc->n_refused, refused);
+  assert_true(rc->with_refused.traffic_erl > rc->after.traffic_erl);
+  assert_true(rc->with_refused_needed > rc->with_refused.agents);
   planner_free(&p);
   free(w);
   scenario_free(&sc);
@@ -558,23 +570,39 @@ static void test_capacity_refusal_and_force(void **state) {
            "henan would need %u agents (has 10)",
            need_sx, need_hn);
   assert_string_equal(a->message, want);
-  const plan_capacity_t *c = find_capacity(&p, "shaanxi", true);
+  /* Each hub's verdict, as the alarm's message gives it. */
+  assert_int_equal(a->n_hubs, 2);
+  assert_string_equal(a->hubs[0].hub, "shaanxi");
+  assert_true(a->hubs[0].capacity);
+  assert_int_equal(a->hubs[0].agents_needed, need_sx);
+  assert_int_equal(a->hubs[0].agents, 12);
+  snprintf(want, sizeof want, "would need %u agents (has 12)", need_sx);
+  assert_string_equal(a->hubs[0].why, want);
+  assert_string_equal(a->hubs[1].hub, "henan");
+  assert_int_equal(a->hubs[1].agents_needed, need_hn);
+  /* Shaanxi takes nothing: its load stays; the refused load is beside it. */
+  const plan_capacity_t *c = find_capacity(&p, "shaanxi");
   assert_non_null(c);
+  assert_true(c->refused);
+  assert_int_equal(c->n_sources, 0);
   assert_true(fabs(c->before.traffic_erl - 8) < 1e-9);
-  assert_true(fabs(c->after.traffic_erl - 38) < 1e-9);
-  assert_false(c->after.stable);
-  assert_int_equal(c->agents_needed, need_sx);
-  assert_non_null(find_capacity(&p, "henan", true));
-  assert_null(find_capacity(&p, "shaanxi", false));
+  assert_true(fabs(c->after.traffic_erl - 8) < 1e-9);
+  assert_string_equal(c->refused_sources, "hubei");
+  assert_string_equal(c->largest_refused, "hubei");
+  assert_true(fabs(c->with_refused.traffic_erl - 38) < 1e-9);
+  assert_false(c->with_refused.stable);
+  assert_int_equal(c->with_refused_needed, need_sx);
+  assert_true(find_capacity(&p, "henan")->refused);
   planner_free(&p);
 
   /* The second hub has the agents: the first records its refusal. */
   site_of(w, "henan")->staffed = 60;
   plan_checked(w, &p);
   assert_route(&p, "hubei", "henan:1000");
-  assert_non_null(find_capacity(&p, "shaanxi", true));
-  c = find_capacity(&p, "henan", false);
+  assert_true(find_capacity(&p, "shaanxi")->refused);
+  c = find_capacity(&p, "henan");
   assert_non_null(c);
+  assert_false(c->refused);
   assert_true(c->after.stable && c->after.service_level >= 0.8);
   assert_int_equal(p.n_alarms, 0);
   planner_free(&p);
@@ -584,12 +612,13 @@ static void test_capacity_refusal_and_force(void **state) {
   w->cutovers[0].force = true;
   plan_checked(w, &p);
   assert_route(&p, "hubei", "shaanxi:1000");
-  c = find_capacity(&p, "shaanxi", false);
+  c = find_capacity(&p, "shaanxi");
   assert_non_null(c);
   assert_false(c->refused);
+  assert_true(c->forced); /* the prediction the force overrides */
   assert_false(c->after.stable);
   assert_int_equal(c->agents_needed, need_sx);
-  assert_null(find_capacity(&p, "shaanxi", true));
+  assert_int_equal(p.n_capacity, 1);
   assert_null(find_alarm(&p, PLAN_ALARM_CAPACITY, "hubei"));
   planner_free(&p);
   free(w);
@@ -614,11 +643,12 @@ static void test_capacity_is_cumulative(void **state) {
   plan_checked(w, &p);
   assert_route(&p, "a", "hub:1000");
   assert_route(&p, "b", "spare:1000");
-  const plan_capacity_t *c = find_capacity(&p, "hub", false);
-  assert_true(fabs(c->after.traffic_erl - 8) < 1e-9);
-  c = find_capacity(&p, "hub", true);
+  const plan_capacity_t *c = find_capacity(&p, "hub");
   assert_non_null(c);
-  assert_true(fabs(c->after.traffic_erl - 14) < 1e-9);
+  assert_true(fabs(c->after.traffic_erl - 8) < 1e-9);
+  assert_true(c->refused);
+  assert_string_equal(c->refused_sources, "b");
+  assert_true(fabs(c->with_refused.traffic_erl - 14) < 1e-9);
   planner_free(&p);
 
   /* Forecast demand counts for schedules. */
@@ -627,9 +657,120 @@ static void test_capacity_is_cumulative(void **state) {
   plan_checked(w, &p);
   assert_route(&p, "a", "hub:1000");
   assert_route(&p, "b", "hub:1000");
-  c = find_capacity(&p, "hub", false);
+  c = find_capacity(&p, "hub");
+  assert_false(c->refused);
   assert_true(fabs(c->after.traffic_erl - 4) < 1e-9);
   assert_int_equal(p.n_capacity, 1);
+  planner_free(&p);
+  free(w);
+}
+
+/* nircctl plan guangdong,hubei --to shaanxi: Shaanxi takes one and turns
+ * the other down. The plan has one entry for Shaanxi, with both: the
+ * prediction for what it takes, and beside it the one with the refused
+ * source as well. Three sources to two hubs likewise give one entry per
+ * hub, however the sources are spread. */
+static void test_one_capacity_entry_per_hub(void **state) {
+  (void)state;
+  pworld_t *w = pworld_new(DAY_NOW);
+  add_site(w, "guangdong", false, 30, 240, 60);
+  add_site(w, "hubei", false, 6, 240, 20);
+  add_site(w, "shaanxi", true, 10, 240, 30);
+  add_cutover(w, 3, "guangdong,hubei", "shaanxi", "drill");
+  plan_t p;
+  plan_checked(w, &p);
+  assert_home(&p, "guangdong");
+  assert_route(&p, "hubei", "shaanxi:1000");
+  assert_int_equal(p.n_capacity, 1);
+  const plan_capacity_t *c = find_capacity(&p, "shaanxi");
+  assert_int_equal(c->n_sources, 1);
+  assert_true(fabs(c->before.traffic_erl - 10) < 1e-9);
+  assert_true(fabs(c->after.traffic_erl - 16) < 1e-9);
+  assert_true(c->after.stable && c->after.service_level >= 0.8);
+  assert_int_equal(c->agents_needed, erlang_agents_needed(16, 240, 20, 0.8));
+  assert_true(c->refused);
+  assert_int_equal(c->n_refused, 1);
+  assert_string_equal(c->refused_sources, "guangdong");
+  assert_true(fabs(c->with_refused.traffic_erl - 46) < 1e-9);
+  assert_int_equal(c->with_refused_needed, erlang_agents_needed(46, 240, 20, 0.8));
+  assert_false(c->forced);
+  planner_free(&p);
+
+  /* Three sources, two hubs: each hub once, each with all it takes. */
+  pworld_t *v = pworld_new(DAY_NOW);
+  add_site(v, "jiangsu", false, 12, 240, 40);
+  add_site(v, "zhejiang", false, 10, 240, 40);
+  add_site(v, "shandong", false, 40, 240, 60);
+  add_site(v, "shaanxi", true, 5, 240, 26);
+  add_site(v, "henan", true, 5, 240, 22);
+  add_cutover(v, 4, "jiangsu,zhejiang,shandong", "shaanxi,henan", "drill");
+  plan_checked(v, &p);
+  assert_route(&p, "jiangsu", "shaanxi:1000");
+  assert_route(&p, "zhejiang", "henan:1000");
+  assert_home(&p, "shandong");
+  assert_int_equal(p.n_capacity, 2);
+  c = find_capacity(&p, "shaanxi");
+  assert_true(fabs(c->after.traffic_erl - 17) < 1e-9);
+  assert_string_equal(c->refused_sources, "zhejiang, shandong");
+  assert_string_equal(c->largest_refused, "shandong");
+  assert_true(fabs(c->with_refused.traffic_erl - 57) < 1e-9);
+  c = find_capacity(&p, "henan");
+  assert_true(fabs(c->after.traffic_erl - 15) < 1e-9);
+  assert_string_equal(c->refused_sources, "shandong");
+  /* The source nobody takes has one alarm naming every hub's need. */
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_CAPACITY, "shandong");
+  assert_non_null(a);
+  assert_int_equal(a->n_hubs, 2);
+  assert_int_equal(a->hubs[0].agents_needed, erlang_agents_needed(57, 240, 20, 0.8));
+  assert_int_equal(a->hubs[1].agents_needed, erlang_agents_needed(55, 240, 20, 0.8));
+  assert_null(find_alarm(&p, PLAN_ALARM_CAPACITY, "zhejiang"));
+  planner_free(&p);
+  free(v);
+  free(w);
+}
+
+/* A rule being tried (a plan, a dry run) has no id yet: its texts name
+ * none, and it is decided after the real rules, as it will be once made. */
+static void test_draft_rule_has_no_id(void **state) {
+  (void)state;
+  pworld_t *w = pworld_new(DAY_NOW);
+  add_site(w, "hubei", false, 6, 240, 20);
+  add_site(w, "guangdong", false, 6, 240, 20);
+  add_site(w, "xizang", false, 30, 240, 40);
+  add_site(w, "shaanxi", true, 10, 240, 40);
+  add_cutover(w, PLAN_DRAFT_ID, "guangdong,xizang", "shaanxi", "drill");
+  add_cutover(w, 9, "hubei", "shaanxi", "Wuhan lockdown");
+  plan_t p;
+  plan_checked(w, &p);
+  /* Cutover 9 comes first: Shaanxi has room for one of the others. */
+  assert_route(&p, "hubei", "shaanxi:1000");
+  assert_route(&p, "guangdong", "shaanxi:1000");
+  assert_home(&p, "xizang");
+  const plan_route_t *r = planner_route(&p, "guangdong");
+  assert_string_equal(r->reason, "cutover: drill");
+  assert_true(r->rule_id == PLAN_DRAFT_ID);
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_CAPACITY, "xizang");
+  assert_non_null(a);
+  assert_non_null(strstr(a->message, "cutover: no hub has the capacity for xizang: shaanxi"));
+  for (size_t i = 0; i < p.n_alarms; i++)
+    assert_null(strstr(p.alarms[i].message, "18446744073709551615"));
+  planner_free(&p);
+  /* Without a reason (nircctl plan gives none): just "cutover". */
+  w->cutovers[0].reason[0] = '\0';
+  plan_checked(w, &p);
+  assert_string_equal(planner_route(&p, "guangdong")->reason, "cutover");
+  planner_free(&p);
+  /* Forced, the move that fits is not marked; the one that does not is. */
+  w->cutovers[0].force = true;
+  w->n_cutovers = 1;
+  site_of(w, "xizang")->demand_cps = 1.0 / 240;
+  plan_checked(w, &p);
+  assert_false(find_capacity(&p, "shaanxi")->forced);
+  planner_free(&p);
+  site_of(w, "xizang")->demand_cps = 30.0 / 240;
+  plan_checked(w, &p);
+  assert_true(find_capacity(&p, "shaanxi")->forced);
+  assert_int_equal(find_capacity(&p, "shaanxi")->n_sources, 2);
   planner_free(&p);
   free(w);
 }
@@ -697,7 +838,7 @@ static void test_overflow_hysteresis(void **state) {
     was_engaged = st->engaged;
     if (st->engaged) {
       assert_true(inbound_has(&p, "henan", "hubei"));
-      assert_non_null(find_capacity(&p, "henan", false));
+      assert_non_null(find_capacity(&p, "henan"));
     }
     planner_free(&p);
   }
@@ -856,6 +997,8 @@ int main(void) {
       cmocka_unit_test(test_schedule_calendar),
       cmocka_unit_test(test_capacity_refusal_and_force),
       cmocka_unit_test(test_capacity_is_cumulative),
+      cmocka_unit_test(test_one_capacity_entry_per_hub),
+      cmocka_unit_test(test_draft_rule_has_no_id),
       cmocka_unit_test(test_overflow_hysteresis),
       cmocka_unit_test(test_overflow_triggers_and_hubs),
       cmocka_unit_test(test_overflow_no_chains),

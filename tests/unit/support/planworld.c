@@ -196,8 +196,23 @@ void check_invariants(const plan_input_t *in, const plan_t *p) {
       if (!found) fail_msg("%s lists %s, which does not send to it", r->slug, r->inbound[m]);
     }
   }
-  for (size_t k = 0; k < p->n_capacity; k++)
-    assert_true(index_of(in, p->capacity[k].hub) != SIZE_MAX);
+  /* One capacity entry per hub: what it takes, together, and what it
+   * turned down. */
+  for (size_t k = 0; k < p->n_capacity; k++) {
+    const plan_capacity_t *c = &p->capacity[k];
+    size_t h = index_of(in, c->hub);
+    assert_true(h != SIZE_MAX);
+    for (size_t j = 0; j < k; j++)
+      if (strcmp(p->capacity[j].hub, c->hub) == 0) fail_msg("%s has two capacity entries", c->hub);
+    if (c->n_sources != p->routes[h].n_inbound)
+      fail_msg("%s: the capacity entry counts %u sources, its route lists %u", c->hub, c->n_sources,
+               p->routes[h].n_inbound);
+    if (c->refused != (c->n_refused > 0) || (c->refused && !c->largest_refused[0]))
+      fail_msg("%s: refused %d with %u sources refused", c->hub, c->refused, c->n_refused);
+    if (c->n_sources == 0 && !c->refused) fail_msg("%s: an entry with no sources", c->hub);
+    if (c->n_sources == 0 && c->after.traffic_erl != c->before.traffic_erl)
+      fail_msg("%s takes nothing but its load changes", c->hub);
+  }
 }
 
 void assert_same_prediction(const erlang_prediction_t *a, const erlang_prediction_t *b) {
@@ -228,11 +243,19 @@ void assert_same_plan(const plan_t *a, const plan_t *b, size_t n_overflows) {
   }
   assert_int_equal(a->n_capacity, b->n_capacity);
   for (size_t i = 0; i < a->n_capacity; i++) {
-    assert_string_equal(a->capacity[i].hub, b->capacity[i].hub);
-    assert_int_equal(a->capacity[i].refused, b->capacity[i].refused);
-    assert_int_equal(a->capacity[i].agents_needed, b->capacity[i].agents_needed);
-    assert_same_prediction(&a->capacity[i].before, &b->capacity[i].before);
-    assert_same_prediction(&a->capacity[i].after, &b->capacity[i].after);
+    const plan_capacity_t *x = &a->capacity[i], *y = &b->capacity[i];
+    assert_string_equal(x->hub, y->hub);
+    assert_int_equal(x->refused, y->refused);
+    assert_int_equal(x->agents_needed, y->agents_needed);
+    assert_same_prediction(&x->before, &y->before);
+    assert_same_prediction(&x->after, &y->after);
+    assert_int_equal(x->n_sources, y->n_sources);
+    assert_int_equal(x->n_refused, y->n_refused);
+    assert_string_equal(x->refused_sources, y->refused_sources);
+    assert_string_equal(x->largest_refused, y->largest_refused);
+    assert_same_prediction(&x->with_refused, &y->with_refused);
+    assert_int_equal(x->with_refused_needed, y->with_refused_needed);
+    assert_int_equal(x->forced, y->forced);
   }
   assert_int_equal(a->n_alarms, b->n_alarms);
   for (size_t i = 0; i < a->n_alarms; i++) {
@@ -241,6 +264,12 @@ void assert_same_plan(const plan_t *a, const plan_t *b, size_t n_overflows) {
     assert_int_equal(a->alarms[i].rule_kind, b->alarms[i].rule_kind);
     assert_int_equal(a->alarms[i].rule_id, b->alarms[i].rule_id);
     assert_string_equal(a->alarms[i].message, b->alarms[i].message);
+    assert_int_equal(a->alarms[i].n_hubs, b->alarms[i].n_hubs);
+    for (unsigned k = 0; k < a->alarms[i].n_hubs; k++) {
+      assert_string_equal(a->alarms[i].hubs[k].hub, b->alarms[i].hubs[k].hub);
+      assert_string_equal(a->alarms[i].hubs[k].why, b->alarms[i].hubs[k].why);
+      assert_int_equal(a->alarms[i].hubs[k].agents_needed, b->alarms[i].hubs[k].agents_needed);
+    }
   }
   for (size_t i = 0; i < n_overflows; i++) {
     assert_int_equal(a->overflow_state[i].rule_id, b->overflow_state[i].rule_id);
@@ -296,10 +325,9 @@ const plan_alarm_t *find_alarm(const plan_t *p, plan_alarm_kind_t kind, const ch
   return NULL;
 }
 
-const plan_capacity_t *find_capacity(const plan_t *p, const char *hub, bool refused) {
+const plan_capacity_t *find_capacity(const plan_t *p, const char *hub) {
   for (size_t i = 0; i < p->n_capacity; i++)
-    if (strcmp(p->capacity[i].hub, hub) == 0 && p->capacity[i].refused == refused)
-      return &p->capacity[i];
+    if (strcmp(p->capacity[i].hub, hub) == 0) return &p->capacity[i];
   return NULL;
 }
 

@@ -101,8 +101,9 @@ void assert_home(const plan_t *p, const char *slug);
 /* The first alarm of that kind about site, or NULL. */
 const plan_alarm_t *find_alarm(const plan_t *p, plan_alarm_kind_t kind, const char *site);
 
-/* The capacity entry of hub with that refused flag, or NULL. */
-const plan_capacity_t *find_capacity(const plan_t *p, const char *hub, bool refused);
+/* The capacity entry of hub (check_invariants: there is at most one), or
+ * NULL. */
+const plan_capacity_t *find_capacity(const plan_t *p, const char *hub);
 
 /* Whether hub lists src among its senders. */
 bool inbound_has(const plan_t *p, const char *hub, const char *src);
