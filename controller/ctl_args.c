@@ -737,8 +737,9 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "                       [--for DURATION | --until TIME] [--reason TEXT]\n\n"
      "Moves the sources' calls (all, or --share permille of them) to the first\n"
      "eligible hub, after checking with\n"
-     "Erlang C that the hub can answer them. Refused (exit 1) if the hub would be\n"
-     "overloaded, with the agents it would need; --force moves anyway. Waits until\n"
+     "Erlang C that the hub can answer them. Refused (exit 1) if any source would\n"
+     "not move, naming each with the agents its hubs would need; --force moves\n"
+     "anyway and warns which hub's prediction it overrides. Waits until\n"
      "every site acknowledged; exit 4 if some did not. --amend changes the hubs,\n"
      "share or expiry of an active cutover in place: its sources do not go home on\n"
      "the way, and the capacity check runs on the amended move.\n\n"
@@ -765,9 +766,10 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      build_readmit, 60000},
     {CTL_CMD_PLAN, "plan", "capacity prediction for a move or a schedule, nothing moves",
      "usage: nircctl plan SRC[,SRC...] --to HUB[,HUB...] | nircctl plan --schedule NAME\n\n"
-     "Predicts with Erlang C what the move would do at each hub: load before and\n"
-     "after, service level, ASA, occupancy and the agents needed. Exit 1 if the\n"
-     "move would be refused.\n\n"
+     "Predicts with Erlang C what the move would do at each hub (one line per hub\n"
+     "for all it takes; a [REFUSED] line for what it turns down): load before and\n"
+     "after, service level, ASA, occupancy and the agents needed. Exit 1 if any\n"
+     "source would not move (each is named with every hub's need), 0 if all would.\n\n"
      "Examples:\n  nircctl plan hubei,henan --to shaanxi\n  nircctl plan --schedule night\n",
      build_plan, 0},
     {CTL_CMD_HISTORY, "history", "the audit trail, newest last",

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "ctl_args.h"
 #include "ctl_history.h"
+#include "ctl_plan.h"
 #include "err.h"
 #include "link.h"
 #include "log.h"
@@ -90,22 +91,9 @@ static void ctl_try_next(ctl_t *c);
 
 /* ---- text from elsewhere, made safe to print ---- */
 
-#define ESC_SLOTS 12 /* strings one printf may take */
-#define ESC_LEN   1024
-
-/* `s` escaped, cut to at most `max` bytes between characters (a column's
- * width). Returns one of ESC_SLOTS static buffers, used in turn. */
-static const char *escn(const char *s, size_t max) {
-  static char ring[ESC_SLOTS][ESC_LEN];
-  static unsigned next;
-  char *b = ring[next++ % ESC_SLOTS];
-  safetext_escape(s, b, max < ESC_LEN ? max + 1 : ESC_LEN);
-  return b;
-}
-
-static const char *esc(const char *s) {
-  return escn(s, ESC_LEN);
-}
+/* Escaped text, at most `max` bytes wide (ctl_plan.h). */
+#define escn ctl_escn
+#define esc  ctl_esc
 
 /* Rounds through the address list while only standbys answer (a leader is
  * being elected: a lease or so), CTL_ROUND_MS apart. */
@@ -422,79 +410,6 @@ static const char *ack_word(Nirc__AckResult r) {
   }
 }
 
-static void fmt_shares(Nirc__RouteShare **r, size_t n, const char *self, char *buf, size_t len) {
-  buf[0] = '\0';
-  size_t used = 0;
-  for (size_t i = 0; i < n; i++) {
-    int k;
-    if (n == 1 && r[i]->permille == 1000)
-      k = snprintf(buf, len, "%s", strcmp(r[i]->site, self) == 0 ? "home" : esc(r[i]->site));
-    else
-      k = snprintf(buf + used, len - used, "%s%s %u‰", i ? ", " : "", esc(r[i]->site),
-                   r[i]->permille);
-    if (k < 0 || (size_t)k >= len - used) break;
-    used += (size_t)k;
-  }
-}
-
-static void print_plan_human(const Nirc__PlanReply *p) {
-  for (size_t i = 0; i < p->n_moves; i++) {
-    char r[200];
-    fmt_shares(p->moves[i]->route, p->moves[i]->n_route, p->moves[i]->site, r, sizeof r);
-    printf("  move  %-12s -> %-28s %s\n", esc(p->moves[i]->site), r, esc(p->moves[i]->reason));
-  }
-  for (size_t i = 0; i < p->n_capacity; i++) {
-    const Nirc__CapacityPrediction *c = p->capacity[i];
-    char asa[32];
-    if (c->stable_after)
-      snprintf(asa, sizeof asa, "ASA %.1fs", c->asa_after_s);
-    else
-      snprintf(asa, sizeof asa, "UNSTABLE");
-    printf("  hub   %-12s load %.1f -> %.1f Erl on %u agents: SL(%.0fs) %.0f%% -> %.0f%%, %s, "
-           "occupancy %.0f%%; needs %u agents for %.0f%%%s\n",
-           esc(c->hub), c->traffic_before_erl, c->traffic_after_erl, c->agents, c->sl_threshold_s,
-           100 * c->sl_before, 100 * c->sl_after, asa, 100 * c->occupancy_after, c->agents_needed,
-           100 * c->sl_target, c->refused ? "  [REFUSED]" : "");
-  }
-  for (size_t i = 0; i < p->n_alarms; i++)
-    printf("  alarm %s\n", esc(p->alarms[i]));
-}
-
-static json_t *shares_json(Nirc__RouteShare **r, size_t n) {
-  json_t *a = json_array();
-  for (size_t i = 0; i < n; i++)
-    json_array_append_new(
-        a, json_pack("{s:s, s:I}", "site", r[i]->site, "permille", (json_int_t)r[i]->permille));
-  return a;
-}
-
-static json_t *plan_json(const Nirc__PlanReply *p) {
-  if (!p) return json_null();
-  json_t *moves = json_array(), *cap = json_array(), *alarms = json_array();
-  for (size_t i = 0; i < p->n_moves; i++)
-    json_array_append_new(moves,
-                          json_pack("{s:s, s:o, s:s, s:I}", "site", p->moves[i]->site, "route",
-                                    shares_json(p->moves[i]->route, p->moves[i]->n_route), "reason",
-                                    p->moves[i]->reason, "revert_at_ms",
-                                    (json_int_t)p->moves[i]->revert_at_ms));
-  for (size_t i = 0; i < p->n_capacity; i++) {
-    const Nirc__CapacityPrediction *c = p->capacity[i];
-    json_array_append_new(
-        cap, json_pack("{s:s, s:f, s:f, s:I, s:f, s:f, s:o, s:f, s:I, s:b, s:b, s:f, s:f}", "hub",
-                       c->hub, "traffic_before_erl", c->traffic_before_erl, "traffic_after_erl",
-                       c->traffic_after_erl, "agents", (json_int_t)c->agents, "sl_before",
-                       c->sl_before, "sl_after", c->sl_after, "asa_after_s",
-                       c->stable_after ? json_real(c->asa_after_s) : json_null(), "occupancy_after",
-                       c->occupancy_after, "agents_needed", (json_int_t)c->agents_needed,
-                       "stable_after", c->stable_after, "refused", c->refused, "sl_target",
-                       c->sl_target, "sl_threshold_s", c->sl_threshold_s));
-  }
-  for (size_t i = 0; i < p->n_alarms; i++)
-    json_array_append_new(alarms, json_string(p->alarms[i]));
-  return json_pack("{s:o, s:o, s:o, s:b, s:s}", "moves", moves, "capacity", cap, "alarms", alarms,
-                   "refused", p->refused, "refusal", p->refusal ? p->refusal : "");
-}
-
 /* A document jansson could not build (a string that is not UTF-8: the
  * controller never sends one, a mangled reply might) is replaced by a
  * refusal that says so, so standard output is always one valid JSON
@@ -531,10 +446,10 @@ static int print_refusal(const Nirc__OperatorReply *rep, int json) {
   if (rep->body_case == NIRC__OPERATOR_REPLY__BODY_PLAN) plan = rep->plan;
   const char *why = rep->error && rep->error->message ? rep->error->message : "no reason given";
   if (json) {
-    print_json(json_pack("{s:b, s:s, s:o}", "ok", 0, "error", why, "plan", plan_json(plan)));
+    print_json(json_pack("{s:b, s:s, s:o}", "ok", 0, "error", why, "plan", ctl_plan_json(plan)));
   } else {
     fprintf(stderr, "nircctl: refused: %s\n", esc(why));
-    if (plan) print_plan_human(plan);
+    if (plan) ctl_plan_print(plan);
   }
   Nirc__ErrorCode code = rep->error ? rep->error->code : NIRC__ERROR_CODE__ERROR_CODE_UNSPECIFIED;
   return code == NIRC__ERROR_CODE__ERROR_CODE_INVALID ||
@@ -558,18 +473,23 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
                           ack_word(m->outcomes[i]->result), "detail", m->outcomes[i]->detail,
                           "version", (json_int_t)m->outcomes[i]->version, "latency_ms",
                           (json_int_t)m->outcomes[i]->latency_ms));
-    json_t *j = json_pack("{s:b, s:I, s:b, s:I, s:I, s:I, s:o, s:o}", "ok", code == EXIT_DONE,
-                          "cutover_id", (json_int_t)m->cutover_id, "dry_run", m->dry_run, "applied",
-                          (json_int_t)m->applied, "failed", (json_int_t)m->failed, "elapsed_ms",
-                          (json_int_t)m->elapsed_ms, "outcomes", outs, "plan", plan_json(m->plan));
+    json_t *j = json_pack(
+        "{s:b, s:I, s:b, s:I, s:I, s:I, s:o, s:o, s:o, s:s}", "ok", code == EXIT_DONE, "cutover_id",
+        (json_int_t)m->cutover_id, "dry_run", m->dry_run, "applied", (json_int_t)m->applied,
+        "failed", (json_int_t)m->failed, "elapsed_ms", (json_int_t)m->elapsed_ms, "outcomes", outs,
+        "plan", ctl_plan_json(m->plan), "forced_over",
+        ctl_forced_json(m->forced_over, m->n_forced_over), "force_warning", m->force_warning);
     if (rep->error && rep->error->message)
       json_object_set_new(j, "warning", json_string(rep->error->message));
     print_json(j);
     return code;
   }
+  /* --force past the capacity check: say what it overrides. */
+  bool forced = m->force_warning && *m->force_warning;
   if (m->dry_run) {
     printf("dry run: nothing moved\n");
-    if (m->plan) print_plan_human(m->plan);
+    if (m->plan) ctl_plan_print(m->plan);
+    if (forced) fprintf(stderr, "warning: %s\n", esc(m->force_warning));
     return EXIT_DONE;
   }
   for (size_t i = 0; i < m->n_outcomes; i++) {
@@ -579,6 +499,7 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
   }
   if (m->cutover_id) printf("cutover %llu: ", (unsigned long long)m->cutover_id);
   printf("%u applied, %u failed in %lld ms\n", m->applied, m->failed, (long long)m->elapsed_ms);
+  if (forced) fprintf(stderr, "warning: %s\n", esc(m->force_warning));
   if (not_durable)
     fprintf(stderr, "nircctl: %s\n", esc(rep->error->message));
   else if (rep->error && rep->error->message)
@@ -592,11 +513,12 @@ static int print_plan(const Nirc__OperatorReply *rep, int json) {
   const Nirc__PlanReply *p = rep->plan;
   if (!p) return EXIT_REFUSED;
   if (json)
-    print_json(plan_json(p));
+    print_json(ctl_plan_json(p));
   else {
-    print_plan_human(p);
+    ctl_plan_print(p);
     if (!p->n_moves && !p->n_capacity) printf("nothing would change\n");
   }
+  /* Exit 0 only when every source would move. */
   if (p->refused) {
     if (!json) fprintf(stderr, "nircctl: this move would be refused: %s\n", esc(p->refusal));
     return EXIT_REFUSED;

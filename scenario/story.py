@@ -124,7 +124,7 @@ class Story:
                            out.get("failed", 0)))
         # The move's own capacity prediction, for the report.
         for c in (out.get("plan") or {}).get("capacity", []):
-            if not c["refused"] and c["hub"] not in self.predicted:
+            if c["sources"] and c["hub"] not in self.predicted:
                 self.predicted[c["hub"]] = c
         return r.returncode, out
 
@@ -137,8 +137,9 @@ class Story:
                  f"{self.hub},{self.backup}", "--start", "22:00", "--end", "08:00", "--tz",
                  "Asia/Shanghai", "--wave-size", "5", check=True)
         plan = json.loads(self.ctl("--json", "plan", "--schedule", "night").stdout)
+        # One entry per hub: the prediction for every source it takes.
         for c in plan["capacity"]:
-            if not c["refused"]:
+            if c["sources"]:
                 self.predicted[c["hub"]] = c
                 self.say(f"plan: {c['hub']} would carry {c['traffic_after_erl']:.1f} Erlangs on "
                          f"{c['agents']} agents: predicted SL {100 * c['sl_after']:.1f}%, "
@@ -156,8 +157,10 @@ class Story:
         rc, out = self.move("07:00 Xi'an lockdown: Shaanxi to the backup hub", "cutover",
                             self.hub, "--to", self.backup, "--reason", "Xi'an lockdown")
         if rc is None:
+            # The refused move's prediction: the hub with the refused load.
             for c in (out.get("plan") or {}).get("capacity", []):
-                self.predicted.setdefault(c["hub"], c)
+                w = c["with_refused"]
+                self.predicted.setdefault(c["hub"], {**c, "sl_after": w["sl"]} if w else c)
             self.say("the support centre has no staff left: the move is forced")
             self.move("07:00 Xi'an lockdown (forced)", "cutover", self.hub, "--to", self.backup,
                       "--reason", "Xi'an lockdown", "--force")

@@ -1,8 +1,9 @@
 /* engine-int.h: the engine's state, shared by the files of the engine
  * module and by nothing else. engine.c holds the routing core (rules,
  * planning, waves, directives, acks, the tick); engine_ops.c the operator
- * requests and the replies to them (cutover, restore, plan, and the
- * requests waiting for their moves); engine_rules.c schedule and overflow
+ * requests and the replies to them (cutover, restore, and the requests
+ * waiting for their moves); engine_plan.c what a move would do (plan, dry
+ * runs, the capacity verdict); engine_rules.c schedule and overflow
  * changes; engine_stable.c the hub health gate, the notes and the causes
  * of route changes. Include it only from those files: everyone else goes
  * through engine.h. */
@@ -60,6 +61,14 @@ typedef struct deferred {
   struct deferred *next;
 } deferred_t;
 
+/* What --force overrode: the hubs whose capacity check the forced move
+ * fails, with their predictions, and the warning that says so. */
+typedef struct {
+  plan_capacity_t *hubs; /* owned; n entries */
+  unsigned n;
+  char warning[512]; /* "forced past the capacity check: shaanxi predicted SL 0% (...)" */
+} engine_forced_t;
+
 typedef struct waiter {
   void *client; /* opaque, the owner's; NULL once the operator went away */
   uint64_t request_id;
@@ -67,7 +76,8 @@ typedef struct waiter {
   uint64_t cutover_id;
   waiter_site_t *sites;
   unsigned n;
-  group_t *group; /* the change's records; NULL: none followed */
+  group_t *group;         /* the change's records; NULL: none followed */
+  engine_forced_t forced; /* owned: told to the operator with the outcome */
   struct waiter *next;
 } waiter_t;
 
@@ -236,5 +246,29 @@ void engine_refuse(engine_t *e, const engine_req_t *rq, const char *op, const ch
     __attribute__((format(printf, 6, 7)));
 int engine_copy_slugs(slug_list_t *l, char **v, size_t n, const char *what, char *err,
                       size_t errlen);
+/* "a,b,c" from a request's list of names, for audit targets. */
+void engine_join(char **v, size_t n, char *buf, size_t len);
+
+/* ---- plans and capacity verdicts (engine_plan.c) ---- */
+
+/* The protobuf form of a hub's prediction; `p` (may be NULL) is the plan
+ * it comes from, for the sources the hub takes. */
+void engine_fill_prediction(engine_arena_t *a, const engine_t *e, const plan_t *p,
+                            const plan_capacity_t *pc, Nirc__CapacityPrediction *cp);
+/* Runs the planner on the live state with `extra` (may be NULL) added to
+ * the active cutovers, for a dry run or a refusal check. */
+int engine_trial_plan(engine_t *e, const cutover_t *extra, plan_t *out);
+/* Answers a dry run, or a refusal (some source would not move; without
+ * --force), of the move that `trial` (freed here) plans for `cut`; the
+ * plan shown is narrowed to the cutover's sources and hubs. Returns true
+ * when the real change may go ahead (nothing has been answered then);
+ * *forced then holds what --force overrides (the caller owns it). */
+bool engine_judge_trial(engine_t *e, const engine_req_t *rq, plan_t *trial, const cutover_t *cut,
+                        bool dry_run, bool force, const char *refused_action,
+                        engine_forced_t *forced);
+/* The forced hubs' predictions as the audit trail keeps them (a new
+ * array, possibly empty), and releasing them. */
+json_t *engine_forced_json(const engine_forced_t *f);
+void engine_forced_free(engine_forced_t *f);
 
 #endif

@@ -116,6 +116,7 @@ static void engine_free_waves(engine_t *e) {
 
 void engine_free_waiter(engine_t *e, waiter_t *w) {
   engine_group_release(e, w->group);
+  engine_forced_free(&w->forced);
   free(w->sites);
   free(w);
 }

@@ -68,8 +68,7 @@ void engine_reply_error(engine_t *e, void *c, uint64_t request_id, Nirc__ErrorCo
   engine_send_reply(e, c, &rep);
 }
 
-/* "a,b,c" from a request's list of names, for audit targets. */
-static void engine_join(char **v, size_t n, char *buf, size_t len) {
+void engine_join(char **v, size_t n, char *buf, size_t len) {
   size_t used = 0;
   buf[0] = '\0';
   for (size_t i = 0; i < n && used + 1 < len; i++) {
@@ -163,6 +162,14 @@ void engine_waiters_check(engine_t *e) {
         }
         mv->outcomes = outs;
         mv->elapsed_ms = (int64_t)(now - w->started_mono);
+        mv->force_warning = w->forced.warning;
+        mv->forced_over = engine_arena_alloc(&a, (w->forced.n + 1) * sizeof *mv->forced_over);
+        for (unsigned k = 0; mv->forced_over && k < w->forced.n; k++) {
+          Nirc__CapacityPrediction *cp = engine_arena_alloc(&a, sizeof *cp);
+          if (!cp) break;
+          engine_fill_prediction(&a, e, NULL, &w->forced.hubs[k], cp);
+          mv->forced_over[mv->n_forced_over++] = cp;
+        }
         Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
         rep.request_id = w->request_id;
         rep.ok = 1;
@@ -219,79 +226,6 @@ static waiter_t *engine_new_waiter(engine_t *e, void *c, uint64_t request_id, co
   return w;
 }
 
-/* ---- plan replies ---- */
-
-static void engine_fill_prediction(engine_arena_t *a, const plan_capacity_t *pc, const engine_t *e,
-                                   Nirc__CapacityPrediction *cp) {
-  nirc__capacity_prediction__init(cp);
-  cp->hub = engine_arena_str(a, pc->hub);
-  cp->traffic_before_erl = pc->before.traffic_erl;
-  cp->traffic_after_erl = pc->after.traffic_erl;
-  cp->agents = pc->after.agents;
-  cp->sl_before = pc->before.service_level;
-  cp->sl_after = pc->after.service_level;
-  cp->asa_after_s = pc->after.stable && isfinite(pc->after.asa_s) ? pc->after.asa_s : -1;
-  cp->occupancy_after = pc->after.occupancy;
-  cp->agents_needed = pc->agents_needed;
-  cp->stable_after = pc->after.stable;
-  cp->refused = pc->refused;
-  cp->sl_target = e->opts.sl_target;
-  cp->sl_threshold_s = e->opts.sl_threshold_s;
-}
-
-/* Fills a PlanReply for the sites in `focus` (indices; NULL = all). */
-static Nirc__PlanReply *engine_plan_reply(engine_t *e, engine_arena_t *a, const plan_t *p,
-                                          const bool *focus) {
-  Nirc__PlanReply *pr = engine_arena_alloc(a, sizeof *pr);
-  if (!pr) return NULL;
-  nirc__plan_reply__init(pr);
-  size_t n = engine_nsites(e);
-  pr->capacity = engine_arena_alloc(a, (p->n_capacity + 1) * sizeof *pr->capacity);
-  pr->moves = engine_arena_alloc(a, (n + 1) * sizeof *pr->moves);
-  pr->alarms = engine_arena_alloc(a, (p->n_alarms + 1) * sizeof *pr->alarms);
-  if (!pr->capacity || !pr->moves || !pr->alarms) return NULL;
-  for (size_t k = 0; k < p->n_capacity; k++) {
-    Nirc__CapacityPrediction *cp = engine_arena_alloc(a, sizeof *cp);
-    if (!cp) return NULL;
-    engine_fill_prediction(a, &p->capacity[k], e, cp);
-    pr->capacity[pr->n_capacity++] = cp;
-  }
-  for (size_t i = 0; i < n; i++) {
-    route_t want;
-    engine_route_from_plan(&p->routes[i], &want);
-    /* Only changes are moves; `focus` narrows them to the request's sites. */
-    if (engine_shares_same(&want, &e->dirs[i].target)) continue;
-    if (focus && !focus[i]) continue;
-    Nirc__PlannedMove *m = engine_arena_alloc(a, sizeof *m);
-    if (!m) return NULL;
-    nirc__planned_move__init(m);
-    m->site = engine_site(e, i)->slug;
-    m->reason = engine_arena_str(a, want.reason);
-    m->revert_at_ms = want.revert_at_ms;
-    m->route = engine_arena_alloc(a, (want.n_share + 1) * sizeof *m->route);
-    if (!m->route) return NULL;
-    for (unsigned k = 0; k < want.n_share; k++) {
-      Nirc__RouteShare *rs = engine_arena_alloc(a, sizeof *rs);
-      if (!rs) return NULL;
-      nirc__route_share__init(rs);
-      rs->site = engine_arena_str(a, want.share[k].site);
-      rs->permille = want.share[k].permille;
-      m->route[m->n_route++] = rs;
-    }
-    pr->moves[pr->n_moves++] = m;
-  }
-  for (size_t k = 0; k < p->n_alarms; k++) {
-    long i = engine_index(e, p->alarms[k].site);
-    if (focus && i >= 0 && !focus[i]) continue;
-    pr->alarms[pr->n_alarms++] = engine_arena_str(a, p->alarms[k].message);
-    if (p->alarms[k].kind == PLAN_ALARM_CAPACITY || p->alarms[k].kind == PLAN_ALARM_NO_HUB) {
-      if (!pr->refused) pr->refusal = engine_arena_str(a, p->alarms[k].message);
-      pr->refused = 1;
-    }
-  }
-  return pr;
-}
-
 /* ---- operator requests ---- */
 
 int engine_copy_slugs(slug_list_t *l, char **v, size_t n, const char *what, char *err,
@@ -315,21 +249,6 @@ static bool engine_list_has(const slug_list_t *l, const char *slug) {
   for (unsigned i = 0; i < l->n; i++)
     if (strcmp(l->v[i], slug) == 0) return true;
   return false;
-}
-
-/* Runs the planner on the live state with `extra` added to the active
- * cutovers, for a dry run or a refusal check. */
-static int engine_trial_plan(engine_t *e, const cutover_t *extra, plan_t *out) {
-  cutover_t *all = calloc(e->n_cut + 1, sizeof *all);
-  if (!all) return NIRC_ENOMEM;
-  if (e->n_cut) memcpy(all, e->cut, e->n_cut * sizeof *all); /* e->cut may be NULL */
-  size_t n = e->n_cut;
-  if (extra) all[n++] = *extra;
-  plan_input_t in;
-  engine_build_input(e, &in, all, n);
-  int rc = planner_run(&in, out);
-  free(all);
-  return rc;
 }
 
 /* The change is in force: plans, sends what changed, and leaves a waiter
@@ -359,62 +278,15 @@ static json_t *engine_move(engine_t *e, const engine_req_t *rq, uint64_t cutover
   return dirs;
 }
 
-/* Answers a dry run, or a refusal by the capacity check, of the move that
- * `trial` (freed here) plans for `cut`; the plan shown is narrowed to the
- * cutover's sources and hubs. Returns true when the real change may go
- * ahead (nothing has been answered then). */
-static bool engine_judge_trial(engine_t *e, const engine_req_t *rq, plan_t *trial,
-                               const cutover_t *cut, bool dry_run, bool force,
-                               const char *refused_action) {
-  size_t n = engine_nsites(e);
-  bool *focus = calloc(n ? n : 1, sizeof *focus);
-  for (unsigned s = 0; focus && s < cut->sources.n; s++) {
-    long i = engine_index(e, cut->sources.v[s]);
-    if (i >= 0) focus[i] = true;
-  }
-  for (unsigned h = 0; focus && h < cut->hubs.n; h++) {
-    long i = engine_index(e, cut->hubs.v[h]);
-    if (i >= 0) focus[i] = true;
-  }
-  engine_arena_t a = {0};
-  Nirc__PlanReply *pr = engine_plan_reply(e, &a, trial, focus);
-  planner_free(trial);
-  free(focus);
-  if (!pr) {
-    engine_arena_free(&a);
-    engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
-                       "out of memory");
-    return false;
-  }
-  Nirc__MoveReply mv = NIRC__MOVE_REPLY__INIT;
-  mv.plan = pr;
-  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
-  rep.request_id = rq->request_id;
-  rep.body_case = NIRC__OPERATOR_REPLY__BODY_MOVE;
-  rep.move = &mv;
-  Nirc__Error er = NIRC__ERROR__INIT;
-  bool go = false;
-  if (pr->refused && !force) {
-    er.code = NIRC__ERROR_CODE__ERROR_CODE_REFUSED;
-    char msg[400];
-    snprintf(msg, sizeof msg, "%s (use --force to move anyway)", pr->refusal);
-    er.message = msg;
-    rep.ok = 0;
-    rep.error = &er;
-    engine_audit(e, rq->operator_name, refused_action, cut->sources.v[0],
-                 json_pack("{s:o, s:o, s:s, s:s}", "sources", engine_slugs_json(&cut->sources),
-                           "hubs", engine_slugs_json(&cut->hubs), "reason", cut->reason, "refusal",
-                           pr->refusal));
-    engine_send_reply(e, rq->client, &rep);
-  } else if (dry_run) {
-    mv.dry_run = 1;
-    rep.ok = 1;
-    engine_send_reply(e, rq->client, &rep);
-  } else {
-    go = true;
-  }
-  engine_arena_free(&a);
-  return go;
+/* A forced move is made: its warning is logged, and kept in the waiter
+ * `w` (may be NULL: then released) to be told with the outcome. */
+static void engine_keep_forced(const engine_req_t *rq, waiter_t *w, engine_forced_t *f) {
+  if (f->n) log_warn(LOG_OPS, rq->label, "%s", f->warning);
+  if (w)
+    w->forced = *f;
+  else
+    free(f->hubs);
+  memset(f, 0, sizeof *f);
 }
 
 int engine_cutover_from_request(const Nirc__CutoverRequest *req, const char *operator_name,
@@ -508,7 +380,9 @@ static void engine_op_amend(engine_t *e, const engine_req_t *rq, const Nirc__Cut
   /* Trial on the amended cutover in place of the old one. */
   cutover_t before = *old;
   *old = amended;
-  old->force = req->dry_run && req->force;
+  /* Forced, the trial makes the move the forced amendment makes, and
+   * marks the hubs whose check it overrides. */
+  old->force = req->force;
   plan_t trial;
   int trc = engine_trial_plan(e, NULL, &trial);
   *old = before;
@@ -517,12 +391,18 @@ static void engine_op_amend(engine_t *e, const engine_req_t *rq, const Nirc__Cut
                        "out of memory");
     return;
   }
-  if (!engine_judge_trial(e, rq, &trial, &amended, req->dry_run, req->force, "amend-refused"))
+  engine_forced_t forced;
+  if (!engine_judge_trial(e, rq, &trial, &amended, req->dry_run, req->force, "amend-refused",
+                          &forced))
     return;
-  if (!engine_can_record(e, rq, "amend", target)) return;
+  if (!engine_can_record(e, rq, "amend", target)) {
+    engine_forced_free(&forced);
+    return;
+  }
   engine_group_begin(e); /* NULL: the records are not followed */
   engine_rec_t rec = {.kind = ENGINE_REC_CUTOVER_AMEND, .cutover = &amended};
   if (engine_store(e, &rec) != 0) {
+    engine_forced_free(&forced);
     engine_refuse_unrecorded(e, rq, "amend", target, "the amendment");
     return;
   }
@@ -531,17 +411,19 @@ static void engine_op_amend(engine_t *e, const engine_req_t *rq, const Nirc__Cut
   unsigned n_changed;
   waiter_t *w;
   json_t *dirs = engine_move(e, rq, amended.id, &n_changed, &w);
+  json_t *over = engine_forced_json(&forced);
+  engine_keep_forced(rq, w, &forced);
   engine_audit(e, rq->operator_name, "cutover-amend", target,
-               json_pack("{s:I, s:{s:o, s:I, s:I}, s:{s:o, s:I, s:I}, s:s, s:b, s:o}", "cutover_id",
-                         (json_int_t)amended.id, "before", "hubs", engine_slugs_json(&before.hubs),
-                         "share_permille",
+               json_pack("{s:I, s:{s:o, s:I, s:I}, s:{s:o, s:I, s:I}, s:s, s:b, s:o, s:o}",
+                         "cutover_id", (json_int_t)amended.id, "before", "hubs",
+                         engine_slugs_json(&before.hubs), "share_permille",
                          (json_int_t)(before.share_permille ? before.share_permille : 1000),
                          "expires_ms", (json_int_t)before.expires_ms, "after", "hubs",
                          engine_slugs_json(&amended.hubs), "share_permille",
                          (json_int_t)(amended.share_permille ? amended.share_permille : 1000),
                          "expires_ms", (json_int_t)amended.expires_ms, "reason",
-                         req->reason ? req->reason : "", "force", (int)req->force, "directives",
-                         dirs));
+                         req->reason ? req->reason : "", "force", (int)req->force, "forced_over",
+                         over, "directives", dirs));
   if (w)
     engine_progress(e, rq->client, rq->request_id, "cutover %llu amended: %u directive(s) sent",
                     (unsigned long long)amended.id, n_changed);
@@ -621,12 +503,13 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
     e->dirs[i].excluded_rule = 0;
   }
 
-  /* Trial: what would happen, and would the capacity check refuse it? */
+  /* Trial: what would happen, and would the capacity check refuse it?
+   * Without --force the trial shows whether the check refuses; with it,
+   * the move the forced cutover makes and the hubs whose check it
+   * overrides. It has no id yet (a refused one never gets one). */
   plan_t trial;
   cutover_t check = cut;
-  /* Without --force the trial shows whether the check refuses; with it,
-   * a dry run shows the move the forced cutover would make. */
-  check.force = req->dry_run && req->force;
+  check.id = PLAN_DRAFT_ID;
   int trc = engine_trial_plan(e, &check, &trial);
   for (unsigned s = 0; s < cut.sources.n; s++) {
     long i = engine_index(e, cut.sources.v[s]);
@@ -636,13 +519,20 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
     engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
     return;
   }
-  if (!engine_judge_trial(e, rq, &trial, &cut, req->dry_run, req->force, "cutover-refused")) return;
+  engine_forced_t forced;
+  if (!engine_judge_trial(e, rq, &trial, &check, req->dry_run, req->force, "cutover-refused",
+                          &forced))
+    return;
 
   /* Real move: only if it can be recorded (committed, or journaled with
    * room to spare), and its rule is stored before anything is sent. */
-  if (!engine_can_record(e, rq, "cutover", target_)) return;
+  if (!engine_can_record(e, rq, "cutover", target_)) {
+    engine_forced_free(&forced);
+    return;
+  }
   group_t *g = engine_group_begin(e);
   if (!g) {
+    engine_forced_free(&forced);
     engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
     return;
   }
@@ -651,6 +541,7 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
   if (engine_add_cutover(e, &cut) != 0 || engine_store(e, &crec) != 0) {
     /* Not recorded: forget it and route nothing. */
     if (e->n_cut && e->cut[e->n_cut - 1].id == cut.id) e->n_cut--;
+    engine_forced_free(&forced);
     engine_refuse_unrecorded(e, rq, "cutover", target_, "the cutover");
     return;
   }
@@ -661,15 +552,18 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
   unsigned n_changed;
   waiter_t *w;
   json_t *dirs = engine_move(e, rq, cut.id, &n_changed, &w);
+  json_t *over = engine_forced_json(&forced);
+  engine_keep_forced(rq, w, &forced);
   char target[1024];
   engine_slugs_text(&cut.sources, target, sizeof target);
+  /* forced_over: the predictions --force overrode (empty when none). */
   engine_audit(e, rq->operator_name, "cutover", target,
-               json_pack("{s:I, s:o, s:o, s:s, s:b, s:I, s:I, s:o}", "cutover_id",
+               json_pack("{s:I, s:o, s:o, s:s, s:b, s:I, s:I, s:o, s:o}", "cutover_id",
                          (json_int_t)cut.id, "sources", engine_slugs_json(&cut.sources), "hubs",
                          engine_slugs_json(&cut.hubs), "reason", cut.reason, "force", cut.force,
                          "expires_ms", (json_int_t)cut.expires_ms, "share_permille",
-                         (json_int_t)(cut.share_permille ? cut.share_permille : 1000), "directives",
-                         dirs));
+                         (json_int_t)(cut.share_permille ? cut.share_permille : 1000),
+                         "forced_over", over, "directives", dirs));
   if (w && n_changed == 0) {
     engine_progress(e, c, rid, "nothing to change: the sources already route as planned");
   } else if (w) {
@@ -830,109 +724,4 @@ void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreR
                          req->reason ? req->reason : "", "directives", dirs));
   if (w) engine_progress(e, c, rid, "restore: %u directive(s) sent", n_changed);
   engine_group_end(e);
-}
-
-void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest *req) {
-  void *c = rq->client;
-  uint64_t rid = rq->request_id;
-  char target_[256];
-  engine_join(req->sources, req->n_sources, target_, sizeof target_);
-  char err[512];
-  size_t n = engine_nsites(e);
-  plan_t trial;
-  bool *focus = calloc(n ? n : 1, sizeof *focus);
-  if (!focus) return;
-  int rc;
-  if (req->schedule_id || (req->schedule_name && *req->schedule_name)) {
-    schedule_t *s = NULL;
-    for (size_t k = 0; k < e->n_sch; k++)
-      if (e->sch[k].id == req->schedule_id ||
-          (req->schedule_name && strcmp(e->sch[k].name, req->schedule_name) == 0))
-        s = &e->sch[k];
-    if (!s) {
-      free(focus);
-      engine_refuse(e, rq, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                    "no schedule '%s' (see nircctl schedule list)",
-                    req->schedule_name ? req->schedule_name : "");
-      return;
-    }
-    /* The schedule at its next start, on today's smoothed load. */
-    int64_t start = 0, end = 0;
-    int64_t at = rules_schedule_window(s, engine_now(e), &start, &end)
-                     ? engine_now(e)
-                     : rules_schedule_next_start(s, engine_now(e)) + 60000;
-    schedule_t one = *s;
-    one.enabled = true;
-    plan_input_t in;
-    engine_build_input(e, &in, NULL, 0);
-    for (size_t i = 0; i < n; i++) {
-      plan_site_t *p = &e->psites[i];
-      p->forecast_cps = engine_forecast(e, p->slug, at);
-      /* A window that has not started yet is judged on its own hour: the
-       * forecast's demand, roster and handle time then, not this
-       * afternoon's load and day shift. Without a forecast only the live
-       * load is known. */
-      unsigned staff;
-      double aht;
-      if (at != engine_now(e) && engine_forecast_staff(e, p->slug, at, &staff, &aht)) {
-        p->staffed = staff;
-        p->demand_cps = p->forecast_cps;
-        p->aht_s = aht;
-      }
-    }
-    in.cutovers = NULL;
-    in.n_cutovers = 0;
-    in.schedules = &one;
-    in.n_schedules = 1;
-    in.overflows = NULL;
-    in.n_overflows = 0;
-    in.now_ms = at;
-    rc = planner_run(&in, &trial);
-    for (unsigned k = 0; k < s->sources.n; k++) {
-      long i = engine_index(e, s->sources.v[k]);
-      if (i >= 0) focus[i] = true;
-    }
-  } else {
-    cutover_t cut;
-    memset(&cut, 0, sizeof cut);
-    if (engine_copy_slugs(&cut.sources, req->sources, req->n_sources, "sources", err, sizeof err) ||
-        engine_copy_slugs(&cut.hubs, req->hubs, req->n_hubs, "hubs", err, sizeof err)) {
-      free(focus);
-      engine_refuse(e, rq, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
-      return;
-    }
-    snprintf(cut.reason, sizeof cut.reason, "plan");
-    cut.id = e->next_rule_id;
-    cut.state = CUTOVER_ACTIVE;
-    rules_env_t env = {engine_site_exists, e};
-    if (rules_validate_cutover(&cut, &env, engine_now(e), err, sizeof err) != 0) {
-      free(focus);
-      engine_refuse(e, rq, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
-      return;
-    }
-    rc = engine_trial_plan(e, &cut, &trial);
-    for (unsigned k = 0; k < cut.sources.n; k++) {
-      long i = engine_index(e, cut.sources.v[k]);
-      if (i >= 0) focus[i] = true;
-    }
-  }
-  if (rc != 0) {
-    free(focus);
-    engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
-    return;
-  }
-  engine_arena_t a = {0};
-  Nirc__PlanReply *pr = engine_plan_reply(e, &a, &trial, focus);
-  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
-  rep.request_id = rid;
-  rep.ok = pr != NULL;
-  rep.body_case = NIRC__OPERATOR_REPLY__BODY_PLAN;
-  rep.plan = pr;
-  if (pr)
-    engine_send_reply(e, c, &rep);
-  else
-    engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
-  engine_arena_free(&a);
-  planner_free(&trial);
-  free(focus);
 }

@@ -46,10 +46,13 @@
  * A move is checked against that cumulative load on the hub's staffed
  * agents, with the load-weighted handle time: if the queue would be
  * unstable or the service level below sl_target, the hub refuses and the
- * next one is tried. A forced cutover skips the refusal. plan_capacity_t
- * is filled for every hub that receives traffic (before: its own load;
- * after: with everything it receives) and, separately, for every hub that
- * refused a move (after: the largest load it refused).
+ * next one is tried. A forced cutover skips the refusal, and its hub is
+ * marked forced when the move fails the check. Each refusal is recorded
+ * (hub, source, load) for the round, like the loads, so the rounds thrown
+ * away leave none. plan_capacity_t has one entry per hub that takes
+ * sources or turned one down (before: its own load; after: with
+ * everything it takes; with_refused: that plus the largest source it
+ * turned down, named with the others in refused_sources).
  *
  * Overflow keeps state between runs (planner_overflow_state_t, matched by
  * rule_id). A rule engages when any used trigger is crossed (wait_s >=
@@ -124,12 +127,10 @@ typedef struct {
   size_t cur;              /* the hub it sends to now (cur_hub), or PLANNER_NONE */
   double erl, cps;         /* committed offered load answered here */
   unsigned n_in;           /* committed number of senders */
-  bool refused;            /* some move was refused here */
-  double refused_erl, refused_cps;
+  bool forced;             /* committed: takes a forced move that fails the check */
   double r_erl, r_cps;
   unsigned r_n_in;
-  bool r_refused;
-  double r_refused_erl, r_refused_cps;
+  bool r_forced;
   /* The route decided for this site as a source. */
   size_t hub;
   uint32_t permille;
@@ -171,6 +172,13 @@ typedef struct {
   size_t idx;
 } planner_slug_t;
 
+/* Hub `hub` turned source `src` down for capacity; erl/cps is the load
+ * that would have moved. */
+typedef struct {
+  size_t hub, src;
+  double erl, cps;
+} planner_refusal_t;
+
 typedef struct {
   uint64_t id;
   size_t idx;
@@ -184,6 +192,10 @@ typedef struct {
   plan_alarm_t *alarms;
   size_t n_alarms, cap_alarms;
   planner_hold_t *holds; /* n_sites: the damping state this run leaves (out->holds) */
+  /* Refusals: the first n_refusals_kept are committed, up to n_refusals
+   * the current round's (reset and committed with the loads). */
+  planner_refusal_t *refusals;
+  size_t n_refusals, n_refusals_kept, cap_refusals;
   bool nomem;
 } planner_ctx_t;
 
@@ -233,18 +245,20 @@ static size_t planner_find(const planner_ctx_t *ctx, const char *slug) {
   return PLANNER_NONE;
 }
 
-static void planner_alarm(planner_ctx_t *ctx, plan_alarm_kind_t kind, const char *site,
-                          rule_kind_t rule_kind, uint64_t rule_id, const char *fmt, ...)
+/* Raises an alarm; returns it (for its hub verdicts), or NULL when out
+ * of memory. */
+static plan_alarm_t *planner_alarm(planner_ctx_t *ctx, plan_alarm_kind_t kind, const char *site,
+                                   rule_kind_t rule_kind, uint64_t rule_id, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 
-static void planner_alarm(planner_ctx_t *ctx, plan_alarm_kind_t kind, const char *site,
-                          rule_kind_t rule_kind, uint64_t rule_id, const char *fmt, ...) {
+static plan_alarm_t *planner_alarm(planner_ctx_t *ctx, plan_alarm_kind_t kind, const char *site,
+                                   rule_kind_t rule_kind, uint64_t rule_id, const char *fmt, ...) {
   if (ctx->n_alarms == ctx->cap_alarms) {
     size_t cap = ctx->cap_alarms ? ctx->cap_alarms * 2 : 16;
     plan_alarm_t *v = realloc(ctx->alarms, cap * sizeof *v);
     if (!v) {
       ctx->nomem = true;
-      return;
+      return NULL;
     }
     ctx->alarms = v;
     ctx->cap_alarms = cap;
@@ -259,6 +273,15 @@ static void planner_alarm(planner_ctx_t *ctx, plan_alarm_kind_t kind, const char
   va_start(ap, fmt);
   vsnprintf(a->message, sizeof a->message, fmt, ap);
   va_end(ap);
+  return a;
+}
+
+/* "cutover 7" or, for a rule not made yet, "cutover"; with the name in
+ * brackets when given: "schedule 3 (night)". */
+static void planner_label(char *buf, size_t len, const char *kind, uint64_t id, const char *name) {
+  char num[24] = "";
+  if (id != PLAN_DRAFT_ID) snprintf(num, sizeof num, " %" PRIu64, id);
+  snprintf(buf, len, "%s%s%s%s%s", kind, num, name ? " (" : "", name ? name : "", name ? ")" : "");
 }
 
 /* Appends ", text" (or "text" to an empty buffer), truncating quietly: the
@@ -305,10 +328,9 @@ static void planner_round_reset(planner_ctx_t *ctx) {
     s->r_erl = s->erl;
     s->r_cps = s->cps;
     s->r_n_in = s->n_in;
-    s->r_refused = s->refused;
-    s->r_refused_erl = s->refused_erl;
-    s->r_refused_cps = s->refused_cps;
+    s->r_forced = s->forced;
   }
+  ctx->n_refusals = ctx->n_refusals_kept;
 }
 
 static void planner_round_commit(planner_ctx_t *ctx) {
@@ -317,10 +339,24 @@ static void planner_round_commit(planner_ctx_t *ctx) {
     s->erl = s->r_erl;
     s->cps = s->r_cps;
     s->n_in = s->r_n_in;
-    s->refused = s->r_refused;
-    s->refused_erl = s->r_refused_erl;
-    s->refused_cps = s->r_refused_cps;
+    s->forced = s->r_forced;
   }
+  ctx->n_refusals_kept = ctx->n_refusals;
+}
+
+/* Records, for the round, that hub h turned candidate c down. */
+static void planner_refused(planner_ctx_t *ctx, size_t h, const planner_cand_t *c) {
+  if (ctx->n_refusals == ctx->cap_refusals) {
+    size_t cap = ctx->cap_refusals ? ctx->cap_refusals * 2 : 16;
+    planner_refusal_t *v = realloc(ctx->refusals, cap * sizeof *v);
+    if (!v) {
+      ctx->nomem = true;
+      return;
+    }
+    ctx->refusals = v;
+    ctx->cap_refusals = cap;
+  }
+  ctx->refusals[ctx->n_refusals++] = (planner_refusal_t){h, c->src, c->erl, c->cps};
 }
 
 /* Predicts hub `h` answering its round load plus `erl`/`cps`. */
@@ -405,6 +441,7 @@ static planner_verdict_t planner_judge(planner_ctx_t *ctx, planner_cand_t *c, co
   else if (ctx->in->holds && ctx->in->holds[c->src].withdrawn_ms)
     floor += ctx->in->enter_margin;
   bool fits = pred->stable && pred->service_level >= floor;
+  if (!fits && c->force) s->r_forced = true; /* taken: force skips the check */
   if (!fits && established && !c->force && planner_hold_runs(ctx, c->src)) {
     c->strained = true; /* kept for the hold time: the dip may pass */
     c->strained_sl = pred->stable ? pred->service_level : 0;
@@ -414,11 +451,7 @@ static planner_verdict_t planner_judge(planner_ctx_t *ctx, planner_cand_t *c, co
     double a = s->r_erl + c->erl, cps = s->r_cps + c->cps;
     *needed =
         erlang_agents_needed(a, planner_mix_aht(a, cps, site), ctx->sl_threshold_s, ctx->sl_target);
-    if (!s->r_refused || a > s->r_refused_erl) {
-      s->r_refused = true;
-      s->r_refused_erl = a;
-      s->r_refused_cps = cps;
-    }
+    planner_refused(ctx, h, c);
     return PLANNER_HUB_CAPACITY;
   }
   if (c->check_asa) {
@@ -432,10 +465,11 @@ static planner_verdict_t planner_judge(planner_ctx_t *ctx, planner_cand_t *c, co
  * books the load on the first that takes it. *soft is set when some hub
  * was turned down only because it is a pending source of this phase (the
  * candidate may succeed once that source is dropped); *capacity when some
- * hub refused for capacity. When `why` is given it receives the reason for
- * every hub, for the alarm. */
+ * hub refused for capacity. When `alarm` is given it receives the reason
+ * for every hub, as its message's tail `why` ("shaanxi would need 41
+ * agents (has 30), henan is offline") and as verdicts. */
 static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool *capacity,
-                        char *why, size_t whylen) {
+                        char *why, size_t whylen, plan_alarm_t *alarm) {
   *soft = false;
   *capacity = false;
   c->placed = false;
@@ -443,6 +477,7 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
   c->cap_refused = false;
   c->held_back = false;
   if (why) why[0] = '\0';
+  if (alarm) alarm->n_hubs = 0;
   const slug_list_t *hubs = c->hubs;
   unsigned n = hubs->n < RULES_MAX_SITES ? hubs->n : RULES_MAX_SITES;
   if (n == 0 && why) planner_append(why, whylen, "the rule names no hub");
@@ -465,36 +500,45 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
     if (v == PLANNER_HUB_CAPACITY) *capacity = c->cap_refused = true;
     if (v == PLANNER_HUB_WAITING) *capacity = c->held_back = true;
     if (!why) continue;
+    char one[112];
+    const char *sep = " "; /* between the hub's name and why */
     switch (v) {
-    case PLANNER_HUB_UNKNOWN: planner_append(why, whylen, "%s is not a known site", slug); break;
-    case PLANNER_HUB_SELF: planner_append(why, whylen, "%s is the source itself", slug); break;
-    case PLANNER_HUB_NOT_HUB: planner_append(why, whylen, "%s is not a hub", slug); break;
-    case PLANNER_HUB_EXCLUDED:
-      planner_append(why, whylen, "%s is excluded after a failed move", slug);
-      break;
-    case PLANNER_HUB_OFFLINE: planner_append(why, whylen, "%s is offline", slug); break;
+    case PLANNER_HUB_UNKNOWN: snprintf(one, sizeof one, "is not a known site"); break;
+    case PLANNER_HUB_SELF: snprintf(one, sizeof one, "is the source itself"); break;
+    case PLANNER_HUB_NOT_HUB: snprintf(one, sizeof one, "is not a hub"); break;
+    case PLANNER_HUB_EXCLUDED: snprintf(one, sizeof one, "is excluded after a failed move"); break;
+    case PLANNER_HUB_OFFLINE: snprintf(one, sizeof one, "is offline"); break;
     case PLANNER_HUB_RECOVERING:
-      planner_append(why, whylen, "%s is back after a loss but not yet verified healthy", slug);
+      snprintf(one, sizeof one, "is back after a loss but not yet verified healthy");
       break;
-    case PLANNER_HUB_AWAY: planner_append(why, whylen, "%s is moved away", slug); break;
+    case PLANNER_HUB_AWAY: snprintf(one, sizeof one, "is moved away"); break;
     case PLANNER_HUB_FULL:
-      planner_append(why, whylen, "%s already receives from %u sites", slug, ctx->st[h].r_n_in);
+      snprintf(one, sizeof one, "already receives from %u sites", ctx->st[h].r_n_in);
       break;
     case PLANNER_HUB_CAPACITY:
-      planner_append(why, whylen, "%s would need %u agents (has %u)", slug, needed,
-                     ctx->in->sites[h].staffed);
+      snprintf(one, sizeof one, "would need %u agents (has %u)", needed, ctx->in->sites[h].staffed);
       break;
     case PLANNER_HUB_SLOWER:
-      planner_append(why, whylen, "%s would answer in %.0f s, not %" PRIu32 " s faster than %.0f s",
-                     slug, pred.asa_s, c->margin_s, ctx->in->sites[c->src].wait_s);
+      snprintf(one, sizeof one, "would answer in %.0f s, not %" PRIu32 " s faster than %.0f s",
+               pred.asa_s, c->margin_s, ctx->in->sites[c->src].wait_s);
       break;
     case PLANNER_HUB_WAITING:
-      planner_append(
-          why, whylen,
-          "%s: waiting %" PRIu32 " s after a capacity withdrawal, then it needs SL %.0f%%", slug,
-          planner_reentry_s(ctx, c->src), 100.0 * (ctx->sl_target + ctx->in->enter_margin));
+      sep = ": ";
+      snprintf(one, sizeof one,
+               "waiting %" PRIu32 " s after a capacity withdrawal, then it needs SL %.0f%%",
+               planner_reentry_s(ctx, c->src), 100.0 * (ctx->sl_target + ctx->in->enter_margin));
       break;
-    case PLANNER_HUB_OK: break;
+    case PLANNER_HUB_OK: one[0] = '\0'; break;
+    }
+    planner_append(why, whylen, "%s%s%s", slug, sep, one);
+    if (alarm && alarm->n_hubs < PLAN_ALARM_HUBS) {
+      plan_hub_verdict_t *hv = &alarm->hubs[alarm->n_hubs++];
+      memset(hv, 0, sizeof *hv);
+      nirc_strlcpy(hv->hub, slug, sizeof hv->hub);
+      nirc_strlcpy(hv->why, one, sizeof hv->why);
+      hv->capacity = v == PLANNER_HUB_CAPACITY;
+      hv->agents_needed = hv->capacity ? needed : 0;
+      hv->agents = h != PLANNER_NONE ? ctx->in->sites[h].staffed : 0;
     }
   }
   return false;
@@ -533,23 +577,29 @@ static void planner_retry(planner_ctx_t *ctx, planner_cand_t *c) {
   }
   char why[200];
   bool soft, capacity;
+  plan_alarm_t verdicts; /* the hubs' verdicts, for the alarm */
   planner_round_reset(ctx);
-  bool ok = planner_try(ctx, c, &soft, &capacity, why, sizeof why);
+  bool ok = planner_try(ctx, c, &soft, &capacity, why, sizeof why, &verdicts);
   /* Commit even on failure: the refusals belong in the plan. */
   planner_round_commit(ctx);
   if (ok) {
     planner_assign(ctx, c);
     return;
   }
+  plan_alarm_t *a;
   if (capacity && !c->cap_refused)
-    planner_alarm(ctx, PLAN_ALARM_WAITING, src, c->kind, c->rule_id,
-                  "%s: %s waits before moving again: %s", c->label, src, why);
+    a = planner_alarm(ctx, PLAN_ALARM_WAITING, src, c->kind, c->rule_id,
+                      "%s: %s waits before moving again: %s", c->label, src, why);
   else if (capacity)
-    planner_alarm(ctx, PLAN_ALARM_CAPACITY, src, c->kind, c->rule_id,
-                  "%s: no hub has the capacity for %s: %s", c->label, src, why);
+    a = planner_alarm(ctx, PLAN_ALARM_CAPACITY, src, c->kind, c->rule_id,
+                      "%s: no hub has the capacity for %s: %s", c->label, src, why);
   else
-    planner_alarm(ctx, PLAN_ALARM_NO_HUB, src, c->kind, c->rule_id,
-                  "%s: no eligible hub for %s: %s", c->label, src, why);
+    a = planner_alarm(ctx, PLAN_ALARM_NO_HUB, src, c->kind, c->rule_id,
+                      "%s: no eligible hub for %s: %s", c->label, src, why);
+  if (a) {
+    memcpy(a->hubs, verdicts.hubs, verdicts.n_hubs * sizeof a->hubs[0]);
+    a->n_hubs = verdicts.n_hubs;
+  }
 }
 
 /* Decides one phase (see the top comment). */
@@ -577,7 +627,7 @@ static void planner_phase(planner_ctx_t *ctx, planner_cand_t *cands, size_t n) {
       planner_cand_t *c = &cands[i];
       if (c->dropped) continue;
       bool soft, capacity;
-      if (planner_try(ctx, c, &soft, &capacity, NULL, 0)) continue;
+      if (planner_try(ctx, c, &soft, &capacity, NULL, 0, NULL)) continue;
       if (!soft) {
         drop = i;
         drop_soft = false;
@@ -658,7 +708,7 @@ static int planner_cutovers(planner_ctx_t *ctx) {
   for (size_t k = 0; k < n_order; k++) {
     const cutover_t *co = &in->cutovers[order[k].idx];
     char label[96];
-    snprintf(label, sizeof label, "cutover %" PRIu64, co->id);
+    planner_label(label, sizeof label, "cutover", co->id, NULL);
     planner_unknown_sites(ctx, &co->sources, RULE_CUTOVER, co->id, label, "source");
     planner_unknown_sites(ctx, &co->hubs, RULE_CUTOVER, co->id, label, "hub");
     for (unsigned j = 0; j < co->sources.n && j < RULES_MAX_SITES; j++) {
@@ -670,7 +720,7 @@ static int planner_cutovers(planner_ctx_t *ctx) {
       planner_cand_init(c, idx, RULE_CUTOVER, co->id, &co->hubs);
       nirc_strlcpy(c->label, label, sizeof c->label);
       char full[RULES_REASON_MAX + 32];
-      snprintf(full, sizeof full, "cutover %" PRIu64 ": %s", co->id, co->reason);
+      snprintf(full, sizeof full, "%s%s%s", label, co->reason[0] ? ": " : "", co->reason);
       nirc_strlcpy_utf8(c->reason, full, sizeof c->reason); /* whole characters only */
       /* A partial cutover moves share_permille of the calls (0 means all). */
       c->permille = co->share_permille ? co->share_permille : 1000;
@@ -716,7 +766,7 @@ static int planner_schedules(planner_ctx_t *ctx) {
   for (size_t k = 0; k < n_order; k++) {
     const schedule_t *sc = &in->schedules[order[k].idx];
     char label[96];
-    snprintf(label, sizeof label, "schedule %" PRIu64 " (%s)", sc->id, sc->name);
+    planner_label(label, sizeof label, "schedule", sc->id, sc->name);
     planner_unknown_sites(ctx, &sc->sources, RULE_SCHEDULE, sc->id, label, "source");
     planner_unknown_sites(ctx, &sc->hubs, RULE_SCHEDULE, sc->id, label, "hub");
     for (unsigned j = 0; j < sc->sources.n && j < RULES_MAX_SITES; j++) {
@@ -845,7 +895,7 @@ static int planner_overflows(planner_ctx_t *ctx, plan_t *out) {
     const overflow_rule_t *o = &in->overflows[slot];
     planner_overflow_state_t *st = &out->overflow_state[slot];
     char label[96];
-    snprintf(label, sizeof label, "overflow %" PRIu64 " (%s)", o->id, o->name);
+    planner_label(label, sizeof label, "overflow", o->id, o->name);
     size_t idx = planner_find(ctx, o->source);
     if (idx == PLANNER_NONE)
       planner_alarm(ctx, PLAN_ALARM_UNKNOWN_SITE, o->source, RULE_OVERFLOW, o->id,
@@ -927,34 +977,48 @@ static void planner_write_routes(const planner_ctx_t *ctx, plan_t *out) {
   }
 }
 
+/* One entry per hub that takes sources or turned one down (see the top
+ * comment). */
 static void planner_write_capacity(const planner_ctx_t *ctx, plan_t *out) {
   const plan_input_t *in = ctx->in;
   for (size_t i = 0; i < in->n_sites; i++) {
     const planner_site_t *s = &ctx->st[i];
     const plan_site_t *site = &in->sites[i];
-    if (s->n_in == 0 && !s->refused) continue;
-    erlang_prediction_t before;
+    /* The refusals at this hub: how many sources, and the largest. */
+    unsigned n_refused = 0;
+    const planner_refusal_t *largest = NULL;
+    char names[sizeof out->capacity[0].refused_sources] = "";
+    for (size_t k = 0; k < ctx->n_refusals_kept; k++) {
+      const planner_refusal_t *r = &ctx->refusals[k];
+      if (r->hub != i) continue;
+      bool seen = false; /* a source turned down in two phases counts once */
+      for (size_t j = 0; j < k && !seen; j++)
+        seen = ctx->refusals[j].hub == i && ctx->refusals[j].src == r->src;
+      if (!largest || r->erl > largest->erl) largest = r;
+      if (seen) continue;
+      n_refused++;
+      planner_append(names, sizeof names, "%s", in->sites[r->src].slug);
+    }
+    if (s->n_in == 0 && n_refused == 0) continue;
+    plan_capacity_t *c = &out->capacity[out->n_capacity++];
+    memset(c, 0, sizeof *c);
+    nirc_strlcpy(c->hub, site->slug, sizeof c->hub);
     erlang_predict(site->staffed, s->own_erl, planner_mix_aht(s->own_erl, s->own_cps, site),
-                   ctx->sl_threshold_s, &before);
-    if (s->n_in > 0) {
-      plan_capacity_t *c = &out->capacity[out->n_capacity++];
-      double aht = planner_mix_aht(s->erl, s->cps, site);
-      nirc_strlcpy(c->hub, site->slug, sizeof c->hub);
-      c->before = before;
-      erlang_predict(site->staffed, s->erl, aht, ctx->sl_threshold_s, &c->after);
-      c->agents_needed = erlang_agents_needed(s->erl, aht, ctx->sl_threshold_s, ctx->sl_target);
-      c->refused = false;
-    }
-    if (s->refused) {
-      plan_capacity_t *c = &out->capacity[out->n_capacity++];
-      double aht = planner_mix_aht(s->refused_erl, s->refused_cps, site);
-      nirc_strlcpy(c->hub, site->slug, sizeof c->hub);
-      c->before = before;
-      erlang_predict(site->staffed, s->refused_erl, aht, ctx->sl_threshold_s, &c->after);
-      c->agents_needed =
-          erlang_agents_needed(s->refused_erl, aht, ctx->sl_threshold_s, ctx->sl_target);
-      c->refused = true;
-    }
+                   ctx->sl_threshold_s, &c->before);
+    double aht = planner_mix_aht(s->erl, s->cps, site);
+    erlang_predict(site->staffed, s->erl, aht, ctx->sl_threshold_s, &c->after);
+    c->agents_needed = erlang_agents_needed(s->erl, aht, ctx->sl_threshold_s, ctx->sl_target);
+    c->n_sources = s->n_in;
+    c->forced = s->forced;
+    if (n_refused == 0) continue;
+    c->refused = true;
+    c->n_refused = n_refused;
+    nirc_strlcpy(c->refused_sources, names, sizeof c->refused_sources);
+    nirc_strlcpy(c->largest_refused, in->sites[largest->src].slug, sizeof c->largest_refused);
+    double erl = s->erl + largest->erl, cps = s->cps + largest->cps;
+    aht = planner_mix_aht(erl, cps, site);
+    erlang_predict(site->staffed, erl, aht, ctx->sl_threshold_s, &c->with_refused);
+    c->with_refused_needed = erlang_agents_needed(erl, aht, ctx->sl_threshold_s, ctx->sl_target);
   }
 }
 
@@ -972,8 +1036,7 @@ int planner_run(const plan_input_t *in, plan_t *out) {
   ctx.by_slug = calloc(n + 1, sizeof *ctx.by_slug);
   ctx.st = calloc(n + 1, sizeof *ctx.st);
   out->routes = calloc(n + 1, sizeof *out->routes);
-  /* A hub has at most two entries: what it receives and what it refused. */
-  out->capacity = calloc(2 * n + 1, sizeof *out->capacity);
+  out->capacity = calloc(n + 1, sizeof *out->capacity); /* at most one per hub */
   out->overflow_state = calloc(in->n_overflows + 1, sizeof *out->overflow_state);
   out->holds = ctx.holds = calloc(n + 1, sizeof *out->holds);
   if (!ctx.by_slug || !ctx.st || !out->routes || !out->capacity || !out->overflow_state ||
@@ -1018,6 +1081,7 @@ done:
   free(ctx.by_slug);
   free(ctx.st);
   free(ctx.alarms);
+  free(ctx.refusals);
   if (rc != 0) planner_free(out);
   return rc;
 }

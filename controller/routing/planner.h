@@ -14,7 +14,10 @@
  * are logged in minus not ready. A move that leaves the hub unstable or
  * below the service-level floor is refused (unless the rule is forced):
  * the planner tries the next hub, and if none passes the source stays home
- * with an alarm that says how many agents the best hub would need.
+ * with an alarm that says, for each hub, why not (how many agents it would
+ * need). The plan has one capacity entry per hub: everything it takes,
+ * predicted together, and the sources it turned down; a forced move that
+ * fails the check is marked there, with the prediction the force overrides.
  *
  * Damping: capacity-driven placement has hysteresis, so a hub at the edge
  * of its capacity does not make sources bounce. An established move (the
@@ -39,6 +42,12 @@
 #include <stdint.h>
 
 #define PLAN_ROUTE_MAX 8
+
+/* The id of a rule being tried before it exists (nircctl plan, a dry run,
+ * a cutover's capacity check): it is decided after every real rule of its
+ * kind, as the rule made from it will be, and the plan's texts name it
+ * without an id ("cutover: REASON", not an id it may never get). */
+#define PLAN_DRAFT_ID UINT64_MAX
 
 typedef struct {
   char site[SCENARIO_SLUG_MAX];
@@ -122,11 +131,26 @@ typedef struct {
   char note[160];     /* why the move is held despite a failing check ("" none) */
 } plan_route_t;
 
+/* One hub's prediction: one entry per hub that takes sources or turned
+ * some down, whatever rules and how many sources are involved. */
 typedef struct {
   char hub[SCENARIO_SLUG_MAX];
-  erlang_prediction_t before, after; /* at the hub, without and with the moves */
-  unsigned agents_needed;            /* to meet the target after the move */
-  bool refused;                      /* the move failed the check (and was not forced) */
+  erlang_prediction_t before; /* its own load only */
+  erlang_prediction_t after;  /* with every source it takes (before, when none) */
+  unsigned agents_needed;     /* to meet the target with them */
+  unsigned n_sources;         /* the sources it takes (its route's inbound lists them) */
+  /* It turned sources down for capacity (not forced): how many, their
+   * names ("a, b", cut short when long), and its prediction with every
+   * source it takes plus the largest of them. */
+  bool refused;
+  unsigned n_refused;
+  char refused_sources[160];
+  char largest_refused[SCENARIO_SLUG_MAX];
+  erlang_prediction_t with_refused;
+  unsigned with_refused_needed;
+  /* It takes a forced move that fails the check: `after` is the
+   * prediction the force overrides. */
+  bool forced;
 } plan_capacity_t;
 
 typedef enum {
@@ -136,19 +160,33 @@ typedef enum {
   PLAN_ALARM_WAITING,      /* after a capacity withdrawal, the re-entry wait runs */
 } plan_alarm_kind_t;
 
+/* Why one hub did not take a source, for a NO_HUB, CAPACITY or WAITING
+ * alarm: the same words as the alarm's message, per hub. */
+typedef struct {
+  char hub[SCENARIO_SLUG_MAX];
+  bool capacity;          /* turned down for capacity: the agents below are set */
+  unsigned agents_needed; /* to take the source and keep the target */
+  unsigned agents;        /* staffed now */
+  char why[112];          /* "would need 41 agents (has 30)", "is offline", ... */
+} plan_hub_verdict_t;
+
+#define PLAN_ALARM_HUBS 8 /* verdicts kept per alarm; the message names every hub */
+
 typedef struct {
   plan_alarm_kind_t kind;
   char site[SCENARIO_SLUG_MAX];
   rule_kind_t rule_kind;
   uint64_t rule_id;
   char message[256];
+  plan_hub_verdict_t hubs[PLAN_ALARM_HUBS]; /* the rule's hubs in its order */
+  unsigned n_hubs;
 } plan_alarm_t;
 
 typedef struct {
   plan_route_t *routes;
   size_t n_routes; /* one per input site, same order */
   plan_capacity_t *capacity;
-  size_t n_capacity; /* one per hub receiving traffic or refused */
+  size_t n_capacity; /* one per hub that takes sources or turned some down */
   plan_alarm_t *alarms;
   size_t n_alarms;
   planner_overflow_state_t *overflow_state; /* n_overflows entries: keep for the next run */

@@ -65,18 +65,26 @@ SITE_STATUS = {
 }
 STATUS = {"controller": str, "epoch": int, "server_time_ms": int, "sites": [SITE_STATUS]}
 PLANNED_MOVE = {"site": str, "route": [ROUTE_SHARE], "reason": str, "revert_at_ms": int}
+REFUSED_LOAD = {"source": str, "traffic_erl": float, "sl": float, "asa_s": (float, NULL),
+                "occupancy": float, "agents_needed": int, "stable": bool}
 CAPACITY = {
     "hub": str, "traffic_before_erl": float, "traffic_after_erl": float, "agents": int,
     "sl_before": float, "sl_after": float, "asa_after_s": (float, NULL),
     "occupancy_after": float, "agents_needed": int, "stable_after": bool, "refused": bool,
-    "sl_target": float, "sl_threshold_s": float,
+    "sl_target": float, "sl_threshold_s": float, "sources": [str], "refused_sources": [str],
+    "with_refused": (REFUSED_LOAD, NULL), "forced": bool,
 }
+HUB_NEED = {"hub": str, "agents_needed": (int, NULL), "agents": int, "why": str}
+REFUSED_SOURCE = {"source": str, "why": str, "hubs": [HUB_NEED]}
 PLAN = {"moves": [PLANNED_MOVE], "capacity": [CAPACITY], "alarms": [str], "refused": bool,
-        "refusal": str}
+        "refusal": str, "refused_sources": [REFUSED_SOURCE]}
+FORCED_OVER = {"hub": str, "traffic_after_erl": float, "agents": int, "agents_needed": int,
+               "sl_after": float, "asa_after_s": (float, NULL), "stable_after": bool}
 OUTCOME = {"site": str, "result": enum("applied", "rejected", "failed", "unknown"),
            "detail": str, "version": int, "latency_ms": int}
 MOVE = {"ok": bool, "cutover_id": int, "dry_run": bool, "applied": int, "failed": int,
-        "elapsed_ms": int, "outcomes": [OUTCOME], "plan": (PLAN, NULL), Opt("warning"): str}
+        "elapsed_ms": int, "outcomes": [OUTCOME], "plan": (PLAN, NULL),
+        "forced_over": [FORCED_OVER], "force_warning": str, Opt("warning"): str}
 REFUSAL = {"ok": False, "error": str, "plan": (PLAN, NULL)}
 AUDIT_ENTRY = {"id": int, "at_ms": int, Opt("business_at_ms"): int, "actor": str, "action": str,
                "target": str, "detail": (ANY_OBJECT, NULL)}
@@ -85,11 +93,11 @@ DIRECTIVE = {"site": str, "epoch": int, "version": int, "route": [ROUTE_SHARE],
              "inbound": [ROUTE_SHARE], "reason": str, "revert_at_ms": int}
 CUTOVER_DETAIL = {"cutover_id": int, "sources": [str], "hubs": [str], "reason": str,
                   "force": bool, "expires_ms": int, "share_permille": int,
-                  "directives": [DIRECTIVE]}
+                  "forced_over": [FORCED_OVER], "directives": [DIRECTIVE]}
 EXCLUDED_FROM = {"rule": enum("cutover", "schedule", "overflow"), "rule_id": int}
 CUTOVER_TERMS = {"hubs": [str], "share_permille": int, "expires_ms": int}
 AMEND_DETAIL = {"cutover_id": int, "before": CUTOVER_TERMS, "after": CUTOVER_TERMS, "reason": str,
-                "force": bool, "directives": [DIRECTIVE]}
+                "force": bool, "forced_over": [FORCED_OVER], "directives": [DIRECTIVE]}
 READMIT_DETAIL = {"sites": [str], "excluded_from": [EXCLUDED_FROM], "reason": str,
                   "directives": [DIRECTIVE]}
 RESTORE_DETAIL = {"sources": [str], "ended_cutovers": [int], "reason": str,
@@ -126,7 +134,8 @@ OVERFLOWS = {"rules": [OVERFLOW_RULE], Opt("warning"): str}
 SHAPES = {
     "Status": STATUS, "SiteStatus": SITE_STATUS, "RouteShare": ROUTE_SHARE, "Load": LOAD,
     "Move": MOVE, "Outcome": OUTCOME, "Plan": PLAN, "PlannedMove": PLANNED_MOVE,
-    "Capacity": CAPACITY, "Refusal": REFUSAL, "History": HISTORY, "AuditEntry": AUDIT_ENTRY,
+    "Capacity": CAPACITY, "RefusedLoad": REFUSED_LOAD, "RefusedSource": REFUSED_SOURCE,
+    "HubNeed": HUB_NEED, "ForcedOver": FORCED_OVER, "Refusal": REFUSAL, "History": HISTORY, "AuditEntry": AUDIT_ENTRY,
     "CutoverDetail": CUTOVER_DETAIL, "RestoreDetail": RESTORE_DETAIL, "Directive": DIRECTIVE,
     "ReadmitDetail": READMIT_DETAIL, "ExcludedFrom": EXCLUDED_FROM,
     "AmendDetail": AMEND_DETAIL, "CutoverTerms": CUTOVER_TERMS,
@@ -363,13 +372,20 @@ def test_plan():
     assert [m["site"] for m in fits["moves"]] == ["xizang"], fits
     assert [c["hub"] for c in fits["capacity"]] == ["shaanxi"], fits
     assert fits["capacity"][0]["asa_after_s"] is not None, fits
+    assert fits["capacity"][0]["sources"] == ["xizang"] and fits["refused_sources"] == [], fits
+    # No rule id for a rule that does not exist.
+    assert fits["moves"][0]["reason"] == "would be cutover", fits
 
     # Refused: still a Plan (not a Refusal), exit 1.
     over = check(ctl_json("plan", "hubei", "--to", "shaanxi", expect=T.EXIT_REFUSED), PLAN,
                  "plan hubei --to shaanxi")
     assert over["refused"] is True and "would need" in over["refusal"], over
     cap = over["capacity"][0]
-    assert cap["refused"] and cap["agents_needed"] > cap["agents"], cap
+    assert cap["refused"] and cap["sources"] == [] and cap["refused_sources"] == ["hubei"], cap
+    assert cap["with_refused"]["agents_needed"] > cap["agents"], cap
+    [hubei] = over["refused_sources"]
+    assert hubei["source"] == "hubei" and [h["hub"] for h in hubei["hubs"]] == ["shaanxi"], over
+    assert hubei["hubs"][0]["agents_needed"] > hubei["hubs"][0]["agents"], over
 
 
 def test_cutover_refusals_print_json():
@@ -407,6 +423,10 @@ def test_cutover_and_restore():
     assert j["applied"] == 2 and j["failed"] == 0 and j["plan"] is None, j
     assert all(o["result"] == "applied" and o["detail"] == "" for o in j["outcomes"]), j
     assert "directive(s) sent" in r.stderr, f"progress goes to stderr under --json: {r.stderr}"
+    # Forced past the check: what it overrode is in the answer.
+    [over] = j["forced_over"]
+    assert over["hub"] == "shaanxi" and over["agents_needed"] > over["agents"], j
+    assert j["force_warning"].startswith("forced past the capacity check: shaanxi predicted SL"), j
 
     st = check(ctl_json("status", "hubei", expect=0), STATUS, "status after the cutover")
     assert st["sites"][0]["route"] == [{"site": "shaanxi", "permille": 1000}], st
@@ -514,6 +534,9 @@ def test_history():
     only = check(ctl_json("history", "--action", "cutover", expect=0), HISTORY,
                  "history --action cutover")
     assert only["entries"] and all(e["action"] == "cutover" for e in only["entries"]), only
+    # The forced cutover records the prediction it overrode.
+    assert any(o["hub"] == "shaanxi" and o["agents_needed"] > o["agents"]
+               for e in only["entries"] for o in e["detail"]["forced_over"]), only
 
 
 def test_usage_and_unreachable_print_nothing_on_stdout():

@@ -140,9 +140,9 @@ def test_plan_refuses_overloading_move_and_names_agents_needed():
     assert refused, f"no refused capacity entry: {j['capacity']}"
     for c in refused:
         assert c["hub"] == "shaanxi", c
-        assert c["agents_needed"] > c["agents"], c
+        assert c["with_refused"]["agents_needed"] > c["agents"], c
         assert abs(c["agents"] - shaanxi_agents) <= 2, c
-        assert c["traffic_after_erl"] > c["traffic_before_erl"], c
+        assert c["with_refused"]["traffic_erl"] > c["traffic_before_erl"], c
 
 
 def test_cutover_refused_on_capacity_moves_nothing():

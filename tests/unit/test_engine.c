@@ -615,6 +615,213 @@ static void test_overflow_engagement_survives_a_takeover(void **state) {
   world_free(w);
 }
 
+/* ---- plans, dry runs and --force (engine_plan.c) ---- */
+
+/* nircctl plan SRC... --to HUB...: the engine's reply. */
+static const Nirc__PlanReply *plan_request(world_t *w, engine_t *e, uint64_t rid, char **src,
+                                           size_t ns, char **hubs, size_t nh) {
+  Nirc__PlanRequest pq = NIRC__PLAN_REQUEST__INIT;
+  pq.sources = src;
+  pq.n_sources = ns;
+  pq.hubs = hubs;
+  pq.n_hubs = nh;
+  engine_req_t rq = {
+      .client = w, .request_id = rid, .operator_name = "operator:alice", .label = "t"};
+  size_t before = w->n_rep;
+  engine_op_plan(e, &rq, &pq);
+  assert_int_equal(w->n_rep, before + 1);
+  const world_reply_t *x = &w->rep[w->n_rep - 1];
+  assert_int_equal(x->body, NIRC__OPERATOR_REPLY__BODY_PLAN);
+  assert_non_null(x->full->plan);
+  return x->full->plan;
+}
+
+/* Whether `s` names a cutover by an id ("cutover 7"): a plan or a dry
+ * run has none to name. */
+static bool names_a_rule_id(const char *s) {
+  for (const char *p = strstr(s, "cutover "); p; p = strstr(p + 1, "cutover "))
+    if (p[8] >= '0' && p[8] <= '9') return true;
+  return false;
+}
+
+static const Nirc__CapacityPrediction *hub_row(const Nirc__PlanReply *p, const char *hub) {
+  const Nirc__CapacityPrediction *found = NULL;
+  for (size_t k = 0; k < p->n_capacity; k++)
+    if (strcmp(p->capacity[k]->hub, hub) == 0) {
+      if (found) fail_msg("two capacity rows for %s", hub);
+      found = p->capacity[k];
+    }
+  if (!found) fail_msg("no capacity row for %s", hub);
+  return found;
+}
+
+/* Three sources to two hubs that have room for one each: one row per hub
+ * (what it takes, and what it turned down), no id for the rule that does
+ * not exist, and the source nobody takes named with both hubs' needs;
+ * a dry run of the same cutover is refused with the same words. */
+static void test_plan_and_dry_run_are_exact(void **state) {
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  world_staff(w, "shaanxi", 9);
+  world_staff(w, "henan", 9);
+  char *src[] = {"hubei", "guangdong", "hainan"}, *hubs[] = {"shaanxi", "henan"};
+  size_t sent = w->n_sent, recs = w->n_rec;
+  const Nirc__PlanReply *p = plan_request(w, e, 1, src, 3, hubs, 2);
+  assert_int_equal(p->n_capacity, 2);
+  const Nirc__CapacityPrediction *sx = hub_row(p, "shaanxi"), *hn = hub_row(p, "henan");
+  assert_int_equal(sx->n_sources, 1);
+  assert_string_equal(sx->sources[0], "hubei");
+  assert_true(sx->traffic_after_erl > sx->traffic_before_erl);
+  assert_true(sx->refused);
+  assert_int_equal(sx->n_refused_sources, 2); /* guangdong (then henan's) and hainan */
+  assert_non_null(sx->with_refused);
+  assert_true(sx->with_refused->traffic_erl > sx->traffic_after_erl);
+  assert_true(sx->with_refused->agents_needed > sx->agents);
+  assert_int_equal(hn->n_sources, 1);
+  assert_string_equal(hn->sources[0], "guangdong");
+  assert_int_equal(hn->n_refused_sources, 1);
+  assert_string_equal(hn->refused_sources[0], "hainan");
+  /* The moves that would happen carry no id. */
+  assert_int_equal(p->n_moves, 2);
+  for (size_t k = 0; k < p->n_moves; k++)
+    assert_string_equal(p->moves[k]->reason, "would be cutover");
+  /* Refused: hainan, with each hub's need. */
+  assert_true(p->refused);
+  assert_int_equal(p->n_sources, 3);
+  assert_int_equal(p->n_refused_sources, 1);
+  const Nirc__RefusedSource *rs = p->refused_sources[0];
+  assert_string_equal(rs->source, "hainan");
+  assert_int_equal(rs->n_hubs, 2);
+  for (size_t k = 0; k < 2; k++) {
+    assert_string_equal(rs->hubs[k]->hub, hubs[k]);
+    assert_true(rs->hubs[k]->capacity);
+    assert_int_equal(rs->hubs[k]->agents, 9);
+    assert_true(rs->hubs[k]->agents_needed > 9);
+  }
+  char want[512];
+  snprintf(want, sizeof want,
+           "1 of 3 sources would not move: hainan: shaanxi would need %u agents (has 9), henan "
+           "would need %u agents (has 9)",
+           rs->hubs[0]->agents_needed, rs->hubs[1]->agents_needed);
+  assert_string_equal(p->refusal, want);
+  for (size_t k = 0; k < p->n_alarms; k++)
+    assert_false(names_a_rule_id(p->alarms[k]));
+  assert_int_equal(w->n_sent, sent); /* a plan changes nothing */
+  assert_int_equal(w->n_rec, recs);
+
+  /* The dry run of that cutover: refused, every refused source named. */
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  c.sources = src;
+  c.n_sources = 3;
+  c.hubs = hubs;
+  c.n_hubs = 2;
+  c.reason = "drill";
+  c.dry_run = 1;
+  engine_req_t rq = {.client = w, .request_id = 2, .operator_name = "operator:alice", .label = "t"};
+  engine_op_cutover(e, &rq, &c);
+  const world_reply_t *x = &w->rep[w->n_rep - 1];
+  assert_false(x->ok);
+  assert_int_equal(x->code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
+  snprintf(want + strlen(want), sizeof want - strlen(want), " (use --force to move anyway)");
+  assert_string_equal(x->msg, want);
+  assert_false(names_a_rule_id(x->msg));
+  assert_int_equal(x->full->move->plan->n_refused_sources, 1);
+  /* Two refused, one hub: both named, in the order given. */
+  world_staff(w, "shaanxi", 4);
+  char *one[] = {"shaanxi"};
+  p = plan_request(w, e, 3, src, 2, one, 1);
+  assert_int_equal(p->n_capacity, 1);
+  assert_int_equal(p->n_refused_sources, 2);
+  assert_non_null(strstr(p->refusal, "2 of 2 sources would not move: hubei: shaanxi would need "));
+  assert_non_null(strstr(p->refusal, "; guangdong: shaanxi would need "));
+  assert_int_equal(w->n_sent, sent);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_CUTOVER_NEW, NULL), 0);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
+/* --force into a hub predicted to fail: the dry run and the real cutover
+ * say which prediction they override, and the audit record keeps it; a
+ * cutover that passes the check says nothing of the kind. */
+static void test_force_past_the_check_warns_and_is_audited(void **state) {
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  world_staff(w, "shaanxi", 3);
+  char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  c.sources = src;
+  c.n_sources = 1;
+  c.hubs = hub;
+  c.n_hubs = 1;
+  c.reason = "drill";
+  c.force = 1;
+  c.dry_run = 1;
+  engine_req_t rq = {.client = w, .request_id = 1, .operator_name = "operator:alice", .label = "t"};
+  size_t sent = w->n_sent;
+  engine_op_cutover(e, &rq, &c);
+  const Nirc__MoveReply *m = w->rep[w->n_rep - 1].full->move;
+  assert_true(w->rep[w->n_rep - 1].ok);
+  assert_true(m->dry_run);
+  assert_int_equal(m->n_forced_over, 1);
+  const Nirc__CapacityPrediction *f = m->forced_over[0];
+  assert_string_equal(f->hub, "shaanxi");
+  assert_int_equal(f->agents, 3);
+  assert_true(f->agents_needed > 3);
+  char want[256];
+  snprintf(want, sizeof want,
+           "forced past the capacity check: shaanxi predicted SL 0%% (needs %u agents, has 3)",
+           f->agents_needed);
+  assert_string_equal(m->force_warning, want);
+  assert_true(hub_row(m->plan, "shaanxi")->forced);
+  assert_string_equal(m->plan->moves[0]->reason, "would be cutover: drill");
+  assert_int_equal(w->n_sent, sent);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "cutover"), 0);
+
+  /* The real one: moved, warned, audited with the prediction. */
+  c.dry_run = 0;
+  rq.request_id = 2;
+  engine_op_cutover(e, &rq, &c);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "cutover"), 1);
+  const char *detail = NULL;
+  for (size_t k = 0; k < w->n_rec; k++)
+    if (strcmp(w->rec[k].action, "cutover") == 0) detail = w->rec[k].detail;
+  char part[160];
+  snprintf(part, sizeof part, "\"forced_over\":[{\"hub\":\"shaanxi\",");
+  assert_non_null(strstr(detail, part));
+  snprintf(part, sizeof part, "\"agents\":3,\"agents_needed\":%u,\"sl_after\":0.0",
+           f->agents_needed);
+  assert_non_null(strstr(detail, part));
+  world_ack(w, e, sent, NULL);
+  world_flush(w);
+  const world_reply_t *x = &w->rep[w->n_rep - 1];
+  assert_int_equal(x->request_id, 2);
+  assert_true(x->ok);
+  assert_string_equal(x->full->move->force_warning, want);
+  assert_int_equal(x->full->move->n_forced_over, 1);
+
+  /* Forced where the check passes: nothing overridden, nothing said. */
+  char *src2[] = {"guangdong"}, *hub2[] = {"henan"};
+  c.sources = src2;
+  c.hubs = hub2;
+  rq.request_id = 3;
+  size_t from = w->n_sent;
+  engine_op_cutover(e, &rq, &c);
+  for (size_t k = 0; k < w->n_rec; k++)
+    if (strcmp(w->rec[k].action, "cutover") == 0) detail = w->rec[k].detail;
+  assert_non_null(strstr(detail, "\"forced_over\":[]"));
+  world_ack(w, e, from, NULL);
+  world_flush(w);
+  x = &w->rep[w->n_rep - 1];
+  assert_int_equal(x->request_id, 3);
+  assert_string_equal(x->full->move->force_warning, "");
+  assert_int_equal(x->full->move->n_forced_over, 0);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_applied_and_answered),
@@ -632,6 +839,8 @@ int main(void) {
       cmocka_unit_test(test_overflow_engagement_survives_a_takeover),
       cmocka_unit_test(test_input_errors_invalid_and_quoted_escaped),
       cmocka_unit_test(test_agent_failure_text_stays_utf8),
+      cmocka_unit_test(test_plan_and_dry_run_are_exact),
+      cmocka_unit_test(test_force_past_the_check_warns_and_is_audited),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

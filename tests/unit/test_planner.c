@@ -1,12 +1,12 @@
 /* Unit tests for the planner (controller/routing/planner.c).
  *
- * Every plan built here goes through plan_checked(), which asserts the
- * invariants the rest of NIRC relies on (no site both sends and receives,
- * every route sums to 1000, routes point only at online, non-excluded hubs
- * that stay home, hubs list exactly their senders) and that planning the
- * same input twice gives the same plan. The cases follow the product's
- * history: the night consolidation into Xi'an, Xi'an's own lockdown, the
- * Wuhan cutover, and peak-day overflow without flapping.
+ * Every plan built here goes through plan_checked() (support/planworld.c),
+ * which asserts the invariants the rest of NIRC relies on (no site both
+ * sends and receives, every route sums to 1000, routes point only at
+ * online, non-excluded hubs that stay home, hubs list exactly their
+ * senders) and that planning the same input twice gives the same plan. The cases follow the
+ * product's history: the night consolidation into Xi'an, Xi'an's own lockdown, the Wuhan cutover,
+ * and peak-day overflow without flapping.
  *
  * The 31-province cases load scenario/provinces.json from NIRC_SOURCE_DIR,
  * which CTest sets. */
@@ -29,332 +29,13 @@
 #include "planner.h"
 #include "rules.h"
 #include "scenario.h"
-
-/* ---- building worlds ---------------------------------------------------- */
-
-#define W_SITES     40
-#define W_CUTOVERS  8
-#define W_SCHEDULES 4
-#define W_OVERFLOWS 4
-
-/* A snapshot and its rules; heap-allocated (the slug lists are large). */
-typedef struct {
-  plan_site_t sites[W_SITES];
-  size_t n_sites;
-  cutover_t cutovers[W_CUTOVERS];
-  size_t n_cutovers;
-  schedule_t schedules[W_SCHEDULES];
-  size_t n_schedules;
-  overflow_rule_t overflows[W_OVERFLOWS];
-  size_t n_overflows;
-  planner_overflow_state_t state[W_OVERFLOWS]; /* carried from run to run */
-  bool have_state;
-  int64_t now_ms;
-} world_t;
-
-static world_t *world_new(int64_t now_ms) {
-  world_t *w = calloc(1, sizeof *w);
-  assert_non_null(w);
-  w->now_ms = now_ms;
-  return w;
-}
-
-/* Unix ms of a UTC calendar time. */
-static int64_t utc_ms(int y, int mo, int d, int h, int mi) {
-  struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi};
-  return (int64_t)timegm(&tm) * 1000;
-}
-
-/* Unix ms of a wall-clock time in China (UTC+8, no daylight saving). */
-static int64_t cst_ms(int y, int mo, int d, int h, int mi) {
-  return utc_ms(y, mo, d, h, mi) - 8 * 3600 * 1000LL;
-}
-
-static void list_add(slug_list_t *l, const char *csv) {
-  char buf[1024];
-  snprintf(buf, sizeof buf, "%s", csv);
-  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    assert_true(l->n < RULES_MAX_SITES);
-    snprintf(l->v[l->n++], sizeof l->v[0], "%s", tok);
-  }
-}
-
-/* An online site answering `erl` Erlangs of its own with `staffed`
- * agents, nothing queued. */
-static plan_site_t *add_site(world_t *w, const char *slug, bool is_hub, double erl, double aht,
-                             unsigned staffed) {
-  assert_true(w->n_sites < W_SITES);
-  plan_site_t *s = &w->sites[w->n_sites++];
-  memset(s, 0, sizeof *s);
-  snprintf(s->slug, sizeof s->slug, "%s", slug);
-  s->is_hub = is_hub;
-  s->online = true;
-  s->aht_s = aht;
-  s->demand_cps = erl / aht;
-  s->staffed = staffed;
-  s->sl = 1.0;
-  return s;
-}
-
-static plan_site_t *site_of(world_t *w, const char *slug) {
-  for (size_t i = 0; i < w->n_sites; i++)
-    if (strcmp(w->sites[i].slug, slug) == 0) return &w->sites[i];
-  fail_msg("no site %s in the test world", slug);
-  return NULL;
-}
-
-static cutover_t *add_cutover(world_t *w, uint64_t id, const char *sources, const char *hubs,
-                              const char *reason) {
-  assert_true(w->n_cutovers < W_CUTOVERS);
-  cutover_t *c = &w->cutovers[w->n_cutovers++];
-  memset(c, 0, sizeof *c);
-  c->id = id;
-  list_add(&c->sources, sources);
-  list_add(&c->hubs, hubs);
-  snprintf(c->reason, sizeof c->reason, "%s", reason);
-  snprintf(c->operator_name, sizeof c->operator_name, "duty-officer");
-  c->created_ms = w->now_ms - 60000;
-  c->state = CUTOVER_ACTIVE;
-  return c;
-}
-
-/* Daily 22:00-08:00 in `tz`. */
-static schedule_t *add_night(world_t *w, uint64_t id, const char *sources, const char *hubs,
-                             const char *tz) {
-  assert_true(w->n_schedules < W_SCHEDULES);
-  schedule_t *s = &w->schedules[w->n_schedules++];
-  memset(s, 0, sizeof *s);
-  s->id = id;
-  snprintf(s->name, sizeof s->name, "night");
-  list_add(&s->sources, sources);
-  list_add(&s->hubs, hubs);
-  s->start_min = 22 * 60;
-  s->end_min = 8 * 60;
-  s->days = 0x7f;
-  snprintf(s->tz, sizeof s->tz, "%s", tz);
-  s->wave_size = 5;
-  s->enabled = true;
-  return s;
-}
-
-/* Wait-triggered overflow: engages at 60 s, releases at 20 s after 300 s. */
-static overflow_rule_t *add_overflow(world_t *w, uint64_t id, const char *source,
-                                     const char *hubs) {
-  assert_true(w->n_overflows < W_OVERFLOWS);
-  overflow_rule_t *o = &w->overflows[w->n_overflows++];
-  memset(o, 0, sizeof *o);
-  o->id = id;
-  snprintf(o->name, sizeof o->name, "%s-peak", source);
-  snprintf(o->source, sizeof o->source, "%s", source);
-  list_add(&o->hubs, hubs);
-  o->trigger_wait_s = 60;
-  o->release_wait_s = 20;
-  o->share_cap_permille = 300;
-  o->min_hold_s = 300;
-  o->margin_s = 10;
-  o->enabled = true;
-  return o;
-}
-
-static plan_input_t world_input(const world_t *w) {
-  plan_input_t in = {
-      .sites = w->sites,
-      .n_sites = w->n_sites,
-      .cutovers = w->cutovers,
-      .n_cutovers = w->n_cutovers,
-      .schedules = w->schedules,
-      .n_schedules = w->n_schedules,
-      .overflows = w->overflows,
-      .n_overflows = w->n_overflows,
-      .overflow_state = w->have_state ? w->state : NULL,
-      .now_ms = w->now_ms,
-      .sl_target = 0.80,
-      .sl_threshold_s = 20,
-  };
-  return in;
-}
-
-/* ---- checking plans ----------------------------------------------------- */
-
-static size_t index_of(const plan_input_t *in, const char *slug) {
-  for (size_t i = 0; i < in->n_sites; i++)
-    if (strcmp(in->sites[i].slug, slug) == 0) return i;
-  return SIZE_MAX;
-}
-
-static bool route_is_home(const plan_route_t *r) {
-  return r->n_route == 1 && strcmp(r->route[0].site, r->slug) == 0 && r->route[0].permille == 1000;
-}
-
-static void check_invariants(const plan_input_t *in, const plan_t *p) {
-  assert_int_equal(p->n_routes, in->n_sites);
-  for (size_t i = 0; i < p->n_routes; i++) {
-    const plan_route_t *r = &p->routes[i];
-    assert_string_equal(r->slug, in->sites[i].slug);
-    if (r->n_route < 1 || r->n_route > PLAN_ROUTE_MAX)
-      fail_msg("%s: route has %u entries", r->slug, r->n_route);
-    unsigned sum = 0;
-    bool sends = false;
-    for (unsigned k = 0; k < r->n_route; k++) {
-      const plan_share_t *sh = &r->route[k];
-      if (sh->permille == 0) fail_msg("%s: zero share for %s", r->slug, sh->site);
-      for (unsigned m = 0; m < k; m++)
-        if (strcmp(r->route[m].site, sh->site) == 0) fail_msg("%s: %s twice", r->slug, sh->site);
-      sum += sh->permille;
-      if (strcmp(sh->site, r->slug) == 0) continue;
-      sends = true;
-      size_t h = index_of(in, sh->site);
-      if (h == SIZE_MAX) fail_msg("%s routes to unknown %s", r->slug, sh->site);
-      const plan_site_t *hub = &in->sites[h];
-      if (!hub->is_hub) fail_msg("%s routes to non-hub %s", r->slug, sh->site);
-      if (!hub->online) fail_msg("%s routes to offline %s", r->slug, sh->site);
-      if (hub->excluded) fail_msg("%s routes to excluded %s", r->slug, sh->site);
-      if (!route_is_home(&p->routes[h]))
-        fail_msg("%s routes to %s, which is moved away", r->slug, sh->site);
-      bool listed = false;
-      for (unsigned m = 0; m < p->routes[h].n_inbound; m++)
-        if (strcmp(p->routes[h].inbound[m], r->slug) == 0) listed = true;
-      if (!listed) fail_msg("%s sends to %s but is not in its inbound list", r->slug, sh->site);
-    }
-    if (sum != 1000) fail_msg("%s: route sums to %u", r->slug, sum);
-    if (sends && r->n_inbound > 0) fail_msg("%s both sends and receives", r->slug);
-    if (sends && in->sites[i].excluded) fail_msg("excluded %s is moved", r->slug);
-    if (!sends && r->kind != RULE_NONE) fail_msg("%s is home but names a rule", r->slug);
-    if (sends && r->kind == RULE_NONE) fail_msg("%s is moved by no rule", r->slug);
-    /* Every listed sender really sends here. */
-    for (unsigned m = 0; m < r->n_inbound; m++) {
-      size_t j = index_of(in, r->inbound[m]);
-      if (j == SIZE_MAX) fail_msg("%s lists unknown sender %s", r->slug, r->inbound[m]);
-      bool found = false;
-      for (unsigned k = 0; k < p->routes[j].n_route; k++)
-        if (strcmp(p->routes[j].route[k].site, r->slug) == 0) found = true;
-      if (!found) fail_msg("%s lists %s, which does not send to it", r->slug, r->inbound[m]);
-    }
-  }
-  for (size_t k = 0; k < p->n_capacity; k++)
-    assert_true(index_of(in, p->capacity[k].hub) != SIZE_MAX);
-}
-
-static void assert_same_prediction(const erlang_prediction_t *a, const erlang_prediction_t *b) {
-  assert_true(a->traffic_erl == b->traffic_erl);
-  assert_int_equal(a->agents, b->agents);
-  assert_int_equal(a->stable, b->stable);
-  assert_true(a->service_level == b->service_level);
-}
-
-static void assert_same_plan(const plan_t *a, const plan_t *b, size_t n_overflows) {
-  assert_int_equal(a->n_routes, b->n_routes);
-  for (size_t i = 0; i < a->n_routes; i++) {
-    const plan_route_t *x = &a->routes[i], *y = &b->routes[i];
-    assert_string_equal(x->slug, y->slug);
-    assert_int_equal(x->n_route, y->n_route);
-    for (unsigned k = 0; k < x->n_route; k++) {
-      assert_string_equal(x->route[k].site, y->route[k].site);
-      assert_int_equal(x->route[k].permille, y->route[k].permille);
-    }
-    assert_int_equal(x->revert_at_ms, y->revert_at_ms);
-    assert_int_equal(x->kind, y->kind);
-    assert_int_equal(x->rule_id, y->rule_id);
-    assert_string_equal(x->reason, y->reason);
-    assert_int_equal(x->wave_size, y->wave_size);
-    assert_int_equal(x->n_inbound, y->n_inbound);
-    for (unsigned k = 0; k < x->n_inbound; k++)
-      assert_string_equal(x->inbound[k], y->inbound[k]);
-  }
-  assert_int_equal(a->n_capacity, b->n_capacity);
-  for (size_t i = 0; i < a->n_capacity; i++) {
-    assert_string_equal(a->capacity[i].hub, b->capacity[i].hub);
-    assert_int_equal(a->capacity[i].refused, b->capacity[i].refused);
-    assert_int_equal(a->capacity[i].agents_needed, b->capacity[i].agents_needed);
-    assert_same_prediction(&a->capacity[i].before, &b->capacity[i].before);
-    assert_same_prediction(&a->capacity[i].after, &b->capacity[i].after);
-  }
-  assert_int_equal(a->n_alarms, b->n_alarms);
-  for (size_t i = 0; i < a->n_alarms; i++) {
-    assert_int_equal(a->alarms[i].kind, b->alarms[i].kind);
-    assert_string_equal(a->alarms[i].site, b->alarms[i].site);
-    assert_int_equal(a->alarms[i].rule_kind, b->alarms[i].rule_kind);
-    assert_int_equal(a->alarms[i].rule_id, b->alarms[i].rule_id);
-    assert_string_equal(a->alarms[i].message, b->alarms[i].message);
-  }
-  for (size_t i = 0; i < n_overflows; i++) {
-    assert_int_equal(a->overflow_state[i].rule_id, b->overflow_state[i].rule_id);
-    assert_int_equal(a->overflow_state[i].engaged, b->overflow_state[i].engaged);
-    assert_int_equal(a->overflow_state[i].since_ms, b->overflow_state[i].since_ms);
-    assert_int_equal(a->overflow_state[i].permille, b->overflow_state[i].permille);
-  }
-}
-
-/* Plans the world, checks the invariants and determinism, and keeps the
- * overflow state for the next run. */
-static void plan_checked(world_t *w, plan_t *p) {
-  plan_input_t in = world_input(w);
-  assert_int_equal(planner_run(&in, p), 0);
-  check_invariants(&in, p);
-  plan_t again;
-  assert_int_equal(planner_run(&in, &again), 0);
-  assert_same_plan(p, &again, w->n_overflows);
-  planner_free(&again);
-  for (size_t i = 0; i < w->n_overflows; i++)
-    w->state[i] = p->overflow_state[i];
-  w->have_state = true;
-}
-
-/* "henan:700,hubei:300" */
-static const char *route_str(const plan_t *p, const char *slug) {
-  static char buf[256];
-  const plan_route_t *r = planner_route(p, slug);
-  if (!r) fail_msg("no route for %s", slug);
-  buf[0] = '\0';
-  for (unsigned k = 0; k < r->n_route; k++) {
-    size_t used = strlen(buf);
-    snprintf(buf + used, sizeof buf - used, "%s%s:%u", k ? "," : "", r->route[k].site,
-             r->route[k].permille);
-  }
-  return buf;
-}
-
-static void assert_route(const plan_t *p, const char *slug, const char *want) {
-  const char *got = route_str(p, slug);
-  if (strcmp(got, want) != 0) fail_msg("%s routes %s, want %s", slug, got, want);
-}
-
-static void assert_home(const plan_t *p, const char *slug) {
-  char want[64];
-  snprintf(want, sizeof want, "%s:1000", slug);
-  assert_route(p, slug, want);
-}
-
-static const plan_alarm_t *find_alarm(const plan_t *p, plan_alarm_kind_t kind, const char *site) {
-  for (size_t i = 0; i < p->n_alarms; i++)
-    if (p->alarms[i].kind == kind && strcmp(p->alarms[i].site, site) == 0) return &p->alarms[i];
-  return NULL;
-}
-
-static const plan_capacity_t *find_capacity(const plan_t *p, const char *hub, bool refused) {
-  for (size_t i = 0; i < p->n_capacity; i++)
-    if (strcmp(p->capacity[i].hub, hub) == 0 && p->capacity[i].refused == refused)
-      return &p->capacity[i];
-  return NULL;
-}
-
-static bool inbound_has(const plan_t *p, const char *hub, const char *src) {
-  const plan_route_t *r = planner_route(p, hub);
-  for (unsigned i = 0; r && i < r->n_inbound; i++)
-    if (strcmp(r->inbound[i], src) == 0) return true;
-  return false;
-}
-
-/* 23:30 in China on Tuesday 2024-03-05: the night schedule is in force. */
-#define NIGHT_NOW cst_ms(2024, 3, 5, 23, 30)
-/* 10:00 the same day: it is not. */
-#define DAY_NOW cst_ms(2024, 3, 5, 10, 0)
+#include "support/planworld.h"
 
 /* ---- basics ------------------------------------------------------------- */
 
 static void test_no_rules_everyone_home(void **state) {
   (void)state;
-  world_t *w = world_new(DAY_NOW);
+  pworld_t *w = pworld_new(DAY_NOW);
   add_site(w, "hubei", false, 10, 230, 20);
   add_site(w, "shaanxi", true, 8, 230, 20);
   plan_t p;
@@ -370,7 +51,7 @@ static void test_no_rules_everyone_home(void **state) {
   planner_free(&p);
 
   /* An empty snapshot is a valid (empty) plan. */
-  world_t *e = world_new(DAY_NOW);
+  pworld_t *e = pworld_new(DAY_NOW);
   plan_checked(e, &p);
   assert_int_equal(p.n_routes, 0);
   planner_free(&p);
@@ -382,7 +63,7 @@ static void test_no_rules_everyone_home(void **state) {
  * reason on the route; the hub's capacity is predicted. */
 static void test_wuhan_cutover(void **state) {
   (void)state;
-  world_t *w = world_new(DAY_NOW);
+  pworld_t *w = pworld_new(DAY_NOW);
   add_site(w, "hubei", false, 12, 230, 40);
   add_site(w, "shaanxi", true, 20, 230, 40);
   add_site(w, "henan", true, 20, 220, 40);
@@ -401,8 +82,10 @@ static void test_wuhan_cutover(void **state) {
   assert_string_equal(hub->inbound[0], "hubei");
   assert_home(&p, "henan");
 
-  const plan_capacity_t *c = find_capacity(&p, "shaanxi", false);
+  const plan_capacity_t *c = find_capacity(&p, "shaanxi");
   assert_non_null(c);
+  assert_false(c->refused || c->forced);
+  assert_int_equal(c->n_sources, 1);
   assert_int_equal(p.n_capacity, 1);
   assert_true(fabs(c->before.traffic_erl - 20) < 1e-9);
   assert_true(fabs(c->after.traffic_erl - 32) < 1e-9);
@@ -442,7 +125,7 @@ static void test_wuhan_cutover(void **state) {
 
 static void test_precedence(void **state) {
   (void)state;
-  world_t *w = world_new(NIGHT_NOW);
+  pworld_t *w = pworld_new(NIGHT_NOW);
   plan_site_t *src = add_site(w, "hubei", false, 12, 240, 13);
   add_site(w, "shaanxi", true, 5, 240, 40);
   add_site(w, "henan", true, 5, 240, 40);
@@ -505,7 +188,7 @@ static void test_precedence(void **state) {
 
 static void test_eligibility(void **state) {
   (void)state;
-  world_t *w = world_new(DAY_NOW);
+  pworld_t *w = pworld_new(DAY_NOW);
   add_site(w, "hubei", false, 5, 240, 10);
   plan_site_t *h1 = add_site(w, "shaanxi", true, 5, 240, 40);
   plan_site_t *h2 = add_site(w, "henan", true, 5, 240, 40);
@@ -565,7 +248,7 @@ static void test_eligibility(void **state) {
 
 static void test_unknown_sites(void **state) {
   (void)state;
-  world_t *w = world_new(DAY_NOW);
+  pworld_t *w = pworld_new(DAY_NOW);
   add_site(w, "hubei", false, 5, 240, 10);
   add_site(w, "henan", true, 5, 240, 40);
   add_cutover(w, 2, "atlantis,hubei", "nowhere,henan", "test");
@@ -585,43 +268,12 @@ static void test_unknown_sites(void **state) {
 
 /* ---- the Xi'an lockdown (31 provinces) ------------------------------------ */
 
-static void load_scenario(scenario_t *sc) {
-  const char *root = getenv("NIRC_SOURCE_DIR");
-  if (!root || !*root)
-    fail_msg("NIRC_SOURCE_DIR is not set; run the test with NIRC_SOURCE_DIR=<repository root>");
-  char path[4096], err[512];
-  snprintf(path, sizeof path, "%s/scenario/provinces.json", root);
-  int rc = scenario_load(path, sc, err, sizeof err);
-  if (rc != 0) fail_msg("loading %s failed (%s): %s", path, nirc_errname(rc), err);
-}
-
-/* The 31 provinces at 23:30, each with its night demand and night staff,
- * the primary hub with its consolidated night shift, and the night
- * schedule that moves the 22 consolidated provinces. */
-static world_t *night_world(const scenario_t *sc, char *sources, size_t len) {
-  world_t *w = world_new(NIGHT_NOW);
-  sources[0] = '\0';
-  for (size_t i = 0; i < sc->count; i++) {
-    const scenario_site_t *s = &sc->sites[i];
-    double cps = scenario_rate_per_s(sc, s, 23.5);
-    plan_site_t *p =
-        add_site(w, s->slug, s->is_hub, cps * s->aht_s, s->aht_s, scenario_agents_at(s, 23.5));
-    if (strcmp(s->slug, sc->primary_hub) == 0) p->staffed = sc->hub_night_agents;
-    if (s->night_consolidated) {
-      size_t used = strlen(sources);
-      snprintf(sources + used, len - used, "%s%s", used ? "," : "", s->slug);
-    }
-  }
-  add_night(w, 1, sources, "shaanxi,henan", "Asia/Shanghai");
-  return w;
-}
-
 static void test_night_consolidation(void **state) {
   (void)state;
   scenario_t sc;
   load_scenario(&sc);
   char sources[2048];
-  world_t *w = night_world(&sc, sources, sizeof sources);
+  pworld_t *w = night_world(&sc, sources, sizeof sources);
   plan_t p;
   plan_checked(w, &p);
   unsigned moved = 0;
@@ -639,8 +291,9 @@ static void test_night_consolidation(void **state) {
   assert_int_equal(planner_route(&p, "shaanxi")->n_inbound, 22);
   /* 40 agents in Xi'an answer the night of 22 provinces: the 210 -> 40
    * story holds under Erlang C. */
-  const plan_capacity_t *c = find_capacity(&p, "shaanxi", false);
+  const plan_capacity_t *c = find_capacity(&p, "shaanxi");
   assert_non_null(c);
+  assert_int_equal(c->n_sources, 22);
   assert_int_equal(c->after.agents, 40);
   assert_true(c->after.stable && c->after.service_level >= 0.8);
   assert_int_equal(p.n_alarms, 0);
@@ -664,7 +317,7 @@ static void test_xian_lockdown(void **state) {
   scenario_t sc;
   load_scenario(&sc);
   char sources[2048];
-  world_t *w = night_world(&sc, sources, sizeof sources);
+  pworld_t *w = night_world(&sc, sources, sizeof sources);
   site_of(w, "henan")->staffed = 90;
   add_cutover(w, 9, "shaanxi", "henan", "Xi'an lockdown");
   plan_t p;
@@ -691,12 +344,13 @@ static void test_xian_lockdown(void **state) {
   assert_true(inbound_has(&p, "henan", "shaanxi"));
   assert_int_equal(p.n_alarms, 0);
 
-  const plan_capacity_t *c = find_capacity(&p, "henan", false);
+  const plan_capacity_t *c = find_capacity(&p, "henan");
   assert_non_null(c);
+  assert_false(c->refused);
   assert_true(c->after.stable && c->after.service_level >= 0.8);
   assert_true(c->after.traffic_erl > c->before.traffic_erl);
   assert_true(c->agents_needed <= 90);
-  assert_null(find_capacity(&p, "shaanxi", false));
+  assert_null(find_capacity(&p, "shaanxi"));
   assert_int_equal(p.n_capacity, 1);
   planner_free(&p);
 
@@ -717,9 +371,17 @@ static void test_xian_lockdown(void **state) {
     refused++;
   }
   assert_true(refused > 0);
-  const plan_capacity_t *rc = find_capacity(&p, "henan", true);
+  /* One entry for Henan: what it takes, all together, and what it turned
+   * down (the prediction with the largest of those as well). */
+  const plan_capacity_t *rc = find_capacity(&p, "henan");
   assert_non_null(rc);
-  assert_true(rc->agents_needed > rc->after.agents);
+  assert_int_equal(p.n_capacity, 1);
+  assert_int_equal(rc->n_sources, 23 - refused);
+  assert_true(rc->after.stable && rc->after.service_level >= 0.8);
+  assert_true(rc->refused);
+  assert_int_equal(rc->n_refused, refused);
+  assert_true(rc->with_refused.traffic_erl > rc->after.traffic_erl);
+  assert_true(rc->with_refused_needed > rc->with_refused.agents);
   planner_free(&p);
   free(w);
   scenario_free(&sc);
@@ -729,7 +391,7 @@ static void test_xian_lockdown(void **state) {
  * if there is none, hubei stays home and the alarm says why. */
 static void test_hub_moved_away(void **state) {
   (void)state;
-  world_t *w = world_new(DAY_NOW);
+  pworld_t *w = pworld_new(DAY_NOW);
   add_site(w, "hubei", false, 5, 240, 10);
   add_site(w, "shaanxi", true, 5, 240, 40);
   plan_site_t *henan = add_site(w, "henan", true, 5, 240, 40);
@@ -759,7 +421,7 @@ static void test_hub_moved_away(void **state) {
 
 static void test_cycles_impossible(void **state) {
   (void)state;
-  world_t *w = world_new(DAY_NOW);
+  pworld_t *w = pworld_new(DAY_NOW);
   add_site(w, "shaanxi", true, 5, 240, 40);
   add_site(w, "henan", true, 5, 240, 40);
   add_cutover(w, 1, "shaanxi", "henan", "one");
@@ -783,7 +445,7 @@ static void test_cycles_impossible(void **state) {
 
   /* A three-way cycle and a chain under one cutover and a schedule: the
    * invariants (checked by plan_checked) hold whatever moves. */
-  world_t *c = world_new(NIGHT_NOW);
+  pworld_t *c = pworld_new(NIGHT_NOW);
   add_site(c, "a", true, 5, 240, 40);
   add_site(c, "b", true, 5, 240, 40);
   add_site(c, "c", true, 5, 240, 40);
@@ -799,7 +461,7 @@ static void test_cycles_impossible(void **state) {
   assert_true(senders >= 1);
   planner_free(&p);
   /* One cutover names both directions. */
-  world_t *s = world_new(DAY_NOW);
+  pworld_t *s = pworld_new(DAY_NOW);
   add_site(s, "a", true, 5, 240, 40);
   add_site(s, "b", true, 5, 240, 40);
   add_cutover(s, 1, "a,b", "b,a", "both");
@@ -816,7 +478,7 @@ static void test_cycles_impossible(void **state) {
 
 /* Whether `slug` is moved by the schedule at `now`, checked against
  * rules_schedule_window() itself. */
-static bool moved_at(world_t *w, int64_t now, const char *slug, int64_t *revert) {
+static bool moved_at(pworld_t *w, int64_t now, const char *slug, int64_t *revert) {
   w->now_ms = now;
   plan_t p;
   plan_checked(w, &p);
@@ -833,7 +495,7 @@ static bool moved_at(world_t *w, int64_t now, const char *slug, int64_t *revert)
 
 static void test_schedule_calendar(void **state) {
   (void)state;
-  world_t *w = world_new(0);
+  pworld_t *w = pworld_new(0);
   add_site(w, "hubei", false, 1, 240, 5);
   add_site(w, "shaanxi", true, 1, 240, 20);
   schedule_t *s = add_night(w, 1, "hubei", "shaanxi", "Asia/Shanghai");
@@ -889,7 +551,7 @@ static void test_schedule_calendar(void **state) {
 
 static void test_capacity_refusal_and_force(void **state) {
   (void)state;
-  world_t *w = world_new(DAY_NOW);
+  pworld_t *w = pworld_new(DAY_NOW);
   add_site(w, "hubei", false, 30, 240, 35);
   add_site(w, "shaanxi", true, 8, 240, 12);
   add_site(w, "henan", true, 5, 240, 10);
@@ -908,23 +570,39 @@ static void test_capacity_refusal_and_force(void **state) {
            "henan would need %u agents (has 10)",
            need_sx, need_hn);
   assert_string_equal(a->message, want);
-  const plan_capacity_t *c = find_capacity(&p, "shaanxi", true);
+  /* Each hub's verdict, as the alarm's message gives it. */
+  assert_int_equal(a->n_hubs, 2);
+  assert_string_equal(a->hubs[0].hub, "shaanxi");
+  assert_true(a->hubs[0].capacity);
+  assert_int_equal(a->hubs[0].agents_needed, need_sx);
+  assert_int_equal(a->hubs[0].agents, 12);
+  snprintf(want, sizeof want, "would need %u agents (has 12)", need_sx);
+  assert_string_equal(a->hubs[0].why, want);
+  assert_string_equal(a->hubs[1].hub, "henan");
+  assert_int_equal(a->hubs[1].agents_needed, need_hn);
+  /* Shaanxi takes nothing: its load stays; the refused load is beside it. */
+  const plan_capacity_t *c = find_capacity(&p, "shaanxi");
   assert_non_null(c);
+  assert_true(c->refused);
+  assert_int_equal(c->n_sources, 0);
   assert_true(fabs(c->before.traffic_erl - 8) < 1e-9);
-  assert_true(fabs(c->after.traffic_erl - 38) < 1e-9);
-  assert_false(c->after.stable);
-  assert_int_equal(c->agents_needed, need_sx);
-  assert_non_null(find_capacity(&p, "henan", true));
-  assert_null(find_capacity(&p, "shaanxi", false));
+  assert_true(fabs(c->after.traffic_erl - 8) < 1e-9);
+  assert_string_equal(c->refused_sources, "hubei");
+  assert_string_equal(c->largest_refused, "hubei");
+  assert_true(fabs(c->with_refused.traffic_erl - 38) < 1e-9);
+  assert_false(c->with_refused.stable);
+  assert_int_equal(c->with_refused_needed, need_sx);
+  assert_true(find_capacity(&p, "henan")->refused);
   planner_free(&p);
 
   /* The second hub has the agents: the first records its refusal. */
   site_of(w, "henan")->staffed = 60;
   plan_checked(w, &p);
   assert_route(&p, "hubei", "henan:1000");
-  assert_non_null(find_capacity(&p, "shaanxi", true));
-  c = find_capacity(&p, "henan", false);
+  assert_true(find_capacity(&p, "shaanxi")->refused);
+  c = find_capacity(&p, "henan");
   assert_non_null(c);
+  assert_false(c->refused);
   assert_true(c->after.stable && c->after.service_level >= 0.8);
   assert_int_equal(p.n_alarms, 0);
   planner_free(&p);
@@ -934,12 +612,13 @@ static void test_capacity_refusal_and_force(void **state) {
   w->cutovers[0].force = true;
   plan_checked(w, &p);
   assert_route(&p, "hubei", "shaanxi:1000");
-  c = find_capacity(&p, "shaanxi", false);
+  c = find_capacity(&p, "shaanxi");
   assert_non_null(c);
   assert_false(c->refused);
+  assert_true(c->forced); /* the prediction the force overrides */
   assert_false(c->after.stable);
   assert_int_equal(c->agents_needed, need_sx);
-  assert_null(find_capacity(&p, "shaanxi", true));
+  assert_int_equal(p.n_capacity, 1);
   assert_null(find_alarm(&p, PLAN_ALARM_CAPACITY, "hubei"));
   planner_free(&p);
   free(w);
@@ -949,7 +628,7 @@ static void test_capacity_refusal_and_force(void **state) {
  * hub's load including the first. */
 static void test_capacity_is_cumulative(void **state) {
   (void)state;
-  world_t *w = world_new(NIGHT_NOW);
+  pworld_t *w = pworld_new(NIGHT_NOW);
   add_site(w, "a", false, 6, 240, 10);
   add_site(w, "b", false, 6, 240, 10);
   add_site(w, "hub", true, 2, 240, 15);
@@ -964,11 +643,12 @@ static void test_capacity_is_cumulative(void **state) {
   plan_checked(w, &p);
   assert_route(&p, "a", "hub:1000");
   assert_route(&p, "b", "spare:1000");
-  const plan_capacity_t *c = find_capacity(&p, "hub", false);
-  assert_true(fabs(c->after.traffic_erl - 8) < 1e-9);
-  c = find_capacity(&p, "hub", true);
+  const plan_capacity_t *c = find_capacity(&p, "hub");
   assert_non_null(c);
-  assert_true(fabs(c->after.traffic_erl - 14) < 1e-9);
+  assert_true(fabs(c->after.traffic_erl - 8) < 1e-9);
+  assert_true(c->refused);
+  assert_string_equal(c->refused_sources, "b");
+  assert_true(fabs(c->with_refused.traffic_erl - 14) < 1e-9);
   planner_free(&p);
 
   /* Forecast demand counts for schedules. */
@@ -977,9 +657,120 @@ static void test_capacity_is_cumulative(void **state) {
   plan_checked(w, &p);
   assert_route(&p, "a", "hub:1000");
   assert_route(&p, "b", "hub:1000");
-  c = find_capacity(&p, "hub", false);
+  c = find_capacity(&p, "hub");
+  assert_false(c->refused);
   assert_true(fabs(c->after.traffic_erl - 4) < 1e-9);
   assert_int_equal(p.n_capacity, 1);
+  planner_free(&p);
+  free(w);
+}
+
+/* nircctl plan guangdong,hubei --to shaanxi: Shaanxi takes one and turns
+ * the other down. The plan has one entry for Shaanxi, with both: the
+ * prediction for what it takes, and beside it the one with the refused
+ * source as well. Three sources to two hubs likewise give one entry per
+ * hub, however the sources are spread. */
+static void test_one_capacity_entry_per_hub(void **state) {
+  (void)state;
+  pworld_t *w = pworld_new(DAY_NOW);
+  add_site(w, "guangdong", false, 30, 240, 60);
+  add_site(w, "hubei", false, 6, 240, 20);
+  add_site(w, "shaanxi", true, 10, 240, 30);
+  add_cutover(w, 3, "guangdong,hubei", "shaanxi", "drill");
+  plan_t p;
+  plan_checked(w, &p);
+  assert_home(&p, "guangdong");
+  assert_route(&p, "hubei", "shaanxi:1000");
+  assert_int_equal(p.n_capacity, 1);
+  const plan_capacity_t *c = find_capacity(&p, "shaanxi");
+  assert_int_equal(c->n_sources, 1);
+  assert_true(fabs(c->before.traffic_erl - 10) < 1e-9);
+  assert_true(fabs(c->after.traffic_erl - 16) < 1e-9);
+  assert_true(c->after.stable && c->after.service_level >= 0.8);
+  assert_int_equal(c->agents_needed, erlang_agents_needed(16, 240, 20, 0.8));
+  assert_true(c->refused);
+  assert_int_equal(c->n_refused, 1);
+  assert_string_equal(c->refused_sources, "guangdong");
+  assert_true(fabs(c->with_refused.traffic_erl - 46) < 1e-9);
+  assert_int_equal(c->with_refused_needed, erlang_agents_needed(46, 240, 20, 0.8));
+  assert_false(c->forced);
+  planner_free(&p);
+
+  /* Three sources, two hubs: each hub once, each with all it takes. */
+  pworld_t *v = pworld_new(DAY_NOW);
+  add_site(v, "jiangsu", false, 12, 240, 40);
+  add_site(v, "zhejiang", false, 10, 240, 40);
+  add_site(v, "shandong", false, 40, 240, 60);
+  add_site(v, "shaanxi", true, 5, 240, 26);
+  add_site(v, "henan", true, 5, 240, 22);
+  add_cutover(v, 4, "jiangsu,zhejiang,shandong", "shaanxi,henan", "drill");
+  plan_checked(v, &p);
+  assert_route(&p, "jiangsu", "shaanxi:1000");
+  assert_route(&p, "zhejiang", "henan:1000");
+  assert_home(&p, "shandong");
+  assert_int_equal(p.n_capacity, 2);
+  c = find_capacity(&p, "shaanxi");
+  assert_true(fabs(c->after.traffic_erl - 17) < 1e-9);
+  assert_string_equal(c->refused_sources, "zhejiang, shandong");
+  assert_string_equal(c->largest_refused, "shandong");
+  assert_true(fabs(c->with_refused.traffic_erl - 57) < 1e-9);
+  c = find_capacity(&p, "henan");
+  assert_true(fabs(c->after.traffic_erl - 15) < 1e-9);
+  assert_string_equal(c->refused_sources, "shandong");
+  /* The source nobody takes has one alarm naming every hub's need. */
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_CAPACITY, "shandong");
+  assert_non_null(a);
+  assert_int_equal(a->n_hubs, 2);
+  assert_int_equal(a->hubs[0].agents_needed, erlang_agents_needed(57, 240, 20, 0.8));
+  assert_int_equal(a->hubs[1].agents_needed, erlang_agents_needed(55, 240, 20, 0.8));
+  assert_null(find_alarm(&p, PLAN_ALARM_CAPACITY, "zhejiang"));
+  planner_free(&p);
+  free(v);
+  free(w);
+}
+
+/* A rule being tried (a plan, a dry run) has no id yet: its texts name
+ * none, and it is decided after the real rules, as it will be once made. */
+static void test_draft_rule_has_no_id(void **state) {
+  (void)state;
+  pworld_t *w = pworld_new(DAY_NOW);
+  add_site(w, "hubei", false, 6, 240, 20);
+  add_site(w, "guangdong", false, 6, 240, 20);
+  add_site(w, "xizang", false, 30, 240, 40);
+  add_site(w, "shaanxi", true, 10, 240, 40);
+  add_cutover(w, PLAN_DRAFT_ID, "guangdong,xizang", "shaanxi", "drill");
+  add_cutover(w, 9, "hubei", "shaanxi", "Wuhan lockdown");
+  plan_t p;
+  plan_checked(w, &p);
+  /* Cutover 9 comes first: Shaanxi has room for one of the others. */
+  assert_route(&p, "hubei", "shaanxi:1000");
+  assert_route(&p, "guangdong", "shaanxi:1000");
+  assert_home(&p, "xizang");
+  const plan_route_t *r = planner_route(&p, "guangdong");
+  assert_string_equal(r->reason, "cutover: drill");
+  assert_true(r->rule_id == PLAN_DRAFT_ID);
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_CAPACITY, "xizang");
+  assert_non_null(a);
+  assert_non_null(strstr(a->message, "cutover: no hub has the capacity for xizang: shaanxi"));
+  for (size_t i = 0; i < p.n_alarms; i++)
+    assert_null(strstr(p.alarms[i].message, "18446744073709551615"));
+  planner_free(&p);
+  /* Without a reason (nircctl plan gives none): just "cutover". */
+  w->cutovers[0].reason[0] = '\0';
+  plan_checked(w, &p);
+  assert_string_equal(planner_route(&p, "guangdong")->reason, "cutover");
+  planner_free(&p);
+  /* Forced, the move that fits is not marked; the one that does not is. */
+  w->cutovers[0].force = true;
+  w->n_cutovers = 1;
+  site_of(w, "xizang")->demand_cps = 1.0 / 240;
+  plan_checked(w, &p);
+  assert_false(find_capacity(&p, "shaanxi")->forced);
+  planner_free(&p);
+  site_of(w, "xizang")->demand_cps = 30.0 / 240;
+  plan_checked(w, &p);
+  assert_true(find_capacity(&p, "shaanxi")->forced);
+  assert_int_equal(find_capacity(&p, "shaanxi")->n_sources, 2);
   planner_free(&p);
   free(w);
 }
@@ -1005,7 +796,7 @@ typedef struct {
 
 static void test_overflow_hysteresis(void **state) {
   (void)state;
-  world_t *w = world_new(DAY_NOW);
+  pworld_t *w = pworld_new(DAY_NOW);
   plan_site_t *src = add_site(w, "hubei", false, 19, 240, 20);
   add_site(w, "henan", true, 10, 240, 50);
   add_overflow(w, 2, "hubei", "henan");
@@ -1047,7 +838,7 @@ static void test_overflow_hysteresis(void **state) {
     was_engaged = st->engaged;
     if (st->engaged) {
       assert_true(inbound_has(&p, "henan", "hubei"));
-      assert_non_null(find_capacity(&p, "henan", false));
+      assert_non_null(find_capacity(&p, "henan"));
     }
     planner_free(&p);
   }
@@ -1056,7 +847,7 @@ static void test_overflow_hysteresis(void **state) {
 
 static void test_overflow_triggers_and_hubs(void **state) {
   (void)state;
-  world_t *w = world_new(DAY_NOW);
+  pworld_t *w = pworld_new(DAY_NOW);
   plan_site_t *src = add_site(w, "hubei", false, 19, 240, 20);
   add_site(w, "shaanxi", true, 38, 240, 40);
   add_site(w, "henan", true, 10, 240, 50);
@@ -1131,7 +922,7 @@ static void test_overflow_triggers_and_hubs(void **state) {
  * overflow rule, and a site spilling by overflow receives nothing. */
 static void test_overflow_no_chains(void **state) {
   (void)state;
-  world_t *w = world_new(NIGHT_NOW);
+  pworld_t *w = pworld_new(NIGHT_NOW);
   add_site(w, "gansu", false, 1, 240, 5);
   plan_site_t *sx = add_site(w, "shaanxi", true, 15, 240, 30);
   add_site(w, "henan", true, 5, 240, 60);
@@ -1148,7 +939,7 @@ static void test_overflow_no_chains(void **state) {
   planner_free(&p);
 
   /* Two engaged overflow sources naming each other: only one spills. */
-  world_t *x = world_new(DAY_NOW);
+  pworld_t *x = pworld_new(DAY_NOW);
   plan_site_t *a1 = add_site(x, "a", true, 19, 240, 20);
   plan_site_t *b1 = add_site(x, "b", true, 19, 240, 20);
   add_site(x, "c", true, 5, 240, 80);
@@ -1171,12 +962,12 @@ static void test_determinism(void **state) {
   scenario_t sc;
   load_scenario(&sc);
   char sources[2048];
-  world_t *w = night_world(&sc, sources, sizeof sources);
+  pworld_t *w = night_world(&sc, sources, sizeof sources);
   add_cutover(w, 9, "shaanxi", "henan", "Xi'an lockdown");
   add_cutover(w, 4, "hubei", "shaanxi,sichuan", "Wuhan lockdown");
   add_overflow(w, 3, "guangdong", "sichuan,henan");
   site_of(w, "guangdong")->wait_s = 120;
-  plan_input_t in = world_input(w);
+  plan_input_t in = pworld_input(w);
   plan_t first;
   assert_int_equal(planner_run(&in, &first), 0);
   check_invariants(&in, &first);
@@ -1206,6 +997,8 @@ int main(void) {
       cmocka_unit_test(test_schedule_calendar),
       cmocka_unit_test(test_capacity_refusal_and_force),
       cmocka_unit_test(test_capacity_is_cumulative),
+      cmocka_unit_test(test_one_capacity_entry_per_hub),
+      cmocka_unit_test(test_draft_rule_has_no_id),
       cmocka_unit_test(test_overflow_hysteresis),
       cmocka_unit_test(test_overflow_triggers_and_hubs),
       cmocka_unit_test(test_overflow_no_chains),

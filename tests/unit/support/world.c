@@ -45,6 +45,8 @@ static void world_io_reply(void *ctx, void *client, const Nirc__OperatorReply *r
   assert_non_null(client);
   assert_true(w->n_rep < WORLD_MAX);
   world_reply_t *x = &w->rep[w->n_rep++];
+  /* A test may empty the log (n_rep = 0): the slot's old copy goes. */
+  if (x->full) nirc__operator_reply__free_unpacked(x->full, NULL);
   memset(x, 0, sizeof *x);
   x->request_id = r->request_id;
   x->ok = r->ok;
@@ -57,6 +59,14 @@ static void world_io_reply(void *ctx, void *client, const Nirc__OperatorReply *r
     x->applied = r->move->applied;
     x->failed = r->move->failed;
   }
+  /* A copy through the wire format, as nircctl would receive it. */
+  size_t len = nirc__operator_reply__get_packed_size(r);
+  uint8_t *buf = malloc(len ? len : 1);
+  assert_non_null(buf);
+  nirc__operator_reply__pack(r, buf);
+  x->full = nirc__operator_reply__unpack(NULL, len, buf);
+  free(buf);
+  assert_non_null(x->full);
 }
 
 static void world_io_progress(void *ctx, void *client, const Nirc__Progress *p) {
@@ -254,6 +264,8 @@ world_t *world_new(void) {
 }
 
 void world_free(world_t *w) {
+  for (size_t k = 0; k < WORLD_MAX; k++) /* n_rep may have been reset */
+    if (w->rep[k].full) nirc__operator_reply__free_unpacked(w->rep[k].full, NULL);
   sites_free(w->sites);
   free(w->sites);
   free(w);

@@ -43,6 +43,7 @@ typedef struct {
   Nirc__ErrorCode code;
   uint32_t applied, failed;
   char msg[512];
+  Nirc__OperatorReply *full; /* the whole reply, copied (world_free frees it) */
 } world_reply_t;
 
 typedef struct {

@@ -1,0 +1,190 @@
+/* ctl_plan: see ctl_plan.h. */
+#include "ctl_plan.h"
+
+#include "safetext.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- text from elsewhere, made safe to print ---- */
+
+#define ESC_SLOTS 12 /* strings one printf may take */
+#define ESC_LEN   1024
+
+const char *ctl_escn(const char *s, size_t max) {
+  static char ring[ESC_SLOTS][ESC_LEN];
+  static unsigned next;
+  char *b = ring[next++ % ESC_SLOTS];
+  safetext_escape(s ? s : "", b, max < ESC_LEN ? max + 1 : ESC_LEN);
+  return b;
+}
+
+const char *ctl_esc(const char *s) {
+  return ctl_escn(s, ESC_LEN);
+}
+
+/* ---- for people ---- */
+
+/* "home", "shaanxi", or "shaanxi 300‰, hubei 700‰". */
+static void fmt_shares(Nirc__RouteShare **r, size_t n, const char *self, char *buf, size_t len) {
+  buf[0] = '\0';
+  size_t used = 0;
+  for (size_t i = 0; i < n; i++) {
+    int k;
+    if (n == 1 && r[i]->permille == 1000)
+      k = snprintf(buf, len, "%s", strcmp(r[i]->site, self) == 0 ? "home" : ctl_esc(r[i]->site));
+    else
+      k = snprintf(buf + used, len - used, "%s%s %u‰", i ? ", " : "", ctl_esc(r[i]->site),
+                   r[i]->permille);
+    if (k < 0 || (size_t)k >= len - used) break;
+    used += (size_t)k;
+  }
+}
+
+/* "a, b, c", escaped, cut short at len. */
+static void fmt_list(char **v, size_t n, char *buf, size_t len) {
+  buf[0] = '\0';
+  size_t used = 0;
+  for (size_t i = 0; i < n; i++) {
+    int k = snprintf(buf + used, len - used, "%s%s", i ? ", " : "", ctl_esc(v[i]));
+    if (k < 0 || (size_t)k >= len - used) break;
+    used += (size_t)k;
+  }
+}
+
+/* One hub: its load before and after everything it takes, and what it
+ * takes; on a second line the sources it turned down, with its
+ * prediction had it taken the largest of them as well. */
+static void print_hub(const Nirc__CapacityPrediction *c) {
+  char asa[32], takes[512];
+  if (c->stable_after)
+    snprintf(asa, sizeof asa, "ASA %.1fs", c->asa_after_s);
+  else
+    snprintf(asa, sizeof asa, "UNSTABLE");
+  if (c->n_sources)
+    fmt_list(c->sources, c->n_sources, takes, sizeof takes);
+  else
+    snprintf(takes, sizeof takes, "no source");
+  printf("  hub   %-12s load %.1f -> %.1f Erl on %u agents: SL(%.0fs) %.0f%% -> %.0f%%, %s, "
+         "occupancy %.0f%%; needs %u agents for %.0f%%; takes %s%s\n",
+         ctl_esc(c->hub), c->traffic_before_erl, c->traffic_after_erl, c->agents, c->sl_threshold_s,
+         100 * c->sl_before, 100 * c->sl_after, asa, 100 * c->occupancy_after, c->agents_needed,
+         100 * c->sl_target, takes, c->forced ? "  [FORCED past the capacity check]" : "");
+  const Nirc__RefusedLoad *w = c->with_refused;
+  if (!c->refused || !w) return;
+  char names[512];
+  fmt_list(c->refused_sources, c->n_refused_sources, names, sizeof names);
+  if (w->stable)
+    snprintf(asa, sizeof asa, "ASA %.1fs", w->asa_s);
+  else
+    snprintf(asa, sizeof asa, "UNSTABLE");
+  printf("        [REFUSED] %s: with %s%s: %.1f Erl, SL(%.0fs) %.0f%%, %s; needs %u agents (has "
+         "%u)\n",
+         names, ctl_esc(w->source), c->n_sources ? " too" : "", w->traffic_erl, c->sl_threshold_s,
+         100 * w->sl, asa, w->agents_needed, c->agents);
+}
+
+void ctl_plan_print(const Nirc__PlanReply *p) {
+  for (size_t i = 0; i < p->n_moves; i++) {
+    char r[200];
+    fmt_shares(p->moves[i]->route, p->moves[i]->n_route, p->moves[i]->site, r, sizeof r);
+    printf("  move  %-12s -> %-28s %s\n", ctl_esc(p->moves[i]->site), r,
+           ctl_esc(p->moves[i]->reason));
+  }
+  for (size_t i = 0; i < p->n_capacity; i++)
+    print_hub(p->capacity[i]);
+  for (size_t i = 0; i < p->n_refused_sources; i++)
+    printf("  refused %s: %s\n", ctl_esc(p->refused_sources[i]->source),
+           ctl_esc(p->refused_sources[i]->why));
+  for (size_t i = 0; i < p->n_alarms; i++)
+    printf("  alarm %s\n", ctl_esc(p->alarms[i]));
+}
+
+/* ---- JSON ---- */
+
+static json_t *shares_json(Nirc__RouteShare **r, size_t n) {
+  json_t *a = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(
+        a, json_pack("{s:s, s:I}", "site", r[i]->site, "permille", (json_int_t)r[i]->permille));
+  return a;
+}
+
+static json_t *strings_json(char **v, size_t n) {
+  json_t *a = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(a, json_string(v[i]));
+  return a;
+}
+
+/* A number, or null when there is none (-1: an unstable queue). */
+static json_t *asa_json(bool stable, double asa_s) {
+  return stable && asa_s >= 0 && isfinite(asa_s) ? json_real(asa_s) : json_null();
+}
+
+static json_t *capacity_json(const Nirc__CapacityPrediction *c) {
+  const Nirc__RefusedLoad *w = c->refused ? c->with_refused : NULL;
+  json_t *with = w ? json_pack("{s:s, s:f, s:f, s:o, s:f, s:I, s:b}", "source", w->source,
+                               "traffic_erl", w->traffic_erl, "sl", w->sl, "asa_s",
+                               asa_json(w->stable, w->asa_s), "occupancy", w->occupancy,
+                               "agents_needed", (json_int_t)w->agents_needed, "stable", w->stable)
+                   : json_null();
+  return json_pack("{s:s, s:f, s:f, s:I, s:f, s:f, s:o, s:f, s:I, s:b, s:b, s:f, s:f, s:o, s:o, "
+                   "s:o, s:b}",
+                   "hub", c->hub, "traffic_before_erl", c->traffic_before_erl, "traffic_after_erl",
+                   c->traffic_after_erl, "agents", (json_int_t)c->agents, "sl_before", c->sl_before,
+                   "sl_after", c->sl_after, "asa_after_s",
+                   asa_json(c->stable_after, c->asa_after_s), "occupancy_after", c->occupancy_after,
+                   "agents_needed", (json_int_t)c->agents_needed, "stable_after", c->stable_after,
+                   "refused", c->refused, "sl_target", c->sl_target, "sl_threshold_s",
+                   c->sl_threshold_s, "sources", strings_json(c->sources, c->n_sources),
+                   "refused_sources", strings_json(c->refused_sources, c->n_refused_sources),
+                   "with_refused", with, "forced", c->forced);
+}
+
+static json_t *refused_source_json(const Nirc__RefusedSource *r) {
+  json_t *hubs = json_array();
+  for (size_t k = 0; k < r->n_hubs; k++) {
+    const Nirc__HubNeed *h = r->hubs[k];
+    json_array_append_new(
+        hubs, json_pack("{s:s, s:o, s:I, s:s}", "hub", h->hub, "agents_needed",
+                        h->capacity ? json_integer((json_int_t)h->agents_needed) : json_null(),
+                        "agents", (json_int_t)h->agents, "why", h->why));
+  }
+  return json_pack("{s:s, s:s, s:o}", "source", r->source, "why", r->why, "hubs", hubs);
+}
+
+json_t *ctl_plan_json(const Nirc__PlanReply *p) {
+  if (!p) return json_null();
+  json_t *moves = json_array(), *cap = json_array(), *alarms = json_array(),
+         *refused = json_array();
+  for (size_t i = 0; i < p->n_moves; i++)
+    json_array_append_new(moves,
+                          json_pack("{s:s, s:o, s:s, s:I}", "site", p->moves[i]->site, "route",
+                                    shares_json(p->moves[i]->route, p->moves[i]->n_route), "reason",
+                                    p->moves[i]->reason, "revert_at_ms",
+                                    (json_int_t)p->moves[i]->revert_at_ms));
+  for (size_t i = 0; i < p->n_capacity; i++)
+    json_array_append_new(cap, capacity_json(p->capacity[i]));
+  for (size_t i = 0; i < p->n_alarms; i++)
+    json_array_append_new(alarms, json_string(p->alarms[i]));
+  for (size_t i = 0; i < p->n_refused_sources; i++)
+    json_array_append_new(refused, refused_source_json(p->refused_sources[i]));
+  return json_pack("{s:o, s:o, s:o, s:b, s:s, s:o}", "moves", moves, "capacity", cap, "alarms",
+                   alarms, "refused", p->refused, "refusal", p->refusal ? p->refusal : "",
+                   "refused_sources", refused);
+}
+
+json_t *ctl_forced_json(Nirc__CapacityPrediction *const *v, size_t n) {
+  json_t *a = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(
+        a, json_pack("{s:s, s:f, s:I, s:I, s:f, s:o, s:b}", "hub", v[i]->hub, "traffic_after_erl",
+                     v[i]->traffic_after_erl, "agents", (json_int_t)v[i]->agents, "agents_needed",
+                     (json_int_t)v[i]->agents_needed, "sl_after", v[i]->sl_after, "asa_after_s",
+                     asa_json(v[i]->stable_after, v[i]->asa_after_s), "stable_after",
+                     v[i]->stable_after));
+  return a;
+}

@@ -1,0 +1,479 @@
+/* engine_plan: what a move would do, for the operator: nircctl plan, dry
+ * runs, and the capacity verdict a cutover or an amendment gets before it
+ * is made, including what --force overrides. Part of the engine module
+ * (engine-int.h); like the rest of the engine it does no I/O: replies
+ * leave through engine_io_t.
+ *
+ * A plan reply is exact: one capacity entry per hub (the planner's), the
+ * rule being tried named without an id it does not have ("would be
+ * cutover: REASON"), and every source of the move that would not move
+ * listed with each hub's verdict, so the refusal names them all. */
+#include "engine-int.h"
+
+#include "err.h"
+#include "log.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The rule a plan reply is about: its sources are the ones that must move. */
+typedef struct {
+  rule_kind_t kind;
+  uint64_t id; /* PLAN_DRAFT_ID for a rule being tried */
+  const slug_list_t *sources;
+} engine_planned_t;
+
+/* Appends printf text to buf, cutting it short (with "...") when full. */
+static void engine_append(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void engine_append(char *buf, size_t len, const char *fmt, ...) {
+  size_t used = strlen(buf);
+  if (used + 1 >= len) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(buf + used, len - used, fmt, ap);
+  va_end(ap);
+  if (k >= 0 && (size_t)k >= len - used && len >= 4) memcpy(buf + len - 4, "...", 4);
+}
+
+static double engine_sl(const erlang_prediction_t *p) {
+  return p->stable ? p->service_level : 0;
+}
+
+static double engine_asa(const erlang_prediction_t *p) {
+  return p->stable && isfinite(p->asa_s) ? p->asa_s : -1;
+}
+
+void engine_fill_prediction(engine_arena_t *a, const engine_t *e, const plan_t *p,
+                            const plan_capacity_t *pc, Nirc__CapacityPrediction *cp) {
+  nirc__capacity_prediction__init(cp);
+  cp->hub = engine_arena_str(a, pc->hub);
+  cp->traffic_before_erl = pc->before.traffic_erl;
+  cp->traffic_after_erl = pc->after.traffic_erl;
+  cp->agents = pc->after.agents;
+  cp->sl_before = pc->before.service_level;
+  cp->sl_after = engine_sl(&pc->after);
+  cp->asa_after_s = engine_asa(&pc->after);
+  cp->occupancy_after = pc->after.occupancy;
+  cp->agents_needed = pc->agents_needed;
+  cp->stable_after = pc->after.stable;
+  cp->refused = pc->refused;
+  cp->forced = pc->forced;
+  cp->sl_target = e->opts.sl_target;
+  cp->sl_threshold_s = e->opts.sl_threshold_s;
+  const plan_route_t *hub = p ? planner_route(p, pc->hub) : NULL;
+  if (hub && hub->n_inbound) {
+    cp->sources = engine_arena_alloc(a, hub->n_inbound * sizeof *cp->sources);
+    for (unsigned k = 0; cp->sources && k < hub->n_inbound; k++)
+      cp->sources[cp->n_sources++] = engine_arena_str(a, hub->inbound[k]);
+  }
+  if (!pc->refused) return;
+  /* "a, b": the planner's list of the sources it turned down. */
+  char names[sizeof pc->refused_sources];
+  nirc_strlcpy(names, pc->refused_sources, sizeof names);
+  cp->refused_sources = engine_arena_alloc(a, (pc->n_refused + 1) * sizeof *cp->refused_sources);
+  for (char *save = NULL, *tok = strtok_r(names, ", ", &save);
+       tok && cp->refused_sources && cp->n_refused_sources < pc->n_refused;
+       tok = strtok_r(NULL, ", ", &save))
+    cp->refused_sources[cp->n_refused_sources++] = engine_arena_str(a, tok);
+  Nirc__RefusedLoad *w = engine_arena_alloc(a, sizeof *w);
+  if (!w) return;
+  nirc__refused_load__init(w);
+  w->source = engine_arena_str(a, pc->largest_refused);
+  w->traffic_erl = pc->with_refused.traffic_erl;
+  w->sl = engine_sl(&pc->with_refused);
+  w->asa_s = engine_asa(&pc->with_refused);
+  w->occupancy = pc->with_refused.occupancy;
+  w->agents_needed = pc->with_refused_needed;
+  w->stable = pc->with_refused.stable;
+  cp->with_refused = w;
+}
+
+/* The alarm that says why source i does not move by `rule`: the rule's own
+ * NO_HUB, CAPACITY or WAITING alarm, else any alarm about it, or NULL. */
+static const plan_alarm_t *engine_why_not(const plan_t *p, const char *slug,
+                                          const engine_planned_t *rule) {
+  const plan_alarm_t *any = NULL;
+  for (size_t k = 0; k < p->n_alarms; k++) {
+    const plan_alarm_t *a = &p->alarms[k];
+    if (strcmp(a->site, slug) != 0) continue;
+    if (a->rule_kind == rule->kind && a->rule_id == rule->id &&
+        (a->kind == PLAN_ALARM_NO_HUB || a->kind == PLAN_ALARM_CAPACITY ||
+         a->kind == PLAN_ALARM_WAITING))
+      return a;
+    if (!any) any = a;
+  }
+  return any;
+}
+
+/* Fills the reply's refused sources: those of `rule` that the plan does
+ * not move by it, each with why, and the refusal that names them all. */
+static int engine_refused_sources(engine_t *e, engine_arena_t *a, const plan_t *p,
+                                  const engine_planned_t *rule, Nirc__PlanReply *pr) {
+  unsigned n = rule->sources->n;
+  pr->n_sources = n;
+  pr->refused_sources = engine_arena_alloc(a, (n + 1) * sizeof *pr->refused_sources);
+  if (!pr->refused_sources) return NIRC_ENOMEM;
+  char text[4096] = "";
+  for (unsigned s = 0; s < n; s++) {
+    const char *slug = rule->sources->v[s];
+    long i = engine_index(e, slug);
+    if (i < 0) continue; /* validated before: cannot happen */
+    const plan_route_t *r = &p->routes[i];
+    if (r->kind == rule->kind && r->rule_id == rule->id) continue; /* it moves */
+    Nirc__RefusedSource *rs = engine_arena_alloc(a, sizeof *rs);
+    if (!rs) return NIRC_ENOMEM;
+    nirc__refused_source__init(rs);
+    rs->source = engine_arena_str(a, slug);
+    const plan_alarm_t *al = engine_why_not(p, slug, rule);
+    char why[1024] = "";
+    if (al && al->n_hubs) {
+      rs->hubs = engine_arena_alloc(a, al->n_hubs * sizeof *rs->hubs);
+      if (!rs->hubs) return NIRC_ENOMEM;
+      for (unsigned k = 0; k < al->n_hubs; k++) {
+        const plan_hub_verdict_t *v = &al->hubs[k];
+        Nirc__HubNeed *hn = engine_arena_alloc(a, sizeof *hn);
+        if (!hn) return NIRC_ENOMEM;
+        nirc__hub_need__init(hn);
+        hn->hub = engine_arena_str(a, v->hub);
+        hn->capacity = v->capacity;
+        hn->agents_needed = v->agents_needed;
+        hn->agents = v->agents;
+        hn->why = engine_arena_str(a, v->why);
+        rs->hubs[rs->n_hubs++] = hn;
+        engine_append(why, sizeof why, "%s%s %s", k ? ", " : "", v->hub, v->why);
+      }
+    } else if (al) {
+      nirc_strlcpy(why, al->message, sizeof why);
+    } else if (e->dirs[i].excluded_rule) {
+      snprintf(why, sizeof why, "it is excluded after a failed move (nircctl readmit)");
+    } else if (r->kind != RULE_NONE) {
+      snprintf(why, sizeof why, "it stays with %s, which comes first", r->reason);
+    } else {
+      snprintf(why, sizeof why, "it would stay home");
+    }
+    rs->why = engine_arena_str(a, why);
+    pr->refused_sources[pr->n_refused_sources++] = rs;
+    engine_append(text, sizeof text, "%s%s: %s", pr->n_refused_sources > 1 ? "; " : "", slug, why);
+  }
+  if (pr->n_refused_sources == 0) return 0;
+  char head[96];
+  if (n == 1)
+    snprintf(head, sizeof head, "%s would not move: ", pr->refused_sources[0]->source);
+  else
+    snprintf(head, sizeof head, "%zu of %u sources would not move: ", pr->n_refused_sources, n);
+  /* One source: "hubei would not move: shaanxi would need ..." */
+  const char *body = n == 1 ? text + strlen(pr->refused_sources[0]->source) + 2 : text;
+  char *refusal = engine_arena_alloc(a, strlen(head) + strlen(body) + 1);
+  if (!refusal) return NIRC_ENOMEM;
+  memcpy(refusal, head, strlen(head));
+  memcpy(refusal + strlen(head), body, strlen(body) + 1);
+  pr->refusal = refusal;
+  pr->refused = 1;
+  return 0;
+}
+
+/* Fills a PlanReply for `rule`, showing the sites in `focus` (indices;
+ * NULL = all). */
+static Nirc__PlanReply *engine_plan_reply(engine_t *e, engine_arena_t *a, const plan_t *p,
+                                          const bool *focus, const engine_planned_t *rule) {
+  Nirc__PlanReply *pr = engine_arena_alloc(a, sizeof *pr);
+  if (!pr) return NULL;
+  nirc__plan_reply__init(pr);
+  size_t n = engine_nsites(e);
+  pr->capacity = engine_arena_alloc(a, (p->n_capacity + 1) * sizeof *pr->capacity);
+  pr->moves = engine_arena_alloc(a, (n + 1) * sizeof *pr->moves);
+  pr->alarms = engine_arena_alloc(a, (p->n_alarms + 1) * sizeof *pr->alarms);
+  if (!pr->capacity || !pr->moves || !pr->alarms) return NULL;
+  for (size_t k = 0; k < p->n_capacity; k++) {
+    Nirc__CapacityPrediction *cp = engine_arena_alloc(a, sizeof *cp);
+    if (!cp) return NULL;
+    engine_fill_prediction(a, e, p, &p->capacity[k], cp);
+    pr->capacity[pr->n_capacity++] = cp;
+  }
+  for (size_t i = 0; i < n; i++) {
+    route_t want;
+    engine_route_from_plan(&p->routes[i], &want);
+    /* Only changes are moves; `focus` narrows them to the request's sites. */
+    if (engine_shares_same(&want, &e->dirs[i].target)) continue;
+    if (focus && !focus[i]) continue;
+    Nirc__PlannedMove *m = engine_arena_alloc(a, sizeof *m);
+    if (!m) return NULL;
+    nirc__planned_move__init(m);
+    m->site = engine_site(e, i)->slug;
+    /* A rule not made yet has no id to show: say what it would be. */
+    char reason[sizeof want.reason + 16];
+    snprintf(reason, sizeof reason, "%s%s",
+             p->routes[i].rule_id == PLAN_DRAFT_ID ? "would be " : "", want.reason);
+    m->reason = engine_arena_str(a, reason);
+    m->revert_at_ms = want.revert_at_ms;
+    m->route = engine_arena_alloc(a, (want.n_share + 1) * sizeof *m->route);
+    if (!m->route) return NULL;
+    for (unsigned k = 0; k < want.n_share; k++) {
+      Nirc__RouteShare *rs = engine_arena_alloc(a, sizeof *rs);
+      if (!rs) return NULL;
+      nirc__route_share__init(rs);
+      rs->site = engine_arena_str(a, want.share[k].site);
+      rs->permille = want.share[k].permille;
+      m->route[m->n_route++] = rs;
+    }
+    pr->moves[pr->n_moves++] = m;
+  }
+  for (size_t k = 0; k < p->n_alarms; k++) {
+    long i = engine_index(e, p->alarms[k].site);
+    if (focus && i >= 0 && !focus[i]) continue;
+    pr->alarms[pr->n_alarms++] = engine_arena_str(a, p->alarms[k].message);
+  }
+  if (engine_refused_sources(e, a, p, rule, pr) != 0 || a->failed) return NULL;
+  return pr;
+}
+
+int engine_trial_plan(engine_t *e, const cutover_t *extra, plan_t *out) {
+  cutover_t *all = calloc(e->n_cut + 1, sizeof *all);
+  if (!all) return NIRC_ENOMEM;
+  if (e->n_cut) memcpy(all, e->cut, e->n_cut * sizeof *all); /* e->cut may be NULL */
+  size_t n = e->n_cut;
+  if (extra) all[n++] = *extra;
+  plan_input_t in;
+  engine_build_input(e, &in, all, n);
+  int rc = planner_run(&in, out);
+  free(all);
+  return rc;
+}
+
+/* ---- what --force overrides ---- */
+
+/* The hubs of `cut` that the trial marks forced: a forced move there
+ * fails the capacity check. Returns 0 or NIRC_ENOMEM. */
+static int engine_collect_forced(const plan_t *trial, const cutover_t *cut, engine_forced_t *f) {
+  memset(f, 0, sizeof *f);
+  for (size_t k = 0; k < trial->n_capacity; k++) {
+    const plan_capacity_t *pc = &trial->capacity[k];
+    bool ours = false;
+    for (unsigned h = 0; h < cut->hubs.n && !ours; h++)
+      ours = strcmp(cut->hubs.v[h], pc->hub) == 0;
+    if (!pc->forced || !ours) continue;
+    plan_capacity_t *v = realloc(f->hubs, (f->n + 1) * sizeof *v);
+    if (!v) {
+      engine_forced_free(f);
+      return NIRC_ENOMEM;
+    }
+    f->hubs = v;
+    f->hubs[f->n++] = *pc;
+    engine_append(f->warning, sizeof f->warning,
+                  "%s%s predicted SL %.0f%% (needs %u agents, has %u)",
+                  f->n == 1 ? "forced past the capacity check: " : "; ", pc->hub,
+                  100.0 * engine_sl(&pc->after), pc->agents_needed, pc->after.agents);
+  }
+  return 0;
+}
+
+json_t *engine_forced_json(const engine_forced_t *f) {
+  json_t *arr = json_array();
+  for (unsigned k = 0; f && k < f->n; k++) {
+    const plan_capacity_t *pc = &f->hubs[k];
+    double asa = engine_asa(&pc->after);
+    json_array_append_new(
+        arr,
+        json_pack("{s:s, s:f, s:I, s:I, s:f, s:o, s:b}", "hub", pc->hub, "traffic_after_erl",
+                  pc->after.traffic_erl, "agents", (json_int_t)pc->after.agents, "agents_needed",
+                  (json_int_t)pc->agents_needed, "sl_after", engine_sl(&pc->after), "asa_after_s",
+                  asa >= 0 ? json_real(asa) : json_null(), "stable_after", (int)pc->after.stable));
+  }
+  return arr;
+}
+
+void engine_forced_free(engine_forced_t *f) {
+  free(f->hubs);
+  memset(f, 0, sizeof *f);
+}
+
+bool engine_judge_trial(engine_t *e, const engine_req_t *rq, plan_t *trial, const cutover_t *cut,
+                        bool dry_run, bool force, const char *refused_action,
+                        engine_forced_t *forced) {
+  size_t n = engine_nsites(e);
+  bool *focus = calloc(n ? n : 1, sizeof *focus);
+  for (unsigned s = 0; focus && s < cut->sources.n; s++) {
+    long i = engine_index(e, cut->sources.v[s]);
+    if (i >= 0) focus[i] = true;
+  }
+  for (unsigned h = 0; focus && h < cut->hubs.n; h++) {
+    long i = engine_index(e, cut->hubs.v[h]);
+    if (i >= 0) focus[i] = true;
+  }
+  engine_arena_t a = {0};
+  engine_planned_t rule = {RULE_CUTOVER, cut->id, &cut->sources};
+  Nirc__PlanReply *pr = focus ? engine_plan_reply(e, &a, trial, focus, &rule) : NULL;
+  memset(forced, 0, sizeof *forced);
+  int frc = force ? engine_collect_forced(trial, cut, forced) : 0;
+  planner_free(trial);
+  free(focus);
+  if (!pr || frc != 0) {
+    engine_arena_free(&a);
+    engine_forced_free(forced);
+    engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
+                       "out of memory");
+    return false;
+  }
+  Nirc__MoveReply mv = NIRC__MOVE_REPLY__INIT;
+  mv.plan = pr;
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  rep.request_id = rq->request_id;
+  rep.body_case = NIRC__OPERATOR_REPLY__BODY_MOVE;
+  rep.move = &mv;
+  Nirc__Error er = NIRC__ERROR__INIT;
+  bool go = false;
+  if (pr->refused && !force) {
+    er.code = NIRC__ERROR_CODE__ERROR_CODE_REFUSED;
+    char msg[4200];
+    snprintf(msg, sizeof msg, "%s (use --force to move anyway)", pr->refusal);
+    er.message = msg;
+    rep.ok = 0;
+    rep.error = &er;
+    engine_audit(e, rq->operator_name, refused_action, cut->sources.v[0],
+                 json_pack("{s:o, s:o, s:s, s:s}", "sources", engine_slugs_json(&cut->sources),
+                           "hubs", engine_slugs_json(&cut->hubs), "reason", cut->reason, "refusal",
+                           pr->refusal));
+    engine_send_reply(e, rq->client, &rep);
+  } else if (dry_run) {
+    mv.dry_run = 1;
+    Nirc__CapacityPrediction **fo =
+        engine_arena_alloc(&a, (forced->n + 1) * sizeof(Nirc__CapacityPrediction *));
+    for (unsigned k = 0; fo && k < forced->n; k++) {
+      Nirc__CapacityPrediction *cp = engine_arena_alloc(&a, sizeof *cp);
+      if (!cp) break;
+      engine_fill_prediction(&a, e, NULL, &forced->hubs[k], cp);
+      fo[mv.n_forced_over++] = cp;
+    }
+    mv.forced_over = fo;
+    mv.force_warning = forced->warning;
+    rep.ok = 1;
+    engine_send_reply(e, rq->client, &rep);
+  } else {
+    go = true;
+  }
+  engine_arena_free(&a);
+  if (!go) engine_forced_free(forced);
+  return go;
+}
+
+/* ---- nircctl plan ---- */
+
+void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest *req) {
+  void *c = rq->client;
+  uint64_t rid = rq->request_id;
+  char target_[256];
+  engine_join(req->sources, req->n_sources, target_, sizeof target_);
+  char err[512];
+  size_t n = engine_nsites(e);
+  plan_t trial;
+  bool *focus = calloc(n ? n : 1, sizeof *focus);
+  if (!focus) return;
+  int rc;
+  engine_planned_t rule;
+  cutover_t cut;
+  if (req->schedule_id || (req->schedule_name && *req->schedule_name)) {
+    schedule_t *s = NULL;
+    for (size_t k = 0; k < e->n_sch; k++)
+      if (e->sch[k].id == req->schedule_id ||
+          (req->schedule_name && strcmp(e->sch[k].name, req->schedule_name) == 0))
+        s = &e->sch[k];
+    if (!s) {
+      free(focus);
+      engine_refuse(e, rq, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                    "no schedule '%s' (see nircctl schedule list)",
+                    req->schedule_name ? req->schedule_name : "");
+      return;
+    }
+    /* The schedule at its next start, on today's smoothed load. */
+    int64_t start = 0, end = 0;
+    int64_t at = rules_schedule_window(s, engine_now(e), &start, &end)
+                     ? engine_now(e)
+                     : rules_schedule_next_start(s, engine_now(e)) + 60000;
+    schedule_t one = *s;
+    one.enabled = true;
+    plan_input_t in;
+    engine_build_input(e, &in, NULL, 0);
+    for (size_t i = 0; i < n; i++) {
+      plan_site_t *p = &e->psites[i];
+      p->forecast_cps = engine_forecast(e, p->slug, at);
+      /* A window that has not started yet is judged on its own hour: the
+       * forecast's demand, roster and handle time then, not this
+       * afternoon's load and day shift. Without a forecast only the live
+       * load is known. */
+      unsigned staff;
+      double aht;
+      if (at != engine_now(e) && engine_forecast_staff(e, p->slug, at, &staff, &aht)) {
+        p->staffed = staff;
+        p->demand_cps = p->forecast_cps;
+        p->aht_s = aht;
+      }
+    }
+    in.cutovers = NULL;
+    in.n_cutovers = 0;
+    in.schedules = &one;
+    in.n_schedules = 1;
+    in.overflows = NULL;
+    in.n_overflows = 0;
+    in.now_ms = at;
+    rc = planner_run(&in, &trial);
+    for (unsigned k = 0; k < s->sources.n; k++) {
+      long i = engine_index(e, s->sources.v[k]);
+      if (i >= 0) focus[i] = true;
+    }
+    /* The reply reads the schedule's sources after it may change: copy. */
+    memset(&cut, 0, sizeof cut);
+    cut.sources = s->sources;
+    rule = (engine_planned_t){RULE_SCHEDULE, s->id, &cut.sources};
+  } else {
+    memset(&cut, 0, sizeof cut);
+    if (engine_copy_slugs(&cut.sources, req->sources, req->n_sources, "sources", err, sizeof err) ||
+        engine_copy_slugs(&cut.hubs, req->hubs, req->n_hubs, "hubs", err, sizeof err)) {
+      free(focus);
+      engine_refuse(e, rq, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
+      return;
+    }
+    /* The validator wants a reason; the move planned has none (and no id:
+     * it is never made). */
+    snprintf(cut.reason, sizeof cut.reason, "plan");
+    cut.id = PLAN_DRAFT_ID;
+    cut.state = CUTOVER_ACTIVE;
+    rules_env_t env = {engine_site_exists, e};
+    if (rules_validate_cutover(&cut, &env, engine_now(e), err, sizeof err) != 0) {
+      free(focus);
+      engine_refuse(e, rq, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
+      return;
+    }
+    cut.reason[0] = '\0';
+    rc = engine_trial_plan(e, &cut, &trial);
+    for (unsigned k = 0; k < cut.sources.n; k++) {
+      long i = engine_index(e, cut.sources.v[k]);
+      if (i >= 0) focus[i] = true;
+    }
+    rule = (engine_planned_t){RULE_CUTOVER, PLAN_DRAFT_ID, &cut.sources};
+  }
+  if (rc != 0) {
+    free(focus);
+    engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+    return;
+  }
+  engine_arena_t a = {0};
+  Nirc__PlanReply *pr = engine_plan_reply(e, &a, &trial, focus, &rule);
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  rep.request_id = rid;
+  rep.ok = pr != NULL;
+  rep.body_case = NIRC__OPERATOR_REPLY__BODY_PLAN;
+  rep.plan = pr;
+  if (pr)
+    engine_send_reply(e, c, &rep);
+  else
+    engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+  engine_arena_free(&a);
+  planner_free(&trial);
+  free(focus);
+}
