@@ -266,11 +266,12 @@ class Run:
             else:
                 self.op()
         counts = dict(self.env.sql("SELECT action, count(*) FROM audit_log GROUP BY action"))
-        # Where capacity decided: sources a hub turned down or withdrew
-        # (each starts a re-entry wait, kept in route_holds), and moves
-        # refused for capacity (alarms, cutovers refused by the check).
+        # Where capacity decided: sources whose damping state ever changed
+        # (a placement held below the keep floor, a source a hub turned
+        # down: route_holds has a row for each), and moves refused for
+        # capacity (alarms, cutovers refused by the check).
         capacity = int(self.env.sql(
-            "SELECT (SELECT coalesce(sum(withdrawals), 0) FROM route_holds) + "
+            "SELECT (SELECT count(*) FROM route_holds) + "
             "(SELECT count(*) FROM link_events WHERE event = 'alarm' AND "
             "detail LIKE '%would need%') + (SELECT count(*) FROM audit_log WHERE "
             "action = 'cutover-refused' AND detail ? 'sources')")[0][0])
