@@ -319,6 +319,9 @@ static void test_capacity_edge_holds(void **state) {
   sim_t s;
   engine_opts_t o = undamped();
   uint64_t flaps = capacity_swing(&s, &o, hi, lo, 600000);
+  print_message("staffing %u/%u agents every 30 s (%u needed): %llu route changes in 10 min "
+                "without damping\n",
+                hi, lo, need, (unsigned long long)flaps);
   assert_true(flaps >= 10); /* the input does oscillate: without damping, ~2 a minute */
   sim_end(&s);
 
