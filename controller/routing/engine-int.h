@@ -134,10 +134,15 @@ struct engine {
   plan_t plan;
   bool have_plan;
   uint64_t settle_from_mono, settle_until_mono; /* after taking over; 0 = settled */
-  char (*alarm)[256];                           /* last alarm text per site, to log changes only */
-  hub_gate_t *gate;                             /* one per site (used for hubs) */
-  planner_hold_t *holds;                        /* one per site: capacity damping state */
-  uint64_t (*changes)[ROUTE_CAUSE_COUNT];       /* route changes per site and cause */
+  /* Until then, a rule with moves in place starts no new wave: the waves
+   * in progress under the old leader are verified anew (wave progress is
+   * not stored; this is its conservative stand-in). */
+  uint64_t resume_mono;
+  uint64_t loaded_below_id;               /* rules with smaller ids were loaded, not made here */
+  char (*alarm)[256];                     /* last alarm text per site, to log changes only */
+  hub_gate_t *gate;                       /* one per site (used for hubs) */
+  planner_hold_t *holds;                  /* one per site: capacity damping state */
+  uint64_t (*changes)[ROUTE_CAUSE_COUNT]; /* route changes per site and cause */
   engine_stats_t stats;
 };
 

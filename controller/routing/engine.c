@@ -238,6 +238,7 @@ int engine_load_rules(engine_t *e, uint64_t epoch, const cutover_t *c, size_t nc
     if (engine_add_overflow(e, &o[i])) return NIRC_ENOMEM;
   if (e->epoch * 1000000ull + 1 > e->next_rule_id) e->next_rule_id = e->epoch * 1000000ull + 1;
   if (max_rule_id >= e->next_rule_id) e->next_rule_id = max_rule_id + 1;
+  e->loaded_below_id = e->next_rule_id; /* rules made from here on are this leader's */
   return 0;
 }
 
@@ -682,6 +683,7 @@ bool engine_settling(engine_t *e) {
            "force not back)",
            (unsigned long long)(now - e->settle_from_mono), missing);
   e->settle_until_mono = 0;
+  e->resume_mono = now + e->opts.verify_window_ms;
   return false;
 }
 
@@ -702,6 +704,25 @@ static bool engine_adds_load(const route_t *want, const route_t *cur, const char
     if (strcmp(want->share[k].site, self) != 0 &&
         want->share[k].permille > route_share_of(cur, want->share[k].site))
       return true;
+  return false;
+}
+
+/* Whether the rule of plan route `pr`, one the old leader made, already
+ * has a move in place (a source routed as the plan says, away from home)
+ * while the engine is within its resume window after taking over: its
+ * next wave then waits for that window, as it would have waited for the
+ * old leader's wave to be verified. */
+static bool engine_resume_hold(engine_t *e, const plan_t *plan, const plan_route_t *pr) {
+  if (!e->resume_mono || engine_mono(e) >= e->resume_mono || pr->kind == RULE_NONE) return false;
+  if (pr->rule_id >= e->loaded_below_id) return false; /* this leader's own rule */
+  for (size_t j = 0; j < plan->n_routes; j++) {
+    const plan_route_t *q = &plan->routes[j];
+    if (q->kind != pr->kind || q->rule_id != pr->rule_id) continue;
+    route_t r;
+    engine_route_from_plan(q, &r);
+    if (engine_shares_same(&r, &e->dirs[j].target) && engine_is_away(&r, engine_site(e, j)->slug))
+      return true;
+  }
   return false;
 }
 
@@ -772,6 +793,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
     const char *self = engine_site(e, i)->slug;
     bool advance = engine_adds_load(&want, &d->target, self) && !engine_hub_gone(e, i);
     if (advance && engine_wave_active(e, pr->kind, pr->rule_id)) continue; /* next wave */
+    if (advance && engine_resume_hold(e, &plan, pr)) continue;             /* verified anew first */
     next[i].n_share = want.n_share;
     memcpy(next[i].share, want.share, sizeof want.share);
     next[i].revert_at_ms = want.revert_at_ms;

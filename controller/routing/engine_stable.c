@@ -296,9 +296,7 @@ static void engine_cause_why(engine_t *e, size_t i, route_cause_t cause, const r
   switch (cause) {
   case ROUTE_CAUSE_CUTOVER:
   case ROUTE_CAUSE_SCHEDULE:
-  case ROUTE_CAUSE_OVERFLOW:
-    snprintf(buf, len, "%s: to %s", next->reason, to);
-    break;
+  case ROUTE_CAUSE_OVERFLOW: snprintf(buf, len, "%s: to %s", next->reason, to); break;
   case ROUTE_CAUSE_CUTOVER_END:
   case ROUTE_CAUSE_SCHEDULE_END:
   case ROUTE_CAUSE_OVERFLOW_END:
@@ -326,9 +324,7 @@ static void engine_cause_why(engine_t *e, size_t i, route_cause_t cause, const r
   case ROUTE_CAUSE_HUB_SWITCH:
     snprintf(buf, len, "%s prefers %s now: from %s", next->reason, to, oh ? oh : "home");
     break;
-  case ROUTE_CAUSE_ROLLBACK:
-    snprintf(buf, len, "its move failed and was rolled back: home");
-    break;
+  case ROUTE_CAUSE_ROLLBACK: snprintf(buf, len, "its move failed and was rolled back: home"); break;
   case ROUTE_CAUSE_SENDERS: snprintf(buf, len, "the sites it answers for changed"); break;
   case ROUTE_CAUSE_COUNT: buf[0] = '\0'; break;
   }

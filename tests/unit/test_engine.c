@@ -822,6 +822,61 @@ static void test_force_past_the_check_warns_and_is_audited(void **state) {
   world_free(w);
 }
 
+/* A leader dies between two waves of a schedule: the new one does not
+ * start the next wave at once, but verifies the one in place for the
+ * verification window first, as the old leader would have (wave progress
+ * is not stored; this is its stand-in). */
+static void test_takeover_between_waves_verifies_anew(void **state) {
+  (void)state;
+  schedule_t sc = {
+      .id = 7, .start_min = 660, .end_min = 1380, .days = 0x7f, .wave_size = 1, .enabled = true};
+  nirc_strlcpy(sc.name, "noon", sizeof sc.name);
+  nirc_strlcpy(sc.tz, "Asia/Shanghai", sizeof sc.tz);
+  assert_int_equal(rules_parse_slug_list("hubei,guangdong", &sc.sources, NULL, 0), 0);
+  assert_int_equal(rules_parse_slug_list("shaanxi", &sc.hubs, NULL, 0), 0);
+  world_t *w = world_new();
+  engine_t *a = world_engine(w);
+  assert_int_equal(engine_load_rules(a, 5, NULL, 0, &sc, 1, NULL, 0, 100), 0);
+  engine_start_leading(a, 0);
+  world_connect_all(w, a, NULL);
+  world_tick(w, a, 200); /* the first wave: one source */
+  world_ack(w, a, 0, NULL);
+  world_flush(w);
+  world_tick(w, a, 2000); /* acknowledged, 8 s of the window to go */
+  size_t n = w->sites->n, moved = 0;
+  for (size_t i = 0; i < n; i++)
+    moved += route_share_of(&w->applied[i], "shaanxi") == 1000 && i != world_index(w, "shaanxi");
+  assert_int_equal(moved, 1);
+  engine_free(a);
+
+  for (size_t i = 0; i < n; i++) {
+    sites_on_link_down(&w->sites->v[i], w->now);
+    w->sites->v[i].conn = NULL;
+  }
+  size_t from = w->n_sent;
+  engine_t *b = world_engine(w);
+  assert_int_equal(engine_load_rules(b, 6, NULL, 0, &sc, 1, NULL, 0, 100), 0);
+  engine_start_leading(b, 0);
+  world_connect_all(w, b, w->applied);
+  for (int t = 0; t < 45; t++) { /* 9 s: inside the window */
+    world_tick(w, b, 200);
+    world_ack(w, b, from, NULL);
+  }
+  moved = 0;
+  for (size_t i = 0; i < n; i++)
+    moved += route_share_of(&w->applied[i], "shaanxi") == 1000 && i != world_index(w, "shaanxi");
+  assert_int_equal(moved, 1);
+  world_tick(w, b, 1200); /* past the window: the next wave */
+  world_ack(w, b, from, NULL);
+  moved = 0;
+  for (size_t i = 0; i < n; i++)
+    moved += route_share_of(&w->applied[i], "shaanxi") == 1000 && i != world_index(w, "shaanxi");
+  assert_int_equal(moved, 2);
+  world_flush(w);
+  engine_free(b);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_applied_and_answered),
@@ -829,6 +884,7 @@ int main(void) {
       cmocka_unit_test(test_failed_move_rolls_back),
       cmocka_unit_test(test_hub_loss_moves_to_next_hub),
       cmocka_unit_test(test_failover_reload_routes_the_same),
+      cmocka_unit_test(test_takeover_between_waves_verifies_anew),
       cmocka_unit_test(test_no_directive_without_leadership),
       cmocka_unit_test(test_change_refused_when_it_cannot_be_recorded),
       cmocka_unit_test(test_cutover_forgotten_when_its_rule_is_refused),
