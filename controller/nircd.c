@@ -207,6 +207,7 @@ out:
   SSL_CTX_free(srv->tls);
   tls_revocation_free(srv->revocation);
   sites_free(&srv->sites);
+  free(srv->evbudget);
   free(srv);
   uv_loop_close(loop);
   if (rc == 0) log_info(LOG_MAIN, conf->node, "stopped");

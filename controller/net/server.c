@@ -82,10 +82,71 @@ static void server_dropped(server_t *srv, int rc) {
  * journaled on disk while the database is unreachable (store.h). The
  * load minute in particular adds to what is stored, so applying it twice
  * would double the counts. */
+/* What one site's links may write to link_events: SERVER_EVENTS_BURST at
+ * once, then one every SERVER_EVENT_REFILL_MS. A site whose links come and
+ * go faster (a reconnect loop, two agents fighting over one certificate)
+ * has the rest counted, not stored; its next stored event is preceded by
+ * one that says how many were left out. So one site adds at most 20 rows,
+ * then 10 a minute, however often it reconnects. */
+#define SERVER_EVENTS_BURST    20.0
+#define SERVER_EVENT_REFILL_MS 6000.0
+
+struct server_evbudget {
+  double tokens;
+  int64_t last_ms, warned_ms;
+  uint64_t suppressed;
+  bool used;
+};
+
+/* Whether an event of site `site` may be stored now; writes the summary of
+ * those left out before it when some were. */
+static bool server_event_budget(server_t *srv, const char *kind, const char *site, const char *peer,
+                                int64_t now) {
+  if (strcmp(kind, "site") != 0 || !site) return true;
+  if (!srv->evbudget) srv->evbudget = calloc(srv->sites.n + 1, sizeof *srv->evbudget);
+  if (!srv->evbudget) return true;
+  site_t *s = sites_find(&srv->sites, site);
+  struct server_evbudget *b = &srv->evbudget[s ? (size_t)(s - srv->sites.v) : srv->sites.n];
+  if (!b->used) {
+    b->used = true;
+    b->tokens = SERVER_EVENTS_BURST;
+    b->last_ms = now;
+  }
+  b->tokens += (double)(now - b->last_ms) / SERVER_EVENT_REFILL_MS;
+  if (b->tokens > SERVER_EVENTS_BURST) b->tokens = SERVER_EVENTS_BURST;
+  b->last_ms = now;
+  if (b->tokens < 1.0) {
+    b->suppressed++;
+    srv->link_events_suppressed++;
+    if (now - b->warned_ms >= 60000) {
+      b->warned_ms = now;
+      log_warn(LOG_SITE, s ? s->slug : "?",
+               "links come and go too often: link events beyond 10 a minute are counted "
+               "(nirc_link_events_suppressed_total), not stored");
+    }
+    return false;
+  }
+  b->tokens -= 1.0;
+  if (b->suppressed) {
+    char detail[160];
+    snprintf(detail, sizeof detail,
+             "%llu link events of this site left out: its links came and went faster than 10 "
+             "a minute",
+             (unsigned long long)b->suppressed);
+    b->suppressed = 0;
+    int rc =
+        store_link_event(srv->db, now, "site", NULL, site, peer ? peer : "-", "suppressed", detail);
+    if (rc != 0) server_dropped(srv, rc);
+  }
+  return true;
+}
+
 void server_record_event(server_t *srv, const char *kind, const char *identity, const char *site,
                          const char *peer, const char *event, const char *detail) {
   if (!srv->db) return;
-  int rc = store_link_event(srv->db, clock_real_ms(), kind, identity, site, peer, event, detail);
+  int64_t now = clock_real_ms();
+  if (!server_event_budget(srv, kind, site, peer, now)) return;
+  int rc = store_link_event(srv->db, now, kind, identity, site, peer, event, detail);
   if (rc != 0) server_dropped(srv, rc);
 }
 

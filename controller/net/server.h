@@ -84,6 +84,10 @@ struct server {
   uint64_t cap_logged_refused, cap_logged_evicted;
   int stopping;
   uint64_t db_dropped; /* records that could not be queued (db queue full) */
+  /* Link events of sites are budgeted per site (server_record_event):
+   * one entry per site, plus one for names that are no site; owned. */
+  struct server_evbudget *evbudget;
+  uint64_t link_events_suppressed; /* left out over a site's budget */
   engine_t *engine;
   struct httpd *http; /* owned: metrics and status page, or NULL */
   unsigned ticks;

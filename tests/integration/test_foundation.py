@@ -133,6 +133,36 @@ def test_refusals_and_link_events_are_stored():
         assert needle in closed, f"link_events lack '{needle}': {closed}"
 
 
+def test_a_reconnecting_site_cannot_flood_link_events():
+    """One site whose links come and go in a loop (a compromised host, or two
+    agents fighting over one certificate) adds at most 20 link events, then
+    10 a minute; the rest are counted and summarised, not stored."""
+    before = int(env.sql(f"SELECT count(*) FROM link_events WHERE site = '{PROBE_SITE}'")[0][0])
+    t0 = time.monotonic()
+    for _ in range(60):  # each: connected, online, offline and closed
+        assert probe("welcome")["welcome"]
+    took = time.monotonic() - t0
+    # The last ones are written when their links close: wait for them.
+    def rows():
+        return int(env.sql(f"SELECT count(*) FROM link_events WHERE site = '{PROBE_SITE}'")[0][0])
+    T.wait_until(lambda: env.sql(f"SELECT count(*) FROM link_events WHERE site = '{PROBE_SITE}' "
+                                 "AND event = 'offline'")[0][0] != "0" or None, 10,
+                 "the probes' links closed")
+    added = rows() - before
+    bound = 20 + took / 6 + 2  # the burst, the refill, a summary
+    assert added <= bound, f"{added} link events from 60 reconnects in {took:.1f} s (bound {bound:.0f})"
+    # (Without the budget each reconnect would add 3-4 rows: 180 or more.)
+    # Once the budget refills (a token every 6 s), the next stored event of
+    # the site is preceded by the count of those left out.
+    def summarised():
+        probe("welcome")
+        rows = env.sql(f"SELECT detail FROM link_events WHERE site = '{PROBE_SITE}' AND "
+                       "event = 'suppressed'")
+        return rows or None
+    rows = T.wait_until(summarised, 20, "a summary of the link events left out")
+    assert "link events of this site left out" in rows[0][0], rows
+
+
 def test_hung_agent_goes_stale_then_offline_killed_agent_offline():
     hubei = env.agents["hubei"]
     hubei.signal(signal.SIGSTOP)  # hung: the TCP link stays up, reports stop
@@ -201,6 +231,7 @@ if __name__ == "__main__":
     T.main([test_three_sites_online_with_reported_numbers,
             test_hostile_clients_refused_while_others_keep_reporting,
             test_refusals_and_link_events_are_stored,
+            test_a_reconnecting_site_cannot_flood_link_events,
             test_hung_agent_goes_stale_then_offline_killed_agent_offline,
             test_load_minutes_match_what_agents_reported,
             test_cli_exit_codes_and_messages,
