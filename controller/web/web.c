@@ -298,7 +298,7 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
              "# TYPE nirc_db_dropped_total counter\nnirc_db_dropped_total %llu\n"
              "# HELP nirc_links Live links.\n# TYPE nirc_links gauge\nnirc_links %u\n"
              "# HELP nirc_link_events_suppressed_total Link events of sites left out over their "
-             "budget (20, then 10 a minute).\n"
+             "budget (20 and 30 new ones at once, then 10 and 30 a minute).\n"
              "# TYPE nirc_link_events_suppressed_total counter\n"
              "nirc_link_events_suppressed_total %llu\n",
              srv->db ? db_queue_depth(srv->db) : 0, (unsigned long long)srv->db_dropped,
