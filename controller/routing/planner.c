@@ -370,6 +370,13 @@ static void planner_predict_with(const planner_ctx_t *ctx, size_t h, double erl,
 
 /* ---- damping ------------------------------------------------------------ */
 
+/* The clock of the damping: real time when the caller gives it (holds and
+ * waits are about people and PBXs, not the demo's accelerated day), else
+ * business time. */
+static int64_t planner_damp_now(const planner_ctx_t *ctx) {
+  return ctx->in->real_ms ? ctx->in->real_ms : ctx->in->now_ms;
+}
+
 /* Seconds source `src` waits after its latest withdrawal: reentry_s,
  * doubled for each earlier one within the hour, at most an hour. */
 static uint32_t planner_reentry_s(const planner_ctx_t *ctx, size_t src) {
@@ -383,7 +390,7 @@ static uint32_t planner_reentry_s(const planner_ctx_t *ctx, size_t src) {
 /* Whether `src` is still inside its re-entry wait. */
 static bool planner_waiting(const planner_ctx_t *ctx, size_t src) {
   if (!ctx->in->holds || !ctx->in->holds[src].withdrawn_ms) return false;
-  return ctx->in->now_ms - ctx->in->holds[src].withdrawn_ms <
+  return planner_damp_now(ctx) - ctx->in->holds[src].withdrawn_ms <
          (int64_t)planner_reentry_s(ctx, src) * 1000;
 }
 
@@ -392,13 +399,13 @@ static bool planner_waiting(const planner_ctx_t *ctx, size_t src) {
 static bool planner_hold_runs(const planner_ctx_t *ctx, size_t src) {
   if (ctx->in->hold_s == 0) return false;
   int64_t since = ctx->in->holds ? ctx->in->holds[src].strain_since_ms : 0;
-  return since == 0 || ctx->in->now_ms - since < (int64_t)ctx->in->hold_s * 1000;
+  return since == 0 || planner_damp_now(ctx) - since < (int64_t)ctx->in->hold_s * 1000;
 }
 
 /* The damping state candidate `c` leaves for the next run. */
 static void planner_hold_update(planner_ctx_t *ctx, const planner_cand_t *c) {
   planner_hold_t *h = &ctx->holds[c->src];
-  int64_t now = ctx->in->now_ms;
+  int64_t now = planner_damp_now(ctx);
   if (c->placed && c->strained) {
     if (!h->strain_since_ms) h->strain_since_ms = now;
   } else {

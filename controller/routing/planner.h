@@ -81,6 +81,7 @@ typedef struct {
 /* Damping state of one site as a source, kept by the caller between runs
  * (like planner_overflow_state_t) and passed back in. */
 typedef struct {
+  /* Times on the damping clock (plan_input_t.real_ms). */
   int64_t strain_since_ms; /* at its hub, predicted below the keep floor since (0: not) */
   int64_t withdrawn_ms;    /* a hub refused it or withdrew it for capacity (0: not waiting) */
   int64_t last_withdrawn_ms;
@@ -114,6 +115,10 @@ typedef struct {
    * an hour) and then needs sl_target + enter_margin. */
   double keep_margin, enter_margin;
   uint32_t hold_s, reentry_s;
+  /* The real clock (wall ms) hold and re-entry run on; 0: now_ms. On an
+   * accelerated clock a business-time hold would be shorter than one
+   * report, and would damp nothing. */
+  int64_t real_ms;
   const planner_hold_t *holds; /* n_sites entries from the previous run, or NULL */
 } plan_input_t;
 

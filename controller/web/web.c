@@ -102,11 +102,11 @@ static void web_html(const char *in, char *out, size_t outlen) {
   safetext_escape(in, text, sizeof text);
   size_t o = 0;
   for (const char *c = text; *c && o + 7 < outlen; c++) {
-    const char *esc = *c == '<'   ? "&lt;"
-                      : *c == '>' ? "&gt;"
-                      : *c == '&' ? "&amp;"
-                      : *c == '"' ? "&quot;"
-                                  : NULL;
+    const char *esc = *c == '<'    ? "&lt;"
+                      : *c == '>'  ? "&gt;"
+                      : *c == '&'  ? "&amp;"
+                      : *c == 0x22 ? "&quot;" /* a double quote */
+                                   : NULL;
     if (esc)
       o += (size_t)snprintf(out + o, outlen - o, "%s", esc);
     else
