@@ -55,6 +55,15 @@ echo '{"calls_offered": %d, "calls_answered": %d, "calls_in_queue": 0, "agents_l
        "answered_within_threshold": %d, "sl_threshold_s": 20}'
 """
 STAFF = {"shaanxi": 40, "henan": 25, "sichuan": 500}
+# A site whose route waits on a damping timer when the old leader's routes
+# are read (a hub in its grace or return window, a held placement, a
+# source waiting to re-enter) may move later at both leaders, after the
+# snapshot the new leader is compared with: such sites (the sources at or
+# waiting for such a hub, and the hubs' inbound lists) are told apart, not
+# compared. unit.test_takeover checks that state's hand-over exactly.
+# What status notes say while a timer runs:
+PENDING = ("keeps the sources it answers", "takes sources again once healthy", "returns to",
+           "held at", "waits before moving again")
 
 
 class Run:
@@ -71,6 +80,8 @@ class Run:
                                                          "nircd-2.conf")}
         self.procs = {}
         self.down = set()
+        self.timed = set()  # sites waiting on a damping timer at the last snapshot
+        self.timed_seen = 0
 
     def fail(self, msg):
         raise AssertionError(f"{msg} (seed {SEED}, step {self.step}: "
@@ -201,16 +212,27 @@ class Run:
         return all((by[s]["link"] != "online") if s in self.down
                    else (by[s]["link"] == "online" and by[s]["load"]) for s in SOURCES + HUBS)
 
+    def pending(self, st):
+        """Sites whose route waits on a damping timer (status notes), with
+        the sources routed to a hub that does."""
+        timed = {s["slug"] for s in st["sites"] if any(p in s.get("note", "") for p in PENDING)}
+        for s in st["sites"]:
+            if any(r["site"] in timed and r["site"] != s["slug"] for r in s["route"]):
+                timed.add(s["slug"])
+        return timed
+
     def still(self):
-        """The routes once they stand still: the leader sees every agent as
-        it is, and two reads a second apart agree (waves, rollbacks and hub
-        losses settle on their own)."""
+        """The routes once they stand still, and the sites waiting on a
+        damping timer: the leader sees every agent as it is, and two reads a
+        second apart agree (waves, rollbacks and hub losses settle on their
+        own)."""
         last = None
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
             _, _, st = self.leader()
             now = self.routes(st) if st and self.world_seen(st) else None
             if now is not None and now == last:
+                self.timed = set(self.pending(st))
                 return now
             last = now
             time.sleep(1.0)
@@ -241,14 +263,18 @@ class Run:
         T.wait_until(lambda: self.status(other)["server_time_ms"] >= t0 + 1000 or None, 10,
                      "a second of planning")
         after = self.routes(self.status(other))
+        # A hub's inbound list follows its sources: it may differ only
+        # where a source was waiting on a timer.
+        loose = self.timed | (set(HUBS) if self.timed & set(SOURCES) else set())
+        self.timed_seen += len(self.timed)
         for s in SOURCES + HUBS:
-            if after.get(s) != before.get(s):
+            if after.get(s) != before.get(s) and s not in loose:
                 self.fail(f"after {how.name} of {node}, {other} routes {s} {after.get(s)}; "
                           f"{node} routed {before.get(s)}")
         for site, route in self.env.sql(f"SELECT site, route::text FROM directives "
                                         f"WHERE epoch = {new_epoch}"):
             got = sorted((x["site"], x["permille"]) for x in json.loads(route))
-            if site in before and got != before[site]:
+            if site in before and got != before[site] and site not in loose:
                 self.fail(f"{other} sent {site} {got}, which {node} would not have: "
                           f"{before[site]}")
         # The killed controller comes back as the standby.
@@ -277,7 +303,7 @@ class Run:
             "action = 'cutover-refused' AND detail ? 'sources')")[0][0])
         print(f"  {STEPS} steps, {len(kills)} takeovers ({', '.join(kills)}); "
               f"audit: {json.dumps(counts, sort_keys=True)}; capacity decided {capacity} "
-              f"times (seed {SEED})")
+              f"times; {self.timed_seen} sites on a damping timer at a snapshot (seed {SEED})")
         if STEPS >= 100 and capacity == 0:
             self.fail("the capacity check never decided: the test shows nothing about it")
         # A run that never changed anything would prove nothing. (Rollbacks
