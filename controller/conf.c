@@ -83,10 +83,10 @@ const config_opt_t conf_nircd_opts[] = {
     {"routing", "capacity_enter_margin", CFG_DOUBLE, O(enter_margin), 0, 0, 0.5, "0.05", 0,
      "a source a hub refused or withdrew for capacity moves again only at sl_target plus this"},
     {"routing", "capacity_hold", CFG_DURATION, O(capacity_hold_ms), 0, 0, 3600000, "60s", 0,
-     "a source at a hub predicted below its keep floor stays this long (real time) before "
+     "a source at a hub predicted below its keep floor stays this long (business time) before "
      "it is withdrawn"},
     {"routing", "capacity_reentry", CFG_DURATION, O(capacity_reentry_ms), 0, 0, 3600000, "120s", 0,
-     "after a capacity withdrawal a source waits this long (real time, doubled for each "
+     "after a capacity withdrawal a source waits this long (business time, doubled for each "
      "further withdrawal within an hour) before it may move again"},
     {"routing", "forecast", CFG_STRING, O(forecast), S(forecast), 0, 0, "", 0,
      "scenario file with each site's expected calls by hour, used to size scheduled moves "

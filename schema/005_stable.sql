@@ -2,8 +2,8 @@
 
 -- A source's capacity damping (the planner's planner_hold_t): since when
 -- its placement has been held below the keep floor, and its re-entry wait
--- after a capacity withdrawal. Times are real (wall-clock) milliseconds,
--- as the planner keeps them; 0 means "not". One row per site, replaced.
+-- after a capacity withdrawal. Times are business-clock milliseconds, as
+-- the planner keeps them; 0 means "not". One row per site, replaced.
 CREATE TABLE route_holds (
     site              text PRIMARY KEY REFERENCES sites(slug),
     strain_since_ms   bigint NOT NULL DEFAULT 0,

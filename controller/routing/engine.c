@@ -582,7 +582,6 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
   in->enter_margin = e->opts.enter_margin;
   in->hold_s = e->opts.hold_s;
   in->reentry_s = e->opts.reentry_s;
-  in->real_ms = e->io.wall_ms(e->io.ctx);
   in->holds = e->holds;
 }
 

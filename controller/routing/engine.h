@@ -101,7 +101,7 @@ typedef struct {
   uint32_t hub_grace_ms;  /* default 15000 */
   uint32_t hub_return_ms; /* default 60000 */
   /* Capacity damping (planner.h, Damping): keep and enter margins in
-   * service-level points, hold and re-entry waits in real seconds. */
+   * service-level points, hold and re-entry waits in business seconds. */
   double keep_margin, enter_margin; /* default 0.05 and 0.05 */
   uint32_t hold_s, reentry_s;       /* default 60 and 120 */
   /* Expected demand by hour for scheduled moves (borrowed; may be NULL:

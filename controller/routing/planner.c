@@ -370,9 +370,8 @@ static void planner_predict_with(const planner_ctx_t *ctx, size_t h, double erl,
 
 /* ---- damping ------------------------------------------------------------ */
 
-/* The clock of the damping: real time when the caller gives it (holds and
- * waits are about people and PBXs, not the demo's accelerated day), else
- * business time. */
+/* The clock of the damping: business time, like the load it judges,
+ * unless the caller gives another. */
 static int64_t planner_damp_now(const planner_ctx_t *ctx) {
   return ctx->in->real_ms ? ctx->in->real_ms : ctx->in->now_ms;
 }

@@ -115,9 +115,8 @@ typedef struct {
    * an hour) and then needs sl_target + enter_margin. */
   double keep_margin, enter_margin;
   uint32_t hold_s, reentry_s;
-  /* The real clock (wall ms) hold and re-entry run on; 0: now_ms. On an
-   * accelerated clock a business-time hold would be shorter than one
-   * report, and would damp nothing. */
+  /* The clock hold and re-entry run on, if not now_ms (0: now_ms, the
+   * business clock, as nircd runs them: the load they judge moves on it). */
   int64_t real_ms;
   const planner_hold_t *holds; /* n_sites entries from the previous run, or NULL */
 } plan_input_t;

@@ -53,10 +53,13 @@ def test_demo_story_runs_unattended_and_reports_from_the_run():
     assert len(sims) == 2, report
     for sl, calls, others in sims:
         assert 0 <= float(sl) <= 100 and int(calls) > 0 and 0 < int(others) <= int(calls), report
-    # Route changes come from the audit trail; no source flaps (before the
-    # damping, xinjiang and qinghai changed route 6 times in the 07:00 hour).
+    # Route changes come from the audit trail. Before the damping, xinjiang
+    # and qinghai changed route 6 times in the 07:00 hour. Now the 07:00
+    # hour holds the move off the locked-down hub, and at most one capacity
+    # withdrawal and readmission at the backup hub (at 900x the hold and the
+    # re-entry wait are shorter than a report: the margins damp).
     m = re.search(r"most changes of one source's route in one business hour: (\d+)", report)
-    assert m and 1 <= int(m.group(1)) <= 3, report
+    assert m and 1 <= int(m.group(1)) <= 4, report
     assert re.search(r"\d+ changes at \d+ sites; by cause: .*schedule \d+", report), report
     alone = int(re.search(r"its own night: (\d+) agents", report).group(1))
     together = int(re.search(r"consolidated at shaanxi: (\d+) agents", report).group(1))
