@@ -35,27 +35,28 @@
 #define TICK_MS 200
 
 static engine_opts_t damped(void) {
-  engine_opts_t o = {.ack_timeout_ms = 2000,
-                     .max_resends = 3,
-                     .verify_window_ms = 10000,
-                     .sl_target = 0.8,
-                     .sl_threshold_s = 20,
-                     .hub_grace_ms = 15000,
-                     .hub_return_ms = 60000,
-                     .keep_margin = 0.05,
-                     .enter_margin = 0.05,
-                     .hold_s = 60,
-                     .reentry_s = 120};
-  return o;
+  return world_opts(true);
 }
 
-/* The same, with every damping knob at zero: the behaviour before. */
+/* Every damping knob at zero: the behaviour before. */
 static engine_opts_t undamped(void) {
-  engine_opts_t o = damped();
-  o.hub_grace_ms = o.hub_return_ms = 0;
-  o.keep_margin = o.enter_margin = 0;
-  o.hold_s = o.reentry_s = 0;
-  return o;
+  return world_opts(false);
+}
+
+/* The overflow rule of the overflow tests: hunan spills to sichuan when
+ * its smoothed longest wait reaches 60 s, at most half its calls, for at
+ * least 5 minutes. */
+static overflow_rule_t peak_overflow(void) {
+  overflow_rule_t ov = {.id = 9,
+                        .trigger_wait_s = 60,
+                        .release_wait_s = 20,
+                        .share_cap_permille = 500,
+                        .min_hold_s = 300,
+                        .enabled = true};
+  nirc_strlcpy(ov.name, "peak", sizeof ov.name);
+  nirc_strlcpy(ov.source, "hunan", sizeof ov.source);
+  assert_int_equal(rules_parse_slug_list("sichuan", &ov.hubs, NULL, 0), 0);
+  return ov;
 }
 
 typedef struct {
@@ -369,15 +370,7 @@ static void test_capacity_edge_holds(void **state) {
  * overflow releases once its minimum hold has passed. */
 static void test_overflow_swing_engages_once(void **state) {
   (void)state;
-  overflow_rule_t ov = {.id = 9,
-                        .trigger_wait_s = 60,
-                        .release_wait_s = 20,
-                        .share_cap_permille = 500,
-                        .min_hold_s = 300,
-                        .enabled = true};
-  nirc_strlcpy(ov.name, "peak", sizeof ov.name);
-  nirc_strlcpy(ov.source, "hunan", sizeof ov.source);
-  assert_int_equal(rules_parse_slug_list("sichuan", &ov.hubs, NULL, 0), 0);
+  overflow_rule_t ov = peak_overflow();
   engine_opts_t o = damped();
   sim_t s;
   sim_start(&s, &o, NULL, 0, &ov, 1);
@@ -408,15 +401,7 @@ static void test_overflow_swing_engages_once(void **state) {
  * `nircctl site` says why the overloaded source is home. */
 static void test_overflow_withdrawn_says_why(void **state) {
   (void)state;
-  overflow_rule_t ov = {.id = 9,
-                        .trigger_wait_s = 60,
-                        .release_wait_s = 20,
-                        .share_cap_permille = 500,
-                        .min_hold_s = 300,
-                        .enabled = true};
-  nirc_strlcpy(ov.name, "peak", sizeof ov.name);
-  nirc_strlcpy(ov.source, "hunan", sizeof ov.source);
-  assert_int_equal(rules_parse_slug_list("sichuan", &ov.hubs, NULL, 0), 0);
+  overflow_rule_t ov = peak_overflow();
   engine_opts_t o = damped();
   sim_t s;
   sim_start(&s, &o, NULL, 0, &ov, 1);

@@ -341,17 +341,7 @@ static void tk_settle(world_t *w, engine_t *e, size_t from, const char *fail) {
 /* nircd's damping defaults (controller/conf.c), so a new leader must also
  * carry over held placements, re-entry waits and hub losses. */
 static engine_t *tk_engine(world_t *w) {
-  engine_opts_t o = {.ack_timeout_ms = 2000,
-                     .max_resends = 3,
-                     .verify_window_ms = 10000,
-                     .sl_target = 0.8,
-                     .sl_threshold_s = 20,
-                     .hub_grace_ms = 15000,
-                     .hub_return_ms = 60000,
-                     .keep_margin = 0.05,
-                     .enter_margin = 0.05,
-                     .hold_s = 60,
-                     .reentry_s = 120};
+  engine_opts_t o = world_opts(true);
   return world_engine_with(w, &o);
 }
 

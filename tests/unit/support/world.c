@@ -178,12 +178,24 @@ void world_flush(world_t *w) {
     w->pending[k].done(w->pending[k].arg, 0, NULL);
 }
 
-engine_t *world_engine(world_t *w) {
+engine_opts_t world_opts(bool damped) {
   engine_opts_t o = {.ack_timeout_ms = 2000,
                      .max_resends = 3,
                      .verify_window_ms = 10000,
                      .sl_target = 0.8,
                      .sl_threshold_s = 20};
+  if (damped) { /* nircd's defaults (controller/conf.c) */
+    o.hub_grace_ms = 15000;
+    o.hub_return_ms = 60000;
+    o.keep_margin = o.enter_margin = 0.05;
+    o.hold_s = 60;
+    o.reentry_s = 120;
+  }
+  return o;
+}
+
+engine_t *world_engine(world_t *w) {
+  engine_opts_t o = world_opts(false);
   return world_engine_with(w, &o);
 }
 

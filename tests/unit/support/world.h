@@ -104,6 +104,9 @@ void world_free(world_t *w);
 /* An engine whose engine_io_t is this world (caller frees it), with the
  * test defaults (no damping) or with the given options. */
 engine_t *world_engine(world_t *w);
+/* The test options: without damping (the behaviour before it), or with
+ * nircd's damping defaults. */
+engine_opts_t world_opts(bool damped);
 engine_t *world_engine_with(world_t *w, const engine_opts_t *o);
 size_t world_index(world_t *w, const char *slug);
 /* Every site whose link is not down connects, says Hello (routing as
