@@ -37,6 +37,21 @@ def swarm_events(kind):
     return out
 
 
+def last_progress():
+    """The swarm's last progress line (connected, attempts, failed connects,
+    drops, errors): what a timeout reports, so a slow machine can be told
+    from a livelock."""
+    p = swarm_events("progress")
+    return p[-1] if p else None
+
+
+def wait_swarm(pred, timeout, what):
+    try:
+        T.wait_until(pred, timeout, what)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nswarm progress: {last_progress()}\nswarm log:\n{swarm.tail()}")
+
+
 def test_every_agent_connects():
     global env, swarm, swarm_dir, summary_path, addr_b, standby
     # One descriptor per link in nircd (a child, so it inherits this), as
@@ -63,8 +78,8 @@ def test_every_agent_connects():
                              f"{env.addr},{addr_b}",
                              "--ca", f"{T.PKI}/ca.crt", "--dir", swarm_dir, "--duration", "0",
                              "--progress", "--json-out", summary_path], env.dir)
-    T.wait_until(lambda: swarm_events("all_connected") or not swarm.alive(), 120,
-                 f"all {N} agents connected")
+    wait_swarm(lambda: swarm_events("all_connected") or not swarm.alive(), 120,
+               f"all {N} agents connected")
     assert swarm.alive(), swarm.tail()
     print(f"all {N} connected {swarm_events('all_connected')[0]['t_ms'] / 1000:.2f} s after "
           f"the swarm started")
@@ -74,10 +89,10 @@ def test_every_agent_is_served_by_the_standby_after_sigkill():
     since = env.sql("SELECT now()")[0][0]
     env.controller.kill()
     # Every link drops at once: the kernel closes them all with the process.
-    T.wait_until(lambda: any(p["drops"] >= N for p in swarm_events("progress")), 30,
-                 f"the swarm noticing {N} dropped links")
-    T.wait_until(lambda: [e for e in swarm_events("all_connected") if e["after"] == "drop"]
-                 or not swarm.alive(), 120, f"all {N} agents back after the failover")
+    wait_swarm(lambda: any(p["drops"] >= N for p in swarm_events("progress")), 30,
+               f"the swarm noticing {N} dropped links")
+    wait_swarm(lambda: [e for e in swarm_events("all_connected") if e["after"] == "drop"]
+               or not swarm.alive(), 120, f"all {N} agents back after the failover")
     # (A status reply for 1,000 sites does not fit one frame yet: ask the
     # database who holds the lease.)
     assert env.sql("SELECT node FROM leader_lease") == [["nircd-2"]]
@@ -103,11 +118,12 @@ def test_every_agent_is_served_by_the_standby_after_sigkill():
           f"held {rc['max_in_50ms']}; histogram "
           + ", ".join(f"{h['le_ms']}:{h['count']}" for h in rc["histogram"] if h["count"]))
     # Jitter: the reconnections are spread over the backoff windows, not
-    # one herd: no 50 ms holds a quarter of them, the middle 80 % span a
-    # quarter of a second or more, and at least three buckets are used.
+    # one herd: no 50 ms holds a quarter of them and the middle 80 % span a
+    # quarter of a second or more. (The histogram's buckets are too coarse
+    # to judge by: 300 agents on a starved machine spread over 4.3-6.3 s
+    # fell into two of them.)
     assert rc["max_in_50ms"] <= N // 4, rc
     assert rc["p90"] - rc["p10"] >= 250, rc
-    assert sum(1 for h in rc["histogram"] if h["count"]) >= 3, rc
 
 
 if __name__ == "__main__":
