@@ -16,7 +16,7 @@
 # nircctl with NIRCCTL_CONFIG=<run dir>/nircctl.conf in another shell.
 #
 # Environment: NIRC_DEMO_PORT (controller, default 7443), NIRC_DEMO_PG_PORT
-# (PostgreSQL, default 55433), NIRC_DEMO_SPEED (clock speed, default 180),
+# (PostgreSQL, default 15433), NIRC_DEMO_SPEED (clock speed, default 180),
 # NIRC_DEMO_HTTP (status page address, default 127.0.0.1:9180),
 # NIRC_DEMO_RUN (working directory, default .run/demo), NIRC_BUILD_DIR (use
 # an existing build; skip install and build).
@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
 done
 
 port=${NIRC_DEMO_PORT:-7443}
-pg_port=${NIRC_DEMO_PG_PORT:-55433}
+pg_port=${NIRC_DEMO_PG_PORT:-15433}
 speed=${NIRC_DEMO_SPEED:-180}
 http=${NIRC_DEMO_HTTP:-127.0.0.1:9180}
 scenario="$top/scenario/provinces.json"

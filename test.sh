@@ -55,13 +55,13 @@ if [ $quick -eq 0 ]; then
   # over 120 s on a loaded CI machine (the scale is the plain run's claim).
   export NIRC_SWARM_AGENTS=${NIRC_SWARM_AGENTS:-300}
   run_suite "asan+ubsan" "$top/build-asan" -DNIRC_ASAN=ON -DNIRC_UBSAN=ON \
-    -DNIRC_PG_PORT=55442
+    -DNIRC_PG_PORT=15442
 
   echo
   echo "==== fuzz: clang, libFuzzer + ASan + UBSan (build-fuzz) ===="
   fdir="$top/build-fuzz"
   cmake -S "$top" -B "$fdir" -DCMAKE_C_COMPILER=clang -DNIRC_FUZZ=ON -DNIRC_ASAN=ON \
-    -DNIRC_UBSAN=ON -DNIRC_PG_PORT=55452 >/dev/null
+    -DNIRC_UBSAN=ON -DNIRC_PG_PORT=15452 >/dev/null
   cmake --build "$fdir" -j "$jobs" --target fuzz_frame fuzz_config fuzz_rules fuzz_report \
     fuzz_directive fuzz_operator fuzz_cli >/dev/null
   rc=0

@@ -27,7 +27,7 @@ import traceback
 SRC = os.environ["NIRC_SOURCE_DIR"]
 BUILD = os.environ["NIRC_BUILD_DIR"]
 RUN = os.environ.get("NIRC_TEST_RUN", os.path.join(BUILD, "test-run"))
-PG_PORT = os.environ.get("NIRC_PG_PORT", "55432")
+PG_PORT = os.environ.get("NIRC_PG_PORT", "15432")
 SCENARIO = os.path.join(SRC, "scenario", "provinces.json")
 PKI = os.path.join(RUN, "pki")
 OTHER_PKI = os.path.join(RUN, "pki-other")
@@ -49,11 +49,10 @@ def scenario_slugs():
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free port for something a test listens on: below the ephemeral range
+    (listen_port), never one the kernel hands to outgoing connections, so a
+    client of another test running at the same time cannot hold it."""
+    return listen_port()
 
 
 def listen_port():
