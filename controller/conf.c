@@ -91,6 +91,10 @@ const config_opt_t conf_nircd_opts[] = {
     {"routing", "forecast", CFG_STRING, O(forecast), S(forecast), 0, 0, "", 0,
      "scenario file with each site's expected calls by hour, used to size scheduled moves "
      "(empty: live load)"},
+    {"alarms", "clear_after", CFG_DURATION, O(alarm_clear_ms), 0, 1000, 3600000, "30s", 0,
+     "an alarm is cleared once its condition has been gone this long: a condition that "
+     "comes and goes within it (a link reconnecting, a verdict at a hub's capacity edge) stays "
+     "one alarm"},
     {"http", "listen", CFG_STRING, O(http_listen), S(http_listen), 0, 0, "", 0,
      "address of the read-only metrics and status page (/metrics, /status.json, /map.svg, /); "
      "empty: off"},

@@ -28,6 +28,7 @@ typedef struct {
   double keep_margin, enter_margin;               /* capacity hysteresis, SL points */
   uint64_t capacity_hold_ms, capacity_reentry_ms; /* capacity damping (business time) */
   char forecast[CONFIG_STR_MAX];                  /* scenario file giving expected demand by hour */
+  uint64_t alarm_clear_ms;                        /* [alarms] clear_after */
   char http_listen[64];                           /* metrics and status page; empty: off */
   config_clock_t clock;
   config_log_t log;

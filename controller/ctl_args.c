@@ -493,6 +493,67 @@ static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
   return 0;
 }
 
+static int build_alarms(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  static const struct option o[] = {
+      {"all", no_argument, NULL, 'A'},
+      {"limit", required_argument, NULL, 'l'},
+      {"note", required_argument, NULL, 'n'},
+      {"tz", required_argument, NULL, 'z'},
+      {NULL, 0, NULL, 0},
+  };
+  nirc__alarm_request__init(&a->alarms);
+  a->alarms.note = "";
+  int ch;
+  optind = 0;
+  /* "" (not "+"): options may follow `ack ID`. */
+  while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
+    switch (ch) {
+    case 'A': a->alarms.all = 1; break;
+    case 'n': a->alarms.note = optarg; break;
+    case 'z': a->tz = optarg; break;
+    case 'l': {
+      char *end;
+      unsigned long v = strtoul(optarg, &end, 10);
+      if (!*optarg || *end || v == 0 || v > 500) {
+        ctl_say(a, "--limit must be 1-500");
+        return EXIT_USAGE;
+      }
+      a->alarms.limit = (uint32_t)v;
+      break;
+    }
+    default: return EXIT_USAGE;
+    }
+  }
+  if (optind < argc) {
+    if (strcmp(argv[optind], "ack") != 0 || optind + 2 != argc) {
+      ctl_say(a, "usage: nircctl alarms [--all] [--limit N] | nircctl alarms ack ID [--note TEXT]");
+      return EXIT_USAGE;
+    }
+    char *end;
+    unsigned long long id = strtoull(argv[optind + 1], &end, 10);
+    if (!argv[optind + 1][0] || *end || id == 0) {
+      ctl_say(a, "alarms ack: '%s' is not an alarm id (nircctl alarms lists them)",
+              argv[optind + 1]);
+      return EXIT_USAGE;
+    }
+    if (a->alarms.all) {
+      ctl_say(a, "alarms ack takes no --all");
+      return EXIT_USAGE;
+    }
+    a->alarms.ack_id = id;
+  } else if (a->alarms.note[0]) {
+    ctl_say(a, "--note goes with alarms ack ID");
+    return EXIT_USAGE;
+  }
+  if (a->tz && !ctl_tz_valid(a->tz)) {
+    ctl_say(a, "--tz '%s' is not a time zone (an IANA name such as Asia/Shanghai or UTC)", a->tz);
+    return EXIT_USAGE;
+  }
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_ALARMS;
+  req->alarms = &a->alarms;
+  return 0;
+}
+
 static int rule_op(const char *w, Nirc__RuleOp *op) {
   static const struct {
     const char *w;
@@ -786,6 +847,21 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "  nircctl history --action cutover --csv > cutovers.csv\n"
      "  nircctl --json history --limit 500\n",
      build_history, 0},
+    {CTL_CMD_ALARMS, "alarms", "active alarms; --all: the record; ack ID",
+     "usage: nircctl alarms [--all] [--limit N] [--tz ZONE]\n"
+     "       nircctl alarms ack ID [--note TEXT]\n\n"
+     "An alarm is raised once when its condition starts and cleared once, with the\n"
+     "same id, when the condition has been gone for [alarms] clear_after (30 s).\n"
+     "Kinds: capacity (a source no hub can take), routing (a rule that cannot run),\n"
+     "directive (a site failed a directive, or was rolled back), site_down, database\n"
+     "(unreachable: writes wait in the journal), journal (filling or refusing).\n"
+     "Without --all the controller's active alarms (also while the database is\n"
+     "down); --all reads the stored record, cleared ones too, newest first.\n"
+     "ack (role operator) records who saw it; it stays active until it clears.\n"
+     "Exit 0 when no alarm is active (without --all), 1 when some are.\n\n"
+     "Examples:\n  nircctl alarms\n  nircctl alarms ack 2000013 --note \"hubei PBX team called\"\n"
+     "  nircctl --json alarms --all --limit 200\n",
+     build_alarms, 0},
     {CTL_CMD_SCHEDULE, "schedule", "time-of-day moves: list, add, rm, enable, disable (admin)",
      "usage: nircctl schedule list\n"
      "       nircctl schedule add NAME --sources A,B,... --to HUB[,HUB] --start HH:MM --end HH:MM\n"

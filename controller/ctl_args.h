@@ -33,6 +33,7 @@ typedef enum {
   CTL_CMD_HISTORY,
   CTL_CMD_SCHEDULE,
   CTL_CMD_OVERFLOW,
+  CTL_CMD_ALARMS,
   CTL_NCMDS
 } ctl_cmd_id_t;
 
@@ -63,6 +64,7 @@ typedef struct {
   Nirc__RestoreRequest restore;
   Nirc__PlanRequest plan;
   Nirc__HistoryRequest history;
+  Nirc__AlarmRequest alarms;
   Nirc__ScheduleRequest schedule;
   Nirc__ScheduleSpec sched_spec;
   Nirc__OverflowRequest overflow;

@@ -13,7 +13,7 @@
 
 /* "2020-01-23 03:12:05" in zone tz. The C library converts: nircctl is
  * short-lived and single-threaded, so setting TZ for the call is safe. */
-static void ctl_history_time(int64_t ms, const char *tz, char *buf, size_t len) {
+void ctl_history_time(int64_t ms, const char *tz, char *buf, size_t len) {
   char *old = getenv("TZ");
   char saved[128];
   if (old) nirc_strlcpy(saved, old, sizeof saved);

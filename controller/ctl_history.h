@@ -6,6 +6,7 @@
 
 #include "nirc.pb-c.h"
 
+#include <stdint.h>
 #include <stdio.h>
 
 typedef enum { CTL_HISTORY_TABLE = 0, CTL_HISTORY_CSV } ctl_history_fmt_t;
@@ -20,5 +21,8 @@ void ctl_history_print(FILE *out, const Nirc__HistoryReply *h, ctl_history_fmt_t
 /* The DETAIL column of one entry: what moved where and why, from its
  * detail JSON (borrowed), in at most len bytes. */
 void ctl_history_detail(const char *action, const char *detail_json, char *buf, size_t len);
+
+/* "2020-01-23 03:12:05": real time `ms` in zone `tz`. */
+void ctl_history_time(int64_t ms, const char *tz, char *buf, size_t len);
 
 #endif

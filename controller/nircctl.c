@@ -12,6 +12,7 @@
  * acting on the operator's terminal. JSON output is escaped by jansson. */
 #include "config.h"
 #include "ctl_args.h"
+#include "ctl_alarms.h"
 #include "ctl_history.h"
 #include "ctl_plan.h"
 #include "err.h"
@@ -325,6 +326,9 @@ static void fmt_route(const Nirc__SiteStatus *s, char *buf, size_t len) {
   }
 }
 
+static const char *history_tz = "Asia/Shanghai"; /* the zone times are shown in ([ctl] tz) */
+static int alarms_ack;                            /* alarms ack ID: the reply lists them after */
+
 static void print_status_table(const Nirc__StatusReply *st) {
   size_t online = 0, stale = 0, offline = 0;
   printf("%-12s %-14s %-10s %6s %6s %8s %12s %6s  %s\n", "SITE", "NAME", "LINK", "AGE", "QUEUE",
@@ -366,6 +370,7 @@ static void print_status_table(const Nirc__StatusReply *st) {
          "%llu)\n",
          st->n_sites, online, stale, offline, esc(st->controller_node),
          (unsigned long long)st->epoch);
+  ctl_alarms_summary(stdout, st->alarms, st->n_alarms, 5, history_tz);
 }
 
 /* Status as JSON; `flags` chooses indented (one document) or compact (one
@@ -387,9 +392,12 @@ static void print_status_json_flags(const Nirc__StatusReply *st, size_t flags) {
     if (o && s->note && *s->note) json_object_set_new(o, "note", json_string(s->note));
     json_array_append_new(sites, o);
   }
-  json_t *top = json_pack("{s:s, s:I, s:I, s:o}", "controller", st->controller_node, "epoch",
+  json_t *alarms = json_array();
+  for (size_t i = 0; i < st->n_alarms; i++)
+    json_array_append_new(alarms, ctl_alarm_json(st->alarms[i]));
+  json_t *top = json_pack("{s:s, s:I, s:I, s:o, s:o}", "controller", st->controller_node, "epoch",
                           (json_int_t)st->epoch, "server_time_ms", (json_int_t)st->server_time_ms,
-                          "sites", sites);
+                          "sites", sites, "alarms", alarms);
   json_dumpf(top, stdout, flags | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
   putchar('\n');
   json_decref(top);
@@ -526,8 +534,7 @@ static int print_plan(const Nirc__OperatorReply *rep, int json) {
   return EXIT_DONE;
 }
 
-static const char *history_tz; /* history: the zone times are shown in */
-static int history_csv;        /* history --csv */
+static int history_csv; /* history --csv */
 
 static int print_history(const Nirc__OperatorReply *rep, int json) {
   const Nirc__HistoryReply *h = rep->history;
@@ -775,6 +782,24 @@ static int print_overflows(const Nirc__OperatorReply *rep, int json) {
   return EXIT_DONE;
 }
 
+/* `nircctl alarms`: exit 1 while any is active (a check for scripts),
+ * 0 after an acknowledgement and for the record (--all). */
+static int print_alarms(const Nirc__OperatorReply *rep, int json) {
+  const Nirc__AlarmReply *r = rep->alarms;
+  if (!r) return EXIT_REFUSED;
+  if (json) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < r->n_alarms; i++)
+      json_array_append_new(a, ctl_alarm_json(r->alarms[i]));
+    print_json(json_pack("{s:o, s:b}", "alarms", a, "record", r->from_database));
+  } else {
+    if (alarms_ack) printf("acknowledged; active alarms now:\n");
+    ctl_alarms_print(stdout, r->alarms, r->n_alarms, r->from_database, history_tz);
+  }
+  if (alarms_ack || r->from_database) return EXIT_DONE;
+  return r->n_alarms ? EXIT_REFUSED : EXIT_DONE;
+}
+
 /* How each command shows the controller's reply. */
 static int (*const ctl_print[CTL_NCMDS])(const Nirc__OperatorReply *rep, int json) = {
     [CTL_CMD_SITE] = print_site,          [CTL_CMD_MAP] = print_map,
@@ -782,7 +807,7 @@ static int (*const ctl_print[CTL_NCMDS])(const Nirc__OperatorReply *rep, int jso
     [CTL_CMD_CUTOVER] = print_move,       [CTL_CMD_RESTORE] = print_move,
     [CTL_CMD_READMIT] = print_move,       [CTL_CMD_PLAN] = print_plan,
     [CTL_CMD_HISTORY] = print_history,    [CTL_CMD_SCHEDULE] = print_schedules,
-    [CTL_CMD_OVERFLOW] = print_overflows,
+    [CTL_CMD_OVERFLOW] = print_overflows, [CTL_CMD_ALARMS] = print_alarms,
 };
 
 static void usage(FILE *f) {
@@ -874,6 +899,7 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   history_csv = args.csv;
+  alarms_ack = args.alarms.ack_id != 0;
   history_tz = args.tz ? args.tz : conf.tz;
   if (!ctl_tz_valid(history_tz)) {
     fprintf(stderr,

@@ -83,6 +83,7 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
     engine_load_overflow_state(srv->engine, rules->overflow_states, rules->n_overflows);
     engine_load_holds(srv->engine, rules->holds, rules->n_holds);
     engine_load_hub_history(srv->engine, rules->hubs, rules->n_hubs);
+    if (engine_load_alarms(srv->engine, rules->alarms, rules->n_alarms) != 0) lrc = NIRC_ENOMEM;
     /* The load the old leader measured, so capacity is judged on it and
      * not on the forecast alone while reports come in. */
     for (size_t k = 0; k < rules->n_load; k++) {

@@ -46,6 +46,8 @@ typedef struct {
   Nirc__LoadReport *reports;
   Nirc__RouteShare *shares;
   Nirc__RouteShare **share_ptrs;
+  Nirc__Alarm *alarms;
+  Nirc__Alarm **alarm_ptrs;
 } ops_status_t;
 
 static void ops_status_cleanup(void *p) {
@@ -56,7 +58,24 @@ static void ops_status_cleanup(void *p) {
   free(st->reports);
   free(st->shares);
   free(st->share_ptrs);
+  free(st->alarms);
+  free(st->alarm_ptrs);
   free(st);
+}
+
+/* An active alarm as the protocol carries it (strings borrowed from the
+ * engine's table for the reply's lifetime). */
+static void ops_alarm_pb(Nirc__Alarm *pb, const alarm_t *a) {
+  nirc__alarm__init(pb);
+  pb->id = a->id;
+  pb->kind = (char *)alarm_kind_name(a->kind);
+  pb->subject = (char *)a->subject;
+  pb->severity = (char *)alarm_severity(a->kind);
+  pb->message = (char *)a->message;
+  pb->raised_ms = a->raised_wall_ms;
+  pb->raised_business_ms = a->raised_business_ms;
+  pb->acked_ms = a->acked_wall_ms;
+  pb->acked_by = (char *)a->acked_by;
 }
 
 static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req,
@@ -162,6 +181,19 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   }
   st->reply.sites = st->row_ptrs;
   st->reply.n_sites = k;
+  /* Every status carries the active alarms: the summary line leads with
+   * them, whatever the sites asked for. */
+  const alarm_table_t *at = srv->engine ? engine_alarms(srv->engine) : NULL;
+  size_t na = at ? alarm_count(at) : 0;
+  st->alarms = calloc(na + 1, sizeof *st->alarms);
+  st->alarm_ptrs = calloc(na + 1, sizeof *st->alarm_ptrs);
+  if (!st->alarms || !st->alarm_ptrs) goto nomem;
+  for (size_t j = 0; j < na; j++) {
+    ops_alarm_pb(&st->alarms[j], alarm_at(at, j));
+    st->alarm_ptrs[j] = &st->alarms[j];
+  }
+  st->reply.alarms = st->alarm_ptrs;
+  st->reply.n_alarms = na;
   rep->ok = 1;
   rep->body_case = NIRC__OPERATOR_REPLY__BODY_STATUS;
   rep->status = &st->reply;
@@ -340,6 +372,95 @@ static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *r
   }
 }
 
+/* ---- alarms: the active ones from the engine, the record from the
+ * database (--all), acknowledgements through the engine ---- */
+
+static void ops_alarms_done(void *arg, int err, const char *msg, PGresult *res) {
+  ops_history_t *h = arg;
+  conn_t *c = NULL;
+  for (conn_t *x = h->srv->conns; x; x = x->next)
+    if (x == h->conn) c = x;
+  if (c) {
+    Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+    rep.request_id = h->request_id;
+    Nirc__Error e = NIRC__ERROR__INIT;
+    Nirc__AlarmReply ar = NIRC__ALARM_REPLY__INIT;
+    int n = res && !err ? PQntuples(res) : 0;
+    Nirc__Alarm *v = calloc((size_t)n + 1, sizeof *v);
+    Nirc__Alarm **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
+    if (err || !v || !ptrs) {
+      e.code = NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE;
+      e.message = (char *)(msg && *msg ? msg : "database unavailable: try again");
+      rep.error = &e;
+    } else {
+      for (int i = 0; i < n; i++) {
+        nirc__alarm__init(&v[i]);
+        v[i].id = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+        v[i].kind = PQgetvalue(res, i, 1);
+        v[i].subject = PQgetvalue(res, i, 2);
+        v[i].severity = PQgetvalue(res, i, 3);
+        v[i].message = PQgetvalue(res, i, 4);
+        v[i].raised_ms = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+        v[i].raised_business_ms = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+        v[i].cleared_ms = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+        v[i].acked_ms = strtoll(PQgetvalue(res, i, 8), NULL, 10);
+        v[i].acked_by = PQgetvalue(res, i, 9);
+        ptrs[i] = &v[i];
+      }
+      ar.alarms = ptrs;
+      ar.n_alarms = (size_t)n;
+      ar.from_database = 1;
+      rep.ok = 1;
+      rep.body_case = NIRC__OPERATOR_REPLY__BODY_ALARMS;
+      rep.alarms = &ar;
+    }
+    Nirc__Envelope env = NIRC__ENVELOPE__INIT;
+    env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REPLY;
+    env.operator_reply = &rep;
+    if (link_send(c->link, &env) == NIRC_EFRAME_TOO_BIG)
+      log_warn(LOG_OPS, link_label(c->link), "alarms reply too big: ask for fewer (--limit)");
+    free(v);
+    free(ptrs);
+  }
+  free(h);
+}
+
+static void ops_alarms(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
+  const Nirc__AlarmRequest *aq = req->alarms;
+  if (!aq || !aq->all) {
+    engine_req_t rq = ops_req(c, req);
+    engine_op_alarms(srv->engine, &rq, aq);
+    return;
+  }
+  ops_history_t *h = calloc(1, sizeof *h);
+  if (!h) return;
+  *h = (ops_history_t){srv, c, req->request_id, 0};
+  uint64_t down = srv->db ? db_unreachable_ms(srv->db) : 0;
+  if (down > 0) {
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "the database has been unreachable for %llu s: the alarm record cannot be read now; "
+             "`nircctl alarms` (without --all) shows the active ones",
+             (unsigned long long)(down / 1000));
+    ops_alarms_done(h, NIRC_EDB, msg, NULL);
+    return;
+  }
+  char limit[16];
+  snprintf(limit, sizeof limit, "%u", aq->limit ? (aq->limit > 500 ? 500 : aq->limit) : 50);
+  const char *p[] = {limit};
+  int rc = srv->db ? db_exec(srv->db,
+                             "SELECT id, kind, subject, severity, coalesce(last_message, message), "
+                             "(extract(epoch FROM raised_at) * 1000)::bigint, "
+                             "coalesce((extract(epoch FROM raised_business_at) * 1000)::bigint, 0), "
+                             "coalesce((extract(epoch FROM cleared_at) * 1000)::bigint, 0), "
+                             "coalesce((extract(epoch FROM acked_at) * 1000)::bigint, 0), "
+                             "coalesce(acked_by, '') FROM alarms ORDER BY raised_at DESC, id DESC "
+                             "LIMIT $1::int",
+                             1, p, ops_alarms_done, h)
+                   : NIRC_ECLOSED;
+  if (rc != 0) ops_alarms_done(h, rc, "database unavailable: the alarm record cannot be read now", NULL);
+}
+
 static const ops_cmd_t ops_cmds[] = {
     {NIRC__OPERATOR_REQUEST__BODY_STATUS, "status", ROLE_VIEWER, ops_status, ops_status_cleanup,
      NULL},
@@ -349,6 +470,7 @@ static const ops_cmd_t ops_cmds[] = {
     {NIRC__OPERATOR_REQUEST__BODY_SCHEDULE, "schedule", ROLE_VIEWER, NULL, NULL, ops_schedule},
     {NIRC__OPERATOR_REQUEST__BODY_OVERFLOW, "overflow", ROLE_VIEWER, NULL, NULL, ops_overflow},
     {NIRC__OPERATOR_REQUEST__BODY_HISTORY, "history", ROLE_VIEWER, NULL, NULL, ops_history},
+    {NIRC__OPERATOR_REQUEST__BODY_ALARMS, "alarms", ROLE_VIEWER, NULL, NULL, ops_alarms},
 };
 
 void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
@@ -386,6 +508,17 @@ void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
         req->overflow->op != NIRC__RULE_OP__RULE_OP_LIST)) &&
       id->role < ROLE_ADMIN) {
     snprintf(msg, sizeof msg, "changing %s rules needs role admin; %s has role %s", cmd->name,
+             id->subject, tls_role_name(id->role));
+    e.code = NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN;
+    e.message = msg;
+    rep.error = &e;
+    server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(c->link), "refused",
+                        msg);
+  }
+  /* Acknowledging an alarm is an operator's act; listing is anyone's. */
+  if (!rep.error && cmd && req->body_case == NIRC__OPERATOR_REQUEST__BODY_ALARMS && req->alarms &&
+      req->alarms->ack_id && id->role < ROLE_OPERATOR) {
+    snprintf(msg, sizeof msg, "acknowledging an alarm needs role operator; %s has role %s",
              id->subject, tls_role_name(id->role));
     e.code = NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN;
     e.message = msg;

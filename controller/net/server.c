@@ -256,6 +256,78 @@ static int server_io_store_ready(void *ctx, char *why, size_t whylen) {
   return db_once_ready(srv->db, why, whylen);
 }
 
+/* Alarm notifications: posted to the [notify] webhooks (notify/webhook.h)
+ * once that room lands; until then the log line below is the only one. */
+static void server_notify_alarm(server_t *srv, alarm_event_t ev, const alarm_t *a) {
+  (void)srv;
+  (void)ev;
+  (void)a;
+}
+
+/* One line per raise, clear and acknowledgement (not one per check while
+ * a condition lasts), and the webhooks. */
+static void server_io_alarm(void *ctx, alarm_event_t ev, const alarm_t *a) {
+  server_t *srv = ctx;
+  const char *kind = alarm_kind_name(a->kind);
+  switch (ev) {
+  case ALARM_EV_RAISED:
+    log_error(LOG_MAIN, a->subject, "ALARM %llu raised (%s, %s): %s", (unsigned long long)a->id,
+              kind, alarm_severity(a->kind), a->message);
+    break;
+  case ALARM_EV_CLEARED:
+    log_info(LOG_MAIN, a->subject, "alarm %llu cleared (%s, raised %llu s ago): last: %s",
+             (unsigned long long)a->id, kind,
+             (unsigned long long)((clock_real_ms() - a->raised_wall_ms) / 1000), a->message);
+    break;
+  case ALARM_EV_ACKED:
+    log_info(LOG_MAIN, a->subject, "alarm %llu (%s) acknowledged by %s", (unsigned long long)a->id,
+             kind, a->acked_by);
+    break;
+  }
+  server_notify_alarm(srv, ev, a);
+}
+
+/* The controller's own conditions, observed on every tick while it leads:
+ * the database unreachable (past a query timeout: a blip is not an
+ * alarm), and the journal over 80 % of its size or refusing writes. */
+#define SERVER_DB_ALARM_AFTER_MS 5000
+#define SERVER_JOURNAL_ALARM_PCT 80
+static void server_observe_store(server_t *srv) {
+  if (!srv->engine || !srv->db) return;
+  const char *node = srv->conf->node;
+  db_journal_stats_t js;
+  db_journal_stats(srv->db, &js);
+  uint64_t down = db_unreachable_ms(srv->db);
+  char msg[ALARM_MESSAGE_MAX];
+  if (down >= SERVER_DB_ALARM_AFTER_MS ||
+      (down > 0 && engine_alarm_active(srv->engine, ALARM_DATABASE, node))) {
+    snprintf(msg, sizeof msg,
+             "the database has been unreachable for %llu s: routing continues on memory; "
+             "writes wait in the journal (%llu records, %llu bytes)",
+             (unsigned long long)(down / 1000), (unsigned long long)js.records,
+             (unsigned long long)js.bytes);
+    engine_alarm_observe(srv->engine, ALARM_DATABASE, node, msg);
+  }
+  uint64_t now = server_now();
+  if (js.refused_total + js.shed_total != srv->journal_refused_seen) {
+    srv->journal_refused_seen = js.refused_total + js.shed_total;
+    srv->journal_refused_mono = (uint64_t)now;
+  }
+  uint64_t max = srv->conf->journal_max;
+  bool filling = srv->conf->journal[0] && max && js.bytes * 100 >= max * SERVER_JOURNAL_ALARM_PCT;
+  bool refusing = srv->journal_refused_mono && (uint64_t)now - srv->journal_refused_mono < 60000;
+  if (filling || refusing) {
+    snprintf(msg, sizeof msg,
+             "the outage journal holds %llu of %llu bytes (%llu%%); %llu writes refused and %llu "
+             "history writes shed so far: restore the database or give [database] journal_max "
+             "more room",
+             (unsigned long long)js.bytes, (unsigned long long)max,
+             (unsigned long long)(max ? js.bytes * 100 / max : 0),
+             (unsigned long long)js.refused_total, (unsigned long long)js.shed_total);
+    engine_alarm_observe(srv->engine, ALARM_JOURNAL, node, msg);
+  }
+}
+
 static int server_io_store(void *ctx, const engine_rec_t *rec, engine_stored_cb done, void *arg) {
   server_t *srv = ctx;
   if (!srv->db) return NIRC_ECLOSED;
@@ -684,7 +756,10 @@ static void server_on_tick(uv_timer_t *t) {
   sites_check_stale(&srv->sites, server_now(), server_on_stale, srv);
   server_expire_unauthenticated(srv);
   server_log_cap(srv);
-  if (srv->engine && server_may_issue(srv)) engine_tick(srv->engine);
+  if (srv->engine && server_may_issue(srv)) {
+    server_observe_store(srv);
+    engine_tick(srv->engine);
+  }
   /* Once a second is plenty for scrapers and the status page. */
   if (srv->http && ++srv->ticks % (1000 / SERVER_TICK_MS) == 0) srv->on_publish(srv);
   sites_flush_minutes(&srv->sites, clock_now_ms(&srv->clock), false, server_store_minute, srv);
@@ -860,6 +935,7 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
         .hold_s = (uint32_t)(conf->capacity_hold_ms / 1000),
         .reentry_s = (uint32_t)(conf->capacity_reentry_ms / 1000),
         .forecast = srv->forecast_loaded ? &srv->forecast : NULL,
+        .alarm_clear_ms = (uint32_t)conf->alarm_clear_ms,
     };
     engine_io_t io = {
         .ctx = srv,
@@ -872,6 +948,7 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
         .send_progress = server_io_progress,
         .store = server_io_store,
         .store_ready = server_io_store_ready,
+        .on_alarm = server_io_alarm,
     };
     rc = engine_new(&io, &srv->sites, &eo, &srv->engine);
     if (rc) {

@@ -51,7 +51,7 @@ typedef struct group {
 } group_t;
 
 /* A rule change's reply, sent once its group is durable. */
-typedef enum { DEFER_SCHEDULES = 0, DEFER_OVERFLOWS } defer_kind_t;
+typedef enum { DEFER_SCHEDULES = 0, DEFER_OVERFLOWS, DEFER_ALARMS } defer_kind_t;
 typedef struct deferred {
   void *client; /* NULL once the operator went away */
   uint64_t request_id;
@@ -143,6 +143,9 @@ struct engine {
   hub_gate_t *gate;                       /* one per site (used for hubs) */
   planner_hold_t *holds;                  /* one per site: capacity damping state */
   uint64_t (*changes)[ROUTE_CAUSE_COUNT]; /* route changes per site and cause */
+  alarm_table_t alarms;
+  uint64_t alarms_observed_mono; /* last evaluation that observed the conditions */
+  uint64_t *down_since; /* per site: monotonic ms it was last seen not up (0: up) */
   engine_stats_t stats;
 };
 
@@ -194,6 +197,17 @@ route_cause_t engine_cause(engine_t *e, size_t i, const route_t *old, const rout
                            rule_kind_t old_kind, rule_kind_t new_kind, int alarm_kind);
 void engine_route_changed(engine_t *e, size_t i, const route_t *next, route_cause_t cause,
                           rule_kind_t kind, uint64_t rule_id);
+/* Alarms (engine_alarms.c): the table's callback; the per-evaluation
+ * observations of sites and plan alarms; the sweep of gone conditions;
+ * and the reply listing the active ones (warning: NULL, or why the
+ * acknowledgement it answers is not durable). */
+void engine_alarm_event(void *arg, alarm_event_t ev, const alarm_t *a, int64_t wall_ms);
+void engine_alarms_observe(engine_t *e, const plan_t *p);
+void engine_alarms_sweep(engine_t *e);
+void engine_reply_alarms(engine_t *e, void *c, uint64_t rid, const char *warning);
+/* A rule or alarm change's reply waits for the current group to be
+ * durable (engine_rules.c). */
+void engine_defer(engine_t *e, const engine_req_t *rq, defer_kind_t kind, const char *what);
 /* Sends the deferred replies whose groups are durable (engine_ops.c). */
 void engine_deferred_check(engine_t *e);
 
@@ -239,6 +253,10 @@ void *engine_arena_alloc(engine_arena_t *a, size_t n);
 char *engine_arena_str(engine_arena_t *a, const char *s);
 void engine_arena_free(engine_arena_t *a);
 void engine_send_reply(engine_t *e, void *client, Nirc__OperatorReply *rep);
+/* Sends a reply built in arena `a` (then frees it); `built` says whether
+ * every allocation succeeded; `warning` (may be NULL) rides along. */
+void engine_send_built_reply(engine_t *e, void *c, uint64_t rid, engine_arena_t *a, bool built,
+                             Nirc__OperatorReply *rep, const char *warning);
 void engine_reply_error(engine_t *e, void *c, uint64_t request_id, Nirc__ErrorCode code,
                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* Refuses an operator request with `code`: INVALID when the request's own

@@ -90,7 +90,11 @@ int engine_new(const engine_io_t *io, sites_t *sites, const engine_opts_t *opts,
   e->gate = calloc(n, sizeof *e->gate);
   e->holds = calloc(n, sizeof *e->holds);
   e->changes = calloc(n, sizeof *e->changes);
-  if (!e->dirs || !e->psites || !e->alarm || !e->gate || !e->holds || !e->changes) {
+  e->down_since = calloc(n, sizeof *e->down_since);
+  alarm_table_init(&e->alarms, opts->alarm_clear_ms ? opts->alarm_clear_ms : 30000,
+                   engine_alarm_event, e);
+  if (!e->dirs || !e->psites || !e->alarm || !e->gate || !e->holds || !e->changes ||
+      !e->down_since) {
     engine_free(e);
     return NIRC_ENOMEM;
   }
@@ -148,6 +152,8 @@ void engine_free(engine_t *e) {
   free(e->gate);
   free(e->holds);
   free(e->changes);
+  free(e->down_since);
+  alarm_table_free(&e->alarms);
   free(e->cut);
   free(e->sch);
   free(e->ovf);
@@ -230,6 +236,7 @@ int engine_load_rules(engine_t *e, uint64_t epoch, const cutover_t *c, size_t nc
                       const schedule_t *s, size_t ns, const overflow_rule_t *o, size_t no,
                       uint64_t max_rule_id) {
   e->epoch = epoch;
+  alarm_set_epoch(&e->alarms, epoch, 0);
   for (size_t i = 0; i < nc; i++)
     if (engine_add_cutover(e, &c[i])) return NIRC_ENOMEM;
   for (size_t i = 0; i < ns; i++)
@@ -613,6 +620,9 @@ bool engine_shares_same(const route_t *a, const route_t *b) {
   return route_same(&x, &y) && a->revert_at_ms == b->revert_at_ms;
 }
 
+/* Keeps each site's highest plan alarm text (the note status shows and
+ * the cause of a capacity move); the alarms themselves are raised and
+ * cleared by engine_alarms_observe, once each. */
 static void engine_log_alarms(engine_t *e, const plan_t *p) {
   size_t n = engine_nsites(e);
   char *now = calloc(n, 256);
@@ -624,22 +634,8 @@ static void engine_log_alarms(engine_t *e, const plan_t *p) {
     if (i >= 0 && !now[(size_t)i * 256])
       nirc_strlcpy(now + (size_t)i * 256, p->alarms[k].message, 256);
   }
-  for (size_t i = 0; i < n; i++) {
-    const char *msg = now + i * 256;
-    if (strcmp(msg, e->alarm[i]) == 0) continue;
-    if (*msg) {
-      log_error(LOG_SITE, engine_site(e, i)->slug, "ALARM: %s", msg);
-      engine_rec_t rec = {.kind = ENGINE_REC_EVENT,
-                          .site = engine_site(e, i)->slug,
-                          .peer = "-",
-                          .action = "alarm",
-                          .detail = msg};
-      engine_store(e, &rec);
-    } else {
-      log_info(LOG_SITE, engine_site(e, i)->slug, "alarm cleared");
-    }
-    nirc_strlcpy(e->alarm[i], msg, sizeof e->alarm[i]);
-  }
+  for (size_t i = 0; i < n; i++)
+    nirc_strlcpy(e->alarm[i], now + i * 256, sizeof e->alarm[i]);
   free(now);
 }
 
@@ -755,6 +751,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
     e->ovf_state[k] = *now;
   }
   engine_log_alarms(e, &plan);
+  engine_alarms_observe(e, &plan);
 
   size_t n = engine_nsites(e);
   engine_holds_update(e, plan.holds);
@@ -924,8 +921,10 @@ static void engine_fail(engine_t *e, size_t i, const char *why) {
   site_t *s = engine_site(e, i);
   site_dir_t *d = &e->dirs[i];
   d->state = DIR_FAILED;
-  log_error(LOG_SITE, s->slug, "ALARM: directive v%llu failed: %s",
-            (unsigned long long)d->target.version, why);
+  log_error(LOG_SITE, s->slug, "directive v%llu failed: %s", (unsigned long long)d->target.version,
+            why);
+  snprintf(d->failed_why, sizeof d->failed_why, "directive v%llu failed: %s",
+           (unsigned long long)d->target.version, why);
   engine_rec_t ev = {.kind = ENGINE_REC_EVENT,
                      .site = s->slug,
                      .peer = s->peer_addr,
@@ -1185,4 +1184,5 @@ void engine_tick(engine_t *e) {
   engine_check_waves(e);
   engine_evaluate(e, NULL, NULL);
   engine_waiters_check(e);
+  engine_alarms_sweep(e);
 }

@@ -32,6 +32,7 @@
 #ifndef NIRC_ENGINE_H
 #define NIRC_ENGINE_H
 
+#include "alarm.h"
 #include "planner.h"
 #include "route.h"
 #include "rules.h"
@@ -68,6 +69,7 @@ typedef struct {
    * nothing held back): a held placement, a waiting return, a hub in its
    * grace period, a refusal. Shown by status and `nircctl site`. */
   char note[256];
+  char failed_why[160]; /* the last directive failure, for its alarm */
 } site_dir_t;
 
 /* Why a site's route changed: every change is counted by cause
@@ -104,6 +106,9 @@ typedef struct {
    * service-level points, hold and re-entry waits in business seconds. */
   double keep_margin, enter_margin; /* default 0.05 and 0.05 */
   uint32_t hold_s, reentry_s;       /* default 60 and 120 */
+  /* An alarm whose condition has not been seen for this long is cleared
+   * (alarm.h): a condition that flickers within it stays one alarm. */
+  uint32_t alarm_clear_ms; /* default 30000 */
   /* Expected demand by hour for scheduled moves (borrowed; may be NULL:
    * live demand is used). The scenario file stands in for load history. */
   const scenario_t *forecast;
@@ -133,6 +138,7 @@ typedef enum {
   ENGINE_REC_EXCLUDE,         /* a site kept out of the rules: site, rule_kind, rule_id, detail */
   ENGINE_REC_READMIT,         /* its exclusion ended: site, actor (who), detail (why) */
   ENGINE_REC_HOLD,            /* a source's capacity damping state changed: site, hold */
+  ENGINE_REC_ALARM,           /* an alarm raised, cleared or acknowledged: alarm, alarm_event */
 } engine_rec_kind_t;
 
 typedef struct {
@@ -157,6 +163,8 @@ typedef struct {
   int64_t since_ms;
   uint32_t permille;
   const planner_hold_t *hold;
+  const alarm_t *alarm;
+  alarm_event_t alarm_event;
 } engine_rec_t;
 
 /* Runs once per accepted record: err 0 when it is durable (msg may say
@@ -188,6 +196,10 @@ typedef struct {
    * before every operator change, which is refused (nothing changed)
    * when the answer is no. */
   int (*store_ready)(void *ctx, char *why, size_t whylen);
+  /* An alarm was raised, cleared or acknowledged (after its record was
+   * handed to store): the owner logs it and notifies (webhooks). May be
+   * NULL. The alarm is borrowed for the call. */
+  void (*on_alarm)(void *ctx, alarm_event_t ev, const alarm_t *a);
 } engine_io_t;
 
 /* One operator request as the engine sees it (borrowed for the call;
@@ -269,6 +281,9 @@ typedef struct {
 } engine_hub_history_t;
 /* Loaded before engine_start_leading (copied; unknown sites ignored). */
 void engine_load_hub_history(engine_t *e, const engine_hub_history_t *h, size_t n);
+/* Alarms the old leader left active (copied): adopted, and cleared with
+ * their ids once their conditions are gone. */
+int engine_load_alarms(engine_t *e, const alarm_t *a, size_t n);
 
 /* The epoch directives carry (0 until rules are loaded). */
 uint64_t engine_epoch(const engine_t *e);
@@ -296,6 +311,19 @@ void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreR
 void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest *req);
 void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__ScheduleRequest *req);
 void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__OverflowRequest *req);
+/* The active alarms, or an acknowledgement (answered once durable). The
+ * stored history (--all) is the owner's: it reads the database. */
+void engine_op_alarms(engine_t *e, const engine_req_t *rq, const Nirc__AlarmRequest *req);
+
+/* Alarms (engine_alarms.c). The owner observes its own conditions (the
+ * database, the journal) through this, each time it checks them; the
+ * engine observes sites and routes on every evaluation. */
+void engine_alarm_observe(engine_t *e, alarm_kind_t kind, const char *subject,
+                          const char *message);
+/* Whether an alarm for (kind, subject) is active. */
+bool engine_alarm_active(const engine_t *e, alarm_kind_t kind, const char *subject);
+/* The active alarms (borrowed; for status, the page and metrics). */
+const alarm_table_t *engine_alarms(const engine_t *e);
 /* The first step of those requests, pure so the fuzzers reach it: a
  * request's rule as the wire gives it, copied into the rule type with its
  * sizes checked (not yet validated against the sites: rules_validate_*

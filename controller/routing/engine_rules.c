@@ -65,8 +65,8 @@ static Nirc__ScheduleSpec *engine_schedule_spec(engine_t *e, engine_arena_t *a,
 
 /* Sends a reply built in arena `a` (then frees it); `built` says whether
  * every allocation succeeded. Out of memory is answered, never silent. */
-static void engine_send_built_reply(engine_t *e, void *c, uint64_t rid, engine_arena_t *a,
-                                    bool built, Nirc__OperatorReply *rep, const char *warning) {
+void engine_send_built_reply(engine_t *e, void *c, uint64_t rid, engine_arena_t *a, bool built,
+                             Nirc__OperatorReply *rep, const char *warning) {
   if (!built || a->failed) {
     engine_arena_free(a);
     engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
@@ -91,7 +91,7 @@ static void engine_reply_overflows(engine_t *e, void *c, uint64_t rid, const cha
 
 /* The rule list answers the change once its records are durable; it takes
  * the current group's claim. Without memory it answers now. */
-static void engine_defer(engine_t *e, const engine_req_t *rq, defer_kind_t kind, const char *what) {
+void engine_defer(engine_t *e, const engine_req_t *rq, defer_kind_t kind, const char *what) {
   deferred_t *d = calloc(1, sizeof *d);
   group_t *g = e->group;
   if (!d || !g) {
@@ -99,6 +99,8 @@ static void engine_defer(engine_t *e, const engine_req_t *rq, defer_kind_t kind,
     engine_group_release(e, g);
     if (kind == DEFER_SCHEDULES)
       engine_reply_schedules(e, rq->client, rq->request_id, "the record is not followed");
+    else if (kind == DEFER_ALARMS)
+      engine_reply_alarms(e, rq->client, rq->request_id, "the record is not followed");
     else
       engine_reply_overflows(e, rq->client, rq->request_id, "the record is not followed");
     return;
@@ -131,6 +133,8 @@ void engine_deferred_check(engine_t *e) {
       }
       if (d->kind == DEFER_SCHEDULES)
         engine_reply_schedules(e, d->client, d->request_id, warn);
+      else if (d->kind == DEFER_ALARMS)
+        engine_reply_alarms(e, d->client, d->request_id, warn);
       else
         engine_reply_overflows(e, d->client, d->request_id, warn);
     }

@@ -34,6 +34,8 @@ typedef struct {
   size_t n_hubs;
   sites_load_t *load; /* sites' recent load, from load_minute */
   size_t n_load;
+  alarm_t *alarms; /* alarms not cleared */
+  size_t n_alarms;
   uint64_t max_id;
 } admin_rules_t;
 

@@ -243,6 +243,42 @@ static int store_overflow_new(db_t *db, const overflow_rule_t *o, const char *wh
                     15, p, done, arg);
 }
 
+/* An alarm's raise is its row; its acknowledgement and its clear update
+ * that row. Times are the event's, never the row's arrival. */
+static int store_alarm(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
+  const alarm_t *a = r->alarm;
+  if (!a) return NIRC_EINVAL;
+  char id[24], at[40], biz[40] = "";
+  snprintf(id, sizeof id, "%llu", (unsigned long long)a->id);
+  switch (r->alarm_event) {
+  case ALARM_EV_RAISED: {
+    store_iso(a->raised_wall_ms, at, sizeof at);
+    if (a->raised_business_ms) store_iso(a->raised_business_ms, biz, sizeof biz);
+    const char *p[] = {id,         alarm_kind_name(a->kind), a->subject, alarm_severity(a->kind),
+                       a->message, at,                       biz[0] ? biz : NULL};
+    return store_once(db,
+                      "INSERT INTO alarms (id, kind, subject, severity, message, raised_at, "
+                      "raised_business_at) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (id) DO NOTHING",
+                      7, p, done, arg);
+  }
+  case ALARM_EV_ACKED: {
+    store_iso(a->acked_wall_ms, at, sizeof at);
+    const char *p[] = {id, at, a->acked_by};
+    return store_once(db, "UPDATE alarms SET acked_at = $2, acked_by = $3 WHERE id = $1", 3, p,
+                      done, arg);
+  }
+  case ALARM_EV_CLEARED: {
+    store_iso(r->wall_ms, at, sizeof at);
+    const char *p[] = {id, at, a->message};
+    return store_once(db,
+                      "UPDATE alarms SET cleared_at = $2, last_message = $3 WHERE id = $1 AND "
+                      "cleared_at IS NULL",
+                      3, p, done, arg);
+  }
+  }
+  return NIRC_EINVAL;
+}
+
 int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
   char id[24], wall[40];
   snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
@@ -327,6 +363,7 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
         "updated_at = EXCLUDED.updated_at",
         6, p, done, arg);
   }
+  case ENGINE_REC_ALARM: return store_alarm(db, r, done, arg);
   }
   log_error(LOG_DB, "store", "unknown record kind %d: not stored", (int)r->kind);
   return NIRC_EINVAL;

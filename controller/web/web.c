@@ -165,15 +165,28 @@ static json_t *web_status_json(const server_t *srv, int64_t now_real) {
       json_object_set_new(json_array_get(sites, json_array_size(sites) - 1), "note",
                           json_string(dir->note));
   }
+  /* Active alarms, oldest first (a standby has none: it routes nothing). */
+  json_t *alarms = json_array();
+  const alarm_table_t *at = srv->engine && web_leading(srv) ? engine_alarms(srv->engine) : NULL;
+  for (size_t k = 0; at && k < alarm_count(at); k++) {
+    const alarm_t *a = alarm_at(at, k);
+    json_array_append_new(
+        alarms, json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "id", (json_int_t)a->id,
+                          "kind", alarm_kind_name(a->kind), "subject", a->subject, "severity",
+                          alarm_severity(a->kind), "message", a->message, "raised_ms",
+                          (json_int_t)a->raised_wall_ms, "raised_business_ms",
+                          (json_int_t)a->raised_business_ms, "acked_ms",
+                          (json_int_t)a->acked_wall_ms, "acked_by", a->acked_by));
+  }
   web_leader_t ld;
   web_leader(srv, &ld);
-  return json_pack("{s:s, s:I, s:I, s:s, s:o, s:o, s:I, s:o}", "controller", srv->conf->node,
+  return json_pack("{s:s, s:I, s:I, s:s, s:o, s:o, s:I, s:o, s:o}", "controller", srv->conf->node,
                    "epoch", (json_int_t)srv->epoch, "server_time_ms",
                    (json_int_t)clock_now_ms(&srv->clock), "role",
                    web_leading(srv) ? "leader" : "standby", "leader",
                    ld.addr[0] ? json_string(ld.addr) : json_null(), "leader_node",
                    ld.node[0] ? json_string(ld.node) : json_null(), "leader_epoch",
-                   (json_int_t)ld.epoch, "sites", sites);
+                   (json_int_t)ld.epoch, "sites", sites, "alarms", alarms);
 }
 
 static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
@@ -195,6 +208,34 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
              "last saw leading (0: none seen).\n# TYPE nirc_leader_epoch gauge\n"
              "nirc_leader_epoch %llu\n",
              lead, (unsigned long long)ld.epoch);
+  /* Alarms (alarm.h): active ones by kind, every kind listed (0 too, so an
+   * alert on a kind has a series to watch), one info sample per active
+   * alarm, and raises by kind since start. A standby raises none. */
+  {
+    const alarm_table_t *at = srv->engine && lead ? engine_alarms(srv->engine) : NULL;
+    web_printf(b, "# HELP nirc_alarms_active Active alarms by kind (nircctl alarms lists them).\n"
+                  "# TYPE nirc_alarms_active gauge\n");
+    for (int k = 0; k < ALARM_KIND_COUNT; k++)
+      web_printf(b, "nirc_alarms_active{kind=\"%s\"} %zu\n", alarm_kind_name((alarm_kind_t)k),
+                 at ? alarm_count_kind(at, (alarm_kind_t)k) : 0);
+    web_printf(b, "# HELP nirc_alarms_raised_total Alarms raised by this controller, by kind.\n"
+                  "# TYPE nirc_alarms_raised_total counter\n");
+    for (int k = 0; k < ALARM_KIND_COUNT; k++)
+      web_printf(b, "nirc_alarms_raised_total{kind=\"%s\"} %llu\n",
+                 alarm_kind_name((alarm_kind_t)k),
+                 at ? (unsigned long long)at->raised_total[k] : 0ULL);
+    web_printf(b, "# HELP nirc_alarm_info One sample per active alarm (value 1), labelled with "
+                  "its id, kind, subject and severity.\n# TYPE nirc_alarm_info gauge\n");
+    for (size_t k = 0; at && k < alarm_count(at); k++) {
+      const alarm_t *a = alarm_at(at, k);
+      char subject[2 * ALARM_SUBJECT_MAX];
+      safetext_escape(a->subject, subject, sizeof subject);
+      web_printf(b,
+                 "nirc_alarm_info{id=\"%llu\",kind=\"%s\",subject=\"%s\",severity=\"%s\"} 1\n",
+                 (unsigned long long)a->id, alarm_kind_name(a->kind), subject,
+                 alarm_severity(a->kind));
+    }
+  }
   /* Per-site series only from the leader: a standby's registry is empty
    * (agents report to the leader), and its 31 "never seen" samples would
    * add up with the leader's in every dashboard and alert. */
@@ -422,6 +463,38 @@ static void web_standby_page(const server_t *srv, web_buf_t *b) {
              node, srv->sites.n);
 }
 
+/* The alarm banner: what needs a person, above everything else. */
+static void web_alarms_html(const server_t *srv, web_buf_t *b) {
+  const alarm_table_t *at = srv->engine ? engine_alarms(srv->engine) : NULL;
+  size_t n = at ? alarm_count(at) : 0, unacked = 0;
+  for (size_t k = 0; k < n; k++)
+    if (!alarm_at(at, k)->acked_wall_ms) unacked++;
+  if (!n) {
+    web_printf(b, "<p id=\"alarms-none\">No active alarms.</p>\n");
+    return;
+  }
+  web_printf(b,
+             "<div id=\"alarms\" class=\"banner noleader\" role=\"alert\">%zu ACTIVE ALARM%s "
+             "(%zu not acknowledged) — <code>nircctl alarms</code></div>\n"
+             "<table id=\"alarm-list\"><tr><th>id</th><th>kind</th><th>subject</th>"
+             "<th>raised</th><th>ack</th><th>message</th></tr>\n",
+             n, n == 1 ? "" : "S", unacked);
+  for (size_t k = 0; k < n; k++) {
+    const alarm_t *a = alarm_at(at, k);
+    char subject[200], msg[1200], raised[40], by[200];
+    web_html(a->subject, subject, sizeof subject);
+    web_html(a->message, msg, sizeof msg);
+    web_html(a->acked_by, by, sizeof by);
+    clock_format_iso(a->raised_wall_ms, 0, raised, sizeof raised);
+    web_printf(b,
+               "<tr class=\"alarm %s\" data-id=\"%llu\"><td>%llu</td><td>%s</td><td>%s</td>"
+               "<td>%s</td><td>%s</td><td>%s</td></tr>\n",
+               alarm_severity(a->kind), (unsigned long long)a->id, (unsigned long long)a->id,
+               alarm_kind_name(a->kind), subject, raised, a->acked_wall_ms ? by : "no", msg);
+  }
+  web_printf(b, "</table>\n");
+}
+
 static void web_page(const server_t *srv, const char *svg, web_buf_t *b) {
   web_printf(b,
              "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -451,6 +524,7 @@ static void web_page(const server_t *srv, const char *svg, web_buf_t *b) {
              "<p id=\"summary\">controller %s leads, epoch %llu: %zu sites, <b>%zu online</b>, %zu "
              "stale, %zu offline or never seen. Read-only; refreshes every 2 s.</p>\n",
              srv->conf->node, (unsigned long long)srv->epoch, srv->sites.n, online, stale, other);
+  web_alarms_html(srv, b);
   if (svg) {
     /* Inline, after the XML declaration if any, so the page is one file. */
     const char *start = strstr(svg, "<svg");
@@ -468,12 +542,16 @@ static void web_page(const server_t *srv, const char *svg, web_buf_t *b) {
      * operator's free text or an agent's error (an excluded site says why). */
     char rule[400];
     web_html(srv->engine ? engine_active_reason(srv->engine, i) : "default", rule, sizeof rule);
+    /* Unknown is not zero: a site that has not reported shows a dash. */
+    char queue[16] = "—", agents[32] = "—";
+    if (s->has_report) {
+      snprintf(queue, sizeof queue, "%u", s->last.in_queue);
+      snprintf(agents, sizeof agents, "%u/%u", s->last.logged_in, s->last.ready);
+    }
     web_printf(b,
                "<tr class=\"site\" data-slug=\"%s\"><td>%s</td><td>%s %s</td>"
-               "<td class=\"%s\">%s</td><td>%u</td><td>%u/%u</td><td>%s</td><td>%s</td></tr>\n",
-               s->slug, s->slug, s->name_en, s->name_zh, link, link,
-               s->has_report ? s->last.in_queue : 0, s->has_report ? s->last.logged_in : 0,
-               s->has_report ? s->last.ready : 0, route, rule);
+               "<td class=\"%s\">%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
+               s->slug, s->slug, s->name_en, s->name_zh, link, link, queue, agents, route, rule);
   }
   web_printf(b, "</table>\n</body></html>\n");
 }

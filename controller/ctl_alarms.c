@@ -1,0 +1,76 @@
+/* ctl_alarms: nircctl's alarm output (see ctl_alarms.h). */
+#include "ctl_alarms.h"
+
+#include "ctl_history.h"
+#include "safetext.h"
+
+#include <jansson.h>
+#include <string.h>
+
+void ctl_alarms_print(FILE *out, Nirc__Alarm *const *v, size_t n, bool record, const char *tz) {
+  if (n == 0) {
+    fprintf(out, record ? "no alarms recorded\n" : "no active alarms\n");
+    return;
+  }
+  fprintf(out, "%-10s %-9s %-9s %-14s %-19s %-19s%s %s\n", "ID", "SEVERITY", "KIND", "SUBJECT",
+          "RAISED", "ACKNOWLEDGED", record ? " CLEARED            " : "", "MESSAGE");
+  for (size_t i = 0; i < n; i++) {
+    const Nirc__Alarm *a = v[i];
+    char raised[32], acked[96] = "no", cleared[32] = "active", subject[64], msg[1100],
+                     by[64];
+    ctl_history_time(a->raised_ms, tz, raised, sizeof raised);
+    if (a->acked_ms) {
+      char t[32];
+      ctl_history_time(a->acked_ms, tz, t, sizeof t);
+      safetext_escape(a->acked_by, by, sizeof by);
+      snprintf(acked, sizeof acked, "%s", t);
+    }
+    if (a->cleared_ms) ctl_history_time(a->cleared_ms, tz, cleared, sizeof cleared);
+    safetext_escape(a->subject, subject, sizeof subject);
+    safetext_escape(a->message, msg, sizeof msg);
+    fprintf(out, "%-10llu %-9s %-9s %-14s %-19s %-19s", (unsigned long long)a->id, a->severity,
+            a->kind, subject, raised, acked);
+    if (record) fprintf(out, " %-19s", cleared);
+    fprintf(out, " %s", msg);
+    if (a->acked_ms) fprintf(out, " [ack: %s]", by);
+    fputc('\n', out);
+  }
+  fprintf(out, "\ntimes in %s; acknowledge with `nircctl alarms ack ID`\n", tz);
+}
+
+void ctl_alarms_summary(FILE *out, Nirc__Alarm *const *v, size_t n, size_t max_lines,
+                        const char *tz) {
+  if (n == 0) {
+    fprintf(out, "ALARMS: none active\n");
+    return;
+  }
+  size_t unacked = 0;
+  for (size_t i = 0; i < n; i++)
+    if (!v[i]->acked_ms) unacked++;
+  fprintf(out, "ALARMS: %zu active, %zu not acknowledged (nircctl alarms)\n", n, unacked);
+  for (size_t i = 0; i < n && i < max_lines; i++) {
+    char raised[32], subject[64], msg[600];
+    ctl_history_time(v[i]->raised_ms, tz, raised, sizeof raised);
+    safetext_escape(v[i]->subject, subject, sizeof subject);
+    safetext_escape(v[i]->message, msg, sizeof msg);
+    fprintf(out, "  %llu %s %s %s since %s: %s\n", (unsigned long long)v[i]->id, v[i]->severity,
+            v[i]->kind, subject, raised, msg);
+  }
+  if (n > max_lines) fprintf(out, "  ... and %zu more\n", n - max_lines);
+}
+
+json_t *ctl_alarm_json(const Nirc__Alarm *a) {
+  json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:b}", "id", (json_int_t)a->id, "kind",
+                        a->kind, "subject", a->subject, "severity", a->severity, "message",
+                        a->message, "raised_ms", (json_int_t)a->raised_ms, "active",
+                        a->cleared_ms == 0);
+  if (!o) return NULL;
+  if (a->raised_business_ms)
+    json_object_set_new(o, "raised_business_ms", json_integer((json_int_t)a->raised_business_ms));
+  json_object_set_new(o, "cleared_ms",
+                      a->cleared_ms ? json_integer((json_int_t)a->cleared_ms) : json_null());
+  json_object_set_new(o, "acked_ms",
+                      a->acked_ms ? json_integer((json_int_t)a->acked_ms) : json_null());
+  json_object_set_new(o, "acked_by", a->acked_ms ? json_string(a->acked_by) : json_null());
+  return o;
+}

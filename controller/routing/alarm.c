@@ -1,0 +1,169 @@
+#include "alarm.h"
+
+#include "err.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const alarm_kind_names[ALARM_KIND_COUNT] = {
+    [ALARM_CAPACITY] = "capacity",   [ALARM_ROUTING] = "routing",   [ALARM_DIRECTIVE] = "directive",
+    [ALARM_SITE_DOWN] = "site_down", [ALARM_DATABASE] = "database", [ALARM_JOURNAL] = "journal",
+};
+
+const char *alarm_kind_name(alarm_kind_t k) {
+  return (unsigned)k < ALARM_KIND_COUNT ? alarm_kind_names[k] : "unknown";
+}
+
+int alarm_kind_parse(const char *name) {
+  for (int k = 0; name && k < ALARM_KIND_COUNT; k++)
+    if (strcmp(name, alarm_kind_names[k]) == 0) return k;
+  return -1;
+}
+
+/* Critical: calls go unanswered or a statement NIRC made may not be
+ * durable. Major: something an operator must look at within minutes. */
+const char *alarm_severity(alarm_kind_t k) {
+  switch (k) {
+  case ALARM_CAPACITY:
+  case ALARM_DIRECTIVE:
+  case ALARM_DATABASE:
+  case ALARM_JOURNAL: return "critical";
+  default: return "major";
+  }
+}
+
+const char *alarm_event_name(alarm_event_t ev) {
+  switch (ev) {
+  case ALARM_EV_RAISED: return "raised";
+  case ALARM_EV_CLEARED: return "cleared";
+  case ALARM_EV_ACKED: return "acknowledged";
+  }
+  return "unknown";
+}
+
+void alarm_table_init(alarm_table_t *t, uint32_t clear_after_ms, alarm_cb cb, void *arg) {
+  memset(t, 0, sizeof *t);
+  t->clear_after_ms = clear_after_ms;
+  t->cb = cb;
+  t->cb_arg = arg;
+  t->next_seq = 1;
+}
+
+void alarm_table_free(alarm_table_t *t) {
+  free(t->v);
+  t->v = NULL;
+  t->n = t->cap = 0;
+}
+
+void alarm_set_epoch(alarm_table_t *t, uint64_t epoch, uint64_t seq_floor) {
+  t->epoch = epoch;
+  t->next_seq = seq_floor + 1;
+}
+
+static alarm_t *alarm_lookup(const alarm_table_t *t, alarm_kind_t kind, const char *subject) {
+  for (size_t i = 0; i < t->n; i++)
+    if (t->v[i].kind == kind && strcmp(t->v[i].subject, subject) == 0) return &t->v[i];
+  return NULL;
+}
+
+const alarm_t *alarm_find(const alarm_table_t *t, alarm_kind_t kind, const char *subject) {
+  return alarm_lookup(t, kind, subject);
+}
+
+static alarm_t *alarm_append(alarm_table_t *t) {
+  if (t->n == t->cap) {
+    size_t cap = t->cap ? t->cap * 2 : 16;
+    alarm_t *v = realloc(t->v, cap * sizeof *v);
+    if (!v) return NULL;
+    t->v = v;
+    t->cap = cap;
+  }
+  alarm_t *a = &t->v[t->n++];
+  memset(a, 0, sizeof *a);
+  return a;
+}
+
+const alarm_t *alarm_observe(alarm_table_t *t, alarm_kind_t kind, const char *subject,
+                             const char *message, uint64_t now_mono, int64_t wall_ms,
+                             int64_t business_ms) {
+  alarm_t *a = alarm_lookup(t, kind, subject);
+  if (a) {
+    a->last_seen_mono = now_mono;
+    a->observations++;
+    nirc_strlcpy_utf8(a->message, message, sizeof a->message);
+    return a;
+  }
+  a = alarm_append(t);
+  if (!a) return NULL;
+  a->id = t->epoch * ALARM_ID_EPOCH + t->next_seq++;
+  a->kind = kind;
+  nirc_strlcpy_utf8(a->subject, subject, sizeof a->subject);
+  nirc_strlcpy_utf8(a->message, message, sizeof a->message);
+  a->raised_wall_ms = wall_ms;
+  a->raised_business_ms = business_ms;
+  a->last_seen_mono = now_mono;
+  a->observations = 1;
+  t->raised_total[kind]++;
+  if (t->cb) t->cb(t->cb_arg, ALARM_EV_RAISED, a, wall_ms);
+  return a;
+}
+
+size_t alarm_sweep(alarm_table_t *t, uint64_t now_mono, int64_t wall_ms) {
+  size_t cleared = 0, keep = 0;
+  for (size_t i = 0; i < t->n; i++) {
+    alarm_t *a = &t->v[i];
+    if (now_mono >= a->last_seen_mono + t->clear_after_ms) {
+      t->cleared_total[a->kind]++;
+      if (t->cb) t->cb(t->cb_arg, ALARM_EV_CLEARED, a, wall_ms);
+      cleared++;
+      continue;
+    }
+    /* Order kept: alarm_at lists them as they were raised. */
+    if (keep != i) t->v[keep] = *a;
+    keep++;
+  }
+  t->n = keep;
+  return cleared;
+}
+
+int alarm_adopt(alarm_table_t *t, const alarm_t *a, size_t n, uint64_t now_mono) {
+  for (size_t k = 0; k < n; k++) {
+    if ((unsigned)a[k].kind >= ALARM_KIND_COUNT || alarm_lookup(t, a[k].kind, a[k].subject))
+      continue;
+    alarm_t *x = alarm_append(t);
+    if (!x) return NIRC_ENOMEM;
+    *x = a[k];
+    x->last_seen_mono = now_mono;
+    x->observations = 0;
+  }
+  return 0;
+}
+
+int alarm_ack(alarm_table_t *t, uint64_t id, const char *who, int64_t wall_ms) {
+  for (size_t i = 0; i < t->n; i++) {
+    alarm_t *a = &t->v[i];
+    if (a->id != id) continue;
+    if (a->acked_wall_ms) return NIRC_EEXISTS;
+    a->acked_wall_ms = wall_ms;
+    nirc_strlcpy_utf8(a->acked_by, who ? who : "", sizeof a->acked_by);
+    if (t->cb) t->cb(t->cb_arg, ALARM_EV_ACKED, a, wall_ms);
+    return 0;
+  }
+  return NIRC_ENOTFOUND;
+}
+
+size_t alarm_count(const alarm_table_t *t) {
+  return t->n;
+}
+
+const alarm_t *alarm_at(const alarm_table_t *t, size_t i) {
+  return i < t->n ? &t->v[i] : NULL;
+}
+
+size_t alarm_count_kind(const alarm_table_t *t, alarm_kind_t kind) {
+  size_t c = 0;
+  for (size_t i = 0; i < t->n; i++)
+    if (t->v[i].kind == kind) c++;
+  return c;
+}

@@ -1,0 +1,119 @@
+/* alarm: the controller's alarms, raised once and cleared once.
+ *
+ * An alarm is a condition an operator must know about: a source that no
+ * hub can take, a directive a site failed, a site that is down, the
+ * database unreachable, the journal filling. Producers (the engine for
+ * sites and routes, the server for the database) *observe* a condition
+ * each time they check it; the table raises an alarm on the first
+ * observation and clears it once the condition has not been observed for
+ * clear_after_ms. A condition that comes and goes within that time (a
+ * capacity verdict flipping at the edge, a link reconnecting) stays one
+ * alarm, so an operator (and a webhook receiver) sees one raise and one
+ * clear, with the same id, instead of a line a second.
+ *
+ * Ids are epoch * ALARM_ID_EPOCH + n: unique across leaders without asking
+ * the database (which may be the thing that is down). A new leader adopts
+ * the alarms its predecessor left active (alarm_adopt) and clears them
+ * with their own ids when their conditions are gone.
+ *
+ * Decision logic only: no I/O, no clock of its own (times come in as
+ * arguments). Events go out through the callback given to
+ * alarm_table_init; the owner (the engine) stores them and notifies.
+ *
+ * Ownership: the table owns its entries; pointers to entries returned by
+ * alarm_find/alarm_at are valid until the next observe, sweep or adopt. */
+#ifndef NIRC_ALARM_H
+#define NIRC_ALARM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+  ALARM_CAPACITY = 0, /* a source kept home (or waiting): no hub can take it */
+  ALARM_ROUTING,      /* a rule cannot be carried out: no eligible hub, unknown site */
+  ALARM_DIRECTIVE,    /* a site failed or never acknowledged a directive */
+  ALARM_SITE_DOWN,    /* a site's link has been down (or its reports stale) for the grace */
+  ALARM_DATABASE,     /* the database is unreachable: writes wait in the journal */
+  ALARM_JOURNAL,      /* the outage journal is nearly full, or refused writes */
+  ALARM_KIND_COUNT,
+} alarm_kind_t;
+
+/* "capacity", "routing", ... (the metric label and the stored kind). */
+const char *alarm_kind_name(alarm_kind_t k);
+/* -1 when unknown. */
+int alarm_kind_parse(const char *name);
+/* "critical" or "major": what a page or an alert rule leads with. */
+const char *alarm_severity(alarm_kind_t k);
+
+#define ALARM_ID_EPOCH 1000000ULL
+#define ALARM_SUBJECT_MAX 64
+#define ALARM_MESSAGE_MAX 256
+#define ALARM_ACTOR_MAX 64
+
+typedef struct {
+  uint64_t id;
+  alarm_kind_t kind;
+  char subject[ALARM_SUBJECT_MAX]; /* a site's slug, or a controller node */
+  char message[ALARM_MESSAGE_MAX]; /* the latest words for the condition */
+  int64_t raised_wall_ms;          /* real time */
+  int64_t raised_business_ms;      /* the business clock then */
+  int64_t acked_wall_ms;           /* 0: not acknowledged */
+  char acked_by[ALARM_ACTOR_MAX];
+  uint64_t last_seen_mono; /* last observation (monotonic ms) */
+  unsigned observations;   /* since raised (or adopted) */
+} alarm_t;
+
+typedef enum { ALARM_EV_RAISED = 0, ALARM_EV_CLEARED, ALARM_EV_ACKED } alarm_event_t;
+const char *alarm_event_name(alarm_event_t ev);
+
+/* Called for every raise, clear and acknowledgement, with the entry as it
+ * is at that moment (borrowed for the call). wall_ms is when it happened. */
+typedef void (*alarm_cb)(void *arg, alarm_event_t ev, const alarm_t *a, int64_t wall_ms);
+
+typedef struct {
+  alarm_t *v;
+  size_t n, cap;
+  uint64_t epoch;    /* ids of this leadership: epoch * ALARM_ID_EPOCH + seq */
+  uint64_t next_seq; /* 1-based */
+  uint32_t clear_after_ms;
+  alarm_cb cb;
+  void *cb_arg;
+  uint64_t raised_total[ALARM_KIND_COUNT], cleared_total[ALARM_KIND_COUNT];
+} alarm_table_t;
+
+void alarm_table_init(alarm_table_t *t, uint32_t clear_after_ms, alarm_cb cb, void *arg);
+void alarm_table_free(alarm_table_t *t);
+/* Ids from now on belong to this epoch. seq_floor: the highest sequence
+ * number already used in it (0 for a new epoch). */
+void alarm_set_epoch(alarm_table_t *t, uint64_t epoch, uint64_t seq_floor);
+
+/* The condition (kind, subject) holds now. Raises it (callback RAISED) if
+ * no alarm for it is active; otherwise refreshes it and keeps the newest
+ * message. Returns the entry, or NULL when out of memory (then nothing is
+ * raised: the caller's log still says it). */
+const alarm_t *alarm_observe(alarm_table_t *t, alarm_kind_t kind, const char *subject,
+                             const char *message, uint64_t now_mono, int64_t wall_ms,
+                             int64_t business_ms);
+/* Clears (callback CLEARED) every alarm not observed for clear_after_ms.
+ * Returns how many were cleared. */
+size_t alarm_sweep(alarm_table_t *t, uint64_t now_mono, int64_t wall_ms);
+/* Alarms an earlier leader left active, as the store keeps them (copied;
+ * no callback: they were raised already). Each counts as observed now, so
+ * it is cleared clear_after_ms from now unless its condition still holds.
+ * An alarm already active for the same kind and subject is not doubled. */
+int alarm_adopt(alarm_table_t *t, const alarm_t *a, size_t n, uint64_t now_mono);
+
+/* Acknowledges an active alarm: 0, NIRC_ENOTFOUND when no active alarm has
+ * this id, NIRC_EEXISTS when it was acknowledged already (who and when
+ * are kept from the first). */
+int alarm_ack(alarm_table_t *t, uint64_t id, const char *who, int64_t wall_ms);
+
+const alarm_t *alarm_find(const alarm_table_t *t, alarm_kind_t kind, const char *subject);
+/* Active alarms in the order they were raised. */
+size_t alarm_count(const alarm_table_t *t);
+const alarm_t *alarm_at(const alarm_table_t *t, size_t i);
+/* Active alarms of one kind, for nirc_alarms_active{kind}. */
+size_t alarm_count_kind(const alarm_table_t *t, alarm_kind_t kind);
+
+#endif

@@ -1,0 +1,194 @@
+/* engine_alarms: the engine's alarms (alarm.h) — what it observes on every
+ * evaluation (sources no hub can take, rules that cannot run, failed
+ * directives, sites down), the records and notifications of each raise,
+ * clear and acknowledgement, and the operator's `nircctl alarms`. Part of
+ * the engine module (engine-int.h); no I/O: records leave through
+ * engine_store, notifications through engine_io_t.on_alarm. */
+#include "engine-int.h"
+
+#include "clock.h"
+#include "err.h"
+#include "log.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* An evaluation older than this did not observe the current conditions:
+ * the sweep waits (a planner out of memory must not clear every alarm). */
+#define ENGINE_ALARM_FRESH_MS 1000
+
+void engine_alarm_event(void *arg, alarm_event_t ev, const alarm_t *a, int64_t wall_ms) {
+  (void)wall_ms;
+  engine_t *e = arg;
+  /* Durable like every statement NIRC makes: the raise, the clear and the
+   * acknowledgement are rows of `alarms`, journaled while the database is
+   * away (then replayed in order: a clear never lands before its raise). */
+  engine_rec_t rec = {.kind = ENGINE_REC_ALARM, .alarm = a, .alarm_event = ev};
+  if (engine_store(e, &rec) != 0)
+    log_error(LOG_DB, ENGINE_OBJ, "alarm %llu %s not stored", (unsigned long long)a->id,
+              alarm_event_name(ev));
+  if (e->io.on_alarm) e->io.on_alarm(e->io.ctx, ev, a);
+}
+
+static void engine_observe(engine_t *e, alarm_kind_t kind, const char *subject,
+                           const char *message) {
+  alarm_observe(&e->alarms, kind, subject, message, engine_mono(e), e->io.wall_ms(e->io.ctx),
+                engine_now(e));
+}
+
+void engine_alarm_observe(engine_t *e, alarm_kind_t kind, const char *subject,
+                          const char *message) {
+  engine_observe(e, kind, subject, message);
+}
+
+bool engine_alarm_active(const engine_t *e, alarm_kind_t kind, const char *subject) {
+  return alarm_find(&e->alarms, kind, subject) != NULL;
+}
+
+const alarm_table_t *engine_alarms(const engine_t *e) {
+  return &e->alarms;
+}
+
+int engine_load_alarms(engine_t *e, const alarm_t *a, size_t n) {
+  return alarm_adopt(&e->alarms, a, n, engine_mono(e));
+}
+
+static const char *engine_down_words(site_state_t s) {
+  switch (s) {
+  case SITE_NEVER_SEEN: return "has not connected to this controller";
+  case SITE_STALE: return "sends no reports";
+  case SITE_OFFLINE: return "is offline";
+  case SITE_ONLINE: break;
+  }
+  return "is down";
+}
+
+void engine_alarms_observe(engine_t *e, const plan_t *p) {
+  size_t n = engine_nsites(e);
+  uint64_t now = engine_mono(e);
+  e->alarms_observed_mono = now;
+  /* A site's first plan alarm is of its highest rule (phases run in
+   * precedence order): the one that says why it is where it is. */
+  unsigned char *seen = calloc(n ? n : 1, 1);
+  for (size_t k = 0; seen && k < p->n_alarms; k++) {
+    const plan_alarm_t *pa = &p->alarms[k];
+    long i = engine_index(e, pa->site);
+    if (i >= 0 && seen[i]) continue;
+    if (i >= 0) seen[i] = 1;
+    alarm_kind_t kind = pa->kind == PLAN_ALARM_CAPACITY || pa->kind == PLAN_ALARM_WAITING
+                            ? ALARM_CAPACITY
+                            : ALARM_ROUTING;
+    engine_observe(e, kind, pa->site, pa->message);
+  }
+  free(seen);
+  for (size_t i = 0; i < n; i++) {
+    const site_t *s = engine_site(e, i);
+    const site_dir_t *d = &e->dirs[i];
+    /* A failed directive stands until the site acknowledges one again; a
+     * rolled-back move until the site is readmitted (an operator's act). */
+    if (d->excluded_rule && d->excluded_why[0])
+      engine_observe(e, ALARM_DIRECTIVE, s->slug, d->excluded_why);
+    else if (d->state == DIR_FAILED)
+      engine_observe(e, ALARM_DIRECTIVE, s->slug,
+                     d->failed_why[0] ? d->failed_why : "a directive failed");
+    if (s->state == SITE_ONLINE) {
+      e->down_since[i] = 0;
+      continue;
+    }
+    if (!e->down_since[i]) e->down_since[i] = now;
+    /* Down for the hub grace (a reconnect, a stale report and an agent's
+     * first back-offs fit in it), or already alarmed (a new leader keeps
+     * the alarm its predecessor raised instead of clearing and raising). */
+    uint64_t down_ms = now - e->down_since[i];
+    if (down_ms >= e->opts.hub_grace_ms || engine_alarm_active(e, ALARM_SITE_DOWN, s->slug)) {
+      char msg[ALARM_MESSAGE_MAX];
+      snprintf(msg, sizeof msg, "%s %s (for %llu s by this controller's count)%s", s->slug,
+               engine_down_words(s->state), (unsigned long long)(down_ms / 1000),
+               s->is_hub ? ": a hub: the sources it answers for are re-homed" : "");
+      engine_observe(e, ALARM_SITE_DOWN, s->slug, msg);
+    }
+  }
+}
+
+void engine_alarms_sweep(engine_t *e) {
+  uint64_t now = engine_mono(e);
+  if (!e->alarms_observed_mono || now - e->alarms_observed_mono > ENGINE_ALARM_FRESH_MS) return;
+  alarm_sweep(&e->alarms, now, e->io.wall_ms(e->io.ctx));
+}
+
+/* ---- nircctl alarms ---- */
+
+static Nirc__Alarm *engine_alarm_pb(engine_arena_t *ar, const alarm_t *a) {
+  Nirc__Alarm *pb = engine_arena_alloc(ar, sizeof *pb);
+  if (!pb) return NULL;
+  nirc__alarm__init(pb);
+  pb->id = a->id;
+  pb->kind = engine_arena_str(ar, alarm_kind_name(a->kind));
+  pb->subject = engine_arena_str(ar, a->subject);
+  pb->severity = engine_arena_str(ar, alarm_severity(a->kind));
+  pb->message = engine_arena_str(ar, a->message);
+  pb->raised_ms = a->raised_wall_ms;
+  pb->raised_business_ms = a->raised_business_ms;
+  pb->acked_ms = a->acked_wall_ms;
+  pb->acked_by = engine_arena_str(ar, a->acked_by);
+  return pb;
+}
+
+void engine_reply_alarms(engine_t *e, void *c, uint64_t rid, const char *warning) {
+  engine_arena_t ar = {0};
+  size_t n = alarm_count(&e->alarms);
+  Nirc__AlarmReply *r = engine_arena_alloc(&ar, sizeof *r);
+  if (r) {
+    nirc__alarm_reply__init(r);
+    r->alarms = engine_arena_alloc(&ar, (n + 1) * sizeof *r->alarms);
+  }
+  for (size_t k = 0; r && r->alarms && k < n; k++) {
+    Nirc__Alarm *pb = engine_alarm_pb(&ar, alarm_at(&e->alarms, k));
+    if (pb) r->alarms[r->n_alarms++] = pb;
+  }
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  rep.body_case = NIRC__OPERATOR_REPLY__BODY_ALARMS;
+  rep.alarms = r;
+  engine_send_built_reply(e, c, rid, &ar, r && r->alarms, &rep, warning);
+}
+
+void engine_op_alarms(engine_t *e, const engine_req_t *rq, const Nirc__AlarmRequest *req) {
+  if (!req || !req->ack_id) {
+    engine_reply_alarms(e, rq->client, rq->request_id, NULL);
+    return;
+  }
+  char target[32];
+  snprintf(target, sizeof target, "alarm %llu", (unsigned long long)req->ack_id);
+  const alarm_t *a = NULL;
+  for (size_t k = 0; k < alarm_count(&e->alarms); k++)
+    if (alarm_at(&e->alarms, k)->id == req->ack_id) a = alarm_at(&e->alarms, k);
+  if (!a) {
+    engine_refuse(e, rq, "alarm-ack", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "no active alarm %llu: it was cleared or never raised (nircctl alarms --all "
+                  "lists the record)",
+                  (unsigned long long)req->ack_id);
+    return;
+  }
+  if (a->acked_wall_ms) {
+    char when[40];
+    clock_format_iso(a->acked_wall_ms, 0, when, sizeof when);
+    engine_refuse(e, rq, "alarm-ack", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "alarm %llu was acknowledged already, by %s at %s",
+                  (unsigned long long)req->ack_id, a->acked_by, when);
+    return;
+  }
+  if (!engine_can_record(e, rq, "alarm-ack", target)) return;
+  engine_group_begin(e); /* NULL: the records are not followed */
+  json_t *detail = json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)a->id, "kind",
+                             alarm_kind_name(a->kind), "subject", a->subject, "message",
+                             a->message, "note", req->note ? req->note : "");
+  /* The callback stores the acknowledgement and notifies. */
+  alarm_ack(&e->alarms, req->ack_id, rq->operator_name, e->io.wall_ms(e->io.ctx));
+  engine_audit(e, rq->operator_name, "alarm-ack", target, detail);
+  char what[96];
+  snprintf(what, sizeof what, "%s acknowledged", target);
+  engine_defer(e, rq, DEFER_ALARMS, what);
+  engine_group_end(e);
+}

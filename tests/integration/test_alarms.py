@@ -1,0 +1,173 @@
+"""Alarms are first-class and durable (issue 12, point 2), through the real
+controller, agents, PostgreSQL, nircctl and the HTTP surface:
+
+- a condition raises one alarm and, once it has been gone for
+  [alarms] clear_after, clears it once with the same id: one row in
+  `alarms`, one log line each way, however long it lasted;
+- `nircctl alarms` lists the active ones (exit 1 while any is active),
+  `--all` the stored record with clear times (exit 0), `ack ID` records who
+  saw it (role operator; a viewer is refused; twice is refused);
+- `nircctl status` leads with an alarm summary line, its JSON carries them;
+  /metrics has nirc_alarms_active{kind} and nirc_alarm_info, /status.json
+  and the page list them (the page's banner is checked in headless
+  Chromium);
+- a new leader adopts the active alarms: the same ids, the acknowledgement
+  kept, no second row.
+
+Only hubei (a source) and shaanxi (a hub) run agents: the other 29 sites
+never connect, so each gets a site_down alarm after the (shortened) grace."""
+import json
+import re
+import signal
+import urllib.request
+
+import nirclib as T
+
+RUNNING = ["hubei", "shaanxi"]
+env = None
+http = None
+standby = None
+addr_b = None
+
+
+def alarms_json(*extra, cert="operator-alice", controllers=None, expect=None):
+    r = env.ctl("--json", "alarms", *extra, cert=cert, controllers=controllers)
+    if expect is not None:
+        assert r.returncode == expect, f"alarms {extra}: exit {r.returncode}\n{r.stdout}{r.stderr}"
+    return json.loads(r.stdout)["alarms"] if r.stdout.strip().startswith("{") else None
+
+
+def active_by(kind, controllers=None):
+    return {a["subject"]: a for a in alarms_json(controllers=controllers) or []
+            if a["kind"] == kind}
+
+
+def rows(where):
+    return env.sql(f"SELECT id, subject, cleared_at IS NOT NULL, coalesce(acked_by, '') "
+                   f"FROM alarms WHERE {where} ORDER BY id")
+
+
+def log_lines(proc, pattern):
+    with open(proc.log_path, errors="replace") as f:
+        return [l for l in f if re.search(pattern, l)]
+
+
+def test_never_connected_sites_raise_one_alarm_each():
+    global env, http, addr_b
+    http = f"127.0.0.1:{T.free_port()}"
+    env = T.Env("alarms", extra_nircd=f"hub_grace = 2s\n[alarms]\nclear_after = 3s\n"
+                                      f"[http]\nlisten = {http}")
+    addr_b = f"127.0.0.1:{T.listen_port()}"
+    env.start_controller()
+    for s in RUNNING:
+        env.start_agent(s, controllers=f"{env.addr},{addr_b}")
+    T.wait_until(lambda: all(env.status()[s]["link"] == "online" for s in RUNNING), 30,
+                 "hubei and shaanxi online")
+    others = set(env.status()) - set(RUNNING)
+    T.wait_until(lambda: set(active_by("site_down")) == others, 30,
+                 f"a site_down alarm for each of the {len(others)} sites without an agent")
+    r = env.ctl("alarms")
+    assert r.returncode == T.EXIT_REFUSED, f"alarms exits 1 while any is active: {r.returncode}"
+    assert "site_down" in r.stdout and "xizang" in r.stdout, r.stdout
+    # Stored, once each.
+    T.wait_until(lambda: len(rows("kind = 'site_down'")) == len(others), 10,
+                 "their rows in the alarms table")
+    assert {r[1] for r in rows("kind = 'site_down'")} == others
+
+
+def test_a_site_down_then_back_is_one_alarm_raised_and_cleared_once():
+    env.agents["hubei"].stop()
+    T.wait_until(lambda: "hubei" in active_by("site_down"), 20, "hubei's site_down alarm")
+    a = active_by("site_down")["hubei"]
+    # It lasts longer than clear_after: still one alarm, one row, one line.
+    t0 = env.status()["hubei"]  # noqa: F841 (a status call: the controller answers)
+    T.wait_until(lambda: env.ctl("--json", "status").returncode == 0 and
+                 json.loads(env.ctl("--json", "status").stdout)["server_time_ms"] >=
+                 a["raised_ms"] + 6000, 20, "6 s of hubei down (twice clear_after)")
+    assert [r[0] for r in rows("subject = 'hubei'")] == [str(a["id"])], rows("subject = 'hubei'")
+    assert active_by("site_down")["hubei"]["id"] == a["id"]
+    env.start_agent("hubei", controllers=f"{env.addr},{addr_b}")
+    T.wait_until(lambda: rows(f"id = {a['id']}")[0][2] == "t", 30,
+                 "hubei's alarm cleared (same id) once it has been back for clear_after")
+    assert len(rows("subject = 'hubei'")) == 1
+    assert "hubei" not in active_by("site_down")
+    raised = log_lines(env.controller, rf"ALARM {a['id']} raised")
+    cleared = log_lines(env.controller, rf"alarm {a['id']} cleared")
+    assert len(raised) == 1 and len(cleared) == 1, (raised, cleared)
+    # The record keeps it, with its clear time.
+    rec = {x["id"]: x for x in alarms_json("--all", "--limit", "500", expect=0)}
+    assert rec[a["id"]]["cleared_ms"] and not rec[a["id"]]["active"], rec[a["id"]]
+    r = env.ctl("alarms", "--all", "--tz", "UTC")
+    assert r.returncode == 0 and str(a["id"]) in r.stdout and "CLEARED" in r.stdout, r.stdout
+
+
+def test_acknowledge_needs_an_operator_and_is_recorded_once():
+    x = active_by("site_down")["xizang"]
+    r = env.ctl("alarms", "ack", str(x["id"]), cert="operator-victor")
+    assert r.returncode != 0 and "needs role operator" in r.stderr, (r.returncode, r.stderr)
+    r = env.ctl("alarms", "ack", str(x["id"]), "--note", "xizang PBX team called",
+                cert="operator-olga")
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    assert rows(f"id = {x['id']}")[0][3] == "operator:olga", rows(f"id = {x['id']}")
+    audit = env.sql("SELECT actor, detail->>'note' FROM audit_log WHERE action = 'alarm-ack'")
+    assert len(audit) == 1 and audit[0][1] == "xizang PBX team called", audit
+    r = env.ctl("alarms", "ack", str(x["id"]), cert="operator-olga")
+    assert r.returncode == T.EXIT_REFUSED and "acknowledged already, by operator:olga" in r.stderr, r.stderr
+    r = env.ctl("alarms", "ack", "999", cert="operator-olga")
+    assert r.returncode == T.EXIT_REFUSED and "no active alarm 999" in r.stderr, r.stderr
+    r = env.ctl("alarms", "ack", "xizang")
+    assert r.returncode == T.EXIT_USAGE, r.returncode
+    assert active_by("site_down")["xizang"]["acked_by"] == "operator:olga"
+
+
+def test_status_metrics_and_page_show_them():
+    n = len(active_by("site_down"))
+    r = env.ctl("status")
+    assert re.search(rf"^ALARMS: {n} active, {n - 1} not acknowledged", r.stdout, re.M), r.stdout
+    st = json.loads(env.ctl("--json", "status").stdout)
+    assert len([a for a in st["alarms"] if a["kind"] == "site_down"]) == n
+    text = urllib.request.urlopen(f"http://{http}/metrics", timeout=5).read().decode()
+    assert f'nirc_alarms_active{{kind="site_down"}} {n}' in text, text[:2000]
+    assert 'nirc_alarms_active{kind="database"} 0' in text
+    info = re.findall(r'^nirc_alarm_info\{id="(\d+)",kind="site_down",subject="([a-z]+)"', text,
+                      re.M)
+    assert len(info) == n, info
+    sj = T.status_json(http)
+    assert {a["subject"] for a in sj["alarms"]} == set(active_by("site_down"))
+    dom = T.chromium_dom(f"http://{http}/")
+    assert re.search(rf'id="alarms"[^>]*>\s*{n} ACTIVE ALARMS \({n - 1} not acknowledged\)', dom), \
+        dom[:3000]
+    assert dom.count('class="alarm ') == n
+
+
+def test_a_new_leader_adopts_the_active_alarms():
+    global standby
+    before = active_by("site_down")
+    # The standby's page on a port of its own.
+    env.extra_nircd = env.extra_nircd.replace(http, f"127.0.0.1:{T.free_port()}")
+    standby = env.start_controller(conf=env.controller_conf("nircd-2", addr_b, "nircd-2.conf"),
+                                   name="nircd-2")
+    env.controller.kill()
+    T.wait_until(lambda: env.sql("SELECT node FROM leader_lease") == [["nircd-2"]], 30,
+                 "nircd-2 to lead")
+    after = T.wait_until(lambda: active_by("site_down", controllers=[addr_b]) or None, 30,
+                         "the new leader's alarms")
+    for s in ("xizang", "qinghai", "beijing"):
+        assert after[s]["id"] == before[s]["id"], (s, before[s], after[s])
+    assert after["xizang"]["acked_by"] == "operator:olga"
+    for s in ("xizang", "qinghai"):
+        assert len(rows(f"subject = '{s}'")) == 1, rows(f"subject = '{s}'")
+
+
+if __name__ == "__main__":
+    try:
+        T.main([test_never_connected_sites_raise_one_alarm_each,
+                test_a_site_down_then_back_is_one_alarm_raised_and_cleared_once,
+                test_acknowledge_needs_an_operator_and_is_recorded_once,
+                test_status_metrics_and_page_show_them,
+                test_a_new_leader_adopts_the_active_alarms])
+    finally:
+        if standby:
+            standby.stop()
+        if env:
+            env.close()
