@@ -16,8 +16,7 @@ void ctl_alarms_print(FILE *out, Nirc__Alarm *const *v, size_t n, bool record, c
           "RAISED", "ACKNOWLEDGED", record ? " CLEARED            " : "", "MESSAGE");
   for (size_t i = 0; i < n; i++) {
     const Nirc__Alarm *a = v[i];
-    char raised[32], acked[96] = "no", cleared[32] = "active", subject[64], msg[1100],
-                     by[64];
+    char raised[32], acked[96] = "no", cleared[32] = "active", subject[64], msg[1100], by[64];
     ctl_history_time(a->raised_ms, tz, raised, sizeof raised);
     if (a->acked_ms) {
       char t[32];
@@ -60,10 +59,10 @@ void ctl_alarms_summary(FILE *out, Nirc__Alarm *const *v, size_t n, size_t max_l
 }
 
 json_t *ctl_alarm_json(const Nirc__Alarm *a) {
-  json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:b}", "id", (json_int_t)a->id, "kind",
-                        a->kind, "subject", a->subject, "severity", a->severity, "message",
-                        a->message, "raised_ms", (json_int_t)a->raised_ms, "active",
-                        a->cleared_ms == 0);
+  json_t *o =
+      json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:b}", "id", (json_int_t)a->id, "kind", a->kind,
+                "subject", a->subject, "severity", a->severity, "message", a->message, "raised_ms",
+                (json_int_t)a->raised_ms, "active", a->cleared_ms == 0);
   if (!o) return NULL;
   if (a->raised_business_ms)
     json_object_set_new(o, "raised_business_ms", json_integer((json_int_t)a->raised_business_ms));

@@ -327,7 +327,7 @@ static void fmt_route(const Nirc__SiteStatus *s, char *buf, size_t len) {
 }
 
 static const char *history_tz = "Asia/Shanghai"; /* the zone times are shown in ([ctl] tz) */
-static int alarms_ack;                            /* alarms ack ID: the reply lists them after */
+static int alarms_ack;                           /* alarms ack ID: the reply lists them after */
 
 static void print_status_table(const Nirc__StatusReply *st) {
   size_t online = 0, stale = 0, offline = 0;

@@ -448,17 +448,19 @@ static void ops_alarms(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   char limit[16];
   snprintf(limit, sizeof limit, "%u", aq->limit ? (aq->limit > 500 ? 500 : aq->limit) : 50);
   const char *p[] = {limit};
-  int rc = srv->db ? db_exec(srv->db,
-                             "SELECT id, kind, subject, severity, coalesce(last_message, message), "
-                             "(extract(epoch FROM raised_at) * 1000)::bigint, "
-                             "coalesce((extract(epoch FROM raised_business_at) * 1000)::bigint, 0), "
-                             "coalesce((extract(epoch FROM cleared_at) * 1000)::bigint, 0), "
-                             "coalesce((extract(epoch FROM acked_at) * 1000)::bigint, 0), "
-                             "coalesce(acked_by, '') FROM alarms ORDER BY raised_at DESC, id DESC "
-                             "LIMIT $1::int",
-                             1, p, ops_alarms_done, h)
-                   : NIRC_ECLOSED;
-  if (rc != 0) ops_alarms_done(h, rc, "database unavailable: the alarm record cannot be read now", NULL);
+  int rc = srv->db
+               ? db_exec(srv->db,
+                         "SELECT id, kind, subject, severity, coalesce(last_message, message), "
+                         "(extract(epoch FROM raised_at) * 1000)::bigint, "
+                         "coalesce((extract(epoch FROM raised_business_at) * 1000)::bigint, 0), "
+                         "coalesce((extract(epoch FROM cleared_at) * 1000)::bigint, 0), "
+                         "coalesce((extract(epoch FROM acked_at) * 1000)::bigint, 0), "
+                         "coalesce(acked_by, '') FROM alarms ORDER BY raised_at DESC, id DESC "
+                         "LIMIT $1::int",
+                         1, p, ops_alarms_done, h)
+               : NIRC_ECLOSED;
+  if (rc != 0)
+    ops_alarms_done(h, rc, "database unavailable: the alarm record cannot be read now", NULL);
 }
 
 static const ops_cmd_t ops_cmds[] = {

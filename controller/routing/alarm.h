@@ -46,10 +46,10 @@ int alarm_kind_parse(const char *name);
 /* "critical" or "major": what a page or an alert rule leads with. */
 const char *alarm_severity(alarm_kind_t k);
 
-#define ALARM_ID_EPOCH 1000000ULL
+#define ALARM_ID_EPOCH    1000000ULL
 #define ALARM_SUBJECT_MAX 64
 #define ALARM_MESSAGE_MAX 256
-#define ALARM_ACTOR_MAX 64
+#define ALARM_ACTOR_MAX   64
 
 typedef struct {
   uint64_t id;

@@ -145,7 +145,7 @@ struct engine {
   uint64_t (*changes)[ROUTE_CAUSE_COUNT]; /* route changes per site and cause */
   alarm_table_t alarms;
   uint64_t alarms_observed_mono; /* last evaluation that observed the conditions */
-  uint64_t *down_since; /* per site: monotonic ms it was last seen not up (0: up) */
+  uint64_t *down_since;          /* per site: monotonic ms it was last seen not up (0: up) */
   engine_stats_t stats;
 };
 

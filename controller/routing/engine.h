@@ -318,8 +318,7 @@ void engine_op_alarms(engine_t *e, const engine_req_t *rq, const Nirc__AlarmRequ
 /* Alarms (engine_alarms.c). The owner observes its own conditions (the
  * database, the journal) through this, each time it checks them; the
  * engine observes sites and routes on every evaluation. */
-void engine_alarm_observe(engine_t *e, alarm_kind_t kind, const char *subject,
-                          const char *message);
+void engine_alarm_observe(engine_t *e, alarm_kind_t kind, const char *subject, const char *message);
 /* Whether an alarm for (kind, subject) is active. */
 bool engine_alarm_active(const engine_t *e, alarm_kind_t kind, const char *subject);
 /* The active alarms (borrowed; for status, the page and metrics). */

@@ -182,8 +182,8 @@ void engine_op_alarms(engine_t *e, const engine_req_t *rq, const Nirc__AlarmRequ
   if (!engine_can_record(e, rq, "alarm-ack", target)) return;
   engine_group_begin(e); /* NULL: the records are not followed */
   json_t *detail = json_pack("{s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)a->id, "kind",
-                             alarm_kind_name(a->kind), "subject", a->subject, "message",
-                             a->message, "note", req->note ? req->note : "");
+                             alarm_kind_name(a->kind), "subject", a->subject, "message", a->message,
+                             "note", req->note ? req->note : "");
   /* The callback stores the acknowledgement and notifies. */
   alarm_ack(&e->alarms, req->ack_id, rq->operator_name, e->io.wall_ms(e->io.ctx));
   engine_audit(e, rq->operator_name, "alarm-ack", target, detail);

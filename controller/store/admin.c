@@ -350,10 +350,11 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
 
   /* Alarms the old leader left active: adopted, so they are cleared with
    * their own ids instead of being raised a second time. */
-  r = PQexec(c, "SELECT id, kind, subject, message, (extract(epoch FROM raised_at) * 1000)::bigint, "
-                "coalesce((extract(epoch FROM raised_business_at) * 1000)::bigint, 0), "
-                "coalesce((extract(epoch FROM acked_at) * 1000)::bigint, 0), coalesce(acked_by, '') "
-                "FROM alarms WHERE cleared_at IS NULL ORDER BY id");
+  r = PQexec(c,
+             "SELECT id, kind, subject, message, (extract(epoch FROM raised_at) * 1000)::bigint, "
+             "coalesce((extract(epoch FROM raised_business_at) * 1000)::bigint, 0), "
+             "coalesce((extract(epoch FROM acked_at) * 1000)::bigint, 0), coalesce(acked_by, '') "
+             "FROM alarms WHERE cleared_at IS NULL ORDER BY id");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     rc = admin_fail(c, r, "loading active alarms", err, errlen);
     goto done;

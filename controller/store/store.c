@@ -254,12 +254,14 @@ static int store_alarm(db_t *db, const engine_rec_t *r, engine_stored_cb done, v
   case ALARM_EV_RAISED: {
     store_iso(a->raised_wall_ms, at, sizeof at);
     if (a->raised_business_ms) store_iso(a->raised_business_ms, biz, sizeof biz);
-    const char *p[] = {id,         alarm_kind_name(a->kind), a->subject, alarm_severity(a->kind),
-                       a->message, at,                       biz[0] ? biz : NULL};
-    return store_once(db,
-                      "INSERT INTO alarms (id, kind, subject, severity, message, raised_at, "
-                      "raised_business_at) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (id) DO NOTHING",
-                      7, p, done, arg);
+    const char *p[] = {
+        id, alarm_kind_name(a->kind), a->subject, alarm_severity(a->kind), a->message,
+        at, biz[0] ? biz : NULL};
+    return store_once(
+        db,
+        "INSERT INTO alarms (id, kind, subject, severity, message, raised_at, "
+        "raised_business_at) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (id) DO NOTHING",
+        7, p, done, arg);
   }
   case ALARM_EV_ACKED: {
     store_iso(a->acked_wall_ms, at, sizeof at);

@@ -230,8 +230,7 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
       const alarm_t *a = alarm_at(at, k);
       char subject[2 * ALARM_SUBJECT_MAX];
       safetext_escape(a->subject, subject, sizeof subject);
-      web_printf(b,
-                 "nirc_alarm_info{id=\"%llu\",kind=\"%s\",subject=\"%s\",severity=\"%s\"} 1\n",
+      web_printf(b, "nirc_alarm_info{id=\"%llu\",kind=\"%s\",subject=\"%s\",severity=\"%s\"} 1\n",
                  (unsigned long long)a->id, alarm_kind_name(a->kind), subject,
                  alarm_severity(a->kind));
     }

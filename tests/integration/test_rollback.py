@@ -27,7 +27,7 @@ echo '{"calls_offered": 2, "calls_answered": 2, "calls_in_queue": 0, "agents_log
 
 def test_refused_move_is_rolled_back_and_alarmed():
     env = T.Env("rollback", clock_start="2020-01-23T10:00:00+08:00",
-                extra_nircd="ack_timeout = 500ms\nmax_resends = 1")
+                extra_nircd="ack_timeout = 500ms\nmax_resends = 1\n[alarms]\nclear_after = 2s")
     env.start_controller()
     env.start_agent("shaanxi")
     for name, body in (("apply.sh", APPLY), ("collect.sh", COLLECT)):
@@ -68,6 +68,13 @@ def test_refused_move_is_rolled_back_and_alarmed():
     assert any(e[0] == "directive_failed" for e in events), events
     acks = env.sql("SELECT result FROM directive_acks WHERE site = 'xizang' ORDER BY id")
     assert acks[0][0] == "failed" and acks[-1][0] == "applied", acks
+    # One directive alarm stands while xizang is kept out (an operator must
+    # act), stored with the failure's words.
+    T.wait_until(lambda: env.sql("SELECT count(*) FROM alarms WHERE kind = 'directive' AND "
+                                 "subject = 'xizang' AND cleared_at IS NULL") == [["1"]], 10,
+                 "xizang's directive alarm stored")
+    alarm = env.sql("SELECT id, message FROM alarms WHERE kind = 'directive'")
+    assert len(alarm) == 1 and "trunk to shaanxi" in alarm[0][1], alarm
 
     # The exclusion is on record, so a restarted (or new) leader keeps
     # xizang out instead of sending it to the broken trunk again.
@@ -102,6 +109,12 @@ def test_refused_move_is_rolled_back_and_alarmed():
                  10, "xizang routed to shaanxi again")
     rows = env.sql("SELECT cleared_by FROM route_exclusions WHERE site = 'xizang'")
     assert rows == [["operator:alice"]], rows
+    # The restarted leader adopted the alarm (no second row) and clears it
+    # now that xizang is readmitted and applied.
+    T.wait_until(lambda: env.sql(f"SELECT cleared_at IS NOT NULL FROM alarms WHERE id = "
+                                 f"{alarm[0][0]}") == [["t"]], 15,
+                 "xizang's directive alarm cleared after the readmission")
+    assert env.sql("SELECT count(*) FROM alarms WHERE kind = 'directive'") == [["1"]]
     audit = env.sql("SELECT actor, detail->>'reason' FROM audit_log WHERE action = 'readmit'")
     assert audit == [["operator:alice", "trunk fixed"]], audit
     r = env.ctl("readmit", "xizang")

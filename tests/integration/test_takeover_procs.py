@@ -298,8 +298,8 @@ class Run:
         # capacity (alarms, cutovers refused by the check).
         capacity = int(self.env.sql(
             "SELECT (SELECT count(*) FROM route_holds) + "
-            "(SELECT count(*) FROM link_events WHERE event = 'alarm' AND "
-            "detail LIKE '%would need%') + (SELECT count(*) FROM audit_log WHERE "
+            "(SELECT count(*) FROM alarms WHERE kind = 'capacity' AND "
+            "message LIKE '%would need%') + (SELECT count(*) FROM audit_log WHERE "
             "action = 'cutover-refused' AND detail ? 'sources')")[0][0])
         print(f"  {STEPS} steps, {len(kills)} takeovers ({', '.join(kills)}); "
               f"audit: {json.dumps(counts, sort_keys=True)}; capacity decided {capacity} "
