@@ -495,7 +495,13 @@ def test_grafana_dashboard_imports_and_queries_published_metrics():
                    "nirc_site_longest_wait_seconds", "nirc_site_service_level",
                    "nirc_site_agents_logged_in", "nirc_site_agents_ready",
                    "nirc_site_demand_erlangs", "nirc_agent_connected",
-                   "nirc_agent_route_home_permille", "nirc_agent_applies_total"):
+                   "nirc_agent_route_home_permille", "nirc_agent_applies_total",
+                   # alarms, leadership, the outage journal, refusals and floods
+                   "nirc_alarms_active", "nirc_alarm_info", "sum(nirc_leader)",
+                   "nirc_leader_epoch", "nirc_db_journal_records", "nirc_db_journal_bytes",
+                   "nirc_db_journal_refused_total", "nirc_db_replayed_total",
+                   "nirc_links_refused_total", "nirc_directive_acks_refused_total",
+                   "nirc_link_events_suppressed_total"):
         assert needed in text, f"the dashboard does not show {needed}"
     assert "histogram_quantile(0.5" in text and "histogram_quantile(0.99" in text
     assert '$site' in text
