@@ -22,6 +22,8 @@ PACKAGES=(
   man-db groff-base systemd
   # the status page is checked in a real headless browser
   chromium fonts-wqy-microhei
+  # promtool checks the shipped alert rules; the ops-config test reads them
+  prometheus python3-yaml
 )
 
 missing=()
