@@ -21,11 +21,12 @@ int alarm_kind_parse(const char *name) {
   return -1;
 }
 
-/* Critical: calls go unanswered or a statement NIRC made may not be
- * durable. Major: something an operator must look at within minutes. */
+/* Critical: a statement NIRC made may not hold (a move not carried out,
+ * a record not durable). Major: an operator must look within minutes (a
+ * source kept home for capacity, a rule that cannot run, a site down).
+ * deploy/prometheus/nirc-alerts.yml pages on the same split. */
 const char *alarm_severity(alarm_kind_t k) {
   switch (k) {
-  case ALARM_CAPACITY:
   case ALARM_DIRECTIVE:
   case ALARM_DATABASE:
   case ALARM_JOURNAL: return "critical";
