@@ -1,0 +1,160 @@
+/* Unit tests for the alarm table (controller/routing/alarm.c).
+ *
+ * What operators and webhook receivers rely on: a condition raises one
+ * alarm however often it is observed and however its words change; it is
+ * cleared once, with the same id, only after it has been gone for
+ * clear_after (a condition that flickers within that stays one alarm);
+ * ids carry the epoch, so two leaders never reuse one; a new leader adopts
+ * what the old one left active without raising it again, and clears it
+ * when its condition is gone; an acknowledgement is taken once. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "alarm.h"
+#include "err.h"
+
+typedef struct {
+  unsigned raised, cleared, acked;
+  uint64_t last_id;
+  char last_msg[ALARM_MESSAGE_MAX];
+} events_t;
+
+static void on_event(void *arg, alarm_event_t ev, const alarm_t *a, int64_t wall) {
+  (void)wall;
+  events_t *e = arg;
+  if (ev == ALARM_EV_RAISED) e->raised++;
+  if (ev == ALARM_EV_CLEARED) e->cleared++;
+  if (ev == ALARM_EV_ACKED) e->acked++;
+  e->last_id = a->id;
+  strcpy(e->last_msg, a->message);
+}
+
+static void test_flickering_condition_is_one_alarm(void **state) {
+  (void)state;
+  events_t ev = {0};
+  alarm_table_t t;
+  alarm_table_init(&t, 30000, on_event, &ev);
+  alarm_set_epoch(&t, 7, 0);
+  /* Observed every 200 ms for a minute, with changing words, and absent
+   * for 20 s twice (shorter than clear_after). */
+  uint64_t now = 1000;
+  for (int i = 0; i < 300; i++, now += 200) {
+    if ((i >= 100 && i < 200) || i >= 250) continue;
+    char msg[64];
+    snprintf(msg, sizeof msg, "hubei would need %d agents", 30 + i % 3);
+    assert_non_null(alarm_observe(&t, ALARM_CAPACITY, "hubei", msg, now, 0, 0));
+    alarm_sweep(&t, now, 0);
+  }
+  assert_int_equal(ev.raised, 1);
+  assert_int_equal(ev.cleared, 0);
+  assert_int_equal(alarm_count(&t), 1);
+  assert_int_equal(alarm_at(&t, 0)->id, 7 * ALARM_ID_EPOCH + 1);
+  /* Gone for clear_after: cleared once, same id, last words kept. */
+  uint64_t last_seen = alarm_at(&t, 0)->last_seen_mono;
+  alarm_sweep(&t, last_seen + 29999, 0);
+  assert_int_equal(ev.cleared, 0);
+  alarm_sweep(&t, last_seen + 30000, 0);
+  alarm_sweep(&t, last_seen + 60000, 0);
+  assert_int_equal(ev.cleared, 1);
+  assert_int_equal(ev.last_id, 7 * ALARM_ID_EPOCH + 1);
+  assert_string_equal(ev.last_msg, "hubei would need 30 agents"); /* i = 249, the last seen */
+  assert_int_equal(alarm_count(&t), 0);
+  /* The condition again: a new alarm, a new id. */
+  alarm_observe(&t, ALARM_CAPACITY, "hubei", "again", last_seen + 70000, 0, 0);
+  assert_int_equal(ev.raised, 2);
+  assert_int_equal(alarm_at(&t, 0)->id, 7 * ALARM_ID_EPOCH + 2);
+  alarm_table_free(&t);
+}
+
+static void test_kinds_and_subjects_are_separate(void **state) {
+  (void)state;
+  events_t ev = {0};
+  alarm_table_t t;
+  alarm_table_init(&t, 1000, on_event, &ev);
+  alarm_set_epoch(&t, 1, 0);
+  alarm_observe(&t, ALARM_SITE_DOWN, "hubei", "down", 10, 0, 0);
+  alarm_observe(&t, ALARM_DIRECTIVE, "hubei", "failed", 10, 0, 0);
+  alarm_observe(&t, ALARM_SITE_DOWN, "henan", "down", 10, 0, 0);
+  assert_int_equal(ev.raised, 3);
+  assert_int_equal(alarm_count_kind(&t, ALARM_SITE_DOWN), 2);
+  assert_non_null(alarm_find(&t, ALARM_DIRECTIVE, "hubei"));
+  assert_null(alarm_find(&t, ALARM_DIRECTIVE, "henan"));
+  /* Only henan's goes: the others stay, in the order they were raised. */
+  alarm_observe(&t, ALARM_SITE_DOWN, "hubei", "down", 900, 0, 0);
+  alarm_observe(&t, ALARM_DIRECTIVE, "hubei", "failed", 900, 0, 0);
+  assert_int_equal(alarm_sweep(&t, 1500, 0), 1);
+  assert_int_equal(alarm_count(&t), 2);
+  assert_string_equal(alarm_at(&t, 0)->subject, "hubei");
+  assert_int_equal(alarm_at(&t, 0)->kind, ALARM_SITE_DOWN);
+  assert_int_equal(alarm_at(&t, 1)->kind, ALARM_DIRECTIVE);
+  alarm_table_free(&t);
+}
+
+static void test_new_leader_adopts_and_clears_with_the_old_id(void **state) {
+  (void)state;
+  events_t ev = {0};
+  alarm_table_t t;
+  alarm_table_init(&t, 5000, on_event, &ev);
+  alarm_set_epoch(&t, 3, 0);
+  alarm_t old[2] = {{.id = 2 * ALARM_ID_EPOCH + 4, .kind = ALARM_SITE_DOWN},
+                    {.id = 2 * ALARM_ID_EPOCH + 9, .kind = ALARM_DATABASE}};
+  strcpy(old[0].subject, "xizang");
+  strcpy(old[1].subject, "nircd-1");
+  old[0].acked_wall_ms = 123;
+  strcpy(old[0].acked_by, "operator:olga");
+  assert_int_equal(alarm_adopt(&t, old, 2, 100), 0);
+  assert_int_equal(ev.raised, 0); /* raised already, by the old leader */
+  /* xizang still down: observed, kept, same id and acknowledgement. */
+  const alarm_t *a = alarm_observe(&t, ALARM_SITE_DOWN, "xizang", "still down", 4000, 0, 0);
+  assert_int_equal(ev.raised, 0);
+  assert_int_equal(a->id, 2 * ALARM_ID_EPOCH + 4);
+  assert_string_equal(a->acked_by, "operator:olga");
+  assert_int_equal(alarm_ack(&t, a->id, "operator:alice", 5), NIRC_EEXISTS);
+  /* The database is back: never observed, cleared with the old id. */
+  alarm_sweep(&t, 5100, 0);
+  assert_int_equal(ev.cleared, 1);
+  assert_int_equal(ev.last_id, 2 * ALARM_ID_EPOCH + 9);
+  /* Adopting again does not double an active one. */
+  assert_int_equal(alarm_adopt(&t, old, 1, 5200), 0);
+  assert_int_equal(alarm_count(&t), 1);
+  /* New alarms get this epoch's ids. */
+  a = alarm_observe(&t, ALARM_CAPACITY, "hubei", "x", 5300, 0, 0);
+  assert_int_equal(a->id, 3 * ALARM_ID_EPOCH + 1);
+  alarm_table_free(&t);
+}
+
+static void test_ack_once(void **state) {
+  (void)state;
+  events_t ev = {0};
+  alarm_table_t t;
+  alarm_table_init(&t, 5000, on_event, &ev);
+  alarm_set_epoch(&t, 1, 0);
+  const alarm_t *a = alarm_observe(&t, ALARM_JOURNAL, "nircd-1", "80%", 1, 0, 0);
+  uint64_t id = a->id;
+  assert_int_equal(alarm_ack(&t, id + 1, "operator:olga", 10), NIRC_ENOTFOUND);
+  assert_int_equal(alarm_ack(&t, id, "operator:olga", 10), 0);
+  assert_int_equal(alarm_ack(&t, id, "operator:alice", 11), NIRC_EEXISTS);
+  assert_int_equal(ev.acked, 1);
+  assert_string_equal(alarm_at(&t, 0)->acked_by, "operator:olga");
+  assert_int_equal(alarm_at(&t, 0)->acked_wall_ms, 10);
+  assert_int_equal(alarm_kind_parse("journal"), ALARM_JOURNAL);
+  assert_int_equal(alarm_kind_parse("nonsense"), -1);
+  alarm_table_free(&t);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_flickering_condition_is_one_alarm),
+      cmocka_unit_test(test_kinds_and_subjects_are_separate),
+      cmocka_unit_test(test_new_leader_adopts_and_clears_with_the_old_id),
+      cmocka_unit_test(test_ack_once),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
