@@ -6,9 +6,12 @@ history are complete and hold nothing twice.
 
 Runs its own PostgreSQL (the test stops it), beside the shared fixture.
 """
+import json
 import os
+import re
 import subprocess
 import time
+import urllib.request
 
 import nirclib as T
 
@@ -27,7 +30,8 @@ def test_database_outage_loses_nothing_and_doubles_nothing():
     http = f"127.0.0.1:{T.free_port()}"
     # 60x: every report of an agent closes one business minute.
     env = T.Env("outage", clock_speed=60, clock_start="2020-01-23T05:00:00+08:00",
-                pg_port=PG_PORT, extra_nircd=f"[http]\nlisten = {http}")
+                pg_port=PG_PORT,
+                extra_nircd=f"[alarms]\nclear_after = 2s\n[http]\nlisten = {http}")
     try:
         ctl = env.start_controller()
         for s in SITES:
@@ -38,9 +42,22 @@ def test_database_outage_loses_nothing_and_doubles_nothing():
                      10, "load history being written")
 
         down_at = time.monotonic()
+        down_wall = time.time()
         T.private_pg("stop", PG_DIR)
         T.wait_until(lambda: (T.metric(http, "nirc_db_journal_records") or 0) > 0 or None, 15,
                      "the controller journaling while the database is down")
+
+        # The operator is told: one database alarm, listed by nircctl from
+        # the controller's memory, on /metrics, and in the status line.
+        def db_alarms():
+            r = env.ctl("--json", "alarms")
+            return [a for a in json.loads(r.stdout)["alarms"] if a["kind"] == "database"]
+        alarm = T.wait_until(db_alarms, 20, "a database alarm while PostgreSQL is down")[0]
+        assert "unreachable" in alarm["message"] and alarm["severity"] == "critical", alarm
+        # (/metrics is published once a second.)
+        T.wait_until(lambda: 'nirc_alarms_active{kind="database"} 1' in urllib.request.urlopen(
+            f"http://{http}/metrics", timeout=5).read().decode(), 5, "the alarm on /metrics")
+        assert re.search(r"^ALARMS: \d+ active", env.ctl("status").stdout, re.M)
 
         # The emergency cutover goes through with the database down.
         r = env.ctl("--json", "cutover", "hubei", "--to", "shaanxi", "--reason", "Wuhan lockdown")
@@ -53,9 +70,11 @@ def test_database_outage_loses_nothing_and_doubles_nothing():
         # the scenario, not a wait for something.
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
         journaled = T.metric(http, "nirc_db_journal_records")
+        up_wall = time.time()
         T.private_pg("start", PG_DIR, str(PG_PORT))
         T.wait_until(lambda: T.metric(http, "nirc_db_journal_records") == 0 or None, 30,
                      "the journal to drain into the database")
+        T.wait_until(lambda: not db_alarms(), 20, "the database alarm cleared")
         print(f"  outage {time.monotonic() - down_at:.1f} s: {journaled:.0f} writes journaled, "
               f"replayed {T.metric(http, 'nirc_db_replayed_total'):.0f}, "
               f"duplicates skipped {T.metric(http, 'nirc_db_duplicates_total'):.0f}")
@@ -80,6 +99,13 @@ def test_database_outage_loses_nothing_and_doubles_nothing():
     acks = env.sql("SELECT result FROM directive_acks a JOIN directives d USING (site, epoch, "
                    "version) WHERE d.site = 'hubei' AND d.reason LIKE '%Wuhan lockdown%'")
     assert acks == [["applied"]], acks
+    # The alarm is on record once: raised during the outage (journaled, it
+    # keeps its time), cleared after the database came back, same id.
+    rows = env.sql("SELECT id, extract(epoch FROM raised_at), extract(epoch FROM cleared_at) "
+                   "FROM alarms WHERE kind = 'database'")
+    assert len(rows) == 1 and int(rows[0][0]) == alarm["id"], rows
+    raised, cleared = float(rows[0][1]), float(rows[0][2])
+    assert down_wall < raised < up_wall < cleared, (down_wall, raised, up_wall, cleared)
     # Load history: every report each agent sent is counted exactly once.
     for s in SITES:
         sent = len(env.reports(s))
