@@ -21,7 +21,9 @@
  * that are not http(s) naming them (credentials hidden); webhook_post
  * refuses bad ids and non-JSON; webhook_close with a transfer on the wire
  * counts the dropped ones, calls done once and leaves no handle open
- * (teardown closes the loop; the ASan build checks for leaks). */
+ * (teardown closes the loop; the ASan build checks for leaks). nircd's
+ * [notify] section loads with its defaults and bounds, and its values make
+ * a notifier. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -41,6 +43,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "conf.h"
 #include "err.h"
 #include "support/loop.h"
 #include "webhook.h"
@@ -627,6 +630,74 @@ static void test_close_with_transfer_on_the_wire(void **state) {
   /* Teardown checks that nothing is left on the loop. */
 }
 
+/* ---- [notify] in nircd's configuration ---------------------------------- */
+
+static const char *const NIRCD_MINIMAL = "[tls]\n"
+                                         "ca = /etc/nirc/ca.crt\n"
+                                         "cert = /etc/nirc/nircd.crt\n"
+                                         "key = /etc/nirc/nircd.key\n"
+                                         "[database]\n"
+                                         "conninfo = host=/run/postgresql dbname=nirc\n";
+
+static int load_nircd(const char *extra, nircd_conf_t *c, char *err, size_t errlen) {
+  char path[] = "/tmp/nirc-test-webhook-conf-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  FILE *out = fdopen(fd, "w");
+  assert_non_null(out);
+  fprintf(out, "%s%s", NIRCD_MINIMAL, extra);
+  assert_int_equal(fclose(out), 0);
+  memset(c, 0, sizeof *c);
+  err[0] = '\0';
+  int rc = conf_nircd_load(path, c, err, errlen);
+  unlink(path);
+  return rc;
+}
+
+static void test_notify_config(void **state) {
+  fx_t *f = *state;
+  nircd_conf_t c;
+  char err[512];
+  /* Defaults: no URL, and the documented numbers. */
+  if (load_nircd("", &c, err, sizeof err)) fail_msg("minimal nircd.conf refused: %s", err);
+  assert_int_equal(c.webhook.count, 0);
+  assert_int_equal(c.webhook_timeout_ms, 5000);
+  assert_int_equal(c.webhook_retry_max_ms, 60000);
+  assert_int_equal(c.webhook_give_up_ms, 3600000);
+  assert_int_equal(c.webhook_queue, 1000);
+  /* Bounds. */
+  assert_int_equal(load_nircd("[notify]\nwebhook_queue = 0\n", &c, err, sizeof err), NIRC_ECONFIG);
+  assert_non_null(strstr(err, "webhook_queue"));
+  assert_int_equal(load_nircd("[notify]\nwebhook_retry_max = 10ms\n", &c, err, sizeof err),
+                   NIRC_ECONFIG);
+  assert_non_null(strstr(err, "webhook_retry_max"));
+  /* Values, and the notifier they make (as nircd will). */
+  char text[512];
+  snprintf(text, sizeof text,
+           "[notify]\nwebhook = %s, https://hooks.example.net/nirc\nwebhook_timeout = 2s\n"
+           "webhook_retry_max = 5s\nwebhook_give_up = 10m\nwebhook_queue = 50\n",
+           f->url_rx);
+  if (load_nircd(text, &c, err, sizeof err)) fail_msg("[notify] refused: %s", err);
+  assert_int_equal(c.webhook.count, 2);
+  assert_string_equal(c.webhook.item[0], f->url_rx);
+  assert_string_equal(c.webhook.item[1], "https://hooks.example.net/nirc");
+  assert_int_equal(c.webhook_timeout_ms, 2000);
+  assert_int_equal(c.webhook_retry_max_ms, 5000);
+  assert_int_equal(c.webhook_give_up_ms, 600000);
+  assert_int_equal(c.webhook_queue, 50);
+  const char *urls[WEBHOOK_URLS_MAX];
+  for (unsigned i = 0; i < c.webhook.count; i++)
+    urls[i] = c.webhook.item[i];
+  fx_new(f, urls, c.webhook.count,
+         (webhook_opts_t){.timeout_ms = (uint32_t)c.webhook_timeout_ms,
+                          .backoff_max_ms = (uint32_t)c.webhook_retry_max_ms,
+                          .max_age_ms = (uint32_t)c.webhook_give_up_ms,
+                          .queue_max = c.webhook_queue});
+  fx_post(f, "from-conf", "{}");
+  assert_true(fx_wait(f, 0, W_DELIVERED, 1, 3000));
+  assert_string_equal(rx_get(&f->rx, 0).id, "from-conf");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_delivers_body_and_headers, fx_setup, fx_teardown),
@@ -641,6 +712,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_invalid_urls_refused, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_post_checks_and_url_shown, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_close_with_transfer_on_the_wire, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(test_notify_config, fx_setup, fx_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
