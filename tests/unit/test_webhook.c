@@ -68,7 +68,8 @@ typedef struct {
   uint16_t port;
   int script[RX_SCRIPT]; /* statuses of the first requests; then 200 */
   int n_script;
-  int n; /* requests received */
+  size_t big; /* > 0: every answer is a body of this many bytes */
+  int n;      /* requests received */
   rx_req_t req[RX_MAX];
 } rx_t;
 
@@ -117,8 +118,15 @@ static enum MHD_Result rx_answer(void *cls, struct MHD_Connection *c, const char
   /* A failure's answer carries an escape sequence and a newline: the log
    * must show them escaped. */
   const char *text = status == 200 ? "ok" : RX_ANSWER;
-  struct MHD_Response *resp =
-      MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+  struct MHD_Response *resp;
+  if (rx->big) {
+    char *body = malloc(rx->big);
+    if (!body) return MHD_NO;
+    memset(body, 'x', rx->big);
+    resp = MHD_create_response_from_buffer(rx->big, body, MHD_RESPMEM_MUST_FREE);
+  } else {
+    resp = MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+  }
   if (!resp) return MHD_NO;
   enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
   MHD_destroy_response(resp);
@@ -441,6 +449,33 @@ static void test_refused_content_given_up_at_once(void **state) {
   assert_int_equal(s.failing, 0);
 }
 
+static void test_long_answers_not_read_to_the_end(void **state) {
+  fx_t *f = *state;
+  /* 4 MiB answers: reading stops early, and the status still decides. */
+  f->rx.big = 4u << 20;
+  f->rx.script[0] = 503;
+  f->rx.n_script = 1;
+  const char *urls[] = {f->url_rx};
+  fx_capture_log(f);
+  fx_new(f, urls, 1, (webhook_opts_t){.backoff_min_ms = 10, .backoff_max_ms = 20});
+  fx_post(f, "big1", "{}");
+  fx_post(f, "big2", "{}");
+  bool ok = fx_wait(f, 0, W_DELIVERED, 2, 3000);
+  char *log = fx_release_log(f);
+  assert_true(ok);
+  assert_int_equal(rx_count(&f->rx), 3);
+  webhook_stats_t s = fx_stats(f, 0);
+  assert_int_equal(s.attempts_failed, 1);
+  assert_int_equal(s.delivered, 2);
+  /* The failure's log line holds an excerpt, marked cut. */
+  assert_non_null(strstr(log, "failing: HTTP 503, answer \"xxxx"));
+  assert_non_null(strstr(log, "\" (cut)"));
+  assert_null(strstr(
+      log, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+           "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"));
+  free(log);
+}
+
 static void test_hung_url_holds_up_no_other(void **state) {
   fx_t *f = *state;
   const char *urls[] = {f->url_hung, f->url_rx};
@@ -703,6 +738,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_delivers_body_and_headers, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_order_kept_across_retries, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_refused_content_given_up_at_once, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(test_long_answers_not_read_to_the_end, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_hung_url_holds_up_no_other, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_hung_receiver_times_out_loop_runs, fx_setup,
                                       fx_teardown),
