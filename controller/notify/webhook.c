@@ -22,11 +22,13 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define WEBHOOK_DEF_TIMEOUT_MS     5000
 #define WEBHOOK_DEF_BACKOFF_MIN_MS 1000
@@ -670,6 +672,13 @@ int webhook_new(uv_loop_t *loop, const webhook_opts_t *o, webhook_t **out, char 
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     snprintf(err, errlen, "libcurl could not be initialised");
     return NIRC_ENOMEM;
+  }
+  /* A CA file that cannot be read would fail every https attempt: say so
+   * now, at start-up. */
+  if (o->ca_file && *o->ca_file && access(o->ca_file, R_OK) != 0) {
+    snprintf(err, errlen, "webhook CA file '%s' cannot be read: %s", o->ca_file, strerror(errno));
+    curl_global_cleanup();
+    return NIRC_EINVAL;
   }
   /* Every URL is checked before anything is built: nothing to undo. */
   for (size_t i = 0; i < o->n_urls; i++) {

@@ -75,7 +75,7 @@ typedef struct {
   uint32_t backoff_max_ms; /* retry ceiling; 60000 */
   uint32_t max_age_ms;     /* undelivered this long after webhook_post: given up; 3600000 */
   size_t queue_max;        /* per URL, besides the one on the wire; 1000 */
-  const char *ca_file;     /* CA bundle for https (copied); NULL or "": the system's */
+  const char *ca_file;     /* https CA bundle, readable (copied); NULL or "": the system's */
 } webhook_opts_t;
 
 /* Counters of one URL, or of all (webhook_stats_total); the counters only
@@ -95,7 +95,8 @@ int webhook_check_url(const char *url, char *err, size_t errlen);
 
 /* Creates a notifier on `loop` (borrowed; it must outlive the notifier).
  * Every URL is checked first (webhook_check_url): one that is not
- * http:// or https:// fails the whole call. Returns 0 and *out, or
+ * http:// or https:// fails the whole call, as does a ca_file that cannot
+ * be read. Returns 0 and *out, or
  * NIRC_EINVAL / NIRC_ENOMEM with a message in err; nothing is left open
  * on failure. */
 int webhook_new(uv_loop_t *loop, const webhook_opts_t *o, webhook_t **out, char *err,

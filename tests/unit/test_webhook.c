@@ -34,6 +34,9 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -139,12 +142,21 @@ static void rx_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   *con_cls = NULL;
 }
 
-static void rx_start(rx_t *rx) {
+/* Starts the receiver on 127.0.0.1, a free port; with a key and a
+ * certificate (PEM) it speaks https. */
+static void rx_start(rx_t *rx, const char *key_pem, const char *cert_pem) {
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  rx->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-                           rx_answer, rx, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                           MHD_OPTION_NOTIFY_COMPLETED, rx_completed, rx, MHD_OPTION_END);
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+  if (key_pem)
+    rx->d = MHD_start_daemon(
+        flags | MHD_USE_TLS, 0, NULL, NULL, rx_answer, rx, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, rx_completed, rx,
+        MHD_OPTION_HTTPS_MEM_KEY, key_pem, MHD_OPTION_HTTPS_MEM_CERT, cert_pem, MHD_OPTION_END);
+  else
+    rx->d = MHD_start_daemon(flags, 0, NULL, NULL, rx_answer, rx, MHD_OPTION_SOCK_ADDR,
+                             (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, rx_completed, rx,
+                             MHD_OPTION_END);
   assert_non_null(rx->d);
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(rx->d, MHD_DAEMON_INFO_BIND_PORT);
   assert_non_null(info);
@@ -165,6 +177,60 @@ static rx_req_t rx_get(rx_t *rx, int k) {
   rx_req_t r = rx->req[k];
   pthread_mutex_unlock(&rx->mu);
   return r;
+}
+
+/* ---- an https receiver's certificates ------------------------------------ */
+
+/* A certificate for `key`: a CA's (self-signed) or, signed by the CA, a
+ * server's for 127.0.0.1. */
+static X509 *tls_cert(EVP_PKEY *key, EVP_PKEY *ca_key, X509 *ca, const char *cn) {
+  X509 *x = X509_new();
+  assert_non_null(x);
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), ca ? 2 : 1);
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+  X509_set_pubkey(x, key);
+  X509_NAME *n = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+  X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : n);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, ca ? ca : x, x, NULL, NULL, 0);
+  static const struct {
+    int nid;
+    const char *ca, *server;
+  } exts[] = {
+      {NID_basic_constraints, "critical,CA:TRUE", "CA:FALSE"},
+      {NID_key_usage, "critical,keyCertSign,cRLSign", "critical,digitalSignature"},
+      {NID_subject_alt_name, NULL, "IP:127.0.0.1"},
+  };
+  for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
+    const char *v = ca ? exts[i].server : exts[i].ca;
+    if (!v) continue;
+    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, exts[i].nid, v);
+    assert_non_null(e);
+    X509_add_ext(x, e, -1);
+    X509_EXTENSION_free(e);
+  }
+  assert_true(X509_sign(x, ca_key, EVP_sha256()) > 0);
+  return x;
+}
+
+/* PEM text of a certificate or a private key (caller frees). */
+static char *tls_pem(X509 *cert, EVP_PKEY *key) {
+  BIO *b = BIO_new(BIO_s_mem());
+  assert_non_null(b);
+  if (cert)
+    assert_true(PEM_write_bio_X509(b, cert));
+  else
+    assert_true(PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL));
+  char *data;
+  long len = BIO_get_mem_data(b, &data);
+  char *out = strndup(data, (size_t)len);
+  assert_non_null(out);
+  BIO_free(b);
+  return out;
 }
 
 /* ---- sockets that do not answer --------------------------------------- */
@@ -200,6 +266,8 @@ typedef struct {
   char url_rx[128], url_hung[128], url_refused[128];
   int saved_stderr; /* while a test captures the log */
   char logpath[64];
+  rx_t *tls;        /* an https receiver, for the test that starts one */
+  char ca_path[64]; /* its CA's certificate */
 } fx_t;
 
 static void fx_on_tick(uv_timer_t *t) {
@@ -225,7 +293,7 @@ static int fx_setup(void **state) {
   uv_timer_init(&f->loop, &f->ticker);
   f->ticker.data = f;
   pthread_mutex_init(&f->rx.mu, NULL);
-  rx_start(&f->rx);
+  rx_start(&f->rx, NULL, NULL);
   f->hung_fd = hold_port(16, &f->hung_port);
   f->refused_fd = hold_port(0, &f->refused_port);
   snprintf(f->url_rx, sizeof f->url_rx, "http://127.0.0.1:%u/hook", f->rx.port);
@@ -248,6 +316,12 @@ static int fx_teardown(void **state) {
   assert_int_equal(uv_loop_close(&f->loop), 0);
   MHD_stop_daemon(f->rx.d);
   pthread_mutex_destroy(&f->rx.mu);
+  if (f->tls) {
+    MHD_stop_daemon(f->tls->d);
+    pthread_mutex_destroy(&f->tls->mu);
+    free(f->tls);
+    unlink(f->ca_path);
+  }
   close(f->hung_fd);
   close(f->refused_fd);
   free(f);
@@ -606,6 +680,13 @@ static void test_invalid_urls_refused(void **state) {
   char err[256];
   assert_int_equal(webhook_check_url("https://hooks.example.net/nirc", err, sizeof err), 0);
   assert_int_equal(webhook_check_url("HTTP://Example.net:8080/a?b=c", err, sizeof err), 0);
+  /* A CA file that cannot be read fails the start too. */
+  const char *one[] = {"https://hooks.example.net/nirc"};
+  webhook_opts_t o = {.urls = one, .n_urls = 1, .ca_file = "/nonexistent/ca.pem"};
+  webhook_t *w = (webhook_t *)1;
+  assert_int_equal(webhook_new(&f->loop, &o, &w, err, sizeof err), NIRC_EINVAL);
+  assert_null(w);
+  assert_non_null(strstr(err, "/nonexistent/ca.pem"));
   /* Nothing was left open on the loop. */
   assert_false(uv_loop_alive(&f->loop));
 }
@@ -665,6 +746,61 @@ static void test_close_with_transfer_on_the_wire(void **state) {
   /* Teardown checks that nothing is left on the loop. */
 }
 
+static void test_https_verifies_the_receiver(void **state) {
+  fx_t *f = *state;
+  EVP_PKEY *ca_key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  assert_true(ca_key && key);
+  X509 *ca = tls_cert(ca_key, ca_key, NULL, "NIRC test CA");
+  X509 *cert = tls_cert(key, ca_key, ca, "receiver");
+  char *ca_pem = tls_pem(ca, NULL), *cert_pem = tls_pem(cert, NULL), *key_pem = tls_pem(NULL, key);
+  snprintf(f->ca_path, sizeof f->ca_path, "/tmp/nirc-webhook-ca-XXXXXX");
+  int fd = mkstemp(f->ca_path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, ca_pem, strlen(ca_pem)), (ssize_t)strlen(ca_pem));
+  close(fd);
+  f->tls = calloc(1, sizeof *f->tls);
+  assert_non_null(f->tls);
+  pthread_mutex_init(&f->tls->mu, NULL);
+  rx_start(f->tls, key_pem, cert_pem);
+  char url[128];
+  snprintf(url, sizeof url, "https://127.0.0.1:%u/hook", f->tls->port);
+  const char *urls[] = {url};
+
+  /* Against the system's CA bundle the private CA is unknown: a failed
+   * attempt, and nothing reaches the receiver's handler. */
+  fx_capture_log(f);
+  fx_new(f, urls, 1, (webhook_opts_t){.backoff_min_ms = 5000, .backoff_max_ms = 5000});
+  fx_post(f, "tls-1", "{\"tls\":true}");
+  bool ok = fx_wait(f, 0, W_FAILED, 1, 3000);
+  char *log = fx_release_log(f);
+  assert_true(ok);
+  assert_int_equal(fx_stats(f, 0).delivered, 0);
+  assert_int_equal(rx_count(f->tls), 0);
+  assert_non_null(strstr(log, "failing: SSL certificate problem"));
+  free(log);
+  fx_close(f);
+
+  /* With its CA, it is delivered. */
+  f->w = NULL;
+  f->done = 0;
+  fx_new(f, urls, 1, (webhook_opts_t){.ca_file = f->ca_path});
+  fx_post(f, "tls-2", "{\"tls\":true}");
+  assert_true(fx_wait(f, 0, W_DELIVERED, 1, 3000));
+  assert_int_equal(rx_count(f->tls), 1);
+  rx_req_t r = rx_get(f->tls, 0);
+  assert_string_equal(r.id, "tls-2");
+  assert_memory_equal(r.body, "{\"tls\":true}", r.body_len);
+
+  free(ca_pem);
+  free(cert_pem);
+  free(key_pem);
+  X509_free(ca);
+  X509_free(cert);
+  EVP_PKEY_free(ca_key);
+  EVP_PKEY_free(key);
+}
+
 /* ---- [notify] in nircd's configuration ---------------------------------- */
 
 static const char *const NIRCD_MINIMAL = "[tls]\n"
@@ -706,16 +842,20 @@ static void test_notify_config(void **state) {
   assert_int_equal(load_nircd("[notify]\nwebhook_retry_max = 10ms\n", &c, err, sizeof err),
                    NIRC_ECONFIG);
   assert_non_null(strstr(err, "webhook_retry_max"));
-  /* Values, and the notifier they make (as nircd will). */
-  char text[512];
+  /* Values, and the notifier they make (as nircd will): the receiver by
+   * name (libcurl's resolver thread, for /etc/hosts), and an https URL
+   * where nothing listens. */
+  char text[512], by_name[128], https[128];
+  snprintf(by_name, sizeof by_name, "http://localhost:%u/hook", f->rx.port);
+  snprintf(https, sizeof https, "https://127.0.0.1:%u/nirc", f->refused_port);
   snprintf(text, sizeof text,
-           "[notify]\nwebhook = %s, https://hooks.example.net/nirc\nwebhook_timeout = 2s\n"
+           "[notify]\nwebhook = %s, %s\nwebhook_timeout = 2s\n"
            "webhook_retry_max = 5s\nwebhook_give_up = 10m\nwebhook_queue = 50\n",
-           f->url_rx);
+           by_name, https);
   if (load_nircd(text, &c, err, sizeof err)) fail_msg("[notify] refused: %s", err);
   assert_int_equal(c.webhook.count, 2);
-  assert_string_equal(c.webhook.item[0], f->url_rx);
-  assert_string_equal(c.webhook.item[1], "https://hooks.example.net/nirc");
+  assert_string_equal(c.webhook.item[0], by_name);
+  assert_string_equal(c.webhook.item[1], https);
   assert_int_equal(c.webhook_timeout_ms, 2000);
   assert_int_equal(c.webhook_retry_max_ms, 5000);
   assert_int_equal(c.webhook_give_up_ms, 600000);
@@ -748,6 +888,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_invalid_urls_refused, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_post_checks_and_url_shown, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_close_with_transfer_on_the_wire, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(test_https_verifies_the_receiver, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_notify_config, fx_setup, fx_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
