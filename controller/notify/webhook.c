@@ -495,11 +495,11 @@ static void webhook_pump(webhook_target_t *t) {
   webhook_note_t *n = webhook_head(t);
   if (!n) return;
   if (webhook_start(t, n) != 0) {
-    /* Out of memory now; perhaps not in a moment. Counted as a failure so
-     * it shows. */
+    /* Out of memory, most likely: perhaps not in a moment. Counted as a
+     * failed attempt so it shows. */
     t->attempts_failed++;
     if (t->failed_run++ == 0)
-      log_warn(LOG_NOTIFY, t->label, "failing: out of memory starting a transfer; retrying");
+      log_warn(LOG_NOTIFY, t->label, "failing: libcurl could not start a transfer; retrying");
     webhook_backoff(t);
   }
 }

@@ -86,7 +86,7 @@ typedef struct {
   uint64_t given_up;        /* older than max_age_ms, or refused for their content */
   uint64_t dropped;         /* pushed out of a full queue, or still queued at close */
   size_t pending;           /* queued now, the one on the wire included */
-  size_t failing;           /* URLs whose last attempt failed (per URL: 0 or 1) */
+  size_t failing;           /* URLs whose last attempt is being retried (per URL: 0 or 1) */
 } webhook_stats_t;
 
 /* Checks one URL as webhook_new does: 0, or NIRC_EINVAL with a message
