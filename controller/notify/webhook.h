@@ -94,11 +94,10 @@ typedef struct {
 int webhook_check_url(const char *url, char *err, size_t errlen);
 
 /* Creates a notifier on `loop` (borrowed; it must outlive the notifier).
- * Every URL is checked first (webhook_check_url): one that is not
- * http:// or https:// fails the whole call, as does a ca_file that cannot
- * be read. Returns 0 and *out, or
- * NIRC_EINVAL / NIRC_ENOMEM with a message in err; nothing is left open
- * on failure. */
+ * Every URL is checked first (webhook_check_url): one that is not http://
+ * or https:// fails the whole call, as does a ca_file that cannot be read.
+ * Returns 0 and *out, or NIRC_EINVAL / NIRC_ENOMEM with a message in err;
+ * nothing is left open on failure. */
 int webhook_new(uv_loop_t *loop, const webhook_opts_t *o, webhook_t **out, char *err,
                 size_t errlen);
 
