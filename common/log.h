@@ -32,7 +32,8 @@ typedef enum {
   X(OPS, "ops")                                                                                    \
   X(AGENT, "agent")                                                                                \
   X(ADAPTER, "adapter")                                                                            \
-  X(CONFIG, "config")
+  X(CONFIG, "config")                                                                              \
+  X(NOTIFY, "notify")
 
 typedef enum {
 #define LOG_GROUP_ENUM(id, name) LOG_##id,

@@ -98,6 +98,17 @@ const config_opt_t conf_nircd_opts[] = {
     {"http", "listen", CFG_STRING, O(http_listen), S(http_listen), 0, 0, "", 0,
      "address of the read-only metrics and status page (/metrics, /status.json, /map.svg, /); "
      "empty: off"},
+    {"notify", "webhook", CFG_LIST, O(webhook), 0, 0, 0, "", 0,
+     "http:// or https:// URLs each alarm is posted to as JSON, in order per URL, retried until "
+     "delivered or given up (empty: no notifications)"},
+    {"notify", "webhook_timeout", CFG_DURATION, O(webhook_timeout_ms), 0, 100, 600000, "5s", 0,
+     "time for one attempt, connecting and the answer"},
+    {"notify", "webhook_retry_max", CFG_DURATION, O(webhook_retry_max_ms), 0, 1000, 3600000, "60s",
+     0, "failed attempts are retried with a backoff from 1 s doubling up to this"},
+    {"notify", "webhook_give_up", CFG_DURATION, O(webhook_give_up_ms), 0, 1000, 604800000, "1h", 0,
+     "a notification not delivered within this is given up, counted and logged"},
+    {"notify", "webhook_queue", CFG_UINT, O(webhook_queue), 0, 1, 100000, "1000", 0,
+     "notifications waiting per URL; when full the oldest is dropped, counted and logged"},
     CONFIG_CLOCK_OPTS(nircd_conf_t, clock),
     CONFIG_LOG_OPTS(nircd_conf_t, log),
     {0},

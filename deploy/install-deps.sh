@@ -12,6 +12,9 @@ PACKAGES=(
   libuv1-dev libprotobuf-c-dev protobuf-c-compiler libpq-dev libssl-dev
   # well-kept helpers: config files, JSON, systemd readiness, unit tests
   libinih-dev libjansson-dev libsystemd-dev libcmocka-dev libmicrohttpd-dev
+  # alarm webhooks (controller/notify/): libcurl's multi interface on the
+  # loop; the OpenSSL flavour, as the rest of NIRC uses OpenSSL
+  libcurl4-openssl-dev
   # run time: database server, PKI tooling
   postgresql postgresql-client openssl tzdata
   # PBX side: SIP proxy and SIP traffic generator
