@@ -4,6 +4,7 @@
 #include "err.h"
 #include "log.h"
 #include "util.h"
+#include "webhook.h"
 
 #include <netinet/in.h>
 #include <stddef.h>
@@ -145,6 +146,13 @@ int conf_nircd_load(const char *path, nircd_conf_t *c, char *err, size_t errlen)
   if (c->stale_after_ms <= c->report_interval_ms) {
     snprintf(err, errlen, "%s: [timing] stale_after must be longer than report_interval", path);
     return NIRC_ECONFIG;
+  }
+  for (unsigned i = 0; i < c->webhook.count; i++) {
+    char why[300];
+    if (webhook_check_url(c->webhook.item[i], why, sizeof why) != 0) {
+      snprintf(err, errlen, "%s: [notify] %s", path, why);
+      return NIRC_ECONFIG;
+    }
   }
   if (config_check_clock(&c->clock, path, err, errlen) != 0) return NIRC_ECONFIG;
   if (config_check_log(&c->log, path, err, errlen) != 0) return NIRC_ECONFIG;

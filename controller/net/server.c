@@ -8,6 +8,7 @@
 #include "store.h"
 #include "util.h"
 #include "watchdog.h"
+#include "webhook.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,12 +257,34 @@ static int server_io_store_ready(void *ctx, char *why, size_t whylen) {
   return db_once_ready(srv->db, why, whylen);
 }
 
-/* Alarm notifications: posted to the [notify] webhooks (notify/webhook.h)
- * once that room lands; until then the log line below is the only one. */
+/* Alarm notifications: one JSON POST per raise, clear and acknowledgement
+ * to every [notify] webhook URL (notify/webhook.h: in order per URL, never
+ * blocking the loop, retried with backoff). The event id lets a receiver
+ * drop the duplicate a retry after a lost answer can bring. */
 static void server_notify_alarm(server_t *srv, alarm_event_t ev, const alarm_t *a) {
-  (void)srv;
-  (void)ev;
-  (void)a;
+  if (!srv->webhook) return;
+  char raised[40], now[40], acked[40] = "", id[64];
+  clock_format_iso(a->raised_wall_ms, 0, raised, sizeof raised);
+  clock_format_iso(clock_real_ms(), 0, now, sizeof now);
+  if (a->acked_wall_ms) clock_format_iso(a->acked_wall_ms, 0, acked, sizeof acked);
+  json_t *alarm = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "id", (json_int_t)a->id, "kind",
+                            alarm_kind_name(a->kind), "subject", a->subject, "severity",
+                            alarm_severity(a->kind), "message", a->message, "raised_at", raised);
+  if (alarm && a->acked_wall_ms) {
+    json_object_set_new(alarm, "acked_at", json_string(acked));
+    json_object_set_new(alarm, "acked_by", json_string(a->acked_by));
+  }
+  json_t *body = json_pack("{s:s, s:s, s:s, s:I, s:o}", "event", alarm_event_name(ev), "at", now,
+                           "controller", srv->conf->node, "epoch", (json_int_t)srv->epoch, "alarm",
+                           alarm ? alarm : json_null());
+  char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+  snprintf(id, sizeof id, "alarm-%llu-%s", (unsigned long long)a->id, alarm_event_name(ev));
+  int rc = text ? webhook_post(srv->webhook, id, text) : NIRC_ENOMEM;
+  if (rc != 0)
+    log_error(LOG_MAIN, a->subject, "alarm %llu %s: not queued for the webhooks: %s",
+              (unsigned long long)a->id, alarm_event_name(ev), nirc_strerror(rc));
+  free(text);
+  json_decref(body);
 }
 
 /* One line per raise, clear and acknowledgement (not one per check while
@@ -845,8 +868,19 @@ static void server_db_closed(void *arg) {
   srv->db = NULL;
 }
 
+static void server_webhook_closed(void *arg) {
+  server_t *srv = arg;
+  srv->webhook = NULL;
+}
+
 static void server_finish_stop(server_t *srv) {
   if (!uv_is_closing((uv_handle_t *)&srv->drain)) uv_close((uv_handle_t *)&srv->drain, NULL);
+  /* Notifications still queued are dropped (and counted): the alarms
+   * themselves are in the database. */
+  if (srv->webhook && !srv->webhook_closing) {
+    srv->webhook_closing = 1;
+    webhook_close(srv->webhook, server_webhook_closed, srv);
+  }
   if (srv->db && !srv->db_closing) {
     srv->db_closing = 1;
     size_t left = db_queue_depth(srv->db);
@@ -955,6 +989,19 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
       snprintf(err, errlen, "cannot start the routing engine: %s", nirc_strerror(rc));
       return rc;
     }
+  }
+  if (conf->webhook.count && !srv->webhook) {
+    const char *urls[CONFIG_LIST_MAX];
+    for (unsigned i = 0; i < conf->webhook.count; i++)
+      urls[i] = conf->webhook.item[i];
+    webhook_opts_t wo = {.urls = urls,
+                         .n_urls = conf->webhook.count,
+                         .timeout_ms = (uint32_t)conf->webhook_timeout_ms,
+                         .backoff_max_ms = (uint32_t)conf->webhook_retry_max_ms,
+                         .max_age_ms = (uint32_t)conf->webhook_give_up_ms,
+                         .queue_max = conf->webhook_queue};
+    rc = webhook_new(loop, &wo, &srv->webhook, err, errlen);
+    if (rc) return rc;
   }
   /* Writes a previous run journaled are applied before the rules are read
    * (nircd loads them right after this), so a cutover made during an

@@ -92,6 +92,8 @@ struct server {
    * grew: the journal alarm holds for a minute after a refusal. */
   uint64_t journal_refused_seen, journal_refused_mono;
   engine_t *engine;
+  struct webhook *webhook; /* owned: alarm notifications ([notify] webhook), or NULL */
+  int webhook_closing;
   struct httpd *http; /* owned: metrics and status page, or NULL */
   unsigned ticks;
   uint64_t web_publishes; /* web_publish() calls, to pace the map */

@@ -5,6 +5,7 @@
 #include "map.h"
 #include "report.h"
 #include "safetext.h"
+#include "webhook.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -48,6 +49,19 @@ static void web_printf(web_buf_t *b, const char *fmt, ...) {
     b->p = np;
     b->cap = cap;
   }
+}
+
+/* A Prometheus label value: backslash, quote and newline escaped as the
+ * exposition format wants, other control characters as safetext does. */
+static void web_label(const char *in, char *out, size_t outlen) {
+  char tmp[600];
+  safetext_escape(in, tmp, sizeof tmp);
+  size_t o = 0;
+  for (const char *p = tmp; *p && o + 3 < outlen; p++) {
+    if (*p == '\\' || *p == '"') out[o++] = '\\';
+    out[o++] = *p;
+  }
+  out[o] = '\0';
 }
 
 static const char *web_link_word(site_state_t s) {
@@ -233,6 +247,31 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
       web_printf(b, "nirc_alarm_info{id=\"%llu\",kind=\"%s\",subject=\"%s\",severity=\"%s\"} 1\n",
                  (unsigned long long)a->id, alarm_kind_name(a->kind), subject,
                  alarm_severity(a->kind));
+    }
+  }
+  /* Alarm notifications per webhook URL (credentials hidden). */
+  if (srv->webhook && webhook_url_count(srv->webhook)) {
+    static const char *const names[] = {
+        "nirc_webhook_delivered_total", "nirc_webhook_failed_attempts_total",
+        "nirc_webhook_given_up_total", "nirc_webhook_dropped_total", "nirc_webhook_pending"};
+    static const char *const help[] = {
+        "Alarm notifications a webhook URL accepted (2xx).",
+        "Attempts that failed (an error, a timeout or a non-2xx answer) and were retried.",
+        "Notifications given up: refused as content (400, 413, 415, 422) or older than "
+        "[notify] webhook_give_up.",
+        "Notifications dropped because the URL's queue was full (the oldest goes first).",
+        "Notifications waiting for a URL, the one being sent included."};
+    for (size_t m = 0; m < sizeof names / sizeof names[0]; m++) {
+      web_printf(b, "# HELP %s %s\n# TYPE %s %s\n", names[m], help[m], names[m],
+                 m == 4 ? "gauge" : "counter");
+      for (size_t u = 0; u < webhook_url_count(srv->webhook); u++) {
+        webhook_stats_t ws;
+        webhook_stats(srv->webhook, u, &ws);
+        uint64_t v[] = {ws.delivered, ws.attempts_failed, ws.given_up, ws.dropped, ws.pending};
+        char url[600];
+        web_label(webhook_url(srv->webhook, u), url, sizeof url);
+        web_printf(b, "%s{url=\"%s\"} %llu\n", names[m], url, (unsigned long long)v[m]);
+      }
     }
   }
   /* Per-site series only from the leader: a standby's registry is empty

@@ -12,22 +12,53 @@ controller, agents, PostgreSQL, nircctl and the HTTP surface:
   and the page list them (the page's banner is checked in headless
   Chromium);
 - a new leader adopts the active alarms: the same ids, the acknowledgement
-  kept, no second row.
+  kept, no second row;
+- every raise, clear and acknowledgement is POSTed as JSON to the
+  [notify] webhook, a real HTTP receiver in this test that answers the
+  first request 500: the notifier retries, each event arrives (is
+  accepted) once, a clear after its raise.
 
 Only hubei (a source) and shaanxi (a hub) run agents: the other 29 sites
 never connect, so each gets a site_down alarm after the (shortened) grace."""
+import http.server
 import json
 import re
-import signal
+import threading
 import urllib.request
 
 import nirclib as T
 
 RUNNING = ["hubei", "shaanxi"]
 env = None
-http = None
+page = None
 standby = None
 addr_b = None
+hook = None
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver: refuses its first request (500), accepts the
+    rest; keeps (status, event id, body) of each."""
+    seen = []
+    lock = threading.Lock()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with Receiver.lock:
+            status = 500 if not Receiver.seen else 200
+            Receiver.seen.append((status, self.headers.get("X-NIRC-Event-Id"),
+                                  self.headers.get("Content-Type"), body))
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def accepted():
+    with Receiver.lock:
+        return [(i, json.loads(b)) for st, i, _, b in Receiver.seen if st == 200]
 
 
 def alarms_json(*extra, cert="operator-alice", controllers=None, expect=None):
@@ -53,10 +84,14 @@ def log_lines(proc, pattern):
 
 
 def test_never_connected_sites_raise_one_alarm_each():
-    global env, http, addr_b
-    http = f"127.0.0.1:{T.free_port()}"
+    global env, page, addr_b
+    page = f"127.0.0.1:{T.free_port()}"
+    global hook
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", T.free_port()), Receiver)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
     env = T.Env("alarms", extra_nircd=f"hub_grace = 2s\n[alarms]\nclear_after = 3s\n"
-                                      f"[http]\nlisten = {http}")
+                                      f"[http]\nlisten = {page}\n[notify]\nwebhook = "
+                                      f"http://127.0.0.1:{hook.server_address[1]}/nirc\n")
     addr_b = f"127.0.0.1:{T.listen_port()}"
     env.start_controller()
     for s in RUNNING:
@@ -94,6 +129,22 @@ def test_a_site_down_then_back_is_one_alarm_raised_and_cleared_once():
     raised = log_lines(env.controller, rf"ALARM {a['id']} raised")
     cleared = log_lines(env.controller, rf"alarm {a['id']} cleared")
     assert len(raised) == 1 and len(cleared) == 1, (raised, cleared)
+    # Notified: the raise and the clear, each accepted once, in order, even
+    # though the receiver refused the first request it got.
+    ids = [f"alarm-{a['id']}-raised", f"alarm-{a['id']}-cleared"]
+    T.wait_until(lambda: all(i in [x[0] for x in accepted()] for i in ids), 20,
+                 "hubei's raise and clear at the webhook")
+    got = [x for x in accepted() if x[0] in ids]
+    assert [x[0] for x in got] == ids, got
+    assert got[0][1]["event"] == "raised" and got[1][1]["event"] == "cleared", got
+    assert got[0][1]["alarm"]["subject"] == "hubei" and got[0][1]["alarm"]["kind"] == "site_down"
+    assert got[0][1]["controller"] == "nircd-1" and got[0][1]["alarm"]["id"] == a["id"]
+    with Receiver.lock:
+        assert Receiver.seen[0][0] == 500 and Receiver.seen[0][2] == "application/json"
+        first = Receiver.seen[0][1]
+    assert [x[0] for x in accepted()].count(first) == 1, "the refused one, retried, once"
+    all_ids = [x[0] for x in accepted()]
+    assert len(all_ids) == len(set(all_ids)), "an event accepted twice"
     # The record keeps it, with its clear time.
     rec = {x["id"]: x for x in alarms_json("--all", "--limit", "500", expect=0)}
     assert rec[a["id"]]["cleared_ms"] and not rec[a["id"]]["active"], rec[a["id"]]
@@ -118,6 +169,10 @@ def test_acknowledge_needs_an_operator_and_is_recorded_once():
     r = env.ctl("alarms", "ack", "xizang")
     assert r.returncode == T.EXIT_USAGE, r.returncode
     assert active_by("site_down")["xizang"]["acked_by"] == "operator:olga"
+    T.wait_until(lambda: f"alarm-{x['id']}-acknowledged" in [i for i, _ in accepted()], 10,
+                 "the acknowledgement at the webhook")
+    ack = [b for i, b in accepted() if i == f"alarm-{x['id']}-acknowledged"][0]
+    assert ack["alarm"]["acked_by"] == "operator:olga", ack
 
 
 def test_status_metrics_and_page_show_them():
@@ -126,15 +181,15 @@ def test_status_metrics_and_page_show_them():
     assert re.search(rf"^ALARMS: {n} active, {n - 1} not acknowledged", r.stdout, re.M), r.stdout
     st = json.loads(env.ctl("--json", "status").stdout)
     assert len([a for a in st["alarms"] if a["kind"] == "site_down"]) == n
-    text = urllib.request.urlopen(f"http://{http}/metrics", timeout=5).read().decode()
+    text = urllib.request.urlopen(f"http://{page}/metrics", timeout=5).read().decode()
     assert f'nirc_alarms_active{{kind="site_down"}} {n}' in text, text[:2000]
     assert 'nirc_alarms_active{kind="database"} 0' in text
     info = re.findall(r'^nirc_alarm_info\{id="(\d+)",kind="site_down",subject="([a-z]+)"', text,
                       re.M)
     assert len(info) == n, info
-    sj = T.status_json(http)
+    sj = T.status_json(page)
     assert {a["subject"] for a in sj["alarms"]} == set(active_by("site_down"))
-    dom = T.chromium_dom(f"http://{http}/")
+    dom = T.chromium_dom(f"http://{page}/")
     assert re.search(rf'id="alarms"[^>]*>\s*{n} ACTIVE ALARMS \({n - 1} not acknowledged\)', dom), \
         dom[:3000]
     assert dom.count('class="alarm ') == n
@@ -144,7 +199,7 @@ def test_a_new_leader_adopts_the_active_alarms():
     global standby
     before = active_by("site_down")
     # The standby's page on a port of its own.
-    env.extra_nircd = env.extra_nircd.replace(http, f"127.0.0.1:{T.free_port()}")
+    env.extra_nircd = env.extra_nircd.replace(page, f"127.0.0.1:{T.free_port()}")
     standby = env.start_controller(conf=env.controller_conf("nircd-2", addr_b, "nircd-2.conf"),
                                    name="nircd-2")
     env.controller.kill()
@@ -171,3 +226,5 @@ if __name__ == "__main__":
             standby.stop()
         if env:
             env.close()
+        if hook:
+            hook.shutdown()
