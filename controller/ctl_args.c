@@ -407,6 +407,18 @@ int ctl_parse_when(const char *s, const char *tz, int64_t now_ms, int64_t *out_m
   return 0;
 }
 
+/* --limit of history and alarms: 1-500 rows (the controller's cap). */
+static int ctl_parse_limit(ctl_args_t *a, const char *arg, uint32_t *out) {
+  char *end;
+  unsigned long v = strtoul(arg, &end, 10);
+  if (!*arg || *end || v == 0 || v > 500) {
+    ctl_say(a, "--limit must be 1-500");
+    return -1;
+  }
+  *out = (uint32_t)v;
+  return 0;
+}
+
 static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
   static const struct option o[] = {
       {"site", required_argument, NULL, 's'},   {"actor", required_argument, NULL, 'a'},
@@ -445,16 +457,9 @@ static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
       a->history.cause = optarg;
       break;
     }
-    case 'l': {
-      char *end;
-      unsigned long v = strtoul(optarg, &end, 10);
-      if (!*optarg || *end || v == 0 || v > 500) {
-        ctl_say(a, "--limit must be 1-500");
-        return EXIT_USAGE;
-      }
-      a->history.limit = (uint32_t)v;
+    case 'l':
+      if (ctl_parse_limit(a, optarg, &a->history.limit) != 0) return EXIT_USAGE;
       break;
-    }
     default: return EXIT_USAGE;
     }
   }
@@ -511,16 +516,9 @@ static int build_alarms(int argc, char **argv, Nirc__OperatorRequest *req, ctl_a
     case 'A': a->alarms.all = 1; break;
     case 'n': a->alarms.note = optarg; break;
     case 'z': a->tz = optarg; break;
-    case 'l': {
-      char *end;
-      unsigned long v = strtoul(optarg, &end, 10);
-      if (!*optarg || *end || v == 0 || v > 500) {
-        ctl_say(a, "--limit must be 1-500");
-        return EXIT_USAGE;
-      }
-      a->alarms.limit = (uint32_t)v;
+    case 'l':
+      if (ctl_parse_limit(a, optarg, &a->alarms.limit) != 0) return EXIT_USAGE;
       break;
-    }
     default: return EXIT_USAGE;
     }
   }

@@ -246,47 +246,65 @@ typedef struct {
   uint64_t conn_serial;
 } ops_history_t;
 
+/* The operator's link, if it is still there: it may have gone while the
+ * database answered. */
+static conn_t *ops_live_conn(const ops_history_t *h) {
+  for (conn_t *x = h->srv->conns; x; x = x->next)
+    if (x == h->conn) return x;
+  return NULL;
+}
+
+/* Sends a reply read from the database; `err` (with msg) says the read
+ * failed: the operator is told the database is unavailable, and why. */
+static void ops_send_db_reply(conn_t *c, Nirc__OperatorReply *rep, int err, const char *msg,
+                              const char *what) {
+  Nirc__Error e = NIRC__ERROR__INIT;
+  if (err) {
+    e.code = NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE;
+    e.message = (char *)(msg && *msg ? msg : "database unavailable: try again");
+    rep->error = &e;
+    rep->ok = 0;
+    rep->body_case = NIRC__OPERATOR_REPLY__BODY__NOT_SET;
+  } else {
+    rep->ok = 1;
+  }
+  Nirc__Envelope env = NIRC__ENVELOPE__INIT;
+  env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REPLY;
+  env.operator_reply = rep;
+  if (link_send(c->link, &env) == NIRC_EFRAME_TOO_BIG)
+    log_warn(LOG_OPS, link_label(c->link), "%s reply too big: ask for fewer (--limit)", what);
+}
+
 static void ops_history_done(void *arg, int err, const char *msg, PGresult *res) {
   ops_history_t *h = arg;
-  conn_t *c = NULL;
-  /* The operator may have gone while the database answered. */
-  for (conn_t *x = h->srv->conns; x; x = x->next)
-    if (x == h->conn) c = x;
+  conn_t *c = ops_live_conn(h);
   if (c) {
     Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
     rep.request_id = h->request_id;
-    Nirc__Error e = NIRC__ERROR__INIT;
     Nirc__HistoryReply hr = NIRC__HISTORY_REPLY__INIT;
     int n = res && !err ? PQntuples(res) : 0;
     Nirc__AuditEntry *ents = calloc((size_t)n + 1, sizeof *ents);
     Nirc__AuditEntry **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
-    if (err || !ents || !ptrs) {
-      e.code = NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE;
-      e.message = (char *)(msg && *msg ? msg : "database unavailable: try again");
-      rep.error = &e;
-    } else {
-      for (int i = 0; i < n; i++) {
-        nirc__audit_entry__init(&ents[i]);
-        ents[i].id = strtoull(PQgetvalue(res, i, 0), NULL, 10);
-        ents[i].at_ms = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-        ents[i].actor = PQgetvalue(res, i, 2);
-        ents[i].action = PQgetvalue(res, i, 3);
-        ents[i].target = PQgetvalue(res, i, 4);
-        ents[i].detail_json = PQgetvalue(res, i, 5);
-        ents[i].business_at_ms = strtoll(PQgetvalue(res, i, 6), NULL, 10);
-        ptrs[i] = &ents[i];
-      }
-      hr.entries = ptrs;
-      hr.n_entries = (size_t)n;
-      rep.ok = 1;
-      rep.body_case = NIRC__OPERATOR_REPLY__BODY_HISTORY;
-      rep.history = &hr;
+    if (!err && (!ents || !ptrs)) {
+      err = NIRC_ENOMEM;
+      msg = "controller out of memory";
     }
-    Nirc__Envelope env = NIRC__ENVELOPE__INIT;
-    env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REPLY;
-    env.operator_reply = &rep;
-    if (link_send(c->link, &env) == NIRC_EFRAME_TOO_BIG)
-      log_warn(LOG_OPS, link_label(c->link), "history reply too big: ask for fewer (--limit)");
+    for (int i = 0; !err && i < n; i++) {
+      nirc__audit_entry__init(&ents[i]);
+      ents[i].id = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+      ents[i].at_ms = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+      ents[i].actor = PQgetvalue(res, i, 2);
+      ents[i].action = PQgetvalue(res, i, 3);
+      ents[i].target = PQgetvalue(res, i, 4);
+      ents[i].detail_json = PQgetvalue(res, i, 5);
+      ents[i].business_at_ms = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+      ptrs[i] = &ents[i];
+    }
+    hr.entries = ptrs;
+    hr.n_entries = (size_t)n;
+    rep.body_case = NIRC__OPERATOR_REPLY__BODY_HISTORY;
+    rep.history = &hr;
+    ops_send_db_reply(c, &rep, err, msg, "history");
     free(ents);
     free(ptrs);
   }
@@ -377,48 +395,38 @@ static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *r
 
 static void ops_alarms_done(void *arg, int err, const char *msg, PGresult *res) {
   ops_history_t *h = arg;
-  conn_t *c = NULL;
-  for (conn_t *x = h->srv->conns; x; x = x->next)
-    if (x == h->conn) c = x;
+  conn_t *c = ops_live_conn(h);
   if (c) {
     Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
     rep.request_id = h->request_id;
-    Nirc__Error e = NIRC__ERROR__INIT;
     Nirc__AlarmReply ar = NIRC__ALARM_REPLY__INIT;
     int n = res && !err ? PQntuples(res) : 0;
     Nirc__Alarm *v = calloc((size_t)n + 1, sizeof *v);
     Nirc__Alarm **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
-    if (err || !v || !ptrs) {
-      e.code = NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE;
-      e.message = (char *)(msg && *msg ? msg : "database unavailable: try again");
-      rep.error = &e;
-    } else {
-      for (int i = 0; i < n; i++) {
-        nirc__alarm__init(&v[i]);
-        v[i].id = strtoull(PQgetvalue(res, i, 0), NULL, 10);
-        v[i].kind = PQgetvalue(res, i, 1);
-        v[i].subject = PQgetvalue(res, i, 2);
-        v[i].severity = PQgetvalue(res, i, 3);
-        v[i].message = PQgetvalue(res, i, 4);
-        v[i].raised_ms = strtoll(PQgetvalue(res, i, 5), NULL, 10);
-        v[i].raised_business_ms = strtoll(PQgetvalue(res, i, 6), NULL, 10);
-        v[i].cleared_ms = strtoll(PQgetvalue(res, i, 7), NULL, 10);
-        v[i].acked_ms = strtoll(PQgetvalue(res, i, 8), NULL, 10);
-        v[i].acked_by = PQgetvalue(res, i, 9);
-        ptrs[i] = &v[i];
-      }
-      ar.alarms = ptrs;
-      ar.n_alarms = (size_t)n;
-      ar.from_database = 1;
-      rep.ok = 1;
-      rep.body_case = NIRC__OPERATOR_REPLY__BODY_ALARMS;
-      rep.alarms = &ar;
+    if (!err && (!v || !ptrs)) {
+      err = NIRC_ENOMEM;
+      msg = "controller out of memory";
     }
-    Nirc__Envelope env = NIRC__ENVELOPE__INIT;
-    env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REPLY;
-    env.operator_reply = &rep;
-    if (link_send(c->link, &env) == NIRC_EFRAME_TOO_BIG)
-      log_warn(LOG_OPS, link_label(c->link), "alarms reply too big: ask for fewer (--limit)");
+    for (int i = 0; !err && i < n; i++) {
+      nirc__alarm__init(&v[i]);
+      v[i].id = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+      v[i].kind = PQgetvalue(res, i, 1);
+      v[i].subject = PQgetvalue(res, i, 2);
+      v[i].severity = PQgetvalue(res, i, 3);
+      v[i].message = PQgetvalue(res, i, 4);
+      v[i].raised_ms = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+      v[i].raised_business_ms = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+      v[i].cleared_ms = strtoll(PQgetvalue(res, i, 7), NULL, 10);
+      v[i].acked_ms = strtoll(PQgetvalue(res, i, 8), NULL, 10);
+      v[i].acked_by = PQgetvalue(res, i, 9);
+      ptrs[i] = &v[i];
+    }
+    ar.alarms = ptrs;
+    ar.n_alarms = (size_t)n;
+    ar.from_database = 1;
+    rep.body_case = NIRC__OPERATOR_REPLY__BODY_ALARMS;
+    rep.alarms = &ar;
+    ops_send_db_reply(c, &rep, err, msg, "alarms");
     free(v);
     free(ptrs);
   }

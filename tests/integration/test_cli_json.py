@@ -63,7 +63,15 @@ SITE_STATUS = {
     "report_age_ms": int, "peer": str, "active_rule": str, "route": [ROUTE_SHARE],
     "load": (LOAD, NULL), Opt("note"): str,
 }
-STATUS = {"controller": str, "epoch": int, "server_time_ms": int, "sites": [SITE_STATUS]}
+ALARM = {"id": int, "kind": enum("capacity", "routing", "directive", "site_down", "database",
+                                  "journal"),
+         "subject": str, "severity": enum("critical", "major"), "message": str, "raised_ms": int,
+         Opt("raised_business_ms"): int, "active": bool, "cleared_ms": (int, NULL),
+         "acked_ms": (int, NULL), "acked_by": (str, NULL)}
+ALARMS = {"alarms": [ALARM], "record": bool}
+ALARM_ACK_DETAIL = {"id": int, "kind": str, "subject": str, "message": str, "note": str}
+STATUS = {"controller": str, "epoch": int, "server_time_ms": int, "sites": [SITE_STATUS],
+          "alarms": [ALARM]}
 PLANNED_MOVE = {"site": str, "route": [ROUTE_SHARE], "reason": str, "revert_at_ms": int}
 REFUSED_LOAD = {"source": str, "traffic_erl": float, "sl": float, "asa_s": (float, NULL),
                 "occupancy": float, "agents_needed": int, "stable": bool}
@@ -145,7 +153,8 @@ SHAPES = {
     "RollbackDetail": ROLLBACK_DETAIL, "RouteDetail": ROUTE_DETAIL, "ExpireDetail": EXPIRE_DETAIL,
     "LeadershipDetail": LEADERSHIP_DETAIL,
     "Schedules": SCHEDULES, "Schedule": SCHEDULE, "Overflows": OVERFLOWS,
-    "OverflowRule": OVERFLOW_RULE,
+    "OverflowRule": OVERFLOW_RULE, "Alarms": ALARMS, "Alarm": ALARM,
+    "AlarmAckDetail": ALARM_ACK_DETAIL,
 }
 # The audit detail by action (the document's table).
 DETAILS = {
@@ -162,6 +171,7 @@ DETAILS = {
     "schedule-rm": (RULE_ID_DETAIL,), "schedule-enable": (RULE_ID_DETAIL,),
     "schedule-disable": (RULE_ID_DETAIL,), "overflow-rm": (RULE_ID_DETAIL,),
     "overflow-add": (OVERFLOW_ADD_DETAIL,),
+    "alarm-ack": (ALARM_ACK_DETAIL,), "alarm-ack-refused": (REFUSAL_DETAIL,),
     "move": (MOVE_DETAIL,), "route": (ROUTE_DETAIL,), "rollback": (ROLLBACK_DETAIL,), "expire": (EXPIRE_DETAIL,),
     "lead": (LEADERSHIP_DETAIL,), "step-down": (LEADERSHIP_DETAIL,),
 }
@@ -353,6 +363,20 @@ def test_status_and_site():
     assert by["beijing"]["link"] == "never-seen" and by["beijing"]["load"] is None, by["beijing"]
     assert by["beijing"]["report_age_ms"] == -1 and by["beijing"]["state_since_ms"] == 0 and \
         by["beijing"]["peer"] == "", by["beijing"]
+
+    # Alarms: the sites without an agent are down (site_down after the
+    # 15 s grace): the list exits 1 while any is active; the record exits 0.
+    T.wait_until(lambda: env.ctl("--json", "alarms").returncode == 1, 30, "site_down alarms")
+    al = check(ctl_json("alarms", expect=1), ALARMS, "alarms")
+    assert al["alarms"] and not al["record"] and al["alarms"][0]["active"], al
+    check(ctl_json("status", expect=0), STATUS, "status with alarms")
+    T.wait_until(lambda: json.loads(env.ctl("--json", "alarms", "--all").stdout)["alarms"], 10,
+                 "the alarms stored")
+    rec = check(ctl_json("alarms", "--all", expect=0), ALARMS, "alarms --all")
+    assert rec["record"] and rec["alarms"], rec
+    ack = check(ctl_json("alarms", "ack", str(al["alarms"][0]["id"]), "--note", "seen",
+                         expect=0), ALARMS, "alarms ack")
+    assert [a for a in ack["alarms"] if a["id"] == al["alarms"][0]["id"]][0]["acked_by"]
 
     one = check(ctl_json("status", "hubei", expect=0), STATUS, "status hubei")
     assert [s["slug"] for s in one["sites"]] == ["hubei"], one

@@ -211,7 +211,7 @@ def test_completion_commands_and_options():
     # Every option of every command, where options are offered.
     where = {"status": ["status"], "site": ["site", "hubei"], "watch": ["watch"], "map": ["map"],
              "cutover": ["cutover", "hubei"], "restore": ["restore"], "readmit": ["readmit"],
-             "plan": ["plan", "hubei"], "history": ["history"],
+             "plan": ["plan", "hubei"], "history": ["history"], "alarms": ["alarms"],
              "schedule": ["schedule", "add", "night"], "overflow": ["overflow", "add", "gd"]}
     for cmd in ctl_commands():
         if cmd == "help":
@@ -223,6 +223,7 @@ def test_completion_commands_and_options():
         assert listed <= offered, f"{cmd}: completion lacks {sorted(listed - offered)}"
     assert complete(NOCTL, "schedule", "") == ["list", "add", "rm", "enable", "disable"]
     assert complete(NOCTL, "overflow", "") == ["list", "add", "rm"]
+    assert complete(NOCTL, "alarms", "") == ["ack"]
     # File names for --config and the TLS files; nothing that does not exist.
     assert complete(NOCTL, "--config", "/nonexistent-dir/x") == []
 
