@@ -158,6 +158,7 @@ site_t *engine_site(engine_t *e, size_t i);
 size_t engine_nsites(const engine_t *e);
 long engine_index(engine_t *e, const char *slug);
 bool engine_site_exists(void *arg, const char *slug, bool *is_hub);
+bool engine_site_at(void *arg, size_t i, const char **slug, bool *is_hub);
 int engine_add_cutover(engine_t *e, const cutover_t *c);
 int engine_add_schedule(engine_t *e, const schedule_t *s);
 int engine_add_overflow(engine_t *e, const overflow_rule_t *o);

@@ -51,6 +51,14 @@ bool engine_site_exists(void *arg, const char *slug, bool *is_hub) {
   return s != NULL;
 }
 
+bool engine_site_at(void *arg, size_t i, const char **slug, bool *is_hub) {
+  engine_t *e = arg;
+  if (i >= engine_nsites(e)) return false;
+  *slug = e->sites->v[i].slug;
+  *is_hub = e->sites->v[i].is_hub;
+  return true;
+}
+
 const site_dir_t *engine_site_dir(const engine_t *e, size_t i) {
   return i < engine_nsites(e) ? &e->dirs[i] : NULL;
 }

@@ -362,7 +362,7 @@ static void engine_op_amend(engine_t *e, const engine_req_t *rq, const Nirc__Cut
                   "nothing to amend: give --to, --share, --for or --until");
     return;
   }
-  rules_env_t env = {engine_site_exists, e};
+  rules_env_t env = {engine_site_exists, e, engine_site_at};
   if (rules_validate_cutover(&amended, &env, now, err, sizeof err) != 0) {
     engine_refuse(e, rq, "amend", target, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
     return;
@@ -454,7 +454,7 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
     return;
   }
   cut.id = e->next_rule_id;
-  rules_env_t env = {engine_site_exists, e};
+  rules_env_t env = {engine_site_exists, e, engine_site_at};
   if (rules_validate_cutover(&cut, &env, cut.created_ms, err, sizeof err) != 0) {
     engine_refuse(e, rq, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
     return;

@@ -443,7 +443,7 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
     snprintf(cut.reason, sizeof cut.reason, "plan");
     cut.id = PLAN_DRAFT_ID;
     cut.state = CUTOVER_ACTIVE;
-    rules_env_t env = {engine_site_exists, e};
+    rules_env_t env = {engine_site_exists, e, engine_site_at};
     if (rules_validate_cutover(&cut, &env, engine_now(e), err, sizeof err) != 0) {
       free(focus);
       engine_refuse(e, rq, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);

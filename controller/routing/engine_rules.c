@@ -216,7 +216,7 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
   snprintf(target_, sizeof target_, "%s", req->name ? req->name : "");
   char err[512], why[256];
   const char *who = rq->operator_name;
-  rules_env_t env = {engine_site_exists, e};
+  rules_env_t env = {engine_site_exists, e, engine_site_at};
   switch (req->op) {
   case NIRC__RULE_OP__RULE_OP_LIST: engine_reply_schedules(e, c, rid, NULL); return;
   case NIRC__RULE_OP__RULE_OP_ADD: {
@@ -404,7 +404,7 @@ void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__Overflo
   snprintf(target_, sizeof target_, "%s", req->name ? req->name : "");
   char err[512], why[256];
   const char *who = rq->operator_name;
-  rules_env_t env = {engine_site_exists, e};
+  rules_env_t env = {engine_site_exists, e, engine_site_at};
   if (req->op == NIRC__RULE_OP__RULE_OP_LIST) {
     engine_reply_overflows(e, c, rid, NULL);
     return;

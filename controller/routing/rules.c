@@ -7,6 +7,10 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+
+/* Sites a refusal's hint looks through (the scenario has 31; past this
+ * many the suggestion may miss a name). */
+#define RULES_HINT_MAX 1024
 #include <string.h>
 #include <strings.h>
 
@@ -335,20 +339,45 @@ static bool rules_list_has(const slug_list_t *l, const char *slug) {
   return false;
 }
 
+/* "; did you mean hubei?" for an unknown name, or "; the hubs are
+ * shaanxi, henan" for a site that is no hub: what the operator types next. */
+static void rules_hint(const char *slug, bool want_hubs, const rules_env_t *env, char *buf,
+                       size_t len) {
+  buf[0] = '\0';
+  if (!env->site_at) return;
+  const char *cands[RULES_HINT_MAX];
+  size_t n = 0;
+  const char *s;
+  bool hub;
+  for (size_t i = 0; n < RULES_HINT_MAX && env->site_at(env->arg, i, &s, &hub); i++)
+    if (!want_hubs || hub) cands[n++] = s;
+  if (want_hubs) {
+    size_t used = (size_t)snprintf(buf, len, "; the hubs are ");
+    for (size_t k = 0; k < n && used < len; k++)
+      used += (size_t)snprintf(buf + used, len - used, "%s%s", k ? ", " : "", cands[k]);
+    if (!n) snprintf(buf, len, "; no site is configured as a hub");
+    return;
+  }
+  const char *near = nirc_closest(slug, cands, n);
+  if (near) snprintf(buf, len, "; did you mean %s?", near);
+}
+
 /* The site must be configured and, as a hub, be allowed to take traffic. */
 static int rules_check_site(const char *slug, const char *role, bool want_hub,
                             const rules_env_t *env, char *err, size_t errlen) {
   bool is_hub = false;
-  if (!env->site_exists(env->arg, slug, &is_hub))
-    return rules_fail(NIRC_EUNKNOWN_SITE, err, errlen,
-                      "unknown site '%s' (given as a %s): check the spelling against "
-                      "`nircctl status`",
-                      slug, role);
-  if (want_hub && !is_hub)
+  char hint[256];
+  if (!env->site_exists(env->arg, slug, &is_hub)) {
+    rules_hint(slug, false, env, hint, sizeof hint);
+    return rules_fail(NIRC_EUNKNOWN_SITE, err, errlen, "unknown site '%s' (given as a %s)%s%s",
+                      slug, role, hint,
+                      hint[0] ? "" : ": check the spelling against `nircctl status`");
+  }
+  if (want_hub && !is_hub) {
+    rules_hint(slug, true, env, hint, sizeof hint);
     return rules_fail(NIRC_EINVAL, err, errlen,
-                      "%s is not a hub site: it cannot receive other sites' traffic; pick a hub "
-                      "such as the primary hub",
-                      slug);
+                      "%s is not a hub site: it cannot receive other sites' traffic%s", slug, hint);
+  }
   return 0;
 }
 

@@ -91,6 +91,10 @@ typedef struct {
   /* Returns true if `slug` is a configured site; `is_hub` reports its flag. */
   bool (*site_exists)(void *arg, const char *slug, bool *is_hub);
   void *arg;
+  /* Optional (NULL: messages name no alternatives): the i-th configured
+   * site, false past the last; refusals use it to suggest the closest name
+   * and to list the hubs. */
+  bool (*site_at)(void *arg, size_t i, const char **slug, bool *is_hub);
 } rules_env_t;
 
 /* Parse helpers for the CLI and the controller. 0 or NIRC_EINVAL with err. */

@@ -56,7 +56,7 @@ static bool fuzz_site_exists(void *arg, const char *slug, bool *is_hub) {
   return s != NULL;
 }
 
-static const rules_env_t fuzz_env = {fuzz_site_exists, NULL};
+static const rules_env_t fuzz_env = {fuzz_site_exists, NULL, NULL};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   log_set_level(LOG_LVL_ERROR);

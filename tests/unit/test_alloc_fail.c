@@ -811,7 +811,7 @@ static bool site_exists(void *arg, const char *slug, bool *is_hub) {
 static int request_run(void *ctx) {
   ops_ctx_t *o = ctx;
   char err[512];
-  rules_env_t env = {site_exists, o};
+  rules_env_t env = {site_exists, o, NULL};
   Nirc__Envelope *e = NULL;
   int rc = frame_decode_envelope(o->payload, o->len, &e);
   if (rc != 0) return rc;

@@ -62,7 +62,18 @@ static bool stub_exists(void *arg, const char *slug, bool *is_hub) {
   return false;
 }
 
+static bool stub_at(void *arg, size_t i, const char **slug, bool *is_hub) {
+  (void)arg;
+  if (i >= sizeof stub_sites / sizeof stub_sites[0]) return false;
+  *slug = stub_sites[i].slug;
+  *is_hub = stub_sites[i].hub;
+  return true;
+}
+
 static const rules_env_t stub_env = {.site_exists = stub_exists, .arg = NULL};
+/* With the site list: refusals suggest names and list the hubs. */
+static const rules_env_t listing_env = {
+    .site_exists = stub_exists, .arg = NULL, .site_at = stub_at};
 
 static void list(slug_list_t *l, const char *csv) {
   char err[256] = "";
@@ -1130,6 +1141,27 @@ static void test_tz_env_restored(void **state) {
   tzset();
 }
 
+/* "--to shanxi" (a province, not a hub) names the hubs; "hubie" suggests
+ * hubei: what the operator types next, at 3 a.m. (issue 12, point 7). */
+static void test_refusals_name_the_alternatives(void **state) {
+  (void)state;
+  cutover_t c;
+  char err[256];
+  good_cutover(&c);
+  list(&c.hubs, "guizhou");
+  assert_int_equal(rules_validate_cutover(&c, &listing_env, 0, err, sizeof err), NIRC_EINVAL);
+  assert_non_null(strstr(err, "guizhou is not a hub site"));
+  assert_non_null(strstr(err, "the hubs are shaanxi, sichuan"));
+  good_cutover(&c);
+  list(&c.sources, "hubie");
+  assert_int_equal(rules_validate_cutover(&c, &listing_env, 0, err, sizeof err),
+                   NIRC_EUNKNOWN_SITE);
+  assert_non_null(strstr(err, "unknown site 'hubie' (given as a source); did you mean hubei?"));
+  /* Without the list: the old words, no invented alternative. */
+  assert_int_equal(rules_validate_cutover(&c, &stub_env, 0, err, sizeof err), NIRC_EUNKNOWN_SITE);
+  assert_non_null(strstr(err, "check the spelling"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse_slug_list),
@@ -1154,6 +1186,7 @@ int main(void) {
       cmocka_unit_test(test_tz_round_trip),
       cmocka_unit_test(test_tz_gap_and_overlap),
       cmocka_unit_test(test_tz_env_restored),
+      cmocka_unit_test(test_refusals_name_the_alternatives),
   };
   return cmocka_run_group_tests(tests, 0, NULL);
 }
