@@ -513,7 +513,7 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
   else if (rep->error && rep->error->message)
     fprintf(stderr, "warning: %s\n", esc(rep->error->message));
   if (m->failed > 0)
-    fprintf(stderr, "nircctl: partially applied: check `nircctl status` and the alarms\n");
+    fprintf(stderr, "nircctl: partially applied: see `nircctl alarms` and `nircctl status`\n");
   return code;
 }
 

@@ -53,8 +53,10 @@ void alarm_table_init(alarm_table_t *t, uint32_t clear_after_ms, alarm_cb cb, vo
 
 void alarm_table_free(alarm_table_t *t) {
   free(t->v);
+  free(t->slots);
   t->v = NULL;
-  t->n = t->cap = 0;
+  t->slots = NULL;
+  t->n = t->cap = t->nslots = 0;
 }
 
 void alarm_set_epoch(alarm_table_t *t, uint64_t epoch, uint64_t seq_floor) {
@@ -62,9 +64,51 @@ void alarm_set_epoch(alarm_table_t *t, uint64_t epoch, uint64_t seq_floor) {
   t->next_seq = seq_floor + 1;
 }
 
+static size_t alarm_hash(alarm_kind_t kind, const char *subject) {
+  uint64_t h = 1469598103934665603ULL ^ (uint64_t)kind; /* FNV-1a */
+  for (const unsigned char *p = (const unsigned char *)subject; *p; p++)
+    h = (h ^ *p) * 1099511628211ULL;
+  return (size_t)h;
+}
+
+/* Rebuilds the index for the entries in v; false when out of memory
+ * (the old index, if any, is dropped: lookups then scan). */
+static bool alarm_reindex(alarm_table_t *t) {
+  size_t want = 16;
+  while (want < 2 * t->cap)
+    want *= 2;
+  if (want != t->nslots) {
+    size_t *slots = realloc(t->slots, want * sizeof *slots);
+    if (!slots) {
+      free(t->slots);
+      t->slots = NULL;
+      t->nslots = 0;
+      return false;
+    }
+    t->slots = slots;
+    t->nslots = want;
+  }
+  memset(t->slots, 0, t->nslots * sizeof *t->slots);
+  for (size_t i = 0; i < t->n; i++) {
+    size_t h = alarm_hash(t->v[i].kind, t->v[i].subject) & (t->nslots - 1);
+    while (t->slots[h])
+      h = (h + 1) & (t->nslots - 1);
+    t->slots[h] = i + 1;
+  }
+  return true;
+}
+
 static alarm_t *alarm_lookup(const alarm_table_t *t, alarm_kind_t kind, const char *subject) {
-  for (size_t i = 0; i < t->n; i++)
-    if (t->v[i].kind == kind && strcmp(t->v[i].subject, subject) == 0) return &t->v[i];
+  if (!t->nslots) { /* no index (out of memory): scan */
+    for (size_t i = 0; i < t->n; i++)
+      if (t->v[i].kind == kind && strcmp(t->v[i].subject, subject) == 0) return &t->v[i];
+    return NULL;
+  }
+  for (size_t h = alarm_hash(kind, subject) & (t->nslots - 1); t->slots[h];
+       h = (h + 1) & (t->nslots - 1)) {
+    alarm_t *a = &t->v[t->slots[h] - 1];
+    if (a->kind == kind && strcmp(a->subject, subject) == 0) return a;
+  }
   return NULL;
 }
 
@@ -72,6 +116,8 @@ const alarm_t *alarm_find(const alarm_table_t *t, alarm_kind_t kind, const char 
   return alarm_lookup(t, kind, subject);
 }
 
+/* A new entry at the end of v, indexed by the caller's kind and subject
+ * once they are filled in (alarm_index_last). */
 static alarm_t *alarm_append(alarm_table_t *t) {
   if (t->n == t->cap) {
     size_t cap = t->cap ? t->cap * 2 : 16;
@@ -83,6 +129,18 @@ static alarm_t *alarm_append(alarm_table_t *t) {
   alarm_t *a = &t->v[t->n++];
   memset(a, 0, sizeof *a);
   return a;
+}
+
+static void alarm_index_last(alarm_table_t *t) {
+  if (t->nslots < 2 * t->cap) { /* grown: a bigger index, with every entry */
+    alarm_reindex(t);
+    return;
+  }
+  alarm_t *a = &t->v[t->n - 1];
+  size_t h = alarm_hash(a->kind, a->subject) & (t->nslots - 1);
+  while (t->slots[h])
+    h = (h + 1) & (t->nslots - 1);
+  t->slots[h] = t->n;
 }
 
 const alarm_t *alarm_observe(alarm_table_t *t, alarm_kind_t kind, const char *subject,
@@ -105,6 +163,7 @@ const alarm_t *alarm_observe(alarm_table_t *t, alarm_kind_t kind, const char *su
   a->raised_business_ms = business_ms;
   a->last_seen_mono = now_mono;
   a->observations = 1;
+  alarm_index_last(t);
   t->raised_total[kind]++;
   if (t->cb) t->cb(t->cb_arg, ALARM_EV_RAISED, a, wall_ms);
   return a;
@@ -125,6 +184,7 @@ size_t alarm_sweep(alarm_table_t *t, uint64_t now_mono, int64_t wall_ms) {
     keep++;
   }
   t->n = keep;
+  if (cleared) alarm_reindex(t);
   return cleared;
 }
 
@@ -137,6 +197,7 @@ int alarm_adopt(alarm_table_t *t, const alarm_t *a, size_t n, uint64_t now_mono)
     *x = a[k];
     x->last_seen_mono = now_mono;
     x->observations = 0;
+    alarm_index_last(t);
   }
   return 0;
 }

@@ -74,6 +74,12 @@ typedef void (*alarm_cb)(void *arg, alarm_event_t ev, const alarm_t *a, int64_t 
 typedef struct {
   alarm_t *v;
   size_t n, cap;
+  /* Index of v by (kind, subject): open addressing, 1 + position in v,
+   * 0 empty; rebuilt when v grows or a sweep removes entries. A producer
+   * observes every site on every tick: at 20,000 sites a linear lookup
+   * would cost 10^8 comparisons a tick. */
+  size_t *slots;
+  size_t nslots;     /* a power of two, at least twice cap; 0: none yet */
   uint64_t epoch;    /* ids of this leadership: epoch * ALARM_ID_EPOCH + seq */
   uint64_t next_seq; /* 1-based */
   uint32_t clear_after_ms;

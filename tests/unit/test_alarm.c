@@ -149,12 +149,51 @@ static void test_ack_once(void **state) {
   alarm_table_free(&t);
 }
 
+/* 20,000 sites down, then every other one back: each lookup finds its own
+ * alarm through the index as it grows and after sweeps compact the table. */
+static void test_many_subjects(void **state) {
+  (void)state;
+  events_t ev = {0};
+  alarm_table_t t;
+  alarm_table_init(&t, 1000, on_event, &ev);
+  alarm_set_epoch(&t, 1, 0);
+  enum { N = 20000 };
+  char slug[32];
+  for (int round = 0; round < 3; round++)
+    for (int i = 0; i < N; i++) {
+      snprintf(slug, sizeof slug, "site-%d", i);
+      if (round == 2 && i % 2) continue; /* odd sites are back in round 2 */
+      alarm_observe(&t, ALARM_SITE_DOWN, slug, "down", (uint64_t)round * 600, 0, 0);
+    }
+  assert_int_equal(ev.raised, N);
+  alarm_sweep(&t, 1700, 0); /* odd ones last seen at 600: cleared */
+  assert_int_equal(ev.cleared, N / 2);
+  assert_int_equal(alarm_count(&t), N / 2);
+  for (int i = 0; i < N; i++) {
+    snprintf(slug, sizeof slug, "site-%d", i);
+    const alarm_t *a = alarm_find(&t, ALARM_SITE_DOWN, slug);
+    if (i % 2) {
+      assert_null(a);
+    } else {
+      assert_non_null(a);
+      assert_string_equal(a->subject, slug);
+      assert_null(alarm_find(&t, ALARM_CAPACITY, slug));
+    }
+  }
+  /* Observing again raises nothing new for the ones still active. */
+  snprintf(slug, sizeof slug, "site-%d", 4);
+  alarm_observe(&t, ALARM_SITE_DOWN, slug, "down", 1800, 0, 0);
+  assert_int_equal(ev.raised, N);
+  alarm_table_free(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flickering_condition_is_one_alarm),
       cmocka_unit_test(test_kinds_and_subjects_are_separate),
       cmocka_unit_test(test_new_leader_adopts_and_clears_with_the_old_id),
       cmocka_unit_test(test_ack_once),
+      cmocka_unit_test(test_many_subjects),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
