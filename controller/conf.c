@@ -3,6 +3,7 @@
 #include "clock.h"
 #include "err.h"
 #include "log.h"
+#include "tz.h"
 #include "util.h"
 
 #include <netinet/in.h>
@@ -98,6 +99,9 @@ const config_opt_t conf_nircd_opts[] = {
     {"http", "listen", CFG_STRING, O(http_listen), S(http_listen), 0, 0, "", 0,
      "address of the read-only metrics and status page (/metrics, /status.json, /map.svg, /); "
      "empty: off"},
+    {"http", "tz", CFG_STRING, O(http_tz), S(http_tz), 0, 0, "Asia/Shanghai", 0,
+     "the operations room's time zone (IANA name): the status page shows rule ends and the "
+     "next events in it, as nircctl does with [ctl] tz"},
     CONFIG_CLOCK_OPTS(nircd_conf_t, clock),
     CONFIG_LOG_OPTS(nircd_conf_t, log),
     {0},
@@ -133,6 +137,13 @@ int conf_nircd_load(const char *path, nircd_conf_t *c, char *err, size_t errlen)
   }
   if (c->stale_after_ms <= c->report_interval_ms) {
     snprintf(err, errlen, "%s: [timing] stale_after must be longer than report_interval", path);
+    return NIRC_ECONFIG;
+  }
+  if (!tz_valid(c->http_tz)) {
+    snprintf(err, errlen,
+             "%s: [http] tz '%s' is not a time zone (an IANA name such as "
+             "Asia/Shanghai or UTC)",
+             path, c->http_tz);
     return NIRC_ECONFIG;
   }
   if (config_check_clock(&c->clock, path, err, errlen) != 0) return NIRC_ECONFIG;

@@ -5,6 +5,7 @@
 #include "map.h"
 #include "report.h"
 #include "safetext.h"
+#include "tz.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -115,6 +116,59 @@ static void web_html(const char *in, char *out, size_t outlen) {
   out[o] = '\0';
 }
 
+/* "08:00" (within a day of now) or "01-24 08:00", business time `ms` in
+ * the page's zone ([http] tz). */
+static void web_when(const server_t *srv, int64_t ms, char *buf, size_t len) {
+  tz_local_t lt;
+  if (tz_to_local(srv->conf->http_tz, ms, &lt) != 0) {
+    snprintf(buf, len, "?");
+    return;
+  }
+  int64_t ahead = ms - clock_now_ms(&srv->clock);
+  if (ahead > -86400000 && ahead < 86400000)
+    snprintf(buf, len, "%02d:%02d", lt.hour, lt.minute);
+  else
+    snprintf(buf, len, "%02d-%02d %02d:%02d", lt.month, lt.day, lt.hour, lt.minute);
+}
+
+/* The rule column, as nircctl status shows it: the schedule by its name
+ * (not its internal id), a cutover by id with its reason, the end, and
+ * why the site is not at the rule's first hub. Raw text: the caller
+ * escapes it for HTML. */
+static void web_rule_text(const server_t *srv, size_t i, char *buf, size_t len) {
+  if (!srv->engine) {
+    snprintf(buf, len, "default");
+    return;
+  }
+  engine_rule_view_t v;
+  engine_rule_view(srv->engine, i, &v);
+  if (v.kind == RULE_NONE) {
+    const route_t *r = web_route(srv, i);
+    if (r && r->n_inbound)
+      snprintf(buf, len, "hub for %u site%s", r->n_inbound, r->n_inbound == 1 ? "" : "s");
+    else
+      snprintf(buf, len, "%s", engine_active_reason(srv->engine, i));
+    return;
+  }
+  char name[160], until[48] = "";
+  if (v.name[0])
+    snprintf(name, sizeof name, "%s %s", rules_kind_name(v.kind), v.name);
+  else
+    snprintf(name, sizeof name, "%s %llu", rules_kind_name(v.kind), (unsigned long long)v.rule_id);
+  if (v.excluded) {
+    snprintf(buf, len, "excluded from %s after a failed move: nircctl readmit %s", name,
+             srv->sites.v[i].slug);
+    return;
+  }
+  if (v.end_ms > 0) {
+    char when[32];
+    web_when(srv, v.end_ms, when, sizeof when);
+    snprintf(until, sizeof until, " until %s", when);
+  }
+  snprintf(buf, len, "%s%s%s%s%s%s", name, until, v.reason[0] ? ": " : "", v.reason,
+           v.detail[0] ? ", " : "", v.detail);
+}
+
 static json_t *web_status_json(const server_t *srv, int64_t now_real) {
   json_t *sites = json_array();
   /* A standby lists no sites: its registry is empty by construction, and
@@ -164,6 +218,19 @@ static json_t *web_status_json(const server_t *srv, int64_t now_real) {
     if (dir && dir->note[0])
       json_object_set_new(json_array_get(sites, json_array_size(sites) - 1), "note",
                           json_string(dir->note));
+    if (srv->engine) {
+      /* The rule as nircctl --json status gives it: its end a number. */
+      engine_rule_view_t v;
+      engine_rule_view(srv->engine, i, &v);
+      json_t *rule =
+          v.kind == RULE_NONE
+              ? json_null()
+              : json_pack("{s:s, s:I, s:s, s:s, s:I, s:s, s:b}", "kind", rules_kind_name(v.kind),
+                          "id", (json_int_t)v.rule_id, "name", v.name, "reason", v.reason, "end_ms",
+                          (json_int_t)v.end_ms, "detail", v.detail, "excluded", v.excluded);
+      json_object_set_new(json_array_get(sites, json_array_size(sites) - 1), "rule",
+                          rule ? rule : json_null());
+    }
   }
   /* Active alarms, oldest first (a standby has none: it routes nothing). */
   json_t *alarms = json_array();
@@ -539,8 +606,9 @@ static void web_page(const server_t *srv, const char *svg, web_buf_t *b) {
     const char *link = web_link_word(s->state);
     /* Slugs, names from our own database and rule texts; the reason is an
      * operator's free text or an agent's error (an excluded site says why). */
-    char rule[400];
-    web_html(srv->engine ? engine_active_reason(srv->engine, i) : "default", rule, sizeof rule);
+    char rule_text[600], rule[1200];
+    web_rule_text(srv, i, rule_text, sizeof rule_text);
+    web_html(rule_text, rule, sizeof rule);
     /* Unknown is not zero: a site that has not reported shows a dash. */
     char queue[16] = "—", agents[32] = "—";
     if (s->has_report) {
