@@ -367,8 +367,7 @@ void engine_rule_view(const engine_t *e, size_t site_index, engine_rule_view_t *
 void engine_op_next(engine_t *e, const engine_req_t *rq, const Nirc__NextRequest *req);
 
 /* The same list for the status page: events from now on, at most `max`,
- * in time order, into `out` (returns how many). Predictions are not made
- * here (the page is rebuilt every second): sl_known is false. */
+ * in time order, into `out` (returns how many). */
 typedef enum {
   ENGINE_NEXT_START = 0, /* a schedule's window starts */
   ENGINE_NEXT_END,       /* a schedule's window ends */
@@ -385,6 +384,17 @@ typedef struct {
 } engine_next_t;
 size_t engine_next_events(const engine_t *e, int64_t until_ms, engine_next_t *out, size_t max);
 const char *engine_next_kind_name(engine_next_kind_t k);
+/* What the plan path predicts at each hub of a schedule start `ev` (as
+ * nircctl next and plan --schedule show it), at most `max` hubs into out;
+ * returns how many (0: none can be predicted now: unknown, not zero). */
+typedef struct {
+  char hub[SCENARIO_SLUG_MAX];
+  double sl_after; /* 0..1; 0 when unstable */
+  bool stable;
+  unsigned agents, agents_needed, n_sources, n_refused;
+} engine_next_hub_t;
+size_t engine_next_predict_hubs(engine_t *e, const engine_next_t *ev, engine_next_hub_t *out,
+                                size_t max);
 /* The rule of an event (for its name, sources and hubs): NULL when it is
  * not of that kind. Borrowed until the rules change. */
 const schedule_t *engine_next_schedule(const engine_t *e, const engine_next_t *ev);

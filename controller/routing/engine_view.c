@@ -343,6 +343,30 @@ static void engine_next_predict(engine_t *e, engine_arena_t *a, const schedule_t
   planner_free(&trial);
 }
 
+size_t engine_next_predict_hubs(engine_t *e, const engine_next_t *ev, engine_next_hub_t *out,
+                                size_t max) {
+  const schedule_t *s = engine_next_schedule(e, ev);
+  if (!s || ev->kind != ENGINE_NEXT_START) return 0;
+  plan_t trial;
+  if (engine_schedule_trial(e, s, ev->at_ms + 60000, &trial) != 0) return 0;
+  size_t n = 0;
+  for (size_t k = 0; k < trial.n_capacity && n < max; k++) {
+    const plan_capacity_t *pc = &trial.capacity[k];
+    if (!engine_view_lists(&s->hubs, pc->hub)) continue;
+    engine_next_hub_t *h = &out[n++];
+    memset(h, 0, sizeof *h);
+    nirc_strlcpy(h->hub, pc->hub, sizeof h->hub);
+    h->stable = pc->after.stable;
+    h->sl_after = pc->after.stable ? pc->after.service_level : 0;
+    h->agents = pc->after.agents;
+    h->agents_needed = pc->agents_needed;
+    h->n_sources = pc->n_sources;
+    h->n_refused = pc->refused ? pc->n_refused : 0;
+  }
+  planner_free(&trial);
+  return n;
+}
+
 void engine_op_next(engine_t *e, const engine_req_t *rq, const Nirc__NextRequest *req) {
   unsigned hours = req && req->hours ? req->hours : 24;
   if (hours > 168) {

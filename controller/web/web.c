@@ -561,7 +561,103 @@ static void web_alarms_html(const server_t *srv, web_buf_t *b) {
   web_printf(b, "</table>\n");
 }
 
-static void web_page(const server_t *srv, const char *svg, web_buf_t *b) {
+/* "hubei, guizhou, fujian +19 more" (raw: the caller escapes it). */
+static void web_slugs(const slug_list_t *l, size_t show, char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (unsigned k = 0; k < l->n && k < show && used < len; k++)
+    used += (size_t)snprintf(buf + used, len - used, "%s%s", k ? ", " : "", l->v[k]);
+  if (l->n > show && used < len) snprintf(buf + used, len - used, " +%zu more", l->n - show);
+}
+
+/* What comes next, as `nircctl next` lists it: the next 24 business hours
+ * of schedule starts (with the capacity the plan path predicts at each
+ * hub), ends, skipped windows and cutover expiries. */
+#define WEB_NEXT_MAX 64
+static void web_next_html(server_t *srv, web_buf_t *b) {
+  engine_t *e = srv->engine;
+  if (!e) return;
+  static engine_next_t ev[WEB_NEXT_MAX];
+  int64_t now = clock_now_ms(&srv->clock);
+  size_t n = engine_next_events(e, now + 24 * 3600000LL, ev, WEB_NEXT_MAX);
+  web_printf(b, "<h2>Next 24 h <small>(%s)</small></h2>\n", srv->conf->http_tz);
+  if (!n) {
+    web_printf(b, "<p id=\"next-none\">Nothing in the next 24 h: no schedule starts or ends, no "
+                  "cutover expires.</p>\n");
+    return;
+  }
+  web_printf(b, "<table id=\"next\"><tr><th>when</th><th>rule</th><th>event</th><th>what</th>"
+                "<th>predicted at the hubs</th></tr>\n");
+  for (size_t k = 0; k < n; k++) {
+    char when[32], rule[200], what[600], pred[600] = "", h_rule[400], h_what[1200];
+    web_when(srv, ev[k].at_ms, when, sizeof when);
+    const schedule_t *s = engine_next_schedule(e, &ev[k]);
+    const cutover_t *c = engine_next_cutover(e, &ev[k]);
+    char src[300] = "", hubs[300] = "";
+    if (s) {
+      snprintf(rule, sizeof rule, "schedule %s", s->name);
+      web_slugs(&s->sources, 6, src, sizeof src);
+      web_slugs(&s->hubs, 4, hubs, sizeof hubs);
+    } else if (c) {
+      snprintf(rule, sizeof rule, "cutover %llu", (unsigned long long)c->id);
+      web_slugs(&c->sources, 6, src, sizeof src);
+      web_slugs(&c->hubs, 4, hubs, sizeof hubs);
+    } else {
+      continue;
+    }
+    const char *word = "";
+    switch (ev[k].kind) {
+    case ENGINE_NEXT_START: {
+      word = "starts";
+      unsigned waves =
+          s->wave_size ? (unsigned)((s->sources.n + s->wave_size - 1) / s->wave_size) : 1;
+      char end[32] = "";
+      if (ev[k].end_ms) web_when(srv, ev[k].end_ms, end, sizeof end);
+      snprintf(what, sizeof what, "%u sources (%s) to %s, %u wave%s, until %s", s->sources.n, src,
+               hubs, waves, waves == 1 ? "" : "s", end);
+      engine_next_hub_t hp[8];
+      size_t nh = engine_next_predict_hubs(e, &ev[k], hp, 8);
+      size_t used = 0;
+      for (size_t j = 0; j < nh && used < sizeof pred; j++)
+        used += (size_t)snprintf(
+            pred + used, sizeof pred - used, "%s%s: SL %.0f%%%s, needs %u agents, has %u",
+            j ? "; " : "", hp[j].hub, 100.0 * hp[j].sl_after, hp[j].stable ? "" : " (unstable)",
+            hp[j].agents_needed, hp[j].agents);
+      if (!nh) snprintf(pred, sizeof pred, "unknown: no hub can be predicted now");
+      break;
+    }
+    case ENGINE_NEXT_END:
+      word = "ends";
+      snprintf(what, sizeof what, "%u sources (%s) go home from %s", s->sources.n, src, hubs);
+      break;
+    case ENGINE_NEXT_SKIP: {
+      word = "skipped";
+      tz_local_t lt;
+      if (tz_to_local(s->tz, ev[k].at_ms, &lt) == 0)
+        snprintf(what, sizeof what, "the window does not run: exception %04d-%02d-%02d", lt.year,
+                 lt.month, lt.day);
+      else
+        snprintf(what, sizeof what, "the window does not run: exception date");
+      break;
+    }
+    case ENGINE_NEXT_EXPIRY:
+      word = "expires";
+      snprintf(what, sizeof what, "%s back from %s: %s", src, hubs, c->reason);
+      break;
+    }
+    /* Names and reasons are operators' text: escaped for HTML. */
+    web_html(rule, h_rule, sizeof h_rule);
+    web_html(what, h_what, sizeof h_what);
+    web_printf(b,
+               "<tr class=\"next\" data-kind=\"%s\" data-at=\"%lld\"><td>%s</td><td>%s</td>"
+               "<td>%s</td><td>%s</td><td>%s</td></tr>\n",
+               engine_next_kind_name(ev[k].kind), (long long)ev[k].at_ms, when, h_rule, word,
+               h_what, pred);
+  }
+  web_printf(b, "</table>\n");
+}
+
+static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
   web_printf(b,
              "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
              "<meta http-equiv=\"refresh\" content=\"2\"><title>NIRC status%s</title>"
@@ -596,6 +692,7 @@ static void web_page(const server_t *srv, const char *svg, web_buf_t *b) {
     const char *start = strstr(svg, "<svg");
     web_printf(b, "<div id=\"map\">%s</div>\n", start ? start : svg);
   }
+  web_next_html(srv, b);
   web_printf(b, "<table id=\"sites\"><tr><th>site</th><th>name</th><th>link</th><th>queue</th>"
                 "<th>agents in/ready</th><th>route</th><th>rule</th></tr>\n");
   for (size_t i = 0; i < srv->sites.n; i++) {

@@ -63,7 +63,23 @@ SITE_STATUS = {
     "report_age_ms": int, "peer": str, "active_rule": str, "route": [ROUTE_SHARE],
     "load": (LOAD, NULL), Opt("note"): str,
 }
-STATUS = {"controller": str, "epoch": int, "server_time_ms": int, "sites": [SITE_STATUS]}
+SITE_RULE = {"kind": enum("cutover", "schedule", "overflow"), "id": int, "name": str,
+             "reason": str, "end_ms": int, "detail": str, "excluded": bool}
+HUB_STATE = {"slug": str, "permille": int, "link": enum("online", "stale", "offline", "never-seen"),
+             "report_age_ms": int, "pbx_unreadable": bool, "note": str}
+SITE_STATUS.update({"rule": (SITE_RULE, NULL), "moved": bool, "receives_from": int,
+                    "problems": [str], Opt("hubs"): [HUB_STATE]})
+STATUS = {"controller": str, "epoch": int, "server_time_ms": int, "sites": [SITE_STATUS],
+          "alarms": [ANY_OBJECT], Opt("filters"): [str]}
+NEXT_HUB = {"hub": str, "sl_after": float, "stable": bool, "agents": int, "agents_needed": int,
+            "sources": int, "refused_sources": [str]}
+NEXT_EVENT = {"at_ms": int,
+              "kind": enum("schedule-start", "schedule-end", "schedule-skip", "cutover-expiry"),
+              "rule_kind": enum("schedule", "cutover"), "rule_id": int, "rule_name": str,
+              "reason": str, "sources": [str], "hubs": [str], Opt("wave_size"): int,
+              Opt("waves"): int, Opt("tz"): str, Opt("end_ms"): int,
+              Opt("predictions"): ([NEXT_HUB], NULL), Opt("alarms"): [str]}
+NEXT = {"from_ms": int, "until_ms": int, "events": [NEXT_EVENT]}
 PLANNED_MOVE = {"site": str, "route": [ROUTE_SHARE], "reason": str, "revert_at_ms": int}
 REFUSED_LOAD = {"source": str, "traffic_erl": float, "sl": float, "asa_s": (float, NULL),
                 "occupancy": float, "agents_needed": int, "stable": bool}
@@ -132,7 +148,8 @@ OVERFLOWS = {"rules": [OVERFLOW_RULE], Opt("warning"): str}
 
 # The names the document gives the shapes.
 SHAPES = {
-    "Status": STATUS, "SiteStatus": SITE_STATUS, "RouteShare": ROUTE_SHARE, "Load": LOAD,
+    "Status": STATUS, "SiteStatus": SITE_STATUS, "SiteRule": SITE_RULE, "HubState": HUB_STATE,
+    "Next": NEXT, "NextEvent": NEXT_EVENT, "NextHub": NEXT_HUB, "RouteShare": ROUTE_SHARE, "Load": LOAD,
     "Move": MOVE, "Outcome": OUTCOME, "Plan": PLAN, "PlannedMove": PLANNED_MOVE,
     "Capacity": CAPACITY, "RefusedLoad": REFUSED_LOAD, "RefusedSource": REFUSED_SOURCE,
     "HubNeed": HUB_NEED, "ForcedOver": FORCED_OVER, "Refusal": REFUSAL, "History": HISTORY, "AuditEntry": AUDIT_ENTRY,
