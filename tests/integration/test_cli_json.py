@@ -138,12 +138,13 @@ EXPIRE_DETAIL = {"cutover_id": int, "sources": [str]}
 LEADERSHIP_DETAIL = {"why": str}
 SCHEDULE = {"id": int, "name": str, "sources": [str], "hubs": [str], "start": str, "end": str,
             "days": str, "tz": str, "exceptions": [str], "wave_size": int, "enabled": bool,
-            "in_force": bool, "next_start_ms": int}
+            "in_force": bool, "next_start_ms": int, "sources_moved": int}
 SCHEDULES = {"schedules": [SCHEDULE], Opt("warning"): str}
 OVERFLOW_RULE = {"id": int, "name": str, "source": str, "hubs": [str], "trigger_wait_s": int,
                  "release_wait_s": int, "trigger_queue": int, "release_queue": int,
                  "trigger_sl": float, "release_sl": float, "share_cap_permille": int,
-                 "min_hold_s": int, "margin_s": int, "enabled": bool, "engaged": bool}
+                 "min_hold_s": int, "margin_s": int, "enabled": bool, "engaged": bool,
+                 "triggered": bool, "moved_permille": int}
 OVERFLOWS = {"rules": [OVERFLOW_RULE], Opt("warning"): str}
 
 # The names the document gives the shapes.

@@ -14,7 +14,9 @@ Chromium:
 - `nircctl site hubei` shows the chain: rule and end, why not at the first
   hub, the hub it is routed to and that hub's state;
 - the status page shows the schedule by name (not its internal id), the
-  ends, and a `<table id="next">` with the same events.
+  ends, and a `<table id="next">` with the same events;
+- `schedule list` shows the next start, sources and exceptions, and a
+  window that moves nobody (both hubs gone) reads NOT RUNNING, not YES.
 
 The business clock runs at 10x from 2020-01-23 21:55 +08:00, so the night
 window opens about 30 s into the test."""
@@ -214,6 +216,26 @@ def test_hub_lost_reads_rehomed_with_its_cause():
         "the page says why hubei is at henan"
 
 
+def test_schedule_list_says_what_runs():
+    """In its window, a schedule that moves its sources reads YES 3/3 with
+    its next start, sources and exception; once every hub is gone it reads
+    NOT RUNNING, not YES."""
+    line = [l for l in ctl("schedule", "list").stdout.splitlines() if l.startswith("night ")][0]
+    # The next start skips the exception date (2020-01-24).
+    assert re.search(r" YES 3/3 +01-25 22:00 +hubei,guizhou,fujian +shaanxi,henan +2020-01-24$",
+                     line), line
+    env.agents["henan"].stop()
+    T.wait_until(lambda: all(routed_to(s) == [s] for s in SOURCES), 60,
+                 "the sources held home with both hubs gone")
+    line = [l for l in ctl("schedule", "list").stdout.splitlines() if l.startswith("night ")][0]
+    assert " NOT RUNNING 0/3 " in line, line
+    j = ctl_json("schedule", "list")["schedules"][0]
+    assert j["in_force"] and j["sources_moved"] == 0, j
+    t = rows(ctl("status").stdout)
+    assert t["hubei"].endswith("schedule night until 08:00, home: shaanxi offline, henan offline"), \
+        t["hubei"]
+
+
 def test_kept_for_people():
     with open(os.path.join(env.dir, "shown.txt"), "w") as f:
         f.write("\n".join(shown))
@@ -223,4 +245,5 @@ if __name__ == "__main__":
     T.main([test_sites_online_and_rules_made, test_next_lists_start_expiry_end_and_skip_in_order,
             test_status_rule_column_with_the_cutover_end,
             test_schedule_in_force_shows_its_name_and_end,
-            test_hub_lost_reads_rehomed_with_its_cause, test_kept_for_people])
+            test_hub_lost_reads_rehomed_with_its_cause, test_schedule_list_says_what_runs,
+            test_kept_for_people])

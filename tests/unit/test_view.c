@@ -54,6 +54,20 @@ static void add_schedule(world_t *w, engine_t *e, const char *name, char **src, 
   assert_true(w->rep[before].ok);
 }
 
+/* `schedule list` as the engine answers it: the first schedule's spec. */
+static const Nirc__ScheduleSpec *list_first(world_t *w, engine_t *e) {
+  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
+  rq.op = NIRC__RULE_OP__RULE_OP_LIST;
+  engine_req_t r = {.client = w, .request_id = 8, .operator_name = "operator:v", .label = "t"};
+  size_t before = w->n_rep;
+  engine_op_schedule(e, &r, &rq);
+  assert_int_equal(w->n_rep, before + 1);
+  const Nirc__OperatorReply *rep = w->rep[before].full;
+  assert_non_null(rep->schedule);
+  assert_true(rep->schedule->n_schedules >= 1);
+  return rep->schedule->schedules[0];
+}
+
 static void cutover_for(world_t *w, engine_t *e, const char *src, const char *hub,
                         const char *reason, int64_t for_ms) {
   char *s[] = {(char *)src}, *h[] = {(char *)hub};
@@ -123,6 +137,9 @@ static void test_schedule_end_and_rehome(void **state) {
   assert_true(v.end_ms == en);
   assert_true(en == WORLD_T0_MS + 6 * HOUR_MS); /* 18:00 +08:00 */
   assert_string_equal(v.detail, "");
+  const Nirc__ScheduleSpec *sp = list_first(w, e);
+  assert_true(sp->in_force);
+  assert_int_equal(sp->sources_moved, 2);
 
   world_link_down(w, e, "shaanxi");
   world_tick(w, e, 200);
@@ -142,6 +159,10 @@ static void test_schedule_end_and_rehome(void **state) {
   engine_rule_view(e, hubei, &v);
   assert_int_equal(v.kind, RULE_SCHEDULE); /* held home, not "default" */
   assert_string_equal(v.detail, "home: shaanxi offline, henan offline");
+  /* Its window is open, but it moves nobody: list says so. */
+  sp = list_first(w, e);
+  assert_true(sp->in_force);
+  assert_int_equal(sp->sources_moved, 0);
   world_flush(w);
   engine_free(e);
   world_free(w);
