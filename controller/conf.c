@@ -3,6 +3,7 @@
 #include "clock.h"
 #include "err.h"
 #include "log.h"
+#include "tz.h"
 #include "util.h"
 #include "webhook.h"
 
@@ -99,6 +100,9 @@ const config_opt_t conf_nircd_opts[] = {
     {"http", "listen", CFG_STRING, O(http_listen), S(http_listen), 0, 0, "", 0,
      "address of the read-only metrics and status page (/metrics, /status.json, /map.svg, /); "
      "empty: off"},
+    {"http", "tz", CFG_STRING, O(http_tz), S(http_tz), 0, 0, "Asia/Shanghai", 0,
+     "the operations room's time zone (IANA name): the status page shows rule ends and the "
+     "next events in it, as nircctl does with [ctl] tz"},
     {"notify", "webhook", CFG_LIST, O(webhook), 0, 0, 0, "", 0,
      "http:// or https:// URLs each alarm is posted to as JSON, in order per URL, retried until "
      "delivered or given up (empty: no notifications)"},
@@ -153,6 +157,13 @@ int conf_nircd_load(const char *path, nircd_conf_t *c, char *err, size_t errlen)
       snprintf(err, errlen, "%s: [notify] %s", path, why);
       return NIRC_ECONFIG;
     }
+  }
+  if (!tz_valid(c->http_tz)) {
+    snprintf(err, errlen,
+             "%s: [http] tz '%s' is not a time zone (an IANA name such as "
+             "Asia/Shanghai or UTC)",
+             path, c->http_tz);
+    return NIRC_ECONFIG;
   }
   if (config_check_clock(&c->clock, path, err, errlen) != 0) return NIRC_ECONFIG;
   if (config_check_log(&c->log, path, err, errlen) != 0) return NIRC_ECONFIG;

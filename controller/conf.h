@@ -30,6 +30,7 @@ typedef struct {
   char forecast[CONFIG_STR_MAX];                  /* scenario file giving expected demand by hour */
   uint64_t alarm_clear_ms;                        /* [alarms] clear_after */
   char http_listen[64];                           /* metrics and status page; empty: off */
+  char http_tz[64]; /* the zone the status page shows times in (IANA) */
   /* [notify]: alarms posted to webhooks (controller/notify/webhook.h). */
   config_list_t webhook;                             /* receivers' URLs; empty: none */
   uint64_t webhook_timeout_ms, webhook_retry_max_ms; /* one attempt; the backoff's ceiling */

@@ -82,25 +82,41 @@ static int build_watch(int argc, char **argv, Nirc__OperatorRequest *req, ctl_ar
 }
 
 static int build_status(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
-  argc--; /* skip the command name */
-  argv++;
-  if (argc > 1) {
-    ctl_say(a, "status takes at most one site");
-    return EXIT_USAGE;
+  const char *site = NULL;
+  bool is_status = strcmp(argv[0], "status") == 0;
+  for (int i = 1; i < argc; i++) {
+    /* The filters and --zh are the status table's; `site` and the others
+     * take a slug at most. */
+    if (is_status && strcmp(argv[i], "--moved") == 0)
+      a->moved = true;
+    else if (is_status && strcmp(argv[i], "--problems") == 0)
+      a->problems = true;
+    else if (is_status && strcmp(argv[i], "--zh") == 0)
+      a->zh = true;
+    else if (argv[i][0] == '-') {
+      ctl_say(a, "%s: unknown option '%s'%s", argv[0], argv[i],
+              is_status ? " (options: --moved, --problems, --zh)" : "");
+      return EXIT_USAGE;
+    } else if (site) {
+      ctl_say(a, "status takes at most one site");
+      return EXIT_USAGE;
+    } else {
+      site = argv[i];
+    }
   }
-  if (argc == 1 && !nirc_slug_valid(argv[0])) {
-    ctl_say(a, "'%s' is not a site slug (lowercase, e.g. hubei)", argv[0]);
+  if (site && !nirc_slug_valid(site)) {
+    ctl_say(a, "'%s' is not a site slug (lowercase, e.g. hubei)", site);
     return EXIT_USAGE;
   }
   nirc__status_request__init(&a->status);
-  a->status.site = argc == 1 ? argv[0] : "";
+  a->status.site = site ? (char *)site : "";
   req->body_case = NIRC__OPERATOR_REQUEST__BODY_STATUS;
   req->status = &a->status;
   return 0;
 }
 
 static int build_site(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
-  if (argc != 2) {
+  if (argc != 2 || argv[1][0] == '-') {
     ctl_say(a, "usage: site SLUG");
     return EXIT_USAGE;
   }
@@ -119,6 +135,23 @@ static int build_map(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args
 }
 
 static int parse_uint(ctl_args_t *a, const char *what, const char *v, uint32_t max, uint32_t *out);
+
+static int build_next(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  nirc__next_request__init(&a->next);
+  a->next.hours = 24;
+  if (argc == 3 && strcmp(argv[1], "--hours") == 0) {
+    if (parse_uint(a, "--hours", argv[2], 168, &a->next.hours) != 0 || a->next.hours == 0) {
+      if (a->next.hours == 0) ctl_say(a, "--hours: at least 1");
+      return EXIT_USAGE;
+    }
+  } else if (argc != 1) {
+    ctl_say(a, "usage: next [--hours N]");
+    return EXIT_USAGE;
+  }
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_NEXT;
+  req->next = &a->next;
+  return 0;
+}
 
 /* Parses the options shared by cutover and plan. */
 static int parse_move(int argc, char **argv, ctl_args_t *a, int *nsrc, int *nhub,
@@ -781,13 +814,28 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "terminal the screen is redrawn in place; otherwise each refresh is appended.\n\n"
      "Examples:\n  nircctl watch\n  nircctl watch --interval 5s\n",
      build_watch, 0},
-    {CTL_CMD_STATUS, "status", "every site: link, freshness, queue, wait, agents, SL, route",
-     "usage: nircctl status [SITE]\n\n"
+    {CTL_CMD_STATUS, "status", "every site: link, queue, wait, agents, SL, route, rule and its end",
+     "usage: nircctl status [SITE] [--moved] [--problems] [--zh]\n\n"
      "Shows every site (or one): link state, age of the last report, calls in queue,\n"
-     "longest wait, agents logged in/ready, service level of the last interval and\n"
-     "the route the site has acknowledged.\n\n"
-     "Examples:\n  nircctl status\n  nircctl --json status hubei\n",
+     "longest wait, agents logged in/ready, service level of the last interval, the\n"
+     "route the site has acknowledged, and the RULE it routes by with its end\n"
+     "(\"cutover 2000017 until 11:30: REASON\", \"schedule night until 08:00\",\n"
+     "\"..., re-homed: shaanxi offline\"), in [ctl] tz (default Asia/Shanghai).\n"
+     "  --moved     only sites whose route is not home, and hubs receiving calls\n"
+     "  --problems  only sites not online, with an unreadable PBX, a note, an\n"
+     "              exclusion or an active alarm\n"
+     "  --zh        Chinese names\n\n"
+     "Examples:\n  nircctl status\n  nircctl status --moved --zh\n"
+     "  nircctl --json status --problems\n",
      build_status, 0},
+    {CTL_CMD_NEXT, "next", "what the rules will do in the next hours: starts, ends, expiries",
+     "usage: nircctl next [--hours N]\n\n"
+     "The next N hours (default 24, at most 168) in time order: each schedule's\n"
+     "window start (its sources, hubs, waves, and the service level and agents the\n"
+     "engine predicts at each hub, as `plan --schedule` does) and end, the windows\n"
+     "an exception date skips, and each cutover's expiry. Times in [ctl] tz.\n\n"
+     "Examples:\n  nircctl next\n  nircctl next --hours 72\n  nircctl --json next\n",
+     build_next, 0},
     {CTL_CMD_CUTOVER, "cutover", "emergency move of sources to hubs (audited)",
      "usage: nircctl cutover SRC[,SRC...] --to HUB[,HUB...] --reason TEXT\n"
      "                       [--share PERMILLE] [--for DURATION | --until TIME]\n"

@@ -34,6 +34,7 @@ typedef enum {
   CTL_CMD_SCHEDULE,
   CTL_CMD_OVERFLOW,
   CTL_CMD_ALARMS,
+  CTL_CMD_NEXT,
   CTL_NCMDS
 } ctl_cmd_id_t;
 
@@ -80,6 +81,10 @@ typedef struct {
    * sets since_ms/until_ms again with ctl_parse_when. */
   const char *since, *until;
   int csv; /* history --csv */
+  /* status --moved, --problems, --zh: filters and names, applied by
+   * nircctl to the whole reply (hubs receiving calls and alarms need it). */
+  bool moved, problems, zh;
+  Nirc__NextRequest next; /* next --hours N */
 } ctl_args_t;
 
 /* The causes a route change is audited with (engine.h route_cause_t), for

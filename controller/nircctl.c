@@ -15,6 +15,7 @@
 #include "ctl_alarms.h"
 #include "ctl_history.h"
 #include "ctl_plan.h"
+#include "ctl_status.h"
 #include "err.h"
 #include "link.h"
 #include "log.h"
@@ -300,104 +301,19 @@ static const char *link_word(Nirc__LinkState s) {
   }
 }
 
-static const char *link_colour(Nirc__LinkState s) {
-  if (!use_colour) return "";
-  switch (s) {
-  case NIRC__LINK_STATE__LINK_STATE_ONLINE: return "\033[32m";
-  case NIRC__LINK_STATE__LINK_STATE_STALE: return "\033[33m";
-  case NIRC__LINK_STATE__LINK_STATE_OFFLINE: return "\033[31m";
-  default: return "\033[2m";
-  }
-}
-
-static void fmt_route(const Nirc__SiteStatus *s, char *buf, size_t len) {
-  buf[0] = '\0';
-  size_t used = 0;
-  for (size_t i = 0; i < s->n_route; i++) {
-    const Nirc__RouteShare *r = s->route[i];
-    int n;
-    if (s->n_route == 1 && r->permille == 1000)
-      n = snprintf(buf + used, len - used, "%s",
-                   strcmp(r->site, s->slug) == 0 ? "home" : esc(r->site));
-    else
-      n = snprintf(buf + used, len - used, "%s%s %u‰", i ? ", " : "", esc(r->site), r->permille);
-    if (n < 0 || (size_t)n >= len - used) break;
-    used += (size_t)n;
-  }
-}
-
 static const char *history_tz = "Asia/Shanghai"; /* the zone times are shown in ([ctl] tz) */
 static int alarms_ack;                           /* alarms ack ID: the reply lists them after */
 
+static ctl_status_opts_t status_opts; /* status --moved/--problems/--zh; tz and colour */
+
 static void print_status_table(const Nirc__StatusReply *st) {
-  size_t online = 0, stale = 0, offline = 0;
-  printf("%-12s %-14s %-10s %6s %6s %8s %12s %6s  %s\n", "SITE", "NAME", "LINK", "AGE", "QUEUE",
-         "WAIT", "AGENTS in/rdy", "SL", "ROUTE");
-  for (size_t i = 0; i < st->n_sites; i++) {
-    const Nirc__SiteStatus *s = st->sites[i];
-    const Nirc__LoadReport *r = s->last_report;
-    char age[16] = "-", queue[16] = "-", wait[16] = "-", agents[24] = "-", sl[16] = "-";
-    char route[160];
-    if (s->report_age_ms >= 0) {
-      if (s->report_age_ms < 100000)
-        snprintf(age, sizeof age, "%.1fs", s->report_age_ms / 1000.0);
-      else
-        snprintf(age, sizeof age, "%llds", (long long)(s->report_age_ms / 1000));
-    }
-    if (r && r->pbx_unreadable) {
-      snprintf(queue, sizeof queue, "PBX?");
-      snprintf(wait, sizeof wait, "PBX?");
-      snprintf(agents, sizeof agents, "PBX?");
-    } else if (r) {
-      snprintf(queue, sizeof queue, "%u", r->calls_in_queue);
-      snprintf(wait, sizeof wait, "%.0fs", r->longest_wait_ms / 1000.0);
-      snprintf(agents, sizeof agents, "%u/%u", r->agents_logged_in, r->agents_ready);
-      if (r->calls_offered > 0)
-        snprintf(sl, sizeof sl, "%.0f%%", 100.0 * r->answered_within_threshold / r->calls_offered);
-    }
-    fmt_route(s, route, sizeof route);
-    printf("%-12s %-14s %s%-10s%s %6s %6s %8s %12s %6s  %s\n", esc(s->slug), escn(s->name_en, 14),
-           link_colour(s->link_state), link_word(s->link_state), use_colour ? "\033[0m" : "", age,
-           queue, wait, agents, sl, route);
-    if (s->link_state == NIRC__LINK_STATE__LINK_STATE_ONLINE)
-      online++;
-    else if (s->link_state == NIRC__LINK_STATE__LINK_STATE_STALE)
-      stale++;
-    else
-      offline++;
-  }
-  printf("\n%zu sites: %zu online, %zu stale, %zu offline or never seen  (controller %s, epoch "
-         "%llu)\n",
-         st->n_sites, online, stale, offline, esc(st->controller_node),
-         (unsigned long long)st->epoch);
-  ctl_alarms_summary(stdout, st->alarms, st->n_alarms, 5, history_tz);
+  ctl_status_print(stdout, st, &status_opts);
 }
 
 /* Status as JSON; `flags` chooses indented (one document) or compact (one
  * line per refresh for `watch --json`). */
 static void print_status_json_flags(const Nirc__StatusReply *st, size_t flags) {
-  json_t *sites = json_array();
-  for (size_t i = 0; i < st->n_sites; i++) {
-    const Nirc__SiteStatus *s = st->sites[i];
-    json_t *route = json_array();
-    for (size_t j = 0; j < s->n_route; j++)
-      json_array_append_new(route, json_pack("{s:s, s:I}", "site", s->route[j]->site, "permille",
-                                             (json_int_t)s->route[j]->permille));
-    json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:s, s:I, s:I, s:s, s:s, s:o, s:o}", "slug",
-                          s->slug, "name_en", s->name_en, "name_zh", s->name_zh, "is_hub",
-                          s->is_hub, "link", link_word(s->link_state), "state_since_ms",
-                          (json_int_t)s->state_since_ms, "report_age_ms",
-                          (json_int_t)s->report_age_ms, "peer", s->peer_address, "active_rule",
-                          s->active_rule, "route", route, "load", report_to_json(s->last_report));
-    if (o && s->note && *s->note) json_object_set_new(o, "note", json_string(s->note));
-    json_array_append_new(sites, o);
-  }
-  json_t *alarms = json_array();
-  for (size_t i = 0; i < st->n_alarms; i++)
-    json_array_append_new(alarms, ctl_alarm_json(st->alarms[i]));
-  json_t *top = json_pack("{s:s, s:I, s:I, s:o, s:o}", "controller", st->controller_node, "epoch",
-                          (json_int_t)st->epoch, "server_time_ms", (json_int_t)st->server_time_ms,
-                          "sites", sites, "alarms", alarms);
+  json_t *top = ctl_status_json(st, &status_opts);
   json_dumpf(top, stdout, flags | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
   putchar('\n');
   json_decref(top);
@@ -558,49 +474,25 @@ static int print_history(const Nirc__OperatorReply *rep, int json) {
   return EXIT_DONE;
 }
 
-/* One site, every figure on its own line: for the 3 a.m. question "what is
- * hubei doing right now?". */
+/* One site, every figure on its own line, and the chain of reasons
+ * behind its route: for the 3 a.m. question "what is hubei doing right
+ * now, and why?". */
 static int print_site(const Nirc__OperatorReply *rep, int json) {
   const Nirc__StatusReply *st = rep->status;
   if (!st || st->n_sites != 1) return EXIT_REFUSED;
-  if (json) {
+  if (json)
     print_status_json(st);
-    return EXIT_DONE;
-  }
-  const Nirc__SiteStatus *s = st->sites[0];
-  const Nirc__LoadReport *r = s->last_report;
-  char route[200];
-  fmt_route(s, route, sizeof route);
-  printf("%s — %s %s%s\n", esc(s->slug), esc(s->name_en), esc(s->name_zh),
-         s->is_hub ? " (hub)" : "");
-  printf("  link          %s%s%s (since %lld s)\n", link_colour(s->link_state),
-         link_word(s->link_state), use_colour ? "\033[0m" : "",
-         s->state_since_ms ? (long long)((clock_real_ms() - s->state_since_ms) / 1000) : 0LL);
-  printf("  peer          %s\n", s->peer_address && *s->peer_address ? esc(s->peer_address) : "-");
-  printf("  route         %s\n", route);
-  printf("  rule          %s\n", esc(s->active_rule));
-  if (s->note && *s->note) printf("  holding       %s\n", esc(s->note));
-  if (!r) {
-    printf("  load          no report yet\n");
-    return EXIT_DONE;
-  }
-  if (r->pbx_unreadable) {
-    printf("  load          PBX UNREADABLE: %s\n", esc(r->pbx_error));
-    return EXIT_DONE;
-  }
-  printf("  report age    %.1f s (interval %.0f s business time)\n", s->report_age_ms / 1000.0,
-         r->interval_ms / 1000.0);
-  printf("  calls         %u offered, %u answered, %u abandoned in the interval\n",
-         r->calls_offered, r->calls_answered, r->calls_abandoned);
-  printf("  from others   %u   sent away %u\n", r->calls_from_other_sites, r->calls_routed_away);
-  printf("  queue         %u waiting, longest %.0f s\n", r->calls_in_queue,
-         r->longest_wait_ms / 1000.0);
-  printf("  agents        %u logged in: %u ready, %u talking, %u not ready\n", r->agents_logged_in,
-         r->agents_ready, r->agents_talking, r->agents_not_ready);
-  printf("  handle time   %.0f s average\n", r->aht_ms / 1000.0);
-  if (r->calls_offered)
-    printf("  service level %.0f%% within %u s\n",
-           100.0 * r->answered_within_threshold / r->calls_offered, r->sl_threshold_s);
+  else
+    ctl_site_print(stdout, st, &status_opts);
+  return EXIT_DONE;
+}
+
+static int print_next(const Nirc__OperatorReply *rep, int json) {
+  if (!rep->next) return EXIT_REFUSED;
+  if (json)
+    print_json(ctl_next_json(rep->next));
+  else
+    ctl_next_print(stdout, rep->next, history_tz);
   return EXIT_DONE;
 }
 
@@ -703,6 +595,8 @@ static int print_schedules(const Nirc__OperatorReply *rep, int json) {
                                       s->days, "tz", s->tz, "exceptions", ex, "wave_size",
                                       (json_int_t)s->wave_size, "enabled", s->enabled, "in_force",
                                       s->in_force, "next_start_ms", (json_int_t)s->next_start_ms));
+      json_object_set_new(json_array_get(arr, json_array_size(arr) - 1), "sources_moved",
+                          json_integer(s->sources_moved));
     }
     json_t *j = json_pack("{s:o}", "schedules", arr);
     if (rep->error && rep->error->message)
@@ -710,18 +604,39 @@ static int print_schedules(const Nirc__OperatorReply *rep, int json) {
     print_json(j);
     return rep->error && rep->error->message ? EXIT_PARTIAL : EXIT_DONE;
   }
-  printf("%-14s %-11s %-14s %-6s %-14s %-5s %-8s %-9s %s\n", "NAME", "WINDOW", "DAYS", "WAVE", "TZ",
-         "ON", "IN FORCE", "SOURCES", "HUBS");
+  printf("%-14s %-11s %-8s %-4s %-14s %-4s %-14s %-12s %-24s %-22s %s\n", "NAME", "WINDOW", "DAYS",
+         "WAVE", "TZ", "ON", "IN FORCE", "NEXT START", "SOURCES", "HUBS", "EXCEPTIONS");
   for (size_t i = 0; i < r->n_schedules; i++) {
     const Nirc__ScheduleSpec *s = r->schedules[i];
-    char win[48];
+    char win[48], force[40], next[40] = "-", src[256] = "", hubs[160] = "", ex[256] = "";
     snprintf(win, sizeof win, "%s-%s", esc(s->start), esc(s->end));
-    printf("%-14s %-11s %-14s %-6u %-14s %-5s %-8s %-9zu", esc(s->name), win, esc(s->days),
-           s->wave_size, esc(s->tz), s->enabled ? "yes" : "no", s->in_force ? "YES" : "no",
-           s->n_sources);
-    for (size_t k = 0; k < s->n_hubs; k++)
-      printf("%s%s", k ? "," : "", esc(s->hubs[k]));
-    printf("\n");
+    /* In its window but moving nobody (hubs offline or full) is not "in
+     * force" for the people reading this: say what is true. */
+    if (!s->in_force)
+      snprintf(force, sizeof force, "no");
+    else if (s->sources_moved == s->n_sources)
+      snprintf(force, sizeof force, "YES %u/%zu", s->sources_moved, s->n_sources);
+    else if (s->sources_moved)
+      snprintf(force, sizeof force, "PARTLY %u/%zu", s->sources_moved, s->n_sources);
+    else
+      snprintf(force, sizeof force, "NOT RUNNING 0/%zu", s->n_sources);
+    if (s->next_start_ms) {
+      char full[40];
+      ctl_history_time(s->next_start_ms, history_tz, full, sizeof full);
+      snprintf(next, sizeof next, "%.5s %.5s", full + 5, full + 11);
+    }
+    for (size_t k = 0, used = 0; k < s->n_sources && used < sizeof src; k++)
+      used +=
+          (size_t)snprintf(src + used, sizeof src - used, "%s%s", k ? "," : "", esc(s->sources[k]));
+    for (size_t k = 0, used = 0; k < s->n_hubs && used < sizeof hubs; k++)
+      used +=
+          (size_t)snprintf(hubs + used, sizeof hubs - used, "%s%s", k ? "," : "", esc(s->hubs[k]));
+    for (size_t k = 0, used = 0; k < s->n_exceptions && used < sizeof ex; k++)
+      used += (size_t)snprintf(ex + used, sizeof ex - used, "%s%s", k ? "," : "",
+                               esc(s->exceptions[k]));
+    printf("%-14s %-11s %-8s %-4u %-14s %-4s %-14s %-12s %-24s %-22s %s\n", esc(s->name), win,
+           esc(s->days), s->wave_size, esc(s->tz), s->enabled ? "yes" : "no", force, next, src,
+           hubs, ex[0] ? ex : "-");
   }
   if (r->n_schedules == 0) printf("(no schedules)\n");
   /* The change is in force here but not durable: say so, exit 4. */
@@ -753,6 +668,9 @@ static int print_overflows(const Nirc__OperatorReply *rep, int json) {
                          o->release_sl, "share_cap_permille", (json_int_t)o->share_cap_permille,
                          "min_hold_s", (json_int_t)o->min_hold_s, "margin_s",
                          (json_int_t)o->margin_s, "enabled", o->enabled, "engaged", o->engaged));
+      json_t *last = json_array_get(arr, json_array_size(arr) - 1);
+      json_object_set_new(last, "triggered", json_boolean(o->triggered));
+      json_object_set_new(last, "moved_permille", json_integer(o->moved_permille));
     }
     json_t *j = json_pack("{s:o}", "rules", arr);
     if (rep->error && rep->error->message)
@@ -760,16 +678,26 @@ static int print_overflows(const Nirc__OperatorReply *rep, int json) {
     print_json(j);
     return rep->error && rep->error->message ? EXIT_PARTIAL : EXIT_DONE;
   }
-  printf("%-16s %-10s %-6s %-12s %-12s %-12s %-6s %s\n", "NAME", "SOURCE", "CAP", "WAIT trg/rel",
-         "QUEUE trg/rel", "SL trg/rel", "HOLD", "ENGAGED  HUBS");
+  printf("%-16s %-10s %-6s %-12s %-12s %-12s %-6s %-12s %s\n", "NAME", "SOURCE", "CAP",
+         "WAIT trg/rel", "QUEUE trg/rel", "SL trg/rel", "HOLD", "ENGAGED", "HUBS");
   for (size_t i = 0; i < r->n_rules; i++) {
     const Nirc__OverflowSpec *o = r->rules[i];
-    char w[24], q[24], sl[24];
+    char w[24], q[24], sl[24], cap[16], hold[16], eng[32];
     snprintf(w, sizeof w, "%us/%us", o->trigger_wait_s, o->release_wait_s);
     snprintf(q, sizeof q, "%u/%u", o->trigger_queue, o->release_queue);
     snprintf(sl, sizeof sl, "%.2f/%.2f", o->trigger_sl, o->release_sl);
-    printf("%-16s %-10s %-6u %-12s %-12s %-12s %-6u %-8s ", esc(o->name), esc(o->source),
-           o->share_cap_permille, w, q, sl, o->min_hold_s, o->engaged ? "YES" : "no");
+    snprintf(cap, sizeof cap, "%u‰", o->share_cap_permille);
+    snprintf(hold, sizeof hold, "%us", o->min_hold_s);
+    /* Engaged is what moves: a triggered rule whose calls no hub took
+     * says so instead of "YES". */
+    if (o->engaged)
+      snprintf(eng, sizeof eng, "YES %u‰", o->moved_permille);
+    else if (o->triggered)
+      snprintf(eng, sizeof eng, "held (0‰)");
+    else
+      snprintf(eng, sizeof eng, "no");
+    printf("%-16s %-10s %-8s %-12s %-12s %-12s %-6s %-12s ", esc(o->name), esc(o->source), cap, w,
+           q, sl, hold, eng);
     for (size_t k = 0; k < o->n_hubs; k++)
       printf("%s%s", k ? "," : "", esc(o->hubs[k]));
     printf("\n");
@@ -808,6 +736,7 @@ static int (*const ctl_print[CTL_NCMDS])(const Nirc__OperatorReply *rep, int jso
     [CTL_CMD_READMIT] = print_move,       [CTL_CMD_PLAN] = print_plan,
     [CTL_CMD_HISTORY] = print_history,    [CTL_CMD_SCHEDULE] = print_schedules,
     [CTL_CMD_OVERFLOW] = print_overflows, [CTL_CMD_ALARMS] = print_alarms,
+    [CTL_CMD_NEXT] = print_next,
 };
 
 static void usage(FILE *f) {
@@ -937,6 +866,11 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   use_colour = !json && isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+  status_opts = (ctl_status_opts_t){.moved = args.moved,
+                                    .problems = args.problems,
+                                    .zh = args.zh,
+                                    .colour = use_colour,
+                                    .tz = history_tz};
 
   if (cmd->id == CTL_CMD_WATCH) {
     /* A new request every interval: the view is as fresh as the controller,

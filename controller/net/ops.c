@@ -48,6 +48,8 @@ typedef struct {
   Nirc__RouteShare **share_ptrs;
   Nirc__Alarm *alarms;
   Nirc__Alarm **alarm_ptrs;
+  engine_rule_view_t *views; /* one per row: the rule texts the rows borrow */
+  Nirc__HubState hubs[ROUTE_MAX_SHARES], *hub_ptrs[ROUTE_MAX_SHARES];
 } ops_status_t;
 
 static void ops_status_cleanup(void *p) {
@@ -60,6 +62,7 @@ static void ops_status_cleanup(void *p) {
   free(st->share_ptrs);
   free(st->alarms);
   free(st->alarm_ptrs);
+  free(st->views);
   free(st);
 }
 
@@ -78,6 +81,29 @@ static void ops_alarm_pb(Nirc__Alarm *pb, const alarm_t *a) {
   pb->acked_by = (char *)a->acked_by;
 }
 
+/* For one site: the hubs its acknowledged route sends calls to, with
+ * their state, so `nircctl site` can say whether the hub is well. */
+static void ops_status_hubs(server_t *srv, ops_status_t *st, const site_t *s, const site_dir_t *dir,
+                            Nirc__SiteStatus *row) {
+  int64_t now = clock_real_ms();
+  row->hubs = st->hub_ptrs;
+  for (unsigned j = 0; j < dir->acked.n_share && row->n_hubs < ROUTE_MAX_SHARES; j++) {
+    const route_share_t *sh = &dir->acked.share[j];
+    const site_t *h = sites_find(&srv->sites, sh->site);
+    if (!h || h == s) continue;
+    Nirc__HubState *hs = &st->hubs[row->n_hubs];
+    nirc__hub_state__init(hs);
+    hs->slug = (char *)h->slug;
+    hs->permille = sh->permille;
+    hs->link_state = ops_link_state(h->state);
+    hs->report_age_ms = h->has_report ? now - h->last_report_ms : -1;
+    hs->pbx_unreadable = h->has_report && h->last.pbx_unreadable;
+    const site_dir_t *hd = engine_site_dir(srv->engine, (size_t)(h - srv->sites.v));
+    hs->note = hd ? (char *)hd->note : "";
+    st->hub_ptrs[row->n_hubs++] = hs;
+  }
+}
+
 static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req,
                        Nirc__OperatorReply *rep, void **scratch) {
   const char *only =
@@ -91,7 +117,9 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   st->reports = calloc(n ? n : 1, sizeof *st->reports);
   st->shares = calloc(n * ROUTE_MAX_SHARES + 1, sizeof *st->shares);
   st->share_ptrs = calloc(n * ROUTE_MAX_SHARES + 1, sizeof *st->share_ptrs);
-  if (!st->rows || !st->row_ptrs || !st->reports || !st->shares || !st->share_ptrs) goto nomem;
+  st->views = calloc(n ? n : 1, sizeof *st->views);
+  if (!st->rows || !st->row_ptrs || !st->reports || !st->shares || !st->share_ptrs || !st->views)
+    goto nomem;
 
   if (only && !sites_find(&srv->sites, only)) {
     static Nirc__Error e = NIRC__ERROR__INIT;
@@ -128,6 +156,20 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
     row->active_rule =
         srv->engine ? (char *)engine_active_reason(srv->engine, idx) : s->active_rule;
     row->note = dir ? (char *)dir->note : "";
+    if (srv->engine) {
+      /* What it routes by and until when, as data: nircctl and scripts
+       * format the end in their own zone. */
+      engine_rule_view_t *v = &st->views[k];
+      engine_rule_view(srv->engine, idx, v);
+      row->rule_kind = v->kind == RULE_NONE ? "" : (char *)rules_kind_name(v->kind);
+      row->rule_id = v->rule_id;
+      row->rule_name = (char *)v->name;
+      row->rule_reason = (char *)v->reason;
+      row->rule_end_ms = v->end_ms;
+      row->rule_detail = v->detail;
+      row->excluded = v->excluded;
+    }
+    if (only && dir) ops_status_hubs(srv, st, s, dir, row);
     row->last_report_ms = s->has_report ? s->last_report_ms : 0;
     row->report_age_ms = s->has_report ? now - s->last_report_ms : -1;
     if (s->has_report) {
@@ -235,6 +277,10 @@ static void ops_schedule(server_t *srv, conn_t *c, const Nirc__OperatorRequest *
 static void ops_overflow(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   engine_req_t rq = ops_req(c, req);
   engine_op_overflow(srv->engine, &rq, req->overflow);
+}
+static void ops_next(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
+  engine_req_t rq = ops_req(c, req);
+  engine_op_next(srv->engine, &rq, req->next);
 }
 
 /* ---- history: the audit trail, read asynchronously ---- */
@@ -481,6 +527,7 @@ static const ops_cmd_t ops_cmds[] = {
     {NIRC__OPERATOR_REQUEST__BODY_OVERFLOW, "overflow", ROLE_VIEWER, NULL, NULL, ops_overflow},
     {NIRC__OPERATOR_REQUEST__BODY_HISTORY, "history", ROLE_VIEWER, NULL, NULL, ops_history},
     {NIRC__OPERATOR_REQUEST__BODY_ALARMS, "alarms", ROLE_VIEWER, NULL, NULL, ops_alarms},
+    {NIRC__OPERATOR_REQUEST__BODY_NEXT, "next", ROLE_VIEWER, NULL, NULL, ops_next},
 };
 
 void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {

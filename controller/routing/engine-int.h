@@ -290,6 +290,11 @@ int engine_trial_plan(engine_t *e, const cutover_t *extra, plan_t *out);
 bool engine_judge_trial(engine_t *e, const engine_req_t *rq, plan_t *trial, const cutover_t *cut,
                         bool dry_run, bool force, const char *refused_action,
                         engine_forced_t *forced);
+/* Plans schedule `s` alone (enabled) at business time `at` on the demand
+ * and roster forecast for then (live load without a forecast, or when
+ * `at` is now), as `nircctl plan --schedule` and `nircctl next` show it.
+ * 0 or NIRC_ENOMEM; `out` is released with planner_free. */
+int engine_schedule_trial(engine_t *e, const schedule_t *s, int64_t at, plan_t *out);
 /* The forced hubs' predictions as the audit trail keeps them (a new
  * array, possibly empty), and releasing them. */
 json_t *engine_forced_json(const engine_forced_t *f);

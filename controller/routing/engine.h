@@ -343,4 +343,61 @@ const site_dir_t *engine_site_dir(const engine_t *e, size_t site_index);
 uint64_t engine_route_changes(const engine_t *e, size_t site_index, route_cause_t cause);
 const char *engine_active_reason(const engine_t *e, size_t site_index);
 
+/* ---- what is active, until when, and what comes next (engine_view.c) ---- */
+
+/* The rule a site routes by, for people: which rule, its end, and why the
+ * site is not at the rule's first hub. A site its rule cannot move (held
+ * home because no hub can take it, or kept out after a failed move) still
+ * names the rule in force for it, so "default" means no rule at all. */
+typedef struct {
+  rule_kind_t kind; /* RULE_NONE: home, no rule in force for it */
+  uint64_t rule_id;
+  const char *name;   /* borrowed until the rules change: a schedule's or overflow's name, or "" */
+  const char *reason; /* borrowed likewise: a cutover's reason, or "" */
+  int64_t end_ms;     /* business clock: expiry or window end; 0: open-ended */
+  bool excluded;      /* kept out of the rule after a failed move */
+  char detail[200];   /* "re-homed: shaanxi offline", "home: shaanxi offline, henan stale"; "" */
+} engine_rule_view_t;
+void engine_rule_view(const engine_t *e, size_t site_index, engine_rule_view_t *out);
+
+/* nircctl next: what the rules will do in the next hours, in time order
+ * (schedule starts with the capacity predicted at each hub, window ends,
+ * windows an exception date skips, cutover expiries). Replies through
+ * engine_io_t at once. */
+void engine_op_next(engine_t *e, const engine_req_t *rq, const Nirc__NextRequest *req);
+
+/* The same list for the status page: events from now on, at most `max`,
+ * in time order, into `out` (returns how many). */
+typedef enum {
+  ENGINE_NEXT_START = 0, /* a schedule's window starts */
+  ENGINE_NEXT_END,       /* a schedule's window ends */
+  ENGINE_NEXT_SKIP,      /* an exception date skips a window */
+  ENGINE_NEXT_EXPIRY,    /* a cutover expires */
+} engine_next_kind_t;
+typedef struct {
+  engine_next_kind_t kind;
+  int64_t at_ms;  /* business clock */
+  int64_t end_ms; /* a start: when that window ends */
+  rule_kind_t rule_kind;
+  uint64_t rule_id;
+  size_t rule_index; /* into the engine's schedules or cutovers, valid for the call */
+} engine_next_t;
+size_t engine_next_events(const engine_t *e, int64_t until_ms, engine_next_t *out, size_t max);
+const char *engine_next_kind_name(engine_next_kind_t k);
+/* What the plan path predicts at each hub of a schedule start `ev` (as
+ * nircctl next and plan --schedule show it), at most `max` hubs into out;
+ * returns how many (0: none can be predicted now: unknown, not zero). */
+typedef struct {
+  char hub[SCENARIO_SLUG_MAX];
+  double sl_after; /* 0..1; 0 when unstable */
+  bool stable;
+  unsigned agents, agents_needed, n_sources, n_refused;
+} engine_next_hub_t;
+size_t engine_next_predict_hubs(engine_t *e, const engine_next_t *ev, engine_next_hub_t *out,
+                                size_t max);
+/* The rule of an event (for its name, sources and hubs): NULL when it is
+ * not of that kind. Borrowed until the rules change. */
+const schedule_t *engine_next_schedule(const engine_t *e, const engine_next_t *ev);
+const cutover_t *engine_next_cutover(const engine_t *e, const engine_next_t *ev);
+
 #endif

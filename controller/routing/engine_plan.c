@@ -364,6 +364,37 @@ bool engine_judge_trial(engine_t *e, const engine_req_t *rq, plan_t *trial, cons
 
 /* ---- nircctl plan ---- */
 
+int engine_schedule_trial(engine_t *e, const schedule_t *s, int64_t at, plan_t *out) {
+  size_t n = engine_nsites(e);
+  schedule_t one = *s;
+  one.enabled = true;
+  plan_input_t in;
+  engine_build_input(e, &in, NULL, 0);
+  for (size_t i = 0; i < n; i++) {
+    plan_site_t *p = &e->psites[i];
+    p->forecast_cps = engine_forecast(e, p->slug, at);
+    /* A window that has not started yet is judged on its own hour: the
+     * forecast's demand, roster and handle time then, not this
+     * afternoon's load and day shift. Without a forecast only the live
+     * load is known. */
+    unsigned staff;
+    double aht;
+    if (at != engine_now(e) && engine_forecast_staff(e, p->slug, at, &staff, &aht)) {
+      p->staffed = staff;
+      p->demand_cps = p->forecast_cps;
+      p->aht_s = aht;
+    }
+  }
+  in.cutovers = NULL;
+  in.n_cutovers = 0;
+  in.schedules = &one;
+  in.n_schedules = 1;
+  in.overflows = NULL;
+  in.n_overflows = 0;
+  in.now_ms = at;
+  return planner_run(&in, out);
+}
+
 void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest *req) {
   void *c = rq->client;
   uint64_t rid = rq->request_id;
@@ -395,33 +426,7 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
     int64_t at = rules_schedule_window(s, engine_now(e), &start, &end)
                      ? engine_now(e)
                      : rules_schedule_next_start(s, engine_now(e)) + 60000;
-    schedule_t one = *s;
-    one.enabled = true;
-    plan_input_t in;
-    engine_build_input(e, &in, NULL, 0);
-    for (size_t i = 0; i < n; i++) {
-      plan_site_t *p = &e->psites[i];
-      p->forecast_cps = engine_forecast(e, p->slug, at);
-      /* A window that has not started yet is judged on its own hour: the
-       * forecast's demand, roster and handle time then, not this
-       * afternoon's load and day shift. Without a forecast only the live
-       * load is known. */
-      unsigned staff;
-      double aht;
-      if (at != engine_now(e) && engine_forecast_staff(e, p->slug, at, &staff, &aht)) {
-        p->staffed = staff;
-        p->demand_cps = p->forecast_cps;
-        p->aht_s = aht;
-      }
-    }
-    in.cutovers = NULL;
-    in.n_cutovers = 0;
-    in.schedules = &one;
-    in.n_schedules = 1;
-    in.overflows = NULL;
-    in.n_overflows = 0;
-    in.now_ms = at;
-    rc = planner_run(&in, &trial);
+    rc = engine_schedule_trial(e, s, at, &trial);
     for (unsigned k = 0; k < s->sources.n; k++) {
       long i = engine_index(e, s->sources.v[k]);
       if (i >= 0) focus[i] = true;

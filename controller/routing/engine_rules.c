@@ -60,6 +60,14 @@ static Nirc__ScheduleSpec *engine_schedule_spec(engine_t *e, engine_arena_t *a,
   int64_t st, en;
   sp->in_force = rules_schedule_window(s, engine_now(e), &st, &en);
   sp->next_start_ms = rules_schedule_next_start(s, engine_now(e));
+  /* What it does, not only whether its window is open: the sources that
+   * route by it now, as they acknowledged. */
+  for (size_t i = 0; i < engine_nsites(e); i++) {
+    const site_dir_t *d = &e->dirs[i];
+    if (d->kind == RULE_SCHEDULE && d->rule_id == s->id &&
+        route_share_of(&d->acked, engine_site(e, i)->slug) < 1000)
+      sp->sources_moved++;
+  }
   return sp;
 }
 
@@ -352,7 +360,15 @@ static Nirc__OverflowSpec *engine_overflow_spec(engine_t *e, engine_arena_t *a, 
   sp->min_hold_s = o->min_hold_s;
   sp->margin_s = o->margin_s;
   sp->enabled = o->enabled;
-  sp->engaged = e->ovf_state[k].engaged;
+  sp->triggered = e->ovf_state[k].engaged;
+  /* Engaged means it moves calls: the share its source acknowledged
+   * sending away by this rule (0 when no hub took them, or they were
+   * withdrawn for capacity). */
+  long i = engine_index(e, o->source);
+  const site_dir_t *d = i >= 0 ? &e->dirs[i] : NULL;
+  if (d && d->kind == RULE_OVERFLOW && d->rule_id == o->id)
+    sp->moved_permille = 1000 - route_share_of(&d->acked, o->source);
+  sp->engaged = sp->moved_permille > 0;
   return sp;
 }
 

@@ -5,6 +5,7 @@
 #include "map.h"
 #include "report.h"
 #include "safetext.h"
+#include "tz.h"
 #include "webhook.h"
 
 #include <jansson.h>
@@ -131,6 +132,59 @@ static void web_html(const char *in, char *out, size_t outlen) {
   out[o] = '\0';
 }
 
+/* "08:00" (within a day of now) or "01-24 08:00", business time `ms` in
+ * the page's zone ([http] tz). */
+static void web_when(const server_t *srv, int64_t ms, char *buf, size_t len) {
+  tz_local_t lt;
+  if (tz_to_local(srv->conf->http_tz, ms, &lt) != 0) {
+    snprintf(buf, len, "?");
+    return;
+  }
+  int64_t ahead = ms - clock_now_ms(&srv->clock);
+  if (ahead > -86400000 && ahead < 86400000)
+    snprintf(buf, len, "%02d:%02d", lt.hour, lt.minute);
+  else
+    snprintf(buf, len, "%02d-%02d %02d:%02d", lt.month, lt.day, lt.hour, lt.minute);
+}
+
+/* The rule column, as nircctl status shows it: the schedule by its name
+ * (not its internal id), a cutover by id with its reason, the end, and
+ * why the site is not at the rule's first hub. Raw text: the caller
+ * escapes it for HTML. */
+static void web_rule_text(const server_t *srv, size_t i, char *buf, size_t len) {
+  if (!srv->engine) {
+    snprintf(buf, len, "default");
+    return;
+  }
+  engine_rule_view_t v;
+  engine_rule_view(srv->engine, i, &v);
+  if (v.kind == RULE_NONE) {
+    const route_t *r = web_route(srv, i);
+    if (r && r->n_inbound)
+      snprintf(buf, len, "hub for %u site%s", r->n_inbound, r->n_inbound == 1 ? "" : "s");
+    else
+      snprintf(buf, len, "%s", engine_active_reason(srv->engine, i));
+    return;
+  }
+  char name[160], until[48] = "";
+  if (v.name[0])
+    snprintf(name, sizeof name, "%s %s", rules_kind_name(v.kind), v.name);
+  else
+    snprintf(name, sizeof name, "%s %llu", rules_kind_name(v.kind), (unsigned long long)v.rule_id);
+  if (v.excluded) {
+    snprintf(buf, len, "excluded from %s after a failed move: nircctl readmit %s", name,
+             srv->sites.v[i].slug);
+    return;
+  }
+  if (v.end_ms > 0) {
+    char when[32];
+    web_when(srv, v.end_ms, when, sizeof when);
+    snprintf(until, sizeof until, " until %s", when);
+  }
+  snprintf(buf, len, "%s%s%s%s%s%s", name, until, v.reason[0] ? ": " : "", v.reason,
+           v.detail[0] ? ", " : "", v.detail);
+}
+
 static json_t *web_status_json(const server_t *srv, int64_t now_real) {
   json_t *sites = json_array();
   /* A standby lists no sites: its registry is empty by construction, and
@@ -180,6 +234,19 @@ static json_t *web_status_json(const server_t *srv, int64_t now_real) {
     if (dir && dir->note[0])
       json_object_set_new(json_array_get(sites, json_array_size(sites) - 1), "note",
                           json_string(dir->note));
+    if (srv->engine) {
+      /* The rule as nircctl --json status gives it: its end a number. */
+      engine_rule_view_t v;
+      engine_rule_view(srv->engine, i, &v);
+      json_t *rule =
+          v.kind == RULE_NONE
+              ? json_null()
+              : json_pack("{s:s, s:I, s:s, s:s, s:I, s:s, s:b}", "kind", rules_kind_name(v.kind),
+                          "id", (json_int_t)v.rule_id, "name", v.name, "reason", v.reason, "end_ms",
+                          (json_int_t)v.end_ms, "detail", v.detail, "excluded", v.excluded);
+      json_object_set_new(json_array_get(sites, json_array_size(sites) - 1), "rule",
+                          rule ? rule : json_null());
+    }
   }
   /* Active alarms, oldest first (a standby has none: it routes nothing). */
   json_t *alarms = json_array();
@@ -535,7 +602,103 @@ static void web_alarms_html(const server_t *srv, web_buf_t *b) {
   web_printf(b, "</table>\n");
 }
 
-static void web_page(const server_t *srv, const char *svg, web_buf_t *b) {
+/* "hubei, guizhou, fujian +19 more" (raw: the caller escapes it). */
+static void web_slugs(const slug_list_t *l, size_t show, char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (unsigned k = 0; k < l->n && k < show && used < len; k++)
+    used += (size_t)snprintf(buf + used, len - used, "%s%s", k ? ", " : "", l->v[k]);
+  if (l->n > show && used < len) snprintf(buf + used, len - used, " +%zu more", l->n - show);
+}
+
+/* What comes next, as `nircctl next` lists it: the next 24 business hours
+ * of schedule starts (with the capacity the plan path predicts at each
+ * hub), ends, skipped windows and cutover expiries. */
+#define WEB_NEXT_MAX 64
+static void web_next_html(server_t *srv, web_buf_t *b) {
+  engine_t *e = srv->engine;
+  if (!e) return;
+  static engine_next_t ev[WEB_NEXT_MAX];
+  int64_t now = clock_now_ms(&srv->clock);
+  size_t n = engine_next_events(e, now + 24 * 3600000LL, ev, WEB_NEXT_MAX);
+  web_printf(b, "<h2>Next 24 h <small>(%s)</small></h2>\n", srv->conf->http_tz);
+  if (!n) {
+    web_printf(b, "<p id=\"next-none\">Nothing in the next 24 h: no schedule starts or ends, no "
+                  "cutover expires.</p>\n");
+    return;
+  }
+  web_printf(b, "<table id=\"next\"><tr><th>when</th><th>rule</th><th>event</th><th>what</th>"
+                "<th>predicted at the hubs</th></tr>\n");
+  for (size_t k = 0; k < n; k++) {
+    char when[32], rule[200], what[600], pred[600] = "", h_rule[400], h_what[1200];
+    web_when(srv, ev[k].at_ms, when, sizeof when);
+    const schedule_t *s = engine_next_schedule(e, &ev[k]);
+    const cutover_t *c = engine_next_cutover(e, &ev[k]);
+    char src[300] = "", hubs[300] = "";
+    if (s) {
+      snprintf(rule, sizeof rule, "schedule %s", s->name);
+      web_slugs(&s->sources, 6, src, sizeof src);
+      web_slugs(&s->hubs, 4, hubs, sizeof hubs);
+    } else if (c) {
+      snprintf(rule, sizeof rule, "cutover %llu", (unsigned long long)c->id);
+      web_slugs(&c->sources, 6, src, sizeof src);
+      web_slugs(&c->hubs, 4, hubs, sizeof hubs);
+    } else {
+      continue;
+    }
+    const char *word = "";
+    switch (ev[k].kind) {
+    case ENGINE_NEXT_START: {
+      word = "starts";
+      unsigned waves =
+          s->wave_size ? (unsigned)((s->sources.n + s->wave_size - 1) / s->wave_size) : 1;
+      char end[32] = "";
+      if (ev[k].end_ms) web_when(srv, ev[k].end_ms, end, sizeof end);
+      snprintf(what, sizeof what, "%u sources (%s) to %s, %u wave%s, until %s", s->sources.n, src,
+               hubs, waves, waves == 1 ? "" : "s", end);
+      engine_next_hub_t hp[8];
+      size_t nh = engine_next_predict_hubs(e, &ev[k], hp, 8);
+      size_t used = 0;
+      for (size_t j = 0; j < nh && used < sizeof pred; j++)
+        used += (size_t)snprintf(
+            pred + used, sizeof pred - used, "%s%s: SL %.0f%%%s, needs %u agents, has %u",
+            j ? "; " : "", hp[j].hub, 100.0 * hp[j].sl_after, hp[j].stable ? "" : " (unstable)",
+            hp[j].agents_needed, hp[j].agents);
+      if (!nh) snprintf(pred, sizeof pred, "unknown: no hub can be predicted now");
+      break;
+    }
+    case ENGINE_NEXT_END:
+      word = "ends";
+      snprintf(what, sizeof what, "%u sources (%s) go home from %s", s->sources.n, src, hubs);
+      break;
+    case ENGINE_NEXT_SKIP: {
+      word = "skipped";
+      tz_local_t lt;
+      if (tz_to_local(s->tz, ev[k].at_ms, &lt) == 0)
+        snprintf(what, sizeof what, "the window does not run: exception %04d-%02d-%02d", lt.year,
+                 lt.month, lt.day);
+      else
+        snprintf(what, sizeof what, "the window does not run: exception date");
+      break;
+    }
+    case ENGINE_NEXT_EXPIRY:
+      word = "expires";
+      snprintf(what, sizeof what, "%s back from %s: %s", src, hubs, c->reason);
+      break;
+    }
+    /* Names and reasons are operators' text: escaped for HTML. */
+    web_html(rule, h_rule, sizeof h_rule);
+    web_html(what, h_what, sizeof h_what);
+    web_printf(b,
+               "<tr class=\"next\" data-kind=\"%s\" data-at=\"%lld\"><td>%s</td><td>%s</td>"
+               "<td>%s</td><td>%s</td><td>%s</td></tr>\n",
+               engine_next_kind_name(ev[k].kind), (long long)ev[k].at_ms, when, h_rule, word,
+               h_what, pred);
+  }
+  web_printf(b, "</table>\n");
+}
+
+static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
   web_printf(b,
              "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
              "<meta http-equiv=\"refresh\" content=\"2\"><title>NIRC status%s</title>"
@@ -570,6 +733,7 @@ static void web_page(const server_t *srv, const char *svg, web_buf_t *b) {
     const char *start = strstr(svg, "<svg");
     web_printf(b, "<div id=\"map\">%s</div>\n", start ? start : svg);
   }
+  web_next_html(srv, b);
   web_printf(b, "<table id=\"sites\"><tr><th>site</th><th>name</th><th>link</th><th>queue</th>"
                 "<th>agents in/ready</th><th>route</th><th>rule</th></tr>\n");
   for (size_t i = 0; i < srv->sites.n; i++) {
@@ -580,8 +744,9 @@ static void web_page(const server_t *srv, const char *svg, web_buf_t *b) {
     const char *link = web_link_word(s->state);
     /* Slugs, names from our own database and rule texts; the reason is an
      * operator's free text or an agent's error (an excluded site says why). */
-    char rule[400];
-    web_html(srv->engine ? engine_active_reason(srv->engine, i) : "default", rule, sizeof rule);
+    char rule_text[600], rule[1200];
+    web_rule_text(srv, i, rule_text, sizeof rule_text);
+    web_html(rule_text, rule, sizeof rule);
     /* Unknown is not zero: a site that has not reported shows a dash. */
     char queue[16] = "—", agents[32] = "—";
     if (s->has_report) {

@@ -70,8 +70,23 @@ ALARM = {"id": int, "kind": enum("capacity", "routing", "directive", "site_down"
          "acked_ms": (int, NULL), "acked_by": (str, NULL)}
 ALARMS = {"alarms": [ALARM], "record": bool}
 ALARM_ACK_DETAIL = {"id": int, "kind": str, "subject": str, "message": str, "note": str}
+SITE_RULE = {"kind": enum("cutover", "schedule", "overflow"), "id": int, "name": str,
+             "reason": str, "end_ms": int, "detail": str, "excluded": bool}
+HUB_STATE = {"slug": str, "permille": int, "link": enum("online", "stale", "offline", "never-seen"),
+             "report_age_ms": int, "pbx_unreadable": bool, "note": str}
+SITE_STATUS.update({"rule": (SITE_RULE, NULL), "moved": bool, "receives_from": int,
+                    "problems": [str], Opt("hubs"): [HUB_STATE]})
 STATUS = {"controller": str, "epoch": int, "server_time_ms": int, "sites": [SITE_STATUS],
-          "alarms": [ALARM]}
+          "alarms": [ALARM], Opt("filters"): [str]}
+NEXT_HUB = {"hub": str, "sl_after": float, "stable": bool, "agents": int, "agents_needed": int,
+            "sources": int, "refused_sources": [str]}
+NEXT_EVENT = {"at_ms": int,
+              "kind": enum("schedule-start", "schedule-end", "schedule-skip", "cutover-expiry"),
+              "rule_kind": enum("schedule", "cutover"), "rule_id": int, "rule_name": str,
+              "reason": str, "sources": [str], "hubs": [str], Opt("wave_size"): int,
+              Opt("waves"): int, Opt("tz"): str, Opt("end_ms"): int,
+              Opt("predictions"): ([NEXT_HUB], NULL), Opt("alarms"): [str]}
+NEXT = {"from_ms": int, "until_ms": int, "events": [NEXT_EVENT]}
 PLANNED_MOVE = {"site": str, "route": [ROUTE_SHARE], "reason": str, "revert_at_ms": int}
 REFUSED_LOAD = {"source": str, "traffic_erl": float, "sl": float, "asa_s": (float, NULL),
                 "occupancy": float, "agents_needed": int, "stable": bool}
@@ -130,17 +145,19 @@ EXPIRE_DETAIL = {"cutover_id": int, "sources": [str]}
 LEADERSHIP_DETAIL = {"why": str}
 SCHEDULE = {"id": int, "name": str, "sources": [str], "hubs": [str], "start": str, "end": str,
             "days": str, "tz": str, "exceptions": [str], "wave_size": int, "enabled": bool,
-            "in_force": bool, "next_start_ms": int}
+            "in_force": bool, "next_start_ms": int, "sources_moved": int}
 SCHEDULES = {"schedules": [SCHEDULE], Opt("warning"): str}
 OVERFLOW_RULE = {"id": int, "name": str, "source": str, "hubs": [str], "trigger_wait_s": int,
                  "release_wait_s": int, "trigger_queue": int, "release_queue": int,
                  "trigger_sl": float, "release_sl": float, "share_cap_permille": int,
-                 "min_hold_s": int, "margin_s": int, "enabled": bool, "engaged": bool}
+                 "min_hold_s": int, "margin_s": int, "enabled": bool, "engaged": bool,
+                 "triggered": bool, "moved_permille": int}
 OVERFLOWS = {"rules": [OVERFLOW_RULE], Opt("warning"): str}
 
 # The names the document gives the shapes.
 SHAPES = {
-    "Status": STATUS, "SiteStatus": SITE_STATUS, "RouteShare": ROUTE_SHARE, "Load": LOAD,
+    "Status": STATUS, "SiteStatus": SITE_STATUS, "SiteRule": SITE_RULE, "HubState": HUB_STATE,
+    "Next": NEXT, "NextEvent": NEXT_EVENT, "NextHub": NEXT_HUB, "RouteShare": ROUTE_SHARE, "Load": LOAD,
     "Move": MOVE, "Outcome": OUTCOME, "Plan": PLAN, "PlannedMove": PLANNED_MOVE,
     "Capacity": CAPACITY, "RefusedLoad": REFUSED_LOAD, "RefusedSource": REFUSED_SOURCE,
     "HubNeed": HUB_NEED, "ForcedOver": FORCED_OVER, "Refusal": REFUSAL, "History": HISTORY, "AuditEntry": AUDIT_ENTRY,

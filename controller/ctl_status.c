@@ -1,0 +1,574 @@
+/* ctl_status: the status table, `site` and `next` for people and as JSON
+ * (see ctl_status.h). */
+#include "ctl_status.h"
+
+#include "clock.h"
+#include "ctl_alarms.h"
+#include "ctl_history.h"
+#include "report.h"
+#include "safetext.h"
+#include "util.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- text ---- */
+
+/* Escaped text in one of a few rotating buffers (one printf may use up to
+ * CTL_ST_SLOTS of them). */
+#define CTL_ST_SLOTS 8
+#define CTL_ST_LEN   1024
+static const char *ctl_st_esc(const char *s) {
+  static char ring[CTL_ST_SLOTS][CTL_ST_LEN];
+  static unsigned next;
+  char *b = ring[next++ % CTL_ST_SLOTS];
+  safetext_escape(s ? s : "", b, sizeof ring[0]);
+  return b;
+}
+
+/* Decodes one UTF-8 character at s (already valid: escaped text); returns
+ * its length and the code point. */
+static size_t ctl_utf8(const unsigned char *s, uint32_t *cp) {
+  if (s[0] < 0x80) {
+    *cp = s[0];
+    return 1;
+  }
+  if ((s[0] & 0xe0) == 0xc0 && s[1]) {
+    *cp = ((uint32_t)(s[0] & 0x1f) << 6) | (s[1] & 0x3f);
+    return 2;
+  }
+  if ((s[0] & 0xf0) == 0xe0 && s[1] && s[2]) {
+    *cp = ((uint32_t)(s[0] & 0x0f) << 12) | ((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
+    return 3;
+  }
+  if ((s[0] & 0xf8) == 0xf0 && s[1] && s[2] && s[3]) {
+    *cp = ((uint32_t)(s[0] & 0x07) << 18) | ((uint32_t)(s[1] & 0x3f) << 12) |
+          ((uint32_t)(s[2] & 0x3f) << 6) | (s[3] & 0x3f);
+    return 4;
+  }
+  *cp = 0xfffd;
+  return 1;
+}
+
+/* Columns of one code point: the East Asian Wide and Fullwidth blocks
+ * (Unicode's EastAsianWidth W and F, by block) take two; combining marks
+ * and zero-width characters none. */
+static unsigned ctl_cp_width(uint32_t c) {
+  if ((c >= 0x0300 && c <= 0x036f) || (c >= 0x200b && c <= 0x200f) || c == 0xfeff) return 0;
+  if ((c >= 0x1100 && c <= 0x115f) || (c >= 0x2e80 && c <= 0x303e) ||
+      (c >= 0x3041 && c <= 0x33ff) || (c >= 0x3400 && c <= 0x4dbf) ||
+      (c >= 0x4e00 && c <= 0x9fff) || (c >= 0xa000 && c <= 0xa4cf) ||
+      (c >= 0xac00 && c <= 0xd7a3) || (c >= 0xf900 && c <= 0xfaff) ||
+      (c >= 0xfe30 && c <= 0xfe4f) || (c >= 0xff00 && c <= 0xff60) ||
+      (c >= 0xffe0 && c <= 0xffe6) || (c >= 0x1f300 && c <= 0x1f64f) ||
+      (c >= 0x20000 && c <= 0x3fffd))
+    return 2;
+  return 1;
+}
+
+size_t ctl_text_width(const char *s) {
+  size_t w = 0;
+  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p;) {
+    uint32_t cp;
+    p += ctl_utf8(p, &cp);
+    w += ctl_cp_width(cp);
+  }
+  return w;
+}
+
+void ctl_text_pad(const char *s, size_t cols, char *buf, size_t len) {
+  size_t o = 0, w = 0;
+  if (!len) return;
+  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p;) {
+    uint32_t cp;
+    size_t n = ctl_utf8(p, &cp);
+    unsigned cw = ctl_cp_width(cp);
+    if (w + cw > cols || o + n + 1 > len) break;
+    memcpy(buf + o, p, n);
+    o += n;
+    w += cw;
+    p += n;
+  }
+  for (; w < cols && o + 1 < len; w++)
+    buf[o++] = ' ';
+  buf[o] = '\0';
+}
+
+static const char *ctl_link_word(Nirc__LinkState s) {
+  switch (s) {
+  case NIRC__LINK_STATE__LINK_STATE_ONLINE: return "online";
+  case NIRC__LINK_STATE__LINK_STATE_STALE: return "stale";
+  case NIRC__LINK_STATE__LINK_STATE_OFFLINE: return "offline";
+  case NIRC__LINK_STATE__LINK_STATE_NEVER_SEEN: return "never-seen";
+  default: return "unknown";
+  }
+}
+
+static const char *ctl_link_colour(Nirc__LinkState s, bool colour) {
+  if (!colour) return "";
+  switch (s) {
+  case NIRC__LINK_STATE__LINK_STATE_ONLINE: return "\033[32m";
+  case NIRC__LINK_STATE__LINK_STATE_STALE: return "\033[33m";
+  case NIRC__LINK_STATE__LINK_STATE_OFFLINE: return "\033[31m";
+  default: return "\033[2m";
+  }
+}
+
+/* "home", "shaanxi", "hubei 700‰, henan 300‰" (escaped). */
+static void ctl_route(const Nirc__SiteStatus *s, char *buf, size_t len) {
+  buf[0] = '\0';
+  size_t used = 0;
+  for (size_t i = 0; i < s->n_route; i++) {
+    const Nirc__RouteShare *r = s->route[i];
+    int n;
+    if (s->n_route == 1 && r->permille == 1000)
+      n = snprintf(buf + used, len - used, "%s",
+                   strcmp(r->site, s->slug) == 0 ? "home" : ctl_st_esc(r->site));
+    else
+      n = snprintf(buf + used, len - used, "%s%s %u‰", i ? ", " : "", ctl_st_esc(r->site),
+                   r->permille);
+    if (n < 0 || (size_t)n >= len - used) break;
+    used += (size_t)n;
+  }
+}
+
+void ctl_status_when(int64_t ms, int64_t now_ms, const char *tz, char *buf, size_t len) {
+  char full[40]; /* "2020-01-23 03:12:05" */
+  ctl_history_time(ms, tz, full, sizeof full);
+  if (strlen(full) < 16) {
+    snprintf(buf, len, "%s", full);
+    return;
+  }
+  /* Within a day an hour and minute say it; beyond, the date as well. */
+  int64_t ahead = ms - now_ms;
+  if (ahead > -86400000 && ahead < 86400000)
+    snprintf(buf, len, "%.5s", full + 11);
+  else
+    snprintf(buf, len, "%.5s %.5s", full + 5, full + 11);
+}
+
+/* ---- filters ---- */
+
+bool ctl_status_moved(const Nirc__StatusReply *st, size_t i, unsigned *senders) {
+  const Nirc__SiteStatus *s = st->sites[i];
+  unsigned in = 0;
+  for (size_t j = 0; j < st->n_sites; j++) {
+    const Nirc__SiteStatus *o = st->sites[j];
+    if (j == i) continue;
+    for (size_t k = 0; k < o->n_route; k++)
+      if (strcmp(o->route[k]->site, s->slug) == 0 && o->route[k]->permille) in++;
+  }
+  if (senders) *senders = in;
+  for (size_t k = 0; k < s->n_route; k++)
+    if (strcmp(s->route[k]->site, s->slug) != 0 && s->route[k]->permille) return true;
+  return in > 0;
+}
+
+bool ctl_status_problem(const Nirc__StatusReply *st, size_t i, char *why, size_t len) {
+  const Nirc__SiteStatus *s = st->sites[i];
+  char buf[512] = "";
+  size_t used = 0;
+#define CTL_WHY(...)                                                                               \
+  do {                                                                                             \
+    if (used < sizeof buf)                                                                         \
+      used += (size_t)snprintf(buf + used, sizeof buf - used, "%s", used ? ", " : "");             \
+    if (used < sizeof buf) used += (size_t)snprintf(buf + used, sizeof buf - used, __VA_ARGS__);   \
+  } while (0)
+  if (s->link_state != NIRC__LINK_STATE__LINK_STATE_ONLINE)
+    CTL_WHY("%s", ctl_link_word(s->link_state));
+  if (s->last_report && s->last_report->pbx_unreadable) CTL_WHY("PBX unreadable");
+  if (s->excluded) CTL_WHY("excluded");
+  if (s->note && *s->note) CTL_WHY("note");
+  for (size_t k = 0; k < st->n_alarms; k++)
+    if (st->alarms[k]->subject && strcmp(st->alarms[k]->subject, s->slug) == 0)
+      CTL_WHY("alarm %s", st->alarms[k]->kind);
+#undef CTL_WHY
+  if (why) snprintf(why, len, "%s", buf);
+  return used > 0;
+}
+
+static bool ctl_status_shown(const Nirc__StatusReply *st, size_t i, const ctl_status_opts_t *o) {
+  if (o->moved && !ctl_status_moved(st, i, NULL)) return false;
+  if (o->problems && !ctl_status_problem(st, i, NULL, 0)) return false;
+  return true;
+}
+
+/* ---- the rule column ---- */
+
+void ctl_status_rule(const Nirc__StatusReply *st, size_t i, const char *tz, bool with_detail,
+                     char *buf, size_t len) {
+  const Nirc__SiteStatus *s = st->sites[i];
+  const char *kind = s->rule_kind ? s->rule_kind : "";
+  if (!*kind) {
+    unsigned senders = 0;
+    ctl_status_moved(st, i, &senders);
+    if (senders)
+      snprintf(buf, len, "hub for %u site%s", senders, senders == 1 ? "" : "s");
+    else
+      snprintf(buf, len, "%s",
+               ctl_st_esc(s->active_rule && *s->active_rule ? s->active_rule : "default"));
+    return;
+  }
+  char name[160], until[48] = "";
+  /* Schedules and overflow rules by name, cutovers by id (they have none). */
+  if (s->rule_name && *s->rule_name)
+    snprintf(name, sizeof name, "%s %s", kind, ctl_st_esc(s->rule_name));
+  else
+    snprintf(name, sizeof name, "%s %" PRIu64, kind, s->rule_id);
+  if (s->rule_end_ms > 0) {
+    char when[32];
+    ctl_status_when(s->rule_end_ms, st->server_time_ms, tz, when, sizeof when);
+    snprintf(until, sizeof until, " until %s", when);
+  }
+  if (s->excluded) {
+    snprintf(buf, len, "excluded from %s after a failed move: nircctl readmit %s", name,
+             ctl_st_esc(s->slug));
+    return;
+  }
+  const char *reason = s->rule_reason && *s->rule_reason ? ctl_st_esc(s->rule_reason) : NULL;
+  const char *detail =
+      with_detail && s->rule_detail && *s->rule_detail ? ctl_st_esc(s->rule_detail) : NULL;
+  snprintf(buf, len, "%s%s%s%s%s%s", name, until, reason ? ": " : "", reason ? reason : "",
+           detail ? ", " : "", detail ? detail : "");
+}
+
+/* ---- status ---- */
+
+void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
+  size_t online = 0, stale = 0, offline = 0, shown = 0;
+  char head[32];
+  ctl_text_pad(o->zh ? "名称" : "NAME", 14, head, sizeof head);
+  fprintf(out, "%-12s %s %-10s %6s %6s %8s %12s %6s  %-22s %s\n", "SITE", head, "LINK", "AGE",
+          "QUEUE", "WAIT", "AGENTS in/rdy", "SL", "ROUTE", "RULE");
+  for (size_t i = 0; i < st->n_sites; i++) {
+    const Nirc__SiteStatus *s = st->sites[i];
+    if (s->link_state == NIRC__LINK_STATE__LINK_STATE_ONLINE)
+      online++;
+    else if (s->link_state == NIRC__LINK_STATE__LINK_STATE_STALE)
+      stale++;
+    else
+      offline++;
+    if (!ctl_status_shown(st, i, o)) continue;
+    shown++;
+    const Nirc__LoadReport *r = s->last_report;
+    char age[16] = "-", queue[16] = "-", wait[16] = "-", agents[24] = "-", sl[16] = "-";
+    char route[200], rule[600], name[64];
+    if (s->report_age_ms >= 0) {
+      if (s->report_age_ms < 100000)
+        snprintf(age, sizeof age, "%.1fs", s->report_age_ms / 1000.0);
+      else
+        snprintf(age, sizeof age, "%llds", (long long)(s->report_age_ms / 1000));
+    }
+    if (r && r->pbx_unreadable) {
+      snprintf(queue, sizeof queue, "PBX?");
+      snprintf(wait, sizeof wait, "PBX?");
+      snprintf(agents, sizeof agents, "PBX?");
+    } else if (r) {
+      snprintf(queue, sizeof queue, "%u", r->calls_in_queue);
+      snprintf(wait, sizeof wait, "%.0fs", r->longest_wait_ms / 1000.0);
+      snprintf(agents, sizeof agents, "%u/%u", r->agents_logged_in, r->agents_ready);
+      if (r->calls_offered > 0)
+        snprintf(sl, sizeof sl, "%.0f%%", 100.0 * r->answered_within_threshold / r->calls_offered);
+    }
+    ctl_route(s, route, sizeof route);
+    ctl_status_rule(st, i, o->tz, true, rule, sizeof rule);
+    /* Padded by columns, not bytes: a Chinese name is two columns a
+     * character. */
+    ctl_text_pad(ctl_st_esc(o->zh && s->name_zh && *s->name_zh ? s->name_zh : s->name_en), 14, name,
+                 sizeof name);
+    char routecol[256];
+    ctl_text_pad(route, ctl_text_width(route) > 22 ? ctl_text_width(route) : 22, routecol,
+                 sizeof routecol);
+    fprintf(out, "%-12s %s %s%-10s%s %6s %6s %8s %12s %6s  %s %s\n", ctl_st_esc(s->slug), name,
+            ctl_link_colour(s->link_state, o->colour), ctl_link_word(s->link_state),
+            o->colour ? "\033[0m" : "", age, queue, wait, agents, sl, routecol, rule);
+  }
+  if (o->moved || o->problems)
+    fprintf(out, "\n%zu of %zu sites shown (%s%s%s)\n", shown, st->n_sites,
+            o->moved ? "--moved" : "", o->moved && o->problems ? " " : "",
+            o->problems ? "--problems" : "");
+  fprintf(out,
+          "%s%zu sites: %zu online, %zu stale, %zu offline or never seen  (controller %s, epoch "
+          "%llu)\n",
+          o->moved || o->problems ? "" : "\n", st->n_sites, online, stale, offline,
+          ctl_st_esc(st->controller_node), (unsigned long long)st->epoch);
+  ctl_alarms_summary(out, st->alarms, st->n_alarms, 5, o->tz);
+}
+
+json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
+  json_t *sites = json_array();
+  for (size_t i = 0; i < st->n_sites; i++) {
+    if (!ctl_status_shown(st, i, o)) continue;
+    const Nirc__SiteStatus *s = st->sites[i];
+    json_t *route = json_array();
+    for (size_t j = 0; j < s->n_route; j++)
+      json_array_append_new(route, json_pack("{s:s, s:I}", "site", s->route[j]->site, "permille",
+                                             (json_int_t)s->route[j]->permille));
+    json_t *x = json_pack("{s:s, s:s, s:s, s:b, s:s, s:I, s:I, s:s, s:s, s:o, s:o}", "slug",
+                          s->slug, "name_en", s->name_en, "name_zh", s->name_zh, "is_hub",
+                          s->is_hub, "link", ctl_link_word(s->link_state), "state_since_ms",
+                          (json_int_t)s->state_since_ms, "report_age_ms",
+                          (json_int_t)s->report_age_ms, "peer", s->peer_address, "active_rule",
+                          s->active_rule, "route", route, "load", report_to_json(s->last_report));
+    if (!x) continue;
+    if (s->note && *s->note) json_object_set_new(x, "note", json_string(s->note));
+    /* The rule as data: its end is a number (business clock), for the
+     * caller to show in its own zone. */
+    json_t *rule = json_null();
+    if (s->rule_kind && *s->rule_kind)
+      rule = json_pack("{s:s, s:I, s:s, s:s, s:I, s:s, s:b}", "kind", s->rule_kind, "id",
+                       (json_int_t)s->rule_id, "name", s->rule_name ? s->rule_name : "", "reason",
+                       s->rule_reason ? s->rule_reason : "", "end_ms", (json_int_t)s->rule_end_ms,
+                       "detail", s->rule_detail ? s->rule_detail : "", "excluded", s->excluded);
+    json_object_set_new(x, "rule", rule ? rule : json_null());
+    unsigned senders = 0;
+    json_object_set_new(x, "moved", json_boolean(ctl_status_moved(st, i, &senders)));
+    json_object_set_new(x, "receives_from", json_integer(senders));
+    char why[512];
+    json_t *probs = json_array();
+    if (ctl_status_problem(st, i, why, sizeof why)) {
+      char *save = NULL;
+      for (char *t = strtok_r(why, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        json_array_append_new(probs, json_string(t[0] == ' ' ? t + 1 : t));
+    }
+    json_object_set_new(x, "problems", probs);
+    if (s->n_hubs) {
+      json_t *hubs = json_array();
+      for (size_t k = 0; k < s->n_hubs; k++) {
+        const Nirc__HubState *h = s->hubs[k];
+        json_array_append_new(hubs, json_pack("{s:s, s:I, s:s, s:I, s:b, s:s}", "slug", h->slug,
+                                              "permille", (json_int_t)h->permille, "link",
+                                              ctl_link_word(h->link_state), "report_age_ms",
+                                              (json_int_t)h->report_age_ms, "pbx_unreadable",
+                                              h->pbx_unreadable, "note", h->note ? h->note : ""));
+      }
+      json_object_set_new(x, "hubs", hubs);
+    }
+    json_array_append_new(sites, x);
+  }
+  json_t *alarms = json_array();
+  for (size_t i = 0; i < st->n_alarms; i++)
+    json_array_append_new(alarms, ctl_alarm_json(st->alarms[i]));
+  json_t *top = json_pack("{s:s, s:I, s:I, s:o, s:o}", "controller", st->controller_node, "epoch",
+                          (json_int_t)st->epoch, "server_time_ms", (json_int_t)st->server_time_ms,
+                          "sites", sites, "alarms", alarms);
+  if (top && (o->moved || o->problems)) {
+    json_t *f = json_array();
+    if (o->moved) json_array_append_new(f, json_string("moved"));
+    if (o->problems) json_array_append_new(f, json_string("problems"));
+    json_object_set_new(top, "filters", f);
+  }
+  return top;
+}
+
+/* ---- one site: the chain of reasons ---- */
+
+void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
+  const Nirc__SiteStatus *s = st->sites[0];
+  const Nirc__LoadReport *r = s->last_report;
+  char route[200], rule[600];
+  ctl_route(s, route, sizeof route);
+  fprintf(out, "%s — %s %s%s\n", ctl_st_esc(s->slug), ctl_st_esc(s->name_en),
+          ctl_st_esc(s->name_zh), s->is_hub ? " (hub)" : "");
+  fprintf(out, "  link          %s%s%s (since %lld s)\n", ctl_link_colour(s->link_state, o->colour),
+          ctl_link_word(s->link_state), o->colour ? "\033[0m" : "",
+          s->state_since_ms ? (long long)((clock_real_ms() - s->state_since_ms) / 1000) : 0LL);
+  fprintf(out, "  peer          %s\n",
+          s->peer_address && *s->peer_address ? ctl_st_esc(s->peer_address) : "-");
+  fprintf(out, "  route         %s\n", route);
+  /* Why it routes so, step by step: the rule and its end, what keeps it
+   * from the rule's first hub, what the engine holds back, an exclusion
+   * and how to end it, the alarms about it, and the hubs it uses. */
+  ctl_status_rule(st, 0, o->tz, false, rule, sizeof rule);
+  fprintf(out, "  rule          %s\n", rule);
+  if (s->rule_kind && *s->rule_kind) {
+    char ends[96] = "open-ended (until an operator ends it, or its thresholds release it)";
+    if (s->rule_end_ms > 0) {
+      char full[40];
+      ctl_history_time(s->rule_end_ms, o->tz, full, sizeof full);
+      snprintf(ends, sizeof ends, "%.16s (%s)", full, o->tz);
+    }
+    fprintf(out, "  rule ends     %s\n", ends);
+  }
+  if (s->rule_detail && *s->rule_detail)
+    fprintf(out, "  why here      %s\n", ctl_st_esc(s->rule_detail));
+  if (s->note && *s->note) fprintf(out, "  holding       %s\n", ctl_st_esc(s->note));
+  if (s->excluded) {
+    fprintf(out, "  excluded      %s\n", ctl_st_esc(s->active_rule));
+    fprintf(out, "  to readmit    fix the PBX, then: nircctl readmit %s --reason TEXT\n",
+            ctl_st_esc(s->slug));
+  }
+  size_t nal = 0;
+  for (size_t k = 0; k < st->n_alarms; k++) {
+    const Nirc__Alarm *a = st->alarms[k];
+    if (!a->subject || strcmp(a->subject, s->slug) != 0) continue;
+    char raised[40];
+    ctl_history_time(a->raised_ms, o->tz, raised, sizeof raised);
+    fprintf(out, "  alarm         %" PRIu64 " %s (%s) since %s%s: %s\n", a->id, ctl_st_esc(a->kind),
+            ctl_st_esc(a->severity), raised, a->acked_ms ? ", acknowledged" : "",
+            ctl_st_esc(a->message));
+    nal++;
+  }
+  if (!nal) fprintf(out, "  alarms        none about %s\n", ctl_st_esc(s->slug));
+  for (size_t k = 0; k < s->n_hubs; k++) {
+    const Nirc__HubState *h = s->hubs[k];
+    char age[32] = "no report yet";
+    if (h->report_age_ms >= 0)
+      snprintf(age, sizeof age, "report %.1f s old", h->report_age_ms / 1000.0);
+    fprintf(out, "  hub           %s %u‰: %s, %s%s%s%s\n", ctl_st_esc(h->slug), h->permille,
+            ctl_link_word(h->link_state), age, h->pbx_unreadable ? ", PBX UNREADABLE" : "",
+            h->note && *h->note ? "; " : "", h->note && *h->note ? ctl_st_esc(h->note) : "");
+  }
+  if (!r) {
+    fprintf(out, "  load          no report yet\n");
+    return;
+  }
+  if (r->pbx_unreadable) {
+    fprintf(out, "  load          PBX UNREADABLE: %s\n", ctl_st_esc(r->pbx_error));
+    return;
+  }
+  fprintf(out, "  report age    %.1f s (interval %.0f s business time)\n",
+          s->report_age_ms / 1000.0, r->interval_ms / 1000.0);
+  fprintf(out, "  calls         %u offered, %u answered, %u abandoned in the interval\n",
+          r->calls_offered, r->calls_answered, r->calls_abandoned);
+  fprintf(out, "  from others   %u   sent away %u\n", r->calls_from_other_sites,
+          r->calls_routed_away);
+  fprintf(out, "  queue         %u waiting, longest %.0f s\n", r->calls_in_queue,
+          r->longest_wait_ms / 1000.0);
+  fprintf(out, "  agents        %u logged in: %u ready, %u talking, %u not ready\n",
+          r->agents_logged_in, r->agents_ready, r->agents_talking, r->agents_not_ready);
+  fprintf(out, "  handle time   %.0f s average\n", r->aht_ms / 1000.0);
+  if (r->calls_offered)
+    fprintf(out, "  service level %.0f%% within %u s\n",
+            100.0 * r->answered_within_threshold / r->calls_offered, r->sl_threshold_s);
+}
+
+/* ---- next ---- */
+
+/* "hubei, guizhou, fujian +19 more" (escaped). */
+static void ctl_next_list(char *const *v, size_t n, size_t show, char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (size_t k = 0; k < n && k < show && used < len; k++)
+    used += (size_t)snprintf(buf + used, len - used, "%s%s", k ? "," : "", ctl_st_esc(v[k]));
+  if (n > show && used < len) snprintf(buf + used, len - used, " +%zu more", n - show);
+}
+
+static const char *ctl_next_word(const char *kind) {
+  if (strcmp(kind, "schedule-start") == 0) return "starts";
+  if (strcmp(kind, "schedule-end") == 0) return "ends";
+  if (strcmp(kind, "schedule-skip") == 0) return "SKIPPED";
+  if (strcmp(kind, "cutover-expiry") == 0) return "expires";
+  return kind;
+}
+
+void ctl_next_print(FILE *out, const Nirc__NextReply *r, const char *tz) {
+  char from[40], until[40];
+  ctl_history_time(r->from_ms, tz, from, sizeof from);
+  ctl_history_time(r->until_ms, tz, until, sizeof until);
+  fprintf(out, "Next %.0f h: %.16s to %.16s (%s)\n", (r->until_ms - r->from_ms) / 3600000.0, from,
+          until, tz);
+  if (!r->n_events) {
+    fprintf(out, "nothing: no schedule starts or ends, no cutover expires\n");
+    return;
+  }
+  fprintf(out, "%-11s %-18s %-8s %s\n", "WHEN", "RULE", "EVENT", "WHAT");
+  for (size_t i = 0; i < r->n_events; i++) {
+    const Nirc__NextEvent *e = r->events[i];
+    char when[40], full[40], rule[160], srcs[200], hubs[200];
+    ctl_history_time(e->at_ms, tz, full, sizeof full);
+    snprintf(when, sizeof when, "%.5s %.5s", full + 5, full + 11);
+    if (e->rule_name && *e->rule_name)
+      snprintf(rule, sizeof rule, "%s %s", ctl_st_esc(e->rule_kind), ctl_st_esc(e->rule_name));
+    else
+      snprintf(rule, sizeof rule, "%s %" PRIu64, ctl_st_esc(e->rule_kind), e->rule_id);
+    ctl_next_list(e->sources, e->n_sources, 4, srcs, sizeof srcs);
+    ctl_next_list(e->hubs, e->n_hubs, 4, hubs, sizeof hubs);
+    char rulecol[64];
+    ctl_text_pad(rule, ctl_text_width(rule) > 18 ? ctl_text_width(rule) : 18, rulecol,
+                 sizeof rulecol);
+    fprintf(out, "%-11s %s %-8s ", when, rulecol, ctl_next_word(e->kind));
+    if (strcmp(e->kind, "schedule-start") == 0) {
+      char end[32] = "";
+      if (e->end_ms) ctl_status_when(e->end_ms, e->at_ms, tz, end, sizeof end);
+      fprintf(out, "%zu source%s (%s) to %s, %u wave%s", e->n_sources, e->n_sources == 1 ? "" : "s",
+              srcs, hubs, e->waves, e->waves == 1 ? "" : "s");
+      if (e->wave_size) fprintf(out, " of %u", e->wave_size);
+      if (end[0]) fprintf(out, ", until %s", end);
+      fprintf(out, "\n");
+      if (!e->predicted) fprintf(out, "%31s predicted: unknown\n", "");
+      for (size_t k = 0; k < e->n_alarms; k++)
+        fprintf(out, "%31s ! %s\n", "", ctl_st_esc(e->alarms[k]));
+      for (size_t k = 0; k < e->n_predictions; k++) {
+        const Nirc__NextHub *h = e->predictions[k];
+        fprintf(out, "%31s %s: SL %.0f%% predicted%s, needs %u agents, has %u, takes %u", "",
+                ctl_st_esc(h->hub), 100.0 * h->sl_after, h->stable ? "" : " (unstable)",
+                h->agents_needed, h->agents, h->n_sources);
+        if (h->n_refused_sources) {
+          char ref[200];
+          ctl_next_list(h->refused_sources, h->n_refused_sources, 6, ref, sizeof ref);
+          fprintf(out, "; turns down %s", ref);
+        }
+        fprintf(out, "\n");
+      }
+    } else if (strcmp(e->kind, "schedule-end") == 0) {
+      fprintf(out, "%zu source%s (%s) go home from %s\n", e->n_sources,
+              e->n_sources == 1 ? "" : "s", srcs, hubs);
+    } else if (strcmp(e->kind, "schedule-skip") == 0) {
+      fprintf(out, "the window does not run: %s\n", ctl_st_esc(e->reason));
+    } else {
+      fprintf(out, "%s go%s back from %s%s%s\n", srcs, e->n_sources == 1 ? "es" : "", hubs,
+              e->reason && *e->reason ? ": " : "", e->reason ? ctl_st_esc(e->reason) : "");
+    }
+  }
+}
+
+json_t *ctl_next_json(const Nirc__NextReply *r) {
+  json_t *evs = json_array();
+  for (size_t i = 0; i < r->n_events; i++) {
+    const Nirc__NextEvent *e = r->events[i];
+    json_t *src = json_array(), *hub = json_array();
+    for (size_t k = 0; k < e->n_sources; k++)
+      json_array_append_new(src, json_string(e->sources[k]));
+    for (size_t k = 0; k < e->n_hubs; k++)
+      json_array_append_new(hub, json_string(e->hubs[k]));
+    json_t *x = json_pack("{s:I, s:s, s:s, s:I, s:s, s:s, s:o, s:o}", "at_ms", (json_int_t)e->at_ms,
+                          "kind", e->kind, "rule_kind", e->rule_kind, "rule_id",
+                          (json_int_t)e->rule_id, "rule_name", e->rule_name ? e->rule_name : "",
+                          "reason", e->reason ? e->reason : "", "sources", src, "hubs", hub);
+    if (!x) continue;
+    if (strcmp(e->rule_kind, "schedule") == 0) {
+      json_object_set_new(x, "wave_size", json_integer(e->wave_size));
+      json_object_set_new(x, "waves", json_integer(e->waves));
+      json_object_set_new(x, "tz", json_string(e->tz ? e->tz : ""));
+    }
+    if (strcmp(e->kind, "schedule-start") == 0) {
+      json_object_set_new(x, "end_ms", json_integer(e->end_ms));
+      /* Unknown is not zero: no prediction is null, not an empty list. */
+      json_t *pred = json_null();
+      if (e->predicted) {
+        pred = json_array();
+        for (size_t k = 0; k < e->n_predictions; k++) {
+          const Nirc__NextHub *h = e->predictions[k];
+          json_t *ref = json_array();
+          for (size_t j = 0; j < h->n_refused_sources; j++)
+            json_array_append_new(ref, json_string(h->refused_sources[j]));
+          json_array_append_new(
+              pred, json_pack("{s:s, s:f, s:b, s:I, s:I, s:I, s:o}", "hub", h->hub, "sl_after",
+                              h->sl_after, "stable", h->stable, "agents", (json_int_t)h->agents,
+                              "agents_needed", (json_int_t)h->agents_needed, "sources",
+                              (json_int_t)h->n_sources, "refused_sources", ref));
+        }
+      }
+      json_object_set_new(x, "predictions", pred);
+      json_t *al = json_array();
+      for (size_t k = 0; k < e->n_alarms; k++)
+        json_array_append_new(al, json_string(e->alarms[k]));
+      json_object_set_new(x, "alarms", al);
+    }
+    json_array_append_new(evs, x);
+  }
+  return json_pack("{s:I, s:I, s:o}", "from_ms", (json_int_t)r->from_ms, "until_ms",
+                   (json_int_t)r->until_ms, "events", evs);
+}

@@ -1,0 +1,61 @@
+/* ctl_status: how nircctl shows what is active, why, until when and what
+ * comes next: the `status` table with its RULE column and its filters
+ * (--moved, --problems) and Chinese names (--zh), the chain of reasons of
+ * `nircctl site`, and the `nircctl next` timeline. Pure output: replies
+ * in, text out (nircctl.c does the I/O). Every text from the controller,
+ * an agent or an operator is escaped (common/safetext.h) before it is
+ * printed; times are shown in the operations room's zone ([ctl] tz). */
+#ifndef NIRC_CTL_STATUS_H
+#define NIRC_CTL_STATUS_H
+
+#include "nirc.pb-c.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct {
+  bool moved;     /* only sites whose route is not home, and hubs receiving calls */
+  bool problems;  /* only sites not online, PBX unreadable, with a note, excluded or alarmed */
+  bool zh;        /* Chinese names */
+  bool colour;    /* ANSI colours for the link state */
+  const char *tz; /* the zone times are shown in (IANA) */
+} ctl_status_opts_t;
+
+/* Terminal columns `s` (UTF-8) takes: East Asian wide characters (CJK,
+ * Hangul, fullwidth forms) take two, combining marks none, others one. */
+size_t ctl_text_width(const char *s);
+/* `s` cut to at most `cols` columns (whole characters) and padded with
+ * spaces to exactly `cols`, into buf. */
+void ctl_text_pad(const char *s, size_t cols, char *buf, size_t len);
+
+/* Whether site i's route is not home, or it receives other sites' calls
+ * (how many in *senders, may be NULL). */
+bool ctl_status_moved(const Nirc__StatusReply *st, size_t i, unsigned *senders);
+/* Whether site i needs a look, with the reasons ("offline, alarm
+ * capacity") in why; why may be NULL. */
+bool ctl_status_problem(const Nirc__StatusReply *st, size_t i, char *why, size_t len);
+/* The RULE column: "cutover 2000017 until 11:30: Wuhan lockdown",
+ * "schedule night until 08:00, re-homed: shaanxi offline", "overflow
+ * gd-peak", "hub for 3 sites", "default" (escaped). Without with_detail
+ * the part after the end and reason (why it is not at the first hub) is
+ * left out. */
+void ctl_status_rule(const Nirc__StatusReply *st, size_t i, const char *tz, bool with_detail,
+                     char *buf, size_t len);
+/* "08:00" when within a day of now_ms, else "01-24 08:00", in zone tz;
+ * business times both. */
+void ctl_status_when(int64_t ms, int64_t now_ms, const char *tz, char *buf, size_t len);
+
+/* The status table (with the summary and the alarm lines). */
+void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o);
+/* The Status document of docs/CLI-JSON.md, filtered as the table is. */
+json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o);
+/* `nircctl site`: one site and the chain of reasons behind its route. */
+void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o);
+/* `nircctl next`: the timeline, and its Next document. */
+void ctl_next_print(FILE *out, const Nirc__NextReply *r, const char *tz);
+json_t *ctl_next_json(const Nirc__NextReply *r);
+
+#endif

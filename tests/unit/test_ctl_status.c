@@ -1,0 +1,178 @@
+/* nircctl's status view (controller/ctl_status.c): display width of
+ * Chinese names, the --moved and --problems filters, and the RULE column
+ * with its end in the operations room's zone, on a hand-made reply. */
+#include "ctl_status.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/* 2020-01-23 03:00 +08:00 (business clock) */
+#define NOW_MS 1579719600000LL
+
+typedef struct {
+  Nirc__StatusReply st;
+  Nirc__SiteStatus s[4], *sp[4];
+  Nirc__RouteShare r[4], *rp[4];
+  Nirc__Alarm a, *ap[1];
+} fixture_t;
+
+static void site(fixture_t *f, int i, const char *slug, const char *en, const char *zh,
+                 const char *to, Nirc__LinkState link) {
+  nirc__site_status__init(&f->s[i]);
+  f->s[i].slug = (char *)slug;
+  f->s[i].name_en = (char *)en;
+  f->s[i].name_zh = (char *)zh;
+  f->s[i].link_state = link;
+  f->s[i].report_age_ms = -1;
+  f->s[i].active_rule = "default";
+  nirc__route_share__init(&f->r[i]);
+  f->r[i].site = (char *)to;
+  f->r[i].permille = 1000;
+  f->rp[i] = &f->r[i];
+  f->s[i].route = &f->rp[i];
+  f->s[i].n_route = 1;
+  f->sp[i] = &f->s[i];
+}
+
+/* hubei re-homed to henan by the night schedule, xizang cut over to henan
+ * until 11:30, henan receiving both, hunan offline with an alarm. */
+static void make(fixture_t *f) {
+  memset(f, 0, sizeof *f);
+  nirc__status_reply__init(&f->st);
+  f->st.server_time_ms = NOW_MS;
+  f->st.controller_node = "nircd-1";
+  site(f, 0, "hubei", "Hubei", "湖北", "henan", NIRC__LINK_STATE__LINK_STATE_ONLINE);
+  f->s[0].rule_kind = "schedule";
+  f->s[0].rule_id = 1000001;
+  f->s[0].rule_name = "night";
+  f->s[0].rule_end_ms = NOW_MS + 5 * 3600000LL; /* 08:00 */
+  f->s[0].rule_detail = "re-homed: shaanxi offline";
+  f->s[0].active_rule = "schedule 1000001 (night)";
+  site(f, 1, "henan", "Henan", "河南", "henan", NIRC__LINK_STATE__LINK_STATE_ONLINE);
+  f->s[1].is_hub = 1;
+  site(f, 2, "xizang", "Xizang", "西藏", "henan", NIRC__LINK_STATE__LINK_STATE_ONLINE);
+  f->s[2].rule_kind = "cutover";
+  f->s[2].rule_id = 2000017;
+  f->s[2].rule_reason = "Wuhan lockdown";
+  f->s[2].rule_end_ms = NOW_MS + 8 * 3600000LL + 30 * 60000; /* 11:30 */
+  site(f, 3, "hunan", "Hunan", "湖南", "hunan", NIRC__LINK_STATE__LINK_STATE_OFFLINE);
+  nirc__alarm__init(&f->a);
+  f->a.kind = "site_down";
+  f->a.subject = "hunan";
+  f->ap[0] = &f->a;
+  f->st.alarms = f->ap;
+  f->st.n_alarms = 1;
+  f->st.sites = f->sp;
+  f->st.n_sites = 4;
+}
+
+static void test_width(void **state) {
+  (void)state;
+  assert_int_equal(ctl_text_width("Hubei"), 5);
+  assert_int_equal(ctl_text_width("湖北"), 4);
+  assert_int_equal(ctl_text_width("内蒙古 Inner"), 12);
+  char b[64];
+  ctl_text_pad("湖北", 6, b, sizeof b);
+  assert_string_equal(b, "湖北  ");
+  ctl_text_pad("黑龙江省哈尔滨", 6, b, sizeof b); /* cut on a character */
+  assert_string_equal(b, "黑龙江");
+  ctl_text_pad("新疆", 5, b, sizeof b); /* a wide character does not fit half */
+  assert_string_equal(b, "新疆 ");
+}
+
+static void test_filters(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f);
+  unsigned in = 9;
+  assert_true(ctl_status_moved(&f.st, 0, &in));
+  assert_int_equal(in, 0);
+  assert_true(ctl_status_moved(&f.st, 1, &in)); /* a hub receiving calls */
+  assert_int_equal(in, 2);
+  assert_false(ctl_status_moved(&f.st, 3, NULL));
+  char why[128];
+  assert_false(ctl_status_problem(&f.st, 0, why, sizeof why));
+  assert_true(ctl_status_problem(&f.st, 3, why, sizeof why));
+  assert_string_equal(why, "offline, alarm site_down");
+  f.s[1].note = "not healthy for 4 s: keeps the sources it answers";
+  assert_true(ctl_status_problem(&f.st, 1, why, sizeof why));
+  assert_string_equal(why, "note");
+}
+
+static void test_rule_column(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f);
+  char b[300];
+  ctl_status_rule(&f.st, 0, "Asia/Shanghai", true, b, sizeof b);
+  assert_string_equal(b, "schedule night until 08:00, re-homed: shaanxi offline");
+  ctl_status_rule(&f.st, 0, "Asia/Shanghai", false, b, sizeof b);
+  assert_string_equal(b, "schedule night until 08:00");
+  ctl_status_rule(&f.st, 0, "UTC", true, b, sizeof b); /* the operator's zone */
+  assert_string_equal(b, "schedule night until 00:00, re-homed: shaanxi offline");
+  ctl_status_rule(&f.st, 2, "Asia/Shanghai", true, b, sizeof b);
+  assert_string_equal(b, "cutover 2000017 until 11:30: Wuhan lockdown");
+  ctl_status_rule(&f.st, 1, "Asia/Shanghai", true, b, sizeof b);
+  assert_string_equal(b, "hub for 2 sites");
+  ctl_status_rule(&f.st, 3, "Asia/Shanghai", true, b, sizeof b);
+  assert_string_equal(b, "default");
+  /* More than a day ahead: the date too. Open-ended: no "until". */
+  f.s[2].rule_end_ms = NOW_MS + 48 * 3600000LL;
+  ctl_status_rule(&f.st, 2, "Asia/Shanghai", true, b, sizeof b);
+  assert_string_equal(b, "cutover 2000017 until 01-25 03:00: Wuhan lockdown");
+  f.s[2].rule_end_ms = 0;
+  f.s[2].rule_reason = "line\x1b[31m";
+  ctl_status_rule(&f.st, 2, "Asia/Shanghai", true, b, sizeof b);
+  assert_string_equal(b, "cutover 2000017: line\\x1b[31m"); /* escaped */
+  f.s[0].excluded = 1;
+  ctl_status_rule(&f.st, 0, "Asia/Shanghai", true, b, sizeof b);
+  assert_string_equal(b, "excluded from schedule night after a failed move: nircctl readmit hubei");
+}
+
+/* The table with --zh keeps its columns: LINK starts at the same screen
+ * column on every row, whatever the bytes of the name; --moved leaves out
+ * the site at home. */
+static void test_table_zh_aligned(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  assert_non_null(out);
+  ctl_status_opts_t o = {.moved = true, .zh = true, .tz = "Asia/Shanghai"};
+  ctl_status_print(out, &f.st, &o);
+  fclose(out);
+  assert_null(strstr(text, "\nhunan ")); /* no row for it */
+  size_t col = 0, rows = 0;
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    char *at = strstr(line, "online");
+    if (!at) at = strstr(line, "LINK");
+    if (!at || (line[0] >= '0' && line[0] <= '9')) continue; /* the summary lines */
+    char head[256];
+    snprintf(head, sizeof head, "%.*s", (int)(at - line), line);
+    size_t c = ctl_text_width(head);
+    if (!col) col = c;
+    assert_int_equal(c, col);
+    rows++;
+  }
+  assert_int_equal(rows, 4); /* the header, hubei, henan, xizang */
+  free(text);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_width),
+      cmocka_unit_test(test_filters),
+      cmocka_unit_test(test_rule_column),
+      cmocka_unit_test(test_table_zh_aligned),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,256 @@
+/* What is active, until when, and what comes next (engine_view.c, issue
+ * 12 point 3), driven through the engine's world without I/O: the rule a
+ * site routes by with its end (a cutover's expiry, a schedule window's
+ * end), why a source is not at its rule's first hub ("re-homed: shaanxi
+ * offline", held home), and the `next` list: schedule starts with their
+ * waves and the plan path's prediction, ends, windows an exception date
+ * skips and cutover expiries, in time order.
+ *
+ * The world's business clock starts at 2020-01-23 12:00 +08:00. */
+#include "engine.h"
+#include "rules.h"
+#include "support/world.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define HOUR_MS 3600000LL
+
+static engine_t *leading_engine(world_t *w) {
+  engine_t *e = world_engine(w);
+  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 5000);
+  world_connect_all(w, e, NULL);
+  return e;
+}
+
+static void add_schedule(world_t *w, engine_t *e, const char *name, char **src, size_t ns,
+                         char **hubs, size_t nh, const char *start, const char *end, char **except,
+                         size_t nx, unsigned wave) {
+  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
+  sp.name = (char *)name;
+  sp.sources = src;
+  sp.n_sources = ns;
+  sp.hubs = hubs;
+  sp.n_hubs = nh;
+  sp.start = (char *)start;
+  sp.end = (char *)end;
+  sp.exceptions = except;
+  sp.n_exceptions = nx;
+  sp.wave_size = wave;
+  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
+  rq.op = NIRC__RULE_OP__RULE_OP_ADD;
+  rq.spec = &sp;
+  engine_req_t r = {.client = w, .request_id = 7, .operator_name = "admin:bob", .label = "t"};
+  size_t before = w->n_rep;
+  engine_op_schedule(e, &r, &rq);
+  world_flush(w);
+  assert_int_equal(w->n_rep, before + 1);
+  assert_true(w->rep[before].ok);
+}
+
+/* `schedule list` as the engine answers it: the first schedule's spec. */
+static const Nirc__ScheduleSpec *list_first(world_t *w, engine_t *e) {
+  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
+  rq.op = NIRC__RULE_OP__RULE_OP_LIST;
+  engine_req_t r = {.client = w, .request_id = 8, .operator_name = "operator:v", .label = "t"};
+  size_t before = w->n_rep;
+  engine_op_schedule(e, &r, &rq);
+  assert_int_equal(w->n_rep, before + 1);
+  const Nirc__OperatorReply *rep = w->rep[before].full;
+  assert_non_null(rep->schedule);
+  assert_true(rep->schedule->n_schedules >= 1);
+  return rep->schedule->schedules[0];
+}
+
+static void cutover_for(world_t *w, engine_t *e, const char *src, const char *hub,
+                        const char *reason, int64_t for_ms) {
+  char *s[] = {(char *)src}, *h[] = {(char *)hub};
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  c.sources = s;
+  c.n_sources = 1;
+  c.hubs = h;
+  c.n_hubs = 1;
+  c.reason = (char *)reason;
+  c.expires_in_ms = for_ms;
+  c.force = 1;
+  engine_req_t rq = {.client = w, .request_id = 9, .operator_name = "operator:alice", .label = "t"};
+  engine_op_cutover(e, &rq, &c);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+}
+
+/* A cutover names its id, its reason and its expiry; a hub and a site at
+ * home by default have no rule and no end. */
+static void test_cutover_rule_and_expiry(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  int64_t t0 = w->now;
+  cutover_for(w, e, "hubei", "shaanxi", "Wuhan lockdown", 2 * HOUR_MS);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
+  engine_rule_view_t v;
+  engine_rule_view(e, world_index(w, "hubei"), &v);
+  assert_int_equal(v.kind, RULE_CUTOVER);
+  assert_int_equal(v.rule_id, w->cut[0].id);
+  assert_string_equal(v.reason, "Wuhan lockdown");
+  assert_string_equal(v.name, "");
+  assert_true(v.end_ms == t0 + 2 * HOUR_MS);
+  assert_string_equal(v.detail, "");
+  assert_false(v.excluded);
+  engine_rule_view(e, world_index(w, "shaanxi"), &v);
+  assert_int_equal(v.kind, RULE_NONE);
+  assert_true(v.end_ms == 0);
+  engine_rule_view(e, world_index(w, "hunan"), &v);
+  assert_int_equal(v.kind, RULE_NONE);
+  assert_string_equal(v.detail, "");
+  engine_free(e);
+  world_free(w);
+}
+
+/* A schedule in force names itself with its window's end; when its first
+ * hub is lost the source is re-homed and says why; when every hub is
+ * lost it is held home and still names the schedule, with each hub's
+ * state. */
+static void test_schedule_end_and_rehome(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  char *src[] = {"hubei", "guangdong"}, *hubs[] = {"shaanxi", "henan"};
+  add_schedule(w, e, "day", src, 2, hubs, 2, "11:00", "18:00", NULL, 0, 5);
+  world_tick(w, e, 200);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
+  world_ack(w, e, 0, NULL);
+  world_tick(w, e, 200);
+  int64_t st = 0, en = 0;
+  assert_true(rules_schedule_window(&w->sch[0], w->now, &st, &en));
+  engine_rule_view_t v;
+  size_t hubei = world_index(w, "hubei");
+  engine_rule_view(e, hubei, &v);
+  assert_int_equal(v.kind, RULE_SCHEDULE);
+  assert_string_equal(v.name, "day");
+  assert_true(v.end_ms == en);
+  assert_true(en == WORLD_T0_MS + 6 * HOUR_MS); /* 18:00 +08:00 */
+  assert_string_equal(v.detail, "");
+  const Nirc__ScheduleSpec *sp = list_first(w, e);
+  assert_true(sp->in_force);
+  assert_int_equal(sp->sources_moved, 2);
+
+  world_link_down(w, e, "shaanxi");
+  world_tick(w, e, 200);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "henan"), 1000);
+  world_ack(w, e, 0, NULL);
+  world_tick(w, e, 200);
+  engine_rule_view(e, hubei, &v);
+  assert_int_equal(v.kind, RULE_SCHEDULE);
+  assert_string_equal(v.detail, "re-homed: shaanxi offline");
+  assert_true(v.end_ms == en);
+
+  world_link_down(w, e, "henan");
+  world_tick(w, e, 200);
+  world_ack(w, e, 0, NULL);
+  world_tick(w, e, 200);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "hubei"), 1000);
+  engine_rule_view(e, hubei, &v);
+  assert_int_equal(v.kind, RULE_SCHEDULE); /* held home, not "default" */
+  assert_string_equal(v.detail, "home: shaanxi offline, henan offline");
+  /* Its window is open, but it moves nobody: list says so. */
+  sp = list_first(w, e);
+  assert_true(sp->in_force);
+  assert_int_equal(sp->sources_moved, 0);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
+static const Nirc__NextReply *ask_next(world_t *w, engine_t *e, unsigned hours) {
+  Nirc__NextRequest nq = NIRC__NEXT_REQUEST__INIT;
+  nq.hours = hours;
+  engine_req_t rq = {.client = w, .request_id = 11, .operator_name = "operator:v", .label = "t"};
+  size_t before = w->n_rep;
+  engine_op_next(e, &rq, &nq);
+  assert_int_equal(w->n_rep, before + 1);
+  const world_reply_t *r = &w->rep[before];
+  if (!r->ok) return NULL;
+  assert_int_equal(r->body, NIRC__OPERATOR_REPLY__BODY_NEXT);
+  return r->full->next;
+}
+
+/* The next hours in time order: a cutover's expiry, the night window's
+ * start (its sources, hubs, waves and the predicted capacity at its hub),
+ * its end, and the next night an exception date skips. */
+static void test_next_in_time_order(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  char *src[] = {"hubei", "guangdong", "hainan"}, *hubs[] = {"shaanxi", "henan"};
+  char *except[] = {"2020-01-24"};
+  add_schedule(w, e, "night", src, 3, hubs, 2, "22:00", "08:00", except, 1, 2);
+  cutover_for(w, e, "hunan", "sichuan", "drill", 3 * HOUR_MS);
+  int64_t t0 = w->now;
+
+  const Nirc__NextReply *r = ask_next(w, e, 48);
+  assert_non_null(r);
+  assert_true(r->from_ms == t0 && r->until_ms == t0 + 48 * HOUR_MS);
+  assert_int_equal(r->n_events, 4);
+  static const char *const kinds[] = {"cutover-expiry", "schedule-start", "schedule-end",
+                                      "schedule-skip"};
+  static const int64_t at[] = {3 * HOUR_MS, 10 * HOUR_MS, 20 * HOUR_MS, 34 * HOUR_MS};
+  for (size_t k = 0; k < 4; k++) {
+    assert_string_equal(r->events[k]->kind, kinds[k]);
+    assert_true(r->events[k]->at_ms == WORLD_T0_MS + at[k]);
+  }
+  const Nirc__NextEvent *cut = r->events[0];
+  assert_string_equal(cut->rule_kind, "cutover");
+  assert_string_equal(cut->reason, "drill");
+  assert_int_equal(cut->n_sources, 1);
+  assert_string_equal(cut->sources[0], "hunan");
+  const Nirc__NextEvent *start = r->events[1];
+  assert_string_equal(start->rule_name, "night");
+  assert_int_equal(start->n_sources, 3);
+  assert_int_equal(start->n_hubs, 2);
+  assert_int_equal(start->wave_size, 2);
+  assert_int_equal(start->waves, 2);
+  assert_true(start->end_ms == WORLD_T0_MS + 20 * HOUR_MS);
+  /* The plan path's prediction: the first hub takes the sources. */
+  assert_true(start->predicted);
+  assert_true(start->n_predictions >= 1);
+  assert_string_equal(start->predictions[0]->hub, "shaanxi");
+  assert_true(start->predictions[0]->agents_needed > 0);
+  assert_true(start->predictions[0]->n_sources == 3);
+  assert_string_equal(r->events[3]->reason, "exception 2020-01-24");
+
+  /* 24 hours end before the skipped night. */
+  r = ask_next(w, e, 24);
+  assert_non_null(r);
+  assert_int_equal(r->n_events, 3);
+  /* More than a week is refused as the request's own mistake. */
+  assert_null(ask_next(w, e, 200));
+  assert_int_equal(w->rep[w->n_rep - 1].code, NIRC__ERROR_CODE__ERROR_CODE_INVALID);
+
+  /* In the window: its end comes first, then the next start (skipped). */
+  world_tick(w, e, 10 * HOUR_MS + 60000);
+  world_ack(w, e, 0, NULL);
+  engine_next_t ev[8];
+  size_t n = engine_next_events(e, w->now + 24 * HOUR_MS, ev, 8);
+  assert_int_equal(n, 2);
+  assert_int_equal(ev[0].kind, ENGINE_NEXT_END);
+  assert_int_equal(ev[1].kind, ENGINE_NEXT_SKIP);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_cutover_rule_and_expiry),
+      cmocka_unit_test(test_schedule_end_and_rehome),
+      cmocka_unit_test(test_next_in_time_order),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
