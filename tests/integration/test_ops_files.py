@@ -211,7 +211,7 @@ def test_completion_commands_and_options():
     # Every option of every command, where options are offered.
     where = {"status": ["status"], "site": ["site", "hubei"], "watch": ["watch"], "map": ["map"],
              "cutover": ["cutover", "hubei"], "restore": ["restore"], "readmit": ["readmit"],
-             "plan": ["plan", "hubei"], "history": ["history"], "alarms": ["alarms"],
+             "plan": ["plan", "hubei"], "history": ["history"], "alarms": ["alarms"], "next": ["next"],
              "schedule": ["schedule", "add", "night"], "overflow": ["overflow", "add", "gd"]}
     for cmd in ctl_commands():
         if cmd == "help":
