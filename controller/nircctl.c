@@ -604,7 +604,7 @@ static int print_schedules(const Nirc__OperatorReply *rep, int json) {
     print_json(j);
     return rep->error && rep->error->message ? EXIT_PARTIAL : EXIT_DONE;
   }
-  printf("%-14s %-11s %-8s %-4s %-14s %-4s %-14s %-12s %-24s %-22s %s\n", "NAME", "WINDOW", "DAYS",
+  printf("%-14s %-11s %-8s %-4s %-14s %-4s %-16s %-12s %-24s %-22s %s\n", "NAME", "WINDOW", "DAYS",
          "WAVE", "TZ", "ON", "IN FORCE", "NEXT START", "SOURCES", "HUBS", "EXCEPTIONS");
   for (size_t i = 0; i < r->n_schedules; i++) {
     const Nirc__ScheduleSpec *s = r->schedules[i];
@@ -634,7 +634,7 @@ static int print_schedules(const Nirc__OperatorReply *rep, int json) {
     for (size_t k = 0, used = 0; k < s->n_exceptions && used < sizeof ex; k++)
       used += (size_t)snprintf(ex + used, sizeof ex - used, "%s%s", k ? "," : "",
                                esc(s->exceptions[k]));
-    printf("%-14s %-11s %-8s %-4u %-14s %-4s %-14s %-12s %-24s %-22s %s\n", esc(s->name), win,
+    printf("%-14s %-11s %-8s %-4u %-14s %-4s %-16s %-12s %-24s %-22s %s\n", esc(s->name), win,
            esc(s->days), s->wave_size, esc(s->tz), s->enabled ? "yes" : "no", force, next, src,
            hubs, ex[0] ? ex : "-");
   }
