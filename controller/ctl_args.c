@@ -832,7 +832,7 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "usage: nircctl next [--hours N]\n\n"
      "The next N hours (default 24, at most 168) in time order: each schedule's\n"
      "window start (its sources, hubs, waves, and the service level and agents the\n"
-     "engine predicts at each hub, as `plan --schedule` does) and end, the windows\n"
+     "engine predicts at each hub, as plan does for a schedule) and end, the windows\n"
      "an exception date skips, and each cutover's expiry. Times in [ctl] tz.\n\n"
      "Examples:\n  nircctl next\n  nircctl next --hours 72\n  nircctl --json next\n",
      build_next, 0},

@@ -899,9 +899,18 @@ int main(int argc, char **argv) {
         continue;
       }
       if (tty) printf("\033[H\033[2J");
-      char now[40];
-      clock_format_iso(clock_real_ms(), 0, now, sizeof now);
-      printf("nircctl watch — %s — every %.1f s, Ctrl-C to stop\n\n", now,
+      /* In the operations room's zone, as history and the page show times;
+       * the business clock beside it when it differs (an accelerated demo). */
+      char now[40], biz[40] = "";
+      ctl_history_time(clock_real_ms(), history_tz, now, sizeof now);
+      const Nirc__StatusReply *wst =
+          wrc == EXIT_DONE && w.reply && w.reply->ok ? w.reply->status : NULL;
+      if (wst && llabs(wst->server_time_ms - clock_real_ms()) > 60000) {
+        char b[32];
+        ctl_history_time(wst->server_time_ms, history_tz, b, sizeof b);
+        snprintf(biz, sizeof biz, " (business %s)", b);
+      }
+      printf("nircctl watch — %s %s%s — every %.1f s, Ctrl-C to stop\n\n", now, history_tz, biz,
              watch_interval_ms / 1000.0);
       if (w.standby_note[0]) printf("%s\n\n", w.standby_note);
       if (wrc == EXIT_DONE && w.reply && w.reply->ok && w.reply->status)
