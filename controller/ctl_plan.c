@@ -1,6 +1,8 @@
 /* ctl_plan: see ctl_plan.h. */
 #include "ctl_plan.h"
 
+#include "ctl_history.h"
+
 #include "safetext.h"
 
 #include <math.h>
@@ -86,12 +88,25 @@ static void print_hub(const Nirc__CapacityPrediction *c) {
          100 * w->sl, asa, w->agents_needed, c->agents);
 }
 
-void ctl_plan_print(const Nirc__PlanReply *p) {
+void ctl_plan_print(const Nirc__PlanReply *p, const char *tz) {
+  if (p->window_start_ms) {
+    char st[32], en[32] = "";
+    ctl_history_time(p->window_start_ms, tz, st, sizeof st);
+    if (p->window_end_ms) ctl_history_time(p->window_end_ms, tz, en, sizeof en);
+    printf("  schedule %s: window %s%s%s (%s), %u wave%s of %u; predicted for its start\n",
+           ctl_esc(p->schedule_name), st, en[0] ? " to " : "", en, tz, p->waves,
+           p->waves == 1 ? "" : "s", p->wave_size);
+  }
   for (size_t i = 0; i < p->n_moves; i++) {
-    char r[200];
+    char r[200], until[64] = "";
     fmt_shares(p->moves[i]->route, p->moves[i]->n_route, p->moves[i]->site, r, sizeof r);
-    printf("  move  %-12s -> %-28s %s\n", ctl_esc(p->moves[i]->site), r,
-           ctl_esc(p->moves[i]->reason));
+    if (p->moves[i]->revert_at_ms) {
+      char t[32];
+      ctl_history_time(p->moves[i]->revert_at_ms, tz, t, sizeof t);
+      snprintf(until, sizeof until, " until %s", t);
+    }
+    printf("  move  %-12s -> %-28s %s%s\n", ctl_esc(p->moves[i]->site), r,
+           ctl_esc(p->moves[i]->reason), until);
   }
   for (size_t i = 0; i < p->n_capacity; i++)
     print_hub(p->capacity[i]);
@@ -172,9 +187,17 @@ json_t *ctl_plan_json(const Nirc__PlanReply *p) {
     json_array_append_new(alarms, json_string(p->alarms[i]));
   for (size_t i = 0; i < p->n_refused_sources; i++)
     json_array_append_new(refused, refused_source_json(p->refused_sources[i]));
-  return json_pack("{s:o, s:o, s:o, s:b, s:s, s:o}", "moves", moves, "capacity", cap, "alarms",
-                   alarms, "refused", p->refused, "refusal", p->refusal ? p->refusal : "",
-                   "refused_sources", refused);
+  json_t *o = json_pack("{s:o, s:o, s:o, s:b, s:s, s:o}", "moves", moves, "capacity", cap, "alarms",
+                        alarms, "refused", p->refused, "refusal", p->refusal ? p->refusal : "",
+                        "refused_sources", refused);
+  if (o && p->window_start_ms)
+    json_object_set_new(o, "window",
+                        json_pack("{s:s, s:I, s:I, s:I, s:I}", "schedule",
+                                  p->schedule_name ? p->schedule_name : "", "start_ms",
+                                  (json_int_t)p->window_start_ms, "end_ms",
+                                  (json_int_t)p->window_end_ms, "wave_size",
+                                  (json_int_t)p->wave_size, "waves", (json_int_t)p->waves));
+  return o;
 }
 
 json_t *ctl_forced_json(Nirc__CapacityPrediction *const *v, size_t n) {

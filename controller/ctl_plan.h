@@ -25,7 +25,7 @@ const char *ctl_esc(const char *s);
 /* The plan for people, on standard output: the moves, one line per hub
  * (what it takes, together; below it what it turned down), the sources
  * that would not move with each hub's need, and the planner's alarms. */
-void ctl_plan_print(const Nirc__PlanReply *p);
+void ctl_plan_print(const Nirc__PlanReply *p, const char *tz);
 /* The Plan document (null for NULL). */
 json_t *ctl_plan_json(const Nirc__PlanReply *p);
 /* An array of ForcedOver: the predictions --force overrode. */

@@ -373,7 +373,7 @@ static int print_refusal(const Nirc__OperatorReply *rep, int json) {
     print_json(json_pack("{s:b, s:s, s:o}", "ok", 0, "error", why, "plan", ctl_plan_json(plan)));
   } else {
     fprintf(stderr, "nircctl: refused: %s\n", esc(why));
-    if (plan) ctl_plan_print(plan);
+    if (plan) ctl_plan_print(plan, history_tz);
   }
   Nirc__ErrorCode code = rep->error ? rep->error->code : NIRC__ERROR_CODE__ERROR_CODE_UNSPECIFIED;
   return code == NIRC__ERROR_CODE__ERROR_CODE_INVALID ||
@@ -412,7 +412,7 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
   bool forced = m->force_warning && *m->force_warning;
   if (m->dry_run) {
     printf("dry run: nothing moved\n");
-    if (m->plan) ctl_plan_print(m->plan);
+    if (m->plan) ctl_plan_print(m->plan, history_tz);
     if (forced) fprintf(stderr, "warning: %s\n", esc(m->force_warning));
     return EXIT_DONE;
   }
@@ -439,7 +439,7 @@ static int print_plan(const Nirc__OperatorReply *rep, int json) {
   if (json)
     print_json(ctl_plan_json(p));
   else {
-    ctl_plan_print(p);
+    ctl_plan_print(p, history_tz);
     if (!p->n_moves && !p->n_capacity) printf("nothing would change\n");
   }
   /* Exit 0 only when every source would move. */

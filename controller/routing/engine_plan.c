@@ -408,6 +408,8 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
   int rc;
   engine_planned_t rule;
   cutover_t cut;
+  const schedule_t *sched = NULL; /* plan --schedule: the window's times and waves */
+  int64_t sched_start = 0, sched_end = 0;
   if (req->schedule_id || (req->schedule_name && *req->schedule_name)) {
     schedule_t *s = NULL;
     for (size_t k = 0; k < e->n_sch; k++)
@@ -427,6 +429,14 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
                      ? engine_now(e)
                      : rules_schedule_next_start(s, engine_now(e)) + 60000;
     rc = engine_schedule_trial(e, s, at, &trial);
+    sched = s;
+    if (!start) { /* not in its window now: the next one */
+      start = rules_schedule_next_start(s, engine_now(e));
+      int64_t st2 = 0, en2 = 0;
+      end = start && rules_schedule_window(s, start + 60000, &st2, &en2) ? en2 : 0;
+    }
+    sched_start = start;
+    sched_end = end;
     for (unsigned k = 0; k < s->sources.n; k++) {
       long i = engine_index(e, s->sources.v[k]);
       if (i >= 0) focus[i] = true;
@@ -469,6 +479,14 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
   }
   engine_arena_t a = {0};
   Nirc__PlanReply *pr = engine_plan_reply(e, &a, &trial, focus, &rule);
+  if (pr && sched) {
+    pr->schedule_name = engine_arena_str(&a, sched->name);
+    pr->window_start_ms = sched_start;
+    pr->window_end_ms = sched_end;
+    pr->wave_size = sched->wave_size;
+    unsigned w = sched->wave_size ? sched->wave_size : sched->sources.n;
+    pr->waves = w ? (sched->sources.n + w - 1) / w : 0;
+  }
   Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
   rep.request_id = rid;
   rep.ok = pr != NULL;

@@ -99,8 +99,9 @@ CAPACITY = {
 }
 HUB_NEED = {"hub": str, "agents_needed": (int, NULL), "agents": int, "why": str}
 REFUSED_SOURCE = {"source": str, "why": str, "hubs": [HUB_NEED]}
+PLAN_WINDOW = {"schedule": str, "start_ms": int, "end_ms": int, "wave_size": int, "waves": int}
 PLAN = {"moves": [PLANNED_MOVE], "capacity": [CAPACITY], "alarms": [str], "refused": bool,
-        "refusal": str, "refused_sources": [REFUSED_SOURCE]}
+        "refusal": str, "refused_sources": [REFUSED_SOURCE], Opt("window"): PLAN_WINDOW}
 FORCED_OVER = {"hub": str, "traffic_after_erl": float, "agents": int, "agents_needed": int,
                "sl_after": float, "asa_after_s": (float, NULL), "stable_after": bool}
 OUTCOME = {"site": str, "result": enum("applied", "rejected", "failed", "unknown"),
@@ -170,7 +171,7 @@ SHAPES = {
     "RollbackDetail": ROLLBACK_DETAIL, "RouteDetail": ROUTE_DETAIL, "ExpireDetail": EXPIRE_DETAIL,
     "LeadershipDetail": LEADERSHIP_DETAIL,
     "Schedules": SCHEDULES, "Schedule": SCHEDULE, "Overflows": OVERFLOWS,
-    "OverflowRule": OVERFLOW_RULE, "Alarms": ALARMS, "Alarm": ALARM,
+    "OverflowRule": OVERFLOW_RULE, "Alarms": ALARMS, "Alarm": ALARM, "PlanWindow": PLAN_WINDOW,
     "AlarmAckDetail": ALARM_ACK_DETAIL,
 }
 # The audit detail by action (the document's table).

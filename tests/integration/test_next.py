@@ -132,6 +132,21 @@ def test_next_lists_start_expiry_end_and_skip_in_order():
         ctl("next", *bad, expect=T.EXIT_USAGE)
 
 
+def test_plan_of_a_schedule_and_a_dry_run_say_when():
+    """plan --schedule names the window it predicts for and its waves; a
+    dry run of a cutover with --for shows when the move would end."""
+    h = ctl("plan", "--schedule", "night").stdout
+    assert re.search(r"^  schedule night: window 2020-01-23 22:00:00 to 2020-01-24 08:00:00 "
+                     r"\(Asia/Shanghai\), 2 waves of 2; predicted for its start$", h, re.M), h
+    w = ctl_json("plan", "--schedule", "night")["window"]
+    assert hhmm(w["start_ms"]) == "22:00" and hhmm(w["end_ms"]) == "08:00", w
+    assert w["schedule"] == "night" and w["waves"] == 2 and w["wave_size"] == 2, w
+    d = ctl("cutover", "hubei", "--to", "henan", "--reason", "drill",
+            "--for", "2h", "--dry-run").stdout
+    assert re.search(r"^  move  hubei +-> henan +would be cutover: drill until "
+                     r"2020-01-2\d \d\d:\d\d:\d\d$", d, re.M), d
+
+
 def test_status_rule_column_with_the_cutover_end():
     st = check(ctl_json("status"), STATUS, "status")
     by = {s["slug"]: s for s in st["sites"]}
@@ -243,6 +258,7 @@ def test_kept_for_people():
 
 if __name__ == "__main__":
     T.main([test_sites_online_and_rules_made, test_next_lists_start_expiry_end_and_skip_in_order,
+            test_plan_of_a_schedule_and_a_dry_run_say_when,
             test_status_rule_column_with_the_cutover_end,
             test_schedule_in_force_shows_its_name_and_end,
             test_hub_lost_reads_rehomed_with_its_cause, test_schedule_list_says_what_runs,
