@@ -315,7 +315,26 @@ static void server_io_alarm(void *ctx, alarm_event_t ev, const alarm_t *a) {
  * alarm), and the journal over 80 % of its size or refusing writes. */
 #define SERVER_DB_ALARM_AFTER_MS 5000
 #define SERVER_JOURNAL_ALARM_PCT 80
+/* Two agents claiming one site: the alarm stands for a minute after the
+ * last refused claim (the second agent retries within its backoff). */
+#define SERVER_DUPLICATE_ALARM_MS 60000
+static void server_observe_duplicates(server_t *srv) {
+  int64_t now = server_now();
+  for (size_t i = 0; srv->engine && i < srv->sites.n; i++) {
+    const site_t *s = &srv->sites.v[i];
+    if (!s->duplicate_ms || now - s->duplicate_ms >= SERVER_DUPLICATE_ALARM_MS) continue;
+    char msg[ALARM_MESSAGE_MAX];
+    snprintf(msg, sizeof msg,
+             "two agents claim %s: %s (live) and %s (refused, last %lld s ago): a copied "
+             "certificate or an old agent host still running; stop the wrong one, and revoke "
+             "the certificate if it was not ours",
+             s->slug, s->peer_addr, s->duplicate_addr, (long long)((now - s->duplicate_ms) / 1000));
+    engine_alarm_observe(srv->engine, ALARM_IDENTITY, s->slug, msg);
+  }
+}
+
 static void server_observe_store(server_t *srv) {
+  server_observe_duplicates(srv);
   if (!srv->engine || !srv->db) return;
   const char *node = srv->conf->node;
   db_journal_stats_t js;
@@ -489,18 +508,44 @@ static void server_on_hello(server_t *srv, conn_t *c, const Nirc__Hello *h) {
                   "site is not configured");
     return;
   }
+  int64_t now = server_now();
+  if (site->conn && site->state == SITE_ONLINE &&
+      now - site->last_seen_ms < (int64_t)srv->sites.stale_after_ms) {
+    /* One site, one live agent link: a second one with the same
+     * certificate (a stolen or copied key, or an old agent host left
+     * running after a migration) is refused while the first is healthy,
+     * so it cannot take the site over; the first is never displaced by it. */
+    conn_t *live = site->conn;
+    char detail[200];
+    snprintf(detail, sizeof detail,
+             "second agent link from %s refused: %s already has a live link "
+             "from %s",
+             link_peer_addr(c->link), site->slug, link_peer_addr(live->link));
+    server_record_event(srv, "site", id->subject, site->slug, link_peer_addr(c->link), "duplicate",
+                        detail);
+    site->duplicate_ms = now;
+    nirc_strlcpy(site->duplicate_addr, link_peer_addr(c->link), sizeof site->duplicate_addr);
+    snprintf(why, sizeof why,
+             "site %s already has a live agent link from %s (heard %lld ms ago); a second agent "
+             "with its certificate is refused while that one is healthy (if it is gone, its "
+             "link goes stale within %u ms: retry then)",
+             site->slug, link_peer_addr(live->link), (long long)(now - site->last_seen_ms),
+             srv->sites.stale_after_ms);
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_IDENTITY, NIRC_EIDENTITY, why);
+    return;
+  }
   if (site->conn) {
-    /* The agent reconnected before we noticed its old link die (half-open
-     * TCP): the newest link speaks for the site. */
+    /* The old link is stale: its agent is gone, or reconnected before we
+     * noticed its old link die (half-open TCP). The new link speaks for
+     * the site: a deliberate replacement works. */
     conn_t *old = site->conn;
-    log_warn(LOG_SITE, site->slug, "new link replaces %s", link_label(old->link));
+    log_warn(LOG_SITE, site->slug, "new link replaces %s (stale)", link_label(old->link));
     old->site = NULL;
     conn_set_state(old, CONN_CLOSED);
     link_fail(old->link, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_ECLOSED,
               "replaced by a newer link from the same site");
     site->conn = NULL;
   }
-  int64_t now = server_now();
   site->conn = c;
   c->site = site;
   nirc_strlcpy(site->peer_addr, link_peer_addr(c->link), sizeof site->peer_addr);

@@ -9,6 +9,7 @@
 static const char *const alarm_kind_names[ALARM_KIND_COUNT] = {
     [ALARM_CAPACITY] = "capacity",   [ALARM_ROUTING] = "routing",   [ALARM_DIRECTIVE] = "directive",
     [ALARM_SITE_DOWN] = "site_down", [ALARM_DATABASE] = "database", [ALARM_JOURNAL] = "journal",
+    [ALARM_IDENTITY] = "identity",
 };
 
 const char *alarm_kind_name(alarm_kind_t k) {
@@ -24,12 +25,14 @@ int alarm_kind_parse(const char *name) {
 /* Critical: a statement NIRC made may not hold (a move not carried out,
  * a record not durable). Major: an operator must look within minutes (a
  * source kept home for capacity, a rule that cannot run, a site down).
+ * Two agents on one certificate are critical: one of them may be a thief.
  * deploy/prometheus/nirc-alerts.yml pages on the same split. */
 const char *alarm_severity(alarm_kind_t k) {
   switch (k) {
   case ALARM_DIRECTIVE:
   case ALARM_DATABASE:
-  case ALARM_JOURNAL: return "critical";
+  case ALARM_JOURNAL:
+  case ALARM_IDENTITY: return "critical";
   default: return "major";
   }
 }

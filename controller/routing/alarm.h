@@ -36,6 +36,7 @@ typedef enum {
   ALARM_SITE_DOWN,    /* a site's link has been down (or its reports stale) for the grace */
   ALARM_DATABASE,     /* the database is unreachable: writes wait in the journal */
   ALARM_JOURNAL,      /* the outage journal is nearly full, or refused writes */
+  ALARM_IDENTITY,     /* two agents claim one site (a copied certificate, an old host) */
   ALARM_KIND_COUNT,
 } alarm_kind_t;
 

@@ -66,7 +66,11 @@ typedef struct {
   site_state_t state;
   int64_t state_since_ms;
   int64_t last_seen_ms; /* Hello or last report, real clock */
-  void *conn;           /* borrowed: the server's live connection, or NULL */
+  /* A second agent claimed this site while its link was healthy (and was
+   * refused): when (real clock, 0: never) and from where, for the alarm. */
+  int64_t duplicate_ms;
+  char duplicate_addr[64];
+  void *conn; /* borrowed: the server's live connection, or NULL */
   char peer_addr[64];
   char adapter[16];
 

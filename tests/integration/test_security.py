@@ -243,6 +243,40 @@ def test_identity_and_role_refusals():
     still_serving("identity and role refusals")
 
 
+def test_a_second_agent_on_a_live_sites_certificate_is_refused():
+    """Issue 16, point 1: a copy of hubei's certificate (a stolen key, or an
+    old agent host left running) does not displace the live agent: it is
+    refused with a clear error, the event keeps both addresses, and an
+    identity alarm says two agents claim hubei. A deliberate replacement
+    (the first agent gone: its link stale) still works."""
+    peer = env.status()["hubei"]["peer"]
+    for _ in range(3):
+        res = probe("welcome", cert="hubei")
+        assert_refused(res, IDENTITY, "a second link with hubei's certificate")
+    still_serving("a second agent claiming hubei")
+    assert env.status()["hubei"]["peer"] == peer, "the live agent was displaced"
+    rows = events("duplicate", f"%hubei already has a live link from {peer}%")
+    assert rows and "refused" in rows[0][1], rows
+    T.wait_until(lambda: [a for a in T.status_json(HTTP)["alarms"]
+                          if a["kind"] == "identity" and a["subject"] == "hubei"], 10,
+                 "an identity alarm for hubei")
+    a = [a for a in T.status_json(HTTP)["alarms"] if a["kind"] == "identity"][0]
+    assert a["severity"] == "critical" and "two agents claim hubei" in a["message"] and \
+        peer in a["message"], a
+    assert "already has a live agent link" in log()
+    # The real agent is gone (frozen): once its link is stale, a new agent
+    # with the certificate takes the site over.
+    agent = env.agents["hubei"]
+    os.kill(agent.p.pid, signal.SIGSTOP)
+    try:
+        T.wait_until(lambda: env.status()["hubei"]["link"] != "online", 10, "hubei stale")
+        res = probe("welcome", cert="hubei")
+        assert res["welcome"], f"a replacement after the first agent went stale: {res}"
+    finally:
+        os.kill(agent.p.pid, signal.SIGCONT)
+    still_serving("hubei's agent back after the replacement")
+
+
 def test_revoked_while_up_closed_on_reload_and_refused_after():
     shaanxi_online = online_events("shaanxi")
     henan_online = online_events("henan")
@@ -484,6 +518,7 @@ if __name__ == "__main__":
     T.main([test_agents_online_with_revocation_configured,
             test_tls_refusals_no_cert_other_ca_expired,
             test_identity_and_role_refusals,
+            test_a_second_agent_on_a_live_sites_certificate_is_refused,
             test_revoked_while_up_closed_on_reload_and_refused_after,
             test_blocklisted_fingerprint_then_agent_reloads_a_new_certificate,
             test_controller_certificate_replaced_links_stay_new_links_use_it,
