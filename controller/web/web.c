@@ -326,8 +326,8 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
     static const char *const help[] = {
         "Alarm notifications a webhook URL accepted (2xx).",
         "Attempts that failed (an error, a timeout or a non-2xx answer) and were retried.",
-        "Notifications given up: refused as content (400, 413, 415, 422) or older than "
-        "[notify] webhook_give_up.",
+        ("Notifications given up: refused as content (400, 413, 415, 422) or older than "
+         "[notify] webhook_give_up."),
         "Notifications dropped because the URL's queue was full (the oldest goes first).",
         "Notifications waiting for a URL, the one being sent included."};
     for (size_t m = 0; m < sizeof names / sizeof names[0]; m++) {
