@@ -81,6 +81,18 @@ static void fuzz_check_request(const Nirc__OperatorRequest *req) {
     }
     break;
   case NIRC__OPERATOR_REQUEST__BODY_HISTORY: fuzz_check(req->history != NULL, "history"); break;
+  case NIRC__OPERATOR_REQUEST__BODY_ALARMS:
+    fuzz_check(req->alarms != NULL, "alarms body");
+    /* ack names one alarm and is not a listing; a note goes with an ack */
+    fuzz_check(!(req->alarms->ack_id && req->alarms->all), "alarms: ack with --all");
+    fuzz_check(req->alarms->ack_id || !req->alarms->note || !*req->alarms->note,
+               "alarms: a note without ack");
+    fuzz_check(req->alarms->limit <= 500, "alarms: --limit within 1-500");
+    break;
+  case NIRC__OPERATOR_REQUEST__BODY_NEXT:
+    fuzz_check(req->next != NULL, "next body");
+    fuzz_check(req->next->hours <= 168, "next: --hours within 1-168");
+    break;
   default: fuzz_check(false, "a request has a body"); break;
   }
 }
