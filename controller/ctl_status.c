@@ -95,7 +95,7 @@ void ctl_text_pad(const char *s, size_t cols, char *buf, size_t len) {
   buf[o] = '\0';
 }
 
-static const char *ctl_link_word(Nirc__LinkState s) {
+const char *ctl_link_word(Nirc__LinkState s) {
   switch (s) {
   case NIRC__LINK_STATE__LINK_STATE_ONLINE: return "online";
   case NIRC__LINK_STATE__LINK_STATE_STALE: return "stale";

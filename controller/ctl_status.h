@@ -58,4 +58,8 @@ void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opt
 void ctl_next_print(FILE *out, const Nirc__NextReply *r, const char *tz);
 json_t *ctl_next_json(const Nirc__NextReply *r);
 
+/* "online", "stale", "offline", "never-seen": the words status, site,
+ * map and their JSON use for a link state. */
+const char *ctl_link_word(Nirc__LinkState s);
+
 #endif

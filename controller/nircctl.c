@@ -291,16 +291,6 @@ static int ctl_request(ctl_t *c, Nirc__OperatorRequest *req) {
 
 static int use_colour;
 
-static const char *link_word(Nirc__LinkState s) {
-  switch (s) {
-  case NIRC__LINK_STATE__LINK_STATE_ONLINE: return "online";
-  case NIRC__LINK_STATE__LINK_STATE_STALE: return "stale";
-  case NIRC__LINK_STATE__LINK_STATE_OFFLINE: return "offline";
-  case NIRC__LINK_STATE__LINK_STATE_NEVER_SEEN: return "never-seen";
-  default: return "unknown";
-  }
-}
-
 static const char *history_tz = "Asia/Shanghai"; /* the zone times are shown in ([ctl] tz) */
 static int alarms_ack;                           /* alarms ack ID: the reply lists them after */
 
@@ -520,7 +510,7 @@ static int print_map(const Nirc__OperatorReply *rep, int json) {
         .name_zh = s->name_zh,
         .lat = s->lat,
         .lon = s->lon,
-        .link = link_word(s->link_state),
+        .link = ctl_link_word(s->link_state),
         .occupancy = r && r->agents_logged_in && !r->pbx_unreadable
                          ? (double)r->agents_talking / r->agents_logged_in
                          : -1,

@@ -292,6 +292,19 @@ typedef struct {
   uint64_t conn_serial;
 } ops_history_t;
 
+/* Whether the database is unreachable now; if so, msg says since when and
+ * `consequence`. Reads then answer at once with it, instead of waiting in
+ * the queue until nircctl gives up on "this controller". */
+static bool ops_db_down(server_t *srv, const char *consequence, char *msg, size_t len) {
+  uint64_t down = srv->db ? db_unreachable_ms(srv->db) : 0;
+  if (down == 0) return false;
+  char from[40];
+  clock_format_iso(clock_real_ms() - (int64_t)down, 0, from, sizeof from);
+  snprintf(msg, len, "the database has been unreachable since %s (%llu s); %s", from,
+           (unsigned long long)(down / 1000), consequence);
+  return true;
+}
+
 /* The operator's link, if it is still there: it may have gone while the
  * database answered. */
 static conn_t *ops_live_conn(const ops_history_t *h) {
@@ -403,17 +416,9 @@ static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *r
   ops_history_t *h = calloc(1, sizeof *h);
   if (!h) return;
   *h = (ops_history_t){srv, c, req->request_id, 0};
-  uint64_t down = srv->db ? db_unreachable_ms(srv->db) : 0;
-  if (down > 0) {
-    /* Say what the problem is, at once, instead of letting the query wait
-     * in the queue until nircctl gives up on "this controller". */
-    char from[40], msg[200];
-    clock_format_iso(clock_real_ms() - (int64_t)down, 0, from, sizeof from);
-    snprintf(msg, sizeof msg,
-             "the database has been unreachable since %s (%llu s); history is unavailable; "
-             "routing continues",
-             from, (unsigned long long)(down / 1000));
-    ops_history_done(h, NIRC_EDB, msg, NULL);
+  char down[300];
+  if (ops_db_down(srv, "history is unavailable; routing continues", down, sizeof down)) {
+    ops_history_done(h, NIRC_EDB, down, NULL);
     return;
   }
   int rc = srv->db ? db_exec(srv->db,
@@ -489,14 +494,12 @@ static void ops_alarms(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   ops_history_t *h = calloc(1, sizeof *h);
   if (!h) return;
   *h = (ops_history_t){srv, c, req->request_id, 0};
-  uint64_t down = srv->db ? db_unreachable_ms(srv->db) : 0;
-  if (down > 0) {
-    char msg[200];
-    snprintf(msg, sizeof msg,
-             "the database has been unreachable for %llu s: the alarm record cannot be read now; "
-             "`nircctl alarms` (without --all) shows the active ones",
-             (unsigned long long)(down / 1000));
-    ops_alarms_done(h, NIRC_EDB, msg, NULL);
+  char down[300];
+  if (ops_db_down(srv,
+                  "the alarm record cannot be read now; `nircctl alarms` (without --all) shows "
+                  "the active ones",
+                  down, sizeof down)) {
+    ops_alarms_done(h, NIRC_EDB, down, NULL);
     return;
   }
   char limit[16];

@@ -138,10 +138,10 @@ struct engine {
    * in progress under the old leader are verified anew (wave progress is
    * not stored; this is its conservative stand-in). */
   uint64_t resume_mono;
-  uint64_t loaded_below_id;               /* rules with smaller ids were loaded, not made here */
-  char (*alarm)[256];                     /* last alarm text per site, to log changes only */
-  hub_gate_t *gate;                       /* one per site (used for hubs) */
-  planner_hold_t *holds;                  /* one per site: capacity damping state */
+  uint64_t loaded_below_id; /* rules with smaller ids were loaded, not made here */
+  char (*alarm)[256];    /* per site: its first plan alarm of the last evaluation (note, cause) */
+  hub_gate_t *gate;      /* one per site (used for hubs) */
+  planner_hold_t *holds; /* one per site: capacity damping state */
   uint64_t (*changes)[ROUTE_CAUSE_COUNT]; /* route changes per site and cause */
   alarm_table_t alarms;
   uint64_t alarms_observed_mono; /* last evaluation that observed the conditions */

@@ -628,25 +628,6 @@ bool engine_shares_same(const route_t *a, const route_t *b) {
   return route_same(&x, &y) && a->revert_at_ms == b->revert_at_ms;
 }
 
-/* Keeps each site's highest plan alarm text (the note status shows and
- * the cause of a capacity move); the alarms themselves are raised and
- * cleared by engine_alarms_observe, once each. */
-static void engine_log_alarms(engine_t *e, const plan_t *p) {
-  size_t n = engine_nsites(e);
-  char *now = calloc(n, 256);
-  if (!now) return;
-  for (size_t k = 0; k < p->n_alarms; k++) {
-    long i = engine_index(e, p->alarms[k].site);
-    /* The first alarm of a site is of its highest rule (phases run in
-     * precedence order): the one that says why it is where it is. */
-    if (i >= 0 && !now[(size_t)i * 256])
-      nirc_strlcpy(now + (size_t)i * 256, p->alarms[k].message, 256);
-  }
-  for (size_t i = 0; i < n; i++)
-    nirc_strlcpy(e->alarm[i], now + i * 256, sizeof e->alarm[i]);
-  free(now);
-}
-
 /* Re-plans and moves targets towards the plan. Indices of sites whose
  * target changed are appended to changed (capacity n_sites) if given. */
 /* Counts the sites of `l` that are not online with a report. */
@@ -758,7 +739,6 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
     }
     e->ovf_state[k] = *now;
   }
-  engine_log_alarms(e, &plan);
   engine_alarms_observe(e, &plan);
 
   size_t n = engine_nsites(e);

@@ -69,20 +69,22 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
   size_t n = engine_nsites(e);
   uint64_t now = engine_mono(e);
   e->alarms_observed_mono = now;
-  /* A site's first plan alarm is of its highest rule (phases run in
-   * precedence order): the one that says why it is where it is. */
-  unsigned char *seen = calloc(n ? n : 1, 1);
-  for (size_t k = 0; seen && k < p->n_alarms; k++) {
+  /* Each site's first plan alarm is of its highest rule (phases run in
+   * precedence order): the one that says why it is where it is. Its text
+   * is kept as the site's note and the cause of a capacity move, and it is
+   * the condition observed. */
+  for (size_t i = 0; i < n; i++)
+    e->alarm[i][0] = '\0';
+  for (size_t k = 0; k < p->n_alarms; k++) {
     const plan_alarm_t *pa = &p->alarms[k];
     long i = engine_index(e, pa->site);
-    if (i >= 0 && seen[i]) continue;
-    if (i >= 0) seen[i] = 1;
+    if (i >= 0 && e->alarm[i][0]) continue;
+    if (i >= 0) nirc_strlcpy(e->alarm[i], pa->message, sizeof e->alarm[i]);
     alarm_kind_t kind = pa->kind == PLAN_ALARM_CAPACITY || pa->kind == PLAN_ALARM_WAITING
                             ? ALARM_CAPACITY
                             : ALARM_ROUTING;
     engine_observe(e, kind, pa->site, pa->message);
   }
-  free(seen);
   for (size_t i = 0; i < n; i++) {
     const site_t *s = engine_site(e, i);
     const site_dir_t *d = &e->dirs[i];
