@@ -81,6 +81,24 @@ static bool route_list_same(const route_share_t *a, unsigned na, const route_sha
   return true;
 }
 
+bool route_shares_same(const route_t *a, const route_t *b) {
+  return route_list_same(a->share, a->n_share, b->share, b->n_share);
+}
+
+void route_copy(route_t *dst, const route_t *src) {
+  if (dst == src) return;
+  unsigned ns = src->n_share < ROUTE_MAX_SHARES ? src->n_share : ROUTE_MAX_SHARES;
+  unsigned ni = src->n_inbound < ROUTE_MAX_INBOUND ? src->n_inbound : ROUTE_MAX_INBOUND;
+  dst->epoch = src->epoch;
+  dst->version = src->version;
+  memcpy(dst->share, src->share, ns * sizeof src->share[0]);
+  dst->n_share = src->n_share;
+  memcpy(dst->inbound, src->inbound, ni * sizeof src->inbound[0]);
+  dst->n_inbound = src->n_inbound;
+  dst->revert_at_ms = src->revert_at_ms;
+  memcpy(dst->reason, src->reason, sizeof dst->reason);
+}
+
 bool route_same(const route_t *a, const route_t *b) {
   return route_list_same(a->share, a->n_share, b->share, b->n_share) &&
          route_list_same(a->inbound, a->n_inbound, b->inbound, b->n_inbound);

@@ -45,6 +45,13 @@ uint32_t route_share_of(const route_t *r, const char *site);
 /* True when both route calls the same way (shares and inbound, order
  * ignored); epoch, version, revert_at and reason are not compared. */
 bool route_same(const route_t *a, const route_t *b);
+/* True when both send calls the same way (shares only, order ignored). */
+bool route_shares_same(const route_t *a, const route_t *b);
+/* *dst = *src, copying only the entries in use: a route_t is 2.7 KB, most
+ * of it the inbound list a source never fills, and the engine copies one
+ * per site on every evaluation. Entries of dst past n_share and n_inbound
+ * are left as they were (nothing reads them). */
+void route_copy(route_t *dst, const route_t *src);
 /* "home", "shaanxi", "hubei 700‰, henan 300‰" */
 void route_format(const route_t *r, const char *self, char *buf, size_t len);
 /* Newer in (epoch, version) order: >0 if a is newer than b. */

@@ -153,9 +153,10 @@ const alarm_t *alarm_observe(alarm_table_t *t, alarm_kind_t kind, const char *su
   if (a) {
     a->last_seen_mono = now_mono;
     a->observations++;
-    nirc_strlcpy_utf8(a->message, message, sizeof a->message);
+    if (message) nirc_strlcpy_utf8(a->message, message, sizeof a->message);
     return a;
   }
+  if (!message) return NULL; /* "seen again" of an alarm that is not raised */
   a = alarm_append(t);
   if (!a) return NULL;
   a->id = t->epoch * ALARM_ID_EPOCH + t->next_seq++;

@@ -97,8 +97,9 @@ void alarm_set_epoch(alarm_table_t *t, uint64_t epoch, uint64_t seq_floor);
 
 /* The condition (kind, subject) holds now. Raises it (callback RAISED) if
  * no alarm for it is active; otherwise refreshes it and keeps the newest
- * message. Returns the entry, or NULL when out of memory (then nothing is
- * raised: the caller's log still says it). */
+ * message (message NULL: keeps the one it has, and raises nothing when no
+ * alarm is active). Returns the entry, or NULL when out of memory (then
+ * nothing is raised: the caller's log still says it). */
 const alarm_t *alarm_observe(alarm_table_t *t, alarm_kind_t kind, const char *subject,
                              const char *message, uint64_t now_mono, int64_t wall_ms,
                              int64_t business_ms);

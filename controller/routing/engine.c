@@ -99,10 +99,12 @@ int engine_new(const engine_io_t *io, sites_t *sites, const engine_opts_t *opts,
   e->holds = calloc(n, sizeof *e->holds);
   e->changes = calloc(n, sizeof *e->changes);
   e->down_since = calloc(n, sizeof *e->down_since);
+  e->next_scratch = calloc(n + 1, sizeof *e->next_scratch);
+  e->down_said_s = calloc(n + 1, sizeof *e->down_said_s);
   alarm_table_init(&e->alarms, opts->alarm_clear_ms ? opts->alarm_clear_ms : 30000,
                    engine_alarm_event, e);
   if (!e->dirs || !e->psites || !e->alarm || !e->gate || !e->holds || !e->changes ||
-      !e->down_since) {
+      !e->down_since || !e->next_scratch || !e->down_said_s) {
     engine_free(e);
     return NIRC_ENOMEM;
   }
@@ -161,6 +163,8 @@ void engine_free(engine_t *e) {
   free(e->holds);
   free(e->changes);
   free(e->down_since);
+  free(e->next_scratch);
+  free(e->down_said_s);
   alarm_table_free(&e->alarms);
   free(e->cut);
   free(e->sch);
@@ -612,20 +616,23 @@ static bool engine_is_away(const route_t *r, const char *self) {
 
 /* The routing part of a plan route, as a route_t without inbound. */
 void engine_route_from_plan(const plan_route_t *p, route_t *r) {
-  memset(r, 0, sizeof *r);
+  /* Not the 2.7 KB of the whole route: the header and the shares (the
+   * inbound entries are unused with n_inbound 0). */
+  r->epoch = r->version = 0;
+  r->n_inbound = 0;
+  memset(r->share, 0, sizeof r->share);
   for (unsigned k = 0; k < p->n_route && k < ROUTE_MAX_SHARES; k++) {
     nirc_strlcpy(r->share[k].site, p->route[k].site, sizeof r->share[k].site);
     r->share[k].permille = p->route[k].permille;
   }
   r->n_share = p->n_route < ROUTE_MAX_SHARES ? p->n_route : ROUTE_MAX_SHARES;
   r->revert_at_ms = p->revert_at_ms;
-  nirc_strlcpy_utf8(r->reason, p->reason, sizeof r->reason);
+  _Static_assert(sizeof r->reason >= sizeof p->reason, "a plan's reason fits a route's");
+  memcpy(r->reason, p->reason, sizeof p->reason);
 }
 
 bool engine_shares_same(const route_t *a, const route_t *b) {
-  route_t x = *a, y = *b;
-  x.n_inbound = y.n_inbound = 0;
-  return route_same(&x, &y) && a->revert_at_ms == b->revert_at_ms;
+  return route_shares_same(a, b) && a->revert_at_ms == b->revert_at_ms;
 }
 
 /* Re-plans and moves targets towards the plan. Indices of sites whose
@@ -743,17 +750,21 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
 
   size_t n = engine_nsites(e);
   engine_holds_update(e, plan.holds);
-  route_t *next = calloc(n, sizeof *next);
+  /* Every entry of next is written below before it is read. A nested
+   * evaluation (an I/O callback that answers at once) gets its own. */
+  bool nested = e->next_busy;
+  route_t *next = nested ? calloc(n + 1, sizeof *next) : e->next_scratch;
   int *alarm_kind = calloc(n, sizeof *alarm_kind);
   rule_kind_t *old_kind = calloc(n, sizeof *old_kind);
   uint64_t *old_rule = calloc(n, sizeof *old_rule);
   if (!next || !alarm_kind || !old_kind || !old_rule) {
-    free(next);
+    if (nested) free(next);
     free(alarm_kind);
     free(old_kind);
     free(old_rule);
     return;
   }
+  e->next_busy = true;
   for (size_t k = 0; k < plan.n_alarms; k++) {
     long i = engine_index(e, plan.alarms[k].site);
     if (i >= 0 && !alarm_kind[i]) alarm_kind[i] = (int)plan.alarms[k].kind;
@@ -768,11 +779,11 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
   for (size_t i = 0; i < n; i++) {
     site_dir_t *d = &e->dirs[i];
     const plan_route_t *pr = &plan.routes[i];
-    next[i] = d->target;
+    route_copy(&next[i], &d->target);
     route_t want;
     engine_route_from_plan(pr, &want);
     if (engine_shares_same(&want, &d->target)) {
-      nirc_strlcpy_utf8(next[i].reason, want.reason, sizeof next[i].reason);
+      memcpy(next[i].reason, want.reason, sizeof next[i].reason); /* same size */
       continue;
     }
     const char *self = engine_site(e, i)->slug;
@@ -782,7 +793,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
     next[i].n_share = want.n_share;
     memcpy(next[i].share, want.share, sizeof want.share);
     next[i].revert_at_ms = want.revert_at_ms;
-    nirc_strlcpy_utf8(next[i].reason, want.reason, sizeof next[i].reason);
+    memcpy(next[i].reason, want.reason, sizeof next[i].reason); /* same size */
     d->kind = pr->kind;
     d->rule_id = pr->rule_id;
   }
@@ -821,7 +832,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
           !engine_hub_gone(e, j)) {
         char keep_reason[128];
         nirc_strlcpy(keep_reason, next[j].reason, sizeof keep_reason);
-        next[j] = e->dirs[j].target;
+        route_copy(&next[j], &e->dirs[j].target);
         nirc_strlcpy(next[j].reason, e->dirs[j].target.reason, sizeof next[j].reason);
       }
     }
@@ -845,17 +856,20 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
     }
   }
   /* 3. Hubs: inbound follows the sources' targets, never the plan, so a
-   * hub takes calls exactly from the sources that were told to send them. */
-  for (size_t h = 0; h < n; h++) {
-    const char *hub = engine_site(e, h)->slug;
+   * hub takes calls exactly from the sources that were told to send them.
+   * Walked from the sources' side (each route has at most ROUTE_MAX_SHARES
+   * shares, looked up by index), so it costs O(sites), not O(sites^2):
+   * every hub's list still comes out in source order. */
+  for (size_t h = 0; h < n; h++)
     next[h].n_inbound = 0;
-    for (size_t s = 0; s < n; s++) {
-      if (s == h) continue;
-      uint32_t pm = route_share_of(&next[s], hub);
-      if (pm == 0 || next[h].n_inbound >= ROUTE_MAX_INBOUND) continue;
+  for (size_t s = 0; s < n; s++) {
+    for (unsigned k = 0; k < next[s].n_share; k++) {
+      const route_share_t *sh = &next[s].share[k];
+      long h = sh->permille ? engine_index(e, sh->site) : -1;
+      if (h < 0 || (size_t)h == s || next[h].n_inbound >= ROUTE_MAX_INBOUND) continue;
       route_share_t *ib = &next[h].inbound[next[h].n_inbound++];
       nirc_strlcpy(ib->site, engine_site(e, s)->slug, sizeof ib->site);
-      ib->permille = pm;
+      ib->permille = sh->permille;
     }
   }
   /* 4. Send what changed. */
@@ -875,7 +889,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
           engine_cause(e, i, &d->target, &next[i], old_kind[i], plan.routes[i].kind, alarm_kind[i]),
           home ? old_kind[i] : d->kind, home ? old_rule[i] : d->rule_id);
     }
-    d->target = next[i];
+    route_copy(&d->target, &next[i]);
     d->target.epoch = e->epoch;
     d->target.version = version;
     if (!engine_is_away(&d->target, engine_site(e, i)->slug) && d->target.n_inbound == 0) {
@@ -885,7 +899,10 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
     engine_send(e, i, false);
     if (changed) changed[(*n_changed)++] = i;
   }
-  free(next);
+  if (nested)
+    free(next);
+  else
+    e->next_busy = false;
   free(alarm_kind);
   free(old_kind);
   free(old_rule);

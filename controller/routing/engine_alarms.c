@@ -97,6 +97,7 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
                      d->failed_why[0] ? d->failed_why : "a directive failed");
     if (s->state == SITE_ONLINE) {
       e->down_since[i] = 0;
+      e->down_said_s[i] = 0;
       continue;
     }
     if (!e->down_since[i]) e->down_since[i] = now;
@@ -105,10 +106,18 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
      * the alarm its predecessor raised instead of clearing and raising). */
     uint64_t down_ms = now - e->down_since[i];
     if (down_ms >= e->opts.hub_grace_ms || engine_alarm_active(e, ALARM_SITE_DOWN, s->slug)) {
+      uint32_t said = (uint32_t)(down_ms / 1000) + 1;
+      if (said == e->down_said_s[i] && engine_alarm_active(e, ALARM_SITE_DOWN, s->slug)) {
+        /* Same words as last time: seen again, nothing to format (20,000
+         * sites without agents are 20,000 alarms observed 5 times a second). */
+        engine_observe(e, ALARM_SITE_DOWN, s->slug, NULL);
+        continue;
+      }
       char msg[ALARM_MESSAGE_MAX];
       snprintf(msg, sizeof msg, "%s %s (for %llu s by this controller's count)%s", s->slug,
                engine_down_words(s->state), (unsigned long long)(down_ms / 1000),
                s->is_hub ? ": a hub: the sources it answers for are re-homed" : "");
+      e->down_said_s[i] = said;
       engine_observe(e, ALARM_SITE_DOWN, s->slug, msg);
     }
   }

@@ -70,7 +70,7 @@ void engine_fill_prediction(engine_arena_t *a, const engine_t *e, const plan_t *
   if (hub && hub->n_inbound) {
     cp->sources = engine_arena_alloc(a, hub->n_inbound * sizeof *cp->sources);
     for (unsigned k = 0; cp->sources && k < hub->n_inbound; k++)
-      cp->sources[cp->n_sources++] = engine_arena_str(a, hub->inbound[k]);
+      cp->sources[cp->n_sources++] = engine_arena_str(a, p->routes[hub->inbound[k]].slug);
   }
   if (!pc->refused) return;
   /* "a, b": the planner's list of the sources it turned down. */

@@ -978,8 +978,7 @@ static void planner_write_routes(const planner_ctx_t *ctx, plan_t *out) {
     const planner_site_t *s = &ctx->st[j];
     if (!s->away) continue;
     plan_route_t *hub = &out->routes[s->hub];
-    if (hub->n_inbound < RULES_MAX_SITES)
-      nirc_strlcpy(hub->inbound[hub->n_inbound++], in->sites[j].slug, sizeof hub->inbound[0]);
+    if (hub->n_inbound < RULES_MAX_SITES) hub->inbound[hub->n_inbound++] = (uint32_t)j;
   }
 }
 

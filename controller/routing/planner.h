@@ -130,7 +130,11 @@ typedef struct {
   uint64_t rule_id;
   char reason[128];   /* "cutover 7: Wuhan lockdown", "schedule 2 (night)", "default" */
   unsigned n_inbound; /* hub side: sources sending here */
-  char inbound[RULES_MAX_SITES][SCENARIO_SLUG_MAX];
+  /* Their positions in plan_t.routes (and plan_input_t.sites). Indexes,
+   * not names: a plan holds one route per site, and 2 KiB of names each
+   * made a plan of 20,000 sites 50 MB, allocated and faulted in on every
+   * evaluation. */
+  uint32_t inbound[RULES_MAX_SITES];
   unsigned wave_size; /* from the rule (schedules); 0 = move at once */
   char note[160];     /* why the move is held despite a failing check ("" none) */
 } plan_route_t;

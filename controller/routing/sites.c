@@ -47,12 +47,47 @@ void sites_init(sites_t *s, uint32_t stale_after_ms) {
 
 void sites_free(sites_t *s) {
   free(s->v);
+  free(s->idx);
   memset(s, 0, sizeof *s);
+}
+
+/* FNV-1a: slugs are short lowercase names; it spreads them well enough
+ * and needs no seed (the set of slugs is the operator's, not a peer's:
+ * a slug a peer sends is only ever looked up, never inserted). */
+static size_t sites_hash(const char *slug) {
+  uint64_t h = 1469598103934665603ULL;
+  for (const unsigned char *p = (const unsigned char *)slug; *p; p++)
+    h = (h ^ *p) * 1099511628211ULL;
+  return (size_t)h;
+}
+
+static void sites_idx_put(uint32_t *idx, size_t cap, const char *slug, size_t pos) {
+  size_t i = sites_hash(slug) & (cap - 1);
+  while (idx[i])
+    i = (i + 1) & (cap - 1);
+  idx[i] = (uint32_t)(pos + 1);
+}
+
+/* Makes room for one more site in the index (rebuilt at double size). */
+static int sites_idx_reserve(sites_t *s) {
+  if ((s->n + 1) * 2 <= s->idx_cap) return 0;
+  size_t cap = s->idx_cap ? s->idx_cap * 2 : 64;
+  while ((s->n + 1) * 2 > cap)
+    cap *= 2;
+  uint32_t *idx = calloc(cap, sizeof *idx);
+  if (!idx) return NIRC_ENOMEM;
+  for (size_t k = 0; k < s->n; k++)
+    sites_idx_put(idx, cap, s->v[k].slug, k);
+  free(s->idx);
+  s->idx = idx;
+  s->idx_cap = cap;
+  return 0;
 }
 
 int sites_add(sites_t *s, const char *slug, const char *name_en, const char *name_zh, bool is_hub) {
   if (!nirc_slug_valid(slug)) return NIRC_EINVAL;
   if (sites_find(s, slug)) return NIRC_EEXISTS;
+  if (s->n >= UINT32_MAX - 1 || sites_idx_reserve(s) != 0) return NIRC_ENOMEM;
   if (s->n == s->cap) {
     size_t cap = s->cap ? s->cap * 2 : 32;
     site_t *v = realloc(s->v, cap * sizeof *v);
@@ -71,12 +106,16 @@ int sites_add(sites_t *s, const char *slug, const char *name_en, const char *nam
   site->route[0].permille = 1000;
   site->route_len = 1;
   nirc_strlcpy(site->active_rule, "default", sizeof site->active_rule);
+  sites_idx_put(s->idx, s->idx_cap, site->slug, s->n - 1);
   return 0;
 }
 
 site_t *sites_find(sites_t *s, const char *slug) {
-  for (size_t i = 0; i < s->n; i++)
-    if (strcmp(s->v[i].slug, slug) == 0) return &s->v[i];
+  if (!s->idx_cap) return NULL;
+  for (size_t i = sites_hash(slug) & (s->idx_cap - 1); s->idx[i]; i = (i + 1) & (s->idx_cap - 1)) {
+    site_t *site = &s->v[s->idx[i] - 1];
+    if (strcmp(site->slug, slug) == 0) return site;
+  }
   return NULL;
 }
 

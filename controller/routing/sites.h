@@ -125,6 +125,11 @@ typedef struct {
   site_t *v; /* owned array */
   size_t n, cap;
   uint32_t stale_after_ms;
+  /* Open-addressed index slug -> position + 1 (0: empty), at most half
+   * full: every report, directive ack and evaluation looks sites up by
+   * slug, and a linear scan made that quadratic at 20,000 sites. */
+  uint32_t *idx;  /* owned */
+  size_t idx_cap; /* a power of two, or 0 */
 } sites_t;
 
 void sites_init(sites_t *s, uint32_t stale_after_ms);
