@@ -11,7 +11,10 @@
 
 #define HTTPD_MAX_DOCS 16
 /* A document larger than this is a bug, not a status page. */
-#define HTTPD_MAX_BODY (8u << 20)
+#define HTTPD_MAX_BODY       (8u << 20)
+#define HTTPD_CONNECTIONS    64u
+#define HTTPD_PER_ADDRESS    8u
+#define HTTPD_IDLE_TIMEOUT_S 10u /* a client silent this long is dropped */
 
 typedef struct {
   char path[64];
@@ -69,14 +72,23 @@ int httpd_start(const char *addr, httpd_t **out, char *err, size_t errlen) {
   httpd_t *h = calloc(1, sizeof *h);
   if (!h) return NIRC_ENOMEM;
   pthread_mutex_init(&h->lock, NULL);
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+  /* epoll (or poll where it is missing), never select: a controller holding
+   * thousands of agent links gets socket numbers past FD_SETSIZE (1024),
+   * and select-based MHD then drops every HTTP client. */
+  unsigned flags =
+      (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL_INTERNAL_THREAD
+                                                              : MHD_USE_POLL_INTERNAL_THREAD) |
+      MHD_USE_ERROR_LOG;
   if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
   uint16_t port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                  : ((struct sockaddr_in *)&ss)->sin_port);
-  /* Bounded: a few scrapers and browsers, short timeouts. */
+  /* Bounded: a few scrapers and browsers, short timeouts, and no single
+   * address may hold more than HTTPD_PER_ADDRESS of the slots, so one slow
+   * or hostile client cannot take /metrics away from Prometheus. */
   h->mhd = MHD_start_daemon(flags, port, NULL, NULL, httpd_answer, h, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, 64u,
-                            MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+                            (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, HTTPD_CONNECTIONS,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, HTTPD_PER_ADDRESS,
+                            MHD_OPTION_CONNECTION_TIMEOUT, HTTPD_IDLE_TIMEOUT_S, MHD_OPTION_END);
   if (!h->mhd) {
     snprintf(err, errlen, "cannot serve HTTP on %s (address in use?)", addr);
     pthread_mutex_destroy(&h->lock);

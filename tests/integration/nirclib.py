@@ -124,12 +124,13 @@ class Proc:
     """A child process with its output in a log file, killed at exit."""
     all = []
 
-    def __init__(self, name, argv, logdir, env=None):
+    def __init__(self, name, argv, logdir, env=None, pass_fds=()):
         self.name = name
         self.log_path = os.path.join(logdir, name + ".log")
         self.log = open(self.log_path, "ab")
         self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                  env=env or os.environ.copy(), start_new_session=True)
+                                  env=env or os.environ.copy(), start_new_session=True,
+                                  pass_fds=pass_fds)
         Proc.all.append(self)
 
     def alive(self):
@@ -230,9 +231,11 @@ anchor = {self.anchor}
             f.write(text.lstrip())
         return path
 
-    def start_controller(self, timeout=20, conf=None, name="nircd"):
+    def start_controller(self, timeout=20, conf=None, name="nircd", pass_fds=()):
         """Starts nircd and returns once it has told systemd READY=1 (as
-        leader or as standby: self.controller_status holds its STATUS=)."""
+        leader or as standby: self.controller_status holds its STATUS=).
+        pass_fds: descriptors it inherits (held open, so its own sockets get
+        higher numbers)."""
         sock_path = os.path.join(self.dir, f"notify-{name}.sock")
         if os.path.exists(sock_path):
             os.unlink(sock_path)
@@ -241,7 +244,8 @@ anchor = {self.anchor}
         sock.settimeout(timeout)
         env = os.environ.copy()
         env["NOTIFY_SOCKET"] = sock_path
-        proc = Proc(name, [binary("nircd"), "-c", conf or self.nircd_conf], self.dir, env)
+        proc = Proc(name, [binary("nircd"), "-c", conf or self.nircd_conf], self.dir, env,
+                    pass_fds=pass_fds)
         if name == "nircd":
             self.controller = proc
         try:

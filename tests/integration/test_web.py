@@ -3,6 +3,9 @@ agent's too, and the read-only status page is loaded in a real headless
 Chromium and shows the 31 sites and the current moves."""
 import os
 import re
+import resource
+import select
+import socket
 import urllib.request
 
 import nirclib as T
@@ -86,6 +89,73 @@ def test_status_page_in_headless_chromium_shows_31_sites():
     assert os.path.getsize(shot) > 10000, "a screenshot a person can look at"
 
 
+def test_http_past_fd_setsize_and_against_slow_clients():
+    """Issue 15: with 1,200 links a select()-based HTTP server dropped every
+    client ("socket descriptor (1248) is not less than FD_SETSIZE"), and 70
+    slow connections from one address took every HTTP slot. Here nircd
+    starts holding 1,100 inherited descriptors, so each socket it opens is
+    numbered past 1024; one address opens 20 connections and never finishes
+    a request."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 4096)
+    assert want >= 1200, f"open-file limit {hard} too low for this test"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    http = f"127.0.0.1:{T.free_port()}"
+    e = T.Env("web-fds", extra_nircd=f"[http]\nlisten = {http}")
+    try:
+        proc = e.start_controller(pass_fds=held)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(os.listdir(f"/proc/{proc.p.pid}/fd")) > 1100
+    host, port = http.rsplit(":", 1)
+    # Served with sockets numbered past FD_SETSIZE (the page is published
+    # once a second: wait for the leader's).
+    T.wait_until(lambda: scrape(f"http://{http}/metrics")[0].get("nirc_leader") == 1, 10,
+                 "/metrics served")
+    # 20 slow clients from 127.0.0.2: 8 are kept (the per-address limit),
+    # the rest are closed at once.
+    slow = []
+    for _ in range(20):
+        s = socket.socket()
+        s.bind(("127.0.0.2", 0))
+        s.connect((host, int(port)))
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        slow.append(s)
+    ended = set()
+    T.wait_until(lambda: _count_eof(slow, ended) >= 12, 10, "12 slow connections refused")
+    assert _count_eof(slow, ended) == 12, "exactly 8 kept for one address"
+    # Another address is still served while they hang.
+    assert scrape(f"http://{http}/metrics")[0]["nirc_leader"] == 1
+    # And the slow ones are dropped after the 10 s idle timeout.
+    T.wait_until(lambda: _count_eof(slow, ended) == 20, 25, "slow clients timed out")
+    for s in slow:
+        s.close()
+    e.close()
+
+
+def _count_eof(socks, ended):
+    """How many of socks the server has closed (EOF or reset); `ended`
+    remembers them across calls."""
+    for i, s in enumerate(socks):
+        if i in ended:
+            continue
+        r, _, _ = select.select([s], [], [], 0)
+        if not r:
+            continue
+        try:
+            if s.recv(4096, socket.MSG_DONTWAIT) == b"":
+                ended.add(i)
+        except BlockingIOError:
+            pass
+        except ConnectionResetError:
+            ended.add(i)
+    return len(ended)
+
+
 if __name__ == "__main__":
     T.main([test_metrics_endpoint_scraped_and_parsed, test_agent_metrics_endpoint,
-            test_status_page_in_headless_chromium_shows_31_sites])
+            test_status_page_in_headless_chromium_shows_31_sites,
+            test_http_past_fd_setsize_and_against_slow_clients])
