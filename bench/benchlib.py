@@ -34,10 +34,17 @@ def loadavg():
 
 
 def cpu_seconds(pid):
-    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """CPU seconds a process has run so far, all its threads: the sum of
+    /proc/PID/task/*/schedstat (nanoseconds; /proc/PID/stat counts in
+    10 ms ticks, too coarse for a short window)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:  # a thread that just ended
+            pass
+    return total / 1e9
 
 
 def rss_kib(pid):
@@ -54,6 +61,11 @@ class Postgres:
 
     def __init__(self, durable=True):
         self.dir = os.path.join(os.environ["NIRC_TEST_RUN"], "pg")
+        # The test suite's smoke runs use the suite's PostgreSQL (CTest's
+        # pg fixture) instead of starting one.
+        self.shared = os.environ.get("NIRC_BENCH_SHARED_PG") == "1"
+        if self.shared:
+            return
         os.makedirs(os.environ["NIRC_TEST_RUN"], exist_ok=True)
         env = dict(os.environ)
         if not durable:
@@ -63,6 +75,8 @@ class Postgres:
                        stdout=subprocess.DEVNULL)
 
     def stop(self):
+        if self.shared:
+            return
         subprocess.run([os.path.join(SRC, "deploy", "pg-private.sh"), "stop", self.dir],
                        check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -68,6 +68,9 @@ def main():
     finally:
         T.Proc.kill_all()
         pg.stop()
+    for r in rows:
+        if not r["core_fraction"] > 0:
+            raise SystemExit(f"idle_sites: no CPU time measured at {r['sites']} sites")
     first, last = rows[0], rows[-1]
     growth = last["core_fraction"] / first["core_fraction"] if first["core_fraction"] else None
     B.emit("idle_sites", rows,
