@@ -68,6 +68,7 @@ typedef struct {
   uint64_t shed_total;       /* bulk once-writes refused to keep room for changes */
   uint64_t torn_total;       /* torn last records dropped when the journal was opened */
   uint64_t corrupt_total;    /* corrupt journals renamed aside */
+  uint64_t batches_total;    /* statements that committed several once-writes together */
 } db_journal_stats_t;
 
 #endif

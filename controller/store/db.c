@@ -40,6 +40,7 @@
  * Results handed to callbacks are borrowed for the duration of the
  * callback and cleared afterwards. */
 #include "db.h"
+#include "db-int.h"
 
 #include "backoff.h"
 #include "clock.h"
@@ -75,72 +76,10 @@
  * "journal full" error as often (ONCE_REFUSED_LOG_MS). */
 #define DB_OUTAGE_WARN_MS 60000u
 
-/* Error texts handed to callbacks and logs are cut to this size. */
-#define DB_MSG_MAX CONNINFO_MSG_MAX
-
 /* journal_keys rows are pruned a minute after the client opens (not at
  * once, so a short-lived client does not pay for it) and hourly after. */
 #define DB_PRUNE_FIRST_MS 60000u
 #define DB_PRUNE_EVERY_MS 3600000u
-
-/* A pending name resolution. It is separate from db_t because a connect
- * timeout or db_close may abandon it while libuv's thread pool still runs
- * it; the callback then only frees it. */
-typedef struct {
-  uv_getaddrinfo_t req;
-  db_t *db;
-  int abandoned;
-} db_resolve_t;
-
-struct db {
-  uv_loop_t *loop;
-  conninfo_t params;
-  char target[256]; /* "host=... port=..." for messages */
-  uint64_t connect_timeout_ms;
-
-  db_state_t state;
-  PGconn *conn;
-
-  /* The poll handle watches one socket. libpq may replace the socket
-   * during PQconnectPoll (next address, next host) and the kernel may hand
-   * the new socket the old descriptor number, so the socket is identified
-   * by number and inode, not by number alone. */
-  uv_poll_t *poll;
-  int poll_fd;
-  dev_t poll_dev;
-  ino_t poll_ino;
-  int poll_events; /* what the handle is started with, 0 = stopped */
-
-  uv_timer_t timer;
-  db_resolve_t *resolve;
-
-  /* Open handles and pending requests; db_t is freed when this reaches
-   * zero after db_close. */
-  int handles;
-  int closing;
-  void (*done)(void *arg);
-  void *done_arg;
-
-  query_queue_t queue; /* waiting to be sent; queue.once counts the once-writes */
-  query_t *inflight;
-  PGresult *first; /* first result of the in-flight query */
-  int flushing;    /* PQflush has not yet sent all of the in-flight query */
-
-  /* Once-writes and the journal. jtimer is a zero-delay kick that syncs
-   * the journal and then runs the callbacks of the writes on jdone. */
-  once_t once;
-  uv_timer_t jtimer;
-  uint64_t boot_id; /* random per client, so keys of different runs differ */
-  uint64_t key_seq;
-  uint64_t next_prune; /* uv_now() when old keys are pruned next */
-
-  /* Reconnect bookkeeping. */
-  backoff_t backoff;     /* reconnect delays (common/backoff.c) */
-  unsigned failures;     /* failed attempts since the last good connection */
-  int outage;            /* the database has been unreachable since outage_start */
-  uint64_t outage_start; /* uv_now() when the outage began */
-  uint64_t last_warn;    /* uv_now() of the last "cannot connect" warning */
-};
 
 /* The names follow the enum in db.h; keep them side by side. */
 static const char *const db_state_names[] = {
@@ -173,7 +112,7 @@ static int db_transition_ok(db_state_t from, db_state_t to) {
 /* The one place the state changes. Connecting, losing the connection and
  * closing are logged at info; the per-query READY <-> BUSY churn and the
  * retry loop during an outage are logged at debug. */
-static void db_set_state(db_t *db, db_state_t to) {
+void db_set_state(db_t *db, db_state_t to) {
   db_state_t from = db->state;
   if (from == to) return;
   if (!db_transition_ok(from, to)) {
@@ -348,7 +287,7 @@ static int db_journal_mode(const db_t *db) {
  * it may have committed, so it completes with NIRC_EDB. A once-write is
  * the exception: its key makes sending it again safe, so it goes back to
  * the journal (or the front of the queue) unless the server refused it. */
-static void db_conn_lost(db_t *db, const char *why) {
+void db_conn_lost(db_t *db, const char *why) {
   char m[DB_MSG_MAX];
   conninfo_msg_trim(why, 0, m, sizeof m);
   db_state_t was = db->state;
@@ -383,6 +322,14 @@ static void db_conn_lost(db_t *db, const char *why) {
   db->inflight = NULL;
   PGresult *res = db->first;
   db->first = NULL;
+  /* A batch is one statement: whatever happened, it committed as a whole
+   * or not at all, and only its replay can tell (duplicate keys). Its
+   * writes go back in order, each to be sent alone. */
+  bool batch = db->batch != NULL;
+  if (batch) {
+    db_batch_unsend(db);
+    q->solo = true;
+  }
 
   db_abandon_resolve(db);
   db_drop_conn(db);
@@ -402,8 +349,9 @@ static void db_conn_lost(db_t *db, const char *why) {
   query_t *resend = NULL;
   if (q && q->key) {
     /* A success without the end of the exchange is not proof of a commit:
-     * only a refusal or a duplicate settles a once-write here. */
-    o = once_outcome(res);
+     * only a refusal or a duplicate settles a once-write here (and not for
+     * a batch: it does not say which write). */
+    o = batch ? ONCE_RETRY : once_outcome(res);
     if (o == ONCE_APPLIED) o = ONCE_RETRY;
     if (o == ONCE_RETRY) {
       if (q->jend) {
@@ -434,6 +382,10 @@ static void db_conn_lost(db_t *db, const char *why) {
 
 /* READY: send q (taken off the queue or read from the journal). */
 static void db_send(db_t *db, query_t *q) {
+  if (!db->no_batch && db_batchable(q) && db_batchable(db->queue.head)) {
+    db_send_batch(db, q);
+    return;
+  }
   q->next = NULL;
   db->inflight = q;
   db_set_state(db, DB_BUSY);
@@ -446,10 +398,9 @@ static void db_send(db_t *db, query_t *q) {
   } else {
     sent = PQsendQueryParams(db->conn, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0);
   }
-  if (sent) {
-    /* The timer is the query timeout while BUSY (db_on_timer). */
-    uv_timer_start(&db->timer, db_on_timer, DB_QUERY_TIMEOUT_MS, 0);
-  } else {
+  /* The timer is the query timeout while BUSY (db_on_timer), started by
+   * db_send_flush. */
+  if (!sent) {
     char m[DB_MSG_MAX];
     conninfo_msg_trim(PQerrorMessage(db->conn), 0, m, sizeof m);
     if (!m[0]) snprintf(m, sizeof m, "out of memory");
@@ -469,9 +420,15 @@ static void db_send(db_t *db, query_t *q) {
     db_conn_lost(db, m);
     return;
   }
-  /* The documented non-blocking send: PQflush until it returns 0, waiting
-   * for write-readiness (and reading whatever the server sends meanwhile,
-   * so neither side can deadlock on full buffers). */
+  db_send_flush(db);
+}
+
+/* The statement is handed to libpq: the documented non-blocking send,
+ * PQflush until it returns 0, waiting for write-readiness (and reading
+ * whatever the server sends meanwhile, so neither side can deadlock on
+ * full buffers). */
+void db_send_flush(db_t *db) {
+  uv_timer_start(&db->timer, db_on_timer, DB_QUERY_TIMEOUT_MS, 0);
   int r = PQflush(db->conn);
   if (r < 0) {
     db_conn_lost(db, PQerrorMessage(db->conn));
@@ -519,7 +476,7 @@ static void db_pump_idle(db_t *db) {
 }
 
 /* The in-flight query finished (PQgetResult returned NULL). */
-static void db_finish_query(db_t *db) {
+void db_finish_query(db_t *db) {
   query_t *q = db->inflight;
   PGresult *res = db->first;
 
@@ -542,7 +499,9 @@ static void db_finish_query(db_t *db) {
       break;
     }
   }
-  if (q->key) {
+  if (db->batch) {
+    if (!db_finish_batch(db, res, msg)) return;
+  } else if (q->key) {
     once_outcome_t o = once_outcome(res);
     if (o == ONCE_RETRY) {
       /* A passing condition on the server: start over on a new connection
@@ -588,6 +547,15 @@ static void db_busy_event(db_t *db, int events) {
   }
   while (!PQisBusy(db->conn)) {
     PGresult *res = PQgetResult(db->conn);
+    if (db->batch) {
+      /* NULL ends one statement's results; the batch ends at its Sync. */
+      if (!res) {
+        if (PQpipelineStatus(db->conn) == PQ_PIPELINE_OFF) break;
+        continue;
+      }
+      if (db_batch_result(db, res)) return;
+      continue;
+    }
     if (!res) {
       db_finish_query(db);
       return;
@@ -858,6 +826,9 @@ int db_open_opts(uv_loop_t *loop, const char *conninfo, const db_opts_t *opts, d
   if (!db) return NIRC_ENOMEM;
   char err[DB_MSG_MAX + PATH_MAX];
   journal_init(&db->once.jnl);
+  /* For benchmarks and diagnosis only: the old one-write-one-commit path. */
+  const char *batch_env = getenv("NIRC_DB_BATCH");
+  db->no_batch = batch_env && strcmp(batch_env, "0") == 0;
   int rc = conninfo_parse(conninfo, &db->params, err, sizeof err);
   if (rc != 0) {
     log_error(LOG_DB, DB_OBJ, "%s", err);
@@ -1080,6 +1051,7 @@ void db_close(db_t *db, void (*done)(void *arg), void *arg) {
    * A journal record in flight simply stays where it is. */
   query_t *q = db->inflight;
   db->inflight = NULL;
+  if (db->batch) db_batch_unsend(db); /* journaled with the queue, in order */
   query_t *once = NULL;
   if (q && q->jend) {
     free(q);

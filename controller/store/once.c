@@ -58,6 +58,80 @@ char *once_sql(const char *sql, int nparams) {
   return out;
 }
 
+/* Appends sql to out (a buffer of cap bytes at *used) with every $i made
+ * $(i + off); quoted literals and identifiers are copied as they are.
+ * false when it does not fit, or when the statement holds what this
+ * scanner does not follow (a '$' not followed by digits, as in a
+ * dollar-quoted string; a backslash inside quotes, as in E'...'; a quote
+ * left open): such a statement is not batched. */
+static bool once_renumber(const char *sql, int off, char *out, size_t cap, size_t *used) {
+  size_t len = strlen(sql);
+  while (len > 0 && strchr("; \n\t\r", sql[len - 1]))
+    len--;
+  char quote = 0; /* inside '...' or "..." */
+  for (size_t i = 0; i < len; i++) {
+    char c = sql[i];
+    if (quote) {
+      if (c == '\\') return false;
+      if (c == quote) quote = 0; /* a doubled quote closes and reopens: same text */
+    } else if (c == '\'' || c == '"') {
+      quote = c;
+    } else if (c == '$') {
+      if (sql[i + 1] < '0' || sql[i + 1] > '9') return false;
+      long v = 0;
+      while (i + 1 < len && sql[i + 1] >= '0' && sql[i + 1] <= '9' && v < 100000)
+        v = v * 10 + (sql[++i] - '0');
+      int w = snprintf(out + *used, cap - *used, "$%ld", v + off);
+      if (w < 0 || (size_t)w >= cap - *used) return false;
+      *used += (size_t)w;
+      continue;
+    }
+    if (*used + 1 >= cap) return false;
+    out[(*used)++] = c;
+  }
+  out[*used] = '\0';
+  return quote == 0;
+}
+
+char *once_batch_sql(query_t *const *qs, size_t n, const char ***params, int *nparams) {
+  size_t cap = 64, total = 0;
+  for (size_t k = 0; k < n; k++) {
+    cap += strlen(qs[k]->sql) * 2 + 64; /* renumbered parameters may grow */
+    total += (size_t)qs[k]->nparams + 1;
+  }
+  char *out = malloc(cap);
+  const char **p = malloc(total * sizeof *p);
+  if (!out || !p) goto fail;
+  size_t used = 0;
+  int off = 0;
+  for (size_t k = 0; k < n; k++) {
+    int w = snprintf(out + used, cap - used, "%snirc_w%zu AS (", k ? ", " : "WITH ", k + 1);
+    if (w < 0 || (size_t)w >= cap - used) goto fail;
+    used += (size_t)w;
+    if (!once_renumber(qs[k]->sql, off, out, cap, &used) || used + 2 >= cap) goto fail;
+    out[used++] = ')';
+    for (int i = 0; i < qs[k]->nparams; i++)
+      p[off + i] = qs[k]->params[i];
+    off += qs[k]->nparams;
+  }
+  int w = snprintf(out + used, cap - used, " INSERT INTO journal_keys (key) VALUES ");
+  if (w < 0 || (size_t)w >= cap - used) goto fail;
+  used += (size_t)w;
+  for (size_t k = 0; k < n; k++) {
+    p[off + (int)k] = qs[k]->key;
+    w = snprintf(out + used, cap - used, "%s($%d)", k ? ", " : "", off + (int)k + 1);
+    if (w < 0 || (size_t)w >= cap - used) goto fail;
+    used += (size_t)w;
+  }
+  *params = p;
+  *nparams = off + (int)n;
+  return out;
+fail:
+  free(out);
+  free(p);
+  return NULL;
+}
+
 /* Classifies a once-write's first result (NULL: none arrived). SQLSTATE
  * classes that mean "not now" rather than "never" are retried: connection
  * exceptions (08), transaction rollbacks such as deadlocks (40), lack of

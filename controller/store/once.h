@@ -40,6 +40,15 @@ typedef struct {
 /* The statement a once-write with nparams parameters is sent as; the key
  * is parameter nparams+1. Returns a malloc'ed string or NULL. */
 char *once_sql(const char *sql, int nparams);
+/* Several once-writes (INSERTs) as one statement, so they commit together:
+ *   WITH nirc_w1 AS (<sql 1>), ..., nirc_wN AS (<sql N>)
+ *   INSERT INTO journal_keys (key) VALUES ($k1), ..., ($kN)
+ * with each statement's $i renumbered after the parameters of those before
+ * it, and the N keys last. *params (malloc'ed, *nparams entries, borrowed
+ * from the records) is what to send with it. Returns a malloc'ed string,
+ * or NULL when out of memory or a statement holds a quote or a dollar sign
+ * that is not a parameter (not batched then). */
+char *once_batch_sql(query_t *const *qs, size_t n, const char ***params, int *nparams);
 /* Classifies a once-write's first result (NULL: none arrived). */
 once_outcome_t once_outcome(const PGresult *res);
 

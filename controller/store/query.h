@@ -14,6 +14,7 @@
 #include "db-t.h"
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,7 @@ typedef struct query {
   const char *key;                       /* once-writes: the idempotency key; else NULL */
   int64_t at_ms;                         /* once-writes: wall-clock time of the call */
   uint64_t jend; /* replayed from the journal: offset just past its record; else 0 */
+  bool solo;     /* once-writes: send alone (a batch holding it failed); see db.c */
 } query_t;
 
 /* A string with its length; p == NULL is SQL NULL. Journal payloads are

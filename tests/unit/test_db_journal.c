@@ -536,6 +536,57 @@ static void test_journal_full(void **state) {
   jfile_free(&j);
 }
 
+/* Once-writes queued together go to the database as one statement, one
+ * commit (issue 15: a move's 34 rows were 34 commits). A batch the
+ * database refuses is sent again write by write: the good ones land once,
+ * in order, and only the bad one fails. */
+static void test_once_batched(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  pgtest_actx_t a;
+  pgtest_actx_open(&a, pgtest_env.main_ci);
+  pgtest_rec_t *r = pgtest_rec_new();
+  char peer[64];
+  snprintf(peer, sizeof peer, "batch-%ld", (long)getpid());
+  /* Connected first: while connecting, once-writes go to the journal and
+   * its replay sends them one by one. */
+  pgtest_q(a.db, r, 0, "select 1", 0, NULL);
+  assert_true(pgtest_run_until_count(&a.loop, &r->ncalls, 1));
+  r->ncalls = 0;
+  db_journal_stats_t st0 = jstats(a.db);
+  for (int i = 0; i < 40; i++)
+    event_once(a.db, r, i, peer, i);
+  assert_true(pgtest_run_until_count(&a.loop, &r->ncalls, 40));
+  assert_int_equal(r->out_of_order, 0);
+  for (int i = 0; i < 40; i++)
+    if (r->err[i] != 0 || !r->had_res[i]) fail_msg("once-write %d: %s", i, r->msg[i]);
+  assert_true(events_in_order(pgtest_env.main_ci, peer, 40));
+  db_journal_stats_t st1 = jstats(a.db);
+  /* All 40 were queued before the loop ran: one statement. */
+  assert_int_equal(st1.batches_total - st0.batches_total, 1);
+
+  /* One refused write in the middle of a batch. */
+  for (int i = 0; i < 20; i++)
+    event_once(a.db, r, 40 + i, peer, 40 + i);
+  qo(a.db, r, 60, "INSERT INTO sites (slug, name_en, name_zh) VALUES ('Bad Slug', 'x', 'y')", 0,
+     NULL);
+  for (int i = 0; i < 20; i++)
+    event_once(a.db, r, 61 + i, peer, 60 + i);
+  assert_true(pgtest_run_until_count(&a.loop, &r->ncalls, 81));
+  assert_int_equal(r->out_of_order, 0);
+  for (int i = 40; i < 81; i++) {
+    if (i == 60) continue;
+    if (r->err[i] != 0 || !r->had_res[i]) fail_msg("once-write %d: %s", i, r->msg[i]);
+  }
+  assert_int_equal(r->err[60], NIRC_EDB);
+  assert_non_null(strstr(r->msg[60], "check constraint"));
+  assert_true(events_in_order(pgtest_env.main_ci, peer, 80));
+  db_journal_stats_t st2 = jstats(a.db);
+  assert_int_equal(st2.failed_total - st1.failed_total, 1);
+  pgtest_actx_close(&a);
+  free(r);
+}
+
 /* A journal replayed again (a crash after the writes were applied but
  * before the file was emptied) changes nothing: every record is found by
  * its key, counted as a duplicate and skipped, including an additive load
@@ -799,6 +850,7 @@ int main(void) {
   log_set_program("test_db_journal");
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_once_connected, pgtest_need_schema),
+      cmocka_unit_test_setup(test_once_batched, pgtest_need_schema),
       cmocka_unit_test_setup(test_journal_replayed_at_open, pgtest_need_schema),
       cmocka_unit_test_setup(test_journal_torn_last_record, pgtest_need_schema),
       cmocka_unit_test_setup(test_journal_damage_set_aside, pgtest_need_schema),

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Cutover latency (issue 15, SPEC 11): 31 sources to one hub and back.
+
+An operator's `nircctl --json cutover ... --force` and `restore`, timed
+from spawn to exit, against a durable PostgreSQL (fsync and
+synchronous_commit on). Each exit means every source acknowledged and the
+audit row is committed; the benchmark checks the audit row after every
+command. The same run measures the alternative: nircd with NIRC_DB_BATCH=0
+(one statement and one commit per row, as before batching).
+
+  bench/cutover.py [--moves 40] [--busy]
+
+--busy adds two busy loops (both cores) for a second measurement.
+Targets: server-side p99 <= 10 ms, end-to-end p99 < 40 ms quiet.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import time
+
+import benchlib as B
+
+T = B.T
+SOURCES = None
+
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def run_moves(env, moves):
+    walls, elapsed = [], []
+    srcs = ",".join(SOURCES)
+    for k in range(moves):
+        if k % 2 == 0:
+            argv = ["cutover", srcs, "--to", "shaanxi", "--reason", f"bench {k}", "--force"]
+        else:
+            argv = ["restore", srcs, "--reason", f"bench {k}"]
+        t0 = time.monotonic()
+        r = env.ctl("--json", *argv)
+        walls.append((time.monotonic() - t0) * 1000)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        elapsed.append(out.get("elapsed_ms", 0))
+        n = env.sql(f"select count(*) from audit_log where detail->>'reason' = 'bench {k}'")
+        assert n and int(n[0][0]) >= 1, f"audit row of move {k} not committed at exit"
+    return {"moves": moves,
+            "wall_ms": {"p50": round(statistics.median(walls), 1), "p99": round(pct(walls, 99), 1),
+                        "max": round(max(walls), 1)},
+            "server_elapsed_ms": {"p50": statistics.median(elapsed), "p99": pct(elapsed, 99)}}
+
+
+def measure(tag, moves, batch, busy):
+    global SOURCES
+    env = T.Env(f"bench-cutover-{tag}")
+    SOURCES = [s for s in T.scenario_slugs() if s != "shaanxi"]
+    if not batch:
+        os.environ["NIRC_DB_BATCH"] = "0"
+    try:
+        proc = env.start_controller()
+    finally:
+        os.environ.pop("NIRC_DB_BATCH", None)
+    for s in T.scenario_slugs():
+        env.start_agent(s)
+    T.wait_until(lambda: all(v["load"] for v in env.status().values()), 60, "agents reporting")
+    hogs = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2)] if busy else []
+    try:
+        c0 = B.cpu_seconds(proc.p.pid)
+        res = run_moves(env, moves)
+        res["nircd_cpu_ms_per_move"] = round((B.cpu_seconds(proc.p.pid) - c0) * 1000 / moves, 2)
+        res["loadavg"] = B.loadavg()
+    finally:
+        for h in hogs:
+            h.kill()
+        env.close()
+        for a in env.agents.values():
+            a.stop()
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--moves", type=int, default=40)
+    ap.add_argument("--busy", action="store_true")
+    a = ap.parse_args()
+    pg = B.Postgres(durable=True)
+    figures = {}
+    try:
+        for busy in ([False, True] if a.busy else [False]):
+            for batch in (True, False):
+                tag = ("batch" if batch else "per-row") + ("-busy" if busy else "")
+                figures[tag] = measure(tag, a.moves, batch, busy)
+    finally:
+        T.Proc.kill_all()
+        pg.stop()
+    b, r = figures["batch"], figures["per-row"]
+    B.emit("cutover", figures,
+           ratio_per_row_over_batch={
+               "wall_p50": round(r["wall_ms"]["p50"] / b["wall_ms"]["p50"], 2),
+               "wall_p99": round(r["wall_ms"]["p99"] / b["wall_ms"]["p99"], 2)},
+           target={"server_p99_ms": 10, "wall_p99_ms_quiet": 40})
+
+
+if __name__ == "__main__":
+    main()
