@@ -12,7 +12,6 @@ at 20,000 sites than at 1,000; a quadratic one costs 400x more.
 Target (issue 15): 20,000 configured sites without links under 5% of a core.
 """
 import argparse
-import json
 import os
 import time
 
@@ -21,28 +20,10 @@ import benchlib as B
 T = B.T
 
 
-def scenario(path, n):
-    with open(T.SCENARIO) as f:
-        base = json.load(f)
-    sites = []
-    for i in range(1, n + 1):
-        u, v = (i * 0.618034) % 1.0, (i * 0.414214) % 1.0
-        sites.append({"slug": f"bench-{i:05d}", "name_en": f"Bench {i}", "name_zh": f"基准 {i}",
-                      "city_en": f"City {i}", "lat": round(22 + 22 * u, 4),
-                      "lon": round(90 + 34 * v, 4), "day_calls": 2000, "night_calls": 60,
-                      "aht_s": 240, "agents_day": 60 if i <= 2 else 25,
-                      "agents_night": 40 if i <= 2 else 6, "is_hub": i <= 2,
-                      "night_consolidated": False})
-    base.update({"name": f"bench: {n} sites", "primary_hub": "bench-00001",
-                 "backup_hub": "bench-00002", "sites": sites})
-    with open(path, "w") as f:
-        json.dump(base, f)
-
-
 def measure(n, window):
     env = T.Env(f"bench-idle-{n}")
     scen = os.path.join(env.dir, "sites.json")
-    scenario(scen, n)
+    T.write_sites_scenario(scen, n, "bench")
     T.run([T.binary("nircd"), "-c", env.nircd_conf, "import-sites", scen], check=True,
           timeout=600)
     proc = env.start_controller(timeout=120)

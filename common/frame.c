@@ -38,7 +38,7 @@ int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t len, fram
       if (d->hdr_have < FRAME_HEADER_LEN) return 0;
       uint32_t plen = frame_get_be32(d->hdr);
       /* The cap is enforced here, before any allocation. */
-      if (plen > FRAME_MAX_PAYLOAD) return NIRC_EFRAME_TOO_BIG;
+      if (plen > (d->max ? d->max : FRAME_MAX_PAYLOAD)) return NIRC_EFRAME_TOO_BIG;
       d->body_len = plen;
       d->body_have = 0;
       /* Fast path: the whole payload is already in this chunk, so hand it
@@ -92,8 +92,12 @@ void frame_envelope_free(Nirc__Envelope *env) {
 }
 
 int frame_encode(const Nirc__Envelope *env, uint8_t **out, size_t *outlen) {
+  return frame_encode_max(env, FRAME_MAX_PAYLOAD, out, outlen);
+}
+
+int frame_encode_max(const Nirc__Envelope *env, uint32_t max, uint8_t **out, size_t *outlen) {
   size_t plen = nirc__envelope__get_packed_size(env);
-  if (plen > FRAME_MAX_PAYLOAD) return NIRC_EFRAME_TOO_BIG;
+  if (plen > max) return NIRC_EFRAME_TOO_BIG;
   uint8_t *buf = malloc(FRAME_HEADER_LEN + plen);
   if (!buf) return NIRC_ENOMEM;
   buf[0] = (uint8_t)(plen >> 24);

@@ -16,6 +16,10 @@
 
 #define FRAME_HEADER_LEN  4
 #define FRAME_MAX_PAYLOAD (64u * 1024u)
+/* What an operator reply may carry, controller to nircctl only: the
+ * status of 20,000 sites is ~5 MB. Everything a peer sends to the
+ * controller stays under FRAME_MAX_PAYLOAD. */
+#define FRAME_MAX_REPLY (32u * 1024u * 1024u)
 
 /* Called once per complete payload. `payload` is borrowed for the call.
  * Return 0 to continue, or a negative NIRC_E* code to stop decoding. */
@@ -28,14 +32,15 @@ typedef struct {
   size_t body_len; /* declared payload length */
   size_t body_have;
   uint64_t frames; /* complete frames decoded so far */
+  uint32_t max;    /* largest payload accepted; FRAME_MAX_PAYLOAD unless set */
 } frame_decoder_t;
 
 void frame_decoder_init(frame_decoder_t *d);
 /* Releases a partial frame's buffer; the decoder may be reused after. */
 void frame_decoder_free(frame_decoder_t *d);
 /* Feeds `len` bytes. Returns 0 when every byte was consumed,
- * NIRC_EFRAME_TOO_BIG when a header announces more than
- * FRAME_MAX_PAYLOAD, NIRC_ENOMEM, or the first negative value returned by
+ * NIRC_EFRAME_TOO_BIG when a header announces more than d->max,
+ * NIRC_ENOMEM, or the first negative value returned by
  * `cb`. After an error the decoder must not be fed again. */
 int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t len, frame_payload_cb cb,
                        void *arg);
@@ -62,5 +67,7 @@ void frame_envelope_free(Nirc__Envelope *env);
  * and *out and *outlen (caller owns *out, free()), NIRC_EFRAME_TOO_BIG, or
  * NIRC_ENOMEM. */
 int frame_encode(const Nirc__Envelope *env, uint8_t **out, size_t *outlen);
+/* The same with a larger cap (FRAME_MAX_REPLY for operator replies). */
+int frame_encode_max(const Nirc__Envelope *env, uint32_t max, uint8_t **out, size_t *outlen);
 
 #endif

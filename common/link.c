@@ -219,6 +219,13 @@ static int link_flush(link_t *l) {
   return 0;
 }
 
+void link_allow_large_sends(link_t *l, uint32_t max) {
+  l->opts.max_send = max;
+  /* One whole reply fits the queue: TLS adds a few bytes per record. */
+  size_t need = (size_t)max + max / 64 + 65536;
+  if (l->opts.max_write_queue < need) l->opts.max_write_queue = need;
+}
+
 static void link_fail_flush(link_t *l, int rc) {
   if (rc == NIRC_EFULL)
     link_close(l, NIRC_EFULL, "peer is not reading: write queue over its limit");
@@ -229,7 +236,8 @@ static void link_fail_flush(link_t *l, int rc) {
 static int link_send_raw(link_t *l, const Nirc__Envelope *env) {
   uint8_t *frame;
   size_t len;
-  int rc = frame_encode(env, &frame, &len);
+  int rc =
+      frame_encode_max(env, l->opts.max_send ? l->opts.max_send : FRAME_MAX_PAYLOAD, &frame, &len);
   if (rc < 0) return rc;
   ERR_clear_error();
   int n = SSL_write(l->ssl, frame, (int)len);
@@ -360,7 +368,8 @@ static void link_read_plain(link_t *l) {
         unsigned long announced =
             ((unsigned long)h[0] << 24) | ((unsigned long)h[1] << 16) | (h[2] << 8) | h[3];
         link_fail(l, NIRC__ERROR_CODE__ERROR_CODE_MALFORMED, rc,
-                  "frame length %lu exceeds the maximum of %u bytes", announced, FRAME_MAX_PAYLOAD);
+                  "frame length %lu exceeds the maximum of %u bytes", announced,
+                  l->dec.max ? l->dec.max : FRAME_MAX_PAYLOAD);
         return;
       }
       if (rc == NIRC_ENOMEM) {
@@ -548,6 +557,7 @@ static link_t *link_new(uv_loop_t *loop, SSL_CTX *ctx, const link_opts_t *opts,
   l->data = data;
   l->id = link_next_id++;
   frame_decoder_init(&l->dec);
+  l->dec.max = l->opts.max_recv;
   uv_tcp_init(loop, &l->tcp);
   uv_timer_init(loop, &l->timer);
   l->tcp.data = l;

@@ -57,6 +57,10 @@ typedef struct {
    * at max_msgs_per_s, holding at most msg_burst. A peer that runs it dry
    * gets a RATE_LIMITED Error and the link closes. 0: no limit (default). */
   uint32_t max_msgs_per_s, msg_burst;
+  /* Largest payload accepted from the peer / sent to it; 0: FRAME_MAX_PAYLOAD.
+   * Only nircctl raises max_recv (to FRAME_MAX_REPLY), and the controller
+   * raises max_send on an operator's link (link_allow_large_sends). */
+  uint32_t max_recv, max_send;
 } link_opts_t;
 
 void link_opts_default(link_opts_t *o);
@@ -82,6 +86,9 @@ void link_fail(link_t *l, Nirc__ErrorCode code, int err, const char *fmt, ...)
 void link_fail_hint(link_t *l, Nirc__ErrorCode code, int err, const char *hint,
                     uint64_t leader_epoch, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
+/* Lets this link send payloads up to max bytes, with the write queue
+ * sized for one of them (an operator's link, once identified). */
+void link_allow_large_sends(link_t *l, uint32_t max);
 /* Starts an orderly close. Idempotent. */
 void link_close(link_t *l, int err, const char *why);
 

@@ -17,6 +17,7 @@
 #include "ctl_plan.h"
 #include "ctl_status.h"
 #include "err.h"
+#include "frame.h"
 #include "link.h"
 #include "log.h"
 #include "map.h"
@@ -253,6 +254,7 @@ static void ctl_try_next(ctl_t *c) {
   /* The controller pings idle links; this only catches a dead one. */
   o.idle_timeout_ms = (uint32_t)(c->conf->timeout_ms > 5000 ? c->conf->timeout_ms : 5000);
   o.expect_kind = PEER_CONTROLLER;
+  o.max_recv = FRAME_MAX_REPLY; /* the status of thousands of sites */
   uv_timer_start(&c->attempt, ctl_on_attempt, c->conf->timeout_ms + c->wait_ms, 0);
   link_connect(c->loop, (struct sockaddr *)&c->addrs[c->idx], c->tls, &o, &ctl_cbs, c, &c->link);
 }

@@ -1,6 +1,7 @@
 #include "ops.h"
 
 #include "err.h"
+#include "frame.h"
 #include "log.h"
 #include "msgtext.h"
 #include "route.h"
@@ -610,8 +611,24 @@ void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REPLY;
   env.operator_reply = &rep;
   int rc = link_send(c->link, &env);
-  if (rc == NIRC_EFRAME_TOO_BIG)
-    log_error(LOG_OPS, link_label(c->link), "reply to %s exceeds the frame limit",
-              cmd ? cmd->name : "?");
+  if (rc == NIRC_EFRAME_TOO_BIG) {
+    /* Say so to the operator instead of leaving nircctl to time out and
+     * blame the link. */
+    log_error(LOG_OPS, link_label(c->link), "reply to %s exceeds the reply limit of %u bytes",
+              cmd ? cmd->name : "?", FRAME_MAX_REPLY);
+    Nirc__OperatorReply big = NIRC__OPERATOR_REPLY__INIT;
+    Nirc__Error big_err = NIRC__ERROR__INIT;
+    char big_msg[200];
+    snprintf(big_msg, sizeof big_msg,
+             "the reply to %s is larger than %u MiB: ask for less (one site, or --limit)",
+             cmd ? cmd->name : "this request", FRAME_MAX_REPLY >> 20);
+    big_err.code = NIRC__ERROR_CODE__ERROR_CODE_INTERNAL;
+    big_err.message = big_msg;
+    big.request_id = rep.request_id;
+    big.ok = false;
+    big.error = &big_err;
+    env.operator_reply = &big;
+    (void)link_send(c->link, &env);
+  }
   if (cmd && cmd->cleanup) cmd->cleanup(scratch);
 }

@@ -1,6 +1,7 @@
 #include "server.h"
 
 #include "err.h"
+#include "frame.h"
 #include "httpd.h"
 #include "leader.h"
 #include "log.h"
@@ -463,6 +464,9 @@ static void server_on_open(link_t *l) {
     return;
   case PEER_OPERATOR:
     conn_set_state(c, CONN_OPERATOR);
+    /* Replies may be large (the status of 20,000 sites); what the
+     * operator sends stays under FRAME_MAX_PAYLOAD. */
+    link_allow_large_sends(l, FRAME_MAX_REPLY);
     log_info(LOG_OPS, link_label(l), "operator connected (role %s)", tls_role_name(id->role));
     server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(l), "connected",
                         tls_role_name(id->role));

@@ -64,7 +64,7 @@ struct db {
   /* With a batch in flight (db_send_batch): its other once-writes, in
    * order, linked through next; inflight is the first. NULL otherwise. */
   query_t *batch;
-  bool no_batch; /* NIRC_DB_BATCH=0: every once-write alone (for comparison) */
+  bool no_batch;      /* NIRC_DB_BATCH=0: every once-write alone (for comparison) */
   PGresult *batch_ok; /* a success of the batch, for its writers' callbacks */
   PGresult *first;    /* first result of the in-flight query (a batch: its first refusal) */
   int flushing;       /* PQflush has not yet sent all of the in-flight query */

@@ -48,6 +48,27 @@ def scenario_slugs():
         return [s["slug"] for s in json.load(f)["sites"]]
 
 
+def write_sites_scenario(path, n, prefix="gen"):
+    """Writes a scenario of n generated sites (PREFIX-00001..; the first two
+    are hubs) with the reference network's other settings, for
+    `nircd import-sites`: the scale tests and benchmarks."""
+    with open(SCENARIO) as f:
+        base = json.load(f)
+    sites = []
+    for i in range(1, n + 1):
+        u, v = (i * 0.618034) % 1.0, (i * 0.414214) % 1.0
+        sites.append({"slug": f"{prefix}-{i:05d}", "name_en": f"Generated {i}",
+                      "name_zh": f"生成 {i}", "city_en": f"City {i}", "lat": round(22 + 22 * u, 4),
+                      "lon": round(90 + 34 * v, 4), "day_calls": 2000, "night_calls": 60,
+                      "aht_s": 240, "agents_day": 60 if i <= 2 else 25,
+                      "agents_night": 40 if i <= 2 else 6, "is_hub": i <= 2,
+                      "night_consolidated": False})
+    base.update({"name": f"{n} generated sites", "primary_hub": f"{prefix}-00001",
+                 "backup_hub": f"{prefix}-00002", "sites": sites})
+    with open(path, "w") as f:
+        json.dump(base, f)
+
+
 def free_port():
     """A free port for something a test listens on: below the ephemeral range
     (listen_port), never one the kernel hands to outgoing connections, so a
