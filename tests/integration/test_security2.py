@@ -1,5 +1,5 @@
-"""Issue 16, points 3 to 5: what a site's Hello may claim, operator floods,
-failed-handshake floods.
+"""Issue 16, points 3 to 10: what a site's Hello may claim, operator floods,
+failed-handshake floods, the PKI's edges, TLS groups and key updates.
 
 One controller with real agents (hubei, shaanxi, henan) on this test's own
 private CA (it revokes the controller's certificate). Each attack is tried
@@ -246,6 +246,164 @@ def test_failed_handshakes_are_aggregated_per_address():
     still_serving("a flood of failed handshakes")
 
 
+def openssl(*args, check=True, **kw):
+    return subprocess.run(["openssl"] + list(args), capture_output=True, text=True, check=check,
+                          **kw)
+
+
+def test_pki_constraints_ca_path_length_leaf_usages():
+    """Point 6: the CA may sign leaves only (pathlen:0); leaves are CA:FALSE
+    with the extended key usage of their role."""
+    ca = openssl("x509", "-in", f"{PKI}/ca.crt", "-noout", "-ext", "basicConstraints").stdout
+    assert "CA:TRUE" in ca and "pathlen:0" in ca, ca
+    for base, eku in (("controller-nircd", "TLS Web Server Authentication"),
+                      ("site-hubei", "TLS Web Client Authentication"),
+                      ("operator-victor", "TLS Web Client Authentication")):
+        ext = openssl("x509", "-in", f"{PKI}/{base}.crt", "-noout", "-ext",
+                      "basicConstraints,extendedKeyUsage").stdout
+        assert "CA:FALSE" in ext, (base, ext)
+        usages = ext.split("Extended Key Usage:")[1].split(",")
+        assert [u.strip() for u in usages] == [eku], (base, ext)
+
+
+def rogue(name, ext, signer="ca", chain=()):
+    """A certificate for operator:<name> (role admin) with extensions
+    `ext`, signed by `signer` (a file base in PKI/rogue or the CA);
+    returns the file base, whose .crt holds it and `chain` after it."""
+    d = os.path.join(PKI, "rogue")
+    os.makedirs(d, exist_ok=True)
+    base = os.path.join(d, name)
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
+            base + ".key")
+    cnf = base + ".cnf"
+    with open(cnf, "w") as f:
+        f.write(f"[x]\n{ext}\n")
+    subj = f"/OU=admin/CN=operator:{name}" if "CA:FALSE" in ext else f"/CN={name}"
+    openssl("req", "-new", "-key", base + ".key", "-subj", subj, "-out", base + ".csr")
+    ca = f"{PKI}/ca" if signer == "ca" else os.path.join(d, signer)
+    openssl("x509", "-req", "-in", base + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
+            "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "30",
+            "-extfile", cnf, "-extensions", "x", "-out", base + ".pem")
+    with open(base + ".crt", "w") as out:
+        for part in [base + ".pem"] + [os.path.join(d, c) + ".pem" for c in chain]:
+            with open(part) as f:
+                out.write(f.read())
+    return base
+
+
+def test_ca_true_peers_and_long_chains_refused():
+    """Point 6: an intermediate CA:TRUE signed by the root (a mistake, or a
+    compromised issuing process) cannot mint an admin operator, and a
+    CA:TRUE certificate cannot be a peer itself."""
+    leaf = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n" \
+           "extendedKeyUsage=clientAuth"
+    rogue("intermediate", "basicConstraints=critical,CA:TRUE\n"
+          "keyUsage=critical,keyCertSign,cRLSign,digitalSignature\nextendedKeyUsage=clientAuth")
+    minted = rogue("mallory", leaf, signer="intermediate", chain=["intermediate"])
+    r = T.run([T.binary("nircctl"), "--controller", env.addr, "--ca", f"{PKI}/ca.crt",
+               "--cert", minted + ".crt", "--key", minted + ".key", "--timeout", "3s",
+               "status"])
+    assert r.returncode != 0 and "SITE" not in r.stdout, r
+    T.wait_until(lambda: re.search(r"closed before authentication: TLS handshake failed: "
+                                   r"certificate '[^']*' .*(chain too long|path length)", log()),
+                 5, "the minted operator's chain refused in the log")
+    # The intermediate itself, presented as a peer: a CA is not a peer.
+    r = T.run([T.binary("nircctl"), "--controller", env.addr, "--ca", f"{PKI}/ca.crt",
+               "--cert", os.path.join(PKI, "rogue", "intermediate.crt"), "--key",
+               os.path.join(PKI, "rogue", "intermediate.key"), "--timeout", "3s", "status"])
+    assert r.returncode != 0, r
+    T.wait_until(lambda: "certificate 'intermediate' (serial" in log() and
+                 "invalid non-CA certificate (has CA markings)" in log(), 5,
+                 "the CA:TRUE peer refused in the log")
+    still_serving("rogue chains")
+
+
+def test_pki_and_nircd_agree_on_names():
+    """Point 9: pki.sh accepts exactly the names nircd accepts (the same
+    list tests/unit/test_names.c holds nirc_slug_valid() to), and a name
+    pki.sh issues is one nircd lets in."""
+    scratch = os.path.join(T.RUN, "pki-names")
+    shutil.rmtree(scratch, ignore_errors=True)
+    with open(os.path.join(T.SRC, "tests", "data", "names.txt")) as f:
+        entries = [l.rstrip("\n").split(" ", 1) for l in f if l.strip() and l[0] != "#"]
+    for want, name in entries:
+        r = T.run([os.path.join(T.SRC, "deploy", "pki.sh"), scratch, "--operator",
+                   f"{name}:viewer"])
+        assert (r.returncode == 0) == (want == "good"), (name, want, r.stderr)
+        if want == "bad":
+            assert "a lower-case letter, then up to 30" in r.stderr, r.stderr
+    pki("--operator", "bob-smith:viewer")
+    r = env.ctl("--json", "status", cert="operator-bob-smith")
+    assert r.returncode == 0, r
+
+
+def test_agent_refuses_a_revoked_controller_certificate():
+    """Point 10: an agent given the CA's CRL ([tls] crl) refuses a
+    controller whose certificate is revoked, and connects once the
+    controller presents a valid one."""
+    serial = openssl("x509", "-noout", "-serial", "-in",
+                     f"{PKI}/controller-nircd.crt").stdout.strip().split("=")[1]
+    out = pki("--revoke", "controller-nircd", "--controller", "nircd").stdout
+    assert f"serial {serial}" in out, out
+    # nircd still presents the revoked certificate it loaded at start.
+    agent = env.start_agent(PROBE_SITE, extra=f"[tls]\ncrl = {PKI}/crl.pem\n")
+    T.wait_until(lambda: "certificate revoked" in agent.tail(200), 10,
+                 "the agent's refusal of the revoked controller")
+    assert f"controller:nircd' (serial {serial}" in agent.tail(200), agent.tail(20)
+    assert env.status()[PROBE_SITE]["link"] != "online"
+    # Agents without a CRL are not affected; a reload gives nircd its new
+    # certificate and the careful agent gets in.
+    env.controller.signal(signal.SIGHUP)
+    T.wait_until(lambda: env.status()[PROBE_SITE]["link"] == "online", 15,
+                 f"{PROBE_SITE} online once the controller's certificate is valid")
+    still_serving("a revoked controller certificate")
+
+
+def s_client(*args, stdin=None, timeout=15):
+    argv = ["openssl", "s_client", "-connect", f"127.0.0.1:{env.port}", "-tls1_3",
+            "-CAfile", f"{PKI}/ca.crt", "-cert", f"{PKI}/operator-victor.crt",
+            "-key", f"{PKI}/operator-victor.key"] + list(args)
+    return subprocess.run(argv, input=stdin or "", capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_tls_groups_and_key_update_flood():
+    """Point 7: only X25519 and P-256 key exchange; a key update flood
+    closes the link."""
+    for group in ("ffdhe2048", "X448", "P-521"):
+        r = s_client("-groups", group)
+        assert "New, TLSv1.3" not in r.stdout and r.returncode != 0, (group, r.stdout[-500:])
+    for group in ("X25519", "P-256"):
+        r = s_client("-groups", group)
+        assert "New, TLSv1.3" in r.stdout, (group, r.stdout[-500:], r.stderr[-500:])
+    p = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{env.port}",
+                          "-tls1_3", "-CAfile", f"{PKI}/ca.crt",
+                          "-cert", f"{PKI}/operator-victor.crt",
+                          "-key", f"{PKI}/operator-victor.key"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        sent = 0
+        try:
+            for _ in range(30):
+                p.stdin.write("K\n")
+                p.stdin.flush()
+                sent += 1
+                time.sleep(0.02)
+            p.stdin.close()
+        except BrokenPipeError:
+            pass  # the controller closed the link and s_client is gone
+        out, _ = p.communicate(timeout=10)
+        assert sent > 10, f"s_client gone after {sent} key updates: {out[-1000:]}"
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert "KEYUPDATE" in out, out[-1000:]
+    T.wait_until(lambda: "more than 10 TLS key updates a minute: closing" in log(), 5,
+                 "the key update flood closed")
+    still_serving("TLS groups and key updates")
+
+
 def test_stop():
     for a in env.agents.values():
         a.stop()
@@ -258,4 +416,9 @@ if __name__ == "__main__":
             test_hello_route_is_validated_like_a_directive,
             test_operator_flood_capped_and_rate_limited_agents_stay_fresh,
             test_failed_handshakes_are_aggregated_per_address,
+            test_pki_constraints_ca_path_length_leaf_usages,
+            test_ca_true_peers_and_long_chains_refused,
+            test_pki_and_nircd_agree_on_names,
+            test_tls_groups_and_key_update_flood,
+            test_agent_refuses_a_revoked_controller_certificate,
             test_stop])
