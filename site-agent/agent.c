@@ -537,6 +537,14 @@ static void agent_on_message(link_t *l, Nirc__Envelope *env) {
       link_fail(l, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_EPROTOCOL, "unexpected Welcome");
       return;
     }
+    if (env->welcome->epoch > INT64_MAX) {
+      /* The state file (and the controller's database) store a signed
+       * 64-bit epoch; a larger one would be saved negative. */
+      link_fail(l, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_ERANGE,
+                "Welcome epoch %llu out of range: at most %lld",
+                (unsigned long long)env->welcome->epoch, (long long)INT64_MAX);
+      return;
+    }
     agent_on_welcome(a, env->welcome);
     return;
   case NIRC__ENVELOPE__MSG_ERROR:
