@@ -52,6 +52,9 @@ Options:
                             replaces a certificate in one go
   -h, --help                show this help
 
+Every SLUG and NAME is a lower-case letter followed by at most 30 lower-case
+letters, digits or hyphens (^[a-z][a-z0-9-]{0,30}\$), the rule nircd applies.
+
 Files: DIR/ca.{crt,key}, DIR/controller-<name>.{crt,key},
 DIR/site-<slug>.{crt,key}, DIR/operator-<name>.{crt,key}; DIR/crl.pem, the
 CA's revocation list (nircd.conf [tls] crl), rewritten by every run and valid
