@@ -1,5 +1,7 @@
 """Issue 16, points 3 to 10: what a site's Hello may claim, operator floods,
-failed-handshake floods, the PKI's edges, TLS groups and key updates.
+failed-handshake floods, the PKI's edges, TLS groups and key updates, the
+agent's state file. (A second file: integration.security already takes
+about 100 s under the sanitizers.)
 
 One controller with real agents (hubei, shaanxi, henan) on this test's own
 private CA (it revokes the controller's certificate). Each attack is tried
@@ -404,6 +406,28 @@ def test_tls_groups_and_key_update_flood():
     still_serving("TLS groups and key updates")
 
 
+def test_agent_state_file_symlink_refused():
+    """Point 8: a symbolic link planted as an agent's state file is neither
+    read nor written through; the agent says so and serves anyway."""
+    site = "gansu"
+    pki("--sites", site)
+    victim = os.path.join(env.dir, "victim.txt")
+    with open(victim, "w") as f:
+        f.write("not the agent's to write\n")
+    state = os.path.join(env.dir, f"state-{site}.json")
+    os.symlink(victim, state)
+    agent = env.start_agent(site)
+    T.wait_until(lambda: "is a symbolic link: refusing to read the state" in agent.tail(50), 10,
+                 "the agent's refusal to read through the link")
+    T.wait_until(lambda: env.status()[site]["link"] == "online", 15, f"{site} online")
+    T.wait_until(lambda: "is a symbolic link: refusing to write the state" in agent.tail(100),
+                 10, "the agent's refusal to write through the link")
+    with open(victim) as f:
+        assert f.read() == "not the agent's to write\n"
+    assert os.path.islink(state)
+    agent.stop()
+
+
 def test_stop():
     for a in env.agents.values():
         a.stop()
@@ -421,4 +445,5 @@ if __name__ == "__main__":
             test_pki_and_nircd_agree_on_names,
             test_tls_groups_and_key_update_flood,
             test_agent_refuses_a_revoked_controller_certificate,
+            test_agent_state_file_symlink_refused,
             test_stop])
