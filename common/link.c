@@ -361,6 +361,13 @@ static void link_read_plain(link_t *l) {
   while (l->state == LINK_OPEN) {
     ERR_clear_error();
     int n = SSL_read(l->ssl, buf, sizeof buf);
+    int ku_limit = tls_key_update_flood(l->ssl);
+    if (ku_limit) {
+      log_warn(LOG_TLS, l->label, "more than %d TLS key updates a minute: closing", ku_limit);
+      link_fail(l, NIRC__ERROR_CODE__ERROR_CODE_RATE_LIMITED, NIRC_ERATE_LIMITED,
+                "more than %d TLS key updates a minute: link closed", ku_limit);
+      return;
+    }
     if (n > 0) {
       int rc = frame_decoder_feed(&l->dec, buf, (size_t)n, link_on_payload, l);
       if (rc == NIRC_EFRAME_TOO_BIG) {

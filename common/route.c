@@ -146,6 +146,15 @@ int route_from_directive(const Nirc__Directive *d, route_t *out, char *err, size
              ROUTE_MAX_INBOUND);
     return NIRC_EINVAL;
   }
+  /* The protocol carries uint64, the controller's database and the state
+   * file store a signed 64-bit integer: a value above INT64_MAX would be
+   * read back negative (once as -1, and the agent lost its route), so it
+   * is refused here, where every directive and Hello route comes in. */
+  if (d->epoch > INT64_MAX || d->version > INT64_MAX) {
+    snprintf(err, errlen, "epoch %llu / version %llu out of range: at most %lld",
+             (unsigned long long)d->epoch, (unsigned long long)d->version, (long long)INT64_MAX);
+    return NIRC_ERANGE;
+  }
   out->epoch = d->epoch;
   out->version = d->version;
   out->revert_at_ms = d->revert_at_ms;

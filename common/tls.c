@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* Longest note tls_verify_cb leaves on a refused handshake. */
 #define TLS_NOTE_MAX 320
@@ -25,6 +26,22 @@
 static int tls_note_idx = -1;
 
 static int tls_verify_cb(int ok, X509_STORE_CTX *x);
+static void tls_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+                       SSL *ssl, void *arg);
+
+/* TLS 1.3 key updates a peer may ask for in a minute. A NIRC peer never
+ * needs one (OpenSSL updates keys only after far more data than a link
+ * carries in a day); each costs us a key derivation and, when the peer
+ * asks for ours too, a reply, so a flood of them is closed. */
+#define TLS_KEY_UPDATES_PER_MIN 10
+/* ex_data index of a peer's key update count (tls_ku_t, OPENSSL_zalloc'd,
+ * owned by the SSL). */
+static int tls_ku_idx = -1;
+typedef struct {
+  int64_t window_ms; /* start of the current minute */
+  unsigned n;        /* key updates received in it */
+  int over;          /* over TLS_KEY_UPDATES_PER_MIN: the link must close */
+} tls_ku_t;
 
 static const char *const kind_names[] = {"unknown", "site", "operator", "controller"};
 static const char *const role_names[] = {"none", "viewer", "operator", "admin"};
@@ -59,6 +76,7 @@ int tls_ctx_new(tls_side_t side, const char *ca_file, const char *cert_file, con
                 SSL_CTX **out, char *err, size_t errlen) {
   char why[512];
   if (tls_note_idx < 0) tls_note_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_note_free);
+  if (tls_ku_idx < 0) tls_ku_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_note_free);
   SSL_CTX *ctx = SSL_CTX_new(side == TLS_SERVER ? TLS_server_method() : TLS_client_method());
   if (!ctx) {
     tls_error_string(why, sizeof why);
@@ -95,8 +113,20 @@ int tls_ctx_new(tls_side_t side, const char *ca_file, const char *cert_file, con
     snprintf(err, errlen, "%s does not match the certificate %s", key_file, cert_file);
     goto fail;
   }
+  /* Only the key exchanges the deployment needs: an anonymous client must
+   * not make us compute ffdhe or the larger curves. */
+  if (SSL_CTX_set1_groups_list(ctx, TLS_GROUPS) != 1) {
+    tls_error_string(why, sizeof why);
+    snprintf(err, errlen, "cannot restrict the key exchange groups to %s: %s", TLS_GROUPS, why);
+    goto fail;
+  }
+  SSL_CTX_set_msg_callback(ctx, tls_msg_cb);
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, tls_verify_cb);
-  SSL_CTX_set_verify_depth(ctx, 4);
+  /* deploy/pki.sh signs every leaf with the root itself: a chain with an
+   * intermediate is not one of ours, whatever the root's path length
+   * says (a CA made before pki.sh set pathlen:0 has none). Depth 0 allows
+   * the peer's certificate and the trust anchor, nothing between. */
+  SSL_CTX_set_verify_depth(ctx, 0);
   if (side == TLS_SERVER) {
     /* Tell clients which CA we accept, so a client with several
      * certificates picks the right one. */
@@ -145,6 +175,14 @@ static void tls_serial_hex(X509 *cert, char *buf, size_t len) {
  * kept. The subject comes from a certificate nobody vouches for: control
  * characters are replaced so it cannot forge log lines. */
 static int tls_verify_cb(int ok, X509_STORE_CTX *x) {
+  /* A peer is a leaf: a certificate that may sign others (CA:TRUE, or
+   * keyCertSign) must not speak for a site or an operator, even when the
+   * root signed it by mistake. */
+  if (ok && X509_STORE_CTX_get_error_depth(x) == 0 &&
+      X509_check_ca(X509_STORE_CTX_get_current_cert(x)) != 0) {
+    X509_STORE_CTX_set_error(x, X509_V_ERR_INVALID_NON_CA);
+    ok = 0;
+  }
   if (ok) return 1;
   SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
   if (!ssl || tls_note_idx < 0 || SSL_get_ex_data(ssl, tls_note_idx)) return 0;
@@ -164,6 +202,40 @@ static int tls_verify_cb(int ok, X509_STORE_CTX *x) {
            X509_verify_cert_error_string(X509_STORE_CTX_get_error(x)));
   if (!SSL_set_ex_data(ssl, tls_note_idx, note)) OPENSSL_free(note);
   return 0;
+}
+
+/* Counts the TLS 1.3 KeyUpdate messages a peer sends (record type
+ * handshake, message type 24), per minute; tls_key_update_flood() tells
+ * the link to close once there are too many. It cannot close anything
+ * itself: it runs inside SSL_read. */
+static void tls_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+                       SSL *ssl, void *arg) {
+  (void)version, (void)arg;
+  if (write_p || content_type != SSL3_RT_HANDSHAKE || len < 1 ||
+      ((const unsigned char *)buf)[0] != SSL3_MT_KEY_UPDATE || tls_ku_idx < 0)
+    return;
+  tls_ku_t *k = SSL_get_ex_data(ssl, tls_ku_idx);
+  if (!k) {
+    k = OPENSSL_zalloc(sizeof *k);
+    if (!k) return;
+    if (!SSL_set_ex_data(ssl, tls_ku_idx, k)) {
+      OPENSSL_free(k);
+      return;
+    }
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  if (k->n == 0 || now - k->window_ms >= 60000) {
+    k->window_ms = now;
+    k->n = 0;
+  }
+  if (++k->n > TLS_KEY_UPDATES_PER_MIN) k->over = 1;
+}
+
+int tls_key_update_flood(const SSL *ssl) {
+  const tls_ku_t *k = tls_ku_idx >= 0 ? SSL_get_ex_data(ssl, tls_ku_idx) : NULL;
+  return k && k->over ? TLS_KEY_UPDATES_PER_MIN : 0;
 }
 
 int tls_verify_failure(const SSL *ssl, char *buf, size_t len) {

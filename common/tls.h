@@ -1,7 +1,9 @@
 /* tls: OpenSSL contexts for NIRC links and peer identities.
  *
  * Every link is TLS 1.3 with mutual authentication against the
- * deployment's private CA. A peer is who its certificate says, nothing
+ * deployment's private CA, the peer's certificate signed by the CA itself
+ * (no intermediate) and not itself a CA, with X25519 or P-256 key
+ * exchange only. A peer is who its certificate says, nothing
  * else: the subject CN is "site:<slug>", "operator:<name>" or
  * "controller:<name>"; an operator's role is the subject OU (viewer,
  * operator or admin). When the certificate also carries a URI SAN of the
@@ -36,6 +38,9 @@ typedef struct {
   char fingerprint[65]; /* SHA-256 of the certificate, hex */
 } peer_identity_t;
 
+/* The key exchange groups every context offers and accepts. */
+#define TLS_GROUPS "X25519:P-256"
+
 /* Creates a TLS 1.3-only context that presents cert/key, trusts only
  * ca_file, and requires the peer's certificate (both sides). A certificate
  * the context refuses is described by tls_verify_failure(). Returns 0 or
@@ -53,6 +58,11 @@ int tls_file_identity(const char *cert_file, peer_identity_t *out, char *err, si
  * Returns 1 and fills buf, or 0 when no certificate was refused (none was
  * presented, or the failure was not about certificates). */
 int tls_verify_failure(const SSL *ssl, char *buf, size_t len);
+
+/* Nonzero (the limit, per minute) once the peer of `ssl` has sent more
+ * TLS 1.3 key updates in a minute than a NIRC peer ever needs: the caller
+ * closes the link. 0 otherwise. */
+int tls_key_update_flood(const SSL *ssl);
 
 /* Revocation: the certificate revocation lists of the private CA and a
  * blocklist of certificate fingerprints, loaded together so a reload

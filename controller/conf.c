@@ -27,6 +27,11 @@ const config_opt_t conf_nircd_opts[] = {
     {"controller", "max_unauthenticated", CFG_UINT, O(max_unauthenticated), 0, 1, 100000, "256", 0,
      "most links still in the TLS handshake or waiting for Hello; beyond it a new connection "
      "is closed at once, or replaces the oldest such link once that one has waited 1 s"},
+    {"controller", "handshake_failure_interval", CFG_DURATION, O(hs_interval_ms), 0, 1000, 3600000,
+     "60s", 0,
+     "failed TLS handshakes are aggregated per source address over this: the first few "
+     "distinct ones are stored as link events, the rest counted in one summary event per "
+     "address and interval"},
     {"controller", "advertise", CFG_STRING, O(advertise), S(advertise), 0, 0, "", 0,
      "address standbys send agents and operators to while this one leads (default: the first "
      "listen address)"},
@@ -41,6 +46,14 @@ const config_opt_t conf_nircd_opts[] = {
     {"tls", "blocklist", CFG_STRING, O(blocklist), S(blocklist), 0, 0, "", 0,
      "file of SHA-256 certificate fingerprints (hex, one a line, # comments) refused after the "
      "handshake; re-read on SIGHUP (empty: none)"},
+    {"ops", "max_links_per_operator", CFG_UINT, O(max_links_per_operator), 0, 1, 10000, "8", 0,
+     "links one operator identity (certificate) may hold open at once; the next one is "
+     "refused with an error naming this key"},
+    {"ops", "max_requests_per_s", CFG_UINT, O(max_requests_per_s), 0, 0, 100000, "20", 0,
+     "requests a second one operator identity may send on average, over all its links; those "
+     "over it are answered with a 'rate limited' error (0: no limit)"},
+    {"ops", "request_burst", CFG_UINT, O(request_burst), 0, 1, 1000000, "40", 0,
+     "requests one operator identity may send at once above that rate"},
     {"database", "conninfo", CFG_STRING, O(conninfo), S(conninfo), 0, 0, NULL, 1,
      "libpq connection string"},
     {"database", "schema_dir", CFG_STRING, O(schema_dir), S(schema_dir), 0, 0, NIRC_SCHEMA_DIR, 0,

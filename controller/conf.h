@@ -16,6 +16,9 @@ typedef struct {
   char crl[CONFIG_STR_MAX], blocklist[CONFIG_STR_MAX]; /* revocation; "" for none */
   uint32_t max_unauthenticated;                        /* links not yet past TLS + Hello */
   uint32_t max_messages_per_s, msg_burst;              /* per-link token bucket; 0: no limit */
+  uint64_t hs_interval_ms; /* failed handshakes aggregated per address over this */
+  /* [ops]: per operator identity, over all its links (net/guard.h). */
+  uint32_t max_links_per_operator, max_requests_per_s, request_burst;
   char conninfo[CONFIG_STR_MAX];
   char schema_dir[CONFIG_STR_MAX];
   char journal[CONFIG_STR_MAX]; /* on-disk journal of writes during outages; empty: none */

@@ -8,6 +8,7 @@
  * Start-up fails fast with a message that names the fix (bad
  * configuration, wrong schema version, unreadable certificates); once
  * running, nothing a peer or the database does stops the process. */
+#include "guard.h"
 #include "admin.h"
 #include "conf.h"
 #include "db.h"
@@ -204,6 +205,7 @@ out:
   }
   httpd_stop(srv->http);
   engine_free(srv->engine);
+  guard_free(srv->guard);
   if (srv->forecast_loaded) scenario_free(&srv->forecast);
   SSL_CTX_free(srv->tls);
   tls_revocation_free(srv->revocation);

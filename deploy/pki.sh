@@ -52,6 +52,9 @@ Options:
                             replaces a certificate in one go
   -h, --help                show this help
 
+Every SLUG and NAME is a lower-case letter followed by at most 30 lower-case
+letters, digits or hyphens (^[a-z][a-z0-9-]{0,30}\$), the rule nircd applies.
+
 Files: DIR/ca.{crt,key}, DIR/controller-<name>.{crt,key},
 DIR/site-<slug>.{crt,key}, DIR/operator-<name>.{crt,key}; DIR/crl.pem, the
 CA's revocation list (nircd.conf [tls] crl), rewritten by every run and valid
@@ -128,11 +131,17 @@ command -v openssl >/dev/null || die "openssl not found; install it (deploy/inst
 
 # ---- validation -----------------------------------------------------------
 
-# Slugs follow scenario.h: [a-z][a-z0-9-]*, at most 31 characters.
-valid_slug() { [[ $1 =~ ^[a-z][a-z0-9-]*$ ]] && [ "${#1}" -le 31 ]; }
-# Operator and controller names end up in a CN and a URI, so they are kept
-# to characters that need no escaping in either.
-valid_name() { [[ $1 =~ ^[a-z0-9][a-z0-9._-]*$ ]] && [ "${#1}" -le 64 ]; }
+# One definition of a name, for sites, operators and controllers alike:
+# NAME_RE below is nirc_slug_valid() in common/util.c, which nircd and the
+# agent apply to the CN of every certificate (site:<slug>,
+# operator:<name>, controller:<name>). A name this script accepts is one
+# nircd accepts, and the other way round: tests/data/names.txt lists good
+# and bad names that tests/unit/test_names.c checks against the C side and
+# tests/integration/test_security2.py against this script.
+readonly NAME_RE='^[a-z][a-z0-9-]{0,30}$'
+readonly NAME_RULE='a lower-case letter, then up to 30 lower-case letters, digits or hyphens'
+valid_slug() { [[ $1 =~ $NAME_RE ]]; }
+valid_name() { [[ $1 =~ $NAME_RE ]]; }
 
 if [ -n "$CA_NAME" ]; then
   if ! [[ $CA_NAME =~ ^[A-Za-z0-9][A-Za-z0-9\ ._-]*$ ]] || [ "${#CA_NAME}" -gt 64 ]; then
@@ -143,7 +152,7 @@ fi
 declare -A SEEN_SITE=()
 SITES=()
 add_site() {
-  valid_slug "$1" || die "invalid site slug '$1': it must match [a-z][a-z0-9-]* and be at most 31 characters"
+  valid_slug "$1" || die "invalid site slug '$1': use $NAME_RULE (${NAME_RE})"
   if [ -z "${SEEN_SITE[$1]:-}" ]; then
     SEEN_SITE[$1]=1
     SITES+=("$1")
@@ -183,10 +192,10 @@ OP_ROLES=()
 declare -A SEEN_OP=()
 for spec in "${OPERATORS[@]}"; do
   [[ $spec == *:* ]] || die "invalid --operator '$spec': write NAME:ROLE, e.g. alice:admin"
-  name=${spec%%:*}
-  role=${spec#*:}
+  name=${spec%:*}
+  role=${spec##*:}
   valid_name "$name" ||
-    die "invalid operator name '$name': use [a-z0-9][a-z0-9._-]*, at most 64 characters"
+    die "invalid operator name '$name': use $NAME_RULE (${NAME_RE})"
   case "$role" in
     viewer | operator | admin) ;;
     *) die "invalid role '$role' for operator '$name': use viewer, operator or admin" ;;
@@ -203,13 +212,13 @@ done
 [ "${#CONTROLLERS[@]}" -gt 0 ] || CONTROLLERS=(nircd)
 for name in "${CONTROLLERS[@]}"; do
   valid_name "$name" ||
-    die "invalid controller name '$name': use [a-z0-9][a-z0-9._-]*, at most 64 characters"
+    die "invalid controller name '$name': use $NAME_RULE (${NAME_RE})"
 done
 REVOKE_NAMES=()
 for name in "${REVOKE[@]}"; do
   # "site:hubei", the certificate's CN, names the file site-hubei.
   base=${name/:/-}
-  [[ $base =~ ^(site|operator|controller)-[a-z0-9][a-z0-9._-]*$ ]] ||
+  [[ $base =~ ^(site|operator|controller)-[a-z][a-z0-9-]{0,30}$ ]] ||
     die "invalid --revoke '$name': name a leaf as its files are named, e.g. site-hubei or operator-alice"
   REVOKE_NAMES+=("$base")
 done
@@ -265,7 +274,10 @@ utf8 = yes
 CN = unused
 
 [ v3_ca ]
-basicConstraints = critical, CA:TRUE
+# pathlen:0: this CA signs leaves only. A CA:TRUE certificate it signed by
+# mistake cannot issue certificates anyone accepts (nircd and the agent
+# also refuse any chain with an intermediate, and any CA:TRUE peer).
+basicConstraints = critical, CA:TRUE, pathlen:0
 keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
@@ -341,6 +353,10 @@ if [ -e "$CA_KEY" ] && [ -e "$CA_CRT" ]; then
       die "$CA_CRT already exists with subject '$have', not 'CN=$CA_NAME'; use another DIR for a different CA"
   fi
   chmod 600 "$CA_KEY"
+  if ! openssl x509 -in "$CA_CRT" -noout -ext basicConstraints 2>/dev/null | grep -q 'pathlen:0'; then
+    echo "$PROG: warning: $CA_CRT has no path length limit (made before pki.sh set pathlen:0);" \
+      "nircd and the agent refuse intermediates anyway; move to a new CA when convenient" >&2
+  fi
 elif [ -e "$CA_KEY" ] || [ -e "$CA_CRT" ]; then
   die "only one of $CA_KEY and $CA_CRT exists; restore the other, or remove both (and every certificate they issued) to start a new CA"
 else
@@ -440,8 +456,10 @@ EOF
 for name in "${CONTROLLERS[@]}"; do
   san="DNS:localhost, IP:127.0.0.1, IP:::1, URI:nirc:controller:$name"
   for extra in "${CONTROLLER_SANS[@]}"; do san+=", $extra"; done
+  # The controller only accepts connections: a server certificate, which
+  # nircd refuses when it is presented by a client.
   issue "controller-$name" "/CN=controller:$name" "CN=controller:$name" \
-    "serverAuth, clientAuth" "$san"
+    "serverAuth" "$san"
 done
 
 for slug in "${SITES[@]}"; do

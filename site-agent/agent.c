@@ -33,6 +33,9 @@ const config_opt_t agent_conf_opts[] = {
     {"tls", "ca", CFG_STRING, O(ca), S(ca), 0, 0, NULL, 1, "the private CA certificate"},
     {"tls", "cert", CFG_STRING, O(cert), S(cert), 0, 0, NULL, 1, "this site's certificate"},
     {"tls", "key", CFG_STRING, O(key), S(key), 0, 0, NULL, 1, "this site's private key"},
+    {"tls", "crl", CFG_STRING, O(crl), S(crl), 0, 0, "", 0,
+     "PEM revocation list(s) of the CA: a controller whose certificate is on it is refused in "
+     "the handshake; re-read on SIGHUP (empty: none)"},
     {"timing", "backoff_min", CFG_DURATION, O(backoff_min_ms), 0, 10, 600000, "500ms", 0,
      "smallest reconnect delay"},
     {"timing", "backoff_max", CFG_DURATION, O(backoff_max_ms), 0, 10, 3600000, "30s", 0,
@@ -534,6 +537,14 @@ static void agent_on_message(link_t *l, Nirc__Envelope *env) {
       link_fail(l, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_EPROTOCOL, "unexpected Welcome");
       return;
     }
+    if (env->welcome->epoch > INT64_MAX) {
+      /* The state file (and the controller's database) store a signed
+       * 64-bit epoch; a larger one would be saved negative. */
+      link_fail(l, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_ERANGE,
+                "Welcome epoch %llu out of range: at most %lld",
+                (unsigned long long)env->welcome->epoch, (long long)INT64_MAX);
+      return;
+    }
     agent_on_welcome(a, env->welcome);
     return;
   case NIRC__ENVELOPE__MSG_ERROR:
@@ -582,6 +593,29 @@ static void agent_connect(agent_t *a) {
                &a->link);
 }
 
+/* The agent's TLS context: its certificate and key, the CA, and the CA's
+ * CRL when [tls] crl is set, so a revoked controller certificate (a
+ * stolen controller key) fails the handshake instead of steering the
+ * site's calls. The context's store keeps its own references to the CRLs. */
+static int agent_tls_new(const agent_conf_t *conf, SSL_CTX **out, char *err, size_t errlen) {
+  SSL_CTX *ctx;
+  int rc = tls_ctx_new(TLS_CLIENT, conf->ca, conf->cert, conf->key, &ctx, err, errlen);
+  if (rc || !conf->crl[0]) {
+    if (!rc) *out = ctx;
+    return rc;
+  }
+  tls_revocation_t *rev = NULL;
+  rc = tls_revocation_load(conf->ca, conf->crl, NULL, &rev, err, errlen);
+  if (!rc) rc = tls_revocation_install(rev, ctx, err, errlen);
+  tls_revocation_free(rev);
+  if (rc) {
+    SSL_CTX_free(ctx);
+    return rc;
+  }
+  *out = ctx;
+  return 0;
+}
+
 int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, bool check_only, char *err,
                size_t errlen) {
   memset(a, 0, sizeof *a);
@@ -600,7 +634,7 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, bool check
     return NIRC_ECONFIG;
   }
   nirc_strlcpy(a->slug, me.name, sizeof a->slug);
-  int rc = tls_ctx_new(TLS_CLIENT, conf->ca, conf->cert, conf->key, &a->tls, err, errlen);
+  int rc = agent_tls_new(conf, &a->tls, err, errlen);
   if (rc) return rc;
   for (unsigned i = 0; i < conf->controllers.count; i++) {
     char why[256];
@@ -695,7 +729,7 @@ static void agent_on_sighup(uv_signal_t *s, int signum) {
               conf->cert, me.subject, a->slug);
     return;
   }
-  if (tls_ctx_new(TLS_CLIENT, conf->ca, conf->cert, conf->key, &ctx, err, sizeof err) != 0) {
+  if (agent_tls_new(conf, &ctx, err, sizeof err) != 0) {
     log_error(LOG_AGENT, a->slug, "reload failed, the previous certificate stays in use: %s", err);
     return;
   }

@@ -32,6 +32,7 @@ typedef struct {
   adapter_exec_conf_t exec;
   adapter_kamailio_conf_t kamailio;
   char ca[CONFIG_STR_MAX], cert[CONFIG_STR_MAX], key[CONFIG_STR_MAX];
+  char crl[CONFIG_STR_MAX]; /* the CA's CRL: a revoked controller is refused; "" none */
   uint64_t backoff_min_ms, backoff_max_ms, connect_timeout_ms, idle_timeout_ms;
   uint64_t report_interval_ms; /* until the controller's Welcome says otherwise */
   char scenario[CONFIG_STR_MAX];

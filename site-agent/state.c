@@ -6,11 +6,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Bound on what we read back: a route is a few kilobytes at most. */
@@ -23,9 +26,20 @@ int state_load(const char *path, const char *self, route_t *out, char *err, size
 
 int state_load_seen(const char *path, const char *self, route_t *out, uint64_t *seen_epoch,
                     char *err, size_t errlen) {
-  FILE *f = fopen(path, "r");
+  /* O_NOFOLLOW: a symbolic link planted at PATH would make the agent
+   * route by a file someone else chose. */
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
   if (!f) {
+    if (fd >= 0) close(fd);
     if (errno == ENOENT) return NIRC_ENOTFOUND;
+    if (errno == ELOOP) {
+      snprintf(err, errlen,
+               "%s is a symbolic link: refusing to read the state through it; make "
+               "[agent] state_file a regular file in a directory only nirc may write",
+               path);
+      return NIRC_EIO;
+    }
     snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
     return NIRC_EIO;
   }
@@ -58,6 +72,8 @@ int state_load_seen(const char *path, const char *self, route_t *out, uint64_t *
       snprintf(why, sizeof why, "state belongs to site '%s', not '%s'", site ? site : "?", self);
       rc = NIRC_EINVAL;
     }
+    /* json_int_t is signed: an epoch above INT64_MAX was never saved
+     * (state_save_seen refuses it), and a negative one is corruption. */
     json_t *seen = json_object_get(j, "seen_epoch");
     if (rc == 0 && seen && (!json_is_integer(seen) || json_integer_value(seen) < 0)) {
       snprintf(why, sizeof why, "seen_epoch is not a non-negative integer");
@@ -101,6 +117,23 @@ int state_save_seen(const char *path, const char *self, const route_t *r, uint64
   /* The slug is recorded so a state file copied to the wrong site is
    * refused instead of routing that site's calls by another site's plan. */
   if (seen_epoch < r->epoch) seen_epoch = r->epoch;
+  /* JSON integers are signed 64-bit here: a larger epoch or version
+   * would be written negative and the file then read as corrupt. The
+   * protocol's uint64 values are range-checked on input
+   * (route_from_directive, the Welcome), so this is the last guard. */
+  if (seen_epoch > INT64_MAX || r->version > INT64_MAX) {
+    snprintf(err, errlen, "%s: not saved: epoch %llu / version %llu above %lld", path,
+             (unsigned long long)seen_epoch, (unsigned long long)r->version, (long long)INT64_MAX);
+    return NIRC_ERANGE;
+  }
+  struct stat st;
+  if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+    snprintf(err, errlen,
+             "%s is a symbolic link: refusing to write the state through it; make "
+             "[agent] state_file a regular file in a directory only nirc may write",
+             path);
+    return NIRC_EIO;
+  }
   json_t *j = json_pack("{s:i, s:s, s:o, s:I}", "format", 1, "site", self, "route_state",
                         route_to_json(r), "seen_epoch", (json_int_t)seen_epoch);
   char *text = j ? jsonio_dumps(j, JSON_INDENT(2)) : NULL;
@@ -110,11 +143,16 @@ int state_save_seen(const char *path, const char *self, const route_t *r, uint64
     return NIRC_EINVAL;
   }
   char tmp[4096], dir[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  /* A fresh name made with O_CREAT|O_EXCL (mkstemp, mode 0600): a file
+   * or symbolic link planted at a predictable PATH.tmp is never opened,
+   * so the write cannot be redirected elsewhere. */
+  snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", path);
   nirc_strlcpy(dir, path, sizeof dir);
   const char *step = "open";
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int fd = mkstemp(tmp);
+  bool created = fd >= 0;
   if (fd < 0) goto fail;
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
   step = "write";
   if (state_write_all(fd, text, strlen(text)) != 0 || state_write_all(fd, "\n", 1) != 0) goto fail;
   step = "fsync";
@@ -138,7 +176,7 @@ int state_save_seen(const char *path, const char *self, const route_t *r, uint64
 fail:
   snprintf(err, errlen, "%s: %s failed: %s", step[0] == 'r' ? path : tmp, step, strerror(errno));
   if (fd >= 0) close(fd);
-  unlink(tmp);
+  if (created) unlink(tmp);
   free(text);
   return NIRC_EIO;
 }

@@ -2,6 +2,7 @@
 
 #include "err.h"
 #include "frame.h"
+#include "guard.h"
 #include "log.h"
 #include "msgtext.h"
 #include "route.h"
@@ -534,8 +535,47 @@ static const ops_cmd_t ops_cmds[] = {
     {NIRC__OPERATOR_REQUEST__BODY_NEXT, "next", ROLE_VIEWER, NULL, NULL, ops_next},
 };
 
+/* Over its identity's request rate: answered with an error the operator
+ * can read (not dropped, not disconnected), before any work is done for
+ * it, so a flood costs the controller one small reply per request and
+ * agents' reports keep being served. Logged as a summary at most once in
+ * 10 s. */
+static bool ops_rate_limited(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
+  const peer_identity_t *id = link_peer(c->link);
+  int64_t now = clock_real_ms();
+  if (guard_op_take(srv->guard, id->subject, now)) return false;
+  const nircd_conf_t *conf = srv->conf;
+  srv->refusals.op_rate_limited++;
+  if (now - srv->op_limit_logged_ms >= 10000) {
+    log_warn(LOG_OPS, link_label(c->link),
+             "over [ops] max_requests_per_s = %u (burst %u): %llu requests answered 'rate "
+             "limited' since the last such line",
+             conf->max_requests_per_s, conf->request_burst,
+             (unsigned long long)(srv->refusals.op_rate_limited - srv->op_limit_logged));
+    srv->op_limit_logged_ms = now;
+    srv->op_limit_logged = srv->refusals.op_rate_limited;
+  }
+  char msg[200];
+  snprintf(msg, sizeof msg,
+           "rate limited: %u requests/s per operator (burst %u); %s sent more: wait a moment "
+           "and retry",
+           conf->max_requests_per_s, conf->request_burst, id->subject);
+  Nirc__Error e = NIRC__ERROR__INIT;
+  e.code = NIRC__ERROR_CODE__ERROR_CODE_RATE_LIMITED;
+  e.message = msg;
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  rep.request_id = req->request_id;
+  rep.error = &e;
+  Nirc__Envelope env = NIRC__ENVELOPE__INIT;
+  env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REPLY;
+  env.operator_reply = &rep;
+  link_send(c->link, &env);
+  return true;
+}
+
 void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   const peer_identity_t *id = link_peer(c->link);
+  if (ops_rate_limited(srv, c, req)) return;
   Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
   rep.request_id = req->request_id;
   Nirc__Error e = NIRC__ERROR__INIT;

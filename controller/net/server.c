@@ -2,6 +2,7 @@
 
 #include "err.h"
 #include "frame.h"
+#include "guard.h"
 #include "httpd.h"
 #include "leader.h"
 #include "log.h"
@@ -29,6 +30,10 @@
 #define SERVER_EVICT_AFTER_MS 1000
 /* A CRL this close to its next update is warned about at every load. */
 #define SERVER_CRL_WARN_DAYS 30
+/* Failed handshakes: addresses tracked at once, and distinct failures
+ * per address stored one by one per interval (guard.h). */
+#define SERVER_HS_ADDRS 1024
+#define SERVER_HS_SHOWN 5
 /* Longest Hello.software_version accepted. */
 #define SERVER_HELLO_VERSION_MAX 64
 
@@ -463,6 +468,18 @@ static void server_on_open(link_t *l) {
     conn_set_state(c, CONN_AWAIT_HELLO);
     return;
   case PEER_OPERATOR:
+    /* One identity may not hold the controller's descriptors: beyond its
+     * cap a link is refused before it may send anything. */
+    if (guard_op_open(srv->guard, id->subject, server_now()) != 0) {
+      srv->refusals.op_link_cap++;
+      snprintf(why, sizeof why,
+               "%s already has %u links open, the most one operator may hold ([ops] "
+               "max_links_per_operator): close one and retry",
+               id->subject, guard_op_links(srv->guard, id->subject));
+      server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_RATE_LIMITED, NIRC_EFULL, why);
+      return;
+    }
+    c->op_counted = 1;
     conn_set_state(c, CONN_OPERATOR);
     /* Replies may be large (the status of 20,000 sites); what the
      * operator sends stays under FRAME_MAX_PAYLOAD. */
@@ -476,6 +493,20 @@ static void server_on_open(link_t *l) {
     server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN, NIRC_EFORBIDDEN, why);
     return;
   }
+}
+
+/* Whether every site a route names (shares and inbound sources) is one
+ * this controller knows: what an agent says it routes by is believed
+ * only if the controller could have sent it. */
+static int server_route_known(server_t *srv, const route_t *r, char *why, size_t len) {
+  for (unsigned i = 0; i < r->n_share + r->n_inbound; i++) {
+    const char *slug = i < r->n_share ? r->share[i].site : r->inbound[i - r->n_share].site;
+    if (!sites_find(&srv->sites, slug)) {
+      snprintf(why, len, "it names site '%s', which is not configured", slug);
+      return NIRC_EUNKNOWN_SITE;
+    }
+  }
+  return 0;
 }
 
 static void server_on_hello(server_t *srv, conn_t *c, const Nirc__Hello *h) {
@@ -565,10 +596,19 @@ static void server_on_hello(server_t *srv, conn_t *c, const Nirc__Hello *h) {
   route_t applied;
   const route_t *ap = NULL;
   if (h->applied && route_from_directive(h->applied, &applied, why, sizeof why) == 0 &&
-      route_validate(&applied, why, sizeof why) == 0)
+      route_validate(&applied, why, sizeof why) == 0 &&
+      server_route_known(srv, &applied, why, sizeof why) == 0) {
     ap = &applied;
-  else if (h->applied)
-    log_warn(LOG_SITE, site->slug, "ignoring the route the agent reports: %s", why);
+  } else if (h->applied) {
+    /* Believed, it would be shown and planned from as the site's route:
+     * it is checked as a directive is, and ignored (the link stays, the
+     * controller sends its own route) when it is not one. */
+    char ignored[320];
+    snprintf(ignored, sizeof ignored, "applied route in Hello ignored: %s", why);
+    log_warn(LOG_SITE, site->slug, "%s", ignored);
+    server_record_event(srv, "site", id->subject, site->slug, link_peer_addr(c->link),
+                        "route_ignored", ignored);
+  }
   if (srv->engine) engine_on_hello(srv->engine, (size_t)(site - srv->sites.v), ap);
 }
 
@@ -665,6 +705,7 @@ static void server_on_close(link_t *l, int err, const char *why, int was_open) {
   server_t *srv = c->srv;
   const peer_identity_t *id = link_peer(l);
   server_unqueue(srv, c);
+  if (c->op_counted) guard_op_close(srv->guard, id->subject, server_now());
   if (err == NIRC_ERATE_LIMITED) srv->refusals.rate_limited++;
   if (c->evicted) {
     /* Made room for a newer connection: counted and summarised by
@@ -673,8 +714,13 @@ static void server_on_close(link_t *l, int err, const char *why, int was_open) {
     /* Refused at the TLS layer: no certificate, another CA, expired,
      * revoked, or no handshake within handshake_timeout. */
     srv->refusals.tls_failed++;
-    log_warn(LOG_TLS, link_label(l), "closed before authentication: %s", why);
-    server_record_event(srv, "unknown", NULL, NULL, link_peer_addr(l), "tls_failed", why);
+    /* Anyone can fail a handshake as often as they can connect: the
+     * first few distinct failures of an address are stored (evidence),
+     * the rest counted and summarised per interval (server_hs_summary). */
+    if (guard_hs_failed(srv->guard, link_peer_addr(l), why, server_now())) {
+      log_warn(LOG_TLS, link_label(l), "closed before authentication: %s", why);
+      server_record_event(srv, "unknown", NULL, NULL, link_peer_addr(l), "tls_failed", why);
+    }
   } else if (c->site) {
     site_t *site = c->site;
     log_info(LOG_SITE, site->slug, "link closed: %s", why && *why ? why : nirc_strerror(err));
@@ -822,9 +868,25 @@ static void server_on_stale(void *arg, site_t *site) {
   server_record_event(srv, "site", NULL, site->slug, site->peer_addr, "stale", detail);
 }
 
+/* One row and one line for an address's failed handshakes of an interval
+ * that were not stored one by one. */
+static void server_hs_summary(void *arg, const char *addr, uint64_t count, const char *last,
+                              int64_t since_ms) {
+  server_t *srv = arg;
+  char detail[512];
+  snprintf(detail, sizeof detail,
+           "%llu more failed TLS handshakes from %s in %lld s (counted, not stored one by "
+           "one); last: %.300s",
+           (unsigned long long)count, addr, (long long)((server_now() - since_ms + 999) / 1000),
+           last);
+  log_warn(LOG_TLS, "listen", "%s", detail);
+  server_record_event(srv, "unknown", NULL, NULL, addr, "tls_failed", detail);
+}
+
 static void server_on_tick(uv_timer_t *t) {
   server_t *srv = t->data;
   if (srv->stopping) return;
+  guard_hs_flush(srv->guard, server_now(), false, server_hs_summary, srv);
   sites_check_stale(&srv->sites, server_now(), server_on_stale, srv);
   server_expire_unauthenticated(srv);
   server_log_cap(srv);
@@ -970,6 +1032,7 @@ void server_stop(server_t *srv) {
   if (srv->stopping) return;
   srv->stopping = 1;
   sd_notify(0, "STOPPING=1");
+  if (srv->guard) guard_hs_flush(srv->guard, server_now(), true, server_hs_summary, srv);
   for (unsigned i = 0; i < srv->nlisten; i++)
     server_close_if_open((uv_handle_t *)&srv->listeners[i]);
   server_close_if_open((uv_handle_t *)&srv->watchdog);
@@ -1004,6 +1067,16 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
 
   int rc = server_tls_load(conf, &srv->tls, &srv->revocation, err, errlen);
   if (rc) return rc;
+  guard_opts_t go = {.max_links = conf->max_links_per_operator,
+                     .requests_per_s = conf->max_requests_per_s,
+                     .request_burst = conf->request_burst,
+                     .hs_interval_ms = conf->hs_interval_ms,
+                     .hs_max_addrs = SERVER_HS_ADDRS,
+                     .hs_shown_per_addr = SERVER_HS_SHOWN};
+  if (!srv->guard && guard_new(&go, &srv->guard) != 0) {
+    snprintf(err, errlen, "out of memory starting the controller");
+    return NIRC_ENOMEM;
+  }
   if (!srv->engine) {
     engine_opts_t eo = {
         .ack_timeout_ms = (uint32_t)conf->ack_timeout_ms,

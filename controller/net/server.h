@@ -43,6 +43,7 @@ struct conn {
   int queued;          /* on that queue */
   int evicted;         /* closed to make room: counted, not logged one by one */
   int64_t accepted_ms; /* clock_real_ms() at accept */
+  int op_counted;      /* an operator link counted by guard_op_open */
 };
 
 /* Counters of what the controller refused, for /metrics. */
@@ -53,6 +54,8 @@ typedef struct {
   uint64_t revoked;      /* links refused or closed: certificate revoked */
   uint64_t tls_failed;   /* handshakes that failed (no/bad/expired/revoked certificate) */
   uint64_t reloads_ok, reloads_failed;
+  uint64_t op_link_cap;     /* operator links refused: [ops] max_links_per_operator */
+  uint64_t op_rate_limited; /* operator requests answered "rate limited" */
 } server_refusals_t;
 
 struct server {
@@ -92,6 +95,11 @@ struct server {
    * grew: the journal alarm holds for a minute after a refusal. */
   uint64_t journal_refused_seen, journal_refused_mono;
   engine_t *engine;
+  /* owned: per operator identity and per source address limits
+   * (guard.h); NULL until server_start. */
+  struct guard *guard;
+  int64_t op_limit_logged_ms; /* the rate limit's log line: at most one in 10 s */
+  uint64_t op_limit_logged;
   struct webhook *webhook; /* owned: alarm notifications ([notify] webhook), or NULL */
   int webhook_closing;
   struct httpd *http; /* owned: metrics and status page, or NULL */

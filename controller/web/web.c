@@ -1,6 +1,7 @@
 #include "web.h"
 
 #include "err.h"
+#include "guard.h"
 #include "log.h"
 #include "map.h"
 #include "report.h"
@@ -484,14 +485,25 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
              "nirc_links_refused_total{reason=\"tls_failed\"} %llu\n"
              "nirc_links_refused_total{reason=\"revoked\"} %llu\n"
              "nirc_links_refused_total{reason=\"rate_limited\"} %llu\n"
+             "nirc_links_refused_total{reason=\"operator_link_cap\"} %llu\n"
+             "# HELP nirc_operator_requests_rate_limited_total Operator requests answered "
+             "'rate limited' ([ops] max_requests_per_s).\n"
+             "# TYPE nirc_operator_requests_rate_limited_total counter\n"
+             "nirc_operator_requests_rate_limited_total %llu\n"
+             "# HELP nirc_handshake_failures_aggregated_total Failed TLS handshakes counted in "
+             "a per-address summary instead of a link event each.\n"
+             "# TYPE nirc_handshake_failures_aggregated_total counter\n"
+             "nirc_handshake_failures_aggregated_total %llu\n"
              "# HELP nirc_tls_reloads_total Certificate and revocation list reloads (SIGHUP).\n"
              "# TYPE nirc_tls_reloads_total counter\n"
              "nirc_tls_reloads_total{result=\"ok\"} %llu\n"
              "nirc_tls_reloads_total{result=\"failed\"} %llu\n",
              srv->nunauth, (unsigned long long)rf->cap_refused, (unsigned long long)rf->evicted,
              (unsigned long long)rf->tls_failed, (unsigned long long)rf->revoked,
-             (unsigned long long)rf->rate_limited, (unsigned long long)rf->reloads_ok,
-             (unsigned long long)rf->reloads_failed);
+             (unsigned long long)rf->rate_limited, (unsigned long long)rf->op_link_cap,
+             (unsigned long long)rf->op_rate_limited,
+             (unsigned long long)(srv->guard ? guard_hs_aggregated(srv->guard) : 0),
+             (unsigned long long)rf->reloads_ok, (unsigned long long)rf->reloads_failed);
 }
 
 static char *web_map(const server_t *srv) {

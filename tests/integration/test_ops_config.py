@@ -140,6 +140,7 @@ def agent_values():
     return {("tls", "ca"): f"{T.PKI}/ca.crt",
             ("tls", "cert"): f"{T.PKI}/site-hubei.crt",
             ("tls", "key"): f"{T.PKI}/site-hubei.key",
+            ("tls", "crl"): Optional(f"{T.PKI}/crl.pem"),
             ("agent", "state_file"): os.path.join(DIR, "state-hubei.json"),
             ("agent", "report_log"): Optional(os.path.join(DIR, "reports-hubei.jsonl")),
             ("agent", "http_listen"): Optional(f"127.0.0.1:{T.free_port()}"),

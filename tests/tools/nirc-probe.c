@@ -32,6 +32,13 @@
  *                     the first failure its reports say the PBX is
  *                     unreadable, with TEXT as pbx_error. TEXT is sent as
  *                     given: escapes, newlines, C1 and bidi controls
+ *   hello-route ROUTE proper Hello whose applied route is ROUTE,
+ *                     "site:permille,...[@EPOCH.VERSION]"; stops at the
+ *                     Welcome
+ *   status-flood RATE (operator cert) status requests at RATE a second for
+ *                     --wait seconds, reading the replies; detail says how
+ *                     many were answered ok, "rate limited" or otherwise,
+ *                     error_message is the last refusal's text
  *   oversize          a frame header announcing 1 MiB
  *   truncated         a header for 100 bytes, 10 bytes, then close
  *   random N          N random bytes after the handshake
@@ -185,6 +192,116 @@ static int probe_hello_ex(SSL *ssl, const char *slug, const char *version, probe
 
 static int probe_hello(SSL *ssl, const char *slug, probe_result_t *r) {
   return probe_hello_ex(ssl, slug, "probe", r);
+}
+
+/* Hello for `slug` with an applied route parsed from `spec`
+ * ("a:500,b:500@7.3"): what a hostile or confused agent may claim. */
+static int probe_hello_route(SSL *ssl, const char *slug, const char *spec, probe_result_t *r) {
+  Nirc__RouteShare shares[8], *ptrs[8];
+  char buf[512];
+  nirc_strlcpy(buf, spec ? spec : "", sizeof buf);
+  Nirc__Directive d = NIRC__DIRECTIVE__INIT;
+  char *at = strchr(buf, '@');
+  if (at) {
+    *at = '\0';
+    d.epoch = strtoull(at + 1, &at, 10);
+    if (*at == '.') d.version = strtoull(at + 1, NULL, 10);
+  } else {
+    d.epoch = d.version = 1;
+  }
+  size_t n = 0;
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok && n < 8;
+       tok = strtok_r(NULL, ",", &save)) {
+    char *colon = strchr(tok, ':');
+    nirc__route_share__init(&shares[n]);
+    if (colon) *colon = '\0';
+    shares[n].site = tok;
+    shares[n].permille = colon ? (uint32_t)strtoul(colon + 1, NULL, 10) : 1000;
+    ptrs[n] = &shares[n];
+    n++;
+  }
+  d.site = (char *)slug;
+  d.route = ptrs;
+  d.n_route = n;
+  Nirc__Hello h = NIRC__HELLO__INIT;
+  h.protocol_version = 1;
+  h.software_version = "probe";
+  h.site = (char *)slug;
+  h.adapter = "probe";
+  h.applied = &d;
+  Nirc__Envelope env = NIRC__ENVELOPE__INIT;
+  env.msg_case = NIRC__ENVELOPE__MSG_HELLO;
+  env.hello = &h;
+  if (probe_send_env(ssl, &env) != 0) return -1;
+  probe_read(ssl, r, 1);
+  return r->welcome ? 0 : -1;
+}
+
+/* Status requests at `rate` a second until `deadline`, counting the
+ * answers; stops when the link closes. */
+static void probe_status_flood(SSL *ssl, int fd, long rate, int64_t deadline, probe_result_t *r) {
+  long ok = 0, limited = 0, other = 0;
+  double gap = rate > 0 ? 1000.0 / (double)rate : 1000.0;
+  double next = (double)probe_now_ms();
+  while (!r->closed && probe_now_ms() < deadline) {
+    int64_t now = probe_now_ms();
+    if ((double)now >= next) {
+      Nirc__StatusRequest sr = NIRC__STATUS_REQUEST__INIT;
+      Nirc__OperatorRequest req = NIRC__OPERATOR_REQUEST__INIT;
+      req.request_id = (uint64_t)r->sent + 1;
+      req.body_case = NIRC__OPERATOR_REQUEST__BODY_STATUS;
+      req.status = &sr;
+      Nirc__Envelope env = NIRC__ENVELOPE__INIT;
+      env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REQUEST;
+      env.operator_request = &req;
+      if (probe_send_env(ssl, &env) != 0) {
+        r->closed = 1;
+        break;
+      }
+      r->sent++;
+      next += gap;
+      continue;
+    }
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (SSL_pending(ssl) == 0 && poll(&pfd, 1, (int)(next - (double)now) + 1) <= 0) continue;
+    uint8_t hdr[4];
+    if (probe_read_full(ssl, hdr, 4) != 0) {
+      r->closed = 1;
+      break;
+    }
+    uint32_t len = ((uint32_t)hdr[0] << 24) | ((uint32_t)hdr[1] << 16) | (hdr[2] << 8) | hdr[3];
+    uint8_t *p = len <= FRAME_MAX_PAYLOAD ? malloc(len ? len : 1) : NULL;
+    if (!p || probe_read_full(ssl, p, len) != 0) {
+      free(p);
+      r->closed = 1;
+      break;
+    }
+    Nirc__Envelope *env = NULL;
+    int rc = frame_decode_envelope(p, len, &env);
+    free(p);
+    if (rc != 0) continue;
+    if (env->msg_case == NIRC__ENVELOPE__MSG_OPERATOR_REPLY) {
+      const Nirc__OperatorReply *rep = env->operator_reply;
+      if (rep->ok) {
+        ok++;
+      } else {
+        if (rep->error && rep->error->code == NIRC__ERROR_CODE__ERROR_CODE_RATE_LIMITED)
+          limited++;
+        else
+          other++;
+        r->error_code = rep->error ? rep->error->code : 0;
+        nirc_strlcpy(r->error_message, rep->error && rep->error->message ? rep->error->message : "",
+                     sizeof r->error_message);
+      }
+    } else if (env->msg_case == NIRC__ENVELOPE__MSG_ERROR) {
+      r->error_code = env->error->code;
+      nirc_strlcpy(r->error_message, env->error->message ? env->error->message : "",
+                   sizeof r->error_message);
+      r->closed = 1;
+    }
+    frame_envelope_free(env);
+  }
+  snprintf(r->detail, sizeof r->detail, "ok=%ld limited=%ld other=%ld", ok, limited, other);
 }
 
 /* Sends a LoadReport claiming `claim`. `kind` says what is wrong with it:
@@ -558,6 +675,8 @@ int main(int argc, char **argv) {
   if (!strcmp(mode, "hello")) {
     probe_hello(ssl, arg ? arg : "", &r);
     if (r.welcome) probe_read(ssl, &r, 1); /* accepted: report that, do not linger */
+  } else if (!strcmp(mode, "status-flood")) {
+    probe_status_flood(ssl, fd, arg ? strtol(arg, NULL, 10) : 100, t0 + wait_s * 1000, &r);
   } else if (!strcmp(mode, "operator-text")) {
     char *src[] = {"xizang"}, *hub[] = {"shaanxi"};
     Nirc__CutoverRequest cr = NIRC__CUTOVER_REQUEST__INIT;
@@ -578,7 +697,7 @@ int main(int argc, char **argv) {
   } else if (!strcmp(mode, "report-as") || !strcmp(mode, "bad-report") ||
              !strcmp(mode, "operator-request") || !strcmp(mode, "report-range") ||
              !strcmp(mode, "flood") || !strcmp(mode, "hello-long") || !strcmp(mode, "welcome") ||
-             !strcmp(mode, "hostile-agent")) {
+             !strcmp(mode, "hostile-agent") || !strcmp(mode, "hello-route")) {
     /* The slug the certificate names is the Hello claim. */
     char slug[64] = "";
     X509 *me = SSL_get_certificate(ssl);
@@ -586,6 +705,8 @@ int main(int argc, char **argv) {
     const char *own = strchr(slug, ':') ? strchr(slug, ':') + 1 : slug;
     if (!strcmp(mode, "welcome")) {
       probe_hello(ssl, own, &r);
+    } else if (!strcmp(mode, "hello-route")) {
+      probe_hello_route(ssl, own, arg, &r);
     } else if (!strcmp(mode, "hello-long")) {
       char *version = probe_long_string(PROBE_LONG_STRING);
       probe_hello_ex(ssl, own, version, &r);

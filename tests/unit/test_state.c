@@ -8,7 +8,9 @@
  * saving works again; a save leaves no temporary file behind, replaces the
  * previous state, and when it fails names the path and the step and leaves
  * the previous state as it was; a stale PATH.tmp from an earlier crash
- * neither blocks a save nor is ever loaded. Each test works in its own
+ * neither blocks a save nor is ever loaded or opened; a symbolic link
+ * planted at PATH.tmp is not followed, one at PATH is refused; epochs
+ * and versions round-trip up to INT64_MAX and are refused above it. Each test works in its own
  * mkdtemp directory. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -70,6 +75,19 @@ static int fx_teardown(void **state) {
 static bool exists(const char *p) {
   struct stat st;
   return lstat(p, &st) == 0;
+}
+
+/* Whether a temporary file of a save (PATH.tmp.XXXXXX) is left in the
+ * directory. */
+static bool tmp_left(const fx_t *fx) {
+  DIR *d = opendir(fx->dir);
+  if (!d) fail_msg("cannot list %s", fx->dir);
+  bool found = false;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    found = found || strncmp(e->d_name, "state.json.tmp.", 15) == 0;
+  closedir(d);
+  return found;
 }
 
 /* Whole file, NUL-terminated; *len without the NUL. */
@@ -435,10 +453,20 @@ static void test_save_failure_keeps_previous(void **state) {
   size_t len_before;
   char *before = read_all(fx->path, &len_before);
 
-  /* A directory where the temporary file must go: the save cannot open it. */
-  assert_int_equal(mkdir(fx->tmp, 0700), 0);
+  /* No descriptor left for the temporary file: the save cannot open it
+   * (a limit, not permissions: the tests may run as root). */
+  struct rlimit old_nofile, low;
+  assert_int_equal(getrlimit(RLIMIT_NOFILE, &old_nofile), 0);
+  int lowest = dup(0);
+  assert_true(lowest >= 0);
+  close(lowest);
+  low = old_nofile;
+  low.rlim_cur = (rlim_t)lowest;
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
   char err[512] = "";
-  assert_int_equal(state_save(fx->path, "hubei", &b, err, sizeof err), NIRC_EIO);
+  int rc = state_save(fx->path, "hubei", &b, err, sizeof err);
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &old_nofile), 0);
+  assert_int_equal(rc, NIRC_EIO);
   if (!strstr(err, fx->path)) fail_msg("message does not name the path: %s", err);
   if (!strstr(err, "open")) fail_msg("message does not name the step: %s", err);
 
@@ -450,29 +478,35 @@ static void test_save_failure_keeps_previous(void **state) {
   free(after);
   load_ok(fx->path, "hubei", &out);
   assert_route_equal(&a, &out);
-  assert_int_equal(rmdir(fx->tmp), 0);
+  assert_false(tmp_left(fx));
 }
 
-/* A save that fails after the temporary file was opened (here: the disk
- * is full) names the step, removes the temporary file and keeps the
- * previous state. PATH.tmp is a symlink to /dev/full, which the save opens
- * like any file and where every write fails with ENOSPC. */
+/* A save that fails after the temporary file was opened (here: a file
+ * size limit, as a full disk would) names the step, removes the temporary
+ * file and keeps the previous state. */
 static void test_save_write_failure(void **state) {
   fx_t *fx = *state;
-  if (!exists("/dev/full")) skip();
   route_t a, b, out;
   route_a(&a);
   route_b(&b);
   save_ok(fx->path, "hubei", &a);
   size_t len_before;
   char *before = read_all(fx->path, &len_before);
-  assert_int_equal(symlink("/dev/full", fx->tmp), 0);
+  struct rlimit old_fsize, tiny;
+  assert_int_equal(getrlimit(RLIMIT_FSIZE, &old_fsize), 0);
+  tiny = old_fsize;
+  tiny.rlim_cur = 16;
+  void (*old_sig)(int) = signal(SIGXFSZ, SIG_IGN);
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &tiny), 0);
   char err[512] = "";
-  assert_int_equal(state_save(fx->path, "hubei", &b, err, sizeof err), NIRC_EIO);
+  int rc = state_save(fx->path, "hubei", &b, err, sizeof err);
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &old_fsize), 0);
+  signal(SIGXFSZ, old_sig);
+  assert_int_equal(rc, NIRC_EIO);
   if (!strstr(err, fx->tmp)) fail_msg("message does not name the file: %s", err);
   if (!strstr(err, "write failed")) fail_msg("message does not name the step: %s", err);
-  if (!strstr(err, strerror(ENOSPC))) fail_msg("message does not give the cause: %s", err);
-  assert_false(exists(fx->tmp));
+  if (!strstr(err, strerror(EFBIG))) fail_msg("message does not give the cause: %s", err);
+  assert_false(tmp_left(fx));
   size_t len_after;
   char *after = read_all(fx->path, &len_after);
   assert_int_equal(len_after, len_before);
@@ -529,9 +563,10 @@ static void test_stale_tmp(void **state) {
   assert_int_equal(state_load(fx->path, "hubei", &out, err, sizeof err), NIRC_ENOTFOUND);
   assert_true(exists(fx->tmp));
 
-  /* With a state in place, the stale temporary file is ignored. */
+  /* With a state in place, the stale temporary file is ignored: saves
+   * use a fresh name and never open it. */
   save_ok(fx->path, "hubei", &a);
-  assert_false(exists(fx->tmp));
+  assert_true(exists(fx->tmp));
   write_str(fx->tmp, "{\"format\": 1, \"site\": \"hubei\", \"route_st"); /* torn */
   load_ok(fx->path, "hubei", &out);
   assert_route_equal(&a, &out);
@@ -543,7 +578,10 @@ static void test_stale_tmp(void **state) {
   memset(big, ' ', sizeof big);
   write_all(fx->tmp, big, sizeof big);
   save_ok(fx->path, "hubei", &b);
-  assert_false(exists(fx->tmp));
+  size_t stale_len;
+  free(read_all(fx->tmp, &stale_len));
+  assert_int_equal(stale_len, sizeof big);
+  assert_false(tmp_left(fx));
   load_ok(fx->path, "hubei", &out);
   assert_route_equal(&b, &out);
   size_t n;
@@ -552,9 +590,108 @@ static void test_stale_tmp(void **state) {
   free(t);
 }
 
+/* Issue 16, point 8: a symbolic link planted where the agent writes its
+ * state (PATH.tmp, the old fixed temporary name) does not redirect the
+ * write; the victim file is untouched and PATH is a regular file. */
+static void test_planted_symlink_not_followed(void **state) {
+  fx_t *fx = *state;
+  char victim[400];
+  snprintf(victim, sizeof victim, "%s/victim", fx->dir);
+  write_str(victim, "precious");
+  assert_int_equal(symlink(victim, fx->tmp), 0);
+  route_t a, out;
+  route_a(&a);
+  save_ok(fx->path, "hubei", &a);
+  char *v = read_all(victim, NULL);
+  assert_string_equal(v, "precious");
+  free(v);
+  struct stat st;
+  assert_int_equal(lstat(fx->path, &st), 0);
+  assert_true(S_ISREG(st.st_mode));
+  load_ok(fx->path, "hubei", &out);
+  assert_route_equal(&a, &out);
+  assert_false(tmp_left(fx));
+  unlink(victim);
+}
+
+/* A state path that is itself a symbolic link is refused, for writing and
+ * for reading, with a message that says so; its target is untouched. */
+static void test_symlinked_state_path_refused(void **state) {
+  fx_t *fx = *state;
+  char target[400];
+  snprintf(target, sizeof target, "%s/elsewhere.json", fx->dir);
+  route_t a, b, out;
+  route_a(&a);
+  route_b(&b);
+  save_ok(target, "hubei", &a);
+  size_t len_before;
+  char *before = read_all(target, &len_before);
+  assert_int_equal(symlink(target, fx->path), 0);
+  char err[512] = "";
+  assert_int_equal(state_save(fx->path, "hubei", &b, err, sizeof err), NIRC_EIO);
+  if (!strstr(err, "symbolic link")) fail_msg("message does not say why: %s", err);
+  err[0] = '\0';
+  assert_int_equal(state_load(fx->path, "hubei", &out, err, sizeof err), NIRC_EIO);
+  if (!strstr(err, "symbolic link")) fail_msg("message does not say why: %s", err);
+  size_t len_after;
+  char *after = read_all(target, &len_after);
+  assert_int_equal(len_after, len_before);
+  assert_memory_equal(after, before, len_before);
+  free(before);
+  free(after);
+  assert_false(tmp_left(fx));
+  unlink(target);
+}
+
+/* Epochs and versions are uint64 in the protocol and int64 on disk: the
+ * largest storable value round-trips without a sign flip; a larger one
+ * is refused on input (a directive) and never written (-1 once made the
+ * agent call its own file corrupt and lose its route). */
+static void test_epoch_range(void **state) {
+  fx_t *fx = *state;
+  route_t a, out;
+  route_a(&a);
+  a.epoch = INT64_MAX;
+  a.version = INT64_MAX;
+  save_ok(fx->path, "hubei", &a);
+  uint64_t seen = 0;
+  char err[512] = "";
+  assert_int_equal(state_load_seen(fx->path, "hubei", &out, &seen, err, sizeof err), 0);
+  assert_true(out.epoch == (uint64_t)INT64_MAX && out.version == (uint64_t)INT64_MAX);
+  assert_true(seen == (uint64_t)INT64_MAX);
+
+  /* Above INT64_MAX: not saved, the file keeps the last good state. */
+  assert_int_equal(state_save_seen(fx->path, "hubei", &a, (uint64_t)INT64_MAX + 1, err, sizeof err),
+                   NIRC_ERANGE);
+  if (!strstr(err, "9223372036854775808")) fail_msg("message does not name the value: %s", err);
+  assert_int_equal(state_load_seen(fx->path, "hubei", &out, &seen, err, sizeof err), 0);
+  assert_true(seen == (uint64_t)INT64_MAX);
+
+  /* On input: a directive beyond it is refused with a clear error. */
+  Nirc__RouteShare sh = NIRC__ROUTE_SHARE__INIT, *shp = &sh;
+  sh.site = "hubei";
+  sh.permille = 1000;
+  Nirc__Directive d = NIRC__DIRECTIVE__INIT;
+  d.route = &shp;
+  d.n_route = 1;
+  d.epoch = (uint64_t)INT64_MAX + 1;
+  d.version = 1;
+  route_t r;
+  assert_int_equal(route_from_directive(&d, &r, err, sizeof err), NIRC_ERANGE);
+  if (!strstr(err, "out of range")) fail_msg("message does not say why: %s", err);
+  d.epoch = 1;
+  d.version = UINT64_MAX;
+  assert_int_equal(route_from_directive(&d, &r, err, sizeof err), NIRC_ERANGE);
+  d.version = INT64_MAX;
+  assert_int_equal(route_from_directive(&d, &r, err, sizeof err), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_round_trip, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(test_planted_symlink_not_followed, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(test_symlinked_state_path_refused, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(test_epoch_range, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_seen_epoch, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_load_missing, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_load_torn, fx_setup, fx_teardown),

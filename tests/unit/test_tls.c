@@ -17,7 +17,10 @@
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,6 +251,133 @@ static void test_nothing_configured_revokes_nothing(void **state) {
   tls_revocation_free(r);
 }
 
+/* ---- the chain policy of tls_ctx_new (issue 16, points 6 and 7) ---- */
+
+/* A certificate with basicConstraints `bc` ("critical,CA:TRUE" ...). */
+static X509 *mkcert_bc(EVP_PKEY *key, EVP_PKEY *signer, X509 *issuer, const char *cn, long serial,
+                       const char *bc) {
+  X509 *x = X509_new();
+  X509_set_version(x, 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+  X509_set_pubkey(x, key);
+  X509_NAME *n = X509_get_subject_name(x);
+  X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+  X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : n);
+  X509V3_CTX v3;
+  X509V3_set_ctx_nodb(&v3);
+  X509V3_set_ctx(&v3, issuer ? issuer : x, x, NULL, NULL, 0);
+  X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints, bc);
+  assert_non_null(e);
+  X509_add_ext(x, e, -1);
+  X509_EXTENSION_free(e);
+  assert_true(X509_sign(x, signer, EVP_sha256()) > 0);
+  return x;
+}
+
+static void write_pem(const char *path, X509 *a, X509 *b, EVP_PKEY *key) {
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  if (a) PEM_write_X509(f, a);
+  if (b) PEM_write_X509(f, b);
+  if (key) PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+  fclose(f);
+}
+
+/* Runs a handshake in memory between contexts made by tls_ctx_new;
+ * returns the server's verify result (X509_V_OK when the client's
+ * certificate was accepted), or -1 when the handshake failed before any
+ * certificate was checked (no common group). */
+static long handshake(const char *ca, const char *srv_pem, const char *cli_pem,
+                      const char *cli_groups) {
+  char err[512];
+  SSL_CTX *sctx = NULL, *cctx = NULL;
+  assert_int_equal(tls_ctx_new(TLS_SERVER, ca, srv_pem, srv_pem, &sctx, err, sizeof err), 0);
+  assert_int_equal(tls_ctx_new(TLS_CLIENT, ca, cli_pem, cli_pem, &cctx, err, sizeof err), 0);
+  if (cli_groups) assert_int_equal(SSL_CTX_set1_groups_list(cctx, cli_groups), 1);
+  SSL *s = SSL_new(sctx), *c = SSL_new(cctx);
+  BIO *sb, *cb;
+  assert_int_equal(BIO_new_bio_pair(&sb, 0, &cb, 0), 1);
+  SSL_set_bio(s, sb, sb);
+  SSL_set_bio(c, cb, cb);
+  SSL_set_accept_state(s);
+  SSL_set_connect_state(c);
+  int sdone = 0, cdone = 0, failed = 0;
+  for (int i = 0; i < 50 && !failed && !(sdone && cdone); i++) {
+    if (!cdone) {
+      int r = SSL_do_handshake(c);
+      if (r == 1)
+        cdone = 1;
+      else if (SSL_get_error(c, r) != SSL_ERROR_WANT_READ)
+        failed = 1;
+    }
+    if (!sdone) {
+      int r = SSL_do_handshake(s);
+      if (r == 1)
+        sdone = 1;
+      else if (SSL_get_error(s, r) != SSL_ERROR_WANT_READ)
+        failed = 1;
+    }
+  }
+  X509 *peer = SSL_get0_peer_certificate(s);
+  long vr = sdone                                           ? X509_V_OK
+            : peer || SSL_get_verify_result(s) != X509_V_OK ? SSL_get_verify_result(s)
+                                                            : -1;
+  SSL_free(s);
+  SSL_free(c);
+  SSL_CTX_free(sctx);
+  SSL_CTX_free(cctx);
+  ERR_clear_error();
+  return vr;
+}
+
+static void test_chain_policy(void **state) {
+  fixture_t *fx = *state;
+  /* A root without a path length (as pki.sh made before pathlen:0), so
+   * only the verify depth can refuse an intermediate. */
+  EVP_PKEY *ik = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  EVP_PKEY *sk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  X509 *root = mkcert_bc(fx->ca_key, fx->ca_key, NULL, "Legacy CA", 100, "critical,CA:TRUE");
+  X509 *srv = mkcert_bc(sk, fx->ca_key, root, "controller:nircd", 101, "critical,CA:FALSE");
+  X509 *inter = mkcert_bc(ik, fx->ca_key, root, "rogue", 102, "critical,CA:TRUE");
+  X509 *minted = mkcert_bc(fx->leaf_key, ik, inter, "operator:mallory", 103, "critical,CA:FALSE");
+  X509 *direct =
+      mkcert_bc(fx->leaf_key, fx->ca_key, root, "operator:alice", 104, "critical,CA:FALSE");
+  X509 *ca_peer =
+      mkcert_bc(fx->leaf_key, fx->ca_key, root, "operator:carl", 105, "critical,CA:TRUE");
+  char ca[128], sp[128], mp[128], dp[128], cp[128];
+  snprintf(ca, sizeof ca, "%s/legacy-ca.crt", fx->dir);
+  snprintf(sp, sizeof sp, "%s/srv.pem", fx->dir);
+  snprintf(mp, sizeof mp, "%s/minted.pem", fx->dir);
+  snprintf(dp, sizeof dp, "%s/direct.pem", fx->dir);
+  snprintf(cp, sizeof cp, "%s/ca-peer.pem", fx->dir);
+  write_pem(ca, root, NULL, NULL);
+  write_pem(sp, srv, NULL, sk);
+  write_pem(mp, minted, inter, fx->leaf_key);
+  write_pem(dp, direct, NULL, fx->leaf_key);
+  write_pem(cp, ca_peer, NULL, fx->leaf_key);
+
+  assert_int_equal(handshake(ca, sp, dp, NULL), X509_V_OK);
+  /* An intermediate the root signed mints nobody. */
+  assert_int_equal(handshake(ca, sp, mp, NULL), X509_V_ERR_CERT_CHAIN_TOO_LONG);
+  /* A CA is not a peer, even signed by the root directly. */
+  assert_int_equal(handshake(ca, sp, cp, NULL), X509_V_ERR_INVALID_NON_CA);
+  /* Key exchange: X25519 or P-256, nothing else. */
+  assert_int_equal(handshake(ca, sp, dp, "P-256"), X509_V_OK);
+  assert_int_equal(handshake(ca, sp, dp, "X25519"), X509_V_OK);
+  assert_int_equal(handshake(ca, sp, dp, "X448"), -1);
+  assert_int_equal(handshake(ca, sp, dp, "ffdhe2048"), -1);
+  X509_free(root);
+  X509_free(srv);
+  X509_free(inter);
+  X509_free(minted);
+  X509_free(direct);
+  X509_free(ca_peer);
+  EVP_PKEY_free(ik);
+  EVP_PKEY_free(sk);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_crl_finds_the_revoked_serial),
@@ -255,6 +385,7 @@ int main(void) {
       cmocka_unit_test(test_blocklist_formats),
       cmocka_unit_test(test_blocklist_errors_name_file_and_line),
       cmocka_unit_test(test_nothing_configured_revokes_nothing),
+      cmocka_unit_test(test_chain_policy),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
