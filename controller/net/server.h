@@ -88,6 +88,7 @@ struct server {
    * one entry per site, plus one for names that are no site; owned. */
   struct server_evbudget *evbudget;
   uint64_t link_events_suppressed; /* left out over a site's budget */
+  uint64_t pbx_drift_repairs;      /* PbxEvents "drift repaired" received */
   /* The journal's refusals and sheds seen so far, and when they last
    * grew: the journal alarm holds for a minute after a refusal. */
   uint64_t journal_refused_seen, journal_refused_mono;
