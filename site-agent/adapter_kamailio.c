@@ -967,9 +967,11 @@ static void kam_on_listed(adapter_kamailio_t *k, int rc, bool fault, json_t *res
     return;
   }
   kamverify_format(&k->verify_expected, want, sizeof want);
+  /* Short first (a controller keeps ~160 bytes of an ack's detail): what
+   * Kamailio does, what it should, and the usual cause. */
   snprintf(detail, sizeof detail,
-           "Kamailio routes set %u to %s, the route asks %s: is kamailio.cfg's NIRC_DS_LIST the "
-           "file named by [kamailio] dispatcher_list (%s), and set_id the set its route uses?",
+           "Kamailio routes set %u to %s, not %s: is NIRC_DS_LIST in kamailio.cfg the agent's "
+           "[kamailio] dispatcher_list %s (and set_id the set it routes by)?",
            k->set_id, found, want, k->list);
   kam_verify_done(k, ADAPTER_VERIFY_MISMATCH, found, detail);
 }

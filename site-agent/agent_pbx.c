@@ -29,7 +29,7 @@ static void agent_pbx_on_verified(void *arg, adapter_verify_t v, const char *fou
   case ADAPTER_VERIFY_UNVERIFIED: agent_pbx_done(a, 0, detail); return;
   case ADAPTER_VERIFY_MISMATCH:
     a->verify_failures++;
-    snprintf(why, sizeof why, "the PBX did not take the route: %s", detail);
+    snprintf(why, sizeof why, "%s", detail); /* the adapter says what the PBX does */
     /* A repair reports its own outcome (agent_pbx_applied). */
     if (a->applying_purpose != APPLY_REPAIR) {
       route_format(&a->applying_route, a->slug, want, sizeof want);

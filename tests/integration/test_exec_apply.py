@@ -152,7 +152,6 @@ def test_pbx_that_did_not_take_the_route_is_failed():
         out = json.loads(r.stdout)
         o = [o for o in out["outcomes"] if o["site"] == SITE]
         assert o and o[0]["result"] == "failed", out
-        assert "the PBX did not take the route" in o[0]["detail"], o
         assert "verify_cmd" in o[0]["detail"] and "henan" in o[0]["detail"], o
     finally:
         os.unlink(files["liar"])
