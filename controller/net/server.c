@@ -5,7 +5,6 @@
 #include "leader.h"
 #include "log.h"
 #include "route.h"
-#include "safetext.h"
 #include "store.h"
 #include "util.h"
 #include "watchdog.h"
@@ -334,23 +333,9 @@ static void server_observe_duplicates(server_t *srv) {
   }
 }
 
-/* A site's pbx alarm stands this long after its agent's last PbxEvent: a
- * repaired drift is over at once, but an operator must still see that the
- * PBX changed behind NIRC's back. An unrepaired drift is re-sent at every
- * check of the agent ([agent] pbx_check_interval), so it holds. */
-#define SERVER_PBX_ALARM_MS (10 * 60000)
-static void server_observe_pbx(server_t *srv) {
-  int64_t now = server_now();
-  for (size_t i = 0; srv->engine && i < srv->sites.n; i++) {
-    const site_t *s = &srv->sites.v[i];
-    if (!s->pbx_event_ms || now - s->pbx_event_ms >= SERVER_PBX_ALARM_MS) continue;
-    engine_alarm_observe_sev(srv->engine, ALARM_PBX, s->slug, s->pbx_alarm, s->pbx_critical);
-  }
-}
-
 static void server_observe_store(server_t *srv) {
   server_observe_duplicates(srv);
-  server_observe_pbx(srv);
+  server_pbx_observe(srv);
   if (!srv->engine || !srv->db) return;
   const char *node = srv->conf->node;
   db_journal_stats_t js;
@@ -604,57 +589,6 @@ static void server_on_report(server_t *srv, conn_t *c, const Nirc__LoadReport *r
     server_store_minute(srv, site, &done);
 }
 
-/* What an agent found reading its PBX back. The site is the certificate's;
- * every text is the agent's (and through it the PBX's) and is escaped
- * before it is logged, stored or shown. */
-static void server_on_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev) {
-  site_t *site = c->site;
-  char why[200];
-  if (ev->site && *ev->site && strcmp(ev->site, site->slug) != 0) {
-    snprintf(why, sizeof why, "certificate is site:%s but PbxEvent claims site '%.40s'", site->slug,
-             ev->site);
-    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_IDENTITY, NIRC_EIDENTITY, why);
-    return;
-  }
-  const char *event;
-  bool critical = true;
-  switch (ev->kind) {
-  case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_DRIFT_REPAIRED:
-    event = "pbx_drift_repaired";
-    critical = false;
-    srv->pbx_drift_repairs++;
-    break;
-  case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_DRIFT_NOT_REPAIRED:
-    event = "pbx_drift_not_repaired";
-    break;
-  case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_VERIFY_FAILED: event = "pbx_verify_failed"; break;
-  default:
-    /* A kind from a newer agent: said, not acted on. */
-    log_warn(LOG_SITE, site->slug, "PbxEvent of unknown kind %d ignored", (int)ev->kind);
-    return;
-  }
-  char found[200], expected[200], detail[400], words[ALARM_MESSAGE_MAX];
-  safetext_escape(ev->found ? ev->found : "", found, sizeof found);
-  safetext_escape(ev->expected ? ev->expected : "", expected, sizeof expected);
-  safetext_escape(ev->detail ? ev->detail : "", detail, sizeof detail);
-  snprintf(words, sizeof words, "%s: the PBX routed %s, the agent's route is %s",
-           critical ? (ev->kind == NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_VERIFY_FAILED
-                           ? "PBX did not take a route"
-                           : "PBX drift NOT repaired")
-                    : "PBX drift repaired",
-           found[0] ? found : "?", expected[0] ? expected : "?");
-  if (critical)
-    log_error(LOG_SITE, site->slug, "%s (%s)", words, detail);
-  else
-    log_warn(LOG_SITE, site->slug, "%s (%s)", words, detail);
-  server_record_event(srv, "site", link_peer(c->link)->subject, site->slug, link_peer_addr(c->link),
-                      event, detail[0] ? detail : words);
-  site->pbx_event_ms = server_now();
-  site->pbx_critical = critical;
-  nirc_strlcpy_utf8(site->pbx_alarm, words, sizeof site->pbx_alarm);
-  if (srv->engine) engine_alarm_observe_sev(srv->engine, ALARM_PBX, site->slug, words, critical);
-}
-
 static void server_on_message(link_t *l, Nirc__Envelope *env) {
   conn_t *c = link_data(l);
   server_t *srv = c->srv;
@@ -676,7 +610,10 @@ static void server_on_message(link_t *l, Nirc__Envelope *env) {
   case CONN_SITE:
     switch (env->msg_case) {
     case NIRC__ENVELOPE__MSG_LOAD_REPORT: server_on_report(srv, c, env->load_report); return;
-    case NIRC__ENVELOPE__MSG_PBX_EVENT: server_on_pbx_event(srv, c, env->pbx_event); return;
+    case NIRC__ENVELOPE__MSG_PBX_EVENT:
+      if (server_pbx_event(srv, c, env->pbx_event, why, sizeof why) != 0)
+        server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_IDENTITY, NIRC_EIDENTITY, why);
+      return;
     case NIRC__ENVELOPE__MSG_DIRECTIVE_ACK: {
       const Nirc__DirectiveAck *ack = env->directive_ack;
       if (ack->site && *ack->site && strcmp(ack->site, c->site->slug) != 0) {

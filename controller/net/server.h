@@ -144,4 +144,10 @@ void server_record_event(server_t *srv, const char *kind, const char *identity, 
                          const char *peer, const char *event, const char *detail);
 const char *server_conn_state_name(conn_state_t s);
 
+/* server_pbx.c. A site's PbxEvent on its link `c`: 0, or NIRC_EIDENTITY with
+ * `why` when it claims another site (the caller refuses the link). */
+int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *why, size_t whylen);
+/* Observes each site's pbx alarm while its last PbxEvent is recent. */
+void server_pbx_observe(server_t *srv);
+
 #endif
