@@ -56,12 +56,12 @@ HOME = [{"site": SITE, "permille": 1000}]
 AWAY = [{"site": "shaanxi", "permille": 1000}]
 
 
-def start_exec_agent():
+def start_exec_agent(verify=True):
     conf = env.agent_conf(SITE)
     text = open(conf).read().replace("[agent]", "[agent]\nadapter = exec\npbx_check_interval = 1s",
                                      1)
     text += (f"\n[exec]\napply_cmd = {env.dir}/apply.sh\ncollect_cmd = {env.dir}/collect.sh\n"
-             f"verify_cmd = {env.dir}/verify.sh\ntimeout = 20s\n")
+             + (f"verify_cmd = {env.dir}/verify.sh\n" if verify else "") + "timeout = 20s\n")
     with open(conf, "w") as f:
         f.write(text)
     a = T.Proc(f"agent-{SITE}", [T.binary("nirc-agent"), "-c", conf], env.dir)
@@ -145,12 +145,34 @@ def test_verified_cutover_is_applied():
     assert pbx_route() == AWAY
 
 
+def test_drift_without_controller_is_repaired_and_reported_later():
+    """The agent repairs on its own; the event waits for the next link."""
+    want = env.status()[SITE]["route"]
+    T.wait_until(lambda: pbx_route() == want, 10, "the PBX routing as the controller says")
+    other = HOME if want == AWAY else AWAY
+    env.controller.kill()
+    with open(files["route"], "w") as f:
+        json.dump({"route": other}, f)
+    T.wait_until(lambda: pbx_route() == want, 10, "the agent repairing without a controller")
+    env.start_controller()
+    http = env.extra_nircd.split("listen = ")[1].strip()
+    # A new controller process: its counter starts at 0 and counts the
+    # queued event.
+    T.wait_until(lambda: T.metric(http, "nirc_pbx_drift_repairs_total") == 1.0, 15,
+                 "the queued drift event reaching the new controller")
+    ev = env.sql("SELECT count(*) FROM link_events WHERE site = 'xizang' AND "
+                 "event = 'pbx_drift_repaired'")
+    assert ev == [["2"]], ev
+    T.wait_until(lambda: all(env.status()[s]["link"] == "online" and env.status()[s]["load"]
+                             for s in (SITE, "shaanxi")), 20, "both agents back and reporting")
+
+
 def test_pbx_that_did_not_take_the_route_is_failed():
     open(files["liar"], "w").close()
     try:
         r = env.ctl("--json", "restore", SITE)
         out = json.loads(r.stdout)
-        o = [o for o in out["outcomes"] if o["site"] == SITE]
+        o = [o for o in out.get("outcomes", []) if o["site"] == SITE]
         assert o and o[0]["result"] == "failed", out
         assert "verify_cmd" in o[0]["detail"] and "henan" in o[0]["detail"], o
     finally:
@@ -225,7 +247,27 @@ def test_apply_dies_with_its_agent_and_never_overlaps():
     assert len([l for l in lines if l[0] == "start"]) >= 2, lines
 
 
+def test_without_verify_cmd_applies_are_unverified():
+    """No verify_cmd: applied, and the acknowledgement says unverified."""
+    agent = env.agents[SITE]
+    assert agent.stop() == 0, agent.tail()
+    agent = start_exec_agent(verify=False)
+    T.wait_until(lambda: env.status()[SITE]["link"] == "online", 15, "xizang back online")
+    verb = ["cutover", SITE, "--to", "shaanxi", "--reason", "unverified", "--force"]
+    if "cutover" in env.status()[SITE]["active_rule"]:
+        verb = ["restore", SITE]
+    r = env.ctl("--json", *verb)
+    out = json.loads(r.stdout)
+    o = [o for o in out["outcomes"] if o["site"] == SITE]
+    assert r.returncode == 0 and o and o[0]["result"] == "applied", out
+    assert o[0]["detail"].startswith("unverified: [exec] has no verify_cmd"), o
+    T.wait_until(lambda: "drift is not checked" in open(agent.log_path).read(), 5,
+                 "the agent saying drift is not checked")
+
+
 if __name__ == "__main__":
     T.main([test_setup, test_verified_cutover_is_applied, test_drift_is_repaired_and_alarmed,
+            test_drift_without_controller_is_repaired_and_reported_later,
             test_pbx_that_did_not_take_the_route_is_failed,
-            test_apply_dies_with_its_agent_and_never_overlaps])
+            test_apply_dies_with_its_agent_and_never_overlaps,
+            test_without_verify_cmd_applies_are_unverified])
