@@ -14,3 +14,13 @@ const adapter_ops_t *adapter_find(const char *name) {
 const char *adapter_names(void) {
   return "sim, exec, kamailio";
 }
+
+const char *adapter_verify_name(adapter_verify_t v) {
+  switch (v) {
+  case ADAPTER_VERIFY_MATCH: return "match";
+  case ADAPTER_VERIFY_MISMATCH: return "mismatch";
+  case ADAPTER_VERIFY_UNVERIFIED: return "unverified";
+  case ADAPTER_VERIFY_UNREADABLE: return "unreadable";
+  }
+  return "?";
+}

@@ -29,6 +29,7 @@ typedef struct {
 typedef struct {
   char apply_cmd[512];   /* reads the route as JSON on stdin; exit 0 = applied */
   char collect_cmd[512]; /* prints the load as JSON on stdout */
+  char verify_cmd[512];  /* optional: prints the route the PBX applies, as JSON */
   uint64_t timeout_ms;   /* a command still running after this is killed */
 } adapter_exec_conf_t;
 
@@ -50,6 +51,11 @@ typedef struct {
   uint64_t seed;
   const adapter_exec_conf_t *exec;
   const adapter_kamailio_conf_t *kamailio;
+  /* exec adapter: a program run as `WRAPPER --exec-child LOCK sh -c CMD`
+   * that ties the command's process group to the agent's life (see
+   * execwrap.h); NULL runs /bin/sh directly (unit tests). LOCK may be "". */
+  const char *exec_wrapper;
+  const char *exec_lock;
 } adapter_env_t;
 
 /* Completion of apply(): rc 0 applied; NIRC_EUNKNOWN_SITE when the route
@@ -59,6 +65,27 @@ typedef struct {
 typedef void (*adapter_apply_cb)(void *arg, int rc, const char *err);
 /* Completion of collect(): `load` is borrowed for the call. */
 typedef void (*adapter_collect_cb)(void *arg, const adapter_load_t *load);
+
+/* What verify() found. MATCH: the PBX routes as `expected`. MISMATCH: it
+ * routes otherwise (`found` says how, `detail` says what to check).
+ * UNVERIFIED: this adapter cannot read its PBX's routing back (the exec
+ * adapter without verify_cmd): neither a match nor a mismatch, and it
+ * says so. UNREADABLE: the PBX did not answer the read-back. */
+typedef enum {
+  ADAPTER_VERIFY_MATCH = 0,
+  ADAPTER_VERIFY_MISMATCH,
+  ADAPTER_VERIFY_UNVERIFIED,
+  ADAPTER_VERIFY_UNREADABLE,
+} adapter_verify_t;
+const char *adapter_verify_name(adapter_verify_t v);
+/* Completion of verify(): `found` is the PBX's routing in words ("hubei
+ * 100%"), empty unless MISMATCH or MATCH; `detail` a sentence for the
+ * operator (empty on MATCH). Both borrowed for the call. */
+typedef void (*adapter_verify_cb)(void *arg, adapter_verify_t v, const char *found,
+                                  const char *detail);
+/* Completion of uptime(): rc 0 and the PBX's uptime in seconds, or a
+ * NIRC_E* code when it did not answer. */
+typedef void (*adapter_uptime_cb)(void *arg, int rc, uint64_t uptime_s);
 
 typedef struct adapter adapter_t;
 
@@ -75,6 +102,15 @@ typedef struct {
   void (*apply)(void *impl, const route_t *r, adapter_apply_cb cb, void *arg);
   /* Reads the load of the interval ending at business time now_ms. */
   void (*collect)(void *impl, int64_t now_ms, adapter_collect_cb cb, void *arg);
+  /* Reads back how the PBX routes now and compares it with `expected`
+   * (borrowed until the callback). Never changes the PBX. At most one
+   * verify in flight; it may run while no apply is in flight only, or
+   * right after an apply's success (the agent's read-back). */
+  void (*verify)(void *impl, const route_t *expected, adapter_verify_cb cb, void *arg);
+  /* Optional (NULL: not known): how long the PBX has been running, so the
+   * agent sees a PBX restart (uptime going back) and checks its routing
+   * at once instead of at the next periodic check. */
+  void (*uptime)(void *impl, adapter_uptime_cb cb, void *arg);
   /* Releases everything; pending callbacks are not called after this. */
   void (*stop)(void *impl);
 } adapter_ops_t;

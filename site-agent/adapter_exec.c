@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 /* collect_cmd's stdout: a load report is a few hundred bytes, so more than
  * this is garbage and the command is killed rather than read further. */
@@ -52,6 +53,7 @@
 typedef enum {
   ADAPTER_EXEC_APPLY = 0,
   ADAPTER_EXEC_COLLECT,
+  ADAPTER_EXEC_VERIFY, /* verify_cmd: prints the route the PBX applies */
   ADAPTER_EXEC_KINDS,
 } adapter_exec_kind_t;
 
@@ -67,6 +69,8 @@ typedef struct {
   uint64_t timeout_ms;
   adapter_apply_cb apply_cb;
   adapter_collect_cb collect_cb;
+  adapter_verify_cb verify_cb;
+  route_t expected; /* verify: what the PBX should route by */
   void *arg;
 
   uv_process_t proc;
@@ -83,7 +87,7 @@ typedef struct {
   uint64_t started_ms; /* uv_now at spawn, for the debug log */
 
   char *input;  /* apply: route JSON written to stdin; owned */
-  char *outbuf; /* collect: stdout, ADAPTER_EXEC_OUT_MAX bytes; owned */
+  char *outbuf; /* collect, verify: stdout, ADAPTER_EXEC_OUT_MAX bytes; owned */
   size_t out_len;
   bool out_overflow;
   char errbuf[ADAPTER_EXEC_ERR_MAX];
@@ -95,6 +99,7 @@ struct adapter_exec {
   uv_loop_t *loop;                                     /* borrowed */
   const char *slug;                                    /* borrowed */
   const adapter_exec_conf_t *conf;                     /* borrowed */
+  const char *wrapper, *lock;                          /* borrowed; see adapter_env_t */
   adapter_exec_run_t *running[ADAPTER_EXEC_KINDS];     /* at most one of each */
   char last_error[sizeof((adapter_load_t *)0)->error]; /* logged once */
 };
@@ -188,6 +193,46 @@ static void adapter_exec_parse_load(const char *buf, size_t len, adapter_load_t 
   *load = l;
 }
 
+/* verify_cmd's stdout: the route the PBX applies, in the shape apply_cmd
+ * reads ("route" required, "inbound" optional, other keys ignored),
+ * compared with the expected route as route_same() does. */
+static adapter_verify_t adapter_exec_parse_route(const adapter_exec_run_t *run, char *found,
+                                                 size_t foundlen, char *detail, size_t detlen) {
+  json_error_t je;
+  json_t *j = json_loadb(run->outbuf, run->out_len, JSON_REJECT_DUPLICATES, &je);
+  if (!json_is_object(j) || !json_is_array(json_object_get(j, "route"))) {
+    if (j)
+      snprintf(detail, detlen, "verify_cmd printed JSON without a \"route\" array");
+    else
+      snprintf(detail, detlen, "verify_cmd printed invalid JSON at line %d: %s", je.line, je.text);
+    json_decref(j);
+    return ADAPTER_VERIFY_UNREADABLE;
+  }
+  /* route_from_json reads a stored record: give it the fields verify_cmd
+   * need not print. */
+  json_object_set_new(j, "epoch", json_integer(0));
+  json_object_set_new(j, "version", json_integer(0));
+  json_object_set_new(j, "revert_at_ms", json_integer(0));
+  json_object_set_new(j, "reason", json_string(""));
+  if (!json_is_array(json_object_get(j, "inbound")))
+    json_object_set_new(j, "inbound", json_array());
+  route_t got;
+  char err[200];
+  int rc = route_from_json(j, &got, err, sizeof err);
+  json_decref(j);
+  if (rc != 0) {
+    snprintf(detail, detlen, "verify_cmd printed a route that is not valid: %s", err);
+    return ADAPTER_VERIFY_UNREADABLE;
+  }
+  char want[200];
+  route_format(&got, run->slug, found, foundlen);
+  route_format(&run->expected, run->slug, want, sizeof want);
+  if (route_same(&got, &run->expected)) return ADAPTER_VERIFY_MATCH;
+  snprintf(detail, detlen, "the PBX routes %s to %s, the route asks %s (verify_cmd's answer)",
+           run->slug, found, want);
+  return ADAPTER_VERIFY_MISMATCH;
+}
+
 /* The first non-empty line of the command's stderr, printable, in `out`. */
 static void adapter_exec_stderr_line(const adapter_exec_run_t *run, char *out, size_t outlen) {
   size_t i = 0, n = 0;
@@ -275,6 +320,17 @@ static void adapter_exec_finish(adapter_exec_run_t *run) {
     log_debug(LOG_ADAPTER, run->slug, "apply_cmd done in %" PRIu64 " ms: %s",
               uv_now(run->timer.loop) - run->started_ms, ok ? "applied" : detail);
     if (a && run->apply_cb) run->apply_cb(run->arg, rc, detail);
+  } else if (run->kind == ADAPTER_EXEC_VERIFY) {
+    char found[200] = "", detail[400] = "";
+    adapter_verify_t v = ADAPTER_VERIFY_UNREADABLE;
+    if (run->out_overflow)
+      snprintf(detail, sizeof detail, "verify_cmd printed more than %d bytes on stdout",
+               ADAPTER_EXEC_OUT_MAX);
+    else if (!ok)
+      adapter_exec_describe(run, detail, sizeof detail);
+    else
+      v = adapter_exec_parse_route(run, found, sizeof found, detail, sizeof detail);
+    if (a && run->verify_cb) run->verify_cb(run->arg, v, found, detail);
   } else {
     adapter_load_t load = {.unreadable = true};
     if (run->out_overflow) /* checked first: we killed it for that */
@@ -298,7 +354,7 @@ static void adapter_exec_finish(adapter_exec_run_t *run) {
    * run is touched from here on. */
   run->in_open = run->out_open = run->err_open = false;
   if (run->kind == ADAPTER_EXEC_APPLY) adapter_exec_close(run, (uv_handle_t *)&run->in);
-  if (run->kind == ADAPTER_EXEC_COLLECT) adapter_exec_close(run, (uv_handle_t *)&run->out);
+  if (run->kind != ADAPTER_EXEC_APPLY) adapter_exec_close(run, (uv_handle_t *)&run->out);
   adapter_exec_close(run, (uv_handle_t *)&run->err);
   if (run->has_proc) adapter_exec_close(run, (uv_handle_t *)&run->proc);
   adapter_exec_close(run, (uv_handle_t *)&run->timer);
@@ -420,7 +476,7 @@ static void adapter_exec_run(adapter_exec_t *a, adapter_exec_run_t *run, const c
     stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
     stdio[0].data.stream = (uv_stream_t *)&run->in;
   }
-  if (run->kind == ADAPTER_EXEC_COLLECT) {
+  if (run->kind != ADAPTER_EXEC_APPLY) {
     uv_pipe_init(loop, &run->out, 0);
     run->out.data = run;
     run->handles++;
@@ -452,11 +508,21 @@ static void adapter_exec_run(adapter_exec_t *a, adapter_exec_run_t *run, const c
     for (size_t e = 0; e < n_extra; e++)
       envp[k++] = (char *)extra_env[e];
   }
-  char *args[] = {"sh", "-c", (char *)cmd, NULL};
+  /* Through the wrapper (execwrap.h) the command's process group dies
+   * with the agent, even a SIGKILLed one, and waits for the lock a
+   * previous agent's command may still hold. */
+  char *plain[] = {"sh", "-c", (char *)cmd, NULL};
+  char agent_pid[24];
+  snprintf(agent_pid, sizeof agent_pid, "%ld", (long)getpid());
+  /* Only applies take the lock: a collect may run beside an apply. */
+  char *wrapped[] = {(char *)a->wrapper, "--exec-child",
+                     agent_pid,          run->kind == ADAPTER_EXEC_APPLY ? (char *)a->lock : "",
+                     "/bin/sh",          "-c",
+                     (char *)cmd,        NULL};
   uv_process_options_t opt = {
       .exit_cb = adapter_exec_on_exit,
-      .file = "/bin/sh",
-      .args = args,
+      .file = a->wrapper ? a->wrapper : "/bin/sh",
+      .args = a->wrapper ? wrapped : plain,
       .env = envp,
       .flags = UV_PROCESS_DETACHED, /* setsid(): its own process group, see the top */
       .stdio_count = 3,
@@ -480,9 +546,9 @@ static void adapter_exec_run(adapter_exec_t *a, adapter_exec_run_t *run, const c
   run->spawned = true;
   log_debug(LOG_ADAPTER, a->slug, "%s started (pid %d)", run->what, run->proc.pid);
   run->in_open = run->kind == ADAPTER_EXEC_APPLY;
-  run->out_open = run->kind == ADAPTER_EXEC_COLLECT;
+  run->out_open = run->kind != ADAPTER_EXEC_APPLY;
   run->err_open = true;
-  if (run->kind == ADAPTER_EXEC_COLLECT)
+  if (run->kind != ADAPTER_EXEC_APPLY)
     uv_read_start((uv_stream_t *)&run->out, adapter_exec_on_alloc, adapter_exec_on_read);
   uv_read_start((uv_stream_t *)&run->err, adapter_exec_on_alloc, adapter_exec_on_read);
   if (run->kind == ADAPTER_EXEC_APPLY) {
@@ -520,6 +586,8 @@ static int adapter_exec_start(const adapter_env_t *env, void **impl, char *err, 
   a->loop = env->loop;
   a->slug = env->slug;
   a->conf = c;
+  a->wrapper = env->exec_wrapper;
+  a->lock = env->exec_lock ? env->exec_lock : "";
   *impl = a;
   return 0;
 }
@@ -589,6 +657,37 @@ static void adapter_exec_collect(void *impl, int64_t now_ms, adapter_collect_cb 
   adapter_exec_run(a, run, a->conf->collect_cmd, extra, 2);
 }
 
+/* Without verify_cmd the PBX cannot be read back: say so, never pretend. */
+static void adapter_exec_verify(void *impl, const route_t *r, adapter_verify_cb cb, void *arg) {
+  adapter_exec_t *a = impl;
+  if (!a->conf->verify_cmd[0]) {
+    cb(arg, ADAPTER_VERIFY_UNVERIFIED, "",
+       "unverified: [exec] has no verify_cmd to read the PBX's routing back");
+    return;
+  }
+  if (a->running[ADAPTER_EXEC_VERIFY]) {
+    cb(arg, ADAPTER_VERIFY_UNREADABLE, "", "verify_cmd is still running");
+    return;
+  }
+  adapter_exec_run_t *run = calloc(1, sizeof *run);
+  char *outbuf = run ? malloc(ADAPTER_EXEC_OUT_MAX) : NULL;
+  if (!outbuf) {
+    free(run);
+    cb(arg, ADAPTER_VERIFY_UNREADABLE, "", "out of memory starting verify_cmd");
+    return;
+  }
+  run->kind = ADAPTER_EXEC_VERIFY;
+  run->what = "verify_cmd";
+  run->verify_cb = cb;
+  run->arg = arg;
+  run->outbuf = outbuf;
+  run->expected = *r;
+  char site[16 + SCENARIO_SLUG_MAX];
+  snprintf(site, sizeof site, "NIRC_SITE=%s", a->slug);
+  const char *extra[] = {site};
+  adapter_exec_run(a, run, a->conf->verify_cmd, extra, 1);
+}
+
 /* Commands still running are killed and finish without a callback; their
  * memory goes with their handles, so the loop must run on until they close
  * (nirc-agent stops its adapter after uv_run returned, when none run). */
@@ -613,5 +712,6 @@ const adapter_ops_t adapter_exec_ops = {
     .start = adapter_exec_start,
     .apply = adapter_exec_apply,
     .collect = adapter_exec_collect,
+    .verify = adapter_exec_verify,
     .stop = adapter_exec_stop,
 };

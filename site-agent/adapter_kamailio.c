@@ -34,6 +34,7 @@
  * still in flight (they finish silently). */
 #include "adapter.h"
 #include "err.h"
+#include "kamverify.h"
 #include "log.h"
 #include "util.h"
 
@@ -123,6 +124,13 @@ struct adapter_kamailio {
   adapter_collect_cb collect_cb;
   void *collect_arg;
   uint64_t processed, failed; /* from the first RPC of the collect */
+
+  /* verify / uptime in flight */
+  kam_call_t *verify_call, *uptime_call;
+  adapter_verify_cb verify_cb;
+  adapter_uptime_cb uptime_cb;
+  void *verify_arg, *uptime_arg;
+  kamverify_set_t verify_expected;
 
   /* counters at the previous collect */
   bool have_base;
@@ -901,12 +909,119 @@ static void adapter_kamailio_collect(void *impl, int64_t now_ms, adapter_collect
     kam_collect_unreadable(k, why);
 }
 
+/* ---- verify: read the dispatcher set back ---- */
+
+/* The set Kamailio should hold for route r, as kam_list_text writes it. */
+static int kam_expected_set(adapter_kamailio_t *k, const route_t *r, kamverify_set_t *set,
+                            char *err, size_t errlen) {
+  unsigned pct[ROUTE_MAX_SHARES];
+  memset(set, 0, sizeof *set);
+  kam_percent(r, pct);
+  for (unsigned i = 0; i < r->n_share && set->n < KAMVERIFY_MAX; i++) {
+    const kam_target_t *t = kam_target(k, r->share[i].site);
+    if (!t) {
+      snprintf(err, errlen, "route target '%s' has no SIP address in [kamailio] targets",
+               r->share[i].site);
+      return NIRC_EUNKNOWN_SITE;
+    }
+    if (r->share[i].permille == 0 || pct[i] == 0) continue;
+    kamverify_dest_t *d = &set->d[set->n++];
+    nirc_strlcpy(d->uri, t->uri, sizeof d->uri);
+    nirc_strlcpy(d->name, t->slug, sizeof d->name);
+    d->weight = pct[i];
+  }
+  return 0;
+}
+
+static void kam_verify_done(adapter_kamailio_t *k, adapter_verify_t v, const char *found,
+                            const char *detail) {
+  adapter_verify_cb cb = k->verify_cb;
+  k->verify_cb = NULL;
+  cb(k->verify_arg, v, found, detail);
+}
+
+static void kam_on_listed(adapter_kamailio_t *k, int rc, bool fault, json_t *result,
+                          const char *err) {
+  char why[300], found[400], want[400], detail[1100];
+  kamverify_set_t set = {0};
+  /* Kamailio answers an empty list with an error ("No Destination Sets"):
+   * that is a reading, not a failure to read. */
+  if (rc && !(fault && err && strstr(err, "No Destination"))) {
+    snprintf(why, sizeof why, "cannot read Kamailio's dispatcher set back: %s", err);
+    kam_verify_done(k, ADAPTER_VERIFY_UNREADABLE, "", why);
+    return;
+  }
+  if (rc == 0 && kamverify_parse(result, k->set_id, &set, why, sizeof why) != 0) {
+    kam_verify_done(k, ADAPTER_VERIFY_UNREADABLE, "", why);
+    return;
+  }
+  /* Name what Kamailio holds by our targets when the URI is one of them:
+   * the operator thinks in sites. */
+  for (unsigned i = 0; i < set.n; i++)
+    for (unsigned t = 0; t < k->n_targets; t++)
+      if (strcmp(set.d[i].uri, k->targets[t].uri) == 0)
+        nirc_strlcpy(set.d[i].name, k->targets[t].slug, sizeof set.d[i].name);
+  kamverify_format(&set, found, sizeof found);
+  if (kamverify_same(&set, &k->verify_expected)) {
+    kam_verify_done(k, ADAPTER_VERIFY_MATCH, found, "");
+    return;
+  }
+  kamverify_format(&k->verify_expected, want, sizeof want);
+  /* Short first (a controller keeps ~160 bytes of an ack's detail): what
+   * Kamailio does, what it should, and the usual cause. */
+  snprintf(detail, sizeof detail,
+           "Kamailio routes set %u to %s, not %s: is NIRC_DS_LIST in kamailio.cfg the agent's "
+           "[kamailio] dispatcher_list %s (and set_id the set it routes by)?",
+           k->set_id, found, want, k->list);
+  kam_verify_done(k, ADAPTER_VERIFY_MISMATCH, found, detail);
+}
+
+static void adapter_kamailio_verify(void *impl, const route_t *r, adapter_verify_cb cb, void *arg) {
+  adapter_kamailio_t *k = impl;
+  char err[300];
+  if (kam_expected_set(k, r, &k->verify_expected, err, sizeof err) != 0) {
+    cb(arg, ADAPTER_VERIFY_UNREADABLE, "", err);
+    return;
+  }
+  k->verify_cb = cb;
+  k->verify_arg = arg;
+  if (kam_call_start(k, "dispatcher.list", NULL, 0, k->timeout_ms, kam_on_listed, &k->verify_call,
+                     err, sizeof err) != 0)
+    kam_verify_done(k, ADAPTER_VERIFY_UNREADABLE, "", err);
+}
+
+static void kam_on_uptime(adapter_kamailio_t *k, int rc, bool fault, json_t *result,
+                          const char *err) {
+  adapter_uptime_cb cb = k->uptime_cb;
+  k->uptime_cb = NULL;
+  json_t *up = json_is_object(result) ? json_object_get(result, "uptime") : NULL;
+  if (rc == 0 && json_is_integer(up) && json_integer_value(up) >= 0)
+    cb(k->uptime_arg, 0, (uint64_t)json_integer_value(up));
+  else
+    cb(k->uptime_arg, rc ? rc : NIRC_EIO, 0);
+}
+
+/* core.uptime: Kamailio's seconds since start; going back means a restart. */
+static void adapter_kamailio_uptime(void *impl, adapter_uptime_cb cb, void *arg) {
+  adapter_kamailio_t *k = impl;
+  char err[200];
+  k->uptime_cb = cb;
+  k->uptime_arg = arg;
+  int rc = kam_call_start(k, "core.uptime", NULL, 0, k->timeout_ms, kam_on_uptime, &k->uptime_call,
+                          err, sizeof err);
+  if (rc) {
+    k->uptime_cb = NULL;
+    cb(arg, rc, 0);
+  }
+}
+
 /* RPCs in flight are detached: they close their handles from the loop and
  * call nobody. The adapter itself holds no handle. */
 static void adapter_kamailio_stop(void *impl) {
   adapter_kamailio_t *k = impl;
   if (!k) return;
-  kam_call_t *calls[] = {k->apply_call, k->collect_call, k->cleanup_call};
+  kam_call_t *calls[] = {k->apply_call, k->collect_call, k->cleanup_call, k->verify_call,
+                         k->uptime_call};
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     if (!calls[i]) continue;
     calls[i]->owner = NULL;
@@ -923,5 +1038,7 @@ const adapter_ops_t adapter_kamailio_ops = {
     .start = adapter_kamailio_start,
     .apply = adapter_kamailio_apply,
     .collect = adapter_kamailio_collect,
+    .verify = adapter_kamailio_verify,
+    .uptime = adapter_kamailio_uptime,
     .stop = adapter_kamailio_stop,
 };

@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct {
   sim_t *sim;
@@ -71,6 +72,29 @@ static void adapter_sim_apply(void *impl, const route_t *r, adapter_apply_cb cb,
   cb(arg, rc, err);
 }
 
+/* The simulator's routing read back from the simulator itself, not from
+ * what was asked: a sim that dropped an inflow would show here. */
+static void adapter_sim_verify(void *impl, const route_t *r, adapter_verify_cb cb, void *arg) {
+  adapter_sim_t *a = impl;
+  char found[200], detail[300];
+  unsigned home = sim_home_share(a->sim), want = route_share_of(r, a->slug);
+  bool ok = home == want;
+  for (unsigned i = 0; ok && i < r->n_inbound; i++)
+    if (strcmp(r->inbound[i].site, a->slug) != 0 &&
+        sim_inflow_of(a->sim, r->inbound[i].site) != r->inbound[i].permille)
+      ok = false;
+  snprintf(found, sizeof found, "the simulator keeps %u permille home", home);
+  if (ok) {
+    cb(arg, ADAPTER_VERIFY_MATCH, found, "");
+    return;
+  }
+  if (home != want)
+    snprintf(detail, sizeof detail, "%s, the route asks %u", found, want);
+  else
+    snprintf(detail, sizeof detail, "the simulator's inbound flows differ from the route's");
+  cb(arg, ADAPTER_VERIFY_MISMATCH, found, detail);
+}
+
 static void adapter_sim_collect(void *impl, int64_t now_ms, adapter_collect_cb cb, void *arg) {
   adapter_sim_t *a = impl;
   adapter_load_t load, *out = &load;
@@ -109,5 +133,6 @@ const adapter_ops_t adapter_sim_ops = {
     .start = adapter_sim_start,
     .apply = adapter_sim_apply,
     .collect = adapter_sim_collect,
+    .verify = adapter_sim_verify,
     .stop = adapter_sim_stop,
 };

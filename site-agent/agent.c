@@ -1,5 +1,6 @@
 #include "agent.h"
 
+#include "agent-int.h"
 #include "err.h"
 #include "log.h"
 #include "httpd.h"
@@ -46,6 +47,8 @@ const config_opt_t agent_conf_opts[] = {
      "a link with no frame for this long is dead"},
     {"timing", "report_interval", CFG_DURATION, O(report_interval_ms), 0, 100, 60000, "1s", 0,
      "report interval until the controller sets one"},
+    {"agent", "pbx_check_interval", CFG_DURATION, O(pbx_check_interval_ms), 0, 1000, 86400000,
+     "30s", 0, "how often the PBX is read back and a drifted route applied again"},
     {"sim", "scenario", CFG_STRING, O(scenario), S(scenario), 0, 0, "", 0,
      "scenario file for the sim adapter"},
     {"sim", "seed", CFG_UINT, O(seed), 0, 0, 4294967295.0, "0", 0,
@@ -54,6 +57,9 @@ const config_opt_t agent_conf_opts[] = {
      "exec adapter: command that applies a route read as JSON on stdin"},
     {"exec", "collect_cmd", CFG_STRING, O(exec.collect_cmd), S(exec.collect_cmd), 0, 0, "", 0,
      "exec adapter: command that prints the load as JSON on stdout"},
+    {"exec", "verify_cmd", CFG_STRING, O(exec.verify_cmd), S(exec.verify_cmd), 0, 0, "", 0,
+     "exec adapter: command that prints the route the PBX applies, as JSON; empty: applies "
+     "are unverified"},
     {"exec", "timeout", CFG_DURATION, O(exec.timeout_ms), 0, 100, 600000, "5s", 0,
      "exec adapter: a command running longer is killed and counts as failed"},
     {"kamailio", "rpc_socket", CFG_STRING, O(kamailio.rpc_socket), S(kamailio.rpc_socket), 0, 0,
@@ -169,11 +175,17 @@ static void agent_publish_metrics(agent_t *a) {
       "nirc_agent_applies_total{site=\"%s\",result=\"applied\"} %llu\n"
       "nirc_agent_applies_total{site=\"%s\",result=\"failed\"} %llu\n"
       "# TYPE nirc_agent_pbx_unreadable_total counter\n"
-      "nirc_agent_pbx_unreadable_total{site=\"%s\"} %llu\n",
+      "nirc_agent_pbx_unreadable_total{site=\"%s\"} %llu\n"
+      "# TYPE nirc_agent_pbx_drift_repairs_total counter\n"
+      "nirc_agent_pbx_drift_repairs_total{site=\"%s\"} %llu\n"
+      "# TYPE nirc_agent_pbx_verify_failures_total counter\n"
+      "nirc_agent_pbx_verify_failures_total{site=\"%s\"} %llu\n",
       a->slug, a->state == AGENT_REPORTING, a->slug, (unsigned long long)a->max_epoch, a->slug,
       route_share_of(&a->applied, a->slug), a->slug, a->applied.n_inbound, a->slug,
       (unsigned long long)a->reports_sent, a->slug, (unsigned long long)a->applies_ok, a->slug,
-      (unsigned long long)a->applies_failed, a->slug, (unsigned long long)a->collects_unreadable);
+      (unsigned long long)a->applies_failed, a->slug, (unsigned long long)a->collects_unreadable,
+      a->slug, (unsigned long long)a->drift_repairs, a->slug,
+      (unsigned long long)a->verify_failures);
   if (a->have_load && !l->unreadable && n > 0 && (size_t)n < sizeof buf)
     n += snprintf(buf + n, sizeof buf - (size_t)n,
                   "# TYPE nirc_agent_calls_in_queue gauge\n"
@@ -323,13 +335,14 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
     }
     char desc[200];
     route_format(&r, a->slug, desc, sizeof desc);
-    log_info(LOG_AGENT, a->slug, "%s (%llu, %llu): %s%s",
+    log_info(LOG_AGENT, a->slug, "%s (%llu, %llu): %s%s%s%s",
              purpose == APPLY_RESTORE  ? "restored saved route"
              : purpose == APPLY_REVERT ? "revert_at reached, routing"
              : purpose == APPLY_UNDO   ? "previous route put back"
+             : purpose == APPLY_REPAIR ? "applied again after drift"
                                        : "applied directive",
              (unsigned long long)r.epoch, (unsigned long long)r.version, desc,
-             r.n_inbound ? " (with inbound sources)" : "");
+             r.n_inbound ? " (with inbound sources)" : "", why[0] ? "; " : "", why);
   } else {
     res = rc == NIRC_EUNKNOWN_SITE ? NIRC__ACK_RESULT__ACK_RESULT_REJECTED
                                    : NIRC__ACK_RESULT__ACK_RESULT_FAILED;
@@ -338,8 +351,10 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
              (unsigned long long)r.epoch, (unsigned long long)r.version,
              res == NIRC__ACK_RESULT__ACK_RESULT_FAILED ? "failed" : "rejected", why);
   }
+  agent_pbx_applied(a, purpose, &r, rc, why);
+  /* An applied ack carries a detail only to say the apply is unverified. */
   if (purpose == APPLY_DIRECTIVE && a->link)
-    agent_send_ack(a->link, a, r.epoch, r.version, res, rc == 0 ? "" : why);
+    agent_send_ack(a->link, a, r.epoch, r.version, res, why);
   if (purpose == APPLY_RESTORE && a->connect_after_restore) {
     a->connect_after_restore = false;
     agent_connect(a);
@@ -367,7 +382,12 @@ static void agent_apply_start(agent_t *a, const route_t *r, agent_apply_purpose_
   a->applying_route = *r;
   a->applying_purpose = purpose;
   /* May call agent_on_applied before returning. */
-  a->adapter.ops->apply(a->adapter.impl, &a->applying_route, agent_on_applied, a);
+  agent_pbx_apply(a, agent_on_applied);
+}
+
+/* The drift check found the PBX off the applied route. */
+static void agent_repair(agent_t *a, const route_t *r) {
+  agent_apply_start(a, r, APPLY_REPAIR);
 }
 
 static void agent_on_revert(uv_timer_t *t) {
@@ -502,6 +522,7 @@ static void agent_on_welcome(agent_t *a, const Nirc__Welcome *w) {
   a->connects++;
   backoff_reset(&a->backoff);
   agent_set_state(a, AGENT_REPORTING);
+  agent_pbx_flush(a); /* what the PBX showed while no controller listened */
   log_info(LOG_AGENT, a->slug, "connected to %s (%s, epoch %llu), reporting every %u ms",
            a->conf->controllers.item[a->idx], w->controller_node ? w->controller_node : "?",
            (unsigned long long)w->epoch, iv);
@@ -664,7 +685,14 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, bool check
       .seed = seed,
       .exec = &conf->exec,
       .kamailio = &conf->kamailio,
+      /* exec commands run through this binary (execwrap.h), so they die
+       * with the agent; the lock beside the state file keeps a restarted
+       * agent's apply from overlapping its predecessor's. */
+      .exec_wrapper = "/proc/self/exe",
+      .exec_lock = a->exec_lock,
   };
+  if (conf->state_file[0])
+    snprintf(a->exec_lock, sizeof a->exec_lock, "%s.apply-lock", conf->state_file);
   char why[256];
   rc = a->adapter.ops->start(&env, &a->adapter.impl, why, sizeof why);
   if (rc) {
@@ -760,6 +788,7 @@ void agent_start(agent_t *a) {
   log_info(LOG_AGENT, a->slug, "site agent for %s starting (adapter %s)", a->slug,
            a->conf->adapter);
   sd_notify(0, "READY=1");
+  agent_pbx_start(a, agent_repair);
   if (a->have_restore) {
     /* Fail-static: route as before the restart before talking to anyone;
      * the connection starts when the PBX has the route (agent_on_applied). */
@@ -777,6 +806,7 @@ void agent_stop(agent_t *a) {
   uv_close((uv_handle_t *)&a->retry, NULL);
   uv_close((uv_handle_t *)&a->report, NULL);
   uv_close((uv_handle_t *)&a->revert, NULL);
+  agent_pbx_stop(a);
   uv_close((uv_handle_t *)&a->watchdog, NULL);
   uv_close((uv_handle_t *)&a->sig_int, NULL);
   uv_close((uv_handle_t *)&a->sig_term, NULL);

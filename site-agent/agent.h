@@ -34,7 +34,8 @@ typedef struct {
   char ca[CONFIG_STR_MAX], cert[CONFIG_STR_MAX], key[CONFIG_STR_MAX];
   char crl[CONFIG_STR_MAX]; /* the CA's CRL: a revoked controller is refused; "" none */
   uint64_t backoff_min_ms, backoff_max_ms, connect_timeout_ms, idle_timeout_ms;
-  uint64_t report_interval_ms; /* until the controller's Welcome says otherwise */
+  uint64_t report_interval_ms;    /* until the controller's Welcome says otherwise */
+  uint64_t pbx_check_interval_ms; /* read the PBX back and repair drift this often */
   char scenario[CONFIG_STR_MAX];
   uint32_t seed;
   config_clock_t clock;
@@ -58,7 +59,17 @@ typedef enum {
   APPLY_RESTORE,       /* the saved route at start-up, before connecting */
   APPLY_REVERT,        /* revert_at passed: home */
   APPLY_UNDO,          /* putting the previous route back after a failed save */
+  APPLY_REPAIR,        /* the PBX drifted from the applied route: applying it again */
 } agent_apply_purpose_t;
+
+/* PbxEvents not sent yet (no link): the newest are kept. */
+#define AGENT_PBX_EVENTS_MAX 16
+
+typedef struct {
+  Nirc__PbxEventKind kind;
+  char found[200], expected[200], detail[600];
+  int64_t at_ms;
+} agent_pbx_event_t;
 
 typedef struct {
   uv_loop_t *loop;
@@ -99,6 +110,22 @@ typedef struct {
   adapter_load_t last_load;
   bool have_load;
   uint64_t reports_sent, connects;
+
+  /* The PBX read back (verify) and drift repair. */
+  uv_timer_t pbx_timer; /* ticks every second: PBX uptime, then the periodic check */
+  bool pbx_known;       /* an apply succeeded: the PBX should route by `applied` */
+  bool pbx_busy;        /* a drift check or uptime read in flight */
+  bool drift_verifying; /* the drift check's verify is in flight */
+  bool verify_deferred; /* an apply's read-back waits for that verify to finish */
+  bool have_uptime;
+  uint64_t pbx_uptime_s, pbx_checked_ms; /* last uptime seen; uv_now of the last check */
+  route_t checking_route;                /* what the drift check compares with */
+  adapter_verify_t drift_last;           /* outcome of the last check, to log changes once */
+  char drift_found[200];                 /* what the last drift check found */
+  agent_pbx_event_t events[AGENT_PBX_EVENTS_MAX];
+  unsigned n_events;
+  uint64_t drift_repairs, pbx_events_dropped, verify_failures;
+  char exec_lock[CONFIG_STR_MAX + 16]; /* "<state_file>.apply-lock", or "" */
 } agent_t;
 
 const char *agent_state_name(agent_state_t s);

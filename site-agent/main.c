@@ -4,12 +4,14 @@
  */
 #include "agent.h"
 #include "err.h"
+#include "execwrap.h"
 #include "log.h"
 
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define DEFAULT_CONF "/etc/nirc/nirc-agent.conf"
 
@@ -26,6 +28,8 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  /* The exec adapter's commands run through the agent's own binary. */
+  if (argc >= 2 && strcmp(argv[1], EXECWRAP_FLAG) == 0) return execwrap_main(argc, argv);
   const char *path = DEFAULT_CONF;
   int test_only = 0;
   static const struct option longopts[] = {

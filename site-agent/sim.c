@@ -599,6 +599,15 @@ void sim_set_inflows(sim_t *s, const sim_inflow_t *in, unsigned n) {
     if (s->in_permille[i] > 0) s->in_idx[s->n_in++] = i;
 }
 
+unsigned sim_home_share(const sim_t *s) {
+  return s->home_permille;
+}
+
+unsigned sim_inflow_of(const sim_t *s, const char *slug) {
+  const scenario_site_t *src = scenario_find(s->sc, slug);
+  return src ? s->in_permille[src - s->sc->sites] : 0;
+}
+
 void sim_set_agents_override(sim_t *s, unsigned agents) {
   s->override_agents = agents;
   sim_staff(s, s->now_ms, sim_target(s, s->now_ms));

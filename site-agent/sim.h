@@ -60,6 +60,10 @@ void sim_set_home_share(sim_t *s, unsigned permille);
 /* Replaces the inbound flows (hub side). Copies `n` entries; unknown
  * slugs are ignored. */
 void sim_set_inflows(sim_t *s, const sim_inflow_t *in, unsigned n);
+/* What the simulator routes by now (for the sim adapter's read-back): the
+ * home share, and the permille `slug` sends here (0: none). */
+unsigned sim_home_share(const sim_t *s);
+unsigned sim_inflow_of(const sim_t *s, const char *slug);
 /* Overrides the shift staffing (e.g. the hub's consolidated night
  * staff); 0 returns to the scenario's schedule. */
 void sim_set_agents_override(sim_t *s, unsigned agents);

@@ -75,7 +75,7 @@ static void ops_alarm_pb(Nirc__Alarm *pb, const alarm_t *a) {
   pb->id = a->id;
   pb->kind = (char *)alarm_kind_name(a->kind);
   pb->subject = (char *)a->subject;
-  pb->severity = (char *)alarm_severity(a->kind);
+  pb->severity = (char *)alarm_entry_severity(a);
   pb->message = (char *)a->message;
   pb->raised_ms = a->raised_wall_ms;
   pb->raised_business_ms = a->raised_business_ms;

@@ -275,7 +275,7 @@ static void server_notify_alarm(server_t *srv, alarm_event_t ev, const alarm_t *
   if (a->acked_wall_ms) clock_format_iso(a->acked_wall_ms, 0, acked, sizeof acked);
   json_t *alarm = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "id", (json_int_t)a->id, "kind",
                             alarm_kind_name(a->kind), "subject", a->subject, "severity",
-                            alarm_severity(a->kind), "message", a->message, "raised_at", raised);
+                            alarm_entry_severity(a), "message", a->message, "raised_at", raised);
   if (alarm && a->acked_wall_ms) {
     json_object_set_new(alarm, "acked_at", json_string(acked));
     json_object_set_new(alarm, "acked_by", json_string(a->acked_by));
@@ -301,7 +301,7 @@ static void server_io_alarm(void *ctx, alarm_event_t ev, const alarm_t *a) {
   switch (ev) {
   case ALARM_EV_RAISED:
     log_error(LOG_MAIN, a->subject, "ALARM %llu raised (%s, %s): %s", (unsigned long long)a->id,
-              kind, alarm_severity(a->kind), a->message);
+              kind, alarm_entry_severity(a), a->message);
     break;
   case ALARM_EV_CLEARED:
     log_info(LOG_MAIN, a->subject, "alarm %llu cleared (%s, raised %llu s ago): last: %s",
@@ -341,6 +341,7 @@ static void server_observe_duplicates(server_t *srv) {
 
 static void server_observe_store(server_t *srv) {
   server_observe_duplicates(srv);
+  server_pbx_observe(srv);
   if (!srv->engine || !srv->db) return;
   const char *node = srv->conf->node;
   db_journal_stats_t js;
@@ -653,6 +654,10 @@ static void server_on_message(link_t *l, Nirc__Envelope *env) {
   case CONN_SITE:
     switch (env->msg_case) {
     case NIRC__ENVELOPE__MSG_LOAD_REPORT: server_on_report(srv, c, env->load_report); return;
+    case NIRC__ENVELOPE__MSG_PBX_EVENT:
+      if (server_pbx_event(srv, c, env->pbx_event, why, sizeof why) != 0)
+        server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_IDENTITY, NIRC_EIDENTITY, why);
+      return;
     case NIRC__ENVELOPE__MSG_DIRECTIVE_ACK: {
       const Nirc__DirectiveAck *ack = env->directive_ack;
       if (ack->site && *ack->site && strcmp(ack->site, c->site->slug) != 0) {

@@ -91,6 +91,7 @@ struct server {
    * one entry per site, plus one for names that are no site; owned. */
   struct server_evbudget *evbudget;
   uint64_t link_events_suppressed; /* left out over a site's budget */
+  uint64_t pbx_drift_repairs;      /* PbxEvents "drift repaired" received */
   /* The journal's refusals and sheds seen so far, and when they last
    * grew: the journal alarm holds for a minute after a refusal. */
   uint64_t journal_refused_seen, journal_refused_mono;
@@ -150,5 +151,11 @@ void server_reload(server_t *srv);
 void server_record_event(server_t *srv, const char *kind, const char *identity, const char *site,
                          const char *peer, const char *event, const char *detail);
 const char *server_conn_state_name(conn_state_t s);
+
+/* server_pbx.c. A site's PbxEvent on its link `c`: 0, or NIRC_EIDENTITY with
+ * `why` when it claims another site (the caller refuses the link). */
+int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *why, size_t whylen);
+/* Observes each site's pbx alarm while its last PbxEvent is recent. */
+void server_pbx_observe(server_t *srv);
 
 #endif

@@ -9,7 +9,7 @@
 static const char *const alarm_kind_names[ALARM_KIND_COUNT] = {
     [ALARM_CAPACITY] = "capacity",   [ALARM_ROUTING] = "routing",   [ALARM_DIRECTIVE] = "directive",
     [ALARM_SITE_DOWN] = "site_down", [ALARM_DATABASE] = "database", [ALARM_JOURNAL] = "journal",
-    [ALARM_IDENTITY] = "identity",
+    [ALARM_IDENTITY] = "identity",   [ALARM_PBX] = "pbx",
 };
 
 const char *alarm_kind_name(alarm_kind_t k) {
@@ -33,8 +33,15 @@ const char *alarm_severity(alarm_kind_t k) {
   case ALARM_DATABASE:
   case ALARM_JOURNAL:
   case ALARM_IDENTITY: return "critical";
+  /* A PBX that drifted and was repaired routes right again: worth a look
+   * (why did it drift?), not a page. Not repaired: observed critical. */
+  case ALARM_PBX: return "warning";
   default: return "major";
   }
+}
+
+const char *alarm_entry_severity(const alarm_t *a) {
+  return a->critical ? "critical" : alarm_severity(a->kind);
 }
 
 const char *alarm_event_name(alarm_event_t ev) {
@@ -149,8 +156,15 @@ static void alarm_index_last(alarm_table_t *t) {
 const alarm_t *alarm_observe(alarm_table_t *t, alarm_kind_t kind, const char *subject,
                              const char *message, uint64_t now_mono, int64_t wall_ms,
                              int64_t business_ms) {
+  return alarm_observe_sev(t, kind, subject, message, false, now_mono, wall_ms, business_ms);
+}
+
+const alarm_t *alarm_observe_sev(alarm_table_t *t, alarm_kind_t kind, const char *subject,
+                                 const char *message, bool critical, uint64_t now_mono,
+                                 int64_t wall_ms, int64_t business_ms) {
   alarm_t *a = alarm_lookup(t, kind, subject);
   if (a) {
+    if (critical) a->critical = true;
     a->last_seen_mono = now_mono;
     a->observations++;
     if (message) nirc_strlcpy_utf8(a->message, message, sizeof a->message);
@@ -161,6 +175,7 @@ const alarm_t *alarm_observe(alarm_table_t *t, alarm_kind_t kind, const char *su
   if (!a) return NULL;
   a->id = t->epoch * ALARM_ID_EPOCH + t->next_seq++;
   a->kind = kind;
+  a->critical = critical;
   nirc_strlcpy_utf8(a->subject, subject, sizeof a->subject);
   nirc_strlcpy_utf8(a->message, message, sizeof a->message);
   a->raised_wall_ms = wall_ms;

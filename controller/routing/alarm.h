@@ -37,6 +37,7 @@ typedef enum {
   ALARM_DATABASE,     /* the database is unreachable: writes wait in the journal */
   ALARM_JOURNAL,      /* the outage journal is nearly full, or refused writes */
   ALARM_IDENTITY,     /* two agents claim one site (a copied certificate, an old host) */
+  ALARM_PBX, /* a site's PBX did not route as its agent applied (drift, failed read-back) */
   ALARM_KIND_COUNT,
 } alarm_kind_t;
 
@@ -44,7 +45,9 @@ typedef enum {
 const char *alarm_kind_name(alarm_kind_t k);
 /* -1 when unknown. */
 int alarm_kind_parse(const char *name);
-/* "critical" or "major": what a page or an alert rule leads with. */
+/* "critical", "major" or "warning": what a page or an alert rule leads
+ * with, for the kind. An alarm observed as critical (alarm_observe_sev)
+ * is critical whatever its kind: use alarm_entry_severity for an entry. */
 const char *alarm_severity(alarm_kind_t k);
 
 #define ALARM_ID_EPOCH    1000000ULL
@@ -63,7 +66,11 @@ typedef struct {
   char acked_by[ALARM_ACTOR_MAX];
   uint64_t last_seen_mono; /* last observation (monotonic ms) */
   unsigned observations;   /* since raised (or adopted) */
+  bool critical;           /* observed as critical at least once while active */
 } alarm_t;
+
+/* The severity of this alarm: its kind's, or "critical" if so observed. */
+const char *alarm_entry_severity(const alarm_t *a);
 
 typedef enum { ALARM_EV_RAISED = 0, ALARM_EV_CLEARED, ALARM_EV_ACKED } alarm_event_t;
 const char *alarm_event_name(alarm_event_t ev);
@@ -103,6 +110,13 @@ void alarm_set_epoch(alarm_table_t *t, uint64_t epoch, uint64_t seq_floor);
 const alarm_t *alarm_observe(alarm_table_t *t, alarm_kind_t kind, const char *subject,
                              const char *message, uint64_t now_mono, int64_t wall_ms,
                              int64_t business_ms);
+/* alarm_observe for a kind whose severity depends on the observation (a
+ * PBX drift repaired is a warning, one not repaired critical): `critical`
+ * raises it critical, or makes an active one critical from now on (no new
+ * RAISED event; the stored row keeps the severity it was raised with). */
+const alarm_t *alarm_observe_sev(alarm_table_t *t, alarm_kind_t kind, const char *subject,
+                                 const char *message, bool critical, uint64_t now_mono,
+                                 int64_t wall_ms, int64_t business_ms);
 /* Clears (callback CLEARED) every alarm not observed for clear_after_ms.
  * Returns how many were cleared. */
 size_t alarm_sweep(alarm_table_t *t, uint64_t now_mono, int64_t wall_ms);

@@ -319,6 +319,10 @@ void engine_op_alarms(engine_t *e, const engine_req_t *rq, const Nirc__AlarmRequ
  * database, the journal) through this, each time it checks them; the
  * engine observes sites and routes on every evaluation. */
 void engine_alarm_observe(engine_t *e, alarm_kind_t kind, const char *subject, const char *message);
+/* The same, for a kind whose severity depends on the observation
+ * (alarm_observe_sev). */
+void engine_alarm_observe_sev(engine_t *e, alarm_kind_t kind, const char *subject,
+                              const char *message, bool critical);
 /* Whether an alarm for (kind, subject) is active. */
 bool engine_alarm_active(const engine_t *e, alarm_kind_t kind, const char *subject);
 /* The active alarms (borrowed; for status, the page and metrics). */

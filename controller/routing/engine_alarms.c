@@ -43,6 +43,12 @@ void engine_alarm_observe(engine_t *e, alarm_kind_t kind, const char *subject,
   engine_observe(e, kind, subject, message);
 }
 
+void engine_alarm_observe_sev(engine_t *e, alarm_kind_t kind, const char *subject,
+                              const char *message, bool critical) {
+  alarm_observe_sev(&e->alarms, kind, subject, message, critical, engine_mono(e),
+                    e->io.wall_ms(e->io.ctx), engine_now(e));
+}
+
 bool engine_alarm_active(const engine_t *e, alarm_kind_t kind, const char *subject) {
   return alarm_find(&e->alarms, kind, subject) != NULL;
 }
@@ -138,7 +144,7 @@ static Nirc__Alarm *engine_alarm_pb(engine_arena_t *ar, const alarm_t *a) {
   pb->id = a->id;
   pb->kind = engine_arena_str(ar, alarm_kind_name(a->kind));
   pb->subject = engine_arena_str(ar, a->subject);
-  pb->severity = engine_arena_str(ar, alarm_severity(a->kind));
+  pb->severity = engine_arena_str(ar, alarm_entry_severity(a));
   pb->message = engine_arena_str(ar, a->message);
   pb->raised_ms = a->raised_wall_ms;
   pb->raised_business_ms = a->raised_business_ms;

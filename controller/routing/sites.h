@@ -70,6 +70,11 @@ typedef struct {
    * refused): when (real clock, 0: never) and from where, for the alarm. */
   int64_t duplicate_ms;
   char duplicate_addr[64];
+  /* The agent's last PbxEvent (real clock, 0: none): its pbx alarm is
+   * observed for a while after it (server.c), critical if not repaired. */
+  int64_t pbx_event_ms;
+  bool pbx_critical;
+  char pbx_alarm[256];
   void *conn; /* borrowed: the server's live connection, or NULL */
   char peer_addr[64];
   char adapter[16];

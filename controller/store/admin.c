@@ -353,8 +353,8 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   r = PQexec(c,
              "SELECT id, kind, subject, message, (extract(epoch FROM raised_at) * 1000)::bigint, "
              "coalesce((extract(epoch FROM raised_business_at) * 1000)::bigint, 0), "
-             "coalesce((extract(epoch FROM acked_at) * 1000)::bigint, 0), coalesce(acked_by, '') "
-             "FROM alarms WHERE cleared_at IS NULL ORDER BY id");
+             "coalesce((extract(epoch FROM acked_at) * 1000)::bigint, 0), coalesce(acked_by, ''), "
+             "severity FROM alarms WHERE cleared_at IS NULL ORDER BY id");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     rc = admin_fail(c, r, "loading active alarms", err, errlen);
     goto done;
@@ -372,6 +372,8 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
     a->raised_business_ms = strtoll(PQgetvalue(r, i, 5), NULL, 10);
     a->acked_wall_ms = strtoll(PQgetvalue(r, i, 6), NULL, 10);
     snprintf(a->acked_by, sizeof a->acked_by, "%s", PQgetvalue(r, i, 7));
+    /* Raised critical although its kind is not (a PBX drift not repaired). */
+    a->critical = strcmp(PQgetvalue(r, i, 8), "critical") == 0;
   }
   PQclear(r);
 

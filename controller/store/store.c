@@ -255,7 +255,7 @@ static int store_alarm(db_t *db, const engine_rec_t *r, engine_stored_cb done, v
     store_iso(a->raised_wall_ms, at, sizeof at);
     if (a->raised_business_ms) store_iso(a->raised_business_ms, biz, sizeof biz);
     const char *p[] = {
-        id, alarm_kind_name(a->kind), a->subject, alarm_severity(a->kind), a->message,
+        id, alarm_kind_name(a->kind), a->subject, alarm_entry_severity(a), a->message,
         at, biz[0] ? biz : NULL};
     return store_once(
         db,

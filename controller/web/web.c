@@ -257,7 +257,7 @@ static json_t *web_status_json(const server_t *srv, int64_t now_real) {
     json_array_append_new(
         alarms, json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "id", (json_int_t)a->id,
                           "kind", alarm_kind_name(a->kind), "subject", a->subject, "severity",
-                          alarm_severity(a->kind), "message", a->message, "raised_ms",
+                          alarm_entry_severity(a), "message", a->message, "raised_ms",
                           (json_int_t)a->raised_wall_ms, "raised_business_ms",
                           (json_int_t)a->raised_business_ms, "acked_ms",
                           (json_int_t)a->acked_wall_ms, "acked_by", a->acked_by));
@@ -316,7 +316,7 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
       safetext_escape(a->subject, subject, sizeof subject);
       web_printf(b, "nirc_alarm_info{id=\"%llu\",kind=\"%s\",subject=\"%s\",severity=\"%s\"} 1\n",
                  (unsigned long long)a->id, alarm_kind_name(a->kind), subject,
-                 alarm_severity(a->kind));
+                 alarm_entry_severity(a));
     }
   }
   /* Alarm notifications per webhook URL (credentials hidden). */
@@ -449,9 +449,14 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
              "# HELP nirc_link_events_suppressed_total Link events of sites left out over their "
              "budget (20 and 30 new ones at once, then 10 and 30 a minute).\n"
              "# TYPE nirc_link_events_suppressed_total counter\n"
-             "nirc_link_events_suppressed_total %llu\n",
+             "nirc_link_events_suppressed_total %llu\n"
+             "# HELP nirc_pbx_drift_repairs_total PBX drifts the sites' agents found and "
+             "repaired (each also raises a pbx alarm).\n"
+             "# TYPE nirc_pbx_drift_repairs_total counter\n"
+             "nirc_pbx_drift_repairs_total %llu\n",
              srv->db ? db_queue_depth(srv->db) : 0, (unsigned long long)srv->db_dropped,
-             srv->nconns, (unsigned long long)srv->link_events_suppressed);
+             srv->nconns, (unsigned long long)srv->link_events_suppressed,
+             (unsigned long long)srv->pbx_drift_repairs);
   db_journal_stats_t js;
   db_journal_stats(srv->db, &js);
   web_printf(b,
@@ -608,7 +613,7 @@ static void web_alarms_html(const server_t *srv, web_buf_t *b) {
     web_printf(b,
                "<tr class=\"alarm %s\" data-id=\"%llu\"><td>%llu</td><td>%s</td><td>%s</td>"
                "<td>%s</td><td>%s</td><td>%s</td></tr>\n",
-               alarm_severity(a->kind), (unsigned long long)a->id, (unsigned long long)a->id,
+               alarm_entry_severity(a), (unsigned long long)a->id, (unsigned long long)a->id,
                alarm_kind_name(a->kind), subject, raised, a->acked_wall_ms ? by : "no", msg);
   }
   web_printf(b, "</table>\n");

@@ -64,8 +64,8 @@ SITE_STATUS = {
     "load": (LOAD, NULL), Opt("note"): str,
 }
 ALARM = {"id": int, "kind": enum("capacity", "routing", "directive", "site_down", "database",
-                                  "journal", "identity"),
-         "subject": str, "severity": enum("critical", "major"), "message": str, "raised_ms": int,
+                                  "journal", "identity", "pbx"),
+         "subject": str, "severity": enum("critical", "major", "warning"), "message": str, "raised_ms": int,
          Opt("raised_business_ms"): int, "active": bool, "cleared_ms": (int, NULL),
          "acked_ms": (int, NULL), "acked_by": (str, NULL)}
 ALARMS = {"alarms": [ALARM], "record": bool}

@@ -307,7 +307,8 @@ def test_units_have_what_the_programs_rely_on():
         assert u["Install"].get("WantedBy") == "multi-user.target", name
         # The agent's state file and the controller's database journal
         # ([database] journal) live in /var/lib/nirc.
-        assert s.get("StateDirectory") == "nirc", name
+        # (The agent's also makes nirc/kamailio, for the dispatcher list.)
+        assert s.get("StateDirectory", "").split()[0] == "nirc", name
         assert "/var/lib/nirc" in s.get("ReadWritePaths", "").split(), name
     assert "%i" in unit("nirc-agent@.service")["Service"]["ExecStart"]
 
@@ -361,6 +362,64 @@ def test_units_pass_systemd_analyze_verify():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def cfg_defines(path):
+    """kamailio.cfg's `#!define NAME VALUE` defaults, quotes removed."""
+    out = {}
+    for line in open(path):
+        m = re.match(r"#!define\s+(\w+)\s+(.*\S)", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip('"')
+    return out
+
+
+def conf_keys(path, section, commented=False):
+    """KEY = VALUE lines of a section of an example conf (also `#KEY = VALUE`
+    ones when commented: the defaults an example shows)."""
+    out, cur = {}, None
+    for line in open(path):
+        line = line.strip()
+        m = re.match(r"\[(\w+)\]$", line)
+        if m:
+            cur = m.group(1)
+            continue
+        m = re.match(r"(#?)(\w+)\s*=\s*(.*\S)", line)
+        if cur == section and m and (not m.group(1) or commented):
+            out[m.group(2)] = m.group(3)
+    return out
+
+
+def test_shipped_kamailio_defaults_agree():
+    """Issue 14: one dispatcher list path, set and RPC socket in every
+    shipped file, and a directory Kamailio (another user) can read it in."""
+    kam = os.path.join(T.SRC, "deploy", "kamailio")
+    d = cfg_defines(os.path.join(kam, "kamailio.cfg"))
+    agent = conf_keys(os.path.join(kam, "nirc-agent.conf.example"), "kamailio")
+    generic = conf_keys(os.path.join(T.SRC, "deploy", "nirc-agent.conf.example"), "kamailio",
+                        commented=True)
+    lst = d["NIRC_DS_LIST"]
+    assert agent["dispatcher_list"] == lst, (agent, lst)
+    assert generic["dispatcher_list"] == lst, (generic, lst)
+    assert agent["set_id"] == d["NIRC_DS_SET"] == generic["set_id"], (agent, d, generic)
+    # A relative NIRC_RPC_SOCKET is in Kamailio's runtime directory.
+    sock = d["NIRC_RPC_SOCKET"]
+    if not sock.startswith("/"):
+        sock = "/run/kamailio/" + sock
+    assert agent["rpc_socket"] == sock == generic["rpc_socket"], (agent, sock, generic)
+    page = open(os.path.join(MAN, "nirc-agent.8")).read()
+    assert sock in page.replace("\\-", "-"), "nirc-agent(8) must give the same rpc_socket default"
+    assert lst in page, "nirc-agent(8) must name the shipped dispatcher list"
+    assert lst in open(os.path.join(T.SRC, "docs", "KAMAILIO.md")).read()
+    # The agent's units create the list's directory, and Kamailio may
+    # traverse it to the list (created 0644): o+x on every level.
+    rel = os.path.relpath(os.path.dirname(lst), "/var/lib")
+    for unit in ("nirc-agent.service", "nirc-agent@.service"):
+        text = open(os.path.join(UNITS, unit)).read()
+        dirs = re.search(r"^StateDirectory=(.*)$", text, re.M).group(1).split()
+        mode = int(re.search(r"^StateDirectoryMode=(\d+)$", text, re.M).group(1), 8)
+        assert rel in dirs and os.path.dirname(rel) in dirs, (unit, dirs, rel)
+        assert mode & 0o001, f"{unit}: StateDirectoryMode {mode:o} keeps Kamailio out of {rel}"
+
+
 if __name__ == "__main__":
     T.main([test_man_pages_render_without_warnings,
             test_nircctl_page_names_every_command_and_option,
@@ -369,4 +428,5 @@ if __name__ == "__main__":
             test_completion_loads, test_completion_commands_and_options,
             test_completion_sites_from_scenario_file, test_completion_sites_from_controller,
             test_units_have_what_the_programs_rely_on,
-            test_units_pass_systemd_analyze_verify])
+            test_units_pass_systemd_analyze_verify,
+            test_shipped_kamailio_defaults_agree])

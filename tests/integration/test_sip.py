@@ -172,7 +172,7 @@ def ctl_json(*args):
                              f"{r.stdout}\n{r.stderr}")
 
 
-def hubei_agent_conf():
+def hubei_agent_conf(ds_list=None):
     """Hubei's agent drives the proxy. nirclib's agent_conf() writes the
     [agent] section itself (adapter = sim by default), so the adapter is
     set in a second [agent] block, which the config loader merges."""
@@ -182,15 +182,15 @@ def hubei_agent_conf():
 adapter = kamailio
 [kamailio]
 rpc_socket = {w['rpc']}
-dispatcher_list = {w['ds_list']}
+dispatcher_list = {ds_list or w['ds_list']}
 set_id = 1
 targets = {targets}
 timeout = 2s
 """
 
 
-def start_hubei_agent():
-    return env.start_agent("hubei", extra=hubei_agent_conf())
+def start_hubei_agent(ds_list=None):
+    return env.start_agent("hubei", extra=hubei_agent_conf(ds_list))
 
 
 def reports_since(slug, n):
@@ -395,6 +395,96 @@ def test_kamailio_not_answering_is_reported_unreadable():
                  "Hubei readable again once Kamailio answers")
 
 
+def kamailio_routes():
+    """{site: weight} of set 1 as Kamailio holds it in memory (RPC), which
+    is what routes calls, whatever any file says."""
+    by_uri = {u: s for s, u in w["uri"].items()}
+    out = {}
+    for rec in rpc("dispatcher.list")["RECORDS"]:
+        if rec["SET"]["ID"] == 1:
+            for t in rec["SET"]["TARGETS"]:
+                d = t["DEST"]
+                out[by_uri.get(d["URI"], d["URI"])] = d["ATTRS"]["WEIGHT"]
+    return out
+
+
+def pbx_alarms():
+    _, j = ctl_json("alarms")
+    return [a for a in j["alarms"] if a["kind"] == "pbx" and a["subject"] == "hubei"]
+
+
+def back_to_no_rule():
+    """Ends whatever rule moved hubei (a readmission first if a failed move
+    excluded it) and waits for the home route in Kamailio."""
+    if "excluded" in env.status()["hubei"]["active_rule"]:
+        env.ctl("readmit", "hubei", "--reason", "test cleanup")
+    if env.status()["hubei"]["active_rule"] != "default":
+        r = env.ctl("restore", "hubei")
+        assert r.returncode == 0, f"restore failed ({r.returncode}): {r.stdout}\n{r.stderr}"
+    T.wait_until(lambda: env.status()["hubei"]["active_rule"] == "default", 10, "no rule on hubei")
+    T.wait_until(lambda: kamailio_routes() == {"hubei": 100}, 10, "Kamailio routing home")
+
+
+def test_kamailio_restarted_with_home_list_is_repaired():
+    """Issue 14: Kamailio restarted with its list reset to home (a package
+    upgrade, config management) while the agent runs: the agent sees the
+    restart (core.uptime went back), reads the dispatcher set, applies its
+    route again, and the controller shows a pbx alarm."""
+    if env.status()["hubei"]["route"] != [{"site": "shaanxi", "permille": 1000}]:
+        r, j = ctl_json("cutover", "hubei", "--to", "shaanxi", "--reason", REASON, "--force")
+        assert r.returncode == 0 and j["ok"] is True, f"cutover failed ({r.returncode}): {j}"
+    T.wait_until(lambda: kamailio_routes() == {"shaanxi": 100}, 10, "Kamailio routing to Xi'an")
+    # Up for a second at least, so that the restarted one is "younger".
+    T.wait_until(lambda: rpc("core.uptime")["uptime"] >= 1, 5, "Kamailio up for a second")
+    old = w["kamailio"]
+    pgid = old.p.pid
+    assert old.stop() == 0, f"kamailio did not stop cleanly:\n{old.tail()}"
+    T.wait_until(lambda: not group_alive(pgid), 10, "Kamailio's worker processes gone")
+    with open(w["ds_list"], "w") as f:
+        f.write(f"1 {w['uri']['hubei']} 0 0 duid=hubei;weight=100\n")
+    t0 = time.monotonic()
+    w["kamailio"] = T.Proc("kamailio-restarted", old.p.args, env.dir)
+    T.wait_until(lambda: kamailio_routes() == {"shaanxi": 100}, 10,
+                 "the agent putting Xi'an back into the restarted Kamailio")
+    print(f"  drift repaired {time.monotonic() - t0:.1f} s after Kamailio's restart", flush=True)
+    assert dispatcher_list() == {"shaanxi": 100}
+    a = T.wait_until(lambda: pbx_alarms() or None, 10, "a pbx alarm for hubei")[0]
+    assert a["severity"] == "warning" and "repaired" in a["message"], a
+    assert "routed hubei 100%" in a["message"] and "shaanxi" in a["message"], a
+    got = place_calls("after-kamailio-restart", 20)
+    assert got == {"hubei": 0, "shaanxi": 20}, got
+    back_to_no_rule()
+
+
+def test_list_file_kamailio_does_not_read_fails_the_cutover():
+    """Issue 14: the agent's dispatcher_list is not the file Kamailio reads
+    (NIRC_DS_LIST): the cutover must fail with what Kamailio routes, not be
+    acknowledged as applied while calls stay home."""
+    agent = env.agents["hubei"]
+    assert agent.stop() == 0, f"the Hubei agent did not stop cleanly:\n{agent.tail()}"
+    elsewhere = os.path.join(env.dir, "not-the-list-kamailio-reads.list")
+    start_hubei_agent(ds_list=elsewhere)
+    T.wait_until(lambda: env.status()["hubei"]["link"] == "online", 15, "hubei back online")
+    try:
+        r, j = ctl_json("cutover", "hubei", "--to", "shaanxi", "--reason", REASON, "--force")
+        outs = {o["site"]: o for o in j.get("outcomes", [])}
+        assert r.returncode != 0 and outs.get("hubei", {}).get("result") == "failed", j
+        detail = outs["hubei"]["detail"]
+        assert "Kamailio routes set 1 to hubei 100%, not shaanxi 100%" in detail, detail
+        assert "NIRC_DS_LIST" in detail, detail
+        T.wait_until(lambda: elsewhere in open(env.agents["hubei"].log_path).read(), 5,
+                     "the agent's log naming the list it wrote")
+        assert kamailio_routes() == {"hubei": 100}, kamailio_routes()
+        got = place_calls("wrong-list", 20)
+        assert got == {"hubei": 20, "shaanxi": 0}, got
+    finally:
+        agent = env.agents["hubei"]
+        assert agent.stop() == 0, f"the Hubei agent did not stop cleanly:\n{agent.tail()}"
+        start_hubei_agent()
+        T.wait_until(lambda: env.status()["hubei"]["link"] == "online", 15, "hubei back online")
+        back_to_no_rule()
+
+
 def test_everything_stops_cleanly():
     """Agents, Kamailio (with its worker processes) and the call centres
     stop on SIGTERM."""
@@ -441,6 +531,8 @@ if __name__ == "__main__":
                 test_controller_killed_calls_keep_their_route,
                 test_restarted_agent_restores_route_before_routing,
                 test_kamailio_not_answering_is_reported_unreadable,
+                test_kamailio_restarted_with_home_list_is_repaired,
+                test_list_file_kamailio_does_not_read_fails_the_cutover,
                 test_everything_stops_cleanly])
     finally:
         teardown()

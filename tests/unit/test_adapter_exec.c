@@ -62,6 +62,10 @@ typedef struct {
   /* collect results */
   int collects;
   adapter_load_t load;
+  /* verify results */
+  int verifies;
+  adapter_verify_t verdict;
+  char found[200], detail[512];
 } fx_t;
 
 /* ---- fixture ---- */
@@ -666,6 +670,56 @@ static void test_stop_kills_running_commands_without_callback(void **state) {
    * callback came, and that the loop closes. */
 }
 
+static void fx_on_verified(void *arg, adapter_verify_t v, const char *found, const char *detail) {
+  fx_t *f = arg;
+  f->verifies++;
+  f->verdict = v;
+  snprintf(f->found, sizeof f->found, "%s", found);
+  snprintf(f->detail, sizeof f->detail, "%s", detail);
+}
+
+/* Runs verify_cmd `body` against f->route and waits for the verdict. */
+static void fx_verify(fx_t *f, const char *body) {
+  if (body)
+    snprintf(f->conf.verify_cmd, sizeof f->conf.verify_cmd, "%s", fx_script(f, "verify.sh", body));
+  else
+    f->conf.verify_cmd[0] = '\0';
+  int n = f->verifies;
+  adapter_exec_ops.verify(f->impl, &f->route, fx_on_verified, f);
+  assert_true(fx_wait(f, &f->verifies, n + 1, 5000));
+}
+
+/* verify_cmd prints the route the PBX applies; order and extra keys do not
+ * matter, another route is a mismatch naming it, garbage is unreadable,
+ * and no verify_cmd at all says "unverified" instead of pretending. */
+static void test_verify_cmd(void **state) {
+  fx_t *f = *state;
+  fx_start(f, NULL, NULL, 5000);
+  fx_route(&f->route);
+  fx_verify(f, "echo '{\"epoch\":1,\"route\":[{\"site\":\"henan\",\"permille\":300},"
+               "{\"site\":\"hubei\",\"permille\":700}],\"inbound\":[{\"site\":\"guizhou\","
+               "\"permille\":1000}]}'");
+  assert_int_equal(f->verdict, ADAPTER_VERIFY_MATCH);
+  fx_verify(f, "echo '{\"route\":[{\"site\":\"hubei\",\"permille\":1000}]}'");
+  assert_int_equal(f->verdict, ADAPTER_VERIFY_MISMATCH);
+  assert_string_equal(f->found, "home");
+  assert_non_null(strstr(f->detail, "the PBX routes hubei to home"));
+  fx_verify(f, "echo '{\"route\":[{\"site\":\"hubei\",\"permille\":700},"
+               "{\"site\":\"henan\",\"permille\":300}]}'");
+  assert_int_equal(f->verdict, ADAPTER_VERIFY_MISMATCH); /* the inbound source is missing */
+  fx_verify(f, "echo 'not json'");
+  assert_int_equal(f->verdict, ADAPTER_VERIFY_UNREADABLE);
+  assert_non_null(strstr(f->detail, "invalid JSON"));
+  fx_verify(f, "echo '{\"routes\":[]}'");
+  assert_int_equal(f->verdict, ADAPTER_VERIFY_UNREADABLE);
+  fx_verify(f, "echo 'PBX down' >&2; exit 2");
+  assert_int_equal(f->verdict, ADAPTER_VERIFY_UNREADABLE);
+  assert_non_null(strstr(f->detail, "verify_cmd exited 2: PBX down"));
+  fx_verify(f, NULL);
+  assert_int_equal(f->verdict, ADAPTER_VERIFY_UNVERIFIED);
+  assert_non_null(strstr(f->detail, "unverified"));
+}
+
 static void test_stop_when_idle(void **state) {
   fx_t *f = *state;
   fx_start(f, NULL, NULL, 5000);
@@ -695,6 +749,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_stop_kills_running_commands_without_callback, fx_setup,
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(test_stop_when_idle, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(test_verify_cmd, fx_setup, fx_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -187,6 +187,33 @@ static void test_many_subjects(void **state) {
   alarm_table_free(&t);
 }
 
+/* A pbx alarm is a warning while its drifts are repaired, critical from
+ * the first one that is not, and stays critical until it clears. */
+static void test_pbx_severity_follows_the_observation(void **state) {
+  (void)state;
+  alarm_table_t t;
+  events_t ev = {0};
+  alarm_table_init(&t, 1000, on_event, &ev);
+  alarm_set_epoch(&t, 1, 0);
+  assert_string_equal(alarm_kind_name(ALARM_PBX), "pbx");
+  assert_int_equal(alarm_kind_parse("pbx"), ALARM_PBX);
+  const alarm_t *a = alarm_observe_sev(&t, ALARM_PBX, "hubei", "repaired", false, 0, 0, 0);
+  assert_string_equal(alarm_entry_severity(a), "warning");
+  a = alarm_observe_sev(&t, ALARM_PBX, "hubei", "NOT repaired", true, 10, 0, 0);
+  assert_string_equal(alarm_entry_severity(a), "critical");
+  a = alarm_observe_sev(&t, ALARM_PBX, "hubei", "repaired", false, 20, 0, 0);
+  assert_string_equal(alarm_entry_severity(a), "critical");
+  assert_int_equal(ev.raised, 1);
+  a = alarm_observe_sev(&t, ALARM_PBX, "henan", "NOT repaired", true, 20, 0, 0);
+  assert_string_equal(alarm_entry_severity(a), "critical");
+  assert_int_equal(alarm_sweep(&t, 2000, 0), 2);
+  a = alarm_observe_sev(&t, ALARM_PBX, "hubei", "repaired", false, 3000, 0, 0);
+  assert_string_equal(alarm_entry_severity(a), "warning");
+  a = alarm_observe(&t, ALARM_SITE_DOWN, "hubei", "down", 3000, 0, 0);
+  assert_string_equal(alarm_entry_severity(a), "major");
+  alarm_table_free(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flickering_condition_is_one_alarm),
@@ -194,6 +221,7 @@ int main(void) {
       cmocka_unit_test(test_new_leader_adopts_and_clears_with_the_old_id),
       cmocka_unit_test(test_ack_once),
       cmocka_unit_test(test_many_subjects),
+      cmocka_unit_test(test_pbx_severity_follows_the_observation),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,77 @@
+/* server_pbx: what the sites' agents report of their PBXs (PbxEvent,
+ * issue 14): a link event, a `pbx` alarm (warning when the agent repaired a
+ * drift, critical when not or when the PBX did not take an apply) and the
+ * nirc_pbx_drift_repairs_total counter. Part of the server module. */
+#include "server.h"
+
+#include "err.h"
+#include "log.h"
+#include "safetext.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* A site's pbx alarm stands this long after its agent's last PbxEvent: a
+ * repaired drift is over at once, but an operator must still see that the
+ * PBX changed behind NIRC's back. An unrepaired drift is re-sent at every
+ * check of the agent ([agent] pbx_check_interval), so it holds. */
+#define SERVER_PBX_ALARM_MS (10 * 60000)
+void server_pbx_observe(server_t *srv) {
+  int64_t now = clock_real_ms();
+  for (size_t i = 0; srv->engine && i < srv->sites.n; i++) {
+    const site_t *s = &srv->sites.v[i];
+    if (!s->pbx_event_ms || now - s->pbx_event_ms >= SERVER_PBX_ALARM_MS) continue;
+    engine_alarm_observe_sev(srv->engine, ALARM_PBX, s->slug, s->pbx_alarm, s->pbx_critical);
+  }
+}
+
+/* What an agent found reading its PBX back. The site is the certificate's;
+ * every text is the agent's (and through it the PBX's) and is escaped
+ * before it is logged, stored or shown. */
+int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *why, size_t whylen) {
+  site_t *site = c->site;
+  if (ev->site && *ev->site && strcmp(ev->site, site->slug) != 0) {
+    snprintf(why, whylen, "certificate is site:%s but PbxEvent claims site '%.40s'", site->slug,
+             ev->site);
+    return NIRC_EIDENTITY;
+  }
+  const char *event;
+  bool critical = true;
+  switch (ev->kind) {
+  case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_DRIFT_REPAIRED:
+    event = "pbx_drift_repaired";
+    critical = false;
+    srv->pbx_drift_repairs++;
+    break;
+  case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_DRIFT_NOT_REPAIRED:
+    event = "pbx_drift_not_repaired";
+    break;
+  case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_VERIFY_FAILED: event = "pbx_verify_failed"; break;
+  default:
+    /* A kind from a newer agent: said, not acted on. */
+    log_warn(LOG_SITE, site->slug, "PbxEvent of unknown kind %d ignored", (int)ev->kind);
+    return 0;
+  }
+  char found[200], expected[200], detail[400], words[ALARM_MESSAGE_MAX];
+  safetext_escape(ev->found ? ev->found : "", found, sizeof found);
+  safetext_escape(ev->expected ? ev->expected : "", expected, sizeof expected);
+  safetext_escape(ev->detail ? ev->detail : "", detail, sizeof detail);
+  snprintf(words, sizeof words, "%s: the PBX routed %s, the agent's route is %s",
+           critical ? (ev->kind == NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_VERIFY_FAILED
+                           ? "PBX did not take a route"
+                           : "PBX drift NOT repaired")
+                    : "PBX drift repaired",
+           found[0] ? found : "?", expected[0] ? expected : "?");
+  if (critical)
+    log_error(LOG_SITE, site->slug, "%s (%s)", words, detail);
+  else
+    log_warn(LOG_SITE, site->slug, "%s (%s)", words, detail);
+  server_record_event(srv, "site", link_peer(c->link)->subject, site->slug, link_peer_addr(c->link),
+                      event, detail[0] ? detail : words);
+  site->pbx_event_ms = clock_real_ms();
+  site->pbx_critical = critical;
+  nirc_strlcpy_utf8(site->pbx_alarm, words, sizeof site->pbx_alarm);
+  if (srv->engine) engine_alarm_observe_sev(srv->engine, ALARM_PBX, site->slug, words, critical);
+  return 0;
+}

@@ -1,0 +1,227 @@
+#include "agent-int.h"
+
+#include "err.h"
+#include "log.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* The PBX's uptime is read this often (when the adapter knows it): a PBX
+ * restarted with an old list is caught within a second or two, not at the
+ * next periodic check. */
+#define AGENT_PBX_TICK_MS 1000
+
+/* The agent's functions this module calls back; one agent per process,
+ * and always the same two functions. */
+static void (*agent_pbx_repair)(agent_t *a, const route_t *r);
+
+/* ---- verified applies ---- */
+
+static adapter_apply_cb agent_pbx_done;
+
+static void agent_pbx_on_verified(void *arg, adapter_verify_t v, const char *found,
+                                  const char *detail) {
+  agent_t *a = arg;
+  char why[900], want[200];
+  switch (v) {
+  case ADAPTER_VERIFY_MATCH: agent_pbx_done(a, 0, ""); return;
+  case ADAPTER_VERIFY_UNVERIFIED: agent_pbx_done(a, 0, detail); return;
+  case ADAPTER_VERIFY_MISMATCH:
+    a->verify_failures++;
+    snprintf(why, sizeof why, "%s", detail); /* the adapter says what the PBX does */
+    /* A repair reports its own outcome (agent_pbx_applied). */
+    if (a->applying_purpose != APPLY_REPAIR) {
+      route_format(&a->applying_route, a->slug, want, sizeof want);
+      agent_pbx_event(a, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_VERIFY_FAILED, found, want, why);
+    }
+    agent_pbx_done(a, NIRC_EIO, why);
+    return;
+  case ADAPTER_VERIFY_UNREADABLE:
+    a->verify_failures++;
+    snprintf(why, sizeof why, "the PBX accepted the route but could not be read back: %s", detail);
+    agent_pbx_done(a, NIRC_EIO, why);
+    return;
+  }
+}
+
+static void agent_pbx_on_applied(void *arg, int rc, const char *err) {
+  agent_t *a = arg;
+  if (rc != 0 || a->state == AGENT_STOPPING) {
+    agent_pbx_done(a, rc, err);
+    return;
+  }
+  /* The PBX said yes: believe what it does, not what it said. An adapter
+   * runs one verify at a time: after a drift check still in flight. */
+  if (a->drift_verifying) {
+    a->verify_deferred = true;
+    return;
+  }
+  a->adapter.ops->verify(a->adapter.impl, &a->applying_route, agent_pbx_on_verified, a);
+}
+
+void agent_pbx_apply(agent_t *a, adapter_apply_cb done) {
+  agent_pbx_done = done;
+  a->adapter.ops->apply(a->adapter.impl, &a->applying_route, agent_pbx_on_applied, a);
+}
+
+void agent_pbx_applied(agent_t *a, agent_apply_purpose_t purpose, const route_t *r, int rc,
+                       const char *why) {
+  if (rc == 0) {
+    a->pbx_known = true;
+    a->pbx_checked_ms = uv_now(a->loop); /* just read back */
+  }
+  if (purpose != APPLY_REPAIR) return;
+  char want[200], detail[900];
+  route_format(r, a->slug, want, sizeof want);
+  if (rc == 0) {
+    a->drift_repairs++;
+    snprintf(detail, sizeof detail,
+             "the PBX routed %s instead of %s (restarted or changed behind the agent's back); "
+             "the agent applied %s again and read it back",
+             a->drift_found, want, want);
+    log_warn(LOG_AGENT, a->slug, "drift repaired: %s", detail);
+    agent_pbx_event(a, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_DRIFT_REPAIRED, a->drift_found, want,
+                    detail);
+  } else {
+    snprintf(detail, sizeof detail,
+             "the PBX routes %s instead of %s and applying it again failed: %s", a->drift_found,
+             want, why);
+    log_error(LOG_AGENT, a->slug, "drift NOT repaired: %s", detail);
+    agent_pbx_event(a, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_DRIFT_NOT_REPAIRED, a->drift_found,
+                    want, detail);
+  }
+}
+
+/* ---- events to the controller ---- */
+
+void agent_pbx_flush(agent_t *a) {
+  if (a->state != AGENT_REPORTING || !a->link) return;
+  for (unsigned i = 0; i < a->n_events; i++) {
+    const agent_pbx_event_t *e = &a->events[i];
+    Nirc__PbxEvent ev = NIRC__PBX_EVENT__INIT;
+    ev.site = a->slug;
+    ev.kind = e->kind;
+    ev.found = (char *)e->found;
+    ev.expected = (char *)e->expected;
+    ev.detail = (char *)e->detail;
+    ev.at_ms = e->at_ms;
+    Nirc__Envelope out = NIRC__ENVELOPE__INIT;
+    out.msg_case = NIRC__ENVELOPE__MSG_PBX_EVENT;
+    out.pbx_event = &ev;
+    link_send(a->link, &out);
+  }
+  a->n_events = 0;
+}
+
+void agent_pbx_event(agent_t *a, Nirc__PbxEventKind kind, const char *found, const char *expected,
+                     const char *detail) {
+  if (a->n_events == AGENT_PBX_EVENTS_MAX) {
+    /* The newest say most about the PBX now. */
+    memmove(&a->events[0], &a->events[1], (AGENT_PBX_EVENTS_MAX - 1) * sizeof a->events[0]);
+    a->n_events--;
+    a->pbx_events_dropped++;
+    log_warn(LOG_AGENT, a->slug, "PBX event dropped: %d wait for a controller already",
+             AGENT_PBX_EVENTS_MAX);
+  }
+  agent_pbx_event_t *e = &a->events[a->n_events++];
+  e->kind = kind;
+  /* Valid UTF-8 on the wire; the controller escapes the rest. */
+  nirc_strlcpy_utf8(e->found, found ? found : "", sizeof e->found);
+  nirc_strlcpy_utf8(e->expected, expected ? expected : "", sizeof e->expected);
+  nirc_strlcpy_utf8(e->detail, detail ? detail : "", sizeof e->detail);
+  e->at_ms = clock_real_ms();
+  agent_pbx_flush(a);
+}
+
+/* ---- drift ---- */
+
+static void agent_pbx_on_checked(void *arg, adapter_verify_t v, const char *found,
+                                 const char *detail) {
+  agent_t *a = arg;
+  a->pbx_busy = a->drift_verifying = false;
+  if (a->state == AGENT_STOPPING) return;
+  if (a->verify_deferred) {
+    /* An apply finished meanwhile: its read-back first; this check is
+     * stale. */
+    a->verify_deferred = false;
+    a->adapter.ops->verify(a->adapter.impl, &a->applying_route, agent_pbx_on_verified, a);
+    return;
+  }
+  adapter_verify_t was = a->drift_last;
+  a->drift_last = v;
+  if (v == ADAPTER_VERIFY_UNVERIFIED) {
+    if (was != v) log_info(LOG_AGENT, a->slug, "drift is not checked: %s", detail);
+    return;
+  }
+  if (v == ADAPTER_VERIFY_UNREADABLE) {
+    if (was != v) log_warn(LOG_AGENT, a->slug, "drift check: %s", detail);
+    return;
+  }
+  if (v == ADAPTER_VERIFY_MATCH) {
+    if (was != v) log_info(LOG_AGENT, a->slug, "the PBX routes as applied (%s)", found);
+    return;
+  }
+  /* The route may have changed while the PBX was read: only a mismatch
+   * with the route still applied, and nothing being applied, is drift. */
+  if (a->applying || !route_same(&a->checking_route, &a->applied) ||
+      route_compare_version(&a->checking_route, &a->applied) != 0)
+    return;
+  nirc_strlcpy_utf8(a->drift_found, found, sizeof a->drift_found);
+  log_warn(LOG_AGENT, a->slug, "the PBX drifted from the applied route: %s; applying it again",
+           detail);
+  agent_pbx_repair(a, &a->applied);
+}
+
+static void agent_pbx_check(agent_t *a, const char *why) {
+  log_debug(LOG_AGENT, a->slug, "reading the PBX back (%s)", why);
+  a->pbx_busy = a->drift_verifying = true;
+  a->pbx_checked_ms = uv_now(a->loop);
+  a->checking_route = a->applied;
+  a->adapter.ops->verify(a->adapter.impl, &a->checking_route, agent_pbx_on_checked, a);
+}
+
+static void agent_pbx_on_uptime(void *arg, int rc, uint64_t up) {
+  agent_t *a = arg;
+  a->pbx_busy = false;
+  if (a->state == AGENT_STOPPING || rc != 0) return;
+  bool restarted = a->have_uptime && up < a->pbx_uptime_s;
+  uint64_t was = a->pbx_uptime_s;
+  a->pbx_uptime_s = up;
+  a->have_uptime = true;
+  if (!restarted || a->applying || !a->pbx_known) return;
+  log_warn(LOG_AGENT, a->slug, "the PBX restarted (up %llu s, was up %llu s): checking its routing",
+           (unsigned long long)up, (unsigned long long)was);
+  agent_pbx_check(a, "PBX restarted");
+}
+
+static void agent_pbx_on_tick(uv_timer_t *t) {
+  agent_t *a = t->data;
+  if (a->state == AGENT_STOPPING || a->pbx_busy || a->applying) return;
+  if (a->pbx_known && uv_now(a->loop) - a->pbx_checked_ms >= a->conf->pbx_check_interval_ms) {
+    agent_pbx_check(a, "periodic");
+    return;
+  }
+  /* Uptime is followed even before the first apply, so a restart is
+   * recognised as one once there is a route to check. */
+  if (a->adapter.ops->uptime) {
+    a->pbx_busy = true;
+    a->adapter.ops->uptime(a->adapter.impl, agent_pbx_on_uptime, a);
+  }
+}
+
+void agent_pbx_start(agent_t *a, void (*repair)(agent_t *a, const route_t *r)) {
+  agent_pbx_repair = repair;
+  a->drift_last = ADAPTER_VERIFY_MATCH;
+  a->pbx_checked_ms = uv_now(a->loop);
+  uv_timer_init(a->loop, &a->pbx_timer);
+  a->pbx_timer.data = a;
+  uint64_t tick = a->conf->pbx_check_interval_ms < AGENT_PBX_TICK_MS
+                      ? a->conf->pbx_check_interval_ms
+                      : AGENT_PBX_TICK_MS;
+  uv_timer_start(&a->pbx_timer, agent_pbx_on_tick, tick, tick);
+}
+
+void agent_pbx_stop(agent_t *a) {
+  uv_close((uv_handle_t *)&a->pbx_timer, NULL);
+}

@@ -1,0 +1,273 @@
+"""Issue 14 at an exec PBX: the PBX is the truth.
+
+The PBX is three shell scripts behind the exec adapter: apply_cmd logs its
+start and end (with its pid and a timestamp) around an optional sleep and
+writes the route into a file, the PBX's routing; verify_cmd prints that
+file; collect_cmd prints a fixed load.
+
+- exec applies die with their agent and never overlap, across restarts:
+  the agent is SIGKILLed in the middle of a slow apply; the command's
+  process group dies with it, and the restarted agent's first apply (the
+  saved route, before it connects) starts only then. The log shows every
+  apply that started either ending before the next one starts or never
+  ending (killed).
+- a verify_cmd that shows the PBX routing otherwise turns an apply the
+  PBX said it took into `failed`, with what it found;
+- drift: the PBX's routing is reset behind the agent's back; within
+  [agent] pbx_check_interval the agent applies its route again and the
+  controller shows a `pbx` alarm (warning) and counts the repair."""
+import json
+import os
+import subprocess
+
+import nirclib as T
+
+SITE = "xizang"
+env = None
+files = {}
+
+APPLY = """#!/bin/sh
+# A slow PBX: the route goes in after a pause when the file `slow` exists.
+d=$(dirname "$0")
+route=$(cat)
+echo "start $$ $(date +%s.%N)" >> "$d/pbx.log"
+[ -e "$d/slow" ] && sleep "$(cat "$d/slow")"
+printf '%s\\n' "$route" > "$d/pbx-route.json.tmp" && mv "$d/pbx-route.json.tmp" "$d/pbx-route.json"
+echo "end $$ $(date +%s.%N)" >> "$d/pbx.log"
+exit 0
+"""
+VERIFY = """#!/bin/sh
+# The PBX's routing as it is; `liar` makes it show Henan whatever it holds.
+d=$(dirname "$0")
+if [ -e "$d/liar" ]; then
+  echo '{"route":[{"site":"henan","permille":1000}]}'
+elif [ ! -e "$d/pbx-route.json" ]; then
+  echo '{"route":[{"site":"xizang","permille":1000}]}'
+else
+  cat "$d/pbx-route.json"
+fi
+"""
+COLLECT = """#!/bin/sh
+echo '{"calls_offered": 2, "calls_answered": 2, "calls_in_queue": 0, "agents_logged_in": 9,
+       "agents_ready": 8, "agents_talking": 1, "aht_ms": 295000, "answered_within_threshold": 2,
+       "sl_threshold_s": 20}'
+"""
+HOME = [{"site": SITE, "permille": 1000}]
+AWAY = [{"site": "shaanxi", "permille": 1000}]
+
+
+def start_exec_agent(verify=True):
+    conf = env.agent_conf(SITE)
+    text = open(conf).read().replace("[agent]", "[agent]\nadapter = exec\npbx_check_interval = 1s",
+                                     1)
+    text += (f"\n[exec]\napply_cmd = {env.dir}/apply.sh\ncollect_cmd = {env.dir}/collect.sh\n"
+             + (f"verify_cmd = {env.dir}/verify.sh\n" if verify else "") + "timeout = 20s\n")
+    with open(conf, "w") as f:
+        f.write(text)
+    a = T.Proc(f"agent-{SITE}", [T.binary("nirc-agent"), "-c", conf], env.dir)
+    env.agents[SITE] = a
+    return a
+
+
+def pbx_log():
+    try:
+        with open(files["log"]) as f:
+            return [line.split() for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def pbx_route():
+    try:
+        with open(files["route"]) as f:
+            return json.load(f)["route"]
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def group_alive(pgid):
+    """Any process of the group still running (zombies are dead)."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read().split(")")[-1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(st[3]) == pgid and st[0] != "Z":
+            return True
+    return False
+
+
+def assert_no_overlap(lines):
+    """Every end belongs to the apply that started last; an apply that never
+    ended was killed, and nothing of it may run after the next start."""
+    running = None
+    for kind, pid, _t in lines:
+        if kind == "start":
+            running = pid
+        else:
+            assert pid == running, f"apply {pid} ended while apply {running} ran:\n{lines}"
+            running = None
+
+
+def alarms():
+    return json.loads(env.ctl("--json", "alarms").stdout)["alarms"]
+
+
+def test_setup():
+    global env
+    env = T.Env("exec-apply", clock_start="2020-01-23T10:00:00+08:00",
+                extra_nircd="[http]\nlisten = 127.0.0.1:%d\n" % T.free_port())
+    for name, body in (("apply.sh", APPLY), ("verify.sh", VERIFY), ("collect.sh", COLLECT)):
+        path = os.path.join(env.dir, name)
+        with open(path, "w") as f:
+            f.write(body)
+        os.chmod(path, 0o755)
+    files["log"] = os.path.join(env.dir, "pbx.log")
+    files["route"] = os.path.join(env.dir, "pbx-route.json")
+    files["slow"] = os.path.join(env.dir, "slow")
+    files["liar"] = os.path.join(env.dir, "liar")
+    env.start_controller()
+    env.start_agent("shaanxi")
+    start_exec_agent()
+    T.wait_until(lambda: all(env.status()[s]["load"] for s in (SITE, "shaanxi")), 20,
+                 "agents reporting")
+
+
+def test_verified_cutover_is_applied():
+    r = env.ctl("--json", "cutover", SITE, "--to", "shaanxi", "--reason", "drill", "--force")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0, f"cutover: {r.returncode} {r.stdout} {r.stderr}"
+    o = [o for o in out["outcomes"] if o["site"] == SITE][0]
+    assert o["result"] == "applied", out
+    assert pbx_route() == AWAY
+
+
+def test_drift_without_controller_is_repaired_and_reported_later():
+    """The agent repairs on its own; the event waits for the next link."""
+    want = env.status()[SITE]["route"]
+    T.wait_until(lambda: pbx_route() == want, 10, "the PBX routing as the controller says")
+    other = HOME if want == AWAY else AWAY
+    env.controller.kill()
+    with open(files["route"], "w") as f:
+        json.dump({"route": other}, f)
+    T.wait_until(lambda: pbx_route() == want, 10, "the agent repairing without a controller")
+    env.start_controller()
+    http = env.extra_nircd.split("listen = ")[1].strip()
+    # A new controller process: its counter starts at 0 and counts the
+    # queued event.
+    T.wait_until(lambda: T.metric(http, "nirc_pbx_drift_repairs_total") == 1.0, 15,
+                 "the queued drift event reaching the new controller")
+    ev = env.sql("SELECT count(*) FROM link_events WHERE site = 'xizang' AND "
+                 "event = 'pbx_drift_repaired'")
+    assert ev == [["2"]], ev
+    T.wait_until(lambda: all(env.status()[s]["link"] == "online" and env.status()[s]["load"]
+                             for s in (SITE, "shaanxi")), 20, "both agents back and reporting")
+
+
+def test_pbx_that_did_not_take_the_route_is_failed():
+    open(files["liar"], "w").close()
+    try:
+        r = env.ctl("--json", "restore", SITE)
+        out = json.loads(r.stdout)
+        o = [o for o in out.get("outcomes", []) if o["site"] == SITE]
+        assert o and o[0]["result"] == "failed", out
+        assert "verify_cmd" in o[0]["detail"] and "henan" in o[0]["detail"], o
+    finally:
+        os.unlink(files["liar"])
+    # apply_cmd did write home, so the PBX routes home while the agent
+    # holds shaanxi: the drift check puts shaanxi back. The read-back
+    # failure itself is a critical pbx alarm.
+    T.wait_until(lambda: pbx_route() == env.status()[SITE]["route"], 20, "a settled route")
+    a = T.wait_until(lambda: [a for a in alarms() if a["kind"] == "pbx"] or None, 10,
+                     "a pbx alarm")
+    assert a[0]["severity"] == "critical", a
+
+
+def test_drift_is_repaired_and_alarmed():
+    T.wait_until(lambda: pbx_route() is not None and env.status()[SITE]["route"] == pbx_route(),
+                 30, "the PBX and the controller agreeing")
+    want = env.status()[SITE]["route"]
+    other = HOME if want == AWAY else AWAY
+    # Behind the agent's back: the PBX now routes otherwise.
+    with open(files["route"], "w") as f:
+        json.dump({"route": other}, f)
+    T.wait_until(lambda: pbx_route() == want, 10, "the agent applying its route again")
+    http = env.extra_nircd.split("listen = ")[1].strip()
+
+    a = T.wait_until(lambda: ([a for a in alarms() if a["kind"] == "pbx"] or [None])[0], 10,
+                     "a pbx alarm")
+    assert a["subject"] == SITE and a["severity"] == "warning", a
+    assert "repaired" in a["message"], a
+    T.wait_until(lambda: T.metric(http, "nirc_pbx_drift_repairs_total") == 1.0, 5,
+                 "nirc_pbx_drift_repairs_total 1")
+    ev = env.sql("SELECT event FROM link_events WHERE site = 'xizang' AND event LIKE 'pbx%'")
+    assert ["pbx_drift_repaired"] in ev, ev
+
+
+def test_apply_dies_with_its_agent_and_never_overlaps():
+    # Settle at home, then a slow cutover killed half-way.
+    T.wait_until(lambda: env.status()[SITE]["route"] == pbx_route(), 30, "a settled route")
+    # A slow apply of a new directive, whatever the route is now.
+    verb = ["cutover", SITE, "--to", "shaanxi", "--reason", "slow", "--force"]
+    if "cutover" in env.status()[SITE]["active_rule"]:
+        verb = ["restore", SITE]
+    with open(files["slow"], "w") as f:
+        f.write("6")
+    n = len(pbx_log())
+    ctl = subprocess.Popen([T.binary("nircctl"), "--controller", env.addr, "--ca",
+                            f"{T.PKI}/ca.crt", "--cert", f"{T.PKI}/operator-alice.crt", "--key",
+                            f"{T.PKI}/operator-alice.key", *verb],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        started = T.wait_until(lambda: [l for l in pbx_log()[n:] if l[0] == "start"] or None, 15,
+                               "the slow apply starting")
+        victim = int(started[0][1])
+        with open(f"/proc/{victim}/stat") as f:
+            pgid = int(f.read().split(")")[-1].split()[3])
+        assert pgid != os.getpgid(env.agents[SITE].p.pid), "apply_cmd in the agent's group"
+        env.agents[SITE].kill()  # SIGKILL
+        # Well before the apply's own end (6 s): only a kill ends it so soon.
+        T.wait_until(lambda: not group_alive(pgid), 3,
+                     f"apply_cmd {victim} and its process group dying with the agent")
+        # The restarted agent applies its saved route (shaanxi or home) at
+        # once, before it connects.
+        start_exec_agent()
+        T.wait_until(lambda: [l for l in pbx_log()[n:] if l[0] == "end"] or None, 20,
+                     "the restarted agent's apply ending")
+    finally:
+        ctl.kill()
+        ctl.wait()
+        os.unlink(files["slow"])
+    lines = pbx_log()[n:]
+    assert not [l for l in lines if l[1] == str(victim) and l[0] == "end"], lines
+    assert_no_overlap(lines)
+    assert len([l for l in lines if l[0] == "start"]) >= 2, lines
+
+
+def test_without_verify_cmd_applies_are_unverified():
+    """No verify_cmd: applied, and the acknowledgement says unverified."""
+    agent = env.agents[SITE]
+    assert agent.stop() == 0, agent.tail()
+    agent = start_exec_agent(verify=False)
+    T.wait_until(lambda: env.status()[SITE]["link"] == "online", 15, "xizang back online")
+    verb = ["cutover", SITE, "--to", "shaanxi", "--reason", "unverified", "--force"]
+    if "cutover" in env.status()[SITE]["active_rule"]:
+        verb = ["restore", SITE]
+    r = env.ctl("--json", *verb)
+    out = json.loads(r.stdout)
+    o = [o for o in out["outcomes"] if o["site"] == SITE]
+    assert r.returncode == 0 and o and o[0]["result"] == "applied", out
+    assert o[0]["detail"].startswith("unverified: [exec] has no verify_cmd"), o
+    T.wait_until(lambda: "drift is not checked" in open(agent.log_path).read(), 5,
+                 "the agent saying drift is not checked")
+
+
+if __name__ == "__main__":
+    T.main([test_setup, test_verified_cutover_is_applied, test_drift_is_repaired_and_alarmed,
+            test_drift_without_controller_is_repaired_and_reported_later,
+            test_pbx_that_did_not_take_the_route_is_failed,
+            test_apply_dies_with_its_agent_and_never_overlaps,
+            test_without_verify_cmd_applies_are_unverified])
