@@ -239,8 +239,13 @@ def check_counted(what, n_reports, credited_before, sent):
                 sum(r.get("routed_to", {}).get("shaanxi", 0) for r in rs),
                 credited("shaanxi") - credited_before)
 
-    T.wait_until(lambda: min(totals()) >= sent, 10,
-                 f"Hubei's reports and Shaanxi's credit to count the {sent} '{what}' calls")
+    try:
+        T.wait_until(lambda: min(totals()) >= sent, 10,
+                     f"Hubei's reports and Shaanxi's credit to count the {sent} '{what}' calls")
+    except AssertionError as e:
+        away, to_shaanxi, credit = totals()
+        raise AssertionError(f"{e}: routed away {away}, routed_to shaanxi {to_shaanxi}, "
+                             f"credited to shaanxi {credit}") from None
     time.sleep(1.5)  # one more report: nothing is counted twice
     away, to_shaanxi, credit = totals()
     assert (away, to_shaanxi, credit) == (sent, sent, sent), (
