@@ -341,7 +341,10 @@ def test_proxy_centres_and_controller_up():
         w["uas"][s] = T.Proc(f"uas-{s}", [
             w["sipp"], "-sf", os.path.join(SIPDIR, "hub.xml" if s == "shaanxi" else "uas.xml"),
             "-set", "site", s, "-i", "127.0.0.1", "-p", str(port), "-nostdin",
-            "-trace_stat", "-stf", w["uas_stats"][s], "-fd", "1"] + extra, env.dir)
+            "-trace_stat", "-stf", w["uas_stats"][s], "-fd", "1",
+            # What a centre counted as a failed call, for whoever reads why.
+            "-trace_err", "-error_file", os.path.join(env.dir, f"uas-{s}-errors.log")]
+            + extra, env.dir)
 
     def kamailio_up():
         assert w["kamailio"].alive(), "kamailio exited:\n" + w["kamailio"].tail(40)
