@@ -204,21 +204,27 @@ double sites_demand_cps(const site_t *site, double prior_cps, double min_evidenc
 }
 
 uint64_t sites_credit_routed(sites_t *s, const site_t *src, const Nirc__LoadReport *r) {
-  uint64_t credited = 0;
+  uint64_t credited = 0, refused = 0;
+  const char *first = NULL;
   if (r->pbx_unreadable) return 0;
   for (size_t i = 0; i < r->n_routed_to; i++) {
     const Nirc__SiteCount *c = r->routed_to[i];
     if (c->calls == 0) continue;
     site_t *hub = sites_find(s, c->site);
     if (!hub || hub == src) {
-      /* The name passed sites_validate_report: a slug, safe to log. */
-      log_warn(LOG_SITE, src->slug, "%u calls reported sent to %s%s: not credited", c->calls,
-               c->site, hub ? " (itself)" : ", a site this controller does not know");
+      refused += c->calls;
+      if (!first) first = c->site;
       continue;
     }
     hub->inbound_credited += c->calls;
     credited += c->calls;
   }
+  /* One line per report, however many names it has. The names passed
+   * sites_validate_report: slugs, safe to log. */
+  if (refused)
+    log_warn(LOG_SITE, src->slug,
+             "%llu calls reported sent to sites it cannot credit (e.g. %s: itself or unknown)",
+             (unsigned long long)refused, first);
   return credited;
 }
 
