@@ -1,5 +1,18 @@
 #include "report.h"
 
+/* {"shaanxi": 12}: the calls sent to each other site in the interval. */
+static json_t *report_routed_json(const Nirc__LoadReport *r) {
+  json_t *o = json_object();
+  for (size_t i = 0; o && i < r->n_routed_to; i++) {
+    const Nirc__SiteCount *c = r->routed_to[i];
+    if (c && c->site && json_object_set_new(o, c->site, json_integer((json_int_t)c->calls))) {
+      json_decref(o);
+      return NULL;
+    }
+  }
+  return o;
+}
+
 json_t *report_to_json(const Nirc__LoadReport *r) {
   if (!r) return json_null();
   json_t *o = json_pack(
@@ -17,6 +30,7 @@ json_t *report_to_json(const Nirc__LoadReport *r) {
   if (!o) return NULL;
   /* All or nothing: a report missing a field would read as a zero. */
   if (json_object_set_new(o, "calls_routed_away", json_integer((json_int_t)r->calls_routed_away)) ||
+      json_object_set_new(o, "routed_to", report_routed_json(r)) ||
       json_object_set_new(o, "calls_in_queue_peak",
                           json_integer((json_int_t)r->calls_in_queue_peak)) ||
       json_object_set_new(o, "service_level",

@@ -312,6 +312,8 @@ json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o)
                           (json_int_t)s->report_age_ms, "peer", s->peer_address, "active_rule",
                           s->active_rule, "route", route, "load", report_to_json(s->last_report));
     if (!x) continue;
+    json_object_set_new(x, "inbound_credited_total",
+                        json_integer((json_int_t)s->inbound_credited_total));
     if (s->note && *s->note) json_object_set_new(x, "note", json_string(s->note));
     /* The rule as data: its end is a number (business clock), for the
      * caller to show in its own zone. */
@@ -420,6 +422,11 @@ void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opt
             ctl_link_word(h->link_state), age, h->pbx_unreadable ? ", PBX UNREADABLE" : "",
             h->note && *h->note ? "; " : "", h->note && *h->note ? ctl_st_esc(h->note) : "");
   }
+  /* What the sources' proxies counted as sent here: a hub behind a proxy
+   * sees none of it in its own report. */
+  if (s->inbound_credited_total)
+    fprintf(out, "  sent here     %llu calls by other sites since the controller started\n",
+            (unsigned long long)s->inbound_credited_total);
   if (!r) {
     fprintf(out, "  load          no report yet\n");
     return;

@@ -16,8 +16,21 @@
 #include <stdint.h>
 #include <uv.h>
 
+/* Most destination sites one report names in routed_to. */
+#define ADAPTER_ROUTED_MAX 16
+
+/* Calls sent to one other site in the interval. */
+typedef struct {
+  char site[SCENARIO_SLUG_MAX];
+  uint32_t calls;
+} adapter_routed_t;
+
 typedef struct {
   uint32_t offered, answered, abandoned, answered_within, from_other_sites, routed_away;
+  /* Of routed_away, per destination, when the adapter can tell (kamailio);
+   * n_routed_to 0 otherwise. Sites are valid slugs, each at most once. */
+  adapter_routed_t routed_to[ADAPTER_ROUTED_MAX];
+  unsigned n_routed_to;
   uint32_t in_queue, queue_peak, longest_wait_ms; /* queue_peak: most waiting at once */
   uint32_t logged_in, ready, talking, not_ready, aht_ms;
   uint32_t sl_threshold_s;

@@ -21,6 +21,11 @@
  * since the last collect; abandoned = dialogs that failed (negative final
  * reply or CANCEL) since; answered = the growth of (created - failed - still
  * unanswered). A proxy has no queue and no agents: those are reported as 0.
+ * Then `htable.dump nirc` gives the calls sent to each destination site
+ * (kam_counts.h): offered becomes the calls sent to this site's own PBX,
+ * routed_away / routed_to the calls sent to the others, which the
+ * controller credits to those hubs. answered and abandoned still count
+ * every call through the proxy, wherever it was answered.
  * When Kamailio does not answer or answers something else, the report says
  * `unreadable` with the reason, never zeros.
  *
@@ -34,6 +39,7 @@
  * still in flight (they finish silently). */
 #include "adapter.h"
 #include "err.h"
+#include "kam_counts.h"
 #include "kamverify.h"
 #include "log.h"
 #include "util.h"
@@ -65,6 +71,8 @@
 #define KAM_CLEANUP_MAX_TRIES 40
 /* A call centre never sees more: a larger counter is garbage. */
 #define KAM_COUNT_MAX 4000000000ULL
+/* Longest rule text carried in X-NIRC-Rule, in bytes. */
+#define KAM_RULE_MAX 100
 
 typedef struct {
   char slug[SCENARIO_SLUG_MAX];
@@ -124,6 +132,11 @@ struct adapter_kamailio {
   adapter_collect_cb collect_cb;
   void *collect_arg;
   uint64_t processed, failed; /* from the first RPC of the collect */
+  adapter_load_t pending;     /* the dialog counts, waiting for htable.dump */
+
+  /* per-destination counters (htable.dump) at the previous collect */
+  bool have_counts;
+  kamcounts_t counts_base;
 
   /* verify / uptime in flight */
   kam_call_t *verify_call, *uptime_call;
@@ -511,6 +524,23 @@ static void kam_percent(const route_t *r, unsigned pct[ROUTE_MAX_SHARES]) {
   }
 }
 
+/* The rule that moved the calls (the directive's reason) as it goes into
+ * the list line: at most KAM_RULE_MAX bytes of UTF-8, cut between
+ * characters, controls made spaces, then hex-encoded, so that nothing in
+ * it can end the attribute, the line or, once Kamailio decodes it, the SIP
+ * header (kamailio.cfg decodes with {s.decode.hexa}). */
+static void kam_rule_hex(const char *reason, char *out, size_t outlen) {
+  char text[KAM_RULE_MAX + 1];
+  nirc_strlcpy_utf8(text, reason, sizeof text);
+  size_t n = 0;
+  out[0] = '\0';
+  for (const unsigned char *c = (const unsigned char *)text; *c && n + 3 <= outlen; c++) {
+    unsigned char b = *c < 0x20 || *c == 0x7f ? ' ' : *c;
+    snprintf(out + n, outlen - n, "%02x", b);
+    n += 2;
+  }
+}
+
 /* The dispatcher list for route r, or NULL with err (NIRC_EUNKNOWN_SITE in
  * *rc when a share names a site without a target). */
 static char *kam_list_text(adapter_kamailio_t *k, const route_t *r, int *rc, char *err,
@@ -525,7 +555,9 @@ static char *kam_list_text(adapter_kamailio_t *k, const route_t *r, int *rc, cha
     }
   }
   kam_percent(r, pct);
-  size_t cap = 512 + (size_t)r->n_share * (KAM_URI_MAX + 128);
+  char rule[2 * KAM_RULE_MAX + 1];
+  kam_rule_hex(r->reason, rule, sizeof rule);
+  size_t cap = 512 + (size_t)r->n_share * (KAM_URI_MAX + 128 + sizeof rule);
   char *text = malloc(cap);
   if (!text) {
     snprintf(err, errlen, "out of memory");
@@ -546,8 +578,14 @@ static char *kam_list_text(adapter_kamailio_t *k, const route_t *r, int *rc, cha
                                 k->slug, r->epoch, r->version, desc);
   for (unsigned i = 0; i < r->n_share && len < cap; i++) {
     if (r->share[i].permille == 0 || pct[i] == 0) continue;
-    len += (size_t)snprintf(text + len, cap - len, "%u %s 0 0 duid=%s;weight=%u\n", k->set_id,
+    len += (size_t)snprintf(text + len, cap - len, "%u %s 0 0 duid=%s;weight=%u", k->set_id,
                             kam_target(k, r->share[i].site)->uri, r->share[i].site, pct[i]);
+    /* Calls sent elsewhere say where they come from and why (kamailio.cfg
+     * route[ORIGIN] makes X-NIRC-Origin / X-NIRC-Rule of these). */
+    if (len < cap && strcmp(r->share[i].site, k->slug) != 0)
+      len += (size_t)snprintf(text + len, cap - len, ";origin=%s%s%s", k->slug,
+                              rule[0] ? ";rule=" : "", rule);
+    if (len < cap) len += (size_t)snprintf(text + len, cap - len, "\n");
   }
   *rc = 0;
   return text;
@@ -805,6 +843,49 @@ static bool kam_parse_digits(const char *s, uint64_t *out) {
   return true;
 }
 
+/* The last RPC of a collect: calls sent to each destination. Without them
+ * the report would say nothing was routed away while calls were: the
+ * interval is unreadable instead, with the fix. */
+static void kam_on_counts(adapter_kamailio_t *k, int rc, bool fault, json_t *result,
+                          const char *err) {
+  char why[300];
+  if (rc) {
+    if (fault)
+      snprintf(why, sizeof why,
+               "%s: the per-destination counters are missing (Kamailio needs the htable "
+               "'nirc' of deploy/kamailio/kamailio.cfg)",
+               err);
+    else
+      nirc_strlcpy(why, err, sizeof why);
+    kam_collect_unreadable(k, why);
+    return;
+  }
+  kamcounts_t now;
+  if (kamcounts_parse(result, &now, why, sizeof why) != 0) {
+    kam_collect_unreadable(k, why);
+    return;
+  }
+  adapter_load_t load = k->pending;
+  if (k->have_counts) {
+    kamcounts_delta_t d;
+    if (kamcounts_interval(&k->counts_base, &now, k->slug, &d))
+      log_warn(LOG_ADAPTER, k->slug, "Kamailio's per-destination counters restarted");
+    load.offered = d.home;
+    load.routed_away = d.away;
+    for (unsigned i = 0; i < d.n_to && load.n_routed_to < ADAPTER_ROUTED_MAX; i++) {
+      adapter_routed_t *r = &load.routed_to[load.n_routed_to++];
+      nirc_strlcpy(r->site, d.to[i].site, sizeof r->site);
+      r->calls = d.to[i].sent > UINT32_MAX ? UINT32_MAX : (uint32_t)d.to[i].sent;
+    }
+  } else {
+    /* First look: the counters cover an unknown past. */
+    load.offered = 0;
+  }
+  k->counts_base = now;
+  k->have_counts = true;
+  kam_collect_done(k, &load);
+}
+
 static void kam_on_active(adapter_kamailio_t *k, int rc, bool fault, json_t *result,
                           const char *err) {
   char why[200];
@@ -848,7 +929,11 @@ static void kam_on_active(adapter_kamailio_t *k, int rc, bool fault, json_t *res
   k->base_failed = k->failed;
   /* A proxy has no queue, no agents and no handle time: 0, not unknown
    * numbers made up. Service level is the PBX's business. */
-  kam_collect_done(k, &load);
+  k->pending = load;
+  char cerr[200];
+  if (kam_call_start(k, "htable.dump", json_pack("[s]", "nirc"), 0, k->timeout_ms, kam_on_counts,
+                     &k->collect_call, cerr, sizeof cerr) != 0)
+    kam_collect_unreadable(k, cerr);
 }
 
 static void kam_on_stats(adapter_kamailio_t *k, int rc, bool fault, json_t *result,

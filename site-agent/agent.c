@@ -210,6 +210,7 @@ static void agent_on_collected(void *arg, const adapter_load_t *lp) {
   adapter_load_t load = *lp;
   int64_t now = a->collect_business_ms;
   Nirc__LoadReport r = NIRC__LOAD_REPORT__INIT;
+  Nirc__SiteCount routed[ADAPTER_ROUTED_MAX], *routed_p[ADAPTER_ROUTED_MAX];
   r.site = a->slug;
   r.timestamp_ms = now;
   int64_t iv = a->last_report_business_ms ? now - a->last_report_business_ms : 0;
@@ -237,6 +238,14 @@ static void agent_on_collected(void *arg, const adapter_load_t *lp) {
     r.sl_threshold_s = load.sl_threshold_s;
     r.calls_from_other_sites = load.from_other_sites;
     r.calls_routed_away = load.routed_away;
+    r.n_routed_to = load.n_routed_to < ADAPTER_ROUTED_MAX ? load.n_routed_to : ADAPTER_ROUTED_MAX;
+    r.routed_to = routed_p;
+    for (size_t i = 0; i < r.n_routed_to; i++) {
+      nirc__site_count__init(&routed[i]);
+      routed[i].site = load.routed_to[i].site;
+      routed[i].calls = load.routed_to[i].calls;
+      routed_p[i] = &routed[i];
+    }
   }
   Nirc__Envelope env = NIRC__ENVELOPE__INIT;
   env.msg_case = NIRC__ENVELOPE__MSG_LOAD_REPORT;

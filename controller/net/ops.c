@@ -172,6 +172,7 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
       row->excluded = v->excluded;
     }
     if (only && dir) ops_status_hubs(srv, st, s, dir, row);
+    row->inbound_credited_total = s->inbound_credited;
     row->last_report_ms = s->has_report ? s->last_report_ms : 0;
     row->report_age_ms = s->has_report ? now - s->last_report_ms : -1;
     if (s->has_report) {

@@ -629,6 +629,7 @@ static void server_on_report(server_t *srv, conn_t *c, const Nirc__LoadReport *r
     return;
   }
   site_minute_t done;
+  sites_credit_routed(&srv->sites, site, r);
   if (sites_on_report(site, r, server_now(), clock_now_ms(&srv->clock), &done))
     server_store_minute(srv, site, &done);
 }

@@ -242,6 +242,31 @@ double sites_demand_cps(const site_t *site, double prior_cps, double min_evidenc
   return secs > 0 ? calls / secs : 0;
 }
 
+uint64_t sites_credit_routed(sites_t *s, const site_t *src, const Nirc__LoadReport *r) {
+  uint64_t credited = 0, refused = 0;
+  const char *first = NULL;
+  if (r->pbx_unreadable) return 0;
+  for (size_t i = 0; i < r->n_routed_to; i++) {
+    const Nirc__SiteCount *c = r->routed_to[i];
+    if (c->calls == 0) continue;
+    site_t *hub = sites_find(s, c->site);
+    if (!hub || hub == src) {
+      refused += c->calls;
+      if (!first) first = c->site;
+      continue;
+    }
+    hub->inbound_credited += c->calls;
+    credited += c->calls;
+  }
+  /* One line per report, however many names it has. The names passed
+   * sites_validate_report: slugs, safe to log. */
+  if (refused)
+    log_warn(LOG_SITE, src->slug,
+             "%llu calls reported sent to sites it cannot credit (e.g. %s: itself or unknown)",
+             (unsigned long long)refused, first);
+  return credited;
+}
+
 void sites_on_link_down(site_t *site, int64_t now_ms) {
   if (site->state == SITE_ONLINE || site->state == SITE_STALE)
     sites_set_state(site, SITE_OFFLINE, now_ms);
@@ -307,6 +332,32 @@ int sites_validate_report(const Nirc__LoadReport *r, char *err, size_t errlen) {
   if (r->calls_from_other_sites > r->calls_offered) {
     snprintf(err, errlen, "calls from other sites (%u) exceed offered (%u)",
              r->calls_from_other_sites, r->calls_offered);
+    return NIRC_ERANGE;
+  }
+  /* Per-destination counts: a bounded list of distinct site names whose
+   * calls add up to no more than the calls routed away. */
+  if (r->n_routed_to > SITES_ROUTED_MAX) {
+    snprintf(err, errlen, "routed_to names more than %d sites", SITES_ROUTED_MAX);
+    return NIRC_ERANGE;
+  }
+  uint64_t routed = 0;
+  for (size_t i = 0; i < r->n_routed_to; i++) {
+    const Nirc__SiteCount *c = r->routed_to[i];
+    if (!c || !c->site || !nirc_slug_valid(c->site)) {
+      snprintf(err, errlen, "routed_to[%zu] does not name a site", i);
+      return NIRC_ERANGE;
+    }
+    for (size_t j = 0; j < i; j++) {
+      if (strcmp(r->routed_to[j]->site, c->site) == 0) {
+        snprintf(err, errlen, "routed_to names %s twice", c->site);
+        return NIRC_ERANGE;
+      }
+    }
+    routed += c->calls;
+  }
+  if (routed > r->calls_routed_away) {
+    snprintf(err, errlen, "routed_to adds up to %llu calls, more than routed away (%u)",
+             (unsigned long long)routed, r->calls_routed_away);
     return NIRC_ERANGE;
   }
   if (r->longest_wait_ms > 86400000u || r->aht_ms > 86400000u) {

@@ -89,6 +89,14 @@ typedef struct {
 
   site_minute_t minute;
 
+  /* Calls other sites' reports say they sent here (LoadReport.routed_to),
+   * since this controller started: what a hub absorbed even when its own
+   * PBX cannot tell moved calls from its own (a hub behind a proxy reports
+   * none of them). Shown, never added to the hub's offered or demand, so
+   * that a hub reporting calls_from_other_sites itself is not counted
+   * twice; its own demand stays offered - from_other_sites + routed_away. */
+  uint64_t inbound_credited;
+
   /* Smoothed figures for the planner (exponentially weighted). Rates are
    * per business second, as the reports' intervals are business time. */
   bool has_ewma;
@@ -167,6 +175,15 @@ size_t sites_check_stale(sites_t *s, int64_t now_ms, void (*cb)(void *arg, site_
 void sites_flush_minutes(sites_t *s, int64_t business_ms, bool force,
                          void (*cb)(void *arg, const site_t *site, const site_minute_t *m),
                          void *arg);
+/* Credits the per-destination counts of `src`'s report (already
+ * validated) to the hubs they name. Counts naming `src` itself or a site
+ * the controller does not know are not credited (logged). Returns the
+ * calls credited. */
+uint64_t sites_credit_routed(sites_t *s, const site_t *src, const Nirc__LoadReport *r);
+
+/* Most destinations one report may name in routed_to. */
+#define SITES_ROUTED_MAX 64
+
 /* Checks a report's fields are plausible; 0 or NIRC_ERANGE with reason. */
 int sites_validate_report(const Nirc__LoadReport *r, char *err, size_t errlen);
 

@@ -385,6 +385,12 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
       web_printf(b, "%s{site=\"%s\"} %g\n", gauges[g].name, s->slug, v);
     }
   }
+  web_printf(b, "# HELP nirc_site_inbound_credited_calls_total Calls other sites reported "
+                "sending to the site (their routed_to), since the controller started. Leader "
+                "only.\n# TYPE nirc_site_inbound_credited_calls_total counter\n");
+  for (size_t i = 0; lead && i < srv->sites.n; i++)
+    web_printf(b, "nirc_site_inbound_credited_calls_total{site=\"%s\"} %llu\n",
+               srv->sites.v[i].slug, (unsigned long long)srv->sites.v[i].inbound_credited);
   web_printf(b, "# HELP nirc_site_pbx_unreadable 1 when the site's adapter cannot read its "
                 "PBX. Leader only.\n# TYPE nirc_site_pbx_unreadable gauge\n");
   for (size_t i = 0; lead && i < srv->sites.n; i++)

@@ -54,14 +54,14 @@ LOAD = {
     "longest_wait_ms": int, "agents_logged_in": int, "agents_ready": int,
     "agents_talking": int, "agents_not_ready": int, "aht_ms": int,
     "answered_within_threshold": int, "sl_threshold_s": int, "calls_from_other_sites": int,
-    "calls_routed_away": int, "calls_in_queue_peak": int, "pbx_unreadable": bool, "service_level": (float, NULL),
+    "calls_routed_away": int, "routed_to": ANY_OBJECT, "calls_in_queue_peak": int, "pbx_unreadable": bool, "service_level": (float, NULL),
     Opt("pbx_error"): str,
 }
 SITE_STATUS = {
     "slug": str, "name_en": str, "name_zh": str, "is_hub": bool,
     "link": enum("online", "stale", "offline", "never-seen"), "state_since_ms": int,
     "report_age_ms": int, "peer": str, "active_rule": str, "route": [ROUTE_SHARE],
-    "load": (LOAD, NULL), Opt("note"): str,
+    "load": (LOAD, NULL), Opt("note"): str, "inbound_credited_total": int,
 }
 ALARM = {"id": int, "kind": enum("capacity", "routing", "directive", "site_down", "database",
                                   "journal", "identity", "pbx"),

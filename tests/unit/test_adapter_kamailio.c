@@ -68,9 +68,9 @@ typedef enum {
   FAKE_HOLD,   /* kept until fx_release() answers it with FAKE_OK */
 } fake_mode_t;
 
-enum { M_RELOAD, M_STATS, M_ACTIVE, M_COUNT };
+enum { M_RELOAD, M_STATS, M_ACTIVE, M_HTABLE, M_COUNT };
 static const char *const method_name[M_COUNT] = {"dispatcher.reload", "stats.get_statistics",
-                                                 "dlg.stats_active"};
+                                                 "dlg.stats_active", "htable.dump"};
 
 typedef struct {
   fake_mode_t mode;
@@ -102,6 +102,7 @@ typedef struct {
   char bad[512];                   /* the first malformed request, with why */
   uint64_t processed, failed;      /* dialog:processed_dialogs, dialog:failed_dialogs */
   uint64_t starting, connecting;   /* dlg.stats_active */
+  uint64_t sent_away;              /* htable sent::shaanxi; sent::hubei is the rest */
   struct sockaddr_un held_from;    /* FAKE_HOLD: the request kept */
   socklen_t held_len;
   json_t *held_id;
@@ -214,6 +215,12 @@ static json_t *fake_default_result(fx_t *f, int m) {
     snprintf(fl, sizeof fl, "dialog:failed_dialogs = %llu", (unsigned long long)f->failed);
     return json_pack("[s, s, s, s, s]", "dialog:active_dialogs = 3", "dialog:early_dialogs = 1",
                      "dialog:expired_dialogs = 0", fl, p);
+  case M_HTABLE:
+    /* As kamailio.cfg counts: every dialog was sent somewhere. */
+    return json_pack("[{s:i, s:i, s:[{s:s, s:I, s:s}, {s:s, s:I, s:s}]}]", "entry", 3, "size", 2,
+                     "slot", "name", "sent::hubei", "value",
+                     (json_int_t)(f->processed - f->sent_away), "type", "int", "name",
+                     "sent::shaanxi", "value", (json_int_t)f->sent_away, "type", "int");
   default:
     return json_pack("{s:I, s:I, s:i, s:i, s:I}", "starting", (json_int_t)f->starting, "connecting",
                      (json_int_t)f->connecting, "answering", 0, "ongoing", 2, "all",
@@ -306,6 +313,11 @@ static void fake_request(fx_t *f, const char *buf, size_t n, const struct sockad
           !json_is_string(json_array_get(params, 0)) ||
           strcmp(json_string_value(json_array_get(params, 0)), "dialog:") != 0)
         fake_bad(f, "stats.get_statistics without [\"dialog:\"]", buf, n);
+    } else if (m == M_HTABLE) {
+      if (!json_is_array(params) || json_array_size(params) != 1 ||
+          !json_is_string(json_array_get(params, 0)) ||
+          strcmp(json_string_value(json_array_get(params, 0)), "nirc") != 0)
+        fake_bad(f, "htable.dump without [\"nirc\"]", buf, n);
     } else if (params && !(json_is_array(params) && json_array_size(params) == 0)) {
       fake_bad(f, "dlg.stats_active takes no parameter", buf, n);
     }
@@ -612,7 +624,8 @@ static void test_apply_writes_list_then_reloads(void **state) {
   assert_true(fx_wait(f, &f->calls[M_RELOAD], 1, 3000));
   char entries[4096];
   list_entries(f->list_at_reload, entries, sizeof entries);
-  assert_string_equal(entries, "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=100\n");
+  assert_string_equal(
+      entries, "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=100;origin=hubei;rule=74657374\n");
   /* ...and the apply waits for Kamailio's answer. */
   fx_run_for(f, 100);
   assert_int_equal(f->applies, 0);
@@ -620,7 +633,8 @@ static void test_apply_writes_list_then_reloads(void **state) {
   assert_true(fx_wait(f, &f->applies, 1, 3000));
   assert_int_equal(f->apply_rc, 0);
   assert_string_equal(f->apply_err, "");
-  assert_entries(f, "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=100\n");
+  assert_entries(f,
+                 "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=100;origin=hubei;rule=74657374\n");
   /* Every non-entry line is a comment: Kamailio parses the file. */
   char *text = read_file(f->list, NULL);
   assert_non_null(text);
@@ -670,42 +684,42 @@ static void test_apply_weights_are_percent(void **state) {
       {{"hubei", "shaanxi"},
        {700, 300},
        "7 sip:127.0.0.1:5071 0 0 duid=hubei;weight=70\n"
-       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=30\n"},
+       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=30;origin=hubei;rule=74657374\n"},
       /* 33.3 + 33.3 + 33.4: the largest remainder takes the missing 1. */
       {{"hubei", "shaanxi", "henan"},
        {333, 333, 334},
        "7 sip:127.0.0.1:5071 0 0 duid=hubei;weight=33\n"
-       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=33\n"
-       "7 sips:10.16.0.5:5061 0 0 duid=henan;weight=34\n"},
+       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=33;origin=hubei;rule=74657374\n"
+       "7 sips:10.16.0.5:5061 0 0 duid=henan;weight=34;origin=hubei;rule=74657374\n"},
       {{"henan", "hubei", "shaanxi"},
        {334, 333, 333},
-       "7 sips:10.16.0.5:5061 0 0 duid=henan;weight=34\n"
+       "7 sips:10.16.0.5:5061 0 0 duid=henan;weight=34;origin=hubei;rule=74657374\n"
        "7 sip:127.0.0.1:5071 0 0 duid=hubei;weight=33\n"
-       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=33\n"},
+       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=33;origin=hubei;rule=74657374\n"},
       /* Equal remainders: the larger share, then the earlier one. */
       {{"hubei", "shaanxi"},
        {455, 545},
        "7 sip:127.0.0.1:5071 0 0 duid=hubei;weight=45\n"
-       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=55\n"},
+       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=55;origin=hubei;rule=74657374\n"},
       {{"hubei", "shaanxi", "henan"},
        {335, 335, 330},
        "7 sip:127.0.0.1:5071 0 0 duid=hubei;weight=34\n"
-       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=33\n"
-       "7 sips:10.16.0.5:5061 0 0 duid=henan;weight=33\n"},
+       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=33;origin=hubei;rule=74657374\n"
+       "7 sips:10.16.0.5:5061 0 0 duid=henan;weight=33;origin=hubei;rule=74657374\n"},
       /* A tiny share keeps 1%, taken from the largest. */
       {{"hubei", "shaanxi"},
        {995, 5},
        "7 sip:127.0.0.1:5071 0 0 duid=hubei;weight=99\n"
-       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=1\n"},
+       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=1;origin=hubei;rule=74657374\n"},
       {{"hubei", "shaanxi"},
        {999, 1},
        "7 sip:127.0.0.1:5071 0 0 duid=hubei;weight=99\n"
-       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=1\n"},
+       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=1;origin=hubei;rule=74657374\n"},
       {{"shaanxi", "hubei", "henan"},
        {2, 996, 2},
-       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=1\n"
+       "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=1;origin=hubei;rule=74657374\n"
        "7 sip:127.0.0.1:5071 0 0 duid=hubei;weight=98\n"
-       "7 sips:10.16.0.5:5061 0 0 duid=henan;weight=1\n"},
+       "7 sips:10.16.0.5:5061 0 0 duid=henan;weight=1;origin=hubei;rule=74657374\n"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const weight_case_t *c = &cases[i];
@@ -771,7 +785,8 @@ static void test_apply_refused_restores_the_list(void **state) {
   f->answer[M_RELOAD] = (fake_answer_t){FAKE_OK, NULL};
   fx_apply_wait(f, 3000);
   assert_int_equal(f->apply_rc, 0);
-  assert_entries(f, "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=100\n");
+  assert_entries(f,
+                 "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=100;origin=hubei;rule=74657374\n");
 }
 
 static void test_apply_timeout_restores_the_list(void **state) {
@@ -881,7 +896,8 @@ static void test_apply_retries_ongoing_reload(void **state) {
     if (gap < 200) fail_msg("retry %d after %llu ms", i, (unsigned long long)gap);
   }
   if (ms > 2000) fail_msg("applied after %llu ms", (unsigned long long)ms);
-  assert_entries(f, "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=100\n");
+  assert_entries(f,
+                 "7 sip:127.0.0.1:5072 0 0 duid=shaanxi;weight=100;origin=hubei;rule=74657374\n");
   assert_non_null(strstr(f->list_at_reload, "duid=shaanxi"));
 }
 
@@ -965,6 +981,24 @@ static void test_collect_deltas(void **state) {
   assert_int_equal(f->calls[M_ACTIVE], 6);
 }
 
+/* Calls sent to another site leave offered for routed_away and routed_to. */
+static void test_collect_per_destination(void **state) {
+  fx_t *f = *state;
+  fx_start(f, 5000);
+  f->processed = 10, f->sent_away = 4;
+  fx_collect_wait(f, 3000);
+  assert_int_equal(f->load.routed_away, 0);
+  assert_int_equal(f->load.n_routed_to, 0);
+  f->processed = 25, f->sent_away = 10;
+  fx_collect_wait(f, 3000);
+  assert_int_equal(f->load.offered, 9);
+  assert_int_equal(f->load.routed_away, 6);
+  assert_int_equal(f->load.n_routed_to, 1);
+  assert_string_equal(f->load.routed_to[0].site, "shaanxi");
+  assert_int_equal(f->load.routed_to[0].calls, 6);
+  assert_int_equal(f->calls[M_HTABLE], 2);
+}
+
 static void test_collect_and_apply_at_once(void **state) {
   fx_t *f = *state;
   fx_start(f, 5000);
@@ -980,7 +1014,7 @@ static void test_collect_and_apply_at_once(void **state) {
 
 typedef struct {
   const char *name;
-  fake_answer_t stats, active;
+  fake_answer_t stats, active, htable;
   uint64_t timeout_ms; /* 0: 2000 */
   const char *want;    /* in load.error */
 } collect_case_t;
@@ -1034,6 +1068,10 @@ static void test_collect_unreadable(void **state) {
        .active = {FAKE_OK, "{\"starting\": -1, \"connecting\": 0}"},
        .want = "not understood"},
       {.name = "active a list", .active = {FAKE_OK, "[1, 0]"}, .want = "not understood"},
+      {.name = "no htable", .htable = {FAKE_ERROR, "Method Not Found"}, .want = "htable 'nirc'"},
+      {.name = "htable bad name",
+       .htable = {FAKE_OK, "[{\"slot\": [{\"name\": \"sent::Bad Site\", \"value\": 1}]}]"},
+       .want = "sent::<site>"},
   };
   f->processed = 12, f->failed = 2;
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -1042,6 +1080,7 @@ static void test_collect_unreadable(void **state) {
     fx_start(f, timeout_ms);
     f->answer[M_STATS] = c->stats;
     f->answer[M_ACTIVE] = c->active;
+    f->answer[M_HTABLE] = c->htable;
     uint64_t t0 = now_ms();
     int before = f->collects;
     fx_collect(f);
@@ -1184,6 +1223,7 @@ int main(void) {
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(test_apply_without_kamailio, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_collect_deltas, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(test_collect_per_destination, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_collect_and_apply_at_once, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_collect_unreadable, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_stop_during_apply, fx_setup, fx_teardown),

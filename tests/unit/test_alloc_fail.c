@@ -585,6 +585,7 @@ static void report_json_check(void *ctx) {
                                      "calls_from_other_sites",
                                      "pbx_unreadable",
                                      "calls_routed_away",
+                                     "routed_to",
                                      "calls_in_queue_peak",
                                      "service_level"};
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)

@@ -613,6 +613,58 @@ static void test_validate_report(void **state) {
   expect_invalid(&r, "wait over a day");
 }
 
+/* A source's per-destination counts are checked like the rest of its
+ * report, then credited to the hubs they name, and only to those. */
+static void test_routed_to_credited_to_hubs(void **state) {
+  (void)state;
+  sites_t s;
+  sites_init(&s, STALE_MS);
+  site_t *hubei = add_site(&s, "hubei");
+  site_t *shaanxi = add_site(&s, "shaanxi");
+  site_t *henan = add_site(&s, "henan");
+  Nirc__LoadReport r;
+  Nirc__SiteCount c[3] = {NIRC__SITE_COUNT__INIT, NIRC__SITE_COUNT__INIT, NIRC__SITE_COUNT__INIT};
+  Nirc__SiteCount *cp[3] = {&c[0], &c[1], &c[2]};
+  normal_report(&r);
+  r.calls_routed_away = 10;
+  r.routed_to = cp;
+  c[0].site = "shaanxi", c[0].calls = 6;
+  c[1].site = "henan", c[1].calls = 3;
+  r.n_routed_to = 2;
+  char err[256];
+  assert_int_equal(sites_validate_report(&r, err, sizeof err), 0);
+  assert_int_equal(sites_credit_routed(&s, hubei, &r), 9);
+  assert_int_equal(sites_credit_routed(&s, hubei, &r), 9);
+  assert_int_equal(shaanxi->inbound_credited, 12);
+  assert_int_equal(henan->inbound_credited, 6);
+  assert_int_equal(hubei->inbound_credited, 0);
+  /* Not credited: the source itself, a site nobody knows. */
+  c[0].site = "hubei", c[1].site = "xinjiang";
+  assert_int_equal(sites_validate_report(&r, err, sizeof err), 0);
+  assert_int_equal(sites_credit_routed(&s, hubei, &r), 0);
+  assert_int_equal(hubei->inbound_credited, 0);
+  /* An unreadable interval credits nothing. */
+  c[0].site = "shaanxi", c[1].site = "henan";
+  r.pbx_unreadable = true;
+  assert_int_equal(sites_credit_routed(&s, hubei, &r), 0);
+  assert_int_equal(shaanxi->inbound_credited, 12);
+  r.pbx_unreadable = false;
+  /* Refused outright: more than was routed away, a name that is not a
+   * site, a site twice, too many entries. */
+  c[0].calls = 8;
+  expect_invalid(&r, "routed_to over routed_away");
+  c[0].calls = 6;
+  c[1].site = "He\nnan";
+  expect_invalid(&r, "routed_to name not a slug");
+  c[1].site = NULL;
+  expect_invalid(&r, "routed_to without a name");
+  c[1].site = "shaanxi", c[1].calls = 1;
+  expect_invalid(&r, "routed_to twice");
+  r.n_routed_to = SITES_ROUTED_MAX + 1;
+  expect_invalid(&r, "routed_to too long");
+  sites_free(&s);
+}
+
 /* ---- nircd's configuration table -------------------------------------- */
 
 static const char *const NIRCD_MINIMAL = "[tls]\n"
@@ -742,6 +794,7 @@ int main(void) {
       cmocka_unit_test(test_pbx_error_kept_as_text),
       cmocka_unit_test(test_flush_minutes),
       cmocka_unit_test(test_validate_report),
+      cmocka_unit_test(test_routed_to_credited_to_hubs),
       cmocka_unit_test(test_nircd_conf_minimal),
       cmocka_unit_test(test_nircd_conf_stale_after_must_exceed_interval),
       cmocka_unit_test(test_nircd_conf_refusals),
