@@ -265,10 +265,25 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
       snprintf(wait, sizeof wait, "PBX?");
       snprintf(agents, sizeof agents, "PBX?");
     } else if (r) {
-      snprintf(queue, sizeof queue, "%u", r->calls_in_queue);
-      snprintf(wait, sizeof wait, "%.0fs", r->longest_wait_ms / 1000.0);
-      snprintf(agents, sizeof agents, "%u/%u", r->agents_logged_in, r->agents_ready);
-      if (r->calls_offered > 0)
+      /* Unknown is not zero: a figure the site does not measure says so. */
+      uint32_t nm = r->not_measured;
+      if (nm & REPORT_NM_QUEUE)
+        snprintf(queue, sizeof queue, "not measured");
+      else
+        snprintf(queue, sizeof queue, "%u", r->calls_in_queue);
+      if (nm & REPORT_NM_WAIT)
+        snprintf(wait, sizeof wait, "not measured");
+      else
+        snprintf(wait, sizeof wait, "%.0fs", r->longest_wait_ms / 1000.0);
+      if (nm & REPORT_NM_LOGGED_IN)
+        snprintf(agents, sizeof agents, "not measured");
+      else if (nm & REPORT_NM_READY)
+        snprintf(agents, sizeof agents, "%u/?", r->agents_logged_in);
+      else
+        snprintf(agents, sizeof agents, "%u/%u", r->agents_logged_in, r->agents_ready);
+      if (nm & REPORT_NM_SL)
+        snprintf(sl, sizeof sl, "not measured");
+      else if (r->calls_offered > 0)
         snprintf(sl, sizeof sl, "%.0f%%", 100.0 * r->answered_within_threshold / r->calls_offered);
     }
     ctl_route(s, route, sizeof route);
@@ -434,12 +449,29 @@ void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opt
           r->calls_offered, r->calls_answered, r->calls_abandoned);
   fprintf(out, "  from others   %u   sent away %u\n", r->calls_from_other_sites,
           r->calls_routed_away);
-  fprintf(out, "  queue         %u waiting, longest %.0f s\n", r->calls_in_queue,
-          r->longest_wait_ms / 1000.0);
-  fprintf(out, "  agents        %u logged in: %u ready, %u talking, %u not ready\n",
-          r->agents_logged_in, r->agents_ready, r->agents_talking, r->agents_not_ready);
-  fprintf(out, "  handle time   %.0f s average\n", r->aht_ms / 1000.0);
-  if (r->calls_offered)
+  uint32_t nm = r->not_measured;
+  if (nm & REPORT_NM_QUEUE)
+    fprintf(out, "  queue         not measured\n");
+  else if (nm & REPORT_NM_WAIT)
+    fprintf(out, "  queue         %u waiting, longest not measured\n", r->calls_in_queue);
+  else
+    fprintf(out, "  queue         %u waiting, longest %.0f s\n", r->calls_in_queue,
+            r->longest_wait_ms / 1000.0);
+  if (nm & REPORT_NM_LOGGED_IN)
+    fprintf(out, "  agents        not measured\n");
+  else if (nm & REPORT_NM_AGENTS)
+    fprintf(out, "  agents        %u logged in (ready, talking, not ready: not measured)\n",
+            r->agents_logged_in);
+  else
+    fprintf(out, "  agents        %u logged in: %u ready, %u talking, %u not ready\n",
+            r->agents_logged_in, r->agents_ready, r->agents_talking, r->agents_not_ready);
+  if (nm & REPORT_NM_AHT)
+    fprintf(out, "  handle time   not measured\n");
+  else
+    fprintf(out, "  handle time   %.0f s average\n", r->aht_ms / 1000.0);
+  if (nm & REPORT_NM_SL)
+    fprintf(out, "  service level not measured\n");
+  else if (r->calls_offered)
     fprintf(out, "  service level %.0f%% within %u s\n",
             100.0 * r->answered_within_threshold / r->calls_offered, r->sl_threshold_s);
 }

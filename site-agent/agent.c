@@ -171,7 +171,9 @@ static void agent_publish_metrics(agent_t *a) {
       route_share_of(&a->applied, a->slug), a->slug, a->applied.n_inbound, a->slug,
       (unsigned long long)a->reports_sent, a->slug, (unsigned long long)a->applies_ok, a->slug,
       (unsigned long long)a->applies_failed, a->slug, (unsigned long long)a->collects_unreadable);
-  if (a->have_load && !l->unreadable && n > 0 && (size_t)n < sizeof buf)
+  /* Figures not measured are left out, not published as zeros. */
+  if (a->have_load && !l->unreadable && !(l->not_measured & (REPORT_NM_QUEUE | REPORT_NM_AGENTS)) &&
+      n > 0 && (size_t)n < sizeof buf)
     n += snprintf(buf + n, sizeof buf - (size_t)n,
                   "# TYPE nirc_agent_calls_in_queue gauge\n"
                   "nirc_agent_calls_in_queue{site=\"%s\"} %u\n"
@@ -222,6 +224,7 @@ static void agent_on_collected(void *arg, const adapter_load_t *lp) {
     r.sl_threshold_s = load.sl_threshold_s;
     r.calls_from_other_sites = load.from_other_sites;
     r.calls_routed_away = load.routed_away;
+    r.not_measured = load.not_measured;
   }
   Nirc__Envelope env = NIRC__ENVELOPE__INIT;
   env.msg_case = NIRC__ENVELOPE__MSG_LOAD_REPORT;

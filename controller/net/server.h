@@ -53,6 +53,10 @@ typedef struct {
   uint64_t revoked;      /* links refused or closed: certificate revoked */
   uint64_t tls_failed;   /* handshakes that failed (no/bad/expired/revoked certificate) */
   uint64_t reloads_ok, reloads_failed;
+  /* Load reports refused: invalid (the link is closed) and, by
+   * sites_refusal_t, implausible (not stored; the link stays). */
+  uint64_t reports_invalid;
+  uint64_t reports_implausible[SITES_REFUSED_COUNT];
 } server_refusals_t;
 
 struct server {

@@ -322,6 +322,7 @@ static void engine_next_predict(engine_t *e, engine_arena_t *a, const schedule_t
     h->agents = pc->after.agents;
     h->agents_needed = pc->agents_needed;
     h->n_sources = pc->n_sources;
+    h->capacity_source = (char *)capacity_source_name(pc->cap_source);
     if (pc->refused) {
       char names[sizeof pc->refused_sources];
       nirc_strlcpy(names, pc->refused_sources, sizeof names);
