@@ -534,9 +534,13 @@ void ctl_next_print(FILE *out, const Nirc__NextReply *r, const char *tz) {
         fprintf(out, "%31s ! %s\n", "", ctl_st_esc(e->alarms[k]));
       for (size_t k = 0; k < e->n_predictions; k++) {
         const Nirc__NextHub *h = e->predictions[k];
-        fprintf(out, "%31s %s: SL %.0f%% predicted%s, needs %u agents, has %u, takes %u", "",
+        /* "has 28 (configured)": where the agents come from, when not measured. */
+        const char *cs = h->capacity_source ? h->capacity_source : "";
+        fprintf(out, "%31s %s: SL %.0f%% predicted%s, needs %u agents, has %u%s%s%s, takes %u", "",
                 ctl_st_esc(h->hub), 100.0 * h->sl_after, h->stable ? "" : " (unstable)",
-                h->agents_needed, h->agents, h->n_sources);
+                h->agents_needed, h->agents, *cs && strcmp(cs, "measured") ? " (" : "",
+                *cs && strcmp(cs, "measured") ? ctl_st_esc(cs) : "",
+                *cs && strcmp(cs, "measured") ? ")" : "", h->n_sources);
         if (h->n_refused_sources) {
           char ref[200];
           ctl_next_list(h->refused_sources, h->n_refused_sources, 6, ref, sizeof ref);
@@ -587,10 +591,13 @@ json_t *ctl_next_json(const Nirc__NextReply *r) {
           for (size_t j = 0; j < h->n_refused_sources; j++)
             json_array_append_new(ref, json_string(h->refused_sources[j]));
           json_array_append_new(
-              pred, json_pack("{s:s, s:f, s:b, s:I, s:I, s:I, s:o}", "hub", h->hub, "sl_after",
-                              h->sl_after, "stable", h->stable, "agents", (json_int_t)h->agents,
-                              "agents_needed", (json_int_t)h->agents_needed, "sources",
-                              (json_int_t)h->n_sources, "refused_sources", ref));
+              pred,
+              json_pack("{s:s, s:f, s:b, s:I, s:I, s:I, s:o, s:o}", "hub", h->hub, "sl_after",
+                        h->sl_after, "stable", h->stable, "agents", (json_int_t)h->agents,
+                        "agents_needed", (json_int_t)h->agents_needed, "sources",
+                        (json_int_t)h->n_sources, "refused_sources", ref, "capacity_source",
+                        h->capacity_source && *h->capacity_source ? json_string(h->capacity_source)
+                                                                  : json_null()));
         }
       }
       json_object_set_new(x, "predictions", pred);
