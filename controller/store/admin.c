@@ -88,13 +88,37 @@ int admin_import_sites(const char *conninfo, const scenario_t *sc, char *err, si
   return rc;
 }
 
+/* The capacity columns of a sites row (seats, roster, offset, configured)
+ * from column `col` on. A stored roster that does not parse (edited by
+ * hand) is refused, as a bad configuration is: planning on a guess is
+ * worse. */
+static int admin_capacity_row(PGresult *r, int i, int col, capacity_t *cap, char *err,
+                              size_t errlen) {
+  char why[200];
+  memset(cap, 0, sizeof *cap);
+  cap->seats = (uint32_t)strtoul(PQgetvalue(r, i, col), NULL, 10);
+  cap->utc_offset_min = (int32_t)strtol(PQgetvalue(r, i, col + 2), NULL, 10);
+  cap->configured = PQgetvalue(r, i, col + 3)[0] == 't';
+  if (capacity_parse_roster(PQgetvalue(r, i, col + 1), cap, why, sizeof why) != 0 ||
+      capacity_validate(cap, why, sizeof why) != 0) {
+    snprintf(err, errlen,
+             "site '%s': stored capacity is invalid: %s (fix it with nircctl capacity or nircd "
+             "import-sites)",
+             PQgetvalue(r, i, 0), why);
+    return NIRC_EINVAL;
+  }
+  return 0;
+}
+
+#define ADMIN_CAPACITY_COLS                                                                        \
+  "coalesce(seats, 0), coalesce(roster, ''), capacity_utc_offset_min, "                            \
+  "seats IS NOT NULL OR roster IS NOT NULL"
+
 int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t errlen) {
   PGconn *c = admin_connect(conninfo, err, errlen);
   if (!c) return NIRC_EDB;
-  PGresult *r =
-      PQexec(c, "SELECT slug, name_en, name_zh, is_hub, coalesce(lat, 0), coalesce(lon, 0), "
-                "coalesce(seats, 0), coalesce(roster, ''), capacity_utc_offset_min, "
-                "seats IS NOT NULL OR roster IS NOT NULL FROM sites ORDER BY slug");
+  PGresult *r = PQexec(c, "SELECT slug, name_en, name_zh, is_hub, coalesce(lat, 0), coalesce(lon, "
+                          "0), " ADMIN_CAPACITY_COLS " FROM sites ORDER BY slug");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     int rc = admin_fail(c, r, "loading sites", err, errlen);
     PQfinish(c);
@@ -110,20 +134,7 @@ int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t err
       site_t *s = &sites->v[sites->n - 1];
       s->lat = atof(PQgetvalue(r, i, 4));
       s->lon = atof(PQgetvalue(r, i, 5));
-      /* A stored roster that does not parse (edited by hand) is refused
-       * at start, as a bad configuration is: planning on a guess is worse. */
-      char why[200];
-      s->cap.seats = (uint32_t)strtoul(PQgetvalue(r, i, 6), NULL, 10);
-      s->cap.utc_offset_min = (int32_t)strtol(PQgetvalue(r, i, 8), NULL, 10);
-      s->cap.configured = PQgetvalue(r, i, 9)[0] == 't';
-      if (capacity_parse_roster(PQgetvalue(r, i, 7), &s->cap, why, sizeof why) != 0 ||
-          capacity_validate(&s->cap, why, sizeof why) != 0) {
-        snprintf(err, errlen,
-                 "site '%s': stored capacity is invalid: %s (fix it with nircctl capacity or "
-                 "nircd import-sites)",
-                 s->slug, why);
-        rc = NIRC_EINVAL;
-      }
+      rc = admin_capacity_row(r, i, 6, &s->cap, err, errlen);
     }
   }
   PQclear(r);
@@ -410,6 +421,22 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   PQclear(r);
 
+  r = PQexec(c, "SELECT slug, " ADMIN_CAPACITY_COLS " FROM sites ORDER BY slug");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = admin_fail(c, r, "loading capacity", err, errlen);
+    goto done;
+  }
+  out->capacity = calloc((size_t)PQntuples(r) + 1, sizeof *out->capacity);
+  for (int i = 0; out->capacity && i < PQntuples(r); i++) {
+    admin_capacity_t *k = &out->capacity[out->n_capacity++];
+    nirc_strlcpy(k->slug, PQgetvalue(r, i, 0), sizeof k->slug);
+    if ((rc = admin_capacity_row(r, i, 1, &k->cap, err, errlen)) != 0) {
+      PQclear(r);
+      goto done;
+    }
+  }
+  PQclear(r);
+
   r = PQexec(c, "SELECT greatest((SELECT coalesce(max(id), 0) FROM cutovers),"
                 " (SELECT coalesce(max(id), 0) FROM schedules),"
                 " (SELECT coalesce(max(id), 0) FROM overflow_rules))");
@@ -420,7 +447,8 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   out->max_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
   if (!out->cutovers || !out->schedules || !out->overflows || !out->overflow_states ||
-      !out->exclusions || !out->holds || !out->hubs || !out->load || !out->alarms) {
+      !out->exclusions || !out->holds || !out->hubs || !out->load || !out->alarms ||
+      !out->capacity) {
     snprintf(err, errlen, "out of memory loading rules");
     rc = NIRC_ENOMEM;
   }
@@ -440,5 +468,6 @@ void admin_rules_free(admin_rules_t *r) {
   free(r->hubs);
   free(r->load);
   free(r->alarms);
+  free(r->capacity);
   memset(r, 0, sizeof *r);
 }

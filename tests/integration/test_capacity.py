@@ -185,8 +185,21 @@ def test_implausible_reports_are_refused_counted_and_alarmed():
     assert j["refused"] and len(j["refused_sources"]) == len(SIX), j
 
 
+def test_capacity_survives_a_restart():
+    env.controller.stop()
+    env.start_controller()
+    lst = json.loads(ctl("--json", "capacity", "shaanxi", expect=0).stdout)
+    (row,) = lst["sites"]
+    assert row["configured"] and row["seats"] == 80 \
+        and row["roster"] == "08:00-22:00=72,22:00-08:00=28" and row["utc_offset_min"] == 480, row
+    T.wait_until(lambda: json.loads(ctl("--json", "capacity", "shaanxi", expect=0).stdout)
+                 ["sites"][0]["source_now"] == "configured", 20,
+                 "shaanxi planned on its roster again once it reports")
+
+
 if __name__ == "__main__":
     T.main([test_start, test_unmeasured_is_shown_as_not_measured,
             test_plan_refuses_unmeasured_capacity_and_names_the_fix,
             test_capacity_change_needs_operator_and_plans_from_the_roster,
-            test_implausible_reports_are_refused_counted_and_alarmed])
+            test_implausible_reports_are_refused_counted_and_alarmed,
+            test_capacity_survives_a_restart])
