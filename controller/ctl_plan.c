@@ -77,7 +77,7 @@ static void print_hub(const Nirc__CapacityPrediction *c) {
   /* Where its agents come from: a prediction on a configured roster, or
    * on nothing at all (forced), must say so. */
   const char *src = c->capacity_source ? c->capacity_source : "";
-  if (strcmp(src, "configured") == 0)
+  if (strcmp(src, "configured") == 0 || strcmp(src, "measured") == 0)
     printf("        capacity of %s: %s\n", ctl_esc(c->hub), ctl_esc(c->capacity_note));
   else if (strcmp(src, "unknown") == 0)
     printf("        capacity of %s: NOT MEASURED and not configured: the prediction means nothing "

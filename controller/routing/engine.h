@@ -398,6 +398,7 @@ typedef struct {
   double sl_after; /* 0..1; 0 when unstable */
   bool stable;
   unsigned agents, agents_needed, n_sources, n_refused;
+  capacity_source_t cap_source; /* where `agents` comes from */
 } engine_next_hub_t;
 size_t engine_next_predict_hubs(engine_t *e, const engine_next_t *ev, engine_next_hub_t *out,
                                 size_t max);

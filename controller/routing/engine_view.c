@@ -363,6 +363,7 @@ size_t engine_next_predict_hubs(engine_t *e, const engine_next_t *ev, engine_nex
     h->agents_needed = pc->agents_needed;
     h->n_sources = pc->n_sources;
     h->n_refused = pc->refused ? pc->n_refused : 0;
+    h->cap_source = pc->cap_source;
   }
   planner_free(&trial);
   return n;
