@@ -1014,7 +1014,7 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "people), and every report is checked against it: more agents than seats x 1.2\n"
      "+ 5 is refused and alarmed. The list shows what the planner uses now and where\n"
      "it comes from (measured, configured, unknown). A change needs role operator,\n"
-     "is audited (`nircctl history --action capacity`) and survives restarts.\n\n"
+     "is audited (action capacity in nircctl history) and survives restarts.\n\n"
      "Examples:\n  nircctl capacity\n"
      "  nircctl capacity shaanxi --seats 80 --roster 08:00-22:00=72,22:00-08:00=28 \\\n"
      "      --utc-offset +08:00 --note 'night shift from the new roster'\n"
