@@ -1,5 +1,7 @@
 #include "report.h"
 
+#include <stdbool.h>
+
 /* {"shaanxi": 12}: the calls sent to each other site in the interval. */
 static json_t *report_routed_json(const Nirc__LoadReport *r) {
   json_t *o = json_object();
@@ -28,19 +30,50 @@ json_t *report_to_json(const Nirc__LoadReport *r) {
       (json_int_t)r->sl_threshold_s, "calls_from_other_sites",
       (json_int_t)r->calls_from_other_sites, "pbx_unreadable", r->pbx_unreadable);
   if (!o) return NULL;
+  /* Figures not measured: null in place, and named in not_measured. */
+  static const struct {
+    uint32_t bit;
+    const char *keys[2];
+  } nm[] = {
+      {REPORT_NM_LOGGED_IN, {"agents_logged_in", NULL}},
+      {REPORT_NM_READY, {"agents_ready", NULL}},
+      {REPORT_NM_TALKING, {"agents_talking", NULL}},
+      {REPORT_NM_NOT_READY, {"agents_not_ready", NULL}},
+      {REPORT_NM_QUEUE, {"calls_in_queue", NULL}},
+      {REPORT_NM_QUEUE_PEAK, {"calls_in_queue_peak", NULL}},
+      {REPORT_NM_WAIT, {"longest_wait_ms", NULL}},
+      {REPORT_NM_AHT, {"aht_ms", NULL}},
+      {REPORT_NM_SL, {"answered_within_threshold", "sl_threshold_s"}},
+  };
+  json_t *list = json_array();
+  bool sl_unknown = (r->not_measured & REPORT_NM_SL) != 0;
+  if (!list || json_object_set_new(o, "not_measured", list)) {
+    json_decref(o);
+    return NULL;
+  }
   /* All or nothing: a report missing a field would read as a zero. */
   if (json_object_set_new(o, "calls_routed_away", json_integer((json_int_t)r->calls_routed_away)) ||
       json_object_set_new(o, "routed_to", report_routed_json(r)) ||
       json_object_set_new(o, "calls_in_queue_peak",
                           json_integer((json_int_t)r->calls_in_queue_peak)) ||
       json_object_set_new(o, "service_level",
-                          r->calls_offered > 0
+                          r->calls_offered > 0 && !sl_unknown
                               ? json_real((double)r->answered_within_threshold / r->calls_offered)
                               : json_null()) ||
       (r->pbx_unreadable &&
        json_object_set_new(o, "pbx_error", json_string(r->pbx_error ? r->pbx_error : "")))) {
     json_decref(o);
     return NULL;
+  }
+  for (size_t i = 0; i < sizeof nm / sizeof nm[0]; i++) {
+    if (!(r->not_measured & nm[i].bit)) continue;
+    for (int k = 0; k < 2 && nm[i].keys[k]; k++) {
+      if (json_object_set_new(o, nm[i].keys[k], json_null()) ||
+          json_array_append_new(list, json_string(nm[i].keys[k]))) {
+        json_decref(o);
+        return NULL;
+      }
+    }
   }
   return o;
 }

@@ -585,6 +585,98 @@ static int build_alarms(int argc, char **argv, Nirc__OperatorRequest *req, ctl_a
   return 0;
 }
 
+/* "+08:00", "-05:30", "UTC" or minutes ("480") into minutes east of UTC. */
+static int ctl_parse_offset(const char *s, int32_t *out) {
+  if (strcmp(s, "UTC") == 0 || strcmp(s, "Z") == 0) {
+    *out = 0;
+    return 0;
+  }
+  int sign = 1;
+  const char *p = s;
+  if (*p == '+' || *p == '-') sign = *p++ == '-' ? -1 : 1;
+  unsigned h, m;
+  int n = 0;
+  if (sscanf(p, "%2u:%2u%n", &h, &m, &n) == 2 && p[n] == '\0' && m < 60 && h <= 14) {
+    *out = sign * (int32_t)(h * 60 + m);
+    return 0;
+  }
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (!*s || *end || v < -840 || v > 840) return -1;
+  *out = (int32_t)v;
+  return 0;
+}
+
+static int build_capacity(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  static const struct option o[] = {
+      {"seats", required_argument, NULL, 's'},      {"roster", required_argument, NULL, 'r'},
+      {"utc-offset", required_argument, NULL, 'u'}, {"clear", no_argument, NULL, 'c'},
+      {"note", required_argument, NULL, 'n'},       {NULL, 0, NULL, 0},
+  };
+  Nirc__CapacityRequest *c = &a->capacity;
+  nirc__capacity_request__init(c);
+  c->site = "";
+  c->roster = "";
+  c->note = "";
+  bool change = false;
+  int ch;
+  optind = 0;
+  while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
+    switch (ch) {
+    case 's': {
+      char *end;
+      unsigned long v = strtoul(optarg, &end, 10);
+      if (!*optarg || *end || v == 0 || v > 100000) {
+        ctl_say(a, "--seats '%s': a number of seats from 1 to 100000", optarg);
+        return EXIT_USAGE;
+      }
+      c->seats = (uint32_t)v;
+      change = true;
+      break;
+    }
+    case 'r':
+      c->roster = optarg;
+      change = true;
+      break;
+    case 'u':
+      if (ctl_parse_offset(optarg, &c->utc_offset_min) != 0) {
+        ctl_say(a, "--utc-offset '%s': +HH:MM, -HH:MM or minutes (-840..840)", optarg);
+        return EXIT_USAGE;
+      }
+      c->has_utc_offset = 1;
+      change = true;
+      break;
+    case 'c':
+      c->clear = 1;
+      change = true;
+      break;
+    case 'n': c->note = optarg; break;
+    default: return EXIT_USAGE;
+    }
+  }
+  if (optind < argc) c->site = argv[optind++];
+  if (optind < argc) {
+    ctl_say(a, "capacity takes one site, got '%s' too", argv[optind]);
+    return EXIT_USAGE;
+  }
+  if (change && !c->site[0]) {
+    ctl_say(a, "capacity: name the site to change (nircctl capacity SITE --seats N ...)");
+    return EXIT_USAGE;
+  }
+  if (c->clear && (c->seats || c->roster[0] || c->has_utc_offset)) {
+    ctl_say(a, "--clear takes no --seats, --roster or --utc-offset");
+    return EXIT_USAGE;
+  }
+  if (c->note[0] && !change) {
+    ctl_say(a, "--note goes with a change (--seats, --roster, --utc-offset, --clear)");
+    return EXIT_USAGE;
+  }
+  c->set = change;
+  req->body_case = NIRC__OPERATOR_REQUEST__BODY_CAPACITY;
+  req->capacity = c;
+  return 0;
+}
+
 static int rule_op(const char *w, Nirc__RuleOp *op) {
   static const struct {
     const char *w;
@@ -902,7 +994,8 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "directive (a site failed a directive, or was rolled back), site_down, database\n"
      "(unreachable: writes wait in the journal), journal (filling or refusing),\n"
      "identity (two agents claim one site), pbx (a site's PBX routed otherwise than\n"
-     "its agent applied: warning when the agent repaired it, critical when not).\n"
+     "its agent applied: warning when the agent repaired it, critical when not), report\n"
+     "(a site's reports refused as implausible).\n"
      "Without --all the controller's active alarms (also while the database is\n"
      "down); --all reads the stored record, cleared ones too, newest first.\n"
      "ack (role operator) records who saw it; it stays active until it clears.\n"
@@ -910,6 +1003,24 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "Examples:\n  nircctl alarms\n  nircctl alarms ack 2000013 --note \"hubei PBX team called\"\n"
      "  nircctl --json alarms --all --limit 200\n",
      build_alarms, 0},
+    {CTL_CMD_CAPACITY, "capacity", "configured seats and roster per site; change (operator)",
+     "usage: nircctl capacity [SITE]\n"
+     "       nircctl capacity SITE [--seats N] [--roster HH:MM-HH:MM=N[,...]|none]\n"
+     "                             [--utc-offset +HH:MM] [--note TEXT]\n"
+     "       nircctl capacity SITE --clear [--note TEXT]\n\n"
+     "What a site is configured to have: its seats and a roster of agents by time\n"
+     "of day in its local time (a window may cross midnight; a time no window covers\n"
+     "has no agents; seats without a roster: that many all day). The planner uses it\n"
+     "when the site does not measure its agents (a Kamailio proxy knows calls, not\n"
+     "people), and every report is checked against it: more agents than seats x 1.2\n"
+     "+ 5 is refused and alarmed. The list shows what the planner uses now and where\n"
+     "it comes from (measured, configured, unknown). A change needs role operator,\n"
+     "is audited (action capacity in nircctl history) and survives restarts.\n\n"
+     "Examples:\n  nircctl capacity\n"
+     "  nircctl capacity shaanxi --seats 80 --roster 08:00-22:00=72,22:00-08:00=28 \\\n"
+     "      --utc-offset +08:00 --note 'night shift from the new roster'\n"
+     "  nircctl capacity shaanxi --clear\n",
+     build_capacity, 0},
     {CTL_CMD_SCHEDULE, "schedule", "time-of-day moves: list, add, rm, enable, disable (admin)",
      "usage: nircctl schedule list\n"
      "       nircctl schedule add NAME --sources A,B,... --to HUB[,HUB] --start HH:MM --end HH:MM\n"

@@ -35,6 +35,7 @@ typedef enum {
   CTL_CMD_OVERFLOW,
   CTL_CMD_ALARMS,
   CTL_CMD_NEXT,
+  CTL_CMD_CAPACITY,
   CTL_NCMDS
 } ctl_cmd_id_t;
 
@@ -84,7 +85,8 @@ typedef struct {
   /* status --moved, --problems, --zh: filters and names, applied by
    * nircctl to the whole reply (hubs receiving calls and alarms need it). */
   bool moved, problems, zh;
-  Nirc__NextRequest next; /* next --hours N */
+  Nirc__NextRequest next;         /* next --hours N */
+  Nirc__CapacityRequest capacity; /* capacity [SITE [--seats N] [--roster SPEC] ...] */
 } ctl_args_t;
 
 /* The causes a route change is audited with (engine.h route_cause_t), for

@@ -74,6 +74,15 @@ static void print_hub(const Nirc__CapacityPrediction *c) {
          ctl_esc(c->hub), c->traffic_before_erl, c->traffic_after_erl, c->agents, c->sl_threshold_s,
          100 * c->sl_before, 100 * c->sl_after, asa, 100 * c->occupancy_after, c->agents_needed,
          100 * c->sl_target, takes, c->forced ? "  [FORCED past the capacity check]" : "");
+  /* Where its agents come from: a prediction on a configured roster, or
+   * on nothing at all (forced), must say so. */
+  const char *src = c->capacity_source ? c->capacity_source : "";
+  if (strcmp(src, "configured") == 0 || strcmp(src, "measured") == 0)
+    printf("        capacity of %s: %s\n", ctl_esc(c->hub), ctl_esc(c->capacity_note));
+  else if (strcmp(src, "unknown") == 0)
+    printf("        capacity of %s: NOT MEASURED and not configured: the prediction means nothing "
+           "(nircctl capacity %s --seats N ...)\n",
+           ctl_esc(c->hub), ctl_esc(c->hub));
   const Nirc__RefusedLoad *w = c->with_refused;
   if (!c->refused || !w) return;
   char names[512];
@@ -146,17 +155,25 @@ static json_t *capacity_json(const Nirc__CapacityPrediction *c) {
                                asa_json(w->stable, w->asa_s), "occupancy", w->occupancy,
                                "agents_needed", (json_int_t)w->agents_needed, "stable", w->stable)
                    : json_null();
-  return json_pack("{s:s, s:f, s:f, s:I, s:f, s:f, s:o, s:f, s:I, s:b, s:b, s:f, s:f, s:o, s:o, "
-                   "s:o, s:b}",
-                   "hub", c->hub, "traffic_before_erl", c->traffic_before_erl, "traffic_after_erl",
-                   c->traffic_after_erl, "agents", (json_int_t)c->agents, "sl_before", c->sl_before,
-                   "sl_after", c->sl_after, "asa_after_s",
-                   asa_json(c->stable_after, c->asa_after_s), "occupancy_after", c->occupancy_after,
-                   "agents_needed", (json_int_t)c->agents_needed, "stable_after", c->stable_after,
-                   "refused", c->refused, "sl_target", c->sl_target, "sl_threshold_s",
-                   c->sl_threshold_s, "sources", strings_json(c->sources, c->n_sources),
-                   "refused_sources", strings_json(c->refused_sources, c->n_refused_sources),
-                   "with_refused", with, "forced", c->forced);
+  json_t *o = json_pack(
+      "{s:s, s:f, s:f, s:I, s:f, s:f, s:o, s:f, s:I, s:b, s:b, s:f, s:f, s:o, "
+      "s:o, s:o, s:b}",
+      "hub", c->hub, "traffic_before_erl", c->traffic_before_erl, "traffic_after_erl",
+      c->traffic_after_erl, "agents", (json_int_t)c->agents, "sl_before", c->sl_before, "sl_after",
+      c->sl_after, "asa_after_s", asa_json(c->stable_after, c->asa_after_s), "occupancy_after",
+      c->occupancy_after, "agents_needed", (json_int_t)c->agents_needed, "stable_after",
+      c->stable_after, "refused", c->refused, "sl_target", c->sl_target, "sl_threshold_s",
+      c->sl_threshold_s, "sources", strings_json(c->sources, c->n_sources), "refused_sources",
+      strings_json(c->refused_sources, c->n_refused_sources), "with_refused", with, "forced",
+      c->forced);
+  /* Where "agents" comes from; null from a controller that does not say. */
+  if (o) {
+    const char *src = c->capacity_source && *c->capacity_source ? c->capacity_source : NULL;
+    json_object_set_new(o, "capacity_source", src ? json_string(src) : json_null());
+    json_object_set_new(o, "capacity_note",
+                        src ? json_string(c->capacity_note ? c->capacity_note : "") : json_null());
+  }
+  return o;
 }
 
 static json_t *refused_source_json(const Nirc__RefusedSource *r) {
@@ -164,9 +181,11 @@ static json_t *refused_source_json(const Nirc__RefusedSource *r) {
   for (size_t k = 0; k < r->n_hubs; k++) {
     const Nirc__HubNeed *h = r->hubs[k];
     json_array_append_new(
-        hubs, json_pack("{s:s, s:o, s:I, s:s}", "hub", h->hub, "agents_needed",
+        hubs, json_pack("{s:s, s:o, s:I, s:s, s:o}", "hub", h->hub, "agents_needed",
                         h->capacity ? json_integer((json_int_t)h->agents_needed) : json_null(),
-                        "agents", (json_int_t)h->agents, "why", h->why));
+                        "agents", (json_int_t)h->agents, "why", h->why, "capacity_source",
+                        h->capacity_source && *h->capacity_source ? json_string(h->capacity_source)
+                                                                  : json_null()));
   }
   return json_pack("{s:s, s:s, s:o}", "source", r->source, "why", r->why, "hubs", hubs);
 }

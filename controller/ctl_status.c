@@ -265,10 +265,25 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
       snprintf(wait, sizeof wait, "PBX?");
       snprintf(agents, sizeof agents, "PBX?");
     } else if (r) {
-      snprintf(queue, sizeof queue, "%u", r->calls_in_queue);
-      snprintf(wait, sizeof wait, "%.0fs", r->longest_wait_ms / 1000.0);
-      snprintf(agents, sizeof agents, "%u/%u", r->agents_logged_in, r->agents_ready);
-      if (r->calls_offered > 0)
+      /* Unknown is not zero: a figure the site does not measure says so. */
+      uint32_t nm = r->not_measured;
+      if (nm & REPORT_NM_QUEUE)
+        snprintf(queue, sizeof queue, "not measured");
+      else
+        snprintf(queue, sizeof queue, "%u", r->calls_in_queue);
+      if (nm & REPORT_NM_WAIT)
+        snprintf(wait, sizeof wait, "not measured");
+      else
+        snprintf(wait, sizeof wait, "%.0fs", r->longest_wait_ms / 1000.0);
+      if (nm & REPORT_NM_LOGGED_IN)
+        snprintf(agents, sizeof agents, "not measured");
+      else if (nm & REPORT_NM_READY)
+        snprintf(agents, sizeof agents, "%u/?", r->agents_logged_in);
+      else
+        snprintf(agents, sizeof agents, "%u/%u", r->agents_logged_in, r->agents_ready);
+      if (nm & REPORT_NM_SL)
+        snprintf(sl, sizeof sl, "not measured");
+      else if (r->calls_offered > 0)
         snprintf(sl, sizeof sl, "%.0f%%", 100.0 * r->answered_within_threshold / r->calls_offered);
     }
     ctl_route(s, route, sizeof route);
@@ -441,12 +456,29 @@ void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opt
           r->calls_offered, r->calls_answered, r->calls_abandoned);
   fprintf(out, "  from others   %u   sent away %u\n", r->calls_from_other_sites,
           r->calls_routed_away);
-  fprintf(out, "  queue         %u waiting, longest %.0f s\n", r->calls_in_queue,
-          r->longest_wait_ms / 1000.0);
-  fprintf(out, "  agents        %u logged in: %u ready, %u talking, %u not ready\n",
-          r->agents_logged_in, r->agents_ready, r->agents_talking, r->agents_not_ready);
-  fprintf(out, "  handle time   %.0f s average\n", r->aht_ms / 1000.0);
-  if (r->calls_offered)
+  uint32_t nm = r->not_measured;
+  if (nm & REPORT_NM_QUEUE)
+    fprintf(out, "  queue         not measured\n");
+  else if (nm & REPORT_NM_WAIT)
+    fprintf(out, "  queue         %u waiting, longest not measured\n", r->calls_in_queue);
+  else
+    fprintf(out, "  queue         %u waiting, longest %.0f s\n", r->calls_in_queue,
+            r->longest_wait_ms / 1000.0);
+  if (nm & REPORT_NM_LOGGED_IN)
+    fprintf(out, "  agents        not measured\n");
+  else if (nm & REPORT_NM_AGENTS)
+    fprintf(out, "  agents        %u logged in (ready, talking, not ready: not measured)\n",
+            r->agents_logged_in);
+  else
+    fprintf(out, "  agents        %u logged in: %u ready, %u talking, %u not ready\n",
+            r->agents_logged_in, r->agents_ready, r->agents_talking, r->agents_not_ready);
+  if (nm & REPORT_NM_AHT)
+    fprintf(out, "  handle time   not measured\n");
+  else
+    fprintf(out, "  handle time   %.0f s average\n", r->aht_ms / 1000.0);
+  if (nm & REPORT_NM_SL)
+    fprintf(out, "  service level not measured\n");
+  else if (r->calls_offered)
     fprintf(out, "  service level %.0f%% within %u s\n",
             100.0 * r->answered_within_threshold / r->calls_offered, r->sl_threshold_s);
 }
@@ -509,9 +541,13 @@ void ctl_next_print(FILE *out, const Nirc__NextReply *r, const char *tz) {
         fprintf(out, "%31s ! %s\n", "", ctl_st_esc(e->alarms[k]));
       for (size_t k = 0; k < e->n_predictions; k++) {
         const Nirc__NextHub *h = e->predictions[k];
-        fprintf(out, "%31s %s: SL %.0f%% predicted%s, needs %u agents, has %u, takes %u", "",
+        /* "has 28 (configured)": where the agents come from, when not measured. */
+        const char *cs = h->capacity_source ? h->capacity_source : "";
+        fprintf(out, "%31s %s: SL %.0f%% predicted%s, needs %u agents, has %u%s%s%s, takes %u", "",
                 ctl_st_esc(h->hub), 100.0 * h->sl_after, h->stable ? "" : " (unstable)",
-                h->agents_needed, h->agents, h->n_sources);
+                h->agents_needed, h->agents, *cs && strcmp(cs, "measured") ? " (" : "",
+                *cs && strcmp(cs, "measured") ? ctl_st_esc(cs) : "",
+                *cs && strcmp(cs, "measured") ? ")" : "", h->n_sources);
         if (h->n_refused_sources) {
           char ref[200];
           ctl_next_list(h->refused_sources, h->n_refused_sources, 6, ref, sizeof ref);
@@ -562,10 +598,13 @@ json_t *ctl_next_json(const Nirc__NextReply *r) {
           for (size_t j = 0; j < h->n_refused_sources; j++)
             json_array_append_new(ref, json_string(h->refused_sources[j]));
           json_array_append_new(
-              pred, json_pack("{s:s, s:f, s:b, s:I, s:I, s:I, s:o}", "hub", h->hub, "sl_after",
-                              h->sl_after, "stable", h->stable, "agents", (json_int_t)h->agents,
-                              "agents_needed", (json_int_t)h->agents_needed, "sources",
-                              (json_int_t)h->n_sources, "refused_sources", ref));
+              pred,
+              json_pack("{s:s, s:f, s:b, s:I, s:I, s:I, s:o, s:o}", "hub", h->hub, "sl_after",
+                        h->sl_after, "stable", h->stable, "agents", (json_int_t)h->agents,
+                        "agents_needed", (json_int_t)h->agents_needed, "sources",
+                        (json_int_t)h->n_sources, "refused_sources", ref, "capacity_source",
+                        h->capacity_source && *h->capacity_source ? json_string(h->capacity_source)
+                                                                  : json_null()));
         }
       }
       json_object_set_new(x, "predictions", pred);

@@ -12,6 +12,7 @@
  * acting on the operator's terminal. JSON output is escaped by jansson. */
 #include "config.h"
 #include "ctl_args.h"
+#include "ctl_capacity.h"
 #include "ctl_alarms.h"
 #include "ctl_history.h"
 #include "ctl_plan.h"
@@ -513,10 +514,12 @@ static int print_map(const Nirc__OperatorReply *rep, int json) {
         .lat = s->lat,
         .lon = s->lon,
         .link = ctl_link_word(s->link_state),
-        .occupancy = r && r->agents_logged_in && !r->pbx_unreadable
+        .occupancy = r && r->agents_logged_in && !r->pbx_unreadable &&
+                             !(r->not_measured & (REPORT_NM_LOGGED_IN | REPORT_NM_TALKING))
                          ? (double)r->agents_talking / r->agents_logged_in
                          : -1,
         .in_queue = r && !r->pbx_unreadable ? r->calls_in_queue : 0,
+        .queue_unknown = r && (r->not_measured & REPORT_NM_QUEUE),
         .is_hub = s->is_hub,
     };
     for (size_t k = 0; k < s->n_route && nm < st->n_sites * 8; k++)
@@ -720,6 +723,25 @@ static int print_alarms(const Nirc__OperatorReply *rep, int json) {
   return r->n_alarms ? EXIT_REFUSED : EXIT_DONE;
 }
 
+static const char *capacity_site; /* capacity SITE: the row to show */
+
+/* `nircctl capacity`: the list, or the changed site's row; a change whose
+ * record is not durable exits 4 with the warning. */
+static int print_capacity(const Nirc__OperatorReply *rep, int json) {
+  const Nirc__CapacityReply *r = rep->capacity;
+  if (!r) return EXIT_REFUSED;
+  const char *warn = rep->error && rep->error->message ? rep->error->message : NULL;
+  if (json) {
+    json_t *j = ctl_capacity_json(r, capacity_site);
+    if (warn) json_object_set_new(j, "warning", json_string(warn));
+    print_json(j);
+  } else {
+    ctl_capacity_print(stdout, r, capacity_site);
+    if (warn) fprintf(stderr, "nircctl: %s\n", esc(warn));
+  }
+  return warn ? EXIT_PARTIAL : EXIT_DONE;
+}
+
 /* How each command shows the controller's reply. */
 static int (*const ctl_print[CTL_NCMDS])(const Nirc__OperatorReply *rep, int json) = {
     [CTL_CMD_SITE] = print_site,          [CTL_CMD_MAP] = print_map,
@@ -728,7 +750,7 @@ static int (*const ctl_print[CTL_NCMDS])(const Nirc__OperatorReply *rep, int jso
     [CTL_CMD_READMIT] = print_move,       [CTL_CMD_PLAN] = print_plan,
     [CTL_CMD_HISTORY] = print_history,    [CTL_CMD_SCHEDULE] = print_schedules,
     [CTL_CMD_OVERFLOW] = print_overflows, [CTL_CMD_ALARMS] = print_alarms,
-    [CTL_CMD_NEXT] = print_next,
+    [CTL_CMD_NEXT] = print_next,          [CTL_CMD_CAPACITY] = print_capacity,
 };
 
 static void usage(FILE *f) {
@@ -821,6 +843,7 @@ int main(int argc, char **argv) {
   }
   history_csv = args.csv;
   alarms_ack = args.alarms.ack_id != 0;
+  capacity_site = args.capacity.site;
   history_tz = args.tz ? args.tz : conf.tz;
   if (!ctl_tz_valid(history_tz)) {
     fprintf(stderr,

@@ -91,6 +91,11 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
       site_t *s = sites_find(&srv->sites, rules->load[k].slug);
       if (s) sites_seed_load(s, &rules->load[k], clock_now_ms(&srv->clock));
     }
+    /* The capacity as stored now, with the changes the old leader made. */
+    for (size_t k = 0; k < rules->n_capacity; k++) {
+      site_t *s = sites_find(&srv->sites, rules->capacity[k].slug);
+      if (s) s->cap = rules->capacity[k].cap;
+    }
     log_info(LOG_MAIN, conf->node,
              "rules: %zu active cutovers, %zu schedules, %zu overflow rules, %zu sites excluded "
              "after a failed move",

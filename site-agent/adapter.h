@@ -3,7 +3,9 @@
  * selected by name in the agent's configuration.
  *
  * collect() must never invent numbers: an adapter that cannot read its
- * PBX sets `unreadable` and says why, and the agent reports exactly that. */
+ * PBX sets `unreadable` and says why, and the agent reports exactly that;
+ * one that cannot measure a figure (a proxy has no agents) sets its bit
+ * in `not_measured`. */
 #ifndef NIRC_ADAPTER_H
 #define NIRC_ADAPTER_H
 
@@ -34,6 +36,9 @@ typedef struct {
   uint32_t in_queue, queue_peak, longest_wait_ms; /* queue_peak: most waiting at once */
   uint32_t logged_in, ready, talking, not_ready, aht_ms;
   uint32_t sl_threshold_s;
+  /* Figures this PBX cannot measure (REPORT_NM_* bits, report.h): their
+   * fields are 0 and reported as not measured, never as zeros. */
+  uint32_t not_measured;
   bool unreadable;
   char error[160];
 } adapter_load_t;

@@ -19,6 +19,7 @@
 #include "adapter.h"
 #include "err.h"
 #include "log.h"
+#include "report.h"
 
 #include <jansson.h>
 
@@ -107,26 +108,30 @@ struct adapter_exec {
 /* The environment the agent was started with, passed on to the commands. */
 extern char **environ;
 
+/* A figure with a `nm` bit may be left out: it is then reported as not
+ * measured (docs/ADAPTERS.md), never as 0. Counts of calls without one
+ * default to 0 (nothing happened); calls_offered is required. */
 static const struct {
   const char *key;
   size_t off;
   bool required; /* without these a load report means nothing */
+  uint32_t nm;   /* left out: this bit of not_measured */
 } adapter_exec_fields[] = {
-    {"calls_offered", offsetof(adapter_load_t, offered), true},
-    {"calls_answered", offsetof(adapter_load_t, answered), false},
-    {"calls_abandoned", offsetof(adapter_load_t, abandoned), false},
-    {"calls_in_queue", offsetof(adapter_load_t, in_queue), true},
-    {"calls_in_queue_peak", offsetof(adapter_load_t, queue_peak), false},
-    {"longest_wait_ms", offsetof(adapter_load_t, longest_wait_ms), false},
-    {"agents_logged_in", offsetof(adapter_load_t, logged_in), true},
-    {"agents_ready", offsetof(adapter_load_t, ready), true},
-    {"agents_talking", offsetof(adapter_load_t, talking), false},
-    {"agents_not_ready", offsetof(adapter_load_t, not_ready), false},
-    {"aht_ms", offsetof(adapter_load_t, aht_ms), false},
-    {"answered_within_threshold", offsetof(adapter_load_t, answered_within), false},
-    {"sl_threshold_s", offsetof(adapter_load_t, sl_threshold_s), false},
-    {"calls_from_other_sites", offsetof(adapter_load_t, from_other_sites), false},
-    {"calls_routed_away", offsetof(adapter_load_t, routed_away), false},
+    {"calls_offered", offsetof(adapter_load_t, offered), true, 0},
+    {"calls_answered", offsetof(adapter_load_t, answered), false, 0},
+    {"calls_abandoned", offsetof(adapter_load_t, abandoned), false, 0},
+    {"calls_in_queue", offsetof(adapter_load_t, in_queue), false, REPORT_NM_QUEUE},
+    {"calls_in_queue_peak", offsetof(adapter_load_t, queue_peak), false, REPORT_NM_QUEUE_PEAK},
+    {"longest_wait_ms", offsetof(adapter_load_t, longest_wait_ms), false, REPORT_NM_WAIT},
+    {"agents_logged_in", offsetof(adapter_load_t, logged_in), false, REPORT_NM_LOGGED_IN},
+    {"agents_ready", offsetof(adapter_load_t, ready), false, REPORT_NM_READY},
+    {"agents_talking", offsetof(adapter_load_t, talking), false, REPORT_NM_TALKING},
+    {"agents_not_ready", offsetof(adapter_load_t, not_ready), false, REPORT_NM_NOT_READY},
+    {"aht_ms", offsetof(adapter_load_t, aht_ms), false, REPORT_NM_AHT},
+    {"answered_within_threshold", offsetof(adapter_load_t, answered_within), false, REPORT_NM_SL},
+    {"sl_threshold_s", offsetof(adapter_load_t, sl_threshold_s), false, REPORT_NM_SL},
+    {"calls_from_other_sites", offsetof(adapter_load_t, from_other_sites), false, 0},
+    {"calls_routed_away", offsetof(adapter_load_t, routed_away), false, 0},
 };
 
 /* ---- parsing collect_cmd's output ---------------------------------------- */
@@ -164,7 +169,10 @@ static void adapter_exec_parse_load(const char *buf, size_t len, adapter_load_t 
     json_t *v = json_object_get(j, key);
     const char *why = NULL;
     if (!v) {
-      if (!adapter_exec_fields[i].required) continue;
+      if (!adapter_exec_fields[i].required) {
+        l.not_measured |= adapter_exec_fields[i].nm;
+        continue;
+      }
       why = "is missing";
     } else if (!json_is_integer(v)) {
       why = json_is_real(v)     ? "is not an integer"
@@ -190,6 +198,9 @@ static void adapter_exec_parse_load(const char *buf, size_t len, adapter_load_t 
     *(uint32_t *)((char *)&l + adapter_exec_fields[i].off) = (uint32_t)json_integer_value(v);
   }
   json_decref(j);
+  /* Service level is one figure: half of it is none of it. A peak without
+   * a queue is not a queue either. */
+  if (l.not_measured & REPORT_NM_SL) l.answered_within = l.sl_threshold_s = 0;
   *load = l;
 }
 

@@ -20,7 +20,8 @@
  * dialog module's counters; a call is a dialog. Offered = dialogs created
  * since the last collect; abandoned = dialogs that failed (negative final
  * reply or CANCEL) since; answered = the growth of (created - failed - still
- * unanswered). A proxy has no queue and no agents: those are reported as 0.
+ * unanswered). A proxy has no queue and no agents: those are reported as
+ * not measured (LoadReport.not_measured), never as 0.
  * Then `htable.dump nirc` gives the calls sent to each destination site
  * (kam_counts.h): offered becomes the calls sent to this site's own PBX,
  * routed_away / routed_to the calls sent to the others, which the
@@ -42,6 +43,7 @@
 #include "kam_counts.h"
 #include "kamverify.h"
 #include "log.h"
+#include "report.h"
 #include "util.h"
 
 #include <jansson.h>
@@ -927,8 +929,10 @@ static void kam_on_active(adapter_kamailio_t *k, int rc, bool fault, json_t *res
   }
   k->base_processed = k->processed;
   k->base_failed = k->failed;
-  /* A proxy has no queue, no agents and no handle time: 0, not unknown
-   * numbers made up. Service level is the PBX's business. */
+  /* A proxy has no queue, no agents and no handle time, and service level
+   * is the PBX's business: reported as not measured, never as zeros (the
+   * controller plans on the site's configured capacity instead). */
+  load.not_measured = REPORT_NM_PROXY;
   k->pending = load;
   char cerr[200];
   if (kam_call_start(k, "htable.dump", json_pack("[s]", "nirc"), 0, k->timeout_ms, kam_on_counts,

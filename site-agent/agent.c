@@ -186,7 +186,9 @@ static void agent_publish_metrics(agent_t *a) {
       (unsigned long long)a->applies_failed, a->slug, (unsigned long long)a->collects_unreadable,
       a->slug, (unsigned long long)a->drift_repairs, a->slug,
       (unsigned long long)a->verify_failures);
-  if (a->have_load && !l->unreadable && n > 0 && (size_t)n < sizeof buf)
+  /* Figures not measured are left out, not published as zeros. */
+  if (a->have_load && !l->unreadable && !(l->not_measured & (REPORT_NM_QUEUE | REPORT_NM_AGENTS)) &&
+      n > 0 && (size_t)n < sizeof buf)
     n += snprintf(buf + n, sizeof buf - (size_t)n,
                   "# TYPE nirc_agent_calls_in_queue gauge\n"
                   "nirc_agent_calls_in_queue{site=\"%s\"} %u\n"
@@ -246,6 +248,7 @@ static void agent_on_collected(void *arg, const adapter_load_t *lp) {
       routed[i].calls = load.routed_to[i].calls;
       routed_p[i] = &routed[i];
     }
+    r.not_measured = load.not_measured;
   }
   Nirc__Envelope env = NIRC__ENVELOPE__INIT;
   env.msg_case = NIRC__ENVELOPE__MSG_LOAD_REPORT;

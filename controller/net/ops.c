@@ -197,6 +197,7 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
       r->sl_threshold_s = l->sl_threshold_s;
       r->calls_from_other_sites = l->from_other_sites;
       r->calls_routed_away = l->routed_away;
+      r->not_measured = l->not_measured;
       r->pbx_unreadable = l->pbx_unreadable;
       r->pbx_error = (char *)l->pbx_error;
       row->last_report = r;
@@ -280,6 +281,10 @@ static void ops_schedule(server_t *srv, conn_t *c, const Nirc__OperatorRequest *
 static void ops_overflow(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   engine_req_t rq = ops_req(c, req);
   engine_op_overflow(srv->engine, &rq, req->overflow);
+}
+static void ops_capacity(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
+  engine_req_t rq = ops_req(c, req);
+  engine_op_capacity(srv->engine, &rq, req->capacity);
 }
 static void ops_next(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   engine_req_t rq = ops_req(c, req);
@@ -534,6 +539,7 @@ static const ops_cmd_t ops_cmds[] = {
     {NIRC__OPERATOR_REQUEST__BODY_HISTORY, "history", ROLE_VIEWER, NULL, NULL, ops_history},
     {NIRC__OPERATOR_REQUEST__BODY_ALARMS, "alarms", ROLE_VIEWER, NULL, NULL, ops_alarms},
     {NIRC__OPERATOR_REQUEST__BODY_NEXT, "next", ROLE_VIEWER, NULL, NULL, ops_next},
+    {NIRC__OPERATOR_REQUEST__BODY_CAPACITY, "capacity", ROLE_VIEWER, NULL, NULL, ops_capacity},
 };
 
 /* Over its identity's request rate: answered with an error the operator
@@ -621,6 +627,18 @@ void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   if (!rep.error && cmd && req->body_case == NIRC__OPERATOR_REQUEST__BODY_ALARMS && req->alarms &&
       req->alarms->ack_id && id->role < ROLE_OPERATOR) {
     snprintf(msg, sizeof msg, "acknowledging an alarm needs role operator; %s has role %s",
+             id->subject, tls_role_name(id->role));
+    e.code = NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN;
+    e.message = msg;
+    rep.error = &e;
+    server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(c->link), "refused",
+                        msg);
+  }
+  /* Changing a site's configured capacity is an operator's act (it
+   * decides what the planner may send there); listing is anyone's. */
+  if (!rep.error && cmd && req->body_case == NIRC__OPERATOR_REQUEST__BODY_CAPACITY &&
+      req->capacity && req->capacity->set && id->role < ROLE_OPERATOR) {
+    snprintf(msg, sizeof msg, "changing a site's capacity needs role operator; %s has role %s",
              id->subject, tls_role_name(id->role));
     e.code = NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN;
     e.message = msg;

@@ -339,9 +339,25 @@ static void server_observe_duplicates(server_t *srv) {
   }
 }
 
+/* Reports refused as implausible: the alarm stands for a minute after the
+ * last one (an agent reports every few seconds, so a liar keeps it up). */
+#define SERVER_REPORT_ALARM_MS 60000
+static void server_observe_reports(server_t *srv) {
+  int64_t now = server_now();
+  for (size_t i = 0; srv->engine && i < srv->sites.n; i++) {
+    const site_t *s = &srv->sites.v[i];
+    if (!s->refused_ms || now - s->refused_ms >= SERVER_REPORT_ALARM_MS) continue;
+    char msg[ALARM_MESSAGE_MAX];
+    snprintf(msg, sizeof msg, "%s; its reports are refused (not its load, never planned on)",
+             s->refused_why);
+    engine_alarm_observe(srv->engine, ALARM_REPORT, s->slug, msg);
+  }
+}
+
 static void server_observe_store(server_t *srv) {
   server_observe_duplicates(srv);
   server_pbx_observe(srv);
+  server_observe_reports(srv);
   if (!srv->engine || !srv->db) return;
   const char *node = srv->conf->node;
   db_journal_stats_t js;
@@ -625,7 +641,21 @@ static void server_on_report(server_t *srv, conn_t *c, const Nirc__LoadReport *r
   if (sites_validate_report(r, why, sizeof why) != 0) {
     char msg[300];
     snprintf(msg, sizeof msg, "invalid LoadReport: %s", why);
+    srv->refusals.reports_invalid++;
     server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_MALFORMED, NIRC_ERANGE, msg);
+    return;
+  }
+  /* Implausible against the site's configuration or its last report: not
+   * the site's load (the planner never sees it), counted and alarmed. The
+   * link stays: directives must still reach the site, and with no report
+   * stored it goes stale, so it takes no sources meanwhile. */
+  sites_refusal_t kind;
+  if (sites_check_plausible(site, r, &kind, why, sizeof why) != 0) {
+    srv->refusals.reports_implausible[kind]++;
+    if (server_now() - site->refused_ms >= 10000)
+      log_warn(LOG_SITE, site->slug, "report refused (%s): %s", sites_refusal_name(kind), why);
+    site->refused_ms = server_now();
+    nirc_strlcpy(site->refused_why, why, sizeof site->refused_why);
     return;
   }
   site_minute_t done;

@@ -56,6 +56,10 @@ typedef struct {
   uint64_t reloads_ok, reloads_failed;
   uint64_t op_link_cap;     /* operator links refused: [ops] max_links_per_operator */
   uint64_t op_rate_limited; /* operator requests answered "rate limited" */
+  /* Load reports refused: invalid (the link is closed) and, by
+   * sites_refusal_t, implausible (not stored; the link stays). */
+  uint64_t reports_invalid;
+  uint64_t reports_implausible[SITES_REFUSED_COUNT];
 } server_refusals_t;
 
 struct server {

@@ -9,7 +9,7 @@
 static const char *const alarm_kind_names[ALARM_KIND_COUNT] = {
     [ALARM_CAPACITY] = "capacity",   [ALARM_ROUTING] = "routing",   [ALARM_DIRECTIVE] = "directive",
     [ALARM_SITE_DOWN] = "site_down", [ALARM_DATABASE] = "database", [ALARM_JOURNAL] = "journal",
-    [ALARM_IDENTITY] = "identity",   [ALARM_PBX] = "pbx",
+    [ALARM_IDENTITY] = "identity",   [ALARM_PBX] = "pbx",           [ALARM_REPORT] = "report",
 };
 
 const char *alarm_kind_name(alarm_kind_t k) {

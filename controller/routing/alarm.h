@@ -37,7 +37,8 @@ typedef enum {
   ALARM_DATABASE,     /* the database is unreachable: writes wait in the journal */
   ALARM_JOURNAL,      /* the outage journal is nearly full, or refused writes */
   ALARM_IDENTITY,     /* two agents claim one site (a copied certificate, an old host) */
-  ALARM_PBX, /* a site's PBX did not route as its agent applied (drift, failed read-back) */
+  ALARM_PBX,    /* a site's PBX did not route as its agent applied (drift, failed read-back) */
+  ALARM_REPORT, /* a site's reports are refused as implausible */
   ALARM_KIND_COUNT,
 } alarm_kind_t;
 

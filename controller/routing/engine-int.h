@@ -51,7 +51,7 @@ typedef struct group {
 } group_t;
 
 /* A rule change's reply, sent once its group is durable. */
-typedef enum { DEFER_SCHEDULES = 0, DEFER_OVERFLOWS, DEFER_ALARMS } defer_kind_t;
+typedef enum { DEFER_SCHEDULES = 0, DEFER_OVERFLOWS, DEFER_ALARMS, DEFER_CAPACITY } defer_kind_t;
 typedef struct deferred {
   void *client; /* NULL once the operator went away */
   uint64_t request_id;
@@ -214,6 +214,9 @@ void engine_alarm_event(void *arg, alarm_event_t ev, const alarm_t *a, int64_t w
 void engine_alarms_observe(engine_t *e, const plan_t *p);
 void engine_alarms_sweep(engine_t *e);
 void engine_reply_alarms(engine_t *e, void *c, uint64_t rid, const char *warning);
+/* Configured capacity (engine_capacity.c): every site's, or `only`'s. */
+void engine_reply_capacity(engine_t *e, void *c, uint64_t rid, const char *only,
+                           const char *warning);
 /* A rule or alarm change's reply waits for the current group to be
  * durable (engine_rules.c). */
 void engine_defer(engine_t *e, const engine_req_t *rq, defer_kind_t kind, const char *what);

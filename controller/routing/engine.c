@@ -554,6 +554,37 @@ bool engine_forecast_staff(const engine_t *e, const char *slug, int64_t at_ms, u
   return true;
 }
 
+/* A site's staffing for the planner and where it comes from: its report
+ * when it measures agents, else its configured roster or seats, else
+ * unknown (the planner refuses to predict on it). A site that measures
+ * nothing of handle time takes the forecast's. */
+static void engine_staffing(const engine_t *e, const site_t *s, int64_t now, plan_site_t *p) {
+  uint32_t nm = s->has_report ? s->last.not_measured : 0;
+  bool measured = s->has_report && !(nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_AGENTS_LOGGED_IN);
+  if (measured) {
+    p->cap_source = CAPACITY_MEASURED;
+    bool nr = !(nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_AGENTS_NOT_READY);
+    uint32_t away = nr ? s->last.not_ready : 0;
+    p->staffed = s->last.logged_in >= away ? s->last.logged_in - away : 0;
+    snprintf(p->cap_note, sizeof p->cap_note, "measured, %u agents", p->staffed);
+  } else {
+    uint32_t agents;
+    if (capacity_agents_at(&s->cap, now, &agents, p->cap_note, sizeof p->cap_note)) {
+      p->cap_source = CAPACITY_CONFIGURED;
+      p->staffed = agents;
+    } else {
+      p->cap_source = CAPACITY_UNKNOWN;
+      p->staffed = 0;
+      snprintf(p->cap_note, sizeof p->cap_note, "not measured, not configured");
+    }
+  }
+  if (p->aht_s <= 0 && s->has_report && (nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_AHT)) {
+    unsigned a;
+    double aht;
+    if (engine_forecast_staff(e, s->slug, now, &a, &aht)) p->aht_s = aht;
+  }
+}
+
 void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cut,
                         size_t n_extra_cut) {
   size_t n = engine_nsites(e);
@@ -571,8 +602,7 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
     p->forecast_cps = engine_forecast(e, s->slug, now);
     p->demand_cps = sites_demand_cps(s, p->forecast_cps, e->opts.forecast ? 300.0 : 60.0);
     p->aht_s = s->aht_s > 0 ? s->aht_s : (s->has_report ? s->last.aht_ms / 1000.0 : 0);
-    if (s->has_report && s->last.logged_in >= s->last.not_ready)
-      p->staffed = s->last.logged_in - s->last.not_ready;
+    engine_staffing(e, s, now, p);
     p->wait_s = s->wait_s;
     p->queue = s->queue;
     p->sl = s->has_ewma ? s->sl : 1.0;

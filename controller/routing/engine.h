@@ -139,6 +139,7 @@ typedef enum {
   ENGINE_REC_READMIT,         /* its exclusion ended: site, actor (who), detail (why) */
   ENGINE_REC_HOLD,            /* a source's capacity damping state changed: site, hold */
   ENGINE_REC_ALARM,           /* an alarm raised, cleared or acknowledged: alarm, alarm_event */
+  ENGINE_REC_CAPACITY,        /* a site's configured capacity changed: site, capacity */
 } engine_rec_kind_t;
 
 typedef struct {
@@ -165,6 +166,7 @@ typedef struct {
   const planner_hold_t *hold;
   const alarm_t *alarm;
   alarm_event_t alarm_event;
+  const capacity_t *capacity;
 } engine_rec_t;
 
 /* Runs once per accepted record: err 0 when it is durable (msg may say
@@ -369,6 +371,10 @@ void engine_rule_view(const engine_t *e, size_t site_index, engine_rule_view_t *
  * windows an exception date skips, cutover expiries). Replies through
  * engine_io_t at once. */
 void engine_op_next(engine_t *e, const engine_req_t *rq, const Nirc__NextRequest *req);
+/* nircctl capacity: lists the configured capacity of every site (or one),
+ * or changes a site's (seats, roster, UTC offset; --clear forgets it). A
+ * change is stored exactly once with its audit entry before the answer. */
+void engine_op_capacity(engine_t *e, const engine_req_t *rq, const Nirc__CapacityRequest *req);
 
 /* The same list for the status page: events from now on, at most `max`,
  * in time order, into `out` (returns how many). */
@@ -396,6 +402,7 @@ typedef struct {
   double sl_after; /* 0..1; 0 when unstable */
   bool stable;
   unsigned agents, agents_needed, n_sources, n_refused;
+  capacity_source_t cap_source; /* where `agents` comes from */
 } engine_next_hub_t;
 size_t engine_next_predict_hubs(engine_t *e, const engine_next_t *ev, engine_next_hub_t *out,
                                 size_t max);

@@ -64,6 +64,8 @@ void engine_fill_prediction(engine_arena_t *a, const engine_t *e, const plan_t *
   cp->stable_after = pc->after.stable;
   cp->refused = pc->refused;
   cp->forced = pc->forced;
+  cp->capacity_source = (char *)capacity_source_name(pc->cap_source);
+  cp->capacity_note = engine_arena_str(a, pc->cap_note);
   cp->sl_target = e->opts.sl_target;
   cp->sl_threshold_s = e->opts.sl_threshold_s;
   const plan_route_t *hub = p ? planner_route(p, pc->hub) : NULL;
@@ -145,8 +147,10 @@ static int engine_refused_sources(engine_t *e, engine_arena_t *a, const plan_t *
         hn->agents_needed = v->agents_needed;
         hn->agents = v->agents;
         hn->why = engine_arena_str(a, v->why);
+        hn->capacity_source = (char *)capacity_source_name(v->cap_source);
         rs->hubs[rs->n_hubs++] = hn;
-        engine_append(why, sizeof why, "%s%s %s", k ? ", " : "", v->hub, v->why);
+        engine_append(why, sizeof why, "%s%s%s %s", k ? ", " : "",
+                      v->unmeasured ? "capacity of " : "", v->hub, v->why);
       }
     } else if (al) {
       nirc_strlcpy(why, al->message, sizeof why);
@@ -383,7 +387,16 @@ int engine_schedule_trial(engine_t *e, const schedule_t *s, int64_t at, plan_t *
       p->staffed = staff;
       p->demand_cps = p->forecast_cps;
       p->aht_s = aht;
+      if (p->cap_source != CAPACITY_CONFIGURED) {
+        p->cap_source = CAPACITY_CONFIGURED;
+        snprintf(p->cap_note, sizeof p->cap_note, "forecast roster, %u agents", staff);
+      }
     }
+    /* An operator's roster for the site says more than the forecast. */
+    uint32_t agents;
+    if (at != engine_now(e) && p->cap_source == CAPACITY_CONFIGURED &&
+        capacity_agents_at(&engine_site(e, i)->cap, at, &agents, p->cap_note, sizeof p->cap_note))
+      p->staffed = agents;
   }
   in.cutovers = NULL;
   in.n_cutovers = 0;

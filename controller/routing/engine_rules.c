@@ -109,6 +109,8 @@ void engine_defer(engine_t *e, const engine_req_t *rq, defer_kind_t kind, const 
       engine_reply_schedules(e, rq->client, rq->request_id, "the record is not followed");
     else if (kind == DEFER_ALARMS)
       engine_reply_alarms(e, rq->client, rq->request_id, "the record is not followed");
+    else if (kind == DEFER_CAPACITY)
+      engine_reply_capacity(e, rq->client, rq->request_id, NULL, "the record is not followed");
     else
       engine_reply_overflows(e, rq->client, rq->request_id, "the record is not followed");
     return;
@@ -143,6 +145,8 @@ void engine_deferred_check(engine_t *e) {
         engine_reply_schedules(e, d->client, d->request_id, warn);
       else if (d->kind == DEFER_ALARMS)
         engine_reply_alarms(e, d->client, d->request_id, warn);
+      else if (d->kind == DEFER_CAPACITY)
+        engine_reply_capacity(e, d->client, d->request_id, NULL, warn);
       else
         engine_reply_overflows(e, d->client, d->request_id, warn);
     }

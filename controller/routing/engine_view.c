@@ -322,6 +322,7 @@ static void engine_next_predict(engine_t *e, engine_arena_t *a, const schedule_t
     h->agents = pc->after.agents;
     h->agents_needed = pc->agents_needed;
     h->n_sources = pc->n_sources;
+    h->capacity_source = (char *)capacity_source_name(pc->cap_source);
     if (pc->refused) {
       char names[sizeof pc->refused_sources];
       nirc_strlcpy(names, pc->refused_sources, sizeof names);
@@ -362,6 +363,7 @@ size_t engine_next_predict_hubs(engine_t *e, const engine_next_t *ev, engine_nex
     h->agents_needed = pc->agents_needed;
     h->n_sources = pc->n_sources;
     h->n_refused = pc->refused ? pc->n_refused : 0;
+    h->cap_source = pc->cap_source;
   }
   planner_free(&trial);
   return n;

@@ -113,7 +113,8 @@ typedef enum {
   PLANNER_HUB_FULL,
   PLANNER_HUB_CAPACITY,
   PLANNER_HUB_SLOWER,
-  PLANNER_HUB_WAITING, /* the source's re-entry wait after a withdrawal runs */
+  PLANNER_HUB_WAITING,    /* the source's re-entry wait after a withdrawal runs */
+  PLANNER_HUB_UNMEASURED, /* its agents are neither measured nor configured */
 } planner_verdict_t;
 
 /* The planner's working view of one site. The committed fields hold what
@@ -440,6 +441,9 @@ static planner_verdict_t planner_judge(planner_ctx_t *ctx, planner_cand_t *c, co
   if (s->away || s->pending) return PLANNER_HUB_AWAY;
   if (s->r_n_in >= RULES_MAX_SITES) return PLANNER_HUB_FULL;
   if (!established && !c->force && planner_waiting(ctx, c->src)) return PLANNER_HUB_WAITING;
+  /* Never predict on agents nobody measured or configured: a zero there
+   * is not a count. Only a forced move goes (the operator knows). */
+  if (site->cap_source == CAPACITY_UNKNOWN && !c->force) return PLANNER_HUB_UNMEASURED;
   planner_predict_with(ctx, h, c->erl, c->cps, pred);
   double floor = ctx->sl_target;
   if (established)
@@ -534,9 +538,18 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
                "waiting %" PRIu32 " s after a capacity withdrawal, then it needs SL %.0f%%",
                planner_reentry_s(ctx, c->src), 100.0 * (ctx->sl_target + ctx->in->enter_margin));
       break;
+    case PLANNER_HUB_UNMEASURED:
+      snprintf(one, sizeof one,
+               "is not measured: configure it (nircctl capacity %s --seats N --roster ...) or use "
+               "--force",
+               slug);
+      break;
     case PLANNER_HUB_OK: one[0] = '\0'; break;
     }
-    planner_append(why, whylen, "%s%s%s", slug, sep, one);
+    if (v == PLANNER_HUB_UNMEASURED)
+      planner_append(why, whylen, "capacity of %s %s", slug, one);
+    else
+      planner_append(why, whylen, "%s%s%s", slug, sep, one);
     if (alarm && alarm->n_hubs < PLAN_ALARM_HUBS) {
       plan_hub_verdict_t *hv = &alarm->hubs[alarm->n_hubs++];
       memset(hv, 0, sizeof *hv);
@@ -545,6 +558,8 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
       hv->capacity = v == PLANNER_HUB_CAPACITY;
       hv->agents_needed = hv->capacity ? needed : 0;
       hv->agents = h != PLANNER_NONE ? ctx->in->sites[h].staffed : 0;
+      hv->cap_source = h != PLANNER_NONE ? ctx->in->sites[h].cap_source : CAPACITY_UNKNOWN;
+      hv->unmeasured = v == PLANNER_HUB_UNMEASURED;
     }
   }
   return false;
@@ -1015,6 +1030,8 @@ static void planner_write_capacity(const planner_ctx_t *ctx, plan_t *out) {
     c->agents_needed = erlang_agents_needed(s->erl, aht, ctx->sl_threshold_s, ctx->sl_target);
     c->n_sources = s->n_in;
     c->forced = s->forced;
+    c->cap_source = site->cap_source;
+    nirc_strlcpy(c->cap_note, site->cap_note, sizeof c->cap_note);
     if (n_refused == 0) continue;
     c->refused = true;
     c->n_refused = n_refused;

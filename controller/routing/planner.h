@@ -34,6 +34,7 @@
 #ifndef NIRC_PLANNER_H
 #define NIRC_PLANNER_H
 
+#include "capacity.h"
 #include "erlang.h"
 #include "rules.h"
 
@@ -63,11 +64,17 @@ typedef struct {
                           wherever answered), smoothed */
   double forecast_cps; /* expected demand at the next schedule start (0: use demand_cps) */
   double aht_s;        /* average handle time */
-  unsigned staffed;    /* agents logged in minus not ready */
-  double wait_s;       /* smoothed longest wait */
-  double queue;        /* smoothed calls in queue */
-  double sl;           /* smoothed service level 0..1 (1 when nothing offered) */
-  bool excluded;       /* a failed move was rolled back: do not move it, do not use it as hub */
+  unsigned staffed;    /* agents logged in minus not ready (or configured) */
+  /* Where staffed comes from. CAPACITY_UNKNOWN: the hub does not measure
+   * its agents and has no configured capacity; it takes no source unless
+   * the move is forced. cap_note says it for people ("configured roster,
+   * 28 agents at 22:00"). Zero (a zeroed input): measured. */
+  capacity_source_t cap_source;
+  char cap_note[64];
+  double wait_s; /* smoothed longest wait */
+  double queue;  /* smoothed calls in queue */
+  double sl;     /* smoothed service level 0..1 (1 when nothing offered) */
+  bool excluded; /* a failed move was rolled back: do not move it, do not use it as hub */
   /* The hub this site sends its calls to now ("" at home): its
    * established move, judged with the keep floor (see Damping). */
   char cur_hub[SCENARIO_SLUG_MAX];
@@ -159,6 +166,8 @@ typedef struct {
   /* It takes a forced move that fails the check: `after` is the
    * prediction the force overrides. */
   bool forced;
+  capacity_source_t cap_source; /* of its agents (plan_site_t) */
+  char cap_note[64];
 } plan_capacity_t;
 
 typedef enum {
@@ -172,10 +181,12 @@ typedef enum {
  * alarm: the same words as the alarm's message, per hub. */
 typedef struct {
   char hub[SCENARIO_SLUG_MAX];
-  bool capacity;          /* turned down for capacity: the agents below are set */
-  unsigned agents_needed; /* to take the source and keep the target */
-  unsigned agents;        /* staffed now */
-  char why[112];          /* "would need 41 agents (has 30)", "is offline", ... */
+  bool capacity;                /* turned down for capacity: the agents below are set */
+  unsigned agents_needed;       /* to take the source and keep the target */
+  unsigned agents;              /* staffed now */
+  char why[112];                /* "would need 41 agents (has 30)", "is offline", ... */
+  capacity_source_t cap_source; /* of agents (when the hub is a known site) */
+  bool unmeasured;              /* refused: its agents are neither measured nor configured */
 } plan_hub_verdict_t;
 
 #define PLAN_ALARM_HUBS 8 /* verdicts kept per alarm; the message names every hub */

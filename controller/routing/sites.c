@@ -4,10 +4,16 @@
 #include "log.h"
 #include "util.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Every bit of LoadReport.not_measured this controller knows, and the
+ * agent counts among them. */
+#define SITES_NM_ALL    0x1ffu
+#define SITES_NM_AGENTS 0xfu
 
 static const char *const site_state_names[] = {
     [SITE_NEVER_SEEN] = "never-seen",
@@ -124,6 +130,8 @@ void sites_on_hello(site_t *site, int64_t now_ms) {
   site->last_seen_ms = now_ms;
 }
 
+#define SITES_NM(r, bit) (((r)->not_measured & NIRC__LOAD_FIGURE__LOAD_FIGURE_##bit) != 0)
+
 static void sites_minute_add(site_minute_t *m, const site_report_t *r) {
   m->reports++;
   if (r->pbx_unreadable) {
@@ -137,13 +145,25 @@ static void sites_minute_add(site_minute_t *m, const site_report_t *r) {
   m->answered_within += r->answered_within;
   m->from_other_sites += r->from_other_sites;
   m->routed_away += r->routed_away;
-  if (r->in_queue > m->max_queue) m->max_queue = r->in_queue;
-  if (r->queue_peak > m->max_queue) m->max_queue = r->queue_peak;
-  if (r->longest_wait_ms > m->max_wait_ms) m->max_wait_ms = r->longest_wait_ms;
-  m->sum_logged_in += r->logged_in;
-  m->sum_ready += r->ready;
-  m->sum_talking += r->talking;
-  m->sum_aht_ms += r->aht_ms;
+  /* A figure not measured adds nothing: its zero is not a zero. */
+  if (!SITES_NM(r, CALLS_IN_QUEUE)) {
+    m->queue_reports++;
+    if (r->in_queue > m->max_queue) m->max_queue = r->in_queue;
+    if (!SITES_NM(r, CALLS_IN_QUEUE_PEAK) && r->queue_peak > m->max_queue)
+      m->max_queue = r->queue_peak;
+  }
+  if (!SITES_NM(r, LONGEST_WAIT) && r->longest_wait_ms > m->max_wait_ms)
+    m->max_wait_ms = r->longest_wait_ms;
+  if (!SITES_NM(r, AGENTS_LOGGED_IN)) {
+    m->agents_reports++;
+    m->sum_logged_in += r->logged_in;
+    m->sum_ready += r->ready;
+    m->sum_talking += r->talking;
+  }
+  if (!SITES_NM(r, AHT)) {
+    m->aht_reports++;
+    m->sum_aht_ms += r->aht_ms;
+  }
 }
 
 bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, int64_t business_ms,
@@ -167,6 +187,9 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
   l->from_other_sites = r->calls_from_other_sites;
   l->routed_away = r->calls_routed_away;
   l->pbx_unreadable = r->pbx_unreadable;
+  /* Only the bits the protocol defines: a newer agent's extra bits say
+   * nothing this controller can show. */
+  l->not_measured = r->not_measured & SITES_NM_ALL;
   /* The text goes to the status page and nircctl as JSON: cut between
    * characters and with any byte that is not UTF-8 replaced, or the whole
    * site would drop out of their JSON. */
@@ -183,12 +206,16 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
     site->demand_calls = site->demand_calls * wd + (own > 0 ? own : 0);
     site->demand_secs = site->demand_secs * wd + secs;
     /* Handle time weighted by the calls it describes. */
-    site->aht_calls = site->aht_calls * wd + r->calls_answered;
-    site->aht_sum_s = site->aht_sum_s * wd + (double)r->calls_answered * r->aht_ms / 1000.0;
-    if (site->aht_calls >= 1.0)
-      site->aht_s = site->aht_sum_s / site->aht_calls;
-    else if (r->aht_ms > 0)
-      site->aht_s = r->aht_ms / 1000.0;
+    /* Handle time not measured: the calls say nothing of it (the planner
+     * then uses the forecast's). */
+    if (!SITES_NM(l, AHT)) {
+      site->aht_calls = site->aht_calls * wd + r->calls_answered;
+      site->aht_sum_s = site->aht_sum_s * wd + (double)r->calls_answered * r->aht_ms / 1000.0;
+      if (site->aht_calls >= 1.0)
+        site->aht_s = site->aht_sum_s / site->aht_calls;
+      else if (r->aht_ms > 0)
+        site->aht_s = r->aht_ms / 1000.0;
+    }
     double wait = r->longest_wait_ms / 1000.0, queue = r->calls_in_queue;
     if (!site->has_ewma) {
       site->wait_s = wait;
@@ -197,11 +224,14 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
       site->has_ewma = true;
     }
     double am = 1.0 - exp(-secs / SITES_METRIC_TAU_S);
-    site->wait_s += am * (wait - site->wait_s);
-    site->queue += am * (queue - site->queue);
-    /* A proxy (sl_threshold_s 0) knows calls but not agents: it says
-     * nothing about service level, so it must not drag it to zero. */
-    if (r->calls_offered > 0 && r->sl_threshold_s > 0) {
+    /* Unmeasured wait and queue keep their last smoothed value (0 at a
+     * site that never measured them, so no overflow triggers on them). */
+    if (!SITES_NM(l, LONGEST_WAIT)) site->wait_s += am * (wait - site->wait_s);
+    if (!SITES_NM(l, CALLS_IN_QUEUE)) site->queue += am * (queue - site->queue);
+    /* A proxy (sl_threshold_s 0, or service level not measured) knows calls
+     * but not agents: it says nothing about service level, so it must not
+     * drag it to zero. */
+    if (r->calls_offered > 0 && r->sl_threshold_s > 0 && !SITES_NM(l, SERVICE_LEVEL)) {
       double sl = (double)r->answered_within_threshold / r->calls_offered;
       site->sl += am * (sl - site->sl);
     }
@@ -318,8 +348,14 @@ int sites_validate_report(const Nirc__LoadReport *r, char *err, size_t errlen) {
     snprintf(err, errlen, "a count exceeds %u", big);
     return NIRC_ERANGE;
   }
-  if (r->agents_ready > r->agents_logged_in || r->agents_talking > r->agents_logged_in ||
-      r->agents_not_ready > r->agents_logged_in) {
+  if (r->calls_answered > big || r->calls_abandoned > big || r->calls_routed_away > big) {
+    snprintf(err, errlen, "a count exceeds %u", big);
+    return NIRC_ERANGE;
+  }
+  /* Agent counts the report does not measure are not compared. */
+  if (!(r->not_measured & SITES_NM_AGENTS) &&
+      (r->agents_ready > r->agents_logged_in || r->agents_talking > r->agents_logged_in ||
+       r->agents_not_ready > r->agents_logged_in)) {
     snprintf(err, errlen, "agents ready/talking/not-ready (%u/%u/%u) exceed logged in (%u)",
              r->agents_ready, r->agents_talking, r->agents_not_ready, r->agents_logged_in);
     return NIRC_ERANGE;
@@ -367,6 +403,74 @@ int sites_validate_report(const Nirc__LoadReport *r, char *err, size_t errlen) {
   if (r->pbx_error && strlen(r->pbx_error) > 512) {
     snprintf(err, errlen, "pbx_error longer than 512 bytes");
     return NIRC_ERANGE;
+  }
+  return 0;
+}
+
+const char *sites_refusal_name(sites_refusal_t r) {
+  switch (r) {
+  case SITES_REFUSED_SEATS: return "seats";
+  case SITES_REFUSED_CONSISTENCY: return "consistency";
+  case SITES_REFUSED_COUNT: break;
+  }
+  return "?";
+}
+
+int sites_check_plausible(const site_t *site, const Nirc__LoadReport *r, sites_refusal_t *kind,
+                          char *err, size_t errlen) {
+  if (r->pbx_unreadable) return 0; /* carries no numbers */
+  uint32_t nm = r->not_measured;
+  bool agents = !(nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_AGENTS_LOGGED_IN);
+  /* What the site is configured to have, with the documented headroom
+   * (capacity.h): a claim past it would make the planner send a province
+   * to a call centre that does not exist. */
+  uint32_t limit = capacity_report_limit(&site->cap);
+  if (limit && agents && r->agents_logged_in > limit) {
+    *kind = SITES_REFUSED_SEATS;
+    uint32_t seats = site->cap.seats;
+    if (seats)
+      snprintf(err, errlen,
+               "%s reported %" PRIu32 " agents logged in; it has %" PRIu32
+               " seats configured (at most %" PRIu32 " accepted)",
+               site->slug, r->agents_logged_in, seats, limit);
+    else
+      snprintf(err, errlen,
+               "%s reported %" PRIu32 " agents logged in; its roster has at most %" PRIu32
+               " (with headroom)",
+               site->slug, r->agents_logged_in, limit);
+    return NIRC_ERANGE;
+  }
+  if (agents && !(nm & SITES_NM_AGENTS) &&
+      (uint64_t)r->agents_ready + r->agents_talking + r->agents_not_ready > r->agents_logged_in) {
+    *kind = SITES_REFUSED_CONSISTENCY;
+    snprintf(err, errlen,
+             "%s reported %" PRIu32 " ready + %" PRIu32 " talking + %" PRIu32
+             " not ready agents, more than the %" PRIu32 " logged in",
+             site->slug, r->agents_ready, r->agents_talking, r->agents_not_ready,
+             r->agents_logged_in);
+    return NIRC_ERANGE;
+  }
+  /* Calls that end in an interval arrived in it, waited in the queue at
+   * its start, or were ringing at an agent then (at most one each). Only
+   * checked where the queue and the agents are measured and the previous
+   * report is known, with a few calls of slack for rounding at the PBX. */
+  const site_report_t *p = &site->last;
+  if (site->has_report && !p->pbx_unreadable &&
+      !(nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_CALLS_IN_QUEUE) &&
+      !(p->not_measured & NIRC__LOAD_FIGURE__LOAD_FIGURE_CALLS_IN_QUEUE)) {
+    uint64_t ringing = !(p->not_measured & NIRC__LOAD_FIGURE__LOAD_FIGURE_AGENTS_LOGGED_IN)
+                           ? p->logged_in
+                           : site->cap.seats;
+    uint64_t could = (uint64_t)r->calls_offered + p->in_queue + ringing + 5;
+    if ((uint64_t)r->calls_answered + r->calls_abandoned > could) {
+      *kind = SITES_REFUSED_CONSISTENCY;
+      snprintf(err, errlen,
+               "%s reported %" PRIu32 " answered + %" PRIu32 " abandoned calls; at most %" PRIu64
+               " could end (%" PRIu32 " offered, %" PRIu32 " queued before, %" PRIu64 " at agents)",
+               site->slug, r->calls_answered, r->calls_abandoned, could - 5, r->calls_offered,
+               p->in_queue, ringing);
+      return NIRC_ERANGE;
+    }
   }
   return 0;
 }

@@ -16,6 +16,7 @@
 #ifndef NIRC_SITES_H
 #define NIRC_SITES_H
 
+#include "capacity.h"
 #include "nirc.pb-c.h"
 #include "scenario.h"
 
@@ -37,6 +38,9 @@ typedef struct {
   uint32_t offered, answered, abandoned, in_queue, queue_peak, longest_wait_ms;
   uint32_t logged_in, ready, talking, not_ready, aht_ms;
   uint32_t answered_within, sl_threshold_s, from_other_sites, routed_away;
+  /* Bits of NIRC__LOAD_FIGURE__*: figures the adapter could not measure
+   * (their fields are 0 and mean "not measured"). */
+  uint32_t not_measured;
   bool pbx_unreadable;
   char pbx_error[128];
 } site_report_t;
@@ -48,6 +52,9 @@ typedef struct {
   uint64_t offered, answered, abandoned, answered_within, from_other_sites, routed_away;
   uint32_t max_queue, max_wait_ms;
   double sum_logged_in, sum_ready, sum_talking, sum_aht_ms;
+  /* Reports whose agents, queue and handle time were measured: the
+   * averages above are over these only (0: not measured this minute). */
+  uint32_t agents_reports, queue_reports, aht_reports;
 } site_minute_t;
 
 #define SITE_ROUTE_MAX 8
@@ -78,6 +85,15 @@ typedef struct {
   void *conn; /* borrowed: the server's live connection, or NULL */
   char peer_addr[64];
   char adapter[16];
+
+  /* Configured capacity (nircctl capacity, import-sites): what the planner
+   * uses when the site does not measure its agents, and the bound its
+   * reports are checked against. */
+  capacity_t cap;
+  /* The last report refused as implausible: when (real clock, 0: never)
+   * and why, for the alarm; counts by reason for the metrics. */
+  int64_t refused_ms;
+  char refused_why[200];
 
   bool has_report;
   site_report_t last;
@@ -186,5 +202,21 @@ uint64_t sites_credit_routed(sites_t *s, const site_t *src, const Nirc__LoadRepo
 
 /* Checks a report's fields are plausible; 0 or NIRC_ERANGE with reason. */
 int sites_validate_report(const Nirc__LoadReport *r, char *err, size_t errlen);
+
+/* Why a report was refused as implausible (nirc_reports_refused_total{reason}). */
+typedef enum {
+  SITES_REFUSED_SEATS = 0,   /* more agents than the configured seats allow */
+  SITES_REFUSED_CONSISTENCY, /* its figures contradict each other or the last report */
+  SITES_REFUSED_COUNT,
+} sites_refusal_t;
+const char *sites_refusal_name(sites_refusal_t r);
+
+/* Checks a valid report (sites_validate_report passed) against what the
+ * site is configured to have and against its own previous report: 0, or
+ * NIRC_ERANGE with the reason (for people: "hubei reported 1000000 agents
+ * logged in; it has 80 seats configured") and its kind. Figures the
+ * report marks as not measured are not checked. */
+int sites_check_plausible(const site_t *site, const Nirc__LoadReport *r, sites_refusal_t *kind,
+                          char *err, size_t errlen);
 
 #endif

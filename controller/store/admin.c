@@ -44,15 +44,34 @@ int admin_import_sites(const char *conninfo, const scenario_t *sc, char *err, si
     char lat[32], lon[32];
     snprintf(lat, sizeof lat, "%.6f", s->lat);
     snprintf(lon, sizeof lon, "%.6f", s->lon);
-    const char *p[] = {
-        s->slug, s->name_en, s->name_zh, s->city_en, lat, lon, s->is_hub ? "true" : "false"};
+    /* The configured capacity: the scenario's day and night shifts
+     * (scenario.h: day 08:00-22:00 local) on as many seats as the larger
+     * of them. A site with no agents in either has none configured. */
+    char seats[16], roster[96], off[16];
+    unsigned most = s->agents_day > s->agents_night ? s->agents_day : s->agents_night;
+    snprintf(seats, sizeof seats, "%u", most);
+    snprintf(roster, sizeof roster, "08:00-22:00=%u,22:00-08:00=%u", s->agents_day,
+             s->agents_night);
+    snprintf(off, sizeof off, "%d", sc->utc_offset_min);
+    const char *p[] = {s->slug,
+                       s->name_en,
+                       s->name_zh,
+                       s->city_en,
+                       lat,
+                       lon,
+                       s->is_hub ? "true" : "false",
+                       most ? seats : NULL,
+                       most ? roster : NULL,
+                       off};
     r = PQexecParams(
         c,
-        "INSERT INTO sites (slug, name_en, name_zh, city_en, lat, lon, is_hub) "
-        "VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (slug) DO UPDATE SET "
-        "name_en=EXCLUDED.name_en, name_zh=EXCLUDED.name_zh, city_en=EXCLUDED.city_en, "
-        "lat=EXCLUDED.lat, lon=EXCLUDED.lon, is_hub=EXCLUDED.is_hub, updated_at=now()",
-        7, NULL, p, NULL, NULL, 0);
+        "INSERT INTO sites (slug, name_en, name_zh, city_en, lat, lon, is_hub, seats, roster, "
+        "capacity_utc_offset_min) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (slug) DO "
+        "UPDATE SET name_en=EXCLUDED.name_en, name_zh=EXCLUDED.name_zh, "
+        "city_en=EXCLUDED.city_en, lat=EXCLUDED.lat, lon=EXCLUDED.lon, is_hub=EXCLUDED.is_hub, "
+        "seats=EXCLUDED.seats, roster=EXCLUDED.roster, "
+        "capacity_utc_offset_min=EXCLUDED.capacity_utc_offset_min, updated_at=now()",
+        10, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
       char what[96];
       snprintf(what, sizeof what, "site '%s'", s->slug);
@@ -69,12 +88,37 @@ int admin_import_sites(const char *conninfo, const scenario_t *sc, char *err, si
   return rc;
 }
 
+/* The capacity columns of a sites row (seats, roster, offset, configured)
+ * from column `col` on. A stored roster that does not parse (edited by
+ * hand) is refused, as a bad configuration is: planning on a guess is
+ * worse. */
+static int admin_capacity_row(PGresult *r, int i, int col, capacity_t *cap, char *err,
+                              size_t errlen) {
+  char why[200];
+  memset(cap, 0, sizeof *cap);
+  cap->seats = (uint32_t)strtoul(PQgetvalue(r, i, col), NULL, 10);
+  cap->utc_offset_min = (int32_t)strtol(PQgetvalue(r, i, col + 2), NULL, 10);
+  cap->configured = PQgetvalue(r, i, col + 3)[0] == 't';
+  if (capacity_parse_roster(PQgetvalue(r, i, col + 1), cap, why, sizeof why) != 0 ||
+      capacity_validate(cap, why, sizeof why) != 0) {
+    snprintf(err, errlen,
+             "site '%s': stored capacity is invalid: %s (fix it with nircctl capacity or nircd "
+             "import-sites)",
+             PQgetvalue(r, i, 0), why);
+    return NIRC_EINVAL;
+  }
+  return 0;
+}
+
+#define ADMIN_CAPACITY_COLS                                                                        \
+  "coalesce(seats, 0), coalesce(roster, ''), capacity_utc_offset_min, "                            \
+  "seats IS NOT NULL OR roster IS NOT NULL"
+
 int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t errlen) {
   PGconn *c = admin_connect(conninfo, err, errlen);
   if (!c) return NIRC_EDB;
-  PGresult *r = PQexec(
-      c, "SELECT slug, name_en, name_zh, is_hub, coalesce(lat, 0), coalesce(lon, 0) FROM sites "
-         "ORDER BY slug");
+  PGresult *r = PQexec(c, "SELECT slug, name_en, name_zh, is_hub, coalesce(lat, 0), coalesce(lon, "
+                          "0), " ADMIN_CAPACITY_COLS " FROM sites ORDER BY slug");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     int rc = admin_fail(c, r, "loading sites", err, errlen);
     PQfinish(c);
@@ -90,6 +134,7 @@ int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t err
       site_t *s = &sites->v[sites->n - 1];
       s->lat = atof(PQgetvalue(r, i, 4));
       s->lon = atof(PQgetvalue(r, i, 5));
+      rc = admin_capacity_row(r, i, 6, &s->cap, err, errlen);
     }
   }
   PQclear(r);
@@ -327,7 +372,8 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
              "WHERE minute > m - interval '1 hour' AND unreadable_reports < reports) "
              "SELECT site, (extract(epoch FROM m) * 1000)::bigint, "
              "sum(greatest(offered - from_other_sites + routed_away, 0) * wd), sum(secs * wd), "
-             "sum(answered * wd), sum(answered * avg_aht_ms / 1000.0 * wd) "
+             "coalesce(sum(answered * wd) FILTER (WHERE avg_aht_ms IS NOT NULL), 0), "
+             "coalesce(sum(answered * avg_aht_ms / 1000.0 * wd), 0) "
              "FROM w GROUP BY site, m ORDER BY site",
              SITES_DEMAND_TAU_S, SITES_DEMAND_TAU_S);
     r = PQexec(c, q);
@@ -377,6 +423,22 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   PQclear(r);
 
+  r = PQexec(c, "SELECT slug, " ADMIN_CAPACITY_COLS " FROM sites ORDER BY slug");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = admin_fail(c, r, "loading capacity", err, errlen);
+    goto done;
+  }
+  out->capacity = calloc((size_t)PQntuples(r) + 1, sizeof *out->capacity);
+  for (int i = 0; out->capacity && i < PQntuples(r); i++) {
+    admin_capacity_t *k = &out->capacity[out->n_capacity++];
+    nirc_strlcpy(k->slug, PQgetvalue(r, i, 0), sizeof k->slug);
+    if ((rc = admin_capacity_row(r, i, 1, &k->cap, err, errlen)) != 0) {
+      PQclear(r);
+      goto done;
+    }
+  }
+  PQclear(r);
+
   r = PQexec(c, "SELECT greatest((SELECT coalesce(max(id), 0) FROM cutovers),"
                 " (SELECT coalesce(max(id), 0) FROM schedules),"
                 " (SELECT coalesce(max(id), 0) FROM overflow_rules))");
@@ -387,7 +449,8 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   out->max_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
   if (!out->cutovers || !out->schedules || !out->overflows || !out->overflow_states ||
-      !out->exclusions || !out->holds || !out->hubs || !out->load || !out->alarms) {
+      !out->exclusions || !out->holds || !out->hubs || !out->load || !out->alarms ||
+      !out->capacity) {
     snprintf(err, errlen, "out of memory loading rules");
     rc = NIRC_ENOMEM;
   }
@@ -407,5 +470,6 @@ void admin_rules_free(admin_rules_t *r) {
   free(r->hubs);
   free(r->load);
   free(r->alarms);
+  free(r->capacity);
   memset(r, 0, sizeof *r);
 }

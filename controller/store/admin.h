@@ -18,6 +18,12 @@ int admin_import_sites(const char *conninfo, const scenario_t *sc, char *err, si
 int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t errlen);
 /* Rules in force, for the engine at start-up. Arrays are malloc'd (owned
  * by the caller); max_id is the highest rule id ever used. */
+/* One site's configured capacity (sites.seats, roster, offset). */
+typedef struct {
+  char slug[SCENARIO_SLUG_MAX];
+  capacity_t cap;
+} admin_capacity_t;
+
 typedef struct {
   cutover_t *cutovers;
   size_t n_cutovers;
@@ -36,6 +42,10 @@ typedef struct {
   size_t n_load;
   alarm_t *alarms; /* alarms not cleared */
   size_t n_alarms;
+  /* Every site's configured capacity as stored now: a standby loaded the
+   * sites when it started, and an operator may have changed them since. */
+  admin_capacity_t *capacity;
+  size_t n_capacity;
   uint64_t max_id;
 } admin_rules_t;
 

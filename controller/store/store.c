@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,6 +367,20 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
         6, p, done, arg);
   }
   case ENGINE_REC_ALARM: return store_alarm(db, r, done, arg);
+  case ENGINE_REC_CAPACITY: {
+    const capacity_t *cap = r->capacity;
+    if (!cap || !r->site) return NIRC_EINVAL;
+    char seats[16], roster[CAPACITY_ROSTER_TEXT_MAX], off[16];
+    snprintf(seats, sizeof seats, "%" PRIu32, cap->seats);
+    capacity_format_roster(cap, roster, sizeof roster);
+    snprintf(off, sizeof off, "%" PRId32, cap->utc_offset_min);
+    const char *p[] = {r->site, cap->configured && cap->seats ? seats : NULL,
+                       cap->configured && roster[0] ? roster : NULL, off};
+    return store_once(db,
+                      "UPDATE sites SET seats = $2::int, roster = $3, "
+                      "capacity_utc_offset_min = $4::int WHERE slug = $1",
+                      4, p, done, arg);
+  }
   }
   log_error(LOG_DB, "store", "unknown record kind %d: not stored", (int)r->kind);
   return NIRC_EINVAL;
@@ -406,16 +421,35 @@ int store_load_minute(db_t *db, const char *site, const site_minute_t *m) {
   snprintf(v[3], 24, "%llu", (unsigned long long)m->abandoned);
   snprintf(v[4], 24, "%llu", (unsigned long long)m->answered_within);
   snprintf(v[5], 24, "%llu", (unsigned long long)m->from_other_sites);
+  /* Averages over the reports that measured them; NULL when none did
+   * (schema 007): a proxy's minute has no agents, not zero agents. */
+  (void)d;
+  double da = m->agents_reports, dh = m->aht_reports;
   snprintf(v[6], 24, "%u", m->max_queue);
   snprintf(v[7], 24, "%u", m->max_wait_ms);
-  snprintf(v[8], 24, "%.2f", m->sum_logged_in / d);
-  snprintf(v[9], 24, "%.2f", m->sum_ready / d);
-  snprintf(v[10], 24, "%.2f", m->sum_talking / d);
-  snprintf(v[11], 24, "%.1f", m->sum_aht_ms / d);
+  snprintf(v[8], 24, "%.2f", da ? m->sum_logged_in / da : 0);
+  snprintf(v[9], 24, "%.2f", da ? m->sum_ready / da : 0);
+  snprintf(v[10], 24, "%.2f", da ? m->sum_talking / da : 0);
+  snprintf(v[11], 24, "%.1f", dh ? m->sum_aht_ms / dh : 0);
   snprintf(v[12], 24, "%u", m->unreadable);
   snprintf(v[13], 24, "%llu", (unsigned long long)m->routed_away);
-  const char *p[] = {site, minute, v[0], v[1], v[2],  v[3],  v[4],  v[5],
-                     v[6], v[7],   v[8], v[9], v[10], v[11], v[12], v[13]};
+  bool q = m->queue_reports > 0, ag = m->agents_reports > 0, ah = m->aht_reports > 0;
+  const char *p[] = {site,
+                     minute,
+                     v[0],
+                     v[1],
+                     v[2],
+                     v[3],
+                     v[4],
+                     v[5],
+                     q ? v[6] : NULL,
+                     q ? v[7] : NULL,
+                     ag ? v[8] : NULL,
+                     ag ? v[9] : NULL,
+                     ag ? v[10] : NULL,
+                     ah ? v[11] : NULL,
+                     v[12],
+                     v[13]};
   /* A minute can arrive in two parts (a flush on shutdown, then the rest
    * after a restart): merge instead of failing on the primary key. */
   return store_bulk(

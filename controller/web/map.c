@@ -920,11 +920,12 @@ static void put_sites(sbuf_t *b, const layout_t *L) {
               "opacity=\"%s\"><title>",
               NUM(s->x), NUM(s->y), NUM(s->r), LOAD_STYLE[s->load].fill, LINK_STYLE[s->link].stroke,
               LINK_STYLE[s->link].width, dash_attr, LINK_STYLE[s->link].opacity);
-    char tip[3 * TEXT_BUF + 128], occ[32] = "no load report";
+    char tip[3 * TEXT_BUF + 128], occ[32] = "no load report", q[32] = "queue not measured";
     if (s->load != LOAD_UNKNOWN)
       snprintf(occ, sizeof occ, "%ld%% of agents busy", lround(fmin(m->occupancy, 9.99) * 100));
-    snprintf(tip, sizeof tip, "%s%s%s (%s)%s: %s, %s, %u in queue", lb->en, lb->zh[0] ? " " : "",
-             lb->zh, slug, m->is_hub ? ", hub" : "", LINK_STYLE[s->link].word, occ, m->in_queue);
+    if (!m->queue_unknown) snprintf(q, sizeof q, "%u in queue", m->in_queue);
+    snprintf(tip, sizeof tip, "%s%s%s (%s)%s: %s, %s, %s", lb->en, lb->zh[0] ? " " : "", lb->zh,
+             slug, m->is_hub ? ", hub" : "", LINK_STYLE[s->link].word, occ, q);
     sb_esc(b, tip);
     sb_puts(b, "</title></circle>\n");
   }

@@ -15,6 +15,7 @@ typedef struct {
   const char *link;    /* "online", "stale", "offline", "never-seen" */
   double occupancy;    /* busy agents / logged in, 0..1; < 0 unknown */
   unsigned in_queue;   /* calls waiting now */
+  bool queue_unknown;  /* the site does not measure its queue: in_queue means nothing */
   bool is_hub;
 } map_site_t;
 

@@ -219,6 +219,7 @@ static json_t *web_status_json(const server_t *srv, int64_t now_real) {
       lr.sl_threshold_s = s->last.sl_threshold_s;
       lr.calls_from_other_sites = s->last.from_other_sites;
       lr.calls_routed_away = s->last.routed_away;
+      lr.not_measured = s->last.not_measured;
       lr.pbx_unreadable = s->last.pbx_unreadable;
       lr.pbx_error = (char *)s->last.pbx_error;
       load = report_to_json(&lr);
@@ -369,6 +370,12 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
     for (size_t i = 0; i < srv->sites.n; i++) {
       const site_t *s = &srv->sites.v[i];
       if (!s->has_report || s->last.pbx_unreadable) continue;
+      /* A figure the site does not measure has no sample (absent, not 0):
+       * docs/CLI-JSON.md, "Not measured". */
+      static const uint32_t need[] = {REPORT_NM_QUEUE, REPORT_NM_WAIT, REPORT_NM_LOGGED_IN,
+                                      REPORT_NM_READY, REPORT_NM_SL,   0,
+                                      REPORT_NM_AHT};
+      if (s->last.not_measured & need[g]) continue;
       double v = 0;
       switch (g) {
       case 0: v = s->last.in_queue; break;
@@ -515,6 +522,17 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
              (unsigned long long)rf->op_rate_limited,
              (unsigned long long)(srv->guard ? guard_hs_aggregated(srv->guard) : 0),
              (unsigned long long)rf->reloads_ok, (unsigned long long)rf->reloads_failed);
+  web_printf(b,
+             "# HELP nirc_reports_refused_total Load reports refused: invalid (the link is "
+             "closed), or implausible against the site's configured seats or its own figures "
+             "(not stored, alarmed).\n"
+             "# TYPE nirc_reports_refused_total counter\n"
+             "nirc_reports_refused_total{reason=\"invalid\"} %llu\n",
+             (unsigned long long)rf->reports_invalid);
+  for (int k = 0; k < SITES_REFUSED_COUNT; k++)
+    web_printf(b, "nirc_reports_refused_total{reason=\"%s\"} %llu\n",
+               sites_refusal_name((sites_refusal_t)k),
+               (unsigned long long)rf->reports_implausible[k]);
 }
 
 static char *web_map(const server_t *srv) {
@@ -533,9 +551,12 @@ static char *web_map(const server_t *srv) {
         .lat = s->lat,
         .lon = s->lon,
         .link = web_link_word(s->state),
-        .occupancy =
-            s->has_report && s->last.logged_in ? (double)s->last.talking / s->last.logged_in : -1,
+        .occupancy = s->has_report && s->last.logged_in &&
+                             !(s->last.not_measured & (REPORT_NM_LOGGED_IN | REPORT_NM_TALKING))
+                         ? (double)s->last.talking / s->last.logged_in
+                         : -1,
         .in_queue = s->has_report ? s->last.in_queue : 0,
+        .queue_unknown = s->has_report && (s->last.not_measured & REPORT_NM_QUEUE),
         .is_hub = s->is_hub,
     };
     const route_t *r = web_route(srv, i);
@@ -684,9 +705,11 @@ static void web_next_html(server_t *srv, web_buf_t *b) {
       size_t used = 0;
       for (size_t j = 0; j < nh && used < sizeof pred; j++)
         used += (size_t)snprintf(
-            pred + used, sizeof pred - used, "%s%s: SL %.0f%%%s, needs %u agents, has %u",
+            pred + used, sizeof pred - used, "%s%s: SL %.0f%%%s, needs %u agents, has %u%s%s%s",
             j ? "; " : "", hp[j].hub, 100.0 * hp[j].sl_after, hp[j].stable ? "" : " (unstable)",
-            hp[j].agents_needed, hp[j].agents);
+            hp[j].agents_needed, hp[j].agents, hp[j].cap_source != CAPACITY_MEASURED ? " (" : "",
+            hp[j].cap_source != CAPACITY_MEASURED ? capacity_source_name(hp[j].cap_source) : "",
+            hp[j].cap_source != CAPACITY_MEASURED ? ")" : "");
       if (!nh) snprintf(pred, sizeof pred, "unknown: no hub can be predicted now");
       break;
     }
@@ -773,8 +796,17 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
     /* Unknown is not zero: a site that has not reported shows a dash. */
     char queue[16] = "—", agents[32] = "—";
     if (s->has_report) {
-      snprintf(queue, sizeof queue, "%u", s->last.in_queue);
-      snprintf(agents, sizeof agents, "%u/%u", s->last.logged_in, s->last.ready);
+      uint32_t nm = s->last.not_measured;
+      if (nm & REPORT_NM_QUEUE)
+        snprintf(queue, sizeof queue, "not measured");
+      else
+        snprintf(queue, sizeof queue, "%u", s->last.in_queue);
+      if (nm & REPORT_NM_LOGGED_IN)
+        snprintf(agents, sizeof agents, "not measured");
+      else if (nm & REPORT_NM_READY)
+        snprintf(agents, sizeof agents, "%u/not measured", s->last.logged_in);
+      else
+        snprintf(agents, sizeof agents, "%u/%u", s->last.logged_in, s->last.ready);
     }
     web_printf(b,
                "<tr class=\"site\" data-slug=\"%s\"><td>%s</td><td>%s %s</td>"

@@ -93,6 +93,19 @@ static void fuzz_check_request(const Nirc__OperatorRequest *req) {
     fuzz_check(req->next != NULL, "next body");
     fuzz_check(req->next->hours <= 168, "next: --hours within 1-168");
     break;
+  case NIRC__OPERATOR_REQUEST__BODY_CAPACITY:
+    fuzz_check(req->capacity != NULL, "capacity body");
+    /* a change names its site; --clear sets nothing else; a note goes with a change */
+    fuzz_check(!req->capacity->set || (req->capacity->site && *req->capacity->site),
+               "capacity: a change without a site");
+    fuzz_check(!req->capacity->clear || (!req->capacity->seats && !*req->capacity->roster &&
+                                         !req->capacity->has_utc_offset),
+               "capacity: --clear with values");
+    fuzz_check(req->capacity->set || !*req->capacity->note, "capacity: a note without a change");
+    fuzz_check(req->capacity->seats <= 100000, "capacity: --seats within 1-100000");
+    fuzz_check(req->capacity->utc_offset_min >= -840 && req->capacity->utc_offset_min <= 840,
+               "capacity: --utc-offset within a day");
+    break;
   default: fuzz_check(false, "a request has a body"); break;
   }
 }

@@ -7,7 +7,8 @@
  *   before Hello: Hello's claims must match (server_on_hello), then
  *     sites_on_hello and the applied route it carries (route_from_directive,
  *     route_validate) go to engine_on_hello;
- *   after Hello: LoadReport -> claim, sites_validate_report, sites_on_report
+ *   after Hello: LoadReport -> claim, sites_validate_report, sites_check_plausible
+ *     (against the site's capacity as import-sites configures it), sites_on_report
  *     (minutes flushed as the server's tick does); DirectiveAck -> claim,
  *     engine_on_ack; Error -> logged;
  *   anything else refuses the link: the link goes down (sites_on_link_down)
@@ -119,10 +120,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     abort();
   }
   sites_init(&base, 3000);
-  for (size_t i = 0; i < sc.count; i++)
-    if (sites_add(&base, sc.sites[i].slug, sc.sites[i].name_en, sc.sites[i].name_zh,
-                  sc.sites[i].is_hub) != 0)
-      abort();
+  for (size_t i = 0; i < sc.count; i++) {
+    const scenario_site_t *x = &sc.sites[i];
+    if (sites_add(&base, x->slug, x->name_en, x->name_zh, x->is_hub) != 0) abort();
+    /* The capacity import-sites gives it: seats as the larger shift. */
+    site_t *s = &base.v[base.n - 1];
+    s->cap.configured = true;
+    s->cap.seats = x->agents_day > x->agents_night ? x->agents_day : x->agents_night;
+  }
   scenario_free(&sc);
   if (base.n > sizeof work / sizeof work[0] || !sites_find(&base, FUZZ_SELF)) abort();
   return 0;
@@ -198,6 +203,11 @@ static int fuzz_report(fuzz_state_t *st, const Nirc__LoadReport *r) {
   char why[256];
   if (r->site && *r->site && strcmp(r->site, FUZZ_SELF) != 0) return -1;
   if (sites_validate_report(r, why, sizeof why) != 0) return -1;
+  sites_refusal_t kind;
+  if (sites_check_plausible(st->site, r, &kind, why, sizeof why) != 0) {
+    fuzz_check(kind < SITES_REFUSED_COUNT && why[0], "an implausible report says why");
+    return -1;
+  }
   /* The agent reports every interval of business time; the controller's
    * clocks move on by as much. */
   st->now += 1000;

@@ -48,15 +48,19 @@ def enum(*words):
 
 
 ROUTE_SHARE = {"site": str, "permille": int}
+MEASURED = (int, NULL)  # null: the site does not measure it (not_measured names it)
 LOAD = {
     "site": str, "timestamp_ms": int, "interval_ms": int, "calls_offered": int,
-    "calls_answered": int, "calls_abandoned": int, "calls_in_queue": int,
-    "longest_wait_ms": int, "agents_logged_in": int, "agents_ready": int,
-    "agents_talking": int, "agents_not_ready": int, "aht_ms": int,
-    "answered_within_threshold": int, "sl_threshold_s": int, "calls_from_other_sites": int,
-    "calls_routed_away": int, "routed_to": ANY_OBJECT, "calls_in_queue_peak": int, "pbx_unreadable": bool, "service_level": (float, NULL),
+    "calls_answered": int, "calls_abandoned": int, "calls_in_queue": MEASURED,
+    "longest_wait_ms": MEASURED, "agents_logged_in": MEASURED, "agents_ready": MEASURED,
+    "agents_talking": MEASURED, "agents_not_ready": MEASURED, "aht_ms": MEASURED,
+    "answered_within_threshold": MEASURED, "sl_threshold_s": MEASURED,
+    "calls_from_other_sites": int, "calls_routed_away": int, "routed_to": ANY_OBJECT,
+    "calls_in_queue_peak": MEASURED, "pbx_unreadable": bool, "service_level": (float, NULL),
+    "not_measured": [str],
     Opt("pbx_error"): str,
 }
+CAPACITY_SOURCE = (enum("measured", "configured", "unknown"), NULL)
 SITE_STATUS = {
     "slug": str, "name_en": str, "name_zh": str, "is_hub": bool,
     "link": enum("online", "stale", "offline", "never-seen"), "state_since_ms": int,
@@ -64,7 +68,7 @@ SITE_STATUS = {
     "load": (LOAD, NULL), Opt("note"): str, "inbound_credited_total": int,
 }
 ALARM = {"id": int, "kind": enum("capacity", "routing", "directive", "site_down", "database",
-                                  "journal", "identity", "pbx"),
+                                  "journal", "identity", "pbx", "report"),
          "subject": str, "severity": enum("critical", "major", "warning"), "message": str, "raised_ms": int,
          Opt("raised_business_ms"): int, "active": bool, "cleared_ms": (int, NULL),
          "acked_ms": (int, NULL), "acked_by": (str, NULL)}
@@ -79,7 +83,7 @@ SITE_STATUS.update({"rule": (SITE_RULE, NULL), "moved": bool, "receives_from": i
 STATUS = {"controller": str, "epoch": int, "server_time_ms": int, "sites": [SITE_STATUS],
           "alarms": [ALARM], Opt("filters"): [str]}
 NEXT_HUB = {"hub": str, "sl_after": float, "stable": bool, "agents": int, "agents_needed": int,
-            "sources": int, "refused_sources": [str]}
+            "sources": int, "refused_sources": [str], "capacity_source": CAPACITY_SOURCE}
 NEXT_EVENT = {"at_ms": int,
               "kind": enum("schedule-start", "schedule-end", "schedule-skip", "cutover-expiry"),
               "rule_kind": enum("schedule", "cutover"), "rule_id": int, "rule_name": str,
@@ -95,9 +99,11 @@ CAPACITY = {
     "sl_before": float, "sl_after": float, "asa_after_s": (float, NULL),
     "occupancy_after": float, "agents_needed": int, "stable_after": bool, "refused": bool,
     "sl_target": float, "sl_threshold_s": float, "sources": [str], "refused_sources": [str],
-    "with_refused": (REFUSED_LOAD, NULL), "forced": bool,
+    "with_refused": (REFUSED_LOAD, NULL), "forced": bool, "capacity_source": CAPACITY_SOURCE,
+    "capacity_note": (str, NULL),
 }
-HUB_NEED = {"hub": str, "agents_needed": (int, NULL), "agents": int, "why": str}
+HUB_NEED = {"hub": str, "agents_needed": (int, NULL), "agents": int, "why": str,
+            "capacity_source": CAPACITY_SOURCE}
 REFUSED_SOURCE = {"source": str, "why": str, "hubs": [HUB_NEED]}
 PLAN_WINDOW = {"schedule": str, "start_ms": int, "end_ms": int, "wave_size": int, "waves": int}
 PLAN = {"moves": [PLANNED_MOVE], "capacity": [CAPACITY], "alarms": [str], "refused": bool,
@@ -154,6 +160,13 @@ OVERFLOW_RULE = {"id": int, "name": str, "source": str, "hubs": [str], "trigger_
                  "min_hold_s": int, "margin_s": int, "enabled": bool, "engaged": bool,
                  "triggered": bool, "moved_permille": int}
 OVERFLOWS = {"rules": [OVERFLOW_RULE], Opt("warning"): str}
+SITE_CAPACITY = {"site": str, "configured": bool, "seats": (int, NULL), "roster": (str, NULL),
+                 "utc_offset_min": (int, NULL),
+                 "source_now": enum("measured", "configured", "unknown"),
+                 "agents_now": (int, NULL), "note_now": str}
+CAPACITIES = {"sites": [SITE_CAPACITY], Opt("warning"): str}
+CAPACITY_TERMS = {"configured": bool, "seats": int, "roster": str, "utc_offset_min": int}
+CAPACITY_DETAIL = {"before": CAPACITY_TERMS, "after": CAPACITY_TERMS, "note": str}
 
 # The names the document gives the shapes.
 SHAPES = {
@@ -172,7 +185,8 @@ SHAPES = {
     "LeadershipDetail": LEADERSHIP_DETAIL,
     "Schedules": SCHEDULES, "Schedule": SCHEDULE, "Overflows": OVERFLOWS,
     "OverflowRule": OVERFLOW_RULE, "Alarms": ALARMS, "Alarm": ALARM, "PlanWindow": PLAN_WINDOW,
-    "AlarmAckDetail": ALARM_ACK_DETAIL,
+    "AlarmAckDetail": ALARM_ACK_DETAIL, "Capacities": CAPACITIES, "SiteCapacity": SITE_CAPACITY,
+    "CapacityDetail": CAPACITY_DETAIL, "CapacityTerms": CAPACITY_TERMS,
 }
 # The audit detail by action (the document's table).
 DETAILS = {
@@ -190,6 +204,7 @@ DETAILS = {
     "schedule-disable": (RULE_ID_DETAIL,), "overflow-rm": (RULE_ID_DETAIL,),
     "overflow-add": (OVERFLOW_ADD_DETAIL,),
     "alarm-ack": (ALARM_ACK_DETAIL,), "alarm-ack-refused": (REFUSAL_DETAIL,),
+    "capacity": (CAPACITY_DETAIL,), "capacity-refused": (REFUSAL_DETAIL,),
     "move": (MOVE_DETAIL,), "route": (ROUTE_DETAIL,), "rollback": (ROLLBACK_DETAIL,), "expire": (EXPIRE_DETAIL,),
     "lead": (LEADERSHIP_DETAIL,), "step-down": (LEADERSHIP_DETAIL,),
 }
@@ -560,6 +575,25 @@ def test_schedule_and_overflow_lists():
     check(ctl_json("overflow", "rm", "json-spill", expect=0), OVERFLOWS, "overflow rm")
 
 
+def test_capacity():
+    j = check(ctl_json("capacity", expect=0), CAPACITIES, "capacity")
+    assert {s["site"] for s in j["sites"]} >= set(SITES), j
+    hubei = [s for s in j["sites"] if s["site"] == "hubei"][0]
+    # Imported with the sites; the sim measures its agents.
+    assert hubei["configured"] and hubei["seats"] > 0 and hubei["source_now"] == "measured", hubei
+    j = check(ctl_json("capacity", "xizang", "--seats", "30", "--roster",
+                       "08:00-22:00=20,22:00-08:00=6", "--note", "json", expect=0), CAPACITIES,
+              "capacity set")
+    (x,) = j["sites"]
+    assert x["site"] == "xizang" and x["seats"] == 30 and x["roster"].startswith("08:00"), x
+    j = check(ctl_json("capacity", "xizang", "--roster", "25:00-08:00=3", expect=T.EXIT_USAGE),
+              REFUSAL, "capacity with a bad roster")
+    assert "HH:MM-HH:MM=AGENTS" in j["error"], j
+    j = check(ctl_json("capacity", "xizang", "--seats", "3", cert="operator-victor",
+                       expect=T.EXIT_REFUSED), REFUSAL, "viewer's capacity change")
+    assert "needs role operator" in j["error"], j
+
+
 def test_history():
     j = check(ctl_json("history", "--limit", "500", expect=0), HISTORY, "history")
     check_history_details(j["entries"])
@@ -648,6 +682,7 @@ if __name__ == "__main__":
             test_amend,
             test_restore,
             test_schedule_and_overflow_lists,
+            test_capacity,
             test_history,
             test_usage_and_unreachable_print_nothing_on_stdout,
             test_partially_applied_move,

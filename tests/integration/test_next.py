@@ -114,6 +114,8 @@ def test_next_lists_start_expiry_end_and_skip_in_order():
     p = {h["hub"]: h for h in start["predictions"]}
     assert "shaanxi" in p and p["shaanxi"]["agents_needed"] > 0 and \
         p["shaanxi"]["sources"] == 3 and 0 <= p["shaanxi"]["sl_after"] <= 1, p
+    # Its agents then come from the roster (the forecast's), not from now.
+    assert p["shaanxi"]["capacity_source"] == "configured", p
     assert expiry["rule_id"] == cut["id"] and expiry["reason"] == "drill 演练" and \
         expiry["sources"] == ["xizang"], expiry
     assert skip["reason"] == "exception 2020-01-24" and hhmm(skip["at_ms"]) == "22:00", skip
@@ -121,8 +123,9 @@ def test_next_lists_start_expiry_end_and_skip_in_order():
     h = ctl("next", "--hours", "48").stdout
     assert re.search(r"^01-23 22:00 +schedule night +starts +3 sources \(hubei,guizhou,fujian\) "
                      r"to shaanxi,henan, 2 waves of 2, until 08:00$", h, re.M), h
-    assert re.search(r"^ +shaanxi: SL \d+% predicted, needs \d+ agents, has \d+, takes 3$", h,
-                     re.M), h
+    # A window not yet open is judged on the roster then, and says so.
+    assert re.search(r"^ +shaanxi: SL \d+% predicted, needs \d+ agents, has \d+ \(configured\), "
+                     r"takes 3$", h, re.M), h
     assert re.search(rf"^01-24 \d\d:\d\d +cutover {cut['id']} +expires +xizang goes back from "
                      r"henan: drill 演练$", h, re.M), h
     assert re.search(r"^01-24 22:00 +schedule night +SKIPPED .*exception 2020-01-24$", h, re.M), h

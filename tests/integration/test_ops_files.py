@@ -212,6 +212,7 @@ def test_completion_commands_and_options():
     where = {"status": ["status"], "site": ["site", "hubei"], "watch": ["watch"], "map": ["map"],
              "cutover": ["cutover", "hubei"], "restore": ["restore"], "readmit": ["readmit"],
              "plan": ["plan", "hubei"], "history": ["history"], "alarms": ["alarms"], "next": ["next"],
+             "capacity": ["capacity", "shaanxi"],
              "schedule": ["schedule", "add", "night"], "overflow": ["overflow", "add", "gd"]}
     for cmd in ctl_commands():
         if cmd == "help":

@@ -78,6 +78,10 @@ class Run:
         self.conf = {"nircd-1": self.env.nircd_conf,
                      "nircd-2": self.env.controller_conf("nircd-2", self.addr["nircd-2"],
                                                          "nircd-2.conf")}
+        # The scripted PBXs claim their own staffing (sichuan 500, sources
+        # 30): configure the seats to match, or the reports would be refused
+        # as implausible against the scenario's (docs/SECURITY.md).
+        self.env.sql("UPDATE sites SET seats = 600, roster = NULL")
         self.procs = {}
         self.down = set()
         self.timed = set()  # sites waiting on a damping timer at the last snapshot
