@@ -49,10 +49,10 @@ const config_opt_t conf_nircd_opts[] = {
     {"ops", "max_links_per_operator", CFG_UINT, O(max_links_per_operator), 0, 1, 10000, "8", 0,
      "links one operator identity (certificate) may hold open at once; the next one is "
      "refused with an error naming this key"},
-    {"ops", "max_requests_per_s", CFG_UINT, O(max_requests_per_s), 0, 0, 100000, "20", 0,
+    {"ops", "max_requests_per_s", CFG_UINT, O(max_requests_per_s), 0, 0, 100000, "50", 0,
      "requests a second one operator identity may send on average, over all its links; those "
      "over it are answered with a 'rate limited' error (0: no limit)"},
-    {"ops", "request_burst", CFG_UINT, O(request_burst), 0, 1, 1000000, "40", 0,
+    {"ops", "request_burst", CFG_UINT, O(request_burst), 0, 1, 1000000, "500", 0,
      "requests one operator identity may send at once above that rate"},
     {"database", "conninfo", CFG_STRING, O(conninfo), S(conninfo), 0, 0, NULL, 1,
      "libpq connection string"},

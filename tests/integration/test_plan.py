@@ -69,9 +69,11 @@ def test_sites_online():
     for s in SITES:
         env.start_agent(s)
     # The capacity check smooths live load: a few reports from each first.
-    T.wait_until(lambda: all(env.status()[s]["link"] == "online" and env.status()[s]["load"]
-                             for s in SITES) and all(len(env.reports(s)) >= 5 for s in SITES),
-                 40, "seven agents online with a few reports each")
+    def ready():
+        st = env.status()  # one request per poll, not two per site
+        return all(st[s]["link"] == "online" and st[s]["load"] for s in SITES) and all(
+            len(env.reports(s)) >= 5 for s in SITES)
+    T.wait_until(ready, 40, "seven agents online with a few reports each")
 
 
 def test_one_row_per_hub_with_what_it_takes_and_refuses():
