@@ -70,6 +70,8 @@ const char *link_state_name(link_state_t s) {
 }
 
 void link_opts_default(link_opts_t *o) {
+  /* Every field, including those added later: callers fill a stack copy. */
+  memset(o, 0, sizeof *o);
   o->handshake_timeout_ms = 10000;
   o->idle_timeout_ms = 5000;
   o->ping_interval_ms = 0;

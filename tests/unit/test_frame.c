@@ -20,6 +20,7 @@
 
 #include "err.h"
 #include "frame.h"
+#include "link.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -637,6 +638,37 @@ static void test_random_stream_never_crash(void **state) {
 
 /* ---- callbacks stop decoding ------------------------------------------ */
 
+/* link_opts_default sets every field: callers fill a copy on the stack,
+ * and a frame cap left as stack garbage (max_recv 2) once refused every
+ * frame a swarm agent received. */
+static void test_link_opts_default_sets_every_field(void **state) {
+  (void)state;
+  link_opts_t o;
+  memset(&o, 0xa5, sizeof o);
+  link_opts_default(&o);
+  assert_int_equal(o.max_recv, 0);
+  assert_int_equal(o.max_send, 0);
+  assert_int_equal(o.max_msgs_per_s, 0);
+  assert_int_equal(o.ping_interval_ms, 0);
+  assert_int_equal(o.handshake_timeout_ms, 10000);
+}
+
+/* A decoder's cap can be raised (nircctl, for replies) and a payload past
+ * the default but under the raised cap is accepted. */
+static void test_raised_cap_accepts_large_payload(void **state) {
+  (void)state;
+  frame_decoder_t d;
+  frame_decoder_init(&d);
+  d.max = FRAME_MAX_REPLY;
+  uint8_t hdr[4] = {0, 2, 0, 0}; /* 128 KiB announced: over 64 KiB, under 32 MiB */
+  assert_int_equal(frame_decoder_feed(&d, hdr, sizeof hdr, NULL, NULL), 0);
+  assert_true(frame_decoder_partial(&d));
+  frame_decoder_free(&d);
+  frame_decoder_init(&d); /* the default cap refuses the same header */
+  assert_int_equal(frame_decoder_feed(&d, hdr, sizeof hdr, NULL, NULL), NIRC_EFRAME_TOO_BIG);
+  frame_decoder_free(&d);
+}
+
 static void test_callback_error_stops(void **state) {
   (void)state;
   three_t t;
@@ -681,6 +713,8 @@ static void test_callback_error_stops(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_encode_decode_roundtrip),
+      cmocka_unit_test(test_link_opts_default_sets_every_field),
+      cmocka_unit_test(test_raised_cap_accepts_large_payload),
       cmocka_unit_test(test_split_one_byte_at_a_time),
       cmocka_unit_test(test_three_coalesced),
       cmocka_unit_test(test_two_and_a_half_then_rest),
