@@ -27,6 +27,9 @@ PACKAGES=(
   chromium fonts-wqy-microhei
   # promtool checks the shipped alert rules; the ops-config test reads them
   prometheus python3-yaml
+  # bench/ingest.py compares NIRC's ingest with an MQTT broker carrying the
+  # same reports; nirc-swarm's MQTT mode is built on libmosquitto
+  mosquitto libmosquitto-dev
 )
 
 missing=()

@@ -91,6 +91,16 @@ static void usage(FILE *f) {
              "  --connect-timeout D    TCP connect + TLS handshake (default 5s)\n"
              "  --idle-timeout D       a link silent this long is dead (default 5s)\n"
              "  --log-level L          error|warn|info|debug on stderr (default warn)\n"
+             "  --load-interval D      report every D whatever the controller asks (load\n"
+             "                         generator for bench/ingest.py; e.g. 10ms)\n"
+             "\n"
+             "mqtt: the same agents publish the same LoadReport envelopes to an MQTT broker\n"
+             "(nirc/<site>/load, QoS 0, MQTT 3.1.1 over TLS 1.3 with each site's certificate);\n"
+             "mqtt-sub: one C consumer that subscribes to nirc/+/load and decodes every report.\n"
+             "  nirc-swarm mqtt --broker HOST:PORT --ca CA.crt --dir DIR [--count N]\n"
+             "                  [--load-interval D] [--duration D] [--progress]\n"
+             "  nirc-swarm mqtt-sub --broker HOST:PORT --ca CA.crt --cert C.crt --key C.key\n"
+             "                      [--duration D]\n"
              "\n"
              "Durations: 500ms, 10s, 2m. Exit: 0 every agent ended connected and no protocol\n"
              "error, 1 otherwise, 2 usage.\n"
@@ -188,6 +198,7 @@ static int cmd_run(int argc, char **argv) {
     O_CONNECT,
     O_IDLE,
     O_LOG,
+    O_LOAD,
   };
   static const struct option opts[] = {
       {"controllers", required_argument, NULL, O_CTL},
@@ -206,6 +217,7 @@ static int cmd_run(int argc, char **argv) {
       {"connect-timeout", required_argument, NULL, O_CONNECT},
       {"idle-timeout", required_argument, NULL, O_IDLE},
       {"log-level", required_argument, NULL, O_LOG},
+      {"load-interval", required_argument, NULL, O_LOAD},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -228,6 +240,7 @@ static int cmd_run(int argc, char **argv) {
     case O_CONNECT: sw->connect_timeout_ms = parse_duration_opt("--connect-timeout", optarg); break;
     case O_IDLE: sw->idle_timeout_ms = parse_duration_opt("--idle-timeout", optarg); break;
     case O_LOG: log_level = optarg; break;
+    case O_LOAD: sw->load_interval_ms = parse_duration_opt("--load-interval", optarg); break;
     case 'h':
       usage(stdout);
       free(sw);
@@ -239,6 +252,7 @@ static int cmd_run(int argc, char **argv) {
   if (!controllers || !ca || !dir) die_usage("run needs --controllers, --ca and --dir");
   if (sw->report_interval_ms < 100 || sw->report_interval_ms > 60000)
     die_usage("--report-interval must be from 100ms to 60s");
+  if (sw->load_interval_ms > 60000) die_usage("--load-interval must be from 1ms to 60s");
   if (sw->progress_ms < 10 || sw->rss_ms < 10)
     die_usage("--progress-interval and --rss-interval must be at least 10ms");
   if (sw->backoff_min_ms < 1 || sw->backoff_max_ms < sw->backoff_min_ms ||
@@ -274,7 +288,7 @@ static int cmd_run(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   log_set_program("nirc-swarm");
-  if (argc < 2) die_usage("missing command (gen-pki or run)");
+  if (argc < 2) die_usage("missing command (gen-pki, run, mqtt or mqtt-sub)");
   const char *cmd = argv[1];
   if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
     usage(stdout);
@@ -283,5 +297,7 @@ int main(int argc, char **argv) {
   /* getopt sees the sub-command's arguments only. */
   if (!strcmp(cmd, "gen-pki")) return cmd_gen_pki(argc - 1, argv + 1);
   if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
-  die_usage("unknown command '%s' (gen-pki or run)", cmd);
+  if (!strcmp(cmd, "mqtt")) return sw_mqtt_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "mqtt-sub")) return sw_mqtt_sub_main(argc - 1, argv + 1);
+  die_usage("unknown command '%s' (gen-pki, run, mqtt or mqtt-sub)", cmd);
 }

@@ -109,6 +109,9 @@ struct swarm {
   uint64_t report_interval_ms, duration_ms, progress_ms, rss_ms, ramp_ms;
   uint64_t backoff_min_ms, backoff_max_ms, connect_timeout_ms, idle_timeout_ms;
   bool progress;
+  /* Nonzero: report this often whatever the Welcome says (--load-interval),
+   * faster than any controller asks, to measure ingest. */
+  uint64_t load_interval_ms;
 
   uv_timer_t t_duration, t_progress, t_rss, t_ramp;
   uv_signal_t sig_int, sig_term;
@@ -164,6 +167,14 @@ void sw_rss_sample(swarm_t *sw);
 
 /* Starts a connection attempt to the controller the agent tries now. */
 void sw_agent_connect(sw_agent_t *a);
+/* Fills r with the agent's next load figures (r->site borrows a->slug). */
+void sw_fill_report(sw_agent_t *a, Nirc__LoadReport *r);
+
+/* ---- the MQTT modes (swarm_mqtt.c): the same reports through a broker ---- */
+
+/* `nirc-swarm mqtt` and `nirc-swarm mqtt-sub`: command line to exit status. */
+int sw_mqtt_main(int argc, char **argv);
+int sw_mqtt_sub_main(int argc, char **argv);
 
 /* ---- counters and JSON (swarm_report.c) ---- */
 

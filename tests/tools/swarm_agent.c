@@ -160,32 +160,37 @@ static void sw_on_open(link_t *l) {
 }
 
 /* Plausible small figures of a quiet provincial centre; every relation
- * the controller checks (sites_validate_report) holds. */
+ * the controller checks (sites_validate_report) holds. Shared with the
+ * MQTT mode (swarm_mqtt.c), so both carry the same kind of report. */
+void sw_fill_report(sw_agent_t *a, Nirc__LoadReport *r) {
+  r->site = a->slug;
+  r->timestamp_ms = clock_real_ms();
+  r->interval_ms = a->interval_ms;
+  uint32_t logged_in = 20 + sw_rand(a) % 11;
+  r->agents_logged_in = logged_in;
+  r->agents_not_ready = sw_rand(a) % 4;
+  r->agents_talking = sw_rand(a) % (logged_in - r->agents_not_ready + 1);
+  r->agents_ready = logged_in - r->agents_not_ready - r->agents_talking;
+  r->calls_offered = sw_rand(a) % 4;
+  r->calls_abandoned = r->calls_offered && sw_rand(a) % 10 == 0 ? 1 : 0;
+  r->calls_answered = r->calls_offered - r->calls_abandoned;
+  r->answered_within_threshold = r->calls_answered - (r->calls_answered && sw_rand(a) % 8 == 0);
+  r->sl_threshold_s = 20;
+  r->calls_in_queue = sw_rand(a) % 3;
+  r->calls_in_queue_peak = r->calls_in_queue + sw_rand(a) % 2;
+  r->longest_wait_ms = r->calls_in_queue ? 1000 + sw_rand(a) % 20000 : 0;
+  r->aht_ms = 200000 + sw_rand(a) % 80000;
+  /* Follow the applied route, so a moved site's reports say so. */
+  uint32_t home = route_share_of(&a->applied, a->slug);
+  r->calls_routed_away = r->calls_offered * (1000 - home) / 1000;
+  r->calls_from_other_sites = a->applied.n_inbound ? r->calls_offered / 2 : 0;
+}
+
 static void sw_on_report_timer(uv_timer_t *t) {
   sw_agent_t *a = t->data;
   if (a->state != SW_REPORTING || !a->link) return;
   Nirc__LoadReport r = NIRC__LOAD_REPORT__INIT;
-  r.site = a->slug;
-  r.timestamp_ms = clock_real_ms();
-  r.interval_ms = a->interval_ms;
-  uint32_t logged_in = 20 + sw_rand(a) % 11;
-  r.agents_logged_in = logged_in;
-  r.agents_not_ready = sw_rand(a) % 4;
-  r.agents_talking = sw_rand(a) % (logged_in - r.agents_not_ready + 1);
-  r.agents_ready = logged_in - r.agents_not_ready - r.agents_talking;
-  r.calls_offered = sw_rand(a) % 4;
-  r.calls_abandoned = r.calls_offered && sw_rand(a) % 10 == 0 ? 1 : 0;
-  r.calls_answered = r.calls_offered - r.calls_abandoned;
-  r.answered_within_threshold = r.calls_answered - (r.calls_answered && sw_rand(a) % 8 == 0);
-  r.sl_threshold_s = 20;
-  r.calls_in_queue = sw_rand(a) % 3;
-  r.calls_in_queue_peak = r.calls_in_queue + sw_rand(a) % 2;
-  r.longest_wait_ms = r.calls_in_queue ? 1000 + sw_rand(a) % 20000 : 0;
-  r.aht_ms = 200000 + sw_rand(a) % 80000;
-  /* Follow the applied route, so a moved site's reports say so. */
-  uint32_t home = route_share_of(&a->applied, a->slug);
-  r.calls_routed_away = r.calls_offered * (1000 - home) / 1000;
-  r.calls_from_other_sites = a->applied.n_inbound ? r.calls_offered / 2 : 0;
+  sw_fill_report(a, &r);
   Nirc__Envelope env = NIRC__ENVELOPE__INIT;
   env.msg_case = NIRC__ENVELOPE__MSG_LOAD_REPORT;
   env.load_report = &r;
@@ -267,6 +272,8 @@ static void sw_on_welcome(sw_agent_t *a, const Nirc__Welcome *w) {
   double now = sw_now(sw);
   uint32_t iv = w->report_interval_ms;
   if (iv < 100 || iv > 60000) iv = (uint32_t)sw->report_interval_ms;
+  /* A load generator reports at its own rate, not the controller's. */
+  if (sw->load_interval_ms) iv = (uint32_t)sw->load_interval_ms;
   a->interval_ms = iv;
   a->epoch = w->epoch;
   if (w->epoch > a->max_epoch) a->max_epoch = w->epoch;
