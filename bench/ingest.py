@@ -19,6 +19,7 @@ has 2 cores, and the generator (which competes with the server for them)
 is often the limit of the rate.
 
   bench/ingest.py [--agents 1000] [--interval 10ms] [--window 10] [--perf FILE]
+                  [--phases nirc,mqtt,consumer]
 
 Targets (issue 15): <= 8 us of nircd CPU per report at >= 40,000 reports/s,
 and >= 1.5x the reports per CPU-second of Mosquitto alone.
@@ -297,10 +298,13 @@ def main():
     ap.add_argument("--interval", default="10ms", help="report period of each agent")
     ap.add_argument("--window", type=float, default=10.0)
     ap.add_argument("--settle", type=float, default=2.0)
-    ap.add_argument("--no-consumer", action="store_true",
-                    help="skip the broker + consumer phase")
+    ap.add_argument("--phases", default="nirc,mqtt,consumer",
+                    help="which of nirc, mqtt (the broker alone), consumer (broker + consumer)")
     ap.add_argument("--perf", help="perf record -g nircd during its window into this file")
     a = ap.parse_args()
+    phases = set(a.phases.split(","))
+    if not phases or phases - {"nirc", "mqtt", "consumer"}:
+        ap.error("--phases takes nirc, mqtt and consumer, comma-separated")
     a.progress_s = 0.2
     progress = "200ms"
     if not os.path.exists(MOSQUITTO):
@@ -311,19 +315,21 @@ def main():
     try:
         T.ensure_pki()
         d = swarm_pki(max(a.agents, 2))
-        nirc = phase_nirc(a, d, progress)
-        mqtt = phase_mqtt(a, d, progress, consumer=False)
-        mqtt_sub = None if a.no_consumer else phase_mqtt(a, d, progress, consumer=True)
+        rows = {}
+        if "nirc" in phases:
+            rows["nirc"] = phase_nirc(a, d, progress)
+        if "mqtt" in phases:
+            rows["mosquitto"] = phase_mqtt(a, d, progress, consumer=False)
+        if "consumer" in phases:
+            rows["mosquitto_plus_consumer"] = phase_mqtt(a, d, progress, consumer=True)
     finally:
         T.Proc.kill_all()
         pg.stop()
-    rows = {"nirc": nirc, "mosquitto": mqtt}
-    ratio = {"nirc_vs_mosquitto": round(nirc["reports_per_cpu_s"] / mqtt["reports_per_cpu_s"],
-                                        2)}
-    if mqtt_sub:
-        rows["mosquitto_plus_consumer"] = mqtt_sub
-        ratio["nirc_vs_mosquitto_plus_consumer"] = round(
-            nirc["reports_per_cpu_s"] / mqtt_sub["reports_per_cpu_s"], 2)
+    ratio = {}
+    for k in ("mosquitto", "mosquitto_plus_consumer"):
+        if "nirc" in rows and k in rows:
+            ratio["nirc_vs_" + k] = round(rows["nirc"]["reports_per_cpu_s"] /
+                                          rows[k]["reports_per_cpu_s"], 2)
     B.emit("ingest", rows, loadavg_before=load_before,
            setup={"agents": a.agents, "interval": a.interval, "window_s": a.window,
                   "transport": "TLS 1.3, mutual certificates, one per agent",
