@@ -87,9 +87,16 @@ class Stream:
         raise SystemExit(f"ingest: timed out waiting for {what}:\n" + self.proc.tail())
 
     def count_at(self, t, key):
-        """`key` of the progress lines, interpolated at monotonic time t."""
-        pts = [(ts, e[key]) for ts, e in list(self.events)
-               if e.get("event") == "progress" and key in e]
+        """`key` of the progress lines, interpolated at monotonic time t;
+        waits (up to 60 s, for a loaded machine) for a line after t."""
+        def progress():
+            return [(ts, e[key]) for ts, e in list(self.events)
+                    if e.get("event") == "progress" and key in e]
+        deadline = time.monotonic() + 60
+        while not [p for p in progress() if p[0] > t] and time.monotonic() < deadline \
+                and self.proc.alive():
+            time.sleep(0.05)
+        pts = progress()
         before = [p for p in pts if p[0] <= t]
         after = [p for p in pts if p[0] > t]
         if not before or not after:
@@ -117,7 +124,6 @@ def measure(servers, stream, key, window, progress_s, perf=None):
     t1 = time.monotonic()
     if prof:
         prof.wait()
-    time.sleep(2 * progress_s)  # a progress line after the window
     n = stream.count_at(t1, key) - stream.count_at(t0, key)
     return {n_: c1[n_] - c0[n_] for n_ in servers}, n, t1 - t0
 
