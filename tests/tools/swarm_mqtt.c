@@ -107,12 +107,16 @@ static void mq_parse_broker(const char *v, char *host, size_t hostlen, int *port
 }
 
 /* TLS 1.3 with a client certificate, the broker's checked against ca (and
- * its name against the host), as a NIRC link is. */
+ * its name against the host), as a NIRC link is; MQTT 3.1.1. */
 static int mq_tls(struct mosquitto *m, const char *ca, const char *cert, const char *key) {
   int rc = mosquitto_tls_set(m, ca, NULL, cert, key, NULL);
   if (rc == MOSQ_ERR_SUCCESS) rc = mosquitto_tls_opts_set(m, SSL_VERIFY_PEER, "tlsv1.3", NULL);
   if (rc == MOSQ_ERR_SUCCESS)
     rc = mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+  /* As link.c does on every NIRC link: each report leaves in its own
+   * segment, so the broker gets the same wire pattern as nircd (with Nagle
+   * the broker's delayed ACKs would batch a client's reports for it). */
+  if (rc == MOSQ_ERR_SUCCESS) rc = mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
   return rc;
 }
 
