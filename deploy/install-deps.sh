@@ -55,8 +55,9 @@ fi
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-# policy-rc.d keeps the postgresql/kamailio packages from starting system-wide
-# services on install; NIRC starts its own private instances.
+# policy-rc.d keeps the postgresql/kamailio/mosquitto packages from starting
+# system-wide services on install; NIRC (and bench/ingest.py's broker) starts
+# its own private instances.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
   $SUDO chmod +x /usr/sbin/policy-rc.d
