@@ -2,8 +2,6 @@
 
 #include "err.h"
 
-#include <stddef.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,80 +76,19 @@ int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t len, fram
   return 0;
 }
 
-/* Unpacking one Envelope makes a handful of small allocations (the
- * envelope, its message, each string); at 40,000 reports/s their malloc and
- * free showed in nircd's profile. They live only until
- * frame_envelope_free, which link.c calls before it decodes the next, so
- * they come from a per-thread bump arena that is reset whenever no
- * envelope decoded from it is alive; what does not fit goes to malloc.
- * Sanitizer builds keep malloc, so AddressSanitizer still sees every use of
- * a freed envelope. */
-#if defined(__SANITIZE_ADDRESS__)
-#define FRAME_ARENA 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
-#define FRAME_ARENA 0
-#endif
-#endif
-#ifndef FRAME_ARENA
-#define FRAME_ARENA 1
-#endif
-/* A LoadReport envelope unpacks to well under 1 KiB. */
-#define FRAME_ARENA_SIZE 8192
-
-typedef struct {
-  _Alignas(max_align_t) uint8_t buf[FRAME_ARENA_SIZE];
-  size_t used;
-  unsigned live; /* envelopes unpacked into it and not yet freed */
-} frame_arena_t;
-
-static _Thread_local frame_arena_t frame_arena;
-
-static void *frame_arena_alloc(void *data, size_t size) {
-  frame_arena_t *a = data;
-  size_t align = _Alignof(max_align_t);
-  size_t off = (a->used + align - 1) & ~(align - 1);
-  if (size <= FRAME_ARENA_SIZE && off <= FRAME_ARENA_SIZE - size) {
-    a->used = off + size;
-    return a->buf + off;
-  }
-  return malloc(size);
-}
-
-static void frame_arena_free(void *data, void *p) {
-  frame_arena_t *a = data;
-  uintptr_t u = (uintptr_t)p, lo = (uintptr_t)a->buf;
-  if (u >= lo && u < lo + FRAME_ARENA_SIZE) return; /* reclaimed by the reset */
-  free(p);
-}
-
-/* The allocator an envelope is unpacked and freed with: the test's when
- * set, else the arena (reset first when nothing lives in it). */
-static ProtobufCAllocator *frame_pick_allocator(ProtobufCAllocator *arena, bool decoding) {
-  if (frame_allocator || !FRAME_ARENA) return frame_allocator;
-  *arena = (ProtobufCAllocator){frame_arena_alloc, frame_arena_free, &frame_arena};
-  if (decoding && frame_arena.live == 0) frame_arena.used = 0;
-  return arena;
-}
-
 int frame_decode_envelope(const uint8_t *payload, size_t len, Nirc__Envelope **out) {
-  ProtobufCAllocator arena, *al = frame_pick_allocator(&arena, true);
-  Nirc__Envelope *env = nirc__envelope__unpack(al, len, payload);
+  Nirc__Envelope *env = nirc__envelope__unpack(frame_allocator, len, payload);
   if (!env) return NIRC_EFRAME_MALFORMED;
   if (env->msg_case == NIRC__ENVELOPE__MSG__NOT_SET) {
-    nirc__envelope__free_unpacked(env, al);
+    nirc__envelope__free_unpacked(env, frame_allocator);
     return NIRC_EUNKNOWN_MESSAGE;
   }
-  if (al == &arena) frame_arena.live++;
   *out = env;
   return 0;
 }
 
 void frame_envelope_free(Nirc__Envelope *env) {
-  if (!env) return;
-  ProtobufCAllocator arena, *al = frame_pick_allocator(&arena, false);
-  nirc__envelope__free_unpacked(env, al);
-  if (al == &arena && frame_arena.live > 0) frame_arena.live--;
+  if (env) nirc__envelope__free_unpacked(env, frame_allocator);
 }
 
 int frame_encode(const Nirc__Envelope *env, uint8_t **out, size_t *outlen) {

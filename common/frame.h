@@ -48,9 +48,8 @@ int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t len, fram
  * means the peer sent a truncated frame. */
 bool frame_decoder_partial(const frame_decoder_t *d);
 
-/* The allocator protobuf-c uses for unpacked envelopes: NULL in every
- * program, which means frame.c's per-thread arena (malloc for what does not
- * fit, and always malloc in sanitizer builds). The fault-injection test
+/* The allocator protobuf-c uses for unpacked envelopes: NULL (protobuf-c's
+ * default, malloc and free) in every program. The fault-injection test
  * (tests/unit/test_alloc_fail.c) points it at an allocator that fails on
  * demand, because protobuf-c's own calls to malloc are made inside the
  * shared library, out of reach of the linker's --wrap. Change it only

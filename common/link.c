@@ -358,29 +358,10 @@ static int link_on_payload(void *arg, const uint8_t *payload, size_t len) {
   return l->state == LINK_CLOSING ? NIRC_ECLOSED : 0;
 }
 
-/* SSL_get_error() needs the thread's error queue empty before each
- * SSL_read (SSL_get_error(3)); it tells by ERR_peek_error(), so when that
- * finds nothing the queue is already as required, and the walk over every
- * slot ERR_clear_error() makes (2% of nircd at 40,000 reports/s) is
- * skipped. */
-static void link_err_clear(void) {
-  if (ERR_peek_error() != 0) ERR_clear_error();
-}
-
-/* Whether another SSL_read could return anything: plaintext or a record
- * already inside OpenSSL (SSL_has_pending), or ciphertext still in the read
- * BIO. Without either it can only say WANT_READ, so the loop below stops
- * after the read that emptied both instead of paying one more SSL_read,
- * SSL_get_error and error-queue check per received record. An alert or a
- * close_notify is ciphertext like any record, so it is never skipped. */
-static bool link_more_to_read(link_t *l) {
-  return SSL_has_pending(l->ssl) || BIO_ctrl_pending(l->rbio) > 0;
-}
-
 static void link_read_plain(link_t *l) {
   uint8_t buf[LINK_PLAIN_CHUNK];
   while (l->state == LINK_OPEN) {
-    link_err_clear();
+    ERR_clear_error();
     int n = SSL_read(l->ssl, buf, sizeof buf);
     int ku_limit = tls_key_update_flood(l->ssl);
     if (ku_limit) {
@@ -405,7 +386,6 @@ static void link_read_plain(link_t *l) {
         return;
       }
       if (rc < 0) return; /* already handled by link_on_payload */
-      if (!link_more_to_read(l)) return;
       continue;
     }
     int e = SSL_get_error(l->ssl, n);
