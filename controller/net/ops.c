@@ -580,6 +580,37 @@ static bool ops_rate_limited(server_t *srv, conn_t *c, const Nirc__OperatorReque
   return true;
 }
 
+/* The role a request needs beyond its command's, when it changes what
+ * the command otherwise only lists, and in *what the words for it:
+ * schedules and overflow rules are changed by admins (a rule moves calls
+ * every night); an alarm's acknowledgement and a site's configured
+ * capacity (what the planner may send there) by operators. ROLE_VIEWER
+ * when it needs nothing more. */
+static op_role_t ops_change_role(const Nirc__OperatorRequest *req, const ops_cmd_t *cmd, char *what,
+                                 size_t whatlen) {
+  switch (req->body_case) {
+  case NIRC__OPERATOR_REQUEST__BODY_SCHEDULE:
+    if (!req->schedule || req->schedule->op == NIRC__RULE_OP__RULE_OP_LIST) break;
+    snprintf(what, whatlen, "changing %s rules", cmd->name);
+    return ROLE_ADMIN;
+  case NIRC__OPERATOR_REQUEST__BODY_OVERFLOW:
+    if (!req->overflow || req->overflow->op == NIRC__RULE_OP__RULE_OP_LIST) break;
+    snprintf(what, whatlen, "changing %s rules", cmd->name);
+    return ROLE_ADMIN;
+  case NIRC__OPERATOR_REQUEST__BODY_ALARMS:
+    if (!req->alarms || !req->alarms->ack_id) break;
+    snprintf(what, whatlen, "acknowledging an alarm");
+    return ROLE_OPERATOR;
+  case NIRC__OPERATOR_REQUEST__BODY_CAPACITY:
+    if (!req->capacity || !req->capacity->set) break;
+    snprintf(what, whatlen, "changing a site's capacity");
+    return ROLE_OPERATOR;
+  default: break;
+  }
+  what[0] = '\0';
+  return ROLE_VIEWER;
+}
+
 void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   const peer_identity_t *id = link_peer(c->link);
   if (ops_rate_limited(srv, c, req)) return;
@@ -608,37 +639,11 @@ void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
     server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(c->link), "refused",
                         msg);
   }
-  /* Changing schedules and overflow rules is for admins; listing is not. */
-  if (!rep.error && cmd &&
-      ((req->body_case == NIRC__OPERATOR_REQUEST__BODY_SCHEDULE && req->schedule &&
-        req->schedule->op != NIRC__RULE_OP__RULE_OP_LIST) ||
-       (req->body_case == NIRC__OPERATOR_REQUEST__BODY_OVERFLOW && req->overflow &&
-        req->overflow->op != NIRC__RULE_OP__RULE_OP_LIST)) &&
-      id->role < ROLE_ADMIN) {
-    snprintf(msg, sizeof msg, "changing %s rules needs role admin; %s has role %s", cmd->name,
-             id->subject, tls_role_name(id->role));
-    e.code = NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN;
-    e.message = msg;
-    rep.error = &e;
-    server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(c->link), "refused",
-                        msg);
-  }
-  /* Acknowledging an alarm is an operator's act; listing is anyone's. */
-  if (!rep.error && cmd && req->body_case == NIRC__OPERATOR_REQUEST__BODY_ALARMS && req->alarms &&
-      req->alarms->ack_id && id->role < ROLE_OPERATOR) {
-    snprintf(msg, sizeof msg, "acknowledging an alarm needs role operator; %s has role %s",
-             id->subject, tls_role_name(id->role));
-    e.code = NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN;
-    e.message = msg;
-    rep.error = &e;
-    server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(c->link), "refused",
-                        msg);
-  }
-  /* Changing a site's configured capacity is an operator's act (it
-   * decides what the planner may send there); listing is anyone's. */
-  if (!rep.error && cmd && req->body_case == NIRC__OPERATOR_REQUEST__BODY_CAPACITY &&
-      req->capacity && req->capacity->set && id->role < ROLE_OPERATOR) {
-    snprintf(msg, sizeof msg, "changing a site's capacity needs role operator; %s has role %s",
+  /* Some requests change what others only list: that needs more. */
+  char what[64];
+  op_role_t need = cmd ? ops_change_role(req, cmd, what, sizeof what) : ROLE_VIEWER;
+  if (!rep.error && cmd && id->role < need) {
+    snprintf(msg, sizeof msg, "%s needs role %s; %s has role %s", what, tls_role_name(need),
              id->subject, tls_role_name(id->role));
     e.code = NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN;
     e.message = msg;
