@@ -394,6 +394,18 @@ def private_pg(*args):
     assert r.returncode == 0, f"pg-private.sh {args}: {r.stdout}{r.stderr}"
 
 
+def metrics(http):
+    """Every sample of a controller's /metrics: {"name{labels}": value}."""
+    with urllib.request.urlopen(f"http://{http}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
 def metric(http, name):
     """One unlabelled figure of a controller's /metrics, or None."""
     text = urllib.request.urlopen(f"http://{http}/metrics", timeout=5).read().decode()

@@ -115,14 +115,7 @@ def log():
 
 
 def metrics():
-    with urllib.request.urlopen(f"http://{HTTP}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
+    return T.metrics(HTTP)
 
 
 def refused_total(reason):
