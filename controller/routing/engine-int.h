@@ -154,6 +154,16 @@ struct engine {
    * sites five times a second. Contents are meaningless outside a call. */
   route_t *next_scratch;
   bool next_busy; /* an evaluation is using next_scratch */
+  /* The last evaluation (both clocks) and the inputs a tick left behind
+   * (engine_inputs_fp). A tick re-plans when those inputs changed, when an
+   * input call set eval_dirty, or when a second has passed on either clock
+   * (the planner's time-driven decisions: windows, expiries, holds); an
+   * idle registry of 20,000 sites is not planned five times a second. A
+   * change the fingerprint misses is planned within that second anyway. */
+  uint64_t eval_mono;
+  int64_t eval_now;
+  uint64_t eval_fp;
+  bool eval_done, eval_dirty;
   engine_stats_t stats;
 };
 

@@ -18,6 +18,8 @@
 
 /* A FAILED directive whose site still differs is retried this much later. */
 #define ENGINE_FAILED_RETRY_FACTOR 5
+/* With no input changed, a tick re-plans once a second (engine_tick). */
+#define ENGINE_IDLE_EVAL_MS 1000
 
 const double engine_latency_le_ms[ENGINE_LATENCY_BUCKETS - 1] = {1,   2,   5,   10,   20,  50,
                                                                  100, 200, 500, 1000, 2000};
@@ -752,6 +754,11 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
   if (n_changed) *n_changed = 0;
   engine_gate_update(e);
   if (engine_settling(e)) return;
+  e->eval_mono = engine_mono(e);
+  e->eval_now = engine_now(e);
+  e->eval_done = true;
+  e->eval_dirty = false;
+  e->stats.plans++;
   plan_input_t in;
   engine_build_input(e, &in, NULL, 0);
   plan_t plan;
@@ -996,6 +1003,7 @@ static void engine_fail(engine_t *e, size_t i, const char *why) {
 }
 
 void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
+  e->eval_dirty = true;
   site_dir_t *d = &e->dirs[i];
   site_t *s = engine_site(e, i);
   int64_t latency = (int64_t)(engine_mono(e) - d->sent_mono_ms);
@@ -1071,6 +1079,7 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
 }
 
 void engine_on_hello(engine_t *e, size_t i, const route_t *applied) {
+  e->eval_dirty = true;
   site_dir_t *d = &e->dirs[i];
   site_t *s = engine_site(e, i);
   if (!d->known) {
@@ -1104,7 +1113,8 @@ void engine_on_hello(engine_t *e, size_t i, const route_t *applied) {
 }
 
 void engine_on_link_down(engine_t *e, size_t i) {
-  (void)e, (void)i;
+  (void)i;
+  e->eval_dirty = true;
 }
 
 static void engine_check_timeouts(engine_t *e) {
@@ -1114,6 +1124,7 @@ static void engine_check_timeouts(engine_t *e) {
     site_t *s = engine_site(e, i);
     if (d->state == DIR_PENDING && s->conn &&
         now - d->last_send_mono_ms >= e->opts.ack_timeout_ms) {
+      e->eval_dirty = true; /* a resend or a failure: planned on this tick */
       if (d->resends < e->opts.max_resends) {
         engine_send(e, i, true);
       } else {
@@ -1127,6 +1138,7 @@ static void engine_check_timeouts(engine_t *e) {
                now - d->last_send_mono_ms >=
                    (uint64_t)e->opts.ack_timeout_ms * ENGINE_FAILED_RETRY_FACTOR) {
       /* Keep trying, slowly: the alarm stands until it works. */
+      e->eval_dirty = true;
       d->state = DIR_PENDING;
       d->resends = 0;
       engine_send(e, i, true);
@@ -1207,8 +1219,42 @@ static void engine_expire(engine_t *e) {
     bool active = false;
     for (size_t k = 0; k < e->n_cut; k++)
       active |= e->cut[k].id == d->excluded_rule && e->cut[k].state == CUTOVER_ACTIVE;
-    if (!active) engine_readmit(e, i, "engine", "the cutover it failed in has ended");
+    if (!active) {
+      e->eval_dirty = true;
+      engine_readmit(e, i, "engine", "the cutover it failed in has ended");
+    }
   }
+}
+
+/* What a plan depends on besides the rules and time, folded into one
+ * number: the sites' changes (reports, links: sites_change_count), the
+ * waves in progress and the rules' states. Changes of the directives'
+ * state (acks, resends, failures, hub gates) set eval_dirty where they
+ * happen instead: a scan of 20,000 directives per tick would cost more
+ * than the evaluations it saves. */
+static uint64_t engine_inputs_fp(const engine_t *e) {
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a offset, mixed per word */
+#define ENGINE_FP_MIX(x) (h = (h ^ (uint64_t)(x)) * 1099511628211ULL)
+  ENGINE_FP_MIX(sites_change_count());
+  ENGINE_FP_MIX(engine_nsites(e));
+  for (const wave_t *w = e->waves; w; w = w->next)
+    ENGINE_FP_MIX(w->rule_id ^ (uint64_t)w->all_acked << 63);
+  for (size_t k = 0; k < e->n_cut; k++)
+    ENGINE_FP_MIX(e->cut[k].state ^ (uint64_t)e->cut[k].expires_ms << 4);
+  ENGINE_FP_MIX(e->n_sch);
+  ENGINE_FP_MIX(e->n_ovf);
+#undef ENGINE_FP_MIX
+  return h;
+}
+
+static bool engine_eval_due(const engine_t *e, uint64_t fp) {
+  if (!e->eval_done || e->eval_dirty || fp != e->eval_fp) return true;
+  uint64_t mono = engine_mono(e);
+  int64_t now = engine_now(e);
+  /* Either clock: business time runs fast in tests and the demo, and may
+   * be set back by an operator's clock change. */
+  return mono - e->eval_mono >= ENGINE_IDLE_EVAL_MS || now - e->eval_now >= ENGINE_IDLE_EVAL_MS ||
+         now < e->eval_now;
 }
 
 void engine_tick(engine_t *e) {
@@ -1217,7 +1263,11 @@ void engine_tick(engine_t *e) {
   /* Waves first: a wave verified now lets the evaluation below start the
    * next one in this same tick. */
   engine_check_waves(e);
-  engine_evaluate(e, NULL, NULL);
+  /* The hub gate's timers (grace, return window) on every tick, so that a
+   * hub lost or verified again is planned at once, not a second later. */
+  engine_gate_update(e);
+  if (engine_eval_due(e, engine_inputs_fp(e))) engine_evaluate(e, NULL, NULL);
   engine_waiters_check(e);
   engine_alarms_sweep(e);
+  e->eval_fp = engine_inputs_fp(e); /* what this tick leaves behind */
 }

@@ -225,6 +225,9 @@ typedef struct {
   /* Acks not stored: for a directive this leader never sent (other epoch,
    * a version not yet sent) or one already acknowledged. */
   uint64_t acks_refused;
+  /* Plans computed: on a tick only when an input changed, else once a
+   * second (engine_tick), and on every operator change. */
+  uint64_t plans;
   /* Directive sent -> ack, cumulative histogram: le 1,2,5,10,20,50,100,200,
    * 500,1000,2000 ms and +Inf. */
   uint64_t latency_bucket[ENGINE_LATENCY_BUCKETS];

@@ -56,6 +56,7 @@ static uint64_t engine_return_window(const engine_t *e, const hub_gate_t *g) {
 }
 
 static void engine_gate_set(engine_t *e, size_t i, hub_gate_state_t to) {
+  e->eval_dirty |= e->gate[i].state != to; /* planned on this tick */
   e->gate[i].state = to;
   e->gate[i].since_mono = engine_mono(e);
 }

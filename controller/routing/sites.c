@@ -34,7 +34,20 @@ const char *sites_state_name(site_state_t st) {
   return (unsigned)st < 4 ? site_state_names[st] : "?";
 }
 
+/* Changes to any registry's sites (state, reports, load seeds, credits),
+ * for the engine's "did anything change since the last plan" test
+ * (sites_change_count). Process-wide rather than per registry because
+ * the mutators take a site, not its registry; a controller has one
+ * registry, and a test with several only re-plans more often. The loop
+ * is single-threaded, as is everything here. */
+static uint64_t sites_changes;
+
+uint64_t sites_change_count(void) {
+  return sites_changes;
+}
+
 int sites_set_state(site_t *site, site_state_t to, int64_t now_ms) {
+  sites_changes++;
   if ((unsigned)to >= 4 || !site_allowed[site->state][to]) {
     log_error(LOG_SITE, site->slug, "refused state change %s -> %s", sites_state_name(site->state),
               sites_state_name(to));
@@ -91,6 +104,7 @@ static int sites_idx_reserve(sites_t *s) {
 }
 
 int sites_add(sites_t *s, const char *slug, const char *name_en, const char *name_zh, bool is_hub) {
+  sites_changes++;
   if (!nirc_slug_valid(slug)) return NIRC_EINVAL;
   if (sites_find(s, slug)) return NIRC_EEXISTS;
   if (s->n >= UINT32_MAX - 1 || sites_idx_reserve(s) != 0) return NIRC_ENOMEM;
@@ -126,6 +140,7 @@ site_t *sites_find(sites_t *s, const char *slug) {
 }
 
 void sites_on_hello(site_t *site, int64_t now_ms) {
+  sites_changes++;
   if (site->state != SITE_ONLINE) sites_set_state(site, SITE_ONLINE, now_ms);
   site->last_seen_ms = now_ms;
 }
@@ -168,6 +183,7 @@ static void sites_minute_add(site_minute_t *m, const site_report_t *r) {
 
 bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, int64_t business_ms,
                      site_minute_t *flushed) {
+  sites_changes++;
   site_report_t *l = &site->last;
   l->timestamp_ms = r->timestamp_ms;
   l->interval_ms = r->interval_ms;
@@ -250,6 +266,7 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
 }
 
 void sites_seed_load(site_t *site, const sites_load_t *l, int64_t now_ms) {
+  sites_changes++;
   double ago = now_ms > l->at_ms ? (double)(now_ms - l->at_ms) / 1000.0 : 0;
   double wd = exp(-ago / SITES_DEMAND_TAU_S);
   if (l->demand_secs * wd > site->demand_secs) {
@@ -273,6 +290,7 @@ double sites_demand_cps(const site_t *site, double prior_cps, double min_evidenc
 }
 
 uint64_t sites_credit_routed(sites_t *s, const site_t *src, const Nirc__LoadReport *r) {
+  sites_changes++;
   uint64_t credited = 0, refused = 0;
   const char *first = NULL;
   if (r->pbx_unreadable) return 0;
@@ -298,6 +316,7 @@ uint64_t sites_credit_routed(sites_t *s, const site_t *src, const Nirc__LoadRepo
 }
 
 void sites_on_link_down(site_t *site, int64_t now_ms) {
+  sites_changes++;
   if (site->state == SITE_ONLINE || site->state == SITE_STALE)
     sites_set_state(site, SITE_OFFLINE, now_ms);
   site->conn = NULL;

@@ -173,6 +173,11 @@ const char *sites_state_name(site_state_t st);
  * the diagram does not allow (state unchanged). */
 int sites_set_state(site_t *site, site_state_t to, int64_t now_ms);
 
+/* How many changes the mutators below have made to any site so far
+ * (process-wide; see sites.c): equal counts mean nothing was reported,
+ * connected or lost in between. */
+uint64_t sites_change_count(void);
+
 /* A Hello was accepted on a new link. */
 void sites_on_hello(site_t *site, int64_t now_ms);
 /* A report arrived. If it starts a new business minute while the previous
