@@ -18,13 +18,30 @@
 
 /* ---- waves and waiting operator requests ---- */
 
+/* One source's totals (site_t, as a source) when a wave's verification
+ * window started and at its baseline: the first report received after the
+ * window started, whose interval may still hold calls routed before the
+ * apply; the window's counts are the differences after it. */
+typedef struct {
+  uint64_t start_reports; /* reports_total when the window started */
+  bool based;             /* the baseline below is taken */
+  uint64_t reports, measured, own;
+  unsigned n_share;                               /* of its target at the baseline */
+  char site[ROUTE_MAX_SHARES][SCENARIO_SLUG_MAX]; /* the target's shares then */
+  uint64_t sent[ROUTE_MAX_SHARES];                /* what it had sent to each */
+  bool sent_known[ROUTE_MAX_SHARES];
+  bool mismatch; /* the last judgement found its calls not going where routed */
+} wave_base_t;
+
 typedef struct wave {
   rule_kind_t kind;
   uint64_t rule_id;
-  size_t *sources; /* site indices */
+  size_t *sources;   /* site indices */
+  wave_base_t *base; /* one per source (engine_verify.c); NULL: out of memory, not judged */
   unsigned n;
   uint64_t started_mono, all_acked_mono;
   bool all_acked, done;
+  bool mismatch; /* a source's calls did not move: held, its alarm observed on every check */
   struct wave *next;
 } wave_t;
 
@@ -243,6 +260,21 @@ void engine_end_cutover(engine_t *e, cutover_t *cut, cutover_state_t st, const c
 /* Site i is back in its rules (no-op when it was not excluded); the
  * readmission is stored, so a new leader does not keep it out. */
 void engine_readmit(engine_t *e, size_t i, const char *who, const char *why);
+/* Wave verification by moved calls (engine_verify.c). start: the window
+ * starts (again) now, for every source; sample: takes the baselines of
+ * sources whose first report since arrived; judge: at the window's end,
+ * says for each source whether its calls went where its route sends them
+ * (the text status shows), raises a `moved` alarm for each that did not,
+ * and returns false then (the window starts again; the next wave waits);
+ * hold: observes those alarms again while the wave stays held. */
+void engine_verify_start(engine_t *e, wave_t *w);
+void engine_verify_sample(engine_t *e, wave_t *w);
+bool engine_verify_judge(engine_t *e, wave_t *w);
+void engine_verify_hold(engine_t *e, wave_t *w);
+/* For status: why site i's planned move waits ("" none): its rule's wave
+ * in progress, and a source of it whose calls did not move. */
+void engine_verify_waiting_note(engine_t *e, size_t i, const plan_route_t *pr, char *buf,
+                                size_t len);
 /* The rule's wave in progress, if any, stops holding its next moves back:
  * an operator amended the rule, and its move is decided anew. */
 void engine_end_waves(engine_t *e, rule_kind_t kind, uint64_t rule_id);

@@ -248,6 +248,8 @@ void engine_site_note(engine_t *e, size_t i, const plan_route_t *pr, const char 
       return;
     }
   }
+  /* A move its rule's wave in progress holds back. */
+  engine_verify_waiting_note(e, i, pr, d->note, sizeof d->note);
 }
 
 /* Why site i's route changes from `old` to `want` (see route_cause_t). */
