@@ -271,6 +271,13 @@ void engine_verify_start(engine_t *e, wave_t *w);
 void engine_verify_sample(engine_t *e, wave_t *w);
 bool engine_verify_judge(engine_t *e, wave_t *w);
 void engine_verify_hold(engine_t *e, wave_t *w);
+/* The measured inflow no route explains (engine_verify.c): fills every
+ * hub's plan_site_t.inflow_unrouted_cps from its sources' recent flows
+ * (after engine_build_input's per-site loop); and, when source i's route
+ * acknowledged as `now` stops sending to a hub `was` sent to, forgets its
+ * recent flow there (calls sent before the change are no flow now). */
+void engine_inflow_input(engine_t *e);
+void engine_inflow_acked(engine_t *e, size_t i, const route_t *was, const route_t *now);
 /* For status: why site i's planned move waits ("" none): its rule's wave
  * in progress, and a source of it whose calls did not move. */
 void engine_verify_waiting_note(engine_t *e, size_t i, const plan_route_t *pr, char *buf,

@@ -615,6 +615,7 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
       p->hub_waiting = e->gate[i].state == HUB_RECOVERING;
     }
   }
+  engine_inflow_input(e);
   memset(in, 0, sizeof *in);
   in->sites = e->psites;
   in->n_sites = n;
@@ -1043,6 +1044,7 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
       e->stats.latency_bucket[k]++;
     e->stats.latency_sum_ms += (double)latency;
     e->stats.latency_count++;
+    engine_inflow_acked(e, i, &d->acked, &d->target);
     d->acked = d->target;
     d->known = true;
     d->state = DIR_IDLE;

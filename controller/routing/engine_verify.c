@@ -248,3 +248,43 @@ void engine_verify_waiting_note(engine_t *e, size_t i, const plan_route_t *pr, c
     return;
   }
 }
+
+/* ---- the measured inflow no route explains ---- */
+
+void engine_inflow_acked(engine_t *e, size_t i, const route_t *was, const route_t *now) {
+  site_t *s = engine_site(e, i);
+  for (unsigned k = 0; k < was->n_share; k++)
+    if (was->share[k].permille > 0 && strcmp(was->share[k].site, s->slug) != 0 &&
+        route_share_of(now, was->share[k].site) == 0)
+      sites_flow_forget(s, was->share[k].site);
+}
+
+/* A hub's load in capacity checks is its own demand plus the demand of
+ * the sources the plan gives it (their demand x share: for a source behind
+ * Kamailio, the same proxy counters that credit the hub). What that model
+ * cannot see is a source whose proxy sends calls to the hub while NIRC
+ * routes it elsewhere (target and acknowledged route both give the hub
+ * nothing): those calls are measured load at the hub all the same, so they
+ * are added to it - never to its own demand or forecast. */
+void engine_inflow_input(engine_t *e) {
+  size_t n = engine_nsites(e);
+  for (size_t i = 0; i < n; i++) {
+    const site_t *s = engine_site(e, i);
+    if (!s->routing_measured || s->state != SITE_ONLINE) continue;
+    const site_dir_t *d = &e->dirs[i];
+    for (unsigned k = 0; k < s->n_sent; k++) {
+      double cps = sites_flow_cps(s, &s->sent[k]);
+      if (cps <= 0) continue;
+      const char *hub = s->sent[k].site;
+      if (route_share_of(&d->target, hub) > 0 || route_share_of(&d->acked, hub) > 0) continue;
+      long h = engine_index(e, hub);
+      if (h < 0 || (size_t)h == i) continue;
+      plan_site_t *p = &e->psites[h];
+      p->inflow_unrouted_cps += cps;
+      if (cps > p->inflow_from_cps) {
+        p->inflow_from_cps = cps;
+        nirc_strlcpy(p->inflow_from, s->slug, sizeof p->inflow_from);
+      }
+    }
+  }
+}

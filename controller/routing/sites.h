@@ -68,6 +68,8 @@ typedef struct {
   uint64_t calls;
   uint64_t last_report;  /* reports_total when it last grew: the oldest is replaced when full */
   uint64_t first_report; /* reports_total before its first count (0: from the start) */
+  double flow_calls;     /* decayed with SITES_METRIC_TAU_S: the recent rate's calls */
+  uint64_t quiet_until;  /* reports up to this one add no flow (sites_flow_forget) */
 } sites_sent_t;
 typedef struct {
   char site[SCENARIO_SLUG_MAX];
@@ -135,6 +137,9 @@ typedef struct {
   bool routing_measured; /* the last report's flag */
   sites_sent_t sent[SITES_SENT_MAX];
   unsigned n_sent;
+  /* The recent rates' seconds (decayed like sent[].flow_calls): 0 when the
+   * last report did not measure routing (no rate is known then). */
+  double flow_secs;
 
   /* Smoothed figures for the planner (exponentially weighted). Rates are
    * per business second, as the reports' intervals are business time. */
@@ -224,6 +229,14 @@ uint64_t sites_credit_routed(sites_t *s, const site_t *src, const Nirc__LoadRepo
  * it never named it); *known false when the entry was replaced (more than
  * SITES_SENT_MAX destinations): a difference of it would mean nothing. */
 uint64_t sites_sent_to(const site_t *src, const char *hub, uint64_t since_report, bool *known);
+
+/* The rate `src` sent calls to sent entry `e` lately: calls per business
+ * second over about a minute (SITES_METRIC_TAU_S); 0 while routing is not
+ * measured. */
+double sites_flow_cps(const site_t *src, const sites_sent_t *e);
+/* Its route stopped sending calls to `hub`: the recent rate there starts
+ * again from nothing, so calls sent before do not read as a flow now. */
+void sites_flow_forget(site_t *src, const char *hub);
 
 /* Most destinations one report may name in routed_to. */
 #define SITES_ROUTED_MAX 64

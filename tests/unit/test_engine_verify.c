@@ -254,6 +254,88 @@ static void test_share_judged_by_binomial_tolerance(void **state) {
   }
 }
 
+/* An engine leading epoch 5, every site connected and home. */
+static engine_t *leading(world_t *w) {
+  engine_t *e = world_engine(w);
+  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 0);
+  world_connect_all(w, e, NULL);
+  return e;
+}
+
+/* Whether a cutover of `src` to shaanxi (not forced) is applied: false
+ * when the capacity check refuses it. */
+static bool cutover_applied(world_t *w, engine_t *e, const char *src, uint64_t rid) {
+  const char *s[] = {src}, *hub[] = {"shaanxi"};
+  size_t before = w->n_rep;
+  world_cutover(w, e, rid, s, 1, hub, 1, 0);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_int_equal(w->n_rep, before + 1);
+  if (!w->rep[before].ok) assert_non_null(strstr(w->rep[before].msg, "shaanxi would need"));
+  return w->rep[before].ok;
+}
+
+/* Calls guangdong's proxy sends to shaanxi while NIRC routes guangdong
+ * home are load at shaanxi all the same: a cutover shaanxi had room for is
+ * refused once they are measured (2 calls a second at 180 s: 360 Erlangs
+ * on 30 agents). */
+static void test_unrouted_inflow_loads_the_hub(void **state) {
+  (void)state;
+  for (int inflow = 0; inflow < 2; inflow++) {
+    world_t *w = world_new();
+    engine_t *e = leading(w);
+    if (inflow) report(w, "guangdong", 0, "shaanxi", 1200, true);
+    world_tick(w, e, 200);
+    assert_int_equal(cutover_applied(w, e, "hubei", 41), !inflow);
+    const char *note = engine_site_dir(e, world_index(w, "shaanxi"))->note;
+    if (inflow)
+      assert_string_equal(note, "receives 2.00 calls/s no route sends here (most from guangdong, "
+                                "measured at its proxy): counted in its capacity checks, not in "
+                                "its own demand");
+    else
+      assert_null(strstr(note, "no route sends here"));
+    world_flush(w);
+    engine_free(e);
+    world_free(w);
+  }
+}
+
+/* A source's route stops sending to a hub: what it sent there before,
+ * including the report whose interval straddles the change, is no flow
+ * now, so the hub is not loaded by calls that have gone home. */
+static void test_flow_forgotten_when_the_route_leaves_the_hub(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading(w);
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 41, src, 1, hub, 1, 0);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_true(w->rep[0].ok);
+  /* Hubei's calls go to Xi'an as routed: no unrouted inflow. Few enough
+   * calls that hubei's own demand leaves shaanxi room for guangdong. */
+  report(w, "hubei", 0, "shaanxi", 30, true);
+  world_tick(w, e, 200);
+  char *names[] = {"hubei"};
+  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
+  r.sources = names;
+  r.n_sources = 1;
+  engine_req_t rq = {.client = w, .request_id = 42, .operator_name = "operator:olga", .label = "t"};
+  size_t from = w->n_sent;
+  engine_op_restore(e, &rq, &r);
+  world_ack(w, e, from, NULL);
+  world_flush(w);
+  assert_int_equal(route_share_of(&w->applied[world_index(w, "hubei")], "hubei"), 1000);
+  /* The report straddling the return still counts calls sent to Xi'an. */
+  report(w, "hubei", 0, "shaanxi", 1200, true);
+  world_tick(w, e, 200);
+  assert_true(cutover_applied(w, e, "guangdong", 43));
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_verified_by_moved_calls),
@@ -262,6 +344,8 @@ int main(void) {
       cmocka_unit_test(test_small_counts_never_fail),
       cmocka_unit_test(test_unmeasured_source_as_before),
       cmocka_unit_test(test_share_judged_by_binomial_tolerance),
+      cmocka_unit_test(test_unrouted_inflow_loads_the_hub),
+      cmocka_unit_test(test_flow_forgotten_when_the_route_leaves_the_hub),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
