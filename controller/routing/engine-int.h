@@ -23,8 +23,9 @@
  * window started, whose interval may still hold calls routed before the
  * apply; the window's counts are the differences after it. */
 typedef struct {
-  uint64_t start_reports; /* reports_total when the window started */
-  bool based;             /* the baseline below is taken */
+  uint64_t start_reports;  /* reports_total when the window started */
+  uint64_t epoch, version; /* its target then: a source routed anew since is not judged */
+  bool based;              /* the baseline below is taken */
   uint64_t reports, measured, own;
   unsigned n_share;                               /* of its target at the baseline */
   char site[ROUTE_MAX_SHARES][SCENARIO_SLUG_MAX]; /* the target's shares then */

@@ -63,8 +63,11 @@ void engine_verify_start(engine_t *e, wave_t *w) {
   if (!w->base) return;
   for (unsigned k = 0; k < w->n; k++) {
     const site_t *s = engine_site(e, w->sources[k]);
+    const route_t *r = &e->dirs[w->sources[k]].target;
     w->base[k].start_reports = s->reports_total;
     w->base[k].based = false;
+    w->base[k].epoch = r->epoch;
+    w->base[k].version = r->version;
   }
 }
 
@@ -101,6 +104,10 @@ static bool engine_verify_source(engine_t *e, wave_t *w, unsigned k) {
   const site_t *s = engine_site(e, i);
   const wave_base_t *b = &w->base[k];
   const route_t *r = &d->target;
+  /* Routed anew since the window started (it went home, its rule ended or
+   * changed): the wave's move is no longer what it routes by, and a newer
+   * wave (or none) speaks for it. */
+  if (r->epoch != b->epoch || r->version != b->version) return true;
   size_t len = sizeof d->verify, used = 0;
   char *buf = d->verify;
   buf[0] = '\0';

@@ -755,6 +755,7 @@ if __name__ == "__main__":
         T.main([test_proxy_centres_and_controller_up,
                 test_calls_answered_in_hubei_before_any_cutover,
                 test_cutover_moves_new_calls_and_keeps_calls_in_progress,
+                test_cutover_wave_verified_by_moved_calls,
                 test_restore_sends_calls_home,
                 test_share_300_splits_calls_within_3_points,
                 test_controller_killed_calls_keep_their_route,

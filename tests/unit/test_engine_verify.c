@@ -336,6 +336,50 @@ static void test_flow_forgotten_when_the_route_leaves_the_hub(void **state) {
   world_free(w);
 }
 
+/* A source restored and cut over again within its first wave's window:
+ * only the newer wave speaks for it. The older one, judged first, leaves
+ * its text alone (it was seen in integration.sip: the older wave's "no
+ * moved calls seen yet" showed for the newer cutover). */
+static void test_older_wave_does_not_speak_for_a_rerouted_source(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading(w);
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 41, src, 1, hub, 1, 0);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  world_tick(w, e, 3000);
+  char *names[] = {"hubei"};
+  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
+  r.sources = names;
+  r.n_sources = 1;
+  engine_req_t rq = {.client = w, .request_id = 42, .operator_name = "operator:olga", .label = "t"};
+  engine_op_restore(e, &rq, &r);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  world_tick(w, e, 1000);
+  world_cutover(w, e, 43, src, 1, hub, 1, 0);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_int_equal(route_share_of(&w->applied[world_index(w, "hubei")], "shaanxi"), 1000);
+  report(w, "hubei", 7, "shaanxi", 3, true); /* the newer wave's baseline */
+  world_tick(w, e, 200);
+  for (int t = 0; t < 7; t++) { /* past the first wave's window, not the second's */
+    report(w, "hubei", 0, "shaanxi", 20, true);
+    world_tick(w, e, 1000);
+  }
+  assert_string_equal(engine_site_dir(e, world_index(w, "hubei"))->verify, "");
+  for (int t = 0; t < 4; t++) {
+    report(w, "hubei", 0, "shaanxi", 20, true);
+    world_tick(w, e, 1000);
+  }
+  assert_non_null(strstr(engine_site_dir(e, world_index(w, "hubei"))->verify,
+                         "verified by moved calls: of 200 calls"));
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_verified_by_moved_calls),
@@ -344,6 +388,7 @@ int main(void) {
       cmocka_unit_test(test_small_counts_never_fail),
       cmocka_unit_test(test_unmeasured_source_as_before),
       cmocka_unit_test(test_share_judged_by_binomial_tolerance),
+      cmocka_unit_test(test_older_wave_does_not_speak_for_a_rerouted_source),
       cmocka_unit_test(test_unrouted_inflow_loads_the_hub),
       cmocka_unit_test(test_flow_forgotten_when_the_route_leaves_the_hub),
   };
