@@ -283,6 +283,9 @@ void engine_inflow_acked(engine_t *e, size_t i, const route_t *was, const route_
  * in progress, and a source of it whose calls did not move. */
 void engine_verify_waiting_note(engine_t *e, size_t i, const plan_route_t *pr, char *buf,
                                 size_t len);
+/* The source of the rule's wave in progress whose calls did not move (its
+ * moved alarm stands), or NULL: what the rule's next wave waits for. */
+const char *engine_verify_held_by(const engine_t *e, rule_kind_t kind, uint64_t rule_id);
 /* The rule's wave in progress, if any, stops holding its next moves back:
  * an operator amended the rule, and its move is decided anew. */
 void engine_end_waves(engine_t *e, rule_kind_t kind, uint64_t rule_id);

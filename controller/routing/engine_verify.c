@@ -228,6 +228,15 @@ void engine_verify_hold(engine_t *e, wave_t *w) {
                            e->dirs[w->sources[k]].verify);
 }
 
+const char *engine_verify_held_by(const engine_t *e, rule_kind_t kind, uint64_t rule_id) {
+  for (const wave_t *w = e->waves; w; w = w->next) {
+    if (w->done || w->kind != kind || w->rule_id != rule_id || !w->base) continue;
+    for (unsigned k = 0; k < w->n; k++)
+      if (w->base[k].mismatch) return e->sites->v[w->sources[k]].slug;
+  }
+  return NULL;
+}
+
 void engine_verify_waiting_note(engine_t *e, size_t i, const plan_route_t *pr, char *buf,
                                 size_t len) {
   buf[0] = '\0';
@@ -241,9 +250,7 @@ void engine_verify_waiting_note(engine_t *e, size_t i, const plan_route_t *pr, c
     if (w->done || w->kind != pr->kind || w->rule_id != pr->rule_id) continue;
     for (unsigned k = 0; k < w->n; k++)
       if (w->sources[k] == i) return; /* in the wave itself */
-    const char *bad = NULL;
-    for (unsigned k = 0; w->base && k < w->n && !bad; k++)
-      if (w->base[k].mismatch) bad = engine_site(e, w->sources[k])->slug;
+    const char *bad = engine_verify_held_by(e, w->kind, w->rule_id);
     if (bad)
       snprintf(buf, len,
                "waits for the wave before it (%s %llu): %s's calls did not go where its route "

@@ -143,6 +143,13 @@ static void test_calls_not_moving_hold_the_next_wave(void **state) {
   const char *note = engine_site_dir(v.e, world_index(v.w, v.second))->note;
   assert_non_null(strstr(note, "waits for the wave before it (schedule 7)"));
   assert_non_null(strstr(note, v.first));
+  engine_rule_view_t rv;
+  engine_rule_view(v.e, world_index(v.w, v.second), &rv);
+  char want[200];
+  snprintf(want, sizeof want,
+           "home: waiting for its wave; %s's calls did not move in the wave before (alarm moved)",
+           v.first);
+  assert_string_equal(rv.detail, want);
   /* Still not moving: still held, the alarm stands (observed, not cleared
    * by the sweep) over windows longer than the alarm's clear time. */
   for (int t = 0; t < 45; t++) {
