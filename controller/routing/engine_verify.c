@@ -194,24 +194,30 @@ static bool engine_verify_source(engine_t *e, wave_t *w, unsigned k) {
 
 bool engine_verify_judge(engine_t *e, wave_t *w) {
   if (!w->base) return true;
-  /* The latest reports count too: one may have arrived since the last check. */
   bool ok = true;
   for (unsigned k = 0; k < w->n; k++) {
     site_t *s = engine_site(e, w->sources[k]);
-    bool good = engine_verify_source(e, w, k);
+    bool was = w->base[k].mismatch, good = engine_verify_source(e, w, k);
     w->base[k].mismatch = !good;
+    /* Logged when it starts and when it ends, not every window between
+     * (the alarm carries the latest counts). */
+    if (!good && !was) log_error(LOG_SITE, s->slug, "%s", e->dirs[w->sources[k]].verify);
+    if (good && was)
+      log_info(LOG_SITE, s->slug, "calls move again: %s", e->dirs[w->sources[k]].verify);
     if (!good) {
       ok = false;
       engine_alarm_observe(e, ALARM_MOVED, s->slug, e->dirs[w->sources[k]].verify);
-      log_error(LOG_SITE, s->slug, "%s", e->dirs[w->sources[k]].verify);
     }
   }
+  bool was_held = w->mismatch;
   w->mismatch = !ok;
-  if (!ok) {
+  if (!ok && !was_held) {
     log_error(LOG_MAIN, ENGINE_OBJ,
               "%s %llu: wave not verified: calls did not move; its next wave waits, and this "
-              "one is judged again over a new window",
+              "one is judged again over each new window",
               rules_kind_name(w->kind), (unsigned long long)w->rule_id);
+  }
+  if (!ok) {
     /* The new window counts from now: every report from here on is
      * entirely after the apply. */
     for (unsigned k = 0; k < w->n; k++)

@@ -245,7 +245,6 @@ static void test_share_judged_by_binomial_tolerance(void **state) {
       world_tick(w, e, 1000);
     }
     const char *t = engine_site_dir(e, world_index(w, "hubei"))->verify;
-    print_message("%s\n", t);
     if (bad) {
       assert_non_null(strstr(t, "NOT verified: of 200 calls at hubei"));
       assert_non_null(strstr(t, "0 went to shaanxi (route 30.0%, expected 60 +- 28)"));
