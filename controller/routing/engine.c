@@ -125,6 +125,7 @@ static void engine_free_waves(engine_t *e) {
   while (e->waves) {
     wave_t *n = e->waves->next;
     free(e->waves->sources);
+    free(e->waves->base);
     free(e->waves);
     e->waves = n;
   }
@@ -616,6 +617,7 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
       p->hub_waiting = e->gate[i].state == HUB_RECOVERING;
     }
   }
+  engine_inflow_input(e);
   memset(in, 0, sizeof *in);
   in->sites = e->psites;
   in->n_sites = n;
@@ -857,6 +859,11 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
       if (engine_adds_load(&next[j], &e->dirs[j].target, sj) && !engine_hub_gone(e, j))
         w->sources[w->n++] = j;
     }
+    /* Without it (out of memory) the wave is verified as before: on
+     * acknowledgements and hub health. */
+    w->base = w->n ? calloc(w->n, sizeof *w->base) : NULL;
+    for (unsigned k = 0; k < w->n; k++)
+      e->dirs[w->sources[k]].verify[0] = '\0';
     /* Sources beyond the wave keep their current target for now. */
     for (size_t j = i; j < n; j++) {
       const plan_route_t *pj = &plan.routes[j];
@@ -927,6 +934,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
           home ? old_kind[i] : d->kind, home ? old_rule[i] : d->rule_id);
     }
     route_copy(&d->target, &next[i]);
+    if (!engine_is_away(&d->target, engine_site(e, i)->slug)) d->verify[0] = '\0';
     d->target.epoch = e->epoch;
     d->target.version = version;
     if (!engine_is_away(&d->target, engine_site(e, i)->slug) && d->target.n_inbound == 0) {
@@ -1044,6 +1052,7 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
       e->stats.latency_bucket[k]++;
     e->stats.latency_sum_ms += (double)latency;
     e->stats.latency_count++;
+    engine_inflow_acked(e, i, &d->acked, &d->target);
     d->acked = d->target;
     d->known = true;
     d->state = DIR_IDLE;
@@ -1166,7 +1175,10 @@ static void engine_check_waves(engine_t *e) {
       if (acked && hubs_ok && !w->all_acked) {
         w->all_acked = true;
         w->all_acked_mono = now;
+        engine_verify_start(e, w);
       }
+      engine_verify_sample(e, w);
+      engine_verify_hold(e, w);
       if (failed) {
         w->done = true;
         log_error(LOG_MAIN, ENGINE_OBJ,
@@ -1183,6 +1195,12 @@ static void engine_check_waves(engine_t *e) {
               rules_kind_name(w->kind), (unsigned long long)w->rule_id);
         w->all_acked = false;
       } else if (w->all_acked && now - w->all_acked_mono >= e->opts.verify_window_ms) {
+        /* Acknowledged and healthy: and did the calls move? */
+        if (!engine_verify_judge(e, w)) {
+          w->all_acked_mono = now; /* judged again over a new window */
+          pp = &w->next;
+          continue;
+        }
         w->done = true;
         log_info(LOG_MAIN, ENGINE_OBJ, "%s %llu: wave of %u verified", rules_kind_name(w->kind),
                  (unsigned long long)w->rule_id, w->n);
@@ -1192,6 +1210,7 @@ static void engine_check_waves(engine_t *e) {
     if (w->done) {
       *pp = w->next;
       free(w->sources);
+      free(w->base);
       free(w);
     } else {
       pp = &w->next;

@@ -70,6 +70,9 @@ typedef struct {
    * grace period, a refusal. Shown by status and `nircctl site`. */
   char note[256];
   char failed_why[160]; /* the last directive failure, for its alarm */
+  /* As a source: how its last wave was verified (engine_verify.c), for
+   * status; "" when it has had no wave since it last went home. */
+  char verify[256];
 } site_dir_t;
 
 /* Why a site's route changed: every change is counted by cause

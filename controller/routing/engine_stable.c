@@ -249,6 +249,18 @@ void engine_site_note(engine_t *e, size_t i, const plan_route_t *pr, const char 
       return;
     }
   }
+  /* Calls no route sends here, measured at their sources' proxies: the
+   * operator sees the load its capacity checks count. */
+  const plan_site_t *ps = &e->psites[i];
+  if (engine_site(e, i)->is_hub && ps->inflow_unrouted_cps > 0 && ps->inflow_from[0]) {
+    snprintf(d->note, sizeof d->note,
+             "receives %.2f calls/s no route sends here (most from %s, measured at its proxy): "
+             "counted in its capacity checks, not in its own demand",
+             ps->inflow_unrouted_cps, ps->inflow_from);
+    return;
+  }
+  /* A move its rule's wave in progress holds back. */
+  engine_verify_waiting_note(e, i, pr, d->note, sizeof d->note);
 }
 
 /* Why site i's route changes from `old` to `want` (see route_cause_t). */

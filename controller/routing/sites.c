@@ -181,6 +181,80 @@ static void sites_minute_add(site_minute_t *m, const site_report_t *r) {
   }
 }
 
+/* The source-side totals wave verification takes differences of. */
+static void sites_count_routed(site_t *site, const Nirc__LoadReport *r) {
+  site->reports_total++;
+  site->routing_measured = r->routing_measured && !r->pbx_unreadable;
+  if (r->pbx_unreadable || !site->routing_measured) {
+    /* No rate is known: none is shown or used (unknown, not zero). */
+    for (unsigned k = 0; k < site->n_sent; k++)
+      site->sent[k].flow_calls = 0;
+    site->flow_secs = 0;
+  }
+  if (r->pbx_unreadable) return;
+  if (site->routing_measured) {
+    site->routing_measured_total++;
+    double secs = r->interval_ms / 1000.0, wd = exp(-secs / SITES_METRIC_TAU_S);
+    for (unsigned k = 0; k < site->n_sent; k++)
+      site->sent[k].flow_calls *= wd;
+    site->flow_secs = site->flow_secs * wd + secs;
+  }
+  int64_t own = (int64_t)r->calls_offered - r->calls_from_other_sites + r->calls_routed_away;
+  if (own > 0) site->own_calls_total += (uint64_t)own;
+  for (size_t i = 0; i < r->n_routed_to; i++) {
+    const Nirc__SiteCount *c = r->routed_to[i];
+    if (c->calls == 0 || !c->site) continue;
+    sites_sent_t *e = NULL;
+    for (unsigned k = 0; k < site->n_sent && !e; k++)
+      if (strcmp(site->sent[k].site, c->site) == 0) e = &site->sent[k];
+    if (!e && site->n_sent < SITES_SENT_MAX) {
+      e = &site->sent[site->n_sent++];
+      memset(e, 0, sizeof *e);
+      nirc_strlcpy(e->site, c->site, sizeof e->site);
+    }
+    if (!e) {
+      /* Full: the destination it sent nothing to for longest makes room;
+       * its new total starts after this report (sites_sent_to says so). */
+      e = &site->sent[0];
+      for (unsigned k = 1; k < site->n_sent; k++)
+        if (site->sent[k].last_report < e->last_report) e = &site->sent[k];
+      nirc_strlcpy(e->site, c->site, sizeof e->site);
+      e->calls = 0;
+      e->flow_calls = 0;
+      e->first_report = site->reports_total;
+    }
+    e->calls += c->calls;
+    e->last_report = site->reports_total;
+    if (site->routing_measured && site->reports_total > e->quiet_until) e->flow_calls += c->calls;
+  }
+}
+
+double sites_flow_cps(const site_t *src, const sites_sent_t *e) {
+  /* Less than a second of evidence says nothing of a rate. */
+  return src->flow_secs >= 1.0 ? e->flow_calls / src->flow_secs : 0;
+}
+
+void sites_flow_forget(site_t *src, const char *hub) {
+  for (unsigned k = 0; k < src->n_sent; k++)
+    if (strcmp(src->sent[k].site, hub) == 0) {
+      src->sent[k].flow_calls = 0;
+      /* The next report's interval may straddle the change: its calls to
+       * the hub were sent before it. */
+      src->sent[k].quiet_until = src->reports_total + 1;
+    }
+}
+
+uint64_t sites_sent_to(const site_t *src, const char *hub, uint64_t since_report, bool *known) {
+  *known = true;
+  for (unsigned k = 0; k < src->n_sent; k++)
+    if (strcmp(src->sent[k].site, hub) == 0) {
+      /* Counted from a report after `since_report`: earlier calls are lost. */
+      if (src->sent[k].first_report > since_report) *known = false;
+      return src->sent[k].calls;
+    }
+  return 0;
+}
+
 bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, int64_t business_ms,
                      site_minute_t *flushed) {
   sites_changes++;
@@ -206,10 +280,12 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
   /* Only the bits the protocol defines: a newer agent's extra bits say
    * nothing this controller can show. */
   l->not_measured = r->not_measured & SITES_NM_ALL;
+  l->routing_measured = r->routing_measured;
   /* The text goes to the status page and nircctl as JSON: cut between
    * characters and with any byte that is not UTF-8 replaced, or the whole
    * site would drop out of their JSON. */
   nirc_strlcpy_utf8(l->pbx_error, r->pbx_error ? r->pbx_error : "", sizeof l->pbx_error);
+  sites_count_routed(site, r);
   site->has_report = true;
   site->last_report_ms = now_ms;
   site->last_seen_ms = now_ms;

@@ -56,6 +56,7 @@ LOAD = {
     "agents_talking": MEASURED, "agents_not_ready": MEASURED, "aht_ms": MEASURED,
     "answered_within_threshold": MEASURED, "sl_threshold_s": MEASURED,
     "calls_from_other_sites": int, "calls_routed_away": int, "routed_to": ANY_OBJECT,
+    "routing_measured": bool,
     "calls_in_queue_peak": MEASURED, "pbx_unreadable": bool, "service_level": (float, NULL),
     "not_measured": [str],
     Opt("pbx_error"): str,
@@ -66,9 +67,10 @@ SITE_STATUS = {
     "link": enum("online", "stale", "offline", "never-seen"), "state_since_ms": int,
     "report_age_ms": int, "peer": str, "active_rule": str, "route": [ROUTE_SHARE],
     "load": (LOAD, NULL), Opt("note"): str, "inbound_credited_total": int,
+    Opt("verification"): str,
 }
 ALARM = {"id": int, "kind": enum("capacity", "routing", "directive", "site_down", "database",
-                                  "journal", "identity", "pbx", "report"),
+                                  "journal", "identity", "pbx", "report", "moved"),
          "subject": str, "severity": enum("critical", "major", "warning"), "message": str, "raised_ms": int,
          Opt("raised_business_ms"): int, "active": bool, "cleared_ms": (int, NULL),
          "acked_ms": (int, NULL), "acked_by": (str, NULL)}
