@@ -232,8 +232,11 @@ static bool engine_hist_cell(const engine_t *e, size_t i, int64_t at_ms, forecas
   }
   *cell = sh->cache[slot];
   if (cell->status == FORECAST_TOO_SHORT) {
-    snprintf(why, len, "history too short (%u of %u weeks)", cell->weeks,
-             (unsigned)FORECAST_MIN_WEEKS);
+    if (cell->weeks)
+      snprintf(why, len, "history too short (%u of %u weeks)", cell->weeks,
+               (unsigned)FORECAST_MIN_WEEKS);
+    else /* history of other days or hours only */
+      snprintf(why, len, "no history");
     return false;
   }
   if (cell->status == FORECAST_NO_EXCEPTION) {
