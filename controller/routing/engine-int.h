@@ -192,6 +192,10 @@ bool engine_forecast_staff(const engine_t *e, const char *slug, int64_t at_ms, u
  * its audit record: {site: {calls_per_s, source, note}} from e->psites as
  * the last engine_build_input left them (engine_forecast.c). */
 json_t *engine_wave_demand_json(const engine_t *e, const size_t *idx, unsigned n, int64_t at_ms);
+/* engine_forecast_demand without the text (text false: out->text is
+ * empty), for every site on every tick. */
+void engine_forecast_demand_text(const engine_t *e, const char *slug, int64_t at_ms,
+                                 engine_demand_t *out, bool text);
 /* Frees the load history (engine_forecast.c). */
 void engine_hist_free(struct engine_hist *h);
 void engine_route_from_plan(const plan_route_t *p, route_t *r);

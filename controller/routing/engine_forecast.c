@@ -203,29 +203,35 @@ static void engine_age(uint64_t ms, char *buf, size_t len) {
     snprintf(buf, len, "%llu days", (unsigned long long)(s / 86400));
 }
 
+/* why (NULL: not wanted, as on every tick) gets the reason text. */
+#define WHY(...)                                                                                   \
+  do {                                                                                             \
+    if (why) snprintf(why, len, __VA_ARGS__);                                                      \
+  } while (0)
+
 /* The history's answer for site i at at_ms: true with the cell when it has
  * one; else false and why not in `why`. */
 static bool engine_hist_cell(const engine_t *e, size_t i, int64_t at_ms, forecast_cell_t *cell,
                              int32_t *date, char *why, size_t len) {
   struct engine_hist *h = e->hist;
   if (!h || !h->loaded) {
-    snprintf(why, len, "no history loaded");
+    WHY("no history loaded");
     return false;
   }
   int slot;
   if (i >= h->n_sites || !engine_hist_local(e, h, at_ms, date, &slot)) {
-    snprintf(why, len, "no history");
+    WHY("no history");
     return false;
   }
   engine_site_hist_t *sh = &h->site[i];
   if (!sh->n) {
-    snprintf(why, len, "no history");
+    WHY("no history");
     return false;
   }
   if (sh->cache_date[slot] != *date) {
     forecast_opts_t o = forecast_defaults(h->weeks);
     if (forecast_at(sh->v, sh->n, h->exc, h->n_exc, *date, slot, &o, &sh->cache[slot]) != 0) {
-      snprintf(why, len, "no history");
+      WHY("no history");
       return false;
     }
     sh->cache_date[slot] = *date;
@@ -233,34 +239,36 @@ static bool engine_hist_cell(const engine_t *e, size_t i, int64_t at_ms, forecas
   *cell = sh->cache[slot];
   if (cell->status == FORECAST_TOO_SHORT) {
     if (cell->weeks)
-      snprintf(why, len, "history too short (%u of %u weeks)", cell->weeks,
-               (unsigned)FORECAST_MIN_WEEKS);
+      WHY("history too short (%u of %u weeks)", cell->weeks, (unsigned)FORECAST_MIN_WEEKS);
     else /* history of other days or hours only */
-      snprintf(why, len, "no history");
+      WHY("no history");
     return false;
   }
   if (cell->status == FORECAST_NO_EXCEPTION) {
-    snprintf(why, len, "no history for exception date %04d-%02d-%02d", *date / 10000,
-             *date / 100 % 100, *date % 100);
+    WHY("no history for exception date %04d-%02d-%02d", *date / 10000, *date / 100 % 100,
+        *date % 100);
     return false;
   }
   return true;
 }
 
-void engine_forecast_demand(const engine_t *e, const char *slug, int64_t at_ms,
-                            engine_demand_t *out) {
+void engine_forecast_demand_text(const engine_t *e, const char *slug, int64_t at_ms,
+                                 engine_demand_t *out, bool text) {
   memset(out, 0, sizeof *out);
   /* engine_index only reads the registry. */
   long i = engine_index((engine_t *)e, slug);
   char why[120];
   forecast_cell_t cell;
   int32_t date = 0;
-  if (i >= 0 && engine_hist_cell(e, (size_t)i, at_ms, &cell, &date, why, sizeof why)) {
+  why[0] = '\0';
+  if (i >= 0 &&
+      engine_hist_cell(e, (size_t)i, at_ms, &cell, &date, text ? why : NULL, sizeof why)) {
     const struct engine_hist *h = e->hist;
     out->kind = ENGINE_DEMAND_HISTORY;
     out->cps = cell.cps;
     out->aht_s = cell.aht_s;
     out->weeks = cell.weeks;
+    if (!text) return;
     bool special = false;
     for (size_t k = 0; k < h->n_exc; k++)
       special |= h->exc[k] == date;
@@ -279,7 +287,7 @@ void engine_forecast_demand(const engine_t *e, const char *slug, int64_t at_ms,
     }
     return;
   }
-  if (i < 0) snprintf(why, sizeof why, "no history");
+  if (i < 0 && text) snprintf(why, sizeof why, "no history");
   const scenario_t *sc = e->opts.forecast;
   const scenario_site_t *s = sc ? scenario_find(sc, slug) : NULL;
   if (s) {
@@ -288,11 +296,16 @@ void engine_forecast_demand(const engine_t *e, const char *slug, int64_t at_ms,
     out->kind = ENGINE_DEMAND_SCENARIO;
     out->cps = scenario_rate_per_s(sc, s, hour);
     out->aht_s = s->aht_s;
-    snprintf(out->text, sizeof out->text, "%s: scenario file", why);
+    if (text) snprintf(out->text, sizeof out->text, "%s: scenario file", why);
     return;
   }
   out->kind = ENGINE_DEMAND_LIVE;
-  snprintf(out->text, sizeof out->text, "%s: live load", why);
+  if (text) snprintf(out->text, sizeof out->text, "%s: live load", why);
+}
+
+void engine_forecast_demand(const engine_t *e, const char *slug, int64_t at_ms,
+                            engine_demand_t *out) {
+  engine_forecast_demand_text(e, slug, at_ms, out, true);
 }
 
 engine_demand_kind_t engine_forecast_source(const engine_t *e, const char *slug, int64_t at_ms,
@@ -337,13 +350,13 @@ json_t *engine_wave_demand_json(const engine_t *e, const size_t *idx, unsigned n
     engine_demand_t d;
     engine_forecast_demand(e, p->slug, at_ms, &d);
     /* What the planner used: the forecast when it expects calls, else
-     * the live load (planner.c, schedules). */
+     * the live load (planner.c, schedules), with why when it had none. */
     bool fc = p->forecast_cps > 0;
     json_object_set_new(o, p->slug,
                         json_pack("{s:f, s:s, s:s}", "calls_per_s",
                                   fc ? p->forecast_cps : p->demand_cps, "source",
                                   fc ? engine_demand_kind_name(d.kind) : "live", "note",
-                                  fc ? d.text : "live load"));
+                                  fc || d.kind == ENGINE_DEMAND_LIVE ? d.text : "live load"));
   }
   return o;
 }

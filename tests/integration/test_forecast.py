@@ -166,6 +166,24 @@ def test_without_a_scenario_file_it_says_live_load():
     assert d["shaanxi"]["note"] == "no history: live load", d["shaanxi"]
 
 
+def test_a_scheduled_wave_records_the_demand_it_used():
+    """A schedule in force now moves Xizang; the audit record of the wave
+    says what demand its capacity check used and where it came from."""
+    ctl("schedule", "add", "afternoon", "--sources", "xizang", "--to", "shaanxi", "--start",
+        "15:00", "--end", "18:00", "--tz", "Asia/Shanghai")
+
+    def moved():
+        rows = env.sql("SELECT detail::text FROM audit_log WHERE action = 'move' "
+                       "AND detail->>'rule' = 'schedule'")
+        return json.loads(rows[0][0]) if rows else None
+    T.wait_until(moved, 30, "the afternoon schedule's wave")
+    d = moved()["demand"]
+    assert set(d) == {"xizang"}, d
+    # No scenario file now and two Thursdays of history: the live load.
+    assert d["xizang"]["source"] == "live", d
+    assert d["xizang"]["note"] == "no history: live load", d
+
+
 def test_everything_still_running():
     for p in T.Proc.all:
         if p is not env.controller or p.alive():
@@ -179,4 +197,5 @@ if __name__ == "__main__":
             test_too_short_and_missing_history_fall_back_to_the_scenario_file,
             test_the_capacity_check_uses_that_demand,
             test_without_a_scenario_file_it_says_live_load,
+            test_a_scheduled_wave_records_the_demand_it_used,
             test_everything_still_running])
