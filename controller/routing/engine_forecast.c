@@ -321,7 +321,7 @@ engine_demand_kind_t engine_forecast_source(const engine_t *e, const char *slug,
  * uses live demand). */
 double engine_forecast(const engine_t *e, const char *slug, int64_t at_ms) {
   engine_demand_t d;
-  engine_forecast_demand(e, slug, at_ms, &d);
+  engine_forecast_demand_text(e, slug, at_ms, &d, false);
   return d.cps;
 }
 
@@ -337,8 +337,8 @@ bool engine_forecast_staff(const engine_t *e, const char *slug, int64_t at_ms, u
   int64_t local = at_ms / 1000 + (int64_t)sc->utc_offset_min * 60;
   double hour = (double)(((local % 86400) + 86400) % 86400) / 3600.0;
   *agents = scenario_agents_at(s, hour);
-  engine_demand_t d;
-  engine_forecast_demand(e, slug, at_ms, &d);
+  engine_demand_t d; /* on every tick for a site that does not measure AHT: no text */
+  engine_forecast_demand_text(e, slug, at_ms, &d, false);
   *aht_s = d.kind == ENGINE_DEMAND_HISTORY && d.aht_s > 0 ? d.aht_s : s->aht_s;
   return true;
 }
