@@ -113,10 +113,12 @@ struct server {
   scenario_t forecast;    /* [routing] forecast, loaded at start-up */
   int forecast_loaded;    /* owned: the routing engine */
   /* The load history the engine forecasts from (server_history.c): a
-   * query in flight, the business half-hour of the last load started
-   * (0: none), and when a failed one is tried again. */
+   * query in flight, the business half-hour last checked (0: none), the
+   * local date of the last load that worked (0: none), and when a failed
+   * one is tried again. */
   int history_busy;
   int64_t history_slot;
+  int32_t history_date;
   uint64_t history_mono, history_retry_mono;
   struct leader *leader; /* owned once set: who leads (leader.h); NULL = always lead */
   int leading;           /* this instance leads: it serves agents and operators */
@@ -168,8 +170,8 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
 /* Observes each site's pbx alarm while its last PbxEvent is recent. */
 void server_pbx_observe(server_t *srv);
 /* Reloads the load history into the engine when it is due: on leading,
- * after each business half-hour boundary, and 30 s after a failure; never
- * twice within 10 s, never blocking (server_history.c). */
+ * on each new local business day, and 30 s after a failure; never twice
+ * within 10 s, never blocking (server_history.c). */
 void server_history_tick(server_t *srv);
 
 #endif
