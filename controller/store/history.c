@@ -15,10 +15,10 @@
  * inbound). Handle time: avg_aht_ms weighted by the calls answered, over
  * the minutes that measured it (NULL or 0: not measured, left out).
  * Minutes are binned into half-hours from a local midnight (date_bin on
- * the stored instant: 3.5 times faster than converting every minute to
- * local time, measured on 942,960 rows), so a zone at +05:45 is still cut
- * at :00 and :30 of its own clock; only the half-hours are then turned
- * into local dates and slots. The hour a DST change repeats becomes one
+ * the stored instant), so a zone at +05:45 is still cut at :00 and :30 of
+ * its own clock; only the half-hours are then turned into local dates and
+ * slots (not measurably faster than converting every minute: the scan
+ * and the sort dominate, docs/FORECAST.md). The hour a DST change repeats becomes one
  * half-hour of up to 60 minutes, which the forecast leaves out. */
 const char HISTORY_SQL[] =
     "SELECT site, to_char(l, 'YYYYMMDD')::int, "
