@@ -183,6 +183,10 @@ struct engine {
   uint64_t eval_fp;
   bool eval_done, eval_dirty;
   engine_stats_t stats;
+  /* The load history and its forecasts (engine_forecast.c); owned. A
+   * pointer so that the forecast's caches can be kept up to date from the
+   * const engine of engine_forecast. NULL: none loaded yet. */
+  struct engine_hist *hist;
 };
 
 /* ---- shared between engine.c and engine_ops.c ---- */
@@ -212,6 +216,16 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
 double engine_forecast(const engine_t *e, const char *slug, int64_t at_ms);
 bool engine_forecast_staff(const engine_t *e, const char *slug, int64_t at_ms, unsigned *agents,
                            double *aht_s);
+/* What a schedule's wave of sources idx[0..n) was sized on at at_ms, for
+ * its audit record: {site: {calls_per_s, source, note}} from e->psites as
+ * the last engine_build_input left them (engine_forecast.c). */
+json_t *engine_wave_demand_json(const engine_t *e, const size_t *idx, unsigned n, int64_t at_ms);
+/* engine_forecast_demand without the text (text false: out->text is
+ * empty), for every site on every tick. */
+void engine_forecast_demand_text(const engine_t *e, const char *slug, int64_t at_ms,
+                                 engine_demand_t *out, bool text);
+/* Frees the load history (engine_forecast.c). */
+void engine_hist_free(struct engine_hist *h);
 void engine_route_from_plan(const plan_route_t *p, route_t *r);
 bool engine_shares_same(const route_t *a, const route_t *b);
 bool engine_settling(engine_t *e);

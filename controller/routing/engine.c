@@ -173,6 +173,7 @@ void engine_free(engine_t *e) {
   free(e->sch);
   free(e->ovf);
   free(e->ovf_state);
+  engine_hist_free(e->hist);
   free(e);
 }
 
@@ -530,33 +531,6 @@ static void engine_progress_site(engine_t *e, size_t i, const char *fmt, ...) {
 
 /* ---- planning ---- */
 
-/* Expected own demand of `slug` at business time at_ms, from the forecast
- * scenario; 0 when there is none (the planner then uses live demand). */
-double engine_forecast(const engine_t *e, const char *slug, int64_t at_ms) {
-  const scenario_t *sc = e->opts.forecast;
-  if (!sc) return 0;
-  const scenario_site_t *s = scenario_find(sc, slug);
-  if (!s) return 0;
-  int64_t local = at_ms / 1000 + (int64_t)sc->utc_offset_min * 60;
-  double hour = (double)(((local % 86400) + 86400) % 86400) / 3600.0;
-  return scenario_rate_per_s(sc, s, hour);
-}
-
-/* Agents the forecast scenario rosters at `slug` at business time at_ms,
- * and its handle time; false when there is no forecast or it does not know
- * the site. */
-bool engine_forecast_staff(const engine_t *e, const char *slug, int64_t at_ms, unsigned *agents,
-                           double *aht_s) {
-  const scenario_t *sc = e->opts.forecast;
-  const scenario_site_t *s = sc ? scenario_find(sc, slug) : NULL;
-  if (!s) return false;
-  int64_t local = at_ms / 1000 + (int64_t)sc->utc_offset_min * 60;
-  double hour = (double)(((local % 86400) + 86400) % 86400) / 3600.0;
-  *agents = scenario_agents_at(s, hour);
-  *aht_s = s->aht_s;
-  return true;
-}
-
 /* A site's staffing for the planner and where it comes from: its report
  * when it measures agents, else its configured roster or seats, else
  * unknown (the planner refuses to predict on it). A site that measures
@@ -602,8 +576,11 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
     p->online = s->state == SITE_ONLINE && s->has_report && !s->last.pbx_unreadable;
     /* Until five minutes of calls are seen, the forecast fills the gap; one
      * call in the first second must not read as a flood. */
-    p->forecast_cps = engine_forecast(e, s->slug, now);
-    p->demand_cps = sites_demand_cps(s, p->forecast_cps, e->opts.forecast ? 300.0 : 60.0);
+    engine_demand_t fc;
+    engine_forecast_demand_text(e, s->slug, now, &fc, false);
+    p->forecast_cps = fc.cps;
+    p->demand_cps = sites_demand_cps(
+        s, p->forecast_cps, e->opts.forecast || fc.kind == ENGINE_DEMAND_HISTORY ? 300.0 : 60.0);
     p->aht_s = s->aht_s > 0 ? s->aht_s : (s->has_report ? s->last.aht_ms / 1000.0 : 0);
     engine_staffing(e, s, now, p);
     p->wait_s = s->wait_s;
@@ -893,10 +870,14 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
       json_t *srcs = json_array();
       for (unsigned k = 0; k < w->n; k++)
         json_array_append_new(srcs, json_string(engine_site(e, w->sources[k])->slug));
-      engine_audit(e, "engine", "move", rules_kind_name(w->kind),
-                   json_pack("{s:s, s:I, s:o, s:s}", "rule", rules_kind_name(w->kind), "rule_id",
-                             (json_int_t)w->rule_id, "sources", srcs, "reason",
-                             plan.routes[w->sources[0]].reason));
+      json_t *detail = json_pack("{s:s, s:I, s:o, s:s}", "rule", rules_kind_name(w->kind),
+                                 "rule_id", (json_int_t)w->rule_id, "sources", srcs, "reason",
+                                 plan.routes[w->sources[0]].reason);
+      /* A schedule's move was sized on a forecast: the record says which. */
+      if (detail && w->kind == RULE_SCHEDULE)
+        json_object_set_new(detail, "demand",
+                            engine_wave_demand_json(e, w->sources, w->n, engine_now(e)));
+      engine_audit(e, "engine", "move", rules_kind_name(w->kind), detail);
     }
   }
   /* 3. Hubs: inbound follows the sources' targets, never the plan, so a
