@@ -230,6 +230,11 @@ void engine_route_from_plan(const plan_route_t *p, route_t *r);
 bool engine_shares_same(const route_t *a, const route_t *b);
 bool engine_settling(engine_t *e);
 void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed);
+/* Resends directives whose ack is late, fails those out of resends
+ * (engine.c); verifies the waves in progress (engine_tick.c, also after
+ * every ack: the window starts at the last acknowledgement). */
+void engine_check_timeouts(engine_t *e);
+void engine_check_waves(engine_t *e);
 void engine_free_waiter(engine_t *e, waiter_t *w);
 void engine_waiters_check(engine_t *e);
 /* Stable routing (engine_stable.c): the hub health gate, moved on once
