@@ -182,6 +182,10 @@ struct engine {
   int64_t eval_now;
   uint64_t eval_fp;
   bool eval_done, eval_dirty;
+  /* Some directive may be pending or failed / some site excluded: set
+   * wherever one becomes so, cleared by the tick's scan when it finds
+   * none. Without them every tick scans every site's directive. */
+  bool dirs_unsettled, dirs_excluded;
   engine_stats_t stats;
   /* The load history and its forecasts (engine_forecast.c); owned. A
    * pointer so that the forecast's caches can be kept up to date from the
