@@ -191,6 +191,12 @@ struct engine {
    * pointer so that the forecast's caches can be kept up to date from the
    * const engine of engine_forecast. NULL: none loaded yet. */
   struct engine_hist *hist;
+  /* Per site index: its entry in the scenario file (opts.forecast), looked
+   * up once (engine_forecast.c): a scan of the scenario for each of 20,000
+   * sites on every plan was most of an idle controller's string compares.
+   * Owned; grows with the registry. */
+  const scenario_site_t **scen_site;
+  size_t n_scen_site;
 };
 
 /* ---- shared between engine.c and engine_ops.c ---- */

@@ -173,6 +173,7 @@ void engine_free(engine_t *e) {
   free(e->ovf);
   free(e->ovf_state);
   engine_hist_free(e->hist);
+  free(e->scen_site);
   free(e);
 }
 

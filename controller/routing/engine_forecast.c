@@ -252,6 +252,33 @@ static bool engine_hist_cell(const engine_t *e, size_t i, int64_t at_ms, forecas
   return true;
 }
 
+/* Marks "looked up: not in the scenario" in engine_t.scen_site. */
+static const scenario_site_t engine_scen_absent;
+
+/* The scenario's entry for `slug` (NULL: none), through the per-index
+ * cache when the site is in the registry. */
+static const scenario_site_t *engine_scen_site(const engine_t *e, const char *slug) {
+  const scenario_t *sc = e->opts.forecast;
+  if (!sc) return NULL;
+  engine_t *m = (engine_t *)e; /* the cache only; nothing the caller sees */
+  long i = engine_index(m, slug);
+  if (i < 0) return scenario_find(sc, slug);
+  if ((size_t)i >= m->n_scen_site) {
+    size_t n = engine_nsites(m);
+    const scenario_site_t **v = realloc(m->scen_site, (n + 1) * sizeof *v);
+    if (!v) return scenario_find(sc, slug);
+    for (size_t k = m->n_scen_site; k <= n; k++)
+      v[k] = NULL;
+    m->scen_site = v;
+    m->n_scen_site = n + 1;
+  }
+  if (!m->scen_site[i]) {
+    const scenario_site_t *s = scenario_find(sc, slug);
+    m->scen_site[i] = s ? s : &engine_scen_absent;
+  }
+  return m->scen_site[i] == &engine_scen_absent ? NULL : m->scen_site[i];
+}
+
 void engine_forecast_demand_text(const engine_t *e, const char *slug, int64_t at_ms,
                                  engine_demand_t *out, bool text) {
   memset(out, 0, sizeof *out);
@@ -289,7 +316,7 @@ void engine_forecast_demand_text(const engine_t *e, const char *slug, int64_t at
   }
   if (i < 0 && text) snprintf(why, sizeof why, "no history");
   const scenario_t *sc = e->opts.forecast;
-  const scenario_site_t *s = sc ? scenario_find(sc, slug) : NULL;
+  const scenario_site_t *s = engine_scen_site(e, slug);
   if (s) {
     int64_t local = at_ms / 1000 + (int64_t)sc->utc_offset_min * 60;
     double hour = (double)(((local % 86400) + 86400) % 86400) / 3600.0;
@@ -332,7 +359,7 @@ double engine_forecast(const engine_t *e, const char *slug, int64_t at_ms) {
 bool engine_forecast_staff(const engine_t *e, const char *slug, int64_t at_ms, unsigned *agents,
                            double *aht_s) {
   const scenario_t *sc = e->opts.forecast;
-  const scenario_site_t *s = sc ? scenario_find(sc, slug) : NULL;
+  const scenario_site_t *s = engine_scen_site(e, slug);
   if (!s) return false;
   int64_t local = at_ms / 1000 + (int64_t)sc->utc_offset_min * 60;
   double hour = (double)(((local % 86400) + 86400) % 86400) / 3600.0;
