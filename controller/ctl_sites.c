@@ -50,10 +50,9 @@ void ctl_site_change_print(FILE *out, const Nirc__SiteChangeReply *r) {
 
 json_t *ctl_site_change_json(const Nirc__SiteChangeReply *r) {
   const Nirc__CapacitySpec *c = r->capacity;
-  json_t *cap = c ? json_pack("{s:b, s:I, s:s, s:i}", "configured", c->configured, "seats",
-                              (json_int_t)c->seats, "roster", c->roster ? c->roster : "",
-                              "utc_offset_min", (int)c->utc_offset_min)
-                  : json_null();
+  json_t *cap = json_pack("{s:b, s:I, s:s, s:i}", "configured", c && c->configured, "seats",
+                          (json_int_t)(c ? c->seats : 0), "roster", c && c->roster ? c->roster : "",
+                          "utc_offset_min", (int)(c ? c->utc_offset_min : 0));
   char at[40];
   ctl_sites_iso(r->removed_at_ms, at, sizeof at);
   return json_pack("{s:s, s:s, s:s, s:s, s:b, s:f, s:f, s:o, s:b, s:o, s:o}", "action",
