@@ -41,7 +41,7 @@ static void usage(FILE *f) {
              "Commands:\n"
              "  run                     run the controller (default)\n"
              "  migrate                 apply database migrations from schema_dir\n"
-             "  import-sites FILE       load sites from a scenario file (scenario/provinces.json)\n"
+             "  import-sites FILE       load or update sites from a scenario file (live)\n"
              "\n"
              "Options:\n"
              "  -c, --config FILE       configuration file (default " DEFAULT_CONF ")\n"
@@ -175,10 +175,10 @@ static int run(const nircd_conf_t *conf) {
     fprintf(stderr, "nircd: %s\n", err);
     goto out;
   }
-  if (srv->sites.n == 0)
+  if (sites_live(&srv->sites) == 0)
     log_warn(LOG_MAIN, conf->node,
-             "no sites configured: every agent will be refused; run `nircd -c FILE import-sites "
-             "SCENARIO.json`");
+             "no sites configured: every agent is refused until some are: run `nircd -c FILE "
+             "import-sites SCENARIO.json` or `nircctl site add` (no restart needed)");
   nircd_raise_nofile(conf, srv->sites.n);
   clock_setup(&srv->clock, conf->clock.speed, conf->clock.start, conf->clock.anchor);
   if (conf->forecast[0]) {
