@@ -11,6 +11,7 @@
 #include "server.h"
 
 #include "err.h"
+#include "leader.h"
 #include "log.h"
 #include "util.h"
 
@@ -19,6 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* How long after a change of its own became durable a snapshot is not
+ * trusted for that site: the loop's clock (uv_now) is cached per turn,
+ * and a snapshot read just before the commit must not undo the change. */
+#define SERVER_SITES_SETTLE_MS 1000
 
 void server_sites_on_grow(void *arg, sites_t *s, bool moved) {
   server_t *srv = arg;
@@ -87,6 +93,7 @@ static bool server_site_update(site_t *s, const site_t *row) {
 
 void server_sites_sync(server_t *srv, const sites_t *snap) {
   size_t added = 0, changed = 0, removed = 0, revived = 0;
+  bool again = false;
   const char *node = srv->conf ? srv->conf->node : "nircd";
   for (size_t k = 0; k < snap->n; k++) {
     const site_t *row = &snap->v[k];
@@ -103,9 +110,14 @@ void server_sites_sync(server_t *srv, const sites_t *snap) {
       log_info(LOG_SITE, s->slug, "added from the database (%s)", s->is_hub ? "hub" : "source");
       continue;
     }
-    /* A change made here and not yet durable is newer than this snapshot
-     * may be; the notification of its own commit brings the next one. */
-    if (s->change_pending) continue;
+    /* A change made here and not yet durable, or durable only since
+     * about when this snapshot was read, may be newer than the snapshot:
+     * the site is left as it is and a new snapshot asked for. */
+    if (s->change_pending ||
+        (snap->taken_mono && snap->taken_mono < s->local_change_mono + SERVER_SITES_SETTLE_MS)) {
+      again = true;
+      continue;
+    }
     size_t i = (size_t)(s - srv->sites.v);
     char why[400];
     if (row->life == SITE_REMOVED && s->life == SITE_LIVE) {
@@ -131,6 +143,7 @@ void server_sites_sync(server_t *srv, const sites_t *snap) {
       log_warn(LOG_SITE, s->slug, "made a source in the database while used as a hub (%s)", why);
     if (server_site_update(s, row)) changed++;
   }
+  if (again) leader_reload_sites(srv->leader);
   /* Rows deleted from the table (by hand): kept, said. */
   size_t gone = 0;
   for (size_t i = 0; i < srv->sites.n; i++)

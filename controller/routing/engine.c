@@ -992,6 +992,7 @@ static void engine_fail(engine_t *e, size_t i, const char *why) {
 }
 
 void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
+  if (i >= engine_nsites(e)) return; /* a site the engine could not take in yet (memory) */
   site_dir_t *d = &e->dirs[i];
   site_t *s = engine_site(e, i);
   int64_t latency = (int64_t)(engine_mono(e) - d->sent_mono_ms);
@@ -1067,6 +1068,7 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
 }
 
 void engine_on_hello(engine_t *e, size_t i, const route_t *applied) {
+  if (i >= engine_nsites(e)) return; /* a site the engine could not take in yet (memory) */
   site_dir_t *d = &e->dirs[i];
   site_t *s = engine_site(e, i);
   if (!d->known) {

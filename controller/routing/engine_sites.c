@@ -211,7 +211,10 @@ void engine_reply_site_deferred(engine_t *e, void *c, uint64_t rid, const char *
   site_t *s = sites_find(e->sites, slug);
   /* The change is durable (or failed for good): a snapshot of the database
    * may speak for the site again (engine_sites_sync_ok). */
-  if (s && s->change_pending) s->change_pending--;
+  if (s && s->change_pending) {
+    s->change_pending--;
+    s->local_change_mono = engine_mono(e);
+  }
   if (c) engine_reply_site(e, c, rid, action, slug, warning);
 }
 

@@ -89,6 +89,10 @@ typedef struct {
    * database read meanwhile may predate them and does not speak for the
    * site until they are (engine_sites.c, server_sites_sync). */
   unsigned change_pending;
+  /* Monotonic ms (CLOCK_MONOTONIC, as uv_now) when the last such change
+   * became durable: a snapshot whose load began before (with a margin for
+   * the loop's cached clock) may predate it too (server_sites_sync). */
+  uint64_t local_change_mono;
 
   site_state_t state;
   int64_t state_since_ms;
@@ -185,6 +189,9 @@ struct sites {
    * server's links) and grow what it keeps per site; NULL: nothing. */
   void (*on_grow)(void *arg, sites_t *s, bool moved);
   void *on_grow_arg;
+  /* A snapshot of the sites table (store/leader.c): monotonic ms when its
+   * load began; 0 for the live registry. */
+  uint64_t taken_mono;
 };
 
 void sites_init(sites_t *s, uint32_t stale_after_ms);

@@ -32,7 +32,8 @@ struct leader {
   leader_view_t view;
   bool rules_ready;
   admin_rules_t rules;
-  sites_t *sites; /* a snapshot of the sites table for the loop, or NULL */
+  sites_t *sites;   /* a snapshot of the sites table for the loop, or NULL */
+  bool sites_asked; /* the loop asks for a new snapshot (leader_reload_sites) */
   void (*on_sites)(void *arg, sites_t *snapshot);
   uint64_t last_ok_ms; /* monotonic ms of the last acquire or renewal */
 
@@ -258,6 +259,7 @@ static void leader_load_sites(leader_t *l) {
   char err[512];
   if (!snap) return;
   sites_init(snap, 0);
+  snap->taken_mono = leader_mono_ms();
   if (admin_load_sites(l->conninfo, snap, err, sizeof err) != 0) {
     log_warn(LOG_DB, LEADER_OBJ, "reloading the sites: %s (trying again)", err);
     sites_free(snap);
@@ -465,7 +467,18 @@ static void leader_step(leader_t *l, leader_view_t *v) {
   default: return;
   }
   leader_poll_notifies(l);
+  uv_mutex_lock(&l->mu);
+  if (l->sites_asked) l->sites_dirty = true;
+  l->sites_asked = false;
+  uv_mutex_unlock(&l->mu);
   leader_load_sites(l);
+}
+
+void leader_reload_sites(leader_t *l) {
+  if (!l) return;
+  uv_mutex_lock(&l->mu);
+  l->sites_asked = true;
+  uv_mutex_unlock(&l->mu);
 }
 
 static void leader_main(void *arg) {

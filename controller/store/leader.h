@@ -93,6 +93,9 @@ int leader_start(uv_loop_t *loop, const leader_opts_t *o, leader_cb cb, void *ar
  * leader_t freed. */
 void leader_stop(leader_t *l, void (*done)(void *arg), void *arg);
 void leader_view(leader_t *l, leader_view_t *out);
+/* Asks for a new snapshot of the sites table on the next period (the
+ * loop could not trust one it was given: server_sites_sync). */
+void leader_reload_sites(leader_t *l);
 /* True while this instance may send directives (see the header comment). */
 bool leader_may_issue(leader_t *l);
 const char *leader_state_name(leader_state_t s);
