@@ -99,13 +99,18 @@ void server_sites_sync(server_t *srv, const sites_t *snap) {
     const site_t *row = &snap->v[k];
     site_t *s = sites_find(&srv->sites, row->slug);
     if (!s) {
-      if (row->life == SITE_REMOVED) continue; /* never known here: nothing to keep */
       if (sites_add(&srv->sites, row->slug, row->name_en, row->name_zh, row->is_hub) != 0) {
         log_error(LOG_MAIN, node, "cannot add site %s: out of memory", row->slug);
         continue;
       }
       s = sites_find(&srv->sites, row->slug);
       server_site_update(s, row);
+      if (row->life == SITE_REMOVED) {
+        /* Added and removed elsewhere: known as removed, so its agent is
+         * told when and by whom, as at a controller that saw it. */
+        sites_remove(s, row->removed_ms, row->removed_by);
+        continue;
+      }
       added++;
       log_info(LOG_SITE, s->slug, "added from the database (%s)", s->is_hub ? "hub" : "source");
       continue;
