@@ -542,12 +542,13 @@ static char *web_map(const server_t *srv) {
   size_t n = srv->sites.n;
   map_site_t *ms = calloc(n ? n : 1, sizeof *ms);
   map_move_t *mv = calloc(n * ROUTE_MAX_SHARES + 1, sizeof *mv);
-  size_t nm = 0;
+  size_t nm = 0, ns = 0;
   char *svg = NULL;
   if (!ms || !mv) goto out;
   for (size_t i = 0; i < n; i++) {
     const site_t *s = &srv->sites.v[i];
-    ms[i] = (map_site_t){
+    if (s->life == SITE_REMOVED) continue; /* not on the map; nothing routes there */
+    ms[ns++] = (map_site_t){
         .slug = s->slug,
         .name_en = s->name_en,
         .name_zh = s->name_zh,
@@ -571,7 +572,7 @@ static char *web_map(const server_t *srv) {
   clock_format_iso(clock_now_ms(&srv->clock), 480, title, sizeof title);
   char full[200];
   snprintf(full, sizeof full, "NIRC routing — %s (business time, UTC+8)", title);
-  svg = map_render_svg(ms, n, mv, nm, full);
+  svg = map_render_svg(ms, ns, mv, nm, full);
 out:
   free(ms);
   free(mv);
