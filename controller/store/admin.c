@@ -193,18 +193,13 @@ static int admin_capacity_row(PGresult *r, int i, int col, capacity_t *cap, char
   "coalesce(seats, 0), coalesce(roster, ''), capacity_utc_offset_min, "                            \
   "seats IS NOT NULL OR roster IS NOT NULL"
 
-int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t errlen) {
-  PGconn *c = admin_connect(conninfo, err, errlen);
-  if (!c) return NIRC_EDB;
-  PGresult *r = PQexec(c, "SELECT slug, name_en, name_zh, is_hub, coalesce(lat, 0), coalesce(lon, "
-                          "0), " ADMIN_CAPACITY_COLS
-                          ", coalesce((extract(epoch from removed_at) * 1000)::bigint, 0), "
-                          "coalesce(removed_by, '') FROM sites ORDER BY slug");
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    int rc = admin_fail(c, r, "loading sites", err, errlen);
-    PQfinish(c);
-    return rc;
-  }
+const char *const admin_sites_sql =
+    "SELECT slug, name_en, name_zh, is_hub, coalesce(lat, 0), coalesce(lon, "
+    "0), " ADMIN_CAPACITY_COLS
+    ", coalesce((extract(epoch from removed_at) * 1000)::bigint, 0), coalesce(removed_by, '') "
+    "FROM sites ORDER BY slug";
+
+int admin_sites_from_result(PGresult *r, sites_t *sites, char *err, size_t errlen) {
   int rc = 0;
   for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
     rc = sites_add(sites, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
@@ -220,6 +215,19 @@ int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t err
       if (rc == 0 && removed) sites_remove(s, removed, PQgetvalue(r, i, 11));
     }
   }
+  return rc;
+}
+
+int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t errlen) {
+  PGconn *c = admin_connect(conninfo, err, errlen);
+  if (!c) return NIRC_EDB;
+  PGresult *r = PQexec(c, admin_sites_sql);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    int rc = admin_fail(c, r, "loading sites", err, errlen);
+    PQfinish(c);
+    return rc;
+  }
+  int rc = admin_sites_from_result(r, sites, err, errlen);
   PQclear(r);
   PQfinish(c);
   return rc;

@@ -25,8 +25,14 @@ typedef struct {
  * running on the database picks the change up (schema 010's notification). */
 int admin_import_sites(const char *conninfo, const scenario_t *sc, const char *actor,
                        const char *file, admin_import_t *st, char *err, size_t errlen);
-/* Loads the sites table into the registry. */
+/* Loads the sites table into the registry (removed sites as REMOVED). */
 int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t errlen);
+/* The same from a connection of the caller's (store/leader.c, whose
+ * statements are bounded in time): the query, and its result into the
+ * registry. */
+extern const char *const admin_sites_sql;
+struct pg_result;
+int admin_sites_from_result(struct pg_result *r, sites_t *sites, char *err, size_t errlen);
 /* Rules in force, for the engine at start-up. Arrays are malloc'd (owned
  * by the caller); max_id is the highest rule id ever used. */
 /* One site's configured capacity (sites.seats, roster, offset). */

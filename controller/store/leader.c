@@ -94,6 +94,9 @@ static void leader_disconnect(leader_t *l) {
 /* The dedicated connection: keepalives and a user timeout of about one
  * lease, so a dead database or a cut path shows within a lease instead of
  * the kernel's two hours; statements are bounded the same way. */
+static PGresult *leader_exec(leader_t *l, const char *sql, int n, const char *const *p,
+                             ExecStatusType want);
+
 static bool leader_connect(leader_t *l) {
   char timeout[24], options[64];
   snprintf(timeout, sizeof timeout, "%llu", (unsigned long long)l->lease_ms);
@@ -110,11 +113,11 @@ static bool leader_connect(leader_t *l) {
     l->seen_renewed[0] = '\0';
     l->watch_since_ms = leader_mono_ms();
     /* Every write to sites notifies nirc_sites (schema 010). What was
-     * written while this connection was down was not heard: load anew. */
-    PGresult *r = PQexec(l->conn, "LISTEN nirc_sites");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-      log_warn(LOG_DB, LEADER_OBJ, "LISTEN nirc_sites: %s", PQresultErrorMessage(r));
-    PQclear(r);
+     * written while this connection was down was not heard: load anew.
+     * Bounded like every statement here (a hung database). */
+    PGresult *r = leader_exec(l, "LISTEN nirc_sites", 0, NULL, PGRES_COMMAND_OK);
+    if (!r && !l->conn) return false; /* logged; the connection broke or hung */
+    PQclear(r); /* a refusal on a live connection: sites follow reconnects only (logged) */
     if (l->connected_once) l->sites_dirty = true;
     l->connected_once = true;
     return true;
@@ -251,17 +254,22 @@ static void leader_poll_notifies(leader_t *l) {
   }
 }
 
-/* Loads the sites table (blocking, on this thread) and hands it to the
- * loop; a failure keeps it dirty, to try on the next step. */
+/* Loads the sites table on the election connection (bounded by half a
+ * lease, as every statement here, so a hung database cannot hold the
+ * leadership) and hands it to the loop; a failure keeps it dirty, to try
+ * on the next step. */
 static void leader_load_sites(leader_t *l) {
-  if (!l->sites_dirty || !l->on_sites) return;
+  if (!l->sites_dirty || !l->on_sites || !l->conn) return;
   sites_t *snap = calloc(1, sizeof *snap);
   char err[512];
   if (!snap) return;
   sites_init(snap, 0);
   snap->taken_mono = leader_mono_ms();
-  if (admin_load_sites(l->conninfo, snap, err, sizeof err) != 0) {
-    log_warn(LOG_DB, LEADER_OBJ, "reloading the sites: %s (trying again)", err);
+  PGresult *r = leader_exec(l, admin_sites_sql, 0, NULL, PGRES_TUPLES_OK);
+  int rc = r ? admin_sites_from_result(r, snap, err, sizeof err) : NIRC_EDB;
+  PQclear(r);
+  if (rc != 0) {
+    if (r) log_warn(LOG_DB, LEADER_OBJ, "reloading the sites: %s (trying again)", err);
     sites_free(snap);
     free(snap);
     return;
