@@ -282,9 +282,8 @@ static int engine_site_apply_request(const Nirc__SiteChangeRequest *req, site_t 
   return 0;
 }
 
-static void engine_site_record(engine_t *e, const site_t *s, const char *city, bool removed,
-                               const char *who, engine_rec_t *rec, engine_site_rec_t *sr) {
-  (void)e;
+static void engine_site_record(const site_t *s, const char *city, bool removed, const char *who,
+                               engine_rec_t *rec, engine_site_rec_t *sr) {
   *sr = (engine_site_rec_t){.slug = s->slug,
                             .name_en = s->name_en,
                             .name_zh = s->name_zh,
@@ -362,18 +361,17 @@ void engine_op_site_change(engine_t *e, const engine_req_t *rq,
     if (!engine_can_record(e, rq, "site-remove", slug)) return;
     engine_group_begin(e);
     json_t *before = engine_site_json(s);
-    site_t after = *s;
-    sites_remove(&after, e->io.wall_ms(e->io.ctx), rq->operator_name);
+    int64_t at = e->io.wall_ms(e->io.ctx);
     engine_rec_t rec;
     engine_site_rec_t sr;
-    engine_site_record(e, &after, NULL, true, rq->operator_name, &rec, &sr);
-    sr.removed_wall_ms = after.removed_ms;
+    engine_site_record(s, NULL, true, rq->operator_name, &rec, &sr);
+    sr.removed_wall_ms = at;
     if (engine_store(e, &rec) != 0) {
       json_decref(before);
       engine_refuse_unrecorded(e, rq, "site-remove", slug, "the removal");
       return;
     }
-    sites_remove(s, after.removed_ms, rq->operator_name);
+    sites_remove(s, at, rq->operator_name);
     engine_site_reset(e, (size_t)idx);
     engine_site_done(e, rq, s, "site-remove",
                      json_pack("{s:o, s:s}", "before", before, "note", req->note ? req->note : ""));
@@ -407,7 +405,7 @@ void engine_op_site_change(engine_t *e, const engine_req_t *rq,
   engine_group_begin(e);
   engine_rec_t rec;
   engine_site_rec_t sr;
-  engine_site_record(e, &next, city, false, NULL, &rec, &sr);
+  engine_site_record(&next, city, false, NULL, &rec, &sr);
   if (engine_store(e, &rec) != 0) {
     engine_refuse_unrecorded(e, rq, op, slug, add ? "the new site" : "the change");
     return;

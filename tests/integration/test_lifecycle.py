@@ -111,6 +111,7 @@ def test_add_lets_the_new_agent_in_without_restart():
         assert "admin" in r.stderr, r.stderr
     assert env.sql("SELECT count(*) FROM sites WHERE slug = 'atlantis'") == [["0"]]
     pid = procs["a"].p.pid
+    t0 = time.monotonic()
     r = ctl("site", "add", "atlantis", "--name", "Atlantis", "--name-zh", "亚特兰蒂斯",
             "--source", "--seats", "12", "--roster", "08:00-22:00=10,22:00-08:00=4",
             "--utc-offset", "+08:00", "--lat", "30.5", "--lon", "100.25",
@@ -118,6 +119,8 @@ def test_add_lets_the_new_agent_in_without_restart():
     assert "site atlantis added: source" in r.stdout and "may connect now" in r.stdout, r.stdout
     T.wait_until(lambda: env.status().get("atlantis", {}).get("link") == "online", 15,
                  "atlantis online")
+    # The agent retries with its own backoff (100 ms .. 2 s here).
+    print(f"  atlantis online {time.monotonic() - t0:.2f} s after nircctl site add began")
     assert procs["a"].p.pid == pid and procs["a"].alive(), "nircd restarted"
     row = env.sql("SELECT name_zh, is_hub, seats, roster, capacity_utc_offset_min, removed_at "
                   "FROM sites WHERE slug = 'atlantis'")
@@ -194,11 +197,16 @@ def test_import_sites_is_picked_up_live():
     sc["sites"] = sites
     with open(path, "w") as f:
         json.dump(sc, f)
+    t0 = time.monotonic()
     r = T.run([T.binary("nircd"), "-c", env.nircd_conf, "import-sites", path], check=True)
+    t1 = time.monotonic()
     assert "1 added, 2 updated" in r.stdout, r.stdout
     assert "kept removed: 1 site(s) an operator removed: atlantis" in r.stdout, r.stdout
     assert re.search(r"not in the file, kept: 29 site\(s\): anhui,", r.stdout), r.stdout
     T.wait_until(lambda: "lemuria" in env.status(), 10, "lemuria known without a restart")
+    print(f"  import-sites took {t1 - t0:.2f} s; lemuria in the leader's status "
+          f"{time.monotonic() - t1:.2f} s after it ended (lease {LEASE_S} s: a period of "
+          f"{LEASE_S / 4:.2f} s)")
     st = env.status()
     assert st["shaanxi"]["name_en"] == "Shaanxi (renamed)" and "atlantis" not in st \
         and "hubei" in st, st["shaanxi"]
