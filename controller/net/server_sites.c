@@ -111,8 +111,9 @@ void server_sites_sync(server_t *srv, const sites_t *snap) {
         sites_remove(s, row->removed_ms, row->removed_by);
         continue;
       }
-      added++;
-      log_info(LOG_SITE, s->slug, "added from the database (%s)", s->is_hub ? "hub" : "source");
+      /* One line a site for a few; an import of thousands is the summary. */
+      if (added++ < 10)
+        log_info(LOG_SITE, s->slug, "added from the database (%s)", s->is_hub ? "hub" : "source");
       continue;
     }
     /* A change made here and not yet durable, or durable only since
