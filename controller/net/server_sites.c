@@ -119,8 +119,8 @@ void server_sites_sync(server_t *srv, const sites_t *snap) {
     /* A change made here and not yet durable, or durable only since
      * about when this snapshot was read, may be newer than the snapshot:
      * the site is left as it is and a new snapshot asked for. */
-    if (s->change_pending ||
-        (snap->taken_mono && snap->taken_mono < s->local_change_mono + SERVER_SITES_SETTLE_MS)) {
+    if (s->change_pending || (snap->taken_mono && s->local_change_mono &&
+                              snap->taken_mono < s->local_change_mono + SERVER_SITES_SETTLE_MS)) {
       again = true;
       continue;
     }
