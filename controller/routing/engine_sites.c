@@ -64,6 +64,7 @@ int engine_sites_grown(engine_t *e) {
 
 void engine_site_reset(engine_t *e, size_t i) {
   const site_t *s = &e->sites->v[i];
+  e->eval_dirty = true; /* a site came or went: plan again on the next tick */
   memset(&e->dirs[i], 0, sizeof e->dirs[i]);
   route_home(&e->dirs[i].target, s->slug);
   route_home(&e->dirs[i].acked, s->slug);
