@@ -21,7 +21,7 @@
  * too long for what is left of a->msg is cut, never overflowed. The text
  * is escaped (common/safetext.h): an argument quoted back cannot act on
  * the terminal or break the line. */
-__attribute__((format(printf, 2, 3))) static void ctl_say(ctl_args_t *a, const char *fmt, ...) {
+void ctl_say(ctl_args_t *a, const char *fmt, ...) {
   size_t used = strlen(a->msg);
   size_t room = sizeof a->msg - used;
   if (room < sizeof "nircctl: x\n") return;
@@ -116,8 +116,11 @@ static int build_status(int argc, char **argv, Nirc__OperatorRequest *req, ctl_a
 }
 
 static int build_site(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
+  if (argc >= 2 && (strcmp(argv[1], "add") == 0 || strcmp(argv[1], "set") == 0 ||
+                    strcmp(argv[1], "remove") == 0))
+    return ctl_build_site_change(argc - 1, argv + 1, req, a);
   if (argc != 2 || argv[1][0] == '-') {
-    ctl_say(a, "usage: site SLUG");
+    ctl_say(a, "usage: site SLUG | site add|set|remove SLUG [options] (nircctl site --help)");
     return EXIT_USAGE;
   }
   return build_status(argc, argv, req, a);
@@ -586,7 +589,7 @@ static int build_alarms(int argc, char **argv, Nirc__OperatorRequest *req, ctl_a
 }
 
 /* "+08:00", "-05:30", "UTC" or minutes ("480") into minutes east of UTC. */
-static int ctl_parse_offset(const char *s, int32_t *out) {
+int ctl_parse_offset(const char *s, int32_t *out) {
   if (strcmp(s, "UTC") == 0 || strcmp(s, "Z") == 0) {
     *out = 0;
     return 0;
@@ -887,10 +890,28 @@ static int build_overflow(int argc, char **argv, Nirc__OperatorRequest *req, ctl
 }
 
 const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
-    {CTL_CMD_SITE, "site", "one site in detail: link, route, rule, queue, agents, SL",
-     "usage: nircctl site SLUG\n\n"
-     "Every figure the controller has for one site, one per line.\n\n"
-     "Examples:\n  nircctl site hubei\n  nircctl --json site shaanxi\n",
+    {CTL_CMD_SITE, "site", "one site in detail; add, set, remove a site (admin)",
+     "usage: nircctl site SLUG\n"
+     "       nircctl site add SLUG --name NAME (--hub|--source) [--name-zh NAME] [--city CITY]\n"
+     "                        [--lat DEG --lon DEG] [--seats N] [--roster SPEC]\n"
+     "                        [--utc-offset +HH:MM] [--note TEXT]\n"
+     "       nircctl site set SLUG [the same options]\n"
+     "       nircctl site remove SLUG [--note TEXT]\n\n"
+     "SLUG alone: every figure the controller has for one site, one per line.\n\n"
+     "add, set and remove change the sites while nircd runs (role admin; audited as\n"
+     "site-add, site-set, site-remove in nircctl history; every controller on the\n"
+     "database follows). A new site's agent is let in at once. A slug is a lowercase\n"
+     "letter then up to 30 lowercase letters, digits or '-', as in its agent's\n"
+     "certificate (CN site:SLUG). --seats, --roster and --utc-offset as nircctl\n"
+     "capacity takes them. remove is refused while anything routes to or from the\n"
+     "site or a cutover, schedule or overflow rule names it (the refusal lists what\n"
+     "to change first); its history is kept, its agent's link is closed and the\n"
+     "agent refused with when and by whom it was removed. add brings a removed\n"
+     "site back. A hub used by sources cannot become a source (set --source).\n\n"
+     "Examples:\n  nircctl site hubei\n  nircctl --json site shaanxi\n"
+     "  nircctl site add xizang-2 --name 'Lhasa 2' --source --seats 20 --utc-offset +08:00\n"
+     "  nircctl site set xizang-2 --hub --note 'night hub from May'\n"
+     "  nircctl site remove xizang-2 --note 'centre closed'\n",
      build_site, 0},
     {CTL_CMD_MAP, "map", "the routing map as SVG: sites, moves with shares, load and freshness",
      "usage: nircctl map [-o FILE.svg]\n\n"

@@ -85,9 +85,18 @@ typedef struct {
   /* status --moved, --problems, --zh: filters and names, applied by
    * nircctl to the whole reply (hubs receiving calls and alarms need it). */
   bool moved, problems, zh;
-  Nirc__NextRequest next;         /* next --hours N */
-  Nirc__CapacityRequest capacity; /* capacity [SITE [--seats N] [--roster SPEC] ...] */
+  Nirc__NextRequest next;              /* next --hours N */
+  Nirc__CapacityRequest capacity;      /* capacity [SITE [--seats N] [--roster SPEC] ...] */
+  Nirc__SiteChangeRequest site_change; /* site add|set|remove SLUG ... */
 } ctl_args_t;
+
+/* Shared by the parsers of ctl_args*.c: the usage error into a->error
+ * (what nircctl prints), and "+08:00", "UTC" or minutes into minutes
+ * east of UTC (0, or -1). */
+void ctl_say(ctl_args_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int ctl_parse_offset(const char *s, int32_t *out);
+/* site add|set|remove (ctl_args_site.c): argv[0] is the action. */
+int ctl_build_site_change(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a);
 
 /* The causes a route change is audited with (engine.h route_cause_t), for
  * history --cause; NULL-terminated. */

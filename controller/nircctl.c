@@ -13,6 +13,7 @@
 #include "config.h"
 #include "ctl_args.h"
 #include "ctl_capacity.h"
+#include "ctl_sites.h"
 #include "ctl_alarms.h"
 #include "ctl_history.h"
 #include "ctl_plan.h"
@@ -471,6 +472,21 @@ static int print_history(const Nirc__OperatorReply *rep, int json) {
  * behind its route: for the 3 a.m. question "what is hubei doing right
  * now, and why?". */
 static int print_site(const Nirc__OperatorReply *rep, int json) {
+  if (rep->body_case == NIRC__OPERATOR_REPLY__BODY_SITE_CHANGE) {
+    /* site add|set|remove; a change whose record is not durable exits 4. */
+    const Nirc__SiteChangeReply *r = rep->site_change;
+    if (!r) return EXIT_REFUSED;
+    const char *warn = rep->error && rep->error->message ? rep->error->message : NULL;
+    if (json) {
+      json_t *j = ctl_site_change_json(r);
+      if (warn) json_object_set_new(j, "warning", json_string(warn));
+      print_json(j);
+    } else {
+      ctl_site_change_print(stdout, r);
+      if (warn) fprintf(stderr, "nircctl: %s\n", esc(warn));
+    }
+    return warn ? EXIT_PARTIAL : EXIT_DONE;
+  }
   const Nirc__StatusReply *st = rep->status;
   if (!st || st->n_sites != 1) return EXIT_REFUSED;
   if (json)

@@ -26,6 +26,8 @@
 #include <malloc.h>
 #include <openssl/ssl.h>
 #include <signal.h>
+#include <unistd.h>
+#include <pwd.h>
 #include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +42,7 @@ static void usage(FILE *f) {
              "Commands:\n"
              "  run                     run the controller (default)\n"
              "  migrate                 apply database migrations from schema_dir\n"
-             "  import-sites FILE       load sites from a scenario file (scenario/provinces.json)\n"
+             "  import-sites FILE       load or update sites from a scenario file (live)\n"
              "\n"
              "Options:\n"
              "  -c, --config FILE       configuration file (default " DEFAULT_CONF ")\n"
@@ -57,6 +59,11 @@ static void usage(FILE *f) {
 /* Exit status of a controller that led and lost its leadership: systemd
  * restarts it (Restart=on-failure) and it comes back as a standby. */
 #define NIRCD_EXIT_LOST 75
+
+/* The sites table changed (any writer, store/leader.c): on the loop thread. */
+static void nircd_on_sites(void *arg, sites_t *snapshot) {
+  server_sites_sync(arg, snapshot);
+}
 
 /* Leadership changes, on the loop thread. */
 static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *rules) {
@@ -169,10 +176,10 @@ static int run(const nircd_conf_t *conf) {
     fprintf(stderr, "nircd: %s\n", err);
     goto out;
   }
-  if (srv->sites.n == 0)
+  if (sites_live(&srv->sites) == 0)
     log_warn(LOG_MAIN, conf->node,
-             "no sites configured: every agent will be refused; run `nircd -c FILE import-sites "
-             "SCENARIO.json`");
+             "no sites configured: every agent is refused until some are: run `nircd -c FILE "
+             "import-sites SCENARIO.json` or `nircctl site add` (no restart needed)");
   nircd_raise_nofile(conf, srv->sites.n);
   clock_setup(&srv->clock, conf->clock.speed, conf->clock.start, conf->clock.anchor);
   if (conf->forecast[0]) {
@@ -193,7 +200,8 @@ static int run(const nircd_conf_t *conf) {
   }
   /* Leading or standing by is decided by the election; READY follows its
    * first answer (nircd_on_leader). */
-  leader_opts_t lo = {conf->conninfo, conf->node, conf->advertise, conf->lease_timeout_ms};
+  leader_opts_t lo = {conf->conninfo, conf->node, conf->advertise, conf->lease_timeout_ms,
+                      nircd_on_sites};
   if (leader_start(loop, &lo, nircd_on_leader, srv, &srv->leader) != 0) {
     fprintf(stderr, "nircd: cannot start the leader election: out of resources\n");
     goto out;
@@ -295,12 +303,26 @@ int main(int argc, char **argv) {
       fprintf(stderr, "nircd: %s\n", err);
       rc = 1;
     } else {
+      admin_import_t st;
+      char actor[96];
+      const struct passwd *pw = getpwuid(getuid());
+      snprintf(actor, sizeof actor, "import-sites:%s", pw ? pw->pw_name : "?");
       if (db_admin_check_schema(conf->conninfo, err, sizeof err) != 0 ||
-          admin_import_sites(conf->conninfo, &sc, err, sizeof err) != 0) {
+          admin_import_sites(conf->conninfo, &sc, actor, argv[optind + 1], &st, err, sizeof err) !=
+              0) {
         fprintf(stderr, "nircd: import-sites: %s\n", err);
         rc = 1;
       } else {
-        printf("imported %zu sites from %s\n", sc.count, argv[optind + 1]);
+        printf("imported %zu sites from %s: %zu added, %zu updated\n", sc.count, argv[optind + 1],
+               st.added, st.updated);
+        if (st.skipped_removed)
+          printf("kept removed: %zu site(s) an operator removed: %s (nircctl site add SLUG ... "
+                 "brings one back)\n",
+                 st.skipped_removed, st.removed);
+        if (st.missing)
+          printf("not in the file, kept: %zu site(s): %s (nircctl site remove SLUG removes one)\n",
+                 st.missing, st.missing_list);
+        printf("running controllers pick the change up now (no restart needed)\n");
       }
       scenario_free(&sc);
     }

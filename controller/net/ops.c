@@ -123,11 +123,21 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   if (!st->rows || !st->row_ptrs || !st->reports || !st->shares || !st->share_ptrs || !st->views)
     goto nomem;
 
-  if (only && !sites_find(&srv->sites, only)) {
+  const site_t *asked = only ? sites_find(&srv->sites, only) : NULL;
+  if (only && (!asked || asked->life == SITE_REMOVED)) {
     static Nirc__Error e = NIRC__ERROR__INIT;
     e.code = NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE;
-    static char unknown[96];
-    snprintf(unknown, sizeof unknown, "no site '%.40s' (see nircctl status)", only);
+    static char unknown[400];
+    if (asked) {
+      char gone[300];
+      server_site_removed_text(asked, gone, sizeof gone);
+      snprintf(unknown, sizeof unknown,
+               "no site '%s': %s; nircctl history --site %s shows its "
+               "history",
+               only, gone, only);
+    } else {
+      snprintf(unknown, sizeof unknown, "no site '%.40s' (see nircctl status)", only);
+    }
     e.message = unknown;
     rep->ok = 0;
     rep->error = &e;
@@ -142,6 +152,7 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   for (size_t i = 0; i < n; i++) {
     site_t *s = &srv->sites.v[i];
     if (only && strcmp(only, s->slug) != 0) continue;
+    if (s->life == SITE_REMOVED) continue; /* gone: its history stays (nircctl history) */
     Nirc__SiteStatus *row = &st->rows[k];
     nirc__site_status__init(row);
     row->slug = s->slug;
@@ -287,6 +298,15 @@ static void ops_overflow(server_t *srv, conn_t *c, const Nirc__OperatorRequest *
 static void ops_capacity(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   engine_req_t rq = ops_req(c, req);
   engine_op_capacity(srv->engine, &rq, req->capacity);
+}
+/* nircctl site add|set|remove: the engine changes the registry; a site it
+ * removed has its open link closed here (the engine does no I/O). */
+static void ops_site_change(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
+  engine_req_t rq = ops_req(c, req);
+  engine_op_site_change(srv->engine, &rq, req->site_change);
+  const char *slug = req->site_change && req->site_change->site ? req->site_change->site : "";
+  site_t *s = *slug ? sites_find(&srv->sites, slug) : NULL;
+  if (s && s->life == SITE_REMOVED) server_site_close_removed(srv, s);
 }
 static void ops_next(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   engine_req_t rq = ops_req(c, req);
@@ -542,6 +562,7 @@ static const ops_cmd_t ops_cmds[] = {
     {NIRC__OPERATOR_REQUEST__BODY_ALARMS, "alarms", ROLE_VIEWER, NULL, NULL, ops_alarms},
     {NIRC__OPERATOR_REQUEST__BODY_NEXT, "next", ROLE_VIEWER, NULL, NULL, ops_next},
     {NIRC__OPERATOR_REQUEST__BODY_CAPACITY, "capacity", ROLE_VIEWER, NULL, NULL, ops_capacity},
+    {NIRC__OPERATOR_REQUEST__BODY_SITE_CHANGE, "site", ROLE_ADMIN, NULL, NULL, ops_site_change},
 };
 
 /* Over its identity's request rate: answered with an error the operator

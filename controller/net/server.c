@@ -116,6 +116,10 @@ struct server_evbudget {
   } recent[SERVER_EVENTS_RECENT];
 };
 
+size_t server_evbudget_size(void) {
+  return sizeof(struct server_evbudget);
+}
+
 /* FNV-1a of the event and its detail: "the same event again". */
 static uint64_t server_event_hash(const char *event, const char *detail) {
   uint64_t h = 1469598103934665603ull;
@@ -147,10 +151,16 @@ static bool server_event_seen(struct server_evbudget *b, uint64_t h, int64_t now
 static bool server_event_budget(server_t *srv, const char *kind, const char *site, const char *peer,
                                 const char *event, const char *detail, int64_t now) {
   if (strcmp(kind, "site") != 0 || !site) return true;
-  if (!srv->evbudget) srv->evbudget = calloc(srv->sites.n + 1, sizeof *srv->evbudget);
+  if (!srv->evbudget) {
+    srv->evbudget = calloc(srv->sites.n + 1, sizeof *srv->evbudget);
+    srv->evbudget_n = srv->evbudget ? srv->sites.n + 1 : 0;
+  }
   if (!srv->evbudget) return true;
   site_t *s = sites_find(&srv->sites, site);
-  struct server_evbudget *b = &srv->evbudget[s ? (size_t)(s - srv->sites.v) : srv->sites.n];
+  /* The last entry is for names that are no site (server_sites_on_grow). */
+  size_t at = s ? (size_t)(s - srv->sites.v) : srv->evbudget_n - 1;
+  if (at >= srv->evbudget_n) at = srv->evbudget_n - 1;
+  struct server_evbudget *b = &srv->evbudget[at];
   if (!b->used) {
     b->used = true;
     b->tokens = SERVER_EVENTS_BURST;
@@ -476,12 +486,19 @@ static void server_on_open(link_t *l) {
     return;
   }
   switch (id->kind) {
-  case PEER_SITE:
-    if (!sites_find(&srv->sites, id->name)) {
+  case PEER_SITE: {
+    const site_t *known = sites_find(&srv->sites, id->name);
+    if (!known) {
       snprintf(why, sizeof why, "certificate names site '%s', which is not configured", id->name);
       server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE, NIRC_EUNKNOWN_SITE, why);
       return;
     }
+    if (known->life == SITE_REMOVED) {
+      server_site_removed_text(known, why, sizeof why);
+      server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE, NIRC_EUNKNOWN_SITE, why);
+      return;
+    }
+  }
     conn_set_state(c, CONN_AWAIT_HELLO);
     return;
   case PEER_OPERATOR:
@@ -518,7 +535,7 @@ static void server_on_open(link_t *l) {
 static int server_route_known(server_t *srv, const route_t *r, char *why, size_t len) {
   for (unsigned i = 0; i < r->n_share + r->n_inbound; i++) {
     const char *slug = i < r->n_share ? r->share[i].site : r->inbound[i - r->n_share].site;
-    if (!sites_find(&srv->sites, slug)) {
+    if (!sites_find_live(&srv->sites, slug)) {
       snprintf(why, len, "it names site '%s', which is not configured", slug);
       return NIRC_EUNKNOWN_SITE;
     }
@@ -558,6 +575,11 @@ static void server_on_hello(server_t *srv, conn_t *c, const Nirc__Hello *h) {
   if (!site) { /* the registry does not shrink at run time; defensive */
     server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE, NIRC_EUNKNOWN_SITE,
                   "site is not configured");
+    return;
+  }
+  if (site->life == SITE_REMOVED) { /* removed between the handshake and its Hello */
+    server_site_removed_text(site, why, sizeof why);
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE, NIRC_EUNKNOWN_SITE, why);
     return;
   }
   int64_t now = server_now();
@@ -1158,6 +1180,9 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
       snprintf(err, errlen, "cannot start the routing engine: %s", nirc_strerror(rc));
       return rc;
     }
+    /* Sites added while running (server_sites.c). */
+    srv->sites.on_grow = server_sites_on_grow;
+    srv->sites.on_grow_arg = srv;
   }
   if (conf->webhook.count && !srv->webhook) {
     const char *urls[CONFIG_LIST_MAX];

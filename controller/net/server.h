@@ -99,6 +99,7 @@ struct server {
   /* Link events of sites are budgeted per site (server_record_event):
    * one entry per site, plus one for names that are no site; owned. */
   struct server_evbudget *evbudget;
+  size_t evbudget_n;               /* entries in evbudget (sites + 1 when made; grows with them) */
   uint64_t link_events_suppressed; /* left out over a site's budget */
   uint64_t pbx_drift_repairs;      /* PbxEvents "drift repaired" received */
   /* The journal's refusals and sheds seen so far, and when they last
@@ -168,6 +169,19 @@ void server_reload(server_t *srv);
 void server_record_event(server_t *srv, const char *kind, const char *identity, const char *site,
                          const char *peer, const char *event, const char *detail);
 const char *server_conn_state_name(conn_state_t s);
+size_t server_evbudget_size(void);
+
+/* The site lifecycle while running (server_sites.c). on_grow is the
+ * registry's hook (sites_t.on_grow, arg the server): links re-pointed,
+ * budgets and the engine grown. sync applies a snapshot of the sites table
+ * (store/leader.c): sites added, changed, removed or added again; a site
+ * with a change of its own not yet durable is left as it is. */
+void server_sites_on_grow(void *arg, sites_t *s, bool moved);
+void server_sites_sync(server_t *srv, const sites_t *snapshot);
+/* "site X was removed at T by W: ...", what its agent is told. */
+void server_site_removed_text(const site_t *s, char *buf, size_t len);
+/* Closes a removed site's open link (if any) with that text. */
+void server_site_close_removed(server_t *srv, site_t *s);
 
 /* server_pbx.c. A site's PbxEvent on its link `c`: 0, or NIRC_EIDENTITY with
  * `why` when it claims another site (the caller refuses the link). */

@@ -69,12 +69,19 @@ typedef struct group {
 } group_t;
 
 /* A rule change's reply, sent once its group is durable. */
-typedef enum { DEFER_SCHEDULES = 0, DEFER_OVERFLOWS, DEFER_ALARMS, DEFER_CAPACITY } defer_kind_t;
+typedef enum {
+  DEFER_SCHEDULES = 0,
+  DEFER_OVERFLOWS,
+  DEFER_ALARMS,
+  DEFER_CAPACITY,
+  DEFER_SITE,
+} defer_kind_t;
 typedef struct deferred {
   void *client; /* NULL once the operator went away */
   uint64_t request_id;
   defer_kind_t kind;
-  char what[96]; /* "schedule 'night' added", for a failure message */
+  char what[96];    /* "schedule 'night' added", for a failure message */
+  char subject[48]; /* DEFER_SITE: "add:hubei", what the reply is about */
   group_t *group;
   struct deferred *next;
 } deferred_t;
@@ -134,6 +141,10 @@ struct engine {
   sites_t *sites; /* borrowed registry: the snapshot the engine plans on */
   uint64_t epoch; /* of this leadership; directives carry it */
   engine_opts_t opts;
+  /* Per-site arrays below cover n_sites entries of the registry (room for
+   * cap_sites): the registry may grow while the engine runs, and the
+   * engine sees a new site once engine_sites_grown has made room for it. */
+  size_t n_sites, cap_sites;
   site_dir_t *dirs; /* one per site */
   plan_site_t *psites;
   cutover_t *cut;
@@ -277,6 +288,12 @@ void engine_reply_capacity(engine_t *e, void *c, uint64_t rid, const char *only,
 /* A rule or alarm change's reply waits for the current group to be
  * durable (engine_rules.c). */
 void engine_defer(engine_t *e, const engine_req_t *rq, defer_kind_t kind, const char *what);
+void engine_defer_on(engine_t *e, const engine_req_t *rq, defer_kind_t kind, const char *what,
+                     const char *subject);
+/* A site change's reply (engine_sites.c), subject "action:slug"; c may be
+ * NULL (the operator went away): the site's pending change still ends. */
+void engine_reply_site_deferred(engine_t *e, void *c, uint64_t rid, const char *subject,
+                                const char *warning);
 /* Sends the deferred replies whose groups are durable (engine_ops.c). */
 void engine_deferred_check(engine_t *e);
 

@@ -37,17 +37,21 @@ site_t *engine_site(engine_t *e, size_t i) {
   return &e->sites->v[i];
 }
 size_t engine_nsites(const engine_t *e) {
-  return e->sites->n;
+  return e->n_sites;
 }
 
+/* Removed sites have no index for rules, plans or operators: to them the
+ * site does not exist (its own index stays, for its link's last events). */
 long engine_index(engine_t *e, const char *slug) {
-  site_t *s = sites_find(e->sites, slug);
-  return s ? (long)(s - e->sites->v) : -1;
+  site_t *s = sites_find_live(e->sites, slug);
+  long i = s ? (long)(s - e->sites->v) : -1;
+  return i >= 0 && (size_t)i < e->n_sites ? i : -1;
 }
 
 bool engine_site_exists(void *arg, const char *slug, bool *is_hub) {
   engine_t *e = arg;
-  site_t *s = sites_find(e->sites, slug);
+  long i = engine_index(e, slug);
+  site_t *s = i >= 0 ? engine_site(e, (size_t)i) : NULL;
   if (s && is_hub) *is_hub = s->is_hub;
   return s != NULL;
 }
@@ -56,7 +60,8 @@ bool engine_site_at(void *arg, size_t i, const char **slug, bool *is_hub) {
   engine_t *e = arg;
   if (i >= engine_nsites(e)) return false;
   *slug = e->sites->v[i].slug;
-  *is_hub = e->sites->v[i].is_hub;
+  /* A removed site is offered as nothing a rule can name as a hub. */
+  *is_hub = e->sites->v[i].is_hub && e->sites->v[i].life == SITE_LIVE;
   return true;
 }
 
@@ -92,26 +97,11 @@ int engine_new(const engine_io_t *io, sites_t *sites, const engine_opts_t *opts,
   e->io = *io;
   e->sites = sites;
   e->opts = *opts;
-  size_t n = sites->n ? sites->n : 1;
-  e->dirs = calloc(n, sizeof *e->dirs);
-  e->psites = calloc(n, sizeof *e->psites);
-  e->alarm = calloc(n, sizeof *e->alarm);
-  e->gate = calloc(n, sizeof *e->gate);
-  e->holds = calloc(n, sizeof *e->holds);
-  e->changes = calloc(n, sizeof *e->changes);
-  e->down_since = calloc(n, sizeof *e->down_since);
-  e->next_scratch = calloc(n + 1, sizeof *e->next_scratch);
-  e->down_said_s = calloc(n + 1, sizeof *e->down_said_s);
   alarm_table_init(&e->alarms, opts->alarm_clear_ms ? opts->alarm_clear_ms : 30000,
                    engine_alarm_event, e);
-  if (!e->dirs || !e->psites || !e->alarm || !e->gate || !e->holds || !e->changes ||
-      !e->down_since || !e->next_scratch || !e->down_said_s) {
+  if (engine_sites_grown(e) != 0) {
     engine_free(e);
     return NIRC_ENOMEM;
-  }
-  for (size_t i = 0; i < sites->n; i++) {
-    route_home(&e->dirs[i].target, sites->v[i].slug);
-    route_home(&e->dirs[i].acked, sites->v[i].slug);
   }
   /* Rule ids are unique across controller runs: the epoch is in them (0
    * until engine_load_rules). */
@@ -571,6 +561,12 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
     plan_site_t *p = &e->psites[i];
     memset(p, 0, sizeof *p);
     nirc_strlcpy(p->slug, s->slug, sizeof p->slug);
+    if (s->life == SITE_REMOVED) {
+      /* Nothing routes to or from it (removal is refused until then), and
+       * it has no demand: a home-routed non-hub, offline, that takes
+       * nothing (no rule may name it). */
+      continue;
+    }
     p->is_hub = s->is_hub;
     /* A site without a report yet is not known to be able to take calls. */
     p->online = s->state == SITE_ONLINE && s->has_report && !s->last.pbx_unreadable;
@@ -994,6 +990,7 @@ static void engine_fail(engine_t *e, size_t i, const char *why) {
 }
 
 void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
+  if (i >= engine_nsites(e)) return; /* a site the engine could not take in yet (memory) */
   e->eval_dirty = true;
   site_dir_t *d = &e->dirs[i];
   site_t *s = engine_site(e, i);
@@ -1071,6 +1068,7 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
 }
 
 void engine_on_hello(engine_t *e, size_t i, const route_t *applied) {
+  if (i >= engine_nsites(e)) return; /* a site the engine could not take in yet (memory) */
   e->eval_dirty = true;
   site_dir_t *d = &e->dirs[i];
   site_t *s = engine_site(e, i);

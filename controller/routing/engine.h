@@ -25,8 +25,12 @@
  * implements it with arrays and drives thousands of steps without a loop.
  *
  * Ownership: engine_t is owned by its creator (the server). It borrows the
- * sites registry (which must outlive it and not grow after engine_new) and
- * copies engine_io_t. Operator clients are opaque pointers the engine
+ * sites registry (which must outlive it) and copies engine_io_t. The
+ * registry may grow while the engine runs (sites added live): the engine
+ * sees sites only up to its own count, and the owner calls
+ * engine_sites_grown after every sites_add. Sites are never taken out of
+ * the registry (a removed one keeps its index, site_life_t), so indexes
+ * never shift. Operator clients are opaque pointers the engine
  * never dereferences; the caller says when one goes away
  * (engine_on_client_closed). */
 #ifndef NIRC_ENGINE_H
@@ -148,7 +152,20 @@ typedef enum {
   ENGINE_REC_HOLD,            /* a source's capacity damping state changed: site, hold */
   ENGINE_REC_ALARM,           /* an alarm raised, cleared or acknowledged: alarm, alarm_event */
   ENGINE_REC_CAPACITY,        /* a site's configured capacity changed: site, capacity */
+  ENGINE_REC_SITE,            /* a site added, changed or removed: site, site_rec */
 } engine_rec_kind_t;
+
+/* A sites row as nircctl site writes it (borrowed, like the record). */
+typedef struct {
+  const char *slug, *name_en, *name_zh;
+  const char *city_en; /* NULL: keep the stored one ("" for a new site) */
+  bool is_hub;
+  double lat, lon;
+  const capacity_t *cap;
+  bool removed;            /* a soft delete: removed_at and removed_by, the row stays */
+  int64_t removed_wall_ms; /* removed: when (real clock) */
+  const char *removed_by;
+} engine_site_rec_t;
 
 typedef struct {
   engine_rec_kind_t kind;
@@ -175,6 +192,7 @@ typedef struct {
   const alarm_t *alarm;
   alarm_event_t alarm_event;
   const capacity_t *capacity;
+  const engine_site_rec_t *site_rec;
 } engine_rec_t;
 
 /* Runs once per accepted record: err 0 when it is durable (msg may say
@@ -249,6 +267,22 @@ const engine_stats_t *engine_stats(const engine_t *e);
 int engine_new(const engine_io_t *io, sites_t *sites, const engine_opts_t *opts, engine_t **out);
 /* Only once every store callback has run (or will never run). */
 void engine_free(engine_t *e);
+/* The registry grew (sites_add): the engine takes the new sites in as
+ * home-routed, never seen. 0, or NIRC_ENOMEM (the engine then still works
+ * on the sites it had; call again). */
+int engine_sites_grown(engine_t *e);
+/* A site changed its place in the configuration (removed, or added again
+ * after removal): its directive bookkeeping, hub gate and damping state
+ * start afresh, routing home. The caller has checked that nothing routes
+ * to or from it (engine_site_in_use). */
+void engine_site_reset(engine_t *e, size_t site_index);
+/* What still involves site i, for people: "routes to shaanxi (cutover 3);
+ * is a hub of schedule 'night'; ..." into why. False when nothing does (it
+ * may be removed, or lose its hub role when hub_only). */
+bool engine_site_in_use(engine_t *e, size_t site_index, bool hub_only, char *why, size_t len);
+/* nircctl site add|set|remove (engine_sites.c): validated, refused while in
+ * use, stored exactly once with its audit entry, answered when durable. */
+void engine_op_site_change(engine_t *e, const engine_req_t *rq, const Nirc__SiteChangeRequest *req);
 
 /* Rules loaded when this instance becomes leader of `epoch` (copied).
  * Directives carry that epoch from now on. */

@@ -101,7 +101,9 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
     else if (d->state == DIR_FAILED)
       engine_observe(e, ALARM_DIRECTIVE, s->slug,
                      d->failed_why[0] ? d->failed_why : "a directive failed");
-    if (s->state == SITE_ONLINE) {
+    if (s->state == SITE_ONLINE || s->life == SITE_REMOVED) {
+      /* A removed site is not down: it is gone on purpose, and its alarm
+       * clears as it is no longer observed. */
       e->down_since[i] = 0;
       e->down_said_s[i] = 0;
       continue;

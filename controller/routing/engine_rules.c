@@ -100,6 +100,11 @@ static void engine_reply_overflows(engine_t *e, void *c, uint64_t rid, const cha
 /* The rule list answers the change once its records are durable; it takes
  * the current group's claim. Without memory it answers now. */
 void engine_defer(engine_t *e, const engine_req_t *rq, defer_kind_t kind, const char *what) {
+  engine_defer_on(e, rq, kind, what, "");
+}
+
+void engine_defer_on(engine_t *e, const engine_req_t *rq, defer_kind_t kind, const char *what,
+                     const char *subject) {
   deferred_t *d = calloc(1, sizeof *d);
   group_t *g = e->group;
   if (!d || !g) {
@@ -111,12 +116,16 @@ void engine_defer(engine_t *e, const engine_req_t *rq, defer_kind_t kind, const 
       engine_reply_alarms(e, rq->client, rq->request_id, "the record is not followed");
     else if (kind == DEFER_CAPACITY)
       engine_reply_capacity(e, rq->client, rq->request_id, NULL, "the record is not followed");
+    else if (kind == DEFER_SITE)
+      engine_reply_site_deferred(e, rq->client, rq->request_id, subject,
+                                 "the record is not followed");
     else
       engine_reply_overflows(e, rq->client, rq->request_id, "the record is not followed");
     return;
   }
   *d = (deferred_t){.client = rq->client, .request_id = rq->request_id, .kind = kind, .group = g};
   snprintf(d->what, sizeof d->what, "%s", what);
+  snprintf(d->subject, sizeof d->subject, "%s", subject);
   deferred_t **pp = &e->deferred;
   while (*pp)
     pp = &(*pp)->next;
@@ -132,6 +141,8 @@ void engine_deferred_check(engine_t *e) {
       continue;
     }
     *pp = d->next;
+    if (d->kind == DEFER_SITE && !d->client)
+      engine_reply_site_deferred(e, NULL, d->request_id, d->subject, NULL);
     if (d->client) {
       char msg[400];
       const char *warn = NULL;
@@ -147,6 +158,8 @@ void engine_deferred_check(engine_t *e) {
         engine_reply_alarms(e, d->client, d->request_id, warn);
       else if (d->kind == DEFER_CAPACITY)
         engine_reply_capacity(e, d->client, d->request_id, NULL, warn);
+      else if (d->kind == DEFER_SITE)
+        engine_reply_site_deferred(e, d->client, d->request_id, d->subject, warn);
       else
         engine_reply_overflows(e, d->client, d->request_id, warn);
     }

@@ -103,19 +103,9 @@ static int sites_idx_reserve(sites_t *s) {
   return 0;
 }
 
-int sites_add(sites_t *s, const char *slug, const char *name_en, const char *name_zh, bool is_hub) {
-  sites_changes++;
-  if (!nirc_slug_valid(slug)) return NIRC_EINVAL;
-  if (sites_find(s, slug)) return NIRC_EEXISTS;
-  if (s->n >= UINT32_MAX - 1 || sites_idx_reserve(s) != 0) return NIRC_ENOMEM;
-  if (s->n == s->cap) {
-    size_t cap = s->cap ? s->cap * 2 : 32;
-    site_t *v = realloc(s->v, cap * sizeof *v);
-    if (!v) return NIRC_ENOMEM;
-    s->v = v;
-    s->cap = cap;
-  }
-  site_t *site = &s->v[s->n++];
+/* A site as sites_add makes it: NEVER_SEEN, LIVE, routing home. */
+static void sites_fresh(site_t *site, const char *slug, const char *name_en, const char *name_zh,
+                        bool is_hub) {
   memset(site, 0, sizeof *site);
   nirc_strlcpy(site->slug, slug, sizeof site->slug);
   nirc_strlcpy(site->name_en, name_en, sizeof site->name_en);
@@ -126,8 +116,69 @@ int sites_add(sites_t *s, const char *slug, const char *name_en, const char *nam
   site->route[0].permille = 1000;
   site->route_len = 1;
   nirc_strlcpy(site->active_rule, "default", sizeof site->active_rule);
+}
+
+int sites_add(sites_t *s, const char *slug, const char *name_en, const char *name_zh, bool is_hub) {
+  sites_changes++;
+  if (!nirc_slug_valid(slug)) return NIRC_EINVAL;
+  if (sites_find(s, slug)) return NIRC_EEXISTS;
+  if (s->n >= UINT32_MAX - 1 || sites_idx_reserve(s) != 0) return NIRC_ENOMEM;
+  bool moved = false;
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 32;
+    site_t *v = realloc(s->v, cap * sizeof *v);
+    if (!v) return NIRC_ENOMEM;
+    moved = v != s->v && s->n > 0;
+    s->v = v;
+    s->cap = cap;
+  }
+  site_t *site = &s->v[s->n++];
+  sites_fresh(site, slug, name_en, name_zh, is_hub);
   sites_idx_put(s->idx, s->idx_cap, site->slug, s->n - 1);
+  if (s->on_grow) s->on_grow(s->on_grow_arg, s, moved);
   return 0;
+}
+
+site_t *sites_find_live(sites_t *s, const char *slug) {
+  site_t *site = sites_find(s, slug);
+  return site && site->life == SITE_LIVE ? site : NULL;
+}
+
+const char *sites_life_name(site_life_t l) {
+  return l == SITE_LIVE ? "live" : l == SITE_REMOVED ? "removed" : "?";
+}
+
+int sites_remove(site_t *site, int64_t now_ms, const char *who) {
+  if (site->life != SITE_LIVE) return NIRC_EINVAL;
+  log_info(LOG_SITE, site->slug, "%s -> %s by %s", sites_life_name(site->life),
+           sites_life_name(SITE_REMOVED), who);
+  sites_changes++; /* the engine plans again: the site is gone */
+  site->life = SITE_REMOVED;
+  site->removed_ms = now_ms;
+  nirc_strlcpy(site->removed_by, who, sizeof site->removed_by);
+  return 0;
+}
+
+int sites_revive(site_t *site, const char *name_en, const char *name_zh, bool is_hub) {
+  if (site->life != SITE_REMOVED) return NIRC_EINVAL;
+  char slug[SCENARIO_SLUG_MAX];
+  nirc_strlcpy(slug, site->slug, sizeof slug);
+  capacity_t cap = site->cap;
+  double lat = site->lat, lon = site->lon;
+  sites_changes++;
+  sites_fresh(site, slug, name_en, name_zh, is_hub);
+  site->cap = cap;
+  site->lat = lat;
+  site->lon = lon;
+  log_info(LOG_SITE, slug, "%s -> %s", sites_life_name(SITE_REMOVED), sites_life_name(SITE_LIVE));
+  return 0;
+}
+
+size_t sites_live(const sites_t *s) {
+  size_t n = 0;
+  for (size_t i = 0; i < s->n; i++)
+    n += s->v[i].life == SITE_LIVE;
+  return n;
 }
 
 site_t *sites_find(sites_t *s, const char *slug) {

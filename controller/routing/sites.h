@@ -31,6 +31,19 @@ typedef enum {
   SITE_OFFLINE,
 } site_state_t;
 
+/* A site's place in the configuration, apart from its link state: sites
+ * are added and removed while nircd runs (nircctl site, import-sites). A
+ * removed site keeps its index (per-site arrays elsewhere are indexed by
+ * it, and its history stays in the database); its agent is refused and
+ * nothing routes to or from it. Adding its slug again makes it LIVE at the
+ * same index.
+ *
+ *   LIVE --sites_remove--> REMOVED --sites_revive--> LIVE */
+typedef enum {
+  SITE_LIVE = 0,
+  SITE_REMOVED,
+} site_life_t;
+
 /* A copy of the fields of the last LoadReport (no protobuf pointers kept). */
 typedef struct {
   int64_t timestamp_ms;
@@ -82,6 +95,17 @@ typedef struct {
   char name_zh[SCENARIO_NAME_MAX];
   bool is_hub;
   double lat, lon; /* of the centre, for the routing map */
+  site_life_t life;
+  int64_t removed_ms;  /* LIVE: 0; REMOVED: when (real clock) */
+  char removed_by[64]; /* REMOVED: who (operator name, or "import") */
+  /* Changes made here (nircctl site) not yet durable: a snapshot of the
+   * database read meanwhile may predate them and does not speak for the
+   * site until they are (engine_sites.c, server_sites_sync). */
+  unsigned change_pending;
+  /* Monotonic ms (CLOCK_MONOTONIC, as uv_now) when the last such change
+   * became durable: a snapshot whose load began before (with a margin for
+   * the loop's cached clock) may predate it too (server_sites_sync). */
+  uint64_t local_change_mono;
 
   site_state_t state;
   int64_t state_since_ms;
@@ -178,7 +202,8 @@ void sites_seed_load(site_t *site, const sites_load_t *l, int64_t now_ms);
  * standing in for the part of `min_evidence_s` not yet observed. */
 double sites_demand_cps(const site_t *site, double prior_cps, double min_evidence_s);
 
-typedef struct {
+typedef struct sites sites_t;
+struct sites {
   site_t *v; /* owned array */
   size_t n, cap;
   uint32_t stale_after_ms;
@@ -187,14 +212,34 @@ typedef struct {
    * slug, and a linear scan made that quadratic at 20,000 sites. */
   uint32_t *idx;  /* owned */
   size_t idx_cap; /* a power of two, or 0 */
-} sites_t;
+  /* Called after every sites_add, `moved` when the array moved (v
+   * changed), so the owner can re-point what holds a site_t * (the
+   * server's links) and grow what it keeps per site; NULL: nothing. */
+  void (*on_grow)(void *arg, sites_t *s, bool moved);
+  void *on_grow_arg;
+  /* A snapshot of the sites table (store/leader.c): monotonic ms when its
+   * load began; 0 for the live registry. */
+  uint64_t taken_mono;
+};
 
 void sites_init(sites_t *s, uint32_t stale_after_ms);
 void sites_free(sites_t *s);
 /* Adds a site in NEVER_SEEN with the default route {self: 1000}. */
 int sites_add(sites_t *s, const char *slug, const char *name_en, const char *name_zh, bool is_hub);
-/* Borrowed pointer or NULL. Pointers stay valid until the next sites_add. */
+/* Borrowed pointer or NULL (removed sites too: check life). Pointers stay
+ * valid until the next sites_add, which calls `on_grow` (moved) if they moved. */
 site_t *sites_find(sites_t *s, const char *slug);
+/* Finds a LIVE site: NULL for one unknown or removed. */
+site_t *sites_find_live(sites_t *s, const char *slug);
+/* LIVE -> REMOVED at now_ms by `who` (the link, if any, is the caller's to
+ * close). NIRC_EINVAL when already removed. */
+int sites_remove(site_t *site, int64_t now_ms, const char *who);
+/* REMOVED -> LIVE, as a site that has never been seen by this controller
+ * (its old link state, route and load are forgotten; its index is kept). */
+int sites_revive(site_t *site, const char *name_en, const char *name_zh, bool is_hub);
+/* How many sites are LIVE. */
+size_t sites_live(const sites_t *s);
+const char *sites_life_name(site_life_t l);
 
 const char *sites_state_name(site_state_t st);
 /* The only way state changes. Returns 0, or NIRC_EINVAL for a transition

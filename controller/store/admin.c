@@ -33,13 +33,36 @@ static int admin_fail(PGconn *c, PGresult *r, const char *what, char *err, size_
   return NIRC_EDB;
 }
 
-int admin_import_sites(const char *conninfo, const scenario_t *sc, char *err, size_t errlen) {
+int admin_import_sites(const char *conninfo, const scenario_t *sc, const char *actor,
+                       const char *file, admin_import_t *st, char *err, size_t errlen) {
+  memset(st, 0, sizeof *st);
   PGconn *c = admin_connect(conninfo, err, errlen);
   if (!c) return NIRC_EDB;
   PGresult *r = PQexec(c, "BEGIN");
-  if (PQresultStatus(r) != PGRES_COMMAND_OK) return admin_fail(c, r, "begin", err, errlen);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    int rc = admin_fail(c, r, "begin", err, errlen);
+    PQfinish(c);
+    return rc;
+  }
   PQclear(r);
-  for (size_t i = 0; i < sc->count; i++) {
+  /* The file's slugs as a text[] literal, for the sites it does not name. */
+  size_t alen = 3;
+  for (size_t i = 0; i < sc->count; i++)
+    alen += strlen(sc->sites[i].slug) + 1;
+  char *arr = malloc(alen);
+  if (!arr) {
+    PQfinish(c);
+    snprintf(err, errlen, "out of memory");
+    return NIRC_ENOMEM;
+  }
+  size_t used = 0;
+  arr[used++] = '{';
+  for (size_t i = 0; i < sc->count; i++)
+    used += (size_t)sprintf(arr + used, "%s%s", i ? "," : "", sc->sites[i].slug);
+  arr[used++] = '}';
+  arr[used] = '\0';
+  int rc = 0;
+  for (size_t i = 0; i < sc->count && rc == 0; i++) {
     const scenario_site_t *s = &sc->sites[i];
     char lat[32], lon[32];
     snprintf(lat, sizeof lat, "%.6f", s->lat);
@@ -63,6 +86,8 @@ int admin_import_sites(const char *conninfo, const scenario_t *sc, char *err, si
                        most ? seats : NULL,
                        most ? roster : NULL,
                        off};
+    /* A site an operator removed stays removed: the file may be the one
+     * it was first imported from (nircctl site add brings it back). */
     r = PQexecParams(
         c,
         "INSERT INTO sites (slug, name_en, name_zh, city_en, lat, lon, is_hub, seats, roster, "
@@ -70,20 +95,74 @@ int admin_import_sites(const char *conninfo, const scenario_t *sc, char *err, si
         "UPDATE SET name_en=EXCLUDED.name_en, name_zh=EXCLUDED.name_zh, "
         "city_en=EXCLUDED.city_en, lat=EXCLUDED.lat, lon=EXCLUDED.lon, is_hub=EXCLUDED.is_hub, "
         "seats=EXCLUDED.seats, roster=EXCLUDED.roster, "
-        "capacity_utc_offset_min=EXCLUDED.capacity_utc_offset_min, updated_at=now()",
+        "capacity_utc_offset_min=EXCLUDED.capacity_utc_offset_min, updated_at=now() "
+        "WHERE sites.removed_at IS NULL RETURNING xmax = 0",
         10, NULL, p, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
       char what[96];
       snprintf(what, sizeof what, "site '%s'", s->slug);
-      int rc = admin_fail(c, r, what, err, errlen);
-      PQfinish(c);
-      return rc;
+      rc = admin_fail(c, r, what, err, errlen);
+      break;
+    }
+    if (PQntuples(r) == 0) {
+      st->skipped_removed++;
+      size_t u = strlen(st->removed);
+      if (u + strlen(s->slug) + 2 < sizeof st->removed)
+        snprintf(st->removed + u, sizeof st->removed - u, "%s%s", u ? "," : "", s->slug);
+    } else if (PQgetvalue(r, 0, 0)[0] == 't') {
+      st->added++;
+    } else {
+      st->updated++;
     }
     PQclear(r);
   }
-  r = PQexec(c, "COMMIT");
-  int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : admin_fail(c, r, "commit", err, errlen);
-  if (rc == 0) PQclear(r);
+  if (rc == 0) {
+    const char *p[] = {arr};
+    r = PQexecParams(
+        c,
+        "SELECT slug FROM sites WHERE removed_at IS NULL AND NOT (slug = ANY($1::text[])) "
+        "ORDER BY slug",
+        1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+      rc = admin_fail(c, r, "sites not in the file", err, errlen);
+    } else {
+      st->missing = (size_t)PQntuples(r);
+      for (int i = 0; i < PQntuples(r); i++) {
+        size_t u = strlen(st->missing_list);
+        const char *slug = PQgetvalue(r, i, 0);
+        if (u + strlen(slug) + 2 < sizeof st->missing_list)
+          snprintf(st->missing_list + u, sizeof st->missing_list - u, "%s%s", u ? "," : "", slug);
+      }
+      PQclear(r);
+    }
+  }
+  if (rc == 0) {
+    /* Audited like an operator's change, in the same transaction. */
+    char n[5][24];
+    snprintf(n[0], sizeof n[0], "%zu", sc->count);
+    snprintf(n[1], sizeof n[1], "%zu", st->added);
+    snprintf(n[2], sizeof n[2], "%zu", st->updated);
+    snprintf(n[3], sizeof n[3], "%zu", st->skipped_removed);
+    snprintf(n[4], sizeof n[4], "%zu", st->missing);
+    const char *p[] = {actor, file, n[0], n[1], n[2], n[3], n[4], st->missing_list, st->removed};
+    r = PQexecParams(c,
+                     "INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, "
+                     "'import-sites', $2, jsonb_build_object('file', $2::text, 'sites_in_file', "
+                     "$3::int, 'added', $4::int, 'updated', $5::int, 'skipped_removed', $6::int, "
+                     "'kept_not_in_file', $7::int, 'not_in_file', $8::text, 'removed_skipped', "
+                     "$9::text))",
+                     9, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+      rc = admin_fail(c, r, "audit", err, errlen);
+    else
+      PQclear(r);
+  }
+  free(arr);
+  if (rc == 0) {
+    r = PQexec(c, "COMMIT");
+    rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : admin_fail(c, r, "commit", err, errlen);
+    if (rc == 0) PQclear(r);
+  }
   PQfinish(c);
   return rc;
 }
@@ -114,16 +193,13 @@ static int admin_capacity_row(PGresult *r, int i, int col, capacity_t *cap, char
   "coalesce(seats, 0), coalesce(roster, ''), capacity_utc_offset_min, "                            \
   "seats IS NOT NULL OR roster IS NOT NULL"
 
-int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t errlen) {
-  PGconn *c = admin_connect(conninfo, err, errlen);
-  if (!c) return NIRC_EDB;
-  PGresult *r = PQexec(c, "SELECT slug, name_en, name_zh, is_hub, coalesce(lat, 0), coalesce(lon, "
-                          "0), " ADMIN_CAPACITY_COLS " FROM sites ORDER BY slug");
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    int rc = admin_fail(c, r, "loading sites", err, errlen);
-    PQfinish(c);
-    return rc;
-  }
+const char *const admin_sites_sql =
+    "SELECT slug, name_en, name_zh, is_hub, coalesce(lat, 0), coalesce(lon, "
+    "0), " ADMIN_CAPACITY_COLS
+    ", coalesce((extract(epoch from removed_at) * 1000)::bigint, 0), coalesce(removed_by, '') "
+    "FROM sites ORDER BY slug";
+
+int admin_sites_from_result(PGresult *r, sites_t *sites, char *err, size_t errlen) {
   int rc = 0;
   for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
     rc = sites_add(sites, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
@@ -135,8 +211,23 @@ int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t err
       s->lat = atof(PQgetvalue(r, i, 4));
       s->lon = atof(PQgetvalue(r, i, 5));
       rc = admin_capacity_row(r, i, 6, &s->cap, err, errlen);
+      int64_t removed = strtoll(PQgetvalue(r, i, 10), NULL, 10);
+      if (rc == 0 && removed) sites_remove(s, removed, PQgetvalue(r, i, 11));
     }
   }
+  return rc;
+}
+
+int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t errlen) {
+  PGconn *c = admin_connect(conninfo, err, errlen);
+  if (!c) return NIRC_EDB;
+  PGresult *r = PQexec(c, admin_sites_sql);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    int rc = admin_fail(c, r, "loading sites", err, errlen);
+    PQfinish(c);
+    return rc;
+  }
+  int rc = admin_sites_from_result(r, sites, err, errlen);
   PQclear(r);
   PQfinish(c);
   return rc;

@@ -12,10 +12,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Upserts every site of the scenario into the sites table. */
-int admin_import_sites(const char *conninfo, const scenario_t *sc, char *err, size_t errlen);
-/* Loads the sites table into the registry. */
+/* What an import did. Sites the database has and the file does not name
+ * are kept (never removed silently: nircctl site remove does that), and
+ * sites an operator removed stay removed (nircctl site add brings one back). */
+typedef struct {
+  size_t added, updated, skipped_removed, missing;
+  char removed[512];      /* the skipped removed sites, "a,b" (cut when long) */
+  char missing_list[512]; /* the sites kept that the file does not name */
+} admin_import_t;
+/* Upserts every site of the scenario into the sites table, with an audit
+ * row by `actor` naming `file`, in one transaction. Every controller
+ * running on the database picks the change up (schema 010's notification). */
+int admin_import_sites(const char *conninfo, const scenario_t *sc, const char *actor,
+                       const char *file, admin_import_t *st, char *err, size_t errlen);
+/* Loads the sites table into the registry (removed sites as REMOVED). */
 int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t errlen);
+/* The same from a connection of the caller's (store/leader.c, whose
+ * statements are bounded in time): the query, and its result into the
+ * registry. */
+extern const char *const admin_sites_sql;
+struct pg_result;
+int admin_sites_from_result(struct pg_result *r, sites_t *sites, char *err, size_t errlen);
 /* Rules in force, for the engine at start-up. Arrays are malloc'd (owned
  * by the caller); max_id is the highest rule id ever used. */
 /* One site's configured capacity (sites.seats, roster, offset). */

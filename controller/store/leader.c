@@ -32,6 +32,9 @@ struct leader {
   leader_view_t view;
   bool rules_ready;
   admin_rules_t rules;
+  sites_t *sites;   /* a snapshot of the sites table for the loop, or NULL */
+  bool sites_asked; /* the loop asks for a new snapshot (leader_reload_sites) */
+  void (*on_sites)(void *arg, sites_t *snapshot);
   uint64_t last_ok_ms; /* monotonic ms of the last acquire or renewal */
 
   /* Thread only. */
@@ -41,6 +44,8 @@ struct leader {
   uint64_t last_read_ms; /* standby: monotonic ms of its last successful lease read */
   bool timed_out;        /* the last statement had no answer in time (hung database) */
   int old_pid;           /* backend of the connection given up last (0: none) */
+  bool connected_once;   /* the sites were loaded by nircd before the first connect */
+  bool sites_dirty;      /* the sites table changed (or may have): load it */
 };
 
 static const char *const leader_state_names[] = {
@@ -89,6 +94,9 @@ static void leader_disconnect(leader_t *l) {
 /* The dedicated connection: keepalives and a user timeout of about one
  * lease, so a dead database or a cut path shows within a lease instead of
  * the kernel's two hours; statements are bounded the same way. */
+static PGresult *leader_exec(leader_t *l, const char *sql, int n, const char *const *p,
+                             ExecStatusType want);
+
 static bool leader_connect(leader_t *l) {
   char timeout[24], options[64];
   snprintf(timeout, sizeof timeout, "%llu", (unsigned long long)l->lease_ms);
@@ -104,6 +112,14 @@ static bool leader_connect(leader_t *l) {
   if (l->conn && PQstatus(l->conn) == CONNECTION_OK) {
     l->seen_renewed[0] = '\0';
     l->watch_since_ms = leader_mono_ms();
+    /* Every write to sites notifies nirc_sites (schema 010). What was
+     * written while this connection was down was not heard: load anew.
+     * Bounded like every statement here (a hung database). */
+    PGresult *r = leader_exec(l, "LISTEN nirc_sites", 0, NULL, PGRES_COMMAND_OK);
+    if (!r && !l->conn) return false; /* logged; the connection broke or hung */
+    PQclear(r); /* a refusal on a live connection: sites follow reconnects only (logged) */
+    if (l->connected_once) l->sites_dirty = true;
+    l->connected_once = true;
     return true;
   }
   log_debug(LOG_DB, LEADER_OBJ, "cannot connect: %s",
@@ -226,6 +242,49 @@ static void leader_evict(leader_t *l, const lease_t *ls) {
   PQclear(r);
 }
 
+/* Notifications heard on the election connection (in any statement's
+ * answer, or waiting on the socket now) mark the sites table changed. */
+static void leader_poll_notifies(leader_t *l) {
+  if (!l->conn || PQstatus(l->conn) != CONNECTION_OK) return;
+  (void)PQconsumeInput(l->conn);
+  PGnotify *n;
+  while ((n = PQnotifies(l->conn)) != NULL) {
+    if (strcmp(n->relname, "nirc_sites") == 0) l->sites_dirty = true;
+    PQfreemem(n);
+  }
+}
+
+/* Loads the sites table on the election connection (bounded by half a
+ * lease, as every statement here, so a hung database cannot hold the
+ * leadership) and hands it to the loop; a failure keeps it dirty, to try
+ * on the next step. */
+static void leader_load_sites(leader_t *l) {
+  if (!l->sites_dirty || !l->on_sites || !l->conn) return;
+  sites_t *snap = calloc(1, sizeof *snap);
+  char err[512];
+  if (!snap) return;
+  sites_init(snap, 0);
+  snap->taken_mono = leader_mono_ms();
+  PGresult *r = leader_exec(l, admin_sites_sql, 0, NULL, PGRES_TUPLES_OK);
+  int rc = r ? admin_sites_from_result(r, snap, err, sizeof err) : NIRC_EDB;
+  PQclear(r);
+  if (rc != 0) {
+    if (r) log_warn(LOG_DB, LEADER_OBJ, "reloading the sites: %s (trying again)", err);
+    sites_free(snap);
+    free(snap);
+    return;
+  }
+  l->sites_dirty = false;
+  uv_mutex_lock(&l->mu);
+  if (l->sites) {
+    sites_free(l->sites);
+    free(l->sites);
+  }
+  l->sites = snap;
+  uv_mutex_unlock(&l->mu);
+  uv_async_send(&l->async);
+}
+
 /* With the lock held: a new epoch, the lease, the rules. Anything failing
  * gives the lock back, to try again next period. */
 static void leader_take(leader_t *l, leader_view_t *v) {
@@ -254,6 +313,11 @@ static void leader_take(leader_t *l, leader_view_t *v) {
               (unsigned long long)epoch, err);
     goto undo;
   }
+  /* The sites as the database has them now, handed over before the
+   * rules (the loop applies them first): a standby started before a site
+   * was added leads with it. */
+  l->sites_dirty = true;
+  leader_load_sites(l);
   leader_touch(l);
   v->state = LEADER_LEADING;
   v->epoch = epoch;
@@ -406,10 +470,23 @@ static void leader_step(leader_t *l, leader_view_t *v) {
   }
   switch (v->state) {
   case LEADER_STARTING:
-  case LEADER_STANDBY: leader_standby_step(l, v); return;
-  case LEADER_LEADING: leader_lead_step(l, v); return;
+  case LEADER_STANDBY: leader_standby_step(l, v); break;
+  case LEADER_LEADING: leader_lead_step(l, v); break;
   default: return;
   }
+  leader_poll_notifies(l);
+  uv_mutex_lock(&l->mu);
+  if (l->sites_asked) l->sites_dirty = true;
+  l->sites_asked = false;
+  uv_mutex_unlock(&l->mu);
+  leader_load_sites(l);
+}
+
+void leader_reload_sites(leader_t *l) {
+  if (!l) return;
+  uv_mutex_lock(&l->mu);
+  l->sites_asked = true;
+  uv_mutex_unlock(&l->mu);
 }
 
 static void leader_main(void *arg) {
@@ -448,11 +525,19 @@ static void leader_on_async(uv_async_t *h) {
   admin_rules_t rules;
   bool have_rules;
   uv_mutex_lock(&l->mu);
+  sites_t *snap = l->sites;
+  l->sites = NULL;
   v = l->view;
   have_rules = l->rules_ready;
   if (have_rules) rules = l->rules;
   l->rules_ready = false;
   uv_mutex_unlock(&l->mu);
+  /* Sites first: rules loaded below may name a site just added. */
+  if (snap) {
+    if (l->cb && l->on_sites) l->on_sites(l->arg, snap);
+    sites_free(snap);
+    free(snap);
+  }
   if (l->cb) {
     l->cb(l->arg, &v, have_rules ? &rules : NULL);
   } else if (have_rules) {
@@ -470,6 +555,7 @@ int leader_start(uv_loop_t *loop, const leader_opts_t *o, leader_cb cb, void *ar
   l->node = strdup(o->node);
   l->advertise = strdup(o->advertise);
   l->lease_ms = o->lease_timeout_ms ? o->lease_timeout_ms : 3000;
+  l->on_sites = o->on_sites;
   l->period_ms = l->lease_ms / 4 ? l->lease_ms / 4 : 1;
   l->view.state = LEADER_STARTING;
   if (!l->conninfo || !l->node || !l->advertise) goto fail;
@@ -503,6 +589,10 @@ static void leader_on_closed(uv_handle_t *h) {
   void (*done)(void *) = l->done;
   void *done_arg = l->done_arg;
   if (l->rules_ready) admin_rules_free(&l->rules);
+  if (l->sites) {
+    sites_free(l->sites);
+    free(l->sites);
+  }
   uv_cond_destroy(&l->cond);
   uv_mutex_destroy(&l->mu);
   free(l->conninfo);

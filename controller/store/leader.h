@@ -30,6 +30,12 @@
  * the event loop never waits on it; changes reach the loop through a
  * uv_async_t, which calls on_change on the loop thread.
  *
+ * The same connection listens on nirc_sites: every write to the sites
+ * table (schema 010's trigger) makes the thread load the table and hand
+ * the snapshot to the loop (on_sites), so sites added, changed or removed
+ * by any writer reach the leader and the standbys without a restart,
+ * within one period (lease_timeout / 4).
+ *
  * Ownership: leader_t is owned by its creator (leader_start/leader_stop);
  * the rules handed over with LEADER_LEADING belong to the callback. */
 #ifndef NIRC_LEADER_H
@@ -69,6 +75,11 @@ typedef struct {
   const char *node;      /* copied */
   const char *advertise; /* copied: the address standbys redirect to */
   uint64_t lease_timeout_ms;
+  /* The sites table changed (a NOTIFY on nirc_sites from any writer, a
+   * reconnect, or this instance taking the lead): called on the loop
+   * thread with a fresh snapshot, borrowed for the call, before the
+   * leadership callback of the same wake-up. NULL: not followed. */
+  void (*on_sites)(void *arg, sites_t *snapshot);
 } leader_opts_t;
 
 /* Called on the loop thread after every change of state or hint. With
@@ -82,6 +93,9 @@ int leader_start(uv_loop_t *loop, const leader_opts_t *o, leader_cb cb, void *ar
  * leader_t freed. */
 void leader_stop(leader_t *l, void (*done)(void *arg), void *arg);
 void leader_view(leader_t *l, leader_view_t *out);
+/* Asks for a new snapshot of the sites table on the next period (the
+ * loop could not trust one it was given: server_sites_sync). */
+void leader_reload_sites(leader_t *l);
 /* True while this instance may send directives (see the header comment). */
 bool leader_may_issue(leader_t *l);
 const char *leader_state_name(leader_state_t s);

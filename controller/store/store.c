@@ -249,6 +249,50 @@ static int store_overflow_new(db_t *db, const overflow_rule_t *o, const char *wh
 
 /* An alarm's raise is its row; its acknowledgement and its clear update
  * that row. Times are the event's, never the row's arrival. */
+/* A site added, changed or removed (nircctl site). A removal is a soft
+ * delete: the row stays, so load_minute and link_events keep pointing at
+ * it; removed_at says since when it is gone. Every write fires the
+ * nirc_sites notification (schema 010), which other controllers follow. */
+static int store_site(db_t *db, const engine_rec_t *r, const char *wall, engine_stored_cb done,
+                      void *arg) {
+  const engine_site_rec_t *s = r->site_rec;
+  if (!s || !s->slug) return NIRC_EINVAL;
+  if (s->removed) {
+    char at[40];
+    store_iso(s->removed_wall_ms, at, sizeof at);
+    const char *p[] = {s->slug, at, s->removed_by ? s->removed_by : ""};
+    return store_once(db, "UPDATE sites SET removed_at = $2, removed_by = $3 WHERE slug = $1", 3, p,
+                      done, arg);
+  }
+  (void)wall;
+  const capacity_t *cap = s->cap;
+  char seats[16], roster[CAPACITY_ROSTER_TEXT_MAX], off[16], lat[32], lon[32];
+  snprintf(seats, sizeof seats, "%" PRIu32, cap->seats);
+  capacity_format_roster(cap, roster, sizeof roster);
+  snprintf(off, sizeof off, "%" PRId32, cap->utc_offset_min);
+  snprintf(lat, sizeof lat, "%.6f", s->lat);
+  snprintf(lon, sizeof lon, "%.6f", s->lon);
+  const char *p[] = {s->slug,
+                     s->name_en,
+                     s->name_zh,
+                     s->city_en,
+                     lat,
+                     lon,
+                     s->is_hub ? "true" : "false",
+                     cap->configured && cap->seats ? seats : NULL,
+                     cap->configured && roster[0] ? roster : NULL,
+                     off};
+  return store_once(
+      db,
+      "INSERT INTO sites (slug, name_en, name_zh, city_en, lat, lon, is_hub, seats, roster, "
+      "capacity_utc_offset_min) VALUES ($1, $2, $3, coalesce($4, ''), $5::float8, $6::float8, "
+      "$7::bool, $8::int, $9, $10::int) ON CONFLICT (slug) DO UPDATE SET name_en = $2, "
+      "name_zh = $3, city_en = coalesce($4, sites.city_en), lat = $5::float8, lon = $6::float8, "
+      "is_hub = $7::bool, seats = $8::int, roster = $9, capacity_utc_offset_min = $10::int, "
+      "removed_at = NULL, removed_by = NULL",
+      10, p, done, arg);
+}
+
 static int store_alarm(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
   const alarm_t *a = r->alarm;
   if (!a) return NIRC_EINVAL;
@@ -384,6 +428,7 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
                       "capacity_utc_offset_min = $4::int WHERE slug = $1",
                       4, p, done, arg);
   }
+  case ENGINE_REC_SITE: return store_site(db, r, wall, done, arg);
   }
   log_error(LOG_DB, "store", "unknown record kind %d: not stored", (int)r->kind);
   return NIRC_EINVAL;

@@ -193,6 +193,7 @@ static json_t *web_status_json(const server_t *srv, int64_t now_real) {
    * "leader" say where that state is. */
   for (size_t i = 0; web_leading(srv) && i < srv->sites.n; i++) {
     const site_t *s = &srv->sites.v[i];
+    if (s->life == SITE_REMOVED) continue; /* gone (nircctl site remove) */
     json_t *route = json_array();
     const route_t *r = web_route(srv, i);
     for (unsigned k = 0; r && k < r->n_share; k++)
@@ -351,8 +352,9 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
   web_printf(b, "# HELP nirc_site_link Link state per site: 0 never seen, 1 online, 2 stale, "
                 "3 offline. Leader only.\n# TYPE nirc_site_link gauge\n");
   for (size_t i = 0; lead && i < srv->sites.n; i++)
-    web_printf(b, "nirc_site_link{site=\"%s\"} %d\n", srv->sites.v[i].slug,
-               (int)srv->sites.v[i].state);
+    if (srv->sites.v[i].life == SITE_LIVE)
+      web_printf(b, "nirc_site_link{site=\"%s\"} %d\n", srv->sites.v[i].slug,
+                 (int)srv->sites.v[i].state);
   static const struct {
     const char *name, *help;
   } gauges[] = {
@@ -369,7 +371,7 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
                gauges[g].name);
     for (size_t i = 0; i < srv->sites.n; i++) {
       const site_t *s = &srv->sites.v[i];
-      if (!s->has_report || s->last.pbx_unreadable) continue;
+      if (!s->has_report || s->last.pbx_unreadable || s->life == SITE_REMOVED) continue;
       /* A figure the site does not measure has no sample (absent, not 0):
        * docs/CLI-JSON.md, "Not measured". */
       static const uint32_t need[] = {REPORT_NM_QUEUE, REPORT_NM_WAIT, REPORT_NM_LOGGED_IN,
@@ -401,8 +403,9 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
   web_printf(b, "# HELP nirc_site_pbx_unreadable 1 when the site's adapter cannot read its "
                 "PBX. Leader only.\n# TYPE nirc_site_pbx_unreadable gauge\n");
   for (size_t i = 0; lead && i < srv->sites.n; i++)
-    web_printf(b, "nirc_site_pbx_unreadable{site=\"%s\"} %d\n", srv->sites.v[i].slug,
-               srv->sites.v[i].has_report && srv->sites.v[i].last.pbx_unreadable);
+    if (srv->sites.v[i].life == SITE_LIVE)
+      web_printf(b, "nirc_site_pbx_unreadable{site=\"%s\"} %d\n", srv->sites.v[i].slug,
+                 srv->sites.v[i].has_report && srv->sites.v[i].last.pbx_unreadable);
   if (srv->engine) {
     const engine_stats_t *st = engine_stats(srv->engine);
     web_printf(b,
@@ -544,12 +547,13 @@ static char *web_map(const server_t *srv) {
   size_t n = srv->sites.n;
   map_site_t *ms = calloc(n ? n : 1, sizeof *ms);
   map_move_t *mv = calloc(n * ROUTE_MAX_SHARES + 1, sizeof *mv);
-  size_t nm = 0;
+  size_t nm = 0, ns = 0;
   char *svg = NULL;
   if (!ms || !mv) goto out;
   for (size_t i = 0; i < n; i++) {
     const site_t *s = &srv->sites.v[i];
-    ms[i] = (map_site_t){
+    if (s->life == SITE_REMOVED) continue; /* not on the map; nothing routes there */
+    ms[ns++] = (map_site_t){
         .slug = s->slug,
         .name_en = s->name_en,
         .name_zh = s->name_zh,
@@ -573,7 +577,7 @@ static char *web_map(const server_t *srv) {
   clock_format_iso(clock_now_ms(&srv->clock), 480, title, sizeof title);
   char full[200];
   snprintf(full, sizeof full, "NIRC routing — %s (business time, UTC+8)", title);
-  svg = map_render_svg(ms, n, mv, nm, full);
+  svg = map_render_svg(ms, ns, mv, nm, full);
 out:
   free(ms);
   free(mv);
@@ -767,6 +771,7 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
   size_t online = 0, stale = 0, other = 0;
   for (size_t i = 0; i < srv->sites.n; i++) {
     site_state_t st = srv->sites.v[i].state;
+    if (srv->sites.v[i].life == SITE_REMOVED) continue;
     if (st == SITE_ONLINE)
       online++;
     else if (st == SITE_STALE)
@@ -777,7 +782,8 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
   web_printf(b,
              "<p id=\"summary\">controller %s leads, epoch %llu: %zu sites, <b>%zu online</b>, %zu "
              "stale, %zu offline or never seen. Read-only; refreshes every 2 s.</p>\n",
-             srv->conf->node, (unsigned long long)srv->epoch, srv->sites.n, online, stale, other);
+             srv->conf->node, (unsigned long long)srv->epoch, sites_live(&srv->sites), online,
+             stale, other);
   web_alarms_html(srv, b);
   if (svg) {
     /* Inline, after the XML declaration if any, so the page is one file. */
@@ -789,6 +795,7 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
                 "<th>agents in/ready</th><th>route</th><th>rule</th></tr>\n");
   for (size_t i = 0; i < srv->sites.n; i++) {
     const site_t *s = &srv->sites.v[i];
+    if (s->life == SITE_REMOVED) continue;
     char route[200] = "";
     const route_t *r = web_route(srv, i);
     if (r) route_format(r, s->slug, route, sizeof route);

@@ -173,6 +173,17 @@ SITE_CAPACITY = {"site": str, "configured": bool, "seats": (int, NULL), "roster"
 CAPACITIES = {"sites": [SITE_CAPACITY], Opt("warning"): str}
 CAPACITY_TERMS = {"configured": bool, "seats": int, "roster": str, "utc_offset_min": int}
 CAPACITY_DETAIL = {"before": CAPACITY_TERMS, "after": CAPACITY_TERMS, "note": str}
+SITE_CHANGE = {"action": enum("add", "set", "remove"), "site": str, "name_en": str,
+               "name_zh": str, "hub": bool, "lat": float, "lon": float,
+               "capacity": CAPACITY_TERMS, "removed": bool, "removed_at": (str, NULL),
+               "removed_by": (str, NULL), Opt("warning"): str}
+SITE_TERMS = {"name_en": str, "name_zh": str, "hub": bool, "lat": float, "lon": float,
+              "seats": int, "roster": str, "utc_offset_min": int,
+              "life": enum("live", "removed")}
+SITE_CHANGE_DETAIL = {"before": (SITE_TERMS, NULL), Opt("after"): SITE_TERMS, "note": str}
+IMPORT_DETAIL = {"file": str, "sites_in_file": int, "added": int, "updated": int,
+                 "skipped_removed": int, "removed_skipped": str, "kept_not_in_file": int,
+                 "not_in_file": str}
 
 # The names the document gives the shapes.
 SHAPES = {
@@ -194,6 +205,8 @@ SHAPES = {
     "PlanDemand": PLAN_DEMAND,
     "AlarmAckDetail": ALARM_ACK_DETAIL, "Capacities": CAPACITIES, "SiteCapacity": SITE_CAPACITY,
     "CapacityDetail": CAPACITY_DETAIL, "CapacityTerms": CAPACITY_TERMS,
+    "SiteChange": SITE_CHANGE, "SiteChangeDetail": SITE_CHANGE_DETAIL, "SiteTerms": SITE_TERMS,
+    "ImportDetail": IMPORT_DETAIL,
 }
 # The audit detail by action (the document's table).
 DETAILS = {
@@ -212,6 +225,10 @@ DETAILS = {
     "overflow-add": (OVERFLOW_ADD_DETAIL,),
     "alarm-ack": (ALARM_ACK_DETAIL,), "alarm-ack-refused": (REFUSAL_DETAIL,),
     "capacity": (CAPACITY_DETAIL,), "capacity-refused": (REFUSAL_DETAIL,),
+    "site-add": (SITE_CHANGE_DETAIL,), "site-set": (SITE_CHANGE_DETAIL,),
+    "site-remove": (SITE_CHANGE_DETAIL,), "site-add-refused": (REFUSAL_DETAIL,),
+    "site-set-refused": (REFUSAL_DETAIL,), "site-remove-refused": (REFUSAL_DETAIL,),
+    "import-sites": (IMPORT_DETAIL,),
     "move": (MOVE_DETAIL,), "route": (ROUTE_DETAIL,), "rollback": (ROLLBACK_DETAIL,), "expire": (EXPIRE_DETAIL,),
     "lead": (LEADERSHIP_DETAIL,), "step-down": (LEADERSHIP_DETAIL,),
 }
@@ -609,13 +626,36 @@ def test_capacity():
     assert "needs role operator" in j["error"], j
 
 
+def test_site_change():
+    j = check(ctl_json("site", "add", "atlantis", "--name", "Atlantis", "--source", "--seats",
+                       "10", "--lat", "30.5", "--lon", "100", "--note", "json", expect=0),
+              SITE_CHANGE, "site add")
+    assert j["site"] == "atlantis" and j["capacity"]["seats"] == 10 and not j["removed"], j
+    j = check(ctl_json("site", "set", "atlantis", "--hub", expect=0), SITE_CHANGE, "site set")
+    assert j["hub"] is True and j["removed_at"] is None, j
+    j = check(ctl_json("site", "add", "atlantis", "--name", "A", "--hub",
+                       expect=T.EXIT_REFUSED), REFUSAL, "site add of an existing site")
+    assert "already exists" in j["error"], j
+    j = check(ctl_json("site", "remove", "atlantis", "--note", "json", expect=0), SITE_CHANGE,
+              "site remove")
+    assert j["removed"] and j["removed_by"] == "operator:alice" and \
+        j["removed_at"].endswith("Z"), j
+    j = check(ctl_json("site", "remove", "atlantis", expect=T.EXIT_USAGE), REFUSAL,
+              "site remove of a removed site")
+    assert "it was removed" in j["error"], j
+    j = check(ctl_json("site", "add", "atlantis", "--name", "A", "--hub", cert="operator-olga",
+                       expect=T.EXIT_REFUSED), REFUSAL, "operator's site add")
+    assert "admin" in j["error"], j
+
+
 def test_history():
     j = check(ctl_json("history", "--limit", "500", expect=0), HISTORY, "history")
     check_history_details(j["entries"])
     actions = {e["action"] for e in j["entries"]}
     for a in ("cutover", "cutover-refused", "restore", "restore-refused", "schedule-add",
               "schedule-disable", "schedule-rm", "schedule-refused", "overflow-add",
-              "overflow-rm"):
+              "overflow-rm", "site-add", "site-set", "site-remove", "site-add-refused",
+              "import-sites"):
         assert a in actions, f"no '{a}' in history: {sorted(actions)}"
     ids = [e["id"] for e in j["entries"]]
     assert ids == sorted(ids), "oldest first"
@@ -698,6 +738,7 @@ if __name__ == "__main__":
             test_restore,
             test_schedule_and_overflow_lists,
             test_capacity,
+            test_site_change,
             test_history,
             test_usage_and_unreachable_print_nothing_on_stdout,
             test_partially_applied_move,

@@ -1,0 +1,15 @@
+/* ctl_sites: how nircctl shows `nircctl site add|set|remove`: the site as
+ * the change left it. Pure output. */
+#ifndef NIRC_CTL_SITES_H
+#define NIRC_CTL_SITES_H
+
+#include "nirc.pb-c.h"
+
+#include <jansson.h>
+#include <stdio.h>
+
+void ctl_site_change_print(FILE *out, const Nirc__SiteChangeReply *r);
+/* The SiteChange document of docs/CLI-JSON.md (new reference). */
+json_t *ctl_site_change_json(const Nirc__SiteChangeReply *r);
+
+#endif
