@@ -1,3 +1,0 @@
--- 008: PLACEHOLDER on the lifecycle branch only. Another helper's migration
--- takes this number; migrations must be numbered without gaps, so this
--- empty one lets 010_site_lifecycle.sql apply here. Drop it at merge.
