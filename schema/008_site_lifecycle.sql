@@ -1,4 +1,4 @@
--- 010: sites added, changed and removed while nircd runs (nircctl site,
+-- 008: sites added, changed and removed while nircd runs (nircctl site,
 -- nircd import-sites).
 --
 -- A removed site is not deleted: load_minute, link_events, directives and
