@@ -170,6 +170,8 @@ void server_record_event(server_t *srv, const char *kind, const char *identity, 
                          const char *peer, const char *event, const char *detail);
 const char *server_conn_state_name(conn_state_t s);
 size_t server_evbudget_size(void);
+/* Counts and logs a record the store could not take (server.c). */
+void server_dropped(server_t *srv, int rc);
 
 /* The site lifecycle while running (server_sites.c). on_grow is the
  * registry's hook (sites_t.on_grow, arg the server): links re-pointed,
