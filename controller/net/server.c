@@ -919,6 +919,45 @@ static void server_hs_summary(void *arg, const char *addr, uint64_t count, const
   server_record_event(srv, "unknown", NULL, NULL, addr, "tls_failed", detail);
 }
 
+/* ---- forecast accuracy for /metrics ---- */
+
+#define SERVER_WAPE_READ_MS 15000
+
+static void server_wape_done(void *arg, int err, const char *msg, PGresult *res) {
+  server_t *srv = arg;
+  srv->fc_wape_busy = 0;
+  (void)msg;
+  if (err || !res || !srv->fc_wape) return; /* kept: the next read tries again */
+  for (size_t i = 0; i < srv->sites.n; i++)
+    srv->fc_wape[i] = -1;
+  for (int r = 0; r < PQntuples(res); r++) {
+    const site_t *s = sites_find(&srv->sites, PQgetvalue(res, r, 0));
+    if (s) srv->fc_wape[s - srv->sites.v] = strtod(PQgetvalue(res, r, 1), NULL);
+  }
+}
+
+/* Each site's newest stored WAPE; the engine decides when windows close,
+ * this only reads what the store wrote. */
+static void server_read_wape(server_t *srv) {
+  uint64_t now = uv_now(srv->loop);
+  if (!srv->db || srv->fc_wape_busy ||
+      (srv->fc_wape && now - srv->fc_wape_read_mono < SERVER_WAPE_READ_MS))
+    return;
+  if (!srv->fc_wape) {
+    srv->fc_wape = malloc((srv->sites.n + 1) * sizeof *srv->fc_wape);
+    if (!srv->fc_wape) return;
+    for (size_t i = 0; i < srv->sites.n; i++)
+      srv->fc_wape[i] = -1;
+  }
+  srv->fc_wape_read_mono = now;
+  if (db_unreachable_ms(srv->db)) return;
+  if (db_exec(srv->db,
+              "SELECT DISTINCT ON (site) site, wape FROM forecast_accuracy WHERE wape IS NOT NULL "
+              "ORDER BY site, window_end DESC",
+              0, NULL, server_wape_done, srv) == 0)
+    srv->fc_wape_busy = 1;
+}
+
 static void server_on_tick(uv_timer_t *t) {
   server_t *srv = t->data;
   if (srv->stopping) return;
@@ -929,6 +968,7 @@ static void server_on_tick(uv_timer_t *t) {
   if (srv->engine && server_may_issue(srv)) {
     server_observe_store(srv);
     engine_tick(srv->engine);
+    server_read_wape(srv);
   }
   /* Once a second is plenty for scrapers and the status page. */
   if (srv->http && ++srv->ticks % (1000 / SERVER_TICK_MS) == 0) srv->on_publish(srv);

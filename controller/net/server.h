@@ -100,6 +100,13 @@ struct server {
    * grew: the journal alarm holds for a minute after a refusal. */
   uint64_t journal_refused_seen, journal_refused_mono;
   engine_t *engine;
+  /* The latest forecast accuracy (WAPE, a ratio) of each site's ended
+   * schedule window, for /metrics: read from forecast_accuracy by the
+   * leader every SERVER_WAPE_READ_MS. Owned, one per site, allocated on
+   * the first read; < 0: none stored (no window tracked, or no calls). */
+  double *fc_wape;
+  uint64_t fc_wape_read_mono;
+  int fc_wape_busy; /* a read is in flight */
   /* owned: per operator identity and per source address limits
    * (guard.h); NULL until server_start. */
   struct guard *guard;

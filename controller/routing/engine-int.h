@@ -111,6 +111,15 @@ typedef struct {
   unsigned losses;         /* within the hour up to last_loss_mono */
 } hub_gate_t;
 
+/* A schedule window whose forecast was recorded (engine_report.c): closed
+ * once its accuracy was asked for. */
+#define ENGINE_FC_MARKS 16
+typedef struct {
+  bool used, closed;
+  uint64_t schedule_id;
+  int64_t start_ms, end_ms;
+} engine_fc_mark_t;
+
 struct engine {
   engine_io_t io; /* copied: where decisions go */
   sites_t *sites; /* borrowed registry: the snapshot the engine plans on */
@@ -155,6 +164,7 @@ struct engine {
   route_t *next_scratch;
   bool next_busy; /* an evaluation is using next_scratch */
   engine_stats_t stats;
+  engine_fc_mark_t fc_marks[ENGINE_FC_MARKS];
 };
 
 /* ---- shared between engine.c and engine_ops.c ---- */
@@ -214,6 +224,9 @@ void engine_alarm_event(void *arg, alarm_event_t ev, const alarm_t *a, int64_t w
 void engine_alarms_observe(engine_t *e, const plan_t *p);
 void engine_alarms_sweep(engine_t *e);
 void engine_reply_alarms(engine_t *e, void *c, uint64_t rid, const char *warning);
+/* Accuracy tracking (engine_report.c): records the forecast of a window
+ * that starts, and asks for the accuracy of one that ended. Per tick. */
+void engine_forecast_track(engine_t *e);
 /* Configured capacity (engine_capacity.c): every site's, or `only`'s. */
 void engine_reply_capacity(engine_t *e, void *c, uint64_t rid, const char *only,
                            const char *warning);

@@ -1220,4 +1220,5 @@ void engine_tick(engine_t *e) {
   engine_evaluate(e, NULL, NULL);
   engine_waiters_check(e);
   engine_alarms_sweep(e);
+  engine_forecast_track(e);
 }
