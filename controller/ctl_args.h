@@ -36,6 +36,7 @@ typedef enum {
   CTL_CMD_ALARMS,
   CTL_CMD_NEXT,
   CTL_CMD_CAPACITY,
+  CTL_CMD_REPORT,
   CTL_NCMDS
 } ctl_cmd_id_t;
 
@@ -87,6 +88,7 @@ typedef struct {
   bool moved, problems, zh;
   Nirc__NextRequest next;         /* next --hours N */
   Nirc__CapacityRequest capacity; /* capacity [SITE [--seats N] [--roster SPEC] ...] */
+  Nirc__ReportRequest report;     /* report staffing [--schedule ID] [--date D | --from --to] */
 } ctl_args_t;
 
 /* The causes a route change is audited with (engine.h route_cause_t), for

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "ctl_args.h"
 #include "ctl_capacity.h"
+#include "ctl_report.h"
 #include "ctl_alarms.h"
 #include "ctl_history.h"
 #include "ctl_plan.h"
@@ -742,6 +743,25 @@ static int print_capacity(const Nirc__OperatorReply *rep, int json) {
   return warn ? EXIT_PARTIAL : EXIT_DONE;
 }
 
+/* `nircctl report staffing`: the table, the Report document or CSV; a
+ * window whose measured load could not be read exits 4 with the warning. */
+static int print_report(const Nirc__OperatorReply *rep, int json) {
+  const Nirc__ReportReply *r = rep->report;
+  if (!r) return EXIT_REFUSED;
+  const char *warn = rep->error && rep->error->message ? rep->error->message : NULL;
+  if (json) {
+    json_t *j = ctl_report_json(r);
+    if (warn) json_object_set_new(j, "warning", json_string(warn));
+    print_json(j);
+  } else if (history_csv) {
+    ctl_report_csv(stdout, r);
+  } else {
+    ctl_report_print(stdout, r);
+  }
+  if (warn) fprintf(stderr, "nircctl: %s\n", esc(warn));
+  return warn ? EXIT_PARTIAL : EXIT_DONE;
+}
+
 /* How each command shows the controller's reply. */
 static int (*const ctl_print[CTL_NCMDS])(const Nirc__OperatorReply *rep, int json) = {
     [CTL_CMD_SITE] = print_site,          [CTL_CMD_MAP] = print_map,
@@ -751,6 +771,7 @@ static int (*const ctl_print[CTL_NCMDS])(const Nirc__OperatorReply *rep, int jso
     [CTL_CMD_HISTORY] = print_history,    [CTL_CMD_SCHEDULE] = print_schedules,
     [CTL_CMD_OVERFLOW] = print_overflows, [CTL_CMD_ALARMS] = print_alarms,
     [CTL_CMD_NEXT] = print_next,          [CTL_CMD_CAPACITY] = print_capacity,
+    [CTL_CMD_REPORT] = print_report,
 };
 
 static void usage(FILE *f) {

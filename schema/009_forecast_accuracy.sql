@@ -38,3 +38,10 @@ CREATE TABLE forecast_accuracy (
     PRIMARY KEY (schedule_id, window_start, site)
 );
 CREATE INDEX forecast_accuracy_site_end ON forecast_accuracy (site, window_end DESC);
+
+-- Retention ([database] history_days): the leader deletes load minutes
+-- older than the limit in batches. A BRIN index finds them without a scan
+-- of the whole table; rows arrive in time order, so it stays small (a few
+-- pages for years of history) where a b-tree would add a third to the
+-- table's size.
+CREATE INDEX load_minute_minute_brin ON load_minute USING brin (minute);

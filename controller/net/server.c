@@ -921,7 +921,7 @@ static void server_hs_summary(void *arg, const char *addr, uint64_t count, const
 
 /* ---- forecast accuracy for /metrics ---- */
 
-#define SERVER_WAPE_READ_MS 15000
+#define SERVER_WAPE_READ_MS 5000
 
 static void server_wape_done(void *arg, int err, const char *msg, PGresult *res) {
   server_t *srv = arg;
@@ -958,6 +958,51 @@ static void server_read_wape(server_t *srv) {
     srv->fc_wape_busy = 1;
 }
 
+/* ---- load history retention ---- */
+
+/* Bounded batches, so one prune never holds the database (or the FIFO the
+ * routing records share) for long: a full batch is followed by the next a
+ * second later, otherwise the leader looks again in an hour. */
+#define SERVER_PRUNE_BATCH    10000
+#define SERVER_PRUNE_FIRST_MS 5000
+#define SERVER_PRUNE_EVERY_MS 3600000
+#define SERVER_PRUNE_AGAIN_MS 1000
+
+static void server_prune_done(void *arg, int err, const char *msg, PGresult *res) {
+  server_t *srv = arg;
+  srv->prune_busy = 0;
+  if (err) {
+    log_warn(LOG_DB, "history", "pruning load history failed (tried again in an hour): %s",
+             msg ? msg : nirc_strerror(err));
+    return;
+  }
+  long n = res ? strtol(PQcmdTuples(res), NULL, 10) : 0;
+  if (n > 0)
+    log_info(LOG_DB, "history", "pruned %ld load minutes older than %u days", n,
+             srv->conf->history_days);
+  if (n >= SERVER_PRUNE_BATCH) srv->prune_next_mono = uv_now(srv->loop) + SERVER_PRUNE_AGAIN_MS;
+}
+
+/* The leader only (called from the leader's tick), off the operator path.
+ * The cut-off is on the business clock, as load_minute.minute is. */
+static void server_prune_history(server_t *srv) {
+  uint64_t now = uv_now(srv->loop);
+  if (!srv->db || srv->prune_busy || srv->conf->history_days == 0) return;
+  if (srv->prune_next_mono == 0) srv->prune_next_mono = now + SERVER_PRUNE_FIRST_MS;
+  if (now < srv->prune_next_mono || db_unreachable_ms(srv->db)) return;
+  srv->prune_next_mono = now + SERVER_PRUNE_EVERY_MS;
+  char cut[24], lim[16];
+  snprintf(cut, sizeof cut, "%lld",
+           (long long)(clock_now_ms(&srv->clock) - (int64_t)srv->conf->history_days * 86400000));
+  snprintf(lim, sizeof lim, "%d", SERVER_PRUNE_BATCH);
+  const char *p[] = {cut, lim};
+  if (db_exec(srv->db,
+              "DELETE FROM load_minute WHERE ctid = ANY (ARRAY (SELECT ctid FROM load_minute "
+              "WHERE minute < to_timestamp($1::bigint / 1000.0) LIMIT $2::int))",
+              2, p, server_prune_done, srv) == 0)
+    srv->prune_busy = 1;
+}
+
 static void server_on_tick(uv_timer_t *t) {
   server_t *srv = t->data;
   if (srv->stopping) return;
@@ -969,6 +1014,7 @@ static void server_on_tick(uv_timer_t *t) {
     server_observe_store(srv);
     engine_tick(srv->engine);
     server_read_wape(srv);
+    server_prune_history(srv);
   }
   /* Once a second is plenty for scrapers and the status page. */
   if (srv->http && ++srv->ticks % (1000 / SERVER_TICK_MS) == 0) srv->on_publish(srv);

@@ -107,6 +107,11 @@ struct server {
   double *fc_wape;
   uint64_t fc_wape_read_mono;
   int fc_wape_busy; /* a read is in flight */
+  /* load_minute retention ([database] history_days): the next prune batch
+   * (monotonic ms; 0: not scheduled since leading began) and whether one
+   * is in flight. */
+  uint64_t prune_next_mono;
+  int prune_busy;
   /* owned: per operator identity and per source address limits
    * (guard.h); NULL until server_start. */
   struct guard *guard;
