@@ -167,6 +167,26 @@ SITE_CAPACITY = {"site": str, "configured": bool, "seats": (int, NULL), "roster"
 CAPACITIES = {"sites": [SITE_CAPACITY], Opt("warning"): str}
 CAPACITY_TERMS = {"configured": bool, "seats": int, "roster": str, "utc_offset_min": int}
 CAPACITY_DETAIL = {"before": CAPACITY_TERMS, "after": CAPACITY_TERMS, "note": str}
+STAFF_FIG = {"known": bool, "partial": bool, "calls": (float, NULL), "erlangs": (float, NULL),
+             "agents": (int, NULL)}
+ACTUAL_FIG = {"known": bool, "partial": bool, "calls": (float, NULL)}
+FORECAST_ACCURACY = {
+    "state": enum("stored", "no-calls", "not-measured", "pending", "not-tracked", "not-ended",
+                  "unavailable"),
+    "wape": (float, NULL), "forecast_calls": (float, NULL), "actual_calls": (float, NULL),
+    "abs_error_calls": (float, NULL), "intervals": (int, NULL)}
+STAFFING_SITE = {"site": str, "role": enum("source", "hub"), "first_hub": bool,
+                 "alone": [STAFF_FIG], "alone_window": STAFF_FIG,
+                 "consolidated": ([STAFF_FIG], NULL), "consolidated_window": (STAFF_FIG, NULL),
+                 "actual": ([ACTUAL_FIG], NULL), "actual_window": (ACTUAL_FIG, NULL),
+                 "accuracy": FORECAST_ACCURACY}
+REPORT_SCHEDULE = {"id": int, "name": str, "tz": str}
+REPORT_TOTALS = {"alone": [STAFF_FIG], "consolidated": [STAFF_FIG], "alone_window": STAFF_FIG,
+                 "consolidated_window": STAFF_FIG}
+REPORT = {"kind": enum("staffing"), "schedule": REPORT_SCHEDULE, "from_ms": int, "to_ms": int,
+          "first_interval_ms": int, "interval_s": int, "interval_starts_ms": [int],
+          "sl_target": float, "sl_threshold_s": float, "ended": bool, "first_hub": str,
+          "now_ms": int, "sites": [STAFFING_SITE], "totals": REPORT_TOTALS, Opt("warning"): str}
 
 # The names the document gives the shapes.
 SHAPES = {
@@ -187,6 +207,9 @@ SHAPES = {
     "OverflowRule": OVERFLOW_RULE, "Alarms": ALARMS, "Alarm": ALARM, "PlanWindow": PLAN_WINDOW,
     "AlarmAckDetail": ALARM_ACK_DETAIL, "Capacities": CAPACITIES, "SiteCapacity": SITE_CAPACITY,
     "CapacityDetail": CAPACITY_DETAIL, "CapacityTerms": CAPACITY_TERMS,
+    "Report": REPORT, "ReportSchedule": REPORT_SCHEDULE, "StaffingSite": STAFFING_SITE,
+    "StaffingFigure": STAFF_FIG, "ActualFigure": ACTUAL_FIG,
+    "ForecastAccuracy": FORECAST_ACCURACY, "ReportTotals": REPORT_TOTALS,
 }
 # The audit detail by action (the document's table).
 DETAILS = {
@@ -592,6 +615,33 @@ def test_capacity():
     j = check(ctl_json("capacity", "xizang", "--seats", "3", cert="operator-victor",
                        expect=T.EXIT_REFUSED), REFUSAL, "viewer's capacity change")
     assert "needs role operator" in j["error"], j
+
+
+def test_report_staffing():
+    # No enabled schedule: refused, with what to do.
+    for sch in ctl_json("schedule", "list", expect=0)["schedules"]:
+        assert not sch["enabled"], f"an enabled schedule left by another test: {sch}"
+    j = check(ctl_json("report", "staffing", expect=T.EXIT_REFUSED), REFUSAL, "report, no schedule")
+    assert "no enabled schedule" in j["error"] and "schedule add" in j["error"], j
+    ctl_json("schedule", "add", "json-night", "--sources", "xizang", "--to", "shaanxi",
+             "--start", "22:00", "--end", "08:00", "--tz", "Asia/Shanghai", expect=0)
+    try:
+        j = check(ctl_json("report", "staffing", cert="operator-victor", expect=0), REPORT,
+                  "report staffing (viewer)")
+        assert not j["ended"] and j["schedule"]["name"] == "json-night", j
+        assert [s["site"] for s in j["sites"]] == ["xizang", "shaanxi"], j
+        assert len(j["interval_starts_ms"]) == 20 and len(j["totals"]["alone"]) == 20, j
+        assert all(s["accuracy"]["state"] == "not-ended" for s in j["sites"]), j
+        sid = str(j["schedule"]["id"])
+        # An ended window (the night before): actual figures and accuracy given.
+        j = check(ctl_json("report", "staffing", "--schedule", sid, "--date", "2020-01-22",
+                           expect=0), REPORT, "report staffing --date (ended)")
+        assert j["ended"] and all(s["actual"] is not None for s in j["sites"]), j
+        assert all(s["accuracy"]["state"] == "not-tracked" for s in j["sites"]), j
+        check(ctl_json("report", "staffing", "--schedule", "999999", expect=T.EXIT_USAGE), REFUSAL,
+              "report of an unknown schedule")
+    finally:
+        ctl_json("schedule", "rm", "json-night", expect=0)
 
 
 def test_history():
