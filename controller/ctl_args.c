@@ -681,9 +681,12 @@ static int build_capacity(int argc, char **argv, Nirc__OperatorRequest *req, ctl
  * --from/--to are absolute times (an offset, or UTC), not durations. */
 static int build_report(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
   static const struct option o[] = {
-      {"schedule", required_argument, NULL, 's'}, {"date", required_argument, NULL, 'd'},
-      {"from", required_argument, NULL, 'f'},     {"to", required_argument, NULL, 't'},
-      {"csv", no_argument, NULL, 'c'},            {NULL, 0, NULL, 0},
+      {"schedule", required_argument, NULL, 's'},
+      {"date", required_argument, NULL, 'd'},
+      {"from", required_argument, NULL, 'f'},
+      {"to", required_argument, NULL, 't'},
+      {"csv", no_argument, NULL, 'c'},
+      {NULL, 0, NULL, 0},
   };
   Nirc__ReportRequest *r = &a->report;
   nirc__report_request__init(r);
@@ -706,8 +709,8 @@ static int build_report(int argc, char **argv, Nirc__OperatorRequest *req, ctl_a
     case 'd': {
       int y, m, d;
       char tail;
-      if (sscanf(optarg, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || y < 1970 || m < 1 ||
-          m > 12 || d < 1 || d > 31) {
+      if (sscanf(optarg, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || y < 1970 || m < 1 || m > 12 ||
+          d < 1 || d > 31) {
         ctl_say(a, "--date '%s': YYYY-MM-DD, the local date the window starts", optarg);
         return EXIT_USAGE;
       }
@@ -1098,7 +1101,8 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "  nircctl capacity shaanxi --clear\n",
      build_capacity, 0},
     {CTL_CMD_REPORT, "report", "night staffing: agents alone vs consolidated, forecast accuracy",
-     "usage: nircctl report staffing [--schedule ID] [--date YYYY-MM-DD | --from T --to T] [--csv]\n\n"
+     "usage: nircctl report staffing [--schedule ID] [--date YYYY-MM-DD | --from T --to T] "
+     "[--csv]\n\n"
      "Agents a schedule's window needs for the service-level target (80% in 20 s by\n"
      "default), from the controller's forecast, per 30-minute interval and at the\n"
      "window's busiest one: each site staffing its own calls, versus consolidated\n"

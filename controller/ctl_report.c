@@ -50,8 +50,7 @@ void ctl_report_print(FILE *out, const Nirc__ReportReply *r) {
   ctl_history_time(r->to_ms, tz, to, sizeof to);
   fprintf(out, "Night staffing for %.0f%% in %.0f s: schedule %llu '%s', %.16s to %.16s %s%s\n",
           100.0 * r->sl_target, r->sl_threshold_s, (unsigned long long)r->schedule_id,
-          ctl_escn(r->schedule_name, 64), from, to, ctl_escn(tz, 64),
-          r->ended ? " (ended)" : "");
+          ctl_escn(r->schedule_name, 64), from, to, ctl_escn(tz, 64), r->ended ? " (ended)" : "");
   fprintf(out,
           "Forecast demand from the controller's forecast, %u intervals of 30 min; consolidated: "
           "every source at %s.\n\n",
@@ -64,7 +63,8 @@ void ctl_report_print(FILE *out, const Nirc__ReportReply *r) {
     const Nirc__StaffingSite *s = r->sites[i];
     char b1[32], b2[32], b3[32], b4[32], b5[32], b6[32];
     const char *cons = "-";
-    if (strcmp(s->role, "hub") == 0) cons = ctl_report_agents(s->consolidated_window, b4, sizeof b4);
+    if (strcmp(s->role, "hub") == 0)
+      cons = ctl_report_agents(s->consolidated_window, b4, sizeof b4);
     fprintf(out, "%-12s %-6s %9s %8s %7s %13s", ctl_escn(s->site, 12), s->role,
             ctl_report_num(s->alone_window, false, b1, sizeof b1),
             ctl_report_num(s->alone_window, true, b2, sizeof b2),
@@ -155,18 +155,17 @@ json_t *ctl_report_json(const Nirc__ReportReply *r) {
   }
   json_t *starts = json_array();
   for (unsigned k = 0; starts && k < r->n_intervals; k++)
-    json_array_append_new(starts,
-                          json_integer(r->first_interval_ms + (int64_t)k * r->interval_ms));
+    json_array_append_new(starts, json_integer(r->first_interval_ms + (int64_t)k * r->interval_ms));
   return json_pack(
       "{s:s, s:{s:I, s:s, s:s}, s:I, s:I, s:I, s:i, s:o, s:f, s:f, s:b, s:s, s:I, s:o, s:{s:o, "
       "s:o, s:o, s:o}}",
-      "kind", r->kind ? r->kind : "staffing", "schedule", "id", (json_int_t)r->schedule_id,
-      "name", r->schedule_name ? r->schedule_name : "", "tz", r->tz ? r->tz : "", "from_ms",
+      "kind", r->kind ? r->kind : "staffing", "schedule", "id", (json_int_t)r->schedule_id, "name",
+      r->schedule_name ? r->schedule_name : "", "tz", r->tz ? r->tz : "", "from_ms",
       (json_int_t)r->from_ms, "to_ms", (json_int_t)r->to_ms, "first_interval_ms",
       (json_int_t)r->first_interval_ms, "interval_s", (int)(r->interval_ms / 1000),
-      "interval_starts_ms", starts, "sl_target", r->sl_target, "sl_threshold_s",
-      r->sl_threshold_s, "ended", r->ended, "first_hub", r->first_hub ? r->first_hub : "",
-      "now_ms", (json_int_t)r->now_ms, "sites", sites, "totals", "alone",
+      "interval_starts_ms", starts, "sl_target", r->sl_target, "sl_threshold_s", r->sl_threshold_s,
+      "ended", r->ended, "first_hub", r->first_hub ? r->first_hub : "", "now_ms",
+      (json_int_t)r->now_ms, "sites", sites, "totals", "alone",
       ctl_report_figs(r->total_alone, r->n_total_alone), "consolidated",
       ctl_report_figs(r->total_consolidated, r->n_total_consolidated), "alone_window",
       ctl_report_fig(r->total_alone_window), "consolidated_window",
@@ -183,14 +182,14 @@ static void ctl_report_csv_fig(FILE *out, const Nirc__StaffingFigure *f, bool ca
 }
 
 static void ctl_report_csv_row(FILE *out, const char *site, const char *role, const char *when,
-                               const Nirc__StaffingFigure *alone,
-                               const Nirc__StaffingFigure *cons,
+                               const Nirc__StaffingFigure *alone, const Nirc__StaffingFigure *cons,
                                const Nirc__StaffingFigure *actual) {
   fprintf(out, "%s,%s,%s", ctl_esc(site), role, when);
   ctl_report_csv_fig(out, alone, true, true, true);
   ctl_report_csv_fig(out, cons, false, true, true);
   ctl_report_csv_fig(out, actual, true, false, false);
-  bool partial = (alone && alone->partial) || (cons && cons->partial) || (actual && actual->partial);
+  bool partial =
+      (alone && alone->partial) || (cons && cons->partial) || (actual && actual->partial);
   fprintf(out, ",%s\n", partial ? "partial" : "");
 }
 

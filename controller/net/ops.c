@@ -623,8 +623,8 @@ static void ops_report(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   for (int pass = 0; pass < 2; pass++) {
     const slug_list_t *l = pass == 0 ? &w.schedule->sources : &w.schedule->hubs;
     for (unsigned j = 0; j < l->n && used < sizeof slugs; j++)
-      used += (size_t)snprintf(slugs + used, sizeof slugs - used, "%s%s", used > 1 ? "," : "",
-                               l->v[j]);
+      used +=
+          (size_t)snprintf(slugs + used, sizeof slugs - used, "%s%s", used > 1 ? "," : "", l->v[j]);
   }
   if (used < sizeof slugs) snprintf(slugs + used, sizeof slugs - used, "}");
   char first[24], niv[16], sid[24], start[24];

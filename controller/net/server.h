@@ -173,5 +173,10 @@ const char *server_conn_state_name(conn_state_t s);
 int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *why, size_t whylen);
 /* Observes each site's pbx alarm while its last PbxEvent is recent. */
 void server_pbx_observe(server_t *srv);
+/* server_history.c, from the leader's tick: prunes load minutes older than
+ * [database] history_days (business clock) in batches, and reads each
+ * site's newest stored WAPE into fc_wape for /metrics. */
+void server_prune_history(server_t *srv);
+void server_read_wape(server_t *srv);
 
 #endif

@@ -135,8 +135,8 @@ int engine_report_window(engine_t *e, const Nirc__ReportRequest *req, engine_rep
 
 /* Fills the staffing input of the window's sources, then hubs, from the
  * engine's forecast; returns how many sites. */
-static size_t engine_report_input(engine_t *e, const schedule_t *s, int64_t first_ms,
-                                  unsigned n_iv, staff_site_in_t *in) {
+static size_t engine_report_input(engine_t *e, const schedule_t *s, int64_t first_ms, unsigned n_iv,
+                                  staff_site_in_t *in) {
   size_t n = 0;
   for (int pass = 0; pass < 2; pass++) {
     const slug_list_t *l = pass == 0 ? &s->sources : &s->hubs;
@@ -330,8 +330,7 @@ void engine_op_report(engine_t *e, const engine_req_t *rq, const Nirc__ReportReq
 
 static engine_fc_mark_t *engine_fc_mark_find(engine_t *e, uint64_t id, int64_t start) {
   for (unsigned k = 0; k < ENGINE_FC_MARKS; k++)
-    if (e->fc_marks[k].used && e->fc_marks[k].schedule_id == id &&
-        e->fc_marks[k].start_ms == start)
+    if (e->fc_marks[k].used && e->fc_marks[k].schedule_id == id && e->fc_marks[k].start_ms == start)
       return &e->fc_marks[k];
   return NULL;
 }

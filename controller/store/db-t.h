@@ -14,8 +14,8 @@
  * forecast, lands with its own branch): a schema directory may lack it.
  * Set to 0 once both are merged, when 001..DB_SCHEMA_VERSION has no gap. */
 #define DB_MIGRATION_RESERVED 8
-#define DB_QUEUE_MAX      65536 /* queued queries before db_exec returns NIRC_EFULL */
-#define DB_MAX_PARAMS     16
+#define DB_QUEUE_MAX          65536 /* queued queries before db_exec returns NIRC_EFULL */
+#define DB_MAX_PARAMS         16
 /* The journal's size unless db_opts_t says otherwise. */
 #define DB_JOURNAL_MAX_DEFAULT (64ull * 1024 * 1024)
 /* Largest once-write (statement, parameters and key as journaled). */

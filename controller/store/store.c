@@ -304,7 +304,7 @@ static int store_alarm(db_t *db, const engine_rec_t *r, engine_stored_cb done, v
   "LEFT JOIN LATERAL (SELECT coalesce(sum(m.offered - m.from_other_sites + m.routed_away), "       \
   "0)::double precision AS calls, count(*) AS mins FROM load_minute m WHERE m.site = f.site AND "  \
   "m.minute >= f.first_interval + (u.k - 1) * f.interval_s * interval '1 second' AND "             \
-  "m.minute < f.first_interval + u.k * f.interval_s * interval '1 second') a ON true "            \
+  "m.minute < f.first_interval + u.k * f.interval_s * interval '1 second') a ON true "             \
   "WHERE f.schedule_id = $1::bigint AND f.window_start = to_timestamp($2::bigint / 1000.0) "       \
   "GROUP BY f.schedule_id, f.window_start, f.window_end, f.site ON CONFLICT DO NOTHING"
 
