@@ -263,7 +263,8 @@ class Story:
             return f"{fig['agents']}" + ("" if fig["known"] else " (partial forecast)")
         staffed_alone = sum(self.sites[s]["agents_night"] for s in self.night)
         lines.append(f"  each province staffing its own night: {agents(tot['alone_window'])} "
-                     f"agents (the scenario's own night rosters: {staffed_alone})")
+                     f"agents, the {len(self.night)} sources and both hubs (the sources' own "
+                     f"night rosters in the scenario: {staffed_alone})")
         cw = hub["consolidated_window"]
         erl = f" for {cw['erlangs']:.1f} Erlangs" if cw and cw["erlangs"] is not None else ""
         lines.append(f"  consolidated at {self.hub}: {agents(cw)} agents{erl}")
