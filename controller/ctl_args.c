@@ -678,7 +678,8 @@ static int build_capacity(int argc, char **argv, Nirc__OperatorRequest *req, ctl
 }
 
 /* report staffing: the window is on the controller's business clock, so
- * --from/--to are absolute times (an offset, or UTC), not durations. */
+ * --from/--to are absolute times, not durations; their form is checked
+ * here (in UTC), their zone applied by nircctl once [ctl] tz is known. */
 static int build_report(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
   static const struct option o[] = {
       {"schedule", required_argument, NULL, 's'},
@@ -744,13 +745,12 @@ static int build_report(int argc, char **argv, Nirc__OperatorRequest *req, ctl_a
   }
   if (from && (!strchr(from, 'T') || ctl_parse_when(from, "UTC", 0, &r->from_ms) != 0 ||
                !strchr(to, 'T') || ctl_parse_when(to, "UTC", 0, &r->to_ms) != 0)) {
-    ctl_say(a, "--from/--to: times such as 2020-01-22T22:00+08:00 (without an offset: UTC)");
+    ctl_say(a, "--from/--to: times such as 2020-01-22T22:00+08:00 (without an offset: in "
+               "[ctl] tz)");
     return EXIT_USAGE;
   }
-  if (from && r->to_ms <= r->from_ms) {
-    ctl_say(a, "--to must be after --from");
-    return EXIT_USAGE;
-  }
+  a->report_from = from;
+  a->report_to = to;
   req->body_case = NIRC__OPERATOR_REQUEST__BODY_REPORT;
   req->report = r;
   return 0;

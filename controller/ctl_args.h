@@ -89,6 +89,9 @@ typedef struct {
   Nirc__NextRequest next;         /* next --hours N */
   Nirc__CapacityRequest capacity; /* capacity [SITE [--seats N] [--roster SPEC] ...] */
   Nirc__ReportRequest report;     /* report staffing [--schedule ID] [--date D | --from --to] */
+  /* report --from/--to as given: without an offset they are in [ctl] tz,
+   * so nircctl sets from_ms/to_ms again once the config is read. */
+  const char *report_from, *report_to;
 } ctl_args_t;
 
 /* The causes a route change is audited with (engine.h route_cause_t), for

@@ -877,6 +877,14 @@ int main(int argc, char **argv) {
    * now that it is known (ctl_args checked their form). */
   if (args.since) ctl_parse_when(args.since, history_tz, clock_real_ms(), &args.history.since_ms);
   if (args.until) ctl_parse_when(args.until, history_tz, clock_real_ms(), &args.history.until_ms);
+  if (args.report_from) {
+    ctl_parse_when(args.report_from, history_tz, 0, &args.report.from_ms);
+    ctl_parse_when(args.report_to, history_tz, 0, &args.report.to_ms);
+    if (args.report.to_ms <= args.report.from_ms) {
+      fprintf(stderr, "nircctl: --to must be after --from\n");
+      return EXIT_USAGE;
+    }
+  }
   if (!conf.ca[0] || !conf.cert[0] || !conf.key[0]) {
     fprintf(stderr, "nircctl: no operator certificate: give --ca, --cert and --key, or a config "
                     "file with [tls] ca/cert/key (see --config)\n");

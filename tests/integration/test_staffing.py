@@ -194,9 +194,17 @@ def test_report_matches_an_independent_erlang_c():
             assert r["actual_calls"] == "", r  # not ended: not measured yet, not 0
     total = [r for r in rows if r["site"] == "TOTAL" and r["interval_start"] == "window"][0]
     assert int(total["agents_consolidated"]) == tot["consolidated_window"]["agents"], total
+    # An explicit window: without an offset in [ctl] tz (Asia/Shanghai by default).
+    e = check(ctl_json("report", "staffing", "--from", "2020-01-23T22:00", "--to",
+                       "2020-01-23T23:00+08:00"), REPORT, "report --from --to")
+    assert (e["from_ms"], e["to_ms"]) == (j["from_ms"], j["to_ms"]), e
+    assert e["totals"] == j["totals"], e
     # Usage errors name the fix.
     r = ctl("report", "staffing", "--from", "2h", "--to", "1h", expect=T.EXIT_USAGE)
-    assert "2020-01-22T22:00+08:00" in r.stderr, r.stderr
+    assert "2020-01-22T22:00+08:00" in r.stderr and "[ctl] tz" in r.stderr, r.stderr
+    r = ctl("report", "staffing", "--from", "2020-01-23T23:00", "--to", "2020-01-23T22:00",
+            expect=T.EXIT_USAGE)
+    assert "--to must be after --from" in r.stderr, r.stderr
     r = ctl("report", "rota", expect=T.EXIT_USAGE)
     assert "the reports are: staffing" in r.stderr, r.stderr
 
