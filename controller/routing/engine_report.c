@@ -51,9 +51,13 @@ static int engine_report_window_on(const schedule_t *s, int32_t yyyymmdd, int64_
                    .minute = s->start_min % 60};
   if (tz_from_local(s->tz, &lt, from) != 0) return NIRC_EINVAL;
   tz_local_t et = lt;
+  /* A window across midnight ends on the next local date: the date a day
+   * later (24 hours later is the next date even across a DST change). */
+  if (s->end_min <= s->start_min && tz_to_local(s->tz, *from + 86400000LL, &et) != 0)
+    return NIRC_EINVAL;
   et.hour = s->end_min / 60;
   et.minute = s->end_min % 60;
-  if (s->end_min <= s->start_min) et.day += 1; /* normalised by the C library */
+  et.second = 0;
   return tz_from_local(s->tz, &et, to);
 }
 
@@ -101,7 +105,8 @@ int engine_report_window(engine_t *e, const Nirc__ReportRequest *req, engine_rep
     w->to_ms = req->to_ms;
   } else if (req && req->date) {
     if (engine_report_window_on(s, req->date, &w->from_ms, &w->to_ms) != 0) {
-      snprintf(err, errlen, "--date %d: not a date in %s", (int)req->date, s->tz);
+      snprintf(err, errlen, "--date %04d-%02d-%02d: not a date (YYYY-MM-DD)",
+               (int)req->date / 10000, (int)req->date / 100 % 100, (int)req->date % 100);
       return NIRC_EINVAL;
     }
   } else {

@@ -161,6 +161,39 @@ static void test_window_and_forecast(void **state) {
   /* Ended, but the owner gave nothing: unavailable, not zero. */
   assert_string_equal(r->sites[0]->accuracy->state, "unavailable");
 
+  /* A window across midnight on the last day of a month ends the next
+   * month (a night schedule, 22:00-08:00, on 2020-01-31). */
+  char *src[] = {"hainan"}, *hubs[] = {"sichuan"};
+  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
+  sp.name = "night";
+  sp.sources = src;
+  sp.n_sources = 1;
+  sp.hubs = hubs;
+  sp.n_hubs = 1;
+  sp.start = "22:00";
+  sp.end = "08:00";
+  sp.tz = "Asia/Shanghai";
+  Nirc__ScheduleRequest srq = NIRC__SCHEDULE_REQUEST__INIT;
+  srq.op = NIRC__RULE_OP__RULE_OP_ADD;
+  srq.spec = &sp;
+  engine_req_t sr = {.client = w, .request_id = 8, .operator_name = "admin:bob", .label = "t"};
+  engine_op_schedule(e, &sr, &srq);
+  world_flush(w);
+  assert_true(w->rep[w->n_rep - 1].ok);
+  uint64_t night = 0;
+  for (size_t k = 0; k < w->n_sch; k++)
+    if (strcmp(w->sch[k].name, "night") == 0) night = w->sch[k].id;
+  d.schedule_id = night;
+  d.date = 20200131;
+  r = report(w, e, &d, NULL);
+  assert_non_null(r);
+  assert_int_equal(r->from_ms, 1580479200000LL); /* 2020-01-31 22:00 +08:00 */
+  assert_int_equal(r->to_ms, 1580515200000LL);   /* 2020-02-01 08:00 +08:00 */
+  assert_int_equal(r->n_intervals, 20);
+  d.date = 20200230;
+  assert_null(report(w, e, &d, NULL));
+  assert_non_null(strstr(w->rep[w->n_rep - 1].msg, "--date 2020-02-30: not a date"));
+
   /* --from/--to: 12:10 to 12:50 is two intervals from 12:00. */
   Nirc__ReportRequest f = NIRC__REPORT_REQUEST__INIT;
   f.from_ms = WORLD_T0_MS + 10 * MIN_MS;
