@@ -5,7 +5,8 @@
  * waiting for their moves); engine_plan.c what a move would do (plan, dry
  * runs, the capacity verdict); engine_rules.c schedule and overflow
  * changes; engine_stable.c the hub health gate, the notes and the causes
- * of route changes. Include it only from those files: everyone else goes
+ * of route changes; engine_report.c the staffing report and the forecast's
+ * accuracy tracking. Include it only from those files: everyone else goes
  * through engine.h. */
 #ifndef NIRC_ENGINE_INT_H
 #define NIRC_ENGINE_INT_H
