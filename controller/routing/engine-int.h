@@ -166,6 +166,7 @@ struct engine {
   bool next_busy; /* an evaluation is using next_scratch */
   engine_stats_t stats;
   engine_fc_mark_t fc_marks[ENGINE_FC_MARKS];
+  bool fc_swept; /* this leadership looked for windows ended under the last one */
 };
 
 /* ---- shared between engine.c and engine_ops.c ---- */

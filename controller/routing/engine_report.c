@@ -393,8 +393,40 @@ static void engine_fc_record(engine_t *e, const schedule_t *s, int64_t start, in
   free(in);
 }
 
+/* How far back a new leader looks for windows whose accuracy the old one
+ * may not have asked for (it died between the end and the close). */
+#define ENGINE_FC_SWEEP_MS (6 * 3600 * 1000LL)
+
+/* Once per leadership: every enabled schedule's windows that ended in the
+ * last ENGINE_FC_SWEEP_MS get a mark still to close. Closing is idempotent
+ * (the store keeps the first accuracy of a window, and a window with no
+ * recorded forecast has nothing to compare), so asking again for one the
+ * old leader closed costs one statement and changes nothing. */
+static void engine_fc_sweep(engine_t *e, int64_t now) {
+  e->fc_swept = true;
+  for (size_t k = 0; k < e->n_sch; k++) {
+    const schedule_t *s = &e->sch[k];
+    int64_t start = rules_schedule_next_start(s, now - ENGINE_FC_SWEEP_MS - 86400000LL);
+    for (unsigned guard = 0; start && start <= now && guard < 8; guard++) {
+      int64_t from, to;
+      tz_local_t lt;
+      if (tz_to_local(s->tz, start, &lt) == 0 &&
+          engine_report_window_on(s, lt.year * 10000 + lt.month * 100 + lt.day, &from, &to) == 0 &&
+          to + ENGINE_FC_CLOSE_DELAY_MS <= now && to > now - ENGINE_FC_SWEEP_MS &&
+          !engine_fc_mark_find(e, s->id, from)) {
+        engine_fc_mark_t *m = engine_fc_mark_new(e);
+        if (m)
+          *m = (engine_fc_mark_t){
+              .used = true, .schedule_id = s->id, .start_ms = from, .end_ms = to};
+      }
+      start = rules_schedule_next_start(s, start);
+    }
+  }
+}
+
 void engine_forecast_track(engine_t *e) {
   int64_t now = engine_now(e);
+  if (!e->fc_swept) engine_fc_sweep(e, now);
   for (size_t k = 0; k < e->n_sch; k++) {
     int64_t st, en;
     if (!rules_schedule_window(&e->sch[k], now, &st, &en)) continue;

@@ -257,6 +257,35 @@ static void test_accuracy_tracked_once(void **state) {
   world_free(w);
 }
 
+/* A leader that takes over after a window ended, before the old one asked
+ * for its accuracy, asks for it (once); one taking over within a window
+ * records its forecast again (the store keeps the first) and closes it. */
+static void test_new_leader_closes_what_the_old_one_left(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading(w, true);
+  add_window(w, e);
+  world_tick(w, e, 40 * MIN_MS); /* 12:40, within the window */
+  assert_int_equal(count_forecast(w, NULL), 4);
+  world_tick(w, e, 50 * MIN_MS); /* 13:30: ended; the leader dies now */
+  assert_int_equal(world_count_rec(w, ENGINE_REC_FORECAST_CLOSE, NULL), 0);
+  world_flush(w);
+  engine_free(e);
+  w->now += 5 * MIN_MS; /* 13:35 */
+  engine_t *b = world_engine(w);
+  assert_int_equal(engine_load_rules(b, 6, NULL, 0, w->sch, w->n_sch, NULL, 0, w->max_id), 0);
+  engine_start_leading(b, 5000);
+  world_connect_all(w, b, NULL);
+  world_tick(w, b, 200);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_FORECAST_CLOSE, NULL), 1);
+  world_tick(w, b, 10 * MIN_MS);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_FORECAST_CLOSE, NULL), 1);
+  assert_int_equal(count_forecast(w, NULL), 4); /* nothing recorded after the end */
+  world_flush(w);
+  engine_free(b);
+  world_free(w);
+}
+
 /* An ended window with the owner's measured calls and stored accuracy. */
 static void test_ended_window_with_actuals(void **state) {
   (void)state;
@@ -304,6 +333,7 @@ int main(void) {
       cmocka_unit_test(test_no_forecast_is_unknown_not_zero),
       cmocka_unit_test(test_window_and_forecast),
       cmocka_unit_test(test_accuracy_tracked_once),
+      cmocka_unit_test(test_new_leader_closes_what_the_old_one_left),
       cmocka_unit_test(test_ended_window_with_actuals),
   };
   return cmocka_run_group_tests(tests, load_scenario, free_scenario);
