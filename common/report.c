@@ -54,6 +54,7 @@ json_t *report_to_json(const Nirc__LoadReport *r) {
   /* All or nothing: a report missing a field would read as a zero. */
   if (json_object_set_new(o, "calls_routed_away", json_integer((json_int_t)r->calls_routed_away)) ||
       json_object_set_new(o, "routed_to", report_routed_json(r)) ||
+      json_object_set_new(o, "routing_measured", json_boolean(r->routing_measured)) ||
       json_object_set_new(o, "calls_in_queue_peak",
                           json_integer((json_int_t)r->calls_in_queue_peak)) ||
       json_object_set_new(o, "service_level",

@@ -108,7 +108,12 @@ const config_opt_t conf_nircd_opts[] = {
      "further withdrawal within an hour) before it may move again"},
     {"routing", "forecast", CFG_STRING, O(forecast), S(forecast), 0, 0, "", 0,
      "scenario file with each site's expected calls by hour, used to size scheduled moves "
-     "(empty: live load)"},
+     "where the load history has no forecast (empty: live load)"},
+    {"routing", "forecast_weeks", CFG_UINT, O(forecast_weeks), 0, 1, 52, "8", 0,
+     "weeks of load history (load_minute) the demand forecast reads; docs/FORECAST.md"},
+    {"routing", "forecast_tz", CFG_STRING, O(forecast_tz), S(forecast_tz), 0, 0, "", 0,
+     "time zone (IANA) of the business day the forecast's weekdays and half-hours are in "
+     "(empty: [http] tz)"},
     {"alarms", "clear_after", CFG_DURATION, O(alarm_clear_ms), 0, 1000, 3600000, "30s", 0,
      "an alarm is cleared once its condition has been gone this long: a condition that "
      "comes and goes within it (a link reconnecting, a verdict at a hub's capacity edge) stays "
@@ -181,6 +186,14 @@ int conf_nircd_load(const char *path, nircd_conf_t *c, char *err, size_t errlen)
              path, c->http_tz);
     return NIRC_ECONFIG;
   }
+  if (c->forecast_tz[0] && !tz_valid(c->forecast_tz)) {
+    snprintf(err, errlen,
+             "%s: [routing] forecast_tz '%s' is not a time zone (an IANA name such as "
+             "Asia/Shanghai or UTC; empty: [http] tz)",
+             path, c->forecast_tz);
+    return NIRC_ECONFIG;
+  }
+  if (!c->forecast_tz[0]) nirc_strlcpy(c->forecast_tz, c->http_tz, sizeof c->forecast_tz);
   if (config_check_clock(&c->clock, path, err, errlen) != 0) return NIRC_ECONFIG;
   if (config_check_log(&c->log, path, err, errlen) != 0) return NIRC_ECONFIG;
   return 0;

@@ -32,9 +32,11 @@ typedef struct {
   double keep_margin, enter_margin;               /* capacity hysteresis, SL points */
   uint64_t capacity_hold_ms, capacity_reentry_ms; /* capacity damping (business time) */
   char forecast[CONFIG_STR_MAX];                  /* scenario file giving expected demand by hour */
-  uint64_t alarm_clear_ms;                        /* [alarms] clear_after */
-  char http_listen[64];                           /* metrics and status page; empty: off */
-  char http_tz[64]; /* the zone the status page shows times in (IANA) */
+  uint32_t forecast_weeks;                        /* load history the forecast reads */
+  char forecast_tz[64];    /* its business day's zone ("" at load: http_tz) */
+  uint64_t alarm_clear_ms; /* [alarms] clear_after */
+  char http_listen[64];    /* metrics and status page; empty: off */
+  char http_tz[64];        /* the zone the status page shows times in (IANA) */
   /* [notify]: alarms posted to webhooks (controller/notify/webhook.h). */
   config_list_t webhook;                             /* receivers' URLs; empty: none */
   uint64_t webhook_timeout_ms, webhook_retry_max_ms; /* one attempt; the backoff's ceiling */

@@ -51,10 +51,22 @@ void ctl_report_print(FILE *out, const Nirc__ReportReply *r) {
   fprintf(out, "Night staffing for %.0f%% in %.0f s: schedule %llu '%s', %.16s to %.16s %s%s\n",
           100.0 * r->sl_target, r->sl_threshold_s, (unsigned long long)r->schedule_id,
           ctl_escn(r->schedule_name, 64), from, to, ctl_escn(tz, 64), r->ended ? " (ended)" : "");
-  fprintf(out,
-          "Forecast demand from the controller's forecast, %u intervals of 30 min; consolidated: "
-          "every source at %s.\n\n",
-          r->n_intervals, ctl_escn(r->first_hub, 32));
+  fprintf(out, "%u intervals of 30 min; consolidated: every source at %s.\n", r->n_intervals,
+          ctl_escn(r->first_hub, 32));
+  /* Where each site's demand comes from, sites with the same source together. */
+  for (size_t i = 0; i < r->n_sites; i++) {
+    const char *d = r->sites[i]->demand ? r->sites[i]->demand : "";
+    bool seen = false;
+    for (size_t j = 0; j < i && !seen; j++)
+      seen = strcmp(r->sites[j]->demand ? r->sites[j]->demand : "", d) == 0;
+    if (seen) continue;
+    fprintf(out, "Demand: %s:", *d ? ctl_escn(d, 120) : "unknown");
+    for (size_t j = i; j < r->n_sites; j++)
+      if (strcmp(r->sites[j]->demand ? r->sites[j]->demand : "", d) == 0)
+        fprintf(out, " %s", ctl_escn(r->sites[j]->site, 32));
+    fputc('\n', out);
+  }
+  fputc('\n', out);
   fprintf(out, "%-12s %-6s %9s %8s %7s %13s", "SITE", "ROLE", "CALLS", "PEAK ERL", "ALONE",
           "CONSOLIDATED");
   if (r->ended) fprintf(out, " %12s %8s", "ACTUAL CALLS", "WAPE");
@@ -143,9 +155,9 @@ json_t *ctl_report_json(const Nirc__ReportReply *r) {
       json_array_append_new(acts, ctl_report_actual(s->actual[k]));
     json_array_append_new(
         sites,
-        json_pack("{s:s, s:s, s:b, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "site", s->site, "role",
-                  s->role, "first_hub", s->first_hub, "alone",
-                  ctl_report_figs(s->alone, s->n_alone), "alone_window",
+        json_pack("{s:s, s:s, s:b, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "site", s->site,
+                  "role", s->role, "first_hub", s->first_hub, "demand", s->demand ? s->demand : "",
+                  "alone", ctl_report_figs(s->alone, s->n_alone), "alone_window",
                   ctl_report_fig(s->alone_window), "consolidated",
                   hub ? ctl_report_figs(s->consolidated, s->n_consolidated) : json_null(),
                   "consolidated_window", hub ? ctl_report_fig(s->consolidated_window) : json_null(),

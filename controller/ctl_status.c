@@ -330,6 +330,8 @@ json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o)
     json_object_set_new(x, "inbound_credited_total",
                         json_integer((json_int_t)s->inbound_credited_total));
     if (s->note && *s->note) json_object_set_new(x, "note", json_string(s->note));
+    if (s->verification && *s->verification)
+      json_object_set_new(x, "verification", json_string(s->verification));
     /* The rule as data: its end is a number (business clock), for the
      * caller to show in its own zone. */
     json_t *rule = json_null();
@@ -411,6 +413,8 @@ void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opt
   if (s->rule_detail && *s->rule_detail)
     fprintf(out, "  why here      %s\n", ctl_st_esc(s->rule_detail));
   if (s->note && *s->note) fprintf(out, "  holding       %s\n", ctl_st_esc(s->note));
+  if (s->verification && *s->verification)
+    fprintf(out, "  last wave     %s\n", ctl_st_esc(s->verification));
   if (s->excluded) {
     fprintf(out, "  excluded      %s\n", ctl_st_esc(s->active_rule));
     fprintf(out, "  to readmit    fix the PBX, then: nircctl readmit %s --reason TEXT\n",

@@ -33,6 +33,10 @@ typedef struct {
    * n_routed_to 0 otherwise. Sites are valid slugs, each at most once. */
   adapter_routed_t routed_to[ADAPTER_ROUTED_MAX];
   unsigned n_routed_to;
+  /* routed_to is measured: every call sent to another site in the interval
+   * was counted, so a site it does not name got none (kamailio; exec when
+   * collect_cmd prints routed_to). The controller verifies waves by it. */
+  bool routing_measured;
   uint32_t in_queue, queue_peak, longest_wait_ms; /* queue_peak: most waiting at once */
   uint32_t logged_in, ready, talking, not_ready, aht_ms;
   uint32_t sl_threshold_s;

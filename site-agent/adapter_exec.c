@@ -20,6 +20,7 @@
 #include "err.h"
 #include "log.h"
 #include "report.h"
+#include "util.h"
 
 #include <jansson.h>
 
@@ -136,6 +137,48 @@ static const struct {
 
 /* ---- parsing collect_cmd's output ---------------------------------------- */
 
+/* collect_cmd's "routed_to": {"shaanxi": 12, ...}: at most
+ * ADAPTER_ROUTED_MAX site names, each a count, adding up to no more than
+ * calls_routed_away (already in l). 0, or -1 with the reason. The names
+ * are checked before they go anywhere (logs, reports). */
+static int adapter_exec_parse_routed(json_t *to, adapter_load_t *l, char *why, size_t len) {
+  if (!json_is_object(to)) {
+    snprintf(why, len, "collect_cmd: \"routed_to\" is not an object of site: calls");
+    return -1;
+  }
+  if (json_object_size(to) > ADAPTER_ROUTED_MAX) {
+    snprintf(why, len, "collect_cmd: \"routed_to\" names more than %d sites", ADAPTER_ROUTED_MAX);
+    return -1;
+  }
+  const char *site;
+  json_t *v;
+  uint64_t sum = 0;
+  json_object_foreach(to, site, v) {
+    if (!nirc_slug_valid(site) || strlen(site) >= sizeof l->routed_to[0].site) {
+      snprintf(why, len, "collect_cmd: \"routed_to\" has a key that is not a site name");
+      return -1;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+        json_integer_value(v) > ADAPTER_EXEC_VALUE_MAX) {
+      snprintf(why, len, "collect_cmd: \"routed_to\".%s is not a count of calls (0..10000000)",
+               site);
+      return -1;
+    }
+    adapter_routed_t *r = &l->routed_to[l->n_routed_to++];
+    nirc_strlcpy(r->site, site, sizeof r->site);
+    r->calls = (uint32_t)json_integer_value(v);
+    sum += r->calls;
+  }
+  if (sum > l->routed_away) {
+    snprintf(why, len,
+             "collect_cmd: \"routed_to\" adds up to %llu calls, more than calls_routed_away (%u)",
+             (unsigned long long)sum, l->routed_away);
+    return -1;
+  }
+  l->routing_measured = true;
+  return 0;
+}
+
 /* Fills `load` from collect_cmd's stdout, or marks it unreadable with the
  * reason; an unreadable load carries no numbers at all. */
 static void adapter_exec_parse_load(const char *buf, size_t len, adapter_load_t *load) {
@@ -196,6 +239,18 @@ static void adapter_exec_parse_load(const char *buf, size_t len, adapter_load_t 
       return;
     }
     *(uint32_t *)((char *)&l + adapter_exec_fields[i].off) = (uint32_t)json_integer_value(v);
+  }
+  /* Optional per-destination counts: present, they say every call sent
+   * elsewhere was counted (routing measured), so they must be whole. */
+  json_t *to = json_object_get(j, "routed_to");
+  if (to) {
+    char why[sizeof load->error] = "";
+    if (adapter_exec_parse_routed(to, &l, why, sizeof why) != 0) {
+      load->unreadable = true;
+      nirc_strlcpy(load->error, why, sizeof load->error);
+      json_decref(j);
+      return;
+    }
   }
   json_decref(j);
   /* Service level is one figure: half of it is none of it. A peak without

@@ -879,6 +879,9 @@ static void kam_on_counts(adapter_kamailio_t *k, int rc, bool fault, json_t *res
       nirc_strlcpy(r->site, d.to[i].site, sizeof r->site);
       r->calls = d.to[i].sent > UINT32_MAX ? UINT32_MAX : (uint32_t)d.to[i].sent;
     }
+    /* Every call the proxy sent elsewhere went through $shtinc: measured
+     * (unless some destination did not fit the report). */
+    load.routing_measured = load.n_routed_to == d.n_to;
   } else {
     /* First look: the counters cover an unknown past. */
     load.offered = 0;

@@ -249,6 +249,7 @@ static void agent_on_collected(void *arg, const adapter_load_t *lp) {
       routed_p[i] = &routed[i];
     }
     r.not_measured = load.not_measured;
+    r.routing_measured = load.routing_measured;
   }
   Nirc__Envelope env = NIRC__ENVELOPE__INIT;
   env.msg_case = NIRC__ENVELOPE__MSG_LOAD_REPORT;

@@ -158,6 +158,7 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
     row->active_rule =
         srv->engine ? (char *)engine_active_reason(srv->engine, idx) : s->active_rule;
     row->note = dir ? (char *)dir->note : "";
+    row->verification = dir ? (char *)dir->verify : "";
     if (srv->engine) {
       /* What it routes by and until when, as data: nircctl and scripts
        * format the end in their own zone. */
@@ -198,6 +199,7 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
       r->calls_from_other_sites = l->from_other_sites;
       r->calls_routed_away = l->routed_away;
       r->not_measured = l->not_measured;
+      r->routing_measured = l->routing_measured;
       r->pbx_unreadable = l->pbx_unreadable;
       r->pbx_error = (char *)l->pbx_error;
       row->last_report = r;

@@ -928,6 +928,7 @@ static void server_on_tick(uv_timer_t *t) {
   server_log_cap(srv);
   if (srv->engine && server_may_issue(srv)) {
     server_observe_store(srv);
+    server_history_tick(srv);
     engine_tick(srv->engine);
     server_read_wape(srv);
     server_prune_history(srv);
@@ -1131,6 +1132,7 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
         .forecast = srv->forecast_loaded ? &srv->forecast : NULL,
         .alarm_clear_ms = (uint32_t)conf->alarm_clear_ms,
     };
+    nirc_strlcpy(eo.forecast_tz, conf->forecast_tz, sizeof eo.forecast_tz);
     engine_io_t io = {
         .ctx = srv,
         .mono_ms = server_io_mono,

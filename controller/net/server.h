@@ -124,10 +124,18 @@ struct server {
   uint64_t web_publishes; /* web_publish() calls, to pace the map */
   scenario_t forecast;    /* [routing] forecast, loaded at start-up */
   int forecast_loaded;    /* owned: the routing engine */
-  struct leader *leader;  /* owned once set: who leads (leader.h); NULL = always lead */
-  int leading;            /* this instance leads: it serves agents and operators */
-  int lost;               /* it led and lost: stopping, nircd exits 75 */
-  char leader_hint[128];  /* standby: the leader's advertised address, for redirects */
+  /* The load history the engine forecasts from (server_history.c): a
+   * query in flight, the business half-hour last checked (0: none), the
+   * local date of the last load that worked (0: none), and when a failed
+   * one is tried again. */
+  int history_busy;
+  int64_t history_slot;
+  int32_t history_date;
+  uint64_t history_mono, history_retry_mono;
+  struct leader *leader; /* owned once set: who leads (leader.h); NULL = always lead */
+  int leading;           /* this instance leads: it serves agents and operators */
+  int lost;              /* it led and lost: stopping, nircd exits 75 */
+  char leader_hint[128]; /* standby: the leader's advertised address, for redirects */
   /* Standby: the node that leads (or led last) and its epoch, from the
    * lease; for the status page, /metrics and redirects. "" and 0: none. */
   char leader_node[64];
@@ -173,10 +181,14 @@ const char *server_conn_state_name(conn_state_t s);
 int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *why, size_t whylen);
 /* Observes each site's pbx alarm while its last PbxEvent is recent. */
 void server_pbx_observe(server_t *srv);
-/* server_history.c, from the leader's tick: prunes load minutes older than
+/* server_retention.c, from the leader's tick: prunes load minutes older than
  * [database] history_days (business clock) in batches, and reads each
  * site's newest stored WAPE into fc_wape for /metrics. */
 void server_prune_history(server_t *srv);
 void server_read_wape(server_t *srv);
+/* Reloads the load history into the engine when it is due: on leading,
+ * on each new local business day, and 30 s after a failure; never twice
+ * within 10 s, never blocking (server_history.c). */
+void server_history_tick(server_t *srv);
 
 #endif

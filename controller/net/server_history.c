@@ -1,96 +1,80 @@
-/* server_history: the leader's upkeep of the stored history (issue 18):
- * load_minute retention ([database] history_days), pruned in bounded
- * batches, and each site's latest forecast accuracy read back for
- * /metrics (nirc_forecast_wape_ratio). Both run from the leader's tick,
- * never on an operator's request. Part of the server module. */
+/* server_history: feeds the routing engine the load history its demand
+ * forecast reads (controller/store/history.h), as the leader, without
+ * blocking the loop. A load that fails keeps the engine's last history,
+ * which then says its age. Part of the server module.
+ *
+ * When: at leader start, then once per local business day. A forecast
+ * for a date uses only the days before it (the same weekday, 1..N weeks
+ * back), so rows written today change no forecast until tomorrow; reading
+ * 8 weeks of minutes costs about 1.8 s of database time for 8 sites
+ * (docs/FORECAST.md), on the controller's one connection, so it is not
+ * repeated every half-hour for nothing. The date is checked at each
+ * business half-hour boundary. */
 #include "server.h"
 
-#include "err.h"
+#include "history.h"
 #include "log.h"
+#include "tz.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 
-/* ---- forecast accuracy for /metrics ---- */
+#define SERVER_HISTORY_SLOT_MS  (30 * 60000) /* the date is checked each half-hour */
+#define SERVER_HISTORY_MIN_MS   10000        /* an accelerated clock: not more often */
+#define SERVER_HISTORY_RETRY_MS 30000        /* after a failure */
 
-#define SERVER_WAPE_READ_MS 5000
+typedef struct {
+  server_t *srv;
+  int64_t at_ms;
+  unsigned weeks;
+  int32_t date; /* the local business date it was loaded on */
+} server_history_req_t;
 
-static void server_wape_done(void *arg, int err, const char *msg, PGresult *res) {
-  server_t *srv = arg;
-  srv->fc_wape_busy = 0;
-  (void)msg;
-  if (err || !res || !srv->fc_wape) return; /* kept: the next read tries again */
-  for (size_t i = 0; i < srv->sites.n; i++)
-    srv->fc_wape[i] = -1;
-  for (int r = 0; r < PQntuples(res); r++) {
-    const site_t *s = sites_find(&srv->sites, PQgetvalue(res, r, 0));
-    if (s) srv->fc_wape[s - srv->sites.v] = strtod(PQgetvalue(res, r, 1), NULL);
+static void server_history_done(void *arg, int err, const char *msg, engine_history_row_t *rows,
+                                size_t n) {
+  server_history_req_t *q = arg;
+  server_t *srv = q->srv;
+  srv->history_busy = 0;
+  if (srv->engine && !srv->stopping) {
+    if (err) {
+      srv->history_retry_mono = uv_now(srv->loop) + SERVER_HISTORY_RETRY_MS;
+      engine_history_failed(srv->engine, msg ? msg : "database unavailable");
+    } else if (engine_set_history(srv->engine, rows, n, q->weeks, q->at_ms) != 0) {
+      srv->history_retry_mono = uv_now(srv->loop) + SERVER_HISTORY_RETRY_MS;
+      engine_history_failed(srv->engine, "out of memory");
+    } else {
+      srv->history_retry_mono = 0;
+      srv->history_date = q->date;
+    }
   }
+  free(rows);
+  free(q);
 }
 
-/* Each site's newest stored WAPE; the engine decides when windows close,
- * this only reads what the store wrote. */
-void server_read_wape(server_t *srv) {
-  uint64_t now = uv_now(srv->loop);
-  if (!srv->db || srv->fc_wape_busy ||
-      (srv->fc_wape && now - srv->fc_wape_read_mono < SERVER_WAPE_READ_MS))
+void server_history_tick(server_t *srv) {
+  if (srv->history_busy || !srv->db) return;
+  uint64_t mono = uv_now(srv->loop);
+  int64_t now = clock_now_ms(&srv->clock);
+  int64_t slot = now / SERVER_HISTORY_SLOT_MS;
+  bool retry = srv->history_retry_mono && mono >= srv->history_retry_mono;
+  if (!(srv->history_slot == 0 || slot != srv->history_slot || retry)) return;
+  if (srv->history_mono && mono - srv->history_mono < SERVER_HISTORY_MIN_MS) return;
+  /* A new half-hour: a new local date, or a load still owed? */
+  tz_local_t l;
+  const char *zone = srv->conf->forecast_tz[0] ? srv->conf->forecast_tz : "UTC";
+  int32_t date = tz_to_local(zone, now, &l) == 0 ? l.year * 10000 + l.month * 100 + l.day : 0;
+  srv->history_slot = slot;
+  if (date && date == srv->history_date && !retry) return;
+  server_history_req_t *q = malloc(sizeof *q);
+  if (!q) return;
+  *q = (server_history_req_t){srv, now, srv->conf->forecast_weeks ? srv->conf->forecast_weeks : 8,
+                              date};
+  srv->history_mono = mono;
+  int rc = history_load(srv->db, srv->conf->forecast_tz, q->weeks, now, server_history_done, q);
+  if (rc) {
+    free(q);
+    srv->history_retry_mono = mono + SERVER_HISTORY_RETRY_MS;
+    engine_history_failed(srv->engine, "database queue full");
     return;
-  if (!srv->fc_wape) {
-    srv->fc_wape = malloc((srv->sites.n + 1) * sizeof *srv->fc_wape);
-    if (!srv->fc_wape) return;
-    for (size_t i = 0; i < srv->sites.n; i++)
-      srv->fc_wape[i] = -1;
   }
-  srv->fc_wape_read_mono = now;
-  if (db_unreachable_ms(srv->db)) return;
-  if (db_exec(srv->db,
-              "SELECT DISTINCT ON (site) site, wape FROM forecast_accuracy WHERE wape IS NOT NULL "
-              "ORDER BY site, window_end DESC",
-              0, NULL, server_wape_done, srv) == 0)
-    srv->fc_wape_busy = 1;
-}
-
-/* ---- load history retention ---- */
-
-/* Bounded batches, so one prune never holds the database (or the FIFO the
- * routing records share) for long: a full batch is followed by the next a
- * second later, otherwise the leader looks again in an hour. */
-#define SERVER_PRUNE_BATCH    10000
-#define SERVER_PRUNE_FIRST_MS 5000
-#define SERVER_PRUNE_EVERY_MS 3600000
-#define SERVER_PRUNE_AGAIN_MS 1000
-
-static void server_prune_done(void *arg, int err, const char *msg, PGresult *res) {
-  server_t *srv = arg;
-  srv->prune_busy = 0;
-  if (err) {
-    log_warn(LOG_DB, "history", "pruning load history failed (tried again in an hour): %s",
-             msg ? msg : nirc_strerror(err));
-    return;
-  }
-  long n = res ? strtol(PQcmdTuples(res), NULL, 10) : 0;
-  if (n > 0)
-    log_info(LOG_DB, "history", "pruned %ld load minutes older than %u days", n,
-             srv->conf->history_days);
-  if (n >= SERVER_PRUNE_BATCH) srv->prune_next_mono = uv_now(srv->loop) + SERVER_PRUNE_AGAIN_MS;
-}
-
-/* The leader only (called from the leader's tick), off the operator path.
- * The cut-off is on the business clock, as load_minute.minute is. */
-void server_prune_history(server_t *srv) {
-  uint64_t now = uv_now(srv->loop);
-  if (!srv->db || srv->prune_busy || srv->conf->history_days == 0) return;
-  if (srv->prune_next_mono == 0) srv->prune_next_mono = now + SERVER_PRUNE_FIRST_MS;
-  if (now < srv->prune_next_mono || db_unreachable_ms(srv->db)) return;
-  srv->prune_next_mono = now + SERVER_PRUNE_EVERY_MS;
-  char cut[24], lim[16];
-  snprintf(cut, sizeof cut, "%lld",
-           (long long)(clock_now_ms(&srv->clock) - (int64_t)srv->conf->history_days * 86400000));
-  snprintf(lim, sizeof lim, "%d", SERVER_PRUNE_BATCH);
-  const char *p[] = {cut, lim};
-  if (db_exec(srv->db,
-              "DELETE FROM load_minute WHERE ctid = ANY (ARRAY (SELECT ctid FROM load_minute "
-              "WHERE minute < to_timestamp($1::bigint / 1000.0) LIMIT $2::int))",
-              2, p, server_prune_done, srv) == 0)
-    srv->prune_busy = 1;
+  srv->history_busy = 1;
 }

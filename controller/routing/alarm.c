@@ -10,6 +10,7 @@ static const char *const alarm_kind_names[ALARM_KIND_COUNT] = {
     [ALARM_CAPACITY] = "capacity",   [ALARM_ROUTING] = "routing",   [ALARM_DIRECTIVE] = "directive",
     [ALARM_SITE_DOWN] = "site_down", [ALARM_DATABASE] = "database", [ALARM_JOURNAL] = "journal",
     [ALARM_IDENTITY] = "identity",   [ALARM_PBX] = "pbx",           [ALARM_REPORT] = "report",
+    [ALARM_MOVED] = "moved",
 };
 
 const char *alarm_kind_name(alarm_kind_t k) {
@@ -32,7 +33,9 @@ const char *alarm_severity(alarm_kind_t k) {
   case ALARM_DIRECTIVE:
   case ALARM_DATABASE:
   case ALARM_JOURNAL:
-  case ALARM_IDENTITY: return "critical";
+  case ALARM_IDENTITY:
+  /* Calls do not go where status says they go. */
+  case ALARM_MOVED: return "critical";
   /* A PBX that drifted and was repaired routes right again: worth a look
    * (why did it drift?), not a page. Not repaired: observed critical. */
   case ALARM_PBX: return "warning";

@@ -19,13 +19,31 @@
 
 /* ---- waves and waiting operator requests ---- */
 
+/* One source's totals (site_t, as a source) when a wave's verification
+ * window started and at its baseline: the first report received after the
+ * window started, whose interval may still hold calls routed before the
+ * apply; the window's counts are the differences after it. */
+typedef struct {
+  uint64_t start_reports;  /* reports_total when the window started */
+  uint64_t epoch, version; /* its target then: a source routed anew since is not judged */
+  bool based;              /* the baseline below is taken */
+  uint64_t reports, measured, own;
+  unsigned n_share;                               /* of its target at the baseline */
+  char site[ROUTE_MAX_SHARES][SCENARIO_SLUG_MAX]; /* the target's shares then */
+  uint64_t sent[ROUTE_MAX_SHARES];                /* what it had sent to each */
+  bool sent_known[ROUTE_MAX_SHARES];
+  bool mismatch; /* the last judgement found its calls not going where routed */
+} wave_base_t;
+
 typedef struct wave {
   rule_kind_t kind;
   uint64_t rule_id;
-  size_t *sources; /* site indices */
+  size_t *sources;   /* site indices */
+  wave_base_t *base; /* one per source (engine_verify.c); NULL: out of memory, not judged */
   unsigned n;
   uint64_t started_mono, all_acked_mono;
   bool all_acked, done;
+  bool mismatch; /* a source's calls did not move: held, its alarm observed on every check */
   struct wave *next;
 } wave_t;
 
@@ -164,9 +182,23 @@ struct engine {
    * sites five times a second. Contents are meaningless outside a call. */
   route_t *next_scratch;
   bool next_busy; /* an evaluation is using next_scratch */
+  /* The last evaluation (both clocks) and the inputs a tick left behind
+   * (engine_inputs_fp). A tick re-plans when those inputs changed, when an
+   * input call set eval_dirty, or when a second has passed on either clock
+   * (the planner's time-driven decisions: windows, expiries, holds); an
+   * idle registry of 20,000 sites is not planned five times a second. A
+   * change the fingerprint misses is planned within that second anyway. */
+  uint64_t eval_mono;
+  int64_t eval_now;
+  uint64_t eval_fp;
+  bool eval_done, eval_dirty;
   engine_stats_t stats;
   engine_fc_mark_t fc_marks[ENGINE_FC_MARKS];
   bool fc_swept; /* this leadership looked for windows ended under the last one */
+  /* The load history and its forecasts (engine_forecast.c); owned. A
+   * pointer so that the forecast's caches can be kept up to date from the
+   * const engine of engine_forecast. NULL: none loaded yet. */
+  struct engine_hist *hist;
 };
 
 /* ---- shared between engine.c and engine_ops.c ---- */
@@ -196,10 +228,25 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
 double engine_forecast(const engine_t *e, const char *slug, int64_t at_ms);
 bool engine_forecast_staff(const engine_t *e, const char *slug, int64_t at_ms, unsigned *agents,
                            double *aht_s);
+/* What a schedule's wave of sources idx[0..n) was sized on at at_ms, for
+ * its audit record: {site: {calls_per_s, source, note}} from e->psites as
+ * the last engine_build_input left them (engine_forecast.c). */
+json_t *engine_wave_demand_json(const engine_t *e, const size_t *idx, unsigned n, int64_t at_ms);
+/* engine_forecast_demand without the text (text false: out->text is
+ * empty), for every site on every tick. */
+void engine_forecast_demand_text(const engine_t *e, const char *slug, int64_t at_ms,
+                                 engine_demand_t *out, bool text);
+/* Frees the load history (engine_forecast.c). */
+void engine_hist_free(struct engine_hist *h);
 void engine_route_from_plan(const plan_route_t *p, route_t *r);
 bool engine_shares_same(const route_t *a, const route_t *b);
 bool engine_settling(engine_t *e);
 void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed);
+/* Resends directives whose ack is late, fails those out of resends
+ * (engine.c); verifies the waves in progress (engine_tick.c, also after
+ * every ack: the window starts at the last acknowledgement). */
+void engine_check_timeouts(engine_t *e);
+void engine_check_waves(engine_t *e);
 void engine_free_waiter(engine_t *e, waiter_t *w);
 void engine_waiters_check(engine_t *e);
 /* Stable routing (engine_stable.c): the hub health gate, moved on once
@@ -258,6 +305,31 @@ void engine_end_cutover(engine_t *e, cutover_t *cut, cutover_state_t st, const c
 /* Site i is back in its rules (no-op when it was not excluded); the
  * readmission is stored, so a new leader does not keep it out. */
 void engine_readmit(engine_t *e, size_t i, const char *who, const char *why);
+/* Wave verification by moved calls (engine_verify.c). start: the window
+ * starts (again) now, for every source; sample: takes the baselines of
+ * sources whose first report since arrived; judge: at the window's end,
+ * says for each source whether its calls went where its route sends them
+ * (the text status shows), raises a `moved` alarm for each that did not,
+ * and returns false then (the window starts again; the next wave waits);
+ * hold: observes those alarms again while the wave stays held. */
+void engine_verify_start(engine_t *e, wave_t *w);
+void engine_verify_sample(engine_t *e, wave_t *w);
+bool engine_verify_judge(engine_t *e, wave_t *w);
+void engine_verify_hold(engine_t *e, wave_t *w);
+/* The measured inflow no route explains (engine_verify.c): fills every
+ * hub's plan_site_t.inflow_unrouted_cps from its sources' recent flows
+ * (after engine_build_input's per-site loop); and, when source i's route
+ * acknowledged as `now` stops sending to a hub `was` sent to, forgets its
+ * recent flow there (calls sent before the change are no flow now). */
+void engine_inflow_input(engine_t *e);
+void engine_inflow_acked(engine_t *e, size_t i, const route_t *was, const route_t *now);
+/* For status: why site i's planned move waits ("" none): its rule's wave
+ * in progress, and a source of it whose calls did not move. */
+void engine_verify_waiting_note(engine_t *e, size_t i, const plan_route_t *pr, char *buf,
+                                size_t len);
+/* The source of the rule's wave in progress whose calls did not move (its
+ * moved alarm stands), or NULL: what the rule's next wave waits for. */
+const char *engine_verify_held_by(const engine_t *e, rule_kind_t kind, uint64_t rule_id);
 /* The rule's wave in progress, if any, stops holding its next moves back:
  * an operator amended the rule, and its move is decided anew. */
 void engine_end_waves(engine_t *e, rule_kind_t kind, uint64_t rule_id);

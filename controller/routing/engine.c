@@ -1,7 +1,8 @@
 /* engine: the routing core of the running controller — rules in memory,
- * the planner on every tick and event, waves, directives, acks, resends,
- * rollbacks and expiry (see engine.h for the picture). Operator requests
- * live in engine_ops.c; the shared state in engine-int.h. No I/O here:
+ * the planner on every tick and event, directives, acks, resends and
+ * rollbacks (see engine.h for the picture). The tick itself (waves,
+ * expiry, when to re-plan) is engine_tick.c; operator requests live in
+ * engine_ops.c; the shared state in engine-int.h. No I/O here:
  * time, sends and records go through engine_io_t. */
 #include "engine-int.h"
 
@@ -123,6 +124,7 @@ static void engine_free_waves(engine_t *e) {
   while (e->waves) {
     wave_t *n = e->waves->next;
     free(e->waves->sources);
+    free(e->waves->base);
     free(e->waves);
     e->waves = n;
   }
@@ -170,6 +172,7 @@ void engine_free(engine_t *e) {
   free(e->sch);
   free(e->ovf);
   free(e->ovf_state);
+  engine_hist_free(e->hist);
   free(e);
 }
 
@@ -423,8 +426,6 @@ json_t *engine_slugs_json(const slug_list_t *l) {
   return a;
 }
 
-static void engine_check_waves(engine_t *e);
-
 /* Appends one audit record (exactly once, journaled while the database is
  * unreachable); `detail` is consumed. During an operator change it joins
  * the change's group, so the operator hears "done" only once it is
@@ -527,33 +528,6 @@ static void engine_progress_site(engine_t *e, size_t i, const char *fmt, ...) {
 
 /* ---- planning ---- */
 
-/* Expected own demand of `slug` at business time at_ms, from the forecast
- * scenario; 0 when there is none (the planner then uses live demand). */
-double engine_forecast(const engine_t *e, const char *slug, int64_t at_ms) {
-  const scenario_t *sc = e->opts.forecast;
-  if (!sc) return 0;
-  const scenario_site_t *s = scenario_find(sc, slug);
-  if (!s) return 0;
-  int64_t local = at_ms / 1000 + (int64_t)sc->utc_offset_min * 60;
-  double hour = (double)(((local % 86400) + 86400) % 86400) / 3600.0;
-  return scenario_rate_per_s(sc, s, hour);
-}
-
-/* Agents the forecast scenario rosters at `slug` at business time at_ms,
- * and its handle time; false when there is no forecast or it does not know
- * the site. */
-bool engine_forecast_staff(const engine_t *e, const char *slug, int64_t at_ms, unsigned *agents,
-                           double *aht_s) {
-  const scenario_t *sc = e->opts.forecast;
-  const scenario_site_t *s = sc ? scenario_find(sc, slug) : NULL;
-  if (!s) return false;
-  int64_t local = at_ms / 1000 + (int64_t)sc->utc_offset_min * 60;
-  double hour = (double)(((local % 86400) + 86400) % 86400) / 3600.0;
-  *agents = scenario_agents_at(s, hour);
-  *aht_s = s->aht_s;
-  return true;
-}
-
 /* A site's staffing for the planner and where it comes from: its report
  * when it measures agents, else its configured roster or seats, else
  * unknown (the planner refuses to predict on it). A site that measures
@@ -599,8 +573,11 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
     p->online = s->state == SITE_ONLINE && s->has_report && !s->last.pbx_unreadable;
     /* Until five minutes of calls are seen, the forecast fills the gap; one
      * call in the first second must not read as a flood. */
-    p->forecast_cps = engine_forecast(e, s->slug, now);
-    p->demand_cps = sites_demand_cps(s, p->forecast_cps, e->opts.forecast ? 300.0 : 60.0);
+    engine_demand_t fc;
+    engine_forecast_demand_text(e, s->slug, now, &fc, false);
+    p->forecast_cps = fc.cps;
+    p->demand_cps = sites_demand_cps(
+        s, p->forecast_cps, e->opts.forecast || fc.kind == ENGINE_DEMAND_HISTORY ? 300.0 : 60.0);
     p->aht_s = s->aht_s > 0 ? s->aht_s : (s->has_report ? s->last.aht_ms / 1000.0 : 0);
     engine_staffing(e, s, now, p);
     p->wait_s = s->wait_s;
@@ -614,6 +591,7 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
       p->hub_waiting = e->gate[i].state == HUB_RECOVERING;
     }
   }
+  engine_inflow_input(e);
   memset(in, 0, sizeof *in);
   in->sites = e->psites;
   in->n_sites = n;
@@ -753,6 +731,11 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
   if (n_changed) *n_changed = 0;
   engine_gate_update(e);
   if (engine_settling(e)) return;
+  e->eval_mono = engine_mono(e);
+  e->eval_now = engine_now(e);
+  e->eval_done = true;
+  e->eval_dirty = false;
+  e->stats.plans++;
   plan_input_t in;
   engine_build_input(e, &in, NULL, 0);
   plan_t plan;
@@ -851,6 +834,11 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
       if (engine_adds_load(&next[j], &e->dirs[j].target, sj) && !engine_hub_gone(e, j))
         w->sources[w->n++] = j;
     }
+    /* Without it (out of memory) the wave is verified as before: on
+     * acknowledgements and hub health. */
+    w->base = w->n ? calloc(w->n, sizeof *w->base) : NULL;
+    for (unsigned k = 0; k < w->n; k++)
+      e->dirs[w->sources[k]].verify[0] = '\0';
     /* Sources beyond the wave keep their current target for now. */
     for (size_t j = i; j < n; j++) {
       const plan_route_t *pj = &plan.routes[j];
@@ -880,10 +868,14 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
       json_t *srcs = json_array();
       for (unsigned k = 0; k < w->n; k++)
         json_array_append_new(srcs, json_string(engine_site(e, w->sources[k])->slug));
-      engine_audit(e, "engine", "move", rules_kind_name(w->kind),
-                   json_pack("{s:s, s:I, s:o, s:s}", "rule", rules_kind_name(w->kind), "rule_id",
-                             (json_int_t)w->rule_id, "sources", srcs, "reason",
-                             plan.routes[w->sources[0]].reason));
+      json_t *detail = json_pack("{s:s, s:I, s:o, s:s}", "rule", rules_kind_name(w->kind),
+                                 "rule_id", (json_int_t)w->rule_id, "sources", srcs, "reason",
+                                 plan.routes[w->sources[0]].reason);
+      /* A schedule's move was sized on a forecast: the record says which. */
+      if (detail && w->kind == RULE_SCHEDULE)
+        json_object_set_new(detail, "demand",
+                            engine_wave_demand_json(e, w->sources, w->n, engine_now(e)));
+      engine_audit(e, "engine", "move", rules_kind_name(w->kind), detail);
     }
   }
   /* 3. Hubs: inbound follows the sources' targets, never the plan, so a
@@ -921,6 +913,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
           home ? old_kind[i] : d->kind, home ? old_rule[i] : d->rule_id);
     }
     route_copy(&d->target, &next[i]);
+    if (!engine_is_away(&d->target, engine_site(e, i)->slug)) d->verify[0] = '\0';
     d->target.epoch = e->epoch;
     d->target.version = version;
     if (!engine_is_away(&d->target, engine_site(e, i)->slug) && d->target.n_inbound == 0) {
@@ -997,6 +990,7 @@ static void engine_fail(engine_t *e, size_t i, const char *why) {
 }
 
 void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
+  e->eval_dirty = true;
   site_dir_t *d = &e->dirs[i];
   site_t *s = engine_site(e, i);
   int64_t latency = (int64_t)(engine_mono(e) - d->sent_mono_ms);
@@ -1037,6 +1031,7 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
       e->stats.latency_bucket[k]++;
     e->stats.latency_sum_ms += (double)latency;
     e->stats.latency_count++;
+    engine_inflow_acked(e, i, &d->acked, &d->target);
     d->acked = d->target;
     d->known = true;
     d->state = DIR_IDLE;
@@ -1072,6 +1067,7 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
 }
 
 void engine_on_hello(engine_t *e, size_t i, const route_t *applied) {
+  e->eval_dirty = true;
   site_dir_t *d = &e->dirs[i];
   site_t *s = engine_site(e, i);
   if (!d->known) {
@@ -1105,16 +1101,18 @@ void engine_on_hello(engine_t *e, size_t i, const route_t *applied) {
 }
 
 void engine_on_link_down(engine_t *e, size_t i) {
-  (void)e, (void)i;
+  (void)i;
+  e->eval_dirty = true;
 }
 
-static void engine_check_timeouts(engine_t *e) {
+void engine_check_timeouts(engine_t *e) {
   uint64_t now = engine_mono(e);
   for (size_t i = 0; i < engine_nsites(e); i++) {
     site_dir_t *d = &e->dirs[i];
     site_t *s = engine_site(e, i);
     if (d->state == DIR_PENDING && s->conn &&
         now - d->last_send_mono_ms >= e->opts.ack_timeout_ms) {
+      e->eval_dirty = true; /* a resend or a failure: planned on this tick */
       if (d->resends < e->opts.max_resends) {
         engine_send(e, i, true);
       } else {
@@ -1128,98 +1126,10 @@ static void engine_check_timeouts(engine_t *e) {
                now - d->last_send_mono_ms >=
                    (uint64_t)e->opts.ack_timeout_ms * ENGINE_FAILED_RETRY_FACTOR) {
       /* Keep trying, slowly: the alarm stands until it works. */
+      e->eval_dirty = true;
       d->state = DIR_PENDING;
       d->resends = 0;
       engine_send(e, i, true);
     }
   }
-}
-
-static void engine_check_waves(engine_t *e) {
-  uint64_t now = engine_mono(e);
-  wave_t **pp = &e->waves;
-  while (*pp) {
-    wave_t *w = *pp;
-    if (!w->done) {
-      bool acked = true, failed = false, hubs_ok = true;
-      for (unsigned k = 0; k < w->n; k++) {
-        site_dir_t *d = &e->dirs[w->sources[k]];
-        if (d->state == DIR_FAILED) failed = true;
-        if (d->state != DIR_IDLE) acked = false;
-        for (unsigned h = 0; h < d->target.n_share; h++) {
-          site_t *hub = sites_find(e->sites, d->target.share[h].site);
-          if (hub && hub != engine_site(e, w->sources[k]) && hub->state != SITE_ONLINE)
-            hubs_ok = false;
-        }
-      }
-      if (acked && hubs_ok && !w->all_acked) {
-        w->all_acked = true;
-        w->all_acked_mono = now;
-      }
-      if (failed) {
-        w->done = true;
-        log_error(LOG_MAIN, ENGINE_OBJ,
-                  "%s %llu: wave not verified (a source failed and was rolled back)",
-                  rules_kind_name(w->kind), (unsigned long long)w->rule_id);
-      } else if (!hubs_ok) {
-        /* Not verified yet: the window starts again once the hub is back
-         * (or its sources were re-homed), so the next wave never follows a
-         * hub that failed under this one. */
-        if (w->all_acked)
-          log_info(
-              LOG_MAIN, ENGINE_OBJ,
-              "%s %llu: a hub of the wave is not healthy; verification starts again when it is",
-              rules_kind_name(w->kind), (unsigned long long)w->rule_id);
-        w->all_acked = false;
-      } else if (w->all_acked && now - w->all_acked_mono >= e->opts.verify_window_ms) {
-        w->done = true;
-        log_info(LOG_MAIN, ENGINE_OBJ, "%s %llu: wave of %u verified", rules_kind_name(w->kind),
-                 (unsigned long long)w->rule_id, w->n);
-      }
-    }
-    /* Keep finished waves briefly for nothing: free them. */
-    if (w->done) {
-      *pp = w->next;
-      free(w->sources);
-      free(w);
-    } else {
-      pp = &w->next;
-    }
-  }
-}
-
-/* ---- tick ---- */
-
-static void engine_expire(engine_t *e) {
-  int64_t now = engine_now(e);
-  for (size_t k = 0; k < e->n_cut; k++) {
-    cutover_t *cut = &e->cut[k];
-    if (cut->state != CUTOVER_ACTIVE || cut->expires_ms == 0 || cut->expires_ms > now) continue;
-    log_info(LOG_MAIN, ENGINE_OBJ, "cutover %llu expired", (unsigned long long)cut->id);
-    engine_end_cutover(e, cut, CUTOVER_EXPIRED, "expiry");
-    engine_audit(e, "engine", "expire", cut->sources.v[0],
-                 json_pack("{s:I, s:o}", "cutover_id", (json_int_t)cut->id, "sources",
-                           engine_slugs_json(&cut->sources)));
-  }
-  /* Exclusions end with the rule that caused them. */
-  for (size_t i = 0; i < engine_nsites(e); i++) {
-    site_dir_t *d = &e->dirs[i];
-    if (!d->excluded_rule || d->excluded_kind != RULE_CUTOVER) continue;
-    bool active = false;
-    for (size_t k = 0; k < e->n_cut; k++)
-      active |= e->cut[k].id == d->excluded_rule && e->cut[k].state == CUTOVER_ACTIVE;
-    if (!active) engine_readmit(e, i, "engine", "the cutover it failed in has ended");
-  }
-}
-
-void engine_tick(engine_t *e) {
-  engine_expire(e);
-  engine_check_timeouts(e);
-  /* Waves first: a wave verified now lets the evaluation below start the
-   * next one in this same tick. */
-  engine_check_waves(e);
-  engine_evaluate(e, NULL, NULL);
-  engine_waiters_check(e);
-  engine_alarms_sweep(e);
-  engine_forecast_track(e);
 }

@@ -33,6 +33,7 @@
 #define NIRC_ENGINE_H
 
 #include "alarm.h"
+#include "forecast.h"
 #include "planner.h"
 #include "route.h"
 #include "rules.h"
@@ -71,6 +72,9 @@ typedef struct {
    * grace period, a refusal. Shown by status and `nircctl site`. */
   char note[256];
   char failed_why[160]; /* the last directive failure, for its alarm */
+  /* As a source: how its last wave was verified (engine_verify.c), for
+   * status; "" when it has had no wave since it last went home. */
+  char verify[256];
 } site_dir_t;
 
 /* Why a site's route changed: every change is counted by cause
@@ -111,8 +115,12 @@ typedef struct {
    * (alarm.h): a condition that flickers within it stays one alarm. */
   uint32_t alarm_clear_ms; /* default 30000 */
   /* Expected demand by hour for scheduled moves (borrowed; may be NULL:
-   * live demand is used). The scenario file stands in for load history. */
+   * live demand is used). The scenario file is the fallback when the load
+   * history (engine_set_history) does not cover a site and half-hour. */
   const scenario_t *forecast;
+  /* The zone of the business clock the history's local dates and
+   * half-hours are in (IANA; "" = UTC): [routing] forecast_tz. */
+  char forecast_tz[64];
 } engine_opts_t;
 
 /* ---- the engine's interface to the world (implemented by its owner) ---- */
@@ -236,6 +244,9 @@ typedef struct {
   /* Acks not stored: for a directive this leader never sent (other epoch,
    * a version not yet sent) or one already acknowledged. */
   uint64_t acks_refused;
+  /* Plans computed: on a tick only when an input changed, else once a
+   * second (engine_tick), and on every operator change. */
+  uint64_t plans;
   /* Directive sent -> ack, cumulative histogram: le 1,2,5,10,20,50,100,200,
    * 500,1000,2000 ms and +Inf. */
   uint64_t latency_bucket[ENGINE_LATENCY_BUCKETS];
@@ -297,6 +308,50 @@ void engine_load_hub_history(engine_t *e, const engine_hub_history_t *h, size_t 
 /* Alarms the old leader left active (copied): adopted, and cleared with
  * their ids once their conditions are gone. */
 int engine_load_alarms(engine_t *e, const alarm_t *a, size_t n);
+
+/* ---- demand forecast from the load history (engine_forecast.c) ---- */
+
+/* One site's half-hour of load history, as the store aggregates it from
+ * load_minute (controller/store/history.h). */
+typedef struct {
+  char site[SCENARIO_SLUG_MAX];
+  forecast_sample_t s;
+} engine_history_row_t;
+
+/* Replaces the history the forecast reads with rows[0..n) (copied: the
+ * caller keeps its array; unknown sites are ignored), loaded over the last
+ * `weeks` weeks at business time loaded_at_ms. 0, or NIRC_ENOMEM with the
+ * previous history kept. */
+int engine_set_history(engine_t *e, const engine_history_row_t *rows, size_t n, unsigned weeks,
+                       int64_t loaded_at_ms);
+/* Loading the history failed (`why`, e.g. the database is unreachable):
+ * the last history is kept and every forecast from it says its age. */
+void engine_history_failed(engine_t *e, const char *why);
+
+/* Where a site's expected demand comes from, in order of preference. */
+typedef enum {
+  ENGINE_DEMAND_HISTORY = 0, /* the forecast from the stored load history */
+  ENGINE_DEMAND_SCENARIO,    /* [routing] forecast, the scenario file */
+  ENGINE_DEMAND_LIVE,        /* neither: the live (smoothed) load */
+} engine_demand_kind_t;
+
+typedef struct {
+  engine_demand_kind_t kind;
+  double cps;     /* expected own calls/s (LIVE: 0, the caller uses live load) */
+  double aht_s;   /* expected handle time; 0: not known from this source */
+  unsigned weeks; /* HISTORY: samples used */
+  /* "forecast from 8 weeks of history", "no history: scenario file",
+   * "history too short (2 of 3 weeks): live load" */
+  char text[200];
+} engine_demand_t;
+
+/* Expected own demand of `slug` at business time at_ms and its source. */
+void engine_forecast_demand(const engine_t *e, const char *slug, int64_t at_ms,
+                            engine_demand_t *out);
+/* The same source as text in buf (see engine_demand_t.text). */
+engine_demand_kind_t engine_forecast_source(const engine_t *e, const char *slug, int64_t at_ms,
+                                            char *buf, size_t len);
+const char *engine_demand_kind_name(engine_demand_kind_t k);
 
 /* The epoch directives carry (0 until rules are loaded). */
 uint64_t engine_epoch(const engine_t *e);

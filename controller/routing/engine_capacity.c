@@ -65,6 +65,7 @@ static json_t *engine_capacity_json(const capacity_t *c) {
 }
 
 void engine_op_capacity(engine_t *e, const engine_req_t *rq, const Nirc__CapacityRequest *req) {
+  e->eval_dirty = true; /* a site's configured capacity may change */
   const char *slug = req && req->site ? req->site : "";
   long i = *slug ? engine_index(e, slug) : -1;
   if (*slug && i < 0) {

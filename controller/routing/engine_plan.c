@@ -376,16 +376,21 @@ int engine_schedule_trial(engine_t *e, const schedule_t *s, int64_t at, plan_t *
   engine_build_input(e, &in, NULL, 0);
   for (size_t i = 0; i < n; i++) {
     plan_site_t *p = &e->psites[i];
-    p->forecast_cps = engine_forecast(e, p->slug, at);
+    engine_demand_t fc;
+    engine_forecast_demand(e, p->slug, at, &fc);
+    p->forecast_cps = fc.cps;
     /* A window that has not started yet is judged on its own hour: the
-     * forecast's demand, roster and handle time then, not this
-     * afternoon's load and day shift. Without a forecast only the live
-     * load is known. */
+     * forecast's demand (the load history's, else the scenario's) and
+     * handle time then, and the scenario's roster, not this afternoon's
+     * load and day shift. Without either only the live load is known. */
+    if (at != engine_now(e) && fc.kind != ENGINE_DEMAND_LIVE) {
+      p->demand_cps = fc.cps;
+      if (fc.aht_s > 0) p->aht_s = fc.aht_s;
+    }
     unsigned staff;
     double aht;
     if (at != engine_now(e) && engine_forecast_staff(e, p->slug, at, &staff, &aht)) {
       p->staffed = staff;
-      p->demand_cps = p->forecast_cps;
       p->aht_s = aht;
       if (p->cap_source != CAPACITY_CONFIGURED) {
         p->cap_source = CAPACITY_CONFIGURED;
@@ -408,6 +413,47 @@ int engine_schedule_trial(engine_t *e, const schedule_t *s, int64_t at, plan_t *
   return planner_run(&in, out);
 }
 
+/* The demand each of schedule s's sources and hubs was planned on at
+ * `at` (e->psites as engine_schedule_trial left them) and its source. */
+static void engine_plan_demand(engine_t *e, engine_arena_t *a, const schedule_t *s, int64_t at,
+                               Nirc__PlanReply *pr) {
+  unsigned total = s->sources.n + s->hubs.n;
+  Nirc__PlanDemand **v = engine_arena_alloc(a, (total + 1) * sizeof *v);
+  if (!v) return;
+  bool now = at == engine_now(e);
+  for (unsigned k = 0; k < total; k++) {
+    bool hub = k >= s->sources.n;
+    const char *slug = hub ? s->hubs.v[k - s->sources.n] : s->sources.v[k];
+    long i = engine_index(e, slug);
+    Nirc__PlanDemand *d = engine_arena_alloc(a, sizeof *d);
+    if (i < 0 || !d) continue;
+    nirc__plan_demand__init(d);
+    const plan_site_t *p = &e->psites[i];
+    engine_demand_t fc;
+    engine_forecast_demand(e, slug, at, &fc);
+    /* What the planner used (planner.c): a source its forecast when that
+     * expects calls, else its live load; a hub its load at `at`, which is
+     * the live one while the window is in force. */
+    bool used_fc = hub ? !now && fc.kind != ENGINE_DEMAND_LIVE : p->forecast_cps > 0;
+    char note[240];
+    if (used_fc)
+      snprintf(note, sizeof note, "%s", fc.text);
+    else if (fc.kind == ENGINE_DEMAND_LIVE)
+      snprintf(note, sizeof note, "%s", fc.text);
+    else
+      snprintf(note, sizeof note, "%s", now ? "window in force: live load" : "live load");
+    d->site = engine_arena_str(a, slug);
+    d->calls_per_s = used_fc ? fc.cps : p->demand_cps;
+    d->aht_s = p->aht_s;
+    d->source = engine_arena_str(a, used_fc ? engine_demand_kind_name(fc.kind) : "live");
+    d->note = engine_arena_str(a, note);
+    d->weeks = used_fc && fc.kind == ENGINE_DEMAND_HISTORY ? fc.weeks : 0;
+    d->hub = hub;
+    v[pr->n_demand++] = d;
+  }
+  pr->demand = v;
+}
+
 void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest *req) {
   void *c = rq->client;
   uint64_t rid = rq->request_id;
@@ -422,7 +468,7 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
   engine_planned_t rule;
   cutover_t cut;
   const schedule_t *sched = NULL; /* plan --schedule: the window's times and waves */
-  int64_t sched_start = 0, sched_end = 0;
+  int64_t sched_start = 0, sched_end = 0, sched_at = 0;
   if (req->schedule_id || (req->schedule_name && *req->schedule_name)) {
     schedule_t *s = NULL;
     for (size_t k = 0; k < e->n_sch; k++)
@@ -443,6 +489,7 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
                      : rules_schedule_next_start(s, engine_now(e)) + 60000;
     rc = engine_schedule_trial(e, s, at, &trial);
     sched = s;
+    sched_at = at;
     if (!start) { /* not in its window now: the next one */
       start = rules_schedule_next_start(s, engine_now(e));
       int64_t st2 = 0, en2 = 0;
@@ -492,6 +539,7 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
   }
   engine_arena_t a = {0};
   Nirc__PlanReply *pr = engine_plan_reply(e, &a, &trial, focus, &rule);
+  if (pr && sched) engine_plan_demand(e, &a, sched, sched_at, pr);
   if (pr && sched) {
     pr->schedule_name = engine_arena_str(&a, sched->name);
     pr->window_start_ms = sched_start;

@@ -1,9 +1,9 @@
 /* engine_report: `nircctl report staffing` and the forecast's accuracy
  * (issue 18). Part of the engine module (engine-int.h); no I/O.
  *
- * The report asks the engine's forecast (engine_forecast and
- * engine_forecast_staff, whatever they are built from: the scenario file
- * today, the stored history once the forecast module lands) for every
+ * The report asks the engine's forecast (engine_forecast_demand, as
+ * engine_forecast does: the stored history's, else the scenario file's;
+ * the handle time from engine_forecast_staff where the history has none) for every
  * source and hub of a schedule's window, 30 minutes at a time, and hands
  * it to the pure staffing computation (staffing.h). For a window that has
  * ended, the owner reads the measured calls and the stored accuracy from
@@ -32,6 +32,7 @@
 /* Business time after a window's end before its accuracy is computed: the
  * last minute of the window is flushed once the clock passes it. */
 #define ENGINE_FC_CLOSE_DELAY_MS (2 * 60 * 1000)
+#define ENGINE_REPORT_DEMAND_MAX 200
 
 /* ---- the window ---- */
 
@@ -139,29 +140,38 @@ int engine_report_window(engine_t *e, const Nirc__ReportRequest *req, engine_rep
 /* ---- the forecast of a window ---- */
 
 /* Fills the staffing input of the window's sources, then hubs, from the
- * engine's forecast; returns how many sites. */
+ * engine's forecast (engine_forecast_demand: the stored history's, else
+ * the scenario file's); returns how many sites. A site the forecast falls
+ * back to live load for, or whose handle time it does not know, is not
+ * forecast in that interval. `demand` (may be NULL) gets each site's
+ * source in words for the first interval ("forecast from 8 weeks of
+ * history", "no history: scenario file"). */
 static size_t engine_report_input(engine_t *e, const schedule_t *s, int64_t first_ms, unsigned n_iv,
-                                  staff_site_in_t *in) {
+                                  staff_site_in_t *in, char (*demand)[ENGINE_REPORT_DEMAND_MAX]) {
   size_t n = 0;
   for (int pass = 0; pass < 2; pass++) {
     const slug_list_t *l = pass == 0 ? &s->sources : &s->hubs;
     for (unsigned j = 0; j < l->n && n < STAFF_MAX_SITES; j++) {
-      staff_site_in_t *x = &in[n++];
+      staff_site_in_t *x = &in[n];
       memset(x, 0, sizeof *x);
       nirc_strlcpy(x->site, l->v[j], sizeof x->site);
       x->role = pass == 0 ? STAFF_SOURCE : STAFF_HUB;
       x->first_hub = pass == 1 && j == 0;
       for (unsigned k = 0; k < n_iv; k++) {
         int64_t at = first_ms + (int64_t)k * STAFF_INTERVAL_MS;
+        engine_demand_t d;
+        engine_forecast_demand(e, x->site, at, &d);
+        if (k == 0 && demand) nirc_strlcpy(demand[n], d.text, ENGINE_REPORT_DEMAND_MAX);
+        if (d.kind == ENGINE_DEMAND_LIVE) continue; /* live load is no forecast */
+        double aht = d.aht_s;
         unsigned agents;
-        double aht = 0;
-        /* Only a forecast that knows the site and its handle time is a
-         * forecast; engine_forecast alone says 0 for "none". */
-        if (!engine_forecast_staff(e, x->site, at, &agents, &aht) || !(aht > 0)) continue;
+        if (!(aht > 0) && !engine_forecast_staff(e, x->site, at, &agents, &aht)) continue;
+        if (!(aht > 0)) continue;
         x->known[k] = true;
-        x->cps[k] = engine_forecast(e, x->site, at);
+        x->cps[k] = d.cps;
         x->aht_s[k] = aht;
       }
+      n++;
     }
   }
   return n;
@@ -265,11 +275,14 @@ void engine_op_report(engine_t *e, const engine_req_t *rq, const Nirc__ReportReq
   }
   staff_site_in_t *in = calloc(STAFF_MAX_SITES, sizeof *in);
   staff_result_t *res = calloc(1, sizeof *res);
-  size_t n = in ? engine_report_input(e, w.schedule, w.first_ms, w.n_intervals, in) : 0;
-  if (!in || !res ||
+  char(*demand)[ENGINE_REPORT_DEMAND_MAX] = calloc(STAFF_MAX_SITES, sizeof *demand);
+  size_t n =
+      in && demand ? engine_report_input(e, w.schedule, w.first_ms, w.n_intervals, in, demand) : 0;
+  if (!in || !res || !demand ||
       staff_compute(in, n, w.n_intervals, e->opts.sl_target, e->opts.sl_threshold_s, res) != 0) {
     free(in);
     free(res);
+    free(demand);
     engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
                        "the staffing report could not be computed (out of memory or a bad "
                        "service-level target)");
@@ -306,6 +319,7 @@ void engine_op_report(engine_t *e, const engine_req_t *rq, const Nirc__ReportReq
       ss->site = engine_arena_str(&a, in[i].site);
       ss->role = in[i].role == STAFF_HUB ? "hub" : "source";
       ss->first_hub = in[i].first_hub;
+      ss->demand = engine_arena_str(&a, demand[i]);
       ss->alone = engine_report_figs(&a, res->site[i].alone, w.n_intervals, &ss->n_alone);
       ss->alone_window = engine_report_fig(&a, &res->site[i].alone_peak);
       if (in[i].role == STAFF_HUB) {
@@ -324,6 +338,7 @@ void engine_op_report(engine_t *e, const engine_req_t *rq, const Nirc__ReportReq
   }
   free(in);
   free(res);
+  free(demand);
   Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
   rep.body_case = NIRC__OPERATOR_REPLY__BODY_REPORT;
   rep.report = r;
@@ -377,7 +392,7 @@ static void engine_fc_record(engine_t *e, const schedule_t *s, int64_t start, in
   if (n_iv == 0) return;
   staff_site_in_t *in = calloc(STAFF_MAX_SITES, sizeof *in);
   if (!in) return;
-  size_t n = engine_report_input(e, s, first, n_iv, in);
+  size_t n = engine_report_input(e, s, first, n_iv, in, NULL);
   char arr[STAFF_MAX_INTERVALS * 24 + 8];
   for (size_t i = 0; i < n; i++) {
     engine_fc_array(&in[i], n_iv, arr, sizeof arr);

@@ -222,6 +222,7 @@ static int engine_persist_schedule(engine_t *e, const schedule_t *s, const char 
 }
 
 void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__ScheduleRequest *req) {
+  e->eval_dirty = true; /* a rule may change: planned on the next tick */
   void *c = rq->client;
   uint64_t rid = rq->request_id;
   char target_[256];
@@ -418,6 +419,7 @@ int engine_overflow_from_spec(const Nirc__OverflowSpec *sp, overflow_rule_t *o, 
 }
 
 void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__OverflowRequest *req) {
+  e->eval_dirty = true; /* a rule may change: planned on the next tick */
   void *c = rq->client;
   uint64_t rid = rq->request_id;
   char target_[256];

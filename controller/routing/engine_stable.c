@@ -56,6 +56,7 @@ static uint64_t engine_return_window(const engine_t *e, const hub_gate_t *g) {
 }
 
 static void engine_gate_set(engine_t *e, size_t i, hub_gate_state_t to) {
+  e->eval_dirty |= e->gate[i].state != to; /* planned on this tick */
   e->gate[i].state = to;
   e->gate[i].since_mono = engine_mono(e);
 }
@@ -248,6 +249,18 @@ void engine_site_note(engine_t *e, size_t i, const plan_route_t *pr, const char 
       return;
     }
   }
+  /* Calls no route sends here, measured at their sources' proxies: the
+   * operator sees the load its capacity checks count. */
+  const plan_site_t *ps = &e->psites[i];
+  if (engine_site(e, i)->is_hub && ps->inflow_unrouted_cps > 0 && ps->inflow_from[0]) {
+    snprintf(d->note, sizeof d->note,
+             "receives %.2f calls/s no route sends here (most from %s, measured at its proxy): "
+             "counted in its capacity checks, not in its own demand",
+             ps->inflow_unrouted_cps, ps->inflow_from);
+    return;
+  }
+  /* A move its rule's wave in progress holds back. */
+  engine_verify_waiting_note(e, i, pr, d->note, sizeof d->note);
 }
 
 /* Why site i's route changes from `old` to `want` (see route_cause_t). */

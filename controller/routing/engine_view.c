@@ -197,8 +197,16 @@ void engine_rule_view(const engine_t *e, size_t i, engine_rule_view_t *v) {
    * it yet (each wave waits for the one before to be verified). */
   const plan_route_t *pr = e->have_plan && i < e->plan.n_routes ? &e->plan.routes[i] : NULL;
   if (!cur && pr && pr->kind == kind && pr->rule_id == id && pr->n_route &&
-      strcmp(pr->route[0].site, self) != 0)
-    snprintf(v->detail, sizeof v->detail, "home: waiting for its wave");
+      strcmp(pr->route[0].site, self) != 0) {
+    const char *held = engine_verify_held_by(e, kind, id);
+    if (held)
+      snprintf(v->detail, sizeof v->detail,
+               "home: waiting for its wave; %s's calls did not move in the wave before (alarm "
+               "moved)",
+               held);
+    else
+      snprintf(v->detail, sizeof v->detail, "home: waiting for its wave");
+  }
 }
 
 /* ---- what comes next ---- */

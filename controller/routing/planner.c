@@ -121,14 +121,16 @@ typedef enum {
  * the phases decided so far; the r_ fields are the scratch copy a round of
  * the current phase works on, so a round can be thrown away. */
 typedef struct {
-  double own_erl, own_cps; /* the site's own demand */
-  bool away;               /* committed: sends its traffic to `hub` */
-  bool pending;            /* a candidate source of the phase being decided */
-  bool candidate;          /* some rule wanted to move it (damping state is kept) */
-  size_t cur;              /* the hub it sends to now (cur_hub), or PLANNER_NONE */
-  double erl, cps;         /* committed offered load answered here */
-  unsigned n_in;           /* committed number of senders */
-  bool forced;             /* committed: takes a forced move that fails the check */
+  /* What it answers before any source is placed: its own demand plus the
+   * measured inflow no route explains (plan_site_t.inflow_unrouted_cps). */
+  double own_erl, own_cps;
+  bool away;       /* committed: sends its traffic to `hub` */
+  bool pending;    /* a candidate source of the phase being decided */
+  bool candidate;  /* some rule wanted to move it (damping state is kept) */
+  size_t cur;      /* the hub it sends to now (cur_hub), or PLANNER_NONE */
+  double erl, cps; /* committed offered load answered here */
+  unsigned n_in;   /* committed number of senders */
+  bool forced;     /* committed: takes a forced move that fails the check */
   double r_erl, r_cps;
   unsigned r_n_in;
   bool r_forced;
@@ -1070,7 +1072,9 @@ int planner_run(const plan_input_t *in, plan_t *out) {
     const plan_site_t *site = &in->sites[i];
     planner_site_t *s = &ctx.st[i];
     ctx.by_slug[i] = (planner_slug_t){site->slug, i};
-    s->own_cps = planner_rate(site->demand_cps);
+    /* The inflow is answered with the hub's handle time: the calls' own is
+     * not known here (their sources' proxies do not measure it). */
+    s->own_cps = planner_rate(site->demand_cps) + planner_rate(site->inflow_unrouted_cps);
     s->own_erl = s->own_cps * planner_aht(site);
     s->erl = s->own_erl;
     s->cps = s->own_cps;

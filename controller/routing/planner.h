@@ -10,7 +10,8 @@
  * when none is, the source stays (or returns) home and an alarm says why.
  *
  * Capacity (Erlang C) is checked before a move: a hub's offered load after
- * the move is its own demand plus the demand it receives; staffed agents
+ * the move is its own demand, plus calls measured arriving from sources no
+ * route sends there (inflow_unrouted_cps), plus the demand it receives; staffed agents
  * are logged in minus not ready. A move that leaves the hub unstable or
  * below the service-level floor is refused (unless the rule is forced):
  * the planner tries the next hub, and if none passes the source stays home
@@ -59,9 +60,18 @@ typedef struct {
 typedef struct {
   char slug[SCENARIO_SLUG_MAX];
   bool is_hub;
-  bool online;         /* link up and fresh (state ONLINE) */
-  double demand_cps;   /* calls per second originating at this site (own demand,
-                          wherever answered), smoothed */
+  bool online;       /* link up and fresh (state ONLINE) */
+  double demand_cps; /* calls per second originating at this site (own demand,
+                        wherever answered), smoothed */
+  /* Hub side: calls per second other sites' proxies measured sending here
+   * (LoadReport.routed_to, routing measured) while NIRC routes them
+   * nowhere near it (a PBX that does not route as told, a manual route).
+   * Added to the load its capacity checks see (before: and after), never
+   * to demand_cps: its own demand and forecasts stay its own. Calls NIRC
+   * does route here are counted as their sources' demand x share. */
+  double inflow_unrouted_cps;
+  char inflow_from[SCENARIO_SLUG_MAX]; /* its largest source, for people ("": none) */
+  double inflow_from_cps;
   double forecast_cps; /* expected demand at the next schedule start (0: use demand_cps) */
   double aht_s;        /* average handle time */
   unsigned staffed;    /* agents logged in minus not ready (or configured) */

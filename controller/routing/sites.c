@@ -34,7 +34,20 @@ const char *sites_state_name(site_state_t st) {
   return (unsigned)st < 4 ? site_state_names[st] : "?";
 }
 
+/* Changes to any registry's sites (state, reports, load seeds, credits),
+ * for the engine's "did anything change since the last plan" test
+ * (sites_change_count). Process-wide rather than per registry because
+ * the mutators take a site, not its registry; a controller has one
+ * registry, and a test with several only re-plans more often. The loop
+ * is single-threaded, as is everything here. */
+static uint64_t sites_changes;
+
+uint64_t sites_change_count(void) {
+  return sites_changes;
+}
+
 int sites_set_state(site_t *site, site_state_t to, int64_t now_ms) {
+  sites_changes++;
   if ((unsigned)to >= 4 || !site_allowed[site->state][to]) {
     log_error(LOG_SITE, site->slug, "refused state change %s -> %s", sites_state_name(site->state),
               sites_state_name(to));
@@ -91,6 +104,7 @@ static int sites_idx_reserve(sites_t *s) {
 }
 
 int sites_add(sites_t *s, const char *slug, const char *name_en, const char *name_zh, bool is_hub) {
+  sites_changes++;
   if (!nirc_slug_valid(slug)) return NIRC_EINVAL;
   if (sites_find(s, slug)) return NIRC_EEXISTS;
   if (s->n >= UINT32_MAX - 1 || sites_idx_reserve(s) != 0) return NIRC_ENOMEM;
@@ -126,6 +140,7 @@ site_t *sites_find(sites_t *s, const char *slug) {
 }
 
 void sites_on_hello(site_t *site, int64_t now_ms) {
+  sites_changes++;
   if (site->state != SITE_ONLINE) sites_set_state(site, SITE_ONLINE, now_ms);
   site->last_seen_ms = now_ms;
 }
@@ -166,8 +181,83 @@ static void sites_minute_add(site_minute_t *m, const site_report_t *r) {
   }
 }
 
+/* The source-side totals wave verification takes differences of. */
+static void sites_count_routed(site_t *site, const Nirc__LoadReport *r) {
+  site->reports_total++;
+  site->routing_measured = r->routing_measured && !r->pbx_unreadable;
+  if (r->pbx_unreadable || !site->routing_measured) {
+    /* No rate is known: none is shown or used (unknown, not zero). */
+    for (unsigned k = 0; k < site->n_sent; k++)
+      site->sent[k].flow_calls = 0;
+    site->flow_secs = 0;
+  }
+  if (r->pbx_unreadable) return;
+  if (site->routing_measured) {
+    site->routing_measured_total++;
+    double secs = r->interval_ms / 1000.0, wd = exp(-secs / SITES_METRIC_TAU_S);
+    for (unsigned k = 0; k < site->n_sent; k++)
+      site->sent[k].flow_calls *= wd;
+    site->flow_secs = site->flow_secs * wd + secs;
+  }
+  int64_t own = (int64_t)r->calls_offered - r->calls_from_other_sites + r->calls_routed_away;
+  if (own > 0) site->own_calls_total += (uint64_t)own;
+  for (size_t i = 0; i < r->n_routed_to; i++) {
+    const Nirc__SiteCount *c = r->routed_to[i];
+    if (c->calls == 0 || !c->site) continue;
+    sites_sent_t *e = NULL;
+    for (unsigned k = 0; k < site->n_sent && !e; k++)
+      if (strcmp(site->sent[k].site, c->site) == 0) e = &site->sent[k];
+    if (!e && site->n_sent < SITES_SENT_MAX) {
+      e = &site->sent[site->n_sent++];
+      memset(e, 0, sizeof *e);
+      nirc_strlcpy(e->site, c->site, sizeof e->site);
+    }
+    if (!e) {
+      /* Full: the destination it sent nothing to for longest makes room;
+       * its new total starts after this report (sites_sent_to says so). */
+      e = &site->sent[0];
+      for (unsigned k = 1; k < site->n_sent; k++)
+        if (site->sent[k].last_report < e->last_report) e = &site->sent[k];
+      nirc_strlcpy(e->site, c->site, sizeof e->site);
+      e->calls = 0;
+      e->flow_calls = 0;
+      e->first_report = site->reports_total;
+    }
+    e->calls += c->calls;
+    e->last_report = site->reports_total;
+    if (site->routing_measured && site->reports_total > e->quiet_until) e->flow_calls += c->calls;
+  }
+}
+
+double sites_flow_cps(const site_t *src, const sites_sent_t *e) {
+  /* Less than a second of evidence says nothing of a rate. */
+  return src->flow_secs >= 1.0 ? e->flow_calls / src->flow_secs : 0;
+}
+
+void sites_flow_forget(site_t *src, const char *hub) {
+  for (unsigned k = 0; k < src->n_sent; k++)
+    if (strcmp(src->sent[k].site, hub) == 0) {
+      src->sent[k].flow_calls = 0;
+      /* The next report's interval may straddle the change: its calls to
+       * the hub were sent before it. */
+      src->sent[k].quiet_until = src->reports_total + 1;
+    }
+}
+
+uint64_t sites_sent_to(const site_t *src, const char *hub, uint64_t since_report, bool *known) {
+  *known = true;
+  for (unsigned k = 0; k < src->n_sent; k++)
+    if (strcmp(src->sent[k].site, hub) == 0) {
+      /* Counted from a report after `since_report`: earlier calls are lost. */
+      if (src->sent[k].first_report > since_report) *known = false;
+      return src->sent[k].calls;
+    }
+  return 0;
+}
+
 bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, int64_t business_ms,
                      site_minute_t *flushed) {
+  sites_changes++;
   site_report_t *l = &site->last;
   l->timestamp_ms = r->timestamp_ms;
   l->interval_ms = r->interval_ms;
@@ -190,10 +280,12 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
   /* Only the bits the protocol defines: a newer agent's extra bits say
    * nothing this controller can show. */
   l->not_measured = r->not_measured & SITES_NM_ALL;
+  l->routing_measured = r->routing_measured;
   /* The text goes to the status page and nircctl as JSON: cut between
    * characters and with any byte that is not UTF-8 replaced, or the whole
    * site would drop out of their JSON. */
   nirc_strlcpy_utf8(l->pbx_error, r->pbx_error ? r->pbx_error : "", sizeof l->pbx_error);
+  sites_count_routed(site, r);
   site->has_report = true;
   site->last_report_ms = now_ms;
   site->last_seen_ms = now_ms;
@@ -250,6 +342,7 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
 }
 
 void sites_seed_load(site_t *site, const sites_load_t *l, int64_t now_ms) {
+  sites_changes++;
   double ago = now_ms > l->at_ms ? (double)(now_ms - l->at_ms) / 1000.0 : 0;
   double wd = exp(-ago / SITES_DEMAND_TAU_S);
   if (l->demand_secs * wd > site->demand_secs) {
@@ -273,6 +366,7 @@ double sites_demand_cps(const site_t *site, double prior_cps, double min_evidenc
 }
 
 uint64_t sites_credit_routed(sites_t *s, const site_t *src, const Nirc__LoadReport *r) {
+  sites_changes++;
   uint64_t credited = 0, refused = 0;
   const char *first = NULL;
   if (r->pbx_unreadable) return 0;
@@ -298,6 +392,7 @@ uint64_t sites_credit_routed(sites_t *s, const site_t *src, const Nirc__LoadRepo
 }
 
 void sites_on_link_down(site_t *site, int64_t now_ms) {
+  sites_changes++;
   if (site->state == SITE_ONLINE || site->state == SITE_STALE)
     sites_set_state(site, SITE_OFFLINE, now_ms);
   site->conn = NULL;

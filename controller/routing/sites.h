@@ -41,6 +41,7 @@ typedef struct {
   /* Bits of NIRC__LOAD_FIGURE__*: figures the adapter could not measure
    * (their fields are 0 and mean "not measured"). */
   uint32_t not_measured;
+  bool routing_measured; /* LoadReport.routing_measured */
   bool pbx_unreadable;
   char pbx_error[128];
 } site_report_t;
@@ -58,6 +59,18 @@ typedef struct {
 } site_minute_t;
 
 #define SITE_ROUTE_MAX 8
+
+/* Calls a source reported sent to one other site (LoadReport.routed_to),
+ * summed since the controller started. */
+#define SITES_SENT_MAX 8
+typedef struct {
+  char site[SCENARIO_SLUG_MAX];
+  uint64_t calls;
+  uint64_t last_report;  /* reports_total when it last grew: the oldest is replaced when full */
+  uint64_t first_report; /* reports_total before its first count (0: from the start) */
+  double flow_calls;     /* decayed with SITES_METRIC_TAU_S: the recent rate's calls */
+  uint64_t quiet_until;  /* reports up to this one add no flow (sites_flow_forget) */
+} sites_sent_t;
 typedef struct {
   char site[SCENARIO_SLUG_MAX];
   uint32_t permille;
@@ -112,6 +125,21 @@ typedef struct {
    * that a hub reporting calls_from_other_sites itself is not counted
    * twice; its own demand stays offered - from_other_sites + routed_away. */
   uint64_t inbound_credited;
+
+  /* As a source, since this controller started, for wave verification
+   * (engine_verify.c takes differences of them): reports accepted, those
+   * whose routing was measured (LoadReport.routing_measured, readable),
+   * its own arrivals in readable reports (offered - from_other_sites +
+   * routed_away, the calls its callers made wherever they were sent), and
+   * what it reported sent to each other site (at most SITES_SENT_MAX
+   * destinations: the least recently grown one is replaced). */
+  uint64_t reports_total, routing_measured_total, own_calls_total;
+  bool routing_measured; /* the last report's flag */
+  sites_sent_t sent[SITES_SENT_MAX];
+  unsigned n_sent;
+  /* The recent rates' seconds (decayed like sent[].flow_calls): 0 when the
+   * last report did not measure routing (no rate is known then). */
+  double flow_secs;
 
   /* Smoothed figures for the planner (exponentially weighted). Rates are
    * per business second, as the reports' intervals are business time. */
@@ -173,6 +201,11 @@ const char *sites_state_name(site_state_t st);
  * the diagram does not allow (state unchanged). */
 int sites_set_state(site_t *site, site_state_t to, int64_t now_ms);
 
+/* How many changes the mutators below have made to any site so far
+ * (process-wide; see sites.c): equal counts mean nothing was reported,
+ * connected or lost in between. */
+uint64_t sites_change_count(void);
+
 /* A Hello was accepted on a new link. */
 void sites_on_hello(site_t *site, int64_t now_ms);
 /* A report arrived. If it starts a new business minute while the previous
@@ -196,6 +229,19 @@ void sites_flush_minutes(sites_t *s, int64_t business_ms, bool force,
  * the controller does not know are not credited (logged). Returns the
  * calls credited. */
 uint64_t sites_credit_routed(sites_t *s, const site_t *src, const Nirc__LoadReport *r);
+
+/* What `src` reported sent to `hub` since the controller started (0 when
+ * it never named it); *known false when the entry was replaced (more than
+ * SITES_SENT_MAX destinations): a difference of it would mean nothing. */
+uint64_t sites_sent_to(const site_t *src, const char *hub, uint64_t since_report, bool *known);
+
+/* The rate `src` sent calls to sent entry `e` lately: calls per business
+ * second over about a minute (SITES_METRIC_TAU_S); 0 while routing is not
+ * measured. */
+double sites_flow_cps(const site_t *src, const sites_sent_t *e);
+/* Its route stopped sending calls to `hub`: the recent rate there starts
+ * again from nothing, so calls sent before do not read as a flow now. */
+void sites_flow_forget(site_t *src, const char *hub);
 
 /* Most destinations one report may name in routed_to. */
 #define SITES_ROUTED_MAX 64

@@ -175,11 +175,14 @@ static int store_cutover_amend(db_t *db, const cutover_t *cut, engine_stored_cb 
   store_pg_array(&cut->hubs, hubs, sizeof hubs);
   if (cut->expires_ms) store_iso(cut->expires_ms, expires, sizeof expires);
   snprintf(share, sizeof share, "%u", cut->share_permille ? cut->share_permille : 1000);
-  const char *p[] = {id, hubs, share, expires[0] ? expires : NULL};
+  /* force too: an amendment forces (or stops forcing) the whole cutover,
+   * and a new leader that loaded the creation's flag would re-check a
+   * forced move and send its sources home after a failover. */
+  const char *p[] = {id, hubs, share, expires[0] ? expires : NULL, cut->force ? "true" : "false"};
   return store_once(db,
-                    "UPDATE cutovers SET hubs = $2, share_permille = $3, expires_at = $4 "
-                    "WHERE id = $1",
-                    4, p, done, arg);
+                    "UPDATE cutovers SET hubs = $2, share_permille = $3, expires_at = $4, "
+                    "force = $5 WHERE id = $1",
+                    5, p, done, arg);
 }
 
 static int store_cutover_end(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {

@@ -438,6 +438,11 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
                (unsigned long long)st->acks_failed, (unsigned long long)st->timeouts,
                (unsigned long long)(st->acks_rejected + st->acks_failed + st->timeouts),
                (unsigned long long)st->rollbacks, (unsigned long long)st->acks_refused);
+    web_printf(b,
+               "# HELP nirc_engine_plans_total Plans computed: on a tick when a report, link, "
+               "ack or rule changed, else once a second, and on every operator change.\n"
+               "# TYPE nirc_engine_plans_total counter\nnirc_engine_plans_total %llu\n",
+               (unsigned long long)st->plans);
     web_printf(b, "# HELP nirc_directive_latency_ms Directive sent to applied ack.\n"
                   "# TYPE nirc_directive_latency_ms histogram\n");
     for (unsigned k = 0; k < ENGINE_LATENCY_BUCKETS; k++) {

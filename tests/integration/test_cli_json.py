@@ -56,6 +56,7 @@ LOAD = {
     "agents_talking": MEASURED, "agents_not_ready": MEASURED, "aht_ms": MEASURED,
     "answered_within_threshold": MEASURED, "sl_threshold_s": MEASURED,
     "calls_from_other_sites": int, "calls_routed_away": int, "routed_to": ANY_OBJECT,
+    "routing_measured": bool,
     "calls_in_queue_peak": MEASURED, "pbx_unreadable": bool, "service_level": (float, NULL),
     "not_measured": [str],
     Opt("pbx_error"): str,
@@ -66,9 +67,10 @@ SITE_STATUS = {
     "link": enum("online", "stale", "offline", "never-seen"), "state_since_ms": int,
     "report_age_ms": int, "peer": str, "active_rule": str, "route": [ROUTE_SHARE],
     "load": (LOAD, NULL), Opt("note"): str, "inbound_credited_total": int,
+    Opt("verification"): str,
 }
 ALARM = {"id": int, "kind": enum("capacity", "routing", "directive", "site_down", "database",
-                                  "journal", "identity", "pbx", "report"),
+                                  "journal", "identity", "pbx", "report", "moved"),
          "subject": str, "severity": enum("critical", "major", "warning"), "message": str, "raised_ms": int,
          Opt("raised_business_ms"): int, "active": bool, "cleared_ms": (int, NULL),
          "acked_ms": (int, NULL), "acked_by": (str, NULL)}
@@ -106,8 +108,11 @@ HUB_NEED = {"hub": str, "agents_needed": (int, NULL), "agents": int, "why": str,
             "capacity_source": CAPACITY_SOURCE}
 REFUSED_SOURCE = {"source": str, "why": str, "hubs": [HUB_NEED]}
 PLAN_WINDOW = {"schedule": str, "start_ms": int, "end_ms": int, "wave_size": int, "waves": int}
+PLAN_DEMAND = {"site": str, "hub": bool, "calls_per_s": float, "aht_s": (float, NULL),
+               "source": enum("history", "scenario", "live"), "note": str, "weeks": (int, NULL)}
 PLAN = {"moves": [PLANNED_MOVE], "capacity": [CAPACITY], "alarms": [str], "refused": bool,
-        "refusal": str, "refused_sources": [REFUSED_SOURCE], Opt("window"): PLAN_WINDOW}
+        "refusal": str, "refused_sources": [REFUSED_SOURCE], Opt("window"): PLAN_WINDOW,
+        Opt("demand"): [PLAN_DEMAND]}
 FORCED_OVER = {"hub": str, "traffic_after_erl": float, "agents": int, "agents_needed": int,
                "sl_after": float, "asa_after_s": (float, NULL), "stable_after": bool}
 OUTCOME = {"site": str, "result": enum("applied", "rejected", "failed", "unknown"),
@@ -139,7 +144,8 @@ SCHEDULE_ADD_DETAIL = {"id": int, "sources": [str], "hubs": [str], "start_min": 
                        "exceptions": [str]}
 RULE_ID_DETAIL = {"id": int}
 OVERFLOW_ADD_DETAIL = {"id": int, "source": str, "hubs": [str], "share_cap_permille": int}
-MOVE_DETAIL = {"rule": str, "rule_id": int, "sources": [str], "reason": str}
+MOVE_DETAIL = {"rule": str, "rule_id": int, "sources": [str], "reason": str,
+               Opt("demand"): ANY_OBJECT}
 ROUTE_DETAIL = {
     "cause": enum("cutover", "schedule", "overflow", "cutover-end", "schedule-end",
                   "overflow-end", "capacity", "hub-lost", "hub-return", "hub-switch", "rollback",
@@ -175,7 +181,7 @@ FORECAST_ACCURACY = {
                   "unavailable"),
     "wape": (float, NULL), "forecast_calls": (float, NULL), "actual_calls": (float, NULL),
     "abs_error_calls": (float, NULL), "intervals": (int, NULL)}
-STAFFING_SITE = {"site": str, "role": enum("source", "hub"), "first_hub": bool,
+STAFFING_SITE = {"site": str, "role": enum("source", "hub"), "first_hub": bool, "demand": str,
                  "alone": [STAFF_FIG], "alone_window": STAFF_FIG,
                  "consolidated": ([STAFF_FIG], NULL), "consolidated_window": (STAFF_FIG, NULL),
                  "actual": ([ACTUAL_FIG], NULL), "actual_window": (ACTUAL_FIG, NULL),
@@ -205,6 +211,7 @@ SHAPES = {
     "LeadershipDetail": LEADERSHIP_DETAIL,
     "Schedules": SCHEDULES, "Schedule": SCHEDULE, "Overflows": OVERFLOWS,
     "OverflowRule": OVERFLOW_RULE, "Alarms": ALARMS, "Alarm": ALARM, "PlanWindow": PLAN_WINDOW,
+    "PlanDemand": PLAN_DEMAND,
     "AlarmAckDetail": ALARM_ACK_DETAIL, "Capacities": CAPACITIES, "SiteCapacity": SITE_CAPACITY,
     "CapacityDetail": CAPACITY_DETAIL, "CapacityTerms": CAPACITY_TERMS,
     "Report": REPORT, "ReportSchedule": REPORT_SCHEDULE, "StaffingSite": STAFFING_SITE,
@@ -573,6 +580,14 @@ def test_schedule_and_overflow_lists():
     (s,) = j["schedules"]
     assert s["name"] == "json-night" and s["exceptions"] == ["2020-01-24"], s
     assert s["enabled"] is True and s["in_force"] is False and s["next_start_ms"] > 0, s
+    # plan --schedule says where each site's demand comes from (no load
+    # history in this database: the scenario file).
+    r = env.ctl("--json", "plan", "--schedule", "json-night")
+    assert r.returncode in (0, T.EXIT_REFUSED), r.stderr
+    j = check(json.loads(r.stdout), PLAN, "plan --schedule")
+    assert j["window"]["schedule"] == "json-night", j
+    assert [(d["site"], d["hub"], d["source"]) for d in j["demand"]] == \
+        [("xizang", False, "scenario"), ("shaanxi", True, "scenario")], j["demand"]
     j = check(ctl_json("schedule", "disable", "json-night", expect=0), SCHEDULES,
               "schedule disable")
     assert j["schedules"][0]["enabled"] is False, j

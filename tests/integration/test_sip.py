@@ -31,12 +31,15 @@ Acceptance:
 - the Hubei agent restarted while the controller is down puts its saved
   route back into Kamailio (even over a list reset to home) before anything
   else, and calls go to Xi'an;
-- a Kamailio that does not answer is reported as unreadable, not as zeros.
+- a Kamailio that does not answer is reported as unreadable, not as zeros;
+- a cutover's wave is verified by moved calls: the calls Hubei's proxy
+  sent after the apply all went to Xi'an, and status says so.
 
 Everything is on 127.0.0.1 and bounded in time; every process started here
 is stopped at the end."""
 import csv
 import json
+import re
 import os
 import shutil
 import signal
@@ -452,6 +455,47 @@ def cutover_moves_new_calls_and_keeps_calls_in_progress():
     assert stray <= 2 * STRAY_MAX, f"the call centres failed {stray} calls: {base} -> {now}"
 
 
+def test_cutover_wave_verified_by_moved_calls():
+    try:
+        cutover_wave_verified_by_moved_calls()
+    finally:
+        ensure_home("the wave verification test")
+
+
+def cutover_wave_verified_by_moved_calls():
+    """A cutover's wave is verified by the calls Hubei's proxy sent to Xi'an
+    after the apply (its reports measure routing), not by the
+    acknowledgement alone: status says how many of Hubei's calls went there,
+    and no `moved` alarm stands."""
+    r, j = ctl_json("cutover", "hubei", "--to", "shaanxi", "--reason", REASON, "--force")
+    assert r.returncode == 0 and j["ok"] is True, f"cutover failed ({r.returncode}): {j}"
+    # The controller counts from the first report after the apply (its
+    # interval may straddle it): place the calls after that one.
+    n = len(env.reports("hubei"))
+    T.wait_until(lambda: len(env.reports("hubei")) > n, 5, "a report from Hubei after the apply")
+    assert env.reports("hubei")[-1].get("routing_measured") is True, env.reports("hubei")[-1]
+    got = place_calls("wave", 60)
+    assert got == {"hubei": 0, "shaanxi": 60}, got
+
+    def judged():
+        v = env.status()["hubei"].get("verification", "")
+        return v if v.startswith(("verified", "NOT")) else None
+
+    # The window is 10 s from the acknowledgement: awaited, not slept.
+    text = T.wait_until(judged, 20, "the cutover's wave to be judged")
+    m = re.match(r"verified by moved calls: of (\d+) calls since it applied v\d+, "
+                 r"(\d+) to shaanxi \(route 100\.0%\)$", text)
+    # Every call counted in the window went to Xi'an; on a loaded machine
+    # some of the 60 may fall after the window ends, so not all are asked.
+    assert m and int(m.group(1)) == int(m.group(2)) >= 5, text
+    print(f"  wave: {text}", flush=True)
+    r, st = ctl_json("status")
+    alarms = [a for a in st["alarms"] if a["kind"] == "moved"]
+    assert r.returncode == 0 and not alarms, alarms
+    r = env.ctl("site", "hubei")
+    assert r.returncode == 0 and "last wave     verified by moved calls" in r.stdout, r.stdout
+
+
 def test_restore_sends_calls_home():
     try:
         restore_sends_calls_home()
@@ -711,6 +755,7 @@ if __name__ == "__main__":
         T.main([test_proxy_centres_and_controller_up,
                 test_calls_answered_in_hubei_before_any_cutover,
                 test_cutover_moves_new_calls_and_keeps_calls_in_progress,
+                test_cutover_wave_verified_by_moved_calls,
                 test_restore_sends_calls_home,
                 test_share_300_splits_calls_within_3_points,
                 test_controller_killed_calls_keep_their_route,

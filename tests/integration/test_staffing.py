@@ -150,6 +150,8 @@ def test_report_matches_an_independent_erlang_c():
     assert [s["site"] for s in j["sites"]] == SITES and not j["ended"], j
     alone, pool = expected(starts)
     sites = {s["site"]: s for s in j["sites"]}
+    # No site has weeks of history here: the forecast is the scenario file's, and says so.
+    assert all(s["demand"].endswith("scenario file") for s in j["sites"]), j["sites"]
     for s in SITES:
         got = sites[s]
         for k in range(2):
@@ -180,6 +182,7 @@ def test_report_matches_an_independent_erlang_c():
     # For people: a row per site and the totals.
     text = ctl("report", "staffing").stdout
     assert "schedule %d 'short-night'" % state["id"] in text and "TOTAL" in text, text
+    assert "Demand: no history: scenario file: hubei guizhou shaanxi henan" in text, text
     row = [line for line in text.splitlines() if line.startswith("hubei ")][0].split()
     assert row[1] == "source" and int(row[4]) == sites["hubei"]["alone_window"]["agents"], row
     # CSV: the same figures, one row per site and interval, then totals.

@@ -497,6 +497,36 @@ static void test_collect_reads_every_field(void **state) {
   assert_int_equal(f->load.offered, 3);
   assert_int_equal(f->load.ready, 10000000);
   assert_int_equal(f->load.answered, 0);
+  /* Without routed_to, routing is not measured. */
+  assert_false(f->load.routing_measured);
+  assert_int_equal(f->load.n_routed_to, 0);
+
+  /* With it: counts per destination, and routing measured (an empty
+   * object too: nothing was sent elsewhere, and that was counted). */
+  fx_stop(f);
+  fx_start(f, NULL,
+           "echo '{\"calls_offered\": 3, \"calls_routed_away\": 9,"
+           " \"routed_to\": {\"shaanxi\": 7, \"henan\": 2}}'",
+           5000);
+  fx_collect(f);
+  assert_true(fx_wait(f, &f->collects, 3, 5000));
+  if (f->load.unreadable) fail_msg("unreadable: %s", f->load.error);
+  assert_true(f->load.routing_measured);
+  assert_int_equal(f->load.n_routed_to, 2);
+  unsigned to_shaanxi = 0, to_henan = 0;
+  for (unsigned i = 0; i < f->load.n_routed_to; i++) {
+    if (strcmp(f->load.routed_to[i].site, "shaanxi") == 0) to_shaanxi = f->load.routed_to[i].calls;
+    if (strcmp(f->load.routed_to[i].site, "henan") == 0) to_henan = f->load.routed_to[i].calls;
+  }
+  assert_int_equal(to_shaanxi, 7);
+  assert_int_equal(to_henan, 2);
+  fx_stop(f);
+  fx_start(f, NULL, "echo '{\"calls_offered\": 3, \"routed_to\": {}}'", 5000);
+  fx_collect(f);
+  assert_true(fx_wait(f, &f->collects, 4, 5000));
+  assert_false(f->load.unreadable);
+  assert_true(f->load.routing_measured);
+  assert_int_equal(f->load.n_routed_to, 0);
 }
 
 /* One way for collect_cmd to go wrong: a script's body, a command, or
@@ -600,6 +630,21 @@ static void test_collect_unreadable(void **state) {
       {.name = "beyond 64 bits",
        .script = "echo '{" REQUIRED_BUT_READY(", \"agents_ready\": 99999999999999999999") "}'",
        .error = "invalid JSON"},
+      {.name = "routed_to not an object",
+       .script = "echo '{\"calls_offered\": 1, \"routed_to\": [1]}'",
+       .error = "collect_cmd: \"routed_to\" is not an object of site: calls"},
+      {.name = "routed_to key not a site",
+       .script = "echo '{\"calls_offered\": 1, \"calls_routed_away\": 5,"
+                 " \"routed_to\": {\"Shaan xi\": 1}}'",
+       .error = "\"routed_to\" has a key that is not a site name"},
+      {.name = "routed_to negative",
+       .script = "echo '{\"calls_offered\": 1, \"calls_routed_away\": 5,"
+                 " \"routed_to\": {\"shaanxi\": -1}}'",
+       .error = "\"routed_to\".shaanxi is not a count of calls"},
+      {.name = "routed_to over routed away",
+       .script = "echo '{\"calls_offered\": 1, \"calls_routed_away\": 5,"
+                 " \"routed_to\": {\"shaanxi\": 4, \"henan\": 2}}'",
+       .error = "\"routed_to\" adds up to 6 calls, more than calls_routed_away (5)"},
       {.name = "missing required key",
        .script = "echo '{\"calls_answered\": 3, \"agents_ready\": 1}'",
        .error = "collect_cmd: \"calls_offered\" is missing"},

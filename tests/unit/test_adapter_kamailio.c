@@ -938,19 +938,22 @@ static void test_apply_without_kamailio(void **state) {
 
 /* ---- collect ---- */
 
+/* Every look after the first is measured per destination (the first has
+ * no base to count from). */
 static void assert_load(const adapter_load_t *l, uint32_t offered, uint32_t answered,
-                        uint32_t abandoned) {
+                        uint32_t abandoned, bool routing_measured) {
   if (l->unreadable) fail_msg("unreadable: %s", l->error);
   /* A proxy measures calls only: everything else is "not measured". */
   adapter_load_t want = {.offered = offered,
                          .answered = answered,
                          .abandoned = abandoned,
-                         .not_measured = REPORT_NM_PROXY};
+                         .not_measured = REPORT_NM_PROXY,
+                         .routing_measured = routing_measured};
   if (memcmp(l, &want, sizeof want) != 0)
-    fail_msg("load offered %u answered %u abandoned %u not measured %#x (others 0), expected %u "
-             "%u %u %#x",
-             l->offered, l->answered, l->abandoned, l->not_measured, offered, answered, abandoned,
-             (unsigned)REPORT_NM_PROXY);
+    fail_msg("load offered %u answered %u abandoned %u not measured %#x routing measured %d "
+             "(others 0), expected %u %u %u %#x %d",
+             l->offered, l->answered, l->abandoned, l->not_measured, l->routing_measured, offered,
+             answered, abandoned, (unsigned)REPORT_NM_PROXY, routing_measured);
 }
 
 static void test_collect_deltas(void **state) {
@@ -959,31 +962,31 @@ static void test_collect_deltas(void **state) {
   /* First look: the counters cover an unknown past. */
   f->processed = 10, f->failed = 2, f->starting = 1, f->connecting = 1;
   fx_collect_wait(f, 3000);
-  assert_load(&f->load, 0, 0, 0);
+  assert_load(&f->load, 0, 0, 0, false);
   assert_int_equal(f->calls[M_STATS], 1);
   assert_int_equal(f->calls[M_ACTIVE], 1);
 
   /* 15 new dialogs, 3 failed; answered 10-2-2=6 then 25-5-2=18. */
   f->processed = 25, f->failed = 5, f->starting = 0, f->connecting = 2;
   fx_collect_wait(f, 3000);
-  assert_load(&f->load, 15, 12, 3);
+  assert_load(&f->load, 15, 12, 3, true);
 
   /* Nothing happened. */
   fx_collect_wait(f, 3000);
-  assert_load(&f->load, 0, 0, 0);
+  assert_load(&f->load, 0, 0, 0, true);
 
   /* Ringing calls are not answered yet; once they are, they count. */
   f->processed = 30, f->starting = 3, f->connecting = 4;
   fx_collect_wait(f, 3000);
-  assert_load(&f->load, 5, 0, 0);
+  assert_load(&f->load, 5, 0, 0, true);
   f->starting = 0, f->connecting = 0;
   fx_collect_wait(f, 3000);
-  assert_load(&f->load, 0, 7, 0);
+  assert_load(&f->load, 0, 7, 0, true);
 
   /* Kamailio restarted: what it counted since is new. */
   f->processed = 4, f->failed = 1, f->starting = 1, f->connecting = 0;
   fx_collect_wait(f, 3000);
-  assert_load(&f->load, 4, 2, 1);
+  assert_load(&f->load, 4, 2, 1, true);
   assert_int_equal(f->calls[M_STATS], 6);
   assert_int_equal(f->calls[M_ACTIVE], 6);
 }
@@ -996,8 +999,10 @@ static void test_collect_per_destination(void **state) {
   fx_collect_wait(f, 3000);
   assert_int_equal(f->load.routed_away, 0);
   assert_int_equal(f->load.n_routed_to, 0);
+  assert_false(f->load.routing_measured); /* no base yet: nothing was counted */
   f->processed = 25, f->sent_away = 10;
   fx_collect_wait(f, 3000);
+  assert_true(f->load.routing_measured);
   assert_int_equal(f->load.offered, 9);
   assert_int_equal(f->load.routed_away, 6);
   assert_int_equal(f->load.n_routed_to, 1);
@@ -1016,7 +1021,7 @@ static void test_collect_and_apply_at_once(void **state) {
   assert_true(fx_wait(f, &f->applies, 1, 3000));
   assert_true(fx_wait(f, &f->collects, 1, 3000));
   assert_int_equal(f->apply_rc, 0);
-  assert_load(&f->load, 0, 0, 0);
+  assert_load(&f->load, 0, 0, 0, false);
 }
 
 typedef struct {

@@ -586,6 +586,7 @@ static void report_json_check(void *ctx) {
                                      "pbx_unreadable",
                                      "calls_routed_away",
                                      "routed_to",
+                                     "routing_measured",
                                      "calls_in_queue_peak",
                                      "service_level",
                                      "not_measured"};

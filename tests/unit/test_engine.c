@@ -877,6 +877,50 @@ static void test_takeover_between_waves_verifies_anew(void **state) {
   world_free(w);
 }
 
+/* An idle registry is not planned on every tick: with no report, link,
+ * ack or rule change a tick plans once a second; any input plans on the
+ * next tick; a cutover's expiry is acted on in the tick it falls in. */
+static void test_idle_ticks_plan_once_a_second(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  world_tick(w, e, 5000); /* settled: planned */
+  uint64_t p0 = engine_stats(e)->plans;
+  for (int k = 0; k < 4; k++)
+    world_tick(w, e, 200); /* 800 ms after the last plan, nothing new */
+  assert_int_equal(engine_stats(e)->plans, p0);
+  world_tick(w, e, 200); /* a second: planned again */
+  assert_int_equal(engine_stats(e)->plans, p0 + 1);
+  world_staff(w, "henan", 7); /* a report */
+  world_tick(w, e, 200);
+  assert_int_equal(engine_stats(e)->plans, p0 + 2);
+  world_link_down(w, e, "sichuan");
+  world_tick(w, e, 200);
+  assert_int_equal(engine_stats(e)->plans, p0 + 3);
+
+  /* A cutover that expires between two ticks: home in that tick. */
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  c.sources = (char **)src;
+  c.n_sources = 1;
+  c.hubs = (char **)hub;
+  c.n_hubs = 1;
+  c.reason = "expires";
+  c.expires_in_ms = 3000;
+  engine_req_t rq = {.client = w, .request_id = 7, .operator_name = "operator:alice"};
+  engine_op_cutover(e, &rq, &c);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
+  for (int k = 0; k < 14; k++)
+    world_tick(w, e, 200); /* 2.8 s */
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
+  world_tick(w, e, 200); /* 3.0 s: expired, and home at once */
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "hubei"), 1000);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_applied_and_answered),
@@ -897,6 +941,7 @@ int main(void) {
       cmocka_unit_test(test_agent_failure_text_stays_utf8),
       cmocka_unit_test(test_plan_and_dry_run_are_exact),
       cmocka_unit_test(test_force_past_the_check_warns_and_is_audited),
+      cmocka_unit_test(test_idle_ticks_plan_once_a_second),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

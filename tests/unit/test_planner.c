@@ -624,6 +624,37 @@ static void test_capacity_refusal_and_force(void **state) {
   free(w);
 }
 
+/* Calls other sites' proxies measured sending to a hub that no route sends
+ * there are load at the hub: its capacity check counts them (before and
+ * after), so a source it had room for is refused; its own demand is not
+ * changed by them. */
+static void test_unrouted_inflow_counts_at_the_hub(void **state) {
+  (void)state;
+  pworld_t *w = pworld_new(DAY_NOW);
+  add_site(w, "hubei", false, 30, 240, 35);
+  add_site(w, "henan", true, 5, 240, 60);
+  add_cutover(w, 1, "hubei", "henan", "Wuhan lockdown");
+  plan_t p;
+  plan_checked(w, &p);
+  assert_route(&p, "hubei", "henan:1000");
+  assert_true(fabs(find_capacity(&p, "henan")->after.traffic_erl - 35) < 1e-9);
+  planner_free(&p);
+
+  site_of(w, "henan")->inflow_unrouted_cps = 20.0 / 240; /* 20 Erlangs at its AHT */
+  double own = site_of(w, "henan")->demand_cps;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  assert_non_null(find_alarm(&p, PLAN_ALARM_CAPACITY, "hubei"));
+  const plan_capacity_t *c = find_capacity(&p, "henan");
+  assert_non_null(c);
+  assert_true(c->refused);
+  assert_true(fabs(c->before.traffic_erl - 25) < 1e-9);
+  assert_true(fabs(c->with_refused.traffic_erl - 55) < 1e-9);
+  assert_true(site_of(w, "henan")->demand_cps == own);
+  planner_free(&p);
+  free(w);
+}
+
 /* Load accumulates at a hub: the second source is checked against the
  * hub's load including the first. */
 static void test_capacity_is_cumulative(void **state) {
@@ -996,6 +1027,7 @@ int main(void) {
       cmocka_unit_test(test_cycles_impossible),
       cmocka_unit_test(test_schedule_calendar),
       cmocka_unit_test(test_capacity_refusal_and_force),
+      cmocka_unit_test(test_unrouted_inflow_counts_at_the_hub),
       cmocka_unit_test(test_capacity_is_cumulative),
       cmocka_unit_test(test_one_capacity_entry_per_hub),
       cmocka_unit_test(test_draft_rule_has_no_id),

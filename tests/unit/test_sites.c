@@ -6,6 +6,7 @@
  * These tests check the state machine allows exactly the transitions of
  * the diagram in sites.h, that freshness turns sites stale at exactly
  * stale_after, and that minute aggregation hands back correct totals. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -665,6 +666,66 @@ static void test_routed_to_credited_to_hubs(void **state) {
   sites_free(&s);
 }
 
+/* What wave verification takes differences of: a source's reports, those
+ * that measured routing, its own arrivals and what it sent to each site;
+ * a destination replaced when more than SITES_SENT_MAX were named says its
+ * earlier count is lost; the recent flow is known only while measured. */
+static void test_source_totals_for_verification(void **state) {
+  (void)state;
+  sites_t s;
+  sites_init(&s, STALE_MS);
+  site_t *hubei = add_site(&s, "hubei");
+  Nirc__LoadReport r;
+  Nirc__SiteCount c = NIRC__SITE_COUNT__INIT, *cp = &c;
+  site_minute_t flushed;
+  normal_report(&r); /* 10 offered, 3 of them from other sites */
+  r.calls_routed_away = 6;
+  r.routed_to = &cp;
+  r.n_routed_to = 1;
+  c.site = "shaanxi", c.calls = 6;
+  r.routing_measured = true;
+  sites_on_report(hubei, &r, 1000, T0, &flushed);
+  sites_on_report(hubei, &r, 2000, T0 + 1000, &flushed);
+  assert_int_equal(hubei->reports_total, 2);
+  assert_int_equal(hubei->routing_measured_total, 2);
+  assert_int_equal(hubei->own_calls_total, 2 * (10 - 3 + 6));
+  bool known;
+  assert_int_equal(sites_sent_to(hubei, "shaanxi", 0, &known), 12);
+  assert_true(known);
+  assert_int_equal(sites_sent_to(hubei, "henan", 0, &known), 0);
+  assert_true(known);
+  assert_true(fabs(sites_flow_cps(hubei, &hubei->sent[0]) - 6.0) < 1e-9);
+  /* Not measured: counted as a report, not as measured; no rate known. */
+  r.routing_measured = false;
+  sites_on_report(hubei, &r, 3000, T0 + 2000, &flushed);
+  assert_int_equal(hubei->reports_total, 3);
+  assert_int_equal(hubei->routing_measured_total, 2);
+  assert_false(hubei->routing_measured);
+  assert_true(sites_flow_cps(hubei, &hubei->sent[0]) == 0);
+  /* Unreadable: nothing counted but the report. */
+  r.pbx_unreadable = true;
+  sites_on_report(hubei, &r, 4000, T0 + 3000, &flushed);
+  assert_int_equal(hubei->own_calls_total, 3 * (10 - 3 + 6));
+  r.pbx_unreadable = false;
+  r.routing_measured = true;
+  /* Nine destinations: the one that grew least recently makes room, and
+   * its count since an earlier report is lost. */
+  static const char *const names[] = {"henan", "sichuan",   "hunan",   "jiangxi",
+                                      "anhui", "chongqing", "guizhou", "yunnan"};
+  c.calls = 1;
+  for (size_t k = 0; k < 8; k++) {
+    c.site = (char *)names[k];
+    sites_on_report(hubei, &r, 5000 + (int64_t)k, T0 + 4000, &flushed);
+  }
+  assert_int_equal(hubei->n_sent, SITES_SENT_MAX);
+  assert_int_equal(sites_sent_to(hubei, "shaanxi", 0, &known), 0); /* replaced */
+  assert_int_equal(sites_sent_to(hubei, "yunnan", 0, &known), 1);
+  assert_false(known); /* counted only from a later report */
+  assert_int_equal(sites_sent_to(hubei, "yunnan", hubei->reports_total, &known), 1);
+  assert_true(known);
+  sites_free(&s);
+}
+
 /* ---- nircd's configuration table -------------------------------------- */
 
 static const char *const NIRCD_MINIMAL = "[tls]\n"
@@ -795,6 +856,7 @@ int main(void) {
       cmocka_unit_test(test_flush_minutes),
       cmocka_unit_test(test_validate_report),
       cmocka_unit_test(test_routed_to_credited_to_hubs),
+      cmocka_unit_test(test_source_totals_for_verification),
       cmocka_unit_test(test_nircd_conf_minimal),
       cmocka_unit_test(test_nircd_conf_stale_after_must_exceed_interval),
       cmocka_unit_test(test_nircd_conf_refusals),

@@ -1,0 +1,152 @@
+/* engine_tick: what the engine does on every server tick - expiry of
+ * cutovers and the exclusions they caused, directive timeouts, wave
+ * verification, and whether to re-plan at all (an idle registry of 20,000
+ * sites is planned once a second, not five times). Part of the engine
+ * module (engine-int.h); no I/O. */
+#include "engine-int.h"
+
+#include "log.h"
+
+#include <jansson.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+/* With no input changed, a tick re-plans once a second (engine_tick). */
+#define ENGINE_IDLE_EVAL_MS 1000
+
+void engine_check_waves(engine_t *e) {
+  uint64_t now = engine_mono(e);
+  wave_t **pp = &e->waves;
+  while (*pp) {
+    wave_t *w = *pp;
+    if (!w->done) {
+      bool acked = true, failed = false, hubs_ok = true;
+      for (unsigned k = 0; k < w->n; k++) {
+        site_dir_t *d = &e->dirs[w->sources[k]];
+        if (d->state == DIR_FAILED) failed = true;
+        if (d->state != DIR_IDLE) acked = false;
+        for (unsigned h = 0; h < d->target.n_share; h++) {
+          site_t *hub = sites_find(e->sites, d->target.share[h].site);
+          if (hub && hub != engine_site(e, w->sources[k]) && hub->state != SITE_ONLINE)
+            hubs_ok = false;
+        }
+      }
+      if (acked && hubs_ok && !w->all_acked) {
+        w->all_acked = true;
+        w->all_acked_mono = now;
+        engine_verify_start(e, w);
+      }
+      engine_verify_sample(e, w);
+      engine_verify_hold(e, w);
+      if (failed) {
+        w->done = true;
+        log_error(LOG_MAIN, ENGINE_OBJ,
+                  "%s %llu: wave not verified (a source failed and was rolled back)",
+                  rules_kind_name(w->kind), (unsigned long long)w->rule_id);
+      } else if (!hubs_ok) {
+        /* Not verified yet: the window starts again once the hub is back
+         * (or its sources were re-homed), so the next wave never follows a
+         * hub that failed under this one. */
+        if (w->all_acked)
+          log_info(
+              LOG_MAIN, ENGINE_OBJ,
+              "%s %llu: a hub of the wave is not healthy; verification starts again when it is",
+              rules_kind_name(w->kind), (unsigned long long)w->rule_id);
+        w->all_acked = false;
+      } else if (w->all_acked && now - w->all_acked_mono >= e->opts.verify_window_ms) {
+        /* Acknowledged and healthy: and did the calls move? */
+        if (!engine_verify_judge(e, w)) {
+          w->all_acked_mono = now; /* judged again over a new window */
+          pp = &w->next;
+          continue;
+        }
+        w->done = true;
+        log_info(LOG_MAIN, ENGINE_OBJ, "%s %llu: wave of %u verified", rules_kind_name(w->kind),
+                 (unsigned long long)w->rule_id, w->n);
+      }
+    }
+    /* Keep finished waves briefly for nothing: free them. */
+    if (w->done) {
+      *pp = w->next;
+      free(w->sources);
+      free(w->base);
+      free(w);
+    } else {
+      pp = &w->next;
+    }
+  }
+}
+
+/* ---- tick ---- */
+
+static void engine_expire(engine_t *e) {
+  int64_t now = engine_now(e);
+  for (size_t k = 0; k < e->n_cut; k++) {
+    cutover_t *cut = &e->cut[k];
+    if (cut->state != CUTOVER_ACTIVE || cut->expires_ms == 0 || cut->expires_ms > now) continue;
+    log_info(LOG_MAIN, ENGINE_OBJ, "cutover %llu expired", (unsigned long long)cut->id);
+    engine_end_cutover(e, cut, CUTOVER_EXPIRED, "expiry");
+    engine_audit(e, "engine", "expire", cut->sources.v[0],
+                 json_pack("{s:I, s:o}", "cutover_id", (json_int_t)cut->id, "sources",
+                           engine_slugs_json(&cut->sources)));
+  }
+  /* Exclusions end with the rule that caused them. */
+  for (size_t i = 0; i < engine_nsites(e); i++) {
+    site_dir_t *d = &e->dirs[i];
+    if (!d->excluded_rule || d->excluded_kind != RULE_CUTOVER) continue;
+    bool active = false;
+    for (size_t k = 0; k < e->n_cut; k++)
+      active |= e->cut[k].id == d->excluded_rule && e->cut[k].state == CUTOVER_ACTIVE;
+    if (!active) {
+      e->eval_dirty = true;
+      engine_readmit(e, i, "engine", "the cutover it failed in has ended");
+    }
+  }
+}
+
+/* What a plan depends on besides the rules and time, folded into one
+ * number: the sites' changes (reports, links: sites_change_count), the
+ * waves in progress and the rules' states. Changes of the directives'
+ * state (acks, resends, failures, hub gates) set eval_dirty where they
+ * happen instead: a scan of 20,000 directives per tick would cost more
+ * than the evaluations it saves. */
+static uint64_t engine_inputs_fp(const engine_t *e) {
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a offset, mixed per word */
+#define ENGINE_FP_MIX(x) (h = (h ^ (uint64_t)(x)) * 1099511628211ULL)
+  ENGINE_FP_MIX(sites_change_count());
+  ENGINE_FP_MIX(engine_nsites(e));
+  for (const wave_t *w = e->waves; w; w = w->next)
+    ENGINE_FP_MIX(w->rule_id ^ (uint64_t)w->all_acked << 63);
+  for (size_t k = 0; k < e->n_cut; k++)
+    ENGINE_FP_MIX(e->cut[k].state ^ (uint64_t)e->cut[k].expires_ms << 4);
+  ENGINE_FP_MIX(e->n_sch);
+  ENGINE_FP_MIX(e->n_ovf);
+#undef ENGINE_FP_MIX
+  return h;
+}
+
+static bool engine_eval_due(const engine_t *e, uint64_t fp) {
+  if (!e->eval_done || e->eval_dirty || fp != e->eval_fp) return true;
+  uint64_t mono = engine_mono(e);
+  int64_t now = engine_now(e);
+  /* Either clock: business time runs fast in tests and the demo, and may
+   * be set back by an operator's clock change. */
+  return mono - e->eval_mono >= ENGINE_IDLE_EVAL_MS || now - e->eval_now >= ENGINE_IDLE_EVAL_MS ||
+         now < e->eval_now;
+}
+
+void engine_tick(engine_t *e) {
+  engine_expire(e);
+  engine_check_timeouts(e);
+  /* Waves first: a wave verified now lets the evaluation below start the
+   * next one in this same tick. */
+  engine_check_waves(e);
+  /* The hub gate's timers (grace, return window) on every tick, so that a
+   * hub lost or verified again is planned at once, not a second later. */
+  engine_gate_update(e);
+  if (engine_eval_due(e, engine_inputs_fp(e))) engine_evaluate(e, NULL, NULL);
+  engine_waiters_check(e);
+  engine_alarms_sweep(e);
+  engine_forecast_track(e);         /* the forecast's accuracy (engine_report.c) */
+  e->eval_fp = engine_inputs_fp(e); /* what this tick leaves behind */
+}
