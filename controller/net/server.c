@@ -1018,6 +1018,11 @@ static void server_db_closed(void *arg) {
   srv->db = NULL;
 }
 
+static void server_db_read_closed(void *arg) {
+  server_t *srv = arg;
+  srv->db_read = NULL;
+}
+
 static void server_webhook_closed(void *arg) {
   server_t *srv = arg;
   srv->webhook = NULL;
@@ -1036,6 +1041,10 @@ static void server_finish_stop(server_t *srv) {
     size_t left = db_queue_depth(srv->db);
     if (left) log_error(LOG_DB, "db", "%zu records not written at shutdown", left);
     db_close(srv->db, server_db_closed, srv);
+  }
+  if (srv->db_read && !srv->db_read_closing) {
+    srv->db_read_closing = 1;
+    db_close(srv->db_read, server_db_read_closed, srv);
   }
 }
 
@@ -1183,6 +1192,7 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
   }
   db_opts_t dbo = {.journal = conf->journal, .journal_max = conf->journal_max};
   rc = db_open_opts(loop, conf->conninfo, &dbo, &srv->db);
+  if (rc == 0) rc = db_open(loop, conf->conninfo, &srv->db_read);
   if (rc) {
     snprintf(err, errlen, "cannot start the database client: %s", nirc_strerror(rc));
     return rc;

@@ -77,6 +77,11 @@ struct server {
   uv_signal_t sig_int, sig_term;
   uv_signal_t sig_hup; /* reload certificates and revocation lists */
   db_t *db;
+  /* A second connection for long reads (the forecast's load history,
+   * seconds of database time): on db they would queue in front of the
+   * writes an operator's reply waits for. Owned; no journal. */
+  db_t *db_read;
+  int db_read_closing;
   sites_t sites;
   uint64_t epoch;
   nirc_clock_t clock;

@@ -7,8 +7,9 @@
  * for a date uses only the days before it (the same weekday, 1..N weeks
  * back), so rows written today change no forecast until tomorrow; reading
  * 8 weeks of minutes costs about 1.8 s of database time for 8 sites
- * (docs/FORECAST.md), on the controller's one connection, so it is not
- * repeated every half-hour for nothing. The date is checked at each
+ * (docs/FORECAST.md), so it is not repeated every half-hour for nothing,
+ * and it runs on the server's read connection (db_read), never in front
+ * of the writes an operator's reply waits for. The date is checked at each
  * business half-hour boundary. */
 #include "server.h"
 
@@ -51,7 +52,7 @@ static void server_history_done(void *arg, int err, const char *msg, engine_hist
 }
 
 void server_history_tick(server_t *srv) {
-  if (srv->history_busy || !srv->db) return;
+  if (srv->history_busy || !srv->db_read) return;
   uint64_t mono = uv_now(srv->loop);
   int64_t now = clock_now_ms(&srv->clock);
   int64_t slot = now / SERVER_HISTORY_SLOT_MS;
@@ -69,7 +70,8 @@ void server_history_tick(server_t *srv) {
   *q = (server_history_req_t){srv, now, srv->conf->forecast_weeks ? srv->conf->forecast_weeks : 8,
                               date};
   srv->history_mono = mono;
-  int rc = history_load(srv->db, srv->conf->forecast_tz, q->weeks, now, server_history_done, q);
+  int rc =
+      history_load(srv->db_read, srv->conf->forecast_tz, q->weeks, now, server_history_done, q);
   if (rc) {
     free(q);
     srv->history_retry_mono = mono + SERVER_HISTORY_RETRY_MS;

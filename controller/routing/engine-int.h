@@ -192,6 +192,10 @@ struct engine {
   int64_t eval_now;
   uint64_t eval_fp;
   bool eval_done, eval_dirty;
+  /* Some directive may be pending or failed / some site excluded: set
+   * wherever one becomes so, cleared by the tick's scan when it finds
+   * none. Without them every tick scans every site's directive. */
+  bool dirs_unsettled, dirs_excluded;
   engine_stats_t stats;
   engine_fc_mark_t fc_marks[ENGINE_FC_MARKS];
   bool fc_swept; /* this leadership looked for windows ended under the last one */

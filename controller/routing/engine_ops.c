@@ -514,6 +514,7 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
   for (unsigned s = 0; s < cut.sources.n; s++) {
     long i = engine_index(e, cut.sources.v[s]);
     if (i >= 0) e->dirs[i].excluded_rule = kept[s];
+    if (kept[s]) e->dirs_excluded = true;
   }
   if (trc != 0) {
     engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");

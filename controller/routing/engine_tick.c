@@ -90,9 +90,13 @@ static void engine_expire(engine_t *e) {
                  json_pack("{s:I, s:o}", "cutover_id", (json_int_t)cut->id, "sources",
                            engine_slugs_json(&cut->sources)));
   }
-  /* Exclusions end with the rule that caused them. */
+  /* Exclusions end with the rule that caused them. No site excluded (the
+   * flag is set wherever one is): no scan of every directive. */
+  if (!e->dirs_excluded) return;
+  bool excluded = false;
   for (size_t i = 0; i < engine_nsites(e); i++) {
     site_dir_t *d = &e->dirs[i];
+    excluded |= d->excluded_rule != 0;
     if (!d->excluded_rule || d->excluded_kind != RULE_CUTOVER) continue;
     bool active = false;
     for (size_t k = 0; k < e->n_cut; k++)
@@ -102,6 +106,7 @@ static void engine_expire(engine_t *e) {
       engine_readmit(e, i, "engine", "the cutover it failed in has ended");
     }
   }
+  e->dirs_excluded = excluded;
 }
 
 /* What a plan depends on besides the rules and time, folded into one

@@ -16,6 +16,7 @@ At 16:00 on Thursday 2020-01-23 `nircctl plan --schedule night` (window
 and, with no scenario file configured, say it fell back to the live load."""
 import json
 import re
+import subprocess
 
 import nirclib as T
 
@@ -184,6 +185,49 @@ def test_a_scheduled_wave_records_the_demand_it_used():
     assert d["xizang"]["note"] == "no history: live load", d
 
 
+def test_history_reload_never_holds_up_an_operator_change():
+    """The history query takes seconds of database time; it runs on its own
+    connection, so an operator's change (its audit row, written exactly
+    once) is not queued behind it. Here the reload at business midnight is
+    held on a lock for as long as the test likes; `nircctl capacity` must
+    still be answered (within nircctl's 3 s timeout)."""
+    for a in env.agents.values():
+        a.stop()  # no reports: nothing else writes load_minute
+    env.controller.stop()
+    with open(env.nircd_conf) as f:
+        conf = f.read()
+    conf = re.sub(r"(?m)^start = .*$", "start = 2020-01-23T23:59:30+08:00", conf)
+    conf = conf.replace("[routing]\n", "[routing]\nforecast_tz = Asia/Shanghai\n", 1)
+    env.write("nircd.conf", conf)
+    env.start_controller()
+    # Loaded: the plan (for Friday night now: no Friday history) no longer
+    # says "no history loaded".
+    T.wait_until(lambda: "no history loaded" not in plan()[2]["hubei"]["note"] or None, 20,
+                 "the history loaded at leader start")
+    locker = subprocess.Popen(
+        ["psql", "-XAtq", T.conninfo(env.db, env.pg_port), "-c",
+         "BEGIN; LOCK TABLE load_minute IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        T.wait_until(lambda: env.sql(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE c.relname = 'load_minute' AND l.mode = 'AccessExclusiveLock' "
+            "AND l.granted")[0][0] == "1" or None, 10, "the lock on load_minute")
+        # Business midnight: the new date's reload waits on the lock.
+        T.wait_until(lambda: env.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE '%load_minute%'")[0][0] != "0" or None, 40,
+            "the history reload waiting on the lock")
+        ctl("capacity", "hubei", "--seats", "120")
+        rows = env.sql("SELECT count(*) FROM audit_log WHERE action = 'capacity' "
+                       "AND target = 'hubei'")
+        assert rows[0][0] != "0", rows
+    finally:
+        env.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()")
+        locker.wait(10)
+
+
 def test_everything_still_running():
     for p in T.Proc.all:
         if p is not env.controller or p.alive():
@@ -198,4 +242,5 @@ if __name__ == "__main__":
             test_the_capacity_check_uses_that_demand,
             test_without_a_scenario_file_it_says_live_load,
             test_a_scheduled_wave_records_the_demand_it_used,
+            test_history_reload_never_holds_up_an_operator_change,
             test_everything_still_running])

@@ -921,6 +921,46 @@ static void test_idle_ticks_plan_once_a_second(void **state) {
   world_free(w);
 }
 
+/* A directive nobody acknowledges is resent every ack_timeout (2 s in the
+ * test options), the same version, max_resends (3) times; then it fails,
+ * its ack is recorded as a timeout and the source is rolled back home.
+ * The tick looks for late acks only while some directive is pending (an
+ * idle registry is not scanned): this is the path that must not be
+ * skipped. */
+static size_t sent_to(world_t *w, const char *slug, uint64_t version) {
+  size_t n = 0, i = world_index(w, slug);
+  for (size_t k = 0; k < w->n_sent; k++)
+    n += w->sent[k].site == i && w->sent[k].route.version == version;
+  return n;
+}
+
+static void test_unacknowledged_directive_resent_then_failed(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  world_tick(w, e, 5000);
+  world_tick(w, e, 5000); /* settled and idle: nothing pending */
+  const char *src[] = {"hunan"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 9, src, 1, hub, 1, 0);
+  uint64_t v = engine_site_dir(e, world_index(w, "hunan"))->target.version;
+  assert_int_equal(sent_to(w, "hunan", v), 1);
+  for (unsigned k = 1; k <= 3; k++) {
+    world_tick(w, e, 1800);
+    assert_int_equal(sent_to(w, "hunan", v), k); /* not yet */
+    world_tick(w, e, 200);
+    assert_int_equal(sent_to(w, "hunan", v), k + 1); /* resent, same version */
+  }
+  assert_int_equal(world_count_rec(w, ENGINE_REC_ACK, NULL), 0);
+  world_tick(w, e, 2000); /* out of resends: failed and rolled back */
+  assert_int_equal(route_share_of(world_last(w, "hunan"), "hunan"), 1000);
+  assert_true(world_count_rec(w, ENGINE_REC_ACK, NULL) >= 1); /* the timeout, recorded */
+  /* Both of the move's directives went unanswered: hunan's and the hub's. */
+  assert_int_equal(engine_stats(e)->timeouts, 2);
+  assert_int_equal(engine_stats(e)->resends, 6);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_applied_and_answered),
@@ -942,6 +982,7 @@ int main(void) {
       cmocka_unit_test(test_plan_and_dry_run_are_exact),
       cmocka_unit_test(test_force_past_the_check_warns_and_is_audited),
       cmocka_unit_test(test_idle_ticks_plan_once_a_second),
+      cmocka_unit_test(test_unacknowledged_directive_resent_then_failed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
