@@ -635,9 +635,11 @@ static void ops_report(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   snprintf(sid, sizeof sid, "%llu", (unsigned long long)w.schedule->id);
   snprintf(start, sizeof start, "%lld", (long long)w.from_ms);
   const char *p[] = {slugs, first, niv, sid, start};
+  /* On the read connection where there is one: a read of load_minute
+   * never queues the writes an operator's reply waits for. */
+  db_t *rdb = srv->db_read ? srv->db_read : srv->db;
   int rc =
-      srv->db
-          ? db_exec(srv->db,
+      rdb ? db_exec(rdb,
                     "WITH iv AS (SELECT k, to_timestamp($2::bigint / 1000.0) + k * interval "
                     "'30 minutes' AS t FROM generate_series(0, $3::int - 1) k), "
                     "acc AS (SELECT s.site, CASE WHEN a.site IS NOT NULL THEN CASE WHEN "

@@ -2,7 +2,10 @@
  * load_minute retention ([database] history_days), pruned in bounded
  * batches, and each site's latest forecast accuracy read back for
  * /metrics (nirc_forecast_wape_ratio). Both run from the leader's tick,
- * never on an operator's request. Part of the server module. */
+ * never on an operator's request, on the server's read connection
+ * (db_read) where there is one: a prune waiting on a lock of load_minute
+ * must not hold up the writes an operator's reply waits for. Part of the
+ * server module. */
 #include "server.h"
 
 #include "err.h"
@@ -30,9 +33,15 @@ static void server_wape_done(void *arg, int err, const char *msg, PGresult *res)
 
 /* Each site's newest stored WAPE; the engine decides when windows close,
  * this only reads what the store wrote. */
+/* Long or lock-prone work goes on the read connection (server.h). */
+static db_t *server_retention_db(server_t *srv) {
+  return srv->db_read ? srv->db_read : srv->db;
+}
+
 void server_read_wape(server_t *srv) {
   uint64_t now = uv_now(srv->loop);
-  if (!srv->db || srv->fc_wape_busy ||
+  db_t *db = server_retention_db(srv);
+  if (!db || srv->fc_wape_busy ||
       (srv->fc_wape && now - srv->fc_wape_read_mono < SERVER_WAPE_READ_MS))
     return;
   if (!srv->fc_wape) {
@@ -42,8 +51,8 @@ void server_read_wape(server_t *srv) {
       srv->fc_wape[i] = -1;
   }
   srv->fc_wape_read_mono = now;
-  if (db_unreachable_ms(srv->db)) return;
-  if (db_exec(srv->db,
+  if (db_unreachable_ms(db)) return;
+  if (db_exec(db,
               "SELECT DISTINCT ON (site) site, wape FROM forecast_accuracy WHERE wape IS NOT NULL "
               "ORDER BY site, window_end DESC",
               0, NULL, server_wape_done, srv) == 0)
@@ -79,16 +88,17 @@ static void server_prune_done(void *arg, int err, const char *msg, PGresult *res
  * The cut-off is on the business clock, as load_minute.minute is. */
 void server_prune_history(server_t *srv) {
   uint64_t now = uv_now(srv->loop);
-  if (!srv->db || srv->prune_busy || srv->conf->history_days == 0) return;
+  db_t *db = server_retention_db(srv);
+  if (!db || srv->prune_busy || srv->conf->history_days == 0) return;
   if (srv->prune_next_mono == 0) srv->prune_next_mono = now + SERVER_PRUNE_FIRST_MS;
-  if (now < srv->prune_next_mono || db_unreachable_ms(srv->db)) return;
+  if (now < srv->prune_next_mono || db_unreachable_ms(db)) return;
   srv->prune_next_mono = now + SERVER_PRUNE_EVERY_MS;
   char cut[24], lim[16];
   snprintf(cut, sizeof cut, "%lld",
            (long long)(clock_now_ms(&srv->clock) - (int64_t)srv->conf->history_days * 86400000));
   snprintf(lim, sizeof lim, "%d", SERVER_PRUNE_BATCH);
   const char *p[] = {cut, lim};
-  if (db_exec(srv->db,
+  if (db_exec(db,
               "DELETE FROM load_minute WHERE ctid = ANY (ARRAY (SELECT ctid FROM load_minute "
               "WHERE minute < to_timestamp($1::bigint / 1000.0) LIMIT $2::int))",
               2, p, server_prune_done, srv) == 0)
