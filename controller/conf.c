@@ -63,6 +63,9 @@ const config_opt_t conf_nircd_opts[] = {
      "(empty: none, writes then wait in memory only)"},
     {"database", "journal_max", CFG_SIZE, O(journal_max), 0, 65536, 1099511627776.0, "64MiB", 0,
      "the journal's maximum size; writes beyond it are refused and logged"},
+    {"database", "history_days", CFG_UINT, O(history_days), 0, 0, 36500, "400", 0,
+     "days of per-minute load history kept (business clock); older rows are pruned by the "
+     "leader in batches (0: kept forever)"},
     {"timing", "report_interval", CFG_DURATION, O(report_interval_ms), 0, 100, 60000, "1s", 0,
      "how often agents report load"},
     {"timing", "stale_after", CFG_DURATION, O(stale_after_ms), 0, 200, 600000, "3s", 0,

@@ -23,6 +23,7 @@ typedef struct {
   char schema_dir[CONFIG_STR_MAX];
   char journal[CONFIG_STR_MAX]; /* on-disk journal of writes during outages; empty: none */
   uint64_t journal_max;         /* bytes the journal may grow to */
+  uint32_t history_days;        /* load_minute rows older than this are pruned (0: kept) */
   uint64_t report_interval_ms, stale_after_ms, idle_timeout_ms, handshake_timeout_ms;
   uint64_t ack_timeout_ms, verify_window_ms;
   uint32_t max_resends;

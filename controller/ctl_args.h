@@ -36,6 +36,7 @@ typedef enum {
   CTL_CMD_ALARMS,
   CTL_CMD_NEXT,
   CTL_CMD_CAPACITY,
+  CTL_CMD_REPORT,
   CTL_NCMDS
 } ctl_cmd_id_t;
 
@@ -88,6 +89,10 @@ typedef struct {
   Nirc__NextRequest next;              /* next --hours N */
   Nirc__CapacityRequest capacity;      /* capacity [SITE [--seats N] [--roster SPEC] ...] */
   Nirc__SiteChangeRequest site_change; /* site add|set|remove SLUG ... */
+  Nirc__ReportRequest report; /* report staffing [--schedule ID] [--date D | --from --to] */
+  /* report --from/--to as given: without an offset they are in [ctl] tz,
+   * so nircctl sets from_ms/to_ms again once the config is read. */
+  const char *report_from, *report_to;
 } ctl_args_t;
 
 /* Shared by the parsers of ctl_args*.c: the usage error into a->error

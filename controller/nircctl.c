@@ -14,6 +14,7 @@
 #include "ctl_args.h"
 #include "ctl_capacity.h"
 #include "ctl_sites.h"
+#include "ctl_report.h"
 #include "ctl_alarms.h"
 #include "ctl_history.h"
 #include "ctl_plan.h"
@@ -758,6 +759,25 @@ static int print_capacity(const Nirc__OperatorReply *rep, int json) {
   return warn ? EXIT_PARTIAL : EXIT_DONE;
 }
 
+/* `nircctl report staffing`: the table, the Report document or CSV; a
+ * window whose measured load could not be read exits 4 with the warning. */
+static int print_report(const Nirc__OperatorReply *rep, int json) {
+  const Nirc__ReportReply *r = rep->report;
+  if (!r) return EXIT_REFUSED;
+  const char *warn = rep->error && rep->error->message ? rep->error->message : NULL;
+  if (json) {
+    json_t *j = ctl_report_json(r);
+    if (warn) json_object_set_new(j, "warning", json_string(warn));
+    print_json(j);
+  } else if (history_csv) {
+    ctl_report_csv(stdout, r);
+  } else {
+    ctl_report_print(stdout, r);
+  }
+  if (warn) fprintf(stderr, "nircctl: %s\n", esc(warn));
+  return warn ? EXIT_PARTIAL : EXIT_DONE;
+}
+
 /* How each command shows the controller's reply. */
 static int (*const ctl_print[CTL_NCMDS])(const Nirc__OperatorReply *rep, int json) = {
     [CTL_CMD_SITE] = print_site,          [CTL_CMD_MAP] = print_map,
@@ -767,6 +787,7 @@ static int (*const ctl_print[CTL_NCMDS])(const Nirc__OperatorReply *rep, int jso
     [CTL_CMD_HISTORY] = print_history,    [CTL_CMD_SCHEDULE] = print_schedules,
     [CTL_CMD_OVERFLOW] = print_overflows, [CTL_CMD_ALARMS] = print_alarms,
     [CTL_CMD_NEXT] = print_next,          [CTL_CMD_CAPACITY] = print_capacity,
+    [CTL_CMD_REPORT] = print_report,
 };
 
 static void usage(FILE *f) {
@@ -872,6 +893,14 @@ int main(int argc, char **argv) {
    * now that it is known (ctl_args checked their form). */
   if (args.since) ctl_parse_when(args.since, history_tz, clock_real_ms(), &args.history.since_ms);
   if (args.until) ctl_parse_when(args.until, history_tz, clock_real_ms(), &args.history.until_ms);
+  if (args.report_from) {
+    ctl_parse_when(args.report_from, history_tz, 0, &args.report.from_ms);
+    ctl_parse_when(args.report_to, history_tz, 0, &args.report.to_ms);
+    if (args.report.to_ms <= args.report.from_ms) {
+      fprintf(stderr, "nircctl: --to must be after --from\n");
+      return EXIT_USAGE;
+    }
+  }
   if (!conf.ca[0] || !conf.cert[0] || !conf.key[0]) {
     fprintf(stderr, "nircctl: no operator certificate: give --ca, --cert and --key, or a config "
                     "file with [tls] ca/cert/key (see --config)\n");

@@ -225,6 +225,7 @@ out:
   tls_revocation_free(srv->revocation);
   sites_free(&srv->sites);
   free(srv->evbudget);
+  free(srv->fc_wape);
   free(srv);
   uv_loop_close(loop);
   if (rc == 0) log_info(LOG_MAIN, conf->node, "stopped");

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The reference story, played against a running NIRC network (demo.sh
 starts one and calls this). Everything goes through nircctl, as an operator
-would; the report at the end is computed from this run's database.
+would; the report at the end is computed from this run's database, its
+night staffing and forecast accuracy by `nircctl report staffing`.
 
   22:00  night consolidation: 22 provinces move to Xi'an in verified waves
   06:00  Wuhan locks down: all of Hubei's calls go to Xi'an (emergency)
@@ -13,7 +14,6 @@ by every process (start, anchor, speed)."""
 import argparse
 import datetime as dt
 import json
-import math
 import subprocess
 import sys
 import time
@@ -243,64 +243,50 @@ class Story:
             lines.append(f"  {what:<28} peak {peak:3d} waiting; callers queued in {busy} "
                          f"of {mins} minutes")
 
-        lines += ["", "Night agents needed for 80% in 20 s (Erlang C on this run's busiest "
-                  "night hour):"]
-        per_site, hub_erl = 0, 0.0
-        # The first report after 22:00 also counts the last (day-rate) minutes
-        # before it; at demo speeds one report covers `skip` business minutes.
-        # Leave it out and scale the 22:00 hour up for the minutes it lost.
-        skip = math.ceil(self.speed / 60)
-        counted_from = (self.at(0, "22:00") + dt.timedelta(minutes=skip)).astimezone(
-            dt.timezone.utc).isoformat()
-        for slug in self.night + [self.hub]:
-            rows = self.sql(
-                "SELECT extract(epoch FROM date_trunc('hour', minute) - "
-                f"'{night_from}'::timestamptz) = 0, sum(offered - from_other_sites + "
-                "routed_away), avg(nullif(avg_aht_ms, 0)) FROM load_minute WHERE site = '" + slug +
-                f"' AND minute >= '{counted_from}' AND minute < '{lock_from}' GROUP BY 1, "
-                "date_trunc('hour', minute)")
-            best = max(((int(c or 0) * (60 / max(1, 60 - skip) if first == "t" else 1),
-                         float(a or 0)) for first, c, a in rows), default=(0, 0.0))
-            aht = best[1] / 1000.0 if best[1] else self.sites[slug]["aht_s"]
-            erl = best[0] * aht / 3600.0
-            per_site += agents_needed(erl, aht) if best[0] else 1
-            hub_erl += erl
-        hub_aht = sum(self.sites[s]["aht_s"] for s in self.night) / len(self.night)
-        consolidated = agents_needed(hub_erl, hub_aht)
+        # The product's own report (nircctl report staffing): the night's
+        # forecast per 30 minutes through Erlang C, and, the window being
+        # over, what each province measured and the forecast's accuracy.
+        sid = [s["id"] for s in json.loads(self.ctl("--json", "schedule", "list",
+                                                    check=True).stdout)["schedules"]
+               if s["name"] == "night"][0]
+        rep = json.loads(self.ctl("--json", "report", "staffing", "--schedule", str(sid),
+                                  "--date", f"{self.at(0, '22:00'):%Y-%m-%d}", check=True).stdout)
+        target = f"{100 * rep['sl_target']:.0f}% in {rep['sl_threshold_s']:.0f} s"
+        lines += ["", f"Night agents needed for {target} (nircctl report staffing: the "
+                  "forecast per 30 minutes, busiest half hour):"]
+        tot = rep["totals"]
+        hub = [s for s in rep["sites"] if s["site"] == self.hub][0]
+
+        def agents(fig):
+            if not fig or not (fig["known"] or fig["partial"]):
+                return "unknown"
+            return f"{fig['agents']}" + ("" if fig["known"] else " (partial forecast)")
         staffed_alone = sum(self.sites[s]["agents_night"] for s in self.night)
-        lines.append(f"  each province staffing its own night: {per_site} agents "
-                     f"(the scenario's own night rosters: {staffed_alone})")
-        lines.append(f"  consolidated at {self.hub}: {consolidated} agents for "
-                     f"{hub_erl:.1f} Erlangs")
+        lines.append(f"  each province staffing its own night: {agents(tot['alone_window'])} "
+                     f"agents, the {len(self.night)} sources and both hubs (the sources' own "
+                     f"night rosters in the scenario: {staffed_alone})")
+        cw = hub["consolidated_window"]
+        erl = f" for {cw['erlangs']:.1f} Erlangs" if cw and cw["erlangs"] is not None else ""
+        lines.append(f"  consolidated at {self.hub}: {agents(cw)} agents{erl}")
+        # How far the forecast was from what the provinces measured.
+        acc = [(s["site"], s["accuracy"]) for s in rep["sites"]]
+        stored = sorted((a["wape"], site) for site, a in acc if a["state"] == "stored")
+        fc = sum(a["forecast_calls"] for _, a in acc if a["state"] == "stored")
+        ac = sum(a["actual_calls"] for _, a in acc if a["state"] == "stored")
+        if stored:
+            mid = stored[len(stored) // 2]
+            lines.append(f"  forecast accuracy over the night (WAPE per province): median "
+                         f"{100 * mid[0]:.0f}% ({mid[1]}), worst {100 * stored[-1][0]:.0f}% "
+                         f"({stored[-1][1]}); {fc:.0f} calls forecast, {ac:.0f} measured")
+        else:
+            states = sorted({a["state"] for _, a in acc})
+            lines.append(f"  forecast accuracy over the night: not stored ({', '.join(states)})")
         lines.append("")
         text = "\n".join(lines)
         print(text)
         if self.a.out:
             with open(self.a.out, "w") as f:
                 f.write(text + "\n")
-
-
-def erlang_c(n, a):
-    if a <= 0:
-        return 0.0
-    if a >= n:
-        return 1.0
-    b = 1.0
-    for k in range(1, n + 1):
-        b = a * b / (k + a * b)
-    return n * b / (n - a * (1 - b))
-
-
-def agents_needed(erl, aht, target=0.8, threshold=20.0):
-    if erl <= 0:
-        return 1
-    n = max(1, math.floor(erl) + 1)
-    while n < 100000:
-        sl = 1 - erlang_c(n, erl) * math.exp(-(n - erl) * threshold / aht)
-        if sl >= target:
-            return n
-        n += 1
-    return n
 
 
 def main():

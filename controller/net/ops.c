@@ -550,6 +550,139 @@ static void ops_alarms(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
     ops_alarms_done(h, rc, "database unavailable: the alarm record cannot be read now", NULL);
 }
 
+/* ---- report staffing: the engine's forecast, and for an ended window
+ * the measured load and stored accuracy read first ---- */
+
+typedef struct {
+  server_t *srv;
+  conn_t *conn;
+  Nirc__OperatorRequest req; /* copies of what the engine reads */
+  Nirc__ReportRequest rr;
+  char kind[16];
+  int64_t first_ms;
+  unsigned n_intervals;
+} ops_report_t;
+
+static void ops_report_done(void *arg, int err, const char *msg, PGresult *res) {
+  ops_report_t *h = arg;
+  conn_t *c = NULL;
+  for (conn_t *x = h->srv->conns; x; x = x->next)
+    if (x == h->conn) c = x;
+  engine_report_site_actual_t *sites = NULL;
+  engine_report_actual_t act = {.first_ms = h->first_ms, .n_intervals = h->n_intervals};
+  int n = res && !err ? PQntuples(res) : 0;
+  if (c && !err) sites = calloc((size_t)n + 1, sizeof *sites);
+  if (c && !err && !sites) {
+    err = NIRC_ENOMEM;
+    msg = "controller out of memory";
+  }
+  /* Rows: site, state, wape, forecast, actual, abs error, intervals,
+   * interval index, calls, minutes; ordered by site then interval. */
+  for (int i = 0; c && !err && i < n; i++) {
+    const char *slug = PQgetvalue(res, i, 0);
+    if (act.n_sites == 0 || strcmp(sites[act.n_sites - 1].site, slug) != 0) {
+      engine_report_site_actual_t *x = &sites[act.n_sites++];
+      nirc_strlcpy(x->site, slug, sizeof x->site);
+      nirc_strlcpy(x->acc_state, PQgetvalue(res, i, 1), sizeof x->acc_state);
+      x->wape = strtod(PQgetvalue(res, i, 2), NULL);
+      x->forecast_calls = strtod(PQgetvalue(res, i, 3), NULL);
+      x->actual_calls = strtod(PQgetvalue(res, i, 4), NULL);
+      x->abs_error_calls = strtod(PQgetvalue(res, i, 5), NULL);
+      x->intervals = (unsigned)strtoul(PQgetvalue(res, i, 6), NULL, 10);
+    }
+    engine_report_site_actual_t *x = &sites[act.n_sites - 1];
+    long k = strtol(PQgetvalue(res, i, 7), NULL, 10);
+    if (k < 0 || k >= STAFF_MAX_INTERVALS) continue;
+    x->calls[k] = strtod(PQgetvalue(res, i, 8), NULL);
+    x->minutes[k] = (unsigned)strtoul(PQgetvalue(res, i, 9), NULL, 10);
+  }
+  if (c) {
+    act.available = !err;
+    act.sites = sites;
+    if (err)
+      snprintf(act.why, sizeof act.why,
+               "the measured load and accuracy could not be read (%s): shown as unknown",
+               msg && *msg ? msg : "database unavailable");
+    engine_req_t rq = ops_req(c, &h->req);
+    engine_op_report(h->srv->engine, &rq, &h->rr, &act);
+  }
+  free(sites);
+  free(h);
+}
+
+static void ops_report(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
+  engine_req_t rq = ops_req(c, req);
+  engine_report_window_t w;
+  char why[240];
+  if (!req->report || engine_report_window(srv->engine, req->report, &w, why, sizeof why) != 0 ||
+      !w.ended) {
+    engine_op_report(srv->engine, &rq, req->report, NULL); /* answers, or refuses with why */
+    return;
+  }
+  ops_report_t *h = calloc(1, sizeof *h);
+  if (!h) return;
+  h->srv = srv;
+  h->conn = c;
+  nirc__operator_request__init(&h->req);
+  h->req.request_id = req->request_id;
+  nirc__report_request__init(&h->rr);
+  nirc_strlcpy(h->kind, req->report->kind ? req->report->kind : "", sizeof h->kind);
+  h->rr.kind = h->kind;
+  h->rr.schedule_id = req->report->schedule_id;
+  h->rr.date = req->report->date;
+  h->rr.from_ms = req->report->from_ms;
+  h->rr.to_ms = req->report->to_ms;
+  h->first_ms = w.first_ms;
+  h->n_intervals = w.n_intervals;
+  char down[300];
+  if (ops_db_down(srv, "the measured load cannot be read now", down, sizeof down)) {
+    ops_report_done(h, NIRC_EDB, down, NULL);
+    return;
+  }
+  /* The window's sites as an array literal: slugs are [a-z0-9_-]. */
+  char slugs[2 * RULES_MAX_SITES * (SCENARIO_SLUG_MAX + 1) + 4] = "{";
+  size_t used = 1;
+  for (int pass = 0; pass < 2; pass++) {
+    const slug_list_t *l = pass == 0 ? &w.schedule->sources : &w.schedule->hubs;
+    for (unsigned j = 0; j < l->n && used < sizeof slugs; j++)
+      used +=
+          (size_t)snprintf(slugs + used, sizeof slugs - used, "%s%s", used > 1 ? "," : "", l->v[j]);
+  }
+  if (used < sizeof slugs) snprintf(slugs + used, sizeof slugs - used, "}");
+  char first[24], niv[16], sid[24], start[24];
+  snprintf(first, sizeof first, "%lld", (long long)w.first_ms);
+  snprintf(niv, sizeof niv, "%u", w.n_intervals);
+  snprintf(sid, sizeof sid, "%llu", (unsigned long long)w.schedule->id);
+  snprintf(start, sizeof start, "%lld", (long long)w.from_ms);
+  const char *p[] = {slugs, first, niv, sid, start};
+  /* On the read connection where there is one: a read of load_minute
+   * never queues the writes an operator's reply waits for. */
+  db_t *rdb = srv->db_read ? srv->db_read : srv->db;
+  int rc =
+      rdb ? db_exec(rdb,
+                    "WITH iv AS (SELECT k, to_timestamp($2::bigint / 1000.0) + k * interval "
+                    "'30 minutes' AS t FROM generate_series(0, $3::int - 1) k), "
+                    "acc AS (SELECT s.site, CASE WHEN a.site IS NOT NULL THEN CASE WHEN "
+                    "a.intervals = 0 THEN 'not-measured' WHEN a.wape IS NULL THEN 'no-calls' "
+                    "ELSE 'stored' END WHEN u.site IS NOT NULL THEN 'pending' ELSE '' END AS st, "
+                    "coalesce(a.wape, 0) AS wape, coalesce(a.forecast_calls, 0) AS fc, "
+                    "coalesce(a.actual_calls, 0) AS ac, coalesce(a.abs_error_calls, 0) AS ae, "
+                    "coalesce(a.intervals, 0) AS n FROM unnest($1::text[]) s(site) "
+                    "LEFT JOIN forecast_used u ON u.site = s.site AND u.schedule_id = "
+                    "$4::bigint AND u.window_start = to_timestamp($5::bigint / 1000.0) "
+                    "LEFT JOIN forecast_accuracy a ON a.site = s.site AND a.schedule_id = "
+                    "$4::bigint AND a.window_start = to_timestamp($5::bigint / 1000.0)) "
+                    "SELECT acc.site, acc.st, acc.wape, acc.fc, acc.ac, acc.ae, acc.n, iv.k, "
+                    "l.calls, l.mins FROM acc CROSS JOIN iv CROSS JOIN LATERAL (SELECT "
+                    "coalesce(sum(m.offered - m.from_other_sites + m.routed_away), 0) AS calls, "
+                    "count(*) AS mins FROM load_minute m WHERE m.site = acc.site AND m.minute "
+                    ">= iv.t AND m.minute < iv.t + interval '30 minutes') l ORDER BY acc.site, "
+                    "iv.k",
+                    5, p, ops_report_done, h)
+          : NIRC_ECLOSED;
+  if (rc != 0) ops_report_done(h, rc, "database unavailable", NULL);
+}
+
 static const ops_cmd_t ops_cmds[] = {
     {NIRC__OPERATOR_REQUEST__BODY_STATUS, "status", ROLE_VIEWER, ops_status, ops_status_cleanup,
      NULL},
@@ -563,6 +696,7 @@ static const ops_cmd_t ops_cmds[] = {
     {NIRC__OPERATOR_REQUEST__BODY_NEXT, "next", ROLE_VIEWER, NULL, NULL, ops_next},
     {NIRC__OPERATOR_REQUEST__BODY_CAPACITY, "capacity", ROLE_VIEWER, NULL, NULL, ops_capacity},
     {NIRC__OPERATOR_REQUEST__BODY_SITE_CHANGE, "site", ROLE_ADMIN, NULL, NULL, ops_site_change},
+    {NIRC__OPERATOR_REQUEST__BODY_REPORT, "report", ROLE_VIEWER, NULL, NULL, ops_report},
 };
 
 /* Over its identity's request rate: answered with an error the operator

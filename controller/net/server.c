@@ -828,6 +828,8 @@ static void server_on_tick(uv_timer_t *t) {
     server_observe_store(srv);
     server_history_tick(srv);
     engine_tick(srv->engine);
+    server_read_wape(srv);
+    server_prune_history(srv);
   }
   /* Once a second is plenty for scrapers and the status page. */
   if (srv->http && ++srv->ticks % (1000 / SERVER_TICK_MS) == 0) srv->on_publish(srv);

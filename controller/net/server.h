@@ -106,6 +106,19 @@ struct server {
    * grew: the journal alarm holds for a minute after a refusal. */
   uint64_t journal_refused_seen, journal_refused_mono;
   engine_t *engine;
+  /* The latest forecast accuracy (WAPE, a ratio) of each site's ended
+   * schedule window, for /metrics: read from forecast_accuracy by the
+   * leader every SERVER_WAPE_READ_MS. Owned, one per site, allocated on
+   * the first read; < 0: none stored (no window tracked, or no calls). */
+  double *fc_wape; /* per site index, fc_wape_n of them; -1: none stored */
+  size_t fc_wape_n;
+  uint64_t fc_wape_read_mono;
+  int fc_wape_busy; /* a read is in flight */
+  /* load_minute retention ([database] history_days): the next prune batch
+   * (monotonic ms; 0: not scheduled since leading began) and whether one
+   * is in flight. */
+  uint64_t prune_next_mono;
+  int prune_busy;
   /* owned: per operator identity and per source address limits
    * (guard.h); NULL until server_start. */
   struct guard *guard;
@@ -190,6 +203,11 @@ void server_site_close_removed(server_t *srv, site_t *s);
 int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *why, size_t whylen);
 /* Observes each site's pbx alarm while its last PbxEvent is recent. */
 void server_pbx_observe(server_t *srv);
+/* server_retention.c, from the leader's tick: prunes load minutes older than
+ * [database] history_days (business clock) in batches, and reads each
+ * site's newest stored WAPE into fc_wape for /metrics. */
+void server_prune_history(server_t *srv);
+void server_read_wape(server_t *srv);
 /* Reloads the load history into the engine when it is due: on leading,
  * on each new local business day, and 30 s after a failure; never twice
  * within 10 s, never blocking (server_history.c). */

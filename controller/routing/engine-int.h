@@ -5,7 +5,8 @@
  * waiting for their moves); engine_plan.c what a move would do (plan, dry
  * runs, the capacity verdict); engine_rules.c schedule and overflow
  * changes; engine_stable.c the hub health gate, the notes and the causes
- * of route changes. Include it only from those files: everyone else goes
+ * of route changes; engine_report.c the staffing report and the forecast's
+ * accuracy tracking. Include it only from those files: everyone else goes
  * through engine.h. */
 #ifndef NIRC_ENGINE_INT_H
 #define NIRC_ENGINE_INT_H
@@ -136,6 +137,15 @@ typedef struct {
   unsigned losses;         /* within the hour up to last_loss_mono */
 } hub_gate_t;
 
+/* A schedule window whose forecast was recorded (engine_report.c): closed
+ * once its accuracy was asked for. */
+#define ENGINE_FC_MARKS 16
+typedef struct {
+  bool used, closed;
+  uint64_t schedule_id;
+  int64_t start_ms, end_ms;
+} engine_fc_mark_t;
+
 struct engine {
   engine_io_t io; /* copied: where decisions go */
   sites_t *sites; /* borrowed registry: the snapshot the engine plans on */
@@ -198,6 +208,8 @@ struct engine {
    * none. Without them every tick scans every site's directive. */
   bool dirs_unsettled, dirs_excluded;
   engine_stats_t stats;
+  engine_fc_mark_t fc_marks[ENGINE_FC_MARKS];
+  bool fc_swept; /* this leadership looked for windows ended under the last one */
   /* The load history and its forecasts (engine_forecast.c); owned. A
    * pointer so that the forecast's caches can be kept up to date from the
    * const engine of engine_forecast. NULL: none loaded yet. */
@@ -282,6 +294,9 @@ void engine_alarm_event(void *arg, alarm_event_t ev, const alarm_t *a, int64_t w
 void engine_alarms_observe(engine_t *e, const plan_t *p);
 void engine_alarms_sweep(engine_t *e);
 void engine_reply_alarms(engine_t *e, void *c, uint64_t rid, const char *warning);
+/* Accuracy tracking (engine_report.c): records the forecast of a window
+ * that starts, and asks for the accuracy of one that ended. Per tick. */
+void engine_forecast_track(engine_t *e);
 /* Configured capacity (engine_capacity.c): every site's, or `only`'s. */
 void engine_reply_capacity(engine_t *e, void *c, uint64_t rid, const char *only,
                            const char *warning);

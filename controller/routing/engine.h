@@ -43,6 +43,7 @@
 #include "rules.h"
 #include "scenario.h"
 #include "sites.h"
+#include "staffing.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -153,6 +154,15 @@ typedef enum {
   ENGINE_REC_ALARM,           /* an alarm raised, cleared or acknowledged: alarm, alarm_event */
   ENGINE_REC_CAPACITY,        /* a site's configured capacity changed: site, capacity */
   ENGINE_REC_SITE,            /* a site added, changed or removed: site, site_rec */
+  /* The forecast a schedule's window is planned on, for one site: id (the
+   * schedule), site, win_from_ms/win_to_ms (the window), win_first_ms
+   * (its first 30-minute interval), detail (calls per interval as an array
+   * literal, NULL where not forecast). Kept once per (schedule, window,
+   * site): a second record of the same window is ignored. */
+  ENGINE_REC_FORECAST,
+  /* A window ended: compare its recorded forecasts with the load minutes
+   * and keep each site's accuracy (WAPE): id, win_from_ms, win_to_ms. */
+  ENGINE_REC_FORECAST_CLOSE,
 } engine_rec_kind_t;
 
 /* A sites row as nircctl site writes it (borrowed, like the record). */
@@ -193,6 +203,7 @@ typedef struct {
   alarm_event_t alarm_event;
   const capacity_t *capacity;
   const engine_site_rec_t *site_rec;
+  int64_t win_from_ms, win_to_ms, win_first_ms;
 } engine_rec_t;
 
 /* Runs once per accepted record: err 0 when it is durable (msg may say
@@ -464,6 +475,47 @@ void engine_op_next(engine_t *e, const engine_req_t *rq, const Nirc__NextRequest
  * or changes a site's (seats, roster, UTC offset; --clear forgets it). A
  * change is stored exactly once with its audit entry before the answer. */
 void engine_op_capacity(engine_t *e, const engine_req_t *rq, const Nirc__CapacityRequest *req);
+
+/* ---- nircctl report staffing (engine_report.c) ---- */
+
+/* The window a report request names: the schedule's (--schedule, else the
+ * enabled one in force now or starting next), on --date, or --from/--to;
+ * cut into n_intervals 30-minute intervals from first_ms. `schedule` is
+ * borrowed until the rules change. */
+typedef struct {
+  const schedule_t *schedule;
+  int64_t from_ms, to_ms, first_ms;
+  unsigned n_intervals;
+  bool ended; /* to_ms is past (business clock) */
+} engine_report_window_t;
+/* 0, or NIRC_EINVAL / NIRC_ENOTFOUND with the reason and fix in err. */
+int engine_report_window(engine_t *e, const Nirc__ReportRequest *req, engine_report_window_t *w,
+                         char *err, size_t errlen);
+
+/* What the owner read from the database for an ended window, per site:
+ * its own calls (offered - from other sites + routed away) per interval
+ * and the minutes measured in it (0: nothing measured: unknown), and the
+ * accuracy stored at the window's end (acc_state "": none stored). */
+typedef struct {
+  char site[SCENARIO_SLUG_MAX];
+  double calls[STAFF_MAX_INTERVALS];
+  unsigned minutes[STAFF_MAX_INTERVALS];
+  char acc_state[16]; /* "stored", "no-calls", "" */
+  double wape, forecast_calls, actual_calls, abs_error_calls;
+  unsigned intervals;
+} engine_report_site_actual_t;
+typedef struct {
+  int64_t first_ms; /* the window read: ignored unless it is still the report's */
+  unsigned n_intervals;
+  bool available; /* false: the database could not be read (why says so) */
+  char why[240];
+  engine_report_site_actual_t *sites; /* borrowed for the call */
+  size_t n_sites;
+} engine_report_actual_t;
+/* Answers `nircctl report staffing` at once through engine_io_t; `act` is
+ * NULL for a window that has not ended. */
+void engine_op_report(engine_t *e, const engine_req_t *rq, const Nirc__ReportRequest *req,
+                      const engine_report_actual_t *act);
 
 /* The same list for the status page: events from now on, at most `max`,
  * in time order, into `out` (returns how many). */

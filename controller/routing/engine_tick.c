@@ -152,5 +152,6 @@ void engine_tick(engine_t *e) {
   if (engine_eval_due(e, engine_inputs_fp(e))) engine_evaluate(e, NULL, NULL);
   engine_waiters_check(e);
   engine_alarms_sweep(e);
+  engine_forecast_track(e);         /* the forecast's accuracy (engine_report.c) */
   e->eval_fp = engine_inputs_fp(e); /* what this tick leaves behind */
 }

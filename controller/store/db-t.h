@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DB_SCHEMA_VERSION 8
+#define DB_SCHEMA_VERSION 9
 #define DB_QUEUE_MAX      65536 /* queued queries before db_exec returns NIRC_EFULL */
 #define DB_MAX_PARAMS     16
 /* The journal's size unless db_opts_t says otherwise. */

@@ -337,18 +337,19 @@ static int migrations_list(const char *dir, db_migration_t **out, int *count, ch
   }
   if (rc == 0) {
     qsort(m, (size_t)n, sizeof *m, migration_cmp);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0, want = 1; i < n; i++, want++) {
       if (i > 0 && m[i].version == m[i - 1].version) {
         set_err(err, errlen, "%s/%s: duplicate migration number (also %s)", dir, m[i].file,
                 m[i - 1].file);
         rc = NIRC_EEXISTS;
         break;
       }
-      if (m[i].version != i + 1) {
+      /* Numbered from 001 without gaps. */
+      if (m[i].version != want) {
         set_err(err, errlen,
                 "%s/%s: migration %03d is missing (they are numbered from 001 "
                 "without gaps)",
-                dir, m[i].file, i + 1);
+                dir, m[i].file, want);
         rc = NIRC_ENOTFOUND;
         break;
       }

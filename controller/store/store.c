@@ -329,6 +329,32 @@ static int store_alarm(db_t *db, const engine_rec_t *r, engine_stored_cb done, v
   return NIRC_EINVAL;
 }
 
+/* A window's accuracy per site (schema/009): its recorded forecast per
+ * 30-minute interval against the site's own calls in the load minutes of
+ * that interval (offered - from other sites + routed away). Only
+ * intervals both forecast and measured (at least one load minute: at an
+ * accelerated clock one report spans several minutes) are compared; a
+ * site with none keeps a row with intervals 0 ("not measured"), one with
+ * no calls a NULL wape ("no calls": undefined, not 0). */
+#define STORE_ACCURACY_SQL                                                                         \
+  "INSERT INTO forecast_accuracy (schedule_id, window_start, window_end, site, forecast_calls, "   \
+  "actual_calls, abs_error_calls, wape, intervals) "                                               \
+  "SELECT f.schedule_id, f.window_start, f.window_end, f.site, "                                   \
+  "coalesce(sum(u.fc) FILTER (WHERE a.mins > 0), 0), "                                             \
+  "coalesce(sum(a.calls) FILTER (WHERE a.mins > 0), 0), "                                          \
+  "coalesce(sum(abs(a.calls - u.fc)) FILTER (WHERE a.mins > 0), 0), "                              \
+  "CASE WHEN sum(a.calls) FILTER (WHERE a.mins > 0) > 0 THEN "                                     \
+  "sum(abs(a.calls - u.fc)) FILTER (WHERE a.mins > 0) / sum(a.calls) FILTER (WHERE a.mins > 0) "   \
+  "END, count(*) FILTER (WHERE a.mins > 0) "                                                       \
+  "FROM forecast_used f "                                                                          \
+  "LEFT JOIN LATERAL unnest(f.calls) WITH ORDINALITY AS u(fc, k) ON u.fc IS NOT NULL "             \
+  "LEFT JOIN LATERAL (SELECT coalesce(sum(m.offered - m.from_other_sites + m.routed_away), "       \
+  "0)::double precision AS calls, count(*) AS mins FROM load_minute m WHERE m.site = f.site AND "  \
+  "m.minute >= f.first_interval + (u.k - 1) * f.interval_s * interval '1 second' AND "             \
+  "m.minute < f.first_interval + u.k * f.interval_s * interval '1 second') a ON true "             \
+  "WHERE f.schedule_id = $1::bigint AND f.window_start = to_timestamp($2::bigint / 1000.0) "       \
+  "GROUP BY f.schedule_id, f.window_start, f.window_end, f.site ON CONFLICT DO NOTHING"
+
 int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
   char id[24], wall[40];
   snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
@@ -429,6 +455,28 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
                       4, p, done, arg);
   }
   case ENGINE_REC_SITE: return store_site(db, r, wall, done, arg);
+  case ENGINE_REC_FORECAST: {
+    if (!r->site || !r->detail) return NIRC_EINVAL;
+    char from[24], to[24], first[24];
+    snprintf(from, sizeof from, "%lld", (long long)r->win_from_ms);
+    snprintf(to, sizeof to, "%lld", (long long)r->win_to_ms);
+    snprintf(first, sizeof first, "%lld", (long long)r->win_first_ms);
+    const char *p[] = {id, from, to, r->site, first, r->detail};
+    /* The first leader to see the window start keeps its forecast. */
+    return store_once(db,
+                      "INSERT INTO forecast_used (schedule_id, window_start, window_end, site, "
+                      "first_interval, interval_s, calls) VALUES ($1::bigint, "
+                      "to_timestamp($2::bigint / 1000.0), to_timestamp($3::bigint / 1000.0), $4, "
+                      "to_timestamp($5::bigint / 1000.0), 1800, $6::double precision[]) "
+                      "ON CONFLICT DO NOTHING",
+                      6, p, done, arg);
+  }
+  case ENGINE_REC_FORECAST_CLOSE: {
+    char from[24];
+    snprintf(from, sizeof from, "%lld", (long long)r->win_from_ms);
+    const char *p[] = {id, from};
+    return store_once(db, STORE_ACCURACY_SQL, 2, p, done, arg);
+  }
   }
   log_error(LOG_DB, "store", "unknown record kind %d: not stored", (int)r->kind);
   return NIRC_EINVAL;

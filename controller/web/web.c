@@ -406,6 +406,14 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
     if (srv->sites.v[i].life == SITE_LIVE)
       web_printf(b, "nirc_site_pbx_unreadable{site=\"%s\"} %d\n", srv->sites.v[i].slug,
                  srv->sites.v[i].has_report && srv->sites.v[i].last.pbx_unreadable);
+  web_printf(b, "# HELP nirc_forecast_wape_ratio The forecast's weighted absolute percentage "
+                "error over the site's last ended schedule window (sum |actual - forecast| / sum "
+                "actual, per 30-minute interval); absent: none stored. Leader only.\n# TYPE "
+                "nirc_forecast_wape_ratio gauge\n");
+  for (size_t i = 0; lead && srv->fc_wape && i < srv->fc_wape_n && i < srv->sites.n; i++)
+    if (srv->sites.v[i].life == SITE_LIVE && srv->fc_wape[i] >= 0)
+      web_printf(b, "nirc_forecast_wape_ratio{site=\"%s\"} %.4f\n", srv->sites.v[i].slug,
+                 srv->fc_wape[i]);
   if (srv->engine) {
     const engine_stats_t *st = engine_stats(srv->engine);
     web_printf(b,

@@ -106,6 +106,15 @@ static void fuzz_check_request(const Nirc__OperatorRequest *req) {
     fuzz_check(req->capacity->utc_offset_min >= -840 && req->capacity->utc_offset_min <= 840,
                "capacity: --utc-offset within a day");
     break;
+  case NIRC__OPERATOR_REQUEST__BODY_REPORT:
+    fuzz_check(req->report != NULL, "report body");
+    fuzz_check(req->report->kind && strcmp(req->report->kind, "staffing") == 0,
+               "report: staffing is the only one");
+    /* a window is a date or a from/to pair, never both (their order is
+     * checked once [ctl] tz applies) */
+    fuzz_check(!req->report->from_ms == !req->report->to_ms, "report: --from without --to");
+    fuzz_check(!(req->report->date && req->report->from_ms), "report: --date with --from");
+    break;
   default: fuzz_check(false, "a request has a body"); break;
   }
 }

@@ -184,6 +184,26 @@ SITE_CHANGE_DETAIL = {"before": (SITE_TERMS, NULL), Opt("after"): SITE_TERMS, "n
 IMPORT_DETAIL = {"file": str, "sites_in_file": int, "added": int, "updated": int,
                  "skipped_removed": int, "removed_skipped": str, "kept_not_in_file": int,
                  "not_in_file": str}
+STAFF_FIG = {"known": bool, "partial": bool, "calls": (float, NULL), "erlangs": (float, NULL),
+             "agents": (int, NULL)}
+ACTUAL_FIG = {"known": bool, "partial": bool, "calls": (float, NULL)}
+FORECAST_ACCURACY = {
+    "state": enum("stored", "no-calls", "not-measured", "pending", "not-tracked", "not-ended",
+                  "unavailable"),
+    "wape": (float, NULL), "forecast_calls": (float, NULL), "actual_calls": (float, NULL),
+    "abs_error_calls": (float, NULL), "intervals": (int, NULL)}
+STAFFING_SITE = {"site": str, "role": enum("source", "hub"), "first_hub": bool, "demand": str,
+                 "alone": [STAFF_FIG], "alone_window": STAFF_FIG,
+                 "consolidated": ([STAFF_FIG], NULL), "consolidated_window": (STAFF_FIG, NULL),
+                 "actual": ([ACTUAL_FIG], NULL), "actual_window": (ACTUAL_FIG, NULL),
+                 "accuracy": FORECAST_ACCURACY}
+REPORT_SCHEDULE = {"id": int, "name": str, "tz": str}
+REPORT_TOTALS = {"alone": [STAFF_FIG], "consolidated": [STAFF_FIG], "alone_window": STAFF_FIG,
+                 "consolidated_window": STAFF_FIG}
+REPORT = {"kind": enum("staffing"), "schedule": REPORT_SCHEDULE, "from_ms": int, "to_ms": int,
+          "first_interval_ms": int, "interval_s": int, "interval_starts_ms": [int],
+          "sl_target": float, "sl_threshold_s": float, "ended": bool, "first_hub": str,
+          "now_ms": int, "sites": [STAFFING_SITE], "totals": REPORT_TOTALS, Opt("warning"): str}
 
 # The names the document gives the shapes.
 SHAPES = {
@@ -207,6 +227,9 @@ SHAPES = {
     "CapacityDetail": CAPACITY_DETAIL, "CapacityTerms": CAPACITY_TERMS,
     "SiteChange": SITE_CHANGE, "SiteChangeDetail": SITE_CHANGE_DETAIL, "SiteTerms": SITE_TERMS,
     "ImportDetail": IMPORT_DETAIL,
+    "Report": REPORT, "ReportSchedule": REPORT_SCHEDULE, "StaffingSite": STAFFING_SITE,
+    "StaffingFigure": STAFF_FIG, "ActualFigure": ACTUAL_FIG,
+    "ForecastAccuracy": FORECAST_ACCURACY, "ReportTotals": REPORT_TOTALS,
 }
 # The audit detail by action (the document's table).
 DETAILS = {
@@ -648,6 +671,33 @@ def test_site_change():
     assert "admin" in j["error"], j
 
 
+def test_report_staffing():
+    # No enabled schedule: refused, with what to do.
+    for sch in ctl_json("schedule", "list", expect=0)["schedules"]:
+        assert not sch["enabled"], f"an enabled schedule left by another test: {sch}"
+    j = check(ctl_json("report", "staffing", expect=T.EXIT_REFUSED), REFUSAL, "report, no schedule")
+    assert "no enabled schedule" in j["error"] and "schedule add" in j["error"], j
+    ctl_json("schedule", "add", "json-night", "--sources", "xizang", "--to", "shaanxi",
+             "--start", "22:00", "--end", "08:00", "--tz", "Asia/Shanghai", expect=0)
+    try:
+        j = check(ctl_json("report", "staffing", cert="operator-victor", expect=0), REPORT,
+                  "report staffing (viewer)")
+        assert not j["ended"] and j["schedule"]["name"] == "json-night", j
+        assert [s["site"] for s in j["sites"]] == ["xizang", "shaanxi"], j
+        assert len(j["interval_starts_ms"]) == 20 and len(j["totals"]["alone"]) == 20, j
+        assert all(s["accuracy"]["state"] == "not-ended" for s in j["sites"]), j
+        sid = str(j["schedule"]["id"])
+        # An ended window (the night before): actual figures and accuracy given.
+        j = check(ctl_json("report", "staffing", "--schedule", sid, "--date", "2020-01-22",
+                           expect=0), REPORT, "report staffing --date (ended)")
+        assert j["ended"] and all(s["actual"] is not None for s in j["sites"]), j
+        assert all(s["accuracy"]["state"] == "not-tracked" for s in j["sites"]), j
+        check(ctl_json("report", "staffing", "--schedule", "999999", expect=T.EXIT_USAGE), REFUSAL,
+              "report of an unknown schedule")
+    finally:
+        ctl_json("schedule", "rm", "json-night", expect=0)
+
+
 def test_history():
     j = check(ctl_json("history", "--limit", "500", expect=0), HISTORY, "history")
     check_history_details(j["entries"])
@@ -739,6 +789,7 @@ if __name__ == "__main__":
             test_schedule_and_overflow_lists,
             test_capacity,
             test_site_change,
+            test_report_staffing,
             test_history,
             test_usage_and_unreachable_print_nothing_on_stdout,
             test_partially_applied_move,

@@ -212,7 +212,7 @@ def test_completion_commands_and_options():
     where = {"status": ["status"], "site": ["site", "hubei"], "watch": ["watch"], "map": ["map"],
              "cutover": ["cutover", "hubei"], "restore": ["restore"], "readmit": ["readmit"],
              "plan": ["plan", "hubei"], "history": ["history"], "alarms": ["alarms"], "next": ["next"],
-             "capacity": ["capacity", "shaanxi"],
+             "capacity": ["capacity", "shaanxi"], "report": ["report", "staffing"],
              "schedule": ["schedule", "add", "night"], "overflow": ["overflow", "add", "gd"]}
     for cmd in ctl_commands():
         if cmd == "help":
@@ -225,6 +225,7 @@ def test_completion_commands_and_options():
     assert complete(NOCTL, "schedule", "") == ["list", "add", "rm", "enable", "disable"]
     assert complete(NOCTL, "overflow", "") == ["list", "add", "rm"]
     assert complete(NOCTL, "alarms", "") == ["ack"]
+    assert complete(NOCTL, "report", "") == ["staffing"]
     # File names for --config and the TLS files; nothing that does not exist.
     assert complete(NOCTL, "--config", "/nonexistent-dir/x") == []
 

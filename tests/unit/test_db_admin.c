@@ -55,6 +55,7 @@ static void test_migrate_from_empty(void **state) {
   assert_string_equal(out, expect);
   assert_int_equal(
       pgtest_sql(pgtest_env.main_ci, "select count(*) from schema_version", n, sizeof n), 0);
+  /* One row per migration. */
   snprintf(expect, sizeof expect, "%d", DB_SCHEMA_VERSION);
   assert_string_equal(n, expect);
   assert_int_equal(pgtest_sql(pgtest_env.main_ci,
