@@ -15,6 +15,7 @@ At 16:00 on Thursday 2020-01-23 `nircctl plan --schedule night` (window
   the sources' calls/s x handle time);
 and, with no scenario file configured, say it fell back to the live load."""
 import json
+import math
 import re
 import subprocess
 
@@ -115,6 +116,42 @@ def test_plan_uses_the_history_forecast_and_says_so():
     assert line.endswith(f"forecast from {weeks} weeks of history"), line
     # The window the forecast is for.
     assert j["window"]["schedule"] == "night"
+
+
+def erlang_c(n, a):
+    """P(wait), from the Erlang B recurrence (independent of erlang.c)."""
+    if a >= n:
+        return 1.0
+    b = 1.0
+    for k in range(1, n + 1):
+        b = a * b / (k + a * b)
+    return n * b / (n - a * (1 - b))
+
+
+def agents_needed(erl, aht, target=0.8, threshold=20.0):
+    n = int(erl) + 1
+    while 1 - erlang_c(n, erl) * math.exp(-(n - erl) * threshold / aht) < target:
+        n += 1
+    return n
+
+
+def test_staffing_report_uses_the_history_forecast():
+    """nircctl report staffing for tonight's window sizes Hubei's 22:00
+    half-hour on the same forecast from history: its calls, Erlangs (with
+    the handle time the rows measured) and the agents Erlang C needs for
+    80 % in 20 s, computed here."""
+    r = env.ctl("--json", "report", "staffing")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["schedule"]["name"] == "night" and j["interval_s"] == 1800, j["schedule"]
+    hubei = {s["site"]: s for s in j["sites"]}["hubei"]
+    assert hubei["demand"].startswith("forecast from 7 weeks of history"), hubei["demand"]
+    cps, _ = expected_hubei()
+    f = hubei["alone"][0]  # 22:00-22:30
+    erl = cps * AHT_MS / 1000.0
+    assert f["known"] and abs(f["calls"] - cps * 1800) < 1e-4 * cps * 1800, (f, cps * 1800)
+    assert abs(f["erlangs"] - erl) < 1e-4 * erl, (f, erl)
+    assert f["agents"] == agents_needed(erl, AHT_MS / 1000.0), (f, agents_needed(erl, 200.0))
 
 
 def test_too_short_and_missing_history_fall_back_to_the_scenario_file():
@@ -238,6 +275,7 @@ def test_everything_still_running():
 if __name__ == "__main__":
     T.main([test_history_inserted_and_controller_started,
             test_plan_uses_the_history_forecast_and_says_so,
+            test_staffing_report_uses_the_history_forecast,
             test_too_short_and_missing_history_fall_back_to_the_scenario_file,
             test_the_capacity_check_uses_that_demand,
             test_without_a_scenario_file_it_says_live_load,
