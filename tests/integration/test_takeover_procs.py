@@ -227,6 +227,13 @@ class Run:
         """Sites whose route waits on a damping timer (status notes), with
         the sources routed to a hub that does."""
         timed = {s["slug"] for s in st["sites"] if any(p in s.get("note", "") for p in PENDING)}
+        # A stopped hub is in its grace period, whatever its note says (a
+        # plan alarm's text takes the note's place): its sources re-home
+        # when the grace ends, and a new leader starts the grace again (a
+        # hub not seen since it took over), so both leaders move them, at
+        # different times. Seen under ASan: the old leader re-homed hubei
+        # from a stopped sichuan 0.8 s after the snapshot, before its kill.
+        timed |= set(self.down)
         for s in st["sites"]:
             if any(r["site"] in timed and r["site"] != s["slug"] for r in s["route"]):
                 timed.add(s["slug"])
