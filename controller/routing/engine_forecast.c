@@ -256,13 +256,12 @@ static bool engine_hist_cell(const engine_t *e, size_t i, int64_t at_ms, forecas
 static const scenario_site_t engine_scen_absent;
 
 /* The scenario's entry for `slug` (NULL: none), through the per-index
- * cache when the site is in the registry. */
-static const scenario_site_t *engine_scen_site(const engine_t *e, const char *slug) {
+ * cache when the site is in the registry (i: its index, -1: not in it). */
+static const scenario_site_t *engine_scen_site(const engine_t *e, long i, const char *slug) {
   const scenario_t *sc = e->opts.forecast;
   if (!sc) return NULL;
-  engine_t *m = (engine_t *)e; /* the cache only; nothing the caller sees */
-  long i = engine_index(m, slug);
   if (i < 0) return scenario_find(sc, slug);
+  engine_t *m = (engine_t *)e; /* the cache only; nothing the caller sees */
   if ((size_t)i >= m->n_scen_site) {
     size_t n = engine_nsites(m);
     const scenario_site_t **v = realloc(m->scen_site, (n + 1) * sizeof *v);
@@ -316,7 +315,7 @@ void engine_forecast_demand_text(const engine_t *e, const char *slug, int64_t at
   }
   if (i < 0 && text) snprintf(why, sizeof why, "no history");
   const scenario_t *sc = e->opts.forecast;
-  const scenario_site_t *s = engine_scen_site(e, slug);
+  const scenario_site_t *s = engine_scen_site(e, i, slug);
   if (s) {
     int64_t local = at_ms / 1000 + (int64_t)sc->utc_offset_min * 60;
     double hour = (double)(((local % 86400) + 86400) % 86400) / 3600.0;
@@ -359,7 +358,7 @@ double engine_forecast(const engine_t *e, const char *slug, int64_t at_ms) {
 bool engine_forecast_staff(const engine_t *e, const char *slug, int64_t at_ms, unsigned *agents,
                            double *aht_s) {
   const scenario_t *sc = e->opts.forecast;
-  const scenario_site_t *s = engine_scen_site(e, slug);
+  const scenario_site_t *s = engine_scen_site(e, engine_index((engine_t *)e, slug), slug);
   if (!s) return false;
   int64_t local = at_ms / 1000 + (int64_t)sc->utc_offset_min * 60;
   double hour = (double)(((local % 86400) + 86400) % 86400) / 3600.0;
