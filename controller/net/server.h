@@ -128,6 +128,10 @@ struct server {
   int webhook_closing;
   struct httpd *http; /* owned: metrics and status page, or NULL */
   unsigned ticks;
+  /* The newest duplicate agent, refused report (server_now()) and PBX
+   * event (clock_real_ms()) of any site, 0: none: the per-tick alarm
+   * scans skip every site while the newest is older than its alarm. */
+  int64_t last_duplicate_ms, last_refused_ms, last_pbx_event_ms;
   uint64_t web_publishes; /* web_publish() calls, to pace the map */
   scenario_t forecast;    /* [routing] forecast, loaded at start-up */
   int forecast_loaded;    /* owned: the routing engine */

@@ -19,6 +19,7 @@
 #define SERVER_PBX_ALARM_MS (10 * 60000)
 void server_pbx_observe(server_t *srv) {
   int64_t now = clock_real_ms();
+  if (!srv->last_pbx_event_ms || now - srv->last_pbx_event_ms >= SERVER_PBX_ALARM_MS) return;
   for (size_t i = 0; srv->engine && i < srv->sites.n; i++) {
     const site_t *s = &srv->sites.v[i];
     if (!s->pbx_event_ms || now - s->pbx_event_ms >= SERVER_PBX_ALARM_MS) continue;
@@ -70,6 +71,7 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
   server_record_event(srv, "site", link_peer(c->link)->subject, site->slug, link_peer_addr(c->link),
                       event, detail[0] ? detail : words);
   site->pbx_event_ms = clock_real_ms();
+  srv->last_pbx_event_ms = site->pbx_event_ms;
   site->pbx_critical = critical;
   nirc_strlcpy_utf8(site->pbx_alarm, words, sizeof site->pbx_alarm);
   if (srv->engine) engine_alarm_observe_sev(srv->engine, ALARM_PBX, site->slug, words, critical);

@@ -257,6 +257,10 @@ json_t *engine_wave_demand_json(const engine_t *e, const size_t *idx, unsigned n
  * empty), for every site on every tick. */
 void engine_forecast_demand_text(const engine_t *e, const char *slug, int64_t at_ms,
                                  engine_demand_t *out, bool text);
+/* The same for site index i (from engine_index; -1: not a site): every
+ * plan asks it for every site, and the index saves hashing the slug. */
+void engine_forecast_demand_at(const engine_t *e, long i, const char *slug, int64_t at_ms,
+                               engine_demand_t *out, bool text);
 /* Frees the load history (engine_forecast.c). */
 void engine_hist_free(struct engine_hist *h);
 void engine_route_from_plan(const plan_route_t *p, route_t *r);

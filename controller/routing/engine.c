@@ -573,7 +573,7 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
     /* Until five minutes of calls are seen, the forecast fills the gap; one
      * call in the first second must not read as a flood. */
     engine_demand_t fc;
-    engine_forecast_demand_text(e, s->slug, now, &fc, false);
+    engine_forecast_demand_at(e, (long)i, s->slug, now, &fc, false);
     p->forecast_cps = fc.cps;
     p->demand_cps = sites_demand_cps(
         s, p->forecast_cps, e->opts.forecast || fc.kind == ENGINE_DEMAND_HISTORY ? 300.0 : 60.0);

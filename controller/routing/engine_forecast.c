@@ -280,9 +280,13 @@ static const scenario_site_t *engine_scen_site(const engine_t *e, long i, const 
 
 void engine_forecast_demand_text(const engine_t *e, const char *slug, int64_t at_ms,
                                  engine_demand_t *out, bool text) {
-  memset(out, 0, sizeof *out);
   /* engine_index only reads the registry. */
-  long i = engine_index((engine_t *)e, slug);
+  engine_forecast_demand_at(e, engine_index((engine_t *)e, slug), slug, at_ms, out, text);
+}
+
+void engine_forecast_demand_at(const engine_t *e, long i, const char *slug, int64_t at_ms,
+                               engine_demand_t *out, bool text) {
+  memset(out, 0, sizeof *out);
   char why[120];
   forecast_cell_t cell;
   int32_t date = 0;
