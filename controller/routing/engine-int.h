@@ -178,9 +178,17 @@ struct engine {
    * not stored; this is its conservative stand-in). */
   uint64_t resume_mono;
   uint64_t loaded_below_id; /* rules with smaller ids were loaded, not made here */
-  char (*alarm)[256];    /* per site: its first plan alarm of the last evaluation (note, cause) */
-  hub_gate_t *gate;      /* one per site (used for hubs) */
-  planner_hold_t *holds; /* one per site: capacity damping state */
+  char (*alarm)[256]; /* per site: its first plan alarm of the last evaluation (note, cause) */
+  hub_gate_t *gate;   /* one per site (used for hubs) */
+  /* The hubs' site indexes, rebuilt by every plan's input
+   * (engine_build_input): the gate update runs every tick and at 20,000
+   * sites a pass over every site for its is_hub flag was most of an idle
+   * tick. A hub added since the last plan waits for the next (at most a
+   * second; a site change asks for one at once). Owned. */
+  uint32_t *hub_idx;
+  size_t n_hub_idx;
+  bool hub_idx_valid;
+  planner_hold_t *holds;                  /* one per site: capacity damping state */
   uint64_t (*changes)[ROUTE_CAUSE_COUNT]; /* route changes per site and cause */
   alarm_table_t alarms;
   uint64_t alarms_observed_mono; /* last evaluation that observed the conditions */

@@ -152,6 +152,7 @@ void engine_free(engine_t *e) {
   free(e->psites);
   free(e->alarm);
   free(e->gate);
+  free(e->hub_idx);
   free(e->holds);
   free(e->changes);
   free(e->down_since);
@@ -556,9 +557,16 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
                         size_t n_extra_cut) {
   size_t n = engine_nsites(e);
   int64_t now = engine_now(e);
+  /* Sized for every site, so that it never fails halfway: a list that
+   * could not be made leaves the gate update scanning every site. */
+  uint32_t *hubs = realloc(e->hub_idx, (n + 1) * sizeof *hubs);
+  if (hubs) e->hub_idx = hubs;
+  e->hub_idx_valid = hubs != NULL;
+  e->n_hub_idx = 0;
   for (size_t i = 0; i < n; i++) {
     site_t *s = engine_site(e, i);
     plan_site_t *p = &e->psites[i];
+    if (hubs && s->is_hub) hubs[e->n_hub_idx++] = (uint32_t)i;
     memset(p, 0, sizeof *p);
     nirc_strlcpy(p->slug, s->slug, sizeof p->slug);
     if (s->life == SITE_REMOVED) {

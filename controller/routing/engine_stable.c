@@ -72,8 +72,11 @@ static void engine_gate_event(engine_t *e, size_t i, const char *action, const c
 /* Moves every hub's gate on by what the registry shows now. */
 void engine_gate_update(engine_t *e) {
   uint64_t now = engine_mono(e);
-  for (size_t i = 0; i < engine_nsites(e); i++) {
-    if (!engine_site(e, i)->is_hub) continue;
+  bool listed = e->hub_idx_valid;
+  size_t n = listed ? e->n_hub_idx : engine_nsites(e);
+  for (size_t k = 0; k < n; k++) {
+    size_t i = listed ? e->hub_idx[k] : k;
+    if (i >= engine_nsites(e) || !engine_site(e, i)->is_hub) continue;
     hub_gate_t *g = &e->gate[i];
     bool up = engine_hub_up(e, i);
     char why[200];
