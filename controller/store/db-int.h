@@ -18,8 +18,12 @@
 
 /* Error texts handed to callbacks and logs are cut to this size. */
 #define DB_MSG_MAX CONNINFO_MSG_MAX
-/* Once-writes sent together in one pipeline (db_send_batch). */
-#define DB_BATCH_MAX 64
+/* Once-writes sent together in one pipeline (db_send_batch). A move
+ * writes its cutover row, a directive and an event per source and its
+ * audit row: at 64, a move of 31 sources spilled its audit row into a
+ * second pipeline and commit, which the operator's reply waited for. 512
+ * holds a move of 250 sources in one. */
+#define DB_BATCH_MAX 512
 
 /* A pending name resolution. It is separate from db_t because a connect
  * timeout or db_close may abandon it while libuv's thread pool still runs

@@ -554,33 +554,38 @@ static void test_once_batched(void **state) {
   assert_true(pgtest_run_until_count(&a.loop, &r->ncalls, 1));
   r->ncalls = 0;
   db_journal_stats_t st0 = jstats(a.db);
-  for (int i = 0; i < 40; i++)
+  /* As many as a move of 64 sources writes: its cutover row, a directive
+   * and an event per source, its audit row (at a cap of 64 a move of 31
+   * sources sent its audit row in a second commit, which the operator's
+   * reply waited for). */
+  enum { MOVE = 1 + 2 * 64 + 1 };
+  for (int i = 0; i < MOVE; i++)
     event_once(a.db, r, i, peer, i);
-  assert_true(pgtest_run_until_count(&a.loop, &r->ncalls, 40));
+  assert_true(pgtest_run_until_count(&a.loop, &r->ncalls, MOVE));
   assert_int_equal(r->out_of_order, 0);
-  for (int i = 0; i < 40; i++)
+  for (int i = 0; i < MOVE; i++)
     if (r->err[i] != 0 || !r->had_res[i]) fail_msg("once-write %d: %s", i, r->msg[i]);
-  assert_true(events_in_order(pgtest_env.main_ci, peer, 40));
+  assert_true(events_in_order(pgtest_env.main_ci, peer, MOVE));
   db_journal_stats_t st1 = jstats(a.db);
-  /* All 40 were queued before the loop ran: one statement. */
+  /* All were queued before the loop ran: one statement. */
   assert_int_equal(st1.batches_total - st0.batches_total, 1);
 
   /* One refused write in the middle of a batch. */
   for (int i = 0; i < 20; i++)
-    event_once(a.db, r, 40 + i, peer, 40 + i);
-  qo(a.db, r, 60, "INSERT INTO sites (slug, name_en, name_zh) VALUES ('Bad Slug', 'x', 'y')", 0,
-     NULL);
+    event_once(a.db, r, MOVE + i, peer, MOVE + i);
+  qo(a.db, r, MOVE + 20, "INSERT INTO sites (slug, name_en, name_zh) VALUES ('Bad Slug', 'x', 'y')",
+     0, NULL);
   for (int i = 0; i < 20; i++)
-    event_once(a.db, r, 61 + i, peer, 60 + i);
-  assert_true(pgtest_run_until_count(&a.loop, &r->ncalls, 81));
+    event_once(a.db, r, MOVE + 21 + i, peer, MOVE + 20 + i);
+  assert_true(pgtest_run_until_count(&a.loop, &r->ncalls, MOVE + 41));
   assert_int_equal(r->out_of_order, 0);
-  for (int i = 40; i < 81; i++) {
-    if (i == 60) continue;
+  for (int i = MOVE; i < MOVE + 41; i++) {
+    if (i == MOVE + 20) continue;
     if (r->err[i] != 0 || !r->had_res[i]) fail_msg("once-write %d: %s", i, r->msg[i]);
   }
-  assert_int_equal(r->err[60], NIRC_EDB);
-  assert_non_null(strstr(r->msg[60], "check constraint"));
-  assert_true(events_in_order(pgtest_env.main_ci, peer, 80));
+  assert_int_equal(r->err[MOVE + 20], NIRC_EDB);
+  assert_non_null(strstr(r->msg[MOVE + 20], "check constraint"));
+  assert_true(events_in_order(pgtest_env.main_ci, peer, MOVE + 40));
   db_journal_stats_t st2 = jstats(a.db);
   assert_int_equal(st2.failed_total - st1.failed_total, 1);
   pgtest_actx_close(&a);
