@@ -770,6 +770,7 @@ static op_role_t ops_change_role(const Nirc__OperatorRequest *req, const ops_cmd
 
 void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   const peer_identity_t *id = link_peer(c->link);
+  server_record_op_connected(srv, c); /* before anything this request writes */
   if (ops_rate_limited(srv, c, req)) return;
   Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
   rep.request_id = req->request_id;

@@ -400,8 +400,7 @@ static void server_on_open(link_t *l) {
      * operator sends stays under FRAME_MAX_PAYLOAD. */
     link_allow_large_sends(l, FRAME_MAX_REPLY);
     log_info(LOG_OPS, link_label(l), "operator connected (role %s)", tls_role_name(id->role));
-    server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(l), "connected",
-                        tls_role_name(id->role));
+    c->op_connected_ms = clock_real_ms(); /* recorded with its first request (server.h) */
     return;
   default:
     snprintf(why, sizeof why, "certificate '%s' is neither a site nor an operator", id->subject);
@@ -670,6 +669,7 @@ static void server_on_close(link_t *l, int err, const char *why, int was_open) {
     server_record_event(srv, "site", id->subject, site->slug, link_peer_addr(l), "offline", why);
   } else if (c->state == CONN_OPERATOR) {
     log_info(LOG_OPS, link_label(l), "closed: %s", why);
+    server_record_op_connected(srv, c);
     server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(l), "closed", why);
   } else if (c->state == CONN_AWAIT_HELLO) {
     log_warn(LOG_LINK, link_label(l), "closed before Hello: %s", why);

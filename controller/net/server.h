@@ -44,6 +44,12 @@ struct conn {
   int evicted;         /* closed to make room: counted, not logged one by one */
   int64_t accepted_ms; /* clock_real_ms() at accept */
   int op_counted;      /* an operator link counted by guard_op_open */
+  /* When an operator link completed its handshake, while its "connected"
+   * event is kept back (0: recorded, or not an operator). Written at once,
+   * that event was a commit in flight in front of the writes of the
+   * request that follows ~1 ms later, and the operator's reply waited for
+   * both; kept back, it goes in the same pipeline as the request's. */
+  int64_t op_connected_ms;
 };
 
 /* Counters of what the controller refused, for /metrics. */
@@ -185,6 +191,14 @@ void server_reload(server_t *srv);
 /* Records a link event (site/operator/unknown) asynchronously. */
 void server_record_event(server_t *srv, const char *kind, const char *identity, const char *site,
                          const char *peer, const char *event, const char *detail);
+/* The same at a given time (clock_real_ms()). */
+void server_record_event_at(server_t *srv, int64_t at_ms, const char *kind, const char *identity,
+                            const char *site, const char *peer, const char *event,
+                            const char *detail);
+/* Records an operator link's "connected" event, kept back since its
+ * handshake (conn_t.op_connected_ms), if it is still pending: called
+ * before its first request's writes and when it closes. */
+void server_record_op_connected(server_t *srv, conn_t *c);
 const char *server_conn_state_name(conn_state_t s);
 size_t server_evbudget_size(void);
 /* Counts and logs a record the store could not take (server.c). */

@@ -129,9 +129,22 @@ static bool server_event_budget(server_t *srv, const char *kind, const char *sit
 
 void server_record_event(server_t *srv, const char *kind, const char *identity, const char *site,
                          const char *peer, const char *event, const char *detail) {
+  server_record_event_at(srv, clock_real_ms(), kind, identity, site, peer, event, detail);
+}
+
+void server_record_event_at(server_t *srv, int64_t at_ms, const char *kind, const char *identity,
+                            const char *site, const char *peer, const char *event,
+                            const char *detail) {
   if (!srv->db) return;
-  int64_t now = clock_real_ms();
-  if (!server_event_budget(srv, kind, site, peer, event, detail, now)) return;
-  int rc = store_link_event(srv->db, now, kind, identity, site, peer, event, detail);
+  if (!server_event_budget(srv, kind, site, peer, event, detail, at_ms)) return;
+  int rc = store_link_event(srv->db, at_ms, kind, identity, site, peer, event, detail);
   if (rc != 0) server_dropped(srv, rc);
+}
+
+void server_record_op_connected(server_t *srv, conn_t *c) {
+  if (!c->op_connected_ms) return;
+  const peer_identity_t *id = link_peer(c->link);
+  server_record_event_at(srv, c->op_connected_ms, "operator", id->subject, NULL,
+                         link_peer_addr(c->link), "connected", tls_role_name(id->role));
+  c->op_connected_ms = 0;
 }

@@ -229,11 +229,61 @@ def test_config_errors_name_file_line_and_reason():
     assert r.returncode == 1 and "migrate" in r.stderr, r.stderr
 
 
+def test_operator_links_are_recorded_connected_and_closed():
+    """An operator link's "connected" event is kept back from its handshake
+    and written with its first request's writes (written at once, it was a
+    commit in flight in front of them, and the reply waited for both), at
+    its handshake's time; a link that asks nothing gets it when it closes.
+    Each link leaves one connected and one closed event, in that order."""
+    import socket
+    import ssl
+    before = int(env.sql("SELECT coalesce(max(id), 0) FROM link_events")[0][0])
+    r = env.ctl("--json", "status")
+    assert r.returncode == 0, r.stderr
+    r = env.ctl("--json", "cutover", "hubei", "--to", "shaanxi", "--reason", "link events",
+                "--force")
+    assert r.returncode == 0, r.stderr
+    # A link that completes its handshake and closes without a request.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_verify_locations(f"{T.PKI}/ca.crt")
+    ctx.load_cert_chain(f"{T.PKI}/operator-alice.crt", f"{T.PKI}/operator-alice.key")
+    ctx.check_hostname = False
+    host, port = env.addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        with ctx.wrap_socket(raw) as tls:
+            tls.do_handshake()
+            silent_peer = "%s:%d" % tls.getsockname()
+    r = env.ctl("--json", "restore", "hubei", "--reason", "link events")
+    assert r.returncode == 0, r.stderr
+
+    def events():
+        return env.sql("SELECT id, peer, event, extract(epoch from at) FROM link_events WHERE "
+                       f"kind = 'operator' AND identity = 'operator:alice' AND id > {before} "
+                       "AND event IN ('connected', 'closed') ORDER BY id")
+    ev = T.wait_until(lambda: (lambda e: e if len(e) == 8 else None)(events()), 10,
+                      "connected and closed events of 4 operator links")
+    by_peer = {}
+    for id_, peer, event, at in ev:
+        by_peer.setdefault(peer, []).append((event, int(id_), float(at)))
+    assert len(by_peer) == 4, by_peer
+    for peer, pair in by_peer.items():
+        assert [p[0] for p in pair] == ["connected", "closed"], (peer, pair)
+        assert pair[0][2] <= pair[1][2], (peer, pair)
+    assert silent_peer in by_peer, (silent_peer, by_peer)
+    # The cutover's link was recorded connected before its audit row.
+    audit = float(env.sql("SELECT extract(epoch from at) FROM audit_log WHERE action = 'cutover' "
+                          "AND detail->>'reason' = 'link events'")[0][0])
+    connected = sorted(p[0][2] for p in by_peer.values())
+    assert any(c <= audit for c in connected), (connected, audit)
+
+
 if __name__ == "__main__":
     T.main([test_three_sites_online_with_reported_numbers,
             test_hostile_clients_refused_while_others_keep_reporting,
             test_refusals_and_link_events_are_stored,
             test_a_reconnecting_site_cannot_flood_link_events,
+            test_operator_links_are_recorded_connected_and_closed,
             test_hung_agent_goes_stale_then_offline_killed_agent_offline,
             test_load_minutes_match_what_agents_reported,
             test_cli_exit_codes_and_messages,
