@@ -905,9 +905,10 @@ int db_exec(db_t *db, const char *sql, int nparams, const char *const *params, d
   return 0;
 }
 
-/* db_exec_once and db_exec_once_bulk; bulk writes may fill the journal
- * to DB_JOURNAL_BULK_PCT of its size only. */
-static int db_once_write(db_t *db, bool bulk, const char *sql, int nparams,
+/* db_exec_once, db_exec_once_bulk and db_exec_once_in_order; bulk writes
+ * may fill the journal to DB_JOURNAL_BULK_PCT of its size only; urgent
+ * ones go ahead of queued history (query_queue_push). */
+static int db_once_write(db_t *db, bool bulk, bool urgent, const char *sql, int nparams,
                          const char *const *params, db_result_cb cb, void *arg) {
   if (!db || !db_args_ok(sql, nparams, params) || !*sql) return NIRC_EINVAL;
   if (db->closing) return NIRC_ECLOSED;
@@ -951,18 +952,25 @@ static int db_once_write(db_t *db, bool bulk, const char *sql, int nparams,
   q->cb = cb;
   q->arg = arg;
   q->at_ms = at;
+  q->urgent = urgent;
+  q->history = bulk;
   db_enqueue(db, q);
   return 0;
 }
 
 int db_exec_once(db_t *db, const char *sql, int nparams, const char *const *params, db_result_cb cb,
                  void *arg) {
-  return db_once_write(db, false, sql, nparams, params, cb, arg);
+  return db_once_write(db, false, true, sql, nparams, params, cb, arg);
+}
+
+int db_exec_once_in_order(db_t *db, const char *sql, int nparams, const char *const *params,
+                          db_result_cb cb, void *arg) {
+  return db_once_write(db, false, false, sql, nparams, params, cb, arg);
 }
 
 int db_exec_once_bulk(db_t *db, const char *sql, int nparams, const char *const *params,
                       db_result_cb cb, void *arg) {
-  return db_once_write(db, true, sql, nparams, params, cb, arg);
+  return db_once_write(db, true, false, sql, nparams, params, cb, arg);
 }
 
 int db_once_ready(const db_t *db, char *why, size_t whylen) {

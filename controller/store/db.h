@@ -72,6 +72,12 @@ int db_exec_once(db_t *db, const char *sql, int nparams, const char *const *para
 /* Room an operator change needs in the journal to be accepted. */
 #define DB_JOURNAL_CHANGE_ROOM (4u * 1024u)
 
+/* db_exec_once for a write that reads history (load minutes, link events,
+ * acks) and so must not overtake history queued before it: never shed,
+ * but not urgent (an urgent write goes ahead of queued history). */
+int db_exec_once_in_order(db_t *db, const char *sql, int nparams, const char *const *params,
+                          db_result_cb cb, void *arg);
+
 /* db_exec_once for history that may be shed under pressure: while
  * journaling, it is refused (NIRC_EFULL, counted in shed_total, logged as
  * an alarm once a minute) when the journal would pass

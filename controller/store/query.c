@@ -57,26 +57,55 @@ void query_complete(query_t *q, int err, const char *msg, PGresult *res) {
 }
 
 void query_queue_push(query_queue_t *qq, query_t *q) {
-  if (qq->tail) {
-    qq->tail->next = q;
+  q->next = NULL;
+  if (q->urgent && qq->overtake) {
+    /* Before the history at the end: find its predecessor. The walk is
+     * over what came before that history (a move's urgent writes are
+     * queued and sent together, so that is a handful). */
+    query_t **pp = &qq->head;
+    while (*pp != qq->overtake)
+      pp = &(*pp)->next;
+    q->next = qq->overtake;
+    *pp = q;
   } else {
-    qq->head = q;
+    if (qq->tail) {
+      qq->tail->next = q;
+    } else {
+      qq->head = q;
+    }
+    qq->tail = q;
+    /* History extends the run at the end; anything else ends it, and
+     * nothing urgent passes it. */
+    if (!q->history)
+      qq->overtake = NULL;
+    else if (!qq->overtake)
+      qq->overtake = q;
   }
-  qq->tail = q;
   qq->depth++;
   if (q->key) qq->once++;
 }
 
 void query_queue_push_front(query_queue_t *qq, query_t *q) {
+  /* A record sent back (its batch failed, or the connection was lost)
+   * goes first whatever it is; it starts the history run only if the
+   * queue held nothing else. */
   q->next = qq->head;
   qq->head = q;
-  if (!qq->tail) qq->tail = q;
+  if (!qq->tail) {
+    qq->tail = q;
+    qq->overtake = q->history ? q : NULL;
+  }
   qq->depth++;
   if (q->key) qq->once++;
 }
 
+void query_queue_unlinked(query_queue_t *qq, query_t *q) {
+  if (qq->overtake == q) qq->overtake = q->next;
+}
+
 query_t *query_queue_pop(query_queue_t *qq) {
   query_t *q = qq->head;
+  query_queue_unlinked(qq, q);
   qq->head = q->next;
   if (!qq->head) qq->tail = NULL;
   qq->depth--;

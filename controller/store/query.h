@@ -35,6 +35,12 @@ typedef struct query {
   int64_t at_ms;                         /* once-writes: wall-clock time of the call */
   uint64_t jend; /* replayed from the journal: offset just past its record; else 0 */
   bool solo;     /* once-writes: send alone (a batch holding it failed); see db.c */
+  /* A once-write of rules, directives or the audit trail: it goes ahead
+   * of queued history (query_queue_push). */
+  bool urgent;
+  /* A once-write of history (link events, load minutes, acks): urgent
+   * records may overtake it. */
+  bool history;
 } query_t;
 
 /* A string with its length; p == NULL is SQL NULL. Journal payloads are
@@ -44,11 +50,22 @@ typedef struct {
   size_t len;
 } query_str_t;
 
-/* A FIFO of records, linked through next. `once` counts the once-writes
- * among them (they move to the journal when the connection is lost). The
- * queue owns the records it holds. */
+/* A FIFO of records, linked through next, except that an urgent record
+ * (query_t.urgent) goes ahead of the history records (query_t.history)
+ * waiting at the end of the queue, behind everything else. At 20,000
+ * sites a minute's load rows are 40 pipelines of 512, and an operator's
+ * cutover queued behind them waited for 40 commits. History never needs to
+ * go first: its rows refer to sites, never the other way round, so urgent
+ * writes first break no reference (in memory or in the journal, which
+ * takes the queue in this order). Anything else (a read, a write that reads
+ * history) keeps its place: an urgent record never passes it. `once`
+ * counts the once-writes (they move to the journal when the connection is
+ * lost). The queue owns the records it holds. */
 typedef struct {
   query_t *head, *tail;
+  /* The first of the history records at the end of the queue, which
+   * urgent records overtake; NULL: none, urgent ones append. */
+  query_t *overtake;
   size_t depth;
   size_t once;
 } query_queue_t;
@@ -66,5 +83,8 @@ void query_queue_push(query_queue_t *qq, query_t *q);
 void query_queue_push_front(query_queue_t *qq, query_t *q);
 /* Takes the record at the head; the queue must not be empty. */
 query_t *query_queue_pop(query_queue_t *qq);
+/* To be called before q, a record of qq, is taken out of its list by
+ * hand (once_spill), with q->next still set: keeps `overtake` right. */
+void query_queue_unlinked(query_queue_t *qq, query_t *q);
 
 #endif

@@ -44,9 +44,14 @@ static void store_done(void *arg, int err, const char *msg, PGresult *res) {
   free(d);
 }
 
-/* db_exec_once (or, for history that may be shed, db_exec_once_bulk) with
- * an engine-style callback. */
-static int store_write(db_t *db, bool bulk, const char *sql, int n, const char *const *p,
+/* How a write is queued (db.h): urgent (rules, directives, the audit
+ * trail: ahead of queued history), history (may be shed), or in order
+ * (never shed, but after the history it reads). */
+typedef enum { STORE_URGENT, STORE_HISTORY, STORE_IN_ORDER } store_class_t;
+
+/* db_exec_once, db_exec_once_bulk or db_exec_once_in_order with an
+ * engine-style callback. */
+static int store_write(db_t *db, store_class_t cls, const char *sql, int n, const char *const *p,
                        engine_stored_cb done, void *arg) {
   store_done_t *d = NULL;
   if (done) {
@@ -54,8 +59,10 @@ static int store_write(db_t *db, bool bulk, const char *sql, int n, const char *
     if (!d) return NIRC_ENOMEM;
     *d = (store_done_t){done, arg};
   }
-  int rc = bulk ? db_exec_once_bulk(db, sql, n, p, d ? store_done : NULL, d)
-                : db_exec_once(db, sql, n, p, d ? store_done : NULL, d);
+  db_result_cb cb = d ? store_done : NULL;
+  int rc = cls == STORE_HISTORY    ? db_exec_once_bulk(db, sql, n, p, cb, d)
+           : cls == STORE_IN_ORDER ? db_exec_once_in_order(db, sql, n, p, cb, d)
+                                   : db_exec_once(db, sql, n, p, cb, d);
   if (rc != 0) free(d);
   return rc;
 }
@@ -63,14 +70,14 @@ static int store_write(db_t *db, bool bulk, const char *sql, int n, const char *
 /* Rules, directives and the audit trail: never shed. */
 static int store_once(db_t *db, const char *sql, int n, const char *const *p, engine_stored_cb done,
                       void *arg) {
-  return store_write(db, false, sql, n, p, done, arg);
+  return store_write(db, STORE_URGENT, sql, n, p, done, arg);
 }
 
 /* Link events, load minutes and acks: history, shed first when the
  * journal runs short (db.h, DB_JOURNAL_BULK_PCT). */
 static int store_bulk(db_t *db, const char *sql, int n, const char *const *p, engine_stored_cb done,
                       void *arg) {
-  return store_write(db, true, sql, n, p, done, arg);
+  return store_write(db, STORE_HISTORY, sql, n, p, done, arg);
 }
 
 /* ---- the engine's records ---- */
@@ -475,7 +482,8 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
     char from[24];
     snprintf(from, sizeof from, "%lld", (long long)r->win_from_ms);
     const char *p[] = {id, from};
-    return store_once(db, STORE_ACCURACY_SQL, 2, p, done, arg);
+    /* It reads the window's load minutes: after those still queued. */
+    return store_write(db, STORE_IN_ORDER, STORE_ACCURACY_SQL, 2, p, done, arg);
   }
   }
   log_error(LOG_DB, "store", "unknown record kind %d: not stored", (int)r->kind);
