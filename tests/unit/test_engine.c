@@ -891,12 +891,28 @@ static void test_idle_ticks_plan_once_a_second(void **state) {
   assert_int_equal(engine_stats(e)->plans, p0);
   world_tick(w, e, 200); /* a second: planned again */
   assert_int_equal(engine_stats(e)->plans, p0 + 1);
+  /* A report's figures wait for the second (at 20,000 sites reporting
+   * every second, a plan per tick for them cost a fifth of a core)... */
   world_staff(w, "henan", 7); /* a report */
   world_tick(w, e, 200);
+  assert_int_equal(engine_stats(e)->plans, p0 + 1);
+  for (int k = 0; k < 4; k++)
+    world_tick(w, e, 200);
   assert_int_equal(engine_stats(e)->plans, p0 + 2);
+  /* ...a link lost is planned on at once... */
   world_link_down(w, e, "sichuan");
   world_tick(w, e, 200);
   assert_int_equal(engine_stats(e)->plans, p0 + 3);
+  /* ...and so is a PBX that became unreadable. */
+  Nirc__LoadReport r = NIRC__LOAD_REPORT__INIT;
+  r.site = "henan";
+  r.timestamp_ms = w->now;
+  r.interval_ms = 60000;
+  r.pbx_unreadable = true;
+  site_minute_t flushed;
+  sites_on_report(sites_find(w->sites, "henan"), &r, w->now, w->now, &flushed);
+  world_tick(w, e, 200);
+  assert_int_equal(engine_stats(e)->plans, p0 + 4);
 
   /* A cutover that expires between two ticks: home in that tick. */
   const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};

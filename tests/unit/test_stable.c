@@ -237,7 +237,9 @@ static void test_hub_flaps_do_not_drag_sources(void **state) {
   assert_non_null(strstr(engine_site_dir(s.e, world_index(s.w, "hubei"))->note,
                          "returns to shaanxi once it has been healthy for 60 s"));
   t = 1000 + sim_until(&s, at_shaanxi, "hubei", 70000);
-  assert_true(t >= 60000 && t <= 60000 + 2 * TICK_MS);
+  /* The hold ends at 60 s; the engine plans on a report's figures and on
+   * time at least once a second, so the source leaves within that second. */
+  assert_true(t >= 60000 && t <= 60000 + 1000 + 2 * TICK_MS);
   assert_true(at_henan(&s, "guangdong")); /* the next wave waits for this one */
   uint64_t t2 = sim_until(&s, at_shaanxi, "guangdong", 20000);
   assert_true(t2 >= 10000);
@@ -344,7 +346,9 @@ static void test_capacity_edge_holds(void **state) {
     sim_tick(&s);
     t += TICK_MS;
   }
-  assert_true(t >= 60000 && t <= 60000 + 2 * TICK_MS);
+  /* The hold ends at 60 s; the engine plans on a report's figures and on
+   * time at least once a second, so the source leaves within that second. */
+  assert_true(t >= 60000 && t <= 60000 + 1000 + 2 * TICK_MS);
   const char *gone = at_home(&s, "guangdong") ? "guangdong" : "hubei";
   assert_true(at_home(&s, gone));
   assert_int_equal(changes_by(&s, gone, ROUTE_CAUSE_CAPACITY), 1);
