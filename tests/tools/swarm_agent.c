@@ -334,6 +334,11 @@ static void sw_on_message(link_t *l, Nirc__Envelope *env) {
       log_info(LOG_AGENT, a->slug, "not the leader (hint '%.80s')",
                e->leader_hint ? e->leader_hint : "");
       sw_take_hint(a, e->leader_hint);
+      /* As agent_on_standby: a standby is alive and answering, so this is
+       * no reason to back off further. Without this the ceiling doubled on
+       * every round standby -> dead leader (its hint until the lease runs
+       * out) and agents sat out up to backoff_max after the takeover. */
+      backoff_reset(&a->backoff);
       link_close(l, NIRC_ECLOSED, "controller is not the leader");
       return;
     }
