@@ -111,6 +111,10 @@ uint64_t link_frames_in(const link_t *l) {
 uint64_t link_frames_out(const link_t *l) {
   return l->frames_out;
 }
+uint64_t link_rx_idle_ms(const link_t *l) {
+  uint64_t now = uv_now(l->loop);
+  return now > l->last_rx_ms ? now - l->last_rx_ms : 0;
+}
 
 static void link_update_label(link_t *l) {
   if (l->peer.subject[0])

@@ -1,0 +1,52 @@
+/* admit: what the controller does with a new connection when the
+ * unauthenticated links are at [controller] max_unauthenticated (issue 15,
+ * point 6).
+ *
+ * A reconnect storm and a flood of half-open connections both fill the
+ * cap, and want opposite answers:
+ *  - In a storm every place holds a handshake that is making progress, and
+ *    handshakes complete at the rate the core allows. Closing newcomers at
+ *    once only sends them into a growing backoff (the server idles between
+ *    waves), and evicting a handshake that is merely slow (each loop turn is
+ *    slow under a storm) throws its work away: 256 places evicted after a
+ *    second each, again and again, was a livelock. So newcomers wait in the
+ *    kernel's listen backlog (the listener is not read) until a place frees.
+ *  - In a flood the places are held by peers that send nothing: a link
+ *    silent for ADMIT_STALLED_MS gives its place to a newcomer, and while
+ *    no link has completed its authentication for ADMIT_STALLED_MS the
+ *    listener sheds (accepts and closes at once) instead of waiting, so the
+ *    backlog does not queue agents behind thousands of half-open sockets.
+ *
+ * Sans-I/O: the caller passes the state and the time in and acts. */
+#ifndef NIRC_ADMIT_H
+#define NIRC_ADMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Silence (no byte from the peer) after which an unauthenticated link is
+ * stalled, and the time without a completed authentication after which a
+ * full cap sheds newcomers. */
+#define ADMIT_STALLED_MS 1000
+
+typedef enum {
+  ADMIT_ACCEPT = 0, /* a place is free: accept and start the handshake */
+  ADMIT_EVICT,      /* close the oldest stalled link, then accept */
+  ADMIT_WAIT,       /* leave it in the listen backlog until a place frees */
+  ADMIT_SHED,       /* accept and close at once */
+} admit_action_t;
+
+/* The state a decision needs. Times are milliseconds of one clock. */
+typedef struct {
+  unsigned nunauth; /* unauthenticated links now */
+  unsigned cap;     /* max_unauthenticated */
+  bool stalled;     /* some unauthenticated link has been silent ADMIT_STALLED_MS */
+  int64_t now_ms;
+  int64_t last_auth_ms;  /* last time a link left the cap authenticated; 0: never */
+  int64_t full_since_ms; /* since when the cap has been full with newcomers waiting; 0: not */
+} admit_state_t;
+
+admit_action_t admit_decide(const admit_state_t *s);
+const char *admit_action_name(admit_action_t a);
+
+#endif
