@@ -328,6 +328,9 @@ def main():
     ap.add_argument("--timeout", type=float, default=600.0,
                     help="longest wait for every agent, seconds")
     ap.add_argument("--perf", help="directory for perf record -g profiles of nircd")
+    ap.add_argument("--per-swarm", type=int, default=10000,
+                    help="agents per nirc-swarm process (one thread each; also bounded by "
+                         "the open-file limit)")
     a = ap.parse_args()
     phases = set(a.phases.split(","))
     if not phases or phases - {"cold", "steady", "failover"}:
@@ -338,7 +341,7 @@ def main():
     soft, hard = nofile()
     # nircd: one descriptor per link and its own few dozen; it warns when
     # short. A swarm: one per agent plus SW_FD_SPARE.
-    per_proc = max(1, soft - SW_FD_SPARE)
+    per_proc = max(1, min(a.per_swarm, soft - SW_FD_SPARE))
     if a.perf:
         os.makedirs(a.perf, exist_ok=True)
     load_before = B.loadavg()

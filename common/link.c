@@ -25,6 +25,7 @@ struct link {
   int handles; /* open libuv handles; freed when it drops to 0 */
   link_state_t state;
   int was_open;
+  int bios_trimmed; /* the handshake-sized memory BIOs were replaced */
   int close_err;
   char close_why[256];
 
@@ -458,6 +459,26 @@ static void link_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = sizeof rbuf;
 }
 
+/* Memory BIOs keep the largest buffer they ever held: after the handshake
+ * that is its flights (certificates, ~3 KB a link, a tenth of what an idle
+ * link holds), kept for the link's life. Once both are empty, fresh ones
+ * replace them and grow only to the size of a report. Failure to allocate
+ * keeps the old ones: nothing is lost but the memory. */
+static void link_trim_bios(link_t *l) {
+  if (BIO_ctrl_pending(l->rbio) || BIO_ctrl_pending(l->wbio)) return;
+  BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
+  if (!r || !w) {
+    BIO_free(r);
+    BIO_free(w);
+    return;
+  }
+  BIO_set_mem_eof_return(r, -1);
+  SSL_set_bio(l->ssl, r, w); /* frees the old pair: the SSL owned it */
+  l->rbio = r;
+  l->wbio = w;
+  l->bios_trimmed = 1;
+}
+
 static void link_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   link_t *l = s->data;
   if (l->state == LINK_CLOSING) return;
@@ -485,6 +506,7 @@ static void link_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (l->state == LINK_HANDSHAKE) link_handshake(l);
   if (l->state == LINK_OPEN) link_read_plain(l);
   if (l->state != LINK_CLOSING) link_fail_flush(l, link_flush(l));
+  if (l->state == LINK_OPEN && !l->bios_trimmed && l->frames_in > 0) link_trim_bios(l);
 }
 
 /* ---- timers ---- */
