@@ -44,6 +44,7 @@ struct link {
   uint64_t id;
   uint64_t started_ms, last_rx_ms, last_tx_ms; /* uv_now() times */
   uint64_t frames_in, frames_out;
+  uint64_t rx_bytes; /* ciphertext received, handshake included */
   uint64_t ping_nonce;
   double tokens;      /* rate limit: frames the peer may still send at once */
   uint64_t refill_ms; /* uv_now() of the last refill */
@@ -111,6 +112,9 @@ uint64_t link_frames_in(const link_t *l) {
 }
 uint64_t link_frames_out(const link_t *l) {
   return l->frames_out;
+}
+uint64_t link_rx_bytes(const link_t *l) {
+  return l->rx_bytes;
 }
 uint64_t link_rx_idle_ms(const link_t *l) {
   uint64_t now = uv_now(l->loop);
@@ -499,6 +503,7 @@ static void link_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   l->last_rx_ms = uv_now(l->loop);
+  l->rx_bytes += (uint64_t)nread;
   if (BIO_write(l->rbio, buf->base, (int)nread) != (int)nread) {
     link_close(l, NIRC_ENOMEM, "cannot buffer received bytes");
     return;

@@ -111,5 +111,7 @@ uint64_t link_frames_out(const link_t *l);
  * if it never did), on the loop's clock: a handshake that makes progress
  * keeps this small however long it takes in total. */
 uint64_t link_rx_idle_ms(const link_t *l);
+/* Bytes received from the peer so far (ciphertext, handshake included). */
+uint64_t link_rx_bytes(const link_t *l);
 
 #endif

@@ -14,6 +14,10 @@ admit_action_t admit_decide(const admit_state_t *s) {
   return ADMIT_SHED;
 }
 
+bool admit_stalled(bool got_bytes, uint64_t idle_ms) {
+  return idle_ms >= (got_bytes ? ADMIT_SLOW_MS : ADMIT_STALLED_MS);
+}
+
 const char *admit_action_name(admit_action_t a) {
   switch (a) {
   case ADMIT_ACCEPT: return "accept";

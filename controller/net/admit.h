@@ -24,10 +24,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Silence (no byte from the peer) after which an unauthenticated link is
- * stalled, and the time without a completed authentication after which a
- * full cap sheds newcomers. */
+/* Silence after which an unauthenticated link that never sent a byte is
+ * stalled (a half-open connection), and the time without a completed
+ * authentication after which a full cap sheds newcomers. */
 #define ADMIT_STALLED_MS 1000
+/* Silence after which a link in the middle of its handshake (it sent its
+ * ClientHello) is stalled: a peer on a loaded machine may take over a
+ * second per flight, and evicting it throws away work both sides did
+ * (20,000 agents from two swarm processes on 2 cores: 256 such links
+ * evicted a second). The handshake timeout still bounds it. */
+#define ADMIT_SLOW_MS 3000
 
 typedef enum {
   ADMIT_ACCEPT = 0, /* a place is free: accept and start the handshake */
@@ -47,6 +53,10 @@ typedef struct {
 } admit_state_t;
 
 admit_action_t admit_decide(const admit_state_t *s);
+/* Whether an unauthenticated link may give its place to a newcomer:
+ * got_bytes, it has sent something; idle_ms, since its last byte (or its
+ * accept). */
+bool admit_stalled(bool got_bytes, uint64_t idle_ms);
 const char *admit_action_name(admit_action_t a);
 
 #endif

@@ -708,14 +708,14 @@ static void server_log_cap(server_t *srv) {
   srv->cap_logged_evicted = rf->evicted;
 }
 
-/* The oldest unauthenticated link whose peer has sent nothing for
- * ADMIT_STALLED_MS, or NULL. Measured from its last byte, not from its
- * accept: a handshake in progress under a storm (slow loop turns, slow
- * peers) is never taken for a stalled one, whatever its age. The queue
- * holds at most max_unauthenticated links. */
+/* The oldest unauthenticated link that admit_stalled says may give way,
+ * or NULL. Measured from its last byte, not from its accept: a handshake
+ * in progress under a storm (slow loop turns, slow peers) is not taken
+ * for a stalled one, whatever its age. The queue holds at most
+ * max_unauthenticated links. */
 static conn_t *server_stalled_oldest(server_t *srv) {
   for (conn_t *c = srv->unauth_head; c; c = c->unext)
-    if (link_rx_idle_ms(c->link) >= ADMIT_STALLED_MS) return c;
+    if (admit_stalled(link_rx_bytes(c->link) > 0, link_rx_idle_ms(c->link))) return c;
   return NULL;
 }
 

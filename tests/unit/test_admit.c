@@ -71,6 +71,17 @@ static void test_flood_is_shed_when_nothing_completes(void **state) {
   assert_int_equal(admit_decide(&s), ADMIT_SHED);
 }
 
+/* A half-open connection gives way after a second; a handshake in
+ * progress (its ClientHello arrived) only after ADMIT_SLOW_MS of silence. */
+static void test_stalled_depends_on_progress(void **state) {
+  (void)state;
+  assert_false(admit_stalled(false, ADMIT_STALLED_MS - 1));
+  assert_true(admit_stalled(false, ADMIT_STALLED_MS));
+  assert_false(admit_stalled(true, ADMIT_STALLED_MS));
+  assert_false(admit_stalled(true, ADMIT_SLOW_MS - 1));
+  assert_true(admit_stalled(true, ADMIT_SLOW_MS));
+}
+
 static void test_names(void **state) {
   (void)state;
   assert_string_equal(admit_action_name(ADMIT_WAIT), "wait");
@@ -83,6 +94,7 @@ int main(void) {
       cmocka_unit_test(test_storm_waits_while_handshakes_complete),
       cmocka_unit_test(test_stalled_link_gives_way),
       cmocka_unit_test(test_flood_is_shed_when_nothing_completes),
+      cmocka_unit_test(test_stalled_depends_on_progress),
       cmocka_unit_test(test_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
