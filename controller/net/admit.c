@@ -10,7 +10,7 @@ admit_action_t admit_decide(const admit_state_t *s) {
    * of the last completion and the moment the cap filled up, so a storm
    * that just began is not shed before its first handshake could end. */
   int64_t since = s->last_auth_ms > s->full_since_ms ? s->last_auth_ms : s->full_since_ms;
-  if (since == 0 || s->now_ms - since < ADMIT_STALLED_MS) return ADMIT_WAIT;
+  if (since == 0 || s->now_ms - since < ADMIT_STALLED_MS || s->queue_active) return ADMIT_WAIT;
   return ADMIT_SHED;
 }
 

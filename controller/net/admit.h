@@ -16,6 +16,8 @@
  *    no link has completed its authentication for ADMIT_STALLED_MS the
  *    listener sheds (accepts and closes at once) instead of waiting, so the
  *    backlog does not queue agents behind thousands of half-open sockets.
+ *    Not while bytes still arrive on the queued links: slow handshakes
+ *    are progress too, and shedding then only feeds the agents' backoff.
  *
  * Sans-I/O: the caller passes the state and the time in and acts. */
 #ifndef NIRC_ADMIT_H
@@ -50,6 +52,9 @@ typedef struct {
   int64_t now_ms;
   int64_t last_auth_ms;  /* last time a link left the cap authenticated; 0: never */
   int64_t full_since_ms; /* since when the cap has been full with newcomers waiting; 0: not */
+  /* Some unauthenticated link received a byte within ADMIT_STALLED_MS:
+   * handshakes are moving, if slowly (peers on a loaded machine). */
+  bool queue_active;
 } admit_state_t;
 
 admit_action_t admit_decide(const admit_state_t *s);

@@ -713,10 +713,16 @@ static void server_log_cap(server_t *srv) {
  * in progress under a storm (slow loop turns, slow peers) is not taken
  * for a stalled one, whatever its age. The queue holds at most
  * max_unauthenticated links. */
-static conn_t *server_stalled_oldest(server_t *srv) {
-  for (conn_t *c = srv->unauth_head; c; c = c->unext)
-    if (admit_stalled(link_rx_bytes(c->link) > 0, link_rx_idle_ms(c->link))) return c;
-  return NULL;
+static conn_t *server_stalled_oldest(server_t *srv, bool *active) {
+  conn_t *stalled = NULL;
+  *active = false;
+  for (conn_t *c = srv->unauth_head; c && (!stalled || !*active); c = c->unext) {
+    uint64_t idle = link_rx_idle_ms(c->link);
+    bool got = link_rx_bytes(c->link) > 0;
+    if (got && idle < ADMIT_STALLED_MS) *active = true;
+    if (!stalled && admit_stalled(got, idle)) stalled = c;
+  }
+  return stalled;
 }
 
 /* Closes a stalled link to make room for a new connection. */
@@ -795,8 +801,9 @@ static void server_accept(server_t *srv, uv_stream_t *listener) {
  * the kernel's backlog, until server_on_admit_check accepts it. */
 static void server_admit(server_t *srv, uv_stream_t *listener, unsigned li) {
   conn_t *stalled = NULL;
+  bool active = false;
   if (srv->nunauth >= srv->conf->max_unauthenticated) {
-    stalled = server_stalled_oldest(srv);
+    stalled = server_stalled_oldest(srv, &active);
     if (!srv->cap_full_since_ms) srv->cap_full_since_ms = server_now();
   } else {
     srv->cap_full_since_ms = 0;
@@ -808,6 +815,7 @@ static void server_admit(server_t *srv, uv_stream_t *listener, unsigned li) {
       .now_ms = server_now(),
       .last_auth_ms = srv->last_auth_ms,
       .full_since_ms = srv->cap_full_since_ms,
+      .queue_active = active,
   };
   admit_action_t act = admit_decide(&st);
   srv->listen_waiting[li] = act == ADMIT_WAIT;

@@ -82,6 +82,19 @@ static void test_stalled_depends_on_progress(void **state) {
   assert_true(admit_stalled(true, ADMIT_SLOW_MS));
 }
 
+/* A slow storm (peers on a loaded machine): nothing completed for a
+ * while, but bytes still arrive on the queued handshakes: wait, do not
+ * shed into the agents' backoff. */
+static void test_slow_storm_is_not_shed(void **state) {
+  (void)state;
+  admit_state_t s = full();
+  s.full_since_ms = T0 - 10 * ADMIT_STALLED_MS;
+  s.queue_active = true;
+  assert_int_equal(admit_decide(&s), ADMIT_WAIT);
+  s.queue_active = false;
+  assert_int_equal(admit_decide(&s), ADMIT_SHED);
+}
+
 static void test_names(void **state) {
   (void)state;
   assert_string_equal(admit_action_name(ADMIT_WAIT), "wait");
@@ -95,6 +108,7 @@ int main(void) {
       cmocka_unit_test(test_stalled_link_gives_way),
       cmocka_unit_test(test_flood_is_shed_when_nothing_completes),
       cmocka_unit_test(test_stalled_depends_on_progress),
+      cmocka_unit_test(test_slow_storm_is_not_shed),
       cmocka_unit_test(test_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
