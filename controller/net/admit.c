@@ -6,11 +6,13 @@ admit_action_t admit_decide(const admit_state_t *s) {
   if (s->nunauth < s->cap) return ADMIT_ACCEPT;
   /* A peer that sends nothing gives way: the flood's places turn over. */
   if (s->stalled) return ADMIT_EVICT;
-  /* Waiting pays only while handshakes complete: measure from the later
-   * of the last completion and the moment the cap filled up, so a storm
-   * that just began is not shed before its first handshake could end. */
+  /* Waiting pays while handshakes move: bytes arrive on queued links, or
+   * one completed lately. Measure from the later of the last completion
+   * and the moment the cap filled up, so a storm that just began gets a
+   * moment for its ClientHellos to be read. */
+  if (s->queue_active) return ADMIT_WAIT;
   int64_t since = s->last_auth_ms > s->full_since_ms ? s->last_auth_ms : s->full_since_ms;
-  if (since == 0 || s->now_ms - since < ADMIT_STALLED_MS || s->queue_active) return ADMIT_WAIT;
+  if (since == 0 || s->now_ms - since < ADMIT_FLOOD_MS) return ADMIT_WAIT;
   return ADMIT_SHED;
 }
 

@@ -13,7 +13,7 @@
  *    kernel's listen backlog (the listener is not read) until a place frees.
  *  - In a flood the places are held by peers that send nothing: a link
  *    silent for ADMIT_STALLED_MS gives its place to a newcomer, and while
- *    no link has completed its authentication for ADMIT_STALLED_MS the
+ *    nothing has moved for ADMIT_FLOOD_MS (no byte, no completion) the
  *    listener sheds (accepts and closes at once) instead of waiting, so the
  *    backlog does not queue agents behind thousands of half-open sockets.
  *    Not while bytes still arrive on the queued links: slow handshakes
@@ -36,6 +36,13 @@
  * (20,000 agents from two swarm processes on 2 cores: 256 such links
  * evicted a second). The handshake timeout still bounds it. */
 #define ADMIT_SLOW_MS 3000
+/* A full cap whose links have sent nothing for this long, with no
+ * handshake completed meanwhile, is a flood: newcomers are shed instead of
+ * waiting. Longer than a loop turn or two (agents send their ClientHello
+ * at once), short enough that the backlog is drained before the
+ * flooders' SYNs are retransmitted (1 s), or they and the agents behind
+ * them are dropped again until 3 s. */
+#define ADMIT_FLOOD_MS 250
 
 typedef enum {
   ADMIT_ACCEPT = 0, /* a place is free: accept and start the handshake */

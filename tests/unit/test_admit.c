@@ -48,7 +48,11 @@ static void test_storm_waits_while_handshakes_complete(void **state) {
   s.full_since_ms = T0 - 30000;
   s.last_auth_ms = T0 - 5;
   assert_int_equal(admit_decide(&s), ADMIT_WAIT);
-  s.last_auth_ms = T0 - (ADMIT_STALLED_MS - 1);
+  s.last_auth_ms = T0 - (ADMIT_FLOOD_MS - 1);
+  assert_int_equal(admit_decide(&s), ADMIT_WAIT);
+  /* Long since the last completion, but bytes arrive on queued links. */
+  s.last_auth_ms = T0 - 30000;
+  s.queue_active = true;
   assert_int_equal(admit_decide(&s), ADMIT_WAIT);
 }
 
@@ -64,7 +68,8 @@ static void test_stalled_link_gives_way(void **state) {
 static void test_flood_is_shed_when_nothing_completes(void **state) {
   (void)state;
   admit_state_t s = full();
-  s.full_since_ms = T0 - ADMIT_STALLED_MS;
+  /* Silent since the cap filled a quarter of a second ago. */
+  s.full_since_ms = T0 - ADMIT_FLOOD_MS;
   assert_int_equal(admit_decide(&s), ADMIT_SHED);
   /* The last completion long ago counts no more than none. */
   s.last_auth_ms = T0 - 10 * ADMIT_STALLED_MS;
