@@ -25,6 +25,7 @@ struct link {
   int handles; /* open libuv handles; freed when it drops to 0 */
   link_state_t state;
   int was_open;
+  int bios_trimmed; /* the handshake-sized memory BIOs were replaced */
   int close_err;
   char close_why[256];
 
@@ -43,6 +44,7 @@ struct link {
   uint64_t id;
   uint64_t started_ms, last_rx_ms, last_tx_ms; /* uv_now() times */
   uint64_t frames_in, frames_out;
+  uint64_t rx_bytes; /* ciphertext received, handshake included */
   uint64_t ping_nonce;
   double tokens;      /* rate limit: frames the peer may still send at once */
   uint64_t refill_ms; /* uv_now() of the last refill */
@@ -110,6 +112,13 @@ uint64_t link_frames_in(const link_t *l) {
 }
 uint64_t link_frames_out(const link_t *l) {
   return l->frames_out;
+}
+uint64_t link_rx_bytes(const link_t *l) {
+  return l->rx_bytes;
+}
+uint64_t link_rx_idle_ms(const link_t *l) {
+  uint64_t now = uv_now(l->loop);
+  return now > l->last_rx_ms ? now - l->last_rx_ms : 0;
 }
 
 static void link_update_label(link_t *l) {
@@ -454,6 +463,26 @@ static void link_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   buf->len = sizeof rbuf;
 }
 
+/* Memory BIOs keep the largest buffer they ever held: after the handshake
+ * that is its flights (certificates, ~3 KB a link, a tenth of what an idle
+ * link holds), kept for the link's life. Once both are empty, fresh ones
+ * replace them and grow only to the size of a report. Failure to allocate
+ * keeps the old ones: nothing is lost but the memory. */
+static void link_trim_bios(link_t *l) {
+  if (BIO_ctrl_pending(l->rbio) || BIO_ctrl_pending(l->wbio)) return;
+  BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
+  if (!r || !w) {
+    BIO_free(r);
+    BIO_free(w);
+    return;
+  }
+  BIO_set_mem_eof_return(r, -1);
+  SSL_set_bio(l->ssl, r, w); /* frees the old pair: the SSL owned it */
+  l->rbio = r;
+  l->wbio = w;
+  l->bios_trimmed = 1;
+}
+
 static void link_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   link_t *l = s->data;
   if (l->state == LINK_CLOSING) return;
@@ -474,6 +503,7 @@ static void link_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   l->last_rx_ms = uv_now(l->loop);
+  l->rx_bytes += (uint64_t)nread;
   if (BIO_write(l->rbio, buf->base, (int)nread) != (int)nread) {
     link_close(l, NIRC_ENOMEM, "cannot buffer received bytes");
     return;
@@ -481,6 +511,7 @@ static void link_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (l->state == LINK_HANDSHAKE) link_handshake(l);
   if (l->state == LINK_OPEN) link_read_plain(l);
   if (l->state != LINK_CLOSING) link_fail_flush(l, link_flush(l));
+  if (l->state == LINK_OPEN && !l->bios_trimmed && l->frames_in > 0) link_trim_bios(l);
 }
 
 /* ---- timers ---- */

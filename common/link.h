@@ -107,5 +107,11 @@ void link_set_data(link_t *l, void *data);
 /* Frames received / sent on this link. */
 uint64_t link_frames_in(const link_t *l);
 uint64_t link_frames_out(const link_t *l);
+/* Milliseconds since the peer last sent a byte (or since the link began,
+ * if it never did), on the loop's clock: a handshake that makes progress
+ * keeps this small however long it takes in total. */
+uint64_t link_rx_idle_ms(const link_t *l);
+/* Bytes received from the peer so far (ciphertext, handshake included). */
+uint64_t link_rx_bytes(const link_t *l);
 
 #endif

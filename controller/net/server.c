@@ -2,6 +2,7 @@
 
 #include "err.h"
 #include "frame.h"
+#include "admit.h"
 #include "guard.h"
 #include "httpd.h"
 #include "leader.h"
@@ -25,9 +26,6 @@
 /* How long a stop waits for closing links to finish (their offline events
  * are records too) before the final database drain. */
 #define SERVER_LINGER_MS 1000
-/* At the unauthenticated cap, a link that has waited this long gives way
- * to a new connection (see server_evict_oldest). */
-#define SERVER_EVICT_AFTER_MS 1000
 /* A CRL this close to its next update is warned about at every load. */
 #define SERVER_CRL_WARN_DAYS 30
 /* Failed handshakes: addresses tracked at once, and distinct failures
@@ -44,6 +42,10 @@ static const char *const conn_state_names[] = {
 
 const char *server_conn_state_name(conn_state_t s) {
   return (unsigned)s <= CONN_CLOSED ? conn_state_names[s] : "?";
+}
+
+static int64_t server_now(void) {
+  return clock_real_ms();
 }
 
 /* Takes c off the queue of unauthenticated links (if it is on it). */
@@ -68,11 +70,11 @@ static void conn_set_state(conn_t *c, conn_state_t to) {
   c->state = to;
   /* Authenticated (Hello accepted, or an operator) or refused: the link no
    * longer holds one of the max_unauthenticated places. */
-  if (to != CONN_PENDING && to != CONN_AWAIT_HELLO) server_unqueue(c->srv, c);
-}
-
-static int64_t server_now(void) {
-  return clock_real_ms();
+  if (to != CONN_PENDING && to != CONN_AWAIT_HELLO) {
+    /* A handshake completed: admission waits for more while they do. */
+    if (c->queued && (to == CONN_SITE || to == CONN_OPERATOR)) c->srv->last_auth_ms = server_now();
+    server_unqueue(c->srv, c);
+  }
 }
 
 /* ---- database records ---- */
@@ -713,27 +715,37 @@ static void server_log_cap(server_t *srv) {
   srv->cap_logged_evicted = rf->evicted;
 }
 
-/* Makes a place under the cap by closing the oldest unauthenticated link,
- * if it has waited SERVER_EVICT_AFTER_MS: clients that connect and stall
- * give way to new ones, so a flood of half-open connections cannot lock
- * agents out until the handshake timeout, and a burst of new connections
- * cannot push out handshakes that are merely in progress. */
-static int server_evict_oldest(server_t *srv) {
-  conn_t *old = srv->unauth_head;
-  if (!old || server_now() - old->accepted_ms < SERVER_EVICT_AFTER_MS) return 0;
+/* The oldest unauthenticated link that admit_stalled says may give way,
+ * or NULL. Measured from its last byte, not from its accept: a handshake
+ * in progress under a storm (slow loop turns, slow peers) is not taken
+ * for a stalled one, whatever its age. The queue holds at most
+ * max_unauthenticated links. */
+static conn_t *server_stalled_oldest(server_t *srv, bool *active) {
+  conn_t *stalled = NULL;
+  *active = false;
+  for (conn_t *c = srv->unauth_head; c && (!stalled || !*active); c = c->unext) {
+    uint64_t idle = link_rx_idle_ms(c->link);
+    bool got = link_rx_bytes(c->link) > 0;
+    if (got && idle < ADMIT_STALLED_MS) *active = true;
+    if (!stalled && admit_stalled(got, idle)) stalled = c;
+  }
+  return stalled;
+}
+
+/* Closes a stalled link to make room for a new connection. */
+static void server_evict(server_t *srv, conn_t *old) {
   old->evicted = 1;
   srv->refusals.evicted++;
   conn_set_state(old, CONN_CLOSED);
-  link_close(old->link, NIRC_ETIMEOUT, "evicted: the unauthenticated cap was reached");
-  return 1;
+  link_close(old->link, NIRC_ETIMEOUT, "evicted: stalled at the unauthenticated cap");
 }
 
 static void server_rejected_closed(uv_handle_t *h) {
   free(h);
 }
 
-/* Over the cap: the connection is accepted only to be closed at once (one
- * left unaccepted would stall the listener). */
+/* Shedding at the cap: the connection is accepted only to be closed at
+ * once. */
 static void server_reject(server_t *srv, uv_stream_t *listener) {
   uv_tcp_t *t = malloc(sizeof *t);
   if (!t) {
@@ -762,18 +774,8 @@ static void server_expire_unauthenticated(server_t *srv) {
   }
 }
 
-static void server_on_connection(uv_stream_t *listener, int status) {
-  server_t *srv = listener->data;
-  if (status < 0) {
-    log_warn(LOG_LINK, "listen", "accept error: %s", uv_strerror(status));
-    return;
-  }
-  if (srv->stopping) return;
-  if (srv->nunauth >= srv->conf->max_unauthenticated && !server_evict_oldest(srv)) {
-    server_reject(srv, listener);
-    server_log_cap(srv);
-    return;
-  }
+/* Accepts the listener's next connection as an unauthenticated link. */
+static void server_accept(server_t *srv, uv_stream_t *listener) {
   conn_t *c = calloc(1, sizeof *c);
   if (!c) {
     log_error(LOG_LINK, "listen", "out of memory accepting a link");
@@ -798,6 +800,67 @@ static void server_on_connection(uv_stream_t *listener, int status) {
     srv->unauth_head = c;
   srv->unauth_tail = c;
   srv->nunauth++;
+}
+
+/* Decides what happens to the listener's next connection (admit.h) and
+ * does it. Leaving it unaccepted is how it waits: libuv keeps the one
+ * connection it took and stops reading the listener, so the rest queue in
+ * the kernel's backlog, until server_on_admit_check accepts it. */
+static void server_admit(server_t *srv, uv_stream_t *listener, unsigned li) {
+  conn_t *stalled = NULL;
+  bool active = false;
+  if (srv->nunauth >= srv->conf->max_unauthenticated) {
+    stalled = server_stalled_oldest(srv, &active);
+    if (!srv->cap_full_since_ms) srv->cap_full_since_ms = server_now();
+  } else {
+    srv->cap_full_since_ms = 0;
+  }
+  admit_state_t st = {
+      .nunauth = srv->nunauth,
+      .cap = srv->conf->max_unauthenticated,
+      .stalled = stalled != NULL,
+      .now_ms = server_now(),
+      .last_auth_ms = srv->last_auth_ms,
+      .full_since_ms = srv->cap_full_since_ms,
+      .queue_active = active,
+  };
+  admit_action_t act = admit_decide(&st);
+  srv->listen_waiting[li] = act == ADMIT_WAIT;
+  switch (act) {
+  case ADMIT_WAIT: srv->refusals.cap_waited++; return;
+  case ADMIT_SHED:
+    server_reject(srv, listener);
+    server_log_cap(srv);
+    return;
+  case ADMIT_EVICT:
+    server_evict(srv, stalled);
+    server_log_cap(srv);
+    server_accept(srv, listener);
+    return;
+  case ADMIT_ACCEPT: server_accept(srv, listener); return;
+  }
+}
+
+static void server_on_connection(uv_stream_t *listener, int status) {
+  server_t *srv = listener->data;
+  if (status < 0) {
+    log_warn(LOG_LINK, "listen", "accept error: %s", uv_strerror(status));
+    return;
+  }
+  if (srv->stopping) return;
+  unsigned li = (unsigned)((uv_tcp_t *)listener - srv->listeners);
+  server_admit(srv, listener, li);
+}
+
+/* After every loop turn's I/O (so every link's received bytes have been
+ * read and their silence is real): a connection waiting at the cap is
+ * taken as soon as a place frees, a link stalls or shedding begins.
+ * Accepting it makes libuv read the listener again. */
+static void server_on_admit_check(uv_check_t *h) {
+  server_t *srv = h->data;
+  if (srv->stopping) return;
+  for (unsigned i = 0; i < srv->nlisten; i++)
+    if (srv->listen_waiting[i]) server_admit(srv, (uv_stream_t *)&srv->listeners[i], i);
 }
 
 /* ---- timers and signals ---- */
@@ -996,6 +1059,7 @@ void server_stop(server_t *srv) {
     server_close_if_open((uv_handle_t *)&srv->listeners[i]);
   server_close_if_open((uv_handle_t *)&srv->watchdog);
   server_close_if_open((uv_handle_t *)&srv->tick);
+  server_close_if_open((uv_handle_t *)&srv->admit_check);
   server_close_if_open((uv_handle_t *)&srv->sig_int);
   server_close_if_open((uv_handle_t *)&srv->sig_term);
   server_close_if_open((uv_handle_t *)&srv->sig_hup);
@@ -1137,6 +1201,11 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
   uv_timer_init(loop, &srv->tick);
   srv->tick.data = srv;
   uv_timer_start(&srv->tick, server_on_tick, SERVER_TICK_MS, SERVER_TICK_MS);
+  /* Runs after every turn's I/O; does not by itself keep the loop alive. */
+  uv_check_init(loop, &srv->admit_check);
+  srv->admit_check.data = srv;
+  uv_check_start(&srv->admit_check, server_on_admit_check);
+  uv_unref((uv_handle_t *)&srv->admit_check);
   uv_signal_init(loop, &srv->sig_int);
   uv_signal_init(loop, &srv->sig_term);
   srv->sig_int.data = srv->sig_term.data = srv;

@@ -55,6 +55,7 @@ struct conn {
 /* Counters of what the controller refused, for /metrics. */
 typedef struct {
   uint64_t cap_refused;  /* new connections closed at once: unauthenticated cap */
+  uint64_t cap_waited;   /* new connections left in the listen backlog at the cap */
   uint64_t evicted;      /* unauthenticated links closed to make room for a new one */
   uint64_t rate_limited; /* links closed over max_messages_per_s */
   uint64_t revoked;      /* links refused or closed: certificate revoked */
@@ -96,6 +97,13 @@ struct server {
   unsigned nconns;
   conn_t *unauth_head, *unauth_tail; /* unauthenticated links, oldest first */
   unsigned nunauth;
+  /* Admission at the cap (admit.h): listeners whose next connection waits
+   * in the backlog (libuv holds it and stops reading the listener until
+   * it is accepted), the check handle that admits it once a place frees,
+   * and the times admit_decide needs (clock_real_ms; 0: none). */
+  unsigned char listen_waiting[SERVER_MAX_LISTEN];
+  uv_check_t admit_check;
+  int64_t last_auth_ms, cap_full_since_ms;
   server_refusals_t refusals;
   /* The cap's log line: at most once a second, with what happened since. */
   int64_t cap_logged_ms;

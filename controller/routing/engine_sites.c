@@ -38,7 +38,11 @@ int engine_sites_grown(engine_t *e) {
     /* Doubling: a site added now and then (nircctl site add) and a file of
      * thousands (import-sites) both cost amortised O(1) per site. One more
      * entry than sites in the scratch arrays, as before (never 0 bytes). */
-    size_t cap = e->cap_sites ? e->cap_sites : 1;
+    /* The first growth (the registry loaded at start) takes exactly n:
+     * the new entries are zeroed, so every spare one is resident, and
+     * doubling 20,031 sites to 32,768 held 126 MB (~10 KB a site) that no
+     * site used. */
+    size_t cap = e->cap_sites ? e->cap_sites : n;
     while (cap < n)
       cap *= 2;
     size_t old = e->cap_sites;

@@ -520,6 +520,9 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
              "nirc_links_refused_total{reason=\"revoked\"} %llu\n"
              "nirc_links_refused_total{reason=\"rate_limited\"} %llu\n"
              "nirc_links_refused_total{reason=\"operator_link_cap\"} %llu\n"
+             "# HELP nirc_links_waited_at_cap_total New connections left in the listen backlog "
+             "while every unauthenticated place held a handshake in progress.\n"
+             "# TYPE nirc_links_waited_at_cap_total counter\nnirc_links_waited_at_cap_total %llu\n"
              "# HELP nirc_operator_requests_rate_limited_total Operator requests answered "
              "'rate limited' ([ops] max_requests_per_s).\n"
              "# TYPE nirc_operator_requests_rate_limited_total counter\n"
@@ -535,7 +538,7 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
              srv->nunauth, (unsigned long long)rf->cap_refused, (unsigned long long)rf->evicted,
              (unsigned long long)rf->tls_failed, (unsigned long long)rf->revoked,
              (unsigned long long)rf->rate_limited, (unsigned long long)rf->op_link_cap,
-             (unsigned long long)rf->op_rate_limited,
+             (unsigned long long)rf->cap_waited, (unsigned long long)rf->op_rate_limited,
              (unsigned long long)(srv->guard ? guard_hs_aggregated(srv->guard) : 0),
              (unsigned long long)rf->reloads_ok, (unsigned long long)rf->reloads_failed);
   web_printf(b,

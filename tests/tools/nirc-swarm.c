@@ -79,6 +79,9 @@ static void usage(FILE *f) {
              "\n"
              "run: one simulated site agent per certificate of DIR/scenario.json, on one loop.\n"
              "  --count N              first N sites of the scenario (default: all)\n"
+             "  --first K              skip the scenario's first K sites (several swarm\n"
+             "                         processes share one scenario, each within its own\n"
+             "                         open-file limit; default 0)\n"
              "  --report-interval D    load report period until a Welcome sets one (default 1s)\n"
              "  --duration D           stop after D; 0 runs until SIGINT/SIGTERM (default 60s)\n"
              "  --json-out FILE        also write the summary object to FILE\n"
@@ -199,6 +202,7 @@ static int cmd_run(int argc, char **argv) {
     O_IDLE,
     O_LOG,
     O_LOAD,
+    O_FIRST,
   };
   static const struct option opts[] = {
       {"controllers", required_argument, NULL, O_CTL},
@@ -218,6 +222,7 @@ static int cmd_run(int argc, char **argv) {
       {"idle-timeout", required_argument, NULL, O_IDLE},
       {"log-level", required_argument, NULL, O_LOG},
       {"load-interval", required_argument, NULL, O_LOAD},
+      {"first", required_argument, NULL, O_FIRST},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -241,6 +246,7 @@ static int cmd_run(int argc, char **argv) {
     case O_IDLE: sw->idle_timeout_ms = parse_duration_opt("--idle-timeout", optarg); break;
     case O_LOG: log_level = optarg; break;
     case O_LOAD: sw->load_interval_ms = parse_duration_opt("--load-interval", optarg); break;
+    case O_FIRST: sw->first = (unsigned)parse_count_opt("--first", optarg, 0, 1000000); break;
     case 'h':
       usage(stdout);
       free(sw);

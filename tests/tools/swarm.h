@@ -112,6 +112,8 @@ struct swarm {
   /* Nonzero: report this often whatever the Welcome says (--load-interval),
    * faster than any controller asks, to measure ingest. */
   uint64_t load_interval_ms;
+  /* Sites of the scenario skipped before the first agent (--first). */
+  unsigned first;
 
   uv_timer_t t_duration, t_progress, t_rss, t_ramp;
   uv_signal_t sig_int, sig_term;

@@ -3,6 +3,7 @@
  * reports, the checks and acknowledgement of every Directive, NOT_LEADER
  * redirects and reconnection with full-jitter backoff. */
 #include "swarm.h"
+#include "swarm_retry.h"
 
 #include "backoff.h"
 #include "clock.h"
@@ -19,10 +20,6 @@
 #include <string.h>
 
 #define NIRC_PROTOCOL_VERSION 1
-/* A redirect (NOT_LEADER with a hint) is followed at once this many times
- * in a row; after that the agent backs off as after any failure, so two
- * standbys naming each other cannot make it spin. */
-#define SW_MAX_REDIRECTS 2
 
 static const char *const sw_state_names[] = {
     [SW_IDLE] = "idle",           [SW_CONNECTING] = "connecting", [SW_HELLO_SENT] = "hello-sent",
@@ -84,15 +81,17 @@ static void sw_schedule_retry(sw_agent_t *a) {
   swarm_t *sw = a->sw;
   if (sw->stopping) return;
   sw_set_state(a, SW_BACKOFF);
-  if (a->redirect && a->redirects < SW_MAX_REDIRECTS) {
-    a->redirects++;
+  /* sw_take_hint pointed idx at the hinted address when it is ours. */
+  sw_retry_t r = sw_retry_next(a->redirect, a->idx, a->redirects, a->idx, sw->naddrs);
+  a->idx = r.idx;
+  a->redirect = r.use_redirect;
+  if (r.at_once) {
+    a->redirects = r.redirects;
     sw->redirects++;
     /* Now, not after a backoff: the standby already spread us in time. */
     uv_timer_start(&a->retry, sw_on_retry, 0, 0);
     return;
   }
-  a->redirect = false;
-  a->idx = (a->idx + 1) % sw->naddrs;
   uint32_t delay = backoff_next(&a->backoff);
   log_info(LOG_AGENT, a->slug, "next attempt in %u ms to %s", delay, sw->addr_str[a->idx]);
   uv_timer_start(&a->retry, sw_on_retry, delay, 0);
@@ -335,6 +334,11 @@ static void sw_on_message(link_t *l, Nirc__Envelope *env) {
       log_info(LOG_AGENT, a->slug, "not the leader (hint '%.80s')",
                e->leader_hint ? e->leader_hint : "");
       sw_take_hint(a, e->leader_hint);
+      /* As agent_on_standby: a standby is alive and answering, so this is
+       * no reason to back off further. Without this the ceiling doubled on
+       * every round standby -> dead leader (its hint until the lease runs
+       * out) and agents sat out up to backoff_max after the takeover. */
+      backoff_reset(&a->backoff);
       link_close(l, NIRC_ECLOSED, "controller is not the leader");
       return;
     }

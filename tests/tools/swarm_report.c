@@ -144,15 +144,16 @@ void sw_emit(json_t *o) {
 }
 
 json_t *sw_progress_json(swarm_t *sw) {
-  return json_pack("{s:s, s:f, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i}",
-                   "event", "progress", "t_ms", sw_round1(sw_now(sw)), "connected", sw->connected,
-                   "agents", sw->n, "attempts", (json_int_t)sw->attempts, "welcomes",
-                   (json_int_t)sw->welcomes, "failed_connects", (json_int_t)sw->failed.total,
-                   "drops", (json_int_t)sw->drops.total, "reports_sent", (json_int_t)sw->reports,
-                   "directives", (json_int_t)sw->directives, "acks_applied",
-                   (json_int_t)sw->applied, "acks_rejected", (json_int_t)sw->rejected, "errors",
-                   (json_int_t)sw->errors.total, "protocol_errors", (json_int_t)sw->protocol_errors,
-                   "rss_kb", (int)sw_rss_kb());
+  return json_pack(
+      "{s:s, s:f, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+      "s:i}",
+      "event", "progress", "t_ms", sw_round1(sw_now(sw)), "connected", sw->connected, "agents",
+      sw->n, "attempts", (json_int_t)sw->attempts, "handshakes", (json_int_t)sw->handshakes,
+      "welcomes", (json_int_t)sw->welcomes, "failed_connects", (json_int_t)sw->failed.total,
+      "drops", (json_int_t)sw->drops.total, "reports_sent", (json_int_t)sw->reports, "directives",
+      (json_int_t)sw->directives, "acks_applied", (json_int_t)sw->applied, "acks_rejected",
+      (json_int_t)sw->rejected, "errors", (json_int_t)sw->errors.total, "protocol_errors",
+      (json_int_t)sw->protocol_errors, "rss_kb", (int)sw_rss_kb());
 }
 
 json_t *sw_summary_json(swarm_t *sw, double now) {

@@ -137,9 +137,16 @@ int sw_run(swarm_t *sw, const char *ca, const char *dir, unsigned long count,
     fprintf(stderr, "nirc-swarm: %s (make DIR with `nirc-swarm gen-pki`)\n", err);
     return SW_EXIT_FAIL;
   }
-  if (count == 0) count = sc.count;
-  if (count > sc.count) {
-    fprintf(stderr, "nirc-swarm: --count %lu but %s lists only %zu sites\n", count, path, sc.count);
+  if (sw->first >= sc.count) {
+    fprintf(stderr, "nirc-swarm: --first %u but %s lists only %zu sites\n", sw->first, path,
+            sc.count);
+    scenario_free(&sc);
+    return SW_EXIT_USAGE;
+  }
+  if (count == 0) count = sc.count - sw->first;
+  if (count > sc.count - sw->first) {
+    fprintf(stderr, "nirc-swarm: --first %u --count %lu but %s lists only %zu sites\n", sw->first,
+            count, path, sc.count);
     scenario_free(&sc);
     return SW_EXIT_USAGE;
   }
@@ -163,7 +170,7 @@ int sw_run(swarm_t *sw, const char *ca, const char *dir, unsigned long count,
   for (unsigned i = 0; i < sw->n && rc == 0; i++) {
     sw_agent_t *a = &sw->agents[i];
     a->sw = sw;
-    nirc_strlcpy(a->slug, sc.sites[i].slug, sizeof a->slug);
+    nirc_strlcpy(a->slug, sc.sites[sw->first + i].slug, sizeof a->slug);
     char cert[PATH_MAX], key[PATH_MAX];
     snprintf(cert, sizeof cert, "%s/%s.crt", dir, a->slug);
     snprintf(key, sizeof key, "%s/%s.key", dir, a->slug);
