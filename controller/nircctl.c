@@ -23,7 +23,7 @@
 #include "frame.h"
 #include "link.h"
 #include "log.h"
-#include "map.h"
+#include "mapgroup.h"
 #include "report.h"
 #include "safetext.h"
 #include "util.h"
@@ -546,7 +546,7 @@ static int print_map(const Nirc__OperatorReply *rep, int json) {
   char when[40], title[160];
   clock_format_iso(st->server_time_ms, 480, when, sizeof when);
   snprintf(title, sizeof title, "NIRC routing — %s (controller %s)", when, st->controller_node);
-  char *svg = map_render_svg(ms, st->n_sites, mv, nm, title);
+  char *svg = mapgroup_render(ms, st->n_sites, mv, nm, title);
   free(ms);
   free(mv);
   if (!svg) {

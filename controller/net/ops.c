@@ -114,7 +114,7 @@ static void ops_status_hubs(server_t *srv, ops_status_t *st, const site_t *s, co
 }
 
 /* statusq's lookup: the registry's hash. */
-static size_t ops_status_find(void *ctx, const char *slug) {
+size_t ops_status_find(void *ctx, const char *slug) {
   sites_t *sites = ctx;
   const site_t *s = sites_find(sites, slug);
   return s ? (size_t)(s - sites->v) : SIZE_MAX;
@@ -122,7 +122,7 @@ static size_t ops_status_find(void *ctx, const char *slug) {
 
 /* Every site as the status filters see it (controller/routing/statusq.h),
  * into v (n entries). */
-static void ops_status_facts(server_t *srv, statusq_site_t *v, size_t n) {
+void ops_status_facts(server_t *srv, statusq_site_t *v, size_t n) {
   for (size_t i = 0; i < n; i++) {
     const site_t *s = &srv->sites.v[i];
     const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
@@ -132,7 +132,8 @@ static void ops_status_facts(server_t *srv, statusq_site_t *v, size_t n) {
                             .pbx_unreadable = s->has_report && s->last.pbx_unreadable,
                             .excluded = dir && dir->excluded_rule != 0,
                             .has_note = dir && dir->note[0],
-                            .route = dir ? &dir->acked : NULL};
+                            .share = dir ? dir->acked.share : NULL,
+                            .n_share = dir ? dir->acked.n_share : 0};
   }
   const alarm_table_t *at = srv->engine ? engine_alarms(srv->engine) : NULL;
   for (size_t j = 0; at && j < alarm_count(at); j++) {

@@ -11,14 +11,16 @@ bool statusq_problem(const statusq_site_t *v) {
 
 /* Whether the route sends calls (a non-zero share) to another site. */
 static bool statusq_routed_away(const statusq_site_t *v) {
-  for (unsigned k = 0; v->route && k < v->route->n_share; k++)
-    if (v->route->share[k].permille && strcmp(v->route->share[k].site, v->slug) != 0) return true;
+  for (unsigned k = 0; k < v->n_share; k++)
+    if (v->share[k].permille && strcmp(v->share[k].site, v->slug) != 0) return true;
   return false;
 }
 
 static bool statusq_sends_to(const statusq_site_t *v, const char *hub) {
   if (strcmp(v->slug, hub) == 0) return false; /* home is not "routed to" */
-  return v->route && route_share_of(v->route, hub) > 0;
+  for (unsigned k = 0; k < v->n_share; k++)
+    if (v->share[k].permille && strcmp(v->share[k].site, hub) == 0) return true;
+  return false;
 }
 
 static bool statusq_match(const statusq_site_t *v, uint32_t senders, const statusq_filter_t *f) {
@@ -46,9 +48,9 @@ int statusq_run(const statusq_site_t *v, size_t n, statusq_find_fn find, void *c
    * site, whichever rows are shown. One lookup per share: linear. */
   for (size_t i = 0; i < n; i++) {
     const statusq_site_t *s = &v[i];
-    if (s->removed || !s->route) continue;
-    for (unsigned k = 0; k < s->route->n_share; k++) {
-      const route_share_t *sh = &s->route->share[k];
+    if (s->removed) continue;
+    for (unsigned k = 0; k < s->n_share; k++) {
+      const route_share_t *sh = &s->share[k];
       if (!sh->permille || strcmp(sh->site, s->slug) == 0) continue;
       size_t t = find(ctx, sh->site);
       if (t < n && !v[t].removed) out->senders[t]++;

@@ -22,12 +22,14 @@
 typedef struct {
   const char *slug;
   site_state_t state;
-  bool removed;         /* neither shown nor counted */
-  bool pbx_unreadable;  /* its last report says so */
-  bool excluded;        /* kept out of its rules after a failed move */
-  bool has_note;        /* the engine holds, waits or refuses something */
-  bool alarmed;         /* an active alarm names it */
-  const route_t *route; /* what it does now; NULL: home */
+  bool removed;        /* neither shown nor counted */
+  bool pbx_unreadable; /* its last report says so */
+  bool excluded;       /* kept out of its rules after a failed move */
+  bool has_note;       /* the engine holds, waits or refuses something */
+  bool alarmed;        /* an active alarm names it */
+  /* What it does now (its acknowledged route's shares); none: home. */
+  const route_share_t *share;
+  unsigned n_share;
 } statusq_site_t;
 
 typedef struct {

@@ -34,7 +34,8 @@ static void setup_net(void) {
                                      SITE_STALE,  SITE_NEVER_SEEN, SITE_ONLINE};
   for (size_t i = 0; i < N; i++) {
     route_home(&routes[i], slugs[i]);
-    net[i] = (statusq_site_t){.slug = slugs[i], .state = st[i], .route = &routes[i]};
+    net[i] =
+        (statusq_site_t){.slug = slugs[i], .state = st[i], .share = routes[i].share, .n_share = 1};
   }
   routes[0].share[0] = (route_share_t){"shaanxi", 1000};
   routes[5].share[0] = (route_share_t){"shaanxi", 1000};
