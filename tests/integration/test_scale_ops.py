@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import nirclib as T
@@ -137,6 +138,52 @@ def test_status_of_20031_sites():
     assert r.returncode == 0 and "gen-12345" in r.stdout, r.stdout + r.stderr
     r = env.ctl("--json", "history", "--site", "hubei")
     assert r.returncode == 0, r.stderr
+
+    # /status.json: every site without parameters, the same filters and
+    # paging as query parameters, with the counts; a bad filter is a 400.
+    def get(path):
+        t = time.monotonic()
+        body = urllib.request.urlopen(f"http://{http}{path}", timeout=10).read()
+        return body, time.monotonic() - t
+    body, secs = get("/status.json")
+    print(f"  /status.json: {secs:.3f}s, {len(body)} bytes", flush=True)
+    full = json.loads(body)
+    assert len(full["sites"]) == total and full["paging"]["complete"], full["paging"]
+    assert full["counts"]["online"] == 2, full["counts"]
+    q = lambda path: json.loads(get(path)[0])
+    T.wait_until(lambda: sorted(s["slug"] for s in q("/status.json?state=online")["sites"]) ==
+                 ["hubei", "shaanxi"], 10, "/status.json?state=online")
+    assert [s["slug"] for s in q("/status.json?hub=shaanxi")["sites"]] == ["hubei"]
+    assert sorted(s["slug"] for s in q("/status.json?moved=1")["sites"]) == ["hubei", "shaanxi"]
+    assert [s["slug"] for s in q("/status.json?match=gen-1999&limit=3&offset=2")["sites"]] == \
+        ["gen-19992", "gen-19993", "gen-19994"]
+    pg = q("/status.json?state=never&limit=100&offset=20000")
+    assert pg["paging"] == {"offset": 20000, "returned": total - 2 - 20000,
+                            "matched": total - 2, "complete": False}, pg["paging"]
+    seen = []
+    for off in range(0, total, 5000):
+        seen += [s["slug"] for s in q(f"/status.json?limit=5000&offset={off}")["sites"]]
+    assert len(seen) == total and len(set(seen)) == total, len(set(seen))
+    try:
+        urllib.request.urlopen(f"http://{http}/status.json?state=down", timeout=5)
+        assert False, "state=down accepted"
+    except urllib.error.HTTPError as e:
+        assert e.code == 400 and b"one of online" in e.read()
+    body, secs = get("/metrics")
+    print(f"  /metrics: {secs:.3f}s, {len(body)} bytes", flush=True)
+    assert b'nirc_site_link{site="gen-20000"}' in body
+    # The page: the problem sites and where the rest are, not 20,031 rows.
+    # (drawn with the map, every few seconds; the first before leading)
+    page = T.wait_until(lambda: (lambda t: t if "paging" in t else None)(get("/")[0].decode()), 30,
+                        "the page of the leader")
+    assert "too many for a row each" in page and page.count('<tr class="site"') <= 50, page[:2000]
+    # The map: aggregated, and it says so; the move between groups is drawn.
+    svg = T.wait_until(lambda: (lambda t: t if "1 move between groups" in t else None)(
+        get("/map.svg")[0].decode()), 30, "the aggregated map with hubei's move")
+    assert f"AGGREGATED: {total:,} sites in" in svg, svg[:3000]
+    r = env.ctl("map")
+    assert r.returncode == 0 and f"AGGREGATED: {total:,} sites in" in r.stdout and \
+        "1 move between groups" in r.stdout, r.stderr + r.stdout[:2000]
 
     # watch: one frame of the same summary, then stopped.
     argv = env.ctl("--version").args[:-1] + ["watch", "--interval", "1s"]
