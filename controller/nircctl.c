@@ -647,9 +647,11 @@ static void status_show(const Nirc__StatusReply *st, const ctl_status_opts_t *o,
   status_opts = keep;
 }
 
-/* status --all: every matching site, CTL_STATUS_PAGE to a request so no
- * reply is huge, shown as one table or one JSON list. */
-static int status_all(ctl_t *c, ctl_args_t *a, const ctl_status_opts_t *o, int json, size_t flags) {
+/* status --all (and map): every matching site, CTL_STATUS_PAGE to a
+ * request so no reply is huge, shown as one table or one JSON list (or
+ * drawn, for map). */
+static int status_all(ctl_t *c, ctl_args_t *a, const ctl_status_opts_t *o, int json, size_t flags,
+                      bool map) {
   Nirc__Envelope **envs = NULL;
   Nirc__SiteStatus **rows = NULL;
   uint32_t *senders = NULL;
@@ -688,7 +690,14 @@ static int status_all(ctl_t *c, ctl_args_t *a, const ctl_status_opts_t *o, int j
   all.senders = senders;
   all.matched = (uint32_t)n;
   all.offset = 0;
-  status_show(&all, o, json, flags);
+  if (map) {
+    Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+    rep.ok = 1;
+    rep.status = &all;
+    rc = print_map(&rep, json);
+  } else {
+    status_show(&all, o, json, flags);
+  }
   if (st->matched != n)
     fprintf(stderr,
             "nircctl: the sites changed while paging (%zu listed, %u match now): run "
@@ -720,7 +729,7 @@ static int status_run(ctl_t *c, ctl_args_t *a, int json, size_t flags) {
   status_filters_text(a, filters, sizeof filters);
   ctl_status_opts_t o = status_opts;
   o.filters = filters;
-  if (a->all) return status_all(c, a, &o, json, flags);
+  if (a->all) return status_all(c, a, &o, json, flags, false);
   if (!a->paged) {
     a->status.limit = CTL_STATUS_BIG;
     a->status.offset = 0;
@@ -1122,7 +1131,8 @@ int main(int argc, char **argv) {
     }
   }
   c.tell = 1;
-  int rc = cmd->id == CTL_CMD_STATUS && !*args.status.site
+  int rc = cmd->id == CTL_CMD_MAP ? status_all(&c, &args, &status_opts, json, 0, true)
+           : cmd->id == CTL_CMD_STATUS && !*args.status.site
                ? status_run(&c, &args, json, JSON_INDENT(2))
                : ctl_request(&c, req);
   if (rc == EXIT_UNREACHABLE && c.standbys_seen) {

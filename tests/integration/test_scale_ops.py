@@ -138,6 +138,9 @@ def test_status_of_20031_sites():
     assert r.returncode == 0 and "gen-12345" in r.stdout, r.stdout + r.stderr
     r = env.ctl("--json", "history", "--site", "hubei")
     assert r.returncode == 0, r.stderr
+    r, secs = timed(env.ctl, "history")
+    print(f"  nircctl history: {secs:.2f}s, {len(r.stdout)} bytes", flush=True)
+    assert r.returncode == 0 and "scale drill" in r.stdout, r.stdout[-2000:] + r.stderr
 
     # /status.json: every site without parameters, the same filters and
     # paging as query parameters, with the counts; a bad filter is a 400.
