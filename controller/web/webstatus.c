@@ -91,6 +91,10 @@ static int webstatus_query(httpd_arg_fn arg, void *conn, statusq_filter_t *f, ch
       snprintf(one, sizeof one, "%.*s", (int)(l < sizeof one - 1 ? l : sizeof one - 1), p);
       uint32_t bit = statusq_state_bit(one);
       if (!bit) {
+        /* Echoed into JSON: anything but a state word's letters is shown
+         * as '?', so the client's bytes cannot break the document. */
+        for (char *c = one; *c; c++)
+          if (!((*c >= 'a' && *c <= 'z') || *c == '-' || (*c >= '0' && *c <= '9'))) *c = '?';
         snprintf(why, len, "state '%s': one of online, stale, offline, never (comma-separated)",
                  one);
         return -1;

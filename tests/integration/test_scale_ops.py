@@ -172,6 +172,11 @@ def test_status_of_20031_sites():
         assert False, "state=down accepted"
     except urllib.error.HTTPError as e:
         assert e.code == 400 and b"one of online" in e.read()
+    try:  # the client's bytes are not echoed raw into the JSON
+        urllib.request.urlopen(f"http://{http}/status.json?state=x%22%7D%5C", timeout=5)
+        assert False, "a quote accepted as a state"
+    except urllib.error.HTTPError as e:
+        assert e.code == 400 and "x???" in json.loads(e.read())["error"]
     body, secs = get("/metrics")
     print(f"  /metrics: {secs:.3f}s, {len(body)} bytes", flush=True)
     assert b'nirc_site_link{site="gen-20000"}' in body
