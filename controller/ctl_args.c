@@ -969,7 +969,8 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
     {CTL_CMD_WATCH, "watch", "live view of status, refreshed in place (Ctrl-C ends)",
      "usage: nircctl watch [--interval DURATION]\n\n"
      "The status table, redrawn every interval (default 2s) until Ctrl-C. On a\n"
-     "terminal the screen is redrawn in place; otherwise each refresh is appended.\n\n"
+     "terminal the screen is redrawn in place; otherwise each refresh is appended.\n"
+     "Above 200 sites: the counts and at most 20 problem sites, as plain status.\n\n"
      "Examples:\n  nircctl watch\n  nircctl watch --interval 5s\n",
      build_watch, 0},
     {CTL_CMD_STATUS, "status", "every site: link, queue, wait, agents, SL, route, rule and its end",
