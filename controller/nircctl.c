@@ -733,6 +733,8 @@ static int status_run(ctl_t *c, ctl_args_t *a, int json, size_t flags) {
   if (!a->paged) {
     a->status.limit = CTL_STATUS_BIG;
     a->status.offset = 0;
+  } else if (a->status.limit == 0) {
+    a->status.limit = CTL_STATUS_BIG; /* --offset alone: a page, not the rest at once */
   }
   int rc = ctl_again(c, &a->req);
   if (rc != EXIT_DONE || !c->reply || !c->reply->ok || !c->reply->status) return rc;
