@@ -240,8 +240,8 @@ void ctl_status_rule(const Nirc__StatusReply *st, size_t i, const char *tz, bool
 
 /* ---- status ---- */
 
-bool ctl_status_complete(const Nirc__StatusReply *st) {
-  return st->offset == 0 && st->matched <= st->n_sites;
+bool ctl_status_complete(const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
+  return o->offset == 0 && st->matched <= st->n_sites;
 }
 
 size_t ctl_status_total(const Nirc__StatusReply *st) {
@@ -289,9 +289,9 @@ static void ctl_status_counts(FILE *out, const Nirc__StatusReply *st, size_t onl
  * next page, so a partial view never passes for the whole. */
 static void ctl_status_page_note(FILE *out, const Nirc__StatusReply *st,
                                  const ctl_status_opts_t *o) {
-  if (ctl_status_complete(st)) return;
+  if (ctl_status_complete(st, o)) return;
   const char *f = o->filters && *o->filters ? o->filters : "";
-  size_t first = st->offset + 1, last = st->offset + st->n_sites, page = st->n_sites;
+  size_t first = o->offset + 1, last = o->offset + st->n_sites, page = st->n_sites;
   if (o->summary) {
     fprintf(out, "\n%s problem site%s", ctl_num(st->matched), st->matched == 1 ? "" : "s");
     if (st->matched > st->n_sites)
@@ -303,7 +303,7 @@ static void ctl_status_page_note(FILE *out, const Nirc__StatusReply *st,
     return;
   }
   if (st->n_sites == 0)
-    fprintf(out, "\nno rows: offset %s is past the %s matching sites\n", ctl_num(st->offset),
+    fprintf(out, "\nno rows: offset %s is past the %s matching sites\n", ctl_num(o->offset),
             ctl_num(st->matched));
   else
     fprintf(out, "\nshowing %s-%s of %s matching sites%s%s\n", ctl_num(first), ctl_num(last),
@@ -382,7 +382,7 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
             o->colour ? "\033[0m" : "", age, queue, wait, agents, sl, routecol, rule);
   }
   const char *f = o->filters && *o->filters ? o->filters : NULL;
-  if (!ctl_status_complete(st)) {
+  if (!ctl_status_complete(st, o)) {
     ctl_status_page_note(out, st, o);
     if (!o->summary) ctl_status_counts(out, st, online, stale, offline);
   } else if (f) {
@@ -392,7 +392,7 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
     fputc('\n', out);
     ctl_status_counts(out, st, online, stale, offline);
   }
-  ctl_alarms_summary(out, st->alarms, st->n_alarms, 5, o->tz);
+  ctl_alarms_summary(out, st->alarms, st->n_alarms, st->alarms_total, 5, o->tz);
 }
 
 json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
@@ -470,12 +470,15 @@ json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o)
         json_pack("{s:I, s:I, s:I, s:I, s:I}", "sites", (json_int_t)ctl_status_total(st), "online",
                   (json_int_t)st->count_online, "stale", (json_int_t)st->count_stale, "offline",
                   (json_int_t)st->count_offline, "never_seen", (json_int_t)st->count_never_seen));
+    json_object_set_new(top, "alarms_total",
+                        json_integer((json_int_t)(st->alarms_total > st->n_alarms ? st->alarms_total
+                                                                                  : st->n_alarms)));
     json_object_set_new(
         top, "paging",
-        json_pack("{s:I, s:I, s:I, s:b}", "offset", (json_int_t)st->offset, "returned",
+        json_pack("{s:I, s:I, s:I, s:b}", "offset", (json_int_t)o->offset, "returned",
                   (json_int_t)st->n_sites, "matched",
                   (json_int_t)(st->matched > st->n_sites ? st->matched : st->n_sites), "complete",
-                  ctl_status_complete(st)));
+                  ctl_status_complete(st, o)));
   }
   return top;
 }

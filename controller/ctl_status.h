@@ -29,6 +29,7 @@ typedef struct {
    * a site (more than CTL_STATUS_BIG): the table is headed by the counts
    * and followed by how to see the rest. */
   bool summary;
+  size_t offset; /* of the first row among the matching sites (--offset) */
 } ctl_status_opts_t;
 
 /* Above this many sites plain `nircctl status` and `watch` show the counts
@@ -62,7 +63,7 @@ void ctl_status_rule(const Nirc__StatusReply *st, size_t i, const char *tz, bool
 void ctl_status_when(int64_t ms, int64_t now_ms, const char *tz, char *buf, size_t len);
 
 /* Whether the reply holds every site that matched (no page left out). */
-bool ctl_status_complete(const Nirc__StatusReply *st);
+bool ctl_status_complete(const Nirc__StatusReply *st, const ctl_status_opts_t *o);
 /* Live sites, from the reply's counts (of every site, whatever the
  * filters), or its rows when a controller sent no counts. */
 size_t ctl_status_total(const Nirc__StatusReply *st);

@@ -681,7 +681,7 @@ static int status_all(ctl_t *c, ctl_args_t *a, const ctl_status_opts_t *o, int j
       rows[n] = st->sites[i];
       senders[n++] = st->n_senders == st->n_sites ? st->senders[i] : 0;
     }
-    if (st->n_sites == 0 || st->offset + st->n_sites >= st->matched) break;
+    if (st->n_sites == 0 || a->status.offset + st->n_sites >= st->matched) break;
     a->status.offset += (uint32_t)st->n_sites;
   }
   Nirc__StatusReply all = *st;
@@ -689,7 +689,6 @@ static int status_all(ctl_t *c, ctl_args_t *a, const ctl_status_opts_t *o, int j
   all.n_sites = all.n_senders = n;
   all.senders = senders;
   all.matched = (uint32_t)n;
-  all.offset = 0;
   if (map) {
     Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
     rep.ok = 1;
@@ -736,10 +735,11 @@ static int status_run(ctl_t *c, ctl_args_t *a, int json, size_t flags) {
   } else if (a->status.limit == 0) {
     a->status.limit = CTL_STATUS_BIG; /* --offset alone: a page, not the rest at once */
   }
+  o.offset = a->status.offset;
   int rc = ctl_again(c, &a->req);
   if (rc != EXIT_DONE || !c->reply || !c->reply->ok || !c->reply->status) return rc;
   const Nirc__StatusReply *st = c->reply->status;
-  if (a->paged || ctl_status_complete(st) || filters[0]) {
+  if (a->paged || ctl_status_complete(st, &o) || filters[0]) {
     status_show(st, &o, json, flags);
   } else {
     /* Too many to list: the counts (every reply has them) and the sites

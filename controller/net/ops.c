@@ -113,6 +113,8 @@ static void ops_status_hubs(server_t *srv, ops_status_t *st, const site_t *s, co
   }
 }
 
+#define OPS_STATUS_ALARMS 100 /* alarms a status reply carries besides its rows' */
+
 /* statusq's lookup: the registry's hash. */
 size_t ops_status_find(void *ctx, const char *slug) {
   sites_t *sites = ctx;
@@ -211,7 +213,6 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   st->reply.epoch = srv->epoch;
   st->reply.server_time_ms = clock_now_ms(&srv->clock);
   st->reply.matched = (uint32_t)st->q.matched;
-  st->reply.offset = q ? q->offset : 0;
   st->reply.count_online = (uint32_t)st->q.count[SITE_ONLINE];
   st->reply.count_stale = (uint32_t)st->q.count[SITE_STALE];
   st->reply.count_offline = (uint32_t)st->q.count[SITE_OFFLINE];
@@ -311,18 +312,32 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   st->reply.senders = st->senders;
   st->reply.n_senders = k;
   /* Every status carries the active alarms: the summary line leads with
-   * them, whatever the sites asked for. */
+   * them, whatever the sites asked for. With 20,000 sites down that is
+   * 20,000 alarms in every page (8 MB): the oldest OPS_STATUS_ALARMS and
+   * those about the rows sent go, and how many there are in all. */
   const alarm_table_t *at = srv->engine ? engine_alarms(srv->engine) : NULL;
-  size_t na = at ? alarm_count(at) : 0;
+  size_t na = at ? alarm_count(at) : 0, sent = 0;
   st->alarms = calloc(na + 1, sizeof *st->alarms);
   st->alarm_ptrs = calloc(na + 1, sizeof *st->alarm_ptrs);
-  if (!st->alarms || !st->alarm_ptrs) goto nomem;
-  for (size_t j = 0; j < na; j++) {
-    ops_alarm_pb(&st->alarms[j], alarm_at(at, j));
-    st->alarm_ptrs[j] = &st->alarms[j];
+  bool *listed = calloc(n ? n : 1, sizeof *listed);
+  if (!st->alarms || !st->alarm_ptrs || !listed) {
+    free(listed);
+    goto nomem;
   }
+  for (size_t r = 0; r < nr; r++)
+    listed[st->q.rows[r]] = true;
+  for (size_t j = 0; j < na; j++) {
+    const alarm_t *a = alarm_at(at, j);
+    size_t about = ops_status_find(&srv->sites, a->subject);
+    if (j >= OPS_STATUS_ALARMS && !(about < n && listed[about])) continue;
+    ops_alarm_pb(&st->alarms[sent], a);
+    st->alarm_ptrs[sent] = &st->alarms[sent];
+    sent++;
+  }
+  free(listed);
   st->reply.alarms = st->alarm_ptrs;
-  st->reply.n_alarms = na;
+  st->reply.n_alarms = sent;
+  st->reply.alarms_total = (uint32_t)na;
   rep->ok = 1;
   rep->body_case = NIRC__OPERATOR_REPLY__BODY_STATUS;
   rep->status = &st->reply;

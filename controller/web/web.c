@@ -280,17 +280,23 @@ static void web_publish_status(server_t *srv, int64_t now_real) {
   free(facts);
   webstatus_ready(w);
   /* Active alarms, oldest first (a standby has none: it routes nothing). */
-  json_t *alarms = json_array();
   const alarm_table_t *at = srv->engine && web_leading(srv) ? engine_alarms(srv->engine) : NULL;
-  for (size_t k = 0; at && k < alarm_count(at); k++) {
+  size_t na = at ? alarm_count(at) : 0;
+  w->alarm = calloc(na ? na : 1, sizeof *w->alarm);
+  w->alarm_site = calloc(na ? na : 1, sizeof *w->alarm_site);
+  for (size_t k = 0; w->alarm && w->alarm_site && k < na; k++) {
     const alarm_t *a = alarm_at(at, k);
-    json_array_append_new(
-        alarms, json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "id", (json_int_t)a->id,
-                          "kind", alarm_kind_name(a->kind), "subject", a->subject, "severity",
-                          alarm_entry_severity(a), "message", a->message, "raised_ms",
-                          (json_int_t)a->raised_wall_ms, "raised_business_ms",
-                          (json_int_t)a->raised_business_ms, "acked_ms",
-                          (json_int_t)a->acked_wall_ms, "acked_by", a->acked_by));
+    json_t *x = (json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "id", (json_int_t)a->id,
+                           "kind", alarm_kind_name(a->kind), "subject", a->subject, "severity",
+                           alarm_entry_severity(a), "message", a->message, "raised_ms",
+                           (json_int_t)a->raised_wall_ms, "raised_business_ms",
+                           (json_int_t)a->raised_business_ms, "acked_ms",
+                           (json_int_t)a->acked_wall_ms, "acked_by", a->acked_by));
+    char *text = x ? json_dumps(x, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(x);
+    if (!text) continue;
+    w->alarm[w->n_alarms] = text;
+    w->alarm_site[w->n_alarms++] = ops_status_find(&srv->sites, a->subject);
   }
   web_leader_t ld;
   web_leader(srv, &ld);
@@ -306,9 +312,7 @@ static void web_publish_status(server_t *srv, int64_t now_real) {
     memmove(w->head, w->head + 1, strlen(w->head));
     w->head[strlen(w->head) - 1] = '\0';
   }
-  w->alarms = json_dumps(alarms, JSON_COMPACT | JSON_ENSURE_ASCII);
   json_decref(head);
-  json_decref(alarms);
   httpd_publish_dynamic(srv->http, "/status.json", "application/json", w, webstatus_free,
                         webstatus_render);
 }

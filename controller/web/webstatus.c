@@ -47,7 +47,10 @@ void webstatus_free(void *p) {
   free(w->shares);
   free(w->by_slug);
   free(w->head);
-  free(w->alarms);
+  for (size_t i = 0; w->alarm && i < w->n_alarms; i++)
+    free(w->alarm[i]);
+  free(w->alarm);
+  free(w->alarm_site);
   free(w);
 }
 
@@ -137,13 +140,35 @@ char *webstatus_render(const void *snap, httpd_arg_fn arg, void *conn, size_t *l
                     r.live, r.count[SITE_ONLINE], r.count[SITE_STALE], r.count[SITE_OFFLINE],
                     r.count[SITE_NEVER_SEEN], f.offset, r.n_rows, r.matched,
                     f.offset == 0 && r.n_rows == r.matched ? "true" : "false");
-  const char *alarms = w->alarms ? w->alarms : "[]";
+  /* Which alarms: all without parameters; with them the oldest
+   * WEBSTATUS_ALARMS and those about the sites listed ("alarms_total"
+   * says how many are active). */
+  bool any = arg(conn, "state") || arg(conn, "problems") || arg(conn, "moved") ||
+             arg(conn, "hub") || arg(conn, "match") || arg(conn, "limit") || arg(conn, "offset");
+  bool *listed = calloc(w->n ? w->n : 1, sizeof *listed), *take = calloc(w->n_alarms + 1, 1);
+  if (!listed || !take) {
+    free(listed);
+    free(take);
+    statusq_result_free(&r);
+    return NULL;
+  }
+  for (size_t k = 0; k < r.n_rows; k++)
+    listed[r.rows[k]] = true;
+  size_t alarms_len = 2;
+  for (size_t k = 0; k < w->n_alarms; k++) {
+    take[k] = !any || k < WEBSTATUS_ALARMS || (w->alarm_site[k] < w->n && listed[w->alarm_site[k]]);
+    if (take[k]) alarms_len += strlen(w->alarm[k]) + 1;
+  }
+  free(listed);
+  char total_text[48];
+  snprintf(total_text, sizeof total_text, ",\"alarms_total\":%zu", w->n_alarms);
   /* "{" head "," "\"sites\":[" rows "],\"alarms\":" alarms tail, with room to spare. */
-  size_t total = strlen(w->head ? w->head : "") + strlen(alarms) + (size_t)tl + 64;
+  size_t total = strlen(w->head ? w->head : "") + alarms_len + (size_t)tl + 96;
   for (size_t k = 0; k < r.n_rows; k++)
     total += (w->rows[r.rows[k]] ? strlen(w->rows[r.rows[k]]) : 4) + 1;
   char *body = malloc(total);
   if (!body) {
+    free(take);
     statusq_result_free(&r);
     return NULL;
   }
@@ -156,7 +181,17 @@ char *webstatus_render(const void *snap, httpd_arg_fn arg, void *conn, size_t *l
     memcpy(body + u, row, l);
     u += l;
   }
-  u += (size_t)snprintf(body + u, total - u, "],\"alarms\":%s%s", alarms, tail);
+  u += (size_t)snprintf(body + u, total - u, "],\"alarms\":[");
+  for (size_t k = 0, first = 1; k < w->n_alarms; k++) {
+    if (!take[k]) continue;
+    if (!first) body[u++] = ',';
+    first = 0;
+    size_t l = strlen(w->alarm[k]);
+    memcpy(body + u, w->alarm[k], l);
+    u += l;
+  }
+  u += (size_t)snprintf(body + u, total - u, "]%s%s", total_text, tail);
+  free(take);
   *len = u;
   statusq_result_free(&r);
   return body;

@@ -22,8 +22,14 @@ typedef struct {
   char **rows;           /* n JSON objects (owned; NULL: none, e.g. removed) */
   size_t *by_slug;       /* the sites sorted by slug, for lookups */
   char *head;            /* the members before "sites", without braces */
-  char *alarms;          /* a JSON array */
+  char **alarm;          /* n_alarms JSON objects (owned), oldest first */
+  size_t *alarm_site;    /* the site each is about, or SIZE_MAX */
+  size_t n_alarms;
 } webstatus_t;
+
+/* With parameters, the alarms carried besides those about the sites
+ * listed (all of them without: the document as it always was). */
+#define WEBSTATUS_ALARMS 100
 
 /* An empty snapshot of n sites with room for n_shares shares, or NULL. */
 webstatus_t *webstatus_new(size_t n, size_t n_shares);

@@ -86,7 +86,7 @@ STATUS_COUNTS = {"sites": int, "online": int, "stale": int, "offline": int, "nev
 STATUS_PAGING = {"offset": int, "returned": int, "matched": int, "complete": bool}
 STATUS = {"controller": str, "epoch": int, "server_time_ms": int, "sites": [SITE_STATUS],
           "alarms": [ALARM], Opt("filters"): [str],
-          "counts": STATUS_COUNTS, "paging": STATUS_PAGING}
+          "counts": STATUS_COUNTS, "paging": STATUS_PAGING, "alarms_total": int}
 NEXT_HUB = {"hub": str, "sl_after": float, "stable": bool, "agents": int, "agents_needed": int,
             "sources": int, "refused_sources": [str], "capacity_source": CAPACITY_SOURCE}
 NEXT_EVENT = {"at_ms": int,

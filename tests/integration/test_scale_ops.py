@@ -193,6 +193,24 @@ def test_status_of_20031_sites():
     assert r.returncode == 0 and f"AGGREGATED: {total:,} sites in" in r.stdout and \
         "1 move between groups" in r.stdout, r.stderr + r.stdout[:2000]
 
+    # Thousands of sites down raise thousands of alarms (site_down after
+    # its grace): a reply carries the oldest 100 and those about its rows,
+    # and how many there are.
+    T.wait_until(lambda: q("/status.json?limit=1")["alarms_total"] > 10000, 60,
+                 "site_down alarms for the sites never seen")
+    j = json.loads(env.ctl("--json", "status").stdout)
+    assert j["alarms_total"] > 10000 and len(j["alarms"]) <= 100 + 20, \
+        (j["alarms_total"], len(j["alarms"]))
+    page = get("/status.json?state=never&limit=10&offset=500")[0]
+    assert len(page) < 200000, len(page)
+    pj = json.loads(page)
+    assert pj["alarms_total"] > 10000 and len(pj["alarms"]) <= 110, len(pj["alarms"])
+    # the alarms about the rows listed are among those carried
+    assert {s["slug"] for s in pj["sites"]} <= {a["subject"] for a in pj["alarms"]}, pj["alarms"][-3:]
+    r = env.ctl("status")
+    assert r.returncode == 0 and "ALARMS: " in r.stdout and len(r.stdout.splitlines()) < 70, \
+        r.stdout[-1500:]
+
     # watch: one frame of the same summary, then stopped.
     argv = env.ctl("--version").args[:-1] + ["watch", "--interval", "1s"]
     w = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)

@@ -187,20 +187,19 @@ static void test_page_and_summary(void **state) {
   fixture_t f;
   make(&f);
   f.st.matched = 20029;
-  f.st.offset = 100;
+
   f.st.count_online = 2;
   f.st.count_never_seen = 20029;
-  ctl_status_opts_t o = {.tz = "Asia/Shanghai", .filters = "--state never-seen"};
+  ctl_status_opts_t o = {.tz = "Asia/Shanghai", .filters = "--state never-seen", .offset = 100};
   char *text = printed(&f.st, &o);
   assert_non_null(strstr(text, "showing 101-104 of 20,029 matching sites --state never-seen\n"));
   assert_non_null(
       strstr(text, "next page: nircctl status --state never-seen --limit 4 --offset 104"));
   assert_non_null(strstr(text, "20,031 sites: 2 online, 0 stale, 0 offline, 20,029 never seen"));
   free(text);
-  assert_false(ctl_status_complete(&f.st));
+  assert_false(ctl_status_complete(&f.st, &o));
   assert_int_equal(ctl_status_total(&f.st), 20031);
 
-  f.st.offset = 0;
   o = (ctl_status_opts_t){.tz = "Asia/Shanghai", .summary = true, .problems = true};
   text = printed(&f.st, &o);
   assert_true(strncmp(text, "20,031 sites: 2 online", 22) == 0);
