@@ -8,12 +8,14 @@ bytes it returns: plain `nircctl status` (the counts and 20 problem
 sites), `nircctl --json status --all` (every site, 1,000 a request),
 `nircctl status --state never --limit 50` (one page), `nircctl map`,
 /status.json (every site; and one filtered page), /metrics, /map.svg, the
-page. Then nircd's CPU while idle, as idle_sites.py measures it, with the
+page; then the same once every site has its site_down alarm. Then nircd's
+CPU while idle, as idle_sites.py measures it, with the
 web documents published every second. Wall times carry the load average.
 
   bench/surface.py [--sites 20000] [--repeat 3] [--window 10]
 """
 import argparse
+import json
 import os
 import time
 import urllib.request
@@ -82,6 +84,22 @@ def main():
             "/metrics": timed(get("/metrics"), a.repeat),
             "/map.svg": timed(get("/map.svg"), a.repeat),
             "/": timed(get("/"), a.repeat),
+        }
+        # Then as at 3 a.m. with every site down: a site_down alarm each
+        # (after its grace), which every status reply summarises.
+        T.wait_until(lambda: json.loads(urllib.request.urlopen(
+            f"http://{http}/status.json?limit=1").read())["alarms_total"] >= (a.sites + 31) // 2,
+            120, "site_down alarms")
+        figures["with site_down alarms"] = {
+            "alarms": json.loads(urllib.request.urlopen(
+                f"http://{http}/status.json?limit=1").read())["alarms_total"],
+            "nircctl status": timed(ctl("status"), a.repeat),
+            "nircctl --json status": timed(ctl("--json", "status"), a.repeat),
+            "nircctl --json status --all": timed(ctl("--json", "status", "--all"), a.repeat),
+            "nircctl map": timed(ctl("map"), a.repeat),
+            "/status.json": timed(get("/status.json"), a.repeat),
+            "/status.json?state=never&limit=100&offset=1000": timed(
+                get("/status.json?state=never&limit=100&offset=1000"), a.repeat),
         }
         c0, t0 = B.cpu_seconds(proc.p.pid), time.monotonic()
         time.sleep(a.window)  # a measurement window, not synchronisation

@@ -654,8 +654,9 @@ static int status_all(ctl_t *c, ctl_args_t *a, const ctl_status_opts_t *o, int j
                       bool map) {
   Nirc__Envelope **envs = NULL;
   Nirc__SiteStatus **rows = NULL;
+  Nirc__Alarm **alarms = NULL;
   uint32_t *senders = NULL;
-  size_t nenv = 0, n = 0, cap = 0;
+  size_t nenv = 0, n = 0, cap = 0, na = 0;
   int rc = EXIT_DONE;
   a->status.limit = CTL_STATUS_PAGE;
   a->status.offset = 0;
@@ -677,6 +678,19 @@ static int status_all(ctl_t *c, ctl_args_t *a, const ctl_status_opts_t *o, int j
       if (s2) senders = s2;
       if (!r2 || !s2) goto nomem;
     }
+    /* Each page carries the alarms about its own rows (and the oldest):
+     * the whole list gets them all, each once. */
+    Nirc__Alarm **a2 = realloc(alarms, (na + st->n_alarms + 1) * sizeof *alarms);
+    if (!a2) goto nomem;
+    alarms = a2;
+    for (size_t k = 0; k < st->n_alarms; k++) {
+      bool dup = false;
+      for (size_t j = 0; j < na && j < 100 + st->n_alarms && !dup; j++)
+        dup = alarms[na - 1 - j]->id == st->alarms[k]->id;
+      for (size_t j = 0; j < na && j < 100 && !dup; j++) /* the oldest, on every page */
+        dup = alarms[j]->id == st->alarms[k]->id;
+      if (!dup) alarms[na++] = st->alarms[k];
+    }
     for (size_t i = 0; i < st->n_sites; i++) {
       rows[n] = st->sites[i];
       senders[n++] = st->n_senders == st->n_sites ? st->senders[i] : 0;
@@ -686,6 +700,8 @@ static int status_all(ctl_t *c, ctl_args_t *a, const ctl_status_opts_t *o, int j
   }
   Nirc__StatusReply all = *st;
   all.sites = rows;
+  all.alarms = alarms;
+  all.n_alarms = na;
   all.n_sites = all.n_senders = n;
   all.senders = senders;
   all.matched = (uint32_t)n;
@@ -713,6 +729,7 @@ out:
     nirc__envelope__free_unpacked(envs[i], NULL);
   free(envs);
   free(rows);
+  free(alarms);
   free(senders);
   return rc;
 }

@@ -210,6 +210,14 @@ def test_status_of_20031_sites():
     r = env.ctl("status")
     assert r.returncode == 0 and "ALARMS: " in r.stdout and len(r.stdout.splitlines()) < 70, \
         r.stdout[-1500:]
+    # --all gathers every page's alarms: each site's own is among them.
+    r, secs = timed(env.ctl, "--json", "status", "--all")
+    print(f"  nircctl --json status --all with {j['alarms_total']} alarms: {secs:.2f}s", flush=True)
+    every = json.loads(r.stdout)
+    by = {s["slug"]: s for s in every["sites"]}
+    assert len(by) == total, len(by)
+    for slug in ("gen-00005", "gen-10000", "gen-19999"):
+        assert "alarm site_down" in by[slug]["problems"], by[slug]["problems"]
 
     # watch: one frame of the same summary, then stopped.
     argv = env.ctl("--version").args[:-1] + ["watch", "--interval", "1s"]
