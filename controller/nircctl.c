@@ -619,6 +619,7 @@ static void status_filters_text(const ctl_args_t *a, char *buf, size_t len) {
 }
 
 static uint64_t watch_every_ms; /* watch: its interval, for the header; 0: not watching */
+static const char *watch_note;  /* watch: what a standby said on the way to the leader */
 
 /* watch's header: now in the operations room's zone, the business clock
  * beside it when it differs (an accelerated demo); st may be NULL. */
@@ -633,6 +634,7 @@ static void watch_header(const Nirc__StatusReply *st) {
   }
   printf("nircctl watch — %s %s%s — every %.1f s, Ctrl-C to stop\n\n", now, history_tz, biz,
          watch_every_ms / 1000.0);
+  if (st && watch_note && *watch_note) printf("%s\n\n", watch_note);
 }
 
 static void status_show(const Nirc__StatusReply *st, const ctl_status_opts_t *o, int json,
@@ -1129,6 +1131,7 @@ int main(int argc, char **argv) {
     watch_every_ms = watch_interval_ms;
     for (;;) {
       ctl_t w = c;
+      watch_note = w.standby_note;
       int wrc = status_run(&w, &args, json, JSON_COMPACT);
       if (json) {
         /* JSON Lines: one Status document per refresh, nothing else. */
