@@ -21,7 +21,24 @@ typedef struct {
   char type[64];
   char *body; /* owned */
   size_t len;
+  /* Dynamic documents: made per request from snap (owned). */
+  httpd_render_fn render;
+  void *snap;
+  void (*snap_free)(void *);
 } httpd_doc_t;
+
+static const char *httpd_arg(void *conn, const char *key) {
+  return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+/* Frees what a document holds, for a new one. */
+static void httpd_doc_clear(httpd_doc_t *d) {
+  free(d->body);
+  d->body = NULL;
+  if (d->snap && d->snap_free) d->snap_free(d->snap);
+  d->snap = NULL;
+  d->render = NULL;
+}
 
 struct httpd {
   struct MHD_Daemon *mhd;
@@ -44,6 +61,14 @@ static enum MHD_Result httpd_answer(void *cls, struct MHD_Connection *conn, cons
   } else {
     pthread_mutex_lock(&h->lock);
     for (unsigned i = 0; i < h->n; i++) {
+      if (strcmp(h->docs[i].path, url) == 0 && h->docs[i].render) {
+        size_t len = 0;
+        char *body = h->docs[i].render(h->docs[i].snap, httpd_arg, conn, &len, &status);
+        resp = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE) : NULL;
+        if (!resp) free(body);
+        if (resp) MHD_add_response_header(resp, "Content-Type", h->docs[i].type);
+        break;
+      }
       if (strcmp(h->docs[i].path, url) == 0) {
         /* Copied out, so the loop may publish again while this is sent. */
         resp =
@@ -115,7 +140,7 @@ int httpd_publish(httpd_t *h, const char *path, const char *content_type, const 
     nirc_strlcpy(d->path, path, sizeof d->path);
   }
   if (d) {
-    free(d->body);
+    httpd_doc_clear(d);
     d->body = copy;
     d->len = len;
     nirc_strlcpy(d->type, content_type, sizeof d->type);
@@ -127,11 +152,41 @@ int httpd_publish(httpd_t *h, const char *path, const char *content_type, const 
   return rc;
 }
 
+int httpd_publish_dynamic(httpd_t *h, const char *path, const char *content_type, void *snap,
+                          void (*snap_free)(void *), httpd_render_fn render) {
+  if (!h) {
+    if (snap && snap_free) snap_free(snap);
+    return NIRC_EINVAL;
+  }
+  int rc = 0;
+  pthread_mutex_lock(&h->lock);
+  httpd_doc_t *d = NULL;
+  for (unsigned i = 0; i < h->n; i++)
+    if (strcmp(h->docs[i].path, path) == 0) d = &h->docs[i];
+  if (!d && h->n < HTTPD_MAX_DOCS) {
+    d = &h->docs[h->n++];
+    nirc_strlcpy(d->path, path, sizeof d->path);
+  }
+  if (d) {
+    httpd_doc_clear(d);
+    d->render = render;
+    d->snap = snap;
+    d->snap_free = snap_free;
+    d->len = 0;
+    nirc_strlcpy(d->type, content_type, sizeof d->type);
+  } else {
+    rc = NIRC_EFULL;
+  }
+  pthread_mutex_unlock(&h->lock);
+  if (rc && snap && snap_free) snap_free(snap);
+  return rc;
+}
+
 void httpd_stop(httpd_t *h) {
   if (!h) return;
   MHD_stop_daemon(h->mhd);
   for (unsigned i = 0; i < h->n; i++)
-    free(h->docs[i].body);
+    httpd_doc_clear(&h->docs[i]);
   pthread_mutex_destroy(&h->lock);
   free(h);
 }

@@ -37,8 +37,21 @@ void ctl_alarms_print(FILE *out, Nirc__Alarm *const *v, size_t n, bool record, c
   fprintf(out, "\ntimes in %s; acknowledge with `nircctl alarms ack ID`\n", tz);
 }
 
-void ctl_alarms_summary(FILE *out, Nirc__Alarm *const *v, size_t n, size_t max_lines,
+void ctl_alarms_summary(FILE *out, Nirc__Alarm *const *v, size_t n, size_t total, size_t max_lines,
                         const char *tz) {
+  if (total > n) { /* a reply carries some of many: say so, not a smaller number */
+    fprintf(out, "ALARMS: %zu active (nircctl alarms lists them)\n", total);
+    for (size_t i = 0; i < n && i < max_lines; i++) {
+      char raised[32], subject[64], msg[600];
+      ctl_history_time(v[i]->raised_ms, tz, raised, sizeof raised);
+      safetext_escape(v[i]->subject, subject, sizeof subject);
+      safetext_escape(v[i]->message, msg, sizeof msg);
+      fprintf(out, "  %llu %s %s %s since %s: %s\n", (unsigned long long)v[i]->id, v[i]->severity,
+              v[i]->kind, subject, raised, msg);
+    }
+    fprintf(out, "  ... and %zu more\n", total - (n < max_lines ? n : max_lines));
+    return;
+  }
   if (n == 0) {
     fprintf(out, "ALARMS: none active\n");
     return;

@@ -16,7 +16,7 @@ void ctl_alarms_print(FILE *out, Nirc__Alarm *const *v, size_t n, bool record, c
 /* The status summary's alarm line ("ALARMS: 2 active, 1 not acknowledged")
  * and at most `max_lines` of them, one line each; "no active alarms"
  * when there are none. */
-void ctl_alarms_summary(FILE *out, Nirc__Alarm *const *v, size_t n, size_t max_lines,
+void ctl_alarms_summary(FILE *out, Nirc__Alarm *const *v, size_t n, size_t total, size_t max_lines,
                         const char *tz);
 /* One alarm as JSON (new reference). */
 struct json_t;

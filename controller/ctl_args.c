@@ -65,7 +65,7 @@ static int split_list(ctl_args_t *a, const char *csv, char *buf, size_t len, cha
   return n ? n : -1;
 }
 
-static int build_status(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a);
+#define build_status ctl_build_status
 
 static int build_watch(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
   if (argc == 3 && strcmp(argv[1], "--interval") == 0) {
@@ -79,40 +79,6 @@ static int build_watch(int argc, char **argv, Nirc__OperatorRequest *req, ctl_ar
   }
   char *none[] = {argv[0]};
   return build_status(1, none, req, a);
-}
-
-static int build_status(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
-  const char *site = NULL;
-  bool is_status = strcmp(argv[0], "status") == 0;
-  for (int i = 1; i < argc; i++) {
-    /* The filters and --zh are the status table's; `site` and the others
-     * take a slug at most. */
-    if (is_status && strcmp(argv[i], "--moved") == 0)
-      a->moved = true;
-    else if (is_status && strcmp(argv[i], "--problems") == 0)
-      a->problems = true;
-    else if (is_status && strcmp(argv[i], "--zh") == 0)
-      a->zh = true;
-    else if (argv[i][0] == '-') {
-      ctl_say(a, "%s: unknown option '%s'%s", argv[0], argv[i],
-              is_status ? " (options: --moved, --problems, --zh)" : "");
-      return EXIT_USAGE;
-    } else if (site) {
-      ctl_say(a, "status takes at most one site");
-      return EXIT_USAGE;
-    } else {
-      site = argv[i];
-    }
-  }
-  if (site && !nirc_slug_valid(site)) {
-    ctl_say(a, "'%s' is not a site slug (lowercase, e.g. hubei)", site);
-    return EXIT_USAGE;
-  }
-  nirc__status_request__init(&a->status);
-  a->status.site = site ? (char *)site : "";
-  req->body_case = NIRC__OPERATOR_REQUEST__BODY_STATUS;
-  req->status = &a->status;
-  return 0;
 }
 
 static int build_site(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
@@ -1003,11 +969,13 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
     {CTL_CMD_WATCH, "watch", "live view of status, refreshed in place (Ctrl-C ends)",
      "usage: nircctl watch [--interval DURATION]\n\n"
      "The status table, redrawn every interval (default 2s) until Ctrl-C. On a\n"
-     "terminal the screen is redrawn in place; otherwise each refresh is appended.\n\n"
+     "terminal the screen is redrawn in place; otherwise each refresh is appended.\n"
+     "Above 200 sites: the counts and at most 20 problem sites, as plain status.\n\n"
      "Examples:\n  nircctl watch\n  nircctl watch --interval 5s\n",
      build_watch, 0},
     {CTL_CMD_STATUS, "status", "every site: link, queue, wait, agents, SL, route, rule and its end",
-     "usage: nircctl status [SITE] [--moved] [--problems] [--zh]\n\n"
+     "usage: nircctl status [SITE] [--moved] [--problems] [--state STATES] [--hub HUB]\n"
+     "                      [--match PREFIX] [--limit N] [--offset N] [--all] [--zh]\n\n"
      "Shows every site (or one): link state, age of the last report, calls in queue,\n"
      "longest wait, agents logged in/ready, service level of the last interval, the\n"
      "route the site has acknowledged, and the RULE it routes by with its end\n"
@@ -1016,9 +984,19 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "  --moved     only sites whose route is not home, and hubs receiving calls\n"
      "  --problems  only sites not online, with an unreadable PBX, a note, an\n"
      "              exclusion or an active alarm\n"
-     "  --zh        Chinese names\n\n"
+     "  --state S   only sites in these link states (online,stale,offline,never)\n"
+     "  --hub HUB   only sites whose route sends calls to HUB\n"
+     "  --match P   only sites whose slug starts with P\n"
+     "  --limit N   at most N sites (default 200) from --offset N (default 0) on;\n"
+     "              --limit 0 = --all\n"
+     "  --all       every matching site, fetched a page at a time\n"
+     "  --zh        Chinese names\n"
+     "The filters run on the controller; the counts per link state are always of\n"
+     "every site. Above 200 sites, plain `status` shows the counts, the problem\n"
+     "sites (at most 20) and how to page, not one row per site.\n\n"
      "Examples:\n  nircctl status\n  nircctl status --moved --zh\n"
-     "  nircctl --json status --problems\n",
+     "  nircctl status --state offline --limit 50 --offset 50\n"
+     "  nircctl --json status --problems\n  nircctl --json status --all\n",
      build_status, 0},
     {CTL_CMD_NEXT, "next", "what the rules will do in the next hours: starts, ends, expiries",
      "usage: nircctl next [--hours N]\n\n"

@@ -86,6 +86,11 @@ typedef struct {
   /* status --moved, --problems, --zh: filters and names, applied by
    * nircctl to the whole reply (hubs receiving calls and alarms need it). */
   bool moved, problems, zh;
+  /* status --state/--hub/--match/--limit/--offset/--all: evaluated by the
+   * controller (StatusRequest); `all` pages through every matching site,
+   * `paged` says --limit or --offset was given (one page, as asked). */
+  Nirc__LinkState states[4];
+  bool all, paged;
   Nirc__NextRequest next;              /* next --hours N */
   Nirc__CapacityRequest capacity;      /* capacity [SITE [--seats N] [--roster SPEC] ...] */
   Nirc__SiteChangeRequest site_change; /* site add|set|remove SLUG ... */
@@ -100,6 +105,9 @@ typedef struct {
  * east of UTC (0, or -1). */
 void ctl_say(ctl_args_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int ctl_parse_offset(const char *s, int32_t *out);
+/* status [SITE] [filters] (ctl_args_status.c), also for site, map and
+ * watch: argv[0] is the command. */
+int ctl_build_status(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a);
 /* site add|set|remove (ctl_args_site.c): argv[0] is the action. */
 int ctl_build_site_change(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a);
 

@@ -153,16 +153,51 @@ void ctl_status_when(int64_t ms, int64_t now_ms, const char *tz, char *buf, size
 bool ctl_status_moved(const Nirc__StatusReply *st, size_t i, unsigned *senders) {
   const Nirc__SiteStatus *s = st->sites[i];
   unsigned in = 0;
-  for (size_t j = 0; j < st->n_sites; j++) {
-    const Nirc__SiteStatus *o = st->sites[j];
-    if (j == i) continue;
-    for (size_t k = 0; k < o->n_route; k++)
-      if (strcmp(o->route[k]->site, s->slug) == 0 && o->route[k]->permille) in++;
-  }
+  /* The controller counts the senders of every site (a page cannot); a
+   * reply without them is counted here from its own rows. */
+  if (st->n_senders == st->n_sites)
+    in = st->senders[i];
+  else
+    for (size_t j = 0; j < st->n_sites; j++) {
+      const Nirc__SiteStatus *o = st->sites[j];
+      if (j == i) continue;
+      for (size_t k = 0; k < o->n_route; k++)
+        if (strcmp(o->route[k]->site, s->slug) == 0 && o->route[k]->permille) in++;
+    }
   if (senders) *senders = in;
   for (size_t k = 0; k < s->n_route; k++)
     if (strcmp(s->route[k]->site, s->slug) != 0 && s->route[k]->permille) return true;
   return in > 0;
+}
+
+/* The alarms of the reply being printed, by subject (then in the reply's
+ * order): with 20,000 sites and 20,000 alarms a scan per row is 400
+ * million compares. Built by the printers for their reply and dropped
+ * when they return. */
+static const Nirc__StatusReply *ctl_alarm_idx_of;
+static size_t *ctl_alarm_idx;
+
+static const char *ctl_alarm_subject(const Nirc__StatusReply *st, size_t k) {
+  return st->alarms[k]->subject ? st->alarms[k]->subject : "";
+}
+
+static int ctl_alarm_cmp(const void *a, const void *b) {
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  int c = strcmp(ctl_alarm_subject(ctl_alarm_idx_of, x), ctl_alarm_subject(ctl_alarm_idx_of, y));
+  return c ? c : (x > y) - (x < y);
+}
+
+static void ctl_alarm_index(const Nirc__StatusReply *st) {
+  free(ctl_alarm_idx);
+  ctl_alarm_idx = NULL;
+  ctl_alarm_idx_of = NULL;
+  if (!st || st->n_alarms < 16) return; /* a scan is as quick */
+  ctl_alarm_idx = malloc(st->n_alarms * sizeof *ctl_alarm_idx);
+  if (!ctl_alarm_idx) return;
+  for (size_t k = 0; k < st->n_alarms; k++)
+    ctl_alarm_idx[k] = k;
+  ctl_alarm_idx_of = st;
+  qsort(ctl_alarm_idx, st->n_alarms, sizeof *ctl_alarm_idx, ctl_alarm_cmp);
 }
 
 bool ctl_status_problem(const Nirc__StatusReply *st, size_t i, char *why, size_t len) {
@@ -180,9 +215,23 @@ bool ctl_status_problem(const Nirc__StatusReply *st, size_t i, char *why, size_t
   if (s->last_report && s->last_report->pbx_unreadable) CTL_WHY("PBX unreadable");
   if (s->excluded) CTL_WHY("excluded");
   if (s->note && *s->note) CTL_WHY("note");
-  for (size_t k = 0; k < st->n_alarms; k++)
-    if (st->alarms[k]->subject && strcmp(st->alarms[k]->subject, s->slug) == 0)
-      CTL_WHY("alarm %s", st->alarms[k]->kind);
+  if (ctl_alarm_idx_of == st) {
+    size_t lo = 0, hi = st->n_alarms; /* the first alarm about the site */
+    while (lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (strcmp(ctl_alarm_subject(st, ctl_alarm_idx[mid]), s->slug) < 0)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    for (; lo < st->n_alarms && strcmp(ctl_alarm_subject(st, ctl_alarm_idx[lo]), s->slug) == 0;
+         lo++)
+      CTL_WHY("alarm %s", st->alarms[ctl_alarm_idx[lo]]->kind);
+  } else {
+    for (size_t k = 0; k < st->n_alarms; k++)
+      if (st->alarms[k]->subject && strcmp(st->alarms[k]->subject, s->slug) == 0)
+        CTL_WHY("alarm %s", st->alarms[k]->kind);
+  }
 #undef CTL_WHY
   if (why) snprintf(why, len, "%s", buf);
   return used > 0;
@@ -235,9 +284,87 @@ void ctl_status_rule(const Nirc__StatusReply *st, size_t i, const char *tz, bool
 
 /* ---- status ---- */
 
+bool ctl_status_complete(const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
+  return o->offset == 0 && st->matched <= st->n_sites;
+}
+
+size_t ctl_status_total(const Nirc__StatusReply *st) {
+  size_t c = (size_t)st->count_online + st->count_stale + st->count_offline + st->count_never_seen;
+  return c ? c : st->n_sites;
+}
+
+/* 20031 as "20,031": counts people read at 3 a.m. */
+static const char *ctl_num(size_t n) {
+  static char ring[8][32];
+  static unsigned next;
+  char *b = ring[next++ % 8], raw[32];
+  int len = snprintf(raw, sizeof raw, "%zu", n), o = 0;
+  for (int i = 0; i < len; i++) {
+    if (i && (len - i) % 3 == 0) b[o++] = ',';
+    b[o++] = raw[i];
+  }
+  b[o] = '\0';
+  return b;
+}
+
+/* The counts of every site, the line every status view ends (or, in the
+ * summary, starts) with. */
+static void ctl_status_counts(FILE *out, const Nirc__StatusReply *st, size_t online, size_t stale,
+                              size_t offline) {
+  size_t never = 0;
+  if (st->count_online + st->count_stale + st->count_offline + st->count_never_seen) {
+    online = st->count_online;
+    stale = st->count_stale;
+    offline = st->count_offline;
+    never = st->count_never_seen;
+  }
+  if (never)
+    fprintf(out, "%s sites: %s online, %s stale, %s offline, %s never seen",
+            ctl_num(online + stale + offline + never), ctl_num(online), ctl_num(stale),
+            ctl_num(offline), ctl_num(never));
+  else
+    fprintf(out, "%s sites: %s online, %s stale, %s offline or never seen",
+            ctl_num(online + stale + offline), ctl_num(online), ctl_num(stale), ctl_num(offline));
+  fprintf(out, "  (controller %s, epoch %llu)\n", ctl_st_esc(st->controller_node),
+          (unsigned long long)st->epoch);
+}
+
+/* After a page: which rows these are of how many, and the command for the
+ * next page, so a partial view never passes for the whole. */
+static void ctl_status_page_note(FILE *out, const Nirc__StatusReply *st,
+                                 const ctl_status_opts_t *o) {
+  if (ctl_status_complete(st, o)) return;
+  const char *f = o->filters && *o->filters ? o->filters : "";
+  size_t first = o->offset + 1, last = o->offset + st->n_sites, page = st->n_sites;
+  if (o->summary) {
+    fprintf(out, "\n%s problem site%s", ctl_num(st->matched), st->matched == 1 ? "" : "s");
+    if (st->matched > st->n_sites)
+      fprintf(out, ", and %s more: nircctl status --problems --limit 100 --offset %zu",
+              ctl_num(st->matched - st->n_sites), last);
+    fprintf(out, "\nToo many sites for a row each. Page through them: nircctl status --limit 100 "
+                 "--offset 0 (filters: --state offline, --moved, --hub HUB, --match PREFIX); "
+                 "every site: nircctl status --all\n");
+    return;
+  }
+  if (st->n_sites == 0)
+    fprintf(out, "\nno rows: offset %s is past the %s matching sites\n", ctl_num(o->offset),
+            ctl_num(st->matched));
+  else
+    fprintf(out, "\nshowing %s-%s of %s matching sites%s%s\n", ctl_num(first), ctl_num(last),
+            ctl_num(st->matched), *f ? " " : "", f);
+  if (last < st->matched)
+    fprintf(out, "next page: nircctl status%s%s --limit %zu --offset %zu (every one: --all)\n",
+            *f ? " " : "", f, page ? page : 100, last);
+}
+
 void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
+  ctl_alarm_index(st);
   size_t online = 0, stale = 0, offline = 0, shown = 0;
   char head[32];
+  if (o->summary) {
+    ctl_status_counts(out, st, 0, 0, 0);
+    fprintf(out, "\nProblem sites (not online, PBX unreadable, a note, excluded or alarmed):\n");
+  }
   ctl_text_pad(o->zh ? "名称" : "NAME", 14, head, sizeof head);
   fprintf(out, "%-12s %s %-10s %6s %6s %8s %12s %6s  %-22s %s\n", "SITE", head, "LINK", "AGE",
           "QUEUE", "WAIT", "AGENTS in/rdy", "SL", "ROUTE", "RULE");
@@ -299,19 +426,23 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
             ctl_link_colour(s->link_state, o->colour), ctl_link_word(s->link_state),
             o->colour ? "\033[0m" : "", age, queue, wait, agents, sl, routecol, rule);
   }
-  if (o->moved || o->problems)
-    fprintf(out, "\n%zu of %zu sites shown (%s%s%s)\n", shown, st->n_sites,
-            o->moved ? "--moved" : "", o->moved && o->problems ? " " : "",
-            o->problems ? "--problems" : "");
-  fprintf(out,
-          "%s%zu sites: %zu online, %zu stale, %zu offline or never seen  (controller %s, epoch "
-          "%llu)\n",
-          o->moved || o->problems ? "" : "\n", st->n_sites, online, stale, offline,
-          ctl_st_esc(st->controller_node), (unsigned long long)st->epoch);
-  ctl_alarms_summary(out, st->alarms, st->n_alarms, 5, o->tz);
+  const char *f = o->filters && *o->filters ? o->filters : NULL;
+  if (!ctl_status_complete(st, o)) {
+    ctl_status_page_note(out, st, o);
+    if (!o->summary) ctl_status_counts(out, st, online, stale, offline);
+  } else if (f) {
+    fprintf(out, "\n%zu of %s sites shown (%s)\n", shown, ctl_num(ctl_status_total(st)), f);
+    ctl_status_counts(out, st, online, stale, offline);
+  } else {
+    fputc('\n', out);
+    ctl_status_counts(out, st, online, stale, offline);
+  }
+  ctl_alarms_summary(out, st->alarms, st->n_alarms, st->alarms_total, 5, o->tz);
+  ctl_alarm_index(NULL);
 }
 
 json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
+  ctl_alarm_index(st);
   json_t *sites = json_array();
   for (size_t i = 0; i < st->n_sites; i++) {
     if (!ctl_status_shown(st, i, o)) continue;
@@ -378,6 +509,25 @@ json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o)
     if (o->problems) json_array_append_new(f, json_string("problems"));
     json_object_set_new(top, "filters", f);
   }
+  if (top) {
+    /* Which part of the matching sites this is, and the link states of
+     * every site: a script sees a partial list for what it is. */
+    json_object_set_new(
+        top, "counts",
+        json_pack("{s:I, s:I, s:I, s:I, s:I}", "sites", (json_int_t)ctl_status_total(st), "online",
+                  (json_int_t)st->count_online, "stale", (json_int_t)st->count_stale, "offline",
+                  (json_int_t)st->count_offline, "never_seen", (json_int_t)st->count_never_seen));
+    json_object_set_new(top, "alarms_total",
+                        json_integer((json_int_t)(st->alarms_total > st->n_alarms ? st->alarms_total
+                                                                                  : st->n_alarms)));
+    json_object_set_new(
+        top, "paging",
+        json_pack("{s:I, s:I, s:I, s:b}", "offset", (json_int_t)o->offset, "returned",
+                  (json_int_t)st->n_sites, "matched",
+                  (json_int_t)(st->matched > st->n_sites ? st->matched : st->n_sites), "complete",
+                  ctl_status_complete(st, o)));
+  }
+  ctl_alarm_index(NULL);
   return top;
 }
 

@@ -22,7 +22,21 @@ typedef struct {
   bool zh;        /* Chinese names */
   bool colour;    /* ANSI colours for the link state */
   const char *tz; /* the zone times are shown in (IANA) */
+  /* The filter options as typed ("--state offline --hub shaanxi"), for the
+   * paging hints; NULL: none. */
+  const char *filters;
+  /* The rows are the problem sites of a network too large to list one row
+   * a site (more than CTL_STATUS_BIG): the table is headed by the counts
+   * and followed by how to see the rest. */
+  bool summary;
+  size_t offset; /* of the first row among the matching sites (--offset) */
 } ctl_status_opts_t;
+
+/* Above this many sites plain `nircctl status` and `watch` show the counts
+ * and the problem sites (at most CTL_STATUS_PROBLEMS) instead of a row per
+ * site. */
+#define CTL_STATUS_BIG      200
+#define CTL_STATUS_PROBLEMS 20
 
 /* Terminal columns `s` (UTF-8) takes: East Asian wide characters (CJK,
  * Hangul, fullwidth forms) take two, combining marks none, others one. */
@@ -48,6 +62,11 @@ void ctl_status_rule(const Nirc__StatusReply *st, size_t i, const char *tz, bool
  * business times both. */
 void ctl_status_when(int64_t ms, int64_t now_ms, const char *tz, char *buf, size_t len);
 
+/* Whether the reply holds every site that matched (no page left out). */
+bool ctl_status_complete(const Nirc__StatusReply *st, const ctl_status_opts_t *o);
+/* Live sites, from the reply's counts (of every site, whatever the
+ * filters), or its rows when a controller sent no counts. */
+size_t ctl_status_total(const Nirc__StatusReply *st);
 /* The status table (with the summary and the alarm lines). */
 void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o);
 /* The Status document of docs/CLI-JSON.md, filtered as the table is. */

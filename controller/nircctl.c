@@ -23,7 +23,7 @@
 #include "frame.h"
 #include "link.h"
 #include "log.h"
-#include "map.h"
+#include "mapgroup.h"
 #include "report.h"
 #include "safetext.h"
 #include "util.h"
@@ -546,7 +546,7 @@ static int print_map(const Nirc__OperatorReply *rep, int json) {
   char when[40], title[160];
   clock_format_iso(st->server_time_ms, 480, when, sizeof when);
   snprintf(title, sizeof title, "NIRC routing — %s (controller %s)", when, st->controller_node);
-  char *svg = map_render_svg(ms, st->n_sites, mv, nm, title);
+  char *svg = mapgroup_render(ms, st->n_sites, mv, nm, title);
   free(ms);
   free(mv);
   if (!svg) {
@@ -582,6 +582,199 @@ static int print_status(const Nirc__OperatorReply *rep, int json) {
     print_status_json(rep->status);
   else
     print_status_table(rep->status);
+  return EXIT_DONE;
+}
+
+/* ---- status: filters and pages on the controller ---- */
+
+/* Another request on the same controller list (watch and the pages of
+ * status --all): what the previous one left is reset. The caller has
+ * taken or freed c->reply_env. */
+static int ctl_again(ctl_t *c, Nirc__OperatorRequest *req) {
+  c->reply = NULL;
+  c->reply_env = NULL;
+  c->done = c->exit_code = c->expired = 0;
+  c->idx = c->standbys = c->standbys_seen = c->rounds = c->hops = 0;
+  c->errors[0] = c->standby_note[0] = '\0';
+  return ctl_request(c, req);
+}
+
+#define CTL_STATUS_PAGE 1000 /* sites per request of status --all: ~0.3 MB a reply */
+
+/* The filter options as typed, for the paging hints. */
+static void status_filters_text(const ctl_args_t *a, char *buf, size_t len) {
+  size_t u = 0;
+  buf[0] = '\0';
+#define CTL_ADD(...)                                                                               \
+  do {                                                                                             \
+    if (u < len) u += (size_t)snprintf(buf + u, len - u, __VA_ARGS__);                             \
+  } while (0)
+  if (a->moved) CTL_ADD("%s--moved", u ? " " : "");
+  if (a->problems) CTL_ADD("%s--problems", u ? " " : "");
+  for (size_t i = 0; i < a->status.n_states; i++)
+    CTL_ADD("%s%s", i ? "," : u ? " --state " : "--state ", ctl_link_word(a->states[i]));
+  if (*a->status.hub) CTL_ADD("%s--hub %s", u ? " " : "", esc(a->status.hub));
+  if (*a->status.match) CTL_ADD("%s--match %s", u ? " " : "", esc(a->status.match));
+#undef CTL_ADD
+}
+
+static uint64_t watch_every_ms; /* watch: its interval, for the header; 0: not watching */
+static const char *watch_note;  /* watch: what a standby said on the way to the leader */
+
+/* watch's header: now in the operations room's zone, the business clock
+ * beside it when it differs (an accelerated demo); st may be NULL. */
+static void watch_header(const Nirc__StatusReply *st) {
+  if (isatty(STDOUT_FILENO)) printf("\033[H\033[2J");
+  char now[40], biz[40] = "";
+  ctl_history_time(clock_real_ms(), history_tz, now, sizeof now);
+  if (st && llabs(st->server_time_ms - clock_real_ms()) > 60000) {
+    char b[32];
+    ctl_history_time(st->server_time_ms, history_tz, b, sizeof b);
+    snprintf(biz, sizeof biz, " (business %s)", b);
+  }
+  printf("nircctl watch — %s %s%s — every %.1f s, Ctrl-C to stop\n\n", now, history_tz, biz,
+         watch_every_ms / 1000.0);
+  if (st && watch_note && *watch_note) printf("%s\n\n", watch_note);
+}
+
+static void status_show(const Nirc__StatusReply *st, const ctl_status_opts_t *o, int json,
+                        size_t flags) {
+  if (watch_every_ms && !json) watch_header(st);
+  ctl_status_opts_t keep = status_opts;
+  status_opts = *o;
+  if (json)
+    print_status_json_flags(st, flags);
+  else
+    print_status_table(st);
+  status_opts = keep;
+}
+
+/* status --all (and map): every matching site, CTL_STATUS_PAGE to a
+ * request so no reply is huge, shown as one table or one JSON list (or
+ * drawn, for map). */
+static int status_all(ctl_t *c, ctl_args_t *a, const ctl_status_opts_t *o, int json, size_t flags,
+                      bool map) {
+  Nirc__Envelope **envs = NULL;
+  Nirc__SiteStatus **rows = NULL;
+  Nirc__Alarm **alarms = NULL;
+  uint32_t *senders = NULL;
+  size_t nenv = 0, n = 0, cap = 0, na = 0;
+  int rc = EXIT_DONE;
+  a->status.limit = CTL_STATUS_PAGE;
+  a->status.offset = 0;
+  const Nirc__StatusReply *st = NULL;
+  for (;;) {
+    rc = ctl_again(c, &a->req);
+    if (rc != EXIT_DONE || !c->reply || !c->reply->ok || !c->reply->status) goto out;
+    st = c->reply->status;
+    Nirc__Envelope **e2 = realloc(envs, (nenv + 1) * sizeof *envs);
+    if (!e2) goto nomem;
+    envs = e2;
+    envs[nenv++] = c->reply_env; /* owned here from now on */
+    c->reply_env = NULL;
+    if (n + st->n_sites > cap) {
+      cap = (n + st->n_sites) * 2;
+      Nirc__SiteStatus **r2 = realloc(rows, cap * sizeof *rows);
+      if (r2) rows = r2;
+      uint32_t *s2 = realloc(senders, cap * sizeof *senders);
+      if (s2) senders = s2;
+      if (!r2 || !s2) goto nomem;
+    }
+    /* Each page carries the alarms about its own rows (and the oldest):
+     * the whole list gets them all, each once. */
+    Nirc__Alarm **a2 = realloc(alarms, (na + st->n_alarms + 1) * sizeof *alarms);
+    if (!a2) goto nomem;
+    alarms = a2;
+    for (size_t k = 0; k < st->n_alarms; k++) {
+      bool dup = false;
+      for (size_t j = 0; j < na && j < 100 + st->n_alarms && !dup; j++)
+        dup = alarms[na - 1 - j]->id == st->alarms[k]->id;
+      for (size_t j = 0; j < na && j < 100 && !dup; j++) /* the oldest, on every page */
+        dup = alarms[j]->id == st->alarms[k]->id;
+      if (!dup) alarms[na++] = st->alarms[k];
+    }
+    for (size_t i = 0; i < st->n_sites; i++) {
+      rows[n] = st->sites[i];
+      senders[n++] = st->n_senders == st->n_sites ? st->senders[i] : 0;
+    }
+    if (st->n_sites == 0 || a->status.offset + st->n_sites >= st->matched) break;
+    a->status.offset += (uint32_t)st->n_sites;
+  }
+  Nirc__StatusReply all = *st;
+  all.sites = rows;
+  all.alarms = alarms;
+  all.n_alarms = na;
+  all.n_sites = all.n_senders = n;
+  all.senders = senders;
+  all.matched = (uint32_t)n;
+  if (map) {
+    Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+    rep.ok = 1;
+    rep.status = &all;
+    rc = print_map(&rep, json);
+  } else {
+    status_show(&all, o, json, flags);
+  }
+  if (st->matched != n)
+    fprintf(stderr,
+            "nircctl: the sites changed while paging (%zu listed, %u match now): run "
+            "it again for a consistent list\n",
+            n, st->matched);
+  c->reply = NULL;
+  goto out;
+nomem:
+  fprintf(stderr, "nircctl: out of memory for %zu sites\n", n);
+  rc = EXIT_REFUSED;
+  c->reply = NULL;
+out:
+  for (size_t i = 0; i < nenv; i++)
+    nirc__envelope__free_unpacked(envs[i], NULL);
+  free(envs);
+  free(rows);
+  free(alarms);
+  free(senders);
+  return rc;
+}
+
+/* status without a SITE, and each refresh of watch. --all pages through
+ * everything; --limit/--offset show one page; otherwise up to
+ * CTL_STATUS_BIG sites are listed as ever, and beyond that the counts and
+ * the problem sites (a second request, bounded) with how to see the rest.
+ * On a failure c keeps the reply (or none) for the caller to explain; on
+ * success c->reply is NULL: everything is shown and freed. */
+static int status_run(ctl_t *c, ctl_args_t *a, int json, size_t flags) {
+  char filters[512];
+  status_filters_text(a, filters, sizeof filters);
+  ctl_status_opts_t o = status_opts;
+  o.filters = filters;
+  if (a->all) return status_all(c, a, &o, json, flags, false);
+  if (!a->paged) {
+    a->status.limit = CTL_STATUS_BIG;
+    a->status.offset = 0;
+  } else if (a->status.limit == 0) {
+    a->status.limit = CTL_STATUS_BIG; /* --offset alone: a page, not the rest at once */
+  }
+  o.offset = a->status.offset;
+  int rc = ctl_again(c, &a->req);
+  if (rc != EXIT_DONE || !c->reply || !c->reply->ok || !c->reply->status) return rc;
+  const Nirc__StatusReply *st = c->reply->status;
+  if (a->paged || ctl_status_complete(st, &o) || filters[0]) {
+    status_show(st, &o, json, flags);
+  } else {
+    /* Too many to list: the counts (every reply has them) and the sites
+     * that need a look, at most CTL_STATUS_PROBLEMS of them. */
+    nirc__envelope__free_unpacked(c->reply_env, NULL);
+    a->status.problems = true;
+    a->status.limit = CTL_STATUS_PROBLEMS;
+    rc = ctl_again(c, &a->req);
+    a->status.problems = a->problems;
+    if (rc != EXIT_DONE || !c->reply || !c->reply->ok || !c->reply->status) return rc;
+    o.summary = o.problems = true;
+    status_show(c->reply->status, &o, json, flags);
+  }
+  nirc__envelope__free_unpacked(c->reply_env, NULL);
+  c->reply_env = NULL;
+  c->reply = NULL;
   return EXIT_DONE;
 }
 
@@ -935,56 +1128,35 @@ int main(int argc, char **argv) {
   if (cmd->id == CTL_CMD_WATCH) {
     /* A new request every interval: the view is as fresh as the controller,
      * and a controller that goes away is shown, not hidden. */
-    int tty = isatty(STDOUT_FILENO);
+    watch_every_ms = watch_interval_ms;
     for (;;) {
       ctl_t w = c;
-      w.reply = NULL;
-      w.reply_env = NULL;
-      w.done = 0;
-      w.exit_code = 0;
-      w.idx = 0;
-      w.errors[0] = '\0';
-      w.standby_note[0] = '\0';
-      w.standbys_seen = 0;
-      int wrc = ctl_request(&w, req);
+      watch_note = w.standby_note;
+      int wrc = status_run(&w, &args, json, JSON_COMPACT);
       if (json) {
         /* JSON Lines: one Status document per refresh, nothing else. */
-        if (wrc == EXIT_DONE && w.reply && w.reply->ok && w.reply->status)
-          print_status_json_flags(w.reply->status, JSON_COMPACT);
-        else
-          print_json_line(json_pack("{s:b, s:s}", "ok", 0, "error", w.errors));
+        if (wrc != EXIT_DONE) print_json_line(json_pack("{s:b, s:s}", "ok", 0, "error", w.errors));
         fflush(stdout);
         if (w.reply_env) nirc__envelope__free_unpacked(w.reply_env, NULL);
         usleep((useconds_t)(watch_interval_ms * 1000));
         continue;
       }
-      if (tty) printf("\033[H\033[2J");
-      /* In the operations room's zone, as history and the page show times;
-       * the business clock beside it when it differs (an accelerated demo). */
-      char now[40], biz[40] = "";
-      ctl_history_time(clock_real_ms(), history_tz, now, sizeof now);
-      const Nirc__StatusReply *wst =
-          wrc == EXIT_DONE && w.reply && w.reply->ok ? w.reply->status : NULL;
-      if (wst && llabs(wst->server_time_ms - clock_real_ms()) > 60000) {
-        char b[32];
-        ctl_history_time(wst->server_time_ms, history_tz, b, sizeof b);
-        snprintf(biz, sizeof biz, " (business %s)", b);
-      }
-      printf("nircctl watch — %s %s%s — every %.1f s, Ctrl-C to stop\n\n", now, history_tz, biz,
-             watch_interval_ms / 1000.0);
-      if (w.standby_note[0]) printf("%s\n\n", w.standby_note);
-      if (wrc == EXIT_DONE && w.reply && w.reply->ok && w.reply->status)
-        print_status_table(w.reply->status);
-      else
+      if (wrc != EXIT_DONE) {
+        watch_header(NULL);
+        if (w.standby_note[0]) printf("%s\n\n", w.standby_note);
         printf("%s:\n%s\n", w.standbys_seen ? "no leader answered" : "cannot reach a controller",
                w.errors);
+      }
       fflush(stdout);
       if (w.reply_env) nirc__envelope__free_unpacked(w.reply_env, NULL);
       usleep((useconds_t)(watch_interval_ms * 1000));
     }
   }
   c.tell = 1;
-  int rc = ctl_request(&c, req);
+  int rc = cmd->id == CTL_CMD_MAP ? status_all(&c, &args, &status_opts, json, 0, true)
+           : cmd->id == CTL_CMD_STATUS && !*args.status.site
+               ? status_run(&c, &args, json, JSON_INDENT(2))
+               : ctl_request(&c, req);
   if (rc == EXIT_UNREACHABLE && c.standbys_seen) {
     /* Controllers answered, but none leads now: not "is nircd running?". */
     fprintf(stderr,

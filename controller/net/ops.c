@@ -7,6 +7,7 @@
 #include "msgtext.h"
 #include "route.h"
 #include "safetext.h"
+#include "statusq.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -51,6 +52,9 @@ typedef struct {
   Nirc__Alarm *alarms;
   Nirc__Alarm **alarm_ptrs;
   engine_rule_view_t *views; /* one per row: the rule texts the rows borrow */
+  statusq_site_t *facts;     /* one per site: what the filters saw */
+  statusq_result_t q;        /* the rows to send, the counts */
+  uint32_t *senders;         /* one per row */
   Nirc__HubState hubs[ROUTE_MAX_SHARES], *hub_ptrs[ROUTE_MAX_SHARES];
 } ops_status_t;
 
@@ -65,6 +69,9 @@ static void ops_status_cleanup(void *p) {
   free(st->alarms);
   free(st->alarm_ptrs);
   free(st->views);
+  free(st->facts);
+  free(st->senders);
+  statusq_result_free(&st->q);
   free(st);
 }
 
@@ -106,23 +113,45 @@ static void ops_status_hubs(server_t *srv, ops_status_t *st, const site_t *s, co
   }
 }
 
+#define OPS_STATUS_ALARMS 100 /* alarms a status reply carries besides its rows' */
+
+/* statusq's lookup: the registry's hash. */
+size_t ops_status_find(void *ctx, const char *slug) {
+  sites_t *sites = ctx;
+  const site_t *s = sites_find(sites, slug);
+  return s ? (size_t)(s - sites->v) : SIZE_MAX;
+}
+
+/* Every site as the status filters see it (controller/routing/statusq.h),
+ * into v (n entries). */
+void ops_status_facts(server_t *srv, statusq_site_t *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const site_t *s = &srv->sites.v[i];
+    const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
+    v[i] = (statusq_site_t){.slug = s->slug,
+                            .state = s->state,
+                            .removed = s->life == SITE_REMOVED,
+                            .pbx_unreadable = s->has_report && s->last.pbx_unreadable,
+                            .excluded = dir && dir->excluded_rule != 0,
+                            .has_note = dir && dir->note[0],
+                            .share = dir ? dir->acked.share : NULL,
+                            .n_share = dir ? dir->acked.n_share : 0};
+  }
+  const alarm_table_t *at = srv->engine ? engine_alarms(srv->engine) : NULL;
+  for (size_t j = 0; at && j < alarm_count(at); j++) {
+    size_t k = ops_status_find(&srv->sites, alarm_at(at, j)->subject);
+    if (k < n) v[k].alarmed = true;
+  }
+}
+
 static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req,
                        Nirc__OperatorReply *rep, void **scratch) {
-  const char *only =
-      req->status && req->status->site && *req->status->site ? req->status->site : NULL;
+  const Nirc__StatusRequest *q = req->status;
+  const char *only = q && q->site && *q->site ? q->site : NULL;
   size_t n = srv->sites.n;
   ops_status_t *st = calloc(1, sizeof *st);
   if (!st) goto nomem;
   *scratch = st;
-  st->rows = calloc(n ? n : 1, sizeof *st->rows);
-  st->row_ptrs = calloc(n ? n : 1, sizeof *st->row_ptrs);
-  st->reports = calloc(n ? n : 1, sizeof *st->reports);
-  st->shares = calloc(n * ROUTE_MAX_SHARES + 1, sizeof *st->shares);
-  st->share_ptrs = calloc(n * ROUTE_MAX_SHARES + 1, sizeof *st->share_ptrs);
-  st->views = calloc(n ? n : 1, sizeof *st->views);
-  if (!st->rows || !st->row_ptrs || !st->reports || !st->shares || !st->share_ptrs || !st->views)
-    goto nomem;
-
   const site_t *asked = only ? sites_find(&srv->sites, only) : NULL;
   if (only && (!asked || asked->life == SITE_REMOVED)) {
     static Nirc__Error e = NIRC__ERROR__INIT;
@@ -143,16 +172,56 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
     rep->error = &e;
     return;
   }
+  /* The filters and the page, evaluated here: a page of 50 rows out of
+   * 20,000 sites is a small reply, and the counts are of every site. */
+  statusq_filter_t f = {.only = only};
+  if (q) {
+    for (size_t j = 0; j < q->n_states; j++)
+      switch (q->states[j]) {
+      case NIRC__LINK_STATE__LINK_STATE_NEVER_SEEN: f.states |= 1u << SITE_NEVER_SEEN; break;
+      case NIRC__LINK_STATE__LINK_STATE_ONLINE: f.states |= 1u << SITE_ONLINE; break;
+      case NIRC__LINK_STATE__LINK_STATE_STALE: f.states |= 1u << SITE_STALE; break;
+      case NIRC__LINK_STATE__LINK_STATE_OFFLINE: f.states |= 1u << SITE_OFFLINE; break;
+      default: break;
+      }
+    f.problems = q->problems;
+    f.moved = q->moved;
+    f.hub = q->hub;
+    f.prefix = q->match;
+    f.offset = q->offset;
+    f.limit = q->limit;
+  }
+  st->facts = calloc(n ? n : 1, sizeof *st->facts);
+  if (!st->facts) goto nomem;
+  ops_status_facts(srv, st->facts, n);
+  if (statusq_run(st->facts, n, ops_status_find, &srv->sites, &f, &st->q) != 0) goto nomem;
+  size_t nr = st->q.n_rows;
+  st->rows = calloc(nr ? nr : 1, sizeof *st->rows);
+  st->row_ptrs = calloc(nr ? nr : 1, sizeof *st->row_ptrs);
+  st->reports = calloc(nr ? nr : 1, sizeof *st->reports);
+  st->shares = calloc(nr * ROUTE_MAX_SHARES + 1, sizeof *st->shares);
+  st->share_ptrs = calloc(nr * ROUTE_MAX_SHARES + 1, sizeof *st->share_ptrs);
+  st->views = calloc(nr ? nr : 1, sizeof *st->views);
+  st->senders = calloc(nr ? nr : 1, sizeof *st->senders);
+  if (!st->rows || !st->row_ptrs || !st->reports || !st->shares || !st->share_ptrs || !st->views ||
+      !st->senders)
+    goto nomem;
+
   int64_t now = clock_real_ms();
   nirc__status_reply__init(&st->reply);
   st->reply.controller_node = (char *)srv->conf->node;
   st->reply.epoch = srv->epoch;
   st->reply.server_time_ms = clock_now_ms(&srv->clock);
+  st->reply.matched = (uint32_t)st->q.matched;
+  st->reply.count_online = (uint32_t)st->q.count[SITE_ONLINE];
+  st->reply.count_stale = (uint32_t)st->q.count[SITE_STALE];
+  st->reply.count_offline = (uint32_t)st->q.count[SITE_OFFLINE];
+  st->reply.count_never_seen = (uint32_t)st->q.count[SITE_NEVER_SEEN];
   size_t k = 0, sh = 0;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t ri = 0; ri < nr; ri++) {
+    size_t i = st->q.rows[ri];
     site_t *s = &srv->sites.v[i];
-    if (only && strcmp(only, s->slug) != 0) continue;
-    if (s->life == SITE_REMOVED) continue; /* gone: its history stays (nircctl history) */
+    st->senders[k] = st->q.senders[i];
     Nirc__SiteStatus *row = &st->rows[k];
     nirc__site_status__init(row);
     row->slug = s->slug;
@@ -240,19 +309,35 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   }
   st->reply.sites = st->row_ptrs;
   st->reply.n_sites = k;
+  st->reply.senders = st->senders;
+  st->reply.n_senders = k;
   /* Every status carries the active alarms: the summary line leads with
-   * them, whatever the sites asked for. */
+   * them, whatever the sites asked for. With 20,000 sites down that is
+   * 20,000 alarms in every page (8 MB): the oldest OPS_STATUS_ALARMS and
+   * those about the rows sent go, and how many there are in all. */
   const alarm_table_t *at = srv->engine ? engine_alarms(srv->engine) : NULL;
-  size_t na = at ? alarm_count(at) : 0;
+  size_t na = at ? alarm_count(at) : 0, sent = 0;
   st->alarms = calloc(na + 1, sizeof *st->alarms);
   st->alarm_ptrs = calloc(na + 1, sizeof *st->alarm_ptrs);
-  if (!st->alarms || !st->alarm_ptrs) goto nomem;
-  for (size_t j = 0; j < na; j++) {
-    ops_alarm_pb(&st->alarms[j], alarm_at(at, j));
-    st->alarm_ptrs[j] = &st->alarms[j];
+  bool *listed = calloc(n ? n : 1, sizeof *listed);
+  if (!st->alarms || !st->alarm_ptrs || !listed) {
+    free(listed);
+    goto nomem;
   }
+  for (size_t r = 0; r < nr; r++)
+    listed[st->q.rows[r]] = true;
+  for (size_t j = 0; j < na; j++) {
+    const alarm_t *a = alarm_at(at, j);
+    size_t about = ops_status_find(&srv->sites, a->subject);
+    if (j >= OPS_STATUS_ALARMS && !(about < n && listed[about])) continue;
+    ops_alarm_pb(&st->alarms[sent], a);
+    st->alarm_ptrs[sent] = &st->alarms[sent];
+    sent++;
+  }
+  free(listed);
   st->reply.alarms = st->alarm_ptrs;
-  st->reply.n_alarms = na;
+  st->reply.n_alarms = sent;
+  st->reply.alarms_total = (uint32_t)na;
   rep->ok = 1;
   rep->body_case = NIRC__OPERATOR_REPLY__BODY_STATUS;
   rep->status = &st->reply;

@@ -67,7 +67,7 @@
  * the controller; the site and move caps are far above anything that fits
  * in the cap anyway and keep the quadratic label placement bounded. */
 #define BUF_MAX       (1u << 20)
-#define SITES_MAX     1000
+#define SITES_MAX     MAP_SITES_MAX
 #define MOVES_MAX     1000
 #define NAME_MAX_CP   32
 #define TITLE_MAX_CP  72
@@ -1064,7 +1064,8 @@ static void put_legend(sbuf_t *b, const layout_t *L) {
 }
 
 /* Title and a one-line summary that counts what needs attention. */
-static void put_title(sbuf_t *b, const layout_t *L, const char *title, size_t n_moves) {
+static void put_title(sbuf_t *b, const layout_t *L, const char *title, size_t n_moves,
+                      const char *summary) {
   size_t cnt[5] = {0}, hidden = 0;
   for (size_t i = 0; i < L->n; i++) {
     if (L->spot[i].shown)
@@ -1075,6 +1076,13 @@ static void put_title(sbuf_t *b, const layout_t *L, const char *title, size_t n_
   sb_puts(b, "<text class=\"title\" x=\"20\" y=\"32\" font-size=\"20\" font-weight=\"bold\" "
              "fill=\"" C_TEXT "\">");
   sb_esc(b, title);
+  if (summary) { /* the caller's (an aggregated map says so) */
+    sb_puts(b, "</text>\n<text class=\"summary\" x=\"20\" y=\"52\" font-size=\"12\" "
+               "font-weight=\"bold\" fill=\"" C_TEXT "\">");
+    sb_esc(b, summary);
+    sb_puts(b, "</text>\n");
+    return;
+  }
   sb_printf(b,
             "</text>\n<text class=\"summary\" x=\"20\" y=\"52\" font-size=\"12\" fill=\"" C_MUTED
             "\">%zu site%s: %zu online",
@@ -1134,6 +1142,11 @@ static void layout_sites(layout_t *L) {
 
 char *map_render_svg(const map_site_t *sites, size_t n_sites, const map_move_t *moves,
                      size_t n_moves, const char *title) {
+  return map_render_svg_summary(sites, n_sites, moves, n_moves, title, NULL);
+}
+
+char *map_render_svg_summary(const map_site_t *sites, size_t n_sites, const map_move_t *moves,
+                             size_t n_moves, const char *title, const char *summary) {
   if (!sites) n_sites = 0;
   if (!moves) n_moves = 0;
   if (n_sites > SITES_MAX || n_moves > MOVES_MAX) return NULL;
@@ -1199,7 +1212,7 @@ char *map_render_svg(const map_site_t *sites, size_t n_sites, const map_move_t *
   put_labels(&b, &L);
   put_arrow_labels(&b, &L);
   put_legend(&b, &L);
-  put_title(&b, &L, clean_title, L.nm);
+  put_title(&b, &L, clean_title, L.nm, summary);
   sb_puts(&b, "</svg>\n");
   if (b.failed) goto fail;
   layout_free(&L);

@@ -30,4 +30,12 @@ typedef struct {
 char *map_render_svg(const map_site_t *sites, size_t n_sites, const map_move_t *moves,
                      size_t n_moves, const char *title);
 
+/* The same, with `summary` (escaped here) in place of the line of counts
+ * under the title; NULL: the counts of `sites`. */
+char *map_render_svg_summary(const map_site_t *sites, size_t n_sites, const map_move_t *moves,
+                             size_t n_moves, const char *title, const char *summary);
+/* What map_render_svg draws when it is given more than it can place
+ * (mapgroup.c). */
+#define MAP_SITES_MAX 1000
+
 #endif

@@ -3,7 +3,10 @@
 #include "err.h"
 #include "guard.h"
 #include "log.h"
-#include "map.h"
+#include "mapgroup.h"
+#include "ops.h"
+#include "util.h"
+#include "webstatus.h"
 #include "report.h"
 #include "safetext.h"
 #include "tz.h"
@@ -186,93 +189,132 @@ static void web_rule_text(const server_t *srv, size_t i, char *buf, size_t len) 
            v.detail[0] ? ", " : "", v.detail);
 }
 
-static json_t *web_status_json(const server_t *srv, int64_t now_real) {
-  json_t *sites = json_array();
-  /* A standby lists no sites: its registry is empty by construction, and
-   * 31 "never-seen" entries would read as the network's state. "role" and
-   * "leader" say where that state is. */
-  for (size_t i = 0; web_leading(srv) && i < srv->sites.n; i++) {
-    const site_t *s = &srv->sites.v[i];
-    if (s->life == SITE_REMOVED) continue; /* gone (nircctl site remove) */
-    json_t *route = json_array();
-    const route_t *r = web_route(srv, i);
-    for (unsigned k = 0; r && k < r->n_share; k++)
-      json_array_append_new(route, json_pack("{s:s, s:I}", "site", r->share[k].site, "permille",
-                                             (json_int_t)r->share[k].permille));
-    json_t *load = json_null();
-    if (s->has_report) {
-      Nirc__LoadReport lr = NIRC__LOAD_REPORT__INIT;
-      lr.site = (char *)s->slug;
-      lr.timestamp_ms = s->last.timestamp_ms;
-      lr.interval_ms = s->last.interval_ms;
-      lr.calls_offered = s->last.offered;
-      lr.calls_answered = s->last.answered;
-      lr.calls_abandoned = s->last.abandoned;
-      lr.calls_in_queue = s->last.in_queue;
-      lr.calls_in_queue_peak = s->last.queue_peak;
-      lr.longest_wait_ms = s->last.longest_wait_ms;
-      lr.agents_logged_in = s->last.logged_in;
-      lr.agents_ready = s->last.ready;
-      lr.agents_talking = s->last.talking;
-      lr.agents_not_ready = s->last.not_ready;
-      lr.aht_ms = s->last.aht_ms;
-      lr.answered_within_threshold = s->last.answered_within;
-      lr.sl_threshold_s = s->last.sl_threshold_s;
-      lr.calls_from_other_sites = s->last.from_other_sites;
-      lr.calls_routed_away = s->last.routed_away;
-      lr.not_measured = s->last.not_measured;
-      lr.pbx_unreadable = s->last.pbx_unreadable;
-      lr.pbx_error = (char *)s->last.pbx_error;
-      load = report_to_json(&lr);
-    }
-    json_array_append_new(
-        sites,
-        json_pack("{s:s, s:s, s:s, s:b, s:f, s:f, s:s, s:I, s:o, s:s, s:o}", "slug", s->slug,
-                  "name_en", s->name_en, "name_zh", s->name_zh, "is_hub", s->is_hub, "lat", s->lat,
-                  "lon", s->lon, "link", web_link_word(s->state), "report_age_ms",
-                  (json_int_t)(s->has_report ? now_real - s->last_report_ms : -1), "route", route,
-                  "active_rule", srv->engine ? engine_active_reason(srv->engine, i) : "default",
-                  "load", load));
-    const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
-    if (dir && dir->note[0])
-      json_object_set_new(json_array_get(sites, json_array_size(sites) - 1), "note",
-                          json_string(dir->note));
-    if (srv->engine) {
-      /* The rule as nircctl --json status gives it: its end a number. */
-      engine_rule_view_t v;
-      engine_rule_view(srv->engine, i, &v);
-      json_t *rule =
-          v.kind == RULE_NONE
-              ? json_null()
-              : json_pack("{s:s, s:I, s:s, s:s, s:I, s:s, s:b}", "kind", rules_kind_name(v.kind),
-                          "id", (json_int_t)v.rule_id, "name", v.name, "reason", v.reason, "end_ms",
-                          (json_int_t)v.end_ms, "detail", v.detail, "excluded", v.excluded);
-      json_object_set_new(json_array_get(sites, json_array_size(sites) - 1), "rule",
-                          rule ? rule : json_null());
+/* One site of /status.json (a new reference, or NULL). */
+static json_t *web_status_site(const server_t *srv, size_t i, int64_t now_real) {
+  const site_t *s = &srv->sites.v[i];
+  json_t *route = json_array();
+  const route_t *r = web_route(srv, i);
+  for (unsigned k = 0; r && k < r->n_share; k++)
+    json_array_append_new(route, json_pack("{s:s, s:I}", "site", r->share[k].site, "permille",
+                                           (json_int_t)r->share[k].permille));
+  json_t *load = json_null();
+  if (s->has_report) {
+    Nirc__LoadReport lr = NIRC__LOAD_REPORT__INIT;
+    lr.site = (char *)s->slug;
+    lr.timestamp_ms = s->last.timestamp_ms;
+    lr.interval_ms = s->last.interval_ms;
+    lr.calls_offered = s->last.offered;
+    lr.calls_answered = s->last.answered;
+    lr.calls_abandoned = s->last.abandoned;
+    lr.calls_in_queue = s->last.in_queue;
+    lr.calls_in_queue_peak = s->last.queue_peak;
+    lr.longest_wait_ms = s->last.longest_wait_ms;
+    lr.agents_logged_in = s->last.logged_in;
+    lr.agents_ready = s->last.ready;
+    lr.agents_talking = s->last.talking;
+    lr.agents_not_ready = s->last.not_ready;
+    lr.aht_ms = s->last.aht_ms;
+    lr.answered_within_threshold = s->last.answered_within;
+    lr.sl_threshold_s = s->last.sl_threshold_s;
+    lr.calls_from_other_sites = s->last.from_other_sites;
+    lr.calls_routed_away = s->last.routed_away;
+    lr.not_measured = s->last.not_measured;
+    lr.pbx_unreadable = s->last.pbx_unreadable;
+    lr.pbx_error = (char *)s->last.pbx_error;
+    load = report_to_json(&lr);
+  }
+  json_t *x = (json_pack(
+      "{s:s, s:s, s:s, s:b, s:f, s:f, s:s, s:I, s:o, s:s, s:o}", "slug", s->slug, "name_en",
+      s->name_en, "name_zh", s->name_zh, "is_hub", s->is_hub, "lat", s->lat, "lon", s->lon, "link",
+      web_link_word(s->state), "report_age_ms",
+      (json_int_t)(s->has_report ? now_real - s->last_report_ms : -1), "route", route,
+      "active_rule", srv->engine ? engine_active_reason(srv->engine, i) : "default", "load", load));
+  const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
+  if (dir && dir->note[0]) json_object_set_new(x, "note", json_string(dir->note));
+  if (srv->engine) {
+    /* The rule as nircctl --json status gives it: its end a number. */
+    engine_rule_view_t v;
+    engine_rule_view(srv->engine, i, &v);
+    json_t *rule =
+        v.kind == RULE_NONE
+            ? json_null()
+            : json_pack("{s:s, s:I, s:s, s:s, s:I, s:s, s:b}", "kind", rules_kind_name(v.kind),
+                        "id", (json_int_t)v.rule_id, "name", v.name, "reason", v.reason, "end_ms",
+                        (json_int_t)v.end_ms, "detail", v.detail, "excluded", v.excluded);
+    json_object_set_new(x, "rule", rule ? rule : json_null());
+  }
+  return x;
+}
+
+/* Publishes the snapshot /status.json is answered from (webstatus.c):
+ * each site's JSON rendered once, what the filters need, the members
+ * around the sites. A standby lists no sites: its registry is empty by
+ * construction, and 31 "never-seen" entries would read as the network's
+ * state; "role" and "leader" say where that state is. */
+static void web_publish_status(server_t *srv, int64_t now_real) {
+  size_t n = web_leading(srv) ? srv->sites.n : 0, nsh = 0;
+  statusq_site_t *facts = calloc(n ? n : 1, sizeof *facts);
+  if (!facts) return;
+  ops_status_facts(srv, facts, n);
+  for (size_t i = 0; i < n; i++)
+    nsh += facts[i].n_share;
+  webstatus_t *w = webstatus_new(n, nsh);
+  if (!w) {
+    free(facts);
+    return;
+  }
+  /* Copies: the registry and the engine change after this returns. */
+  for (size_t i = 0, k = 0; i < n; i++) {
+    w->facts[i] = facts[i];
+    nirc_strlcpy(w->slug[i], facts[i].slug, sizeof w->slug[i]);
+    w->facts[i].slug = w->slug[i];
+    memcpy(&w->shares[k], facts[i].share, facts[i].n_share * sizeof *w->shares);
+    w->facts[i].share = &w->shares[k];
+    k += facts[i].n_share;
+    if (!facts[i].removed) {
+      json_t *x = web_status_site(srv, i, now_real);
+      w->rows[i] = x ? json_dumps(x, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+      json_decref(x);
     }
   }
+  free(facts);
+  webstatus_ready(w);
   /* Active alarms, oldest first (a standby has none: it routes nothing). */
-  json_t *alarms = json_array();
   const alarm_table_t *at = srv->engine && web_leading(srv) ? engine_alarms(srv->engine) : NULL;
-  for (size_t k = 0; at && k < alarm_count(at); k++) {
+  size_t na = at ? alarm_count(at) : 0;
+  w->alarm = calloc(na ? na : 1, sizeof *w->alarm);
+  w->alarm_site = calloc(na ? na : 1, sizeof *w->alarm_site);
+  for (size_t k = 0; w->alarm && w->alarm_site && k < na; k++) {
     const alarm_t *a = alarm_at(at, k);
-    json_array_append_new(
-        alarms, json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "id", (json_int_t)a->id,
-                          "kind", alarm_kind_name(a->kind), "subject", a->subject, "severity",
-                          alarm_entry_severity(a), "message", a->message, "raised_ms",
-                          (json_int_t)a->raised_wall_ms, "raised_business_ms",
-                          (json_int_t)a->raised_business_ms, "acked_ms",
-                          (json_int_t)a->acked_wall_ms, "acked_by", a->acked_by));
+    json_t *x = (json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "id", (json_int_t)a->id,
+                           "kind", alarm_kind_name(a->kind), "subject", a->subject, "severity",
+                           alarm_entry_severity(a), "message", a->message, "raised_ms",
+                           (json_int_t)a->raised_wall_ms, "raised_business_ms",
+                           (json_int_t)a->raised_business_ms, "acked_ms",
+                           (json_int_t)a->acked_wall_ms, "acked_by", a->acked_by));
+    char *text = x ? json_dumps(x, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(x);
+    if (!text) continue;
+    w->alarm[w->n_alarms] = text;
+    w->alarm_site[w->n_alarms++] = ops_status_find(&srv->sites, a->subject);
   }
   web_leader_t ld;
   web_leader(srv, &ld);
-  return json_pack("{s:s, s:I, s:I, s:s, s:o, s:o, s:I, s:o, s:o}", "controller", srv->conf->node,
-                   "epoch", (json_int_t)srv->epoch, "server_time_ms",
-                   (json_int_t)clock_now_ms(&srv->clock), "role",
-                   web_leading(srv) ? "leader" : "standby", "leader",
-                   ld.addr[0] ? json_string(ld.addr) : json_null(), "leader_node",
-                   ld.node[0] ? json_string(ld.node) : json_null(), "leader_epoch",
-                   (json_int_t)ld.epoch, "sites", sites, "alarms", alarms);
+  json_t *head = json_pack(
+      "{s:s, s:I, s:I, s:s, s:o, s:o, s:I}", "controller", srv->conf->node, "epoch",
+      (json_int_t)srv->epoch, "server_time_ms", (json_int_t)clock_now_ms(&srv->clock), "role",
+      web_leading(srv) ? "leader" : "standby", "leader",
+      ld.addr[0] ? json_string(ld.addr) : json_null(), "leader_node",
+      ld.node[0] ? json_string(ld.node) : json_null(), "leader_epoch", (json_int_t)ld.epoch);
+  /* The members without their braces: the sites follow them. */
+  w->head = head ? json_dumps(head, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER) : NULL;
+  if (w->head && strlen(w->head) >= 2) {
+    memmove(w->head, w->head + 1, strlen(w->head));
+    w->head[strlen(w->head) - 1] = '\0';
+  }
+  json_decref(head);
+  httpd_publish_dynamic(srv->http, "/status.json", "application/json", w, webstatus_free,
+                        webstatus_render);
 }
 
 static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
@@ -588,7 +630,7 @@ static char *web_map(const server_t *srv) {
   clock_format_iso(clock_now_ms(&srv->clock), 480, title, sizeof title);
   char full[200];
   snprintf(full, sizeof full, "NIRC routing — %s (business time, UTC+8)", title);
-  svg = map_render_svg(ms, ns, mv, nm, full);
+  svg = mapgroup_render(ms, ns, mv, nm, full);
 out:
   free(ms);
   free(mv);
@@ -764,6 +806,9 @@ static void web_next_html(server_t *srv, web_buf_t *b) {
   web_printf(b, "</table>\n");
 }
 
+#define WEB_PAGE_SITES    200 /* above, the page lists the problem sites only */
+#define WEB_PAGE_PROBLEMS 50
+
 static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
   web_printf(b,
              "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -802,9 +847,34 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
     web_printf(b, "<div id=\"map\">%s</div>\n", start ? start : svg);
   }
   web_next_html(srv, b);
+  /* Up to WEB_PAGE_SITES sites, a row each; beyond, the sites that need
+   * a look (at most WEB_PAGE_PROBLEMS) and where the rest are. */
+  size_t live = sites_live(&srv->sites), n = srv->sites.n;
+  statusq_result_t q = {0};
+  statusq_site_t *facts = NULL;
+  bool big = live > WEB_PAGE_SITES;
+  if (big) {
+    facts = calloc(n ? n : 1, sizeof *facts);
+    if (facts) ops_status_facts(srv, facts, n);
+    statusq_filter_t f = {.problems = true, .limit = WEB_PAGE_PROBLEMS};
+    if (!facts || statusq_run(facts, n, ops_status_find, &srv->sites, &f, &q) != 0) {
+      free(facts);
+      web_printf(b, "<p>out of memory for the site table</p></body></html>\n");
+      return;
+    }
+    web_printf(b,
+               "<p id=\"paging\"><b>%zu sites: too many for a row each.</b> The %zu of %zu "
+               "problem sites first (not online, PBX unreadable, a note, excluded or alarmed); "
+               "the rest: <a href=\"/status.json?problems=1&amp;limit=100&amp;offset=%zu\">"
+               "/status.json?problems=1&amp;limit=100&amp;offset=%zu</a>, every site a page at a "
+               "time: <a href=\"/status.json?limit=1000&amp;offset=0\">/status.json?limit=1000"
+               "&amp;offset=0</a> (filters: state, problems, moved, hub, match).</p>\n",
+               live, q.n_rows, q.matched, q.n_rows, q.n_rows);
+  }
   web_printf(b, "<table id=\"sites\"><tr><th>site</th><th>name</th><th>link</th><th>queue</th>"
                 "<th>agents in/ready</th><th>route</th><th>rule</th></tr>\n");
-  for (size_t i = 0; i < srv->sites.n; i++) {
+  for (size_t k = 0; k < (big ? q.n_rows : n); k++) {
+    size_t i = big ? q.rows[k] : k;
     const site_t *s = &srv->sites.v[i];
     if (s->life == SITE_REMOVED) continue;
     char route[200] = "";
@@ -837,17 +907,15 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
                s->slug, s->slug, s->name_en, s->name_zh, link, link, queue, agents, route, rule);
   }
   web_printf(b, "</table>\n</body></html>\n");
+  statusq_result_free(&q);
+  free(facts);
 }
 
 void web_publish(server_t *srv) {
   httpd_t *h = srv->http;
   if (!h) return;
   int64_t now_real = clock_real_ms();
-  json_t *st = web_status_json(srv, now_real);
-  char *json = st ? json_dumps(st, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-  json_decref(st);
-  if (json) httpd_publish(h, "/status.json", "application/json", json, strlen(json));
-  free(json);
+  web_publish_status(srv, now_real);
 
   web_buf_t m = {0};
   web_metrics(srv, now_real, &m);
@@ -859,7 +927,10 @@ void web_publish(server_t *srv) {
    * at 1,000 it was most of nircd's CPU when drawn every second. Draw it
    * every n/50 seconds instead (every second up to 50 sites); the status
    * document and the metrics stay fresh every second. */
-  uint64_t every = srv->sites.n / 50 + 1;
+  /* Beyond MAPGROUP_DETAIL_MAX sites the map is aggregated (one marker
+   * per group): its cost no longer grows with the sites. */
+  size_t drawn = srv->sites.n < MAPGROUP_DETAIL_MAX ? srv->sites.n : MAPGROUP_DETAIL_MAX;
+  uint64_t every = drawn / 50 + 1;
   if (srv->web_publishes++ % every != 0) return;
   /* A standby draws no map: every site would show as never seen, with no
    * move (web_standby_page says why); /map.svg stays absent until it leads. */

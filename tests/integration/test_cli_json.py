@@ -82,8 +82,11 @@ HUB_STATE = {"slug": str, "permille": int, "link": enum("online", "stale", "offl
              "report_age_ms": int, "pbx_unreadable": bool, "note": str}
 SITE_STATUS.update({"rule": (SITE_RULE, NULL), "moved": bool, "receives_from": int,
                     "problems": [str], Opt("hubs"): [HUB_STATE]})
+STATUS_COUNTS = {"sites": int, "online": int, "stale": int, "offline": int, "never_seen": int}
+STATUS_PAGING = {"offset": int, "returned": int, "matched": int, "complete": bool}
 STATUS = {"controller": str, "epoch": int, "server_time_ms": int, "sites": [SITE_STATUS],
-          "alarms": [ALARM], Opt("filters"): [str]}
+          "alarms": [ALARM], Opt("filters"): [str],
+          "counts": STATUS_COUNTS, "paging": STATUS_PAGING, "alarms_total": int}
 NEXT_HUB = {"hub": str, "sl_after": float, "stable": bool, "agents": int, "agents_needed": int,
             "sources": int, "refused_sources": [str], "capacity_source": CAPACITY_SOURCE}
 NEXT_EVENT = {"at_ms": int,
@@ -207,7 +210,8 @@ REPORT = {"kind": enum("staffing"), "schedule": REPORT_SCHEDULE, "from_ms": int,
 
 # The names the document gives the shapes.
 SHAPES = {
-    "Status": STATUS, "SiteStatus": SITE_STATUS, "SiteRule": SITE_RULE, "HubState": HUB_STATE,
+    "Status": STATUS, "StatusCounts": STATUS_COUNTS, "StatusPaging": STATUS_PAGING,
+    "SiteStatus": SITE_STATUS, "SiteRule": SITE_RULE, "HubState": HUB_STATE,
     "Next": NEXT, "NextEvent": NEXT_EVENT, "NextHub": NEXT_HUB, "RouteShare": ROUTE_SHARE, "Load": LOAD,
     "Move": MOVE, "Outcome": OUTCOME, "Plan": PLAN, "PlannedMove": PLANNED_MOVE,
     "Capacity": CAPACITY, "RefusedLoad": REFUSED_LOAD, "RefusedSource": REFUSED_SOURCE,
@@ -443,6 +447,14 @@ def test_status_and_site():
     assert by["beijing"]["link"] == "never-seen" and by["beijing"]["load"] is None, by["beijing"]
     assert by["beijing"]["report_age_ms"] == -1 and by["beijing"]["state_since_ms"] == 0 and \
         by["beijing"]["peer"] == "", by["beijing"]
+    assert st["paging"] == {"offset": 0, "returned": 31, "matched": 31, "complete": True}, st
+    assert st["counts"] == {"sites": 31, "online": 3, "stale": 0, "offline": 0,
+                            "never_seen": 28}, st["counts"]
+    # A page says which part it is; the counts stay those of every site.
+    page = check(ctl_json("status", "--state", "never", "--limit", "5", "--offset", "25",
+                          expect=0), STATUS, "status --state never --limit 5 --offset 25")
+    assert page["paging"] == {"offset": 25, "returned": 3, "matched": 28, "complete": False}, page
+    assert page["counts"] == st["counts"] and len(page["sites"]) == 3, page
 
     # Alarms: the sites without an agent are down (site_down after the
     # 15 s grace): the list exits 1 while any is active; the record exits 0.

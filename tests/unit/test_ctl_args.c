@@ -62,6 +62,36 @@ static void test_cutover_request(void **state) {
   assert_string_equal(args.msg, "");
 }
 
+/* status: the filters and the page go to the controller; --limit 0 is
+ * --all; a bad state, --all with a page, or a filter on `site` is refused
+ * before any connection. */
+static void test_status_filters_and_paging(void **state) {
+  (void)state;
+  assert_int_equal(parse(ARGV("status", "--state", "offline,never", "--hub", "shaanxi", "--match",
+                              "gen-", "--limit", "50", "--offset", "100", "--moved")),
+                   CTL_ARGS_REQUEST);
+  const Nirc__StatusRequest *q = args.req.status;
+  assert_int_equal(q->n_states, 2);
+  assert_int_equal(q->states[0], NIRC__LINK_STATE__LINK_STATE_OFFLINE);
+  assert_int_equal(q->states[1], NIRC__LINK_STATE__LINK_STATE_NEVER_SEEN);
+  assert_string_equal(q->hub, "shaanxi");
+  assert_string_equal(q->match, "gen-");
+  assert_int_equal(q->limit, 50);
+  assert_int_equal(q->offset, 100);
+  assert_true(q->moved && !q->problems);
+  assert_true(args.paged && !args.all);
+  assert_int_equal(parse(ARGV("status", "--limit", "0")), CTL_ARGS_REQUEST);
+  assert_true(args.all && !args.paged);
+  assert_int_equal(parse(ARGV("status")), CTL_ARGS_REQUEST); /* afresh: nothing left over */
+  assert_true(!args.all && !args.paged && args.req.status->n_states == 0);
+  assert_int_equal(parse(ARGV("status", "--state", "down")), CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "--state 'down': one of online, stale, offline, never"));
+  assert_int_equal(parse(ARGV("status", "--all", "--offset", "5")), CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "--all lists every site"));
+  assert_int_equal(parse(ARGV("status", "--limit", "many")), CTL_ARGS_ERROR);
+  assert_int_equal(parse(ARGV("site", "hubei", "--state", "online")), CTL_ARGS_ERROR);
+}
+
 static void test_refusals_say_why(void **state) {
   assert_int_equal(parse(ARGV("cutover", "hubei", "--to", "shaanxi")), CTL_ARGS_ERROR);
   assert_non_null(strstr(args.msg, "nircctl: usage: cutover SRC"));
@@ -308,6 +338,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_request),
       cmocka_unit_test(test_refusals_say_why),
+      cmocka_unit_test(test_status_filters_and_paging),
       cmocka_unit_test(test_help_usage_and_version),
       cmocka_unit_test(test_too_many_controllers),
       cmocka_unit_test(test_repeated_except_keeps_every_date),

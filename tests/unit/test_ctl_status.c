@@ -167,12 +167,66 @@ static void test_table_zh_aligned(void **state) {
   free(text);
 }
 
+static char *printed(const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  assert_non_null(out);
+  ctl_status_print(out, st, o);
+  fclose(out);
+  return text;
+}
+
+/* A page of a larger whole never passes for the whole: it says which rows
+ * these are, of how many, and the command for the next page; the counts
+ * are the controller's (of every site), not the page's rows. The summary
+ * of a network too large to list leads with the counts and says how many
+ * problem sites are left. */
+static void test_page_and_summary(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f);
+  f.st.matched = 20029;
+
+  f.st.count_online = 2;
+  f.st.count_never_seen = 20029;
+  ctl_status_opts_t o = {.tz = "Asia/Shanghai", .filters = "--state never-seen", .offset = 100};
+  char *text = printed(&f.st, &o);
+  assert_non_null(strstr(text, "showing 101-104 of 20,029 matching sites --state never-seen\n"));
+  assert_non_null(
+      strstr(text, "next page: nircctl status --state never-seen --limit 4 --offset 104"));
+  assert_non_null(strstr(text, "20,031 sites: 2 online, 0 stale, 0 offline, 20,029 never seen"));
+  free(text);
+  assert_false(ctl_status_complete(&f.st, &o));
+  assert_int_equal(ctl_status_total(&f.st), 20031);
+
+  o = (ctl_status_opts_t){.tz = "Asia/Shanghai", .summary = true, .problems = true};
+  text = printed(&f.st, &o);
+  assert_true(strncmp(text, "20,031 sites: 2 online", 22) == 0);
+  assert_non_null(strstr(text, "20,029 problem sites, and 20,025 more: nircctl status --problems "
+                               "--limit 100 --offset 4"));
+  assert_non_null(strstr(text, "nircctl status --all"));
+  free(text);
+
+  /* A whole reply (every site matched) has no paging lines. */
+  f.st.matched = 4;
+  f.st.count_online = 3;
+  f.st.count_never_seen = 0;
+  f.st.count_offline = 1;
+  o = (ctl_status_opts_t){.tz = "Asia/Shanghai"};
+  text = printed(&f.st, &o);
+  assert_null(strstr(text, "showing"));
+  assert_non_null(strstr(text, "4 sites: 3 online, 0 stale, 1 offline or never seen"));
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_width),
       cmocka_unit_test(test_filters),
       cmocka_unit_test(test_rule_column),
       cmocka_unit_test(test_table_zh_aligned),
+      cmocka_unit_test(test_page_and_summary),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

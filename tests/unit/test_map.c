@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "map.h"
+#include "mapgroup.h"
 
 #define N_PROV 31
 
@@ -593,6 +594,69 @@ static void test_write_sample(void **state) {
   free(svg);
 }
 
+static size_t count_of(const char *hay, const char *needle) {
+  size_t n = 0;
+  for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+    n++;
+  return n;
+}
+
+/* 20,031 sites (the provinces and 20,000 spread over China, as the scale
+ * test generates them) cannot be drawn one by one: mapgroup draws one
+ * marker per grid cell and says so under the title; a move between two
+ * groups is an arrow, a move inside one is counted, not dropped. Up to
+ * MAPGROUP_DETAIL_MAX sites nothing changes. */
+static void test_aggregated_beyond_what_fits(void **state) {
+  (void)state;
+  size_t n = N_PROV + 20000;
+  map_site_t *s = calloc(n, sizeof *s);
+  char(*slug)[16] = calloc(n, sizeof *slug);
+  assert_non_null(s);
+  assert_non_null(slug);
+  for (size_t i = 0; i < N_PROV; i++)
+    s[i] = g_prov[i];
+  for (size_t i = N_PROV; i < n; i++) {
+    size_t k = i - N_PROV + 1;
+    snprintf(slug[i], sizeof slug[i], "gen-%05zu", k);
+    double u = fmod(k * 0.618034, 1.0), v = fmod(k * 0.414214, 1.0);
+    s[i] = (map_site_t){.slug = slug[i],
+                        .name_en = "Generated",
+                        .name_zh = "生成",
+                        .lat = 22 + 22 * u,
+                        .lon = 90 + 34 * v,
+                        .link = "never-seen",
+                        .occupancy = -1};
+  }
+  /* gen-00001 (around 35.6N 104.1E) to the first province, far away;
+   * gen-00001 to itself-ish: a site in the same cell. */
+  size_t same = SIZE_MAX;
+  for (size_t i = N_PROV + 1; i < n && same == SIZE_MAX; i++)
+    if (floor(s[i].lat / 2) == floor(s[N_PROV].lat / 2) &&
+        floor(s[i].lon / 2) == floor(s[N_PROV].lon / 2))
+      same = i;
+  assert_true(same != SIZE_MAX);
+  map_move_t mv[2] = {{"gen-00001", g_prov[0].slug, 1000}, {"gen-00001", s[same].slug, 0}};
+  mv[1].permille = 500;
+  mv[0].permille = 500;
+  char *svg = mapgroup_render(s, n, mv, 2, "NIRC routing");
+  assert_non_null(svg);
+  assert_non_null(strstr(svg, "AGGREGATED: 20,0"));
+  assert_non_null(strstr(svg, " sites in "));
+  size_t markers = count_of(svg, "<circle class=\"site");
+  assert_true(markers > 10 && markers <= MAPGROUP_GROUPS_MAX);
+  assert_int_equal(count_of(svg, "<g class=\"move\""), 1);
+  assert_non_null(strstr(svg, "1 move between groups drawn, 1 within a group not drawn"));
+  free(svg);
+  /* The provinces alone: one marker each, no aggregation. */
+  svg = mapgroup_render(s, N_PROV, NULL, 0, "NIRC routing");
+  assert_non_null(svg);
+  assert_null(strstr(svg, "AGGREGATED"));
+  assert_int_equal(count_of(svg, "<circle class=\"site"), N_PROV);
+  free(svg);
+  free(s);
+  free(slug);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_document_shape),
@@ -613,6 +677,7 @@ int main(void) {
       cmocka_unit_test(test_too_many_sites_refused),
       cmocka_unit_test(test_output_cap),
       cmocka_unit_test(test_write_sample),
+      cmocka_unit_test(test_aggregated_beyond_what_fits),
   };
   return cmocka_run_group_tests(tests, load_provinces, free_provinces);
 }

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""The operator surface at N configured sites (issue 15, SPEC 11).
+
+Imports N generated sites (plus the 31 provinces; no agents: every site
+is "never seen", so every site is a problem site), starts nircd with its
+HTTP endpoint, and times each view an operator or a scraper uses, with the
+bytes it returns: plain `nircctl status` (the counts and 20 problem
+sites), `nircctl --json status --all` (every site, 1,000 a request),
+`nircctl status --state never --limit 50` (one page), `nircctl map`,
+/status.json (every site; and one filtered page), /metrics, /map.svg, the
+page; then the same once every site has its site_down alarm. Then nircd's
+CPU while idle, as idle_sites.py measures it, with the
+web documents published every second. Wall times carry the load average.
+
+  bench/surface.py [--sites 20000] [--repeat 3] [--window 10]
+"""
+import argparse
+import json
+import os
+import time
+import urllib.request
+
+import benchlib as B
+
+T = B.T
+
+
+def timed(f, repeat):
+    """The best of `repeat` runs (the machine is shared): seconds, bytes."""
+    best, size = None, 0
+    for _ in range(repeat):
+        t = time.monotonic()
+        size = f()
+        d = time.monotonic() - t
+        best = d if best is None or d < best else best
+    return {"seconds": round(best, 4), "bytes": size}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sites", type=int, default=20000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--window", type=float, default=10.0)
+    a = ap.parse_args()
+    pg = B.Postgres()
+    try:
+        http = f"127.0.0.1:{T.free_port()}"
+        env = T.Env("bench-surface", extra_nircd=f"[http]\nlisten = {http}")
+        scen = os.path.join(env.dir, "sites.json")
+        t0 = time.monotonic()
+        T.write_sites_scenario(scen, a.sites, "gen")
+        T.run([T.binary("nircd"), "-c", env.nircd_conf, "import-sites", scen], check=True,
+              timeout=600)
+        import_s = time.monotonic() - t0
+        proc = env.start_controller(timeout=120)
+
+        def ctl(*args):
+            def run():
+                r = env.ctl(*args, timeout=120)
+                if r.returncode != 0:
+                    raise SystemExit(f"surface: nircctl {args} exited {r.returncode}: {r.stderr}")
+                return len(r.stdout)
+            return run
+
+        def get(path):
+            def run():
+                return len(urllib.request.urlopen(f"http://{http}{path}", timeout=30).read())
+            return run
+
+        # The page and the map are drawn every few seconds: wait for the leader's.
+        T.wait_until(lambda: b"paging" in urllib.request.urlopen(f"http://{http}/").read()
+                     or a.sites + 31 <= 200, 60, "the leader's page")
+        figures = {
+            "sites": a.sites + 31,
+            "generate_and_import_s": round(import_s, 2),
+            "nircctl status": timed(ctl("status"), a.repeat),
+            "nircctl --json status --all": timed(ctl("--json", "status", "--all"), a.repeat),
+            "nircctl status --state never --limit 50": timed(
+                ctl("status", "--state", "never", "--limit", "50"), a.repeat),
+            "nircctl map": timed(ctl("map"), a.repeat),
+            "/status.json": timed(get("/status.json"), a.repeat),
+            "/status.json?state=never&limit=100&offset=1000": timed(
+                get("/status.json?state=never&limit=100&offset=1000"), a.repeat),
+            "/metrics": timed(get("/metrics"), a.repeat),
+            "/map.svg": timed(get("/map.svg"), a.repeat),
+            "/": timed(get("/"), a.repeat),
+        }
+        # Then as at 3 a.m. with every site down: a site_down alarm each
+        # (after its grace), which every status reply summarises.
+        T.wait_until(lambda: json.loads(urllib.request.urlopen(
+            f"http://{http}/status.json?limit=1").read())["alarms_total"] >= (a.sites + 31) // 2,
+            120, "site_down alarms")
+        figures["with site_down alarms"] = {
+            "alarms": json.loads(urllib.request.urlopen(
+                f"http://{http}/status.json?limit=1").read())["alarms_total"],
+            "nircctl status": timed(ctl("status"), a.repeat),
+            "nircctl --json status": timed(ctl("--json", "status"), a.repeat),
+            "nircctl --json status --all": timed(ctl("--json", "status", "--all"), a.repeat),
+            "nircctl map": timed(ctl("map"), a.repeat),
+            "/status.json": timed(get("/status.json"), a.repeat),
+            "/status.json?state=never&limit=100&offset=1000": timed(
+                get("/status.json?state=never&limit=100&offset=1000"), a.repeat),
+        }
+        c0, t0 = B.cpu_seconds(proc.p.pid), time.monotonic()
+        time.sleep(a.window)  # a measurement window, not synchronisation
+        c1, t1 = B.cpu_seconds(proc.p.pid), time.monotonic()
+        figures["nircd_idle_core_fraction"] = round((c1 - c0) / (t1 - t0), 4)
+        env.close()
+    finally:
+        T.Proc.kill_all()
+        pg.stop()
+    B.emit("surface", figures)
+
+
+if __name__ == "__main__":
+    main()
