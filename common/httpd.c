@@ -124,6 +124,17 @@ int httpd_start(const char *addr, httpd_t **out, char *err, size_t errlen) {
   return 0;
 }
 
+/* The document published at path, or a new one for it (NULL: the table
+ * is full). Called with h->lock held. */
+static httpd_doc_t *httpd_doc_slot(httpd_t *h, const char *path) {
+  for (unsigned i = 0; i < h->n; i++)
+    if (strcmp(h->docs[i].path, path) == 0) return &h->docs[i];
+  if (h->n >= HTTPD_MAX_DOCS) return NULL;
+  httpd_doc_t *d = &h->docs[h->n++];
+  nirc_strlcpy(d->path, path, sizeof d->path);
+  return d;
+}
+
 int httpd_publish(httpd_t *h, const char *path, const char *content_type, const char *body,
                   size_t len) {
   if (!h || len > HTTPD_MAX_BODY) return NIRC_EINVAL;
@@ -132,13 +143,7 @@ int httpd_publish(httpd_t *h, const char *path, const char *content_type, const 
   memcpy(copy, body, len);
   int rc = 0;
   pthread_mutex_lock(&h->lock);
-  httpd_doc_t *d = NULL;
-  for (unsigned i = 0; i < h->n; i++)
-    if (strcmp(h->docs[i].path, path) == 0) d = &h->docs[i];
-  if (!d && h->n < HTTPD_MAX_DOCS) {
-    d = &h->docs[h->n++];
-    nirc_strlcpy(d->path, path, sizeof d->path);
-  }
+  httpd_doc_t *d = httpd_doc_slot(h, path);
   if (d) {
     httpd_doc_clear(d);
     d->body = copy;
@@ -160,13 +165,7 @@ int httpd_publish_dynamic(httpd_t *h, const char *path, const char *content_type
   }
   int rc = 0;
   pthread_mutex_lock(&h->lock);
-  httpd_doc_t *d = NULL;
-  for (unsigned i = 0; i < h->n; i++)
-    if (strcmp(h->docs[i].path, path) == 0) d = &h->docs[i];
-  if (!d && h->n < HTTPD_MAX_DOCS) {
-    d = &h->docs[h->n++];
-    nirc_strlcpy(d->path, path, sizeof d->path);
-  }
+  httpd_doc_t *d = httpd_doc_slot(h, path);
   if (d) {
     httpd_doc_clear(d);
     d->render = render;

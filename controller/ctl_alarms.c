@@ -37,17 +37,22 @@ void ctl_alarms_print(FILE *out, Nirc__Alarm *const *v, size_t n, bool record, c
   fprintf(out, "\ntimes in %s; acknowledge with `nircctl alarms ack ID`\n", tz);
 }
 
+/* One alarm as a line of the summary, its peer-supplied texts escaped. */
+static void ctl_alarm_line(FILE *out, const Nirc__Alarm *a, const char *tz) {
+  char raised[32], subject[64], msg[600];
+  ctl_history_time(a->raised_ms, tz, raised, sizeof raised);
+  safetext_escape(a->subject, subject, sizeof subject);
+  safetext_escape(a->message, msg, sizeof msg);
+  fprintf(out, "  %llu %s %s %s since %s: %s\n", (unsigned long long)a->id, a->severity, a->kind,
+          subject, raised, msg);
+}
+
 void ctl_alarms_summary(FILE *out, Nirc__Alarm *const *v, size_t n, size_t total, size_t max_lines,
                         const char *tz) {
   if (total > n) { /* a reply carries some of many: say so, not a smaller number */
     fprintf(out, "ALARMS: %zu active (nircctl alarms lists them)\n", total);
     for (size_t i = 0; i < n && i < max_lines; i++) {
-      char raised[32], subject[64], msg[600];
-      ctl_history_time(v[i]->raised_ms, tz, raised, sizeof raised);
-      safetext_escape(v[i]->subject, subject, sizeof subject);
-      safetext_escape(v[i]->message, msg, sizeof msg);
-      fprintf(out, "  %llu %s %s %s since %s: %s\n", (unsigned long long)v[i]->id, v[i]->severity,
-              v[i]->kind, subject, raised, msg);
+      ctl_alarm_line(out, v[i], tz);
     }
     fprintf(out, "  ... and %zu more\n", total - (n < max_lines ? n : max_lines));
     return;
@@ -61,12 +66,7 @@ void ctl_alarms_summary(FILE *out, Nirc__Alarm *const *v, size_t n, size_t total
     if (!v[i]->acked_ms) unacked++;
   fprintf(out, "ALARMS: %zu active, %zu not acknowledged (nircctl alarms)\n", n, unacked);
   for (size_t i = 0; i < n && i < max_lines; i++) {
-    char raised[32], subject[64], msg[600];
-    ctl_history_time(v[i]->raised_ms, tz, raised, sizeof raised);
-    safetext_escape(v[i]->subject, subject, sizeof subject);
-    safetext_escape(v[i]->message, msg, sizeof msg);
-    fprintf(out, "  %llu %s %s %s since %s: %s\n", (unsigned long long)v[i]->id, v[i]->severity,
-            v[i]->kind, subject, raised, msg);
+    ctl_alarm_line(out, v[i], tz);
   }
   if (n > max_lines) fprintf(out, "  ... and %zu more\n", n - max_lines);
 }
