@@ -12,6 +12,7 @@ PostgreSQL of their own, started here from Debian's binaries.
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -94,3 +95,15 @@ def emit(name, figures, **extra):
     }
     print(json.dumps(out), flush=True)
     return out
+
+
+def swarm_pki(n, prefix, timeout=600):
+    """N site certificates for nirc-swarm and their scenario, made once and
+    kept between runs in NIRC_TEST_RUN/<prefix>-pki-<n>."""
+    d = os.path.join(os.environ["NIRC_TEST_RUN"], f"{prefix}-pki-{n}")
+    if not os.path.exists(os.path.join(d, "scenario.json")):
+        shutil.rmtree(d, ignore_errors=True)
+        T.run([T.binary("nirc-swarm"), "gen-pki", "--ca-cert", f"{T.PKI}/ca.crt", "--ca-key",
+               f"{T.PKI}/ca.key", "--count", str(n), "--prefix", prefix, "--out", d],
+              check=True, timeout=timeout)
+    return d

@@ -191,17 +191,6 @@ def _port_open(port):
         s.close()
 
 
-def swarm_pki(n):
-    """N site certificates and their scenario, kept between runs."""
-    d = os.path.join(os.environ["NIRC_TEST_RUN"], f"ingest-pki-{n}")
-    if not os.path.exists(os.path.join(d, "scenario.json")):
-        shutil.rmtree(d, ignore_errors=True)
-        T.run([T.binary("nirc-swarm"), "gen-pki", "--ca-cert", f"{T.PKI}/ca.crt", "--ca-key",
-               f"{T.PKI}/ca.key", "--count", str(n), "--prefix", "ingest", "--out", d],
-              check=True, timeout=600)
-    return d
-
-
 def figures(cpu, n, secs, extra=None):
     return {"reports": int(n), "reports_per_s": round(n / secs), "cpu_s": round(cpu, 3),
             "core_fraction": round(cpu / secs, 3),
@@ -320,7 +309,7 @@ def main():
     pg = B.Postgres()
     try:
         T.ensure_pki()
-        d = swarm_pki(max(a.agents, 2))
+        d = B.swarm_pki(max(a.agents, 2), "ingest", timeout=600)
         rows = {}
         if "nirc" in phases:
             rows["nirc"] = phase_nirc(a, d, progress)

@@ -32,7 +32,6 @@ descriptor per link, so it bounds N for the one nircd process.
 import argparse
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import threading
@@ -48,17 +47,6 @@ SW_FD_SPARE = 64  # tests/tools/swarm_run.c: descriptors a swarm keeps besides i
 def nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return soft, hard
-
-
-def storm_pki(n):
-    """N site certificates and their scenario, kept between runs."""
-    d = os.path.join(os.environ["NIRC_TEST_RUN"], f"storm-pki-{n}")
-    if not os.path.exists(os.path.join(d, "scenario.json")):
-        shutil.rmtree(d, ignore_errors=True)
-        T.run([T.binary("nirc-swarm"), "gen-pki", "--ca-cert", f"{T.PKI}/ca.crt", "--ca-key",
-               f"{T.PKI}/ca.key", "--count", str(n), "--prefix", "storm", "--out", d],
-              check=True, timeout=1800)
-    return d
 
 
 class Sampler:
@@ -349,7 +337,7 @@ def main():
     rows = {}
     try:
         T.ensure_pki()
-        d = storm_pki(max(a.agents, 2))
+        d = B.swarm_pki(max(a.agents, 2), "storm", timeout=1800)
         if "cold" in phases:
             rows.update(phase_cold_steady(a, d, per_proc, phases))
         if "failover" in phases:

@@ -194,6 +194,19 @@ class Proc:
                 pass
 
 
+def swarm_events(log_path, kind):
+    """nirc-swarm's JSON lines of one kind, from its log (stderr lines, the
+    log records, do not start with '{')."""
+    out = []
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            if line.startswith("{"):
+                e = json.loads(line)
+                if e.get("event") == kind:
+                    out.append(e)
+    return out
+
+
 class Env:
     """One test's world: a run directory, a database, a controller config."""
 

@@ -9,7 +9,6 @@ connection closed at once and no link evicted.
 
 Before admit.c, the same storm was shed: hundreds of connections closed
 at once (nirc_links_refused_total{reason="unauthenticated_cap"})."""
-import json
 import os
 import resource
 import signal
@@ -24,14 +23,7 @@ HTTP = None
 
 
 def swarm_events(kind):
-    out = []
-    with open(swarm.log_path, errors="replace") as f:
-        for line in f:
-            if line.startswith("{"):
-                e = json.loads(line)
-                if e.get("event") == kind:
-                    out.append(e)
-    return out
+    return T.swarm_events(swarm.log_path, kind)
 
 
 def test_storm_is_queued_not_shed():

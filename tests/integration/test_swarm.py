@@ -25,16 +25,7 @@ standby = None
 
 
 def swarm_events(kind):
-    """The swarm's JSON lines of one kind, from its log (stderr lines, the
-    log records, do not start with '{')."""
-    out = []
-    with open(swarm.log_path, errors="replace") as f:
-        for line in f:
-            if line.startswith("{"):
-                e = json.loads(line)
-                if e.get("event") == kind:
-                    out.append(e)
-    return out
+    return T.swarm_events(swarm.log_path, kind)
 
 
 def last_progress():
