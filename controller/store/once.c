@@ -260,7 +260,7 @@ size_t once_spill(once_t *once, query_queue_t *qq, query_t *inflight, const char
     }
     rc = journal_append(&once->jnl, 0, q->key, q->sql, q->nparams, q->params, q->at_ms);
     if (rc != 0) break;
-    query_queue_unlinked(qq, q);
+    query_queue_unlinked(qq, prev, q);
     if (prev) {
       prev->next = next;
     } else {

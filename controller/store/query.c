@@ -59,27 +59,29 @@ void query_complete(query_t *q, int err, const char *msg, PGresult *res) {
 void query_queue_push(query_queue_t *qq, query_t *q) {
   q->next = NULL;
   if (q->urgent && qq->overtake) {
-    /* Before the history at the end: find its predecessor. The walk is
-     * over what came before that history (a move's urgent writes are
-     * queued and sent together, so that is a handful). */
-    query_t **pp = &qq->head;
-    while (*pp != qq->overtake)
-      pp = &(*pp)->next;
+    /* Before the history at the end, after the urgent ones before it. */
     q->next = qq->overtake;
-    *pp = q;
+    if (qq->before_overtake)
+      qq->before_overtake->next = q;
+    else
+      qq->head = q;
+    qq->before_overtake = q;
   } else {
-    if (qq->tail) {
-      qq->tail->next = q;
+    query_t *last = qq->tail;
+    if (last) {
+      last->next = q;
     } else {
       qq->head = q;
     }
     qq->tail = q;
     /* History extends the run at the end; anything else ends it, and
      * nothing urgent passes it. */
-    if (!q->history)
-      qq->overtake = NULL;
-    else if (!qq->overtake)
+    if (!q->history) {
+      qq->overtake = qq->before_overtake = NULL;
+    } else if (!qq->overtake) {
       qq->overtake = q;
+      qq->before_overtake = last;
+    }
   }
   qq->depth++;
   if (q->key) qq->once++;
@@ -90,22 +92,29 @@ void query_queue_push_front(query_queue_t *qq, query_t *q) {
    * goes first whatever it is; it starts the history run only if the
    * queue held nothing else. */
   q->next = qq->head;
+  if (qq->overtake && qq->overtake == qq->head) qq->before_overtake = q;
   qq->head = q;
   if (!qq->tail) {
     qq->tail = q;
     qq->overtake = q->history ? q : NULL;
+    qq->before_overtake = NULL;
   }
   qq->depth++;
   if (q->key) qq->once++;
 }
 
-void query_queue_unlinked(query_queue_t *qq, query_t *q) {
-  if (qq->overtake == q) qq->overtake = q->next;
+void query_queue_unlinked(query_queue_t *qq, query_t *prev, query_t *q) {
+  if (qq->overtake == q) {
+    qq->overtake = q->next;
+    if (!qq->overtake) qq->before_overtake = NULL;
+  } else if (qq->before_overtake == q) {
+    qq->before_overtake = prev;
+  }
 }
 
 query_t *query_queue_pop(query_queue_t *qq) {
   query_t *q = qq->head;
-  query_queue_unlinked(qq, q);
+  query_queue_unlinked(qq, NULL, q);
   qq->head = q->next;
   if (!qq->head) qq->tail = NULL;
   qq->depth--;

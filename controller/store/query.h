@@ -66,6 +66,10 @@ typedef struct {
   /* The first of the history records at the end of the queue, which
    * urgent records overtake; NULL: none, urgent ones append. */
   query_t *overtake;
+  /* The record just before overtake (NULL: overtake is the head), kept so
+   * that an urgent record goes in without a walk: thousands of directives
+   * may queue while a pipeline is in flight. */
+  query_t *before_overtake;
   size_t depth;
   size_t once;
 } query_queue_t;
@@ -83,8 +87,9 @@ void query_queue_push(query_queue_t *qq, query_t *q);
 void query_queue_push_front(query_queue_t *qq, query_t *q);
 /* Takes the record at the head; the queue must not be empty. */
 query_t *query_queue_pop(query_queue_t *qq);
-/* To be called before q, a record of qq, is taken out of its list by
- * hand (once_spill), with q->next still set: keeps `overtake` right. */
-void query_queue_unlinked(query_queue_t *qq, query_t *q);
+/* To be called before q, a record of qq that follows prev (NULL: q is
+ * the head), is taken out of its list by hand (once_spill), with q->next
+ * still set: keeps `overtake` and `before_overtake` right. */
+void query_queue_unlinked(query_queue_t *qq, query_t *prev, query_t *q);
 
 #endif

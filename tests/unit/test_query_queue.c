@@ -47,6 +47,10 @@ static void expect(query_queue_t *qq, const char *want) {
   assert_int_equal(qq->once, n);
   assert_ptr_equal(qq->tail, last);
   if (qq->overtake) assert_true(in_tail);
+  /* The record before the history run is the one whose next it is. */
+  if (qq->overtake && qq->before_overtake)
+    assert_ptr_equal(qq->before_overtake->next, qq->overtake);
+  if (qq->overtake && !qq->before_overtake) assert_ptr_equal(qq->head, qq->overtake);
 }
 
 static void drain(query_queue_t *qq) {
@@ -141,7 +145,7 @@ static void test_taken_out_by_hand(void **state) {
   query_queue_push(&qq, rec("h2"));
   /* Take h1 (the tail's first) out as once_spill does. */
   query_t *prev = qq.head, *q = prev->next;
-  query_queue_unlinked(&qq, q);
+  query_queue_unlinked(&qq, prev, q);
   prev->next = q->next;
   qq.depth--;
   qq.once--;
@@ -149,6 +153,23 @@ static void test_taken_out_by_hand(void **state) {
   assert_string_equal(qq.overtake->sql, "h2");
   query_queue_push(&qq, rec("U2"));
   expect(&qq, "U1 U2 h2");
+  /* Take U2, the record just before the history, out the same way. */
+  prev = qq.head;
+  q = prev->next;
+  query_queue_unlinked(&qq, prev, q);
+  prev->next = q->next;
+  qq.depth--;
+  qq.once--;
+  query_complete(q, 0, "", NULL);
+  expect(&qq, "U1 h2");
+  query_queue_push(&qq, rec("U3"));
+  expect(&qq, "U1 U3 h2");
+  /* A record sent back before the history at the head. */
+  query_complete(query_queue_pop(&qq), 0, "", NULL);
+  query_complete(query_queue_pop(&qq), 0, "", NULL);
+  query_queue_push_front(&qq, rec("r0"));
+  query_queue_push(&qq, rec("U4"));
+  expect(&qq, "r0 U4 h2");
   drain(&qq);
 }
 
