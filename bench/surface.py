@@ -9,8 +9,11 @@ sites), `nircctl --json status --all` (every site, 1,000 a request),
 `nircctl status --state never --limit 50` (one page), `nircctl map`,
 /status.json (every site; and one filtered page), /metrics, /map.svg, the
 page; then the same once every site has its site_down alarm. Then nircd's
-CPU while idle, as idle_sites.py measures it, with the
-web documents published every second. Wall times carry the load average.
+CPU while idle, as idle_sites.py measures it: with nobody reading the web
+documents (they are built on demand), and with a reader that fetches
+/metrics, a /status.json page and the page every second (a 1 s scrape and
+an open browser, the worst an operator's tools do). Wall times carry the
+load average.
 
   bench/surface.py [--sites 20000] [--repeat 3] [--window 10]
 """
@@ -105,6 +108,16 @@ def main():
         time.sleep(a.window)  # a measurement window, not synchronisation
         c1, t1 = B.cpu_seconds(proc.p.pid), time.monotonic()
         figures["nircd_idle_core_fraction"] = round((c1 - c0) / (t1 - t0), 4)
+        # The same window with a reader every second.
+        reads = 0
+        c0, t0 = B.cpu_seconds(proc.p.pid), time.monotonic()
+        while time.monotonic() - t0 < a.window:
+            for path in ("/metrics", "/status.json?limit=100", "/"):
+                get(path)()
+            reads += 1
+            time.sleep(max(0.0, t0 + reads - time.monotonic()))  # pacing the reader
+        c1, t1 = B.cpu_seconds(proc.p.pid), time.monotonic()
+        figures["nircd_idle_core_fraction_read_every_second"] = round((c1 - c0) / (t1 - t0), 4)
         env.close()
     finally:
         T.Proc.kill_all()

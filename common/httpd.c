@@ -5,9 +5,11 @@
 
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define HTTPD_MAX_DOCS 16
 /* A document larger than this is a bug, not a status page. */
@@ -25,7 +27,17 @@ typedef struct {
   httpd_render_fn render;
   void *snap;
   void (*snap_free)(void *);
+  int published;        /* body or render holds a copy */
+  int64_t published_ms; /* when, on httpd_now_ms's clock */
+  unsigned max_age_ms;  /* 0: served as published; else on demand */
+  int wanted;           /* a client waits for a copy newer than this one */
 } httpd_doc_t;
+
+static int64_t httpd_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static const char *httpd_arg(void *conn, const char *key) {
   return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
@@ -38,14 +50,72 @@ static void httpd_doc_clear(httpd_doc_t *d) {
   if (d->snap && d->snap_free) d->snap_free(d->snap);
   d->snap = NULL;
   d->render = NULL;
+  d->published = 0;
 }
 
 struct httpd {
   struct MHD_Daemon *mhd;
-  pthread_mutex_t lock; /* guards docs: written by the loop, read by MHD's thread */
+  /* Guards everything below: written by the loop, read by MHD's threads. */
+  pthread_mutex_t lock;
+  pthread_cond_t fresh; /* broadcast on every publish and at stop */
   httpd_doc_t docs[HTTPD_MAX_DOCS];
   unsigned n;
+  void (*wake)(void *arg); /* asks the loop for wanted documents; may be NULL */
+  void *wake_arg;
+  int stopping;
 };
+
+/* Whether d may answer a request that arrived at `arrived`. */
+static int httpd_fresh(const httpd_doc_t *d, int64_t arrived) {
+  return d->published && (!d->max_age_ms || d->published_ms + d->max_age_ms >= arrived);
+}
+
+/* For an on-demand document older than its maximum age: marks it wanted,
+ * wakes the loop and waits (lock held) until a fresh copy is published,
+ * HTTPD_WAIT_MS pass, or httpd stops. Whether d is fresh now. */
+static int httpd_await_fresh(httpd_t *h, httpd_doc_t *d) {
+  int64_t arrived = httpd_now_ms(), deadline = arrived + HTTPD_WAIT_MS;
+  if (httpd_fresh(d, arrived)) return 1;
+  d->wanted = 1;
+  if (h->wake) h->wake(h->wake_arg);
+  while (!httpd_fresh(d, arrived) && !h->stopping) {
+    int64_t left = deadline - httpd_now_ms();
+    if (left <= 0) break;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += left / 1000;
+    ts.tv_nsec += (left % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&h->fresh, &h->lock, &ts);
+  }
+  return httpd_fresh(d, arrived);
+}
+
+/* The answer when the loop did not refresh a document in time: a 503 that
+ * says what is known, never the old copy passed off as current. */
+static struct MHD_Response *httpd_not_fresh(const httpd_doc_t *d, unsigned *status) {
+  char msg[400];
+  int n;
+  if (d->published)
+    n = snprintf(msg, sizeof msg,
+                 "nircd did not refresh %s within %u ms: its event loop is busy or stuck "
+                 "(the last copy is %lld ms old). See nircd's log; nircctl status asks it "
+                 "directly.\n",
+                 d->path, HTTPD_WAIT_MS, (long long)(httpd_now_ms() - d->published_ms));
+  else
+    n = snprintf(msg, sizeof msg,
+                 "nircd has not produced %s yet (%u ms waited): it is starting, or its event "
+                 "loop is busy or stuck. See nircd's log.\n",
+                 d->path, HTTPD_WAIT_MS);
+  *status = MHD_HTTP_SERVICE_UNAVAILABLE;
+  struct MHD_Response *r =
+      MHD_create_response_from_buffer(n > 0 ? (size_t)n : 0, msg, MHD_RESPMEM_MUST_COPY);
+  if (r) MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+  return r;
+}
 
 static enum MHD_Result httpd_answer(void *cls, struct MHD_Connection *conn, const char *url,
                                     const char *method, const char *version,
@@ -61,6 +131,11 @@ static enum MHD_Result httpd_answer(void *cls, struct MHD_Connection *conn, cons
   } else {
     pthread_mutex_lock(&h->lock);
     for (unsigned i = 0; i < h->n; i++) {
+      if (strcmp(h->docs[i].path, url) == 0 && h->docs[i].max_age_ms &&
+          !httpd_await_fresh(h, &h->docs[i])) {
+        resp = httpd_not_fresh(&h->docs[i], &status);
+        break;
+      }
       if (strcmp(h->docs[i].path, url) == 0 && h->docs[i].render) {
         size_t len = 0;
         char *body = h->docs[i].render(h->docs[i].snap, httpd_arg, conn, &len, &status);
@@ -69,7 +144,7 @@ static enum MHD_Result httpd_answer(void *cls, struct MHD_Connection *conn, cons
         if (resp) MHD_add_response_header(resp, "Content-Type", h->docs[i].type);
         break;
       }
-      if (strcmp(h->docs[i].path, url) == 0) {
+      if (strcmp(h->docs[i].path, url) == 0 && h->docs[i].published) {
         /* Copied out, so the loop may publish again while this is sent. */
         resp =
             MHD_create_response_from_buffer(h->docs[i].len, h->docs[i].body, MHD_RESPMEM_MUST_COPY);
@@ -97,13 +172,16 @@ int httpd_start(const char *addr, httpd_t **out, char *err, size_t errlen) {
   httpd_t *h = calloc(1, sizeof *h);
   if (!h) return NIRC_ENOMEM;
   pthread_mutex_init(&h->lock, NULL);
-  /* epoll (or poll where it is missing), never select: a controller holding
-   * thousands of agent links gets socket numbers past FD_SETSIZE (1024),
-   * and select-based MHD then drops every HTTP client. */
-  unsigned flags =
-      (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL_INTERNAL_THREAD
-                                                              : MHD_USE_POLL_INTERNAL_THREAD) |
-      MHD_USE_ERROR_LOG;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&h->fresh, &ca);
+  pthread_condattr_destroy(&ca);
+  /* poll, never select: a controller holding thousands of agent links gets
+   * socket numbers past FD_SETSIZE (1024), and select-based MHD then drops
+   * every HTTP client. A thread per client: one waiting for a fresh
+   * document (httpd_await_fresh) holds up no other. */
+  unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
   if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
   uint16_t port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                  : ((struct sockaddr_in *)&ss)->sin_port);
@@ -116,6 +194,7 @@ int httpd_start(const char *addr, httpd_t **out, char *err, size_t errlen) {
                             MHD_OPTION_CONNECTION_TIMEOUT, HTTPD_IDLE_TIMEOUT_S, MHD_OPTION_END);
   if (!h->mhd) {
     snprintf(err, errlen, "cannot serve HTTP on %s (address in use?)", addr);
+    pthread_cond_destroy(&h->fresh);
     pthread_mutex_destroy(&h->lock);
     free(h);
     return NIRC_EIO;
@@ -135,6 +214,43 @@ static httpd_doc_t *httpd_doc_slot(httpd_t *h, const char *path) {
   return d;
 }
 
+/* Called with h->lock held once d holds a new copy: wakes its waiters. */
+static void httpd_doc_published(httpd_t *h, httpd_doc_t *d) {
+  d->published = 1;
+  d->published_ms = httpd_now_ms();
+  pthread_cond_broadcast(&h->fresh);
+}
+
+int httpd_set_max_age(httpd_t *h, const char *path, unsigned max_age_ms) {
+  if (!h) return NIRC_EINVAL;
+  pthread_mutex_lock(&h->lock);
+  httpd_doc_t *d = httpd_doc_slot(h, path);
+  if (d) d->max_age_ms = max_age_ms;
+  pthread_mutex_unlock(&h->lock);
+  return d ? 0 : NIRC_EFULL;
+}
+
+void httpd_on_demand(httpd_t *h, void (*wake)(void *arg), void *arg) {
+  if (!h) return;
+  pthread_mutex_lock(&h->lock);
+  h->wake = wake;
+  h->wake_arg = arg;
+  pthread_mutex_unlock(&h->lock);
+}
+
+int httpd_take_wanted(httpd_t *h, const char *path) {
+  if (!h) return 0;
+  int wanted = 0;
+  pthread_mutex_lock(&h->lock);
+  for (unsigned i = 0; i < h->n; i++)
+    if (strcmp(h->docs[i].path, path) == 0) {
+      wanted = h->docs[i].wanted;
+      h->docs[i].wanted = 0;
+    }
+  pthread_mutex_unlock(&h->lock);
+  return wanted;
+}
+
 int httpd_publish(httpd_t *h, const char *path, const char *content_type, const char *body,
                   size_t len) {
   if (!h || len > HTTPD_MAX_BODY) return NIRC_EINVAL;
@@ -149,6 +265,7 @@ int httpd_publish(httpd_t *h, const char *path, const char *content_type, const 
     d->body = copy;
     d->len = len;
     nirc_strlcpy(d->type, content_type, sizeof d->type);
+    httpd_doc_published(h, d);
   } else {
     rc = NIRC_EFULL;
   }
@@ -173,6 +290,7 @@ int httpd_publish_dynamic(httpd_t *h, const char *path, const char *content_type
     d->snap_free = snap_free;
     d->len = 0;
     nirc_strlcpy(d->type, content_type, sizeof d->type);
+    httpd_doc_published(h, d);
   } else {
     rc = NIRC_EFULL;
   }
@@ -183,9 +301,17 @@ int httpd_publish_dynamic(httpd_t *h, const char *path, const char *content_type
 
 void httpd_stop(httpd_t *h) {
   if (!h) return;
+  /* Clients waiting for a fresh copy give up now (503), so the threads
+   * MHD joins end at once. */
+  pthread_mutex_lock(&h->lock);
+  h->stopping = 1;
+  h->wake = NULL;
+  pthread_cond_broadcast(&h->fresh);
+  pthread_mutex_unlock(&h->lock);
   MHD_stop_daemon(h->mhd);
   for (unsigned i = 0; i < h->n; i++)
     httpd_doc_clear(&h->docs[i]);
+  pthread_cond_destroy(&h->fresh);
   pthread_mutex_destroy(&h->lock);
   free(h);
 }

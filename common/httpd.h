@@ -1,13 +1,22 @@
 /* httpd: a read-only HTTP endpoint for metrics and status pages, on
  * libmicrohttpd.
  *
- * The daemon serves from its own thread; the event loop never waits on an
+ * The daemon serves from its own threads; the event loop never waits on an
  * HTTP client. The loop *publishes* documents (a path, a content type, the
- * bytes) whenever it has new figures — once a second is plenty — and the
- * HTTP thread serves the latest copy under a mutex. Nothing a client sends
- * reaches the loop, so a slow or hostile scraper cannot stall routing.
+ * bytes, or a snapshot rendered per request) and the HTTP threads serve
+ * the latest copy under a mutex. Nothing a client sends reaches the loop,
+ * so a slow or hostile scraper cannot stall routing.
+ *
+ * A document may be made on demand (httpd_set_max_age): nobody reading
+ * it costs the loop nothing. A request for a copy older than its maximum
+ * age marks the path wanted, wakes the loop (httpd_on_demand) and waits
+ * up to HTTPD_WAIT_MS for a newer one; the loop publishes the paths
+ * httpd_take_wanted names. A loop that does not answer in time gets the
+ * client a 503 that says so, never a stale copy passed off as current.
+ *
  * At most 64 clients at once, 8 per address, each dropped after 10 s of
- * silence; epoll, so any socket number works. */
+ * silence; one thread per client on poll, so any socket number works and
+ * one client waiting for a fresh copy holds up no other. */
 #ifndef NIRC_HTTPD_H
 #define NIRC_HTTPD_H
 
@@ -32,7 +41,20 @@ typedef char *(*httpd_render_fn)(const void *snap, httpd_arg_fn arg, void *conn,
                                  unsigned *status);
 int httpd_publish_dynamic(httpd_t *h, const char *path, const char *content_type, void *snap,
                           void (*snap_free)(void *), httpd_render_fn render);
-/* Stops the thread and frees everything. */
+/* A client waits this long for a fresh copy of an on-demand document. */
+#define HTTPD_WAIT_MS 3000u
+/* Makes `path` an on-demand document: a copy published more than
+ * max_age_ms before a request arrives is refreshed first (0: served as
+ * published, the default). The path is served only once published. */
+int httpd_set_max_age(httpd_t *h, const char *path, unsigned max_age_ms);
+/* Who to wake when a client wants a fresh copy: wake(arg) runs in an HTTP
+ * thread with httpd's lock held, so it must only signal (uv_async_send).
+ * NULL stops waking (before the loop's handle closes). */
+void httpd_on_demand(httpd_t *h, void (*wake)(void *arg), void *arg);
+/* Whether a client waits for a fresh copy of `path`; clears the mark.
+ * For the loop, after it was woken. */
+int httpd_take_wanted(httpd_t *h, const char *path);
+/* Stops the threads and frees everything. */
 void httpd_stop(httpd_t *h);
 
 #endif

@@ -906,10 +906,19 @@ static void server_on_tick(uv_timer_t *t) {
     server_read_wape(srv);
     server_prune_history(srv);
   }
-  /* Once a second is plenty for scrapers and the status page. */
-  if (srv->http && second) srv->on_publish(srv);
   if (second)
     sites_flush_minutes(&srv->sites, clock_now_ms(&srv->clock), false, server_store_minute, srv);
+}
+
+/* In an HTTP thread, httpd's lock held: only signals the loop. */
+static void server_web_wake(void *arg) {
+  server_t *srv = arg;
+  uv_async_send(&srv->web_wake);
+}
+
+static void server_on_web_wake(uv_async_t *a) {
+  server_t *srv = a->data;
+  if (!srv->stopping) srv->on_publish(srv);
 }
 
 static void server_on_signal(uv_signal_t *s, int signum) {
@@ -1060,6 +1069,9 @@ void server_stop(server_t *srv) {
   server_close_if_open((uv_handle_t *)&srv->watchdog);
   server_close_if_open((uv_handle_t *)&srv->tick);
   server_close_if_open((uv_handle_t *)&srv->admit_check);
+  /* No HTTP thread may signal the handle once it is closing. */
+  httpd_on_demand(srv->http, NULL, NULL);
+  server_close_if_open((uv_handle_t *)&srv->web_wake);
   server_close_if_open((uv_handle_t *)&srv->sig_int);
   server_close_if_open((uv_handle_t *)&srv->sig_term);
   server_close_if_open((uv_handle_t *)&srv->sig_hup);
@@ -1193,6 +1205,10 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
   }
   if (conf->http_listen[0]) {
     if (httpd_start(conf->http_listen, &srv->http, err, errlen) != 0) return NIRC_EIO;
+    uv_async_init(loop, &srv->web_wake, server_on_web_wake);
+    srv->web_wake.data = srv;
+    uv_unref((uv_handle_t *)&srv->web_wake);
+    httpd_on_demand(srv->http, server_web_wake, srv);
     srv->on_publish(srv);
     log_info(LOG_MAIN, conf->node, "status page and metrics on http://%s/", conf->http_listen);
   }

@@ -103,6 +103,12 @@ struct server {
    * and the times admit_decide needs (clock_real_ms; 0: none). */
   unsigned char listen_waiting[SERVER_MAX_LISTEN];
   uv_check_t admit_check;
+  /* Woken from httpd's threads when a client waits for a fresh document
+   * (httpd_on_demand); runs on_publish. */
+  uv_async_t web_wake;
+  /* Documents built for HTTP clients, indexed by web.h's web_doc_t; for
+   * /metrics (nirc_http_documents_built_total). */
+  uint64_t web_built[4];
   int64_t last_auth_ms, cap_full_since_ms;
   server_refusals_t refusals;
   /* The cap's log line: at most once a second, with what happened since. */
@@ -146,9 +152,8 @@ struct server {
    * event (clock_real_ms()) of any site, 0: none: the per-tick alarm
    * scans skip every site while the newest is older than its alarm. */
   int64_t last_duplicate_ms, last_refused_ms, last_pbx_event_ms;
-  uint64_t web_publishes; /* web_publish() calls, to pace the map */
-  scenario_t forecast;    /* [routing] forecast, loaded at start-up */
-  int forecast_loaded;    /* owned: the routing engine */
+  scenario_t forecast; /* [routing] forecast, loaded at start-up */
+  int forecast_loaded; /* owned: the routing engine */
   /* The load history the engine forecasts from (server_history.c): a
    * query in flight, the business half-hour last checked (0: none), the
    * local date of the last load that worked (0: none), and when a failed
@@ -168,7 +173,8 @@ struct server {
   /* Set by the caller before server_start (the link layer does not know
    * what it carries): who answers an operator request on a link whose
    * leadership is confirmed (net/ops.c), and who publishes the status
-   * page and metrics once a second while http is set (web/web.c). */
+   * page and metrics while http is set (web/web.c): at start and whenever
+   * a client waits for a fresh copy. */
   void (*on_operator)(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req);
   void (*on_publish)(server_t *srv);
 };

@@ -528,6 +528,14 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
              srv->db ? db_queue_depth(srv->db) : 0, (unsigned long long)srv->db_dropped,
              srv->nconns, (unsigned long long)srv->link_events_suppressed,
              (unsigned long long)srv->pbx_drift_repairs);
+  /* Built on demand (web_publish): a document nobody reads is not built. */
+  static const char *const doc_path[WEB_DOC_COUNT] = {"/status.json", "/metrics", "/map.svg", "/"};
+  web_printf(b, "# HELP nirc_http_documents_built_total Documents built because a client asked "
+                "for one older than its maximum age.\n"
+                "# TYPE nirc_http_documents_built_total counter\n");
+  for (unsigned k = 0; k < WEB_DOC_COUNT; k++)
+    web_printf(b, "nirc_http_documents_built_total{document=\"%s\"} %llu\n", doc_path[k],
+               (unsigned long long)srv->web_built[k]);
   db_journal_stats_t js;
   db_journal_stats(srv->db, &js);
   web_printf(b,
@@ -914,27 +922,39 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
 void web_publish(server_t *srv) {
   httpd_t *h = srv->http;
   if (!h) return;
-  int64_t now_real = clock_real_ms();
-  web_publish_status(srv, now_real);
-
-  web_buf_t m = {0};
-  web_metrics(srv, now_real, &m);
-  if (!m.failed && m.p)
-    httpd_publish(h, "/metrics", "text/plain; version=0.0.4; charset=utf-8", m.p, m.len);
-  free(m.p);
-
   /* The map's label layout is quadratic in the sites: at 31 it is nothing,
-   * at 1,000 it was most of nircd's CPU when drawn every second. Draw it
-   * every n/50 seconds instead (every second up to 50 sites); the status
-   * document and the metrics stay fresh every second. */
-  /* Beyond MAPGROUP_DETAIL_MAX sites the map is aggregated (one marker
-   * per group): its cost no longer grows with the sites. */
+   * at 1,000 it was most of nircd's CPU when drawn every second. It may be
+   * n/50 s old (1 s up to 50 sites); beyond MAPGROUP_DETAIL_MAX sites it is
+   * aggregated (one marker per group) and its cost no longer grows. The
+   * page embeds the map, so it is as old. */
   size_t drawn = srv->sites.n < MAPGROUP_DETAIL_MAX ? srv->sites.n : MAPGROUP_DETAIL_MAX;
-  uint64_t every = drawn / 50 + 1;
-  if (srv->web_publishes++ % every != 0) return;
+  unsigned map_age_ms = (unsigned)(drawn / 50 + 1) * WEB_FRESH_MS;
+  httpd_set_max_age(h, "/status.json", WEB_FRESH_MS);
+  httpd_set_max_age(h, "/metrics", WEB_FRESH_MS);
+  /* A standby's /map.svg stays unpublished (404) until it leads. */
+  httpd_set_max_age(h, "/map.svg", web_leading(srv) ? map_age_ms : 0);
+  httpd_set_max_age(h, "/", map_age_ms);
+  int64_t now_real = clock_real_ms();
+  if (httpd_take_wanted(h, "/status.json")) {
+    srv->web_built[WEB_DOC_STATUS]++;
+    web_publish_status(srv, now_real);
+  }
+  if (httpd_take_wanted(h, "/metrics")) {
+    srv->web_built[WEB_DOC_METRICS]++; /* this copy counts itself */
+    web_buf_t m = {0};
+    web_metrics(srv, now_real, &m);
+    if (!m.failed && m.p)
+      httpd_publish(h, "/metrics", "text/plain; version=0.0.4; charset=utf-8", m.p, m.len);
+    free(m.p);
+  }
+  /* Both or neither: the page shows the map it was drawn with. */
+  int want_map = httpd_take_wanted(h, "/map.svg");
+  if (!httpd_take_wanted(h, "/") && !want_map) return;
   /* A standby draws no map: every site would show as never seen, with no
    * move (web_standby_page says why); /map.svg stays absent until it leads. */
   char *svg = web_leading(srv) ? web_map(srv) : NULL;
+  if (svg) srv->web_built[WEB_DOC_MAP]++;
+  srv->web_built[WEB_DOC_PAGE]++;
   if (svg) httpd_publish(h, "/map.svg", "image/svg+xml", svg, strlen(svg));
   web_buf_t page = {0};
   web_page(srv, svg, &page);
