@@ -74,8 +74,10 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
     nirc_strlcpy(srv->leader_hint, v->hint, sizeof srv->leader_hint);
     nirc_strlcpy(srv->leader_node, v->holder, sizeof srv->leader_node);
     srv->leader_epoch = v->holder_epoch;
+    srv->leader_suspect = v->suspect;
     sd_notifyf(0, "READY=1\nSTATUS=standby: %s leads%s%s", v->holder[0] ? v->holder : "nobody yet",
                v->hint[0] ? " at " : "", v->hint);
+    server_election_changed(srv); /* a leader named: held agents go there */
     return;
   case LEADER_LEADING:
     if (!rules) {
@@ -132,6 +134,7 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
              "controller %s leads: epoch %llu, %zu sites, nircd " NIRC_VERSION, conf->node,
              (unsigned long long)srv->epoch, srv->sites.n);
     sd_notifyf(0, "READY=1\nSTATUS=leader, epoch %llu", (unsigned long long)srv->epoch);
+    server_election_changed(srv); /* agents held while it ran are welcomed */
     return;
   case LEADER_LOST:
     /* Nothing more may be issued from here: stop serving at once. */

@@ -35,9 +35,19 @@
 /* Longest Hello.software_version accepted. */
 #define SERVER_HELLO_VERSION_MAX 64
 
+/* How long past one lease a controller that does not lead keeps a site
+ * link while no leader is known. The election ends within a lease of the
+ * old leader's last renewal; then the link is answered where it stands
+ * (a Welcome, or the new leader's address), so a failover costs each
+ * agent one handshake instead of one per retry while the lease runs out. */
+#define SERVER_HOLD_EXTRA_MS 2000
+/* At most this many held links (or two per configured site, if more):
+ * beyond, a link is sent away at once as before. */
+#define SERVER_HOLD_MIN_CAP 1024u
+
 static const char *const conn_state_names[] = {
-    [CONN_PENDING] = "pending",   [CONN_AWAIT_HELLO] = "await-hello", [CONN_SITE] = "site",
-    [CONN_OPERATOR] = "operator", [CONN_CLOSED] = "closed",
+    [CONN_PENDING] = "pending", [CONN_AWAIT_HELLO] = "await-hello", [CONN_HELD] = "held",
+    [CONN_SITE] = "site",       [CONN_OPERATOR] = "operator",       [CONN_CLOSED] = "closed",
 };
 
 const char *server_conn_state_name(conn_state_t s) {
@@ -46,6 +56,21 @@ const char *server_conn_state_name(conn_state_t s) {
 
 static int64_t server_now(void) {
   return clock_real_ms();
+}
+
+/* Puts c at the end of the queue of unauthenticated links, its place
+ * counted from now (server_expire_unauthenticated). */
+static void server_enqueue(server_t *srv, conn_t *c) {
+  c->accepted_ms = server_now();
+  c->queued = 1;
+  c->uprev = srv->unauth_tail;
+  c->unext = NULL;
+  if (srv->unauth_tail)
+    srv->unauth_tail->unext = c;
+  else
+    srv->unauth_head = c;
+  srv->unauth_tail = c;
+  srv->nunauth++;
 }
 
 /* Takes c off the queue of unauthenticated links (if it is on it). */
@@ -67,9 +92,16 @@ static void server_unqueue(server_t *srv, conn_t *c) {
 static void conn_set_state(conn_t *c, conn_state_t to) {
   log_debug(LOG_LINK, link_label(c->link), "conn %s -> %s", server_conn_state_name(c->state),
             server_conn_state_name(to));
+  if (c->state == CONN_HELD && to != CONN_HELD) c->srv->nheld--;
+  if (to == CONN_HELD && c->state != CONN_HELD) {
+    c->srv->nheld++;
+    c->srv->held_total++;
+  }
   c->state = to;
-  /* Authenticated (Hello accepted, or an operator) or refused: the link no
-   * longer holds one of the max_unauthenticated places. */
+  /* Authenticated (Hello accepted, or an operator), held (its certificate
+   * is a site's: bounded by SERVER_HOLD_MIN_CAP, not by that queue) or
+   * refused: the link no longer holds one of the max_unauthenticated
+   * places. */
   if (to != CONN_PENDING && to != CONN_AWAIT_HELLO) {
     /* A handshake completed: admission waits for more while they do. */
     if (c->queued && (to == CONN_SITE || to == CONN_OPERATOR)) c->srv->last_auth_ms = server_now();
@@ -352,6 +384,43 @@ int server_may_issue(const server_t *srv) {
   return srv->leading && !srv->lost && !srv->stopping && leader_may_issue(srv->leader);
 }
 
+/* A site link on the leader: refused if its site is not configured or
+ * removed, else it waits for its Hello. 0, or -1 when refused. */
+static int server_admit_site(server_t *srv, conn_t *c) {
+  const peer_identity_t *id = link_peer(c->link);
+  char why[200];
+  const site_t *known = sites_find(&srv->sites, id->name);
+  if (!known) {
+    snprintf(why, sizeof why, "certificate names site '%s', which is not configured", id->name);
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE, NIRC_EUNKNOWN_SITE, why);
+    return -1;
+  }
+  if (known->life == SITE_REMOVED) {
+    server_site_removed_text(known, why, sizeof why);
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE, NIRC_EUNKNOWN_SITE, why);
+    return -1;
+  }
+  conn_set_state(c, CONN_AWAIT_HELLO);
+  return 0;
+}
+
+/* Whether a controller that does not lead is waiting for an election: no
+ * leader is known, or the one named has not renewed its lease for half
+ * a lease (it may be dead: sending agents there would only bounce them
+ * back and forth, a full handshake each, until the lease runs out). */
+static int server_electing(const server_t *srv) {
+  return !srv->leader_hint[0] || srv->leader_suspect;
+}
+
+/* Whether a site link reaching a controller that does not lead may wait
+ * for the election instead of being sent away: only while it is electing
+ * (server_electing) and within the cap. */
+static int server_may_hold(const server_t *srv) {
+  if (srv->lost || srv->stopping || !server_electing(srv)) return 0;
+  size_t cap = 2 * srv->sites.n > SERVER_HOLD_MIN_CAP ? 2 * srv->sites.n : SERVER_HOLD_MIN_CAP;
+  return srv->nheld < cap;
+}
+
 static void server_on_open(link_t *l) {
   conn_t *c = link_data(l);
   server_t *srv = c->srv;
@@ -364,26 +433,18 @@ static void server_on_open(link_t *l) {
     server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN, NIRC_EIDENTITY, why);
     return;
   }
+  if (!srv->leading && id->kind == PEER_SITE && server_may_hold(srv)) {
+    conn_set_state(c, CONN_HELD);
+    c->held_ms = server_now();
+    log_debug(LOG_LINK, link_label(l), "held: no leader known yet (an election is running)");
+    return;
+  }
   if (!srv->leading && (id->kind == PEER_SITE || id->kind == PEER_OPERATOR)) {
     server_redirect(srv, c);
     return;
   }
   switch (id->kind) {
-  case PEER_SITE: {
-    const site_t *known = sites_find(&srv->sites, id->name);
-    if (!known) {
-      snprintf(why, sizeof why, "certificate names site '%s', which is not configured", id->name);
-      server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE, NIRC_EUNKNOWN_SITE, why);
-      return;
-    }
-    if (known->life == SITE_REMOVED) {
-      server_site_removed_text(known, why, sizeof why);
-      server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE, NIRC_EUNKNOWN_SITE, why);
-      return;
-    }
-  }
-    conn_set_state(c, CONN_AWAIT_HELLO);
-    return;
+  case PEER_SITE: server_admit_site(srv, c); return;
   case PEER_OPERATOR:
     /* One identity may not hold the controller's descriptors: beyond its
      * cap a link is refused before it may send anything. */
@@ -570,23 +631,105 @@ static void server_on_report(server_t *srv, conn_t *c, const Nirc__LoadReport *r
     server_store_minute(srv, site, &done);
 }
 
+/* A site link sent something else than its Hello first. */
+static void server_refuse_before_hello(server_t *srv, conn_t *c, const Nirc__Envelope *env) {
+  if (env->msg_case == NIRC__ENVELOPE__MSG_OPERATOR_REQUEST) {
+    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN, NIRC_EFORBIDDEN,
+                  "a site certificate may not send operator requests");
+    return;
+  }
+  char why[80];
+  snprintf(why, sizeof why, "expected Hello, got message type %d", env->msg_case);
+  server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_EPROTOCOL, why);
+}
+
+/* Answers a held link as if it had just arrived: on the leader, its site
+ * is admitted and its kept Hello (if it came) handled; elsewhere it is
+ * sent to the leader now known, or away with "no leader known" once held
+ * too long. */
+static void server_unhold(server_t *srv, conn_t *c) {
+  uint8_t *hello = c->held_hello;
+  size_t len = c->held_hello_len;
+  c->held_hello = NULL;
+  c->held_hello_len = 0;
+  if (!srv->leading || srv->lost) {
+    free(hello);
+    server_redirect(srv, c);
+    return;
+  }
+  if (server_admit_site(srv, c) != 0) {
+    free(hello);
+    return;
+  }
+  if (!hello) {
+    /* Its Hello is still on the way: it gets a fresh place in the queue
+     * and the usual handshake_timeout to send it. */
+    server_enqueue(srv, c);
+    return;
+  }
+  Nirc__Hello *h = nirc__hello__unpack(frame_allocator, len, hello);
+  free(hello);
+  if (!h) {
+    link_close(c->link, NIRC_ENOMEM, "out of memory reading a kept Hello");
+    return;
+  }
+  server_on_hello(srv, c, h);
+  nirc__hello__free_unpacked(h, frame_allocator);
+}
+
+void server_election_changed(server_t *srv) {
+  if (!srv->nheld) return;
+  /* Still electing: nothing to answer yet. */
+  if (!srv->leading && server_electing(srv)) return;
+  unsigned n = srv->nheld;
+  log_info(LOG_LINK, srv->conf->node, "%u site link%s held through the election: %s", n,
+           n == 1 ? "" : "s", srv->leading ? "answered as leader" : "sent to the leader");
+  for (conn_t *c = srv->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->state == CONN_HELD) server_unhold(srv, c);
+  }
+}
+
+/* Held links whose election has outlasted SERVER_HOLD_EXTRA_MS past a
+ * lease: sent away as before ("no leader known"), to retry. */
+static void server_expire_held(server_t *srv) {
+  int64_t deadline = server_now() - (int64_t)(srv->conf->lease_timeout_ms + SERVER_HOLD_EXTRA_MS);
+  for (conn_t *c = srv->conns, *next; c && srv->nheld; c = next) {
+    next = c->next;
+    if (c->state == CONN_HELD && c->held_ms <= deadline) server_unhold(srv, c);
+  }
+}
+
 static void server_on_message(link_t *l, Nirc__Envelope *env) {
   conn_t *c = link_data(l);
   server_t *srv = c->srv;
   char why[160];
   switch (c->state) {
+  case CONN_HELD:
+    /* Kept, packed, for the controller the election makes leader. */
+    if (env->msg_case == NIRC__ENVELOPE__MSG_HELLO && !c->held_hello) {
+      size_t n = nirc__hello__get_packed_size(env->hello);
+      c->held_hello = malloc(n ? n : 1);
+      if (!c->held_hello) {
+        link_close(l, NIRC_ENOMEM, "out of memory keeping a Hello through an election");
+        return;
+      }
+      c->held_hello_len = nirc__hello__pack(env->hello, c->held_hello);
+      return;
+    }
+    if (env->msg_case == NIRC__ENVELOPE__MSG_HELLO) {
+      server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_EPROTOCOL,
+                    "a second Hello on one link");
+      return;
+    }
+    server_refuse_before_hello(srv, c, env);
+    return;
   case CONN_AWAIT_HELLO:
     if (env->msg_case == NIRC__ENVELOPE__MSG_HELLO) {
       server_on_hello(srv, c, env->hello);
       return;
     }
-    if (env->msg_case == NIRC__ENVELOPE__MSG_OPERATOR_REQUEST) {
-      server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN, NIRC_EFORBIDDEN,
-                    "a site certificate may not send operator requests");
-      return;
-    }
-    snprintf(why, sizeof why, "expected Hello, got message type %d", env->msg_case);
-    server_refuse(srv, c, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_EPROTOCOL, why);
+    server_refuse_before_hello(srv, c, env);
     return;
   case CONN_SITE:
     switch (env->msg_case) {
@@ -647,6 +790,11 @@ static void server_on_close(link_t *l, int err, const char *why, int was_open) {
   server_t *srv = c->srv;
   const peer_identity_t *id = link_peer(l);
   server_unqueue(srv, c);
+  if (c->state == CONN_HELD) {
+    log_debug(LOG_LINK, link_label(l), "held link closed: %s", why);
+    conn_set_state(c, CONN_CLOSED);
+  }
+  free(c->held_hello);
   if (c->op_counted) guard_op_close(srv->guard, id->subject, server_now());
   if (err == NIRC_ERATE_LIMITED) srv->refusals.rate_limited++;
   if (c->evicted) {
@@ -791,15 +939,7 @@ static void server_accept(server_t *srv, uv_stream_t *listener) {
   srv->conns = c;
   srv->nconns++;
   /* Unauthenticated until its Hello (or operator certificate) is accepted. */
-  c->accepted_ms = server_now();
-  c->queued = 1;
-  c->uprev = srv->unauth_tail;
-  if (srv->unauth_tail)
-    srv->unauth_tail->unext = c;
-  else
-    srv->unauth_head = c;
-  srv->unauth_tail = c;
-  srv->nunauth++;
+  server_enqueue(srv, c);
 }
 
 /* Decides what happens to the listener's next connection (admit.h) and
@@ -898,6 +1038,7 @@ static void server_on_tick(uv_timer_t *t) {
   guard_hs_flush(srv->guard, server_now(), false, server_hs_summary, srv);
   if (second) sites_check_stale(&srv->sites, server_now(), server_on_stale, srv);
   server_expire_unauthenticated(srv);
+  if (second && srv->nheld) server_expire_held(srv);
   server_log_cap(srv);
   if (srv->engine && server_may_issue(srv)) {
     server_observe_store(srv);

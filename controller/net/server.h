@@ -23,6 +23,9 @@
 typedef enum {
   CONN_PENDING = 0, /* TLS handshake not finished */
   CONN_AWAIT_HELLO, /* site certificate accepted, waiting for Hello */
+  CONN_HELD,        /* a site link on a controller that does not lead while
+                     * no leader is known (an election runs): kept open with
+                     * its Hello until the election ends (server_hold) */
   CONN_SITE,        /* Hello accepted: an agent link */
   CONN_OPERATOR,    /* an operator (nircctl) link */
   CONN_CLOSED,      /* refused or closed; waiting for the link to go */
@@ -50,6 +53,11 @@ struct conn {
    * request that follows ~1 ms later, and the operator's reply waited for
    * both; kept back, it goes in the same pipeline as the request's. */
   int64_t op_connected_ms;
+  /* CONN_HELD: when the hold began (clock_real_ms()), and the agent's
+   * Hello, packed (owned; NULL until it arrives). */
+  int64_t held_ms;
+  uint8_t *held_hello;
+  size_t held_hello_len;
 };
 
 /* Counters of what the controller refused, for /metrics. */
@@ -106,6 +114,9 @@ struct server {
   /* Woken from httpd's threads when a client waits for a fresh document
    * (httpd_on_demand); runs on_publish. */
   uv_async_t web_wake;
+  /* Site links in CONN_HELD now, and ever (for /metrics). */
+  unsigned nheld;
+  uint64_t held_total;
   /* Documents built for HTTP clients, indexed by web.h's web_doc_t; for
    * /metrics (nirc_http_documents_built_total). */
   uint64_t web_built[4];
@@ -170,6 +181,9 @@ struct server {
    * lease; for the status page, /metrics and redirects. "" and 0: none. */
   char leader_node[64];
   uint64_t leader_epoch;
+  /* Standby: that leader's lease has gone unrenewed for half a lease
+   * (leader_view_t.suspect): site links are held, not sent to it. */
+  int leader_suspect;
   /* Set by the caller before server_start (the link layer does not know
    * what it carries): who answers an operator request on a link whose
    * leadership is confirmed (net/ops.c), and who publishes the status
@@ -183,6 +197,11 @@ struct server {
  * already be loaded into srv (by the caller, at start-up). */
 int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char *err,
                  size_t errlen);
+/* The election's outcome changed (this controller leads, or a leader is
+ * known): the site links held while it ran are answered, Welcome or
+ * redirect, as if they had just arrived. The caller sets leading,
+ * leader_hint first. */
+void server_election_changed(server_t *srv);
 /* Orderly stop: closes listeners and links, flushes aggregates, closes the
  * database client. The loop then runs dry. */
 void server_stop(server_t *srv);

@@ -352,6 +352,7 @@ static void leader_standby_step(leader_t *l, leader_view_t *v) {
   leader_view_t next = *v;
   next.state = LEADER_STANDBY;
   nirc_strlcpy(next.hint, ls.present && !still ? ls.addr : "", sizeof next.hint);
+  next.suspect = ls.present && now - l->watch_since_ms >= l->lease_ms / 2;
   nirc_strlcpy(next.holder, ls.present ? ls.node : "", sizeof next.holder);
   next.holder_epoch = ls.epoch;
   if (!ls.present || mine || still) {

@@ -66,6 +66,10 @@ typedef struct {
   char hint[128];  /* STANDBY: the leader's advertised address, or "" */
   char holder[64]; /* STANDBY/LOST: the leading node, or "" */
   uint64_t holder_epoch;
+  /* STANDBY: the lease named in hint has not been renewed for half a
+   * lease (two renewals missed): its leader may be gone, and an election
+   * may follow. Site links are then held rather than sent to it. */
+  bool suspect;
   bool db_down;  /* LEADING: the database cannot be reached now */
   char why[256]; /* LOST: what happened */
 } leader_view_t;

@@ -528,6 +528,13 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
              srv->db ? db_queue_depth(srv->db) : 0, (unsigned long long)srv->db_dropped,
              srv->nconns, (unsigned long long)srv->link_events_suppressed,
              (unsigned long long)srv->pbx_drift_repairs);
+  web_printf(b,
+             "# HELP nirc_links_held Site links kept open while no leader is known (an "
+             "election runs), to be answered when it ends.\n"
+             "# TYPE nirc_links_held gauge\nnirc_links_held %u\n"
+             "# HELP nirc_links_held_total Site links ever held through an election.\n"
+             "# TYPE nirc_links_held_total counter\nnirc_links_held_total %llu\n",
+             srv->nheld, (unsigned long long)srv->held_total);
   /* Built on demand (web_publish): a document nobody reads is not built. */
   static const char *const doc_path[WEB_DOC_COUNT] = {"/status.json", "/metrics", "/map.svg", "/"};
   web_printf(b, "# HELP nirc_http_documents_built_total Documents built because a client asked "

@@ -3,9 +3,10 @@
 
 - A standby redirects operators and agents to the leader.
 - kill -9 of the leader in the middle of a multi-wave night consolidation:
-  the standby leads within 5 s, every agent is served again, every source
-  ends where the schedule wants it (acknowledged), and no move was undone
-  on the way.
+  the standby leads within 5 s, every agent is served again (those that
+  reached it during the election held on their link, not sent away), every
+  source ends where the schedule wants it (acknowledged), and no move was
+  undone on the way.
 - SIGSTOP of the leader until the standby took over, then SIGCONT: the old
   leader issues nothing, records that it stepped down and exits 75.
 - An agent cut off behind a blackholing proxy keeps its route, goes stale
@@ -119,6 +120,11 @@ def test_standby_redirects_and_kill9_mid_wave():
     served = time.monotonic() - killed
     print(f"  failover: new leader in {took:.2f} s, all 8 agents served in {served:.2f} s")
     assert served < 5.0, f"agents served {served:.2f} s after the leader died"
+    # Agents that reached nircd-2 while the election ran were held, not
+    # sent away to retry, and welcomed on the same link when it led.
+    with open(procs["b"].log_path, errors="replace") as f:
+        held = [l for l in f if "held through the election: answered as leader" in l]
+    assert held, "no agent was held through the election"
     # Nothing moved back while there was no leader.
     now = routes_of(st)
     for s in moved:

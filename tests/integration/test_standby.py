@@ -13,7 +13,8 @@ Two nircd on one database, each with its own [http] listen:
   a standby; the leader is ADDR (epoch N)" on stderr and answers from the
   leader, which is not in its list; --json stays one document.
 And a standby that knows no leader (a session holds the leader lock and
-no lease exists: an election that cannot finish) says so on its page and
+no lease exists: an election that cannot finish) holds an agent's link
+instead of sending it away, says so on its page and
 in /status.json, and nircctl says so and exits 3 (not available).
 """
 import json
@@ -179,6 +180,15 @@ def test_standby_without_a_leader_says_so_and_nircctl_exits_3():
                          r'is running</div>', dom), dom[:3000]
         assert "<tr" not in dom, "a standby lists sites"
         assert banner_pixels(shot, (0xfd, 0xe2, 0xe1)) > 10000, "the banner is not on the screen"
+
+        # An agent that reaches it is held on its link for the election
+        # (answered when it ends, lease_timeout + 2 s at most), not sent
+        # away to retry with a full handshake every second.
+        e.start_agent("hubei", controllers=e.addr)
+        T.wait_until(lambda: T.metric(http, "nirc_links_held") == 1, 15, "hubei's link held")
+        with open(e.agents["hubei"].log_path, errors="replace") as f:
+            log = f.read()
+        assert "is a standby" not in log and "closed" not in log, log[-2000:]
 
         for args in (["status"], ["--json", "status"]):
             r = e.ctl(*args)

@@ -2,8 +2,10 @@
 site agents in one process (tests/tools/nirc-swarm.c, real TLS with one
 certificate each) connect to the leading nircd while a second one stands
 by; the leader is killed with SIGKILL; the standby takes over and every
-agent must be served by it, and the reconnections must be spread in time by
-the agents' jittered backoff rather than arrive as one herd.
+agent must be served by it. Agents that reach the standby while the lease
+runs out are held on their link (their handshakes, the costly part, spread
+by the agents' jittered backoff) and welcomed together when it leads,
+instead of being sent away to retry with a new handshake each time.
 
 The controller's limits are left at their defaults, so the test also shows
 that it sheds a connection storm (max_unauthenticated) without losing
@@ -108,13 +110,14 @@ def test_every_agent_is_served_by_the_standby_after_sigkill():
           f"p10 {rc['p10']} p50 {rc['p50']} p90 {rc['p90']} max {rc['max']}; densest 50 ms "
           f"held {rc['max_in_50ms']}; histogram "
           + ", ".join(f"{h['le_ms']}:{h['count']}" for h in rc["histogram"] if h["count"]))
-    # Jitter: the reconnections are spread over the backoff windows, not
-    # one herd: no 50 ms holds a quarter of them and the middle 80 % span a
-    # quarter of a second or more. (The histogram's buckets are too coarse
-    # to judge by: 300 agents on a starved machine spread over 4.3-6.3 s
-    # fell into two of them.)
-    assert rc["max_in_50ms"] <= N // 4, rc
-    assert rc["p90"] - rc["p10"] >= 250, rc
+    # Held through the election: most agents connected to the standby
+    # before it led and were welcomed on that link when it did (their
+    # handshakes spread by the jitter while the lease ran out); a few may
+    # come later, after a redirect to the dead leader's address.
+    with open(standby.log_path, errors="replace") as f:
+        held = [int(l.split(" site link")[0].rsplit(" ", 1)[1]) for l in f
+                if "held through the election: answered as leader" in l]
+    assert held and sum(held) >= N // 2, f"held through the election: {held} of {N}"
 
 
 if __name__ == "__main__":
