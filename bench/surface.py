@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 
 import benchlib as B
@@ -67,7 +68,10 @@ def main():
 
         def get(path):
             def run():
-                return len(urllib.request.urlopen(f"http://{http}{path}", timeout=30).read())
+                try:
+                    return len(urllib.request.urlopen(f"http://{http}{path}", timeout=30).read())
+                except urllib.error.HTTPError as e:
+                    raise SystemExit(f"GET {path}: HTTP {e.code}: {e.read().decode()[:300]}")
             return run
 
         # The page and the map are drawn every few seconds: wait for the leader's.

@@ -13,7 +13,7 @@
 
 #define HTTPD_MAX_DOCS 16
 /* A document larger than this is a bug, not a status page. */
-#define HTTPD_MAX_BODY       (8u << 20)
+#define HTTPD_MAX_BODY       (16u << 20)
 #define HTTPD_CONNECTIONS    64u
 #define HTTPD_PER_ADDRESS    8u
 #define HTTPD_IDLE_TIMEOUT_S 10u /* a client silent this long is dropped */
@@ -23,6 +23,7 @@ typedef struct {
   char type[64];
   char *body; /* owned */
   size_t len;
+  unsigned status; /* of body: 200, or 500 from httpd_publish_failed */
   /* Dynamic documents: made per request from snap (owned). */
   httpd_render_fn render;
   void *snap;
@@ -149,6 +150,7 @@ static enum MHD_Result httpd_answer(void *cls, struct MHD_Connection *conn, cons
         resp =
             MHD_create_response_from_buffer(h->docs[i].len, h->docs[i].body, MHD_RESPMEM_MUST_COPY);
         if (resp) MHD_add_response_header(resp, "Content-Type", h->docs[i].type);
+        status = h->docs[i].status ? h->docs[i].status : MHD_HTTP_OK;
         break;
       }
     }
@@ -251,8 +253,21 @@ int httpd_take_wanted(httpd_t *h, const char *path) {
   return wanted;
 }
 
+static int httpd_publish_as(httpd_t *h, const char *path, const char *content_type,
+                            const char *body, size_t len, unsigned status);
+
 int httpd_publish(httpd_t *h, const char *path, const char *content_type, const char *body,
                   size_t len) {
+  return httpd_publish_as(h, path, content_type, body, len, MHD_HTTP_OK);
+}
+
+int httpd_publish_failed(httpd_t *h, const char *path, const char *why) {
+  return httpd_publish_as(h, path, "text/plain; charset=utf-8", why, strlen(why),
+                          MHD_HTTP_INTERNAL_SERVER_ERROR);
+}
+
+static int httpd_publish_as(httpd_t *h, const char *path, const char *content_type,
+                            const char *body, size_t len, unsigned status) {
   if (!h || len > HTTPD_MAX_BODY) return NIRC_EINVAL;
   char *copy = malloc(len ? len : 1);
   if (!copy) return NIRC_ENOMEM;
@@ -264,6 +279,7 @@ int httpd_publish(httpd_t *h, const char *path, const char *content_type, const 
     httpd_doc_clear(d);
     d->body = copy;
     d->len = len;
+    d->status = status;
     nirc_strlcpy(d->type, content_type, sizeof d->type);
     httpd_doc_published(h, d);
   } else {

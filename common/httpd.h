@@ -29,6 +29,10 @@ int httpd_start(const char *addr, httpd_t **out, char *err, size_t errlen);
 /* Replaces the document at `path` (copied). Up to 16 paths. */
 int httpd_publish(httpd_t *h, const char *path, const char *content_type, const char *body,
                   size_t len);
+/* Publishes at `path` that the document could not be made: clients get
+ * `why` as text with a 500 until a copy is published again (a waiting
+ * client is answered at once, not left to time out). */
+int httpd_publish_failed(httpd_t *h, const char *path, const char *why);
 /* A document made per request, in the HTTP thread, from the snapshot the
  * loop published last: render(snap, arg, conn, &len, &status) returns a
  * malloc'd body (NULL: out of memory) and may set *status (200 unless

@@ -25,7 +25,10 @@ typedef struct {
   int failed;
 } web_buf_t;
 
-#define WEB_BUF_MAX (4u << 20)
+/* /metrics at 20,000 sites with an alarm each is ~5 MB. */
+#define WEB_BUF_MAX (16u << 20)
+/* Alarms listed on the page; the rest are counted (nircctl alarms). */
+#define WEB_PAGE_ALARMS 50
 
 static void web_printf(web_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void web_printf(web_buf_t *b, const char *fmt, ...) {
@@ -707,7 +710,7 @@ static void web_alarms_html(const server_t *srv, web_buf_t *b) {
              "<table id=\"alarm-list\"><tr><th>id</th><th>kind</th><th>subject</th>"
              "<th>raised</th><th>ack</th><th>message</th></tr>\n",
              n, n == 1 ? "" : "S", unacked);
-  for (size_t k = 0; k < n; k++) {
+  for (size_t k = 0; k < n && k < WEB_PAGE_ALARMS; k++) {
     const alarm_t *a = alarm_at(at, k);
     char subject[200], msg[1200], raised[40], by[200];
     web_html(a->subject, subject, sizeof subject);
@@ -720,6 +723,11 @@ static void web_alarms_html(const server_t *srv, web_buf_t *b) {
                alarm_entry_severity(a), (unsigned long long)a->id, (unsigned long long)a->id,
                alarm_kind_name(a->kind), subject, raised, a->acked_wall_ms ? by : "no", msg);
   }
+  if (n > WEB_PAGE_ALARMS)
+    web_printf(b,
+               "<tr id=\"alarms-more\"><td colspan=\"6\">and %zu more, not listed here: "
+               "<code>nircctl alarms</code> lists them all</td></tr>\n",
+               n - WEB_PAGE_ALARMS);
   web_printf(b, "</table>\n");
 }
 
@@ -926,6 +934,20 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
   free(facts);
 }
 
+/* A document that could not be built (out of memory, or past
+ * WEB_BUF_MAX): its readers are told so with a 500, never served the old
+ * copy as if it were current, and the log says it once per failure. */
+static void web_failed(server_t *srv, const char *path) {
+  char why[200];
+  snprintf(why, sizeof why,
+           "nircd could not build %s: out of memory or larger than %u MiB. See nircd's log; "
+           "nircctl status and nircctl alarms ask it directly.\n",
+           path, WEB_BUF_MAX >> 20);
+  log_error(LOG_MAIN, srv->conf->node, "could not build %s (out of memory or larger than %u MiB)",
+            path, WEB_BUF_MAX >> 20);
+  httpd_publish_failed(srv->http, path, why);
+}
+
 void web_publish(server_t *srv) {
   httpd_t *h = srv->http;
   if (!h) return;
@@ -952,6 +974,8 @@ void web_publish(server_t *srv) {
     web_metrics(srv, now_real, &m);
     if (!m.failed && m.p)
       httpd_publish(h, "/metrics", "text/plain; version=0.0.4; charset=utf-8", m.p, m.len);
+    else
+      web_failed(srv, "/metrics");
     free(m.p);
   }
   /* Both or neither: the page shows the map it was drawn with. */
@@ -965,7 +989,10 @@ void web_publish(server_t *srv) {
   if (svg) httpd_publish(h, "/map.svg", "image/svg+xml", svg, strlen(svg));
   web_buf_t page = {0};
   web_page(srv, svg, &page);
-  if (!page.failed && page.p) httpd_publish(h, "/", "text/html; charset=utf-8", page.p, page.len);
+  if (!page.failed && page.p)
+    httpd_publish(h, "/", "text/html; charset=utf-8", page.p, page.len);
+  else
+    web_failed(srv, "/");
   free(page.p);
   free(svg);
 }

@@ -10,7 +10,8 @@
  * gets the copy published after it; a request within the max age is
  * served without waking; a loop that never publishes gets the client a
  * 503 naming the document and how old the last copy is (never the stale
- * copy); a path never published is a 404 unless it is on demand; stopping
+ * copy); a build that failed is a 500 with its reason, at once; a path
+ * never published is a 404 unless it is on demand; stopping
  * httpd frees a waiting client at once (503), well before HTTPD_WAIT_MS. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -259,6 +260,34 @@ static void test_loop_that_does_not_answer_is_a_503(void **state) {
   httpd_take_wanted(fx->h, "/never");
 }
 
+/* A document the loop could not build: a client waiting for it is
+ * answered at once with the reason and a 500, not the old copy, and a
+ * later copy serves again. */
+static void test_failed_build_is_a_500_with_the_reason(void **state) {
+  fx_t *fx = *state;
+  assert_int_equal(httpd_set_max_age(fx->h, "/big", 60000), 0);
+  publish(fx->h, "/big", "big v1\n");
+  assert_int_equal(httpd_publish_failed(fx->h, "/big", "could not build /big: too large\n"), 0);
+  client_t c;
+  get(fx->port, "/big", &c);
+  assert_int_equal(c.status, 500);
+  assert_string_equal(c.body, "could not build /big: too large\n");
+  /* Waiting for a fresh copy, the failure answers it at once. */
+  assert_int_equal(httpd_set_max_age(fx->h, "/big2", 1000), 0);
+  unsigned w0 = wakes();
+  client_start(&c, fx->port, "/big2");
+  await_wake(w0);
+  assert_true(httpd_take_wanted(fx->h, "/big2"));
+  assert_int_equal(httpd_publish_failed(fx->h, "/big2", "no memory\n"), 0);
+  client_join(&c);
+  assert_int_equal(c.status, 500);
+  assert_true(c.seconds < HTTPD_WAIT_MS / 1000.0);
+  publish(fx->h, "/big", "big v2\n");
+  get(fx->port, "/big", &c);
+  assert_int_equal(c.status, 200);
+  assert_string_equal(c.body, "big v2\n");
+}
+
 /* Stopping httpd with a client waiting: the client is answered at once
  * (503), httpd_stop does not wait out HTTPD_WAIT_MS. Own daemon. */
 static void test_stop_frees_a_waiting_client(void **state) {
@@ -289,6 +318,7 @@ int main(void) {
       cmocka_unit_test(test_on_demand_document_is_built_when_read),
       cmocka_unit_test(test_stale_copy_is_never_served),
       cmocka_unit_test(test_loop_that_does_not_answer_is_a_503),
+      cmocka_unit_test(test_failed_build_is_a_500_with_the_reason),
       cmocka_unit_test(test_stop_frees_a_waiting_client),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
