@@ -29,15 +29,20 @@ import benchlib as B
 T = B.T
 
 
-def timed(f, repeat):
-    """The best of `repeat` runs (the machine is shared): seconds, bytes."""
-    best, size = None, 0
+def timed(f, repeat, fresh_s=0.0):
+    """The best of `repeat` runs (the machine is shared): seconds, bytes.
+    nircd builds a web document when a client asks for one older than its
+    maximum age (1 s): with fresh_s, each run waits that long first so it
+    pays for a build, and "first_seconds" is the first run alone."""
+    best, size, first = None, 0, None
     for _ in range(repeat):
+        time.sleep(fresh_s)  # ages nircd's copy past its maximum age (pacing, not sync)
         t = time.monotonic()
         size = f()
         d = time.monotonic() - t
+        first = d if first is None else first
         best = d if best is None or d < best else best
-    return {"seconds": round(best, 4), "bytes": size}
+    return {"seconds": round(best, 4), "first_seconds": round(first, 4), "bytes": size}
 
 
 def main():
@@ -77,6 +82,8 @@ def main():
         # The page and the map are drawn every few seconds: wait for the leader's.
         T.wait_until(lambda: b"paging" in urllib.request.urlopen(f"http://{http}/").read()
                      or a.sites + 31 <= 200, 60, "the leader's page")
+        # The map and the page may be n/50 s old (7 s at 300 sites and more).
+        map_age_s = min(a.sites + 31, 300) // 50 + 1 + 0.5
         figures = {
             "sites": a.sites + 31,
             "generate_and_import_s": round(import_s, 2),
@@ -85,12 +92,12 @@ def main():
             "nircctl status --state never --limit 50": timed(
                 ctl("status", "--state", "never", "--limit", "50"), a.repeat),
             "nircctl map": timed(ctl("map"), a.repeat),
-            "/status.json": timed(get("/status.json"), a.repeat),
+            "/status.json": timed(get("/status.json"), a.repeat, 1.1),
             "/status.json?state=never&limit=100&offset=1000": timed(
-                get("/status.json?state=never&limit=100&offset=1000"), a.repeat),
-            "/metrics": timed(get("/metrics"), a.repeat),
-            "/map.svg": timed(get("/map.svg"), a.repeat),
-            "/": timed(get("/"), a.repeat),
+                get("/status.json?state=never&limit=100&offset=1000"), a.repeat, 1.1),
+            "/metrics": timed(get("/metrics"), a.repeat, 1.1),
+            "/map.svg": timed(get("/map.svg"), a.repeat, map_age_s),
+            "/": timed(get("/"), a.repeat, map_age_s),
         }
         # Then as at 3 a.m. with every site down: a site_down alarm each
         # (after its grace), which every status reply summarises.
@@ -104,9 +111,9 @@ def main():
             "nircctl --json status": timed(ctl("--json", "status"), a.repeat),
             "nircctl --json status --all": timed(ctl("--json", "status", "--all"), a.repeat),
             "nircctl map": timed(ctl("map"), a.repeat),
-            "/status.json": timed(get("/status.json"), a.repeat),
+            "/status.json": timed(get("/status.json"), a.repeat, 1.1),
             "/status.json?state=never&limit=100&offset=1000": timed(
-                get("/status.json?state=never&limit=100&offset=1000"), a.repeat),
+                get("/status.json?state=never&limit=100&offset=1000"), a.repeat, 1.1),
         }
         c0, t0 = B.cpu_seconds(proc.p.pid), time.monotonic()
         time.sleep(a.window)  # a measurement window, not synchronisation
