@@ -103,8 +103,11 @@ static void conn_set_state(conn_t *c, conn_state_t to) {
    * refused: the link no longer holds one of the max_unauthenticated
    * places. */
   if (to != CONN_PENDING && to != CONN_AWAIT_HELLO) {
-    /* A handshake completed: admission waits for more while they do. */
-    if (c->queued && (to == CONN_SITE || to == CONN_OPERATOR)) c->srv->last_auth_ms = server_now();
+    /* A handshake completed: admission waits for more while they do (a
+     * held link completed its handshake too: a standby electing through a
+     * storm is no half-open flood). */
+    if (c->queued && (to == CONN_SITE || to == CONN_OPERATOR || to == CONN_HELD))
+      c->srv->last_auth_ms = server_now();
     server_unqueue(c->srv, c);
   }
 }
