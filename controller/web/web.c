@@ -948,6 +948,16 @@ static void web_failed(server_t *srv, const char *path) {
   httpd_publish_failed(srv->http, path, why);
 }
 
+/* Publishes what b holds at path, or that it could not be built; frees b. */
+static void web_publish_buf(server_t *srv, const char *path, const char *type, web_buf_t *b) {
+  if (!b->failed && b->p)
+    httpd_publish(srv->http, path, type, b->p, b->len);
+  else
+    web_failed(srv, path);
+  free(b->p);
+  b->p = NULL;
+}
+
 void web_publish(server_t *srv) {
   httpd_t *h = srv->http;
   if (!h) return;
@@ -972,11 +982,7 @@ void web_publish(server_t *srv) {
     srv->web_built[WEB_DOC_METRICS]++; /* this copy counts itself */
     web_buf_t m = {0};
     web_metrics(srv, now_real, &m);
-    if (!m.failed && m.p)
-      httpd_publish(h, "/metrics", "text/plain; version=0.0.4; charset=utf-8", m.p, m.len);
-    else
-      web_failed(srv, "/metrics");
-    free(m.p);
+    web_publish_buf(srv, "/metrics", "text/plain; version=0.0.4; charset=utf-8", &m);
   }
   /* Both or neither: the page shows the map it was drawn with. */
   int want_map = httpd_take_wanted(h, "/map.svg");
@@ -989,10 +995,6 @@ void web_publish(server_t *srv) {
   if (svg) httpd_publish(h, "/map.svg", "image/svg+xml", svg, strlen(svg));
   web_buf_t page = {0};
   web_page(srv, svg, &page);
-  if (!page.failed && page.p)
-    httpd_publish(h, "/", "text/html; charset=utf-8", page.p, page.len);
-  else
-    web_failed(srv, "/");
-  free(page.p);
+  web_publish_buf(srv, "/", "text/html; charset=utf-8", &page);
   free(svg);
 }
