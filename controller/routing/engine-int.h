@@ -193,8 +193,9 @@ struct engine {
   alarm_table_t alarms;
   uint64_t alarms_observed_mono; /* last evaluation that observed the conditions */
   uint64_t *down_since;          /* per site: monotonic ms it was last seen not up (0: up) */
-  /* per site: 1 + the seconds its site_down message last said (0: none); the
-   * message is formatted again only when that changes, not on every tick */
+  /* per site: the key of the time its site_down message last said
+   * (engine_down_for; 0: none); the message is formatted again only when
+   * that changes, not on every plan */
   uint32_t *down_said_s;
   /* Scratch of engine_evaluate, one route per site, kept between ticks:
    * allocating 2.6 KB per site on every tick faulted in 50 MB at 20,000
@@ -436,5 +437,9 @@ int engine_schedule_trial(engine_t *e, const schedule_t *s, int64_t at, plan_t *
  * array, possibly empty), and releasing them. */
 json_t *engine_forced_json(const engine_forced_t *f);
 void engine_forced_free(engine_forced_t *f);
+
+/* engine_alarms.c: a site's time down in words ("45 s", "7 min", "3 h")
+ * and a key that changes when they do (for tests). */
+uint32_t engine_down_for(uint64_t down_ms, char *buf, size_t len);
 
 #endif

@@ -71,6 +71,27 @@ static const char *engine_down_words(site_state_t s) {
   return "is down";
 }
 
+/* How long a site has been down, in words whose last unit is the one
+ * that changes: seconds for two minutes, then minutes for two hours, then
+ * hours (rounded down, so never more than it was). Returns a key that
+ * changes exactly when the words do (0 is never returned): the message
+ * of 20,000 sites down is formatted again once a minute, not on every
+ * plan. */
+uint32_t engine_down_for(uint64_t down_ms, char *buf, size_t len) {
+  uint64_t s = down_ms / 1000;
+  if (s < 120) {
+    snprintf(buf, len, "%llu s", (unsigned long long)s);
+    return (uint32_t)s + 1;
+  }
+  if (s < 7200) {
+    snprintf(buf, len, "%llu min", (unsigned long long)(s / 60));
+    return 1000000u + (uint32_t)(s / 60);
+  }
+  uint64_t h = s / 3600 < 1000000 ? s / 3600 : 999999;
+  snprintf(buf, len, "%llu h", (unsigned long long)h);
+  return 2000000u + (uint32_t)h;
+}
+
 void engine_alarms_observe(engine_t *e, const plan_t *p) {
   size_t n = engine_nsites(e);
   uint64_t now = engine_mono(e);
@@ -114,16 +135,17 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
      * the alarm its predecessor raised instead of clearing and raising). */
     uint64_t down_ms = now - e->down_since[i];
     if (down_ms >= e->opts.hub_grace_ms || engine_alarm_active(e, ALARM_SITE_DOWN, s->slug)) {
-      uint32_t said = (uint32_t)(down_ms / 1000) + 1;
+      char dur[32];
+      uint32_t said = engine_down_for(down_ms, dur, sizeof dur);
       if (said == e->down_said_s[i] && engine_alarm_active(e, ALARM_SITE_DOWN, s->slug)) {
         /* Same words as last time: seen again, nothing to format (20,000
-         * sites without agents are 20,000 alarms observed 5 times a second). */
+         * sites without agents are 20,000 alarms observed on every plan). */
         engine_observe(e, ALARM_SITE_DOWN, s->slug, NULL);
         continue;
       }
       char msg[ALARM_MESSAGE_MAX];
-      snprintf(msg, sizeof msg, "%s %s (for %llu s by this controller's count)%s", s->slug,
-               engine_down_words(s->state), (unsigned long long)(down_ms / 1000),
+      snprintf(msg, sizeof msg, "%s %s (for %s by this controller's count)%s", s->slug,
+               engine_down_words(s->state), dur,
                s->is_hub ? ": a hub: the sources it answers for are re-homed" : "");
       e->down_said_s[i] = said;
       engine_observe(e, ALARM_SITE_DOWN, s->slug, msg);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "alarm.h"
+#include "engine-int.h"
 #include "err.h"
 
 typedef struct {
@@ -214,6 +215,39 @@ static void test_pbx_severity_follows_the_observation(void **state) {
   alarm_table_free(&t);
 }
 
+/* A site_down message says how long in words whose last unit is the one
+ * that changes: seconds, then minutes after two, then hours after two;
+ * the key changes exactly when the words do, so 20,000 sites down are
+ * formatted again once a minute, not once a second. */
+static void test_down_for_words_and_key(void **state) {
+  (void)state;
+  char b[32];
+  uint32_t k0 = engine_down_for(0, b, sizeof b);
+  assert_string_equal(b, "0 s");
+  assert_int_not_equal(k0, 0);
+  assert_int_equal(engine_down_for(999, b, sizeof b), k0); /* same second, same words */
+  uint32_t k1 = engine_down_for(119999, b, sizeof b);
+  assert_string_equal(b, "119 s");
+  uint32_t k2 = engine_down_for(120000, b, sizeof b);
+  assert_string_equal(b, "2 min");
+  assert_int_not_equal(k1, k2);
+  assert_int_equal(engine_down_for(179999, b, sizeof b), k2); /* still 2 min: not formatted again */
+  assert_string_equal(b, "2 min");
+  uint32_t k3 = engine_down_for(180000, b, sizeof b);
+  assert_string_equal(b, "3 min");
+  assert_int_not_equal(k2, k3);
+  engine_down_for(7199999, b, sizeof b);
+  assert_string_equal(b, "119 min");
+  uint32_t k4 = engine_down_for(7200000, b, sizeof b);
+  assert_string_equal(b, "2 h");
+  assert_int_equal(engine_down_for(10799999, b, sizeof b), k4);
+  engine_down_for(76ull * 24 * 3600000, b, sizeof b); /* Wuhan's 76 days */
+  assert_string_equal(b, "1824 h");
+  /* Keys of different units never meet. */
+  assert_int_not_equal(engine_down_for(59000, b, sizeof b),
+                       engine_down_for(59 * 60000, b, sizeof b));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flickering_condition_is_one_alarm),
@@ -222,6 +256,7 @@ int main(void) {
       cmocka_unit_test(test_ack_once),
       cmocka_unit_test(test_many_subjects),
       cmocka_unit_test(test_pbx_severity_follows_the_observation),
+      cmocka_unit_test(test_down_for_words_and_key),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
