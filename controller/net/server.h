@@ -237,6 +237,12 @@ size_t server_evbudget_size(void);
 /* Counts and logs a record the store could not take (server.c). */
 void server_dropped(server_t *srv, int rc);
 
+/* The engine's I/O as the controller does it (server_engine_io.c): fills
+ * io for engine_new; server_observe_store feeds the engine what it must
+ * know before each tick (duplicate agents, refused reports, the
+ * database's state). */
+void server_engine_io(server_t *srv, engine_io_t *io);
+void server_observe_store(server_t *srv);
 /* The site lifecycle while running (server_sites.c). on_grow is the
  * registry's hook (sites_t.on_grow, arg the server): links re-pointed,
  * budgets and the engine grown. sync applies a snapshot of the sites table
