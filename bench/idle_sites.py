@@ -8,6 +8,12 @@ comparison in the same run is N against N: a linear engine costs 20x more
 at 20,000 sites than at 1,000; a quadratic one costs 400x more.
 
   bench/idle_sites.py [--sites 1000,5000,20000] [--window 20]
+  bench/idle_sites.py --sites 20000 --vs BUILD_DIR [--settle 140] [--windows 3]
+
+--vs runs a second nircd from another build beside this one, on the same
+sites, and measures both over the same windows (the alternative in the
+same minutes: the machine's noise hits both); --settle waits first, e.g.
+until every site has been down for more than two minutes.
 
 Target (issue 15): 20,000 configured sites without links under 5% of a core.
 """
@@ -38,12 +44,49 @@ def measure(n, window):
             "cpu_us_per_site_per_s": round(cpu * 1e6 / (n + 31), 3), "rss_kib": rss}
 
 
+def side_by_side(n, other, settle, window, windows):
+    """This build's nircd and other's, n sites each, idle in the same
+    windows: each window's share of a core for both."""
+    procs = {}
+    for tag, bdir in (("this", T.BUILD), ("vs", other)):
+        env = T.Env(f"bench-idle-{tag}-{n}")
+        scen = os.path.join(env.dir, "sites.json")
+        T.write_sites_scenario(scen, n, "bench")
+        T.run([os.path.join(bdir, "nircd"), "-c", env.nircd_conf, "import-sites", scen],
+              check=True, timeout=600)
+        saved, T.BUILD = T.BUILD, bdir
+        try:
+            procs[tag] = env.start_controller(timeout=120)
+        finally:
+            T.BUILD = saved
+    time.sleep(settle)  # a state to reach (sites down long enough), not synchronisation
+    out = []
+    for _ in range(windows):
+        c0, t0 = {t: B.cpu_seconds(p.p.pid) for t, p in procs.items()}, time.monotonic()
+        time.sleep(window)
+        d = time.monotonic() - t0
+        out.append({t: round((B.cpu_seconds(p.p.pid) - c0[t]) / d, 4) for t, p in procs.items()}
+                   | {"loadavg": B.loadavg()})
+    return {"sites": n + 31, "vs": other, "settle_s": settle, "windows": out}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sites", default="1000,5000,20000")
     ap.add_argument("--window", type=float, default=20.0)
+    ap.add_argument("--vs", help="another build directory, run beside this one")
+    ap.add_argument("--settle", type=float, default=3.0)
+    ap.add_argument("--windows", type=int, default=3)
     a = ap.parse_args()
     pg = B.Postgres()
+    if a.vs:
+        try:
+            res = side_by_side(int(a.sites.split(",")[-1]), a.vs, a.settle, a.window, a.windows)
+        finally:
+            T.Proc.kill_all()
+            pg.stop()
+        B.emit("idle_sites", res, target={"sites": 20031, "core_fraction_max": 0.05})
+        return
     try:
         rows = [measure(int(n), a.window) for n in a.sites.split(",")]
     finally:
