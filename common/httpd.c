@@ -66,6 +66,14 @@ struct httpd {
   int stopping;
 };
 
+/* The document published (or expected) at path, or NULL. Called with
+ * h->lock held. */
+static httpd_doc_t *httpd_doc_find(httpd_t *h, const char *path) {
+  for (unsigned i = 0; i < h->n; i++)
+    if (strcmp(h->docs[i].path, path) == 0) return &h->docs[i];
+  return NULL;
+}
+
 /* Whether d may answer a request that arrived at `arrived`. */
 static int httpd_fresh(const httpd_doc_t *d, int64_t arrived) {
   return d->published && (!d->max_age_ms || d->published_ms + d->max_age_ms >= arrived);
@@ -131,28 +139,20 @@ static enum MHD_Result httpd_answer(void *cls, struct MHD_Connection *conn, cons
     status = MHD_HTTP_METHOD_NOT_ALLOWED;
   } else {
     pthread_mutex_lock(&h->lock);
-    for (unsigned i = 0; i < h->n; i++) {
-      if (strcmp(h->docs[i].path, url) == 0 && h->docs[i].max_age_ms &&
-          !httpd_await_fresh(h, &h->docs[i])) {
-        resp = httpd_not_fresh(&h->docs[i], &status);
-        break;
-      }
-      if (strcmp(h->docs[i].path, url) == 0 && h->docs[i].render) {
-        size_t len = 0;
-        char *body = h->docs[i].render(h->docs[i].snap, httpd_arg, conn, &len, &status);
-        resp = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE) : NULL;
-        if (!resp) free(body);
-        if (resp) MHD_add_response_header(resp, "Content-Type", h->docs[i].type);
-        break;
-      }
-      if (strcmp(h->docs[i].path, url) == 0 && h->docs[i].published) {
-        /* Copied out, so the loop may publish again while this is sent. */
-        resp =
-            MHD_create_response_from_buffer(h->docs[i].len, h->docs[i].body, MHD_RESPMEM_MUST_COPY);
-        if (resp) MHD_add_response_header(resp, "Content-Type", h->docs[i].type);
-        status = h->docs[i].status ? h->docs[i].status : MHD_HTTP_OK;
-        break;
-      }
+    httpd_doc_t *d = httpd_doc_find(h, url);
+    if (d && d->max_age_ms && !httpd_await_fresh(h, d)) {
+      resp = httpd_not_fresh(d, &status);
+    } else if (d && d->render) {
+      size_t len = 0;
+      char *body = d->render(d->snap, httpd_arg, conn, &len, &status);
+      resp = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE) : NULL;
+      if (!resp) free(body);
+      if (resp) MHD_add_response_header(resp, "Content-Type", d->type);
+    } else if (d && d->published) {
+      /* Copied out, so the loop may publish again while this is sent. */
+      resp = MHD_create_response_from_buffer(d->len, d->body, MHD_RESPMEM_MUST_COPY);
+      if (resp) MHD_add_response_header(resp, "Content-Type", d->type);
+      status = d->status ? d->status : MHD_HTTP_OK;
     }
     pthread_mutex_unlock(&h->lock);
     if (!resp) {
@@ -208,10 +208,10 @@ int httpd_start(const char *addr, httpd_t **out, char *err, size_t errlen) {
 /* The document published at path, or a new one for it (NULL: the table
  * is full). Called with h->lock held. */
 static httpd_doc_t *httpd_doc_slot(httpd_t *h, const char *path) {
-  for (unsigned i = 0; i < h->n; i++)
-    if (strcmp(h->docs[i].path, path) == 0) return &h->docs[i];
+  httpd_doc_t *d = httpd_doc_find(h, path);
+  if (d) return d;
   if (h->n >= HTTPD_MAX_DOCS) return NULL;
-  httpd_doc_t *d = &h->docs[h->n++];
+  d = &h->docs[h->n++];
   nirc_strlcpy(d->path, path, sizeof d->path);
   return d;
 }
@@ -244,26 +244,13 @@ int httpd_take_wanted(httpd_t *h, const char *path) {
   if (!h) return 0;
   int wanted = 0;
   pthread_mutex_lock(&h->lock);
-  for (unsigned i = 0; i < h->n; i++)
-    if (strcmp(h->docs[i].path, path) == 0) {
-      wanted = h->docs[i].wanted;
-      h->docs[i].wanted = 0;
-    }
+  httpd_doc_t *d = httpd_doc_find(h, path);
+  if (d) {
+    wanted = d->wanted;
+    d->wanted = 0;
+  }
   pthread_mutex_unlock(&h->lock);
   return wanted;
-}
-
-static int httpd_publish_as(httpd_t *h, const char *path, const char *content_type,
-                            const char *body, size_t len, unsigned status);
-
-int httpd_publish(httpd_t *h, const char *path, const char *content_type, const char *body,
-                  size_t len) {
-  return httpd_publish_as(h, path, content_type, body, len, MHD_HTTP_OK);
-}
-
-int httpd_publish_failed(httpd_t *h, const char *path, const char *why) {
-  return httpd_publish_as(h, path, "text/plain; charset=utf-8", why, strlen(why),
-                          MHD_HTTP_INTERNAL_SERVER_ERROR);
 }
 
 static int httpd_publish_as(httpd_t *h, const char *path, const char *content_type,
@@ -288,6 +275,16 @@ static int httpd_publish_as(httpd_t *h, const char *path, const char *content_ty
   pthread_mutex_unlock(&h->lock);
   if (rc) free(copy);
   return rc;
+}
+
+int httpd_publish(httpd_t *h, const char *path, const char *content_type, const char *body,
+                  size_t len) {
+  return httpd_publish_as(h, path, content_type, body, len, MHD_HTTP_OK);
+}
+
+int httpd_publish_failed(httpd_t *h, const char *path, const char *why) {
+  return httpd_publish_as(h, path, "text/plain; charset=utf-8", why, strlen(why),
+                          MHD_HTTP_INTERNAL_SERVER_ERROR);
 }
 
 int httpd_publish_dynamic(httpd_t *h, const char *path, const char *content_type, void *snap,

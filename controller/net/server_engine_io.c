@@ -15,10 +15,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static int64_t server_now(void) {
-  return clock_real_ms();
-}
-
 static uint64_t server_io_mono(void *ctx) {
   server_t *srv = ctx;
   return uv_now(srv->loop);
@@ -136,7 +132,7 @@ static void server_io_alarm(void *ctx, alarm_event_t ev, const alarm_t *a) {
  * last refused claim (the second agent retries within its backoff). */
 #define SERVER_DUPLICATE_ALARM_MS 60000
 static void server_observe_duplicates(server_t *srv) {
-  int64_t now = server_now();
+  int64_t now = clock_real_ms();
   /* No site's duplicate is recent enough: nothing to scan for (the scans
    * below ran over every site five times a second, which at 20,000
    * configured sites cost more than the rest of an idle controller). */
@@ -158,7 +154,7 @@ static void server_observe_duplicates(server_t *srv) {
  * last one (an agent reports every few seconds, so a liar keeps it up). */
 #define SERVER_REPORT_ALARM_MS 60000
 static void server_observe_reports(server_t *srv) {
-  int64_t now = server_now();
+  int64_t now = clock_real_ms();
   if (!srv->last_refused_ms || now - srv->last_refused_ms >= SERVER_REPORT_ALARM_MS) return;
   for (size_t i = 0; srv->engine && i < srv->sites.n; i++) {
     const site_t *s = &srv->sites.v[i];
@@ -189,7 +185,7 @@ void server_observe_store(server_t *srv) {
              (unsigned long long)js.bytes);
     engine_alarm_observe(srv->engine, ALARM_DATABASE, node, msg);
   }
-  uint64_t now = server_now();
+  uint64_t now = clock_real_ms();
   if (js.refused_total + js.shed_total != srv->journal_refused_seen) {
     srv->journal_refused_seen = js.refused_total + js.shed_total;
     srv->journal_refused_mono = (uint64_t)now;
