@@ -36,9 +36,9 @@
 #define SERVER_HELLO_VERSION_MAX 64
 
 /* How long past one lease a controller that does not lead keeps a site
- * link while no leader is known. The election ends within a lease of the
- * old leader's last renewal; then the link is answered where it stands
- * (a Welcome, or the new leader's address), so a failover costs each
+ * link while it is electing (server_electing). The election ends within a
+ * lease of the old leader's last renewal; then the link is answered where
+ * it stands (a Welcome, or the new leader's address), so a failover costs each
  * agent one handshake instead of one per retry while the lease runs out. */
 #define SERVER_HOLD_EXTRA_MS 2000
 /* At most this many held links (or two per configured site, if more):
@@ -237,7 +237,7 @@ static void server_on_open(link_t *l) {
   if (!srv->leading && id->kind == PEER_SITE && server_may_hold(srv)) {
     conn_set_state(c, CONN_HELD);
     c->held_ms = server_now();
-    log_debug(LOG_LINK, link_label(l), "held: no leader known yet (an election is running)");
+    log_debug(LOG_LINK, link_label(l), "held: electing (no leader known, or its lease unrenewed)");
     return;
   }
   if (!srv->leading && (id->kind == PEER_SITE || id->kind == PEER_OPERATOR)) {
@@ -492,7 +492,8 @@ void server_election_changed(server_t *srv) {
 }
 
 /* Held links whose election has outlasted SERVER_HOLD_EXTRA_MS past a
- * lease: sent away as before ("no leader known"), to retry. */
+ * lease: sent away as before (NOT_LEADER, with the leader's address if one
+ * is named), to retry. */
 static void server_expire_held(server_t *srv) {
   int64_t deadline = server_now() - (int64_t)(srv->conf->lease_timeout_ms + SERVER_HOLD_EXTRA_MS);
   for (conn_t *c = srv->conns, *next; c && srv->nheld; c = next) {

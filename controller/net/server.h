@@ -24,8 +24,9 @@ typedef enum {
   CONN_PENDING = 0, /* TLS handshake not finished */
   CONN_AWAIT_HELLO, /* site certificate accepted, waiting for Hello */
   CONN_HELD,        /* a site link on a controller that does not lead while
-                     * no leader is known (an election runs): kept open with
-                     * its Hello until the election ends (server_hold) */
+                     * it is electing (no leader known, or its lease
+                     * unrenewed): kept open with its Hello until the
+                     * election ends (server_election_changed) */
   CONN_SITE,        /* Hello accepted: an agent link */
   CONN_OPERATOR,    /* an operator (nircctl) link */
   CONN_CLOSED,      /* refused or closed; waiting for the link to go */
