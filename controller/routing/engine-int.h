@@ -438,8 +438,8 @@ int engine_schedule_trial(engine_t *e, const schedule_t *s, int64_t at, plan_t *
 json_t *engine_forced_json(const engine_forced_t *f);
 void engine_forced_free(engine_forced_t *f);
 
-/* engine_alarms.c: a site's time down in words ("45 s", "7 min", "3 h")
- * and a key that changes when they do (for tests). */
+/* engine_alarms.c: a site's time down in words ("45 s", "7 min", "3 h";
+ * buf may be NULL) and a key that changes exactly when they do. */
 uint32_t engine_down_for(uint64_t down_ms, char *buf, size_t len);
 
 #endif

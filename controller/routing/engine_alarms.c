@@ -74,21 +74,21 @@ static const char *engine_down_words(site_state_t s) {
 /* How long a site has been down, in words whose last unit is the one
  * that changes: seconds for two minutes, then minutes for two hours, then
  * hours (rounded down, so never more than it was). Returns a key that
- * changes exactly when the words do (0 is never returned): the message
- * of 20,000 sites down is formatted again once a minute, not on every
- * plan. */
+ * changes exactly when the words do (0 is never returned), and writes the
+ * words only when buf is not NULL: the message of 20,000 sites down is
+ * formatted again once a minute, not on every plan. */
 uint32_t engine_down_for(uint64_t down_ms, char *buf, size_t len) {
   uint64_t s = down_ms / 1000;
   if (s < 120) {
-    snprintf(buf, len, "%llu s", (unsigned long long)s);
+    if (buf) snprintf(buf, len, "%llu s", (unsigned long long)s);
     return (uint32_t)s + 1;
   }
   if (s < 7200) {
-    snprintf(buf, len, "%llu min", (unsigned long long)(s / 60));
+    if (buf) snprintf(buf, len, "%llu min", (unsigned long long)(s / 60));
     return 1000000u + (uint32_t)(s / 60);
   }
   uint64_t h = s / 3600 < 1000000 ? s / 3600 : 999999;
-  snprintf(buf, len, "%llu h", (unsigned long long)h);
+  if (buf) snprintf(buf, len, "%llu h", (unsigned long long)h);
   return 2000000u + (uint32_t)h;
 }
 
@@ -135,15 +135,15 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
      * the alarm its predecessor raised instead of clearing and raising). */
     uint64_t down_ms = now - e->down_since[i];
     if (down_ms >= e->opts.hub_grace_ms || engine_alarm_active(e, ALARM_SITE_DOWN, s->slug)) {
-      char dur[32];
-      uint32_t said = engine_down_for(down_ms, dur, sizeof dur);
+      uint32_t said = engine_down_for(down_ms, NULL, 0);
       if (said == e->down_said_s[i] && engine_alarm_active(e, ALARM_SITE_DOWN, s->slug)) {
         /* Same words as last time: seen again, nothing to format (20,000
          * sites without agents are 20,000 alarms observed on every plan). */
         engine_observe(e, ALARM_SITE_DOWN, s->slug, NULL);
         continue;
       }
-      char msg[ALARM_MESSAGE_MAX];
+      char dur[32], msg[ALARM_MESSAGE_MAX];
+      engine_down_for(down_ms, dur, sizeof dur);
       snprintf(msg, sizeof msg, "%s %s (for %s by this controller's count)%s", s->slug,
                engine_down_words(s->state), dur,
                s->is_hub ? ": a hub: the sources it answers for are re-homed" : "");
