@@ -24,6 +24,7 @@ the `batch` phase is the figure with every write durable.
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import time
@@ -32,6 +33,7 @@ import benchlib as B
 
 T = B.T
 SOURCES = None
+IDLE_S = 2.0  # seconds without a move, to take the idle CPU out of the figures
 
 
 def pct(v, p):
@@ -39,17 +41,25 @@ def pct(v, p):
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
 
 
+def children_cpu_s():
+    """CPU seconds of this process's ended and waited-for children."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_moves(env, moves):
     walls, elapsed = [], []
+    ctl_cpu = 0.0
     srcs = ",".join(SOURCES)
     for k in range(moves):
         if k % 2 == 0:
             argv = ["cutover", srcs, "--to", "shaanxi", "--reason", f"bench {k}", "--force"]
         else:
             argv = ["restore", srcs, "--reason", f"bench {k}"]
-        t0 = time.monotonic()
+        c0, t0 = children_cpu_s(), time.monotonic()
         r = env.ctl("--json", *argv)
         walls.append((time.monotonic() - t0) * 1000)
+        ctl_cpu += children_cpu_s() - c0  # nircctl alone: the audit check below is psql
         assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout)
         elapsed.append(out.get("elapsed_ms", 0))
@@ -58,7 +68,8 @@ def run_moves(env, moves):
     return {"moves": moves,
             "wall_ms": {"p50": round(statistics.median(walls), 1), "p99": round(pct(walls, 99), 1),
                         "max": round(max(walls), 1)},
-            "server_elapsed_ms": {"p50": statistics.median(elapsed), "p99": pct(elapsed, 99)}}
+            "server_elapsed_ms": {"p50": statistics.median(elapsed), "p99": pct(elapsed, 99)},
+            "nircctl_cpu_ms_per_move": round(ctl_cpu * 1000 / moves, 2)}
 
 
 def measure(tag, moves, batch, busy, state_tmpfs=False):
@@ -89,9 +100,29 @@ def measure(tag, moves, batch, busy, state_tmpfs=False):
     T.wait_until(lambda: all(v["load"] for v in env.status().values()), 60, "agents reporting")
     hogs = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2)] if busy else []
     try:
-        c0 = B.cpu_seconds(proc.p.pid)
+        agents = [a.p.pid for a in env.agents.values()]
+
+        def cpu():
+            return B.cpu_seconds(proc.p.pid), sum(B.cpu_seconds(p) for p in agents)
+        # What nircd and the agents use with no move (ticks, load reports)
+        # is taken out of the figures per move below.
+        (i0, j0), t0 = cpu(), time.monotonic()
+        time.sleep(IDLE_S)
+        (i1, j1), t1 = cpu(), time.monotonic()
+        idle = ((i1 - i0) / (t1 - t0), (j1 - j0) / (t1 - t0))
+        (c0, a0), t0 = cpu(), time.monotonic()
         res = run_moves(env, moves)
-        res["nircd_cpu_ms_per_move"] = round((B.cpu_seconds(proc.p.pid) - c0) * 1000 / moves, 2)
+        (c1, a1), dt = cpu(), time.monotonic() - t0
+        res["nircd_cpu_ms_per_move"] = round((c1 - c0 - idle[0] * dt) * 1000 / moves, 2)
+        res["agents_cpu_ms_per_move"] = round((a1 - a0 - idle[1] * dt) * 1000 / moves, 2)
+        # What a move costs the machine's cores, PostgreSQL left out: no
+        # schedule on these cores answers a move faster. The server side is
+        # nircd and the agents working in parallel; nircctl's CPU (start,
+        # TLS handshake, printing) is one thread before and after it.
+        server = (res["nircd_cpu_ms_per_move"] + res["agents_cpu_ms_per_move"]) / \
+            (os.cpu_count() or 1)
+        res["cpu_floor_ms"] = {"server": round(server, 1),
+                               "wall": round(server + res["nircctl_cpu_ms_per_move"], 1)}
         res["loadavg"] = B.loadavg()
     finally:
         for h in hogs:

@@ -161,7 +161,10 @@ class Swarms:
 def perf_start(pid, path):
     if not path:
         return None
-    return subprocess.Popen(["perf", "record", "-g", "-o", path, "-p", str(pid)],
+    # NIRC_PERF_CALLGRAPH="--call-graph dwarf,16384 -F 500" gives stacks
+    # through libcrypto and libc, which have no frame pointers.
+    opts = os.environ.get("NIRC_PERF_CALLGRAPH", "-g").split()
+    return subprocess.Popen(["perf", "record", *opts, "-o", path, "-p", str(pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -190,6 +193,20 @@ def handshake_figures(sw, t0, t1):
             "handshakes_per_s_peak": max(hs) if hs else None,
             "handshakes_per_s_mean_while_busy": round(sum(busy) / len(busy)) if busy else None,
             "failed_connects": sw.last("failed_connects"), "attempts": sw.last("attempts")}
+
+
+def cpu_per_agent(n, secs, server_share, swarm_share):
+    """CPU milliseconds each agent served cost the server and the swarms,
+    and what 10,000 agents would cost these cores at that rate: no
+    schedule serves them faster than the floor (the two share the cores
+    here; a deployment's agents run on their own machines)."""
+    if not n or server_share is None or swarm_share is None:
+        return {}
+    server = server_share * secs * 1000 / n
+    swarm = swarm_share * secs * 1000 / n
+    return {"cpu_ms_per_agent": {"server": round(server, 3), "swarm": round(swarm, 3)},
+            "cpu_floor_s_for_10000": round((server + swarm) * 10000 / 1000 /
+                                           (os.cpu_count() or 1), 1)}
 
 
 def phase_cold_steady(a, d, per_proc, phases):
@@ -229,6 +246,8 @@ def phase_cold_steady(a, d, per_proc, phases):
             "swarm_core_share": round(sum(cpu[n] or 0 for n in swarm_names), 3),
             **handshake_figures(sw, t_start, t_all),
         }
+        out["cold"].update(cpu_per_agent(a.agents, t_all - t_start, cpu["nircd"],
+                                         out["cold"]["swarm_core_share"]))
         if "steady" in phases:
             time.sleep(a.settle)  # a measurement window, not synchronisation: rates settle
             c0 = {n: B.cpu_seconds(p) for n, p in {"nircd": nircd.p.pid, **sw.pids()}.items()}
@@ -292,12 +311,14 @@ def phase_failover(a, d, per_proc):
                     "standby_core_share": cpu["standby"], **handshake_figures(sw, t_kill, t_end)}
         cpu = core_share(samp, ["standby"] + swarm_names, t_kill, t_all)
         lease = env.sql("SELECT node FROM leader_lease")
+        swarm_share = round(sum(cpu[n] or 0 for n in swarm_names), 3)
         return {"agents": a.agents, "swarm_processes": len(sw.procs),
                 "all_served_s": round(t_all - t_kill, 2),
+                **cpu_per_agent(a.agents, t_all - t_kill, cpu["standby"], swarm_share),
                 "all_back_s_per_swarm": [round(e["all_back_ms"] / 1000, 2) for e in evs],
                 "lease_holder": lease[0][0] if lease else None,
                 "standby_core_share": cpu["standby"],
-                "swarm_core_share": round(sum(cpu[n] or 0 for n in swarm_names), 3),
+                "swarm_core_share": swarm_share,
                 **handshake_figures(sw, t_kill, t_all)}
     finally:
         if sw:
