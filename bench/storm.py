@@ -30,6 +30,7 @@ The open-file limit (hard limit per process) is printed: nircd needs one
 descriptor per link, so it bounds N for the one nircd process.
 """
 import argparse
+import json
 import os
 import resource
 import signal
@@ -195,6 +196,21 @@ def handshake_figures(sw, t0, t1):
             "failed_connects": sw.last("failed_connects"), "attempts": sw.last("attempts")}
 
 
+TLS_LIMIT = {}  # bench/tls_limit's figures for this machine, measured first
+
+
+def tls_limit(handshakes=1000):
+    """The TLS limit of one core: CPU per bare mutual TLS 1.3 handshake on
+    each side with NIRC's own contexts (bench/tls_limit.c), to compare a
+    storm's cost per agent with."""
+    p = T.PKI
+    r = T.run([T.binary("tls_limit"), "--ca", f"{p}/ca.crt", "--server-cert",
+               f"{p}/controller-nircd.crt", "--server-key", f"{p}/controller-nircd.key",
+               "--client-cert", f"{p}/site-hubei.crt", "--client-key", f"{p}/site-hubei.key",
+               "--handshakes", str(handshakes)], check=True, timeout=300)
+    return json.loads(r.stdout)
+
+
 def cpu_per_agent(n, secs, server_share, swarm_share):
     """CPU milliseconds each agent served cost the server and the swarms,
     and what 10,000 agents would cost these cores at that rate: no
@@ -204,7 +220,10 @@ def cpu_per_agent(n, secs, server_share, swarm_share):
         return {}
     server = server_share * secs * 1000 / n
     swarm = swarm_share * secs * 1000 / n
+    bare = TLS_LIMIT.get("server_cpu_ms")
     return {"cpu_ms_per_agent": {"server": round(server, 3), "swarm": round(swarm, 3)},
+            # 1.0 would be a server doing nothing but bare handshakes.
+            "server_share_of_tls_limit": round(bare / server, 2) if bare and server else None,
             "cpu_floor_s_for_10000": round((server + swarm) * 10000 / 1000 /
                                            (os.cpu_count() or 1), 1)}
 
@@ -359,6 +378,8 @@ def main():
     try:
         T.ensure_pki()
         d = B.swarm_pki(max(a.agents, 2), "storm", timeout=1800)
+        TLS_LIMIT.update(tls_limit())
+        rows["tls_limit"] = dict(TLS_LIMIT)
         if "cold" in phases:
             rows.update(phase_cold_steady(a, d, per_proc, phases))
         if "failover" in phases:

@@ -5,11 +5,15 @@
 #include "log.h"
 #include "util.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* How long an orderly close may wait for queued bytes to leave. */
 #define LINK_CLOSE_GRACE_MS 1000
@@ -483,6 +487,23 @@ static void link_trim_bios(link_t *l) {
   l->bios_trimmed = 1;
 }
 
+/* Whether the peer of an accepted link has closed its side while its
+ * handshake waited for us: a TLS client never half-closes in a handshake,
+ * so it gave up (its connect timeout ran out while the link sat in the
+ * listen backlog, as thousands do in a reconnect storm). Answering it
+ * would spend the server's costliest part of the handshake (its key share,
+ * signature, and later the client certificate's verification:
+ * bench/tls_limit) on a peer that is gone, and in a storm that work is
+ * taken from the peers still waiting. One getsockopt per read, and only
+ * during the handshake. */
+static bool link_peer_gave_up(link_t *l) {
+  uv_os_fd_t fd;
+  if (!SSL_is_server(l->ssl) || uv_fileno((uv_handle_t *)&l->tcp, &fd) != 0) return false;
+  struct tcp_info ti;
+  socklen_t len = sizeof ti;
+  return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE_WAIT;
+}
+
 static void link_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   link_t *l = s->data;
   if (l->state == LINK_CLOSING) return;
@@ -504,6 +525,10 @@ static void link_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   l->last_rx_ms = uv_now(l->loop);
   l->rx_bytes += (uint64_t)nread;
+  if (l->state == LINK_HANDSHAKE && link_peer_gave_up(l)) {
+    link_close(l, NIRC_ETLS, "peer gave up during the TLS handshake (it closed before the answer)");
+    return;
+  }
   if (BIO_write(l->rbio, buf->base, (int)nread) != (int)nread) {
     link_close(l, NIRC_ENOMEM, "cannot buffer received bytes");
     return;

@@ -1,5 +1,7 @@
 /* Unit tests for revocation (common/tls.c): the CRL and blocklist
- * loaders and the check nircd runs on open and on reload.
+ * loaders and the check nircd runs on open and on reload; and one test of
+ * common/link.c's handshake on real sockets: a client that gave up is not
+ * answered.
  *
  * What the controller relies on: a CRL is accepted only when its CA
  * signed it and it is current (anything else would fail every handshake
@@ -28,7 +30,13 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "link.h"
+#include "support/loop.h"
 #include "tls.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 typedef struct {
   char dir[64];
@@ -378,6 +386,119 @@ static void test_chain_policy(void **state) {
   EVP_PKEY_free(sk);
 }
 
+/* ---- link.c: a client that gave up during its handshake ---- */
+
+typedef struct {
+  SSL_CTX *ctx;
+  int accepted, closed, opened;
+  char why[256];
+} gaveup_t;
+
+static void gu_on_open(link_t *l) {
+  ((gaveup_t *)link_data(l))->opened++;
+}
+
+static void gu_on_close(link_t *l, int err, const char *why, int was_open) {
+  gaveup_t *g = link_data(l);
+  snprintf(g->why, sizeof g->why, "%s", why);
+  g->closed++;
+}
+
+static void gu_on_connection(uv_stream_t *srv, int status) {
+  gaveup_t *g = srv->data;
+  link_opts_t o;
+  link_opts_default(&o);
+  link_cbs_t cbs = {.on_open = gu_on_open, .on_close = gu_on_close};
+  link_t *l;
+  if (status == 0 && link_accept(srv, g->ctx, &o, &cbs, g, &l) == 0) g->accepted++;
+}
+
+/* A ClientHello from a real client context, sent on a blocking socket to
+ * the listener (the kernel completes the TCP handshake into the backlog
+ * while the loop does not run, as in a storm); the socket is closed at
+ * once when give_up, as an agent's connect timeout closes it. Returns the
+ * socket when it stays open. */
+static int gu_send_client_hello(SSL_CTX *cctx, int port, bool give_up) {
+  SSL *c = SSL_new(cctx);
+  BIO *in = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_mem());
+  SSL_set_bio(c, in, out);
+  SSL_set_connect_state(c);
+  assert_int_equal(SSL_get_error(c, SSL_do_handshake(c)), SSL_ERROR_WANT_READ);
+  char hello[4096];
+  int n = BIO_read(out, hello, sizeof hello);
+  assert_true(n > 0);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(send(fd, hello, (size_t)n, 0), n);
+  SSL_free(c);
+  if (give_up) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static void test_link_does_not_answer_a_client_that_gave_up(void **state) {
+  fixture_t *fx = *state;
+  EVP_PKEY *sk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  X509 *srv = mkcert(sk, fx->ca_key, fx->ca, "controller:nircd", 201);
+  char sp[128], cp[128], err[512];
+  snprintf(sp, sizeof sp, "%s/gu-srv.pem", fx->dir);
+  snprintf(cp, sizeof cp, "%s/gu-cli.pem", fx->dir);
+  write_pem(sp, srv, NULL, sk);
+  write_pem(cp, fx->good, NULL, fx->leaf_key);
+  gaveup_t g = {0};
+  SSL_CTX *cctx = NULL;
+  assert_int_equal(tls_ctx_new(TLS_SERVER, fx->ca_path, sp, sp, &g.ctx, err, sizeof err), 0);
+  assert_int_equal(tls_ctx_new(TLS_CLIENT, fx->ca_path, cp, cp, &cctx, err, sizeof err), 0);
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  tloop_t t;
+  tloop_init(&t, &loop);
+  uv_tcp_t lsn;
+  uv_tcp_init(&loop, &lsn);
+  lsn.data = &g;
+  struct sockaddr_in a;
+  uv_ip4_addr("127.0.0.1", 0, &a);
+  assert_int_equal(uv_tcp_bind(&lsn, (struct sockaddr *)&a, 0), 0);
+  struct sockaddr_storage bound;
+  int blen = sizeof bound;
+  uv_tcp_getsockname(&lsn, (struct sockaddr *)&bound, &blen);
+  int port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+  assert_int_equal(uv_listen((uv_stream_t *)&lsn, 16, gu_on_connection), 0);
+
+  /* Gave up: closed before the loop ever read it. Not answered. */
+  gu_send_client_hello(cctx, port, true);
+  assert_true(tloop_wait(&t, &g.closed, 1, 5000));
+  assert_int_equal(g.accepted, 1);
+  assert_int_equal(g.opened, 0);
+  assert_non_null(strstr(g.why, "gave up"));
+
+  /* Still waiting: answered with the server's flight (ServerHello on). */
+  int fd = gu_send_client_hello(cctx, port, false);
+  assert_true(tloop_wait(&t, &g.accepted, 2, 5000));
+  tloop_run_for(&t, 200);
+  char answer[8192];
+  ssize_t got = recv(fd, answer, sizeof answer, MSG_DONTWAIT);
+  assert_true(got > 0);
+  assert_int_equal(answer[0], 0x16); /* a TLS handshake record */
+  assert_int_equal(g.closed, 1);
+  close(fd);
+  assert_true(tloop_wait(&t, &g.closed, 2, 5000));
+  assert_null(strstr(g.why, "gave up"));
+
+  uv_close((uv_handle_t *)&lsn, NULL);
+  assert_true(tloop_drain(&t, 2000));
+  assert_int_equal(uv_loop_close(&loop), 0);
+  SSL_CTX_free(g.ctx);
+  SSL_CTX_free(cctx);
+  X509_free(srv);
+  EVP_PKEY_free(sk);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_crl_finds_the_revoked_serial),
@@ -386,6 +507,7 @@ int main(void) {
       cmocka_unit_test(test_blocklist_errors_name_file_and_line),
       cmocka_unit_test(test_nothing_configured_revokes_nothing),
       cmocka_unit_test(test_chain_policy),
+      cmocka_unit_test(test_link_does_not_answer_a_client_that_gave_up),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
