@@ -487,18 +487,21 @@ static void link_trim_bios(link_t *l) {
   l->bios_trimmed = 1;
 }
 
-/* Whether the peer of an accepted link has closed its side while its
- * handshake waited for us: a TLS client never half-closes in a handshake,
- * so it gave up (its connect timeout ran out while the link sat in the
- * listen backlog, as thousands do in a reconnect storm). Answering it
- * would spend the server's costliest part of the handshake (its key share,
- * signature, and later the client certificate's verification:
- * bench/tls_limit) on a peer that is gone, and in a storm that work is
- * taken from the peers still waiting. One getsockopt per read, and only
- * during the handshake. */
+/* Whether the peer of an accepted link closed its side before we answered
+ * its ClientHello: a client that has not heard from us cannot have
+ * finished its handshake, so it gave up (its connect timeout ran out while
+ * the link sat in the listen backlog, as thousands do in a reconnect
+ * storm). Answering would spend the server's key share and signature
+ * (bench/tls_limit) on a peer that is gone, taken from the peers still
+ * waiting. Only before our first flight: in TLS 1.3 a client has finished
+ * once it sent its last flight, and may close at once (integration.
+ * foundation's silent operator link does), so those bytes are still read
+ * and the link opened. One getsockopt, on the first read only. */
 static bool link_peer_gave_up(link_t *l) {
   uv_os_fd_t fd;
-  if (!SSL_is_server(l->ssl) || uv_fileno((uv_handle_t *)&l->tcp, &fd) != 0) return false;
+  if (!SSL_is_server(l->ssl) || !SSL_in_before(l->ssl) ||
+      uv_fileno((uv_handle_t *)&l->tcp, &fd) != 0)
+    return false;
   struct tcp_info ti;
   socklen_t len = sizeof ti;
   return getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE_WAIT;
