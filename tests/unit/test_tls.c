@@ -293,6 +293,13 @@ static void write_pem(const char *path, X509 *a, X509 *b, EVP_PKEY *key) {
   fclose(f);
 }
 
+/* write_pem to `name` in the fixture's directory; the path goes to path. */
+static void write_pem_in(const fixture_t *fx, char *path, size_t len, const char *name, X509 *a,
+                         X509 *b, EVP_PKEY *key) {
+  snprintf(path, len, "%s/%s", fx->dir, name);
+  write_pem(path, a, b, key);
+}
+
 /* Runs a handshake in memory between contexts made by tls_ctx_new;
  * returns the server's verify result (X509_V_OK when the client's
  * certificate was accepted), or -1 when the handshake failed before any
@@ -355,16 +362,11 @@ static void test_chain_policy(void **state) {
   X509 *ca_peer =
       mkcert_bc(fx->leaf_key, fx->ca_key, root, "operator:carl", 105, "critical,CA:TRUE");
   char ca[128], sp[128], mp[128], dp[128], cp[128];
-  snprintf(ca, sizeof ca, "%s/legacy-ca.crt", fx->dir);
-  snprintf(sp, sizeof sp, "%s/srv.pem", fx->dir);
-  snprintf(mp, sizeof mp, "%s/minted.pem", fx->dir);
-  snprintf(dp, sizeof dp, "%s/direct.pem", fx->dir);
-  snprintf(cp, sizeof cp, "%s/ca-peer.pem", fx->dir);
-  write_pem(ca, root, NULL, NULL);
-  write_pem(sp, srv, NULL, sk);
-  write_pem(mp, minted, inter, fx->leaf_key);
-  write_pem(dp, direct, NULL, fx->leaf_key);
-  write_pem(cp, ca_peer, NULL, fx->leaf_key);
+  write_pem_in(fx, ca, sizeof ca, "legacy-ca.crt", root, NULL, NULL);
+  write_pem_in(fx, sp, sizeof sp, "srv.pem", srv, NULL, sk);
+  write_pem_in(fx, mp, sizeof mp, "minted.pem", minted, inter, fx->leaf_key);
+  write_pem_in(fx, dp, sizeof dp, "direct.pem", direct, NULL, fx->leaf_key);
+  write_pem_in(fx, cp, sizeof cp, "ca-peer.pem", ca_peer, NULL, fx->leaf_key);
 
   assert_int_equal(handshake(ca, sp, dp, NULL), X509_V_OK);
   /* An intermediate the root signed mints nobody. */
@@ -457,12 +459,9 @@ static void test_link_does_not_answer_a_client_that_gave_up(void **state) {
   X509 *srv = mkcert_bc(sk, fx->ca_key, root, "controller:nircd", 201, "critical,CA:FALSE");
   X509 *cli = mkcert_bc(fx->leaf_key, fx->ca_key, root, "site:henan", 202, "critical,CA:FALSE");
   char ca[128], sp[128], cp[128], err[512];
-  snprintf(ca, sizeof ca, "%s/gu-ca.crt", fx->dir);
-  snprintf(sp, sizeof sp, "%s/gu-srv.pem", fx->dir);
-  snprintf(cp, sizeof cp, "%s/gu-cli.pem", fx->dir);
-  write_pem(ca, root, NULL, NULL);
-  write_pem(sp, srv, NULL, sk);
-  write_pem(cp, cli, NULL, fx->leaf_key);
+  write_pem_in(fx, ca, sizeof ca, "gu-ca.crt", root, NULL, NULL);
+  write_pem_in(fx, sp, sizeof sp, "gu-srv.pem", srv, NULL, sk);
+  write_pem_in(fx, cp, sizeof cp, "gu-cli.pem", cli, NULL, fx->leaf_key);
   gaveup_t g = {0};
   SSL_CTX *cctx = NULL;
   assert_int_equal(tls_ctx_new(TLS_SERVER, ca, sp, sp, &g.ctx, err, sizeof err), 0);
