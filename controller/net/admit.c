@@ -20,6 +20,10 @@ bool admit_stalled(bool got_bytes, uint64_t idle_ms) {
   return idle_ms >= (got_bytes ? ADMIT_SLOW_MS : ADMIT_STALLED_MS);
 }
 
+bool admit_in_progress(bool got_bytes, uint64_t idle_ms) {
+  return got_bytes && !admit_stalled(got_bytes, idle_ms);
+}
+
 const char *admit_action_name(admit_action_t a) {
   switch (a) {
   case ADMIT_ACCEPT: return "accept";

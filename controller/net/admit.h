@@ -55,12 +55,13 @@ typedef enum {
 typedef struct {
   unsigned nunauth; /* unauthenticated links now */
   unsigned cap;     /* max_unauthenticated */
-  bool stalled;     /* some unauthenticated link has been silent ADMIT_STALLED_MS */
+  bool stalled;     /* some unauthenticated link is stalled (admit_stalled) */
   int64_t now_ms;
   int64_t last_auth_ms;  /* last time a link left the cap authenticated; 0: never */
   int64_t full_since_ms; /* since when the cap has been full with newcomers waiting; 0: not */
-  /* Some unauthenticated link received a byte within ADMIT_STALLED_MS:
-   * handshakes are moving, if slowly (peers on a loaded machine). */
+  /* Some unauthenticated link is in its handshake and not stalled
+   * (admit_in_progress): handshakes are moving, if slowly (peers on a
+   * loaded machine). */
   bool queue_active;
 } admit_state_t;
 
@@ -69,6 +70,15 @@ admit_action_t admit_decide(const admit_state_t *s);
  * got_bytes, it has sent something; idle_ms, since its last byte (or its
  * accept). */
 bool admit_stalled(bool got_bytes, uint64_t idle_ms);
+/* Whether an unauthenticated link counts as a handshake making progress,
+ * which makes newcomers wait rather than be shed: it has sent its
+ * ClientHello and is not yet stalled. Its silence since then is the
+ * peer's turn, and a peer on a loaded machine may take seconds for it:
+ * 10,000 agents in one process answered their server flights over 1-3 s,
+ * and a 1 s bound shed 9,700 of them in a cold start (bench/storm.py),
+ * sending them into their backoff. The same ADMIT_SLOW_MS as eviction,
+ * so a link counts as progress exactly until it may be evicted. */
+bool admit_in_progress(bool got_bytes, uint64_t idle_ms);
 const char *admit_action_name(admit_action_t a);
 
 #endif

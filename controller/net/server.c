@@ -676,7 +676,7 @@ static conn_t *server_stalled_oldest(server_t *srv, bool *active) {
   for (conn_t *c = srv->unauth_head; c && (!stalled || !*active); c = c->unext) {
     uint64_t idle = link_rx_idle_ms(c->link);
     bool got = link_rx_bytes(c->link) > 0;
-    if (got && idle < ADMIT_STALLED_MS) *active = true;
+    if (admit_in_progress(got, idle)) *active = true;
     if (!stalled && admit_stalled(got, idle)) stalled = c;
   }
   return stalled;
