@@ -210,6 +210,8 @@ static void link_write_done(uv_write_t *req, int status) {
 /* Moves every ciphertext byte OpenSSL produced onto the socket. Returns 0
  * or a negative code (the caller closes). */
 static int link_flush(link_t *l) {
+  /* Not connected yet: link_on_connect sends what is pending. */
+  if (l->state == LINK_CONNECTING) return 0;
   size_t pending;
   while ((pending = BIO_ctrl_pending(l->wbio)) > 0) {
     link_write_t *w = malloc(sizeof *w + pending);
@@ -673,8 +675,8 @@ static void link_on_connect(uv_connect_t *req, int status) {
   link_set_state(l, LINK_HANDSHAKE);
   uv_tcp_nodelay(&l->tcp, 1);
   uv_read_start((uv_stream_t *)&l->tcp, link_alloc, link_on_read);
-  link_handshake(l);
-  if (l->state != LINK_CLOSING) link_fail_flush(l, link_flush(l));
+  /* The ClientHello was made in link_connect: it goes out now. */
+  link_fail_flush(l, link_flush(l));
 }
 
 int link_connect(uv_loop_t *loop, const struct sockaddr *addr, SSL_CTX *ctx,
@@ -684,6 +686,19 @@ int link_connect(uv_loop_t *loop, const struct sockaddr *addr, SSL_CTX *ctx,
   nirc_format_addr(addr, l->peer_addr, sizeof l->peer_addr);
   link_update_label(l);
   l->connect_req.data = l;
+  /* The ClientHello (its key share is most of a client's cost before the
+   * server answers) is made before the connection, not when it is
+   * established: the server, which starts its handshake clock at accept,
+   * then reads it at once. A process that opens thousands of links
+   * (nirc-swarm) otherwise leaves accepted connections silent for
+   * seconds, which the controller's admission rightly takes for a flood
+   * of half-open sockets (controller/net/admit.h). Into the write BIO:
+   * link_on_connect sends it. */
+  link_handshake(l);
+  if (l->state == LINK_CLOSING) {
+    *out = l;
+    return 0;
+  }
   int rc = uv_tcp_connect(&l->connect_req, &l->tcp, addr, link_on_connect);
   if (rc != 0) {
     char why[160];
