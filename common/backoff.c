@@ -19,6 +19,7 @@ void backoff_init(backoff_t *b, uint32_t min_ms, uint32_t max_ms, uint64_t seed)
   b->min_ms = min_ms;
   b->max_ms = max_ms;
   b->attempt = 0;
+  b->round = 0;
   if (seed == 0) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -36,14 +37,27 @@ uint32_t backoff_ceiling(const backoff_t *b) {
   return ceil > b->max_ms ? b->max_ms : (uint32_t)ceil;
 }
 
-uint32_t backoff_next(backoff_t *b) {
+/* A delay in [min, ceiling] of the current attempt, which stays. */
+static uint32_t backoff_draw(backoff_t *b) {
   uint32_t ceil = backoff_ceiling(b);
-  if (b->attempt < 63) b->attempt++;
   uint32_t span = ceil - b->min_ms;
   if (span == 0) return b->min_ms;
   return b->min_ms + (uint32_t)(backoff_rand(b) % ((uint64_t)span + 1));
 }
 
+uint32_t backoff_next(backoff_t *b) {
+  uint32_t d = backoff_draw(b);
+  if (b->attempt < 63) b->attempt++;
+  return d;
+}
+
+uint32_t backoff_next_rotating(backoff_t *b, unsigned naddrs) {
+  if (naddrs > 1 && ++b->round < naddrs) return backoff_draw(b);
+  b->round = 0;
+  return backoff_next(b);
+}
+
 void backoff_reset(backoff_t *b) {
   b->attempt = 0;
+  b->round = 0;
 }

@@ -130,14 +130,15 @@ static void agent_schedule_retry(agent_t *a) {
   if (a->state == AGENT_STOPPING) return;
   agent_set_state(a, AGENT_BACKOFF);
   /* Rotate through the address list, so a dead first controller does not
-   * keep us away from a live second one; a standby's redirect goes first. */
+   * keep us away from a live second one; a standby's redirect goes first.
+   * The backoff ceiling doubles once per round of the list (common/backoff.h). */
   if (a->redirect >= 0) {
     a->idx = (unsigned)a->redirect;
     a->redirect = -1;
   } else {
     a->idx = (a->idx + 1) % a->naddrs;
   }
-  uint32_t delay = backoff_next(&a->backoff);
+  uint32_t delay = backoff_next_rotating(&a->backoff, a->naddrs);
   log_info(LOG_AGENT, a->slug, "next attempt in %u ms to %s", delay,
            a->conf->controllers.item[a->idx]);
   uv_timer_start(&a->retry, agent_on_retry, delay, 0);

@@ -76,7 +76,8 @@ static void sw_on_retry(uv_timer_t *t) {
 }
 
 /* As agent_schedule_retry: rotate through the address list and wait a
- * full-jitter backoff; a fresh redirect is followed at once instead. */
+ * full-jitter backoff whose ceiling doubles once per round of the list; a
+ * fresh redirect is followed at once instead. */
 static void sw_schedule_retry(sw_agent_t *a) {
   swarm_t *sw = a->sw;
   if (sw->stopping) return;
@@ -92,7 +93,7 @@ static void sw_schedule_retry(sw_agent_t *a) {
     uv_timer_start(&a->retry, sw_on_retry, 0, 0);
     return;
   }
-  uint32_t delay = backoff_next(&a->backoff);
+  uint32_t delay = backoff_next_rotating(&a->backoff, sw->naddrs);
   log_info(LOG_AGENT, a->slug, "next attempt in %u ms to %s", delay, sw->addr_str[a->idx]);
   uv_timer_start(&a->retry, sw_on_retry, delay, 0);
 }

@@ -20,6 +20,42 @@
 #define MIN_MS 500u
 #define MAX_MS 30000u
 
+/* An agent that rotates over two controllers (leader and standby) raises
+ * its ceiling once per round of the list: the dead controller's refusal
+ * and the live one's timeout together cost one doubling, not two. Every
+ * draw stays in the window; with one controller it is backoff_next. */
+static void test_rotating_doubles_once_per_round(void **state) {
+  (void)state;
+  static const uint32_t want2[] = {1000, 1000, 2000, 2000, 4000, 4000, 8000, 8000, 16000, 16000};
+  backoff_t b;
+  backoff_init(&b, MIN_MS, MAX_MS, 42);
+  for (size_t i = 0; i < sizeof want2 / sizeof want2[0]; i++) {
+    uint32_t ceil = backoff_ceiling(&b);
+    assert_int_equal(ceil, want2[i]);
+    assert_in_range(backoff_next_rotating(&b, 2), MIN_MS, ceil);
+  }
+  /* Three controllers: three failures a doubling. */
+  backoff_init(&b, MIN_MS, MAX_MS, 43);
+  for (unsigned i = 0; i < 9; i++) {
+    assert_int_equal(backoff_ceiling(&b), 1000u << (i / 3));
+    (void)backoff_next_rotating(&b, 3);
+  }
+  /* A success starts a new round as well as a new window. */
+  backoff_init(&b, MIN_MS, MAX_MS, 44);
+  (void)backoff_next_rotating(&b, 2);
+  backoff_reset(&b);
+  (void)backoff_next_rotating(&b, 2);
+  assert_int_equal(backoff_ceiling(&b), 1000);
+  /* One controller: the same draws and ceilings as backoff_next. */
+  backoff_t one, plain;
+  backoff_init(&one, MIN_MS, MAX_MS, 45);
+  backoff_init(&plain, MIN_MS, MAX_MS, 45);
+  for (unsigned i = 0; i < 12; i++) {
+    assert_int_equal(backoff_next_rotating(&one, 1), backoff_next(&plain));
+    assert_int_equal(backoff_ceiling(&one), backoff_ceiling(&plain));
+  }
+}
+
 static void test_ceiling_doubles_and_delays_in_window(void **state) {
   (void)state;
   static const uint32_t want[] = {1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000, 30000};
@@ -189,6 +225,7 @@ static void test_min_equals_max(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ceiling_doubles_and_delays_in_window),
+      cmocka_unit_test(test_rotating_doubles_once_per_round),
       cmocka_unit_test(test_every_delay_in_window_many_seeds),
       cmocka_unit_test(test_many_attempts_stay_capped),
       cmocka_unit_test(test_reset_returns_to_min),
