@@ -118,6 +118,10 @@ struct swarm {
   uv_timer_t t_duration, t_progress, t_rss, t_ramp;
   uv_signal_t sig_int, sig_term;
   unsigned ramp_next; /* next agent the ramp starts */
+  /* Connections started in this turn of the loop (sw_may_start); t_turn,
+   * run after each poll, zeroes it. */
+  unsigned turn_starts;
+  uv_check_t t_turn;
   bool stopping;
   json_t *summary; /* built when stopping begins, printed after the loop */
   char stop_reason[64];
@@ -169,6 +173,9 @@ void sw_rss_sample(swarm_t *sw);
 
 /* Starts a connection attempt to the controller the agent tries now. */
 void sw_agent_connect(sw_agent_t *a);
+/* Whether one more connection may start in this turn of the loop
+ * (SW_START_CHUNK); counts it if so. */
+bool sw_may_start(swarm_t *sw);
 /* Fills r with the agent's next load figures (r->site borrows a->slug). */
 void sw_fill_report(sw_agent_t *a, Nirc__LoadReport *r);
 

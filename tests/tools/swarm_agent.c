@@ -72,7 +72,14 @@ static void sw_reason(int err, const char *why, bool got_error, int error_code, 
 
 static void sw_on_retry(uv_timer_t *t) {
   sw_agent_t *a = t->data;
-  if (a->state == SW_BACKOFF || a->state == SW_IDLE) sw_agent_connect(a);
+  if (a->state != SW_BACKOFF && a->state != SW_IDLE) return;
+  /* This turn's connections are made: next turn, after the loop has sent
+   * them (sw_may_start). */
+  if (!sw_may_start(a->sw)) {
+    uv_timer_start(&a->retry, sw_on_retry, 1, 0);
+    return;
+  }
+  sw_agent_connect(a);
 }
 
 /* As agent_schedule_retry: rotate through the address list and wait a

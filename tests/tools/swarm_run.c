@@ -62,14 +62,27 @@ static void sw_on_progress(uv_timer_t *t) {
   sw_emit(sw_progress_json(sw));
 }
 
-/* Connections started in one turn of the loop at most. Each makes its
- * ClientHello first (link_connect), ~0.3 ms of CPU: 10,000 in one turn
- * kept the loop from sending any of them for 3 s, while the controller
- * held the connections it had accepted open and silent (it took them for
- * a flood of half-open sockets and shed the agents behind). Ten thousand
+/* Connections started in one turn of the loop at most, by the ramp and by
+ * the agents' retry timers together. Each makes its ClientHello first
+ * (link_connect), ~0.3 ms of CPU: 10,000 in one turn (the first start, or
+ * the retry timers after a failover, which libuv runs in one batch before
+ * it polls) kept the loop from sending any of them for seconds, while the
+ * controller held the connections it had accepted open and silent (it
+ * took them for half-open sockets: shed or evicted them). Ten thousand
  * real agents each send theirs at once; between two chunks the loop
  * sends what it made. */
 #define SW_START_CHUNK 64
+
+bool sw_may_start(swarm_t *sw) {
+  if (sw->turn_starts >= SW_START_CHUNK) return false;
+  sw->turn_starts++;
+  return true;
+}
+
+static void sw_on_turn(uv_check_t *h) {
+  swarm_t *sw = h->data;
+  sw->turn_starts = 0;
+}
 
 /* Starts the first connections: with --ramp a few per tick, spread over
  * it; without, as fast as the loop makes their ClientHellos. */
@@ -78,8 +91,7 @@ static void sw_on_ramp(uv_timer_t *t) {
   double elapsed = sw_now(sw);
   unsigned due =
       sw->ramp_ms ? (unsigned)fmin(sw->n, ceil(elapsed / (double)sw->ramp_ms * sw->n)) : sw->n;
-  if (due > sw->ramp_next + SW_START_CHUNK) due = sw->ramp_next + SW_START_CHUNK;
-  while (sw->ramp_next < due && !sw->stopping)
+  while (sw->ramp_next < due && !sw->stopping && sw_may_start(sw))
     sw_agent_connect(&sw->agents[sw->ramp_next++]);
   if (sw->ramp_next >= sw->n) uv_timer_stop(t);
 }
@@ -97,6 +109,7 @@ static void sw_stop(swarm_t *sw, const char *why) {
   uv_close((uv_handle_t *)&sw->t_progress, NULL);
   uv_close((uv_handle_t *)&sw->t_rss, NULL);
   uv_close((uv_handle_t *)&sw->t_ramp, NULL);
+  uv_close((uv_handle_t *)&sw->t_turn, NULL);
   uv_close((uv_handle_t *)&sw->sig_int, NULL);
   uv_close((uv_handle_t *)&sw->sig_term, NULL);
   for (unsigned i = 0; i < sw->n; i++) {
@@ -223,6 +236,10 @@ int sw_run(swarm_t *sw, const char *ca, const char *dir, unsigned long count,
   uv_timer_init(sw->loop, &sw->t_rss);
   uv_timer_init(sw->loop, &sw->t_ramp);
   sw->t_duration.data = sw->t_progress.data = sw->t_rss.data = sw->t_ramp.data = sw;
+  uv_check_init(sw->loop, &sw->t_turn);
+  sw->t_turn.data = sw;
+  uv_check_start(&sw->t_turn, sw_on_turn);
+  uv_unref((uv_handle_t *)&sw->t_turn);
   uv_signal_init(sw->loop, &sw->sig_int);
   uv_signal_init(sw->loop, &sw->sig_term);
   sw->sig_int.data = sw->sig_term.data = sw;
