@@ -401,10 +401,6 @@ static void link_read_plain(link_t *l) {
         return;
       }
       if (rc < 0) return; /* already handled by link_on_payload */
-      /* Nothing left to decrypt, nor received: another SSL_read would only
-       * say WANT_READ, at the cost of an error-queue round (one report
-       * a read is the common case: issue 15's ingest). */
-      if (!SSL_pending(l->ssl) && !BIO_ctrl_pending(l->rbio)) return;
       continue;
     }
     int e = SSL_get_error(l->ssl, n);
