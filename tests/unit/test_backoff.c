@@ -20,27 +20,39 @@
 #define MIN_MS 500u
 #define MAX_MS 30000u
 
+/* The ceiling before each of the first n failures is want[i], and every
+ * delay is in [min, ceiling]: by backoff_next, or with naddrs controllers
+ * by backoff_next_rotating. */
+static void assert_ceilings(const uint32_t *want, size_t n, unsigned naddrs) {
+  backoff_t b;
+  backoff_init(&b, MIN_MS, MAX_MS, 42);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t ceil = backoff_ceiling(&b);
+    assert_int_equal(ceil, want[i]);
+    uint32_t d = naddrs ? backoff_next_rotating(&b, naddrs) : backoff_next(&b);
+    assert_in_range(d, MIN_MS, ceil);
+  }
+}
+
+static void test_ceiling_doubles_and_delays_in_window(void **state) {
+  (void)state;
+  static const uint32_t want[] = {1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000, 30000};
+  assert_ceilings(want, sizeof want / sizeof want[0], 0);
+}
+
 /* An agent that rotates over two controllers (leader and standby) raises
  * its ceiling once per round of the list: the dead controller's refusal
- * and the live one's timeout together cost one doubling, not two. Every
- * draw stays in the window; with one controller it is backoff_next. */
+ * and the live one's timeout together cost one doubling, not two; over
+ * three, three failures a doubling. With one controller it is
+ * backoff_next. */
 static void test_rotating_doubles_once_per_round(void **state) {
   (void)state;
   static const uint32_t want2[] = {1000, 1000, 2000, 2000, 4000, 4000, 8000, 8000, 16000, 16000};
-  backoff_t b;
-  backoff_init(&b, MIN_MS, MAX_MS, 42);
-  for (size_t i = 0; i < sizeof want2 / sizeof want2[0]; i++) {
-    uint32_t ceil = backoff_ceiling(&b);
-    assert_int_equal(ceil, want2[i]);
-    assert_in_range(backoff_next_rotating(&b, 2), MIN_MS, ceil);
-  }
-  /* Three controllers: three failures a doubling. */
-  backoff_init(&b, MIN_MS, MAX_MS, 43);
-  for (unsigned i = 0; i < 9; i++) {
-    assert_int_equal(backoff_ceiling(&b), 1000u << (i / 3));
-    (void)backoff_next_rotating(&b, 3);
-  }
+  static const uint32_t want3[] = {1000, 1000, 1000, 2000, 2000, 2000, 4000, 4000, 4000};
+  assert_ceilings(want2, sizeof want2 / sizeof want2[0], 2);
+  assert_ceilings(want3, sizeof want3 / sizeof want3[0], 3);
   /* A success starts a new round as well as a new window. */
+  backoff_t b;
   backoff_init(&b, MIN_MS, MAX_MS, 44);
   (void)backoff_next_rotating(&b, 2);
   backoff_reset(&b);
@@ -53,19 +65,6 @@ static void test_rotating_doubles_once_per_round(void **state) {
   for (unsigned i = 0; i < 12; i++) {
     assert_int_equal(backoff_next_rotating(&one, 1), backoff_next(&plain));
     assert_int_equal(backoff_ceiling(&one), backoff_ceiling(&plain));
-  }
-}
-
-static void test_ceiling_doubles_and_delays_in_window(void **state) {
-  (void)state;
-  static const uint32_t want[] = {1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000, 30000};
-  backoff_t b;
-  backoff_init(&b, MIN_MS, MAX_MS, 42);
-  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-    uint32_t ceil = backoff_ceiling(&b);
-    assert_int_equal(ceil, want[i]);
-    uint32_t d = backoff_next(&b);
-    assert_in_range(d, MIN_MS, ceil);
   }
 }
 
