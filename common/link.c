@@ -498,7 +498,8 @@ static void link_trim_bios(link_t *l) {
  * waiting. Only before our first flight: in TLS 1.3 a client has finished
  * once it sent its last flight, and may close at once (integration.
  * foundation's silent operator link does), so those bytes are still read
- * and the link opened. One getsockopt, on the first read only. */
+ * and the link opened. One getsockopt per read before our first flight
+ * (one read, as a rule); none after. */
 static bool link_peer_gave_up(link_t *l) {
   uv_os_fd_t fd;
   if (!SSL_is_server(l->ssl) || !SSL_in_before(l->ssl) ||

@@ -17,6 +17,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -107,6 +108,22 @@ def wait_until(pred, timeout, what):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
         time.sleep(0.1)
+
+
+def tls_client_context(identity=None, pki=None):
+    """A TLS 1.3 client context of Python's ssl (an implementation
+    independent of common/link.c) that trusts the test CA of pki (PKI by
+    default) and, given an identity such as "site-hubei", presents that
+    certificate. The controller's name is not checked: tests dial it by
+    address."""
+    pki = pki or PKI
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.load_verify_locations(f"{pki}/ca.crt")
+    if identity:
+        ctx.load_cert_chain(f"{pki}/{identity}.crt", f"{pki}/{identity}.key")
+    return ctx
 
 
 def ensure_pki():

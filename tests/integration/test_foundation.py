@@ -236,7 +236,6 @@ def test_operator_links_are_recorded_connected_and_closed():
     its handshake's time; a link that asks nothing gets it when it closes.
     Each link leaves one connected and one closed event, in that order."""
     import socket
-    import ssl
     before = int(env.sql("SELECT coalesce(max(id), 0) FROM link_events")[0][0])
     r = env.ctl("--json", "status")
     assert r.returncode == 0, r.stderr
@@ -244,11 +243,7 @@ def test_operator_links_are_recorded_connected_and_closed():
                 "--force")
     assert r.returncode == 0, r.stderr
     # A link that completes its handshake and closes without a request.
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    ctx.load_verify_locations(f"{T.PKI}/ca.crt")
-    ctx.load_cert_chain(f"{T.PKI}/operator-alice.crt", f"{T.PKI}/operator-alice.key")
-    ctx.check_hostname = False
+    ctx = T.tls_client_context("operator-alice")
     host, port = env.addr.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as raw:
         with ctx.wrap_socket(raw) as tls:

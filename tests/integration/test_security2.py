@@ -192,9 +192,7 @@ def failed_handshake():
     """One anonymous handshake (no client certificate) that the controller
     refuses: TLS 1.3 finishes the client's side first, the refusal comes
     with the first read."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.load_verify_locations(f"{PKI}/ca.crt")
+    ctx = T.tls_client_context(pki=PKI)
     with socket.create_connection(("127.0.0.1", env.port), timeout=5) as raw:
         try:
             with ctx.wrap_socket(raw) as s:

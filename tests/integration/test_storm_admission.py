@@ -74,12 +74,8 @@ class SlowPeer:
     for the peer, as it waits for an agent on a loaded machine. Python's
     ssl through memory BIOs, not common/link.c."""
 
-    def __init__(self, addr, cert, key):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-        ctx.check_hostname = False
-        ctx.load_verify_locations(f"{T.PKI}/ca.crt")
-        ctx.load_cert_chain(cert, key)
+    def __init__(self, addr, identity):
+        ctx = T.tls_client_context(identity)
         host, port = addr.rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=30)
         self.inc, self.out = ssl.MemoryBIO(), ssl.MemoryBIO()
@@ -119,8 +115,7 @@ def test_slow_peers_are_waited_for_not_shed():
     assert env and HTTP, "runs after test_storm_is_queued_not_shed, on its controller"
     before = T.metrics(HTTP)
     key = 'nirc_links_refused_total{reason="unauthenticated_cap"}'
-    peers = [SlowPeer(env.addr, f"{T.PKI}/site-hubei.crt", f"{T.PKI}/site-hubei.key")
-             for _ in range(CAP)]
+    peers = [SlowPeer(env.addr, "site-hubei") for _ in range(CAP)]
     d = os.path.join(env.dir, "swarm")
     late = T.Proc("swarm-behind-slow-peers",
                   [T.binary("nirc-swarm"), "run", "--controllers", env.addr, "--ca",

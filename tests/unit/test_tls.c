@@ -415,19 +415,18 @@ static void gu_on_connection(uv_stream_t *srv, int status) {
   if (status == 0 && link_accept(srv, g->ctx, &o, &cbs, g, &l) == 0) g->accepted++;
 }
 
+/* The server's flight has reached the client's socket (*arg). */
+static bool gu_answered(void *ctx, const void *arg) {
+  (void)ctx;
+  char b;
+  return recv(*(const int *)arg, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+}
+
 /* A ClientHello from a real client context, sent on a blocking socket to
  * the listener (the kernel completes the TCP handshake into the backlog
  * while the loop does not run, as in a storm); the socket is closed at
  * once when give_up, as an agent's connect timeout closes it. Otherwise
  * returns the socket, and the client's SSL in *keep. */
-static int gu_fd = -1;
-
-/* The server's flight has reached the client's socket. */
-static bool gu_answered(void *ctx, const void *arg) {
-  char b;
-  return recv(gu_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
-}
-
 static int gu_send_client_hello(SSL_CTX *cctx, int port, bool give_up, SSL **keep) {
   SSL *c = SSL_new(cctx);
   BIO *in = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_mem());
@@ -494,8 +493,7 @@ static void test_link_does_not_answer_a_client_that_gave_up(void **state) {
   SSL *c = NULL;
   int fd = gu_send_client_hello(cctx, port, false, &c);
   assert_true(tloop_wait(&t, &g.accepted, 2, 5000));
-  gu_fd = fd;
-  assert_true(tloop_wait_for(&t, gu_answered, NULL, NULL, 5000));
+  assert_true(tloop_wait_for(&t, gu_answered, NULL, &fd, 5000));
   char answer[16384];
   ssize_t got = recv(fd, answer, sizeof answer, 0);
   assert_true(got > 0);
