@@ -91,6 +91,12 @@ typedef struct {
   int exit_code;
   int json;
   uint64_t wait_ms; /* how long the answer may take once connected */
+  /* The request went out on this attempt's link (ctl_on_open); asked
+   * counts the controllers that took it and never answered: for them
+   * "cannot reach, is nircd running?" would be false, and a change asked
+   * for may have taken effect. */
+  int sent;
+  unsigned asked;
 } ctl_t;
 
 static void ctl_try_next(ctl_t *c);
@@ -124,7 +130,7 @@ static void ctl_on_open(link_t *l) {
   Nirc__Envelope env = NIRC__ENVELOPE__INIT;
   env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REQUEST;
   env.operator_request = c->req;
-  link_send(l, &env);
+  if (link_send(l, &env) == 0) c->sent = 1;
 }
 
 /* A standby answered NOT_LEADER. Says so once, plainly (stderr: stdout is
@@ -207,6 +213,21 @@ static void ctl_on_close(link_t *l, int err, const char *why, int was_open) {
     ctl_finish(c);
     return;
   }
+  if (c->sent && (c->expired || err == NIRC_ETIMEOUT)) {
+    c->asked++;
+    ctl_note(c, c->names[c->idx],
+             "took the request but sent no answer within --timeout (busy, or waiting on its "
+             "database)");
+    if (c->expired) {
+      c->exit_code = EXIT_UNREACHABLE;
+      ctl_finish(c);
+      return;
+    }
+    c->redirect = -1;
+    c->idx++;
+    ctl_try_next(c);
+    return;
+  }
   if (c->expired) {
     ctl_note(c, c->names[c->idx], "no answer before --timeout ran out");
     c->exit_code = EXIT_UNREACHABLE;
@@ -259,6 +280,7 @@ static void ctl_try_next(ctl_t *c) {
   o.expect_kind = PEER_CONTROLLER;
   o.max_recv = FRAME_MAX_REPLY; /* the status of thousands of sites */
   uv_timer_start(&c->attempt, ctl_on_attempt, c->conf->timeout_ms + c->wait_ms, 0);
+  c->sent = 0;
   link_connect(c->loop, (struct sockaddr *)&c->addrs[c->idx], c->tls, &o, &ctl_cbs, c, &c->link);
 }
 
@@ -447,6 +469,18 @@ static int print_plan(const Nirc__OperatorReply *rep, int json) {
 
 static int history_csv; /* history --csv */
 
+/* A read from the database cannot see changes the controller has not yet
+ * committed (ops.c reads on a connection of its own, so that no write
+ * queue holds it up): say how many, rather than let a missing row pass
+ * for one that never happened. */
+static void print_unsaved(FILE *out, uint64_t n, const char *what) {
+  if (n == 0) return;
+  fprintf(out,
+          "note: the controller had %llu change%s not yet saved to the database; the newest "
+          "may be missing from this %s: run it again in a few seconds\n",
+          (unsigned long long)n, n == 1 ? "" : "s", what);
+}
+
 static int print_history(const Nirc__OperatorReply *rep, int json) {
   const Nirc__HistoryReply *h = rep->history;
   if (!h) return EXIT_REFUSED;
@@ -462,10 +496,13 @@ static int print_history(const Nirc__OperatorReply *rep, int json) {
         json_object_set_new(o, "business_at_ms", json_integer((json_int_t)e->business_at_ms));
       json_array_append_new(a, o);
     }
-    print_json(json_pack("{s:o}", "entries", a));
+    print_json(
+        json_pack("{s:o, s:I}", "entries", a, "unsaved_changes", (json_int_t)h->unsaved_changes));
     return EXIT_DONE;
   }
   ctl_history_print(stdout, h, history_csv ? CTL_HISTORY_CSV : CTL_HISTORY_TABLE, history_tz);
+  /* CSV is data: the note goes beside it, not into it. */
+  print_unsaved(history_csv ? stderr : stdout, h->unsaved_changes, "history");
   return EXIT_DONE;
 }
 
@@ -924,10 +961,14 @@ static int print_alarms(const Nirc__OperatorReply *rep, int json) {
     json_t *a = json_array();
     for (size_t i = 0; i < r->n_alarms; i++)
       json_array_append_new(a, ctl_alarm_json(r->alarms[i]));
-    print_json(json_pack("{s:o, s:b}", "alarms", a, "record", r->from_database));
+    json_t *o = json_pack("{s:o, s:b}", "alarms", a, "record", r->from_database);
+    if (o && r->from_database)
+      json_object_set_new(o, "unsaved_changes", json_integer((json_int_t)r->unsaved_changes));
+    print_json(o);
   } else {
     if (alarms_ack) printf("acknowledged; active alarms now:\n");
     ctl_alarms_print(stdout, r->alarms, r->n_alarms, r->from_database, history_tz);
+    if (r->from_database) print_unsaved(stdout, r->unsaved_changes, "record");
   }
   if (alarms_ack || r->from_database) return EXIT_DONE;
   return r->n_alarms ? EXIT_REFUSED : EXIT_DONE;
@@ -1157,7 +1198,15 @@ int main(int argc, char **argv) {
            : cmd->id == CTL_CMD_STATUS && !*args.status.site
                ? status_run(&c, &args, json, JSON_INDENT(2))
                : ctl_request(&c, req);
-  if (rc == EXIT_UNREACHABLE && c.standbys_seen) {
+  if (rc == EXIT_UNREACHABLE && c.asked) {
+    /* A controller took the request and did not answer: not "is nircd
+     * running?", and a change may have been made. */
+    fprintf(stderr,
+            "nircctl: no answer from a controller:\n%s\nWhat it was asked may still have been "
+            "done: check `nircctl history` before asking again, or give it longer (--timeout, "
+            "now %llu ms per controller).\n",
+            c.errors, (unsigned long long)c.conf->timeout_ms);
+  } else if (rc == EXIT_UNREACHABLE && c.standbys_seen) {
     /* Controllers answered, but none leads now: not "is nircd running?". */
     fprintf(stderr,
             "nircctl: no leader answered:\n%s\nA standby takes over within a lease of the "

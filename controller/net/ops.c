@@ -405,7 +405,16 @@ typedef struct {
   conn_t *conn;
   uint64_t request_id;
   uint64_t conn_serial;
+  /* Changes the write connection had not committed when the read was
+   * asked for: the read cannot see them, and its reply says so. */
+  uint64_t unsaved;
 } ops_history_t;
+
+/* The connection for a read an operator waits for (server.h, db_ops):
+ * behind nothing but other operator reads. */
+static db_t *ops_read_db(server_t *srv) {
+  return srv->db_ops ? srv->db_ops : srv->db;
+}
 
 /* Whether the database is unreachable now; if so, msg says since when and
  * `consequence`. Reads then answer at once with it, instead of waiting in
@@ -476,6 +485,7 @@ static void ops_history_done(void *arg, int err, const char *msg, PGresult *res)
     }
     hr.entries = ptrs;
     hr.n_entries = (size_t)n;
+    hr.unsaved_changes = h->unsaved;
     rep.body_case = NIRC__OPERATOR_REPLY__BODY_HISTORY;
     rep.history = &hr;
     ops_send_db_reply(c, &rep, err, msg, "history");
@@ -530,27 +540,28 @@ static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *r
                      until};
   ops_history_t *h = calloc(1, sizeof *h);
   if (!h) return;
-  *h = (ops_history_t){srv, c, req->request_id, 0};
+  *h = (ops_history_t){srv, c, req->request_id, 0, db_unsaved_changes(srv->db)};
   char down[300];
   if (ops_db_down(srv, "history is unavailable; routing continues", down, sizeof down)) {
     ops_history_done(h, NIRC_EDB, down, NULL);
     return;
   }
-  int rc = srv->db ? db_exec(srv->db,
-                             "SELECT id, (extract(epoch from at) * 1000)::bigint, actor, action, "
-                             "target, detail::text, "
-                             "coalesce((extract(epoch from business_at) * 1000)::bigint, 0) FROM ("
-                             " SELECT * FROM audit_log WHERE "
-                             " ($1::text IS NULL OR target LIKE '%' || $1 || '%' OR "
-                             "  detail::text LIKE '%\"' || $1 || '\"%') AND"
-                             " ($2::text IS NULL OR actor = $2 OR actor = 'operator:' || $2) AND"
-                             " ($3::text IS NULL OR action = $3) AND"
-                             " ($6::text IS NULL OR detail->>'cause' = $6) AND"
-                             " at >= to_timestamp($4::bigint / 1000.0) AND"
-                             " ($7::bigint = 0 OR at < to_timestamp($7::bigint / 1000.0))"
-                             " ORDER BY id DESC LIMIT $5::int) t ORDER BY id",
-                             7, p, ops_history_done, h)
-                   : NIRC_ECLOSED;
+  db_t *rdb = ops_read_db(srv);
+  int rc = rdb ? db_exec(rdb,
+                         "SELECT id, (extract(epoch from at) * 1000)::bigint, actor, action, "
+                         "target, detail::text, "
+                         "coalesce((extract(epoch from business_at) * 1000)::bigint, 0) FROM ("
+                         " SELECT * FROM audit_log WHERE "
+                         " ($1::text IS NULL OR target LIKE '%' || $1 || '%' OR "
+                         "  detail::text LIKE '%\"' || $1 || '\"%') AND"
+                         " ($2::text IS NULL OR actor = $2 OR actor = 'operator:' || $2) AND"
+                         " ($3::text IS NULL OR action = $3) AND"
+                         " ($6::text IS NULL OR detail->>'cause' = $6) AND"
+                         " at >= to_timestamp($4::bigint / 1000.0) AND"
+                         " ($7::bigint = 0 OR at < to_timestamp($7::bigint / 1000.0))"
+                         " ORDER BY id DESC LIMIT $5::int) t ORDER BY id",
+                         7, p, ops_history_done, h)
+               : NIRC_ECLOSED;
   if (rc != 0) {
     ops_history_done(h, rc, "database unavailable: the audit trail cannot be read now", NULL);
   }
@@ -590,6 +601,7 @@ static void ops_alarms_done(void *arg, int err, const char *msg, PGresult *res) 
     ar.alarms = ptrs;
     ar.n_alarms = (size_t)n;
     ar.from_database = 1;
+    ar.unsaved_changes = h->unsaved;
     rep.body_case = NIRC__OPERATOR_REPLY__BODY_ALARMS;
     rep.alarms = &ar;
     ops_send_db_reply(c, &rep, err, msg, "alarms");
@@ -608,7 +620,7 @@ static void ops_alarms(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   }
   ops_history_t *h = calloc(1, sizeof *h);
   if (!h) return;
-  *h = (ops_history_t){srv, c, req->request_id, 0};
+  *h = (ops_history_t){srv, c, req->request_id, 0, db_unsaved_changes(srv->db)};
   char down[300];
   if (ops_db_down(srv,
                   "the alarm record cannot be read now; `nircctl alarms` (without --all) shows "
@@ -620,8 +632,8 @@ static void ops_alarms(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   char limit[16];
   snprintf(limit, sizeof limit, "%u", aq->limit ? (aq->limit > 500 ? 500 : aq->limit) : 50);
   const char *p[] = {limit};
-  int rc = srv->db
-               ? db_exec(srv->db,
+  db_t *rdb = ops_read_db(srv);
+  int rc = rdb ? db_exec(rdb,
                          "SELECT id, kind, subject, severity, coalesce(last_message, message), "
                          "(extract(epoch FROM raised_at) * 1000)::bigint, "
                          "coalesce((extract(epoch FROM raised_business_at) * 1000)::bigint, 0), "
@@ -740,9 +752,9 @@ static void ops_report(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   snprintf(sid, sizeof sid, "%llu", (unsigned long long)w.schedule->id);
   snprintf(start, sizeof start, "%lld", (long long)w.from_ms);
   const char *p[] = {slugs, first, niv, sid, start};
-  /* On the read connection where there is one: a read of load_minute
-   * never queues the writes an operator's reply waits for. */
-  db_t *rdb = srv->db_read ? srv->db_read : srv->db;
+  /* An operator's read: it never queues the writes an operator's reply
+   * waits for, nor behind them or the forecast's load. */
+  db_t *rdb = ops_read_db(srv);
   int rc =
       rdb ? db_exec(rdb,
                     "WITH iv AS (SELECT k, to_timestamp($2::bigint / 1000.0) + k * interval "

@@ -949,6 +949,11 @@ static void server_db_read_closed(void *arg) {
   srv->db_read = NULL;
 }
 
+static void server_db_ops_closed(void *arg) {
+  server_t *srv = arg;
+  srv->db_ops = NULL;
+}
+
 static void server_webhook_closed(void *arg) {
   server_t *srv = arg;
   srv->webhook = NULL;
@@ -971,6 +976,10 @@ static void server_finish_stop(server_t *srv) {
   if (srv->db_read && !srv->db_read_closing) {
     srv->db_read_closing = 1;
     db_close(srv->db_read, server_db_read_closed, srv);
+  }
+  if (srv->db_ops && !srv->db_ops_closing) {
+    srv->db_ops_closing = 1;
+    db_close(srv->db_ops, server_db_ops_closed, srv);
   }
 }
 
@@ -1115,6 +1124,7 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
   db_opts_t dbo = {.journal = conf->journal, .journal_max = conf->journal_max};
   rc = db_open_opts(loop, conf->conninfo, &dbo, &srv->db);
   if (rc == 0) rc = db_open(loop, conf->conninfo, &srv->db_read);
+  if (rc == 0) rc = db_open(loop, conf->conninfo, &srv->db_ops);
   if (rc) {
     snprintf(err, errlen, "cannot start the database client: %s", nirc_strerror(rc));
     return rc;

@@ -98,6 +98,14 @@ struct server {
    * writes an operator's reply waits for. Owned; no journal. */
   db_t *db_read;
   int db_read_closing;
+  /* A third for the reads an operator waits for (history, alarms --all,
+   * report staffing): on db they queued behind bulk writes (20,000 alarms
+   * raised at once held `nircctl history` past its timeout) and on db_read
+   * behind the forecast's load or a prune waiting on a lock. A reply read
+   * here says how many changes db has not yet committed
+   * (db_unsaved_changes): it cannot see them. Owned; no journal. */
+  db_t *db_ops;
+  int db_ops_closing;
   sites_t sites;
   uint64_t epoch;
   nirc_clock_t clock;

@@ -147,6 +147,22 @@ size_t db_queue_depth(const db_t *db) {
   return db ? db->queue.depth : 0;
 }
 
+size_t db_unsaved_changes(const db_t *db) {
+  if (!db) return 0;
+  size_t n = 0;
+  /* A walk, not a counter kept on every push and pop: an operator's read
+   * asks, a few times a minute at most, and the queue holds at most
+   * DB_QUEUE_MAX records. */
+  for (const query_t *q = db->queue.head; q; q = q->next)
+    n += q->urgent;
+  if (db->inflight) n += db->inflight->urgent;
+  for (const query_t *q = db->batch; q; q = q->next)
+    n += q->urgent;
+  db_journal_stats_t js;
+  once_stats(&db->once, &js);
+  return n + (size_t)js.records;
+}
+
 void db_journal_stats(const db_t *db, db_journal_stats_t *out) {
   memset(out, 0, sizeof *out);
   if (!db) return;

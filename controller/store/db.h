@@ -102,6 +102,12 @@ uint64_t db_unreachable_ms(const db_t *db);
 const char *db_state_name(db_state_t s);
 /* Queries waiting in memory (the journal is counted by db_journal_stats). */
 size_t db_queue_depth(const db_t *db);
+/* Changes (rules, directives, audit rows, alarms: the urgent once-writes)
+ * queued or in flight and not yet committed, plus every journaled write
+ * not yet applied (the journal does not say which are urgent, so this is
+ * an upper bound). A read on another connection does not see them yet:
+ * an operator's read says so (controller/net/ops.c). 0 without a client. */
+size_t db_unsaved_changes(const db_t *db);
 /* Journal depth and counters; all zero without a client. */
 void db_journal_stats(const db_t *db, db_journal_stats_t *out);
 /* Queues the deletion of idempotency keys older than DB_KEY_RETENTION. The

@@ -74,7 +74,7 @@ ALARM = {"id": int, "kind": enum("capacity", "routing", "directive", "site_down"
          "subject": str, "severity": enum("critical", "major", "warning"), "message": str, "raised_ms": int,
          Opt("raised_business_ms"): int, "active": bool, "cleared_ms": (int, NULL),
          "acked_ms": (int, NULL), "acked_by": (str, NULL)}
-ALARMS = {"alarms": [ALARM], "record": bool}
+ALARMS = {"alarms": [ALARM], "record": bool, Opt("unsaved_changes"): int}
 ALARM_ACK_DETAIL = {"id": int, "kind": str, "subject": str, "message": str, "note": str}
 SITE_RULE = {"kind": enum("cutover", "schedule", "overflow"), "id": int, "name": str,
              "reason": str, "end_ms": int, "detail": str, "excluded": bool}
@@ -126,7 +126,7 @@ MOVE = {"ok": bool, "cutover_id": int, "dry_run": bool, "applied": int, "failed"
 REFUSAL = {"ok": False, "error": str, "plan": (PLAN, NULL)}
 AUDIT_ENTRY = {"id": int, "at_ms": int, Opt("business_at_ms"): int, "actor": str, "action": str,
                "target": str, "detail": (ANY_OBJECT, NULL)}
-HISTORY = {"entries": [AUDIT_ENTRY]}
+HISTORY = {"entries": [AUDIT_ENTRY], "unsaved_changes": int}
 DIRECTIVE = {"site": str, "epoch": int, "version": int, "route": [ROUTE_SHARE],
              "inbound": [ROUTE_SHARE], "reason": str, "revert_at_ms": int}
 CUTOVER_DETAIL = {"cutover_id": int, "sources": [str], "hubs": [str], "reason": str,

@@ -620,8 +620,11 @@ static void test_urgent_write_overtakes_history(void **state) {
      "INSERT INTO sites (slug, name_en, name_zh) VALUES ('urgent-site', 'U', 'U') "
      "ON CONFLICT DO NOTHING",
      0, NULL);
+  /* What an operator's read cannot see yet: the change, not the history. */
+  assert_int_equal(db_unsaved_changes(a.db), 1);
   assert_true(pgtest_run_until_count(&a.loop, &ru->ncalls, 1));
   if (ru->err[0] != 0) fail_msg("urgent write: %s", ru->msg[0]);
+  assert_int_equal(db_unsaved_changes(a.db), 0);
   if (rb->ncalls >= HISTORY)
     fail_msg("the urgent write finished after all %d history writes queued before it", HISTORY);
   assert_true(pgtest_run_until_count(&a.loop, &rb->ncalls, HISTORY));
@@ -791,6 +794,8 @@ static void test_outage_journaled_in_order(void **state) {
   assert_journaled(r, 4, seq);
   db_journal_stats_t st = jstats(a.db);
   assert_int_equal(st.records, seq - 4);
+  /* Journaled, not in the database: all of them count (an upper bound). */
+  assert_int_equal(db_unsaved_changes(a.db), seq - 4);
   assert_true(st.bytes > 0);
   assert_int_equal(file_size(j.path), JNL_HEADER_SIZE + (long)st.bytes);
 
@@ -801,6 +806,7 @@ static void test_outage_journaled_in_order(void **state) {
   st = jstats(a.db);
   assert_int_equal(st.records, 0);
   assert_int_equal(st.replayed_total, seq - 4);
+  assert_int_equal(db_unsaved_changes(a.db), 0);
   assert_int_equal(st.duplicates_total, 0);
   assert_int_equal(st.failed_total, 0);
   assert_int_equal(file_size(j.path), JNL_HEADER_SIZE);
