@@ -147,6 +147,12 @@ size_t db_queue_depth(const db_t *db) {
   return db ? db->queue.depth : 0;
 }
 
+/* A change an operator's read would miss: urgent (rules, directives, the
+ * audit trail) or a record (alarms); not history. */
+static bool db_is_change(const query_t *q) {
+  return q->urgent || (q->overtakable && !q->bulk);
+}
+
 size_t db_unsaved_changes(const db_t *db) {
   if (!db) return 0;
   size_t n = 0;
@@ -154,10 +160,10 @@ size_t db_unsaved_changes(const db_t *db) {
    * asks, a few times a minute at most, and the queue holds at most
    * DB_QUEUE_MAX records. */
   for (const query_t *q = db->queue.head; q; q = q->next)
-    n += q->urgent;
-  if (db->inflight) n += db->inflight->urgent;
+    n += db_is_change(q);
+  if (db->inflight) n += db_is_change(db->inflight);
   for (const query_t *q = db->batch; q; q = q->next)
-    n += q->urgent;
+    n += db_is_change(q);
   db_journal_stats_t js;
   once_stats(&db->once, &js);
   return n + (size_t)js.records;
@@ -921,11 +927,16 @@ int db_exec(db_t *db, const char *sql, int nparams, const char *const *params, d
   return 0;
 }
 
-/* db_exec_once, db_exec_once_bulk and db_exec_once_in_order; bulk writes
- * may fill the journal to DB_JOURNAL_BULK_PCT of its size only; urgent
- * ones go ahead of queued history (query_queue_push). */
-static int db_once_write(db_t *db, bool bulk, bool urgent, const char *sql, int nparams,
+/* How a once-write queues (db.h): bulk writes may fill the journal to
+ * DB_JOURNAL_BULK_PCT of its size only; urgent ones go ahead of queued
+ * overtakable ones (query_queue_push). */
+typedef struct {
+  bool bulk, urgent, overtakable;
+} db_once_class_t;
+
+static int db_once_write(db_t *db, db_once_class_t cls, const char *sql, int nparams,
                          const char *const *params, db_result_cb cb, void *arg) {
+  bool bulk = cls.bulk;
   if (!db || !db_args_ok(sql, nparams, params) || !*sql) return NIRC_EINVAL;
   if (db->closing) return NIRC_ECLOSED;
   char key[QUERY_KEY_MAX];
@@ -968,25 +979,32 @@ static int db_once_write(db_t *db, bool bulk, bool urgent, const char *sql, int 
   q->cb = cb;
   q->arg = arg;
   q->at_ms = at;
-  q->urgent = urgent;
-  q->history = bulk;
+  q->urgent = cls.urgent;
+  q->overtakable = cls.overtakable;
+  q->bulk = cls.bulk;
   db_enqueue(db, q);
   return 0;
 }
 
 int db_exec_once(db_t *db, const char *sql, int nparams, const char *const *params, db_result_cb cb,
                  void *arg) {
-  return db_once_write(db, false, true, sql, nparams, params, cb, arg);
+  return db_once_write(db, (db_once_class_t){.urgent = true}, sql, nparams, params, cb, arg);
 }
 
 int db_exec_once_in_order(db_t *db, const char *sql, int nparams, const char *const *params,
                           db_result_cb cb, void *arg) {
-  return db_once_write(db, false, false, sql, nparams, params, cb, arg);
+  return db_once_write(db, (db_once_class_t){0}, sql, nparams, params, cb, arg);
 }
 
 int db_exec_once_bulk(db_t *db, const char *sql, int nparams, const char *const *params,
                       db_result_cb cb, void *arg) {
-  return db_once_write(db, true, false, sql, nparams, params, cb, arg);
+  return db_once_write(db, (db_once_class_t){.bulk = true, .overtakable = true}, sql, nparams,
+                       params, cb, arg);
+}
+
+int db_exec_once_record(db_t *db, const char *sql, int nparams, const char *const *params,
+                        db_result_cb cb, void *arg) {
+  return db_once_write(db, (db_once_class_t){.overtakable = true}, sql, nparams, params, cb, arg);
 }
 
 int db_once_ready(const db_t *db, char *why, size_t whylen) {

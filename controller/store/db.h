@@ -84,6 +84,12 @@ int db_exec_once_in_order(db_t *db, const char *sql, int nparams, const char *co
  * DB_JOURNAL_BULK_PCT of journal_max. */
 int db_exec_once_bulk(db_t *db, const char *sql, int nparams, const char *const *params,
                       db_result_cb cb, void *arg);
+/* db_exec_once for a record that must not be shed but need not go first
+ * (the alarm record): urgent writes overtake it like history, it never
+ * overtakes history, and such records keep their order among themselves
+ * (an alarm's clear or ack after its raise). */
+int db_exec_once_record(db_t *db, const char *sql, int nparams, const char *const *params,
+                        db_result_cb cb, void *arg);
 /* Whether an operator change can be made durable now: committed to the
  * database, or written and synced in the journal with
  * DB_JOURNAL_CHANGE_ROOM to spare. 0, or NIRC_ECLOSED, NIRC_EFULL or
@@ -102,8 +108,8 @@ uint64_t db_unreachable_ms(const db_t *db);
 const char *db_state_name(db_state_t s);
 /* Queries waiting in memory (the journal is counted by db_journal_stats). */
 size_t db_queue_depth(const db_t *db);
-/* Changes (rules, directives, audit rows, alarms: the urgent once-writes)
- * queued or in flight and not yet committed, plus every journaled write
+/* Changes (rules, directives, audit rows: the urgent once-writes; alarm
+ * records) queued or in flight and not yet committed, plus every journaled write
  * not yet applied (the journal does not say which are urgent, so this is
  * an upper bound). A read on another connection does not see them yet:
  * an operator's read says so (controller/net/ops.c). 0 without a client. */

@@ -59,7 +59,7 @@ void query_complete(query_t *q, int err, const char *msg, PGresult *res) {
 void query_queue_push(query_queue_t *qq, query_t *q) {
   q->next = NULL;
   if (q->urgent && qq->overtake) {
-    /* Before the history at the end, after the urgent ones before it. */
+    /* Before the overtakable run at the end, after the urgent ones before it. */
     q->next = qq->overtake;
     if (qq->before_overtake)
       qq->before_overtake->next = q;
@@ -76,7 +76,7 @@ void query_queue_push(query_queue_t *qq, query_t *q) {
     qq->tail = q;
     /* History extends the run at the end; anything else ends it, and
      * nothing urgent passes it. */
-    if (!q->history) {
+    if (!q->overtakable) {
       qq->overtake = qq->before_overtake = NULL;
     } else if (!qq->overtake) {
       qq->overtake = q;
@@ -89,14 +89,14 @@ void query_queue_push(query_queue_t *qq, query_t *q) {
 
 void query_queue_push_front(query_queue_t *qq, query_t *q) {
   /* A record sent back (its batch failed, or the connection was lost)
-   * goes first whatever it is; it starts the history run only if the
+   * goes first whatever it is; it starts the overtakable run only if the
    * queue held nothing else. */
   q->next = qq->head;
   if (qq->overtake && qq->overtake == qq->head) qq->before_overtake = q;
   qq->head = q;
   if (!qq->tail) {
     qq->tail = q;
-    qq->overtake = q->history ? q : NULL;
+    qq->overtake = q->overtakable ? q : NULL;
     qq->before_overtake = NULL;
   }
   qq->depth++;

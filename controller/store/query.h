@@ -38,9 +38,15 @@ typedef struct query {
   /* A once-write of rules, directives or the audit trail: it goes ahead
    * of queued history (query_queue_push). */
   bool urgent;
-  /* A once-write of history (link events, load minutes, acks): urgent
-   * records may overtake it. */
-  bool history;
+  /* A once-write urgent records may overtake: history (link events,
+   * load minutes, acks) and the alarm record (raises, clears, acks of
+   * alarms: 20,000 site_down rows raised at once held an emergency
+   * cutover's reply for over a second). Among themselves they keep their
+   * order, so an alarm's clear or ack never passes its raise. */
+  bool overtakable;
+  /* History that may be shed (db_exec_once_bulk): overtakable, and no
+   * change an operator would miss. */
+  bool bulk;
 } query_t;
 
 /* A string with its length; p == NULL is SQL NULL. Journal payloads are
@@ -51,19 +57,20 @@ typedef struct {
 } query_str_t;
 
 /* A FIFO of records, linked through next, except that an urgent record
- * (query_t.urgent) goes ahead of the history records (query_t.history)
- * waiting at the end of the queue, behind everything else. At 20,000
- * sites a minute's load rows are 40 pipelines of 512, and an operator's
- * cutover queued behind them waited for 40 commits. History never needs to
- * go first: its rows refer to sites, never the other way round, so urgent
- * writes first break no reference (in memory or in the journal, which
- * takes the queue in this order). Anything else (a read, a write that reads
+ * (query_t.urgent) goes ahead of the overtakable ones (history and the
+ * alarm record, query_t.overtakable) waiting at the end of the queue,
+ * behind everything else. At 20,000 sites a minute's load rows are 40
+ * pipelines of 512, and an operator's cutover queued behind them waited
+ * for 40 commits. They never need to go first: their rows refer to sites,
+ * and an alarm's clear or ack to its raise, never an urgent row to them,
+ * so urgent writes first break no reference (in memory or in the journal,
+ * which takes the queue in this order). Anything else (a read, a write that reads
  * history) keeps its place: an urgent record never passes it. `once`
  * counts the once-writes (they move to the journal when the connection is
  * lost). The queue owns the records it holds. */
 typedef struct {
   query_t *head, *tail;
-  /* The first of the history records at the end of the queue, which
+  /* The first of the overtakable records at the end of the queue, which
    * urgent records overtake; NULL: none, urgent ones append. */
   query_t *overtake;
   /* The record just before overtake (NULL: overtake is the head), kept so

@@ -45,9 +45,10 @@ static void store_done(void *arg, int err, const char *msg, PGresult *res) {
 }
 
 /* How a write is queued (db.h): urgent (rules, directives, the audit
- * trail: ahead of queued history), history (may be shed), or in order
- * (never shed, but after the history it reads). */
-typedef enum { STORE_URGENT, STORE_HISTORY, STORE_IN_ORDER } store_class_t;
+ * trail: ahead of queued history and records), history (may be shed), in
+ * order (never shed, but after the history it reads), or a record (the
+ * alarms: never shed, overtaken by urgent writes like history). */
+typedef enum { STORE_URGENT, STORE_HISTORY, STORE_IN_ORDER, STORE_RECORD } store_class_t;
 
 /* db_exec_once, db_exec_once_bulk or db_exec_once_in_order with an
  * engine-style callback. */
@@ -62,6 +63,7 @@ static int store_write(db_t *db, store_class_t cls, const char *sql, int n, cons
   db_result_cb cb = d ? store_done : NULL;
   int rc = cls == STORE_HISTORY    ? db_exec_once_bulk(db, sql, n, p, cb, d)
            : cls == STORE_IN_ORDER ? db_exec_once_in_order(db, sql, n, p, cb, d)
+           : cls == STORE_RECORD   ? db_exec_once_record(db, sql, n, p, cb, d)
                                    : db_exec_once(db, sql, n, p, cb, d);
   if (rc != 0) free(d);
   return rc;
@@ -71,6 +73,12 @@ static int store_write(db_t *db, store_class_t cls, const char *sql, int n, cons
 static int store_once(db_t *db, const char *sql, int n, const char *const *p, engine_stored_cb done,
                       void *arg) {
   return store_write(db, STORE_URGENT, sql, n, p, done, arg);
+}
+
+/* The alarm record: never shed, but an operator's change goes first. */
+static int store_record(db_t *db, const char *sql, int n, const char *const *p,
+                        engine_stored_cb done, void *arg) {
+  return store_write(db, STORE_RECORD, sql, n, p, done, arg);
 }
 
 /* Link events, load minutes and acks: history, shed first when the
@@ -312,7 +320,7 @@ static int store_alarm(db_t *db, const engine_rec_t *r, engine_stored_cb done, v
     const char *p[] = {
         id, alarm_kind_name(a->kind), a->subject, alarm_entry_severity(a), a->message,
         at, biz[0] ? biz : NULL};
-    return store_once(
+    return store_record(
         db,
         "INSERT INTO alarms (id, kind, subject, severity, message, raised_at, "
         "raised_business_at) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (id) DO NOTHING",
@@ -321,16 +329,16 @@ static int store_alarm(db_t *db, const engine_rec_t *r, engine_stored_cb done, v
   case ALARM_EV_ACKED: {
     store_iso(a->acked_wall_ms, at, sizeof at);
     const char *p[] = {id, at, a->acked_by};
-    return store_once(db, "UPDATE alarms SET acked_at = $2, acked_by = $3 WHERE id = $1", 3, p,
-                      done, arg);
+    return store_record(db, "UPDATE alarms SET acked_at = $2, acked_by = $3 WHERE id = $1", 3, p,
+                        done, arg);
   }
   case ALARM_EV_CLEARED: {
     store_iso(r->wall_ms, at, sizeof at);
     const char *p[] = {id, at, a->message};
-    return store_once(db,
-                      "UPDATE alarms SET cleared_at = $2, last_message = $3 WHERE id = $1 AND "
-                      "cleared_at IS NULL",
-                      3, p, done, arg);
+    return store_record(db,
+                        "UPDATE alarms SET cleared_at = $2, last_message = $3 WHERE id = $1 AND "
+                        "cleared_at IS NULL",
+                        3, p, done, arg);
   }
   }
   return NIRC_EINVAL;

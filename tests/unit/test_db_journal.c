@@ -15,6 +15,7 @@
  * each test) are in support/pgtest.h, shared with the other test_db_*
  * programs. */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -499,6 +500,35 @@ static void test_journal_damage_set_aside(void **state) {
 
 /* journal_max bounds the file: a write that would pass it is refused with
  * NIRC_EFULL and counted, and what is in the journal stays intact. */
+typedef int (*once_write_fn)(db_t *db, const char *sql, int nparams, const char *const *params,
+                             db_result_cb cb, void *arg);
+
+/* A link event's detail of 299 bytes: a few fill a small journal. */
+static const char *long_detail(void) {
+  static char detail[300];
+  memset(detail, 'd', sizeof detail - 1);
+  detail[sizeof detail - 1] = '\0';
+  return detail;
+}
+
+/* Journals link events of `peer` with `write`, their results from slot
+ * `from` on, until one is refused; returns how many went in (the refusal
+ * must be NIRC_EFULL). */
+static int fill_journal(db_t *db, once_write_fn write, const char *peer, pgtest_rec_t *r,
+                        int from) {
+  const char *p[2] = {peer, long_detail()};
+  int n = 0, rc;
+  while ((rc = write(db, EVENT_SQL, 2, p, pgtest_rec_cb, &r->slot[from + n])) == 0) {
+    n++;
+    assert_true(n < 20);
+  }
+  assert_int_equal(rc, NIRC_EFULL);
+  return n;
+}
+
+/* A small journal: history fills it to 75 % and is then shed; the alarm
+ * record (db_exec_once_record) is never shed, so it still goes in; changes
+ * fill it to the end and are then refused. */
 static void test_journal_full(void **state) {
   (void)state;
   jfile_t j;
@@ -506,20 +536,19 @@ static void test_journal_full(void **state) {
   pgtest_actx_t a;
   actx_open_j(&a, PGTEST_UNREACHABLE, j.path, 4096);
   pgtest_rec_t *r = pgtest_rec_new();
-  char detail[300];
-  memset(detail, 'd', sizeof detail - 1);
-  detail[sizeof detail - 1] = '\0';
-  const char *p[2] = {"jnl-full", detail};
-  int n = 0, rc;
-  while ((rc = db_exec_once(a.db, EVENT_SQL, 2, p, pgtest_rec_cb, &r->slot[n])) == 0) {
-    n++;
-    assert_true(n < 20);
-  }
-  assert_int_equal(rc, NIRC_EFULL);
-  assert_true(n >= 5);
+  const char *p[2] = {"jnl-full", long_detail()};
+  int bulk = fill_journal(a.db, db_exec_once_bulk, "jnl-full", r, 0);
+  assert_true(bulk >= 3);
+  assert_int_equal(jstats(a.db).shed_total, 1);
+  assert_int_equal(db_exec_once_record(a.db, EVENT_SQL, 2, p, pgtest_rec_cb, &r->slot[bulk]), 0);
+  int n = bulk + 1;
+  n += fill_journal(a.db, db_exec_once, "jnl-full", r, n);
   db_journal_stats_t st = jstats(a.db);
+  assert_true(n > bulk + 1);
   assert_int_equal(st.refused_total, 1);
+  assert_int_equal(st.shed_total, 1);
   assert_int_equal(st.records, n);
+  assert_int_equal(db_unsaved_changes(a.db), n); /* journaled: an upper bound */
   assert_true(JNL_HEADER_SIZE + st.bytes <= 4096);
   assert_int_equal(db_exec_once(a.db, EVENT_SQL, 2, p, NULL, NULL), NIRC_EFULL);
   assert_int_equal(jstats(a.db).refused_total, 2);
@@ -592,47 +621,62 @@ static void test_once_batched(void **state) {
   free(r);
 }
 
-/* An urgent once-write (a rule, a directive, the audit trail) queued
- * behind a thousand history writes goes in the first pipeline, not after
- * them (at 20,000 sites a minute's load rows are 40 pipelines, and an
- * operator's cutover waited for all of them); the history keeps its own
- * order. */
-static void test_urgent_write_overtakes_history(void **state) {
-  (void)state;
-  PGTEST_NEED_PG();
+/* Queues a thousand writes of one class, then an urgent one (a rule, a
+ * directive, the audit trail): the urgent one goes in the first pipeline,
+ * not after them; the others keep their own order. `changes`: whether
+ * each of them is a change an operator's read would miss
+ * (db_unsaved_changes). */
+static void urgent_overtakes(once_write_fn write, const char *what, bool changes) {
   pgtest_actx_t a;
   pgtest_actx_open(&a, pgtest_env.main_ci);
   pgtest_rec_t *rb = pgtest_rec_new(), *ru = pgtest_rec_new();
   char peer[64];
-  snprintf(peer, sizeof peer, "urgent-%ld", (long)getpid());
+  snprintf(peer, sizeof peer, "%s-%ld", what, (long)getpid());
   pgtest_q(a.db, ru, 0, "select 1", 0, NULL);
   assert_true(pgtest_run_until_count(&a.loop, &ru->ncalls, 1));
   ru->ncalls = 0;
-  enum { HISTORY = 1030 };
-  for (int i = 0; i < HISTORY; i++) {
+  enum { QUEUED = 1030 };
+  for (int i = 0; i < QUEUED; i++) {
     char d[16];
     snprintf(d, sizeof d, "%d", i);
     const char *p[2] = {peer, d};
-    if (db_exec_once_bulk(a.db, EVENT_SQL, 2, p, pgtest_rec_cb, &rb->slot[i]) != 0)
-      fail_msg("history write %d refused", i);
+    if (write(a.db, EVENT_SQL, 2, p, pgtest_rec_cb, &rb->slot[i]) != 0)
+      fail_msg("%s write %d refused", what, i);
   }
   qo(a.db, ru, 0,
      "INSERT INTO sites (slug, name_en, name_zh) VALUES ('urgent-site', 'U', 'U') "
      "ON CONFLICT DO NOTHING",
      0, NULL);
-  /* What an operator's read cannot see yet: the change, not the history. */
-  assert_int_equal(db_unsaved_changes(a.db), 1);
+  /* What an operator's read cannot see yet: the change, and the others
+   * only if they are changes too. */
+  assert_int_equal(db_unsaved_changes(a.db), changes ? QUEUED + 1 : 1);
   assert_true(pgtest_run_until_count(&a.loop, &ru->ncalls, 1));
   if (ru->err[0] != 0) fail_msg("urgent write: %s", ru->msg[0]);
-  assert_int_equal(db_unsaved_changes(a.db), 0);
-  if (rb->ncalls >= HISTORY)
-    fail_msg("the urgent write finished after all %d history writes queued before it", HISTORY);
-  assert_true(pgtest_run_until_count(&a.loop, &rb->ncalls, HISTORY));
+  if (rb->ncalls >= QUEUED)
+    fail_msg("the urgent write finished after all %d %s writes queued before it", QUEUED, what);
+  assert_true(pgtest_run_until_count(&a.loop, &rb->ncalls, QUEUED));
   assert_int_equal(rb->out_of_order, 0);
-  assert_true(events_in_order(pgtest_env.main_ci, peer, HISTORY));
+  assert_true(events_in_order(pgtest_env.main_ci, peer, QUEUED));
+  assert_int_equal(db_unsaved_changes(a.db), 0);
   pgtest_actx_close(&a);
   free(rb);
   free(ru);
+}
+
+/* Behind a thousand history writes (at 20,000 sites a minute's load rows
+ * are 40 pipelines, and an operator's cutover waited for all of them). */
+static void test_urgent_write_overtakes_history(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  urgent_overtakes(db_exec_once_bulk, "history", false);
+}
+
+/* Behind a thousand alarm records (20,000 site_down rows raised at once
+ * held a cutover's reply for over a second). */
+static void test_urgent_write_overtakes_records(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  urgent_overtakes(db_exec_once_record, "record", true);
 }
 
 /* A journal replayed again (a crash after the writes were applied but
@@ -903,6 +947,7 @@ int main(void) {
       cmocka_unit_test_setup(test_once_connected, pgtest_need_schema),
       cmocka_unit_test_setup(test_once_batched, pgtest_need_schema),
       cmocka_unit_test_setup(test_urgent_write_overtakes_history, pgtest_need_schema),
+      cmocka_unit_test_setup(test_urgent_write_overtakes_records, pgtest_need_schema),
       cmocka_unit_test_setup(test_journal_replayed_at_open, pgtest_need_schema),
       cmocka_unit_test_setup(test_journal_torn_last_record, pgtest_need_schema),
       cmocka_unit_test_setup(test_journal_damage_set_aside, pgtest_need_schema),

@@ -23,7 +23,7 @@ static query_t *rec(const char *name) {
   query_t *q = query_new(query_str(name), 0, NULL, query_str("k"));
   assert_non_null(q);
   q->urgent = name[0] == 'U';
-  q->history = name[0] == 'h';
+  q->overtakable = name[0] == 'h';
   return q;
 }
 
@@ -38,7 +38,7 @@ static void expect(query_queue_t *qq, const char *want) {
     snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", n ? " " : "", q->sql);
     if (q == qq->overtake) in_tail = true;
     /* Only history in the run urgent records overtake. */
-    if (in_tail && !q->history) fail_msg("%s inside the history run: %s", q->sql, got);
+    if (in_tail && !q->overtakable) fail_msg("%s inside the history run: %s", q->sql, got);
     last = q;
     n++;
   }
