@@ -1202,9 +1202,9 @@ int main(int argc, char **argv) {
     /* A controller took the request and did not answer: not "is nircd
      * running?", and a change may have been made. */
     fprintf(stderr,
-            "nircctl: no answer from a controller:\n%s\nWhat it was asked may still have been "
-            "done: check `nircctl history` before asking again, or give it longer (--timeout, "
-            "now %llu ms per controller).\n",
+            "nircctl: no answer from a controller:\n%s\nIf this asked for a change, it may "
+            "still have been made: check `nircctl history` before asking again. Or give it "
+            "longer (--timeout, now %llu ms per controller).\n",
             c.errors, (unsigned long long)c.conf->timeout_ms);
   } else if (rc == EXIT_UNREACHABLE && c.standbys_seen) {
     /* Controllers answered, but none leads now: not "is nircd running?". */
