@@ -473,12 +473,12 @@ static int history_csv; /* history --csv */
  * committed (ops.c reads on a connection of its own, so that no write
  * queue holds it up): say how many, rather than let a missing row pass
  * for one that never happened. */
-static void print_unsaved(FILE *out, uint64_t n, const char *what) {
+static void print_unsaved(FILE *out, uint64_t n, const char *noun, const char *what) {
   if (n == 0) return;
   fprintf(out,
-          "note: the controller had %llu change%s not yet saved to the database; the newest "
+          "note: the controller had %llu %s%s not yet saved to the database; the newest "
           "may be missing from this %s: run it again in a few seconds\n",
-          (unsigned long long)n, n == 1 ? "" : "s", what);
+          (unsigned long long)n, noun, n == 1 ? "" : "s", what);
 }
 
 static int print_history(const Nirc__OperatorReply *rep, int json) {
@@ -502,7 +502,7 @@ static int print_history(const Nirc__OperatorReply *rep, int json) {
   }
   ctl_history_print(stdout, h, history_csv ? CTL_HISTORY_CSV : CTL_HISTORY_TABLE, history_tz);
   /* CSV is data: the note goes beside it, not into it. */
-  print_unsaved(history_csv ? stderr : stdout, h->unsaved_changes, "history");
+  print_unsaved(history_csv ? stderr : stdout, h->unsaved_changes, "change", "history");
   return EXIT_DONE;
 }
 
@@ -968,7 +968,7 @@ static int print_alarms(const Nirc__OperatorReply *rep, int json) {
   } else {
     if (alarms_ack) printf("acknowledged; active alarms now:\n");
     ctl_alarms_print(stdout, r->alarms, r->n_alarms, r->from_database, history_tz);
-    if (r->from_database) print_unsaved(stdout, r->unsaved_changes, "record");
+    if (r->from_database) print_unsaved(stdout, r->unsaved_changes, "alarm update", "record");
   }
   if (alarms_ack || r->from_database) return EXIT_DONE;
   return r->n_alarms ? EXIT_REFUSED : EXIT_DONE;

@@ -540,7 +540,7 @@ static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *r
                      until};
   ops_history_t *h = calloc(1, sizeof *h);
   if (!h) return;
-  *h = (ops_history_t){srv, c, req->request_id, 0, db_unsaved_changes(srv->db)};
+  *h = (ops_history_t){srv, c, req->request_id, 0, db_unsaved_changes(srv->db, DB_UNSAVED_URGENT)};
   char down[300];
   if (ops_db_down(srv, "history is unavailable; routing continues", down, sizeof down)) {
     ops_history_done(h, NIRC_EDB, down, NULL);
@@ -620,7 +620,7 @@ static void ops_alarms(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   }
   ops_history_t *h = calloc(1, sizeof *h);
   if (!h) return;
-  *h = (ops_history_t){srv, c, req->request_id, 0, db_unsaved_changes(srv->db)};
+  *h = (ops_history_t){srv, c, req->request_id, 0, db_unsaved_changes(srv->db, DB_UNSAVED_RECORDS)};
   char down[300];
   if (ops_db_down(srv,
                   "the alarm record cannot be read now; `nircctl alarms` (without --all) shows "

@@ -102,7 +102,7 @@ struct server {
    * report staffing): on db they queued behind bulk writes (20,000 alarms
    * raised at once held `nircctl history` past its timeout) and on db_read
    * behind the forecast's load or a prune waiting on a lock. A reply read
-   * here says how many changes db has not yet committed
+   * here says how many of its kind db has not yet committed
    * (db_unsaved_changes): it cannot see them. Owned; no journal. */
   db_t *db_ops;
   int db_ops_closing;

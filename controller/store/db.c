@@ -147,23 +147,23 @@ size_t db_queue_depth(const db_t *db) {
   return db ? db->queue.depth : 0;
 }
 
-/* A change an operator's read would miss: urgent (rules, directives, the
- * audit trail) or a record (alarms); not history. */
-static bool db_is_change(const query_t *q) {
-  return q->urgent || (q->overtakable && !q->bulk);
+/* Whether q is of a kind in `which` (db_unsaved_t); history never is. */
+static bool db_is_change(const query_t *q, unsigned which) {
+  if (q->urgent) return which & DB_UNSAVED_URGENT;
+  return (which & DB_UNSAVED_RECORDS) && q->overtakable && !q->bulk;
 }
 
-size_t db_unsaved_changes(const db_t *db) {
+size_t db_unsaved_changes(const db_t *db, unsigned which) {
   if (!db) return 0;
   size_t n = 0;
   /* A walk, not a counter kept on every push and pop: an operator's read
    * asks, a few times a minute at most, and the queue holds at most
    * DB_QUEUE_MAX records. */
   for (const query_t *q = db->queue.head; q; q = q->next)
-    n += db_is_change(q);
-  if (db->inflight) n += db_is_change(db->inflight);
+    n += db_is_change(q, which);
+  if (db->inflight) n += db_is_change(db->inflight, which);
   for (const query_t *q = db->batch; q; q = q->next)
-    n += db_is_change(q);
+    n += db_is_change(q, which);
   db_journal_stats_t js;
   once_stats(&db->once, &js);
   return n + (size_t)js.records;

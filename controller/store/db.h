@@ -108,12 +108,18 @@ uint64_t db_unreachable_ms(const db_t *db);
 const char *db_state_name(db_state_t s);
 /* Queries waiting in memory (the journal is counted by db_journal_stats). */
 size_t db_queue_depth(const db_t *db);
-/* Changes (rules, directives, audit rows: the urgent once-writes; alarm
- * records) queued or in flight and not yet committed, plus every journaled write
- * not yet applied (the journal does not say which are urgent, so this is
- * an upper bound). A read on another connection does not see them yet:
- * an operator's read says so (controller/net/ops.c). 0 without a client. */
-size_t db_unsaved_changes(const db_t *db);
+/* Which writes db_unsaved_changes counts. */
+typedef enum {
+  DB_UNSAVED_URGENT = 1,  /* rules, directives, the audit trail */
+  DB_UNSAVED_RECORDS = 2, /* the alarm record (db_exec_once_record) */
+} db_unsaved_t;
+/* Writes of the kinds in `which` (DB_UNSAVED_* or'ed) queued or in flight
+ * and not yet committed, plus every journaled write not yet applied (the
+ * journal does not say which kind a record is, so this is an upper bound).
+ * A read on another connection does not see them yet: an operator's read
+ * of the audit trail or the alarm record says so (controller/net/ops.c).
+ * 0 without a client. */
+size_t db_unsaved_changes(const db_t *db, unsigned which);
 /* Journal depth and counters; all zero without a client. */
 void db_journal_stats(const db_t *db, db_journal_stats_t *out);
 /* Queues the deletion of idempotency keys older than DB_KEY_RETENTION. The

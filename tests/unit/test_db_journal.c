@@ -548,7 +548,9 @@ static void test_journal_full(void **state) {
   assert_int_equal(st.refused_total, 1);
   assert_int_equal(st.shed_total, 1);
   assert_int_equal(st.records, n);
-  assert_int_equal(db_unsaved_changes(a.db), n); /* journaled: an upper bound */
+  /* Journaled: every record counts, whatever its kind (an upper bound). */
+  assert_int_equal(db_unsaved_changes(a.db, DB_UNSAVED_URGENT), n);
+  assert_int_equal(db_unsaved_changes(a.db, DB_UNSAVED_RECORDS), n);
   assert_true(JNL_HEADER_SIZE + st.bytes <= 4096);
   assert_int_equal(db_exec_once(a.db, EVENT_SQL, 2, p, NULL, NULL), NIRC_EFULL);
   assert_int_equal(jstats(a.db).refused_total, 2);
@@ -623,10 +625,11 @@ static void test_once_batched(void **state) {
 
 /* Queues a thousand writes of one class, then an urgent one (a rule, a
  * directive, the audit trail): the urgent one goes in the first pipeline,
- * not after them; the others keep their own order. `changes`: whether
- * each of them is a change an operator's read would miss
- * (db_unsaved_changes). */
-static void urgent_overtakes(once_write_fn write, const char *what, bool changes) {
+ * not after them; the others keep their own order. `records`: whether
+ * they are alarm records, which a read of the alarm record would miss
+ * (db_unsaved_changes counts them as DB_UNSAVED_RECORDS; history it never
+ * counts). */
+static void urgent_overtakes(once_write_fn write, const char *what, bool records) {
   pgtest_actx_t a;
   pgtest_actx_open(&a, pgtest_env.main_ci);
   pgtest_rec_t *rb = pgtest_rec_new(), *ru = pgtest_rec_new();
@@ -647,9 +650,12 @@ static void urgent_overtakes(once_write_fn write, const char *what, bool changes
      "INSERT INTO sites (slug, name_en, name_zh) VALUES ('urgent-site', 'U', 'U') "
      "ON CONFLICT DO NOTHING",
      0, NULL);
-  /* What an operator's read cannot see yet: the change, and the others
-   * only if they are changes too. */
-  assert_int_equal(db_unsaved_changes(a.db), changes ? QUEUED + 1 : 1);
+  /* What an operator's read cannot see yet: a read of the audit trail
+   * the urgent write, a read of the alarm record the records. */
+  assert_int_equal(db_unsaved_changes(a.db, DB_UNSAVED_URGENT), 1);
+  assert_int_equal(db_unsaved_changes(a.db, DB_UNSAVED_RECORDS), records ? QUEUED : 0);
+  assert_int_equal(db_unsaved_changes(a.db, DB_UNSAVED_URGENT | DB_UNSAVED_RECORDS),
+                   records ? QUEUED + 1 : 1);
   assert_true(pgtest_run_until_count(&a.loop, &ru->ncalls, 1));
   if (ru->err[0] != 0) fail_msg("urgent write: %s", ru->msg[0]);
   if (rb->ncalls >= QUEUED)
@@ -657,7 +663,7 @@ static void urgent_overtakes(once_write_fn write, const char *what, bool changes
   assert_true(pgtest_run_until_count(&a.loop, &rb->ncalls, QUEUED));
   assert_int_equal(rb->out_of_order, 0);
   assert_true(events_in_order(pgtest_env.main_ci, peer, QUEUED));
-  assert_int_equal(db_unsaved_changes(a.db), 0);
+  assert_int_equal(db_unsaved_changes(a.db, DB_UNSAVED_URGENT | DB_UNSAVED_RECORDS), 0);
   pgtest_actx_close(&a);
   free(rb);
   free(ru);
@@ -839,7 +845,7 @@ static void test_outage_journaled_in_order(void **state) {
   db_journal_stats_t st = jstats(a.db);
   assert_int_equal(st.records, seq - 4);
   /* Journaled, not in the database: all of them count (an upper bound). */
-  assert_int_equal(db_unsaved_changes(a.db), seq - 4);
+  assert_int_equal(db_unsaved_changes(a.db, DB_UNSAVED_URGENT), seq - 4);
   assert_true(st.bytes > 0);
   assert_int_equal(file_size(j.path), JNL_HEADER_SIZE + (long)st.bytes);
 
@@ -850,7 +856,7 @@ static void test_outage_journaled_in_order(void **state) {
   st = jstats(a.db);
   assert_int_equal(st.records, 0);
   assert_int_equal(st.replayed_total, seq - 4);
-  assert_int_equal(db_unsaved_changes(a.db), 0);
+  assert_int_equal(db_unsaved_changes(a.db, DB_UNSAVED_URGENT | DB_UNSAVED_RECORDS), 0);
   assert_int_equal(st.duplicates_total, 0);
   assert_int_equal(st.failed_total, 0);
   assert_int_equal(file_size(j.path), JNL_HEADER_SIZE);
