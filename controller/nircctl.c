@@ -213,23 +213,16 @@ static void ctl_on_close(link_t *l, int err, const char *why, int was_open) {
     ctl_finish(c);
     return;
   }
-  if (c->sent && (c->expired || err == NIRC_ETIMEOUT)) {
+  /* It took the request and never answered: not "unreachable", and a
+   * change asked for may have been made (main says so). */
+  bool unanswered = c->sent && (c->expired || err == NIRC_ETIMEOUT);
+  if (unanswered) {
     c->asked++;
-    ctl_note(c, c->names[c->idx],
-             "took the request but sent no answer within --timeout (busy, or waiting on its "
-             "database)");
-    if (c->expired) {
-      c->exit_code = EXIT_UNREACHABLE;
-      ctl_finish(c);
-      return;
-    }
-    c->redirect = -1;
-    c->idx++;
-    ctl_try_next(c);
-    return;
+    why = "took the request but sent no answer within --timeout (busy, or waiting on its "
+          "database)";
   }
   if (c->expired) {
-    ctl_note(c, c->names[c->idx], "no answer before --timeout ran out");
+    ctl_note(c, c->names[c->idx], unanswered ? why : "no answer before --timeout ran out");
     c->exit_code = EXIT_UNREACHABLE;
     ctl_finish(c);
     return;

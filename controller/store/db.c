@@ -165,7 +165,7 @@ size_t db_unsaved_changes(const db_t *db, unsigned which) {
   for (const query_t *q = db->batch; q; q = q->next)
     n += db_is_change(q, which);
   db_journal_stats_t js;
-  once_stats(&db->once, &js);
+  db_journal_stats(db, &js);
   return n + (size_t)js.records;
 }
 
@@ -936,7 +936,6 @@ typedef struct {
 
 static int db_once_write(db_t *db, db_once_class_t cls, const char *sql, int nparams,
                          const char *const *params, db_result_cb cb, void *arg) {
-  bool bulk = cls.bulk;
   if (!db || !db_args_ok(sql, nparams, params) || !*sql) return NIRC_EINVAL;
   if (db->closing) return NIRC_ECLOSED;
   char key[QUERY_KEY_MAX];
@@ -952,11 +951,11 @@ static int db_once_write(db_t *db, db_once_class_t cls, const char *sql, int npa
     /* The record on disk is the write; q only carries the callback. */
     query_t *q = calloc(1, sizeof *q);
     if (!q) return NIRC_ENOMEM;
-    uint64_t limit = bulk ? db->once.jnl.max / 100 * DB_JOURNAL_BULK_PCT : 0;
+    uint64_t limit = cls.bulk ? db->once.jnl.max / 100 * DB_JOURNAL_BULK_PCT : 0;
     int rc = journal_append(&db->once.jnl, limit, key, sql, nparams, params, at);
     if (rc != 0) {
       free(q);
-      if (bulk && rc == NIRC_EFULL && db->once.jnl.size < db->once.jnl.max)
+      if (cls.bulk && rc == NIRC_EFULL && db->once.jnl.size < db->once.jnl.max)
         once_shed(&db->once, uv_now(db->loop), db->target);
       else if (rc != NIRC_ENOMEM)
         once_refused(&db->once, rc, uv_now(db->loop), db->target);
