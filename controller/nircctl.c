@@ -101,6 +101,11 @@ typedef struct {
 
 static void ctl_try_next(ctl_t *c);
 
+/* Said when a controller took the request and never answered (asked). */
+#define CTL_UNANSWERED_HINT                                                                        \
+  "If this asked for a change, it may still have been made: check `nircctl history` before "       \
+  "asking again.\n"
+
 /* ---- text from elsewhere, made safe to print ---- */
 
 /* Escaped text, at most `max` bytes wide (ctl_plan.h). */
@@ -1191,21 +1196,20 @@ int main(int argc, char **argv) {
            : cmd->id == CTL_CMD_STATUS && !*args.status.site
                ? status_run(&c, &args, json, JSON_INDENT(2))
                : ctl_request(&c, req);
-  if (rc == EXIT_UNREACHABLE && c.asked) {
-    /* A controller took the request and did not answer: not "is nircd
-     * running?", and a change may have been made. */
-    fprintf(stderr,
-            "nircctl: no answer from a controller:\n%s\nIf this asked for a change, it may "
-            "still have been made: check `nircctl history` before asking again. Or give it "
-            "longer (--timeout, now %llu ms per controller).\n",
-            c.errors, (unsigned long long)c.conf->timeout_ms);
-  } else if (rc == EXIT_UNREACHABLE && c.standbys_seen) {
+  if (rc == EXIT_UNREACHABLE && c.standbys_seen) {
     /* Controllers answered, but none leads now: not "is nircd running?". */
     fprintf(stderr,
             "nircctl: no leader answered:\n%s\nA standby takes over within a lease of the "
             "leader's end ([controller] lease_timeout, 3 s by default): try again in a few "
             "seconds.\n",
             c.errors[0] ? c.errors : c.standby_note);
+    if (c.asked) fprintf(stderr, "%s", CTL_UNANSWERED_HINT);
+  } else if (rc == EXIT_UNREACHABLE && c.asked) {
+    /* A controller took the request and did not answer: not "is nircd
+     * running?", and a change may have been made. */
+    fprintf(stderr, "nircctl: no answer from a controller:\n%s\n%s", c.errors, CTL_UNANSWERED_HINT);
+    fprintf(stderr, "Or give it longer (--timeout, now %llu ms per controller).\n",
+            (unsigned long long)c.conf->timeout_ms);
   } else if (rc == EXIT_UNREACHABLE) {
     fprintf(stderr,
             "nircctl: cannot reach a controller:\n%s\nIs nircd running? Check --controller or "
