@@ -70,15 +70,24 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
   server_t *srv = arg;
   const nircd_conf_t *conf = srv->conf;
   switch (v->state) {
-  case LEADER_STANDBY:
+  case LEADER_STANDBY: {
+    /* The view changes on every renewal the standby sees (renewals):
+     * systemd hears only of a new leader or address. */
+    bool named = strcmp(srv->leader_hint, v->hint) != 0 ||
+                 strcmp(srv->leader_node, v->holder) != 0 || srv->leader_epoch != v->holder_epoch ||
+                 !srv->standby_notified;
     nirc_strlcpy(srv->leader_hint, v->hint, sizeof srv->leader_hint);
     nirc_strlcpy(srv->leader_node, v->holder, sizeof srv->leader_node);
     srv->leader_epoch = v->holder_epoch;
     srv->leader_suspect = v->suspect;
-    sd_notifyf(0, "READY=1\nSTATUS=standby: %s leads%s%s", v->holder[0] ? v->holder : "nobody yet",
-               v->hint[0] ? " at " : "", v->hint);
-    server_election_changed(srv); /* a leader named: held agents go there */
+    srv->leader_renewals = v->renewals;
+    if (named)
+      sd_notifyf(0, "READY=1\nSTATUS=standby: %s leads%s%s",
+                 v->holder[0] ? v->holder : "nobody yet", v->hint[0] ? " at " : "", v->hint);
+    srv->standby_notified = 1;
+    server_election_changed(srv); /* held agents: welcomed, kept, or sent to a live leader */
     return;
+  }
   case LEADER_LEADING:
     if (!rules) {
       log_info(LOG_MAIN, conf->node, "%s",

@@ -3,6 +3,7 @@
 #include "err.h"
 #include "frame.h"
 #include "admit.h"
+#include "hold.h"
 #include "guard.h"
 #include "httpd.h"
 #include "leader.h"
@@ -36,10 +37,11 @@
 #define SERVER_HELLO_VERSION_MAX 64
 
 /* How long past one lease a controller that does not lead keeps a site
- * link while it is electing (server_electing). The election ends within a
- * lease of the old leader's last renewal; then the link is answered where
- * it stands (a Welcome, or the new leader's address), so a failover costs each
- * agent one handshake instead of one per retry while the lease runs out. */
+ * link it could not yet answer for certain (net/hold.h): the election ends
+ * within a lease of the old leader's last renewal, and a live leader is
+ * seen renewing within two lease/4 periods; then the link is answered
+ * where it stands (a Welcome, or the leader's address), so a failover
+ * costs each agent one handshake instead of one per retry. */
 #define SERVER_HOLD_EXTRA_MS 2000
 /* At most this many held links (or two per configured site, if more):
  * beyond, a link is sent away at once as before. */
@@ -205,19 +207,21 @@ static int server_admit_site(server_t *srv, conn_t *c) {
   return 0;
 }
 
-/* Whether a controller that does not lead is waiting for an election: no
- * leader is known, or the one named has not renewed its lease for half
- * a lease (it may be dead: sending agents there would only bounce them
- * back and forth, a full handshake each, until the lease runs out). */
-static int server_electing(const server_t *srv) {
-  return !srv->leader_hint[0] || srv->leader_suspect;
+/* What the hold decision (net/hold.h) needs to know now. */
+static hold_view_t server_hold_view(const server_t *srv) {
+  hold_view_t v = {.leading = srv->leading && !srv->lost,
+                   .stopping = srv->lost || srv->stopping,
+                   .leader_named = srv->leader_hint[0] != '\0',
+                   .suspect = srv->leader_suspect != 0,
+                   .renewals = srv->leader_renewals};
+  return v;
 }
 
 /* Whether a site link reaching a controller that does not lead may wait
- * for the election instead of being sent away: only while it is electing
- * (server_electing) and within the cap. */
+ * on its link until the controller knows where it belongs (net/hold.h):
+ * within the cap, and not when it stops. */
 static int server_may_hold(const server_t *srv) {
-  if (srv->lost || srv->stopping || !server_electing(srv)) return 0;
+  if (srv->lost || srv->stopping) return 0;
   size_t cap = 2 * srv->sites.n > SERVER_HOLD_MIN_CAP ? 2 * srv->sites.n : SERVER_HOLD_MIN_CAP;
   return srv->nheld < cap;
 }
@@ -237,7 +241,11 @@ static void server_on_open(link_t *l) {
   if (!srv->leading && id->kind == PEER_SITE && server_may_hold(srv)) {
     conn_set_state(c, CONN_HELD);
     c->held_ms = server_now();
-    log_debug(LOG_LINK, link_label(l), "held: electing (no leader known, or its lease unrenewed)");
+    c->held_renewals = srv->leader_renewals;
+    log_debug(LOG_LINK, link_label(l), "held: %s",
+              srv->leader_hint[0] && !srv->leader_suspect
+                  ? "until the leader is seen renewing its lease"
+                  : "electing (no leader known, or its lease unrenewed)");
     return;
   }
   if (!srv->leading && (id->kind == PEER_SITE || id->kind == PEER_OPERATOR)) {
@@ -480,15 +488,27 @@ static void server_unhold(server_t *srv, conn_t *c) {
 
 void server_election_changed(server_t *srv) {
   if (!srv->nheld) return;
-  /* Still electing: nothing to answer yet. */
-  if (!srv->leading && server_electing(srv)) return;
-  unsigned n = srv->nheld;
-  log_info(LOG_LINK, srv->conf->node, "%u site link%s held through the election: %s", n,
-           n == 1 ? "" : "s", srv->leading ? "answered as leader" : "sent to the leader");
+  hold_view_t v = server_hold_view(srv);
+  unsigned answered = 0;
   for (conn_t *c = srv->conns, *next; c; c = next) {
     next = c->next;
-    if (c->state == CONN_HELD) server_unhold(srv, c);
+    if (c->state != CONN_HELD) continue;
+    hold_verdict_t verdict = hold_decide(&v, c->held_renewals);
+    if (verdict == HOLD_KEEP) continue;
+    server_unhold(srv, c);
+    answered++;
   }
+  if (!answered) return;
+  if (v.leading)
+    log_info(LOG_LINK, srv->conf->node, "%u site link%s held through the election: %s", answered,
+             answered == 1 ? "" : "s", "answered as leader");
+  else if (v.leader_named && !v.stopping)
+    log_info(LOG_LINK, srv->conf->node,
+             "%u site link%s held until the leader was seen renewing its lease: sent to %s",
+             answered, answered == 1 ? "" : "s", srv->leader_hint);
+  else
+    log_info(LOG_LINK, srv->conf->node, "%u held site link%s sent away: this controller stops",
+             answered, answered == 1 ? "" : "s");
 }
 
 /* Held links whose election has outlasted SERVER_HOLD_EXTRA_MS past a

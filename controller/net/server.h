@@ -23,10 +23,9 @@
 typedef enum {
   CONN_PENDING = 0, /* TLS handshake not finished */
   CONN_AWAIT_HELLO, /* site certificate accepted, waiting for Hello */
-  CONN_HELD,        /* a site link on a controller that does not lead while
-                     * it is electing (no leader known, or its lease
-                     * unrenewed): kept open with its Hello until the
-                     * election ends (server_election_changed) */
+  CONN_HELD,        /* a site link on a controller that does not lead:
+                     * kept open with its Hello until it knows where the
+                     * link belongs (net/hold.h, server_election_changed) */
   CONN_SITE,        /* Hello accepted: an agent link */
   CONN_OPERATOR,    /* an operator (nircctl) link */
   CONN_CLOSED,      /* refused or closed; waiting for the link to go */
@@ -57,6 +56,7 @@ struct conn {
   /* CONN_HELD: when the hold began (clock_real_ms()), and the agent's
    * Hello, packed (owned; NULL until it arrives). */
   int64_t held_ms;
+  uint64_t held_renewals; /* srv->leader_renewals when the hold began (net/hold.h) */
   uint8_t *held_hello;
   size_t held_hello_len;
 };
@@ -193,6 +193,10 @@ struct server {
   /* Standby: that leader's lease has gone unrenewed for half a lease
    * (leader_view_t.suspect): site links are held, not sent to it. */
   int leader_suspect;
+  /* Standby: renewals of the lease seen so far (leader_view_t.renewals),
+   * and whether systemd was told it is a standby. */
+  uint64_t leader_renewals;
+  int standby_notified;
   /* Set by the caller before server_start (the link layer does not know
    * what it carries): who answers an operator request on a link whose
    * leadership is confirmed (net/ops.c), and who publishes the status

@@ -343,7 +343,8 @@ static void leader_standby_step(leader_t *l, leader_view_t *v) {
    * instead of evicting a leader that had no chance to renew either. */
   if (l->last_read_ms && now - l->last_read_ms > l->lease_ms) l->watch_since_ms = now;
   l->last_read_ms = now;
-  if (ls.present && strcmp(ls.renewed, l->seen_renewed) != 0) {
+  bool renewed = ls.present && strcmp(ls.renewed, l->seen_renewed) != 0;
+  if (renewed) {
     nirc_strlcpy(l->seen_renewed, ls.renewed, sizeof l->seen_renewed);
     l->watch_since_ms = now;
   }
@@ -355,6 +356,7 @@ static void leader_standby_step(leader_t *l, leader_view_t *v) {
   next.suspect = ls.present && now - l->watch_since_ms >= l->lease_ms / 2;
   nirc_strlcpy(next.holder, ls.present ? ls.node : "", sizeof next.holder);
   next.holder_epoch = ls.epoch;
+  next.renewals = v->renewals + renewed;
   if (!ls.present || mine || still) {
     int got = leader_try_lock(l);
     if (got == 1) {

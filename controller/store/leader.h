@@ -70,6 +70,10 @@ typedef struct {
    * lease (two renewals missed): its leader may be gone, and an election
    * may follow. Site links are then held rather than sent to it. */
   bool suspect;
+  /* STANDBY: how many times this standby has read the lease and found it
+   * renewed since its previous read (net/hold.h: a leader is believed
+   * alive once renewed twice after a link arrived). Only grows. */
+  uint64_t renewals;
   bool db_down;  /* LEADING: the database cannot be reached now */
   char why[256]; /* LOST: what happened */
 } leader_view_t;

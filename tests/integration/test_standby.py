@@ -9,6 +9,8 @@ Two nircd on one database, each with its own [http] listen:
   nirc_leader_epoch on both, and no per-site series from the standby;
 - the standby's page, rendered by headless Chromium, has the banner at the
   top (its colour is in the screenshot) and no site rows;
+- agents that reach the standby first are held until it has seen the
+  leader's lease renewed after they came, then sent to the leader;
 - `nircctl --controller STANDBY status` (and `site`) says "nircd at ADDR is
   a standby; the leader is ADDR (epoch N)" on stderr and answers from the
   leader, which is not in its list; --json stays one document.
@@ -98,6 +100,13 @@ def test_standby_says_so_everywhere():
         env.start_agent(s, controllers=f"{addr_b},{env.addr}")
     T.wait_until(lambda: all(env.status()[s]["link"] == "online" for s in ("hubei", "shaanxi")),
                  20, "the agents online at the leader, sent there by the standby")
+    # Sent there once the standby saw the leader alive after they came (its
+    # lease renewed twice), not after the hold ran out (lease + 2 s), and
+    # not at once: right after a leader dies its lease still looks fresh.
+    with open(procs["b"].log_path, errors="replace") as f:
+        sent = [l for l in f if "held until the leader was seen renewing its lease: sent to "
+                f"{env.addr}" in l]
+    assert sent and sum(int(l.split(" site link")[0].rsplit(" ", 1)[1]) for l in sent) == 2, sent
 
     # /status.json. The documents are rebuilt once a second.
     lead = T.wait_until(lambda: (lambda d: d if d["leader_epoch"] else None)(
