@@ -144,10 +144,13 @@ class Swarms:
                 prev = v
         return out
 
-    def last(self, key):
+    def last(self, key, before=None):
+        """`key` summed over the swarms' last progress lines (seen at or
+        before monotonic `before`, if given)."""
         tot = 0
         for st in self.streams:
-            prog = [e for _, e in list(st.events) if e.get("event") == "progress"]
+            prog = [e for ts, e in list(st.events) if e.get("event") == "progress"
+                    and (before is None or ts <= before)]
             if prog:
                 tot += prog[-1].get(key, 0)
         return tot
@@ -193,7 +196,12 @@ def handshake_figures(sw, t0, t1):
     return {"handshakes_per_s": hs, "welcomes_per_s": wl,
             "handshakes_per_s_peak": max(hs) if hs else None,
             "handshakes_per_s_mean_while_busy": round(sum(busy) / len(busy)) if busy else None,
-            "failed_connects": sw.last("failed_connects"), "attempts": sw.last("attempts")}
+            # Within the phase: the swarms' counters run from their start,
+            # and the failover's set-up sends half the agents through the
+            # standby (it starts them spread over the list), 1 NOT_LEADER each.
+            "failed_connects": sw.last("failed_connects") - sw.last("failed_connects", t0),
+            "attempts": sw.last("attempts") - sw.last("attempts", t0),
+            "errors_from_controllers": sw.last("errors") - sw.last("errors", t0)}
 
 
 TLS_LIMIT = {}  # bench/tls_limit's figures for this machine, measured first
