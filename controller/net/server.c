@@ -500,8 +500,9 @@ void server_election_changed(server_t *srv) {
   }
   if (!answered) return;
   if (v.leading)
-    log_info(LOG_LINK, srv->conf->node, "%u site link%s held through the election: %s", answered,
-             answered == 1 ? "" : "s", "answered as leader");
+    log_info(LOG_LINK, srv->conf->node,
+             "%u site link%s held through the election: answered as leader", answered,
+             answered == 1 ? "" : "s");
   else if (v.leader_named && !v.stopping)
     log_info(LOG_LINK, srv->conf->node,
              "%u site link%s held until the leader was seen renewing its lease: sent to %s",
