@@ -137,9 +137,11 @@ class Swarms:
         for st in self.streams:
             prog = [(ts, e[key]) for ts, e in list(st.events)
                     if e.get("event") == "progress" and key in e]
-            prev = None
+            prev = 0  # the counters start at 0 with the swarm
             for ts, v in prog:
-                if prev is not None and t0 <= ts <= t1 + 1:
+                if ts > t1 + 1:
+                    break
+                if ts > t0:
                     out[min(secs - 1, int(ts - t0))] += v - prev
                 prev = v
         return out

@@ -12,3 +12,7 @@ hold_verdict_t hold_decide(const hold_view_t *v, uint64_t held_renewals) {
     return HOLD_SEND;
   return HOLD_KEEP;
 }
+
+uint64_t hold_expire_after_ms(uint64_t lease_ms) {
+  return lease_ms + 2 * (lease_ms / 4) + HOLD_ELECTION_WORK_MS;
+}

@@ -17,8 +17,9 @@
  *    committed after the first was read, so after the link arrived. The
  *    link is then sent there (NOT_LEADER with its address), ~1-2 lease/4
  *    periods after it arrived;
- *  - nothing, for lease_timeout + 2 s (the standby cannot read the lease,
- *    or the election does not end): sent away as before (server.c).
+ *  - nothing, for 1.5 x lease_timeout + 2 s (hold_expire_after_ms: the
+ *    standby cannot read the lease, or the election does not end): sent
+ *    away as before.
  *
  * Sans-I/O: the caller passes what it knows and acts. */
 #ifndef NIRC_HOLD_H
@@ -48,5 +49,17 @@ typedef struct {
 
 /* For a link held since the view showed `held_renewals`. */
 hold_verdict_t hold_decide(const hold_view_t *v, uint64_t held_renewals);
+
+/* Time to take the lock and load the rules once the lease has run out:
+ * the margin of hold_expire_after_ms. */
+#define HOLD_ELECTION_WORK_MS 2000
+/* How long a link is held at most: then it is sent away as before
+ * (NOT_LEADER, with the address known, if any). A dead leader's election
+ * ends a lease after the standby read its last renewal, at its next read
+ * (a lease/4 period); that read of the last renewal may come up to a
+ * period after the link did (a leader killed just after renewing, read
+ * just before its next renewal). So two periods more than a lease, and
+ * the work of taking over. */
+uint64_t hold_expire_after_ms(uint64_t lease_ms);
 
 #endif

@@ -36,13 +36,6 @@
 /* Longest Hello.software_version accepted. */
 #define SERVER_HELLO_VERSION_MAX 64
 
-/* How long past one lease a controller that does not lead keeps a site
- * link it could not yet answer for certain (net/hold.h): the election ends
- * within a lease of the old leader's last renewal, and a live leader is
- * seen renewing within two lease/4 periods; then the link is answered
- * where it stands (a Welcome, or the leader's address), so a failover
- * costs each agent one handshake instead of one per retry. */
-#define SERVER_HOLD_EXTRA_MS 2000
 /* At most this many held links (or two per configured site, if more):
  * beyond, a link is sent away at once as before. */
 #define SERVER_HOLD_MIN_CAP 1024u
@@ -512,11 +505,10 @@ void server_election_changed(server_t *srv) {
              answered, answered == 1 ? "" : "s");
 }
 
-/* Held links whose election has outlasted SERVER_HOLD_EXTRA_MS past a
- * lease: sent away as before (NOT_LEADER, with the leader's address if one
- * is named), to retry. */
+/* Held links kept for hold_expire_after_ms: sent away as before (NOT_LEADER, with the leader's
+ * address if one is named), to retry. */
 static void server_expire_held(server_t *srv) {
-  int64_t deadline = server_now() - (int64_t)(srv->conf->lease_timeout_ms + SERVER_HOLD_EXTRA_MS);
+  int64_t deadline = server_now() - (int64_t)hold_expire_after_ms(srv->conf->lease_timeout_ms);
   for (conn_t *c = srv->conns, *next; c && srv->nheld; c = next) {
     next = c->next;
     if (c->state == CONN_HELD && c->held_ms <= deadline) server_unhold(srv, c);

@@ -101,7 +101,7 @@ def test_standby_says_so_everywhere():
     T.wait_until(lambda: all(env.status()[s]["link"] == "online" for s in ("hubei", "shaanxi")),
                  20, "the agents online at the leader, sent there by the standby")
     # Sent there once the standby saw the leader alive after they came (its
-    # lease renewed twice), not after the hold ran out (lease + 2 s), and
+    # lease renewed twice), not after the hold ran out (1.5 x lease + 2 s), and
     # not at once: right after a leader dies its lease still looks fresh.
     with open(procs["b"].log_path, errors="replace") as f:
         sent = [l for l in f if "held until the leader was seen renewing its lease: sent to "
@@ -191,7 +191,7 @@ def test_standby_without_a_leader_says_so_and_nircctl_exits_3():
         assert banner_pixels(shot, (0xfd, 0xe2, 0xe1)) > 10000, "the banner is not on the screen"
 
         # An agent that reaches it is held on its link for the election
-        # (answered when it ends, lease_timeout + 2 s at most), not sent
+        # (answered when it ends, 1.5 x lease_timeout + 2 s at most), not sent
         # away to retry with a full handshake every second.
         e.start_agent("hubei", controllers=e.addr)
         T.wait_until(lambda: T.metric(http, "nirc_links_held") == 1, 15, "hubei's link held")

@@ -56,6 +56,21 @@ static void test_leading_admits_and_stopping_sends(void **state) {
   assert_int_equal(hold_decide(&v, 0), HOLD_SEND);
 }
 
+/* A link is kept until a dead leader's election has surely ended: one
+ * that came a lease/4 period before the standby read the last renewal
+ * waits a lease from that read, up to a period for the next read, and
+ * the work of taking over. With the whole range of leases nircd allows. */
+static void test_the_hold_outlasts_the_slowest_election(void **state) {
+  (void)state;
+  for (uint64_t lease = 500; lease <= 60000; lease += 500) {
+    uint64_t period = lease / 4;
+    uint64_t slowest = period + lease + period;
+    assert_true(hold_expire_after_ms(lease) >= slowest + 1000);
+    /* and not for ever: an agent kept past it only waits longer */
+    assert_true(hold_expire_after_ms(lease) <= 2 * lease + 2000);
+  }
+}
+
 static void test_a_counter_behind_the_link_keeps_it(void **state) {
   (void)state;
   hold_view_t v = named(3);
@@ -133,6 +148,7 @@ int main(void) {
       cmocka_unit_test(test_electing_keeps_whatever_was_renewed),
       cmocka_unit_test(test_leading_admits_and_stopping_sends),
       cmocka_unit_test(test_a_counter_behind_the_link_keeps_it),
+      cmocka_unit_test(test_the_hold_outlasts_the_slowest_election),
       cmocka_unit_test(test_two_renewals_prove_a_leader_alive_after_the_link_came),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
