@@ -197,8 +197,10 @@ def test_a_read_waits_for_no_write_and_says_what_it_cannot_see():
             "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
             "WHERE c.relname IN ('alarms', 'audit_log') AND l.mode = 'ExclusiveLock' "
             "AND l.granted")[0][0] == "2" or None, 10, "the locks on alarms and audit_log")
+        # It waits for the locks while the reads below run (a few seconds
+        # under the sanitizers): a timeout of its own, longer than theirs.
         ack = subprocess.Popen(env.ctl("--version").args[:-1] + [
-            "alarms", "ack", str(q["id"]), "--note", "read while saving"],
+            "--timeout", "60s", "alarms", "ack", str(q["id"]), "--note", "read while saving"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # The acknowledgement writes the alarm's row (an alarm record) and an
         # audit row (urgent: it may overtake the record): whichever goes
