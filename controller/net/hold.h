@@ -4,8 +4,8 @@
  * Sending an agent to a leader that is dead costs it a refused connect, a
  * backoff and a second full handshake here. A standby cannot tell a dead
  * leader from a live one until it has read the lease again: right after
- * a SIGKILL the lease still looks fresh for half a lease, and 732 of
- * integration.swarm's 1,000 agents were sent to the dead leader in that
+ * a SIGKILL the lease still looks fresh for half a lease: 732 NOT_LEADER
+ * answers sent integration.swarm's 1,000 agents to the dead leader in that
  * time (in bench/storm.py's 10,000, failovers of 23-30 s instead of 13-14:
  * docs/PERFORMANCE.md). So every site link is held, its Hello kept, until
  * the standby knows:
