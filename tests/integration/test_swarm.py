@@ -108,7 +108,7 @@ def test_every_agent_is_served_by_the_standby_after_sigkill():
     # holds every link it cannot answer for certain (net/hold.h). It used to
     # answer NOT_LEADER, naming the dead leader, for the first half lease,
     # while the lease still looked fresh: a refused connect there, a backoff
-    # and a second handshake each (~half the agents of a 10,000 failover).
+    # and a second handshake each (732 answers here with the nircd before).
     assert s["errors"]["total"] == errors_before, (errors_before, s["errors"])
     assert set(s["errors"]["by_reason"]) <= {"NOT_LEADER"}, s["errors"]
     rec = s["recoveries"][0]
