@@ -532,10 +532,11 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
              srv->nconns, (unsigned long long)srv->link_events_suppressed,
              (unsigned long long)srv->pbx_drift_repairs);
   web_printf(b,
-             "# HELP nirc_links_held Site links kept open while this controller waits for an "
-             "election (no leader known, or its lease unrenewed), answered when it ends.\n"
+             "# HELP nirc_links_held Site links a controller that does not lead keeps open "
+             "until it knows where they belong: it leads, or it saw the leader alive since they "
+             "came.\n"
              "# TYPE nirc_links_held gauge\nnirc_links_held %u\n"
-             "# HELP nirc_links_held_total Site links ever held through an election.\n"
+             "# HELP nirc_links_held_total Site links ever held so.\n"
              "# TYPE nirc_links_held_total counter\nnirc_links_held_total %llu\n",
              srv->nheld, (unsigned long long)srv->held_total);
   /* Built on demand (web_publish): a document nobody reads is not built. */
