@@ -235,10 +235,10 @@ static void server_on_open(link_t *l) {
     conn_set_state(c, CONN_HELD);
     c->held_ms = server_now();
     c->held_renewals = srv->leader_renewals;
+    hold_view_t v = server_hold_view(srv);
     log_debug(LOG_LINK, link_label(l), "held: %s",
-              srv->leader_hint[0] && !srv->leader_suspect
-                  ? "until the leader is seen renewing its lease"
-                  : "electing (no leader known, or its lease unrenewed)");
+              v.leader_named && !v.suspect ? "until the leader is seen renewing its lease"
+                                           : "electing (no leader known, or its lease unrenewed)");
     return;
   }
   if (!srv->leading && (id->kind == PEER_SITE || id->kind == PEER_OPERATOR)) {
