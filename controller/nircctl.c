@@ -340,8 +340,9 @@ static void print_status_json(const Nirc__StatusReply *st) {
 
 /* ---- moves, plans, history: output ---- */
 
-static const char *ack_word(Nirc__AckResult r) {
-  switch (r) {
+static const char *outcome_word(const Nirc__SiteOutcome *o) {
+  if (o->pending) return "pending";
+  switch (o->result) {
   case NIRC__ACK_RESULT__ACK_RESULT_APPLIED: return "applied";
   case NIRC__ACK_RESULT__ACK_RESULT_REJECTED: return "rejected";
   case NIRC__ACK_RESULT__ACK_RESULT_FAILED: return "failed";
@@ -403,21 +404,22 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
   /* A warning on a move means its record is not durable: a new leader may
    * not route this way. That is not "done". */
   bool not_durable = !m->dry_run && rep->error && rep->error->message;
-  int code = m->failed > 0 || not_durable ? EXIT_PARTIAL : EXIT_DONE;
+  int code = m->failed > 0 || m->pending > 0 || not_durable ? EXIT_PARTIAL : EXIT_DONE;
   if (json) {
     json_t *outs = json_array();
     for (size_t i = 0; i < m->n_outcomes; i++)
       json_array_append_new(
           outs, json_pack("{s:s, s:s, s:s, s:I, s:I}", "site", m->outcomes[i]->site, "result",
-                          ack_word(m->outcomes[i]->result), "detail", m->outcomes[i]->detail,
-                          "version", (json_int_t)m->outcomes[i]->version, "latency_ms",
+                          outcome_word(m->outcomes[i]), "detail", m->outcomes[i]->detail, "version",
+                          (json_int_t)m->outcomes[i]->version, "latency_ms",
                           (json_int_t)m->outcomes[i]->latency_ms));
     json_t *j = json_pack(
-        "{s:b, s:I, s:b, s:I, s:I, s:I, s:o, s:o, s:o, s:s}", "ok", code == EXIT_DONE, "cutover_id",
-        (json_int_t)m->cutover_id, "dry_run", m->dry_run, "applied", (json_int_t)m->applied,
-        "failed", (json_int_t)m->failed, "elapsed_ms", (json_int_t)m->elapsed_ms, "outcomes", outs,
-        "plan", ctl_plan_json(m->plan), "forced_over",
-        ctl_forced_json(m->forced_over, m->n_forced_over), "force_warning", m->force_warning);
+        "{s:b, s:I, s:b, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:s}", "ok", code == EXIT_DONE,
+        "cutover_id", (json_int_t)m->cutover_id, "dry_run", m->dry_run, "applied",
+        (json_int_t)m->applied, "failed", (json_int_t)m->failed, "pending", (json_int_t)m->pending,
+        "elapsed_ms", (json_int_t)m->elapsed_ms, "outcomes", outs, "plan", ctl_plan_json(m->plan),
+        "forced_over", ctl_forced_json(m->forced_over, m->n_forced_over), "force_warning",
+        m->force_warning);
     if (rep->error && rep->error->message)
       json_object_set_new(j, "warning", json_string(rep->error->message));
     print_json(j);
@@ -434,10 +436,12 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
   for (size_t i = 0; i < m->n_outcomes; i++) {
     const Nirc__SiteOutcome *o = m->outcomes[i];
     if (o->result != NIRC__ACK_RESULT__ACK_RESULT_APPLIED)
-      printf("  %-12s %s: %s\n", esc(o->site), ack_word(o->result), esc(o->detail));
+      printf("  %-12s %s: %s\n", esc(o->site), outcome_word(o), esc(o->detail));
   }
   if (m->cutover_id) printf("cutover %llu: ", (unsigned long long)m->cutover_id);
-  printf("%u applied, %u failed in %lld ms\n", m->applied, m->failed, (long long)m->elapsed_ms);
+  printf("%u applied, %u failed", m->applied, m->failed);
+  if (m->pending) printf(", %u pending", m->pending);
+  printf(" in %lld ms\n", (long long)m->elapsed_ms);
   if (forced) fprintf(stderr, "warning: %s\n", esc(m->force_warning));
   if (not_durable)
     fprintf(stderr, "nircctl: %s\n", esc(rep->error->message));
@@ -445,6 +449,11 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
     fprintf(stderr, "warning: %s\n", esc(rep->error->message));
   if (m->failed > 0)
     fprintf(stderr, "nircctl: partially applied: see `nircctl alarms` and `nircctl status`\n");
+  else if (m->pending > 0)
+    fprintf(stderr,
+            "nircctl: not applied everywhere yet: %u pending (an alarm stands for each "
+            "offline site until it is; `nircctl site SLUG` says why)\n",
+            m->pending);
   return code;
 }
 

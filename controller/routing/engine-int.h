@@ -51,6 +51,7 @@ typedef struct {
   size_t site;
   uint64_t version; /* resolved once acked at this version, or failed */
   bool resolved, applied;
+  bool pending; /* unacknowledged at the deadline, still being delivered */
   char detail[160];
   int64_t latency_ms;
 } waiter_site_t;
@@ -295,6 +296,12 @@ void engine_holds_update(engine_t *e, const planner_hold_t *next);
 bool engine_hub_gone(const engine_t *e, size_t i);
 const char *engine_main_hub(const route_t *r, const char *self);
 void engine_site_note(engine_t *e, size_t i, const plan_route_t *pr, const char *alarm);
+/* Site i has a directive of this epoch it cannot be given: its link is
+ * down (never up since the controller took the lead, or lost before the
+ * ack). It gets it at its next Hello; until then an alarm and its note
+ * say so, in these words. */
+bool engine_undelivered(const engine_t *e, size_t i);
+void engine_undelivered_words(const engine_t *e, size_t i, char *buf, size_t len);
 route_cause_t engine_cause(engine_t *e, size_t i, const route_t *old, const route_t *want,
                            rule_kind_t old_kind, rule_kind_t new_kind, int alarm_kind);
 void engine_route_changed(engine_t *e, size_t i, const route_t *next, route_cause_t cause,

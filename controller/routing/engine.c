@@ -450,14 +450,19 @@ json_t *engine_route_json(const engine_t *e, size_t i) {
 
 /* ---- sending directives ---- */
 
-static void engine_send(engine_t *e, size_t i, bool resend) {
+/* Why a directive goes out: a new version, a resend after ack_timeout
+ * without an answer, or the same version again to a site that has just
+ * connected without it (not a resend: nothing had reached it). */
+typedef enum { SEND_NEW = 0, SEND_RESEND, SEND_AT_HELLO } send_why_t;
+
+static void engine_send(engine_t *e, size_t i, send_why_t why) {
   /* Last line of the leadership gate (engine_io_t.may_issue): a controller
    * resumed after a pause sends nothing until its lease is confirmed. */
   if (!e->io.may_issue(e->io.ctx)) return;
   site_t *s = engine_site(e, i);
   site_dir_t *d = &e->dirs[i];
   uint64_t now = engine_mono(e);
-  if (!resend) {
+  if (why == SEND_NEW) {
     e->stats.directives_sent++;
     d->sent_mono_ms = now;
     d->resends = 0;
@@ -473,6 +478,10 @@ static void engine_send(engine_t *e, size_t i, bool resend) {
     route_format(&d->target, s->slug, route_txt, sizeof route_txt);
     log_info(LOG_SITE, s->slug, "directive v%llu: %s (%s)", (unsigned long long)d->target.version,
              route_txt, d->target.reason[0] ? d->target.reason : "default");
+  } else if (why == SEND_AT_HELLO) {
+    d->resends = 0;
+    log_info(LOG_SITE, s->slug, "directive v%llu sent again: the site connected without it",
+             (unsigned long long)d->target.version);
   } else {
     e->stats.resends++;
     d->resends++;
@@ -489,6 +498,25 @@ static void engine_send(engine_t *e, size_t i, bool resend) {
   dir.site = s->slug;
   dir.issued_at_ms = engine_now(e);
   e->io.send_directive(e->io.ctx, i, &dir);
+}
+
+bool engine_undelivered(const engine_t *e, size_t i) {
+  const site_dir_t *d = &e->dirs[i];
+  const site_t *s = &e->sites->v[i];
+  return d->state == DIR_PENDING && !s->conn && s->life != SITE_REMOVED &&
+         d->target.epoch == e->epoch && d->target.version > 0 &&
+         engine_mono(e) - d->last_send_mono_ms >= e->opts.ack_timeout_ms;
+}
+
+void engine_undelivered_words(const engine_t *e, size_t i, char *buf, size_t len) {
+  const site_dir_t *d = &e->dirs[i];
+  const char *slug = e->sites->v[i].slug;
+  char route[120];
+  route_format(&d->target, slug, route, sizeof route);
+  snprintf(buf, len,
+           "directive v%llu not delivered: %s is offline and routes by its last route until its "
+           "agent connects and gets it (%s)",
+           (unsigned long long)d->target.version, slug, route);
 }
 
 /* ---- progress to waiting operators ---- */
@@ -927,7 +955,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
       d->kind = RULE_NONE;
       d->rule_id = 0;
     }
-    engine_send(e, i, false);
+    engine_send(e, i, SEND_NEW);
     if (changed) changed[(*n_changed)++] = i;
   }
   if (nested)
@@ -1081,31 +1109,38 @@ void engine_on_hello(engine_t *e, size_t i, const route_t *applied) {
   e->eval_dirty = true;
   site_dir_t *d = &e->dirs[i];
   site_t *s = engine_site(e, i);
+  /* A directive of this epoch the site has not acknowledged: it was
+   * issued before this first Hello (the agent was down when it was made)
+   * or before the link dropped. */
+  bool ours = d->target.epoch == e->epoch && d->target.version > 0;
   if (!d->known) {
     /* First contact in this epoch: start from what the agent routes by. */
-    if (applied) {
-      d->acked = *applied;
-      d->target = *applied;
-    }
-    d->known = true;
-    d->state = DIR_IDLE;
     if (applied) {
       char desc[200];
       route_format(applied, s->slug, desc, sizeof desc);
       log_info(LOG_SITE, s->slug, "agent routes by (%llu, %llu): %s",
                (unsigned long long)applied->epoch, (unsigned long long)applied->version, desc);
     }
-    return;
+    d->known = true;
+    if (applied) d->acked = *applied;
+    if (!ours) {
+      if (applied) d->target = *applied;
+      d->state = DIR_IDLE;
+      return;
+    }
+    /* Keep the directive and fall through to send it: replacing it with
+     * the agent's route left the rule in force, the site home, and
+     * nothing saying so. */
+  } else if (applied) {
+    d->acked = *applied;
   }
-  if (applied) d->acked = *applied;
   /* Reconnected: if it does not have our target, send it again. */
   if (!applied || !route_same(applied, &d->target) ||
       route_compare_version(applied, &d->target) != 0) {
-    if (d->target.epoch == e->epoch && d->target.version > 0) {
+    if (ours) {
       d->state = DIR_PENDING;
       e->dirs_unsettled = true;
-      d->resends = 0;
-      engine_send(e, i, true);
+      engine_send(e, i, SEND_AT_HELLO);
     }
   } else {
     d->state = DIR_IDLE;
@@ -1131,7 +1166,7 @@ void engine_check_timeouts(engine_t *e) {
         now - d->last_send_mono_ms >= e->opts.ack_timeout_ms) {
       e->eval_dirty = true; /* a resend or a failure: planned on this tick */
       if (d->resends < e->opts.max_resends) {
-        engine_send(e, i, true);
+        engine_send(e, i, SEND_RESEND);
       } else {
         char why[160];
         snprintf(why, sizeof why, "no acknowledgement after %u resends", d->resends);
@@ -1146,7 +1181,7 @@ void engine_check_timeouts(engine_t *e) {
       e->eval_dirty = true;
       d->state = DIR_PENDING;
       d->resends = 0;
-      engine_send(e, i, true);
+      engine_send(e, i, SEND_RESEND);
     }
   }
   e->dirs_unsettled = unsettled;

@@ -122,6 +122,13 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
     else if (d->state == DIR_FAILED)
       engine_observe(e, ALARM_DIRECTIVE, s->slug,
                      d->failed_why[0] ? d->failed_why : "a directive failed");
+    else if (engine_undelivered(e, i)) {
+      /* What the operator asked of this site is not carried out: say so
+       * for as long as it is true (cleared by its acknowledgement). */
+      char msg[ALARM_MESSAGE_MAX];
+      engine_undelivered_words(e, i, msg, sizeof msg);
+      engine_observe(e, ALARM_DIRECTIVE, s->slug, msg);
+    }
     if (s->state == SITE_ONLINE || s->life == SITE_REMOVED) {
       /* A removed site is not down: it is gone on purpose, and its alarm
        * clears as it is no longer observed. */

@@ -121,11 +121,17 @@ void engine_waiters_check(engine_t *e) {
     for (unsigned k = 0; k < w->n; k++) {
       if (w->sites[k].resolved) continue;
       if (now >= w->deadline_mono) {
+        /* Not failed: the directive stands and is still being delivered
+         * (resent to a connected site, sent to an offline one when its
+         * agent says Hello). The operator hears it is pending, and why. */
         w->sites[k].resolved = true;
+        w->sites[k].pending = true;
         site_t *s = engine_site(e, w->sites[k].site);
         snprintf(w->sites[k].detail, sizeof w->sites[k].detail,
-                 s->conn ? "no acknowledgement in time"
-                         : "site is offline: directive not delivered");
+                 s->conn ? "no acknowledgement in time: still being resent; rolled back home if "
+                           "it fails"
+                         : "not delivered: the site is offline and routes by its last route; "
+                           "its agent gets the directive when it connects (alarm raised)");
       } else {
         all = false;
       }
@@ -149,14 +155,18 @@ void engine_waiters_check(engine_t *e) {
           if (!o) break;
           nirc__site_outcome__init(o);
           o->site = engine_site(e, w->sites[k].site)->slug;
-          o->result = w->sites[k].applied ? NIRC__ACK_RESULT__ACK_RESULT_APPLIED
-                                          : NIRC__ACK_RESULT__ACK_RESULT_FAILED;
+          o->pending = w->sites[k].pending;
+          o->result = w->sites[k].applied   ? NIRC__ACK_RESULT__ACK_RESULT_APPLIED
+                      : w->sites[k].pending ? NIRC__ACK_RESULT__ACK_RESULT_UNSPECIFIED
+                                            : NIRC__ACK_RESULT__ACK_RESULT_FAILED;
           o->detail = engine_arena_str(&a, w->sites[k].detail);
           o->version = w->sites[k].version;
           o->latency_ms = w->sites[k].latency_ms;
           outs[mv->n_outcomes++] = o;
           if (w->sites[k].applied)
             mv->applied++;
+          else if (w->sites[k].pending)
+            mv->pending++;
           else
             mv->failed++;
         }

@@ -211,6 +211,10 @@ void engine_site_note(engine_t *e, size_t i, const plan_route_t *pr, const char 
   const char *self = engine_site(e, i)->slug;
   uint64_t now = engine_mono(e);
   d->note[0] = '\0';
+  if (engine_undelivered(e, i)) {
+    engine_undelivered_words(e, i, d->note, sizeof d->note);
+    return;
+  }
   if (pr->note[0]) {
     nirc_strlcpy_utf8(d->note, pr->note, sizeof d->note);
     return;

@@ -33,7 +33,7 @@ SCENARIO = os.path.join(SRC, "scenario", "provinces.json")
 PKI = os.path.join(RUN, "pki")
 OTHER_PKI = os.path.join(RUN, "pki-other")
 
-EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PARTIAL = 1, 2, 3, 4
 
 
 def binary(name):

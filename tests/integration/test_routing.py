@@ -392,6 +392,38 @@ def test_for_sets_revert_at():
     assert abs(int(exp[0][0]) - rs["revert_at_ms"]) < 1000, (exp, rs)
 
 
+def test_cutover_of_a_site_whose_agent_is_down_reaches_it_when_it_connects():
+    """qinghai's agent has not run since this controller started. Before,
+    its first Hello replaced the pending directive with the agent's home
+    route: the cutover stood in status and history while the site stayed
+    home, with no alarm. Now the operator hears 'pending' (exit 4), an
+    alarm stands, and the agent gets the directive when it connects."""
+    slug = "qinghai"
+    assert slug not in env.agents
+    r, j = ctl_json("cutover", slug, "--to", "shaanxi", "--reason", "agent down", "--force")
+    assert r.returncode == T.EXIT_PARTIAL and j["ok"] is False, (r.returncode, j)
+    outs = {o["site"]: o for o in j["outcomes"]}
+    assert outs[slug]["result"] == "pending" and "offline" in outs[slug]["detail"], j
+    assert j["pending"] == 1 and j["failed"] == 0 and outs["shaanxi"]["result"] == "applied", j
+    r = env.ctl("cutover", slug, "--to", "shaanxi", "--reason", "again", "--force")
+    assert r.returncode == T.EXIT_REFUSED, "cut over already: refused"
+    r = env.ctl("--json", "alarms")
+    mine = [a for a in json.loads(r.stdout)["alarms"]
+            if a["kind"] == "directive" and a["subject"] == slug]
+    assert mine and "not delivered" in mine[0]["message"], json.loads(r.stdout)
+    _, st = ctl_json("site", slug)
+    assert "not delivered" in st["sites"][0].get("note", ""), st["sites"][0]
+    assert st["sites"][0]["route"] == [{"site": slug, "permille": 1000}], st["sites"][0]
+
+    env.start_agent(slug)
+    T.wait_until(lambda: env.status()[slug]["route"] == [{"site": "shaanxi", "permille": 1000}],
+                 30, f"{slug} routes to shaanxi once its agent connects")
+    assert shares(route_state(slug)["route"]) == {"shaanxi": 1000}
+    assert env.status()[slug].get("note", "") == "", env.status()[slug]
+    r, j = ctl_json("restore", slug)
+    assert r.returncode == 0 and j["ok"] is True, j
+
+
 def test_every_step_in_the_audit_log():
     r, j = ctl_json("history")
     assert r.returncode == 0, r
@@ -465,5 +497,6 @@ if __name__ == "__main__":
             test_usage_errors_exit_2,
             test_restore_brings_hubei_home,
             test_for_sets_revert_at,
+            test_cutover_of_a_site_whose_agent_is_down_reaches_it_when_it_connects,
             test_every_step_in_the_audit_log,
             test_every_directive_acknowledged])

@@ -950,6 +950,13 @@ static size_t sent_to(world_t *w, const char *slug, uint64_t version) {
   return n;
 }
 
+static size_t sent_to_any(world_t *w, const char *slug) {
+  size_t n = 0, i = world_index(w, slug);
+  for (size_t k = 0; k < w->n_sent; k++)
+    n += w->sent[k].site == i;
+  return n;
+}
+
 static void test_unacknowledged_directive_resent_then_failed(void **state) {
   (void)state;
   world_t *w = world_new();
@@ -978,6 +985,56 @@ static void test_unacknowledged_directive_resent_then_failed(void **state) {
   world_free(w);
 }
 
+/* A cutover of a source whose agent has not said Hello to this leader yet
+ * (down when the controller started, a fresh install): the directive
+ * cannot be delivered, the operator hears it is pending and why, an alarm
+ * stands, and the agent gets it with its first Hello. Before, that Hello
+ * replaced the target with the agent's home route: the rule stood, the
+ * site stayed home, and nothing said so. */
+static void test_cutover_of_a_site_not_yet_connected_reaches_it_at_hello(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_engine(w);
+  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 5000);
+  size_t hubei = world_index(w, "hubei");
+  w->down[hubei] = true; /* its agent is not running */
+  world_connect_all(w, e, NULL);
+  world_tick(w, e, 1000);
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 7, src, 1, hub, 1, 0);
+  assert_int_equal(sent_to_any(w, "hubei"), 0); /* nowhere to send it */
+  world_ack(w, e, 0, NULL);                     /* the hub applies its part */
+  world_flush(w);
+  for (unsigned k = 0; k < 60 && w->n_rep == 0; k++)
+    world_tick(w, e, 500);
+  assert_int_equal(w->n_rep, 1);
+  assert_int_equal(w->rep[0].applied, 1); /* the hub */
+  assert_int_equal(w->rep[0].failed, 0);
+  assert_int_equal(w->rep[0].pending, 1);
+  assert_non_null(strstr(w->rep[0].full->move->outcomes[0]->detail, "offline"));
+  /* An alarm says the rule is not carried out at hubei, and status why. */
+  const alarm_t *a = alarm_find(engine_alarms(e), ALARM_DIRECTIVE, "hubei");
+  assert_non_null(a);
+  assert_non_null(strstr(a->message, "not delivered"));
+  assert_non_null(strstr(engine_site_dir(e, hubei)->note, "not delivered"));
+  /* The agent starts: its first Hello says it routes home (it never had a
+   * directive). It gets the cutover, applies it, and the alarm clears. */
+  world_link_up(w, e, "hubei");
+  assert_int_equal(sent_to_any(w, "hubei"), 1);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
+  world_ack(w, e, 0, NULL);
+  world_tick(w, e, 1000);
+  assert_int_equal(route_share_of(&engine_site_dir(e, hubei)->acked, "shaanxi"), 1000);
+  assert_string_equal(engine_site_dir(e, hubei)->note, "");
+  for (unsigned k = 0; k < 32; k++) /* alarm_clear_ms without the condition */
+    world_tick(w, e, 1000);
+  assert_null(alarm_find(engine_alarms(e), ALARM_DIRECTIVE, "hubei"));
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_applied_and_answered),
@@ -1000,6 +1057,7 @@ int main(void) {
       cmocka_unit_test(test_force_past_the_check_warns_and_is_audited),
       cmocka_unit_test(test_idle_ticks_plan_once_a_second),
       cmocka_unit_test(test_unacknowledged_directive_resent_then_failed),
+      cmocka_unit_test(test_cutover_of_a_site_not_yet_connected_reaches_it_at_hello),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -58,6 +58,7 @@ static void world_io_reply(void *ctx, void *client, const Nirc__OperatorReply *r
   if (r->body_case == NIRC__OPERATOR_REPLY__BODY_MOVE && r->move) {
     x->applied = r->move->applied;
     x->failed = r->move->failed;
+    x->pending = r->move->pending;
   }
   /* A copy through the wire format, as nircctl would receive it. */
   size_t len = nirc__operator_reply__get_packed_size(r);

@@ -41,7 +41,7 @@ typedef struct {
   int ok;
   Nirc__OperatorReply__BodyCase body;
   Nirc__ErrorCode code;
-  uint32_t applied, failed;
+  uint32_t applied, failed, pending;
   char msg[512];
   Nirc__OperatorReply *full; /* the whole reply, copied (world_free frees it) */
 } world_reply_t;
