@@ -556,7 +556,10 @@ static void engine_progress_site(engine_t *e, size_t i, const char *fmt, ...) {
  * nothing of handle time takes the forecast's. */
 static void engine_staffing(const engine_t *e, const site_t *s, int64_t now, plan_site_t *p) {
   uint32_t nm = s->has_report ? s->last.not_measured : 0;
-  bool measured = s->has_report && !(nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_AGENTS_LOGGED_IN);
+  /* A PBX that could not be read reports zeros with nothing flagged:
+   * they measure nothing. */
+  bool measured = s->has_report && !s->last.pbx_unreadable &&
+                  !(nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_AGENTS_LOGGED_IN);
   if (measured) {
     p->cap_source = CAPACITY_MEASURED;
     bool nr = !(nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_AGENTS_NOT_READY);
@@ -574,7 +577,10 @@ static void engine_staffing(const engine_t *e, const site_t *s, int64_t now, pla
       snprintf(p->cap_note, sizeof p->cap_note, "not measured, not configured");
     }
   }
-  if (p->aht_s <= 0 && s->has_report && (nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_AHT)) {
+  /* No handle time measured (not reported, not measured, no call answered
+   * yet): the forecast's, if it has one; else 0, which the planner takes
+   * as unknown. */
+  if (!(p->aht_s > 0)) {
     unsigned a;
     double aht;
     if (engine_forecast_staff(e, s->slug, now, &a, &aht)) p->aht_s = aht;
@@ -611,8 +617,11 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
     engine_demand_t fc;
     engine_forecast_demand_at(e, (long)i, s->slug, now, &fc, false);
     p->forecast_cps = fc.cps;
-    p->demand_cps = sites_demand_cps(
-        s, p->forecast_cps, e->opts.forecast || fc.kind == ENGINE_DEMAND_HISTORY ? 300.0 : 60.0);
+    double evidence_s = e->opts.forecast || fc.kind == ENGINE_DEMAND_HISTORY ? 300.0 : 60.0;
+    p->demand_cps = sites_demand_cps(s, p->forecast_cps, evidence_s);
+    /* Without a forecast, a minute of reports before its calls count as
+     * its demand (planner.h). */
+    p->demand_unknown = fc.kind == ENGINE_DEMAND_LIVE && s->demand_secs < evidence_s;
     p->aht_s = s->aht_s > 0 ? s->aht_s : (s->has_report ? s->last.aht_ms / 1000.0 : 0);
     engine_staffing(e, s, now, p);
     p->wait_s = s->wait_s;

@@ -385,6 +385,7 @@ int engine_schedule_trial(engine_t *e, const schedule_t *s, int64_t at, plan_t *
      * load and day shift. Without either only the live load is known. */
     if (at != engine_now(e) && fc.kind != ENGINE_DEMAND_LIVE) {
       p->demand_cps = fc.cps;
+      p->demand_unknown = false;
       if (fc.aht_s > 0) p->aht_s = fc.aht_s;
     }
     unsigned staff;

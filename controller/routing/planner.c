@@ -113,8 +113,9 @@ typedef enum {
   PLANNER_HUB_FULL,
   PLANNER_HUB_CAPACITY,
   PLANNER_HUB_SLOWER,
-  PLANNER_HUB_WAITING,    /* the source's re-entry wait after a withdrawal runs */
-  PLANNER_HUB_UNMEASURED, /* its agents are neither measured nor configured */
+  PLANNER_HUB_WAITING,      /* the source's re-entry wait after a withdrawal runs */
+  PLANNER_HUB_UNMEASURED,   /* its agents are neither measured nor configured */
+  PLANNER_HUB_LOAD_UNKNOWN, /* its own load, or a source's it takes, is not known */
 } planner_verdict_t;
 
 /* The planner's working view of one site. The committed fields hold what
@@ -131,9 +132,12 @@ typedef struct {
   double erl, cps; /* committed offered load answered here */
   unsigned n_in;   /* committed number of senders */
   bool forced;     /* committed: takes a forced move that fails the check */
+  /* committed: some of the load answered here is unknown (its own, or a
+   * source's booked by force or kept as established) */
+  bool unknown;
   double r_erl, r_cps;
   unsigned r_n_in;
-  bool r_forced;
+  bool r_forced, r_unknown;
   /* The route decided for this site as a source. */
   size_t hub;
   uint32_t permille;
@@ -212,6 +216,17 @@ static double planner_rate(double x) {
 
 static double planner_aht(const plan_site_t *s) {
   return planner_rate(s->aht_s);
+}
+
+/* Why site s's own load cannot be predicted, for people; NULL when it can
+ * (plan_site_t.demand_unknown). */
+static const char *planner_load_unknown(const plan_site_t *s) {
+  bool calls = planner_rate(s->demand_cps) > 0 || planner_rate(s->forecast_cps) > 0;
+  if (s->demand_unknown && !(planner_rate(s->forecast_cps) > 0))
+    return "its calls are not measured yet and no forecast covers them";
+  if (calls && !(planner_aht(s) > 0))
+    return "its handle time is not measured and no forecast gives one";
+  return NULL;
 }
 
 /* Handle time of a mix of traffic: Erlangs per call per second. A hub
@@ -332,6 +347,7 @@ static void planner_round_reset(planner_ctx_t *ctx) {
     s->r_cps = s->cps;
     s->r_n_in = s->n_in;
     s->r_forced = s->forced;
+    s->r_unknown = s->unknown;
   }
   ctx->n_refusals = ctx->n_refusals_kept;
 }
@@ -343,6 +359,7 @@ static void planner_round_commit(planner_ctx_t *ctx) {
     s->cps = s->r_cps;
     s->n_in = s->r_n_in;
     s->forced = s->r_forced;
+    s->unknown = s->r_unknown;
   }
   ctx->n_refusals_kept = ctx->n_refusals;
 }
@@ -446,13 +463,19 @@ static planner_verdict_t planner_judge(planner_ctx_t *ctx, planner_cand_t *c, co
   /* Never predict on agents nobody measured or configured: a zero there
    * is not a count. Only a forced move goes (the operator knows). */
   if (site->cap_source == CAPACITY_UNKNOWN && !c->force) return PLANNER_HUB_UNMEASURED;
+  /* The same for the load: a new move is not judged on a zero nobody
+   * measured. An established one stays (its load was known when it was
+   * placed; withdrawing it on a gap in the figures would be a guess too). */
+  if (s->r_unknown && !established && !c->force) return PLANNER_HUB_LOAD_UNKNOWN;
   planner_predict_with(ctx, h, c->erl, c->cps, pred);
   double floor = ctx->sl_target;
   if (established)
     floor -= ctx->in->keep_margin;
   else if (ctx->in->holds && ctx->in->holds[c->src].withdrawn_ms)
     floor += ctx->in->enter_margin;
-  bool fits = pred->stable && pred->service_level >= floor;
+  /* No agent answers no call, however few are offered (0 Erlangs predict
+   * an SL of 100%): a hub with nobody staffed takes nothing unforced. */
+  bool fits = pred->stable && pred->service_level >= floor && site->staffed > 0;
   if (!fits && c->force) s->r_forced = true; /* taken: force skips the check */
   if (!fits && established && !c->force && planner_hold_runs(ctx, c->src)) {
     c->strained = true; /* kept for the hold time: the dip may pass */
@@ -463,6 +486,7 @@ static planner_verdict_t planner_judge(planner_ctx_t *ctx, planner_cand_t *c, co
     double a = s->r_erl + c->erl, cps = s->r_cps + c->cps;
     *needed =
         erlang_agents_needed(a, planner_mix_aht(a, cps, site), ctx->sl_threshold_s, ctx->sl_target);
+    if (*needed == 0) *needed = 1;
     planner_refused(ctx, h, c);
     return PLANNER_HUB_CAPACITY;
   }
@@ -493,6 +517,13 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
   const slug_list_t *hubs = c->hubs;
   unsigned n = hubs->n < RULES_MAX_SITES ? hubs->n : RULES_MAX_SITES;
   if (n == 0 && why) planner_append(why, whylen, "the rule names no hub");
+  const char *unknown = planner_load_unknown(&ctx->in->sites[c->src]);
+  if (unknown && !c->force && ctx->st[c->src].cur == PLANNER_NONE) {
+    if (why)
+      planner_append(why, whylen, "its load is not known: %s (use --force to move it anyway)",
+                     unknown);
+    return false;
+  }
   for (unsigned i = 0; i < n; i++) {
     const char *slug = hubs->v[i];
     size_t h;
@@ -504,6 +535,7 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
       s->r_erl += c->erl;
       s->r_cps += c->cps;
       s->r_n_in++;
+      s->r_unknown |= unknown != NULL;
       c->placed = true;
       c->hub = h;
       return true;
@@ -546,6 +578,13 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
                "--force",
                slug);
       break;
+    case PLANNER_HUB_LOAD_UNKNOWN: {
+      const char *w = planner_load_unknown(&ctx->in->sites[h]);
+      sep = ": ";
+      snprintf(one, sizeof one, "the load it answers is not known (%s): use --force",
+               w ? w : "a source it takes was placed unknown");
+      break;
+    }
     case PLANNER_HUB_OK: one[0] = '\0'; break;
     }
     if (v == PLANNER_HUB_UNMEASURED)
@@ -1078,6 +1117,7 @@ int planner_run(const plan_input_t *in, plan_t *out) {
     s->own_erl = s->own_cps * planner_aht(site);
     s->erl = s->own_erl;
     s->cps = s->own_cps;
+    s->unknown = planner_load_unknown(site) != NULL;
     s->hub = PLANNER_NONE;
   }
   qsort(ctx.by_slug, n, sizeof *ctx.by_slug, planner_cmp_slug);

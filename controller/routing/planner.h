@@ -73,8 +73,15 @@ typedef struct {
   char inflow_from[SCENARIO_SLUG_MAX]; /* its largest source, for people ("": none) */
   double inflow_from_cps;
   double forecast_cps; /* expected demand at the next schedule start (0: use demand_cps) */
-  double aht_s;        /* average handle time */
-  unsigned staffed;    /* agents logged in minus not ready (or configured) */
+  double aht_s;        /* average handle time (0: not known) */
+  /* Its own calls are neither measured for long enough nor forecast:
+   * demand_cps is not a count. Its load is unknown then, and also when it
+   * has calls and aht_s is 0. A source whose load is unknown is not moved
+   * and a hub whose load is unknown takes no new source unless the move
+   * is forced: a capacity check on a zero nobody measured would pass
+   * anything. false (a zeroed input): known. */
+  bool demand_unknown;
+  unsigned staffed; /* agents logged in minus not ready (or configured) */
   /* Where staffed comes from. CAPACITY_UNKNOWN: the hub does not measure
    * its agents and has no configured capacity; it takes no source unless
    * the move is forced. cap_note says it for people ("configured roster,

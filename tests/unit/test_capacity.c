@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "capacity.h"
+#include "util.h"
 #include "err.h"
 #include "planner.h"
 #include "report.h"
@@ -164,6 +165,84 @@ static void test_planner_refuses_unmeasured_capacity(void **state) {
   free(w);
 }
 
+/* A load nobody measured is not a zero: a source whose calls or handle
+ * time are not known (and no forecast gives them) is not moved, and a hub
+ * whose own load is not known takes no new source, unless forced. Before,
+ * 20 calls/s with no handle time counted as 0 Erlangs and went to a hub
+ * with one agent. An established move stays: withdrawing it on a gap in
+ * the figures would be a guess too. */
+static void test_planner_refuses_unknown_load(void **state) {
+  (void)state;
+  plan_t p;
+  /* The source's handle time is not known. */
+  pworld_t *w = cut_world(CAPACITY_MEASURED, 40, false);
+  site_of(w, "hubei")->aht_s = 0;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_NO_HUB, "hubei");
+  assert_non_null(a);
+  assert_non_null(strstr(a->message, "its load is not known: its handle time is not measured"));
+  assert_non_null(strstr(a->message, "use --force"));
+  planner_free(&p);
+  /* Forced: the operator knows. */
+  w->cutovers[0].force = true;
+  plan_checked(w, &p);
+  assert_route(&p, "hubei", "shaanxi:1000");
+  planner_free(&p);
+  free(w);
+
+  /* Its calls are not measured yet, and no forecast covers them. */
+  w = cut_world(CAPACITY_MEASURED, 40, false);
+  site_of(w, "hubei")->demand_unknown = true;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  a = find_alarm(&p, PLAN_ALARM_NO_HUB, "hubei");
+  assert_non_null(a);
+  assert_non_null(strstr(a->message, "its calls are not measured yet"));
+  planner_free(&p);
+  /* A forecast covers them: known, and it fits. */
+  site_of(w, "hubei")->forecast_cps = 12.0 / 230;
+  plan_checked(w, &p);
+  assert_route(&p, "hubei", "shaanxi:1000");
+  planner_free(&p);
+  free(w);
+
+  /* The hub's own handle time is not known: it takes no new source... */
+  w = cut_world(CAPACITY_MEASURED, 40, false);
+  site_of(w, "shaanxi")->aht_s = 0;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  a = find_alarm(&p, PLAN_ALARM_NO_HUB, "hubei");
+  assert_non_null(a);
+  assert_non_null(strstr(a->message, "shaanxi: the load it answers is not known"));
+  planner_free(&p);
+  /* ...but keeps one it answers already. */
+  nirc_strlcpy(site_of(w, "hubei")->cur_hub, "shaanxi", sizeof site_of(w, "hubei")->cur_hub);
+  plan_checked(w, &p);
+  assert_route(&p, "hubei", "shaanxi:1000");
+  planner_free(&p);
+  free(w);
+}
+
+/* No agent answers no call: a hub with nobody staffed takes no source,
+ * even one with no calls now (0 Erlangs predict an SL of 100%). The Xi'an
+ * lockdown: the hub lost its own staff. */
+static void test_planner_refuses_a_hub_with_no_agents(void **state) {
+  (void)state;
+  pworld_t *w = pworld_new(DAY_NOW);
+  add_site(w, "hubei", false, 0, 230, 13);
+  add_site(w, "shaanxi", true, 0, 230, 0);
+  add_cutover(w, 7, "hubei", "shaanxi", "drill");
+  plan_t p;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_CAPACITY, "hubei");
+  assert_non_null(a);
+  assert_non_null(strstr(a->message, "shaanxi would need 1 agents (has 0)"));
+  planner_free(&p);
+  free(w);
+}
+
 static void test_planner_predicts_from_configured_capacity(void **state) {
   (void)state;
   pworld_t *w = cut_world(CAPACITY_CONFIGURED, 40, false);
@@ -305,6 +384,8 @@ int main(void) {
       cmocka_unit_test(test_roster_by_local_time),
       cmocka_unit_test(test_planner_refuses_unmeasured_capacity),
       cmocka_unit_test(test_planner_predicts_from_configured_capacity),
+      cmocka_unit_test(test_planner_refuses_unknown_load),
+      cmocka_unit_test(test_planner_refuses_a_hub_with_no_agents),
       cmocka_unit_test(test_reports_checked_against_seats_and_themselves),
       cmocka_unit_test(test_unmeasured_figures_stay_unknown_in_the_registry),
   };
