@@ -451,8 +451,8 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
     fprintf(stderr, "nircctl: partially applied: see `nircctl alarms` and `nircctl status`\n");
   else if (m->pending > 0)
     fprintf(stderr,
-            "nircctl: not applied everywhere yet: %u pending (an alarm stands for each "
-            "offline site until it is; `nircctl site SLUG` says why)\n",
+            "nircctl: not applied everywhere yet: %u pending (the lines above say why; an alarm "
+            "stands until each is; `nircctl site SLUG` shows it)\n",
             m->pending);
   return code;
 }

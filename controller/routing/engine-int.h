@@ -51,8 +51,8 @@ typedef struct {
   size_t site;
   uint64_t version; /* resolved once acked at this version, or failed */
   bool resolved, applied;
-  bool pending; /* unacknowledged at the deadline, still being delivered */
-  char detail[160];
+  bool pending; /* unacknowledged at the deadline, still being delivered, or held */
+  char detail[256];
   int64_t latency_ms;
 } waiter_site_t;
 

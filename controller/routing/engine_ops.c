@@ -236,6 +236,23 @@ static waiter_t *engine_new_waiter(engine_t *e, void *c, uint64_t request_id, co
   return w;
 }
 
+/* Adds source i to w as an outcome already known: the rule stands but
+ * the engine does not move the source now (`why`: its alarm or note).
+ * Nothing is sent to it, so no acknowledgement will come; the operator
+ * hears it is pending and why, not "nothing to change". */
+static void engine_waiter_add_held(waiter_t *w, size_t i, uint64_t version, const char *why) {
+  waiter_site_t *v = realloc(w->sites, (w->n + 1) * sizeof *v);
+  if (!v) return; /* out of memory: the reply lacks this line; the alarm stands */
+  w->sites = v;
+  waiter_site_t *x = &w->sites[w->n++];
+  memset(x, 0, sizeof *x);
+  x->site = i;
+  x->version = version;
+  x->resolved = x->pending = true;
+  snprintf(x->detail, sizeof x->detail,
+           "not moved now: %s; the cutover stands and moves it when it can", why);
+}
+
 /* ---- operator requests ---- */
 
 int engine_copy_slugs(slug_list_t *l, char **v, size_t n, const char *what, char *err,
@@ -575,11 +592,27 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
                          "expires_ms", (json_int_t)cut.expires_ms, "share_permille",
                          (json_int_t)(cut.share_permille ? cut.share_permille : 1000),
                          "forced_over", over, "directives", dirs));
-  if (w && n_changed == 0) {
+  /* A source the plan keeps from every hub of the cutover (a hub not yet
+   * eligible, its load unknown, a re-entry wait): the cutover is made and
+   * will move it, but not now. Said as such, not as done. */
+  unsigned held = 0;
+  for (unsigned s = 0; w && s < cut.sources.n; s++) {
+    long i = engine_index(e, cut.sources.v[s]);
+    if (i < 0) continue;
+    const site_dir_t *d = &e->dirs[i];
+    bool at_hub = false;
+    for (unsigned h = 0; h < cut.hubs.n; h++)
+      at_hub |= route_share_of(&d->target, cut.hubs.v[h]) > 0;
+    if (at_hub) continue;
+    const char *why = e->alarm[i][0] ? e->alarm[i] : d->note[0] ? d->note : "the engine keeps it";
+    engine_waiter_add_held(w, (size_t)i, d->target.version, why);
+    held++;
+  }
+  if (w && n_changed == 0 && held == 0) {
     engine_progress(e, c, rid, "nothing to change: the sources already route as planned");
   } else if (w) {
-    engine_progress(e, c, rid, "cutover %llu: %u directive(s) sent", (unsigned long long)cut.id,
-                    n_changed);
+    engine_progress(e, c, rid, "cutover %llu: %u directive(s) sent%s", (unsigned long long)cut.id,
+                    n_changed, held ? "; some sources are not moved now (below)" : "");
   }
   engine_group_end(e);
 }

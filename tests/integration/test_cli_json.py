@@ -118,10 +118,10 @@ PLAN = {"moves": [PLANNED_MOVE], "capacity": [CAPACITY], "alarms": [str], "refus
         Opt("demand"): [PLAN_DEMAND]}
 FORCED_OVER = {"hub": str, "traffic_after_erl": float, "agents": int, "agents_needed": int,
                "sl_after": float, "asa_after_s": (float, NULL), "stable_after": bool}
-OUTCOME = {"site": str, "result": enum("applied", "rejected", "failed", "unknown"),
+OUTCOME = {"site": str, "result": enum("applied", "rejected", "failed", "pending", "unknown"),
            "detail": str, "version": int, "latency_ms": int}
 MOVE = {"ok": bool, "cutover_id": int, "dry_run": bool, "applied": int, "failed": int,
-        "elapsed_ms": int, "outcomes": [OUTCOME], "plan": (PLAN, NULL),
+        "pending": int, "elapsed_ms": int, "outcomes": [OUTCOME], "plan": (PLAN, NULL),
         "forced_over": [FORCED_OVER], "force_warning": str, Opt("warning"): str}
 REFUSAL = {"ok": False, "error": str, "plan": (PLAN, NULL)}
 AUDIT_ENTRY = {"id": int, "at_ms": int, Opt("business_at_ms"): int, "actor": str, "action": str,

@@ -950,6 +950,21 @@ static size_t sent_to(world_t *w, const char *slug, uint64_t version) {
   return n;
 }
 
+/* An operator's cutover of one source to one hub with --force. */
+static void cutover_forced(world_t *w, engine_t *e, uint64_t rid, const char *src,
+                           const char *hub) {
+  const char *s[] = {src}, *h[] = {hub};
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  c.sources = (char **)s;
+  c.n_sources = 1;
+  c.hubs = (char **)h;
+  c.n_hubs = 1;
+  c.reason = "forced";
+  c.force = true;
+  engine_req_t rq = {.client = w, .request_id = rid, .operator_name = "operator:alice"};
+  engine_op_cutover(e, &rq, &c);
+}
+
 static size_t sent_to_any(world_t *w, const char *slug) {
   size_t n = 0, i = world_index(w, slug);
   for (size_t k = 0; k < w->n_sent; k++)
@@ -1001,8 +1016,18 @@ static void test_cutover_of_a_site_not_yet_connected_reaches_it_at_hello(void **
   w->down[hubei] = true; /* its agent is not running */
   world_connect_all(w, e, NULL);
   world_tick(w, e, 1000);
+  /* hubei has never reported and no forecast covers it: its load is not
+   * known, and the capacity check is not made on a zero. */
   const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
-  world_cutover(w, e, 7, src, 1, hub, 1, 0);
+  world_cutover(w, e, 6, src, 1, hub, 1, 0);
+  assert_int_equal(w->n_rep, 1);
+  assert_false(w->rep[0].ok);
+  assert_non_null(strstr(w->rep[0].msg, "its load is not known"));
+  assert_int_equal(sent_to_any(w, "shaanxi"), 0);
+  w->n_rep = 0;
+  /* Forced: the operator knows. */
+  cutover_forced(w, e, 7, "hubei", "shaanxi");
+  assert_int_equal(sent_to_any(w, "shaanxi"), 1);
   assert_int_equal(sent_to_any(w, "hubei"), 0); /* nowhere to send it */
   world_ack(w, e, 0, NULL);                     /* the hub applies its part */
   world_flush(w);
@@ -1035,6 +1060,49 @@ static void test_cutover_of_a_site_not_yet_connected_reaches_it_at_hello(void **
   world_free(w);
 }
 
+/* A cutover the engine cannot carry out now (its hub is back from a loss
+ * and not yet verified healthy: even --force does not skip that) is made
+ * and stands, and the operator hears the source is pending and why, not
+ * "nothing to change" with exit 0. It moves once the hub has been healthy
+ * for its return window. */
+static void test_cutover_held_by_the_engine_is_pending_not_done(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_opts_t o = world_opts(true);
+  engine_t *e = world_engine_with(w, &o);
+  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 5000);
+  world_connect_all(w, e, NULL);
+  world_tick(w, e, 1000);
+  world_tick(w, e, 70000); /* every hub healthy for its return window */
+  world_link_down(w, e, "shaanxi");
+  for (unsigned k = 0; k < 20; k++) /* lost: past hub_grace */
+    world_tick(w, e, 1000);
+  world_link_up(w, e, "shaanxi");
+  world_tick(w, e, 1000);
+  cutover_forced(w, e, 8, "hubei", "shaanxi");
+  assert_int_equal(sent_to_any(w, "hubei"), 0);
+  world_flush(w); /* the cutover's record is durable: the reply goes */
+  assert_int_equal(w->n_rep, 1);
+  assert_int_equal(w->rep[0].pending, 1);
+  assert_int_equal(w->rep[0].applied, 0);
+  const Nirc__SiteOutcome *o0 = w->rep[0].full->move->outcomes[0];
+  assert_string_equal(o0->site, "hubei");
+  assert_true(o0->pending);
+  assert_non_null(strstr(o0->detail, "not moved now"));
+  assert_non_null(strstr(o0->detail, "not yet verified healthy"));
+  for (unsigned k = 0; k < 130 && !world_last(w, "hubei"); k++) {
+    world_staff(w, "shaanxi", 60); /* reporting, healthy */
+    world_staff(w, "hubei", 10);
+    world_tick(w, e, 1000);
+  }
+  assert_non_null(world_last(w, "hubei"));
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_applied_and_answered),
@@ -1058,6 +1126,7 @@ int main(void) {
       cmocka_unit_test(test_idle_ticks_plan_once_a_second),
       cmocka_unit_test(test_unacknowledged_directive_resent_then_failed),
       cmocka_unit_test(test_cutover_of_a_site_not_yet_connected_reaches_it_at_hello),
+      cmocka_unit_test(test_cutover_held_by_the_engine_is_pending_not_done),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
