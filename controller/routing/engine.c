@@ -842,6 +842,13 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
     engine_route_from_plan(pr, &want);
     if (engine_shares_same(&want, &d->target)) {
       memcpy(next[i].reason, want.reason, sizeof next[i].reason); /* same size */
+      /* The rule behind a route it keeps: a new leader learned the route
+       * from the agent's Hello, not the rule, and the cause of the route's
+       * next change (its end) is told by it. */
+      if (engine_is_away(&want, engine_site(e, i)->slug)) {
+        d->kind = pr->kind;
+        d->rule_id = pr->rule_id;
+      }
       continue;
     }
     const char *self = engine_site(e, i)->slug;

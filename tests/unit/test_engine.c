@@ -1103,6 +1103,58 @@ static void test_cutover_held_by_the_engine_is_pending_not_done(void **state) {
   world_free(w);
 }
 
+/* A new leader learns from the agents where the sources route, not which
+ * rule put them there; it took that from its plan only when it moved
+ * them. Found from outside: `nircctl restore` on a new leader was audited
+ * and counted as "schedule-end" ("default 0 no longer moves it"). The
+ * rule behind a route the plan keeps is now taken from the plan. */
+static void test_restore_on_a_new_leader_is_audited_as_a_cutover_end(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *a = leading_engine(w);
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, a, 1, src, 1, hub, 1, 0);
+  world_ack(w, a, 0, NULL);
+  world_flush(w);
+  size_t n = w->sites->n;
+  route_t *acked = calloc(n, sizeof *acked);
+  assert_non_null(acked);
+  for (size_t i = 0; i < n; i++)
+    acked[i] = engine_site_dir(a, i)->acked;
+  engine_free(a);
+  for (size_t i = 0; i < n; i++) {
+    sites_on_link_down(&w->sites->v[i], w->now);
+    w->sites->v[i].conn = NULL;
+  }
+  engine_t *b = world_engine(w);
+  assert_int_equal(engine_load_rules(b, 6, w->cut, w->n_cut, w->sch, w->n_sch, NULL, 0, w->max_id),
+                   0);
+  engine_start_leading(b, 5000);
+  world_connect_all(w, b, acked);
+  world_tick(w, b, 200);
+  world_tick(w, b, 200);
+  char *names[] = {"hubei"};
+  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
+  r.sources = names;
+  r.n_sources = 1;
+  r.reason = "over";
+  engine_req_t rq = {.client = w, .request_id = 2, .operator_name = "operator:alice"};
+  size_t from = w->n_rec;
+  engine_op_restore(b, &rq, &r);
+  const world_rec_t *route = NULL;
+  for (size_t k = from; k < w->n_rec; k++)
+    if (w->rec[k].kind == ENGINE_REC_AUDIT && strcmp(w->rec[k].action, "route") == 0 &&
+        strcmp(w->rec[k].site, "hubei") == 0)
+      route = &w->rec[k];
+  assert_non_null(route);
+  assert_non_null(strstr(route->detail, "\"cause\":\"cutover-end\""));
+  assert_non_null(strstr(route->detail, "cutover 5000001 no longer moves it"));
+  world_flush(w);
+  engine_free(b);
+  free(acked);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_applied_and_answered),
@@ -1127,6 +1179,7 @@ int main(void) {
       cmocka_unit_test(test_unacknowledged_directive_resent_then_failed),
       cmocka_unit_test(test_cutover_of_a_site_not_yet_connected_reaches_it_at_hello),
       cmocka_unit_test(test_cutover_held_by_the_engine_is_pending_not_done),
+      cmocka_unit_test(test_restore_on_a_new_leader_is_audited_as_a_cutover_end),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
