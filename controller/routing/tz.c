@@ -43,6 +43,14 @@ bool tz_valid(const char *name) {
   /* The name becomes part of a path: nothing may climb out of the zone
    * directory or point at an absolute file. */
   if (name[0] == '/' || strstr(name, "..") || !tz_name_chars_ok(name)) return false;
+  /* Files of the zone directory that are not a civil zone: the host's own
+   * zone (two controllers of one HA pair could differ), the default
+   * rules, "Factory", and the leap-second and POSIX trees (right/ runs 27 s
+   * from civil time). A rule names a place's zone or UTC. */
+  if (strcmp(name, "localtime") == 0 || strcmp(name, "posixrules") == 0 ||
+      strcmp(name, "Factory") == 0 || strncmp(name, "right/", 6) == 0 ||
+      strncmp(name, "posix/", 6) == 0)
+    return false;
   /* glibc treats an unknown ":UTC" as UTC anyway, so UTC stays usable even
    * on a system whose zone database lacks the file. */
   if (strcmp(name, "UTC") == 0) return true;

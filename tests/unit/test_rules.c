@@ -958,6 +958,12 @@ static void test_tz_valid(void **state) {
       "asia/shanghai",
       "Asia\\Shanghai",
       "UTC;ls",
+      /* In the zone directory, but not a place's civil zone. */
+      "localtime",
+      "posixrules",
+      "Factory",
+      "right/Asia/Shanghai",
+      "posix/Asia/Shanghai",
       "Asia/Shang*",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
