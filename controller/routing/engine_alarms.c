@@ -151,8 +151,14 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
       }
       char dur[32], msg[ALARM_MESSAGE_MAX];
       engine_down_for(down_ms, dur, sizeof dur);
+      /* Stale because its reports are refused (implausible figures), not
+       * because none come: say so, the report alarm says why. */
+      bool refused = s->state == SITE_STALE && engine_alarm_active(e, ALARM_REPORT, s->slug);
       snprintf(msg, sizeof msg, "%s %s (for %s by this controller's count)%s", s->slug,
-               engine_down_words(s->state), dur,
+               refused ? "sends no report this controller can use (they are refused: see its "
+                         "report alarm)"
+                       : engine_down_words(s->state),
+               dur,
                s->is_hub ? ": a hub: the sources it answers for are re-homed" : "");
       e->down_said_s[i] = said;
       engine_observe(e, ALARM_SITE_DOWN, s->slug, msg);

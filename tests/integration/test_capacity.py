@@ -183,6 +183,14 @@ def test_implausible_reports_are_refused_counted_and_alarmed():
     j = json.loads(ctl("--json", "plan", ",".join(SIX), "--to", "sichuan",
                        expect=T.EXIT_REFUSED).stdout)
     assert j["refused"] and len(j["refused_sources"]) == len(SIX), j
+    # Its link is up and it reports every second: its site_down alarm says
+    # the reports are refused, not that none come.
+    T.wait_until(lambda: env.sql("SELECT message FROM alarms WHERE kind = 'site_down' AND "
+                                 "subject = 'sichuan' AND cleared_at IS NULL"), 40,
+                 "sichuan's site_down alarm (after the hub grace)")
+    down = env.sql("SELECT message FROM alarms WHERE kind = 'site_down' AND subject = 'sichuan' "
+                   "AND cleared_at IS NULL")[0][0]
+    assert "they are refused" in down and "sends no reports" not in down, down
 
 
 def test_capacity_survives_a_restart():
