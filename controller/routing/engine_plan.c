@@ -269,10 +269,21 @@ static int engine_collect_forced(const plan_t *trial, const cutover_t *cut, engi
     }
     f->hubs = v;
     f->hubs[f->n++] = *pc;
-    engine_append(f->warning, sizeof f->warning,
-                  "%s%s predicted SL %.0f%% (needs %u agents, has %u)",
-                  f->n == 1 ? "forced past the capacity check: " : "; ", pc->hub,
-                  100.0 * engine_sl(&pc->after), pc->agents_needed, pc->after.agents);
+    const char *lead = f->n == 1 ? "forced past the capacity check: " : "; ";
+    /* What could not be checked is said as unknown, never as a number. */
+    if (pc->cap_source == CAPACITY_UNKNOWN)
+      engine_append(f->warning, sizeof f->warning,
+                    "%s%s: its agents are neither measured nor configured, so nothing was checked",
+                    lead, pc->hub);
+    else if (pc->load_unknown)
+      engine_append(f->warning, sizeof f->warning,
+                    "%s%s: the load it would answer is not known (not measured, no forecast), so "
+                    "its prediction counts it as none",
+                    lead, pc->hub);
+    else
+      engine_append(f->warning, sizeof f->warning,
+                    "%s%s predicted SL %.0f%% (needs %u agents, has %u)", lead, pc->hub,
+                    100.0 * engine_sl(&pc->after), pc->agents_needed, pc->after.agents);
   }
   return 0;
 }

@@ -467,6 +467,11 @@ static planner_verdict_t planner_judge(planner_ctx_t *ctx, planner_cand_t *c, co
    * measured. An established one stays (its load was known when it was
    * placed; withdrawing it on a gap in the figures would be a guess too). */
   if (s->r_unknown && !established && !c->force) return PLANNER_HUB_LOAD_UNKNOWN;
+  /* Forced past an unknown: the operator is warned, as for a failed check. */
+  if (c->force && !established &&
+      (site->cap_source == CAPACITY_UNKNOWN || s->r_unknown ||
+       planner_load_unknown(&ctx->in->sites[c->src])))
+    s->r_forced = true;
   planner_predict_with(ctx, h, c->erl, c->cps, pred);
   double floor = ctx->sl_target;
   if (established)
@@ -1071,6 +1076,7 @@ static void planner_write_capacity(const planner_ctx_t *ctx, plan_t *out) {
     c->agents_needed = erlang_agents_needed(s->erl, aht, ctx->sl_threshold_s, ctx->sl_target);
     c->n_sources = s->n_in;
     c->forced = s->forced;
+    c->load_unknown = s->unknown;
     c->cap_source = site->cap_source;
     nirc_strlcpy(c->cap_note, site->cap_note, sizeof c->cap_note);
     if (n_refused == 0) continue;

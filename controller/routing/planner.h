@@ -184,6 +184,9 @@ typedef struct {
    * prediction the force overrides. */
   bool forced;
   capacity_source_t cap_source; /* of its agents (plan_site_t) */
+  /* Some of the load it answers is not known (plan_site_t.demand_unknown):
+   * `after` counts it as nothing; only a forced move put it here. */
+  bool load_unknown;
   char cap_note[64];
 } plan_capacity_t;
 

@@ -184,10 +184,13 @@ static void test_planner_refuses_unknown_load(void **state) {
   assert_non_null(strstr(a->message, "its load is not known: its handle time is not measured"));
   assert_non_null(strstr(a->message, "use --force"));
   planner_free(&p);
-  /* Forced: the operator knows. */
+  /* Forced: the operator knows, and the plan marks the hub forced with a
+   * load it does not know (the warning says so, not "SL 100%"). */
   w->cutovers[0].force = true;
   plan_checked(w, &p);
   assert_route(&p, "hubei", "shaanxi:1000");
+  assert_true(find_capacity(&p, "shaanxi")->forced);
+  assert_true(find_capacity(&p, "shaanxi")->load_unknown);
   planner_free(&p);
   free(w);
 
