@@ -17,6 +17,7 @@
 #include "backoff.h"
 #include "err.h"
 #include "log.h"
+#include "losslog.h"
 #include "safetext.h"
 
 #include <curl/curl.h>
@@ -41,10 +42,10 @@
  * already said what we need, and a receiver streaming for ever must not
  * hold its URL until the timeout. */
 #define WEBHOOK_REPLY_MAX (64 * 1024)
-/* Losses (dropped, given up) are logged at most this often per URL: a
- * receiver down for an hour behind a full queue would otherwise write a
- * line per notification. */
-#define WEBHOOK_LOSS_LOG_MS 10000
+/* Losses (dropped, given up) are logged at most this often per URL
+ * (webhook_opts_t loss_log_ms): a receiver down for an hour behind a full
+ * queue would otherwise write a line per notification. */
+#define WEBHOOK_DEF_LOSS_LOG_MS 10000
 /* Room for a URL as shown in logs and its log object. */
 #define WEBHOOK_SHOWN_MAX 256
 
@@ -117,9 +118,10 @@ typedef struct webhook_target {
   uint32_t failed_run; /* failed attempts since the last answer: > 0 is failing */
   uint64_t delivered, attempts_failed, given_up, dropped;
 
-  /* Loss log limiter: when the last line was written, what went unsaid. */
-  bool loss_logged;
-  uint64_t loss_logged_ms, loss_unsaid;
+  /* What was lost and when to say it (losslog.h); loss_timer fires when
+   * held losses are due for their summary line. */
+  losslog_t losses;
+  uv_timer_t loss_timer;
 } webhook_target_t;
 
 /* A socket libcurl asked us to watch. Freed in its close callback. */
@@ -138,7 +140,7 @@ struct webhook {
   unsigned handles;      /* initialised libuv handles not yet closed */
   webhook_sock_t *socks; /* polls open */
 
-  uint32_t timeout_ms, backoff_min_ms, backoff_max_ms, max_age_ms;
+  uint32_t timeout_ms, backoff_min_ms, backoff_max_ms, max_age_ms, loss_log_ms;
   size_t queue_max;
   char *ca_file; /* owned; NULL: the system's bundle */
 
@@ -251,30 +253,63 @@ static void webhook_set_state(webhook_target_t *t, webhook_tstate_t to) {
   t->state = to;
 }
 
-/* A notification lost (dropped or given up): logged unless a line was
- * written less than WEBHOOK_LOSS_LOG_MS ago; then only counted, and the
- * count goes into the next line. */
-static void webhook_loss(webhook_target_t *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void webhook_loss(webhook_target_t *t, const char *fmt, ...) {
-  uint64_t now = uv_now(t->w->loop);
-  if (t->loss_logged && now - t->loss_logged_ms < WEBHOOK_LOSS_LOG_MS) {
-    t->loss_unsaid++;
+/* Room for a losslog_format text. */
+#define WEBHOOK_LOSSES_MAX (2 * LOSSLOG_ID_MAX + 128)
+/* What every line about lost notifications ends with: what the operator
+ * can and cannot expect. */
+#define WEBHOOK_LOST_HINT "they are not re-sent; `nircctl alarms` shows the alarms themselves"
+
+static void webhook_on_loss_timer(uv_timer_t *h);
+
+/* Starts the loss timer for the summary line of held losses, if any are
+ * held and it is not running already. */
+static void webhook_loss_arm(webhook_target_t *t) {
+  uint64_t at, now = uv_now(t->w->loop);
+  if (t->w->state != WEBHOOK_OPEN || uv_is_active((uv_handle_t *)&t->loss_timer) ||
+      !losslog_due(&t->losses, &at))
+    return;
+  uv_timer_start(&t->loss_timer, webhook_on_loss_timer, at > now ? at - now : 0, 0);
+}
+
+/* Writes the summary line of the held losses if it is due (or `force`). */
+static void webhook_loss_flush(webhook_target_t *t, bool force) {
+  losslog_span_t s;
+  char what[WEBHOOK_LOSSES_MAX];
+  if (!losslog_flush(&t->losses, uv_now(t->w->loop), force, &s)) return;
+  log_warn(LOG_NOTIFY, t->label, "lost since the last such line: %s; " WEBHOOK_LOST_HINT,
+           losslog_format(&s, what, sizeof what));
+}
+
+static void webhook_on_loss_timer(uv_timer_t *h) {
+  webhook_target_t *t = h->data;
+  if (t->w->state != WEBHOOK_OPEN) return;
+  webhook_loss_flush(t, false);
+  webhook_loss_arm(t); /* in case it fired early */
+}
+
+/* Notification `id` lost (dropped or given up): logged with the reason
+ * (fmt) unless a loss line was written less than loss_log_ms ago; then
+ * held, and said in the summary line the loss timer writes, or in the
+ * recovery line (webhook_answered), whichever comes first. */
+static void webhook_loss(webhook_target_t *t, losslog_kind_t kind, const char *id, const char *fmt,
+                         ...) __attribute__((format(printf, 4, 5)));
+static void webhook_loss(webhook_target_t *t, losslog_kind_t kind, const char *id, const char *fmt,
+                         ...) {
+  losslog_span_t unsaid;
+  if (!losslog_lost(&t->losses, kind, id, uv_now(t->w->loop), &unsaid)) {
+    webhook_loss_arm(t);
     return;
   }
-  char what[512];
+  char what[512], more[WEBHOOK_LOSSES_MAX];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
-  if (t->loss_unsaid)
-    log_warn(LOG_NOTIFY, t->label, "%s (and %" PRIu64 " more lost since the last such line)", what,
-             t->loss_unsaid);
+  if (losslog_count(&unsaid))
+    log_warn(LOG_NOTIFY, t->label, "%s; also lost since the last such line: %s; " WEBHOOK_LOST_HINT,
+             what, losslog_format(&unsaid, more, sizeof more));
   else
-    log_warn(LOG_NOTIFY, t->label, "%s", what);
-  t->loss_logged = true;
-  t->loss_logged_ms = now;
-  t->loss_unsaid = 0;
+    log_warn(LOG_NOTIFY, t->label, "%s; " WEBHOOK_LOST_HINT, what);
 }
 
 /* Appends n; when queue_max wait already, the oldest waiting one (not the
@@ -289,7 +324,8 @@ static void webhook_push(webhook_target_t *t, webhook_note_t *n) {
     t->head = (t->head + 1) % t->cap;
     t->count--;
     t->dropped++;
-    webhook_loss(t, "queue full (%zu waiting): dropped the oldest notification, id %s",
+    webhook_loss(t, LOSSLOG_DROPPED, old->id,
+                 "queue full (%zu waiting): dropped the oldest notification, id %s",
                  t->w->queue_max, old->id);
     webhook_note_unref(old);
   }
@@ -309,7 +345,8 @@ static void webhook_expire(webhook_target_t *t) {
     t->given_up++;
     char age[32];
     webhook_duration(t->w->max_age_ms, age, sizeof age);
-    webhook_loss(t, "gave up notification id %s: not delivered within %s", n->id, age);
+    webhook_loss(t, LOSSLOG_GIVEN_UP, n->id, "gave up notification id %s: not delivered within %s",
+                 n->id, age);
     webhook_pop(t);
   }
 }
@@ -439,8 +476,23 @@ static void webhook_excerpt(const webhook_target_t *t, char *out, size_t outlen)
     snprintf(out, outlen, "answer \"%s\"%s", esc, t->reply_total > t->reply_len ? " (cut)" : "");
 }
 
+/* The receiver answered (2xx, or a refusal of content). After failing, a
+ * recovery line says how long and what was lost meanwhile, so that the
+ * losses held back to spare the log are all said by then. */
 static void webhook_answered(webhook_target_t *t) {
-  if (t->failed_run)
+  bool recovering = t->failed_run > 0;
+  losslog_span_t run, unsaid;
+  char what[WEBHOOK_LOSSES_MAX];
+  losslog_answered(&t->losses, recovering, uv_now(t->w->loop), &run, &unsaid);
+  if (recovering && losslog_count(&unsaid))
+    log_warn(LOG_NOTIFY, t->label, "lost since the last such line: %s; " WEBHOOK_LOST_HINT,
+             losslog_format(&unsaid, what, sizeof what));
+  if (recovering && losslog_count(&run))
+    log_warn(LOG_NOTIFY, t->label,
+             "answering again after %" PRIu32
+             " failed attempt%s; lost meanwhile: %s; " WEBHOOK_LOST_HINT,
+             t->failed_run, t->failed_run == 1 ? "" : "s", losslog_format(&run, what, sizeof what));
+  else if (recovering)
     log_info(LOG_NOTIFY, t->label, "answering again after %" PRIu32 " failed attempt%s",
              t->failed_run, t->failed_run == 1 ? "" : "s");
   t->failed_run = 0;
@@ -475,7 +527,8 @@ static void webhook_finished(webhook_target_t *t, CURLcode rc, long status) {
     /* The receiver is there and answers: not a failing URL. */
     webhook_answered(t);
     t->given_up++;
-    webhook_loss(t, "receiver refused notification id %s (%s): given up, not retried", n->id, why);
+    webhook_loss(t, LOSSLOG_GIVEN_UP, n->id,
+                 "receiver refused notification id %s (%s): given up, not retried", n->id, why);
     webhook_pop(t);
     webhook_pump(t);
     return;
@@ -653,7 +706,7 @@ static void webhook_timer_closed(uv_handle_t *h) {
   webhook_handle_gone(h->data);
 }
 
-static void webhook_retry_closed(uv_handle_t *h) {
+static void webhook_target_timer_closed(uv_handle_t *h) {
   webhook_target_t *t = h->data;
   webhook_handle_gone(t->w);
 }
@@ -697,6 +750,7 @@ int webhook_new(uv_loop_t *loop, const webhook_opts_t *o, webhook_t **out, char 
   if (w->backoff_min_ms > w->backoff_max_ms) w->backoff_min_ms = w->backoff_max_ms;
   w->max_age_ms = o->max_age_ms ? o->max_age_ms : WEBHOOK_DEF_MAX_AGE_MS;
   w->queue_max = o->queue_max ? o->queue_max : WEBHOOK_DEF_QUEUE;
+  w->loss_log_ms = o->loss_log_ms ? o->loss_log_ms : WEBHOOK_DEF_LOSS_LOG_MS;
   if (o->ca_file && *o->ca_file && !(w->ca_file = strdup(o->ca_file))) goto nomem;
   if (o->n_urls && !(w->t = calloc(o->n_urls, sizeof *w->t))) goto nomem;
   for (size_t i = 0; i < o->n_urls; i++) {
@@ -709,6 +763,7 @@ int webhook_new(uv_loop_t *loop, const webhook_opts_t *o, webhook_t **out, char 
     webhook_shown(t->url, t->shown, sizeof t->shown);
     snprintf(t->label, sizeof t->label, "webhook=%zu url=%s", i, t->shown);
     backoff_init(&t->backoff, w->backoff_min_ms, w->backoff_max_ms, 0);
+    losslog_init(&t->losses, w->loss_log_ms);
   }
   if (!(w->multi = curl_multi_init())) goto nomem;
   CURLMcode mc = curl_multi_setopt(w->multi, CURLMOPT_SOCKETFUNCTION, webhook_on_socket);
@@ -724,7 +779,9 @@ int webhook_new(uv_loop_t *loop, const webhook_opts_t *o, webhook_t **out, char 
   for (size_t i = 0; i < w->n; i++) {
     uv_timer_init(loop, &w->t[i].retry);
     w->t[i].retry.data = &w->t[i];
-    w->handles++;
+    uv_timer_init(loop, &w->t[i].loss_timer);
+    w->t[i].loss_timer.data = &w->t[i];
+    w->handles += 2;
   }
   char tmo[32], gap[32], age[32];
   webhook_duration(w->timeout_ms, tmo, sizeof tmo);
@@ -817,7 +874,8 @@ void webhook_close(webhook_t *w, void (*done)(void *arg), void *arg) {
   for (size_t i = 0; i < w->n; i++) {
     webhook_target_t *t = &w->t[i];
     bool on_wire = t->easy != NULL;
-    webhook_drop_easy(t); /* aborts the transfer on the wire */
+    webhook_loss_flush(t, true); /* held losses are said before the last line */
+    webhook_drop_easy(t);        /* aborts the transfer on the wire */
     if (t->count) {
       log_warn(LOG_NOTIFY, t->label, "stopping: %zu undelivered notification%s dropped%s", t->count,
                t->count == 1 ? "" : "s", on_wire ? " (one was being sent)" : "");
@@ -826,8 +884,10 @@ void webhook_close(webhook_t *w, void (*done)(void *arg), void *arg) {
         webhook_pop(t);
     }
     uv_timer_stop(&t->retry);
+    uv_timer_stop(&t->loss_timer);
     webhook_set_state(t, WEBHOOK_T_CLOSED);
-    uv_close((uv_handle_t *)&t->retry, webhook_retry_closed);
+    uv_close((uv_handle_t *)&t->retry, webhook_target_timer_closed);
+    uv_close((uv_handle_t *)&t->loss_timer, webhook_target_timer_closed);
   }
   /* Our polls close while their descriptors are still open; libcurl is
    * then told nothing more and closes its connections. */

@@ -36,8 +36,12 @@
  *    logged).
  * Logs ([log] group notify): a URL that starts failing is logged once with
  * the reason, and once when it answers again with how many attempts
- * failed; each retry only at debug. Losses (dropped, given up) are logged
- * at most once every 10 s per URL, with how many went unsaid. A receiver's
+ * failed and what was lost meanwhile; each retry only at debug. Every loss
+ * (dropped, given up) is logged: the first with its reason, and those
+ * within loss_log_ms of a loss line in one summary line when that window
+ * ends, or in the recovery line if it comes first, or at close (losslog.h
+ * has the rules). Loss lines name the counts and the first and last event
+ * ids lost; lost notifications are not re-sent. A receiver's
  * answer appears only as a short escaped excerpt (common/safetext.h), and
  * URLs in logs, errors and webhook_url() show user:password@ and the query
  * string as ***.
@@ -75,6 +79,7 @@ typedef struct {
   uint32_t backoff_max_ms; /* retry ceiling; 60000 */
   uint32_t max_age_ms;     /* undelivered this long after webhook_post: given up; 3600000 */
   size_t queue_max;        /* per URL, besides the one on the wire; 1000 */
+  uint32_t loss_log_ms;    /* at most one loss line per URL this often; 10000 */
   const char *ca_file;     /* https CA bundle, readable (copied); NULL or "": the system's */
 } webhook_opts_t;
 

@@ -17,7 +17,11 @@
  * once and the next is sent; a hung URL holds up no other; a hung
  * receiver is a timeout while a loop timer keeps firing; a full queue
  * drops its oldest waiting notification (not the one on the wire); a
- * notification older than max_age is given up; webhook_new refuses URLs
+ * notification older than max_age is given up; every loss is logged: the
+ * first with its reason, the next ones within the window in one summary
+ * line when it ends, in the recovery line, or at close, each naming the
+ * counts and the first and last ids (losslog's rules also step by step,
+ * without a loop, over 20,000 losses); webhook_new refuses URLs
  * that are not http(s) naming them (credentials hidden); webhook_post
  * refuses bad ids and non-JSON; webhook_close with a transfer on the wire
  * counts the dropped ones, calls done once and leaves no handle open
@@ -48,6 +52,7 @@
 
 #include "conf.h"
 #include "err.h"
+#include "losslog.h"
 #include "support/loop.h"
 #include "webhook.h"
 
@@ -72,6 +77,7 @@ typedef struct {
   int script[RX_SCRIPT]; /* statuses of the first requests; then 200 */
   int n_script;
   size_t big; /* > 0: every answer is a body of this many bytes */
+  bool down;  /* while set, every answer is 500 (the script aside) */
   int n;      /* requests received */
   rx_req_t req[RX_MAX];
 } rx_t;
@@ -105,7 +111,7 @@ static enum MHD_Result rx_answer(void *cls, struct MHD_Connection *c, const char
   }
   pthread_mutex_lock(&rx->mu);
   int k = rx->n++;
-  int status = k < rx->n_script ? rx->script[k] : 200;
+  int status = rx->down ? 500 : k < rx->n_script ? rx->script[k] : 200;
   if (k < RX_MAX) {
     rx_req_t *r = &rx->req[k];
     snprintf(r->method, sizeof r->method, "%s", method);
@@ -423,6 +429,161 @@ static int count_of(const char *hay, const char *needle) {
   return n;
 }
 
+static void rx_set_down(rx_t *rx, bool down) {
+  pthread_mutex_lock(&rx->mu);
+  rx->down = down;
+  pthread_mutex_unlock(&rx->mu);
+}
+
+/* tloop condition: the captured log holds the text arg. */
+static bool fx_logged(void *ctx, const void *arg) {
+  fx_t *f = ctx;
+  FILE *in = fopen(f->logpath, "r");
+  if (!in) return false;
+  static char buf[65536];
+  size_t n = fread(buf, 1, sizeof buf - 1, in);
+  buf[n] = '\0';
+  fclose(in);
+  return strstr(buf, arg) != NULL;
+}
+
+/* ---- loss accounting (losslog, no loop) ------------------------------------ */
+
+static losslog_span_t span_of(uint64_t given_up, uint64_t dropped, const char *first,
+                              const char *last) {
+  losslog_span_t s = {.given_up = given_up, .dropped = dropped};
+  snprintf(s.first, sizeof s.first, "%s", first);
+  snprintf(s.last, sizeof s.last, "%s", last);
+  return s;
+}
+
+static void assert_span(const losslog_span_t *s, uint64_t given_up, uint64_t dropped,
+                        const char *first, const char *last) {
+  assert_int_equal(s->given_up, given_up);
+  assert_int_equal(s->dropped, dropped);
+  assert_string_equal(s->first, first);
+  assert_string_equal(s->last, last);
+}
+
+static void test_losslog_first_said_rest_summed_when_due(void **state) {
+  (void)state;
+  losslog_t l;
+  losslog_span_t s;
+  uint64_t at;
+  losslog_init(&l, 10000);
+  assert_false(losslog_due(&l, &at));
+  /* The first loss is said at once, alone. */
+  assert_true(losslog_lost(&l, LOSSLOG_DROPPED, "a", 1000, &s));
+  assert_int_equal(losslog_count(&s), 0);
+  /* The next ones within the window are held until it ends. */
+  assert_false(losslog_lost(&l, LOSSLOG_DROPPED, "b", 1100, &s));
+  assert_false(losslog_lost(&l, LOSSLOG_GIVEN_UP, "c", 10999, &s));
+  assert_true(losslog_due(&l, &at));
+  assert_int_equal(at, 11000);
+  assert_false(losslog_flush(&l, 10999, false, &s));
+  assert_true(losslog_flush(&l, 11000, false, &s));
+  assert_span(&s, 1, 1, "b", "c");
+  assert_false(losslog_due(&l, &at));
+  assert_false(losslog_flush(&l, 30000, true, &s)); /* nothing held: nothing to say */
+  /* The summary line restarted the window. */
+  assert_false(losslog_lost(&l, LOSSLOG_DROPPED, "d", 20999, &s));
+  assert_true(losslog_due(&l, &at));
+  assert_int_equal(at, 21000);
+  /* Its timer is late and another loss comes: both on one line. */
+  assert_true(losslog_lost(&l, LOSSLOG_GIVEN_UP, "e", 21500, &s));
+  assert_span(&s, 0, 1, "d", "d");
+  assert_false(losslog_due(&l, &at));
+  /* Held at close: said with force, before its time. */
+  assert_false(losslog_lost(&l, LOSSLOG_DROPPED, "f", 21600, &s));
+  assert_false(losslog_flush(&l, 21700, false, &s));
+  assert_true(losslog_flush(&l, 21700, true, &s));
+  assert_span(&s, 0, 1, "f", "f");
+}
+
+static void test_losslog_recovery_says_the_run(void **state) {
+  (void)state;
+  losslog_t l;
+  losslog_span_t s, run, unsaid;
+  uint64_t at;
+  losslog_init(&l, 10000);
+  /* Answered without failing first: no line, and the run restarts. */
+  assert_true(losslog_lost(&l, LOSSLOG_DROPPED, "old", 0, &s));
+  losslog_answered(&l, false, 500, &run, &unsaid);
+  assert_true(losslog_lost(&l, LOSSLOG_DROPPED, "r1", 1000, &s) == false);
+  assert_false(losslog_lost(&l, LOSSLOG_GIVEN_UP, "r2", 2000, &s));
+  /* The recovery line says the run (r1, r2: not "old", said before it). */
+  losslog_answered(&l, true, 3000, &run, &unsaid);
+  assert_span(&run, 1, 1, "r1", "r2");
+  assert_int_equal(losslog_count(&unsaid), 0);
+  assert_false(losslog_due(&l, &at)); /* it said what was held */
+  /* A recovery with nothing lost says so. */
+  losslog_answered(&l, true, 4000, &run, &unsaid);
+  assert_int_equal(losslog_count(&run), 0);
+  assert_int_equal(losslog_count(&unsaid), 0);
+  /* Held losses from before the receiver last answered are not in the
+   * run: they come as a line of their own. */
+  assert_false(losslog_lost(&l, LOSSLOG_DROPPED, "h1", 5000, &s)); /* window of 3000 */
+  losslog_answered(&l, false, 5500, &run, &unsaid);
+  assert_false(losslog_lost(&l, LOSSLOG_GIVEN_UP, "h2", 6000, &s));
+  losslog_answered(&l, true, 7000, &run, &unsaid);
+  assert_span(&unsaid, 1, 1, "h1", "h2");
+  assert_span(&run, 1, 0, "h2", "h2");
+  assert_false(losslog_due(&l, &at));
+}
+
+/* Thousands of losses at random gaps, the summary timer sometimes late:
+ * every loss is said exactly once (on its own line, beside another, or in
+ * a summary), and loss lines are never closer than the window. */
+static void test_losslog_every_loss_said_lines_spaced(void **state) {
+  (void)state;
+  const uint64_t window = 10000;
+  losslog_t l;
+  losslog_span_t s;
+  losslog_init(&l, window);
+  uint64_t now = 0, lost = 0, said = 0, lines = 0, last_line = 0, at;
+  uint32_t rng = 12345;
+  for (int i = 0; i < 20000; i++) {
+    rng = rng * 1103515245u + 12345u;
+    uint64_t gap = (rng >> 8) % 3000;
+    /* The timer fires at its time, or (one time in four) not before the
+     * next loss. */
+    if (losslog_due(&l, &at) && at <= now + gap && ((rng >> 4) & 3) != 0) {
+      assert_true(losslog_flush(&l, at, false, &s));
+      assert_true(lines == 0 || at - last_line >= window);
+      said += losslog_count(&s);
+      lines++;
+      last_line = at;
+    }
+    now += gap;
+    char id[32];
+    snprintf(id, sizeof id, "e%d", i);
+    lost++;
+    if (losslog_lost(&l, (rng >> 12) & 1 ? LOSSLOG_DROPPED : LOSSLOG_GIVEN_UP, id, now, &s)) {
+      assert_true(lines == 0 || now - last_line >= window);
+      said += 1 + losslog_count(&s);
+      lines++;
+      last_line = now;
+    }
+  }
+  if (losslog_flush(&l, now, true, &s)) said += losslog_count(&s);
+  assert_int_equal(said, lost);
+  /* 20,000 losses ~1.5 s apart over ~8 h: a line per window, not per loss. */
+  assert_true(lines < now / window + 2);
+  assert_true(lines > now / window / 2);
+}
+
+static void test_losslog_format(void **state) {
+  (void)state;
+  char buf[512];
+  losslog_span_t one = span_of(0, 1, "alarm-7-raised", "alarm-7-raised");
+  assert_string_equal(losslog_format(&one, buf, sizeof buf),
+                      "1 notification (0 given up, 1 dropped), id alarm-7-raised");
+  losslog_span_t many = span_of(4, 26, "alarm-2-raised", "alarm-31-raised");
+  assert_string_equal(losslog_format(&many, buf, sizeof buf),
+                      "30 notifications (4 given up, 26 dropped), ids alarm-2-raised to "
+                      "alarm-31-raised");
+}
+
 /* ---- tests ------------------------------------------------------------------ */
 
 static void test_delivers_body_and_headers(void **state) {
@@ -655,6 +816,79 @@ static void test_given_up_after_max_age(void **state) {
   assert_int_equal(s.failing, 1);
 }
 
+/* The audit's case: a receiver down behind a full queue. The first loss
+ * is logged with its reason, those after it within the window in one
+ * summary line when the window ends (the receiver still down), and the
+ * recovery line counts them all, naming the first and last ids. */
+static void test_losses_summed_up_and_counted_at_recovery(void **state) {
+  fx_t *f = *state;
+  rx_set_down(&f->rx, true);
+  const char *urls[] = {f->url_rx};
+  fx_capture_log(f);
+  fx_new(f, urls, 1,
+         (webhook_opts_t){
+             .queue_max = 2, .backoff_min_ms = 50, .backoff_max_ms = 50, .loss_log_ms = 300});
+  /* e1 goes on the wire; e2, e3 wait; e4, e5, e6 push out e2, e3, e4. */
+  static const char *const ids[] = {"e1", "e2", "e3", "e4", "e5", "e6"};
+  for (size_t i = 0; i < 6; i++)
+    fx_post(f, ids[i], "{}");
+  assert_int_equal(fx_stats(f, 0).dropped, 3);
+  uint64_t t0 = fx_now(f);
+  static const char summary[] = "lost since the last such line: 2 notifications (0 given up, 2 "
+                                "dropped), ids e3 to e4; they are not re-sent; `nircctl alarms` "
+                                "shows the alarms themselves";
+  bool summed = tloop_wait_for(&f->lp, fx_logged, f, summary, 3000);
+  uint64_t took = fx_now(f) - t0;
+  webhook_stats_t down = fx_stats(f, 0);
+  rx_set_down(&f->rx, false);
+  bool ok = summed && fx_wait(f, 0, W_DELIVERED, 3, 3000);
+  char *log = fx_release_log(f);
+  assert_true(summed);
+  assert_true(ok);
+  /* Said when the window ended, while the receiver was still down. */
+  assert_true(took >= 250);
+  assert_int_equal(down.failing, 1);
+  assert_int_equal(down.delivered, 0);
+  assert_int_equal(count_of(log, "queue full (2 waiting): dropped the oldest notification, id e2; "
+                                 "they are not re-sent"),
+                   1);
+  assert_int_equal(count_of(log, "queue full"), 1);
+  assert_int_equal(count_of(log, summary), 1);
+  assert_int_equal(count_of(log, "failed attempts; lost meanwhile: 3 notifications (0 given up, 3 "
+                                 "dropped), ids e2 to e4; they are not re-sent; `nircctl alarms` "
+                                 "shows the alarms themselves"),
+                   1);
+  assert_int_equal(count_of(log, "answering again"), 1);
+  static const char *const want[] = {"e1", "e5", "e6"};
+  int n = rx_count(&f->rx);
+  for (int k = 0; k < n; k++)
+    assert_string_equal(rx_get(&f->rx, k).id, want[k < n - 3 ? 0 : k - (n - 3)]);
+  free(log);
+}
+
+/* Losses still held when the notifier closes are said before it stops. */
+static void test_held_losses_said_at_close(void **state) {
+  fx_t *f = *state;
+  const char *urls[] = {f->url_hung};
+  fx_capture_log(f);
+  fx_new(f, urls, 1, (webhook_opts_t){.queue_max = 1});
+  /* a on the wire (never answered); b waits; c pushes out b (said), d
+   * pushes out c (held: the window is 10 s). */
+  fx_post(f, "a", "{}");
+  fx_post(f, "b", "{}");
+  fx_post(f, "c", "{}");
+  fx_post(f, "d", "{}");
+  fx_close(f);
+  char *log = fx_release_log(f);
+  assert_int_equal(count_of(log, "dropped the oldest notification, id b;"), 1);
+  assert_int_equal(count_of(log, "lost since the last such line: 1 notification (0 given up, 1 "
+                                 "dropped), id c;"),
+                   1);
+  assert_non_null(strstr(log, "stopping: 2 undelivered notifications dropped"));
+  assert_true(strstr(log, "id c;") < strstr(log, "stopping:"));
+  free(log);
+}
+
 static void expect_refused(fx_t *f, const char *bad, const char *shown, const char *secret) {
   const char *urls[] = {f->url_rx, bad};
   webhook_opts_t o = {.urls = urls, .n_urls = 2};
@@ -885,6 +1119,13 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_queue_full_drops_oldest_waiting, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_queue_full_in_backoff_drops_head, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_given_up_after_max_age, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(test_losses_summed_up_and_counted_at_recovery, fx_setup,
+                                      fx_teardown),
+      cmocka_unit_test_setup_teardown(test_held_losses_said_at_close, fx_setup, fx_teardown),
+      cmocka_unit_test(test_losslog_first_said_rest_summed_when_due),
+      cmocka_unit_test(test_losslog_recovery_says_the_run),
+      cmocka_unit_test(test_losslog_every_loss_said_lines_spaced),
+      cmocka_unit_test(test_losslog_format),
       cmocka_unit_test_setup_teardown(test_invalid_urls_refused, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_post_checks_and_url_shown, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_close_with_transfer_on_the_wire, fx_setup, fx_teardown),
