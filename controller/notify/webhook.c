@@ -257,7 +257,8 @@ static void webhook_set_state(webhook_target_t *t, webhook_tstate_t to) {
 #define WEBHOOK_LOSSES_MAX (2 * LOSSLOG_ID_MAX + 128)
 /* What every line about lost notifications ends with: what the operator
  * can and cannot expect. */
-#define WEBHOOK_LOST_HINT "they are not re-sent; `nircctl alarms` shows the alarms themselves"
+#define WEBHOOK_LOST_HINT                                                                          \
+  "lost notifications are not re-sent; `nircctl alarms` shows the alarms themselves"
 
 static void webhook_on_loss_timer(uv_timer_t *h);
 

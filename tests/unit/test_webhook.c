@@ -834,9 +834,10 @@ static void test_losses_summed_up_and_counted_at_recovery(void **state) {
     fx_post(f, ids[i], "{}");
   assert_int_equal(fx_stats(f, 0).dropped, 3);
   uint64_t t0 = fx_now(f);
-  static const char summary[] = "lost since the last such line: 2 notifications (0 given up, 2 "
-                                "dropped), ids e3 to e4; they are not re-sent; `nircctl alarms` "
-                                "shows the alarms themselves";
+  static const char summary[] =
+      "lost since the last such line: 2 notifications (0 given up, 2 "
+      "dropped), ids e3 to e4; lost notifications are not re-sent; `nircctl alarms` "
+      "shows the alarms themselves";
   bool summed = tloop_wait_for(&f->lp, fx_logged, f, summary, 3000);
   uint64_t took = fx_now(f) - t0;
   webhook_stats_t down = fx_stats(f, 0);
@@ -850,14 +851,15 @@ static void test_losses_summed_up_and_counted_at_recovery(void **state) {
   assert_int_equal(down.failing, 1);
   assert_int_equal(down.delivered, 0);
   assert_int_equal(count_of(log, "queue full (2 waiting): dropped the oldest notification, id e2; "
-                                 "they are not re-sent"),
+                                 "lost notifications are not re-sent"),
                    1);
   assert_int_equal(count_of(log, "queue full"), 1);
   assert_int_equal(count_of(log, summary), 1);
-  assert_int_equal(count_of(log, "failed attempts; lost meanwhile: 3 notifications (0 given up, 3 "
-                                 "dropped), ids e2 to e4; they are not re-sent; `nircctl alarms` "
-                                 "shows the alarms themselves"),
-                   1);
+  assert_int_equal(
+      count_of(log, "failed attempts; lost meanwhile: 3 notifications (0 given up, 3 "
+                    "dropped), ids e2 to e4; lost notifications are not re-sent; `nircctl alarms` "
+                    "shows the alarms themselves"),
+      1);
   assert_int_equal(count_of(log, "answering again"), 1);
   static const char *const want[] = {"e1", "e5", "e6"};
   int n = rx_count(&f->rx);
