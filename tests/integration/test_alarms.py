@@ -19,7 +19,12 @@ controller, agents, PostgreSQL, nircctl and the HTTP surface:
 - every raise, clear and acknowledgement is POSTed as JSON to the
   [notify] webhook, a real HTTP receiver in this test that answers the
   first request 500: the notifier retries, each event arrives (is
-  accepted) once, a clear after its raise.
+  accepted) once, a clear after its raise;
+- a second webhook URL refuses every notification's content (400): each
+  is given up, and each is logged, the first on its own line and the
+  others summed up ("lost since the last such line: N notifications ...,
+  ids FIRST to LAST") when their 10 s window ends, so that the log counts
+  exactly what /metrics' nirc_webhook_given_up_total does.
 
 Only hubei (a source) and shaanxi (a hub) run agents: the other 29 sites
 never connect, so each gets a site_down alarm after the (shortened) grace."""
@@ -38,6 +43,7 @@ page = None
 standby = None
 addr_b = None
 hook = None
+refuser = None
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -53,6 +59,24 @@ class Receiver(http.server.BaseHTTPRequestHandler):
             Receiver.seen.append((status, self.headers.get("X-NIRC-Event-Id"),
                                   self.headers.get("Content-Type"), body))
         self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class Refuser(http.server.BaseHTTPRequestHandler):
+    """A webhook receiver that refuses every notification's content (400):
+    each is given up at once. Keeps the event ids it was sent."""
+    seen = []
+    lock = threading.Lock()
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with Refuser.lock:
+            Refuser.seen.append(self.headers.get("X-NIRC-Event-Id"))
+        self.send_response(400)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -90,12 +114,15 @@ def log_lines(proc, pattern):
 def test_never_connected_sites_raise_one_alarm_each():
     global env, page, addr_b
     page = f"127.0.0.1:{T.free_port()}"
-    global hook
+    global hook, refuser
     hook = http.server.ThreadingHTTPServer(("127.0.0.1", T.free_port()), Receiver)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
+    refuser = http.server.ThreadingHTTPServer(("127.0.0.1", T.free_port()), Refuser)
+    threading.Thread(target=refuser.serve_forever, daemon=True).start()
     env = T.Env("alarms", extra_nircd=f"hub_grace = 2s\n[alarms]\nclear_after = 3s\n"
                                       f"[http]\nlisten = {page}\n[notify]\nwebhook = "
-                                      f"http://127.0.0.1:{hook.server_address[1]}/nirc\n")
+                                      f"http://127.0.0.1:{hook.server_address[1]}/nirc, "
+                                      f"http://127.0.0.1:{refuser.server_address[1]}/nirc\n")
     addr_b = f"127.0.0.1:{T.listen_port()}"
     env.start_controller()
     for s in RUNNING:
@@ -112,6 +139,52 @@ def test_never_connected_sites_raise_one_alarm_each():
     T.wait_until(lambda: len(rows("kind = 'site_down'")) == len(others), 10,
                  "their rows in the alarms table")
     assert {r[1] for r in rows("kind = 'site_down'")} == others
+
+
+def test_every_notification_lost_is_logged():
+    """The refuser's URL (webhook=1) loses every notification. The log must
+    count them all, as /metrics does: one line with the reason for the
+    first of a window, then one summary per 10 s window (awaited here: it is
+    written by a timer once the window ends, with no new loss to prompt
+    it)."""
+    url = f"http://127.0.0.1:{refuser.server_address[1]}/nirc"
+
+    def given_up():
+        t = urllib.request.urlopen(f"http://{page}/metrics", timeout=5).read().decode()
+        m = re.search(rf'^nirc_webhook_given_up_total\{{url="{re.escape(url)}"\}} (\d+)$', t, re.M)
+        return int(m.group(1))
+
+    def logged():
+        """Losses the log names for the refuser's URL, and its loss lines."""
+        n, lines = 0, log_lines(env.controller, rf"\[notify\] webhook=1 url={re.escape(url)} ")
+        loss_lines = []
+        for l in lines:
+            if "receiver refused notification id" in l:
+                n += 1
+            m = re.search(r"lost since the last such line: (\d+) notifications? \((\d+) given up, "
+                          r"(\d+) dropped\), ids? (\S+?)(?: to (\S+?))?;", l)
+            if m:
+                n += int(m.group(1))
+                assert int(m.group(2)) + int(m.group(3)) == int(m.group(1)), l
+            if "receiver refused" in l or m:
+                loss_lines.append((l, m))
+        return n, loss_lines
+
+    n_alarms = len(active_by("site_down"))
+    T.wait_until(lambda: given_up() >= n_alarms, 30,
+                 f"the refuser's URL to give up at least the {n_alarms} site_down raises")
+    # The log catches up with the counter once the window's summary is out.
+    T.wait_until(lambda: logged()[0] == given_up() and any(m for _, m in logged()[1]), 30,
+                 "the log to count every given-up notification, as /metrics does")
+    n, loss_lines = logged()
+    assert len(loss_lines) < n, "one line per lost notification: the window does not hold"
+    with Refuser.lock:
+        sent = list(Refuser.seen)
+    hint = "lost notifications are not re-sent; `nircctl alarms` shows the alarms themselves"
+    for l, m in loss_lines:
+        assert hint in l, l
+        if m:
+            assert m.group(4) in sent and (m.group(5) is None or m.group(5) in sent), (l, sent)
 
 
 def test_a_site_down_then_back_is_one_alarm_raised_and_cleared_once():
@@ -305,6 +378,7 @@ def test_a_new_leader_adopts_the_active_alarms():
 if __name__ == "__main__":
     try:
         T.main([test_never_connected_sites_raise_one_alarm_each,
+                test_every_notification_lost_is_logged,
                 test_a_site_down_then_back_is_one_alarm_raised_and_cleared_once,
                 test_acknowledge_needs_an_operator_and_is_recorded_once,
                 test_a_read_waits_for_no_write_and_says_what_it_cannot_see,
@@ -317,3 +391,5 @@ if __name__ == "__main__":
             env.close()
         if hook:
             hook.shutdown()
+        if refuser:
+            refuser.shutdown()
