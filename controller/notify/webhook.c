@@ -260,6 +260,8 @@ static void webhook_set_state(webhook_target_t *t, webhook_tstate_t to) {
 #define WEBHOOK_LOST_HINT                                                                          \
   "lost notifications are not re-sent; `nircctl alarms` shows the alarms themselves"
 
+_Static_assert(LOSSLOG_ID_MAX >= WEBHOOK_ID_MAX, "losslog would cut event ids");
+
 static void webhook_on_loss_timer(uv_timer_t *h);
 
 /* Starts the loss timer for the summary line of held losses, if any are
@@ -272,20 +274,26 @@ static void webhook_loss_arm(webhook_target_t *t) {
   uv_timer_start(&t->loss_timer, webhook_on_loss_timer, at > now ? at - now : 0, 0);
 }
 
+/* The summary line of losses held back. */
+static void webhook_loss_summary(webhook_target_t *t, const losslog_span_t *s) {
+  char what[WEBHOOK_LOSSES_MAX];
+  log_warn(LOG_NOTIFY, t->label, "lost since the last such line: %s; " WEBHOOK_LOST_HINT,
+           losslog_format(s, what, sizeof what));
+}
+
 /* Writes the summary line of the held losses if it is due (or `force`). */
 static void webhook_loss_flush(webhook_target_t *t, bool force) {
   losslog_span_t s;
-  char what[WEBHOOK_LOSSES_MAX];
-  if (!losslog_flush(&t->losses, uv_now(t->w->loop), force, &s)) return;
-  log_warn(LOG_NOTIFY, t->label, "lost since the last such line: %s; " WEBHOOK_LOST_HINT,
-           losslog_format(&s, what, sizeof what));
+  if (losslog_flush(&t->losses, uv_now(t->w->loop), force, &s)) webhook_loss_summary(t, &s);
 }
 
 static void webhook_on_loss_timer(uv_timer_t *h) {
   webhook_target_t *t = h->data;
   if (t->w->state != WEBHOOK_OPEN) return;
   webhook_loss_flush(t, false);
-  webhook_loss_arm(t); /* in case it fired early */
+  /* Nothing is held after a flush that was due; if it was not (a timer
+   * never fires early, but the clock is the loop's), wait again. */
+  webhook_loss_arm(t);
 }
 
 /* Notification `id` lost (dropped or given up): logged with the reason
@@ -485,9 +493,7 @@ static void webhook_answered(webhook_target_t *t) {
   losslog_span_t run, unsaid;
   char what[WEBHOOK_LOSSES_MAX];
   losslog_answered(&t->losses, recovering, uv_now(t->w->loop), &run, &unsaid);
-  if (recovering && losslog_count(&unsaid))
-    log_warn(LOG_NOTIFY, t->label, "lost since the last such line: %s; " WEBHOOK_LOST_HINT,
-             losslog_format(&unsaid, what, sizeof what));
+  if (recovering && losslog_count(&unsaid)) webhook_loss_summary(t, &unsaid);
   if (recovering && losslog_count(&run))
     log_warn(LOG_NOTIFY, t->label,
              "answering again after %" PRIu32
