@@ -627,6 +627,15 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
     p->wait_s = s->wait_s;
     p->queue = s->queue;
     p->sl = s->has_ewma ? s->sl : 1.0;
+    {
+      /* What the last report measures (none without a readable report). */
+      uint32_t nm = s->has_report && !s->last.pbx_unreadable ? s->last.not_measured : UINT32_MAX;
+      p->wait_unknown = (nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_LONGEST_WAIT) != 0;
+      p->queue_unknown = (nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_CALLS_IN_QUEUE) != 0;
+      /* A proxy (threshold 0) says nothing of service level either. */
+      p->sl_unknown = (nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_SERVICE_LEVEL) != 0 ||
+                      (s->has_report && s->last.sl_threshold_s == 0);
+    }
     p->excluded = e->dirs[i].excluded_rule != 0;
     const char *cur = engine_main_hub(&e->dirs[i].target, s->slug);
     if (cur) nirc_strlcpy(p->cur_hub, cur, sizeof p->cur_hub);

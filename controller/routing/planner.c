@@ -862,19 +862,32 @@ static int planner_schedules(planner_ctx_t *ctx) {
   return 0;
 }
 
-/* Any used trigger crossed. */
+/* The used triggers of `o` that site `s` does not measure now, for
+ * people ("" when it measures them all). */
+static void planner_overflow_blind(const overflow_rule_t *o, const plan_site_t *s, char *buf,
+                                   size_t len) {
+  buf[0] = '\0';
+  if (o->trigger_wait_s && s->wait_unknown) planner_append(buf, len, "longest wait");
+  if (o->trigger_queue && s->queue_unknown) planner_append(buf, len, "calls in queue");
+  if (o->trigger_sl > 0 && s->sl_unknown) planner_append(buf, len, "service level");
+}
+
+/* Any used trigger crossed, among those measured now. */
 static bool planner_overflow_triggered(const overflow_rule_t *o, const plan_site_t *s) {
-  if (o->trigger_wait_s && s->wait_s >= (double)o->trigger_wait_s) return true;
-  if (o->trigger_queue && s->queue >= (double)o->trigger_queue) return true;
-  if (o->trigger_sl > 0 && s->sl < o->trigger_sl) return true;
+  if (o->trigger_wait_s && !s->wait_unknown && s->wait_s >= (double)o->trigger_wait_s) return true;
+  if (o->trigger_queue && !s->queue_unknown && s->queue >= (double)o->trigger_queue) return true;
+  if (o->trigger_sl > 0 && !s->sl_unknown && s->sl < o->trigger_sl) return true;
   return false;
 }
 
 /* Every used metric past its release threshold. */
 static bool planner_overflow_released(const overflow_rule_t *o, const plan_site_t *s) {
-  if (o->trigger_wait_s && !(s->wait_s <= (double)o->release_wait_s)) return false;
-  if (o->trigger_queue && !(s->queue <= (double)o->release_queue)) return false;
-  if (o->trigger_sl > 0 && !(s->sl >= o->release_sl)) return false;
+  /* A figure not measured now is not seen to fall: the spill holds. */
+  if (o->trigger_wait_s && (s->wait_unknown || !(s->wait_s <= (double)o->release_wait_s)))
+    return false;
+  if (o->trigger_queue && (s->queue_unknown || !(s->queue <= (double)o->release_queue)))
+    return false;
+  if (o->trigger_sl > 0 && (s->sl_unknown || !(s->sl >= o->release_sl))) return false;
   return true;
 }
 
@@ -920,6 +933,13 @@ static uint32_t planner_overflow_share(const planner_ctx_t *ctx, const plan_site
                                        uint32_t prev) {
   if (cap > 1000) cap = 1000;
   if (cap == 0) return 0;
+  /* Its agents or its load not known: no prediction to size the share
+   * on (a zero would say "move the cap"). It keeps what it moves, or
+   * starts with the smallest step. */
+  if (s->cap_source == CAPACITY_UNKNOWN || planner_load_unknown(s)) {
+    uint32_t keep = prev ? prev : PLANNER_OVERFLOW_STEP;
+    return keep < cap ? keep : cap;
+  }
   double erl = planner_rate(s->demand_cps) * planner_aht(s);
   uint32_t p = PLANNER_OVERFLOW_STEP;
   for (; p < cap; p += PLANNER_OVERFLOW_STEP) {
@@ -968,6 +988,16 @@ static int planner_overflows(planner_ctx_t *ctx, plan_t *out) {
       planner_alarm(ctx, PLAN_ALARM_UNKNOWN_SITE, o->source, RULE_OVERFLOW, o->id,
                     "%s names unknown source %s; it is skipped", label, o->source);
     planner_unknown_sites(ctx, &o->hubs, RULE_OVERFLOW, o->id, label, "hub");
+    if (idx != PLANNER_NONE && in->sites[idx].online) {
+      char blind[96];
+      planner_overflow_blind(o, &in->sites[idx], blind, sizeof blind);
+      if (blind[0])
+        planner_alarm(ctx, PLAN_ALARM_NO_HUB, o->source, RULE_OVERFLOW, o->id,
+                      "%s: %s does not measure its %s now: the rule does not engage on it%s", label,
+                      o->source, blind,
+                      st->engaged ? ", and it holds its spill until the figure is measured again"
+                                  : "");
+    }
     if (!st->engaged) continue;
     if (idx == PLANNER_NONE || !planner_source_free(ctx, idx, RULE_OVERFLOW, o->id, label)) {
       st->permille = 0;

@@ -91,6 +91,10 @@ typedef struct {
   double wait_s; /* smoothed longest wait */
   double queue;  /* smoothed calls in queue */
   double sl;     /* smoothed service level 0..1 (1 when nothing offered) */
+  /* The last report does not measure it (or there is none): the smoothed
+   * figure above is an old value, not the site's now. An overflow rule
+   * neither engages nor releases on it. false (a zeroed input): measured. */
+  bool wait_unknown, queue_unknown, sl_unknown;
   bool excluded; /* a failed move was rolled back: do not move it, do not use it as hub */
   /* The hub this site sends its calls to now ("" at home): its
    * established move, judged with the keep floor (see Damping). */

@@ -876,6 +876,51 @@ static void test_overflow_hysteresis(void **state) {
   free(w);
 }
 
+/* A trigger figure the source no longer measures (its collect command
+ * stopped giving the wait) keeps an old smoothed value: the rule must not
+ * engage on it, nor release, nor grow on agents nobody measured. Found
+ * from outside: an engaged rule stayed engaged and grew to its cap on a
+ * queue no longer measured. An alarm says the rule is blind. */
+static void test_overflow_does_not_act_on_unmeasured_figures(void **state) {
+  (void)state;
+  pworld_t *w = pworld_new(DAY_NOW);
+  plan_site_t *src = add_site(w, "hubei", false, 19, 240, 20);
+  add_site(w, "henan", true, 10, 240, 50);
+  add_overflow(w, 2, "hubei", "henan");
+  /* Not measured: an old wait above the trigger engages nothing. */
+  src->wait_s = 90;
+  src->wait_unknown = true;
+  plan_t p;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  assert_false(p.overflow_state[0].engaged);
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_NO_HUB, "hubei");
+  assert_non_null(a);
+  assert_non_null(strstr(a->message, "does not measure its longest wait now"));
+  planner_free(&p);
+  /* Measured: it engages. */
+  src->wait_unknown = false;
+  plan_checked(w, &p);
+  assert_true(p.overflow_state[0].engaged);
+  uint32_t share = p.overflow_state[0].permille;
+  assert_true(share > 0);
+  planner_free(&p);
+  /* Unmeasured again, long past the hold with a wait that reads as
+   * released: it holds its spill, and does not grow when the source's
+   * agents are not known either. */
+  src->wait_s = 5;
+  src->wait_unknown = true;
+  src->cap_source = CAPACITY_UNKNOWN;
+  src->staffed = 0;
+  w->now_ms += 3600 * 1000;
+  plan_checked(w, &p);
+  assert_true(p.overflow_state[0].engaged);
+  assert_int_equal(p.overflow_state[0].permille, share);
+  assert_non_null(strstr(find_alarm(&p, PLAN_ALARM_NO_HUB, "hubei")->message, "holds its spill"));
+  planner_free(&p);
+  free(w);
+}
+
 static void test_overflow_triggers_and_hubs(void **state) {
   (void)state;
   pworld_t *w = pworld_new(DAY_NOW);
@@ -1032,6 +1077,7 @@ int main(void) {
       cmocka_unit_test(test_one_capacity_entry_per_hub),
       cmocka_unit_test(test_draft_rule_has_no_id),
       cmocka_unit_test(test_overflow_hysteresis),
+      cmocka_unit_test(test_overflow_does_not_act_on_unmeasured_figures),
       cmocka_unit_test(test_overflow_triggers_and_hubs),
       cmocka_unit_test(test_overflow_no_chains),
       cmocka_unit_test(test_determinism),
