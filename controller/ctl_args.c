@@ -308,6 +308,36 @@ static int build_plan(int argc, char **argv, Nirc__OperatorRequest *req, ctl_arg
   const char *reason = NULL, *dur = NULL, *until = NULL, *schedule = NULL;
   if (parse_move(argc, argv, a, &nsrc, &nhub, &reason, &dur, &until, &dry, &force, &schedule))
     return EXIT_USAGE;
+  /* parse_move takes cutover's options too, but the plan request has no
+   * field for them: accepted, they were dropped without a word and the
+   * prediction was of another move (a full move for --share 10, refused
+   * where the shared one fits). Refused instead, naming what does predict
+   * that move. */
+  const char *ignored = a->share   ? "--share N"
+                        : dur      ? "--for DURATION"
+                        : until    ? "--until TIME"
+                        : force    ? "--force"
+                        : a->amend ? "--amend ID"
+                                   : NULL;
+  if (ignored) {
+    int opt = (int)strcspn(ignored, " ");
+    /* cutover wants a reason even for a dry run; the suggestion says so,
+     * or following it would be the next usage error. */
+    if (a->amend)
+      ctl_say(a, "plan does not take --amend; `nircctl cutover --amend ID [--to HUB] "
+                 "[--share N] --dry-run` shows the amended move's prediction");
+    else
+      ctl_say(a,
+              "plan does not take %.*s; `nircctl cutover SRC --to HUB %s --reason TEXT "
+              "--dry-run` shows that move's prediction",
+              opt, ignored, ignored);
+    return EXIT_USAGE;
+  }
+  if (reason || dry) {
+    ctl_say(a, "plan does not take %s: it moves nothing and records nothing",
+            reason ? "--reason" : "--dry-run");
+    return EXIT_USAGE;
+  }
   nirc__plan_request__init(&a->plan);
   if (schedule && (nsrc || nhub)) {
     ctl_say(a, "plan either a move (SRC --to HUB) or --schedule NAME");
@@ -1047,7 +1077,10 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "Predicts with Erlang C what the move would do at each hub (one line per hub\n"
      "for all it takes; a [REFUSED] line for what it turns down): load before and\n"
      "after, service level, ASA, occupancy and the agents needed. Exit 1 if any\n"
-     "source would not move (each is named with every hub's need), 0 if all would.\n\n"
+     "source would not move (each is named with every hub's need), 0 if all would.\n"
+     "It predicts a full move, now: --share, --for, --until, --force and --amend\n"
+     "are refused (exit 2); `nircctl cutover ... --reason TEXT --dry-run` predicts\n"
+     "such a move.\n\n"
      "Examples:\n  nircctl plan hubei,henan --to shaanxi\n  nircctl plan --schedule night\n",
      build_plan, 0},
     {CTL_CMD_HISTORY, "history", "the audit trail, newest last",

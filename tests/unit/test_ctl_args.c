@@ -334,6 +334,41 @@ static void test_history_output(void **state) {
   free(text);
 }
 
+/* plan shares cutover's option parser, but its request has no share,
+ * expiry or force: each of cutover's options is refused (exit 2) rather
+ * than dropped, which predicted another move (a full one for --share 10),
+ * and the refusal names the dry run that does predict it. */
+static void test_plan_refuses_cutover_options(void **state) {
+  (void)state;
+  assert_int_equal(parse(ARGV("plan", "hubei", "--to", "shaanxi", "--share", "10")),
+                   CTL_ARGS_ERROR);
+  assert_string_equal(args.msg, "nircctl: plan does not take --share; `nircctl cutover SRC --to "
+                                "HUB --share N --reason TEXT --dry-run` shows that move's "
+                                "prediction\n");
+  static const char *const refused[][3] = {
+      {"--for", "1h", "plan does not take --for;"},
+      {"--until", "2020-01-23T18:00:00+08:00", "plan does not take --until;"},
+      {"--force", NULL, "plan does not take --force;"},
+      {"--amend", "2000001", "plan does not take --amend;"},
+      {"--reason", "x", "plan does not take --reason:"},
+      {"--dry-run", NULL, "plan does not take --dry-run:"},
+  };
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    const char *w[7] = {"plan", "hubei", "--to", "shaanxi", refused[i][0], refused[i][1], NULL};
+    assert_int_equal(parse(w), CTL_ARGS_ERROR);
+    assert_non_null(strstr(args.msg, refused[i][2]));
+  }
+  /* Before the sources, too (getopt permutes). */
+  assert_int_equal(parse(ARGV("plan", "--force", "hubei", "--to", "shaanxi")), CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "--force"));
+  /* Without them, the request is the move. */
+  assert_int_equal(parse(ARGV("plan", "hubei,henan", "--to", "shaanxi")), CTL_ARGS_REQUEST);
+  assert_int_equal(args.req.body_case, NIRC__OPERATOR_REQUEST__BODY_PLAN);
+  assert_int_equal(args.req.plan->n_sources, 2);
+  assert_int_equal(parse(ARGV("plan", "--schedule", "night")), CTL_ARGS_REQUEST);
+  assert_string_equal(args.req.plan->schedule_name, "night");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_request),
@@ -350,6 +385,7 @@ int main(void) {
       cmocka_unit_test(test_history_filters),
       cmocka_unit_test(test_suggestions),
       cmocka_unit_test(test_history_output),
+      cmocka_unit_test(test_plan_refuses_cutover_options),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
