@@ -57,11 +57,19 @@ void ctl_history_detail(const char *action, const char *detail_json, char *buf, 
 }
 
 /* One CSV field: quoted when it holds a comma, a quote or a space at an
- * end (RFC 4180); the text is already escaped, so it has no newline. */
+ * end (RFC 4180); the text is already escaped, so it has no newline. A
+ * field that begins with = + - @ (a reason, an actor: operator text) gets
+ * a leading single quote: a spreadsheet opens "=HYPERLINK(...)" as a
+ * formula, and the audit trail must not run what an operator typed on the
+ * reader's machine (OWASP's CSV injection rule). Tab and CR, the rule's
+ * other two, never reach here raw: safetext escaped them. */
 static void ctl_history_csv_field(FILE *out, const char *s, bool last) {
-  bool quote = strpbrk(s, ",\"") != NULL || (*s && (s[0] == ' ' || s[strlen(s) - 1] == ' '));
+  bool formula = s[0] && strchr("=+-@", s[0]) != NULL;
+  bool quote =
+      formula || strpbrk(s, ",\"") != NULL || (*s && (s[0] == ' ' || s[strlen(s) - 1] == ' '));
   if (quote) {
     fputc('"', out);
+    if (formula) fputc('\'', out);
     for (const char *p = s; *p; p++) {
       if (*p == '"') fputc('"', out);
       fputc(*p, out);

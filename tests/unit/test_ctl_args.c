@@ -369,6 +369,46 @@ static void test_plan_refuses_cutover_options(void **state) {
   assert_string_equal(args.req.plan->schedule_name, "night");
 }
 
+/* history --csv: a cell an operator's text begins with = + - or @ is
+ * written as text ('=...), or a spreadsheet opening the audit trail runs
+ * it as a formula; other cells are unchanged. */
+static void test_history_csv_neutralises_formulas(void **state) {
+  (void)state;
+  Nirc__AuditEntry e = NIRC__AUDIT_ENTRY__INIT, *ep = &e;
+  e.id = 6;
+  e.at_ms = 1579752000000LL;
+  e.business_at_ms = e.at_ms;
+  e.actor = "@alice";
+  e.action = "cutover";
+  e.target = "xizang";
+  Nirc__HistoryReply h = NIRC__HISTORY_REPLY__INIT;
+  h.entries = &ep;
+  h.n_entries = 1;
+  static const char *const reasons[][2] = {
+      {"{\"reason\":\"=HYPERLINK(\\\"http://evil.example/\\\",\\\"open\\\")\"}",
+       "\"'=HYPERLINK(\"\"http://evil.example/\"\",\"\"open\"\")\""},
+      {"{\"reason\":\"+1+1\"}", "\"'+1+1\""},
+      {"{\"reason\":\"-2+3\"}", "\"'-2+3\""},
+      {"{\"reason\":\"@SUM(A1)\"}", "\"'@SUM(A1)\""},
+      {"{\"reason\":\"a=b, c\"}", "\"a=b, c\""},
+      {"{\"reason\":\"drill\"}", "drill"},
+  };
+  for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
+    e.detail_json = (char *)reasons[i][0];
+    char *text = NULL, want[300];
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    ctl_history_print(f, &h, CTL_HISTORY_CSV, "UTC");
+    fclose(f);
+    snprintf(want, sizeof want,
+             "id,time,business_time,time_zone,actor,action,target,cause,detail\n"
+             "6,2020-01-23 04:00:00,2020-01-23 04:00:00,UTC,\"'@alice\",cutover,xizang,,%s\n",
+             reasons[i][1]);
+    assert_string_equal(text, want);
+    free(text);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_request),
@@ -385,6 +425,7 @@ int main(void) {
       cmocka_unit_test(test_history_filters),
       cmocka_unit_test(test_suggestions),
       cmocka_unit_test(test_history_output),
+      cmocka_unit_test(test_history_csv_neutralises_formulas),
       cmocka_unit_test(test_plan_refuses_cutover_options),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
