@@ -533,6 +533,42 @@ json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o)
 
 /* ---- one site: the chain of reasons ---- */
 
+/* The agents line of `site`: each figure the report measured with its
+ * number, and exactly the ones it did not named as not measured. An
+ * adapter may count who is ready but not who is talking: "(ready,
+ * talking, not ready: not measured)" for that hid a ready count it sent. */
+static void ctl_site_agents(const Nirc__LoadReport *r, char *buf, size_t len) {
+  static const struct {
+    uint32_t bit;
+    const char *name;
+  } part[] = {{REPORT_NM_READY, "ready"},
+              {REPORT_NM_TALKING, "talking"},
+              {REPORT_NM_NOT_READY, "not ready"}};
+  const uint32_t value[] = {r->agents_ready, r->agents_talking, r->agents_not_ready};
+  uint32_t nm = r->not_measured;
+  if ((nm & REPORT_NM_AGENTS) == REPORT_NM_AGENTS) {
+    snprintf(buf, len, "not measured");
+    return;
+  }
+  char got[120] = "", missing[80] = "";
+  size_t ng = 0, nmiss = 0;
+  for (size_t k = 0; k < 3; k++) {
+    if (nm & part[k].bit)
+      nmiss += (size_t)snprintf(missing + nmiss, sizeof missing - nmiss, "%s%s", nmiss ? ", " : "",
+                                part[k].name);
+    else
+      ng += (size_t)snprintf(got + ng, sizeof got - ng, "%s%u %s", ng ? ", " : "", value[k],
+                             part[k].name);
+  }
+  char in[40];
+  if (nm & REPORT_NM_LOGGED_IN)
+    snprintf(in, sizeof in, "logged in not measured");
+  else
+    snprintf(in, sizeof in, "%u logged in", r->agents_logged_in);
+  snprintf(buf, len, "%s%s%s%s%s%s", in, ng ? ": " : "", got, nmiss ? " (" : "", missing,
+           nmiss ? ": not measured)" : "");
+}
+
 void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
   const Nirc__SiteStatus *s = st->sites[0];
   const Nirc__LoadReport *r = s->last_report;
@@ -611,21 +647,19 @@ void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opt
   fprintf(out, "  from others   %u   sent away %u\n", r->calls_from_other_sites,
           r->calls_routed_away);
   uint32_t nm = r->not_measured;
-  if (nm & REPORT_NM_QUEUE)
+  if ((nm & REPORT_NM_QUEUE) && (nm & REPORT_NM_WAIT))
     fprintf(out, "  queue         not measured\n");
+  else if (nm & REPORT_NM_QUEUE)
+    fprintf(out, "  queue         waiting not measured, longest %.0f s\n",
+            r->longest_wait_ms / 1000.0);
   else if (nm & REPORT_NM_WAIT)
     fprintf(out, "  queue         %u waiting, longest not measured\n", r->calls_in_queue);
   else
     fprintf(out, "  queue         %u waiting, longest %.0f s\n", r->calls_in_queue,
             r->longest_wait_ms / 1000.0);
-  if (nm & REPORT_NM_LOGGED_IN)
-    fprintf(out, "  agents        not measured\n");
-  else if (nm & REPORT_NM_AGENTS)
-    fprintf(out, "  agents        %u logged in (ready, talking, not ready: not measured)\n",
-            r->agents_logged_in);
-  else
-    fprintf(out, "  agents        %u logged in: %u ready, %u talking, %u not ready\n",
-            r->agents_logged_in, r->agents_ready, r->agents_talking, r->agents_not_ready);
+  char agents[200];
+  ctl_site_agents(r, agents, sizeof agents);
+  fprintf(out, "  agents        %s\n", agents);
   if (nm & REPORT_NM_AHT)
     fprintf(out, "  handle time   not measured\n");
   else

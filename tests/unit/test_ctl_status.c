@@ -2,6 +2,7 @@
  * Chinese names, the --moved and --problems filters, and the RULE column
  * with its end in the operations room's zone, on a hand-made reply. */
 #include "ctl_status.h"
+#include "report.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -220,6 +221,60 @@ static void test_page_and_summary(void **state) {
   free(text);
 }
 
+/* `site`: the agents line names exactly the figures the report did not
+ * measure and shows the ones it did (a ready count was hidden behind
+ * "(ready, talking, not ready: not measured)" when only talking and not
+ * ready were missing); the queue line likewise. */
+static void test_site_names_what_was_not_measured(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f);
+  Nirc__LoadReport r;
+  nirc__load_report__init(&r);
+  r.agents_logged_in = 40;
+  r.agents_ready = 5;
+  r.agents_talking = 30;
+  r.agents_not_ready = 5;
+  r.calls_in_queue = 3;
+  r.longest_wait_ms = 12000;
+  r.aht_ms = 200000;
+  f.s[0].last_report = &r;
+  f.s[0].report_age_ms = 300;
+  static const struct {
+    uint32_t nm;
+    const char *agents, *queue;
+  } cases[] = {
+      {0, "40 logged in: 5 ready, 30 talking, 5 not ready", "3 waiting, longest 12 s"},
+      {REPORT_NM_TALKING | REPORT_NM_NOT_READY | REPORT_NM_QUEUE,
+       "40 logged in: 5 ready (talking, not ready: not measured)",
+       "waiting not measured, longest 12 s"},
+      {REPORT_NM_READY | REPORT_NM_WAIT,
+       "40 logged in: 30 talking, 5 not ready (ready: not measured)",
+       "3 waiting, longest not measured"},
+      {REPORT_NM_AGENTS & ~REPORT_NM_LOGGED_IN,
+       "40 logged in (ready, talking, not ready: not measured)", "3 waiting, longest 12 s"},
+      {REPORT_NM_LOGGED_IN | REPORT_NM_TALKING | REPORT_NM_NOT_READY,
+       "logged in not measured: 5 ready (talking, not ready: not measured)",
+       "3 waiting, longest 12 s"},
+      {REPORT_NM_PROXY, "not measured", "not measured"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    r.not_measured = cases[k].nm;
+    char *text = NULL, want[200];
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    ctl_status_opts_t o = {.tz = "Asia/Shanghai"};
+    ctl_site_print(out, &f.st, &o);
+    fclose(out);
+    snprintf(want, sizeof want, "\n  agents        %s\n", cases[k].agents);
+    if (!strstr(text, want)) fail_msg("case %zu: no '%s' in:\n%s", k, want, text);
+    snprintf(want, sizeof want, "\n  queue         %s\n", cases[k].queue);
+    if (!strstr(text, want)) fail_msg("case %zu: no '%s' in:\n%s", k, want, text);
+    free(text);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_width),
@@ -227,6 +282,7 @@ int main(void) {
       cmocka_unit_test(test_rule_column),
       cmocka_unit_test(test_table_zh_aligned),
       cmocka_unit_test(test_page_and_summary),
+      cmocka_unit_test(test_site_names_what_was_not_measured),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
