@@ -575,14 +575,13 @@ static int print_map(const Nirc__OperatorReply *rep, int json) {
         .lat = s->lat,
         .lon = s->lon,
         .link = ctl_link_word(s->link_state),
-        .occupancy = r && r->agents_logged_in && !r->pbx_unreadable &&
-                             !(r->not_measured & (REPORT_NM_LOGGED_IN | REPORT_NM_TALKING))
-                         ? (double)r->agents_talking / r->agents_logged_in
-                         : -1,
-        .in_queue = r && !r->pbx_unreadable ? r->calls_in_queue : 0,
-        .queue_unknown = r && (r->not_measured & REPORT_NM_QUEUE),
         .is_hub = s->is_hub,
     };
+    if (r)
+      map_site_load(&ms[i], true, r->pbx_unreadable, r->not_measured, r->agents_logged_in,
+                    r->agents_talking, r->calls_in_queue);
+    else
+      map_site_load(&ms[i], false, false, 0, 0, 0, 0);
     for (size_t k = 0; k < s->n_route && nm < st->n_sites * 8; k++)
       if (strcmp(s->route[k]->site, s->slug) != 0)
         mv[nm++] = (map_move_t){s->slug, s->route[k]->site, s->route[k]->permille};

@@ -25,6 +25,8 @@
  * link-*, load-*, move-arrow) for tests and for anyone scripting the page. */
 #include "map.h"
 
+#include "report.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -920,9 +922,13 @@ static void put_sites(sbuf_t *b, const layout_t *L) {
               "opacity=\"%s\"><title>",
               NUM(s->x), NUM(s->y), NUM(s->r), LOAD_STYLE[s->load].fill, LINK_STYLE[s->link].stroke,
               LINK_STYLE[s->link].width, dash_attr, LINK_STYLE[s->link].opacity);
-    char tip[3 * TEXT_BUF + 128], occ[32] = "no load report", q[32] = "queue not measured";
+    /* Unknown is not zero: a site without a report, or whose PBX could
+     * not be read, has no queue figure, and says why its load is grey. */
+    char tip[3 * TEXT_BUF + 160], occ[48] = "no load report", q[32] = "queue not measured";
     if (s->load != LOAD_UNKNOWN)
       snprintf(occ, sizeof occ, "%ld%% of agents busy", lround(fmin(m->occupancy, 9.99) * 100));
+    else if (m->unknown_why)
+      clean_text(occ, sizeof occ, m->unknown_why, 40);
     if (!m->queue_unknown) snprintf(q, sizeof q, "%u in queue", m->in_queue);
     snprintf(tip, sizeof tip, "%s%s%s (%s)%s: %s, %s, %s", lb->en, lb->zh[0] ? " " : "", lb->zh,
              slug, m->is_hub ? ", hub" : "", LINK_STYLE[s->link].word, occ, q);
@@ -1036,7 +1042,7 @@ static void put_legend(sbuf_t *b, const layout_t *L) {
   legend_dot(b, d, y + 56, LOAD_STYLE[LOAD_OK].fill, LINK_ONLINE, "under 70%");
   legend_dot(b, c2, y + 56, LOAD_STYLE[LOAD_HIGH].fill, LINK_ONLINE, "70% to 90%");
   legend_dot(b, d, y + 74, LOAD_STYLE[LOAD_FULL].fill, LINK_ONLINE, "90% or more");
-  legend_dot(b, c2, y + 74, LOAD_STYLE[LOAD_UNKNOWN].fill, LINK_ONLINE, "no load report");
+  legend_dot(b, c2, y + 74, LOAD_STYLE[LOAD_UNKNOWN].fill, LINK_ONLINE, "not measured");
   sb_printf(b,
             "<text x=\"%s\" y=\"%s\" font-weight=\"bold\" fill=\"" C_MUTED
             "\">Outline: link to the controller</text>\n",
@@ -1102,6 +1108,31 @@ static void put_title(sbuf_t *b, const layout_t *L, const char *title, size_t n_
 
 /* ---- entry point ---------------------------------------------------------- */
 
+void map_site_load(map_site_t *m, bool has_report, bool pbx_unreadable, unsigned not_measured,
+                   unsigned logged_in, unsigned talking, unsigned in_queue) {
+  m->occupancy = -1;
+  m->in_queue = 0;
+  m->queue_unknown = true;
+  if (!has_report) {
+    m->unknown_why = "no load report";
+    return;
+  }
+  if (pbx_unreadable) { /* its figures are zeros nobody counted */
+    m->unknown_why = "PBX unreadable";
+    return;
+  }
+  if (!(not_measured & REPORT_NM_QUEUE)) {
+    m->queue_unknown = false;
+    m->in_queue = in_queue;
+  }
+  if (not_measured & (REPORT_NM_LOGGED_IN | REPORT_NM_TALKING))
+    m->unknown_why = "agents not measured";
+  else if (logged_in == 0)
+    m->unknown_why = "no agents logged in";
+  else
+    m->occupancy = (double)talking / logged_in, m->unknown_why = NULL;
+}
+
 static void layout_free(layout_t *L) {
   free(L->spot);
   free(L->lab);
@@ -1125,7 +1156,7 @@ static void layout_sites(layout_t *L) {
     clean_text(lb->en, sizeof lb->en, en ? en : "?", NAME_MAX_CP);
     clean_text(lb->zh, sizeof lb->zh, m->name_zh, NAME_MAX_CP);
     lb->stat = s->link == LINK_ONLINE ? NULL : LINK_STYLE[s->link].word;
-    lb->queue = m->in_queue;
+    lb->queue = m->queue_unknown ? 0 : m->in_queue;
     double w1 = text_width(lb->en, 12, true), w2 = 0;
     if (lb->zh[0]) w1 += 4 + text_width(lb->zh, 12, false);
     if (lb->stat) w2 += text_width(lb->stat, 11, true);

@@ -15,7 +15,11 @@ typedef struct {
   const char *link;    /* "online", "stale", "offline", "never-seen" */
   double occupancy;    /* busy agents / logged in, 0..1; < 0 unknown */
   unsigned in_queue;   /* calls waiting now */
-  bool queue_unknown;  /* the site does not measure its queue: in_queue means nothing */
+  bool queue_unknown;  /* no figure for the queue (see unknown_why): in_queue means nothing */
+  /* Why the load is unknown, in the tooltip: "no load report", "PBX
+   * unreadable", "agents not measured", "no agents logged in". NULL: the
+   * occupancy, or "no load report" when it is unknown. */
+  const char *unknown_why;
   bool is_hub;
 } map_site_t;
 
@@ -23,6 +27,14 @@ typedef struct {
   const char *from, *to; /* slugs */
   unsigned permille;     /* share of `from`'s calls answered at `to` */
 } map_move_t;
+
+/* The load fields of a site (occupancy, in_queue, queue_unknown,
+ * unknown_why) from its last report, the same for the status page and
+ * `nircctl map`. Unknown is not zero: without a report, with its PBX
+ * unreadable, or with the figure in the report's not_measured bits
+ * (NIRC__LOAD_FIGURE__*), the figure is unknown and the tooltip says why. */
+void map_site_load(map_site_t *m, bool has_report, bool pbx_unreadable, unsigned not_measured,
+                   unsigned logged_in, unsigned talking, unsigned in_queue);
 
 /* Renders a standalone SVG document (UTF-8, with a legend and `title`).
  * Unknown slugs in moves are skipped. Returns a malloc'd string the caller

@@ -125,6 +125,11 @@ char *mapgroup_render(const map_site_t *sites, size_t n, const map_move_t *moves
       g[gi].lon = lon / count[gi];
       g[gi].occupancy = occ_n ? occ / occ_n : -1;
       g[gi].queue_unknown = q_known == 0;
+      /* Why the group's load is unknown: its one site's reason, or that
+       * none of its sites measured it. */
+      if (occ_n == 0)
+        g[gi].unknown_why = count[gi] == 1 ? sites[keys[k - 1].site].unknown_why
+                                           : "not measured at any of its sites";
       const map_site_t *first = &sites[keys[k - count[gi]].site];
       for (size_t j = k - count[gi]; j < k; j++)
         if (sites[keys[j].site].is_hub) {

@@ -632,14 +632,10 @@ static char *web_map(const server_t *srv) {
         .lat = s->lat,
         .lon = s->lon,
         .link = web_link_word(s->state),
-        .occupancy = s->has_report && s->last.logged_in &&
-                             !(s->last.not_measured & (REPORT_NM_LOGGED_IN | REPORT_NM_TALKING))
-                         ? (double)s->last.talking / s->last.logged_in
-                         : -1,
-        .in_queue = s->has_report ? s->last.in_queue : 0,
-        .queue_unknown = s->has_report && (s->last.not_measured & REPORT_NM_QUEUE),
         .is_hub = s->is_hub,
     };
+    map_site_load(&ms[ns - 1], s->has_report, s->last.pbx_unreadable, s->last.not_measured,
+                  s->last.logged_in, s->last.talking, s->last.in_queue);
     const route_t *r = web_route(srv, i);
     for (unsigned k = 0; r && k < r->n_share; k++)
       if (strcmp(r->share[k].site, s->slug) != 0)
@@ -910,9 +906,14 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
     char rule_text[600], rule[1200];
     web_rule_text(srv, i, rule_text, sizeof rule_text);
     web_html(rule_text, rule, sizeof rule);
-    /* Unknown is not zero: a site that has not reported shows a dash. */
+    /* Unknown is not zero: a site that has not reported shows a dash, one
+     * whose PBX could not be read says so (its report's figures are zeros
+     * nobody counted), as `nircctl status` does with PBX?. */
     char queue[16] = "—", agents[32] = "—";
-    if (s->has_report) {
+    if (s->has_report && s->last.pbx_unreadable) {
+      snprintf(queue, sizeof queue, "PBX unreadable");
+      snprintf(agents, sizeof agents, "PBX unreadable");
+    } else if (s->has_report) {
       uint32_t nm = s->last.not_measured;
       if (nm & REPORT_NM_QUEUE)
         snprintf(queue, sizeof queue, "not measured");

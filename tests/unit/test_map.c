@@ -27,6 +27,7 @@
 
 #include "map.h"
 #include "mapgroup.h"
+#include "report.h"
 
 #define N_PROV 31
 
@@ -657,12 +658,60 @@ static void test_aggregated_beyond_what_fits(void **state) {
   free(slug);
 }
 
+/* Unknown is not zero: a site without a report, whose PBX could not be
+ * read, or whose report leaves the queue or the agents out, has no queue
+ * figure (no "0 in queue" in its tooltip, no queue label) and its tooltip
+ * says why its load is unknown. map_site_load is what the status page and
+ * `nircctl map` fill the sites with. */
+static void test_unmeasured_load_is_unknown(void **state) {
+  (void)state;
+  map_site_t s[N_PROV];
+  copy_prov(s);
+  static const struct {
+    const char *slug;
+    bool report, unreadable;
+    unsigned nm, logged_in, talking, queue;
+    const char *tip;
+  } cases[] = {
+      {"anhui", false, false, 0, 0, 0, 0, "no load report, queue not measured</title>"},
+      /* An unreadable PBX's report carries zeros (and here a queue). */
+      {"hubei", true, true, 0, 0, 0, 7, "PBX unreadable, queue not measured</title>"},
+      {"henan", true, false, REPORT_NM_PROXY, 0, 0, 0,
+       "agents not measured, queue not measured</title>"},
+      {"hunan", true, false, REPORT_NM_TALKING, 40, 0, 3,
+       "agents not measured, 3 in queue</title>"},
+      {"jiangxi", true, false, 0, 0, 0, 0, "no agents logged in, 0 in queue</title>"},
+      {"shaanxi", true, false, 0, 40, 10, 2, "25% of agents busy, 2 in queue</title>"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++)
+    map_site_load(site_by_slug(s, N_PROV, cases[k].slug), cases[k].report, cases[k].unreadable,
+                  cases[k].nm, cases[k].logged_in, cases[k].talking, cases[k].queue);
+  char *svg = render(s, N_PROV, NULL, 0);
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    char key[64];
+    snprintf(key, sizeof key, "(%s)", cases[k].slug);
+    const char *tip = strstr(svg, key);
+    assert_non_null(tip);
+    const char *end = strstr(tip, "</title>");
+    assert_non_null(end);
+    char got[256];
+    snprintf(got, sizeof got, "%.*s", (int)(end - tip + 8), tip);
+    if (!strstr(got, cases[k].tip))
+      fail_msg("%s: '%s', expected '%s'", cases[k].slug, got, cases[k].tip);
+  }
+  /* The unreadable PBX's 7 is not a figure: no label says it. */
+  assert_null(strstr(svg, ">7 in queue</tspan>"));
+  assert_non_null(strstr(svg, ">3 in queue</tspan>"));
+  free(svg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_document_shape),
       cmocka_unit_test(test_every_site_once_hubs_marked),
       cmocka_unit_test(test_link_and_load_classes),
       cmocka_unit_test(test_queue_counts),
+      cmocka_unit_test(test_unmeasured_load_is_unknown),
       cmocka_unit_test(test_full_move),
       cmocka_unit_test(test_partial_move),
       cmocka_unit_test(test_arrow_width_follows_share),

@@ -1,0 +1,124 @@
+"""Unknown is not zero on the operator's surfaces, through the real
+controller, agents, nircctl and the status page (audit finding 4 of the
+second audit): a figure nobody measured is shown as unknown, never as 0.
+
+- hubei's PBX cannot be read (its exec adapter's collect_cmd fails): the
+  page's row says "PBX unreadable" for the queue and the agents (it said
+  0 and 0/0), and the map's tooltip, on the page's /map.svg and in
+  `nircctl map`, says "PBX unreadable, queue not measured" (it said "no
+  load report, 0 in queue");
+- anhui never connected: the maps say "no load report, queue not
+  measured" (they said "0 in queue");
+- henan reports calls only, as a proxy does: the maps say "agents not
+  measured" (they said "no load report", which it is not);
+- hunan reports agents logged in and ready but not talking: "agents not
+  measured" and its 2 in queue, measured."""
+import json
+import os
+import re
+import urllib.request
+
+import nirclib as T
+
+env = None
+page = None
+
+COLLECT = {
+    "hubei": "echo 'PBX login refused' >&2; exit 2",
+    "henan": """echo '{"calls_offered": 5, "calls_answered": 5, "calls_abandoned": 0}'""",
+    "hunan": """echo '{"calls_offered": 5, "calls_answered": 5, "calls_abandoned": 0,
+ "calls_in_queue": 2, "longest_wait_ms": 3000, "agents_logged_in": 40, "agents_ready": 5}'""",
+}
+
+
+def exec_agent(slug):
+    path = os.path.join(env.dir, f"collect-{slug}.sh")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + COLLECT[slug] + "\n")
+    os.chmod(path, 0o755)
+    apply = os.path.join(env.dir, "apply.sh")
+    with open(apply, "w") as f:
+        f.write("#!/bin/sh\ncat > /dev/null\nexit 0\n")
+    os.chmod(apply, 0o755)
+    conf_path = env.agent_conf(slug)
+    text = open(conf_path).read().replace("[agent]", "[agent]\nadapter = exec", 1)
+    text += f"\n[exec]\napply_cmd = {apply}\ncollect_cmd = {path}\ntimeout = 2s\n"
+    with open(conf_path, "w") as f:
+        f.write(text)
+    env.agents[slug] = T.Proc(f"agent-{slug}", [T.binary("nirc-agent"), "-c", conf_path],
+                              env.dir)
+
+
+def get(path):
+    return urllib.request.urlopen(f"http://{page}{path}", timeout=5).read().decode()
+
+
+def tooltips(svg):
+    """{slug: tooltip} of the site markers."""
+    return {m.group(2): m.group(1)
+            for m in re.finditer(r"<title>([^<]*\(([a-z]+)\)[^<]*)</title>", svg)}
+
+
+def page_rows():
+    html = get("/")
+    return {s: m.group(0) for s in COLLECT.keys() | {"anhui"}
+            for m in [re.search(rf'<tr class="site" data-slug="{s}">.*?</tr>', html)] if m}
+
+
+def test_start():
+    global env, page
+    page = f"127.0.0.1:{T.free_port()}"
+    env = T.Env("unmeasured", extra_nircd=f"[http]\nlisten = {page}\n")
+    env.start_controller()
+    for slug in COLLECT:
+        exec_agent(slug)
+    T.wait_until(lambda: all(env.status()[s]["load"] for s in COLLECT), 30,
+                 "hubei, henan and hunan reporting")
+    j = env.status()
+    assert j["hubei"]["load"]["pbx_unreadable"], j["hubei"]
+    assert j["hunan"]["load"]["agents_ready"] == 5 and \
+        "agents_talking" in j["hunan"]["load"]["not_measured"], j["hunan"]
+
+
+def test_page_rows_say_unknown():
+    # The page is published once a second: wait for one with every report
+    # (a row without one shows a dash).
+    rows = T.wait_until(lambda: (lambda r: r if all("—" not in r[s] for s in COLLECT) else None)
+                        (page_rows()), 10, "the page with the three reports")
+    cells = {s: re.findall(r"<td[^>]*>(.*?)</td>", row) for s, row in rows.items()}
+    # site, name, link, queue, agents, route, rule
+    assert cells["hubei"][3:5] == ["PBX unreadable", "PBX unreadable"], rows["hubei"]
+    assert cells["henan"][3:5] == ["not measured", "not measured"], rows["henan"]
+    assert cells["hunan"][3:5] == ["2", "40/5"], rows["hunan"]
+    assert cells["anhui"][3:5] == ["—", "—"], rows["anhui"]
+
+
+def check_map(svg, where):
+    tips = tooltips(svg)
+    want = {
+        "hubei": "online, PBX unreadable, queue not measured",
+        "anhui": "never connected, no load report, queue not measured",
+        "henan": "online, agents not measured, queue not measured",
+        "hunan": "online, agents not measured, 2 in queue",
+    }
+    for slug, text in want.items():
+        assert tips.get(slug, "").endswith(text), f"{where}: {slug}: {tips.get(slug)!r}, " \
+                                                  f"expected ...{text!r}"
+    assert not re.search(r"\((hubei|anhui|henan)\)[^<]*0 in queue", svg), where
+
+
+def test_page_map_says_unknown():
+    # Drawn with the page (web.c publishes both or neither): the one the
+    # rows above were read from, or a newer one, has the three reports.
+    check_map(get("/map.svg"), "/map.svg")
+
+
+def test_nircctl_map_says_unknown():
+    r = env.ctl("map")
+    assert r.returncode == 0, r.stderr
+    check_map(r.stdout, "nircctl map")
+
+
+if __name__ == "__main__":
+    T.main([test_start, test_page_rows_say_unknown, test_page_map_says_unknown,
+            test_nircctl_map_says_unknown])
