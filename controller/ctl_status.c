@@ -359,14 +359,16 @@ static void ctl_status_page_note(FILE *out, const Nirc__StatusReply *st,
 
 void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
   ctl_alarm_index(st);
-  size_t online = 0, stale = 0, offline = 0, shown = 0;
+  size_t online = 0, stale = 0, offline = 0, shown = 0, unmeasured = 0, unreadable = 0;
   char head[32];
   if (o->summary) {
     ctl_status_counts(out, st, 0, 0, 0);
     fprintf(out, "\nProblem sites (not online, PBX unreadable, a note, excluded or alarmed):\n");
   }
   ctl_text_pad(o->zh ? "名称" : "NAME", 14, head, sizeof head);
-  fprintf(out, "%-12s %s %-10s %6s %6s %8s %12s %6s  %-22s %s\n", "SITE", head, "LINK", "AGE",
+  /* AGENTS is as wide as its heading: at 12 the heading pushed ROUTE and
+   * RULE one column right of their values. */
+  fprintf(out, "%-12s %s %-10s %6s %6s %8s %13s %6s  %-22s %s\n", "SITE", head, "LINK", "AGE",
           "QUEUE", "WAIT", "AGENTS in/rdy", "SL", "ROUTE", "RULE");
   for (size_t i = 0; i < st->n_sites; i++) {
     const Nirc__SiteStatus *s = st->sites[i];
@@ -391,27 +393,36 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
       snprintf(queue, sizeof queue, "PBX?");
       snprintf(wait, sizeof wait, "PBX?");
       snprintf(agents, sizeof agents, "PBX?");
+      snprintf(sl, sizeof sl, "PBX?");
+      unreadable++;
     } else if (r) {
-      /* Unknown is not zero: a figure the site does not measure says so. */
+      /* Unknown is not zero: a figure the site does not measure is "?",
+       * short enough for its column ("not measured" pushed the rest of the
+       * row out of line); the legend under the table says what it means. */
       uint32_t nm = r->not_measured;
       if (nm & REPORT_NM_QUEUE)
-        snprintf(queue, sizeof queue, "not measured");
+        snprintf(queue, sizeof queue, "?");
       else
         snprintf(queue, sizeof queue, "%u", r->calls_in_queue);
       if (nm & REPORT_NM_WAIT)
-        snprintf(wait, sizeof wait, "not measured");
+        snprintf(wait, sizeof wait, "?");
       else
         snprintf(wait, sizeof wait, "%.0fs", r->longest_wait_ms / 1000.0);
-      if (nm & REPORT_NM_LOGGED_IN)
-        snprintf(agents, sizeof agents, "not measured");
+      if ((nm & REPORT_NM_LOGGED_IN) && (nm & REPORT_NM_READY))
+        snprintf(agents, sizeof agents, "?");
+      else if (nm & REPORT_NM_LOGGED_IN)
+        snprintf(agents, sizeof agents, "?/%u", r->agents_ready);
       else if (nm & REPORT_NM_READY)
         snprintf(agents, sizeof agents, "%u/?", r->agents_logged_in);
       else
         snprintf(agents, sizeof agents, "%u/%u", r->agents_logged_in, r->agents_ready);
       if (nm & REPORT_NM_SL)
-        snprintf(sl, sizeof sl, "not measured");
+        snprintf(sl, sizeof sl, "?");
       else if (r->calls_offered > 0)
         snprintf(sl, sizeof sl, "%.0f%%", 100.0 * r->answered_within_threshold / r->calls_offered);
+      if (nm &
+          (REPORT_NM_QUEUE | REPORT_NM_WAIT | REPORT_NM_LOGGED_IN | REPORT_NM_READY | REPORT_NM_SL))
+        unmeasured++;
     }
     ctl_route(s, route, sizeof route);
     ctl_status_rule(st, i, o->tz, true, rule, sizeof rule);
@@ -422,10 +433,14 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
     char routecol[256];
     ctl_text_pad(route, ctl_text_width(route) > 22 ? ctl_text_width(route) : 22, routecol,
                  sizeof routecol);
-    fprintf(out, "%-12s %s %s%-10s%s %6s %6s %8s %12s %6s  %s %s\n", ctl_st_esc(s->slug), name,
+    fprintf(out, "%-12s %s %s%-10s%s %6s %6s %8s %13s %6s  %s %s\n", ctl_st_esc(s->slug), name,
             ctl_link_colour(s->link_state, o->colour), ctl_link_word(s->link_state),
             o->colour ? "\033[0m" : "", age, queue, wait, agents, sl, routecol, rule);
   }
+  if (unmeasured)
+    fprintf(out, "? not measured: the site's PBX or adapter does not count it "
+                 "(nircctl site SITE names each)\n");
+  if (unreadable) fprintf(out, "PBX? the site's PBX could not be read: no figure is known\n");
   const char *f = o->filters && *o->filters ? o->filters : NULL;
   if (!ctl_status_complete(st, o)) {
     ctl_status_page_note(out, st, o);

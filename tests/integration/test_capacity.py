@@ -95,7 +95,9 @@ def test_unmeasured_is_shown_as_not_measured():
     assert hubei["not_measured"] == [] and hubei["agents_logged_in"] is not None, hubei
     table = ctl("status", expect=0).stdout
     row = [l for l in table.splitlines() if re.match(r"^\s*shaanxi\s", l)]
-    assert row and "not measured" in row[0] and "0/0" not in row[0], table
+    # "?" in its columns (the legend under the table says "? not measured").
+    assert row and re.search(r"\s\?\s+\?\s", row[0]) and "0/0" not in row[0], table
+    assert "\n? not measured: " in table, table
     detail = ctl("site", "shaanxi", expect=0).stdout
     assert re.search(r"agents\s+not measured", detail), detail
     def page_row():

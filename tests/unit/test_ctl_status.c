@@ -275,6 +275,77 @@ static void test_site_names_what_was_not_measured(void **state) {
   }
 }
 
+/* The status table: a figure not measured is "?" and one of a PBX that
+ * could not be read "PBX?", each in its column ("not measured" pushed the
+ * ROUTE and RULE columns out of line), never 0; the legend under the
+ * table says what they mean, and is there only when one is shown. */
+static void test_table_unmeasured_aligned(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f);
+  Nirc__LoadReport proxy, unreadable, full;
+  nirc__load_report__init(&proxy);
+  proxy.calls_offered = 5;
+  proxy.not_measured = REPORT_NM_PROXY;
+  nirc__load_report__init(&unreadable);
+  unreadable.pbx_unreadable = 1;
+  unreadable.pbx_error = "login refused";
+  nirc__load_report__init(&full);
+  full.calls_offered = 10;
+  full.answered_within_threshold = 8;
+  full.calls_in_queue = 3;
+  full.longest_wait_ms = 12000;
+  full.agents_logged_in = 40;
+  full.agents_ready = 5;
+  f.s[0].last_report = &proxy;
+  f.s[1].last_report = &unreadable;
+  f.s[2].last_report = &full;
+  for (int i = 0; i < 3; i++)
+    f.s[i].report_age_ms = 300;
+  ctl_status_opts_t o = {.tz = "Asia/Shanghai"};
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  assert_non_null(out);
+  ctl_status_print(out, &f.st, &o);
+  fclose(out);
+  const char *head = strstr(text, "SITE");
+  assert_non_null(head);
+  size_t col = (size_t)(strstr(head, "ROUTE") - head);
+  static const struct {
+    const char *slug, *cells, *route;
+  } rows[] = {
+      {"hubei", "     ?        ?             ?      ?", "henan"},
+      {"henan", "  PBX?     PBX?          PBX?   PBX?", "home"},
+      {"xizang", "     3      12s          40/5    80%", "henan"},
+  };
+  for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+    char key[32];
+    snprintf(key, sizeof key, "\n%s ", rows[k].slug);
+    const char *line = strstr(text, key);
+    if (!line) fail_msg("no row for %s in:\n%s", rows[k].slug, text);
+    line++;
+    const char *eol = strchr(line, '\n');
+    if (!strstr(line, rows[k].cells) || strstr(line, rows[k].cells) > eol)
+      fail_msg("%s: no '%s' in:\n%s", rows[k].slug, rows[k].cells, text);
+    if (strncmp(line + col, rows[k].route, strlen(rows[k].route)) != 0)
+      fail_msg("%s: ROUTE not at column %zu:\n%s", rows[k].slug, col, text);
+  }
+  assert_null(strstr(text, "not measured  "));
+  assert_non_null(strstr(text, "\n? not measured: "));
+  assert_non_null(strstr(text, "\nPBX? the site's PBX could not be read"));
+  free(text);
+  /* Every figure measured: no legend. */
+  f.s[0].last_report = f.s[1].last_report = &full;
+  out = open_memstream(&text, &len);
+  assert_non_null(out);
+  ctl_status_print(out, &f.st, &o);
+  fclose(out);
+  assert_null(strstr(text, "? not measured"));
+  assert_null(strstr(text, "PBX? the"));
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_width),
@@ -283,6 +354,7 @@ int main(void) {
       cmocka_unit_test(test_table_zh_aligned),
       cmocka_unit_test(test_page_and_summary),
       cmocka_unit_test(test_site_names_what_was_not_measured),
+      cmocka_unit_test(test_table_unmeasured_aligned),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
