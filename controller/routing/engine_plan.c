@@ -415,14 +415,34 @@ int engine_schedule_trial(engine_t *e, const schedule_t *s, int64_t at, plan_t *
         capacity_agents_at(&engine_site(e, i)->cap, at, &agents, p->cap_note, sizeof p->cap_note))
       p->staffed = agents;
   }
-  in.cutovers = NULL;
-  in.n_cutovers = 0;
-  in.schedules = &one;
-  in.n_schedules = 1;
-  in.overflows = NULL;
-  in.n_overflows = 0;
+  /* Decided after the real rules, as it will be: the cutovers in force
+   * (one that expires by `at` is not, the planner sees), the other
+   * schedules, and this one in its place. Overflow rules only while the
+   * window is in force: whether they engage later depends on load nobody
+   * knows yet. Before, the trial planned this schedule alone, and said
+   * sources would go to a hub that a cutover moves away. */
+  schedule_t *sch = malloc((e->n_sch + 1) * sizeof *sch);
+  if (!sch) return NIRC_ENOMEM;
+  size_t n_sch = 0;
+  bool placed = false;
+  for (size_t k = 0; k < e->n_sch; k++) {
+    bool same = e->sch[k].id == s->id && s->id != 0;
+    sch[n_sch++] = same ? one : e->sch[k];
+    placed |= same;
+  }
+  if (!placed) sch[n_sch++] = one;
+  int64_t ws, we;
+  if (!rules_schedule_window(s, engine_now(e), &ws, &we)) {
+    in.overflows = NULL;
+    in.n_overflows = 0;
+    in.overflow_state = NULL;
+  }
+  in.schedules = sch;
+  in.n_schedules = n_sch;
   in.now_ms = at;
-  return planner_run(&in, out);
+  int rc = planner_run(&in, out);
+  free(sch);
+  return rc;
 }
 
 /* The demand each of schedule s's sources and hubs was planned on at

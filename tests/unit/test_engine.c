@@ -3,6 +3,7 @@
  * (tests/unit/support/world.c implements engine_io_t with arrays and plays
  * the agents). */
 #include "engine.h"
+#include "engine-int.h" /* engine_schedule_trial */
 #include "err.h"
 #include "log.h"
 #include "route.h"
@@ -1155,6 +1156,45 @@ static void test_restore_on_a_new_leader_is_audited_as_a_cutover_end(void **stat
   world_free(w);
 }
 
+/* `nircctl plan --schedule` (and `next`) judge a schedule after the real
+ * rules, as it will run: with shaanxi cut over to henan, a schedule of
+ * hubei to shaanxi does not send hubei there. Before, the trial planned
+ * the schedule alone and said it would (found from outside). */
+static void test_schedule_trial_sees_the_cutovers_in_force(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  cutover_forced(w, e, 1, "shaanxi", "henan");
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
+  sp.name = "night";
+  char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  sp.sources = src;
+  sp.n_sources = 1;
+  sp.hubs = hub;
+  sp.n_hubs = 1;
+  sp.start = "00:00";
+  sp.end = "23:59";
+  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
+  rq.op = NIRC__RULE_OP__RULE_OP_ADD;
+  rq.spec = &sp;
+  engine_req_t r = {.client = w, .request_id = 2, .operator_name = "admin:bob", .label = "t"};
+  engine_op_schedule(e, &r, &rq);
+  world_flush(w);
+  assert_int_equal(w->n_sch, 1);
+  world_tick(w, e, 200);
+  plan_t trial;
+  assert_int_equal(engine_schedule_trial(e, &w->sch[0], w->now + 60000, &trial), 0);
+  route_t rt;
+  engine_route_from_plan(&trial.routes[world_index(w, "hubei")], &rt);
+  assert_int_equal(route_share_of(&rt, "shaanxi"), 0);
+  planner_free(&trial);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_applied_and_answered),
@@ -1180,6 +1220,7 @@ int main(void) {
       cmocka_unit_test(test_cutover_of_a_site_not_yet_connected_reaches_it_at_hello),
       cmocka_unit_test(test_cutover_held_by_the_engine_is_pending_not_done),
       cmocka_unit_test(test_restore_on_a_new_leader_is_audited_as_a_cutover_end),
+      cmocka_unit_test(test_schedule_trial_sees_the_cutovers_in_force),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
