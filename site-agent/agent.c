@@ -519,6 +519,32 @@ static void agent_on_directive(agent_t *a, link_t *l, const Nirc__Directive *d) 
   agent_send_ack(l, a, d->epoch, d->version, res, why);
 }
 
+int agent_check_welcome(const agent_t *a, const Nirc__Welcome *w, char *why, size_t whylen) {
+  if (w->epoch > INT64_MAX) {
+    /* The state file (and the controller's database) store a signed
+     * 64-bit epoch; a larger one would be saved negative. */
+    snprintf(why, whylen, "Welcome epoch %llu out of range: at most %lld",
+             (unsigned long long)w->epoch, (long long)INT64_MAX);
+    return NIRC_ERANGE;
+  }
+  if (w->epoch < a->max_epoch) {
+    /* Fencing at the door, the same rule as for directives: a leader that
+     * was paused past its lease (and kept from the database that would
+     * tell it) still welcomes agents, and one that stayed with it would
+     * report to it and be lost to the real leader, which then re-homes
+     * around the site. max_epoch survives restarts (state file). */
+    snprintf(why, whylen,
+             "controller %.64s leads epoch %llu, older than epoch %llu this agent has seen: a "
+             "deposed leader; %s",
+             w->controller_node && *w->controller_node ? w->controller_node : "(unnamed)",
+             (unsigned long long)w->epoch, (unsigned long long)a->max_epoch,
+             a->naddrs > 1 ? "trying the next controller" : "trying it again after the backoff");
+    /* Not the leader, whatever it believes. */
+    return NIRC_ENOT_LEADER;
+  }
+  return 0;
+}
+
 static void agent_on_welcome(agent_t *a, const Nirc__Welcome *w) {
   uint32_t iv = w->report_interval_ms;
   if (iv < 100 || iv > 60000) iv = (uint32_t)a->conf->report_interval_ms;
@@ -567,21 +593,26 @@ static void agent_on_standby(agent_t *a, const Nirc__Error *e) {
 static void agent_on_message(link_t *l, Nirc__Envelope *env) {
   agent_t *a = link_data(l);
   switch (env->msg_case) {
-  case NIRC__ENVELOPE__MSG_WELCOME:
+  case NIRC__ENVELOPE__MSG_WELCOME: {
     if (a->state != AGENT_HELLO_SENT) {
       link_fail(l, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_EPROTOCOL, "unexpected Welcome");
       return;
     }
-    if (env->welcome->epoch > INT64_MAX) {
-      /* The state file (and the controller's database) store a signed
-       * 64-bit epoch; a larger one would be saved negative. */
-      link_fail(l, NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL, NIRC_ERANGE,
-                "Welcome epoch %llu out of range: at most %lld",
-                (unsigned long long)env->welcome->epoch, (long long)INT64_MAX);
+    char why[256];
+    int rc = agent_check_welcome(a, env->welcome, why, sizeof why);
+    if (rc) {
+      /* The Error tells the controller why we leave; closing logs `why`
+       * once (agent_on_close) and moves on to the next address with the
+       * usual backoff. The route applied stays as it is. */
+      link_fail(l,
+                rc == NIRC_ENOT_LEADER ? NIRC__ERROR_CODE__ERROR_CODE_REFUSED
+                                       : NIRC__ERROR_CODE__ERROR_CODE_PROTOCOL,
+                rc, "%s", why);
       return;
     }
     agent_on_welcome(a, env->welcome);
     return;
+  }
   case NIRC__ENVELOPE__MSG_ERROR:
     if (env->error->code == NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER) {
       agent_on_standby(a, env->error);

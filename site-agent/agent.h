@@ -147,6 +147,12 @@ typedef enum {
 agent_directive_action_t agent_check_directive(const agent_t *a, const Nirc__Directive *d,
                                                route_t *r, Nirc__AckResult *res, char *why,
                                                size_t whylen);
+/* Checks a controller's Welcome against `a` (not changed): 0 to accept it;
+ * NIRC_ENOT_LEADER when its epoch is older than the newest the agent has
+ * seen (a deposed leader: the link must be left, and `why` says so, for
+ * the log and the Error to the controller); NIRC_ERANGE when the epoch
+ * cannot be stored. */
+int agent_check_welcome(const agent_t *a, const Nirc__Welcome *w, char *why, size_t whylen);
 /* Prepares everything that can fail at start-up (certificates, addresses,
  * scenario, adapter); 0 or an error naming the fix. */
 /* check_only: validate everything but open nothing that outlives the check

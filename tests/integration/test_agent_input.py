@@ -1,7 +1,8 @@
 """Issue 4 bad input at the agent: directives naming an unknown target,
-shares not summing to 1000, another site's directive, a stale epoch, a
-reused version, and a corrupt state file. Each is rejected with detail,
-logged, and leaves the previous routing in place. The controller here is
+shares not summing to 1000, another site's directive, a reused version,
+and a corrupt state file; and a controller of a stale epoch, left at its
+Welcome. Each is rejected with detail, logged, and leaves the previous
+routing in place. The controller here is
 nirc-probe in serve mode: an independent fake that sends what NIRC's own
 controller never would."""
 import json
@@ -12,6 +13,7 @@ import nirclib as T
 
 env = None
 SITE = "xizang"
+REFUSED = 10  # ErrorCode ERROR_CODE_REFUSED (proto/nirc.proto)
 
 
 def state():
@@ -78,8 +80,16 @@ def test_directive_for_another_site_rejected():
             ["hubei"])
 
 
-def test_stale_epoch_rejected():
-    refused(3, {"version": 9, "route": route((SITE, 1000))}, "rejected", ["stale epoch"])
+def test_stale_epoch_refused_at_the_welcome():
+    # A controller of an older epoch than the agent has seen (5) is a
+    # deposed leader: the agent leaves at its Welcome, before any directive
+    # (it would refuse that too, "stale epoch": test_agent_directive.c).
+    before = state()
+    out, agent = send(3, {"version": 9, "route": route((SITE, 1000))})
+    assert out["error_code"] == REFUSED, out
+    assert "leads epoch 3, older than epoch 5 this agent has seen" in out["error_message"], out
+    assert state() == before, "the previous routing must stay in place"
+    assert out["error_message"] in open(agent.log_path).read(), "the refusal must be logged"
 
 
 def test_reused_version_with_another_route_rejected():
@@ -107,6 +117,6 @@ def test_corrupt_state_file_starts_home_and_keeps_the_evidence():
 if __name__ == "__main__":
     T.main([test_valid_directive_applied_and_saved, test_unknown_target_rejected,
             test_shares_not_summing_to_1000_rejected, test_directive_for_another_site_rejected,
-            test_stale_epoch_rejected, test_reused_version_with_another_route_rejected,
+            test_stale_epoch_refused_at_the_welcome, test_reused_version_with_another_route_rejected,
             test_resend_of_the_applied_directive_is_idempotent,
             test_corrupt_state_file_starts_home_and_keeps_the_evidence])

@@ -198,10 +198,11 @@ def test_sigstop_leader_steps_down_after_sigcont():
     assert late == [], f"the deposed leader issued directives: {late}"
     assert routes_of(status_at(addr_c)) == routes_before
 
-    # It issued nothing because it waited for its lease. Had it sent
-    # anything (a leader cut off from the database but not from an agent
-    # that met the new leader), the agent refuses it: replay a directive of
-    # the deposed epoch to a real agent that has seen the new one.
+    # It issued nothing because it waited for its lease. Had it answered
+    # (a leader cut off from the database but not from an agent that met
+    # the new leader), the agent refuses it at its Welcome: a fake
+    # controller of the deposed epoch to a real agent that has seen the new
+    # one (test_deposed_leader.py has the real nircd).
     slug = "tianjin"
     env.agents[slug].stop()
     saved_file = json.load(open(os.path.join(env.dir, f"state-{slug}.json")))
@@ -218,14 +219,15 @@ def test_sigstop_leader_steps_down_after_sigcont():
     try:
         assert json.loads(probe.stdout.readline()) == {"listening": True}
         agent = env.start_agent(slug, controllers=f"127.0.0.1:{port}")
-        ack = json.loads(probe.stdout.readline())
+        out = json.loads(probe.stdout.readline())
         probe.wait(timeout=20)
     finally:
         if probe.poll() is None:
             probe.kill()
     agent.stop()
-    assert ack["result"] == "rejected" and "stale epoch" in ack["detail"], ack
-    assert ack["detail"] in open(agent.log_path).read(), "the rejection is not in the agent's log"
+    want = f"leads epoch {epoch_b}, older than epoch {epoch_a2} this agent has seen"
+    assert out.get("error_code") == 10 and want in out["error_message"], out  # REFUSED
+    assert out["error_message"] in open(agent.log_path).read(), "the refusal is not in the log"
     after = json.load(open(os.path.join(env.dir, f"state-{slug}.json")))["route_state"]
     assert after == saved, (saved, after)
     env.start_agent(slug, controllers=f"{env.addr},{addr_b},{addr_c}")

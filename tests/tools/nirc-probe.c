@@ -55,7 +55,8 @@
  * accepts one agent, answers its Hello with a Welcome for EPOCH, sends
  * the Directive described by JSON ({"version", "route": [{"site",
  * "permille"}], "inbound": [...], "revert_at_ms", "site"}), and prints the
- * agent's DirectiveAck as {"result", "detail", "epoch", "version"}.
+ * agent's DirectiveAck as {"result", "detail", "epoch", "version"}, or the
+ * Error it sent instead as {"error_code", "error_message"}.
  *
  * Prints one JSON line: {"mode", "handshake", "welcome", "error_code",
  * "error_message", "closed", "detail", "elapsed_ms" (connect to close or
@@ -516,6 +517,13 @@ static int probe_serve(const char *listen_addr, const char *ca, const char *cert
                                                                              : "unknown";
       out = json_pack("{s:s, s:s, s:I, s:I}", "result", res, "detail", a->detail ? a->detail : "",
                       "epoch", (json_int_t)a->epoch, "version", (json_int_t)a->version);
+      frame_envelope_free(env);
+      rc = 0;
+      break;
+    } else if (mc == NIRC__ENVELOPE__MSG_ERROR) {
+      /* The agent left instead (it refuses a deposed leader's Welcome). */
+      out = json_pack("{s:i, s:s}", "error_code", (int)env->error->code, "error_message",
+                      env->error->message ? env->error->message : "");
       frame_envelope_free(env);
       rc = 0;
       break;

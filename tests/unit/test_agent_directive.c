@@ -11,7 +11,14 @@
  * must wait too (queueing it again rejected it as "superseded" by itself
  * and then applied it), and a directive older than either must be rejected
  * (queued, it would have taken the PBX back to an older route). A reason
- * that is not UTF-8 must not make the route impossible to persist. */
+ * that is not UTF-8 must not make the route impossible to persist.
+ *
+ * The same fencing applies to a controller's Welcome (agent_check_welcome):
+ * a controller that welcomes the agent with an epoch older than the newest
+ * it has seen, in memory or in its state file, is a deposed leader that
+ * still believes it leads (paused past its lease while the database was
+ * down); the agent must leave it, or it reports to it and is lost to the
+ * real leader. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,8 +32,11 @@
 #include <string.h>
 
 #include "agent.h"
+#include "err.h"
 #include "route.h"
+#include "state.h"
 #include "support/directive.h"
+#include "support/tmpdir.h"
 #include "util.h"
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -67,7 +77,80 @@ static agent_directive_action_t check(const agent_t *a, const tdirective_t *x, r
   return agent_check_directive(a, &x->d, r, res, why, 256);
 }
 
+static Nirc__Welcome welcome_of(uint64_t epoch) {
+  Nirc__Welcome w = NIRC__WELCOME__INIT;
+  w.controller_node = "nircd-1";
+  w.epoch = epoch;
+  w.report_interval_ms = 1000;
+  return w;
+}
+
 /* ---- tests -------------------------------------------------------------- */
+
+static void test_welcome_from_deposed_leader_is_refused(void **state) {
+  agent_t *a = fresh_agent(); /* has seen epoch 7 */
+  a->naddrs = 2;
+  char why[256] = "";
+  Nirc__Welcome w = welcome_of(6);
+  assert_int_equal(agent_check_welcome(a, &w, why, sizeof why), NIRC_ENOT_LEADER);
+  assert_string_equal(why, "controller nircd-1 leads epoch 6, older than epoch 7 this agent has "
+                           "seen: a deposed leader; trying the next controller");
+  assert_int_equal(a->max_epoch, 7);
+  /* Alone in the list, it is tried again, and the line says so. */
+  a->naddrs = 1;
+  w = welcome_of(1);
+  assert_int_equal(agent_check_welcome(a, &w, why, sizeof why), NIRC_ENOT_LEADER);
+  assert_non_null(strstr(why, "leads epoch 1, older than epoch 7"));
+  assert_non_null(strstr(why, "trying it again after the backoff"));
+}
+
+static void test_welcome_of_current_or_newer_epoch_is_accepted(void **state) {
+  agent_t *a = fresh_agent();
+  a->naddrs = 2;
+  char why[256] = "";
+  Nirc__Welcome w = welcome_of(7); /* the leader we know, reconnecting */
+  assert_int_equal(agent_check_welcome(a, &w, why, sizeof why), 0);
+  w = welcome_of(8); /* a new leader */
+  assert_int_equal(agent_check_welcome(a, &w, why, sizeof why), 0);
+  /* A first start knows no epoch: any leader will do. */
+  a->max_epoch = 0;
+  w = welcome_of(1);
+  assert_int_equal(agent_check_welcome(a, &w, why, sizeof why), 0);
+  /* An epoch the state file could not store is refused whatever it is. */
+  w = welcome_of((uint64_t)INT64_MAX + 1);
+  assert_int_equal(agent_check_welcome(a, &w, why, sizeof why), NIRC_ERANGE);
+  assert_non_null(strstr(why, "out of range"));
+}
+
+/* A restarted agent refuses the deposed leader too: the newest epoch seen
+ * comes back from the state file, even when the route there is older (the
+ * route may not change for hours after a takeover). Loaded as agent_init
+ * loads it. */
+static void test_welcome_refused_after_restart_by_saved_seen_epoch(void **state) {
+  char dir[] = "/tmp/nirc-agent-welcome-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[256], err[400];
+  snprintf(path, sizeof path, "%s/state.json", dir);
+  tdirective_t x;
+  tdirective_make(&x, "hubei", 1, 3, "henan", false, "cutover under epoch 1");
+  route_t r = route_of(&x);
+  /* Applied under epoch 1, then welcomed by the epoch-2 leader. */
+  assert_int_equal(state_save_seen(path, "hubei", &r, 2, err, sizeof err), 0);
+
+  agent_t *a = fresh_agent();
+  a->naddrs = 2;
+  a->max_epoch = 0;
+  route_t saved;
+  assert_int_equal(state_load_seen(path, "hubei", &saved, &a->max_epoch, err, sizeof err), 0);
+  tmpdir_remove(dir);
+  assert_int_equal(a->max_epoch, 2);
+  char why[256] = "";
+  Nirc__Welcome w = welcome_of(1);
+  assert_int_equal(agent_check_welcome(a, &w, why, sizeof why), NIRC_ENOT_LEADER);
+  assert_non_null(strstr(why, "leads epoch 1, older than epoch 2 this agent has seen"));
+  w = welcome_of(2);
+  assert_int_equal(agent_check_welcome(a, &w, why, sizeof why), 0);
+}
 
 static void test_newer_valid_directive_is_applied(void **state) {
   agent_t *a = fresh_agent();
@@ -211,6 +294,9 @@ int main(void) {
       cmocka_unit_test(test_resend_of_queued_directive_waits),
       cmocka_unit_test(test_older_than_route_in_flight_is_stale),
       cmocka_unit_test(test_reason_that_is_not_utf8_still_persists),
+      cmocka_unit_test(test_welcome_from_deposed_leader_is_refused),
+      cmocka_unit_test(test_welcome_of_current_or_newer_epoch_is_accepted),
+      cmocka_unit_test(test_welcome_refused_after_restart_by_saved_seen_epoch),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
