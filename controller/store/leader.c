@@ -37,6 +37,10 @@ struct leader {
   void (*on_sites)(void *arg, sites_t *snapshot);
   uint64_t last_ok_ms; /* monotonic ms of the last acquire or renewal */
 
+  /* Loop only (leader_may_issue). */
+  uint64_t asked_ms;       /* monotonic ms of the loop's last leader_may_issue, 0: none */
+  uint64_t unconfirmed_ms; /* the loop found it had not run for a lease at this time */
+
   /* Thread only. */
   PGconn *conn;
   char seen_renewed[64]; /* the lease's renewed_at as last read */
@@ -634,8 +638,24 @@ void leader_view(leader_t *l, leader_view_t *out) {
 bool leader_may_issue(leader_t *l) {
   if (!l) return true;
   uv_mutex_lock(&l->mu);
-  bool ok = l->view.state == LEADER_LEADING &&
-            (l->view.db_down || leader_mono_ms() - l->last_ok_ms < l->lease_ms);
+  uint64_t now = leader_mono_ms();
+  /* The loop asks every tick (200 ms) while it leads: a gap of a lease
+   * means this process did not run (SIGSTOP, a frozen host), and a standby
+   * may have taken over meanwhile, also when the database went down after
+   * that and cannot tell us. Leading on memory is for an outage seen while
+   * running; after such a gap a renewal must confirm the lease first. */
+  uint64_t gap = l->asked_ms ? now - l->asked_ms : 0;
+  if (gap >= l->lease_ms) l->unconfirmed_ms = now;
+  l->asked_ms = now;
+  bool ok =
+      l->view.state == LEADER_LEADING &&
+      (l->view.db_down ? l->last_ok_ms >= l->unconfirmed_ms : now - l->last_ok_ms < l->lease_ms);
+  bool down = l->view.db_down;
   uv_mutex_unlock(&l->mu);
+  if (gap >= l->lease_ms && !ok)
+    log_warn(LOG_MAIN, LEADER_OBJ,
+             "this controller did not run for %llu ms (paused?): issuing nothing until its lease "
+             "is confirmed%s",
+             (unsigned long long)gap, down ? " (the database is out of reach)" : "");
   return ok;
 }

@@ -24,7 +24,11 @@
  * with the lease still on its own epoch, or it has lost. A leader whose
  * last renewal is older than lease_timeout while the database has not been
  * seen down may have been paused: leader_may_issue() is false until the
- * next renewal decides, so a resumed old leader issues nothing.
+ * next renewal decides, so a resumed old leader issues nothing. So is one
+ * whose loop did not run for a lease (it asks every tick), even with the
+ * database down since: leading on memory is for an outage seen while
+ * running, not for one found on waking up, when a standby may have taken
+ * over before it.
  *
  * The database work runs on its own thread with blocking libpq calls, so
  * the event loop never waits on it; changes reach the loop through a
@@ -104,7 +108,9 @@ void leader_view(leader_t *l, leader_view_t *out);
 /* Asks for a new snapshot of the sites table on the next period (the
  * loop could not trust one it was given: server_sites_sync). */
 void leader_reload_sites(leader_t *l);
-/* True while this instance may send directives (see the header comment). */
+/* True while this instance may send directives (see the header comment).
+ * Loop thread only, and asked regularly while leading: a gap of a lease
+ * between two calls counts as a pause. */
 bool leader_may_issue(leader_t *l);
 const char *leader_state_name(leader_state_t s);
 

@@ -5,7 +5,8 @@ nircd-1 leads epoch 1 and is paused (SIGSTOP) past its lease; nircd-2
 takes over with epoch 2 and an operator cuts hunan over to henan there.
 Then PostgreSQL stops and nircd-1 resumes: with no database to tell it
 otherwise, it still believes it leads and answers agents with a Welcome
-for epoch 1. The henan agent, restarted with nircd-1 first in its list,
+for epoch 1 (though, knowing it did not run for a lease, it takes no
+operator change and issues nothing until its lease is confirmed). The henan agent, restarted with nircd-1 first in its list,
 has seen epoch 2 (its state file says so): it must leave nircd-1 at the
 Welcome, say why in one line, keep its route and report to nircd-2. Had
 it stayed, nircd-2 would see the hub lost and re-home hunan, undoing the
@@ -81,11 +82,25 @@ def test_agent_leaves_a_deposed_leader_that_still_answers():
 
     T.private_pg("stop", PG_DIR)
     a.signal(signal.SIGCONT)
-    # Cut off from the database, the resumed nircd-1 still answers as the
-    # leader of its old epoch: the situation the agents must see through.
-    st = T.wait_until(lambda: (lambda s: s if s and s["controller"] == "nircd-1" else None)(
-        status_at(env, a_addr)), 20, "the resumed nircd-1 to answer")
-    assert st["epoch"] == epoch_a, st
+    # Cut off from the database, the resumed nircd-1 still believes it
+    # leads its old epoch, on memory, and welcomes agents: the situation
+    # the agents must see through.
+    def a_log_has(text):
+        return lambda: text in open(a.log_path, errors="replace").read() or None
+
+    T.wait_until(a_log_has(f"database out of reach: still leading epoch {epoch_a} on memory"), 20,
+                 "the resumed nircd-1 to lead on memory")
+    # But it knows it did not run for a while, so it decides nothing until
+    # its lease is confirmed: an operator change asked of it alone is
+    # refused, nothing changed.
+    r = env.ctl("cutover", "hunan", "--to", "shaanxi", "--reason", "asked of the old leader",
+                "--force", controllers=[a_addr])
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert (f"controller nircd-1 leads epoch {epoch_a} but cannot confirm its lease right now; "
+            "nothing was changed") in r.stderr, r.stderr
+    a_log = open(a.log_path, errors="replace").read()
+    assert "request cutover" not in a_log, a.tail()
+    assert "did not run for" in a_log and "issuing nothing until its lease is confirmed" in a_log
 
     env.agents["henan"].stop()
     log_path = env.agents["henan"].log_path
