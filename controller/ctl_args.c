@@ -1078,8 +1078,8 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "for all it takes; a [REFUSED] line for what it turns down): load before and\n"
      "after, service level, ASA, occupancy and the agents needed. Exit 1 if any\n"
      "source would not move (each is named with every hub's need), 0 if all would.\n"
-     "It predicts a full move, now: --share, --for, --until, --force and --amend\n"
-     "are refused (exit 2); `nircctl cutover ... --reason TEXT --dry-run` predicts\n"
+     "It predicts a full move, now: cutover's options for a share, a duration, an\n"
+     "end time, force and amend are refused (exit 2); a cutover's dry run predicts\n"
      "such a move.\n\n"
      "Examples:\n  nircctl plan hubei,henan --to shaanxi\n  nircctl plan --schedule night\n",
      build_plan, 0},
