@@ -308,11 +308,9 @@ static int build_plan(int argc, char **argv, Nirc__OperatorRequest *req, ctl_arg
   const char *reason = NULL, *dur = NULL, *until = NULL, *schedule = NULL;
   if (parse_move(argc, argv, a, &nsrc, &nhub, &reason, &dur, &until, &dry, &force, &schedule))
     return EXIT_USAGE;
-  /* parse_move takes cutover's options too, but the plan request has no
-   * field for them: accepted, they were dropped without a word and the
-   * prediction was of another move (a full move for --share 10, refused
-   * where the shared one fits). Refused instead, naming what does predict
-   * that move. */
+  /* parse_move takes cutover's options, which the plan request cannot
+   * carry: dropped, the prediction was of another move. Refused, naming
+   * what predicts that move. */
   const char *ignored = a->share   ? "--share N"
                         : dur      ? "--for DURATION"
                         : until    ? "--until TIME"

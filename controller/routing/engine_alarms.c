@@ -158,8 +158,7 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
                refused ? "sends no report this controller can use (they are refused: see its "
                          "report alarm)"
                        : engine_down_words(s->state),
-               dur,
-               s->is_hub ? ": a hub: the sources it answers for are re-homed" : "");
+               dur, s->is_hub ? ": a hub: the sources it answers for are re-homed" : "");
       e->down_said_s[i] = said;
       engine_observe(e, ALARM_SITE_DOWN, s->slug, msg);
     }

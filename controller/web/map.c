@@ -25,8 +25,6 @@
  * link-*, load-*, move-arrow) for tests and for anyone scripting the page. */
 #include "map.h"
 
-#include "report.h"
-
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -1107,31 +1105,6 @@ static void put_title(sbuf_t *b, const layout_t *L, const char *title, size_t n_
 }
 
 /* ---- entry point ---------------------------------------------------------- */
-
-void map_site_load(map_site_t *m, bool has_report, bool pbx_unreadable, unsigned not_measured,
-                   unsigned logged_in, unsigned talking, unsigned in_queue) {
-  m->occupancy = -1;
-  m->in_queue = 0;
-  m->queue_unknown = true;
-  if (!has_report) {
-    m->unknown_why = "no load report";
-    return;
-  }
-  if (pbx_unreadable) { /* its figures are zeros nobody counted */
-    m->unknown_why = "PBX unreadable";
-    return;
-  }
-  if (!(not_measured & REPORT_NM_QUEUE)) {
-    m->queue_unknown = false;
-    m->in_queue = in_queue;
-  }
-  if (not_measured & (REPORT_NM_LOGGED_IN | REPORT_NM_TALKING))
-    m->unknown_why = "agents not measured";
-  else if (logged_in == 0)
-    m->unknown_why = "no agents logged in";
-  else
-    m->occupancy = (double)talking / logged_in, m->unknown_why = NULL;
-}
 
 static void layout_free(layout_t *L) {
   free(L->spot);
