@@ -176,31 +176,39 @@ void server_observe_store(server_t *srv) {
   db_journal_stats(srv->db, &js);
   uint64_t down = db_unreachable_ms(srv->db);
   char msg[ALARM_MESSAGE_MAX];
-  if (down >= SERVER_DB_ALARM_AFTER_MS ||
-      (down > 0 && engine_alarm_active(srv->engine, ALARM_DATABASE, node))) {
-    snprintf(msg, sizeof msg,
-             "the database has been unreachable for %llu s: routing continues on memory; "
-             "writes wait in the journal (%llu records, %llu bytes)",
-             (unsigned long long)(down / 1000), (unsigned long long)js.records,
-             (unsigned long long)js.bytes);
-    engine_alarm_observe(srv->engine, ALARM_DATABASE, node, msg);
-  }
   uint64_t now = clock_real_ms();
   if (js.refused_total + js.shed_total != srv->journal_refused_seen) {
     srv->journal_refused_seen = js.refused_total + js.shed_total;
     srv->journal_refused_mono = (uint64_t)now;
   }
+  if (down >= SERVER_DB_ALARM_AFTER_MS ||
+      (down > 0 && engine_alarm_active(srv->engine, ALARM_DATABASE, node))) {
+    /* Not "writes wait" when some could not: those are lost (counted). */
+    snprintf(msg, sizeof msg,
+             "the database has been unreachable for %llu s: routing continues on memory; "
+             "writes wait in the journal (%llu records, %llu bytes)%s",
+             (unsigned long long)(down / 1000), (unsigned long long)js.records,
+             (unsigned long long)js.bytes,
+             js.refused_total + js.shed_total ? "; some were refused or shed: see the journal alarm"
+                                              : "");
+    engine_alarm_observe(srv->engine, ALARM_DATABASE, node, msg);
+  }
   uint64_t max = srv->conf->journal_max;
   bool filling = srv->conf->journal[0] && max && js.bytes * 100 >= max * SERVER_JOURNAL_ALARM_PCT;
   bool refusing = srv->journal_refused_mono && (uint64_t)now - srv->journal_refused_mono < 60000;
   if (filling || refusing) {
+    /* The fix named is the one that helps: room under journal_max does
+     * nothing for a file its file system cannot write. */
     snprintf(msg, sizeof msg,
              "the outage journal holds %llu of %llu bytes (%llu%%); %llu writes refused and %llu "
-             "history writes shed so far: restore the database or give [database] journal_max "
-             "more room",
+             "history writes shed so far: %s",
              (unsigned long long)js.bytes, (unsigned long long)max,
              (unsigned long long)(max ? js.bytes * 100 / max : 0),
-             (unsigned long long)js.refused_total, (unsigned long long)js.shed_total);
+             (unsigned long long)js.refused_total, (unsigned long long)js.shed_total,
+             refusing && js.refused_unwritable
+                 ? "its file cannot be written (the log says why): free space on its file "
+                   "system, or restore the database"
+                 : "restore the database or give [database] journal_max more room");
     engine_alarm_observe(srv->engine, ALARM_JOURNAL, node, msg);
   }
 }

@@ -7,6 +7,7 @@
 
 #include <libpq-fe.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define DB_SCHEMA_VERSION 9
@@ -65,10 +66,14 @@ typedef struct {
   uint64_t duplicates_total; /* once-writes found already applied, so skipped */
   uint64_t failed_total;     /* once-writes the database refused (logged, dropped) */
   uint64_t refused_total;    /* once-writes refused: journal full or unwritable */
-  uint64_t shed_total;       /* bulk once-writes refused to keep room for changes */
-  uint64_t torn_total;       /* torn last records dropped when the journal was opened */
-  uint64_t corrupt_total;    /* corrupt journals renamed aside */
-  uint64_t batches_total;    /* statements that committed several once-writes together */
+  /* The last refusal was not for room under journal_max but a failed write
+   * of the file (no space left on its file system, an I/O error): raising
+   * journal_max does not help then. */
+  bool refused_unwritable;
+  uint64_t shed_total;    /* bulk once-writes refused to keep room for changes */
+  uint64_t torn_total;    /* torn last records dropped when the journal was opened */
+  uint64_t corrupt_total; /* corrupt journals renamed aside */
+  uint64_t batches_total; /* statements that committed several once-writes together */
 } db_journal_stats_t;
 
 #endif

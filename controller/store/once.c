@@ -211,6 +211,7 @@ void once_shed(once_t *once, uint64_t now, const char *target) {
 
 void once_refused(once_t *once, int rc, uint64_t now, const char *target) {
   once->st.refused_total++;
+  once->st.refused_unwritable = rc != NIRC_EFULL;
   if (once->last_refused_log && now - once->last_refused_log < ONCE_REFUSED_LOG_MS) {
     once->refused_unlogged++;
     return;

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -526,6 +527,36 @@ static int fill_journal(db_t *db, once_write_fn write, const char *peer, pgtest_
   return n;
 }
 
+/* A journal whose file cannot grow though journal_max has room (a full
+ * file system; here the process's file-size limit, EFBIG): the write is
+ * refused, and the stats say the file could not be written, so the alarm
+ * names freeing space, not journal_max (found from outside: a journal on
+ * a full tmpfs was told to raise journal_max). */
+static void test_journal_unwritable_is_said_so(void **state) {
+  (void)state;
+  jfile_t j;
+  jfile_new(&j);
+  pgtest_actx_t a;
+  actx_open_j(&a, PGTEST_UNREACHABLE, j.path, 1 << 20);
+  struct rlimit old;
+  assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+  void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
+  struct rlimit lim = old;
+  lim.rlim_cur = (rlim_t)file_size(j.path); /* not one byte more */
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+  const char *p[2] = {"jnl-nospace", long_detail()};
+  int rc = db_exec_once(a.db, EVENT_SQL, 2, p, NULL, NULL);
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+  signal(SIGXFSZ, was);
+  assert_int_not_equal(rc, 0);
+  assert_int_not_equal(rc, NIRC_EFULL);
+  db_journal_stats_t st = jstats(a.db);
+  assert_int_equal(st.refused_total, 1);
+  assert_true(st.refused_unwritable);
+  pgtest_actx_close(&a);
+  jfile_free(&j);
+}
+
 /* A small journal: history fills it to 75 % and is then shed; the alarm
  * record (db_exec_once_record) is never shed, so it still goes in; changes
  * fill it to the end and are then refused. */
@@ -546,6 +577,7 @@ static void test_journal_full(void **state) {
   db_journal_stats_t st = jstats(a.db);
   assert_true(n > bulk + 1);
   assert_int_equal(st.refused_total, 1);
+  assert_false(st.refused_unwritable); /* no room under journal_max: that is the fix */
   assert_int_equal(st.shed_total, 1);
   assert_int_equal(st.records, n);
   /* Journaled: every record counts, whatever its kind (an upper bound). */
@@ -958,6 +990,7 @@ int main(void) {
       cmocka_unit_test_setup(test_journal_torn_last_record, pgtest_need_schema),
       cmocka_unit_test_setup(test_journal_damage_set_aside, pgtest_need_schema),
       cmocka_unit_test(test_journal_full),
+      cmocka_unit_test(test_journal_unwritable_is_said_so),
       cmocka_unit_test_setup(test_journal_duplicates_skipped, pgtest_need_schema),
       cmocka_unit_test_setup(test_journal_spill_when_connection_breaks, pgtest_need_schema),
       cmocka_unit_test_setup(test_outage_journaled_in_order, pgtest_need_private_pg),
