@@ -417,6 +417,9 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
     for (size_t i = 0; i < srv->sites.n; i++) {
       const site_t *s = &srv->sites.v[i];
       if (!s->has_report || s->last.pbx_unreadable || s->life == SITE_REMOVED) continue;
+      /* A site that is not online has no current figure, only an old one:
+       * no sample (report_age says how old its last report is). */
+      if (g != 5 && s->state != SITE_ONLINE) continue;
       /* A figure the site does not measure has no sample (absent, not 0):
        * docs/CLI-JSON.md, "Not measured". */
       static const uint32_t need[] = {REPORT_NM_QUEUE, REPORT_NM_WAIT, REPORT_NM_LOGGED_IN,
@@ -443,8 +446,9 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
                 "sending to the site (their routed_to), since the controller started. Leader "
                 "only.\n# TYPE nirc_site_inbound_credited_calls_total counter\n");
   for (size_t i = 0; lead && i < srv->sites.n; i++)
-    web_printf(b, "nirc_site_inbound_credited_calls_total{site=\"%s\"} %llu\n",
-               srv->sites.v[i].slug, (unsigned long long)srv->sites.v[i].inbound_credited);
+    if (srv->sites.v[i].life == SITE_LIVE)
+      web_printf(b, "nirc_site_inbound_credited_calls_total{site=\"%s\"} %llu\n",
+                 srv->sites.v[i].slug, (unsigned long long)srv->sites.v[i].inbound_credited);
   web_printf(b, "# HELP nirc_site_pbx_unreadable 1 when the site's adapter cannot read its "
                 "PBX. Leader only.\n# TYPE nirc_site_pbx_unreadable gauge\n");
   for (size_t i = 0; lead && i < srv->sites.n; i++)

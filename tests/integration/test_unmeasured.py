@@ -119,6 +119,23 @@ def test_nircctl_map_says_unknown():
     check_map(r.stdout, "nircctl map")
 
 
+def test_metrics_have_no_current_figure_of_an_offline_site():
+    """hunan's agent stops: /metrics keeps its report age, but no longer
+    exports its last queue and agents as if they were current (found from
+    outside: an offline site's 56 agents stayed a gauge)."""
+    def sample(name, slug):
+        m = re.search(rf'^{name}{{site="{slug}"}} (\S+)$', get("/metrics"), re.M)
+        return m.group(1) if m else None
+    T.wait_until(lambda: sample("nirc_site_agents_logged_in", "hunan") == "40", 10,
+                 "hunan's agents on /metrics while it reports")
+    env.agents["hunan"].stop()
+    T.wait_until(lambda: env.status()["hunan"]["link"] != "online", 30, "hunan not online")
+    T.wait_until(lambda: sample("nirc_site_agents_logged_in", "hunan") is None, 10,
+                 "hunan's agents gone from /metrics")
+    assert sample("nirc_site_calls_in_queue", "hunan") is None
+    assert sample("nirc_site_report_age_seconds", "hunan") is not None
+
+
 if __name__ == "__main__":
     T.main([test_start, test_page_rows_say_unknown, test_page_map_says_unknown,
-            test_nircctl_map_says_unknown])
+            test_nircctl_map_says_unknown, test_metrics_have_no_current_figure_of_an_offline_site])
