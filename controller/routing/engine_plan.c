@@ -184,6 +184,20 @@ static int engine_refused_sources(engine_t *e, engine_arena_t *a, const plan_t *
 
 /* Fills a PlanReply for `rule`, showing the sites in `focus` (indices;
  * NULL = all). */
+/* Whether site i now sends calls to a site of the request: moving that
+ * site may move it too (a hub moved away hands its sources on), and the
+ * operator must see that in the plan. */
+static bool engine_sends_to_focus(engine_t *e, size_t i, const bool *focus) {
+  const route_t *t = &e->dirs[i].target;
+  const char *self = engine_site(e, i)->slug;
+  for (unsigned k = 0; k < t->n_share; k++) {
+    if (!t->share[k].permille || strcmp(t->share[k].site, self) == 0) continue;
+    long h = engine_index(e, t->share[k].site);
+    if (h >= 0 && focus[h]) return true;
+  }
+  return false;
+}
+
 static Nirc__PlanReply *engine_plan_reply(engine_t *e, engine_arena_t *a, const plan_t *p,
                                           const bool *focus, const engine_planned_t *rule) {
   Nirc__PlanReply *pr = engine_arena_alloc(a, sizeof *pr);
@@ -203,9 +217,10 @@ static Nirc__PlanReply *engine_plan_reply(engine_t *e, engine_arena_t *a, const 
   for (size_t i = 0; i < n; i++) {
     route_t want;
     engine_route_from_plan(&p->routes[i], &want);
-    /* Only changes are moves; `focus` narrows them to the request's sites. */
+    /* Only changes are moves; `focus` narrows them to the request's sites
+     * and the sites whose calls go to them now. */
     if (engine_shares_same(&want, &e->dirs[i].target)) continue;
-    if (focus && !focus[i]) continue;
+    if (focus && !focus[i] && !engine_sends_to_focus(e, i, focus)) continue;
     Nirc__PlannedMove *m = engine_arena_alloc(a, sizeof *m);
     if (!m) return NULL;
     nirc__planned_move__init(m);
@@ -230,7 +245,7 @@ static Nirc__PlanReply *engine_plan_reply(engine_t *e, engine_arena_t *a, const 
   }
   for (size_t k = 0; k < p->n_alarms; k++) {
     long i = engine_index(e, p->alarms[k].site);
-    if (focus && i >= 0 && !focus[i]) continue;
+    if (focus && i >= 0 && !focus[i] && !engine_sends_to_focus(e, (size_t)i, focus)) continue;
     pr->alarms[pr->n_alarms++] = engine_arena_str(a, p->alarms[k].message);
   }
   if (engine_refused_sources(e, a, p, rule, pr) != 0 || a->failed) return NULL;

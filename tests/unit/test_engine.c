@@ -1195,6 +1195,47 @@ static void test_schedule_trial_sees_the_cutovers_in_force(void **state) {
   world_free(w);
 }
 
+/* The plan of a move shows what it does to the sites that send their
+ * calls to the sites it moves: a dry run of cutting the hub shaanxi over
+ * to henan lists hubei, which shaanxi answers for and which moves too.
+ * Before, it showed the hub alone (found from outside: ten provinces
+ * went home unannounced). */
+static void test_dry_run_of_a_hub_cutover_shows_its_dependants(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 1, src, 1, hub, 1, 0);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  const char *s2[] = {"shaanxi"}, *h2[] = {"henan"};
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  c.sources = (char **)s2;
+  c.n_sources = 1;
+  c.hubs = (char **)h2;
+  c.n_hubs = 1;
+  c.reason = "dry";
+  c.dry_run = true;
+  c.force = true;
+  engine_req_t rq = {.client = w, .request_id = 2, .operator_name = "operator:alice"};
+  size_t before = w->n_rep;
+  engine_op_cutover(e, &rq, &c);
+  assert_int_equal(w->n_rep, before + 1);
+  const Nirc__MoveReply *m = w->rep[before].full->move;
+  assert_non_null(m);
+  assert_non_null(m->plan);
+  bool hubei = false, shaanxi = false;
+  for (size_t k = 0; k < m->plan->n_moves; k++) {
+    hubei |= strcmp(m->plan->moves[k]->site, "hubei") == 0;
+    shaanxi |= strcmp(m->plan->moves[k]->site, "shaanxi") == 0;
+  }
+  assert_true(shaanxi);
+  assert_true(hubei);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_applied_and_answered),
@@ -1221,6 +1262,7 @@ int main(void) {
       cmocka_unit_test(test_cutover_held_by_the_engine_is_pending_not_done),
       cmocka_unit_test(test_restore_on_a_new_leader_is_audited_as_a_cutover_end),
       cmocka_unit_test(test_schedule_trial_sees_the_cutovers_in_force),
+      cmocka_unit_test(test_dry_run_of_a_hub_cutover_shows_its_dependants),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
