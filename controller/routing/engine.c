@@ -565,7 +565,13 @@ static void engine_staffing(const engine_t *e, const site_t *s, int64_t now, pla
     bool nr = !(nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_AGENTS_NOT_READY);
     uint32_t away = nr ? s->last.not_ready : 0;
     p->staffed = s->last.logged_in >= away ? s->last.logged_in - away : 0;
-    snprintf(p->cap_note, sizeof p->cap_note, "measured, %u agents", p->staffed);
+    /* A site not online has a last measurement, not a current one: the
+     * planner keeps using it through a hub's grace, and says how old. */
+    if (s->state == SITE_ONLINE)
+      snprintf(p->cap_note, sizeof p->cap_note, "measured, %u agents", p->staffed);
+    else
+      snprintf(p->cap_note, sizeof p->cap_note, "last measured (now %s), %u agents",
+               sites_state_name(s->state), p->staffed);
   } else {
     uint32_t agents;
     if (capacity_agents_at(&s->cap, now, &agents, p->cap_note, sizeof p->cap_note)) {

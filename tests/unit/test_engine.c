@@ -1236,6 +1236,26 @@ static void test_dry_run_of_a_hub_cutover_shows_its_dependants(void **state) {
   world_free(w);
 }
 
+/* A hub whose link is down still has its last measured agents (kept
+ * through its grace), but they are not said to be current: found from
+ * outside, `nircctl capacity` said "measured, 56 agents" of an offline
+ * hub. */
+static void test_capacity_of_an_offline_site_is_its_last_measure(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  world_staff(w, "shaanxi", 40);
+  world_tick(w, e, 1000);
+  size_t i = world_index(w, "shaanxi");
+  assert_string_equal(e->psites[i].cap_note, "measured, 40 agents");
+  world_link_down(w, e, "shaanxi");
+  world_tick(w, e, 1000);
+  assert_string_equal(e->psites[i].cap_note, "last measured (now offline), 40 agents");
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_applied_and_answered),
@@ -1263,6 +1283,7 @@ int main(void) {
       cmocka_unit_test(test_restore_on_a_new_leader_is_audited_as_a_cutover_end),
       cmocka_unit_test(test_schedule_trial_sees_the_cutovers_in_force),
       cmocka_unit_test(test_dry_run_of_a_hub_cutover_shows_its_dependants),
+      cmocka_unit_test(test_capacity_of_an_offline_site_is_its_last_measure),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
