@@ -342,6 +342,27 @@ anchor = {self.anchor}
         self.agents[slug] = a
         return a
 
+    def start_exec_agent(self, slug, collect_script):
+        """An agent with the exec adapter (docs/ADAPTERS.md): its collect
+        command is collect_script (a whole /bin/sh script), and it applies
+        every route (apply reads the route and succeeds)."""
+        path = os.path.join(self.dir, f"collect-{slug}.sh")
+        with open(path, "w") as f:
+            f.write(collect_script)
+        os.chmod(path, 0o755)
+        apply = os.path.join(self.dir, "apply.sh")
+        with open(apply, "w") as f:
+            f.write("#!/bin/sh\ncat > /dev/null\nexit 0\n")
+        os.chmod(apply, 0o755)
+        conf_path = self.agent_conf(slug)
+        text = open(conf_path).read().replace("[agent]", "[agent]\nadapter = exec", 1)
+        text += f"\n[exec]\napply_cmd = {apply}\ncollect_cmd = {path}\ntimeout = 2s\n"
+        with open(conf_path, "w") as f:
+            f.write(text)
+        a = Proc(f"agent-{slug}", [binary("nirc-agent"), "-c", conf_path], self.dir)
+        self.agents[slug] = a
+        return a
+
     def reports(self, slug):
         path = os.path.join(self.dir, f"reports-{slug}.jsonl")
         if not os.path.exists(path):

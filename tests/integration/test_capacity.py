@@ -48,21 +48,7 @@ def ctl(*args, expect, cert="operator-alice"):
 
 
 def exec_agent(slug, script):
-    path = os.path.join(env.dir, f"collect-{slug}.sh")
-    with open(path, "w") as f:
-        f.write(script)
-    os.chmod(path, 0o755)
-    apply = os.path.join(env.dir, "apply.sh")
-    with open(apply, "w") as f:
-        f.write("#!/bin/sh\ncat > /dev/null\nexit 0\n")
-    os.chmod(apply, 0o755)
-    conf_path = env.agent_conf(slug)
-    text = open(conf_path).read().replace("[agent]", "[agent]\nadapter = exec", 1)
-    text += f"\n[exec]\napply_cmd = {apply}\ncollect_cmd = {path}\ntimeout = 2s\n"
-    with open(conf_path, "w") as f:
-        f.write(text)
-    env.agents[slug] = T.Proc(f"agent-{slug}", [T.binary("nirc-agent"), "-c", conf_path],
-                              env.dir)
+    env.start_exec_agent(slug, script)
 
 
 def test_start():

@@ -33,6 +33,25 @@ static engine_t *leading_engine(world_t *w) {
   return e;
 }
 
+/* An operator adds schedule "night", all day, of one source to one hub. */
+static void schedule_all_day(world_t *w, engine_t *e, uint64_t rid, const char *src,
+                             const char *hub) {
+  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
+  char *ss[] = {(char *)src}, *sh[] = {(char *)hub};
+  sp.name = "night";
+  sp.sources = ss;
+  sp.n_sources = 1;
+  sp.hubs = sh;
+  sp.n_hubs = 1;
+  sp.start = "00:00";
+  sp.end = "23:59";
+  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
+  rq.op = NIRC__RULE_OP__RULE_OP_ADD;
+  rq.spec = &sp;
+  engine_req_t r = {.client = w, .request_id = rid, .operator_name = "admin:bob", .label = "t"};
+  engine_op_schedule(e, &r, &rq);
+}
+
 /* A cutover is sent to the source and its hub, acknowledged, audited and
  * answered only once the audit record is durable. */
 static void test_cutover_applied_and_answered(void **state) {
@@ -243,20 +262,7 @@ static void test_change_refused_when_it_cannot_be_recorded(void **state) {
   assert_int_equal(w->rep[0].code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
   assert_non_null(strstr(w->rep[0].msg, "nothing was changed"));
   assert_non_null(strstr(w->rep[0].msg, "nircd.journal is full"));
-  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
-  char *ss[] = {"hunan"}, *sh[] = {"henan"};
-  sp.name = "night";
-  sp.sources = ss;
-  sp.n_sources = 1;
-  sp.hubs = sh;
-  sp.n_hubs = 1;
-  sp.start = "00:00";
-  sp.end = "23:59";
-  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
-  rq.op = NIRC__RULE_OP__RULE_OP_ADD;
-  rq.spec = &sp;
-  engine_req_t r = {.client = w, .request_id = 2, .operator_name = "admin:bob", .label = "t"};
-  engine_op_schedule(e, &r, &rq);
+  schedule_all_day(w, e, 2, "hunan", "henan");
   assert_int_equal(w->n_rep, 2);
   assert_false(w->rep[1].ok);
   world_tick(w, e, 200);
@@ -951,9 +957,10 @@ static size_t sent_to(world_t *w, const char *slug, uint64_t version) {
   return n;
 }
 
-/* An operator's cutover of one source to one hub with --force. */
-static void cutover_forced(world_t *w, engine_t *e, uint64_t rid, const char *src,
-                           const char *hub) {
+/* An operator's cutover of one source to one hub with --force (and
+ * --dry-run when dry). */
+static void cutover_one(world_t *w, engine_t *e, uint64_t rid, const char *src, const char *hub,
+                        bool dry) {
   const char *s[] = {src}, *h[] = {hub};
   Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
   c.sources = (char **)s;
@@ -962,8 +969,24 @@ static void cutover_forced(world_t *w, engine_t *e, uint64_t rid, const char *sr
   c.n_hubs = 1;
   c.reason = "forced";
   c.force = true;
+  c.dry_run = dry;
   engine_req_t rq = {.client = w, .request_id = rid, .operator_name = "operator:alice"};
   engine_op_cutover(e, &rq, &c);
+}
+
+static void cutover_forced(world_t *w, engine_t *e, uint64_t rid, const char *src,
+                           const char *hub) {
+  cutover_one(w, e, rid, src, hub, false);
+}
+
+/* leading_engine with hubei cut over to shaanxi, applied and durable. */
+static engine_t *leading_with_hubei_at_shaanxi(world_t *w) {
+  engine_t *e = leading_engine(w);
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 1, src, 1, hub, 1, 0);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  return e;
 }
 
 static size_t sent_to_any(world_t *w, const char *slug) {
@@ -1112,11 +1135,7 @@ static void test_cutover_held_by_the_engine_is_pending_not_done(void **state) {
 static void test_restore_on_a_new_leader_is_audited_as_a_cutover_end(void **state) {
   (void)state;
   world_t *w = world_new();
-  engine_t *a = leading_engine(w);
-  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
-  world_cutover(w, a, 1, src, 1, hub, 1, 0);
-  world_ack(w, a, 0, NULL);
-  world_flush(w);
+  engine_t *a = leading_with_hubei_at_shaanxi(w);
   size_t n = w->sites->n;
   route_t *acked = calloc(n, sizeof *acked);
   assert_non_null(acked);
@@ -1167,20 +1186,7 @@ static void test_schedule_trial_sees_the_cutovers_in_force(void **state) {
   cutover_forced(w, e, 1, "shaanxi", "henan");
   world_ack(w, e, 0, NULL);
   world_flush(w);
-  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
-  sp.name = "night";
-  char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
-  sp.sources = src;
-  sp.n_sources = 1;
-  sp.hubs = hub;
-  sp.n_hubs = 1;
-  sp.start = "00:00";
-  sp.end = "23:59";
-  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
-  rq.op = NIRC__RULE_OP__RULE_OP_ADD;
-  rq.spec = &sp;
-  engine_req_t r = {.client = w, .request_id = 2, .operator_name = "admin:bob", .label = "t"};
-  engine_op_schedule(e, &r, &rq);
+  schedule_all_day(w, e, 2, "hubei", "shaanxi");
   world_flush(w);
   assert_int_equal(w->n_sch, 1);
   world_tick(w, e, 200);
@@ -1203,23 +1209,9 @@ static void test_schedule_trial_sees_the_cutovers_in_force(void **state) {
 static void test_dry_run_of_a_hub_cutover_shows_its_dependants(void **state) {
   (void)state;
   world_t *w = world_new();
-  engine_t *e = leading_engine(w);
-  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
-  world_cutover(w, e, 1, src, 1, hub, 1, 0);
-  world_ack(w, e, 0, NULL);
-  world_flush(w);
-  const char *s2[] = {"shaanxi"}, *h2[] = {"henan"};
-  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
-  c.sources = (char **)s2;
-  c.n_sources = 1;
-  c.hubs = (char **)h2;
-  c.n_hubs = 1;
-  c.reason = "dry";
-  c.dry_run = true;
-  c.force = true;
-  engine_req_t rq = {.client = w, .request_id = 2, .operator_name = "operator:alice"};
+  engine_t *e = leading_with_hubei_at_shaanxi(w);
   size_t before = w->n_rep;
-  engine_op_cutover(e, &rq, &c);
+  cutover_one(w, e, 2, "shaanxi", "henan", true);
   assert_int_equal(w->n_rep, before + 1);
   const Nirc__MoveReply *m = w->rep[before].full->move;
   assert_non_null(m);
