@@ -374,3 +374,51 @@ void world_cutover(world_t *w, engine_t *e, uint64_t rid, const char *const *src
       .client = w, .request_id = rid, .operator_name = "operator:alice", .label = "test"};
   engine_op_cutover(e, &rq, &c);
 }
+
+void world_cutover_forced(world_t *w, engine_t *e, uint64_t rid, const char *src, const char *hub,
+                          bool dry) {
+  const char *s[] = {src}, *h[] = {hub};
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  c.sources = (char **)s;
+  c.n_sources = 1;
+  c.hubs = (char **)h;
+  c.n_hubs = 1;
+  c.reason = "forced";
+  c.force = true;
+  c.dry_run = dry;
+  engine_req_t rq = {.client = w, .request_id = rid, .operator_name = "operator:alice"};
+  engine_op_cutover(e, &rq, &c);
+}
+
+void world_schedule_all_day(world_t *w, engine_t *e, uint64_t rid, const char *src,
+                            const char *hub) {
+  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
+  char *ss[] = {(char *)src}, *sh[] = {(char *)hub};
+  sp.name = "night";
+  sp.sources = ss;
+  sp.n_sources = 1;
+  sp.hubs = sh;
+  sp.n_hubs = 1;
+  sp.start = "00:00";
+  sp.end = "23:59";
+  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
+  rq.op = NIRC__RULE_OP__RULE_OP_ADD;
+  rq.spec = &sp;
+  engine_req_t r = {.client = w, .request_id = rid, .operator_name = "admin:bob", .label = "t"};
+  engine_op_schedule(e, &r, &rq);
+}
+
+engine_t *world_leading(world_t *w) {
+  engine_t *e = world_engine(w);
+  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 5000);
+  world_connect_all(w, e, NULL);
+  return e;
+}
+
+size_t world_sent_count(world_t *w, const char *slug) {
+  size_t n = 0, i = world_index(w, slug);
+  for (size_t k = 0; k < w->n_sent; k++)
+    n += w->sent[k].site == i;
+  return n;
+}

@@ -136,5 +136,17 @@ void world_tick(world_t *w, engine_t *e, uint64_t ms);
 /* An operator cutover request (share 0: all calls). */
 void world_cutover(world_t *w, engine_t *e, uint64_t rid, const char *const *src, size_t ns,
                    const char *const *hubs, size_t nh, uint32_t share);
+/* An operator cutover of one source to one hub with --force (and
+ * --dry-run when dry). */
+void world_cutover_forced(world_t *w, engine_t *e, uint64_t rid, const char *src, const char *hub,
+                          bool dry);
+/* An admin adds schedule "night", all day, of one source to one hub. */
+void world_schedule_all_day(world_t *w, engine_t *e, uint64_t rid, const char *src,
+                            const char *hub);
+/* An engine leading epoch 5 of this world, every site not down connected
+ * and home (caller frees it). */
+engine_t *world_leading(world_t *w);
+/* Directives sent to slug so far. */
+size_t world_sent_count(world_t *w, const char *slug);
 
 #endif
