@@ -524,9 +524,7 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
   if (n == 0 && why) planner_append(why, whylen, "the rule names no hub");
   const char *unknown = planner_load_unknown(&ctx->in->sites[c->src]);
   if (unknown && !c->force && ctx->st[c->src].cur == PLANNER_NONE) {
-    if (why)
-      planner_append(why, whylen, "its load is not known: %s (use --force to move it anyway)",
-                     unknown);
+    if (why) planner_append(why, whylen, "its load is not known: %s", unknown);
     return false;
   }
   for (unsigned i = 0; i < n; i++) {
@@ -586,7 +584,7 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
     case PLANNER_HUB_LOAD_UNKNOWN: {
       const char *w = planner_load_unknown(&ctx->in->sites[h]);
       sep = ": ";
-      snprintf(one, sizeof one, "the load it answers is not known (%s): use --force",
+      snprintf(one, sizeof one, "the load it answers is not known (%s)",
                w ? w : "a source it takes was placed unknown");
       break;
     }
