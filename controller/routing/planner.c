@@ -1116,6 +1116,8 @@ static void planner_write_capacity(const planner_ctx_t *ctx, plan_t *out) {
     aht = planner_mix_aht(erl, cps, site);
     erlang_predict(site->staffed, erl, aht, ctx->sl_threshold_s, &c->with_refused);
     c->with_refused_needed = erlang_agents_needed(erl, aht, ctx->sl_threshold_s, ctx->sl_target);
+    /* As the check says (planner_judge): a source needs someone there. */
+    if (c->with_refused_needed == 0) c->with_refused_needed = 1;
   }
 }
 

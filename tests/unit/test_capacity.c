@@ -241,6 +241,8 @@ static void test_planner_refuses_a_hub_with_no_agents(void **state) {
   const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_CAPACITY, "hubei");
   assert_non_null(a);
   assert_non_null(strstr(a->message, "shaanxi would need 1 agents (has 0)"));
+  /* The plan's line for the refused load says the same. */
+  assert_int_equal(find_capacity(&p, "shaanxi")->with_refused_needed, 1);
   planner_free(&p);
   free(w);
 }
