@@ -618,6 +618,11 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
     p->is_hub = s->is_hub;
     /* A site without a report yet is not known to be able to take calls. */
     p->online = s->state == SITE_ONLINE && s->has_report && !s->last.pbx_unreadable;
+    p->down_why = s->state == SITE_STALE        ? PLAN_DOWN_STALE
+                  : s->state == SITE_NEVER_SEEN ? PLAN_DOWN_NEVER_SEEN
+                  : s->state == SITE_OFFLINE    ? PLAN_DOWN_OFFLINE
+                  : !s->has_report              ? PLAN_DOWN_NO_REPORT
+                                                : PLAN_DOWN_PBX;
     /* Until five minutes of calls are seen, the forecast fills the gap; one
      * call in the first second must not read as a flood. */
     engine_demand_t fc;

@@ -554,7 +554,14 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
     case PLANNER_HUB_SELF: snprintf(one, sizeof one, "is the source itself"); break;
     case PLANNER_HUB_NOT_HUB: snprintf(one, sizeof one, "is not a hub"); break;
     case PLANNER_HUB_EXCLUDED: snprintf(one, sizeof one, "is excluded after a failed move"); break;
-    case PLANNER_HUB_OFFLINE: snprintf(one, sizeof one, "is offline"); break;
+    case PLANNER_HUB_OFFLINE: {
+      static const char *const words[] = {"is offline", "sends no fresh report",
+                                          "has not connected to this controller",
+                                          "has not reported yet", "cannot read its PBX"};
+      unsigned d = (unsigned)ctx->in->sites[h].down_why;
+      snprintf(one, sizeof one, "%s", words[d < sizeof words / sizeof *words ? d : 0]);
+      break;
+    }
     case PLANNER_HUB_RECOVERING:
       snprintf(one, sizeof one, "is back after a loss but not yet verified healthy");
       break;

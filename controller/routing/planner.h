@@ -60,7 +60,16 @@ typedef struct {
 typedef struct {
   char slug[SCENARIO_SLUG_MAX];
   bool is_hub;
-  bool online;       /* link up and fresh (state ONLINE) */
+  bool online; /* link up and fresh (state ONLINE) */
+  /* Why it is not online, for the words of a refusal (0, a zeroed input:
+   * "is offline"). */
+  enum {
+    PLAN_DOWN_OFFLINE = 0,
+    PLAN_DOWN_STALE,      /* link up, no fresh report */
+    PLAN_DOWN_NEVER_SEEN, /* has not connected to this controller */
+    PLAN_DOWN_NO_REPORT,  /* connected, its first report not here yet */
+    PLAN_DOWN_PBX,        /* its agent cannot read its PBX */
+  } down_why;
   double demand_cps; /* calls per second originating at this site (own demand,
                         wherever answered), smoothed */
   /* Hub side: calls per second other sites' proxies measured sending here

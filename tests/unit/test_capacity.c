@@ -226,6 +226,35 @@ static void test_planner_refuses_unknown_load(void **state) {
   free(w);
 }
 
+/* A hub that cannot be used is named for why, not always "offline":
+ * found from outside, "henan is offline" was said right after a
+ * controller started, while nircctl status showed henan online (its first
+ * report had not come). */
+static void test_planner_says_why_a_hub_is_not_usable(void **state) {
+  (void)state;
+  static const struct {
+    int why;
+    const char *words;
+  } cases[] = {{PLAN_DOWN_OFFLINE, "shaanxi is offline"},
+               {PLAN_DOWN_STALE, "shaanxi sends no fresh report"},
+               {PLAN_DOWN_NEVER_SEEN, "shaanxi has not connected to this controller"},
+               {PLAN_DOWN_NO_REPORT, "shaanxi has not reported yet"},
+               {PLAN_DOWN_PBX, "shaanxi cannot read its PBX"}};
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    pworld_t *w = cut_world(CAPACITY_MEASURED, 40, false);
+    site_of(w, "shaanxi")->online = false;
+    site_of(w, "shaanxi")->down_why = cases[k].why;
+    plan_t p;
+    plan_checked(w, &p);
+    assert_home(&p, "hubei");
+    const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_NO_HUB, "hubei");
+    assert_non_null(a);
+    assert_non_null(strstr(a->message, cases[k].words));
+    planner_free(&p);
+    free(w);
+  }
+}
+
 /* No agent answers no call: a hub with nobody staffed takes no source,
  * even one with no calls now (0 Erlangs predict an SL of 100%). The Xi'an
  * lockdown: the hub lost its own staff. */
@@ -390,6 +419,7 @@ int main(void) {
       cmocka_unit_test(test_planner_predicts_from_configured_capacity),
       cmocka_unit_test(test_planner_refuses_unknown_load),
       cmocka_unit_test(test_planner_refuses_a_hub_with_no_agents),
+      cmocka_unit_test(test_planner_says_why_a_hub_is_not_usable),
       cmocka_unit_test(test_reports_checked_against_seats_and_themselves),
       cmocka_unit_test(test_unmeasured_figures_stay_unknown_in_the_registry),
   };
