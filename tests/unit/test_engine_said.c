@@ -255,6 +255,28 @@ static void test_capacity_of_an_offline_site_is_its_last_measure(void **state) {
   world_free(w);
 }
 
+/* A PBX its agent cannot read reports zeros with nothing flagged: they
+ * measure nothing. Found from outside: `capacity` said "measured, 0
+ * agents" and the planner withdrew sources on it. */
+static void test_an_unreadable_pbx_measures_no_agents(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  world_staff(w, "shaanxi", 40);
+  world_tick(w, e, 1000);
+  size_t i = world_index(w, "shaanxi");
+  assert_int_equal(e->psites[i].cap_source, CAPACITY_MEASURED);
+  site_t *s = &w->sites->v[i];
+  s->last.pbx_unreadable = true; /* as sites_on_report keeps such a report */
+  s->last.logged_in = 0;
+  world_tick(w, e, 1000);
+  assert_int_equal(e->psites[i].cap_source, CAPACITY_UNKNOWN);
+  assert_string_equal(e->psites[i].cap_note, "not measured, not configured");
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_of_a_site_not_yet_connected_reaches_it_at_hello),
@@ -263,6 +285,7 @@ int main(void) {
       cmocka_unit_test(test_schedule_trial_sees_the_cutovers_in_force),
       cmocka_unit_test(test_dry_run_of_a_hub_cutover_shows_its_dependants),
       cmocka_unit_test(test_capacity_of_an_offline_site_is_its_last_measure),
+      cmocka_unit_test(test_an_unreadable_pbx_measures_no_agents),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
