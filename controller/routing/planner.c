@@ -583,10 +583,12 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
                planner_reentry_s(ctx, c->src), 100.0 * (ctx->sl_target + ctx->in->enter_margin));
       break;
     case PLANNER_HUB_UNMEASURED:
+      /* Only an operator's cutover can be forced; a schedule or an
+       * overflow rule cannot. */
       snprintf(one, sizeof one,
-               "is not measured: configure it (nircctl capacity %s --seats N --roster ...) or use "
-               "--force",
-               slug);
+               "is not measured: configure it (nircctl capacity %s --seats N "
+               "--roster ...)%s",
+               slug, c->kind == RULE_CUTOVER ? " or use --force" : "");
       break;
     case PLANNER_HUB_LOAD_UNKNOWN: {
       const char *w = planner_load_unknown(&ctx->in->sites[h]);

@@ -147,6 +147,19 @@ static void test_planner_refuses_unmeasured_capacity(void **state) {
   assert_null(find_capacity(&p, "shaanxi"));
   planner_free(&p);
   free(w);
+  /* A schedule cannot be forced: its alarm names the fix, not --force. */
+  w = cut_world(CAPACITY_UNKNOWN, 0, false);
+  w->n_cutovers = 0;
+  add_night(w, 9, "hubei", "shaanxi", "Asia/Shanghai");
+  w->now_ms = NIGHT_NOW;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  a = find_alarm(&p, PLAN_ALARM_NO_HUB, "hubei");
+  assert_non_null(a);
+  assert_non_null(strstr(a->message, "capacity of shaanxi is not measured: configure it"));
+  assert_null(strstr(a->message, "--force"));
+  planner_free(&p);
+  free(w);
   /* Unknown even with agents in staffed (an engine bug would be caught). */
   w = cut_world(CAPACITY_UNKNOWN, 500, false);
   plan_checked(w, &p);
