@@ -554,12 +554,16 @@ static void engine_progress_site(engine_t *e, size_t i, const char *fmt, ...) {
  * when it measures agents, else its configured roster or seats, else
  * unknown (the planner refuses to predict on it). A site that measures
  * nothing of handle time takes the forecast's. */
+/* The figures site s's last report does not measure (LoadReport
+ * not_measured): all of them without a report, or when its PBX could not
+ * be read (its zeros, with nothing flagged, measure nothing). */
+static uint32_t engine_unmeasured(const site_t *s) {
+  return s->has_report && !s->last.pbx_unreadable ? s->last.not_measured : UINT32_MAX;
+}
+
 static void engine_staffing(const engine_t *e, const site_t *s, int64_t now, plan_site_t *p) {
-  uint32_t nm = s->has_report ? s->last.not_measured : 0;
-  /* A PBX that could not be read reports zeros with nothing flagged:
-   * they measure nothing. */
-  bool measured = s->has_report && !s->last.pbx_unreadable &&
-                  !(nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_AGENTS_LOGGED_IN);
+  uint32_t nm = engine_unmeasured(s);
+  bool measured = !(nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_AGENTS_LOGGED_IN);
   if (measured) {
     p->cap_source = CAPACITY_MEASURED;
     bool nr = !(nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_AGENTS_NOT_READY);
@@ -638,15 +642,12 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
     p->wait_s = s->wait_s;
     p->queue = s->queue;
     p->sl = s->has_ewma ? s->sl : 1.0;
-    {
-      /* What the last report measures (none without a readable report). */
-      uint32_t nm = s->has_report && !s->last.pbx_unreadable ? s->last.not_measured : UINT32_MAX;
-      p->wait_unknown = (nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_LONGEST_WAIT) != 0;
-      p->queue_unknown = (nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_CALLS_IN_QUEUE) != 0;
-      /* A proxy (threshold 0) says nothing of service level either. */
-      p->sl_unknown = (nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_SERVICE_LEVEL) != 0 ||
-                      (s->has_report && s->last.sl_threshold_s == 0);
-    }
+    uint32_t nm = engine_unmeasured(s);
+    p->wait_unknown = (nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_LONGEST_WAIT) != 0;
+    p->queue_unknown = (nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_CALLS_IN_QUEUE) != 0;
+    /* A proxy (threshold 0) says nothing of service level either. */
+    p->sl_unknown = (nm & NIRC__LOAD_FIGURE__LOAD_FIGURE_SERVICE_LEVEL) != 0 ||
+                    (s->has_report && s->last.sl_threshold_s == 0);
     p->excluded = e->dirs[i].excluded_rule != 0;
     const char *cur = engine_main_hub(&e->dirs[i].target, s->slug);
     if (cur) nirc_strlcpy(p->cur_hub, cur, sizeof p->cur_hub);

@@ -132,6 +132,8 @@ typedef struct {
   double erl, cps; /* committed offered load answered here */
   unsigned n_in;   /* committed number of senders */
   bool forced;     /* committed: takes a forced move that fails the check */
+  /* Its own load is unknown (planner_load_unknown, computed once). */
+  bool own_unknown;
   /* committed: some of the load answered here is unknown (its own, or a
    * source's booked by force or kept as established) */
   bool unknown;
@@ -469,8 +471,7 @@ static planner_verdict_t planner_judge(planner_ctx_t *ctx, planner_cand_t *c, co
   if (s->r_unknown && !established && !c->force) return PLANNER_HUB_LOAD_UNKNOWN;
   /* Forced past an unknown: the operator is warned, as for a failed check. */
   if (c->force && !established &&
-      (site->cap_source == CAPACITY_UNKNOWN || s->r_unknown ||
-       planner_load_unknown(&ctx->in->sites[c->src])))
+      (site->cap_source == CAPACITY_UNKNOWN || s->r_unknown || ctx->st[c->src].own_unknown))
     s->r_forced = true;
   planner_predict_with(ctx, h, c->erl, c->cps, pred);
   double floor = ctx->sl_target;
@@ -522,9 +523,11 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
   const slug_list_t *hubs = c->hubs;
   unsigned n = hubs->n < RULES_MAX_SITES ? hubs->n : RULES_MAX_SITES;
   if (n == 0 && why) planner_append(why, whylen, "the rule names no hub");
-  const char *unknown = planner_load_unknown(&ctx->in->sites[c->src]);
+  bool unknown = ctx->st[c->src].own_unknown;
   if (unknown && !c->force && ctx->st[c->src].cur == PLANNER_NONE) {
-    if (why) planner_append(why, whylen, "its load is not known: %s", unknown);
+    if (why)
+      planner_append(why, whylen, "its load is not known: %s",
+                     planner_load_unknown(&ctx->in->sites[c->src]));
     return false;
   }
   for (unsigned i = 0; i < n; i++) {
@@ -538,7 +541,7 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
       s->r_erl += c->erl;
       s->r_cps += c->cps;
       s->r_n_in++;
-      s->r_unknown |= unknown != NULL;
+      s->r_unknown |= unknown;
       c->placed = true;
       c->hub = h;
       return true;
@@ -1162,7 +1165,7 @@ int planner_run(const plan_input_t *in, plan_t *out) {
     s->own_erl = s->own_cps * planner_aht(site);
     s->erl = s->own_erl;
     s->cps = s->own_cps;
-    s->unknown = planner_load_unknown(site) != NULL;
+    s->own_unknown = s->unknown = planner_load_unknown(site) != NULL;
     s->hub = PLANNER_NONE;
   }
   qsort(ctx.by_slug, n, sizeof *ctx.by_slug, planner_cmp_slug);

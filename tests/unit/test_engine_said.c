@@ -239,14 +239,21 @@ static void test_dry_run_of_a_hub_cutover_shows_its_dependants(void **state) {
  * through its grace), but they are not said to be current: found from
  * outside, `nircctl capacity` said "measured, 56 agents" of an offline
  * hub. */
+/* shaanxi reports 40 staffed agents, planned as measured; its index. */
+static size_t shaanxi_measured(world_t *w, engine_t *e) {
+  world_staff(w, "shaanxi", 40);
+  world_tick(w, e, 1000);
+  size_t i = world_index(w, "shaanxi");
+  assert_int_equal(e->psites[i].cap_source, CAPACITY_MEASURED);
+  assert_string_equal(e->psites[i].cap_note, "measured, 40 agents");
+  return i;
+}
+
 static void test_capacity_of_an_offline_site_is_its_last_measure(void **state) {
   (void)state;
   world_t *w = world_new();
   engine_t *e = world_leading(w);
-  world_staff(w, "shaanxi", 40);
-  world_tick(w, e, 1000);
-  size_t i = world_index(w, "shaanxi");
-  assert_string_equal(e->psites[i].cap_note, "measured, 40 agents");
+  size_t i = shaanxi_measured(w, e);
   world_link_down(w, e, "shaanxi");
   world_tick(w, e, 1000);
   assert_string_equal(e->psites[i].cap_note, "last measured (now offline), 40 agents");
@@ -262,10 +269,7 @@ static void test_an_unreadable_pbx_measures_no_agents(void **state) {
   (void)state;
   world_t *w = world_new();
   engine_t *e = world_leading(w);
-  world_staff(w, "shaanxi", 40);
-  world_tick(w, e, 1000);
-  size_t i = world_index(w, "shaanxi");
-  assert_int_equal(e->psites[i].cap_source, CAPACITY_MEASURED);
+  size_t i = shaanxi_measured(w, e);
   site_t *s = &w->sites->v[i];
   s->last.pbx_unreadable = true; /* as sites_on_report keeps such a report */
   s->last.logged_in = 0;
