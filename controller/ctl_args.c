@@ -358,7 +358,7 @@ static int build_plan(int argc, char **argv, Nirc__OperatorRequest *req, ctl_arg
 const char *const ctl_route_causes[] = {
     "cutover",      "schedule", "overflow", "cutover-end", "schedule-end",
     "overflow-end", "capacity", "hub-lost", "hub-return",  "hub-switch",
-    "rollback",     "senders",  NULL};
+    "rollback",     "senders",  "no-rule",  NULL};
 
 /* An IANA zone name the system's tzdata has (or UTC). */
 bool ctl_tz_valid(const char *tz) {
@@ -476,11 +476,11 @@ static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
       for (size_t k = 0; ctl_route_causes[k]; k++)
         known |= strcmp(ctl_route_causes[k], optarg) == 0;
       if (!known) {
-        const char *near = nirc_closest(optarg, ctl_route_causes, 12);
+        const char *near = nirc_closest(optarg, ctl_route_causes, 13);
         ctl_say(a,
                 "--cause '%s' is not a cause%s%s%s; causes: cutover, schedule, overflow, "
                 "cutover-end, schedule-end, overflow-end, capacity, hub-lost, hub-return, "
-                "hub-switch, rollback, senders",
+                "hub-switch, rollback, senders, no-rule",
                 optarg, near ? " (did you mean " : "", near ? near : "", near ? "?)" : "");
         return EXIT_USAGE;
       }
@@ -1087,9 +1087,9 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "Every operator action and every route change, with who, what and why. Each\n"
      "route change is an entry `route` with its cause: cutover, schedule, overflow,\n"
      "cutover-end, schedule-end, overflow-end, capacity, hub-lost, hub-return,\n"
-     "hub-switch, rollback, senders. WHEN is a duration before now (2h) or a time\n"
-     "(2020-01-23T03:00, in the zone shown unless it has an offset). Times are\n"
-     "shown in --tz, or [ctl] tz of the config (default Asia/Shanghai). In --csv,\n"
+     "hub-switch, rollback, senders, no-rule. WHEN is a duration before now (2h) or\n"
+     "a time (2020-01-23T03:00, in the zone shown unless it has an offset). Times\n"
+     "are shown in --tz, or [ctl] tz of the config (default Asia/Shanghai). In --csv,\n"
      "a cell that begins with = + - or @ begins with a ' before it, so that a\n"
      "spreadsheet shows it as text and never runs it as a formula.\n\n"
      "Examples:\n  nircctl history --site hubei --since 2020-01-23T03:00 --until 2020-01-23T04:00\n"

@@ -67,8 +67,19 @@ typedef struct group {
   bool busy;        /* its completion is being handled: not freed under it */
   int err;          /* the first failure; 0: none */
   char why[240];
+  /* Records durable only in this controller's outage journal (the store
+   * said "journaled"): they reach the database when it is back, and a
+   * standby that takes over before that does not know them. */
+  unsigned journaled;
   struct group *next;
 } group_t;
+
+/* What an operator hears of a change whose records are only journaled. */
+#define ENGINE_JOURNAL_ONLY                                                                        \
+  "recorded only in this controller's outage journal, as the database is unreachable: it is "      \
+  "written there when the database is back. Until then a standby that takes over does not "        \
+  "know this change and routes without it (the change is then recorded as superseded, not "        \
+  "applied): check `nircctl history` after a failover"
 
 /* A rule change's reply, sent once its group is durable. */
 typedef enum {

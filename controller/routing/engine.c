@@ -319,6 +319,7 @@ static void engine_group_stored(void *arg, int err, const char *msg) {
   group_t *g = r->g;
   free(r);
   g->pending--;
+  if (!err && msg && strcmp(msg, "journaled") == 0) g->journaled++;
   if (err) {
     log_error(LOG_DB, ENGINE_OBJ, "an operator change's record failed: %s",
               msg && *msg ? msg : nirc_strerror(err));
@@ -364,6 +365,7 @@ bool engine_can_record(engine_t *e, const engine_req_t *rq, const char *op, cons
 int engine_store(engine_t *e, engine_rec_t *rec) {
   rec->at_ms = engine_now(e);
   rec->wall_ms = e->io.wall_ms(e->io.ctx);
+  rec->leader_epoch = e->epoch;
   group_t *g = e->group;
   group_ref_t *ref = NULL;
   if (g) {

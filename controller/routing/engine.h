@@ -96,6 +96,10 @@ typedef enum {
   ROUTE_CAUSE_HUB_SWITCH,   /* another hub of its rule, for any other reason */
   ROUTE_CAUSE_ROLLBACK,     /* home after its move failed */
   ROUTE_CAUSE_SENDERS,      /* a hub: the sites it answers for changed */
+  /* home: a route of an older leader (learnt from the agent) that no rule
+   * in the database explains, as after a change that leader made during a
+   * database outage and kept in its journal */
+  ROUTE_CAUSE_NO_RULE,
   ROUTE_CAUSE_COUNT,
 } route_cause_t;
 const char *engine_route_cause_name(route_cause_t c);
@@ -204,6 +208,9 @@ typedef struct {
   const capacity_t *capacity;
   const engine_site_rec_t *site_rec;
   int64_t win_from_ms, win_to_ms, win_first_ms;
+  /* The epoch of the leadership that made the record (set by the engine):
+   * rule state is written only while no newer leader exists (store.c). */
+  uint64_t leader_epoch;
 } engine_rec_t;
 
 /* Runs once per accepted record: err 0 when it is durable (msg may say

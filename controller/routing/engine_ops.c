@@ -184,13 +184,21 @@ void engine_waiters_check(engine_t *e) {
         rep.request_id = w->request_id;
         rep.ok = 1;
         Nirc__Error err = NIRC__ERROR__INIT;
-        char msg[300];
+        char msg[600];
         if (w->group && (w->group->err || !durable)) {
           /* The move happened, but its record is not durable: a new
            * leader may not know it. Say so; nircctl exits 4. */
           snprintf(msg, sizeof msg,
                    "moved, but NOT recorded durably (a new leader may not route this way): %s",
                    w->group->err ? w->group->why : "the record is not yet committed or journaled");
+          err.code = NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE;
+          err.message = msg;
+          rep.error = &err;
+        } else if (w->group && w->group->journaled) {
+          /* Durable on this controller's disk, not yet where a standby
+           * reads the rules: "done" holds only if this controller lives
+           * until the database is back. nircctl exits 4. */
+          snprintf(msg, sizeof msg, "moved, but %s", ENGINE_JOURNAL_ONLY);
           err.code = NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE;
           err.message = msg;
           rep.error = &err;

@@ -144,12 +144,15 @@ void engine_deferred_check(engine_t *e) {
     if (d->kind == DEFER_SITE && !d->client)
       engine_reply_site_deferred(e, NULL, d->request_id, d->subject, NULL);
     if (d->client) {
-      char msg[400];
+      char msg[600];
       const char *warn = NULL;
       if (d->group->err) {
         snprintf(msg, sizeof msg,
                  "%s, but NOT recorded durably (a new leader will not know it): %s", d->what,
                  d->group->why);
+        warn = msg;
+      } else if (d->group->journaled) {
+        snprintf(msg, sizeof msg, "%s, but %s", d->what, ENGINE_JOURNAL_ONLY);
         warn = msg;
       }
       if (d->kind == DEFER_SCHEDULES)

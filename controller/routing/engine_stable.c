@@ -28,6 +28,7 @@ const char *engine_route_cause_name(route_cause_t c) {
       [ROUTE_CAUSE_CAPACITY] = "capacity",         [ROUTE_CAUSE_HUB_LOST] = "hub-lost",
       [ROUTE_CAUSE_HUB_RETURN] = "hub-return",     [ROUTE_CAUSE_HUB_SWITCH] = "hub-switch",
       [ROUTE_CAUSE_ROLLBACK] = "rollback",         [ROUTE_CAUSE_SENDERS] = "senders",
+      [ROUTE_CAUSE_NO_RULE] = "no-rule",
   };
   return c < ROUTE_CAUSE_COUNT ? names[c] : "?";
 }
@@ -280,6 +281,11 @@ route_cause_t engine_cause(engine_t *e, size_t i, const route_t *old, const rout
   const char *oh = engine_main_hub(old, self), *nh = engine_main_hub(want, self);
   if (!nh) {
     if (e->dirs[i].excluded_rule) return ROUTE_CAUSE_ROLLBACK;
+    /* Away by an older leader's directive, and this leader has no rule for
+     * it: not the end of any rule it knows of (its rules come from the
+     * database, and that leader's change never reached it). */
+    if (oh && old_kind == RULE_NONE && old->epoch && old->epoch < e->epoch)
+      return ROUTE_CAUSE_NO_RULE;
     /* Its hub was lost: that is why it moves, even when the next hub then
      * has no room for it. */
     if (oh && engine_hub_gone(e, i) && alarm_kind) return ROUTE_CAUSE_HUB_LOST;
@@ -322,6 +328,14 @@ static void engine_cause_why(engine_t *e, size_t i, route_cause_t cause, const r
   case ROUTE_CAUSE_OVERFLOW_END:
     snprintf(buf, len, "%s %llu no longer moves it (ended, restored, expired or released): home",
              rule, (unsigned long long)rule_id);
+    break;
+  case ROUTE_CAUSE_NO_RULE:
+    snprintf(buf, len,
+             "its route to %s (epoch %llu) is no rule's in the database: home. A change the "
+             "leader of epoch %llu made while the database was unreachable is kept in that "
+             "controller's outage journal and is not applied when it arrives",
+             oh ? oh : "a hub", (unsigned long long)e->dirs[i].target.epoch,
+             (unsigned long long)e->dirs[i].target.epoch);
     break;
   case ROUTE_CAUSE_CAPACITY:
     snprintf(buf, len, "%s lacks the capacity (%s): to %s", oh ? oh : "its hub",

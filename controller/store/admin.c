@@ -279,8 +279,22 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   PGconn *c = admin_connect(conninfo, err, errlen);
   if (!c) return NIRC_EDB;
   int rc = 0;
-  PGresult *r =
-      PQexec(c, "SELECT id, sources, hubs, reason, operator, force, "
+  /* One snapshot for everything a new leader decides on, taken after the
+   * rule tables are locked against writers: a rule write of an older
+   * leader still in flight (from its outage journal, say) commits before
+   * this load, which then sees it, or waits and then finds this leader's
+   * newer epoch and is not applied (store.c, "written only while its
+   * leader's epoch is the newest"). A writer that holds its lock for
+   * longer than lock_timeout fails this load: the election is tried again. */
+  PGresult *r = PQexec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL lock_timeout = "
+                          "'2s'; LOCK TABLE cutovers, schedules, overflow_rules, "
+                          "route_exclusions, route_holds IN SHARE MODE");
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    rc = admin_fail(c, r, "locking the rule tables", err, errlen);
+    goto done;
+  }
+  PQclear(r);
+  r = PQexec(c, "SELECT id, sources, hubs, reason, operator, force, "
                 "(extract(epoch from created_at) * 1000)::bigint, "
                 "coalesce((extract(epoch from expires_at) * 1000)::bigint, 0), share_permille "
                 "FROM cutovers WHERE state = 'active' ORDER BY id");

@@ -12,7 +12,7 @@
 
 #define DB_SCHEMA_VERSION 9
 #define DB_QUEUE_MAX      65536 /* queued queries before db_exec returns NIRC_EFULL */
-#define DB_MAX_PARAMS     16
+#define DB_MAX_PARAMS     24
 /* The journal's size unless db_opts_t says otherwise. */
 #define DB_JOURNAL_MAX_DEFAULT (64ull * 1024 * 1024)
 /* Largest once-write (statement, parameters and key as journaled). */

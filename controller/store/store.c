@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +89,80 @@ static int store_bulk(db_t *db, const char *sql, int n, const char *const *p, en
   return store_write(db, STORE_HISTORY, sql, n, p, done, arg);
 }
 
+/* ---- rule state: written only while its leader's epoch is the newest ----
+ *
+ * A rule change (cutover, schedule, overflow rule, exclusion, damping
+ * state) is decided by the leader of one epoch and lives in that leader's
+ * memory at once; its row may reach the database much later, from the
+ * outage journal, even after that leader died and restarted. By then a
+ * newer leader may have loaded the rules without it and routed without it:
+ * writing the row then would make the database say what no controller does,
+ * and the next leader would carry out a change nobody asked of it. So each
+ * such write carries its leader's epoch and is applied only if no newer
+ * epoch exists (`epochs`); otherwise it is not applied, and an operator's
+ * change says so in the audit trail, in the same statement (one snapshot:
+ * the two cannot disagree). The other half is admin_load_rules, which locks
+ * the rule tables before it reads them: a write either commits before a new
+ * leader's load (which sees it) or runs after it (and sees the new epoch).
+ * History (audit, directives, acks, events, load) is what happened and is
+ * always written. */
+#define STORE_NOT_FENCED(e) " $" e "::bigint >= (SELECT coalesce(max(epoch), 0) FROM epochs)"
+
+/* The statement for a fenced operator change: `sql` (its epoch is
+ * parameter n+1, in its own condition) and the audit row written instead
+ * when it is fenced (parameters n+2 .. n+4: target, what changed, business
+ * time). once.c sends a statement as a data-modifying CTE (`WITH nirc_w AS
+ * (...)`), so "sql), name AS (audit" makes the audit row a second CTE of the
+ * same statement; the name is unique within one process run, and a batch
+ * holds writes of one run only. Returns a malloc'ed string or NULL. */
+static char *store_fenced_sql(const char *sql, int n) {
+  static unsigned seq, run;
+  if (!run) run = (unsigned)((uint64_t)clock_real_ms() ^ (uint64_t)getpid()) | 1u;
+  static const char audit[] =
+      "%s), nirc_fenced_%x_%u AS (INSERT INTO audit_log (actor, action, target, detail, at, "
+      "business_at) SELECT 'nircd', 'superseded', $%d, jsonb_build_object('change', $%d::text, "
+      "'epoch', $%d::bigint, 'newer_epoch', x.cur, 'why', 'decided by the leader of epoch ' || "
+      "$%d::bigint || ' and written to the database only after the leader of epoch ' || x.cur || "
+      "' had taken over without it (the change waited in a controller''s outage journal): not "
+      "applied; the leaders since route without it. Make the change again if it is still "
+      "wanted'), now(), $%d::timestamptz FROM (SELECT coalesce(max(epoch), 0) AS cur FROM "
+      "epochs) x WHERE $%d::bigint < x.cur";
+  size_t cap = strlen(sql) + sizeof audit + 64;
+  char *out = malloc(cap);
+  if (!out) return NULL;
+  seq++;
+  snprintf(out, cap, audit, sql, run, seq, n + 2, n + 3, n + 1, n + 1, n + 4, n + 1);
+  return out;
+}
+
+/* An operator's rule change: p holds n parameters and room for four more
+ * (the epoch, then the audit row's target, change and business time). */
+static int store_fenced(db_t *db, const engine_rec_t *r, const char *sql, int n, const char **p,
+                        const char *target, const char *change, engine_stored_cb done, void *arg) {
+  char epoch[24], biz[40];
+  snprintf(epoch, sizeof epoch, "%llu", (unsigned long long)r->leader_epoch);
+  store_iso(r->at_ms, biz, sizeof biz);
+  p[n] = epoch;
+  p[n + 1] = target;
+  p[n + 2] = change;
+  p[n + 3] = biz;
+  char *q = store_fenced_sql(sql, n);
+  if (!q) return NIRC_ENOMEM;
+  int rc = store_once(db, q, n + 4, p, done, arg);
+  free(q);
+  return rc;
+}
+
+/* The controller's own rule state (an overflow's engagement, exclusions,
+ * damping): fenced the same way, silently: a newer leader keeps its own. */
+static int store_fenced_state(db_t *db, const engine_rec_t *r, const char *sql, int n,
+                              const char **p, engine_stored_cb done, void *arg) {
+  char epoch[24];
+  snprintf(epoch, sizeof epoch, "%llu", (unsigned long long)r->leader_epoch);
+  p[n] = epoch;
+  return store_once(db, sql, n + 1, p, done, arg);
+}
+
 /* ---- the engine's records ---- */
 
 static int store_audit(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
@@ -152,7 +227,8 @@ static int store_ack(db_t *db, const engine_rec_t *r, engine_stored_cb done, voi
                     8, p, done, arg);
 }
 
-static int store_cutover_new(db_t *db, const cutover_t *cut, engine_stored_cb done, void *arg) {
+static int store_cutover_new(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
+  const cutover_t *cut = r->cutover;
   char id[24], srcs[1024], hubs[1024], created[40], expires[40] = "", share[16];
   snprintf(id, sizeof id, "%llu", (unsigned long long)cut->id);
   /* 0 means all of the calls; the table says so as 1000. */
@@ -161,30 +237,41 @@ static int store_cutover_new(db_t *db, const cutover_t *cut, engine_stored_cb do
   store_pg_array(&cut->hubs, hubs, sizeof hubs);
   store_iso(cut->created_ms, created, sizeof created);
   if (cut->expires_ms) store_iso(cut->expires_ms, expires, sizeof expires);
-  const char *p[] = {id,
-                     srcs,
-                     hubs,
-                     cut->reason,
-                     cut->operator_name,
-                     cut->force ? "true" : "false",
-                     created,
-                     expires[0] ? expires : NULL,
-                     share};
-  return store_once(db,
-                    "INSERT INTO cutovers (id, sources, hubs, reason, operator, force, created_at, "
-                    "expires_at, share_permille) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-                    9, p, done, arg);
+  const char *p[9 + 4] = {id,
+                          srcs,
+                          hubs,
+                          cut->reason,
+                          cut->operator_name,
+                          cut->force ? "true" : "false",
+                          created,
+                          expires[0] ? expires : NULL,
+                          share};
+  char target[40], change[1200];
+  snprintf(target, sizeof target, "cutover %llu", (unsigned long long)cut->id);
+  snprintf(change, sizeof change, "cutover %llu of %s to %s by %s", (unsigned long long)cut->id,
+           srcs, hubs, cut->operator_name);
+  return store_fenced(db, r,
+                      "INSERT INTO cutovers (id, sources, hubs, reason, operator, force, "
+                      "created_at, expires_at, share_permille) SELECT $1::bigint, $2::text[], "
+                      "$3::text[], $4::text, $5::text, $6::bool, $7::timestamptz, $8::timestamptz, "
+                      "$9::int WHERE" STORE_NOT_FENCED("10"),
+                      9, p, target, change, done, arg);
 }
 
-static int store_cutover_sources(db_t *db, const cutover_t *cut, engine_stored_cb done, void *arg) {
+static int store_cutover_sources(db_t *db, const engine_rec_t *r, engine_stored_cb done,
+                                 void *arg) {
+  const cutover_t *cut = r->cutover;
   char id[24], srcs[1024];
   snprintf(id, sizeof id, "%llu", (unsigned long long)cut->id);
   store_pg_array(&cut->sources, srcs, sizeof srcs);
-  const char *p[] = {id, srcs};
-  return store_once(db, "UPDATE cutovers SET sources = $2 WHERE id = $1", 2, p, done, arg);
+  const char *p[2 + 1] = {id, srcs};
+  return store_fenced_state(
+      db, r, "UPDATE cutovers SET sources = $2 WHERE id = $1 AND" STORE_NOT_FENCED("3"), 2, p, done,
+      arg);
 }
 
-static int store_cutover_amend(db_t *db, const cutover_t *cut, engine_stored_cb done, void *arg) {
+static int store_cutover_amend(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
+  const cutover_t *cut = r->cutover;
   char id[24], hubs[1024], expires[40] = "", share[16];
   snprintf(id, sizeof id, "%llu", (unsigned long long)cut->id);
   store_pg_array(&cut->hubs, hubs, sizeof hubs);
@@ -193,25 +280,37 @@ static int store_cutover_amend(db_t *db, const cutover_t *cut, engine_stored_cb 
   /* force too: an amendment forces (or stops forcing) the whole cutover,
    * and a new leader that loaded the creation's flag would re-check a
    * forced move and send its sources home after a failover. */
-  const char *p[] = {id, hubs, share, expires[0] ? expires : NULL, cut->force ? "true" : "false"};
-  return store_once(db,
-                    "UPDATE cutovers SET hubs = $2, share_permille = $3, expires_at = $4, "
-                    "force = $5 WHERE id = $1",
-                    5, p, done, arg);
+  const char *p[5 + 4] = {id, hubs, share, expires[0] ? expires : NULL,
+                          cut->force ? "true" : "false"};
+  char target[40], change[1200];
+  snprintf(target, sizeof target, "cutover %llu", (unsigned long long)cut->id);
+  snprintf(change, sizeof change, "cutover %llu amended: to %s, %s permille%s",
+           (unsigned long long)cut->id, hubs, share, cut->force ? ", forced" : "");
+  return store_fenced(db, r,
+                      "UPDATE cutovers SET hubs = $2, share_permille = $3, expires_at = $4, "
+                      "force = $5 WHERE id = $1 AND" STORE_NOT_FENCED("6"),
+                      5, p, target, change, done, arg);
 }
 
 static int store_cutover_end(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
   char id[24], at[40];
   snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
   store_iso(r->at_ms, at, sizeof at);
-  const char *p[] = {id, rules_cutover_state_name(r->cutover_state), at, r->actor};
-  return store_once(db,
-                    "UPDATE cutovers SET state = $2, ended_at = $3, ended_by = $4 WHERE id = $1", 4,
-                    p, done, arg);
+  const char *p[4 + 4] = {id, rules_cutover_state_name(r->cutover_state), at, r->actor};
+  char target[40], change[200];
+  snprintf(target, sizeof target, "cutover %llu", (unsigned long long)r->id);
+  snprintf(change, sizeof change, "cutover %llu %s by %s", (unsigned long long)r->id,
+           rules_cutover_state_name(r->cutover_state), r->actor ? r->actor : "?");
+  return store_fenced(db, r,
+                      "UPDATE cutovers SET state = $2, ended_at = $3, ended_by = $4 WHERE id = $1 "
+                      "AND" STORE_NOT_FENCED("5"),
+                      4, p, target, change, done, arg);
 }
 
-static int store_schedule_new(db_t *db, const schedule_t *s, const char *who, int64_t wall_ms,
-                              engine_stored_cb done, void *arg) {
+static int store_schedule_new(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
+  const schedule_t *s = r->schedule;
+  const char *who = r->actor;
+  int64_t wall_ms = r->wall_ms;
   char id[24], srcs[1024], hubs[1024], st[8], en[8], days[8], ws[8], ex[1024] = "{", at[40];
   store_iso(wall_ms, at, sizeof at);
   snprintf(id, sizeof id, "%llu", (unsigned long long)s->id);
@@ -228,17 +327,25 @@ static int store_schedule_new(db_t *db, const schedule_t *s, const char *who, in
              x % 100);
   }
   strncat(ex, "}", sizeof ex - strlen(ex) - 1);
-  const char *p[] = {
+  const char *p[13 + 4] = {
       id, s->name, srcs, hubs, st, en, days, s->tz, ex, ws, s->enabled ? "true" : "false", who, at};
-  return store_once(db,
-                    "INSERT INTO schedules (id, name, sources, hubs, start_min, end_min, days, tz, "
-                    "exceptions, wave_size, enabled, created_by, created_at) VALUES "
-                    "($1,$2,$3,$4,$5,$6,$7,$8,$9::date[],$10,$11,$12,$13)",
-                    13, p, done, arg);
+  char target[200], change[300];
+  snprintf(target, sizeof target, "schedule %s", s->name);
+  snprintf(change, sizeof change, "schedule '%s' (%llu) added by %s", s->name,
+           (unsigned long long)s->id, who ? who : "?");
+  return store_fenced(db, r,
+                      "INSERT INTO schedules (id, name, sources, hubs, start_min, end_min, days, "
+                      "tz, exceptions, wave_size, enabled, created_by, created_at) SELECT "
+                      "$1::bigint, $2::text, $3::text[], $4::text[], $5::int, $6::int, $7::int, "
+                      "$8::text, $9::date[], $10::int, $11::bool, $12::text, $13::timestamptz "
+                      "WHERE" STORE_NOT_FENCED("14"),
+                      13, p, target, change, done, arg);
 }
 
-static int store_overflow_new(db_t *db, const overflow_rule_t *o, const char *who, int64_t wall_ms,
-                              engine_stored_cb done, void *arg) {
+static int store_overflow_new(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
+  const overflow_rule_t *o = r->overflow;
+  const char *who = r->actor;
+  int64_t wall_ms = r->wall_ms;
   char v[10][24], hubs[1024], at[40];
   store_iso(wall_ms, at, sizeof at);
   snprintf(v[0], 24, "%llu", (unsigned long long)o->id);
@@ -252,14 +359,20 @@ static int store_overflow_new(db_t *db, const overflow_rule_t *o, const char *wh
   snprintf(v[8], 24, "%u", o->min_hold_s);
   snprintf(v[9], 24, "%u", o->margin_s);
   store_pg_array(&o->hubs, hubs, sizeof hubs);
-  const char *p[] = {v[0], o->name, o->source, hubs, v[1], v[2], v[3], v[4],
-                     v[5], v[6],    v[7],      v[8], v[9], who,  at};
-  return store_once(db,
-                    "INSERT INTO overflow_rules (id, name, source, hubs, trigger_wait_s, "
-                    "release_wait_s, trigger_queue, release_queue, trigger_sl, release_sl, "
-                    "share_cap_permille, min_hold_s, margin_s, created_by, created_at) VALUES "
-                    "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
-                    15, p, done, arg);
+  const char *p[15 + 4] = {v[0], o->name, o->source, hubs, v[1], v[2], v[3], v[4],
+                           v[5], v[6],    v[7],      v[8], v[9], who,  at};
+  char target[200], change[300];
+  snprintf(target, sizeof target, "overflow %s", o->name);
+  snprintf(change, sizeof change, "overflow rule '%s' (%llu) added by %s", o->name,
+           (unsigned long long)o->id, who ? who : "?");
+  return store_fenced(db, r,
+                      "INSERT INTO overflow_rules (id, name, source, hubs, trigger_wait_s, "
+                      "release_wait_s, trigger_queue, release_queue, trigger_sl, release_sl, "
+                      "share_cap_permille, min_hold_s, margin_s, created_by, created_at) SELECT "
+                      "$1::bigint, $2::text, $3::text, $4::text[], $5::int, $6::int, $7::int, "
+                      "$8::int, $9::float8, $10::float8, $11::int, $12::int, $13::int, $14::text, "
+                      "$15::timestamptz WHERE" STORE_NOT_FENCED("16"),
+                      15, p, target, change, done, arg);
 }
 
 /* An alarm's raise is its row; its acknowledgement and its clear update
@@ -374,7 +487,6 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
   char id[24], wall[40];
   snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
   store_iso(r->wall_ms, wall, sizeof wall);
-  const char *p_id[] = {id, wall};
   switch (r->kind) {
   case ENGINE_REC_AUDIT: return store_audit(db, r, done, arg);
   case ENGINE_REC_DIRECTIVE: return store_directive(db, r, done, arg);
@@ -388,53 +500,74 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
                       "VALUES ($1,$2,$3,$4,$5,$6,$7)",
                       7, p, done, arg);
   }
-  case ENGINE_REC_CUTOVER_NEW: return store_cutover_new(db, r->cutover, done, arg);
-  case ENGINE_REC_CUTOVER_SOURCES: return store_cutover_sources(db, r->cutover, done, arg);
+  case ENGINE_REC_CUTOVER_NEW: return store_cutover_new(db, r, done, arg);
+  case ENGINE_REC_CUTOVER_SOURCES: return store_cutover_sources(db, r, done, arg);
   case ENGINE_REC_CUTOVER_END: return store_cutover_end(db, r, done, arg);
-  case ENGINE_REC_CUTOVER_AMEND: return store_cutover_amend(db, r->cutover, done, arg);
-  case ENGINE_REC_SCHEDULE_NEW:
-    return store_schedule_new(db, r->schedule, r->actor, r->wall_ms, done, arg);
-  case ENGINE_REC_SCHEDULE_REMOVE:
-    return store_once(db, "UPDATE schedules SET removed_at = $2 WHERE id = $1", 2, p_id, done, arg);
-  case ENGINE_REC_SCHEDULE_ENABLE: {
-    const char *p[] = {id, r->enabled ? "true" : "false"};
-    return store_once(db, "UPDATE schedules SET enabled = $2 WHERE id = $1", 2, p, done, arg);
+  case ENGINE_REC_CUTOVER_AMEND: return store_cutover_amend(db, r, done, arg);
+  case ENGINE_REC_SCHEDULE_NEW: return store_schedule_new(db, r, done, arg);
+  case ENGINE_REC_SCHEDULE_REMOVE: {
+    const char *p[2 + 4] = {id, wall};
+    char target[40], change[80];
+    snprintf(target, sizeof target, "schedule %s", id);
+    snprintf(change, sizeof change, "schedule %s removed", id);
+    return store_fenced(
+        db, r, "UPDATE schedules SET removed_at = $2 WHERE id = $1 AND" STORE_NOT_FENCED("3"), 2, p,
+        target, change, done, arg);
   }
-  case ENGINE_REC_OVERFLOW_NEW:
-    return store_overflow_new(db, r->overflow, r->actor, r->wall_ms, done, arg);
-  case ENGINE_REC_OVERFLOW_REMOVE:
-    return store_once(db, "UPDATE overflow_rules SET removed_at = $2 WHERE id = $1", 2, p_id, done,
-                      arg);
+  case ENGINE_REC_SCHEDULE_ENABLE: {
+    const char *p[2 + 4] = {id, r->enabled ? "true" : "false"};
+    char target[40], change[80];
+    snprintf(target, sizeof target, "schedule %s", id);
+    snprintf(change, sizeof change, "schedule %s %s", id, r->enabled ? "enabled" : "disabled");
+    return store_fenced(db, r,
+                        "UPDATE schedules SET enabled = $2 WHERE id = $1 AND" STORE_NOT_FENCED("3"),
+                        2, p, target, change, done, arg);
+  }
+  case ENGINE_REC_OVERFLOW_NEW: return store_overflow_new(db, r, done, arg);
+  case ENGINE_REC_OVERFLOW_REMOVE: {
+    const char *p[2 + 4] = {id, wall};
+    char target[40], change[80];
+    snprintf(target, sizeof target, "overflow %s", id);
+    snprintf(change, sizeof change, "overflow rule %s removed", id);
+    return store_fenced(
+        db, r, "UPDATE overflow_rules SET removed_at = $2 WHERE id = $1 AND" STORE_NOT_FENCED("3"),
+        2, p, target, change, done, arg);
+  }
   case ENGINE_REC_OVERFLOW_STATE: {
     char since[40] = "", pm[16];
     if (r->since_ms) store_iso(r->since_ms, since, sizeof since);
     snprintf(pm, sizeof pm, "%u", r->permille);
-    const char *p[] = {id, r->enabled ? "true" : "false", since[0] ? since : NULL, pm};
-    return store_once(db,
-                      "UPDATE overflow_rules SET engaged = $2, engaged_since = $3, "
-                      "engaged_permille = $4 WHERE id = $1",
-                      4, p, done, arg);
+    const char *p[4 + 1] = {id, r->enabled ? "true" : "false", since[0] ? since : NULL, pm};
+    return store_fenced_state(db, r,
+                              "UPDATE overflow_rules SET engaged = $2, engaged_since = $3, "
+                              "engaged_permille = $4 WHERE id = $1 AND" STORE_NOT_FENCED("5"),
+                              4, p, done, arg);
   }
   case ENGINE_REC_EXCLUDE: {
     /* One live exclusion per site: a newer one replaces it. */
     char rid[24];
     snprintf(rid, sizeof rid, "%llu", (unsigned long long)r->rule_id);
-    const char *p[] = {r->site, rules_kind_name(r->rule_kind), rid, r->detail ? r->detail : "",
-                       wall};
-    return store_once(db,
-                      "INSERT INTO route_exclusions (site, rule_kind, rule_id, reason, "
-                      "excluded_at) VALUES ($1,$2,$3,$4,$5) "
-                      "ON CONFLICT (site) WHERE cleared_at IS NULL DO UPDATE SET "
-                      "rule_kind = EXCLUDED.rule_kind, rule_id = EXCLUDED.rule_id, "
-                      "reason = EXCLUDED.reason, excluded_at = EXCLUDED.excluded_at",
-                      5, p, done, arg);
+    const char *p[5 + 1] = {r->site, rules_kind_name(r->rule_kind), rid, r->detail ? r->detail : "",
+                            wall};
+    return store_fenced_state(
+        db, r,
+        "INSERT INTO route_exclusions (site, rule_kind, rule_id, reason, "
+        "excluded_at) SELECT $1::text, $2::text, $3::bigint, $4::text, "
+        "$5::timestamptz WHERE" STORE_NOT_FENCED(
+            "6") " ON CONFLICT (site) WHERE cleared_at IS NULL DO UPDATE SET "
+                 "rule_kind = EXCLUDED.rule_kind, rule_id = EXCLUDED.rule_id, "
+                 "reason = EXCLUDED.reason, excluded_at = EXCLUDED.excluded_at",
+        5, p, done, arg);
   }
   case ENGINE_REC_READMIT: {
-    const char *p[] = {r->site, wall, r->actor ? r->actor : ""};
-    return store_once(db,
-                      "UPDATE route_exclusions SET cleared_at = $2, cleared_by = $3 "
-                      "WHERE site = $1 AND cleared_at IS NULL",
-                      3, p, done, arg);
+    const char *p[3 + 4] = {r->site, wall, r->actor ? r->actor : ""};
+    char target[80], change[200];
+    snprintf(target, sizeof target, "%s", r->site);
+    snprintf(change, sizeof change, "%s readmitted by %s", r->site, r->actor ? r->actor : "?");
+    return store_fenced(db, r,
+                        "UPDATE route_exclusions SET cleared_at = $2, cleared_by = $3 "
+                        "WHERE site = $1 AND cleared_at IS NULL AND" STORE_NOT_FENCED("4"),
+                        3, p, target, change, done, arg);
   }
   case ENGINE_REC_HOLD: {
     if (!r->hold) return NIRC_EINVAL;
@@ -443,15 +576,17 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
     snprintf(b, sizeof b, "%lld", (long long)r->hold->withdrawn_ms);
     snprintf(c, sizeof c, "%lld", (long long)r->hold->last_withdrawn_ms);
     snprintf(d, sizeof d, "%u", r->hold->withdrawals);
-    const char *p[] = {r->site, a, b, c, d, wall};
-    return store_once(
-        db,
-        "INSERT INTO route_holds (site, strain_since_ms, withdrawn_ms, "
-        "last_withdrawn_ms, withdrawals, updated_at) VALUES ($1,$2,$3,$4,$5,$6) "
-        "ON CONFLICT (site) DO UPDATE SET strain_since_ms = EXCLUDED.strain_since_ms, "
-        "withdrawn_ms = EXCLUDED.withdrawn_ms, last_withdrawn_ms = "
-        "EXCLUDED.last_withdrawn_ms, withdrawals = EXCLUDED.withdrawals, "
-        "updated_at = EXCLUDED.updated_at",
+    const char *p[6 + 1] = {r->site, a, b, c, d, wall};
+    return store_fenced_state(
+        db, r,
+        "INSERT INTO route_holds (site, strain_since_ms, withdrawn_ms, last_withdrawn_ms, "
+        "withdrawals, updated_at) SELECT $1::text, $2::bigint, $3::bigint, $4::bigint, $5::int, "
+        "$6::timestamptz WHERE" STORE_NOT_FENCED(
+            "7") " "
+                 "ON CONFLICT (site) DO UPDATE SET strain_since_ms = EXCLUDED.strain_since_ms, "
+                 "withdrawn_ms = EXCLUDED.withdrawn_ms, last_withdrawn_ms = "
+                 "EXCLUDED.last_withdrawn_ms, withdrawals = EXCLUDED.withdrawals, "
+                 "updated_at = EXCLUDED.updated_at",
         6, p, done, arg);
   }
   case ENGINE_REC_ALARM: return store_alarm(db, r, done, arg);

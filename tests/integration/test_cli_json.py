@@ -152,13 +152,14 @@ MOVE_DETAIL = {"rule": str, "rule_id": int, "sources": [str], "reason": str,
 ROUTE_DETAIL = {
     "cause": enum("cutover", "schedule", "overflow", "cutover-end", "schedule-end",
                   "overflow-end", "capacity", "hub-lost", "hub-return", "hub-switch", "rollback",
-                  "senders"),
+                  "senders", "no-rule"),
     "before": str, "after": str, "reason": str, "why": str, Opt("rule"): str, Opt("rule_id"): int,
     Opt("note"): str,
 }
 ROLLBACK_DETAIL = {"site": str, "rule": str, "rule_id": int, "reason": str}
 EXPIRE_DETAIL = {"cutover_id": int, "sources": [str]}
 LEADERSHIP_DETAIL = {"why": str}
+SUPERSEDED_DETAIL = {"change": str, "epoch": int, "newer_epoch": int, "why": str}
 SCHEDULE = {"id": int, "name": str, "sources": [str], "hubs": [str], "start": str, "end": str,
             "days": str, "tz": str, "exceptions": [str], "wave_size": int, "enabled": bool,
             "in_force": bool, "next_start_ms": int, "sources_moved": int}
@@ -223,7 +224,7 @@ SHAPES = {
     "ScheduleAddDetail": SCHEDULE_ADD_DETAIL, "RuleIdDetail": RULE_ID_DETAIL,
     "OverflowAddDetail": OVERFLOW_ADD_DETAIL, "MoveDetail": MOVE_DETAIL,
     "RollbackDetail": ROLLBACK_DETAIL, "RouteDetail": ROUTE_DETAIL, "ExpireDetail": EXPIRE_DETAIL,
-    "LeadershipDetail": LEADERSHIP_DETAIL,
+    "LeadershipDetail": LEADERSHIP_DETAIL, "SupersededDetail": SUPERSEDED_DETAIL,
     "Schedules": SCHEDULES, "Schedule": SCHEDULE, "Overflows": OVERFLOWS,
     "OverflowRule": OVERFLOW_RULE, "Alarms": ALARMS, "Alarm": ALARM, "PlanWindow": PLAN_WINDOW,
     "PlanDemand": PLAN_DEMAND,
@@ -258,6 +259,7 @@ DETAILS = {
     "import-sites": (IMPORT_DETAIL,),
     "move": (MOVE_DETAIL,), "route": (ROUTE_DETAIL,), "rollback": (ROLLBACK_DETAIL,), "expire": (EXPIRE_DETAIL,),
     "lead": (LEADERSHIP_DETAIL,), "step-down": (LEADERSHIP_DETAIL,),
+    "superseded": (SUPERSEDED_DETAIL,),
 }
 
 

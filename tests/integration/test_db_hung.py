@@ -100,8 +100,10 @@ def test_hung_database_is_treated_like_a_stopped_one():
             r, took = timed_ctl(env, "--json", "cutover", "hubei", "--to", "shaanxi",
                                 "--reason", "freeze drill", "--force", timeout_s=15)
             out = r.stdout + r.stderr
-            assert r.returncode == 0, f"cutover during the freeze: {r.returncode}\n{out}"
-            assert "standby" not in out, out
+            # Exit 4: done, recorded only in the journal (the reply says so).
+            assert r.returncode == 4, f"cutover during the freeze: {r.returncode}\n{out}"
+            assert "outage journal" in out, out
+            assert "is a standby" not in out, out  # answered by the leader
             print(f"  frozen database: status served, cutover done in {took:.1f} s")
             # Nothing hangs, whatever needs the database.
             for args in (["history"], ["history", "--site", "hubei"]):

@@ -60,8 +60,15 @@ def test_database_outage_loses_nothing_and_doubles_nothing():
         assert re.search(r"^ALARMS: \d+ active", env.ctl("status").stdout, re.M)
 
         # The emergency cutover goes through with the database down.
+        # It is done, and the operator hears where it is recorded: only in
+        # this controller's outage journal, which a standby does not read
+        # (exit 4: done, but not everything the operator relies on holds).
         r = env.ctl("--json", "cutover", "hubei", "--to", "shaanxi", "--reason", "Wuhan lockdown")
-        assert r.returncode == 0, f"cutover during the outage: {r.returncode}\n{r.stdout}{r.stderr}"
+        assert r.returncode == 4, f"cutover during the outage: {r.returncode}\n{r.stdout}{r.stderr}"
+        reply = json.loads(r.stdout)
+        assert reply["applied"] == 2 and reply["failed"] == 0, reply
+        assert "only in this controller's outage journal" in reply["warning"], reply
+        assert "standby" in reply["warning"], reply
         st = env.status()
         assert [x["site"] for x in st["hubei"]["route"]] == ["shaanxi"], st["hubei"]
         assert ctl.alive()

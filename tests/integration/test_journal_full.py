@@ -48,8 +48,10 @@ def test_full_journal_refuses_changes_instead_of_losing_them():
         assert 0.70 * 65536 <= size <= 0.76 * 65536, f"journal at {size} bytes"
 
         # The reserve takes operator changes: a cutover first.
+        # (Exit 4: done, and said to be recorded only in the journal.)
         r = env.ctl("--json", "cutover", "hubei", "--to", "shaanxi", "--reason", "Wuhan lockdown")
-        assert r.returncode == 0, f"cutover with the reserve free: {r.returncode}\n{r.stdout}{r.stderr}"
+        assert r.returncode == 4, f"cutover with the reserve free: {r.returncode}\n{r.stdout}{r.stderr}"
+        assert "outage journal" in json.loads(r.stdout)["warning"], r.stdout
         accepted.append(("cutover", "hubei"))
         # Then schedules (each one journals its row and its audit record)
         # until the journal has no room for a change.
@@ -57,7 +59,8 @@ def test_full_journal_refuses_changes_instead_of_losing_them():
             name = f"slot{k:02d}"  # one half hour each, so they do not conflict
             r = env.ctl("schedule", "add", name, "--sources", "hunan", "--to", "henan",
                         "--start", f"{k:02d}:00", "--end", f"{k:02d}:30")
-            if r.returncode == 0:
+            if r.returncode == 4:
+                assert "only in this controller's outage journal" in r.stderr, r.stderr
                 accepted.append(("schedule", name))
                 continue
             assert r.returncode == 1, f"schedule add {name}: exit {r.returncode}\n{r.stderr}"

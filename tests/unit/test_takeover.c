@@ -841,6 +841,123 @@ static void test_forced_amendment_survives_takeover(void **state) {
   memcpy(T.dbname, keep_name, sizeof T.dbname);
 }
 
+/* ---- a rule change of an older leader is not written after a newer one ----
+ *
+ * A cutover journaled by a leader during a database outage reaches the
+ * database later, maybe after that leader died and another took over
+ * without it (and after the first restarted). It must not become an active
+ * cutover then (the next leader would carry it out); the audit trail says
+ * it was superseded. The same for its end. Both pairs are queued before
+ * the loop runs, so they may share one batched statement. */
+__attribute__((format(printf, 1, 2))) static int64_t tk_count(const char *fmt, ...) {
+  char sql[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(sql, sizeof sql, fmt, ap);
+  va_end(ap);
+  int64_t n = -1;
+  assert_int_equal(tk_query_ms(sql, &n), 0);
+  return n;
+}
+
+static void test_older_leaders_rule_write_is_superseded(void **state) {
+  if (!T.have_pg) skip();
+  db_t *keep_db = T.db;
+  char keep_ci[sizeof T.ci], keep_name[sizeof T.dbname], name[64];
+  memcpy(keep_ci, T.ci, sizeof keep_ci);
+  memcpy(keep_name, T.dbname, sizeof keep_name);
+  snprintf(name, sizeof name, "nirc_takeover_fence_%ld", (long)getpid());
+  assert_int_equal(tk_db_create(name), 0);
+  /* Two leaders have led: epochs 1 and 2. */
+  assert_int_equal(tk_exec(T.ci, "INSERT INTO epochs (epoch, node) VALUES "
+                                 "(nextval('epoch_seq'), 'nircd-1'), (nextval('epoch_seq'), "
+                                 "'nircd-2')"),
+                   0);
+  int64_t newest = 0;
+  assert_int_equal(tk_query_ms("SELECT max(epoch) FROM epochs", &newest), 0);
+  uint64_t old_epoch = (uint64_t)newest - 1, new_epoch = (uint64_t)newest;
+
+  cutover_t old = {.id = 1000001, .created_ms = WORLD_T0_MS}, cur = old;
+  cur.id = 2000001;
+  cutover_t *both[] = {&old, &cur};
+  for (int k = 0; k < 2; k++) {
+    cutover_t *c = both[k];
+    snprintf(c->sources.v[0], sizeof c->sources.v[0], "hubei");
+    snprintf(c->hubs.v[0], sizeof c->hubs.v[0], "shaanxi");
+    c->sources.n = c->hubs.n = 1;
+    snprintf(c->reason, sizeof c->reason, "Wuhan lockdown");
+    snprintf(c->operator_name, sizeof c->operator_name, "operator:alice");
+  }
+  int done = 0;
+  engine_rec_t add_old = {.kind = ENGINE_REC_CUTOVER_NEW,
+                          .at_ms = WORLD_T0_MS,
+                          .wall_ms = WORLD_WALL0_MS,
+                          .cutover = &old,
+                          .leader_epoch = old_epoch};
+  engine_rec_t add_new = add_old;
+  add_new.cutover = &cur;
+  add_new.leader_epoch = new_epoch;
+  assert_int_equal(store_engine_record(T.db, &add_old, tk_counted, &done), 0);
+  assert_int_equal(store_engine_record(T.db, &add_new, tk_counted, &done), 0);
+  while (done < 2)
+    uv_run(&T.loop, UV_RUN_ONCE);
+  assert_int_equal(tk_count("SELECT count(*) FROM cutovers WHERE id = %d", 1000001), 0);
+  assert_int_equal(
+      tk_count("SELECT count(*) FROM cutovers WHERE id = %d AND state = 'active'", 2000001), 1);
+  assert_int_equal(tk_count("SELECT count(*) FROM audit_log WHERE action = 'superseded' AND "
+                            "target = 'cutover %d' AND (detail->>'epoch')::bigint = 1 AND "
+                            "(detail->>'newer_epoch')::bigint = 2",
+                            1000001),
+                   1);
+
+  /* The older leader's end of the newer leader's cutover: not applied. */
+  engine_rec_t end_old = {.kind = ENGINE_REC_CUTOVER_END,
+                          .at_ms = WORLD_T0_MS + 60000,
+                          .wall_ms = WORLD_WALL0_MS + 60000,
+                          .id = cur.id,
+                          .cutover_state = CUTOVER_RESTORED,
+                          .actor = "operator:alice",
+                          .leader_epoch = old_epoch};
+  engine_rec_t amend_old = {.kind = ENGINE_REC_CUTOVER_AMEND,
+                            .at_ms = WORLD_T0_MS + 60000,
+                            .wall_ms = WORLD_WALL0_MS + 60000,
+                            .cutover = &cur,
+                            .leader_epoch = old_epoch};
+  assert_int_equal(store_engine_record(T.db, &amend_old, tk_counted, &done), 0);
+  assert_int_equal(store_engine_record(T.db, &end_old, tk_counted, &done), 0);
+  while (done < 4)
+    uv_run(&T.loop, UV_RUN_ONCE);
+  assert_int_equal(
+      tk_count("SELECT count(*) FROM cutovers WHERE id = %d AND state = 'active'", 2000001), 1);
+  assert_int_equal(tk_count("SELECT count(*) FROM audit_log WHERE action = 'superseded' AND "
+                            "target = 'cutover %d'",
+                            2000001),
+                   2);
+  /* The newest leader's end is applied, and nothing is said of it. */
+  engine_rec_t end_new = end_old;
+  end_new.leader_epoch = new_epoch;
+  assert_int_equal(store_engine_record(T.db, &end_new, tk_counted, &done), 0);
+  while (done < 5)
+    uv_run(&T.loop, UV_RUN_ONCE);
+  assert_int_equal(
+      tk_count("SELECT count(*) FROM cutovers WHERE id = %d AND state = 'restored'", 2000001), 1);
+  assert_int_equal(tk_count("SELECT count(*) FROM audit_log WHERE action = 'superseded' AND "
+                            "target = 'cutover %d'",
+                            2000001),
+                   2);
+  /* A new leader's load sees none of the older leader's cutovers. */
+  admin_rules_t rules;
+  char err[512];
+  if (admin_load_rules(T.ci, &rules, err, sizeof err) != 0) fail_msg("load rules: %s", err);
+  assert_int_equal(rules.n_cutovers, 0);
+  admin_rules_free(&rules);
+
+  tk_db_drop();
+  T.db = keep_db;
+  memcpy(T.ci, keep_ci, sizeof T.ci);
+  memcpy(T.dbname, keep_name, sizeof T.dbname);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_load_estimate_carries_over),
@@ -848,6 +965,7 @@ int main(void) {
       cmocka_unit_test(test_overflow_state_round_trip),
       cmocka_unit_test(test_leader_change_routes_the_same),
       cmocka_unit_test(test_forced_amendment_survives_takeover),
+      cmocka_unit_test(test_older_leaders_rule_write_is_superseded),
   };
   return cmocka_run_group_tests(tests, tk_setup, tk_teardown);
 }

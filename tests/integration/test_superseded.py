@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""An operator's change kept in a dead leader's outage journal is not
+carried out later by surprise, and every step says what is true.
+
+nircd-1 leads epoch E1 with a standby nircd-2. PostgreSQL stops; an
+operator cuts hubei over to shaanxi at nircd-1: it is done, and the reply
+says it is recorded only in nircd-1's outage journal, which a standby does
+not read (exit 4). nircd-1 is killed, PostgreSQL comes back, nircd-2 leads
+epoch E2 without the cutover and sends hubei home: audited with cause
+`no-rule` (before: `schedule-end`, a rule that never ended). nircd-1
+restarts and replays its journal: the cutover must not become an active
+cutover in the database (before, it did, and the next failover carried
+it out: calls moved to shaanxi without anyone asking, hours later); the
+audit trail says it was superseded. Killing nircd-2 then makes nircd-1
+lead again: it loads no active cutover.
+
+Runs its own PostgreSQL (the test stops it), beside the shared fixture.
+"""
+import json
+import os
+
+import nirclib as T
+
+LEASE_S = 2
+PG_PORT = int(T.PG_PORT) + 17
+PG_DIR = os.path.join(T.RUN, "pg-superseded")
+SITES = ("hubei", "shaanxi")
+
+
+def status_at(env, addr):
+    r = env.ctl("--json", "status", controllers=[addr])
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def route_at(env, addr, slug):
+    st = status_at(env, addr)
+    site = [s for s in st["sites"] if s["slug"] == slug][0] if st else None
+    return [x["site"] for x in site["route"]] if site else None
+
+
+def log_after(proc, start):
+    with open(proc.log_path, errors="replace") as f:
+        f.seek(start)
+        return f.read()
+
+
+def test_journaled_cutover_of_a_dead_leader_is_superseded_not_resurrected():
+    T.private_pg("stop", PG_DIR)
+    T.private_pg("start", PG_DIR, str(PG_PORT))
+    env = T.Env("superseded", clock_speed=1, clock_start="2020-01-23T10:00:00+08:00",
+                pg_port=PG_PORT, extra_nircd=f"[controller]\nlease_timeout = {LEASE_S}s")
+    a_addr = env.addr
+    b_addr = f"127.0.0.1:{T.listen_port()}"
+    conf_b = env.controller_conf("nircd-2", b_addr, "nircd-2.conf")
+    a = env.start_controller(name="nircd-1")
+    assert env.controller_status.startswith("leader"), env.controller_status
+    b = env.start_controller(conf=conf_b, name="nircd-2")
+    assert env.controller_status.startswith("standby"), env.controller_status
+    for s in SITES:
+        env.start_agent(s, controllers=f"{a_addr},{b_addr}")
+
+    def served_at(addr, node):
+        def f():
+            st = status_at(env, addr)
+            return st if st and st["controller"] == node and all(
+                x["link"] == "online" and x["report_age_ms"] >= 0
+                for x in st["sites"] if x["slug"] in SITES) else None
+        return f
+
+    epoch_a = T.wait_until(served_at(a_addr, "nircd-1"), 20, "both agents at nircd-1")["epoch"]
+
+    T.private_pg("stop", PG_DIR)
+    r = env.ctl("--json", "cutover", "hubei", "--to", "shaanxi", "--reason", "Wuhan lockdown",
+                "--force", controllers=[a_addr])
+    assert r.returncode == 4, f"cutover during the outage: {r.returncode}\n{r.stdout}{r.stderr}"
+    reply = json.loads(r.stdout)
+    assert reply["applied"] == 2 and reply["failed"] == 0 and reply["pending"] == 0, reply
+    assert "recorded only in this controller's outage journal" in reply["warning"], reply
+    assert "a standby that takes over does not know this change" in reply["warning"], reply
+    cutover_id = reply["cutover_id"]
+    assert route_at(env, a_addr, "hubei") == ["shaanxi"]
+
+    a.kill()
+    T.private_pg("start", PG_DIR, str(PG_PORT))
+    epoch_b = T.wait_until(served_at(b_addr, "nircd-2"), 30,
+                           "nircd-2 to lead and serve both agents")["epoch"]
+    assert epoch_b > epoch_a, (epoch_a, epoch_b)
+    # nircd-2 never heard of the cutover: hubei goes home, and the trail
+    # says why in words that are true.
+    T.wait_until(lambda: route_at(env, b_addr, "hubei") == ["hubei"] or None, 20,
+                 "nircd-2 to send hubei home")
+    rows = T.wait_until(lambda: env.sql(
+        "SELECT detail->>'cause', detail->>'why' FROM audit_log WHERE action = 'route' AND "
+        "target = 'hubei' AND detail->>'after' = 'home'") or None, 10,
+        "the audit row of hubei's route home")
+    assert rows[0][0] == "no-rule", rows
+    assert f"(epoch {epoch_a}) is no rule's in the database" in rows[0][1], rows
+
+    # nircd-1 comes back and replays its journal: the cutover is history,
+    # not a rule in force.
+    start_a = os.path.getsize(a.log_path)
+    a = env.start_controller(name="nircd-1")
+    assert env.controller_status.startswith("standby"), env.controller_status
+    sup = T.wait_until(lambda: env.sql(
+        "SELECT detail->>'epoch', detail->>'newer_epoch', detail->>'why' FROM audit_log WHERE "
+        f"action = 'superseded' AND target = 'cutover {cutover_id}'") or None, 20,
+        "the superseded row for the journaled cutover")
+    assert len(sup) == 1, sup
+    assert (int(sup[0][0]), int(sup[0][1])) == (epoch_a, epoch_b), sup
+    assert "not applied" in sup[0][2], sup
+    assert env.sql(f"SELECT state FROM cutovers WHERE id = {cutover_id}") == [], \
+        env.sql("SELECT id, state FROM cutovers")
+    # What the operator did and what happened stay on record.
+    assert env.sql("SELECT count(*) FROM audit_log WHERE action = 'cutover' AND "
+                   f"(detail->>'cutover_id')::bigint = {cutover_id}") == [["1"]]
+    assert route_at(env, b_addr, "hubei") == ["hubei"]
+    r = env.ctl("--json", "history", "--since", "1h", controllers=[b_addr])
+    assert r.returncode == 0, r.stdout + r.stderr
+    entries = [e for e in json.loads(r.stdout)["entries"] if e["action"] == "superseded"]
+    assert len(entries) == 1, entries
+    d = entries[0]["detail"]
+    assert (d["epoch"], d["newer_epoch"]) == (epoch_a, epoch_b), d
+    assert d["change"] == f"cutover {cutover_id} of {{hubei}} to {{shaanxi}} by operator:alice", d
+
+    # The next failover does not carry the cutover out.
+    b.kill()
+    T.wait_until(lambda: "leading: epoch" in log_after(a, start_a) or None, 30,
+                 "nircd-1 to lead again")
+    rules = T.wait_until(lambda: [l for l in log_after(a, start_a).splitlines()
+                                  if "rules: " in l and "active cutovers" in l] or None, 10,
+                         "nircd-1's rule load")
+    assert "rules: 0 active cutovers" in rules[-1], rules
+    env.close()
+
+
+if __name__ == "__main__":
+    try:
+        T.main([test_journaled_cutover_of_a_dead_leader_is_superseded_not_resurrected])
+    finally:
+        T.private_pg("stop", PG_DIR)
