@@ -48,6 +48,7 @@ struct leader {
   uint64_t last_read_ms; /* standby: monotonic ms of its last successful lease read */
   bool timed_out;        /* the last statement had no answer in time (hung database) */
   int old_pid;           /* backend of the connection given up last (0: none) */
+  bool evict_told;       /* standby: its eviction of the standing lease's holder was logged */
   bool connected_once;   /* the sites were loaded by nircd before the first connect */
   bool sites_dirty;      /* the sites table changed (or may have): load it */
 };
@@ -238,11 +239,15 @@ static void leader_evict(leader_t *l, const lease_t *ls) {
                             "objsubid = 1 AND granted AND pid <> pg_backend_pid()",
                             0, NULL, PGRES_TUPLES_OK);
   if (!r) return;
-  log_warn(LOG_MAIN, LEADER_OBJ,
-           "leader %s (epoch %llu) has not renewed its lease for %llu ms: ended %s session(s) "
-           "holding the lock",
-           ls->node, (unsigned long long)ls->epoch, (unsigned long long)l->lease_ms,
-           PQgetvalue(r, 0, 0));
+  /* Once per standing lease: a session that does not end (its backend is
+   * stopped) is asked again every period, which says nothing new. */
+  if (!l->evict_told)
+    log_warn(LOG_MAIN, LEADER_OBJ,
+             "leader %s (epoch %llu) has not renewed its lease for %llu ms: asked PostgreSQL to "
+             "end %s session(s) holding the lock",
+             ls->node, (unsigned long long)ls->epoch, (unsigned long long)l->lease_ms,
+             PQgetvalue(r, 0, 0));
+  l->evict_told = true;
   PQclear(r);
 }
 
@@ -351,6 +356,7 @@ static void leader_standby_step(leader_t *l, leader_view_t *v) {
   if (renewed) {
     nirc_strlcpy(l->seen_renewed, ls.renewed, sizeof l->seen_renewed);
     l->watch_since_ms = now;
+    l->evict_told = false;
   }
   bool still = now - l->watch_since_ms >= l->lease_ms;
   bool mine = ls.present && strcmp(ls.node, l->node) == 0;
