@@ -91,8 +91,10 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
   case LEADER_LEADING:
     if (!rules) {
       log_info(LOG_MAIN, conf->node, "%s",
-               v->db_down ? "database down: routing on memory"
-                          : "database back: leadership confirmed");
+               v->db_down        ? "database down: routing on memory"
+               : v->lock_pending ? "database back, the leader lock not yet: its old session "
+                                   "still holds it"
+                                 : "database back: leadership confirmed");
       return;
     }
     srv->epoch = v->epoch;

@@ -47,10 +47,18 @@ struct leader {
   uint64_t watch_since_ms;
   uint64_t last_read_ms; /* standby: monotonic ms of its last successful lease read */
   bool timed_out;        /* the last statement had no answer in time (hung database) */
-  int old_pid;           /* backend of the connection given up last (0: none) */
-  bool evict_told;       /* standby: its eviction of the standing lease's holder was logged */
-  bool connected_once;   /* the sites were loaded by nircd before the first connect */
-  bool sites_dirty;      /* the sites table changed (or may have): load it */
+  /* The backend pid of this connection once pg_try_advisory_lock returned
+   * true on it (0: this session does not hold the lock). Only such a
+   * session writes the lease (leader_reclaim says why). */
+  int lock_pid;
+  /* A session of ours that held the lock and was given up (a statement
+   * without an answer, a broken connection): it may still hold the lock,
+   * until PostgreSQL ends it. 0: none, or it no longer holds it. */
+  int old_pid;
+  bool old_asked;      /* pg_terminate_backend was asked for old_pid */
+  bool evict_told;     /* standby: its eviction of the standing lease's holder was logged */
+  bool connected_once; /* the sites were loaded by nircd before the first connect */
+  bool sites_dirty;    /* the sites table changed (or may have): load it */
 };
 
 static const char *const leader_state_names[] = {
@@ -89,9 +97,14 @@ static void leader_touch(leader_t *l) {
 /* ---- database (thread) ---- */
 
 static void leader_disconnect(leader_t *l) {
-  /* Remembered: after a hung database wakes up, the session we gave up on
-   * may still hold the lock for a moment (leader_reclaim). */
-  if (l->conn && PQstatus(l->conn) == CONNECTION_OK) l->old_pid = PQbackendPID(l->conn);
+  /* Remembered: the session we gave up on ends only when its backend sees
+   * that we left; a hung database, or a frozen backend, may hold the lock
+   * for it long after (leader_reclaim). */
+  if (l->lock_pid) {
+    l->old_pid = l->lock_pid;
+    l->old_asked = false;
+  }
+  l->lock_pid = 0;
   if (l->conn) PQfinish(l->conn);
   l->conn = NULL;
 }
@@ -185,17 +198,45 @@ broken:
   return NULL;
 }
 
+/* 1: this session holds the lock now (and no other session does, so no
+ * old one of ours either); 0: another session holds it; -1: no answer. */
 static int leader_try_lock(leader_t *l) {
   PGresult *r = leader_exec(l, "SELECT pg_try_advisory_lock(1313428035)", 0, NULL, PGRES_TUPLES_OK);
   if (!r) return -1;
   int got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
   PQclear(r);
+  if (got) {
+    l->lock_pid = PQbackendPID(l->conn);
+    l->old_pid = 0;
+  }
   return got;
 }
 
 static void leader_unlock(leader_t *l) {
   PGresult *r = leader_exec(l, "SELECT pg_advisory_unlock(1313428035)", 0, NULL, PGRES_TUPLES_OK);
+  if (r && strcmp(PQgetvalue(r, 0, 0), "t") == 0) l->lock_pid = 0;
   PQclear(r);
+}
+
+/* The session holding the lock that this one could not take: its pid, 0
+ * when nobody holds it now (it was let go in between), -1 without an
+ * answer. If it is our own old session, PostgreSQL is asked to end it
+ * (again: a signal already pending is no harm). That is a request, not an
+ * ending: a backend that is stopped, or stuck in the kernel, goes on
+ * holding the lock until it runs again. */
+static int leader_holder(leader_t *l) {
+  char pid[16];
+  snprintf(pid, sizeof pid, "%d", l->old_pid);
+  const char *p[] = {pid};
+  PGresult *r = leader_exec(l,
+                            "SELECT pid, CASE WHEN pid = $1::int THEN pg_terminate_backend(pid) "
+                            "END FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND "
+                            "objid = 1313428035 AND objsubid = 1 AND granted",
+                            1, p, PGRES_TUPLES_OK);
+  if (!r) return -1;
+  int holder = PQntuples(r) ? atoi(PQgetvalue(r, 0, 0)) : 0;
+  PQclear(r);
+  return holder;
 }
 
 typedef struct {
@@ -387,6 +428,7 @@ static void leader_standby_step(leader_t *l, leader_view_t *v) {
 }
 
 static void leader_lead_step(leader_t *l, leader_view_t *v) {
+  if (!l->lock_pid) return; /* never renewed without the lock (leader_step reclaims it first) */
   char es[24];
   snprintf(es, sizeof es, "%llu", (unsigned long long)v->epoch);
   const char *p[] = {es};
@@ -414,41 +456,76 @@ static void leader_lead_step(leader_t *l, leader_view_t *v) {
     return;
   }
   leader_touch(l);
-  if (v->db_down) {
-    v->db_down = false;
+  if (v->lock_pending) {
+    log_info(LOG_MAIN, LEADER_OBJ,
+             "this controller's session (pid %d) holds the lock again: still leading epoch %llu",
+             l->lock_pid, (unsigned long long)v->epoch);
+  } else if (v->db_down) {
     log_info(LOG_MAIN, LEADER_OBJ, "database reachable again: still leading epoch %llu",
              (unsigned long long)v->epoch);
+  }
+  if (v->db_down || v->lock_pending) {
+    v->db_down = false;
+    v->lock_pending = false;
     leader_publish(l, v, NULL);
   }
 }
 
-/* Back on the database after losing the connection while leading: the
- * lock must be ours again and the lease still on our epoch. */
+/* Leading, but this session does not hold the lock (it is new: the one
+ * that held it was given up): the lock must be this session's again, and
+ * the lease still on our epoch, before anything is renewed. Called on
+ * every step until then.
+ *
+ * Why at most one controller leads with the lock, and the lease agrees:
+ * the lock is held by one session at a time; the lease is written (a new
+ * epoch in leader_take, a renewal of our own epoch in leader_lead_step)
+ * only on a session whose pg_try_advisory_lock returned true (lock_pid),
+ * and that session still holds the lock when it writes, because a session
+ * lets go of it only by ending (after which nothing runs on it) or by our
+ * unlock (which clears lock_pid). So every lease write comes from the
+ * lock's holder of the moment. A controller whose old session still holds
+ * the lock waits for it here, renewing nothing: it does not lead on a
+ * lease it cannot back with the lock. Its lease then runs out (it issues
+ * nothing once its last renewal is a lease old: leader_may_issue), and
+ * once the old session has ended, the lock goes to whoever asks first.
+ * If that is a standby, it takes a new epoch under the lock, and we step
+ * down when we find the lock taken or the lease on that epoch; if it is
+ * us, the lease is still on our epoch (nobody else could write it
+ * meanwhile) and we renew it. Before this, the wait ended after one
+ * pg_terminate_backend, which returns as soon as the signal is sent:
+ * the next step renewed the lease on a session without the lock, and
+ * after the old backend ended, nobody held it while the renewed lease
+ * kept the standbys from asking.
+ *
+ * The old session is known by its pid alone: were that pid reused by
+ * another controller's session holding the lock, we would wait (and ask to
+ * end that session) until our lease runs out; an election, not two
+ * leaders. */
 static void leader_reclaim(leader_t *l, leader_view_t *v) {
   int got = leader_try_lock(l);
   if (got < 0) return;
-  if (got == 0 && l->old_pid) {
-    /* Our own session from before the database hung may still hold the
-     * lock: end that one (only that pid) and try again on the next step. */
-    char pid[16];
-    snprintf(pid, sizeof pid, "%d", l->old_pid);
-    const char *p[] = {pid};
-    PGresult *r = leader_exec(l,
-                              "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE "
-                              "locktype = 'advisory' AND classid = 0 AND objid = 1313428035 AND "
-                              "objsubid = 1 AND granted AND pid = $1::int",
-                              1, p, PGRES_TUPLES_OK);
-    bool ours = r && strcmp(PQgetvalue(r, 0, 0), "1") == 0;
-    PQclear(r);
-    l->old_pid = 0;
-    if (ours) {
-      log_info(LOG_MAIN, LEADER_OBJ,
-               "ended this controller's own stale session, which still held the lock");
+  if (got == 0) {
+    int holder = leader_holder(l);
+    if (holder <= 0) return; /* no answer, or let go meanwhile: try again on the next step */
+    if (holder != l->old_pid) {
+      leader_lose(l, v, "another controller holds the leader lock");
       return;
     }
-  }
-  if (got == 0) {
-    leader_lose(l, v, "another controller holds the leader lock");
+    if (!l->old_asked) {
+      l->old_asked = true;
+      log_warn(LOG_MAIN, LEADER_OBJ,
+               "asked PostgreSQL to end this controller's old session (pid %d), which still "
+               "holds the lock; the lease of epoch %llu is not renewed until this session "
+               "(pid %d) holds it",
+               holder, (unsigned long long)v->epoch, PQbackendPID(l->conn));
+    }
+    /* Reachable, so not leading on memory: leader_may_issue stops once
+     * the last renewal is a lease old, when a standby may take over. */
+    if (!v->lock_pending || v->db_down) {
+      v->lock_pending = true;
+      v->db_down = false;
+      leader_publish(l, v, NULL);
+    }
     return;
   }
   lease_t ls;
@@ -476,10 +553,12 @@ static void leader_step(leader_t *l, leader_view_t *v) {
       }
       return;
     }
-    if (v->state == LEADER_LEADING) {
-      leader_reclaim(l, v);
-      return;
-    }
+  }
+  /* Leading needs the lock on this very session: after a reconnect, and
+   * for as long as our old session still holds it, nothing else is done. */
+  if (v->state == LEADER_LEADING && !l->lock_pid) {
+    leader_reclaim(l, v);
+    return;
   }
   switch (v->state) {
   case LEADER_STARTING:

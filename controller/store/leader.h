@@ -21,7 +21,9 @@
  * Each new leader takes a new epoch from epoch_seq and loads the rules.
  * A leader that cannot reach the database at all keeps leading (it routes
  * on memory, SPEC 7); when the database returns it must get the lock back
- * with the lease still on its own epoch, or it has lost. A leader whose
+ * with the lease still on its own epoch, or it has lost; it renews nothing
+ * before its new session holds the lock, however long its old session
+ * (a stopped backend, say) goes on holding it. A leader whose
  * last renewal is older than lease_timeout while the database has not been
  * seen down may have been paused: leader_may_issue() is false until the
  * next renewal decides, so a resumed old leader issues nothing. So is one
@@ -78,7 +80,12 @@ typedef struct {
    * renewed since its previous read (net/hold.h: a leader is believed
    * alive once renewed twice after a link arrived). Only grows. */
   uint64_t renewals;
-  bool db_down;  /* LEADING: the database cannot be reached now */
+  bool db_down; /* LEADING: the database cannot be reached now */
+  /* LEADING: the database is back, but this instance's old session still
+   * holds the lock (its backend has not ended yet): the lease is not
+   * renewed until the new session holds the lock, so this instance issues
+   * nothing once its last renewal is a lease old (leader_may_issue). */
+  bool lock_pending;
   char why[256]; /* LOST: what happened */
 } leader_view_t;
 
