@@ -1041,14 +1041,14 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "       nircctl cutover --amend ID [--to HUB[,HUB...]] [--share PERMILLE]\n"
      "                       [--for DURATION | --until TIME] [--reason TEXT] [--force]\n\n"
      "Moves the sources' calls (all, or --share permille of them) to the first\n"
-     "eligible hub, after checking with\n"
-     "Erlang C that the hub can answer them. Refused (exit 1) if any source would\n"
-     "not move, naming each with the agents its hubs would need; --force moves\n"
-     "anyway and warns which hub's prediction it overrides. Waits until\n"
-     "every site acknowledged; exit 4 if some did not. --amend changes the hubs,\n"
-     "share or expiry of an active cutover in place: its sources do not go home on\n"
-     "the way, and the capacity check runs on the amended move. --force is part of\n"
-     "the amendment: without it a forced cutover is checked again from then on.\n\n"
+     "eligible hub, after checking with Erlang C that the hub can answer them.\n"
+     "Refused (exit 1) if any source would not move, naming each with the agents\n"
+     "its hubs would need; --force moves anyway and warns which hub's prediction\n"
+     "it overrides. Waits until every site acknowledged: exit 4 if some did not,\n"
+     "5 if every one failed. --amend changes the hubs, share or expiry of an active\n"
+     "cutover in place: its sources do not go home on the way, and the capacity\n"
+     "check runs on the amended move. --force is part of the amendment: without it\n"
+     "a forced cutover is checked again from then on.\n\n"
      "Examples:\n"
      "  nircctl cutover hubei --to shaanxi --reason 'Wuhan lockdown'\n"
      "  nircctl cutover --amend 2000001 --share 500 --reason 'peak: half to Xi'\"'\"'an'\n"
@@ -1059,15 +1059,16 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
     {CTL_CMD_RESTORE, "restore", "end a cutover: sources go home (audited)",
      "usage: nircctl restore SRC[,SRC...] [--reason TEXT] | nircctl restore --cutover ID\n\n"
      "Ends the emergency cutover of the sources (or the whole cutover ID); they route\n"
-     "by their schedule, overflow rule or home again. Waits for acknowledgements.\n\n"
+     "by their schedule, overflow rule or home again. Waits for acknowledgements:\n"
+     "exit 4 if some site failed or is pending, 5 if every one failed.\n\n"
      "Examples:\n  nircctl restore hubei\n  nircctl restore --cutover 2000001\n",
      build_restore, 60000},
     {CTL_CMD_READMIT, "readmit", "put a site excluded after a failed move back into its rule",
      "usage: nircctl readmit SITE[,SITE...] [--reason TEXT]\n\n"
      "A source whose move failed at its PBX was sent home and kept out of its rules\n"
      "(`nircctl status` shows \"excluded after a failed move\"). Once the PBX is fixed,\n"
-     "readmit puts it back: it routes by its rule again, without ending the rule for\n"
-     "anyone else. Audited. Waits for acknowledgements; exit 4 if some did not come.\n\n"
+     "readmit puts it back under its rule, without ending the rule for anyone else.\n"
+     "Audited. Exit 4 if some site failed or is pending, 5 if every one failed.\n\n"
      "Example:\n  nircctl readmit guangdong --reason 'PBX trunk fixed'\n",
      build_readmit, 60000},
     {CTL_CMD_PLAN, "plan", "capacity prediction for a move or a schedule, nothing moves",

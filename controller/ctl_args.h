@@ -16,8 +16,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* nircctl's exit codes (SPEC section 9). */
-enum { EXIT_DONE = 0, EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3, EXIT_PARTIAL = 4 };
+/* nircctl's exit codes (SPEC section 9). EXIT_NOT_APPLIED: a move the
+ * controller took that no site applied (every one failed): nothing moved,
+ * which is no partial success, and a script must not read it as one. */
+enum {
+  EXIT_DONE = 0,
+  EXIT_REFUSED = 1,
+  EXIT_USAGE = 2,
+  EXIT_UNREACHABLE = 3,
+  EXIT_PARTIAL = 4,
+  EXIT_NOT_APPLIED = 5
+};
 
 #define CTL_MAX_LIST 64
 

@@ -4,7 +4,8 @@
  *
  * Exit codes (SPEC section 9): 0 done, 1 refused, 2 usage (also when the
  * controller finds the request's own text wrong), 3 controller
- * unreachable or no leader (only standbys answered), 4 partially applied.
+ * unreachable or no leader (only standbys answered), 4 partially applied or
+ * pending, 5 not applied (no site applied a move; nothing moved).
  *
  * Every text that comes from the controller, an agent or the database is
  * printed through esc(): control characters, bidirectional controls and
@@ -17,6 +18,7 @@
 #include "ctl_report.h"
 #include "ctl_alarms.h"
 #include "ctl_history.h"
+#include "ctl_move.h"
 #include "ctl_plan.h"
 #include "ctl_status.h"
 #include "err.h"
@@ -340,16 +342,6 @@ static void print_status_json(const Nirc__StatusReply *st) {
 
 /* ---- moves, plans, history: output ---- */
 
-static const char *outcome_word(const Nirc__SiteOutcome *o) {
-  if (o->pending) return "pending";
-  switch (o->result) {
-  case NIRC__ACK_RESULT__ACK_RESULT_APPLIED: return "applied";
-  case NIRC__ACK_RESULT__ACK_RESULT_REJECTED: return "rejected";
-  case NIRC__ACK_RESULT__ACK_RESULT_FAILED: return "failed";
-  default: return "unknown";
-  }
-}
-
 /* A document jansson could not build (a string that is not UTF-8: the
  * controller never sends one, a mangled reply might) is replaced by a
  * refusal that says so, so standard output is always one valid JSON
@@ -404,14 +396,14 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
   /* A warning on a move means its record is not durable: a new leader may
    * not route this way. That is not "done". */
   bool not_durable = !m->dry_run && rep->error && rep->error->message;
-  int code = m->failed > 0 || m->pending > 0 || not_durable ? EXIT_PARTIAL : EXIT_DONE;
+  int code = ctl_move_exit(m, not_durable);
   if (json) {
     json_t *outs = json_array();
     for (size_t i = 0; i < m->n_outcomes; i++)
       json_array_append_new(
           outs, json_pack("{s:s, s:s, s:s, s:I, s:I}", "site", m->outcomes[i]->site, "result",
-                          outcome_word(m->outcomes[i]), "detail", m->outcomes[i]->detail, "version",
-                          (json_int_t)m->outcomes[i]->version, "latency_ms",
+                          ctl_move_outcome_word(m->outcomes[i]), "detail", m->outcomes[i]->detail,
+                          "version", (json_int_t)m->outcomes[i]->version, "latency_ms",
                           (json_int_t)m->outcomes[i]->latency_ms));
     json_t *j = json_pack(
         "{s:b, s:I, s:b, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:s}", "ok", code == EXIT_DONE,
@@ -433,27 +425,13 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
     if (forced) fprintf(stderr, "warning: %s\n", esc(m->force_warning));
     return EXIT_DONE;
   }
-  for (size_t i = 0; i < m->n_outcomes; i++) {
-    const Nirc__SiteOutcome *o = m->outcomes[i];
-    if (o->result != NIRC__ACK_RESULT__ACK_RESULT_APPLIED)
-      printf("  %-12s %s: %s\n", esc(o->site), outcome_word(o), esc(o->detail));
-  }
-  if (m->cutover_id) printf("cutover %llu: ", (unsigned long long)m->cutover_id);
-  printf("%u applied, %u failed", m->applied, m->failed);
-  if (m->pending) printf(", %u pending", m->pending);
-  printf(" in %lld ms\n", (long long)m->elapsed_ms);
+  ctl_move_print(stdout, m);
   if (forced) fprintf(stderr, "warning: %s\n", esc(m->force_warning));
   if (not_durable)
     fprintf(stderr, "nircctl: %s\n", esc(rep->error->message));
   else if (rep->error && rep->error->message)
     fprintf(stderr, "warning: %s\n", esc(rep->error->message));
-  if (m->failed > 0)
-    fprintf(stderr, "nircctl: partially applied: see `nircctl alarms` and `nircctl status`\n");
-  else if (m->pending > 0)
-    fprintf(stderr,
-            "nircctl: not applied everywhere yet: %u pending (the lines above say why; an alarm "
-            "stands until each is; `nircctl site SLUG` shows it)\n",
-            m->pending);
+  ctl_move_say(stderr, m);
   return code;
 }
 
@@ -1046,7 +1024,7 @@ static void usage(FILE *f) {
              "  --help, --version     this help; the version\n"
              "\n"
              "Exit codes: 0 done, 1 refused, 2 usage, 3 controller unreachable or no leader, 4 "
-             "partially applied\n"
+             "partially applied or pending, 5 not applied\n"
              "\n"
              "Examples:\n"
              "  nircctl status\n"

@@ -7,7 +7,8 @@ command and validate what it prints: every documented key there with its
 type, and no key the document does not list, so the document and the code
 cannot drift apart. The exit statuses are checked with the output: 0 done,
 1 refused (a JSON refusal on stdout, even with --json), 2 usage and
-3 unreachable (nothing on stdout), 4 partially applied.
+3 unreachable (nothing on stdout), 4 partially applied (5, not applied at
+all, is unit-tested: test_ctl_move).
 
 Daytime business clock, as in test_routing: at 10:00 on 2020-01-23 Hubei
 alone would overload Shaanxi, so `plan hubei --to shaanxi` is refused and

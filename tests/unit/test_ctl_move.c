@@ -1,0 +1,145 @@
+/* nircctl's words for a move's outcome (controller/ctl_move.c), on
+ * hand-made replies: each verdict is one the counts bear out ("partially
+ * applied" only when some site applied it), and its exit code. */
+#include "ctl_args.h"
+#include "ctl_move.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define MAX_SITES 8
+
+typedef struct {
+  Nirc__MoveReply m;
+  Nirc__SiteOutcome o[MAX_SITES], *op[MAX_SITES];
+} fixture_t;
+
+/* One outcome per character of `results`: 'a' applied, 'f' failed,
+ * 'p' pending; the sites are named s0, s1, ... except the first, the hub,
+ * shaanxi. */
+static void make(fixture_t *f, const char *results) {
+  static char names[MAX_SITES][8];
+  memset(f, 0, sizeof *f);
+  nirc__move_reply__init(&f->m);
+  f->m.cutover_id = 1000001;
+  f->m.elapsed_ms = 10053;
+  for (size_t i = 0; results[i] && i < MAX_SITES; i++) {
+    Nirc__SiteOutcome *o = &f->o[i];
+    nirc__site_outcome__init(o);
+    snprintf(names[i], sizeof names[i], "s%zu", i);
+    o->site = i == 0 ? "shaanxi" : names[i];
+    o->detail = "";
+    switch (results[i]) {
+    case 'a':
+      o->result = NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
+      f->m.applied++;
+      break;
+    case 'f':
+      o->result = NIRC__ACK_RESULT__ACK_RESULT_FAILED;
+      o->detail = "site is offline: directive not delivered";
+      f->m.failed++;
+      break;
+    default:
+      o->pending = 1;
+      o->detail = "not delivered: the site is offline";
+      f->m.pending++;
+    }
+    f->op[i] = o;
+    f->m.n_outcomes++;
+  }
+  f->m.outcomes = f->op;
+}
+
+/* What ctl_move_print and ctl_move_say write, in one string. */
+static char *words(const fixture_t *f) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  assert_non_null(out);
+  ctl_move_print(out, &f->m);
+  ctl_move_say(out, &f->m);
+  fclose(out);
+  return text;
+}
+
+static void expect(const char *results, ctl_move_verdict_t verdict, int code, const char *said,
+                   const char *counts) {
+  fixture_t f;
+  make(&f, results);
+  assert_int_equal(ctl_move_verdict(&f.m), verdict);
+  assert_int_equal(ctl_move_exit(&f.m, false), code);
+  char *text = words(&f);
+  if (said && !strstr(text, said)) fail_msg("%s: no '%s' in:\n%s", results, said, text);
+  if (!strstr(text, counts)) fail_msg("%s: no '%s' in:\n%s", results, counts, text);
+  /* "partially" only when some site applied the move. */
+  if (f.m.applied == 0 && strstr(text, "partially"))
+    fail_msg("%s: 'partially' with nothing applied:\n%s", results, text);
+  if (!said && strstr(text, "nircctl:"))
+    fail_msg("%s: a verdict for a done move:\n%s", results, text);
+  free(text);
+}
+
+static void test_each_verdict_is_true(void **state) {
+  (void)state;
+  /* The audit's case: it said "partially applied" (exit 4) for this. */
+  expect("ff", CTL_MOVE_NOT_APPLIED, EXIT_NOT_APPLIED,
+         "nircctl: not applied: no site applied it, all 2 failed", "0 applied, 2 failed in");
+  expect("aa", CTL_MOVE_APPLIED, EXIT_DONE, NULL, "cutover 1000001: 2 applied, 0 failed in");
+  /* The hub applied, every source failed: the verdict names the hub. */
+  expect("afff", CTL_MOVE_PARTIAL, EXIT_PARTIAL,
+         "nircctl: partially applied: applied at shaanxi; 3 failed (the lines above say why)",
+         "1 applied, 3 failed in 10053 ms");
+  expect("ap", CTL_MOVE_PARTIAL, EXIT_PARTIAL, "partially applied: applied at shaanxi; 1 pending",
+         "1 applied, 0 failed, 1 pending");
+  expect("pp", CTL_MOVE_PENDING, EXIT_PARTIAL, "nircctl: not applied yet: all 2 pending",
+         "0 applied, 0 failed, 2 pending");
+  expect("fp", CTL_MOVE_NOT_YET, EXIT_PARTIAL,
+         "nircctl: not applied: no site applied it yet; 1 failed, 1 pending",
+         "0 applied, 1 failed, 1 pending");
+  /* A restore that had nothing to send. */
+  expect("", CTL_MOVE_APPLIED, EXIT_DONE, NULL, "0 applied, 0 failed in");
+}
+
+/* Done everywhere but not recorded durably is not done; nothing applied
+ * stays "not applied" whatever the record. */
+static void test_not_durable(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f, "aa");
+  assert_int_equal(ctl_move_exit(&f.m, true), EXIT_PARTIAL);
+  make(&f, "ff");
+  assert_int_equal(ctl_move_exit(&f.m, true), EXIT_NOT_APPLIED);
+}
+
+/* The sites that did not apply, one line each, escaped; the applied ones
+ * named in the verdict, at most five. */
+static void test_lines_and_names(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f, "aaaaaaaf");
+  f.o[7].detail = "PBX \x1b[31mdown";
+  char *text = words(&f);
+  assert_non_null(strstr(text, "  s7           failed: PBX \\x1b[31mdown\n"));
+  assert_null(strstr(text, "s1           "));
+  assert_non_null(strstr(text, "applied at shaanxi, s1, s2, s3, s4 and 2 more; 1 failed"));
+  free(text);
+  assert_string_equal(ctl_move_outcome_word(&f.o[0]), "applied");
+  make(&f, "p");
+  assert_string_equal(ctl_move_outcome_word(&f.o[0]), "pending");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_each_verdict_is_true),
+      cmocka_unit_test(test_not_durable),
+      cmocka_unit_test(test_lines_and_names),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
