@@ -30,11 +30,16 @@ json_t *report_to_json(const Nirc__LoadReport *r) {
       (json_int_t)r->sl_threshold_s, "calls_from_other_sites",
       (json_int_t)r->calls_from_other_sites, "pbx_unreadable", r->pbx_unreadable);
   if (!o) return NULL;
-  /* Figures not measured: null in place, and named in not_measured. */
+  /* Figures not measured: null in place, and named in not_measured. A
+   * PBX that could not be read measured nothing: every figure is null,
+   * the calls too (bit 0: only then), rather than the zeros on the wire. */
   static const struct {
     uint32_t bit;
     const char *keys[2];
   } nm[] = {
+      {0, {"calls_offered", NULL}},
+      {0, {"calls_answered", NULL}},
+      {0, {"calls_abandoned", NULL}},
       {REPORT_NM_LOGGED_IN, {"agents_logged_in", NULL}},
       {REPORT_NM_READY, {"agents_ready", NULL}},
       {REPORT_NM_TALKING, {"agents_talking", NULL}},
@@ -44,9 +49,12 @@ json_t *report_to_json(const Nirc__LoadReport *r) {
       {REPORT_NM_WAIT, {"longest_wait_ms", NULL}},
       {REPORT_NM_AHT, {"aht_ms", NULL}},
       {REPORT_NM_SL, {"answered_within_threshold", "sl_threshold_s"}},
+      {0, {"calls_from_other_sites", NULL}},
+      {0, {"calls_routed_away", NULL}},
   };
   json_t *list = json_array();
-  bool sl_unknown = (r->not_measured & REPORT_NM_SL) != 0;
+  bool unreadable = r->pbx_unreadable;
+  bool sl_unknown = unreadable || (r->not_measured & REPORT_NM_SL) != 0;
   if (!list || json_object_set_new(o, "not_measured", list)) {
     json_decref(o);
     return NULL;
@@ -54,7 +62,8 @@ json_t *report_to_json(const Nirc__LoadReport *r) {
   /* All or nothing: a report missing a field would read as a zero. */
   if (json_object_set_new(o, "calls_routed_away", json_integer((json_int_t)r->calls_routed_away)) ||
       json_object_set_new(o, "routed_to", report_routed_json(r)) ||
-      json_object_set_new(o, "routing_measured", json_boolean(r->routing_measured)) ||
+      json_object_set_new(o, "routing_measured",
+                          json_boolean(r->routing_measured && !unreadable)) ||
       json_object_set_new(o, "calls_in_queue_peak",
                           json_integer((json_int_t)r->calls_in_queue_peak)) ||
       json_object_set_new(o, "service_level",
@@ -67,7 +76,7 @@ json_t *report_to_json(const Nirc__LoadReport *r) {
     return NULL;
   }
   for (size_t i = 0; i < sizeof nm / sizeof nm[0]; i++) {
-    if (!(r->not_measured & nm[i].bit)) continue;
+    if (!unreadable && !(nm[i].bit && (r->not_measured & nm[i].bit))) continue;
     for (int k = 0; k < 2 && nm[i].keys[k]; k++) {
       if (json_object_set_new(o, nm[i].keys[k], json_null()) ||
           json_array_append_new(list, json_string(nm[i].keys[k]))) {

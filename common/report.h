@@ -28,7 +28,9 @@
  * nothing was offered) and "pbx_error" when the PBX was unreadable.
  * A figure the report marks as not measured is null (service_level too
  * when SL is not measured), and "not_measured" lists their names ([]
- * when everything was measured): never a zero that was not counted.
+ * when everything was measured): never a zero that was not counted. An
+ * unreadable PBX measured nothing: every figure is null and named, the
+ * calls too, and routing_measured is false.
  * Returns a new reference (json_null() for r == NULL), or NULL on OOM. */
 json_t *report_to_json(const Nirc__LoadReport *r);
 

@@ -49,14 +49,14 @@ def enum(*words):
 
 
 ROUTE_SHARE = {"site": str, "permille": int}
-MEASURED = (int, NULL)  # null: the site does not measure it (not_measured names it)
+MEASURED = (int, NULL)  # null: not measured, or the PBX unreadable (not_measured names it)
 LOAD = {
-    "site": str, "timestamp_ms": int, "interval_ms": int, "calls_offered": int,
-    "calls_answered": int, "calls_abandoned": int, "calls_in_queue": MEASURED,
+    "site": str, "timestamp_ms": int, "interval_ms": int, "calls_offered": MEASURED,
+    "calls_answered": MEASURED, "calls_abandoned": MEASURED, "calls_in_queue": MEASURED,
     "longest_wait_ms": MEASURED, "agents_logged_in": MEASURED, "agents_ready": MEASURED,
     "agents_talking": MEASURED, "agents_not_ready": MEASURED, "aht_ms": MEASURED,
     "answered_within_threshold": MEASURED, "sl_threshold_s": MEASURED,
-    "calls_from_other_sites": int, "calls_routed_away": int, "routed_to": ANY_OBJECT,
+    "calls_from_other_sites": MEASURED, "calls_routed_away": MEASURED, "routed_to": ANY_OBJECT,
     "routing_measured": bool,
     "calls_in_queue_peak": MEASURED, "pbx_unreadable": bool, "service_level": (float, NULL),
     "not_measured": [str],

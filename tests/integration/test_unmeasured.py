@@ -6,7 +6,9 @@ second audit): a figure nobody measured is shown as unknown, never as 0.
   page's row says "PBX unreadable" for the queue and the agents (it said
   0 and 0/0), and the map's tooltip, on the page's /map.svg and in
   `nircctl map`, says "PBX unreadable, queue not measured" (it said "no
-  load report, 0 in queue");
+  load report, 0 in queue"); its load in `nircctl --json status` and `site`
+  and on /status.json has every figure null and named in not_measured (they
+  were 0 with not_measured []);
 - anhui never connected: the maps say "no load report, queue not
   measured" (they said "0 in queue");
 - henan reports calls only, as a proxy does: the maps say "agents not
@@ -64,6 +66,28 @@ def test_start():
     assert j["hubei"]["load"]["pbx_unreadable"], j["hubei"]
     assert j["hunan"]["load"]["agents_ready"] == 5 and \
         "agents_talking" in j["hunan"]["load"]["not_measured"], j["hunan"]
+    check_unreadable_json(j["hubei"]["load"], "nircctl --json status")
+    r = env.ctl("--json", "site", "hubei")
+    assert r.returncode == 0, r.stderr
+    check_unreadable_json(json.loads(r.stdout)["sites"][0]["load"], "nircctl --json site")
+    page_load = T.wait_until(lambda: {x["slug"]: x for x in T.status_json(page)["sites"]}
+                             ["hubei"]["load"], 10, "hubei's load on /status.json")
+    check_unreadable_json(page_load, "/status.json")
+
+
+# Every figure of a report, as docs/CLI-JSON.md's Load names them.
+FIGURES = {"calls_offered", "calls_answered", "calls_abandoned", "calls_in_queue",
+           "calls_in_queue_peak", "longest_wait_ms", "agents_logged_in", "agents_ready",
+           "agents_talking", "agents_not_ready", "aht_ms", "answered_within_threshold",
+           "sl_threshold_s", "calls_from_other_sites", "calls_routed_away"}
+
+
+def check_unreadable_json(load, where):
+    """An unreadable PBX measured nothing: each figure null and named in
+    not_measured (they were 0, with not_measured [])."""
+    assert load["pbx_unreadable"] and "PBX login refused" in load["pbx_error"], (where, load)
+    assert all(load[k] is None for k in FIGURES) and load["service_level"] is None, (where, load)
+    assert set(load["not_measured"]) == FIGURES, (where, load["not_measured"])
 
 
 def test_page_rows_say_unknown():

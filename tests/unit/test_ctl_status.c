@@ -346,6 +346,64 @@ static void test_table_unmeasured_aligned(void **state) {
   free(text);
 }
 
+/* --json: a site whose PBX could not be read measured nothing, so every
+ * figure of its load is null and named in not_measured (they were 0 with
+ * not_measured []); a proxy's calls stay numbers, its missing figures
+ * null. */
+static void test_json_unreadable_measures_nothing(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f);
+  Nirc__LoadReport proxy, unreadable;
+  nirc__load_report__init(&proxy);
+  proxy.calls_offered = 5;
+  proxy.not_measured = REPORT_NM_PROXY;
+  nirc__load_report__init(&unreadable);
+  unreadable.pbx_unreadable = 1;
+  unreadable.pbx_error = "login refused";
+  f.s[0].last_report = &proxy;
+  f.s[1].last_report = &unreadable;
+  ctl_status_opts_t o = {.tz = "Asia/Shanghai"};
+  json_t *top = ctl_status_json(&f.st, &o);
+  assert_non_null(top);
+  json_t *sites = json_object_get(top, "sites");
+  json_t *bad = json_object_get(json_array_get(sites, 1), "load");
+  static const char *const figures[] = {"calls_offered",
+                                        "calls_answered",
+                                        "calls_abandoned",
+                                        "calls_in_queue",
+                                        "calls_in_queue_peak",
+                                        "longest_wait_ms",
+                                        "agents_logged_in",
+                                        "agents_ready",
+                                        "agents_talking",
+                                        "agents_not_ready",
+                                        "aht_ms",
+                                        "answered_within_threshold",
+                                        "sl_threshold_s",
+                                        "calls_from_other_sites",
+                                        "calls_routed_away"};
+  json_t *nm = json_object_get(bad, "not_measured");
+  for (size_t k = 0; k < sizeof figures / sizeof figures[0]; k++) {
+    json_t *v = json_object_get(bad, figures[k]);
+    if (!v || !json_is_null(v)) fail_msg("%s of an unreadable PBX is not null", figures[k]);
+    bool named = false;
+    for (size_t i = 0; i < json_array_size(nm); i++)
+      named |= strcmp(json_string_value(json_array_get(nm, i)), figures[k]) == 0;
+    if (!named) fail_msg("%s of an unreadable PBX is not in not_measured", figures[k]);
+  }
+  assert_int_equal(json_array_size(nm), sizeof figures / sizeof figures[0]);
+  assert_true(json_is_null(json_object_get(bad, "service_level")));
+  assert_true(json_is_false(json_object_get(bad, "routing_measured")));
+  assert_string_equal(json_string_value(json_object_get(bad, "pbx_error")), "login refused");
+  json_t *px = json_object_get(json_array_get(sites, 0), "load");
+  assert_int_equal(json_integer_value(json_object_get(px, "calls_offered")), 5);
+  assert_true(json_is_integer(json_object_get(px, "calls_routed_away")));
+  assert_true(json_is_null(json_object_get(px, "agents_logged_in")));
+  assert_int_equal(json_array_size(json_object_get(px, "not_measured")), 10);
+  json_decref(top);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_width),
@@ -355,6 +413,7 @@ int main(void) {
       cmocka_unit_test(test_page_and_summary),
       cmocka_unit_test(test_site_names_what_was_not_measured),
       cmocka_unit_test(test_table_unmeasured_aligned),
+      cmocka_unit_test(test_json_unreadable_measures_nothing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
