@@ -237,6 +237,23 @@ static int engine_persist_schedule(engine_t *e, const schedule_t *s, const char 
   return engine_store(e, &rec);
 }
 
+/* Refuses a schedule that would move calls in a circle with the enabled
+ * ones (rules_schedule_cycle): the planner could keep only part of it, so
+ * it is refused before anything is stored. true: refused. */
+static bool engine_schedule_cycle(engine_t *e, const engine_req_t *rq, const schedule_t *s,
+                                  const char *prefix, const char *target) {
+  char why[512];
+  int rc = rules_schedule_cycle(s, e->sch, e->n_sch, why, sizeof why);
+  if (rc == 0) return false;
+  if (rc < 0)
+    engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
+                       "out of memory");
+  else
+    engine_refuse(e, rq, "schedule", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s%s", prefix,
+                  why);
+  return true;
+}
+
 void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__ScheduleRequest *req) {
   e->eval_dirty = true; /* a rule may change: planned on the next tick */
   void *c = rq->client;
@@ -267,6 +284,7 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
         return;
       }
     }
+    if (engine_schedule_cycle(e, rq, &s, "", target_)) return;
     if (!engine_can_record(e, rq, "schedule", target_)) return;
     group_t *g = engine_group_begin(e);
     s.id = e->next_rule_id++;
@@ -336,6 +354,7 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
             return;
           }
         }
+        if (engine_schedule_cycle(e, rq, &trial, "cannot enable: ", target_)) return;
       }
       if (!engine_can_record(e, rq, "schedule", target_)) return;
       engine_group_begin(e); /* NULL: the records are not followed */

@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 /* Sites a refusal's hint looks through (the scenario has 31; past this
  * many the suggestion may miss a name). */
@@ -679,6 +680,197 @@ bool rules_overflows_conflict(const overflow_rule_t *a, const overflow_rule_t *b
              "overflow rules '%s' and '%s' both watch %.*s; keep one overflow rule per source",
              a->name, b->name, SCENARIO_SLUG_MAX - 1, a->source);
   return true;
+}
+
+/* ---- cycles ------------------------------------------------------------- */
+
+/* The window of `s` that holds minute t of the week (0 = Monday 00:00), as
+ * [*from, *to) on that clock: a window begun on Sunday night holds Monday
+ * morning, and is then placed a week earlier. */
+static bool rules_week_window(const schedule_t *s, int t, int *from, int *to) {
+  int len = rules_window_len(s);
+  for (int d = 0; d < 7; d++) {
+    if (!(s->days & (1u << d))) continue;
+    for (int k = 0; k >= -1; k--) {
+      int st = d * RULES_MIN_PER_DAY + s->start_min + k * RULES_MIN_PER_WEEK;
+      if (t >= st && t < st + len) {
+        *from = st;
+        *to = st + len;
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+static int rules_cmp_int(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+/* The search's state: the sites reached (node), how (from parent, by
+ * others[via]), and which other schedules are in force at the instant. */
+typedef struct {
+  const schedule_t *s, *others;
+  size_t n;
+  bool *active;
+  const char **node;
+  int *parent, *via;
+  size_t nn, max;
+} rules_cycle_t;
+
+static int rules_cycle_node(rules_cycle_t *c, const char *slug, int parent, int via) {
+  for (size_t i = 0; i < c->nn; i++)
+    if (strncmp(c->node[i], slug, SCENARIO_SLUG_MAX) == 0) return -1; /* reached already */
+  if (c->nn == c->max) return -1;
+  c->node[c->nn] = slug;
+  c->parent[c->nn] = parent;
+  c->via[c->nn] = via;
+  return (int)c->nn++;
+}
+
+/* Breadth first from s's hubs along the moves of the schedules in force
+ * (each source to each of its hubs, any of which it may use): the first of
+ * s's sources reached closes a circle, as s moves it to the hub the search
+ * started from. Returns that node, or -1. */
+static int rules_cycle_search(rules_cycle_t *c) {
+  c->nn = 0;
+  for (unsigned h = 0; h < c->s->hubs.n && h < RULES_MAX_SITES; h++)
+    rules_cycle_node(c, c->s->hubs.v[h], -1, -1);
+  for (size_t q = 0; q < c->nn; q++) {
+    if (rules_list_has(&c->s->sources, c->node[q])) return (int)q;
+    for (size_t j = 0; j < c->n; j++) {
+      const schedule_t *o = &c->others[j];
+      if (!c->active[j] || !rules_list_has(&o->sources, c->node[q])) continue;
+      for (unsigned h = 0; h < o->hubs.n && h < RULES_MAX_SITES; h++)
+        rules_cycle_node(c, o->hubs.v[h], (int)q, (int)j);
+    }
+  }
+  return -1;
+}
+
+__attribute__((format(printf, 4, 5))) static void rules_add(char *buf, size_t len, size_t *used,
+                                                            const char *fmt, ...) {
+  if (*used >= len) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf + *used, len - *used, fmt, ap);
+  va_end(ap);
+  *used = n < 0 ? len : *used + (size_t)n;
+}
+
+/* The refusal: the other schedules, the circle site by site, when they are
+ * all in force, and the fix. `path` has room for every node. */
+static void rules_cycle_why(const rules_cycle_t *c, int end, int t, int *path, char *why,
+                            size_t len) {
+  int np = 0;
+  for (int v = end; v >= 0; v = c->parent[v])
+    path[np++] = v; /* from `end` back to the hub s moves it to */
+  /* The other schedules of the circle, each once, in its order. */
+  int *sch = path + np, ns = 0;
+  for (int i = np - 2; i >= 0; i--) {
+    bool seen = false;
+    for (int k = 0; k < ns; k++)
+      seen |= sch[k] == c->via[path[i]];
+    if (!seen) sch[ns++] = c->via[path[i]];
+  }
+  size_t used = 0;
+  rules_add(why, len, &used, "would move calls in a circle with schedule%s", ns > 1 ? "s" : "");
+  int from, to;
+  rules_week_window(c->s, t, &from, &to);
+  const schedule_t *zone = NULL; /* one of them in another zone */
+  for (int k = 0; k < ns; k++) {
+    const schedule_t *o = &c->others[sch[k]];
+    rules_add(why, len, &used, "%s '%s'", k ? "," : "", o->name);
+    int f, e;
+    if (strncmp(o->tz, c->s->tz, sizeof o->tz) != 0) {
+      zone = o;
+    } else if (rules_week_window(o, t, &f, &e)) {
+      from = f > from ? f : from;
+      to = e < to ? e : to;
+    }
+  }
+  rules_add(why, len, &used, ": %s -> %s ('%s')", c->node[end], c->node[path[np - 1]], c->s->name);
+  for (int i = np - 2; i >= 0; i--)
+    rules_add(why, len, &used, ", %s -> %s ('%s')", c->node[path[i + 1]], c->node[path[i]],
+              c->others[c->via[path[i]]].name);
+  char a[16], b[16];
+  rules_format_week_min(from, a, sizeof a);
+  rules_format_week_min(to, b, sizeof b);
+  rules_add(why, len, &used, ", all in force from %s to %s (%.*s)", a, b, RULES_TZ_MAX - 1,
+            c->s->tz);
+  if (zone)
+    rules_add(why, len, &used,
+              " if '%s' (%.*s) is then too: windows in two zones cannot be compared, so put "
+              "them in one zone",
+              zone->name, RULES_TZ_MAX - 1, zone->tz);
+  rules_add(why, len, &used,
+            "; a site cannot send its calls away and take another's at once: drop one of these "
+            "hubs, or move a window so that they do not overlap");
+}
+
+int rules_schedule_cycle(const schedule_t *s, const schedule_t *others, size_t n, char *why,
+                         size_t len) {
+  if (why && len) why[0] = '\0';
+  if (!s || !s->enabled || !rules_window_shape_ok(s)) return 0;
+  /* Most schedules share no site with s's hubs: no circle, no search. */
+  bool linked = false;
+  for (size_t j = 0; j < n && !linked; j++)
+    for (unsigned h = 0; h < s->hubs.n && h < RULES_MAX_SITES && !linked; h++)
+      linked = others[j].enabled && rules_list_has(&others[j].sources, s->hubs.v[h]);
+  if (!linked) return 0;
+  rules_cycle_t c = {.s = s, .others = others, .n = n, .max = (n + 1) * 2 * RULES_MAX_SITES};
+  size_t nt = 0;
+  int *t = malloc((n + 1) * 7 * sizeof *t);
+  c.active = calloc(n + 1, sizeof *c.active);
+  bool *last = calloc(n + 1, sizeof *last);
+  c.node = malloc(c.max * sizeof *c.node);
+  c.parent = malloc(c.max * sizeof *c.parent);
+  c.via = malloc(c.max * sizeof *c.via);
+  int *path = malloc(2 * c.max * sizeof *path);
+  int rc = NIRC_ENOMEM;
+  if (!t || !c.active || !last || !c.node || !c.parent || !c.via || !path) goto out;
+  /* A circle needs its schedules in force together: from the latest of
+   * their window starts on. So the instants to look at are the starts of
+   * s's windows and of the others' in its zone. One in another zone cannot
+   * be laid on this clock: it counts as in force whenever s is, as a
+   * conflict between zones is refused rather than guessed. */
+  for (size_t j = 0; j <= n; j++) {
+    const schedule_t *x = j < n ? &others[j] : s;
+    if (!x->enabled || !rules_window_shape_ok(x) || strncmp(x->tz, s->tz, sizeof s->tz) != 0)
+      continue;
+    for (int d = 0; d < 7; d++)
+      if (x->days & (1u << d))
+        t[nt++] = (d * RULES_MIN_PER_DAY + x->start_min) % RULES_MIN_PER_WEEK;
+  }
+  qsort(t, nt, sizeof *t, rules_cmp_int);
+  rc = 0;
+  for (size_t k = 0; k < nt && rc == 0; k++) {
+    int f, e;
+    if ((k && t[k] == t[k - 1]) || !rules_week_window(s, t[k], &f, &e)) continue;
+    for (size_t j = 0; j < n; j++) {
+      const schedule_t *o = &others[j];
+      c.active[j] =
+          o->enabled && !(s->id != 0 && o->id == s->id) && rules_window_shape_ok(o) &&
+          (strncmp(o->tz, s->tz, sizeof s->tz) != 0 || rules_week_window(o, t[k], &f, &e));
+    }
+    if (k && memcmp(c.active, last, n * sizeof *last) == 0) continue; /* searched already */
+    memcpy(last, c.active, n * sizeof *last);
+    int end = rules_cycle_search(&c);
+    if (end >= 0) {
+      if (why && len) rules_cycle_why(&c, end, t[k], path, why, len);
+      rc = 1;
+    }
+  }
+out:
+  free(t);
+  free(c.active);
+  free(last);
+  free(c.node);
+  free(c.parent);
+  free(c.via);
+  free(path);
+  return rc;
 }
 
 /* ---- calendar ----------------------------------------------------------- */

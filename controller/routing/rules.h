@@ -119,6 +119,19 @@ int rules_validate_overflow(const overflow_rule_t *o, const rules_env_t *env, ch
 bool rules_schedules_conflict(const schedule_t *a, const schedule_t *b, char *why, size_t len);
 bool rules_overflows_conflict(const overflow_rule_t *a, const overflow_rule_t *b, char *why,
                               size_t len);
+/* Would schedule `s` move calls in a circle with the enabled schedules in
+ * `others` (n of them; one with s's id is s itself, skipped): s moves a
+ * source X to one of its hubs Y, and schedules in force at the same time
+ * move Y, or a site Y's chain reaches, back to X (X -> Y and Y -> X, or
+ * longer)? Any listed hub counts, as the engine may use any. The planner
+ * could keep only part of such rules, with an alarm, so add and enable
+ * refuse them. Windows are compared on the weekly clock as for conflicts
+ * (exception dates ignored); a schedule in another zone counts as in force
+ * whenever s is. Returns 1 with the reason in why (the other schedules,
+ * the circle site by site, when, and the fix), 0 when there is none, or
+ * NIRC_ENOMEM. Pure: no I/O. */
+int rules_schedule_cycle(const schedule_t *s, const schedule_t *others, size_t n, char *why,
+                         size_t len);
 
 /* Is schedule `s` in force at now_ms? Returns true and the window's start
  * and end (Unix ms) if so. A window that starts at 22:00 on an exception

@@ -1,7 +1,7 @@
 """Issue 3 bad input for rules over nircctl: each is refused with a message
 that names the problem, and nothing changes: exit 2 when the request's own
 text is wrong (a time, a zone, a site), exit 1 when the state forbids it (a
-conflict); viewers and operators cannot change schedules or overflow rules
+conflict, a circle); viewers and operators cannot change schedules or overflow rules
 (exit 1); the refusals are audited."""
 import json
 
@@ -47,6 +47,39 @@ def test_overlapping_schedules_with_equal_precedence_refused():
              "07:00", "--end", "09:00"], ["conflicts with schedule 'night'"],
             code=T.EXIT_REFUSED)
     assert [s["name"] for s in schedules()] == ["night"]
+
+
+def test_schedules_moving_calls_in_a_circle_refused():
+    """xian-away moves shaanxi to henan 23:00-01:00, inside night (whose hub
+    shaanxi is: a chain, accepted). henan-away, henan to shaanxi at the same
+    time, would close a circle: refused, naming xian-away and the circle,
+    and nothing stored. It was accepted, and only the planner's alarm at
+    23:00 said one of them could not run (audit F15)."""
+    away = ["--start", "23:00", "--end", "01:00", "--tz", "Asia/Shanghai"]
+    r = env.ctl("schedule", "add", "xian-away", "--sources", "shaanxi", "--to", "henan", *away)
+    assert r.returncode == 0, r.stderr
+    refused(["schedule", "add", "henan-away", "--sources", "henan", "--to", "shaanxi", *away],
+            ["would move calls in a circle with schedule 'xian-away': henan -> shaanxi "
+             "('henan-away'), shaanxi -> henan ('xian-away'), all in force from mon 23:00 to "
+             "tue 01:00 (Asia/Shanghai)", "drop one of these hubs"], code=T.EXIT_REFUSED)
+    assert [s["name"] for s in schedules()] == ["night", "xian-away"]
+    assert env.sql("SELECT count(*) FROM schedules WHERE name = 'henan-away'") == [["0"]]
+    assert env.sql("SELECT action FROM audit_log WHERE target = 'henan-away'") == \
+        [["schedule-refused"]]
+    # Windows that do not overlap make no circle.
+    r = env.ctl("schedule", "add", "henan-day", "--sources", "henan", "--to", "shaanxi",
+                "--start", "09:00", "--end", "17:00")
+    assert r.returncode == 0, r.stderr
+    # Enabling closes a circle too: refused the same way.
+    assert env.ctl("schedule", "disable", "xian-away").returncode == 0
+    r = env.ctl("schedule", "add", "henan-away", "--sources", "henan", "--to", "shaanxi", *away)
+    assert r.returncode == 0, r.stderr
+    refused(["schedule", "enable", "xian-away"],
+            ["cannot enable: would move calls in a circle with schedule 'henan-away'"],
+            code=T.EXIT_REFUSED)
+    assert not {s["name"]: s for s in schedules()}["xian-away"]["enabled"]
+    for name in ("xian-away", "henan-away", "henan-day"):
+        assert env.ctl("schedule", "rm", name).returncode == 0
 
 
 def test_unknown_site_and_own_hub_refused():
@@ -100,6 +133,7 @@ def test_schedule_enable_disable_rm_audited():
 if __name__ == "__main__":
     T.main([test_setup, test_schedule_bad_time_zone_refused, test_schedule_bad_time_refused,
             test_overlapping_schedules_with_equal_precedence_refused,
+            test_schedules_moving_calls_in_a_circle_refused,
             test_unknown_site_and_own_hub_refused, test_overflow_rules_validated,
             test_share_out_of_range_refused, test_only_admins_change_rules_and_refusals_are_audited,
             test_schedule_enable_disable_rm_audited])
