@@ -77,7 +77,10 @@ void ctl_move_say(FILE *err, const Nirc__MoveReply *m) {
     fprintf(err, "nircctl: partially applied: applied at %s", at);
     if (m->failed) fprintf(err, "; %u failed", m->failed);
     if (m->pending) fprintf(err, "; %u pending", m->pending);
-    fprintf(err, " (the lines above say why): %s\n", m->failed ? see : wait);
+    if (m->failed)
+      fprintf(err, " (the lines above say why): %s\n", see);
+    else
+      fprintf(err, " (the lines above say why; %s)\n", wait);
     return;
   case CTL_MOVE_PENDING:
     fprintf(err, "nircctl: not applied yet: all %u pending (the lines above say why; %s)\n",
