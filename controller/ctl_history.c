@@ -43,6 +43,22 @@ void ctl_history_detail(const char *action, const char *detail_json, char *buf, 
     /* "guangdong 1000‰ -> shaanxi 1000‰: hub-lost: shaanxi lost (...)" */
     snprintf(raw, sizeof raw, "%s -> %s: %s: %s", ctl_history_str(d, "before"),
              ctl_history_str(d, "after"), ctl_history_str(d, "cause"), ctl_history_str(d, "why"));
+    /* The entry is the decision; what the site made of it follows. */
+    json_t *o = json_object_get(d, "outcome");
+    size_t u = strlen(raw);
+    if (o && json_is_null(o)) {
+      snprintf(raw + u, sizeof raw - u,
+               " [v%" JSON_INTEGER_FORMAT ": no acknowledgement on record]",
+               json_integer_value(json_object_get(d, "version")));
+    } else if (json_is_object(o)) {
+      const char *res = ctl_history_str(o, "result"), *det = ctl_history_str(o, "detail");
+      json_t *lat = json_object_get(o, "latency_ms");
+      if (strcmp(res, "applied") == 0 && json_is_integer(lat))
+        snprintf(raw + u, sizeof raw - u, " [applied in %" JSON_INTEGER_FORMAT " ms]",
+                 json_integer_value(lat));
+      else
+        snprintf(raw + u, sizeof raw - u, " [%s%s%s]", res, *det ? ": " : "", det);
+    }
   } else if (*ctl_history_str(d, "reason")) {
     snprintf(raw, sizeof raw, "%s", ctl_history_str(d, "reason"));
   } else if (*ctl_history_str(d, "why")) {

@@ -522,6 +522,21 @@ static bool ops_history_site_known(server_t *srv, conn_t *c, const Nirc__Operato
   return false;
 }
 
+/* A route entry is the engine's decision, written when the directive goes
+ * out; whether the site carried it out is its acknowledgement, a history
+ * row of its own. The trail joins the two: a route entry that names its
+ * directive (epoch, version) gets "outcome", the site's last answer to it
+ * or null when none is on record (not acknowledged yet, never delivered,
+ * superseded by a newer route before it answered, or its row shed while
+ * the database was out of reach). */
+#define OPS_ROUTE_OUTCOME_SQL                                                                      \
+  "CASE WHEN t.action = 'route' AND t.detail ? 'version' THEN (t.detail || "                       \
+  "jsonb_build_object('outcome', (SELECT jsonb_build_object('result', a.result, 'detail', "        \
+  "a.detail, 'latency_ms', a.latency_ms, 'at_ms', (extract(epoch from a.at) * 1000)::bigint) "     \
+  "FROM directive_acks a WHERE a.site = t.target AND a.epoch = (t.detail->>'epoch')::bigint AND "  \
+  "a.version = (t.detail->>'version')::bigint ORDER BY a.at DESC, a.id DESC LIMIT 1)))::text "     \
+  "ELSE t.detail::text END"
+
 static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   const Nirc__HistoryRequest *hq = req->history;
   if (!ops_history_site_known(srv, c, req, hq->site)) return;
@@ -549,7 +564,7 @@ static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *r
   db_t *rdb = ops_read_db(srv);
   int rc = rdb ? db_exec(rdb,
                          "SELECT id, (extract(epoch from at) * 1000)::bigint, actor, action, "
-                         "target, detail::text, "
+                         "target, " OPS_ROUTE_OUTCOME_SQL ", "
                          "coalesce((extract(epoch from business_at) * 1000)::bigint, 0) FROM ("
                          " SELECT * FROM audit_log WHERE "
                          " ($1::text IS NULL OR target LIKE '%' || $1 || '%' OR "

@@ -315,8 +315,8 @@ bool engine_undelivered(const engine_t *e, size_t i);
 void engine_undelivered_words(const engine_t *e, size_t i, char *buf, size_t len);
 route_cause_t engine_cause(engine_t *e, size_t i, const route_t *old, const route_t *want,
                            rule_kind_t old_kind, rule_kind_t new_kind, int alarm_kind);
-void engine_route_changed(engine_t *e, size_t i, const route_t *next, route_cause_t cause,
-                          rule_kind_t kind, uint64_t rule_id);
+void engine_route_changed(engine_t *e, size_t i, const route_t *next, uint64_t version,
+                          route_cause_t cause, rule_kind_t kind, uint64_t rule_id);
 /* Alarms (engine_alarms.c): the table's callback; the per-evaluation
  * observations of sites and plan alarms; the sweep of gone conditions;
  * and the reply listing the active ones (warning: NULL, or why the

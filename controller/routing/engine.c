@@ -982,7 +982,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
       const char *self = engine_site(e, i)->slug;
       bool home = !engine_is_away(&next[i], self);
       engine_route_changed(
-          e, i, &next[i],
+          e, i, &next[i], version,
           engine_cause(e, i, &d->target, &next[i], old_kind[i], plan.routes[i].kind, alarm_kind[i]),
           home ? old_kind[i] : d->kind, home ? old_rule[i] : d->rule_id);
     }

@@ -364,9 +364,11 @@ static void engine_cause_why(engine_t *e, size_t i, route_cause_t cause, const r
   }
 }
 
-/* Counts and audits one route change of site i (before d->target moves). */
-void engine_route_changed(engine_t *e, size_t i, const route_t *next, route_cause_t cause,
-                          rule_kind_t kind, uint64_t rule_id) {
+/* Counts and audits one route change of site i (before d->target moves),
+ * sent as directive (e->epoch, version): the entry names it, so that the
+ * trail can say whether the site acknowledged it (ops.c, history). */
+void engine_route_changed(engine_t *e, size_t i, const route_t *next, uint64_t version,
+                          route_cause_t cause, rule_kind_t kind, uint64_t rule_id) {
   site_dir_t *d = &e->dirs[i];
   const char *self = engine_site(e, i)->slug;
   e->changes[i][cause]++;
@@ -382,5 +384,9 @@ void engine_route_changed(engine_t *e, size_t i, const route_t *next, route_caus
     json_object_set_new(j, "rule_id", json_integer((json_int_t)rule_id));
   }
   if (j && d->note[0]) json_object_set_new(j, "note", json_string(d->note));
+  if (j) {
+    json_object_set_new(j, "epoch", json_integer((json_int_t)e->epoch));
+    json_object_set_new(j, "version", json_integer((json_int_t)version));
+  }
   engine_audit(e, "engine", "route", self, j);
 }

@@ -150,13 +150,16 @@ RULE_ID_DETAIL = {"id": int}
 OVERFLOW_ADD_DETAIL = {"id": int, "source": str, "hubs": [str], "share_cap_permille": int}
 MOVE_DETAIL = {"rule": str, "rule_id": int, "sources": [str], "reason": str,
                Opt("demand"): ANY_OBJECT}
+ROUTE_OUTCOME = {"result": enum("applied", "rejected", "failed", "timeout"), "detail": str,
+                 "latency_ms": (int, NULL), "at_ms": int}
 ROUTE_DETAIL = {
     "cause": enum("cutover", "schedule", "overflow", "cutover-end", "schedule-end",
                   "overflow-end", "capacity", "hub-lost", "hub-return", "hub-switch", "rollback",
                   "senders", "no-rule"),
     "before": str, "after": str, "reason": str, "why": str, Opt("rule"): str, Opt("rule_id"): int,
-    Opt("note"): str,
+    Opt("note"): str, Opt("epoch"): int, Opt("version"): int, Opt("outcome"): (ROUTE_OUTCOME, NULL),
 }
+
 ROLLBACK_DETAIL = {"site": str, "rule": str, "rule_id": int, "reason": str}
 EXPIRE_DETAIL = {"cutover_id": int, "sources": [str]}
 LEADERSHIP_DETAIL = {"why": str}
@@ -228,7 +231,7 @@ SHAPES = {
     "LeadershipDetail": LEADERSHIP_DETAIL, "SupersededDetail": SUPERSEDED_DETAIL,
     "Schedules": SCHEDULES, "Schedule": SCHEDULE, "Overflows": OVERFLOWS,
     "OverflowRule": OVERFLOW_RULE, "Alarms": ALARMS, "Alarm": ALARM, "PlanWindow": PLAN_WINDOW,
-    "PlanDemand": PLAN_DEMAND,
+    "PlanDemand": PLAN_DEMAND, "RouteOutcome": ROUTE_OUTCOME,
     "AlarmAckDetail": ALARM_ACK_DETAIL, "Capacities": CAPACITIES, "SiteCapacity": SITE_CAPACITY,
     "CapacityDetail": CAPACITY_DETAIL, "CapacityTerms": CAPACITY_TERMS,
     "SiteChange": SITE_CHANGE, "SiteChangeDetail": SITE_CHANGE_DETAIL, "SiteTerms": SITE_TERMS,

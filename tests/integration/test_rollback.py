@@ -123,6 +123,25 @@ def test_refused_move_is_rolled_back_and_alarmed():
     assert audit == [["operator:alice", "trunk fixed"]], audit
     r = env.ctl("readmit", "xizang")
     assert r.returncode == 1 and "not excluded" in r.stderr, (r.returncode, r.stderr)
+
+    # The trail says what each route change came to, not only that it was
+    # decided: the refused move, the rollback, the readmission, and the
+    # move of a site whose agent never answered.
+    r = env.ctl("--json", "history", "--action", "route", "--since", "1d", "--limit", "500")
+    assert r.returncode == 0, r.stderr
+    routes = [e for e in json.loads(r.stdout)["entries"] if e["target"] in ("xizang", "hainan")]
+    said = [(e["target"], e["detail"]["before"].split()[0], e["detail"]["after"].split()[0],
+             (e["detail"]["outcome"] or {}).get("result")) for e in routes]
+    assert said[:3] == [("xizang", "home", "shaanxi", "failed"),
+                        ("xizang", "shaanxi", "home", "applied"),
+                        ("hainan", "home", "shaanxi", None)], said
+    assert ("xizang", "home", "shaanxi", "applied") in said[3:], said
+    assert "trunk to shaanxi is down" in routes[0]["detail"]["outcome"]["detail"], routes[0]
+    assert routes[2]["detail"]["outcome"] is None, routes[2]
+    text = env.ctl("history", "--action", "route", "--since", "1d", "--limit", "500").stdout
+    assert "[failed: " in text and "trunk to shaanxi is down]" in text, text
+    assert "[applied in " in text, text
+    assert "no acknowledgement on record]" in text, text
     env.close()
 
 
