@@ -420,8 +420,20 @@ int engine_schedule_trial(engine_t *e, const schedule_t *s, int64_t at, plan_t *
       p->staffed = staff;
       p->aht_s = aht;
       if (p->cap_source != CAPACITY_CONFIGURED) {
+        /* The forecast's roster predicts the staff; the engine, when the
+         * window starts, counts only agents measured or configured then
+         * (unknown is not zero, nor a forecast). A hub that has neither
+         * now is said to be refused then unless that changes. */
+        bool unknown_now = p->cap_source == CAPACITY_UNKNOWN;
         p->cap_source = CAPACITY_CONFIGURED;
-        snprintf(p->cap_note, sizeof p->cap_note, "forecast roster, %u agents", staff);
+        if (unknown_now)
+          snprintf(p->cap_note, sizeof p->cap_note,
+                   "forecast roster, %u agents; not measured now and not configured: refused "
+                   "when the window starts unless its agents are measured then (or: nircctl "
+                   "capacity %s --seats N --roster ...)",
+                   staff, p->slug);
+        else
+          snprintf(p->cap_note, sizeof p->cap_note, "forecast roster, %u agents", staff);
       }
     }
     /* An operator's roster for the site says more than the forecast. */

@@ -96,7 +96,7 @@ typedef struct {
    * the move is forced. cap_note says it for people ("configured roster,
    * 28 agents at 22:00"). Zero (a zeroed input): measured. */
   capacity_source_t cap_source;
-  char cap_note[64];
+  char cap_note[160];
   double wait_s; /* smoothed longest wait */
   double queue;  /* smoothed calls in queue */
   double sl;     /* smoothed service level 0..1 (1 when nothing offered) */
@@ -200,7 +200,7 @@ typedef struct {
   /* Some of the load it answers is not known (plan_site_t.demand_unknown):
    * `after` counts it as nothing; only a forced move put it here. */
   bool load_unknown;
-  char cap_note[64];
+  char cap_note[160];
 } plan_capacity_t;
 
 typedef enum {

@@ -7,6 +7,7 @@
 #include "engine.h"
 #include "engine-int.h" /* engine_schedule_trial, e->psites */
 #include "route.h"
+#include "scenario.h"
 #include "sites.h"
 #include "support/world.h"
 
@@ -281,6 +282,52 @@ static void test_an_unreadable_pbx_measures_no_agents(void **state) {
   world_free(w);
 }
 
+/* `plan --schedule` for a window that has not started judges a hub on the
+ * forecast's roster; the engine, when the window starts, counts only
+ * agents measured or configured then. A hub that has neither now is said
+ * to be refused then unless that changes. Before, the plan said "forecast
+ * roster, 40 agents" and moved the sources, and at 22:00 the engine
+ * refused them (found from outside). */
+static void test_schedule_trial_says_an_unknown_hub_is_refused_at_the_start(void **state) {
+  (void)state;
+  const char *d = getenv("NIRC_SOURCE_DIR");
+  if (!d) fail_msg("NIRC_SOURCE_DIR is not set; run through ctest");
+  char path[1024], err[256];
+  snprintf(path, sizeof path, "%s/scenario/provinces.json", d);
+  scenario_t scen;
+  if (scenario_load(path, &scen, err, sizeof err) != 0) fail_msg("%s", err);
+  world_t *w = world_new();
+  engine_opts_t o = world_opts(false);
+  o.forecast = &scen;
+  engine_t *e = world_engine_with(w, &o);
+  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 5000);
+  world_connect_all(w, e, NULL);
+  size_t i = shaanxi_measured(w, e);
+  world_schedule_all_day(w, e, 2, "hubei", "shaanxi");
+  world_flush(w);
+  plan_t trial;
+  /* Measured now: the roster alone, nothing to add. */
+  assert_int_equal(engine_schedule_trial(e, &w->sch[0], w->now + 3600000, &trial), 0);
+  assert_non_null(strstr(e->psites[i].cap_note, "forecast roster, "));
+  assert_null(strstr(e->psites[i].cap_note, "not measured now"));
+  planner_free(&trial);
+  /* Its PBX unreadable: no agents measured, none configured. */
+  w->sites->v[i].last.pbx_unreadable = true;
+  w->sites->v[i].last.logged_in = 0;
+  world_tick(w, e, 1000);
+  assert_int_equal(e->psites[i].cap_source, CAPACITY_UNKNOWN);
+  assert_int_equal(engine_schedule_trial(e, &w->sch[0], w->now + 3600000, &trial), 0);
+  assert_non_null(strstr(e->psites[i].cap_note, "forecast roster, "));
+  assert_non_null(strstr(e->psites[i].cap_note,
+                         "not measured now and not configured: refused when the window starts"));
+  planner_free(&trial);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+  scenario_free(&scen);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_of_a_site_not_yet_connected_reaches_it_at_hello),
@@ -290,6 +337,7 @@ int main(void) {
       cmocka_unit_test(test_dry_run_of_a_hub_cutover_shows_its_dependants),
       cmocka_unit_test(test_capacity_of_an_offline_site_is_its_last_measure),
       cmocka_unit_test(test_an_unreadable_pbx_measures_no_agents),
+      cmocka_unit_test(test_schedule_trial_says_an_unknown_hub_is_refused_at_the_start),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
