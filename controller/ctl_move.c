@@ -6,10 +6,39 @@
 
 #include <string.h>
 
+/* The counts a verdict rests on. A hub's "applied" moves no calls (it
+ * expects calls its sources send): when the reply names any source, only
+ * the sources' applications count as the move applied, while every
+ * failure and pending site, hub or source, still counts. A reply with no
+ * source (only hubs changed, or from a controller that does not say the
+ * role) is judged on all its sites. */
+typedef struct {
+  unsigned applied, failed, pending, hubs_applied;
+} ctl_move_counts_t;
+
+static ctl_move_counts_t ctl_move_counts(const Nirc__MoveReply *m) {
+  ctl_move_counts_t c = {m->applied, m->failed, m->pending, 0};
+  bool any_source = false;
+  unsigned src_applied = 0, hub_applied = 0;
+  for (size_t i = 0; i < m->n_outcomes; i++) {
+    const Nirc__SiteOutcome *o = m->outcomes[i];
+    bool applied = !o->pending && o->result == NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
+    any_source |= !o->hub;
+    if (applied && o->hub) hub_applied++;
+    if (applied && !o->hub) src_applied++;
+  }
+  if (any_source && m->n_outcomes) {
+    c.applied = src_applied;
+    c.hubs_applied = hub_applied;
+  }
+  return c;
+}
+
 ctl_move_verdict_t ctl_move_verdict(const Nirc__MoveReply *m) {
-  if (m->applied > 0) return m->failed || m->pending ? CTL_MOVE_PARTIAL : CTL_MOVE_APPLIED;
-  if (m->failed > 0) return m->pending ? CTL_MOVE_NOT_YET : CTL_MOVE_NOT_APPLIED;
-  return m->pending ? CTL_MOVE_PENDING : CTL_MOVE_APPLIED;
+  ctl_move_counts_t c = ctl_move_counts(m);
+  if (c.applied > 0) return c.failed || c.pending ? CTL_MOVE_PARTIAL : CTL_MOVE_APPLIED;
+  if (c.failed > 0) return c.pending ? CTL_MOVE_NOT_YET : CTL_MOVE_NOT_APPLIED;
+  return c.pending ? CTL_MOVE_PENDING : CTL_MOVE_APPLIED;
 }
 
 int ctl_move_exit(const Nirc__MoveReply *m, bool not_durable) {
@@ -87,6 +116,14 @@ void ctl_move_say(FILE *err, const Nirc__MoveReply *m) {
             m->pending, wait);
     return;
   case CTL_MOVE_NOT_APPLIED:
+    if (ctl_move_counts(m).hubs_applied) {
+      ctl_move_applied_sites(m, at, sizeof at);
+      fprintf(err,
+              "nircctl: not applied: no calls moved: no source applied it, %u failed (the lines "
+              "above say why); only the hub part was applied, at %s: %s\n",
+              m->failed, at, see);
+      return;
+    }
     fprintf(err,
             "nircctl: not applied: no site applied it, all %u failed (the lines above say "
             "why): %s\n",
@@ -94,9 +131,9 @@ void ctl_move_say(FILE *err, const Nirc__MoveReply *m) {
     return;
   case CTL_MOVE_NOT_YET:
     fprintf(err,
-            "nircctl: not applied: no site applied it yet; %u failed, %u pending (the lines above "
+            "nircctl: not applied: no %s applied it yet; %u failed, %u pending (the lines above "
             "say why): %s\n",
-            m->failed, m->pending, see);
+            ctl_move_counts(m).hubs_applied ? "source" : "site", m->failed, m->pending, see);
     return;
   }
 }

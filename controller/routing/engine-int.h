@@ -52,6 +52,7 @@ typedef struct {
   uint64_t version; /* resolved once acked at this version, or failed */
   bool resolved, applied;
   bool pending; /* unacknowledged at the deadline, still being delivered, or held */
+  bool hub;     /* its part changes only whom it answers for (site_dir_t.senders_only) */
   char detail[256];
   int64_t latency_ms;
 } waiter_site_t;

@@ -981,10 +981,11 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
     {
       const char *self = engine_site(e, i)->slug;
       bool home = !engine_is_away(&next[i], self);
-      engine_route_changed(
-          e, i, &next[i], version,
-          engine_cause(e, i, &d->target, &next[i], old_kind[i], plan.routes[i].kind, alarm_kind[i]),
-          home ? old_kind[i] : d->kind, home ? old_rule[i] : d->rule_id);
+      route_cause_t cause =
+          engine_cause(e, i, &d->target, &next[i], old_kind[i], plan.routes[i].kind, alarm_kind[i]);
+      d->senders_only = cause == ROUTE_CAUSE_SENDERS;
+      engine_route_changed(e, i, &next[i], version, cause, home ? old_kind[i] : d->kind,
+                           home ? old_rule[i] : d->rule_id);
     }
     route_copy(&d->target, &next[i]);
     if (!engine_is_away(&d->target, engine_site(e, i)->slug)) d->verify[0] = '\0';

@@ -69,6 +69,9 @@ typedef struct {
   uint64_t rule_id;
   uint64_t excluded_rule; /* a failed move of this rule was rolled back (0: none) */
   uint64_t ack_stored;    /* newest version of target.epoch whose ack was stored */
+  /* The last change of target changed only whom the site answers for
+   * (ROUTE_CAUSE_SENDERS): a hub's part of a move, not its own calls. */
+  bool senders_only;
   char excluded_why[200]; /* while excluded: which rule, why, and how to readmit */
   rule_kind_t excluded_kind;
   /* Why the engine holds, waits or refuses a move of this site now ("":

@@ -156,6 +156,7 @@ void engine_waiters_check(engine_t *e) {
           nirc__site_outcome__init(o);
           o->site = engine_site(e, w->sites[k].site)->slug;
           o->pending = w->sites[k].pending;
+          o->hub = w->sites[k].hub;
           o->result = w->sites[k].applied   ? NIRC__ACK_RESULT__ACK_RESULT_APPLIED
                       : w->sites[k].pending ? NIRC__ACK_RESULT__ACK_RESULT_UNSPECIFIED
                                             : NIRC__ACK_RESULT__ACK_RESULT_FAILED;
@@ -237,6 +238,7 @@ static waiter_t *engine_new_waiter(engine_t *e, void *c, uint64_t request_id, co
   for (unsigned k = 0; k < n; k++) {
     w->sites[k].site = sites[k];
     w->sites[k].version = e->dirs[sites[k]].target.version;
+    w->sites[k].hub = e->dirs[sites[k]].senders_only;
   }
   w->n = n;
   w->next = e->waiters;

@@ -7,8 +7,9 @@ command and validate what it prints: every documented key there with its
 type, and no key the document does not list, so the document and the code
 cannot drift apart. The exit statuses are checked with the output: 0 done,
 1 refused (a JSON refusal on stdout, even with --json), 2 usage and
-3 unreachable (nothing on stdout), 4 partially applied (5, not applied at
-all, is unit-tested: test_ctl_move).
+3 unreachable (nothing on stdout), 5 not applied (the source failed, only
+its hub applied; exit 4, partially applied, is unit-tested with the other
+verdicts: test_ctl_move).
 
 Daytime business clock, as in test_routing: at 10:00 on 2020-01-23 Hubei
 alone would overload Shaanxi, so `plan hubei --to shaanxi` is refused and
@@ -120,7 +121,7 @@ PLAN = {"moves": [PLANNED_MOVE], "capacity": [CAPACITY], "alarms": [str], "refus
 FORCED_OVER = {"hub": str, "traffic_after_erl": float, "agents": int, "agents_needed": int,
                "sl_after": float, "asa_after_s": (float, NULL), "stable_after": bool}
 OUTCOME = {"site": str, "result": enum("applied", "rejected", "failed", "pending", "unknown"),
-           "detail": str, "version": int, "latency_ms": int}
+           "detail": str, "version": int, "latency_ms": int, "hub": bool}
 MOVE = {"ok": bool, "cutover_id": int, "dry_run": bool, "applied": int, "failed": int,
         "pending": int, "elapsed_ms": int, "outcomes": [OUTCOME], "plan": (PLAN, NULL),
         "forced_over": [FORCED_OVER], "force_warning": str, Opt("warning"): str}
@@ -753,16 +754,20 @@ def test_usage_and_unreachable_print_nothing_on_stdout():
     assert r.stdout == "" and dead in r.stderr, r
 
 
-def test_partially_applied_move():
+def test_move_not_applied():
     """Xizang's agent is frozen, so it acknowledges nothing: the move fails
-    for it and rolls back; exit 4, and a Move with ok false."""
+    for it and rolls back. Its hub shaanxi applied its part, which moves no
+    calls: exit 5 (not applied), and a Move with ok false that marks the
+    hub as such."""
     env.agents["xizang"].signal(signal.SIGSTOP)
     try:
         j = check(ctl_json("cutover", "xizang", "--to", "shaanxi", "--reason", "json frozen",
-                           expect=4), MOVE, "partially applied cutover")
+                           expect=5), MOVE, "cutover not applied")
     finally:
         env.agents["xizang"].signal(signal.SIGCONT)
     assert j["ok"] is False and j["failed"] >= 1, j
+    roles = {o["site"]: o["hub"] for o in j["outcomes"]}
+    assert roles == {"xizang": False, "shaanxi": True}, j["outcomes"]
     bad = [o for o in j["outcomes"] if o["site"] == "xizang"]
     assert bad and bad[0]["result"] != "applied" and bad[0]["detail"], j
     T.wait_until(lambda: any(e["action"] == "rollback" for e in ctl_json(
@@ -810,6 +815,6 @@ if __name__ == "__main__":
             test_report_staffing,
             test_history,
             test_usage_and_unreachable_print_nothing_on_stdout,
-            test_partially_applied_move,
+            test_move_not_applied,
             test_refusal_by_the_link_prints_json,
             test_everything_still_running])

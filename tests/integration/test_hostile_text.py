@@ -102,7 +102,8 @@ def test_agent_text_is_escaped_in_cutover_site_and_history():
     for src, shown in (("xizang", "[31mDOWN [0m \\u{9b}2J rtl:\\u{202e}evil"),
                        ("hainan", "\\x1b[31mDOWN\\x1b[0m \\u{9b}2J rtl:\\u{202e}evil\\n12:00")):
         r = ctl_bytes("cutover", src, "--to", "shaanxi", "--reason", f"drill {src}")
-        assert r.returncode == 4, f"{src}: a failed move exits 4: {r}"
+        # Exit 5: the source failed, so no calls moved (only its hub applied).
+        assert r.returncode == 5, f"{src}: a failed move exits 5: {r}"
         raw_free(f"cutover {src}", r.stdout + r.stderr)
         assert shown.encode() in r.stdout + r.stderr, (shown, r.stdout, r.stderr)
         T.wait_until(lambda: "excluded" in env.status()[src]["active_rule"], 15,

@@ -1,6 +1,6 @@
 """A PBX that refuses the change: the directive fails, the source is rolled
 back home and excluded from the rule, the alarm is raised and audited, and
-the operator hears "partially applied" (exit 4). The exclusion survives a
+the operator hears "not applied" (exit 5: only the hub applied its part). The exclusion survives a
 controller restart, and `nircctl readmit` ends it once the PBX is fixed.
 The PBX here is a shell script behind the exec adapter that refuses any
 route towards Xi'an."""
@@ -48,7 +48,10 @@ def test_refused_move_is_rolled_back_and_alarmed():
 
     r = env.ctl("--json", "cutover", "xizang", "--to", "shaanxi", "--reason", "drill")
     out = json.loads(r.stdout)
-    assert r.returncode == 4, f"partially applied must exit 4: {r.returncode} {r.stdout}"
+    # The hub applied its part, the only source failed: no calls moved,
+    # "not applied", exit 5 (before: "partially applied", exit 4).
+    assert r.returncode == 5, f"a move no source applied must exit 5: {r.returncode} {r.stdout}"
+    assert {o["site"]: o["hub"] for o in out["outcomes"]} == {"xizang": False, "shaanxi": True}
     failed = [o for o in out["outcomes"] if o["site"] == "xizang"]
     assert failed and failed[0]["result"] != "applied", out
     assert "trunk to shaanxi is down" in failed[0]["detail"], failed

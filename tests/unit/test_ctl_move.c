@@ -22,8 +22,8 @@ typedef struct {
 } fixture_t;
 
 /* One outcome per character of `results`: 'a' applied, 'f' failed,
- * 'p' pending; the sites are named s0, s1, ... except the first, the hub,
- * shaanxi. */
+ * 'p' pending, 'H' applied by a site the reply marks as a hub; the sites
+ * are named s0, s1, ... except the first, shaanxi. */
 static void make(fixture_t *f, const char *results) {
   static char names[MAX_SITES][8];
   memset(f, 0, sizeof *f);
@@ -37,6 +37,9 @@ static void make(fixture_t *f, const char *results) {
     o->site = i == 0 ? "shaanxi" : names[i];
     o->detail = "";
     switch (results[i]) {
+    case 'H':
+      o->hub = 1;
+      /* fall through */
     case 'a':
       o->result = NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
       f->m.applied++;
@@ -107,6 +110,25 @@ static void test_each_verdict_is_true(void **state) {
   expect("", CTL_MOVE_APPLIED, EXIT_DONE, NULL, "0 applied, 0 failed in");
 }
 
+/* When the reply says which site is the hub, the hub's "applied" alone is
+ * not the move applied: no calls moved. Before, "Hfff" said "partially
+ * applied" (exit 4) although every source had failed. */
+static void test_a_hub_alone_applied_is_not_the_move(void **state) {
+  (void)state;
+  expect("Hfff", CTL_MOVE_NOT_APPLIED, EXIT_NOT_APPLIED,
+         "nircctl: not applied: no calls moved: no source applied it, 3 failed (the lines above "
+         "say why); only the hub part was applied, at shaanxi",
+         "1 applied, 3 failed in");
+  expect("Hfp", CTL_MOVE_NOT_YET, EXIT_PARTIAL, "no source applied it yet; 1 failed, 1 pending",
+         "1 applied, 1 failed, 1 pending");
+  expect("Haf", CTL_MOVE_PARTIAL, EXIT_PARTIAL, "partially applied: applied at shaanxi, s1",
+         "2 applied, 1 failed");
+  expect("Ha", CTL_MOVE_APPLIED, EXIT_DONE, NULL, "2 applied, 0 failed");
+  /* Only hubs in the reply (their sources had nothing to change): judged
+   * on them all. */
+  expect("H", CTL_MOVE_APPLIED, EXIT_DONE, NULL, "1 applied, 0 failed");
+}
+
 /* Done everywhere but not recorded durably is not done; nothing applied
  * stays "not applied" whatever the record. */
 static void test_not_durable(void **state) {
@@ -139,6 +161,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_each_verdict_is_true),
       cmocka_unit_test(test_not_durable),
+      cmocka_unit_test(test_a_hub_alone_applied_is_not_the_move),
       cmocka_unit_test(test_lines_and_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
