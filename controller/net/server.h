@@ -145,6 +145,9 @@ struct server {
   /* The journal's refusals and sheds seen so far, and when they last
    * grew: the journal alarm holds for a minute after a refusal. */
   uint64_t journal_refused_seen, journal_refused_mono;
+  /* Webhook notifications given up (webhook_stats_total), and when the
+   * count last grew (real ms, 0: never): the notify alarm. */
+  uint64_t notify_lost_seen, notify_lost_ms;
   engine_t *engine;
   /* The latest forecast accuracy (WAPE, a ratio) of each site's ended
    * schedule window, for /metrics: read from forecast_accuracy by the

@@ -166,6 +166,32 @@ static void server_observe_reports(server_t *srv) {
   }
 }
 
+/* Alarm notifications a webhook gave up: their receivers (a pager, a
+ * chat) did not hear of some alarms, and nothing else would tell the
+ * people who rely on them. Observed for 10 minutes after the last loss,
+ * like the other "in the last ..." alarms; lost notifications are not
+ * re-sent (docs/OPERATIONS.md). */
+#define SERVER_NOTIFY_ALARM_MS 600000u
+
+static void server_observe_notify(server_t *srv, uint64_t now) {
+  if (!srv->webhook) return;
+  webhook_stats_t ws;
+  webhook_stats_total(srv->webhook, &ws);
+  uint64_t lost = ws.given_up + ws.dropped;
+  if (lost > srv->notify_lost_seen) {
+    srv->notify_lost_seen = lost;
+    srv->notify_lost_ms = now;
+  }
+  if (!srv->notify_lost_ms || now - srv->notify_lost_ms >= SERVER_NOTIFY_ALARM_MS) return;
+  char msg[ALARM_MESSAGE_MAX];
+  snprintf(msg, sizeof msg,
+           "%llu alarm notification%s to the webhooks lost (given up or dropped) since this "
+           "controller started, the last within 10 minutes: their receivers missed some "
+           "alarms; `nircctl alarms` lists them all, the log says which were lost",
+           (unsigned long long)lost, lost == 1 ? "" : "s");
+  engine_alarm_observe(srv->engine, ALARM_NOTIFY, srv->conf->node, msg);
+}
+
 void server_observe_store(server_t *srv) {
   server_observe_duplicates(srv);
   server_pbx_observe(srv);
@@ -211,6 +237,7 @@ void server_observe_store(server_t *srv) {
                  : "restore the database or give [database] journal_max more room");
     engine_alarm_observe(srv->engine, ALARM_JOURNAL, node, msg);
   }
+  server_observe_notify(srv, now);
 }
 
 static int server_io_store(void *ctx, const engine_rec_t *rec, engine_stored_cb done, void *arg) {

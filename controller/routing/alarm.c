@@ -10,7 +10,7 @@ static const char *const alarm_kind_names[ALARM_KIND_COUNT] = {
     [ALARM_CAPACITY] = "capacity",   [ALARM_ROUTING] = "routing",   [ALARM_DIRECTIVE] = "directive",
     [ALARM_SITE_DOWN] = "site_down", [ALARM_DATABASE] = "database", [ALARM_JOURNAL] = "journal",
     [ALARM_IDENTITY] = "identity",   [ALARM_PBX] = "pbx",           [ALARM_REPORT] = "report",
-    [ALARM_MOVED] = "moved",
+    [ALARM_MOVED] = "moved",         [ALARM_NOTIFY] = "notify",
 };
 
 const char *alarm_kind_name(alarm_kind_t k) {

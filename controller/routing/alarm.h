@@ -40,6 +40,7 @@ typedef enum {
   ALARM_PBX,    /* a site's PBX did not route as its agent applied (drift, failed read-back) */
   ALARM_REPORT, /* a site's reports are refused as implausible */
   ALARM_MOVED,  /* a source's measured calls do not go where its acknowledged route sends them */
+  ALARM_NOTIFY, /* alarm notifications to a webhook were given up in the last 10 minutes */
   ALARM_KIND_COUNT,
 } alarm_kind_t;
 

@@ -173,6 +173,13 @@ def test_every_notification_lost_is_logged():
     n_alarms = len(active_by("site_down"))
     T.wait_until(lambda: given_up() >= n_alarms, 30,
                  f"the refuser's URL to give up at least the {n_alarms} site_down raises")
+    # Not only the log: an alarm says the receivers missed some alarms, where
+    # operators look (status, the page, `nircctl alarms`).
+    notify = T.wait_until(lambda: list(active_by("notify").values()) or None, 10,
+                          "the notify alarm")[0]
+    assert notify["severity"] == "major", notify
+    assert "to the webhooks lost (given up or dropped)" in notify["message"], notify
+    assert "their receivers missed some alarms" in notify["message"], notify
     # The log catches up with the counter once the window's summary is out.
     T.wait_until(lambda: logged()[0] == given_up() and any(m for _, m in logged()[1]), 30,
                  "the log to count every given-up notification, as /metrics does")
@@ -333,9 +340,13 @@ def test_status_metrics_and_page_show_them():
     active = active_by("site_down")
     n, acked = len(active), len([a for a in active.values() if a["acked_by"]])
     assert acked == 3, active  # xizang, then qinghai and beijing
+    # Besides them, the notify alarm for the refuser's lost notifications.
+    notify = active_by("notify")
+    assert len(notify) == 1 and not list(notify.values())[0]["acked_by"], notify
+    every = n + 1
     r = env.ctl("status")
-    assert re.search(rf"^ALARMS: {n} active, {n - acked} not acknowledged", r.stdout, re.M), \
-        r.stdout
+    assert re.search(rf"^ALARMS: {every} active, {every - acked} not acknowledged", r.stdout,
+                     re.M), r.stdout
     st = json.loads(env.ctl("--json", "status").stdout)
     assert len([a for a in st["alarms"] if a["kind"] == "site_down"]) == n
     # /metrics is a snapshot published once a second: hubei's alarm,
@@ -348,12 +359,13 @@ def test_status_metrics_and_page_show_them():
     info = re.findall(r'^nirc_alarm_info\{id="(\d+)",kind="site_down",subject="([a-z]+)"', text,
                       re.M)
     assert len(info) == n, info
+    assert 'nirc_alarms_active{kind="notify"} 1' in text
     sj = T.status_json(page)
-    assert {a["subject"] for a in sj["alarms"]} == set(active_by("site_down"))
+    assert {a["subject"] for a in sj["alarms"]} == set(active_by("site_down")) | set(notify)
     dom = T.chromium_dom(f"http://{page}/")
-    assert re.search(rf'id="alarms"[^>]*>\s*{n} ACTIVE ALARMS \({n - acked} not acknowledged\)', dom), \
-        dom[:3000]
-    assert dom.count('class="alarm ') == n
+    assert re.search(rf'id="alarms"[^>]*>\s*{every} ACTIVE ALARMS \({every - acked} not '
+                     r'acknowledged\)', dom), dom[:3000]
+    assert dom.count('class="alarm ') == every
 
 
 def test_a_new_leader_adopts_the_active_alarms():
