@@ -391,7 +391,8 @@ typedef struct {
   char en[TEXT_BUF], zh[TEXT_BUF];
   const char *stat; /* link word when not online, else NULL */
   unsigned queue;
-  double w, h; /* estimated size of both lines together */
+  bool queue_partial; /* a lower bound: "12+ in queue" (map_site_t.queue_partial) */
+  double w, h;        /* estimated size of both lines together */
   bool placed;
   box_t box;
   int anchor; /* 1 start, 0 middle, -1 end (text-anchor) */
@@ -922,12 +923,15 @@ static void put_sites(sbuf_t *b, const layout_t *L) {
               LINK_STYLE[s->link].width, dash_attr, LINK_STYLE[s->link].opacity);
     /* Unknown is not zero: a site without a report, or whose PBX could
      * not be read, has no queue figure, and says why its load is grey. */
-    char tip[3 * TEXT_BUF + 160], occ[48] = "no load report", q[32] = "queue not measured";
+    char tip[3 * TEXT_BUF + 160], occ[48] = "no load report", q[64] = "queue not measured";
     if (s->load != LOAD_UNKNOWN)
       snprintf(occ, sizeof occ, "%ld%% of agents busy", lround(fmin(m->occupancy, 9.99) * 100));
     else if (m->unknown_why)
       clean_text(occ, sizeof occ, m->unknown_why, 40);
-    if (!m->queue_unknown) snprintf(q, sizeof q, "%u in queue", m->in_queue);
+    if (m->queue_partial)
+      snprintf(q, sizeof q, "at least %u in queue (not all measured)", m->in_queue);
+    else if (!m->queue_unknown)
+      snprintf(q, sizeof q, "%u in queue", m->in_queue);
     snprintf(tip, sizeof tip, "%s%s%s (%s)%s: %s, %s, %s", lb->en, lb->zh[0] ? " " : "", lb->zh,
              slug, m->is_hub ? ", hub" : "", LINK_STYLE[s->link].word, occ, q);
     sb_esc(b, tip);
@@ -990,7 +994,8 @@ static void put_labels(sbuf_t *b, const layout_t *L) {
                 LINK_STYLE[L->spot[i].link].cls, LINK_STYLE[L->spot[i].link].word_fill, lb->stat);
     if (lb->stat && lb->queue) sb_puts(b, " \xC2\xB7 "); /* · */
     if (lb->queue)
-      sb_printf(b, "<tspan class=\"queue\" font-weight=\"bold\">%u in queue</tspan>", lb->queue);
+      sb_printf(b, "<tspan class=\"queue\" font-weight=\"bold\">%u%s in queue</tspan>", lb->queue,
+                lb->queue_partial ? "+" : "");
     sb_puts(b, "</text>\n");
   }
   sb_puts(b, "</g>\n");
@@ -1130,13 +1135,14 @@ static void layout_sites(layout_t *L) {
     clean_text(lb->zh, sizeof lb->zh, m->name_zh, NAME_MAX_CP);
     lb->stat = s->link == LINK_ONLINE ? NULL : LINK_STYLE[s->link].word;
     lb->queue = m->queue_unknown ? 0 : m->in_queue;
+    lb->queue_partial = m->queue_partial;
     double w1 = text_width(lb->en, 12, true), w2 = 0;
     if (lb->zh[0]) w1 += 4 + text_width(lb->zh, 12, false);
     if (lb->stat) w2 += text_width(lb->stat, 11, true);
     if (lb->stat && lb->queue) w2 += text_width(" . ", 11, false);
     if (lb->queue) {
       char q[32];
-      snprintf(q, sizeof q, "%u in queue", lb->queue);
+      snprintf(q, sizeof q, "%u%s in queue", lb->queue, lb->queue_partial ? "+" : "");
       w2 += text_width(q, 11, true);
     }
     lb->w = fmax(w1, w2);

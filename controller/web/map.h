@@ -16,6 +16,9 @@ typedef struct {
   double occupancy;    /* busy agents / logged in, 0..1; < 0 unknown */
   unsigned in_queue;   /* calls waiting now */
   bool queue_unknown;  /* no figure for the queue (see unknown_why): in_queue means nothing */
+  /* A group of sites (mapgroup.c) some of which measure no queue: in_queue
+   * is the sum over those that do, a lower bound ("12+ in queue"). */
+  bool queue_partial;
   /* Why the load is unknown, in the tooltip: "no load report", "PBX
    * unreadable", "agents not measured", "no agents logged in". NULL: the
    * occupancy, or "no load report" when it is unknown. */

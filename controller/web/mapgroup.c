@@ -125,6 +125,7 @@ char *mapgroup_render(const map_site_t *sites, size_t n, const map_move_t *moves
       g[gi].lon = lon / count[gi];
       g[gi].occupancy = occ_n ? occ / occ_n : -1;
       g[gi].queue_unknown = q_known == 0;
+      g[gi].queue_partial = q_known > 0 && q_known < count[gi];
       /* Why the group's load is unknown: its one site's reason, or that
        * none of its sites measured it. */
       if (occ_n == 0)

@@ -626,7 +626,8 @@ static void test_aggregated_beyond_what_fits(void **state) {
                         .lat = 22 + 22 * u,
                         .lon = 90 + 34 * v,
                         .link = "never-seen",
-                        .occupancy = -1};
+                        .occupancy = -1,
+                        .queue_unknown = true};
   }
   /* gen-00001 (around 35.6N 104.1E) to the first province, far away;
    * gen-00001 to itself-ish: a site in the same cell. */
@@ -647,6 +648,16 @@ static void test_aggregated_beyond_what_fits(void **state) {
   assert_true(markers > 10 && markers <= MAPGROUP_GROUPS_MAX);
   assert_int_equal(count_of(svg, "<g class=\"move\""), 1);
   assert_non_null(strstr(svg, "1 move between groups drawn, 1 within a group not drawn"));
+  free(svg);
+  /* gen-00001 measures 7 calls waiting, the others of its cell nothing:
+   * the group's queue is a lower bound, said so, not "7 in queue" (as a
+   * province's cell with generated sites that measure nothing). */
+  s[N_PROV].queue_unknown = false;
+  s[N_PROV].in_queue = 7;
+  svg = mapgroup_render(s, n, mv, 2, "NIRC routing");
+  assert_non_null(svg);
+  assert_non_null(strstr(svg, " in queue (not all measured)"));
+  assert_non_null(strstr(svg, "+ in queue</tspan>"));
   free(svg);
   /* The provinces alone: one marker each, no aggregation. */
   svg = mapgroup_render(s, N_PROV, NULL, 0, "NIRC routing");
