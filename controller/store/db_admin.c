@@ -22,6 +22,8 @@
 
 #include "err.h"
 #include "log.h"
+#include "safetext.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -202,6 +204,30 @@ int db_admin_check_schema(const char *conninfo, char *err, size_t errlen) {
   return 0;
 }
 
+/* Rule changes of this journal that reached the database after a newer
+ * leader took over are not applied (store.c): the operator who made them
+ * was told "done" at the time, so the log says it loudly, with where the
+ * trail has them. `base`: the audit trail's last id before the replay. */
+static void db_admin_say_superseded(PGconn *c, const char *base) {
+  if (!base[0]) return;
+  const char *p[] = {base};
+  PGresult *r = PQexecParams(c,
+                             "SELECT count(*), string_agg(target, ', ' ORDER BY id) FROM audit_log "
+                             "WHERE id > $1::bigint AND action = 'superseded'",
+                             1, NULL, p, NULL, NULL, 0);
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+      strtoull(PQgetvalue(r, 0, 0), NULL, 10) > 0) {
+    char targets[300];
+    safetext_escape(PQgetvalue(r, 0, 1), targets, sizeof targets); /* schedule names: text */
+    log_warn(LOG_DB, DB_OBJ,
+             "%s rule change%s from this controller's journal not applied (%s): a newer leader "
+             "had taken over without them; `nircctl history --action superseded` lists them, "
+             "make them again if they are still wanted",
+             PQgetvalue(r, 0, 0), strcmp(PQgetvalue(r, 0, 0), "1") == 0 ? "" : "s", targets);
+  }
+  PQclear(r);
+}
+
 int db_admin_replay_journal(const char *conninfo, const char *path, char *err, size_t errlen) {
   if (!path || !*path) return 0;
   journal_t j;
@@ -219,6 +245,13 @@ int db_admin_replay_journal(const char *conninfo, const char *path, char *err, s
   unsigned long long total = (unsigned long long)j.records, applied = 0, dups = 0, failed = 0;
   log_info(LOG_DB, DB_OBJ, "replaying %llu journaled write%s from %s", total, total == 1 ? "" : "s",
            path);
+  /* The audit trail's end before the replay: what it says after about
+   * changes this journal held that a newer leader superseded (store.c). */
+  PGresult *before = PQexec(c, "SELECT coalesce(max(id), 0) FROM audit_log");
+  char base[24] = "";
+  if (PQresultStatus(before) == PGRES_TUPLES_OK && PQntuples(before) == 1)
+    nirc_strlcpy(base, PQgetvalue(before, 0, 0), sizeof base);
+  PQclear(before);
   while (rc == 0 && j.records > 0) {
     query_t *q = NULL;
     const char *why = "?";
@@ -260,6 +293,7 @@ int db_admin_replay_journal(const char *conninfo, const char *path, char *err, s
     PQclear(r);
     free(q);
   }
+  db_admin_say_superseded(c, base);
   PQfinish(c);
   log_info(LOG_DB, DB_OBJ,
            "database journal %s: %llu applied, %llu already applied, %llu refused by the database, "

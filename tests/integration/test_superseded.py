@@ -110,6 +110,11 @@ def test_journaled_cutover_of_a_dead_leader_is_superseded_not_resurrected():
     assert "not applied" in sup[0][2], sup
     assert env.sql(f"SELECT state FROM cutovers WHERE id = {cutover_id}") == [], \
         env.sql("SELECT id, state FROM cutovers")
+    # nircd-1's log says so at once, for whoever restarted it.
+    said = [l for l in log_after(a, start_a).splitlines() if "not applied" in l]
+    assert len(said) == 1 and f"1 rule change from this controller's journal not applied " \
+        f"(cutover {cutover_id})" in said[0] and "nircctl history --action superseded" in said[0], \
+        said
     # What the operator did and what happened stay on record.
     assert env.sql("SELECT count(*) FROM audit_log WHERE action = 'cutover' AND "
                    f"(detail->>'cutover_id')::bigint = {cutover_id}") == [["1"]]
