@@ -5,10 +5,12 @@
  * module (engine-int.h); no I/O. */
 #include "engine-int.h"
 
+#include "clock.h"
 #include "log.h"
 
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* With no input changed, a tick re-plans once a second (engine_tick). */
@@ -86,9 +88,24 @@ static void engine_expire(engine_t *e) {
     if (cut->state != CUTOVER_ACTIVE || cut->expires_ms == 0 || cut->expires_ms > now) continue;
     log_info(LOG_MAIN, ENGINE_OBJ, "cutover %llu expired", (unsigned long long)cut->id);
     engine_end_cutover(e, cut, CUTOVER_EXPIRED, "expiry");
+    /* The row is stamped when the engine sees the expiry; the cutover
+     * ended at its expiry, when each source's agent went home by its own
+     * revert_at. Seen late (the controller did not run, or had no
+     * leadership), the entry says when it really ended. */
+    char at[40], why[200];
+    clock_format_iso(cut->expires_ms, 0, at, sizeof at);
+    int64_t late = now - cut->expires_ms;
+    if (late > 2000)
+      snprintf(why, sizeof why,
+               "expired at %s (business time), recorded %lld s later: the controller was not "
+               "running then; the sources went home at that time by their own revert_at",
+               at, (long long)(late / 1000));
+    else
+      snprintf(why, sizeof why, "expired at %s (business time)", at);
     engine_audit(e, "engine", "expire", cut->sources.v[0],
-                 json_pack("{s:I, s:o}", "cutover_id", (json_int_t)cut->id, "sources",
-                           engine_slugs_json(&cut->sources)));
+                 json_pack("{s:I, s:o, s:I, s:s}", "cutover_id", (json_int_t)cut->id, "sources",
+                           engine_slugs_json(&cut->sources), "expires_at_ms",
+                           (json_int_t)cut->expires_ms, "why", why));
   }
   /* Exclusions end with the rule that caused them. No site excluded (the
    * flag is set wherever one is): no scan of every directive. */

@@ -162,7 +162,7 @@ ROUTE_DETAIL = {
 }
 
 ROLLBACK_DETAIL = {"site": str, "rule": str, "rule_id": int, "reason": str}
-EXPIRE_DETAIL = {"cutover_id": int, "sources": [str]}
+EXPIRE_DETAIL = {"cutover_id": int, "sources": [str], Opt("expires_at_ms"): int, Opt("why"): str}
 LEADERSHIP_DETAIL = {"why": str}
 SUPERSEDED_DETAIL = {"change": str, "epoch": int, "newer_epoch": int, "why": str}
 SCHEDULE = {"id": int, "name": str, "sources": [str], "hubs": [str], "start": str, "end": str,

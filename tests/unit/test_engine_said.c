@@ -328,6 +328,52 @@ static void test_schedule_trial_says_an_unknown_hub_is_refused_at_the_start(void
   scenario_free(&scen);
 }
 
+/* A cutover's expiry is audited when the engine sees it; a controller that
+ * did not run at the expiry (paused, no leadership) sees it later, while
+ * the agents went home at their own revert_at. The entry says when it
+ * really expired and how late it was recorded (found from outside: the
+ * trail put the expiry at the controller's resumption). */
+static void test_expiry_seen_late_says_when_it_expired(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  const char *s[] = {"hubei"}, *h[] = {"shaanxi"};
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  c.sources = (char **)s;
+  c.n_sources = 1;
+  c.hubs = (char **)h;
+  c.n_hubs = 1;
+  c.reason = "drill";
+  c.force = true;
+  c.expires_in_ms = 60000;
+  engine_req_t rq = {.client = w, .request_id = 9, .operator_name = "operator:alice"};
+  engine_op_cutover(e, &rq, &c);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  int64_t expires = 0;
+  for (size_t k = 0; k < e->n_cut; k++)
+    expires = e->cut[k].expires_ms;
+  assert_true(expires > w->now);
+  /* The controller does not run for ten minutes past the expiry. */
+  w->now = expires + 600000;
+  w->mono += 660000;
+  w->wall += 660000;
+  engine_tick(e);
+  world_flush(w);
+  const world_rec_t *x = NULL;
+  for (size_t k = 0; k < w->n_rec; k++)
+    if (w->rec[k].kind == ENGINE_REC_AUDIT && strcmp(w->rec[k].action, "expire") == 0)
+      x = &w->rec[k];
+  assert_non_null(x);
+  char want[64];
+  snprintf(want, sizeof want, "\"expires_at_ms\":%lld", (long long)expires);
+  if (!strstr(x->detail, want)) fail_msg("no %s in %s", want, x->detail);
+  if (!strstr(x->detail, "recorded 600 s later: the controller was not running then"))
+    fail_msg("the entry does not say it was late: %s", x->detail);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_of_a_site_not_yet_connected_reaches_it_at_hello),
@@ -338,6 +384,7 @@ int main(void) {
       cmocka_unit_test(test_capacity_of_an_offline_site_is_its_last_measure),
       cmocka_unit_test(test_an_unreadable_pbx_measures_no_agents),
       cmocka_unit_test(test_schedule_trial_says_an_unknown_hub_is_refused_at_the_start),
+      cmocka_unit_test(test_expiry_seen_late_says_when_it_expired),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
