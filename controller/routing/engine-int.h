@@ -222,6 +222,11 @@ struct engine {
    * idle registry of 20,000 sites is not planned five times a second. A
    * change the fingerprint misses is planned within that second anyway. */
   uint64_t eval_mono;
+  /* The previous tick of this leadership (engine_tick): monotonic ms (0:
+   * none yet) and business ms. An expiry between it and this tick that
+   * comes after a long gap was seen late (engine_expire says so). */
+  uint64_t tick_mono;
+  int64_t tick_now;
   int64_t eval_now;
   uint64_t eval_fp;
   bool eval_done, eval_dirty;

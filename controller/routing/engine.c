@@ -756,6 +756,7 @@ bool engine_settling(engine_t *e) {
 
 void engine_start_leading(engine_t *e, uint32_t settle_ms) {
   engine_gate_start(e);
+  e->tick_mono = 0;    /* no tick of this leadership yet */
   e->fc_swept = false; /* windows the old leader left unclosed: engine_report.c */
   e->settle_from_mono = engine_mono(e);
   e->settle_until_mono = e->settle_from_mono + settle_ms;

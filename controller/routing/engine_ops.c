@@ -190,7 +190,8 @@ void engine_waiters_check(engine_t *e) {
           /* The move happened, but its record is not durable: a new
            * leader may not know it. Say so; nircctl exits 4. */
           snprintf(msg, sizeof msg,
-                   "moved, but NOT recorded durably (a new leader may not route this way): %s",
+                   "the change is in force, but NOT recorded durably (a new leader may not route "
+                   "this way): %s",
                    w->group->err ? w->group->why : "the record is not yet committed or journaled");
           err.code = NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE;
           err.message = msg;
@@ -199,7 +200,7 @@ void engine_waiters_check(engine_t *e) {
           /* Durable on this controller's disk, not yet where a standby
            * reads the rules: "done" holds only if this controller lives
            * until the database is back. nircctl exits 4. */
-          snprintf(msg, sizeof msg, "moved, but %s", ENGINE_JOURNAL_ONLY);
+          snprintf(msg, sizeof msg, "the change is in force, but %s", ENGINE_JOURNAL_ONLY);
           err.code = NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE;
           err.message = msg;
           rep.error = &err;

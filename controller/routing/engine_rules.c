@@ -333,7 +333,7 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
       if (!engine_can_record(e, rq, "schedule", target_)) return;
       engine_group_begin(e); /* NULL: the records are not followed */
       action = "schedule-rm";
-      engine_rec_t rec = {.kind = ENGINE_REC_SCHEDULE_REMOVE, .id = s->id};
+      engine_rec_t rec = {.kind = ENGINE_REC_SCHEDULE_REMOVE, .id = s->id, .target = s->name};
       if (engine_store(e, &rec) != 0) {
         engine_refuse_unrecorded(e, rq, "schedule", target_, "the removal");
         return;
@@ -359,7 +359,8 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
       if (!engine_can_record(e, rq, "schedule", target_)) return;
       engine_group_begin(e); /* NULL: the records are not followed */
       action = on ? "schedule-enable" : "schedule-disable";
-      engine_rec_t rec = {.kind = ENGINE_REC_SCHEDULE_ENABLE, .id = s->id, .enabled = on};
+      engine_rec_t rec = {
+          .kind = ENGINE_REC_SCHEDULE_ENABLE, .id = s->id, .enabled = on, .target = s->name};
       if (engine_store(e, &rec) != 0) {
         engine_refuse_unrecorded(e, rq, "schedule", target_, "the change");
         return;
@@ -516,7 +517,8 @@ void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__Overflo
           (req->name && *req->name && strcmp(e->ovf[k].name, req->name) == 0)) {
         if (!engine_can_record(e, rq, "overflow", target_)) return;
         engine_group_begin(e); /* NULL: the records are not followed */
-        engine_rec_t rec = {.kind = ENGINE_REC_OVERFLOW_REMOVE, .id = e->ovf[k].id};
+        engine_rec_t rec = {
+            .kind = ENGINE_REC_OVERFLOW_REMOVE, .id = e->ovf[k].id, .target = e->ovf[k].name};
         if (engine_store(e, &rec) != 0) {
           engine_refuse_unrecorded(e, rq, "overflow", target_, "the removal");
           return;

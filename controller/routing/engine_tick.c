@@ -92,14 +92,21 @@ static void engine_expire(engine_t *e) {
      * ended at its expiry, when each source's agent went home by its own
      * revert_at. Seen late (the controller did not run, or had no
      * leadership), the entry says when it really ended. */
-    char at[40], why[200];
+    char at[40], why[240];
     clock_format_iso(cut->expires_ms, 0, at, sizeof at);
-    int64_t late = now - cut->expires_ms;
-    if (late > 2000)
+    /* Late only by real time: at an accelerated clock a tick spans many
+     * business seconds. */
+    uint64_t gap = e->tick_mono ? engine_mono(e) - e->tick_mono : 0;
+    if (!e->tick_mono)
       snprintf(why, sizeof why,
-               "expired at %s (business time), recorded %lld s later: the controller was not "
-               "running then; the sources went home at that time by their own revert_at",
-               at, (long long)(late / 1000));
+               "expired at %s (business time), before this controller led: recorded when it "
+               "took the lead; the sources went home at that time by their own revert_at",
+               at);
+    else if (gap > 2000 && cut->expires_ms > e->tick_now)
+      snprintf(why, sizeof why,
+               "expired at %s (business time), recorded %llu s (real time) later: the controller "
+               "did not run meanwhile; the sources went home at that time by their own revert_at",
+               at, (unsigned long long)(gap / 1000));
     else
       snprintf(why, sizeof why, "expired at %s (business time)", at);
     engine_audit(e, "engine", "expire", cut->sources.v[0],
@@ -171,4 +178,6 @@ void engine_tick(engine_t *e) {
   engine_alarms_sweep(e);
   engine_forecast_track(e);         /* the forecast's accuracy (engine_report.c) */
   e->eval_fp = engine_inputs_fp(e); /* what this tick leaves behind */
+  e->tick_mono = engine_mono(e);
+  e->tick_now = engine_now(e);
 }

@@ -264,10 +264,16 @@ static int store_cutover_sources(db_t *db, const engine_rec_t *r, engine_stored_
   char id[24], srcs[1024];
   snprintf(id, sizeof id, "%llu", (unsigned long long)cut->id);
   store_pg_array(&cut->sources, srcs, sizeof srcs);
-  const char *p[2 + 1] = {id, srcs};
-  return store_fenced_state(
-      db, r, "UPDATE cutovers SET sources = $2 WHERE id = $1 AND" STORE_NOT_FENCED("3"), 2, p, done,
-      arg);
+  const char *p[2 + 4] = {id, srcs};
+  char target[40], change[1200];
+  snprintf(target, sizeof target, "cutover %llu", (unsigned long long)cut->id);
+  snprintf(change, sizeof change, "cutover %llu keeps only the sources %s (the others restored)",
+           (unsigned long long)cut->id, srcs);
+  /* A restore of some of its sources: an operator's change, said when it
+   * is not applied, like the others. */
+  return store_fenced(db, r,
+                      "UPDATE cutovers SET sources = $2 WHERE id = $1 AND" STORE_NOT_FENCED("3"), 2,
+                      p, target, change, done, arg);
 }
 
 static int store_cutover_amend(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
@@ -507,18 +513,19 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
   case ENGINE_REC_SCHEDULE_NEW: return store_schedule_new(db, r, done, arg);
   case ENGINE_REC_SCHEDULE_REMOVE: {
     const char *p[2 + 4] = {id, wall};
-    char target[40], change[80];
-    snprintf(target, sizeof target, "schedule %s", id);
-    snprintf(change, sizeof change, "schedule %s removed", id);
+    char target[200], change[240];
+    snprintf(target, sizeof target, "schedule %s", r->target ? r->target : id);
+    snprintf(change, sizeof change, "schedule '%s' (%s) removed", r->target ? r->target : "", id);
     return store_fenced(
         db, r, "UPDATE schedules SET removed_at = $2 WHERE id = $1 AND" STORE_NOT_FENCED("3"), 2, p,
         target, change, done, arg);
   }
   case ENGINE_REC_SCHEDULE_ENABLE: {
     const char *p[2 + 4] = {id, r->enabled ? "true" : "false"};
-    char target[40], change[80];
-    snprintf(target, sizeof target, "schedule %s", id);
-    snprintf(change, sizeof change, "schedule %s %s", id, r->enabled ? "enabled" : "disabled");
+    char target[200], change[240];
+    snprintf(target, sizeof target, "schedule %s", r->target ? r->target : id);
+    snprintf(change, sizeof change, "schedule '%s' (%s) %s", r->target ? r->target : "", id,
+             r->enabled ? "enabled" : "disabled");
     return store_fenced(db, r,
                         "UPDATE schedules SET enabled = $2 WHERE id = $1 AND" STORE_NOT_FENCED("3"),
                         2, p, target, change, done, arg);
@@ -526,9 +533,10 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
   case ENGINE_REC_OVERFLOW_NEW: return store_overflow_new(db, r, done, arg);
   case ENGINE_REC_OVERFLOW_REMOVE: {
     const char *p[2 + 4] = {id, wall};
-    char target[40], change[80];
-    snprintf(target, sizeof target, "overflow %s", id);
-    snprintf(change, sizeof change, "overflow rule %s removed", id);
+    char target[200], change[240];
+    snprintf(target, sizeof target, "overflow %s", r->target ? r->target : id);
+    snprintf(change, sizeof change, "overflow rule '%s' (%s) removed", r->target ? r->target : "",
+             id);
     return store_fenced(
         db, r, "UPDATE overflow_rules SET removed_at = $2 WHERE id = $1 AND" STORE_NOT_FENCED("3"),
         2, p, target, change, done, arg);

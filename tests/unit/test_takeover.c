@@ -923,28 +923,42 @@ static void test_older_leaders_rule_write_is_superseded(void **state) {
                             .wall_ms = WORLD_WALL0_MS + 60000,
                             .cutover = &cur,
                             .leader_epoch = old_epoch};
+  /* and its restore of some of the sources (the cutover keeps the rest) */
+  cutover_t fewer = cur;
+  snprintf(fewer.sources.v[0], sizeof fewer.sources.v[0], "henan");
+  engine_rec_t sources_old = {.kind = ENGINE_REC_CUTOVER_SOURCES,
+                              .at_ms = WORLD_T0_MS + 60000,
+                              .wall_ms = WORLD_WALL0_MS + 60000,
+                              .cutover = &fewer,
+                              .leader_epoch = old_epoch};
   assert_int_equal(store_engine_record(T.db, &amend_old, tk_counted, &done), 0);
   assert_int_equal(store_engine_record(T.db, &end_old, tk_counted, &done), 0);
-  while (done < 4)
+  assert_int_equal(store_engine_record(T.db, &sources_old, tk_counted, &done), 0);
+  while (done < 5)
     uv_run(&T.loop, UV_RUN_ONCE);
+  assert_int_equal(tk_count("SELECT count(*) FROM audit_log WHERE action = 'superseded' AND "
+                            "detail->>'change' LIKE '%%keeps only the sources%%'"),
+                   1);
+  assert_int_equal(
+      tk_count("SELECT count(*) FROM cutovers WHERE id = %d AND sources = '{hubei}'", 2000001), 1);
   assert_int_equal(
       tk_count("SELECT count(*) FROM cutovers WHERE id = %d AND state = 'active'", 2000001), 1);
   assert_int_equal(tk_count("SELECT count(*) FROM audit_log WHERE action = 'superseded' AND "
                             "target = 'cutover %d'",
                             2000001),
-                   2);
+                   3);
   /* The newest leader's end is applied, and nothing is said of it. */
   engine_rec_t end_new = end_old;
   end_new.leader_epoch = new_epoch;
   assert_int_equal(store_engine_record(T.db, &end_new, tk_counted, &done), 0);
-  while (done < 5)
+  while (done < 6)
     uv_run(&T.loop, UV_RUN_ONCE);
   assert_int_equal(
       tk_count("SELECT count(*) FROM cutovers WHERE id = %d AND state = 'restored'", 2000001), 1);
   assert_int_equal(tk_count("SELECT count(*) FROM audit_log WHERE action = 'superseded' AND "
                             "target = 'cutover %d'",
                             2000001),
-                   2);
+                   3);
   /* A new leader's load sees none of the older leader's cutovers. */
   admin_rules_t rules;
   char err[512];
