@@ -985,6 +985,12 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
       route_cause_t cause =
           engine_cause(e, i, &d->target, &next[i], old_kind[i], plan.routes[i].kind, alarm_kind[i]);
       d->senders_only = cause == ROUTE_CAUSE_SENDERS;
+      if (cause == ROUTE_CAUSE_NO_RULE) {
+        const char *hub = engine_main_hub(&d->target, engine_site(e, i)->slug);
+        d->no_rule_mono = engine_mono(e);
+        d->no_rule_epoch = d->target.epoch;
+        nirc_strlcpy(d->no_rule_hub, hub ? hub : "a hub", sizeof d->no_rule_hub);
+      }
       engine_route_changed(e, i, &next[i], version, cause, home ? old_kind[i] : d->kind,
                            home ? old_rule[i] : d->rule_id);
     }

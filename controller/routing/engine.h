@@ -72,6 +72,11 @@ typedef struct {
   /* The last change of target changed only whom the site answers for
    * (ROUTE_CAUSE_SENDERS): a hub's part of a move, not its own calls. */
   bool senders_only;
+  /* Sent home as no rule's (ROUTE_CAUSE_NO_RULE): when (monotonic ms, 0:
+   * never) and the older leader's route, for the routing alarm that tells
+   * the operator a change of that leader was undone. */
+  uint64_t no_rule_mono, no_rule_epoch;
+  char no_rule_hub[32];
   char excluded_why[200]; /* while excluded: which rule, why, and how to readmit */
   rule_kind_t excluded_kind;
   /* Why the engine holds, waits or refuses a move of this site now ("":

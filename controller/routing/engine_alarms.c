@@ -18,6 +18,8 @@
 /* An evaluation older than this did not observe the current conditions:
  * the sweep waits (a planner out of memory must not clear every alarm). */
 #define ENGINE_ALARM_FRESH_MS 1000
+/* How long a source sent home as no rule's (ROUTE_CAUSE_NO_RULE) keeps its routing alarm. */
+#define ENGINE_NO_RULE_ALARM_MS 600000u
 
 void engine_alarm_event(void *arg, alarm_event_t ev, const alarm_t *a, int64_t wall_ms) {
   (void)wall_ms;
@@ -115,6 +117,19 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
   for (size_t i = 0; i < n; i++) {
     const site_t *s = engine_site(e, i);
     const site_dir_t *d = &e->dirs[i];
+    /* Sent home at a takeover from a route no rule in the database
+     * explains: likely an operator's change the old leader made while the
+     * database was unreachable, now undone. The audit entry says it once;
+     * the alarm makes it seen for ENGINE_NO_RULE_ALARM_MS. */
+    if (d->no_rule_mono && now - d->no_rule_mono < ENGINE_NO_RULE_ALARM_MS && !e->alarm[i][0]) {
+      char msg[ALARM_MESSAGE_MAX];
+      snprintf(msg, sizeof msg,
+               "%s was sent home at the takeover: its route to %s came from the leader of epoch "
+               "%llu under a rule the database does not have (a change made while the database "
+               "was unreachable?); make it again if still wanted",
+               s->slug, d->no_rule_hub, (unsigned long long)d->no_rule_epoch);
+      engine_observe(e, ALARM_ROUTING, s->slug, msg);
+    }
     /* A failed directive stands until the site acknowledges one again; a
      * rolled-back move until the site is readmitted (an operator's act). */
     if (d->excluded_rule && d->excluded_why[0])

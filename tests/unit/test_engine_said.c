@@ -183,6 +183,52 @@ static void test_restore_on_a_new_leader_is_audited_as_a_cutover_end(void **stat
   world_free(w);
 }
 
+/* A new leader finds hubei at shaanxi by the old leader's directive, and
+ * no rule in the database that explains it (the old leader's cutover
+ * reached only its journal): hubei goes home, audited with cause no-rule,
+ * and a routing alarm tells the operator that a change of the old leader
+ * was undone, for ten minutes. Before, only the audit entry said it, as
+ * "schedule-end" (found from outside). */
+static void test_a_route_no_rule_explains_is_sent_home_with_an_alarm(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *a = leading_with_hubei_at_shaanxi(w);
+  size_t n = w->sites->n;
+  route_t *acked = calloc(n, sizeof *acked);
+  assert_non_null(acked);
+  for (size_t i = 0; i < n; i++)
+    acked[i] = engine_site_dir(a, i)->acked;
+  engine_free(a);
+  for (size_t i = 0; i < n; i++) {
+    sites_on_link_down(&w->sites->v[i], w->now);
+    w->sites->v[i].conn = NULL;
+  }
+  engine_t *b = world_engine(w);
+  /* The database has no cutover: the new leader loads none. */
+  assert_int_equal(engine_load_rules(b, 6, NULL, 0, NULL, 0, NULL, 0, w->max_id), 0);
+  engine_start_leading(b, 5000);
+  world_connect_all(w, b, acked);
+  size_t hubei = world_index(w, "hubei");
+  for (int k = 0; k < 40 && route_share_of(&engine_site_dir(b, hubei)->target, "shaanxi") > 0; k++)
+    world_tick(w, b, 200);
+  assert_int_equal(route_share_of(&engine_site_dir(b, hubei)->target, "shaanxi"), 0);
+  world_tick(w, b, 1000);
+  assert_true(engine_alarm_active(b, ALARM_ROUTING, "hubei"));
+  const alarm_t *al = alarm_find(&b->alarms, ALARM_ROUTING, "hubei");
+  assert_non_null(al);
+  if (!strstr(al->message, "hubei was sent home at the takeover: its route to shaanxi came from "
+                           "the leader of epoch 5"))
+    fail_msg("alarm: %s", al->message);
+  /* Ten minutes later it has cleared. */
+  for (int k = 0; k < 11; k++)
+    world_tick(w, b, 60000);
+  assert_false(engine_alarm_active(b, ALARM_ROUTING, "hubei"));
+  world_flush(w);
+  engine_free(b);
+  free(acked);
+  world_free(w);
+}
+
 /* `nircctl plan --schedule` (and `next`) judge a schedule after the real
  * rules, as it will run: with shaanxi cut over to henan, a schedule of
  * hubei to shaanxi does not send hubei there. Before, the trial planned
@@ -409,6 +455,7 @@ int main(void) {
       cmocka_unit_test(test_cutover_of_a_site_not_yet_connected_reaches_it_at_hello),
       cmocka_unit_test(test_cutover_held_by_the_engine_is_pending_not_done),
       cmocka_unit_test(test_restore_on_a_new_leader_is_audited_as_a_cutover_end),
+      cmocka_unit_test(test_a_route_no_rule_explains_is_sent_home_with_an_alarm),
       cmocka_unit_test(test_schedule_trial_sees_the_cutovers_in_force),
       cmocka_unit_test(test_dry_run_of_a_hub_cutover_shows_its_dependants),
       cmocka_unit_test(test_capacity_of_an_offline_site_is_its_last_measure),
