@@ -135,15 +135,10 @@ static void test_cutover_held_by_the_engine_is_pending_not_done(void **state) {
   world_free(w);
 }
 
-/* A new leader learns from the agents where the sources route, not which
- * rule put them there; it took that from its plan only when it moved
- * them. Found from outside: `nircctl restore` on a new leader was audited
- * and counted as "schedule-end" ("default 0 no longer moves it"). The
- * rule behind a route the plan keeps is now taken from the plan. */
-static void test_restore_on_a_new_leader_is_audited_as_a_cutover_end(void **state) {
-  (void)state;
-  world_t *w = world_new();
-  engine_t *a = leading_with_hubei_at_shaanxi(w);
+/* The leader `a` dies (freed); a new leader of epoch 6 takes over with the
+ * rules the database has (`with_rules`: the world's, else none) and the
+ * agents connect to it with the routes they acknowledged to `a`. */
+static engine_t *taken_over(world_t *w, engine_t *a, bool with_rules) {
   size_t n = w->sites->n;
   route_t *acked = calloc(n, sizeof *acked);
   assert_non_null(acked);
@@ -155,10 +150,25 @@ static void test_restore_on_a_new_leader_is_audited_as_a_cutover_end(void **stat
     w->sites->v[i].conn = NULL;
   }
   engine_t *b = world_engine(w);
-  assert_int_equal(engine_load_rules(b, 6, w->cut, w->n_cut, w->sch, w->n_sch, NULL, 0, w->max_id),
-                   0);
+  assert_int_equal(
+      with_rules ? engine_load_rules(b, 6, w->cut, w->n_cut, w->sch, w->n_sch, NULL, 0, w->max_id)
+                 : engine_load_rules(b, 6, NULL, 0, NULL, 0, NULL, 0, w->max_id),
+      0);
   engine_start_leading(b, 5000);
   world_connect_all(w, b, acked);
+  free(acked);
+  return b;
+}
+
+/* A new leader learns from the agents where the sources route, not which
+ * rule put them there; it took that from its plan only when it moved
+ * them. Found from outside: `nircctl restore` on a new leader was audited
+ * and counted as "schedule-end" ("default 0 no longer moves it"). The
+ * rule behind a route the plan keeps is now taken from the plan. */
+static void test_restore_on_a_new_leader_is_audited_as_a_cutover_end(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *b = taken_over(w, leading_with_hubei_at_shaanxi(w), true);
   world_tick(w, b, 200);
   world_tick(w, b, 200);
   char *names[] = {"hubei"};
@@ -179,7 +189,6 @@ static void test_restore_on_a_new_leader_is_audited_as_a_cutover_end(void **stat
   assert_non_null(strstr(route->detail, "cutover 5000001 no longer moves it"));
   world_flush(w);
   engine_free(b);
-  free(acked);
   world_free(w);
 }
 
@@ -192,22 +201,8 @@ static void test_restore_on_a_new_leader_is_audited_as_a_cutover_end(void **stat
 static void test_a_route_no_rule_explains_is_sent_home_with_an_alarm(void **state) {
   (void)state;
   world_t *w = world_new();
-  engine_t *a = leading_with_hubei_at_shaanxi(w);
-  size_t n = w->sites->n;
-  route_t *acked = calloc(n, sizeof *acked);
-  assert_non_null(acked);
-  for (size_t i = 0; i < n; i++)
-    acked[i] = engine_site_dir(a, i)->acked;
-  engine_free(a);
-  for (size_t i = 0; i < n; i++) {
-    sites_on_link_down(&w->sites->v[i], w->now);
-    w->sites->v[i].conn = NULL;
-  }
-  engine_t *b = world_engine(w);
   /* The database has no cutover: the new leader loads none. */
-  assert_int_equal(engine_load_rules(b, 6, NULL, 0, NULL, 0, NULL, 0, w->max_id), 0);
-  engine_start_leading(b, 5000);
-  world_connect_all(w, b, acked);
+  engine_t *b = taken_over(w, leading_with_hubei_at_shaanxi(w), false);
   size_t hubei = world_index(w, "hubei");
   for (int k = 0; k < 40 && route_share_of(&engine_site_dir(b, hubei)->target, "shaanxi") > 0; k++)
     world_tick(w, b, 200);
@@ -225,7 +220,6 @@ static void test_a_route_no_rule_explains_is_sent_home_with_an_alarm(void **stat
   assert_false(engine_alarm_active(b, ALARM_ROUTING, "hubei"));
   world_flush(w);
   engine_free(b);
-  free(acked);
   world_free(w);
 }
 
@@ -380,17 +374,7 @@ static void test_schedule_trial_says_an_unknown_hub_is_refused_at_the_start(void
  * really expired and how late it was recorded (found from outside: the
  * trail put the expiry at the controller's resumption). */
 static int64_t cutover_for_a_minute(world_t *w, engine_t *e) {
-  const char *s[] = {"hubei"}, *h[] = {"shaanxi"};
-  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
-  c.sources = (char **)s;
-  c.n_sources = 1;
-  c.hubs = (char **)h;
-  c.n_hubs = 1;
-  c.reason = "drill";
-  c.force = true;
-  c.expires_in_ms = 60000;
-  engine_req_t rq = {.client = w, .request_id = 9, .operator_name = "operator:alice"};
-  engine_op_cutover(e, &rq, &c);
+  world_cutover_for(w, e, 9, "hubei", "shaanxi", 60000);
   world_ack(w, e, 0, NULL);
   world_flush(w);
   int64_t expires = 0;

@@ -375,8 +375,8 @@ void world_cutover(world_t *w, engine_t *e, uint64_t rid, const char *const *src
   engine_op_cutover(e, &rq, &c);
 }
 
-void world_cutover_forced(world_t *w, engine_t *e, uint64_t rid, const char *src, const char *hub,
-                          bool dry) {
+static void world_cutover_one(world_t *w, engine_t *e, uint64_t rid, const char *src,
+                              const char *hub, bool dry, int64_t expires_in_ms) {
   const char *s[] = {src}, *h[] = {hub};
   Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
   c.sources = (char **)s;
@@ -386,8 +386,19 @@ void world_cutover_forced(world_t *w, engine_t *e, uint64_t rid, const char *src
   c.reason = "forced";
   c.force = true;
   c.dry_run = dry;
+  c.expires_in_ms = expires_in_ms;
   engine_req_t rq = {.client = w, .request_id = rid, .operator_name = "operator:alice"};
   engine_op_cutover(e, &rq, &c);
+}
+
+void world_cutover_forced(world_t *w, engine_t *e, uint64_t rid, const char *src, const char *hub,
+                          bool dry) {
+  world_cutover_one(w, e, rid, src, hub, dry, 0);
+}
+
+void world_cutover_for(world_t *w, engine_t *e, uint64_t rid, const char *src, const char *hub,
+                       int64_t ms) {
+  world_cutover_one(w, e, rid, src, hub, false, ms);
 }
 
 void world_schedule_all_day(world_t *w, engine_t *e, uint64_t rid, const char *src,

@@ -140,6 +140,9 @@ void world_cutover(world_t *w, engine_t *e, uint64_t rid, const char *const *src
  * --dry-run when dry). */
 void world_cutover_forced(world_t *w, engine_t *e, uint64_t rid, const char *src, const char *hub,
                           bool dry);
+/* The same, not a dry run, ending after `ms` (--for). */
+void world_cutover_for(world_t *w, engine_t *e, uint64_t rid, const char *src, const char *hub,
+                       int64_t ms);
 /* An admin adds schedule "night", all day, of one source to one hub. */
 void world_schedule_all_day(world_t *w, engine_t *e, uint64_t rid, const char *src,
                             const char *hub);
