@@ -1108,7 +1108,7 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "(unreachable: writes wait in the journal), journal (filling or refusing),\n"
      "identity (two agents claim one site), pbx (a site's PBX routed otherwise than\n"
      "its agent applied: warning when the agent repaired it, critical when not), report\n"
-     "(reports refused as implausible), moved, notify (webhook notifications lost).\n"
+     "(reports refused), moved, notify (webhook notifications lost), superseded.\n"
      "Without --all the controller's active alarms (also while the database is\n"
      "down); --all reads the stored record, cleared ones too, newest first.\n"
      "ack (role operator) records who saw it; it stays active until it clears.\n"

@@ -860,6 +860,7 @@ static void server_on_tick(uv_timer_t *t) {
     server_history_tick(srv);
     engine_tick(srv->engine);
     server_read_wape(srv);
+    server_read_superseded(srv);
     server_prune_history(srv);
   }
   if (second)

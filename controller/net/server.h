@@ -162,6 +162,15 @@ struct server {
    * is in flight. */
   uint64_t prune_next_mono;
   int prune_busy;
+  /* Superseded changes (an older leader's journal replayed after this one
+   * took over): the trail's newest such entry seen, when this controller
+   * began reading (real ms; rows before it are not this leadership's
+   * news), when one was last seen (real ms, 0: never), how many, and the
+   * newest change in words. server_retention.c. */
+  uint64_t sup_last_id, sup_seen_ms, sup_count, sup_read_mono;
+  int64_t sup_since_ms;
+  int sup_busy;
+  char sup_change[160];
   /* owned: per operator identity and per source address limits
    * (guard.h); NULL until server_start. */
   struct guard *guard;
@@ -281,6 +290,10 @@ void server_pbx_observe(server_t *srv);
  * site's newest stored WAPE into fc_wape for /metrics. */
 void server_prune_history(server_t *srv);
 void server_read_wape(server_t *srv);
+/* And reads the audit trail's new 'superseded' entries, raising the
+ * superseded alarm for 30 minutes after one (the operator who made the
+ * change was told it was in force). */
+void server_read_superseded(server_t *srv);
 /* Reloads the load history into the engine when it is due: on leading,
  * on each new local business day, and 30 s after a failure; never twice
  * within 10 s, never blocking (server_history.c). */

@@ -8,8 +8,10 @@
  * server module. */
 #include "server.h"
 
+#include "clock.h"
 #include "err.h"
 #include "log.h"
+#include "safetext.h"
 
 #include <stdio.h>
 #include <stdint.h>
@@ -62,6 +64,54 @@ void server_read_wape(server_t *srv) {
               "ORDER BY site, window_end DESC",
               0, NULL, server_wape_done, srv) == 0)
     srv->fc_wape_busy = 1;
+}
+
+/* ---- changes an older leader made that were not applied ---- */
+
+#define SERVER_SUPERSEDED_READ_MS  5000
+#define SERVER_SUPERSEDED_ALARM_MS 1800000u
+
+static void server_superseded_done(void *arg, int err, const char *msg, PGresult *res) {
+  server_t *srv = arg;
+  srv->sup_busy = 0;
+  (void)msg;
+  if (err || !res) return; /* the next read tries again */
+  for (int r = 0; r < PQntuples(res); r++) {
+    srv->sup_last_id = strtoull(PQgetvalue(res, r, 0), NULL, 10);
+    srv->sup_count++;
+    srv->sup_seen_ms = (uint64_t)clock_real_ms();
+    safetext_escape(PQgetvalue(res, r, 1), srv->sup_change, sizeof srv->sup_change);
+  }
+}
+
+void server_read_superseded(server_t *srv) {
+  uint64_t now = uv_now(srv->loop);
+  int64_t wall = clock_real_ms();
+  if (!srv->sup_since_ms) srv->sup_since_ms = wall - 60000; /* a replay racing the takeover */
+  if (srv->sup_seen_ms && (uint64_t)wall - srv->sup_seen_ms < SERVER_SUPERSEDED_ALARM_MS) {
+    char m[ALARM_MESSAGE_MAX];
+    snprintf(m, sizeof m,
+             "%llu rule change%s of an earlier leader, kept in its outage journal, reached the "
+             "database after this leader took over and %s not applied (newest: %s); `nircctl "
+             "history --action superseded` lists them: make again those still wanted",
+             (unsigned long long)srv->sup_count, srv->sup_count == 1 ? "" : "s",
+             srv->sup_count == 1 ? "was" : "were", srv->sup_change);
+    engine_alarm_observe(srv->engine, ALARM_SUPERSEDED, srv->conf->node, m);
+  }
+  db_t *db = server_retention_db(srv);
+  if (!db || srv->sup_busy || now - srv->sup_read_mono < SERVER_SUPERSEDED_READ_MS) return;
+  srv->sup_read_mono = now;
+  if (db_unreachable_ms(db)) return;
+  char last[24], since[24];
+  snprintf(last, sizeof last, "%llu", (unsigned long long)srv->sup_last_id);
+  snprintf(since, sizeof since, "%lld", (long long)srv->sup_since_ms);
+  const char *p[] = {last, since};
+  if (db_exec(db,
+              "SELECT id, coalesce(detail->>'change', target) FROM audit_log WHERE id > "
+              "$1::bigint AND action = 'superseded' AND at >= to_timestamp($2::bigint / 1000.0) "
+              "ORDER BY id LIMIT 100",
+              2, p, server_superseded_done, srv) == 0)
+    srv->sup_busy = 1;
 }
 
 /* ---- load history retention ---- */

@@ -7,10 +7,12 @@
 #include <string.h>
 
 static const char *const alarm_kind_names[ALARM_KIND_COUNT] = {
-    [ALARM_CAPACITY] = "capacity",   [ALARM_ROUTING] = "routing",   [ALARM_DIRECTIVE] = "directive",
-    [ALARM_SITE_DOWN] = "site_down", [ALARM_DATABASE] = "database", [ALARM_JOURNAL] = "journal",
-    [ALARM_IDENTITY] = "identity",   [ALARM_PBX] = "pbx",           [ALARM_REPORT] = "report",
-    [ALARM_MOVED] = "moved",         [ALARM_NOTIFY] = "notify",
+    [ALARM_CAPACITY] = "capacity",   [ALARM_ROUTING] = "routing",
+    [ALARM_DIRECTIVE] = "directive", [ALARM_SITE_DOWN] = "site_down",
+    [ALARM_DATABASE] = "database",   [ALARM_JOURNAL] = "journal",
+    [ALARM_IDENTITY] = "identity",   [ALARM_PBX] = "pbx",
+    [ALARM_REPORT] = "report",       [ALARM_MOVED] = "moved",
+    [ALARM_NOTIFY] = "notify",       [ALARM_SUPERSEDED] = "superseded",
 };
 
 const char *alarm_kind_name(alarm_kind_t k) {
@@ -34,6 +36,8 @@ const char *alarm_severity(alarm_kind_t k) {
   case ALARM_DATABASE:
   case ALARM_JOURNAL:
   case ALARM_IDENTITY:
+  /* An operator was told a change was in force; it is not. */
+  case ALARM_SUPERSEDED:
   /* Calls do not go where status says they go. */
   case ALARM_MOVED: return "critical";
   /* A PBX that drifted and was repaired routes right again: worth a look

@@ -41,6 +41,9 @@ typedef enum {
   ALARM_REPORT, /* a site's reports are refused as implausible */
   ALARM_MOVED,  /* a source's measured calls do not go where its acknowledged route sends them */
   ALARM_NOTIFY, /* alarm notifications to a webhook were given up in the last 10 minutes */
+  /* an older leader's rule changes reached the database after this one
+   * took over and were not applied, in the last 30 minutes */
+  ALARM_SUPERSEDED,
   ALARM_KIND_COUNT,
 } alarm_kind_t;
 

@@ -114,6 +114,15 @@ def test_journaled_cutover_of_a_dead_leader_is_superseded_not_resurrected():
     assert len(sup) == 1, sup
     assert (int(sup[0][0]), int(sup[0][1])) == (epoch_a, epoch_b), sup
     assert "not applied" in sup[0][2], sup
+    # The live leader says so where operators look: a critical alarm.
+    def superseded_alarm():
+        r = env.ctl("--json", "alarms", controllers=[b_addr])
+        return [a for a in json.loads(r.stdout)["alarms"] if a["kind"] == "superseded"] or None
+    alarm = T.wait_until(superseded_alarm, 20, "the superseded alarm at nircd-2")[0]
+    assert alarm["severity"] == "critical" and alarm["subject"] == "nircd-2", alarm
+    assert f"1 rule change of an earlier leader, kept in its outage journal, reached the " \
+        f"database after this leader took over and was not applied (newest: cutover " \
+        f"{cutover_id} of {{hubei}} to {{shaanxi}} by operator:alice)" in alarm["message"], alarm
     assert env.sql(f"SELECT state FROM cutovers WHERE id = {cutover_id}") == [], \
         env.sql("SELECT id, state FROM cutovers")
     # nircd-1's log says so at once, for whoever restarted it.
