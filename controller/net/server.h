@@ -163,13 +163,12 @@ struct server {
   uint64_t prune_next_mono;
   int prune_busy;
   /* Superseded changes (an older leader's journal replayed after this one
-   * took over): the trail's newest such entry seen, when this controller
-   * began reading (real ms; rows before it are not this leadership's
-   * news), when one was last seen (real ms, 0: never), how many, and the
-   * newest change in words. server_retention.c. */
+   * took over): the trail's newest entry seen (primed with the trail's
+   * end at the first read: older entries are not news), when one was last
+   * seen (real ms, 0: never), how many, and the newest change in words.
+   * server_retention.c. */
   uint64_t sup_last_id, sup_seen_ms, sup_count, sup_read_mono;
-  int64_t sup_since_ms;
-  int sup_busy;
+  int sup_primed, sup_busy;
   char sup_change[160];
   /* owned: per operator identity and per source address limits
    * (guard.h); NULL until server_start. */

@@ -84,10 +84,21 @@ static void server_superseded_done(void *arg, int err, const char *msg, PGresult
   }
 }
 
+/* The trail's newest id when this controller first reads it: the entries
+ * before are not news, and reading from there takes the primary key's
+ * index (a scan of the whole trail every 5 s would not). */
+static void server_superseded_primed(void *arg, int err, const char *msg, PGresult *res) {
+  server_t *srv = arg;
+  srv->sup_busy = 0;
+  (void)msg;
+  if (err || !res || PQntuples(res) != 1) return;
+  srv->sup_last_id = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+  srv->sup_primed = 1;
+}
+
 void server_read_superseded(server_t *srv) {
   uint64_t now = uv_now(srv->loop);
   int64_t wall = clock_real_ms();
-  if (!srv->sup_since_ms) srv->sup_since_ms = wall - 60000; /* a replay racing the takeover */
   if (srv->sup_seen_ms && (uint64_t)wall - srv->sup_seen_ms < SERVER_SUPERSEDED_ALARM_MS) {
     char m[ALARM_MESSAGE_MAX];
     snprintf(m, sizeof m,
@@ -102,15 +113,19 @@ void server_read_superseded(server_t *srv) {
   if (!db || srv->sup_busy || now - srv->sup_read_mono < SERVER_SUPERSEDED_READ_MS) return;
   srv->sup_read_mono = now;
   if (db_unreachable_ms(db)) return;
-  char last[24], since[24];
+  if (!srv->sup_primed) {
+    if (db_exec(db, "SELECT coalesce(max(id), 0) FROM audit_log", 0, NULL, server_superseded_primed,
+                srv) == 0)
+      srv->sup_busy = 1;
+    return;
+  }
+  char last[24];
   snprintf(last, sizeof last, "%llu", (unsigned long long)srv->sup_last_id);
-  snprintf(since, sizeof since, "%lld", (long long)srv->sup_since_ms);
-  const char *p[] = {last, since};
+  const char *p[] = {last};
   if (db_exec(db,
               "SELECT id, coalesce(detail->>'change', target) FROM audit_log WHERE id > "
-              "$1::bigint AND action = 'superseded' AND at >= to_timestamp($2::bigint / 1000.0) "
-              "ORDER BY id LIMIT 100",
-              2, p, server_superseded_done, srv) == 0)
+              "$1::bigint AND action = 'superseded' ORDER BY id LIMIT 100",
+              1, p, server_superseded_done, srv) == 0)
     srv->sup_busy = 1;
 }
 
