@@ -442,8 +442,13 @@ def test_half_open_flood_over_the_cap():
         env.start_agent(LATE_SITE)
         T.wait_until(lambda: env.status()[LATE_SITE]["load"], 10, f"{LATE_SITE} online")
         assert env.status()["shaanxi"]["load"]["timestamp_ms"] > before
+        # The flood still holds its connections (none has reached its
+        # handshake timeout yet), so the late agent got in during it, not
+        # after. (A bound on the elapsed time as well failed once under
+        # ASan with 63 still open at 4.0 s: the connections open are the
+        # proof, the clock only a proxy for them.)
         during = open_count(socks, closed)
-        assert during > 0 and time.monotonic() - start < HANDSHAKE_S, \
+        assert during > 0, \
             f"the flood was over before {LATE_SITE} got in: {during} open, " \
             f"{time.monotonic() - start:.1f}s"
         serving.add(LATE_SITE)
