@@ -162,13 +162,12 @@ struct server {
    * is in flight. */
   uint64_t prune_next_mono;
   int prune_busy;
-  /* Superseded changes (an older leader's journal replayed after this one
-   * took over): the trail's newest entry seen (primed with the trail's
-   * end at the first read: older entries are not news), when one was last
-   * seen (real ms, 0: never), how many, and the newest change in words.
-   * server_retention.c. */
-  uint64_t sup_last_id, sup_seen_ms, sup_count, sup_read_mono;
-  int sup_primed, sup_busy;
+  /* Rule changes of an earlier leader that were not applied ('superseded'
+   * audit entries) in the last 30 minutes, by the database's clock, as the
+   * last read found them: how many, the newest in words; when the last
+   * read was sent (loop ms, 0: never). server_retention.c. */
+  uint64_t sup_count, sup_read_mono;
+  int sup_busy;
   char sup_change[160];
   /* owned: per operator identity and per source address limits
    * (guard.h); NULL until server_start. */

@@ -68,64 +68,51 @@ void server_read_wape(server_t *srv) {
 
 /* ---- changes an older leader made that were not applied ---- */
 
-#define SERVER_SUPERSEDED_READ_MS  5000
-#define SERVER_SUPERSEDED_ALARM_MS 1800000u
+#define SERVER_SUPERSEDED_READ_MS 5000
 
+/* What the last read found: the entries of the alarm's window, by the
+ * database's clock. Each read replaces it, so the alarm clears 30 minutes
+ * after the newest entry, on whichever controller leads then. */
 static void server_superseded_done(void *arg, int err, const char *msg, PGresult *res) {
   server_t *srv = arg;
   srv->sup_busy = 0;
   (void)msg;
-  if (err || !res) return; /* the next read tries again */
-  for (int r = 0; r < PQntuples(res); r++) {
-    srv->sup_last_id = strtoull(PQgetvalue(res, r, 0), NULL, 10);
-    srv->sup_count++;
-    srv->sup_seen_ms = (uint64_t)clock_real_ms();
-    safetext_escape(PQgetvalue(res, r, 1), srv->sup_change, sizeof srv->sup_change);
-  }
+  if (err || !res) return; /* the last figures stand; the next read tries again */
+  int n = PQntuples(res);
+  srv->sup_count = (uint64_t)n;
+  srv->sup_change[0] = '\0';
+  if (n > 0) safetext_escape(PQgetvalue(res, 0, 0), srv->sup_change, sizeof srv->sup_change);
 }
 
-/* The trail's newest id when this controller first reads it: the entries
- * before are not news, and reading from there takes the primary key's
- * index (a scan of the whole trail every 5 s would not). */
-static void server_superseded_primed(void *arg, int err, const char *msg, PGresult *res) {
-  server_t *srv = arg;
-  srv->sup_busy = 0;
-  (void)msg;
-  if (err || !res || PQntuples(res) != 1) return;
-  srv->sup_last_id = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-  srv->sup_primed = 1;
-}
-
+/* The window is read whole every time rather than from the last entry this
+ * leader saw: an entry written before this leader's first read, or while
+ * no controller led, counts as much as one written under it (the partial
+ * index of schema 010 holds only these entries). */
 void server_read_superseded(server_t *srv) {
   uint64_t now = uv_now(srv->loop);
-  int64_t wall = clock_real_ms();
-  if (srv->sup_seen_ms && (uint64_t)wall - srv->sup_seen_ms < SERVER_SUPERSEDED_ALARM_MS) {
+  if (srv->sup_count > 0) {
     char m[ALARM_MESSAGE_MAX];
     snprintf(m, sizeof m,
              "%llu rule change%s of an earlier leader, kept in its outage journal, reached the "
-             "database after this leader took over and %s not applied (newest: %s); `nircctl "
-             "history --action superseded` lists them: make again those still wanted",
+             "database after a newer leader had taken over and %s not applied, in the last 30 "
+             "minutes (newest: %s); `nircctl history --action superseded` lists them: make "
+             "again those still wanted",
              (unsigned long long)srv->sup_count, srv->sup_count == 1 ? "" : "s",
              srv->sup_count == 1 ? "was" : "were", srv->sup_change);
-    engine_alarm_observe(srv->engine, ALARM_SUPERSEDED, srv->conf->node, m);
+    /* About the rules in the database, not about this node: the next
+     * leader adopts the same alarm and keeps it standing. */
+    engine_alarm_observe(srv->engine, ALARM_SUPERSEDED, "rules", m);
   }
   db_t *db = server_retention_db(srv);
-  if (!db || srv->sup_busy || now - srv->sup_read_mono < SERVER_SUPERSEDED_READ_MS) return;
+  if (!db || srv->sup_busy ||
+      (srv->sup_read_mono && now - srv->sup_read_mono < SERVER_SUPERSEDED_READ_MS))
+    return;
   srv->sup_read_mono = now;
   if (db_unreachable_ms(db)) return;
-  if (!srv->sup_primed) {
-    if (db_exec(db, "SELECT coalesce(max(id), 0) FROM audit_log", 0, NULL, server_superseded_primed,
-                srv) == 0)
-      srv->sup_busy = 1;
-    return;
-  }
-  char last[24];
-  snprintf(last, sizeof last, "%llu", (unsigned long long)srv->sup_last_id);
-  const char *p[] = {last};
   if (db_exec(db,
-              "SELECT id, coalesce(detail->>'change', target) FROM audit_log WHERE id > "
-              "$1::bigint AND action = 'superseded' ORDER BY id LIMIT 100",
-              1, p, server_superseded_done, srv) == 0)
+              "SELECT coalesce(detail->>'change', target) FROM audit_log WHERE action = "
+              "'superseded' AND at > now() - interval '30 minutes' ORDER BY at DESC, id DESC",
+              0, NULL, server_superseded_done, srv) == 0)
     srv->sup_busy = 1;
 }
 

@@ -12,16 +12,19 @@ restarts and replays its journal: the cutover must not become an active
 cutover in the database (before, it did, and the next failover carried
 it out: calls moved to shaanxi without anyone asking, hours later); the
 audit trail says it was superseded. Killing nircd-2 then makes nircd-1
-lead again: it loads no active cutover.
+lead again: it loads no active cutover, and raises the superseded alarm
+too, as the entry is less than 30 minutes old.
 
 Runs its own PostgreSQL (the test stops it), beside the shared fixture.
 """
 import json
 import os
+import time
 
 import nirclib as T
 
 LEASE_S = 2
+CLEAR_S = 2  # an alarm nobody observes any more clears this long after
 PG_PORT = int(T.PG_PORT) + 17
 PG_DIR = os.path.join(T.RUN, "pg-superseded")
 SITES = ("hubei", "shaanxi")
@@ -48,7 +51,8 @@ def test_journaled_cutover_of_a_dead_leader_is_superseded_not_resurrected():
     T.private_pg("stop", PG_DIR)
     T.private_pg("start", PG_DIR, str(PG_PORT))
     env = T.Env("superseded", clock_speed=1, clock_start="2020-01-23T10:00:00+08:00",
-                pg_port=PG_PORT, extra_nircd=f"[controller]\nlease_timeout = {LEASE_S}s")
+                pg_port=PG_PORT, extra_nircd=f"[controller]\nlease_timeout = {LEASE_S}s\n"
+                f"[alarms]\nclear_after = {CLEAR_S}s")
     a_addr = env.addr
     b_addr = f"127.0.0.1:{T.listen_port()}"
     conf_b = env.controller_conf("nircd-2", b_addr, "nircd-2.conf")
@@ -115,14 +119,20 @@ def test_journaled_cutover_of_a_dead_leader_is_superseded_not_resurrected():
     assert (int(sup[0][0]), int(sup[0][1])) == (epoch_a, epoch_b), sup
     assert "not applied" in sup[0][2], sup
     # The live leader says so where operators look: a critical alarm.
-    def superseded_alarm():
-        r = env.ctl("--json", "alarms", controllers=[b_addr])
-        return [a for a in json.loads(r.stdout)["alarms"] if a["kind"] == "superseded"] or None
-    alarm = T.wait_until(superseded_alarm, 20, "the superseded alarm at nircd-2")[0]
-    assert alarm["severity"] == "critical" and alarm["subject"] == "nircd-2", alarm
-    assert f"1 rule change of an earlier leader, kept in its outage journal, reached the " \
-        f"database after this leader took over and was not applied (newest: cutover " \
-        f"{cutover_id} of {{hubei}} to {{shaanxi}} by operator:alice)" in alarm["message"], alarm
+    def superseded_alarm(addr):
+        def f():
+            r = env.ctl("--json", "alarms", controllers=[addr])
+            if r.returncode not in (0, 1):  # 1: some alarm is active
+                return None
+            return [a for a in json.loads(r.stdout)["alarms"] if a["kind"] == "superseded"] or None
+        return f
+    said_superseded = f"1 rule change of an earlier leader, kept in its outage journal, reached " \
+        f"the database after a newer leader had taken over and was not applied, in the last 30 " \
+        f"minutes (newest: cutover {cutover_id} of {{hubei}} to {{shaanxi}} by operator:alice)"
+    alarm = T.wait_until(superseded_alarm(b_addr), 20, "the superseded alarm at nircd-2")[0]
+    assert alarm["severity"] == "critical" and alarm["subject"] == "rules", alarm
+    assert said_superseded in alarm["message"], alarm
+    alarm_id = alarm["id"]
     assert env.sql(f"SELECT state FROM cutovers WHERE id = {cutover_id}") == [], \
         env.sql("SELECT id, state FROM cutovers")
     # nircd-1's log says so at once, for whoever restarted it.
@@ -152,6 +162,17 @@ def test_journaled_cutover_of_a_dead_leader_is_superseded_not_resurrected():
                                   if "rules: " in l and "active cutovers" in l] or None, 10,
                          "nircd-1's rule load")
     assert "rules: 0 active cutovers" in rules[-1], rules
+    # The entry was written before nircd-1 led: the alarm stands there too
+    # for the rest of its 30 minutes, the same alarm carried over. Before,
+    # a leader counted only entries written after its first read of the
+    # trail: nircd-1 adopted nircd-2's alarm and let it clear after
+    # clear_after, as nothing observed it any more.
+    T.wait_until(superseded_alarm(a_addr), 10, "the superseded alarm at nircd-1")
+    led = time.monotonic()
+    while time.monotonic() - led < 3 * CLEAR_S:  # every answer in that time has it
+        alarm = (superseded_alarm(a_addr)() or [None])[0]
+        assert alarm and alarm["id"] == alarm_id and alarm["active"], alarm
+        assert alarm["subject"] == "rules" and said_superseded in alarm["message"], alarm
     env.close()
 
 
