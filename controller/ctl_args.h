@@ -119,6 +119,15 @@ int ctl_parse_offset(const char *s, int32_t *out);
 int ctl_build_status(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a);
 /* site add|set|remove (ctl_args_site.c): argv[0] is the action. */
 int ctl_build_site_change(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a);
+/* schedule ... and overflow ... (ctl_args_rules.c): argv[1] is the op. */
+int ctl_build_schedule(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a);
+int ctl_build_overflow(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a);
+/* "a,b,c" into `out`, pointers into buf, each a valid slug; the count, or
+ * -1 with the reason in a->error. */
+int ctl_split_list(ctl_args_t *a, const char *csv, char *buf, size_t len, char **out,
+                   const char *what);
+/* A whole number up to max, or -1 with the reason in a->error. */
+int ctl_parse_uint(ctl_args_t *a, const char *what, const char *v, uint32_t max, uint32_t *out);
 
 /* The causes a route change is audited with (engine.h route_cause_t), for
  * history --cause; NULL-terminated. */
