@@ -165,7 +165,8 @@ int tz_to_local(const char *name, int64_t utc_ms, tz_local_t *out) {
  * resolves ambiguous times with tm_isdst = -1 from a cached guess, so its
  * answer in an overlap depends on earlier calls, and in a gap it moves
  * forward by the size of the jump instead of to the jump itself. */
-static int tz_resolve(int64_t wall, int64_t *out) {
+static int tz_resolve(int64_t wall, int64_t *out, tz_fold_t *fold, int64_t *second) {
+  *fold = TZ_FOLD_NONE;
   int64_t off_before, off_after, off;
   if (tz_offset_at(wall - TZ_SECS_PER_DAY, &off_before) != 0 ||
       tz_offset_at(wall + TZ_SECS_PER_DAY, &off_after) != 0)
@@ -173,13 +174,15 @@ static int tz_resolve(int64_t wall, int64_t *out) {
   int64_t c_before = wall - off_before, c_after = wall - off_after;
   bool ok_before = tz_offset_at(c_before, &off) == 0 && off == off_before;
   bool ok_after = tz_offset_at(c_after, &off) == 0 && off == off_after;
-  if (ok_before && ok_after) {
+  if (ok_before && ok_after && c_before != c_after) {
     /* Ambiguous (clocks went back): the first occurrence. */
     *out = c_before < c_after ? c_before : c_after;
+    *second = c_before < c_after ? c_after : c_before;
+    *fold = TZ_FOLD_REPEATED;
     return 0;
   }
   if (ok_before || ok_after) {
-    *out = ok_before ? c_before : c_after;
+    *out = *second = ok_before ? c_before : c_after;
     return 0;
   }
   /* Skipped (clocks went forward): the wall time lies in the gap, and the
@@ -197,11 +200,17 @@ static int tz_resolve(int64_t wall, int64_t *out) {
     else
       hi = mid;
   }
-  *out = hi;
+  *out = *second = hi;
+  *fold = TZ_FOLD_SKIPPED;
   return 0;
 }
 
 int tz_from_local(const char *name, const tz_local_t *local, int64_t *utc_ms) {
+  return tz_from_local_fold(name, local, utc_ms, NULL, NULL);
+}
+
+int tz_from_local_fold(const char *name, const tz_local_t *local, int64_t *utc_ms, tz_fold_t *fold,
+                       int64_t *second_ms) {
   if (!local || !utc_ms) return NIRC_EINVAL;
   /* wday is ignored: the date says which day it is. */
   if (local->year < 1 || local->year > 9999 || local->month < 1 || local->month > 12 ||
@@ -214,10 +223,13 @@ int tz_from_local(const char *name, const tz_local_t *local, int64_t *utc_ms) {
   tz_saved_t saved;
   int rc = tz_enter(name, &saved);
   if (rc != 0) return rc;
-  int64_t t = 0;
-  rc = tz_resolve(wall, &t);
+  int64_t t = 0, t2 = 0;
+  tz_fold_t f = TZ_FOLD_NONE;
+  rc = tz_resolve(wall, &t, &f, &t2);
   tz_leave(&saved);
   if (rc != 0) return rc;
   *utc_ms = t * 1000;
+  if (fold) *fold = f;
+  if (second_ms) *second_ms = t2 * 1000;
   return 0;
 }

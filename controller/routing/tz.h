@@ -26,4 +26,15 @@ int tz_to_local(const char *name, int64_t utc_ms, tz_local_t *out);
  * it; an ambiguous one to its first occurrence. 0 or NIRC_EINVAL. */
 int tz_from_local(const char *name, const tz_local_t *local, int64_t *utc_ms);
 
+/* How a local time maps to instants: once; not at all (skipped by a jump
+ * forward: resolved to the jump); or twice (clocks went back: resolved to
+ * the first). Callers that talk to people say which, rather than let a
+ * guess pass for the time they meant. */
+typedef enum { TZ_FOLD_NONE = 0, TZ_FOLD_SKIPPED, TZ_FOLD_REPEATED } tz_fold_t;
+/* tz_from_local, also saying which case it was (fold, may be NULL) and
+ * the second occurrence of a repeated time (second_ms, may be NULL; the
+ * same as *utc_ms otherwise). */
+int tz_from_local_fold(const char *name, const tz_local_t *local, int64_t *utc_ms, tz_fold_t *fold,
+                       int64_t *second_ms);
+
 #endif
