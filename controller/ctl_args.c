@@ -5,9 +5,11 @@
 #include "clock.h"
 #include "msgtext.h"
 #include "safetext.h"
+#include "tz.h"
 #include "util.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -358,18 +360,6 @@ const char *const ctl_route_causes[] = {
     "overflow-end", "capacity", "hub-lost", "hub-return",  "hub-switch",
     "rollback",     "senders",  "no-rule",  NULL};
 
-/* An IANA zone name the system's tzdata has (or UTC). */
-bool ctl_tz_valid(const char *tz) {
-  if (strcmp(tz, "UTC") == 0) return true;
-  if (!*tz || strlen(tz) > 64 || strstr(tz, "..") || tz[0] == '/') return false;
-  for (const char *p = tz; *p; p++)
-    if (!(isalnum((unsigned char)*p) || *p == '/' || *p == '_' || *p == '-' || *p == '+'))
-      return false;
-  char path[128];
-  snprintf(path, sizeof path, "/usr/share/zoneinfo/%s", tz);
-  return access(path, R_OK) == 0;
-}
-
 /* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
 static int64_t ctl_days(int64_t y, int m, int d) {
   y -= m <= 2;
@@ -380,7 +370,16 @@ static int64_t ctl_days(int64_t y, int m, int d) {
   return era * 146097 + doe - 719468;
 }
 
-int ctl_parse_when(const char *s, const char *tz, int64_t now_ms, int64_t *out_ms) {
+/* "+02:00": the UTC offset of a local wall time (ms as if UTC) at instant t. */
+static void ctl_offset_text(int64_t wall_ms, int64_t t_ms, char *buf, size_t len) {
+  int64_t off = (wall_ms - t_ms) / 60000;
+  int64_t a = off < 0 ? -off : off;
+  snprintf(buf, len, "%c%02d:%02d", off < 0 ? '-' : '+', (int)(a / 60), (int)(a % 60));
+}
+
+int ctl_parse_when(const char *s, const char *tz, int64_t now_ms, int64_t *out_ms, char *note,
+                   size_t notelen) {
+  if (note && notelen) note[0] = '\0';
   uint64_t ago;
   if (nirc_parse_duration_ms(s, &ago) == 0) {
     *out_ms = now_ms - (int64_t)ago;
@@ -409,29 +408,39 @@ int ctl_parse_when(const char *s, const char *tz, int64_t now_ms, int64_t *out_m
     return 0;
   }
   if (*rest) return -1;
-  /* No offset: the local time in tz, found with the C library (nircctl is
-   * short-lived and single-threaded: setting TZ is harmless here). */
-  if (!tz || !*tz) return -1;
-  char *old = getenv("TZ");
-  char saved[128];
-  if (old) nirc_strlcpy(saved, old, sizeof saved);
-  setenv("TZ", tz, 1);
-  tzset();
-  struct tm tm = {.tm_year = y - 1900,
-                  .tm_mon = mo - 1,
-                  .tm_mday = d,
-                  .tm_hour = h,
-                  .tm_min = mi,
-                  .tm_sec = sec,
-                  .tm_isdst = -1};
-  time_t t = mktime(&tm);
-  if (old)
-    setenv("TZ", saved, 1);
-  else
-    unsetenv("TZ");
-  tzset();
-  if (t == (time_t)-1) return -1;
-  *out_ms = (int64_t)t * 1000;
+  /* No offset: the local time in tz, resolved as the engine resolves a
+   * schedule's times (tz.c): a time skipped by a jump forward is the jump
+   * itself, a repeated one its first occurrence. Then --since 02:30 and a
+   * window starting at 02:30 are one instant, and the note says which was
+   * taken where the wall time alone does not say. */
+  if (!tz || !tz_valid(tz)) return -1;
+  tz_local_t lt = {.year = y, .month = mo, .day = d, .hour = h, .minute = mi, .second = sec};
+  tz_fold_t fold;
+  int64_t second;
+  if (tz_from_local_fold(tz, &lt, out_ms, &fold, &second) != 0) return -1;
+  if (note && notelen) {
+    char o1[8], o2[8];
+    ctl_offset_text(local, *out_ms, o1, sizeof o1);
+    ctl_offset_text(local, second, o2, sizeof o2);
+    if (fold == TZ_FOLD_REPEATED)
+      snprintf(note, notelen,
+               "%s happens twice in %s (the clocks went back): taken as the first, %s%s; for "
+               "the second write %s%s",
+               s, tz, s, o1, s, o2);
+    else if (fold == TZ_FOLD_SKIPPED) {
+      tz_local_t at;
+      if (tz_to_local(tz, *out_ms, &at) == 0) {
+        int64_t wall = (ctl_days(at.year, at.month, at.day) * 86400 + at.hour * 3600 +
+                        at.minute * 60 + at.second) *
+                       1000;
+        ctl_offset_text(wall, *out_ms, o2, sizeof o2);
+        snprintf(note, notelen,
+                 "%s does not exist in %s (the clocks went forward): taken as the moment they "
+                 "did, %04d-%02d-%02dT%02d:%02d:%02d%s",
+                 s, tz, at.year, at.month, at.day, at.hour, at.minute, at.second, o2);
+      }
+    }
+  }
   return 0;
 }
 
@@ -449,13 +458,22 @@ static int ctl_parse_limit(ctl_args_t *a, const char *arg, uint32_t *out) {
 
 static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
   static const struct option o[] = {
-      {"site", required_argument, NULL, 's'},   {"actor", required_argument, NULL, 'a'},
-      {"action", required_argument, NULL, 'x'}, {"since", required_argument, NULL, 'S'},
-      {"limit", required_argument, NULL, 'l'},  {"cause", required_argument, NULL, 'c'},
-      {"until", required_argument, NULL, 'U'},  {"tz", required_argument, NULL, 'z'},
-      {"csv", no_argument, NULL, 'V'},          {NULL, 0, NULL, 0},
+      {"site", required_argument, NULL, 's'},
+      {"actor", required_argument, NULL, 'a'},
+      {"action", required_argument, NULL, 'x'},
+      {"since", required_argument, NULL, 'S'},
+      {"limit", required_argument, NULL, 'l'},
+      {"cause", required_argument, NULL, 'c'},
+      {"until", required_argument, NULL, 'U'},
+      {"tz", required_argument, NULL, 'z'},
+      {"csv", no_argument, NULL, 'V'},
+      {"before-id", required_argument, NULL, 'B'},
+      {NULL, 0, NULL, 0},
   };
   nirc__history_request__init(&a->history);
+  /* --since/--until are compared with the business time the entries show
+   * (the same as the real time except on an accelerated clock). */
+  a->history.business_clock = true;
   a->history.site = a->history.actor = a->history.action = a->history.cause = "";
   const char *since = NULL, *until = NULL;
   int ch;
@@ -469,6 +487,18 @@ static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
     case 'U': until = optarg; break;
     case 'z': a->tz = optarg; break;
     case 'V': a->csv = 1; break;
+    case 'B': {
+      char *end;
+      errno = 0;
+      unsigned long long v = strtoull(optarg, &end, 10);
+      if (!isdigit((unsigned char)*optarg) || *end || v == 0 || errno) {
+        ctl_say(a, "--before-id takes an entry's id (a whole number above 0), e.g. the one "
+                   "a truncated history names");
+        return EXIT_USAGE;
+      }
+      a->history.before_id = v;
+      break;
+    }
     case 'c': {
       bool known = false;
       for (size_t k = 0; ctl_route_causes[k]; k++)
@@ -495,20 +525,20 @@ static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
     ctl_say(a, "history takes only options (see nircctl history --help)");
     return EXIT_USAGE;
   }
-  if (a->tz && !ctl_tz_valid(a->tz)) {
+  if (a->tz && !tz_valid(a->tz)) {
     ctl_say(a, "--tz '%s' is not a time zone (an IANA name such as Asia/Shanghai or UTC)", a->tz);
     return EXIT_USAGE;
   }
   /* Times without an offset are in the zone history shows. */
   const char *zone = a->tz ? a->tz : "Asia/Shanghai";
-  if (since && ctl_parse_when(since, zone, clock_real_ms(), &a->history.since_ms) != 0) {
+  if (since && ctl_parse_when(since, zone, clock_real_ms(), &a->history.since_ms, NULL, 0) != 0) {
     ctl_say(a,
             "--since '%s': expected a duration such as 2h or 7d, or a time such as "
             "2020-01-23T03:00 (in %s unless it has an offset)",
             since, zone);
     return EXIT_USAGE;
   }
-  if (until && ctl_parse_when(until, zone, clock_real_ms(), &a->history.until_ms) != 0) {
+  if (until && ctl_parse_when(until, zone, clock_real_ms(), &a->history.until_ms, NULL, 0) != 0) {
     ctl_say(a,
             "--until '%s': expected a duration such as 2h, or a time such as "
             "2020-01-23T04:00 (in %s unless it has an offset)",
@@ -517,6 +547,12 @@ static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
   }
   a->since = since;
   a->until = until;
+  /* A duration counts back from the controller's business now, which only
+   * it knows; since_ms/until_ms from the real now are for a controller
+   * that predates business_clock. */
+  uint64_t ago;
+  if (since && nirc_parse_duration_ms(since, &ago) == 0) a->history.since_ago_ms = ago;
+  if (until && nirc_parse_duration_ms(until, &ago) == 0) a->history.until_ago_ms = ago;
   if (since && until && a->history.until_ms <= a->history.since_ms) {
     ctl_say(a, "--until must be later than --since");
     return EXIT_USAGE;
@@ -571,7 +607,7 @@ static int build_alarms(int argc, char **argv, Nirc__OperatorRequest *req, ctl_a
     ctl_say(a, "--note goes with alarms ack ID");
     return EXIT_USAGE;
   }
-  if (a->tz && !ctl_tz_valid(a->tz)) {
+  if (a->tz && !tz_valid(a->tz)) {
     ctl_say(a, "--tz '%s' is not a time zone (an IANA name such as Asia/Shanghai or UTC)", a->tz);
     return EXIT_USAGE;
   }
@@ -738,8 +774,8 @@ static int build_report(int argc, char **argv, Nirc__OperatorRequest *req, ctl_a
     ctl_say(a, "--date or --from/--to, not both");
     return EXIT_USAGE;
   }
-  if (from && (!strchr(from, 'T') || ctl_parse_when(from, "UTC", 0, &r->from_ms) != 0 ||
-               !strchr(to, 'T') || ctl_parse_when(to, "UTC", 0, &r->to_ms) != 0)) {
+  if (from && (!strchr(from, 'T') || ctl_parse_when(from, "UTC", 0, &r->from_ms, NULL, 0) != 0 ||
+               !strchr(to, 'T') || ctl_parse_when(to, "UTC", 0, &r->to_ms, NULL, 0) != 0)) {
     ctl_say(a, "--from/--to: times such as 2020-01-22T22:00+08:00 (without an offset: in "
                "[ctl] tz)");
     return EXIT_USAGE;
@@ -884,19 +920,24 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      build_plan, 0},
     {CTL_CMD_HISTORY, "history", "the audit trail, newest last",
      "usage: nircctl history [--site SITE] [--cause CAUSE] [--actor NAME] [--action ACTION]\n"
-     "                       [--since WHEN] [--until WHEN] [--limit N] [--tz ZONE] [--csv]\n\n"
+     "                       [--since WHEN] [--until WHEN] [--limit N] [--before-id ID]\n"
+     "                       [--tz ZONE] [--csv]\n\n"
      "Every operator action and every route change, with who, what and why. Each\n"
      "route change is an entry `route` with its cause: cutover, schedule, overflow,\n"
      "cutover-end, schedule-end, overflow-end, capacity, hub-lost, hub-return,\n"
      "hub-switch, rollback, senders, no-rule. WHEN is a duration before now (2h) or\n"
-     "a time (2020-01-23T03:00, in the zone shown unless it has an offset). Times\n"
-     "are shown in --tz, or [ctl] tz of the config (default Asia/Shanghai). In --csv,\n"
+     "a time (2020-01-23T03:00, in the zone shown unless it has an offset), on the\n"
+     "business clock (the real one except on an accelerated clock, as in the demo).\n"
+     "Times are shown in --tz, or [ctl] tz of the config (default Asia/Shanghai).\n"
+     "The newest --limit entries (default 50, at most 500) are shown; when older\n"
+     "ones match too, a note says so (on stderr with --csv; `complete` in --json)\n"
+     "and names the --before-id ID that shows the page before. In --csv,\n"
      "a cell that begins with = + - or @ begins with a ' before it, so that a\n"
      "spreadsheet shows it as text and never runs it as a formula.\n\n"
      "Examples:\n  nircctl history --site hubei --since 2020-01-23T03:00 --until 2020-01-23T04:00\n"
-     "  nircctl history --cause hub-lost --since 24h\n"
+     "  nircctl history --cause hub-lost --since 24h --limit 500\n"
      "  nircctl history --action cutover --csv > cutovers.csv\n"
-     "  nircctl --json history --limit 500\n",
+     "  nircctl --json history --limit 500 --before-id 1200\n",
      build_history, 0},
     {CTL_CMD_ALARMS, "alarms", "active alarms; --all: the record; ack ID",
      "usage: nircctl alarms [--all] [--limit N] [--tz ZONE]\n"

@@ -133,11 +133,14 @@ int ctl_parse_uint(ctl_args_t *a, const char *what, const char *v, uint32_t max,
  * history --cause; NULL-terminated. */
 extern const char *const ctl_route_causes[];
 /* Parses an ISO 8601 time ("2020-01-23T03:12", "...:05", "...+08:00",
- * "...Z"; without an offset it is in `tz`) or a duration before now ("2h")
- * into real milliseconds. 0, or -1. */
-int ctl_parse_when(const char *s, const char *tz, int64_t now_ms, int64_t *out_ms);
-/* Whether tz is an IANA zone this system knows (or UTC). */
-bool ctl_tz_valid(const char *tz);
+ * "...Z"; without an offset it is in `tz`, resolved as tz_from_local does)
+ * or a duration before now_ms ("2h") into Unix milliseconds. A local time
+ * that the clocks skipped or repeated in tz gets a sentence in `note` (may
+ * be NULL) saying which instant was taken and how to name the other;
+ * otherwise note is "". 0, or -1. Zones are checked with tz_valid (tz.h),
+ * the engine's own check. */
+int ctl_parse_when(const char *s, const char *tz, int64_t now_ms, int64_t *out_ms, char *note,
+                   size_t notelen);
 
 struct ctl_cmd {
   ctl_cmd_id_t id;

@@ -97,15 +97,19 @@ static void ctl_history_csv_field(FILE *out, const char *s, bool last) {
   fputc(last ? '\n' : ',', out);
 }
 
-void ctl_history_print(FILE *out, const Nirc__HistoryReply *h, ctl_history_fmt_t fmt,
-                       const char *tz) {
-  /* The business clock is shown only where it differs from the real one
-   * (an accelerated clock, as in the demo): otherwise it says nothing. */
-  bool business = false;
+/* The business clock is shown only where it differs from the real one
+ * (an accelerated clock, as in the demo): otherwise it says nothing. */
+static bool ctl_history_two_clocks(const Nirc__HistoryReply *h) {
   for (size_t i = 0; i < h->n_entries; i++) {
     int64_t b = h->entries[i]->business_at_ms, d = b - h->entries[i]->at_ms;
-    if (b && (d > 60000 || d < -60000)) business = true;
+    if (b && (d > 60000 || d < -60000)) return true;
   }
+  return false;
+}
+
+void ctl_history_print(FILE *out, const Nirc__HistoryReply *h, ctl_history_fmt_t fmt,
+                       const char *tz) {
+  bool business = ctl_history_two_clocks(h);
   if (fmt == CTL_HISTORY_CSV) {
     fprintf(out, "id,time,business_time,time_zone,actor,action,target,cause,detail\n");
   } else {
@@ -144,4 +148,53 @@ void ctl_history_print(FILE *out, const Nirc__HistoryReply *h, ctl_history_fmt_t
     }
   }
   if (fmt == CTL_HISTORY_TABLE && h->n_entries == 0) fprintf(out, "(no audit records match)\n");
+}
+
+void ctl_history_notes(FILE *out, const Nirc__HistoryReply *h, bool window) {
+  if (h->limit == 0) {
+    /* A controller older than HistoryReply.more: it read at most the
+     * limit and cannot say whether that was all. */
+    fprintf(out,
+            "note: this controller does not say whether older entries match (it is older "
+            "than this nircctl); with %zu shown, read more with a higher --limit or a "
+            "narrower --until\n",
+            h->n_entries);
+  } else if (h->more && h->n_entries) {
+    fprintf(out,
+            "note: showing the newest %zu matching entries; older ones match too: add "
+            "--before-id %llu for the page before (or narrow --until, or --limit up to 500)\n",
+            h->n_entries, (unsigned long long)h->entries[0]->id);
+  }
+  /* On an accelerated clock the two columns differ: say which one the
+   * window was compared with. */
+  if (window && ctl_history_two_clocks(h))
+    fprintf(out, "note: --since/--until were compared with the %s time\n",
+            h->business_clock ? "BUSINESS" : "real (TIME column; this controller is older)");
+}
+
+json_t *ctl_history_json(const Nirc__HistoryReply *h) {
+  json_t *a = json_array();
+  for (size_t i = 0; i < h->n_entries; i++) {
+    const Nirc__AuditEntry *e = h->entries[i];
+    json_t *detail = json_loads(e->detail_json, 0, NULL);
+    json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)e->id, "at_ms",
+                          (json_int_t)e->at_ms, "actor", e->actor, "action", e->action, "target",
+                          e->target, "detail", detail ? detail : json_null());
+    if (o && e->business_at_ms)
+      json_object_set_new(o, "business_at_ms", json_integer((json_int_t)e->business_at_ms));
+    json_array_append_new(a, o);
+  }
+  /* complete is null from a controller that does not report it (limit
+   * 0): not knowing is not "complete". */
+  bool known = h->limit != 0;
+  json_t *doc =
+      json_pack("{s:o, s:I}", "entries", a, "unsaved_changes", (json_int_t)h->unsaved_changes);
+  if (!doc) return NULL;
+  json_object_set_new(doc, "complete", known ? json_boolean(!h->more) : json_null());
+  json_object_set_new(doc, "next_before_id",
+                      known && h->more && h->n_entries ? json_integer((json_int_t)h->entries[0]->id)
+                                                       : json_null());
+  json_object_set_new(doc, "window_clock",
+                      json_string(known && h->business_clock ? "business" : "real"));
+  return doc;
 }

@@ -6,6 +6,9 @@
 
 #include "nirc.pb-c.h"
 
+#include <jansson.h>
+
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -17,6 +20,18 @@ typedef enum { CTL_HISTORY_TABLE = 0, CTL_HISTORY_CSV } ctl_history_fmt_t;
  * control character reaches the terminal or the file). */
 void ctl_history_print(FILE *out, const Nirc__HistoryReply *h, ctl_history_fmt_t fmt,
                        const char *tz);
+
+/* The History document of --json (docs/CLI-JSON.md): the entries, and
+ * whether they are all that matched (complete, next_before_id) and which
+ * clock the window was compared with (window_clock). New reference. */
+json_t *ctl_history_json(const Nirc__HistoryReply *h);
+
+/* After the entries: the notes a reader needs to take them for what they
+ * are: that older entries match too (and the --before-id that reads them),
+ * or that the controller does not say; and, when `window` (--since or
+ * --until was given) and the two clocks differ, which one the window was
+ * compared with. For a table they follow it; for CSV they go to stderr. */
+void ctl_history_notes(FILE *out, const Nirc__HistoryReply *h, bool window);
 
 /* The DETAIL column of one entry: what moved where and why, from its
  * detail JSON (borrowed), in at most len bytes. */

@@ -28,6 +28,7 @@
 #include "mapgroup.h"
 #include "report.h"
 #include "safetext.h"
+#include "tz.h"
 #include "util.h"
 #include "clock.h"
 
@@ -452,7 +453,9 @@ static int print_plan(const Nirc__OperatorReply *rep, int json) {
   return EXIT_DONE;
 }
 
-static int history_csv; /* history --csv */
+static int history_csv;         /* history --csv */
+static bool history_window;     /* history --since or --until given */
+static uint64_t history_before; /* history --before-id */
 
 /* A read from the database cannot see changes the controller has not yet
  * committed (ops.c reads on a connection of its own, so that no write
@@ -469,24 +472,20 @@ static void print_unsaved(FILE *out, uint64_t n, const char *noun, const char *w
 static int print_history(const Nirc__OperatorReply *rep, int json) {
   const Nirc__HistoryReply *h = rep->history;
   if (!h) return EXIT_REFUSED;
+  if (history_before && h->limit == 0) {
+    /* It ignored --before-id: its entries are the newest, not the page
+     * asked for, and must not pass for it. */
+    fprintf(stderr, "nircctl: this controller is older than --before-id and does not page "
+                    "history: narrow --until instead, or upgrade it\n");
+    return EXIT_REFUSED;
+  }
   if (json) {
-    json_t *a = json_array();
-    for (size_t i = 0; i < h->n_entries; i++) {
-      const Nirc__AuditEntry *e = h->entries[i];
-      json_t *detail = json_loads(e->detail_json, 0, NULL);
-      json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:s, s:o}", "id", (json_int_t)e->id, "at_ms",
-                            (json_int_t)e->at_ms, "actor", e->actor, "action", e->action, "target",
-                            e->target, "detail", detail ? detail : json_null());
-      if (o && e->business_at_ms)
-        json_object_set_new(o, "business_at_ms", json_integer((json_int_t)e->business_at_ms));
-      json_array_append_new(a, o);
-    }
-    print_json(
-        json_pack("{s:o, s:I}", "entries", a, "unsaved_changes", (json_int_t)h->unsaved_changes));
+    print_json(ctl_history_json(h));
     return EXIT_DONE;
   }
   ctl_history_print(stdout, h, history_csv ? CTL_HISTORY_CSV : CTL_HISTORY_TABLE, history_tz);
-  /* CSV is data: the note goes beside it, not into it. */
+  /* CSV is data: the notes go beside it, not into it. */
+  ctl_history_notes(history_csv ? stderr : stdout, h, history_window);
   print_unsaved(history_csv ? stderr : stdout, h->unsaved_changes, "change", "history");
   return EXIT_DONE;
 }
@@ -1097,10 +1096,12 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   history_csv = args.csv;
+  history_window = args.since || args.until;
+  history_before = args.history.before_id;
   alarms_ack = args.alarms.ack_id != 0;
   capacity_site = args.capacity.site;
   history_tz = args.tz ? args.tz : conf.tz;
-  if (!ctl_tz_valid(history_tz)) {
+  if (!tz_valid(history_tz)) {
     fprintf(stderr,
             "nircctl: [ctl] tz '%s' in %s is not a time zone (an IANA name such as "
             "Asia/Shanghai or UTC)\n",
@@ -1108,12 +1109,20 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   /* Times without an offset are in the zone history shows: parsed again
-   * now that it is known (ctl_args checked their form). */
-  if (args.since) ctl_parse_when(args.since, history_tz, clock_real_ms(), &args.history.since_ms);
-  if (args.until) ctl_parse_when(args.until, history_tz, clock_real_ms(), &args.history.until_ms);
+   * now that it is known (ctl_args checked their form). A local time the
+   * clocks skipped or repeated is resolved as the engine does, and said. */
+  const char *when[4] = {args.since, args.until, args.report_from, args.report_to};
+  int64_t *when_ms[4] = {&args.history.since_ms, &args.history.until_ms, &args.report.from_ms,
+                         &args.report.to_ms};
+  for (int i = 0; i < 4; i++) {
+    char note[300];
+    if (when[i] &&
+        ctl_parse_when(when[i], history_tz, i < 2 ? clock_real_ms() : 0, when_ms[i], note,
+                       sizeof note) == 0 &&
+        note[0])
+      fprintf(stderr, "nircctl: note: %s\n", note);
+  }
   if (args.report_from) {
-    ctl_parse_when(args.report_from, history_tz, 0, &args.report.from_ms);
-    ctl_parse_when(args.report_to, history_tz, 0, &args.report.to_ms);
     if (args.report.to_ms <= args.report.from_ms) {
       fprintf(stderr, "nircctl: --to must be after --from\n");
       return EXIT_USAGE;

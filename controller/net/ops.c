@@ -408,6 +408,10 @@ typedef struct {
   /* Changes the write connection had not committed when the read was
    * asked for: the read cannot see them, and its reply says so. */
   uint64_t unsaved;
+  /* history: the limit asked for (one row more is read, to know whether
+   * older entries match) and whether the window was on business time. */
+  unsigned limit;
+  bool business;
 } ops_history_t;
 
 /* The connection for a read an operator waits for (server.h, db_ops):
@@ -466,26 +470,33 @@ static void ops_history_done(void *arg, int err, const char *msg, PGresult *res)
     rep.request_id = h->request_id;
     Nirc__HistoryReply hr = NIRC__HISTORY_REPLY__INIT;
     int n = res && !err ? PQntuples(res) : 0;
+    /* One row more than the limit was read, oldest first: if it came,
+     * older entries match, and it is left out. */
+    int skip = h->limit && n > (int)h->limit ? n - (int)h->limit : 0;
     Nirc__AuditEntry *ents = calloc((size_t)n + 1, sizeof *ents);
     Nirc__AuditEntry **ptrs = calloc((size_t)n + 1, sizeof *ptrs);
     if (!err && (!ents || !ptrs)) {
       err = NIRC_ENOMEM;
       msg = "controller out of memory";
     }
-    for (int i = 0; !err && i < n; i++) {
-      nirc__audit_entry__init(&ents[i]);
-      ents[i].id = strtoull(PQgetvalue(res, i, 0), NULL, 10);
-      ents[i].at_ms = strtoll(PQgetvalue(res, i, 1), NULL, 10);
-      ents[i].actor = PQgetvalue(res, i, 2);
-      ents[i].action = PQgetvalue(res, i, 3);
-      ents[i].target = PQgetvalue(res, i, 4);
-      ents[i].detail_json = PQgetvalue(res, i, 5);
-      ents[i].business_at_ms = strtoll(PQgetvalue(res, i, 6), NULL, 10);
-      ptrs[i] = &ents[i];
+    for (int i = skip; !err && i < n; i++) {
+      Nirc__AuditEntry *e = &ents[i - skip];
+      nirc__audit_entry__init(e);
+      e->id = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+      e->at_ms = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+      e->actor = PQgetvalue(res, i, 2);
+      e->action = PQgetvalue(res, i, 3);
+      e->target = PQgetvalue(res, i, 4);
+      e->detail_json = PQgetvalue(res, i, 5);
+      e->business_at_ms = strtoll(PQgetvalue(res, i, 6), NULL, 10);
+      ptrs[i - skip] = e;
     }
     hr.entries = ptrs;
-    hr.n_entries = (size_t)n;
+    hr.n_entries = (size_t)(n - skip);
     hr.unsaved_changes = h->unsaved;
+    hr.more = skip > 0;
+    hr.limit = h->limit;
+    hr.business_clock = h->business;
     rep.body_case = NIRC__OPERATOR_REPLY__BODY_HISTORY;
     rep.history = &hr;
     ops_send_db_reply(c, &rep, err, msg, "history");
@@ -540,28 +551,51 @@ static bool ops_history_site_known(server_t *srv, conn_t *c, const Nirc__Operato
 static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   const Nirc__HistoryRequest *hq = req->history;
   if (!ops_history_site_known(srv, c, req, hq->site)) return;
-  char limit[16], since[32], until[32];
+  char limit[16], since[32], until[32], before[24];
   unsigned lim = hq->limit ? hq->limit : 50;
   if (lim > 500) lim = 500;
-  snprintf(limit, sizeof limit, "%u", lim);
-  snprintf(since, sizeof since, "%lld", (long long)hq->since_ms);
-  snprintf(until, sizeof until, "%lld", (long long)hq->until_ms);
+  snprintf(limit, sizeof limit, "%u", lim + 1);
+  /* The window is on the clock the entries are shown by (business time;
+   * nircctl shows the real time beside it only where the two differ), and
+   * a duration counts back from this controller's business now. An older
+   * nircctl sends real times: they are compared with the real time. */
+  int64_t since_ms = hq->since_ms, until_ms = hq->until_ms;
+  if (hq->business_clock) {
+    int64_t now = clock_now_ms(&srv->clock);
+    if (hq->since_ago_ms) since_ms = now - (int64_t)hq->since_ago_ms;
+    if (hq->until_ago_ms) until_ms = now - (int64_t)hq->until_ago_ms;
+  }
+  snprintf(since, sizeof since, "%lld", (long long)since_ms);
+  snprintf(until, sizeof until, "%lld", (long long)until_ms);
+  snprintf(before, sizeof before, "%llu", (unsigned long long)hq->before_id);
   const char *p[] = {hq->site && *hq->site ? hq->site : NULL,
                      hq->actor && *hq->actor ? hq->actor : NULL,
                      hq->action && *hq->action ? hq->action : NULL,
                      since,
                      limit,
                      hq->cause && *hq->cause ? hq->cause : NULL,
-                     until};
+                     until,
+                     before,
+                     hq->business_clock ? "true" : "false"};
   ops_history_t *h = calloc(1, sizeof *h);
   if (!h) return;
-  *h = (ops_history_t){srv, c, req->request_id, 0, db_unsaved_changes(srv->db, DB_UNSAVED_URGENT)};
+  *h = (ops_history_t){srv,
+                       c,
+                       req->request_id,
+                       0,
+                       db_unsaved_changes(srv->db, DB_UNSAVED_URGENT),
+                       lim,
+                       hq->business_clock};
   char down[300];
   if (ops_db_down(srv, "history is unavailable; routing continues", down, sizeof down)) {
     ops_history_done(h, NIRC_EDB, down, NULL);
     return;
   }
   db_t *rdb = ops_read_db(srv);
+  /* An entry without a business time (written before it was kept, or by
+   * `nircd import-sites`, which runs without the controller's clock) is
+   * placed by its real time: the business clock is the real one outside
+   * an accelerated demo. */
   int rc = rdb ? db_exec(rdb,
                          "SELECT id, (extract(epoch from at) * 1000)::bigint, actor, action, "
                          "target, " OPS_ROUTE_OUTCOME_SQL ", "
@@ -572,10 +606,13 @@ static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *r
                          " ($2::text IS NULL OR actor = $2 OR actor = 'operator:' || $2) AND"
                          " ($3::text IS NULL OR action = $3) AND"
                          " ($6::text IS NULL OR detail->>'cause' = $6) AND"
-                         " at >= to_timestamp($4::bigint / 1000.0) AND"
-                         " ($7::bigint = 0 OR at < to_timestamp($7::bigint / 1000.0))"
+                         " ($8::bigint = 0 OR id < $8::bigint) AND"
+                         " CASE WHEN $9::boolean THEN coalesce(business_at, at) ELSE at END"
+                         "  >= to_timestamp($4::bigint / 1000.0) AND"
+                         " ($7::bigint = 0 OR CASE WHEN $9::boolean THEN coalesce(business_at, at)"
+                         "  ELSE at END < to_timestamp($7::bigint / 1000.0))"
                          " ORDER BY id DESC LIMIT $5::int) t ORDER BY id",
-                         7, p, ops_history_done, h)
+                         9, p, ops_history_done, h)
                : NIRC_ECLOSED;
   if (rc != 0) {
     ops_history_done(h, rc, "database unavailable: the audit trail cannot be read now", NULL);
@@ -635,7 +672,10 @@ static void ops_alarms(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   }
   ops_history_t *h = calloc(1, sizeof *h);
   if (!h) return;
-  *h = (ops_history_t){srv, c, req->request_id, 0, db_unsaved_changes(srv->db, DB_UNSAVED_RECORDS)};
+  *h = (ops_history_t){.srv = srv,
+                       .conn = c,
+                       .request_id = req->request_id,
+                       .unsaved = db_unsaved_changes(srv->db, DB_UNSAVED_RECORDS)};
   char down[300];
   if (ops_db_down(srv,
                   "the alarm record cannot be read now; `nircctl alarms` (without --all) shows "

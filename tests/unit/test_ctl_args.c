@@ -21,6 +21,7 @@
 
 #include "ctl_args.h"
 #include "ctl_history.h"
+#include "tz.h"
 #include "util.h"
 
 static ctl_args_t args;
@@ -262,11 +263,12 @@ static void test_history_filters(void **state) {
   assert_int_equal(args.csv, 1);
   /* Without an offset: the local time of the zone. */
   int64_t ms;
-  assert_int_equal(ctl_parse_when("2020-01-23T12:00", "Asia/Shanghai", 0, &ms), 0);
+  assert_int_equal(ctl_parse_when("2020-01-23T12:00", "Asia/Shanghai", 0, &ms, NULL, 0), 0);
   assert_int_equal(ms, 1579752000000LL);
-  assert_int_equal(ctl_parse_when("2h", "UTC", 7200000 * 3, &ms), 0);
+  assert_int_equal(ctl_parse_when("2h", "UTC", 7200000 * 3, &ms, NULL, 0), 0);
   assert_int_equal(ms, 7200000 * 2);
-  assert_int_equal(ctl_parse_when("2020-02-30x", "UTC", 0, &ms), -1);
+  assert_int_equal(ctl_parse_when("2020-02-30x", "UTC", 0, &ms, NULL, 0), -1);
+  assert_int_equal(ctl_parse_when("2020-02-30T00:00", "UTC", 0, &ms, NULL, 0), -1);
   /* Mistakes are usage errors that say what would be right. */
   assert_int_equal(parse(ARGV("history", "--cause", "hub-lsot")), CTL_ARGS_ERROR);
   assert_non_null(strstr(args.msg, "did you mean hub-lost?"));
@@ -275,6 +277,86 @@ static void test_history_filters(void **state) {
   assert_int_equal(parse(ARGV("history", "--since", "1h", "--until", "2h")), CTL_ARGS_ERROR);
   assert_non_null(strstr(args.msg, "--until must be later than --since"));
   assert_int_equal(parse(ARGV("history", "--since", "yesterday")), CTL_ARGS_ERROR);
+}
+
+/* A local time around a daylight-saving change resolves to the instant
+ * the engine's schedules use (tz_from_local): a time the clocks skipped is
+ * the moment they jumped, not an hour later (mktime's answer); a repeated
+ * time is its first occurrence, not the second. nircctl says which it took
+ * and how to name the other. */
+static void test_history_when_around_dst(void **state) {
+  (void)state;
+  int64_t ms, engine;
+  char note[300];
+  /* Berlin, 2026-03-29: 02:00 CET jumped to 03:00 CEST (01:00Z). */
+  assert_int_equal(ctl_parse_when("2026-03-29T02:30", "Europe/Berlin", 0, &ms, note, sizeof note),
+                   0);
+  assert_int_equal(ms, 1774746000000LL); /* 2026-03-29T01:00Z */
+  tz_local_t gap = {.year = 2026, .month = 3, .day = 29, .hour = 2, .minute = 30};
+  assert_int_equal(tz_from_local("Europe/Berlin", &gap, &engine), 0);
+  assert_int_equal(ms, engine);
+  assert_non_null(strstr(note, "2026-03-29T02:30 does not exist in Europe/Berlin"));
+  assert_non_null(strstr(note, "2026-03-29T03:00:00+02:00"));
+  /* 2026-10-25: 03:00 CEST went back to 02:00 CET; 02:30 happened at
+   * 00:30Z and again at 01:30Z. */
+  assert_int_equal(ctl_parse_when("2026-10-25T02:30", "Europe/Berlin", 0, &ms, note, sizeof note),
+                   0);
+  assert_int_equal(ms, 1792888200000LL); /* 2026-10-25T00:30Z */
+  tz_local_t twice = {.year = 2026, .month = 10, .day = 25, .hour = 2, .minute = 30};
+  assert_int_equal(tz_from_local("Europe/Berlin", &twice, &engine), 0);
+  assert_int_equal(ms, engine);
+  assert_non_null(strstr(note, "happens twice"));
+  assert_non_null(strstr(note, "2026-10-25T02:30+02:00"));
+  assert_non_null(strstr(note, "for the second write 2026-10-25T02:30+01:00"));
+  int64_t second;
+  assert_int_equal(ctl_parse_when("2026-10-25T02:30+01:00", "UTC", 0, &second, NULL, 0), 0);
+  assert_int_equal(second - ms, 3600000);
+  /* An ordinary time: no note. */
+  assert_int_equal(ctl_parse_when("2026-10-25T04:30", "Europe/Berlin", 0, &ms, note, sizeof note),
+                   0);
+  assert_int_equal(ms, 1792899000000LL); /* 03:30Z */
+  assert_string_equal(note, "");
+}
+
+/* --tz takes a civil zone only, by the engine's own check (tz_valid): not
+ * a directory of zones, the default-rules file, or the leap-second tree
+ * (27 s off civil time). */
+static void test_history_tz_must_be_a_zone(void **state) {
+  (void)state;
+  static const char *const bad[] = {"Europe", "posixrules", "right/Europe/Berlin", "localtime",
+                                    "Factory"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_equal(parse(ARGV("history", "--tz", bad[i])), CTL_ARGS_ERROR);
+    assert_non_null(strstr(args.msg, "is not a time zone"));
+    assert_false(tz_valid(bad[i]));
+  }
+  assert_int_equal(parse(ARGV("history", "--tz", "Europe/Berlin")), CTL_ARGS_REQUEST);
+  assert_int_equal(parse(ARGV("history", "--tz", "UTC")), CTL_ARGS_REQUEST);
+  /* A time without an offset in a zone that is not one is refused too. */
+  int64_t ms;
+  assert_int_equal(ctl_parse_when("2026-03-29T02:30", "Europe", 0, &ms, NULL, 0), -1);
+}
+
+/* history pages back with --before-id; its window is on the business clock,
+ * a duration counted back by the controller. */
+static void test_history_paging_request(void **state) {
+  (void)state;
+  assert_int_equal(parse(ARGV("history", "--before-id", "1234", "--since", "2h")),
+                   CTL_ARGS_REQUEST);
+  const Nirc__HistoryRequest *h = args.req.history;
+  assert_int_equal(h->before_id, 1234);
+  assert_true(h->business_clock);
+  assert_int_equal(h->since_ago_ms, 7200000);
+  assert_int_equal(h->until_ago_ms, 0);
+  assert_int_equal(parse(ARGV("history", "--until", "2020-01-23T04:00Z")), CTL_ARGS_REQUEST);
+  assert_int_equal(args.req.history->before_id, 0);
+  assert_int_equal(args.req.history->until_ago_ms, 0);
+  assert_int_equal(args.req.history->until_ms, 1579752000000LL);
+  static const char *const bad[] = {"0", "x", "-3", "12a", ""};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_equal(parse(ARGV("history", "--before-id", bad[i])), CTL_ARGS_ERROR);
+    assert_non_null(strstr(args.msg, "--before-id takes an entry's id"));
+  }
 }
 
 /* A mistyped command or name gets the closest real one. */
@@ -423,6 +505,9 @@ int main(void) {
       cmocka_unit_test(test_amend_request),
       cmocka_unit_test(test_control_characters_refused),
       cmocka_unit_test(test_history_filters),
+      cmocka_unit_test(test_history_when_around_dst),
+      cmocka_unit_test(test_history_tz_must_be_a_zone),
+      cmocka_unit_test(test_history_paging_request),
       cmocka_unit_test(test_suggestions),
       cmocka_unit_test(test_history_output),
       cmocka_unit_test(test_history_csv_neutralises_formulas),

@@ -1,0 +1,135 @@
+/* Unit tests for nircctl's audit-trail output (controller/ctl_history.c):
+ * a reply that holds only the newest entries of those that matched says
+ * so, names the --before-id that reads the page before, and keeps the
+ * notes out of the CSV; the JSON says it with complete and next_before_id;
+ * a controller too old to say is "not known", never "complete"; and on an
+ * accelerated clock the window's clock is named. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl_history.h"
+
+static Nirc__AuditEntry ents[3];
+static Nirc__AuditEntry *ptrs[3];
+
+/* Three entries, ids 7-9, each on the business clock `skew_ms` ahead. */
+static Nirc__HistoryReply reply(int64_t skew_ms) {
+  Nirc__HistoryReply h = NIRC__HISTORY_REPLY__INIT;
+  for (int i = 0; i < 3; i++) {
+    nirc__audit_entry__init(&ents[i]);
+    ents[i].id = 7 + (uint64_t)i;
+    ents[i].at_ms = 1579752000000LL + i * 1000;
+    ents[i].business_at_ms = ents[i].at_ms + skew_ms;
+    ents[i].actor = "operator:alice";
+    ents[i].action = "cutover";
+    ents[i].target = "hubei";
+    ents[i].detail_json = "{\"reason\":\"drill\"}";
+    ptrs[i] = &ents[i];
+  }
+  h.entries = ptrs;
+  h.n_entries = 3;
+  h.limit = 3;
+  h.business_clock = true;
+  return h;
+}
+
+static char *notes(const Nirc__HistoryReply *h, bool window) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  ctl_history_notes(f, h, window);
+  fclose(f);
+  return text;
+}
+
+static void test_more_is_said_with_the_next_page(void **state) {
+  (void)state;
+  Nirc__HistoryReply h = reply(0);
+  h.more = true;
+  char *t = notes(&h, false);
+  assert_string_equal(t, "note: showing the newest 3 matching entries; older ones match too: add "
+                         "--before-id 7 for the page before (or narrow --until, or --limit up "
+                         "to 500)\n");
+  free(t);
+  json_t *j = ctl_history_json(&h);
+  assert_true(json_is_false(json_object_get(j, "complete")));
+  assert_int_equal(json_integer_value(json_object_get(j, "next_before_id")), 7);
+  assert_string_equal(json_string_value(json_object_get(j, "window_clock")), "business");
+  assert_int_equal(json_array_size(json_object_get(j, "entries")), 3);
+  json_decref(j);
+  /* The CSV itself holds only the header and the entries. */
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  ctl_history_print(f, &h, CTL_HISTORY_CSV, "UTC");
+  fclose(f);
+  assert_null(strstr(text, "note"));
+  size_t lines = 0;
+  for (char *p = text; *p; p++)
+    lines += *p == '\n';
+  assert_int_equal(lines, 4);
+  free(text);
+}
+
+static void test_complete_says_nothing(void **state) {
+  (void)state;
+  Nirc__HistoryReply h = reply(0);
+  char *t = notes(&h, true);
+  assert_string_equal(t, "");
+  free(t);
+  json_t *j = ctl_history_json(&h);
+  assert_true(json_is_true(json_object_get(j, "complete")));
+  assert_true(json_is_null(json_object_get(j, "next_before_id")));
+  json_decref(j);
+}
+
+/* An older controller sends no limit: whether more matched is not known. */
+static void test_older_controller_is_not_known(void **state) {
+  (void)state;
+  Nirc__HistoryReply h = reply(0);
+  h.limit = 0;
+  h.business_clock = false;
+  char *t = notes(&h, false);
+  assert_non_null(strstr(t, "does not say whether older entries match"));
+  free(t);
+  json_t *j = ctl_history_json(&h);
+  assert_true(json_is_null(json_object_get(j, "complete")));
+  assert_true(json_is_null(json_object_get(j, "next_before_id")));
+  assert_string_equal(json_string_value(json_object_get(j, "window_clock")), "real");
+  json_decref(j);
+}
+
+/* Where the two clocks differ, a window names the one it was on. */
+static void test_window_clock_named_when_clocks_differ(void **state) {
+  (void)state;
+  Nirc__HistoryReply h = reply(-3600000LL * 24 * 365);
+  char *t = notes(&h, true);
+  assert_string_equal(t, "note: --since/--until were compared with the BUSINESS time\n");
+  free(t);
+  t = notes(&h, false);
+  assert_string_equal(t, "");
+  free(t);
+  h = reply(0);
+  t = notes(&h, true);
+  assert_string_equal(t, "");
+  free(t);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_more_is_said_with_the_next_page),
+      cmocka_unit_test(test_complete_says_nothing),
+      cmocka_unit_test(test_older_controller_is_not_known),
+      cmocka_unit_test(test_window_clock_named_when_clocks_differ),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
