@@ -128,7 +128,8 @@ MOVE = {"ok": bool, "cutover_id": int, "dry_run": bool, "applied": int, "failed"
 REFUSAL = {"ok": False, "error": str, "plan": (PLAN, NULL)}
 AUDIT_ENTRY = {"id": int, "at_ms": int, Opt("business_at_ms"): int, "actor": str, "action": str,
                "target": str, "detail": (ANY_OBJECT, NULL)}
-HISTORY = {"entries": [AUDIT_ENTRY], "unsaved_changes": int}
+HISTORY = {"entries": [AUDIT_ENTRY], "unsaved_changes": int, "complete": (bool, NULL),
+           "next_before_id": (int, NULL), "window_clock": enum("business", "real")}
 DIRECTIVE = {"site": str, "epoch": int, "version": int, "route": [ROUTE_SHARE],
              "inbound": [ROUTE_SHARE], "reason": str, "revert_at_ms": int}
 CUTOVER_DETAIL = {"cutover_id": int, "sources": [str], "hubs": [str], "reason": str,
