@@ -160,10 +160,13 @@ void ctl_history_notes(FILE *out, const Nirc__HistoryReply *h, bool window) {
             "narrower --until\n",
             h->n_entries);
   } else if (h->more && h->n_entries) {
+    /* The same command with --before-id ID reads on, whether or not it
+     * already had one; a higher --limit is offered only while there is one. */
     fprintf(out,
-            "note: showing the newest %zu matching entries; older ones match too: add "
-            "--before-id %llu for the page before (or narrow --until, or --limit up to 500)\n",
-            h->n_entries, (unsigned long long)h->entries[0]->id);
+            "note: showing the newest %zu matching entries; older ones match too: --before-id "
+            "%llu reads the page before (or narrow --until%s)\n",
+            h->n_entries, (unsigned long long)h->entries[0]->id,
+            h->limit < 500 ? ", or raise --limit, at most 500" : "");
   }
   /* On an accelerated clock the two columns differ: say which one the
    * window was compared with. */

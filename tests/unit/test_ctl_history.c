@@ -56,10 +56,15 @@ static void test_more_is_said_with_the_next_page(void **state) {
   Nirc__HistoryReply h = reply(0);
   h.more = true;
   char *t = notes(&h, false);
-  assert_string_equal(t, "note: showing the newest 3 matching entries; older ones match too: add "
-                         "--before-id 7 for the page before (or narrow --until, or --limit up "
-                         "to 500)\n");
+  assert_string_equal(t, "note: showing the newest 3 matching entries; older ones match too: "
+                         "--before-id 7 reads the page before (or narrow --until, or raise "
+                         "--limit, at most 500)\n");
   free(t);
+  h.limit = 500; /* already the most: not offered */
+  t = notes(&h, false);
+  assert_null(strstr(t, "--limit"));
+  free(t);
+  h.limit = 3;
   json_t *j = ctl_history_json(&h);
   assert_true(json_is_false(json_object_get(j, "complete")));
   assert_int_equal(json_integer_value(json_object_get(j, "next_before_id")), 7);
