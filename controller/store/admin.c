@@ -4,6 +4,7 @@
 #include "util.h"
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,7 +291,12 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
                           "'2s'; LOCK TABLE cutovers, schedules, overflow_rules, "
                           "route_exclusions, route_holds IN SHARE MODE");
   if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    /* 55P03 lock_not_available: another session held a conflicting lock
+     * for the whole lock_timeout. The caller can find and name it. */
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool locked = state && strcmp(state, "55P03") == 0;
     rc = admin_fail(c, r, "locking the rule tables", err, errlen);
+    if (locked) rc = NIRC_ETIMEOUT;
     goto done;
   }
   PQclear(r);

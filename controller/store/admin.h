@@ -66,6 +66,8 @@ typedef struct {
   uint64_t max_id;
 } admin_rules_t;
 
+/* NIRC_ETIMEOUT: another session held a lock on a rule table for longer
+ * than the load waits (2 s); any other failure is NIRC_EDB. */
 int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t errlen);
 void admin_rules_free(admin_rules_t *r);
 
