@@ -285,7 +285,8 @@ __attribute__((format(printf, 6, 0))) static void link_vfail(link_t *l, Nirc__Er
                                                              int err, const char *hint,
                                                              uint64_t leader_epoch, const char *fmt,
                                                              va_list ap) {
-  char msg[256];
+  /* Room for a standby's reason no controller leads (leader.h, why). */
+  char msg[640];
   vsnprintf(msg, sizeof msg, fmt, ap);
   if (l->state == LINK_OPEN) {
     Nirc__Error e = NIRC__ERROR__INIT;

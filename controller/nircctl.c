@@ -81,11 +81,11 @@ typedef struct {
   Nirc__OperatorRequest *req; /* borrowed */
   Nirc__OperatorReply *reply; /* owned once received: the unpacked envelope */
   Nirc__Envelope *reply_env;
-  char errors[1024];      /* why each controller failed */
+  char errors[1536];      /* why each controller failed */
   int redirect;           /* index of the leader a standby named; -1 = none */
   unsigned standbys;      /* standbys met in this round through the list */
   unsigned standbys_seen; /* standbys met in all rounds */
-  char standby_note[512]; /* what the last standby said, as told to the operator */
+  char standby_note[768]; /* what the last standby said, as told to the operator */
   int tell;               /* print each new standby_note on stderr as it comes */
   unsigned rounds;        /* rounds waited for an election to finish */
   unsigned hops;          /* redirects followed, bounded against loops */

@@ -75,13 +75,16 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
      * systemd hears only of a new leader or address. */
     bool named = strcmp(srv->leader_hint, v->hint) != 0 ||
                  strcmp(srv->leader_node, v->holder) != 0 || srv->leader_epoch != v->holder_epoch ||
-                 !srv->standby_notified;
+                 strcmp(srv->leader_why, v->why) != 0 || !srv->standby_notified;
     nirc_strlcpy(srv->leader_hint, v->hint, sizeof srv->leader_hint);
+    nirc_strlcpy(srv->leader_why, v->why, sizeof srv->leader_why);
     nirc_strlcpy(srv->leader_node, v->holder, sizeof srv->leader_node);
     srv->leader_epoch = v->holder_epoch;
     srv->leader_suspect = v->suspect;
     srv->leader_renewals = v->renewals;
-    if (named)
+    if (named && v->why[0])
+      sd_notifyf(0, "READY=1\nSTATUS=standby: %s", v->why);
+    else if (named)
       sd_notifyf(0, "READY=1\nSTATUS=standby: %s leads%s%s",
                  v->holder[0] ? v->holder : "nobody yet", v->hint[0] ? " at " : "", v->hint);
     srv->standby_notified = 1;

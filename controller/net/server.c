@@ -170,6 +170,9 @@ static void server_redirect(server_t *srv, conn_t *c) {
                    srv->leader_hint, srv->leader_epoch,
                    "standby controller %s: the leader is %s (epoch %llu)", srv->conf->node,
                    srv->leader_hint, (unsigned long long)srv->leader_epoch);
+  else if (srv->leader_why[0])
+    link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER, "", 0,
+                   "%s is a standby and %s", srv->conf->node, srv->leader_why);
   else
     link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER, "", 0,
                    "%s is a standby and no leader is known: an election is running",

@@ -196,6 +196,9 @@ struct server {
   int leading;           /* this instance leads: it serves agents and operators */
   int lost;              /* it led and lost: stopping, nircd exits 75 */
   char leader_hint[128]; /* standby: the leader's advertised address, for redirects */
+  /* Standby: why no controller leads although this one won the election
+   * (leader_view_t.why), told with every redirect that names no leader. */
+  char leader_why[512];
   /* Standby: the node that leads (or led last) and its epoch, from the
    * lease; for the status page, /metrics and redirects. "" and 0: none. */
   char leader_node[64];

@@ -59,6 +59,13 @@ struct leader {
   bool evict_told;     /* standby: its eviction of the standing lease's holder was logged */
   bool connected_once; /* the sites were loaded by nircd before the first connect */
   bool sites_dirty;    /* the sites table changed (or may have): load it */
+  /* The last election this controller won ended with the rules unloaded
+   * because sessions held locks on rule tables (locked_epoch: the epoch it
+   * took then): no new epoch is taken while such a session stands. The
+   * holders last logged, as "pid:tables;..." (logged once per set). */
+  bool rules_locked;
+  uint64_t locked_epoch;
+  char locked_told[256];
 };
 
 static const char *const leader_state_names[] = {
@@ -335,9 +342,99 @@ static void leader_load_sites(leader_t *l) {
   uv_async_send(&l->async);
 }
 
+/* The sessions holding, granted, a lock on a rule table in a mode that
+ * conflicts with the SHARE locks of admin_load_rules (any writer, or a
+ * LOCK TABLE), other than this session: a prepared transaction has no pid
+ * (0 here). Details of other roles' sessions are hidden from a role
+ * without pg_read_all_stats (state NULL). */
+static const char leader_holders_sql[] =
+    "SELECT coalesce(l.pid, 0), string_agg(DISTINCT c.relname, ', ' ORDER BY c.relname), "
+    "coalesce(a.application_name, ''), CASE WHEN a.client_addr IS NOT NULL THEN "
+    "host(a.client_addr) WHEN a.client_port = -1 THEN 'local socket' ELSE '' END, "
+    "coalesce(a.state, ''), coalesce(to_char(a.xact_start AT TIME ZONE 'UTC', "
+    "'YYYY-MM-DD HH24:MI:SS'), '') FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+    "LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'relation' AND l.granted "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND "
+    "l.relation IN ('cutovers'::regclass, 'schedules'::regclass, 'overflow_rules'::regclass, "
+    "'route_exclusions'::regclass, 'route_holds'::regclass) AND l.mode IN ('RowExclusiveLock', "
+    "'ShareUpdateExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', "
+    "'AccessExclusiveLock') AND l.pid IS DISTINCT FROM pg_backend_pid() "
+    "GROUP BY 1, 3, 4, 5, 6 ORDER BY 1 LIMIT 4";
+
+/* Says who holds locks on the rule tables, and how to end them, in `out`
+ * (one sentence for an operator), and the set as "pid:tables;..." in
+ * `sig`. Returns how many sessions hold one (0: none now), -1 without an
+ * answer. */
+static int leader_rule_holders(leader_t *l, char *out, size_t n, char *sig, size_t sn) {
+  PGresult *r = leader_exec(l, leader_holders_sql, 0, NULL, PGRES_TUPLES_OK);
+  if (!r) return -1;
+  int rows = PQntuples(r);
+  size_t used = 0, sused = 0;
+  char pids[96] = "";
+  out[0] = sig[0] = '\0';
+  for (int i = 0; i < rows; i++) {
+    int pid = atoi(PQgetvalue(r, i, 0));
+    const char *tables = PQgetvalue(r, i, 1), *app = PQgetvalue(r, i, 2);
+    const char *client = PQgetvalue(r, i, 3), *state = PQgetvalue(r, i, 4);
+    const char *since = PQgetvalue(r, i, 5);
+    bool several = strchr(tables, ',') != NULL;
+    char who[200];
+    if (pid == 0)
+      snprintf(who, sizeof who, "a prepared transaction (see pg_prepared_xacts)");
+    else if (!state[0])
+      snprintf(who, sizeof who,
+               "pid %d (its details are hidden from the controller's role: grant it "
+               "pg_read_all_stats)",
+               pid);
+    else
+      snprintf(who, sizeof who, "pid %d (%s, %s, %s%s%s%s)", pid, app[0] ? app : "no name",
+               client[0] ? client : "?", state, since[0] ? " since " : "", since,
+               since[0] ? " UTC" : "");
+    used +=
+        (size_t)snprintf(out + used, used < n ? n - used : 0, "%stable%s %s %s locked by %s",
+                         i ? "; " : "", several ? "s" : "", tables, several ? "are" : "is", who);
+    sused += (size_t)snprintf(sig + sused, sused < sn ? sn - sused : 0, "%d:%s;", pid, tables);
+    if (pid) {
+      size_t pl = strlen(pids);
+      snprintf(pids + pl, sizeof pids - pl, "%sSELECT pg_terminate_backend(%d)", pl ? "; " : "",
+               pid);
+    }
+  }
+  PQclear(r);
+  if (rows == 0)
+    snprintf(out, n,
+             "the rule tables were locked for longer than the load waits (2 s) and no session "
+             "holds a conflicting lock now: it let go meanwhile, or one queued for a lock was "
+             "ahead (see pg_locks WHERE NOT granted)");
+  else if (pids[0] && used < n)
+    snprintf(out + used, n - used, "; end %s (%s) if %s not a controller",
+             rows > 1 ? "those sessions" : "that session", pids, rows > 1 ? "they are" : "it is");
+  return rows;
+}
+
+/* Says why this controller, having won the election, does not lead: in
+ * the log when the holders differ from those last logged, and in the view
+ * (`v->why`, which its standby answers carry). */
+static void leader_tell_locked(leader_t *l, leader_view_t *v, const char *holders,
+                               const char *sig) {
+  snprintf(v->why, sizeof v->why,
+           "no controller leads: %s won the election (epoch %llu) but cannot load the rules: %s; "
+           "it takes over once the rule tables are free (it looks every %llu ms)",
+           l->node, (unsigned long long)l->locked_epoch, holders, (unsigned long long)l->period_ms);
+  if (strcmp(sig, l->locked_told) != 0 || !l->locked_told[0]) {
+    log_error(LOG_MAIN, LEADER_OBJ, "%s", v->why);
+    nirc_strlcpy(l->locked_told, sig[0] ? sig : "-", sizeof l->locked_told);
+  }
+}
+
 /* With the lock held: a new epoch, the lease, the rules. Anything failing
- * gives the lock back, to try again next period. */
+ * gives the lock and the lease back, to try again next period: a lease
+ * naming this controller while it does not lead would have its standby
+ * answers name itself as the leader, and its held site links sent to it.
+ * On a lock timeout of the rule load, says who holds the rule tables. */
 static void leader_take(leader_t *l, leader_view_t *v) {
+  bool leased = false;
+  char es[24] = "";
   const char *p1[] = {l->node};
   PGresult *r = leader_exec(l,
                             "INSERT INTO epochs (epoch, node) VALUES (nextval('epoch_seq'), $1) "
@@ -346,7 +443,6 @@ static void leader_take(leader_t *l, leader_view_t *v) {
   if (!r) goto undo;
   uint64_t epoch = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
-  char es[24];
   snprintf(es, sizeof es, "%llu", (unsigned long long)epoch);
   const char *p4[] = {l->node, l->advertise, es};
   r = leader_exec(l,
@@ -356,13 +452,29 @@ static void leader_take(leader_t *l, leader_view_t *v) {
                   3, p4, PGRES_COMMAND_OK);
   if (!r) goto undo;
   PQclear(r);
+  leased = true;
   admin_rules_t rules;
   char err[512];
-  if (admin_load_rules(l->conninfo, &rules, err, sizeof err) != 0) {
+  int rc = admin_load_rules(l->conninfo, &rules, err, sizeof err);
+  if (rc == NIRC_ETIMEOUT) {
+    char holders[sizeof v->why], sig[sizeof l->locked_told];
+    int n = leader_rule_holders(l, holders, sizeof holders, sig, sizeof sig);
+    if (n >= 0) {
+      l->rules_locked = n > 0;
+      l->locked_epoch = epoch;
+      leader_tell_locked(l, v, holders, sig);
+      goto undo;
+    }
+  }
+  if (rc != 0) {
     log_error(LOG_MAIN, LEADER_OBJ, "took epoch %llu but cannot load the rules: %s",
               (unsigned long long)epoch, err);
     goto undo;
   }
+  if (l->locked_told[0])
+    log_info(LOG_MAIN, LEADER_OBJ, "the rule tables are no longer locked: rules loaded");
+  l->rules_locked = false;
+  l->locked_told[0] = '\0';
   /* The sites as the database has them now, handed over before the
    * rules (the loop applies them first): a standby started before a site
    * was added leads with it. */
@@ -380,7 +492,34 @@ static void leader_take(leader_t *l, leader_view_t *v) {
   leader_publish(l, v, &rules);
   return;
 undo:
+  if (leased && l->conn) {
+    const char *p[] = {es};
+    PQclear(leader_exec(l, "DELETE FROM leader_lease WHERE id = 1 AND epoch = $1", 1, p,
+                        PGRES_COMMAND_OK));
+  }
   if (l->conn) leader_unlock(l);
+}
+
+/* True while the sessions that kept this controller from loading the
+ * rules on its last win still hold locks on rule tables: it does not take
+ * the lock and a new epoch only to wait 2 s and fail again (a new epoch
+ * per period would fence nothing more, and fill the epochs table). Says
+ * who holds them (their set may change) in `next`. Also true without an
+ * answer, to ask again on the next period. */
+static bool leader_rules_blocked(leader_t *l, leader_view_t *next) {
+  if (!l->rules_locked) return false;
+  char holders[sizeof next->why], sig[sizeof l->locked_told];
+  int n = leader_rule_holders(l, holders, sizeof holders, sig, sizeof sig);
+  if (n < 0) return true;
+  if (n > 0) {
+    leader_tell_locked(l, next, holders, sig);
+    return true;
+  }
+  l->rules_locked = false;
+  nirc_strlcpy(l->locked_told, "let go", sizeof l->locked_told);
+  next->why[0] = '\0';
+  log_info(LOG_MAIN, LEADER_OBJ, "the sessions locking the rule tables let go: trying to lead");
+  return false;
 }
 
 static void leader_standby_step(leader_t *l, leader_view_t *v) {
@@ -408,11 +547,18 @@ static void leader_standby_step(leader_t *l, leader_view_t *v) {
   nirc_strlcpy(next.holder, ls.present ? ls.node : "", sizeof next.holder);
   next.holder_epoch = ls.epoch;
   next.renewals = v->renewals + renewed;
-  if (!ls.present || mine || still) {
+  if (ls.present && !mine && !still) {
+    /* Another controller leads: nothing stands in the way of a leader. */
+    next.why[0] = '\0';
+    l->rules_locked = false;
+  }
+  if ((!ls.present || mine || still) && !leader_rules_blocked(l, &next)) {
     int got = leader_try_lock(l);
     if (got == 1) {
+      v->why[0] = '\0';
       leader_take(l, v);
       if (v->state == LEADER_LEADING) return;
+      nirc_strlcpy(next.why, v->why, sizeof next.why);
     } else if (got == 0 && still) {
       leader_evict(l, &ls);
     }

@@ -19,6 +19,11 @@
  * instead of losing a race to a standby.
  *
  * Each new leader takes a new epoch from epoch_seq and loads the rules.
+ * When another session holds a lock on a rule table for longer than the
+ * load waits (a DBA's transaction left open), the winner gives the lock
+ * and the lease back, names that session in its log (once per set of
+ * holders) and in its view (why, which its standby answers carry), and
+ * takes no new epoch until those sessions let go.
  * A leader that cannot reach the database at all keeps leading (it routes
  * on memory, SPEC 7); when the database returns it must get the lock back
  * with the lease still on its own epoch, or it has lost; it renews nothing
@@ -86,7 +91,10 @@ typedef struct {
    * renewed until the new session holds the lock, so this instance issues
    * nothing once its last renewal is a lease old (leader_may_issue). */
   bool lock_pending;
-  char why[256]; /* LOST: what happened */
+  /* LOST: what happened. STANDBY: why no controller leads although this
+   * one won the election: a session holds a lock on a rule table, so the
+   * rules cannot be loaded (who, and how to end it); "" otherwise. */
+  char why[512];
 } leader_view_t;
 
 typedef struct {
