@@ -1195,8 +1195,8 @@ int main(int argc, char **argv) {
     /* Controllers answered, but none leads now: not "is nircd running?". */
     fprintf(stderr,
             "nircctl: no leader answered:\n%s\nA standby takes over within a lease of the "
-            "leader's end ([controller] lease_timeout, 3 s by default): try again in a few "
-            "seconds.\n",
+            "leader's end ([controller] lease_timeout, 3 s by default) unless a controller "
+            "says above what keeps it from leading: try again in a few seconds.\n",
             c.errors[0] ? c.errors : c.standby_note);
     if (c.asked) fprintf(stderr, "%s", CTL_UNANSWERED_HINT);
   } else if (rc == EXIT_UNREACHABLE && c.asked) {
