@@ -537,7 +537,7 @@ void engine_op_report(engine_t *e, const engine_req_t *rq, const Nirc__ReportReq
 typedef enum {
   ENGINE_NEXT_START = 0, /* a schedule's window starts */
   ENGINE_NEXT_END,       /* a schedule's window ends */
-  ENGINE_NEXT_SKIP,      /* an exception date skips a window */
+  ENGINE_NEXT_SKIP,      /* a window does not run: an exception date, a clock change */
   ENGINE_NEXT_EXPIRY,    /* a cutover expires */
 } engine_next_kind_t;
 typedef struct {
@@ -546,7 +546,8 @@ typedef struct {
   int64_t end_ms; /* a start: when that window ends */
   rule_kind_t rule_kind;
   uint64_t rule_id;
-  size_t rule_index; /* into the engine's schedules or cutovers, valid for the call */
+  size_t rule_index;     /* into the engine's schedules or cutovers, valid for the call */
+  rules_window_t window; /* a skip: the window and why it does not run (rules_window_reason) */
 } engine_next_t;
 size_t engine_next_events(const engine_t *e, int64_t until_ms, engine_next_t *out, size_t max);
 const char *engine_next_kind_name(engine_next_kind_t k);

@@ -549,11 +549,15 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
     rc = engine_schedule_trial(e, s, at, &trial);
     sched = s;
     sched_at = at;
-    if (!start) { /* not in its window now: the next one */
-      start = rules_schedule_next_start(s, engine_now(e));
-      int64_t st2 = 0, en2 = 0;
-      end = start && rules_schedule_window(s, start + 60000, &st2, &en2) ? en2 : 0;
-    }
+    /* Not in its window now: the next one that runs, its start and end
+     * as rules.c lays them (a day whose window an exception or a clock
+     * change removes is passed over, as the planner will). */
+    rules_window_t w;
+    for (int64_t t = engine_now(e); !start && rules_schedule_next_window(s, t, &w); t = w.start_ms)
+      if (w.fate == RULES_WINDOW_RUNS) {
+        start = w.start_ms;
+        end = w.end_ms;
+      }
     sched_start = start;
     sched_end = end;
     for (unsigned k = 0; k < s->sources.n; k++) {

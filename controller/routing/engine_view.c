@@ -9,7 +9,6 @@
 #include "engine-int.h"
 
 #include "err.h"
-#include "tz.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -243,8 +242,10 @@ static void engine_next_add(engine_next_list_t *l, engine_next_t ev) {
     l->dropped++;
 }
 
-/* Every window of `s` starting in (now, until], and each one an exception
- * date skips, with the end of the window running now. */
+/* Every window of `s` starting in (now, until], those that do not run
+ * (an exception date, a clock change that leaves them no time) as skips,
+ * with the end of the window running now. The calendar is rules.c's: the
+ * window listed here is the one the planner puts in force. */
 static void engine_next_schedule_events(const engine_t *e, size_t k, int64_t until,
                                         engine_next_list_t *l) {
   const schedule_t *s = &e->sch[k];
@@ -252,25 +253,20 @@ static void engine_next_schedule_events(const engine_t *e, size_t k, int64_t unt
   if (!s->enabled) return;
   int64_t st = 0, en = 0;
   if (rules_schedule_window(s, now, &st, &en) && en <= until)
-    engine_next_add(l, (engine_next_t){ENGINE_NEXT_END, en, 0, RULE_SCHEDULE, s->id, k});
-  /* The same calendar without its exceptions gives every window that
-   * would start; those the real one does not start are skipped. */
-  schedule_t plain = *s;
-  plain.n_exceptions = 0;
-  int64_t t = now;
-  for (unsigned guard = 0; guard < 400; guard++) {
-    int64_t start = rules_schedule_next_start(&plain, t);
-    if (start == 0 || start > until) break;
-    int64_t ws = 0, we = 0;
-    /* In force just after its start: it runs (an exception would stop it). */
-    if (rules_schedule_window(s, start, &ws, &we) && ws == start) {
-      engine_next_add(l, (engine_next_t){ENGINE_NEXT_START, start, we, RULE_SCHEDULE, s->id, k});
-      if (we <= until)
-        engine_next_add(l, (engine_next_t){ENGINE_NEXT_END, we, 0, RULE_SCHEDULE, s->id, k});
-    } else {
-      engine_next_add(l, (engine_next_t){ENGINE_NEXT_SKIP, start, 0, RULE_SCHEDULE, s->id, k});
+    engine_next_add(l, (engine_next_t){ENGINE_NEXT_END, en, 0, RULE_SCHEDULE, s->id, k, {0}});
+  rules_window_t w;
+  for (int64_t t = now; rules_schedule_next_window(s, t, &w) && w.start_ms <= until;
+       t = w.start_ms) {
+    if (w.fate != RULES_WINDOW_RUNS) {
+      engine_next_add(l,
+                      (engine_next_t){ENGINE_NEXT_SKIP, w.start_ms, 0, RULE_SCHEDULE, s->id, k, w});
+      continue;
     }
-    t = start;
+    engine_next_add(
+        l, (engine_next_t){ENGINE_NEXT_START, w.start_ms, w.end_ms, RULE_SCHEDULE, s->id, k, {0}});
+    if (w.end_ms <= until)
+      engine_next_add(l,
+                      (engine_next_t){ENGINE_NEXT_END, w.end_ms, 0, RULE_SCHEDULE, s->id, k, {0}});
   }
 }
 
@@ -294,7 +290,7 @@ size_t engine_next_events(const engine_t *e, int64_t until, engine_next_t *out, 
     const cutover_t *c = &e->cut[k];
     if (engine_view_cut_active(c, now) && c->expires_ms && c->expires_ms <= until)
       engine_next_add(
-          &l, (engine_next_t){ENGINE_NEXT_EXPIRY, c->expires_ms, 0, RULE_CUTOVER, c->id, k});
+          &l, (engine_next_t){ENGINE_NEXT_EXPIRY, c->expires_ms, 0, RULE_CUTOVER, c->id, k, {0}});
   }
   qsort(out, l.n, sizeof *out, engine_next_cmp);
   return l.n;
@@ -420,10 +416,8 @@ void engine_op_next(engine_t *e, const engine_req_t *rq, const Nirc__NextRequest
       ev->wave_size = s->wave_size;
       ev->waves = s->wave_size ? (unsigned)((s->sources.n + s->wave_size - 1) / s->wave_size) : 1;
       if (x->kind == ENGINE_NEXT_SKIP) {
-        tz_local_t lt;
-        char why[48] = "exception date";
-        if (tz_to_local(s->tz, x->at_ms, &lt) == 0)
-          snprintf(why, sizeof why, "exception %04d-%02d-%02d", lt.year, lt.month, lt.day);
+        char why[RULES_REASON_MAX];
+        rules_window_reason(s, &x->window, why, sizeof why);
         ev->reason = engine_arena_str(&a, why);
       }
       if (x->kind == ENGINE_NEXT_START) engine_next_predict(e, &a, s, x->at_ms, ev);

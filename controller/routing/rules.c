@@ -880,18 +880,6 @@ static bool rules_schedule_usable(const schedule_t *s) {
          rules_terminated(s->tz, sizeof s->tz);
 }
 
-/* Does a window start on local day `day` (days since 1970-01-01)? */
-static bool rules_day_starts_window(const schedule_t *s, int64_t day) {
-  if (!(s->days & (1u << rules_weekday(day)))) return false;
-  int y, m, d;
-  rules_civil_from_days(day, &y, &m, &d);
-  int32_t ymd = y * 10000 + m * 100 + d;
-  unsigned n = s->n_exceptions < RULES_MAX_EXCEPTIONS ? s->n_exceptions : RULES_MAX_EXCEPTIONS;
-  for (unsigned i = 0; i < n; i++)
-    if (s->exceptions[i] == ymd) return false;
-  return true;
-}
-
 /* Unix ms of minute `min` of local day `day` in the schedule's zone. */
 static int rules_local_ms(const schedule_t *s, int64_t day, int min, int64_t *ms) {
   tz_local_t l = {0};
@@ -899,6 +887,29 @@ static int rules_local_ms(const schedule_t *s, int64_t day, int min, int64_t *ms
   l.hour = min / 60;
   l.minute = min % 60;
   return tz_from_local(s->tz, &l, ms);
+}
+
+/* The window of local day `day` (days since 1970-01-01) on the clock, and
+ * whether it runs: false when no window belongs to that day (not one of
+ * its days, or the zone cannot be read). The one place that decides. */
+static bool rules_day_window(const schedule_t *s, int64_t day, rules_window_t *w) {
+  if (!(s->days & (1u << rules_weekday(day)))) return false;
+  int y, m, d;
+  rules_civil_from_days(day, &y, &m, &d);
+  w->date = y * 10000 + m * 100 + d;
+  int64_t end_day = s->end_min > s->start_min ? day : day + 1;
+  if (rules_local_ms(s, day, s->start_min, &w->start_ms) != 0 ||
+      rules_local_ms(s, end_day, s->end_min, &w->end_ms) != 0)
+    return false;
+  w->fate = RULES_WINDOW_RUNS;
+  /* A skipped wall time resolves to the instant the clocks jump to: a
+   * window wholly in the skipped hour starts and ends there, with no time
+   * between. That is no window, not an empty one that "starts". */
+  if (w->start_ms >= w->end_ms) w->fate = RULES_WINDOW_NO_TIME;
+  unsigned n = s->n_exceptions < RULES_MAX_EXCEPTIONS ? s->n_exceptions : RULES_MAX_EXCEPTIONS;
+  for (unsigned i = 0; i < n; i++)
+    if (s->exceptions[i] == w->date) w->fate = RULES_WINDOW_EXCEPTION;
+  return true;
 }
 
 static int rules_local_today(const schedule_t *s, int64_t now_ms, int64_t *day) {
@@ -917,33 +928,51 @@ bool rules_schedule_window(const schedule_t *s, int64_t now_ms, int64_t *start_m
   /* A window is shorter than a day, so only the one that started today
    * and one that started yesterday and crosses midnight can hold now. */
   for (int64_t day = today - 1; day <= today; day++) {
-    if (!rules_day_starts_window(s, day)) continue;
-    int64_t start, end;
-    int64_t end_day = s->end_min > s->start_min ? day : day + 1;
-    if (rules_local_ms(s, day, s->start_min, &start) != 0 ||
-        rules_local_ms(s, end_day, s->end_min, &end) != 0)
-      continue;
-    if (start <= now_ms && now_ms < end) {
-      if (start_ms) *start_ms = start;
-      if (end_ms) *end_ms = end;
+    rules_window_t w;
+    if (!rules_day_window(s, day, &w) || w.fate != RULES_WINDOW_RUNS) continue;
+    if (w.start_ms <= now_ms && now_ms < w.end_ms) {
+      if (start_ms) *start_ms = w.start_ms;
+      if (end_ms) *end_ms = w.end_ms;
       return true;
     }
   }
   return false;
 }
 
-int64_t rules_schedule_next_start(const schedule_t *s, int64_t now_ms) {
-  if (!rules_schedule_usable(s)) return 0;
+/* The first window after now_ms, of any fate (runs_only: only one that
+ * runs). */
+static bool rules_next(const schedule_t *s, int64_t now_ms, bool runs_only, rules_window_t *w) {
+  if (!rules_schedule_usable(s)) return false;
   int64_t today;
-  if (rules_local_today(s, now_ms, &today) != 0) return 0;
+  if (rules_local_today(s, now_ms, &today) != 0) return false;
   /* A start on an earlier local date is before now; today's may be too. */
   for (int64_t day = today; day <= today + RULES_SCAN_DAYS; day++) {
-    if (!rules_day_starts_window(s, day)) continue;
-    int64_t start;
-    if (rules_local_ms(s, day, s->start_min, &start) != 0) continue;
-    if (start > now_ms) return start;
+    if (!rules_day_window(s, day, w) || w->start_ms <= now_ms) continue;
+    if (!runs_only || w->fate == RULES_WINDOW_RUNS) return true;
   }
-  return 0;
+  return false;
+}
+
+int64_t rules_schedule_next_start(const schedule_t *s, int64_t now_ms) {
+  rules_window_t w;
+  return rules_next(s, now_ms, true, &w) ? w.start_ms : 0;
+}
+
+bool rules_schedule_next_window(const schedule_t *s, int64_t now_ms, rules_window_t *w) {
+  return s && w && rules_next(s, now_ms, false, w);
+}
+
+void rules_window_reason(const schedule_t *s, const rules_window_t *w, char *buf, size_t len) {
+  if (!buf || len == 0) return;
+  buf[0] = '\0';
+  if (!s || !w) return;
+  int y = w->date / 10000, m = w->date / 100 % 100, d = w->date % 100;
+  if (w->fate == RULES_WINDOW_EXCEPTION)
+    snprintf(buf, len, "exception %04d-%02d-%02d", y, m, d);
+  else if (w->fate == RULES_WINDOW_NO_TIME)
+    snprintf(buf, len, "%02d:%02d-%02d:%02d does not exist on %04d-%02d-%02d in %.*s (DST change)",
+             s->start_min / 60, s->start_min % 60, s->end_min / 60, s->end_min % 60, y, m, d,
+             RULES_TZ_MAX - 1, s->tz);
 }
 
 const char *rules_kind_name(rule_kind_t k) {

@@ -133,14 +133,43 @@ bool rules_overflows_conflict(const overflow_rule_t *a, const overflow_rule_t *b
 int rules_schedule_cycle(const schedule_t *s, const schedule_t *others, size_t n, char *why,
                          size_t len);
 
+/* Whether the window of one of a schedule's days runs, and if not why. */
+typedef enum {
+  RULES_WINDOW_RUNS = 0,
+  RULES_WINDOW_EXCEPTION, /* an exception date names the day */
+  /* A clock change leaves it no time: start and end resolve to the same
+   * instant (both in the hour a spring-forward skips) or the end to one
+   * before the start. */
+  RULES_WINDOW_NO_TIME,
+} rules_window_fate_t;
+
+typedef struct {
+  rules_window_fate_t fate;
+  int64_t start_ms, end_ms; /* Unix ms; a window that does not run: where it would be */
+  int32_t date;             /* YYYYMMDD: the local date it starts on */
+} rules_window_t;
+
+/* Every question below is answered by one function that lays a day's
+ * window on the clock, so the engine (planner, ticks), schedule list, next
+ * and plan --schedule cannot disagree about a window. */
+
 /* Is schedule `s` in force at now_ms? Returns true and the window's start
  * and end (Unix ms) if so. A window that starts at 22:00 on an exception
  * date does not run; one that started the evening before an exception date
- * runs to its end. Disabled schedules are never in force. */
+ * runs to its end. A day whose window a clock change leaves no time
+ * (RULES_WINDOW_NO_TIME) has none. Disabled schedules are never in force. */
 bool rules_schedule_window(const schedule_t *s, int64_t now_ms, int64_t *start_ms, int64_t *end_ms);
-/* The next window start strictly after now_ms (for `schedule list` and
- * forecasting); 0 if none within 400 days. */
+/* The next window start strictly after now_ms of a window that runs (for
+ * `schedule list` and forecasting); 0 if none within 400 days. */
 int64_t rules_schedule_next_start(const schedule_t *s, int64_t now_ms);
+/* The next window of one of s's days that starts (or would start) strictly
+ * after now_ms, whether it runs or not and why (for `next`); false if none
+ * within 400 days. */
+bool rules_schedule_next_window(const schedule_t *s, int64_t now_ms, rules_window_t *w);
+/* Why window `w` of `s` does not run, in words an operator acts on:
+ * "exception 2026-03-29", "02:10-02:50 does not exist on 2026-03-29 in
+ * Europe/Berlin (DST change)"; "" for one that runs. */
+void rules_window_reason(const schedule_t *s, const rules_window_t *w, char *buf, size_t len);
 
 const char *rules_kind_name(rule_kind_t k);
 /* The kind rules_kind_name names; RULE_NONE for anything else. */

@@ -805,12 +805,9 @@ static void web_next_html(server_t *srv, web_buf_t *b) {
       break;
     case ENGINE_NEXT_SKIP: {
       word = "skipped";
-      tz_local_t lt;
-      if (tz_to_local(s->tz, ev[k].at_ms, &lt) == 0)
-        snprintf(what, sizeof what, "the window does not run: exception %04d-%02d-%02d", lt.year,
-                 lt.month, lt.day);
-      else
-        snprintf(what, sizeof what, "the window does not run: exception date");
+      char why[RULES_REASON_MAX];
+      rules_window_reason(s, &ev[k].window, why, sizeof why);
+      snprintf(what, sizeof what, "the window does not run: %s", why);
       break;
     }
     case ENGINE_NEXT_EXPIRY:

@@ -4,6 +4,7 @@ text is wrong (a time, a zone, a site), exit 1 when the state forbids it (a
 conflict, a circle); viewers and operators cannot change schedules or overflow rules
 (exit 1); the refusals are audited."""
 import json
+import re
 
 import nirclib as T
 
@@ -130,10 +131,49 @@ def test_schedule_enable_disable_rm_audited():
     env.close()
 
 
+def test_window_in_dst_gap_is_no_window():
+    """gapwin 02:10-02:50 Europe/Berlin lies wholly in the hour the clocks
+    skip on 2026-03-29: that day has no window. `next` says so in words
+    (it said "exception 2026-03-29", and there is none), and `schedule
+    list` and `plan --schedule` name the next window that runs, Monday's
+    (they gave 03-29 09:00, a start that does not happen) (audit F1)."""
+    global env
+    env = T.Env("rules-cli-dst", clock_start="2026-03-28T12:00:00+01:00")
+    env.start_controller()
+    r = env.ctl("schedule", "add", "gapwin", "--sources", "hubei", "--to", "shaanxi",
+                "--start", "02:10", "--end", "02:50", "--tz", "Europe/Berlin")
+    assert r.returncode == 0, r.stderr
+    out = env.ctl("schedule", "list").stdout
+    line = [l for l in out.splitlines() if l.startswith("gapwin ")][0]
+    assert " 03-30 08:10 " in line, out  # 02:10 CEST on Monday, in Asia/Shanghai
+    assert schedules()[0]["next_start_ms"] == 1774829400000  # 2026-03-30T00:10:00Z
+
+    r = env.ctl("next", "--hours", "48")
+    assert r.returncode == 0, r.stderr
+    assert "exception" not in r.stdout, r.stdout
+    skip = [l for l in r.stdout.splitlines() if " SKIPPED " in l]
+    assert len(skip) == 1 and skip[0].startswith("03-29 09:00 schedule gapwin"), r.stdout
+    assert skip[0].endswith("the window does not run: 02:10-02:50 does not exist on 2026-03-29 "
+                            "in Europe/Berlin (DST change)"), r.stdout
+    assert re.search(r"^03-30 08:10 schedule gapwin +starts ", r.stdout, re.M), r.stdout
+    events = json.loads(env.ctl("--json", "next", "--hours", "48").stdout)["events"]
+    assert [(e["kind"], e["at_ms"]) for e in events] == [
+        ("schedule-skip", 1774746000000), ("schedule-start", 1774829400000),
+        ("schedule-end", 1774831800000)], events
+    assert events[0]["reason"] == \
+        "02:10-02:50 does not exist on 2026-03-29 in Europe/Berlin (DST change)", events
+
+    # No hub has connected: refused, but for the window that runs.
+    r = env.ctl("plan", "--schedule", "gapwin")
+    assert "window 2026-03-30 08:10:00" in r.stdout, r.stdout + r.stderr
+    assert "2026-03-29" not in r.stdout, r.stdout
+    env.close()
+
+
 if __name__ == "__main__":
     T.main([test_setup, test_schedule_bad_time_zone_refused, test_schedule_bad_time_refused,
             test_overlapping_schedules_with_equal_precedence_refused,
             test_schedules_moving_calls_in_a_circle_refused,
             test_unknown_site_and_own_hub_refused, test_overflow_rules_validated,
             test_share_out_of_range_refused, test_only_admins_change_rules_and_refusals_are_audited,
-            test_schedule_enable_disable_rm_audited])
+            test_schedule_enable_disable_rm_audited, test_window_in_dst_gap_is_no_window])

@@ -823,6 +823,37 @@ static void test_window_across_dst(void **state) {
   assert_int_equal(end, utc(2026, 10, 25, 3, 0));
 }
 
+/* A window wholly in the hour the clocks skip (Berlin, 2026-03-29
+ * 02:00 -> 03:00): its start and end are one instant, so that day has no
+ * window at all: not in force, not a next start, and the next window says
+ * why in words, not as an exception that does not exist. */
+static void test_window_in_dst_gap(void **state) {
+  (void)state;
+  schedule_t s;
+  schedule(&s, "gapwin", "hubei", "02:10", "02:50", 0x7f, "Europe/Berlin");
+  for (int m = -60; m <= 120; m += 10)
+    assert_no_window(&s, utc(2026, 3, 29, 1, 0) + m * 60000LL);
+  assert_int_equal(rules_schedule_next_start(&s, utc(2026, 3, 28, 12, 0)),
+                   utc(2026, 3, 30, 0, 10)); /* 02:10 CEST the day after */
+  rules_window_t w;
+  char why[RULES_REASON_MAX];
+  assert_true(rules_schedule_next_window(&s, utc(2026, 3, 28, 12, 0), &w));
+  assert_int_equal(w.fate, RULES_WINDOW_NO_TIME);
+  assert_int_equal(w.start_ms, utc(2026, 3, 29, 1, 0)); /* where it would be: 03:00 CEST */
+  rules_window_reason(&s, &w, why, sizeof why);
+  assert_string_equal(why,
+                      "02:10-02:50 does not exist on 2026-03-29 in Europe/Berlin (DST change)");
+  /* An exception on that date is the reason given: it matches. */
+  s.n_exceptions = 1;
+  s.exceptions[0] = 20260329;
+  assert_true(rules_schedule_next_window(&s, utc(2026, 3, 28, 12, 0), &w));
+  rules_window_reason(&s, &w, why, sizeof why);
+  assert_string_equal(why, "exception 2026-03-29");
+  assert_true(rules_schedule_next_window(&s, w.start_ms, &w));
+  assert_int_equal(w.fate, RULES_WINDOW_RUNS);
+  assert_int_equal(w.end_ms - w.start_ms, 40 * 60000);
+}
+
 static void test_exception_dates(void **state) {
   (void)state;
   schedule_t s;
@@ -1182,6 +1213,7 @@ int main(void) {
       cmocka_unit_test(test_overflow_conflicts),
       cmocka_unit_test(test_night_window_shanghai),
       cmocka_unit_test(test_window_across_dst),
+      cmocka_unit_test(test_window_in_dst_gap),
       cmocka_unit_test(test_exception_dates),
       cmocka_unit_test(test_weekday_schedule),
       cmocka_unit_test(test_disabled_and_invalid_schedules),

@@ -246,11 +246,81 @@ static void test_next_in_time_order(void **state) {
   world_free(w);
 }
 
+/* 2020-03-29 12:00 UTC is the last Sunday of March: Berlin's clocks go
+ * from 02:00 to 03:00 that night (01:00 UTC). */
+#define GAP_DAY_MS 1585483200000LL
+
+/* A window wholly in the hour the clocks skip has no time that day: the
+ * next list says so in words (not "exception", there is none), schedule
+ * list and plan --schedule give the next window that runs, the day after,
+ * and the engine moves nobody through the night. */
+static void test_window_in_dst_gap(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  w->now = GAP_DAY_MS - 24 * HOUR_MS; /* Saturday 12:00 UTC */
+  char *src[] = {"hubei"}, *hubs[] = {"shaanxi"};
+  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
+  sp.name = "gapwin";
+  sp.sources = src;
+  sp.n_sources = 1;
+  sp.hubs = hubs;
+  sp.n_hubs = 1;
+  sp.start = "02:10";
+  sp.end = "02:50";
+  sp.tz = "Europe/Berlin";
+  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
+  rq.op = NIRC__RULE_OP__RULE_OP_ADD;
+  rq.spec = &sp;
+  engine_req_t r = {.client = w, .request_id = 7, .operator_name = "admin:bob", .label = "t"};
+  engine_op_schedule(e, &r, &rq);
+  world_flush(w);
+  assert_true(w->rep[w->n_rep - 1].ok);
+  int64_t skip = GAP_DAY_MS - 11 * HOUR_MS;              /* 03:00 CEST, where it would be */
+  int64_t next = GAP_DAY_MS + 12 * HOUR_MS + 10 * 60000; /* 02:10 CEST on Monday */
+
+  const Nirc__NextReply *nr = ask_next(w, e, 48);
+  assert_non_null(nr);
+  assert_int_equal(nr->n_events, 3);
+  assert_string_equal(nr->events[0]->kind, "schedule-skip");
+  assert_true(nr->events[0]->at_ms == skip);
+  assert_string_equal(nr->events[0]->reason,
+                      "02:10-02:50 does not exist on 2020-03-29 in Europe/Berlin (DST change)");
+  assert_string_equal(nr->events[1]->kind, "schedule-start");
+  assert_true(nr->events[1]->at_ms == next);
+  assert_true(nr->events[1]->end_ms == next + 40 * 60000);
+  assert_string_equal(nr->events[2]->kind, "schedule-end");
+  assert_true(list_first(w, e)->next_start_ms == next);
+
+  Nirc__PlanRequest pq = NIRC__PLAN_REQUEST__INIT;
+  pq.schedule_name = "gapwin";
+  engine_req_t pr = {.client = w, .request_id = 12, .operator_name = "operator:v", .label = "t"};
+  size_t before = w->n_rep;
+  engine_op_plan(e, &pr, &pq);
+  assert_int_equal(w->n_rep, before + 1);
+  const Nirc__PlanReply *plan = w->rep[before].full->plan;
+  assert_non_null(plan);
+  assert_true(plan->window_start_ms == next);
+  assert_true(plan->window_end_ms == next + 40 * 60000);
+
+  /* Through the night minute by minute: hubei never leaves home. */
+  size_t sent = w->n_sent;
+  for (int m = 0; m < 24 * 60; m++)
+    world_tick(w, e, 60000);
+  for (size_t k = sent; k < w->n_sent; k++)
+    if (w->sent[k].site == world_index(w, "hubei"))
+      assert_int_equal(route_share_of(&w->sent[k].route, "hubei"), 1000);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_rule_and_expiry),
       cmocka_unit_test(test_schedule_end_and_rehome),
       cmocka_unit_test(test_next_in_time_order),
+      cmocka_unit_test(test_window_in_dst_gap),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
