@@ -864,6 +864,10 @@ static int print_schedules(const Nirc__OperatorReply *rep, int json) {
            hubs, ex[0] ? ex : "-");
   }
   if (r->n_schedules == 0) printf("(no schedules)\n");
+  /* Two zones in one row: each WINDOW is its schedule's wall clock, NEXT
+   * START the operations room's, as `next` and `plan` show times. */
+  else
+    printf("\nNEXT START in %s; WINDOW in each schedule's TZ\n", history_tz);
   /* The change is in force here but not durable: say so, exit 4. */
   if (rep->error && rep->error->message) {
     fprintf(stderr, "nircctl: %s\n", esc(rep->error->message));

@@ -136,7 +136,9 @@ def test_window_in_dst_gap_is_no_window():
     skip on 2026-03-29: that day has no window. `next` says so in words
     (it said "exception 2026-03-29", and there is none), and `schedule
     list` and `plan --schedule` name the next window that runs, Monday's
-    (they gave 03-29 09:00, a start that does not happen) (audit F1)."""
+    (they gave 03-29 09:00, a start that does not happen). NEXT START is
+    labelled with the zone it is shown in, [ctl] tz, beside the schedule's
+    own TZ column (audit F1, F2)."""
     global env
     env = T.Env("rules-cli-dst", clock_start="2026-03-28T12:00:00+01:00")
     env.start_controller()
@@ -146,6 +148,7 @@ def test_window_in_dst_gap_is_no_window():
     out = env.ctl("schedule", "list").stdout
     line = [l for l in out.splitlines() if l.startswith("gapwin ")][0]
     assert " 03-30 08:10 " in line, out  # 02:10 CEST on Monday, in Asia/Shanghai
+    assert "NEXT START in Asia/Shanghai" in out, out
     assert schedules()[0]["next_start_ms"] == 1774829400000  # 2026-03-30T00:10:00Z
 
     r = env.ctl("next", "--hours", "48")
