@@ -7,6 +7,25 @@
 #include <jansson.h>
 #include <string.h>
 
+/* An accelerated clock (the demo, a drill) puts business time minutes or
+ * days away from real time; within a minute they are one clock. */
+static bool ctl_alarm_clocks_differ(const Nirc__Alarm *a) {
+  int64_t d = a->raised_business_ms - a->raised_ms;
+  return a->raised_business_ms && (d > 60000 || d < -60000);
+}
+
+void ctl_alarm_since(const Nirc__Alarm *a, const char *tz, char *buf, size_t len) {
+  char raised[40];
+  ctl_history_time(a->raised_ms, tz, raised, sizeof raised);
+  if (!ctl_alarm_clocks_differ(a)) {
+    snprintf(buf, len, "%s (%s)", raised, tz);
+    return;
+  }
+  char business[40];
+  ctl_history_time(a->raised_business_ms, tz, business, sizeof business);
+  snprintf(buf, len, "%s (%s, real time; business time %s)", raised, tz, business);
+}
+
 void ctl_alarms_print(FILE *out, Nirc__Alarm *const *v, size_t n, bool record, const char *tz) {
   if (n == 0) {
     fprintf(out, record ? "no alarms recorded\n" : "no active alarms\n");
@@ -34,13 +53,19 @@ void ctl_alarms_print(FILE *out, Nirc__Alarm *const *v, size_t n, bool record, c
     if (a->acked_ms) fprintf(out, " [ack: %s]", by);
     fputc('\n', out);
   }
-  fprintf(out, "\ntimes in %s; acknowledge with `nircctl alarms ack ID`\n", tz);
+  bool differ = false;
+  for (size_t i = 0; i < n; i++)
+    differ |= ctl_alarm_clocks_differ(v[i]);
+  /* The RULE column of status is on the business clock: when it runs
+   * apart, say these are not. */
+  fprintf(out, "\ntimes in %s%s; acknowledge with `nircctl alarms ack ID`\n", tz,
+          differ ? ", real time (the business clock differs; --json has raised_business_ms)" : "");
 }
 
 /* One alarm as a line of the summary, its peer-supplied texts escaped. */
 static void ctl_alarm_line(FILE *out, const Nirc__Alarm *a, const char *tz) {
-  char raised[32], subject[64], msg[600];
-  ctl_history_time(a->raised_ms, tz, raised, sizeof raised);
+  char raised[160], subject[64], msg[600];
+  ctl_alarm_since(a, tz, raised, sizeof raised);
   safetext_escape(a->subject, subject, sizeof subject);
   safetext_escape(a->message, msg, sizeof msg);
   fprintf(out, "  %llu %s %s %s since %s: %s\n", (unsigned long long)a->id, a->severity, a->kind,

@@ -625,8 +625,8 @@ void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opt
   for (size_t k = 0; k < st->n_alarms; k++) {
     const Nirc__Alarm *a = st->alarms[k];
     if (!a->subject || strcmp(a->subject, s->slug) != 0) continue;
-    char raised[40];
-    ctl_history_time(a->raised_ms, o->tz, raised, sizeof raised);
+    char raised[160];
+    ctl_alarm_since(a, o->tz, raised, sizeof raised);
     fprintf(out, "  alarm         %" PRIu64 " %s (%s) since %s%s: %s\n", a->id, ctl_st_esc(a->kind),
             ctl_st_esc(a->severity), raised, a->acked_ms ? ", acknowledged" : "",
             ctl_st_esc(a->message));

@@ -404,6 +404,44 @@ static void test_json_unreadable_measures_nothing(void **state) {
   json_decref(top);
 }
 
+/* Alarm lines under `status` and `site` name the zone of their time, and
+ * on an accelerated clock that it is real time, with the business time
+ * the RULE column's ends are on beside it (they were bare: "since
+ * 2026-12-05 11:12:00", another clock than "until 08:00" on that line). */
+static void test_alarm_times_labelled(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f);
+  f.a.id = 7;
+  f.a.severity = "warning";
+  f.a.message = "hunan offline";
+  f.a.raised_ms = 1796440320000LL; /* 2026-12-05 11:12:00 +08:00, real */
+  f.a.raised_business_ms = NOW_MS - 3600000LL;
+  ctl_status_opts_t o = {.tz = "Asia/Shanghai"};
+  const char *want = "since 2026-12-05 11:12:00 (Asia/Shanghai, real time; business time "
+                     "2020-01-23 02:00:00)";
+  char *text = printed(&f.st, &o);
+  if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
+  free(text);
+  f.st.sites = &f.sp[3]; /* nircctl site hunan */
+  f.st.n_sites = 1;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  assert_non_null(out);
+  ctl_site_print(out, &f.st, &o);
+  fclose(out);
+  if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
+  free(text);
+
+  /* One clock: the zone, no words about another. */
+  f.a.raised_business_ms = f.a.raised_ms + 30000;
+  o.tz = "Europe/Berlin";
+  text = printed(&f.st, &o);
+  want = "since 2026-12-05 04:12:00 (Europe/Berlin): hunan offline";
+  if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_width),
@@ -414,6 +452,7 @@ int main(void) {
       cmocka_unit_test(test_site_names_what_was_not_measured),
       cmocka_unit_test(test_table_unmeasured_aligned),
       cmocka_unit_test(test_json_unreadable_measures_nothing),
+      cmocka_unit_test(test_alarm_times_labelled),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
