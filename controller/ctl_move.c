@@ -2,6 +2,7 @@
 #include "ctl_move.h"
 
 #include "ctl_args.h"
+#include "ctl_history.h"
 #include "safetext.h"
 
 #include <string.h>
@@ -60,7 +61,7 @@ const char *ctl_move_outcome_word(const Nirc__SiteOutcome *o) {
   }
 }
 
-void ctl_move_print(FILE *out, const Nirc__MoveReply *m) {
+void ctl_move_print(FILE *out, const Nirc__MoveReply *m, const char *tz) {
   for (size_t i = 0; i < m->n_outcomes; i++) {
     const Nirc__SiteOutcome *o = m->outcomes[i];
     if (o->result == NIRC__ACK_RESULT__ACK_RESULT_APPLIED) continue;
@@ -72,7 +73,18 @@ void ctl_move_print(FILE *out, const Nirc__MoveReply *m) {
   if (m->cutover_id) fprintf(out, "cutover %llu: ", (unsigned long long)m->cutover_id);
   fprintf(out, "%u applied, %u failed", m->applied, m->failed);
   if (m->pending) fprintf(out, ", %u pending", m->pending);
-  fprintf(out, " in %lld ms\n", (long long)m->elapsed_ms);
+  fprintf(out, " in %lld ms", (long long)m->elapsed_ms);
+  /* When it ends, as status and next say it: the operator who typed --for
+   * sees the end the controller took. */
+  if (m->cutover_id && m->expires_ms) {
+    char end[40];
+    ctl_history_time(m->expires_ms, tz, end, sizeof end);
+    fprintf(out, "; until %.16s (%s)", end, tz);
+  } else if (m->cutover_id) {
+    fprintf(out, "; open-ended (`nircctl restore --cutover %llu` ends it)",
+            (unsigned long long)m->cutover_id);
+  }
+  fputc('\n', out);
 }
 
 /* "hubei, shaanxi": the sites that applied, so that "partially applied"

@@ -30,9 +30,10 @@ int ctl_move_exit(const Nirc__MoveReply *m, bool not_durable);
 /* "applied", "failed", "rejected", "pending" or "unknown". */
 const char *ctl_move_outcome_word(const Nirc__SiteOutcome *o);
 
-/* The sites that did not apply, one line each, then the counts
- * ("cutover 1000001: 1 applied, 3 failed in 10053 ms"). */
-void ctl_move_print(FILE *out, const Nirc__MoveReply *m);
+/* The sites that did not apply, one line each, then the counts and, for
+ * a cutover, its end in zone tz ("cutover 1000001: 1 applied, 3 failed in
+ * 10053 ms; until 2020-01-23 13:30 (Asia/Shanghai)"). */
+void ctl_move_print(FILE *out, const Nirc__MoveReply *m, const char *tz);
 
 /* The verdict, one line ("nircctl: not applied: ..."); nothing when every
  * site applied. Every text from the controller is escaped. */

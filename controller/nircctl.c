@@ -413,6 +413,10 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
         "elapsed_ms", (json_int_t)m->elapsed_ms, "outcomes", outs, "plan", ctl_plan_json(m->plan),
         "forced_over", ctl_forced_json(m->forced_over, m->n_forced_over), "force_warning",
         m->force_warning);
+    /* A cutover's end (null: open-ended); a restore or readmit has none. */
+    if (m->cutover_id)
+      json_object_set_new(j, "expires_ms",
+                          m->expires_ms ? json_integer((json_int_t)m->expires_ms) : json_null());
     if (rep->error && rep->error->message)
       json_object_set_new(j, "warning", json_string(rep->error->message));
     print_json(j);
@@ -426,7 +430,7 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
     if (forced) fprintf(stderr, "warning: %s\n", esc(m->force_warning));
     return EXIT_DONE;
   }
-  ctl_move_print(stdout, m);
+  ctl_move_print(stdout, m, history_tz);
   if (forced) fprintf(stderr, "warning: %s\n", esc(m->force_warning));
   if (not_durable)
     fprintf(stderr, "nircctl: %s\n", esc(rep->error->message));

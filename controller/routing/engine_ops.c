@@ -150,6 +150,9 @@ void engine_waiters_check(engine_t *e) {
       if (mv && outs) {
         nirc__move_reply__init(mv);
         mv->cutover_id = w->cutover_id;
+        /* Its end as it stands now: an amend while the sites acked wins. */
+        for (size_t k = 0; w->cutover_id && k < e->n_cut; k++)
+          if (e->cut[k].id == w->cutover_id) mv->expires_ms = e->cut[k].expires_ms;
         for (unsigned k = 0; k < w->n; k++) {
           Nirc__SiteOutcome *o = engine_arena_alloc(&a, sizeof *o);
           if (!o) break;

@@ -147,10 +147,13 @@ def test_no_invented_rule_id():
 
 def test_forced_cutover_warns_and_audits():
     r = ctl("cutover", "hubei", "--to", "shaanxi", "--reason", "Wuhan lockdown", "--force",
-            expect=0)
+            "--for", "2h", expect=0)
     m = re.search(r"^cutover (\d+): 2 applied, 0 failed", r.stdout, re.M)
     assert m, r.stdout
     cid = int(m.group(1))
+    # The reply says when it ends, in [ctl] tz, as status does (audit F6).
+    assert re.search(r"^cutover \d+: .* ms; until 2020-01-23 1[23]:\d\d \(Asia/Shanghai\)$",
+                     r.stdout, re.M), r.stdout
     w = FORCED.search(r.stderr)
     assert w and int(w.group(2)) > int(w.group(3)), f"no force warning:\n{r.stderr}"
     # The id the dry runs would have invented is this one: they did not print it.
@@ -167,6 +170,7 @@ def test_forced_cutover_warns_and_audits():
     _, j = ctl_json("cutover", "hubei", "--to", "shaanxi", "--reason", "again", "--force",
                     expect=0)
     assert j["ok"] is True and FORCED.fullmatch(j["force_warning"]), j
+    assert j["expires_ms"] is None, j  # open-ended
     assert [o["hub"] for o in j["forced_over"]] == ["shaanxi"], j
     ctl("restore", "hubei", expect=0)
 

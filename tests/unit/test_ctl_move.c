@@ -66,7 +66,7 @@ static char *words(const fixture_t *f) {
   size_t len = 0;
   FILE *out = open_memstream(&text, &len);
   assert_non_null(out);
-  ctl_move_print(out, &f->m);
+  ctl_move_print(out, &f->m, "Asia/Shanghai");
   ctl_move_say(out, &f->m);
   fclose(out);
   return text;
@@ -157,8 +157,33 @@ static void test_lines_and_names(void **state) {
   assert_string_equal(ctl_move_outcome_word(&f.o[0]), "pending");
 }
 
+/* A cutover with an end says it ("until ... (zone)"), as status and next
+ * do; an open-ended one says what ends it; a reply of no cutover (restore,
+ * readmit) says neither. */
+static void test_cutover_end_said(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f, "aa");
+  f.m.expires_ms = 1579752000000LL + 90 * 60000; /* 2020-01-23 13:30 +08:00 */
+  char *text = words(&f);
+  const char *want = "cutover 1000001: 2 applied, 0 failed in 10053 ms; until 2020-01-23 13:30 "
+                     "(Asia/Shanghai)\n";
+  if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
+  free(text);
+  f.m.expires_ms = 0;
+  text = words(&f);
+  want = "; open-ended (`nircctl restore --cutover 1000001` ends it)\n";
+  if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
+  free(text);
+  f.m.cutover_id = 0;
+  text = words(&f);
+  if (strstr(text, "until")) fail_msg("an end for no cutover:\n%s", text);
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_cutover_end_said),
       cmocka_unit_test(test_each_verdict_is_true),
       cmocka_unit_test(test_not_durable),
       cmocka_unit_test(test_a_hub_alone_applied_is_not_the_move),

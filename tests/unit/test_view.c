@@ -94,6 +94,11 @@ static void test_cutover_rule_and_expiry(void **state) {
   int64_t t0 = w->now;
   cutover_for(w, e, "hubei", "shaanxi", "Wuhan lockdown", 2 * HOUR_MS);
   assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
+  /* The reply says when it ends, as status does (it did not). */
+  const Nirc__OperatorReply *mr = w->rep[w->n_rep - 1].full;
+  assert_non_null(mr->move);
+  assert_true(mr->move->cutover_id == w->cut[0].id);
+  assert_true(mr->move->expires_ms == t0 + 2 * HOUR_MS);
   engine_rule_view_t v;
   engine_rule_view(e, world_index(w, "hubei"), &v);
   assert_int_equal(v.kind, RULE_CUTOVER);
