@@ -105,6 +105,10 @@ void ctl_plan_print(const Nirc__PlanReply *p, const char *tz) {
     printf("  schedule %s: window %s%s%s (%s), %u wave%s of %u; predicted for its start\n",
            ctl_esc(p->schedule_name), st, en[0] ? " to " : "", en, tz, p->waves,
            p->waves == 1 ? "" : "s", p->wave_size);
+    if (p->schedule_disabled)
+      printf("  schedule %s is disabled: this is what its next window would do once enabled "
+             "(nircctl schedule enable %s)\n",
+             ctl_esc(p->schedule_name), ctl_esc(p->schedule_name));
   }
   /* Where each site's demand came from: a forecast of the stored
    * history, the scenario file, or only the live load. */
@@ -220,11 +224,12 @@ json_t *ctl_plan_json(const Nirc__PlanReply *p) {
                         "refused_sources", refused);
   if (o && p->window_start_ms)
     json_object_set_new(o, "window",
-                        json_pack("{s:s, s:I, s:I, s:I, s:I}", "schedule",
+                        json_pack("{s:s, s:I, s:I, s:I, s:I, s:b}", "schedule",
                                   p->schedule_name ? p->schedule_name : "", "start_ms",
                                   (json_int_t)p->window_start_ms, "end_ms",
                                   (json_int_t)p->window_end_ms, "wave_size",
-                                  (json_int_t)p->wave_size, "waves", (json_int_t)p->waves));
+                                  (json_int_t)p->wave_size, "waves", (json_int_t)p->waves,
+                                  "disabled", p->schedule_disabled));
   if (o && p->window_start_ms) {
     json_t *dem = json_array();
     for (size_t i = 0; i < p->n_demand; i++) {

@@ -528,6 +528,7 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
   cutover_t cut;
   const schedule_t *sched = NULL; /* plan --schedule: the window's times and waves */
   int64_t sched_start = 0, sched_end = 0, sched_at = 0;
+  bool sched_disabled = false;
   if (req->schedule_id || (req->schedule_name && *req->schedule_name)) {
     schedule_t *s = NULL;
     for (size_t k = 0; k < e->n_sch; k++)
@@ -541,11 +542,22 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
                     req->schedule_name ? req->schedule_name : "");
       return;
     }
-    /* The schedule at its next start, on today's smoothed load. */
-    int64_t start = 0, end = 0;
-    int64_t at = rules_schedule_window(s, engine_now(e), &start, &end)
-                     ? engine_now(e)
-                     : rules_schedule_next_start(s, engine_now(e)) + 60000;
+    /* The schedule at its next start, on today's smoothed load. A
+     * disabled one is planned as it would run once enabled (the trial
+     * enables it too), and the reply says it is disabled: its windows are
+     * laid as if enabled, or it would be planned for no window at all. */
+    schedule_t on = *s;
+    on.enabled = true;
+    sched_disabled = !s->enabled;
+    int64_t start = 0, end = 0, next = 0;
+    bool in_window = rules_schedule_window(&on, engine_now(e), &start, &end);
+    if (!in_window && (next = rules_schedule_next_start(&on, engine_now(e))) == 0) {
+      free(focus);
+      engine_refuse(e, rq, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                    "schedule '%s' has no window ahead (no day it runs): nothing to plan", s->name);
+      return;
+    }
+    int64_t at = in_window ? engine_now(e) : next + 60000;
     rc = engine_schedule_trial(e, s, at, &trial);
     sched = s;
     sched_at = at;
@@ -553,7 +565,8 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
      * as rules.c lays them (a day whose window an exception or a clock
      * change removes is passed over, as the planner will). */
     rules_window_t w;
-    for (int64_t t = engine_now(e); !start && rules_schedule_next_window(s, t, &w); t = w.start_ms)
+    for (int64_t t = engine_now(e); !start && rules_schedule_next_window(&on, t, &w);
+         t = w.start_ms)
       if (w.fate == RULES_WINDOW_RUNS) {
         start = w.start_ms;
         end = w.end_ms;
@@ -610,6 +623,7 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
     pr->wave_size = sched->wave_size;
     unsigned w = sched->wave_size ? sched->wave_size : sched->sources.n;
     pr->waves = w ? (sched->sources.n + w - 1) / w : 0;
+    pr->schedule_disabled = sched_disabled;
   }
   Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
   rep.request_id = rid;

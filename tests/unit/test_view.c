@@ -320,12 +320,48 @@ static void test_window_in_dst_gap(void **state) {
   world_free(w);
 }
 
+/* plan --schedule of a disabled schedule: its next window as it would run
+ * once enabled, said to be disabled (before, the engine found no window
+ * for it and planned for 1970-01-01 00:01). */
+static void test_plan_of_a_disabled_schedule(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  char *src[] = {"hubei"}, *hubs[] = {"shaanxi"};
+  add_schedule(w, e, "night", src, 1, hubs, 1, "22:00", "08:00", NULL, 0, 0);
+  int64_t next = list_first(w, e)->next_start_ms;
+  assert_true(next > w->now);
+  Nirc__ScheduleRequest off = NIRC__SCHEDULE_REQUEST__INIT;
+  off.op = NIRC__RULE_OP__RULE_OP_DISABLE;
+  off.name = "night";
+  engine_req_t r = {.client = w, .request_id = 11, .operator_name = "admin:bob", .label = "t"};
+  engine_op_schedule(e, &r, &off);
+  world_flush(w);
+  assert_true(w->rep[w->n_rep - 1].ok);
+
+  Nirc__PlanRequest pq = NIRC__PLAN_REQUEST__INIT;
+  pq.schedule_name = "night";
+  engine_req_t pr = {.client = w, .request_id = 12, .operator_name = "operator:v", .label = "t"};
+  size_t before = w->n_rep;
+  engine_op_plan(e, &pr, &pq);
+  assert_int_equal(w->n_rep, before + 1);
+  const Nirc__PlanReply *plan = w->rep[before].full->plan;
+  assert_non_null(plan);
+  assert_true(plan->schedule_disabled);
+  assert_true(plan->window_start_ms == next);
+  assert_true(plan->window_end_ms == next + 10 * HOUR_MS);
+  assert_int_equal(plan->n_moves, 1);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_rule_and_expiry),
       cmocka_unit_test(test_schedule_end_and_rehome),
       cmocka_unit_test(test_next_in_time_order),
       cmocka_unit_test(test_window_in_dst_gap),
+      cmocka_unit_test(test_plan_of_a_disabled_schedule),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
