@@ -5,7 +5,9 @@
  *   the PBX says it took the route, reads the PBX back (adapter verify);
  *   only a match counts as applied. An adapter that cannot read back says
  *   so and the apply counts as applied *unverified*, with those words.
- * - Drift repair: once the agent has applied a route, a timer compares the
+ * - Drift repair: once the route in force is known (agent_route_state_t:
+ *   applied since start; until then agent.c applies it again with
+ *   backoff), a timer compares the
  *   PBX with it every [agent] pbx_check_interval, and at once when the PBX
  *   restarted (its uptime went back, for adapters that know it). On a
  *   mismatch the agent applies its route again (APPLY_REPAIR), with or
@@ -26,7 +28,8 @@
  * the PBX did or showed. */
 void agent_pbx_apply(agent_t *a, adapter_apply_cb done);
 /* After an apply of any purpose finished (rc as given to the agent):
- * marks the PBX known and reports the outcome of a repair. */
+ * notes when the PBX was last read back and reports the outcome of a
+ * repair. Whether the route is known is the agent's (route_state). */
 void agent_pbx_applied(agent_t *a, agent_apply_purpose_t purpose, const route_t *r, int rc,
                        const char *why);
 /* Queues an event and sends what is queued if a link is up. */

@@ -281,18 +281,11 @@ static void agent_on_open(link_t *l) {
   h.software_version = NIRC_VERSION;
   h.site = a->slug;
   h.adapter = (char *)a->conf->adapter;
-  /* Tell the controller what we route by, so a new leader starts from the
-   * truth rather than from its own assumptions. */
   Nirc__Directive applied = NIRC__DIRECTIVE__INIT;
   route_pb_t pb;
-  if (a->applied.version > 0) {
-    route_to_directive(&a->applied, &pb, &applied);
-    applied.site = a->slug;
-    /* The Hello's route never named its inbound sources. */
-    applied.inbound_sources = NULL;
-    applied.n_inbound_sources = 0;
-    h.applied = &applied;
-  }
+  agent_fill_hello_route(a, &h, &applied, &pb);
+  /* Told it is unknown: the controller hears when it is known again. */
+  if (h.route_unconfirmed) a->route_told = true;
   Nirc__Envelope env = NIRC__ENVELOPE__INIT;
   env.msg_case = NIRC__ENVELOPE__MSG_HELLO;
   env.hello = &h;
@@ -305,8 +298,54 @@ static void agent_send_ack(link_t *l, agent_t *a, uint64_t epoch, uint64_t versi
                            Nirc__AckResult result, const char *detail);
 static void agent_apply_start(agent_t *a, const route_t *r, agent_apply_purpose_t purpose);
 
+/* The route in force became known or unknown: log it once, and tell the
+ * controller through a PbxEvent (queued while there is no link) when it
+ * goes unknown after an apply failed, and when it is known again after
+ * the controller was told it was not. */
+static void agent_set_route_state(agent_t *a, agent_route_state_t to, const char *why) {
+  agent_route_state_t was = a->route_state;
+  char desc[200];
+  route_format(&a->applied, a->slug, desc, sizeof desc);
+  if (to == AGENT_ROUTE_UNKNOWN) {
+    nirc_strlcpy_utf8(a->route_why, why, sizeof a->route_why);
+    if (!a->route_told) {
+      /* Once per stretch: the retries would fill the event queue. */
+      a->route_told = true;
+      agent_pbx_event(a, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_UNCONFIRMED, "unknown", desc,
+                      why);
+    }
+  }
+  if (was == to) return;
+  a->route_state = to;
+  if (to == AGENT_ROUTE_KNOWN) {
+    a->route_why[0] = '\0';
+    uv_timer_stop(&a->route_retry);
+    backoff_reset(&a->route_backoff);
+    log_info(LOG_AGENT, a->slug, "route in force %s -> %s: the PBX routes %s",
+             agent_route_state_name(was), agent_route_state_name(to), desc);
+    if (a->route_told) {
+      a->route_told = false;
+      agent_pbx_event(a, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_CONFIRMED, desc, desc,
+                      "the route is applied and read back");
+    }
+  } else {
+    log_warn(LOG_AGENT, a->slug, "route in force %s -> %s: %s is not confirmed at the PBX: %s",
+             agent_route_state_name(was), agent_route_state_name(to), desc, why);
+  }
+}
+
+static void agent_on_route_retry(uv_timer_t *t) {
+  agent_t *a = t->data;
+  if (a->state == AGENT_STOPPING || a->route_state == AGENT_ROUTE_KNOWN) return;
+  /* An apply in flight decides again when it ends (agent_on_applied). */
+  if (a->applying) return;
+  log_info(LOG_AGENT, a->slug, "applying the route in force again (not confirmed at the PBX)");
+  agent_apply_start(a, &a->applied, APPLY_RESTORE);
+}
+
 /* The adapter finished applying a->applying_route. Persist it, remember
- * it, answer the controller, then start whatever waited. */
+ * it, answer the controller, then start whatever waited. What follows is
+ * decided by agent_decide_applied. */
 static void agent_on_applied(void *arg, int rc, const char *err) {
   agent_t *a = arg;
   route_t r = a->applying_route;
@@ -323,34 +362,42 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
     }
     return;
   }
-  Nirc__AckResult res = NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
-  if (rc == 0 && purpose != APPLY_UNDO && a->conf->state_file[0]) {
-    char serr[400];
-    if (state_save_seen(a->conf->state_file, a->slug, &r, a->max_epoch, serr, sizeof serr) != 0) {
-      /* Unpersisted routing would silently change on restart: undo it. */
+  int save_rc = 0;
+  char serr[400] = "";
+  if (rc == 0 && purpose != APPLY_UNDO && a->conf->state_file[0])
+    save_rc = state_save_seen(a->conf->state_file, a->slug, &r, a->max_epoch, serr, sizeof serr);
+  agent_applied_t o = agent_decide_applied(a->route_state, purpose, rc, save_rc);
+  if (save_rc != 0) {
+    if (o.undo) {
       snprintf(why, sizeof why, "cannot persist the route: %s", serr);
-      rc = NIRC_EIO;
       if (!a->pending) {
         a->pending = true;
         a->pending_route = a->applied;
         a->pending_purpose = APPLY_UNDO;
       }
+    } else {
+      /* In force whether or not it is saved: a restart puts the saved
+       * route (or home, past its revert_at) in force again. */
+      log_error(LOG_AGENT, a->slug, "route in force but not saved: %s", serr);
     }
   }
+  rc = o.rc;
   if (rc == 0)
     a->applies_ok++;
   else
     a->applies_failed++;
+  Nirc__AckResult res = NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
+  if (o.take) {
+    a->applied = r;
+    if (r.epoch > a->max_epoch) a->max_epoch = r.epoch;
+    agent_arm_revert(a);
+  }
   if (rc == 0) {
-    if (purpose != APPLY_UNDO) {
-      a->applied = r;
-      if (r.epoch > a->max_epoch) a->max_epoch = r.epoch;
-      agent_arm_revert(a);
-    }
     char desc[200];
     route_format(&r, a->slug, desc, sizeof desc);
     log_info(LOG_AGENT, a->slug, "%s (%llu, %llu): %s%s%s%s",
-             purpose == APPLY_RESTORE  ? "restored saved route"
+             purpose == APPLY_RESTORE
+                 ? (r.version ? "restored saved route" : "routing home, applied")
              : purpose == APPLY_REVERT ? "revert_at reached, routing"
              : purpose == APPLY_UNDO   ? "previous route put back"
              : purpose == APPLY_REPAIR ? "applied again after drift"
@@ -364,6 +411,12 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
              purpose == APPLY_DIRECTIVE ? "directive" : "local route change",
              (unsigned long long)r.epoch, (unsigned long long)r.version,
              res == NIRC__ACK_RESULT__ACK_RESULT_FAILED ? "failed" : "rejected", why);
+  }
+  agent_set_route_state(a, o.route_state, why);
+  if (o.retry && !uv_is_active((uv_handle_t *)&a->route_retry)) {
+    uint32_t delay = backoff_next(&a->route_backoff);
+    log_info(LOG_AGENT, a->slug, "next apply of the route in force in %u ms", delay);
+    uv_timer_start(&a->route_retry, agent_on_route_retry, delay, 0);
   }
   agent_pbx_applied(a, purpose, &r, rc, why);
   /* An applied ack carries a detail only to say the apply is unverified. */
@@ -458,14 +511,12 @@ agent_directive_action_t agent_check_directive(const agent_t *a, const Nirc__Dir
     /* Fencing: a deposed leader must not move traffic. */
     snprintf(why, whylen, "stale epoch %llu: a newer controller (epoch %llu) leads",
              (unsigned long long)d->epoch, (unsigned long long)a->max_epoch);
-  } else if (route_compare_version(r, &a->applied) == 0) {
-    if (route_same(r, &a->applied)) {
-      *res = NIRC__ACK_RESULT__ACK_RESULT_APPLIED; /* a resend: idempotent */
-      snprintf(why, whylen, "already applied");
-    } else {
-      snprintf(why, whylen, "version %llu reused with a different route",
-               (unsigned long long)d->version);
-    }
+  } else if (route_compare_version(r, &a->applied) == 0 && !route_same(r, &a->applied)) {
+    snprintf(why, whylen, "version %llu reused with a different route",
+             (unsigned long long)d->version);
+  } else if (route_compare_version(r, &a->applied) == 0 && a->route_state == AGENT_ROUTE_KNOWN) {
+    *res = NIRC__ACK_RESULT__ACK_RESULT_APPLIED; /* a resend: idempotent */
+    snprintf(why, whylen, "already applied");
   } else if (route_compare_version(r, &a->applied) < 0) {
     snprintf(why, whylen, "stale version (%llu, %llu); applied is (%llu, %llu)",
              (unsigned long long)r->epoch, (unsigned long long)r->version,
@@ -483,7 +534,10 @@ agent_directive_action_t agent_check_directive(const agent_t *a, const Nirc__Dir
              (unsigned long long)newer->epoch, (unsigned long long)newer->version);
   } else if (route_validate(r, why, whylen) != 0) {
     /* why is set */
-  } else if (a->applying && route_compare_version(r, &a->applying_route) == 0) {
+  } else if (a->applying && a->applying_purpose == APPLY_DIRECTIVE &&
+             route_compare_version(r, &a->applying_route) == 0) {
+    /* Only a directive's apply is acknowledged when it ends: the same
+     * route restored at start is applied again after it, for the ack. */
     return AGENT_DIRECTIVE_WAIT;
   } else if (a->pending && a->pending_purpose == APPLY_DIRECTIVE &&
              route_compare_version(r, &a->pending_route) == 0) {
@@ -744,25 +798,34 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, bool check
     snprintf(err, errlen, "adapter %s: %s", conf->adapter, why);
     return rc;
   }
-  /* Fail-static: route as before the restart, before talking to anyone. */
-  route_home(&a->applied, a->slug);
+  /* Fail-static: route as before the restart, before talking to anyone.
+   * What the PBX does is not known until that route is applied
+   * (agent_start); saying "home" before would be a guess. */
+  route_t saved;
+  bool have_saved = false;
+  a->route_state = AGENT_ROUTE_UNKNOWN;
   if (conf->state_file[0]) {
-    route_t saved;
     char serr[512];
     uint64_t seen = 0;
     rc = state_load_seen(conf->state_file, a->slug, &saved, &seen, serr, sizeof serr);
     if (rc == 0) {
       /* Fencing holds across the restart. */
       a->max_epoch = seen;
-      /* Applied in agent_start, before the first connection. */
-      a->restore = saved;
-      a->have_restore = true;
+      have_saved = true;
+      snprintf(a->route_why, sizeof a->route_why, "the saved route is not applied yet");
     } else if (rc == NIRC_ENOTFOUND) {
-      log_info(LOG_AGENT, a->slug, "no saved route in %s: routing home", conf->state_file);
+      snprintf(a->route_why, sizeof a->route_why, "no saved route in %.200s: home not applied yet",
+               conf->state_file);
+      log_info(LOG_AGENT, a->slug, "no saved route in %s: applying home", conf->state_file);
     } else {
-      log_error(LOG_AGENT, a->slug, "%s: routing home", serr);
+      snprintf(a->route_why, sizeof a->route_why,
+               "the state file is unusable: home not applied yet");
+      log_error(LOG_AGENT, a->slug, "%s: applying home", serr);
     }
+  } else {
+    snprintf(a->route_why, sizeof a->route_why, "no state file: home not applied yet");
   }
+  agent_start_route(have_saved ? &saved : NULL, a->slug, clock_now_ms(&a->clock), &a->applied);
   if (conf->http_listen[0] && !check_only) {
     if (httpd_start(conf->http_listen, &a->http, err, errlen) != 0) return NIRC_EIO;
   }
@@ -778,7 +841,10 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, bool check
   uv_timer_init(loop, &a->retry);
   uv_timer_init(loop, &a->report);
   uv_timer_init(loop, &a->revert);
-  a->retry.data = a->report.data = a->revert.data = a;
+  uv_timer_init(loop, &a->route_retry);
+  a->retry.data = a->report.data = a->revert.data = a->route_retry.data = a;
+  backoff_init(&a->route_backoff, (uint32_t)conf->backoff_min_ms, (uint32_t)conf->backoff_max_ms,
+               0);
   return 0;
 }
 
@@ -834,14 +900,14 @@ void agent_start(agent_t *a) {
            a->conf->adapter);
   sd_notify(0, "READY=1");
   agent_pbx_start(a, agent_repair);
-  if (a->have_restore) {
-    /* Fail-static: route as before the restart before talking to anyone;
-     * the connection starts when the PBX has the route (agent_on_applied). */
-    a->connect_after_restore = true;
-    agent_apply_start(a, &a->restore, APPLY_RESTORE);
-    return;
-  }
-  agent_connect(a);
+  /* Fail-static: route as before the restart (home when nothing is saved
+   * or revert_at has passed) before talking to anyone; the connection
+   * starts when the PBX has answered (agent_on_applied), so the Hello says
+   * whether it took the route. If it did not, it is applied again with
+   * backoff, and the saved route's revert_at still holds. */
+  agent_arm_revert(a);
+  a->connect_after_restore = true;
+  agent_apply_start(a, &a->applied, APPLY_RESTORE);
 }
 
 void agent_stop(agent_t *a) {
@@ -851,6 +917,7 @@ void agent_stop(agent_t *a) {
   uv_close((uv_handle_t *)&a->retry, NULL);
   uv_close((uv_handle_t *)&a->report, NULL);
   uv_close((uv_handle_t *)&a->revert, NULL);
+  uv_close((uv_handle_t *)&a->route_retry, NULL);
   agent_pbx_stop(a);
   uv_close((uv_handle_t *)&a->watchdog, NULL);
   uv_close((uv_handle_t *)&a->sig_int, NULL);

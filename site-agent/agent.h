@@ -62,6 +62,32 @@ typedef enum {
   APPLY_REPAIR,        /* the PBX drifted from the applied route: applying it again */
 } agent_apply_purpose_t;
 
+/* The route in force (agent_t.applied), as far as the agent knows what the
+ * PBX does. It starts UNKNOWN: the saved route (or home, when revert_at
+ * passed or nothing is saved) is what the PBX should do, but only an
+ * apply that succeeds (read back where the adapter can) makes it KNOWN.
+ * While UNKNOWN the agent applies it again with backoff, the Hello says
+ * so (route_unconfirmed) and the controller shows the route as unknown.
+ * A route put back or reverted that the PBX did not take makes it
+ * UNKNOWN again. A failed directive or repair does not: the adapter
+ * leaves the previous routing in place, and the drift check follows it. */
+typedef enum {
+  AGENT_ROUTE_UNKNOWN = 0, /* not applied since start, or the last revert/undo failed */
+  AGENT_ROUTE_KNOWN,       /* applied (and read back, where the adapter can) */
+} agent_route_state_t;
+
+const char *agent_route_state_name(agent_route_state_t s);
+
+/* What the agent does when an apply finished (agent_decide_applied). */
+typedef struct {
+  int rc;                          /* the outcome to report: the apply's, or NIRC_EIO when a
+                                    * directive's route could not be saved */
+  bool take;                       /* applied becomes the route just applied (or tried) */
+  bool undo;                       /* put applied back: a directive that cannot be saved */
+  bool retry;                      /* apply applied again after a backoff */
+  agent_route_state_t route_state; /* the route in force afterwards */
+} agent_applied_t;
+
 /* PbxEvents not sent yet (no link): the newest are kept. */
 #define AGENT_PBX_EVENTS_MAX 16
 
@@ -99,8 +125,13 @@ typedef struct {
   bool applying, pending;
   route_t applying_route, pending_route;
   agent_apply_purpose_t applying_purpose, pending_purpose;
-  bool have_restore, connect_after_restore;
-  route_t restore; /* saved route to apply at start */
+  bool connect_after_restore; /* agent_start: connect when the first restore finished */
+  /* The route in force: known or not (agent_route_state_t). */
+  agent_route_state_t route_state;
+  char route_why[256];    /* while UNKNOWN: why (the last failure, or "not applied yet") */
+  bool route_told;        /* a controller was told it is UNKNOWN: say when it is KNOWN */
+  uv_timer_t route_retry; /* applies applied again while UNKNOWN */
+  backoff_t route_backoff;
   bool collecting; /* a collect is in flight */
   int64_t collect_business_ms;
   int64_t last_report_business_ms;
@@ -113,7 +144,6 @@ typedef struct {
 
   /* The PBX read back (verify) and drift repair. */
   uv_timer_t pbx_timer; /* ticks every second: PBX uptime, then the periodic check */
-  bool pbx_known;       /* an apply succeeded: the PBX should route by `applied` */
   bool pbx_busy;        /* a drift check or uptime read in flight */
   bool drift_verifying; /* the drift check's verify is in flight */
   bool verify_deferred; /* an apply's read-back waits for that verify to finish */
@@ -142,8 +172,11 @@ typedef enum {
 /* Checks `d` against `a` (borrowed, not changed): the site it names, its
  * shape (route_from_directive, route_validate), epoch fencing and the
  * (epoch, version) order against the routes applied, being applied and
- * queued. *r is the directive's route when the answer is APPLY or WAIT;
- * *res and `why` are the acknowledgement when it is ACK. */
+ * queued. A resend of the route in force is APPLIED at once only while
+ * that route is known: an unknown one is applied again (and acknowledged
+ * when the PBX has it); only a directive's apply in flight is waited for.
+ * *r is the directive's route when the answer is APPLY or WAIT; *res and
+ * `why` are the acknowledgement when it is ACK. */
 agent_directive_action_t agent_check_directive(const agent_t *a, const Nirc__Directive *d,
                                                route_t *r, Nirc__AckResult *res, char *why,
                                                size_t whylen);
@@ -153,6 +186,27 @@ agent_directive_action_t agent_check_directive(const agent_t *a, const Nirc__Dir
  * the log and the Error to the controller); NIRC_ERANGE when the epoch
  * cannot be stored. */
 int agent_check_welcome(const agent_t *a, const Nirc__Welcome *w, char *why, size_t whylen);
+/* The route to apply at start-up (`saved` NULL: nothing saved, or it
+ * could not be read): the saved route; home under the saved (epoch,
+ * version) when its revert_at has passed at now_ms (applying the expired
+ * route first would move calls away and back); home (version 0) when
+ * nothing is saved. Never invents a route. */
+void agent_start_route(const route_t *saved, const char *slug, int64_t now_ms, route_t *out);
+/* Decides what follows an apply of `purpose` that ended with apply_rc and,
+ * when it succeeded and a state file is kept, save_rc (0 otherwise), given
+ * the route state before it. Pure: agent_on_applied does what it says. A
+ * route that revert_at, a restart or a drift check put in force stays in
+ * force when it cannot be saved (a restart puts it in force again); only a
+ * directive's new route is undone, since a restart would silently change
+ * it. A revert, restore or undo the PBX did not take leaves the route
+ * UNKNOWN and is retried: after a revert, home is the route in force. */
+agent_applied_t agent_decide_applied(agent_route_state_t was, agent_apply_purpose_t purpose,
+                                     int apply_rc, int save_rc);
+/* Fills the route part of the Hello `a` sends (no link needed): the route in force, whether
+ * it is confirmed at the PBX and why not. *applied and *pb are its
+ * storage; h->applied points at them when a route is sent. */
+void agent_fill_hello_route(const agent_t *a, Nirc__Hello *h, Nirc__Directive *applied,
+                            route_pb_t *pb);
 /* Prepares everything that can fail at start-up (certificates, addresses,
  * scenario, adapter); 0 or an error naming the fix. */
 /* check_only: validate everything but open nothing that outlives the check

@@ -67,10 +67,7 @@ void agent_pbx_apply(agent_t *a, adapter_apply_cb done) {
 
 void agent_pbx_applied(agent_t *a, agent_apply_purpose_t purpose, const route_t *r, int rc,
                        const char *why) {
-  if (rc == 0) {
-    a->pbx_known = true;
-    a->pbx_checked_ms = uv_now(a->loop); /* just read back */
-  }
+  if (rc == 0) a->pbx_checked_ms = uv_now(a->loop); /* just read back */
   if (purpose != APPLY_REPAIR) return;
   char want[200], detail[900];
   route_format(r, a->slug, want, sizeof want);
@@ -189,7 +186,7 @@ static void agent_pbx_on_uptime(void *arg, int rc, uint64_t up) {
   uint64_t was = a->pbx_uptime_s;
   a->pbx_uptime_s = up;
   a->have_uptime = true;
-  if (!restarted || a->applying || !a->pbx_known) return;
+  if (!restarted || a->applying || a->route_state != AGENT_ROUTE_KNOWN) return;
   log_warn(LOG_AGENT, a->slug, "the PBX restarted (up %llu s, was up %llu s): checking its routing",
            (unsigned long long)up, (unsigned long long)was);
   agent_pbx_check(a, "PBX restarted");
@@ -198,7 +195,8 @@ static void agent_pbx_on_uptime(void *arg, int rc, uint64_t up) {
 static void agent_pbx_on_tick(uv_timer_t *t) {
   agent_t *a = t->data;
   if (a->state == AGENT_STOPPING || a->pbx_busy || a->applying) return;
-  if (a->pbx_known && uv_now(a->loop) - a->pbx_checked_ms >= a->conf->pbx_check_interval_ms) {
+  if (a->route_state == AGENT_ROUTE_KNOWN &&
+      uv_now(a->loop) - a->pbx_checked_ms >= a->conf->pbx_check_interval_ms) {
     agent_pbx_check(a, "periodic");
     return;
   }

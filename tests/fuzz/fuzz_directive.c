@@ -171,6 +171,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memset(&fa, 0, sizeof fa);
   nirc_strlcpy_utf8(fa.a.slug, FUZZ_SELF, sizeof fa.a.slug);
   route_home(&fa.a.applied, FUZZ_SELF);
+  fa.a.route_state = AGENT_ROUTE_KNOWN; /* running, home applied */
   frame_decoder_t d;
   frame_decoder_init(&d);
   frame_decoder_feed(&d, data, size, fuzz_message, &fa);

@@ -54,6 +54,9 @@ static agent_t *fresh_agent(void) {
   memset(&a, 0, sizeof a);
   snprintf(a.slug, sizeof a.slug, "hubei");
   route_home(&a.applied, "hubei");
+  /* Running, home applied: its route is known (test_agent_route covers
+   * the start, before it is). */
+  a.route_state = AGENT_ROUTE_KNOWN;
   a.max_epoch = 7;
   return &a;
 }

@@ -1,0 +1,96 @@
+/* agent_route: the agent's decisions about the route in force (agent.h,
+ * agent_route_state_t), free of I/O so they are unit-tested without a
+ * loop: which route to apply at start, what follows an apply, and what the
+ * Hello says of the route. agent.c does what they decide. */
+#include "agent.h"
+
+#include "err.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const agent_route_state_names[] = {
+    [AGENT_ROUTE_UNKNOWN] = "unknown",
+    [AGENT_ROUTE_KNOWN] = "known",
+};
+
+const char *agent_route_state_name(agent_route_state_t s) {
+  return (unsigned)s <= AGENT_ROUTE_KNOWN ? agent_route_state_names[s] : "?";
+}
+
+void agent_start_route(const route_t *saved, const char *slug, int64_t now_ms, route_t *out) {
+  if (!saved) {
+    route_home(out, slug);
+    snprintf(out->reason, sizeof out->reason, "nothing saved");
+    return;
+  }
+  if (saved->revert_at_ms != 0 && now_ms >= saved->revert_at_ms) {
+    /* As agent_on_revert does: the (epoch, version) stays, so a newer
+     * directive still applies and an older one is still refused. */
+    route_home(out, slug);
+    out->epoch = saved->epoch;
+    out->version = saved->version;
+    snprintf(out->reason, sizeof out->reason, "revert_at reached");
+    return;
+  }
+  *out = *saved;
+}
+
+agent_applied_t agent_decide_applied(agent_route_state_t was, agent_apply_purpose_t purpose,
+                                     int apply_rc, int save_rc) {
+  agent_applied_t o = {.rc = apply_rc, .route_state = was};
+  if (apply_rc == 0) {
+    if (save_rc != 0 && purpose == APPLY_DIRECTIVE) {
+      /* A new route that a restart would silently drop: put the previous
+       * one back and fail the directive (the controller tries again). */
+      o.rc = NIRC_EIO;
+      o.undo = true;
+      return o;
+    }
+    /* The PBX has it (a restore, a revert, a repair or an undo put back a
+     * route the disk already has, or whose revert_at has passed). */
+    o.take = purpose != APPLY_UNDO;
+    o.route_state = AGENT_ROUTE_KNOWN;
+    return o;
+  }
+  switch (purpose) {
+  case APPLY_RESTORE:
+  case APPLY_REVERT:
+    /* The route tried is the one in force: the saved route, or home once
+     * revert_at has passed. How the PBX routes is not known. */
+    o.take = true;
+    o.route_state = AGENT_ROUTE_UNKNOWN;
+    break;
+  case APPLY_UNDO:
+    /* The directive's route may still be in: not known. */
+    o.route_state = AGENT_ROUTE_UNKNOWN;
+    break;
+  case APPLY_DIRECTIVE:
+  case APPLY_REPAIR:
+    /* The previous routing stays (the adapter's contract); a repair
+     * that failed is reported and tried at every drift check. */
+    break;
+  }
+  o.retry = o.route_state == AGENT_ROUTE_UNKNOWN;
+  return o;
+}
+
+void agent_fill_hello_route(const agent_t *a, Nirc__Hello *h, Nirc__Directive *applied,
+                            route_pb_t *pb) {
+  /* Tell the controller what we route by, so a new leader starts from the
+   * truth rather than from its own assumptions, and whether the PBX is
+   * known to do it. */
+  if (a->applied.version > 0) {
+    route_to_directive(&a->applied, pb, applied);
+    applied->site = (char *)a->slug;
+    /* The Hello's route never named its inbound sources. */
+    applied->inbound_sources = NULL;
+    applied->n_inbound_sources = 0;
+    h->applied = applied;
+  }
+  if (a->route_state != AGENT_ROUTE_KNOWN) {
+    h->route_unconfirmed = 1;
+    h->route_unconfirmed_why = (char *)a->route_why;
+  }
+}

@@ -1,0 +1,259 @@
+/* Unit tests for the agent's decisions about its route in force
+ * (site-agent/agent_route.c), made on an agent state in memory: no loop,
+ * no adapter. agent.c does what they decide.
+ *
+ * Found by an outside audit with real processes:
+ * - F1: an agent restarted while its Kamailio was down failed to restore
+ *   the saved cutover, never tried again, never armed its revert_at and
+ *   said Hello with no route, so a new controller showed "home" while
+ *   Kamailio, started again on its list file, routed away for good. A
+ *   failed restore must keep the saved route as the one in force, unknown,
+ *   retried, with its revert_at; the Hello must say it is unconfirmed; a
+ *   resend of that route must be applied, not answered "already applied".
+ * - F4: without a usable state file the agent said "routing home" and
+ *   never applied home: the PBX kept an expired cutover. With nothing
+ *   saved the route in force is home, unknown until applied.
+ * - F3: at revert_at with the state file system full, the agent undid the
+ *   revert and kept the expired cutover; home is the route in force once
+ *   revert_at has passed, saved or not. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "err.h"
+#include "route.h"
+#include "state.h"
+#include "support/directive.h"
+#include "support/tmpdir.h"
+
+#define NOW 1579651200000LL /* 2020-01-22 00:00 UTC */
+
+static route_t route_of(const tdirective_t *x) {
+  route_t r;
+  char why[256];
+  assert_int_equal(route_from_directive(&x->d, &r, why, sizeof why), 0);
+  return r;
+}
+
+/* hubei's cutover to shaanxi under (1, 1), going home at `revert_at`. */
+static route_t cutover(int64_t revert_at) {
+  tdirective_t x;
+  tdirective_make(&x, "hubei", 1, 1, "shaanxi", false, "drill");
+  x.d.revert_at_ms = revert_at;
+  return route_of(&x);
+}
+
+/* An agent as agent_init leaves it: the start route in force, unknown. */
+static agent_t *started_agent(const route_t *saved) {
+  static agent_t a;
+  memset(&a, 0, sizeof a);
+  snprintf(a.slug, sizeof a.slug, "hubei");
+  a.max_epoch = saved ? saved->epoch : 0;
+  a.route_state = AGENT_ROUTE_UNKNOWN;
+  snprintf(a.route_why, sizeof a.route_why, "the saved route is not applied yet");
+  agent_start_route(saved, a.slug, NOW, &a.applied);
+  return &a;
+}
+
+/* Does what agent_on_applied does with the decision's route and state. */
+static agent_applied_t finish(agent_t *a, const route_t *r, agent_apply_purpose_t purpose,
+                              int apply_rc, int save_rc) {
+  agent_applied_t o = agent_decide_applied(a->route_state, purpose, apply_rc, save_rc);
+  if (o.take) a->applied = *r;
+  a->route_state = o.route_state;
+  return o;
+}
+
+/* ---- F1 ---------------------------------------------------------------- */
+
+static void test_failed_restore_is_retried_and_revert_armed(void **state) {
+  route_t saved = cutover(NOW + 40000);
+  agent_t *a = started_agent(&saved);
+  /* The saved route, revert_at and all, is the one applied at start. */
+  assert_true(route_same(&a->applied, &saved));
+  assert_int_equal(route_compare_version(&a->applied, &saved), 0);
+  assert_int_equal(a->applied.revert_at_ms, NOW + 40000);
+
+  /* Kamailio's RPC socket is not there. */
+  route_t tried = a->applied;
+  agent_applied_t o = finish(a, &tried, APPLY_RESTORE, NIRC_EIO, 0);
+  assert_int_not_equal(o.rc, 0);
+  assert_true(o.retry);
+  assert_false(o.undo);
+  assert_int_equal(o.route_state, AGENT_ROUTE_UNKNOWN);
+  /* Still the route in force (not version-0 home): its revert_at is the
+   * one agent_arm_revert arms, and older directives stay refused. */
+  assert_true(o.take);
+  assert_int_equal(a->applied.version, 1);
+  assert_int_equal(a->applied.revert_at_ms, NOW + 40000);
+  assert_int_equal(route_share_of(&a->applied, "shaanxi"), 1000);
+
+  /* The Hello carries the route and says it is not confirmed. */
+  Nirc__Hello h = NIRC__HELLO__INIT;
+  Nirc__Directive ap = NIRC__DIRECTIVE__INIT;
+  route_pb_t pb;
+  agent_fill_hello_route(a, &h, &ap, &pb);
+  assert_non_null(h.applied);
+  assert_int_equal(h.applied->version, 1);
+  assert_true(h.route_unconfirmed);
+  assert_non_null(strstr(h.route_unconfirmed_why, "not applied"));
+
+  /* The controller resends that route: applied again, not "already
+   * applied" (the PBX does not have it). */
+  tdirective_t x;
+  tdirective_make(&x, "hubei", 1, 1, "shaanxi", false, "drill");
+  x.d.revert_at_ms = NOW + 40000;
+  route_t r;
+  Nirc__AckResult res;
+  char why[256] = "";
+  assert_int_equal(agent_check_directive(a, &x.d, &r, &res, why, sizeof why),
+                   AGENT_DIRECTIVE_APPLY);
+  /* Nor does the restore in flight make it wait for an ack that never
+   * comes (only a directive's apply is acknowledged). */
+  a->applying = true;
+  a->applying_route = a->applied;
+  a->applying_purpose = APPLY_RESTORE;
+  assert_int_equal(agent_check_directive(a, &x.d, &r, &res, why, sizeof why),
+                   AGENT_DIRECTIVE_APPLY);
+  a->applying = false;
+
+  /* The retry fails again, then Kamailio is back. */
+  o = finish(a, &tried, APPLY_RESTORE, NIRC_EIO, 0);
+  assert_true(o.retry);
+  o = finish(a, &tried, APPLY_RESTORE, 0, 0);
+  assert_int_equal(o.rc, 0);
+  assert_false(o.retry);
+  assert_int_equal(o.route_state, AGENT_ROUTE_KNOWN);
+  memset(&h, 0, sizeof h);
+  nirc__hello__init(&h);
+  agent_fill_hello_route(a, &h, &ap, &pb);
+  assert_false(h.route_unconfirmed);
+  /* Known now: a resend is answered at once. */
+  assert_int_equal(agent_check_directive(a, &x.d, &r, &res, why, sizeof why), AGENT_DIRECTIVE_ACK);
+  assert_int_equal(res, NIRC__ACK_RESULT__ACK_RESULT_APPLIED);
+}
+
+/* Restarted after revert_at: home under the saved version, not the
+ * expired cutover first and home after. */
+static void test_start_after_revert_at_applies_home(void **state) {
+  route_t saved = cutover(NOW - 1);
+  agent_t *a = started_agent(&saved);
+  assert_int_equal(route_share_of(&a->applied, "hubei"), 1000);
+  assert_int_equal(a->applied.epoch, 1);
+  assert_int_equal(a->applied.version, 1);
+  assert_int_equal(a->applied.revert_at_ms, 0);
+  assert_int_equal(a->route_state, AGENT_ROUTE_UNKNOWN);
+  /* A revert the PBX does not take is retried with home in force. */
+  agent_applied_t o = finish(a, &a->applied, APPLY_REVERT, NIRC_EIO, 0);
+  assert_true(o.retry);
+  assert_int_equal(route_share_of(&a->applied, "hubei"), 1000);
+}
+
+/* ---- F3 ---------------------------------------------------------------- */
+
+static void test_revert_kept_when_save_fails(void **state) {
+  route_t saved = cutover(NOW + 12000);
+  agent_t *a = started_agent(&saved);
+  agent_applied_t o = finish(a, &a->applied, APPLY_RESTORE, 0, 0);
+  assert_int_equal(a->route_state, AGENT_ROUTE_KNOWN);
+
+  /* revert_at: home applied, the state file system full. */
+  route_t home;
+  route_home(&home, "hubei");
+  home.epoch = 1;
+  home.version = 1;
+  o = finish(a, &home, APPLY_REVERT, 0, NIRC_EIO);
+  assert_int_equal(o.rc, 0);
+  assert_false(o.undo); /* was: the expired cutover put back */
+  assert_true(o.take);
+  assert_false(o.retry);
+  assert_int_equal(o.route_state, AGENT_ROUTE_KNOWN);
+  assert_int_equal(route_share_of(&a->applied, "hubei"), 1000);
+
+  /* A restore or a repair is kept too: the disk has that route already. */
+  o = agent_decide_applied(AGENT_ROUTE_KNOWN, APPLY_RESTORE, 0, NIRC_EIO);
+  assert_false(o.undo);
+  assert_int_equal(o.rc, 0);
+  o = agent_decide_applied(AGENT_ROUTE_KNOWN, APPLY_REPAIR, 0, NIRC_EIO);
+  assert_false(o.undo);
+  /* A directive's new route is still undone: a restart would drop it. */
+  o = agent_decide_applied(AGENT_ROUTE_KNOWN, APPLY_DIRECTIVE, 0, NIRC_EIO);
+  assert_true(o.undo);
+  assert_false(o.take);
+  assert_int_equal(o.rc, NIRC_EIO);
+  /* An undo the PBX does not take leaves the route unknown, retried. */
+  o = agent_decide_applied(AGENT_ROUTE_KNOWN, APPLY_UNDO, NIRC_EIO, 0);
+  assert_int_equal(o.route_state, AGENT_ROUTE_UNKNOWN);
+  assert_true(o.retry);
+  /* A directive that failed leaves the known route known (the adapter
+   * keeps the previous routing); the controller tries again. */
+  o = agent_decide_applied(AGENT_ROUTE_KNOWN, APPLY_DIRECTIVE, NIRC_EIO, 0);
+  assert_int_equal(o.route_state, AGENT_ROUTE_KNOWN);
+  assert_false(o.retry);
+  assert_false(o.take);
+}
+
+/* ---- F4 ---------------------------------------------------------------- */
+
+/* Nothing saved (missing, or corrupt and moved aside, as agent_init
+ * loads it): home is the route to apply, and not known until applied. */
+static void test_start_without_state_file(void **state) {
+  char dir[] = "/tmp/nirc-agent-route-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[256], err[512];
+  snprintf(path, sizeof path, "%s/state.json", dir);
+  route_t saved;
+  uint64_t seen = 0;
+  assert_int_equal(state_load_seen(path, "hubei", &saved, &seen, err, sizeof err), NIRC_ENOTFOUND);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("{\"route_state\": {\"route\": [{\"site\": \"sha", f); /* torn write */
+  fclose(f);
+  assert_int_not_equal(state_load_seen(path, "hubei", &saved, &seen, err, sizeof err), 0);
+  tmpdir_remove(dir);
+
+  agent_t *a = started_agent(NULL);
+  assert_int_equal(route_share_of(&a->applied, "hubei"), 1000);
+  assert_int_equal(a->applied.version, 0);
+  assert_int_equal(a->route_state, AGENT_ROUTE_UNKNOWN);
+  /* Said to the controller: no route, and not confirmed (was: nothing,
+   * which it takes for home). */
+  Nirc__Hello h = NIRC__HELLO__INIT;
+  Nirc__Directive ap = NIRC__DIRECTIVE__INIT;
+  route_pb_t pb;
+  agent_fill_hello_route(a, &h, &ap, &pb);
+  assert_null(h.applied);
+  assert_true(h.route_unconfirmed);
+
+  /* The PBX cannot be reached: unknown, retried. */
+  route_t home = a->applied;
+  agent_applied_t o = finish(a, &home, APPLY_RESTORE, NIRC_EIO, 0);
+  assert_true(o.retry);
+  assert_int_equal(o.route_state, AGENT_ROUTE_UNKNOWN);
+  /* Applied (and read back): home is known now, and only now. */
+  o = finish(a, &home, APPLY_RESTORE, 0, 0);
+  assert_int_equal(o.route_state, AGENT_ROUTE_KNOWN);
+  nirc__hello__init(&h);
+  agent_fill_hello_route(a, &h, &ap, &pb);
+  assert_false(h.route_unconfirmed);
+  assert_string_equal(agent_route_state_name(a->route_state), "known");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_failed_restore_is_retried_and_revert_armed),
+      cmocka_unit_test(test_start_after_revert_at_applies_home),
+      cmocka_unit_test(test_revert_kept_when_save_fails),
+      cmocka_unit_test(test_start_without_state_file),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
