@@ -115,9 +115,14 @@ static const char *ctl_link_colour(Nirc__LinkState s, bool colour) {
   }
 }
 
-/* "home", "shaanxi", "hubei 700‰, henan 300‰" (escaped). */
+/* "home", "shaanxi", "hubei 700‰, henan 300‰" (escaped), or "unknown". */
 static void ctl_route(const Nirc__SiteStatus *s, char *buf, size_t len) {
   buf[0] = '\0';
+  if (s->route_unknown) {
+    /* Its agent has not confirmed a route at the PBX: not home. */
+    snprintf(buf, len, "unknown");
+    return;
+  }
   size_t used = 0;
   for (size_t i = 0; i < s->n_route; i++) {
     const Nirc__RouteShare *r = s->route[i];
@@ -473,6 +478,9 @@ json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o)
                           (json_int_t)s->report_age_ms, "peer", s->peer_address, "active_rule",
                           s->active_rule, "route", route, "load", report_to_json(s->last_report));
     if (!x) continue;
+    /* Unknown is not home: null, as every figure nobody knows. */
+    if (s->route_unknown) json_object_set_new(x, "route", json_null());
+    json_object_set_new(x, "route_unknown", json_boolean(s->route_unknown));
     json_object_set_new(x, "inbound_credited_total",
                         json_integer((json_int_t)s->inbound_credited_total));
     if (s->note && *s->note) json_object_set_new(x, "note", json_string(s->note));
@@ -596,7 +604,9 @@ void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opt
           s->state_since_ms ? (long long)((clock_real_ms() - s->state_since_ms) / 1000) : 0LL);
   fprintf(out, "  peer          %s\n",
           s->peer_address && *s->peer_address ? ctl_st_esc(s->peer_address) : "-");
-  fprintf(out, "  route         %s\n", route);
+  fprintf(out, "  route         %s%s\n", route,
+          s->route_unknown ? " (its agent has not confirmed a route at the PBX: see its alarm)"
+                           : "");
   /* Why it routes so, step by step: the rule and its end, what keeps it
    * from the rule's first hub, what the engine holds back, an exclusion
    * and how to end it, the alarms about it, and the hubs it uses. */

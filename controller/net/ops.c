@@ -287,7 +287,12 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
     /* The route shown is the one the site acknowledged: what it does, not
      * what we wish. */
     row->route = &st->share_ptrs[sh];
-    if (dir) {
+    if (dir && dir->route_unknown) {
+      /* Its agent has not confirmed it at the PBX: unknown, not the route
+       * it holds (the alarm names that), and never "home". */
+      row->route_unknown = 1;
+      row->n_route = 0;
+    } else if (dir) {
       for (unsigned j = 0; j < dir->acked.n_share; j++, sh++) {
         nirc__route_share__init(&st->shares[sh]);
         st->shares[sh].site = (char *)dir->acked.share[j].site;

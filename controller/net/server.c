@@ -8,6 +8,7 @@
 #include "httpd.h"
 #include "leader.h"
 #include "log.h"
+#include "safetext.h"
 #include "route.h"
 #include "store.h"
 #include "util.h"
@@ -398,6 +399,17 @@ static void server_on_hello(server_t *srv, conn_t *c, const Nirc__Hello *h) {
                         "route_ignored", ignored);
   }
   if (srv->engine) engine_on_hello(srv->engine, (size_t)(site - srv->sites.v), ap);
+  /* Whether the agent has that route (home when none) in force at its PBX:
+   * an older agent does not say, and has. */
+  char unknown_why[200];
+  safetext_escape(h->route_unconfirmed_why ? h->route_unconfirmed_why : "", unknown_why,
+                  sizeof unknown_why);
+  if (h->route_unconfirmed)
+    log_warn(LOG_SITE, site->slug, "the agent has not confirmed its route at the PBX: %s",
+             unknown_why);
+  if (srv->engine)
+    engine_on_route_known(srv->engine, (size_t)(site - srv->sites.v), !h->route_unconfirmed,
+                          unknown_why);
 }
 
 static void server_on_report(server_t *srv, conn_t *c, const Nirc__LoadReport *r) {

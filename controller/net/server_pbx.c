@@ -27,6 +27,29 @@ void server_pbx_observe(server_t *srv) {
   }
 }
 
+/* The agent's route in force became unknown (an apply at start, at
+ * revert_at or putting a route back failed) or known again: the engine
+ * shows it and keeps a directive alarm while it is unknown; a link event
+ * records each. Not a pbx alarm: that one says the PBX routed otherwise,
+ * and here nobody knows how it routes. */
+static void server_pbx_route_known(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev) {
+  site_t *site = c->site;
+  bool known = ev->kind == NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_CONFIRMED;
+  char expected[200], detail[200], words[400];
+  safetext_escape(ev->expected ? ev->expected : "", expected, sizeof expected);
+  safetext_escape(ev->detail ? ev->detail : "", detail, sizeof detail);
+  if (known) {
+    snprintf(words, sizeof words, "the agent confirmed its route %s at the PBX", expected);
+    log_info(LOG_SITE, site->slug, "%s", words);
+  } else {
+    snprintf(words, sizeof words, "the agent could not apply its route %s: %s", expected, detail);
+    log_error(LOG_SITE, site->slug, "route unknown: %s", words);
+  }
+  server_record_event(srv, "site", link_peer(c->link)->subject, site->slug, link_peer_addr(c->link),
+                      known ? "route_confirmed" : "route_unconfirmed", words);
+  if (srv->engine) engine_on_route_known(srv->engine, (size_t)(site - srv->sites.v), known, detail);
+}
+
 /* What an agent found reading its PBX back. The site is the certificate's;
  * every text is the agent's (and through it the PBX's) and is escaped
  * before it is logged, stored or shown. */
@@ -49,6 +72,10 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
     event = "pbx_drift_not_repaired";
     break;
   case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_VERIFY_FAILED: event = "pbx_verify_failed"; break;
+  case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_UNCONFIRMED:
+  case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_CONFIRMED:
+    server_pbx_route_known(srv, c, ev);
+    return 0;
   default:
     /* A kind from a newer agent: said, not acted on. */
     log_warn(LOG_SITE, site->slug, "PbxEvent of unknown kind %d ignored", (int)ev->kind);

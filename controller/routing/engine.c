@@ -1119,6 +1119,8 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
     engine_inflow_acked(e, i, &d->acked, &d->target);
     d->acked = d->target;
     d->known = true;
+    /* The agent applied it: its route is confirmed at the PBX. */
+    d->route_unknown = false;
     d->state = DIR_IDLE;
     log_info(LOG_SITE, s->slug, "directive v%llu applied in %lld ms",
              (unsigned long long)ack->version, (long long)latency);

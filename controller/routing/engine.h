@@ -87,6 +87,12 @@ typedef struct {
   /* As a source: how its last wave was verified (engine_verify.c), for
    * status; "" when it has had no wave since it last went home. */
   char verify[256];
+  /* Its agent has not confirmed `acked` at the PBX (Hello.route_unconfirmed,
+   * PbxEvent ROUTE_UNCONFIRMED): status shows the route as unknown and a
+   * directive alarm stands, until the agent confirms it (PbxEvent
+   * ROUTE_CONFIRMED) or acknowledges a directive applied. */
+  bool route_unknown;
+  char route_unknown_why[200];
 } site_dir_t;
 
 /* Why a site's route changed: every change is counted by cause
@@ -417,6 +423,10 @@ void engine_note(engine_t *e, const char *actor, const char *action, const char 
 void engine_on_hello(engine_t *e, size_t site_index, const route_t *applied_or_null);
 void engine_on_ack(engine_t *e, size_t site_index, const Nirc__DirectiveAck *ack);
 void engine_on_link_down(engine_t *e, size_t site_index);
+/* What the site's agent says of the route it holds (after engine_on_hello,
+ * and on its PbxEvents): `known` false when it has not confirmed it at the
+ * PBX, with why (the agent's words, escaped by the caller). */
+void engine_on_route_known(engine_t *e, size_t site_index, bool known, const char *why);
 /* Called on every server tick: re-plan, gate waves, resend, time out. */
 void engine_tick(engine_t *e);
 

@@ -94,6 +94,19 @@ uint32_t engine_down_for(uint64_t down_ms, char *buf, size_t len) {
   return 2000000u + (uint32_t)h;
 }
 
+/* Observed as a directive alarm in engine_alarms_observe. */
+void engine_on_route_known(engine_t *e, size_t i, bool known, const char *why) {
+  if (i >= engine_nsites(e)) return;
+  site_dir_t *d = &e->dirs[i];
+  if (d->route_unknown != !known)
+    log_info(LOG_SITE, engine_site(e, i)->slug, "route %s%s%s",
+             known ? "confirmed by the agent" : "unknown: ",
+             known ? "" : "not confirmed at the PBX: ", known ? "" : why);
+  d->route_unknown = !known;
+  nirc_strlcpy_utf8(d->route_unknown_why, known ? "" : why, sizeof d->route_unknown_why);
+  e->eval_dirty = true; /* its alarm */
+}
+
 void engine_alarms_observe(engine_t *e, const plan_t *p) {
   size_t n = engine_nsites(e);
   uint64_t now = engine_mono(e);
@@ -142,6 +155,16 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
        * for as long as it is true (cleared by its acknowledgement). */
       char msg[ALARM_MESSAGE_MAX];
       engine_undelivered_words(e, i, msg, sizeof msg);
+      engine_observe(e, ALARM_DIRECTIVE, s->slug, msg);
+    } else if (d->route_unknown) {
+      /* Unknown is not home: the agent could not apply the route it holds
+       * and keeps trying; until it says it did, nobody knows. */
+      char route[200], msg[ALARM_MESSAGE_MAX];
+      route_format(&d->acked, s->slug, route, sizeof route);
+      snprintf(msg, sizeof msg,
+               "%s's route is unknown: its agent has not confirmed %s at the PBX (%s); it keeps "
+               "trying",
+               s->slug, route, d->route_unknown_why[0] ? d->route_unknown_why : "no reason given");
       engine_observe(e, ALARM_DIRECTIVE, s->slug, msg);
     }
     if (s->state == SITE_ONLINE || s->life == SITE_REMOVED) {

@@ -83,10 +83,11 @@ static const char *web_link_word(site_state_t s) {
   }
 }
 
-/* The route a site acknowledged (what it does). */
+/* The route a site acknowledged (what it does); NULL when nobody knows
+ * (its agent has not confirmed it at the PBX: shown as unknown). */
 static const route_t *web_route(const server_t *srv, size_t i) {
   const site_dir_t *d = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
-  return d ? &d->acked : NULL;
+  return d && !d->route_unknown ? &d->acked : NULL;
 }
 
 /* This controller leads: it routes, and its registry is the network's live
@@ -900,7 +901,11 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
     if (s->life == SITE_REMOVED) continue;
     char route[200] = "";
     const route_t *r = web_route(srv, i);
-    if (r) route_format(r, s->slug, route, sizeof route);
+    const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
+    if (r)
+      route_format(r, s->slug, route, sizeof route);
+    else if (dir && dir->route_unknown)
+      snprintf(route, sizeof route, "unknown");
     const char *link = web_link_word(s->state);
     /* Slugs, names from our own database and rule texts; the reason is an
      * operator's free text or an agent's error (an excluded site says why). */
