@@ -162,8 +162,12 @@ class Proc:
     """A child process with its output in a log file, killed at exit."""
     all = []
 
-    def __init__(self, name, argv, logdir, env=None, pass_fds=()):
+    def __init__(self, name, argv, logdir, env=None, pass_fds=(), kill_group=False):
+        """kill_group: kill() ends the process's whole group (its own
+        session), for a program that forks workers (Kamailio): killing only
+        the main process left them running, holding its sockets."""
         self.name = name
+        self.kill_group = kill_group
         self.log_path = os.path.join(logdir, name + ".log")
         self.log = open(self.log_path, "ab")
         self.p = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
@@ -191,6 +195,11 @@ class Proc:
         return self.p.returncode
 
     def kill(self):
+        if self.kill_group:
+            try:
+                os.killpg(self.p.pid, signal.SIGKILL)  # the group outlives its leader
+            except ProcessLookupError:
+                pass
         if self.alive():
             self.p.kill()
             self.p.wait()

@@ -334,7 +334,7 @@ def test_proxy_centres_and_controller_up():
         "-A", f"NIRC_LISTEN=udp:127.0.0.1:{w['kport']}",
         "-A", f'NIRC_DS_LIST="{w["ds_list"]}"',
         "-A", f'NIRC_RPC_SOCKET="{w["rpc"]}"',
-        "-A", "NIRC_CHILDREN=2"], env.dir)
+        "-A", "NIRC_CHILDREN=2"], env.dir, kill_group=True)
     w["uas"] = {}
     w["hub_log"] = os.path.join(env.dir, "hub-shaanxi-calls.log")
     for s, port in w["uas_port"].items():
@@ -674,7 +674,7 @@ def test_kamailio_restarted_with_home_list_is_repaired():
     with open(w["ds_list"], "w") as f:
         f.write(f"1 {w['uri']['hubei']} 0 0 duid=hubei;weight=100\n")
     t0 = time.monotonic()
-    w["kamailio"] = T.Proc("kamailio-restarted", old.p.args, env.dir)
+    w["kamailio"] = T.Proc("kamailio-restarted", old.p.args, env.dir, kill_group=True)
     T.wait_until(lambda: kamailio_routes() == {"shaanxi": 100}, 10,
                  "the agent putting Xi'an back into the restarted Kamailio")
     print(f"  drift repaired {time.monotonic() - t0:.1f} s after Kamailio's restart", flush=True)
