@@ -177,6 +177,7 @@ def test_controller_shows_unconfirmed_route_as_unknown():
 
 def test_corrupt_state_file_applies_home():
     """F4: a torn state file; the PBX answers."""
+    pbx_down(False)
     env.agents[SITE].stop()
     set_pbx_route(AWAY)
     data = open(state_file()).read()
