@@ -67,7 +67,8 @@ CAPACITY_SOURCE = (enum("measured", "configured", "unknown"), NULL)
 SITE_STATUS = {
     "slug": str, "name_en": str, "name_zh": str, "is_hub": bool,
     "link": enum("online", "stale", "offline", "never-seen"), "state_since_ms": int,
-    "report_age_ms": int, "peer": str, "active_rule": str, "route": [ROUTE_SHARE],
+    "report_age_ms": int, "peer": str, "active_rule": str, "route": ([ROUTE_SHARE], NULL),
+    "route_unknown": bool,
     "load": (LOAD, NULL), Opt("note"): str, "inbound_credited_total": int,
     Opt("verification"): str,
 }
