@@ -28,8 +28,10 @@
  * the PBX did or showed. */
 void agent_pbx_apply(agent_t *a, adapter_apply_cb done);
 /* After an apply of any purpose finished (rc as given to the agent):
- * notes when the PBX was last read back and reports the outcome of a
- * repair. Whether the route is known is the agent's (route_state). */
+ * notes when the PBX was last read back, reports the outcome of a repair,
+ * and tells the controller of a revert the agent made on its own (a
+ * REVERTED PbxEvent naming the route's (epoch, version)). Whether the
+ * route is known is the agent's (route_state). */
 void agent_pbx_applied(agent_t *a, agent_apply_purpose_t purpose, const route_t *r, int rc,
                        const char *why);
 /* Queues an event and sends what is queued if a link is up. */
@@ -37,6 +39,9 @@ void agent_pbx_event(agent_t *a, Nirc__PbxEventKind kind, const char *found, con
                      const char *detail);
 /* Sends the queued events (call when a link reaches REPORTING). */
 void agent_pbx_flush(agent_t *a);
+/* Publishes the agent's /metrics now (agent.c): after every apply of any
+ * purpose, every link state change, and every second. */
+void agent_publish_metrics(agent_t *a);
 /* Starts the drift timer; `repair` applies a route with APPLY_REPAIR. */
 void agent_pbx_start(agent_t *a, void (*repair)(agent_t *a, const route_t *r));
 void agent_pbx_stop(agent_t *a);

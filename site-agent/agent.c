@@ -116,6 +116,9 @@ static void agent_set_state(agent_t *a, agent_state_t to) {
   if (a->state == AGENT_STOPPING) return; /* terminal */
   log_debug(LOG_AGENT, a->slug, "%s -> %s", agent_state_name(a->state), agent_state_name(to));
   a->state = to;
+  /* nirc_agent_connected follows the link at once, not at the next report
+   * (there is none without a link). */
+  agent_publish_metrics(a);
 }
 
 static void agent_connect(agent_t *a);
@@ -158,8 +161,11 @@ static void agent_log_report(agent_t *a, const Nirc__LoadReport *r) {
 }
 
 /* The agent's own figures for Prometheus: what it reports, whether it is
- * connected, what it routes by, and how its PBX has been answering. */
-static void agent_publish_metrics(agent_t *a) {
+ * connected, what it routes by, and how its PBX has been answering.
+ * Published on every change and every second (agent_metrics_start), never
+ * only with a report: without a controller there is no report, and that
+ * is when the agent routes on its own (restore, revert_at, repairs). */
+void agent_publish_metrics(agent_t *a) {
   if (!a->http) return;
   char buf[4096];
   const adapter_load_t *l = &a->last_load;
@@ -187,6 +193,13 @@ static void agent_publish_metrics(agent_t *a) {
       (unsigned long long)a->applies_failed, a->slug, (unsigned long long)a->collects_unreadable,
       a->slug, (unsigned long long)a->drift_repairs, a->slug,
       (unsigned long long)a->verify_failures);
+  /* Only once measured: before a controller was met the offset is unknown,
+   * not 0. */
+  if (a->have_offset && n > 0 && (size_t)n < sizeof buf)
+    n += snprintf(buf + n, sizeof buf - (size_t)n,
+                  "# TYPE nirc_agent_clock_offset_seconds gauge\n"
+                  "nirc_agent_clock_offset_seconds{site=\"%s\"} %.3f\n",
+                  a->slug, (double)-a->ctl_offset_ms / 1000.0);
   /* Figures not measured are left out, not published as zeros. */
   if (a->have_load && !l->unreadable && !(l->not_measured & (REPORT_NM_QUEUE | REPORT_NM_AGENTS)) &&
       n > 0 && (size_t)n < sizeof buf)
@@ -200,6 +213,20 @@ static void agent_publish_metrics(agent_t *a) {
                   a->slug, l->in_queue, a->slug, l->logged_in, a->slug, l->ready);
   if (n > 0 && (size_t)n < sizeof buf)
     httpd_publish(a->http, "/metrics", "text/plain; version=0.0.4; charset=utf-8", buf, (size_t)n);
+}
+
+static void agent_on_metrics_timer(uv_timer_t *t) {
+  agent_publish_metrics(t->data);
+}
+
+/* /metrics from the start, before any controller is met. */
+static void agent_metrics_start(agent_t *a) {
+  if (!a->http || a->metrics_on) return;
+  uv_timer_init(a->loop, &a->metrics);
+  a->metrics.data = a;
+  a->metrics_on = true;
+  agent_publish_metrics(a);
+  uv_timer_start(&a->metrics, agent_on_metrics_timer, 1000, 1000);
 }
 
 static void agent_on_collected(void *arg, const adapter_load_t *lp) {
@@ -457,30 +484,67 @@ static void agent_repair(agent_t *a, const route_t *r) {
   agent_apply_start(a, r, APPLY_REPAIR);
 }
 
+void agent_clock_sync(agent_t *a, int64_t controller_ms, int64_t local_ms) {
+  if (controller_ms <= 0) return; /* an older controller says nothing */
+  a->ctl_offset_ms = controller_ms - local_ms;
+  a->have_offset = true;
+  bool large = llabs(a->ctl_offset_ms) >= AGENT_CLOCK_OFFSET_WARN_MS;
+  if (large != a->offset_large) {
+    if (large)
+      log_warn(LOG_AGENT, a->slug,
+               "this host's clock is %+.1f s off the controller's: revert_at is kept on the "
+               "controller's clock while this agent runs, but fix the host clock (NTP): after a "
+               "restart with no controller the agent has only its own",
+               (double)-a->ctl_offset_ms / 1000.0);
+    else
+      log_info(LOG_AGENT, a->slug, "this host's clock is within %d s of the controller's again",
+               AGENT_CLOCK_OFFSET_WARN_MS / 1000);
+  }
+  a->offset_large = large;
+}
+
+int64_t agent_controller_ms(const agent_t *a, int64_t local_ms) {
+  return a->have_offset ? local_ms + a->ctl_offset_ms : local_ms;
+}
+
 static void agent_on_revert(uv_timer_t *t) {
   agent_t *a = t->data;
   if (a->applied.revert_at_ms == 0) return;
-  int64_t now = clock_now_ms(&a->clock);
+  if (a->applying || a->pending) {
+    /* A route is on its way to the PBX: the controller's own return home,
+     * a newer route, or this revert already (the timer was re-armed by a
+     * new clock reading). Queued behind it, a revert would put back the
+     * older version; look again once it is done. */
+    uv_timer_start(&a->revert, agent_on_revert, 1000, 0);
+    return;
+  }
+  /* revert_at is the controller's time: compare it with the controller's
+   * clock as measured, so a host clock ahead does not end a cutover early
+   * (nor one behind late). */
+  int64_t now = agent_controller_ms(a, clock_now_ms(&a->clock));
   if (now < a->applied.revert_at_ms) {
-    agent_arm_revert(a); /* woke early (clock speed rounding): sleep again */
+    agent_arm_revert(a); /* woke early (clock speed rounding, a new offset): sleep again */
     return;
   }
   /* revert_at passed: go home on our own. The controller, if it is there,
    * sends the same; if it is not, this is the fail-static rule. The
-   * (epoch, version) stays, so any newer directive still applies. */
+   * (epoch, version) stays, so any newer directive still applies. The
+   * controller is told (a REVERTED PbxEvent, agent_pbx_applied), so its
+   * status does not keep the route the agent left. */
   route_t home;
   route_home(&home, a->slug);
   home.epoch = a->applied.epoch;
   home.version = a->applied.version;
   snprintf(home.reason, sizeof home.reason, "revert_at reached");
-  log_warn(LOG_AGENT, a->slug, "revert_at reached: routing home");
+  log_warn(LOG_AGENT, a->slug, "revert_at reached (on %s clock): routing home",
+           a->have_offset ? "the controller's" : "this host's, no controller met since start,");
   agent_apply_start(a, &home, APPLY_REVERT);
 }
 
 static void agent_arm_revert(agent_t *a) {
   uv_timer_stop(&a->revert);
   if (a->applied.revert_at_ms == 0 || a->state == AGENT_STOPPING) return;
-  int64_t left = a->applied.revert_at_ms - clock_now_ms(&a->clock);
+  int64_t left = a->applied.revert_at_ms - agent_controller_ms(a, clock_now_ms(&a->clock));
   double real = left > 0 ? (double)left / (a->clock.speed > 0 ? a->clock.speed : 1.0) : 0;
   uv_timer_start(&a->revert, agent_on_revert, (uint64_t)real + 1, 0);
 }
@@ -555,6 +619,12 @@ static void agent_on_directive(agent_t *a, link_t *l, const Nirc__Directive *d) 
   route_t r;
   char why[256] = "";
   Nirc__AckResult res;
+  /* The controller's clock as it issued this: the freshest reading. A
+   * deposed leader's (an older epoch) does not count. */
+  if (d->epoch >= a->max_epoch) {
+    agent_clock_sync(a, d->issued_at_ms, clock_now_ms(&a->clock));
+    agent_arm_revert(a);
+  }
   switch (agent_check_directive(a, d, &r, &res, why, sizeof why)) {
   case AGENT_DIRECTIVE_WAIT:
     return; /* a resend of what is being applied: the ack comes when it is done */
@@ -604,6 +674,9 @@ static void agent_on_welcome(agent_t *a, const Nirc__Welcome *w) {
   if (iv < 100 || iv > 60000) iv = (uint32_t)a->conf->report_interval_ms;
   a->report_interval_ms = iv;
   a->epoch = w->epoch;
+  /* From now on revert_at runs on the controller's clock. */
+  agent_clock_sync(a, w->server_time_ms, clock_now_ms(&a->clock));
+  agent_arm_revert(a);
   if (w->epoch > a->max_epoch) {
     a->max_epoch = w->epoch;
     /* Remember the new leader on disk, so a restart still refuses the
@@ -896,6 +969,7 @@ void agent_start(agent_t *a) {
   a->sig_hup.data = a;
   uv_signal_start(&a->sig_hup, agent_on_sighup, SIGHUP);
   watchdog_start(a->loop, &a->watchdog);
+  agent_metrics_start(a);
   log_info(LOG_AGENT, a->slug, "site agent for %s starting (adapter %s)", a->slug,
            a->conf->adapter);
   sd_notify(0, "READY=1");
@@ -918,6 +992,7 @@ void agent_stop(agent_t *a) {
   uv_close((uv_handle_t *)&a->report, NULL);
   uv_close((uv_handle_t *)&a->revert, NULL);
   uv_close((uv_handle_t *)&a->route_retry, NULL);
+  if (a->metrics_on) uv_close((uv_handle_t *)&a->metrics, NULL);
   agent_pbx_stop(a);
   uv_close((uv_handle_t *)&a->watchdog, NULL);
   uv_close((uv_handle_t *)&a->sig_int, NULL);

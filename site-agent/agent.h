@@ -95,7 +95,15 @@ typedef struct {
   Nirc__PbxEventKind kind;
   char found[200], expected[200], detail[600];
   int64_t at_ms;
+  uint64_t epoch, version; /* REVERTED: the route the agent left */
 } agent_pbx_event_t;
+
+/* A clock offset from the controller this large (either way) is a host
+ * clock to fix: the agent logs it, and the controller raises a `clock`
+ * alarm from the reports' timestamps. Revert_at does not depend on it
+ * while the agent has met a controller since it started (it is armed on
+ * the controller's clock); without that it runs on the agent's own. */
+#define AGENT_CLOCK_OFFSET_WARN_MS 60000
 
 typedef struct {
   uv_loop_t *loop;
@@ -111,6 +119,8 @@ typedef struct {
   uv_timer_t retry, report;
   uv_timer_t revert;   /* fires at the applied route's revert_at */
   uv_timer_t watchdog; /* systemd watchdog pings from the loop */
+  uv_timer_t metrics;  /* republishes /metrics every second, link or not */
+  bool metrics_on;     /* `metrics` was initialised (agent_metrics_start) */
   uv_signal_t sig_int, sig_term;
   uv_signal_t sig_hup; /* re-read cert/key for the next connection */
   nirc_clock_t clock;
@@ -118,7 +128,12 @@ typedef struct {
   int have_scenario;
   adapter_t adapter;
   uint32_t report_interval_ms;
-  uint64_t epoch;     /* of the controller we talk to */
+  uint64_t epoch; /* of the controller we talk to */
+  /* The controller's business clock minus ours, measured at its last
+   * Welcome or Directive (agent_clock_sync); kept across links, lost at
+   * restart. Until measured the agent has only its own clock. */
+  bool have_offset, offset_large;
+  int64_t ctl_offset_ms;
   uint64_t max_epoch; /* newest epoch seen: older leaders are fenced off */
   route_t applied;    /* what the PBX routes by now */
   /* At most one apply in flight; the newest request waits behind it. */
@@ -207,6 +222,15 @@ agent_applied_t agent_decide_applied(agent_route_state_t was, agent_apply_purpos
  * storage; h->applied points at them when a route is sent. */
 void agent_fill_hello_route(const agent_t *a, Nirc__Hello *h, Nirc__Directive *applied,
                             route_pb_t *pb);
+/* Notes that the controller's business clock read `controller_ms` when
+ * ours read `local_ms` (a Welcome's server_time_ms, a Directive's
+ * issued_at_ms; 0, from an older controller, is ignored) and logs an
+ * offset that becomes, or stops being, AGENT_CLOCK_OFFSET_WARN_MS or more. */
+void agent_clock_sync(agent_t *a, int64_t controller_ms, int64_t local_ms);
+/* The controller's business time when ours is `local_ms`: ours corrected
+ * by the offset last measured, or ours when none was. revert_at is a time
+ * on the controller's clock and is armed on this one. */
+int64_t agent_controller_ms(const agent_t *a, int64_t local_ms);
 /* Prepares everything that can fail at start-up (certificates, addresses,
  * scenario, adapter); 0 or an error naming the fix. */
 /* check_only: validate everything but open nothing that outlives the check

@@ -16,6 +16,9 @@
  * and always the same two functions. */
 static void (*agent_pbx_repair)(agent_t *a, const route_t *r);
 
+static void agent_pbx_queue(agent_t *a, Nirc__PbxEventKind kind, const char *found,
+                            const char *expected, const char *detail, const route_t *r);
+
 /* ---- verified applies ---- */
 
 static adapter_apply_cb agent_pbx_done;
@@ -68,6 +71,20 @@ void agent_pbx_apply(agent_t *a, adapter_apply_cb done) {
 void agent_pbx_applied(agent_t *a, agent_apply_purpose_t purpose, const route_t *r, int rc,
                        const char *why) {
   if (rc == 0) a->pbx_checked_ms = uv_now(a->loop); /* just read back */
+  agent_publish_metrics(a);                         /* the route, and the apply counters */
+  if (purpose == APPLY_REVERT && rc == 0) {
+    /* The agent changed the route on its own: the controller must hear
+     * it, or its status keeps the route the agent left (sent now if the
+     * link is up, else queued for the next one). */
+    char detail[300];
+    snprintf(detail, sizeof detail,
+             "revert_at of route (%llu, %llu) passed on %s: the agent routes home on its own",
+             (unsigned long long)r->epoch, (unsigned long long)r->version,
+             a->have_offset ? "the controller's clock (as the agent measured it)"
+                            : "the agent's own clock (no controller met since it started)");
+    agent_pbx_queue(a, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_REVERTED, "home", "", detail, r);
+    return;
+  }
   if (purpose != APPLY_REPAIR) return;
   char want[200], detail[900];
   route_format(r, a->slug, want, sizeof want);
@@ -103,6 +120,8 @@ void agent_pbx_flush(agent_t *a) {
     ev.expected = (char *)e->expected;
     ev.detail = (char *)e->detail;
     ev.at_ms = e->at_ms;
+    ev.epoch = e->epoch;
+    ev.version = e->version;
     Nirc__Envelope out = NIRC__ENVELOPE__INIT;
     out.msg_case = NIRC__ENVELOPE__MSG_PBX_EVENT;
     out.pbx_event = &ev;
@@ -111,8 +130,8 @@ void agent_pbx_flush(agent_t *a) {
   a->n_events = 0;
 }
 
-void agent_pbx_event(agent_t *a, Nirc__PbxEventKind kind, const char *found, const char *expected,
-                     const char *detail) {
+static void agent_pbx_queue(agent_t *a, Nirc__PbxEventKind kind, const char *found,
+                            const char *expected, const char *detail, const route_t *r) {
   if (a->n_events == AGENT_PBX_EVENTS_MAX) {
     /* The newest say most about the PBX now. */
     memmove(&a->events[0], &a->events[1], (AGENT_PBX_EVENTS_MAX - 1) * sizeof a->events[0]);
@@ -128,7 +147,14 @@ void agent_pbx_event(agent_t *a, Nirc__PbxEventKind kind, const char *found, con
   nirc_strlcpy_utf8(e->expected, expected ? expected : "", sizeof e->expected);
   nirc_strlcpy_utf8(e->detail, detail ? detail : "", sizeof e->detail);
   e->at_ms = clock_real_ms();
+  e->epoch = r ? r->epoch : 0;
+  e->version = r ? r->version : 0;
   agent_pbx_flush(a);
+}
+
+void agent_pbx_event(agent_t *a, Nirc__PbxEventKind kind, const char *found, const char *expected,
+                     const char *detail) {
+  agent_pbx_queue(a, kind, found, expected, detail, NULL);
 }
 
 /* ---- drift ---- */

@@ -442,6 +442,13 @@ static void server_on_report(server_t *srv, conn_t *c, const Nirc__LoadReport *r
     nirc_strlcpy(site->refused_why, why, sizeof site->refused_why);
     return;
   }
+  /* The agent's clock, whatever the report's figures are worth. */
+  int64_t offset = r->timestamp_ms - clock_now_ms(&srv->clock);
+  double speed = srv->clock.speed > 1 ? srv->clock.speed : 1;
+  if (r->timestamp_ms > 0 && (double)llabs(offset) >= SERVER_CLOCK_OFFSET_MS * speed) {
+    site->clock_offset_ms = offset;
+    site->clock_offset_seen_ms = srv->last_clock_offset_ms = clock_real_ms();
+  }
   site_minute_t done;
   sites_credit_routed(&srv->sites, site, r);
   if (sites_on_report(site, r, server_now(), clock_now_ms(&srv->clock), &done))

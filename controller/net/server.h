@@ -32,6 +32,14 @@ typedef enum {
 } conn_state_t;
 
 typedef struct conn conn_t;
+/* An agent whose reports' timestamps are this far (real time) from the
+ * controller's clock runs on a wrong host clock: a clock alarm. Its agent
+ * keeps revert_at on the controller's clock while it has met one, but
+ * restarted without one it has only its own (docs/OPERATIONS.md). A
+ * report's timestamp is taken when its collect starts, so a slow PBX
+ * adds seconds, never a minute. */
+#define SERVER_CLOCK_OFFSET_MS 60000
+
 typedef struct server server_t;
 
 struct conn {
@@ -182,8 +190,9 @@ struct server {
    * event (clock_real_ms()) of any site, 0: none: the per-tick alarm
    * scans skip every site while the newest is older than its alarm. */
   int64_t last_duplicate_ms, last_refused_ms, last_pbx_event_ms;
-  scenario_t forecast; /* [routing] forecast, loaded at start-up */
-  int forecast_loaded; /* owned: the routing engine */
+  int64_t last_clock_offset_ms; /* newest large clock offset seen (clock_real_ms()), 0: none */
+  scenario_t forecast;          /* [routing] forecast, loaded at start-up */
+  int forecast_loaded;          /* owned: the routing engine */
   /* The load history the engine forecasts from (server_history.c): a
    * query in flight, the business half-hour last checked (0: none), the
    * local date of the last load that worked (0: none), and when a failed

@@ -13,6 +13,7 @@
 #include "webhook.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static uint64_t server_io_mono(void *ctx) {
@@ -166,6 +167,29 @@ static void server_observe_reports(server_t *srv) {
   }
 }
 
+/* Agents on a wrong clock: the alarm stands for a minute after the last
+ * report that showed it (one a second while it lasts). */
+#define SERVER_CLOCK_ALARM_MS 60000
+static void server_observe_clocks(server_t *srv) {
+  int64_t now = clock_real_ms();
+  if (!srv->last_clock_offset_ms || now - srv->last_clock_offset_ms >= SERVER_CLOCK_ALARM_MS)
+    return;
+  for (size_t i = 0; srv->engine && i < srv->sites.n; i++) {
+    const site_t *s = &srv->sites.v[i];
+    if (!s->clock_offset_seen_ms || now - s->clock_offset_seen_ms >= SERVER_CLOCK_ALARM_MS)
+      continue;
+    char msg[ALARM_MESSAGE_MAX];
+    snprintf(msg, sizeof msg,
+             "%s's agent clock is %.0f s %s this controller's (its reports' timestamps): its "
+             "agent keeps revert_at on the controller's clock while it runs, but restarted "
+             "without a controller it would end moves %s; fix the host's clock (NTP)",
+             s->slug, (double)llabs(s->clock_offset_ms) / 1000.0,
+             s->clock_offset_ms > 0 ? "ahead of" : "behind",
+             s->clock_offset_ms > 0 ? "early" : "late");
+    engine_alarm_observe(srv->engine, ALARM_CLOCK, s->slug, msg);
+  }
+}
+
 /* Alarm notifications a webhook gave up: their receivers (a pager, a
  * chat) did not hear of some alarms, and nothing else would tell the
  * people who rely on them. Observed for 10 minutes after the last loss,
@@ -196,6 +220,7 @@ void server_observe_store(server_t *srv) {
   server_observe_duplicates(srv);
   server_pbx_observe(srv);
   server_observe_reports(srv);
+  server_observe_clocks(srv);
   if (!srv->engine || !srv->db) return;
   const char *node = srv->conf->node;
   db_journal_stats_t js;

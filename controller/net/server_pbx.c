@@ -63,6 +63,21 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
   const char *event;
   bool critical = true;
   switch (ev->kind) {
+  case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_REVERTED: {
+    /* Not the PBX's doing: the agent ended its route at revert_at on its
+     * own. Stored, and the engine takes the site's route as home, so
+     * status says what the site does (it may send the rule's route again
+     * if the rule is still in force here). No pbx alarm: nothing drifted. */
+    char detail[400];
+    safetext_escape(ev->detail ? ev->detail : "", detail, sizeof detail);
+    log_warn(LOG_SITE, site->slug, "agent went home on its own at revert_at of (%llu, %llu): %s",
+             (unsigned long long)ev->epoch, (unsigned long long)ev->version, detail);
+    server_record_event(srv, "site", link_peer(c->link)->subject, site->slug,
+                        link_peer_addr(c->link), "agent_reverted", detail);
+    if (srv->engine)
+      engine_on_agent_reverted(srv->engine, (size_t)(site - srv->sites.v), ev->epoch, ev->version);
+    return 0;
+  }
   case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_DRIFT_REPAIRED:
     event = "pbx_drift_repaired";
     critical = false;

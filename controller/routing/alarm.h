@@ -44,6 +44,9 @@ typedef enum {
   /* an older leader's rule changes reached the database after this one
    * took over and were not applied, in the last 30 minutes */
   ALARM_SUPERSEDED,
+  /* a site's agent runs on a clock a minute or more off the controller's
+   * (its reports' timestamps, in the last minute) */
+  ALARM_CLOCK,
   ALARM_KIND_COUNT,
 } alarm_kind_t;
 

@@ -427,6 +427,11 @@ void engine_on_link_down(engine_t *e, size_t site_index);
  * and on its PbxEvents): `known` false when it has not confirmed it at the
  * PBX, with why (the agent's words, escaped by the caller). */
 void engine_on_route_known(engine_t *e, size_t site_index, bool known, const char *why);
+/* The site's agent went home on its own when revert_at of its route
+ * (epoch, version) passed (a REVERTED PbxEvent; engine_sites.c). Taken as
+ * its acknowledged route when the engine believed it held that version;
+ * a newer directive, sent or acknowledged, already says more. */
+void engine_on_agent_reverted(engine_t *e, size_t site_index, uint64_t epoch, uint64_t version);
 /* Called on every server tick: re-plan, gate waves, resend, time out. */
 void engine_tick(engine_t *e);
 

@@ -11,6 +11,7 @@
 #include "engine-int.h"
 
 #include "err.h"
+#include "log.h"
 #include "safetext.h"
 #include "util.h"
 
@@ -444,4 +445,44 @@ void engine_op_site_change(engine_t *e, const engine_req_t *rq,
   engine_site_done(e, rq, s, op,
                    json_pack("{s:o, s:o, s:s}", "before", before, "after", engine_site_json(s),
                              "note", req->note ? req->note : ""));
+}
+
+/* ---- a route the site's agent changed on its own ---- */
+
+void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t version) {
+  if (i >= engine_nsites(e)) return;
+  site_dir_t *d = &e->dirs[i];
+  site_t *s = engine_site(e, i);
+  route_t home;
+  route_home(&home, s->slug);
+  home.epoch = epoch;
+  home.version = version;
+  if (!d->known || route_compare_version(&d->acked, &home) != 0 || route_same(&d->acked, &home)) {
+    log_info(LOG_SITE, s->slug,
+             "agent's own return home from (%llu, %llu) changes nothing here: the site's route "
+             "known here is (%llu, %llu)",
+             (unsigned long long)epoch, (unsigned long long)version,
+             (unsigned long long)d->acked.epoch, (unsigned long long)d->acked.version);
+    return;
+  }
+  e->eval_dirty = true;
+  engine_inflow_acked(e, i, &d->acked, &home);
+  d->acked = home;
+  if (route_compare_version(&d->target, &home) == 0) {
+    /* The target is the route the agent left. Its rule may still be in
+     * force on this controller's clock (the agent's clock ran ahead of
+     * what it measured, or the two crossed at revert_at): taking the
+     * agent's route as the target lets the next plan decide as for any
+     * site at home. A rule still in force moves it again under a new
+     * version (a route change, audited); an ended one leaves it home. */
+    d->target = home;
+    d->state = DIR_IDLE;
+    d->verify[0] = '\0';
+    if (d->target.n_inbound == 0) {
+      d->kind = RULE_NONE;
+      d->rule_id = 0;
+    }
+  }
+  log_warn(LOG_SITE, s->slug, "agent went home on its own at revert_at of (%llu, %llu)",
+           (unsigned long long)epoch, (unsigned long long)version);
 }

@@ -131,6 +131,11 @@ typedef struct {
    * and why, for the alarm; counts by reason for the metrics. */
   int64_t refused_ms;
   char refused_why[200];
+  /* The agent's clock against this controller's, from its reports'
+   * timestamps: the last offset of SERVER_CLOCK_OFFSET_MS or more
+   * (business ms, positive: ahead) and when it was seen (real clock, 0:
+   * never), for the clock alarm (net/server_engine_io.c). */
+  int64_t clock_offset_ms, clock_offset_seen_ms;
 
   bool has_report;
   site_report_t last;

@@ -288,6 +288,32 @@ static void test_reason_that_is_not_utf8_still_persists(void **state) {
   json_decref(j);
 }
 
+/* revert_at is a time on the controller's clock. An agent whose host clock
+ * is an hour ahead compared it with its own and ended a 30-minute cutover
+ * as soon as it applied it (found from outside). The agent now reads the
+ * controller's clock from each Welcome and Directive and measures revert_at
+ * on it; before any reading it has only its own clock; an older
+ * controller's 0 is no reading. */
+static void test_revert_at_is_measured_on_the_controllers_clock(void **state) {
+  (void)state;
+  agent_t *a = fresh_agent();
+  const int64_t ctl = 1579651200000LL, hour = 3600000LL;
+  const int64_t revert_at = ctl + 30 * 60000LL;           /* cutover --for 30m */
+  int64_t local = ctl + hour;                             /* this host: an hour fast */
+  assert_int_equal(agent_controller_ms(a, local), local); /* nothing measured */
+  agent_clock_sync(a, 0, local);
+  assert_false(a->have_offset);
+  agent_clock_sync(a, ctl, local); /* the Welcome */
+  assert_true(a->have_offset);
+  assert_true(a->offset_large);
+  assert_true(agent_controller_ms(a, local) < revert_at); /* not due: no early revert */
+  assert_int_equal(agent_controller_ms(a, local + 30 * 60000LL), revert_at); /* due on time */
+  /* A later directive's reading replaces it (the host clock was fixed). */
+  agent_clock_sync(a, ctl + 1000, ctl + 1000);
+  assert_int_equal(agent_controller_ms(a, ctl + 5000), ctl + 5000);
+  assert_false(a->offset_large);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_newer_valid_directive_is_applied),
@@ -300,6 +326,7 @@ int main(void) {
       cmocka_unit_test(test_welcome_from_deposed_leader_is_refused),
       cmocka_unit_test(test_welcome_of_current_or_newer_epoch_is_accepted),
       cmocka_unit_test(test_welcome_refused_after_restart_by_saved_seen_epoch),
+      cmocka_unit_test(test_revert_at_is_measured_on_the_controllers_clock),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -434,6 +434,55 @@ static void test_expiry_seen_late_says_when_it_expired(void **state) {
   world_free(w);
 }
 
+/* An agent goes home on its own when revert_at of its route passes (its
+ * clock ahead of what it measured, a controller that has not expired the
+ * rule yet) and says so (a REVERTED PbxEvent). Before, the agent told
+ * nobody and status kept saying the site was at its hub. Now the route
+ * the engine holds for the site is home; with the rule still in force
+ * here, the next plan sends the rule's route again under a new version;
+ * a report about a version the site no longer holds changes nothing. */
+static bool routes_home(const route_t *r, const char *slug) {
+  return r->n_share == 1 && strcmp(r->share[0].site, slug) == 0 && r->share[0].permille == 1000;
+}
+
+static void test_an_agents_own_return_home_is_its_route_here(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  world_cutover_for(w, e, 9, "hubei", "shaanxi", 600000);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  size_t i = world_index(w, "hubei");
+  route_t left = engine_site_dir(e, i)->acked;
+  assert_false(routes_home(&left, "hubei"));
+  size_t sent = world_sent_count(w, "hubei");
+
+  engine_on_agent_reverted(e, i, left.epoch, left.version);
+  if (!routes_home(&engine_site_dir(e, i)->acked, "hubei"))
+    fail_msg("status still has hubei at its hub after its agent went home");
+
+  /* The cutover runs ten minutes on this controller's clock: sent again,
+   * once the rule's move is verified again (a new wave of the rule). */
+  for (int k = 0; k < 100 && world_sent_count(w, "hubei") == sent; k++) {
+    world_tick(w, e, 200);
+    world_ack(w, e, 0, NULL);
+    world_flush(w);
+  }
+  assert_int_equal(world_sent_count(w, "hubei"), sent + 1);
+  const route_t *again = world_last(w, "hubei");
+  assert_int_equal(again->version, left.version + 1);
+  assert_false(routes_home(again, "hubei"));
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_false(routes_home(&engine_site_dir(e, i)->acked, "hubei"));
+
+  /* A late report about the version it left changes nothing. */
+  engine_on_agent_reverted(e, i, left.epoch, left.version);
+  assert_false(routes_home(&engine_site_dir(e, i)->acked, "hubei"));
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_of_a_site_not_yet_connected_reaches_it_at_hello),
@@ -446,6 +495,7 @@ int main(void) {
       cmocka_unit_test(test_an_unreadable_pbx_measures_no_agents),
       cmocka_unit_test(test_schedule_trial_says_an_unknown_hub_is_refused_at_the_start),
       cmocka_unit_test(test_expiry_seen_late_says_when_it_expired),
+      cmocka_unit_test(test_an_agents_own_return_home_is_its_route_here),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,93 @@
+"""An agent whose host clock is an hour ahead of the controller's (its
+[clock] start is now + 1 h at speed 1, as a host clock an hour fast
+behaves with the default settings).
+
+revert_at is a time on the controller's clock. Before, the agent compared
+it with its own: a 30-minute cutover was acknowledged "applied" and undone
+by the agent within 100 ms, while the controller kept saying the site was
+moved and raised nothing. Now the agent measures its offset from the
+controller's clock (Welcome.server_time_ms, Directive.issued_at_ms) and
+arms revert_at on the controller's clock: the cutover stands, a short one
+ends when the controller's clock says so (not an hour late, not at once),
+/metrics shows the offset, and the controller raises a `clock` alarm
+naming the site and the offset."""
+import json
+import os
+import time
+
+import nirclib as T
+
+env = None
+HTTP = None
+AWAY = [{"site": "shaanxi", "permille": 1000}]
+HOME = [{"site": "xizang", "permille": 1000}]
+
+
+def state_route():
+    with open(os.path.join(env.dir, "state-xizang.json")) as f:
+        return json.load(f)["route_state"]["route"]
+
+
+def agent_log():
+    return open(env.agents["xizang"].log_path).read()
+
+
+def alarms():
+    r = env.ctl("--json", "alarms")
+    return json.loads(r.stdout)["alarms"]
+
+
+def clock_alarm():
+    return next((a for a in alarms() if a["kind"] == "clock" and a["subject"] == "xizang"), None)
+
+
+def test_agent_ahead_keeps_the_cutover():
+    global env, HTTP
+    env = T.Env("clock-skew", clock_speed=1)
+    env.start_controller()
+    HTTP = f"127.0.0.1:{T.free_port()}"
+    env.clock_start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    env.start_agent("xizang", extra=f"[agent]\nhttp_listen = {HTTP}\n")
+    env.clock_start = ""
+    env.start_agent("shaanxi")
+    T.wait_until(lambda: all(env.status()[s]["load"] for s in ("xizang", "shaanxi")), 30,
+                 "agents reporting")
+    r = env.ctl("cutover", "xizang", "--to", "shaanxi", "--reason", "drill", "--force",
+                "--for", "30m")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert state_route() == AWAY
+    # The controller sees the offset in the reports: the alarm names the
+    # site, the offset and the direction. Reports keep coming meanwhile, so
+    # by then an early revert would have happened (it came within 100 ms).
+    T.wait_until(clock_alarm, 20, "a clock alarm about xizang")
+    a = clock_alarm()
+    assert "ahead of" in a["message"] and "xizang" in a["message"], a
+    secs = int(a["message"].split(" s ahead")[0].rsplit(" ", 1)[1])
+    assert 3500 <= secs <= 3700, a["message"]
+    assert "revert_at reached" not in agent_log(), agent_log()
+    assert state_route() == AWAY
+    assert env.status()["xizang"]["route"] == AWAY
+    m = T.metrics(HTTP)
+    off = m['nirc_agent_clock_offset_seconds{site="xizang"}']
+    assert 3500 <= off <= 3700, off
+    assert "clock is +3" in agent_log() or "clock is +36" in agent_log(), agent_log()
+
+
+def test_short_cutover_ends_on_the_controllers_clock():
+    r = env.ctl("restore", "xizang")
+    assert r.returncode == 0, r.stdout + r.stderr
+    T.wait_until(lambda: state_route() == HOME, 10, "xizang home after restore")
+    start = time.monotonic()
+    r = env.ctl("cutover", "xizang", "--to", "shaanxi", "--reason", "drill", "--force",
+                "--for", "8s")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert state_route() == AWAY
+    T.wait_until(lambda: state_route() == HOME, 30, "xizang home at the end of the cutover")
+    # Not at once (the agent's own clock passed revert_at an hour ago), and
+    # not an hour late.
+    assert time.monotonic() - start >= 6, time.monotonic() - start
+    T.wait_until(lambda: env.status()["xizang"]["route"] == HOME, 10, "status saying home")
+
+
+if __name__ == "__main__":
+    T.main([test_agent_ahead_keeps_the_cutover, test_short_cutover_ends_on_the_controllers_clock])
