@@ -1,6 +1,11 @@
 """Fail-static (SPEC section 6): with the controller gone, an agent keeps
 its route; a restarted agent routes by its saved directive before it talks
-to anyone; when revert_at passes it goes home on its own."""
+to anyone; when revert_at passes it goes home on its own.
+
+The agent's /metrics follow all of it without a controller: before, they
+were published only with a report (so only while connected) and froze with
+the link (`nirc_agent_connected 1`, the route away, after the agent had
+gone home), and a restarted agent with no controller served 404."""
 import json
 import os
 import re
@@ -8,6 +13,7 @@ import re
 import nirclib as T
 
 env = None
+HTTP = None
 
 
 def state(slug):
@@ -19,13 +25,22 @@ def share(slug, site):
     return {r["site"]: r["permille"] for r in state(slug)["route"]}.get(site, 0)
 
 
+def agent_metric(name):
+    """xizang's figure `name`, or None while /metrics does not answer."""
+    try:
+        return T.metrics(HTTP).get(f'{name}{{site="xizang"}}')
+    except OSError:
+        return None
+
+
 def test_controller_death_leaves_routing_unchanged():
-    global env
+    global env, HTTP
     # 60x: a 20-minute cutover lasts 20 real seconds.
     env = T.Env("failstatic", clock_speed=60, clock_start="2020-01-23T10:00:00+08:00")
     env.start_controller()
-    for s in ("xizang", "shaanxi"):
-        env.start_agent(s)
+    HTTP = f"127.0.0.1:{T.free_port()}"
+    env.start_agent("xizang", extra=f"[agent]\nhttp_listen = {HTTP}\n")
+    env.start_agent("shaanxi")
     T.wait_until(lambda: all(env.status()[s]["load"] for s in ("xizang", "shaanxi")), 20,
                  "agents reporting")
     r = env.ctl("--json", "cutover", "xizang", "--to", "shaanxi", "--reason", "drill",
@@ -39,6 +54,10 @@ def test_controller_death_leaves_routing_unchanged():
                  "xizang noticing the controller is gone")
     assert share("xizang", "shaanxi") == 1000
     assert env.agents["xizang"].alive() and env.agents["shaanxi"].alive()
+    # /metrics say the link is gone, and still the route the agent holds.
+    T.wait_until(lambda: agent_metric("nirc_agent_connected") == 0, 10,
+                 "xizang's /metrics saying it is not connected")
+    assert agent_metric("nirc_agent_route_home_permille") == 0
 
 
 def test_restarted_agent_restores_its_route_before_connecting():
@@ -46,7 +65,7 @@ def test_restarted_agent_restores_its_route_before_connecting():
     before = state("xizang")
     xizang.stop()
     log_start = os.path.getsize(xizang.log_path)
-    xizang = env.start_agent("xizang")
+    xizang = env.start_agent("xizang", extra=f"[agent]\nhttp_listen = {HTTP}\n")
     T.wait_until(lambda: "restored saved route" in open(xizang.log_path).read()[log_start:], 10,
                  "the restarted agent restoring its route")
     text = open(xizang.log_path).read()[log_start:]
@@ -59,6 +78,10 @@ def test_restarted_agent_restores_its_route_before_connecting():
     after = state("xizang")
     assert (after["epoch"], after["version"]) == (before["epoch"], before["version"])
     assert share("xizang", "shaanxi") == 1000
+    # Served with no controller ever met, and saying what it routes by.
+    T.wait_until(lambda: agent_metric("nirc_agent_route_home_permille") == 0, 10,
+                 "the restarted agent's /metrics with its restored route")
+    assert agent_metric("nirc_agent_connected") == 0
 
 
 def test_revert_at_sends_the_site_home_without_a_controller():
@@ -68,6 +91,9 @@ def test_revert_at_sends_the_site_home_without_a_controller():
                  "xizang back home after revert_at")
     assert "revert_at reached" in open(xizang.log_path).read()
     assert env.controller is not None and not env.controller.alive()
+    T.wait_until(lambda: agent_metric("nirc_agent_route_home_permille") == 1000, 5,
+                 "xizang's /metrics saying it is home")
+    assert agent_metric("nirc_agent_connected") == 0
 
 
 def test_controller_back_finds_the_truth():
