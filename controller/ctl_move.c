@@ -107,6 +107,26 @@ static void ctl_move_applied_sites(const Nirc__MoveReply *m, char *buf, size_t l
   if (total > shown) snprintf(buf + used, len - used, " and %zu more", total - shown);
 }
 
+/* The sites whose agent could not tell whether its PBX took the route (an
+ * apply killed at its timeout with no read-back: the ack's detail starts
+ * "outcome unknown"), or 0: of them NIRC cannot say "no calls moved". */
+static size_t ctl_move_unknown_sites(const Nirc__MoveReply *m, char *buf, size_t len) {
+  size_t used = 0, n = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < m->n_outcomes; i++) {
+    const Nirc__SiteOutcome *o = m->outcomes[i];
+    if (o->pending || o->result == NIRC__ACK_RESULT__ACK_RESULT_APPLIED || !o->detail ||
+        !strstr(o->detail, "outcome unknown"))
+      continue;
+    char site[128];
+    safetext_escape(o->site, site, sizeof site);
+    int k = snprintf(buf + used, len - used, "%s%s", n ? ", " : "", site);
+    if (k > 0 && (size_t)k < len - used) used += (size_t)k;
+    n++;
+  }
+  return n;
+}
+
 void ctl_move_say(FILE *err, const Nirc__MoveReply *m) {
   static const char see[] = "see `nircctl alarms` and `nircctl status`";
   static const char wait[] = "an alarm stands until each is applied; `nircctl site SLUG` shows it";
@@ -128,6 +148,13 @@ void ctl_move_say(FILE *err, const Nirc__MoveReply *m) {
             m->pending, wait);
     return;
   case CTL_MOVE_NOT_APPLIED:
+    if (ctl_move_unknown_sites(m, at, sizeof at)) {
+      fprintf(err,
+              "nircctl: not applied: outcome unknown at %s: the PBX may have taken the route and "
+              "could not be read back (the lines above say why); %u failed: %s\n",
+              at, m->failed, see);
+      return;
+    }
     if (ctl_move_counts(m).hubs_applied) {
       ctl_move_applied_sites(m, at, sizeof at);
       fprintf(err,

@@ -167,6 +167,10 @@ typedef struct {
   route_t checking_route;                /* what the drift check compares with */
   adapter_verify_t drift_last;           /* outcome of the last check, to log changes once */
   char drift_found[200];                 /* what the last drift check found */
+  /* The apply in flight was killed at its timeout and is being read back:
+   * the command may have changed the PBX before it died. */
+  bool apply_timed_out;
+  char apply_timeout_why[256];
   agent_pbx_event_t events[AGENT_PBX_EVENTS_MAX];
   unsigned n_events;
   uint64_t drift_repairs, pbx_events_dropped, verify_failures;

@@ -27,6 +27,29 @@ static void agent_pbx_on_verified(void *arg, adapter_verify_t v, const char *fou
                                   const char *detail) {
   agent_t *a = arg;
   char why[900], want[200];
+  if (a->apply_timed_out) {
+    /* A command killed at its timeout: what the PBX shows is the outcome.
+     * Without a read-back nobody knows, and "failed" would tell the
+     * operator that no calls moved. */
+    a->apply_timed_out = false;
+    if (v == ADAPTER_VERIFY_MATCH) {
+      snprintf(why, sizeof why, "%s, but the PBX routes as asked (read back)",
+               a->apply_timeout_why);
+      agent_pbx_done(a, 0, why);
+      return;
+    }
+    if (v == ADAPTER_VERIFY_MISMATCH) {
+      snprintf(why, sizeof why, "%s; read back: %s", a->apply_timeout_why, detail);
+      agent_pbx_done(a, NIRC_EIO, why);
+      return;
+    }
+    snprintf(why, sizeof why,
+             "outcome unknown: %s and the PBX cannot be read back (%s): it may have taken the "
+             "route",
+             a->apply_timeout_why, detail);
+    agent_pbx_done(a, NIRC_ETIMEOUT, why);
+    return;
+  }
   switch (v) {
   case ADAPTER_VERIFY_MATCH: agent_pbx_done(a, 0, ""); return;
   case ADAPTER_VERIFY_UNVERIFIED: agent_pbx_done(a, 0, detail); return;
@@ -50,7 +73,12 @@ static void agent_pbx_on_verified(void *arg, adapter_verify_t v, const char *fou
 
 static void agent_pbx_on_applied(void *arg, int rc, const char *err) {
   agent_t *a = arg;
-  if (rc != 0 || a->state == AGENT_STOPPING) {
+  a->apply_timed_out = rc == NIRC_ETIMEOUT && a->state != AGENT_STOPPING;
+  if (a->apply_timed_out) {
+    /* Killed at its timeout, the command may have written the route
+     * before it hung: read the PBX back like after a success. */
+    nirc_strlcpy(a->apply_timeout_why, err ? err : "apply timed out", sizeof a->apply_timeout_why);
+  } else if (rc != 0 || a->state == AGENT_STOPPING) {
     agent_pbx_done(a, rc, err);
     return;
   }

@@ -181,6 +181,23 @@ static void test_cutover_end_said(void **state) {
   free(text);
 }
 
+/* An exec apply_cmd killed at its timeout may have written the route
+ * before it hung; without a read-back its agent says "outcome unknown".
+ * Before, nircctl said "no calls moved" of such a source (found from
+ * outside: the PBX had taken the route). */
+static void test_outcome_unknown_is_not_no_calls_moved(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f, "Hf");
+  f.o[1].detail = "agent failed: outcome unknown: apply_cmd killed after 1000 ms timeout and the "
+                  "PBX cannot be read back (unverified): it may have taken the route";
+  char *text = words(&f);
+  if (strstr(text, "no calls moved")) fail_msg("said no calls moved:\n%s", text);
+  if (!strstr(text, "nircctl: not applied: outcome unknown at s1"))
+    fail_msg("does not say the outcome is unknown:\n%s", text);
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_end_said),
@@ -188,6 +205,7 @@ int main(void) {
       cmocka_unit_test(test_not_durable),
       cmocka_unit_test(test_a_hub_alone_applied_is_not_the_move),
       cmocka_unit_test(test_lines_and_names),
+      cmocka_unit_test(test_outcome_unknown_is_not_no_calls_moved),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
