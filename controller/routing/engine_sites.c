@@ -465,6 +465,19 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
              (unsigned long long)d->acked.epoch, (unsigned long long)d->acked.version);
     return;
   }
+  if (d->acked.revert_at_ms && d->acked.revert_at_ms <= engine_now(e)) {
+    /* On time by this controller's clock: the rule's end, which this
+     * controller carries out and audits itself (schedule-end, cutover-end)
+     * at its next tick. Taking the route here first would leave that
+     * return home out of the trail. An agent whose offset is measured
+     * reverts late rather than early (the Welcome's time is a one-way
+     * trip old), so only a skewed clock gets past this. */
+    log_info(LOG_SITE, s->slug,
+             "agent's own return home from (%llu, %llu) at its revert_at: the rule's end, "
+             "carried out here",
+             (unsigned long long)epoch, (unsigned long long)version);
+    return;
+  }
   e->eval_dirty = true;
   engine_inflow_acked(e, i, &d->acked, &home);
   d->acked = home;

@@ -483,6 +483,38 @@ static void test_an_agents_own_return_home_is_its_route_here(void **state) {
   world_free(w);
 }
 
+/* The agent's own return home at its revert_at races the controller's
+ * tick that ends the rule there. Whichever comes first, the trail has the
+ * return home (a route entry, cause cutover-end). Before, a REVERTED event
+ * taken first made home the site's target, and the tick that ended the
+ * cutover found no route to change: the return home went unaudited. */
+static void test_an_agents_return_home_on_time_is_still_audited(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  int64_t expires = cutover_for_a_minute(w, e);
+  size_t i = world_index(w, "hubei");
+  route_t left = engine_site_dir(e, i)->acked;
+  assert_true(left.revert_at_ms == expires);
+  w->now = expires; /* the agent's timer fired; this controller has not ticked since */
+  engine_on_agent_reverted(e, i, left.epoch, left.version);
+  for (int k = 0; k < 10; k++) {
+    world_tick(w, e, 200);
+    world_ack(w, e, 0, NULL);
+    world_flush(w);
+  }
+  const world_rec_t *route = NULL;
+  for (size_t k = 0; k < w->n_rec; k++)
+    if (w->rec[k].kind == ENGINE_REC_AUDIT && strcmp(w->rec[k].action, "route") == 0 &&
+        strcmp(w->rec[k].site, "hubei") == 0 && strstr(w->rec[k].detail, "\"after\":\"home\""))
+      route = &w->rec[k];
+  if (!route) fail_msg("hubei's return home at the cutover's end is not in the trail");
+  assert_non_null(strstr(route->detail, "\"cause\":\"cutover-end\""));
+  assert_true(routes_home(&engine_site_dir(e, i)->acked, "hubei"));
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_of_a_site_not_yet_connected_reaches_it_at_hello),
@@ -496,6 +528,7 @@ int main(void) {
       cmocka_unit_test(test_schedule_trial_says_an_unknown_hub_is_refused_at_the_start),
       cmocka_unit_test(test_expiry_seen_late_says_when_it_expired),
       cmocka_unit_test(test_an_agents_own_return_home_is_its_route_here),
+      cmocka_unit_test(test_an_agents_return_home_on_time_is_still_audited),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
