@@ -34,6 +34,11 @@ typedef struct {
   char reason[128];
 } route_t;
 
+/* The reason an agent gives the route it went home to by itself when its
+ * directive's revert_at passed (same epoch and version as that
+ * directive): the controller recognises such a return by it. */
+#define ROUTE_REASON_REVERTED "revert_at reached"
+
 /* {self: 1000}, no inbound, epoch/version 0. */
 void route_home(route_t *r, const char *self);
 /* Shares sum to 1000, 1..ROUTE_MAX_SHARES entries, valid distinct slugs,

@@ -535,7 +535,7 @@ static void agent_on_revert(uv_timer_t *t) {
   route_home(&home, a->slug);
   home.epoch = a->applied.epoch;
   home.version = a->applied.version;
-  snprintf(home.reason, sizeof home.reason, "revert_at reached");
+  snprintf(home.reason, sizeof home.reason, "%s", ROUTE_REASON_REVERTED);
   log_warn(LOG_AGENT, a->slug, "revert_at reached (on %s clock): routing home",
            a->have_offset ? "the controller's" : "this host's, no controller met since start,");
   agent_apply_start(a, &home, APPLY_REVERT);

@@ -31,7 +31,7 @@ void agent_start_route(const route_t *saved, const char *slug, int64_t now_ms, r
     route_home(out, slug);
     out->epoch = saved->epoch;
     out->version = saved->version;
-    snprintf(out->reason, sizeof out->reason, "revert_at reached");
+    snprintf(out->reason, sizeof out->reason, "%s", ROUTE_REASON_REVERTED);
     return;
   }
   *out = *saved;
