@@ -159,6 +159,14 @@ typedef struct {
   int64_t start_ms, end_ms;
 } engine_fc_mark_t;
 
+/* An older leader's last directive to a source, as a new leader loaded
+ * it (engine_load_last_directives), by site index: looked at once, at the
+ * site's first Hello to this leader (engine_late_revert). */
+typedef struct {
+  size_t site;
+  engine_last_directive_t d;
+} engine_prior_t;
+
 struct engine {
   engine_io_t io; /* copied: where decisions go */
   sites_t *sites; /* borrowed registry: the snapshot the engine plans on */
@@ -247,6 +255,9 @@ struct engine {
    * Owned; grows with the registry. */
   const scenario_site_t **scen_site;
   size_t n_scen_site;
+  /* Sorted by site; owned; NULL: none loaded (engine_late_revert). */
+  engine_prior_t *prior;
+  size_t n_prior;
 };
 
 /* ---- shared between engine.c and engine_ops.c ---- */
@@ -323,6 +334,17 @@ route_cause_t engine_cause(engine_t *e, size_t i, const route_t *old, const rout
                            rule_kind_t old_kind, rule_kind_t new_kind, int alarm_kind);
 void engine_route_changed(engine_t *e, size_t i, const route_t *next, uint64_t version,
                           route_cause_t cause, rule_kind_t kind, uint64_t rule_id);
+/* Site i's first Hello to this leader says it routes by `applied`, and
+ * this leader has no directive of its own for it: if that is home by its
+ * own revert_at under the older leader's directive loaded for it, and no
+ * entry covers that return, it is audited now, late, and confirmed with a
+ * directive of this epoch (so that the next leader finds it recorded). */
+void engine_late_revert(engine_t *e, size_t i, const route_t *applied);
+/* Directives out (engine.c): a new version, a resend after ack_timeout
+ * without an answer, or the same version again to a site that has just
+ * connected without it (not a resend: nothing had reached it). */
+typedef enum { SEND_NEW = 0, SEND_RESEND, SEND_AT_HELLO } send_why_t;
+void engine_send(engine_t *e, size_t i, send_why_t why);
 /* Alarms (engine_alarms.c): the table's callback; the per-evaluation
  * observations of sites and plan alarms; the sweep of gone conditions;
  * and the reply listing the active ones (warning: NULL, or why the

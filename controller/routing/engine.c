@@ -165,6 +165,7 @@ void engine_free(engine_t *e) {
   free(e->ovf_state);
   engine_hist_free(e->hist);
   free(e->scen_site);
+  free(e->prior);
   free(e);
 }
 
@@ -452,12 +453,8 @@ json_t *engine_route_json(const engine_t *e, size_t i) {
 
 /* ---- sending directives ---- */
 
-/* Why a directive goes out: a new version, a resend after ack_timeout
- * without an answer, or the same version again to a site that has just
- * connected without it (not a resend: nothing had reached it). */
-typedef enum { SEND_NEW = 0, SEND_RESEND, SEND_AT_HELLO } send_why_t;
-
-static void engine_send(engine_t *e, size_t i, send_why_t why) {
+/* Why a directive goes out: send_why_t (engine-int.h). */
+void engine_send(engine_t *e, size_t i, send_why_t why) {
   /* Last line of the leadership gate (engine_io_t.may_issue): a controller
    * resumed after a pause sends nothing until its lease is confirmed. */
   if (!e->io.may_issue(e->io.ctx)) return;
@@ -1175,6 +1172,7 @@ void engine_on_hello(engine_t *e, size_t i, const route_t *applied) {
     if (!ours) {
       if (applied) d->target = *applied;
       d->state = DIR_IDLE;
+      if (applied) engine_late_revert(e, i, applied);
       return;
     }
     /* Keep the directive and fall through to send it: replacing it with

@@ -360,6 +360,25 @@ typedef struct {
 } engine_hub_history_t;
 /* Loaded before engine_start_leading (copied; unknown sites ignored). */
 void engine_load_hub_history(engine_t *e, const engine_hub_history_t *h, size_t n);
+/* A site's newest directive in the database when this leader took over,
+ * for a source that directive sent away with a revert_at (store/admin.c
+ * loads no other). If the site's agent says at its first Hello that it
+ * went home by that revert_at on its own, no controller recorded the
+ * return (the one that sent it did not run then): this leader does, late
+ * (engine_late_revert). Rows are kept only while nothing else records
+ * it: none whose cutover the database already has as expired. */
+typedef struct {
+  char site[SCENARIO_SLUG_MAX];
+  uint64_t epoch, version;
+  route_t route;         /* the route the directive sent (away) */
+  int64_t revert_at_ms;  /* business clock */
+  rule_kind_t rule_kind; /* the rule behind it, as the directive row says */
+  uint64_t rule_id;
+} engine_last_directive_t;
+/* Loaded after the rules by a new leader (copied; unknown sites and rows
+ * that are not such a move are ignored). 0, or NIRC_ENOMEM (the late
+ * records are then not made; routing is unaffected). */
+int engine_load_last_directives(engine_t *e, const engine_last_directive_t *x, size_t n);
 /* Alarms the old leader left active (copied): adopted, and cleared with
  * their ids once their conditions are gone. */
 int engine_load_alarms(engine_t *e, const alarm_t *a, size_t n);

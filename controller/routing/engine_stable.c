@@ -14,10 +14,13 @@
  * this file only keeps its state between runs (engine_t.holds). */
 #include "engine-int.h"
 
+#include "clock.h"
+#include "err.h"
 #include "log.h"
 #include "util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *engine_route_cause_name(route_cause_t c) {
@@ -389,4 +392,128 @@ void engine_route_changed(engine_t *e, size_t i, const route_t *next, uint64_t v
     json_object_set_new(j, "version", json_integer((json_int_t)version));
   }
   engine_audit(e, "engine", "route", self, j);
+}
+
+/* ---- a return home no controller saw ---- */
+
+static int engine_prior_cmp(const void *a, const void *b) {
+  size_t x = ((const engine_prior_t *)a)->site, y = ((const engine_prior_t *)b)->site;
+  return x < y ? -1 : x > y;
+}
+
+int engine_load_last_directives(engine_t *e, const engine_last_directive_t *x, size_t n) {
+  free(e->prior);
+  e->prior = NULL;
+  e->n_prior = 0;
+  if (n == 0) return 0;
+  e->prior = calloc(n, sizeof *e->prior);
+  if (!e->prior) return NIRC_ENOMEM;
+  for (size_t k = 0; k < n; k++) {
+    long i = engine_index(e, x[k].site);
+    /* Only an older leader's move away that ends by itself. */
+    if (i < 0 || x[k].revert_at_ms == 0 || x[k].epoch == 0 || x[k].epoch >= e->epoch ||
+        route_share_of(&x[k].route, x[k].site) >= 1000)
+      continue;
+    e->prior[e->n_prior].site = (size_t)i;
+    e->prior[e->n_prior++].d = x[k];
+  }
+  qsort(e->prior, e->n_prior, sizeof *e->prior, engine_prior_cmp);
+  return 0;
+}
+
+/* Whether this leader's expiry entry of cutover `id` speaks for its
+ * sources' return: it says they went home at its expiry by their own
+ * revert_at. Written on this leader's first tick for a cutover it loaded
+ * active and past its expiry (engine_tick.c), which may come after the
+ * Hello. A cutover the database had as expired is not loaded here at all
+ * (store/admin.c leaves its directives out). */
+static bool engine_expiry_recorded(const engine_t *e, uint64_t id) {
+  for (size_t k = 0; k < e->n_cut; k++) {
+    const cutover_t *c = &e->cut[k];
+    if (c->id != id) continue;
+    return c->state == CUTOVER_EXPIRED ||
+           (c->state == CUTOVER_ACTIVE && c->expires_ms && c->expires_ms <= engine_now(e));
+  }
+  return false;
+}
+
+void engine_late_revert(engine_t *e, size_t i, const route_t *applied) {
+  engine_prior_t key = {.site = i};
+  engine_prior_t *p =
+      e->n_prior ? bsearch(&key, e->prior, e->n_prior, sizeof *e->prior, engine_prior_cmp) : NULL;
+  if (!p || p->d.revert_at_ms == 0) return;
+  engine_last_directive_t pd = p->d;
+  p->d.revert_at_ms = 0; /* looked at once: at the site's first Hello to this leader */
+  site_dir_t *d = &e->dirs[i];
+  const char *self = engine_site(e, i)->slug;
+  /* The agent keeps the (epoch, version) of the directive it reverted and
+   * says why in its route's reason (site-agent/agent.c): nothing else
+   * changes its route without a newer version. A site still away, or
+   * home under a newer directive, has nothing unrecorded to tell. */
+  if (applied->epoch != pd.epoch || applied->version != pd.version ||
+      route_share_of(applied, self) < 1000 || strcmp(applied->reason, ROUTE_REASON_REVERTED) != 0)
+    return;
+  route_cause_t cause;
+  char end[96];
+  switch (pd.rule_kind) {
+  case RULE_SCHEDULE:
+    cause = ROUTE_CAUSE_SCHEDULE_END;
+    snprintf(end, sizeof end, "the end of schedule %llu's window", (unsigned long long)pd.rule_id);
+    break;
+  case RULE_OVERFLOW:
+    cause = ROUTE_CAUSE_OVERFLOW_END;
+    snprintf(end, sizeof end, "the end of overflow rule %llu", (unsigned long long)pd.rule_id);
+    break;
+  case RULE_CUTOVER:
+    if (engine_expiry_recorded(e, pd.rule_id)) {
+      log_info(LOG_SITE, self,
+               "went home by its own revert_at under directive (%llu, %llu): the expiry of "
+               "cutover %llu records it",
+               (unsigned long long)pd.epoch, (unsigned long long)pd.version,
+               (unsigned long long)pd.rule_id);
+      return;
+    }
+    cause = ROUTE_CAUSE_CUTOVER_END;
+    snprintf(end, sizeof end, "the expiry of cutover %llu", (unsigned long long)pd.rule_id);
+    break;
+  default: return; /* no rule sets a revert_at on anything else */
+  }
+  char before[200], after[200], at[40], why[600];
+  route_format(&pd.route, self, before, sizeof before);
+  route_format(applied, self, after, sizeof after);
+  clock_format_iso(pd.revert_at_ms, 0, at, sizeof at);
+  /* The agent does not say when it went: at its revert_at if it ran
+   * then, else when it started again. The entry says so, and is stamped
+   * when this leader learnt of it. */
+  snprintf(why, sizeof why,
+           "its agent went home on its own at its directive's revert_at, %s (business time; "
+           "later if the agent itself was not running then), %s; recorded late, when the agent "
+           "connected to this leader (epoch %llu): the leader of epoch %llu that sent the move "
+           "(v%llu) recorded no later directive for it (it was not running, or not leading, "
+           "then)",
+           at, end, (unsigned long long)e->epoch, (unsigned long long)pd.epoch,
+           (unsigned long long)pd.version);
+  e->changes[i][cause]++;
+  json_t *j =
+      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "cause",
+                engine_route_cause_name(cause), "before", before, "after", after, "reason",
+                applied->reason, "why", why, "rule", rules_kind_name(pd.rule_kind), "rule_id",
+                (json_int_t)pd.rule_id, "reverted_epoch", (json_int_t)pd.epoch, "reverted_version",
+                (json_int_t)pd.version, "reverted_at_ms", (json_int_t)pd.revert_at_ms);
+  /* No epoch and version: no directive of a controller carried this
+   * change, so the trail joins no acknowledgement to it (net/ops.c). */
+  engine_audit(e, "engine", "route", self, j);
+  log_warn(LOG_SITE, self,
+           "went home by its own revert_at (%s) under directive (%llu, %llu) "
+           "while no controller recorded it: recorded now",
+           at, (unsigned long long)pd.epoch, (unsigned long long)pd.version);
+  /* Confirmed with a directive of this epoch, home as it is: the newest
+   * directive on record is then home, and the next leader does not
+   * record this return a second time. */
+  d->target.epoch = e->epoch;
+  d->target.version = 1;
+  d->ack_stored = 0;
+  d->kind = RULE_NONE;
+  d->rule_id = 0;
+  engine_send(e, i, SEND_NEW);
 }

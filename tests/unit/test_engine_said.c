@@ -515,6 +515,201 @@ static void test_an_agents_return_home_on_time_is_still_audited(void **state) {
   world_free(w);
 }
 
+/* A schedule window ends while no controller runs: hubei's agent goes
+ * home by its directive's own revert_at, and the leader that takes over
+ * afterwards learns it from the agent's Hello. Before, nothing recorded
+ * the return: the trail ended with hubei moved to shaanxi while status
+ * said home (found from outside, with real processes). */
+
+/* The route entries of `slug` from record `from` on; the last in *last. */
+static size_t route_entries(world_t *w, size_t from, const char *slug, const world_rec_t **last) {
+  size_t n = 0;
+  for (size_t k = from; k < w->n_rec; k++)
+    if (w->rec[k].kind == ENGINE_REC_AUDIT && strcmp(w->rec[k].action, "route") == 0 &&
+        strcmp(w->rec[k].site, slug) == 0) {
+      n++;
+      if (last) *last = &w->rec[k];
+    }
+  return n;
+}
+
+/* Leader `a` dies; the agents keep what they applied (w->applied); a
+ * leader of `epoch` takes over with the world's rules and, as the store
+ * loads them, the newest directives ld[0..n). */
+static engine_t *takeover_with(world_t *w, engine_t *a, uint64_t epoch,
+                               const engine_last_directive_t *ld, size_t n) {
+  if (a) engine_free(a);
+  for (size_t i = 0; i < w->sites->n; i++) {
+    sites_on_link_down(&w->sites->v[i], w->now);
+    w->sites->v[i].conn = NULL;
+  }
+  engine_t *b = world_engine(w);
+  assert_int_equal(
+      engine_load_rules(b, epoch, w->cut, w->n_cut, w->sch, w->n_sch, NULL, 0, w->max_id), 0);
+  assert_int_equal(engine_load_last_directives(b, ld, n), 0);
+  engine_start_leading(b, 5000);
+  world_connect_all(w, b, w->applied);
+  return b;
+}
+
+/* The directive row the store keeps for `r` (what admin.c loads). */
+static engine_last_directive_t last_directive(const char *site, const route_t *r, rule_kind_t kind,
+                                              uint64_t rule_id) {
+  engine_last_directive_t x = {.epoch = r->epoch,
+                               .version = r->version,
+                               .route = *r,
+                               .revert_at_ms = r->revert_at_ms,
+                               .rule_kind = kind,
+                               .rule_id = rule_id};
+  snprintf(x.site, sizeof x.site, "%s", site);
+  return x;
+}
+
+/* hubei's agent goes home by the revert_at of `moved`, as site-agent does. */
+static void agent_reverts(world_t *w, const char *slug, const route_t *moved) {
+  route_t *r = &w->applied[world_index(w, slug)];
+  route_home(r, slug);
+  r->epoch = moved->epoch;
+  r->version = moved->version;
+  snprintf(r->reason, sizeof r->reason, "%s", ROUTE_REASON_REVERTED);
+}
+
+/* Leader of epoch 5 with hubei moved to shaanxi by schedule 2 (all day,
+ * Asia/Shanghai, to 23:59), acknowledged: the directive in *moved. */
+static engine_t *leading_with_hubei_scheduled(world_t *w, route_t *moved) {
+  engine_t *e = world_leading(w);
+  world_schedule_all_day(w, e, 2, "hubei", "shaanxi");
+  world_flush(w);
+  for (unsigned k = 0; k < 20 && !world_last(w, "hubei"); k++)
+    world_tick(w, e, 200);
+  assert_non_null(world_last(w, "hubei"));
+  *moved = *world_last(w, "hubei");
+  assert_int_equal(route_share_of(moved, "shaanxi"), 1000);
+  assert_true(moved->revert_at_ms > w->now);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  return e;
+}
+
+static void test_window_end_while_no_controller_ran_is_recorded_late_once(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  route_t moved;
+  engine_t *a = leading_with_hubei_scheduled(w, &moved);
+  uint64_t sched = w->sch[0].id;
+  /* The controller dies; the window ends at 23:59 and hubei's agent goes
+   * home by itself; a new leader starts 30 s later (in the minute before
+   * the next window). */
+  agent_reverts(w, "hubei", &moved);
+  int64_t late = moved.revert_at_ms + 30000 - w->now;
+  w->now += late;
+  w->mono += (uint64_t)late;
+  w->wall += late;
+  size_t from = w->n_rec;
+  engine_last_directive_t ld = last_directive("hubei", &moved, RULE_SCHEDULE, sched);
+  engine_t *b = takeover_with(w, a, 6, &ld, 1);
+  world_tick(w, b, 200);
+  const world_rec_t *x = NULL;
+  assert_int_equal(route_entries(w, from, "hubei", &x), 1);
+  char want[200];
+  snprintf(want, sizeof want, "\"reverted_at_ms\":%lld", (long long)moved.revert_at_ms);
+  const char *words[] = {"\"cause\":\"schedule-end\"",
+                         "\"before\":\"shaanxi\"",
+                         "\"after\":\"home\"",
+                         want,
+                         "its agent went home on its own at its directive's revert_at",
+                         "the end of schedule",
+                         "recorded late, when the agent connected to this leader (epoch 6)",
+                         "the leader of epoch 5 that sent the move"};
+  for (size_t k = 0; k < sizeof words / sizeof *words; k++)
+    if (!strstr(x->detail, words[k])) fail_msg("no '%s' in %s", words[k], x->detail);
+  /* No directive carried it: no epoch/version for the trail to join an
+   * acknowledgement to. */
+  assert_null(strstr(x->detail, "\"version\""));
+  assert_int_equal(engine_route_changes(b, world_index(w, "hubei"), ROUTE_CAUSE_SCHEDULE_END), 1);
+  /* Confirmed home by a directive of this epoch: the newest on record. */
+  const route_t *conf = world_last(w, "hubei");
+  assert_non_null(conf);
+  assert_int_equal(conf->epoch, 6);
+  assert_int_equal(conf->version, 1);
+  assert_int_equal(route_share_of(conf, "hubei"), 1000);
+  world_ack(w, b, 0, NULL);
+  world_flush(w);
+  /* The link drops and comes back: nothing more to record. */
+  world_link_down(w, b, "hubei");
+  world_tick(w, b, 200);
+  world_link_up(w, b, "hubei");
+  world_tick(w, b, 200);
+  assert_int_equal(route_entries(w, from, "hubei", NULL), 1);
+  /* A third leader finds that confirmation as hubei's newest directive
+   * (home: the store has nothing to hand it) and records nothing. */
+  engine_last_directive_t ld2 = last_directive("hubei", world_last(w, "hubei"), RULE_NONE, 0);
+  engine_t *c = takeover_with(w, b, 7, &ld2, 1);
+  world_tick(w, c, 200);
+  assert_int_equal(route_entries(w, from, "hubei", NULL), 1);
+  world_flush(w);
+  engine_free(c);
+  world_free(w);
+}
+
+/* The leader that sent the move runs at the window's end: it records the
+ * return itself, once, also when the agent went home on its own while
+ * its link was down and tells it so at its next Hello. */
+static void test_window_end_seen_by_its_leader_is_recorded_once(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  route_t moved;
+  engine_t *e = leading_with_hubei_scheduled(w, &moved);
+  size_t from = w->n_rec;
+  world_link_down(w, e, "hubei");
+  agent_reverts(w, "hubei", &moved);
+  int64_t skip = moved.revert_at_ms - 3000 - w->now; /* the hours before the end, at once */
+  w->now += skip;
+  w->mono += (uint64_t)skip;
+  w->wall += skip;
+  while (w->now < moved.revert_at_ms + 5000)
+    world_tick(w, e, 1000);
+  world_link_up(w, e, "hubei");
+  world_ack(w, e, 0, NULL);
+  world_tick(w, e, 1000);
+  const world_rec_t *x = NULL;
+  assert_int_equal(route_entries(w, from, "hubei", &x), 1);
+  assert_non_null(strstr(x->detail, "\"cause\":\"schedule-end\""));
+  assert_null(strstr(x->detail, "recorded late"));
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
+/* A cutover's expiry past while no controller ran is recorded by the new
+ * leader's expiry entry, which says the sources went home by their own
+ * revert_at: the agent's Hello adds no second entry for it. */
+static void test_cutover_expiry_while_down_is_recorded_by_its_expiry_alone(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *a = world_leading(w);
+  int64_t expires = cutover_for_a_minute(w, a);
+  route_t moved = *world_last(w, "hubei");
+  assert_int_equal(moved.revert_at_ms, expires);
+  agent_reverts(w, "hubei", &moved);
+  w->now = expires + 600000;
+  w->mono += 660000;
+  w->wall += 660000;
+  size_t from = w->n_rec;
+  engine_last_directive_t ld = last_directive("hubei", &moved, RULE_CUTOVER, w->cut[0].id);
+  engine_t *b = takeover_with(w, a, 6, &ld, 1);
+  world_tick(w, b, 200);
+  world_tick(w, b, 200);
+  size_t expiries = 0;
+  for (size_t k = from; k < w->n_rec; k++)
+    expiries += w->rec[k].kind == ENGINE_REC_AUDIT && strcmp(w->rec[k].action, "expire") == 0;
+  assert_int_equal(expiries, 1);
+  assert_int_equal(route_entries(w, from, "hubei", NULL), 0);
+  world_flush(w);
+  engine_free(b);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_of_a_site_not_yet_connected_reaches_it_at_hello),
@@ -529,6 +724,9 @@ int main(void) {
       cmocka_unit_test(test_expiry_seen_late_says_when_it_expired),
       cmocka_unit_test(test_an_agents_own_return_home_is_its_route_here),
       cmocka_unit_test(test_an_agents_return_home_on_time_is_still_audited),
+      cmocka_unit_test(test_window_end_while_no_controller_ran_is_recorded_late_once),
+      cmocka_unit_test(test_window_end_seen_by_its_leader_is_recorded_once),
+      cmocka_unit_test(test_cutover_expiry_while_down_is_recorded_by_its_expiry_alone),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,7 +33,7 @@ typedef struct {
 
 typedef struct {
   engine_rec_kind_t kind;
-  char action[48], site[32], detail[512];
+  char action[48], site[32], detail[1024];
 } world_rec_t;
 
 typedef struct {
