@@ -109,6 +109,12 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
     engine_load_holds(srv->engine, rules->holds, rules->n_holds);
     engine_load_hub_history(srv->engine, rules->hubs, rules->n_hubs);
     if (engine_load_alarms(srv->engine, rules->alarms, rules->n_alarms) != 0) lrc = NIRC_ENOMEM;
+    /* Without them (memory) a return home no controller saw is not
+     * recorded late; routing is the same. */
+    if (engine_load_last_directives(srv->engine, rules->last_dirs, rules->n_last_dirs) != 0)
+      log_error(LOG_MAIN, conf->node,
+                "out of memory loading the last directives: returns home by revert_at while no "
+                "controller ran are not recorded");
     /* The load the old leader measured, so capacity is judged on it and
      * not on the forecast alone while reports come in. */
     for (size_t k = 0; k < rules->n_load; k++) {

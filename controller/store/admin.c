@@ -1,8 +1,10 @@
 #include "admin.h"
 
 #include "err.h"
+#include "route.h"
 #include "util.h"
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -534,6 +536,43 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   PQclear(r);
 
+  /* Each site's newest directive, where it sent a source away with a
+   * revert_at and no expiry entry of its cutover stands for the return:
+   * the engine records a return home by that revert_at which no
+   * controller saw (engine_load_last_directives). One index lookup per
+   * site (the primary key), not a scan of every directive ever sent. */
+  r = PQexec(c, "SELECT s.slug, jsonb_build_object('epoch', d.epoch, 'version', d.version, "
+                "'route', d.route, 'inbound', d.inbound, 'revert_at_ms', "
+                "(extract(epoch FROM d.revert_at) * 1000)::bigint, 'reason', d.reason)::text, "
+                "d.rule_kind, coalesce(d.rule_id, 0) FROM sites s CROSS JOIN LATERAL "
+                "(SELECT * FROM directives x WHERE x.site = s.slug "
+                "ORDER BY x.epoch DESC, x.version DESC LIMIT 1) d "
+                "WHERE d.revert_at IS NOT NULL AND NOT (d.rule_kind = 'cutover' AND EXISTS "
+                "(SELECT 1 FROM cutovers k WHERE k.id = d.rule_id AND k.state = 'expired')) "
+                "ORDER BY s.slug");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = admin_fail(c, r, "loading the last directives", err, errlen);
+    goto done;
+  }
+  out->last_dirs = calloc((size_t)PQntuples(r) + 1, sizeof *out->last_dirs);
+  for (int i = 0; out->last_dirs && i < PQntuples(r); i++) {
+    engine_last_directive_t *x = &out->last_dirs[out->n_last_dirs];
+    char rerr[160];
+    json_t *j = json_loads(PQgetvalue(r, i, 1), 0, NULL);
+    int jrc = j ? route_from_json(j, &x->route, rerr, sizeof rerr) : NIRC_EINVAL;
+    json_decref(j);
+    /* A row that is no valid route records nothing late: skipped. */
+    if (jrc != 0) continue;
+    nirc_strlcpy(x->site, PQgetvalue(r, i, 0), sizeof x->site);
+    x->epoch = x->route.epoch;
+    x->version = x->route.version;
+    x->revert_at_ms = x->route.revert_at_ms;
+    x->rule_kind = rules_kind_parse(PQgetvalue(r, i, 2));
+    x->rule_id = strtoull(PQgetvalue(r, i, 3), NULL, 10);
+    out->n_last_dirs++;
+  }
+  PQclear(r);
+
   r = PQexec(c, "SELECT slug, " ADMIN_CAPACITY_COLS " FROM sites ORDER BY slug");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     rc = admin_fail(c, r, "loading capacity", err, errlen);
@@ -561,7 +600,7 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   PQclear(r);
   if (!out->cutovers || !out->schedules || !out->overflows || !out->overflow_states ||
       !out->exclusions || !out->holds || !out->hubs || !out->load || !out->alarms ||
-      !out->capacity) {
+      !out->capacity || !out->last_dirs) {
     snprintf(err, errlen, "out of memory loading rules");
     rc = NIRC_ENOMEM;
   }
@@ -582,5 +621,6 @@ void admin_rules_free(admin_rules_t *r) {
   free(r->load);
   free(r->alarms);
   free(r->capacity);
+  free(r->last_dirs);
   memset(r, 0, sizeof *r);
 }

@@ -107,9 +107,97 @@ def test_controller_back_finds_the_truth():
     T.wait_until(lambda: env.sql("SELECT state FROM cutovers") == [["expired"]], 10,
                  "the cutover recorded as expired")
 
+    # The agents' return is recorded once, by the expiry entry the new
+    # controller writes (it says they went home by their own revert_at):
+    # no second entry for xizang's Hello.
+    T.wait_until(lambda: env.sql("SELECT count(*) FROM audit_log WHERE action = 'expire'") ==
+                 [["1"]], 10, "the expiry recorded")
+    assert env.sql("SELECT count(*) FROM audit_log WHERE action = 'route' AND target = 'xizang' "
+                   "AND detail ? 'reverted_at_ms'") == [["0"]]
+
+
+# 2020-01-22 08:00 in Asia/Shanghai: the end of the window below.
+WINDOW_END_MS = 1579651200000
+SOURCES = ("hubei", "guizhou")
+
+
+def test_window_end_while_no_controller_runs_is_recorded_late_once():
+    """A schedule window ends while the controller is down: its sources go
+    home by their own revert_at, and the controller started afterwards
+    records that return from their Hello, once, saying it is late. Before,
+    nothing recorded it: the trail ended with them at shaanxi while status
+    said home (found from outside)."""
+    w = T.Env("failstatic-window", clock_speed=60, clock_start="2020-01-22T07:39:00+08:00",
+              extra_nircd="verify_window = 2s")
+
+    def route_state(slug):
+        with open(os.path.join(w.dir, f"state-{slug}.json")) as f:
+            return json.load(f)["route_state"]
+
+    def at(slug, site):
+        try:
+            st = route_state(slug)
+        except (OSError, ValueError, KeyError):
+            return False
+        return {r["site"]: r["permille"] for r in st["route"]}.get(site, 0) == 1000
+
+    def recorded(slug):
+        return w.sql("SELECT detail->>'cause', detail->>'before', detail->>'after', "
+                     "detail->>'reverted_at_ms', detail->>'why' FROM audit_log WHERE action = "
+                     f"'route' AND target = '{slug}' AND detail ? 'reverted_at_ms' ORDER BY id")
+
+    try:
+        w.start_controller()
+        r = w.ctl("schedule", "add", "morning", "--sources", ",".join(SOURCES), "--to",
+                  "shaanxi", "--start", "07:40", "--end", "08:00", "--tz", "Asia/Shanghai")
+        assert r.returncode == 0, r.stderr
+        for s in SOURCES + ("shaanxi",):
+            w.start_agent(s)
+        T.wait_until(lambda: all(at(s, "shaanxi") for s in SOURCES), 30,
+                     "both sources moved to shaanxi")
+        w.controller.kill()
+        # Killed inside the window (07:40-08:00 is 20 s here).
+        assert all(at(s, "shaanxi") for s in SOURCES), [route_state(s) for s in SOURCES]
+        T.wait_until(lambda: all(at(s, s) and route_state(s)["reason"] == "revert_at reached"
+                                 for s in SOURCES), 60, "both agents home by their revert_at")
+        w.start_controller()
+        T.wait_until(lambda: all(recorded(s) for s in SOURCES), 20, "the returns recorded")
+        for s in SOURCES:
+            rows = recorded(s)
+            assert len(rows) == 1, rows
+            cause, before, after, reverted_at, why = rows[0]
+            assert (cause, before, after) == ("schedule-end", "shaanxi", "home"), rows
+            assert int(reverted_at) == WINDOW_END_MS, rows
+            assert "its agent went home on its own" in why and "recorded late" in why, why
+        # What an operator reads: the site's history ends with its return.
+        r = w.ctl("history", "--site", "hubei", "--tz", "Asia/Shanghai")
+        assert r.returncode == 0, r.stderr
+        last = r.stdout.strip().splitlines()[-1]
+        assert "shaanxi -> home: schedule-end: its agent went home on its own" in last, r.stdout
+        assert "2020-01-22T00:00:00" in last and "recorded late" in last, last
+        # Confirmed home by a directive of the new epoch, acknowledged: the
+        # newest directive on record is home, so a later leader has nothing
+        # to record again.
+        T.wait_until(lambda: w.sql("SELECT a.result FROM directive_acks a JOIN directives d "
+                                   "USING (site, epoch, version) WHERE d.site = 'hubei' AND "
+                                   "d.epoch = 2 AND d.version = 1") == [["applied"]], 20,
+                     "hubei's confirmation acknowledged")
+        w.controller.kill()
+        w.start_controller()
+        T.wait_until(lambda: all(w.status()[s]["link"] == "online" for s in SOURCES), 20,
+                     "the sources connected to the third controller")
+        # A durable change after their Hellos: an entry those Hellos made
+        # would be in the trail before its answer.
+        assert w.ctl("schedule", "disable", "morning").returncode == 0
+        for s in SOURCES:
+            assert len(recorded(s)) == 1, recorded(s)
+    finally:
+        w.close()
+
 
 if __name__ == "__main__":
     T.main([test_controller_death_leaves_routing_unchanged,
             test_restarted_agent_restores_its_route_before_connecting,
             test_revert_at_sends_the_site_home_without_a_controller,
-            test_controller_back_finds_the_truth])
+            test_controller_back_finds_the_truth,
+            test_window_end_while_no_controller_runs_is_recorded_late_once])
