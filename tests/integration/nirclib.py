@@ -324,6 +324,18 @@ anchor = {self.anchor}
             sock.close()
         return proc
 
+    def start_leader_and_standby(self):
+        """nircd-1 at self.addr, checked to lead, then nircd-2 at a port of
+        its own, checked to stand by. Returns (nircd-1, nircd-2, nircd-2's
+        address)."""
+        addr_b = f"127.0.0.1:{listen_port()}"
+        conf_b = self.controller_conf("nircd-2", addr_b, "nircd-2.conf")
+        a = self.start_controller(name="nircd-1")
+        assert self.controller_status.startswith("leader"), self.controller_status
+        b = self.start_controller(conf=conf_b, name="nircd-2")
+        assert self.controller_status.startswith("standby"), self.controller_status
+        return a, b, addr_b
+
     def agent_conf(self, slug, cert_dir=None, controllers=None, extra=""):
         cert_dir = cert_dir or PKI
         ctl = controllers or self.addr

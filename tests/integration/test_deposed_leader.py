@@ -45,12 +45,7 @@ def test_agent_leaves_a_deposed_leader_that_still_answers():
     env = T.Env("deposed", clock_speed=1, clock_start="2020-01-23T10:00:00+08:00",
                 pg_port=PG_PORT, extra_nircd=f"[controller]\nlease_timeout = {LEASE_S}s")
     a_addr = env.addr
-    b_addr = f"127.0.0.1:{T.listen_port()}"
-    conf_b = env.controller_conf("nircd-2", b_addr, "nircd-2.conf")
-    a = env.start_controller(name="nircd-1")
-    assert env.controller_status.startswith("leader"), env.controller_status
-    env.start_controller(conf=conf_b, name="nircd-2")
-    assert env.controller_status.startswith("standby"), env.controller_status
+    a, _, b_addr = env.start_leader_and_standby()
     both = f"{a_addr},{b_addr}"
     for s in ("hunan", "henan"):
         env.start_agent(s, controllers=both)

@@ -86,12 +86,7 @@ def test_leader_leads_only_with_the_lock():
     T.private_pg("start", PG_DIR, str(PG_PORT))
     env = T.Env("frozen-lock", pg_port=PG_PORT,
                 extra_nircd=f"[controller]\nlease_timeout = {LEASE_S}s")
-    addr_b = f"127.0.0.1:{T.listen_port()}"
-    a = env.start_controller(name="nircd-1")
-    assert env.controller_status.startswith("leader"), env.controller_status
-    b = env.start_controller(conf=env.controller_conf("nircd-2", addr_b, "nircd-2.conf"),
-                             name="nircd-2")
-    assert env.controller_status.startswith("standby"), env.controller_status
+    a, b, addr_b = env.start_leader_and_standby()
     ctls = {"nircd-1": (a, env.addr), "nircd-2": (b, addr_b)}
 
     def a_holds():

@@ -42,12 +42,7 @@ def test_locked_rule_tables_are_named_and_the_standby_leads_once_free():
     T.private_pg("start", PG_DIR, str(PG_PORT))
     env = T.Env("rules-locked", pg_port=PG_PORT,
                 extra_nircd=f"[controller]\nlease_timeout = {LEASE_S}s")
-    addr_b = f"127.0.0.1:{T.listen_port()}"
-    a = env.start_controller(name="nircd-1")
-    assert env.controller_status.startswith("leader"), env.controller_status
-    b = env.start_controller(conf=env.controller_conf("nircd-2", addr_b, "nircd-2.conf"),
-                             name="nircd-2")
-    assert env.controller_status.startswith("standby"), env.controller_status
+    a, b, addr_b = env.start_leader_and_standby()
 
     # The DBA's session: in a transaction, holding ROW EXCLUSIVE on cutovers,
     # idle (psql waits on its standard input for more).

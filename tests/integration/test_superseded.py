@@ -54,12 +54,7 @@ def test_journaled_cutover_of_a_dead_leader_is_superseded_not_resurrected():
                 pg_port=PG_PORT, extra_nircd=f"[controller]\nlease_timeout = {LEASE_S}s\n"
                 f"[alarms]\nclear_after = {CLEAR_S}s")
     a_addr = env.addr
-    b_addr = f"127.0.0.1:{T.listen_port()}"
-    conf_b = env.controller_conf("nircd-2", b_addr, "nircd-2.conf")
-    a = env.start_controller(name="nircd-1")
-    assert env.controller_status.startswith("leader"), env.controller_status
-    b = env.start_controller(conf=conf_b, name="nircd-2")
-    assert env.controller_status.startswith("standby"), env.controller_status
+    a, b, b_addr = env.start_leader_and_standby()
     for s in SITES:
         env.start_agent(s, controllers=f"{a_addr},{b_addr}")
 
