@@ -30,7 +30,8 @@
   X(EXISTS, "already exists")                                                                      \
   X(RANGE, "value out of range")                                                                   \
   X(NOT_LEADER, "this controller is a standby")                                                    \
-  X(RATE_LIMITED, "message rate over the limit")
+  X(RATE_LIMITED, "message rate over the limit")                                                   \
+  X(OUTCOME_UNKNOWN, "outcome unknown")
 
 typedef enum {
   NIRC_OK = 0,

@@ -321,8 +321,12 @@ static void agent_on_open(link_t *l) {
 
 static void agent_arm_revert(agent_t *a);
 
+/* What an ack marks beyond its result (DirectiveAck.unverified,
+ * outcome_unknown). */
+#define AGENT_ACK_UNVERIFIED      1u
+#define AGENT_ACK_OUTCOME_UNKNOWN 2u
 static void agent_send_ack(link_t *l, agent_t *a, uint64_t epoch, uint64_t version,
-                           Nirc__AckResult result, const char *detail);
+                           Nirc__AckResult result, const char *detail, unsigned marks);
 static void agent_apply_start(agent_t *a, const route_t *r, agent_apply_purpose_t purpose);
 
 /* The route in force became known or unknown: log it once, and tell the
@@ -379,6 +383,10 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
   agent_apply_purpose_t purpose = a->applying_purpose;
   char why[512];
   snprintf(why, sizeof why, "%s", err ? err : "");
+  unsigned marks = a->apply_unverified && rc == 0 ? AGENT_ACK_UNVERIFIED
+                   : rc == NIRC_EOUTCOME_UNKNOWN  ? AGENT_ACK_OUTCOME_UNKNOWN
+                                                  : 0;
+  a->apply_unverified = false;
   a->applying = false;
   if (a->state == AGENT_STOPPING) {
     /* The PBX has it: keep the disk in step even while stopping. */
@@ -416,6 +424,7 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
   Nirc__AckResult res = NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
   if (o.take) {
     a->applied = r;
+    a->applied_unverified = o.rc == 0 && (marks & AGENT_ACK_UNVERIFIED);
     if (r.epoch > a->max_epoch) a->max_epoch = r.epoch;
     agent_arm_revert(a);
   }
@@ -448,7 +457,7 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
   agent_pbx_applied(a, purpose, &r, rc, why);
   /* An applied ack carries a detail only to say the apply is unverified. */
   if (purpose == APPLY_DIRECTIVE && a->link)
-    agent_send_ack(a->link, a, r.epoch, r.version, res, why);
+    agent_send_ack(a->link, a, r.epoch, r.version, res, why, marks);
   if (purpose == APPLY_RESTORE && a->connect_after_restore) {
     a->connect_after_restore = false;
     agent_connect(a);
@@ -466,13 +475,14 @@ static void agent_apply_start(agent_t *a, const route_t *r, agent_apply_purpose_
     if (a->pending && a->pending_purpose == APPLY_DIRECTIVE && purpose == APPLY_DIRECTIVE &&
         a->link)
       agent_send_ack(a->link, a, a->pending_route.epoch, a->pending_route.version,
-                     NIRC__ACK_RESULT__ACK_RESULT_REJECTED, "superseded by a newer directive");
+                     NIRC__ACK_RESULT__ACK_RESULT_REJECTED, "superseded by a newer directive", 0);
     a->pending = true;
     a->pending_route = *r;
     a->pending_purpose = purpose;
     return;
   }
   a->applying = true;
+  a->apply_unverified = false;
   a->applying_route = *r;
   a->applying_purpose = purpose;
   /* May call agent_on_applied before returning. */
@@ -550,8 +560,11 @@ static void agent_arm_revert(agent_t *a) {
 }
 
 static void agent_send_ack(link_t *l, agent_t *a, uint64_t epoch, uint64_t version,
-                           Nirc__AckResult result, const char *detail) {
+                           Nirc__AckResult result, const char *detail, unsigned marks) {
   Nirc__DirectiveAck ack = NIRC__DIRECTIVE_ACK__INIT;
+  ack.unverified = result == NIRC__ACK_RESULT__ACK_RESULT_APPLIED && (marks & AGENT_ACK_UNVERIFIED);
+  ack.outcome_unknown =
+      result == NIRC__ACK_RESULT__ACK_RESULT_FAILED && (marks & AGENT_ACK_OUTCOME_UNKNOWN);
   ack.site = a->slug;
   ack.epoch = epoch;
   ack.version = version;
@@ -640,7 +653,11 @@ static void agent_on_directive(agent_t *a, link_t *l, const Nirc__Directive *d) 
     log_warn(LOG_AGENT, a->slug, "directive (%llu, %llu) %s: %s", (unsigned long long)d->epoch,
              (unsigned long long)d->version,
              res == NIRC__ACK_RESULT__ACK_RESULT_FAILED ? "failed" : "rejected", why);
-  agent_send_ack(l, a, d->epoch, d->version, res, why);
+  /* A resend of the route in force says what its first ack said. */
+  agent_send_ack(l, a, d->epoch, d->version, res, why,
+                 res == NIRC__ACK_RESULT__ACK_RESULT_APPLIED && a->applied_unverified
+                     ? AGENT_ACK_UNVERIFIED
+                     : 0);
 }
 
 int agent_check_welcome(const agent_t *a, const Nirc__Welcome *w, char *why, size_t whylen) {

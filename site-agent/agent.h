@@ -171,6 +171,13 @@ typedef struct {
    * the command may have changed the PBX before it died. */
   bool apply_timed_out;
   char apply_timeout_why[256];
+  /* The apply that just ended succeeded without a read-back of the PBX
+   * (the adapter cannot read it): its ack says unverified. Cleared when
+   * the next apply starts. */
+  bool apply_unverified;
+  /* The route in force was applied without a read-back: a resend
+   * acknowledged "already applied" says unverified too. */
+  bool applied_unverified;
   agent_pbx_event_t events[AGENT_PBX_EVENTS_MAX];
   unsigned n_events;
   uint64_t drift_repairs, pbx_events_dropped, verify_failures;
@@ -218,7 +225,10 @@ void agent_start_route(const route_t *saved, const char *slug, int64_t now_ms, r
  * force when it cannot be saved (a restart puts it in force again); only a
  * directive's new route is undone, since a restart would silently change
  * it. A revert, restore or undo the PBX did not take leaves the route
- * UNKNOWN and is retried: after a revert, home is the route in force. */
+ * UNKNOWN and is retried: after a revert, home is the route in force.
+ * An apply whose outcome is unknown (apply_rc NIRC_EOUTCOME_UNKNOWN: the
+ * PBX may have taken it) leaves the route UNKNOWN too; a directive's is
+ * not retried (the controller decides), a repair's is. */
 agent_applied_t agent_decide_applied(agent_route_state_t was, agent_apply_purpose_t purpose,
                                      int apply_rc, int save_rc);
 /* Fills the route part of the Hello `a` sends (no link needed): the route in force, whether

@@ -47,12 +47,17 @@ static void agent_pbx_on_verified(void *arg, adapter_verify_t v, const char *fou
              "outcome unknown: %s and the PBX cannot be read back (%s): it may have taken the "
              "route",
              a->apply_timeout_why, detail);
-    agent_pbx_done(a, NIRC_ETIMEOUT, why);
+    /* The code, not the text, is what the ack's outcome_unknown carries. */
+    agent_pbx_done(a, NIRC_EOUTCOME_UNKNOWN, why);
     return;
   }
   switch (v) {
   case ADAPTER_VERIFY_MATCH: agent_pbx_done(a, 0, ""); return;
-  case ADAPTER_VERIFY_UNVERIFIED: agent_pbx_done(a, 0, detail); return;
+  case ADAPTER_VERIFY_UNVERIFIED:
+    /* Applied, but nobody read it back: the ack says so (unverified). */
+    a->apply_unverified = true;
+    agent_pbx_done(a, 0, detail);
+    return;
   case ADAPTER_VERIFY_MISMATCH:
     a->verify_failures++;
     snprintf(why, sizeof why, "%s", detail); /* the adapter says what the PBX does */

@@ -69,10 +69,18 @@ agent_applied_t agent_decide_applied(agent_route_state_t was, agent_apply_purpos
   case APPLY_DIRECTIVE:
   case APPLY_REPAIR:
     /* The previous routing stays (the adapter's contract); a repair
-     * that failed is reported and tried at every drift check. */
+     * that failed is reported and tried at every drift check. An apply
+     * whose outcome is unknown (killed at its timeout, no read-back)
+     * broke that contract: the PBX may do either route. */
+    if (apply_rc == NIRC_EOUTCOME_UNKNOWN) o.route_state = AGENT_ROUTE_UNKNOWN;
     break;
   }
-  o.retry = o.route_state == AGENT_ROUTE_UNKNOWN;
+  /* A directive whose outcome is unknown is not retried with the old
+   * route: the controller heard the ack and decides what the site routes
+   * by next (its rollback or its retry); putting the old route back on
+   * our own would move calls it may be sending elsewhere. */
+  o.retry = o.route_state == AGENT_ROUTE_UNKNOWN &&
+            !(purpose == APPLY_DIRECTIVE && apply_rc == NIRC_EOUTCOME_UNKNOWN);
   return o;
 }
 

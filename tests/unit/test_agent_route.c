@@ -200,6 +200,18 @@ static void test_revert_kept_when_save_fails(void **state) {
   assert_int_equal(o.route_state, AGENT_ROUTE_KNOWN);
   assert_false(o.retry);
   assert_false(o.take);
+  /* One whose outcome is unknown (killed at its timeout, no read-back)
+   * may have changed the PBX: the route in force is unknown, so the Hello
+   * says unconfirmed; not retried (the controller decides what comes
+   * next), and the directive's route is not taken. A repair's is retried. */
+  o = agent_decide_applied(AGENT_ROUTE_KNOWN, APPLY_DIRECTIVE, NIRC_EOUTCOME_UNKNOWN, 0);
+  assert_int_equal(o.route_state, AGENT_ROUTE_UNKNOWN);
+  assert_int_equal(o.rc, NIRC_EOUTCOME_UNKNOWN);
+  assert_false(o.retry);
+  assert_false(o.take);
+  o = agent_decide_applied(AGENT_ROUTE_KNOWN, APPLY_REPAIR, NIRC_EOUTCOME_UNKNOWN, 0);
+  assert_int_equal(o.route_state, AGENT_ROUTE_UNKNOWN);
+  assert_true(o.retry);
 }
 
 /* ---- F4 ---------------------------------------------------------------- */
