@@ -64,11 +64,18 @@ const char *ctl_move_outcome_word(const Nirc__SiteOutcome *o) {
 void ctl_move_print(FILE *out, const Nirc__MoveReply *m, const char *tz) {
   for (size_t i = 0; i < m->n_outcomes; i++) {
     const Nirc__SiteOutcome *o = m->outcomes[i];
-    if (o->result == NIRC__ACK_RESULT__ACK_RESULT_APPLIED) continue;
+    bool applied = o->result == NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
+    /* An apply nobody read back is not the same statement as "applied":
+     * it gets its line too. */
+    if (applied && !o->unverified) continue;
     char site[128], detail[1024];
     safetext_escape(o->site, site, sizeof site);
     safetext_escape(o->detail, detail, sizeof detail);
-    fprintf(out, "  %-12s %s: %s\n", site, ctl_move_outcome_word(o), detail);
+    fprintf(out, "  %-12s %s%s: %s\n", site, ctl_move_outcome_word(o),
+            applied && o->unverified         ? ", unverified (no read-back of the PBX)"
+            : !applied && o->outcome_unknown ? ", outcome unknown (the PBX may have taken it)"
+                                             : "",
+            detail);
   }
   if (m->cutover_id) fprintf(out, "cutover %llu: ", (unsigned long long)m->cutover_id);
   fprintf(out, "%u applied, %u failed", m->applied, m->failed);
@@ -108,15 +115,16 @@ static void ctl_move_applied_sites(const Nirc__MoveReply *m, char *buf, size_t l
 }
 
 /* The sites whose agent could not tell whether its PBX took the route (an
- * apply killed at its timeout with no read-back: the ack's detail starts
- * "outcome unknown"), or 0: of them NIRC cannot say "no calls moved". */
+ * apply killed at its timeout with no read-back: SiteOutcome.outcome_unknown,
+ * from the agent's ack), or 0: of them NIRC cannot say "no calls moved".
+ * The mark, not the detail's words: no released agent says "outcome
+ * unknown" without setting it. */
 static size_t ctl_move_unknown_sites(const Nirc__MoveReply *m, char *buf, size_t len) {
   size_t used = 0, n = 0;
   buf[0] = '\0';
   for (size_t i = 0; i < m->n_outcomes; i++) {
     const Nirc__SiteOutcome *o = m->outcomes[i];
-    if (o->pending || o->result == NIRC__ACK_RESULT__ACK_RESULT_APPLIED || !o->detail ||
-        !strstr(o->detail, "outcome unknown"))
+    if (o->pending || o->result == NIRC__ACK_RESULT__ACK_RESULT_APPLIED || !o->outcome_unknown)
       continue;
     char site[128];
     safetext_escape(o->site, site, sizeof site);

@@ -481,6 +481,7 @@ json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o)
     /* Unknown is not home: null, as every figure nobody knows. */
     if (s->route_unknown) json_object_set_new(x, "route", json_null());
     json_object_set_new(x, "route_unknown", json_boolean(s->route_unknown));
+    json_object_set_new(x, "route_unverified", json_boolean(s->route_unverified));
     json_object_set_new(x, "inbound_credited_total",
                         json_integer((json_int_t)s->inbound_credited_total));
     if (s->note && *s->note) json_object_set_new(x, "note", json_string(s->note));
@@ -605,8 +606,9 @@ void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opt
   fprintf(out, "  peer          %s\n",
           s->peer_address && *s->peer_address ? ctl_st_esc(s->peer_address) : "-");
   fprintf(out, "  route         %s%s\n", route,
-          s->route_unknown ? " (its agent has not confirmed a route at the PBX: see its alarm)"
-                           : "");
+          s->route_unknown      ? " (its agent has not confirmed a route at the PBX: see its alarm)"
+          : s->route_unverified ? ": applied, unverified (no read-back of the PBX)"
+                                : "");
   /* Why it routes so, step by step: the rule and its end, what keeps it
    * from the rule's first hub, what the engine holds back, an exclusion
    * and how to end it, the alarms about it, and the hubs it uses. */

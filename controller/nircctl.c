@@ -402,10 +402,12 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
     json_t *outs = json_array();
     for (size_t i = 0; i < m->n_outcomes; i++)
       json_array_append_new(
-          outs, json_pack("{s:s, s:s, s:s, s:I, s:I, s:b}", "site", m->outcomes[i]->site, "result",
-                          ctl_move_outcome_word(m->outcomes[i]), "detail", m->outcomes[i]->detail,
-                          "version", (json_int_t)m->outcomes[i]->version, "latency_ms",
-                          (json_int_t)m->outcomes[i]->latency_ms, "hub", m->outcomes[i]->hub));
+          outs, json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:b, s:b}", "site", m->outcomes[i]->site,
+                          "result", ctl_move_outcome_word(m->outcomes[i]), "detail",
+                          m->outcomes[i]->detail, "version", (json_int_t)m->outcomes[i]->version,
+                          "latency_ms", (json_int_t)m->outcomes[i]->latency_ms, "hub",
+                          m->outcomes[i]->hub, "unverified", m->outcomes[i]->unverified,
+                          "outcome_unknown", m->outcomes[i]->outcome_unknown));
     json_t *j = json_pack(
         "{s:b, s:I, s:b, s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:s}", "ok", code == EXIT_DONE,
         "cutover_id", (json_int_t)m->cutover_id, "dry_run", m->dry_run, "applied",

@@ -293,6 +293,8 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
       row->route_unknown = 1;
       row->n_route = 0;
     } else if (dir) {
+      /* Accepted by the PBX, never read back: say so beside the route. */
+      row->route_unverified = dir->unverified;
       for (unsigned j = 0; j < dir->acked.n_share; j++, sh++) {
         nirc__route_share__init(&st->shares[sh]);
         st->shares[sh].site = (char *)dir->acked.share[j].site;

@@ -17,6 +17,9 @@
 
 #define ENGINE_OBJ "engine"
 
+/* What follows "applied" when the agent could not read its PBX back. */
+#define ENGINE_UNVERIFIED_WORDS ", unverified (no read-back of the PBX)"
+
 /* ---- waves and waiting operator requests ---- */
 
 /* One source's totals (site_t, as a source) when a wave's verification
@@ -53,6 +56,9 @@ typedef struct {
   bool resolved, applied;
   bool pending; /* unacknowledged at the deadline, still being delivered, or held */
   bool hub;     /* its part changes only whom it answers for (site_dir_t.senders_only) */
+  /* The agent's marks on its ack: applied without a read-back of the PBX;
+   * failed with the outcome unknown (the PBX may have taken the route). */
+  bool unverified, outcome_unknown;
   char detail[256];
   int64_t latency_ms;
 } waiter_site_t;

@@ -1025,7 +1025,7 @@ static void engine_record_ack(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
   engine_store(e, &rec);
 }
 
-static void engine_fail(engine_t *e, size_t i, const char *why) {
+static void engine_fail(engine_t *e, size_t i, const char *why, bool outcome_unknown) {
   site_t *s = engine_site(e, i);
   site_dir_t *d = &e->dirs[i];
   d->state = DIR_FAILED;
@@ -1066,6 +1066,7 @@ static void engine_fail(engine_t *e, size_t i, const char *why) {
       if (w->sites[k].site == i && !w->sites[k].resolved) {
         w->sites[k].resolved = true;
         w->sites[k].applied = false;
+        w->sites[k].outcome_unknown = outcome_unknown;
         nirc_strlcpy_utf8(w->sites[k].detail, why, sizeof w->sites[k].detail);
       }
 }
@@ -1118,17 +1119,20 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
     d->known = true;
     /* The agent applied it: its route is confirmed at the PBX. */
     d->route_unknown = false;
+    d->unverified = ack->unverified;
     d->state = DIR_IDLE;
     log_info(LOG_SITE, s->slug, "directive v%llu applied in %lld ms",
              (unsigned long long)ack->version, (long long)latency);
-    engine_progress_site(e, i, "%s: applied v%llu in %lld ms", s->slug,
-                         (unsigned long long)ack->version, (long long)latency);
+    engine_progress_site(e, i, "%s: applied v%llu in %lld ms%s", s->slug,
+                         (unsigned long long)ack->version, (long long)latency,
+                         ack->unverified ? ENGINE_UNVERIFIED_WORDS : "");
     for (waiter_t *w = e->waiters; w; w = w->next)
       for (unsigned k = 0; k < w->n; k++)
         if (w->sites[k].site == i && !w->sites[k].resolved && ack->version >= w->sites[k].version) {
           w->sites[k].resolved = true;
           w->sites[k].applied = true;
           w->sites[k].latency_ms = latency;
+          w->sites[k].unverified = ack->unverified;
           nirc_strlcpy_utf8(w->sites[k].detail, ack->detail ? ack->detail : "",
                             sizeof w->sites[k].detail);
         }
@@ -1142,7 +1146,10 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
     char detail[181], why[220];
     nirc_strlcpy_utf8(detail, ack->detail ? ack->detail : "", sizeof detail);
     snprintf(why, sizeof why, "agent %s: %s", result, detail);
-    engine_fail(e, i, why);
+    /* The PBX may have taken the route: its route is unknown, not the old
+     * one, until an ack, ROUTE_CONFIRMED or a Hello says what it does. */
+    if (ack->outcome_unknown) engine_on_route_known(e, i, false, detail);
+    engine_fail(e, i, why, ack->outcome_unknown);
   }
   /* The verification window starts at the last acknowledgement, not at
    * the next tick. */
@@ -1219,7 +1226,7 @@ void engine_check_timeouts(engine_t *e) {
         snprintf(why, sizeof why, "no acknowledgement after %u resends", d->resends);
         e->stats.timeouts++;
         engine_record_ack(e, i, d->target.epoch, d->target.version, "timeout", why, -1);
-        engine_fail(e, i, why);
+        engine_fail(e, i, why, false);
       }
     } else if (d->state == DIR_FAILED && s->conn && !route_same(&d->target, &d->acked) &&
                now - d->last_send_mono_ms >=

@@ -93,6 +93,11 @@ typedef struct {
    * ROUTE_CONFIRMED) or acknowledges a directive applied. */
   bool route_unknown;
   char route_unknown_why[200];
+  /* Its last applied acknowledgement said the PBX was not read back
+   * (DirectiveAck.unverified: an adapter without a read-back): the route
+   * is what the PBX accepted, not what it was seen to do. Changed only by
+   * the next applied acknowledgement. */
+  bool unverified;
 } site_dir_t;
 
 /* Why a site's route changed: every change is counted by cause

@@ -166,6 +166,8 @@ void engine_waiters_check(engine_t *e) {
           o->detail = engine_arena_str(&a, w->sites[k].detail);
           o->version = w->sites[k].version;
           o->latency_ms = w->sites[k].latency_ms;
+          o->unverified = w->sites[k].unverified;
+          o->outcome_unknown = w->sites[k].outcome_unknown;
           outs[mv->n_outcomes++] = o;
           if (w->sites[k].applied)
             mv->applied++;

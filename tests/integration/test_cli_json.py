@@ -68,7 +68,7 @@ SITE_STATUS = {
     "slug": str, "name_en": str, "name_zh": str, "is_hub": bool,
     "link": enum("online", "stale", "offline", "never-seen"), "state_since_ms": int,
     "report_age_ms": int, "peer": str, "active_rule": str, "route": ([ROUTE_SHARE], NULL),
-    "route_unknown": bool,
+    "route_unknown": bool, "route_unverified": bool,
     "load": (LOAD, NULL), Opt("note"): str, "inbound_credited_total": int,
     Opt("verification"): str,
 }
@@ -124,7 +124,8 @@ PLAN = {"moves": [PLANNED_MOVE], "capacity": [CAPACITY], "alarms": [str], "refus
 FORCED_OVER = {"hub": str, "traffic_after_erl": float, "agents": int, "agents_needed": int,
                "sl_after": float, "asa_after_s": (float, NULL), "stable_after": bool}
 OUTCOME = {"site": str, "result": enum("applied", "rejected", "failed", "pending", "unknown"),
-           "detail": str, "version": int, "latency_ms": int, "hub": bool}
+           "detail": str, "version": int, "latency_ms": int, "hub": bool, "unverified": bool,
+           "outcome_unknown": bool}
 MOVE = {"ok": bool, "cutover_id": int, "dry_run": bool, "applied": int, "failed": int,
         "pending": int, "elapsed_ms": int, "outcomes": [OUTCOME], "plan": (PLAN, NULL),
         "forced_over": [FORCED_OVER], "force_warning": str, Opt("expires_ms"): (int, NULL),

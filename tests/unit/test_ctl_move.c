@@ -191,10 +191,30 @@ static void test_outcome_unknown_is_not_no_calls_moved(void **state) {
   make(&f, "Hf");
   f.o[1].detail = "agent failed: outcome unknown: apply_cmd killed after 1000 ms timeout and the "
                   "PBX cannot be read back (unverified): it may have taken the route";
+  f.o[1].outcome_unknown = 1; /* the agent's mark, which the verdict goes by */
   char *text = words(&f);
   if (strstr(text, "no calls moved")) fail_msg("said no calls moved:\n%s", text);
   if (!strstr(text, "nircctl: not applied: outcome unknown at s1"))
     fail_msg("does not say the outcome is unknown:\n%s", text);
+  if (!strstr(text, "  s1           failed, outcome unknown (the PBX may have taken it): agent"))
+    fail_msg("the site's line does not say the outcome is unknown:\n%s", text);
+  free(text);
+}
+
+/* An apply the agent could not read back (an exec adapter without
+ * verify_cmd) has its own line: "applied, unverified". Before, applied
+ * sites had no line and only the history said unverified (audit T6a). */
+static void test_unverified_apply_has_its_line(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f, "aa");
+  f.o[1].unverified = 1;
+  f.o[1].detail = "unverified: no verify_cmd configured";
+  char *text = words(&f);
+  if (!strstr(text, "  s1           applied, unverified (no read-back of the PBX): unverified: no "
+                    "verify_cmd configured\n"))
+    fail_msg("does not say s1's apply is unverified:\n%s", text);
+  if (strstr(text, "  shaanxi")) fail_msg("a verified apply got a line:\n%s", text);
   free(text);
 }
 
@@ -206,6 +226,7 @@ int main(void) {
       cmocka_unit_test(test_a_hub_alone_applied_is_not_the_move),
       cmocka_unit_test(test_lines_and_names),
       cmocka_unit_test(test_outcome_unknown_is_not_no_calls_moved),
+      cmocka_unit_test(test_unverified_apply_has_its_line),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -442,8 +442,36 @@ static void test_alarm_times_labelled(void **state) {
   free(text);
 }
 
+/* `nircctl site` and --json of a site whose route its agent applied
+ * without a read-back of the PBX (an exec adapter without verify_cmd): the
+ * route is shown with "applied, unverified". Before, nothing but the
+ * history's JSON said it (audit T6a). */
+static void test_site_route_unverified(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f);
+  f.s[2].route_unverified = 1;
+  f.st.sites = &f.sp[2]; /* nircctl site xizang */
+  f.st.n_sites = 1;
+  ctl_status_opts_t o = {.tz = "Asia/Shanghai"};
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  assert_non_null(out);
+  ctl_site_print(out, &f.st, &o);
+  fclose(out);
+  const char *want = "  route         henan: applied, unverified (no read-back of the PBX)\n";
+  if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
+  free(text);
+  json_t *top = ctl_status_json(&f.st, &o);
+  json_t *x = json_array_get(json_object_get(top, "sites"), 0);
+  assert_true(json_is_true(json_object_get(x, "route_unverified")));
+  json_decref(top);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_site_route_unverified),
       cmocka_unit_test(test_width),
       cmocka_unit_test(test_filters),
       cmocka_unit_test(test_rule_column),

@@ -71,7 +71,10 @@ static void world_io_reply(void *ctx, void *client, const Nirc__OperatorReply *r
 }
 
 static void world_io_progress(void *ctx, void *client, const Nirc__Progress *p) {
-  ((world_t *)ctx)->n_progress++;
+  world_t *w = ctx;
+  w->n_progress++;
+  size_t used = strlen(w->progress);
+  snprintf(w->progress + used, sizeof w->progress - used, "%s\n", p->line ? p->line : "");
 }
 
 static cutover_t *world_find_cut(world_t *w, uint64_t id) {
@@ -348,6 +351,8 @@ void world_ack(world_t *w, engine_t *e, size_t from, const char *fail_slug) {
     bool fail = fail_slug && strcmp(slug, fail_slug) == 0;
     a.result = fail ? NIRC__ACK_RESULT__ACK_RESULT_FAILED : NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
     a.detail = !fail ? "ok" : w->fail_detail ? (char *)w->fail_detail : "pbx refused the route";
+    a.unverified = !fail && w->ack_unverified;
+    a.outcome_unknown = fail && w->fail_outcome_unknown;
     if (!fail) w->applied[w->sent[k].site] = w->sent[k].route;
     w->mono += 5;
     engine_on_ack(e, w->sent[k].site, &a);

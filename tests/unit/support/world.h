@@ -59,6 +59,7 @@ typedef struct {
   world_reply_t rep[WORLD_MAX];
   size_t n_rep;
   size_t n_progress;
+  char progress[4096]; /* the progress lines sent, one a line (cut when full) */
   /* What each site's agent routes by: the newest route it applied (home
    * until it applied one). */
   route_t applied[16];
@@ -77,6 +78,9 @@ typedef struct {
   int store_refuse;
   /* What a failing site says in its ack (world_ack); NULL: a plain reason. */
   const char *fail_detail;
+  /* The marks of those acks (DirectiveAck): applied ones are unverified,
+   * failed ones have their outcome unknown. */
+  bool ack_unverified, fail_outcome_unknown;
   char store_why[200];
   /* The store_fail_in-th record from now is refused with store_fail_rc
    * (1: the next one; 0: none). */

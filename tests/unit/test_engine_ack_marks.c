@@ -1,0 +1,170 @@
+/* Unit tests of the agent's marks on an acknowledgement (DirectiveAck
+ * unverified and outcome_unknown) as the routing engine keeps and tells
+ * them (controller/routing/engine.c, engine_ops.c). Found from outside
+ * (audit T6): an exec adapter without verify_cmd was reported "applied"
+ * with nothing saying the PBX was never read back, and an apply killed at
+ * its timeout that the PBX may have taken left the site's route as the
+ * old one. Driven through the engine's world (tests/unit/support/world.c). */
+#include "engine.h"
+#include "route.h"
+#include "sites.h"
+#include "support/world.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define UNKNOWN_DETAIL                                                                             \
+  "outcome unknown: apply_cmd killed after 1000 ms timeout and the PBX cannot be read back "       \
+  "(unverified): it may have taken the route"
+
+static const Nirc__SiteOutcome *outcome_of(const world_reply_t *r, const char *slug) {
+  assert_non_null(r->full);
+  assert_non_null(r->full->move);
+  for (size_t k = 0; k < r->full->move->n_outcomes; k++)
+    if (strcmp(r->full->move->outcomes[k]->site, slug) == 0) return r->full->move->outcomes[k];
+  fail_msg("no outcome for %s", slug);
+  return NULL;
+}
+
+static bool routes_home(const route_t *r, const char *slug) {
+  return r->n_share == 1 && strcmp(r->share[0].site, slug) == 0 && r->share[0].permille == 1000;
+}
+
+static void restore_hubei(world_t *w, engine_t *e, uint64_t rid) {
+  char *names[] = {"hubei"};
+  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
+  r.sources = names;
+  r.n_sources = 1;
+  r.reason = "over";
+  engine_req_t rq = {.client = w, .request_id = rid, .operator_name = "operator:alice"};
+  engine_op_restore(e, &rq, &r);
+}
+
+/* T6a: an apply the agent could not read back is "applied, unverified"
+ * on the move's per-site line, in the reply's outcome and in the site's
+ * state (status), until an applied ack that was read back. */
+static void test_unverified_apply_is_said(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  size_t hubei = world_index(w, "hubei");
+  w->ack_unverified = true;
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 1, src, 1, hub, 1, 0);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  if (!strstr(w->progress, "hubei: applied v1 in ") ||
+      !strstr(w->progress, "ms, unverified (no read-back of the PBX)"))
+    fail_msg("the per-site line does not say unverified:\n%s", w->progress);
+  assert_int_equal(w->n_rep, 1);
+  const Nirc__SiteOutcome *o = outcome_of(&w->rep[0], "hubei");
+  assert_int_equal(o->result, NIRC__ACK_RESULT__ACK_RESULT_APPLIED);
+  assert_true(o->unverified);
+  assert_false(o->outcome_unknown);
+  assert_true(engine_site_dir(e, hubei)->unverified);
+  /* Read back this time: no longer unverified. */
+  w->ack_unverified = false;
+  size_t from = w->n_sent;
+  restore_hubei(w, e, 2);
+  world_ack(w, e, from, NULL);
+  world_flush(w);
+  assert_false(engine_site_dir(e, hubei)->unverified);
+  assert_false(outcome_of(&w->rep[1], "hubei")->unverified);
+  engine_free(e);
+  world_free(w);
+}
+
+/* T6b: a restore whose apply ended with its outcome unknown. The site's
+ * route is unknown (not the cutover's, not home) with the agent's words
+ * as why, the reply's outcome carries the mark, a directive alarm stands;
+ * the engine keeps sending home (the target), and the ack that applies
+ * it makes the route known again. */
+static void test_outcome_unknown_restore_makes_the_route_unknown(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  size_t hubei = world_index(w, "hubei");
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 1, src, 1, hub, 1, 0);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_false(routes_home(&engine_site_dir(e, hubei)->acked, "hubei"));
+  w->fail_detail = UNKNOWN_DETAIL;
+  w->fail_outcome_unknown = true;
+  size_t from = w->n_sent;
+  restore_hubei(w, e, 2);
+  world_ack(w, e, from, "hubei");
+  world_flush(w);
+  const site_dir_t *d = engine_site_dir(e, hubei);
+  assert_true(d->route_unknown);
+  assert_non_null(strstr(d->route_unknown_why, "outcome unknown"));
+  const Nirc__SiteOutcome *o = outcome_of(&w->rep[1], "hubei");
+  assert_int_equal(o->result, NIRC__ACK_RESULT__ACK_RESULT_FAILED);
+  assert_true(o->outcome_unknown);
+  world_tick(w, e, 100);
+  assert_true(engine_alarm_active(e, ALARM_DIRECTIVE, "hubei"));
+  /* Home is retried (slowly); once the agent applies it, known. */
+  size_t sent = world_sent_count(w, "hubei");
+  for (unsigned k = 0; k < 60 && world_sent_count(w, "hubei") == sent; k++)
+    world_tick(w, e, 1000);
+  assert_true(world_sent_count(w, "hubei") > sent);
+  assert_true(routes_home(world_last(w, "hubei"), "hubei"));
+  assert_true(engine_site_dir(e, hubei)->route_unknown);
+  w->fail_outcome_unknown = false;
+  world_ack(w, e, 0, NULL);
+  d = engine_site_dir(e, hubei);
+  assert_false(d->route_unknown);
+  assert_true(routes_home(&d->acked, "hubei"));
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
+/* A cutover whose apply ended with its outcome unknown: the source's route
+ * is unknown, and it is rolled back (sent home, kept out of the rule) as
+ * after any failed move: home is a route the agent can be asked to apply
+ * and confirm, where resending the move would repeat the apply that hung. */
+static void test_outcome_unknown_cutover_rolls_back_to_a_known_route(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  size_t hubei = world_index(w, "hubei");
+  w->fail_detail = UNKNOWN_DETAIL;
+  w->fail_outcome_unknown = true;
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  size_t from = w->n_sent;
+  world_cutover(w, e, 1, src, 1, hub, 1, 0);
+  world_ack(w, e, from, "hubei");
+  world_flush(w);
+  assert_true(engine_site_dir(e, hubei)->route_unknown);
+  assert_true(outcome_of(&w->rep[0], "hubei")->outcome_unknown);
+  assert_true(engine_site_dir(e, hubei)->excluded_rule != 0);
+  for (unsigned k = 0; k < 5 && !routes_home(world_last(w, "hubei"), "hubei"); k++)
+    world_tick(w, e, 200);
+  assert_true(routes_home(world_last(w, "hubei"), "hubei"));
+  assert_true(engine_site_dir(e, hubei)->route_unknown);
+  w->fail_outcome_unknown = false;
+  world_ack(w, e, 0, NULL);
+  assert_false(engine_site_dir(e, hubei)->route_unknown);
+  assert_true(routes_home(&engine_site_dir(e, hubei)->acked, "hubei"));
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_unverified_apply_is_said),
+      cmocka_unit_test(test_outcome_unknown_restore_makes_the_route_unknown),
+      cmocka_unit_test(test_outcome_unknown_cutover_rolls_back_to_a_known_route),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
