@@ -33,6 +33,8 @@ route=$(cat)
 echo "start $$ $(date +%s.%N)" >> "$d/pbx.log"
 [ -e "$d/slow" ] && sleep "$(cat "$d/slow")"
 printf '%s\\n' "$route" > "$d/pbx-route.json.tmp" && mv "$d/pbx-route.json.tmp" "$d/pbx-route.json"
+# `hang`: the route is in, then the command hangs past the agent's timeout.
+[ -e "$d/hang" ] && sleep 30
 echo "end $$ $(date +%s.%N)" >> "$d/pbx.log"
 exit 0
 """
@@ -56,12 +58,12 @@ HOME = [{"site": SITE, "permille": 1000}]
 AWAY = [{"site": "shaanxi", "permille": 1000}]
 
 
-def start_exec_agent(verify=True):
+def start_exec_agent(verify=True, timeout="20s"):
     conf = env.agent_conf(SITE)
     text = open(conf).read().replace("[agent]", "[agent]\nadapter = exec\npbx_check_interval = 1s",
                                      1)
     text += (f"\n[exec]\napply_cmd = {env.dir}/apply.sh\ncollect_cmd = {env.dir}/collect.sh\n"
-             + (f"verify_cmd = {env.dir}/verify.sh\n" if verify else "") + "timeout = 20s\n")
+             + (f"verify_cmd = {env.dir}/verify.sh\n" if verify else "") + f"timeout = {timeout}\n")
     with open(conf, "w") as f:
         f.write(text)
     a = T.Proc(f"agent-{SITE}", [T.binary("nirc-agent"), "-c", conf], env.dir)
@@ -129,6 +131,7 @@ def test_setup():
     files["route"] = os.path.join(env.dir, "pbx-route.json")
     files["slow"] = os.path.join(env.dir, "slow")
     files["liar"] = os.path.join(env.dir, "liar")
+    files["hang"] = os.path.join(env.dir, "hang")
     env.start_controller()
     env.start_agent("shaanxi")
     start_exec_agent()
@@ -261,8 +264,55 @@ def test_without_verify_cmd_applies_are_unverified():
     o = [o for o in out["outcomes"] if o["site"] == SITE]
     assert r.returncode == 0 and o and o[0]["result"] == "applied", out
     assert o[0]["detail"].startswith("unverified: [exec] has no verify_cmd"), o
+    # Said where the operator looks, not only in the history (audit T6a).
+    assert o[0]["unverified"] is True and o[0]["outcome_unknown"] is False, o
+    assert env.status()[SITE]["route_unverified"] is True, env.status()[SITE]
+    site = env.ctl("site", SITE).stdout
+    assert "applied, unverified (no read-back of the PBX)" in site, site
     T.wait_until(lambda: "drift is not checked" in open(agent.log_path).read(), 5,
                  "the agent saying drift is not checked")
+
+
+def test_apply_killed_at_its_timeout_is_an_unknown_route():
+    """An apply_cmd that writes the route, then hangs past `timeout`, with
+    no verify_cmd: the PBX routes as asked but nobody can say so. The move
+    is not applied, its outcome is unknown (marked, not guessed from
+    words), and the controller shows the site's route as unknown with a
+    critical directive alarm, not as the old route, until the retried
+    apply says what the PBX does (audit T6b)."""
+    agent = env.agents[SITE]
+    assert agent.stop() == 0, agent.tail()
+    start_exec_agent(verify=False, timeout="1s")
+    T.wait_until(lambda: env.status()[SITE]["link"] == "online", 15, "xizang back online")
+    if env.status()[SITE]["route"] != AWAY:
+        r = env.ctl("--json", "cutover", SITE, "--to", "shaanxi", "--reason", "away", "--force")
+        assert r.returncode == 0, f"cutover: {r.returncode} {r.stdout} {r.stderr}"
+    assert pbx_route() == AWAY
+    open(files["hang"], "w").close()
+    try:
+        r = env.ctl("--json", "restore", SITE)
+        out = json.loads(r.stdout)
+        # Read while the retry of home cannot have come yet (it waits five
+        # ack timeouts): what the controller says right after the ack.
+        st = env.status()[SITE]
+    finally:
+        os.unlink(files["hang"])
+    assert r.returncode == 5, f"restore: {r.returncode} {r.stdout} {r.stderr}"
+    o = [o for o in out["outcomes"] if o["site"] == SITE][0]
+    assert o["result"] == "failed" and o["outcome_unknown"] is True, o
+    assert o["detail"].startswith("agent failed: outcome unknown: "), o
+    # The PBX took home before the command hung; the controller must not
+    # say shaanxi (it did), nor home: nobody read it back.
+    assert pbx_route() == HOME
+    assert st["route_unknown"] is True and st["route"] is None, st
+    a = [a for a in alarms() if a["kind"] == "directive" and a["subject"] == SITE]
+    assert a and a[0]["severity"] == "critical", alarms()
+    # The engine keeps sending home (the restore stands); the apply that
+    # ends makes the route known again: home, and unverified.
+    st = T.wait_until(lambda: (lambda s: s if not s["route_unknown"] else None)(
+        env.status()[SITE]), 30, "the route known again")
+    assert st["route"] == HOME and st["route_unverified"] is True, st
+    assert pbx_route() == HOME
 
 
 if __name__ == "__main__":
@@ -270,4 +320,5 @@ if __name__ == "__main__":
             test_drift_without_controller_is_repaired_and_reported_later,
             test_pbx_that_did_not_take_the_route_is_failed,
             test_apply_dies_with_its_agent_and_never_overlaps,
-            test_without_verify_cmd_applies_are_unverified])
+            test_without_verify_cmd_applies_are_unverified,
+            test_apply_killed_at_its_timeout_is_an_unknown_route])
