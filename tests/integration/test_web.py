@@ -72,9 +72,13 @@ def test_agent_metrics_endpoint():
     with open(path, "w") as f:
         f.write(text)
     env.agents["gansu"] = T.Proc("agent-gansu", [T.binary("nirc-agent"), "-c", path], env.dir)
-    T.wait_until(lambda: scrape(f"http://127.0.0.1:{port}/metrics")[0].get(
-        'nirc_agent_connected{site="gansu"}') == 1, 15, "gansu's metrics say connected")
-    m, _ = scrape(f"http://127.0.0.1:{port}/metrics")
+    # /metrics is served from the agent's start and republished on each
+    # change: connected comes first, the PBX's figures with its first read
+    # (left out until measured, not published as zeros).
+    m = T.wait_until(lambda: (lambda m: m if m.get('nirc_agent_connected{site="gansu"}') == 1 and
+                              'nirc_agent_agents_logged_in{site="gansu"}' in m else None)(
+        scrape(f"http://127.0.0.1:{port}/metrics")[0]), 15,
+        "gansu's metrics say connected, with the PBX's figures")
     assert m['nirc_agent_route_home_permille{site="gansu"}'] == 1000
     assert m['nirc_agent_agents_logged_in{site="gansu"}'] > 0
 
