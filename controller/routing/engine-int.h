@@ -346,6 +346,19 @@ void engine_route_changed(engine_t *e, size_t i, const route_t *next, uint64_t v
  * entry covers that return, it is audited now, late, and confirmed with a
  * directive of this epoch (so that the next leader finds it recorded). */
 void engine_late_revert(engine_t *e, size_t i, const route_t *applied);
+/* Whether this leader sees something that fell due at business time
+ * at_ms late (engine_tick.c): before its first tick (it was not leading
+ * then), or after a gap of real time longer than ENGINE_LATE_MS since its
+ * previous tick with at_ms inside the gap (the controller was paused or
+ * starved), *late_ms being that gap. One rule for every such entry: a
+ * cutover's expiry, a schedule window's end. */
+#define ENGINE_LATE_MS 2000
+typedef enum {
+  ENGINE_SEEN_IN_TIME = 0,
+  ENGINE_SEEN_LATE,
+  ENGINE_SEEN_BEFORE_LEAD,
+} engine_seen_t;
+engine_seen_t engine_seen_late(const engine_t *e, int64_t at_ms, uint64_t *late_ms);
 /* Directives out (engine.c): a new version, a resend after ack_timeout
  * without an answer, or the same version again to a site that has just
  * connected without it (not a resend: nothing had reached it). */

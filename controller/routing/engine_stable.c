@@ -313,6 +313,45 @@ route_cause_t engine_cause(engine_t *e, size_t i, const route_t *old, const rout
                                      : ROUTE_CAUSE_SCHEDULE;
 }
 
+/* Why a schedule's or an overflow rule's move of site i ends. Its route
+ * carries the time the rule's move ends (revert_at: a window's end); past
+ * it, that is when the rule ended, and the entry, stamped when the engine
+ * sees it, says so, and how late when the controller did not run then
+ * (the same rule as a cutover's expiry, engine_seen_late). A cutover's
+ * expiry has its own entry (engine_expire). */
+static void engine_end_why(engine_t *e, size_t i, rule_kind_t kind, uint64_t rule_id, char *buf,
+                           size_t len) {
+  const char *rule = rules_kind_name(kind);
+  int64_t end = e->dirs[i].target.revert_at_ms;
+  if (!end || end > engine_now(e)) {
+    snprintf(buf, len, "%s %llu no longer moves it (ended, removed, disabled or released): home",
+             rule, (unsigned long long)rule_id);
+    return;
+  }
+  char at[40];
+  clock_format_iso(end, 0, at, sizeof at);
+  const char *what = kind == RULE_SCHEDULE ? "its window ended" : "its move ended";
+  uint64_t late_ms = 0;
+  switch (engine_seen_late(e, end, &late_ms)) {
+  case ENGINE_SEEN_BEFORE_LEAD:
+    snprintf(buf, len,
+             "%s %llu no longer moves it: %s at %s (business time), before this controller "
+             "led: recorded when it took the lead: home",
+             rule, (unsigned long long)rule_id, what, at);
+    break;
+  case ENGINE_SEEN_LATE:
+    snprintf(buf, len,
+             "%s %llu no longer moves it: %s at %s (business time), recorded %llu s (real "
+             "time) later: the controller did not run meanwhile: home",
+             rule, (unsigned long long)rule_id, what, at, (unsigned long long)(late_ms / 1000));
+    break;
+  case ENGINE_SEEN_IN_TIME:
+    snprintf(buf, len, "%s %llu no longer moves it: %s at %s (business time): home", rule,
+             (unsigned long long)rule_id, what, at);
+    break;
+  }
+}
+
 /* One sentence for people: why site i's route changes ("shaanxi lost
  * (not healthy for 15 s): re-homed to henan"). */
 static void engine_cause_why(engine_t *e, size_t i, route_cause_t cause, const route_t *next,
@@ -327,11 +366,11 @@ static void engine_cause_why(engine_t *e, size_t i, route_cause_t cause, const r
   case ROUTE_CAUSE_SCHEDULE:
   case ROUTE_CAUSE_OVERFLOW: snprintf(buf, len, "%s: to %s", next->reason, to); break;
   case ROUTE_CAUSE_CUTOVER_END:
-  case ROUTE_CAUSE_SCHEDULE_END:
-  case ROUTE_CAUSE_OVERFLOW_END:
     snprintf(buf, len, "%s %llu no longer moves it (ended, restored, expired or released): home",
              rule, (unsigned long long)rule_id);
     break;
+  case ROUTE_CAUSE_SCHEDULE_END:
+  case ROUTE_CAUSE_OVERFLOW_END: engine_end_why(e, i, kind, rule_id, buf, len); break;
   case ROUTE_CAUSE_NO_RULE:
     snprintf(buf, len,
              "its route to %s (epoch %llu) is no rule's in the database: home. A change the "

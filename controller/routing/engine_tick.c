@@ -81,6 +81,18 @@ void engine_check_waves(engine_t *e) {
 
 /* ---- tick ---- */
 
+engine_seen_t engine_seen_late(const engine_t *e, int64_t at_ms, uint64_t *late_ms) {
+  *late_ms = 0;
+  if (!e->tick_mono) return ENGINE_SEEN_BEFORE_LEAD;
+  /* Late only by real time: at an accelerated clock a tick spans many
+   * business seconds. And only for what fell due after the previous tick:
+   * what fell due before it was seen then (or by a leader before). */
+  uint64_t gap = engine_mono(e) - e->tick_mono;
+  if (gap <= ENGINE_LATE_MS || at_ms <= e->tick_now) return ENGINE_SEEN_IN_TIME;
+  *late_ms = gap;
+  return ENGINE_SEEN_LATE;
+}
+
 static void engine_expire(engine_t *e) {
   int64_t now = engine_now(e);
   for (size_t k = 0; k < e->n_cut; k++) {
@@ -94,21 +106,22 @@ static void engine_expire(engine_t *e) {
      * leadership), the entry says when it really ended. */
     char at[40], why[240];
     clock_format_iso(cut->expires_ms, 0, at, sizeof at);
-    /* Late only by real time: at an accelerated clock a tick spans many
-     * business seconds. */
-    uint64_t gap = e->tick_mono ? engine_mono(e) - e->tick_mono : 0;
-    if (!e->tick_mono)
+    uint64_t late_ms = 0;
+    switch (engine_seen_late(e, cut->expires_ms, &late_ms)) {
+    case ENGINE_SEEN_BEFORE_LEAD:
       snprintf(why, sizeof why,
                "expired at %s (business time), before this controller led: recorded when it "
                "took the lead; the sources went home at that time by their own revert_at",
                at);
-    else if (gap > 2000 && cut->expires_ms > e->tick_now)
+      break;
+    case ENGINE_SEEN_LATE:
       snprintf(why, sizeof why,
                "expired at %s (business time), recorded %llu s (real time) later: the controller "
                "did not run meanwhile; the sources went home at that time by their own revert_at",
-               at, (unsigned long long)(gap / 1000));
-    else
-      snprintf(why, sizeof why, "expired at %s (business time)", at);
+               at, (unsigned long long)(late_ms / 1000));
+      break;
+    case ENGINE_SEEN_IN_TIME: snprintf(why, sizeof why, "expired at %s (business time)", at); break;
+    }
     engine_audit(e, "engine", "expire", cut->sources.v[0],
                  json_pack("{s:I, s:o, s:I, s:s}", "cutover_id", (json_int_t)cut->id, "sources",
                            engine_slugs_json(&cut->sources), "expires_at_ms",

@@ -4,6 +4,7 @@
  * back, the rule behind a new leader's routes, the trials behind `plan`,
  * and a measurement that is no longer current. Driven like test_engine,
  * through the engine's world (tests/unit/support/world.c). */
+#include "clock.h"
 #include "engine.h"
 #include "engine-int.h" /* engine_schedule_trial, e->psites */
 #include "route.h"
@@ -676,6 +677,9 @@ static void test_window_end_seen_by_its_leader_is_recorded_once(void **state) {
   assert_int_equal(route_entries(w, from, "hubei", &x), 1);
   assert_non_null(strstr(x->detail, "\"cause\":\"schedule-end\""));
   assert_null(strstr(x->detail, "recorded late"));
+  /* Seen in time: when the window ended, and nothing of lateness. */
+  assert_non_null(strstr(x->detail, "its window ended at"));
+  assert_null(strstr(x->detail, "later"));
   world_flush(w);
   engine_free(e);
   world_free(w);
@@ -710,6 +714,43 @@ static void test_cutover_expiry_while_down_is_recorded_by_its_expiry_alone(void 
   world_free(w);
 }
 
+/* A controller paused (SIGSTOP, a frozen VM) across a schedule window's
+ * end records the return home when it resumes: the entry says when the
+ * window ended and how late it is recorded, as a cutover's expiry does.
+ * Before, it said neither. */
+static void test_window_end_seen_after_a_pause_says_when_it_ended(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  route_t moved;
+  engine_t *e = leading_with_hubei_scheduled(w, &moved);
+  world_tick(w, e, 200); /* a tick before the pause */
+  int64_t skip = moved.revert_at_ms - 5000 - w->now;
+  w->now += skip; /* the hours before the end, ticked at once */
+  w->mono += (uint64_t)skip;
+  w->wall += skip;
+  world_tick(w, e, 200);
+  size_t from = w->n_rec;
+  /* Paused for 30 s across the window's end (the next starts a minute
+   * after it). */
+  w->now += 30000;
+  w->mono += 30000;
+  w->wall += 30000;
+  engine_tick(e);
+  const world_rec_t *x = NULL;
+  assert_int_equal(route_entries(w, from, "hubei", &x), 1);
+  char at[40], want[200];
+  clock_format_iso(moved.revert_at_ms, 0, at, sizeof at);
+  snprintf(want, sizeof want,
+           "its window ended at %s (business time), recorded 30 s (real time) later: the "
+           "controller did not run meanwhile",
+           at);
+  if (!strstr(x->detail, "\"cause\":\"schedule-end\"") || !strstr(x->detail, want))
+    fail_msg("no schedule-end with '%s' in %s", want, x->detail);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_of_a_site_not_yet_connected_reaches_it_at_hello),
@@ -727,6 +768,7 @@ int main(void) {
       cmocka_unit_test(test_window_end_while_no_controller_ran_is_recorded_late_once),
       cmocka_unit_test(test_window_end_seen_by_its_leader_is_recorded_once),
       cmocka_unit_test(test_cutover_expiry_while_down_is_recorded_by_its_expiry_alone),
+      cmocka_unit_test(test_window_end_seen_after_a_pause_says_when_it_ended),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
