@@ -346,6 +346,13 @@ void engine_route_changed(engine_t *e, size_t i, const route_t *next, uint64_t v
  * entry covers that return, it is audited now, late, and confirmed with a
  * directive of this epoch (so that the next leader finds it recorded). */
 void engine_late_revert(engine_t *e, size_t i, const route_t *applied);
+/* The rule an older leader's directive was sent under, as the database
+ * keeps that directive (engine_load_last_directives), when site i still
+ * routes by it (`r`: its epoch and version): true with *kind and *id. The
+ * database has the rule then; a route of an older leader not found here
+ * is no rule's the database has (ROUTE_CAUSE_NO_RULE). */
+bool engine_prior_rule(const engine_t *e, size_t i, const route_t *r, rule_kind_t *kind,
+                       uint64_t *id);
 /* Whether this leader sees something that fell due at business time
  * at_ms late (engine_tick.c): before its first tick (it was not leading
  * then), or after a gap of real time longer than ENGINE_LATE_MS since its

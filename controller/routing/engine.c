@@ -851,6 +851,9 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
   for (size_t i = 0; i < n; i++) {
     old_kind[i] = e->dirs[i].kind;
     old_rule[i] = e->dirs[i].rule_id;
+    /* Away by an older leader's directive the database has: its end is that rule's. */
+    if (old_kind[i] == RULE_NONE)
+      engine_prior_rule(e, i, &e->dirs[i].target, &old_kind[i], &old_rule[i]);
     engine_site_note(e, i, &plan.routes[i], e->alarm[i]);
   }
   /* 1. Sources: returns and changes of hub are applied at once; new moves

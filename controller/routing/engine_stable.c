@@ -460,6 +460,20 @@ int engine_load_last_directives(engine_t *e, const engine_last_directive_t *x, s
   return 0;
 }
 
+bool engine_prior_rule(const engine_t *e, size_t i, const route_t *r, rule_kind_t *kind,
+                       uint64_t *id) {
+  if (!e->n_prior || !r->epoch || r->epoch >= e->epoch) return false;
+  engine_prior_t key = {.site = i};
+  const engine_prior_t *p = bsearch(&key, e->prior, e->n_prior, sizeof *e->prior, engine_prior_cmp);
+  /* The directive the database has is the one the site still routes by:
+   * the rule it names is the database's too (it is stored first). */
+  if (!p || p->d.epoch != r->epoch || p->d.version != r->version || p->d.rule_kind == RULE_NONE)
+    return false;
+  *kind = p->d.rule_kind;
+  *id = p->d.rule_id;
+  return true;
+}
+
 /* Whether this leader's expiry entry of cutover `id` speaks for its
  * sources' return: it says they went home at its expiry by their own
  * revert_at. Written on this leader's first tick for a cutover it loaded

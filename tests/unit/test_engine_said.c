@@ -714,6 +714,81 @@ static void test_cutover_expiry_while_down_is_recorded_by_its_expiry_alone(void 
   world_free(w);
 }
 
+/* A cutover with --for expires while no controller runs, and hubei's
+ * agent cannot go home (it cannot save its route: found from outside
+ * with a full disk). The leader that takes over has the cutover, and the
+ * directive that moved hubei, in its database: hubei goes home by the
+ * cutover's end (cause cutover-end), with no alarm of a rule the database
+ * does not have; its failed directive has its own alarm. Before, it was
+ * audited as no-rule and alarmed "was sent home ... under a rule the
+ * database does not have": twice false. */
+static void test_an_expired_cutover_an_agent_could_not_leave_ends_as_the_cutover(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *a = world_leading(w);
+  int64_t expires = cutover_for_a_minute(w, a);
+  route_t moved = *world_last(w, "hubei");
+  assert_int_equal(moved.revert_at_ms, expires);
+  /* The agent keeps the route it could not leave (w->applied). */
+  w->now = expires + 600000;
+  w->mono += 660000;
+  w->wall += 660000;
+  size_t from = w->n_rec;
+  engine_last_directive_t ld = last_directive("hubei", &moved, RULE_CUTOVER, w->cut[0].id);
+  engine_t *b = takeover_with(w, a, 6, &ld, 1);
+  size_t hubei = world_index(w, "hubei");
+  for (int k = 0; k < 40 && route_share_of(&engine_site_dir(b, hubei)->target, "shaanxi") > 0; k++)
+    world_tick(w, b, 200);
+  assert_int_equal(route_share_of(&engine_site_dir(b, hubei)->target, "shaanxi"), 0);
+  const world_rec_t *x = NULL;
+  assert_int_equal(route_entries(w, from, "hubei", &x), 1);
+  if (!strstr(x->detail, "\"cause\":\"cutover-end\"") ||
+      !strstr(x->detail, "cutover 5000001 no longer moves it"))
+    fail_msg("route entry: %s", x->detail);
+  assert_int_equal(engine_route_changes(b, hubei, ROUTE_CAUSE_NO_RULE), 0);
+  world_ack(w, b, 0, "hubei");
+  world_tick(w, b, 1000);
+  assert_true(engine_alarm_active(b, ALARM_DIRECTIVE, "hubei"));
+  const alarm_t *al = alarm_find(&b->alarms, ALARM_ROUTING, "hubei");
+  if (al) fail_msg("routing alarm: %s", al->message);
+  world_flush(w);
+  engine_free(b);
+  world_free(w);
+}
+
+/* The same with a schedule: its window ended while no controller ran and
+ * hubei's agent could not go home. The schedule ended; the database has
+ * it: schedule-end, saying when the window ended. */
+static void test_a_window_ended_an_agent_could_not_leave_ends_as_the_schedule(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  route_t moved;
+  engine_t *a = leading_with_hubei_scheduled(w, &moved);
+  uint64_t sched = w->sch[0].id;
+  int64_t late = moved.revert_at_ms + 30000 - w->now;
+  w->now += late;
+  w->mono += (uint64_t)late;
+  w->wall += late;
+  size_t from = w->n_rec;
+  engine_last_directive_t ld = last_directive("hubei", &moved, RULE_SCHEDULE, sched);
+  engine_t *b = takeover_with(w, a, 6, &ld, 1);
+  world_tick(w, b, 200);
+  const world_rec_t *x = NULL;
+  assert_int_equal(route_entries(w, from, "hubei", &x), 1);
+  char at[40], want[200];
+  clock_format_iso(moved.revert_at_ms, 0, at, sizeof at);
+  snprintf(want, sizeof want, "its window ended at %s (business time), before this controller led",
+           at);
+  if (!strstr(x->detail, "\"cause\":\"schedule-end\"") || !strstr(x->detail, want))
+    fail_msg("no schedule-end with '%s' in %s", want, x->detail);
+  world_ack(w, b, 0, NULL);
+  world_tick(w, b, 1000);
+  assert_false(engine_alarm_active(b, ALARM_ROUTING, "hubei"));
+  world_flush(w);
+  engine_free(b);
+  world_free(w);
+}
+
 /* A controller paused (SIGSTOP, a frozen VM) across a schedule window's
  * end records the return home when it resumes: the entry says when the
  * window ended and how late it is recorded, as a cutover's expiry does.
@@ -768,6 +843,8 @@ int main(void) {
       cmocka_unit_test(test_window_end_while_no_controller_ran_is_recorded_late_once),
       cmocka_unit_test(test_window_end_seen_by_its_leader_is_recorded_once),
       cmocka_unit_test(test_cutover_expiry_while_down_is_recorded_by_its_expiry_alone),
+      cmocka_unit_test(test_an_expired_cutover_an_agent_could_not_leave_ends_as_the_cutover),
+      cmocka_unit_test(test_a_window_ended_an_agent_could_not_leave_ends_as_the_schedule),
       cmocka_unit_test(test_window_end_seen_after_a_pause_says_when_it_ended),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
