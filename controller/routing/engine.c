@@ -989,6 +989,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
         const char *hub = engine_main_hub(&d->target, engine_site(e, i)->slug);
         d->no_rule_mono = engine_mono(e);
         d->no_rule_epoch = d->target.epoch;
+        d->no_rule_version = version;
         nirc_strlcpy(d->no_rule_hub, hub ? hub : "a hub", sizeof d->no_rule_hub);
       }
       engine_route_changed(e, i, &next[i], version, cause, home ? old_kind[i] : d->kind,

@@ -76,6 +76,7 @@ typedef struct {
    * never) and the older leader's route, for the routing alarm that tells
    * the operator a change of that leader was undone. */
   uint64_t no_rule_mono, no_rule_epoch;
+  uint64_t no_rule_version; /* of this epoch's directive that sends it home */
   char no_rule_hub[32];
   char excluded_why[200]; /* while excluded: which rule, why, and how to readmit */
   rule_kind_t excluded_kind;

@@ -136,11 +136,21 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
      * the alarm makes it seen for ENGINE_NO_RULE_ALARM_MS. */
     if (d->no_rule_mono && now - d->no_rule_mono < ENGINE_NO_RULE_ALARM_MS && !e->alarm[i][0]) {
       char msg[ALARM_MESSAGE_MAX];
+      /* "Was sent home" only once the site acknowledged it: a directive
+       * may be pending or fail (then its directive alarm says why). */
+      bool home = d->known && d->acked.epoch == e->epoch && d->acked.version >= d->no_rule_version;
       snprintf(msg, sizeof msg,
-               "%s was sent home at the takeover: its route to %s came from the leader of epoch "
-               "%llu under a rule the database does not have (a change made while the database "
-               "was unreachable?); make it again if still wanted",
-               s->slug, d->no_rule_hub, (unsigned long long)d->no_rule_epoch);
+               "%s %s at the takeover%s: its route to %s came from the leader of epoch %llu "
+               "under a rule the database does not have (a change made while the database was "
+               "unreachable?); make it again if still wanted",
+               s->slug,
+               home                     ? "was sent home"
+               : d->state == DIR_FAILED ? "could not be sent home"
+                                        : "is being sent home",
+               home                     ? ""
+               : d->state == DIR_FAILED ? " (its directive failed: see its directive alarm)"
+                                        : " (not acknowledged yet)",
+               d->no_rule_hub, (unsigned long long)d->no_rule_epoch);
       engine_observe(e, ALARM_ROUTING, s->slug, msg);
     }
     /* A failed directive stands until the site acknowledges one again; a

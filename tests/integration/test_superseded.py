@@ -94,12 +94,16 @@ def test_journaled_cutover_of_a_dead_leader_is_superseded_not_resurrected():
         "the audit row of hubei's route home")
     assert rows[0][0] == "no-rule", rows
     assert f"(epoch {epoch_a}) is no rule's in the database" in rows[0][1], rows
-    # and an alarm says it where the operator looks.
-    r = env.ctl("--json", "alarms", controllers=[b_addr])
-    said = [a for a in json.loads(r.stdout)["alarms"]
-            if a["kind"] == "routing" and a["subject"] == "hubei"]
-    assert said and "hubei was sent home at the takeover: its route to shaanxi came from the " \
-        f"leader of epoch {epoch_a}" in said[0]["message"], r.stdout
+    # and an alarm says it where the operator looks, once hubei's agent
+    # acknowledged home (until then it says hubei is being sent home).
+    def routing_alarm():
+        r = env.ctl("--json", "alarms", controllers=[b_addr])
+        said = [a for a in json.loads(r.stdout)["alarms"]
+                if a["kind"] == "routing" and a["subject"] == "hubei"]
+        return said[0]["message"] if said and "was sent home" in said[0]["message"] else None
+    said = T.wait_until(routing_alarm, 10, "the routing alarm of hubei's return home")
+    assert "hubei was sent home at the takeover: its route to shaanxi came from the " \
+        f"leader of epoch {epoch_a}" in said, said
 
     # nircd-1 comes back and replays its journal: the cutover is history,
     # not a rule in force.

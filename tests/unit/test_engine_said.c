@@ -212,6 +212,14 @@ static void test_a_route_no_rule_explains_is_sent_home_with_an_alarm(void **stat
   assert_true(engine_alarm_active(b, ALARM_ROUTING, "hubei"));
   const alarm_t *al = alarm_find(&b->alarms, ALARM_ROUTING, "hubei");
   assert_non_null(al);
+  /* Sent, not acknowledged: not said done. */
+  if (!strstr(al->message, "hubei is being sent home at the takeover (not acknowledged yet): its "
+                           "route to shaanxi came from the leader of epoch 5"))
+    fail_msg("alarm: %s", al->message);
+  world_ack(w, b, 0, NULL);
+  world_tick(w, b, 1000);
+  al = alarm_find(&b->alarms, ALARM_ROUTING, "hubei");
+  assert_non_null(al);
   if (!strstr(al->message, "hubei was sent home at the takeover: its route to shaanxi came from "
                            "the leader of epoch 5"))
     fail_msg("alarm: %s", al->message);
@@ -219,6 +227,31 @@ static void test_a_route_no_rule_explains_is_sent_home_with_an_alarm(void **stat
   for (int k = 0; k < 11; k++)
     world_tick(w, b, 60000);
   assert_false(engine_alarm_active(b, ALARM_ROUTING, "hubei"));
+  world_flush(w);
+  engine_free(b);
+  world_free(w);
+}
+
+/* The same, and hubei's agent cannot go home (it cannot save its route:
+ * found from outside with a full disk). The alarm does not say it was
+ * sent home: its directive failed, and it says so in the words of the
+ * directive alarm. Before, it said "was sent home" regardless. */
+static void test_a_route_no_rule_explains_that_cannot_go_home_is_not_said_home(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *b = taken_over(w, leading_with_hubei_at_shaanxi(w), false);
+  size_t hubei = world_index(w, "hubei");
+  for (int k = 0; k < 40 && route_share_of(&engine_site_dir(b, hubei)->target, "shaanxi") > 0; k++)
+    world_tick(w, b, 200);
+  world_ack(w, b, 0, "hubei");
+  world_tick(w, b, 1000);
+  assert_true(engine_alarm_active(b, ALARM_DIRECTIVE, "hubei"));
+  const alarm_t *al = alarm_find(&b->alarms, ALARM_ROUTING, "hubei");
+  assert_non_null(al);
+  if (strstr(al->message, "was sent home") ||
+      !strstr(al->message, "hubei could not be sent home at the takeover (its directive failed: "
+                           "see its directive alarm)"))
+    fail_msg("alarm: %s", al->message);
   world_flush(w);
   engine_free(b);
   world_free(w);
@@ -832,6 +865,7 @@ int main(void) {
       cmocka_unit_test(test_cutover_held_by_the_engine_is_pending_not_done),
       cmocka_unit_test(test_restore_on_a_new_leader_is_audited_as_a_cutover_end),
       cmocka_unit_test(test_a_route_no_rule_explains_is_sent_home_with_an_alarm),
+      cmocka_unit_test(test_a_route_no_rule_explains_that_cannot_go_home_is_not_said_home),
       cmocka_unit_test(test_schedule_trial_sees_the_cutovers_in_force),
       cmocka_unit_test(test_dry_run_of_a_hub_cutover_shows_its_dependants),
       cmocka_unit_test(test_capacity_of_an_offline_site_is_its_last_measure),
