@@ -93,6 +93,36 @@ engine_seen_t engine_seen_late(const engine_t *e, int64_t at_ms, uint64_t *late_
   return ENGINE_SEEN_LATE;
 }
 
+/* What an expiry seen late says of the sources' return. Their agents go
+ * home by their own revert_at; one that could not (it cannot save its
+ * route) still says it is away when it connects, and is named (the
+ * plan of this tick decides its route). One not connected to this
+ * leader yet has said nothing: named too. */
+static void engine_expiry_went(engine_t *e, const cutover_t *cut, char *buf, size_t len) {
+  char away[160] = "", unheard[160] = "";
+  size_t n_away = 0, n_unheard = 0;
+  for (unsigned k = 0; k < cut->sources.n; k++) {
+    const char *slug = cut->sources.v[k];
+    long i = engine_index(e, slug);
+    if (i < 0) continue;
+    const site_dir_t *d = &e->dirs[i];
+    if (!d->known && n_unheard < sizeof unheard)
+      n_unheard += (size_t)snprintf(unheard + n_unheard, sizeof unheard - n_unheard, "%s%s",
+                                    n_unheard ? "," : "", slug);
+    else if (d->known && route_share_of(&d->acked, slug) < 1000 && n_away < sizeof away)
+      n_away +=
+          (size_t)snprintf(away + n_away, sizeof away - n_away, "%s%s", n_away ? "," : "", slug);
+  }
+  if (!away[0] && !unheard[0]) {
+    snprintf(buf, len, "the sources went home at that time by their own revert_at");
+    return;
+  }
+  snprintf(buf, len,
+           "the sources' agents were to go home at that time by their own revert_at%s%s%s%s",
+           away[0] ? "; still away by their agents' word: " : "", away,
+           unheard[0] ? "; not heard from yet: " : "", unheard);
+}
+
 static void engine_expire(engine_t *e) {
   int64_t now = engine_now(e);
   for (size_t k = 0; k < e->n_cut; k++) {
@@ -104,21 +134,22 @@ static void engine_expire(engine_t *e) {
      * ended at its expiry, when each source's agent went home by its own
      * revert_at. Seen late (the controller did not run, or had no
      * leadership), the entry says when it really ended. */
-    char at[40], why[240];
+    char at[40], why[400], went[240];
     clock_format_iso(cut->expires_ms, 0, at, sizeof at);
+    engine_expiry_went(e, cut, went, sizeof went);
     uint64_t late_ms = 0;
     switch (engine_seen_late(e, cut->expires_ms, &late_ms)) {
     case ENGINE_SEEN_BEFORE_LEAD:
       snprintf(why, sizeof why,
                "expired at %s (business time), before this controller led: recorded when it "
-               "took the lead; the sources went home at that time by their own revert_at",
-               at);
+               "took the lead; %s",
+               at, went);
       break;
     case ENGINE_SEEN_LATE:
       snprintf(why, sizeof why,
                "expired at %s (business time), recorded %llu s (real time) later: the controller "
-               "did not run meanwhile; the sources went home at that time by their own revert_at",
-               at, (unsigned long long)(late_ms / 1000));
+               "did not run meanwhile; %s",
+               at, (unsigned long long)(late_ms / 1000), went);
       break;
     case ENGINE_SEEN_IN_TIME: snprintf(why, sizeof why, "expired at %s (business time)", at); break;
     }

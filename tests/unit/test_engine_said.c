@@ -779,6 +779,12 @@ static void test_an_expired_cutover_an_agent_could_not_leave_ends_as_the_cutover
       !strstr(x->detail, "cutover 5000001 no longer moves it"))
     fail_msg("route entry: %s", x->detail);
   assert_int_equal(engine_route_changes(b, hubei, ROUTE_CAUSE_NO_RULE), 0);
+  /* The expiry entry does not say hubei went home by its revert_at. */
+  const world_rec_t *ex = expire_entry(w);
+  if (strstr(ex->detail, "the sources went home") ||
+      !strstr(ex->detail, "the sources' agents were to go home at that time by their own "
+                          "revert_at; still away by their agents' word: hubei"))
+    fail_msg("expiry entry: %s", ex->detail);
   world_ack(w, b, 0, "hubei");
   world_tick(w, b, 1000);
   assert_true(engine_alarm_active(b, ALARM_DIRECTIVE, "hubei"));
