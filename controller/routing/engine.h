@@ -366,20 +366,23 @@ typedef struct {
 } engine_hub_history_t;
 /* Loaded before engine_start_leading (copied; unknown sites ignored). */
 void engine_load_hub_history(engine_t *e, const engine_hub_history_t *h, size_t n);
-/* A site's newest directive in the database when this leader took over,
- * for a source that directive sent away with a revert_at (store/admin.c
- * loads no other). If the site's agent says at its first Hello that it
- * went home by that revert_at on its own, no controller recorded the
- * return (the one that sent it did not run then): this leader does, late
- * (engine_late_revert). Rows are kept only while nothing else records
- * it: none whose cutover the database already has as expired. */
+/* A site's newest directive under a rule (a move away) in the database
+ * when this leader took over (store/admin.c). If it is the newest of all,
+ * sent with a revert_at, and the site's agent says at its first Hello
+ * that it went home by that revert_at on its own, no controller recorded
+ * the return (the one that sent it did not run then): this leader does,
+ * late (engine_late_revert), unless the database already has its
+ * cutover's expiry entry. A site still routing by it is away under a
+ * rule the database has: its end is that rule's (engine_prior_rule). */
 typedef struct {
   char site[SCENARIO_SLUG_MAX];
   uint64_t epoch, version;
   route_t route;         /* the route the directive sent (away) */
-  int64_t revert_at_ms;  /* business clock */
+  int64_t revert_at_ms;  /* business clock (0: none) */
   rule_kind_t rule_kind; /* the rule behind it, as the directive row says */
   uint64_t rule_id;
+  bool newest;          /* no directive to the site came after it */
+  bool expiry_recorded; /* its cutover is expired in the database */
 } engine_last_directive_t;
 /* Loaded after the rules by a new leader (copied; unknown sites and rows
  * that are not such a move are ignored). 0, or NIRC_ENOMEM (the late

@@ -449,8 +449,8 @@ int engine_load_last_directives(engine_t *e, const engine_last_directive_t *x, s
   if (!e->prior) return NIRC_ENOMEM;
   for (size_t k = 0; k < n; k++) {
     long i = engine_index(e, x[k].site);
-    /* Only an older leader's move away that ends by itself. */
-    if (i < 0 || x[k].revert_at_ms == 0 || x[k].epoch == 0 || x[k].epoch >= e->epoch ||
+    /* Only an older leader's move away. */
+    if (i < 0 || x[k].epoch == 0 || x[k].epoch >= e->epoch ||
         route_share_of(&x[k].route, x[k].site) >= 1000)
       continue;
     e->prior[e->n_prior].site = (size_t)i;
@@ -494,7 +494,9 @@ void engine_late_revert(engine_t *e, size_t i, const route_t *applied) {
   engine_prior_t key = {.site = i};
   engine_prior_t *p =
       e->n_prior ? bsearch(&key, e->prior, e->n_prior, sizeof *e->prior, engine_prior_cmp) : NULL;
-  if (!p || p->d.revert_at_ms == 0) return;
+  /* Only a return by the revert_at of the newest directive, and none a
+   * cutover's expiry entry in the database already stands for. */
+  if (!p || p->d.revert_at_ms == 0 || !p->d.newest || p->d.expiry_recorded) return;
   engine_last_directive_t pd = p->d;
   p->d.revert_at_ms = 0; /* looked at once: at the site's first Hello to this leader */
   site_dir_t *d = &e->dirs[i];

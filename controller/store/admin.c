@@ -536,20 +536,24 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   PQclear(r);
 
-  /* Each site's newest directive, where it sent a source away with a
-   * revert_at and no expiry entry of its cutover stands for the return:
-   * the engine records a return home by that revert_at which no
-   * controller saw (engine_load_last_directives). One index lookup per
-   * site (the primary key), not a scan of every directive ever sent. */
+  /* Each site's newest directive under a rule (a move away), whether
+   * any directive came after it, and whether its cutover's expiry entry
+   * already stands for the return: the engine records a return home by
+   * its revert_at which no controller saw (engine_load_last_directives),
+   * and tells a route of a rule the database has and that ended from one
+   * of a rule it does not have. One index walk per site (the primary
+   * key, newest first), not a scan of every directive ever sent. */
   r = PQexec(c, "SELECT s.slug, jsonb_build_object('epoch', d.epoch, 'version', d.version, "
                 "'route', d.route, 'inbound', d.inbound, 'revert_at_ms', "
                 "(extract(epoch FROM d.revert_at) * 1000)::bigint, 'reason', d.reason)::text, "
-                "d.rule_kind, coalesce(d.rule_id, 0) FROM sites s CROSS JOIN LATERAL "
-                "(SELECT * FROM directives x WHERE x.site = s.slug "
-                "ORDER BY x.epoch DESC, x.version DESC LIMIT 1) d "
-                "WHERE d.revert_at IS NOT NULL AND NOT (d.rule_kind = 'cutover' AND EXISTS "
-                "(SELECT 1 FROM cutovers k WHERE k.id = d.rule_id AND k.state = 'expired')) "
-                "ORDER BY s.slug");
+                "d.rule_kind, coalesce(d.rule_id, 0), "
+                "NOT EXISTS (SELECT 1 FROM directives y WHERE y.site = d.site AND "
+                "(y.epoch, y.version) > (d.epoch, d.version)), "
+                "(d.rule_kind = 'cutover' AND EXISTS (SELECT 1 FROM cutovers k WHERE "
+                "k.id = d.rule_id AND k.state = 'expired')) "
+                "FROM sites s CROSS JOIN LATERAL "
+                "(SELECT * FROM directives x WHERE x.site = s.slug AND x.rule_kind <> 'default' "
+                "ORDER BY x.epoch DESC, x.version DESC LIMIT 1) d ORDER BY s.slug");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
     rc = admin_fail(c, r, "loading the last directives", err, errlen);
     goto done;
@@ -569,6 +573,8 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
     x->revert_at_ms = x->route.revert_at_ms;
     x->rule_kind = rules_kind_parse(PQgetvalue(r, i, 2));
     x->rule_id = strtoull(PQgetvalue(r, i, 3), NULL, 10);
+    x->newest = PQgetvalue(r, i, 4)[0] == 't';
+    x->expiry_recorded = PQgetvalue(r, i, 5)[0] == 't';
     out->n_last_dirs++;
   }
   PQclear(r);

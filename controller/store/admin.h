@@ -63,8 +63,7 @@ typedef struct {
    * sites when it started, and an operator may have changed them since. */
   admin_capacity_t *capacity;
   size_t n_capacity;
-  /* Sources an older leader's newest directive sent away with a
-   * revert_at (engine_last_directive_t). */
+  /* Each site's newest directive under a rule (engine_last_directive_t). */
   engine_last_directive_t *last_dirs;
   size_t n_last_dirs;
   uint64_t max_id;

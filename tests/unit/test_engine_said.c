@@ -594,7 +594,8 @@ static engine_last_directive_t last_directive(const char *site, const route_t *r
                                .route = *r,
                                .revert_at_ms = r->revert_at_ms,
                                .rule_kind = kind,
-                               .rule_id = rule_id};
+                               .rule_id = rule_id,
+                               .newest = true};
   snprintf(x.site, sizeof x.site, "%s", site);
   return x;
 }
@@ -828,6 +829,77 @@ static void test_a_window_ended_an_agent_could_not_leave_ends_as_the_schedule(vo
   world_free(w);
 }
 
+/* A cutover with no end, restored by an operator; hubei's agent cannot
+ * go home (the directive home fails) and the leader dies. The database
+ * has the cutover (restored) and the directive hubei still routes by, if
+ * not as its newest: the new leader sends hubei home as the cutover's
+ * end, with no alarm of a rule the database does not have. Before, only
+ * a newest directive with a revert_at was loaded: no-rule. */
+static void test_a_restored_cutover_an_agent_could_not_leave_ends_as_the_cutover(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *a = leading_with_hubei_at_shaanxi(w);
+  route_t moved = *world_last(w, "hubei");
+  uint64_t cut = w->cut[0].id;
+  char *names[] = {"hubei"};
+  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
+  r.sources = names;
+  r.n_sources = 1;
+  r.reason = "over";
+  engine_req_t rq = {.client = w, .request_id = 2, .operator_name = "operator:alice"};
+  size_t sent = w->n_sent;
+  engine_op_restore(a, &rq, &r);
+  world_ack(w, a, sent, "hubei");
+  world_flush(w);
+  assert_int_equal(route_share_of(&w->applied[world_index(w, "hubei")], "shaanxi"), 1000);
+  size_t from = w->n_rec;
+  engine_last_directive_t ld = last_directive("hubei", &moved, RULE_CUTOVER, cut);
+  ld.newest = false; /* the failed directive home came after it */
+  engine_t *b = takeover_with(w, a, 6, &ld, 1);
+  size_t hubei = world_index(w, "hubei");
+  for (int k = 0; k < 40 && route_share_of(&engine_site_dir(b, hubei)->target, "shaanxi") > 0; k++)
+    world_tick(w, b, 200);
+  const world_rec_t *x = NULL;
+  assert_int_equal(route_entries(w, from, "hubei", &x), 1);
+  if (!strstr(x->detail, "\"cause\":\"cutover-end\"")) fail_msg("route entry: %s", x->detail);
+  world_ack(w, b, 0, NULL);
+  world_tick(w, b, 1000);
+  assert_false(engine_alarm_active(b, ALARM_ROUTING, "hubei"));
+  world_flush(w);
+  engine_free(b);
+  world_free(w);
+}
+
+/* The store hands the engine a site's newest directive under a rule even
+ * when a later one came, or when the database has its cutover as
+ * expired (for engine_prior_rule): neither is a return home no
+ * controller recorded (a later directive, the expiry entry, says it). */
+static void test_a_return_recorded_otherwise_is_not_recorded_late(void **state) {
+  (void)state;
+  for (int flag = 0; flag < 2; flag++) {
+    world_t *w = world_new();
+    route_t moved;
+    engine_t *a = leading_with_hubei_scheduled(w, &moved);
+    agent_reverts(w, "hubei", &moved);
+    int64_t late = moved.revert_at_ms + 30000 - w->now;
+    w->now += late;
+    w->mono += (uint64_t)late;
+    w->wall += late;
+    size_t from = w->n_rec;
+    engine_last_directive_t ld = last_directive("hubei", &moved, RULE_SCHEDULE, w->sch[0].id);
+    if (flag)
+      ld.expiry_recorded = true;
+    else
+      ld.newest = false;
+    engine_t *b = takeover_with(w, a, 6, &ld, 1);
+    world_tick(w, b, 200);
+    assert_int_equal(route_entries(w, from, "hubei", NULL), 0);
+    world_flush(w);
+    engine_free(b);
+    world_free(w);
+  }
+}
+
 /* A controller paused (SIGSTOP, a frozen VM) across a schedule window's
  * end records the return home when it resumes: the entry says when the
  * window ended and how late it is recorded, as a cutover's expiry does.
@@ -885,6 +957,8 @@ int main(void) {
       cmocka_unit_test(test_cutover_expiry_while_down_is_recorded_by_its_expiry_alone),
       cmocka_unit_test(test_an_expired_cutover_an_agent_could_not_leave_ends_as_the_cutover),
       cmocka_unit_test(test_a_window_ended_an_agent_could_not_leave_ends_as_the_schedule),
+      cmocka_unit_test(test_a_restored_cutover_an_agent_could_not_leave_ends_as_the_cutover),
+      cmocka_unit_test(test_a_return_recorded_otherwise_is_not_recorded_late),
       cmocka_unit_test(test_window_end_seen_after_a_pause_says_when_it_ended),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
