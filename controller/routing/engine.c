@@ -1122,7 +1122,7 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
     d->acked = d->target;
     d->known = true;
     /* The agent applied it: its route is confirmed at the PBX. */
-    d->route_unknown = false;
+    engine_on_route_known(e, i, true, "");
     d->unverified = ack->unverified;
     d->state = DIR_IDLE;
     log_info(LOG_SITE, s->slug, "directive v%llu applied in %lld ms",

@@ -98,6 +98,8 @@ uint32_t engine_down_for(uint64_t down_ms, char *buf, size_t len) {
 void engine_on_route_known(engine_t *e, size_t i, bool known, const char *why) {
   if (i >= engine_nsites(e)) return;
   site_dir_t *d = &e->dirs[i];
+  /* Every Hello says it: only a change is news (and re-plans, for the alarm). */
+  if (d->route_unknown == !known && (known || strcmp(d->route_unknown_why, why) == 0)) return;
   if (d->route_unknown != !known)
     log_info(LOG_SITE, engine_site(e, i)->slug, "route %s%s%s",
              known ? "confirmed by the agent" : "unknown: ",

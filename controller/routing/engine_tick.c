@@ -136,9 +136,11 @@ static void engine_expire(engine_t *e) {
      * leadership), the entry says when it really ended. */
     char at[40], why[400], went[240];
     clock_format_iso(cut->expires_ms, 0, at, sizeof at);
-    engine_expiry_went(e, cut, went, sizeof went);
     uint64_t late_ms = 0;
-    switch (engine_seen_late(e, cut->expires_ms, &late_ms)) {
+    engine_seen_t seen = engine_seen_late(e, cut->expires_ms, &late_ms);
+    /* Said only of an expiry seen late: in time, the engine sends them home now. */
+    if (seen != ENGINE_SEEN_IN_TIME) engine_expiry_went(e, cut, went, sizeof went);
+    switch (seen) {
     case ENGINE_SEEN_BEFORE_LEAD:
       snprintf(why, sizeof why,
                "expired at %s (business time), before this controller led: recorded when it "
