@@ -16,6 +16,7 @@
 #include "ctl_capacity.h"
 #include "ctl_sites.h"
 #include "ctl_report.h"
+#include "ctl_rules.h"
 #include "ctl_alarms.h"
 #include "ctl_history.h"
 #include "ctl_move.h"
@@ -807,142 +808,32 @@ static int status_run(ctl_t *c, ctl_args_t *a, int json, size_t flags) {
 static int print_schedules(const Nirc__OperatorReply *rep, int json) {
   const Nirc__ScheduleReply *r = rep->schedule;
   if (!r) return EXIT_REFUSED;
+  const char *warn = rep->error && rep->error->message ? rep->error->message : NULL;
   if (json) {
-    json_t *arr = json_array();
-    for (size_t i = 0; i < r->n_schedules; i++) {
-      const Nirc__ScheduleSpec *s = r->schedules[i];
-      json_t *src = json_array(), *hub = json_array(), *ex = json_array();
-      for (size_t k = 0; k < s->n_sources; k++)
-        json_array_append_new(src, json_string(s->sources[k]));
-      for (size_t k = 0; k < s->n_hubs; k++)
-        json_array_append_new(hub, json_string(s->hubs[k]));
-      for (size_t k = 0; k < s->n_exceptions; k++)
-        json_array_append_new(ex, json_string(s->exceptions[k]));
-      json_array_append_new(arr,
-                            json_pack("{s:I, s:s, s:o, s:o, s:s, s:s, s:s, s:s, s:o, s:I, s:b, "
-                                      "s:b, s:I}",
-                                      "id", (json_int_t)s->id, "name", s->name, "sources", src,
-                                      "hubs", hub, "start", s->start, "end", s->end, "days",
-                                      s->days, "tz", s->tz, "exceptions", ex, "wave_size",
-                                      (json_int_t)s->wave_size, "enabled", s->enabled, "in_force",
-                                      s->in_force, "next_start_ms", (json_int_t)s->next_start_ms));
-      json_object_set_new(json_array_get(arr, json_array_size(arr) - 1), "sources_moved",
-                          json_integer(s->sources_moved));
-    }
-    json_t *j = json_pack("{s:o}", "schedules", arr);
-    if (rep->error && rep->error->message)
-      json_object_set_new(j, "warning", json_string(rep->error->message));
+    json_t *j = ctl_schedules_json(r);
+    if (j && warn) json_object_set_new(j, "warning", json_string(warn));
     print_json(j);
-    return rep->error && rep->error->message ? EXIT_PARTIAL : EXIT_DONE;
+  } else {
+    ctl_schedules_print(stdout, r, history_tz);
+    /* The change is in force here but not durable: say so, exit 4. */
+    if (warn) fprintf(stderr, "nircctl: %s\n", esc(warn));
   }
-  printf("%-14s %-11s %-8s %-4s %-14s %-4s %-16s %-12s %-24s %-22s %s\n", "NAME", "WINDOW", "DAYS",
-         "WAVE", "TZ", "ON", "IN FORCE", "NEXT START", "SOURCES", "HUBS", "EXCEPTIONS");
-  for (size_t i = 0; i < r->n_schedules; i++) {
-    const Nirc__ScheduleSpec *s = r->schedules[i];
-    char win[48], force[40], next[40] = "-", src[256] = "", hubs[160] = "", ex[256] = "";
-    snprintf(win, sizeof win, "%s-%s", esc(s->start), esc(s->end));
-    /* In its window but moving nobody (hubs offline or full) is not "in
-     * force" for the people reading this: say what is true. */
-    if (!s->in_force)
-      snprintf(force, sizeof force, "no");
-    else if (s->sources_moved == s->n_sources)
-      snprintf(force, sizeof force, "YES %u/%zu", s->sources_moved, s->n_sources);
-    else if (s->sources_moved)
-      snprintf(force, sizeof force, "PARTLY %u/%zu", s->sources_moved, s->n_sources);
-    else
-      snprintf(force, sizeof force, "NOT RUNNING 0/%zu", s->n_sources);
-    if (s->next_start_ms) {
-      char full[40];
-      ctl_history_time(s->next_start_ms, history_tz, full, sizeof full);
-      snprintf(next, sizeof next, "%.5s %.5s", full + 5, full + 11);
-    }
-    for (size_t k = 0, used = 0; k < s->n_sources && used < sizeof src; k++)
-      used +=
-          (size_t)snprintf(src + used, sizeof src - used, "%s%s", k ? "," : "", esc(s->sources[k]));
-    for (size_t k = 0, used = 0; k < s->n_hubs && used < sizeof hubs; k++)
-      used +=
-          (size_t)snprintf(hubs + used, sizeof hubs - used, "%s%s", k ? "," : "", esc(s->hubs[k]));
-    for (size_t k = 0, used = 0; k < s->n_exceptions && used < sizeof ex; k++)
-      used += (size_t)snprintf(ex + used, sizeof ex - used, "%s%s", k ? "," : "",
-                               esc(s->exceptions[k]));
-    printf("%-14s %-11s %-8s %-4u %-14s %-4s %-16s %-12s %-24s %-22s %s\n", esc(s->name), win,
-           esc(s->days), s->wave_size, esc(s->tz), s->enabled ? "yes" : "no", force, next, src,
-           hubs, ex[0] ? ex : "-");
-  }
-  if (r->n_schedules == 0) printf("(no schedules)\n");
-  /* Two zones in one row: each WINDOW is its schedule's wall clock, NEXT
-   * START the operations room's, as `next` and `plan` show times. */
-  else
-    printf("\nNEXT START in %s; WINDOW in each schedule's TZ\n", history_tz);
-  /* The change is in force here but not durable: say so, exit 4. */
-  if (rep->error && rep->error->message) {
-    fprintf(stderr, "nircctl: %s\n", esc(rep->error->message));
-    return EXIT_PARTIAL;
-  }
-  return EXIT_DONE;
+  return warn ? EXIT_PARTIAL : EXIT_DONE;
 }
 
 static int print_overflows(const Nirc__OperatorReply *rep, int json) {
   const Nirc__OverflowReply *r = rep->overflow;
   if (!r) return EXIT_REFUSED;
+  const char *warn = rep->error && rep->error->message ? rep->error->message : NULL;
   if (json) {
-    json_t *arr = json_array();
-    for (size_t i = 0; i < r->n_rules; i++) {
-      const Nirc__OverflowSpec *o = r->rules[i];
-      json_t *hub = json_array();
-      for (size_t k = 0; k < o->n_hubs; k++)
-        json_array_append_new(hub, json_string(o->hubs[k]));
-      json_array_append_new(
-          arr, json_pack("{s:I, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:I, s:b, "
-                         "s:b}",
-                         "id", (json_int_t)o->id, "name", o->name, "source", o->source, "hubs", hub,
-                         "trigger_wait_s", (json_int_t)o->trigger_wait_s, "release_wait_s",
-                         (json_int_t)o->release_wait_s, "trigger_queue",
-                         (json_int_t)o->trigger_queue, "release_queue",
-                         (json_int_t)o->release_queue, "trigger_sl", o->trigger_sl, "release_sl",
-                         o->release_sl, "share_cap_permille", (json_int_t)o->share_cap_permille,
-                         "min_hold_s", (json_int_t)o->min_hold_s, "margin_s",
-                         (json_int_t)o->margin_s, "enabled", o->enabled, "engaged", o->engaged));
-      json_t *last = json_array_get(arr, json_array_size(arr) - 1);
-      json_object_set_new(last, "triggered", json_boolean(o->triggered));
-      json_object_set_new(last, "moved_permille", json_integer(o->moved_permille));
-    }
-    json_t *j = json_pack("{s:o}", "rules", arr);
-    if (rep->error && rep->error->message)
-      json_object_set_new(j, "warning", json_string(rep->error->message));
+    json_t *j = ctl_overflows_json(r);
+    if (j && warn) json_object_set_new(j, "warning", json_string(warn));
     print_json(j);
-    return rep->error && rep->error->message ? EXIT_PARTIAL : EXIT_DONE;
+  } else {
+    ctl_overflows_print(stdout, r);
+    if (warn) fprintf(stderr, "nircctl: %s\n", esc(warn));
   }
-  printf("%-16s %-10s %-6s %-12s %-12s %-12s %-6s %-12s %s\n", "NAME", "SOURCE", "CAP",
-         "WAIT trg/rel", "QUEUE trg/rel", "SL trg/rel", "HOLD", "ENGAGED", "HUBS");
-  for (size_t i = 0; i < r->n_rules; i++) {
-    const Nirc__OverflowSpec *o = r->rules[i];
-    char w[24], q[24], sl[24], cap[16], hold[16], eng[32];
-    snprintf(w, sizeof w, "%us/%us", o->trigger_wait_s, o->release_wait_s);
-    snprintf(q, sizeof q, "%u/%u", o->trigger_queue, o->release_queue);
-    snprintf(sl, sizeof sl, "%.2f/%.2f", o->trigger_sl, o->release_sl);
-    snprintf(cap, sizeof cap, "%u‰", o->share_cap_permille);
-    snprintf(hold, sizeof hold, "%us", o->min_hold_s);
-    /* Engaged is what moves: a triggered rule whose calls no hub took
-     * says so instead of "YES". */
-    if (o->engaged)
-      snprintf(eng, sizeof eng, "YES %u‰", o->moved_permille);
-    else if (o->triggered)
-      snprintf(eng, sizeof eng, "held (0‰)");
-    else
-      snprintf(eng, sizeof eng, "no");
-    printf("%-16s %-10s %-8s %-12s %-12s %-12s %-6s %-12s ", esc(o->name), esc(o->source), cap, w,
-           q, sl, hold, eng);
-    for (size_t k = 0; k < o->n_hubs; k++)
-      printf("%s%s", k ? "," : "", esc(o->hubs[k]));
-    printf("\n");
-  }
-  if (r->n_rules == 0) printf("(no overflow rules)\n");
-  if (rep->error && rep->error->message) {
-    fprintf(stderr, "nircctl: %s\n", esc(rep->error->message));
-    return EXIT_PARTIAL;
-  }
-  return EXIT_DONE;
+  return warn ? EXIT_PARTIAL : EXIT_DONE;
 }
 
 /* `nircctl alarms`: exit 1 while any is active (a check for scripts),

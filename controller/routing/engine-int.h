@@ -307,12 +307,19 @@ void engine_forecast_demand_at(const engine_t *e, long i, const char *slug, int6
                                engine_demand_t *out, bool text);
 /* Frees the load history (engine_forecast.c). */
 void engine_hist_free(struct engine_hist *h);
+/* Shared by engine.c and engine_ack.c: the text status shows for an
+ * excluded site; a progress line to every operator waiting on site i;
+ * whether a route sends some of self's calls away. */
+void engine_exclusion_text(engine_t *e, size_t i, const char *why);
+void engine_progress_site(engine_t *e, size_t i, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+bool engine_is_away(const route_t *r, const char *self);
 void engine_route_from_plan(const plan_route_t *p, route_t *r);
 bool engine_shares_same(const route_t *a, const route_t *b);
 bool engine_settling(engine_t *e);
 void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed);
 /* Resends directives whose ack is late, fails those out of resends
- * (engine.c); verifies the waves in progress (engine_tick.c, also after
+ * (engine_ack.c); verifies the waves in progress (engine_tick.c, also after
  * every ack: the window starts at the last acknowledgement). */
 void engine_check_timeouts(engine_t *e);
 void engine_check_waves(engine_t *e);

@@ -1,7 +1,8 @@
 /* engine: the routing core of the running controller — rules in memory,
  * the planner on every tick and event, directives, acks, resends and
- * rollbacks (see engine.h for the picture). The tick itself (waves,
- * expiry, when to re-plan) is engine_tick.c; operator requests live in
+ * rollbacks (see engine.h for the picture). Acknowledgements, Hellos and
+ * timeouts are engine_ack.c; the tick itself (waves, expiry, when to
+ * re-plan) is engine_tick.c; operator requests live in
  * engine_ops.c; the shared state in engine-int.h. No I/O here:
  * time, sends and records go through engine_io_t. */
 #include "engine-int.h"
@@ -16,9 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* A FAILED directive whose site still differs is retried this much later. */
-#define ENGINE_FAILED_RETRY_FACTOR 5
 
 const double engine_latency_le_ms[ENGINE_LATENCY_BUCKETS - 1] = {1,   2,   5,   10,   20,  50,
                                                                  100, 200, 500, 1000, 2000};
@@ -79,7 +77,7 @@ const char *engine_active_reason(const engine_t *e, size_t i) {
 }
 
 /* The text status shows for an excluded site. */
-static void engine_exclusion_text(engine_t *e, size_t i, const char *why) {
+void engine_exclusion_text(engine_t *e, size_t i, const char *why) {
   site_dir_t *d = &e->dirs[i];
   char cut[91]; /* whole characters: status shows it as JSON too */
   nirc_strlcpy_utf8(cut, why, sizeof cut);
@@ -533,9 +531,7 @@ void engine_progress(engine_t *e, void *client, uint64_t request_id, const char 
   e->io.send_progress(e->io.ctx, client, &p);
 }
 
-static void engine_progress_site(engine_t *e, size_t i, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void engine_progress_site(engine_t *e, size_t i, const char *fmt, ...) {
+void engine_progress_site(engine_t *e, size_t i, const char *fmt, ...) {
   char line[240];
   va_list ap;
   va_start(ap, fmt);
@@ -682,7 +678,7 @@ static bool engine_wave_active(const engine_t *e, rule_kind_t kind, uint64_t id)
   return false;
 }
 
-static bool engine_is_away(const route_t *r, const char *self) {
+bool engine_is_away(const route_t *r, const char *self) {
   return route_share_of(r, self) < 1000;
 }
 
@@ -1013,234 +1009,4 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
   free(alarm_kind);
   free(old_kind);
   free(old_rule);
-}
-
-/* ---- acknowledgements, timeouts, waves ---- */
-
-static void engine_record_ack(engine_t *e, size_t i, uint64_t epoch, uint64_t version,
-                              const char *result, const char *detail, int64_t latency) {
-  engine_rec_t rec = {.kind = ENGINE_REC_ACK,
-                      .site = engine_site(e, i)->slug,
-                      .epoch = epoch,
-                      .version = version,
-                      .result = result,
-                      .detail = detail ? detail : "",
-                      .latency_ms = latency};
-  engine_store(e, &rec);
-}
-
-static void engine_fail(engine_t *e, size_t i, const char *why, bool outcome_unknown) {
-  site_t *s = engine_site(e, i);
-  site_dir_t *d = &e->dirs[i];
-  d->state = DIR_FAILED;
-  e->dirs_unsettled = true;
-  log_error(LOG_SITE, s->slug, "directive v%llu failed: %s", (unsigned long long)d->target.version,
-            why);
-  snprintf(d->failed_why, sizeof d->failed_why, "directive v%llu failed: %s",
-           (unsigned long long)d->target.version, why);
-  engine_rec_t ev = {.kind = ENGINE_REC_EVENT,
-                     .site = s->slug,
-                     .peer = s->peer_addr,
-                     .action = "directive_failed",
-                     .detail = why};
-  engine_store(e, &ev);
-  engine_progress_site(e, i, "%s: FAILED: %s", s->slug, why);
-  if (engine_is_away(&d->target, s->slug)) {
-    /* Roll back: the source goes home and this rule leaves it alone until
-     * the rule changes or an operator names the site again. */
-    e->stats.rollbacks++;
-    d->excluded_rule = d->rule_id ? d->rule_id : 1;
-    d->excluded_kind = d->kind;
-    e->dirs_excluded = true;
-    engine_exclusion_text(e, i, why);
-    /* Stored before the rollback is audited: a new leader keeps it out
-     * too instead of trying the move that failed again. */
-    engine_rec_t ex = {.kind = ENGINE_REC_EXCLUDE,
-                       .site = s->slug,
-                       .rule_kind = d->excluded_kind,
-                       .rule_id = d->excluded_rule,
-                       .detail = why};
-    engine_store(e, &ex);
-    engine_audit(e, "engine", "rollback", s->slug,
-                 json_pack("{s:s, s:s, s:I, s:s}", "reason", why, "rule", rules_kind_name(d->kind),
-                           "rule_id", (json_int_t)d->rule_id, "site", s->slug));
-  }
-  for (waiter_t *w = e->waiters; w; w = w->next)
-    for (unsigned k = 0; k < w->n; k++)
-      if (w->sites[k].site == i && !w->sites[k].resolved) {
-        w->sites[k].resolved = true;
-        w->sites[k].applied = false;
-        w->sites[k].outcome_unknown = outcome_unknown;
-        nirc_strlcpy_utf8(w->sites[k].detail, why, sizeof w->sites[k].detail);
-      }
-}
-
-void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
-  if (i >= engine_nsites(e)) return; /* a site the engine could not take in yet (memory) */
-  e->eval_dirty = true;
-  site_dir_t *d = &e->dirs[i];
-  site_t *s = engine_site(e, i);
-  int64_t latency = (int64_t)(engine_mono(e) - d->sent_mono_ms);
-  const char *result = ack->result == NIRC__ACK_RESULT__ACK_RESULT_APPLIED    ? "applied"
-                       : ack->result == NIRC__ACK_RESULT__ACK_RESULT_REJECTED ? "rejected"
-                                                                              : "failed";
-  bool current = ack->epoch == d->target.epoch && ack->version == d->target.version;
-  /* Only an ack for a directive this leader sent, and only the first one
-   * for each version, becomes a row: a site (or a stolen certificate)
-   * cannot grow directive_acks or the journal faster than directives are
-   * sent to it. Details are cut to ENGINE_ACK_DETAIL_MAX bytes. */
-  bool sent = ack->epoch == e->epoch && d->target.epoch == e->epoch && ack->version >= 1 &&
-              ack->version <= d->target.version;
-  if (!sent || ack->version <= d->ack_stored) {
-    e->stats.acks_refused++;
-    log_debug(LOG_SITE, s->slug, "ack for (%llu, %llu) not stored: %s",
-              (unsigned long long)ack->epoch, (unsigned long long)ack->version,
-              sent ? "already acknowledged" : "no such directive was sent");
-    if (!sent) return;
-  } else {
-    char detail[ENGINE_ACK_DETAIL_MAX];
-    nirc_strlcpy_utf8(detail, ack->detail ? ack->detail : "", sizeof detail);
-    d->ack_stored = ack->version;
-    engine_record_ack(e, i, ack->epoch, ack->version, result, detail, current ? latency : -1);
-  }
-  if (!current) {
-    log_debug(LOG_SITE, s->slug, "ack for superseded directive (%llu, %llu) ignored",
-              (unsigned long long)ack->epoch, (unsigned long long)ack->version);
-    return;
-  }
-  if (d->state != DIR_PENDING) return; /* a duplicate ack after a resend */
-  if (ack->result == NIRC__ACK_RESULT__ACK_RESULT_APPLIED) {
-    e->stats.acks_applied++;
-    unsigned b = 0;
-    while (b < ENGINE_LATENCY_BUCKETS - 1 && (double)latency > engine_latency_le_ms[b])
-      b++;
-    for (unsigned k = b; k < ENGINE_LATENCY_BUCKETS; k++)
-      e->stats.latency_bucket[k]++;
-    e->stats.latency_sum_ms += (double)latency;
-    e->stats.latency_count++;
-    engine_inflow_acked(e, i, &d->acked, &d->target);
-    d->acked = d->target;
-    d->known = true;
-    /* The agent applied it: its route is confirmed at the PBX. */
-    engine_on_route_known(e, i, true, "");
-    d->unverified = ack->unverified;
-    d->state = DIR_IDLE;
-    log_info(LOG_SITE, s->slug, "directive v%llu applied in %lld ms",
-             (unsigned long long)ack->version, (long long)latency);
-    engine_progress_site(e, i, "%s: applied v%llu in %lld ms%s", s->slug,
-                         (unsigned long long)ack->version, (long long)latency,
-                         ack->unverified ? ENGINE_UNVERIFIED_WORDS : "");
-    for (waiter_t *w = e->waiters; w; w = w->next)
-      for (unsigned k = 0; k < w->n; k++)
-        if (w->sites[k].site == i && !w->sites[k].resolved && ack->version >= w->sites[k].version) {
-          w->sites[k].resolved = true;
-          w->sites[k].applied = true;
-          w->sites[k].latency_ms = latency;
-          w->sites[k].unverified = ack->unverified;
-          nirc_strlcpy_utf8(w->sites[k].detail, ack->detail ? ack->detail : "",
-                            sizeof w->sites[k].detail);
-        }
-  } else {
-    if (ack->result == NIRC__ACK_RESULT__ACK_RESULT_REJECTED)
-      e->stats.acks_rejected++;
-    else
-      e->stats.acks_failed++;
-    /* The agent's text is cut to whole characters and kept UTF-8: it goes
-     * into the audit trail's JSON, the exclusion and status. */
-    char detail[181], why[220];
-    nirc_strlcpy_utf8(detail, ack->detail ? ack->detail : "", sizeof detail);
-    snprintf(why, sizeof why, "agent %s: %s", result, detail);
-    /* The PBX may have taken the route: its route is unknown, not the old
-     * one, until an ack, ROUTE_CONFIRMED or a Hello says what it does. */
-    if (ack->outcome_unknown) engine_on_route_known(e, i, false, detail);
-    engine_fail(e, i, why, ack->outcome_unknown);
-  }
-  /* The verification window starts at the last acknowledgement, not at
-   * the next tick. */
-  engine_check_waves(e);
-  engine_waiters_check(e);
-}
-
-void engine_on_hello(engine_t *e, size_t i, const route_t *applied) {
-  if (i >= engine_nsites(e)) return; /* a site the engine could not take in yet (memory) */
-  e->eval_dirty = true;
-  site_dir_t *d = &e->dirs[i];
-  site_t *s = engine_site(e, i);
-  /* A directive of this epoch the site has not acknowledged: it was
-   * issued before this first Hello (the agent was down when it was made)
-   * or before the link dropped. */
-  bool ours = d->target.epoch == e->epoch && d->target.version > 0;
-  if (!d->known) {
-    /* First contact in this epoch: start from what the agent routes by. */
-    if (applied) {
-      char desc[200];
-      route_format(applied, s->slug, desc, sizeof desc);
-      log_info(LOG_SITE, s->slug, "agent routes by (%llu, %llu): %s",
-               (unsigned long long)applied->epoch, (unsigned long long)applied->version, desc);
-    }
-    d->known = true;
-    if (applied) d->acked = *applied;
-    if (!ours) {
-      if (applied) d->target = *applied;
-      d->state = DIR_IDLE;
-      if (applied) engine_late_revert(e, i, applied);
-      return;
-    }
-    /* Keep the directive and fall through to send it: replacing it with
-     * the agent's route left the rule in force, the site home, and
-     * nothing saying so. */
-  } else if (applied) {
-    d->acked = *applied;
-  }
-  /* Reconnected: if it does not have our target, send it again. */
-  if (!applied || !route_same(applied, &d->target) ||
-      route_compare_version(applied, &d->target) != 0) {
-    if (ours) {
-      d->state = DIR_PENDING;
-      e->dirs_unsettled = true;
-      engine_send(e, i, SEND_AT_HELLO);
-    }
-  } else {
-    d->state = DIR_IDLE;
-  }
-}
-
-void engine_on_link_down(engine_t *e, size_t i) {
-  (void)i;
-  e->eval_dirty = true;
-}
-
-void engine_check_timeouts(engine_t *e) {
-  /* Every directive acknowledged: nothing to resend, no scan of 20,000
-   * directives per tick. Set wherever one becomes pending or failed. */
-  if (!e->dirs_unsettled) return;
-  uint64_t now = engine_mono(e);
-  bool unsettled = false;
-  for (size_t i = 0; i < engine_nsites(e); i++) {
-    site_dir_t *d = &e->dirs[i];
-    site_t *s = engine_site(e, i);
-    unsettled |= d->state != DIR_IDLE;
-    if (d->state == DIR_PENDING && s->conn &&
-        now - d->last_send_mono_ms >= e->opts.ack_timeout_ms) {
-      e->eval_dirty = true; /* a resend or a failure: planned on this tick */
-      if (d->resends < e->opts.max_resends) {
-        engine_send(e, i, SEND_RESEND);
-      } else {
-        char why[160];
-        snprintf(why, sizeof why, "no acknowledgement after %u resends", d->resends);
-        e->stats.timeouts++;
-        engine_record_ack(e, i, d->target.epoch, d->target.version, "timeout", why, -1);
-        engine_fail(e, i, why, false);
-      }
-    } else if (d->state == DIR_FAILED && s->conn && !route_same(&d->target, &d->acked) &&
-               now - d->last_send_mono_ms >=
-                   (uint64_t)e->opts.ack_timeout_ms * ENGINE_FAILED_RETRY_FACTOR) {
-      /* Keep trying, slowly: the alarm stands until it works. */
-      e->eval_dirty = true;
-      d->state = DIR_PENDING;
-      d->resends = 0;
-      engine_send(e, i, SEND_RESEND);
-    }
-  }
-  e->dirs_unsettled = unsettled;
 }
