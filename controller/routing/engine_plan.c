@@ -557,10 +557,6 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
                     "schedule '%s' has no window ahead (no day it runs): nothing to plan", s->name);
       return;
     }
-    int64_t at = in_window ? engine_now(e) : next + 60000;
-    rc = engine_schedule_trial(e, s, at, &trial);
-    sched = s;
-    sched_at = at;
     /* Not in its window now: the next one that runs, its start and end
      * as rules.c lays them (a day whose window an exception or a clock
      * change removes is passed over, as the planner will). */
@@ -571,6 +567,16 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
         start = w.start_ms;
         end = w.end_ms;
       }
+    if (!start) start = next; /* rules_schedule_next_start's, if the walk found none */
+    /* Planned a minute into the window (its first waves, on the load of
+     * its first minutes), or halfway into one shorter than two minutes:
+     * a minute into a one-minute window is already past its end, and the
+     * trial would plan it over. */
+    int64_t into = end > start && end - start < 120000 ? (end - start) / 2 : 60000;
+    int64_t at = in_window ? engine_now(e) : start + into;
+    rc = engine_schedule_trial(e, s, at, &trial);
+    sched = s;
+    sched_at = at;
     sched_start = start;
     sched_end = end;
     for (unsigned k = 0; k < s->sources.n; k++) {

@@ -355,6 +355,32 @@ static void test_plan_of_a_disabled_schedule(void **state) {
   world_free(w);
 }
 
+/* plan --schedule of a window shorter than the minute it used to plan
+ * into: the trial planned a one-minute window at its end, when it is over,
+ * and showed no move. */
+static void test_plan_of_a_one_minute_window(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  char *src[] = {"hubei"}, *hubs[] = {"shaanxi"};
+  add_schedule(w, e, "blip", src, 1, hubs, 1, "22:00", "22:01", NULL, 0, 0);
+  int64_t next = list_first(w, e)->next_start_ms;
+  assert_true(next > w->now);
+  Nirc__PlanRequest pq = NIRC__PLAN_REQUEST__INIT;
+  pq.schedule_name = "blip";
+  engine_req_t pr = {.client = w, .request_id = 12, .operator_name = "operator:v", .label = "t"};
+  size_t before = w->n_rep;
+  engine_op_plan(e, &pr, &pq);
+  assert_int_equal(w->n_rep, before + 1);
+  const Nirc__PlanReply *plan = w->rep[before].full->plan;
+  assert_non_null(plan);
+  assert_true(plan->window_start_ms == next);
+  assert_true(plan->window_end_ms == next + 60000);
+  assert_int_equal(plan->n_moves, 1);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_rule_and_expiry),
@@ -362,6 +388,7 @@ int main(void) {
       cmocka_unit_test(test_next_in_time_order),
       cmocka_unit_test(test_window_in_dst_gap),
       cmocka_unit_test(test_plan_of_a_disabled_schedule),
+      cmocka_unit_test(test_plan_of_a_one_minute_window),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
