@@ -83,7 +83,18 @@ void ctl_move_print(FILE *out, const Nirc__MoveReply *m, const char *tz) {
   fprintf(out, " in %lld ms", (long long)m->elapsed_ms);
   /* When it ends, as status and next say it: the operator who typed --for
    * sees the end the controller took. */
-  if (m->cutover_id && m->expires_ms) {
+  bool ended = m->cutover_ended && *m->cutover_ended;
+  if (m->cutover_id && ended) {
+    /* Restored or expired while its sites acknowledged: the outcomes above
+     * are of the move, the cutover itself is over. */
+    char end[40] = "", how[32];
+    safetext_escape(m->cutover_ended, how, sizeof how);
+    if (m->expires_ms) ctl_history_time(m->expires_ms, tz, end, sizeof end);
+    if (end[0])
+      fprintf(out, "; since ended: %s at %.16s (%s)", how, end, tz);
+    else
+      fprintf(out, "; since ended: %s (nircctl history says by whom)", how);
+  } else if (m->cutover_id && m->expires_ms) {
     char end[40];
     ctl_history_time(m->expires_ms, tz, end, sizeof end);
     fprintf(out, "; until %.16s (%s)", end, tz);

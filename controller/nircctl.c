@@ -420,6 +420,11 @@ static int print_move(const Nirc__OperatorReply *rep, int json) {
     if (m->cutover_id)
       json_object_set_new(j, "expires_ms",
                           m->expires_ms ? json_integer((json_int_t)m->expires_ms) : json_null());
+    /* Ended (restored, expired) before the reply left: null while it stands. */
+    if (m->cutover_id)
+      json_object_set_new(j, "ended",
+                          m->cutover_ended && *m->cutover_ended ? json_string(m->cutover_ended)
+                                                                : json_null());
     if (rep->error && rep->error->message)
       json_object_set_new(j, "warning", json_string(rep->error->message));
     print_json(j);

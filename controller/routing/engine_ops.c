@@ -150,9 +150,15 @@ void engine_waiters_check(engine_t *e) {
       if (mv && outs) {
         nirc__move_reply__init(mv);
         mv->cutover_id = w->cutover_id;
-        /* Its end as it stands now: an amend while the sites acked wins. */
-        for (size_t k = 0; w->cutover_id && k < e->n_cut; k++)
-          if (e->cut[k].id == w->cutover_id) mv->expires_ms = e->cut[k].expires_ms;
+        /* Its end as it stands now: an amend while the sites acked wins,
+         * and a restore or expiry meanwhile is said, not an end (or
+         * "open-ended") it no longer has. */
+        for (size_t k = 0; w->cutover_id && k < e->n_cut; k++) {
+          if (e->cut[k].id != w->cutover_id) continue;
+          if (e->cut[k].state != CUTOVER_RESTORED) mv->expires_ms = e->cut[k].expires_ms;
+          if (e->cut[k].state != CUTOVER_ACTIVE)
+            mv->cutover_ended = (char *)rules_cutover_state_name(e->cut[k].state);
+        }
         for (unsigned k = 0; k < w->n; k++) {
           Nirc__SiteOutcome *o = engine_arena_alloc(&a, sizeof *o);
           if (!o) break;

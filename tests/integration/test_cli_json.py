@@ -129,6 +129,7 @@ OUTCOME = {"site": str, "result": enum("applied", "rejected", "failed", "pending
 MOVE = {"ok": bool, "cutover_id": int, "dry_run": bool, "applied": int, "failed": int,
         "pending": int, "elapsed_ms": int, "outcomes": [OUTCOME], "plan": (PLAN, NULL),
         "forced_over": [FORCED_OVER], "force_warning": str, Opt("expires_ms"): (int, NULL),
+        Opt("ended"): (str, NULL),
         Opt("warning"): str}
 REFUSAL = {"ok": False, "error": str, "plan": (PLAN, NULL)}
 AUDIT_ENTRY = {"id": int, "at_ms": int, Opt("business_at_ms"): int, "actor": str, "action": str,

@@ -175,6 +175,20 @@ static void test_cutover_end_said(void **state) {
   want = "; open-ended (`nircctl restore --cutover 1000001` ends it)\n";
   if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
   free(text);
+  /* Restored while its sites acknowledged: no end, and not "open-ended". */
+  f.m.cutover_ended = "restored";
+  text = words(&f);
+  want = "cutover 1000001: 2 applied, 0 failed in 10053 ms; since ended: restored (nircctl "
+         "history says by whom)\n";
+  if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
+  free(text);
+  f.m.cutover_ended = "expired";
+  f.m.expires_ms = 1579752000000LL + 90 * 60000;
+  text = words(&f);
+  want = "; since ended: expired at 2020-01-23 13:30 (Asia/Shanghai)\n";
+  if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
+  free(text);
+  f.m.cutover_ended = "";
   f.m.cutover_id = 0;
   text = words(&f);
   if (strstr(text, "until")) fail_msg("an end for no cutover:\n%s", text);

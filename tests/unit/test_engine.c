@@ -957,8 +957,38 @@ static void test_unacknowledged_directive_resent_then_failed(void **state) {
   world_free(w);
 }
 
+/* A cutover restored while its sites acknowledge: its reply says it has
+ * ended, not the end it had ("until ...") nor "open-ended". */
+static void test_reply_of_a_cutover_restored_meanwhile(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  world_cutover_for(w, e, 1, "hubei", "shaanxi", 3600000);
+  char *names[] = {"hubei"};
+  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
+  r.sources = names;
+  r.n_sources = 1;
+  r.reason = "drill over";
+  engine_req_t rq = {.client = w, .request_id = 2, .operator_name = "operator:bob", .label = "t"};
+  engine_op_restore(e, &rq, &r);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  const Nirc__MoveReply *m = NULL;
+  for (size_t k = 0; k < w->n_rep; k++)
+    if (w->rep[k].request_id == 1 && w->rep[k].full) m = w->rep[k].full->move;
+  assert_non_null(m);
+  assert_true(m->cutover_id != 0);
+  assert_string_equal(m->cutover_ended, "restored");
+  assert_true(m->expires_ms == 0);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_reply_of_a_cutover_restored_meanwhile),
       cmocka_unit_test(test_cutover_applied_and_answered),
       cmocka_unit_test(test_schedule_moves_in_waves),
       cmocka_unit_test(test_failed_move_rolls_back),
