@@ -21,6 +21,11 @@ void clock_setup(nirc_clock_t *c, double speed, const char *start, const char *a
   if (start && *start) clock_parse_iso(start, &c->start_ms);
 }
 
+bool clock_reproducible(double speed, const char *start, const char *anchor) {
+  bool real = !(start && *start) && speed <= 1.0; /* as clock_setup decides */
+  return real || (anchor && *anchor);
+}
+
 int64_t clock_real_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

@@ -10,6 +10,7 @@
 #ifndef NIRC_CLOCK_H
 #define NIRC_CLOCK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct {
@@ -24,6 +25,11 @@ void clock_init_real(nirc_clock_t *c);
  * the real clock; otherwise anchored at `anchor` (default: now) reading
  * `start` (default: now). Strings must have passed clock_parse_iso. */
 void clock_setup(nirc_clock_t *c, double speed, const char *start, const char *anchor);
+/* Whether another process given the same values (clock_setup's) reads
+ * the same business time: the real clock, or an anchored one. Without an
+ * anchor an accelerated or shifted clock is anchored at each process's
+ * own start, which no other process knows (nircd import-sites). */
+bool clock_reproducible(double speed, const char *start, const char *anchor);
 /* Parses "2020-01-22T21:50:00+08:00" into Unix ms; 0 or NIRC_EINVAL. */
 int clock_parse_iso(const char *s, int64_t *out_ms);
 /* Formats Unix ms as "2020-01-22T21:50:00+08:00" in the given offset. */

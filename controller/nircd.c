@@ -331,9 +331,15 @@ int main(int argc, char **argv) {
       char actor[96];
       const struct passwd *pw = getpwuid(getuid());
       snprintf(actor, sizeof actor, "import-sites:%s", pw ? pw->pw_name : "?");
+      /* The audit row's business time, from the [clock] every controller
+       * reads: unknown (none written) when that clock cannot be read here. */
+      nirc_clock_t bc;
+      clock_setup(&bc, conf->clock.speed, conf->clock.start, conf->clock.anchor);
+      int64_t business = clock_now_ms(&bc);
+      bool known = clock_reproducible(conf->clock.speed, conf->clock.start, conf->clock.anchor);
       if (db_admin_check_schema(conf->conninfo, err, sizeof err) != 0 ||
-          admin_import_sites(conf->conninfo, &sc, actor, argv[optind + 1], &st, err, sizeof err) !=
-              0) {
+          admin_import_sites(conf->conninfo, &sc, actor, argv[optind + 1], known ? &business : NULL,
+                             &st, err, sizeof err) != 0) {
         fprintf(stderr, "nircd: import-sites: %s\n", err);
         rc = 1;
       } else {
@@ -347,6 +353,9 @@ int main(int argc, char **argv) {
           printf("not in the file, kept: %zu site(s): %s (nircctl site remove SLUG removes one)\n",
                  st.missing, st.missing_list);
         printf("running controllers pick the change up now (no restart needed)\n");
+        if (!known)
+          printf("note: [clock] has no anchor: this import's audit entry has no business time "
+                 "(nircctl history places it by its real time)\n");
       }
       scenario_free(&sc);
     }

@@ -37,7 +37,8 @@ static int admin_fail(PGconn *c, PGresult *r, const char *what, char *err, size_
 }
 
 int admin_import_sites(const char *conninfo, const scenario_t *sc, const char *actor,
-                       const char *file, admin_import_t *st, char *err, size_t errlen) {
+                       const char *file, const int64_t *business_ms, admin_import_t *st, char *err,
+                       size_t errlen) {
   memset(st, 0, sizeof *st);
   PGconn *c = admin_connect(conninfo, err, errlen);
   if (!c) return NIRC_EDB;
@@ -147,14 +148,21 @@ int admin_import_sites(const char *conninfo, const scenario_t *sc, const char *a
     snprintf(n[2], sizeof n[2], "%zu", st->updated);
     snprintf(n[3], sizeof n[3], "%zu", st->skipped_removed);
     snprintf(n[4], sizeof n[4], "%zu", st->missing);
-    const char *p[] = {actor, file, n[0], n[1], n[2], n[3], n[4], st->missing_list, st->removed};
+    char bt[24];
+    if (business_ms) snprintf(bt, sizeof bt, "%lld", (long long)*business_ms);
+    const char *p[] = {actor,       file,
+                       n[0],        n[1],
+                       n[2],        n[3],
+                       n[4],        st->missing_list,
+                       st->removed, business_ms ? bt : NULL};
+    /* Its business time: history filters and shows the trail by it. */
     r = PQexecParams(c,
-                     "INSERT INTO audit_log (actor, action, target, detail) VALUES ($1, "
-                     "'import-sites', $2, jsonb_build_object('file', $2::text, 'sites_in_file', "
-                     "$3::int, 'added', $4::int, 'updated', $5::int, 'skipped_removed', $6::int, "
-                     "'kept_not_in_file', $7::int, 'not_in_file', $8::text, 'removed_skipped', "
-                     "$9::text))",
-                     9, NULL, p, NULL, NULL, 0);
+                     "INSERT INTO audit_log (actor, action, target, detail, business_at) VALUES "
+                     "($1, 'import-sites', $2, jsonb_build_object('file', $2::text, "
+                     "'sites_in_file', $3::int, 'added', $4::int, 'updated', $5::int, "
+                     "'skipped_removed', $6::int, 'kept_not_in_file', $7::int, 'not_in_file', "
+                     "$8::text, 'removed_skipped', $9::text), to_timestamp($10::bigint / 1000.0))",
+                     10, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
       rc = admin_fail(c, r, "audit", err, errlen);
     else

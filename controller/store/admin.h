@@ -22,9 +22,14 @@ typedef struct {
 } admin_import_t;
 /* Upserts every site of the scenario into the sites table, with an audit
  * row by `actor` naming `file`, in one transaction. Every controller
- * running on the database picks the change up (schema 010's notification). */
+ * running on the database picks the change up (schema 010's notification).
+ * business_ms (borrowed) is the row's business time, read from the same
+ * [clock] as the controllers' (clock_reproducible); NULL when that clock
+ * cannot be read here: the row has none, and history places it by its
+ * real time. */
 int admin_import_sites(const char *conninfo, const scenario_t *sc, const char *actor,
-                       const char *file, admin_import_t *st, char *err, size_t errlen);
+                       const char *file, const int64_t *business_ms, admin_import_t *st, char *err,
+                       size_t errlen);
 /* Loads the sites table into the registry (removed sites as REMOVED). */
 int admin_load_sites(const char *conninfo, sites_t *sites, char *err, size_t errlen);
 /* The same from a connection of the caller's (store/leader.c, whose
