@@ -3,6 +3,7 @@
 #include "ctl_args.h"
 
 #include "clock.h"
+#include "ctl_history.h"
 #include "msgtext.h"
 #include "safetext.h"
 #include "tz.h"
@@ -458,28 +459,24 @@ static int ctl_parse_limit(ctl_args_t *a, const char *arg, uint32_t *out) {
 
 static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
   static const struct option o[] = {
-      {"site", required_argument, NULL, 's'},
-      {"actor", required_argument, NULL, 'a'},
-      {"action", required_argument, NULL, 'x'},
-      {"since", required_argument, NULL, 'S'},
-      {"limit", required_argument, NULL, 'l'},
-      {"cause", required_argument, NULL, 'c'},
-      {"until", required_argument, NULL, 'U'},
-      {"tz", required_argument, NULL, 'z'},
-      {"csv", no_argument, NULL, 'V'},
-      {"before-id", required_argument, NULL, 'B'},
-      {NULL, 0, NULL, 0},
+      {"site", required_argument, NULL, 's'},   {"actor", required_argument, NULL, 'a'},
+      {"action", required_argument, NULL, 'x'}, {"since", required_argument, NULL, 'S'},
+      {"limit", required_argument, NULL, 'l'},  {"cause", required_argument, NULL, 'c'},
+      {"until", required_argument, NULL, 'U'},  {"tz", required_argument, NULL, 'z'},
+      {"csv", no_argument, NULL, 'V'},          {"before-id", required_argument, NULL, 'B'},
+      {"all", no_argument, NULL, 'A'},          {NULL, 0, NULL, 0},
   };
   nirc__history_request__init(&a->history);
   /* --since/--until are compared with the business time the entries show
    * (the same as the real time except on an accelerated clock). */
   a->history.business_clock = true;
   a->history.site = a->history.actor = a->history.action = a->history.cause = "";
-  const char *since = NULL, *until = NULL;
+  const char *since = NULL, *until = NULL, *limit = NULL;
   int ch;
   optind = 0;
   while ((ch = getopt_long(argc, argv, "+", o, NULL)) != -1) {
     switch (ch) {
+    case 'A': a->all = true; break;
     case 's': a->history.site = optarg; break;
     case 'a': a->history.actor = optarg; break;
     case 'x': a->history.action = optarg; break;
@@ -515,15 +512,26 @@ static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
       a->history.cause = optarg;
       break;
     }
-    case 'l':
-      if (ctl_parse_limit(a, optarg, &a->history.limit) != 0) return EXIT_USAGE;
-      break;
+    case 'l': limit = optarg; break;
     default: return EXIT_USAGE;
     }
   }
   if (optind != argc) {
     ctl_say(a, "history takes only options (see nircctl history --help)");
     return EXIT_USAGE;
+  }
+  /* A page is at most 500 (the controller's cap); --all reads as many
+   * pages as it takes, and its --limit bounds them all. */
+  if (limit && !a->all && ctl_parse_limit(a, limit, &a->history.limit) != 0) return EXIT_USAGE;
+  if (limit && a->all) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(limit, &end, 10);
+    if (!isdigit((unsigned char)*limit) || *end || v == 0 || v > CTL_HISTORY_ALL_LIMIT || errno) {
+      ctl_say(a, "--limit with --all must be 1-%u (the newest that many)", CTL_HISTORY_ALL_LIMIT);
+      return EXIT_USAGE;
+    }
+    a->history_all_limit = (uint32_t)v;
   }
   if (a->tz && !tz_valid(a->tz)) {
     ctl_say(a, "--tz '%s' is not a time zone (an IANA name such as Asia/Shanghai or UTC)", a->tz);
@@ -553,8 +561,17 @@ static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
   uint64_t ago;
   if (since && nirc_parse_duration_ms(since, &ago) == 0) a->history.since_ago_ms = ago;
   if (until && nirc_parse_duration_ms(until, &ago) == 0) a->history.until_ago_ms = ago;
-  if (since && until && a->history.until_ms <= a->history.since_ms) {
-    ctl_say(a, "--until must be later than --since");
+  /* An empty window is refused, never shown as an empty table. Two times
+   * or two durations are compared here; a time and a duration only on
+   * the controller, which alone knows its business now (on an accelerated
+   * clock it is not nircctl's real now): it refuses such a window with
+   * both ends named (net/ops.c). */
+  bool since_ago = since && a->history.since_ago_ms, until_ago = until && a->history.until_ago_ms;
+  if (since && until && since_ago == until_ago &&
+      (since_ago ? a->history.until_ago_ms >= a->history.since_ago_ms
+                 : a->history.until_ms <= a->history.since_ms)) {
+    ctl_say(a, "--until must be later than --since (--since %s --until %s is an empty window)",
+            since, until);
     return EXIT_USAGE;
   }
   req->body_case = NIRC__OPERATOR_REQUEST__BODY_HISTORY;
@@ -921,7 +938,7 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
     {CTL_CMD_HISTORY, "history", "the audit trail, newest last",
      "usage: nircctl history [--site SITE] [--cause CAUSE] [--actor NAME] [--action ACTION]\n"
      "                       [--since WHEN] [--until WHEN] [--limit N] [--before-id ID]\n"
-     "                       [--tz ZONE] [--csv]\n\n"
+     "                       [--all] [--tz ZONE] [--csv]\n\n"
      "Every operator action and every route change, with who, what and why. Each\n"
      "route change is an entry `route` with its cause: cutover, schedule, overflow,\n"
      "cutover-end, schedule-end, overflow-end, capacity, hub-lost, hub-return,\n"
@@ -931,13 +948,17 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "Times are shown in --tz, or [ctl] tz of the config (default Asia/Shanghai).\n"
      "The newest --limit entries (default 50, at most 500) are shown; when older\n"
      "ones match too, a note says so (on stderr with --csv; `complete` in --json)\n"
-     "and names the --before-id ID that shows the page before. In --csv,\n"
+     "and names the --before-id ID that shows the page before. --all reads every\n"
+     "matching entry, 500 a request (progress on stderr); it refuses when more than\n"
+     "100000 match, unless --limit N (then the newest N, at most 1000000). With\n"
+     "--csv it writes each page as it comes: newest first. In --csv,\n"
      "a cell that begins with = + - or @ begins with a ' before it, so that a\n"
      "spreadsheet shows it as text and never runs it as a formula.\n\n"
      "Examples:\n  nircctl history --site hubei --since 2020-01-23T03:00 --until 2020-01-23T04:00\n"
      "  nircctl history --cause hub-lost --since 24h --limit 500\n"
      "  nircctl history --action cutover --csv > cutovers.csv\n"
-     "  nircctl --json history --limit 500 --before-id 1200\n",
+     "  nircctl --json history --limit 500 --before-id 1200\n"
+     "  nircctl history --all --site hubei --since 2020-01-23T00:00 --csv > inquiry.csv\n",
      build_history, 0},
     {CTL_CMD_ALARMS, "alarms", "active alarms; --all: the record; ack ID",
      "usage: nircctl alarms [--all] [--limit N] [--tz ZONE]\n"

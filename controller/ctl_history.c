@@ -99,7 +99,7 @@ static void ctl_history_csv_field(FILE *out, const char *s, bool last) {
 
 /* The business clock is shown only where it differs from the real one
  * (an accelerated clock, as in the demo): otherwise it says nothing. */
-static bool ctl_history_two_clocks(const Nirc__HistoryReply *h) {
+bool ctl_history_two_clocks(const Nirc__HistoryReply *h) {
   for (size_t i = 0; i < h->n_entries; i++) {
     int64_t b = h->entries[i]->business_at_ms, d = b - h->entries[i]->at_ms;
     if (b && (d > 60000 || d < -60000)) return true;
@@ -107,46 +107,62 @@ static bool ctl_history_two_clocks(const Nirc__HistoryReply *h) {
   return false;
 }
 
+/* One entry, as a table row or a CSV record; `business`: the table shows
+ * the business time column. */
+static void ctl_history_row(FILE *out, const Nirc__AuditEntry *e, ctl_history_fmt_t fmt,
+                            const char *tz, bool business) {
+  char when[32], bwhen[32] = "", actor[80], action[48], target[120], detail[600], cause[40];
+  ctl_history_time(e->at_ms, tz, when, sizeof when);
+  if (e->business_at_ms) ctl_history_time(e->business_at_ms, tz, bwhen, sizeof bwhen);
+  safetext_escape(e->actor, actor, sizeof actor);
+  safetext_escape(e->action, action, sizeof action);
+  safetext_escape(e->target, target, sizeof target);
+  ctl_history_detail(e->action, e->detail_json, detail, sizeof detail);
+  json_t *d = json_loads(e->detail_json, 0, NULL);
+  safetext_escape(ctl_history_str(d, "cause"), cause, sizeof cause);
+  json_decref(d);
+  if (fmt == CTL_HISTORY_CSV) {
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)e->id);
+    ctl_history_csv_field(out, id, false);
+    ctl_history_csv_field(out, when, false);
+    ctl_history_csv_field(out, bwhen, false);
+    ctl_history_csv_field(out, tz, false);
+    ctl_history_csv_field(out, actor, false);
+    ctl_history_csv_field(out, action, false);
+    ctl_history_csv_field(out, target, false);
+    ctl_history_csv_field(out, cause, false);
+    ctl_history_csv_field(out, detail, true);
+  } else {
+    fprintf(out, "%-19s %s%s%-22.22s %-14.14s %-16.16s %s\n", when, business ? bwhen : "",
+            business ? " " : "", actor, action, target, detail);
+  }
+}
+
+void ctl_history_csv_head(FILE *out) {
+  fprintf(out, "id,time,business_time,time_zone,actor,action,target,cause,detail\n");
+}
+
+void ctl_history_csv_rows(FILE *out, const Nirc__HistoryReply *h, const char *tz,
+                          bool newest_first) {
+  for (size_t i = 0; i < h->n_entries; i++)
+    ctl_history_row(out, h->entries[newest_first ? h->n_entries - 1 - i : i], CTL_HISTORY_CSV, tz,
+                    false);
+}
+
 void ctl_history_print(FILE *out, const Nirc__HistoryReply *h, ctl_history_fmt_t fmt,
                        const char *tz) {
   bool business = ctl_history_two_clocks(h);
   if (fmt == CTL_HISTORY_CSV) {
-    fprintf(out, "id,time,business_time,time_zone,actor,action,target,cause,detail\n");
+    ctl_history_csv_head(out);
   } else {
     char head[64];
     snprintf(head, sizeof head, "TIME (%s)", tz);
     fprintf(out, "%-19s %s%-22s %-14s %-16s %s\n", head, business ? "BUSINESS TIME       " : "",
             "ACTOR", "ACTION", "TARGET", "DETAIL");
   }
-  for (size_t i = 0; i < h->n_entries; i++) {
-    const Nirc__AuditEntry *e = h->entries[i];
-    char when[32], bwhen[32] = "", actor[80], action[48], target[120], detail[600], cause[40];
-    ctl_history_time(e->at_ms, tz, when, sizeof when);
-    if (e->business_at_ms) ctl_history_time(e->business_at_ms, tz, bwhen, sizeof bwhen);
-    safetext_escape(e->actor, actor, sizeof actor);
-    safetext_escape(e->action, action, sizeof action);
-    safetext_escape(e->target, target, sizeof target);
-    ctl_history_detail(e->action, e->detail_json, detail, sizeof detail);
-    json_t *d = json_loads(e->detail_json, 0, NULL);
-    safetext_escape(ctl_history_str(d, "cause"), cause, sizeof cause);
-    json_decref(d);
-    if (fmt == CTL_HISTORY_CSV) {
-      char id[24];
-      snprintf(id, sizeof id, "%llu", (unsigned long long)e->id);
-      ctl_history_csv_field(out, id, false);
-      ctl_history_csv_field(out, when, false);
-      ctl_history_csv_field(out, bwhen, false);
-      ctl_history_csv_field(out, tz, false);
-      ctl_history_csv_field(out, actor, false);
-      ctl_history_csv_field(out, action, false);
-      ctl_history_csv_field(out, target, false);
-      ctl_history_csv_field(out, cause, false);
-      ctl_history_csv_field(out, detail, true);
-    } else {
-      fprintf(out, "%-19s %s%s%-22.22s %-14.14s %-16.16s %s\n", when, business ? bwhen : "",
-              business ? " " : "", actor, action, target, detail);
-    }
-  }
+  for (size_t i = 0; i < h->n_entries; i++)
+    ctl_history_row(out, h->entries[i], fmt, tz, business);
   if (fmt == CTL_HISTORY_TABLE && h->n_entries == 0) fprintf(out, "(no audit records match)\n");
 }
 
@@ -200,4 +216,90 @@ json_t *ctl_history_json(const Nirc__HistoryReply *h) {
   json_object_set_new(doc, "window_clock",
                       json_string(known && h->business_clock ? "business" : "real"));
   return doc;
+}
+void ctl_history_pager_init(ctl_history_pager_t *p, Nirc__HistoryRequest *hq, uint32_t want) {
+  *p = (ctl_history_pager_t){.want = want};
+  hq->count = true;
+  hq->limit = want && want < CTL_HISTORY_PAGE ? want : CTL_HISTORY_PAGE;
+}
+
+ctl_history_page_t ctl_history_pager_take(ctl_history_pager_t *p, Nirc__HistoryRequest *hq,
+                                          const Nirc__HistoryReply *h) {
+  /* Without the window or the count the pages could not be made to
+   * agree: refused rather than guessed. */
+  if (!h || !h->window_known || h->limit == 0 || (p->pages == 0 && !h->counted))
+    return CTL_HISTORY_PAGE_OLD;
+  if (p->pages == 0) {
+    p->matching = h->matching;
+    p->unsaved = h->unsaved_changes;
+    p->business = h->business_clock;
+    if (!p->want && p->matching > CTL_HISTORY_ALL_MAX) return CTL_HISTORY_PAGE_TOO_MANY;
+    hq->since_ms = h->since_ms;
+    hq->until_ms = h->until_ms;
+    hq->since_ago_ms = hq->until_ago_ms = 0;
+    hq->count = false;
+  }
+  p->pages++;
+  p->n += h->n_entries;
+  p->more = h->more;
+  p->two |= ctl_history_two_clocks(h);
+  if (h->n_entries) p->oldest = h->entries[0]->id;
+  if (!h->more || h->n_entries == 0 || (p->want && p->n >= p->want)) return CTL_HISTORY_PAGE_DONE;
+  hq->before_id = p->oldest;
+  size_t left = p->want ? p->want - p->n : CTL_HISTORY_PAGE;
+  hq->limit = left < CTL_HISTORY_PAGE ? (uint32_t)left : CTL_HISTORY_PAGE;
+  return CTL_HISTORY_PAGE_MORE;
+}
+
+void ctl_history_pager_progress(FILE *out, const ctl_history_pager_t *p) {
+  /* "~": entries written meanwhile are not read (they are newer than the
+   * first page), and the count is the first page's. */
+  uint64_t of = p->want && p->want < p->matching ? p->want : p->matching;
+  fprintf(out, "nircctl: read %zu of ~%llu entries...\n", p->n, (unsigned long long)of);
+  fflush(out);
+}
+
+void ctl_history_pager_refusal(FILE *out, const ctl_history_pager_t *p, ctl_history_page_t st) {
+  if (st == CTL_HISTORY_PAGE_TOO_MANY)
+    fprintf(out,
+            "nircctl: history --all: %llu entries match, more than it reads at once (%u): "
+            "narrow --since/--until and read window by window, or give --limit N for the "
+            "newest N\n",
+            (unsigned long long)p->matching, CTL_HISTORY_ALL_MAX);
+  else
+    fprintf(out, "nircctl: this controller is older than history --all: read it page by page "
+                 "with --before-id, or upgrade it\n");
+}
+
+Nirc__AuditEntry **ctl_history_pager_merge(const ctl_history_pager_t *p,
+                                           const Nirc__HistoryReply **pages, size_t n,
+                                           Nirc__HistoryReply *out) {
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++)
+    total += pages[i]->n_entries;
+  Nirc__AuditEntry **all = calloc(total + 1, sizeof *all);
+  if (!all) return NULL;
+  size_t k = 0;
+  for (size_t i = n; i-- > 0;)
+    for (size_t j = 0; j < pages[i]->n_entries; j++)
+      all[k++] = pages[i]->entries[j];
+  nirc__history_reply__init(out);
+  out->entries = all;
+  out->n_entries = k;
+  out->unsaved_changes = p->unsaved;
+  out->more = p->more;
+  out->limit = CTL_HISTORY_PAGE; /* not one page's: the note names --before-id alone */
+  out->business_clock = p->business;
+  return all;
+}
+
+void ctl_history_pager_csv_notes(FILE *out, const ctl_history_pager_t *p, bool window) {
+  if (p->more && p->n)
+    fprintf(out,
+            "note: these are the newest %zu matching entries (--limit); older ones match too: "
+            "--before-id %llu reads on\n",
+            p->n, (unsigned long long)p->oldest);
+  if (window && p->two)
+    fprintf(out, "note: --since/--until were compared with the %s time\n",
+            p->business ? "BUSINESS" : "real (TIME column; this controller is older)");
 }

@@ -468,6 +468,7 @@ static int print_plan(const Nirc__OperatorReply *rep, int json) {
 static int history_csv;         /* history --csv */
 static bool history_window;     /* history --since or --until given */
 static uint64_t history_before; /* history --before-id */
+static bool history_mixed;      /* a time and a duration: ordered by the controller */
 
 /* A read from the database cannot see changes the controller has not yet
  * committed (ops.c reads on a connection of its own, so that no write
@@ -495,6 +496,9 @@ static int print_history(const Nirc__OperatorReply *rep, int json) {
     print_json(ctl_history_json(h));
     return EXIT_DONE;
   }
+  if (history_mixed && !h->window_known && h->n_entries == 0)
+    fprintf(stderr, "nircctl: note: this controller is older than the check that --until is "
+                    "later than --since on its clock: if it is not, nothing can match\n");
   ctl_history_print(stdout, h, history_csv ? CTL_HISTORY_CSV : CTL_HISTORY_TABLE, history_tz);
   /* CSV is data: the notes go beside it, not into it. */
   ctl_history_notes(history_csv ? stderr : stdout, h, history_window);
@@ -629,6 +633,82 @@ static int ctl_again(ctl_t *c, Nirc__OperatorRequest *req) {
   c->idx = c->standbys = c->standbys_seen = c->rounds = c->hops = 0;
   c->errors[0] = c->standby_note[0] = '\0';
   return ctl_request(c, req);
+}
+
+/* `history --all`: the pages one after another, one request each, as
+ * the pager (ctl_history.h) says. CSV is written a page at a time, the
+ * table and JSON once, oldest first. A refusal is left in c->reply for
+ * main to tell; otherwise c->reply is NULL on return. */
+static int history_all(ctl_t *c, ctl_args_t *a, int json) {
+  bool stream = history_csv && !json;
+  ctl_history_pager_t pg;
+  ctl_history_pager_init(&pg, &a->history, a->history_all_limit);
+  Nirc__Envelope **envs = NULL;
+  size_t nenv = 0;
+  ctl_history_page_t st = CTL_HISTORY_PAGE_MORE;
+  int rc = EXIT_DONE;
+  bool nomem = false;
+  while (st == CTL_HISTORY_PAGE_MORE) {
+    rc = ctl_again(c, &a->req);
+    if (rc != EXIT_DONE || !c->reply || !c->reply->ok) break;
+    const Nirc__HistoryReply *h = c->reply->history;
+    st = ctl_history_pager_take(&pg, &a->history, h);
+    if (st == CTL_HISTORY_PAGE_OLD || st == CTL_HISTORY_PAGE_TOO_MANY) break;
+    Nirc__Envelope **e2 = realloc(envs, (nenv + 1) * sizeof *envs);
+    if (!e2) {
+      nomem = true;
+      break;
+    }
+    envs = e2;
+    envs[nenv++] = c->reply_env; /* owned here from now on */
+    c->reply_env = NULL;
+    c->reply = NULL;
+    if (stream) {
+      if (nenv == 1) ctl_history_csv_head(stdout);
+      ctl_history_csv_rows(stdout, h, history_tz, true); /* nothing held but this page */
+      fflush(stdout);
+      nirc__envelope__free_unpacked(envs[--nenv], NULL);
+      envs[nenv++] = NULL;
+    }
+    if (st == CTL_HISTORY_PAGE_MORE) ctl_history_pager_progress(stderr, &pg);
+  }
+  if (st == CTL_HISTORY_PAGE_OLD || st == CTL_HISTORY_PAGE_TOO_MANY) {
+    ctl_history_pager_refusal(stderr, &pg, st);
+    rc = EXIT_REFUSED;
+  } else if (nomem) {
+    fprintf(stderr, "nircctl: out of memory\n");
+    rc = EXIT_REFUSED;
+  }
+  if (nomem || rc != EXIT_DONE || c->reply) {
+    if (stream && pg.n)
+      fprintf(stderr, "nircctl: the CSV above is incomplete: %zu of ~%llu entries\n", pg.n,
+              (unsigned long long)pg.matching);
+  } else if (stream) {
+    ctl_history_pager_csv_notes(stderr, &pg, history_window);
+    print_unsaved(stderr, pg.unsaved, "change", "history");
+  } else {
+    const Nirc__HistoryReply **pages = calloc(nenv + 1, sizeof *pages);
+    Nirc__HistoryReply r;
+    for (size_t i = 0; pages && i < nenv; i++)
+      pages[i] = envs[i]->operator_reply->history;
+    Nirc__AuditEntry **all = pages ? ctl_history_pager_merge(&pg, pages, nenv, &r) : NULL;
+    if (!all) {
+      fprintf(stderr, "nircctl: out of memory\n");
+      rc = EXIT_REFUSED;
+    } else if (json) {
+      print_json(ctl_history_json(&r));
+    } else {
+      ctl_history_print(stdout, &r, CTL_HISTORY_TABLE, history_tz);
+      ctl_history_notes(stdout, &r, history_window);
+      print_unsaved(stdout, pg.unsaved, "change", "history");
+    }
+    free(all);
+    free(pages);
+  }
+  for (size_t i = 0; i < nenv; i++)
+    if (envs[i]) nirc__envelope__free_unpacked(envs[i], NULL);
+  free(envs);
+  return rc;
 }
 
 #define CTL_STATUS_PAGE 1000 /* sites per request of status --all: ~0.3 MB a reply */
@@ -1004,9 +1084,12 @@ int main(int argc, char **argv) {
   history_csv = args.csv;
   history_window = args.since || args.until;
   history_before = args.history.before_id;
+  history_mixed =
+      args.since && args.until && !args.history.since_ago_ms != !args.history.until_ago_ms;
   alarms_ack = args.alarms.ack_id != 0;
   capacity_site = args.capacity.site;
   history_tz = args.tz ? args.tz : conf.tz;
+  args.history.tz = (char *)history_tz; /* an empty window is told in it */
   if (!tz_valid(history_tz)) {
     fprintf(stderr,
             "nircctl: [ctl] tz '%s' in %s is not a time zone (an IANA name such as "
@@ -1094,6 +1177,7 @@ int main(int argc, char **argv) {
   }
   c.tell = 1;
   int rc = cmd->id == CTL_CMD_MAP ? status_all(&c, &args, &status_opts, json, 0, true)
+           : cmd->id == CTL_CMD_HISTORY && args.all ? history_all(&c, &args, json)
            : cmd->id == CTL_CMD_STATUS && !*args.status.site
                ? status_run(&c, &args, json, JSON_INDENT(2))
                : ctl_request(&c, req);
@@ -1123,7 +1207,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "nircctl: refused by the controller:\n%s\n", c.errors);
   } else if (c.reply && !c.reply->ok) {
     rc = print_refusal(c.reply, json);
-  } else if (c.reply) {
+  } else if (c.reply && !(cmd->id == CTL_CMD_HISTORY && args.all)) {
     rc = ctl_print[cmd->id](c.reply, json);
   }
   if (c.reply_env) nirc__envelope__free_unpacked(c.reply_env, NULL);

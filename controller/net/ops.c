@@ -8,6 +8,7 @@
 #include "route.h"
 #include "safetext.h"
 #include "statusq.h"
+#include "tz.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -419,6 +420,10 @@ typedef struct {
    * older entries match) and whether the window was on business time. */
   unsigned limit;
   bool business;
+  /* The window as compared (durations resolved), and whether the reply
+   * counts every match (the SQL's eighth column): both go back to nircctl. */
+  int64_t since_ms, until_ms;
+  bool count;
 } ops_history_t;
 
 /* The connection for a read an operator waits for (server.h, db_ops):
@@ -504,6 +509,11 @@ static void ops_history_done(void *arg, int err, const char *msg, PGresult *res)
     hr.more = skip > 0;
     hr.limit = h->limit;
     hr.business_clock = h->business;
+    hr.window_known = true;
+    hr.since_ms = h->since_ms;
+    hr.until_ms = h->until_ms;
+    hr.counted = h->count && !err;
+    hr.matching = h->count && n > 0 ? strtoull(PQgetvalue(res, 0, 7), NULL, 10) : 0;
     rep.body_case = NIRC__OPERATOR_REPLY__BODY_HISTORY;
     rep.history = &hr;
     ops_send_db_reply(c, &rep, err, msg, "history");
@@ -511,6 +521,22 @@ static void ops_history_done(void *arg, int err, const char *msg, PGresult *res)
     free(ptrs);
   }
   free(h);
+}
+
+/* Refuses a history request with `code` and msg (copied out before it
+ * returns). */
+static void ops_history_refuse(conn_t *c, const Nirc__OperatorRequest *req, Nirc__ErrorCode code,
+                               char *msg) {
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  rep.request_id = req->request_id;
+  Nirc__Error e = NIRC__ERROR__INIT;
+  e.code = code;
+  e.message = msg;
+  rep.error = &e;
+  Nirc__Envelope env = NIRC__ENVELOPE__INIT;
+  env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REPLY;
+  env.operator_reply = &rep;
+  link_send(c->link, &env);
 }
 
 /* "no site hubie; did you mean hubei?": an unknown site is an input
@@ -527,16 +553,41 @@ static bool ops_history_site_known(server_t *srv, conn_t *c, const Nirc__Operato
   snprintf(msg, sizeof msg, "no site %s%s%s%s", shown, near ? "; did you mean " : "",
            near ? near : "", near ? "?" : " (nircctl status lists them)");
   free(slugs);
-  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
-  rep.request_id = req->request_id;
-  Nirc__Error e = NIRC__ERROR__INIT;
-  e.code = NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE;
-  e.message = msg;
-  rep.error = &e;
-  Nirc__Envelope env = NIRC__ENVELOPE__INIT;
-  env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REPLY;
-  env.operator_reply = &rep;
-  link_send(c->link, &env);
+  ops_history_refuse(c, req, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE, msg);
+  return false;
+}
+
+/* "2020-01-23 03:00:00 Asia/Shanghai": an end of the window in the zone
+ * nircctl shows (tz, the operator's text: named only once it is known to
+ * be a zone), else in UTC. */
+static void ops_history_when(int64_t ms, const char *tz, char *buf, size_t len) {
+  tz_local_t l;
+  if (tz && *tz && tz_valid(tz) && tz_to_local(tz, ms, &l) == 0) {
+    snprintf(buf, len, "%04d-%02d-%02d %02d:%02d:%02d %s", l.year, l.month, l.day, l.hour, l.minute,
+             l.second, tz);
+  } else {
+    clock_format_iso(ms, 0, buf, (unsigned)len);
+  }
+}
+
+/* Whether the window [since, until) can hold an entry; if not, the
+ * operator is told both ends as compared (a duration resolved on this
+ * controller's business clock, which nircctl cannot know: it checks only
+ * two dates or two durations itself). An empty window is an input error,
+ * never an empty table. */
+static bool ops_history_window_ok(conn_t *c, const Nirc__OperatorRequest *req, int64_t since_ms,
+                                  int64_t until_ms, int64_t now_ms) {
+  const Nirc__HistoryRequest *hq = req->history;
+  if (until_ms == 0 || until_ms > since_ms) return true;
+  char s[80], u[80], n[80], msg[400];
+  ops_history_when(since_ms, hq->tz, s, sizeof s);
+  ops_history_when(until_ms, hq->tz, u, sizeof u);
+  ops_history_when(now_ms, hq->tz, n, sizeof n);
+  snprintf(msg, sizeof msg,
+           "--until must be later than --since: on the %s clock the entries are filtered on, "
+           "--since is %s and --until %s (a duration counts back from the controller's now, %s)",
+           hq->business_clock ? "business" : "real", s, u, n);
+  ops_history_refuse(c, req, NIRC__ERROR_CODE__ERROR_CODE_INVALID, msg);
   return false;
 }
 
@@ -555,6 +606,27 @@ static bool ops_history_site_known(server_t *srv, conn_t *c, const Nirc__Operato
   "a.version = (t.detail->>'version')::bigint ORDER BY a.at DESC, a.id DESC LIMIT 1)))::text "     \
   "ELSE t.detail::text END"
 
+/* The audit trail's read: the newest $5 entries matching the filters,
+ * oldest first. `count` adds a column, the same in every row: how many
+ * match in all (a window function, computed before the LIMIT, so it reads
+ * every match: only for --all, which reads them anyway). */
+#define OPS_HISTORY_SQL(outer, inner)                                                              \
+  "SELECT id, (extract(epoch from at) * 1000)::bigint, actor, action, "                            \
+  "target, " OPS_ROUTE_OUTCOME_SQL ", "                                                            \
+  "coalesce((extract(epoch from business_at) * 1000)::bigint, 0)" outer " FROM ("                  \
+  " SELECT *" inner " FROM audit_log WHERE "                                                       \
+  " ($1::text IS NULL OR target LIKE '%' || $1 || '%' OR "                                         \
+  "  detail::text LIKE '%\"' || $1 || '\"%') AND"                                                  \
+  " ($2::text IS NULL OR actor = $2 OR actor = 'operator:' || $2) AND"                             \
+  " ($3::text IS NULL OR action = $3) AND"                                                         \
+  " ($6::text IS NULL OR detail->>'cause' = $6) AND"                                               \
+  " ($8::bigint = 0 OR id < $8::bigint) AND"                                                       \
+  " CASE WHEN $9::boolean THEN coalesce(business_at, at) ELSE at END"                              \
+  "  >= to_timestamp($4::bigint / 1000.0) AND"                                                     \
+  " ($7::bigint = 0 OR CASE WHEN $9::boolean THEN coalesce(business_at, at)"                       \
+  "  ELSE at END < to_timestamp($7::bigint / 1000.0))"                                             \
+  " ORDER BY id DESC LIMIT $5::int) t ORDER BY id"
+
 static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   const Nirc__HistoryRequest *hq = req->history;
   if (!ops_history_site_known(srv, c, req, hq->site)) return;
@@ -567,11 +639,12 @@ static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *r
    * a duration counts back from this controller's business now. An older
    * nircctl sends real times: they are compared with the real time. */
   int64_t since_ms = hq->since_ms, until_ms = hq->until_ms;
+  int64_t now = hq->business_clock ? clock_now_ms(&srv->clock) : clock_real_ms();
   if (hq->business_clock) {
-    int64_t now = clock_now_ms(&srv->clock);
     if (hq->since_ago_ms) since_ms = now - (int64_t)hq->since_ago_ms;
     if (hq->until_ago_ms) until_ms = now - (int64_t)hq->until_ago_ms;
   }
+  if (!ops_history_window_ok(c, req, since_ms, until_ms, now)) return;
   snprintf(since, sizeof since, "%lld", (long long)since_ms);
   snprintf(until, sizeof until, "%lld", (long long)until_ms);
   snprintf(before, sizeof before, "%llu", (unsigned long long)hq->before_id);
@@ -592,7 +665,10 @@ static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *r
                        0,
                        db_unsaved_changes(srv->db, DB_UNSAVED_URGENT),
                        lim,
-                       hq->business_clock};
+                       hq->business_clock,
+                       since_ms,
+                       until_ms,
+                       hq->count};
   char down[300];
   if (ops_db_down(srv, "history is unavailable; routing continues", down, sizeof down)) {
     ops_history_done(h, NIRC_EDB, down, NULL);
@@ -600,25 +676,12 @@ static void ops_history(server_t *srv, conn_t *c, const Nirc__OperatorRequest *r
   }
   db_t *rdb = ops_read_db(srv);
   /* An entry without a business time (written before it was kept, or by
-   * `nircd import-sites`, which runs without the controller's clock) is
+   * an import-sites whose [clock] it could not reproduce: store/admin.h) is
    * placed by its real time: the business clock is the real one outside
    * an accelerated demo. */
   int rc = rdb ? db_exec(rdb,
-                         "SELECT id, (extract(epoch from at) * 1000)::bigint, actor, action, "
-                         "target, " OPS_ROUTE_OUTCOME_SQL ", "
-                         "coalesce((extract(epoch from business_at) * 1000)::bigint, 0) FROM ("
-                         " SELECT * FROM audit_log WHERE "
-                         " ($1::text IS NULL OR target LIKE '%' || $1 || '%' OR "
-                         "  detail::text LIKE '%\"' || $1 || '\"%') AND"
-                         " ($2::text IS NULL OR actor = $2 OR actor = 'operator:' || $2) AND"
-                         " ($3::text IS NULL OR action = $3) AND"
-                         " ($6::text IS NULL OR detail->>'cause' = $6) AND"
-                         " ($8::bigint = 0 OR id < $8::bigint) AND"
-                         " CASE WHEN $9::boolean THEN coalesce(business_at, at) ELSE at END"
-                         "  >= to_timestamp($4::bigint / 1000.0) AND"
-                         " ($7::bigint = 0 OR CASE WHEN $9::boolean THEN coalesce(business_at, at)"
-                         "  ELSE at END < to_timestamp($7::bigint / 1000.0))"
-                         " ORDER BY id DESC LIMIT $5::int) t ORDER BY id",
+                         hq->count ? OPS_HISTORY_SQL(", matching", ", count(*) OVER () AS matching")
+                                   : OPS_HISTORY_SQL("", ""),
                          9, p, ops_history_done, h)
                : NIRC_ECLOSED;
   if (rc != 0) {

@@ -6,7 +6,13 @@
  - on an accelerated business clock (as in ./demo.sh), --since/--until are
    compared with the business time the entries show, absolute times and
    durations alike; an entry without a business time (made before it was
-   kept, or by `nircd import-sites`) is placed by its real time.
+   kept) is placed by its real time; a time and a duration in one window
+   are ordered by the controller, on its business clock, and an empty
+   window is refused with both ends named;
+ - `nircd import-sites` writes its entry with a business time from the same
+   [clock], so a business window finds it;
+ - --all reads every match page by page (500 a request): one JSON document,
+   complete; CSV streamed; progress on stderr; --limit bounds it.
 The entries are written with SQL at chosen instants (audit_log takes
 inserts), so nothing here waits on time passing."""
 import json
@@ -114,10 +120,78 @@ def test_window_is_business_time():
     assert [e["target"] for e in j["entries"]] == ["x"], j
 
 
+def business_now():
+    return json.loads(ctl("--json", "status").stdout)["server_time_ms"]
+
+
+def test_mixed_window_is_ordered_on_the_business_clock():
+    # A duration and a time: against the real now "10m" is years after
+    # 2020, but on the controller's clock it is a few minutes after 02:55.
+    before = business_now()
+    j = history_json("--actor", "pager", "--since", "10m", "--until", "2020-01-23T04:00",
+                     "--limit", "500")
+    after = business_now()
+    got = {e["detail"]["n"]: e["business_at_ms"] for e in j["entries"]}
+    assert got and all(before - 600000 <= b < 1579723200000 for b in got.values()), j
+    base = 1579716000000  # 2020-01-23T02:00+08:00
+    want = {n for n in range(1, 121) if after - 600000 <= base + n * 60000 < 1579723200000}
+    assert want <= set(got), (sorted(want), sorted(got))
+    # The same pair the wrong way round: an empty window, refused with both
+    # ends as the controller compared them (it alone knows its business now).
+    r = ctl("history", "--since", "2020-01-23T04:00", "--until", "1m", expect=T.EXIT_USAGE)
+    assert "--until must be later than --since" in r.stderr, r.stderr
+    assert "--since is 2020-01-23 04:00:00 Asia/Shanghai" in r.stderr, r.stderr
+    assert "no audit records match" not in r.stdout, r.stdout
+
+
+def test_import_sites_has_a_business_time():
+    before = business_now()
+    T.run([T.binary("nircd"), "-c", env.nircd_conf, "import-sites", T.SCENARIO], check=True)
+    after = business_now()
+    # Env set-up imported once before the controller started: both entries
+    # sit in the business window, the new one at the business time it ran.
+    j = history_json("--action", "import-sites", "--since", "2020-01-23T02:50",
+                     "--until", "2020-01-23T05:00")
+    assert len(j["entries"]) == 2, j
+    j = history_json("--action", "import-sites", "--since", "10m", "--until", "2020-01-23T05:00")
+    assert j["entries"], j
+    b = j["entries"][-1].get("business_at_ms")
+    assert b and before - 2000 <= b <= after + 2000, (before, j, after)
+
+
+def test_all_reads_every_page():
+    env.sql("INSERT INTO audit_log (actor, action, target, detail, at, business_at) "
+            "SELECT 'bulk', 'probe', 'b' || g, jsonb_build_object('n', g), now(), "
+            "'2020-01-22 12:00:00+08'::timestamptz + g * interval '1 second' "
+            "FROM generate_series(1, 1100) g")
+    ids = [int(r[0]) for r in env.sql("SELECT id FROM audit_log WHERE actor = 'bulk' ORDER BY id")]
+    r = ctl("--json", "history", "--actor", "bulk", "--all")
+    j = json.loads(r.stdout)
+    assert [e["id"] for e in j["entries"]] == ids, len(j["entries"])
+    assert j["complete"] is True and j["next_before_id"] is None, {k: j[k] for k in j
+                                                                    if k != "entries"}
+    assert "read 500 of ~1100 entries..." in r.stderr and "read 1000 of ~1100" in r.stderr, \
+        r.stderr
+    # CSV: streamed a page at a time, newest first, nothing else on stdout.
+    r = ctl("history", "--actor", "bulk", "--all", "--csv")
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("id,") and len(lines) == 1101, len(lines)
+    assert [int(l.split(",")[0]) for l in lines[1:]] == ids[::-1]
+    # --limit bounds them all: the newest 700, and what is left is said.
+    j = history_json("--actor", "bulk", "--all", "--limit", "700")
+    assert [e["id"] for e in j["entries"]] == ids[400:], len(j["entries"])
+    assert j["complete"] is False and j["next_before_id"] == ids[400], j["next_before_id"]
+    r = ctl("history", "--actor", "bulk", "--all")
+    assert sum(" bulk " in l for l in r.stdout.splitlines()) == 1100
+    assert "showing the newest" not in r.stdout, r.stdout[-300:]
+
+
 if __name__ == "__main__":
     try:
         T.main([test_setup, test_truncation_is_said_and_pages_reach_everything,
-                test_window_is_business_time])
+                test_window_is_business_time,
+                test_mixed_window_is_ordered_on_the_business_clock,
+                test_import_sites_has_a_business_time, test_all_reads_every_page])
     finally:
         if env:
             env.close()

@@ -359,6 +359,49 @@ static void test_history_paging_request(void **state) {
   }
 }
 
+/* The order of --since and --until is checked where both are known on
+ * one clock: two times or two durations here; a time and a duration only
+ * on the controller, whose business now nircctl does not know (an
+ * accelerated clock is years behind the real one in the demo). */
+static void test_history_window_order(void **state) {
+  (void)state;
+  /* Against the real now, 10m ago is years after 2020: refused here
+   * before, although on the demo's clock the window holds an hour. */
+  assert_int_equal(parse(ARGV("history", "--since", "10m", "--until", "2020-01-23T04:00Z")),
+                   CTL_ARGS_REQUEST);
+  assert_int_equal(args.req.history->since_ago_ms, 600000);
+  assert_int_equal(args.req.history->until_ms, 1579752000000LL);
+  assert_int_equal(parse(ARGV("history", "--since", "2020-01-23T03:00Z", "--until", "10m")),
+                   CTL_ARGS_REQUEST);
+  assert_int_equal(args.req.history->until_ago_ms, 600000);
+  /* Two durations: the later must be nearer now. */
+  assert_int_equal(parse(ARGV("history", "--since", "2h", "--until", "1h")), CTL_ARGS_REQUEST);
+  assert_int_equal(parse(ARGV("history", "--since", "2h", "--until", "2h")), CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "--since 2h --until 2h is an empty window"));
+  /* Two times. */
+  assert_int_equal(
+      parse(ARGV("history", "--since", "2020-01-23T04:00Z", "--until", "2020-01-23T03:00Z")),
+      CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "--until must be later than --since"));
+}
+
+/* history --all: every match, page by page; its --limit bounds them all
+ * (not a page: above 500 is fine), without --all --limit stays 1-500. */
+static void test_history_all_args(void **state) {
+  (void)state;
+  assert_int_equal(parse(ARGV("history", "--all", "--since", "2h")), CTL_ARGS_REQUEST);
+  assert_true(args.all);
+  assert_int_equal(args.history_all_limit, 0);
+  assert_int_equal(parse(ARGV("history", "--limit", "700", "--all")), CTL_ARGS_REQUEST);
+  assert_int_equal(args.history_all_limit, 700);
+  assert_int_equal(args.req.history->limit, 0);
+  assert_int_equal(parse(ARGV("history", "--limit", "700")), CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "--limit must be 1-500"));
+  assert_int_equal(parse(ARGV("history", "--all", "--limit", "0")), CTL_ARGS_ERROR);
+  assert_int_equal(parse(ARGV("history", "--all", "--limit", "2000000")), CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "--limit with --all must be 1-1000000"));
+}
+
 /* A mistyped command or name gets the closest real one. */
 static void test_suggestions(void **state) {
   (void)state;
@@ -508,6 +551,8 @@ int main(void) {
       cmocka_unit_test(test_history_when_around_dst),
       cmocka_unit_test(test_history_tz_must_be_a_zone),
       cmocka_unit_test(test_history_paging_request),
+      cmocka_unit_test(test_history_window_order),
+      cmocka_unit_test(test_history_all_args),
       cmocka_unit_test(test_suggestions),
       cmocka_unit_test(test_history_output),
       cmocka_unit_test(test_history_csv_neutralises_formulas),

@@ -129,12 +129,76 @@ static void test_window_clock_named_when_clocks_differ(void **state) {
   free(t);
 }
 
+/* The pager of --all pins the window the first page was compared with
+ * (a duration resolved once), pages back from the oldest id, bounds the
+ * last page by --limit, and refuses what it cannot do honestly: more than
+ * CTL_HISTORY_ALL_MAX without --limit, a controller that does not count. */
+static void test_pager(void **state) {
+  (void)state;
+  Nirc__HistoryRequest hq = NIRC__HISTORY_REQUEST__INIT;
+  hq.since_ago_ms = 3600000;
+  ctl_history_pager_t p;
+  ctl_history_pager_init(&p, &hq, 0);
+  assert_true(hq.count);
+  assert_int_equal(hq.limit, CTL_HISTORY_PAGE);
+  Nirc__HistoryReply h = reply(0);
+  h.more = true;
+  h.window_known = true;
+  h.since_ms = 1579748400000LL;
+  h.counted = true;
+  h.matching = 1100;
+  assert_int_equal(ctl_history_pager_take(&p, &hq, &h), CTL_HISTORY_PAGE_MORE);
+  assert_int_equal(hq.since_ago_ms, 0);
+  assert_int_equal(hq.since_ms, 1579748400000LL);
+  assert_false(hq.count);
+  assert_int_equal(hq.before_id, 7);
+  assert_int_equal(p.n, 3);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  ctl_history_pager_progress(f, &p);
+  fclose(f);
+  assert_string_equal(text, "nircctl: read 3 of ~1100 entries...\n");
+  free(text);
+  h.more = false;
+  h.counted = false; /* only the first page is counted */
+  assert_int_equal(ctl_history_pager_take(&p, &hq, &h), CTL_HISTORY_PAGE_DONE);
+  /* Merged oldest first: the second page (older) before the first. */
+  const Nirc__HistoryReply *pages[2] = {&h, &h};
+  Nirc__HistoryReply m;
+  Nirc__AuditEntry **all = ctl_history_pager_merge(&p, pages, 2, &m);
+  assert_int_equal(m.n_entries, 6);
+  assert_false(m.more);
+  free(all);
+  /* --limit 4: the second page asks for the one left, then stops. */
+  ctl_history_pager_init(&p, &hq, 4);
+  assert_int_equal(hq.limit, 4);
+  hq.limit = 3;
+  h.more = true;
+  h.counted = true;
+  assert_int_equal(ctl_history_pager_take(&p, &hq, &h), CTL_HISTORY_PAGE_MORE);
+  assert_int_equal(hq.limit, 1);
+  assert_int_equal(ctl_history_pager_take(&p, &hq, &h), CTL_HISTORY_PAGE_DONE);
+  assert_true(p.more);
+  /* Too many without --limit; a controller that cannot count or pin. */
+  ctl_history_pager_init(&p, &hq, 0);
+  h.matching = CTL_HISTORY_ALL_MAX + 1;
+  assert_int_equal(ctl_history_pager_take(&p, &hq, &h), CTL_HISTORY_PAGE_TOO_MANY);
+  ctl_history_pager_init(&p, &hq, 0);
+  h.counted = false;
+  assert_int_equal(ctl_history_pager_take(&p, &hq, &h), CTL_HISTORY_PAGE_OLD);
+  h.counted = true;
+  h.window_known = false;
+  assert_int_equal(ctl_history_pager_take(&p, &hq, &h), CTL_HISTORY_PAGE_OLD);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_more_is_said_with_the_next_page),
       cmocka_unit_test(test_complete_says_nothing),
       cmocka_unit_test(test_older_controller_is_not_known),
       cmocka_unit_test(test_window_clock_named_when_clocks_differ),
+      cmocka_unit_test(test_pager),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
