@@ -157,6 +157,19 @@ def test_import_sites_has_a_business_time():
     assert j["entries"], j
     b = j["entries"][-1].get("business_at_ms")
     assert b and before - 2000 <= b <= after + 2000, (before, j, after)
+    # A [clock] another process cannot reproduce (no anchor: each process
+    # anchors at its own start): no business time, and it says so; a real
+    # clock: the real time.
+    text = open(env.nircd_conf).read()
+    for name, clock, note in (("noanchor", f"speed = 30\nstart = {START}\n", True),
+                              ("real", "speed = 1\n", False)):
+        conf = env.write(f"{name}.conf", text.split("[clock]")[0] + "[clock]\n" + clock)
+        r = T.run([T.binary("nircd"), "-c", conf, "import-sites", T.SCENARIO], check=True)
+        assert ("has no anchor" in r.stdout) == note, r.stdout
+        (bt, gap), = env.sql("SELECT business_at IS NULL, "
+                             "abs(extract(epoch from business_at - at)) < 5 FROM audit_log "
+                             "WHERE action = 'import-sites' ORDER BY id DESC LIMIT 1")
+        assert (bt, gap) == (("t", "") if note else ("f", "t")), (name, bt, gap)
 
 
 def test_all_reads_every_page():
