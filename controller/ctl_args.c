@@ -457,6 +457,21 @@ static int ctl_parse_limit(ctl_args_t *a, const char *arg, uint32_t *out) {
   return 0;
 }
 
+/* An empty window is refused, never shown as an empty table. Two times or
+ * two durations are compared here; a time and a duration only on the
+ * controller, which alone knows its business now (on an accelerated clock
+ * it is not nircctl's real now): it refuses such a window with both ends
+ * named (net/ops.c). */
+bool ctl_history_window_empty(ctl_args_t *a, bool times) {
+  const Nirc__HistoryRequest *h = &a->history;
+  bool since_ago = h->since_ago_ms != 0, until_ago = h->until_ago_ms != 0;
+  if (!a->since || !a->until || since_ago != until_ago || (!since_ago && !times)) return false;
+  if (since_ago ? h->until_ago_ms < h->since_ago_ms : h->until_ms > h->since_ms) return false;
+  ctl_say(a, "--until must be later than --since (--since %s --until %s is an empty window)",
+          a->since, a->until);
+  return true;
+}
+
 static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
   static const struct option o[] = {
       {"site", required_argument, NULL, 's'},   {"actor", required_argument, NULL, 'a'},
@@ -561,19 +576,10 @@ static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
   uint64_t ago;
   if (since && nirc_parse_duration_ms(since, &ago) == 0) a->history.since_ago_ms = ago;
   if (until && nirc_parse_duration_ms(until, &ago) == 0) a->history.until_ago_ms = ago;
-  /* An empty window is refused, never shown as an empty table. Two times
-   * or two durations are compared here; a time and a duration only on
-   * the controller, which alone knows its business now (on an accelerated
-   * clock it is not nircctl's real now): it refuses such a window with
-   * both ends named (net/ops.c). */
-  bool since_ago = since && a->history.since_ago_ms, until_ago = until && a->history.until_ago_ms;
-  if (since && until && since_ago == until_ago &&
-      (since_ago ? a->history.until_ago_ms >= a->history.since_ago_ms
-                 : a->history.until_ms <= a->history.since_ms)) {
-    ctl_say(a, "--until must be later than --since (--since %s --until %s is an empty window)",
-            since, until);
-    return EXIT_USAGE;
-  }
+  /* Two times without an offset are in the zone history shows, final only
+   * with --tz here: without it nircctl checks again once the config is
+   * read (their order can change with the zone where one has an offset). */
+  if (ctl_history_window_empty(a, a->tz != NULL)) return EXIT_USAGE;
   req->body_case = NIRC__OPERATOR_REQUEST__BODY_HISTORY;
   req->history = &a->history;
   return 0;

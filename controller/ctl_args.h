@@ -146,6 +146,12 @@ extern const char *const ctl_route_causes[];
 int ctl_parse_when(const char *s, const char *tz, int64_t now_ms, int64_t *out_ms, char *note,
                    size_t notelen);
 
+/* history: whether --until is not later than --since where nircctl can
+ * tell (two durations; two times when `times`: their zone is final), with
+ * the words in a->msg; a time and a duration are for the controller, on
+ * its business clock. */
+bool ctl_history_window_empty(ctl_args_t *a, bool times);
+
 struct ctl_cmd {
   ctl_cmd_id_t id;
   const char *name;

@@ -1111,6 +1111,10 @@ int main(int argc, char **argv) {
         note[0])
       fprintf(stderr, "nircctl: note: %s\n", note);
   }
+  if (cmd->id == CTL_CMD_HISTORY && ctl_history_window_empty(&args, true)) {
+    fprintf(stderr, "%s", args.msg);
+    return EXIT_USAGE;
+  }
   if (args.report_from) {
     if (args.report.to_ms <= args.report.from_ms) {
       fprintf(stderr, "nircctl: --to must be after --from\n");

@@ -378,10 +378,20 @@ static void test_history_window_order(void **state) {
   assert_int_equal(parse(ARGV("history", "--since", "2h", "--until", "1h")), CTL_ARGS_REQUEST);
   assert_int_equal(parse(ARGV("history", "--since", "2h", "--until", "2h")), CTL_ARGS_ERROR);
   assert_non_null(strstr(args.msg, "--since 2h --until 2h is an empty window"));
-  /* Two times. */
+  /* Two times, once their zone is known: with --tz here, else once nircctl
+   * has read [ctl] tz (an offset on one of them makes the zone matter). */
+  assert_int_equal(parse(ARGV("history", "--since", "2020-01-23T04:00Z", "--until",
+                              "2020-01-23T03:00Z", "--tz", "UTC")),
+                   CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "--until must be later than --since"));
+  /* 05:00 in Shanghai is before 03:00Z, in New York after. */
   assert_int_equal(
-      parse(ARGV("history", "--since", "2020-01-23T04:00Z", "--until", "2020-01-23T03:00Z")),
-      CTL_ARGS_ERROR);
+      parse(ARGV("history", "--since", "2020-01-23T03:00Z", "--until", "2020-01-23T05:00")),
+      CTL_ARGS_REQUEST);
+  args.history.until_ms = 1579773600000LL; /* nircctl re-read it in America/New_York */
+  assert_false(ctl_history_window_empty(&args, true));
+  args.history.until_ms = 1579726800000LL; /* in Asia/Shanghai: 2020-01-22T21:00Z */
+  assert_true(ctl_history_window_empty(&args, true));
   assert_non_null(strstr(args.msg, "--until must be later than --since"));
 }
 
