@@ -286,16 +286,17 @@ void ctl_history_pager_progress(FILE *out, const ctl_history_pager_t *p) {
   fflush(out);
 }
 
-void ctl_history_pager_refusal(FILE *out, const ctl_history_pager_t *p, ctl_history_page_t st) {
+void ctl_history_pager_refusal(char *buf, size_t len, const ctl_history_pager_t *p,
+                               ctl_history_page_t st) {
   if (st == CTL_HISTORY_PAGE_TOO_MANY)
-    fprintf(out,
-            "nircctl: history --all: %llu entries match, more than it reads at once (%u): "
-            "narrow --since/--until and read window by window, or give --limit N for the "
-            "newest N\n",
-            (unsigned long long)p->matching, CTL_HISTORY_ALL_MAX);
+    snprintf(buf, len,
+             "history --all: %llu entries match, more than it reads at once (%u): narrow "
+             "--since/--until and read window by window, or give --limit N for the newest N",
+             (unsigned long long)p->matching, CTL_HISTORY_ALL_MAX);
   else
-    fprintf(out, "nircctl: this controller is older than history --all: read it page by page "
-                 "with --before-id, or upgrade it\n");
+    snprintf(buf, len,
+             "this controller is older than history --all: read it page by page with "
+             "--before-id, or upgrade it");
 }
 
 Nirc__AuditEntry **ctl_history_pager_merge(const ctl_history_pager_t *p,

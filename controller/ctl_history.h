@@ -67,8 +67,9 @@ ctl_history_page_t ctl_history_pager_take(ctl_history_pager_t *p, Nirc__HistoryR
                                           const Nirc__HistoryReply *h);
 /* "nircctl: read 500 of ~1200 entries...": after a page, when another follows. */
 void ctl_history_pager_progress(FILE *out, const ctl_history_pager_t *p);
-/* Why OLD or TOO_MANY stopped it, and what to do instead. */
-void ctl_history_pager_refusal(FILE *out, const ctl_history_pager_t *p, ctl_history_page_t st);
+/* Why OLD or TOO_MANY stopped it, and what to do instead, in buf. */
+void ctl_history_pager_refusal(char *buf, size_t len, const ctl_history_pager_t *p,
+                               ctl_history_page_t st);
 /* One reply of `n` pages (taken newest first), its entries oldest first
  * in the array returned (owned by the caller; the entries stay the
  * pages'), NULL when out of memory. */

@@ -673,7 +673,10 @@ static int history_all(ctl_t *c, ctl_args_t *a, int json) {
     if (st == CTL_HISTORY_PAGE_MORE) ctl_history_pager_progress(stderr, &pg);
   }
   if (st == CTL_HISTORY_PAGE_OLD || st == CTL_HISTORY_PAGE_TOO_MANY) {
-    ctl_history_pager_refusal(stderr, &pg, st);
+    char why[300];
+    ctl_history_pager_refusal(why, sizeof why, &pg, st);
+    if (json) print_json(json_pack("{s:b, s:s, s:n}", "ok", 0, "error", why, "plan"));
+    fprintf(stderr, "nircctl: %s\n", why);
     rc = EXIT_REFUSED;
   } else if (nomem) {
     fprintf(stderr, "nircctl: out of memory\n");

@@ -197,6 +197,16 @@ def test_all_reads_every_page():
     r = ctl("history", "--actor", "bulk", "--all")
     assert sum(" bulk " in l for l in r.stdout.splitlines()) == 1100
     assert "showing the newest" not in r.stdout, r.stdout[-300:]
+    # Beyond 100,000 matching: refused before anything is shown, unless
+    # --limit bounds it.
+    env.sql("INSERT INTO audit_log (actor, action, target, detail, at) "
+            "SELECT 'bulk', 'probe', 'c' || g, '{}', now() FROM generate_series(1, 98901) g")
+    r = ctl("--json", "history", "--actor", "bulk", "--all", expect=T.EXIT_REFUSED)
+    j = json.loads(r.stdout)
+    assert j["ok"] is False and "100001 entries match" in j["error"], j
+    assert "100001 entries match" in r.stderr, r.stderr
+    j = history_json("--actor", "bulk", "--all", "--limit", "600")
+    assert len(j["entries"]) == 600 and j["complete"] is False, len(j["entries"])
 
 
 if __name__ == "__main__":
