@@ -4,12 +4,15 @@
 #include "route.h"
 #include "util.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static PGconn *admin_connect(const char *conninfo, char *err, size_t errlen) {
   PGconn *c = PQconnectdb(conninfo);
@@ -285,10 +288,140 @@ static int64_t admin_ms(const char *v) {
   return v && *v ? strtoll(v, NULL, 10) : 0;
 }
 
+static uint64_t admin_mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Waits until the socket of `c` is ready for `events` or `deadline`
+ * (monotonic ms, 0: none) passes: 1 ready, 0 timed out, -1 broken. */
+static int admin_wait(PGconn *c, short events, uint64_t deadline) {
+  for (;;) {
+    int ms = -1;
+    if (deadline) {
+      uint64_t now = admin_mono_ms();
+      if (now >= deadline) return 0;
+      ms = (int)(deadline - now);
+    }
+    struct pollfd pfd = {.fd = PQsocket(c), .events = events};
+    if (pfd.fd < 0) return -1;
+    int rc = poll(&pfd, 1, ms);
+    if (rc > 0) return 1;
+    if (rc == 0) return 0;
+    if (errno != EINTR) return -1;
+  }
+}
+
+/* A load's own connection, made within the load's budget: a database that
+ * accepts the connection and never answers (a stopped postmaster) holds
+ * PQconnectdb for ever, and connect_timeout counts whole seconds, 2 at
+ * least. Statements are bounded on the server too (statement_timeout),
+ * so a load given up by the client does not go on running there. */
+static PGconn *admin_connect_within(const char *conninfo, const admin_load_opts_t *o,
+                                    uint64_t deadline, char *err, size_t errlen) {
+  char opts[64], user_timeout[24];
+  snprintf(opts, sizeof opts, "-c statement_timeout=%llu", (unsigned long long)o->budget_ms);
+  snprintf(user_timeout, sizeof user_timeout, "%llu", (unsigned long long)o->budget_ms);
+  const char *kw[] = {"dbname",
+                      "keepalives",
+                      "keepalives_idle",
+                      "keepalives_interval",
+                      "keepalives_count",
+                      "tcp_user_timeout",
+                      "application_name",
+                      "options",
+                      NULL};
+  const char *val[] = {conninfo, "1", "1", "1", "2", user_timeout, "nircd-rule-load", opts, NULL};
+  PGconn *c = PQconnectStartParams(kw, val, 1);
+  PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+  while (c && PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
+         st != PGRES_POLLING_FAILED) {
+    int ready = admin_wait(c, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
+    if (ready == 0) {
+      snprintf(err, errlen,
+               "connecting: no answer within %llu ms: the database is hung or out of reach",
+               (unsigned long long)o->budget_ms);
+      PQfinish(c);
+      return NULL;
+    }
+    st = ready > 0 ? PQconnectPoll(c) : PGRES_POLLING_FAILED;
+  }
+  if (c && PQstatus(c) == CONNECTION_OK) return c;
+  const char *m = c ? PQerrorMessage(c) : "out of memory";
+  size_t n = strlen(m);
+  while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
+    n--;
+  snprintf(err, errlen, "cannot connect to the database: %.*s", (int)n, m);
+  PQfinish(c);
+  return NULL;
+}
+
+/* One load's connection and its deadline (monotonic ms, 0: none). */
+typedef struct {
+  PGconn *c;
+  uint64_t deadline, budget_ms;
+  bool timed_out;
+} admin_load_t;
+
+/* Runs `sql` (one or more statements) within the load's deadline: its
+ * first failed result, else its last one; NULL (timed_out set) when the
+ * database did not answer in time, or the connection broke. */
+static PGresult *admin_exec(admin_load_t *ld, const char *sql) {
+  if (!ld->deadline) return PQexec(ld->c, sql);
+  if (!PQsendQuery(ld->c, sql)) return NULL;
+  PGresult *keep = NULL;
+  for (;;) {
+    while (PQisBusy(ld->c)) {
+      int ready = admin_wait(ld->c, POLLIN, ld->deadline);
+      if (ready == 0) ld->timed_out = true;
+      if (ready <= 0 || !PQconsumeInput(ld->c)) {
+        PQclear(keep);
+        return NULL;
+      }
+    }
+    PGresult *r = PQgetResult(ld->c);
+    if (!r) break;
+    /* A failure ends the statements after it: it is the one to say. */
+    bool kept_failed =
+        keep && PQresultStatus(keep) != PGRES_COMMAND_OK && PQresultStatus(keep) != PGRES_TUPLES_OK;
+    if (kept_failed) {
+      PQclear(r);
+      continue;
+    }
+    PQclear(keep);
+    keep = r;
+  }
+  return keep;
+}
+
+/* As admin_fail, for a statement of a load: says when the database did
+ * not answer within the load's budget. */
+static int admin_load_fail(admin_load_t *ld, PGresult *r, const char *what, char *err,
+                           size_t errlen) {
+  if (!r && ld->timed_out) {
+    snprintf(err, errlen,
+             "%s: no answer within the load's %llu ms: the database is hung or out of reach", what,
+             (unsigned long long)ld->budget_ms);
+    return NIRC_EDB;
+  }
+  return admin_fail(ld->c, r, what, err, errlen);
+}
+
 int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t errlen) {
+  admin_load_opts_t o = {.budget_ms = 0, .lock_wait_ms = 2000};
+  return admin_load_rules_within(conninfo, &o, out, err, errlen);
+}
+
+int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *opts, admin_rules_t *out,
+                            char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
-  PGconn *c = admin_connect(conninfo, err, errlen);
-  if (!c) return NIRC_EDB;
+  admin_load_t ld = {.budget_ms = opts->budget_ms,
+                     .deadline = opts->budget_ms ? admin_mono_ms() + opts->budget_ms : 0};
+  ld.c = ld.deadline ? admin_connect_within(conninfo, opts, ld.deadline, err, errlen)
+                     : admin_connect(conninfo, err, errlen);
+  if (!ld.c) return NIRC_EDB;
+  PGconn *c = ld.c;
   int rc = 0;
   /* One snapshot for everything a new leader decides on, taken after the
    * rule tables are locked against writers: a rule write of an older
@@ -297,25 +430,29 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
    * newer epoch and is not applied (store.c, "written only while its
    * leader's epoch is the newest"). A writer that holds its lock for
    * longer than lock_timeout fails this load: the election is tried again. */
-  PGresult *r = PQexec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL lock_timeout = "
-                          "'2s'; LOCK TABLE cutovers, schedules, overflow_rules, "
-                          "route_exclusions, route_holds IN SHARE MODE");
+  char begin[320];
+  snprintf(begin, sizeof begin,
+           "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL lock_timeout = %llu; LOCK TABLE "
+           "cutovers, schedules, overflow_rules, route_exclusions, route_holds IN SHARE MODE",
+           (unsigned long long)opts->lock_wait_ms);
+  PGresult *r = admin_exec(&ld, begin);
   if (PQresultStatus(r) != PGRES_COMMAND_OK) {
     /* 55P03 lock_not_available: another session held a conflicting lock
      * for the whole lock_timeout. The caller can find and name it. */
     const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     bool locked = state && strcmp(state, "55P03") == 0;
-    rc = admin_fail(c, r, "locking the rule tables", err, errlen);
+    rc = admin_load_fail(&ld, r, "locking the rule tables", err, errlen);
     if (locked) rc = NIRC_ETIMEOUT;
     goto done;
   }
   PQclear(r);
-  r = PQexec(c, "SELECT id, sources, hubs, reason, operator, force, "
-                "(extract(epoch from created_at) * 1000)::bigint, "
-                "coalesce((extract(epoch from expires_at) * 1000)::bigint, 0), share_permille "
-                "FROM cutovers WHERE state = 'active' ORDER BY id");
+  r = admin_exec(&ld,
+                 "SELECT id, sources, hubs, reason, operator, force, "
+                 "(extract(epoch from created_at) * 1000)::bigint, "
+                 "coalesce((extract(epoch from expires_at) * 1000)::bigint, 0), share_permille "
+                 "FROM cutovers WHERE state = 'active' ORDER BY id");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = admin_fail(c, r, "loading cutovers", err, errlen);
+    rc = admin_load_fail(&ld, r, "loading cutovers", err, errlen);
     goto done;
   }
   out->cutovers = calloc((size_t)PQntuples(r) + 1, sizeof *out->cutovers);
@@ -340,11 +477,11 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   PQclear(r);
 
-  r = PQexec(c, "SELECT id, name, sources, hubs, start_min, end_min, days, tz, "
-                "coalesce(array_to_string(exceptions, ','), ''), wave_size, enabled "
-                "FROM schedules WHERE removed_at IS NULL ORDER BY id");
+  r = admin_exec(&ld, "SELECT id, name, sources, hubs, start_min, end_min, days, tz, "
+                      "coalesce(array_to_string(exceptions, ','), ''), wave_size, enabled "
+                      "FROM schedules WHERE removed_at IS NULL ORDER BY id");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = admin_fail(c, r, "loading schedules", err, errlen);
+    rc = admin_load_fail(&ld, r, "loading schedules", err, errlen);
     goto done;
   }
   out->schedules = calloc((size_t)PQntuples(r) + 1, sizeof *out->schedules);
@@ -375,13 +512,14 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   PQclear(r);
 
-  r = PQexec(c, "SELECT id, name, source, hubs, trigger_wait_s, release_wait_s, trigger_queue, "
-                "release_queue, trigger_sl, release_sl, share_cap_permille, min_hold_s, margin_s, "
-                "enabled, engaged, "
-                "coalesce((extract(epoch from engaged_since) * 1000)::bigint, 0), "
-                "engaged_permille FROM overflow_rules WHERE removed_at IS NULL ORDER BY id");
+  r = admin_exec(&ld,
+                 "SELECT id, name, source, hubs, trigger_wait_s, release_wait_s, trigger_queue, "
+                 "release_queue, trigger_sl, release_sl, share_cap_permille, min_hold_s, margin_s, "
+                 "enabled, engaged, "
+                 "coalesce((extract(epoch from engaged_since) * 1000)::bigint, 0), "
+                 "engaged_permille FROM overflow_rules WHERE removed_at IS NULL ORDER BY id");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = admin_fail(c, r, "loading overflow rules", err, errlen);
+    rc = admin_load_fail(&ld, r, "loading overflow rules", err, errlen);
     goto done;
   }
   out->overflows = calloc((size_t)PQntuples(r) + 1, sizeof *out->overflows);
@@ -416,10 +554,10 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   PQclear(r);
 
-  r = PQexec(c, "SELECT site, rule_kind, rule_id, reason FROM route_exclusions "
-                "WHERE cleared_at IS NULL ORDER BY id");
+  r = admin_exec(&ld, "SELECT site, rule_kind, rule_id, reason FROM route_exclusions "
+                      "WHERE cleared_at IS NULL ORDER BY id");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = admin_fail(c, r, "loading exclusions", err, errlen);
+    rc = admin_load_fail(&ld, r, "loading exclusions", err, errlen);
     goto done;
   }
   out->exclusions = calloc((size_t)PQntuples(r) + 1, sizeof *out->exclusions);
@@ -432,10 +570,10 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   PQclear(r);
 
-  r = PQexec(c, "SELECT site, strain_since_ms, withdrawn_ms, last_withdrawn_ms, withdrawals "
-                "FROM route_holds ORDER BY site");
+  r = admin_exec(&ld, "SELECT site, strain_since_ms, withdrawn_ms, last_withdrawn_ms, withdrawals "
+                      "FROM route_holds ORDER BY site");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = admin_fail(c, r, "loading capacity holds", err, errlen);
+    rc = admin_load_fail(&ld, r, "loading capacity holds", err, errlen);
     goto done;
   }
   out->holds = calloc((size_t)PQntuples(r) + 1, sizeof *out->holds);
@@ -451,17 +589,18 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
 
   /* Per hub: its last loss, its last verification, and the losses in the
    * hour up to the last loss (the return window's backoff). */
-  r = PQexec(c, "SELECT site, "
-                "coalesce((extract(epoch FROM max(at) FILTER (WHERE event = 'hub_lost')) * 1000)"
-                "::bigint, 0), "
-                "(array_agg(event ORDER BY id DESC))[1] = 'hub_lost', "
-                "(SELECT count(*) FROM link_events l2 WHERE l2.site = l.site AND l2.event = "
-                "'hub_lost' AND l2.at > max(l.at) FILTER (WHERE l.event = 'hub_lost') - "
-                "interval '1 hour') "
-                "FROM link_events l WHERE event IN ('hub_lost', 'hub_verified') AND site IS NOT "
-                "NULL GROUP BY site ORDER BY site");
+  r = admin_exec(&ld,
+                 "SELECT site, "
+                 "coalesce((extract(epoch FROM max(at) FILTER (WHERE event = 'hub_lost')) * 1000)"
+                 "::bigint, 0), "
+                 "(array_agg(event ORDER BY id DESC))[1] = 'hub_lost', "
+                 "(SELECT count(*) FROM link_events l2 WHERE l2.site = l.site AND l2.event = "
+                 "'hub_lost' AND l2.at > max(l.at) FILTER (WHERE l.event = 'hub_lost') - "
+                 "interval '1 hour') "
+                 "FROM link_events l WHERE event IN ('hub_lost', 'hub_verified') AND site IS NOT "
+                 "NULL GROUP BY site ORDER BY site");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = admin_fail(c, r, "loading hub losses", err, errlen);
+    rc = admin_load_fail(&ld, r, "loading hub losses", err, errlen);
     goto done;
   }
   out->hubs = calloc((size_t)PQntuples(r) + 1, sizeof *out->hubs);
@@ -497,10 +636,10 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
              "coalesce(sum(answered * avg_aht_ms / 1000.0 * wd), 0) "
              "FROM w GROUP BY site, m ORDER BY site",
              SITES_DEMAND_TAU_S, SITES_DEMAND_TAU_S);
-    r = PQexec(c, q);
+    r = admin_exec(&ld, q);
   }
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = admin_fail(c, r, "loading recent load", err, errlen);
+    rc = admin_load_fail(&ld, r, "loading recent load", err, errlen);
     goto done;
   }
   out->load = calloc((size_t)PQntuples(r) + 1, sizeof *out->load);
@@ -517,13 +656,13 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
 
   /* Alarms the old leader left active: adopted, so they are cleared with
    * their own ids instead of being raised a second time. */
-  r = PQexec(c,
-             "SELECT id, kind, subject, message, (extract(epoch FROM raised_at) * 1000)::bigint, "
-             "coalesce((extract(epoch FROM raised_business_at) * 1000)::bigint, 0), "
-             "coalesce((extract(epoch FROM acked_at) * 1000)::bigint, 0), coalesce(acked_by, ''), "
-             "severity FROM alarms WHERE cleared_at IS NULL ORDER BY id");
+  r = admin_exec(
+      &ld, "SELECT id, kind, subject, message, (extract(epoch FROM raised_at) * 1000)::bigint, "
+           "coalesce((extract(epoch FROM raised_business_at) * 1000)::bigint, 0), "
+           "coalesce((extract(epoch FROM acked_at) * 1000)::bigint, 0), coalesce(acked_by, ''), "
+           "severity FROM alarms WHERE cleared_at IS NULL ORDER BY id");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = admin_fail(c, r, "loading active alarms", err, errlen);
+    rc = admin_load_fail(&ld, r, "loading active alarms", err, errlen);
     goto done;
   }
   out->alarms = calloc((size_t)PQntuples(r) + 1, sizeof *out->alarms);
@@ -551,19 +690,20 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
    * and tells a route of a rule the database has and that ended from one
    * of a rule it does not have. One index walk per site (the primary
    * key, newest first), not a scan of every directive ever sent. */
-  r = PQexec(c, "SELECT s.slug, jsonb_build_object('epoch', d.epoch, 'version', d.version, "
-                "'route', d.route, 'inbound', d.inbound, 'revert_at_ms', "
-                "(extract(epoch FROM d.revert_at) * 1000)::bigint, 'reason', d.reason)::text, "
-                "d.rule_kind, coalesce(d.rule_id, 0), "
-                "NOT EXISTS (SELECT 1 FROM directives y WHERE y.site = d.site AND "
-                "(y.epoch, y.version) > (d.epoch, d.version)), "
-                "(d.rule_kind = 'cutover' AND EXISTS (SELECT 1 FROM cutovers k WHERE "
-                "k.id = d.rule_id AND k.state = 'expired')) "
-                "FROM sites s CROSS JOIN LATERAL "
-                "(SELECT * FROM directives x WHERE x.site = s.slug AND x.rule_kind <> 'default' "
-                "ORDER BY x.epoch DESC, x.version DESC LIMIT 1) d ORDER BY s.slug");
+  r = admin_exec(&ld,
+                 "SELECT s.slug, jsonb_build_object('epoch', d.epoch, 'version', d.version, "
+                 "'route', d.route, 'inbound', d.inbound, 'revert_at_ms', "
+                 "(extract(epoch FROM d.revert_at) * 1000)::bigint, 'reason', d.reason)::text, "
+                 "d.rule_kind, coalesce(d.rule_id, 0), "
+                 "NOT EXISTS (SELECT 1 FROM directives y WHERE y.site = d.site AND "
+                 "(y.epoch, y.version) > (d.epoch, d.version)), "
+                 "(d.rule_kind = 'cutover' AND EXISTS (SELECT 1 FROM cutovers k WHERE "
+                 "k.id = d.rule_id AND k.state = 'expired')) "
+                 "FROM sites s CROSS JOIN LATERAL "
+                 "(SELECT * FROM directives x WHERE x.site = s.slug AND x.rule_kind <> 'default' "
+                 "ORDER BY x.epoch DESC, x.version DESC LIMIT 1) d ORDER BY s.slug");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = admin_fail(c, r, "loading the last directives", err, errlen);
+    rc = admin_load_fail(&ld, r, "loading the last directives", err, errlen);
     goto done;
   }
   out->last_dirs = calloc((size_t)PQntuples(r) + 1, sizeof *out->last_dirs);
@@ -587,9 +727,9 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   PQclear(r);
 
-  r = PQexec(c, "SELECT slug, " ADMIN_CAPACITY_COLS " FROM sites ORDER BY slug");
+  r = admin_exec(&ld, "SELECT slug, " ADMIN_CAPACITY_COLS " FROM sites ORDER BY slug");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = admin_fail(c, r, "loading capacity", err, errlen);
+    rc = admin_load_fail(&ld, r, "loading capacity", err, errlen);
     goto done;
   }
   out->capacity = calloc((size_t)PQntuples(r) + 1, sizeof *out->capacity);
@@ -603,11 +743,11 @@ int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t
   }
   PQclear(r);
 
-  r = PQexec(c, "SELECT greatest((SELECT coalesce(max(id), 0) FROM cutovers),"
-                " (SELECT coalesce(max(id), 0) FROM schedules),"
-                " (SELECT coalesce(max(id), 0) FROM overflow_rules))");
+  r = admin_exec(&ld, "SELECT greatest((SELECT coalesce(max(id), 0) FROM cutovers),"
+                      " (SELECT coalesce(max(id), 0) FROM schedules),"
+                      " (SELECT coalesce(max(id), 0) FROM overflow_rules))");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    rc = admin_fail(c, r, "reading rule ids", err, errlen);
+    rc = admin_load_fail(&ld, r, "reading rule ids", err, errlen);
     goto done;
   }
   out->max_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);

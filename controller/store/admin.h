@@ -75,7 +75,18 @@ typedef struct {
 } admin_rules_t;
 
 /* NIRC_ETIMEOUT: another session held a lock on a rule table for longer
- * than the load waits (2 s); any other failure is NIRC_EDB. */
+ * than the load waits (lock_wait_ms); any other failure is NIRC_EDB, with
+ * the reason in err (one that did not answer within budget_ms says so). */
+typedef struct {
+  /* The whole load, on its own connection: connecting and every
+   * statement (client side, and statement_timeout on the server). 0: no
+   * bound (start-up tools and tests only). */
+  uint64_t budget_ms;
+  uint64_t lock_wait_ms; /* lock_timeout of the rule tables' SHARE locks */
+} admin_load_opts_t;
+int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *o, admin_rules_t *out,
+                            char *err, size_t errlen);
+/* The same without a budget, waiting 2 s for the locks. */
 int admin_load_rules(const char *conninfo, admin_rules_t *out, char *err, size_t errlen);
 void admin_rules_free(admin_rules_t *r);
 

@@ -1,5 +1,6 @@
 #include "leader.h"
 
+#include "elect.h"
 #include "err.h"
 #include "log.h"
 #include "util.h"
@@ -66,6 +67,8 @@ struct leader {
   bool rules_locked;
   uint64_t locked_epoch;
   char locked_told[256];
+  /* Tries after a rule load that failed for another reason (elect.h). */
+  elect_retry_t retry;
 };
 
 static const char *const leader_state_names[] = {
@@ -75,6 +78,22 @@ static const char *const leader_state_names[] = {
 
 const char *leader_state_name(leader_state_t s) {
   return (unsigned)s <= LEADER_STOPPED ? leader_state_names[s] : "?";
+}
+
+static const char *const leader_block_names[] = {
+    [LEADER_BLOCK_NONE] = "none",
+    [LEADER_BLOCK_RULES_LOCKED] = "rules_locked",
+    [LEADER_BLOCK_RULES_LOAD] = "rules_load",
+};
+
+const char *leader_block_name(leader_block_t b) {
+  return (unsigned)b < LEADER_BLOCK_COUNT ? leader_block_names[b] : "?";
+}
+
+/* How long the rule load waits for the rule tables' locks: 2 s, or half a
+ * lease if that is shorter (the whole load has three quarters of one). */
+static uint64_t leader_lock_wait_ms(const leader_t *l) {
+  return l->lease_ms / 2 < 2000 ? l->lease_ms / 2 : 2000;
 }
 
 static uint64_t leader_mono_ms(void) {
@@ -403,9 +422,9 @@ static int leader_rule_holders(leader_t *l, char *out, size_t n, char *sig, size
   PQclear(r);
   if (rows == 0)
     snprintf(out, n,
-             "the rule tables were locked for longer than the load waits (2 s) and no session "
-             "holds a conflicting lock now: it let go meanwhile, or one queued for a lock was "
-             "ahead (see pg_locks WHERE NOT granted)");
+             "the rule tables were locked for longer than the load waits (%llu ms) and no "
+             "session holds or waits for a conflicting lock now: it let go meanwhile",
+             (unsigned long long)leader_lock_wait_ms(l));
   else if (pids[0] && used < n)
     snprintf(out + used, n - used, "; end %s (%s) if %s not a controller",
              rows > 1 ? "those sessions" : "that session", pids, rows > 1 ? "they are" : "it is");
@@ -421,17 +440,40 @@ static void leader_tell_locked(leader_t *l, leader_view_t *v, const char *holder
            "no controller leads: %s won the election (epoch %llu) but cannot load the rules: %s; "
            "it takes over once the rule tables are free (it looks every %llu ms)",
            l->node, (unsigned long long)l->locked_epoch, holders, (unsigned long long)l->period_ms);
+  v->blocked = LEADER_BLOCK_RULES_LOCKED;
   if (strcmp(sig, l->locked_told) != 0 || !l->locked_told[0]) {
     log_error(LOG_MAIN, LEADER_OBJ, "%s", v->why);
     nirc_strlcpy(l->locked_told, sig[0] ? sig : "-", sizeof l->locked_told);
   }
 }
 
+/* Says why this controller, having won the election, does not lead when
+ * the rules could not be loaded for another reason than a lock held (a
+ * corrupt row, a database that does not answer), and schedules the next
+ * try (elect.h): in the view every time, in the log once per reason and
+ * then every ELECT_TELL_EVERY_MS. */
+static void leader_tell_failed(leader_t *l, leader_view_t *v, uint64_t epoch, const char *err) {
+  uint64_t now = leader_mono_ms();
+  bool tell = elect_retry_failed(&l->retry, now, l->period_ms, err);
+  snprintf(v->why, sizeof v->why,
+           "no controller leads: %s won the election (epoch %llu) but cannot load the rules: %s; "
+           "it tries again in %llu ms (tries failed in a row: %u)",
+           l->node, (unsigned long long)epoch, err, (unsigned long long)(l->retry.next_ms - now),
+           l->retry.failures);
+  v->blocked = LEADER_BLOCK_RULES_LOAD;
+  if (tell)
+    log_error(LOG_MAIN, LEADER_OBJ, "%s (said again when the reason changes, else every %u s)",
+              v->why, ELECT_TELL_EVERY_MS / 1000u);
+}
+
 /* With the lock held: a new epoch, the lease, the rules. Anything failing
- * gives the lock and the lease back, to try again next period: a lease
- * naming this controller while it does not lead would have its standby
- * answers name itself as the leader, and its held site links sent to it.
- * On a lock timeout of the rule load, says who holds the rule tables. */
+ * gives the lock and the lease back, to try again later: a lease naming
+ * this controller while it does not lead would have its standby answers
+ * name itself as the leader, and its held site links sent to it. On a
+ * lock timeout of the rule load, says who holds the rule tables. The
+ * load is bounded (three quarters of a lease) and the lease renewed
+ * after it: a load that outlasted the lease may have been overtaken by a
+ * standby that saw the lease stand still. */
 static void leader_take(leader_t *l, leader_view_t *v) {
   bool leased = false;
   char es[24] = "";
@@ -454,23 +496,38 @@ static void leader_take(leader_t *l, leader_view_t *v) {
   PQclear(r);
   leased = true;
   admin_rules_t rules;
-  char err[512];
-  int rc = admin_load_rules(l->conninfo, &rules, err, sizeof err);
+  char err[320];
+  admin_load_opts_t lo = {.budget_ms = l->lease_ms * 3 / 4, .lock_wait_ms = leader_lock_wait_ms(l)};
+  int rc = admin_load_rules_within(l->conninfo, &lo, &rules, err, sizeof err);
   if (rc == NIRC_ETIMEOUT) {
     char holders[sizeof v->why], sig[sizeof l->locked_told];
     int n = leader_rule_holders(l, holders, sizeof holders, sig, sizeof sig);
-    if (n >= 0) {
-      l->rules_locked = n > 0;
+    if (n > 0) {
+      l->rules_locked = true;
       l->locked_epoch = epoch;
       leader_tell_locked(l, v, holders, sig);
       goto undo;
     }
+    if (n == 0) nirc_strlcpy(err, holders, sizeof err);
   }
   if (rc != 0) {
-    log_error(LOG_MAIN, LEADER_OBJ, "took epoch %llu but cannot load the rules: %s",
-              (unsigned long long)epoch, err);
+    leader_tell_failed(l, v, epoch, err);
     goto undo;
   }
+  r = leader_exec(l, "UPDATE leader_lease SET renewed_at = now() WHERE id = 1 AND epoch = $1", 1,
+                  (const char *const[]){es}, PGRES_COMMAND_OK);
+  bool renewed = r && strcmp(PQcmdTuples(r), "1") == 0;
+  PQclear(r);
+  if (!renewed) {
+    admin_rules_free(&rules);
+    leader_tell_failed(l, v, epoch,
+                       "the lease could not be renewed after the load (the database stopped "
+                       "answering, or another controller took over meanwhile)");
+    goto undo;
+  }
+  if (l->retry.failures)
+    log_info(LOG_MAIN, LEADER_OBJ, "rules loaded after %u failed tries", l->retry.failures);
+  elect_retry_reset(&l->retry);
   if (l->locked_told[0])
     log_info(LOG_MAIN, LEADER_OBJ, "the rule tables are no longer locked: rules loaded");
   l->rules_locked = false;
@@ -488,6 +545,7 @@ static void leader_take(leader_t *l, leader_view_t *v) {
   v->holder_epoch = epoch;
   v->db_down = false;
   v->why[0] = '\0';
+  v->blocked = LEADER_BLOCK_NONE;
   log_info(LOG_MAIN, LEADER_OBJ, "leading: epoch %llu", (unsigned long long)epoch);
   leader_publish(l, v, &rules);
   return;
@@ -518,6 +576,8 @@ static bool leader_rules_blocked(leader_t *l, leader_view_t *next) {
   l->rules_locked = false;
   nirc_strlcpy(l->locked_told, "let go", sizeof l->locked_told);
   next->why[0] = '\0';
+  next->blocked = LEADER_BLOCK_NONE;
+  elect_retry_reset(&l->retry); /* the cause is gone: tried at once */
   log_info(LOG_MAIN, LEADER_OBJ, "the sessions locking the rule tables let go: trying to lead");
   return false;
 }
@@ -550,15 +610,20 @@ static void leader_standby_step(leader_t *l, leader_view_t *v) {
   if (ls.present && !mine && !still) {
     /* Another controller leads: nothing stands in the way of a leader. */
     next.why[0] = '\0';
+    next.blocked = LEADER_BLOCK_NONE;
     l->rules_locked = false;
+    elect_retry_reset(&l->retry);
   }
-  if ((!ls.present || mine || still) && !leader_rules_blocked(l, &next)) {
+  if ((!ls.present || mine || still) && !leader_rules_blocked(l, &next) &&
+      elect_retry_due(&l->retry, now)) {
     int got = leader_try_lock(l);
     if (got == 1) {
       v->why[0] = '\0';
+      v->blocked = LEADER_BLOCK_NONE;
       leader_take(l, v);
       if (v->state == LEADER_LEADING) return;
       nirc_strlcpy(next.why, v->why, sizeof next.why);
+      next.blocked = v->blocked;
     } else if (got == 0 && still) {
       leader_evict(l, &ls);
     }

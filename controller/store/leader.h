@@ -23,7 +23,11 @@
  * load waits (a DBA's transaction left open), the winner gives the lock
  * and the lease back, names that session in its log (once per set of
  * holders) and in its view (why, which its standby answers carry), and
- * takes no new epoch until those sessions let go.
+ * takes no new epoch until those sessions let go. The load has its own
+ * connection and at most three quarters of a lease, connecting included,
+ * so a database that does not answer cannot hold this thread while the
+ * lease it wrote runs out; a load that fails for any other reason is
+ * tried again after a back-off (store/elect.h), not every period.
  * A leader that cannot reach the database at all keeps leading (it routes
  * on memory, SPEC 7); when the database returns it must get the lock back
  * with the lease still on its own epoch, or it has lost; it renews nothing
@@ -71,6 +75,15 @@ typedef enum {
 
 typedef struct leader leader_t;
 
+/* STANDBY: why this controller does not lead although it won the
+ * election (the view's `why` says it in words). */
+typedef enum {
+  LEADER_BLOCK_NONE = 0,
+  LEADER_BLOCK_RULES_LOCKED, /* sessions lock the rule tables; tried again once they let go */
+  LEADER_BLOCK_RULES_LOAD,   /* the rules could not be loaded otherwise; tried again later */
+} leader_block_t;
+#define LEADER_BLOCK_COUNT 3
+
 typedef struct {
   leader_state_t state;
   uint64_t epoch;  /* LEADING/LOST: this instance's epoch */
@@ -95,6 +108,7 @@ typedef struct {
    * one won the election: a session holds a lock on a rule table, so the
    * rules cannot be loaded (who, and how to end it); "" otherwise. */
   char why[512];
+  leader_block_t blocked; /* STANDBY: what `why` is about (NONE when why is "") */
 } leader_view_t;
 
 typedef struct {
@@ -128,5 +142,7 @@ void leader_reload_sites(leader_t *l);
  * between two calls counts as a pause. */
 bool leader_may_issue(leader_t *l);
 const char *leader_state_name(leader_state_t s);
+/* "none", "rules_locked", "rules_load": the metric's reason label. */
+const char *leader_block_name(leader_block_t b);
 
 #endif

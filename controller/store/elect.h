@@ -1,0 +1,43 @@
+/* elect: when a controller that won the election but could not load the
+ * rules tries to lead again, and when it says so. Pure: no I/O, the time
+ * is fed in, so the schedule is unit-tested (tests/unit/test_elect.c).
+ *
+ * Each try takes a new epoch before the load (the epoch fences an older
+ * leader's late rule writes: docs/ARCHITECTURE.md), so a load that fails
+ * for a reason that stays (a corrupt row, a database that does not answer)
+ * and is tried every period fills the epochs table and the log. Tries
+ * after failures are spaced out instead, doubling from one period up to
+ * ELECT_RETRY_MAX_MS; the failure is logged once, again when its reason
+ * changes, and every ELECT_TELL_EVERY_MS while it stands. The wait for
+ * sessions that lock the rule tables is store/leader.c's own: it ends as
+ * soon as they let go. */
+#ifndef NIRC_ELECT_H
+#define NIRC_ELECT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define ELECT_RETRY_MAX_MS  30000u
+#define ELECT_TELL_EVERY_MS 600000u
+
+typedef struct {
+  unsigned failures; /* consecutive failed tries (0: the last one led, or none yet) */
+  uint64_t next_ms;  /* monotonic ms before which no new try is made */
+  uint64_t told_ms;  /* when a failure was last logged */
+  char told[256];    /* its reason, as logged */
+} elect_retry_t;
+
+/* The wait after the n-th consecutive failure (n >= 1): period_ms << n,
+ * at most ELECT_RETRY_MAX_MS (or period_ms, if that is longer). */
+uint64_t elect_retry_delay_ms(unsigned failures, uint64_t period_ms);
+/* A try failed at `now` for `reason` (copied): schedules the next one.
+ * True when this failure is to be logged: the first, one with another
+ * reason than the one last logged, then every ELECT_TELL_EVERY_MS. */
+bool elect_retry_failed(elect_retry_t *r, uint64_t now, uint64_t period_ms, const char *reason);
+/* True when a new try may be made at `now`. */
+bool elect_retry_due(const elect_retry_t *r, uint64_t now);
+/* The cause is gone (a try led, another controller leads, the sessions
+ * locking the rule tables let go): the next try is made at once. */
+void elect_retry_reset(elect_retry_t *r);
+
+#endif
