@@ -395,10 +395,19 @@ static PGresult *admin_exec(admin_load_t *ld, const char *sql) {
   return keep;
 }
 
-/* As admin_fail, for a statement of a load: says when the database did
- * not answer within the load's budget. */
+/* As admin_fail, for a statement of a load: NIRC_ETIMEOUT for a lock
+ * wait that ran out, and says when the database did not answer within the
+ * load's budget. */
 static int admin_load_fail(admin_load_t *ld, PGresult *r, const char *what, char *err,
                            size_t errlen) {
+  /* 55P03 lock_not_available: another session held a conflicting lock
+   * for the whole lock_timeout (on a rule table, or ACCESS EXCLUSIVE on
+   * another table read). The caller can find and name it. */
+  const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+  if (state && strcmp(state, "55P03") == 0) {
+    admin_fail(ld->c, r, what, err, errlen);
+    return NIRC_ETIMEOUT;
+  }
   if (!r && ld->timed_out) {
     snprintf(err, errlen,
              "%s: no answer within the load's %llu ms: the database is hung or out of reach", what,
@@ -437,12 +446,7 @@ int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *opts,
            (unsigned long long)opts->lock_wait_ms);
   PGresult *r = admin_exec(&ld, begin);
   if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-    /* 55P03 lock_not_available: another session held a conflicting lock
-     * for the whole lock_timeout. The caller can find and name it. */
-    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    bool locked = state && strcmp(state, "55P03") == 0;
     rc = admin_load_fail(&ld, r, "locking the rule tables", err, errlen);
-    if (locked) rc = NIRC_ETIMEOUT;
     goto done;
   }
   PQclear(r);

@@ -74,8 +74,9 @@ typedef struct {
   uint64_t max_id;
 } admin_rules_t;
 
-/* NIRC_ETIMEOUT: another session held a lock on a rule table for longer
- * than the load waits (lock_wait_ms); any other failure is NIRC_EDB, with
+/* NIRC_ETIMEOUT: another session held a lock in the way (on a rule table,
+ * or ACCESS EXCLUSIVE on another table the load reads) for longer than the
+ * load waits (lock_wait_ms); any other failure is NIRC_EDB, with
  * the reason in err (one that did not answer within budget_ms says so). */
 typedef struct {
   /* The whole load, on its own connection: connecting and every

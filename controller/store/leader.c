@@ -3,6 +3,7 @@
 #include "elect.h"
 #include "err.h"
 #include "log.h"
+#include "safetext.h"
 #include "util.h"
 
 #include <errno.h>
@@ -361,28 +362,37 @@ static void leader_load_sites(leader_t *l) {
   uv_async_send(&l->async);
 }
 
-/* The sessions holding, granted, a lock on a rule table in a mode that
- * conflicts with the SHARE locks of admin_load_rules (any writer, or a
- * LOCK TABLE), other than this session: a prepared transaction has no pid
- * (0 here). Details of other roles' sessions are hidden from a role
- * without pg_read_all_stats (state NULL). */
+/* The sessions in the way of the SHARE locks and SELECTs of
+ * admin_load_rules, other than this session: those holding a lock on a
+ * rule table in a mode that conflicts with SHARE (any writer, or a LOCK
+ * TABLE), or ACCESS EXCLUSIVE on another table the load reads; and those
+ * waiting for such a lock, which the load queues behind (an ALTER TABLE
+ * waiting for a long reader), with the sessions they wait for
+ * (pg_blocking_pids). Read after the load gave up, so the load's own
+ * session is gone. A prepared transaction has no pid (0 here). Details of
+ * other roles' sessions are hidden from a role without pg_read_all_stats
+ * (state NULL). Holders first. */
 static const char leader_holders_sql[] =
     "SELECT coalesce(l.pid, 0), string_agg(DISTINCT c.relname, ', ' ORDER BY c.relname), "
     "coalesce(a.application_name, ''), CASE WHEN a.client_addr IS NOT NULL THEN "
     "host(a.client_addr) WHEN a.client_port = -1 THEN 'local socket' ELSE '' END, "
     "coalesce(a.state, ''), coalesce(to_char(a.xact_start AT TIME ZONE 'UTC', "
-    "'YYYY-MM-DD HH24:MI:SS'), '') FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-    "LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'relation' AND l.granted "
-    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND "
-    "l.relation IN ('cutovers'::regclass, 'schedules'::regclass, 'overflow_rules'::regclass, "
-    "'route_exclusions'::regclass, 'route_holds'::regclass) AND l.mode IN ('RowExclusiveLock', "
-    "'ShareUpdateExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', "
-    "'AccessExclusiveLock') AND l.pid IS DISTINCT FROM pg_backend_pid() "
-    "GROUP BY 1, 3, 4, 5, 6 ORDER BY 1 LIMIT 4";
+    "'YYYY-MM-DD HH24:MI:SS'), ''), NOT l.granted, CASE WHEN l.granted THEN '' ELSE "
+    "array_to_string(pg_blocking_pids(l.pid), ', ') END FROM pg_locks l JOIN pg_class c ON "
+    "c.oid = l.relation LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = "
+    "'relation' AND l.database = (SELECT oid FROM pg_database WHERE datname = "
+    "current_database()) AND ((l.relation IN ('cutovers'::regclass, 'schedules'::regclass, "
+    "'overflow_rules'::regclass, 'route_exclusions'::regclass, 'route_holds'::regclass) AND "
+    "l.mode IN ('RowExclusiveLock', 'ShareUpdateExclusiveLock', 'ShareRowExclusiveLock', "
+    "'ExclusiveLock', 'AccessExclusiveLock')) OR (l.relation IN ('alarms'::regclass, "
+    "'directives'::regclass, 'sites'::regclass, 'link_events'::regclass, "
+    "'load_minute'::regclass) AND l.mode = 'AccessExclusiveLock')) AND l.pid IS DISTINCT FROM "
+    "pg_backend_pid() GROUP BY 1, 3, 4, 5, 6, 7, 8 ORDER BY 7, 1 LIMIT 4";
 
-/* Says who holds locks on the rule tables, and how to end them, in `out`
- * (one sentence for an operator), and the set as "pid:tables;..." in
- * `sig`. Returns how many sessions hold one (0: none now), -1 without an
+/* Says who holds (or waits for) locks in the way of the rule load, and how
+ * to end them, in `out` (one sentence for an operator; the names that come
+ * from the database escaped), and the set as "pid:tables;..." in `sig`.
+ * Returns how many sessions stand in the way (0: none now), -1 without an
  * answer. */
 static int leader_rule_holders(leader_t *l, char *out, size_t n, char *sig, size_t sn) {
   PGresult *r = leader_exec(l, leader_holders_sql, 0, NULL, PGRES_TUPLES_OK);
@@ -393,11 +403,14 @@ static int leader_rule_holders(leader_t *l, char *out, size_t n, char *sig, size
   out[0] = sig[0] = '\0';
   for (int i = 0; i < rows; i++) {
     int pid = atoi(PQgetvalue(r, i, 0));
-    const char *tables = PQgetvalue(r, i, 1), *app = PQgetvalue(r, i, 2);
-    const char *client = PQgetvalue(r, i, 3), *state = PQgetvalue(r, i, 4);
-    const char *since = PQgetvalue(r, i, 5);
+    const char *tables = PQgetvalue(r, i, 1), *client = PQgetvalue(r, i, 3);
+    const char *state = PQgetvalue(r, i, 4), *since = PQgetvalue(r, i, 5);
+    bool waits = PQgetvalue(r, i, 6)[0] == 't';
+    const char *behind = PQgetvalue(r, i, 7);
+    char app[64];
+    safetext_escape(PQgetvalue(r, i, 2), app, sizeof app); /* any client names itself */
     bool several = strchr(tables, ',') != NULL;
-    char who[200];
+    char who[240];
     if (pid == 0)
       snprintf(who, sizeof who, "a prepared transaction (see pg_prepared_xacts)");
     else if (!state[0])
@@ -409,10 +422,16 @@ static int leader_rule_holders(leader_t *l, char *out, size_t n, char *sig, size
       snprintf(who, sizeof who, "pid %d (%s, %s, %s%s%s%s)", pid, app[0] ? app : "no name",
                client[0] ? client : "?", state, since[0] ? " since " : "", since,
                since[0] ? " UTC" : "");
-    used +=
-        (size_t)snprintf(out + used, used < n ? n - used : 0, "%stable%s %s %s locked by %s",
-                         i ? "; " : "", several ? "s" : "", tables, several ? "are" : "is", who);
-    sused += (size_t)snprintf(sig + sused, sused < sn ? sn - sused : 0, "%d:%s;", pid, tables);
+    if (waits)
+      used += (size_t)snprintf(
+          out + used, used < n ? n - used : 0, "%s%s waits for table%s %s, ahead of the load%s%s",
+          i ? "; " : "", who, several ? "s" : "", tables, behind[0] ? ", behind pid " : "", behind);
+    else
+      used +=
+          (size_t)snprintf(out + used, used < n ? n - used : 0, "%stable%s %s %s locked by %s",
+                           i ? "; " : "", several ? "s" : "", tables, several ? "are" : "is", who);
+    sused += (size_t)snprintf(sig + sused, sused < sn ? sn - sused : 0, "%d%s:%s;", pid,
+                              waits ? "w" : "", tables);
     if (pid) {
       size_t pl = strlen(pids);
       snprintf(pids + pl, sizeof pids - pl, "%sSELECT pg_terminate_backend(%d)", pl ? "; " : "",
@@ -438,7 +457,7 @@ static void leader_tell_locked(leader_t *l, leader_view_t *v, const char *holder
                                const char *sig) {
   snprintf(v->why, sizeof v->why,
            "no controller leads: %s won the election (epoch %llu) but cannot load the rules: %s; "
-           "it takes over once the rule tables are free (it looks every %llu ms)",
+           "it leads once they let go (it looks every %llu ms)",
            l->node, (unsigned long long)l->locked_epoch, holders, (unsigned long long)l->period_ms);
   v->blocked = LEADER_BLOCK_RULES_LOCKED;
   if (strcmp(sig, l->locked_told) != 0 || !l->locked_told[0]) {
