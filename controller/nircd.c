@@ -78,6 +78,7 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
                  strcmp(srv->leader_why, v->why) != 0 || !srv->standby_notified;
     nirc_strlcpy(srv->leader_hint, v->hint, sizeof srv->leader_hint);
     nirc_strlcpy(srv->leader_why, v->why, sizeof srv->leader_why);
+    srv->leader_blocked = (int)v->blocked;
     nirc_strlcpy(srv->leader_node, v->holder, sizeof srv->leader_node);
     srv->leader_epoch = v->holder_epoch;
     srv->leader_suspect = v->suspect;

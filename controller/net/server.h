@@ -208,6 +208,7 @@ struct server {
   /* Standby: why no controller leads although this one won the election
    * (leader_view_t.why), told with every redirect that names no leader. */
   char leader_why[512];
+  int leader_blocked; /* standby: what leader_why is about (leader_block_t; 0: none) */
   /* Standby: the node that leads (or led last) and its epoch, from the
    * lease; for the status page, /metrics and redirects. "" and 0: none. */
   char leader_node[64];

@@ -2,6 +2,7 @@
 
 #include "err.h"
 #include "guard.h"
+#include "leader.h"
 #include "log.h"
 #include "mapgroup.h"
 #include "ops.h"
@@ -123,7 +124,7 @@ static void web_leader(const server_t *srv, web_leader_t *out) {
  * in the database) for the page: its controls escaped (common/safetext.h),
  * then its HTML. */
 static void web_html(const char *in, char *out, size_t outlen) {
-  char text[400];
+  char text[1200]; /* a standby's why is up to 512 bytes before escaping */
   safetext_escape(in, text, sizeof text);
   size_t o = 0;
   for (const char *c = text; *c && o + 7 < outlen; c++) {
@@ -310,6 +311,17 @@ static void web_publish_status(server_t *srv, int64_t now_real) {
       web_leading(srv) ? "leader" : "standby", "leader",
       ld.addr[0] ? json_string(ld.addr) : json_null(), "leader_node",
       ld.node[0] ? json_string(ld.node) : json_null(), "leader_epoch", (json_int_t)ld.epoch);
+  /* A standby that won the election and does not lead says why. */
+  if (head && !web_leading(srv) && srv->leader_why[0]) {
+    char why[1200];
+    safetext_escape(srv->leader_why, why, sizeof why);
+    json_object_set_new(head, "leader_blocked",
+                        json_string(leader_block_name((leader_block_t)srv->leader_blocked)));
+    json_object_set_new(head, "leader_why", json_string(why));
+  } else if (head) {
+    json_object_set_new(head, "leader_blocked", json_null());
+    json_object_set_new(head, "leader_why", json_null());
+  }
   /* The members without their braces: the sites follow them. */
   w->head = head ? json_dumps(head, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER) : NULL;
   if (w->head && strlen(w->head) >= 2) {
@@ -340,6 +352,13 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
              "last saw leading (0: none seen).\n# TYPE nirc_leader_epoch gauge\n"
              "nirc_leader_epoch %llu\n",
              lead, (unsigned long long)ld.epoch);
+  /* Every reason listed (0 too), so an alert has a series to watch. */
+  web_printf(b, "# HELP nirc_leader_blocked 1 on a standby that won the election but does not "
+                "lead, by reason (rules_locked: sessions lock the rule tables; rules_load: the "
+                "rules cannot be loaded otherwise).\n# TYPE nirc_leader_blocked gauge\n");
+  for (int k = LEADER_BLOCK_NONE + 1; k < LEADER_BLOCK_COUNT; k++)
+    web_printf(b, "nirc_leader_blocked{reason=\"%s\"} %d\n", leader_block_name((leader_block_t)k),
+               !lead && srv->leader_why[0] && srv->leader_blocked == k);
   /* Alarms (alarm.h): active ones by kind, every kind listed (0 too, so an
    * alert on a kind has a series to watch), one info sample per active
    * alarm, and raises by kind since start. A standby raises none. */
@@ -673,11 +692,18 @@ static void web_standby_page(const server_t *srv, web_buf_t *b) {
   web_html(srv->conf->node, node, sizeof node);
   web_html(ld.addr, addr, sizeof addr);
   web_html(srv->leader_node, last, sizeof last);
+  char why[2600];
+  web_html(srv->leader_why, why, sizeof why);
   if (ld.addr[0])
     web_printf(b,
                "<div id=\"standby\" class=\"banner\" role=\"alert\">STANDBY — this controller "
                "is not routing; the leader is %s (epoch %llu)</div>\n",
                addr, (unsigned long long)ld.epoch);
+  else if (why[0])
+    web_printf(b,
+               "<div id=\"standby\" class=\"banner noleader\" role=\"alert\">STANDBY — this "
+               "controller is not routing, and %s</div>\n",
+               why);
   else if (ld.epoch)
     web_printf(b,
                "<div id=\"standby\" class=\"banner noleader\" role=\"alert\">STANDBY — this "
