@@ -474,10 +474,12 @@ static void leader_tell_locked(leader_t *l, leader_view_t *v, const char *holder
 static void leader_tell_failed(leader_t *l, leader_view_t *v, uint64_t epoch, const char *err) {
   uint64_t now = leader_mono_ms();
   bool tell = elect_retry_failed(&l->retry, now, l->period_ms, err);
+  char said[400]; /* PostgreSQL's words may quote a row's bytes */
+  safetext_escape(err, said, sizeof said);
   snprintf(v->why, sizeof v->why,
            "no controller leads: %s won the election (epoch %llu) but cannot load the rules: %s; "
            "it tries again in %llu ms (tries failed in a row: %u)",
-           l->node, (unsigned long long)epoch, err, (unsigned long long)(l->retry.next_ms - now),
+           l->node, (unsigned long long)epoch, said, (unsigned long long)(l->retry.next_ms - now),
            l->retry.failures);
   v->blocked = LEADER_BLOCK_RULES_LOAD;
   if (tell)
