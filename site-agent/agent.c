@@ -422,9 +422,10 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
   else
     a->applies_failed++;
   Nirc__AckResult res = NIRC__ACK_RESULT__ACK_RESULT_APPLIED;
+  a->applied_unverified = agent_route_unverified(a->applied_unverified, purpose, &o,
+                                                 (marks & AGENT_ACK_UNVERIFIED) != 0);
   if (o.take) {
     a->applied = r;
-    a->applied_unverified = o.rc == 0 && (marks & AGENT_ACK_UNVERIFIED);
     if (r.epoch > a->max_epoch) a->max_epoch = r.epoch;
     agent_arm_revert(a);
   }

@@ -176,7 +176,10 @@ typedef struct {
    * the next apply starts. */
   bool apply_unverified;
   /* The route in force was applied without a read-back: a resend
-   * acknowledged "already applied" says unverified too. */
+   * acknowledged "already applied" says unverified too, and so does the
+   * Hello (route_unverified), so a new leader knows. Not saved: a
+   * restarted agent applies its route before its first Hello and learns
+   * it again from that apply (agent_route_unverified). */
   bool applied_unverified;
   agent_pbx_event_t events[AGENT_PBX_EVENTS_MAX];
   unsigned n_events;
@@ -231,8 +234,14 @@ void agent_start_route(const route_t *saved, const char *slug, int64_t now_ms, r
  * not retried (the controller decides), a repair's is. */
 agent_applied_t agent_decide_applied(agent_route_state_t was, agent_apply_purpose_t purpose,
                                      int apply_rc, int save_rc);
+/* Whether the route in force is applied without a read-back of the PBX
+ * (agent_t.applied_unverified) after an apply of `purpose` decided as `o`:
+ * `was` before it, `apply_unverified` when that apply succeeded unread
+ * (the adapter cannot read the PBX back). Pure, like the decision. */
+bool agent_route_unverified(bool was, agent_apply_purpose_t purpose, const agent_applied_t *o,
+                            bool apply_unverified);
 /* Fills the route part of the Hello `a` sends (no link needed): the route in force, whether
- * it is confirmed at the PBX and why not. *applied and *pb are its
+ * it is confirmed at the PBX and why not, and whether it was read back. *applied and *pb are its
  * storage; h->applied points at them when a route is sent. */
 void agent_fill_hello_route(const agent_t *a, Nirc__Hello *h, Nirc__Directive *applied,
                             route_pb_t *pb);

@@ -100,5 +100,21 @@ void agent_fill_hello_route(const agent_t *a, Nirc__Hello *h, Nirc__Directive *a
   if (a->route_state != AGENT_ROUTE_KNOWN) {
     h->route_unconfirmed = 1;
     h->route_unconfirmed_why = (char *)a->route_why;
+  } else {
+    /* A new leader would otherwise show the route as read back until the
+     * next applied acknowledgement. */
+    h->route_unverified = a->applied_unverified;
   }
+}
+
+bool agent_route_unverified(bool was, agent_apply_purpose_t purpose, const agent_applied_t *o,
+                            bool apply_unverified) {
+  /* The route in force was just given to the PBX: taken, or put back by
+   * an undo (which applies the route in force again). */
+  if (o->rc == 0 && (o->take || purpose == APPLY_UNDO)) return apply_unverified;
+  /* A restore or revert the PBX did not take: the route is unknown, which
+   * says more than unverified; the apply that makes it known decides. */
+  if (o->take) return false;
+  /* A failed directive or repair leaves the previous routing in place. */
+  return was;
 }

@@ -398,7 +398,8 @@ static void server_on_hello(server_t *srv, conn_t *c, const Nirc__Hello *h) {
     server_record_event(srv, "site", id->subject, site->slug, link_peer_addr(c->link),
                         "route_ignored", ignored);
   }
-  if (srv->engine) engine_on_hello(srv->engine, (size_t)(site - srv->sites.v), ap);
+  if (srv->engine)
+    engine_on_hello(srv->engine, (size_t)(site - srv->sites.v), ap, h->route_unverified);
   /* Whether the agent has that route (home when none) in force at its PBX:
    * an older agent does not say, and has. */
   char unknown_why[200];

@@ -94,10 +94,11 @@ typedef struct {
    * ROUTE_CONFIRMED) or acknowledges a directive applied. */
   bool route_unknown;
   char route_unknown_why[200];
-  /* Its last applied acknowledgement said the PBX was not read back
-   * (DirectiveAck.unverified: an adapter without a read-back): the route
-   * is what the PBX accepted, not what it was seen to do. Changed only by
-   * the next applied acknowledgement. */
+  /* Its last applied acknowledgement, or its agent's Hello, said the PBX
+   * was not read back (DirectiveAck.unverified, Hello.route_unverified: an
+   * adapter without a read-back): the route is what the PBX accepted, not
+   * what it was seen to do. Changed by the next applied acknowledgement or
+   * Hello, so a new leader learns it from the Hello. */
   bool unverified;
 } site_dir_t;
 
@@ -448,7 +449,10 @@ void engine_note(engine_t *e, const char *actor, const char *action, const char 
                  const char *why);
 
 /* Events from the server. */
-void engine_on_hello(engine_t *e, size_t site_index, const route_t *applied_or_null);
+/* `unverified`: the agent applied the route it holds without a read-back
+ * of the PBX (Hello.route_unverified); kept as site_dir_t.unverified. */
+void engine_on_hello(engine_t *e, size_t site_index, const route_t *applied_or_null,
+                     bool unverified);
 void engine_on_ack(engine_t *e, size_t site_index, const Nirc__DirectiveAck *ack);
 void engine_on_link_down(engine_t *e, size_t site_index);
 /* What the site's agent says of the route it holds (after engine_on_hello,

@@ -162,11 +162,18 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
   engine_waiters_check(e);
 }
 
-void engine_on_hello(engine_t *e, size_t i, const route_t *applied) {
+void engine_on_hello(engine_t *e, size_t i, const route_t *applied, bool unverified) {
   if (i >= engine_nsites(e)) return; /* a site the engine could not take in yet (memory) */
   e->eval_dirty = true;
   site_dir_t *d = &e->dirs[i];
   site_t *s = engine_site(e, i);
+  /* Said of the route the agent holds now, so it replaces what an ack
+   * said before (the agent may have restarted with a verify_cmd). */
+  if (unverified != d->unverified)
+    log_info(LOG_SITE, s->slug, "the agent's route is %s",
+             unverified ? "applied without a read-back of the PBX (unverified)"
+                        : "read back from the PBX");
+  d->unverified = unverified;
   /* A directive of this epoch the site has not acknowledged: it was
    * issued before this first Hello (the agent was down when it was made)
    * or before the link dropped. */

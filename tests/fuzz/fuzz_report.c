@@ -193,7 +193,7 @@ static int fuzz_hello(fuzz_state_t *st, const Nirc__Hello *h) {
                "an accepted applied route reads back from its JSON record");
     json_decref(j);
   }
-  engine_on_hello(st->engine, (size_t)(st->site - reg.v), ap);
+  engine_on_hello(st->engine, (size_t)(st->site - reg.v), ap, h->route_unverified);
   st->hello = true;
   return 0;
 }

@@ -64,13 +64,31 @@ static agent_t *started_agent(const route_t *saved) {
   return &a;
 }
 
-/* Does what agent_on_applied does with the decision's route and state. */
-static agent_applied_t finish(agent_t *a, const route_t *r, agent_apply_purpose_t purpose,
-                              int apply_rc, int save_rc) {
+/* Does what agent_on_applied does with the decision's route and state;
+ * `unread`: the apply succeeded without a read-back of the PBX. */
+static agent_applied_t finish_unread(agent_t *a, const route_t *r, agent_apply_purpose_t purpose,
+                                     int apply_rc, int save_rc, bool unread) {
   agent_applied_t o = agent_decide_applied(a->route_state, purpose, apply_rc, save_rc);
+  a->applied_unverified =
+      agent_route_unverified(a->applied_unverified, purpose, &o, unread && apply_rc == 0);
   if (o.take) a->applied = *r;
   a->route_state = o.route_state;
   return o;
+}
+
+static agent_applied_t finish(agent_t *a, const route_t *r, agent_apply_purpose_t purpose,
+                              int apply_rc, int save_rc) {
+  return finish_unread(a, r, purpose, apply_rc, save_rc, false);
+}
+
+/* The Hello `a` would send now. */
+static Nirc__Hello hello_of(const agent_t *a) {
+  static Nirc__Directive ap;
+  static route_pb_t pb;
+  Nirc__Hello h = NIRC__HELLO__INIT;
+  nirc__directive__init(&ap);
+  agent_fill_hello_route(a, &h, &ap, &pb);
+  return h;
 }
 
 /* ---- F1 ---------------------------------------------------------------- */
@@ -260,12 +278,77 @@ static void test_start_without_state_file(void **state) {
   assert_string_equal(agent_route_state_name(a->route_state), "known");
 }
 
+/* ---- unverified routes (session 16) ------------------------------------ */
+
+/* An exec adapter without verify_cmd: the route in force was applied but
+ * never read back. The Hello says so (route_unverified), or a new leader
+ * shows it as read back. Not saved with the route: a restarted agent
+ * applies its route before its first Hello and learns it from that. */
+static void test_hello_says_the_route_is_unverified(void **state) {
+  route_t saved = cutover(NOW + 40000);
+  agent_t *a = started_agent(&saved);
+  Nirc__Hello h = hello_of(a);
+  assert_true(h.route_unconfirmed); /* not applied yet: unknown says more */
+  assert_false(h.route_unverified);
+  finish_unread(a, &a->applied, APPLY_RESTORE, 0, 0, true);
+  h = hello_of(a);
+  assert_false(h.route_unconfirmed);
+  assert_non_null(h.applied);
+  assert_int_equal(h.applied->version, 1);
+  assert_true(h.route_unverified);
+  /* A directive that failed leaves that route, unverified, in force. */
+  tdirective_t x;
+  tdirective_make(&x, "hubei", 1, 2, "henan", false, "drill");
+  route_t r2 = route_of(&x);
+  finish(a, &r2, APPLY_DIRECTIVE, NIRC_EIO, 0);
+  assert_true(hello_of(a).route_unverified);
+  /* Applied and read back (a verify_cmd now): no longer unverified. */
+  finish(a, &r2, APPLY_DIRECTIVE, 0, 0);
+  assert_false(hello_of(a).route_unverified);
+  /* revert_at, home applied unread: unverified again. */
+  route_t home;
+  route_home(&home, "hubei");
+  home.epoch = 1;
+  home.version = 2;
+  finish_unread(a, &home, APPLY_REVERT, 0, 0, true);
+  assert_true(hello_of(a).route_unverified);
+  /* A revert the PBX did not take: unknown, not "unverified". */
+  finish(a, &home, APPLY_REVERT, NIRC_EIO, 0);
+  h = hello_of(a);
+  assert_true(h.route_unconfirmed);
+  assert_false(h.route_unverified);
+}
+
+/* An undo puts the route in force back through the PBX: whether it was
+ * read back is that apply's. The restore failed (unknown), a directive
+ * applied unread could not be saved and was undone, unread: the route in
+ * force is known now, and unverified. */
+static void test_undo_decides_unverified(void **state) {
+  route_t saved = cutover(NOW + 40000);
+  agent_t *a = started_agent(&saved);
+  finish(a, &a->applied, APPLY_RESTORE, NIRC_EIO, 0);
+  assert_int_equal(a->route_state, AGENT_ROUTE_UNKNOWN);
+  tdirective_t x;
+  tdirective_make(&x, "hubei", 1, 2, "henan", false, "drill");
+  route_t r2 = route_of(&x);
+  agent_applied_t o = finish_unread(a, &r2, APPLY_DIRECTIVE, 0, NIRC_EIO, true);
+  assert_true(o.undo);
+  assert_int_equal(a->applied.version, 1);
+  o = finish_unread(a, &a->applied, APPLY_UNDO, 0, 0, true);
+  assert_int_equal(o.route_state, AGENT_ROUTE_KNOWN);
+  Nirc__Hello h = hello_of(a);
+  assert_false(h.route_unconfirmed);
+  assert_true(h.route_unverified);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_failed_restore_is_retried_and_revert_armed),
       cmocka_unit_test(test_start_after_revert_at_applies_home),
       cmocka_unit_test(test_revert_kept_when_save_fails),
       cmocka_unit_test(test_start_without_state_file),
+      cmocka_unit_test(test_hello_says_the_route_is_unverified),
+      cmocka_unit_test(test_undo_decides_unverified),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -160,11 +160,67 @@ static void test_outcome_unknown_cutover_rolls_back_to_a_known_route(void **stat
   world_free(w);
 }
 
+/* Session 16: a route applied without a read-back was shown as read back
+ * by a new leader (after a failover or a restart) until the next applied
+ * ack, since only the ack carried the mark. The agent's Hello says it
+ * (route_unverified); the new leader keeps it; a later verified apply
+ * clears it, and so does the Hello of an agent that reads back now. */
+static void test_new_leader_learns_unverified_from_the_hello(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *a = world_leading(w);
+  size_t hubei = world_index(w, "hubei");
+  w->ack_unverified = true;
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, a, 1, src, 1, hub, 1, 0);
+  world_ack(w, a, 0, NULL);
+  world_flush(w);
+  assert_true(engine_site_dir(a, hubei)->unverified);
+  engine_free(a);
+  /* Leader a dies; b takes over with the stored cutover and hears Hellos. */
+  for (size_t i = 0; i < w->sites->n; i++) {
+    sites_on_link_down(&w->sites->v[i], w->now);
+    w->sites->v[i].conn = NULL;
+  }
+  engine_t *b = world_engine(w);
+  assert_int_equal(engine_load_rules(b, 6, w->cut, w->n_cut, NULL, 0, NULL, 0, w->max_id), 0);
+  engine_start_leading(b, 5000);
+  world_connect_all(w, b, w->applied);
+  const site_dir_t *d = engine_site_dir(b, hubei);
+  assert_int_equal(route_share_of(&d->acked, "shaanxi"), 1000);
+  assert_true(d->unverified);
+  assert_false(d->route_unknown);
+  /* A site whose agent read its route back is not marked. */
+  assert_false(engine_site_dir(b, world_index(w, "henan"))->unverified);
+  /* Read back this time: no longer unverified. */
+  w->ack_unverified = false;
+  size_t from = w->n_sent;
+  restore_hubei(w, b, 2);
+  world_ack(w, b, from, NULL);
+  world_flush(w);
+  assert_true(routes_home(&engine_site_dir(b, hubei)->acked, "hubei"));
+  assert_false(engine_site_dir(b, hubei)->unverified);
+  /* The agent restarts without its read-back: its Hello says so, and once
+   * it reads back again, its next Hello clears the mark. */
+  w->hello_unverified[hubei] = true;
+  world_link_down(w, b, "hubei");
+  world_link_up(w, b, "hubei");
+  assert_true(engine_site_dir(b, hubei)->unverified);
+  w->hello_unverified[hubei] = false;
+  world_link_down(w, b, "hubei");
+  world_link_up(w, b, "hubei");
+  assert_false(engine_site_dir(b, hubei)->unverified);
+  world_flush(w);
+  engine_free(b);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unverified_apply_is_said),
       cmocka_unit_test(test_outcome_unknown_restore_makes_the_route_unknown),
       cmocka_unit_test(test_outcome_unknown_cutover_rolls_back_to_a_known_route),
+      cmocka_unit_test(test_new_leader_learns_unverified_from_the_hello),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -299,7 +299,7 @@ static void world_hello(world_t *w, engine_t *e, size_t i, const route_t *applie
   s->conn = w; /* any non-NULL pointer: the link is up */
   w->down[i] = false;
   world_send_report(w, s, w->agents[i], 0, 0);
-  engine_on_hello(e, i, applied);
+  engine_on_hello(e, i, applied, w->hello_unverified[i]);
 }
 
 void world_connect_all(world_t *w, engine_t *e, const route_t *applied) {
@@ -354,6 +354,7 @@ void world_ack(world_t *w, engine_t *e, size_t from, const char *fail_slug) {
     a.unverified = !fail && w->ack_unverified;
     a.outcome_unknown = fail && w->fail_outcome_unknown;
     if (!fail) w->applied[w->sent[k].site] = w->sent[k].route;
+    if (!fail) w->hello_unverified[w->sent[k].site] = a.unverified;
     w->mono += 5;
     engine_on_ack(e, w->sent[k].site, &a);
   }

@@ -63,7 +63,10 @@ typedef struct {
   /* What each site's agent routes by: the newest route it applied (home
    * until it applied one). */
   route_t applied[16];
-  bool down[16];       /* the site's link is down (world_link_down) */
+  bool down[16]; /* the site's link is down (world_link_down) */
+  /* Its agent applied applied[i] without a read-back: its Hello says so
+   * (route_unverified). Set by world_ack from ack_unverified. */
+  bool hello_unverified[16];
   unsigned agents[16]; /* staffed agents its reports give (world_staff) */
   /* Completions of stored records, run by world_flush (as a database
    * commits later), unless store_next runs them. */
