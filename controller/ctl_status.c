@@ -138,6 +138,20 @@ static void ctl_route(const Nirc__SiteStatus *s, char *buf, size_t len) {
   }
 }
 
+/* The status table's ROUTE cell: the route, marked when its agent applied
+ * it without a read-back of the PBX (the legend under the table says what
+ * the mark means). Returns whether it is marked. */
+#define CTL_ROUTE_UNVERIFIED " (unverified)"
+#define CTL_ROUTE_MIN_WIDTH  22
+static bool ctl_route_cell(const Nirc__SiteStatus *s, char *buf, size_t len) {
+  ctl_route(s, buf, len);
+  bool marked = s->route_unverified && !s->route_unknown;
+  size_t used = strlen(buf);
+  if (marked && used + sizeof CTL_ROUTE_UNVERIFIED <= len)
+    memcpy(buf + used, CTL_ROUTE_UNVERIFIED, sizeof CTL_ROUTE_UNVERIFIED);
+  return marked;
+}
+
 void ctl_status_when(int64_t ms, int64_t now_ms, const char *tz, char *buf, size_t len) {
   char full[40]; /* "2020-01-23 03:12:05" */
   ctl_history_time(ms, tz, full, sizeof full);
@@ -365,7 +379,17 @@ static void ctl_status_page_note(FILE *out, const Nirc__StatusReply *st,
 void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
   ctl_alarm_index(st);
   size_t online = 0, stale = 0, offline = 0, shown = 0, unmeasured = 0, unreadable = 0;
-  char head[32];
+  size_t unverified = 0;
+  char head[32], route[240];
+  /* ROUTE is as wide as its widest cell, so RULE stays in one column when
+   * a route is split or marked unverified. */
+  unsigned routew = CTL_ROUTE_MIN_WIDTH;
+  for (size_t i = 0; i < st->n_sites; i++) {
+    if (!ctl_status_shown(st, i, o)) continue;
+    ctl_route_cell(st->sites[i], route, sizeof route);
+    unsigned w = (unsigned)ctl_text_width(route);
+    if (w > routew) routew = w;
+  }
   if (o->summary) {
     ctl_status_counts(out, st, 0, 0, 0);
     fprintf(out, "\nProblem sites (not online, PBX unreadable, a note, excluded or alarmed):\n");
@@ -373,8 +397,8 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
   ctl_text_pad(o->zh ? "名称" : "NAME", 14, head, sizeof head);
   /* AGENTS is as wide as its heading: at 12 the heading pushed ROUTE and
    * RULE one column right of their values. */
-  fprintf(out, "%-12s %s %-10s %6s %6s %8s %13s %6s  %-22s %s\n", "SITE", head, "LINK", "AGE",
-          "QUEUE", "WAIT", "AGENTS in/rdy", "SL", "ROUTE", "RULE");
+  fprintf(out, "%-12s %s %-10s %6s %6s %8s %13s %6s  %-*s %s\n", "SITE", head, "LINK", "AGE",
+          "QUEUE", "WAIT", "AGENTS in/rdy", "SL", (int)routew, "ROUTE", "RULE");
   for (size_t i = 0; i < st->n_sites; i++) {
     const Nirc__SiteStatus *s = st->sites[i];
     if (s->link_state == NIRC__LINK_STATE__LINK_STATE_ONLINE)
@@ -387,7 +411,7 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
     shown++;
     const Nirc__LoadReport *r = s->last_report;
     char age[16] = "-", queue[16] = "-", wait[16] = "-", agents[24] = "-", sl[16] = "-";
-    char route[200], rule[600], name[64];
+    char rule[600], name[64];
     if (s->report_age_ms >= 0) {
       if (s->report_age_ms < 100000)
         snprintf(age, sizeof age, "%.1fs", s->report_age_ms / 1000.0);
@@ -429,15 +453,14 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
           (REPORT_NM_QUEUE | REPORT_NM_WAIT | REPORT_NM_LOGGED_IN | REPORT_NM_READY | REPORT_NM_SL))
         unmeasured++;
     }
-    ctl_route(s, route, sizeof route);
+    unverified += ctl_route_cell(s, route, sizeof route);
     ctl_status_rule(st, i, o->tz, true, rule, sizeof rule);
     /* Padded by columns, not bytes: a Chinese name is two columns a
      * character. */
     ctl_text_pad(ctl_st_esc(o->zh && s->name_zh && *s->name_zh ? s->name_zh : s->name_en), 14, name,
                  sizeof name);
-    char routecol[256];
-    ctl_text_pad(route, ctl_text_width(route) > 22 ? ctl_text_width(route) : 22, routecol,
-                 sizeof routecol);
+    char routecol[512];
+    ctl_text_pad(route, routew, routecol, sizeof routecol);
     fprintf(out, "%-12s %s %s%-10s%s %6s %6s %8s %13s %6s  %s %s\n", ctl_st_esc(s->slug), name,
             ctl_link_colour(s->link_state, o->colour), ctl_link_word(s->link_state),
             o->colour ? "\033[0m" : "", age, queue, wait, agents, sl, routecol, rule);
@@ -446,6 +469,9 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
     fprintf(out, "? not measured: the site's PBX or adapter does not count it "
                  "(nircctl site SITE names each)\n");
   if (unreadable) fprintf(out, "PBX? the site's PBX could not be read: no figure is known\n");
+  if (unverified)
+    fprintf(out, "(unverified) the PBX took the route but could not be read back (an exec adapter "
+                 "without verify_cmd): nircctl site SITE\n");
   const char *f = o->filters && *o->filters ? o->filters : NULL;
   if (!ctl_status_complete(st, o)) {
     ctl_status_page_note(out, st, o);

@@ -469,9 +469,83 @@ static void test_site_route_unverified(void **state) {
   json_decref(top);
 }
 
+/* The status table marks a route applied without a read-back, as
+ * `nircctl site` does: "henan (unverified)", with RULE still in one column
+ * and a legend line under the table, there only when a route is marked.
+ * Not over an unknown route (unknown says more). Before, only `nircctl
+ * site` and --json said it (session 16). */
+static void test_table_route_unverified(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f);
+  f.s[2].route_unverified = 1;
+  f.s[3].route_unverified = 1;
+  f.s[3].route_unknown = 1;
+  ctl_status_opts_t o = {.tz = "Asia/Shanghai"};
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  assert_non_null(out);
+  ctl_status_print(out, &f.st, &o);
+  fclose(out);
+  const char *head = strstr(text, "SITE");
+  assert_non_null(head);
+  size_t col = (size_t)(strstr(head, "ROUTE") - head);
+  size_t rcol = (size_t)(strstr(head, "RULE") - head);
+  static const struct {
+    const char *slug, *route, *rule;
+  } rows[] = {
+      {"hubei", "henan ", "schedule night"},
+      {"xizang", "henan (unverified) ", "cutover 2000017"},
+      {"hunan", "unknown ", "default"},
+  };
+  for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+    char key[32];
+    snprintf(key, sizeof key, "\n%s ", rows[k].slug);
+    const char *line = strstr(text, key);
+    if (!line) fail_msg("no row for %s in:\n%s", rows[k].slug, text);
+    line++;
+    if (strncmp(line + col, rows[k].route, strlen(rows[k].route)) != 0)
+      fail_msg("%s: no '%s' at column %zu:\n%s", rows[k].slug, rows[k].route, col, text);
+    if (strncmp(line + rcol, rows[k].rule, strlen(rows[k].rule)) != 0)
+      fail_msg("%s: RULE not at column %zu:\n%s", rows[k].slug, rcol, text);
+  }
+  if (!strstr(text, "\n(unverified) the PBX took the route but could not be read back"))
+    fail_msg("no legend for (unverified) in:\n%s", text);
+  free(text);
+  /* A long split route marked too: RULE stays in its column. */
+  f.r[2].permille = 700;
+  f.s[2].n_route = 2;
+  Nirc__RouteShare other = NIRC__ROUTE_SHARE__INIT, *two[2] = {&f.r[2], &other};
+  other.site = "shaanxi";
+  other.permille = 300;
+  f.s[2].route = two;
+  f.s[3].route_unverified = 0;
+  out = open_memstream(&text, &len);
+  assert_non_null(out);
+  ctl_status_print(out, &f.st, &o);
+  fclose(out);
+  head = strstr(text, "SITE");
+  rcol = (size_t)(strstr(head, "RULE") - head);
+  const char *x = strstr(text, "\nxizang ") + 1, *h = strstr(text, "\nhubei ") + 1;
+  if (!strstr(x, "henan 700‰, shaanxi 300‰ (unverified) ") ||
+      strncmp(h + rcol, "schedule night", 14) != 0)
+    fail_msg("RULE out of line after a long marked route:\n%s", text);
+  free(text);
+  /* Nothing marked: no legend. */
+  f.s[2].route_unverified = 0;
+  out = open_memstream(&text, &len);
+  assert_non_null(out);
+  ctl_status_print(out, &f.st, &o);
+  fclose(out);
+  assert_null(strstr(text, "unverified"));
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_site_route_unverified),
+      cmocka_unit_test(test_table_route_unverified),
       cmocka_unit_test(test_width),
       cmocka_unit_test(test_filters),
       cmocka_unit_test(test_rule_column),
