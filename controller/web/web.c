@@ -228,13 +228,17 @@ static json_t *web_status_site(const server_t *srv, size_t i, int64_t now_real) 
     lr.pbx_error = (char *)s->last.pbx_error;
     load = report_to_json(&lr);
   }
-  json_t *x = (json_pack(
-      "{s:s, s:s, s:s, s:b, s:f, s:f, s:s, s:I, s:o, s:s, s:o}", "slug", s->slug, "name_en",
-      s->name_en, "name_zh", s->name_zh, "is_hub", s->is_hub, "lat", s->lat, "lon", s->lon, "link",
-      web_link_word(s->state), "report_age_ms",
-      (json_int_t)(s->has_report ? now_real - s->last_report_ms : -1), "route", route,
-      "active_rule", srv->engine ? engine_active_reason(srv->engine, i) : "default", "load", load));
   const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
+  /* An empty route is not home: route_unknown says nobody knows it, as in
+   * nircctl --json status; route_unverified that it was not read back. */
+  json_t *x =
+      (json_pack("{s:s, s:s, s:s, s:b, s:f, s:f, s:s, s:I, s:o, s:b, s:b, s:s, s:o}", "slug",
+                 s->slug, "name_en", s->name_en, "name_zh", s->name_zh, "is_hub", s->is_hub, "lat",
+                 s->lat, "lon", s->lon, "link", web_link_word(s->state), "report_age_ms",
+                 (json_int_t)(s->has_report ? now_real - s->last_report_ms : -1), "route", route,
+                 "route_unknown", dir && dir->route_unknown, "route_unverified",
+                 dir && !dir->route_unknown && dir->unverified, "active_rule",
+                 srv->engine ? engine_active_reason(srv->engine, i) : "default", "load", load));
   if (dir && dir->note[0]) json_object_set_new(x, "note", json_string(dir->note));
   if (srv->engine) {
     /* The rule as nircctl --json status gives it: its end a number. */
@@ -928,9 +932,13 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
     char route[200] = "";
     const route_t *r = web_route(srv, i);
     const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
-    if (r)
-      route_format(r, s->slug, route, sizeof route);
-    else if (dir && dir->route_unknown)
+    if (r) route_format(r, s->slug, route, sizeof route);
+    if (r && dir && dir->unverified) {
+      /* Its agent could not read the PBX back: what the PBX accepted, not
+       * what it was seen to do (as nircctl status and site say). */
+      size_t u = strlen(route);
+      snprintf(route + u, sizeof route - u, " (unverified: not read back from the PBX)");
+    } else if (!r && dir && dir->route_unknown)
       snprintf(route, sizeof route, "unknown");
     const char *link = web_link_word(s->state);
     /* Slugs, names from our own database and rule texts; the reason is an
