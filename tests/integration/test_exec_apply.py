@@ -19,6 +19,7 @@ file; collect_cmd prints a fixed load.
 import json
 import os
 import subprocess
+import urllib.request
 
 import nirclib as T
 
@@ -120,8 +121,9 @@ def alarms():
 
 def test_setup():
     global env
+    files["http"] = "127.0.0.1:%d" % T.free_port()
     env = T.Env("exec-apply", clock_start="2020-01-23T10:00:00+08:00",
-                extra_nircd="[http]\nlisten = 127.0.0.1:%d\n" % T.free_port())
+                extra_nircd="[http]\nlisten = %s\n" % files["http"])
     for name, body in (("apply.sh", APPLY), ("verify.sh", VERIFY), ("collect.sh", COLLECT)):
         path = os.path.join(env.dir, name)
         with open(path, "w") as f:
@@ -273,6 +275,36 @@ def test_without_verify_cmd_applies_are_unverified():
                  "the agent saying drift is not checked")
 
 
+def test_unverified_survives_a_controller_restart():
+    """The route applied without a read-back above, after a leader change
+    (nircd restarted: a new epoch, an engine that knows only what the
+    Hellos say): still unverified in --json, in the status table, in
+    /status.json and on the page. Before, only an applied ack said it, so
+    the new leader showed the route as read back (session 16)."""
+    before = env.status()[SITE]
+    assert before["route_unverified"] is True, before
+    assert env.controller.stop() == 0, env.controller.tail()
+    env.start_controller()
+    # Both reporting: the next test moves xizang to shaanxi at once.
+    T.wait_until(lambda: all(env.status()[s]["load"] for s in (SITE, "shaanxi")), 20,
+                 "agents reporting to the new leader")
+    st = env.status()[SITE]
+    assert st["route"] == before["route"] and st["route_unverified"] is True, st
+    assert env.status()["shaanxi"]["route_unverified"] is False  # the simulator reads back
+    row = [l for l in env.ctl("status").stdout.splitlines() if l.startswith(SITE + " ")]
+    assert row and " (unverified) " in row[0], row
+    js = T.wait_until(lambda: (lambda x: x if x and x["link"] == "online" else None)(
+        next((x for x in T.status_json(files["http"])["sites"] if x["slug"] == SITE), None)),
+        5, "xizang online in /status.json")
+    assert js["route_unverified"] is True and js["route_unknown"] is False, js
+    tr = f'<tr class="site" data-slug="{SITE}">'
+    page = T.wait_until(lambda: (lambda t: t if tr in t else None)(
+        urllib.request.urlopen(f"http://{files['http']}/", timeout=5).read().decode()), 5,
+        "the page listing xizang")
+    row = page.split(tr, 1)[1].split("</tr>", 1)[0]
+    assert "(unverified: not read back from the PBX)" in row, row
+
+
 def test_apply_killed_at_its_timeout_is_an_unknown_route():
     """An apply_cmd that writes the route, then hangs past `timeout`, with
     no verify_cmd: the PBX routes as asked but nobody can say so. The move
@@ -321,4 +353,5 @@ if __name__ == "__main__":
             test_pbx_that_did_not_take_the_route_is_failed,
             test_apply_dies_with_its_agent_and_never_overlaps,
             test_without_verify_cmd_applies_are_unverified,
+            test_unverified_survives_a_controller_restart,
             test_apply_killed_at_its_timeout_is_an_unknown_route])
