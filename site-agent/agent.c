@@ -357,7 +357,9 @@ static void agent_set_route_state(agent_t *a, agent_route_state_t to, const char
     if (a->route_told) {
       a->route_told = false;
       agent_pbx_event(a, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_CONFIRMED, desc, desc,
-                      "the route is applied and read back");
+                      a->applied_unverified
+                          ? "the route is applied (unverified: the PBX cannot be read back)"
+                          : "the route is applied and read back");
     }
   } else {
     log_warn(LOG_AGENT, a->slug, "route in force %s -> %s: %s is not confirmed at the PBX: %s",

@@ -96,6 +96,7 @@ typedef struct {
   char found[200], expected[200], detail[600];
   int64_t at_ms;
   uint64_t epoch, version; /* REVERTED: the route the agent left */
+  bool unverified;         /* ROUTE_CONFIRMED: applied_unverified when queued */
 } agent_pbx_event_t;
 
 /* A clock offset from the controller this large (either way) is a host

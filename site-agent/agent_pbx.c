@@ -155,6 +155,7 @@ void agent_pbx_flush(agent_t *a) {
     ev.at_ms = e->at_ms;
     ev.epoch = e->epoch;
     ev.version = e->version;
+    ev.unverified = e->unverified;
     Nirc__Envelope out = NIRC__ENVELOPE__INIT;
     out.msg_case = NIRC__ENVELOPE__MSG_PBX_EVENT;
     out.pbx_event = &ev;
@@ -182,6 +183,10 @@ static void agent_pbx_queue(agent_t *a, Nirc__PbxEventKind kind, const char *fou
   e->at_ms = clock_real_ms();
   e->epoch = r ? r->epoch : 0;
   e->version = r ? r->version : 0;
+  /* The route confirmed may be confirmed unread: a controller that heard
+   * "unknown" in the Hello has not heard this. */
+  e->unverified =
+      kind == NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_CONFIRMED && a->applied_unverified;
   agent_pbx_flush(a);
 }
 

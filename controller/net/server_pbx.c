@@ -48,6 +48,10 @@ static void server_pbx_route_known(server_t *srv, conn_t *c, const Nirc__PbxEven
   server_record_event(srv, "site", link_peer(c->link)->subject, site->slug, link_peer_addr(c->link),
                       known ? "route_confirmed" : "route_unconfirmed", words);
   if (srv->engine) engine_on_route_known(srv->engine, (size_t)(site - srv->sites.v), known, detail);
+  /* Confirmed, but perhaps unread: the Hello that said "unknown" could
+   * not say so. */
+  if (srv->engine && known)
+    engine_on_route_unverified(srv->engine, (size_t)(site - srv->sites.v), ev->unverified);
 }
 
 /* What an agent found reading its PBX back. The site is the certificate's;

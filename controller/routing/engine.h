@@ -94,11 +94,12 @@ typedef struct {
    * ROUTE_CONFIRMED) or acknowledges a directive applied. */
   bool route_unknown;
   char route_unknown_why[200];
-  /* Its last applied acknowledgement, or its agent's Hello, said the PBX
-   * was not read back (DirectiveAck.unverified, Hello.route_unverified: an
-   * adapter without a read-back): the route is what the PBX accepted, not
-   * what it was seen to do. Changed by the next applied acknowledgement or
-   * Hello, so a new leader learns it from the Hello. */
+  /* Its last applied acknowledgement, its agent's Hello or ROUTE_CONFIRMED
+   * said the PBX was not read back (DirectiveAck.unverified,
+   * Hello.route_unverified, PbxEvent.unverified: an adapter without a
+   * read-back): the route is what the PBX accepted, not what it was seen
+   * to do. Changed by the next of these, so a new leader learns it from
+   * the Hello (engine_on_route_unverified). */
   bool unverified;
 } site_dir_t;
 
@@ -459,6 +460,11 @@ void engine_on_link_down(engine_t *e, size_t site_index);
  * and on its PbxEvents): `known` false when it has not confirmed it at the
  * PBX, with why (the agent's words, escaped by the caller). */
 void engine_on_route_known(engine_t *e, size_t site_index, bool known, const char *why);
+/* Whether the route the site's agent holds was applied without a read-back
+ * of the PBX (Hello.route_unverified, PbxEvent ROUTE_CONFIRMED's
+ * unverified): kept as site_dir_t.unverified until an applied ack or the
+ * agent says otherwise. */
+void engine_on_route_unverified(engine_t *e, size_t site_index, bool unverified);
 /* The site's agent went home on its own when revert_at of its route
  * (epoch, version) passed (a REVERTED PbxEvent; engine_sites.c). Taken as
  * its acknowledged route when the engine believed it held that version;

@@ -169,11 +169,7 @@ void engine_on_hello(engine_t *e, size_t i, const route_t *applied, bool unverif
   site_t *s = engine_site(e, i);
   /* Said of the route the agent holds now, so it replaces what an ack
    * said before (the agent may have restarted with a verify_cmd). */
-  if (unverified != d->unverified)
-    log_info(LOG_SITE, s->slug, "the agent's route is %s",
-             unverified ? "applied without a read-back of the PBX (unverified)"
-                        : "read back from the PBX");
-  d->unverified = unverified;
+  engine_on_route_unverified(e, i, unverified);
   /* A directive of this epoch the site has not acknowledged: it was
    * issued before this first Hello (the agent was down when it was made)
    * or before the link dropped. */
@@ -211,6 +207,16 @@ void engine_on_hello(engine_t *e, size_t i, const route_t *applied, bool unverif
   } else {
     d->state = DIR_IDLE;
   }
+}
+
+void engine_on_route_unverified(engine_t *e, size_t i, bool unverified) {
+  if (i >= engine_nsites(e)) return;
+  site_dir_t *d = &e->dirs[i];
+  if (unverified != d->unverified)
+    log_info(LOG_SITE, engine_site(e, i)->slug, "the agent's route is %s",
+             unverified ? "applied without a read-back of the PBX (unverified)"
+                        : "read back from the PBX");
+  d->unverified = unverified;
 }
 
 void engine_on_link_down(engine_t *e, size_t i) {

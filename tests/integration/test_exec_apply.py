@@ -31,6 +31,8 @@ APPLY = """#!/bin/sh
 # A slow PBX: the route goes in after a pause when the file `slow` exists.
 d=$(dirname "$0")
 route=$(cat)
+# `down`: the PBX refuses every route.
+[ -e "$d/down" ] && { echo "PBX down" >&2; exit 1; }
 echo "start $$ $(date +%s.%N)" >> "$d/pbx.log"
 [ -e "$d/slow" ] && sleep "$(cat "$d/slow")"
 printf '%s\\n' "$route" > "$d/pbx-route.json.tmp" && mv "$d/pbx-route.json.tmp" "$d/pbx-route.json"
@@ -134,6 +136,7 @@ def test_setup():
     files["slow"] = os.path.join(env.dir, "slow")
     files["liar"] = os.path.join(env.dir, "liar")
     files["hang"] = os.path.join(env.dir, "hang")
+    files["down"] = os.path.join(env.dir, "down")
     env.start_controller()
     env.start_agent("shaanxi")
     start_exec_agent()
@@ -305,6 +308,25 @@ def test_unverified_survives_a_controller_restart():
     assert "(unverified: not read back from the PBX)" in row, row
 
 
+def test_route_confirmed_unread_is_unverified():
+    """The agent restarts while its PBX refuses routes: its Hello says the
+    route is unknown (and cannot say unverified). When the PBX takes it,
+    unread, the ROUTE_CONFIRMED event says unverified; before, the route
+    showed as read back from then on."""
+    agent = env.agents[SITE]
+    assert agent.stop() == 0, agent.tail()
+    open(files["down"], "w").close()
+    try:
+        start_exec_agent(verify=False)
+        T.wait_until(lambda: (lambda s: s["link"] == "online" and s["route_unknown"])(
+            env.status()[SITE]), 15, "xizang online with its route unknown")
+    finally:
+        os.unlink(files["down"])
+    st = T.wait_until(lambda: (lambda s: s if not s["route_unknown"] else None)(
+        env.status()[SITE]), 15, "the route known again")
+    assert st["route_unverified"] is True, st
+
+
 def test_apply_killed_at_its_timeout_is_an_unknown_route():
     """An apply_cmd that writes the route, then hangs past `timeout`, with
     no verify_cmd: the PBX routes as asked but nobody can say so. The move
@@ -354,4 +376,5 @@ if __name__ == "__main__":
             test_apply_dies_with_its_agent_and_never_overlaps,
             test_without_verify_cmd_applies_are_unverified,
             test_unverified_survives_a_controller_restart,
+            test_route_confirmed_unread_is_unverified,
             test_apply_killed_at_its_timeout_is_an_unknown_route])

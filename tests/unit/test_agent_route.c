@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent-int.h"
 #include "agent.h"
 #include "err.h"
 #include "route.h"
@@ -341,6 +342,32 @@ static void test_undo_decides_unverified(void **state) {
   assert_true(h.route_unverified);
 }
 
+/* A route unknown at start (the Hello says unconfirmed, and cannot say
+ * unverified) and confirmed later by an apply that was not read back: the
+ * ROUTE_CONFIRMED event carries the mark, or the controller shows it as
+ * read back. Queued here: no link. */
+static void test_route_confirmed_unread_says_so(void **state) {
+  route_t saved = cutover(NOW + 40000);
+  agent_t *a = started_agent(&saved);
+  a->state = AGENT_BACKOFF;
+  finish(a, &a->applied, APPLY_RESTORE, NIRC_EIO, 0);
+  assert_true(hello_of(a).route_unconfirmed);
+  finish_unread(a, &a->applied, APPLY_RESTORE, 0, 0, true);
+  agent_pbx_event(a, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_CONFIRMED, "shaanxi", "shaanxi",
+                  "applied");
+  assert_int_equal(a->n_events, 1);
+  assert_true(a->events[0].unverified);
+  /* Read back: not marked; nor is any other kind. */
+  finish(a, &a->applied, APPLY_REPAIR, 0, 0);
+  agent_pbx_event(a, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_CONFIRMED, "shaanxi", "shaanxi",
+                  "applied");
+  assert_false(a->events[1].unverified);
+  a->applied_unverified = true;
+  agent_pbx_event(a, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_UNCONFIRMED, "unknown", "shaanxi",
+                  "failed");
+  assert_false(a->events[2].unverified);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_failed_restore_is_retried_and_revert_armed),
@@ -349,6 +376,7 @@ int main(void) {
       cmocka_unit_test(test_start_without_state_file),
       cmocka_unit_test(test_hello_says_the_route_is_unverified),
       cmocka_unit_test(test_undo_decides_unverified),
+      cmocka_unit_test(test_route_confirmed_unread_says_so),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
