@@ -123,7 +123,8 @@ const config_opt_t conf_nircd_opts[] = {
      "empty: off"},
     {"http", "tz", CFG_STRING, O(http_tz), S(http_tz), 0, 0, "Asia/Shanghai", 0,
      "the operations room's time zone (IANA name): the status page shows rule ends and the "
-     "next events in it, as nircctl does with [ctl] tz"},
+     "next events in it, as nircctl does with [ctl] tz, and the controller's own words (an "
+     "expiry, a window's end) say their times in it"},
     {"notify", "webhook", CFG_LIST, O(webhook), 0, 0, 0, "", 0,
      "http:// or https:// URLs each alarm is posted to as JSON, in order per URL, retried until "
      "delivered or given up (empty: no notifications)"},

@@ -1118,6 +1118,7 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
         .alarm_clear_ms = (uint32_t)conf->alarm_clear_ms,
     };
     nirc_strlcpy(eo.forecast_tz, conf->forecast_tz, sizeof eo.forecast_tz);
+    nirc_strlcpy(eo.ops_tz, conf->http_tz, sizeof eo.ops_tz);
     engine_io_t io;
     server_engine_io(srv, &io);
     rc = engine_new(&io, &srv->sites, &eo, &srv->engine);

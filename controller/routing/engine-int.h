@@ -373,6 +373,9 @@ typedef enum {
   ENGINE_SEEN_BEFORE_LEAD,
 } engine_seen_t;
 engine_seen_t engine_seen_late(const engine_t *e, int64_t at_ms, uint64_t *late_ms);
+/* Business time at_ms in the engine's words: "2020-01-23T23:59:00+08:00
+ * (Asia/Shanghai business time)", in opts.ops_tz (engine_tick.c). */
+void engine_business_time(const engine_t *e, int64_t at_ms, char *buf, size_t len);
 /* Directives out (engine.c): a new version, a resend after ack_timeout
  * without an answer, or the same version again to a site that has just
  * connected without it (not a resend: nothing had reached it). */

@@ -151,6 +151,10 @@ typedef struct {
   /* The zone of the business clock the history's local dates and
    * half-hours are in (IANA; "" = UTC): [routing] forecast_tz. */
   char forecast_tz[64];
+  /* The operations room's zone (IANA; "": forecast_tz, else UTC): [http]
+   * tz. The times in the engine's own words (an expiry, a window's end)
+   * are said in it, and name it: nircctl shows the rest in its own. */
+  char ops_tz[64];
 } engine_opts_t;
 
 /* ---- the engine's interface to the world (implemented by its owner) ---- */

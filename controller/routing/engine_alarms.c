@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "err.h"
 #include "log.h"
+#include "tz.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -276,10 +277,11 @@ void engine_op_alarms(engine_t *e, const engine_req_t *rq, const Nirc__AlarmRequ
   }
   if (a->acked_wall_ms) {
     char when[40];
-    clock_format_iso(a->acked_wall_ms, 0, when, sizeof when);
+    const char *zone = tz_format_iso(e->opts.ops_tz[0] ? e->opts.ops_tz : e->opts.forecast_tz,
+                                     a->acked_wall_ms, when, sizeof when);
     engine_refuse(e, rq, "alarm-ack", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                  "alarm %llu was acknowledged already, by %s at %s",
-                  (unsigned long long)req->ack_id, a->acked_by, when);
+                  "alarm %llu was acknowledged already, by %s at %s (%s)",
+                  (unsigned long long)req->ack_id, a->acked_by, when, zone);
     return;
   }
   if (!engine_can_record(e, rq, "alarm-ack", target)) return;

@@ -328,25 +328,25 @@ static void engine_end_why(engine_t *e, size_t i, rule_kind_t kind, uint64_t rul
              rule, (unsigned long long)rule_id);
     return;
   }
-  char at[40];
-  clock_format_iso(end, 0, at, sizeof at);
+  char at[100];
+  engine_business_time(e, end, at, sizeof at);
   const char *what = kind == RULE_SCHEDULE ? "its window ended" : "its move ended";
   uint64_t late_ms = 0;
   switch (engine_seen_late(e, end, &late_ms)) {
   case ENGINE_SEEN_BEFORE_LEAD:
     snprintf(buf, len,
-             "%s %llu no longer moves it: %s at %s (business time), before this controller "
+             "%s %llu no longer moves it: %s at %s, before this controller "
              "led: recorded when it took the lead: home",
              rule, (unsigned long long)rule_id, what, at);
     break;
   case ENGINE_SEEN_LATE:
     snprintf(buf, len,
-             "%s %llu no longer moves it: %s at %s (business time), recorded %llu s (real "
+             "%s %llu no longer moves it: %s at %s, recorded %llu s (real "
              "time) later: the controller did not run meanwhile: home",
              rule, (unsigned long long)rule_id, what, at, (unsigned long long)(late_ms / 1000));
     break;
   case ENGINE_SEEN_IN_TIME:
-    snprintf(buf, len, "%s %llu no longer moves it: %s at %s (business time): home", rule,
+    snprintf(buf, len, "%s %llu no longer moves it: %s at %s: home", rule,
              (unsigned long long)rule_id, what, at);
     break;
   }
@@ -406,19 +406,18 @@ static void engine_cause_why(engine_t *e, size_t i, route_cause_t cause, const r
   }
 }
 
-/* Counts and audits one route change of site i (before d->target moves),
+/* Counts and audits one route change of site i from `before` to `next`,
  * sent as directive (e->epoch, version): the entry names it, so that the
  * trail can say whether the site acknowledged it (ops.c, history). */
-void engine_route_changed(engine_t *e, size_t i, const route_t *next, uint64_t version,
-                          route_cause_t cause, rule_kind_t kind, uint64_t rule_id) {
+static void engine_route_entry(engine_t *e, size_t i, const route_t *from, const route_t *next,
+                               uint64_t version, route_cause_t cause, rule_kind_t kind,
+                               uint64_t rule_id, const char *why) {
   site_dir_t *d = &e->dirs[i];
   const char *self = engine_site(e, i)->slug;
   e->changes[i][cause]++;
   char before[200], after[200];
-  route_format(&d->target, self, before, sizeof before);
+  route_format(from, self, before, sizeof before);
   route_format(next, self, after, sizeof after);
-  char why[400];
-  engine_cause_why(e, i, cause, next, kind, rule_id, why, sizeof why);
   json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s}", "cause", engine_route_cause_name(cause),
                         "before", before, "after", after, "reason", next->reason, "why", why);
   if (j && rule_id) {
@@ -431,6 +430,14 @@ void engine_route_changed(engine_t *e, size_t i, const route_t *next, uint64_t v
     json_object_set_new(j, "version", json_integer((json_int_t)version));
   }
   engine_audit(e, "engine", "route", self, j);
+}
+
+/* One route change of site i, before d->target moves to `next`. */
+void engine_route_changed(engine_t *e, size_t i, const route_t *next, uint64_t version,
+                          route_cause_t cause, rule_kind_t kind, uint64_t rule_id) {
+  char why[400];
+  engine_cause_why(e, i, cause, next, kind, rule_id, why, sizeof why);
+  engine_route_entry(e, i, &e->dirs[i].target, next, version, cause, kind, rule_id, why);
 }
 
 /* ---- a return home no controller saw ---- */
@@ -490,6 +497,29 @@ static bool engine_expiry_recorded(const engine_t *e, uint64_t id) {
   return false;
 }
 
+/* The route entry of a return home site i's agent made on its own at the
+ * revert_at of directive `left` (acknowledged away; `applied` is home
+ * under left's epoch and version), which no controller recorded then:
+ * stamped now, its why saying when it was and why it is late. No epoch
+ * and version: no directive of a controller carried this change, so the
+ * trail joins no acknowledgement to it (net/ops.c). */
+static void engine_own_return(engine_t *e, size_t i, const route_t *left, const route_t *applied,
+                              route_cause_t cause, rule_kind_t kind, uint64_t rule_id,
+                              const char *why) {
+  const char *self = engine_site(e, i)->slug;
+  char before[200], after[200];
+  route_format(left, self, before, sizeof before);
+  route_format(applied, self, after, sizeof after);
+  e->changes[i][cause]++;
+  json_t *j =
+      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "cause",
+                engine_route_cause_name(cause), "before", before, "after", after, "reason",
+                applied->reason, "why", why, "rule", rules_kind_name(kind), "rule_id",
+                (json_int_t)rule_id, "reverted_epoch", (json_int_t)left->epoch, "reverted_version",
+                (json_int_t)left->version, "reverted_at_ms", (json_int_t)left->revert_at_ms);
+  engine_audit(e, "engine", "route", self, j);
+}
+
 void engine_late_revert(engine_t *e, size_t i, const route_t *applied) {
   engine_prior_t key = {.site = i};
   engine_prior_t *p =
@@ -504,7 +534,13 @@ void engine_late_revert(engine_t *e, size_t i, const route_t *applied) {
   /* The agent keeps the (epoch, version) of the directive it reverted and
    * says why in its route's reason (site-agent/agent.c): nothing else
    * changes its route without a newer version. A site still away, or
-   * home under a newer directive, has nothing unrecorded to tell. */
+   * home under a newer directive, has nothing unrecorded to tell.
+   *
+   * Only sources come here: a hub's own directive (its inbound list)
+   * never carries a revert_at (the planner gives one only to a move
+   * away, and a hub's route is home plus the sources that send to it), so
+   * its agent never changes it on its own; the sources' returns change
+   * its inbound list at the next plan, recorded then (cause senders). */
   if (applied->epoch != pd.epoch || applied->version != pd.version ||
       route_share_of(applied, self) < 1000 || strcmp(applied->reason, ROUTE_REASON_REVERTED) != 0)
     return;
@@ -533,31 +569,23 @@ void engine_late_revert(engine_t *e, size_t i, const route_t *applied) {
     break;
   default: return; /* no rule sets a revert_at on anything else */
   }
-  char before[200], after[200], at[40], why[600];
-  route_format(&pd.route, self, before, sizeof before);
-  route_format(applied, self, after, sizeof after);
-  clock_format_iso(pd.revert_at_ms, 0, at, sizeof at);
+  char at[100], why[640];
+  engine_business_time(e, pd.revert_at_ms, at, sizeof at);
   /* The agent does not say when it went: at its revert_at if it ran
    * then, else when it started again. The entry says so, and is stamped
    * when this leader learnt of it. */
   snprintf(why, sizeof why,
-           "its agent went home on its own at its directive's revert_at, %s (business time; "
-           "later if the agent itself was not running then), %s; recorded late, when the agent "
-           "connected to this leader (epoch %llu): the leader of epoch %llu that sent the move "
-           "(v%llu) recorded no later directive for it (it was not running, or not leading, "
-           "then)",
+           "its agent went home on its own at its directive's revert_at, %s (later if the "
+           "agent itself was not running then), %s; recorded late, when the agent connected to "
+           "this leader (epoch %llu): the leader of epoch %llu that sent the move (v%llu) "
+           "recorded no later directive for it (it was not running, or not leading, then)",
            at, end, (unsigned long long)e->epoch, (unsigned long long)pd.epoch,
            (unsigned long long)pd.version);
-  e->changes[i][cause]++;
-  json_t *j =
-      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "cause",
-                engine_route_cause_name(cause), "before", before, "after", after, "reason",
-                applied->reason, "why", why, "rule", rules_kind_name(pd.rule_kind), "rule_id",
-                (json_int_t)pd.rule_id, "reverted_epoch", (json_int_t)pd.epoch, "reverted_version",
-                (json_int_t)pd.version, "reverted_at_ms", (json_int_t)pd.revert_at_ms);
-  /* No epoch and version: no directive of a controller carried this
-   * change, so the trail joins no acknowledgement to it (net/ops.c). */
-  engine_audit(e, "engine", "route", self, j);
+  route_t left = pd.route;
+  left.epoch = pd.epoch;
+  left.version = pd.version;
+  left.revert_at_ms = pd.revert_at_ms;
+  engine_own_return(e, i, &left, applied, cause, pd.rule_kind, pd.rule_id, why);
   log_warn(LOG_SITE, self,
            "went home by its own revert_at (%s) under directive (%llu, %llu) "
            "while no controller recorded it: recorded now",

@@ -7,6 +7,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "tz.h"
 
 #include <jansson.h>
 #include <stdint.h>
@@ -81,6 +82,13 @@ void engine_check_waves(engine_t *e) {
 
 /* ---- tick ---- */
 
+void engine_business_time(const engine_t *e, int64_t at_ms, char *buf, size_t len) {
+  const char *want = e->opts.ops_tz[0] ? e->opts.ops_tz : e->opts.forecast_tz;
+  char iso[40];
+  const char *zone = tz_format_iso(want, at_ms, iso, sizeof iso);
+  snprintf(buf, len, "%s (%s business time)", iso, zone);
+}
+
 engine_seen_t engine_seen_late(const engine_t *e, int64_t at_ms, uint64_t *late_ms) {
   *late_ms = 0;
   if (!e->tick_mono) return ENGINE_SEEN_BEFORE_LEAD;
@@ -134,8 +142,8 @@ static void engine_expire(engine_t *e) {
      * ended at its expiry, when each source's agent went home by its own
      * revert_at. Seen late (the controller did not run, or had no
      * leadership), the entry says when it really ended. */
-    char at[40], why[400], went[240];
-    clock_format_iso(cut->expires_ms, 0, at, sizeof at);
+    char at[100], why[460], went[240];
+    engine_business_time(e, cut->expires_ms, at, sizeof at);
     uint64_t late_ms = 0;
     engine_seen_t seen = engine_seen_late(e, cut->expires_ms, &late_ms);
     /* Said only of an expiry seen late: in time, the engine sends them home now. */
@@ -143,17 +151,17 @@ static void engine_expire(engine_t *e) {
     switch (seen) {
     case ENGINE_SEEN_BEFORE_LEAD:
       snprintf(why, sizeof why,
-               "expired at %s (business time), before this controller led: recorded when it "
+               "expired at %s, before this controller led: recorded when it "
                "took the lead; %s",
                at, went);
       break;
     case ENGINE_SEEN_LATE:
       snprintf(why, sizeof why,
-               "expired at %s (business time), recorded %llu s (real time) later: the controller "
+               "expired at %s, recorded %llu s (real time) later: the controller "
                "did not run meanwhile; %s",
                at, (unsigned long long)(late_ms / 1000), went);
       break;
-    case ENGINE_SEEN_IN_TIME: snprintf(why, sizeof why, "expired at %s (business time)", at); break;
+    case ENGINE_SEEN_IN_TIME: snprintf(why, sizeof why, "expired at %s", at); break;
     }
     engine_audit(e, "engine", "expire", cut->sources.v[0],
                  json_pack("{s:I, s:o, s:I, s:s}", "cutover_id", (json_int_t)cut->id, "sources",

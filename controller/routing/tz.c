@@ -1,9 +1,11 @@
 #include "tz.h"
 
+#include "clock.h"
 #include "err.h"
 
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -232,4 +234,16 @@ int tz_from_local_fold(const char *name, const tz_local_t *local, int64_t *utc_m
   if (fold) *fold = f;
   if (second_ms) *second_ms = t2 * 1000;
   return 0;
+}
+
+const char *tz_format_iso(const char *name, int64_t ms, char *buf, size_t len) {
+  tz_local_t lt;
+  int64_t secs = ms / 1000 - (ms % 1000 < 0 ? 1 : 0);
+  bool zoned = name && name[0] && tz_valid(name) && tz_to_local(name, ms, &lt) == 0;
+  /* The offset is the local wall time minus the instant, both in seconds. */
+  int64_t off = zoned ? tz_days_from_civil(lt.year, lt.month, lt.day) * TZ_SECS_PER_DAY +
+                            lt.hour * 3600 + lt.minute * 60 + lt.second - secs
+                      : 0;
+  if (buf && len) clock_format_iso(ms, (int)(off / 60), buf, (unsigned)len);
+  return zoned ? name : "UTC";
 }

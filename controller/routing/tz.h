@@ -8,6 +8,7 @@
 #define NIRC_TZ_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -36,5 +37,10 @@ typedef enum { TZ_FOLD_NONE = 0, TZ_FOLD_SKIPPED, TZ_FOLD_REPEATED } tz_fold_t;
  * same as *utc_ms otherwise). */
 int tz_from_local_fold(const char *name, const tz_local_t *local, int64_t *utc_ms, tz_fold_t *fold,
                        int64_t *second_ms);
+
+/* Unix ms as ISO 8601 with the offset zone `name` has then, as operators
+ * are shown times ("2020-01-23T23:59:00+08:00"). Returns the zone used,
+ * to be named beside it: `name`, or "UTC" for "" or a zone not known. */
+const char *tz_format_iso(const char *name, int64_t ms, char *buf, size_t len);
 
 #endif

@@ -817,8 +817,8 @@ static void test_a_window_ended_an_agent_could_not_leave_ends_as_the_schedule(vo
   assert_int_equal(route_entries(w, from, "hubei", &x), 1);
   char at[40], want[200];
   clock_format_iso(moved.revert_at_ms, 0, at, sizeof at);
-  snprintf(want, sizeof want, "its window ended at %s (business time), before this controller led",
-           at);
+  snprintf(want, sizeof want,
+           "its window ended at %s (UTC business time), before this controller led", at);
   if (!strstr(x->detail, "\"cause\":\"schedule-end\"") || !strstr(x->detail, want))
     fail_msg("no schedule-end with '%s' in %s", want, x->detail);
   world_ack(w, b, 0, NULL);
@@ -927,7 +927,7 @@ static void test_window_end_seen_after_a_pause_says_when_it_ended(void **state) 
   char at[40], want[200];
   clock_format_iso(moved.revert_at_ms, 0, at, sizeof at);
   snprintf(want, sizeof want,
-           "its window ended at %s (business time), recorded 30 s (real time) later: the "
+           "its window ended at %s (UTC business time), recorded 30 s (real time) later: the "
            "controller did not run meanwhile",
            at);
   if (!strstr(x->detail, "\"cause\":\"schedule-end\"") || !strstr(x->detail, want))
