@@ -353,6 +353,13 @@ void engine_route_changed(engine_t *e, size_t i, const route_t *next, uint64_t v
  * entry covers that return, it is audited now, late, and confirmed with a
  * directive of this epoch (so that the next leader finds it recorded). */
 void engine_late_revert(engine_t *e, size_t i, const route_t *applied);
+/* Site i, known to this leader, says at a Hello that it routes home by
+ * `applied`: called before its acknowledged route is replaced. If its
+ * agent went home on its own at the revert_at of the move it had
+ * acknowledged while its rule, changed meanwhile, still moves it (a
+ * directive the agent never got), both the return home (late) and the
+ * move back that the Hello's resend makes are audited. */
+void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied);
 /* The rule an older leader's directive was sent under, as the database
  * keeps that directive (engine_load_last_directives), when site i still
  * routes by it (`r`: its epoch and version): true with *kind and *id. The

@@ -194,6 +194,7 @@ void engine_on_hello(engine_t *e, size_t i, const route_t *applied, bool unverif
      * the agent's route left the rule in force, the site home, and
      * nothing saying so. */
   } else if (applied) {
+    engine_hello_reverted(e, i, applied); /* reads the acknowledged route it replaces */
     d->acked = *applied;
   }
   /* Reconnected: if it does not have our target, send it again. */

@@ -600,3 +600,74 @@ void engine_late_revert(engine_t *e, size_t i, const route_t *applied) {
   d->rule_id = 0;
   engine_send(e, i, SEND_NEW);
 }
+
+/* ---- a return home by a revert_at its rule moved on from ---- */
+
+void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied) {
+  site_dir_t *d = &e->dirs[i];
+  const char *self = engine_site(e, i)->slug;
+  const route_t *left = &d->acked;
+  int64_t now = engine_now(e);
+  /* Home by the revert_at of the move it acknowledged here, passed on
+   * this controller's clock too (an agent's clock ahead of it is
+   * engine_on_agent_reverted's case), while the move still stands here
+   * under a newer directive of this rule (the rule changed after the
+   * link dropped: a cutover amended to end later) that never reached the
+   * agent. A target home, or the same directive, was or will be recorded
+   * by what ends the move (an expiry, a window's end, a restore). */
+  if (!d->known || strcmp(applied->reason, ROUTE_REASON_REVERTED) != 0 ||
+      route_share_of(applied, self) < 1000 || route_compare_version(applied, left) != 0 ||
+      route_share_of(left, self) >= 1000 || !left->revert_at_ms || left->revert_at_ms > now ||
+      !engine_is_away(&d->target, self) || route_compare_version(&d->target, left) <= 0 ||
+      (d->target.revert_at_ms && d->target.revert_at_ms <= now))
+    return;
+  rule_kind_t kind = d->kind;
+  uint64_t rule_id = d->rule_id;
+  route_cause_t end = kind == RULE_CUTOVER    ? ROUTE_CAUSE_CUTOVER_END
+                      : kind == RULE_SCHEDULE ? ROUTE_CAUSE_SCHEDULE_END
+                      : kind == RULE_OVERFLOW ? ROUTE_CAUSE_OVERFLOW_END
+                                              : ROUTE_CAUSE_COUNT;
+  if (end == ROUTE_CAUSE_COUNT) return; /* a route no rule explains: the plan sends it home */
+  char at[100], until[100], why[640];
+  engine_business_time(e, left->revert_at_ms, at, sizeof at);
+  if (d->target.revert_at_ms)
+    engine_business_time(e, d->target.revert_at_ms, until, sizeof until);
+  else
+    snprintf(until, sizeof until, "no end");
+  snprintf(why, sizeof why,
+           "its agent went home on its own at the revert_at of directive v%llu (epoch %llu), %s "
+           "(later if the agent itself was not running then): the end %s %llu had when it was "
+           "sent; directive v%llu, which moves it until %s, had not reached it (its link was "
+           "down); recorded late, when the agent connected again",
+           (unsigned long long)left->version, (unsigned long long)left->epoch, at,
+           rules_kind_name(kind), (unsigned long long)rule_id,
+           (unsigned long long)d->target.version, until);
+  engine_own_return(e, i, left, applied, end, kind, rule_id, why);
+  log_warn(LOG_SITE, self,
+           "went home by the revert_at (%s) of directive (%llu, %llu) while its link was down; "
+           "its rule still moves it: recorded now, and sent back (v%llu)",
+           at, (unsigned long long)left->epoch, (unsigned long long)left->version,
+           (unsigned long long)d->target.version);
+  /* The move back is the Hello's resend of the target (engine_on_hello):
+   * not a new directive, so no plan records it. Recorded here, from home,
+   * under the target's version (its acknowledgement joins it). */
+  if (d->target.epoch != e->epoch) {
+    /* An older leader's move this leader kept: not resent. Home is the
+     * site's route here now, and the next plan moves it again (a route
+     * change, recorded then) if its rule still does. */
+    d->target = *applied;
+    d->state = DIR_IDLE;
+    return;
+  }
+  const route_t *to = &d->target;
+  const char *hub = engine_main_hub(to, self);
+  snprintf(why, sizeof why,
+           "%s: to %s again, sent when its agent connected: it had gone home by the revert_at of "
+           "directive v%llu",
+           to->reason, hub ? hub : "its hub", (unsigned long long)left->version);
+  engine_route_entry(e, i, applied, to, to->version,
+                     kind == RULE_CUTOVER    ? ROUTE_CAUSE_CUTOVER
+                     : kind == RULE_SCHEDULE ? ROUTE_CAUSE_SCHEDULE
+                                             : ROUTE_CAUSE_OVERFLOW,
+                     kind, rule_id, why);
+}
