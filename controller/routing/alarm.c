@@ -196,6 +196,13 @@ const alarm_t *alarm_observe_sev(alarm_table_t *t, alarm_kind_t kind, const char
   return a;
 }
 
+const alarm_t *alarm_reword(alarm_table_t *t, alarm_kind_t kind, const char *subject,
+                            const char *message) {
+  alarm_t *a = alarm_lookup(t, kind, subject);
+  if (a && message) nirc_strlcpy_utf8(a->message, message, sizeof a->message);
+  return a;
+}
+
 size_t alarm_sweep(alarm_table_t *t, uint64_t now_mono, int64_t wall_ms) {
   size_t cleared = 0, keep = 0;
   for (size_t i = 0; i < t->n; i++) {

@@ -135,6 +135,14 @@ size_t alarm_sweep(alarm_table_t *t, uint64_t now_mono, int64_t wall_ms);
  * An alarm already active for the same kind and subject is not doubled. */
 int alarm_adopt(alarm_table_t *t, const alarm_t *a, size_t n, uint64_t now_mono);
 
+/* New words for an active alarm, and nothing else: not an observation
+ * (it is cleared clear_after_ms after its last one, as before) and no
+ * event (its clear stores the words it has then). NULL when none is
+ * active. For an alarm adopted from an earlier leader whose words were
+ * true when raised and this leader can say better. */
+const alarm_t *alarm_reword(alarm_table_t *t, alarm_kind_t kind, const char *subject,
+                            const char *message);
+
 /* Acknowledges an active alarm: 0, NIRC_ENOTFOUND when no active alarm has
  * this id, NIRC_EEXISTS when it was acknowledged already (who and when
  * are kept from the first). */

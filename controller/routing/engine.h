@@ -78,6 +78,10 @@ typedef struct {
   uint64_t no_rule_mono, no_rule_epoch;
   uint64_t no_rule_version; /* of this epoch's directive that sends it home */
   char no_rule_hub[32];
+  /* Such an alarm of an earlier leader was loaded active: its stored
+   * words are those it was raised with, reworded here by what this
+   * leader knows of the site (engine_alarms.c). */
+  bool no_rule_adopted;
   char excluded_why[200]; /* while excluded: which rule, why, and how to readmit */
   rule_kind_t excluded_kind;
   /* Why the engine holds, waits or refuses a move of this site now ("":

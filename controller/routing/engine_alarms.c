@@ -60,8 +60,55 @@ const alarm_table_t *engine_alarms(const engine_t *e) {
   return &e->alarms;
 }
 
+/* Words every no-rule alarm has, however it is worded (engine_no_rule_words). */
+#define ENGINE_NO_RULE_MARK "under a rule the database does not have"
+
 int engine_load_alarms(engine_t *e, const alarm_t *a, size_t n) {
-  return alarm_adopt(&e->alarms, a, n, engine_mono(e));
+  int rc = alarm_adopt(&e->alarms, a, n, engine_mono(e));
+  /* A no-rule alarm is stored with the words it was raised with ("is
+   * being sent home"): the site's state then, not now. */
+  for (size_t k = 0; rc == 0 && k < n; k++) {
+    long i = a[k].kind == ALARM_ROUTING && strstr(a[k].message, ENGINE_NO_RULE_MARK)
+                 ? engine_index(e, a[k].subject)
+                 : -1;
+    if (i >= 0) e->dirs[i].no_rule_adopted = true;
+  }
+  return rc;
+}
+
+/* An earlier leader's no-rule alarm for site i, reworded by what this
+ * leader knows: the site's route as its agent said it at its Hello, or
+ * that it has not said it yet. The hub and epochs come from the stored
+ * words and the alarm's id (epoch * ALARM_ID_EPOCH + sequence). */
+static void engine_no_rule_reword(engine_t *e, size_t i) {
+  site_dir_t *d = &e->dirs[i];
+  const char *slug = engine_site(e, i)->slug;
+  const alarm_t *a = alarm_find(&e->alarms, ALARM_ROUTING, slug);
+  if (!a || !strstr(a->message, ENGINE_NO_RULE_MARK)) {
+    d->no_rule_adopted = false; /* cleared, or another condition's now */
+    return;
+  }
+  char hub[32] = "a hub";
+  unsigned long long from = 0;
+  const char *t = strstr(a->message, ": its route to ");
+  if (t && sscanf(t, ": its route to %31s came from the leader of epoch %llu", hub, &from) != 2)
+    from = 0;
+  bool home = d->known && route_share_of(&d->acked, slug) >= 1000;
+  char msg[ALARM_MESSAGE_MAX], of[48] = "";
+  if (from) snprintf(of, sizeof of, " of epoch %llu", from);
+  snprintf(msg, sizeof msg,
+           "%s %s at the takeover of epoch %llu (%s): its route to %s came from the "
+           "leader%s " ENGINE_NO_RULE_MARK "; make it again if still wanted",
+           slug,
+           !d->known ? "was to be sent home"
+           : home    ? "was sent home"
+                     : "was not sent home",
+           (unsigned long long)(a->id / ALARM_ID_EPOCH),
+           !d->known ? "not known if it went: no Hello here yet"
+           : home    ? "its agent says it is home"
+                     : "its agent says it is still away",
+           hub, of);
+  alarm_reword(&e->alarms, ALARM_ROUTING, slug, msg);
 }
 
 static const char *engine_down_words(site_state_t s) {
@@ -143,9 +190,10 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
        * may be pending or fail (then its directive alarm says why). */
       bool home = d->known && d->acked.epoch == e->epoch && d->acked.version >= d->no_rule_version;
       snprintf(msg, sizeof msg,
-               "%s %s at the takeover%s: its route to %s came from the leader of epoch %llu "
-               "under a rule the database does not have (a change made while the database was "
-               "unreachable?); make it again if still wanted",
+               "%s %s at the takeover%s: its route to %s came from the leader of epoch "
+               "%llu " ENGINE_NO_RULE_MARK
+               " (a change made while the database was unreachable?); make "
+               "it again if still wanted",
                s->slug,
                home                     ? "was sent home"
                : d->state == DIR_FAILED ? "could not be sent home"
@@ -155,6 +203,8 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
                                         : " (not acknowledged yet)",
                d->no_rule_hub, (unsigned long long)d->no_rule_epoch);
       engine_observe(e, ALARM_ROUTING, s->slug, msg);
+    } else if (d->no_rule_adopted && !d->no_rule_mono) {
+      engine_no_rule_reword(e, i);
     }
     /* A failed directive stands until the site acknowledges one again; a
      * rolled-back move until the site is readmitted (an operator's act). */
