@@ -429,6 +429,13 @@ static void engine_route_entry(engine_t *e, size_t i, const route_t *from, const
     json_object_set_new(j, "epoch", json_integer((json_int_t)e->epoch));
     json_object_set_new(j, "version", json_integer((json_int_t)version));
   }
+  /* A return home names the directive whose move it ends: another
+   * leader may record the same return late (reverted_epoch/version), and
+   * the store marks whichever entry comes second (store.c). */
+  if (j && from->epoch && engine_is_away(from, self) && !engine_is_away(next, self)) {
+    json_object_set_new(j, "left_epoch", json_integer((json_int_t)from->epoch));
+    json_object_set_new(j, "left_version", json_integer((json_int_t)from->version));
+  }
   engine_audit(e, "engine", "route", self, j);
 }
 

@@ -165,11 +165,55 @@ static int store_fenced_state(db_t *db, const engine_rec_t *r, const char *sql, 
 
 /* ---- the engine's records ---- */
 
+/* A return home's route entry names the directive whose move it ends:
+ * `left_epoch`/`left_version` (the leader that ended it saw it) or
+ * `reverted_epoch`/`reverted_version` (a leader recorded late the agent's
+ * own return). Two leaders may record one return: the old leader's entry
+ * waited in its outage journal while a new leader, not finding it, wrote
+ * the late one; or the other way round. The entry that reaches the
+ * database second says it is the same return as the first (`duplicates`,
+ * and its why), in the same statement. Looked for only where a second
+ * entry can be: a late entry, or an entry written after a newer leader
+ * took over (a one-time filter: no scan for the others). */
+#define STORE_ROUTE_RETURN_SQL                                                                     \
+  "INSERT INTO audit_log (actor, action, target, detail, at, business_at) SELECT $1, $2, $3, "     \
+  "$4::jsonb || coalesce((SELECT jsonb_build_object('duplicates', a.id, 'why', "                   \
+  "($4::jsonb->>'why') "                                                                           \
+  "|| '; the same return as audit entry ' || a.id || ', recorded by another leader') FROM "        \
+  "audit_log a WHERE ($9::bigint < (SELECT coalesce(max(epoch), 0) FROM epochs) OR $4::jsonb ? "   \
+  "'reverted_epoch') AND a.action = 'route' AND a.target = $3 AND "                                \
+  "coalesce(a.detail->'left_epoch', a.detail->'reverted_epoch') = to_jsonb($7::bigint) AND "       \
+  "coalesce(a.detail->'left_version', a.detail->'reverted_version') = to_jsonb($8::bigint) "       \
+  "ORDER BY a.id LIMIT 1), '{}'::jsonb), $5, $6"
+
+/* The directive a return home's entry ends (see above): false if none. */
+static bool store_return_of(const engine_rec_t *r, char *epoch, char *version, size_t len) {
+  if (!r->action || strcmp(r->action, "route") != 0 || !r->detail) return false;
+  json_t *j = json_loads(r->detail, 0, NULL);
+  json_t *e = json_object_get(j, "left_epoch"), *v = json_object_get(j, "left_version");
+  if (!e || !v) {
+    e = json_object_get(j, "reverted_epoch");
+    v = json_object_get(j, "reverted_version");
+  }
+  bool ok = json_is_integer(e) && json_is_integer(v);
+  if (ok) {
+    snprintf(epoch, len, "%" JSON_INTEGER_FORMAT, json_integer_value(e));
+    snprintf(version, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+  }
+  json_decref(j);
+  return ok;
+}
+
 static int store_audit(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
-  char at[40], biz[40];
+  char at[40], biz[40], le[24], lv[24], we[24];
   store_iso(r->wall_ms, at, sizeof at);
   store_iso(r->at_ms, biz, sizeof biz);
-  const char *p[] = {r->actor, r->action, r->target, r->detail ? r->detail : "{}", at, biz};
+  const char *p[] = {r->actor, r->action, r->target, r->detail ? r->detail : "{}", at, biz,
+                     le,       lv,        we};
+  if (store_return_of(r, le, lv, sizeof le)) {
+    snprintf(we, sizeof we, "%llu", (unsigned long long)r->leader_epoch);
+    return store_once(db, STORE_ROUTE_RETURN_SQL, 9, p, done, arg);
+  }
   return store_once(db,
                     "INSERT INTO audit_log (actor, action, target, detail, at, business_at) "
                     "VALUES ($1,$2,$3,$4::jsonb,$5,$6)",

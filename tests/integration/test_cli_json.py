@@ -167,6 +167,7 @@ ROUTE_DETAIL = {
     "before": str, "after": str, "reason": str, "why": str, Opt("rule"): str, Opt("rule_id"): int,
     Opt("note"): str, Opt("epoch"): int, Opt("version"): int, Opt("outcome"): (ROUTE_OUTCOME, NULL),
     Opt("reverted_at_ms"): int, Opt("reverted_epoch"): int, Opt("reverted_version"): int,
+    Opt("left_epoch"): int, Opt("left_version"): int, Opt("duplicates"): int,
 }
 
 ROLLBACK_DETAIL = {"site": str, "rule": str, "rule_id": int, "reason": str}

@@ -172,6 +172,12 @@ static void test_a_return_its_expiry_records_gets_no_second_entry(void **state) 
   const world_rec_t *x[4];
   assert_int_equal(route_entries(w, from, "hubei", x, 4), 1);
   assert_non_null(strstr(x[0]->detail, "\"cause\":\"cutover-end\""));
+  /* It names the directive whose move it ends, as a late entry names the
+   * one its agent reverted: the store joins the two (test_store_returns). */
+  char left[64];
+  snprintf(left, sizeof left, "\"left_epoch\":5,\"left_version\":%llu",
+           (unsigned long long)moved.version);
+  if (!strstr(x[0]->detail, left)) fail_msg("no '%s' in %s", left, x[0]->detail);
   assert_int_equal(route_share_of(&w->applied[i], "hubei"), 1000);
   world_flush(w);
   engine_free(e);
