@@ -60,7 +60,7 @@ const alarm_table_t *engine_alarms(const engine_t *e) {
   return &e->alarms;
 }
 
-/* Words every no-rule alarm has, however it is worded (engine_no_rule_words). */
+/* Words every no-rule alarm has, as raised or reworded (engine_no_rule_reword). */
 #define ENGINE_NO_RULE_MARK "under a rule the database does not have"
 
 int engine_load_alarms(engine_t *e, const alarm_t *a, size_t n) {
@@ -91,8 +91,10 @@ static void engine_no_rule_reword(engine_t *e, size_t i) {
   char hub[32] = "a hub";
   unsigned long long from = 0;
   const char *t = strstr(a->message, ": its route to ");
-  if (t && sscanf(t, ": its route to %31s came from the leader of epoch %llu", hub, &from) != 2)
+  if (!t || sscanf(t, ": its route to %31s came from the leader of epoch %llu", hub, &from) != 2) {
+    snprintf(hub, sizeof hub, "a hub"); /* words this version did not write: said generally */
     from = 0;
+  }
   bool home = d->known && route_share_of(&d->acked, slug) >= 1000;
   char msg[ALARM_MESSAGE_MAX], of[48] = "";
   if (from) snprintf(of, sizeof of, " of epoch %llu", from);

@@ -626,7 +626,7 @@ void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied) {
       route_share_of(applied, self) < 1000 || route_compare_version(applied, left) != 0 ||
       route_share_of(left, self) >= 1000 || !left->revert_at_ms || left->revert_at_ms > now ||
       !engine_is_away(&d->target, self) || route_compare_version(&d->target, left) <= 0 ||
-      (d->target.revert_at_ms && d->target.revert_at_ms <= now))
+      d->target.epoch != e->epoch || (d->target.revert_at_ms && d->target.revert_at_ms <= now))
     return;
   rule_kind_t kind = d->kind;
   uint64_t rule_id = d->rule_id;
@@ -657,15 +657,10 @@ void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied) {
            (unsigned long long)d->target.version);
   /* The move back is the Hello's resend of the target (engine_on_hello):
    * not a new directive, so no plan records it. Recorded here, from home,
-   * under the target's version (its acknowledgement joins it). */
-  if (d->target.epoch != e->epoch) {
-    /* An older leader's move this leader kept: not resent. Home is the
-     * site's route here now, and the next plan moves it again (a route
-     * change, recorded then) if its rule still does. */
-    d->target = *applied;
-    d->state = DIR_IDLE;
-    return;
-  }
+   * under the target's version (its acknowledgement joins it). The target
+   * is this leader's: one newer than the route the site acknowledged is
+   * never an older leader's (that is kept only as the route a first
+   * Hello reports, equal to it). */
   const route_t *to = &d->target;
   const char *hub = engine_main_hub(to, self);
   snprintf(why, sizeof why,
