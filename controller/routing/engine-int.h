@@ -171,6 +171,7 @@ typedef struct {
 typedef struct {
   size_t site;
   engine_last_directive_t d;
+  bool seen; /* looked at: at the site's first Hello to this leader */
 } engine_prior_t;
 
 struct engine {

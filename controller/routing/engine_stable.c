@@ -505,25 +505,26 @@ static bool engine_expiry_recorded(const engine_t *e, uint64_t id) {
 }
 
 /* The route entry of a return home site i's agent made on its own at the
- * revert_at of directive `left` (acknowledged away; `applied` is home
- * under left's epoch and version), which no controller recorded then:
- * stamped now, its why saying when it was and why it is late. No epoch
- * and version: no directive of a controller carried this change, so the
- * trail joins no acknowledgement to it (net/ops.c). */
-static void engine_own_return(engine_t *e, size_t i, const route_t *left, const route_t *applied,
+ * revert_at of directive (rev_epoch, rev_version), which was `before`
+ * (`applied` is home under that epoch and version) and which no
+ * controller recorded then: stamped now, its why saying when it was and
+ * why it is late. revert_at_ms 0: when is not known here (the key is left
+ * out). No epoch and version: no directive of a controller carried this
+ * change, so the trail joins no acknowledgement to it (net/ops.c). */
+static void engine_own_return(engine_t *e, size_t i, const char *before, const route_t *applied,
                               route_cause_t cause, rule_kind_t kind, uint64_t rule_id,
-                              const char *why) {
+                              int64_t revert_at_ms, const char *why) {
   const char *self = engine_site(e, i)->slug;
-  char before[200], after[200];
-  route_format(left, self, before, sizeof before);
+  char after[200];
   route_format(applied, self, after, sizeof after);
   e->changes[i][cause]++;
-  json_t *j =
-      json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}", "cause",
-                engine_route_cause_name(cause), "before", before, "after", after, "reason",
-                applied->reason, "why", why, "rule", rules_kind_name(kind), "rule_id",
-                (json_int_t)rule_id, "reverted_epoch", (json_int_t)left->epoch, "reverted_version",
-                (json_int_t)left->version, "reverted_at_ms", (json_int_t)left->revert_at_ms);
+  json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "cause",
+                        engine_route_cause_name(cause), "before", before, "after", after, "reason",
+                        applied->reason, "why", why, "rule", rules_kind_name(kind), "rule_id",
+                        (json_int_t)rule_id, "reverted_epoch", (json_int_t)applied->epoch,
+                        "reverted_version", (json_int_t)applied->version);
+  if (j && revert_at_ms)
+    json_object_set_new(j, "reverted_at_ms", json_integer((json_int_t)revert_at_ms));
   engine_audit(e, "engine", "route", self, j);
 }
 
@@ -531,11 +532,12 @@ void engine_late_revert(engine_t *e, size_t i, const route_t *applied) {
   engine_prior_t key = {.site = i};
   engine_prior_t *p =
       e->n_prior ? bsearch(&key, e->prior, e->n_prior, sizeof *e->prior, engine_prior_cmp) : NULL;
-  /* Only a return by the revert_at of the newest directive, and none a
-   * cutover's expiry entry in the database already stands for. */
-  if (!p || p->d.revert_at_ms == 0 || !p->d.newest || p->d.expiry_recorded) return;
+  /* Only a return by the revert_at of the newest directive's move (or
+   * of an older one of its leader: below), and none a cutover's expiry
+   * entry in the database already stands for. */
+  if (!p || p->seen || !p->d.newest || p->d.expiry_recorded) return;
+  p->seen = true;
   engine_last_directive_t pd = p->d;
-  p->d.revert_at_ms = 0; /* looked at once: at the site's first Hello to this leader */
   site_dir_t *d = &e->dirs[i];
   const char *self = engine_site(e, i)->slug;
   /* The agent keeps the (epoch, version) of the directive it reverted and
@@ -548,9 +550,18 @@ void engine_late_revert(engine_t *e, size_t i, const route_t *applied) {
    * away, and a hub's route is home plus the sources that send to it), so
    * its agent never changes it on its own; the sources' returns change
    * its inbound list at the next plan, recorded then (cause senders). */
-  if (applied->epoch != pd.epoch || applied->version != pd.version ||
+  if (applied->epoch != pd.epoch || applied->version > pd.version ||
       route_share_of(applied, self) < 1000 || strcmp(applied->reason, ROUTE_REASON_REVERTED) != 0)
     return;
+  /* Home by an older directive of that leader than the newest on record:
+   * the newest (its rule changed: a cutover extended while the site's
+   * link was down) never reached the agent, and no route entry records
+   * the return from the older one, unless that leader sent the site home
+   * in between (then the store marks this entry as the same return as
+   * that one: store.c). This leader loaded only the newest directive:
+   * when and from where the agent went home are not known here. */
+  bool older = applied->version < pd.version;
+  if (!older && pd.revert_at_ms == 0) return;
   route_cause_t cause;
   char end[96];
   switch (pd.rule_kind) {
@@ -567,7 +578,7 @@ void engine_late_revert(engine_t *e, size_t i, const route_t *applied) {
       log_info(LOG_SITE, self,
                "went home by its own revert_at under directive (%llu, %llu): the expiry of "
                "cutover %llu records it",
-               (unsigned long long)pd.epoch, (unsigned long long)pd.version,
+               (unsigned long long)applied->epoch, (unsigned long long)applied->version,
                (unsigned long long)pd.rule_id);
       return;
     }
@@ -576,27 +587,39 @@ void engine_late_revert(engine_t *e, size_t i, const route_t *applied) {
     break;
   default: return; /* no rule sets a revert_at on anything else */
   }
-  char at[100], why[640];
-  engine_business_time(e, pd.revert_at_ms, at, sizeof at);
-  /* The agent does not say when it went: at its revert_at if it ran
-   * then, else when it started again. The entry says so, and is stamped
-   * when this leader learnt of it. */
-  snprintf(why, sizeof why,
-           "its agent went home on its own at its directive's revert_at, %s (later if the "
-           "agent itself was not running then), %s; recorded late, when the agent connected to "
-           "this leader (epoch %llu): the leader of epoch %llu that sent the move (v%llu) "
-           "recorded no later directive for it (it was not running, or not leading, then)",
-           at, end, (unsigned long long)e->epoch, (unsigned long long)pd.epoch,
-           (unsigned long long)pd.version);
-  route_t left = pd.route;
-  left.epoch = pd.epoch;
-  left.version = pd.version;
-  left.revert_at_ms = pd.revert_at_ms;
-  engine_own_return(e, i, &left, applied, cause, pd.rule_kind, pd.rule_id, why);
+  char before[200], at[100], why[640];
+  if (older) {
+    snprintf(before, sizeof before, "away by directive v%llu (its route is not known here)",
+             (unsigned long long)applied->version);
+    snprintf(at, sizeof at, "before it connected (when is not known here)");
+    snprintf(why, sizeof why,
+             "its agent went home on its own at the revert_at of directive v%llu, %s; the newest "
+             "directive on record, v%llu under %s %llu, had not reached it (its rule changed "
+             "while its link was down): recorded late, when the agent connected to this leader "
+             "(epoch %llu): the leader of epoch %llu recorded no later directive for it",
+             (unsigned long long)applied->version, at, (unsigned long long)pd.version,
+             rules_kind_name(pd.rule_kind), (unsigned long long)pd.rule_id,
+             (unsigned long long)e->epoch, (unsigned long long)pd.epoch);
+  } else {
+    route_format(&pd.route, self, before, sizeof before);
+    engine_business_time(e, pd.revert_at_ms, at, sizeof at);
+    /* The agent does not say when it went: at its revert_at if it ran
+     * then, else when it started again. The entry says so, and is stamped
+     * when this leader learnt of it. */
+    snprintf(why, sizeof why,
+             "its agent went home on its own at its directive's revert_at, %s (later if the "
+             "agent itself was not running then), %s; recorded late, when the agent connected "
+             "to this leader (epoch %llu): the leader of epoch %llu that sent the move (v%llu) "
+             "recorded no later directive for it (it was not running, or not leading, then)",
+             at, end, (unsigned long long)e->epoch, (unsigned long long)pd.epoch,
+             (unsigned long long)pd.version);
+  }
+  engine_own_return(e, i, before, applied, cause, pd.rule_kind, pd.rule_id,
+                    older ? 0 : pd.revert_at_ms, why);
   log_warn(LOG_SITE, self,
            "went home by its own revert_at (%s) under directive (%llu, %llu) "
            "while no controller recorded it: recorded now",
-           at, (unsigned long long)pd.epoch, (unsigned long long)pd.version);
+           at, (unsigned long long)applied->epoch, (unsigned long long)applied->version);
   /* Confirmed with a directive of this epoch, home as it is: the newest
    * directive on record is then home, and the next leader does not
    * record this return a second time. */
@@ -649,7 +672,9 @@ void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied) {
            (unsigned long long)left->version, (unsigned long long)left->epoch, at,
            rules_kind_name(kind), (unsigned long long)rule_id,
            (unsigned long long)d->target.version, until);
-  engine_own_return(e, i, left, applied, end, kind, rule_id, why);
+  char before[200];
+  route_format(left, self, before, sizeof before);
+  engine_own_return(e, i, before, applied, end, kind, rule_id, left->revert_at_ms, why);
   log_warn(LOG_SITE, self,
            "went home by the revert_at (%s) of directive (%llu, %llu) while its link was down; "
            "its rule still moves it: recorded now, and sent back (v%llu)",

@@ -184,6 +184,89 @@ static void test_a_return_its_expiry_records_gets_no_second_entry(void **state) 
   world_free(w);
 }
 
+/* The same while no controller ran: the leader that extended the
+ * cutover died before hubei's link came back, and a new leader takes
+ * over. The newest directive on record is the extension (v2), which never
+ * reached hubei; hubei says it went home by v1's revert_at. Before, the
+ * new leader recorded nothing for that return (only the move back); now
+ * it records it late, saying what it does not know (when, and from where:
+ * it loaded only the newest directive). */
+static void test_a_return_by_an_older_directive_is_recorded_by_a_new_leader(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *a = leading_in(w, "");
+  world_cutover_for(w, a, 9, "hubei", "shaanxi", 1800000);
+  world_ack(w, a, 0, NULL);
+  world_flush(w);
+  size_t i = world_index(w, "hubei");
+  route_t moved = engine_site_dir(a, i)->acked;
+  world_link_down(w, a, "hubei");
+  advance(w, a, 600000);
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  c.amend_id = w->cut[0].id;
+  c.expires_in_ms = 7200000;
+  c.reason = "longer";
+  engine_req_t rq = {.client = w, .request_id = 10, .operator_name = "operator:olga"};
+  engine_op_cutover(a, &rq, &c);
+  world_flush(w);
+  route_t ext = engine_site_dir(a, i)->target;
+  assert_int_equal(ext.version, moved.version + 1);
+  engine_free(a);
+  /* hubei goes home by v1's revert_at; a new leader starts 15 min later. */
+  route_t *ap = &w->applied[i];
+  route_home(ap, "hubei");
+  ap->epoch = moved.epoch;
+  ap->version = moved.version;
+  snprintf(ap->reason, sizeof ap->reason, "%s", ROUTE_REASON_REVERTED);
+  int64_t late = moved.revert_at_ms + 900000 - w->now;
+  w->now += late;
+  w->mono += (uint64_t)late;
+  w->wall += late;
+  for (size_t k = 0; k < w->sites->n; k++) {
+    sites_on_link_down(&w->sites->v[k], w->now);
+    w->sites->v[k].conn = NULL;
+  }
+  w->down[i] = false;
+  engine_last_directive_t ld = {.epoch = ext.epoch,
+                                .version = ext.version,
+                                .route = ext,
+                                .revert_at_ms = ext.revert_at_ms,
+                                .rule_kind = RULE_CUTOVER,
+                                .rule_id = w->cut[0].id,
+                                .newest = true};
+  snprintf(ld.site, sizeof ld.site, "hubei");
+  engine_t *b = world_engine(w);
+  assert_int_equal(engine_load_rules(b, 6, w->cut, w->n_cut, w->sch, w->n_sch, NULL, 0, w->max_id),
+                   0);
+  assert_int_equal(engine_load_last_directives(b, &ld, 1), 0);
+  engine_start_leading(b, 5000);
+  size_t from = w->n_rec;
+  world_connect_all(w, b, w->applied);
+  for (int k = 0; k < 20; k++) {
+    world_tick(w, b, 200);
+    world_ack(w, b, 0, NULL);
+    world_flush(w);
+  }
+  const world_rec_t *x[4];
+  assert_int_equal(route_entries(w, from, "hubei", x, 4), 2);
+  const char *home[] = {"\"cause\":\"cutover-end\"",
+                        "\"before\":\"away by directive v1 (its route is not known here)\"",
+                        "\"after\":\"home\"",
+                        "\"reverted_epoch\":5",
+                        "\"reverted_version\":1",
+                        "at the revert_at of directive v1, before it connected (when is not known "
+                        "here); the newest directive on record, v2 under cutover",
+                        "recorded late, when the agent connected to this leader (epoch 6)"};
+  has_words(x[0], home, sizeof home / sizeof *home);
+  assert_null(strstr(x[0]->detail, "reverted_at_ms")); /* not known: not said */
+  const char *back[] = {"\"cause\":\"cutover\"", "\"before\":\"home\"", "\"after\":\"shaanxi\""};
+  has_words(x[1], back, sizeof back / sizeof *back);
+  assert_int_equal(route_share_of(&w->applied[i], "shaanxi"), 1000);
+  world_flush(w);
+  engine_free(b);
+  world_free(w);
+}
+
 /* The engine says its own times (an expiry's) in the operations room's
  * zone and names it; with none configured, in UTC, named so. Before,
  * they were UTC ("...Z") while nircctl shows the rest in its zone. */
@@ -287,6 +370,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_a_return_by_a_revert_at_the_cutover_moved_on_from_is_recorded),
       cmocka_unit_test(test_a_return_its_expiry_records_gets_no_second_entry),
+      cmocka_unit_test(test_a_return_by_an_older_directive_is_recorded_by_a_new_leader),
       cmocka_unit_test(test_an_expiry_is_said_in_the_operators_zone),
       cmocka_unit_test(test_an_adopted_no_rule_alarm_says_the_sites_state_now),
   };
