@@ -168,50 +168,8 @@ static void agent_log_report(agent_t *a, const Nirc__LoadReport *r) {
 void agent_publish_metrics(agent_t *a) {
   if (!a->http) return;
   char buf[4096];
-  const adapter_load_t *l = &a->last_load;
-  int n = snprintf(
-      buf, sizeof buf,
-      "# TYPE nirc_agent_connected gauge\nnirc_agent_connected{site=\"%s\"} %d\n"
-      "# TYPE nirc_agent_epoch gauge\nnirc_agent_epoch{site=\"%s\"} %llu\n"
-      "# TYPE nirc_agent_route_home_permille gauge\n"
-      "nirc_agent_route_home_permille{site=\"%s\"} %u\n"
-      "# TYPE nirc_agent_inbound_sources gauge\nnirc_agent_inbound_sources{site=\"%s\"} %u\n"
-      "# TYPE nirc_agent_reports_sent_total counter\n"
-      "nirc_agent_reports_sent_total{site=\"%s\"} %llu\n"
-      "# TYPE nirc_agent_applies_total counter\n"
-      "nirc_agent_applies_total{site=\"%s\",result=\"applied\"} %llu\n"
-      "nirc_agent_applies_total{site=\"%s\",result=\"failed\"} %llu\n"
-      "# TYPE nirc_agent_pbx_unreadable_total counter\n"
-      "nirc_agent_pbx_unreadable_total{site=\"%s\"} %llu\n"
-      "# TYPE nirc_agent_pbx_drift_repairs_total counter\n"
-      "nirc_agent_pbx_drift_repairs_total{site=\"%s\"} %llu\n"
-      "# TYPE nirc_agent_pbx_verify_failures_total counter\n"
-      "nirc_agent_pbx_verify_failures_total{site=\"%s\"} %llu\n",
-      a->slug, a->state == AGENT_REPORTING, a->slug, (unsigned long long)a->max_epoch, a->slug,
-      route_share_of(&a->applied, a->slug), a->slug, a->applied.n_inbound, a->slug,
-      (unsigned long long)a->reports_sent, a->slug, (unsigned long long)a->applies_ok, a->slug,
-      (unsigned long long)a->applies_failed, a->slug, (unsigned long long)a->collects_unreadable,
-      a->slug, (unsigned long long)a->drift_repairs, a->slug,
-      (unsigned long long)a->verify_failures);
-  /* Only once measured: before a controller was met the offset is unknown,
-   * not 0. */
-  if (a->have_offset && n > 0 && (size_t)n < sizeof buf)
-    n += snprintf(buf + n, sizeof buf - (size_t)n,
-                  "# TYPE nirc_agent_clock_offset_seconds gauge\n"
-                  "nirc_agent_clock_offset_seconds{site=\"%s\"} %.3f\n",
-                  a->slug, (double)-a->ctl_offset_ms / 1000.0);
-  /* Figures not measured are left out, not published as zeros. */
-  if (a->have_load && !l->unreadable && !(l->not_measured & (REPORT_NM_QUEUE | REPORT_NM_AGENTS)) &&
-      n > 0 && (size_t)n < sizeof buf)
-    n += snprintf(buf + n, sizeof buf - (size_t)n,
-                  "# TYPE nirc_agent_calls_in_queue gauge\n"
-                  "nirc_agent_calls_in_queue{site=\"%s\"} %u\n"
-                  "# TYPE nirc_agent_agents_logged_in gauge\n"
-                  "nirc_agent_agents_logged_in{site=\"%s\"} %u\n"
-                  "# TYPE nirc_agent_agents_ready gauge\n"
-                  "nirc_agent_agents_ready{site=\"%s\"} %u\n",
-                  a->slug, l->in_queue, a->slug, l->logged_in, a->slug, l->ready);
-  if (n > 0 && (size_t)n < sizeof buf)
+  int n = agent_metrics_format(a, clock_real_ms(), buf, sizeof buf);
+  if (n > 0)
     httpd_publish(a->http, "/metrics", "text/plain; version=0.0.4; charset=utf-8", buf, (size_t)n);
 }
 
@@ -497,29 +455,6 @@ static void agent_repair(agent_t *a, const route_t *r) {
   agent_apply_start(a, r, APPLY_REPAIR);
 }
 
-void agent_clock_sync(agent_t *a, int64_t controller_ms, int64_t local_ms) {
-  if (controller_ms <= 0) return; /* an older controller says nothing */
-  a->ctl_offset_ms = controller_ms - local_ms;
-  a->have_offset = true;
-  bool large = llabs(a->ctl_offset_ms) >= AGENT_CLOCK_OFFSET_WARN_MS;
-  if (large != a->offset_large) {
-    if (large)
-      log_warn(LOG_AGENT, a->slug,
-               "this host's clock is %+.1f s off the controller's: revert_at is kept on the "
-               "controller's clock while this agent runs, but fix the host clock (NTP): after a "
-               "restart with no controller the agent has only its own",
-               (double)-a->ctl_offset_ms / 1000.0);
-    else
-      log_info(LOG_AGENT, a->slug, "this host's clock is within %d s of the controller's again",
-               AGENT_CLOCK_OFFSET_WARN_MS / 1000);
-  }
-  a->offset_large = large;
-}
-
-int64_t agent_controller_ms(const agent_t *a, int64_t local_ms) {
-  return a->have_offset ? local_ms + a->ctl_offset_ms : local_ms;
-}
-
 static void agent_on_revert(uv_timer_t *t) {
   agent_t *a = t->data;
   if (a->applied.revert_at_ms == 0) return;
@@ -549,8 +484,9 @@ static void agent_on_revert(uv_timer_t *t) {
   home.epoch = a->applied.epoch;
   home.version = a->applied.version;
   snprintf(home.reason, sizeof home.reason, "%s", ROUTE_REASON_REVERTED);
-  log_warn(LOG_AGENT, a->slug, "revert_at reached (on %s clock): routing home",
-           a->have_offset ? "the controller's" : "this host's, no controller met since start,");
+  char clk[300];
+  agent_clock_describe(a, clock_real_ms(), clk, sizeof clk);
+  log_warn(LOG_AGENT, a->slug, "revert_at reached (on %s): routing home", clk);
   agent_apply_start(a, &home, APPLY_REVERT);
 }
 
@@ -918,7 +854,9 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, bool check
   } else {
     snprintf(a->route_why, sizeof a->route_why, "no state file: home not applied yet");
   }
-  agent_start_route(have_saved ? &saved : NULL, a->slug, clock_now_ms(&a->clock), &a->applied);
+  agent_clock_init(a, clock_real_ms()); /* revert_at's clock, before the start route */
+  agent_start_route(have_saved ? &saved : NULL, a->slug,
+                    agent_controller_ms(a, clock_now_ms(&a->clock)), &a->applied);
   if (conf->http_listen[0] && !check_only) {
     if (httpd_start(conf->http_listen, &a->http, err, errlen) != 0) return NIRC_EIO;
   }

@@ -102,9 +102,23 @@ typedef struct {
 /* A clock offset from the controller this large (either way) is a host
  * clock to fix: the agent logs it, and the controller raises a `clock`
  * alarm from the reports' timestamps. Revert_at does not depend on it
- * while the agent has met a controller since it started (it is armed on
- * the controller's clock); without that it runs on the agent's own. */
+ * once the agent knows the offset (it is armed on the controller's
+ * clock): measured since it started, or remembered from a previous run
+ * (agent_clock.c); without either it runs on the agent's own. */
 #define AGENT_CLOCK_OFFSET_WARN_MS 60000
+
+/* Which clock revert_at runs on (agent_clock.c). */
+typedef enum {
+  AGENT_CLOCK_HOST = 0,   /* no offset known: this host's own clock */
+  AGENT_CLOCK_REMEMBERED, /* the offset a previous run measured (the clock file) */
+  AGENT_CLOCK_MEASURED,   /* measured by this run at a Welcome or Directive */
+} agent_clock_src_t;
+
+const char *agent_clock_src_name(agent_clock_src_t s);
+
+/* A remembered offset older than this is still used (see agent_clock.c
+ * for why), but the log says it is old. */
+#define AGENT_CLOCK_REMEMBER_OLD_MS (24LL * 3600 * 1000)
 
 typedef struct {
   uv_loop_t *loop;
@@ -131,12 +145,18 @@ typedef struct {
   uint32_t report_interval_ms;
   uint64_t epoch; /* of the controller we talk to */
   /* The controller's business clock minus ours, measured at its last
-   * Welcome or Directive (agent_clock_sync); kept across links, lost at
-   * restart. Until measured the agent has only its own clock. */
+   * Welcome or Directive (agent_clock_sync); kept across links and, in
+   * the clock file beside the state file, across restarts (remembered
+   * until a controller gives a new reading). have_offset: clock_src is
+   * not HOST. Until one is known the agent has only its own clock. */
   bool have_offset, offset_large;
   int64_t ctl_offset_ms;
-  uint64_t max_epoch; /* newest epoch seen: older leaders are fenced off */
-  route_t applied;    /* what the PBX routes by now */
+  agent_clock_src_t clock_src;
+  int64_t offset_at_ms;                        /* host wall-clock ms of that reading */
+  int64_t offset_saved_ms, offset_saved_at_ms; /* what the clock file holds (0: nothing) */
+  char clock_file[CONFIG_STR_MAX + 8];         /* "<state_file>.clock", or "" */
+  uint64_t max_epoch;                          /* newest epoch seen: older leaders are fenced off */
+  route_t applied;                             /* what the PBX routes by now */
   /* At most one apply in flight; the newest request waits behind it. */
   bool applying, pending;
   route_t applying_route, pending_route;
@@ -252,9 +272,36 @@ void agent_fill_hello_route(const agent_t *a, Nirc__Hello *h, Nirc__Directive *a
  * offset that becomes, or stops being, AGENT_CLOCK_OFFSET_WARN_MS or more. */
 void agent_clock_sync(agent_t *a, int64_t controller_ms, int64_t local_ms);
 /* The controller's business time when ours is `local_ms`: ours corrected
- * by the offset last measured, or ours when none was. revert_at is a time
- * on the controller's clock and is armed on this one. */
+ * by the offset last measured (or remembered), or ours when none is
+ * known. revert_at is a time on the controller's clock and is armed on
+ * this one. */
 int64_t agent_controller_ms(const agent_t *a, int64_t local_ms);
+/* At agent_init, once a->conf and a->clock are set: the clock file is
+ * "<state_file>.clock" (none without a state file), and the offset it
+ * remembers is used until a controller gives a new one; logs which clock
+ * revert_at runs on. */
+void agent_clock_init(agent_t *a, int64_t now_real_ms);
+/* The clock file (agent_clock.c): a->clock_file must be set. Loads the
+ * offset a previous run measured and uses it (REMEMBERED) when it was
+ * measured for this site under the same [clock]; 0, NIRC_ENOTFOUND (none
+ * saved) or NIRC_EINVAL with `err` saying why it is not used. */
+int agent_clock_load(agent_t *a, int64_t now_real_ms, char *err, size_t errlen);
+/* Whether the reading in memory should be written to the clock file:
+ * never saved, moved by a second or more, or an hour since the last save.
+ * Pure. */
+bool agent_clock_should_save(const agent_t *a, int64_t now_real_ms);
+/* In words, for the log and PbxEvents: the clock revert_at runs on, with
+ * the offset and its age ("the controller's clock as remembered from a
+ * previous run (offset +3600.0 s, measured 2 h ago)"). */
+void agent_clock_describe(const agent_t *a, int64_t now_real_ms, char *buf, size_t len);
+/* Appends the clock's /metrics lines to buf (at most len bytes);
+ * returns the bytes added, or -1 when they do not fit. */
+int agent_clock_metrics(const agent_t *a, int64_t now_real_ms, char *buf, size_t len);
+/* The agent's /metrics text (agent_metrics.c), built from `a` alone so it
+ * is unit-tested; the same rules as nircd's: a figure nobody measured is
+ * left out, not published as a number. Returns the length, or -1 when
+ * it does not fit. */
+int agent_metrics_format(const agent_t *a, int64_t now_real_ms, char *buf, size_t len);
 /* Prepares everything that can fail at start-up (certificates, addresses,
  * scenario, adapter); 0 or an error naming the fix. */
 /* check_only: validate everything but open nothing that outlives the check

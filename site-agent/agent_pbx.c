@@ -109,12 +109,11 @@ void agent_pbx_applied(agent_t *a, agent_apply_purpose_t purpose, const route_t 
     /* The agent changed the route on its own: the controller must hear
      * it, or its status keeps the route the agent left (sent now if the
      * link is up, else queued for the next one). */
-    char detail[300];
+    char detail[500], clk[300];
+    agent_clock_describe(a, clock_real_ms(), clk, sizeof clk);
     snprintf(detail, sizeof detail,
              "revert_at of route (%llu, %llu) passed on %s: the agent routes home on its own",
-             (unsigned long long)r->epoch, (unsigned long long)r->version,
-             a->have_offset ? "the controller's clock (as the agent measured it)"
-                            : "the agent's own clock (no controller met since it started)");
+             (unsigned long long)r->epoch, (unsigned long long)r->version, clk);
     agent_pbx_queue(a, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_REVERTED, "home", "", detail, r);
     return;
   }

@@ -142,6 +142,12 @@ int state_save_seen(const char *path, const char *self, const route_t *r, uint64
     snprintf(err, errlen, "cannot encode the state as JSON (out of memory or invalid text)");
     return NIRC_EINVAL;
   }
+  int rc = state_write_atomic(path, text, err, errlen);
+  free(text);
+  return rc;
+}
+
+int state_write_atomic(const char *path, const char *text, char *err, size_t errlen) {
   char tmp[4096], dir[4096];
   /* A fresh name made with O_CREAT|O_EXCL (mkstemp, mode 0600): a file
    * or symbolic link planted at a predictable PATH.tmp is never opened,
@@ -171,12 +177,10 @@ int state_save_seen(const char *path, const char *self, const route_t *r, uint64
     fsync(dfd);
     close(dfd);
   }
-  free(text);
   return 0;
 fail:
   snprintf(err, errlen, "%s: %s failed: %s", step[0] == 'r' ? path : tmp, step, strerror(errno));
   if (fd >= 0) close(fd);
   if (created) unlink(tmp);
-  free(text);
   return NIRC_EIO;
 }

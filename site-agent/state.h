@@ -30,4 +30,10 @@ int state_load_seen(const char *path, const char *self, route_t *out, uint64_t *
 int state_save_seen(const char *path, const char *self, const route_t *r, uint64_t seen_epoch,
                     char *err, size_t errlen);
 
+/* Writes `text` and a newline to `path` atomically, as the state is
+ * written (a temporary file fsync'd and renamed, then the directory
+ * fsync'd); for the files kept beside the state (agent_clock.c). 0 or
+ * NIRC_EIO with the failing step named. */
+int state_write_atomic(const char *path, const char *text, char *err, size_t errlen);
+
 #endif

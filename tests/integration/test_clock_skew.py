@@ -13,6 +13,7 @@ ends when the controller's clock says so (not an hour late, not at once),
 naming the site and the offset."""
 import json
 import os
+import re
 import time
 
 import nirclib as T
@@ -89,5 +90,49 @@ def test_short_cutover_ends_on_the_controllers_clock():
     T.wait_until(lambda: env.status()["xizang"]["route"] == HOME, 10, "status saying home")
 
 
+def agent_metrics():
+    try:
+        return T.metrics(HTTP)
+    except OSError:
+        return {}  # restarting: not listening yet
+
+
+def test_restart_without_controller_keeps_the_controllers_clock():
+    """The offset was kept in memory only: an agent restarted while no
+    controller answered ran revert_at on its own clock, an hour ahead, and
+    ended the cutover it restored at once. Now it remembers the offset
+    beside the state file and says so (log, /metrics)."""
+    start = time.monotonic()
+    r = env.ctl("cutover", "xizang", "--to", "shaanxi", "--reason", "drill", "--force",
+                "--for", "12s")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert state_route() == AWAY
+    env.controller.kill()
+    a = env.agents["xizang"]
+    a.stop()
+    off = os.path.getsize(a.log_path)
+    env.agents["xizang"] = T.Proc(a.name, [T.binary("nirc-agent"), "-c",
+                                           os.path.join(env.dir, "agent-xizang.conf")], env.dir)
+    T.wait_until(lambda: "restored saved route" in agent_log()[off:]
+                 or "routing home, applied" in agent_log()[off:], 10, "the restore")
+    # Restored away, not sent home at once by the host's clock.
+    assert state_route() == AWAY
+    text = agent_log()[off:]
+    assert re.search(r"restored saved route \(\d+, \d+\): shaanxi", text), text
+    assert "revert_at runs on the controller's clock as remembered" in text, text
+    src = 'nirc_agent_clock_source{site="xizang",source="remembered"}'
+    T.wait_until(lambda: agent_metrics().get(src) == 1, 10, "/metrics saying remembered")
+    m = agent_metrics()
+    assert 3500 <= m['nirc_agent_clock_offset_seconds{site="xizang"}'] <= 3700, m
+    assert m['nirc_agent_clock_offset_age_seconds{site="xizang"}'] < 60, m
+    # Home at the end of the 12 s on the controller's clock, with no
+    # controller to say so: not at once, not an hour late.
+    T.wait_until(lambda: state_route() == HOME, 20, "xizang home at revert_at")
+    assert time.monotonic() - start >= 10, time.monotonic() - start
+    text = agent_log()[off:]
+    assert "revert_at reached (on the controller's clock as remembered" in text, text
+
+
 if __name__ == "__main__":
-    T.main([test_agent_ahead_keeps_the_cutover, test_short_cutover_ends_on_the_controllers_clock])
+    T.main([test_agent_ahead_keeps_the_cutover, test_short_cutover_ends_on_the_controllers_clock,
+            test_restart_without_controller_keeps_the_controllers_clock])
