@@ -17,9 +17,7 @@ int agent_metrics_format(const agent_t *a, int64_t now_real_ms, char *buf, size_
       buf, len,
       "# TYPE nirc_agent_connected gauge\nnirc_agent_connected{site=\"%s\"} %d\n"
       "# TYPE nirc_agent_epoch gauge\nnirc_agent_epoch{site=\"%s\"} %llu\n"
-      "# TYPE nirc_agent_route_home_permille gauge\n"
-      "nirc_agent_route_home_permille{site=\"%s\"} %u\n"
-      "# TYPE nirc_agent_inbound_sources gauge\nnirc_agent_inbound_sources{site=\"%s\"} %u\n"
+      "# TYPE nirc_agent_route_known gauge\nnirc_agent_route_known{site=\"%s\"} %d\n"
       "# TYPE nirc_agent_reports_sent_total counter\n"
       "nirc_agent_reports_sent_total{site=\"%s\"} %llu\n"
       "# TYPE nirc_agent_applies_total counter\n"
@@ -32,13 +30,28 @@ int agent_metrics_format(const agent_t *a, int64_t now_real_ms, char *buf, size_
       "# TYPE nirc_agent_pbx_verify_failures_total counter\n"
       "nirc_agent_pbx_verify_failures_total{site=\"%s\"} %llu\n",
       a->slug, a->state == AGENT_REPORTING, a->slug, (unsigned long long)a->max_epoch, a->slug,
-      route_share_of(&a->applied, a->slug), a->slug, a->applied.n_inbound, a->slug,
-      (unsigned long long)a->reports_sent, a->slug, (unsigned long long)a->applies_ok, a->slug,
-      (unsigned long long)a->applies_failed, a->slug, (unsigned long long)a->collects_unreadable,
-      a->slug, (unsigned long long)a->drift_repairs, a->slug,
-      (unsigned long long)a->verify_failures);
+      a->route_state == AGENT_ROUTE_KNOWN, a->slug, (unsigned long long)a->reports_sent, a->slug,
+      (unsigned long long)a->applies_ok, a->slug, (unsigned long long)a->applies_failed, a->slug,
+      (unsigned long long)a->collects_unreadable, a->slug, (unsigned long long)a->drift_repairs,
+      a->slug, (unsigned long long)a->verify_failures);
   if (n < 0 || (size_t)n >= len) return -1;
-  int m = agent_clock_metrics(a, now_real_ms, buf + n, len - (size_t)n);
+  int m;
+  /* The route's figures only while it is known (applied and read back):
+   * a route the PBX may not have taken is no figure to graph, and a
+   * share shown for it (0 for a cutover whose restore failed) would say
+   * where calls go when nobody knows. nirc_agent_route_known says why
+   * they are absent, as nircd leaves out what is not measured. */
+  if (a->route_state == AGENT_ROUTE_KNOWN) {
+    m = snprintf(buf + n, len - (size_t)n,
+                 "# TYPE nirc_agent_route_home_permille gauge\n"
+                 "nirc_agent_route_home_permille{site=\"%s\"} %u\n"
+                 "# TYPE nirc_agent_inbound_sources gauge\n"
+                 "nirc_agent_inbound_sources{site=\"%s\"} %u\n",
+                 a->slug, route_share_of(&a->applied, a->slug), a->slug, a->applied.n_inbound);
+    if (m < 0 || (size_t)m >= len - (size_t)n) return -1;
+    n += m;
+  }
+  m = agent_clock_metrics(a, now_real_ms, buf + n, len - (size_t)n);
   if (m < 0) return -1;
   n += m;
   /* Figures not measured are left out, not published as zeros. */

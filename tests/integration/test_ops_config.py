@@ -439,7 +439,8 @@ def string_literals(rel):
             for lit in re.findall(r'"((?:[^"\\]|\\.)*)"', src)]
 
 
-def published_metrics(sources=("controller/web/web.c", "site-agent/agent.c")):
+def published_metrics(sources=("controller/web/web.c", "site-agent/agent_metrics.c",
+                                "site-agent/agent_clock.c")):
     """Metric names in the string literals of the controller's and (by
     default) the agent's metrics code."""
     names = set()

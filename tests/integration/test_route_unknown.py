@@ -26,6 +26,7 @@ SITE = "xizang"
 HOME = {SITE: 1000}
 AWAY = {"shaanxi": 1000}
 env = None
+HTTP = None
 pbx = {}
 
 APPLY = """#!/bin/sh
@@ -68,8 +69,8 @@ def start_exec_agent():
     extra = (f"[exec]\napply_cmd = {d}/apply.sh\ncollect_cmd = {d}/collect.sh\n"
              f"verify_cmd = {d}/verify.sh\ntimeout = 5s\n")
     conf = env.agent_conf(SITE, extra=extra)
-    text = open(conf).read().replace("[agent]", "[agent]\nadapter = exec\npbx_check_interval = 1s",
-                                     1)
+    text = open(conf).read().replace(
+        "[agent]", f"[agent]\nadapter = exec\npbx_check_interval = 1s\nhttp_listen = {HTTP}", 1)
     with open(conf, "w") as f:
         f.write(text)
     a = T.Proc(f"agent-{SITE}", [T.binary("nirc-agent"), "-c", conf], env.dir)
@@ -98,8 +99,15 @@ def alarm(kind):
     return [a for a in got if a["kind"] == kind and a["subject"] == SITE]
 
 
+def agent_metrics():
+    try:
+        return T.metrics(HTTP)
+    except OSError:
+        return {}  # restarting: not listening yet
+
+
 def test_setup():
-    global env
+    global env, HTTP
     # 60x: a 20-minute cutover lasts 20 real seconds.
     env = T.Env("route-unknown", clock_speed=60, clock_start="2020-01-23T10:00:00+08:00")
     for name, body in (("apply.sh", APPLY), ("verify.sh", VERIFY), ("collect.sh", COLLECT)):
@@ -107,6 +115,7 @@ def test_setup():
         with open(path, "w") as f:
             f.write(body)
         os.chmod(path, 0o755)
+    HTTP = f"127.0.0.1:{T.free_port()}"
     pbx["route"] = os.path.join(env.dir, "pbx-route.json")
     pbx["down"] = os.path.join(env.dir, "down")
     set_pbx_route(HOME)
@@ -129,7 +138,15 @@ def test_restore_failed_while_pbx_down_is_retried_and_reverts():
     T.wait_until(lambda: "local route change (1, 1) failed" in log_since(a, off), 15,
                  "the restore failing while the PBX is down")
     assert "routing home" not in log_since(a, off)
+    # /metrics: the route's share is a figure nobody measured while the
+    # PBX has not taken it: absent, and nirc_agent_route_known says so
+    # (before: 0 per mille home, as if all calls went away).
+    known = 'nirc_agent_route_known{site="xizang"}'
+    T.wait_until(lambda: agent_metrics().get(known) == 0, 10, "/metrics saying route unknown")
+    assert 'nirc_agent_route_home_permille{site="xizang"}' not in agent_metrics()
     pbx_down(False)
+    T.wait_until(lambda: agent_metrics().get(known) == 1, 15, "/metrics saying route known")
+    assert 'nirc_agent_route_home_permille{site="xizang"}' in agent_metrics()
     # The saved route is applied again once the PBX answers, and its
     # revert_at (armed from the saved route) sends the site home at the end
     # of the 20 minutes (20 s real after the cutover), with no controller to

@@ -368,6 +368,36 @@ static void test_route_confirmed_unread_says_so(void **state) {
   assert_false(a->events[2].unverified);
 }
 
+/* ---- /metrics while the route is unknown ------------------------------- */
+
+/* nirc_agent_route_home_permille was published while the route in force
+ * was unknown: the share of a route nobody confirmed at the PBX, shown as
+ * a measured figure (a failed restore of a cutover said 0, "all calls
+ * away", with the PBX perhaps routing home). Absent while unknown, as
+ * nircd leaves out what is not measured, and nirc_agent_route_known says
+ * which. */
+static void test_metrics_leave_out_an_unknown_route(void **state) {
+  (void)state;
+  route_t saved = cutover(NOW + 40000);
+  agent_t *a = started_agent(&saved);
+  char buf[4096];
+  assert_true(agent_metrics_format(a, NOW, buf, sizeof buf) > 0);
+  assert_non_null(strstr(buf, "nirc_agent_route_known{site=\"hubei\"} 0\n"));
+  assert_null(strstr(buf, "nirc_agent_route_home_permille"));
+  assert_null(strstr(buf, "nirc_agent_inbound_sources"));
+  /* The counters are counted, known or not. */
+  assert_non_null(strstr(buf, "nirc_agent_applies_total{site=\"hubei\",result=\"failed\"} 0\n"));
+
+  route_t tried = a->applied;
+  finish(a, &tried, APPLY_RESTORE, 0, 0);
+  assert_true(agent_metrics_format(a, NOW, buf, sizeof buf) > 0);
+  assert_non_null(strstr(buf, "nirc_agent_route_known{site=\"hubei\"} 1\n"));
+  assert_non_null(strstr(buf, "nirc_agent_route_home_permille{site=\"hubei\"} 0\n"));
+  assert_non_null(strstr(buf, "nirc_agent_inbound_sources{site=\"hubei\"} 0\n"));
+  /* Too small a buffer is said, not cut short. */
+  assert_int_equal(agent_metrics_format(a, NOW, buf, 100), -1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_failed_restore_is_retried_and_revert_armed),
@@ -377,6 +407,7 @@ int main(void) {
       cmocka_unit_test(test_hello_says_the_route_is_unverified),
       cmocka_unit_test(test_undo_decides_unverified),
       cmocka_unit_test(test_route_confirmed_unread_says_so),
+      cmocka_unit_test(test_metrics_leave_out_an_unknown_route),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
