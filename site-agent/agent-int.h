@@ -30,7 +30,10 @@ void agent_pbx_apply(agent_t *a, adapter_apply_cb done);
 /* After an apply of any purpose finished (rc as given to the agent):
  * notes when the PBX was last read back, reports the outcome of a repair,
  * and tells the controller of a revert the agent made on its own (a
- * REVERTED PbxEvent naming the route's (epoch, version)). Whether the
+ * REVERTED PbxEvent naming the route's (epoch, version)): also of one the
+ * PBX did not take (home is the route in force, unknown), and again once
+ * the PBX takes it. Call it before the route state is set, so the
+ * controller hears the route before whether it is known. Whether the
  * route is known is the agent's (route_state). */
 void agent_pbx_applied(agent_t *a, agent_apply_purpose_t purpose, const route_t *r, int rc,
                        const char *why);

@@ -409,13 +409,17 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
              (unsigned long long)r.epoch, (unsigned long long)r.version,
              res == NIRC__ACK_RESULT__ACK_RESULT_FAILED ? "failed" : "rejected", why);
   }
+  /* What the agent did on its own (a REVERTED event) before whether the
+   * PBX has it (ROUTE_UNCONFIRMED, ROUTE_CONFIRMED): the controller takes
+   * the route first, then whether it is known. */
+  agent_pbx_applied(a, purpose, &r, rc, why);
   agent_set_route_state(a, o.route_state, why);
+  agent_publish_metrics(a); /* the route's state, just set */
   if (o.retry && !uv_is_active((uv_handle_t *)&a->route_retry)) {
     uint32_t delay = backoff_next(&a->route_backoff);
     log_info(LOG_AGENT, a->slug, "next apply of the route in force in %u ms", delay);
     uv_timer_start(&a->route_retry, agent_on_route_retry, delay, 0);
   }
-  agent_pbx_applied(a, purpose, &r, rc, why);
   /* An applied ack carries a detail only to say the apply is unverified. */
   if (purpose == APPLY_DIRECTIVE && a->link)
     agent_send_ack(a->link, a, r.epoch, r.version, res, why, marks);

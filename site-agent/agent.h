@@ -204,6 +204,10 @@ typedef struct {
   bool applied_unverified;
   agent_pbx_event_t events[AGENT_PBX_EVENTS_MAX];
   unsigned n_events;
+  /* A revert at revert_at the PBX did not take: the controller was told
+   * (REVERTED, the route unknown) and is told again once the PBX has home
+   * (agent_pbx_applied). */
+  bool revert_unconfirmed;
   uint64_t drift_repairs, pbx_events_dropped, verify_failures;
   char exec_lock[CONFIG_STR_MAX + 16]; /* "<state_file>.apply-lock", or "" */
 } agent_t;

@@ -105,18 +105,39 @@ void agent_pbx_applied(agent_t *a, agent_apply_purpose_t purpose, const route_t 
                        const char *why) {
   if (rc == 0) a->pbx_checked_ms = uv_now(a->loop); /* just read back */
   agent_publish_metrics(a);                         /* the route, and the apply counters */
-  if (purpose == APPLY_REVERT && rc == 0) {
+  /* The home route a failed revert left in force, now taken by the PBX
+   * (the retry applies the route in force as a restore). */
+  bool retaken = purpose == APPLY_RESTORE && rc == 0 && a->revert_unconfirmed &&
+                 strcmp(r->reason, ROUTE_REASON_REVERTED) == 0;
+  if (purpose == APPLY_REVERT || retaken) {
     /* The agent changed the route on its own: the controller must hear
      * it, or its status keeps the route the agent left (sent now if the
-     * link is up, else queued for the next one). */
-    char detail[500], clk[300];
+     * link is up, else queued for the next one). Also when the PBX did
+     * not take home: the route in force is home all the same
+     * (agent_decide_applied), unknown at the PBX (agent.c queues
+     * ROUTE_UNCONFIRMED after this), and a controller that kept the route
+     * left would name it in its alarm, then show it as the site's route
+     * once the agent confirms home. Said again when the PBX takes it. */
+    char detail[1200], clk[300];
     agent_clock_describe(a, clock_real_ms(), clk, sizeof clk);
-    snprintf(detail, sizeof detail,
-             "revert_at of route (%llu, %llu) passed on %s: the agent routes home on its own",
-             (unsigned long long)r->epoch, (unsigned long long)r->version, clk);
-    agent_pbx_queue(a, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_REVERTED, "home", "", detail, r);
+    int n =
+        snprintf(detail, sizeof detail,
+                 "revert_at of route (%llu, %llu) passed on %s: the agent routes home on its own",
+                 (unsigned long long)r->epoch, (unsigned long long)r->version, clk);
+    if (rc != 0 && n > 0 && (size_t)n < sizeof detail)
+      snprintf(detail + n, sizeof detail - (size_t)n,
+               "; the PBX did not take home (%s): the route is unknown until it does, and the "
+               "agent keeps trying",
+               why ? why : "no reason given");
+    else if (retaken && n > 0 && (size_t)n < sizeof detail)
+      snprintf(detail + n, sizeof detail - (size_t)n, "; the PBX has taken home now");
+    a->revert_unconfirmed = rc != 0;
+    agent_pbx_queue(a, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_REVERTED, rc == 0 ? "home" : "unknown",
+                    "home", detail, r);
     return;
   }
+  /* A newer route is in force: the revert is no longer the news. */
+  if (rc == 0) a->revert_unconfirmed = false;
   if (purpose != APPLY_REPAIR) return;
   char want[200], detail[900];
   route_format(r, a->slug, want, sizeof want);

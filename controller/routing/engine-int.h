@@ -387,7 +387,10 @@ void engine_business_time(const engine_t *e, int64_t at_ms, char *buf, size_t le
 /* Directives out (engine.c): a new version, a resend after ack_timeout
  * without an answer, or the same version again to a site that has just
  * connected without it (not a resend: nothing had reached it). */
-typedef enum { SEND_NEW = 0, SEND_RESEND, SEND_AT_HELLO } send_why_t;
+/* SEND_AFTER_FAILURE: a failed directive sent again at once, not at its
+ * slow retry, because its agent has since said it went home on its own
+ * (engine_on_agent_reverted). */
+typedef enum { SEND_NEW = 0, SEND_RESEND, SEND_AT_HELLO, SEND_AFTER_FAILURE } send_why_t;
 void engine_send(engine_t *e, size_t i, send_why_t why);
 /* Alarms (engine_alarms.c): the table's callback; the per-evaluation
  * observations of sites and plan alarms; the sweep of gone conditions;

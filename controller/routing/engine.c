@@ -475,6 +475,12 @@ void engine_send(engine_t *e, size_t i, send_why_t why) {
     route_format(&d->target, s->slug, route_txt, sizeof route_txt);
     log_info(LOG_SITE, s->slug, "directive v%llu: %s (%s)", (unsigned long long)d->target.version,
              route_txt, d->target.reason[0] ? d->target.reason : "default");
+  } else if (why == SEND_AFTER_FAILURE) {
+    d->resends = 0;
+    log_info(LOG_SITE, s->slug,
+             "directive v%llu sent again: it failed, and the site's agent has since said it went "
+             "home on its own at revert_at",
+             (unsigned long long)d->target.version);
   } else if (why == SEND_AT_HELLO) {
     d->resends = 0;
     log_info(LOG_SITE, s->slug, "directive v%llu sent again: the site connected without it",

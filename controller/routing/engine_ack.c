@@ -247,10 +247,16 @@ void engine_check_timeouts(engine_t *e) {
         engine_record_ack(e, i, d->target.epoch, d->target.version, "timeout", why, -1);
         engine_fail(e, i, why, false);
       }
-    } else if (d->state == DIR_FAILED && s->conn && !route_same(&d->target, &d->acked) &&
+    } else if (d->state == DIR_FAILED && s->conn &&
+               (!route_same(&d->target, &d->acked) ||
+                route_compare_version(&d->target, &d->acked) > 0) &&
                now - d->last_send_mono_ms >=
                    (uint64_t)e->opts.ack_timeout_ms * ENGINE_FAILED_RETRY_FACTOR) {
-      /* Keep trying, slowly: the alarm stands until it works. */
+      /* Keep trying, slowly: the alarm stands until it works. Also when
+       * the site routes as the target under an older version (an agent's
+       * own return home at revert_at, taken as its route, before the
+       * rule's end it failed): the alarm stands until that version is
+       * acknowledged. */
       e->eval_dirty = true;
       d->state = DIR_PENDING;
       d->resends = 0;

@@ -449,6 +449,17 @@ void engine_op_site_change(engine_t *e, const engine_req_t *rq,
 
 /* ---- a route the site's agent changed on its own ---- */
 
+/* A failed directive sent again now rather than at its slow retry
+ * (engine_check_timeouts): the agent just said its PBX answers. */
+static void engine_resend_failed_now(engine_t *e, size_t i) {
+  site_dir_t *d = &e->dirs[i];
+  if (d->state != DIR_FAILED || !engine_site(e, i)->conn) return;
+  d->state = DIR_PENDING;
+  e->dirs_unsettled = true;
+  e->eval_dirty = true;
+  engine_send(e, i, SEND_AFTER_FAILURE);
+}
+
 void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t version) {
   if (i >= engine_nsites(e)) return;
   site_dir_t *d = &e->dirs[i];
@@ -457,12 +468,40 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
   route_home(&home, s->slug);
   home.epoch = epoch;
   home.version = version;
+  if (d->known && route_compare_version(&d->acked, &home) == 0 && route_same(&d->acked, &home) &&
+      route_compare_version(&d->target, &d->acked) > 0) {
+    /* Home by the agent's word already (it said so when the PBX did not
+     * take home, and now that it did): the failed end of the rule goes
+     * again now. */
+    engine_resend_failed_now(e, i);
+    return;
+  }
   if (!d->known || route_compare_version(&d->acked, &home) != 0 || route_same(&d->acked, &home)) {
     log_info(LOG_SITE, s->slug,
              "agent's own return home from (%llu, %llu) changes nothing here: the site's route "
              "known here is (%llu, %llu)",
              (unsigned long long)epoch, (unsigned long long)version,
              (unsigned long long)d->acked.epoch, (unsigned long long)d->acked.version);
+    return;
+  }
+  if (d->acked.revert_at_ms && d->acked.revert_at_ms <= engine_now(e) &&
+      route_compare_version(&d->target, &d->acked) > 0) {
+    /* On time, and this controller has already carried out the rule's end
+     * (a newer directive, recorded when it was made), but the site has not
+     * acknowledged it: the agent's own return came first, or the PBX took
+     * neither (the agent reports a return the PBX did not take, then again
+     * once it took it). The site routes home by the agent's word: that is
+     * its route here, so status does not keep the route it left (shown as
+     * known once the agent confirms home); a failed directive is sent
+     * again now rather than at its slow retry. */
+    engine_inflow_acked(e, i, &d->acked, &home);
+    d->acked = home;
+    e->eval_dirty = true;
+    engine_resend_failed_now(e, i);
+    log_warn(LOG_SITE, s->slug,
+             "agent went home on its own at revert_at of (%llu, %llu), before directive v%llu",
+             (unsigned long long)epoch, (unsigned long long)version,
+             (unsigned long long)d->target.version);
     return;
   }
   if (d->acked.revert_at_ms && d->acked.revert_at_ms <= engine_now(e)) {

@@ -212,7 +212,43 @@ def test_corrupt_state_file_applies_home():
     assert st["route_unknown"] is False and st["route"] == [{"site": SITE, "permille": 1000}], st
 
 
+def test_failed_revert_is_reported_and_never_shown_as_the_route_left():
+    """The agent's own return home at revert_at failed (the PBX could not
+    be reached): its route in force is home, unknown until the PBX takes
+    it. The controller must show the route unknown with its alarm, and
+    once the PBX has it, home: never the cutover the agent left."""
+    home = [{"site": SITE, "permille": 1000}]
+    T.wait_until(lambda: env.status()[SITE]["route"] == home, 10, "xizang shown home")
+    T.wait_until(lambda: all(env.status()[s]["load"] for s in (SITE, "shaanxi")), 20,
+                 "agents reporting (shaanxi must have reported to take the calls)")
+    r = env.ctl("--json", "cutover", SITE, "--to", "shaanxi", "--reason", "drill", "--force",
+                "--for", "6m")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert pbx_route() == AWAY
+    off = os.path.getsize(env.agents[SITE].log_path)
+    pbx_down(True)
+    T.wait_until(lambda: "revert_at reached" in log_since(env.agents[SITE], off), 15,
+                 "the agent's revert_at")
+    T.wait_until(lambda: env.status()[SITE].get("route_unknown") is True, 10,
+                 "xizang's route shown unknown after the failed revert")
+    assert env.status()[SITE]["route"] is None
+    T.wait_until(lambda: alarm("directive"), 10, "a directive alarm about xizang")
+    pbx_down(False)
+    seen = []
+
+    def known_again():
+        st = env.status()[SITE]
+        if st["route_unknown"] is False:
+            seen.append(st["route"])
+        return pbx_route() == HOME and seen and seen[-1] == home
+
+    T.wait_until(known_again, 20, "xizang known again, home")
+    # Every route shown once known again was home, the PBX's.
+    assert all(r == home for r in seen), seen
+
+
 if __name__ == "__main__":
     T.main([test_setup, test_restore_failed_while_pbx_down_is_retried_and_reverts,
             test_controller_shows_unconfirmed_route_as_unknown,
-            test_corrupt_state_file_applies_home])
+            test_corrupt_state_file_applies_home,
+            test_failed_revert_is_reported_and_never_shown_as_the_route_left])

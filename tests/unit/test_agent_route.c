@@ -398,6 +398,58 @@ static void test_metrics_leave_out_an_unknown_route(void **state) {
   assert_int_equal(agent_metrics_format(a, NOW, buf, 100), -1);
 }
 
+/* ---- a revert the PBX did not take ------------------------------------- */
+
+/* At revert_at the agent's return home failed (the PBX could not be
+ * reached): home is the route in force, unknown. Before, the controller
+ * heard only that the route was unconfirmed, named the route the agent
+ * had left in its alarm, and showed that route as the site's once the
+ * agent confirmed home at the PBX. Now a REVERTED event (naming the route
+ * left) says the agent went home and the PBX did not take it, and again
+ * once it did; a later route ends that. */
+static void test_failed_revert_is_reported(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  route_t saved = cutover(NOW + 40000);
+  agent_t *a = started_agent(&saved);
+  a->loop = &loop;
+  route_t tried = a->applied;
+  finish(a, &tried, APPLY_RESTORE, 0, 0);
+  route_t home;
+  agent_start_route(&saved, a->slug, NOW + 40000, &home); /* what agent_on_revert applies */
+  assert_string_equal(home.reason, ROUTE_REASON_REVERTED);
+
+  agent_applied_t o = finish(a, &home, APPLY_REVERT, NIRC_EIO, 0);
+  assert_int_equal(o.route_state, AGENT_ROUTE_UNKNOWN);
+  agent_pbx_applied(a, APPLY_REVERT, &home, NIRC_EIO, "apply_cmd exited 1: PBX not reachable");
+  assert_int_equal(a->n_events, 1);
+  const agent_pbx_event_t *ev = &a->events[0];
+  assert_int_equal(ev->kind, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_REVERTED);
+  assert_int_equal(ev->epoch, 1);
+  assert_int_equal(ev->version, 1);
+  assert_string_equal(ev->found, "unknown");
+  assert_non_null(strstr(ev->detail, "the PBX did not take home (apply_cmd exited 1: PBX not "
+                                     "reachable): the route is unknown until it does"));
+
+  /* The retry (a restore of the route in force) fails again: said once. */
+  finish(a, &home, APPLY_RESTORE, NIRC_EIO, 0);
+  agent_pbx_applied(a, APPLY_RESTORE, &home, NIRC_EIO, "PBX not reachable");
+  assert_int_equal(a->n_events, 1);
+  /* The PBX takes home: said again, as taken. */
+  finish(a, &home, APPLY_RESTORE, 0, 0);
+  agent_pbx_applied(a, APPLY_RESTORE, &home, 0, "");
+  assert_int_equal(a->n_events, 2);
+  ev = &a->events[1];
+  assert_int_equal(ev->kind, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_REVERTED);
+  assert_string_equal(ev->found, "home");
+  assert_non_null(strstr(ev->detail, "the PBX has taken home now"));
+  /* Once only. */
+  agent_pbx_applied(a, APPLY_RESTORE, &home, 0, "");
+  assert_int_equal(a->n_events, 2);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_failed_restore_is_retried_and_revert_armed),
@@ -408,6 +460,7 @@ int main(void) {
       cmocka_unit_test(test_undo_decides_unverified),
       cmocka_unit_test(test_route_confirmed_unread_says_so),
       cmocka_unit_test(test_metrics_leave_out_an_unknown_route),
+      cmocka_unit_test(test_failed_revert_is_reported),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -549,6 +549,71 @@ static void test_an_agents_return_home_on_time_is_still_audited(void **state) {
   world_free(w);
 }
 
+/* The agent's own return home at revert_at failed (its PBX could not be
+ * reached), and so did this controller's end of the rule (its directive
+ * home); then the PBX took home and the agent said it went home. Before,
+ * that REVERTED was on time here and ignored: the route known here stayed
+ * the cutover the agent had left, shown as the site's route once the
+ * agent confirmed its route (home) at the PBX, until the failed
+ * directive's slow retry. Now the route known here is home, and the end's
+ * directive is sent again at once. */
+static void test_an_agents_return_home_after_a_failed_end_is_its_route_here(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  int64_t expires = cutover_for_a_minute(w, e);
+  size_t i = world_index(w, "hubei");
+  route_t left = engine_site_dir(e, i)->acked;
+  size_t sent = world_sent_count(w, "hubei");
+  w->now = expires;
+  for (int k = 0; k < 10 && world_sent_count(w, "hubei") == sent; k++)
+    world_tick(w, e, 200);
+  assert_int_equal(world_sent_count(w, "hubei"), sent + 1); /* the end: home */
+  assert_true(routes_home(world_last(w, "hubei"), "hubei"));
+  world_ack(w, e, 0, "hubei"); /* the PBX cannot be reached */
+  world_flush(w);
+  assert_int_equal(engine_site_dir(e, i)->state, DIR_FAILED);
+  assert_false(routes_home(&engine_site_dir(e, i)->acked, "hubei"));
+
+  engine_on_agent_reverted(e, i, left.epoch, left.version);
+  if (!routes_home(&engine_site_dir(e, i)->acked, "hubei"))
+    fail_msg("the route known here is still the one hubei's agent left");
+  assert_int_equal(engine_site_dir(e, i)->acked.version, left.version);
+  assert_int_equal(world_sent_count(w, "hubei"), sent + 2); /* the end, again */
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_int_equal(engine_site_dir(e, i)->state, DIR_IDLE);
+  assert_int_equal(engine_site_dir(e, i)->acked.version, left.version + 1);
+  engine_free(e);
+  world_free(w);
+
+  /* The agent's word first (the PBX did not take home), then the end's
+   * directive fails, then the PBX takes home and the agent says so again:
+   * the failed end goes again at once, and is acknowledged. */
+  w = world_new();
+  e = world_leading(w);
+  expires = cutover_for_a_minute(w, e);
+  left = engine_site_dir(e, i)->acked;
+  sent = world_sent_count(w, "hubei");
+  w->now = expires;
+  for (int k = 0; k < 10 && world_sent_count(w, "hubei") == sent; k++)
+    world_tick(w, e, 200);
+  engine_on_agent_reverted(e, i, left.epoch, left.version);
+  assert_true(routes_home(&engine_site_dir(e, i)->acked, "hubei"));
+  assert_int_equal(world_sent_count(w, "hubei"), sent + 1); /* pending: not sent again */
+  world_ack(w, e, 0, "hubei");
+  world_flush(w);
+  assert_int_equal(engine_site_dir(e, i)->state, DIR_FAILED);
+  engine_on_agent_reverted(e, i, left.epoch, left.version);
+  assert_int_equal(world_sent_count(w, "hubei"), sent + 2);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_int_equal(engine_site_dir(e, i)->state, DIR_IDLE);
+  assert_int_equal(engine_site_dir(e, i)->acked.version, left.version + 1);
+  engine_free(e);
+  world_free(w);
+}
+
 /* A schedule window ends while no controller runs: hubei's agent goes
  * home by its directive's own revert_at, and the leader that takes over
  * afterwards learns it from the agent's Hello. Before, nothing recorded
@@ -952,6 +1017,7 @@ int main(void) {
       cmocka_unit_test(test_expiry_seen_late_says_when_it_expired),
       cmocka_unit_test(test_an_agents_own_return_home_is_its_route_here),
       cmocka_unit_test(test_an_agents_return_home_on_time_is_still_audited),
+      cmocka_unit_test(test_an_agents_return_home_after_a_failed_end_is_its_route_here),
       cmocka_unit_test(test_window_end_while_no_controller_ran_is_recorded_late_once),
       cmocka_unit_test(test_window_end_seen_by_its_leader_is_recorded_once),
       cmocka_unit_test(test_cutover_expiry_while_down_is_recorded_by_its_expiry_alone),
