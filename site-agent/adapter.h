@@ -78,6 +78,12 @@ typedef struct {
    * execwrap.h); NULL runs /bin/sh directly (unit tests). LOCK may be "". */
   const char *exec_wrapper;
   const char *exec_lock;
+  /* The controller's business time when this host's business clock reads
+   * `host_ms`, as the agent measured (or remembered) its offset: true with
+   * *out, false while not known. NULL: never known. clock_ctx is passed
+   * back. The exec adapter gives it to collect_cmd (NIRC_CONTROLLER_NOW_MS). */
+  bool (*controller_ms)(void *clock_ctx, int64_t host_ms, int64_t *out);
+  void *clock_ctx;
 } adapter_env_t;
 
 /* Completion of apply(): rc 0 applied; NIRC_EUNKNOWN_SITE when the route

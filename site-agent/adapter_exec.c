@@ -104,6 +104,11 @@ struct adapter_exec {
   const char *wrapper, *lock;                          /* borrowed; see adapter_env_t */
   adapter_exec_run_t *running[ADAPTER_EXEC_KINDS];     /* at most one of each */
   char last_error[sizeof((adapter_load_t *)0)->error]; /* logged once */
+
+  /* The controller's clock as the agent knows it (adapter_env_t); the
+   * context is borrowed. */
+  bool (*controller_ms)(void *ctx, int64_t host_ms, int64_t *out);
+  void *clock_ctx;
 };
 
 /* The environment the agent was started with, passed on to the commands. */
@@ -654,6 +659,8 @@ static int adapter_exec_start(const adapter_env_t *env, void **impl, char *err, 
   a->conf = c;
   a->wrapper = env->exec_wrapper;
   a->lock = env->exec_lock ? env->exec_lock : "";
+  a->controller_ms = env->controller_ms;
+  a->clock_ctx = env->clock_ctx;
   *impl = a;
   return 0;
 }
@@ -716,11 +723,24 @@ static void adapter_exec_collect(void *impl, int64_t now_ms, adapter_collect_cb 
   run->collect_cb = cb;
   run->arg = arg;
   run->outbuf = outbuf;
-  char site[16 + SCENARIO_SLUG_MAX], now[48];
+  char site[16 + SCENARIO_SLUG_MAX], now[48], ctl[64];
   snprintf(site, sizeof site, "NIRC_SITE=%s", a->slug);
+  /* NIRC_NOW_MS stays on this host's business clock: the interval the
+   * command counts ends then, and the PBX beside the agent stamps its
+   * calls on this host's clock (so do the report's timestamp and
+   * interval, docs/ADAPTERS.md). The controller's clock, for a command
+   * that picks a figure by the controller's time of day (the controller
+   * files load by its own clock), is NIRC_CONTROLLER_NOW_MS, set only
+   * while the agent knows its offset: unknown is left out, not guessed. */
   snprintf(now, sizeof now, "NIRC_NOW_MS=%" PRId64, now_ms);
-  const char *extra[] = {site, now};
-  adapter_exec_run(a, run, a->conf->collect_cmd, extra, 2);
+  int64_t ctl_ms;
+  const char *extra[3] = {site, now, NULL};
+  size_t n_extra = 2;
+  if (a->controller_ms && a->controller_ms(a->clock_ctx, now_ms, &ctl_ms)) {
+    snprintf(ctl, sizeof ctl, "NIRC_CONTROLLER_NOW_MS=%" PRId64, ctl_ms);
+    extra[n_extra++] = ctl;
+  }
+  adapter_exec_run(a, run, a->conf->collect_cmd, extra, n_extra);
 }
 
 /* Without verify_cmd the PBX cannot be read back: say so, never pretend. */

@@ -151,6 +151,14 @@ static void agent_log_report(agent_t *a, const Nirc__LoadReport *r) {
   if (!a->report_log) return;
   json_t *o = report_to_json(r);
   if (!o) return;
+  /* timestamp_ms is what was sent, on this host's clock (see
+   * agent_on_collected); beside it the controller's time then, as the
+   * agent measured it, to line the log up with the controller's: null
+   * while the offset is not known. */
+  int64_t ctl;
+  json_object_set_new(o, "controller_time_ms",
+                      agent_clock_controller_now(a, r->timestamp_ms, &ctl) ? json_integer(ctl)
+                                                                           : json_null());
   char *line = json_dumps(o, JSON_COMPACT);
   if (line) {
     fprintf(a->report_log, "%s\n", line);
@@ -200,6 +208,10 @@ static void agent_on_collected(void *arg, const adapter_load_t *lp) {
   Nirc__LoadReport r = NIRC__LOAD_REPORT__INIT;
   Nirc__SiteCount routed[ADAPTER_ROUTED_MAX], *routed_p[ADAPTER_ROUTED_MAX];
   r.site = a->slug;
+  /* This host's business clock, not the controller's as measured: the
+   * controller compares it with its own to see this host's offset (its
+   * `clock` alarm), which a corrected time would hide; the interval
+   * below is a difference on the same clock, unmoved by a new offset. */
   r.timestamp_ms = now;
   int64_t iv = a->last_report_business_ms ? now - a->last_report_business_ms : 0;
   /* Business time: with an accelerated clock the interval is longer than
@@ -822,6 +834,8 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, bool check
        * agent's apply from overlapping its predecessor's. */
       .exec_wrapper = "/proc/self/exe",
       .exec_lock = a->exec_lock,
+      .controller_ms = agent_clock_controller_now,
+      .clock_ctx = a,
   };
   if (conf->state_file[0])
     snprintf(a->exec_lock, sizeof a->exec_lock, "%s.apply-lock", conf->state_file);

@@ -280,6 +280,9 @@ void agent_clock_sync(agent_t *a, int64_t controller_ms, int64_t local_ms);
  * known. revert_at is a time on the controller's clock and is armed on
  * this one. */
 int64_t agent_controller_ms(const agent_t *a, int64_t local_ms);
+/* The same for the adapters (adapter_env_t.controller_ms; `agent` is an
+ * agent_t): false while no offset is known. */
+bool agent_clock_controller_now(void *agent, int64_t host_ms, int64_t *out);
 /* At agent_init, once a->conf and a->clock are set: the clock file is
  * "<state_file>.clock" (none without a state file), and the offset it
  * remembers is used until a controller gives a new one; logs which clock

@@ -56,6 +56,13 @@ int64_t agent_controller_ms(const agent_t *a, int64_t local_ms) {
   return a->have_offset ? local_ms + a->ctl_offset_ms : local_ms;
 }
 
+bool agent_clock_controller_now(void *agent, int64_t host_ms, int64_t *out) {
+  const agent_t *a = agent;
+  if (!a->have_offset) return false;
+  *out = agent_controller_ms(a, host_ms);
+  return true;
+}
+
 /* "12 s", "5 min", "3 h", "2 d": an age for people. */
 static void agent_clock_age_words(int64_t ms, char *buf, size_t len) {
   int64_t s = ms > 0 ? ms / 1000 : 0;

@@ -72,6 +72,10 @@ def test_agent_ahead_keeps_the_cutover():
     off = m['nirc_agent_clock_offset_seconds{site="xizang"}']
     assert 3500 <= off <= 3700, off
     assert "clock is +3" in agent_log() or "clock is +36" in agent_log(), agent_log()
+    # The report log: each report as sent (this host's clock, which the
+    # alarm above compares), with the controller's time beside it.
+    rep = env.reports("xizang")[-1]
+    assert 3500000 <= rep["timestamp_ms"] - rep["controller_time_ms"] <= 3700000, rep
 
 
 def test_short_cutover_ends_on_the_controllers_clock():

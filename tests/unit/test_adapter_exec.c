@@ -61,6 +61,8 @@ typedef struct {
   route_t route;
   /* collect results */
   int collects;
+  bool ctl_known;     /* the agent knows the controller's clock */
+  int64_t ctl_off_ms; /* the controller's minus this host's */
   adapter_load_t load;
   /* verify results */
   int verifies;
@@ -158,13 +160,25 @@ static pid_t fx_read_pid(fx_t *f, const char *name) {
 }
 
 /* Starts the adapter with these commands, as [exec] would give them. */
+/* adapter_env_t.controller_ms, as the agent answers it. */
+static bool fx_controller_ms(void *ctx, int64_t host_ms, int64_t *out) {
+  const fx_t *f = ctx;
+  if (!f->ctl_known) return false;
+  *out = host_ms + f->ctl_off_ms;
+  return true;
+}
+
 static void fx_start_cmds(fx_t *f, const char *apply_cmd, const char *collect_cmd,
                           uint64_t timeout_ms) {
   fx_stop(f);
   snprintf(f->conf.apply_cmd, sizeof f->conf.apply_cmd, "%s", apply_cmd);
   snprintf(f->conf.collect_cmd, sizeof f->conf.collect_cmd, "%s", collect_cmd);
   f->conf.timeout_ms = timeout_ms;
-  adapter_env_t env = {.loop = &f->loop, .slug = SLUG, .exec = &f->conf};
+  adapter_env_t env = {.loop = &f->loop,
+                       .slug = SLUG,
+                       .exec = &f->conf,
+                       .controller_ms = fx_controller_ms,
+                       .clock_ctx = f};
   char err[256] = "";
   int rc = adapter_exec_ops.start(&env, &f->impl, err, sizeof err);
   if (rc != 0) fail_msg("start: %s", err);
@@ -277,7 +291,11 @@ static const char *const collect_json =
 
 static void test_start_refuses_missing_commands(void **state) {
   fx_t *f = *state;
-  adapter_env_t env = {.loop = &f->loop, .slug = SLUG, .exec = &f->conf};
+  adapter_env_t env = {.loop = &f->loop,
+                       .slug = SLUG,
+                       .exec = &f->conf,
+                       .controller_ms = fx_controller_ms,
+                       .clock_ctx = f};
   char err[256];
   void *impl = NULL;
   snprintf(f->conf.collect_cmd, sizeof f->conf.collect_cmd, "true");
@@ -452,6 +470,29 @@ static void test_apply_again_from_the_callback(void **state) {
 }
 
 /* ---- collect ---- */
+
+/* NIRC_NOW_MS is this host's business clock (the PBX beside it stamps its
+ * calls so); the controller's, as the agent measured it, is
+ * NIRC_CONTROLLER_NOW_MS, and absent while the agent does not know it
+ * (not this host's time passed off as the controller's). */
+static void test_collect_gets_both_clocks(void **state) {
+  fx_t *f = *state;
+  fx_start(f, NULL,
+           "printf '%s %s\\n' \"$NIRC_NOW_MS\" \"${NIRC_CONTROLLER_NOW_MS-unset}\" >> "
+           "\"$d/env.txt\"\necho '{\"calls_offered\": 1, \"calls_in_queue\": 0, "
+           "\"agents_logged_in\": 1, \"agents_ready\": 1}'",
+           5000);
+  fx_collect(f);
+  assert_true(fx_wait(f, &f->collects, 1, 5000));
+  f->ctl_known = true;
+  f->ctl_off_ms = -3600000; /* this host an hour ahead */
+  fx_collect(f);
+  assert_true(fx_wait(f, &f->collects, 2, 5000));
+  char *env = fx_read(f, "env.txt");
+  assert_non_null(env);
+  assert_string_equal(env, "1579622400123 unset\n1579622400123 1579618800123\n");
+  free(env);
+}
 
 static void test_collect_reads_every_field(void **state) {
   fx_t *f = *state;
@@ -789,6 +830,7 @@ int main(void) {
                                       fx_teardown),
       cmocka_unit_test_setup_teardown(test_apply_again_from_the_callback, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_collect_reads_every_field, fx_setup, fx_teardown),
+      cmocka_unit_test_setup_teardown(test_collect_gets_both_clocks, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_collect_unreadable, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_apply_and_collect_concurrently, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_stop_kills_running_commands_without_callback, fx_setup,
