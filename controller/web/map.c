@@ -24,9 +24,9 @@
  * Classes are still set on the elements that mean something (site, hub,
  * link-*, load-*, move-arrow) for tests and for anyone scripting the page. */
 #include "map.h"
+#include "mapsvg.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,10 +63,9 @@
 #define LEG_W 290.0
 #define LEG_H 200.0
 
-/* Hard limits. The output cap keeps a runaway input from eating memory in
- * the controller; the site and move caps are far above anything that fits
- * in the cap anyway and keep the quadratic label placement bounded. */
-#define BUF_MAX       (1u << 20)
+/* Hard limits. The output cap (MAPSVG_BUF_MAX, mapsvg.h) keeps a runaway input from eating memory
+ * in the controller; the site and move caps are far above anything that fits in the cap anyway and
+ * keep the quadratic label placement bounded. */
 #define SITES_MAX     MAP_SITES_MAX
 #define MOVES_MAX     1000
 #define NAME_MAX_CP   32
@@ -85,218 +84,6 @@
 #define C_MUTED "#5b6b7b"
 #define C_MOVE  "#1d4ed8"
 #define C_HALO  "#ffffff"
-
-/* ---- bounded output buffer ---------------------------------------------- */
-
-typedef struct {
-  char *p;
-  size_t len, cap;
-  bool failed; /* out of memory or over BUF_MAX: the result is dropped */
-} sbuf_t;
-
-static void sb_add(sbuf_t *b, const char *s, size_t n) {
-  if (b->failed) return;
-  if (n >= BUF_MAX - b->len) { /* len + n + 1 would pass the cap */
-    b->failed = true;
-    return;
-  }
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 16384;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    if (cap > BUF_MAX) cap = BUF_MAX;
-    char *np = realloc(b->p, cap);
-    if (!np) {
-      b->failed = true;
-      return;
-    }
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void sb_puts(sbuf_t *b, const char *s) {
-  sb_add(b, s, strlen(s));
-}
-
-static void sb_printf(sbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf_t *b, const char *fmt, ...) {
-  char small[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(small, sizeof small, fmt, ap);
-  va_end(ap);
-  if (n < 0) {
-    b->failed = true;
-    return;
-  }
-  if ((size_t)n < sizeof small) {
-    sb_add(b, small, (size_t)n);
-    return;
-  }
-  char *big = malloc((size_t)n + 1);
-  if (!big) {
-    b->failed = true;
-    return;
-  }
-  va_start(ap, fmt);
-  vsnprintf(big, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  sb_add(b, big, (size_t)n);
-  free(big);
-}
-
-/* Appends text with the five XML specials escaped. `s` must already be
- * clean (see clean_text), so this is all that stands between a site name
- * and the markup. Used for element content and attribute values alike. */
-static void sb_esc(sbuf_t *b, const char *s) {
-  const char *run = s;
-  for (; *s; s++) {
-    const char *rep;
-    switch (*s) {
-    case '&': rep = "&amp;"; break;
-    case '<': rep = "&lt;"; break;
-    case '>': rep = "&gt;"; break;
-    case '"': rep = "&quot;"; break;
-    case '\'': rep = "&apos;"; break;
-    default: continue;
-    }
-    sb_add(b, run, (size_t)(s - run));
-    sb_puts(b, rep);
-    run = s + 1;
-  }
-  sb_add(b, run, (size_t)(s - run));
-}
-
-/* Numbers are written by hand with at most one decimal, not with "%.1f",
- * because printf follows LC_NUMERIC and a decimal comma would break every
- * coordinate if the program ever calls setlocale(). NaN and infinities
- * become 0 so a bad input cannot produce an unparsable attribute. */
-static const char *num_str(char *out, double v) {
-  if (!isfinite(v)) v = 0;
-  if (v > 1e7) v = 1e7;
-  if (v < -1e7) v = -1e7;
-  long t = lround(v * 10.0);
-  unsigned long a = t < 0 ? (unsigned long)-t : (unsigned long)t;
-  if (a % 10)
-    snprintf(out, 24, "%s%lu.%lu", t < 0 ? "-" : "", a / 10, a % 10);
-  else
-    snprintf(out, 24, "%s%lu", t < 0 ? "-" : "", a / 10);
-  return out;
-}
-/* A fresh buffer per use, so several numbers fit in one sb_printf call. */
-#define NUM(v) num_str((char[24]){0}, (v))
-
-/* ---- text: cleaning and width ------------------------------------------- */
-
-/* Decodes one UTF-8 sequence; invalid or overlong sequences and surrogates
- * decode as U+FFFD. Returns the bytes consumed (at least 1, never past a
- * NUL, because NUL is not a continuation byte). */
-static size_t utf8_decode(const unsigned char *s, uint32_t *cp) {
-  unsigned c = s[0];
-  if (c < 0x80) {
-    *cp = c;
-    return 1;
-  }
-  size_t n;
-  uint32_t v, min;
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2, v = c & 0x1F, min = 0x80;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3, v = c & 0x0F, min = 0x800;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4, v = c & 0x07, min = 0x10000;
-  } else {
-    *cp = 0xFFFD;
-    return 1;
-  }
-  for (size_t i = 1; i < n; i++) {
-    if ((s[i] & 0xC0) != 0x80) {
-      *cp = 0xFFFD;
-      return i;
-    }
-    v = v << 6 | (s[i] & 0x3Fu);
-  }
-  *cp = (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) ? 0xFFFD : v;
-  return n;
-}
-
-static size_t utf8_encode(uint32_t cp, char *out) {
-  if (cp < 0x80) {
-    out[0] = (char)cp;
-    return 1;
-  }
-  if (cp < 0x800) {
-    out[0] = (char)(0xC0 | cp >> 6);
-    out[1] = (char)(0x80 | (cp & 0x3F));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    out[0] = (char)(0xE0 | cp >> 12);
-    out[1] = (char)(0x80 | (cp >> 6 & 0x3F));
-    out[2] = (char)(0x80 | (cp & 0x3F));
-    return 3;
-  }
-  out[0] = (char)(0xF0 | cp >> 18);
-  out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
-  out[2] = (char)(0x80 | (cp >> 6 & 0x3F));
-  out[3] = (char)(0x80 | (cp & 0x3F));
-  return 4;
-}
-
-/* Copies `src` (may be NULL) into `dst` as valid UTF-8 that XML 1.0
- * accepts and that fits on one line: control characters become spaces,
- * broken sequences and the non-characters U+FFFE/U+FFFF become U+FFFD, and
- * more than `max_cp` characters are cut with an ellipsis. Names come from
- * configuration and peers; one bad byte must not make the document
- * unparsable. `cap` must be at least max_cp * 4 + 4. */
-static void clean_text(char *dst, size_t cap, const char *src, size_t max_cp) {
-  size_t total = 0, o = 0;
-  const unsigned char *s = (const unsigned char *)(src ? src : "");
-  for (const unsigned char *p = s; *p; total++) {
-    uint32_t cp;
-    p += utf8_decode(p, &cp);
-  }
-  size_t keep = total > max_cp ? max_cp - 1 : total;
-  for (size_t i = 0; i < keep && o + 4 < cap; i++) {
-    uint32_t cp;
-    s += utf8_decode(s, &cp);
-    if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) cp = ' ';
-    if (cp == 0xFFFE || cp == 0xFFFF) cp = 0xFFFD;
-    o += utf8_encode(cp, dst + o);
-  }
-  if (keep < total && o + 4 < cap) o += utf8_encode(0x2026, dst + o); /* … */
-  dst[o] = '\0';
-}
-
-/* Advance of one ASCII character in em, roughly DejaVu Sans (the widest
- * common sans); on narrower fonts labels only get more room. */
-static double glyph_em(unsigned char c) {
-  if (c == ' ') return 0.32;
-  if (c == 'i' || c == 'l' || c == 'j' || c == 't' || c == 'f' || c == 'r' || c == '.' ||
-      c == ',' || c == '\'' || c == '(' || c == ')' || c == ':' || c == ';' || c == '!' || c == '|')
-    return 0.38;
-  if (c == 'm' || c == 'w' || c == 'M' || c == 'W' || c == '%' || c == '@') return 0.92;
-  if (c >= 'A' && c <= 'Z') return 0.72;
-  if (c >= '0' && c <= '9') return 0.64;
-  return 0.62;
-}
-
-/* Estimated width in px of clean UTF-8 text. CJK and other 3- and 4-byte
- * characters count as one em, 2-byte ones (accented Latin) as a letter. */
-static double text_width(const char *s, double px, bool bold) {
-  double em = 0;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p < 0x80)
-      em += glyph_em(*p);
-    else if ((*p & 0xC0) == 0xC0)
-      em += *p >= 0xE0 ? 1.0 : 0.64;
-  }
-  return em * px * (bold ? 1.1 : 1.0);
-}
 
 /* ---- geometry ----------------------------------------------------------- */
 
@@ -738,7 +525,7 @@ static void arrow_route(const layout_t *L, arrow_t *a) {
 static void arrow_label_place(layout_t *L, size_t i) {
   static const double T[] = {0.4, 0.32, 0.5, 0.25, 0.58, 0.2, 0.66, 0.74};
   arrow_t *a = &L->arr[i];
-  double w = text_width(a->text, 11, true) + 8, h = 15;
+  double w = mapsvg_text_width(a->text, 11, true) + 8, h = 15;
   double best = INFINITY;
   for (size_t k = 0; k < sizeof T / sizeof T[0]; k++) {
     double x, y;
@@ -790,53 +577,53 @@ static void legend_place(layout_t *L) {
 
 /* ---- writing -------------------------------------------------------------- */
 
-static void put_header(sbuf_t *b, const char *title) {
-  sb_printf(b,
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"nirc-map\" width=\"%d\" "
-            "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"%s\" role=\"img\" "
-            "aria-label=\"",
-            (int)PAGE_W, (int)PAGE_H, (int)PAGE_W, (int)PAGE_H, FONT);
-  sb_esc(b, title);
-  sb_puts(b, "\">\n<title>");
-  sb_esc(b, title);
-  sb_puts(b, "</title>\n");
+static void put_header(mapsvg_buf_t *b, const char *title) {
+  mapsvg_printf(b,
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"nirc-map\" width=\"%d\" "
+                "height=\"%d\" viewBox=\"0 0 %d %d\" font-family=\"%s\" role=\"img\" "
+                "aria-label=\"",
+                (int)PAGE_W, (int)PAGE_H, (int)PAGE_W, (int)PAGE_H, FONT);
+  mapsvg_esc(b, title);
+  mapsvg_puts(b, "\">\n<title>");
+  mapsvg_esc(b, title);
+  mapsvg_puts(b, "</title>\n");
 }
 
 /* One arrowhead marker per arrow, sized in page units so a thick arrow
  * gets a proportionate head; refX sits 30% into the head so the path's
  * butt end is hidden inside it. Ids are prefixed because the status page
  * inlines this document into HTML. */
-static void put_marker(sbuf_t *b, const char *id, double l, double h) {
-  sb_printf(b,
-            "<marker id=\"%s\" viewBox=\"0 0 %s %s\" refX=\"%s\" refY=\"%s\" markerWidth=\"%s\" "
-            "markerHeight=\"%s\" markerUnits=\"userSpaceOnUse\" orient=\"auto\">"
-            "<path d=\"M0,0 L%s,%s L0,%s z\" fill=\"" C_MOVE "\"/></marker>\n",
-            id, NUM(l), NUM(h), NUM(0.3 * l), NUM(h / 2), NUM(l), NUM(h), NUM(l), NUM(h / 2),
-            NUM(h));
+static void put_marker(mapsvg_buf_t *b, const char *id, double l, double h) {
+  mapsvg_printf(
+      b,
+      "<marker id=\"%s\" viewBox=\"0 0 %s %s\" refX=\"%s\" refY=\"%s\" markerWidth=\"%s\" "
+      "markerHeight=\"%s\" markerUnits=\"userSpaceOnUse\" orient=\"auto\">"
+      "<path d=\"M0,0 L%s,%s L0,%s z\" fill=\"" C_MOVE "\"/></marker>\n",
+      id, NUM(l), NUM(h), NUM(0.3 * l), NUM(h / 2), NUM(l), NUM(h), NUM(l), NUM(h / 2), NUM(h));
 }
 
 /* One graticule label ("110°E") with its baseline at (x, y), unless the
  * legend covers it; kept as an obstacle the site labels avoid. */
-static void grid_label(sbuf_t *b, layout_t *L, double x, double y, int deg, const char *pos,
+static void grid_label(mapsvg_buf_t *b, layout_t *L, double x, double y, int deg, const char *pos,
                        const char *neg) {
   box_t box = {x - 1, y - 12, x + 40, y + 3};
   if (overlap(box, L->legend) > 0) return;
-  sb_printf(b, "<text x=\"%s\" y=\"%s\">%d\xC2\xB0%s</text>\n", NUM(x), NUM(y),
-            deg < 0 ? -deg : deg,
-            deg < 0   ? neg
-            : deg > 0 ? pos
-                      : "");
+  mapsvg_printf(b, "<text x=\"%s\" y=\"%s\">%d\xC2\xB0%s</text>\n", NUM(x), NUM(y),
+                deg < 0 ? -deg : deg,
+                deg < 0   ? neg
+                : deg > 0 ? pos
+                          : "");
   if (L->nfixed < FIXED_MAX) L->fixed[L->nfixed++] = box;
 }
 
-static void put_frame(sbuf_t *b, layout_t *L) {
-  sb_printf(b,
-            "<rect class=\"background\" width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n"
-            "<rect class=\"frame\" x=\"%s\" y=\"%s\" width=\"%s\" height=\"%s\" rx=\"8\" "
-            "fill=\"#f3f6f9\" stroke=\"#d5dde5\"/>\n",
-            (int)PAGE_W, (int)PAGE_H, NUM(FRAME_X0), NUM(FRAME_Y0), NUM(FRAME_X1 - FRAME_X0),
-            NUM(FRAME_Y1 - FRAME_Y0));
+static void put_frame(mapsvg_buf_t *b, layout_t *L) {
+  mapsvg_printf(b,
+                "<rect class=\"background\" width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n"
+                "<rect class=\"frame\" x=\"%s\" y=\"%s\" width=\"%s\" height=\"%s\" rx=\"8\" "
+                "fill=\"#f3f6f9\" stroke=\"#d5dde5\"/>\n",
+                (int)PAGE_W, (int)PAGE_H, NUM(FRAME_X0), NUM(FRAME_Y0), NUM(FRAME_X1 - FRAME_X0),
+                NUM(FRAME_Y1 - FRAME_Y0));
   /* A graticule gives a sense of distance and direction without a coastline
    * (which this pure module has no data for). The step keeps it to a few
    * lines whatever the span. */
@@ -851,20 +638,20 @@ static void put_frame(sbuf_t *b, layout_t *L) {
       step = STEPS[k];
       break;
     }
-  sb_puts(b, "<g class=\"graticule\" stroke=\"#dde4eb\" stroke-width=\"1\">\n");
+  mapsvg_puts(b, "<g class=\"graticule\" stroke=\"#dde4eb\" stroke-width=\"1\">\n");
   for (int g = (int)ceil(lon_a / step) * step; g <= lon_b && g <= 180; g += step) {
     double x = proj_x(L, g);
     if (x < FRAME_X0 + 30 || x > FRAME_X1 - 30) continue;
-    sb_printf(b, "<line x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\"/>\n", NUM(x), NUM(FRAME_Y0), NUM(x),
-              NUM(FRAME_Y1));
+    mapsvg_printf(b, "<line x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\"/>\n", NUM(x), NUM(FRAME_Y0),
+                  NUM(x), NUM(FRAME_Y1));
   }
   for (int g = (int)ceil(lat_a / step) * step; g <= lat_b && g <= 90; g += step) {
     double y = proj_y(L, g);
     if (y < FRAME_Y0 + 20 || y > FRAME_Y1 - 20) continue;
-    sb_printf(b, "<line x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\"/>\n", NUM(FRAME_X0), NUM(y),
-              NUM(FRAME_X1), NUM(y));
+    mapsvg_printf(b, "<line x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\"/>\n", NUM(FRAME_X0), NUM(y),
+                  NUM(FRAME_X1), NUM(y));
   }
-  sb_puts(b, "</g>\n<g class=\"graticule-labels\" font-size=\"11\" fill=\"#8795a4\">\n");
+  mapsvg_puts(b, "</g>\n<g class=\"graticule-labels\" font-size=\"11\" fill=\"#8795a4\">\n");
   for (int g = (int)ceil(lon_a / step) * step; g <= lon_b && g <= 180; g += step) {
     double x = proj_x(L, g);
     if (x < FRAME_X0 + 30 || x > FRAME_X1 - 30) continue;
@@ -875,11 +662,11 @@ static void put_frame(sbuf_t *b, layout_t *L) {
     if (y < FRAME_Y0 + 20 || y > FRAME_Y1 - 20) continue;
     grid_label(b, L, FRAME_X0 + 4, y - 4, g, "N", "S");
   }
-  sb_puts(b, "</g>\n");
+  mapsvg_puts(b, "</g>\n");
 }
 
-static void put_leaders(sbuf_t *b, const layout_t *L) {
-  sb_puts(b, "<g class=\"leaders\" stroke=\"#8795a4\" stroke-width=\"1\">\n");
+static void put_leaders(mapsvg_buf_t *b, const layout_t *L) {
+  mapsvg_puts(b, "<g class=\"leaders\" stroke=\"#8795a4\" stroke-width=\"1\">\n");
   for (size_t i = 0; i < L->n; i++) {
     const spot_t *s = &L->spot[i];
     const label_t *lb = &L->lab[i];
@@ -887,193 +674,196 @@ static void put_leaders(sbuf_t *b, const layout_t *L) {
     double fx, fy, tx, ty;
     leader_ends(s, lb->box, &fx, &fy, &tx, &ty);
     if (hypot(tx - s->x, ty - s->y) <= s->rr + 1) continue;
-    sb_printf(b, "<line x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\"/>\n", NUM(fx), NUM(fy), NUM(tx),
-              NUM(ty));
+    mapsvg_printf(b, "<line x1=\"%s\" y1=\"%s\" x2=\"%s\" y2=\"%s\"/>\n", NUM(fx), NUM(fy), NUM(tx),
+                  NUM(ty));
   }
-  sb_puts(b, "</g>\n");
+  mapsvg_puts(b, "</g>\n");
 }
 
 /* Dots: fill is the load, outline the link, a ring marks a hub. The
  * tooltip (<title>) spells the state out for whoever hovers. */
-static void put_sites(sbuf_t *b, const layout_t *L) {
-  sb_puts(b, "<g class=\"sites\">\n");
+static void put_sites(mapsvg_buf_t *b, const layout_t *L) {
+  mapsvg_puts(b, "<g class=\"sites\">\n");
   for (size_t i = 0; i < L->n; i++) {
     const spot_t *s = &L->spot[i];
     const map_site_t *m = &L->in[i];
     const label_t *lb = &L->lab[i];
     if (!s->shown) continue;
     char slug[TEXT_BUF];
-    clean_text(slug, sizeof slug, m->slug, NAME_MAX_CP);
+    mapsvg_clean(slug, sizeof slug, m->slug, NAME_MAX_CP);
     const char *dash = LINK_STYLE[s->link].dash;
     char dash_attr[48] = "";
     if (dash) snprintf(dash_attr, sizeof dash_attr, " stroke-dasharray=\"%s\"", dash);
     if (m->is_hub)
-      sb_printf(b,
-                "<circle class=\"hub-ring\" cx=\"%s\" cy=\"%s\" r=\"%s\" fill=\"none\" "
-                "stroke=\"%s\" stroke-width=\"1.6\"%s opacity=\"%s\"/>\n",
-                NUM(s->x), NUM(s->y), NUM(s->rr - 1), LINK_STYLE[s->link].stroke, dash_attr,
-                LINK_STYLE[s->link].opacity);
-    sb_printf(b, "<circle class=\"site%s %s %s\" data-slug=\"", m->is_hub ? " hub" : "",
-              LINK_STYLE[s->link].cls, LOAD_STYLE[s->load].cls);
-    sb_esc(b, slug);
-    sb_printf(b,
-              "\" cx=\"%s\" cy=\"%s\" r=\"%s\" fill=\"%s\" stroke=\"%s\" stroke-width=\"%s\"%s "
-              "opacity=\"%s\"><title>",
-              NUM(s->x), NUM(s->y), NUM(s->r), LOAD_STYLE[s->load].fill, LINK_STYLE[s->link].stroke,
-              LINK_STYLE[s->link].width, dash_attr, LINK_STYLE[s->link].opacity);
+      mapsvg_printf(b,
+                    "<circle class=\"hub-ring\" cx=\"%s\" cy=\"%s\" r=\"%s\" fill=\"none\" "
+                    "stroke=\"%s\" stroke-width=\"1.6\"%s opacity=\"%s\"/>\n",
+                    NUM(s->x), NUM(s->y), NUM(s->rr - 1), LINK_STYLE[s->link].stroke, dash_attr,
+                    LINK_STYLE[s->link].opacity);
+    mapsvg_printf(b, "<circle class=\"site%s %s %s\" data-slug=\"", m->is_hub ? " hub" : "",
+                  LINK_STYLE[s->link].cls, LOAD_STYLE[s->load].cls);
+    mapsvg_esc(b, slug);
+    mapsvg_printf(b,
+                  "\" cx=\"%s\" cy=\"%s\" r=\"%s\" fill=\"%s\" stroke=\"%s\" stroke-width=\"%s\"%s "
+                  "opacity=\"%s\"><title>",
+                  NUM(s->x), NUM(s->y), NUM(s->r), LOAD_STYLE[s->load].fill,
+                  LINK_STYLE[s->link].stroke, LINK_STYLE[s->link].width, dash_attr,
+                  LINK_STYLE[s->link].opacity);
     /* Unknown is not zero: a site without a report, or whose PBX could
      * not be read, has no queue figure, and says why its load is grey. */
     char tip[3 * TEXT_BUF + 160], occ[48] = "no load report", q[64] = "queue not measured";
     if (s->load != LOAD_UNKNOWN)
       snprintf(occ, sizeof occ, "%ld%% of agents busy", lround(fmin(m->occupancy, 9.99) * 100));
     else if (m->unknown_why)
-      clean_text(occ, sizeof occ, m->unknown_why, 40);
+      mapsvg_clean(occ, sizeof occ, m->unknown_why, 40);
     if (m->queue_partial)
       snprintf(q, sizeof q, "at least %u in queue (not all measured)", m->in_queue);
     else if (!m->queue_unknown)
       snprintf(q, sizeof q, "%u in queue", m->in_queue);
     snprintf(tip, sizeof tip, "%s%s%s (%s)%s: %s, %s, %s", lb->en, lb->zh[0] ? " " : "", lb->zh,
              slug, m->is_hub ? ", hub" : "", LINK_STYLE[s->link].word, occ, q);
-    sb_esc(b, tip);
-    sb_puts(b, "</title></circle>\n");
+    mapsvg_esc(b, tip);
+    mapsvg_puts(b, "</title></circle>\n");
   }
-  sb_puts(b, "</g>\n");
+  mapsvg_puts(b, "</g>\n");
 }
 
-static void put_arrows(sbuf_t *b, const layout_t *L, const size_t *order) {
-  sb_puts(b, "<g class=\"moves\" fill=\"none\" stroke-linecap=\"butt\">\n");
+static void put_arrows(mapsvg_buf_t *b, const layout_t *L, const size_t *order) {
+  mapsvg_puts(b, "<g class=\"moves\" fill=\"none\" stroke-linecap=\"butt\">\n");
   for (size_t k = 0; k < L->nm; k++) {
     const arrow_t *a = &L->arr[order[k]];
     char from[TEXT_BUF], to[TEXT_BUF];
-    clean_text(from, sizeof from, L->in[a->from].slug, NAME_MAX_CP);
-    clean_text(to, sizeof to, L->in[a->to].slug, NAME_MAX_CP);
+    mapsvg_clean(from, sizeof from, L->in[a->from].slug, NAME_MAX_CP);
+    mapsvg_clean(to, sizeof to, L->in[a->to].slug, NAME_MAX_CP);
     char d[160];
     snprintf(d, sizeof d, "M%s,%s Q%s,%s %s,%s", NUM(a->sx), NUM(a->sy), NUM(a->cx), NUM(a->cy),
              NUM(a->ex), NUM(a->ey));
-    sb_puts(b, "<g class=\"move\" data-from=\"");
-    sb_esc(b, from);
-    sb_puts(b, "\" data-to=\"");
-    sb_esc(b, to);
+    mapsvg_puts(b, "<g class=\"move\" data-from=\"");
+    mapsvg_esc(b, from);
+    mapsvg_puts(b, "\" data-to=\"");
+    mapsvg_esc(b, to);
     /* A white casing under the arrow keeps it readable where it crosses
      * the graticule or another arrow. */
-    sb_printf(b,
-              "\"><path class=\"move-casing\" d=\"%s\" stroke=\"#ffffff\" stroke-width=\"%s\"/>"
-              "<path class=\"move-arrow\" d=\"%s\" stroke=\"" C_MOVE "\" stroke-width=\"%s\" "
-              "marker-end=\"url(#nirc-map-head-%zu)\"/></g>\n",
-              d, NUM(a->w + 3), d, NUM(a->w), order[k]);
+    mapsvg_printf(b,
+                  "\"><path class=\"move-casing\" d=\"%s\" stroke=\"#ffffff\" stroke-width=\"%s\"/>"
+                  "<path class=\"move-arrow\" d=\"%s\" stroke=\"" C_MOVE "\" stroke-width=\"%s\" "
+                  "marker-end=\"url(#nirc-map-head-%zu)\"/></g>\n",
+                  d, NUM(a->w + 3), d, NUM(a->w), order[k]);
   }
-  sb_puts(b, "</g>\n");
+  mapsvg_puts(b, "</g>\n");
 }
 
-static void put_labels(sbuf_t *b, const layout_t *L) {
+static void put_labels(mapsvg_buf_t *b, const layout_t *L) {
   /* The white halo (stroke painted under the fill) keeps names legible
    * where they cross an arrow or a grid line. */
-  sb_puts(b, "<g class=\"labels\" font-size=\"12\" fill=\"" C_TEXT "\" stroke=\"" C_HALO
-             "\" stroke-width=\"3\" stroke-linejoin=\"round\" paint-order=\"stroke\">\n");
+  mapsvg_puts(b, "<g class=\"labels\" font-size=\"12\" fill=\"" C_TEXT "\" stroke=\"" C_HALO
+                 "\" stroke-width=\"3\" stroke-linejoin=\"round\" paint-order=\"stroke\">\n");
   for (size_t i = 0; i < L->n; i++) {
     const label_t *lb = &L->lab[i];
     if (!L->spot[i].shown) continue;
     const char *anchor = lb->anchor > 0 ? "start" : lb->anchor < 0 ? "end" : "middle";
-    sb_printf(b, "<text class=\"site-label\" x=\"%s\" y=\"%s\" text-anchor=\"%s\">", NUM(lb->ax),
-              NUM(lb->box.y0 + LINE1_BASE), anchor);
-    sb_puts(b, "<tspan font-weight=\"bold\">");
-    sb_esc(b, lb->en);
-    sb_puts(b, "</tspan>");
+    mapsvg_printf(b, "<text class=\"site-label\" x=\"%s\" y=\"%s\" text-anchor=\"%s\">",
+                  NUM(lb->ax), NUM(lb->box.y0 + LINE1_BASE), anchor);
+    mapsvg_puts(b, "<tspan font-weight=\"bold\">");
+    mapsvg_esc(b, lb->en);
+    mapsvg_puts(b, "</tspan>");
     if (lb->zh[0]) {
-      sb_puts(b, " <tspan class=\"zh\">");
-      sb_esc(b, lb->zh);
-      sb_puts(b, "</tspan>");
+      mapsvg_puts(b, " <tspan class=\"zh\">");
+      mapsvg_esc(b, lb->zh);
+      mapsvg_puts(b, "</tspan>");
     }
-    sb_puts(b, "</text>\n");
+    mapsvg_puts(b, "</text>\n");
     if (!lb->stat && !lb->queue) continue;
-    sb_printf(b,
-              "<text class=\"site-status\" x=\"%s\" y=\"%s\" text-anchor=\"%s\" font-size=\"11\">",
-              NUM(lb->ax), NUM(lb->box.y0 + LINE2_BASE), anchor);
+    mapsvg_printf(
+        b, "<text class=\"site-status\" x=\"%s\" y=\"%s\" text-anchor=\"%s\" font-size=\"11\">",
+        NUM(lb->ax), NUM(lb->box.y0 + LINE2_BASE), anchor);
     if (lb->stat)
-      sb_printf(b, "<tspan class=\"%s\" fill=\"%s\" font-weight=\"bold\">%s</tspan>",
-                LINK_STYLE[L->spot[i].link].cls, LINK_STYLE[L->spot[i].link].word_fill, lb->stat);
-    if (lb->stat && lb->queue) sb_puts(b, " \xC2\xB7 "); /* · */
+      mapsvg_printf(b, "<tspan class=\"%s\" fill=\"%s\" font-weight=\"bold\">%s</tspan>",
+                    LINK_STYLE[L->spot[i].link].cls, LINK_STYLE[L->spot[i].link].word_fill,
+                    lb->stat);
+    if (lb->stat && lb->queue) mapsvg_puts(b, " \xC2\xB7 "); /* · */
     if (lb->queue)
-      sb_printf(b, "<tspan class=\"queue\" font-weight=\"bold\">%u%s in queue</tspan>", lb->queue,
-                lb->queue_partial ? "+" : "");
-    sb_puts(b, "</text>\n");
+      mapsvg_printf(b, "<tspan class=\"queue\" font-weight=\"bold\">%u%s in queue</tspan>",
+                    lb->queue, lb->queue_partial ? "+" : "");
+    mapsvg_puts(b, "</text>\n");
   }
-  sb_puts(b, "</g>\n");
+  mapsvg_puts(b, "</g>\n");
 }
 
-static void put_arrow_labels(sbuf_t *b, const layout_t *L) {
-  sb_puts(b, "<g class=\"move-labels\" font-size=\"11\" font-weight=\"bold\" "
-             "text-anchor=\"middle\">\n");
+static void put_arrow_labels(mapsvg_buf_t *b, const layout_t *L) {
+  mapsvg_puts(b, "<g class=\"move-labels\" font-size=\"11\" font-weight=\"bold\" "
+                 "text-anchor=\"middle\">\n");
   for (size_t i = 0; i < L->nm; i++) {
     const arrow_t *a = &L->arr[i];
-    sb_printf(b,
-              "<g class=\"move-label\"><rect x=\"%s\" y=\"%s\" width=\"%s\" height=\"%s\" "
-              "rx=\"4\" fill=\"#ffffff\" stroke=\"" C_MOVE "\" stroke-width=\"1\"/>"
-              "<text x=\"%s\" y=\"%s\" fill=\"" C_MOVE "\">%s</text></g>\n",
-              NUM(a->lbox.x0), NUM(a->lbox.y0), NUM(a->lbox.x1 - a->lbox.x0),
-              NUM(a->lbox.y1 - a->lbox.y0), NUM((a->lbox.x0 + a->lbox.x1) / 2),
-              NUM(a->lbox.y0 + 11.5), a->text);
+    mapsvg_printf(b,
+                  "<g class=\"move-label\"><rect x=\"%s\" y=\"%s\" width=\"%s\" height=\"%s\" "
+                  "rx=\"4\" fill=\"#ffffff\" stroke=\"" C_MOVE "\" stroke-width=\"1\"/>"
+                  "<text x=\"%s\" y=\"%s\" fill=\"" C_MOVE "\">%s</text></g>\n",
+                  NUM(a->lbox.x0), NUM(a->lbox.y0), NUM(a->lbox.x1 - a->lbox.x0),
+                  NUM(a->lbox.y1 - a->lbox.y0), NUM((a->lbox.x0 + a->lbox.x1) / 2),
+                  NUM(a->lbox.y0 + 11.5), a->text);
   }
-  sb_puts(b, "</g>\n");
+  mapsvg_puts(b, "</g>\n");
 }
 
 /* One legend row: a sample dot and its words. */
-static void legend_dot(sbuf_t *b, double x, double y, const char *fill, int link,
+static void legend_dot(mapsvg_buf_t *b, double x, double y, const char *fill, int link,
                        const char *text) {
   char dash_attr[48] = "";
   if (LINK_STYLE[link].dash)
     snprintf(dash_attr, sizeof dash_attr, " stroke-dasharray=\"%s\"", LINK_STYLE[link].dash);
-  sb_printf(b,
-            "<circle class=\"legend-dot\" cx=\"%s\" cy=\"%s\" r=\"6\" fill=\"%s\" stroke=\"%s\" "
-            "stroke-width=\"%s\"%s opacity=\"%s\"/><text x=\"%s\" y=\"%s\">%s</text>\n",
-            NUM(x), NUM(y - 4), fill, LINK_STYLE[link].stroke, LINK_STYLE[link].width, dash_attr,
-            LINK_STYLE[link].opacity, NUM(x + 12), NUM(y), text);
+  mapsvg_printf(
+      b,
+      "<circle class=\"legend-dot\" cx=\"%s\" cy=\"%s\" r=\"6\" fill=\"%s\" stroke=\"%s\" "
+      "stroke-width=\"%s\"%s opacity=\"%s\"/><text x=\"%s\" y=\"%s\">%s</text>\n",
+      NUM(x), NUM(y - 4), fill, LINK_STYLE[link].stroke, LINK_STYLE[link].width, dash_attr,
+      LINK_STYLE[link].opacity, NUM(x + 12), NUM(y), text);
 }
 
-static void put_legend(sbuf_t *b, const layout_t *L) {
+static void put_legend(mapsvg_buf_t *b, const layout_t *L) {
   double x = L->legend.x0, y = L->legend.y0, c2 = x + 150, d = x + 18;
-  sb_printf(b,
-            "<g class=\"legend\" font-size=\"11\" fill=\"" C_TEXT "\">\n"
-            "<rect x=\"%s\" y=\"%s\" width=\"%s\" height=\"%s\" rx=\"6\" fill=\"#ffffff\" "
-            "stroke=\"#b8c2cc\"/>\n"
-            "<text x=\"%s\" y=\"%s\" font-size=\"12\" font-weight=\"bold\">How to read this "
-            "map</text>\n"
-            "<text x=\"%s\" y=\"%s\" font-weight=\"bold\" fill=\"" C_MUTED
-            "\">Fill: share of agents busy</text>\n",
-            NUM(x), NUM(y), NUM(LEG_W), NUM(LEG_H), NUM(x + 10), NUM(y + 19), NUM(x + 10),
-            NUM(y + 38));
+  mapsvg_printf(b,
+                "<g class=\"legend\" font-size=\"11\" fill=\"" C_TEXT "\">\n"
+                "<rect x=\"%s\" y=\"%s\" width=\"%s\" height=\"%s\" rx=\"6\" fill=\"#ffffff\" "
+                "stroke=\"#b8c2cc\"/>\n"
+                "<text x=\"%s\" y=\"%s\" font-size=\"12\" font-weight=\"bold\">How to read this "
+                "map</text>\n"
+                "<text x=\"%s\" y=\"%s\" font-weight=\"bold\" fill=\"" C_MUTED
+                "\">Fill: share of agents busy</text>\n",
+                NUM(x), NUM(y), NUM(LEG_W), NUM(LEG_H), NUM(x + 10), NUM(y + 19), NUM(x + 10),
+                NUM(y + 38));
   legend_dot(b, d, y + 56, LOAD_STYLE[LOAD_OK].fill, LINK_ONLINE, "under 70%");
   legend_dot(b, c2, y + 56, LOAD_STYLE[LOAD_HIGH].fill, LINK_ONLINE, "70% to 90%");
   legend_dot(b, d, y + 74, LOAD_STYLE[LOAD_FULL].fill, LINK_ONLINE, "90% or more");
   legend_dot(b, c2, y + 74, LOAD_STYLE[LOAD_UNKNOWN].fill, LINK_ONLINE, "not measured");
-  sb_printf(b,
-            "<text x=\"%s\" y=\"%s\" font-weight=\"bold\" fill=\"" C_MUTED
-            "\">Outline: link to the controller</text>\n",
-            NUM(x + 10), NUM(y + 96));
+  mapsvg_printf(b,
+                "<text x=\"%s\" y=\"%s\" font-weight=\"bold\" fill=\"" C_MUTED
+                "\">Outline: link to the controller</text>\n",
+                NUM(x + 10), NUM(y + 96));
   legend_dot(b, d, y + 114, "#ffffff", LINK_ONLINE, "online");
   legend_dot(b, c2, y + 114, "#ffffff", LINK_STALE, "stale (late reports)");
   legend_dot(b, d, y + 132, "#ffffff", LINK_OFFLINE, "offline");
   legend_dot(b, c2, y + 132, "#ffffff", LINK_NEVER, "never connected");
   /* hub sample: the same dot-and-ring as on the map */
-  sb_printf(b,
-            "<circle cx=\"%s\" cy=\"%s\" r=\"12\" fill=\"none\" stroke=\"#1f2933\" "
-            "stroke-width=\"1.6\"/><circle cx=\"%s\" cy=\"%s\" r=\"8\" fill=\"%s\" "
-            "stroke=\"#1f2933\" stroke-width=\"1.6\"/>"
-            "<text x=\"%s\" y=\"%s\">hub: may answer other sites' calls</text>\n",
-            NUM(d), NUM(y + 153), NUM(d), NUM(y + 153), LOAD_STYLE[LOAD_OK].fill, NUM(x + 38),
-            NUM(y + 157));
-  sb_printf(b,
-            "<path d=\"M%s,%s Q%s,%s %s,%s\" fill=\"none\" stroke=\"" C_MOVE "\" "
-            "stroke-width=\"3\" marker-end=\"url(#nirc-map-head-legend)\"/>"
-            "<text x=\"%s\" y=\"%s\">calls moved to a hub; the label is</text>"
-            "<text x=\"%s\" y=\"%s\">the share of the source's calls</text>\n",
-            NUM(x + 6), NUM(y + 190), NUM(x + 19), NUM(y + 178), NUM(x + 32), NUM(y + 184),
-            NUM(x + 48), NUM(y + 180), NUM(x + 48), NUM(y + 194));
-  sb_puts(b, "</g>\n");
+  mapsvg_printf(b,
+                "<circle cx=\"%s\" cy=\"%s\" r=\"12\" fill=\"none\" stroke=\"#1f2933\" "
+                "stroke-width=\"1.6\"/><circle cx=\"%s\" cy=\"%s\" r=\"8\" fill=\"%s\" "
+                "stroke=\"#1f2933\" stroke-width=\"1.6\"/>"
+                "<text x=\"%s\" y=\"%s\">hub: may answer other sites' calls</text>\n",
+                NUM(d), NUM(y + 153), NUM(d), NUM(y + 153), LOAD_STYLE[LOAD_OK].fill, NUM(x + 38),
+                NUM(y + 157));
+  mapsvg_printf(b,
+                "<path d=\"M%s,%s Q%s,%s %s,%s\" fill=\"none\" stroke=\"" C_MOVE "\" "
+                "stroke-width=\"3\" marker-end=\"url(#nirc-map-head-legend)\"/>"
+                "<text x=\"%s\" y=\"%s\">calls moved to a hub; the label is</text>"
+                "<text x=\"%s\" y=\"%s\">the share of the source's calls</text>\n",
+                NUM(x + 6), NUM(y + 190), NUM(x + 19), NUM(y + 178), NUM(x + 32), NUM(y + 184),
+                NUM(x + 48), NUM(y + 180), NUM(x + 48), NUM(y + 194));
+  mapsvg_puts(b, "</g>\n");
 }
 
 /* Title and a one-line summary that counts what needs attention. */
-static void put_title(sbuf_t *b, const layout_t *L, const char *title, size_t n_moves,
+static void put_title(mapsvg_buf_t *b, const layout_t *L, const char *title, size_t n_moves,
                       const char *summary) {
   size_t cnt[5] = {0}, hidden = 0;
   for (size_t i = 0; i < L->n; i++) {
@@ -1082,31 +872,32 @@ static void put_title(sbuf_t *b, const layout_t *L, const char *title, size_t n_
     else
       hidden++;
   }
-  sb_puts(b, "<text class=\"title\" x=\"20\" y=\"32\" font-size=\"20\" font-weight=\"bold\" "
-             "fill=\"" C_TEXT "\">");
-  sb_esc(b, title);
+  mapsvg_puts(b, "<text class=\"title\" x=\"20\" y=\"32\" font-size=\"20\" font-weight=\"bold\" "
+                 "fill=\"" C_TEXT "\">");
+  mapsvg_esc(b, title);
   if (summary) { /* the caller's (an aggregated map says so) */
-    sb_puts(b, "</text>\n<text class=\"summary\" x=\"20\" y=\"52\" font-size=\"12\" "
-               "font-weight=\"bold\" fill=\"" C_TEXT "\">");
-    sb_esc(b, summary);
-    sb_puts(b, "</text>\n");
+    mapsvg_puts(b, "</text>\n<text class=\"summary\" x=\"20\" y=\"52\" font-size=\"12\" "
+                   "font-weight=\"bold\" fill=\"" C_TEXT "\">");
+    mapsvg_esc(b, summary);
+    mapsvg_puts(b, "</text>\n");
     return;
   }
-  sb_printf(b,
-            "</text>\n<text class=\"summary\" x=\"20\" y=\"52\" font-size=\"12\" fill=\"" C_MUTED
-            "\">%zu site%s: %zu online",
-            L->n, L->n == 1 ? "" : "s", cnt[LINK_ONLINE]);
+  mapsvg_printf(
+      b,
+      "</text>\n<text class=\"summary\" x=\"20\" y=\"52\" font-size=\"12\" fill=\"" C_MUTED
+      "\">%zu site%s: %zu online",
+      L->n, L->n == 1 ? "" : "s", cnt[LINK_ONLINE]);
   for (int k = LINK_STALE; k <= LINK_UNKNOWN; k++)
     if (cnt[k])
-      sb_printf(b, ", <tspan fill=\"%s\" font-weight=\"bold\">%zu %s</tspan>",
-                LINK_STYLE[k].word_fill, cnt[k], LINK_STYLE[k].word);
-  if (hidden) sb_printf(b, ", %zu without coordinates (not drawn)", hidden);
-  sb_printf(b, "; %zu move%s shown</text>\n", n_moves, n_moves == 1 ? "" : "s");
+      mapsvg_printf(b, ", <tspan fill=\"%s\" font-weight=\"bold\">%zu %s</tspan>",
+                    LINK_STYLE[k].word_fill, cnt[k], LINK_STYLE[k].word);
+  if (hidden) mapsvg_printf(b, ", %zu without coordinates (not drawn)", hidden);
+  mapsvg_printf(b, "; %zu move%s shown</text>\n", n_moves, n_moves == 1 ? "" : "s");
   if (L->n == hidden)
-    sb_printf(b,
-              "<text x=\"%s\" y=\"%s\" font-size=\"16\" text-anchor=\"middle\" fill=\"" C_MUTED
-              "\">No sites to show</text>\n",
-              NUM(PAGE_W / 2), NUM(PAGE_H / 2));
+    mapsvg_printf(b,
+                  "<text x=\"%s\" y=\"%s\" font-size=\"16\" text-anchor=\"middle\" fill=\"" C_MUTED
+                  "\">No sites to show</text>\n",
+                  NUM(PAGE_W / 2), NUM(PAGE_H / 2));
 }
 
 /* ---- entry point ---------------------------------------------------------- */
@@ -1131,19 +922,19 @@ static void layout_sites(layout_t *L) {
     s->load = load_kind(m->occupancy);
     /* a site without an English name is shown by its slug */
     const char *en = m->name_en && *m->name_en ? m->name_en : m->slug;
-    clean_text(lb->en, sizeof lb->en, en ? en : "?", NAME_MAX_CP);
-    clean_text(lb->zh, sizeof lb->zh, m->name_zh, NAME_MAX_CP);
+    mapsvg_clean(lb->en, sizeof lb->en, en ? en : "?", NAME_MAX_CP);
+    mapsvg_clean(lb->zh, sizeof lb->zh, m->name_zh, NAME_MAX_CP);
     lb->stat = s->link == LINK_ONLINE ? NULL : LINK_STYLE[s->link].word;
     lb->queue = m->queue_unknown ? 0 : m->in_queue;
     lb->queue_partial = m->queue_partial;
-    double w1 = text_width(lb->en, 12, true), w2 = 0;
-    if (lb->zh[0]) w1 += 4 + text_width(lb->zh, 12, false);
-    if (lb->stat) w2 += text_width(lb->stat, 11, true);
-    if (lb->stat && lb->queue) w2 += text_width(" . ", 11, false);
+    double w1 = mapsvg_text_width(lb->en, 12, true), w2 = 0;
+    if (lb->zh[0]) w1 += 4 + mapsvg_text_width(lb->zh, 12, false);
+    if (lb->stat) w2 += mapsvg_text_width(lb->stat, 11, true);
+    if (lb->stat && lb->queue) w2 += mapsvg_text_width(" . ", 11, false);
     if (lb->queue) {
       char q[32];
       snprintf(q, sizeof q, "%u%s in queue", lb->queue, lb->queue_partial ? "+" : "");
-      w2 += text_width(q, 11, true);
+      w2 += mapsvg_text_width(q, 11, true);
     }
     lb->w = fmax(w1, w2);
     lb->h = w2 > 0 ? LINE1_H + LINE2_H : LINE1_H;
@@ -1161,7 +952,7 @@ char *map_render_svg_summary(const map_site_t *sites, size_t n_sites, const map_
   if (!moves) n_moves = 0;
   if (n_sites > SITES_MAX || n_moves > MOVES_MAX) return NULL;
   layout_t L = {.n = n_sites, .in = sites};
-  sbuf_t b = {0};
+  mapsvg_buf_t b = {0};
   size_t *order = NULL;
   L.spot = calloc(n_sites ? n_sites : 1, sizeof *L.spot);
   L.lab = calloc(n_sites ? n_sites : 1, sizeof *L.lab);
@@ -1201,17 +992,17 @@ char *map_render_svg_summary(const map_site_t *sites, size_t n_sites, const map_
     arrow_route(&L, &L.arr[i]);
 
   char clean_title[TITLE_BUF];
-  clean_text(clean_title, sizeof clean_title, title && *title ? title : "NIRC routing map",
-             TITLE_MAX_CP);
+  mapsvg_clean(clean_title, sizeof clean_title, title && *title ? title : "NIRC routing map",
+               TITLE_MAX_CP);
   put_header(&b, clean_title);
-  sb_puts(&b, "<defs>\n");
+  mapsvg_puts(&b, "<defs>\n");
   for (size_t i = 0; i < L.nm; i++) {
     char id[40];
     snprintf(id, sizeof id, "nirc-map-head-%zu", i);
     put_marker(&b, id, L.arr[i].head_l, L.arr[i].head_h);
   }
   put_marker(&b, "nirc-map-head-legend", 9 + 1.6 * 3, 0.75 * (9 + 1.6 * 3));
-  sb_puts(&b, "</defs>\n");
+  mapsvg_puts(&b, "</defs>\n");
   put_frame(&b, &L); /* also records the graticule labels the site labels avoid */
   if (place_labels(&L) != 0) goto fail;
   for (size_t i = 0; i < L.nm; i++)
@@ -1223,7 +1014,7 @@ char *map_render_svg_summary(const map_site_t *sites, size_t n_sites, const map_
   put_arrow_labels(&b, &L);
   put_legend(&b, &L);
   put_title(&b, &L, clean_title, L.nm, summary);
-  sb_puts(&b, "</svg>\n");
+  mapsvg_puts(&b, "</svg>\n");
   if (b.failed) goto fail;
   layout_free(&L);
   free(order);
