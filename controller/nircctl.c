@@ -569,6 +569,10 @@ static int print_map(const Nirc__OperatorReply *rep, int json) {
         .lon = s->lon,
         .link = ctl_link_word(s->link_state),
         .is_hub = s->is_hub,
+        /* As status says it: unknown is no route (never home); unverified
+         * is applied, not read back (dashed arrows). */
+        .route_unknown = s->route_unknown,
+        .route_unverified = s->route_unverified && !s->route_unknown,
     };
     if (r)
       map_site_load(&ms[i], true, r->pbx_unreadable, r->not_measured, r->agents_logged_in,
@@ -577,7 +581,8 @@ static int print_map(const Nirc__OperatorReply *rep, int json) {
       map_site_load(&ms[i], false, false, 0, 0, 0, 0);
     for (size_t k = 0; k < s->n_route && nm < st->n_sites * 8; k++)
       if (strcmp(s->route[k]->site, s->slug) != 0)
-        mv[nm++] = (map_move_t){s->slug, s->route[k]->site, s->route[k]->permille};
+        mv[nm++] =
+            (map_move_t){s->slug, s->route[k]->site, s->route[k]->permille, ms[i].route_unverified};
   }
   char when[40], title[160];
   clock_format_iso(st->server_time_ms, 480, when, sizeof when);

@@ -80,10 +80,13 @@
   "'DejaVu Sans', 'Noto Sans', 'Noto Sans CJK SC', 'Source Han Sans SC', 'WenQuanYi Micro Hei', "  \
   "'Microsoft YaHei', 'PingFang SC', sans-serif"
 
-#define C_TEXT  "#1f2933"
-#define C_MUTED "#5b6b7b"
-#define C_MOVE  "#1d4ed8"
-#define C_HALO  "#ffffff"
+#define C_TEXT          "#1f2933"
+#define C_MUTED         "#5b6b7b"
+#define C_MOVE          "#1d4ed8"
+#define C_HALO          "#ffffff"
+#define C_ROUTE         "#9a5200" /* "route unknown": as loud as a stale link */
+#define DASH_UNVERIFIED "6 4"     /* a move applied, not read back from the PBX */
+#define ROUTE_ROW       18.0      /* each legend row the route marks add */
 
 /* ---- geometry ----------------------------------------------------------- */
 
@@ -177,6 +180,7 @@ typedef struct {
 typedef struct {
   char en[TEXT_BUF], zh[TEXT_BUF];
   const char *stat; /* link word when not online, else NULL */
+  char route[64];   /* "route unknown", a group's "3 routes unknown, 2 unverified", or "" */
   unsigned queue;
   bool queue_partial; /* a lower bound: "12+ in queue" (map_site_t.queue_partial) */
   double w, h;        /* estimated size of both lines together */
@@ -196,7 +200,8 @@ typedef struct {
   double pts[ARROW_SAMPLES][2];
   box_t bbox; /* of the samples, widened by the stroke */
   char text[16];
-  box_t lbox; /* the share label */
+  box_t lbox;      /* the share label */
+  bool unverified; /* map_move_t.unverified: dashed */
 } arrow_t;
 
 typedef struct {
@@ -207,6 +212,9 @@ typedef struct {
   size_t nm;
   arrow_t *arr;
   box_t legend;
+  double leg_h;           /* LEG_H and a row per route mark shown */
+  bool leg_unverified;    /* an unverified arrow is drawn: its legend row */
+  bool leg_unknown;       /* a site's route is unknown: its legend row */
   box_t fixed[FIXED_MAX]; /* graticule labels */
   size_t nfixed;
   /* projection */
@@ -554,10 +562,10 @@ static void arrow_label_place(layout_t *L, size_t i) {
 static void legend_place(layout_t *L) {
   const double m = 8;
   const box_t corner[4] = {
-      {FRAME_X0 + m, FRAME_Y1 - m - LEG_H, FRAME_X0 + m + LEG_W, FRAME_Y1 - m},
-      {FRAME_X1 - m - LEG_W, FRAME_Y1 - m - LEG_H, FRAME_X1 - m, FRAME_Y1 - m},
-      {FRAME_X0 + m, FRAME_Y0 + m, FRAME_X0 + m + LEG_W, FRAME_Y0 + m + LEG_H},
-      {FRAME_X1 - m - LEG_W, FRAME_Y0 + m, FRAME_X1 - m, FRAME_Y0 + m + LEG_H},
+      {FRAME_X0 + m, FRAME_Y1 - m - L->leg_h, FRAME_X0 + m + LEG_W, FRAME_Y1 - m},
+      {FRAME_X1 - m - LEG_W, FRAME_Y1 - m - L->leg_h, FRAME_X1 - m, FRAME_Y1 - m},
+      {FRAME_X0 + m, FRAME_Y0 + m, FRAME_X0 + m + LEG_W, FRAME_Y0 + m + L->leg_h},
+      {FRAME_X1 - m - LEG_W, FRAME_Y0 + m, FRAME_X1 - m, FRAME_Y0 + m + L->leg_h},
   };
   double best = INFINITY;
   for (int c = 0; c < 4; c++) {
@@ -680,6 +688,24 @@ static void put_leaders(mapsvg_buf_t *b, const layout_t *L) {
   mapsvg_puts(b, "</g>\n");
 }
 
+/* What the tooltip adds about the route in force: nothing when it is
+ * known and read back. */
+static void route_tip(char *out, size_t cap, const map_site_t *m) {
+  int n = 0;
+  out[0] = '\0';
+  if (m->is_group && m->route_unknown)
+    n = snprintf(out, cap, "; %u route%s unknown (not confirmed at the PBX)", m->route_unknown,
+                 m->route_unknown == 1 ? "" : "s");
+  else if (m->route_unknown)
+    n = snprintf(out, cap, "; route unknown: its agent has not confirmed a route at the PBX");
+  if (n < 0 || (size_t)n >= cap) return;
+  if (m->is_group && m->route_unverified)
+    snprintf(out + n, cap - (size_t)n, "; %u route%s applied, not read back from the PBX",
+             m->route_unverified, m->route_unverified == 1 ? "" : "s");
+  else if (m->route_unverified && !m->route_unknown)
+    snprintf(out + n, cap - (size_t)n, "; route applied, not read back from the PBX");
+}
+
 /* Dots: fill is the load, outline the link, a ring marks a hub. The
  * tooltip (<title>) spells the state out for whoever hovers. */
 static void put_sites(mapsvg_buf_t *b, const layout_t *L) {
@@ -711,7 +737,7 @@ static void put_sites(mapsvg_buf_t *b, const layout_t *L) {
                   LINK_STYLE[s->link].opacity);
     /* Unknown is not zero: a site without a report, or whose PBX could
      * not be read, has no queue figure, and says why its load is grey. */
-    char tip[3 * TEXT_BUF + 160], occ[48] = "no load report", q[64] = "queue not measured";
+    char tip[3 * TEXT_BUF + 320], occ[48] = "no load report", q[64] = "queue not measured";
     if (s->load != LOAD_UNKNOWN)
       snprintf(occ, sizeof occ, "%ld%% of agents busy", lround(fmin(m->occupancy, 9.99) * 100));
     else if (m->unknown_why)
@@ -720,8 +746,10 @@ static void put_sites(mapsvg_buf_t *b, const layout_t *L) {
       snprintf(q, sizeof q, "at least %u in queue (not all measured)", m->in_queue);
     else if (!m->queue_unknown)
       snprintf(q, sizeof q, "%u in queue", m->in_queue);
-    snprintf(tip, sizeof tip, "%s%s%s (%s)%s: %s, %s, %s", lb->en, lb->zh[0] ? " " : "", lb->zh,
-             slug, m->is_hub ? ", hub" : "", LINK_STYLE[s->link].word, occ, q);
+    char route[160];
+    route_tip(route, sizeof route, m);
+    snprintf(tip, sizeof tip, "%s%s%s (%s)%s: %s, %s, %s%s", lb->en, lb->zh[0] ? " " : "", lb->zh,
+             slug, m->is_hub ? ", hub" : "", LINK_STYLE[s->link].word, occ, q, route);
     mapsvg_esc(b, tip);
     mapsvg_puts(b, "</title></circle>\n");
   }
@@ -738,17 +766,25 @@ static void put_arrows(mapsvg_buf_t *b, const layout_t *L, const size_t *order) 
     char d[160];
     snprintf(d, sizeof d, "M%s,%s Q%s,%s %s,%s", NUM(a->sx), NUM(a->sy), NUM(a->cx), NUM(a->cy),
              NUM(a->ex), NUM(a->ey));
-    mapsvg_puts(b, "<g class=\"move\" data-from=\"");
+    mapsvg_puts(b, a->unverified ? "<g class=\"move move-unverified\" data-from=\""
+                                 : "<g class=\"move\" data-from=\"");
     mapsvg_esc(b, from);
     mapsvg_puts(b, "\" data-to=\"");
     mapsvg_esc(b, to);
+    mapsvg_puts(b, "\">");
+    /* Dashed, and said on hover: the PBX accepted it, nobody saw it do it. */
+    if (a->unverified)
+      mapsvg_puts(b, L->in[a->from].is_group
+                         ? "<title>at least part applied, not read back from the PBX</title>"
+                         : "<title>applied, not read back from the PBX</title>");
     /* A white casing under the arrow keeps it readable where it crosses
      * the graticule or another arrow. */
     mapsvg_printf(b,
-                  "\"><path class=\"move-casing\" d=\"%s\" stroke=\"#ffffff\" stroke-width=\"%s\"/>"
-                  "<path class=\"move-arrow\" d=\"%s\" stroke=\"" C_MOVE "\" stroke-width=\"%s\" "
+                  "<path class=\"move-casing\" d=\"%s\" stroke=\"#ffffff\" stroke-width=\"%s\"/>"
+                  "<path class=\"move-arrow\" d=\"%s\" stroke=\"" C_MOVE "\" stroke-width=\"%s\"%s "
                   "marker-end=\"url(#nirc-map-head-%zu)\"/></g>\n",
-                  d, NUM(a->w + 3), d, NUM(a->w), order[k]);
+                  d, NUM(a->w + 3), d, NUM(a->w),
+                  a->unverified ? " stroke-dasharray=\"" DASH_UNVERIFIED "\"" : "", order[k]);
   }
   mapsvg_puts(b, "</g>\n");
 }
@@ -773,7 +809,7 @@ static void put_labels(mapsvg_buf_t *b, const layout_t *L) {
       mapsvg_puts(b, "</tspan>");
     }
     mapsvg_puts(b, "</text>\n");
-    if (!lb->stat && !lb->queue) continue;
+    if (!lb->stat && !lb->route[0] && !lb->queue) continue;
     mapsvg_printf(
         b, "<text class=\"site-status\" x=\"%s\" y=\"%s\" text-anchor=\"%s\" font-size=\"11\">",
         NUM(lb->ax), NUM(lb->box.y0 + LINE2_BASE), anchor);
@@ -781,7 +817,12 @@ static void put_labels(mapsvg_buf_t *b, const layout_t *L) {
       mapsvg_printf(b, "<tspan class=\"%s\" fill=\"%s\" font-weight=\"bold\">%s</tspan>",
                     LINK_STYLE[L->spot[i].link].cls, LINK_STYLE[L->spot[i].link].word_fill,
                     lb->stat);
-    if (lb->stat && lb->queue) mapsvg_puts(b, " \xC2\xB7 "); /* · */
+    if (lb->stat && lb->route[0]) mapsvg_puts(b, " \xC2\xB7 "); /* · */
+    if (lb->route[0]) /* our own words and counts: nothing to escape */
+      mapsvg_printf(
+          b, "<tspan class=\"route-mark\" fill=\"" C_ROUTE "\" font-weight=\"bold\">%s</tspan>",
+          lb->route);
+    if ((lb->stat || lb->route[0]) && lb->queue) mapsvg_puts(b, " \xC2\xB7 ");
     if (lb->queue)
       mapsvg_printf(b, "<tspan class=\"queue\" font-weight=\"bold\">%u%s in queue</tspan>",
                     lb->queue, lb->queue_partial ? "+" : "");
@@ -797,11 +838,11 @@ static void put_arrow_labels(mapsvg_buf_t *b, const layout_t *L) {
     const arrow_t *a = &L->arr[i];
     mapsvg_printf(b,
                   "<g class=\"move-label\"><rect x=\"%s\" y=\"%s\" width=\"%s\" height=\"%s\" "
-                  "rx=\"4\" fill=\"#ffffff\" stroke=\"" C_MOVE "\" stroke-width=\"1\"/>"
+                  "rx=\"4\" fill=\"#ffffff\" stroke=\"" C_MOVE "\" stroke-width=\"1\"%s/>"
                   "<text x=\"%s\" y=\"%s\" fill=\"" C_MOVE "\">%s</text></g>\n",
                   NUM(a->lbox.x0), NUM(a->lbox.y0), NUM(a->lbox.x1 - a->lbox.x0),
-                  NUM(a->lbox.y1 - a->lbox.y0), NUM((a->lbox.x0 + a->lbox.x1) / 2),
-                  NUM(a->lbox.y0 + 11.5), a->text);
+                  NUM(a->lbox.y1 - a->lbox.y0), a->unverified ? " stroke-dasharray=\"3 2\"" : "",
+                  NUM((a->lbox.x0 + a->lbox.x1) / 2), NUM(a->lbox.y0 + 11.5), a->text);
   }
   mapsvg_puts(b, "</g>\n");
 }
@@ -830,7 +871,7 @@ static void put_legend(mapsvg_buf_t *b, const layout_t *L) {
                 "map</text>\n"
                 "<text x=\"%s\" y=\"%s\" font-weight=\"bold\" fill=\"" C_MUTED
                 "\">Fill: share of agents busy</text>\n",
-                NUM(x), NUM(y), NUM(LEG_W), NUM(LEG_H), NUM(x + 10), NUM(y + 19), NUM(x + 10),
+                NUM(x), NUM(y), NUM(LEG_W), NUM(L->leg_h), NUM(x + 10), NUM(y + 19), NUM(x + 10),
                 NUM(y + 38));
   legend_dot(b, d, y + 56, LOAD_STYLE[LOAD_OK].fill, LINK_ONLINE, "under 70%");
   legend_dot(b, c2, y + 56, LOAD_STYLE[LOAD_HIGH].fill, LINK_ONLINE, "70% to 90%");
@@ -859,14 +900,36 @@ static void put_legend(mapsvg_buf_t *b, const layout_t *L) {
                 "<text x=\"%s\" y=\"%s\">the share of the source's calls</text>\n",
                 NUM(x + 6), NUM(y + 190), NUM(x + 19), NUM(y + 178), NUM(x + 32), NUM(y + 184),
                 NUM(x + 48), NUM(y + 180), NUM(x + 48), NUM(y + 194));
+  /* The route marks, only when the map shows one. */
+  double r = y + LEG_H - 6; /* baselines 6 px above the frame's edge, as above */
+  if (L->leg_unverified) {
+    r += ROUTE_ROW;
+    mapsvg_printf(b,
+                  "<path class=\"legend-unverified\" d=\"M%s,%s L%s,%s\" stroke=\"" C_MOVE
+                  "\" stroke-width=\"3\" stroke-dasharray=\"" DASH_UNVERIFIED "\"/>"
+                  "<text x=\"%s\" y=\"%s\">unverified: not read back from the PBX</text>\n",
+                  NUM(x + 6), NUM(r - 4), NUM(x + 36), NUM(r - 4), NUM(x + 42), NUM(r));
+  }
+  if (L->leg_unknown) {
+    r += ROUTE_ROW;
+    mapsvg_printf(
+        b,
+        "<text class=\"legend-route-unknown\" x=\"%s\" y=\"%s\"><tspan fill=\"" C_ROUTE
+        "\" font-weight=\"bold\">route unknown</tspan>: not confirmed at the PBX</text>\n",
+        NUM(x + 10), NUM(r));
+  }
   mapsvg_puts(b, "</g>\n");
 }
 
 /* Title and a one-line summary that counts what needs attention. */
 static void put_title(mapsvg_buf_t *b, const layout_t *L, const char *title, size_t n_moves,
                       const char *summary) {
-  size_t cnt[5] = {0}, hidden = 0;
+  size_t cnt[5] = {0}, hidden = 0, unknown = 0, unverified = 0;
   for (size_t i = 0; i < L->n; i++) {
+    unknown += L->in[i].route_unknown;
+    /* a site's unknown route is not also unverified (a group's counts
+     * are apart already) */
+    unverified += L->in[i].is_group || !L->in[i].route_unknown ? L->in[i].route_unverified : 0;
     if (L->spot[i].shown)
       cnt[L->spot[i].link]++;
     else
@@ -892,6 +955,13 @@ static void put_title(mapsvg_buf_t *b, const layout_t *L, const char *title, siz
       mapsvg_printf(b, ", <tspan fill=\"%s\" font-weight=\"bold\">%zu %s</tspan>",
                     LINK_STYLE[k].word_fill, cnt[k], LINK_STYLE[k].word);
   if (hidden) mapsvg_printf(b, ", %zu without coordinates (not drawn)", hidden);
+  if (unknown)
+    mapsvg_printf(b,
+                  "; <tspan fill=\"" C_ROUTE "\" font-weight=\"bold\">%zu route%s unknown</tspan>",
+                  unknown, unknown == 1 ? "" : "s");
+  if (unverified)
+    mapsvg_printf(b, "%s%zu route%s unverified", unknown ? ", " : "; ", unverified,
+                  unverified == 1 ? "" : "s");
   mapsvg_printf(b, "; %zu move%s shown</text>\n", n_moves, n_moves == 1 ? "" : "s");
   if (L->n == hidden)
     mapsvg_printf(b,
@@ -906,6 +976,25 @@ static void layout_free(layout_t *L) {
   free(L->spot);
   free(L->lab);
   free(L->arr);
+}
+
+/* The label's word for a route nobody confirmed: a site's "route unknown"
+ * (no arrow leaves it: the map does not know where its calls go); a
+ * group's counts, unverified ones included, since its arrows sum sites
+ * that differ. A single site's unverified route shows in its dashed arrows
+ * and its tooltip. */
+static void route_word(char *out, size_t cap, const map_site_t *m) {
+  out[0] = '\0';
+  if (!m->is_group) {
+    if (m->route_unknown) snprintf(out, cap, "route unknown");
+    return;
+  }
+  int n = 0;
+  if (m->route_unknown)
+    n = snprintf(out, cap, "%u route%s unknown", m->route_unknown,
+                 m->route_unknown == 1 ? "" : "s");
+  if (m->route_unverified && n >= 0 && (size_t)n < cap)
+    snprintf(out + n, cap - (size_t)n, "%s%u unverified", n ? ", " : "", m->route_unverified);
 }
 
 /* Fills the dots and label texts of every site. */
@@ -927,10 +1016,13 @@ static void layout_sites(layout_t *L) {
     lb->stat = s->link == LINK_ONLINE ? NULL : LINK_STYLE[s->link].word;
     lb->queue = m->queue_unknown ? 0 : m->in_queue;
     lb->queue_partial = m->queue_partial;
+    route_word(lb->route, sizeof lb->route, m);
     double w1 = mapsvg_text_width(lb->en, 12, true), w2 = 0;
     if (lb->zh[0]) w1 += 4 + mapsvg_text_width(lb->zh, 12, false);
     if (lb->stat) w2 += mapsvg_text_width(lb->stat, 11, true);
-    if (lb->stat && lb->queue) w2 += mapsvg_text_width(" . ", 11, false);
+    if (lb->route[0]) w2 += mapsvg_text_width(lb->route, 11, true);
+    if (lb->stat && lb->route[0]) w2 += mapsvg_text_width(" . ", 11, false);
+    if ((lb->stat || lb->route[0]) && lb->queue) w2 += mapsvg_text_width(" . ", 11, false);
     if (lb->queue) {
       char q[32];
       snprintf(q, sizeof q, "%u%s in queue", lb->queue, lb->queue_partial ? "+" : "");
@@ -964,15 +1056,27 @@ char *map_render_svg_summary(const map_site_t *sites, size_t n_sites, const map_
   layout_sites(&L);
 
   /* Moves whose ends are unknown, not drawn, identical or on top of each
-   * other are skipped: the map shows what it can and never guesses. */
+   * other are skipped: the map shows what it can and never guesses. So is
+   * a move from a site whose route is unknown: it is not the route in
+   * force (a single site; a group's arrows sum its other sites). */
   for (size_t i = 0; i < n_moves; i++) {
     size_t f = find_site(&L, moves[i].from), t = find_site(&L, moves[i].to);
     if (f == SIZE_MAX || t == SIZE_MAX || f == t || moves[i].permille == 0) continue;
+    if (sites[f].route_unknown && !sites[f].is_group) continue;
     if (hypot(L.spot[t].x - L.spot[f].x, L.spot[t].y - L.spot[f].y) < 1) continue;
     arrow_t *a = &L.arr[L.nm++];
     a->from = f, a->to = t, a->permille = moves[i].permille;
+    a->unverified = moves[i].unverified;
+    L.leg_unverified |= a->unverified;
     L.spot[t].inbound++;
   }
+  /* A legend row for each route mark the map shows. */
+  for (size_t i = 0; i < n_sites; i++) {
+    if (!L.spot[i].shown) continue;
+    L.leg_unknown |= sites[i].route_unknown > 0;
+    L.leg_unverified |= sites[i].is_group && sites[i].route_unverified > 0;
+  }
+  L.leg_h = LEG_H + ROUTE_ROW * (L.leg_unverified + L.leg_unknown);
   for (size_t i = 0; i < L.nm; i++)
     arrow_build(&L, &L.arr[i], 0.2);
   /* Thick arrows first so thin ones stay visible on top of them. */

@@ -24,11 +24,23 @@ typedef struct {
    * occupancy, or "no load report" when it is unknown. */
   const char *unknown_why;
   bool is_hub;
+  /* The route in force, as its agent confirmed it. route_unknown: not
+   * confirmed at the PBX, so nobody knows where its calls go: no arrow
+   * leaves it (an empty route is not home) and its label says "route
+   * unknown". route_unverified: applied by an adapter that cannot read the
+   * PBX back: its arrows are dashed and its tooltip says so. 0 or 1 for a
+   * site; for a group (is_group, mapgroup.c), how many of its sites are so,
+   * and its label counts them ("3 unverified"). */
+  unsigned route_unknown, route_unverified;
+  bool is_group;
 } map_site_t;
 
 typedef struct {
   const char *from, *to; /* slugs */
   unsigned permille;     /* share of `from`'s calls answered at `to` */
+  /* Applied, not read back from the PBX (from's route_unverified); between
+   * groups: true of at least one of the moves it sums. Drawn dashed. */
+  bool unverified;
 } map_move_t;
 
 /* The load fields of a site (occupancy, in_queue, queue_unknown,

@@ -16,6 +16,7 @@ typedef struct {
 typedef struct {
   size_t from, to; /* groups */
   unsigned permille;
+  bool unverified; /* at least one of the moves it sums */
 } mapgroup_arrow_t;
 
 typedef struct {
@@ -116,7 +117,7 @@ char *mapgroup_render(const map_site_t *sites, size_t n, const map_move_t *moves
   /* Each group: its count, worst state, hub if any, the mean position
    * of its sites, the queue summed and the occupancy averaged over the
    * sites that measure it. */
-  size_t gi = SIZE_MAX, occ_n = 0, q_known = 0;
+  size_t gi = SIZE_MAX, occ_n = 0, q_known = 0, routes_unknown = 0, routes_unverified = 0;
   double occ = 0, lat = 0, lon = 0;
   for (size_t k = 0; k <= n; k++) {
     bool new_group = k == n || k == 0 || keys[k].key != keys[k - 1].key;
@@ -155,7 +156,7 @@ char *mapgroup_render(const map_site_t *sites, size_t n, const map_move_t *moves
     if (k == n) break;
     if (new_group) {
       gi = gi == SIZE_MAX ? 0 : gi + 1;
-      g[gi] = (map_site_t){.link = "online"};
+      g[gi] = (map_site_t){.link = "online", .is_group = true};
       occ_n = q_known = 0;
       occ = lat = lon = 0;
     }
@@ -168,6 +169,11 @@ char *mapgroup_render(const map_site_t *sites, size_t n, const map_move_t *moves
     }
     if (mapgroup_rank(s->link) > mapgroup_rank(g[gi].link)) g[gi].link = s->link;
     g[gi].is_hub |= s->is_hub;
+    /* What the group's label counts: routes nobody confirmed. */
+    g[gi].route_unknown += s->route_unknown > 0;
+    g[gi].route_unverified += s->route_unverified > 0 && !s->route_unknown;
+    routes_unknown += s->route_unknown > 0;
+    routes_unverified += s->route_unverified > 0 && !s->route_unknown;
     if (s->occupancy >= 0) occ += s->occupancy, occ_n++;
     if (!s->queue_unknown) g[gi].in_queue += s->in_queue, q_known++;
   }
@@ -183,18 +189,21 @@ char *mapgroup_render(const map_site_t *sites, size_t n, const map_move_t *moves
       unknown++;
       continue;
     }
+    if (sites[a].route_unknown) continue; /* not a route in force (map.h) */
     if (group_of[a] == group_of[b]) {
       within++;
       continue;
     }
-    arr[na++] = (mapgroup_arrow_t){group_of[a], group_of[b], moves[m].permille};
+    arr[na++] =
+        (mapgroup_arrow_t){group_of[a], group_of[b], moves[m].permille, moves[m].unverified};
   }
   qsort(arr, na, sizeof *arr, mapgroup_arrow_cmp);
   size_t nd = 0;
   for (size_t k = 0; k < na; k++) {
-    if (nd && arr[nd - 1].from == arr[k].from && arr[nd - 1].to == arr[k].to)
+    if (nd && arr[nd - 1].from == arr[k].from && arr[nd - 1].to == arr[k].to) {
       arr[nd - 1].permille += arr[k].permille;
-    else
+      arr[nd - 1].unverified |= arr[k].unverified;
+    } else
       arr[nd++] = arr[k];
   }
   for (size_t k = 0; k < nd; k++) {
@@ -208,7 +217,8 @@ char *mapgroup_render(const map_site_t *sites, size_t n, const map_move_t *moves
     nd = MAPGROUP_MOVES_MAX;
   }
   for (size_t k = 0; k < nd; k++)
-    mv[k] = (map_move_t){g[arr[k].from].slug, g[arr[k].to].slug, arr[k].permille};
+    mv[k] =
+        (map_move_t){g[arr[k].from].slug, g[arr[k].to].slug, arr[k].permille, arr[k].unverified};
   char total[32], summary[512];
   mapgroup_num(n, total, sizeof total);
   int u = snprintf(summary, sizeof summary,
@@ -222,7 +232,13 @@ char *mapgroup_render(const map_site_t *sites, size_t n, const map_move_t *moves
     u +=
         snprintf(summary + u, sizeof summary - (size_t)u, ", %zu smaller ones not drawn", left_out);
   if (unknown && u > 0 && (size_t)u < sizeof summary)
-    snprintf(summary + u, sizeof summary - (size_t)u, ", %zu to unknown sites", unknown);
+    u += snprintf(summary + u, sizeof summary - (size_t)u, ", %zu to unknown sites", unknown);
+  if (routes_unknown && u > 0 && (size_t)u < sizeof summary)
+    u += snprintf(summary + u, sizeof summary - (size_t)u, "; %zu route%s unknown", routes_unknown,
+                  routes_unknown == 1 ? "" : "s");
+  if (routes_unverified && u > 0 && (size_t)u < sizeof summary)
+    snprintf(summary + u, sizeof summary - (size_t)u, "%s%zu route%s unverified",
+             routes_unknown ? ", " : "; ", routes_unverified, routes_unverified == 1 ? "" : "s");
   svg = map_render_svg_summary(g, ng, mv, nd, title, summary);
 out:
   free(keys);

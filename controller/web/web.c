@@ -664,10 +664,16 @@ static char *web_map(const server_t *srv) {
     };
     map_site_load(&ms[ns - 1], s->has_report, s->last.pbx_unreadable, s->last.not_measured,
                   s->last.logged_in, s->last.talking, s->last.in_queue);
+    /* As /status.json says it: unknown (no route, never home), or
+     * applied and not read back (its arrows dashed). */
     const route_t *r = web_route(srv, i);
+    const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
+    ms[ns - 1].route_unknown = dir && dir->route_unknown;
+    ms[ns - 1].route_unverified = r && dir->unverified;
     for (unsigned k = 0; r && k < r->n_share; k++)
       if (strcmp(r->share[k].site, s->slug) != 0)
-        mv[nm++] = (map_move_t){s->slug, r->share[k].site, r->share[k].permille};
+        mv[nm++] = (map_move_t){s->slug, r->share[k].site, r->share[k].permille,
+                                ms[ns - 1].route_unverified};
   }
   char title[128];
   clock_format_iso(clock_now_ms(&srv->clock), 480, title, sizeof title);

@@ -293,7 +293,7 @@ static void test_queue_counts(void **state) {
 
 static void test_full_move(void **state) {
   (void)state;
-  map_move_t mv[] = {{"hubei", "shaanxi", 1000}};
+  map_move_t mv[] = {{"hubei", "shaanxi", 1000, false}};
   char *svg = render(g_prov, N_PROV, mv, 1);
   assert_int_equal(count(svg, "class=\"move-arrow\""), 1);
   assert_int_equal(count(svg, "<g class=\"move\" data-from=\"hubei\" data-to=\"shaanxi\">"), 1);
@@ -305,7 +305,7 @@ static void test_full_move(void **state) {
 
 static void test_partial_move(void **state) {
   (void)state;
-  map_move_t mv[] = {{"guizhou", "shaanxi", 300}};
+  map_move_t mv[] = {{"guizhou", "shaanxi", 300, false}};
   char *svg = render(g_prov, N_PROV, mv, 1);
   assert_int_equal(count(svg, "class=\"move-arrow\""), 1);
   assert_int_equal(count(svg, ">300\xE2\x80\xB0</text>"), 1);
@@ -315,7 +315,7 @@ static void test_partial_move(void **state) {
 
 static void test_arrow_width_follows_share(void **state) {
   (void)state;
-  map_move_t mv[] = {{"guizhou", "shaanxi", 100}, {"hubei", "shaanxi", 1000}};
+  map_move_t mv[] = {{"guizhou", "shaanxi", 100, false}, {"hubei", "shaanxi", 1000, false}};
   char *svg = render(g_prov, N_PROV, mv, 2);
   double w[2] = {0};
   const char *p = svg;
@@ -335,9 +335,10 @@ static void test_arrow_width_follows_share(void **state) {
 static void test_unknown_slugs_skipped(void **state) {
   (void)state;
   map_move_t mv[] = {
-      {"atlantis", "shaanxi", 500}, {"hubei", "atlantis", 1000}, {NULL, "shaanxi", 1000},
-      {"hubei", NULL, 1000},        {"hubei", "hubei", 1000},    {"fujian", "henan", 0},
-      {"fujian", "henan", 200},
+      {"atlantis", "shaanxi", 500, false}, {"hubei", "atlantis", 1000, false},
+      {NULL, "shaanxi", 1000, false},      {"hubei", NULL, 1000, false},
+      {"hubei", "hubei", 1000, false},     {"fujian", "henan", 0, false},
+      {"fujian", "henan", 200, false},
   };
   char *svg = render(g_prov, N_PROV, mv, sizeof mv / sizeof mv[0]);
   assert_int_equal(count(svg, "class=\"move-arrow\""), 1);
@@ -372,7 +373,7 @@ static void test_names_escaped(void **state) {
        .occupancy = -1,
        .is_hub = true},
   };
-  map_move_t mv[] = {{"a&b", "bad", 1000}};
+  map_move_t mv[] = {{"a&b", "bad", 1000, false}};
   char *svg = map_render_svg(s, 2, mv, 1, "Night <test> & \"quotes\" 'x'");
   check_document(svg);
   assert_null(strstr(svg, "A&B <x>"));
@@ -407,7 +408,7 @@ static void test_long_names_cut(void **state) {
 /* No text smaller than 11px anywhere (font-size attributes, in px). */
 static void test_min_font_size(void **state) {
   (void)state;
-  map_move_t mv[] = {{"hubei", "shaanxi", 1000}};
+  map_move_t mv[] = {{"hubei", "shaanxi", 1000, false}};
   char *svg = render(g_prov, N_PROV, mv, 1);
   size_t seen = 0;
   for (const char *p = svg; (p = strstr(p, "font-size=\"")) != NULL; p++) {
@@ -460,7 +461,7 @@ static void test_labels_do_not_pile_up(void **state) {
   copy_prov(s);
   for (size_t i = 0; i < N_PROV; i++)
     s[i].in_queue = 0;
-  map_move_t mv[] = {{"hubei", "shaanxi", 1000}, {"guizhou", "shaanxi", 300}};
+  map_move_t mv[] = {{"hubei", "shaanxi", 1000, false}, {"guizhou", "shaanxi", 300, false}};
   char *svg = render(s, N_PROV, mv, 2);
   rect_t r[N_PROV];
   assert_int_equal(name_boxes(svg, r, N_PROV), N_PROV);
@@ -483,7 +484,7 @@ static void test_labels_do_not_pile_up(void **state) {
 
 static void test_deterministic(void **state) {
   (void)state;
-  map_move_t mv[] = {{"hubei", "shaanxi", 1000}, {"fujian", "henan", 600}};
+  map_move_t mv[] = {{"hubei", "shaanxi", 1000, false}, {"fujian", "henan", 600, false}};
   char *a = render(g_prov, N_PROV, mv, 2);
   char *other = render(g_prov, 5, NULL, 0); /* no state carried between calls */
   char *b = render(g_prov, N_PROV, mv, 2);
@@ -518,7 +519,7 @@ static void test_one_site_and_bad_coordinates(void **state) {
   copy_prov(s);
   s[3].lat = NAN;
   s[4].lon = 500;
-  map_move_t mv[] = {{s[3].slug, "shaanxi", 1000}};
+  map_move_t mv[] = {{s[3].slug, "shaanxi", 1000, false}};
   svg = render(s, N_PROV, mv, 1);
   assert_int_equal(count(svg, "<circle class=\"site "), N_PROV - 2);
   assert_int_equal(count(svg, "class=\"move-arrow\""), 0);
@@ -578,8 +579,9 @@ static void test_write_sample(void **state) {
   site_by_slug(s, N_PROV, "shaanxi")->occupancy = 0.93;
   site_by_slug(s, N_PROV, "shaanxi")->in_queue = 14;
   site_by_slug(s, N_PROV, "hubei")->in_queue = 9;
-  map_move_t mv[] = {
-      {"hubei", "shaanxi", 1000}, {"guizhou", "shaanxi", 300}, {"fujian", "henan", 1000}};
+  map_move_t mv[] = {{"hubei", "shaanxi", 1000, false},
+                     {"guizhou", "shaanxi", 300, false},
+                     {"fujian", "henan", 1000, false}};
   char *svg = map_render_svg(s, N_PROV, mv, 3, "NIRC routing \xE2\x80\x94 sample (UTC+8)");
   check_document(svg);
   assert_int_equal(count(svg, "class=\"move-arrow\""), 3);
@@ -637,7 +639,8 @@ static void test_aggregated_beyond_what_fits(void **state) {
         floor(s[i].lon / 2) == floor(s[N_PROV].lon / 2))
       same = i;
   assert_true(same != SIZE_MAX);
-  map_move_t mv[2] = {{"gen-00001", g_prov[0].slug, 1000}, {"gen-00001", s[same].slug, 0}};
+  map_move_t mv[2] = {{"gen-00001", g_prov[0].slug, 1000, false},
+                      {"gen-00001", s[same].slug, 0, false}};
   mv[1].permille = 500;
   mv[0].permille = 500;
   char *svg = mapgroup_render(s, n, mv, 2, "NIRC routing");
@@ -716,6 +719,119 @@ static void test_unmeasured_load_is_unknown(void **state) {
   free(svg);
 }
 
+/* The tooltip (<title>…</title>) of the site `slug` into buf. */
+static void site_tip(const char *svg, const char *slug, char *buf, size_t len) {
+  char key[64];
+  snprintf(key, sizeof key, "(%s)", slug);
+  const char *tip = strstr(svg, key), *end = tip ? strstr(tip, "</title>") : NULL;
+  if (!end) fail_msg("no tooltip for %s", slug);
+  snprintf(buf, len, "%.*s", (int)(end - tip), tip);
+}
+
+/* A route applied by an adapter that cannot read the PBX back is not drawn
+ * as a fact: its arrow is dashed, says so on hover, the legend explains it
+ * and the summary counts it. A map without one has none of it. */
+static void test_unverified_route_dashed(void **state) {
+  (void)state;
+  map_site_t s[N_PROV];
+  copy_prov(s);
+  map_move_t mv[] = {{"guizhou", "shaanxi", 300, false}, {"fujian", "henan", 1000, false}};
+  char *svg = render(s, N_PROV, mv, 2);
+  assert_null(strstr(svg, "unverified"));
+  assert_null(strstr(svg, "not read back"));
+  free(svg);
+  site_by_slug(s, N_PROV, "guizhou")->route_unverified = 1;
+  site_by_slug(s, N_PROV, "anhui")->route_unverified = 1; /* home, unverified: no arrow */
+  mv[0].unverified = true;
+  svg = render(s, N_PROV, mv, 2);
+  assert_int_equal(count(svg, "<g class=\"move move-unverified\" data-from=\"guizhou\""), 1);
+  assert_int_equal(count(svg, "<g class=\"move\" data-from=\"fujian\""), 1);
+  assert_int_equal(count(svg, "<title>applied, not read back from the PBX</title>"), 1);
+  assert_int_equal(count(svg, "class=\"move-arrow\""), 2);
+  assert_int_equal(count(svg, "stroke-dasharray=\"6 4\" marker-end"), 1);
+  assert_int_equal(count(svg, "class=\"legend-unverified\""), 1);
+  assert_non_null(strstr(svg, "unverified: not read back from the PBX</text>"));
+  assert_non_null(strstr(svg, "; 2 routes unverified; 2 moves shown"));
+  char tip[512];
+  site_tip(svg, "anhui", tip, sizeof tip);
+  assert_non_null(strstr(tip, "; route applied, not read back from the PBX"));
+  site_tip(svg, "fujian", tip, sizeof tip);
+  assert_null(strstr(tip, "route"));
+  assert_null(strstr(svg, "route unknown"));
+  free(svg);
+}
+
+/* A route nobody confirmed at the PBX is not drawn at all, not as the last
+ * route nor as home: the site says "route unknown" on the map and on
+ * hover, the legend explains it and the summary counts it. Its name stays
+ * escaped. */
+static void test_unknown_route_not_drawn(void **state) {
+  (void)state;
+  map_site_t s[N_PROV];
+  copy_prov(s);
+  map_site_t *h = site_by_slug(s, N_PROV, "hubei");
+  h->route_unknown = 1;
+  h->route_unverified = 1; /* the last known one was; unknown wins */
+  h->name_en = "Hu<b>ei & Co";
+  map_move_t mv[] = {{"hubei", "shaanxi", 1000, true}}; /* the route it held: not in force */
+  char *svg = render(s, N_PROV, mv, 1);
+  assert_int_equal(count(svg, "class=\"move-arrow\""), 0);
+  assert_non_null(strstr(svg, ">route unknown</tspan>"));
+  char tip[512];
+  site_tip(svg, "hubei", tip, sizeof tip);
+  assert_non_null(strstr(tip, "; route unknown: its agent has not confirmed a route at the PBX"));
+  assert_null(strstr(tip, "not read back"));
+  assert_non_null(strstr(svg, "Hu&lt;b&gt;ei &amp; Co"));
+  assert_int_equal(count(svg, "class=\"legend-route-unknown\""), 1);
+  assert_null(strstr(svg, "legend-unverified"));
+  assert_non_null(strstr(svg, ">1 route unknown</tspan>; 0 moves shown"));
+  free(svg);
+}
+
+/* Aggregated, a group says how many of its sites' routes are unknown or
+ * unverified; an arrow that sums an unverified move is dashed, one from a
+ * site whose route is unknown is not drawn, and the summary counts both. */
+static void test_aggregated_route_marks(void **state) {
+  (void)state;
+  enum { NA = 300, NB = 10, NC = 10, N = NA + NB + NC };
+  map_site_t *s = calloc(N, sizeof *s);
+  char(*slug)[16] = calloc(N, sizeof *slug);
+  assert_non_null(s);
+  assert_non_null(slug);
+  for (size_t i = 0; i < N; i++) {
+    snprintf(slug[i], sizeof slug[i], "s-%03zu", i);
+    double lat = i < NA ? 30.1 : i < NA + NB ? 40.1 : 25.1, lon = i < NA ? 110.1 : 100.1;
+    s[i] = (map_site_t){.slug = slug[i],
+                        .name_en = "Site",
+                        .lat = lat,
+                        .lon = lon,
+                        .link = "online",
+                        .occupancy = 0.5};
+  }
+  for (size_t i = 0; i < 3; i++)
+    s[i].route_unverified = 1;
+  s[10].route_unknown = s[11].route_unknown = 1;
+  map_move_t mv[] = {{"s-000", "s-300", 500, true},
+                     {"s-301", "s-001", 400, false},
+                     {"s-010", "s-310", 1000, false}}; /* unknown route: not drawn */
+  char *svg = mapgroup_render(s, N, mv, 3, "NIRC routing");
+  check_document(svg);
+  assert_non_null(strstr(svg, "AGGREGATED: 320 sites in 3 groups"));
+  assert_non_null(
+      strstr(svg, "2 moves between groups drawn; 2 routes unknown, 3 routes unverified"));
+  assert_non_null(strstr(svg, ">2 routes unknown, 3 unverified</tspan>"));
+  assert_int_equal(count(svg, "<g class=\"move move-unverified\""), 1);
+  assert_int_equal(count(svg, "<g class=\"move\""), 1);
+  assert_non_null(strstr(svg, "<title>at least part applied, not read back from the PBX</title>"));
+  assert_non_null(strstr(svg, "; 2 routes unknown (not confirmed at the PBX); 3 routes applied, "
+                              "not read back from the PBX</title>"));
+  assert_int_equal(count(svg, "class=\"legend-route-unknown\""), 1);
+  assert_int_equal(count(svg, "class=\"legend-unverified\""), 1);
+  free(svg);
+  free(s);
+  free(slug);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_document_shape),
@@ -738,6 +854,9 @@ int main(void) {
       cmocka_unit_test(test_output_cap),
       cmocka_unit_test(test_write_sample),
       cmocka_unit_test(test_aggregated_beyond_what_fits),
+      cmocka_unit_test(test_unverified_route_dashed),
+      cmocka_unit_test(test_unknown_route_not_drawn),
+      cmocka_unit_test(test_aggregated_route_marks),
   };
   return cmocka_run_group_tests(tests, load_provinces, free_provinces);
 }
