@@ -669,7 +669,7 @@ static char *web_map(const server_t *srv) {
     const route_t *r = web_route(srv, i);
     const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
     ms[ns - 1].route_unknown = dir && dir->route_unknown;
-    ms[ns - 1].route_unverified = r && dir->unverified;
+    ms[ns - 1].route_unverified = r && dir && dir->unverified;
     for (unsigned k = 0; r && k < r->n_share; k++)
       if (strcmp(r->share[k].site, s->slug) != 0)
         mv[nm++] = (map_move_t){s->slug, r->share[k].site, r->share[k].permille,

@@ -117,6 +117,15 @@ def assert_no_overlap(lines):
             running = None
 
 
+def map_tip(svg, slug):
+    """The map's tooltip of `slug` (its dot's <title>): "" if not drawn."""
+    return svg.split(f"({slug})", 1)[-1].split("</title>", 1)[0] if f"({slug})" in svg else ""
+
+
+def page_map():
+    return urllib.request.urlopen(f"http://{files['http']}/map.svg", timeout=5).read().decode()
+
+
 def alarms():
     return json.loads(env.ctl("--json", "alarms").stdout)["alarms"]
 
@@ -306,6 +315,9 @@ def test_unverified_survives_a_controller_restart():
         "the page listing xizang")
     row = page.split(tr, 1)[1].split("</tr>", 1)[0]
     assert "(unverified: not read back from the PBX)" in row, row
+    # The maps too (drawn with the page; nircctl map from a fresh status).
+    for where, svg in (("/map.svg", page_map()), ("nircctl map", env.ctl("map").stdout)):
+        assert "; route applied, not read back from the PBX" in map_tip(svg, SITE), where
 
 
 def test_route_confirmed_unread_is_unverified():
@@ -320,6 +332,11 @@ def test_route_confirmed_unread_is_unverified():
         start_exec_agent(verify=False)
         T.wait_until(lambda: (lambda s: s["link"] == "online" and s["route_unknown"])(
             env.status()[SITE]), 15, "xizang online with its route unknown")
+        # The maps draw no route for it, neither the last one nor home.
+        unknown = "; route unknown: its agent has not confirmed a route at the PBX"
+        svg = env.ctl("map").stdout
+        assert unknown in map_tip(svg, SITE) and f'data-from="{SITE}"' not in svg, svg
+        T.wait_until(lambda: unknown in map_tip(page_map(), SITE), 5, "/map.svg: route unknown")
     finally:
         os.unlink(files["down"])
     st = T.wait_until(lambda: (lambda s: s if not s["route_unknown"] else None)(
