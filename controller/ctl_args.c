@@ -356,10 +356,10 @@ static int build_plan(int argc, char **argv, Nirc__OperatorRequest *req, ctl_arg
   return 0;
 }
 
-const char *const ctl_route_causes[] = {
-    "cutover",      "schedule", "overflow", "cutover-end", "schedule-end",
-    "overflow-end", "capacity", "hub-lost", "hub-return",  "hub-switch",
-    "rollback",     "senders",  "no-rule",  NULL};
+const char *const ctl_route_causes[] = {"cutover",      "schedule",     "overflow", "cutover-end",
+                                        "schedule-end", "overflow-end", "capacity", "hub-lost",
+                                        "hub-return",   "hub-switch",   "rollback", "senders",
+                                        "no-rule",      "agent-return", NULL};
 
 /* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
 static int64_t ctl_days(int64_t y, int m, int d) {
@@ -516,11 +516,12 @@ static int build_history(int argc, char **argv, Nirc__OperatorRequest *req, ctl_
       for (size_t k = 0; ctl_route_causes[k]; k++)
         known |= strcmp(ctl_route_causes[k], optarg) == 0;
       if (!known) {
-        const char *near = nirc_closest(optarg, ctl_route_causes, 13);
+        const char *near = nirc_closest(optarg, ctl_route_causes,
+                                        sizeof ctl_route_causes / sizeof *ctl_route_causes - 1);
         ctl_say(a,
                 "--cause '%s' is not a cause%s%s%s; causes: cutover, schedule, overflow, "
                 "cutover-end, schedule-end, overflow-end, capacity, hub-lost, hub-return, "
-                "hub-switch, rollback, senders, no-rule",
+                "hub-switch, rollback, senders, no-rule, agent-return",
                 optarg, near ? " (did you mean " : "", near ? near : "", near ? "?)" : "");
         return EXIT_USAGE;
       }
@@ -948,8 +949,9 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "Every operator action and every route change, with who, what and why. Each\n"
      "route change is an entry `route` with its cause: cutover, schedule, overflow,\n"
      "cutover-end, schedule-end, overflow-end, capacity, hub-lost, hub-return,\n"
-     "hub-switch, rollback, senders, no-rule. WHEN is a duration before now (2h) or\n"
-     "a time (2020-01-23T03:00, in the zone shown unless it has an offset), on the\n"
+     "hub-switch, rollback, senders, no-rule, agent-return. WHEN is a duration before\n"
+     "now (2h) or a time (2020-01-23T03:00, in the zone shown unless it has an\n"
+     "offset), on the\n"
      "business clock (the real one except on an accelerated clock, as in the demo).\n"
      "Times are shown in --tz, or [ctl] tz of the config (default Asia/Shanghai).\n"
      "The newest --limit entries (default 50, at most 500) are shown; when older\n"

@@ -361,6 +361,11 @@ void engine_late_revert(engine_t *e, size_t i, const route_t *applied);
  * directive the agent never got), both the return home (late) and the
  * move back that the Hello's resend makes are audited. */
 void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied);
+/* Site i's agent says it went home (`home`: under the epoch and version
+ * of the move it left, d->acked) on its own at that move's revert_at,
+ * which has not passed on this controller's clock: the return is audited
+ * now (cause agent-return), before d->acked is replaced. */
+void engine_early_return(engine_t *e, size_t i, const route_t *home);
 /* The rule an older leader's directive was sent under, as the database
  * keeps that directive (engine_load_last_directives), when site i still
  * routes by it (`r`: its epoch and version): true with *kind and *id. The

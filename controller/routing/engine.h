@@ -126,6 +126,10 @@ typedef enum {
    * in the database explains, as after a change that leader made during a
    * database outage and kept in its journal */
   ROUTE_CAUSE_NO_RULE,
+  /* home: its agent went home on its own at its revert_at before the
+   * rule's end on this controller's clock (the agent's clock ahead); the
+   * rule did not end, and a rule still in force moves it again */
+  ROUTE_CAUSE_AGENT_RETURN,
   ROUTE_CAUSE_COUNT,
 } route_cause_t;
 const char *engine_route_cause_name(route_cause_t c);

@@ -517,6 +517,9 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
              (unsigned long long)epoch, (unsigned long long)version);
     return;
   }
+  /* Early on this controller's clock: the rule did not end, and no tick
+   * here records this return. Audited now, as what it is. */
+  engine_early_return(e, i, &home);
   e->eval_dirty = true;
   engine_inflow_acked(e, i, &d->acked, &home);
   d->acked = home;

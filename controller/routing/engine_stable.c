@@ -31,7 +31,7 @@ const char *engine_route_cause_name(route_cause_t c) {
       [ROUTE_CAUSE_CAPACITY] = "capacity",         [ROUTE_CAUSE_HUB_LOST] = "hub-lost",
       [ROUTE_CAUSE_HUB_RETURN] = "hub-return",     [ROUTE_CAUSE_HUB_SWITCH] = "hub-switch",
       [ROUTE_CAUSE_ROLLBACK] = "rollback",         [ROUTE_CAUSE_SENDERS] = "senders",
-      [ROUTE_CAUSE_NO_RULE] = "no-rule",
+      [ROUTE_CAUSE_NO_RULE] = "no-rule",           [ROUTE_CAUSE_AGENT_RETURN] = "agent-return",
   };
   return c < ROUTE_CAUSE_COUNT ? names[c] : "?";
 }
@@ -402,6 +402,7 @@ static void engine_cause_why(engine_t *e, size_t i, route_cause_t cause, const r
     break;
   case ROUTE_CAUSE_ROLLBACK: snprintf(buf, len, "its move failed and was rolled back: home"); break;
   case ROUTE_CAUSE_SENDERS: snprintf(buf, len, "the sites it answers for changed"); break;
+  case ROUTE_CAUSE_AGENT_RETURN: /* written by engine_early_return alone */
   case ROUTE_CAUSE_COUNT: buf[0] = '\0'; break;
   }
 }
@@ -510,7 +511,8 @@ static bool engine_expiry_recorded(const engine_t *e, uint64_t id) {
  * controller recorded then: stamped now, its why saying when it was and
  * why it is late. revert_at_ms 0: when is not known here (the key is left
  * out). No epoch and version: no directive of a controller carried this
- * change, so the trail joins no acknowledgement to it (net/ops.c). */
+ * change, so the trail joins no acknowledgement to it (net/ops.c).
+ * rule_id 0: no rule is named (the rule keys are left out). */
 static void engine_own_return(engine_t *e, size_t i, const char *before, const route_t *applied,
                               route_cause_t cause, rule_kind_t kind, uint64_t rule_id,
                               int64_t revert_at_ms, const char *why) {
@@ -518,14 +520,53 @@ static void engine_own_return(engine_t *e, size_t i, const char *before, const r
   char after[200];
   route_format(applied, self, after, sizeof after);
   e->changes[i][cause]++;
-  json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "cause",
+  json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "cause",
                         engine_route_cause_name(cause), "before", before, "after", after, "reason",
-                        applied->reason, "why", why, "rule", rules_kind_name(kind), "rule_id",
-                        (json_int_t)rule_id, "reverted_epoch", (json_int_t)applied->epoch,
+                        applied->reason, "why", why, "reverted_epoch", (json_int_t)applied->epoch,
                         "reverted_version", (json_int_t)applied->version);
+  if (j && rule_id) {
+    json_object_set_new(j, "rule", json_string(rules_kind_name(kind)));
+    json_object_set_new(j, "rule_id", json_integer((json_int_t)rule_id));
+  }
   if (j && revert_at_ms)
     json_object_set_new(j, "reverted_at_ms", json_integer((json_int_t)revert_at_ms));
   engine_audit(e, "engine", "route", self, j);
+}
+
+void engine_early_return(engine_t *e, size_t i, const route_t *home) {
+  const site_dir_t *d = &e->dirs[i];
+  const route_t *left = &d->acked;
+  const char *self = engine_site(e, i)->slug;
+  /* The rule is named only while the target is the move the agent left
+   * (a newer directive may be another rule's). */
+  bool named = route_compare_version(&d->target, left) == 0 && d->kind != RULE_NONE;
+  char end[160], why[640], before[200];
+  if (named)
+    snprintf(end, sizeof end, "the end of %s %llu", rules_kind_name(d->kind),
+             (unsigned long long)d->rule_id);
+  else
+    snprintf(end, sizeof end, "the end of the rule that moved it");
+  if (left->revert_at_ms) {
+    char at[100];
+    engine_business_time(e, left->revert_at_ms, at, sizeof at);
+    int64_t ahead = left->revert_at_ms - engine_now(e);
+    /* Said when the agent's word arrives: it went no later than that. */
+    snprintf(why, sizeof why,
+             "its agent went home on its own at its revert_at, at least %lld s before %s on this "
+             "controller's clock, %s: the agent's clock runs ahead of this controller's; the "
+             "rule did not end here, and while it is in force the next plan moves the site again",
+             (long long)((ahead + 999) / 1000), end, at);
+  } else {
+    snprintf(why, sizeof why,
+             "its agent went home on its own, before %s on this controller's clock: the rule "
+             "did not end here, and while it is in force the next plan moves the site again",
+             end);
+  }
+  route_format(left, self, before, sizeof before);
+  route_t applied = *home; /* with the reason the agent gives its route (site-agent/agent.c) */
+  nirc_strlcpy(applied.reason, ROUTE_REASON_REVERTED, sizeof applied.reason);
+  engine_own_return(e, i, before, &applied, ROUTE_CAUSE_AGENT_RETURN, d->kind,
+                    named ? d->rule_id : 0, left->revert_at_ms, why);
 }
 
 void engine_late_revert(engine_t *e, size_t i, const route_t *applied) {

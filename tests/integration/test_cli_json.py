@@ -163,7 +163,7 @@ ROUTE_OUTCOME = {"result": enum("applied", "rejected", "failed", "timeout"), "de
 ROUTE_DETAIL = {
     "cause": enum("cutover", "schedule", "overflow", "cutover-end", "schedule-end",
                   "overflow-end", "capacity", "hub-lost", "hub-return", "hub-switch", "rollback",
-                  "senders", "no-rule"),
+                  "senders", "no-rule", "agent-return"),
     "before": str, "after": str, "reason": str, "why": str, Opt("rule"): str, Opt("rule_id"): int,
     Opt("note"): str, Opt("epoch"): int, Opt("version"): int, Opt("outcome"): (ROUTE_OUTCOME, NULL),
     Opt("reverted_at_ms"): int, Opt("reverted_epoch"): int, Opt("reverted_version"): int,

@@ -270,6 +270,8 @@ static void test_history_filters(void **state) {
   assert_int_equal(ctl_parse_when("2020-02-30x", "UTC", 0, &ms, NULL, 0), -1);
   assert_int_equal(ctl_parse_when("2020-02-30T00:00", "UTC", 0, &ms, NULL, 0), -1);
   /* Mistakes are usage errors that say what would be right. */
+  assert_int_equal(parse(ARGV("history", "--cause", "agent-return")), CTL_ARGS_REQUEST);
+  assert_string_equal(args.req.history->cause, "agent-return");
   assert_int_equal(parse(ARGV("history", "--cause", "hub-lsot")), CTL_ARGS_ERROR);
   assert_non_null(strstr(args.msg, "did you mean hub-lost?"));
   assert_int_equal(parse(ARGV("history", "--tz", "Mars/Olympus")), CTL_ARGS_ERROR);

@@ -517,6 +517,53 @@ static void test_an_agents_own_return_home_is_its_route_here(void **state) {
   world_free(w);
 }
 
+/* The same early return home is in the trail: a route entry from the
+ * hub to home, cause agent-return (no rule ended here), that says how far
+ * ahead of the rule's end it came, and names the directive it left.
+ * Before, nothing recorded it: history showed hubei away throughout, then
+ * a move from home with no return before it. */
+static void test_an_agents_early_return_home_is_in_the_trail(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  world_cutover_for(w, e, 9, "hubei", "shaanxi", 600000);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  size_t i = world_index(w, "hubei");
+  route_t left = engine_site_dir(e, i)->acked;
+  assert_true(left.revert_at_ms > w->now);
+  uint64_t rid = engine_site_dir(e, i)->rule_id;
+  engine_on_agent_reverted(e, i, left.epoch, left.version);
+  world_flush(w);
+  const world_rec_t *x = NULL;
+  for (size_t k = 0; k < w->n_rec; k++)
+    if (w->rec[k].kind == ENGINE_REC_AUDIT && strcmp(w->rec[k].action, "route") == 0 &&
+        strcmp(w->rec[k].site, "hubei") == 0 && strstr(w->rec[k].detail, "\"after\":\"home\""))
+      x = &w->rec[k];
+  if (!x) fail_msg("hubei's early return home is not in the trail");
+  char want[200];
+  long long ahead = (long long)((left.revert_at_ms - w->now + 999) / 1000);
+  snprintf(want, sizeof want, "at least %lld s before the end of cutover %llu", ahead,
+           (unsigned long long)rid);
+  const char *has[] = {"\"cause\":\"agent-return\"",
+                       "\"before\":\"shaanxi\"",
+                       "\"rule\":\"cutover\"",
+                       "its agent went home on its own at its revert_at",
+                       want,
+                       "the rule did not end here"};
+  for (size_t k = 0; k < sizeof has / sizeof *has; k++)
+    if (!strstr(x->detail, has[k])) fail_msg("no %s in %s", has[k], x->detail);
+  char key[80];
+  snprintf(key, sizeof key, "\"rule_id\":%llu", (unsigned long long)rid);
+  assert_non_null(strstr(x->detail, key));
+  snprintf(key, sizeof key, "\"reverted_version\":%llu", (unsigned long long)left.version);
+  assert_non_null(strstr(x->detail, key));
+  assert_int_equal(engine_route_changes(e, i, ROUTE_CAUSE_AGENT_RETURN), 1);
+  assert_int_equal(engine_route_changes(e, i, ROUTE_CAUSE_CUTOVER_END), 0);
+  engine_free(e);
+  world_free(w);
+}
+
 /* The agent's own return home at its revert_at races the controller's
  * tick that ends the rule there. Whichever comes first, the trail has the
  * return home (a route entry, cause cutover-end). Before, a REVERTED event
@@ -1016,6 +1063,7 @@ int main(void) {
       cmocka_unit_test(test_schedule_trial_says_an_unknown_hub_is_refused_at_the_start),
       cmocka_unit_test(test_expiry_seen_late_says_when_it_expired),
       cmocka_unit_test(test_an_agents_own_return_home_is_its_route_here),
+      cmocka_unit_test(test_an_agents_early_return_home_is_in_the_trail),
       cmocka_unit_test(test_an_agents_return_home_on_time_is_still_audited),
       cmocka_unit_test(test_an_agents_return_home_after_a_failed_end_is_its_route_here),
       cmocka_unit_test(test_window_end_while_no_controller_ran_is_recorded_late_once),
