@@ -394,8 +394,17 @@ void engine_business_time(const engine_t *e, int64_t at_ms, char *buf, size_t le
  * connected without it (not a resend: nothing had reached it). */
 /* SEND_AFTER_FAILURE: a failed directive sent again at once, not at its
  * slow retry, because its agent has since said it went home on its own
- * (engine_on_agent_reverted). */
-typedef enum { SEND_NEW = 0, SEND_RESEND, SEND_AT_HELLO, SEND_AFTER_FAILURE } send_why_t;
+ * (engine_on_agent_reverted). SEND_RETRY_FAILED: the slow retry itself
+ * (engine_check_timeouts) of a directive that failed (the site answered
+ * FAILED, or did not answer its resends): counted as a resend, and said
+ * as the retry of a failure, not as a missing acknowledgement. */
+typedef enum {
+  SEND_NEW = 0,
+  SEND_RESEND,
+  SEND_AT_HELLO,
+  SEND_AFTER_FAILURE,
+  SEND_RETRY_FAILED
+} send_why_t;
 void engine_send(engine_t *e, size_t i, send_why_t why);
 /* Alarms (engine_alarms.c): the table's callback; the per-evaluation
  * observations of sites and plan alarms; the sweep of gone conditions;

@@ -485,6 +485,18 @@ void engine_send(engine_t *e, size_t i, send_why_t why) {
     d->resends = 0;
     log_info(LOG_SITE, s->slug, "directive v%llu sent again: the site connected without it",
              (unsigned long long)d->target.version);
+  } else if (why == SEND_RETRY_FAILED) {
+    /* d->failed_why: "directive vN failed: <the site's answer, or no
+     * acknowledgement after N resends>" (engine_fail). */
+    e->stats.resends++;
+    d->resends++;
+    log_warn(LOG_SITE, s->slug,
+             "directive v%llu sent again %llu ms after its last send, the slow retry of a "
+             "failed directive (%s): resend %u/%u",
+             (unsigned long long)d->target.version,
+             (unsigned long long)(now - d->last_send_mono_ms),
+             d->failed_why[0] ? d->failed_why : "its failure is not known here", d->resends,
+             e->opts.max_resends);
   } else {
     e->stats.resends++;
     d->resends++;

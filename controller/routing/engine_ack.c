@@ -260,7 +260,7 @@ void engine_check_timeouts(engine_t *e) {
       e->eval_dirty = true;
       d->state = DIR_PENDING;
       d->resends = 0;
-      engine_send(e, i, SEND_RESEND);
+      engine_send(e, i, SEND_RETRY_FAILED);
     }
   }
   e->dirs_unsettled = unsettled;

@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "engine.h"
 #include "engine-int.h" /* engine_schedule_trial, e->psites */
+#include "log.h"
 #include "route.h"
 #include "scenario.h"
 #include "sites.h"
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -596,6 +598,52 @@ static void test_an_agents_return_home_on_time_is_still_audited(void **state) {
   world_free(w);
 }
 
+/* The slow retry of a directive the site answered FAILED says so, and
+ * what the failure was. Before, it logged "no ack for directive vN after
+ * 2000 ms: resend", as if the site had not answered. */
+static void test_the_retry_of_a_failed_directive_is_said_as_one(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  int64_t expires = cutover_for_a_minute(w, e);
+  size_t sent = world_sent_count(w, "hubei");
+  w->now = expires;
+  for (int k = 0; k < 10 && world_sent_count(w, "hubei") == sent; k++)
+    world_tick(w, e, 200);
+  assert_int_equal(world_sent_count(w, "hubei"), sent + 1); /* the end: home */
+  world_ack(w, e, 0, "hubei");
+  world_flush(w);
+  assert_int_equal(engine_site_dir(e, world_index(w, "hubei"))->state, DIR_FAILED);
+  /* The log (stderr) while the slow retry goes out. */
+  FILE *tmp = tmpfile();
+  assert_non_null(tmp);
+  int saved = dup(STDERR_FILENO);
+  fflush(stderr);
+  dup2(fileno(tmp), STDERR_FILENO);
+  log_set_level(LOG_LVL_WARN);
+  for (int k = 0; k < 100 && world_sent_count(w, "hubei") == sent + 1; k++)
+    world_tick(w, e, 200);
+  log_set_level(LOG_LVL_ERROR);
+  fflush(stderr);
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  char buf[8192];
+  rewind(tmp);
+  size_t n = fread(buf, 1, sizeof buf - 1, tmp);
+  fclose(tmp);
+  buf[n] = '\0';
+  assert_int_equal(world_sent_count(w, "hubei"), sent + 2);
+  if (strstr(buf, "no ack for directive")) fail_msg("a failed directive said unanswered: %s", buf);
+  char want[160];
+  snprintf(want, sizeof want, "directive v%llu sent again ",
+           (unsigned long long)world_last(w, "hubei")->version);
+  if (!strstr(buf, want) || !strstr(buf, "the slow retry of a failed directive (directive v") ||
+      !strstr(buf, "failed: agent failed: "))
+    fail_msg("the retry does not say what happened: %s", buf);
+  engine_free(e);
+  world_free(w);
+}
+
 /* The agent's own return home at revert_at failed (its PBX could not be
  * reached), and so did this controller's end of the rule (its directive
  * home); then the PBX took home and the agent said it went home. Before,
@@ -1064,6 +1112,7 @@ int main(void) {
       cmocka_unit_test(test_expiry_seen_late_says_when_it_expired),
       cmocka_unit_test(test_an_agents_own_return_home_is_its_route_here),
       cmocka_unit_test(test_an_agents_early_return_home_is_in_the_trail),
+      cmocka_unit_test(test_the_retry_of_a_failed_directive_is_said_as_one),
       cmocka_unit_test(test_an_agents_return_home_on_time_is_still_audited),
       cmocka_unit_test(test_an_agents_return_home_after_a_failed_end_is_its_route_here),
       cmocka_unit_test(test_window_end_while_no_controller_ran_is_recorded_late_once),
