@@ -174,7 +174,9 @@ static int store_fenced_state(db_t *db, const engine_rec_t *r, const char *sql, 
  * database second says it is the same return as the first (`duplicates`,
  * and its why), in the same statement. Looked for only where a second
  * entry can be: a late entry, or an entry written after a newer leader
- * took over (a one-time filter: no scan for the others). */
+ * took over (a one-time filter: no scan for the others), through the
+ * partial index audit_log_route_return (schema/011), never a scan of the
+ * audit trail. */
 #define STORE_ROUTE_RETURN_SQL                                                                     \
   "INSERT INTO audit_log (actor, action, target, detail, at, business_at) SELECT $1, $2, $3, "     \
   "$4::jsonb || coalesce((SELECT jsonb_build_object('duplicates', a.id, 'why', "                   \
@@ -185,6 +187,10 @@ static int store_fenced_state(db_t *db, const engine_rec_t *r, const char *sql, 
   "coalesce(a.detail->'left_epoch', a.detail->'reverted_epoch') = to_jsonb($7::bigint) AND "       \
   "coalesce(a.detail->'left_version', a.detail->'reverted_version') = to_jsonb($8::bigint) "       \
   "ORDER BY a.id LIMIT 1), '{}'::jsonb), $5, $6"
+
+const char *store_route_return_sql(void) {
+  return STORE_ROUTE_RETURN_SQL;
+}
 
 /* The directive a return home's entry ends (see above): false if none. */
 static bool store_return_of(const engine_rec_t *r, char *epoch, char *version, size_t len) {

@@ -22,6 +22,10 @@
  * given, runs once the write is durable or failed), or a negative NIRC_E* code as db_exec_once
  * returns it (done never runs). */
 int store_engine_record(db_t *db, const engine_rec_t *rec, engine_stored_cb done, void *arg);
+/* The statement a return home's route entry is written with ($1..$9, as
+ * store_engine_record binds them): for its test, which checks that the
+ * lookup of an earlier entry uses its index (schema/011). Static text. */
+const char *store_route_return_sql(void);
 
 /* A link event that happened at wall_ms (real clock): kind "site",
  * "operator" or "unknown"; identity and site may be NULL or "". Returns as

@@ -114,10 +114,41 @@ static void test_a_return_recorded_twice_says_so_the_second_time(void **state) {
   pgtest_actx_close(&a);
 }
 
+/* The lookup of an earlier entry for the same return reads the partial
+ * index audit_log_route_return (schema/011), not the whole audit trail:
+ * the statement as store.c writes it, planned with sequential scans
+ * discouraged (a plan that cannot use the index still scans). Before the
+ * index, the plan read audit_log by a sequential scan. */
+static void test_the_lookup_of_an_earlier_return_uses_its_index(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  const char *sql = store_route_return_sql();
+  const char *late = "{\"why\":\"w\",\"reverted_epoch\":1,\"reverted_version\":2}";
+  const char *own = "{\"why\":\"w\",\"left_epoch\":1,\"left_version\":2}";
+  const char *each[] = {late, own};
+  for (size_t k = 0; k < 2; k++) {
+    size_t n = strlen(sql) + 600;
+    char *q = malloc(n), plan[16384];
+    assert_non_null(q);
+    /* The leader's epoch 0: older than any, so the lookup runs for both. */
+    snprintf(q, n,
+             "SET enable_seqscan = off; PREPARE q AS %s; EXPLAIN (FORMAT JSON) EXECUTE "
+             "q('engine', 'route', 'hubei', '%s', '2026-12-07T12:00:00Z', "
+             "'2020-01-23T04:00:00Z', 1, 2, 0)",
+             sql, each[k]);
+    assert_int_equal(pgtest_sql(pgtest_env.main_ci, q, plan, sizeof plan), 0);
+    free(q);
+    if (!strstr(plan, "\"Index Name\": \"audit_log_route_return\""))
+      fail_msg("the lookup does not use audit_log_route_return: %s", plan);
+  }
+}
+
 int main(void) {
   log_set_program("test_store_returns");
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_a_return_recorded_twice_says_so_the_second_time,
+                             pgtest_need_schema),
+      cmocka_unit_test_setup(test_the_lookup_of_an_earlier_return_uses_its_index,
                              pgtest_need_schema),
   };
   return cmocka_run_group_tests(tests, pgtest_group_setup, pgtest_group_teardown);
