@@ -550,12 +550,18 @@ void engine_early_return(engine_t *e, size_t i, const route_t *home) {
     char at[100];
     engine_business_time(e, left->revert_at_ms, at, sizeof at);
     int64_t ahead = left->revert_at_ms - engine_now(e);
-    /* Said when the agent's word arrives: it went no later than that. */
+    /* Said when the agent's word arrives: it went no later than that, so
+     * at least this much early (whole seconds, rounded down). */
+    char early[64];
+    if (ahead >= 1000)
+      snprintf(early, sizeof early, "at least %lld s", (long long)(ahead / 1000));
+    else
+      snprintf(early, sizeof early, "at least %lld ms", (long long)ahead);
     snprintf(why, sizeof why,
-             "its agent went home on its own at its revert_at, at least %lld s before %s on this "
+             "its agent went home on its own at its revert_at, %s before %s on this "
              "controller's clock, %s: the agent's clock runs ahead of this controller's; the "
              "rule did not end here, and while it is in force the next plan moves the site again",
-             (long long)((ahead + 999) / 1000), end, at);
+             early, end, at);
   } else {
     snprintf(why, sizeof why,
              "its agent went home on its own, before %s on this controller's clock: the rule "

@@ -544,7 +544,7 @@ static void test_an_agents_early_return_home_is_in_the_trail(void **state) {
       x = &w->rec[k];
   if (!x) fail_msg("hubei's early return home is not in the trail");
   char want[200];
-  long long ahead = (long long)((left.revert_at_ms - w->now + 999) / 1000);
+  long long ahead = (long long)((left.revert_at_ms - w->now) / 1000);
   snprintf(want, sizeof want, "at least %lld s before the end of cutover %llu", ahead,
            (unsigned long long)rid);
   const char *has[] = {"\"cause\":\"agent-return\"",
