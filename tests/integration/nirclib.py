@@ -98,15 +98,9 @@ def listen_port():
 
 
 def wait_until(pred, timeout, what):
-    """Polls pred() until it returns a truthy value; fails after timeout.
-
-    The pause between polls grows from 50 ms to 300 ms: most predicates run
-    nircctl, whose start costs ~100 ms of CPU under ASan (11 ms plain), and
-    a fixed 0.1 s poll could take a whole core in the sanitizer run, which is
-    bound by the CPU of the machine's 2 cores."""
+    """Polls pred() until it returns a truthy value; fails after timeout."""
     deadline = time.monotonic() + timeout
     last = None
-    pause = 0.05
     while True:
         try:
             last = pred()
@@ -116,8 +110,7 @@ def wait_until(pred, timeout, what):
             return last
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-        time.sleep(pause)
-        pause = min(pause * 1.5, 0.3)
+        time.sleep(0.1)
 
 
 def tls_client_context(identity=None, pki=None):
