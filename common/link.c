@@ -281,10 +281,9 @@ int link_send(link_t *l, const Nirc__Envelope *env) {
 
 /* The attribute lets -Wformat=2 (clang's -Wformat-nonliteral) see that
  * `fmt` is checked at the variadic callers. */
-__attribute__((format(printf, 6, 0))) static void link_vfail(link_t *l, Nirc__ErrorCode code,
-                                                             int err, const char *hint,
-                                                             uint64_t leader_epoch, const char *fmt,
-                                                             va_list ap) {
+__attribute__((format(printf, 7, 0))) static void
+link_vfail(link_t *l, Nirc__ErrorCode code, int err, const char *hint, uint64_t leader_epoch,
+           const char *blocked, const char *fmt, va_list ap) {
   /* Room for a standby's reason no controller leads (leader.h, why). */
   char msg[640];
   vsnprintf(msg, sizeof msg, fmt, ap);
@@ -294,6 +293,7 @@ __attribute__((format(printf, 6, 0))) static void link_vfail(link_t *l, Nirc__Er
     e.message = msg;
     if (hint && *hint) e.leader_hint = (char *)hint;
     e.leader_epoch = leader_epoch;
+    if (blocked && *blocked) e.leader_blocked = (char *)blocked;
     Nirc__Envelope env = NIRC__ENVELOPE__INIT;
     env.msg_case = NIRC__ENVELOPE__MSG_ERROR;
     env.error = &e;
@@ -305,15 +305,15 @@ __attribute__((format(printf, 6, 0))) static void link_vfail(link_t *l, Nirc__Er
 void link_fail(link_t *l, Nirc__ErrorCode code, int err, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  link_vfail(l, code, err, NULL, 0, fmt, ap);
+  link_vfail(l, code, err, NULL, 0, NULL, fmt, ap);
   va_end(ap);
 }
 
 void link_fail_hint(link_t *l, Nirc__ErrorCode code, int err, const char *hint,
-                    uint64_t leader_epoch, const char *fmt, ...) {
+                    uint64_t leader_epoch, const char *blocked, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  link_vfail(l, code, err, hint, leader_epoch, fmt, ap);
+  link_vfail(l, code, err, hint, leader_epoch, blocked, fmt, ap);
   va_end(ap);
 }
 

@@ -81,11 +81,11 @@ int link_send(link_t *l, const Nirc__Envelope *env);
 /* Sends an Error frame, then closes the link with err/msg. */
 void link_fail(link_t *l, Nirc__ErrorCode code, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* The same with Error.leader_hint and leader_epoch set (a standby's
- * redirect; "" and 0 = none). */
+/* The same with Error.leader_hint, leader_epoch and leader_blocked set
+ * (a standby's redirect; "", 0 and NULL or "" = none). */
 void link_fail_hint(link_t *l, Nirc__ErrorCode code, int err, const char *hint,
-                    uint64_t leader_epoch, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
+                    uint64_t leader_epoch, const char *blocked, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 /* Lets this link send payloads up to max bytes, with the write queue
  * sized for one of them (an operator's link, once identified). */
 void link_allow_large_sends(link_t *l, uint32_t max);

@@ -21,6 +21,7 @@
 #include "ctl_history.h"
 #include "ctl_move.h"
 #include "ctl_plan.h"
+#include "ctl_standby.h"
 #include "ctl_status.h"
 #include "err.h"
 #include "frame.h"
@@ -88,6 +89,7 @@ typedef struct {
   unsigned standbys_seen; /* standbys met in all rounds */
   char standby_note[768]; /* what the last standby said, as told to the operator */
   int tell;               /* print each new standby_note on stderr as it comes */
+  char blocked[32];       /* a standby's Error.leader_blocked: no election runs; "" = none */
   unsigned rounds;        /* rounds waited for an election to finish */
   unsigned hops;          /* redirects followed, bounded against loops */
   uv_timer_t again;       /* pause before another round while a leader is elected */
@@ -160,13 +162,17 @@ static void ctl_on_standby(ctl_t *c, const Nirc__Error *e) {
   else
     snprintf(note, sizeof note, "nircd at %s cannot answer now: %s", esc(at),
              esc(e->message && *e->message ? e->message : "it is a standby"));
+  /* A named reason ends the command at once, and main tells it then. */
+  bool blocked = !*hint && e->leader_blocked && *e->leader_blocked;
   if (strcmp(note, c->standby_note) != 0) {
     nirc_strlcpy(c->standby_note, note, sizeof c->standby_note);
-    if (c->tell) fprintf(stderr, "nircctl: %s\n", note);
+    if (c->tell && !blocked) fprintf(stderr, "nircctl: %s\n", note);
   }
   c->redirect = -1;
   c->standbys++;
   c->standbys_seen++;
+  /* Compared, never printed: the message says it in words. */
+  if (blocked) nirc_strlcpy(c->blocked, e->leader_blocked, sizeof c->blocked);
   struct sockaddr_storage ss;
   char why[128];
   if (!*hint || nirc_parse_addr(hint, &ss, why, sizeof why) != 0) return;
@@ -266,7 +272,8 @@ static void ctl_on_attempt(uv_timer_t *t) {
 
 static void ctl_try_next(ctl_t *c) {
   if (c->idx >= c->naddrs) {
-    if (c->standbys > 0 && c->rounds++ < CTL_ELECTION_ROUNDS) {
+    if (ctl_standby_next(c->standbys, c->rounds++, CTL_ELECTION_ROUNDS, c->blocked[0] != 0) ==
+        CTL_STANDBY_AGAIN) {
       uv_timer_start(&c->again, ctl_on_again, CTL_ROUND_MS, 0);
       return;
     }
@@ -636,7 +643,7 @@ static int ctl_again(ctl_t *c, Nirc__OperatorRequest *req) {
   c->reply_env = NULL;
   c->done = c->exit_code = c->expired = 0;
   c->idx = c->standbys = c->standbys_seen = c->rounds = c->hops = 0;
-  c->errors[0] = c->standby_note[0] = '\0';
+  c->errors[0] = c->standby_note[0] = c->blocked[0] = '\0';
   return ctl_request(c, req);
 }
 
@@ -1193,7 +1200,11 @@ int main(int argc, char **argv) {
            : cmd->id == CTL_CMD_STATUS && !*args.status.site
                ? status_run(&c, &args, json, JSON_INDENT(2))
                : ctl_request(&c, req);
-  if (rc == EXIT_UNREACHABLE && c.standbys_seen) {
+  if (rc == EXIT_UNREACHABLE && c.blocked[0]) {
+    /* A standby said what keeps every controller from leading. */
+    ctl_standby_say(stderr, c.blocked, c.errors[0] ? c.errors : c.standby_note, c.asked);
+    if (c.asked) fprintf(stderr, "%s", CTL_UNANSWERED_HINT);
+  } else if (rc == EXIT_UNREACHABLE && c.standbys_seen) {
     /* Controllers answered, but none leads now: not "is nircd running?". */
     fprintf(stderr,
             "nircctl: no leader answered:\n%s\nA standby takes over within a lease of the "

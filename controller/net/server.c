@@ -158,7 +158,7 @@ static void server_redirect(server_t *srv, conn_t *c) {
   if (srv->leading && !srv->lost) {
     /* The leader itself, between a late renewal of its lease and the next
      * one: it says so, it is no standby. */
-    link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER, "", 0,
+    link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER, "", 0, NULL,
                    "controller %s leads epoch %llu but cannot confirm its lease right now; "
                    "nothing was changed: try again in a few seconds",
                    srv->conf->node, (unsigned long long)srv->epoch);
@@ -168,14 +168,18 @@ static void server_redirect(server_t *srv, conn_t *c) {
    * running, and nobody can be named yet. */
   if (srv->leader_hint[0])
     link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER,
-                   srv->leader_hint, srv->leader_epoch,
+                   srv->leader_hint, srv->leader_epoch, NULL,
                    "standby controller %s: the leader is %s (epoch %llu)", srv->conf->node,
                    srv->leader_hint, (unsigned long long)srv->leader_epoch);
   else if (srv->leader_why[0])
+    /* The reason by name too: nircctl stops asking instead of waiting
+     * for an election that is not running. */
     link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER, "", 0,
+                   srv->leader_blocked ? leader_block_name((leader_block_t)srv->leader_blocked)
+                                       : NULL,
                    "%s is a standby and %s", srv->conf->node, srv->leader_why);
   else
-    link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER, "", 0,
+    link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER, "", 0, NULL,
                    "%s is a standby and no leader is known: an election is running",
                    srv->conf->node);
 }

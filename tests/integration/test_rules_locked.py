@@ -121,7 +121,8 @@ def test_locked_rule_tables_are_named_and_the_standby_leads_once_free():
                                  f"nircd-2 took {epochs_of(env, 'nircd-2')} epochs") from None
         print("nircctl status at nircd-2 while the rule tables are locked:\n" + r.stderr,
               flush=True)
-        assert "no leader answered" in r.stderr and "Is nircd running" not in r.stderr, r.stderr
+        assert "no controller leads now" in r.stderr and "Is nircd running" not in r.stderr, \
+            r.stderr
         assert f"the leader is {addr_b}" not in r.stderr, \
             f"nircd-2 names itself as the leader while it does not lead: {r.stderr}"
         r = told(["--json", "status"])

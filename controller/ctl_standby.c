@@ -1,0 +1,34 @@
+/* ctl_standby: nircctl when only standbys answer (ctl_standby.h). */
+#include "ctl_standby.h"
+
+#include <string.h>
+
+ctl_standby_next_t ctl_standby_next(unsigned standbys, unsigned rounds, unsigned max_rounds,
+                                    bool blocked) {
+  /* A reason is not an election: asking again for seconds would only make
+   * the operator wait for the same answer. */
+  if (blocked || standbys == 0) return CTL_STANDBY_STOP;
+  return rounds < max_rounds ? CTL_STANDBY_AGAIN : CTL_STANDBY_STOP;
+}
+
+const char *ctl_standby_check(const char *blocked) {
+  if (blocked && strcmp(blocked, "rules_locked") == 0)
+    return "A database session holds or waits for a lock on the rule tables (named above): "
+           "end it (COMMIT or ROLLBACK in it, or the pg_terminate_backend call above) if it is "
+           "not a controller's; the controller leads within a few seconds, without a restart "
+           "(docs/OPERATIONS.md).";
+  if (blocked && strcmp(blocked, "rules_load") == 0)
+    return "The rules in the database cannot be loaded (the reason above): mend the row it "
+           "names, or the database; the controller tries again by itself and leads, without a "
+           "restart (docs/OPERATIONS.md).";
+  return "The controller's words above say what keeps it from leading; its log and its "
+         "status page say more.";
+}
+
+void ctl_standby_say(FILE *out, const char *blocked, const char *said, bool asked) {
+  fprintf(out, "nircctl: no controller leads now, and none will until this is fixed:\n%s\n%s\n",
+          said, ctl_standby_check(blocked));
+  /* A standby takes no request; one that took it and did not answer may
+   * have made the change (nircctl says so then). */
+  if (!asked) fprintf(out, "Nothing was changed: ask again once it is fixed.\n");
+}

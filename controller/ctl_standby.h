@@ -1,0 +1,35 @@
+/* ctl_standby: what nircctl does and says when only standbys answer.
+ * While an election runs (no leader named, no reason given) it asks again
+ * for a few seconds, as a leader is usually elected within a lease. A
+ * standby that says what keeps the election's winner from leading
+ * (Error.leader_blocked: a session locks the rule tables, a rule that
+ * cannot be read) will not lead by itself within seconds: nircctl stops
+ * after the round and tells the operator what to check. Pure: no I/O. */
+#ifndef NIRC_CTL_STANDBY_H
+#define NIRC_CTL_STANDBY_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef enum {
+  CTL_STANDBY_AGAIN = 0, /* only standbys answered, an election runs: another round */
+  CTL_STANDBY_STOP,      /* give up now: exit 3 */
+} ctl_standby_next_t;
+
+/* After a round through the controller list: `standbys` answered in it,
+ * `rounds` were done before it (of at most `max_rounds`), and `blocked`
+ * says a standby named what keeps every controller from leading. */
+ctl_standby_next_t ctl_standby_next(unsigned standbys, unsigned rounds, unsigned max_rounds,
+                                    bool blocked);
+
+/* What the operator should check for a leader_blocked reason
+ * ("rules_locked", "rules_load", or one a newer nircd sends). Static text. */
+const char *ctl_standby_check(const char *blocked);
+
+/* The whole message for exit 3 when a standby named a reason: `said` is
+ * what each controller answered (already escaped, one line each); `asked`:
+ * a controller took the request and never answered (then "nothing was
+ * changed" would not be known to be true). */
+void ctl_standby_say(FILE *out, const char *blocked, const char *said, bool asked);
+
+#endif

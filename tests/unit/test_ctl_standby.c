@@ -1,0 +1,65 @@
+/* nircctl when only standbys answer (controller/ctl_standby.c): it asks
+ * again while an election runs, and stops at once when a standby names
+ * what keeps every controller from leading, with what to check. */
+#include "ctl_standby.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static void an_election_is_waited_for_a_few_rounds(void **state) {
+  (void)state;
+  assert_int_equal(ctl_standby_next(1, 0, 20, false), CTL_STANDBY_AGAIN);
+  assert_int_equal(ctl_standby_next(2, 19, 20, false), CTL_STANDBY_AGAIN);
+  assert_int_equal(ctl_standby_next(1, 20, 20, false), CTL_STANDBY_STOP);
+  /* Nobody answered at all: unreachable, not an election. */
+  assert_int_equal(ctl_standby_next(0, 0, 20, false), CTL_STANDBY_STOP);
+}
+
+static void a_named_reason_stops_at_once(void **state) {
+  (void)state;
+  assert_int_equal(ctl_standby_next(1, 0, 20, true), CTL_STANDBY_STOP);
+  assert_int_equal(ctl_standby_next(3, 5, 20, true), CTL_STANDBY_STOP);
+}
+
+static char *said(const char *blocked, bool asked) {
+  static char buf[4096];
+  FILE *f = fmemopen(buf, sizeof buf, "w");
+  assert_non_null(f);
+  ctl_standby_say(f, blocked, "  127.0.0.1:7443: nircd-2 is a standby and no controller leads: x",
+                  asked);
+  fclose(f);
+  return buf;
+}
+
+static void the_message_names_what_to_check(void **state) {
+  (void)state;
+  char *s = said("rules_locked", false);
+  assert_non_null(strstr(s, "nircctl: no controller leads now"));
+  assert_non_null(strstr(s, "127.0.0.1:7443: nircd-2 is a standby"));
+  assert_non_null(strstr(s, "pg_terminate_backend"));
+  assert_non_null(strstr(s, "Nothing was changed"));
+  s = said("rules_load", false);
+  assert_non_null(strstr(s, "mend the row"));
+  /* A reason a newer nircd sends: its words are shown, no guess. */
+  s = said("rules_from_the_future", false);
+  assert_non_null(strstr(s, "The controller's words above say what keeps it from leading"));
+  /* A controller took the request and never answered: no "nothing changed". */
+  s = said("rules_load", true);
+  assert_null(strstr(s, "Nothing was changed"));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(an_election_is_waited_for_a_few_rounds),
+      cmocka_unit_test(a_named_reason_stops_at_once),
+      cmocka_unit_test(the_message_names_what_to_check),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
