@@ -11,6 +11,7 @@
 #include "tz.h"
 #include "util.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -523,20 +524,31 @@ static void ops_history_done(void *arg, int err, const char *msg, PGresult *res)
   free(h);
 }
 
-/* Refuses a history request with `code` and msg (copied out before it
- * returns). */
-static void ops_history_refuse(conn_t *c, const Nirc__OperatorRequest *req, Nirc__ErrorCode code,
-                               char *msg) {
-  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
-  rep.request_id = req->request_id;
+/* Answers request `request_id` on c with a refusal: ok false, `code`, and
+ * the message made from fmt, which says what was refused and what to do.
+ * The link stays open. Text an operator or a peer sent that the message
+ * quotes is shown escaped (safetext), whatever the caller checked: no peer
+ * bytes reach nircctl's reader raw. Everything is copied out before it
+ * returns. */
+__attribute__((format(printf, 4, 5))) static void
+ops_refuse(conn_t *c, uint64_t request_id, Nirc__ErrorCode code, const char *fmt, ...) {
+  char raw[640], shown[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(raw, sizeof raw, fmt, ap);
+  va_end(ap);
+  safetext_escape(raw, shown, sizeof shown);
   Nirc__Error e = NIRC__ERROR__INIT;
   e.code = code;
-  e.message = msg;
+  e.message = shown;
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  rep.request_id = request_id;
+  rep.ok = 0;
   rep.error = &e;
   Nirc__Envelope env = NIRC__ENVELOPE__INIT;
   env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REPLY;
   env.operator_reply = &rep;
-  link_send(c->link, &env);
+  (void)link_send(c->link, &env);
 }
 
 /* "no site hubie; did you mean hubei?": an unknown site is an input
@@ -553,7 +565,7 @@ static bool ops_history_site_known(server_t *srv, conn_t *c, const Nirc__Operato
   snprintf(msg, sizeof msg, "no site %s%s%s%s", shown, near ? "; did you mean " : "",
            near ? near : "", near ? "?" : " (nircctl status lists them)");
   free(slugs);
-  ops_history_refuse(c, req, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE, msg);
+  ops_refuse(c, req->request_id, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_SITE, "%s", msg);
   return false;
 }
 
@@ -587,7 +599,7 @@ static bool ops_history_window_ok(conn_t *c, const Nirc__OperatorRequest *req, i
            "--until must be later than --since: on the %s clock the entries are filtered on, "
            "--since is %s and --until %s (a duration counts back from the controller's now, %s)",
            hq->business_clock ? "business" : "real", s, u, n);
-  ops_history_refuse(c, req, NIRC__ERROR_CODE__ERROR_CODE_INVALID, msg);
+  ops_refuse(c, req->request_id, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", msg);
   return false;
 }
 
@@ -941,21 +953,10 @@ static bool ops_rate_limited(server_t *srv, conn_t *c, const Nirc__OperatorReque
     srv->op_limit_logged_ms = now;
     srv->op_limit_logged = srv->refusals.op_rate_limited;
   }
-  char msg[200];
-  snprintf(msg, sizeof msg,
-           "rate limited: %u requests/s per operator (burst %u); %s sent more: wait a moment "
-           "and retry",
-           conf->max_requests_per_s, conf->request_burst, id->subject);
-  Nirc__Error e = NIRC__ERROR__INIT;
-  e.code = NIRC__ERROR_CODE__ERROR_CODE_RATE_LIMITED;
-  e.message = msg;
-  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
-  rep.request_id = req->request_id;
-  rep.error = &e;
-  Nirc__Envelope env = NIRC__ENVELOPE__INIT;
-  env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REPLY;
-  env.operator_reply = &rep;
-  link_send(c->link, &env);
+  ops_refuse(c, req->request_id, NIRC__ERROR_CODE__ERROR_CODE_RATE_LIMITED,
+             "rate limited: %u requests/s per operator (burst %u); %s sent more: wait a moment "
+             "and retry",
+             conf->max_requests_per_s, conf->request_burst, id->subject);
   return true;
 }
 
@@ -994,9 +995,6 @@ void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   const peer_identity_t *id = link_peer(c->link);
   server_record_op_connected(srv, c); /* before anything this request writes */
   if (ops_rate_limited(srv, c, req)) return;
-  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
-  rep.request_id = req->request_id;
-  Nirc__Error e = NIRC__ERROR__INIT;
   char msg[300];
   const ops_cmd_t *cmd = NULL;
   for (size_t i = 0; i < sizeof ops_cmds / sizeof ops_cmds[0]; i++)
@@ -1005,74 +1003,60 @@ void ops_dispatch(server_t *srv, conn_t *c, const Nirc__OperatorRequest *req) {
   if (!cmd) {
     /* Unknown request types are answered, not fatal: a newer nircctl may
      * ask for something this controller does not have yet. */
-    snprintf(msg, sizeof msg, "unknown operator request %d (controller too old?)", req->body_case);
-    e.code = NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_MESSAGE;
-    e.message = msg;
-    rep.error = &e;
-  } else if (id->role < cmd->min_role) {
+    ops_refuse(c, req->request_id, NIRC__ERROR_CODE__ERROR_CODE_UNKNOWN_MESSAGE,
+               "unknown operator request %d (controller too old?)", req->body_case);
+    return;
+  }
+  if (id->role < cmd->min_role) {
     snprintf(msg, sizeof msg, "'%s' needs role %s; %s has role %s", cmd->name,
              tls_role_name(cmd->min_role), id->subject, tls_role_name(id->role));
-    e.code = NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN;
-    e.message = msg;
-    rep.error = &e;
     log_warn(LOG_OPS, link_label(c->link), "refused: %s", msg);
     server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(c->link), "refused",
                         msg);
+    ops_refuse(c, req->request_id, NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN, "%s", msg);
+    return;
   }
   /* Some requests change what others only list: that needs more. */
   char what[64];
-  op_role_t need = cmd ? ops_change_role(req, cmd, what, sizeof what) : ROLE_VIEWER;
-  if (!rep.error && cmd && id->role < need) {
+  op_role_t need = ops_change_role(req, cmd, what, sizeof what);
+  if (id->role < need) {
     snprintf(msg, sizeof msg, "%s needs role %s; %s has role %s", what, tls_role_name(need),
              id->subject, tls_role_name(id->role));
-    e.code = NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN;
-    e.message = msg;
-    rep.error = &e;
     server_record_event(srv, "operator", id->subject, NULL, link_peer_addr(c->link), "refused",
                         msg);
+    ops_refuse(c, req->request_id, NIRC__ERROR_CODE__ERROR_CODE_FORBIDDEN, "%s", msg);
+    return;
   }
   /* The trust boundary for operators' text: a control character, a
    * bidirectional control or a byte that is not UTF-8 in any string of the
    * request refuses it whole, before anything acts on it or records it.
    * The message names the field, the code point and the byte. */
-  if (!rep.error && cmd && !msgtext_check(&req->base, msg, sizeof msg)) {
-    e.code = NIRC__ERROR_CODE__ERROR_CODE_INVALID;
-    e.message = msg;
-    rep.error = &e;
+  if (!msgtext_check(&req->base, msg, sizeof msg)) {
     log_warn(LOG_OPS, link_label(c->link), "%s refused: %s", cmd->name, msg);
+    ops_refuse(c, req->request_id, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", msg);
+    return;
   }
-  if (!rep.error && cmd && cmd->async) {
+  if (cmd->async) {
     log_info(LOG_OPS, link_label(c->link), "request %s", cmd->name);
     cmd->async(srv, c, req);
     return;
   }
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  rep.request_id = req->request_id;
   void *scratch = NULL;
-  if (!rep.error) {
-    log_debug(LOG_OPS, link_label(c->link), "request %s", cmd->name);
-    cmd->handler(srv, c, req, &rep, &scratch);
-  }
+  log_debug(LOG_OPS, link_label(c->link), "request %s", cmd->name);
+  cmd->handler(srv, c, req, &rep, &scratch);
   Nirc__Envelope env = NIRC__ENVELOPE__INIT;
   env.msg_case = NIRC__ENVELOPE__MSG_OPERATOR_REPLY;
   env.operator_reply = &rep;
-  int rc = link_send(c->link, &env);
-  if (rc == NIRC_EFRAME_TOO_BIG) {
+  if (link_send(c->link, &env) == NIRC_EFRAME_TOO_BIG) {
     /* Say so to the operator instead of leaving nircctl to time out and
      * blame the link. */
     log_error(LOG_OPS, link_label(c->link), "reply to %s exceeds the reply limit of %u bytes",
-              cmd ? cmd->name : "?", FRAME_MAX_REPLY);
-    Nirc__OperatorReply big = NIRC__OPERATOR_REPLY__INIT;
-    Nirc__Error big_err = NIRC__ERROR__INIT;
-    char big_msg[200];
-    snprintf(big_msg, sizeof big_msg,
-             "the reply to %s is larger than %u MiB: ask for less (one site, or --limit)",
-             cmd ? cmd->name : "this request", FRAME_MAX_REPLY >> 20);
-    big_err.code = NIRC__ERROR_CODE__ERROR_CODE_INTERNAL;
-    big_err.message = big_msg;
-    big.request_id = rep.request_id;
-    big.ok = false;
-    big.error = &big_err;
-    env.operator_reply = &big;
-    (void)link_send(c->link, &env);
+              cmd->name, FRAME_MAX_REPLY);
+    ops_refuse(c, rep.request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
+               "the reply to %s is larger than %u MiB: ask for less (one site, or --limit)",
+               cmd->name, FRAME_MAX_REPLY >> 20);
   }
-  if (cmd && cmd->cleanup) cmd->cleanup(scratch);
+  if (cmd->cleanup) cmd->cleanup(scratch);
 }
