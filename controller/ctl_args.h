@@ -94,7 +94,8 @@ typedef struct {
   int csv; /* history --csv */
   /* history --all (`all`): every match, page by page; with --limit N only
    * the newest N (history_all_limit; 0: no --limit, and more than
-   * CTL_HISTORY_ALL_MAX matching entries are refused). */
+   * CTL_HISTORY_ALL_MAX matching entries are refused unless --csv streams
+   * them). */
   uint32_t history_all_limit;
   /* status --moved, --problems, --zh: filters and names, applied by
    * nircctl to the whole reply (hubs receiving calls and alarms need it). */

@@ -244,8 +244,9 @@ json_t *ctl_history_json(const Nirc__HistoryReply *h) {
                       json_string(known && h->business_clock ? "business" : "real"));
   return doc;
 }
-void ctl_history_pager_init(ctl_history_pager_t *p, Nirc__HistoryRequest *hq, uint32_t want) {
-  *p = (ctl_history_pager_t){.want = want};
+void ctl_history_pager_init(ctl_history_pager_t *p, Nirc__HistoryRequest *hq, uint32_t want,
+                            bool stream) {
+  *p = (ctl_history_pager_t){.want = want, .stream = stream};
   hq->count = true;
   hq->limit = want && want < CTL_HISTORY_PAGE ? want : CTL_HISTORY_PAGE;
 }
@@ -260,7 +261,8 @@ ctl_history_page_t ctl_history_pager_take(ctl_history_pager_t *p, Nirc__HistoryR
     p->matching = h->matching;
     p->unsaved = h->unsaved_changes;
     p->business = h->business_clock;
-    if (!p->want && p->matching > CTL_HISTORY_ALL_MAX) return CTL_HISTORY_PAGE_TOO_MANY;
+    if (!p->want && !p->stream && p->matching > CTL_HISTORY_ALL_MAX)
+      return CTL_HISTORY_PAGE_TOO_MANY;
     hq->since_ms = h->since_ms;
     hq->until_ms = h->until_ms;
     hq->since_ago_ms = hq->until_ago_ms = 0;
@@ -282,6 +284,7 @@ void ctl_history_pager_progress(FILE *out, const ctl_history_pager_t *p) {
   /* "~": entries written meanwhile are not read (they are newer than the
    * first page), and the count is the first page's. */
   uint64_t of = p->want && p->want < p->matching ? p->want : p->matching;
+  if (p->n > CTL_HISTORY_ALL_MAX && p->pages % 20 != 0) return;
   fprintf(out, "nircctl: read %zu of ~%llu entries...\n", p->n, (unsigned long long)of);
   fflush(out);
 }
@@ -290,8 +293,9 @@ void ctl_history_pager_refusal(char *buf, size_t len, const ctl_history_pager_t 
                                ctl_history_page_t st) {
   if (st == CTL_HISTORY_PAGE_TOO_MANY)
     snprintf(buf, len,
-             "history --all: %llu entries match, more than it reads at once (%u): narrow "
-             "--since/--until and read window by window, or give --limit N for the newest N",
+             "history --all: %llu entries match, more than it holds for a table or JSON "
+             "(%u): --csv streams them all; or narrow --since/--until and read window by "
+             "window, or give --limit N for the newest N",
              (unsigned long long)p->matching, CTL_HISTORY_ALL_MAX);
   else
     snprintf(buf, len,

@@ -29,9 +29,10 @@ void ctl_history_csv_rows(FILE *out, const Nirc__HistoryReply *h, const char *tz
                           bool newest_first);
 
 /* history --all: at most this many matching entries without --limit (its
- * JSON document or table is held in memory whole), and --limit with --all
- * at most CTL_HISTORY_ALL_LIMIT. An inquiry that needs more reads it
- * window by window (--since/--until). A page is the controller's cap. */
+ * JSON document or table is held in memory whole; --csv, written a page at
+ * a time, has no such bound), and --limit with --all at most
+ * CTL_HISTORY_ALL_LIMIT. An inquiry that needs more reads it window by
+ * window (--since/--until). A page is the controller's cap. */
 #define CTL_HISTORY_ALL_MAX   100000u
 #define CTL_HISTORY_ALL_LIMIT 1000000u
 #define CTL_HISTORY_PAGE      500u
@@ -43,7 +44,7 @@ typedef enum {
   CTL_HISTORY_PAGE_MORE = 0, /* ask again: older entries match */
   CTL_HISTORY_PAGE_DONE,     /* every match read (or the newest --limit) */
   CTL_HISTORY_PAGE_OLD,      /* the controller is older than --all: it cannot */
-  CTL_HISTORY_PAGE_TOO_MANY, /* more than CTL_HISTORY_ALL_MAX match, no --limit */
+  CTL_HISTORY_PAGE_TOO_MANY, /* more than CTL_HISTORY_ALL_MAX match, no --limit, not streamed */
 } ctl_history_page_t;
 
 typedef struct {
@@ -55,17 +56,22 @@ typedef struct {
   bool more;         /* older entries match than those taken */
   bool two;          /* an entry's business time differs from its real time */
   bool business;     /* the window was compared with business time */
+  bool stream;       /* each page written and freed as it comes (CSV): no bound on matches */
 } ctl_history_pager_t;
 
 /* Sets the pager up and the request (borrowed, changed by take) for the
- * first page: counted, CTL_HISTORY_PAGE at most. */
-void ctl_history_pager_init(ctl_history_pager_t *p, Nirc__HistoryRequest *hq, uint32_t want);
+ * first page: counted, CTL_HISTORY_PAGE at most. `stream`: the caller
+ * holds no page after writing it (CSV), so any number may match. */
+void ctl_history_pager_init(ctl_history_pager_t *p, Nirc__HistoryRequest *hq, uint32_t want,
+                            bool stream);
 /* Takes one reply (borrowed). After the first, every page asks for the
  * window it was compared with: a duration is resolved once, on the
  * controller's business clock, or the window would move between pages. */
 ctl_history_page_t ctl_history_pager_take(ctl_history_pager_t *p, Nirc__HistoryRequest *hq,
                                           const Nirc__HistoryReply *h);
-/* "nircctl: read 500 of ~1200 entries...": after a page, when another follows. */
+/* "nircctl: read 500 of ~1200 entries...": after a page, when another
+ * follows; past CTL_HISTORY_ALL_MAX entries (a stream) every 20 pages
+ * only, so a million entries say it some 100 times more, not 2,000. */
 void ctl_history_pager_progress(FILE *out, const ctl_history_pager_t *p);
 /* Why OLD or TOO_MANY stopped it, and what to do instead, in buf. */
 void ctl_history_pager_refusal(char *buf, size_t len, const ctl_history_pager_t *p,

@@ -654,7 +654,7 @@ static int ctl_again(ctl_t *c, Nirc__OperatorRequest *req) {
 static int history_all(ctl_t *c, ctl_args_t *a, int json) {
   bool stream = history_csv && !json;
   ctl_history_pager_t pg;
-  ctl_history_pager_init(&pg, &a->history, a->history_all_limit);
+  ctl_history_pager_init(&pg, &a->history, a->history_all_limit, stream);
   Nirc__Envelope **envs = NULL;
   size_t nenv = 0;
   ctl_history_page_t st = CTL_HISTORY_PAGE_MORE;
@@ -666,6 +666,16 @@ static int history_all(ctl_t *c, ctl_args_t *a, int json) {
     const Nirc__HistoryReply *h = c->reply->history;
     st = ctl_history_pager_take(&pg, &a->history, h);
     if (st == CTL_HISTORY_PAGE_OLD || st == CTL_HISTORY_PAGE_TOO_MANY) break;
+    if (stream) { /* nothing held but this page: constant memory, any number of pages */
+      if (pg.pages == 1) ctl_history_csv_head(stdout);
+      ctl_history_csv_rows(stdout, h, history_tz, true);
+      fflush(stdout);
+      nirc__envelope__free_unpacked(c->reply_env, NULL);
+      c->reply_env = NULL;
+      c->reply = NULL;
+      if (st == CTL_HISTORY_PAGE_MORE) ctl_history_pager_progress(stderr, &pg);
+      continue;
+    }
     Nirc__Envelope **e2 = realloc(envs, (nenv + 1) * sizeof *envs);
     if (!e2) {
       nomem = true;
@@ -675,13 +685,6 @@ static int history_all(ctl_t *c, ctl_args_t *a, int json) {
     envs[nenv++] = c->reply_env; /* owned here from now on */
     c->reply_env = NULL;
     c->reply = NULL;
-    if (stream) {
-      if (nenv == 1) ctl_history_csv_head(stdout);
-      ctl_history_csv_rows(stdout, h, history_tz, true); /* nothing held but this page */
-      fflush(stdout);
-      nirc__envelope__free_unpacked(envs[--nenv], NULL);
-      envs[nenv++] = NULL;
-    }
     if (st == CTL_HISTORY_PAGE_MORE) ctl_history_pager_progress(stderr, &pg);
   }
   if (st == CTL_HISTORY_PAGE_OLD || st == CTL_HISTORY_PAGE_TOO_MANY) {

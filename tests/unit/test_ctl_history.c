@@ -138,7 +138,7 @@ static void test_pager(void **state) {
   Nirc__HistoryRequest hq = NIRC__HISTORY_REQUEST__INIT;
   hq.since_ago_ms = 3600000;
   ctl_history_pager_t p;
-  ctl_history_pager_init(&p, &hq, 0);
+  ctl_history_pager_init(&p, &hq, 0, false);
   assert_true(hq.count);
   assert_int_equal(hq.limit, CTL_HISTORY_PAGE);
   Nirc__HistoryReply h = reply(0);
@@ -171,7 +171,7 @@ static void test_pager(void **state) {
   assert_false(m.more);
   free(all);
   /* --limit 4: the second page asks for the one left, then stops. */
-  ctl_history_pager_init(&p, &hq, 4);
+  ctl_history_pager_init(&p, &hq, 4, false);
   assert_int_equal(hq.limit, 4);
   hq.limit = 3;
   h.more = true;
@@ -181,10 +181,10 @@ static void test_pager(void **state) {
   assert_int_equal(ctl_history_pager_take(&p, &hq, &h), CTL_HISTORY_PAGE_DONE);
   assert_true(p.more);
   /* Too many without --limit; a controller that cannot count or pin. */
-  ctl_history_pager_init(&p, &hq, 0);
+  ctl_history_pager_init(&p, &hq, 0, false);
   h.matching = CTL_HISTORY_ALL_MAX + 1;
   assert_int_equal(ctl_history_pager_take(&p, &hq, &h), CTL_HISTORY_PAGE_TOO_MANY);
-  ctl_history_pager_init(&p, &hq, 0);
+  ctl_history_pager_init(&p, &hq, 0, false);
   h.counted = false;
   assert_int_equal(ctl_history_pager_take(&p, &hq, &h), CTL_HISTORY_PAGE_OLD);
   h.counted = true;
@@ -192,9 +192,39 @@ static void test_pager(void **state) {
   assert_int_equal(ctl_history_pager_take(&p, &hq, &h), CTL_HISTORY_PAGE_OLD);
 }
 
+/* --csv streams: each page is written and freed, so any number of
+ * matches is read (the bound holds the table and JSON only), and past
+ * CTL_HISTORY_ALL_MAX entries the progress comes every 20 pages. */
+static void test_pager_stream_is_not_bounded(void **state) {
+  (void)state;
+  Nirc__HistoryRequest hq = NIRC__HISTORY_REQUEST__INIT;
+  ctl_history_pager_t p;
+  ctl_history_pager_init(&p, &hq, 0, true);
+  Nirc__HistoryReply h = reply(0);
+  h.more = true;
+  h.window_known = true;
+  h.counted = true;
+  h.matching = 5000000;
+  assert_int_equal(ctl_history_pager_take(&p, &hq, &h), CTL_HISTORY_PAGE_MORE);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  ctl_history_pager_progress(f, &p); /* 3 entries: said */
+  p.n = CTL_HISTORY_ALL_MAX + 1;
+  p.pages = 201;
+  ctl_history_pager_progress(f, &p); /* not a 20th page: quiet */
+  p.pages = 220;
+  ctl_history_pager_progress(f, &p);
+  fclose(f);
+  assert_string_equal(text, "nircctl: read 3 of ~5000000 entries...\n"
+                            "nircctl: read 100001 of ~5000000 entries...\n");
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_more_is_said_with_the_next_page),
+      cmocka_unit_test(test_pager_stream_is_not_bounded),
       cmocka_unit_test(test_complete_says_nothing),
       cmocka_unit_test(test_older_controller_is_not_known),
       cmocka_unit_test(test_window_clock_named_when_clocks_differ),
