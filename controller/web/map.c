@@ -174,7 +174,8 @@ typedef struct {
   double rr;   /* what labels and arrows keep clear of: the ring or the dot */
   link_kind_t link;
   load_kind_t load;
-  unsigned inbound; /* arrows ending here */
+  unsigned inbound;  /* arrows ending here */
+  unsigned outbound; /* arrows leaving here */
 } spot_t;
 
 typedef struct {
@@ -215,6 +216,7 @@ typedef struct {
   double leg_h;           /* LEG_H and a row per route mark shown */
   bool leg_unverified;    /* an unverified arrow is drawn: its legend row */
   bool leg_unknown;       /* a site's route is unknown: its legend row */
+  bool leg_home;          /* a site routed home, unverified, is marked: its legend row */
   box_t fixed[FIXED_MAX]; /* graticule labels */
   size_t nfixed;
   /* projection */
@@ -756,6 +758,28 @@ static void put_sites(mapsvg_buf_t *b, const layout_t *L) {
   mapsvg_puts(b, "</g>\n");
 }
 
+/* A single site whose route is unverified but draws no arrow (all its
+ * calls home) would carry the mark only in its tooltip: a dashed ring
+ * around it, as dashed as an unverified arrow, shows it on the map. */
+static bool unverified_home(const layout_t *L, size_t i) {
+  const map_site_t *m = &L->in[i];
+  return L->spot[i].shown && !m->is_group && m->route_unverified && !m->route_unknown &&
+         L->spot[i].outbound == 0;
+}
+
+static void put_unverified_home(mapsvg_buf_t *b, const layout_t *L) {
+  for (size_t i = 0; i < L->n; i++) {
+    if (!unverified_home(L, i)) continue;
+    const spot_t *s = &L->spot[i];
+    mapsvg_printf(b,
+                  "<circle class=\"route-unverified-home\" cx=\"%s\" cy=\"%s\" r=\"%s\" "
+                  "fill=\"none\" stroke=\"" C_MOVE "\" stroke-width=\"1.6\" "
+                  "stroke-dasharray=\"" DASH_UNVERIFIED "\"><title>routed home, not read back "
+                  "from the PBX</title></circle>\n",
+                  NUM(s->x), NUM(s->y), NUM(s->rr + 3));
+  }
+}
+
 static void put_arrows(mapsvg_buf_t *b, const layout_t *L, const size_t *order) {
   mapsvg_puts(b, "<g class=\"moves\" fill=\"none\" stroke-linecap=\"butt\">\n");
   for (size_t k = 0; k < L->nm; k++) {
@@ -910,6 +934,15 @@ static void put_legend(mapsvg_buf_t *b, const layout_t *L) {
                   "<text x=\"%s\" y=\"%s\">unverified: not read back from the PBX</text>\n",
                   NUM(x + 6), NUM(r - 4), NUM(x + 36), NUM(r - 4), NUM(x + 42), NUM(r));
   }
+  if (L->leg_home) {
+    r += ROUTE_ROW;
+    mapsvg_printf(b,
+                  "<circle class=\"legend-unverified-home\" cx=\"%s\" cy=\"%s\" r=\"7\" "
+                  "fill=\"none\" stroke=\"" C_MOVE "\" stroke-width=\"1.6\" "
+                  "stroke-dasharray=\"" DASH_UNVERIFIED "\"/>"
+                  "<text x=\"%s\" y=\"%s\">routed home, not read back from the PBX</text>\n",
+                  NUM(x + 21), NUM(r - 4), NUM(x + 42), NUM(r));
+  }
   if (L->leg_unknown) {
     r += ROUTE_ROW;
     mapsvg_printf(
@@ -982,7 +1015,7 @@ static void layout_free(layout_t *L) {
  * (no arrow leaves it: the map does not know where its calls go); a
  * group's counts, unverified ones included, since its arrows sum sites
  * that differ. A single site's unverified route shows in its dashed arrows
- * and its tooltip. */
+ * (a dashed ring when it has none) and its tooltip. */
 static void route_word(char *out, size_t cap, const map_site_t *m) {
   out[0] = '\0';
   if (!m->is_group) {
@@ -1069,14 +1102,16 @@ char *map_render_svg_summary(const map_site_t *sites, size_t n_sites, const map_
     a->unverified = moves[i].unverified;
     L.leg_unverified |= a->unverified;
     L.spot[t].inbound++;
+    L.spot[f].outbound++;
   }
   /* A legend row for each route mark the map shows. */
   for (size_t i = 0; i < n_sites; i++) {
     if (!L.spot[i].shown) continue;
     L.leg_unknown |= sites[i].route_unknown > 0;
     L.leg_unverified |= sites[i].is_group && sites[i].route_unverified > 0;
+    L.leg_home |= unverified_home(&L, i);
   }
-  L.leg_h = LEG_H + ROUTE_ROW * (L.leg_unverified + L.leg_unknown);
+  L.leg_h = LEG_H + ROUTE_ROW * (L.leg_unverified + L.leg_home + L.leg_unknown);
   for (size_t i = 0; i < L.nm; i++)
     arrow_build(&L, &L.arr[i], 0.2);
   /* Thick arrows first so thin ones stay visible on top of them. */
@@ -1113,6 +1148,7 @@ char *map_render_svg_summary(const map_site_t *sites, size_t n_sites, const map_
     arrow_label_place(&L, i);
   put_leaders(&b, &L);
   put_arrows(&b, &L, order);
+  put_unverified_home(&b, &L);
   put_sites(&b, &L);
   put_labels(&b, &L);
   put_arrow_labels(&b, &L);

@@ -28,7 +28,8 @@ typedef struct {
    * confirmed at the PBX, so nobody knows where its calls go: no arrow
    * leaves it (an empty route is not home) and its label says "route
    * unknown". route_unverified: applied by an adapter that cannot read the
-   * PBX back: its arrows are dashed and its tooltip says so. 0 or 1 for a
+   * PBX back: its arrows are dashed (a site with none, all calls home, gets
+   * a dashed ring) and its tooltip says so. 0 or 1 for a
    * site; for a group (is_group, mapgroup.c), how many of its sites are so,
    * and its label counts them ("3 unverified"). */
   unsigned route_unknown, route_unverified;

@@ -755,6 +755,11 @@ static void test_unverified_route_dashed(void **state) {
   char tip[512];
   site_tip(svg, "anhui", tip, sizeof tip);
   assert_non_null(strstr(tip, "; route applied, not read back from the PBX"));
+  /* Anhui draws no arrow (all its calls home): a dashed ring marks it on
+   * the map, with its legend row; guizhou's dashed arrow says it already. */
+  assert_int_equal(count(svg, "<circle class=\"route-unverified-home\""), 1);
+  assert_int_equal(count(svg, "class=\"legend-unverified-home\""), 1);
+  assert_non_null(strstr(svg, "routed home, not read back from the PBX</text>"));
   site_tip(svg, "fujian", tip, sizeof tip);
   assert_null(strstr(tip, "route"));
   assert_null(strstr(svg, "route unknown"));
