@@ -337,6 +337,14 @@ static void agent_set_route_state(agent_t *a, agent_route_state_t to, const char
   }
 }
 
+/* Saves `r` as the route in force, with what the file keeps beside it
+ * (agent_state_extra). */
+static int agent_save_state(agent_t *a, const route_t *r, char *err, size_t errlen) {
+  state_extra_t x;
+  agent_state_extra(a, r, &x);
+  return state_save_ext(a->conf->state_file, a->slug, r, &x, err, errlen);
+}
+
 static void agent_on_route_retry(uv_timer_t *t) {
   agent_t *a = t->data;
   if (a->state == AGENT_STOPPING || a->route_state == AGENT_ROUTE_KNOWN) return;
@@ -364,7 +372,7 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
     /* The PBX has it: keep the disk in step even while stopping. */
     if (rc == 0 && purpose != APPLY_UNDO && a->conf->state_file[0]) {
       char serr[400];
-      if (state_save_seen(a->conf->state_file, a->slug, &r, a->max_epoch, serr, sizeof serr) != 0)
+      if (agent_save_state(a, &r, serr, sizeof serr) != 0)
         log_error(LOG_AGENT, a->slug, "applied while stopping but not saved: %s", serr);
     }
     return;
@@ -372,7 +380,7 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
   int save_rc = 0;
   char serr[400] = "";
   if (rc == 0 && purpose != APPLY_UNDO && a->conf->state_file[0])
-    save_rc = state_save_seen(a->conf->state_file, a->slug, &r, a->max_epoch, serr, sizeof serr);
+    save_rc = agent_save_state(a, &r, serr, sizeof serr);
   agent_applied_t o = agent_decide_applied(a->route_state, purpose, rc, save_rc);
   if (save_rc != 0) {
     if (o.undo) {
@@ -398,6 +406,9 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
                                                  (marks & AGENT_ACK_UNVERIFIED) != 0);
   if (o.take) {
     a->applied = r;
+    /* A route a directive (or anything but a revert) put in force did
+     * not go home on its own. */
+    if (strcmp(r.reason, ROUTE_REASON_REVERTED) != 0) a->went_home_ms = 0;
     if (r.epoch > a->max_epoch) a->max_epoch = r.epoch;
     agent_arm_revert(a);
   }
@@ -503,6 +514,7 @@ static void agent_on_revert(uv_timer_t *t) {
   char clk[300];
   agent_clock_describe(a, clock_real_ms(), clk, sizeof clk);
   log_warn(LOG_AGENT, a->slug, "revert_at reached (on %s): routing home", clk);
+  agent_clock_went_home(a, clock_now_ms(&a->clock)); /* saved with home, told the controller */
   agent_apply_start(a, &home, APPLY_REVERT);
 }
 
@@ -654,8 +666,7 @@ static void agent_on_welcome(agent_t *a, const Nirc__Welcome *w) {
     /* Remember the new leader on disk, so a restart still refuses the
      * deposed one (the route itself may not change for hours). */
     char serr[400];
-    if (a->conf->state_file[0] && state_save_seen(a->conf->state_file, a->slug, &a->applied,
-                                                  a->max_epoch, serr, sizeof serr) != 0)
+    if (a->conf->state_file[0] && agent_save_state(a, &a->applied, serr, sizeof serr) != 0)
       log_error(LOG_AGENT, a->slug, "epoch %llu not saved: %s", (unsigned long long)w->epoch, serr);
   }
   a->connects++;
@@ -849,15 +860,15 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, bool check
    * What the PBX does is not known until that route is applied
    * (agent_start); saying "home" before would be a guess. */
   route_t saved;
+  state_extra_t saved_x;
   bool have_saved = false;
   a->route_state = AGENT_ROUTE_UNKNOWN;
   if (conf->state_file[0]) {
     char serr[512];
-    uint64_t seen = 0;
-    rc = state_load_seen(conf->state_file, a->slug, &saved, &seen, serr, sizeof serr);
+    rc = state_load_ext(conf->state_file, a->slug, &saved, &saved_x, serr, sizeof serr);
     if (rc == 0) {
       /* Fencing holds across the restart. */
-      a->max_epoch = seen;
+      a->max_epoch = saved_x.seen_epoch;
       have_saved = true;
       snprintf(a->route_why, sizeof a->route_why, "the saved route is not applied yet");
     } else if (rc == NIRC_ENOTFOUND) {
@@ -875,6 +886,8 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, bool check
   agent_clock_init(a, clock_real_ms()); /* revert_at's clock, before the start route */
   agent_start_route(have_saved ? &saved : NULL, a->slug,
                     agent_controller_ms(a, clock_now_ms(&a->clock)), &a->applied);
+  agent_start_went_home(a, have_saved ? &saved : NULL, have_saved ? &saved_x : NULL,
+                        clock_now_ms(&a->clock));
   if (conf->http_listen[0] && !check_only) {
     if (httpd_start(conf->http_listen, &a->http, err, errlen) != 0) return NIRC_EIO;
   }

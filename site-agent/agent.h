@@ -17,6 +17,7 @@
 #include "link.h"
 #include "route.h"
 #include "scenario.h"
+#include "state.h"
 
 #include <stdio.h>
 #include <sys/socket.h>
@@ -88,17 +89,6 @@ typedef struct {
   agent_route_state_t route_state; /* the route in force afterwards */
 } agent_applied_t;
 
-/* PbxEvents not sent yet (no link): the newest are kept. */
-#define AGENT_PBX_EVENTS_MAX 16
-
-typedef struct {
-  Nirc__PbxEventKind kind;
-  char found[200], expected[200], detail[600];
-  int64_t at_ms;
-  uint64_t epoch, version; /* REVERTED: the route the agent left */
-  bool unverified;         /* ROUTE_CONFIRMED: applied_unverified when queued */
-} agent_pbx_event_t;
-
 /* A clock offset from the controller this large (either way) is a host
  * clock to fix: the agent logs it, and the controller raises a `clock`
  * alarm from the reports' timestamps. Revert_at does not depend on it
@@ -115,6 +105,25 @@ typedef enum {
 } agent_clock_src_t;
 
 const char *agent_clock_src_name(agent_clock_src_t s);
+
+/* PbxEvents not sent yet (no link): the newest are kept. */
+#define AGENT_PBX_EVENTS_MAX 16
+
+typedef struct {
+  Nirc__PbxEventKind kind;
+  char found[200], expected[200], detail[600];
+  int64_t at_ms;
+  uint64_t epoch, version; /* REVERTED: the route the agent left */
+  bool unverified;         /* ROUTE_CONFIRMED: applied_unverified when queued */
+  int64_t went_home_ms;    /* REVERTED: agent_t.went_home_ms when queued (0: not known) */
+  agent_clock_src_t went_home_src;
+} agent_pbx_event_t;
+
+/* The reading a name from agent_clock_src_name stands for; false for any
+ * other text (a state file edited by hand). */
+bool agent_clock_src_parse(const char *name, agent_clock_src_t *out);
+/* The same reading as the protocol says it (Hello.went_home_clock). */
+Nirc__AgentClock agent_clock_src_pb(agent_clock_src_t s);
 
 /* A remembered offset older than this is still used (see agent_clock.c
  * for why), but the log says it is old. */
@@ -157,6 +166,14 @@ typedef struct {
   char clock_file[CONFIG_STR_MAX + 8];         /* "<state_file>.clock", or "" */
   uint64_t max_epoch;                          /* newest epoch seen: older leaders are fenced off */
   route_t applied;                             /* what the PBX routes by now */
+  /* When the agent put `applied` in force on its own at its revert_at
+   * (its reason ROUTE_REASON_REVERTED): the controller's business time as
+   * read then (agent_controller_ms) and on which reading; kept in the
+   * state file, told in the Hello and the REVERTED PbxEvent, so a
+   * controller that learns of the return late records when it happened.
+   * 0: not known (another route, or a state file from before). */
+  int64_t went_home_ms;
+  agent_clock_src_t went_home_src;
   /* At most one apply in flight; the newest request waits behind it. */
   bool applying, pending;
   route_t applying_route, pending_route;
@@ -246,6 +263,17 @@ int agent_check_welcome(const agent_t *a, const Nirc__Welcome *w, char *why, siz
  * route first would move calls away and back); home (version 0) when
  * nothing is saved. Never invents a route. */
 void agent_start_route(const route_t *saved, const char *slug, int64_t now_ms, route_t *out);
+/* What the state file keeps beside route `r` (state_save_ext): the newest
+ * epoch seen and, for a route that went home on its own, when. Pure. */
+void agent_state_extra(const agent_t *a, const route_t *r, state_extra_t *x);
+/* At start-up, once agent_start_route put a->applied in force and the
+ * clock is set up (agent_clock_init): when it went home on its own. The
+ * saved route had gone home already: the time saved with it (`x`, NULL
+ * when nothing could be read; unknown when the file has none). It goes
+ * home now (its revert_at passed while the agent was not running): now,
+ * at business time `local_ms` of this host's clock. Otherwise none. */
+void agent_start_went_home(agent_t *a, const route_t *saved, const state_extra_t *x,
+                           int64_t local_ms);
 /* Decides what follows an apply of `purpose` that ended with apply_rc and,
  * when it succeeded and a state file is kept, save_rc (0 otherwise), given
  * the route state before it. Pure: agent_on_applied does what it says. A
@@ -283,6 +311,11 @@ int64_t agent_controller_ms(const agent_t *a, int64_t local_ms);
 /* The same for the adapters (adapter_env_t.controller_ms; `agent` is an
  * agent_t): false while no offset is known. */
 bool agent_clock_controller_now(void *agent, int64_t host_ms, int64_t *out);
+/* Notes that the agent goes home on its own now, at the revert_at of the
+ * route in force (a->went_home_ms, a->went_home_src): the controller's
+ * business time as this agent reads it at business time `local_ms` of
+ * its own clock. */
+void agent_clock_went_home(agent_t *a, int64_t local_ms);
 /* At agent_init, once a->conf and a->clock are set: the clock file is
  * "<state_file>.clock" (none without a state file), and the offset it
  * remembers is used until a controller gives a new one; logs which clock

@@ -52,6 +52,31 @@ const char *agent_clock_src_name(agent_clock_src_t s) {
   return (unsigned)s <= AGENT_CLOCK_MEASURED ? agent_clock_src_names[s] : "?";
 }
 
+bool agent_clock_src_parse(const char *name, agent_clock_src_t *out) {
+  for (unsigned k = 0; k <= AGENT_CLOCK_MEASURED; k++)
+    if (name && strcmp(name, agent_clock_src_names[k]) == 0) {
+      *out = (agent_clock_src_t)k;
+      return true;
+    }
+  return false;
+}
+
+Nirc__AgentClock agent_clock_src_pb(agent_clock_src_t s) {
+  switch (s) {
+  case AGENT_CLOCK_HOST: return NIRC__AGENT_CLOCK__AGENT_CLOCK_HOST;
+  case AGENT_CLOCK_REMEMBERED: return NIRC__AGENT_CLOCK__AGENT_CLOCK_REMEMBERED;
+  case AGENT_CLOCK_MEASURED: return NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED;
+  }
+  return NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID;
+}
+
+void agent_clock_went_home(agent_t *a, int64_t local_ms) {
+  /* The same reading revert_at was armed on: the time is on the clock
+   * that decided it had passed. */
+  a->went_home_ms = agent_controller_ms(a, local_ms);
+  a->went_home_src = a->have_offset ? a->clock_src : AGENT_CLOCK_HOST;
+}
+
 int64_t agent_controller_ms(const agent_t *a, int64_t local_ms) {
   return a->have_offset ? local_ms + a->ctl_offset_ms : local_ms;
 }

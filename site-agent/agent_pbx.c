@@ -176,6 +176,9 @@ void agent_pbx_flush(agent_t *a) {
     ev.epoch = e->epoch;
     ev.version = e->version;
     ev.unverified = e->unverified;
+    ev.went_home_at_ms = e->went_home_ms;
+    ev.went_home_clock = e->went_home_ms > 0 ? agent_clock_src_pb(e->went_home_src)
+                                             : NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID;
     Nirc__Envelope out = NIRC__ENVELOPE__INIT;
     out.msg_case = NIRC__ENVELOPE__MSG_PBX_EVENT;
     out.pbx_event = &ev;
@@ -207,6 +210,10 @@ static void agent_pbx_queue(agent_t *a, Nirc__PbxEventKind kind, const char *fou
    * "unknown" in the Hello has not heard this. */
   e->unverified =
       kind == NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_CONFIRMED && a->applied_unverified;
+  /* A return home says when it went (agent_clock_went_home). */
+  bool home = kind == NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_REVERTED;
+  e->went_home_ms = home ? a->went_home_ms : 0;
+  e->went_home_src = a->went_home_src;
   agent_pbx_flush(a);
 }
 

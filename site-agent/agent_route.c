@@ -37,6 +37,31 @@ void agent_start_route(const route_t *saved, const char *slug, int64_t now_ms, r
   *out = *saved;
 }
 
+void agent_state_extra(const agent_t *a, const route_t *r, state_extra_t *x) {
+  *x = (state_extra_t){.seen_epoch = a->max_epoch};
+  if (a->went_home_ms <= 0 || strcmp(r->reason, ROUTE_REASON_REVERTED) != 0) return;
+  x->went_home_ms = a->went_home_ms;
+  nirc_strlcpy(x->went_home_clock, agent_clock_src_name(a->went_home_src),
+               sizeof x->went_home_clock);
+}
+
+void agent_start_went_home(agent_t *a, const route_t *saved, const state_extra_t *x,
+                           int64_t local_ms) {
+  a->went_home_ms = 0;
+  a->went_home_src = AGENT_CLOCK_HOST;
+  if (strcmp(a->applied.reason, ROUTE_REASON_REVERTED) != 0) return;
+  if (saved && strcmp(saved->reason, ROUTE_REASON_REVERTED) != 0) {
+    /* Not running at revert_at: it goes home now, and says so. */
+    agent_clock_went_home(a, local_ms);
+    return;
+  }
+  agent_clock_src_t src;
+  if (x && x->went_home_ms > 0 && agent_clock_src_parse(x->went_home_clock, &src)) {
+    a->went_home_ms = x->went_home_ms;
+    a->went_home_src = src;
+  }
+}
+
 agent_applied_t agent_decide_applied(agent_route_state_t was, agent_apply_purpose_t purpose,
                                      int apply_rc, int save_rc) {
   agent_applied_t o = {.rc = apply_rc, .route_state = was};
@@ -96,6 +121,10 @@ void agent_fill_hello_route(const agent_t *a, Nirc__Hello *h, Nirc__Directive *a
     applied->inbound_sources = NULL;
     applied->n_inbound_sources = 0;
     h->applied = applied;
+    if (a->went_home_ms > 0 && strcmp(a->applied.reason, ROUTE_REASON_REVERTED) == 0) {
+      h->went_home_at_ms = a->went_home_ms;
+      h->went_home_clock = agent_clock_src_pb(a->went_home_src);
+    }
   }
   if (a->route_state != AGENT_ROUTE_KNOWN) {
     h->route_unconfirmed = 1;

@@ -1,5 +1,6 @@
 #include "state.h"
 
+#include "clock.h"
 #include "err.h"
 #include "jsonio.h"
 #include "util.h"
@@ -26,6 +27,28 @@ int state_load(const char *path, const char *self, route_t *out, char *err, size
 
 int state_load_seen(const char *path, const char *self, route_t *out, uint64_t *seen_epoch,
                     char *err, size_t errlen) {
+  state_extra_t x;
+  int rc = state_load_ext(path, self, out, &x, err, errlen);
+  if (rc == 0) *seen_epoch = x.seen_epoch;
+  return rc;
+}
+
+/* The `went_home` object (state_extra_t): unknown (0) unless well formed
+ * and only with a route that went home on its own. */
+static void state_went_home_from_json(const json_t *j, const route_t *r, state_extra_t *x) {
+  x->went_home_ms = 0;
+  x->went_home_clock[0] = '\0';
+  const json_t *at = json_object_get(j, "at_ms");
+  const char *clk = json_string_value(json_object_get(j, "clock"));
+  if (!json_is_integer(at) || json_integer_value(at) <= 0 || !clk ||
+      strlen(clk) >= sizeof x->went_home_clock || strcmp(r->reason, ROUTE_REASON_REVERTED) != 0)
+    return;
+  x->went_home_ms = (int64_t)json_integer_value(at);
+  nirc_strlcpy(x->went_home_clock, clk, sizeof x->went_home_clock);
+}
+
+int state_load_ext(const char *path, const char *self, route_t *out, state_extra_t *x, char *err,
+                   size_t errlen) {
   /* O_NOFOLLOW: a symbolic link planted at PATH would make the agent
    * route by a file someone else chose. */
   int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -81,7 +104,8 @@ int state_load_seen(const char *path, const char *self, route_t *out, uint64_t *
     }
     if (rc == 0) {
       uint64_t s = seen ? (uint64_t)json_integer_value(seen) : 0;
-      *seen_epoch = s > out->epoch ? s : out->epoch;
+      x->seen_epoch = s > out->epoch ? s : out->epoch;
+      state_went_home_from_json(json_object_get(j, "went_home"), out, x);
     }
   }
   json_decref(j);
@@ -114,6 +138,13 @@ int state_save(const char *path, const char *self, const route_t *r, char *err, 
 
 int state_save_seen(const char *path, const char *self, const route_t *r, uint64_t seen_epoch,
                     char *err, size_t errlen) {
+  state_extra_t x = {.seen_epoch = seen_epoch};
+  return state_save_ext(path, self, r, &x, err, errlen);
+}
+
+int state_save_ext(const char *path, const char *self, const route_t *r, const state_extra_t *x,
+                   char *err, size_t errlen) {
+  uint64_t seen_epoch = x->seen_epoch;
   /* The slug is recorded so a state file copied to the wrong site is
    * refused instead of routing that site's calls by another site's plan. */
   if (seen_epoch < r->epoch) seen_epoch = r->epoch;
@@ -136,6 +167,17 @@ int state_save_seen(const char *path, const char *self, const route_t *r, uint64
   }
   json_t *j = json_pack("{s:i, s:s, s:o, s:I}", "format", 1, "site", self, "route_state",
                         route_to_json(r), "seen_epoch", (json_int_t)seen_epoch);
+  if (j && x->went_home_ms > 0 && strcmp(r->reason, ROUTE_REASON_REVERTED) == 0) {
+    /* The time also in words, for the operator reading the file. */
+    char when[40];
+    clock_format_iso(x->went_home_ms, 0, when, sizeof when);
+    json_t *w = json_pack("{s:I, s:s, s:s}", "at_ms", (json_int_t)x->went_home_ms, "at", when,
+                          "clock", x->went_home_clock);
+    if (!w || json_object_set_new(j, "went_home", w) != 0) {
+      json_decref(j);
+      j = NULL;
+    }
+  }
   char *text = j ? jsonio_dumps(j, JSON_INDENT(2)) : NULL;
   json_decref(j);
   if (!text) {

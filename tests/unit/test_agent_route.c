@@ -450,6 +450,92 @@ static void test_failed_revert_is_reported(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- when it went home ------------------------------------------------- */
+
+/* The agent goes home at revert_at while no controller hears it. It keeps
+ * when (the controller's clock as it measured it) with home in the state
+ * file, across a restart, and says it in the Hello and the REVERTED event,
+ * so a controller that learns of it late records the return then, not a
+ * guess. A file from before (no went_home) loads with the time unknown;
+ * an agent that was not running at revert_at goes home when it starts
+ * again, on the clock it has then (its host's, with nothing remembered). */
+static void test_went_home_time_is_kept_and_said(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  char dir[] = "/tmp/nirc-agent-home-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[256], err[512];
+  snprintf(path, sizeof path, "%s/state.json", dir);
+
+  route_t saved = cutover(NOW + 40000);
+  agent_t *a = started_agent(&saved);
+  a->loop = &loop;
+  finish(a, &saved, APPLY_RESTORE, 0, 0);
+  /* Measured: this host is 3 s behind the controller. */
+  a->have_offset = true;
+  a->clock_src = AGENT_CLOCK_MEASURED;
+  a->ctl_offset_ms = 3000;
+  route_t home;
+  agent_start_route(&saved, a->slug, NOW + 40000, &home);
+  agent_clock_went_home(a, NOW + 37500); /* agent_on_revert, at 40.5 s on the controller's */
+  assert_int_equal(a->went_home_ms, NOW + 40500);
+  finish(a, &home, APPLY_REVERT, 0, 0);
+  agent_pbx_applied(a, APPLY_REVERT, &home, 0, "");
+  assert_int_equal(a->n_events, 1);
+  assert_int_equal(a->events[0].went_home_ms, NOW + 40500);
+  assert_int_equal(a->events[0].went_home_src, AGENT_CLOCK_MEASURED);
+
+  state_extra_t x;
+  agent_state_extra(a, &home, &x);
+  assert_int_equal(state_save_ext(path, "hubei", &home, &x, err, sizeof err), 0);
+
+  /* Restarted, with no controller: the time comes back from the file. */
+  route_t back;
+  state_extra_t bx;
+  assert_int_equal(state_load_ext(path, "hubei", &back, &bx, err, sizeof err), 0);
+  assert_int_equal(bx.went_home_ms, NOW + 40500);
+  a = started_agent(&back);
+  agent_start_went_home(a, &back, &bx, NOW + 900000);
+  assert_int_equal(a->went_home_ms, NOW + 40500);
+  assert_int_equal(a->went_home_src, AGENT_CLOCK_MEASURED);
+  Nirc__Hello h = NIRC__HELLO__INIT;
+  Nirc__Directive ap = NIRC__DIRECTIVE__INIT;
+  route_pb_t pb;
+  agent_fill_hello_route(a, &h, &ap, &pb);
+  assert_non_null(h.applied);
+  assert_int_equal(h.went_home_at_ms, NOW + 40500);
+  assert_int_equal(h.went_home_clock, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED);
+
+  /* A directive's route did not go home on its own: nothing saved. */
+  route_t moved = cutover(0);
+  moved.version = 2;
+  agent_state_extra(a, &moved, &x);
+  assert_int_equal(x.went_home_ms, 0);
+
+  /* A file from before this field: home, when unknown; the Hello says
+   * nothing of it. */
+  assert_int_equal(state_save_seen(path, "hubei", &home, 1, err, sizeof err), 0);
+  assert_int_equal(state_load_ext(path, "hubei", &back, &bx, err, sizeof err), 0);
+  assert_int_equal(bx.went_home_ms, 0);
+  a = started_agent(&back);
+  agent_start_went_home(a, &back, &bx, NOW + 900000);
+  assert_int_equal(a->went_home_ms, 0);
+  Nirc__Hello h2 = NIRC__HELLO__INIT;
+  agent_fill_hello_route(a, &h2, &ap, &pb);
+  assert_int_equal(h2.went_home_at_ms, 0);
+  assert_int_equal(h2.went_home_clock, NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID);
+
+  /* Not running at revert_at: home when it starts, on its host's clock. */
+  a = started_agent(&saved); /* agent_start_route at NOW: before revert_at */
+  agent_start_route(&saved, a->slug, NOW + 60000, &a->applied);
+  agent_start_went_home(a, &saved, NULL, NOW + 60000);
+  assert_int_equal(a->went_home_ms, NOW + 60000);
+  assert_int_equal(a->went_home_src, AGENT_CLOCK_HOST);
+  tmpdir_remove(dir);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_failed_restore_is_retried_and_revert_armed),
@@ -461,6 +547,7 @@ int main(void) {
       cmocka_unit_test(test_route_confirmed_unread_says_so),
       cmocka_unit_test(test_metrics_leave_out_an_unknown_route),
       cmocka_unit_test(test_failed_revert_is_reported),
+      cmocka_unit_test(test_went_home_time_is_kept_and_said),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
