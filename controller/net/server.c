@@ -402,8 +402,11 @@ static void server_on_hello(server_t *srv, conn_t *c, const Nirc__Hello *h) {
     server_record_event(srv, "site", id->subject, site->slug, link_peer_addr(c->link),
                         "route_ignored", ignored);
   }
+  /* When the agent went home on its own (a newer agent says): the engine
+   * checks the number before it believes it. */
+  engine_went_home_t went = {.at_ms = h->went_home_at_ms, .clock = h->went_home_clock};
   if (srv->engine)
-    engine_on_hello(srv->engine, (size_t)(site - srv->sites.v), ap, h->route_unverified);
+    engine_on_hello(srv->engine, (size_t)(site - srv->sites.v), ap, h->route_unverified, &went);
   /* Whether the agent has that route (home when none) in force at its PBX:
    * an older agent does not say, and has. */
   char unknown_why[200];
@@ -1123,6 +1126,7 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
     };
     nirc_strlcpy(eo.forecast_tz, conf->forecast_tz, sizeof eo.forecast_tz);
     nirc_strlcpy(eo.ops_tz, conf->http_tz, sizeof eo.ops_tz);
+    eo.clock_speed = srv->clock.speed;
     engine_io_t io;
     server_engine_io(srv, &io);
     rc = engine_new(&io, &srv->sites, &eo, &srv->engine);

@@ -286,6 +286,10 @@ void engine_slugs_text(const slug_list_t *l, char *buf, size_t len);
 json_t *engine_slugs_json(const slug_list_t *l);
 void engine_audit(engine_t *e, const char *actor, const char *action, const char *target,
                   json_t *detail);
+/* The same, for an event that happened at business time happened_ms,
+ * before now (engine_rec_t.happened_ms; 0: now). */
+void engine_audit_at(engine_t *e, const char *actor, const char *action, const char *target,
+                     json_t *detail, int64_t happened_ms);
 json_t *engine_route_json(const engine_t *e, size_t i);
 void engine_progress(engine_t *e, void *client, uint64_t request_id, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -353,19 +357,35 @@ void engine_route_changed(engine_t *e, size_t i, const route_t *next, uint64_t v
  * own revert_at under the older leader's directive loaded for it, and no
  * entry covers that return, it is audited now, late, and confirmed with a
  * directive of this epoch (so that the next leader finds it recorded). */
-void engine_late_revert(engine_t *e, size_t i, const route_t *applied);
+void engine_late_revert(engine_t *e, size_t i, const route_t *applied,
+                        const engine_went_home_t *went_home);
 /* Site i, known to this leader, says at a Hello that it routes home by
  * `applied`: called before its acknowledged route is replaced. If its
  * agent went home on its own at the revert_at of the move it had
  * acknowledged while its rule, changed meanwhile, still moves it (a
  * directive the agent never got), both the return home (late) and the
  * move back that the Hello's resend makes are audited. */
-void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied);
+void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied,
+                           const engine_went_home_t *went_home);
 /* Site i's agent says it went home (`home`: under the epoch and version
  * of the move it left, d->acked) on its own at that move's revert_at,
  * which has not passed on this controller's clock: the return is audited
  * now (cause agent-return), before d->acked is replaced. */
-void engine_early_return(engine_t *e, size_t i, const route_t *home);
+void engine_early_return(engine_t *e, size_t i, const route_t *home,
+                         const engine_went_home_t *went_home);
+/* Whether an agent's time of its own return home (`w`, NULL: not said)
+ * is believed: not after this controller's now, and not before the
+ * revert_at it went home by (revert_at_ms; 0: not known here) by more
+ * than ENGINE_WENT_HOME_SLACK_MS. A peer's number is input. */
+#define ENGINE_WENT_HOME_SLACK_MS 60000 /* as the clock alarm's (SERVER_CLOCK_OFFSET_MS) */
+typedef enum {
+  ENGINE_HOME_AT_UNSAID = 0, /* no time: an older agent, or it does not know */
+  ENGINE_HOME_AT_BELIEVED,
+  ENGINE_HOME_AT_FUTURE, /* after now here */
+  ENGINE_HOME_AT_EARLY,  /* well before the revert_at */
+} engine_home_at_t;
+engine_home_at_t engine_home_at_judge(const engine_t *e, const engine_went_home_t *w,
+                                      int64_t revert_at_ms);
 /* The rule an older leader's directive was sent under, as the database
  * keeps that directive (engine_load_last_directives), when site i still
  * routes by it (`r`: its epoch and version): true with *kind and *id. The

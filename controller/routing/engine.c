@@ -362,8 +362,17 @@ bool engine_can_record(engine_t *e, const engine_req_t *rq, const char *op, cons
  * times. During an operator change the record joins its group. Returns 0,
  * or the store's refusal (logged; the group remembers it). */
 int engine_store(engine_t *e, engine_rec_t *rec) {
-  rec->at_ms = engine_now(e);
+  int64_t now = engine_now(e);
+  rec->at_ms = now;
   rec->wall_ms = e->io.wall_ms(e->io.ctx);
+  if (rec->happened_ms > 0 && rec->happened_ms < now) {
+    /* An event told late (engine_stable.c checked the time): stamped
+     * when it happened, in real time as much earlier as the business
+     * clock (accelerated in demos) says. */
+    double speed = e->opts.clock_speed >= 1 ? e->opts.clock_speed : 1;
+    rec->at_ms = rec->happened_ms;
+    rec->wall_ms -= (int64_t)((double)(now - rec->happened_ms) / speed);
+  }
   rec->leader_epoch = e->epoch;
   group_t *g = e->group;
   group_ref_t *ref = NULL;
@@ -426,12 +435,18 @@ json_t *engine_slugs_json(const slug_list_t *l) {
  * durable. */
 void engine_audit(engine_t *e, const char *actor, const char *action, const char *target,
                   json_t *detail) {
+  engine_audit_at(e, actor, action, target, detail, 0);
+}
+
+void engine_audit_at(engine_t *e, const char *actor, const char *action, const char *target,
+                     json_t *detail, int64_t happened_ms) {
   char *text = engine_json_text(detail);
   engine_rec_t rec = {.kind = ENGINE_REC_AUDIT,
                       .actor = actor,
                       .action = action,
                       .target = target,
-                      .detail = text ? text : "{}"};
+                      .detail = text ? text : "{}",
+                      .happened_ms = happened_ms};
   if (engine_store(e, &rec) != 0)
     log_error(LOG_DB, ENGINE_OBJ, "audit record %s %s not stored", action, target);
   free(text);

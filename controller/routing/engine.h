@@ -163,6 +163,10 @@ typedef struct {
    * tz. The times in the engine's own words (an expiry, a window's end)
    * are said in it, and name it: nircctl shows the rest in its own. */
   char ops_tz[64];
+  /* The business clock's speed ([clock] speed; 0: 1): an entry stamped
+   * with an agent's time of an event (engine_went_home_t) gets its real
+   * time from the business time elapsed since. */
+  double clock_speed;
 } engine_opts_t;
 
 /* ---- the engine's interface to the world (implemented by its owner) ---- */
@@ -219,6 +223,10 @@ typedef struct {
   engine_rec_kind_t kind;
   int64_t at_ms;   /* business time the record was made */
   int64_t wall_ms; /* real time it was made: when the event happened */
+  /* Set by the caller: the business time the event happened, when an
+   * agent's word says it was earlier than the record (engine_went_home_t);
+   * at_ms and wall_ms are then that time. 0: when the record is made. */
+  int64_t happened_ms;
   const char *site;
   const char *actor, *action, *target, *detail;
   const route_t *route;
@@ -461,11 +469,23 @@ void engine_start_leading(engine_t *e, uint32_t settle_ms);
 void engine_note(engine_t *e, const char *actor, const char *action, const char *target,
                  const char *why);
 
+/* When a site's agent says it went home on its own at a revert_at
+ * (Hello.went_home_at_ms and went_home_clock; the same in a REVERTED
+ * PbxEvent): a time on this controller's business clock as the agent read
+ * it, and which reading. at_ms 0: not said (an older agent) or not known.
+ * A peer's number: engine_stable.c checks it before it stamps an entry.
+ * Copied by the engine; the caller's storage. */
+typedef struct {
+  int64_t at_ms;
+  Nirc__AgentClock clock;
+} engine_went_home_t;
+
 /* Events from the server. */
 /* `unverified`: the agent applied the route it holds without a read-back
- * of the PBX (Hello.route_unverified); kept as site_dir_t.unverified. */
+ * of the PBX (Hello.route_unverified); kept as site_dir_t.unverified.
+ * `went_home` (NULL: not said): when the agent went home to `applied`. */
 void engine_on_hello(engine_t *e, size_t site_index, const route_t *applied_or_null,
-                     bool unverified);
+                     bool unverified, const engine_went_home_t *went_home);
 void engine_on_ack(engine_t *e, size_t site_index, const Nirc__DirectiveAck *ack);
 void engine_on_link_down(engine_t *e, size_t site_index);
 /* What the site's agent says of the route it holds (after engine_on_hello,
@@ -481,7 +501,8 @@ void engine_on_route_unverified(engine_t *e, size_t site_index, bool unverified)
  * (epoch, version) passed (a REVERTED PbxEvent; engine_sites.c). Taken as
  * its acknowledged route when the engine believed it held that version;
  * a newer directive, sent or acknowledged, already says more. */
-void engine_on_agent_reverted(engine_t *e, size_t site_index, uint64_t epoch, uint64_t version);
+void engine_on_agent_reverted(engine_t *e, size_t site_index, uint64_t epoch, uint64_t version,
+                              const engine_went_home_t *went_home);
 /* Called on every server tick: re-plan, gate waves, resend, time out. */
 void engine_tick(engine_t *e);
 

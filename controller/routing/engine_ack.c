@@ -162,7 +162,8 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
   engine_waiters_check(e);
 }
 
-void engine_on_hello(engine_t *e, size_t i, const route_t *applied, bool unverified) {
+void engine_on_hello(engine_t *e, size_t i, const route_t *applied, bool unverified,
+                     const engine_went_home_t *went_home) {
   if (i >= engine_nsites(e)) return; /* a site the engine could not take in yet (memory) */
   e->eval_dirty = true;
   site_dir_t *d = &e->dirs[i];
@@ -187,14 +188,14 @@ void engine_on_hello(engine_t *e, size_t i, const route_t *applied, bool unverif
     if (!ours) {
       if (applied) d->target = *applied;
       d->state = DIR_IDLE;
-      if (applied) engine_late_revert(e, i, applied);
+      if (applied) engine_late_revert(e, i, applied, went_home);
       return;
     }
     /* Keep the directive and fall through to send it: replacing it with
      * the agent's route left the rule in force, the site home, and
      * nothing saying so. */
   } else if (applied) {
-    engine_hello_reverted(e, i, applied); /* reads the acknowledged route it replaces */
+    engine_hello_reverted(e, i, applied, went_home); /* reads the acknowledged route it replaces */
     d->acked = *applied;
   }
   /* Reconnected: if it does not have our target, send it again. */

@@ -460,7 +460,8 @@ static void engine_resend_failed_now(engine_t *e, size_t i) {
   engine_send(e, i, SEND_AFTER_FAILURE);
 }
 
-void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t version) {
+void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t version,
+                              const engine_went_home_t *went_home) {
   if (i >= engine_nsites(e)) return;
   site_dir_t *d = &e->dirs[i];
   site_t *s = engine_site(e, i);
@@ -519,7 +520,7 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
   }
   /* Early on this controller's clock: the rule did not end, and no tick
    * here records this return. Audited now, as what it is. */
-  engine_early_return(e, i, &home);
+  engine_early_return(e, i, &home, went_home);
   e->eval_dirty = true;
   engine_inflow_acked(e, i, &d->acked, &home);
   d->acked = home;

@@ -513,9 +513,87 @@ static bool engine_expiry_recorded(const engine_t *e, uint64_t id) {
  * out). No epoch and version: no directive of a controller carried this
  * change, so the trail joins no acknowledgement to it (net/ops.c).
  * rule_id 0: no rule is named (the rule keys are left out). */
+/* ---- the agent's own time of its return home ---- */
+
+static const char *engine_agent_clock_name(Nirc__AgentClock c) {
+  switch (c) {
+  case NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED: return "measured";
+  case NIRC__AGENT_CLOCK__AGENT_CLOCK_REMEMBERED: return "remembered";
+  case NIRC__AGENT_CLOCK__AGENT_CLOCK_HOST: return "host";
+  default: return "unsaid"; /* a newer agent's reading this controller does not know */
+  }
+}
+
+engine_home_at_t engine_home_at_judge(const engine_t *e, const engine_went_home_t *w,
+                                      int64_t revert_at_ms) {
+  if (!w || w->at_ms <= 0) return ENGINE_HOME_AT_UNSAID;
+  /* The agent reads this clock through an offset measured a one-way trip
+   * late, so it goes late rather than early: a time after now here, or
+   * well before the revert_at it went by, is a clock (or a bug) to look
+   * at, not the time of the return. */
+  if (w->at_ms > engine_now(e)) return ENGINE_HOME_AT_FUTURE;
+  if (revert_at_ms && w->at_ms < revert_at_ms - ENGINE_WENT_HOME_SLACK_MS)
+    return ENGINE_HOME_AT_EARLY;
+  return ENGINE_HOME_AT_BELIEVED;
+}
+
+/* The agent's time of its return for an entry's why, into `said`:
+ * believed, "at <time> (agent's clock, offset measured)"; doubted, what
+ * it said and why it is not used; nothing when it said nothing. Returns
+ * the time to stamp the entry with (0: when it is recorded). */
+static int64_t engine_home_at_said(const engine_t *e, const engine_went_home_t *w,
+                                   int64_t revert_at_ms, engine_home_at_t *verdict, char *said,
+                                   size_t len) {
+  *verdict = engine_home_at_judge(e, w, revert_at_ms);
+  said[0] = '\0';
+  if (*verdict == ENGINE_HOME_AT_UNSAID) return 0;
+  char at[100], how[160];
+  engine_business_time(e, w->at_ms, at, sizeof at);
+  switch (w->clock) {
+  case NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED:
+    snprintf(how, sizeof how, "agent's clock, offset measured");
+    break;
+  case NIRC__AGENT_CLOCK__AGENT_CLOCK_REMEMBERED:
+    snprintf(how, sizeof how, "agent's clock, offset remembered from its previous run");
+    break;
+  case NIRC__AGENT_CLOCK__AGENT_CLOCK_HOST:
+    snprintf(how, sizeof how,
+             "agent's host clock only: it knew no offset to this controller's clock, so this is "
+             "off by as much as that host's clock is");
+    break;
+  default: snprintf(how, sizeof how, "agent's clock, reading not said"); break;
+  }
+  switch (*verdict) {
+  case ENGINE_HOME_AT_BELIEVED: snprintf(said, len, "at %s (%s)", at, how); return w->at_ms;
+  case ENGINE_HOME_AT_FUTURE:
+    snprintf(said, len,
+             "its agent says it went at %s (%s), %lld s after this controller's now: not "
+             "believed (check that host's clock and NTP)",
+             at, how, (long long)((w->at_ms - engine_now(e) + 999) / 1000));
+    return 0;
+  default:
+    snprintf(said, len,
+             "its agent says it went at %s (%s), %lld s before that revert_at: not believed "
+             "(check that host's clock and NTP)",
+             at, how, (long long)((revert_at_ms - w->at_ms) / 1000));
+    return 0;
+  }
+}
+
+/* Appends the agent's time (engine_home_at_said) to a why that guesses
+ * or does not say when: believed, "; it went <said>"; doubted, "; <said>,
+ * so this entry keeps its guess". */
+static void engine_home_at_append(char *why, size_t len, engine_home_at_t verdict,
+                                  const char *said) {
+  size_t n = strlen(why);
+  if (verdict == ENGINE_HOME_AT_UNSAID || n >= len) return;
+  snprintf(why + n, len - n, verdict == ENGINE_HOME_AT_BELIEVED ? "; it went %s" : "; %s", said);
+}
+
 static void engine_own_return(engine_t *e, size_t i, const char *before, const route_t *applied,
                               route_cause_t cause, rule_kind_t kind, uint64_t rule_id,
-                              int64_t revert_at_ms, const char *why) {
+                              int64_t revert_at_ms, const char *why, const engine_went_home_t *w,
+                              int64_t happened_ms) {
   const char *self = engine_site(e, i)->slug;
   char after[200];
   route_format(applied, self, after, sizeof after);
@@ -530,17 +608,27 @@ static void engine_own_return(engine_t *e, size_t i, const char *before, const r
   }
   if (j && revert_at_ms)
     json_object_set_new(j, "reverted_at_ms", json_integer((json_int_t)revert_at_ms));
-  engine_audit(e, "engine", "route", self, j);
+  if (j && w && w->at_ms > 0) {
+    /* The agent's word as it gave it, and whether the entry's time is it. */
+    json_object_set_new(j, "went_home_at_ms", json_integer((json_int_t)w->at_ms));
+    json_object_set_new(j, "went_home_clock", json_string(engine_agent_clock_name(w->clock)));
+    json_object_set_new(j, "went_home_believed", json_boolean(happened_ms > 0));
+  }
+  engine_audit_at(e, "engine", "route", self, j, happened_ms);
 }
 
-void engine_early_return(engine_t *e, size_t i, const route_t *home) {
+void engine_early_return(engine_t *e, size_t i, const route_t *home,
+                         const engine_went_home_t *went_home) {
   const site_dir_t *d = &e->dirs[i];
   const route_t *left = &d->acked;
   const char *self = engine_site(e, i)->slug;
   /* The rule is named only while the target is the move the agent left
    * (a newer directive may be another rule's). */
   bool named = route_compare_version(&d->target, left) == 0 && d->kind != RULE_NONE;
-  char end[160], why[640], before[200];
+  char end[160], why[1024], before[200], said[400];
+  engine_home_at_t verdict;
+  int64_t happened =
+      engine_home_at_said(e, went_home, left->revert_at_ms, &verdict, said, sizeof said);
   if (named)
     snprintf(end, sizeof end, "the end of %s %llu", rules_kind_name(d->kind),
              (unsigned long long)d->rule_id);
@@ -568,14 +656,16 @@ void engine_early_return(engine_t *e, size_t i, const route_t *home) {
              "did not end here, and while it is in force the next plan moves the site again",
              end);
   }
+  engine_home_at_append(why, sizeof why, verdict, said);
   route_format(left, self, before, sizeof before);
   route_t applied = *home; /* with the reason the agent gives its route (site-agent/agent.c) */
   nirc_strlcpy(applied.reason, ROUTE_REASON_REVERTED, sizeof applied.reason);
   engine_own_return(e, i, before, &applied, ROUTE_CAUSE_AGENT_RETURN, d->kind,
-                    named ? d->rule_id : 0, left->revert_at_ms, why);
+                    named ? d->rule_id : 0, left->revert_at_ms, why, went_home, happened);
 }
 
-void engine_late_revert(engine_t *e, size_t i, const route_t *applied) {
+void engine_late_revert(engine_t *e, size_t i, const route_t *applied,
+                        const engine_went_home_t *went_home) {
   engine_prior_t key = {.site = i};
   engine_prior_t *p =
       e->n_prior ? bsearch(&key, e->prior, e->n_prior, sizeof *e->prior, engine_prior_cmp) : NULL;
@@ -634,11 +724,19 @@ void engine_late_revert(engine_t *e, size_t i, const route_t *applied) {
     break;
   default: return; /* no rule sets a revert_at on anything else */
   }
-  char before[200], at[100], why[640];
+  char before[200], at[400], why[1024], said[400];
+  engine_home_at_t verdict;
+  /* An older directive's revert_at is not known here: only the future is
+   * checked then. */
+  int64_t happened =
+      engine_home_at_said(e, went_home, older ? 0 : pd.revert_at_ms, &verdict, said, sizeof said);
   if (older) {
     snprintf(before, sizeof before, "away by directive v%llu (its route is not known here)",
              (unsigned long long)applied->version);
-    snprintf(at, sizeof at, "before it connected (when is not known here)");
+    if (verdict == ENGINE_HOME_AT_BELIEVED)
+      snprintf(at, sizeof at, "%s", said);
+    else
+      snprintf(at, sizeof at, "before it connected (when is not known here)");
     snprintf(why, sizeof why,
              "its agent went home on its own at the revert_at of directive v%llu, %s; the newest "
              "directive on record, v%llu under %s %llu, had not reached it (its rule changed "
@@ -647,22 +745,32 @@ void engine_late_revert(engine_t *e, size_t i, const route_t *applied) {
              (unsigned long long)applied->version, at, (unsigned long long)pd.version,
              rules_kind_name(pd.rule_kind), (unsigned long long)pd.rule_id,
              (unsigned long long)e->epoch, (unsigned long long)pd.epoch);
+    if (verdict != ENGINE_HOME_AT_BELIEVED) engine_home_at_append(why, sizeof why, verdict, said);
   } else {
     route_format(&pd.route, self, before, sizeof before);
     engine_business_time(e, pd.revert_at_ms, at, sizeof at);
-    /* The agent does not say when it went: at its revert_at if it ran
-     * then, else when it started again. The entry says so, and is stamped
-     * when this leader learnt of it. */
+    /* When it went: the agent's word (by its revert_at, or when it
+     * started again past it), stamped then; else (an older agent, or a
+     * time not believed) at its revert_at if it ran then, else when it
+     * started again, said so and stamped when this leader learnt of it. */
+    char went[900];
+    if (verdict == ENGINE_HOME_AT_BELIEVED)
+      snprintf(went, sizeof went, "%s, by its directive's revert_at, %s", said, at);
+    else
+      snprintf(went, sizeof went,
+               "at its directive's revert_at, %s (later if the agent itself was not running "
+               "then)",
+               at);
     snprintf(why, sizeof why,
-             "its agent went home on its own at its directive's revert_at, %s (later if the "
-             "agent itself was not running then), %s; recorded late, when the agent connected "
+             "its agent went home on its own %s, %s; recorded late, when the agent connected "
              "to this leader (epoch %llu): the leader of epoch %llu that sent the move (v%llu) "
              "recorded no later directive for it (it was not running, or not leading, then)",
-             at, end, (unsigned long long)e->epoch, (unsigned long long)pd.epoch,
+             went, end, (unsigned long long)e->epoch, (unsigned long long)pd.epoch,
              (unsigned long long)pd.version);
+    if (verdict != ENGINE_HOME_AT_BELIEVED) engine_home_at_append(why, sizeof why, verdict, said);
   }
   engine_own_return(e, i, before, applied, cause, pd.rule_kind, pd.rule_id,
-                    older ? 0 : pd.revert_at_ms, why);
+                    older ? 0 : pd.revert_at_ms, why, went_home, happened);
   log_warn(LOG_SITE, self,
            "went home by its own revert_at (%s) under directive (%llu, %llu) "
            "while no controller recorded it: recorded now",
@@ -680,7 +788,8 @@ void engine_late_revert(engine_t *e, size_t i, const route_t *applied) {
 
 /* ---- a return home by a revert_at its rule moved on from ---- */
 
-void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied) {
+void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied,
+                           const engine_went_home_t *went_home) {
   site_dir_t *d = &e->dirs[i];
   const char *self = engine_site(e, i)->slug;
   const route_t *left = &d->acked;
@@ -705,23 +814,39 @@ void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied) {
                       : kind == RULE_OVERFLOW ? ROUTE_CAUSE_OVERFLOW_END
                                               : ROUTE_CAUSE_COUNT;
   if (end == ROUTE_CAUSE_COUNT) return; /* a route no rule explains: the plan sends it home */
-  char at[100], until[100], why[640];
+  char at[100], until[100], why[1024], said[400];
+  engine_home_at_t verdict;
+  int64_t happened =
+      engine_home_at_said(e, went_home, left->revert_at_ms, &verdict, said, sizeof said);
   engine_business_time(e, left->revert_at_ms, at, sizeof at);
   if (d->target.revert_at_ms)
     engine_business_time(e, d->target.revert_at_ms, until, sizeof until);
   else
     snprintf(until, sizeof until, "no end");
-  snprintf(why, sizeof why,
-           "its agent went home on its own at the revert_at of directive v%llu (epoch %llu), %s "
-           "(later if the agent itself was not running then): the end %s %llu had when it was "
-           "sent; directive v%llu, which moves it until %s, had not reached it (its link was "
-           "down); recorded late, when the agent connected again",
-           (unsigned long long)left->version, (unsigned long long)left->epoch, at,
-           rules_kind_name(kind), (unsigned long long)rule_id,
-           (unsigned long long)d->target.version, until);
+  if (verdict == ENGINE_HOME_AT_BELIEVED)
+    snprintf(why, sizeof why,
+             "its agent went home on its own %s, by the revert_at of directive v%llu (epoch "
+             "%llu), %s: the end %s %llu had when it was sent; directive v%llu, which moves it "
+             "until %s, had not reached it (its link was down); recorded late, when the agent "
+             "connected again",
+             said, (unsigned long long)left->version, (unsigned long long)left->epoch, at,
+             rules_kind_name(kind), (unsigned long long)rule_id,
+             (unsigned long long)d->target.version, until);
+  else {
+    snprintf(why, sizeof why,
+             "its agent went home on its own at the revert_at of directive v%llu (epoch %llu), "
+             "%s (later if the agent itself was not running then): the end %s %llu had when it "
+             "was sent; directive v%llu, which moves it until %s, had not reached it (its link "
+             "was down); recorded late, when the agent connected again",
+             (unsigned long long)left->version, (unsigned long long)left->epoch, at,
+             rules_kind_name(kind), (unsigned long long)rule_id,
+             (unsigned long long)d->target.version, until);
+    engine_home_at_append(why, sizeof why, verdict, said);
+  }
   char before[200];
   route_format(left, self, before, sizeof before);
-  engine_own_return(e, i, before, applied, end, kind, rule_id, left->revert_at_ms, why);
+  engine_own_return(e, i, before, applied, end, kind, rule_id, left->revert_at_ms, why, went_home,
+                    happened);
   log_warn(LOG_SITE, self,
            "went home by the revert_at (%s) of directive (%llu, %llu) while its link was down; "
            "its rule still moves it: recorded now, and sent back (v%llu)",

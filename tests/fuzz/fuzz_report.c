@@ -193,7 +193,8 @@ static int fuzz_hello(fuzz_state_t *st, const Nirc__Hello *h) {
                "an accepted applied route reads back from its JSON record");
     json_decref(j);
   }
-  engine_on_hello(st->engine, (size_t)(st->site - reg.v), ap, h->route_unverified);
+  engine_went_home_t went = {.at_ms = h->went_home_at_ms, .clock = h->went_home_clock};
+  engine_on_hello(st->engine, (size_t)(st->site - reg.v), ap, h->route_unverified, &went);
   st->hello = true;
   return 0;
 }

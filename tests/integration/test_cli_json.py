@@ -168,6 +168,9 @@ ROUTE_DETAIL = {
     Opt("note"): str, Opt("epoch"): int, Opt("version"): int, Opt("outcome"): (ROUTE_OUTCOME, NULL),
     Opt("reverted_at_ms"): int, Opt("reverted_epoch"): int, Opt("reverted_version"): int,
     Opt("left_epoch"): int, Opt("left_version"): int, Opt("duplicates"): int,
+    Opt("went_home_at_ms"): int,
+    Opt("went_home_clock"): enum("measured", "remembered", "host", "unsaid"),
+    Opt("went_home_believed"): bool,
 }
 
 ROLLBACK_DETAIL = {"site": str, "rule": str, "rule_id": int, "reason": str}

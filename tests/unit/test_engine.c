@@ -579,7 +579,7 @@ static void test_overflow_engagement_survives_a_takeover(void **state) {
     if (with_state) engine_load_overflow_state(b, w->ovf_state, w->n_ovf);
     engine_start_leading(b, 0);
     for (size_t i = 0; i < n; i++)
-      engine_on_hello(b, i, &acked[i], false);
+      engine_on_hello(b, i, &acked[i], false, NULL);
     engine_tick(b);
     size_t hubei = world_index(w, "hubei");
     if (with_state)

@@ -104,6 +104,9 @@ static void test_a_return_by_a_revert_at_the_cutover_moved_on_from_is_recorded(v
   snprintf(ap->reason, sizeof ap->reason, "%s", ROUTE_REASON_REVERTED);
   advance(w, e, moved.revert_at_ms + 900000 - w->now);
   size_t from = w->n_rec;
+  /* Its agent says when it went (its offset measured): 2 s after. */
+  w->went_home[i] =
+      (engine_went_home_t){moved.revert_at_ms + 2000, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED};
   world_link_up(w, e, "hubei");
   world_ack(w, e, 0, NULL);
   world_tick(w, e, 200);
@@ -123,6 +126,12 @@ static void test_a_return_by_a_revert_at_the_cutover_moved_on_from_is_recorded(v
                         "had not reached it (its link was down); recorded late, when the agent "
                         "connected again"};
   has_words(x[0], home, sizeof home / sizeof *home);
+  const char *when[] = {"its agent went home on its own at 2020-01-23T12:30:02+08:00 "
+                        "(Asia/Shanghai business time) (agent's clock, offset measured), by the "
+                        "revert_at of directive v1"};
+  has_words(x[0], when, 1);
+  assert_int_equal(x[0]->at_ms, moved.revert_at_ms + 2000);
+  assert_int_equal(x[1]->at_ms, w->now - 200); /* the move back: when sent, at the Hello */
   /* No directive carried the return: no version to join an ack to. */
   assert_null(strstr(x[0]->detail, "\"version\""));
   snprintf(ver, sizeof ver, "\"version\":%llu", (unsigned long long)ext_version);
@@ -267,6 +276,157 @@ static void test_a_return_by_an_older_directive_is_recorded_by_a_new_leader(void
   world_free(w);
 }
 
+/* ---- when the agent says it went home ---------------------------------- */
+
+/* hubei cut over to shaanxi for 30 min by the leader of epoch 5,
+ * acknowledged; that leader dies; hubei's agent goes home by its
+ * revert_at; a leader of epoch 6 starts 15 min after that revert_at and
+ * hubei connects saying `went` of its return (at_ms 0: nothing, as an
+ * older agent). The route entries of hubei from then on are in x[0..]. */
+static engine_t *told_late(world_t *w, route_t *moved, engine_went_home_t went,
+                           const world_rec_t **x, size_t *n) {
+  engine_t *a = leading_in(w, "Asia/Shanghai");
+  world_cutover_for(w, a, 9, "hubei", "shaanxi", 1800000);
+  world_ack(w, a, 0, NULL);
+  world_flush(w);
+  size_t i = world_index(w, "hubei");
+  *moved = engine_site_dir(a, i)->acked;
+  engine_free(a);
+  route_t *ap = &w->applied[i];
+  route_home(ap, "hubei");
+  ap->epoch = moved->epoch;
+  ap->version = moved->version;
+  snprintf(ap->reason, sizeof ap->reason, "%s", ROUTE_REASON_REVERTED);
+  int64_t late = moved->revert_at_ms + 900000 - w->now;
+  w->now += late;
+  w->mono += (uint64_t)late;
+  w->wall += late;
+  for (size_t k = 0; k < w->sites->n; k++) {
+    sites_on_link_down(&w->sites->v[k], w->now);
+    w->sites->v[k].conn = NULL;
+  }
+  engine_last_directive_t ld = {.epoch = moved->epoch,
+                                .version = moved->version,
+                                .route = *moved,
+                                .revert_at_ms = moved->revert_at_ms,
+                                .rule_kind = RULE_CUTOVER,
+                                .rule_id = w->cut[0].id,
+                                .newest = true};
+  snprintf(ld.site, sizeof ld.site, "hubei");
+  engine_opts_t o = world_opts(false);
+  snprintf(o.ops_tz, sizeof o.ops_tz, "Asia/Shanghai");
+  engine_t *b = world_engine_with(w, &o);
+  assert_int_equal(engine_load_rules(b, 6, NULL, 0, NULL, 0, NULL, 0, w->max_id), 0);
+  assert_int_equal(engine_load_last_directives(b, &ld, 1), 0);
+  engine_start_leading(b, 5000);
+  w->went_home[i] = went;
+  size_t from = w->n_rec;
+  world_connect_all(w, b, w->applied);
+  world_tick(w, b, 200);
+  world_flush(w);
+  *n = route_entries(w, from, "hubei", x, 4);
+  return b;
+}
+
+static void told_done(world_t *w, engine_t *b) {
+  world_flush(w);
+  engine_free(b);
+  world_free(w);
+}
+
+/* The agent measured its offset and says it went 1.2 s after revert_at:
+ * the entry is stamped then (business and real time), and says so. */
+static void test_a_late_return_is_stamped_when_the_agent_went(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  route_t moved;
+  const world_rec_t *x[4];
+  size_t n;
+  int64_t at = WORLD_T0_MS + 1800000 + 1200; /* 12:30:01.2 in Asia/Shanghai */
+  engine_t *b = told_late(w, &moved,
+                          (engine_went_home_t){at, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED}, x, &n);
+  assert_int_equal(moved.revert_at_ms, WORLD_T0_MS + 1800000);
+  assert_int_equal(n, 1);
+  assert_int_equal(x[0]->at_ms, at);
+  assert_int_equal(x[0]->wall_ms, w->wall - (w->now - at));
+  char want[64];
+  snprintf(want, sizeof want, "\"went_home_at_ms\":%lld", (long long)at);
+  const char *words[] = {"\"cause\":\"cutover-end\"",
+                         want,
+                         "\"went_home_clock\":\"measured\"",
+                         "\"went_home_believed\":true",
+                         "its agent went home on its own at 2020-01-23T12:30:01+08:00 "
+                         "(Asia/Shanghai business time) (agent's clock, offset measured), by its "
+                         "directive's revert_at, 2020-01-23T12:30:00+08:00",
+                         "recorded late, when the agent connected to this leader (epoch 6)"};
+  has_words(x[0], words, sizeof words / sizeof *words);
+  assert_null(strstr(x[0]->detail, "later if the agent itself was not running"));
+  told_done(w, b);
+}
+
+/* On its host clock only (no offset known): used, and the entry says so;
+ * remembered: said too. */
+static void test_a_late_return_says_which_clock_the_agent_read(void **state) {
+  (void)state;
+  const Nirc__AgentClock clk[] = {NIRC__AGENT_CLOCK__AGENT_CLOCK_HOST,
+                                  NIRC__AGENT_CLOCK__AGENT_CLOCK_REMEMBERED};
+  const char *say[] = {"(agent's host clock only: it knew no offset to this controller's clock",
+                       "(agent's clock, offset remembered from its previous run)"};
+  for (size_t k = 0; k < 2; k++) {
+    world_t *w = world_new();
+    route_t moved;
+    const world_rec_t *x[4];
+    size_t n;
+    int64_t at = WORLD_T0_MS + 1800000 + 300000; /* it started again 5 min after revert_at */
+    engine_t *b = told_late(w, &moved, (engine_went_home_t){at, clk[k]}, x, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(x[0]->at_ms, at);
+    const char *words[] = {"its agent went home on its own at 2020-01-23T12:35:00+08:00", say[k]};
+    has_words(x[0], words, 2);
+    told_done(w, b);
+  }
+}
+
+/* A time in the future of this controller's now, or well before the
+ * revert_at: not believed; the entry is stamped when it is recorded,
+ * keeps the guess, and says what the agent said. An older agent says
+ * nothing: today's words, no went_home keys. */
+static void test_an_implausible_or_absent_time_is_not_used(void **state) {
+  (void)state;
+  for (int k = 0; k < 3; k++) {
+    world_t *w = world_new();
+    route_t moved;
+    const world_rec_t *x[4];
+    size_t n;
+    int64_t revert = WORLD_T0_MS + 1800000, now = revert + 900000;
+    int64_t at = k == 0 ? now + 7000 : k == 1 ? revert - 120000 : 0;
+    engine_t *b = told_late(
+        w, &moved, (engine_went_home_t){at, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED}, x, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(x[0]->at_ms, w->now - 200); /* when recorded, at the Hello */
+    assert_int_equal(x[0]->wall_ms, w->wall - 200);
+    const char *guess[] = {"its agent went home on its own at its directive's revert_at, "
+                           "2020-01-23T12:30:00+08:00",
+                           "(later if the agent itself was not running then)"};
+    has_words(x[0], guess, 2);
+    if (k == 2) {
+      assert_null(strstr(x[0]->detail, "went_home"));
+      assert_null(strstr(x[0]->detail, "agent says"));
+    } else {
+      const char *doubt[] = {
+          "\"went_home_believed\":false",
+          k == 0 ? "its agent says it went at 2020-01-23T12:45:07+08:00 (Asia/Shanghai business "
+                   "time) (agent's clock, offset measured), 7 s after this controller's now: not "
+                   "believed (check that host's clock and NTP)"
+                 : "its agent says it went at 2020-01-23T12:28:00+08:00 (Asia/Shanghai business "
+                   "time) (agent's clock, offset measured), 120 s before that revert_at: not "
+                   "believed"};
+      has_words(x[0], doubt, 2);
+    }
+    told_done(w, b);
+  }
+}
+
 /* The engine says its own times (an expiry's) in the operations room's
  * zone and names it; with none configured, in UTC, named so. Before,
  * they were UTC ("...Z") while nircctl shows the rest in its zone. */
@@ -368,6 +528,9 @@ static void test_an_adopted_no_rule_alarm_says_the_sites_state_now(void **state)
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_a_late_return_is_stamped_when_the_agent_went),
+      cmocka_unit_test(test_a_late_return_says_which_clock_the_agent_read),
+      cmocka_unit_test(test_an_implausible_or_absent_time_is_not_used),
       cmocka_unit_test(test_a_return_by_a_revert_at_the_cutover_moved_on_from_is_recorded),
       cmocka_unit_test(test_a_return_its_expiry_records_gets_no_second_entry),
       cmocka_unit_test(test_a_return_by_an_older_directive_is_recorded_by_a_new_leader),

@@ -158,14 +158,19 @@ static int world_io_store(void *ctx, const engine_rec_t *r, engine_stored_cb don
   if (w->store_fail_in == 1) return w->store_fail_rc; /* this record is refused */
   if (w->store_fail_in > 1) w->store_fail_in--;
   assert_true(w->n_rec < WORLD_MAX && w->n_pending < WORLD_MAX);
-  assert_true(r->at_ms == w->now);    /* records carry the business time */
-  assert_true(r->wall_ms == w->wall); /* and the real time of the event */
+  /* Records carry the business time and the real time of the event: now,
+   * or as much earlier as an agent's word of when it happened says. */
+  int64_t before = r->happened_ms && r->happened_ms < w->now ? w->now - r->happened_ms : 0;
+  assert_true(r->at_ms == w->now - before);
+  assert_true(r->wall_ms == w->wall - before);
   world_rec_t *x = &w->rec[w->n_rec++];
   memset(x, 0, sizeof *x);
   x->kind = r->kind;
   nirc_strlcpy(x->action, r->action ? r->action : "", sizeof x->action);
   nirc_strlcpy(x->site, r->site ? r->site : (r->target ? r->target : ""), sizeof x->site);
   nirc_strlcpy(x->detail, r->detail ? r->detail : "", sizeof x->detail);
+  x->at_ms = r->at_ms;
+  x->wall_ms = r->wall_ms;
   world_keep_rules(w, r);
   if (w->store_next) return w->store_next(w->store_ctx, r, done, arg);
   if (done) {
@@ -299,7 +304,8 @@ static void world_hello(world_t *w, engine_t *e, size_t i, const route_t *applie
   s->conn = w; /* any non-NULL pointer: the link is up */
   w->down[i] = false;
   world_send_report(w, s, w->agents[i], 0, 0);
-  engine_on_hello(e, i, applied, w->hello_unverified[i]);
+  engine_on_hello(e, i, applied, w->hello_unverified[i],
+                  w->went_home[i].at_ms ? &w->went_home[i] : NULL);
 }
 
 void world_connect_all(world_t *w, engine_t *e, const route_t *applied) {

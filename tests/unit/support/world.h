@@ -33,7 +33,8 @@ typedef struct {
 
 typedef struct {
   engine_rec_kind_t kind;
-  char action[48], site[32], detail[1024];
+  char action[48], site[32], detail[2048];
+  int64_t at_ms, wall_ms; /* business and real time the record says it happened */
 } world_rec_t;
 
 typedef struct {
@@ -67,6 +68,9 @@ typedef struct {
   /* Its agent applied applied[i] without a read-back: its Hello says so
    * (route_unverified). Set by world_ack from ack_unverified. */
   bool hello_unverified[16];
+  /* What each site's agent says in its Hello of when it went home on its
+   * own (at_ms 0: nothing, as an older agent). */
+  engine_went_home_t went_home[16];
   unsigned agents[16]; /* staffed agents its reports give (world_staff) */
   /* Completions of stored records, run by world_flush (as a database
    * commits later), unless store_next runs them. */
