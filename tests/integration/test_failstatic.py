@@ -143,7 +143,9 @@ def test_window_end_while_no_controller_runs_is_recorded_late_once():
 
     def recorded(slug):
         return w.sql("SELECT detail->>'cause', detail->>'before', detail->>'after', "
-                     "detail->>'reverted_at_ms', detail->>'why' FROM audit_log WHERE action = "
+                     "detail->>'reverted_at_ms', detail->>'why', detail->>'went_home_at_ms', "
+                     "detail->>'went_home_clock', detail->>'went_home_believed', "
+                     "(extract(epoch FROM business_at) * 1000)::bigint FROM audit_log WHERE action = "
                      f"'route' AND target = '{slug}' AND detail ? 'reverted_at_ms' ORDER BY id")
 
     try:
@@ -165,10 +167,17 @@ def test_window_end_while_no_controller_runs_is_recorded_late_once():
         for s in SOURCES:
             rows = recorded(s)
             assert len(rows) == 1, rows
-            cause, before, after, reverted_at, why = rows[0]
+            cause, before, after, reverted_at, why, went, clock, believed, stamped = rows[0]
             assert (cause, before, after) == ("schedule-end", "shaanxi", "home"), rows
             assert int(reverted_at) == WINDOW_END_MS, rows
             assert "its agent went home on its own" in why and "recorded late" in why, why
+            # When the agent went, as it said (its offset measured), not a
+            # guess: the entry is stamped then (a business minute is 1 s;
+            # the database keeps whole seconds).
+            assert (clock, believed) == ("measured", "true"), rows
+            assert WINDOW_END_MS <= int(went) <= WINDOW_END_MS + 60000, rows
+            assert abs(int(stamped) - int(went)) < 1000, rows
+            assert "(agent's clock, offset measured), by its directive's revert_at" in why, why
         # What an operator reads: the site's history ends with its return.
         r = w.ctl("history", "--site", "hubei", "--tz", "Asia/Shanghai")
         assert r.returncode == 0, r.stderr
