@@ -19,6 +19,10 @@ quick=0
 deploy/install-deps.sh
 
 jobs=$(nproc 2>/dev/null || echo 2)
+# Tests run two per core: an integration test mostly waits (a business
+# clock, a lease), and the locks in tests/CMakeLists.txt keep the ones that
+# load the cores or time the system apart.
+test_jobs=$((jobs * 2))
 summary=()
 status=0
 
@@ -40,7 +44,7 @@ test_tree() { # name builddir   (CTEST_EXTRA: more ctest arguments)
   echo "==== $name: tests ===="
   local rc=0
   # shellcheck disable=SC2086 # CTEST_EXTRA is a list of words
-  (cd "$dir" && ctest --output-on-failure -j "$jobs" ${CTEST_EXTRA:-}) | tee "$dir/ctest.out" ||
+  (cd "$dir" && ctest --output-on-failure -j "$test_jobs" ${CTEST_EXTRA:-}) | tee "$dir/ctest.out" ||
     rc=$?
   summary+=("$name: $(grep -E 'tests passed|tests failed' "$dir/ctest.out" | tail -1)")
   [ $rc -eq 0 ] || status=1
@@ -49,8 +53,8 @@ test_tree() { # name builddir   (CTEST_EXTRA: more ctest arguments)
 build_tree "plain" "$top/build"
 if [ $quick -eq 0 ]; then
   # The sanitizer and fuzz trees build while the plain tests run: those are
-  # bound by the chain of tests that hold the `controller` lock, not by the
-  # cores, and a build at the lowest CPU and I/O priority takes only what
+  # bound by the chains of tests that hold a lock, not by the cores, and a
+  # build at the lowest CPU and I/O priority takes only what
   # they leave, instead of holding the cores between the runs. Its output
   # waits in a log until the plain run is over.
   bglog="$top/build/asan-fuzz-build.log"
@@ -68,8 +72,8 @@ fi
 
 # integration.stable pauses the hub for 30 s of real time (half a business
 # hour at 60x: six 5 s pauses, each shorter than the grace) instead of the
-# 60 s a developer's run takes by default; the tests that hold the
-# `controller` lock run one after another, so their sum is the wall clock.
+# 60 s a developer's run takes by default (it is a CLOCK test: those run one
+# after another, so their sum is a floor under the wall clock).
 NIRC_STABLE_FLAP_S=${NIRC_STABLE_FLAP_S:-30} test_tree "plain" "$top/build"
 if [ $quick -eq 0 ]; then
   echo
