@@ -367,6 +367,37 @@ void engine_late_revert(engine_t *e, size_t i, const route_t *applied,
  * move back that the Hello's resend makes are audited. */
 void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied,
                            const engine_went_home_t *went_home);
+/* What an agent's own return home (PbxEvent REVERTED, engine_sites.c)
+ * is to this controller: decided on the site's directive `d`, the home
+ * route `home` the event names (under the epoch and version of the route
+ * the agent left) and this controller's business time `now`. Pure. The
+ * comparisons are with d->acked, the route the site acknowledged; "the
+ * end carried out here" is a target newer than it. */
+typedef enum {
+  /* Stale or a no-op: acked is not known (no Hello this epoch), is
+   * another version than the one left (a newer directive, sent or
+   * acknowledged, already says more), or is that home already with no
+   * newer target: nothing changes. */
+  ENGINE_REVERT_NOTHING = 0,
+  /* acked is this home already (the agent said so before, when its PBX
+   * did not take it), and a newer target (the rule's end sent here) is
+   * pending or failed: that end is sent again now. */
+  ENGINE_REVERT_RESEND_END,
+  /* At or after revert_at here (revert_at <= now), and this controller
+   * already carried out the rule's end (a newer target, audited when it
+   * was made) that the site has not acknowledged: home is the site's
+   * route here; a failed end is sent again now. */
+  ENGINE_REVERT_AFTER_END,
+  /* At or after revert_at here, the end not carried out yet: this
+   * controller's next tick ends the rule and audits it; nothing here. */
+  ENGINE_REVERT_ON_TIME,
+  /* Before revert_at here (or a move without one: revert_at 0): the rule
+   * did not end; audited as the agent's own return (agent-return), home
+   * is its route, and a rule still in force moves it again. */
+  ENGINE_REVERT_EARLY,
+} engine_revert_case_t;
+engine_revert_case_t engine_revert_classify(const site_dir_t *d, const route_t *home, int64_t now);
+const char *engine_revert_case_name(engine_revert_case_t c);
 /* Site i's agent says it went home (`home`: under the epoch and version
  * of the move it left, d->acked) on its own at that move's revert_at,
  * which has not passed on this controller's clock: the return is audited

@@ -460,6 +460,30 @@ static void engine_resend_failed_now(engine_t *e, size_t i) {
   engine_send(e, i, SEND_AFTER_FAILURE);
 }
 
+static const char *const engine_revert_case_names[] = {
+    [ENGINE_REVERT_NOTHING] = "nothing",     [ENGINE_REVERT_RESEND_END] = "resend-end",
+    [ENGINE_REVERT_AFTER_END] = "after-end", [ENGINE_REVERT_ON_TIME] = "on-time",
+    [ENGINE_REVERT_EARLY] = "early",
+};
+
+const char *engine_revert_case_name(engine_revert_case_t c) {
+  return (unsigned)c <= ENGINE_REVERT_EARLY ? engine_revert_case_names[c] : "?";
+}
+
+engine_revert_case_t engine_revert_classify(const site_dir_t *d, const route_t *home, int64_t now) {
+  /* Everything below compares with the route the site acknowledged: one
+   * not known here (no Hello this epoch) says nothing the report can be
+   * checked against. */
+  if (!d->known || route_compare_version(&d->acked, home) != 0) return ENGINE_REVERT_NOTHING;
+  bool newer_target = route_compare_version(&d->target, &d->acked) > 0;
+  if (route_same(&d->acked, home))
+    return newer_target ? ENGINE_REVERT_RESEND_END : ENGINE_REVERT_NOTHING;
+  /* revert_at 0: the move had no end, so any return is before it. */
+  bool due = d->acked.revert_at_ms && d->acked.revert_at_ms <= now;
+  if (!due) return ENGINE_REVERT_EARLY;
+  return newer_target ? ENGINE_REVERT_AFTER_END : ENGINE_REVERT_ON_TIME;
+}
+
 void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t version,
                               const engine_went_home_t *went_home) {
   if (i >= engine_nsites(e)) return;
@@ -469,26 +493,23 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
   route_home(&home, s->slug);
   home.epoch = epoch;
   home.version = version;
-  if (d->known && route_compare_version(&d->acked, &home) == 0 && route_same(&d->acked, &home) &&
-      route_compare_version(&d->target, &d->acked) > 0) {
+  switch (engine_revert_classify(d, &home, engine_now(e))) {
+  case ENGINE_REVERT_RESEND_END:
     /* Home by the agent's word already (it said so when the PBX did not
      * take home, and now that it did): the failed end of the rule goes
      * again now. */
     engine_resend_failed_now(e, i);
     return;
-  }
-  if (!d->known || route_compare_version(&d->acked, &home) != 0 || route_same(&d->acked, &home)) {
+  case ENGINE_REVERT_NOTHING:
     log_info(LOG_SITE, s->slug,
              "agent's own return home from (%llu, %llu) changes nothing here: the site's route "
              "known here is (%llu, %llu)",
              (unsigned long long)epoch, (unsigned long long)version,
              (unsigned long long)d->acked.epoch, (unsigned long long)d->acked.version);
     return;
-  }
-  if (d->acked.revert_at_ms && d->acked.revert_at_ms <= engine_now(e) &&
-      route_compare_version(&d->target, &d->acked) > 0) {
-    /* On time, and this controller has already carried out the rule's end
-     * (a newer directive, recorded when it was made), but the site has not
+  case ENGINE_REVERT_AFTER_END:
+    /* This controller has already carried out the rule's end (a newer
+     * directive, recorded when it was made), but the site has not
      * acknowledged it: the agent's own return came first, or the PBX took
      * neither (the agent reports a return the PBX did not take, then again
      * once it took it). The site routes home by the agent's word: that is
@@ -504,19 +525,18 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
              (unsigned long long)epoch, (unsigned long long)version,
              (unsigned long long)d->target.version);
     return;
-  }
-  if (d->acked.revert_at_ms && d->acked.revert_at_ms <= engine_now(e)) {
-    /* On time by this controller's clock: the rule's end, which this
-     * controller carries out and audits itself (schedule-end, cutover-end)
-     * at its next tick. Taking the route here first would leave that
-     * return home out of the trail. An agent whose offset is measured
-     * reverts late rather than early (the Welcome's time is a one-way
-     * trip old), so only a skewed clock gets past this. */
+  case ENGINE_REVERT_ON_TIME:
+    /* The rule's end, which this controller carries out and audits itself
+     * (schedule-end, cutover-end) at its next tick. Taking the route here
+     * first would leave that return home out of the trail. An agent whose
+     * offset is measured reverts late rather than early (the Welcome's
+     * time is a one-way trip old), so only a skewed clock gets past this. */
     log_info(LOG_SITE, s->slug,
              "agent's own return home from (%llu, %llu) at its revert_at: the rule's end, "
              "carried out here",
              (unsigned long long)epoch, (unsigned long long)version);
     return;
+  case ENGINE_REVERT_EARLY: break;
   }
   /* Early on this controller's clock: the rule did not end, and no tick
    * here records this return. Audited now, as what it is. */
