@@ -928,6 +928,8 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "A source whose move failed at its PBX was sent home and kept out of its rules\n"
      "(`nircctl status` shows \"excluded after a failed move\"). Once the PBX is fixed,\n"
      "readmit puts it back under its rule, without ending the rule for anyone else.\n"
+     "It also ends the hold of a source whose agent kept going home early (its clock\n"
+     "ahead; status note \"held home\"): fix that clock first.\n"
      "Audited. Exit 4 if some site failed or is pending, 5 if every one failed.\n\n"
      "Example:\n  nircctl readmit guangdong --reason 'PBX trunk fixed'\n",
      build_readmit, 60000},

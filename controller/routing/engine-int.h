@@ -401,9 +401,39 @@ const char *engine_revert_case_name(engine_revert_case_t c);
 /* Site i's agent says it went home (`home`: under the epoch and version
  * of the move it left, d->acked) on its own at that move's revert_at,
  * which has not passed on this controller's clock: the return is audited
- * now (cause agent-return), before d->acked is replaced. */
+ * now (cause agent-return), before d->acked is replaced. `held`: this
+ * return made the site held (engine_returns_count), and the entry says
+ * so instead of "the next plan moves it again". */
 void engine_early_return(engine_t *e, size_t i, const route_t *home,
-                         const engine_went_home_t *went_home);
+                         const engine_went_home_t *went_home, bool held);
+/* An agent that keeps going home early (site_dir_t.returns). The third
+ * early return within the hour holds the site: the first is sent again
+ * because the agent measures the controller's clock anew at every
+ * directive, so a one-off step of its host clock is gone with the move
+ * sent again; a second may still be that step's tail (a clock slewing
+ * back); a third within the hour means the cause stays (a host clock that
+ * keeps stepping, an agent whose [clock] speed is not the controller's),
+ * and every further turn moves its calls twice and says nothing new. Not
+ * released by time: nothing this controller sees tells that the agent's
+ * clock was fixed (its returns were early against its own measurement),
+ * so a timed retry would start the loop again; an operator readmits it
+ * (nircctl readmit), as after a rolled-back move. */
+#define ENGINE_RETURNS_HOLD      3
+#define ENGINE_RETURNS_WINDOW_MS (3600ULL * 1000)
+/* Counts one early return of the move of rule (kind, rule_id), `early_ms`
+ * before its revert_at, at monotonic `mono`: true when it is the one that
+ * makes the site held. Pure. */
+bool engine_returns_count(engine_returns_t *r, rule_kind_t kind, uint64_t rule_id, uint64_t mono,
+                          int64_t early_ms);
+/* Whether site i is held (site_dir_t.returns) and plan route `pr` is a
+ * move with an end that it would start now: that move is not sent
+ * (engine_evaluate), and its note and a routing alarm say why
+ * (engine_returns_words, engine.c). */
+bool engine_returns_withheld(engine_t *e, size_t i, const plan_route_t *pr);
+/* What status and the alarm say of a held site: how many early returns
+ * in how long, the last's rule and how early, the likely cause and the
+ * fix (engine_sites.c). */
+void engine_returns_words(engine_t *e, size_t i, char *buf, size_t len);
 /* Whether an agent's time of its own return home (`w`, NULL: not said)
  * is believed: not after this controller's now, and not before the
  * revert_at it went home by (revert_at_ms; 0: not known here) by more

@@ -205,6 +205,17 @@ int engine_add_overflow(engine_t *e, const overflow_rule_t *o) {
 
 void engine_readmit(engine_t *e, size_t i, const char *who, const char *why) {
   site_dir_t *d = &e->dirs[i];
+  /* Held after its agent's early returns (engine_returns_count): an
+   * operator's act ends it, and the count starts again. Kept in memory
+   * only: nothing to store. */
+  if (d->returns.state == ENGINE_RETURNS_HELD) {
+    log_info(LOG_SITE, engine_site(e, i)->slug,
+             "readmitted by %s (%s): moves with an end are sent to it again after %u early "
+             "returns of its agent",
+             who ? who : "?", why ? why : "", d->returns.n);
+    e->eval_dirty = true;
+  }
+  memset(&d->returns, 0, sizeof d->returns);
   if (!d->excluded_rule) return;
   d->excluded_rule = 0;
   d->excluded_why[0] = '\0';
@@ -736,6 +747,18 @@ bool engine_shares_same(const route_t *a, const route_t *b) {
   return route_shares_same(a, b) && a->revert_at_ms == b->revert_at_ms;
 }
 
+static bool engine_adds_load(const route_t *want, const route_t *cur, const char *self);
+
+bool engine_returns_withheld(engine_t *e, size_t i, const plan_route_t *pr) {
+  const site_dir_t *d = &e->dirs[i];
+  /* Held sites are few: the state first, before any route is built. An
+   * open-ended move (no revert_at) is sent: its agent never ends it. */
+  if (d->returns.state != ENGINE_RETURNS_HELD || !pr->revert_at_ms) return false;
+  route_t want;
+  engine_route_from_plan(pr, &want);
+  return engine_adds_load(&want, &d->target, engine_site(e, i)->slug);
+}
+
 /* Re-plans and moves targets towards the plan. Indices of sites whose
  * target changed are appended to changed (capacity n_sites) if given. */
 /* Counts the sites of `l` that are not online with a report. */
@@ -905,6 +928,7 @@ void engine_evaluate(engine_t *e, size_t *changed, unsigned *n_changed) {
       continue;
     }
     const char *self = engine_site(e, i)->slug;
+    if (engine_returns_withheld(e, i, pr)) continue; /* its agent keeps going home early */
     bool advance = engine_adds_load(&want, &d->target, self) && !engine_hub_gone(e, i);
     if (advance && engine_wave_active(e, pr->kind, pr->rule_id)) continue; /* next wave */
     if (advance && engine_resume_hold(e, &plan, pr)) continue;             /* verified anew first */

@@ -56,6 +56,35 @@ typedef enum {
   DIR_FAILED,   /* rejected, failed or never acknowledged */
 } dir_state_t;
 
+/* A site's agent going home on its own before its move's end on this
+ * controller's clock (engine_on_agent_reverted, case early): each such
+ * return is audited (agent-return) and a rule still in force moves the
+ * site again, so an agent whose clock keeps running ahead would bounce
+ * its calls between hub and home for as long as the rule lasts. Counted
+ * per site (the cause is its agent's clock, whatever the rule), and held
+ * once repeated (engine_returns_count). */
+typedef enum {
+  ENGINE_RETURNS_NONE = 0, /* none counted (or readmitted since) */
+  ENGINE_RETURNS_COUNTING, /* n of them since first_mono, fewer than ENGINE_RETURNS_HOLD */
+  /* ENGINE_RETURNS_HOLD of them within ENGINE_RETURNS_WINDOW_MS: no move
+   * with an end (revert_at) is sent to it until an operator readmits it
+   * or names it in a cutover (engine_readmit) */
+  ENGINE_RETURNS_HELD,
+} engine_returns_state_t;
+const char *engine_returns_state_name(engine_returns_state_t s);
+
+typedef struct {
+  engine_returns_state_t state;
+  unsigned n;                     /* early returns counted since first_mono */
+  uint64_t first_mono, last_mono; /* monotonic ms */
+  /* The rule whose move it left, of the last return whose rule is known
+   * here (RULE_NONE: none), and how early the last came, its revert_at
+   * minus this controller's business now (0: the move had no revert_at). */
+  rule_kind_t kind;
+  uint64_t rule_id;
+  int64_t early_ms;
+} engine_returns_t;
+
 /* Per-site directive bookkeeping (index = site index in the registry). */
 typedef struct {
   route_t target; /* what the site should route by; version = last sent */
@@ -105,6 +134,7 @@ typedef struct {
    * to do. Changed by the next of these, so a new leader learns it from
    * the Hello (engine_on_route_unverified). */
   bool unverified;
+  engine_returns_t returns; /* its agent's early returns home */
 } site_dir_t;
 
 /* Why a site's route changed: every change is counted by cause

@@ -208,6 +208,14 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
     } else if (d->no_rule_adopted && !d->no_rule_mono) {
       engine_no_rule_reword(e, i);
     }
+    /* A site held home after its agent's early returns, while a rule
+     * would move it: that rule cannot be carried out there. Only with no
+     * plan alarm of its own (which says why it is not moved anyway). */
+    if (!e->alarm[i][0] && engine_returns_withheld(e, i, &p->routes[i])) {
+      char msg[ALARM_MESSAGE_MAX];
+      engine_returns_words(e, i, msg, sizeof msg);
+      engine_observe(e, ALARM_ROUTING, s->slug, msg);
+    }
     /* A failed directive stands until the site acknowledges one again; a
      * rolled-back move until the site is readmitted (an operator's act). */
     if (d->excluded_rule && d->excluded_why[0])

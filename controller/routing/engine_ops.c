@@ -646,9 +646,9 @@ void engine_end_cutover(engine_t *e, cutover_t *cut, cutover_state_t st, const c
   engine_store(e, &rec);
 }
 
-/* nircctl readmit: sites excluded after a failed move go back into their
- * rules; no rule ends. Refused (nothing changed) if any named site is
- * unknown or not excluded. */
+/* nircctl readmit: sites excluded after a failed move, or held home after
+ * their agents' early returns, go back into their rules; no rule ends.
+ * Refused (nothing changed) if any named site is unknown or neither. */
 static void engine_op_readmit(engine_t *e, const engine_req_t *rq, const Nirc__RestoreRequest *req,
                               const char *target) {
   if (req->n_sources == 0) {
@@ -663,9 +663,11 @@ static void engine_op_readmit(engine_t *e, const engine_req_t *rq, const Nirc__R
                     "unknown site '%.40s'", req->sources[s]);
       return;
     }
-    if (!e->dirs[i].excluded_rule) {
+    if (!e->dirs[i].excluded_rule && e->dirs[i].returns.state != ENGINE_RETURNS_HELD) {
       engine_refuse(e, rq, "readmit", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                    "%s is not excluded after a failed move: nothing to readmit", req->sources[s]);
+                    "%s is not excluded after a failed move, nor held home after its agent's "
+                    "early returns: nothing to readmit",
+                    req->sources[s]);
       return;
     }
   }
@@ -674,10 +676,14 @@ static void engine_op_readmit(engine_t *e, const engine_req_t *rq, const Nirc__R
   json_t *sites = json_array(), *rules = json_array();
   for (size_t s = 0; s < req->n_sources; s++) {
     size_t i = (size_t)engine_index(e, req->sources[s]);
+    const site_dir_t *d = &e->dirs[i];
+    /* Held only: the rule whose move its agent left last. */
+    bool ex = d->excluded_rule != 0;
     json_array_append_new(sites, json_string(req->sources[s]));
-    json_array_append_new(rules,
-                          json_pack("{s:s, s:I}", "rule", rules_kind_name(e->dirs[i].excluded_kind),
-                                    "rule_id", (json_int_t)e->dirs[i].excluded_rule));
+    json_array_append_new(
+        rules,
+        json_pack("{s:s, s:I}", "rule", rules_kind_name(ex ? d->excluded_kind : d->returns.kind),
+                  "rule_id", (json_int_t)(ex ? d->excluded_rule : d->returns.rule_id)));
     engine_readmit(e, i, rq->operator_name, req->reason && *req->reason ? req->reason : "readmit");
   }
   unsigned n_changed;

@@ -539,8 +539,15 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
   case ENGINE_REVERT_EARLY: break;
   }
   /* Early on this controller's clock: the rule did not end, and no tick
-   * here records this return. Audited now, as what it is. */
-  engine_early_return(e, i, &home, went_home);
+   * here records this return. Counted (an agent that keeps doing it is
+   * held home), and audited now, as what it is. The rule is known while
+   * the target is the move the agent left (a newer one may be another
+   * rule's). */
+  bool named = route_compare_version(&d->target, &home) == 0;
+  int64_t early = d->acked.revert_at_ms ? d->acked.revert_at_ms - engine_now(e) : 0;
+  bool held = engine_returns_count(&d->returns, named ? d->kind : RULE_NONE, named ? d->rule_id : 0,
+                                   engine_mono(e), early);
+  engine_early_return(e, i, &home, went_home, held);
   e->eval_dirty = true;
   engine_inflow_acked(e, i, &d->acked, &home);
   d->acked = home;
@@ -561,4 +568,73 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
   }
   log_warn(LOG_SITE, s->slug, "agent went home on its own at revert_at of (%llu, %llu)",
            (unsigned long long)epoch, (unsigned long long)version);
+  if (held) {
+    char words[ALARM_MESSAGE_MAX];
+    engine_returns_words(e, i, words, sizeof words);
+    log_error(LOG_SITE, s->slug, "%s", words);
+  }
+}
+
+/* ---- an agent that keeps going home early ---- */
+
+static const char *const engine_returns_state_names[] = {
+    [ENGINE_RETURNS_NONE] = "none",
+    [ENGINE_RETURNS_COUNTING] = "counting",
+    [ENGINE_RETURNS_HELD] = "held",
+};
+
+const char *engine_returns_state_name(engine_returns_state_t s) {
+  return (unsigned)s <= ENGINE_RETURNS_HELD ? engine_returns_state_names[s] : "?";
+}
+
+bool engine_returns_count(engine_returns_t *r, rule_kind_t kind, uint64_t rule_id, uint64_t mono,
+                          int64_t early_ms) {
+  /* A held site stays held (the count goes on for the words): only an
+   * operator ends it. Otherwise the window starts at the first return
+   * counted, and one outside it starts a new count. */
+  if (r->state == ENGINE_RETURNS_COUNTING && mono - r->first_mono <= ENGINE_RETURNS_WINDOW_MS) {
+    r->n++;
+  } else if (r->state != ENGINE_RETURNS_HELD) {
+    r->state = ENGINE_RETURNS_COUNTING;
+    r->n = 1;
+    r->first_mono = mono;
+  } else {
+    r->n++;
+  }
+  r->last_mono = mono;
+  r->early_ms = early_ms;
+  if (kind != RULE_NONE) { /* a return whose rule is not known here keeps the last known */
+    r->kind = kind;
+    r->rule_id = rule_id;
+  }
+  if (r->state == ENGINE_RETURNS_COUNTING && r->n >= ENGINE_RETURNS_HOLD) {
+    r->state = ENGINE_RETURNS_HELD;
+    return true;
+  }
+  return false;
+}
+
+void engine_returns_words(engine_t *e, size_t i, char *buf, size_t len) {
+  const engine_returns_t *r = &e->dirs[i].returns;
+  char span[32], early[64], rule[48];
+  engine_down_for(r->last_mono - r->first_mono, span, sizeof span);
+  /* Said when the agent's word arrived: it went no later, so at least
+   * this early (engine_early_return says it alike). */
+  if (r->early_ms >= 1000)
+    snprintf(early, sizeof early, "%lld s before revert_at", (long long)(r->early_ms / 1000));
+  else if (r->early_ms > 0)
+    snprintf(early, sizeof early, "%lld ms before revert_at", (long long)r->early_ms);
+  else
+    snprintf(early, sizeof early, "a move without a revert_at");
+  if (r->kind != RULE_NONE)
+    snprintf(rule, sizeof rule, "%s %llu", rules_kind_name(r->kind),
+             (unsigned long long)r->rule_id);
+  else
+    snprintf(rule, sizeof rule, "its rule");
+  /* Under ALARM_MESSAGE_MAX with a 31-byte slug and ten-digit ids. */
+  snprintf(buf, len,
+           "held home: its agent went home early %u times in %s (last: %s, %s by this "
+           "controller's clock): its clock runs ahead; fix the host's clock (NTP), then "
+           "nircctl readmit %s",
+           r->n, span, rule, early, engine_site(e, i)->slug);
 }

@@ -219,6 +219,10 @@ void engine_site_note(engine_t *e, size_t i, const plan_route_t *pr, const char 
     engine_undelivered_words(e, i, d->note, sizeof d->note);
     return;
   }
+  if (engine_returns_withheld(e, i, pr)) { /* the move planned is not sent */
+    engine_returns_words(e, i, d->note, sizeof d->note);
+    return;
+  }
   if (pr->note[0]) {
     nirc_strlcpy_utf8(d->note, pr->note, sizeof d->note);
     return;
@@ -618,17 +622,24 @@ static void engine_own_return(engine_t *e, size_t i, const char *before, const r
 }
 
 void engine_early_return(engine_t *e, size_t i, const route_t *home,
-                         const engine_went_home_t *went_home) {
+                         const engine_went_home_t *went_home, bool held) {
   const site_dir_t *d = &e->dirs[i];
   const route_t *left = &d->acked;
   const char *self = engine_site(e, i)->slug;
   /* The rule is named only while the target is the move the agent left
    * (a newer directive may be another rule's). */
   bool named = route_compare_version(&d->target, left) == 0 && d->kind != RULE_NONE;
-  char end[160], why[1024], before[200], said[400];
+  char end[160], why[1024], before[200], said[400], then[200];
   engine_home_at_t verdict;
   int64_t happened =
       engine_home_at_said(e, went_home, left->revert_at_ms, &verdict, said, sizeof said);
+  if (held)
+    snprintf(then, sizeof then,
+             "held home now, after %u such returns: no move with an end is sent to it until "
+             "readmitted (nircctl readmit %s)",
+             d->returns.n, self);
+  else
+    snprintf(then, sizeof then, "while it is in force the next plan moves the site again");
   if (named)
     snprintf(end, sizeof end, "the end of %s %llu", rules_kind_name(d->kind),
              (unsigned long long)d->rule_id);
@@ -648,13 +659,13 @@ void engine_early_return(engine_t *e, size_t i, const route_t *home,
     snprintf(why, sizeof why,
              "its agent went home on its own at its revert_at, %s before %s on this "
              "controller's clock, %s: the agent's clock runs ahead of this controller's; the "
-             "rule did not end here, and while it is in force the next plan moves the site again",
-             early, end, at);
+             "rule did not end here, and %s",
+             early, end, at, then);
   } else {
     snprintf(why, sizeof why,
              "its agent went home on its own, before %s on this controller's clock: the rule "
-             "did not end here, and while it is in force the next plan moves the site again",
-             end);
+             "did not end here, and %s",
+             end, then);
   }
   engine_home_at_append(why, sizeof why, verdict, said);
   route_format(left, self, before, sizeof before);

@@ -141,7 +141,7 @@ DIRECTIVE = {"site": str, "epoch": int, "version": int, "route": [ROUTE_SHARE],
 CUTOVER_DETAIL = {"cutover_id": int, "sources": [str], "hubs": [str], "reason": str,
                   "force": bool, "expires_ms": int, "share_permille": int,
                   "forced_over": [FORCED_OVER], "directives": [DIRECTIVE]}
-EXCLUDED_FROM = {"rule": enum("cutover", "schedule", "overflow"), "rule_id": int}
+EXCLUDED_FROM = {"rule": enum("cutover", "schedule", "overflow", "default"), "rule_id": int}
 CUTOVER_TERMS = {"hubs": [str], "share_permille": int, "expires_ms": int}
 AMEND_DETAIL = {"cutover_id": int, "before": CUTOVER_TERMS, "after": CUTOVER_TERMS, "reason": str,
                 "force": bool, "forced_over": [FORCED_OVER], "directives": [DIRECTIVE]}

@@ -2,10 +2,14 @@
  * engine (controller/routing/engine_sites.c): the pure classification of
  * the event against the site's directive, case by case and at each
  * boundary (revert_at == now, versions equal, older and newer, the route
- * not known), without an engine. */
-#include "engine-int.h" /* engine_revert_classify */
+ * not known), without an engine; and an agent that keeps going home
+ * early, counted (pure) and held home, driven through the engine's world
+ * (tests/unit/support/world.c). */
+#include "alarm.h"
+#include "engine-int.h" /* engine_revert_classify, engine_returns_count */
 #include "engine.h"
 #include "route.h"
+#include "support/world.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -96,9 +100,155 @@ static void test_the_return_home_is_classified_case_by_case(void **state) {
   assert_string_equal(engine_revert_case_name((engine_revert_case_t)99), "?");
 }
 
+/* The count of early returns: held at the ENGINE_RETURNS_HOLD-th within
+ * the window (its end included), a new count after it, and held until an
+ * operator ends it, whatever comes next. */
+static void test_early_returns_are_counted_within_the_window(void **state) {
+  (void)state;
+  const uint64_t t0 = 1000, win = ENGINE_RETURNS_WINDOW_MS;
+  engine_returns_t r;
+  memset(&r, 0, sizeof r);
+  assert_false(engine_returns_count(&r, RULE_CUTOVER, 7, t0, 90000));
+  assert_int_equal(r.state, ENGINE_RETURNS_COUNTING);
+  for (unsigned k = 2; k < ENGINE_RETURNS_HOLD; k++)
+    assert_false(engine_returns_count(&r, RULE_CUTOVER, 7, t0 + k, 5000));
+  assert_true(engine_returns_count(&r, RULE_SCHEDULE, 2, t0 + win, 800)); /* the window's end */
+  assert_int_equal(r.state, ENGINE_RETURNS_HELD);
+  assert_int_equal(r.n, ENGINE_RETURNS_HOLD);
+  assert_int_equal(r.kind, RULE_SCHEDULE); /* the last one's rule and earliness */
+  assert_int_equal(r.rule_id, 2);
+  assert_int_equal(r.early_ms, 800);
+  /* A return whose rule is not known here keeps the last one known. */
+  assert_false(engine_returns_count(&r, RULE_NONE, 0, t0 + win, 700));
+  assert_int_equal(r.kind, RULE_SCHEDULE);
+  assert_int_equal(r.early_ms, 700);
+  /* Held stays held, even long after: it is said once. */
+  assert_false(engine_returns_count(&r, RULE_CUTOVER, 7, t0 + 10 * win, 100));
+  assert_int_equal(r.state, ENGINE_RETURNS_HELD);
+  assert_string_equal(engine_returns_state_name(r.state), "held");
+
+  /* One millisecond past the window: the count starts again. */
+  memset(&r, 0, sizeof r);
+  for (unsigned k = 1; k < ENGINE_RETURNS_HOLD; k++)
+    assert_false(engine_returns_count(&r, RULE_CUTOVER, 7, t0, 5000));
+  assert_false(engine_returns_count(&r, RULE_CUTOVER, 7, t0 + win + 1, 5000));
+  assert_int_equal(r.state, ENGINE_RETURNS_COUNTING);
+  assert_int_equal(r.n, 1);
+  assert_int_equal(r.first_mono, t0 + win + 1);
+}
+
+/* hubei's agent goes home early: the REVERTED event for the route it
+ * acknowledged. */
+static void agent_goes_home_early(world_t *w, engine_t *e, size_t i) {
+  route_t left = engine_site_dir(e, i)->acked;
+  assert_true(left.revert_at_ms > w->now);
+  engine_on_agent_reverted(e, i, left.epoch, left.version);
+  world_flush(w);
+}
+
+/* Ticks (acking what is sent) until hubei is sent something new, at most
+ * `ticks` of 200 ms: whether it was. */
+static bool sent_again(world_t *w, engine_t *e, unsigned ticks) {
+  size_t sent = world_sent_count(w, "hubei");
+  for (unsigned k = 0; k < ticks && world_sent_count(w, "hubei") == sent; k++) {
+    world_tick(w, e, 200);
+    world_ack(w, e, 0, NULL);
+    world_flush(w);
+  }
+  return world_sent_count(w, "hubei") > sent;
+}
+
+/* An agent whose clock keeps running ahead goes home before its cutover's
+ * end, is moved again, goes home again, and so on. Before, each turn was
+ * a route change both ways and an audit entry, for as long as the cutover
+ * lasted, and nothing told the operator why. Now the third early return
+ * within the hour holds it home: the move is not sent again, a routing
+ * alarm and its status note name the site, the rule, how early, the cause
+ * and the fix; an operator's readmit sends the move again. */
+static void test_an_agent_that_keeps_going_home_early_is_held_home(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  world_cutover_for(w, e, 9, "hubei", "shaanxi", 3600000);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  size_t i = world_index(w, "hubei");
+  uint64_t rid = engine_site_dir(e, i)->rule_id;
+  for (unsigned k = 1; k < ENGINE_RETURNS_HOLD; k++) {
+    agent_goes_home_early(w, e, i);
+    if (!sent_again(w, e, 100)) fail_msg("early return %u: the cutover's move not sent again", k);
+    assert_int_equal(route_share_of(&engine_site_dir(e, i)->acked, "shaanxi"), 1000);
+    assert_null(alarm_find(engine_alarms(e), ALARM_ROUTING, "hubei"));
+  }
+  size_t from = w->n_rec;
+  int64_t early_s = (engine_site_dir(e, i)->acked.revert_at_ms - w->now) / 1000;
+  agent_goes_home_early(w, e, i);
+  if (sent_again(w, e, 150))
+    fail_msg("early return %u: the move is sent again (the loop goes on)", ENGINE_RETURNS_HOLD);
+  const site_dir_t *d = engine_site_dir(e, i);
+  assert_int_equal(d->returns.state, ENGINE_RETURNS_HELD);
+  assert_int_equal(route_share_of(&d->acked, "hubei"), 1000);
+  assert_int_equal(route_share_of(&d->target, "hubei"), 1000);
+
+  /* The alarm and the note say who, which rule, how early, why, the fix. */
+  const alarm_t *a = alarm_find(engine_alarms(e), ALARM_ROUTING, "hubei");
+  if (!a) fail_msg("no routing alarm for hubei held home");
+  char rule[64], early[64];
+  snprintf(rule, sizeof rule, "(last: cutover %llu, ", (unsigned long long)rid);
+  snprintf(early, sizeof early, "%lld s before revert_at by this controller's clock",
+           (long long)early_s);
+  const char *has[] = {"held home",
+                       "its agent went home early 3 times",
+                       rule,
+                       early,
+                       "its clock runs ahead",
+                       "fix the host's clock (NTP)",
+                       "nircctl readmit hubei"};
+  for (size_t k = 0; k < sizeof has / sizeof *has; k++) {
+    if (!strstr(a->message, has[k])) fail_msg("no '%s' in the alarm: %s", has[k], a->message);
+    if (!strstr(d->note, has[k])) fail_msg("no '%s' in the note: %s", has[k], d->note);
+  }
+  /* The third return's entry says the site is held, not moved again. */
+  const world_rec_t *x = NULL;
+  for (size_t k = from; k < w->n_rec; k++)
+    if (w->rec[k].kind == ENGINE_REC_AUDIT && strcmp(w->rec[k].action, "route") == 0 &&
+        strstr(w->rec[k].detail, "\"cause\":\"agent-return\""))
+      x = &w->rec[k];
+  if (!x || !strstr(x->detail, "held home now, after 3 such returns") ||
+      strstr(x->detail, "the next plan moves the site again"))
+    fail_msg("the third early return's entry: %s", x ? x->detail : "(none)");
+  assert_int_equal(engine_route_changes(e, i, ROUTE_CAUSE_AGENT_RETURN), ENGINE_RETURNS_HOLD);
+
+  /* The agent's clock fixed, an operator readmits it: moved again. */
+  char *names[] = {"hubei"};
+  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
+  r.sources = names;
+  r.n_sources = 1;
+  r.readmit = 1;
+  r.reason = "agent clock fixed";
+  engine_req_t rq = {.client = w, .request_id = 30, .operator_name = "operator:olga", .label = "t"};
+  size_t replies = w->n_rep;
+  engine_op_restore(e, &rq, &r);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_true(w->n_rep > replies);
+  assert_true(w->rep[w->n_rep - 1].ok);
+  assert_int_equal(engine_site_dir(e, i)->returns.state, ENGINE_RETURNS_NONE);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "readmit"), 1);
+  assert_string_equal(engine_site_dir(e, i)->note, "");
+  for (unsigned k = 0; k < 32; k++) /* alarm_clear_ms without the condition */
+    world_tick(w, e, 1000);
+  assert_null(alarm_find(engine_alarms(e), ALARM_ROUTING, "hubei"));
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_the_return_home_is_classified_case_by_case),
+      cmocka_unit_test(test_early_returns_are_counted_within_the_window),
+      cmocka_unit_test(test_an_agent_that_keeps_going_home_early_is_held_home),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
