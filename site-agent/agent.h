@@ -114,7 +114,7 @@ typedef struct {
   char found[200], expected[200], detail[600];
   int64_t at_ms;
   uint64_t epoch, version; /* REVERTED: the route the agent left */
-  bool unverified;         /* ROUTE_CONFIRMED: applied_unverified when queued */
+  bool unverified;         /* ROUTE_CONFIRMED, REVERTED: applied_unverified when queued */
   int64_t went_home_ms;    /* REVERTED: agent_t.went_home_ms when queued (0: not known) */
   agent_clock_src_t went_home_src;
 } agent_pbx_event_t;

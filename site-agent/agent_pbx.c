@@ -207,9 +207,14 @@ static void agent_pbx_queue(agent_t *a, Nirc__PbxEventKind kind, const char *fou
   e->epoch = r ? r->epoch : 0;
   e->version = r ? r->version : 0;
   /* The route confirmed may be confirmed unread: a controller that heard
-   * "unknown" in the Hello has not heard this. */
-  e->unverified =
-      kind == NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_CONFIRMED && a->applied_unverified;
+   * "unknown" in the Hello has not heard this. So may the home route the
+   * agent went to on its own: the controller takes it as the site's
+   * route, and must not keep the mark of the route left. (A revert the
+   * PBX did not take is unknown, not unverified: applied_unverified is
+   * false then.) */
+  e->unverified = (kind == NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_CONFIRMED ||
+                   kind == NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_REVERTED) &&
+                  a->applied_unverified;
   /* A return home says when it went (agent_clock_went_home). */
   bool home = kind == NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_REVERTED;
   e->went_home_ms = home ? a->went_home_ms : 0;

@@ -530,7 +530,14 @@ void engine_on_route_unverified(engine_t *e, size_t site_index, bool unverified)
 /* The site's agent went home on its own when revert_at of its route
  * (epoch, version) passed (a REVERTED PbxEvent; engine_sites.c). Taken as
  * its acknowledged route when the engine believed it held that version;
- * a newer directive, sent or acknowledged, already says more. */
+ * a newer directive, sent or acknowledged, already says more. Where home
+ * becomes its route here, `unverified` (PbxEvent.unverified: home applied
+ * without a read-back of the PBX) replaces the mark of the route left
+ * (site_dir_t.unverified). engine_on_agent_reverted: an event without
+ * the mark (false: read back, or an older agent, as for ROUTE_CONFIRMED). */
+void engine_on_agent_reverted_marked(engine_t *e, size_t site_index, uint64_t epoch,
+                                     uint64_t version, const engine_went_home_t *went_home,
+                                     bool unverified);
 void engine_on_agent_reverted(engine_t *e, size_t site_index, uint64_t epoch, uint64_t version,
                               const engine_went_home_t *went_home);
 /* Called on every server tick: re-plan, gate waves, resend, time out. */

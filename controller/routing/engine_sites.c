@@ -486,6 +486,11 @@ engine_revert_case_t engine_revert_classify(const site_dir_t *d, const route_t *
 
 void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t version,
                               const engine_went_home_t *went_home) {
+  engine_on_agent_reverted_marked(e, i, epoch, version, went_home, false);
+}
+
+void engine_on_agent_reverted_marked(engine_t *e, size_t i, uint64_t epoch, uint64_t version,
+                                     const engine_went_home_t *went_home, bool unverified) {
   if (i >= engine_nsites(e)) return;
   site_dir_t *d = &e->dirs[i];
   site_t *s = engine_site(e, i);
@@ -497,7 +502,8 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
   case ENGINE_REVERT_RESEND_END:
     /* Home by the agent's word already (it said so when the PBX did not
      * take home, and now that it did): the failed end of the rule goes
-     * again now. */
+     * again now. Whether the PBX was read back is this event's. */
+    engine_on_route_unverified(e, i, unverified);
     engine_resend_failed_now(e, i);
     return;
   case ENGINE_REVERT_NOTHING:
@@ -518,6 +524,7 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
      * again now rather than at its slow retry. */
     engine_inflow_acked(e, i, &d->acked, &home);
     d->acked = home;
+    engine_on_route_unverified(e, i, unverified); /* home's mark, not the route left's */
     e->eval_dirty = true;
     engine_resend_failed_now(e, i);
     log_warn(LOG_SITE, s->slug,
@@ -551,6 +558,7 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
   e->eval_dirty = true;
   engine_inflow_acked(e, i, &d->acked, &home);
   d->acked = home;
+  engine_on_route_unverified(e, i, unverified); /* home's mark, not the route left's */
   if (route_compare_version(&d->target, &home) == 0) {
     /* The target is the route the agent left. Its rule may still be in
      * force on this controller's clock (the agent's clock ran ahead of

@@ -536,6 +536,40 @@ static void test_went_home_time_is_kept_and_said(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* The agent goes home on its own at revert_at through an adapter that
+ * cannot read the PBX back: its REVERTED event says unverified, as a
+ * ROUTE_CONFIRMED would, so the controller does not keep the mark of the
+ * route left. Read back, or not taken by the PBX: not unverified. Before,
+ * only ROUTE_CONFIRMED carried the mark. */
+static void test_revert_applied_unread_says_so(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  route_t saved = cutover(NOW + 40000);
+  agent_t *a = started_agent(&saved);
+  a->loop = &loop;
+  route_t tried = a->applied;
+  finish(a, &tried, APPLY_RESTORE, 0, 0);
+  route_t home;
+  agent_start_route(&saved, a->slug, NOW + 40000, &home); /* what agent_on_revert applies */
+  finish_unread(a, &home, APPLY_REVERT, 0, 0, true);
+  agent_pbx_applied(a, APPLY_REVERT, &home, 0, "");
+  assert_int_equal(a->n_events, 1);
+  assert_int_equal(a->events[0].kind, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_REVERTED);
+  assert_true(a->events[0].unverified);
+  /* Read back (a verify_cmd): not unverified. */
+  finish_unread(a, &home, APPLY_REVERT, 0, 0, false);
+  agent_pbx_applied(a, APPLY_REVERT, &home, 0, "");
+  assert_int_equal(a->n_events, 2);
+  assert_false(a->events[1].unverified);
+  /* Not taken by the PBX: unknown, not unverified. */
+  finish_unread(a, &home, APPLY_REVERT, NIRC_EIO, 0, true);
+  agent_pbx_applied(a, APPLY_REVERT, &home, NIRC_EIO, "PBX not reachable");
+  assert_int_equal(a->n_events, 3);
+  assert_false(a->events[2].unverified);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_failed_restore_is_retried_and_revert_armed),
@@ -548,6 +582,7 @@ int main(void) {
       cmocka_unit_test(test_metrics_leave_out_an_unknown_route),
       cmocka_unit_test(test_failed_revert_is_reported),
       cmocka_unit_test(test_went_home_time_is_kept_and_said),
+      cmocka_unit_test(test_revert_applied_unread_says_so),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -142,7 +142,7 @@ static void test_early_returns_are_counted_within_the_window(void **state) {
 static void agent_goes_home_early(world_t *w, engine_t *e, size_t i) {
   route_t left = engine_site_dir(e, i)->acked;
   assert_true(left.revert_at_ms > w->now);
-  engine_on_agent_reverted(e, i, left.epoch, left.version);
+  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL);
   world_flush(w);
 }
 
@@ -244,11 +244,60 @@ static void test_an_agent_that_keeps_going_home_early_is_held_home(void **state)
   world_free(w);
 }
 
+/* An agent goes home on its own through an adapter that cannot read its
+ * PBX back: its REVERTED event says so (unverified), and the home route
+ * taken here is marked unverified, not the route left's mark; and the
+ * other way round. Before, the mark of the route left stayed. */
+static void test_a_return_home_carries_its_own_unverified_mark(void **state) {
+  (void)state;
+  for (int read_back = 0; read_back < 2; read_back++) {
+    world_t *w = world_new();
+    engine_t *e = world_leading(w);
+    world_cutover_for(w, e, 9, "hubei", "shaanxi", 600000);
+    w->ack_unverified = read_back; /* the move's mark: the opposite of home's */
+    world_ack(w, e, 0, NULL);
+    world_flush(w);
+    size_t i = world_index(w, "hubei");
+    assert_int_equal(engine_site_dir(e, i)->unverified, read_back);
+    route_t left = engine_site_dir(e, i)->acked;
+    engine_on_agent_reverted_marked(e, i, left.epoch, left.version, NULL, !read_back); /* early */
+    assert_int_equal(route_share_of(&engine_site_dir(e, i)->acked, "hubei"), 1000);
+    if (engine_site_dir(e, i)->unverified != !read_back)
+      fail_msg("home applied %s: the mark of the route left stays",
+               read_back ? "and read back" : "unread");
+    engine_free(e);
+    world_free(w);
+  }
+  /* After the end was sent here (after-end), and when the agent says the
+   * PBX took home at last (resend-end): the event's mark too. */
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  world_cutover_for(w, e, 9, "hubei", "shaanxi", 60000);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  size_t i = world_index(w, "hubei");
+  route_t left = engine_site_dir(e, i)->acked;
+  size_t sent = world_sent_count(w, "hubei");
+  w->now = left.revert_at_ms;
+  for (int k = 0; k < 10 && world_sent_count(w, "hubei") == sent; k++)
+    world_tick(w, e, 200);
+  assert_int_equal(world_sent_count(w, "hubei"), sent + 1); /* the end, not acknowledged */
+  engine_on_agent_reverted_marked(e, i, left.epoch, left.version, NULL, true);
+  assert_true(engine_site_dir(e, i)->unverified);
+  engine_on_agent_reverted_marked(e, i, left.epoch, left.version, NULL, false);
+  assert_false(engine_site_dir(e, i)->unverified);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_the_return_home_is_classified_case_by_case),
       cmocka_unit_test(test_early_returns_are_counted_within_the_window),
       cmocka_unit_test(test_an_agent_that_keeps_going_home_early_is_held_home),
+      cmocka_unit_test(test_a_return_home_carries_its_own_unverified_mark),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
