@@ -533,6 +533,11 @@ void engine_end_cutover(engine_t *e, cutover_t *cut, cutover_state_t st, const c
 /* Site i is back in its rules (no-op when it was not excluded); the
  * readmission is stored, so a new leader does not keep it out. */
 void engine_readmit(engine_t *e, size_t i, const char *who, const char *why);
+/* Site i's hold after its agent's early returns (site_dir_t.returns)
+ * ends, and their count with it: an operator's act saying it may move
+ * again (readmit, a cutover naming it), never the end of a rule nor a
+ * restore (which sends it home anyway). */
+void engine_returns_release(engine_t *e, size_t i, const char *who, const char *why);
 /* Wave verification by moved calls (engine_verify.c). start: the window
  * starts (again) now, for every source; sample: takes the baselines of
  * sources whose first report since arrived; judge: at the window's end,

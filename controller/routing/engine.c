@@ -203,11 +203,9 @@ int engine_add_overflow(engine_t *e, const overflow_rule_t *o) {
   return 0;
 }
 
-void engine_readmit(engine_t *e, size_t i, const char *who, const char *why) {
+void engine_returns_release(engine_t *e, size_t i, const char *who, const char *why) {
   site_dir_t *d = &e->dirs[i];
-  /* Held after its agent's early returns (engine_returns_count): an
-   * operator's act ends it, and the count starts again. Kept in memory
-   * only: nothing to store. */
+  /* Kept in memory only: nothing to store. The count starts again. */
   if (d->returns.state == ENGINE_RETURNS_HELD) {
     log_info(LOG_SITE, engine_site(e, i)->slug,
              "readmitted by %s (%s): moves with an end are sent to it again after %u early "
@@ -216,6 +214,10 @@ void engine_readmit(engine_t *e, size_t i, const char *who, const char *why) {
     e->eval_dirty = true;
   }
   memset(&d->returns, 0, sizeof d->returns);
+}
+
+void engine_readmit(engine_t *e, size_t i, const char *who, const char *why) {
+  site_dir_t *d = &e->dirs[i];
   if (!d->excluded_rule) return;
   d->excluded_rule = 0;
   d->excluded_why[0] = '\0';

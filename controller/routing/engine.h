@@ -68,7 +68,7 @@ typedef enum {
   ENGINE_RETURNS_COUNTING, /* n of them since first_mono, fewer than ENGINE_RETURNS_HOLD */
   /* ENGINE_RETURNS_HOLD of them within ENGINE_RETURNS_WINDOW_MS: no move
    * with an end (revert_at) is sent to it until an operator readmits it
-   * or names it in a cutover (engine_readmit) */
+   * or names it in a cutover (engine_returns_release) */
   ENGINE_RETURNS_HELD,
 } engine_returns_state_t;
 const char *engine_returns_state_name(engine_returns_state_t s);

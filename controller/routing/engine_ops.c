@@ -597,7 +597,9 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
   }
   for (unsigned s = 0; s < cut.sources.n; s++) {
     long i = engine_index(e, cut.sources.v[s]);
-    if (i >= 0) engine_readmit(e, (size_t)i, rq->operator_name, "named in a cutover");
+    if (i < 0) continue;
+    engine_readmit(e, (size_t)i, rq->operator_name, "named in a cutover");
+    engine_returns_release(e, (size_t)i, rq->operator_name, "named in a cutover");
   }
   unsigned n_changed;
   waiter_t *w;
@@ -684,7 +686,9 @@ static void engine_op_readmit(engine_t *e, const engine_req_t *rq, const Nirc__R
         rules,
         json_pack("{s:s, s:I}", "rule", rules_kind_name(ex ? d->excluded_kind : d->returns.kind),
                   "rule_id", (json_int_t)(ex ? d->excluded_rule : d->returns.rule_id)));
-    engine_readmit(e, i, rq->operator_name, req->reason && *req->reason ? req->reason : "readmit");
+    const char *why = req->reason && *req->reason ? req->reason : "readmit";
+    engine_readmit(e, i, rq->operator_name, why);
+    engine_returns_release(e, i, rq->operator_name, why);
   }
   unsigned n_changed;
   waiter_t *w;

@@ -292,11 +292,47 @@ static void test_a_return_home_carries_its_own_unverified_mark(void **state) {
   world_free(w);
 }
 
+/* A restore sends a held site home and does not end its hold (nothing
+ * says its agent's clock was fixed); a cutover naming it does (the
+ * operator asks for the move), and it is moved. */
+static void test_a_hold_ends_with_a_cutover_naming_the_site_not_a_restore(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  world_cutover_for(w, e, 9, "hubei", "shaanxi", 3600000);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  size_t i = world_index(w, "hubei");
+  for (unsigned k = 1; k <= ENGINE_RETURNS_HOLD; k++) {
+    agent_goes_home_early(w, e, i);
+    assert_int_equal(sent_again(w, e, 100), k < ENGINE_RETURNS_HOLD);
+  }
+  assert_int_equal(engine_site_dir(e, i)->returns.state, ENGINE_RETURNS_HELD);
+  char *names[] = {"hubei"};
+  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
+  r.sources = names;
+  r.n_sources = 1;
+  engine_req_t rq = {.client = w, .request_id = 31, .operator_name = "operator:olga", .label = "t"};
+  engine_op_restore(e, &rq, &r);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_int_equal(engine_site_dir(e, i)->returns.state, ENGINE_RETURNS_HELD);
+  world_cutover_for(w, e, 32, "hubei", "shaanxi", 3600000);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_int_equal(engine_site_dir(e, i)->returns.state, ENGINE_RETURNS_NONE);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
+  assert_int_equal(route_share_of(&engine_site_dir(e, i)->acked, "shaanxi"), 1000);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_the_return_home_is_classified_case_by_case),
       cmocka_unit_test(test_early_returns_are_counted_within_the_window),
       cmocka_unit_test(test_an_agent_that_keeps_going_home_early_is_held_home),
+      cmocka_unit_test(test_a_hold_ends_with_a_cutover_naming_the_site_not_a_restore),
       cmocka_unit_test(test_a_return_home_carries_its_own_unverified_mark),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
