@@ -137,6 +137,16 @@ static void test_early_returns_are_counted_within_the_window(void **state) {
   assert_int_equal(r.first_mono, t0 + win + 1);
 }
 
+/* world_leading with hubei cut over to shaanxi for `ms`, acknowledged
+ * (with the world's ack marks) and durable. */
+static engine_t *leading_with_hubei_moved(world_t *w, int64_t ms) {
+  engine_t *e = world_leading(w);
+  world_cutover_for(w, e, 9, "hubei", "shaanxi", ms);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  return e;
+}
+
 /* hubei's agent goes home early: the REVERTED event for the route it
  * acknowledged. */
 static void agent_goes_home_early(world_t *w, engine_t *e, size_t i) {
@@ -168,10 +178,7 @@ static bool sent_again(world_t *w, engine_t *e, unsigned ticks) {
 static void test_an_agent_that_keeps_going_home_early_is_held_home(void **state) {
   (void)state;
   world_t *w = world_new();
-  engine_t *e = world_leading(w);
-  world_cutover_for(w, e, 9, "hubei", "shaanxi", 3600000);
-  world_ack(w, e, 0, NULL);
-  world_flush(w);
+  engine_t *e = leading_with_hubei_moved(w, 3600000);
   size_t i = world_index(w, "hubei");
   uint64_t rid = engine_site_dir(e, i)->rule_id;
   for (unsigned k = 1; k < ENGINE_RETURNS_HOLD; k++) {
@@ -271,10 +278,7 @@ static void test_a_return_home_carries_its_own_unverified_mark(void **state) {
   /* After the end was sent here (after-end), and when the agent says the
    * PBX took home at last (resend-end): the event's mark too. */
   world_t *w = world_new();
-  engine_t *e = world_leading(w);
-  world_cutover_for(w, e, 9, "hubei", "shaanxi", 60000);
-  world_ack(w, e, 0, NULL);
-  world_flush(w);
+  engine_t *e = leading_with_hubei_moved(w, 60000);
   size_t i = world_index(w, "hubei");
   route_t left = engine_site_dir(e, i)->acked;
   size_t sent = world_sent_count(w, "hubei");
@@ -298,10 +302,7 @@ static void test_a_return_home_carries_its_own_unverified_mark(void **state) {
 static void test_a_hold_ends_with_a_cutover_naming_the_site_not_a_restore(void **state) {
   (void)state;
   world_t *w = world_new();
-  engine_t *e = world_leading(w);
-  world_cutover_for(w, e, 9, "hubei", "shaanxi", 3600000);
-  world_ack(w, e, 0, NULL);
-  world_flush(w);
+  engine_t *e = leading_with_hubei_moved(w, 3600000);
   size_t i = world_index(w, "hubei");
   for (unsigned k = 1; k <= ENGINE_RETURNS_HOLD; k++) {
     agent_goes_home_early(w, e, i);
