@@ -118,8 +118,9 @@ static const char *ctl_link_colour(Nirc__LinkState s, bool colour) {
 /* "home", "shaanxi", "hubei 700‰, henan 300‰" (escaped), or "unknown". */
 static void ctl_route(const Nirc__SiteStatus *s, char *buf, size_t len) {
   buf[0] = '\0';
-  if (s->route_unknown) {
-    /* Its agent has not confirmed a route at the PBX: not home. */
+  if (s->route_unknown || s->route_unheard) {
+    /* Its agent has not confirmed a route at the PBX, or has not said
+     * Hello to this controller: not home. */
     snprintf(buf, len, "unknown");
     return;
   }
@@ -139,17 +140,24 @@ static void ctl_route(const Nirc__SiteStatus *s, char *buf, size_t len) {
 }
 
 /* The status table's ROUTE cell: the route, marked when its agent applied
- * it without a read-back of the PBX (the legend under the table says what
- * the mark means). Returns whether it is marked. */
+ * it without a read-back of the PBX, or "unknown" marked when its agent
+ * has not said Hello to this controller (the legend under the table says
+ * what each mark means). Returns which mark it has. */
 #define CTL_ROUTE_UNVERIFIED " (unverified)"
+#define CTL_ROUTE_UNHEARD    " (not heard)"
 #define CTL_ROUTE_MIN_WIDTH  22
-static bool ctl_route_cell(const Nirc__SiteStatus *s, char *buf, size_t len) {
+typedef enum { CTL_MARK_NONE = 0, CTL_MARK_UNVERIFIED, CTL_MARK_UNHEARD } ctl_mark_t;
+static ctl_mark_t ctl_route_cell(const Nirc__SiteStatus *s, char *buf, size_t len) {
   ctl_route(s, buf, len);
-  bool marked = s->route_unverified && !s->route_unknown;
+  ctl_mark_t mark = s->route_unheard                           ? CTL_MARK_UNHEARD
+                    : s->route_unverified && !s->route_unknown ? CTL_MARK_UNVERIFIED
+                                                               : CTL_MARK_NONE;
+  const char *word = mark == CTL_MARK_UNHEARD ? CTL_ROUTE_UNHEARD
+                     : mark                   ? CTL_ROUTE_UNVERIFIED
+                                              : "";
   size_t used = strlen(buf);
-  if (marked && used + sizeof CTL_ROUTE_UNVERIFIED <= len)
-    memcpy(buf + used, CTL_ROUTE_UNVERIFIED, sizeof CTL_ROUTE_UNVERIFIED);
-  return marked;
+  if (used + strlen(word) < len) memcpy(buf + used, word, strlen(word) + 1);
+  return mark;
 }
 
 void ctl_status_when(int64_t ms, int64_t now_ms, const char *tz, char *buf, size_t len) {
@@ -379,7 +387,7 @@ static void ctl_status_page_note(FILE *out, const Nirc__StatusReply *st,
 void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
   ctl_alarm_index(st);
   size_t online = 0, stale = 0, offline = 0, shown = 0, unmeasured = 0, unreadable = 0;
-  size_t unverified = 0;
+  size_t unverified = 0, unheard = 0;
   char head[32], route[240];
   /* ROUTE is as wide as its widest cell, so RULE stays in one column when
    * a route is split or marked unverified. */
@@ -453,7 +461,9 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
           (REPORT_NM_QUEUE | REPORT_NM_WAIT | REPORT_NM_LOGGED_IN | REPORT_NM_READY | REPORT_NM_SL))
         unmeasured++;
     }
-    unverified += ctl_route_cell(s, route, sizeof route);
+    ctl_mark_t mark = ctl_route_cell(s, route, sizeof route);
+    unverified += mark == CTL_MARK_UNVERIFIED;
+    unheard += mark == CTL_MARK_UNHEARD;
     ctl_status_rule(st, i, o->tz, true, rule, sizeof rule);
     /* Padded by columns, not bytes: a Chinese name is two columns a
      * character. */
@@ -472,6 +482,10 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
   if (unverified)
     fprintf(out, "(unverified) the PBX took the route but could not be read back (an exec adapter "
                  "without verify_cmd): nircctl site SITE\n");
+  if (unheard)
+    fprintf(out,
+            "(not heard) its agent has not connected to this controller since it took over: "
+            "the route the PBX holds is not known here (check the agent: nircctl site SITE)\n");
   const char *f = o->filters && *o->filters ? o->filters : NULL;
   if (!ctl_status_complete(st, o)) {
     ctl_status_page_note(out, st, o);
@@ -505,8 +519,10 @@ json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o)
                           s->active_rule, "route", route, "load", report_to_json(s->last_report));
     if (!x) continue;
     /* Unknown is not home: null, as every figure nobody knows. */
-    if (s->route_unknown) json_object_set_new(x, "route", json_null());
-    json_object_set_new(x, "route_unknown", json_boolean(s->route_unknown));
+    bool unknown = s->route_unknown || s->route_unheard;
+    if (unknown) json_object_set_new(x, "route", json_null());
+    json_object_set_new(x, "route_unknown", json_boolean(unknown));
+    json_object_set_new(x, "route_unheard", json_boolean(s->route_unheard));
     json_object_set_new(x, "route_unverified", json_boolean(s->route_unverified));
     json_object_set_new(x, "inbound_credited_total",
                         json_integer((json_int_t)s->inbound_credited_total));
@@ -632,7 +648,10 @@ void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opt
   fprintf(out, "  peer          %s\n",
           s->peer_address && *s->peer_address ? ctl_st_esc(s->peer_address) : "-");
   fprintf(out, "  route         %s%s\n", route,
-          s->route_unknown      ? " (its agent has not confirmed a route at the PBX: see its alarm)"
+          s->route_unheard
+              ? " (not heard: its agent has not connected to this controller since it took over;"
+                " check the agent)"
+          : s->route_unknown    ? " (its agent has not confirmed a route at the PBX: see its alarm)"
           : s->route_unverified ? ": applied, unverified (no read-back of the PBX)"
                                 : "");
   /* Why it routes so, step by step: the rule and its end, what keeps it

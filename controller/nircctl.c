@@ -578,8 +578,9 @@ static int print_map(const Nirc__OperatorReply *rep, int json) {
         .is_hub = s->is_hub,
         /* As status says it: unknown is no route (never home); unverified
          * is applied, not read back (dashed arrows). */
-        .route_unknown = s->route_unknown,
-        .route_unverified = s->route_unverified && !s->route_unknown,
+        .route_unknown = s->route_unknown || s->route_unheard,
+        .route_unheard = s->route_unheard,
+        .route_unverified = s->route_unverified && !s->route_unknown && !s->route_unheard,
     };
     if (r)
       map_site_load(&ms[i], true, r->pbx_unreadable, r->not_measured, r->agents_logged_in,

@@ -287,14 +287,17 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
       row->last_report = r;
     }
     /* The route shown is the one the site acknowledged: what it does, not
-     * what we wish. */
+     * what we wish; and only one this controller heard of. */
     row->route = &st->share_ptrs[sh];
-    if (dir && dir->route_unknown) {
-      /* Its agent has not confirmed it at the PBX: unknown, not the route
-       * it holds (the alarm names that), and never "home". */
+    engine_route_seen_t seen = engine_route_seen(srv->engine, idx);
+    if (seen != ENGINE_ROUTE_KNOWN) {
+      /* Its agent has not confirmed it at the PBX, or has not said Hello
+       * here since this controller took over (its acked is then only the
+       * default home): unknown, never "home". */
       row->route_unknown = 1;
+      row->route_unheard = seen == ENGINE_ROUTE_UNHEARD;
       row->n_route = 0;
-    } else if (dir) {
+    } else {
       /* Accepted by the PBX, never read back: say so beside the route. */
       row->route_unverified = dir->unverified;
       for (unsigned j = 0; j < dir->acked.n_share; j++, sh++) {
@@ -304,14 +307,6 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
         st->share_ptrs[sh] = &st->shares[sh];
       }
       row->n_route = dir->acked.n_share;
-    } else {
-      for (unsigned j = 0; j < s->route_len; j++, sh++) {
-        nirc__route_share__init(&st->shares[sh]);
-        st->shares[sh].site = s->route[j].site;
-        st->shares[sh].permille = s->route[j].permille;
-        st->share_ptrs[sh] = &st->shares[sh];
-      }
-      row->n_route = s->route_len;
     }
     st->row_ptrs[k] = row;
     k++;

@@ -67,6 +67,13 @@ const site_dir_t *engine_site_dir(const engine_t *e, size_t i) {
   return i < engine_nsites(e) ? &e->dirs[i] : NULL;
 }
 
+engine_route_seen_t engine_route_seen(const engine_t *e, size_t i) {
+  const site_dir_t *d = e ? engine_site_dir(e, i) : NULL;
+  /* Unheard first: a route_unknown kept from before is not news either. */
+  if (!d || !d->known) return ENGINE_ROUTE_UNHEARD;
+  return d->route_unknown ? ENGINE_ROUTE_UNKNOWN : ENGINE_ROUTE_KNOWN;
+}
+
 const char *engine_active_reason(const engine_t *e, size_t i) {
   if (i >= engine_nsites(e)) return "";
   const site_dir_t *d = &e->dirs[i];

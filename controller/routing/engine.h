@@ -583,6 +583,22 @@ void engine_on_client_closed(engine_t *e, void *client);
 
 /* For status: the site's acknowledged route and active rule text. */
 const site_dir_t *engine_site_dir(const engine_t *e, size_t site_index);
+
+/* What this controller knows of the route a site holds, for every surface
+ * that shows it (status, the page, /status.json, the map). */
+typedef enum {
+  ENGINE_ROUTE_KNOWN = 0, /* site_dir_t.acked: acknowledged or said in a Hello here */
+  /* Its agent has not confirmed it at the PBX (site_dir_t.route_unknown). */
+  ENGINE_ROUTE_UNKNOWN,
+  /* Its agent has not said Hello to this controller since it took over
+   * (site_dir_t.known false): acked is only the default home, not a fact.
+   * The agent may hold an older leader's route, or have gone home at its
+   * revert_at: nobody here knows which. */
+  ENGINE_ROUTE_UNHEARD,
+} engine_route_seen_t;
+/* Site i's (UNHEARD for a site the engine has not taken in, or e NULL:
+ * no Hello reached an engine that does not exist). */
+engine_route_seen_t engine_route_seen(const engine_t *e, size_t site_index);
 /* Route changes of a site by cause since this engine started. */
 uint64_t engine_route_changes(const engine_t *e, size_t site_index, route_cause_t cause);
 const char *engine_active_reason(const engine_t *e, size_t site_index);

@@ -217,6 +217,7 @@ typedef struct {
   bool leg_unverified;    /* an unverified arrow is drawn: its legend row */
   bool leg_unknown;       /* a site's route is unknown: its legend row */
   bool leg_home;          /* a site routed home, unverified, is marked: its legend row */
+  bool leg_unheard;       /* a site is not heard from: its legend row */
   box_t fixed[FIXED_MAX]; /* graticule labels */
   size_t nfixed;
   /* projection */
@@ -695,9 +696,17 @@ static void put_leaders(mapsvg_buf_t *b, const layout_t *L) {
 static void route_tip(char *out, size_t cap, const map_site_t *m) {
   int n = 0;
   out[0] = '\0';
-  if (m->is_group && m->route_unknown)
+  if (m->is_group && m->route_unknown && m->route_unheard)
+    n = snprintf(out, cap,
+                 "; %u route%s unknown (%u not heard from since this controller took over)",
+                 m->route_unknown, m->route_unknown == 1 ? "" : "s", m->route_unheard);
+  else if (m->is_group && m->route_unknown)
     n = snprintf(out, cap, "; %u route%s unknown (not confirmed at the PBX)", m->route_unknown,
                  m->route_unknown == 1 ? "" : "s");
+  else if (m->route_unknown && m->route_unheard)
+    n = snprintf(out, cap,
+                 "; route unknown: its agent has not said Hello to this controller since it "
+                 "took over (check the agent)");
   else if (m->route_unknown)
     n = snprintf(out, cap, "; route unknown: its agent has not confirmed a route at the PBX");
   if (n < 0 || (size_t)n >= cap) return;
@@ -951,15 +960,24 @@ static void put_legend(mapsvg_buf_t *b, const layout_t *L) {
         "\" font-weight=\"bold\">route unknown</tspan>: not confirmed at the PBX</text>\n",
         NUM(x + 10), NUM(r));
   }
+  if (L->leg_unheard) {
+    r += ROUTE_ROW;
+    mapsvg_printf(b,
+                  "<text class=\"legend-unheard\" x=\"%s\" y=\"%s\"><tspan fill=\"" C_ROUTE
+                  "\" font-weight=\"bold\">not heard</tspan>: no Hello since this controller "
+                  "took over</text>\n",
+                  NUM(x + 10), NUM(r));
+  }
   mapsvg_puts(b, "</g>\n");
 }
 
 /* Title and a one-line summary that counts what needs attention. */
 static void put_title(mapsvg_buf_t *b, const layout_t *L, const char *title, size_t n_moves,
                       const char *summary) {
-  size_t cnt[5] = {0}, hidden = 0, unknown = 0, unverified = 0;
+  size_t cnt[5] = {0}, hidden = 0, unknown = 0, unverified = 0, unheard = 0;
   for (size_t i = 0; i < L->n; i++) {
     unknown += L->in[i].route_unknown;
+    unheard += L->in[i].route_unknown ? L->in[i].route_unheard : 0;
     /* a site's unknown route is not also unverified (a group's counts
      * are apart already) */
     unverified += L->in[i].is_group || !L->in[i].route_unknown ? L->in[i].route_unverified : 0;
@@ -992,6 +1010,7 @@ static void put_title(mapsvg_buf_t *b, const layout_t *L, const char *title, siz
     mapsvg_printf(b,
                   "; <tspan fill=\"" C_ROUTE "\" font-weight=\"bold\">%zu route%s unknown</tspan>",
                   unknown, unknown == 1 ? "" : "s");
+  if (unheard) mapsvg_printf(b, " (%zu not heard from)", unheard);
   if (unverified)
     mapsvg_printf(b, "%s%zu route%s unverified", unknown ? ", " : "; ", unverified,
                   unverified == 1 ? "" : "s");
@@ -1019,13 +1038,15 @@ static void layout_free(layout_t *L) {
 static void route_word(char *out, size_t cap, const map_site_t *m) {
   out[0] = '\0';
   if (!m->is_group) {
-    if (m->route_unknown) snprintf(out, cap, "route unknown");
+    if (m->route_unknown) snprintf(out, cap, m->route_unheard ? "not heard" : "route unknown");
     return;
   }
   int n = 0;
   if (m->route_unknown)
     n = snprintf(out, cap, "%u route%s unknown", m->route_unknown,
                  m->route_unknown == 1 ? "" : "s");
+  if (m->route_unknown && m->route_unheard && n >= 0 && (size_t)n < cap)
+    n += snprintf(out + n, cap - (size_t)n, " (%u not heard)", m->route_unheard);
   if (m->route_unverified && n >= 0 && (size_t)n < cap)
     snprintf(out + n, cap - (size_t)n, "%s%u unverified", n ? ", " : "", m->route_unverified);
 }
@@ -1107,11 +1128,12 @@ char *map_render_svg_summary(const map_site_t *sites, size_t n_sites, const map_
   /* A legend row for each route mark the map shows. */
   for (size_t i = 0; i < n_sites; i++) {
     if (!L.spot[i].shown) continue;
-    L.leg_unknown |= sites[i].route_unknown > 0;
+    L.leg_unknown |= sites[i].route_unknown > sites[i].route_unheard;
+    L.leg_unheard |= sites[i].route_unknown > 0 && sites[i].route_unheard > 0;
     L.leg_unverified |= sites[i].is_group && sites[i].route_unverified > 0;
     L.leg_home |= unverified_home(&L, i);
   }
-  L.leg_h = LEG_H + ROUTE_ROW * (L.leg_unverified + L.leg_home + L.leg_unknown);
+  L.leg_h = LEG_H + ROUTE_ROW * (L.leg_unverified + L.leg_home + L.leg_unknown + L.leg_unheard);
   for (size_t i = 0; i < L.nm; i++)
     arrow_build(&L, &L.arr[i], 0.2);
   /* Thick arrows first so thin ones stay visible on top of them. */

@@ -33,6 +33,10 @@ typedef struct {
    * site; for a group (is_group, mapgroup.c), how many of its sites are so,
    * and its label counts them ("3 unverified"). */
   unsigned route_unknown, route_unverified;
+  /* Of route_unknown: its agent has not said Hello to this controller
+   * since it took over (not heard from), so its label says "not heard"
+   * rather than "route unknown", and the legend says what to check. */
+  unsigned route_unheard;
   bool is_group;
 } map_site_t;
 

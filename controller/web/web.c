@@ -85,10 +85,11 @@ static const char *web_link_word(site_state_t s) {
 }
 
 /* The route a site acknowledged (what it does); NULL when nobody knows
- * (its agent has not confirmed it at the PBX: shown as unknown). */
+ * (its agent has not confirmed it at the PBX, or has not said Hello to
+ * this controller: shown as unknown, engine_route_seen). */
 static const route_t *web_route(const server_t *srv, size_t i) {
-  const site_dir_t *d = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
-  return d && !d->route_unknown ? &d->acked : NULL;
+  if (engine_route_seen(srv->engine, i) != ENGINE_ROUTE_KNOWN) return NULL;
+  return &engine_site_dir(srv->engine, i)->acked;
 }
 
 /* This controller leads: it routes, and its registry is the network's live
@@ -230,14 +231,16 @@ static json_t *web_status_site(const server_t *srv, size_t i, int64_t now_real) 
   }
   const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
   /* An empty route is not home: route_unknown says nobody knows it, as in
-   * nircctl --json status; route_unverified that it was not read back. */
+   * nircctl --json status (route_unheard: no Hello here yet);
+   * route_unverified that it was not read back. */
   json_t *x =
-      (json_pack("{s:s, s:s, s:s, s:b, s:f, s:f, s:s, s:I, s:o, s:b, s:b, s:s, s:o}", "slug",
+      (json_pack("{s:s, s:s, s:s, s:b, s:f, s:f, s:s, s:I, s:o, s:b, s:b, s:b, s:s, s:o}", "slug",
                  s->slug, "name_en", s->name_en, "name_zh", s->name_zh, "is_hub", s->is_hub, "lat",
                  s->lat, "lon", s->lon, "link", web_link_word(s->state), "report_age_ms",
                  (json_int_t)(s->has_report ? now_real - s->last_report_ms : -1), "route", route,
-                 "route_unknown", dir && dir->route_unknown, "route_unverified",
-                 dir && !dir->route_unknown && dir->unverified, "active_rule",
+                 "route_unknown", !r, "route_unheard",
+                 engine_route_seen(srv->engine, i) == ENGINE_ROUTE_UNHEARD, "route_unverified",
+                 r && dir->unverified, "active_rule",
                  srv->engine ? engine_active_reason(srv->engine, i) : "default", "load", load));
   if (dir && dir->note[0]) json_object_set_new(x, "note", json_string(dir->note));
   if (srv->engine) {
@@ -668,8 +671,9 @@ static char *web_map(const server_t *srv) {
      * applied and not read back (its arrows dashed). */
     const route_t *r = web_route(srv, i);
     const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
-    ms[ns - 1].route_unknown = dir && dir->route_unknown;
-    ms[ns - 1].route_unverified = r && dir && dir->unverified;
+    ms[ns - 1].route_unknown = !r;
+    ms[ns - 1].route_unheard = engine_route_seen(srv->engine, i) == ENGINE_ROUTE_UNHEARD;
+    ms[ns - 1].route_unverified = r && dir->unverified;
     for (unsigned k = 0; r && k < r->n_share; k++)
       if (strcmp(r->share[k].site, s->slug) != 0)
         mv[nm++] = (map_move_t){s->slug, r->share[k].site, r->share[k].permille,
@@ -944,7 +948,11 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
        * what it was seen to do (as nircctl status and site say). */
       size_t u = strlen(route);
       snprintf(route + u, sizeof route - u, " (unverified: not read back from the PBX)");
-    } else if (!r && dir && dir->route_unknown)
+    } else if (!r && engine_route_seen(srv->engine, i) == ENGINE_ROUTE_UNHEARD)
+      snprintf(route, sizeof route,
+               "unknown (not heard: no Hello from its agent since this "
+               "controller took over; check the agent)");
+    else if (!r)
       snprintf(route, sizeof route, "unknown");
     const char *link = web_link_word(s->state);
     /* Slugs, names from our own database and rule texts; the reason is an

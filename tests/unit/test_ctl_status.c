@@ -542,10 +542,70 @@ static void test_table_route_unverified(void **state) {
   free(text);
 }
 
+/* A site whose agent has not said Hello to this controller since it took
+ * over (route_unheard): its route is not known here (the engine's acked
+ * is only the default home), so the table says "unknown (not heard)" with
+ * a legend line naming what to check, `nircctl site` says it, and --json
+ * has route null, route_unknown and route_unheard true. Before, the table
+ * showed the route as a fact (home, by default). Given a route anyway,
+ * the client shows none of it. */
+static void test_route_unheard(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f);
+  f.s[2].route_unheard = 1; /* xizang, whose row still carries "henan" */
+  ctl_status_opts_t o = {.tz = "Asia/Shanghai"};
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  assert_non_null(out);
+  ctl_status_print(out, &f.st, &o);
+  fclose(out);
+  const char *head = strstr(text, "SITE");
+  assert_non_null(head);
+  size_t col = (size_t)(strstr(head, "ROUTE") - head);
+  size_t rcol = (size_t)(strstr(head, "RULE") - head);
+  const char *line = strstr(text, "\nxizang ");
+  assert_non_null(line);
+  line++;
+  if (strncmp(line + col, "unknown (not heard) ", 20) != 0 ||
+      strncmp(line + rcol, "cutover 2000017", 15) != 0)
+    fail_msg("xizang's ROUTE is not 'unknown (not heard)' in its column:\n%s", text);
+  if (!strstr(text, "\n(not heard) its agent has not connected to this controller since it took "
+                    "over"))
+    fail_msg("no legend for (not heard) in:\n%s", text);
+  if (strstr(text, "(unverified)")) fail_msg("an unverified legend without a mark:\n%s", text);
+  free(text);
+  f.st.sites = &f.sp[2]; /* nircctl site xizang */
+  f.st.n_sites = 1;
+  out = open_memstream(&text, &len);
+  assert_non_null(out);
+  ctl_site_print(out, &f.st, &o);
+  fclose(out);
+  const char *want = "  route         unknown (not heard: its agent has not connected to this "
+                     "controller since it took over; check the agent)\n";
+  if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
+  free(text);
+  json_t *top = ctl_status_json(&f.st, &o);
+  json_t *x = json_array_get(json_object_get(top, "sites"), 0);
+  assert_true(json_is_null(json_object_get(x, "route")));
+  assert_true(json_is_true(json_object_get(x, "route_unknown")));
+  assert_true(json_is_true(json_object_get(x, "route_unheard")));
+  json_decref(top);
+  /* Heard from: the route again, no mark, and route_unheard false. */
+  f.s[2].route_unheard = 0;
+  top = ctl_status_json(&f.st, &o);
+  x = json_array_get(json_object_get(top, "sites"), 0);
+  assert_true(json_is_array(json_object_get(x, "route")));
+  assert_true(json_is_false(json_object_get(x, "route_unheard")));
+  json_decref(top);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_site_route_unverified),
       cmocka_unit_test(test_table_route_unverified),
+      cmocka_unit_test(test_route_unheard),
       cmocka_unit_test(test_width),
       cmocka_unit_test(test_filters),
       cmocka_unit_test(test_rule_column),

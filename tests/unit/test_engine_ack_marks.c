@@ -215,12 +215,55 @@ static void test_new_leader_learns_unverified_from_the_hello(void **state) {
   world_free(w);
 }
 
+/* Brief s18A: a new leader whose site's agent is down has heard nothing
+ * of its route: the engine's acked is only the default home (the agent
+ * still routes to shaanxi by the old leader's move). engine_route_seen,
+ * which status, the page, /status.json and the map show routes by, says
+ * UNHEARD, not KNOWN (it was shown as home); the agent's Hello makes it
+ * KNOWN, with the route it holds. UNKNOWN stays the agent's own word. */
+static void test_new_leader_has_not_heard_the_route(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *a = world_leading(w);
+  size_t hubei = world_index(w, "hubei"), henan = world_index(w, "henan");
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, a, 1, src, 1, hub, 1, 0);
+  world_ack(w, a, 0, NULL);
+  world_flush(w);
+  assert_int_equal(engine_route_seen(a, hubei), ENGINE_ROUTE_KNOWN);
+  engine_free(a);
+  for (size_t i = 0; i < w->sites->n; i++) {
+    sites_on_link_down(&w->sites->v[i], w->now);
+    w->sites->v[i].conn = NULL;
+  }
+  w->down[hubei] = true; /* its agent is stopped while b takes over */
+  engine_t *b = world_engine(w);
+  assert_int_equal(engine_load_rules(b, 6, w->cut, w->n_cut, NULL, 0, NULL, 0, w->max_id), 0);
+  engine_start_leading(b, 5000);
+  world_connect_all(w, b, w->applied);
+  assert_true(routes_home(&engine_site_dir(b, hubei)->acked, "hubei")); /* a default, not a fact */
+  assert_int_equal(engine_route_seen(b, hubei), ENGINE_ROUTE_UNHEARD);
+  assert_int_equal(engine_route_seen(b, henan), ENGINE_ROUTE_KNOWN);
+  assert_int_equal(engine_route_seen(NULL, hubei), ENGINE_ROUTE_UNHEARD);
+  assert_int_equal(engine_route_seen(b, w->sites->n + 5), ENGINE_ROUTE_UNHEARD);
+  engine_on_route_known(b, henan, false, "not read back");
+  assert_int_equal(engine_route_seen(b, henan), ENGINE_ROUTE_UNKNOWN);
+  /* Its agent comes back: heard, with the route it holds. */
+  world_link_up(w, b, "hubei");
+  assert_int_equal(engine_route_seen(b, hubei), ENGINE_ROUTE_KNOWN);
+  assert_int_equal(route_share_of(&engine_site_dir(b, hubei)->acked, "shaanxi"), 1000);
+  world_flush(w);
+  engine_free(b);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unverified_apply_is_said),
       cmocka_unit_test(test_outcome_unknown_restore_makes_the_route_unknown),
       cmocka_unit_test(test_outcome_unknown_cutover_rolls_back_to_a_known_route),
       cmocka_unit_test(test_new_leader_learns_unverified_from_the_hello),
+      cmocka_unit_test(test_new_leader_has_not_heard_the_route),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

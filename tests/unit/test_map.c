@@ -837,6 +837,69 @@ static void test_aggregated_route_marks(void **state) {
   free(slug);
 }
 
+/* A site whose agent has not said Hello to this controller since it took
+ * over: its route is not known here (not the last one, not home). No
+ * arrow leaves it, its label says "not heard", its tooltip what to check,
+ * the legend has its own row (not "not confirmed at the PBX", which is
+ * another site's case) and the summary counts it. Aggregated, its group
+ * counts it too. Before, it showed as "route unknown ... not confirmed
+ * at the PBX", or as home. */
+static void test_unheard_route_not_drawn(void **state) {
+  (void)state;
+  map_site_t s[N_PROV];
+  copy_prov(s);
+  map_site_t *h = site_by_slug(s, N_PROV, "hubei");
+  h->route_unknown = 1;
+  h->route_unheard = 1;
+  map_move_t mv[] = {{"hubei", "shaanxi", 1000, false}}; /* what it held before: not in force */
+  char *svg = render(s, N_PROV, mv, 1);
+  assert_int_equal(count(svg, "class=\"move-arrow\""), 0);
+  assert_non_null(strstr(svg, ">not heard</tspan>"));
+  assert_null(strstr(svg, ">route unknown</tspan>"));
+  char tip[512];
+  site_tip(svg, "hubei", tip, sizeof tip);
+  assert_non_null(strstr(tip, "; route unknown: its agent has not said Hello to this controller "
+                              "since it took over (check the agent)"));
+  assert_int_equal(count(svg, "class=\"legend-unheard\""), 1);
+  assert_int_equal(count(svg, "class=\"legend-route-unknown\""), 0);
+  assert_non_null(strstr(svg, ">1 route unknown</tspan> (1 not heard from); 0 moves shown"));
+  free(svg);
+  /* With another site unknown for its agent's reason: both legend rows. */
+  site_by_slug(s, N_PROV, "hunan")->route_unknown = 1;
+  svg = render(s, N_PROV, mv, 1);
+  assert_int_equal(count(svg, "class=\"legend-unheard\""), 1);
+  assert_int_equal(count(svg, "class=\"legend-route-unknown\""), 1);
+  assert_non_null(strstr(svg, ">2 routes unknown</tspan> (1 not heard from)"));
+  free(svg);
+  /* Aggregated: the group and the summary count the sites not heard from. */
+  enum { N = 320 };
+  map_site_t *g = calloc(N, sizeof *g);
+  char(*slug)[16] = calloc(N, sizeof *slug);
+  assert_non_null(g);
+  assert_non_null(slug);
+  for (size_t i = 0; i < N; i++) {
+    snprintf(slug[i], sizeof slug[i], "s-%03zu", i);
+    g[i] = (map_site_t){.slug = slug[i],
+                        .name_en = "Site",
+                        .lat = i < 300 ? 30.1 : 40.1,
+                        .lon = 110.1,
+                        .link = "online",
+                        .occupancy = 0.5};
+  }
+  g[10].route_unknown = g[11].route_unknown = g[12].route_unknown = 1;
+  g[10].route_unheard = g[11].route_unheard = 1;
+  svg = mapgroup_render(g, N, NULL, 0, "NIRC routing");
+  check_document(svg);
+  assert_non_null(strstr(svg, "; 3 routes unknown (2 not heard from)"));
+  assert_non_null(strstr(svg, ">3 routes unknown (2 not heard)</tspan>"));
+  assert_non_null(strstr(svg, "; 3 routes unknown (2 not heard from since this controller took "
+                              "over)</title>"));
+  assert_int_equal(count(svg, "class=\"legend-unheard\""), 1);
+  free(svg);
+  free(g);
+  free(slug);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_document_shape),
@@ -862,6 +925,7 @@ int main(void) {
       cmocka_unit_test(test_unverified_route_dashed),
       cmocka_unit_test(test_unknown_route_not_drawn),
       cmocka_unit_test(test_aggregated_route_marks),
+      cmocka_unit_test(test_unheard_route_not_drawn),
   };
   return cmocka_run_group_tests(tests, load_provinces, free_provinces);
 }
