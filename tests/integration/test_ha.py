@@ -44,7 +44,9 @@ def status_at(addr):
 
 
 def routes_of(st):
-    return {s["slug"]: [r["site"] for r in s["route"]] for s in st["sites"]}
+    # None: a route this controller has not heard (route_unheard), not home.
+    return {s["slug"]: None if s["route"] is None else [r["site"] for r in s["route"]]
+            for s in st["sites"]}
 
 
 def test_standby_redirects_and_kill9_mid_wave():

@@ -161,7 +161,7 @@ def test_remove_refused_while_routed_then_removed_and_refused():
     assert env.sql("SELECT removed_at IS NULL FROM sites WHERE slug = 'atlantis'") == [["t"]]
     assert len(env.sql("SELECT 1 FROM audit_log WHERE action = 'site-remove-refused'")) == 2
     ctl("restore", "hubei", expect=0)
-    T.wait_until(lambda: [x["site"] for x in env.status()["hubei"]["route"]] == ["hubei"],
+    T.wait_until(lambda: [x["site"] for x in env.status()["hubei"]["route"] or []] == ["hubei"],
                  15, "hubei home")
     events_before = int(env.sql("SELECT count(*) FROM link_events WHERE site = 'atlantis'")[0][0])
     assert events_before > 0

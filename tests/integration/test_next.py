@@ -66,7 +66,7 @@ def rows(text):
 
 
 def routed_to(slug):
-    return [s["site"] for s in env.status()[slug]["route"]]
+    return [s["site"] for s in env.status()[slug]["route"] or []]
 
 
 def page():

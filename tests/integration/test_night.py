@@ -42,7 +42,9 @@ def business_hour(env):
 
 def routes(env, sites):
     st = env.status()
-    return {s: (st[s]["route"][0]["site"] if len(st[s]["route"]) == 1 else "split") for s in sites}
+    # "unknown": a route the controller has not heard (route_unheard), not home.
+    return {s: ("unknown" if st[s]["route"] is None else st[s]["route"][0]["site"]
+                if len(st[s]["route"]) == 1 else "split") for s in sites}
 
 
 def test_night_moves_in_verified_waves_and_returns_at_eight():

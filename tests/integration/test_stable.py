@@ -57,7 +57,9 @@ def directive_counts(env, sites):
 
 def routes(env, sites):
     st = env.status()
-    return {s: (st[s]["route"][0]["site"] if len(st[s]["route"]) == 1 else "split") for s in sites}
+    # "unknown": a route the controller has not heard (route_unheard), not home.
+    return {s: ("unknown" if st[s]["route"] is None else st[s]["route"][0]["site"]
+                if len(st[s]["route"]) == 1 else "split") for s in sites}
 
 
 def test_hub_pauses_move_nothing_a_real_loss_moves_once():

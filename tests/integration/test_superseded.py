@@ -38,7 +38,7 @@ def status_at(env, addr):
 def route_at(env, addr, slug):
     st = status_at(env, addr)
     site = [s for s in st["sites"] if s["slug"] == slug][0] if st else None
-    return [x["site"] for x in site["route"]] if site else None
+    return [x["site"] for x in site["route"]] if site and site["route"] is not None else None
 
 
 def log_after(proc, start):

@@ -108,7 +108,9 @@ class Run:
         return json.loads(r.stdout) if r.returncode == 0 else None
 
     def routes(self, st):
-        return {s["slug"]: sorted((x["site"], x["permille"]) for x in s["route"])
+        # None: a route the leader has not heard (route_unheard), not home.
+        return {s["slug"]: None if s["route"] is None else
+                sorted((x["site"], x["permille"]) for x in s["route"])
                 for s in st["sites"] if s["slug"] in SOURCES + HUBS}
 
     # ---- set-up ----
@@ -235,7 +237,7 @@ class Run:
         # from a stopped sichuan 0.8 s after the snapshot, before its kill.
         timed |= set(self.down)
         for s in st["sites"]:
-            if any(r["site"] in timed and r["site"] != s["slug"] for r in s["route"]):
+            if any(r["site"] in timed and r["site"] != s["slug"] for r in s["route"] or []):
                 timed.add(s["slug"])
         return timed
 

@@ -578,14 +578,15 @@ static void test_route_unheard(void **state) {
   free(text);
   f.st.sites = &f.sp[2]; /* nircctl site xizang */
   f.st.n_sites = 1;
-  out = open_memstream(&text, &len);
+  char *said = NULL;
+  out = open_memstream(&said, &len);
   assert_non_null(out);
   ctl_site_print(out, &f.st, &o);
   fclose(out);
   const char *want = "  route         unknown (not heard: its agent has not connected to this "
                      "controller since it took over; check the agent)\n";
-  if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
-  free(text);
+  if (!strstr(said, want)) fail_msg("no '%s' in:\n%s", want, said);
+  free(said);
   json_t *top = ctl_status_json(&f.st, &o);
   json_t *x = json_array_get(json_object_get(top, "sites"), 0);
   assert_true(json_is_null(json_object_get(x, "route")));
