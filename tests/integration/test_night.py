@@ -98,8 +98,9 @@ def test_hub_dying_in_the_night_hands_sources_to_the_backup():
         T.wait_until(lambda: all(v == "henan" for v in routes(env, sources).values()), 20,
                      "sources failed over to henan")
         st = env.status()
+        # (A site without an agent in this network has no known route: null.)
         assert not any(r["site"] == "shaanxi" for s in st if s != "shaanxi"
-                       for r in st[s]["route"]), "something still routes to the dead hub"
+                       for r in st[s]["route"] or []), "something still routes to the dead hub"
         with open(os.path.join(env.dir, "state-henan.json")) as f:
             inbound = {i["site"] for i in json.load(f)["route_state"]["inbound"]}
         assert inbound == set(sources), inbound
