@@ -287,7 +287,9 @@ json_t *engine_slugs_json(const slug_list_t *l);
 void engine_audit(engine_t *e, const char *actor, const char *action, const char *target,
                   json_t *detail);
 /* The same, for an event that happened at business time happened_ms,
- * before now (engine_rec_t.happened_ms; 0: now). */
+ * before now (engine_rec_t.happened_ms; 0: now). Stamped ENGINE_LATE_MS
+ * or more of real time before now, `detail` gets recorded_at_ms (real)
+ * and recorded_business_at_ms: when this controller recorded it. */
 void engine_audit_at(engine_t *e, const char *actor, const char *action, const char *target,
                      json_t *detail, int64_t happened_ms);
 json_t *engine_route_json(const engine_t *e, size_t i);
@@ -459,7 +461,8 @@ bool engine_prior_rule(const engine_t *e, size_t i, const route_t *r, rule_kind_
  * then), or after a gap of real time longer than ENGINE_LATE_MS since its
  * previous tick with at_ms inside the gap (the controller was paused or
  * starved), *late_ms being that gap. One rule for every such entry: a
- * cutover's expiry, a schedule window's end. */
+ * cutover's expiry, a schedule window's end; and an audit entry stamped
+ * this much before it is recorded is "recorded late" (engine_audit_at). */
 #define ENGINE_LATE_MS 2000
 typedef enum {
   ENGINE_SEEN_IN_TIME = 0,

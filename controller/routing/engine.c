@@ -381,6 +381,13 @@ bool engine_can_record(engine_t *e, const engine_req_t *rq, const char *op, cons
  * database is unreachable). `rec` is stamped with the business and real
  * times. During an operator change the record joins its group. Returns 0,
  * or the store's refusal (logged; the group remembers it). */
+/* Real time as much as business_ms of the business clock (accelerated in
+ * demos) takes. */
+static int64_t engine_real_span(const engine_t *e, int64_t business_ms) {
+  double speed = e->opts.clock_speed >= 1 ? e->opts.clock_speed : 1;
+  return (int64_t)((double)business_ms / speed);
+}
+
 int engine_store(engine_t *e, engine_rec_t *rec) {
   int64_t now = engine_now(e);
   rec->at_ms = now;
@@ -388,10 +395,9 @@ int engine_store(engine_t *e, engine_rec_t *rec) {
   if (rec->happened_ms > 0 && rec->happened_ms < now) {
     /* An event told late (engine_stable.c checked the time): stamped
      * when it happened, in real time as much earlier as the business
-     * clock (accelerated in demos) says. */
-    double speed = e->opts.clock_speed >= 1 ? e->opts.clock_speed : 1;
+     * clock says. */
     rec->at_ms = rec->happened_ms;
-    rec->wall_ms -= (int64_t)((double)(now - rec->happened_ms) / speed);
+    rec->wall_ms -= engine_real_span(e, now - rec->happened_ms);
   }
   rec->leader_epoch = e->epoch;
   group_t *g = e->group;
@@ -460,6 +466,18 @@ void engine_audit(engine_t *e, const char *actor, const char *action, const char
 
 void engine_audit_at(engine_t *e, const char *actor, const char *action, const char *target,
                      json_t *detail, int64_t happened_ms) {
+  /* Stamped when it happened (engine_store), ENGINE_LATE_MS or more
+   * before it is written, the entry is listed by id among later ones with
+   * an earlier time: it keeps when this controller recorded it too (the
+   * evidence needs both), which nircctl history shows as "recorded late".
+   * A return heard at once, a few ms after the agent's word, is not. */
+  int64_t now = engine_now(e);
+  if (detail && happened_ms > 0 && happened_ms < now &&
+      engine_real_span(e, now - happened_ms) >= ENGINE_LATE_MS) {
+    json_object_set_new(detail, "recorded_at_ms",
+                        json_integer((json_int_t)e->io.wall_ms(e->io.ctx)));
+    json_object_set_new(detail, "recorded_business_at_ms", json_integer((json_int_t)now));
+  }
   char *text = engine_json_text(detail);
   engine_rec_t rec = {.kind = ENGINE_REC_AUDIT,
                       .actor = actor,

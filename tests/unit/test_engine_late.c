@@ -361,7 +361,57 @@ static void test_a_late_return_is_stamped_when_the_agent_went(void **state) {
                          "recorded late, when the agent connected to this leader (epoch 6)"};
   has_words(x[0], words, sizeof words / sizeof *words);
   assert_null(strstr(x[0]->detail, "later if the agent itself was not running"));
+  /* When this leader recorded it, at the Hello 200 ms ago: both clocks.
+   * Before, the entry's time was only when the agent went. */
+  char rec[2][64];
+  snprintf(rec[0], sizeof rec[0], "\"recorded_at_ms\":%lld", (long long)(w->wall - 200));
+  snprintf(rec[1], sizeof rec[1], "\"recorded_business_at_ms\":%lld", (long long)(w->now - 200));
+  const char *recorded[] = {rec[0], rec[1]};
+  has_words(x[0], recorded, 2);
   told_done(w, b);
+}
+
+/* An agent's early return (its clock ahead) stamped when it says it went:
+ * heard at once (its word 50 ms old), the entry is in order and keeps no
+ * recording time; queued by the agent while its link was down and heard
+ * 15 s later, it is recorded late and keeps when. */
+static void test_only_an_entry_stamped_well_before_it_is_recorded_is_late(void **state) {
+  (void)state;
+  const int64_t heard_after[] = {50, 15000};
+  for (size_t k = 0; k < 2; k++) {
+    world_t *w = world_new();
+    engine_t *e = leading_in(w, "Asia/Shanghai");
+    world_cutover_for(w, e, 9, "hubei", "shaanxi", 600000);
+    world_ack(w, e, 0, NULL);
+    world_flush(w);
+    size_t i = world_index(w, "hubei");
+    route_t left = engine_site_dir(e, i)->acked;
+    int64_t went = left.revert_at_ms - 20000;
+    int64_t d = went + heard_after[k] - w->now; /* no tick meanwhile: nothing else happens */
+    w->now += d;
+    w->mono += (uint64_t)d;
+    w->wall += d;
+    size_t from = w->n_rec;
+    engine_went_home_t said = {went, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED};
+    engine_on_agent_reverted(e, i, left.epoch, left.version, &said);
+    world_flush(w);
+    const world_rec_t *x[4];
+    assert_int_equal(route_entries(w, from, "hubei", x, 4), 1);
+    const char *words[] = {"\"cause\":\"agent-return\"", "\"went_home_believed\":true"};
+    has_words(x[0], words, 2);
+    assert_int_equal(x[0]->at_ms, went);
+    if (k == 0) {
+      assert_null(strstr(x[0]->detail, "recorded_"));
+    } else {
+      char rec[2][64];
+      snprintf(rec[0], sizeof rec[0], "\"recorded_at_ms\":%lld", (long long)w->wall);
+      snprintf(rec[1], sizeof rec[1], "\"recorded_business_at_ms\":%lld", (long long)w->now);
+      const char *recorded[] = {rec[0], rec[1]};
+      has_words(x[0], recorded, 2);
+    }
+    engine_free(e);
+    world_free(w);
+  }
 }
 
 /* On its host clock only (no offset known): used, and the entry says so;
@@ -405,6 +455,7 @@ static void test_an_implausible_or_absent_time_is_not_used(void **state) {
     assert_int_equal(n, 1);
     assert_int_equal(x[0]->at_ms, w->now - 200); /* when recorded, at the Hello */
     assert_int_equal(x[0]->wall_ms, w->wall - 200);
+    assert_null(strstr(x[0]->detail, "recorded_")); /* in order: not late */
     const char *guess[] = {"its agent went home on its own at its directive's revert_at, "
                            "2020-01-23T12:30:00+08:00",
                            "(later if the agent itself was not running then)"};
@@ -530,6 +581,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_a_late_return_is_stamped_when_the_agent_went),
       cmocka_unit_test(test_a_late_return_says_which_clock_the_agent_read),
+      cmocka_unit_test(test_only_an_entry_stamped_well_before_it_is_recorded_is_late),
       cmocka_unit_test(test_an_implausible_or_absent_time_is_not_used),
       cmocka_unit_test(test_a_return_by_a_revert_at_the_cutover_moved_on_from_is_recorded),
       cmocka_unit_test(test_a_return_its_expiry_records_gets_no_second_entry),
