@@ -56,6 +56,26 @@ static const char *ctl_history_str(json_t *d, const char *key) {
   return s ? s : "";
 }
 
+/* When an entry stamped with the time its event happened was recorded,
+ * real time (detail recorded_at_ms, written by the engine only when that
+ * was 2 s or more later: controller/routing/engine.c engine_audit_at);
+ * 0: it was recorded when it happened. */
+static int64_t ctl_history_recorded_ms(json_t *d) {
+  json_t *v = d ? json_object_get(d, "recorded_at_ms") : NULL;
+  return json_is_integer(v) && json_integer_value(v) > 0 ? (int64_t)json_integer_value(v) : 0;
+}
+
+/* "(recorded late, at 12:45:00) ": the mark an entry listed after later
+ * ones gets before its detail, from `recorded` (its recording time as
+ * shown; "": not late); the date is said when it is not the entry's own
+ * (`when`; both "YYYY-MM-DD HH:MM:SS" in the same zone). */
+static void ctl_history_late_mark(const char *recorded, const char *when, char *buf, size_t len) {
+  buf[0] = '\0';
+  if (!*recorded) return;
+  bool same_day = strlen(recorded) == 19 && strncmp(recorded, when, 11) == 0;
+  snprintf(buf, len, "(recorded late, at %s) ", same_day ? recorded + 11 : recorded);
+}
+
 void ctl_history_detail(const char *action, const char *detail_json, char *buf, size_t len) {
   json_t *d = json_loads(detail_json ? detail_json : "", 0, NULL);
   char raw[1024];
@@ -129,10 +149,11 @@ bool ctl_history_two_clocks(const Nirc__HistoryReply *h) {
 }
 
 /* One entry, as a table row or a CSV record; `business`: the table shows
- * the business time column. */
-static void ctl_history_row(FILE *out, const Nirc__AuditEntry *e, ctl_history_fmt_t fmt,
+ * the business time column. Returns whether it was recorded late. */
+static bool ctl_history_row(FILE *out, const Nirc__AuditEntry *e, ctl_history_fmt_t fmt,
                             const char *tz, bool business) {
   char when[32], bwhen[32] = "", actor[80], action[48], target[120], detail[600], cause[40];
+  char recorded[32] = "", mark[64];
   ctl_history_time(e->at_ms, tz, when, sizeof when);
   if (e->business_at_ms) ctl_history_time(e->business_at_ms, tz, bwhen, sizeof bwhen);
   safetext_escape(e->actor, actor, sizeof actor);
@@ -141,7 +162,10 @@ static void ctl_history_row(FILE *out, const Nirc__AuditEntry *e, ctl_history_fm
   ctl_history_detail(e->action, e->detail_json, detail, sizeof detail);
   json_t *d = json_loads(e->detail_json, 0, NULL);
   safetext_escape(ctl_history_str(d, "cause"), cause, sizeof cause);
+  int64_t rec = ctl_history_recorded_ms(d);
   json_decref(d);
+  if (rec) ctl_history_time(rec, tz, recorded, sizeof recorded);
+  ctl_history_late_mark(recorded, when, mark, sizeof mark);
   if (fmt == CTL_HISTORY_CSV) {
     char id[24];
     snprintf(id, sizeof id, "%llu", (unsigned long long)e->id);
@@ -153,15 +177,19 @@ static void ctl_history_row(FILE *out, const Nirc__AuditEntry *e, ctl_history_fm
     ctl_history_csv_field(out, action, false);
     ctl_history_csv_field(out, target, false);
     ctl_history_csv_field(out, cause, false);
-    ctl_history_csv_field(out, detail, true);
+    ctl_history_csv_field(out, detail, false);
+    ctl_history_csv_field(out, recorded, true);
   } else {
-    fprintf(out, "%-19s %s%s%-22.22s %-14.14s %-16.16s %s\n", when, business ? bwhen : "",
-            business ? " " : "", actor, action, target, detail);
+    fprintf(out, "%-19s %s%s%-22.22s %-14.14s %-16.16s %s%s\n", when, business ? bwhen : "",
+            business ? " " : "", actor, action, target, mark, detail);
   }
+  return rec != 0;
 }
 
+/* recorded_at last: a reader of the columns before it by position reads
+ * them as before. */
 void ctl_history_csv_head(FILE *out) {
-  fprintf(out, "id,time,business_time,time_zone,actor,action,target,cause,detail\n");
+  fprintf(out, "id,time,business_time,time_zone,actor,action,target,cause,detail,recorded_at\n");
 }
 
 void ctl_history_csv_rows(FILE *out, const Nirc__HistoryReply *h, const char *tz,
@@ -187,10 +215,17 @@ void ctl_history_print(FILE *out, const Nirc__HistoryReply *h, ctl_history_fmt_t
   }
   ctl_history_tz_t saved;
   ctl_history_tz_enter(tz, &saved);
-  for (size_t i = 0; i < h->n_entries; i++)
-    ctl_history_row(out, h->entries[i], fmt, tz, business);
+  bool late = false;
+  for (size_t i = 0; i < h->n_entries; i++) {
+    late |= ctl_history_row(out, h->entries[i], fmt, tz, business);
+  }
   ctl_history_tz_leave(&saved);
   if (fmt == CTL_HISTORY_TABLE && h->n_entries == 0) fprintf(out, "(no audit records match)\n");
+  /* The table is read as a timeline: say why a time goes back. */
+  if (fmt == CTL_HISTORY_TABLE && late)
+    fprintf(out, "note: entries are listed in the order they were recorded; one marked "
+                 "\"recorded late\" is timed when it happened, so its time may be earlier than "
+                 "those above it: the controller learnt of it only at the time in the mark\n");
 }
 
 void ctl_history_notes(FILE *out, const Nirc__HistoryReply *h, bool window) {
@@ -228,6 +263,13 @@ json_t *ctl_history_json(const Nirc__HistoryReply *h) {
                           e->target, "detail", detail ? detail : json_null());
     if (o && e->business_at_ms)
       json_object_set_new(o, "business_at_ms", json_integer((json_int_t)e->business_at_ms));
+    /* Recorded late: when, beside the time it happened (at_ms), whatever
+     * its action; the detail has them too. */
+    int64_t rec = o ? ctl_history_recorded_ms(detail) : 0; /* o owns detail */
+    json_t *rb = rec ? json_object_get(detail, "recorded_business_at_ms") : NULL;
+    if (o && rec) json_object_set_new(o, "recorded_at_ms", json_integer((json_int_t)rec));
+    if (o && rec && json_is_integer(rb))
+      json_object_set_new(o, "recorded_business_at_ms", json_integer(json_integer_value(rb)));
     json_array_append_new(a, o);
   }
   /* complete is null from a controller that does not report it (limit

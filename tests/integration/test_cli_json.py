@@ -133,7 +133,8 @@ MOVE = {"ok": bool, "cutover_id": int, "dry_run": bool, "applied": int, "failed"
         Opt("warning"): str}
 REFUSAL = {"ok": False, "error": str, "plan": (PLAN, NULL)}
 AUDIT_ENTRY = {"id": int, "at_ms": int, Opt("business_at_ms"): int, "actor": str, "action": str,
-               "target": str, "detail": (ANY_OBJECT, NULL)}
+               "target": str, "detail": (ANY_OBJECT, NULL), Opt("recorded_at_ms"): int,
+               Opt("recorded_business_at_ms"): int}
 HISTORY = {"entries": [AUDIT_ENTRY], "unsaved_changes": int, "complete": (bool, NULL),
            "next_before_id": (int, NULL), "window_clock": enum("business", "real")}
 DIRECTIVE = {"site": str, "epoch": int, "version": int, "route": [ROUTE_SHARE],
@@ -170,7 +171,8 @@ ROUTE_DETAIL = {
     Opt("left_epoch"): int, Opt("left_version"): int, Opt("duplicates"): int,
     Opt("went_home_at_ms"): int,
     Opt("went_home_clock"): enum("measured", "remembered", "host", "unsaid"),
-    Opt("went_home_believed"): bool,
+    Opt("went_home_believed"): bool, Opt("recorded_at_ms"): int,
+    Opt("recorded_business_at_ms"): int,
 }
 
 ROLLBACK_DETAIL = {"site": str, "rule": str, "rule_id": int, "reason": str}

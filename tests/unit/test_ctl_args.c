@@ -457,10 +457,10 @@ static void test_history_output(void **state) {
   FILE *f = open_memstream(&text, &len);
   ctl_history_print(f, &h, CTL_HISTORY_CSV, "Asia/Shanghai");
   fclose(f);
-  assert_string_equal(text,
-                      "id,time,business_time,time_zone,actor,action,target,cause,detail\n"
-                      "7,2020-01-23 12:00:00,2020-01-23 12:00:00,Asia/Shanghai,"
-                      "operator:alice,cutover,hubei,,\"Wuhan, lockdown \"\"A\"\"\\nforged\"\n");
+  assert_string_equal(
+      text, "id,time,business_time,time_zone,actor,action,target,cause,detail,recorded_at\n"
+            "7,2020-01-23 12:00:00,2020-01-23 12:00:00,Asia/Shanghai,"
+            "operator:alice,cutover,hubei,,\"Wuhan, lockdown \"\"A\"\"\\nforged\",\n");
   free(text);
   f = open_memstream(&text, &len);
   ctl_history_print(f, &h, CTL_HISTORY_TABLE, "UTC");
@@ -538,8 +538,8 @@ static void test_history_csv_neutralises_formulas(void **state) {
     ctl_history_print(f, &h, CTL_HISTORY_CSV, "UTC");
     fclose(f);
     snprintf(want, sizeof want,
-             "id,time,business_time,time_zone,actor,action,target,cause,detail\n"
-             "6,2020-01-23 04:00:00,2020-01-23 04:00:00,UTC,\"'@alice\",cutover,xizang,,%s\n",
+             "id,time,business_time,time_zone,actor,action,target,cause,detail,recorded_at\n"
+             "6,2020-01-23 04:00:00,2020-01-23 04:00:00,UTC,\"'@alice\",cutover,xizang,,%s,\n",
              reasons[i][1]);
     assert_string_equal(text, want);
     free(text);

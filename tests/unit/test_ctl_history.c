@@ -129,6 +129,67 @@ static void test_window_clock_named_when_clocks_differ(void **state) {
   free(t);
 }
 
+static char *printed(const Nirc__HistoryReply *h, ctl_history_fmt_t fmt) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  ctl_history_print(f, h, fmt, "UTC");
+  fclose(f);
+  return text;
+}
+
+/* An entry stamped when it happened (an agent's return no controller
+ * heard), recorded 10 min later, comes by id after entries timed later.
+ * The table marks it with when it was recorded and says why in a note;
+ * the CSV's last column and the JSON's recorded_at_ms say it; the other
+ * entries get nothing. Before, it stood there with an earlier time and
+ * nothing said why. */
+static void test_a_late_entry_is_marked(void **state) {
+  (void)state;
+  Nirc__HistoryReply h = reply(0);
+  ents[2].action = "route";
+  ents[2].at_ms = ents[2].business_at_ms = 1579751400000LL; /* 03:50:00 UTC */
+  ents[2].detail_json = "{\"cause\":\"cutover-end\",\"before\":\"shaanxi\",\"after\":\"home\","
+                        "\"why\":\"went home\",\"recorded_at_ms\":1579752002500,"
+                        "\"recorded_business_at_ms\":1579752002600}";
+  char *t = printed(&h, CTL_HISTORY_TABLE);
+  assert_non_null(
+      strstr(t, "2020-01-23 03:50:00 operator:alice         route          hubei            "
+                "(recorded late, at 04:00:02) shaanxi -> home: cutover-end: went home\n"));
+  assert_non_null(strstr(t, "\nnote: entries are listed in the order they were recorded; one "
+                            "marked \"recorded late\" is timed when it happened, so its time may "
+                            "be earlier than those above it: the controller learnt of it only at "
+                            "the time in the mark\n"));
+  free(t);
+  /* Recorded on another day than it happened: the date too. */
+  ents[2].at_ms = ents[2].business_at_ms = 1579734000000LL; /* 2020-01-22 23:00:00 UTC */
+  t = printed(&h, CTL_HISTORY_TABLE);
+  assert_non_null(strstr(t, "(recorded late, at 2020-01-23 04:00:02) shaanxi"));
+  free(t);
+  t = printed(&h, CTL_HISTORY_CSV);
+  assert_non_null(strstr(t, ",cause,detail,recorded_at\n"));
+  assert_non_null(strstr(t, "shaanxi -> home: cutover-end: went home,2020-01-23 04:00:02\n"));
+  assert_non_null(strstr(t, "\n7,2020-01-23 04:00:00,2020-01-23 04:00:00,UTC,operator:alice,"
+                            "cutover,hubei,,drill,\n"));
+  assert_null(strstr(t, "note"));
+  free(t);
+  json_t *j = ctl_history_json(&h);
+  json_t *late = json_array_get(json_object_get(j, "entries"), 2);
+  assert_int_equal(json_integer_value(json_object_get(late, "recorded_at_ms")), 1579752002500LL);
+  assert_int_equal(json_integer_value(json_object_get(late, "recorded_business_at_ms")),
+                   1579752002600LL);
+  json_t *first = json_array_get(json_object_get(j, "entries"), 0);
+  assert_null(json_object_get(first, "recorded_at_ms"));
+  assert_null(json_object_get(first, "recorded_business_at_ms"));
+  json_decref(j);
+  /* None late: no mark, no note. */
+  h = reply(0);
+  t = printed(&h, CTL_HISTORY_TABLE);
+  assert_null(strstr(t, "recorded late"));
+  assert_null(strstr(t, "note"));
+  free(t);
+}
+
 /* The pager of --all pins the window the first page was compared with
  * (a duration resolved once), pages back from the oldest id, bounds the
  * last page by --limit, and refuses what it cannot do honestly: more than
@@ -229,6 +290,7 @@ int main(void) {
       cmocka_unit_test(test_older_controller_is_not_known),
       cmocka_unit_test(test_window_clock_named_when_clocks_differ),
       cmocka_unit_test(test_pager),
+      cmocka_unit_test(test_a_late_entry_is_marked),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
