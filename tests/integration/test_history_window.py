@@ -13,7 +13,10 @@
    [clock], so a business window finds it;
  - --all reads every match page by page (500 a request): one JSON document,
    complete; CSV streamed (the 100,000 bound of the table and JSON is not
-   its own); progress on stderr; --limit bounds it.
+   its own); progress on stderr; --limit bounds it;
+ - an entry recorded late (timed when it happened, listed after later
+   ones) is marked with when it was recorded, through the controller's
+   read of the trail: table, note, JSON and CSV.
 The entries are written with SQL at chosen instants (audit_log takes
 inserts), so nothing here waits on time passing."""
 import json
@@ -212,12 +215,36 @@ def test_all_reads_every_page():
     assert len(j["entries"]) == 600 and j["complete"] is False, len(j["entries"])
 
 
+def test_a_late_entry_is_marked():
+    # A return an agent made at 02:50 (business) that the controller heard
+    # of at 03:00, after an entry of 02:55: the engine's detail keys.
+    env.sql("INSERT INTO audit_log (actor, action, target, detail, at, business_at) VALUES "
+            "('late', 'probe', 'before', '{}', '2020-01-23 02:55:00+08', "
+            " '2020-01-23 02:55:00+08'), "
+            "('late', 'route', 'hubei', jsonb_build_object('cause', 'cutover-end', "
+            " 'before', 'shaanxi', 'after', 'home', 'reason', 'revert_at reached', "
+            " 'why', 'went home', 'recorded_at_ms', 1579719600000, "
+            " 'recorded_business_at_ms', 1579719600000), "
+            " '2020-01-23 02:50:00+08', '2020-01-23 02:50:00+08')")
+    r = ctl("history", "--actor", "late", "--tz", "Asia/Shanghai")
+    row = [l for l in r.stdout.splitlines() if " hubei " in l]
+    assert len(row) == 1 and "(recorded late, at 03:00:00) shaanxi -> home" in row[0], r.stdout
+    assert 'one marked "recorded late" is timed when it happened' in r.stdout, r.stdout
+    e = history_json("--actor", "late")["entries"]
+    assert [x.get("recorded_at_ms") for x in e] == [None, 1579719600000], e
+    assert e[1]["recorded_business_at_ms"] == 1579719600000, e[1]
+    lines = ctl("history", "--actor", "late", "--csv", "--tz", "UTC").stdout.splitlines()
+    assert lines[0].endswith(",detail,recorded_at") and lines[2].endswith(
+        ",2020-01-22 19:00:00") and lines[1].endswith(","), lines
+
+
 if __name__ == "__main__":
     try:
         T.main([test_setup, test_truncation_is_said_and_pages_reach_everything,
                 test_window_is_business_time,
                 test_mixed_window_is_ordered_on_the_business_clock,
-                test_import_sites_has_a_business_time, test_all_reads_every_page])
+                test_import_sites_has_a_business_time, test_all_reads_every_page,
+                test_a_late_entry_is_marked])
     finally:
         if env:
             env.close()
