@@ -52,6 +52,30 @@ static engine_t *leading_in(world_t *w, const char *ops_tz) {
   return e;
 }
 
+/* hubei cut over to shaanxi for `ms`, acknowledged: its route then. */
+static route_t hubei_moved_for(world_t *w, engine_t *e, int64_t ms) {
+  world_cutover_for(w, e, 9, "hubei", "shaanxi", ms);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  return engine_site_dir(e, world_index(w, "hubei"))->acked;
+}
+
+/* The clocks move on by `ms` with no tick: nothing happens meanwhile. */
+static void jump(world_t *w, int64_t ms) {
+  w->now += ms;
+  w->mono += (uint64_t)ms;
+  w->wall += ms;
+}
+
+/* x keeps when it was recorded: real time `wall`, business time `now`. */
+static void says_recorded(const world_rec_t *x, int64_t wall, int64_t now) {
+  char rec[2][64];
+  snprintf(rec[0], sizeof rec[0], "\"recorded_at_ms\":%lld", (long long)wall);
+  snprintf(rec[1], sizeof rec[1], "\"recorded_business_at_ms\":%lld", (long long)now);
+  const char *recorded[] = {rec[0], rec[1]};
+  has_words(x, recorded, 2);
+}
+
 static void advance(world_t *w, engine_t *e, int64_t ms) {
   for (int64_t k = 0; k < ms; k += 60000) {
     world_tick(w, e, 60000);
@@ -70,11 +94,8 @@ static void test_a_return_by_a_revert_at_the_cutover_moved_on_from_is_recorded(v
   (void)state;
   world_t *w = world_new();
   engine_t *e = leading_in(w, "Asia/Shanghai");
-  world_cutover_for(w, e, 9, "hubei", "shaanxi", 1800000);
-  world_ack(w, e, 0, NULL);
-  world_flush(w);
+  route_t moved = hubei_moved_for(w, e, 1800000);
   size_t i = world_index(w, "hubei");
-  route_t moved = engine_site_dir(e, i)->acked;
   assert_int_equal(route_share_of(&moved, "shaanxi"), 1000);
   assert_true(moved.revert_at_ms > w->now);
   /* A hub's own directive carries no revert_at: its agent never changes
@@ -286,21 +307,15 @@ static void test_a_return_by_an_older_directive_is_recorded_by_a_new_leader(void
 static engine_t *told_late(world_t *w, route_t *moved, engine_went_home_t went,
                            const world_rec_t **x, size_t *n) {
   engine_t *a = leading_in(w, "Asia/Shanghai");
-  world_cutover_for(w, a, 9, "hubei", "shaanxi", 1800000);
-  world_ack(w, a, 0, NULL);
-  world_flush(w);
+  *moved = hubei_moved_for(w, a, 1800000);
   size_t i = world_index(w, "hubei");
-  *moved = engine_site_dir(a, i)->acked;
   engine_free(a);
   route_t *ap = &w->applied[i];
   route_home(ap, "hubei");
   ap->epoch = moved->epoch;
   ap->version = moved->version;
   snprintf(ap->reason, sizeof ap->reason, "%s", ROUTE_REASON_REVERTED);
-  int64_t late = moved->revert_at_ms + 900000 - w->now;
-  w->now += late;
-  w->mono += (uint64_t)late;
-  w->wall += late;
+  jump(w, moved->revert_at_ms + 900000 - w->now);
   for (size_t k = 0; k < w->sites->n; k++) {
     sites_on_link_down(&w->sites->v[k], w->now);
     w->sites->v[k].conn = NULL;
@@ -363,11 +378,7 @@ static void test_a_late_return_is_stamped_when_the_agent_went(void **state) {
   assert_null(strstr(x[0]->detail, "later if the agent itself was not running"));
   /* When this leader recorded it, at the Hello 200 ms ago: both clocks.
    * Before, the entry's time was only when the agent went. */
-  char rec[2][64];
-  snprintf(rec[0], sizeof rec[0], "\"recorded_at_ms\":%lld", (long long)(w->wall - 200));
-  snprintf(rec[1], sizeof rec[1], "\"recorded_business_at_ms\":%lld", (long long)(w->now - 200));
-  const char *recorded[] = {rec[0], rec[1]};
-  has_words(x[0], recorded, 2);
+  says_recorded(x[0], w->wall - 200, w->now - 200);
   told_done(w, b);
 }
 
@@ -381,16 +392,10 @@ static void test_only_an_entry_stamped_well_before_it_is_recorded_is_late(void *
   for (size_t k = 0; k < 2; k++) {
     world_t *w = world_new();
     engine_t *e = leading_in(w, "Asia/Shanghai");
-    world_cutover_for(w, e, 9, "hubei", "shaanxi", 600000);
-    world_ack(w, e, 0, NULL);
-    world_flush(w);
+    route_t left = hubei_moved_for(w, e, 600000);
     size_t i = world_index(w, "hubei");
-    route_t left = engine_site_dir(e, i)->acked;
     int64_t went = left.revert_at_ms - 20000;
-    int64_t d = went + heard_after[k] - w->now; /* no tick meanwhile: nothing else happens */
-    w->now += d;
-    w->mono += (uint64_t)d;
-    w->wall += d;
+    jump(w, went + heard_after[k] - w->now);
     size_t from = w->n_rec;
     engine_went_home_t said = {went, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED};
     engine_on_agent_reverted(e, i, left.epoch, left.version, &said);
@@ -400,15 +405,10 @@ static void test_only_an_entry_stamped_well_before_it_is_recorded_is_late(void *
     const char *words[] = {"\"cause\":\"agent-return\"", "\"went_home_believed\":true"};
     has_words(x[0], words, 2);
     assert_int_equal(x[0]->at_ms, went);
-    if (k == 0) {
+    if (k == 0)
       assert_null(strstr(x[0]->detail, "recorded_"));
-    } else {
-      char rec[2][64];
-      snprintf(rec[0], sizeof rec[0], "\"recorded_at_ms\":%lld", (long long)w->wall);
-      snprintf(rec[1], sizeof rec[1], "\"recorded_business_at_ms\":%lld", (long long)w->now);
-      const char *recorded[] = {rec[0], rec[1]};
-      has_words(x[0], recorded, 2);
-    }
+    else
+      says_recorded(x[0], w->wall, w->now);
     engine_free(e);
     world_free(w);
   }
