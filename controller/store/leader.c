@@ -245,6 +245,12 @@ static void leader_unlock(leader_t *l) {
   PQclear(r);
 }
 
+/* pg_locks lists the whole cluster, and an advisory lock is per database:
+ * the leader lock of another NIRC database on the same server (another
+ * deployment, a test beside this one) has the same key. Only this
+ * database's holders are ours to name or end. */
+#define LEADER_THIS_DB "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+
 /* The session holding the lock that this one could not take: its pid, 0
  * when nobody holds it now (it was let go in between), -1 without an
  * answer. If it is our own old session, PostgreSQL is asked to end it
@@ -258,7 +264,7 @@ static int leader_holder(leader_t *l) {
   PGresult *r = leader_exec(l,
                             "SELECT pid, CASE WHEN pid = $1::int THEN pg_terminate_backend(pid) "
                             "END FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND "
-                            "objid = 1313428035 AND objsubid = 1 AND granted",
+                            "objid = 1313428035 AND objsubid = 1 AND granted AND " LEADER_THIS_DB,
                             1, p, PGRES_TUPLES_OK);
   if (!r) return -1;
   int holder = PQntuples(r) ? atoi(PQgetvalue(r, 0, 0)) : 0;
@@ -301,11 +307,12 @@ static void leader_lose(leader_t *l, leader_view_t *v, const char *why) {
 /* The session holding the lock whose owner stopped renewing: ended, so
  * the lock is free for us on the next step. */
 static void leader_evict(leader_t *l, const lease_t *ls) {
-  PGresult *r = leader_exec(l,
-                            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE "
-                            "locktype = 'advisory' AND classid = 0 AND objid = 1313428035 AND "
-                            "objsubid = 1 AND granted AND pid <> pg_backend_pid()",
-                            0, NULL, PGRES_TUPLES_OK);
+  PGresult *r =
+      leader_exec(l,
+                  "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE "
+                  "locktype = 'advisory' AND classid = 0 AND objid = 1313428035 AND "
+                  "objsubid = 1 AND granted AND pid <> pg_backend_pid() AND " LEADER_THIS_DB,
+                  0, NULL, PGRES_TUPLES_OK);
   if (!r) return;
   /* Once per standing lease: a session that does not end (its backend is
    * stopped) is asked again every period, which says nothing new. */

@@ -276,7 +276,8 @@ def test_a_read_waits_for_no_write_and_says_what_it_cannot_see():
         T.wait_until(lambda: env.sql(
             "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
             "WHERE c.relname IN ('alarms', 'audit_log') AND l.mode = 'ExclusiveLock' "
-            "AND l.granted")[0][0] == "2" or None, 10, "the locks on alarms and audit_log")
+            "AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE "
+            "datname = current_database())")[0][0] == "2" or None, 10, "the locks on alarms and audit_log")
         # It waits for the locks while the reads below run (a few seconds
         # under the sanitizers): a timeout of its own, longer than theirs.
         ack = subprocess.Popen(env.ctl("--version").args[:-1] + [

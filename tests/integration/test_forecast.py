@@ -249,7 +249,8 @@ def test_history_reload_never_holds_up_an_operator_change():
         T.wait_until(lambda: env.sql(
             "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
             "WHERE c.relname = 'load_minute' AND l.mode = 'AccessExclusiveLock' "
-            "AND l.granted")[0][0] == "1" or None, 10, "the lock on load_minute")
+            "AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE "
+            "datname = current_database())")[0][0] == "1" or None, 10, "the lock on load_minute")
         # Business midnight: the new date's reload waits on the lock.
         T.wait_until(lambda: env.sql(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "

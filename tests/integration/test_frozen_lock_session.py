@@ -33,11 +33,14 @@ PG_PORT = int(T.PG_PORT) + 15
 PG_DIR = os.path.join(T.RUN, "pg-frozen-lock")
 
 
+THIS_DB = "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+
+
 def lock_holders(env):
-    """Backend pids holding the leader's advisory lock."""
+    """Backend pids holding the leader's advisory lock in the test's database."""
     return [int(r[0]) for r in env.sql(
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND "
-        f"objid = {LOCK} AND objsubid = 1 AND granted")]
+        f"objid = {LOCK} AND objsubid = 1 AND granted AND {THIS_DB}")]
 
 
 def socket_ports(proc):
@@ -94,6 +97,19 @@ def test_leader_leads_only_with_the_lock():
         return holders[0] if len(holders) == 1 and holders[0] in mine else None
 
     frozen = T.wait_until(a_holds, 10, "nircd-1's leader session to hold the lock")
+    # A bystander: the same key's lock in another database of the cluster
+    # (another deployment's leader). The standby's eviction of the frozen
+    # leader must not end it: an advisory lock is per database, pg_locks
+    # lists them all. (It did: integration.standby's lock holder was ended
+    # by a controller of a test running beside it.)
+    bystander = subprocess.Popen(["psql", "-XAtq", T.conninfo("postgres", PG_PORT), "-c",
+                                  f"SELECT pg_advisory_lock({LOCK})", "-c",
+                                  "SELECT pg_sleep(120)"], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+    T.wait_until(lambda: env.sql(
+        "SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database WHERE "
+        f"l.locktype = 'advisory' AND l.objid = {LOCK} AND l.granted AND "
+        "d.datname = 'postgres'") or None, 10, "the bystander's lock in database postgres")
     os.kill(frozen, signal.SIGSTOP)
     try:
         new = T.wait_until(lambda: leader_sessions(env, a) - {frozen}, 15,
@@ -155,6 +171,11 @@ def test_leader_leads_only_with_the_lock():
         T.wait_until(lambda: not a.alive() or None, 10, "nircd-1 to step down")
         assert a.p.returncode == 75, a.tail()
     assert "ended this controller's own stale session" not in a_log, a.tail()
+    b_log = open(b.log_path, errors="replace").read()
+    assert "asked PostgreSQL to end" in b_log, "nircd-2 never evicted: the bystander shows nothing"
+    assert bystander.poll() is None, "a controller ended another database's lock holder"
+    bystander.kill()
+    bystander.wait()
     a.stop()
     b.stop()
     T.private_pg("stop", PG_DIR)

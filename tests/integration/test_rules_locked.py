@@ -78,7 +78,8 @@ def test_locked_rule_tables_are_named_and_the_standby_leads_once_free():
         return T.wait_until(lambda: env.sql(
             "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity s ON s.pid = l.pid "
             f"WHERE l.relation = '{table}'::regclass AND l.mode = '{mode}' "
-            f"AND l.granted = {granted} AND s.application_name = 'psql'"), 10,
+            f"AND l.granted = {granted} AND s.application_name = 'psql' AND "
+            "l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"), 10,
             f"a psql session's {mode} on {table} (granted: {granted})")[0][0]
 
     dba = session("BEGIN;\nLOCK TABLE cutovers IN ROW EXCLUSIVE MODE;\n")

@@ -173,7 +173,9 @@ def test_standby_without_a_leader_says_so_and_nircctl_exits_3():
                               stderr=subprocess.DEVNULL)
     try:
         T.wait_until(lambda: e.sql(f"SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND "
-                                   f"objid = {LOCK_KEY} AND granted") or None, 10,
+                                   f"objid = {LOCK_KEY} AND granted AND database = (SELECT oid "
+                                   "FROM pg_database WHERE datname = current_database())")
+                     or None, 10,
                      "the test's session to hold the leader lock")
         procs["lone"] = e.start_controller(name="nircd-lone")
         assert e.controller_status.startswith("standby"), e.controller_status
