@@ -108,6 +108,7 @@ static void nircd_on_leader(void *arg, const leader_view_t *v, admin_rules_t *ru
     engine_load_exclusions(srv->engine, rules->exclusions, rules->n_exclusions);
     engine_load_overflow_state(srv->engine, rules->overflow_states, rules->n_overflows);
     engine_load_holds(srv->engine, rules->holds, rules->n_holds);
+    engine_load_return_holds(srv->engine, rules->return_holds, rules->n_return_holds);
     engine_load_hub_history(srv->engine, rules->hubs, rules->n_hubs);
     if (engine_load_alarms(srv->engine, rules->alarms, rules->n_alarms) != 0) lrc = NIRC_ENOMEM;
     /* Without them (memory) a return home no controller saw is not

@@ -541,6 +541,11 @@ void engine_readmit(engine_t *e, size_t i, const char *who, const char *why);
  * again (readmit, a cutover naming it), never the end of a rule nor a
  * restore (which sends it home anyway). */
 void engine_returns_release(engine_t *e, size_t i, const char *who, const char *why);
+/* Site i is held (site_dir_t.returns): stores the hold for the next
+ * leader (route_return_holds) and, when `started` (the return that held
+ * it), audits it (hold-home). The end is stored and audited
+ * (hold-home-end) by engine_returns_release. No-op when not held. */
+void engine_returns_record(engine_t *e, size_t i, bool started);
 /* Wave verification by moved calls (engine_verify.c). start: the window
  * starts (again) now, for every source; sample: takes the baselines of
  * sources whose first report since arrived; judge: at the window's end,

@@ -210,17 +210,68 @@ int engine_add_overflow(engine_t *e, const overflow_rule_t *o) {
   return 0;
 }
 
+/* The audit detail of a hold starting or ending (hold-home,
+ * hold-home-end): the sentence for people, and the figures for scripts. */
+static json_t *engine_returns_detail(const engine_returns_t *r, const char *why) {
+  return json_pack("{s:s, s:I, s:s, s:I, s:I}", "why", why, "returns", (json_int_t)r->n, "rule",
+                   rules_kind_name(r->kind), "rule_id", (json_int_t)r->rule_id, "early_ms",
+                   (json_int_t)r->early_ms);
+}
+
+void engine_returns_record(engine_t *e, size_t i, bool started) {
+  site_dir_t *d = &e->dirs[i];
+  if (d->returns.state != ENGINE_RETURNS_HELD) return;
+  const char *slug = engine_site(e, i)->slug;
+  /* Kept (and its count while held updated) for the next leader, which
+   * would otherwise count afresh and let the site bounce again. */
+  engine_rec_t rec = {.kind = ENGINE_REC_RETURNS_HOLD, .site = slug, .returns = &d->returns};
+  engine_store(e, &rec);
+  if (!started) return;
+  char words[ALARM_MESSAGE_MAX];
+  engine_returns_words(e, i, words, sizeof words);
+  engine_audit(e, "engine", "hold-home", slug, engine_returns_detail(&d->returns, words));
+}
+
 void engine_returns_release(engine_t *e, size_t i, const char *who, const char *why) {
   site_dir_t *d = &e->dirs[i];
-  /* Kept in memory only: nothing to store. The count starts again. */
   if (d->returns.state == ENGINE_RETURNS_HELD) {
-    log_info(LOG_SITE, engine_site(e, i)->slug,
+    const char *slug = engine_site(e, i)->slug;
+    char words[320];
+    snprintf(words, sizeof words,
              "readmitted by %s (%s): moves with an end are sent to it again after %u early "
              "returns of its agent",
              who ? who : "?", why ? why : "", d->returns.n);
+    log_info(LOG_SITE, slug, "%s", words);
+    engine_rec_t rec = {
+        .kind = ENGINE_REC_RETURNS_RELEASE, .site = slug, .actor = who, .detail = why};
+    engine_store(e, &rec);
+    engine_audit(e, who ? who : "?", "hold-home-end", slug,
+                 engine_returns_detail(&d->returns, words));
     e->eval_dirty = true;
   }
+  /* The count starts again (a count below the hold is kept in memory only). */
   memset(&d->returns, 0, sizeof d->returns);
+}
+
+void engine_load_return_holds(engine_t *e, const engine_return_hold_t *h, size_t n) {
+  uint64_t mono = engine_mono(e);
+  for (size_t k = 0; k < n; k++) {
+    long i = engine_index(e, h[k].site);
+    if (i < 0) continue;
+    /* Held, as at the leader that held it. Monotonic times are this
+     * process's own, and only their difference is read while held (the
+     * span, engine_returns_words): unsigned arithmetic keeps it exact even
+     * where this process's clock is younger than the span. */
+    engine_returns_t *r = &e->dirs[i].returns;
+    *r = (engine_returns_t){.state = ENGINE_RETURNS_HELD,
+                            .n = h[k].returns,
+                            .last_mono = mono,
+                            .first_mono = mono - h[k].span_ms,
+                            .kind = h[k].rule_kind,
+                            .rule_id = h[k].rule_id,
+                            .early_ms = h[k].early_ms};
+    e->eval_dirty = true;
+  }
 }
 
 void engine_readmit(engine_t *e, size_t i, const char *who, const char *why) {

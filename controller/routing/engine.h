@@ -235,6 +235,11 @@ typedef enum {
   /* A window ended: compare its recorded forecasts with the load minutes
    * and keep each site's accuracy (WAPE): id, win_from_ms, win_to_ms. */
   ENGINE_REC_FORECAST_CLOSE,
+  /* A site held home after its agent's early returns (site_dir_t.returns),
+   * or its count while held: site, returns. Kept for the next leader. */
+  ENGINE_REC_RETURNS_HOLD,
+  /* That hold ended: site, actor (who), detail (why). */
+  ENGINE_REC_RETURNS_RELEASE,
 } engine_rec_kind_t;
 
 /* A sites row as nircctl site writes it (borrowed, like the record). */
@@ -275,6 +280,7 @@ typedef struct {
   int64_t since_ms;
   uint32_t permille;
   const planner_hold_t *hold;
+  const engine_returns_t *returns;
   const alarm_t *alarm;
   alarm_event_t alarm_event;
   const capacity_t *capacity;
@@ -405,6 +411,23 @@ typedef struct {
  * so a source waiting to re-enter a hub still waits and a held placement
  * keeps its hold. */
 void engine_load_holds(engine_t *e, const engine_hold_t *h, size_t n);
+
+/* A site held home after its agent's early returns (engine_returns_t,
+ * ENGINE_RETURNS_HELD), as the store keeps it (route_return_holds): the
+ * hold is the controller's word to the operator ("held home until
+ * readmitted"), so a new leader keeps it rather than counting afresh
+ * (which would bounce the site's calls three more times). */
+typedef struct {
+  char site[SCENARIO_SLUG_MAX];
+  unsigned returns; /* early returns counted */
+  uint64_t span_ms; /* from the first counted to the last */
+  rule_kind_t rule_kind;
+  uint64_t rule_id;
+  int64_t early_ms; /* the last one's, before its revert_at (0: none) */
+} engine_return_hold_t;
+/* Loaded with the rules by a new leader (copied; unknown sites ignored):
+ * each such site is held, as at the leader that held it. */
+void engine_load_return_holds(engine_t *e, const engine_return_hold_t *h, size_t n);
 
 /* A hub's recent losses as the store keeps them (link_events hub_lost and
  * hub_verified, real time): a hub lost and not verified since is not

@@ -555,6 +555,7 @@ void engine_on_agent_reverted_marked(engine_t *e, size_t i, uint64_t epoch, uint
   bool held = engine_returns_count(&d->returns, named ? d->kind : RULE_NONE, named ? d->rule_id : 0,
                                    engine_mono(e), early);
   engine_early_return(e, i, &home, went_home, held);
+  engine_returns_record(e, i, held); /* held: stored, and audited when it starts */
   e->eval_dirty = true;
   engine_inflow_acked(e, i, &d->acked, &home);
   d->acked = home;

@@ -440,10 +440,12 @@ int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *opts,
    * leader's epoch is the newest"). A writer that holds its lock for
    * longer than lock_timeout fails this load: the election is tried again. */
   char begin[320];
-  snprintf(begin, sizeof begin,
-           "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL lock_timeout = %llu; LOCK TABLE "
-           "cutovers, schedules, overflow_rules, route_exclusions, route_holds IN SHARE MODE",
-           (unsigned long long)opts->lock_wait_ms);
+  snprintf(
+      begin, sizeof begin,
+      "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL lock_timeout = %llu; LOCK TABLE "
+      "cutovers, schedules, overflow_rules, route_exclusions, route_holds, route_return_holds IN "
+      "SHARE MODE",
+      (unsigned long long)opts->lock_wait_ms);
   PGresult *r = admin_exec(&ld, begin);
   if (PQresultStatus(r) != PGRES_COMMAND_OK) {
     rc = admin_load_fail(&ld, r, "locking the rule tables", err, errlen);
@@ -588,6 +590,24 @@ int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *opts,
     h->hold.withdrawn_ms = strtoll(PQgetvalue(r, i, 2), NULL, 10);
     h->hold.last_withdrawn_ms = strtoll(PQgetvalue(r, i, 3), NULL, 10);
     h->hold.withdrawals = (unsigned)strtoul(PQgetvalue(r, i, 4), NULL, 10);
+  }
+  PQclear(r);
+
+  r = admin_exec(&ld, "SELECT site, returns, span_ms, rule_kind, rule_id, early_ms "
+                      "FROM route_return_holds WHERE cleared_at IS NULL ORDER BY id");
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    rc = admin_load_fail(&ld, r, "loading sites held home", err, errlen);
+    goto done;
+  }
+  out->return_holds = calloc((size_t)PQntuples(r) + 1, sizeof *out->return_holds);
+  for (int i = 0; out->return_holds && i < PQntuples(r); i++) {
+    engine_return_hold_t *h = &out->return_holds[out->n_return_holds++];
+    snprintf(h->site, sizeof h->site, "%s", PQgetvalue(r, i, 0));
+    h->returns = (unsigned)strtoul(PQgetvalue(r, i, 1), NULL, 10);
+    h->span_ms = strtoull(PQgetvalue(r, i, 2), NULL, 10);
+    h->rule_kind = rules_kind_parse(PQgetvalue(r, i, 3));
+    h->rule_id = strtoull(PQgetvalue(r, i, 4), NULL, 10);
+    h->early_ms = strtoll(PQgetvalue(r, i, 5), NULL, 10);
   }
   PQclear(r);
 
@@ -757,8 +777,8 @@ int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *opts,
   out->max_id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
   if (!out->cutovers || !out->schedules || !out->overflows || !out->overflow_states ||
-      !out->exclusions || !out->holds || !out->hubs || !out->load || !out->alarms ||
-      !out->capacity || !out->last_dirs) {
+      !out->exclusions || !out->holds || !out->return_holds || !out->hubs || !out->load ||
+      !out->alarms || !out->capacity || !out->last_dirs) {
     snprintf(err, errlen, "out of memory loading rules");
     rc = NIRC_ENOMEM;
   }
@@ -775,6 +795,7 @@ void admin_rules_free(admin_rules_t *r) {
   free(r->overflow_states);
   free(r->exclusions);
   free(r->holds);
+  free(r->return_holds);
   free(r->hubs);
   free(r->load);
   free(r->alarms);

@@ -58,6 +58,8 @@ typedef struct {
   size_t n_exclusions;
   engine_hold_t *holds; /* sources' capacity damping state */
   size_t n_holds;
+  engine_return_hold_t *return_holds; /* sites held home after early returns */
+  size_t n_return_holds;
   engine_hub_history_t *hubs; /* hubs' recent losses */
   size_t n_hubs;
   sites_load_t *load; /* sites' recent load, from load_minute */

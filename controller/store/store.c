@@ -647,6 +647,41 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
                  "updated_at = EXCLUDED.updated_at",
         6, p, done, arg);
   }
+  case ENGINE_REC_RETURNS_HOLD: {
+    /* One live hold per site: a later return while held updates its count. */
+    const engine_returns_t *h = r->returns;
+    if (!h || !r->site) return NIRC_EINVAL;
+    char n[16], span[24], rid[24], early[24];
+    snprintf(n, sizeof n, "%u", h->n);
+    snprintf(
+        span, sizeof span, "%llu",
+        (unsigned long long)(h->last_mono >= h->first_mono ? h->last_mono - h->first_mono : 0));
+    snprintf(rid, sizeof rid, "%llu", (unsigned long long)h->rule_id);
+    snprintf(early, sizeof early, "%lld", (long long)h->early_ms);
+    const char *p[7 + 1] = {r->site, n, span, rules_kind_name(h->kind), rid, early, wall};
+    return store_fenced_state(
+        db, r,
+        "INSERT INTO route_return_holds (site, returns, span_ms, rule_kind, rule_id, early_ms, "
+        "held_at) SELECT $1::text, $2::int, $3::bigint, $4::text, $5::bigint, $6::bigint, "
+        "$7::timestamptz WHERE" STORE_NOT_FENCED(
+            "8") " ON CONFLICT (site) WHERE cleared_at IS NULL DO UPDATE SET "
+                 "returns = EXCLUDED.returns, span_ms = EXCLUDED.span_ms, "
+                 "rule_kind = EXCLUDED.rule_kind, rule_id = EXCLUDED.rule_id, "
+                 "early_ms = EXCLUDED.early_ms",
+        7, p, done, arg);
+  }
+  case ENGINE_REC_RETURNS_RELEASE: {
+    const char *p[4 + 4] = {r->site, wall, r->actor ? r->actor : "", r->detail ? r->detail : ""};
+    char target[80], change[200];
+    snprintf(target, sizeof target, "%s", r->site);
+    snprintf(change, sizeof change, "%s's hold home ended by %s", r->site,
+             r->actor ? r->actor : "?");
+    return store_fenced(
+        db, r,
+        "UPDATE route_return_holds SET cleared_at = $2, cleared_by = $3, "
+        "cleared_why = $4 WHERE site = $1 AND cleared_at IS NULL AND" STORE_NOT_FENCED("5"),
+        4, p, target, change, done, arg);
+  }
   case ENGINE_REC_ALARM: return store_alarm(db, r, done, arg);
   case ENGINE_REC_CAPACITY: {
     const capacity_t *cap = r->capacity;

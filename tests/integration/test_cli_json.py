@@ -179,6 +179,9 @@ ROLLBACK_DETAIL = {"site": str, "rule": str, "rule_id": int, "reason": str}
 EXPIRE_DETAIL = {"cutover_id": int, "sources": [str], Opt("expires_at_ms"): int, Opt("why"): str}
 LEADERSHIP_DETAIL = {"why": str}
 SUPERSEDED_DETAIL = {"change": str, "epoch": int, "newer_epoch": int, "why": str}
+HOLD_HOME_DETAIL = {"why": str, "returns": int,
+                    "rule": enum("cutover", "overflow", "schedule", "default"), "rule_id": int,
+                    "early_ms": int}
 SCHEDULE = {"id": int, "name": str, "sources": [str], "hubs": [str], "start": str, "end": str,
             "days": str, "tz": str, "exceptions": [str], "wave_size": int, "enabled": bool,
             "in_force": bool, "next_start_ms": int, "sources_moved": int}
@@ -244,6 +247,7 @@ SHAPES = {
     "OverflowAddDetail": OVERFLOW_ADD_DETAIL, "MoveDetail": MOVE_DETAIL,
     "RollbackDetail": ROLLBACK_DETAIL, "RouteDetail": ROUTE_DETAIL, "ExpireDetail": EXPIRE_DETAIL,
     "LeadershipDetail": LEADERSHIP_DETAIL, "SupersededDetail": SUPERSEDED_DETAIL,
+    "HoldHomeDetail": HOLD_HOME_DETAIL,
     "Schedules": SCHEDULES, "Schedule": SCHEDULE, "Overflows": OVERFLOWS,
     "OverflowRule": OVERFLOW_RULE, "Alarms": ALARMS, "Alarm": ALARM, "PlanWindow": PLAN_WINDOW,
     "PlanDemand": PLAN_DEMAND, "RouteOutcome": ROUTE_OUTCOME,
@@ -279,6 +283,7 @@ DETAILS = {
     "move": (MOVE_DETAIL,), "route": (ROUTE_DETAIL,), "rollback": (ROLLBACK_DETAIL,), "expire": (EXPIRE_DETAIL,),
     "lead": (LEADERSHIP_DETAIL,), "step-down": (LEADERSHIP_DETAIL,),
     "superseded": (SUPERSEDED_DETAIL,),
+    "hold-home": (HOLD_HOME_DETAIL,), "hold-home-end": (HOLD_HOME_DETAIL,),
 }
 
 

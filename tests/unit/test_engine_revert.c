@@ -168,6 +168,14 @@ static bool sent_again(world_t *w, engine_t *e, unsigned ticks) {
   return world_sent_count(w, "hubei") > sent;
 }
 
+/* The last audit entry of `action` from record `from` on (NULL: none). */
+static const world_rec_t *hold_entry(world_t *w, size_t from, const char *action) {
+  const world_rec_t *x = NULL;
+  for (size_t k = from; k < w->n_rec; k++)
+    if (w->rec[k].kind == ENGINE_REC_AUDIT && strcmp(w->rec[k].action, action) == 0) x = &w->rec[k];
+  return x;
+}
+
 /* An agent whose clock keeps running ahead goes home before its cutover's
  * end, is moved again, goes home again, and so on. Before, each turn was
  * a route change both ways and an audit entry, for as long as the cutover
@@ -225,6 +233,14 @@ static void test_an_agent_that_keeps_going_home_early_is_held_home(void **state)
       strstr(x->detail, "the next plan moves the site again"))
     fail_msg("the third early return's entry: %s", x ? x->detail : "(none)");
   assert_int_equal(engine_route_changes(e, i, ROUTE_CAUSE_AGENT_RETURN), ENGINE_RETURNS_HOLD);
+  /* The hold is stored for the next leader, and has an audit entry of its
+   * own: when and why (the words of the alarm), for nircctl history. */
+  assert_int_equal(world_count_rec(w, ENGINE_REC_RETURNS_HOLD, NULL), 1);
+  const world_rec_t *h = hold_entry(w, from, "hold-home");
+  if (!h || strcmp(h->site, "hubei") != 0 || !strstr(h->detail, "\"returns\":3") ||
+      !strstr(h->detail, "its agent went home early 3 times") || !strstr(h->detail, rule))
+    fail_msg("the hold's entry: %s", h ? h->detail : "(none)");
+  from = w->n_rec;
 
   /* The agent's clock fixed, an operator readmits it: moved again. */
   char *names[] = {"hubei"};
@@ -243,6 +259,11 @@ static void test_an_agent_that_keeps_going_home_early_is_held_home(void **state)
   assert_int_equal(engine_site_dir(e, i)->returns.state, ENGINE_RETURNS_NONE);
   assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
   assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "readmit"), 1);
+  /* Its end is stored and audited: who, and why. */
+  assert_int_equal(world_count_rec(w, ENGINE_REC_RETURNS_RELEASE, NULL), 1);
+  h = hold_entry(w, from, "hold-home-end");
+  if (!h || !strstr(h->detail, "readmitted by operator:olga (agent clock fixed)"))
+    fail_msg("the hold's end's entry: %s", h ? h->detail : "(none)");
   assert_string_equal(engine_site_dir(e, i)->note, "");
   for (unsigned k = 0; k < 32; k++) /* alarm_clear_ms without the condition */
     world_tick(w, e, 1000);
@@ -318,12 +339,77 @@ static void test_a_hold_ends_with_a_cutover_naming_the_site_not_a_restore(void *
   world_ack(w, e, 0, NULL);
   world_flush(w);
   assert_int_equal(engine_site_dir(e, i)->returns.state, ENGINE_RETURNS_HELD);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_RETURNS_RELEASE, NULL), 0);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "hold-home-end"), 0);
   world_cutover_for(w, e, 32, "hubei", "shaanxi", 3600000);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_RETURNS_RELEASE, NULL), 1);
+  const world_rec_t *h = hold_entry(w, 0, "hold-home-end");
+  if (!h || !strstr(h->detail, "readmitted by operator:") ||
+      !strstr(h->detail, "named in a cutover"))
+    fail_msg("the hold's end's entry: %s", h ? h->detail : "(none)");
   world_ack(w, e, 0, NULL);
   world_flush(w);
   assert_int_equal(engine_site_dir(e, i)->returns.state, ENGINE_RETURNS_NONE);
   assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
   assert_int_equal(route_share_of(&engine_site_dir(e, i)->acked, "shaanxi"), 1000);
+  engine_free(e);
+  world_free(w);
+}
+
+/* A new leader loads a site held home at the leader before it
+ * (route_return_holds): the site is held at once, so the loop does not
+ * start again (three more bounces of its calls); a schedule's move with
+ * an end is not sent and the note says why, with the held figures; a
+ * readmit ends the hold, stored and audited. Before, a new leader counted
+ * afresh. */
+static void test_a_loaded_hold_holds_the_site_at_a_new_leader(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_engine(w);
+  assert_int_equal(engine_load_rules(e, 6, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_return_hold_t held = {.site = "hubei",
+                               .returns = 3,
+                               .span_ms = 20 * 60000,
+                               .rule_kind = RULE_CUTOVER,
+                               .rule_id = 9,
+                               .early_ms = 42000};
+  engine_return_hold_t unknown = {.site = "atlantis", .returns = 3};
+  engine_load_return_holds(e, &unknown, 1); /* ignored */
+  engine_load_return_holds(e, &held, 1);
+  engine_start_leading(e, 5000);
+  world_connect_all(w, e, NULL);
+  size_t i = world_index(w, "hubei");
+  const site_dir_t *d = engine_site_dir(e, i);
+  assert_int_equal(d->returns.state, ENGINE_RETURNS_HELD);
+  world_schedule_all_day(w, e, 2, "hubei", "shaanxi");
+  for (unsigned k = 0; k < 40; k++) {
+    world_tick(w, e, 200);
+    world_ack(w, e, 0, NULL);
+    world_flush(w);
+  }
+  assert_int_equal(route_share_of(&d->target, "hubei"), 1000);
+  const char *has[] = {"held home", "its agent went home early 3 times in 20 min",
+                       "(last: cutover 9, 42 s before revert_at", "nircctl readmit hubei"};
+  for (size_t k = 0; k < sizeof has / sizeof *has; k++)
+    if (!strstr(d->note, has[k])) fail_msg("no '%s' in the note: %s", has[k], d->note);
+  /* Loading is not a new hold: nothing stored or audited again. */
+  assert_int_equal(world_count_rec(w, ENGINE_REC_RETURNS_HOLD, NULL), 0);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "hold-home"), 0);
+  char *names[] = {"hubei"};
+  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
+  r.sources = names;
+  r.n_sources = 1;
+  r.readmit = 1;
+  r.reason = "ntp fixed";
+  engine_req_t rq = {.client = w, .request_id = 40, .operator_name = "operator:olga", .label = "t"};
+  engine_op_restore(e, &rq, &r);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_true(w->rep[w->n_rep - 1].ok);
+  assert_int_equal(d->returns.state, ENGINE_RETURNS_NONE);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_RETURNS_RELEASE, NULL), 1);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "hold-home-end"), 1);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
   engine_free(e);
   world_free(w);
 }
@@ -335,6 +421,7 @@ int main(void) {
       cmocka_unit_test(test_an_agent_that_keeps_going_home_early_is_held_home),
       cmocka_unit_test(test_a_hold_ends_with_a_cutover_naming_the_site_not_a_restore),
       cmocka_unit_test(test_a_return_home_carries_its_own_unverified_mark),
+      cmocka_unit_test(test_a_loaded_hold_holds_the_site_at_a_new_leader),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

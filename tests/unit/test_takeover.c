@@ -22,6 +22,7 @@
  * in the middle of a write is the journal's business (test_db_journal). */
 #include "admin.h"
 #include "db.h"
+#include "engine-int.h" /* ENGINE_RETURNS_HOLD */
 #include "engine.h"
 #include "err.h"
 #include "log.h"
@@ -413,6 +414,7 @@ static engine_t *tk_takeover(world_t *w, engine_t *a, uint64_t epoch) {
   engine_load_exclusions(b, rules.exclusions, rules.n_exclusions);
   engine_load_overflow_state(b, rules.overflow_states, rules.n_overflows);
   engine_load_holds(b, rules.holds, rules.n_holds);
+  engine_load_return_holds(b, rules.return_holds, rules.n_return_holds);
   engine_load_hub_history(b, rules.hubs, rules.n_hubs);
   admin_rules_free(&rules);
   engine_start_leading(b, 0);
@@ -972,6 +974,100 @@ static void test_older_leaders_rule_write_is_superseded(void **state) {
   memcpy(T.dbname, keep_name, sizeof T.dbname);
 }
 
+/* ---- a site held home after its agent's early returns ----
+ *
+ * hubei's agent keeps going home before its cutover's end (its clock runs
+ * ahead): the third return holds it home at leader 1. Leader 2 takes over
+ * from the database and must keep it held: sending the move again would
+ * start the loop anew (tk_takeover fails on any directive the old leader
+ * would not have sent), as it did when the hold lived in memory only. A
+ * readmit at leader 2 ends it durably: leader 3 does not hold it, and the
+ * audit trail has the hold's start and end, with who ended it. */
+static void tk_home_early(world_t *w, engine_t *e, size_t i) {
+  route_t left = engine_site_dir(e, i)->acked;
+  assert_true(left.revert_at_ms > w->now);
+  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL);
+  w->applied[i] = engine_site_dir(e, i)->acked; /* home: what its next Hello says */
+  tk_settle(w, e, w->n_sent, NULL);
+}
+
+static void test_early_return_hold_survives_takeover(void **state) {
+  if (!T.have_pg) skip();
+  db_t *keep_db = T.db;
+  char keep_ci[sizeof T.ci], keep_name[sizeof T.dbname], name[64];
+  memcpy(keep_ci, T.ci, sizeof keep_ci);
+  memcpy(keep_name, T.dbname, sizeof keep_name);
+  snprintf(name, sizeof name, "nirc_takeover_held_%ld", (long)getpid());
+  assert_int_equal(tk_db_create(name), 0);
+
+  world_t *w = world_new();
+  w->store_next = tk_store;
+  engine_t *e = tk_engine(w);
+  assert_int_equal(engine_load_rules(e, 1, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 0);
+  world_connect_all(w, e, NULL);
+  size_t i = world_index(w, "hubei");
+  world_cutover_for(w, e, 1, "hubei", "shaanxi", 3 * 3600000);
+  tk_settle(w, e, 0, NULL);
+  assert_int_equal(route_share_of(&engine_site_dir(e, i)->acked, "shaanxi"), 1000);
+  for (unsigned k = 1; k <= ENGINE_RETURNS_HOLD; k++) {
+    tk_home_early(w, e, i);
+    bool moved = route_share_of(&engine_site_dir(e, i)->acked, "shaanxi") == 1000;
+    if (moved != (k < ENGINE_RETURNS_HOLD))
+      fail_msg("early return %u: hubei %s", k, moved ? "moved again" : "not moved again");
+  }
+  assert_int_equal(engine_site_dir(e, i)->returns.state, ENGINE_RETURNS_HELD);
+
+  e = tk_takeover(w, e, 2);
+  const site_dir_t *d = engine_site_dir(e, i);
+  if (d->returns.state != ENGINE_RETURNS_HELD)
+    fail_msg("leader 2 does not hold hubei home (state %s)",
+             engine_returns_state_name(d->returns.state));
+  if (!strstr(d->note, "its agent went home early 3 times"))
+    fail_msg("leader 2's note for hubei: '%s'", d->note);
+  size_t sent = world_sent_count(w, "hubei");
+  for (int k = 0; k < 5; k++) {
+    w->now += 60000;
+    w->mono += 60000;
+    w->wall += 60000;
+    engine_tick(e);
+    tk_settle(w, e, w->n_sent, NULL);
+  }
+  assert_int_equal(world_sent_count(w, "hubei"), sent);
+
+  char *names[] = {"hubei"};
+  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
+  r.sources = names;
+  r.n_sources = 1;
+  r.readmit = 1;
+  r.reason = "ntp fixed";
+  engine_req_t rq = tk_req(w, "operator:olga");
+  engine_op_restore(e, &rq, &r);
+  tk_settle(w, e, 0, NULL);
+  assert_int_equal(route_share_of(&engine_site_dir(e, i)->acked, "shaanxi"), 1000);
+
+  e = tk_takeover(w, e, 3); /* routes hubei to shaanxi, as leader 2 did */
+  assert_int_equal(engine_site_dir(e, i)->returns.state, ENGINE_RETURNS_NONE);
+  assert_int_equal(tk_count("SELECT count(*) FROM route_return_holds WHERE site = 'hubei' AND "
+                            "cleared_by = 'operator:olga' AND cleared_why = 'ntp fixed' AND "
+                            "returns = 3 AND rule_kind = 'cutover'"),
+                   1);
+  assert_int_equal(
+      tk_count("SELECT count(*) FROM audit_log WHERE action = 'hold-home' AND "
+               "actor = 'engine' AND target = 'hubei' AND (detail->>'returns')::int = 3"),
+      1);
+  assert_int_equal(tk_count("SELECT count(*) FROM audit_log WHERE action = 'hold-home-end' AND "
+                            "actor = 'operator:olga' AND target = 'hubei'"),
+                   1);
+  engine_free(e);
+  world_free(w);
+
+  tk_db_drop();
+  T.db = keep_db;
+  memcpy(T.ci, keep_ci, sizeof T.ci);
+  memcpy(T.dbname, keep_name, sizeof T.dbname);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_load_estimate_carries_over),
@@ -980,6 +1076,7 @@ int main(void) {
       cmocka_unit_test(test_leader_change_routes_the_same),
       cmocka_unit_test(test_forced_amendment_survives_takeover),
       cmocka_unit_test(test_older_leaders_rule_write_is_superseded),
+      cmocka_unit_test(test_early_return_hold_survives_takeover),
   };
   return cmocka_run_group_tests(tests, tk_setup, tk_teardown);
 }
