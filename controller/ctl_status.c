@@ -524,6 +524,7 @@ json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o)
     json_object_set_new(x, "route_unknown", json_boolean(unknown));
     json_object_set_new(x, "route_unheard", json_boolean(s->route_unheard));
     json_object_set_new(x, "route_unverified", json_boolean(s->route_unverified));
+    json_object_set_new(x, "held_home", json_boolean(s->held_home));
     json_object_set_new(x, "inbound_credited_total",
                         json_integer((json_int_t)s->inbound_credited_total));
     if (s->note && *s->note) json_object_set_new(x, "note", json_string(s->note));

@@ -241,6 +241,7 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
         srv->engine ? (char *)engine_active_reason(srv->engine, idx) : s->active_rule;
     row->note = dir ? (char *)dir->note : "";
     row->verification = dir ? (char *)dir->verify : "";
+    row->held_home = dir && dir->returns.state == ENGINE_RETURNS_HELD;
     if (srv->engine) {
       /* What it routes by and until when, as data: nircctl and scripts
        * format the end in their own zone. */

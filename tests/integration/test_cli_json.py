@@ -68,7 +68,7 @@ SITE_STATUS = {
     "slug": str, "name_en": str, "name_zh": str, "is_hub": bool,
     "link": enum("online", "stale", "offline", "never-seen"), "state_since_ms": int,
     "report_age_ms": int, "peer": str, "active_rule": str, "route": ([ROUTE_SHARE], NULL),
-    "route_unknown": bool, "route_unheard": bool, "route_unverified": bool,
+    "route_unknown": bool, "route_unheard": bool, "route_unverified": bool, "held_home": bool,
     "load": (LOAD, NULL), Opt("note"): str, "inbound_credited_total": int,
     Opt("verification"): str,
 }
