@@ -168,6 +168,24 @@ static bool sent_again(world_t *w, engine_t *e, unsigned ticks) {
   return world_sent_count(w, "hubei") > sent;
 }
 
+/* operator:olga readmits hubei (nircctl readmit hubei --reason why),
+ * acknowledged and durable: the reply says it was done. */
+static void readmit_hubei(world_t *w, engine_t *e, const char *why) {
+  char *names[] = {"hubei"};
+  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
+  r.sources = names;
+  r.n_sources = 1;
+  r.readmit = 1;
+  r.reason = (char *)why;
+  engine_req_t rq = {.client = w, .request_id = 30, .operator_name = "operator:olga", .label = "t"};
+  size_t replies = w->n_rep;
+  engine_op_restore(e, &rq, &r);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_true(w->n_rep > replies);
+  assert_true(w->rep[w->n_rep - 1].ok);
+}
+
 /* The last audit entry of `action` from record `from` on (NULL: none). */
 static const world_rec_t *hold_entry(world_t *w, size_t from, const char *action) {
   const world_rec_t *x = NULL;
@@ -243,19 +261,7 @@ static void test_an_agent_that_keeps_going_home_early_is_held_home(void **state)
   from = w->n_rec;
 
   /* The agent's clock fixed, an operator readmits it: moved again. */
-  char *names[] = {"hubei"};
-  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
-  r.sources = names;
-  r.n_sources = 1;
-  r.readmit = 1;
-  r.reason = "agent clock fixed";
-  engine_req_t rq = {.client = w, .request_id = 30, .operator_name = "operator:olga", .label = "t"};
-  size_t replies = w->n_rep;
-  engine_op_restore(e, &rq, &r);
-  world_ack(w, e, 0, NULL);
-  world_flush(w);
-  assert_true(w->n_rep > replies);
-  assert_true(w->rep[w->n_rep - 1].ok);
+  readmit_hubei(w, e, "agent clock fixed");
   assert_int_equal(engine_site_dir(e, i)->returns.state, ENGINE_RETURNS_NONE);
   assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
   assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "readmit"), 1);
@@ -395,17 +401,7 @@ static void test_a_loaded_hold_holds_the_site_at_a_new_leader(void **state) {
   /* Loading is not a new hold: nothing stored or audited again. */
   assert_int_equal(world_count_rec(w, ENGINE_REC_RETURNS_HOLD, NULL), 0);
   assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "hold-home"), 0);
-  char *names[] = {"hubei"};
-  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
-  r.sources = names;
-  r.n_sources = 1;
-  r.readmit = 1;
-  r.reason = "ntp fixed";
-  engine_req_t rq = {.client = w, .request_id = 40, .operator_name = "operator:olga", .label = "t"};
-  engine_op_restore(e, &rq, &r);
-  world_ack(w, e, 0, NULL);
-  world_flush(w);
-  assert_true(w->rep[w->n_rep - 1].ok);
+  readmit_hubei(w, e, "ntp fixed");
   assert_int_equal(d->returns.state, ENGINE_RETURNS_NONE);
   assert_int_equal(world_count_rec(w, ENGINE_REC_RETURNS_RELEASE, NULL), 1);
   assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "hold-home-end"), 1);

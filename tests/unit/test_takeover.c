@@ -755,21 +755,49 @@ static void test_load_estimate_carries_over(void **state) {
  * amendment's force flag lived in memory only (the UPDATE left the
  * creation's flag in the table). In a database of its own, so that the
  * random sequence's rules do not interfere. */
-static void test_forced_amendment_survives_takeover(void **state) {
-  if (!T.have_pg) skip();
-  db_t *keep_db = T.db;
-  char keep_ci[sizeof T.ci], keep_name[sizeof T.dbname], name[64];
-  memcpy(keep_ci, T.ci, sizeof keep_ci);
-  memcpy(keep_name, T.dbname, sizeof keep_name);
-  snprintf(name, sizeof name, "nirc_takeover_force_%ld", (long)getpid());
-  assert_int_equal(tk_db_create(name), 0);
+/* The shared database, put aside while a test runs on one of its own. */
+typedef struct {
+  db_t *db;
+  char ci[sizeof T.ci], dbname[sizeof T.dbname];
+} tk_saved_t;
 
-  world_t *w = world_new();
+/* A fresh database nirc_takeover_WHAT_PID for one test: T.db, T.ci and
+ * T.dbname point at it until tk_db_done. */
+static void tk_db_own(const char *what, tk_saved_t *keep) {
+  keep->db = T.db;
+  memcpy(keep->ci, T.ci, sizeof keep->ci);
+  memcpy(keep->dbname, T.dbname, sizeof keep->dbname);
+  char name[64];
+  snprintf(name, sizeof name, "nirc_takeover_%s_%ld", what, (long)getpid());
+  assert_int_equal(tk_db_create(name), 0);
+}
+
+/* Drops the test's database and puts the shared one back. */
+static void tk_db_done(const tk_saved_t *keep) {
+  tk_db_drop();
+  T.db = keep->db;
+  memcpy(T.ci, keep->ci, sizeof T.ci);
+  memcpy(T.dbname, keep->dbname, sizeof T.dbname);
+}
+
+/* The leader of epoch 1, recording through the real store, every site
+ * connected and home. */
+static engine_t *tk_first_leader(world_t *w) {
   w->store_next = tk_store;
   engine_t *e = tk_engine(w);
   assert_int_equal(engine_load_rules(e, 1, NULL, 0, NULL, 0, NULL, 0, 0), 0);
   engine_start_leading(e, 0);
   world_connect_all(w, e, NULL);
+  return e;
+}
+
+static void test_forced_amendment_survives_takeover(void **state) {
+  if (!T.have_pg) skip();
+  tk_saved_t keep;
+  tk_db_own("force", &keep);
+
+  world_t *w = world_new();
+  engine_t *e = tk_first_leader(w);
   /* hubei brings about 3 Erlangs (a call a minute, as in the random
    * sequence); shaanxi's 14 agents take it, henan's 2 cannot. */
   for (size_t k = 0; k < 4; k++)
@@ -837,10 +865,7 @@ static void test_forced_amendment_survives_takeover(void **state) {
   engine_free(e);
   world_free(w);
 
-  tk_db_drop();
-  T.db = keep_db;
-  memcpy(T.ci, keep_ci, sizeof T.ci);
-  memcpy(T.dbname, keep_name, sizeof T.dbname);
+  tk_db_done(&keep);
 }
 
 /* ---- a rule change of an older leader is not written after a newer one ----
@@ -864,12 +889,8 @@ __attribute__((format(printf, 1, 2))) static int64_t tk_count(const char *fmt, .
 
 static void test_older_leaders_rule_write_is_superseded(void **state) {
   if (!T.have_pg) skip();
-  db_t *keep_db = T.db;
-  char keep_ci[sizeof T.ci], keep_name[sizeof T.dbname], name[64];
-  memcpy(keep_ci, T.ci, sizeof keep_ci);
-  memcpy(keep_name, T.dbname, sizeof keep_name);
-  snprintf(name, sizeof name, "nirc_takeover_fence_%ld", (long)getpid());
-  assert_int_equal(tk_db_create(name), 0);
+  tk_saved_t keep;
+  tk_db_own("fence", &keep);
   /* Two leaders have led: epochs 1 and 2. */
   assert_int_equal(tk_exec(T.ci, "INSERT INTO epochs (epoch, node) VALUES "
                                  "(nextval('epoch_seq'), 'nircd-1'), (nextval('epoch_seq'), "
@@ -968,10 +989,7 @@ static void test_older_leaders_rule_write_is_superseded(void **state) {
   assert_int_equal(rules.n_cutovers, 0);
   admin_rules_free(&rules);
 
-  tk_db_drop();
-  T.db = keep_db;
-  memcpy(T.ci, keep_ci, sizeof T.ci);
-  memcpy(T.dbname, keep_name, sizeof T.dbname);
+  tk_db_done(&keep);
 }
 
 /* ---- a site held home after its agent's early returns ----
@@ -993,19 +1011,11 @@ static void tk_home_early(world_t *w, engine_t *e, size_t i) {
 
 static void test_early_return_hold_survives_takeover(void **state) {
   if (!T.have_pg) skip();
-  db_t *keep_db = T.db;
-  char keep_ci[sizeof T.ci], keep_name[sizeof T.dbname], name[64];
-  memcpy(keep_ci, T.ci, sizeof keep_ci);
-  memcpy(keep_name, T.dbname, sizeof keep_name);
-  snprintf(name, sizeof name, "nirc_takeover_held_%ld", (long)getpid());
-  assert_int_equal(tk_db_create(name), 0);
+  tk_saved_t keep;
+  tk_db_own("held", &keep);
 
   world_t *w = world_new();
-  w->store_next = tk_store;
-  engine_t *e = tk_engine(w);
-  assert_int_equal(engine_load_rules(e, 1, NULL, 0, NULL, 0, NULL, 0, 0), 0);
-  engine_start_leading(e, 0);
-  world_connect_all(w, e, NULL);
+  engine_t *e = tk_first_leader(w);
   size_t i = world_index(w, "hubei");
   world_cutover_for(w, e, 1, "hubei", "shaanxi", 3 * 3600000);
   tk_settle(w, e, 0, NULL);
@@ -1062,10 +1072,7 @@ static void test_early_return_hold_survives_takeover(void **state) {
   engine_free(e);
   world_free(w);
 
-  tk_db_drop();
-  T.db = keep_db;
-  memcpy(T.ci, keep_ci, sizeof T.ci);
-  memcpy(T.dbname, keep_name, sizeof T.dbname);
+  tk_db_done(&keep);
 }
 
 int main(void) {
