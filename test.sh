@@ -60,7 +60,7 @@ if [ $quick -eq 0 ]; then
   bglog="$top/build/asan-fuzz-build.log"
   (
     # The priority is inherited by every compiler below.
-    renice -n 19 -p "$BASHPID" >/dev/null
+    renice -n 19 -p "$BASHPID" >/dev/null 2>&1 || true
     ionice -c 3 -p "$BASHPID" 2>/dev/null || true
     build_tree "asan+ubsan" "$top/build-asan" -- -DNIRC_ASAN=ON -DNIRC_UBSAN=ON -DNIRC_PG_PORT=15442
     build_tree "fuzz: clang, libFuzzer + ASan + UBSan" "$top/build-fuzz" fuzz_frame fuzz_config \
