@@ -5,7 +5,8 @@
  * return late; or the old entry reached the database and the directive
  * home did not. The entry that arrives second says it is the same return
  * as the first. A journal replays the statement as written, so it is
- * evaluated when it reaches the database, as here. */
+ * evaluated when it reaches the database, as here. Also what a site's
+ * removal takes with it (store_site). */
 #include "db.h"
 #include "engine.h"
 #include "log.h"
@@ -143,12 +144,67 @@ static void test_the_lookup_of_an_earlier_return_uses_its_index(void **state) {
   }
 }
 
+/* A site removed (nircctl site remove) takes with it what a new leader
+ * would load about it: a live exclusion after a failed move, a hold home
+ * after its agent's early returns, its capacity damping. Before, those
+ * rows stayed live, and the site added again under its slug came back
+ * excluded or held at the next takeover. Another site's rows stay. */
+static void test_a_removed_site_takes_its_exclusion_and_holds_with_it(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  char gone[40], kept[40], sql[1200], got[200];
+  snprintf(gone, sizeof gone, "gone-%ld", (long)getpid() % 100000);
+  snprintf(kept, sizeof kept, "kept-%ld", (long)getpid() % 100000);
+  const char *both[] = {gone, kept};
+  for (size_t k = 0; k < 2; k++) {
+    snprintf(sql, sizeof sql,
+             "INSERT INTO sites (slug, name_en, name_zh) VALUES ('%s', 'x', 'x'); "
+             "INSERT INTO route_exclusions (site, rule_kind, rule_id, reason, excluded_at) VALUES "
+             "('%s', 'cutover', 7, 'rolled back', now()); INSERT INTO route_return_holds (site, "
+             "returns, span_ms, rule_kind, rule_id, early_ms, held_at) VALUES ('%s', 3, 60000, "
+             "'cutover', 7, 42000, now()); INSERT INTO route_holds (site, updated_at) VALUES "
+             "('%s', now()); SELECT 1",
+             both[k], both[k], both[k], both[k]);
+    assert_int_equal(pgtest_sql(pgtest_env.main_ci, sql, got, sizeof got), 0);
+  }
+  engine_site_rec_t sr = {.slug = gone,
+                          .removed = true,
+                          .removed_wall_ms = 1796440320000LL,
+                          .removed_by = "operator:olga"};
+  engine_rec_t r = {.kind = ENGINE_REC_SITE,
+                    .site = gone,
+                    .site_rec = &sr,
+                    .wall_ms = 1796440320000LL,
+                    .at_ms = 1579752000000LL,
+                    .leader_epoch = 1};
+  pgtest_actx_t a;
+  pgtest_actx_open(&a, pgtest_env.main_ci);
+  int want = stored + 1;
+  assert_int_equal(store_engine_record(a.db, &r, on_stored, NULL), 0);
+  assert_true(pgtest_run_until_count(&a.loop, &stored, want));
+  pgtest_actx_close(&a);
+  for (size_t k = 0; k < 2; k++) {
+    snprintf(sql, sizeof sql,
+             "SELECT (SELECT removed_by IS NOT NULL FROM sites WHERE slug = '%s')::text || ',' || "
+             "(SELECT count(*) FROM route_exclusions WHERE site = '%s' AND cleared_at IS NULL) || "
+             "',' || (SELECT count(*) FROM route_return_holds WHERE site = '%s' AND cleared_at "
+             "IS NULL) || ',' || (SELECT count(*) FROM route_holds WHERE site = '%s') || ',' || "
+             "coalesce((SELECT cleared_by || '/' || cleared_why FROM route_return_holds WHERE "
+             "site = '%s'), '')",
+             both[k], both[k], both[k], both[k], both[k]);
+    assert_int_equal(pgtest_sql(pgtest_env.main_ci, sql, got, sizeof got), 0);
+    assert_string_equal(got, k == 0 ? "true,0,0,0,operator:olga/site removed" : "false,1,1,1,");
+  }
+}
+
 int main(void) {
   log_set_program("test_store_returns");
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_a_return_recorded_twice_says_so_the_second_time,
                              pgtest_need_schema),
       cmocka_unit_test_setup(test_the_lookup_of_an_earlier_return_uses_its_index,
+                             pgtest_need_schema),
+      cmocka_unit_test_setup(test_a_removed_site_takes_its_exclusion_and_holds_with_it,
                              pgtest_need_schema),
   };
   return cmocka_run_group_tests(tests, pgtest_group_setup, pgtest_group_teardown);
