@@ -80,8 +80,8 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
                         link_peer_addr(c->link), "agent_reverted", detail);
     engine_went_home_t went = {.at_ms = ev->went_home_at_ms, .clock = ev->went_home_clock};
     if (srv->engine)
-      engine_on_agent_reverted_marked(srv->engine, (size_t)(site - srv->sites.v), ev->epoch,
-                                      ev->version, &went, ev->unverified);
+      engine_on_agent_reverted(srv->engine, (size_t)(site - srv->sites.v), ev->epoch, ev->version,
+                               &went, ev->unverified);
     return 0;
   }
   case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_DRIFT_REPAIRED:

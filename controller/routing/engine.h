@@ -556,13 +556,10 @@ void engine_on_route_unverified(engine_t *e, size_t site_index, bool unverified)
  * a newer directive, sent or acknowledged, already says more. Where home
  * becomes its route here, `unverified` (PbxEvent.unverified: home applied
  * without a read-back of the PBX) replaces the mark of the route left
- * (site_dir_t.unverified). engine_on_agent_reverted: an event without
- * the mark (false: read back, or an older agent, as for ROUTE_CONFIRMED). */
-void engine_on_agent_reverted_marked(engine_t *e, size_t site_index, uint64_t epoch,
-                                     uint64_t version, const engine_went_home_t *went_home,
-                                     bool unverified);
+ * (site_dir_t.unverified); false: read back, or an older agent, as for
+ * ROUTE_CONFIRMED. `went_home`: the agent's time of it (NULL: not said). */
 void engine_on_agent_reverted(engine_t *e, size_t site_index, uint64_t epoch, uint64_t version,
-                              const engine_went_home_t *went_home);
+                              const engine_went_home_t *went_home, bool unverified);
 /* Called on every server tick: re-plan, gate waves, resend, time out. */
 void engine_tick(engine_t *e);
 

@@ -485,12 +485,7 @@ engine_revert_case_t engine_revert_classify(const site_dir_t *d, const route_t *
 }
 
 void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t version,
-                              const engine_went_home_t *went_home) {
-  engine_on_agent_reverted_marked(e, i, epoch, version, went_home, false);
-}
-
-void engine_on_agent_reverted_marked(engine_t *e, size_t i, uint64_t epoch, uint64_t version,
-                                     const engine_went_home_t *went_home, bool unverified) {
+                              const engine_went_home_t *went_home, bool unverified) {
   if (i >= engine_nsites(e)) return;
   site_dir_t *d = &e->dirs[i];
   site_t *s = engine_site(e, i);

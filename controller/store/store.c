@@ -452,15 +452,20 @@ static int store_site(db_t *db, const engine_rec_t *r, const char *wall, engine_
      * leader had dropped them (engine_site_reset). Separate once-writes
      * (a once-write cannot hold data-modifying CTEs of its own: once.c),
      * queued before the removal that the operator's reply waits for. */
-    static const char *const clears[] = {
-        "UPDATE route_exclusions SET cleared_at = $2, cleared_by = $3 WHERE site = $1 AND "
-        "cleared_at IS NULL",
-        "UPDATE route_return_holds SET cleared_at = $2, cleared_by = $3, cleared_why = 'site "
-        "removed' WHERE site = $1 AND cleared_at IS NULL",
-        "DELETE FROM route_holds WHERE site = $1",
+    static const struct {
+      const char *sql;
+      int n; /* of p: the slug, then when and by whom */
+    } clears[] = {
+        {"UPDATE route_exclusions SET cleared_at = $2, cleared_by = $3 WHERE site = $1 AND "
+         "cleared_at IS NULL",
+         3},
+        {"UPDATE route_return_holds SET cleared_at = $2, cleared_by = $3, cleared_why = 'site "
+         "removed' WHERE site = $1 AND cleared_at IS NULL",
+         3},
+        {"DELETE FROM route_holds WHERE site = $1", 1},
     };
     for (size_t k = 0; k < sizeof clears / sizeof *clears; k++) {
-      int rc = store_once(db, clears[k], k < 2 ? 3 : 1, p, NULL, NULL);
+      int rc = store_once(db, clears[k].sql, clears[k].n, p, NULL, NULL);
       if (rc != 0) return rc;
     }
     return store_once(db, "UPDATE sites SET removed_at = $2, removed_by = $3 WHERE slug = $1", 3, p,

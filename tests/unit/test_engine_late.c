@@ -398,7 +398,7 @@ static void test_only_an_entry_stamped_well_before_it_is_recorded_is_late(void *
     jump(w, went + heard_after[k] - w->now);
     size_t from = w->n_rec;
     engine_went_home_t said = {went, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED};
-    engine_on_agent_reverted(e, i, left.epoch, left.version, &said);
+    engine_on_agent_reverted(e, i, left.epoch, left.version, &said, false);
     world_flush(w);
     const world_rec_t *x[4];
     assert_int_equal(route_entries(w, from, "hubei", x, 4), 1);

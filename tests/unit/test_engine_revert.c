@@ -152,7 +152,7 @@ static engine_t *leading_with_hubei_moved(world_t *w, int64_t ms) {
 static void agent_goes_home_early(world_t *w, engine_t *e, size_t i) {
   route_t left = engine_site_dir(e, i)->acked;
   assert_true(left.revert_at_ms > w->now);
-  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL);
+  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL, false);
   world_flush(w);
 }
 
@@ -294,7 +294,7 @@ static void test_a_return_home_carries_its_own_unverified_mark(void **state) {
     size_t i = world_index(w, "hubei");
     assert_int_equal(engine_site_dir(e, i)->unverified, read_back);
     route_t left = engine_site_dir(e, i)->acked;
-    engine_on_agent_reverted_marked(e, i, left.epoch, left.version, NULL, !read_back); /* early */
+    engine_on_agent_reverted(e, i, left.epoch, left.version, NULL, !read_back); /* early */
     assert_int_equal(route_share_of(&engine_site_dir(e, i)->acked, "hubei"), 1000);
     if (engine_site_dir(e, i)->unverified != !read_back)
       fail_msg("home applied %s: the mark of the route left stays",
@@ -313,9 +313,9 @@ static void test_a_return_home_carries_its_own_unverified_mark(void **state) {
   for (int k = 0; k < 10 && world_sent_count(w, "hubei") == sent; k++)
     world_tick(w, e, 200);
   assert_int_equal(world_sent_count(w, "hubei"), sent + 1); /* the end, not acknowledged */
-  engine_on_agent_reverted_marked(e, i, left.epoch, left.version, NULL, true);
+  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL, true);
   assert_true(engine_site_dir(e, i)->unverified);
-  engine_on_agent_reverted_marked(e, i, left.epoch, left.version, NULL, false);
+  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL, false);
   assert_false(engine_site_dir(e, i)->unverified);
   world_ack(w, e, 0, NULL);
   world_flush(w);

@@ -493,7 +493,7 @@ static void test_an_agents_own_return_home_is_its_route_here(void **state) {
   assert_false(routes_home(&left, "hubei"));
   size_t sent = world_sent_count(w, "hubei");
 
-  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL);
+  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL, false);
   if (!routes_home(&engine_site_dir(e, i)->acked, "hubei"))
     fail_msg("status still has hubei at its hub after its agent went home");
 
@@ -513,7 +513,7 @@ static void test_an_agents_own_return_home_is_its_route_here(void **state) {
   assert_false(routes_home(&engine_site_dir(e, i)->acked, "hubei"));
 
   /* A late report about the version it left changes nothing. */
-  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL);
+  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL, false);
   assert_false(routes_home(&engine_site_dir(e, i)->acked, "hubei"));
   engine_free(e);
   world_free(w);
@@ -535,7 +535,7 @@ static void test_an_agents_early_return_home_is_in_the_trail(void **state) {
   route_t left = engine_site_dir(e, i)->acked;
   assert_true(left.revert_at_ms > w->now);
   uint64_t rid = engine_site_dir(e, i)->rule_id;
-  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL);
+  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL, false);
   world_flush(w);
   const world_rec_t *x = NULL;
   for (size_t k = 0; k < w->n_rec; k++)
@@ -580,7 +580,7 @@ static void test_an_agents_return_home_on_time_is_still_audited(void **state) {
   route_t left = engine_site_dir(e, i)->acked;
   assert_true(left.revert_at_ms == expires);
   w->now = expires; /* the agent's timer fired; this controller has not ticked since */
-  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL);
+  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL, false);
   for (int k = 0; k < 10; k++) {
     world_tick(w, e, 200);
     world_ack(w, e, 0, NULL);
@@ -670,7 +670,7 @@ static void test_an_agents_return_home_after_a_failed_end_is_its_route_here(void
   assert_int_equal(engine_site_dir(e, i)->state, DIR_FAILED);
   assert_false(routes_home(&engine_site_dir(e, i)->acked, "hubei"));
 
-  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL);
+  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL, false);
   if (!routes_home(&engine_site_dir(e, i)->acked, "hubei"))
     fail_msg("the route known here is still the one hubei's agent left");
   assert_int_equal(engine_site_dir(e, i)->acked.version, left.version);
@@ -693,13 +693,13 @@ static void test_an_agents_return_home_after_a_failed_end_is_its_route_here(void
   w->now = expires;
   for (int k = 0; k < 10 && world_sent_count(w, "hubei") == sent; k++)
     world_tick(w, e, 200);
-  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL);
+  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL, false);
   assert_true(routes_home(&engine_site_dir(e, i)->acked, "hubei"));
   assert_int_equal(world_sent_count(w, "hubei"), sent + 1); /* pending: not sent again */
   world_ack(w, e, 0, "hubei");
   world_flush(w);
   assert_int_equal(engine_site_dir(e, i)->state, DIR_FAILED);
-  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL);
+  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL, false);
   assert_int_equal(world_sent_count(w, "hubei"), sent + 2);
   world_ack(w, e, 0, NULL);
   world_flush(w);

@@ -1004,7 +1004,7 @@ static void test_older_leaders_rule_write_is_superseded(void **state) {
 static void tk_home_early(world_t *w, engine_t *e, size_t i) {
   route_t left = engine_site_dir(e, i)->acked;
   assert_true(left.revert_at_ms > w->now);
-  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL);
+  engine_on_agent_reverted(e, i, left.epoch, left.version, NULL, false);
   w->applied[i] = engine_site_dir(e, i)->acked; /* home: what its next Hello says */
   tk_settle(w, e, w->n_sent, NULL);
 }
