@@ -427,11 +427,6 @@ bool engine_can_record(engine_t *e, const engine_req_t *rq, const char *op, cons
   return false;
 }
 
-/* Directives, acks and rule changes are the record of what the engine did:
- * each lands exactly once (the store journals them on disk while the
- * database is unreachable). `rec` is stamped with the business and real
- * times. During an operator change the record joins its group. Returns 0,
- * or the store's refusal (logged; the group remembers it). */
 /* Real time as much as business_ms of the business clock (accelerated in
  * demos) takes. */
 static int64_t engine_real_span(const engine_t *e, int64_t business_ms) {
@@ -439,6 +434,11 @@ static int64_t engine_real_span(const engine_t *e, int64_t business_ms) {
   return (int64_t)((double)business_ms / speed);
 }
 
+/* Directives, acks and rule changes are the record of what the engine did:
+ * each lands exactly once (the store journals them on disk while the
+ * database is unreachable). `rec` is stamped with the business and real
+ * times. During an operator change the record joins its group. Returns 0,
+ * or the store's refusal (logged; the group remembers it). */
 int engine_store(engine_t *e, engine_rec_t *rec) {
   int64_t now = engine_now(e);
   rec->at_ms = now;
