@@ -96,6 +96,13 @@ typedef struct {
   uint64_t last_send_mono_ms;
   rule_kind_t kind; /* rule behind the target */
   uint64_t rule_id;
+  /* The rule the directive `acked` names (its epoch and version) was sent
+   * under, kept while the site routes by it (engine_ack.c): the rule an
+   * agent's own return from it ended, whatever rule moves the site since
+   * (`kind` is the target's). RULE_NONE: not known here (a route no
+   * directive of this leader carried and the database does not name). */
+  rule_kind_t acked_kind;
+  uint64_t acked_rule_id;
   uint64_t excluded_rule; /* a failed move of this rule was rolled back (0: none) */
   uint64_t ack_stored;    /* newest version of target.epoch whose ack was stored */
   /* The last change of target changed only whom the site answers for

@@ -76,6 +76,31 @@ static void engine_fail(engine_t *e, size_t i, const char *why, bool outcome_unk
       }
 }
 
+/* Site i's acknowledged route becomes `r` (the target it acknowledged, or
+ * what its agent's Hello says it routes by), with the rule its directive
+ * was sent under (site_dir_t.acked_kind): the same directive keeps its
+ * rule; this leader's target has the rule behind it; an older leader's
+ * has the one the database names (engine_prior_rule); any other is not
+ * known here. */
+static void engine_acked_is(engine_t *e, size_t i, const route_t *r) {
+  site_dir_t *d = &e->dirs[i];
+  rule_kind_t kind = RULE_NONE;
+  uint64_t id = 0;
+  if (route_compare_version(r, &d->acked) == 0) {
+    kind = d->acked_kind;
+    id = d->acked_rule_id;
+  } else if (r->epoch == e->epoch && route_compare_version(r, &d->target) == 0) {
+    kind = d->kind;
+    id = d->rule_id;
+  } else if (!engine_prior_rule(e, i, r, &kind, &id)) {
+    kind = RULE_NONE;
+    id = 0;
+  }
+  d->acked = *r;
+  d->acked_kind = kind;
+  d->acked_rule_id = kind == RULE_NONE ? 0 : id;
+}
+
 void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
   if (i >= engine_nsites(e)) return; /* a site the engine could not take in yet (memory) */
   e->eval_dirty = true;
@@ -120,7 +145,7 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
     e->stats.latency_sum_ms += (double)latency;
     e->stats.latency_count++;
     engine_inflow_acked(e, i, &d->acked, &d->target);
-    d->acked = d->target;
+    engine_acked_is(e, i, &d->target);
     d->known = true;
     /* The agent applied it: its route is confirmed at the PBX. */
     engine_on_route_known(e, i, true, "");
@@ -184,7 +209,7 @@ void engine_on_hello(engine_t *e, size_t i, const route_t *applied, bool unverif
                (unsigned long long)applied->epoch, (unsigned long long)applied->version, desc);
     }
     d->known = true;
-    if (applied) d->acked = *applied;
+    if (applied) engine_acked_is(e, i, applied);
     if (!ours) {
       if (applied) d->target = *applied;
       d->state = DIR_IDLE;
@@ -196,7 +221,7 @@ void engine_on_hello(engine_t *e, size_t i, const route_t *applied, bool unverif
      * nothing saying so. */
   } else if (applied) {
     engine_hello_reverted(e, i, applied, went_home); /* reads the acknowledged route it replaces */
-    d->acked = *applied;
+    engine_acked_is(e, i, applied);
   }
   /* Reconnected: if it does not have our target, send it again. */
   if (!applied || !route_same(applied, &d->target) ||

@@ -542,13 +542,12 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
   }
   /* Early on this controller's clock: the rule did not end, and no tick
    * here records this return. Counted (an agent that keeps doing it is
-   * held home), and audited now, as what it is. The rule is known while
-   * the target is the move the agent left (a newer one may be another
-   * rule's). */
-  bool named = route_compare_version(&d->target, &home) == 0;
+   * held home), and audited now, as what it is, under the rule of the
+   * directive the agent left (site_dir_t.acked_kind), not the target's:
+   * a newer target may be another rule's. */
   int64_t early = d->acked.revert_at_ms ? d->acked.revert_at_ms - engine_now(e) : 0;
-  bool held = engine_returns_count(&d->returns, named ? d->kind : RULE_NONE, named ? d->rule_id : 0,
-                                   engine_mono(e), early);
+  bool held =
+      engine_returns_count(&d->returns, d->acked_kind, d->acked_rule_id, engine_mono(e), early);
   engine_early_return(e, i, &home, went_home, held);
   engine_returns_record(e, i, held); /* held: stored, and audited when it starts */
   e->eval_dirty = true;

@@ -626,9 +626,9 @@ void engine_early_return(engine_t *e, size_t i, const route_t *home,
   const site_dir_t *d = &e->dirs[i];
   const route_t *left = &d->acked;
   const char *self = engine_site(e, i)->slug;
-  /* The rule is named only while the target is the move the agent left
-   * (a newer directive may be another rule's). */
-  bool named = route_compare_version(&d->target, left) == 0 && d->kind != RULE_NONE;
+  /* The rule of the directive the agent left, not the target's (a newer
+   * directive may be another rule's). */
+  bool named = d->acked_kind != RULE_NONE;
   char end[160], why[1024], before[200], said[400], then[200];
   engine_home_at_t verdict;
   int64_t happened =
@@ -641,10 +641,10 @@ void engine_early_return(engine_t *e, size_t i, const route_t *home,
   else
     snprintf(then, sizeof then, "while it is in force the next plan moves the site again");
   if (named)
-    snprintf(end, sizeof end, "the end of %s %llu", rules_kind_name(d->kind),
-             (unsigned long long)d->rule_id);
+    snprintf(end, sizeof end, "the end of %s %llu", rules_kind_name(d->acked_kind),
+             (unsigned long long)d->acked_rule_id);
   else
-    snprintf(end, sizeof end, "the end of the rule that moved it");
+    snprintf(end, sizeof end, "the end of the rule that moved it (the rule is not known here)");
   if (left->revert_at_ms) {
     char at[100];
     engine_business_time(e, left->revert_at_ms, at, sizeof at);
@@ -671,8 +671,8 @@ void engine_early_return(engine_t *e, size_t i, const route_t *home,
   route_format(left, self, before, sizeof before);
   route_t applied = *home; /* with the reason the agent gives its route (site-agent/agent.c) */
   nirc_strlcpy(applied.reason, ROUTE_REASON_REVERTED, sizeof applied.reason);
-  engine_own_return(e, i, before, &applied, ROUTE_CAUSE_AGENT_RETURN, d->kind,
-                    named ? d->rule_id : 0, left->revert_at_ms, why, went_home, happened);
+  engine_own_return(e, i, before, &applied, ROUTE_CAUSE_AGENT_RETURN, d->acked_kind,
+                    d->acked_rule_id, left->revert_at_ms, why, went_home, happened);
 }
 
 void engine_late_revert(engine_t *e, size_t i, const route_t *applied,
@@ -799,6 +799,15 @@ void engine_late_revert(engine_t *e, size_t i, const route_t *applied,
 
 /* ---- a return home by a revert_at its rule moved on from ---- */
 
+/* The cause of the end of a move of rule kind `k` (ROUTE_CAUSE_COUNT:
+ * none; only rules end moves). */
+static route_cause_t engine_end_cause(rule_kind_t k) {
+  return k == RULE_CUTOVER    ? ROUTE_CAUSE_CUTOVER_END
+         : k == RULE_SCHEDULE ? ROUTE_CAUSE_SCHEDULE_END
+         : k == RULE_OVERFLOW ? ROUTE_CAUSE_OVERFLOW_END
+                              : ROUTE_CAUSE_COUNT;
+}
+
 void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied,
                            const engine_went_home_t *went_home) {
   site_dir_t *d = &e->dirs[i];
@@ -818,13 +827,23 @@ void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied,
       !engine_is_away(&d->target, self) || route_compare_version(&d->target, left) <= 0 ||
       d->target.epoch != e->epoch || (d->target.revert_at_ms && d->target.revert_at_ms <= now))
     return;
-  rule_kind_t kind = d->kind;
+  rule_kind_t kind = d->kind; /* the target's: the move back */
   uint64_t rule_id = d->rule_id;
-  route_cause_t end = kind == RULE_CUTOVER    ? ROUTE_CAUSE_CUTOVER_END
-                      : kind == RULE_SCHEDULE ? ROUTE_CAUSE_SCHEDULE_END
-                      : kind == RULE_OVERFLOW ? ROUTE_CAUSE_OVERFLOW_END
-                                              : ROUTE_CAUSE_COUNT;
-  if (end == ROUTE_CAUSE_COUNT) return; /* a route no rule explains: the plan sends it home */
+  if (engine_end_cause(kind) == ROUTE_CAUSE_COUNT) return; /* no rule explains it: sent home */
+  /* The return ended the move of the directive it left, under its own
+   * rule (site_dir_t.acked_kind): another rule than the target's when one
+   * ended and another moved the site since. Not known here, the entry
+   * says so, names no rule and takes the end of the target's kind. */
+  rule_kind_t left_kind = d->acked_kind;
+  uint64_t left_id = d->acked_rule_id;
+  route_cause_t end = engine_end_cause(left_kind != RULE_NONE ? left_kind : kind);
+  char rule[96], now_rule[64];
+  if (left_kind != RULE_NONE)
+    snprintf(rule, sizeof rule, "%s %llu", rules_kind_name(left_kind), (unsigned long long)left_id);
+  else
+    snprintf(rule, sizeof rule, "its rule (the rule is not known here)");
+  snprintf(now_rule, sizeof now_rule, "%s %llu", rules_kind_name(kind),
+           (unsigned long long)rule_id);
   char at[100], until[100], why[1024], said[400];
   engine_home_at_t verdict;
   int64_t happened =
@@ -837,27 +856,25 @@ void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied,
   if (verdict == ENGINE_HOME_AT_BELIEVED)
     snprintf(why, sizeof why,
              "its agent went home on its own %s, by the revert_at of directive v%llu (epoch "
-             "%llu), %s: the end %s %llu had when it was sent; directive v%llu, which moves it "
-             "until %s, had not reached it (its link was down); recorded late, when the agent "
-             "connected again",
-             said, (unsigned long long)left->version, (unsigned long long)left->epoch, at,
-             rules_kind_name(kind), (unsigned long long)rule_id,
-             (unsigned long long)d->target.version, until);
+             "%llu), %s: the end %s had when it was sent; directive v%llu, of %s, which moves "
+             "it until %s, had not reached it (its link was down); recorded late, when the "
+             "agent connected again",
+             said, (unsigned long long)left->version, (unsigned long long)left->epoch, at, rule,
+             (unsigned long long)d->target.version, now_rule, until);
   else {
     snprintf(why, sizeof why,
              "its agent went home on its own at the revert_at of directive v%llu (epoch %llu), "
-             "%s (later if the agent itself was not running then): the end %s %llu had when it "
-             "was sent; directive v%llu, which moves it until %s, had not reached it (its link "
-             "was down); recorded late, when the agent connected again",
-             (unsigned long long)left->version, (unsigned long long)left->epoch, at,
-             rules_kind_name(kind), (unsigned long long)rule_id,
-             (unsigned long long)d->target.version, until);
+             "%s (later if the agent itself was not running then): the end %s had when it was "
+             "sent; directive v%llu, of %s, which moves it until %s, had not reached it (its "
+             "link was down); recorded late, when the agent connected again",
+             (unsigned long long)left->version, (unsigned long long)left->epoch, at, rule,
+             (unsigned long long)d->target.version, now_rule, until);
     engine_home_at_append(why, sizeof why, verdict, said);
   }
   char before[200];
   route_format(left, self, before, sizeof before);
-  engine_own_return(e, i, before, applied, end, kind, rule_id, left->revert_at_ms, why, went_home,
-                    happened);
+  engine_own_return(e, i, before, applied, end, left_kind, left_id, left->revert_at_ms, why,
+                    went_home, happened);
   log_warn(LOG_SITE, self,
            "went home by the revert_at (%s) of directive (%llu, %llu) while its link was down; "
            "its rule still moves it: recorded now, and sent back (v%llu)",

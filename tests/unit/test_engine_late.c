@@ -175,6 +175,67 @@ static void test_a_return_by_a_revert_at_the_cutover_moved_on_from_is_recorded(v
   world_free(w);
 }
 
+/* While hubei's link is down an operator restores it (cutover A ends:
+ * its return home is sent, never delivered) and cuts it over again
+ * (cutover B, 2 h). Its agent went home by A's directive's revert_at and
+ * connects 15 min later: the return ended A's move, so its entry names A
+ * (rule, rule_id and words); the move back is B's. Before, the return
+ * named B, the rule behind the target, which never reached the agent. */
+static void test_a_late_return_names_the_rule_of_the_directive_it_left(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_in(w, "");
+  route_t moved = hubei_moved_for(w, e, 1800000);
+  size_t i = world_index(w, "hubei");
+  uint64_t a_id = w->cut[w->n_cut - 1].id;
+  world_link_down(w, e, "hubei");
+  advance(w, e, 600000);
+  char *names[] = {"hubei"};
+  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
+  r.sources = names;
+  r.n_sources = 1;
+  engine_req_t rq = {.client = w, .request_id = 10, .operator_name = "operator:olga"};
+  engine_op_restore(e, &rq, &r);
+  world_flush(w);
+  world_cutover_for(w, e, 11, "hubei", "shaanxi", 7200000);
+  world_flush(w);
+  uint64_t b_id = w->cut[w->n_cut - 1].id;
+  assert_true(b_id != a_id);
+  const site_dir_t *d = engine_site_dir(e, i);
+  assert_int_equal(route_share_of(&d->target, "shaanxi"), 1000);
+  assert_true(d->target.version > moved.version + 1);
+  assert_int_equal(d->rule_id, b_id);
+
+  route_t *ap = &w->applied[i];
+  route_home(ap, "hubei");
+  ap->epoch = moved.epoch;
+  ap->version = moved.version;
+  snprintf(ap->reason, sizeof ap->reason, "%s", ROUTE_REASON_REVERTED);
+  advance(w, e, moved.revert_at_ms + 900000 - w->now);
+  size_t from = w->n_rec;
+  world_link_up(w, e, "hubei");
+  world_ack(w, e, 0, NULL);
+  world_tick(w, e, 200);
+  world_flush(w);
+  const world_rec_t *x[4];
+  assert_int_equal(route_entries(w, from, "hubei", x, 4), 2);
+  char a_rule[40], a_words[64], b_words[64], b_rule[40];
+  snprintf(a_rule, sizeof a_rule, "\"rule_id\":%llu", (unsigned long long)a_id);
+  snprintf(a_words, sizeof a_words, "the end cutover %llu had when it was sent",
+           (unsigned long long)a_id);
+  snprintf(b_words, sizeof b_words, "of cutover %llu, which moves it until",
+           (unsigned long long)b_id);
+  snprintf(b_rule, sizeof b_rule, "\"rule_id\":%llu", (unsigned long long)b_id);
+  const char *home[] = {"\"cause\":\"cutover-end\"", "\"after\":\"home\"", a_rule, a_words,
+                        b_words};
+  has_words(x[0], home, sizeof home / sizeof *home);
+  const char *back[] = {"\"cause\":\"cutover\"", "\"after\":\"shaanxi\"", b_rule};
+  has_words(x[1], back, sizeof back / sizeof *back);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 /* Not extended: the cutover expires here while hubei's link is down, and
  * its expiry and route entries say the return; the Hello that follows
  * adds nothing. */
@@ -584,6 +645,7 @@ int main(void) {
       cmocka_unit_test(test_only_an_entry_stamped_well_before_it_is_recorded_is_late),
       cmocka_unit_test(test_an_implausible_or_absent_time_is_not_used),
       cmocka_unit_test(test_a_return_by_a_revert_at_the_cutover_moved_on_from_is_recorded),
+      cmocka_unit_test(test_a_late_return_names_the_rule_of_the_directive_it_left),
       cmocka_unit_test(test_a_return_its_expiry_records_gets_no_second_entry),
       cmocka_unit_test(test_a_return_by_an_older_directive_is_recorded_by_a_new_leader),
       cmocka_unit_test(test_an_expiry_is_said_in_the_operators_zone),

@@ -278,6 +278,50 @@ static void test_an_agent_that_keeps_going_home_early_is_held_home(void **state)
   world_free(w);
 }
 
+/* hubei moved by cutover A (acknowledged); an operator restores it and
+ * cuts it over again (cutover B), neither acknowledged yet; its agent goes
+ * home early by A's directive. The return left A's move: its entry and the
+ * count name A. Before, a target newer than the route left named no rule
+ * ("the rule that moved it"), and the count kept none. */
+static void test_an_early_return_names_the_rule_of_the_directive_it_left(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_with_hubei_moved(w, 3600000);
+  size_t i = world_index(w, "hubei");
+  uint64_t a_id = engine_site_dir(e, i)->rule_id;
+  char *names[] = {"hubei"};
+  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
+  r.sources = names;
+  r.n_sources = 1;
+  engine_req_t rq = {.client = w, .request_id = 31, .operator_name = "operator:olga", .label = "t"};
+  engine_op_restore(e, &rq, &r);
+  world_flush(w);
+  world_cutover_for(w, e, 32, "hubei", "shaanxi", 7200000);
+  world_flush(w);
+  const site_dir_t *d = engine_site_dir(e, i);
+  uint64_t b_id = d->rule_id;
+  assert_true(b_id != a_id);
+  assert_true(route_compare_version(&d->target, &d->acked) > 0);
+  size_t from = w->n_rec;
+  agent_goes_home_early(w, e, i);
+  assert_int_equal(d->returns.kind, RULE_CUTOVER);
+  assert_int_equal(d->returns.rule_id, a_id);
+  char rule[40], words[64];
+  snprintf(rule, sizeof rule, "\"rule_id\":%llu", (unsigned long long)a_id);
+  snprintf(words, sizeof words, "before the end of cutover %llu", (unsigned long long)a_id);
+  const world_rec_t *x = NULL;
+  for (size_t k = from; k < w->n_rec; k++)
+    if (w->rec[k].kind == ENGINE_REC_AUDIT && strcmp(w->rec[k].action, "route") == 0)
+      x = &w->rec[k];
+  if (!x || !strstr(x->detail, "\"cause\":\"agent-return\"") || !strstr(x->detail, rule) ||
+      !strstr(x->detail, words))
+    fail_msg("the early return's entry: %s", x ? x->detail : "(none)");
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 /* An agent goes home on its own through an adapter that cannot read its
  * PBX back: its REVERTED event says so (unverified), and the home route
  * taken here is marked unverified, not the route left's mark; and the
@@ -417,6 +461,7 @@ int main(void) {
       cmocka_unit_test(test_an_agent_that_keeps_going_home_early_is_held_home),
       cmocka_unit_test(test_a_hold_ends_with_a_cutover_naming_the_site_not_a_restore),
       cmocka_unit_test(test_a_return_home_carries_its_own_unverified_mark),
+      cmocka_unit_test(test_an_early_return_names_the_rule_of_the_directive_it_left),
       cmocka_unit_test(test_a_loaded_hold_holds_the_site_at_a_new_leader),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
