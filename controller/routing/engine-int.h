@@ -372,9 +372,11 @@ void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied,
 /* What an agent's own return home (PbxEvent REVERTED, engine_sites.c)
  * is to this controller: decided on the site's directive `d`, the home
  * route `home` the event names (under the epoch and version of the route
- * the agent left) and this controller's business time `now`. Pure. The
- * comparisons are with d->acked, the route the site acknowledged; "the
- * end carried out here" is a target newer than it. */
+ * the agent left), this controller's business time `now` and when the
+ * agent went, `went` <= now (engine_return_early: its own time where
+ * believed, else now). Pure. The comparisons are with d->acked, the route
+ * the site acknowledged; "the end carried out here" is a target newer
+ * than it. */
 typedef enum {
   /* Stale or a no-op: acked is not known (no Hello this epoch), is
    * another version than the one left (a newer directive, sent or
@@ -390,24 +392,35 @@ typedef enum {
    * was made) that the site has not acknowledged: home is the site's
    * route here; a failed end is sent again now. */
   ENGINE_REVERT_AFTER_END,
-  /* At or after revert_at here, the end not carried out yet: this
+  /* Went at or after revert_at, the end not carried out here yet: this
    * controller's next tick ends the rule and audits it; nothing here. */
   ENGINE_REVERT_ON_TIME,
-  /* Before revert_at here (or a move without one: revert_at 0): the rule
-   * did not end; audited as the agent's own return (agent-return), home
-   * is its route, and a rule still in force moves it again. */
+  /* Went before revert_at (or a move without one: revert_at 0), the end
+   * not carried out here: audited as the agent's own return
+   * (agent-return), home is its route, and a rule still in force moves
+   * it again. Its word may come after revert_at (queued while its link
+   * was down): its own time says it was early. */
   ENGINE_REVERT_EARLY,
 } engine_revert_case_t;
-engine_revert_case_t engine_revert_classify(const site_dir_t *d, const route_t *home, int64_t now);
+engine_revert_case_t engine_revert_classify(const site_dir_t *d, const route_t *home, int64_t now,
+                                            int64_t went);
 const char *engine_revert_case_name(engine_revert_case_t c);
 /* Site i's agent says it went home (`home`: under the epoch and version
  * of the move it left, d->acked) on its own at that move's revert_at,
- * which has not passed on this controller's clock: the return is audited
- * now (cause agent-return), before d->acked is replaced. `held`: this
- * return made the site held (engine_returns_count), and the entry says
- * so instead of "the next plan moves it again". */
+ * `early` before it (engine_return_early): the return is audited now
+ * (cause agent-return), before d->acked is replaced. `held`: this return
+ * made the site held (engine_returns_count), and the entry says so
+ * instead of "the next plan moves it again". */
 void engine_early_return(engine_t *e, size_t i, const route_t *home,
-                         const engine_went_home_t *went_home, bool held);
+                         const engine_went_home_t *went_home, const engine_early_t *early,
+                         bool held);
+/* When site i's agent went home on its own from the move it acknowledged
+ * (d->acked), on this controller's business clock: its own time where
+ * believed (engine_home_at_judge), else now, when its word arrives (it
+ * went no later). *early: how long before that move's revert_at, and
+ * which of the two it is measured by. Pure. */
+int64_t engine_return_early(const engine_t *e, size_t i, const engine_went_home_t *went_home,
+                            engine_early_t *early);
 /* An agent that keeps going home early (site_dir_t.returns). The third
  * early return within the hour holds the site: the first is sent again
  * because the agent measures the controller's clock anew at every
@@ -422,11 +435,11 @@ void engine_early_return(engine_t *e, size_t i, const route_t *home,
  * (nircctl readmit), as after a rolled-back move. */
 #define ENGINE_RETURNS_HOLD      3
 #define ENGINE_RETURNS_WINDOW_MS (3600ULL * 1000)
-/* Counts one early return of the move of rule (kind, rule_id), `early_ms`
- * before its revert_at, at monotonic `mono`: true when it is the one that
- * makes the site held. Pure. */
+/* Counts one early return of the move of rule (kind, rule_id), `early`
+ * before its revert_at (engine_return_early), at monotonic `mono`: true
+ * when it is the one that makes the site held. Pure. */
 bool engine_returns_count(engine_returns_t *r, rule_kind_t kind, uint64_t rule_id, uint64_t mono,
-                          int64_t early_ms);
+                          const engine_early_t *early);
 /* Whether site i is held (site_dir_t.returns) and plan route `pr` is a
  * move with an end that it would start now: that move is not sent
  * (engine_evaluate), and its note and a routing alarm say why
@@ -436,6 +449,12 @@ bool engine_returns_withheld(engine_t *e, size_t i, const plan_route_t *pr);
  * in how long, the last's rule and how early, the likely cause and the
  * fix (engine_sites.c). */
 void engine_returns_words(engine_t *e, size_t i, char *buf, size_t len);
+/* How early, in words with its qualifier: "at least 42 s before revert_at
+ * by this controller's clock", "30 s before revert_at by its agent's time
+ * (offset measured)", ... (engine_early_t). */
+void engine_early_words(const engine_early_t *x, char *buf, size_t len);
+/* An early figure in words: "42 s" (rounded down), or "800 ms" under 1 s. */
+void engine_early_figure(int64_t ms, char *buf, size_t len);
 /* Whether an agent's time of its own return home (`w`, NULL: not said)
  * is believed: not after this controller's now, and not before the
  * revert_at it went home by (revert_at_ms; 0: not known here) by more

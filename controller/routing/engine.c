@@ -213,9 +213,9 @@ int engine_add_overflow(engine_t *e, const overflow_rule_t *o) {
 /* The audit detail of a hold starting or ending (hold-home,
  * hold-home-end): the sentence for people, and the figures for scripts. */
 static json_t *engine_returns_detail(const engine_returns_t *r, const char *why) {
-  return json_pack("{s:s, s:I, s:s, s:I, s:I}", "why", why, "returns", (json_int_t)r->n, "rule",
-                   rules_kind_name(r->kind), "rule_id", (json_int_t)r->rule_id, "early_ms",
-                   (json_int_t)r->early_ms);
+  return json_pack("{s:s, s:I, s:s, s:I, s:I, s:s}", "why", why, "returns", (json_int_t)r->n,
+                   "rule", rules_kind_name(r->kind), "rule_id", (json_int_t)r->rule_id, "early_ms",
+                   (json_int_t)r->early.ms, "early_measured", engine_early_how_name(r->early.how));
 }
 
 void engine_returns_record(engine_t *e, size_t i, bool started) {
@@ -263,13 +263,15 @@ void engine_load_return_holds(engine_t *e, const engine_return_hold_t *h, size_t
      * span, engine_returns_words): unsigned arithmetic keeps it exact even
      * where this process's clock is younger than the span. */
     engine_returns_t *r = &e->dirs[i].returns;
-    *r = (engine_returns_t){.state = ENGINE_RETURNS_HELD,
-                            .n = h[k].returns,
-                            .last_mono = mono,
-                            .first_mono = mono - h[k].span_ms,
-                            .kind = h[k].rule_kind,
-                            .rule_id = h[k].rule_id,
-                            .early_ms = h[k].early_ms};
+    *r = (engine_returns_t){
+        .state = ENGINE_RETURNS_HELD,
+        .n = h[k].returns,
+        .last_mono = mono,
+        .first_mono = mono - h[k].span_ms,
+        .kind = h[k].rule_kind,
+        .rule_id = h[k].rule_id,
+        .early = {.ms = h[k].early_ms,
+                  .how = h[k].early_ms ? ENGINE_EARLY_NOT_KEPT : ENGINE_EARLY_NO_END}};
     e->eval_dirty = true;
   }
 }

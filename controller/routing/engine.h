@@ -73,16 +73,38 @@ typedef enum {
 } engine_returns_state_t;
 const char *engine_returns_state_name(engine_returns_state_t s);
 
+/* How an early return's earliness was measured (engine_early_t). */
+typedef enum {
+  /* Loaded with a hold from the database, which keeps the figure only
+   * (route_return_holds.early_ms): as the leader that held it measured. */
+  ENGINE_EARLY_NOT_KEPT = 0,
+  ENGINE_EARLY_NO_END,   /* the move had no revert_at: ms 0 */
+  ENGINE_EARLY_AT_LEAST, /* revert_at minus when the agent's word arrived here: it went no later */
+  /* revert_at minus the agent's own time of its return, believed
+   * (engine_home_at_judge): its reading of this controller's clock */
+  ENGINE_EARLY_AGENT,
+} engine_early_how_t;
+const char *engine_early_how_name(engine_early_how_t h);
+
+/* How long before its move's revert_at an agent went home on its own,
+ * and how that was measured (`clock`: the agent's reading, with
+ * ENGINE_EARLY_AGENT). */
+typedef struct {
+  int64_t ms;
+  engine_early_how_t how;
+  Nirc__AgentClock clock;
+} engine_early_t;
+
 typedef struct {
   engine_returns_state_t state;
   unsigned n;                     /* early returns counted since first_mono */
   uint64_t first_mono, last_mono; /* monotonic ms */
   /* The rule whose move it left, of the last return whose rule is known
-   * here (RULE_NONE: none), and how early the last came, its revert_at
-   * minus this controller's business now (0: the move had no revert_at). */
+   * here (RULE_NONE: none), and how early the last came (early.ms 0: the
+   * move had no revert_at; the database keeps early.ms only). */
   rule_kind_t kind;
   uint64_t rule_id;
-  int64_t early_ms;
+  engine_early_t early;
 } engine_returns_t;
 
 /* Per-site directive bookkeeping (index = site index in the registry). */

@@ -470,7 +470,8 @@ const char *engine_revert_case_name(engine_revert_case_t c) {
   return (unsigned)c <= ENGINE_REVERT_EARLY ? engine_revert_case_names[c] : "?";
 }
 
-engine_revert_case_t engine_revert_classify(const site_dir_t *d, const route_t *home, int64_t now) {
+engine_revert_case_t engine_revert_classify(const site_dir_t *d, const route_t *home, int64_t now,
+                                            int64_t went) {
   /* Everything below compares with the route the site acknowledged: one
    * not known here (no Hello this epoch) says nothing the report can be
    * checked against. */
@@ -478,10 +479,29 @@ engine_revert_case_t engine_revert_classify(const site_dir_t *d, const route_t *
   bool newer_target = route_compare_version(&d->target, &d->acked) > 0;
   if (route_same(&d->acked, home))
     return newer_target ? ENGINE_REVERT_RESEND_END : ENGINE_REVERT_NOTHING;
+  int64_t revert_at = d->acked.revert_at_ms;
+  /* The end carried out here (and audited, naming the directive it left:
+   * a second entry for it would be taken by the store for the same return
+   * recorded by another leader) stands, whenever the agent went. */
+  if (revert_at && revert_at <= now && newer_target) return ENGINE_REVERT_AFTER_END;
   /* revert_at 0: the move had no end, so any return is before it. */
-  bool due = d->acked.revert_at_ms && d->acked.revert_at_ms <= now;
-  if (!due) return ENGINE_REVERT_EARLY;
-  return newer_target ? ENGINE_REVERT_AFTER_END : ENGINE_REVERT_ON_TIME;
+  if (!revert_at || went < revert_at) return ENGINE_REVERT_EARLY;
+  return ENGINE_REVERT_ON_TIME;
+}
+
+int64_t engine_return_early(const engine_t *e, size_t i, const engine_went_home_t *went_home,
+                            engine_early_t *early) {
+  const route_t *left = &e->dirs[i].acked;
+  bool believed = engine_home_at_judge(e, went_home, left->revert_at_ms) == ENGINE_HOME_AT_BELIEVED;
+  int64_t went = believed ? went_home->at_ms : engine_now(e);
+  *early =
+      (engine_early_t){.how = ENGINE_EARLY_NO_END, .clock = NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID};
+  if (left->revert_at_ms) {
+    early->ms = left->revert_at_ms - went;
+    early->how = believed ? ENGINE_EARLY_AGENT : ENGINE_EARLY_AT_LEAST;
+    if (believed) early->clock = went_home->clock;
+  }
+  return went;
 }
 
 void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t version,
@@ -493,7 +513,12 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
   route_home(&home, s->slug);
   home.epoch = epoch;
   home.version = version;
-  switch (engine_revert_classify(d, &home, engine_now(e))) {
+  /* When it went: its own time where believed, else when its word
+   * arrives (it went no later: a word held back while its link was down
+   * would otherwise make an early return look on time). */
+  engine_early_t early;
+  int64_t went = engine_return_early(e, i, went_home, &early);
+  switch (engine_revert_classify(d, &home, engine_now(e), went)) {
   case ENGINE_REVERT_RESEND_END:
     /* Home by the agent's word already (it said so when the PBX did not
      * take home, and now that it did): the failed end of the rule goes
@@ -545,10 +570,9 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
    * held home), and audited now, as what it is, under the rule of the
    * directive the agent left (site_dir_t.acked_kind), not the target's:
    * a newer target may be another rule's. */
-  int64_t early = d->acked.revert_at_ms ? d->acked.revert_at_ms - engine_now(e) : 0;
   bool held =
-      engine_returns_count(&d->returns, d->acked_kind, d->acked_rule_id, engine_mono(e), early);
-  engine_early_return(e, i, &home, went_home, held);
+      engine_returns_count(&d->returns, d->acked_kind, d->acked_rule_id, engine_mono(e), &early);
+  engine_early_return(e, i, &home, went_home, &early, held);
   engine_returns_record(e, i, held); /* held: stored, and audited when it starts */
   e->eval_dirty = true;
   engine_inflow_acked(e, i, &d->acked, &home);
@@ -591,7 +615,7 @@ const char *engine_returns_state_name(engine_returns_state_t s) {
 }
 
 bool engine_returns_count(engine_returns_t *r, rule_kind_t kind, uint64_t rule_id, uint64_t mono,
-                          int64_t early_ms) {
+                          const engine_early_t *early) {
   /* A held site stays held (the count goes on for the words): only an
    * operator ends it. Otherwise the window starts at the first return
    * counted, and one outside it starts a new count. */
@@ -605,7 +629,7 @@ bool engine_returns_count(engine_returns_t *r, rule_kind_t kind, uint64_t rule_i
     r->n++;
   }
   r->last_mono = mono;
-  r->early_ms = early_ms;
+  r->early = *early;
   if (kind != RULE_NONE) { /* a return whose rule is not known here keeps the last known */
     r->kind = kind;
     r->rule_id = rule_id;
@@ -617,27 +641,58 @@ bool engine_returns_count(engine_returns_t *r, rule_kind_t kind, uint64_t rule_i
   return false;
 }
 
+static const char *const engine_early_how_names[] = {
+    [ENGINE_EARLY_NOT_KEPT] = "not-kept",
+    [ENGINE_EARLY_NO_END] = "no-revert-at",
+    [ENGINE_EARLY_AT_LEAST] = "at-least",
+    [ENGINE_EARLY_AGENT] = "agent",
+};
+
+const char *engine_early_how_name(engine_early_how_t h) {
+  return (unsigned)h <= ENGINE_EARLY_AGENT ? engine_early_how_names[h] : "?";
+}
+
+void engine_early_figure(int64_t ms, char *buf, size_t len) {
+  if (ms >= 1000) /* whole seconds, rounded down: never more than it was */
+    snprintf(buf, len, "%lld s", (long long)(ms / 1000));
+  else
+    snprintf(buf, len, "%lld ms", (long long)ms);
+}
+
+void engine_early_words(const engine_early_t *x, char *buf, size_t len) {
+  char n[32];
+  engine_early_figure(x->ms, n, sizeof n);
+  const char *clock = x->clock == NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED     ? "offset measured"
+                      : x->clock == NIRC__AGENT_CLOCK__AGENT_CLOCK_REMEMBERED ? "offset remembered"
+                      : x->clock == NIRC__AGENT_CLOCK__AGENT_CLOCK_HOST       ? "host clock only"
+                                                                              : "reading not said";
+  switch (x->how) {
+  case ENGINE_EARLY_NO_END: snprintf(buf, len, "a move without a revert_at"); break;
+  case ENGINE_EARLY_AT_LEAST: /* when its word arrived here: it went no later */
+    snprintf(buf, len, "at least %s before revert_at by this controller's clock", n);
+    break;
+  case ENGINE_EARLY_AGENT:
+    snprintf(buf, len, "%s before revert_at by its agent's time (%s)", n, clock);
+    break;
+  case ENGINE_EARLY_NOT_KEPT:
+  default: snprintf(buf, len, "%s before revert_at (the holding leader's figure)", n); break;
+  }
+}
+
 void engine_returns_words(engine_t *e, size_t i, char *buf, size_t len) {
   const engine_returns_t *r = &e->dirs[i].returns;
-  char span[32], early[64], rule[48];
+  char span[32], early[96], rule[48];
   engine_down_for(r->last_mono - r->first_mono, span, sizeof span);
-  /* Said when the agent's word arrived: it went no later, so at least
-   * this early (engine_early_return says it alike). */
-  if (r->early_ms >= 1000)
-    snprintf(early, sizeof early, "%lld s before revert_at", (long long)(r->early_ms / 1000));
-  else if (r->early_ms > 0)
-    snprintf(early, sizeof early, "%lld ms before revert_at", (long long)r->early_ms);
-  else
-    snprintf(early, sizeof early, "a move without a revert_at");
+  engine_early_words(&r->early, early, sizeof early);
   if (r->kind != RULE_NONE)
     snprintf(rule, sizeof rule, "%s %llu", rules_kind_name(r->kind),
              (unsigned long long)r->rule_id);
   else
     snprintf(rule, sizeof rule, "its rule");
-  /* Under ALARM_MESSAGE_MAX with a 31-byte slug and ten-digit ids. */
+  /* Under ALARM_MESSAGE_MAX with a 31-byte slug, ten-digit ids, up to
+   * 999 returns and an early figure of six digits. */
   snprintf(buf, len,
-           "held home: its agent went home early %u times in %s (last: %s, %s by this "
-           "controller's clock): its clock runs ahead; fix the host's clock (NTP), then "
-           "nircctl readmit %s",
+           "held home: its agent went home early %u times in %s (last: %s, %s): its clock runs "
+           "ahead; fix the host's clock (NTP), then nircctl readmit %s",
            r->n, span, rule, early, engine_site(e, i)->slug);
 }

@@ -597,7 +597,7 @@ static void engine_home_at_append(char *why, size_t len, engine_home_at_t verdic
 static void engine_own_return(engine_t *e, size_t i, const char *before, const route_t *applied,
                               route_cause_t cause, rule_kind_t kind, uint64_t rule_id,
                               int64_t revert_at_ms, const char *why, const engine_went_home_t *w,
-                              int64_t happened_ms) {
+                              int64_t happened_ms, const engine_early_t *early) {
   const char *self = engine_site(e, i)->slug;
   char after[200];
   route_format(applied, self, after, sizeof after);
@@ -618,11 +618,17 @@ static void engine_own_return(engine_t *e, size_t i, const char *before, const r
     json_object_set_new(j, "went_home_clock", json_string(engine_agent_clock_name(w->clock)));
     json_object_set_new(j, "went_home_believed", json_boolean(happened_ms > 0));
   }
+  if (j && early && early->how != ENGINE_EARLY_NO_END) {
+    /* How early (agent-return), and what it is measured by. */
+    json_object_set_new(j, "early_ms", json_integer((json_int_t)early->ms));
+    json_object_set_new(j, "early_measured", json_string(engine_early_how_name(early->how)));
+  }
   engine_audit_at(e, "engine", "route", self, j, happened_ms);
 }
 
 void engine_early_return(engine_t *e, size_t i, const route_t *home,
-                         const engine_went_home_t *went_home, bool held) {
+                         const engine_went_home_t *went_home, const engine_early_t *early,
+                         bool held) {
   const site_dir_t *d = &e->dirs[i];
   const route_t *left = &d->acked;
   const char *self = engine_site(e, i)->slug;
@@ -646,21 +652,32 @@ void engine_early_return(engine_t *e, size_t i, const route_t *home,
   else
     snprintf(end, sizeof end, "the end of the rule that moved it (the rule is not known here)");
   if (left->revert_at_ms) {
-    char at[100];
+    char at[100], n[32];
     engine_business_time(e, left->revert_at_ms, at, sizeof at);
-    int64_t ahead = left->revert_at_ms - engine_now(e);
-    /* Said when the agent's word arrives: it went no later than that, so
-     * at least this much early (whole seconds, rounded down). */
-    char early[64];
-    if (ahead >= 1000)
-      snprintf(early, sizeof early, "at least %lld s", (long long)(ahead / 1000));
+    engine_early_figure(early->ms, n, sizeof n);
+    /* Its word may come after the revert_at (queued while its link was
+     * down): the move's end is then past here, though not by this
+     * return. */
+    const char *ended = left->revert_at_ms <= engine_now(e)
+                            ? "that revert_at has passed here since its return"
+                            : "the rule did not end here";
+    if (early->how == ENGINE_EARLY_AGENT)
+      /* By its own time of it (said below): early on the agent's reading
+       * of this controller's clock, which an agent keeping to its
+       * revert_at never is. */
+      snprintf(why, sizeof why,
+               "its agent went home on its own %s before %s, %s, by its agent's own time of "
+               "it: the agent did not keep to that revert_at on its reading of this "
+               "controller's clock; %s, and %s",
+               n, end, at, ended, then);
     else
-      snprintf(early, sizeof early, "at least %lld ms", (long long)ahead);
-    snprintf(why, sizeof why,
-             "its agent went home on its own at its revert_at, %s before %s on this "
-             "controller's clock, %s: the agent's clock runs ahead of this controller's; the "
-             "rule did not end here, and %s",
-             early, end, at, then);
+      /* Said when the agent's word arrives: it went no later than that,
+       * so at least this much early. */
+      snprintf(why, sizeof why,
+               "its agent went home on its own at its revert_at, at least %s before %s on this "
+               "controller's clock, %s: the agent's clock runs ahead of this controller's; %s, "
+               "and %s",
+               n, end, at, ended, then);
   } else {
     snprintf(why, sizeof why,
              "its agent went home on its own, before %s on this controller's clock: the rule "
@@ -672,7 +689,7 @@ void engine_early_return(engine_t *e, size_t i, const route_t *home,
   route_t applied = *home; /* with the reason the agent gives its route (site-agent/agent.c) */
   nirc_strlcpy(applied.reason, ROUTE_REASON_REVERTED, sizeof applied.reason);
   engine_own_return(e, i, before, &applied, ROUTE_CAUSE_AGENT_RETURN, d->acked_kind,
-                    d->acked_rule_id, left->revert_at_ms, why, went_home, happened);
+                    d->acked_rule_id, left->revert_at_ms, why, went_home, happened, early);
 }
 
 void engine_late_revert(engine_t *e, size_t i, const route_t *applied,
@@ -781,7 +798,7 @@ void engine_late_revert(engine_t *e, size_t i, const route_t *applied,
     if (verdict != ENGINE_HOME_AT_BELIEVED) engine_home_at_append(why, sizeof why, verdict, said);
   }
   engine_own_return(e, i, before, applied, cause, pd.rule_kind, pd.rule_id,
-                    older ? 0 : pd.revert_at_ms, why, went_home, happened);
+                    older ? 0 : pd.revert_at_ms, why, went_home, happened, NULL);
   log_warn(LOG_SITE, self,
            "went home by its own revert_at (%s) under directive (%llu, %llu) "
            "while no controller recorded it: recorded now",
@@ -874,7 +891,7 @@ void engine_hello_reverted(engine_t *e, size_t i, const route_t *applied,
   char before[200];
   route_format(left, self, before, sizeof before);
   engine_own_return(e, i, before, applied, end, left_kind, left_id, left->revert_at_ms, why,
-                    went_home, happened);
+                    went_home, happened, NULL);
   log_warn(LOG_SITE, self,
            "went home by the revert_at (%s) of directive (%llu, %llu) while its link was down; "
            "its rule still moves it: recorded now, and sent back (v%llu)",

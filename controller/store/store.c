@@ -680,7 +680,7 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
         span, sizeof span, "%llu",
         (unsigned long long)(h->last_mono >= h->first_mono ? h->last_mono - h->first_mono : 0));
     snprintf(rid, sizeof rid, "%llu", (unsigned long long)h->rule_id);
-    snprintf(early, sizeof early, "%lld", (long long)h->early_ms);
+    snprintf(early, sizeof early, "%lld", (long long)h->early.ms);
     const char *p[7 + 1] = {r->site, n, span, rules_kind_name(h->kind), rid, early, wall};
     return store_fenced_state(
         db, r,

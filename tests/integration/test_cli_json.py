@@ -171,7 +171,8 @@ ROUTE_DETAIL = {
     Opt("left_epoch"): int, Opt("left_version"): int, Opt("duplicates"): int,
     Opt("went_home_at_ms"): int,
     Opt("went_home_clock"): enum("measured", "remembered", "host", "unsaid"),
-    Opt("went_home_believed"): bool, Opt("recorded_at_ms"): int,
+    Opt("went_home_believed"): bool, Opt("early_ms"): int,
+    Opt("early_measured"): enum("at-least", "agent"), Opt("recorded_at_ms"): int,
     Opt("recorded_business_at_ms"): int,
 }
 
@@ -181,7 +182,8 @@ LEADERSHIP_DETAIL = {"why": str}
 SUPERSEDED_DETAIL = {"change": str, "epoch": int, "newer_epoch": int, "why": str}
 HOLD_HOME_DETAIL = {"why": str, "returns": int,
                     "rule": enum("cutover", "overflow", "schedule", "default"), "rule_id": int,
-                    "early_ms": int}
+                    "early_ms": int,
+                    Opt("early_measured"): enum("at-least", "agent", "no-revert-at", "not-kept")}
 SCHEDULE = {"id": int, "name": str, "sources": [str], "hubs": [str], "start": str, "end": str,
             "days": str, "tz": str, "exceptions": [str], "wave_size": int, "enabled": bool,
             "in_force": bool, "next_start_ms": int, "sources_moved": int}

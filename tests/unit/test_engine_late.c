@@ -84,6 +84,28 @@ static void advance(world_t *w, engine_t *e, int64_t ms) {
   }
 }
 
+/* hubei's agent, its link down, goes home by `moved`'s revert_at (home
+ * under its version, as the agent keeps it) and connects again 15 min
+ * later, saying when it went (`went`; NULL: nothing, as an older agent);
+ * the engine ticks once. Returns the first record after the 15 min. */
+static size_t home_by_and_back(world_t *w, engine_t *e, const route_t *moved,
+                               const engine_went_home_t *went) {
+  size_t i = world_index(w, "hubei");
+  route_t *ap = &w->applied[i];
+  route_home(ap, "hubei");
+  ap->epoch = moved->epoch;
+  ap->version = moved->version;
+  snprintf(ap->reason, sizeof ap->reason, "%s", ROUTE_REASON_REVERTED);
+  advance(w, e, moved->revert_at_ms + 900000 - w->now);
+  size_t from = w->n_rec;
+  if (went) w->went_home[i] = *went;
+  world_link_up(w, e, "hubei");
+  world_ack(w, e, 0, NULL);
+  world_tick(w, e, 200);
+  world_flush(w);
+  return from;
+}
+
 /* A cutover --for 30m of hubei to shaanxi; hubei's link drops; an
  * operator extends it to 2 h; hubei's agent, which never got the
  * extension, goes home by its directive's revert_at and connects again
@@ -117,21 +139,10 @@ static void test_a_return_by_a_revert_at_the_cutover_moved_on_from_is_recorded(v
   assert_true(ext->revert_at_ms > moved.revert_at_ms);
   uint64_t ext_version = ext->version;
 
-  /* Its agent goes home at the old revert_at; it connects 15 min later. */
-  route_t *ap = &w->applied[i];
-  route_home(ap, "hubei");
-  ap->epoch = moved.epoch;
-  ap->version = moved.version;
-  snprintf(ap->reason, sizeof ap->reason, "%s", ROUTE_REASON_REVERTED);
-  advance(w, e, moved.revert_at_ms + 900000 - w->now);
-  size_t from = w->n_rec;
-  /* Its agent says when it went (its offset measured): 2 s after. */
-  w->went_home[i] =
-      (engine_went_home_t){moved.revert_at_ms + 2000, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED};
-  world_link_up(w, e, "hubei");
-  world_ack(w, e, 0, NULL);
-  world_tick(w, e, 200);
-  world_flush(w);
+  /* Its agent goes home at the old revert_at; it connects 15 min later
+   * and says when it went (its offset measured): 2 s after. */
+  engine_went_home_t went = {moved.revert_at_ms + 2000, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED};
+  size_t from = home_by_and_back(w, e, &moved, &went);
 
   const world_rec_t *x[4];
   assert_int_equal(route_entries(w, from, "hubei", x, 4), 2);
@@ -205,18 +216,7 @@ static void test_a_late_return_names_the_rule_of_the_directive_it_left(void **st
   assert_int_equal(route_share_of(&d->target, "shaanxi"), 1000);
   assert_true(d->target.version > moved.version + 1);
   assert_int_equal(d->rule_id, b_id);
-
-  route_t *ap = &w->applied[i];
-  route_home(ap, "hubei");
-  ap->epoch = moved.epoch;
-  ap->version = moved.version;
-  snprintf(ap->reason, sizeof ap->reason, "%s", ROUTE_REASON_REVERTED);
-  advance(w, e, moved.revert_at_ms + 900000 - w->now);
-  size_t from = w->n_rec;
-  world_link_up(w, e, "hubei");
-  world_ack(w, e, 0, NULL);
-  world_tick(w, e, 200);
-  world_flush(w);
+  size_t from = home_by_and_back(w, e, &moved, NULL);
   const world_rec_t *x[4];
   assert_int_equal(route_entries(w, from, "hubei", x, 4), 2);
   char a_rule[40], a_words[64], b_words[64], b_rule[40];
@@ -443,6 +443,23 @@ static void test_a_late_return_is_stamped_when_the_agent_went(void **state) {
   told_done(w, b);
 }
 
+/* hubei cut over to shaanxi for 30 min; its agent goes home and says
+ * (REVERTED) it went `before` ms before the move's revert_at (offset
+ * measured), heard `heard` ms after it went, with no tick between. The
+ * engine; *left: the move; *from: the first record after. */
+static engine_t *reverted_saying(world_t *w, int64_t before, int64_t heard, route_t *left,
+                                 size_t *from) {
+  engine_t *e = leading_in(w, "Asia/Shanghai");
+  *left = hubei_moved_for(w, e, 1800000);
+  int64_t went = left->revert_at_ms - before;
+  jump(w, went + heard - w->now);
+  *from = w->n_rec;
+  engine_went_home_t said = {went, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED};
+  engine_on_agent_reverted(e, world_index(w, "hubei"), left->epoch, left->version, &said, false);
+  world_flush(w);
+  return e;
+}
+
 /* An agent's early return (its clock ahead) stamped when it says it went:
  * heard at once (its word 50 ms old), the entry is in order and keeps no
  * recording time; queued by the agent while its link was down and heard
@@ -452,15 +469,10 @@ static void test_only_an_entry_stamped_well_before_it_is_recorded_is_late(void *
   const int64_t heard_after[] = {50, 15000};
   for (size_t k = 0; k < 2; k++) {
     world_t *w = world_new();
-    engine_t *e = leading_in(w, "Asia/Shanghai");
-    route_t left = hubei_moved_for(w, e, 600000);
-    size_t i = world_index(w, "hubei");
+    route_t left;
+    size_t from;
+    engine_t *e = reverted_saying(w, 20000, heard_after[k], &left, &from);
     int64_t went = left.revert_at_ms - 20000;
-    jump(w, went + heard_after[k] - w->now);
-    size_t from = w->n_rec;
-    engine_went_home_t said = {went, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED};
-    engine_on_agent_reverted(e, i, left.epoch, left.version, &said, false);
-    world_flush(w);
     const world_rec_t *x[4];
     assert_int_equal(route_entries(w, from, "hubei", x, 4), 1);
     const char *words[] = {"\"cause\":\"agent-return\"", "\"went_home_believed\":true"};
@@ -470,6 +482,60 @@ static void test_only_an_entry_stamped_well_before_it_is_recorded_is_late(void *
       assert_null(strstr(x[0]->detail, "recorded_"));
     else
       says_recorded(x[0], w->wall, w->now);
+    engine_free(e);
+    world_free(w);
+  }
+}
+
+/* The agent's word of its return comes 10 min after the revert_at
+ * (queued while its link was down; nothing ticked here meanwhile: a
+ * paused controller) and says it went 30 s before it (offset measured;
+ * believed: within ENGINE_WENT_HOME_SLACK_MS). It was early by 30 s by
+ * the agent's time: counted, and audited as agent-return with that figure
+ * and what it is measured by; hubei stays home, and the cutover's expiry
+ * at the next tick adds no route entry. Before, measured when the word
+ * arrived, it was on time: not counted, and no entry said it was early.
+ * A time 5 min before the revert_at is not believed (engine_home_at_judge):
+ * its word tells nothing then, and it stays on time, as before. */
+static void test_a_late_word_of_an_early_return_is_early_by_the_agents_time(void **state) {
+  (void)state;
+  const int64_t before[] = {30000, 300000};
+  for (size_t k = 0; k < 2; k++) {
+    world_t *w = world_new();
+    route_t left;
+    size_t from;
+    engine_t *e = reverted_saying(w, before[k], before[k] + 600000, &left, &from);
+    int64_t went = left.revert_at_ms - before[k];
+    const site_dir_t *d = engine_site_dir(e, world_index(w, "hubei"));
+    const world_rec_t *x[4];
+    size_t n = route_entries(w, from, "hubei", x, 4);
+    if (k == 1) {
+      assert_int_equal(n, 0);
+      assert_int_equal(d->returns.n, 0);
+      engine_free(e);
+      world_free(w);
+      continue;
+    }
+    assert_int_equal(n, 1);
+    const char *words[] = {"\"cause\":\"agent-return\"",
+                           "\"early_ms\":30000",
+                           "\"early_measured\":\"agent\"",
+                           "its agent went home on its own 30 s before the end of cutover",
+                           "by its agent's own time of it",
+                           "that revert_at has passed here since its return",
+                           "(agent's clock, offset measured)"};
+    has_words(x[0], words, sizeof words / sizeof *words);
+    assert_null(strstr(x[0]->detail, "at least"));
+    assert_int_equal(x[0]->at_ms, went);
+    assert_int_equal(d->returns.n, 1);
+    assert_int_equal(d->returns.early.ms, 30000);
+    assert_int_equal(d->returns.early.how, ENGINE_EARLY_AGENT);
+    assert_int_equal(route_share_of(&d->acked, "hubei"), 1000);
+    assert_int_equal(route_share_of(&d->target, "hubei"), 1000);
+    world_tick(w, e, 200);
+    world_flush(w);
+    assert_int_equal(route_entries(w, from, "hubei", x, 4), 1);
+    assert_int_equal(route_share_of(&d->target, "hubei"), 1000);
     engine_free(e);
     world_free(w);
   }
@@ -643,6 +709,7 @@ int main(void) {
       cmocka_unit_test(test_a_late_return_is_stamped_when_the_agent_went),
       cmocka_unit_test(test_a_late_return_says_which_clock_the_agent_read),
       cmocka_unit_test(test_only_an_entry_stamped_well_before_it_is_recorded_is_late),
+      cmocka_unit_test(test_a_late_word_of_an_early_return_is_early_by_the_agents_time),
       cmocka_unit_test(test_an_implausible_or_absent_time_is_not_used),
       cmocka_unit_test(test_a_return_by_a_revert_at_the_cutover_moved_on_from_is_recorded),
       cmocka_unit_test(test_a_late_return_names_the_rule_of_the_directive_it_left),

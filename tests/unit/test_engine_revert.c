@@ -48,6 +48,7 @@ typedef struct {
   route_t acked, target; /* the site's directive */
   uint64_t ev_epoch, ev_version;
   engine_revert_case_t want;
+  int64_t went; /* when the agent went (engine_return_early); 0: NOW, when its word came */
 } revert_row_t;
 
 static void test_the_return_home_is_classified_case_by_case(void **state) {
@@ -59,30 +60,44 @@ static void test_the_return_home_is_classified_case_by_case(void **state) {
                 move4 = away(5, 4, NOW + 60000);
   const revert_row_t rows[] = {
       /* The route known here says nothing to compare with. */
-      {"acked not known", false, moved, moved, 5, 3, ENGINE_REVERT_NOTHING},
+      {"acked not known", false, moved, moved, 5, 3, ENGINE_REVERT_NOTHING, 0},
       {"acked not known, revert_at passed", false, moved_past, moved_past, 5, 3,
-       ENGINE_REVERT_NOTHING},
+       ENGINE_REVERT_NOTHING, 0},
       /* Versions: only the one acknowledged counts. */
-      {"event older than acked (version)", true, move4, move4, 5, 3, ENGINE_REVERT_NOTHING},
-      {"event newer than acked (version)", true, moved, moved, 5, 4, ENGINE_REVERT_NOTHING},
-      {"event of an older epoch", true, moved, moved, 4, 3, ENGINE_REVERT_NOTHING},
-      {"event of a newer epoch", true, moved, moved, 6, 3, ENGINE_REVERT_NOTHING},
+      {"event older than acked (version)", true, move4, move4, 5, 3, ENGINE_REVERT_NOTHING, 0},
+      {"event newer than acked (version)", true, moved, moved, 5, 4, ENGINE_REVERT_NOTHING, 0},
+      {"event of an older epoch", true, moved, moved, 4, 3, ENGINE_REVERT_NOTHING, 0},
+      {"event of a newer epoch", true, moved, moved, 6, 3, ENGINE_REVERT_NOTHING, 0},
       /* Home already by the agent's word. */
-      {"home already, nothing newer", true, home3, home3, 5, 3, ENGINE_REVERT_NOTHING},
-      {"home already, the end pending or failed", true, home3, end4, 5, 3,
-       ENGINE_REVERT_RESEND_END},
+      {"home already, nothing newer", true, home3, home3, 5, 3, ENGINE_REVERT_NOTHING, 0},
+      {"home already, the end pending or failed", true, home3, end4, 5, 3, ENGINE_REVERT_RESEND_END,
+       0},
       /* On time here: revert_at <= now, the boundary included. */
       {"revert_at == now, end not carried out", true, moved_now, moved_now, 5, 3,
-       ENGINE_REVERT_ON_TIME},
-      {"revert_at == now, end carried out", true, moved_now, end4, 5, 3, ENGINE_REVERT_AFTER_END},
+       ENGINE_REVERT_ON_TIME, 0},
+      {"revert_at == now, end carried out", true, moved_now, end4, 5, 3, ENGINE_REVERT_AFTER_END,
+       0},
       {"revert_at passed, end not carried out", true, moved_past, moved_past, 5, 3,
-       ENGINE_REVERT_ON_TIME},
-      {"revert_at passed, end carried out", true, moved_past, end4, 5, 3, ENGINE_REVERT_AFTER_END},
+       ENGINE_REVERT_ON_TIME, 0},
+      {"revert_at passed, end carried out", true, moved_past, end4, 5, 3, ENGINE_REVERT_AFTER_END,
+       0},
       /* Early here: one millisecond is early. */
-      {"revert_at 1 ms ahead", true, moved_next, moved_next, 5, 3, ENGINE_REVERT_EARLY},
-      {"revert_at 60 s ahead", true, moved, moved, 5, 3, ENGINE_REVERT_EARLY},
-      {"revert_at ahead, a newer target", true, moved, move4, 5, 3, ENGINE_REVERT_EARLY},
-      {"no revert_at (open-ended move)", true, moved_open, moved_open, 5, 3, ENGINE_REVERT_EARLY},
+      {"revert_at 1 ms ahead", true, moved_next, moved_next, 5, 3, ENGINE_REVERT_EARLY, 0},
+      {"revert_at 60 s ahead", true, moved, moved, 5, 3, ENGINE_REVERT_EARLY, 0},
+      {"revert_at ahead, a newer target", true, moved, move4, 5, 3, ENGINE_REVERT_EARLY, 0},
+      {"no revert_at (open-ended move)", true, moved_open, moved_open, 5, 3, ENGINE_REVERT_EARLY,
+       0},
+      /* Its word after revert_at, its own time of the return before it
+       * (a word queued while its link was down): early, unless the end
+       * was carried out (and audited) here already. Before, on time. */
+      {"went 30 s before revert_at, said after, end not carried out", true, moved_past, moved_past,
+       5, 3, ENGINE_REVERT_EARLY, NOW - 30000},
+      {"went 1 ms before revert_at, said at it", true, moved_now, moved_now, 5, 3,
+       ENGINE_REVERT_EARLY, NOW - 1},
+      {"went 30 s before revert_at, said after, end carried out", true, moved_past, end4, 5, 3,
+       ENGINE_REVERT_AFTER_END, NOW - 30000},
+      {"went at revert_at, said after", true, moved_past, moved_past, 5, 3, ENGINE_REVERT_ON_TIME,
+       NOW - 1},
   };
   for (size_t k = 0; k < sizeof rows / sizeof *rows; k++) {
     const revert_row_t *r = &rows[k];
@@ -92,13 +107,16 @@ static void test_the_return_home_is_classified_case_by_case(void **state) {
     d.acked = r->acked;
     d.target = r->target;
     route_t home = home_at(r->ev_epoch, r->ev_version);
-    engine_revert_case_t got = engine_revert_classify(&d, &home, NOW);
+    engine_revert_case_t got = engine_revert_classify(&d, &home, NOW, r->went ? r->went : NOW);
     if (got != r->want)
       fail_msg("%s: %s, want %s", r->what, engine_revert_case_name(got),
                engine_revert_case_name(r->want));
   }
   assert_string_equal(engine_revert_case_name((engine_revert_case_t)99), "?");
 }
+
+/* An early figure measured when the agent's word arrived. */
+#define AT_LEAST(x) (&(engine_early_t){.ms = (x), .how = ENGINE_EARLY_AT_LEAST})
 
 /* The count of early returns: held at the ENGINE_RETURNS_HOLD-th within
  * the window (its end included), a new count after it, and held until an
@@ -108,30 +126,55 @@ static void test_early_returns_are_counted_within_the_window(void **state) {
   const uint64_t t0 = 1000, win = ENGINE_RETURNS_WINDOW_MS;
   engine_returns_t r;
   memset(&r, 0, sizeof r);
-  assert_false(engine_returns_count(&r, RULE_CUTOVER, 7, t0, 90000));
+  assert_false(engine_returns_count(&r, RULE_CUTOVER, 7, t0, AT_LEAST(90000)));
   assert_int_equal(r.state, ENGINE_RETURNS_COUNTING);
   for (unsigned k = 2; k < ENGINE_RETURNS_HOLD; k++)
-    assert_false(engine_returns_count(&r, RULE_CUTOVER, 7, t0 + k, 5000));
-  assert_true(engine_returns_count(&r, RULE_SCHEDULE, 2, t0 + win, 800)); /* the window's end */
+    assert_false(engine_returns_count(&r, RULE_CUTOVER, 7, t0 + k, AT_LEAST(5000)));
+  assert_true(
+      engine_returns_count(&r, RULE_SCHEDULE, 2, t0 + win, AT_LEAST(800))); /* the window's end */
   assert_int_equal(r.state, ENGINE_RETURNS_HELD);
   assert_int_equal(r.n, ENGINE_RETURNS_HOLD);
   assert_int_equal(r.kind, RULE_SCHEDULE); /* the last one's rule and earliness */
   assert_int_equal(r.rule_id, 2);
-  assert_int_equal(r.early_ms, 800);
+  assert_int_equal(r.early.ms, 800);
   /* A return whose rule is not known here keeps the last one known. */
-  assert_false(engine_returns_count(&r, RULE_NONE, 0, t0 + win, 700));
+  assert_false(engine_returns_count(&r, RULE_NONE, 0, t0 + win, AT_LEAST(700)));
   assert_int_equal(r.kind, RULE_SCHEDULE);
-  assert_int_equal(r.early_ms, 700);
+  assert_int_equal(r.early.ms, 700);
   /* Held stays held, even long after: it is said once. */
-  assert_false(engine_returns_count(&r, RULE_CUTOVER, 7, t0 + 10 * win, 100));
+  assert_false(engine_returns_count(&r, RULE_CUTOVER, 7, t0 + 10 * win, AT_LEAST(100)));
   assert_int_equal(r.state, ENGINE_RETURNS_HELD);
   assert_string_equal(engine_returns_state_name(r.state), "held");
+
+  /* The last one's figure in words, with what it is measured by. */
+  char words[ALARM_MESSAGE_MAX];
+  const struct {
+    engine_early_t early;
+    const char *want;
+  } say[] = {
+      {{42999, ENGINE_EARLY_AT_LEAST, NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID},
+       "at least 42 s before revert_at by this controller's clock"},
+      {{800, ENGINE_EARLY_AGENT, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED},
+       "800 ms before revert_at by its agent's time (offset measured)"},
+      {{30000, ENGINE_EARLY_AGENT, NIRC__AGENT_CLOCK__AGENT_CLOCK_HOST},
+       "30 s before revert_at by its agent's time (host clock only)"},
+      {{42000, ENGINE_EARLY_NOT_KEPT, NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID},
+       "42 s before revert_at (the holding leader's figure)"},
+      {{0, ENGINE_EARLY_NO_END, NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID},
+       "a move without a revert_at"},
+  };
+  for (size_t k = 0; k < sizeof say / sizeof *say; k++) {
+    engine_early_words(&say[k].early, words, sizeof words);
+    assert_string_equal(words, say[k].want);
+  }
+  assert_string_equal(engine_early_how_name(ENGINE_EARLY_AGENT), "agent");
+  assert_string_equal(engine_early_how_name((engine_early_how_t)99), "?");
 
   /* One millisecond past the window: the count starts again. */
   memset(&r, 0, sizeof r);
   for (unsigned k = 1; k < ENGINE_RETURNS_HOLD; k++)
-    assert_false(engine_returns_count(&r, RULE_CUTOVER, 7, t0, 5000));
-  assert_false(engine_returns_count(&r, RULE_CUTOVER, 7, t0 + win + 1, 5000));
+    assert_false(engine_returns_count(&r, RULE_CUTOVER, 7, t0, AT_LEAST(5000)));
+  assert_false(engine_returns_count(&r, RULE_CUTOVER, 7, t0 + win + 1, AT_LEAST(5000)));
   assert_int_equal(r.state, ENGINE_RETURNS_COUNTING);
   assert_int_equal(r.n, 1);
   assert_int_equal(r.first_mono, t0 + win + 1);
@@ -168,18 +211,26 @@ static bool sent_again(world_t *w, engine_t *e, unsigned ticks) {
   return world_sent_count(w, "hubei") > sent;
 }
 
-/* operator:olga readmits hubei (nircctl readmit hubei --reason why),
- * acknowledged and durable: the reply says it was done. */
-static void readmit_hubei(world_t *w, engine_t *e, const char *why) {
+/* operator:olga restores hubei (nircctl restore hubei), or readmits it
+ * (nircctl readmit hubei --reason why) when `why` is not NULL: durable,
+ * nothing acknowledged yet. */
+static void restore_hubei(world_t *w, engine_t *e, const char *why) {
   char *names[] = {"hubei"};
   Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
   r.sources = names;
   r.n_sources = 1;
-  r.readmit = 1;
-  r.reason = (char *)why;
-  engine_req_t rq = {.client = w, .request_id = 30, .operator_name = "operator:olga", .label = "t"};
-  size_t replies = w->n_rep;
+  r.readmit = why != NULL;
+  if (why) r.reason = (char *)why;
+  engine_req_t rq = {
+      .client = w, .request_id = why ? 30 : 31, .operator_name = "operator:olga", .label = "t"};
   engine_op_restore(e, &rq, &r);
+  world_flush(w);
+}
+
+/* The readmit, acknowledged and durable: the reply says it was done. */
+static void readmit_hubei(world_t *w, engine_t *e, const char *why) {
+  size_t replies = w->n_rep;
+  restore_hubei(w, e, why);
   world_ack(w, e, 0, NULL);
   world_flush(w);
   assert_true(w->n_rep > replies);
@@ -228,7 +279,9 @@ static void test_an_agent_that_keeps_going_home_early_is_held_home(void **state)
   if (!a) fail_msg("no routing alarm for hubei held home");
   char rule[64], early[64];
   snprintf(rule, sizeof rule, "(last: cutover %llu, ", (unsigned long long)rid);
-  snprintf(early, sizeof early, "%lld s before revert_at by this controller's clock",
+  /* Measured when the agent's word arrived: it went no later, so "at
+   * least" (before, said as if exact). */
+  snprintf(early, sizeof early, "at least %lld s before revert_at by this controller's clock",
            (long long)early_s);
   const char *has[] = {"held home",
                        "its agent went home early 3 times",
@@ -256,6 +309,7 @@ static void test_an_agent_that_keeps_going_home_early_is_held_home(void **state)
   assert_int_equal(world_count_rec(w, ENGINE_REC_RETURNS_HOLD, NULL), 1);
   const world_rec_t *h = hold_entry(w, from, "hold-home");
   if (!h || strcmp(h->site, "hubei") != 0 || !strstr(h->detail, "\"returns\":3") ||
+      !strstr(h->detail, "\"early_measured\":\"at-least\"") ||
       !strstr(h->detail, "its agent went home early 3 times") || !strstr(h->detail, rule))
     fail_msg("the hold's entry: %s", h ? h->detail : "(none)");
   from = w->n_rec;
@@ -289,13 +343,7 @@ static void test_an_early_return_names_the_rule_of_the_directive_it_left(void **
   engine_t *e = leading_with_hubei_moved(w, 3600000);
   size_t i = world_index(w, "hubei");
   uint64_t a_id = engine_site_dir(e, i)->rule_id;
-  char *names[] = {"hubei"};
-  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
-  r.sources = names;
-  r.n_sources = 1;
-  engine_req_t rq = {.client = w, .request_id = 31, .operator_name = "operator:olga", .label = "t"};
-  engine_op_restore(e, &rq, &r);
-  world_flush(w);
+  restore_hubei(w, e, NULL);
   world_cutover_for(w, e, 32, "hubei", "shaanxi", 7200000);
   world_flush(w);
   const site_dir_t *d = engine_site_dir(e, i);
@@ -380,12 +428,7 @@ static void test_a_hold_ends_with_a_cutover_naming_the_site_not_a_restore(void *
     assert_int_equal(sent_again(w, e, 100), k < ENGINE_RETURNS_HOLD);
   }
   assert_int_equal(engine_site_dir(e, i)->returns.state, ENGINE_RETURNS_HELD);
-  char *names[] = {"hubei"};
-  Nirc__RestoreRequest r = NIRC__RESTORE_REQUEST__INIT;
-  r.sources = names;
-  r.n_sources = 1;
-  engine_req_t rq = {.client = w, .request_id = 31, .operator_name = "operator:olga", .label = "t"};
-  engine_op_restore(e, &rq, &r);
+  restore_hubei(w, e, NULL);
   world_ack(w, e, 0, NULL);
   world_flush(w);
   assert_int_equal(engine_site_dir(e, i)->returns.state, ENGINE_RETURNS_HELD);
@@ -438,8 +481,11 @@ static void test_a_loaded_hold_holds_the_site_at_a_new_leader(void **state) {
     world_flush(w);
   }
   assert_int_equal(route_share_of(&d->target, "hubei"), 1000);
+  /* How the figure was measured is not kept: it is the holding leader's
+   * (before, said as by this controller's clock). */
   const char *has[] = {"held home", "its agent went home early 3 times in 20 min",
-                       "(last: cutover 9, 42 s before revert_at", "nircctl readmit hubei"};
+                       "(last: cutover 9, 42 s before revert_at (the holding leader's figure))",
+                       "nircctl readmit hubei"};
   for (size_t k = 0; k < sizeof has / sizeof *has; k++)
     if (!strstr(d->note, has[k])) fail_msg("no '%s' in the note: %s", has[k], d->note);
   /* Loading is not a new hold: nothing stored or audited again. */

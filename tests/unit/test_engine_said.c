@@ -552,13 +552,16 @@ static void test_an_agents_early_return_home_is_in_the_trail(void **state) {
                        "\"rule\":\"cutover\"",
                        "its agent went home on its own at its revert_at",
                        want,
-                       "the rule did not end here"};
+                       "the rule did not end here",
+                       "\"early_measured\":\"at-least\""};
   for (size_t k = 0; k < sizeof has / sizeof *has; k++)
     if (!strstr(x->detail, has[k])) fail_msg("no %s in %s", has[k], x->detail);
   char key[80];
   snprintf(key, sizeof key, "\"rule_id\":%llu", (unsigned long long)rid);
   assert_non_null(strstr(x->detail, key));
   snprintf(key, sizeof key, "\"reverted_version\":%llu", (unsigned long long)left.version);
+  assert_non_null(strstr(x->detail, key));
+  snprintf(key, sizeof key, "\"early_ms\":%lld", (long long)(left.revert_at_ms - w->now));
   assert_non_null(strstr(x->detail, key));
   assert_int_equal(engine_route_changes(e, i, ROUTE_CAUSE_AGENT_RETURN), 1);
   assert_int_equal(engine_route_changes(e, i, ROUTE_CAUSE_CUTOVER_END), 0);
