@@ -565,11 +565,12 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
     return;
   case ENGINE_REVERT_EARLY: break;
   }
-  /* Early on this controller's clock: the rule did not end, and no tick
-   * here records this return. Counted (an agent that keeps doing it is
-   * held home), and audited now, as what it is, under the rule of the
-   * directive the agent left (site_dir_t.acked_kind), not the target's:
-   * a newer target may be another rule's. */
+  /* Early on this controller's clock (when its word came, or by its own
+   * believed time of it): no tick here records this return. Counted (an
+   * agent that keeps doing it is held home), and audited now, as what it
+   * is, under the rule of the directive the agent left
+   * (site_dir_t.acked_kind), not the target's: a newer target may be
+   * another rule's. */
   bool held =
       engine_returns_count(&d->returns, d->acked_kind, d->acked_rule_id, engine_mono(e), &early);
   engine_early_return(e, i, &home, went_home, &early, held);
