@@ -445,10 +445,6 @@ bool engine_returns_count(engine_returns_t *r, rule_kind_t kind, uint64_t rule_i
  * (engine_evaluate), and its note and a routing alarm say why
  * (engine_returns_words, engine.c). */
 bool engine_returns_withheld(engine_t *e, size_t i, const plan_route_t *pr);
-/* What status and the alarm say of a held site: how many early returns
- * in how long, the last's rule and how early, the likely cause and the
- * fix (engine_sites.c). */
-void engine_returns_words(engine_t *e, size_t i, char *buf, size_t len);
 /* How early, in words with its qualifier: "at least 42 s before revert_at
  * by this controller's clock", "30 s before revert_at by its agent's time
  * (offset measured)", ... (engine_early_t). */

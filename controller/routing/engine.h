@@ -632,6 +632,11 @@ void engine_on_client_closed(engine_t *e, void *client);
 
 /* For status: the site's acknowledged route and active rule text. */
 const site_dir_t *engine_site_dir(const engine_t *e, size_t site_index);
+/* What status, the alarm and the status page say of a site held home
+ * (site_dir_t.returns HELD): how many early returns in how long, the
+ * last's rule and how early, the likely cause and the fix
+ * (engine_sites.c). Fits in ALARM_MESSAGE_MAX. */
+void engine_returns_words(engine_t *e, size_t site_index, char *buf, size_t len);
 
 /* What this controller knows of the route a site holds, for every surface
  * that shows it (status, the page, /status.json, the map). */

@@ -7,6 +7,7 @@
 #include "mapgroup.h"
 #include "ops.h"
 #include "util.h"
+#include "webrow.h"
 #include "webstatus.h"
 #include "report.h"
 #include "safetext.h"
@@ -121,25 +122,9 @@ static void web_leader(const server_t *srv, web_leader_t *out) {
   out->epoch = lead ? srv->epoch : srv->leader_epoch;
 }
 
-/* Text from elsewhere (an operator's reason, an agent's error, a lease row
- * in the database) for the page: its controls escaped (common/safetext.h),
- * then its HTML. */
+/* Text from elsewhere for the page: escaped for HTML (webrow.h). */
 static void web_html(const char *in, char *out, size_t outlen) {
-  char text[1200]; /* a standby's why is up to 512 bytes before escaping */
-  safetext_escape(in, text, sizeof text);
-  size_t o = 0;
-  for (const char *c = text; *c && o + 7 < outlen; c++) {
-    const char *esc = *c == '<'    ? "&lt;"
-                      : *c == '>'  ? "&gt;"
-                      : *c == '&'  ? "&amp;"
-                      : *c == 0x22 ? "&quot;" /* a double quote */
-                                   : NULL;
-    if (esc)
-      o += (size_t)snprintf(out + o, outlen - o, "%s", esc);
-    else
-      out[o++] = *c;
-  }
-  out[o] = '\0';
+  webrow_escape(in, out, outlen);
 }
 
 /* "08:00" (within a day of now) or "01-24 08:00", business time `ms` in
@@ -196,66 +181,10 @@ static void web_rule_text(const server_t *srv, size_t i, char *buf, size_t len) 
 }
 
 /* One site of /status.json (a new reference, or NULL). */
-static json_t *web_status_site(const server_t *srv, size_t i, int64_t now_real) {
-  const site_t *s = &srv->sites.v[i];
-  json_t *route = json_array();
-  const route_t *r = web_route(srv, i);
-  for (unsigned k = 0; r && k < r->n_share; k++)
-    json_array_append_new(route, json_pack("{s:s, s:I}", "site", r->share[k].site, "permille",
-                                           (json_int_t)r->share[k].permille));
-  json_t *load = json_null();
-  if (s->has_report) {
-    Nirc__LoadReport lr = NIRC__LOAD_REPORT__INIT;
-    lr.site = (char *)s->slug;
-    lr.timestamp_ms = s->last.timestamp_ms;
-    lr.interval_ms = s->last.interval_ms;
-    lr.calls_offered = s->last.offered;
-    lr.calls_answered = s->last.answered;
-    lr.calls_abandoned = s->last.abandoned;
-    lr.calls_in_queue = s->last.in_queue;
-    lr.calls_in_queue_peak = s->last.queue_peak;
-    lr.longest_wait_ms = s->last.longest_wait_ms;
-    lr.agents_logged_in = s->last.logged_in;
-    lr.agents_ready = s->last.ready;
-    lr.agents_talking = s->last.talking;
-    lr.agents_not_ready = s->last.not_ready;
-    lr.aht_ms = s->last.aht_ms;
-    lr.answered_within_threshold = s->last.answered_within;
-    lr.sl_threshold_s = s->last.sl_threshold_s;
-    lr.calls_from_other_sites = s->last.from_other_sites;
-    lr.calls_routed_away = s->last.routed_away;
-    lr.not_measured = s->last.not_measured;
-    lr.pbx_unreadable = s->last.pbx_unreadable;
-    lr.pbx_error = (char *)s->last.pbx_error;
-    load = report_to_json(&lr);
-  }
-  const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
-  /* An empty route is not home: route_unknown says nobody knows it, as in
-   * nircctl --json status (route_unheard: no Hello here yet);
-   * route_unverified that it was not read back. */
-  json_t *x =
-      (json_pack("{s:s, s:s, s:s, s:b, s:f, s:f, s:s, s:I, s:o, s:b, s:b, s:b, s:s, s:o}", "slug",
-                 s->slug, "name_en", s->name_en, "name_zh", s->name_zh, "is_hub", s->is_hub, "lat",
-                 s->lat, "lon", s->lon, "link", web_link_word(s->state), "report_age_ms",
-                 (json_int_t)(s->has_report ? now_real - s->last_report_ms : -1), "route", route,
-                 "route_unknown", !r, "route_unheard",
-                 engine_route_seen(srv->engine, i) == ENGINE_ROUTE_UNHEARD, "route_unverified",
-                 r && dir->unverified, "active_rule",
-                 srv->engine ? engine_active_reason(srv->engine, i) : "default", "load", load));
-  if (dir && dir->note[0]) json_object_set_new(x, "note", json_string(dir->note));
-  if (srv->engine) {
-    /* The rule as nircctl --json status gives it: its end a number. */
-    engine_rule_view_t v;
-    engine_rule_view(srv->engine, i, &v);
-    json_t *rule =
-        v.kind == RULE_NONE
-            ? json_null()
-            : json_pack("{s:s, s:I, s:s, s:s, s:I, s:s, s:b}", "kind", rules_kind_name(v.kind),
-                        "id", (json_int_t)v.rule_id, "name", v.name, "reason", v.reason, "end_ms",
-                        (json_int_t)v.end_ms, "detail", v.detail, "excluded", v.excluded);
-    json_object_set_new(x, "rule", rule ? rule : json_null());
-  }
-  return x;
+static json_t *web_status_site(server_t *srv, size_t i, int64_t now_real) {
+  webrow_site_t w;
+  webrow_facts(srv->engine, &srv->sites.v[i], i, &w);
+  return webrow_json(&w, now_real);
 }
 
 /* Publishes the snapshot /status.json is answered from (webstatus.c):
@@ -880,6 +809,7 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
              ".online{color:#196127}.stale{color:#b36b00}.offline,.never-seen{color:#b00020}"
              ".banner{padding:.6em 1em;font-size:1.4em;font-weight:bold;background:#fff3cd;"
              "border:2px solid #b36b00}.noleader{background:#fde2e1;border-color:#b00020}"
+             ".held{color:#b00020;font-weight:bold}"
              "</style></head><body>\n<h1>NIRC status</h1>\n",
              web_leading(srv) ? "" : " — STANDBY");
   if (!web_leading(srv)) {
@@ -939,51 +869,13 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
     size_t i = big ? q.rows[k] : k;
     const site_t *s = &srv->sites.v[i];
     if (s->life == SITE_REMOVED) continue;
-    char route[200] = "";
-    const route_t *r = web_route(srv, i);
-    const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
-    if (r) route_format(r, s->slug, route, sizeof route);
-    if (r && dir && dir->unverified) {
-      /* Its agent could not read the PBX back: what the PBX accepted, not
-       * what it was seen to do (as nircctl status and site say). */
-      size_t u = strlen(route);
-      snprintf(route + u, sizeof route - u, " (unverified: not read back from the PBX)");
-    } else if (!r && engine_route_seen(srv->engine, i) == ENGINE_ROUTE_UNHEARD)
-      snprintf(route, sizeof route,
-               "unknown (not heard: no Hello from its agent since this "
-               "controller took over; check the agent)");
-    else if (!r)
-      snprintf(route, sizeof route, "unknown");
-    const char *link = web_link_word(s->state);
-    /* Slugs, names from our own database and rule texts; the reason is an
-     * operator's free text or an agent's error (an excluded site says why). */
-    char rule_text[600], rule[1200];
+    webrow_site_t w;
+    char rule_text[600], row[WEBROW_HTML_MAX];
+    webrow_facts(srv->engine, s, i, &w);
     web_rule_text(srv, i, rule_text, sizeof rule_text);
-    web_html(rule_text, rule, sizeof rule);
-    /* Unknown is not zero: a site that has not reported shows a dash, one
-     * whose PBX could not be read says so (its report's figures are zeros
-     * nobody counted), as `nircctl status` does with PBX?. */
-    char queue[16] = "—", agents[32] = "—";
-    if (s->has_report && s->last.pbx_unreadable) {
-      snprintf(queue, sizeof queue, "PBX unreadable");
-      snprintf(agents, sizeof agents, "PBX unreadable");
-    } else if (s->has_report) {
-      uint32_t nm = s->last.not_measured;
-      if (nm & REPORT_NM_QUEUE)
-        snprintf(queue, sizeof queue, "not measured");
-      else
-        snprintf(queue, sizeof queue, "%u", s->last.in_queue);
-      if (nm & REPORT_NM_LOGGED_IN)
-        snprintf(agents, sizeof agents, "not measured");
-      else if (nm & REPORT_NM_READY)
-        snprintf(agents, sizeof agents, "%u/not measured", s->last.logged_in);
-      else
-        snprintf(agents, sizeof agents, "%u/%u", s->last.logged_in, s->last.ready);
-    }
-    web_printf(b,
-               "<tr class=\"site\" data-slug=\"%s\"><td>%s</td><td>%s %s</td>"
-               "<td class=\"%s\">%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
-               s->slug, s->slug, s->name_en, s->name_zh, link, link, queue, agents, route, rule);
+    w.rule_text = rule_text;
+    webrow_html(&w, row, sizeof row);
+    web_printf(b, "%s", row);
   }
   web_printf(b, "</table>\n</body></html>\n");
   statusq_result_free(&q);

@@ -1,0 +1,181 @@
+#include "webrow.h"
+
+#include "report.h"
+#include "safetext.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void webrow_escape(const char *in, char *out, size_t outlen) {
+  char text[1200]; /* a standby's why is up to 512 bytes before escaping */
+  safetext_escape(in ? in : "", text, sizeof text);
+  size_t o = 0;
+  for (const char *c = text; *c && o + 7 < outlen; c++) {
+    const char *esc = *c == '<'    ? "&lt;"
+                      : *c == '>'  ? "&gt;"
+                      : *c == '&'  ? "&amp;"
+                      : *c == 0x22 ? "&quot;" /* a double quote */
+                                   : NULL;
+    if (esc)
+      o += (size_t)snprintf(out + o, outlen - o, "%s", esc);
+    else
+      out[o++] = *c;
+  }
+  out[o] = '\0';
+}
+
+static const char *webrow_link_word(site_state_t s) {
+  switch (s) {
+  case SITE_ONLINE: return "online";
+  case SITE_STALE: return "stale";
+  case SITE_OFFLINE: return "offline";
+  default: return "never-seen";
+  }
+}
+
+void webrow_facts(engine_t *e, const site_t *site, size_t i, webrow_site_t *w) {
+  memset(w, 0, sizeof *w);
+  w->site = site;
+  w->active_reason = "default";
+  engine_route_seen_t seen = engine_route_seen(e, i);
+  w->unheard = seen == ENGINE_ROUTE_UNHEARD;
+  if (!e) return;
+  const site_dir_t *dir = engine_site_dir(e, i);
+  if (seen == ENGINE_ROUTE_KNOWN) {
+    w->route = &dir->acked;
+    w->unverified = dir->unverified;
+  }
+  w->note = dir->note;
+  w->active_reason = engine_active_reason(e, i);
+  if (dir->returns.state == ENGINE_RETURNS_HELD) {
+    /* The engine's own words, as its note and alarm give them. */
+    w->held = true;
+    engine_returns_words(e, i, w->held_words, sizeof w->held_words);
+  }
+  w->has_rule = true;
+  engine_rule_view(e, i, &w->rule);
+}
+
+void webrow_route_text(const webrow_site_t *w, char *buf, size_t len) {
+  buf[0] = '\0';
+  if (w->route) {
+    route_format(w->route, w->site->slug, buf, len);
+    /* Its agent could not read the PBX back: what the PBX accepted, not
+     * what it was seen to do (as nircctl status and site say). */
+    size_t u = strlen(buf);
+    if (w->unverified && u < len)
+      snprintf(buf + u, len - u, " (unverified: not read back from the PBX)");
+  } else if (w->unheard) {
+    snprintf(buf, len,
+             "unknown (not heard: no Hello from its agent since this controller took over; "
+             "check the agent)");
+  } else {
+    snprintf(buf, len, "unknown");
+  }
+}
+
+void webrow_html(const webrow_site_t *w, char *out, size_t len) {
+  const site_t *s = w->site;
+  char route[300], h_route[600], rule[1200], held[1200] = "";
+  webrow_route_text(w, route, sizeof route);
+  webrow_escape(route, h_route, sizeof h_route);
+  /* Rule texts are an operator's free text or an agent's error (an
+   * excluded site says why): escaped. */
+  webrow_escape(w->rule_text, rule, sizeof rule);
+  /* Held home: the rule would move it and the engine does not, so the
+   * reason and the fix come first, the rule it is kept from after. */
+  if (w->held) webrow_escape(w->held_words, held, sizeof held);
+  /* Unknown is not zero: a site that has not reported shows a dash, one
+   * whose PBX could not be read says so (its report's figures are zeros
+   * nobody counted), as `nircctl status` does with PBX?. */
+  char queue[16] = "—", agents[32] = "—";
+  if (s->has_report && s->last.pbx_unreadable) {
+    snprintf(queue, sizeof queue, "PBX unreadable");
+    snprintf(agents, sizeof agents, "PBX unreadable");
+  } else if (s->has_report) {
+    uint32_t nm = s->last.not_measured;
+    if (nm & REPORT_NM_QUEUE)
+      snprintf(queue, sizeof queue, "not measured");
+    else
+      snprintf(queue, sizeof queue, "%u", s->last.in_queue);
+    if (nm & REPORT_NM_LOGGED_IN)
+      snprintf(agents, sizeof agents, "not measured");
+    else if (nm & REPORT_NM_READY)
+      snprintf(agents, sizeof agents, "%u/not measured", s->last.logged_in);
+    else
+      snprintf(agents, sizeof agents, "%u/%u", s->last.logged_in, s->last.ready);
+  }
+  const char *link = webrow_link_word(s->state);
+  /* Slugs and names come from our own database. */
+  int n = snprintf(out, len,
+                   "<tr class=\"site%s\" data-slug=\"%s\"><td>%s</td><td>%s %s</td>"
+                   "<td class=\"%s\">%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s%s%s%s%s</td>"
+                   "</tr>\n",
+                   w->held ? " held" : "", s->slug, s->slug, s->name_en, s->name_zh, link, link,
+                   queue, agents, h_route, w->held ? "<span class=\"held\">" : "", held,
+                   w->held ? "</span>" : "", w->held && rule[0] ? "; its rule: " : "", rule);
+  if (n < 0 || (size_t)n >= len) out[0] = '\0';
+}
+
+json_t *webrow_json(const webrow_site_t *w, int64_t now_real) {
+  const site_t *s = w->site;
+  const route_t *r = w->route;
+  json_t *route = json_array();
+  for (unsigned k = 0; route && r && k < r->n_share; k++)
+    json_array_append_new(route, json_pack("{s:s, s:I}", "site", r->share[k].site, "permille",
+                                           (json_int_t)r->share[k].permille));
+  json_t *load = json_null();
+  if (s->has_report) {
+    Nirc__LoadReport lr = NIRC__LOAD_REPORT__INIT;
+    lr.site = (char *)s->slug;
+    lr.timestamp_ms = s->last.timestamp_ms;
+    lr.interval_ms = s->last.interval_ms;
+    lr.calls_offered = s->last.offered;
+    lr.calls_answered = s->last.answered;
+    lr.calls_abandoned = s->last.abandoned;
+    lr.calls_in_queue = s->last.in_queue;
+    lr.calls_in_queue_peak = s->last.queue_peak;
+    lr.longest_wait_ms = s->last.longest_wait_ms;
+    lr.agents_logged_in = s->last.logged_in;
+    lr.agents_ready = s->last.ready;
+    lr.agents_talking = s->last.talking;
+    lr.agents_not_ready = s->last.not_ready;
+    lr.aht_ms = s->last.aht_ms;
+    lr.answered_within_threshold = s->last.answered_within;
+    lr.sl_threshold_s = s->last.sl_threshold_s;
+    lr.calls_from_other_sites = s->last.from_other_sites;
+    lr.calls_routed_away = s->last.routed_away;
+    lr.not_measured = s->last.not_measured;
+    lr.pbx_unreadable = s->last.pbx_unreadable;
+    lr.pbx_error = (char *)s->last.pbx_error;
+    load = report_to_json(&lr);
+  }
+  /* An empty route is not home: route_unknown says nobody knows it (the
+   * route stays [] here, as /status.json always had it), as in
+   * nircctl --json status (route_unheard: no Hello here yet);
+   * route_unverified that it was not read back; held_home that the engine
+   * keeps it home until nircctl readmit (the note says why while a rule
+   * would move it). */
+  json_t *x =
+      json_pack("{s:s, s:s, s:s, s:b, s:f, s:f, s:s, s:I, s:o, s:b, s:b, s:b, s:b, s:s, s:o}",
+                "slug", s->slug, "name_en", s->name_en, "name_zh", s->name_zh, "is_hub", s->is_hub,
+                "lat", s->lat, "lon", s->lon, "link", webrow_link_word(s->state), "report_age_ms",
+                (json_int_t)(s->has_report ? now_real - s->last_report_ms : -1), "route", route,
+                "route_unknown", !r, "route_unheard", !r && w->unheard, "route_unverified",
+                r && w->unverified, "held_home", w->held, "active_rule",
+                w->active_reason ? w->active_reason : "default", "load", load);
+  if (!x) return NULL;
+  if (w->note && w->note[0]) json_object_set_new(x, "note", json_string(w->note));
+  if (w->has_rule) {
+    /* The rule as nircctl --json status gives it: its end a number. */
+    const engine_rule_view_t *v = &w->rule;
+    json_t *rule = v->kind == RULE_NONE
+                       ? json_null()
+                       : json_pack("{s:s, s:I, s:s, s:s, s:I, s:s, s:b}", "kind",
+                                   rules_kind_name(v->kind), "id", (json_int_t)v->rule_id, "name",
+                                   v->name, "reason", v->reason, "end_ms", (json_int_t)v->end_ms,
+                                   "detail", v->detail, "excluded", v->excluded);
+    json_object_set_new(x, "rule", rule ? rule : json_null());
+  }
+  return x;
+}

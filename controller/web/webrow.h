@@ -1,0 +1,63 @@
+/* webrow: one site as the status page's table row and as its object in
+ * /status.json, from facts web.c gathers from the registry and the engine.
+ * Pure (no server, no engine, no clock): what a site's route marks look
+ * like on the page and in the JSON is tested without a controller
+ * (tests/unit/test_webrow.c). */
+#ifndef NIRC_WEBROW_H
+#define NIRC_WEBROW_H
+
+#include "alarm.h"
+#include "engine.h"
+#include "route.h"
+#include "sites.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The facts, filled by webrow_facts; pointers are borrowed for the call. */
+typedef struct {
+  const site_t *site;
+  /* The route the site acknowledged (what it does); NULL: nobody knows it
+   * (engine_route_seen is not ENGINE_ROUTE_KNOWN): never shown as home. */
+  const route_t *route;
+  bool unheard;    /* with route NULL: no Hello from its agent since this controller took over */
+  bool unverified; /* with a route: the PBX took it, nobody read it back */
+  /* Held home after its agent's early returns (engine_returns_t HELD),
+   * and the engine's words for it (engine_returns_words: how many, the
+   * rule, the fix), whether or not a rule would move it now. */
+  bool held;
+  char held_words[ALARM_MESSAGE_MAX];
+  const char *note;          /* the engine's status note (site_dir_t.note); NULL or "": none */
+  const char *active_reason; /* engine_active_reason, or "default" without an engine */
+  bool has_rule;             /* an engine: the "rule" key, from `rule` */
+  engine_rule_view_t rule;
+  const char *rule_text; /* the page's rule column, raw (the caller's words, web.c); NULL: none */
+} webrow_site_t;
+
+/* Site i's facts from the engine (NULL: none yet, a controller that never
+ * led) and its registry row. The engine is only read, though
+ * engine_returns_words takes it non-const. */
+void webrow_facts(engine_t *e, const site_t *site, size_t i, webrow_site_t *w);
+
+/* Text from elsewhere (an operator's reason, an agent's error, a lease row
+ * in the database) for HTML: its controls escaped (common/safetext.h),
+ * then its markup. */
+void webrow_escape(const char *in, char *out, size_t outlen);
+
+/* The route cell's text, raw: the route with its unverified mark, or
+ * "unknown" and why. */
+void webrow_route_text(const webrow_site_t *w, char *buf, size_t len);
+
+/* The site's <tr> of the page's table, or "" when it does not fit in len
+ * (WEBROW_HTML_MAX always fits). A held site's rule cell leads with the
+ * engine's words (why it is home, and the fix), then its rule. */
+#define WEBROW_HTML_MAX 8192
+void webrow_html(const webrow_site_t *w, char *out, size_t len);
+
+/* The site's object of /status.json (a new reference), or NULL when out
+ * of memory. now_real: the wall clock, for report_age_ms. */
+json_t *webrow_json(const webrow_site_t *w, int64_t now_real);
+
+#endif

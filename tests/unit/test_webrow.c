@@ -1,0 +1,212 @@
+/* Unit tests of a site's row on the status page and its object in
+ * /status.json (controller/web/webrow.c), built from an engine's world
+ * (tests/unit/support/world.c) as web.c builds them from nircd's: a site
+ * whose agent has not said Hello here (route unknown, not heard), one
+ * whose route nobody confirmed (unknown), one whose route the PBX took
+ * unread (unverified, away and home), and one held home after its
+ * agent's early returns (the engine's words and the fix on the page,
+ * held_home in the JSON). An operator reads these at 3 a.m.: none may
+ * read as "home" when nobody knows, and a held site must say why it is
+ * home while its rule would move it. */
+#include "engine.h"
+#include "route.h"
+#include "support/world.h"
+#include "webrow.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+static void row_has(const char *row, const char *want) {
+  if (!strstr(row, want)) fail_msg("no '%s' in the row: %s", want, row);
+}
+
+static void row_lacks(const char *row, const char *unwanted) {
+  if (strstr(row, unwanted)) fail_msg("'%s' in the row: %s", unwanted, row);
+}
+
+/* The route cell: the sixth <td> of the row. */
+static void route_cell(const char *row, char *out, size_t len) {
+  const char *p = row;
+  for (int k = 0; k < 6 && p; k++)
+    p = strstr(p + 1, "<td");
+  const char *start = p ? strchr(p, '>') : NULL, *end = start ? strstr(start, "</td>") : NULL;
+  if (!end) fail_msg("no route cell in the row: %s", row);
+  snprintf(out, len, "%.*s", (int)(end - start - 1), start + 1);
+}
+
+static bool key_true(json_t *x, const char *key) {
+  json_t *v = json_object_get(x, key);
+  if (!json_is_boolean(v)) fail_msg("%s is not a boolean", key);
+  return json_is_true(v);
+}
+
+/* Site slug's row and object as the page and /status.json give them. */
+static void render(world_t *w, engine_t *e, const char *slug, const char *rule, webrow_site_t *f,
+                   char *row, json_t **x) {
+  size_t i = world_index(w, slug);
+  webrow_facts(e, &w->sites->v[i], i, f);
+  f->rule_text = rule;
+  webrow_html(f, row, WEBROW_HTML_MAX);
+  if (!row[0]) fail_msg("%s: no row", slug);
+  *x = webrow_json(f, 0);
+  assert_non_null(*x);
+}
+
+/* A leader that has not heard from a site's agent knows nothing of its
+ * route (an older leader's move, or home by its revert_at): the page says
+ * "unknown (not heard ...)" and what to check, never "home"; the JSON has
+ * route_unknown and route_unheard. Once its Hello says home: home. */
+static void test_a_site_not_heard_is_unknown_not_home(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_engine(w);
+  assert_int_equal(engine_load_rules(e, 6, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 5000);
+  webrow_site_t f;
+  char row[WEBROW_HTML_MAX], cell[600];
+  json_t *x;
+  render(w, e, "guangdong", "default", &f, row, &x);
+  route_cell(row, cell, sizeof cell);
+  row_has(cell, "unknown (not heard: no Hello from its agent since this controller took over; "
+                "check the agent)");
+  row_lacks(cell, "home");
+  assert_true(key_true(x, "route_unknown"));
+  assert_true(key_true(x, "route_unheard"));
+  assert_false(key_true(x, "route_unverified"));
+  assert_false(key_true(x, "held_home"));
+  assert_int_equal(json_array_size(json_object_get(x, "route")), 0);
+  json_decref(x);
+
+  world_connect_all(w, e, NULL);
+  render(w, e, "guangdong", "default", &f, row, &x);
+  route_cell(row, cell, sizeof cell);
+  assert_string_equal(cell, "home");
+  assert_false(key_true(x, "route_unknown"));
+  assert_false(key_true(x, "route_unheard"));
+  json_decref(x);
+  engine_free(e);
+  world_free(w);
+}
+
+/* A route the agent has not confirmed at the PBX (heard, not known):
+ * "unknown" without the not-heard words; and a route the PBX took but
+ * nobody read back: the route with "(unverified: ...)", away or home. */
+static void test_unknown_and_unverified_routes(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  site_t *s = &w->sites->v[world_index(w, "hubei")];
+  route_t to;
+  route_home(&to, "hubei");
+  snprintf(to.share[0].site, sizeof to.share[0].site, "shaanxi");
+  webrow_site_t f = {.site = s, .rule_text = "cutover 4 until 08:00: storm"};
+  char row[WEBROW_HTML_MAX], cell[600];
+
+  webrow_html(&f, row, sizeof row); /* unknown, heard */
+  route_cell(row, cell, sizeof cell);
+  assert_string_equal(cell, "unknown");
+  json_t *x = webrow_json(&f, 0);
+  assert_true(key_true(x, "route_unknown"));
+  assert_false(key_true(x, "route_unheard"));
+  json_decref(x);
+
+  f.route = &to;
+  f.unverified = true;
+  webrow_html(&f, row, sizeof row);
+  route_cell(row, cell, sizeof cell);
+  assert_string_equal(cell, "shaanxi (unverified: not read back from the PBX)");
+  x = webrow_json(&f, 0);
+  assert_false(key_true(x, "route_unknown"));
+  assert_true(key_true(x, "route_unverified"));
+  json_t *sh = json_array_get(json_object_get(x, "route"), 0);
+  assert_string_equal(json_string_value(json_object_get(sh, "site")), "shaanxi");
+  json_decref(x);
+
+  route_t home;
+  route_home(&home, "hubei");
+  f.route = &home;
+  webrow_html(&f, row, sizeof row);
+  route_cell(row, cell, sizeof cell);
+  assert_string_equal(cell, "home (unverified: not read back from the PBX)");
+  world_free(w);
+}
+
+/* A site held home after its agent's early returns (here as a new leader
+ * loads the hold) while a schedule would move it: its row says "held
+ * home" with the engine's words (how many returns, the rule, the fix:
+ * NTP, then nircctl readmit) before the rule it is kept from, and
+ * /status.json has held_home true. Another site has neither. Before, the
+ * page showed the site "home" with the schedule as its rule and no
+ * reason, and /status.json had no held_home. */
+static void test_a_held_site_says_why_it_is_home(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_engine(w);
+  assert_int_equal(engine_load_rules(e, 6, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_return_hold_t held = {.site = "hubei",
+                               .returns = 3,
+                               .span_ms = 20 * 60000,
+                               .rule_kind = RULE_SCHEDULE,
+                               .rule_id = 2,
+                               .early_ms = 42000};
+  engine_load_return_holds(e, &held, 1);
+  engine_start_leading(e, 5000);
+  world_connect_all(w, e, NULL);
+  world_schedule_all_day(w, e, 2, "hubei", "shaanxi");
+  for (unsigned k = 0; k < 20; k++) {
+    world_tick(w, e, 200);
+    world_ack(w, e, 0, NULL);
+    world_flush(w);
+  }
+  webrow_site_t f;
+  char row[WEBROW_HTML_MAX], cell[600];
+  json_t *x;
+  render(w, e, "hubei", "schedule night until 08:00", &f, row, &x);
+  route_cell(row, cell, sizeof cell);
+  assert_string_equal(cell, "home");
+  row_has(row, "<tr class=\"site held\" data-slug=\"hubei\">");
+  row_has(row, "<span class=\"held\">held home: its agent went home early 3 times in 20 min "
+               "(last: schedule 2, 42 s before revert_at");
+  row_has(row,
+          "fix the host's clock (NTP), then nircctl readmit hubei</span>; its rule: schedule night "
+          "until 08:00");
+  assert_true(key_true(x, "held_home"));
+  assert_false(key_true(x, "route_unknown"));
+  json_decref(x);
+
+  render(w, e, "guangdong", "default", &f, row, &x);
+  row_has(row, "<tr class=\"site\" data-slug=\"guangdong\">");
+  row_lacks(row, "held");
+  assert_false(key_true(x, "held_home"));
+  json_decref(x);
+  engine_free(e);
+  world_free(w);
+}
+
+/* The rule column is an operator's or an agent's text: escaped. */
+static void test_the_rule_text_is_escaped(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  webrow_site_t f = {.site = &w->sites->v[0], .rule_text = "cutover 4: <b>\"storm\" & rain"};
+  char row[WEBROW_HTML_MAX];
+  webrow_html(&f, row, sizeof row);
+  row_has(row, "cutover 4: &lt;b&gt;&quot;storm&quot; &amp; rain");
+  world_free(w);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_a_site_not_heard_is_unknown_not_home),
+      cmocka_unit_test(test_unknown_and_unverified_routes),
+      cmocka_unit_test(test_a_held_site_says_why_it_is_home),
+      cmocka_unit_test(test_the_rule_text_is_escaped),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
