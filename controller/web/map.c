@@ -23,7 +23,7 @@
  * would leak into the page, and some SVG viewers ignore sheets anyway.
  * Classes are still set on the elements that mean something (site, hub,
  * link-*, load-*, move-arrow) for tests and for anyone scripting the page. */
-#include "map.h"
+#include "map-int.h"
 #include "mapsvg.h"
 
 #include <math.h>
@@ -691,32 +691,6 @@ static void put_leaders(mapsvg_buf_t *b, const layout_t *L) {
   mapsvg_puts(b, "</g>\n");
 }
 
-/* What the tooltip adds about the route in force: nothing when it is
- * known and read back. */
-static void route_tip(char *out, size_t cap, const map_site_t *m) {
-  int n = 0;
-  out[0] = '\0';
-  if (m->is_group && m->route_unknown && m->route_unheard)
-    n = snprintf(out, cap,
-                 "; %u route%s unknown (%u not heard from since this controller took over)",
-                 m->route_unknown, m->route_unknown == 1 ? "" : "s", m->route_unheard);
-  else if (m->is_group && m->route_unknown)
-    n = snprintf(out, cap, "; %u route%s unknown (not confirmed at the PBX)", m->route_unknown,
-                 m->route_unknown == 1 ? "" : "s");
-  else if (m->route_unknown && m->route_unheard)
-    n = snprintf(out, cap,
-                 "; route unknown: its agent has not said Hello to this controller since it "
-                 "took over (check the agent)");
-  else if (m->route_unknown)
-    n = snprintf(out, cap, "; route unknown: its agent has not confirmed a route at the PBX");
-  if (n < 0 || (size_t)n >= cap) return;
-  if (m->is_group && m->route_unverified)
-    snprintf(out + n, cap - (size_t)n, "; %u route%s applied, not read back from the PBX",
-             m->route_unverified, m->route_unverified == 1 ? "" : "s");
-  else if (m->route_unverified && !m->route_unknown)
-    snprintf(out + n, cap - (size_t)n, "; route applied, not read back from the PBX");
-}
-
 /* Dots: fill is the load, outline the link, a ring marks a hub. The
  * tooltip (<title>) spells the state out for whoever hovers. */
 static void put_sites(mapsvg_buf_t *b, const layout_t *L) {
@@ -758,7 +732,7 @@ static void put_sites(mapsvg_buf_t *b, const layout_t *L) {
     else if (!m->queue_unknown)
       snprintf(q, sizeof q, "%u in queue", m->in_queue);
     char route[160];
-    route_tip(route, sizeof route, m);
+    map_route_tip(route, sizeof route, m);
     snprintf(tip, sizeof tip, "%s%s%s (%s)%s: %s, %s, %s%s", lb->en, lb->zh[0] ? " " : "", lb->zh,
              slug, m->is_hub ? ", hub" : "", LINK_STYLE[s->link].word, occ, q, route);
     mapsvg_esc(b, tip);
@@ -1030,27 +1004,6 @@ static void layout_free(layout_t *L) {
   free(L->arr);
 }
 
-/* The label's word for a route nobody confirmed: a site's "route unknown"
- * (no arrow leaves it: the map does not know where its calls go); a
- * group's counts, unverified ones included, since its arrows sum sites
- * that differ. A single site's unverified route shows in its dashed arrows
- * (a dashed ring when it has none) and its tooltip. */
-static void route_word(char *out, size_t cap, const map_site_t *m) {
-  out[0] = '\0';
-  if (!m->is_group) {
-    if (m->route_unknown) snprintf(out, cap, m->route_unheard ? "not heard" : "route unknown");
-    return;
-  }
-  int n = 0;
-  if (m->route_unknown)
-    n = snprintf(out, cap, "%u route%s unknown", m->route_unknown,
-                 m->route_unknown == 1 ? "" : "s");
-  if (m->route_unknown && m->route_unheard && n >= 0 && (size_t)n < cap)
-    n += snprintf(out + n, cap - (size_t)n, " (%u not heard)", m->route_unheard);
-  if (m->route_unverified && n >= 0 && (size_t)n < cap)
-    snprintf(out + n, cap - (size_t)n, "%s%u unverified", n ? ", " : "", m->route_unverified);
-}
-
 /* Fills the dots and label texts of every site. */
 static void layout_sites(layout_t *L) {
   for (size_t i = 0; i < L->n; i++) {
@@ -1070,7 +1023,7 @@ static void layout_sites(layout_t *L) {
     lb->stat = s->link == LINK_ONLINE ? NULL : LINK_STYLE[s->link].word;
     lb->queue = m->queue_unknown ? 0 : m->in_queue;
     lb->queue_partial = m->queue_partial;
-    route_word(lb->route, sizeof lb->route, m);
+    map_route_word(lb->route, sizeof lb->route, m);
     double w1 = mapsvg_text_width(lb->en, 12, true), w2 = 0;
     if (lb->zh[0]) w1 += 4 + mapsvg_text_width(lb->zh, 12, false);
     if (lb->stat) w2 += mapsvg_text_width(lb->stat, 11, true);

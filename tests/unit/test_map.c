@@ -567,6 +567,18 @@ static void test_output_cap(void **state) {
 }
 
 /* The map a person looks at: all 31 sites, three moves, every state. */
+/* Writes svg as NIRC_BUILD_DIR/name when NIRC_BUILD_DIR is set. */
+static void write_sample(const char *svg, const char *name) {
+  const char *dir = getenv("NIRC_BUILD_DIR");
+  if (!dir || !*dir) return;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  assert_int_equal(fwrite(svg, 1, strlen(svg), f), strlen(svg));
+  assert_int_equal(fclose(f), 0);
+}
+
 static void test_write_sample(void **state) {
   (void)state;
   map_site_t s[N_PROV];
@@ -585,15 +597,36 @@ static void test_write_sample(void **state) {
   char *svg = map_render_svg(s, N_PROV, mv, 3, "NIRC routing \xE2\x80\x94 sample (UTC+8)");
   check_document(svg);
   assert_int_equal(count(svg, "class=\"move-arrow\""), 3);
-  const char *dir = getenv("NIRC_BUILD_DIR");
-  if (dir && *dir) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/map-sample.svg", dir);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fwrite(svg, 1, strlen(svg), f), strlen(svg));
-    assert_int_equal(fclose(f), 0);
-  }
+  write_sample(svg, "map-sample.svg");
+  free(svg);
+}
+
+/* A night's map with every route mark at once, written as map-marks.svg
+ * for a person to look at (rendered to PNG: the marks must be seen, not
+ * only found in the text): sites not heard from after a takeover, one
+ * whose route nobody confirmed, an unverified move and an unverified
+ * home (its dashed ring), beside ordinary moves. */
+static void test_write_marks_sample(void **state) {
+  (void)state;
+  map_site_t s[N_PROV];
+  copy_prov(s);
+  site_by_slug(s, N_PROV, "hubei")->route_unknown = 1;
+  site_by_slug(s, N_PROV, "hubei")->route_unheard = 1;
+  site_by_slug(s, N_PROV, "gansu")->route_unknown = 1;
+  site_by_slug(s, N_PROV, "gansu")->route_unheard = 1;
+  site_by_slug(s, N_PROV, "hunan")->route_unknown = 1;
+  site_by_slug(s, N_PROV, "guizhou")->route_unverified = 1;
+  site_by_slug(s, N_PROV, "anhui")->route_unverified = 1; /* home: the dashed ring */
+  site_by_slug(s, N_PROV, "hainan")->link = "offline";
+  map_move_t mv[] = {{"guizhou", "shaanxi", 1000, true},
+                     {"fujian", "henan", 1000, false},
+                     {"jiangxi", "henan", 600, false},
+                     {"hubei", "shaanxi", 1000, false}}; /* not heard: not drawn */
+  char *svg = map_render_svg(s, N_PROV, mv, 4, "NIRC routing \xE2\x80\x94 marks (UTC+8)");
+  check_document(svg);
+  assert_int_equal(count(svg, "class=\"move-arrow\""), 3);
+  assert_int_equal(count(svg, "<circle class=\"route-unverified-home\""), 1);
+  write_sample(svg, "map-marks.svg");
   free(svg);
 }
 
@@ -921,6 +954,7 @@ int main(void) {
       cmocka_unit_test(test_too_many_sites_refused),
       cmocka_unit_test(test_output_cap),
       cmocka_unit_test(test_write_sample),
+      cmocka_unit_test(test_write_marks_sample),
       cmocka_unit_test(test_aggregated_beyond_what_fits),
       cmocka_unit_test(test_unverified_route_dashed),
       cmocka_unit_test(test_unknown_route_not_drawn),
