@@ -586,6 +586,34 @@ static void legend_place(layout_t *L) {
   }
 }
 
+/* No corner is free when the legend is tall (a row per route mark shown):
+ * the one chosen covers dots, and a dot under the legend is a site nobody
+ * sees. The map is then drawn smaller, towards the opposite corner of the
+ * plot, until no dot is under the legend (by at most LEG_SHRINK_MIN);
+ * true when it was. */
+#define LEG_SHRINK_MIN 0.6
+static bool legend_clear(layout_t *L) {
+  box_t g = L->legend;
+  bool left = g.x0 < PAGE_W / 2, top = g.y0 < PAGE_H / 2;
+  double ax = left ? PLOT_X1 : PLOT_X0, ay = top ? PLOT_Y1 : PLOT_Y0, f = 1;
+  for (size_t i = 0; i < L->n; i++) {
+    const spot_t *s = &L->spot[i];
+    box_t k = inflate(g, s->rr + 4);
+    if (!s->shown || !inside(k, s->x, s->y)) continue;
+    /* x' = ax + f (x - ax): the factor that takes it past the box's inner
+     * edge across, or down (up); the larger one shrinks less. */
+    double fx = s->x != ax ? ((left ? k.x1 : k.x0) - ax) / (s->x - ax) : 0;
+    double fy = s->y != ay ? ((top ? k.y1 : k.y0) - ay) / (s->y - ay) : 0;
+    f = fmin(f, fmax(fmax(fx, fy), 0));
+  }
+  if (f >= 1) return false;
+  f = fmax(f, LEG_SHRINK_MIN);
+  L->px = ax + f * (L->px - ax), L->py = ay + f * (L->py - ay), L->s *= f;
+  for (size_t i = 0; i < L->n; i++)
+    L->spot[i].x = proj_x(L, L->in[i].lon), L->spot[i].y = proj_y(L, L->in[i].lat);
+  return true;
+}
+
 /* ---- writing -------------------------------------------------------------- */
 
 static void put_header(mapsvg_buf_t *b, const char *title) {
@@ -938,8 +966,8 @@ static void put_legend(mapsvg_buf_t *b, const layout_t *L) {
     r += ROUTE_ROW;
     mapsvg_printf(b,
                   "<text class=\"legend-unheard\" x=\"%s\" y=\"%s\"><tspan fill=\"" C_ROUTE
-                  "\" font-weight=\"bold\">not heard</tspan>: no Hello since this controller "
-                  "took over</text>\n",
+                  "\" font-weight=\"bold\">not heard</tspan>: no Hello here since the "
+                  "takeover</text>\n",
                   NUM(x + 10), NUM(r));
   }
   mapsvg_puts(b, "</g>\n");
@@ -1102,6 +1130,9 @@ char *map_render_svg_summary(const map_site_t *sites, size_t n_sites, const map_
   /* The legend goes where the default arrows are not; then each arrow may
    * bow the other way to miss dots and the legend. */
   legend_place(&L);
+  if (legend_clear(&L)) /* the dots moved: so do the arrows */
+    for (size_t i = 0; i < L.nm; i++)
+      arrow_build(&L, &L.arr[i], 0.2);
   for (size_t i = 0; i < L.nm; i++)
     arrow_route(&L, &L.arr[i]);
 

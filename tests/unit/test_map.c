@@ -27,6 +27,7 @@
 
 #include "map.h"
 #include "mapgroup.h"
+#include "mapsvg.h"
 #include "report.h"
 
 #define N_PROV 31
@@ -567,6 +568,53 @@ static void test_output_cap(void **state) {
 }
 
 /* The map a person looks at: all 31 sites, three moves, every state. */
+/* No site's dot is under the legend's box: a site nobody sees. */
+static void no_dot_under_legend(const char *svg) {
+  const char *g = strstr(svg, "<g class=\"legend\"");
+  double x, y, w, h;
+  assert_non_null(g);
+  assert_int_equal(sscanf(strstr(g, "<rect "),
+                          "<rect x=\"%lf\" y=\"%lf\" width=\"%lf\" height=\"%lf\"", &x, &y, &w, &h),
+                   4);
+  for (const char *p = strstr(svg, "<circle class=\"site"); p;
+       p = strstr(p + 1, "<circle class=\"site")) {
+    double cx, cy, r;
+    const char *c = strstr(p, " cx=\"");
+    assert_non_null(c);
+    assert_int_equal(sscanf(c, " cx=\"%lf\" cy=\"%lf\" r=\"%lf\"", &cx, &cy, &r), 3);
+    if (cx + r > x && cx - r < x + w && cy + r > y && cy - r < y + h)
+      fail_msg("a dot under the legend (%g..%g, %g..%g): %.80s", x, x + w, y, y + h, p);
+  }
+}
+
+/* Every line of the legend ends inside its box (estimated as the map
+ * estimates its labels, mapsvg_text_width at 11 px). */
+static void legend_text_fits(const char *svg) {
+  const char *g = strstr(svg, "<g class=\"legend\""), *end = g ? strstr(g, "</g>") : NULL;
+  double x, w;
+  assert_non_null(end);
+  assert_int_equal(sscanf(strstr(g, "<rect "), "<rect x=\"%lf\" y=\"%*f\" width=\"%lf\"", &x, &w),
+                   2);
+  for (const char *p = strstr(g, "<text "); p && p < end; p = strstr(p + 1, "<text ")) {
+    double tx;
+    assert_int_equal(sscanf(strstr(p, " x=\""), " x=\"%lf\"", &tx), 1);
+    char text[256];
+    size_t n = 0;
+    bool tag = false;
+    for (const char *c = strchr(p, '>') + 1; strncmp(c, "</text>", 7) != 0 && n + 1 < sizeof text;
+         c++) {
+      if (*c == '<' || *c == '>')
+        tag = *c == '<';
+      else if (!tag)
+        text[n++] = *c;
+    }
+    text[n] = '\0';
+    double right = tx + mapsvg_text_width(text, 11, false);
+    if (right > x + w - 4)
+      fail_msg("legend line past its box (%g > %g): %s", right, x + w - 4, text);
+  }
+}
+
 /* Writes svg as NIRC_BUILD_DIR/name when NIRC_BUILD_DIR is set. */
 static void write_sample(const char *svg, const char *name) {
   const char *dir = getenv("NIRC_BUILD_DIR");
@@ -626,6 +674,8 @@ static void test_write_marks_sample(void **state) {
   check_document(svg);
   assert_int_equal(count(svg, "class=\"move-arrow\""), 3);
   assert_int_equal(count(svg, "<circle class=\"route-unverified-home\""), 1);
+  no_dot_under_legend(svg);
+  legend_text_fits(svg);
   write_sample(svg, "map-marks.svg");
   free(svg);
 }
