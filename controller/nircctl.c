@@ -581,6 +581,7 @@ static int print_map(const Nirc__OperatorReply *rep, int json) {
         .route_unknown = s->route_unknown || s->route_unheard,
         .route_unheard = s->route_unheard,
         .route_unverified = s->route_unverified && !s->route_unknown && !s->route_unheard,
+        .held_home = s->held_home, /* no arrow while its rule would move it: why */
     };
     if (r)
       map_site_load(&ms[i], true, r->pbx_unreadable, r->not_measured, r->agents_logged_in,

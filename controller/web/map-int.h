@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 /* The second line of a site's label for its route marks (map_route.c):
- * "route unknown", "not heard", a group's counts; "" when its route is
+ * "route unknown", "not heard", "held home", a group's counts; "" when its route is
  * known and read back (a single site's unverified route shows in its
  * dashed arrows, or a dashed ring). */
 void map_route_word(char *out, size_t cap, const map_site_t *m);

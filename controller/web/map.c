@@ -218,6 +218,7 @@ typedef struct {
   bool leg_unknown;       /* a site's route is unknown: its legend row */
   bool leg_home;          /* a site routed home, unverified, is marked: its legend row */
   bool leg_unheard;       /* a site is not heard from: its legend row */
+  bool leg_held;          /* a site is held home: its legend row */
   box_t fixed[FIXED_MAX]; /* graticule labels */
   size_t nfixed;
   /* projection */
@@ -970,14 +971,23 @@ static void put_legend(mapsvg_buf_t *b, const layout_t *L) {
                   "takeover</text>\n",
                   NUM(x + 10), NUM(r));
   }
+  if (L->leg_held) {
+    r += ROUTE_ROW;
+    mapsvg_printf(b,
+                  "<text class=\"legend-held\" x=\"%s\" y=\"%s\"><tspan fill=\"" C_ROUTE
+                  "\" font-weight=\"bold\">held home</tspan>: agent's clock ahead; readmit"
+                  "</text>\n",
+                  NUM(x + 10), NUM(r));
+  }
   mapsvg_puts(b, "</g>\n");
 }
 
 /* Title and a one-line summary that counts what needs attention. */
 static void put_title(mapsvg_buf_t *b, const layout_t *L, const char *title, size_t n_moves,
                       const char *summary) {
-  size_t cnt[5] = {0}, hidden = 0, unknown = 0, unverified = 0, unheard = 0;
+  size_t cnt[5] = {0}, hidden = 0, unknown = 0, unverified = 0, unheard = 0, held = 0;
   for (size_t i = 0; i < L->n; i++) {
+    held += L->in[i].held_home;
     unknown += L->in[i].route_unknown;
     unheard += L->in[i].route_unknown ? L->in[i].route_unheard : 0;
     /* a site's unknown route is not also unverified (a group's counts
@@ -1016,6 +1026,9 @@ static void put_title(mapsvg_buf_t *b, const layout_t *L, const char *title, siz
   if (unverified)
     mapsvg_printf(b, "%s%zu route%s unverified", unknown ? ", " : "; ", unverified,
                   unverified == 1 ? "" : "s");
+  if (held)
+    mapsvg_printf(b, "; <tspan fill=\"" C_ROUTE "\" font-weight=\"bold\">%zu held home</tspan>",
+                  held);
   mapsvg_printf(b, "; %zu move%s shown</text>\n", n_moves, n_moves == 1 ? "" : "s");
   if (L->n == hidden)
     mapsvg_printf(b,
@@ -1113,8 +1126,10 @@ char *map_render_svg_summary(const map_site_t *sites, size_t n_sites, const map_
     L.leg_unheard |= sites[i].route_unknown > 0 && sites[i].route_unheard > 0;
     L.leg_unverified |= sites[i].is_group && sites[i].route_unverified > 0;
     L.leg_home |= unverified_home(&L, i);
+    L.leg_held |= sites[i].held_home > 0;
   }
-  L.leg_h = LEG_H + ROUTE_ROW * (L.leg_unverified + L.leg_home + L.leg_unknown + L.leg_unheard);
+  L.leg_h = LEG_H + ROUTE_ROW * (L.leg_unverified + L.leg_home + L.leg_unknown + L.leg_unheard +
+                                 L.leg_held);
   for (size_t i = 0; i < L.nm; i++)
     arrow_build(&L, &L.arr[i], 0.2);
   /* Thick arrows first so thin ones stay visible on top of them. */

@@ -37,6 +37,11 @@ typedef struct {
    * since it took over (not heard from), so its label says "not heard"
    * rather than "route unknown", and the legend says what to check. */
   unsigned route_unheard;
+  /* Held home after its agent's early returns (its clock runs ahead): no
+   * move with an end is sent to it until nircctl readmit, so no arrow
+   * leaves it whatever its rule says. Its label says "held home", its
+   * tooltip the fix; a group counts them. */
+  unsigned held_home;
   bool is_group;
 } map_site_t;
 

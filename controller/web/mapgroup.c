@@ -118,7 +118,7 @@ char *mapgroup_render(const map_site_t *sites, size_t n, const map_move_t *moves
    * of its sites, the queue summed and the occupancy averaged over the
    * sites that measure it. */
   size_t gi = SIZE_MAX, occ_n = 0, q_known = 0, routes_unknown = 0, routes_unverified = 0;
-  size_t routes_unheard = 0;
+  size_t routes_unheard = 0, held = 0;
   double occ = 0, lat = 0, lon = 0;
   for (size_t k = 0; k <= n; k++) {
     bool new_group = k == n || k == 0 || keys[k].key != keys[k - 1].key;
@@ -177,6 +177,8 @@ char *mapgroup_render(const map_site_t *sites, size_t n, const map_move_t *moves
     routes_unknown += s->route_unknown > 0;
     routes_unheard += s->route_unknown > 0 && s->route_unheard > 0;
     routes_unverified += s->route_unverified > 0 && !s->route_unknown;
+    g[gi].held_home += s->held_home > 0;
+    held += s->held_home > 0;
     if (s->occupancy >= 0) occ += s->occupancy, occ_n++;
     if (!s->queue_unknown) g[gi].in_queue += s->in_queue, q_known++;
   }
@@ -242,8 +244,11 @@ char *mapgroup_render(const map_site_t *sites, size_t n, const map_move_t *moves
   if (routes_unheard && u > 0 && (size_t)u < sizeof summary)
     u += snprintf(summary + u, sizeof summary - (size_t)u, " (%zu not heard from)", routes_unheard);
   if (routes_unverified && u > 0 && (size_t)u < sizeof summary)
-    snprintf(summary + u, sizeof summary - (size_t)u, "%s%zu route%s unverified",
-             routes_unknown ? ", " : "; ", routes_unverified, routes_unverified == 1 ? "" : "s");
+    u += snprintf(summary + u, sizeof summary - (size_t)u, "%s%zu route%s unverified",
+                  routes_unknown ? ", " : "; ", routes_unverified,
+                  routes_unverified == 1 ? "" : "s");
+  if (held && u > 0 && (size_t)u < sizeof summary)
+    snprintf(summary + u, sizeof summary - (size_t)u, "; %zu held home", held);
   svg = map_render_svg_summary(g, ng, mv, nd, title, summary);
 out:
   free(keys);

@@ -603,6 +603,7 @@ static char *web_map(const server_t *srv) {
     ms[ns - 1].route_unknown = !r;
     ms[ns - 1].route_unheard = engine_route_seen(srv->engine, i) == ENGINE_ROUTE_UNHEARD;
     ms[ns - 1].route_unverified = r && dir->unverified;
+    ms[ns - 1].held_home = dir && dir->returns.state == ENGINE_RETURNS_HELD;
     for (unsigned k = 0; r && k < r->n_share; k++)
       if (strcmp(r->share[k].site, s->slug) != 0)
         mv[nm++] = (map_move_t){s->slug, r->share[k].site, r->share[k].permille,

@@ -653,7 +653,7 @@ static void test_write_sample(void **state) {
  * for a person to look at (rendered to PNG: the marks must be seen, not
  * only found in the text): sites not heard from after a takeover, one
  * whose route nobody confirmed, an unverified move and an unverified
- * home (its dashed ring), beside ordinary moves. */
+ * home (its dashed ring), a site held home, beside ordinary moves. */
 static void test_write_marks_sample(void **state) {
   (void)state;
   map_site_t s[N_PROV];
@@ -666,6 +666,7 @@ static void test_write_marks_sample(void **state) {
   site_by_slug(s, N_PROV, "guizhou")->route_unverified = 1;
   site_by_slug(s, N_PROV, "anhui")->route_unverified = 1; /* home: the dashed ring */
   site_by_slug(s, N_PROV, "hainan")->link = "offline";
+  site_by_slug(s, N_PROV, "zhejiang")->held_home = 1;
   map_move_t mv[] = {{"guizhou", "shaanxi", 1000, true},
                      {"fujian", "henan", 1000, false},
                      {"jiangxi", "henan", 600, false},
@@ -983,6 +984,63 @@ static void test_unheard_route_not_drawn(void **state) {
   free(slug);
 }
 
+/* A site held home after its agent's early returns draws no arrow while
+ * its rule would move it: its label says "held home" (why it is home),
+ * its tooltip the cause and the fix, the legend has a row and the summary
+ * counts it; aggregated, its group and the summary count it. A map
+ * without one says nothing of it. Before, the site looked like any site at
+ * home. */
+static void test_held_home_marked(void **state) {
+  (void)state;
+  map_site_t s[N_PROV];
+  copy_prov(s);
+  char *svg = render(s, N_PROV, NULL, 0);
+  assert_null(strstr(svg, "held"));
+  free(svg);
+  site_by_slug(s, N_PROV, "zhejiang")->held_home = 1;
+  svg = render(s, N_PROV, NULL, 0);
+  assert_non_null(strstr(svg, "<tspan class=\"route-mark\" fill=\"#9a5200\" "
+                              "font-weight=\"bold\">held home</tspan>"));
+  char tip[512];
+  site_tip(svg, "zhejiang", tip, sizeof tip);
+  assert_non_null(strstr(tip, "; held home: its agent keeps going home early (its clock runs "
+                              "ahead); fix its clock (NTP), then nircctl readmit"));
+  assert_int_equal(count(svg, "class=\"legend-held\""), 1);
+  assert_non_null(strstr(svg, ">1 held home</tspan>; 0 moves shown"));
+  legend_text_fits(svg);
+  free(svg);
+  /* Not heard and held (a new leader loads the hold before the Hello). */
+  site_by_slug(s, N_PROV, "zhejiang")->route_unknown = 1;
+  site_by_slug(s, N_PROV, "zhejiang")->route_unheard = 1;
+  svg = render(s, N_PROV, NULL, 0);
+  assert_non_null(strstr(svg, ">not heard, held home</tspan>"));
+  free(svg);
+  enum { N = 320 };
+  map_site_t *g = calloc(N, sizeof *g);
+  char(*slug)[16] = calloc(N, sizeof *slug);
+  assert_non_null(g);
+  assert_non_null(slug);
+  for (size_t i = 0; i < N; i++) {
+    snprintf(slug[i], sizeof slug[i], "s-%03zu", i);
+    g[i] = (map_site_t){.slug = slug[i],
+                        .name_en = "Site",
+                        .lat = i < 300 ? 30.1 : 40.1,
+                        .lon = 110.1,
+                        .link = "online",
+                        .occupancy = 0.5};
+  }
+  g[7].held_home = g[8].held_home = 1;
+  svg = mapgroup_render(g, N, NULL, 0, "NIRC routing");
+  check_document(svg);
+  assert_non_null(strstr(svg, ">2 held home</tspan>"));
+  assert_non_null(strstr(svg, "; 2 held home</text>"));
+  assert_non_null(strstr(svg, "; 2 held home after their agents&apos; early returns"));
+  assert_int_equal(count(svg, "class=\"legend-held\""), 1);
+  free(svg);
+  free(g);
+  free(slug);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_document_shape),
@@ -1010,6 +1068,7 @@ int main(void) {
       cmocka_unit_test(test_unknown_route_not_drawn),
       cmocka_unit_test(test_aggregated_route_marks),
       cmocka_unit_test(test_unheard_route_not_drawn),
+      cmocka_unit_test(test_held_home_marked),
   };
   return cmocka_run_group_tests(tests, load_provinces, free_provinces);
 }
