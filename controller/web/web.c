@@ -76,15 +76,6 @@ static void web_label(const char *in, char *out, size_t outlen) {
   out[o] = '\0';
 }
 
-static const char *web_link_word(site_state_t s) {
-  switch (s) {
-  case SITE_ONLINE: return "online";
-  case SITE_STALE: return "stale";
-  case SITE_OFFLINE: return "offline";
-  default: return "never-seen";
-  }
-}
-
 /* The route a site acknowledged (what it does); NULL when nobody knows
  * (its agent has not confirmed it at the PBX, or has not said Hello to
  * this controller: shown as unknown, engine_route_seen). */
@@ -591,7 +582,7 @@ static char *web_map(const server_t *srv) {
         .name_zh = s->name_zh,
         .lat = s->lat,
         .lon = s->lon,
-        .link = web_link_word(s->state),
+        .link = webrow_link_word(s->state),
         .is_hub = s->is_hub,
     };
     map_site_load(&ms[ns - 1], s->has_report, s->last.pbx_unreadable, s->last.not_measured,

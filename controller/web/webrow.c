@@ -24,7 +24,7 @@ void webrow_escape(const char *in, char *out, size_t outlen) {
   out[o] = '\0';
 }
 
-static const char *webrow_link_word(site_state_t s) {
+const char *webrow_link_word(site_state_t s) {
   switch (s) {
   case SITE_ONLINE: return "online";
   case SITE_STALE: return "stale";

@@ -46,6 +46,10 @@ void webrow_facts(engine_t *e, const site_t *site, size_t i, webrow_site_t *w);
  * then its markup. */
 void webrow_escape(const char *in, char *out, size_t outlen);
 
+/* A link state as the page, /status.json and the map say it ("online",
+ * "stale", "offline", "never-seen"). */
+const char *webrow_link_word(site_state_t s);
+
 /* The route cell's text, raw: the route with its unverified mark, or
  * "unknown" and why. */
 void webrow_route_text(const webrow_site_t *w, char *buf, size_t len);

@@ -921,6 +921,24 @@ static void test_aggregated_route_marks(void **state) {
   free(slug);
 }
 
+/* TWO_GROUPS sites, online and half busy, in two grid cells (300 and 20):
+ * aggregated (mapgroup.c). Names go into slug; the caller frees the array. */
+#define TWO_GROUPS 320
+static map_site_t *two_groups(char (*slug)[16]) {
+  map_site_t *g = calloc(TWO_GROUPS, sizeof *g);
+  assert_non_null(g);
+  for (size_t i = 0; i < TWO_GROUPS; i++) {
+    snprintf(slug[i], sizeof slug[i], "s-%03zu", i);
+    g[i] = (map_site_t){.slug = slug[i],
+                        .name_en = "Site",
+                        .lat = i < 300 ? 30.1 : 40.1,
+                        .lon = 110.1,
+                        .link = "online",
+                        .occupancy = 0.5};
+  }
+  return g;
+}
+
 /* A site whose agent has not said Hello to this controller since it took
  * over: its route is not known here (not the last one, not home). No
  * arrow leaves it, its label says "not heard", its tooltip what to check,
@@ -956,23 +974,11 @@ static void test_unheard_route_not_drawn(void **state) {
   assert_non_null(strstr(svg, ">2 routes unknown</tspan> (1 not heard from)"));
   free(svg);
   /* Aggregated: the group and the summary count the sites not heard from. */
-  enum { N = 320 };
-  map_site_t *g = calloc(N, sizeof *g);
-  char(*slug)[16] = calloc(N, sizeof *slug);
-  assert_non_null(g);
-  assert_non_null(slug);
-  for (size_t i = 0; i < N; i++) {
-    snprintf(slug[i], sizeof slug[i], "s-%03zu", i);
-    g[i] = (map_site_t){.slug = slug[i],
-                        .name_en = "Site",
-                        .lat = i < 300 ? 30.1 : 40.1,
-                        .lon = 110.1,
-                        .link = "online",
-                        .occupancy = 0.5};
-  }
+  char slug[TWO_GROUPS][16];
+  map_site_t *g = two_groups(slug);
   g[10].route_unknown = g[11].route_unknown = g[12].route_unknown = 1;
   g[10].route_unheard = g[11].route_unheard = 1;
-  svg = mapgroup_render(g, N, NULL, 0, "NIRC routing");
+  svg = mapgroup_render(g, TWO_GROUPS, NULL, 0, "NIRC routing");
   check_document(svg);
   assert_non_null(strstr(svg, "; 3 routes unknown (2 not heard from)"));
   assert_non_null(strstr(svg, ">3 routes unknown (2 not heard)</tspan>"));
@@ -981,7 +987,6 @@ static void test_unheard_route_not_drawn(void **state) {
   assert_int_equal(count(svg, "class=\"legend-unheard\""), 1);
   free(svg);
   free(g);
-  free(slug);
 }
 
 /* A site held home after its agent's early returns draws no arrow while
@@ -1015,22 +1020,10 @@ static void test_held_home_marked(void **state) {
   svg = render(s, N_PROV, NULL, 0);
   assert_non_null(strstr(svg, ">not heard, held home</tspan>"));
   free(svg);
-  enum { N = 320 };
-  map_site_t *g = calloc(N, sizeof *g);
-  char(*slug)[16] = calloc(N, sizeof *slug);
-  assert_non_null(g);
-  assert_non_null(slug);
-  for (size_t i = 0; i < N; i++) {
-    snprintf(slug[i], sizeof slug[i], "s-%03zu", i);
-    g[i] = (map_site_t){.slug = slug[i],
-                        .name_en = "Site",
-                        .lat = i < 300 ? 30.1 : 40.1,
-                        .lon = 110.1,
-                        .link = "online",
-                        .occupancy = 0.5};
-  }
+  char slug[TWO_GROUPS][16];
+  map_site_t *g = two_groups(slug);
   g[7].held_home = g[8].held_home = 1;
-  svg = mapgroup_render(g, N, NULL, 0, "NIRC routing");
+  svg = mapgroup_render(g, TWO_GROUPS, NULL, 0, "NIRC routing");
   check_document(svg);
   assert_non_null(strstr(svg, ">2 held home</tspan>"));
   assert_non_null(strstr(svg, "; 2 held home</text>"));
@@ -1038,7 +1031,6 @@ static void test_held_home_marked(void **state) {
   assert_int_equal(count(svg, "class=\"legend-held\""), 1);
   free(svg);
   free(g);
-  free(slug);
 }
 
 int main(void) {
