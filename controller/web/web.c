@@ -801,7 +801,7 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
              ".online{color:#196127}.stale{color:#b36b00}.offline,.never-seen{color:#b00020}"
              ".banner{padding:.6em 1em;font-size:1.4em;font-weight:bold;background:#fff3cd;"
              "border:2px solid #b36b00}.noleader{background:#fde2e1;border-color:#b00020}"
-             ".held{color:#b00020;font-weight:bold}"
+             "span.held{color:#b00020;font-weight:bold}"
              "</style></head><body>\n<h1>NIRC status</h1>\n",
              web_leading(srv) ? "" : " — STANDBY");
   if (!web_leading(srv)) {
