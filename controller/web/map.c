@@ -213,7 +213,10 @@ typedef struct {
   size_t nm;
   arrow_t *arr;
   box_t legend;
-  double leg_h;           /* LEG_H and a row per route mark shown */
+  double leg_h; /* LEG_H and a row per route mark shown, or LEG_H with `marks` */
+  /* The route marks' rows in a corner of their own, when the legend's
+   * corner has no room for them; else empty (x1 == 0). */
+  box_t marks;
   bool leg_unverified;    /* an unverified arrow is drawn: its legend row */
   bool leg_unknown;       /* a site's route is unknown: its legend row */
   bool leg_home;          /* a site routed home, unverified, is marked: its legend row */
@@ -321,13 +324,18 @@ static box_t default_label_box(const layout_t *L, size_t i) {
   return (box_t){x0, y0, x0 + L->lab[i].w, y0 + L->lab[i].h};
 }
 
+/* How much of `b` the legend's boxes cover. */
+static double legend_overlap(const layout_t *L, box_t b) {
+  return overlap(b, L->legend) + overlap(b, L->marks);
+}
+
 /* What a label at `b` would cover, in weighted px^2: the page edge, the
  * title band, the legend, dots, other labels and arrows.
  * Covering a dot or another label is much worse than crossing an arrow,
  * which stays readable through the label's white halo. */
 static double label_cost(const layout_t *L, size_t self, box_t b) {
   box_t band = {0, 0, PAGE_W, BAND_H};
-  double c = 60 * off_page(b) + 20 * overlap(b, band) + 20 * overlap(b, L->legend);
+  double c = 60 * off_page(b) + 20 * overlap(b, band) + 20 * legend_overlap(L, b);
   for (size_t f = 0; f < L->nfixed; f++)
     c += 4 * overlap(b, L->fixed[f]);
   box_t bi = inflate(b, 2);
@@ -504,7 +512,7 @@ static unsigned arrow_hits(const layout_t *L, const arrow_t *a) {
   for (int k = 0; k <= 48; k++) {
     double x, y;
     bez(a, k / 48.0, &x, &y);
-    if (inside(inflate(L->legend, a->w), x, y)) hits++;
+    if (inside(inflate(L->legend, a->w), x, y) || inside(inflate(L->marks, a->w), x, y)) hits++;
     for (size_t j = 0; j < L->n; j++)
       if (j != a->from && j != a->to && L->spot[j].shown &&
           inside(inflate(dot_box(&L->spot[j]), a->w / 2 + 3), x, y))
@@ -543,7 +551,7 @@ static void arrow_label_place(layout_t *L, size_t i) {
     double x, y;
     bez(a, T[k], &x, &y);
     box_t b = {x - w / 2, y - h / 2, x + w / 2, y + h / 2};
-    double c = k * 30.0 + 60 * off_page(b) + 20 * overlap(b, L->legend);
+    double c = k * 30.0 + 60 * off_page(b) + 20 * legend_overlap(L, b);
     for (size_t j = 0; j < L->n; j++)
       if (L->spot[j].shown)
         c += 14 * overlap(inflate(b, 2), dot_box(&L->spot[j])) +
@@ -560,31 +568,61 @@ static void arrow_label_place(layout_t *L, size_t i) {
 
 /* ---- legend --------------------------------------------------------------- */
 
+/* Corner c (bottom-left, bottom-right, top-left, top-right) of the frame
+ * for a box `h` high. */
+static box_t legend_corner(int c, double h) {
+  const double m = 8;
+  double x0 = c % 2 ? FRAME_X1 - m - LEG_W : FRAME_X0 + m;
+  double y0 = c < 2 ? FRAME_Y1 - m - h : FRAME_Y0 + m;
+  return (box_t){x0, y0, x0 + LEG_W, y0 + h};
+}
+
+/* What a legend at `b` hides: dots (weighted most), their likely labels,
+ * arrows; *dots says whether it covers a dot. */
+static double legend_cost(const layout_t *L, box_t b, bool *dots) {
+  double cost = 0;
+  *dots = false;
+  for (size_t i = 0; i < L->n; i++) {
+    const spot_t *s = &L->spot[i];
+    if (!s->shown) continue;
+    double d = overlap(inflate(dot_box(s), 4), b);
+    *dots |= d > 0;
+    cost += 20 * d + 3 * overlap(default_label_box(L, i), b);
+  }
+  for (size_t a = 0; a < L->nm; a++)
+    for (int k = 0; k < ARROW_SAMPLES; k++)
+      if (inside(b, L->arr[a].pts[k][0], L->arr[a].pts[k][1])) cost += 400;
+  return cost;
+}
+
+/* The best corner, other than `skip`, for a box `h` high. */
+static int legend_best(const layout_t *L, double h, int skip, bool *dots) {
+  double best = INFINITY;
+  int at = 0;
+  for (int c = 0; c < 4; c++) {
+    bool d = false;
+    double cost = c == skip ? INFINITY : legend_cost(L, legend_corner(c, h), &d);
+    if (cost < best) best = cost, at = c, *dots = d;
+  }
+  return at;
+}
+
 /* The corner of the frame that the dots, their likely labels and the
  * arrows use least. Ties go to bottom-left, which is empty on a map of
- * China (Tibet's south and the Himalaya). */
+ * China (Tibet's south and the Himalaya). A legend made tall by the route
+ * marks' rows may find no corner free of dots: those rows then go to a
+ * corner of their own, if one is free (else legend_clear). */
 static void legend_place(layout_t *L) {
-  const double m = 8;
-  const box_t corner[4] = {
-      {FRAME_X0 + m, FRAME_Y1 - m - L->leg_h, FRAME_X0 + m + LEG_W, FRAME_Y1 - m},
-      {FRAME_X1 - m - LEG_W, FRAME_Y1 - m - L->leg_h, FRAME_X1 - m, FRAME_Y1 - m},
-      {FRAME_X0 + m, FRAME_Y0 + m, FRAME_X0 + m + LEG_W, FRAME_Y0 + m + L->leg_h},
-      {FRAME_X1 - m - LEG_W, FRAME_Y0 + m, FRAME_X1 - m, FRAME_Y0 + m + L->leg_h},
-  };
-  double best = INFINITY;
-  for (int c = 0; c < 4; c++) {
-    double cost = 0;
-    for (size_t i = 0; i < L->n; i++) {
-      const spot_t *s = &L->spot[i];
-      if (!s->shown) continue;
-      cost += 20 * overlap(inflate(dot_box(s), 4), corner[c]) +
-              3 * overlap(default_label_box(L, i), corner[c]);
-    }
-    for (size_t a = 0; a < L->nm; a++)
-      for (int k = 0; k < ARROW_SAMPLES; k++)
-        if (inside(corner[c], L->arr[a].pts[k][0], L->arr[a].pts[k][1])) cost += 400;
-    if (cost < best) best = cost, L->legend = corner[c];
-  }
+  bool dots, mdots = true;
+  int c = legend_best(L, L->leg_h, -1, &dots);
+  L->legend = legend_corner(c, L->leg_h);
+  double rows = L->leg_h - LEG_H;
+  if (!dots || rows <= 0) return;
+  int b = legend_best(L, LEG_H, -1, &dots), m = legend_best(L, rows + 6, b, &mdots);
+  if (dots || mdots) return;
+  L->leg_h = LEG_H;
+  L->legend = legend_corner(b, LEG_H);
+  L->marks = legend_corner(m, rows + 6);
 }
 
 /* No corner is free when the legend is tall (a row per route mark shown):
@@ -648,7 +686,7 @@ static void put_marker(mapsvg_buf_t *b, const char *id, double l, double h) {
 static void grid_label(mapsvg_buf_t *b, layout_t *L, double x, double y, int deg, const char *pos,
                        const char *neg) {
   box_t box = {x - 1, y - 12, x + 40, y + 3};
-  if (overlap(box, L->legend) > 0) return;
+  if (legend_overlap(L, box) > 0) return;
   mapsvg_printf(b, "<text x=\"%s\" y=\"%s\">%d\xC2\xB0%s</text>\n", NUM(x), NUM(y),
                 deg < 0 ? -deg : deg,
                 deg < 0   ? neg
@@ -936,8 +974,17 @@ static void put_legend(mapsvg_buf_t *b, const layout_t *L) {
                 "<text x=\"%s\" y=\"%s\">the share of the source's calls</text>\n",
                 NUM(x + 6), NUM(y + 190), NUM(x + 19), NUM(y + 178), NUM(x + 32), NUM(y + 184),
                 NUM(x + 48), NUM(y + 180), NUM(x + 48), NUM(y + 194));
-  /* The route marks, only when the map shows one. */
+  /* The route marks, only when the map shows one: under the rest, or in
+   * their own box (legend_place). */
   double r = y + LEG_H - 6; /* baselines 6 px above the frame's edge, as above */
+  if (L->marks.x1 > 0) {
+    x = L->marks.x0, r = L->marks.y0 - 4;
+    mapsvg_printf(b,
+                  "</g>\n<g class=\"legend legend-marks\" font-size=\"11\" fill=\"" C_TEXT "\">\n"
+                  "<rect x=\"%s\" y=\"%s\" width=\"%s\" height=\"%s\" rx=\"6\" "
+                  "fill=\"#ffffff\" stroke=\"#b8c2cc\"/>\n",
+                  NUM(x), NUM(L->marks.y0), NUM(LEG_W), NUM(L->marks.y1 - L->marks.y0));
+  }
   if (L->leg_unverified) {
     r += ROUTE_ROW;
     mapsvg_printf(b,

@@ -568,50 +568,60 @@ static void test_output_cap(void **state) {
 }
 
 /* The map a person looks at: all 31 sites, three moves, every state. */
-/* No site's dot is under the legend's box: a site nobody sees. */
-static void no_dot_under_legend(const char *svg) {
-  const char *g = strstr(svg, "<g class=\"legend\"");
-  double x, y, w, h;
-  assert_non_null(g);
+/* The box of the legend group at g (its first rect). */
+static void legend_box(const char *g, double *x, double *y, double *w, double *h) {
   assert_int_equal(sscanf(strstr(g, "<rect "),
-                          "<rect x=\"%lf\" y=\"%lf\" width=\"%lf\" height=\"%lf\"", &x, &y, &w, &h),
+                          "<rect x=\"%lf\" y=\"%lf\" width=\"%lf\" height=\"%lf\"", x, y, w, h),
                    4);
-  for (const char *p = strstr(svg, "<circle class=\"site"); p;
-       p = strstr(p + 1, "<circle class=\"site")) {
-    double cx, cy, r;
-    const char *c = strstr(p, " cx=\"");
-    assert_non_null(c);
-    assert_int_equal(sscanf(c, " cx=\"%lf\" cy=\"%lf\" r=\"%lf\"", &cx, &cy, &r), 3);
-    if (cx + r > x && cx - r < x + w && cy + r > y && cy - r < y + h)
-      fail_msg("a dot under the legend (%g..%g, %g..%g): %.80s", x, x + w, y, y + h, p);
+}
+
+/* No site's dot is under a box of the legend: a site nobody sees. */
+static void no_dot_under_legend(const char *svg) {
+  for (const char *g = strstr(svg, "<g class=\"legend"); g;
+       g = strstr(g + 1, "<g class=\"legend")) {
+    double x, y, w, h;
+    legend_box(g, &x, &y, &w, &h);
+    for (const char *p = strstr(svg, "<circle class=\"site"); p;
+         p = strstr(p + 1, "<circle class=\"site")) {
+      double cx, cy, r;
+      const char *c = strstr(p, " cx=\"");
+      assert_non_null(c);
+      assert_int_equal(sscanf(c, " cx=\"%lf\" cy=\"%lf\" r=\"%lf\"", &cx, &cy, &r), 3);
+      if (cx + r > x && cx - r < x + w && cy + r > y && cy - r < y + h)
+        fail_msg("a dot under the legend (%g..%g, %g..%g): %.80s", x, x + w, y, y + h, p);
+    }
   }
 }
 
-/* Every line of the legend ends inside its box (estimated as the map
- * estimates its labels, mapsvg_text_width at 11 px). */
+/* Every line of the legend ends inside its box, across (estimated as the
+ * map estimates its labels, mapsvg_text_width at 11 px) and down. */
 static void legend_text_fits(const char *svg) {
-  const char *g = strstr(svg, "<g class=\"legend\""), *end = g ? strstr(g, "</g>") : NULL;
-  double x, w;
-  assert_non_null(end);
-  assert_int_equal(sscanf(strstr(g, "<rect "), "<rect x=\"%lf\" y=\"%*f\" width=\"%lf\"", &x, &w),
-                   2);
-  for (const char *p = strstr(g, "<text "); p && p < end; p = strstr(p + 1, "<text ")) {
-    double tx;
-    assert_int_equal(sscanf(strstr(p, " x=\""), " x=\"%lf\"", &tx), 1);
-    char text[256];
-    size_t n = 0;
-    bool tag = false;
-    for (const char *c = strchr(p, '>') + 1; strncmp(c, "</text>", 7) != 0 && n + 1 < sizeof text;
-         c++) {
-      if (*c == '<' || *c == '>')
-        tag = *c == '<';
-      else if (!tag)
-        text[n++] = *c;
+  for (const char *g = strstr(svg, "<g class=\"legend"); g;
+       g = strstr(g + 1, "<g class=\"legend")) {
+    const char *end = strstr(g, "</g>");
+    double x, y, w, h;
+    assert_non_null(end);
+    legend_box(g, &x, &y, &w, &h);
+    for (const char *p = strstr(g, "<text "); p && p < end; p = strstr(p + 1, "<text ")) {
+      double tx, ty;
+      assert_int_equal(sscanf(strstr(p, " x=\""), " x=\"%lf\" y=\"%lf\"", &tx, &ty), 2);
+      char text[256];
+      size_t n = 0;
+      bool tag = false;
+      for (const char *c = strchr(p, '>') + 1; strncmp(c, "</text>", 7) != 0 && n + 1 < sizeof text;
+           c++) {
+        if (*c == '<' || *c == '>')
+          tag = *c == '<';
+        else if (!tag)
+          text[n++] = *c;
+      }
+      text[n] = '\0';
+      double right = tx + mapsvg_text_width(text, 11, false);
+      if (right > x + w - 4)
+        fail_msg("legend line past its box (%g > %g): %s", right, x + w - 4, text);
+      if (ty > y + h - 4 || ty - 11 < y)
+        fail_msg("legend line out of its box (y %g): %s", ty, text);
     }
-    text[n] = '\0';
-    double right = tx + mapsvg_text_width(text, 11, false);
-    if (right > x + w - 4)
-      fail_msg("legend line past its box (%g > %g): %s", right, x + w - 4, text);
   }
 }
 
@@ -677,6 +687,19 @@ static void test_write_marks_sample(void **state) {
   assert_int_equal(count(svg, "<circle class=\"route-unverified-home\""), 1);
   no_dot_under_legend(svg);
   legend_text_fits(svg);
+  /* A corner is free for the marks' rows: the map keeps its scale, every
+   * dot where the map without them puts it. */
+  char *plain = render(g_prov, N_PROV, NULL, 0), a[512], b[512];
+  for (size_t i = 0; i < N_PROV; i++) {
+    double ax, ay, bx, by;
+    site_tag(plain, g_prov[i].slug, a, sizeof a);
+    site_tag(svg, g_prov[i].slug, b, sizeof b);
+    assert_int_equal(sscanf(strstr(a, " cx="), " cx=\"%lf\" cy=\"%lf\"", &ax, &ay), 2);
+    assert_int_equal(sscanf(strstr(b, " cx="), " cx=\"%lf\" cy=\"%lf\"", &bx, &by), 2);
+    if (ax != bx || ay != by)
+      fail_msg("%s drawn at %g,%g, not %g,%g", g_prov[i].slug, bx, by, ax, ay);
+  }
+  free(plain);
   write_sample(svg, "map-marks.svg");
   free(svg);
 }
