@@ -1012,6 +1012,31 @@ static void test_unheard_route_not_drawn(void **state) {
   free(g);
 }
 
+/* Sites in every corner of the map and the route marks' rows: no corner
+ * is free for the legend nor for the marks' box, so the map is drawn
+ * smaller until no dot is under the legend (legend_clear). */
+static void test_legend_never_covers_a_dot(void **state) {
+  (void)state;
+  map_site_t s[N_PROV + 4];
+  copy_prov(s);
+  static const char *const slug[4] = {"nw", "ne", "sw", "se"};
+  for (size_t k = 0; k < 4; k++)
+    s[N_PROV + k] = (map_site_t){.slug = slug[k],
+                                 .name_en = slug[k],
+                                 .lat = k < 2 ? 54 : 18,
+                                 .lon = k % 2 ? 135 : 73,
+                                 .link = "online",
+                                 .occupancy = 0.5};
+  s[0].route_unknown = s[0].route_unheard = s[1].route_unknown = 1;
+  s[2].held_home = s[3].route_unverified = 1;
+  char *svg = render(s, N_PROV + 4, NULL, 0);
+  assert_int_equal(count(svg, "<g class=\"legend"), 1); /* no corner for the marks alone */
+  no_dot_under_legend(svg);
+  legend_text_fits(svg);
+  write_sample(svg, "map-corners.svg");
+  free(svg);
+}
+
 /* A site held home after its agent's early returns draws no arrow while
  * its rule would move it: its label says "held home" (why it is home),
  * its tooltip the cause and the fix, the legend has a row and the summary
@@ -1084,6 +1109,7 @@ int main(void) {
       cmocka_unit_test(test_aggregated_route_marks),
       cmocka_unit_test(test_unheard_route_not_drawn),
       cmocka_unit_test(test_held_home_marked),
+      cmocka_unit_test(test_legend_never_covers_a_dot),
   };
   return cmocka_run_group_tests(tests, load_provinces, free_provinces);
 }
