@@ -102,6 +102,8 @@ typedef struct deferred {
   defer_kind_t kind;
   char what[96];    /* "schedule 'night' added", for a failure message */
   char subject[48]; /* DEFER_SITE: "add:hubei", what the reply is about */
+  /* Owned: what a `schedule set` changed (engine_rules.c); NULL otherwise. */
+  struct engine_change *change;
   group_t *group;
   struct deferred *next;
 } deferred_t;

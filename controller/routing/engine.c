@@ -142,6 +142,7 @@ void engine_free(engine_t *e) {
   }
   while (e->deferred) {
     deferred_t *n = e->deferred->next;
+    free(e->deferred->change);
     free(e->deferred);
     e->deferred = n;
   }

@@ -269,6 +269,9 @@ typedef enum {
   ENGINE_REC_RETURNS_HOLD,
   /* That hold ended: site, actor (who), detail (why). */
   ENGINE_REC_RETURNS_RELEASE,
+  /* A schedule changed in place (nircctl schedule set): schedule (its
+   * row's id, with every field as it is now), actor (who). */
+  ENGINE_REC_SCHEDULE_CHANGE,
 } engine_rec_kind_t;
 
 /* A sites row as nircctl site writes it (borrowed, like the record). */

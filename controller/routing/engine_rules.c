@@ -26,6 +26,23 @@ static void engine_days_text(uint8_t days, char *buf, size_t len) {
                                names[d]);
 }
 
+/* What a `schedule set` changed and what that does to the routes, told
+ * with its reply (and in its audit entry). Flat: freed with free(). */
+#define ENGINE_CHANGE_FIELDS 8
+typedef struct {
+  char site[SCENARIO_SLUG_MAX];
+  char from[160], to[160]; /* route_format's words: "home", "shaanxi" */
+} engine_change_move_t;
+typedef struct engine_change {
+  char name[RULES_NAME_MAX];
+  char changed[ENGINE_CHANGE_FIELDS][320]; /* "end 08:00 -> 08:30" */
+  unsigned n_changed;
+  engine_change_move_t moves[2 * RULES_MAX_SITES];
+  unsigned n_moves;
+  unsigned kept; /* sources away before and after, by the same shares */
+  bool dry_run;
+} engine_change_t;
+
 static Nirc__ScheduleSpec *engine_schedule_spec(engine_t *e, engine_arena_t *a,
                                                 const schedule_t *s) {
   Nirc__ScheduleSpec *sp = engine_arena_alloc(a, sizeof *sp);
@@ -92,7 +109,8 @@ void engine_send_built_reply(engine_t *e, void *c, uint64_t rid, engine_arena_t 
   engine_arena_free(a);
 }
 
-static void engine_reply_schedules(engine_t *e, void *c, uint64_t rid, const char *warning);
+static void engine_reply_schedules(engine_t *e, void *c, uint64_t rid, const char *warning,
+                                   const engine_change_t *change);
 static void engine_reply_overflows(engine_t *e, void *c, uint64_t rid, const char *warning);
 
 /* ---- replies that wait for the change to be durable ---- */
@@ -111,7 +129,7 @@ void engine_defer_on(engine_t *e, const engine_req_t *rq, defer_kind_t kind, con
     free(d);
     engine_group_release(e, g);
     if (kind == DEFER_SCHEDULES)
-      engine_reply_schedules(e, rq->client, rq->request_id, "the record is not followed");
+      engine_reply_schedules(e, rq->client, rq->request_id, "the record is not followed", NULL);
     else if (kind == DEFER_ALARMS)
       engine_reply_alarms(e, rq->client, rq->request_id, "the record is not followed");
     else if (kind == DEFER_CAPACITY)
@@ -156,7 +174,7 @@ void engine_deferred_check(engine_t *e) {
         warn = msg;
       }
       if (d->kind == DEFER_SCHEDULES)
-        engine_reply_schedules(e, d->client, d->request_id, warn);
+        engine_reply_schedules(e, d->client, d->request_id, warn, d->change);
       else if (d->kind == DEFER_ALARMS)
         engine_reply_alarms(e, d->client, d->request_id, warn);
       else if (d->kind == DEFER_CAPACITY)
@@ -167,23 +185,52 @@ void engine_deferred_check(engine_t *e) {
         engine_reply_overflows(e, d->client, d->request_id, warn);
     }
     engine_group_release(e, d->group);
+    free(d->change);
     free(d);
   }
 }
 
+/* What a SET changed, for its reply (in arena a); NULL without memory. */
+static Nirc__RuleChange *engine_change_reply(engine_arena_t *a, const engine_change_t *c) {
+  Nirc__RuleChange *rc = engine_arena_alloc(a, sizeof *rc);
+  if (!rc) return NULL;
+  nirc__rule_change__init(rc);
+  rc->name = engine_arena_str(a, c->name);
+  rc->kept = c->kept;
+  rc->dry_run = c->dry_run;
+  rc->changed = engine_arena_alloc(a, (c->n_changed + 1) * sizeof *rc->changed);
+  rc->moves = engine_arena_alloc(a, (c->n_moves + 1) * sizeof *rc->moves);
+  if (!rc->changed || !rc->moves) return NULL;
+  for (unsigned k = 0; k < c->n_changed; k++)
+    rc->changed[rc->n_changed++] = engine_arena_str(a, c->changed[k]);
+  for (unsigned k = 0; k < c->n_moves; k++) {
+    Nirc__RuleChangeMove *m = engine_arena_alloc(a, sizeof *m);
+    if (!m) return NULL;
+    nirc__rule_change_move__init(m);
+    m->site = engine_arena_str(a, c->moves[k].site);
+    m->from = engine_arena_str(a, c->moves[k].from);
+    m->to = engine_arena_str(a, c->moves[k].to);
+    rc->moves[rc->n_moves++] = m;
+  }
+  return rc;
+}
+
 /* The schedule list; `warning` (may be NULL) says the change it answers
- * is not durable. */
-static void engine_reply_schedules(engine_t *e, void *c, uint64_t rid, const char *warning) {
+ * is not durable; `change` (may be NULL) what a SET changed. */
+static void engine_reply_schedules(engine_t *e, void *c, uint64_t rid, const char *warning,
+                                   const engine_change_t *change) {
   engine_arena_t a = {0};
   Nirc__ScheduleReply *sr = engine_arena_alloc(&a, sizeof *sr);
   if (sr) {
     nirc__schedule_reply__init(sr);
     sr->schedules = engine_arena_alloc(&a, (e->n_sch + 1) * sizeof *sr->schedules);
+    if (change) sr->change = engine_change_reply(&a, change);
   }
   for (size_t k = 0; sr && sr->schedules && k < e->n_sch; k++) {
     Nirc__ScheduleSpec *sp = engine_schedule_spec(e, &a, &e->sch[k]);
     if (sp) sr->schedules[sr->n_schedules++] = sp;
   }
+  if (sr && change && !sr->change) a.failed = true;
   Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
   rep.body_case = NIRC__OPERATOR_REPLY__BODY_SCHEDULE;
   rep.schedule = sr;
@@ -254,6 +301,306 @@ static bool engine_schedule_cycle(engine_t *e, const engine_req_t *rq, const sch
   return true;
 }
 
+/* ---- nircctl schedule set: a change in place ---- */
+
+static void engine_list_text(const slug_list_t *l, char *buf, size_t len) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (unsigned k = 0; k < l->n && used < len; k++)
+    used += (size_t)snprintf(buf + used, len - used, "%s%s", k ? "," : "", l->v[k]);
+}
+
+static bool engine_slug_in(const slug_list_t *l, const char *slug) {
+  for (unsigned k = 0; k < l->n; k++)
+    if (strcmp(l->v[k], slug) == 0) return true;
+  return false;
+}
+
+static bool engine_lists_equal(const slug_list_t *a, const slug_list_t *b) {
+  if (a->n != b->n) return false;
+  for (unsigned k = 0; k < a->n; k++)
+    if (strcmp(a->v[k], b->v[k]) != 0) return false;
+  return true;
+}
+
+static json_t *engine_exceptions_json(const schedule_t *s) {
+  json_t *ex = json_array();
+  for (unsigned k = 0; k < s->n_exceptions; k++) {
+    char d[16];
+    int32_t x = s->exceptions[k];
+    snprintf(d, sizeof d, "%04d-%02d-%02d", x / 10000, (x / 100) % 100, x % 100);
+    json_array_append_new(ex, json_string(d));
+  }
+  return ex;
+}
+
+/* The schedule `old` with what the spec of a SET gives: an empty string,
+ * an empty list or 0 keeps the field; --except none clears the dates. */
+static int engine_schedule_merge(const schedule_t *old, const Nirc__ScheduleSpec *sp, schedule_t *s,
+                                 char *err, size_t errlen) {
+  *s = *old;
+  if (!sp) {
+    snprintf(err, errlen, "no change given");
+    return NIRC_EINVAL;
+  }
+  if ((sp->n_sources &&
+       engine_copy_slugs(&s->sources, sp->sources, sp->n_sources, "sources", err, errlen)) ||
+      (sp->n_hubs && engine_copy_slugs(&s->hubs, sp->hubs, sp->n_hubs, "hubs", err, errlen)))
+    return NIRC_EINVAL;
+  if (sp->start && *sp->start && rules_parse_hhmm(sp->start, &s->start_min) != 0) {
+    snprintf(err, errlen, "start time '%s' is not HH:MM (00:00-23:59)", sp->start);
+    return NIRC_EINVAL;
+  }
+  if (sp->end && *sp->end && rules_parse_hhmm(sp->end, &s->end_min) != 0) {
+    snprintf(err, errlen, "end time '%s' is not HH:MM (00:00-23:59)", sp->end);
+    return NIRC_EINVAL;
+  }
+  if (sp->days && *sp->days && rules_parse_days(sp->days, &s->days, err, errlen) != 0)
+    return NIRC_EINVAL;
+  if (sp->tz && *sp->tz) nirc_strlcpy(s->tz, sp->tz, sizeof s->tz);
+  if (sp->n_exceptions) {
+    s->n_exceptions = 0;
+    bool none = sp->n_exceptions == 1 && strcmp(sp->exceptions[0], "none") == 0;
+    for (size_t k = 0; k < sp->n_exceptions && !none; k++) {
+      if (s->n_exceptions == RULES_MAX_EXCEPTIONS ||
+          rules_parse_date(sp->exceptions[k], &s->exceptions[s->n_exceptions]) != 0) {
+        snprintf(err, errlen, "exception date '%s' is not YYYY-MM-DD (or 'none')",
+                 sp->exceptions[k]);
+        return NIRC_EINVAL;
+      }
+      s->n_exceptions++;
+    }
+  }
+  if (sp->wave_size) s->wave_size = sp->wave_size;
+  return 0;
+}
+
+/* The fields that differ, said for the operator in c->changed and as
+ * before/after objects for the audit entry (both own their values). */
+static void engine_schedule_diff(const schedule_t *a, const schedule_t *b, engine_change_t *c,
+                                 json_t *before, json_t *after) {
+  char x[1200], y[1200];
+#define ENGINE_DIFF(key, ja, jb)                                                                   \
+  do {                                                                                             \
+    if (c->n_changed < ENGINE_CHANGE_FIELDS)                                                       \
+      snprintf(c->changed[c->n_changed++], sizeof c->changed[0], "%s %s -> %s", key,               \
+               x[0] ? x : "(none)", y[0] ? y : "(none)");                                          \
+    json_object_set_new(before, key, ja);                                                          \
+    json_object_set_new(after, key, jb);                                                           \
+  } while (0)
+  if (!engine_lists_equal(&a->sources, &b->sources)) {
+    engine_list_text(&a->sources, x, sizeof x);
+    engine_list_text(&b->sources, y, sizeof y);
+    ENGINE_DIFF("sources", engine_slugs_json(&a->sources), engine_slugs_json(&b->sources));
+  }
+  if (!engine_lists_equal(&a->hubs, &b->hubs)) {
+    engine_list_text(&a->hubs, x, sizeof x);
+    engine_list_text(&b->hubs, y, sizeof y);
+    ENGINE_DIFF("hubs", engine_slugs_json(&a->hubs), engine_slugs_json(&b->hubs));
+  }
+  if (a->start_min != b->start_min) {
+    snprintf(x, sizeof x, "%02d:%02d", a->start_min / 60, a->start_min % 60);
+    snprintf(y, sizeof y, "%02d:%02d", b->start_min / 60, b->start_min % 60);
+    ENGINE_DIFF("start", json_string(x), json_string(y));
+  }
+  if (a->end_min != b->end_min) {
+    snprintf(x, sizeof x, "%02d:%02d", a->end_min / 60, a->end_min % 60);
+    snprintf(y, sizeof y, "%02d:%02d", b->end_min / 60, b->end_min % 60);
+    ENGINE_DIFF("end", json_string(x), json_string(y));
+  }
+  if (a->days != b->days) {
+    engine_days_text(a->days, x, sizeof x);
+    engine_days_text(b->days, y, sizeof y);
+    ENGINE_DIFF("days", json_string(x), json_string(y));
+  }
+  if (strcmp(a->tz, b->tz) != 0) {
+    snprintf(x, sizeof x, "%s", a->tz);
+    snprintf(y, sizeof y, "%s", b->tz);
+    ENGINE_DIFF("tz", json_string(x), json_string(y));
+  }
+  bool same_ex = a->n_exceptions == b->n_exceptions;
+  for (unsigned k = 0; same_ex && k < a->n_exceptions; k++)
+    same_ex = a->exceptions[k] == b->exceptions[k];
+  if (!same_ex) {
+    json_t *ja = engine_exceptions_json(a), *jb = engine_exceptions_json(b);
+    char *ta = json_dumps(ja, JSON_COMPACT), *tb = json_dumps(jb, JSON_COMPACT);
+    snprintf(x, sizeof x, "%s", ta && strcmp(ta, "[]") ? ta : "");
+    snprintf(y, sizeof y, "%s", tb && strcmp(tb, "[]") ? tb : "");
+    free(ta);
+    free(tb);
+    ENGINE_DIFF("exceptions", ja, jb);
+  }
+  if (a->wave_size != b->wave_size) {
+    snprintf(x, sizeof x, "%u", a->wave_size);
+    snprintf(y, sizeof y, "%u", b->wave_size);
+    ENGINE_DIFF("wave_size", json_integer(a->wave_size), json_integer(b->wave_size));
+  }
+#undef ENGINE_DIFF
+}
+
+/* What the changed schedule does to the routes now: the engine plans with
+ * `changed` in the place of its old self (as the next tick will) and
+ * compares each of the old and new sources' route with the one it was
+ * last sent. A source whose shares stay the same is kept (a later end
+ * only sends it its new revert_at); the others move, directly from their
+ * old hub to their new one (a move that loads a hub waits for its wave).
+ * 0 or NIRC_ENOMEM. */
+static int engine_change_moves(engine_t *e, schedule_t *old, const schedule_t *changed,
+                               engine_change_t *c) {
+  schedule_t keep = *old;
+  *old = *changed;
+  plan_t trial;
+  int rc = engine_trial_plan(e, NULL, &trial);
+  *old = keep;
+  if (rc != 0) return rc;
+  for (size_t i = 0; i < engine_nsites(e) && i < trial.n_routes; i++) {
+    const char *slug = engine_site(e, i)->slug;
+    if (!engine_slug_in(&keep.sources, slug) && !engine_slug_in(&changed->sources, slug)) continue;
+    const route_t *cur = &e->dirs[i].target;
+    route_t want;
+    engine_route_from_plan(&trial.routes[i], &want);
+    if (route_shares_same(&want, cur)) {
+      c->kept += engine_is_away(cur, slug);
+      continue;
+    }
+    if (c->n_moves == sizeof c->moves / sizeof c->moves[0]) continue;
+    engine_change_move_t *m = &c->moves[c->n_moves++];
+    nirc_strlcpy(m->site, slug, sizeof m->site);
+    route_format(cur, slug, m->from, sizeof m->from);
+    route_format(&want, slug, m->to, sizeof m->to);
+    if (!m->from[0]) snprintf(m->from, sizeof m->from, "home");
+    if (!m->to[0]) snprintf(m->to, sizeof m->to, "home");
+  }
+  planner_free(&trial);
+  return 0;
+}
+
+static json_t *engine_change_moves_json(const engine_change_t *c) {
+  json_t *a = json_array();
+  for (unsigned k = 0; k < c->n_moves; k++)
+    json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "site", c->moves[k].site, "from",
+                                       c->moves[k].from, "to", c->moves[k].to));
+  return a;
+}
+
+/* Answers the SET once its record is durable, with what it changed
+ * (engine_defer, then the change handed to that deferred reply). */
+static void engine_defer_change(engine_t *e, const engine_req_t *rq, const char *what,
+                                engine_change_t *c) {
+  deferred_t *last = NULL;
+  engine_defer(e, rq, DEFER_SCHEDULES, what);
+  for (deferred_t *d = e->deferred; d; d = d->next)
+    last = d;
+  if (last && last->client == rq->client && last->request_id == rq->request_id && !last->change)
+    last->change = c;
+  else
+    free(c); /* answered already (out of memory): without the change */
+}
+
+/* nircctl schedule set NAME ...: the schedule changed in place, checked
+ * like an add (validation, conflicts, cycles), recorded (one row updated)
+ * before it takes effect, and audited as schedule-change with before and
+ * after. It keeps its id, so the next tick moves only the sources whose
+ * route changes: a later end sends the same route with the new revert_at,
+ * a new hub moves sources from the old hub to the new one directly, a
+ * source dropped goes home, one added moves (engine_evaluate). A rm and
+ * an add would send every source home and back. */
+static void engine_op_schedule_set(engine_t *e, const engine_req_t *rq,
+                                   const Nirc__ScheduleRequest *req, const char *target) {
+  char err[512], why[256];
+  schedule_t *old = engine_find_schedule(e, req->name, req->id);
+  if (!old) {
+    engine_refuse(e, rq, "schedule", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "no schedule '%s' (see nircctl schedule list)", req->name ? req->name : "");
+    return;
+  }
+  rules_env_t env = {engine_site_exists, e, engine_site_at};
+  schedule_t s;
+  if (engine_schedule_merge(old, req->spec, &s, err, sizeof err) != 0 ||
+      rules_validate_schedule(&s, &env, err, sizeof err) != 0) {
+    engine_refuse(e, rq, "schedule", target, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
+    return;
+  }
+  engine_change_t *c = calloc(1, sizeof *c);
+  json_t *before = json_object(), *after = json_object();
+  if (!c || !before || !after) {
+    free(c);
+    json_decref(before);
+    json_decref(after);
+    engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
+                       "out of memory");
+    return;
+  }
+  nirc_strlcpy(c->name, s.name, sizeof c->name);
+  c->dry_run = req->dry_run;
+  engine_schedule_diff(old, &s, c, before, after);
+  const char *refusal = NULL;
+  if (c->n_changed == 0)
+    refusal = "nothing to change: give --sources, --to, --start, --end, --days, --tz, "
+              "--except or --wave-size with a new value";
+  for (size_t k = 0; !refusal && k < e->n_sch; k++) {
+    if (rules_schedules_conflict(&s, &e->sch[k], why, sizeof why)) { /* skips itself (id) */
+      snprintf(err, sizeof err, "conflicts with schedule '%s': %s", e->sch[k].name, why);
+      refusal = err;
+    }
+  }
+  if (refusal) {
+    free(c);
+    json_decref(before);
+    json_decref(after);
+    engine_refuse(e, rq, "schedule", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", refusal);
+    return;
+  }
+  /* Its old self is not one of the others: a circle with it would be a
+   * circle with a rule that no longer exists. */
+  bool was_on = old->enabled;
+  old->enabled = false;
+  bool cycle = engine_schedule_cycle(e, rq, &s, "", target);
+  old->enabled = was_on;
+  if (cycle || engine_change_moves(e, old, &s, c) != 0) {
+    if (!cycle)
+      engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
+                         "out of memory");
+    free(c);
+    json_decref(before);
+    json_decref(after);
+    return;
+  }
+  if (req->dry_run) {
+    json_decref(before);
+    json_decref(after);
+    engine_reply_schedules(e, rq->client, rq->request_id, NULL, c);
+    free(c);
+    return;
+  }
+  if (!engine_can_record(e, rq, "schedule", target)) {
+    free(c);
+    json_decref(before);
+    json_decref(after);
+    return;
+  }
+  engine_group_begin(e); /* NULL: the records are not followed */
+  engine_rec_t rec = {
+      .kind = ENGINE_REC_SCHEDULE_CHANGE, .schedule = &s, .actor = rq->operator_name};
+  if (engine_store(e, &rec) != 0) {
+    free(c);
+    json_decref(before);
+    json_decref(after);
+    engine_refuse_unrecorded(e, rq, "schedule", target, "the change");
+    return;
+  }
+  *old = s;
+  e->eval_dirty = true; /* the moves: planned on the next tick */
+  engine_audit(e, rq->operator_name, "schedule-change", s.name,
+               json_pack("{s:I, s:o, s:o, s:o, s:I}", "id", (json_int_t)s.id, "before", before,
+                         "after", after, "moves", engine_change_moves_json(c), "kept",
+                         (json_int_t)c->kept));
+  char what[96];
+  snprintf(what, sizeof what, "schedule '%s' changed", s.name);
+  engine_defer_change(e, rq, what, c);
+  engine_group_end(e);
+}
+
 void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__ScheduleRequest *req) {
   e->eval_dirty = true; /* a rule may change: planned on the next tick */
   void *c = rq->client;
@@ -264,7 +611,8 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
   const char *who = rq->operator_name;
   rules_env_t env = {engine_site_exists, e, engine_site_at};
   switch (req->op) {
-  case NIRC__RULE_OP__RULE_OP_LIST: engine_reply_schedules(e, c, rid, NULL); return;
+  case NIRC__RULE_OP__RULE_OP_LIST: engine_reply_schedules(e, c, rid, NULL, NULL); return;
+  case NIRC__RULE_OP__RULE_OP_SET: engine_op_schedule_set(e, rq, req, target_); return;
   case NIRC__RULE_OP__RULE_OP_ADD: {
     schedule_t s;
     if (engine_schedule_from_spec(req->spec, &s, err, sizeof err) != 0 ||

@@ -363,28 +363,49 @@ static int store_cutover_end(db_t *db, const engine_rec_t *r, engine_stored_cb d
                       4, p, target, change, done, arg);
 }
 
+/* A schedule's columns as text parameters (schedules table). */
+typedef struct {
+  char id[24], srcs[1024], hubs[1024], st[8], en[8], days[8], ws[8], ex[1024];
+} store_sched_text_t;
+
+static void store_schedule_text(const schedule_t *s, store_sched_text_t *t) {
+  snprintf(t->id, sizeof t->id, "%llu", (unsigned long long)s->id);
+  store_pg_array(&s->sources, t->srcs, sizeof t->srcs);
+  store_pg_array(&s->hubs, t->hubs, sizeof t->hubs);
+  snprintf(t->st, sizeof t->st, "%d", s->start_min);
+  snprintf(t->en, sizeof t->en, "%d", s->end_min);
+  snprintf(t->days, sizeof t->days, "%u", s->days);
+  snprintf(t->ws, sizeof t->ws, "%u", s->wave_size);
+  snprintf(t->ex, sizeof t->ex, "{");
+  for (unsigned k = 0; k < s->n_exceptions; k++) {
+    int32_t x = s->exceptions[k];
+    size_t u = strlen(t->ex);
+    snprintf(t->ex + u, sizeof t->ex - u, "%s%04d-%02d-%02d", k ? "," : "", x / 10000,
+             (x / 100) % 100, x % 100);
+  }
+  strncat(t->ex, "}", sizeof t->ex - strlen(t->ex) - 1);
+}
+
 static int store_schedule_new(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
   const schedule_t *s = r->schedule;
   const char *who = r->actor;
-  int64_t wall_ms = r->wall_ms;
-  char id[24], srcs[1024], hubs[1024], st[8], en[8], days[8], ws[8], ex[1024] = "{", at[40];
-  store_iso(wall_ms, at, sizeof at);
-  snprintf(id, sizeof id, "%llu", (unsigned long long)s->id);
-  store_pg_array(&s->sources, srcs, sizeof srcs);
-  store_pg_array(&s->hubs, hubs, sizeof hubs);
-  snprintf(st, sizeof st, "%d", s->start_min);
-  snprintf(en, sizeof en, "%d", s->end_min);
-  snprintf(days, sizeof days, "%u", s->days);
-  snprintf(ws, sizeof ws, "%u", s->wave_size);
-  for (unsigned k = 0; k < s->n_exceptions; k++) {
-    int32_t x = s->exceptions[k];
-    size_t u = strlen(ex);
-    snprintf(ex + u, sizeof ex - u, "%s%04d-%02d-%02d", k ? "," : "", x / 10000, (x / 100) % 100,
-             x % 100);
-  }
-  strncat(ex, "}", sizeof ex - strlen(ex) - 1);
-  const char *p[13 + 4] = {
-      id, s->name, srcs, hubs, st, en, days, s->tz, ex, ws, s->enabled ? "true" : "false", who, at};
+  char at[40];
+  store_iso(r->wall_ms, at, sizeof at);
+  store_sched_text_t t;
+  store_schedule_text(s, &t);
+  const char *p[13 + 4] = {t.id,
+                           s->name,
+                           t.srcs,
+                           t.hubs,
+                           t.st,
+                           t.en,
+                           t.days,
+                           s->tz,
+                           t.ex,
+                           t.ws,
+                           s->enabled ? "true" : "false",
+                           who,
+                           at};
   char target[200], change[300];
   snprintf(target, sizeof target, "schedule %s", s->name);
   snprintf(change, sizeof change, "schedule '%s' (%llu) added by %s", s->name,
@@ -396,6 +417,28 @@ static int store_schedule_new(db_t *db, const engine_rec_t *r, engine_stored_cb 
                       "$8::text, $9::date[], $10::int, $11::bool, $12::text, $13::timestamptz "
                       "WHERE" STORE_NOT_FENCED("14"),
                       13, p, target, change, done, arg);
+}
+
+/* nircctl schedule set: the row keeps its id and name; every other rule
+ * column is written as the engine now has it (enabled is the enable
+ * record's). Fenced like the others: a deposed leader's change is
+ * recorded as superseded, not applied. */
+static int store_schedule_change(db_t *db, const engine_rec_t *r, engine_stored_cb done,
+                                 void *arg) {
+  const schedule_t *s = r->schedule;
+  store_sched_text_t t;
+  store_schedule_text(s, &t);
+  const char *p[9 + 4] = {t.id, t.srcs, t.hubs, t.st, t.en, t.days, s->tz, t.ex, t.ws};
+  char target[200], change[300];
+  snprintf(target, sizeof target, "schedule %s", s->name);
+  snprintf(change, sizeof change, "schedule '%s' (%llu) changed by %s", s->name,
+           (unsigned long long)s->id, r->actor ? r->actor : "?");
+  return store_fenced(db, r,
+                      "UPDATE schedules SET sources = $2::text[], hubs = $3::text[], start_min = "
+                      "$4::int, end_min = $5::int, days = $6::int, tz = $7::text, exceptions = "
+                      "$8::date[], wave_size = $9::int WHERE id = $1::bigint AND removed_at IS "
+                      "NULL AND" STORE_NOT_FENCED("10"),
+                      9, p, target, change, done, arg);
 }
 
 static int store_overflow_new(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
@@ -584,6 +627,7 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
   case ENGINE_REC_CUTOVER_END: return store_cutover_end(db, r, done, arg);
   case ENGINE_REC_CUTOVER_AMEND: return store_cutover_amend(db, r, done, arg);
   case ENGINE_REC_SCHEDULE_NEW: return store_schedule_new(db, r, done, arg);
+  case ENGINE_REC_SCHEDULE_CHANGE: return store_schedule_change(db, r, done, arg);
   case ENGINE_REC_SCHEDULE_REMOVE: {
     const char *p[2 + 4] = {id, wall};
     char target[200], change[240];

@@ -121,6 +121,14 @@ static void world_keep_rules(world_t *w, const engine_rec_t *r) {
     break;
   }
   case ENGINE_REC_SCHEDULE_ENABLE: world_find_sch(w, r->id)->enabled = r->enabled; break;
+  case ENGINE_REC_SCHEDULE_CHANGE: {
+    /* The row keeps its enabled flag (the enable record's), as the SQL. */
+    schedule_t *s = world_find_sch(w, r->schedule->id);
+    bool on = s->enabled;
+    *s = *r->schedule;
+    s->enabled = on;
+    break;
+  }
   case ENGINE_REC_OVERFLOW_NEW:
     assert_true(w->n_ovf < sizeof w->ovf / sizeof w->ovf[0]);
     memset(&w->ovf_state[w->n_ovf], 0, sizeof w->ovf_state[0]);
