@@ -1023,18 +1023,25 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "2020-01-23T08:00+08:00\n"
      "  nircctl report staffing --csv > night.csv\n",
      build_report, 0},
-    {CTL_CMD_SCHEDULE, "schedule", "time-of-day moves: list, add, rm, enable, disable (admin)",
+    {CTL_CMD_SCHEDULE, "schedule", "time-of-day moves: list, add, set, rm, enable, disable (admin)",
      "usage: nircctl schedule list\n"
      "       nircctl schedule add NAME --sources A,B,... --to HUB[,HUB] --start HH:MM --end HH:MM\n"
      "                            [--days daily|mon-fri|...] [--tz ZONE] [--except DATES]\n"
      "                            [--wave-size N]\n"
+     "       nircctl schedule set NAME [any of add's options] [--except none] [--dry-run]\n"
      "       nircctl schedule rm|enable|disable NAME\n\n"
      "A window may cross midnight (22:00 to 08:00). Sources move in waves of --wave-size\n"
      "(default 5); each wave is verified before the next. Exception dates (YYYY-MM-DD)\n"
      "skip the window that starts that day. Changes need the admin role.\n\n"
+     "set changes only the options given, in place, even while the schedule is in force:\n"
+     "only sources whose route changes move (a later end is sent with the same route, a\n"
+     "new hub takes the sources straight from the old one). Never rm and add a schedule\n"
+     "in force to change it: that sends every source home and back. --dry-run shows the\n"
+     "change and the moves; --except replaces the dates (none: no dates).\n\n"
      "Examples:\n"
      "  nircctl schedule add night --sources hubei,guizhou,fujian --to shaanxi,henan \\\n"
      "      --start 22:00 --end 08:00 --tz Asia/Shanghai --except 2020-01-24\n"
+     "  nircctl schedule set night --end 08:30 --dry-run\n"
      "  nircctl schedule disable night\n",
      ctl_build_schedule, 0},
     {CTL_CMD_OVERFLOW, "overflow", "automatic spill on overload: list, add, rm (admin)",

@@ -14,11 +14,9 @@ static int rule_op(const char *w, Nirc__RuleOp *op) {
   static const struct {
     const char *w;
     Nirc__RuleOp op;
-  } ops[] = {{"list", NIRC__RULE_OP__RULE_OP_LIST},
-             {"add", NIRC__RULE_OP__RULE_OP_ADD},
-             {"rm", NIRC__RULE_OP__RULE_OP_REMOVE},
-             {"enable", NIRC__RULE_OP__RULE_OP_ENABLE},
-             {"disable", NIRC__RULE_OP__RULE_OP_DISABLE}};
+  } ops[] = {{"list", NIRC__RULE_OP__RULE_OP_LIST},       {"add", NIRC__RULE_OP__RULE_OP_ADD},
+             {"rm", NIRC__RULE_OP__RULE_OP_REMOVE},       {"enable", NIRC__RULE_OP__RULE_OP_ENABLE},
+             {"disable", NIRC__RULE_OP__RULE_OP_DISABLE}, {"set", NIRC__RULE_OP__RULE_OP_SET}};
   for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
     if (strcmp(ops[i].w, w) == 0) {
       *op = ops[i].op;
@@ -51,7 +49,7 @@ static int parse_frac(ctl_args_t *a, const char *what, const char *v, double *ou
 int ctl_build_schedule(int argc, char **argv, Nirc__OperatorRequest *req, ctl_args_t *a) {
   nirc__schedule_request__init(&a->schedule);
   if (argc < 2 || rule_op(argv[1], &a->schedule.op) != 0) {
-    ctl_say(a, "usage: schedule list|add|rm|enable|disable ... (see --help)");
+    ctl_say(a, "usage: schedule list|add|set|rm|enable|disable ... (see --help)");
     return EXIT_USAGE;
   }
   req->body_case = NIRC__OPERATOR_REQUEST__BODY_SCHEDULE;
@@ -62,23 +60,22 @@ int ctl_build_schedule(int argc, char **argv, Nirc__OperatorRequest *req, ctl_ar
     return EXIT_USAGE;
   }
   a->schedule.name = argv[2];
-  if (a->schedule.op != NIRC__RULE_OP__RULE_OP_ADD) return argc == 3 ? 0 : EXIT_USAGE;
+  /* set takes add's options; only those given change (days, tz and the
+   * rest keep the schedule's: no defaults are sent). */
+  bool set = a->schedule.op == NIRC__RULE_OP__RULE_OP_SET;
+  if (a->schedule.op != NIRC__RULE_OP__RULE_OP_ADD && !set) return argc == 3 ? 0 : EXIT_USAGE;
   static const struct option o[] = {
-      {"sources", required_argument, NULL, 's'},
-      {"to", required_argument, NULL, 't'},
-      {"start", required_argument, NULL, 'b'},
-      {"end", required_argument, NULL, 'e'},
-      {"days", required_argument, NULL, 'd'},
-      {"tz", required_argument, NULL, 'z'},
-      {"except", required_argument, NULL, 'x'},
-      {"wave-size", required_argument, NULL, 'w'},
-      {NULL, 0, NULL, 0},
+      {"sources", required_argument, NULL, 's'}, {"to", required_argument, NULL, 't'},
+      {"start", required_argument, NULL, 'b'},   {"end", required_argument, NULL, 'e'},
+      {"days", required_argument, NULL, 'd'},    {"tz", required_argument, NULL, 'z'},
+      {"except", required_argument, NULL, 'x'},  {"wave-size", required_argument, NULL, 'w'},
+      {"dry-run", no_argument, NULL, 'n'},       {NULL, 0, NULL, 0},
   };
   Nirc__ScheduleSpec *sp = &a->sched_spec;
   nirc__schedule_spec__init(sp);
   sp->name = argv[2];
-  sp->days = "daily";
-  sp->tz = "Asia/Shanghai";
+  sp->days = set ? "" : "daily";
+  sp->tz = set ? "" : "Asia/Shanghai";
   const char *srcs = NULL, *to = NULL;
   int ch, n;
   /* getopt over "NAME --opt ...": NAME plays argv[0]; optind 0 resets GNU
@@ -116,22 +113,34 @@ int ctl_build_schedule(int argc, char **argv, Nirc__OperatorRequest *req, ctl_ar
     case 'w':
       if (ctl_parse_uint(a, "--wave-size", optarg, 100, &sp->wave_size)) return EXIT_USAGE;
       break;
+    case 'n':
+      if (!set) return EXIT_USAGE;
+      a->schedule.dry_run = true;
+      break;
     default: return EXIT_USAGE;
     }
   }
-  if (optind != argc || !srcs || !to || !sp->start || !sp->end) {
+  if (set && (optind != argc || (!srcs && !to && !*sp->start && !*sp->end && !sp->days[0] &&
+                                 !sp->tz[0] && !sp->n_exceptions && !sp->wave_size))) {
+    ctl_say(a, "usage: schedule set NAME [--sources A,B] [--to HUB[,HUB]] [--start HH:MM] "
+               "[--end HH:MM] [--days D] [--tz ZONE] [--except DATES|none] [--wave-size N] "
+               "[--dry-run] (at least one change)");
+    return EXIT_USAGE;
+  }
+  if (!set && (optind != argc || !srcs || !to || !sp->start || !sp->end)) {
     ctl_say(a, "usage: schedule add NAME --sources A,B --to HUB[,HUB] --start HH:MM "
                "--end HH:MM [--days daily] [--tz ZONE] [--except DATES] [--wave-size N]");
     return EXIT_USAGE;
   }
-  if ((n = ctl_split_list(a, srcs, a->listbuf[0], sizeof a->listbuf[0], a->sources, "sources")) < 0)
+  if (srcs &&
+      (n = ctl_split_list(a, srcs, a->listbuf[0], sizeof a->listbuf[0], a->sources, "sources")) < 0)
     return EXIT_USAGE;
   sp->sources = a->sources;
-  sp->n_sources = (size_t)n;
-  if ((n = ctl_split_list(a, to, a->listbuf[1], sizeof a->listbuf[1], a->hubs, "hubs")) < 0)
+  sp->n_sources = srcs ? (size_t)n : 0;
+  if (to && (n = ctl_split_list(a, to, a->listbuf[1], sizeof a->listbuf[1], a->hubs, "hubs")) < 0)
     return EXIT_USAGE;
   sp->hubs = a->hubs;
-  sp->n_hubs = (size_t)n;
+  sp->n_hubs = to ? (size_t)n : 0;
   a->schedule.spec = sp;
   return 0;
 }

@@ -30,10 +30,44 @@ json_t *ctl_schedules_json(const Nirc__ScheduleReply *r) {
     json_object_set_new(json_array_get(arr, json_array_size(arr) - 1), "sources_moved",
                         json_integer(s->sources_moved));
   }
-  return json_pack("{s:o}", "schedules", arr);
+  json_t *j = json_pack("{s:o}", "schedules", arr);
+  const Nirc__RuleChange *c = r->change;
+  if (j && c) {
+    json_t *changed = json_array(), *moves = json_array();
+    for (size_t k = 0; k < c->n_changed; k++)
+      json_array_append_new(changed, json_string(c->changed[k]));
+    for (size_t k = 0; k < c->n_moves; k++)
+      json_array_append_new(moves, json_pack("{s:s, s:s, s:s}", "site", c->moves[k]->site, "from",
+                                             c->moves[k]->from, "to", c->moves[k]->to));
+    json_object_set_new(j, "change",
+                        json_pack("{s:s, s:o, s:o, s:I, s:b}", "name", c->name, "changed", changed,
+                                  "moves", moves, "kept", (json_int_t)c->kept, "dry_run",
+                                  c->dry_run));
+  }
+  return j;
+}
+
+/* What a `schedule set` changed, above the list: the fields, the sources
+ * whose route changes, and how many keep theirs (no trip home). */
+static void ctl_change_print(FILE *out, const Nirc__RuleChange *c) {
+  fprintf(out, "schedule '%s' %s:", esc(c->name),
+          c->dry_run ? "would change (dry run: nothing was changed)" : "changed");
+  for (size_t k = 0; k < c->n_changed; k++)
+    fprintf(out, "%s %s", k ? ";" : "", esc(c->changed[k]));
+  fprintf(out, "\n");
+  for (size_t k = 0; k < c->n_moves; k++)
+    fprintf(out, "  %s: %s -> %s\n", esc(c->moves[k]->site), esc(c->moves[k]->from),
+            esc(c->moves[k]->to));
+  if (c->n_moves) fprintf(out, "  (a move onto a hub goes in the schedule's waves)\n");
+  if (c->n_moves || c->kept)
+    fprintf(out, "  %u source(s) %s their route%s\n\n", c->kept, c->dry_run ? "would keep" : "keep",
+            c->kept ? " (sent the new end, if it changed; no trip home)" : "");
+  else
+    fprintf(out, "  no source routes by it now: nothing moves\n\n");
 }
 
 void ctl_schedules_print(FILE *out, const Nirc__ScheduleReply *r, const char *tz) {
+  if (r->change) ctl_change_print(out, r->change);
   fprintf(out, "%-14s %-11s %-8s %-4s %-14s %-4s %-16s %-12s %-24s %-22s %s\n", "NAME", "WINDOW",
           "DAYS", "WAVE", "TZ", "ON", "IN FORCE", "NEXT START", "SOURCES", "HUBS", "EXCEPTIONS");
   for (size_t i = 0; i < r->n_schedules; i++) {

@@ -156,6 +156,12 @@ SCHEDULE_ADD_DETAIL = {"id": int, "sources": [str], "hubs": [str], "start_min": 
                        "end_min": int, "days": int, "tz": str, "wave_size": int,
                        "exceptions": [str]}
 RULE_ID_DETAIL = {"id": int}
+RULE_CHANGE_MOVE = {"site": str, "from": str, "to": str}
+SCHEDULE_TERMS = {Opt("sources"): [str], Opt("hubs"): [str], Opt("start"): str, Opt("end"): str,
+                  Opt("days"): str, Opt("tz"): str, Opt("exceptions"): [str],
+                  Opt("wave_size"): int}
+SCHEDULE_CHANGE_DETAIL = {"id": int, "before": SCHEDULE_TERMS, "after": SCHEDULE_TERMS,
+                          "moves": [RULE_CHANGE_MOVE], "kept": int}
 OVERFLOW_ADD_DETAIL = {"id": int, "source": str, "hubs": [str], "share_cap_permille": int}
 MOVE_DETAIL = {"rule": str, "rule_id": int, "sources": [str], "reason": str,
                Opt("demand"): ANY_OBJECT}
@@ -187,7 +193,9 @@ HOLD_HOME_DETAIL = {"why": str, "returns": int,
 SCHEDULE = {"id": int, "name": str, "sources": [str], "hubs": [str], "start": str, "end": str,
             "days": str, "tz": str, "exceptions": [str], "wave_size": int, "enabled": bool,
             "in_force": bool, "next_start_ms": int, "sources_moved": int}
-SCHEDULES = {"schedules": [SCHEDULE], Opt("warning"): str}
+RULE_CHANGE = {"name": str, "changed": [str], "moves": [RULE_CHANGE_MOVE], "kept": int,
+               "dry_run": bool}
+SCHEDULES = {"schedules": [SCHEDULE], Opt("change"): RULE_CHANGE, Opt("warning"): str}
 OVERFLOW_RULE = {"id": int, "name": str, "source": str, "hubs": [str], "trigger_wait_s": int,
                  "release_wait_s": int, "trigger_queue": int, "release_queue": int,
                  "trigger_sl": float, "release_sl": float, "share_cap_permille": int,
@@ -246,6 +254,8 @@ SHAPES = {
     "AmendDetail": AMEND_DETAIL, "CutoverTerms": CUTOVER_TERMS,
     "RefusalDetail": REFUSAL_DETAIL, "CapacityRefusalDetail": CAPACITY_REFUSAL_DETAIL,
     "ScheduleAddDetail": SCHEDULE_ADD_DETAIL, "RuleIdDetail": RULE_ID_DETAIL,
+    "ScheduleChangeDetail": SCHEDULE_CHANGE_DETAIL, "ScheduleTerms": SCHEDULE_TERMS,
+    "RuleChange": RULE_CHANGE, "RuleChangeMove": RULE_CHANGE_MOVE,
     "OverflowAddDetail": OVERFLOW_ADD_DETAIL, "MoveDetail": MOVE_DETAIL,
     "RollbackDetail": ROLLBACK_DETAIL, "RouteDetail": ROUTE_DETAIL, "ExpireDetail": EXPIRE_DETAIL,
     "LeadershipDetail": LEADERSHIP_DETAIL, "SupersededDetail": SUPERSEDED_DETAIL,
@@ -272,7 +282,7 @@ DETAILS = {
     "restore-refused": (REFUSAL_DETAIL,), "plan-refused": (REFUSAL_DETAIL,),
     "readmit-refused": (REFUSAL_DETAIL,),
     "schedule-refused": (REFUSAL_DETAIL,), "overflow-refused": (REFUSAL_DETAIL,),
-    "schedule-add": (SCHEDULE_ADD_DETAIL,),
+    "schedule-add": (SCHEDULE_ADD_DETAIL,), "schedule-change": (SCHEDULE_CHANGE_DETAIL,),
     "schedule-rm": (RULE_ID_DETAIL,), "schedule-enable": (RULE_ID_DETAIL,),
     "schedule-disable": (RULE_ID_DETAIL,), "overflow-rm": (RULE_ID_DETAIL,),
     "overflow-add": (OVERFLOW_ADD_DETAIL,),
@@ -633,6 +643,16 @@ def test_schedule_and_overflow_lists():
     j = check(ctl_json("schedule", "add", "json-night", "--sources", "xizang", "--to", "shaanxi",
                        "--start", "22:00", "--end", "08:00", "--except", "2020-01-24",
                        expect=0), SCHEDULES, "schedule add")
+    j = check(ctl_json("schedule", "set", "json-night", "--end", "08:30", "--dry-run", expect=0),
+              SCHEDULES, "schedule set --dry-run")
+    assert j["change"] == {"name": "json-night", "changed": ["end 08:00 -> 08:30"], "moves": [],
+                           "kept": 0, "dry_run": True}, j
+    j = check(ctl_json("schedule", "set", "json-night", "--except", "none", expect=0), SCHEDULES,
+              "schedule set")
+    assert j["change"]["changed"] == ['exceptions ["2020-01-24"] -> (none)'], j
+    assert j["schedules"][0]["exceptions"] == [], j
+    check(ctl_json("schedule", "set", "json-night", "--except", "2020-01-24", expect=0),
+          SCHEDULES, "schedule set")
     j = check(ctl_json("schedule", "list", expect=0), SCHEDULES, "schedule list")
     (s,) = j["schedules"]
     assert s["name"] == "json-night" and s["exceptions"] == ["2020-01-24"], s
@@ -743,6 +763,7 @@ def test_history():
     check_history_details(j["entries"])
     actions = {e["action"] for e in j["entries"]}
     for a in ("cutover", "cutover-refused", "restore", "restore-refused", "schedule-add",
+              "schedule-change",
               "schedule-disable", "schedule-rm", "schedule-refused", "overflow-add",
               "overflow-rm", "site-add", "site-set", "site-remove", "site-add-refused",
               "import-sites"):

@@ -121,13 +121,57 @@ def test_only_admins_change_rules_and_refusals_are_audited():
     assert int(events[0][0]) == 4, events
 
 
+def test_schedule_set_changes_in_place():
+    """schedule set changes only what it is given, keeps the id (one row
+    updated, not a rm and an add that would send every source home and
+    back), answers what changed and moved, and is audited once as
+    schedule-change with before and after. --dry-run changes nothing;
+    operators cannot."""
+    (before,) = schedules()
+    r = env.ctl("schedule", "set", "night", "--end", "08:30", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "schedule 'night' would change (dry run: nothing was changed): end 08:00 -> 08:30" \
+        in r.stdout, r.stdout
+    assert schedules()[0]["end"] == "08:00"
+    refused(["schedule", "set", "night", "--end", "08:30"], ["admin"], cert="operator-olga",
+            code=T.EXIT_REFUSED)
+    refused(["schedule", "set", "night"], ["at least one change"])
+    refused(["schedule", "set", "night", "--end", "08:00"], ["nothing to change"],
+            code=T.EXIT_REFUSED)
+    r = env.ctl("schedule", "set", "night", "--end", "08:30", "--to", "shaanxi")
+    assert r.returncode == 0, r.stderr
+    assert "schedule 'night' changed: hubs shaanxi,henan -> shaanxi; end 08:00 -> 08:30" in \
+        r.stdout, r.stdout
+    assert "no source routes by it now: nothing moves" in r.stdout, r.stdout
+    (after,) = schedules()
+    assert after["id"] == before["id"] and after["end"] == "08:30", after
+    assert after["hubs"] == ["shaanxi"] and after["sources"] == before["sources"], after
+    assert after["start"] == "22:00" and after["tz"] == before["tz"], after
+    assert env.sql(f"SELECT end_min, hubs::text FROM schedules WHERE id = {after['id']}") == \
+        [["510", "{shaanxi}"]]
+    rows = env.sql("SELECT detail::text FROM audit_log WHERE action = 'schedule-change' "
+                   "AND target = 'night'")
+    assert len(rows) == 1, rows
+    detail = json.loads(rows[0][0])
+    assert detail["id"] == after["id"], detail
+    assert detail["before"] == {"end": "08:00", "hubs": ["shaanxi", "henan"]}, detail
+    assert detail["after"] == {"end": "08:30", "hubs": ["shaanxi"]}, detail
+    # Back as it was, for the tests after this one.
+    r = env.ctl("--json", "schedule", "set", "night", "--end", "08:00", "--to", "shaanxi,henan")
+    assert r.returncode == 0, r.stderr
+    change = json.loads(r.stdout)["change"]
+    assert change["changed"] == ["hubs shaanxi -> shaanxi,henan", "end 08:30 -> 08:00"], change
+    assert change["dry_run"] is False and change["moves"] == [], change
+
+
 def test_schedule_enable_disable_rm_audited():
     for op in ("disable", "enable", "rm"):
         assert env.ctl("schedule", op, "night").returncode == 0
     assert schedules() == []
     acts = [r[0] for r in env.sql("SELECT action FROM audit_log WHERE target = 'night' "
                                   "AND action LIKE 'schedule-%' ORDER BY id")]
-    assert acts == ["schedule-add", "schedule-disable", "schedule-enable", "schedule-rm"], acts
+    assert acts == ["schedule-add", "schedule-refused", "schedule-change", "schedule-change",
+                    "schedule-disable", "schedule-enable", "schedule-rm"], acts
     env.close()
 
 
@@ -179,4 +223,5 @@ if __name__ == "__main__":
             test_schedules_moving_calls_in_a_circle_refused,
             test_unknown_site_and_own_hub_refused, test_overflow_rules_validated,
             test_share_out_of_range_refused, test_only_admins_change_rules_and_refusals_are_audited,
-            test_schedule_enable_disable_rm_audited, test_window_in_dst_gap_is_no_window])
+            test_schedule_set_changes_in_place, test_schedule_enable_disable_rm_audited,
+            test_window_in_dst_gap_is_no_window])

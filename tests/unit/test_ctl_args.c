@@ -185,6 +185,32 @@ static void test_repeated_except_keeps_every_date(void **state) {
   assert_string_equal(sp->tz, "Asia/Shanghai");
 }
 
+/* schedule set sends only the options given: no default days or zone
+ * (they would overwrite the schedule's), and needs at least one. */
+static void test_schedule_set_sends_only_what_changes(void **state) {
+  assert_int_equal(parse(ARGV("schedule", "set", "night", "--end", "08:30", "--dry-run")),
+                   CTL_ARGS_REQUEST);
+  assert_int_equal(args.req.schedule->op, NIRC__RULE_OP__RULE_OP_SET);
+  assert_string_equal(args.req.schedule->name, "night");
+  assert_true(args.req.schedule->dry_run);
+  const Nirc__ScheduleSpec *sp = args.req.schedule->spec;
+  assert_string_equal(sp->end, "08:30");
+  assert_string_equal(sp->start, "");
+  assert_string_equal(sp->days, "");
+  assert_string_equal(sp->tz, "");
+  assert_int_equal(sp->n_sources, 0);
+  assert_int_equal(sp->n_hubs, 0);
+  assert_int_equal(parse(ARGV("schedule", "set", "night", "--to", "henan,sichuan")),
+                   CTL_ARGS_REQUEST);
+  assert_int_equal(args.req.schedule->spec->n_hubs, 2);
+  assert_false(args.req.schedule->dry_run);
+  assert_int_equal(parse(ARGV("schedule", "set", "night")), CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "at least one change"));
+  assert_int_equal(parse(ARGV("schedule", "add", "night", "--sources", "hubei", "--to", "shaanxi",
+                              "--start", "22:00", "--end", "08:00", "--dry-run")),
+                   CTL_ARGS_ERROR);
+}
+
 /* More dates than a request holds are refused, not silently dropped. */
 static void test_too_many_except_dates(void **state) {
   static char dates[65 * 11 + 1];
@@ -555,6 +581,7 @@ int main(void) {
       cmocka_unit_test(test_too_many_controllers),
       cmocka_unit_test(test_repeated_except_keeps_every_date),
       cmocka_unit_test(test_too_many_except_dates),
+      cmocka_unit_test(test_schedule_set_sends_only_what_changes),
       cmocka_unit_test(test_watch_map_and_a_fresh_start),
       cmocka_unit_test(test_readmit_request),
       cmocka_unit_test(test_amend_request),
