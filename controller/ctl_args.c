@@ -1044,14 +1044,17 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "  nircctl schedule set night --end 08:30 --dry-run\n"
      "  nircctl schedule disable night\n",
      ctl_build_schedule, 0},
-    {CTL_CMD_OVERFLOW, "overflow", "automatic spill on overload: list, add, rm (admin)",
+    {CTL_CMD_OVERFLOW, "overflow", "automatic spill on overload: list, add, set, rm (admin)",
      "usage: nircctl overflow list\n"
      "       nircctl overflow add NAME --source SITE --to HUB[,HUB] --cap PERMILLE\n"
      "              [--trigger-wait D --release-wait D] [--trigger-queue N --release-queue N]\n"
      "              [--trigger-sl F --release-sl F] [--hold D] [--margin D]\n"
+     "       nircctl overflow set NAME [add's options but --source] [--dry-run]\n"
      "       nircctl overflow rm NAME\n\n"
      "Moves at most --cap permille of SITE's calls while a smoothed trigger is crossed,\n"
-     "and releases only past the release thresholds after --hold (default 5m).\n\n"
+     "and releases only past the release thresholds after --hold (default 5m).\n"
+     "set changes the options given in place: an engaged rule stays engaged (its calls\n"
+     "go to new hubs directly). It cannot turn a threshold off: rm and add for that.\n\n"
      "Example:\n"
      "  nircctl overflow add gd-peak --source guangdong --to sichuan,henan --cap 300 \\\n"
      "      --trigger-wait 60s --release-wait 15s --hold 10m\n",

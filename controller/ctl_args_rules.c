@@ -150,7 +150,7 @@ int ctl_build_overflow(int argc, char **argv, Nirc__OperatorRequest *req, ctl_ar
   if (argc < 2 || rule_op(argv[1], &a->overflow.op) != 0 ||
       a->overflow.op == NIRC__RULE_OP__RULE_OP_ENABLE ||
       a->overflow.op == NIRC__RULE_OP__RULE_OP_DISABLE) {
-    ctl_say(a, "usage: overflow list|add|rm ... (see --help)");
+    ctl_say(a, "usage: overflow list|add|set|rm ... (see --help)");
     return EXIT_USAGE;
   }
   req->body_case = NIRC__OPERATOR_REQUEST__BODY_OVERFLOW;
@@ -162,6 +162,7 @@ int ctl_build_overflow(int argc, char **argv, Nirc__OperatorRequest *req, ctl_ar
   }
   a->overflow.name = argv[2];
   if (a->overflow.op == NIRC__RULE_OP__RULE_OP_REMOVE) return argc == 3 ? 0 : EXIT_USAGE;
+  bool set = a->overflow.op == NIRC__RULE_OP__RULE_OP_SET; /* as in build_schedule */
   static const struct option o[] = {
       {"source", required_argument, NULL, 's'},
       {"to", required_argument, NULL, 't'},
@@ -174,12 +175,13 @@ int ctl_build_overflow(int argc, char **argv, Nirc__OperatorRequest *req, ctl_ar
       {"cap", required_argument, NULL, 'c'},
       {"hold", required_argument, NULL, 'h'},
       {"margin", required_argument, NULL, 'm'},
+      {"dry-run", no_argument, NULL, 'n'},
       {NULL, 0, NULL, 0},
   };
   Nirc__OverflowSpec *sp = &a->ovf_spec;
   nirc__overflow_spec__init(sp);
   sp->name = argv[2];
-  sp->min_hold_s = 300;
+  sp->min_hold_s = set ? 0 : 300;
   const char *to = NULL;
   int ch, n;
   argc -= 2; /* as in build_schedule */
@@ -205,20 +207,33 @@ int ctl_build_overflow(int argc, char **argv, Nirc__OperatorRequest *req, ctl_ar
       break;
     case 'h': bad = parse_secs(a, "--hold", optarg, &sp->min_hold_s); break;
     case 'm': bad = parse_secs(a, "--margin", optarg, &sp->margin_s); break;
+    case 'n':
+      bad = !set;
+      a->overflow.dry_run = true;
+      break;
     default: return EXIT_USAGE;
     }
     if (bad) return EXIT_USAGE;
   }
-  if (optind != argc || !sp->source || !to || !sp->share_cap_permille) {
+  if (set &&
+      (optind != argc || (!to && !sp->trigger_wait_s && !sp->release_wait_s && !sp->trigger_queue &&
+                          !sp->release_queue && !sp->trigger_sl && !sp->release_sl &&
+                          !sp->share_cap_permille && !sp->min_hold_s && !sp->margin_s))) {
+    ctl_say(a, "usage: overflow set NAME [--to HUB[,HUB]] [--cap PERMILLE] [--trigger-wait D "
+               "--release-wait D] [--trigger-queue N --release-queue N] [--trigger-sl F "
+               "--release-sl F] [--hold D] [--margin D] [--dry-run] (at least one change)");
+    return EXIT_USAGE;
+  }
+  if (!set && (optind != argc || !*sp->source || !to || !sp->share_cap_permille)) {
     ctl_say(a, "usage: overflow add NAME --source SITE --to HUB[,HUB] --cap PERMILLE "
                "[--trigger-wait D --release-wait D] [--trigger-queue N --release-queue N] "
                "[--trigger-sl F --release-sl F] [--hold D] [--margin D]");
     return EXIT_USAGE;
   }
-  if ((n = ctl_split_list(a, to, a->listbuf[1], sizeof a->listbuf[1], a->hubs, "hubs")) < 0)
+  if (to && (n = ctl_split_list(a, to, a->listbuf[1], sizeof a->listbuf[1], a->hubs, "hubs")) < 0)
     return EXIT_USAGE;
   sp->hubs = a->hubs;
-  sp->n_hubs = (size_t)n;
+  sp->n_hubs = to ? (size_t)n : 0;
   a->overflow.spec = sp;
   return 0;
 }

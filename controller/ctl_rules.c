@@ -7,7 +7,21 @@
 #include "ctl_history.h"
 #include "ctl_plan.h"
 
+#include <string.h>
+
 #define esc ctl_esc
+
+/* What a `schedule set` or `overflow set` changed (RuleChange). */
+static json_t *ctl_change_json(const Nirc__RuleChange *c) {
+  json_t *changed = json_array(), *moves = json_array();
+  for (size_t k = 0; k < c->n_changed; k++)
+    json_array_append_new(changed, json_string(c->changed[k]));
+  for (size_t k = 0; k < c->n_moves; k++)
+    json_array_append_new(moves, json_pack("{s:s, s:s, s:s}", "site", c->moves[k]->site, "from",
+                                           c->moves[k]->from, "to", c->moves[k]->to));
+  return json_pack("{s:s, s:o, s:o, s:I, s:b}", "name", c->name, "changed", changed, "moves", moves,
+                   "kept", (json_int_t)c->kept, "dry_run", c->dry_run);
+}
 
 json_t *ctl_schedules_json(const Nirc__ScheduleReply *r) {
   json_t *arr = json_array();
@@ -31,26 +45,14 @@ json_t *ctl_schedules_json(const Nirc__ScheduleReply *r) {
                         json_integer(s->sources_moved));
   }
   json_t *j = json_pack("{s:o}", "schedules", arr);
-  const Nirc__RuleChange *c = r->change;
-  if (j && c) {
-    json_t *changed = json_array(), *moves = json_array();
-    for (size_t k = 0; k < c->n_changed; k++)
-      json_array_append_new(changed, json_string(c->changed[k]));
-    for (size_t k = 0; k < c->n_moves; k++)
-      json_array_append_new(moves, json_pack("{s:s, s:s, s:s}", "site", c->moves[k]->site, "from",
-                                             c->moves[k]->from, "to", c->moves[k]->to));
-    json_object_set_new(j, "change",
-                        json_pack("{s:s, s:o, s:o, s:I, s:b}", "name", c->name, "changed", changed,
-                                  "moves", moves, "kept", (json_int_t)c->kept, "dry_run",
-                                  c->dry_run));
-  }
+  if (j && r->change) json_object_set_new(j, "change", ctl_change_json(r->change));
   return j;
 }
 
 /* What a `schedule set` changed, above the list: the fields, the sources
  * whose route changes, and how many keep theirs (no trip home). */
-static void ctl_change_print(FILE *out, const Nirc__RuleChange *c) {
-  fprintf(out, "schedule '%s' %s:", esc(c->name),
+static void ctl_change_print(FILE *out, const char *kind, const Nirc__RuleChange *c) {
+  fprintf(out, "%s '%s' %s:", kind, esc(c->name),
           c->dry_run ? "would change (dry run: nothing was changed)" : "changed");
   for (size_t k = 0; k < c->n_changed; k++)
     fprintf(out, "%s %s", k ? ";" : "", esc(c->changed[k]));
@@ -58,7 +60,8 @@ static void ctl_change_print(FILE *out, const Nirc__RuleChange *c) {
   for (size_t k = 0; k < c->n_moves; k++)
     fprintf(out, "  %s: %s -> %s\n", esc(c->moves[k]->site), esc(c->moves[k]->from),
             esc(c->moves[k]->to));
-  if (c->n_moves) fprintf(out, "  (a move onto a hub goes in the schedule's waves)\n");
+  if (c->n_moves && strcmp(kind, "schedule") == 0)
+    fprintf(out, "  (a move onto a hub goes in the schedule's waves)\n");
   if (c->n_moves || c->kept)
     fprintf(out, "  %u source(s) %s their route%s\n\n", c->kept, c->dry_run ? "would keep" : "keep",
             c->kept ? " (sent the new end, if it changed; no trip home)" : "");
@@ -67,7 +70,7 @@ static void ctl_change_print(FILE *out, const Nirc__RuleChange *c) {
 }
 
 void ctl_schedules_print(FILE *out, const Nirc__ScheduleReply *r, const char *tz) {
-  if (r->change) ctl_change_print(out, r->change);
+  if (r->change) ctl_change_print(out, "schedule", r->change);
   fprintf(out, "%-14s %-11s %-8s %-4s %-14s %-4s %-16s %-12s %-24s %-22s %s\n", "NAME", "WINDOW",
           "DAYS", "WAVE", "TZ", "ON", "IN FORCE", "NEXT START", "SOURCES", "HUBS", "EXCEPTIONS");
   for (size_t i = 0; i < r->n_schedules; i++) {
@@ -131,10 +134,13 @@ json_t *ctl_overflows_json(const Nirc__OverflowReply *r) {
     json_object_set_new(last, "triggered", json_boolean(o->triggered));
     json_object_set_new(last, "moved_permille", json_integer(o->moved_permille));
   }
-  return json_pack("{s:o}", "rules", arr);
+  json_t *j = json_pack("{s:o}", "rules", arr);
+  if (j && r->change) json_object_set_new(j, "change", ctl_change_json(r->change));
+  return j;
 }
 
 void ctl_overflows_print(FILE *out, const Nirc__OverflowReply *r) {
+  if (r->change) ctl_change_print(out, "overflow rule", r->change);
   fprintf(out, "%-16s %-10s %-6s %-12s %-12s %-12s %-6s %-12s %s\n", "NAME", "SOURCE", "CAP",
           "WAIT trg/rel", "QUEUE trg/rel", "SL trg/rel", "HOLD", "ENGAGED", "HUBS");
   for (size_t i = 0; i < r->n_rules; i++) {

@@ -272,6 +272,10 @@ typedef enum {
   /* A schedule changed in place (nircctl schedule set): schedule (its
    * row's id, with every field as it is now), actor (who). */
   ENGINE_REC_SCHEDULE_CHANGE,
+  /* An overflow rule changed in place (nircctl overflow set): overflow
+   * (its row's id, every field as it is now), actor (who). Its engaged
+   * state is not touched: ENGINE_REC_OVERFLOW_STATE keeps that. */
+  ENGINE_REC_OVERFLOW_CHANGE,
 } engine_rec_kind_t;
 
 /* A sites row as nircctl site writes it (borrowed, like the record). */

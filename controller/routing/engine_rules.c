@@ -111,7 +111,8 @@ void engine_send_built_reply(engine_t *e, void *c, uint64_t rid, engine_arena_t 
 
 static void engine_reply_schedules(engine_t *e, void *c, uint64_t rid, const char *warning,
                                    const engine_change_t *change);
-static void engine_reply_overflows(engine_t *e, void *c, uint64_t rid, const char *warning);
+static void engine_reply_overflows(engine_t *e, void *c, uint64_t rid, const char *warning,
+                                   const engine_change_t *change);
 
 /* ---- replies that wait for the change to be durable ---- */
 
@@ -138,7 +139,7 @@ void engine_defer_on(engine_t *e, const engine_req_t *rq, defer_kind_t kind, con
       engine_reply_site_deferred(e, rq->client, rq->request_id, subject,
                                  "the record is not followed");
     else
-      engine_reply_overflows(e, rq->client, rq->request_id, "the record is not followed");
+      engine_reply_overflows(e, rq->client, rq->request_id, "the record is not followed", NULL);
     return;
   }
   *d = (deferred_t){.client = rq->client, .request_id = rq->request_id, .kind = kind, .group = g};
@@ -182,7 +183,7 @@ void engine_deferred_check(engine_t *e) {
       else if (d->kind == DEFER_SITE)
         engine_reply_site_deferred(e, d->client, d->request_id, d->subject, warn);
       else
-        engine_reply_overflows(e, d->client, d->request_id, warn);
+        engine_reply_overflows(e, d->client, d->request_id, warn, d->change);
     }
     engine_group_release(e, d->group);
     free(d->change);
@@ -438,27 +439,18 @@ static void engine_schedule_diff(const schedule_t *a, const schedule_t *b, engin
 #undef ENGINE_DIFF
 }
 
-/* What the changed schedule does to the routes now: the engine plans with
- * `changed` in the place of its old self (as the next tick will) and
- * compares each of the old and new sources' route with the one it was
- * last sent. A source whose shares stay the same is kept (a later end
- * only sends it its new revert_at); the others move, directly from their
- * old hub to their new one (a move that loads a hub waits for its wave).
- * 0 or NIRC_ENOMEM. */
-static int engine_change_moves(engine_t *e, schedule_t *old, const schedule_t *changed,
-                               engine_change_t *c) {
-  schedule_t keep = *old;
-  *old = *changed;
-  plan_t trial;
-  int rc = engine_trial_plan(e, NULL, &trial);
-  *old = keep;
-  if (rc != 0) return rc;
-  for (size_t i = 0; i < engine_nsites(e) && i < trial.n_routes; i++) {
+/* The sources of lists a and b whose route in `trial` differs from the
+ * one they were last sent: each a move in c; those away by the same
+ * shares before and after are kept (a later end only sends them their new
+ * revert_at). A move onto a hub waits for its rule's wave. */
+static void engine_change_compare(engine_t *e, const plan_t *trial, const slug_list_t *a,
+                                  const slug_list_t *b, engine_change_t *c) {
+  for (size_t i = 0; i < engine_nsites(e) && i < trial->n_routes; i++) {
     const char *slug = engine_site(e, i)->slug;
-    if (!engine_slug_in(&keep.sources, slug) && !engine_slug_in(&changed->sources, slug)) continue;
+    if (!engine_slug_in(a, slug) && !engine_slug_in(b, slug)) continue;
     const route_t *cur = &e->dirs[i].target;
     route_t want;
-    engine_route_from_plan(&trial.routes[i], &want);
+    engine_route_from_plan(&trial->routes[i], &want);
     if (route_shares_same(&want, cur)) {
       c->kept += engine_is_away(cur, slug);
       continue;
@@ -471,6 +463,21 @@ static int engine_change_moves(engine_t *e, schedule_t *old, const schedule_t *c
     if (!m->from[0]) snprintf(m->from, sizeof m->from, "home");
     if (!m->to[0]) snprintf(m->to, sizeof m->to, "home");
   }
+}
+
+/* What the changed schedule does to the routes now: the engine plans with
+ * `changed` in the place of its old self (as the next tick will) and
+ * compares the old and new sources' routes (engine_change_compare).
+ * 0 or NIRC_ENOMEM. */
+static int engine_change_moves(engine_t *e, schedule_t *old, const schedule_t *changed,
+                               engine_change_t *c) {
+  schedule_t keep = *old;
+  *old = *changed;
+  plan_t trial;
+  int rc = engine_trial_plan(e, NULL, &trial);
+  *old = keep;
+  if (rc != 0) return rc;
+  engine_change_compare(e, &trial, &keep.sources, &changed->sources, c);
   planner_free(&trial);
   return 0;
 }
@@ -483,18 +490,57 @@ static json_t *engine_change_moves_json(const engine_change_t *c) {
   return a;
 }
 
-/* Answers the SET once its record is durable, with what it changed
- * (engine_defer, then the change handed to that deferred reply). */
-static void engine_defer_change(engine_t *e, const engine_req_t *rq, const char *what,
-                                engine_change_t *c) {
+/* A SET (kind: DEFER_SCHEDULES or DEFER_OVERFLOWS) after its checks: a
+ * dry run is answered with the change; otherwise rec is stored in a new
+ * group. false: answered (c, before and after freed); true: the caller
+ * applies the change and calls engine_change_finish. */
+static bool engine_change_begin(engine_t *e, const engine_req_t *rq, defer_kind_t kind,
+                                const char *target, engine_rec_t *rec, engine_change_t *c,
+                                json_t *before, json_t *after) {
+  const char *op = kind == DEFER_SCHEDULES ? "schedule" : "overflow";
+  bool go = false;
+  if (c->dry_run) {
+    if (kind == DEFER_SCHEDULES)
+      engine_reply_schedules(e, rq->client, rq->request_id, NULL, c);
+    else
+      engine_reply_overflows(e, rq->client, rq->request_id, NULL, c);
+  } else if (engine_can_record(e, rq, op, target)) {
+    engine_group_begin(e); /* NULL: the records are not followed */
+    go = engine_store(e, rec) == 0;
+    if (!go) engine_refuse_unrecorded(e, rq, op, target, "the change");
+  }
+  if (!go) {
+    free(c);
+    json_decref(before);
+    json_decref(after);
+  }
+  return go;
+}
+
+/* The audit entry (schedule-change, overflow-change) and the reply once
+ * durable, which owns c from here; ends the group. */
+static void engine_change_finish(engine_t *e, const engine_req_t *rq, defer_kind_t kind,
+                                 const char *name, uint64_t id, engine_change_t *c, json_t *before,
+                                 json_t *after) {
+  const char *op = kind == DEFER_SCHEDULES ? "schedule" : "overflow";
+  char action[32], what[96];
+  snprintf(action, sizeof action, "%s-change", op);
+  snprintf(what, sizeof what, "%s '%s' changed",
+           kind == DEFER_SCHEDULES ? "schedule" : "overflow rule", name);
+  e->eval_dirty = true; /* the moves: planned on the next tick */
+  engine_audit(e, rq->operator_name, action, name,
+               json_pack("{s:I, s:o, s:o, s:o, s:I}", "id", (json_int_t)id, "before", before,
+                         "after", after, "moves", engine_change_moves_json(c), "kept",
+                         (json_int_t)c->kept));
   deferred_t *last = NULL;
-  engine_defer(e, rq, DEFER_SCHEDULES, what);
+  engine_defer(e, rq, kind, what);
   for (deferred_t *d = e->deferred; d; d = d->next)
     last = d;
   if (last && last->client == rq->client && last->request_id == rq->request_id && !last->change)
     last->change = c;
   else
     free(c); /* answered already (out of memory): without the change */
+  engine_group_end(e);
 }
 
 /* nircctl schedule set NAME ...: the schedule changed in place, checked
@@ -566,39 +612,11 @@ static void engine_op_schedule_set(engine_t *e, const engine_req_t *rq,
     json_decref(after);
     return;
   }
-  if (req->dry_run) {
-    json_decref(before);
-    json_decref(after);
-    engine_reply_schedules(e, rq->client, rq->request_id, NULL, c);
-    free(c);
-    return;
-  }
-  if (!engine_can_record(e, rq, "schedule", target)) {
-    free(c);
-    json_decref(before);
-    json_decref(after);
-    return;
-  }
-  engine_group_begin(e); /* NULL: the records are not followed */
   engine_rec_t rec = {
       .kind = ENGINE_REC_SCHEDULE_CHANGE, .schedule = &s, .actor = rq->operator_name};
-  if (engine_store(e, &rec) != 0) {
-    free(c);
-    json_decref(before);
-    json_decref(after);
-    engine_refuse_unrecorded(e, rq, "schedule", target, "the change");
-    return;
-  }
+  if (!engine_change_begin(e, rq, DEFER_SCHEDULES, target, &rec, c, before, after)) return;
   *old = s;
-  e->eval_dirty = true; /* the moves: planned on the next tick */
-  engine_audit(e, rq->operator_name, "schedule-change", s.name,
-               json_pack("{s:I, s:o, s:o, s:o, s:I}", "id", (json_int_t)s.id, "before", before,
-                         "after", after, "moves", engine_change_moves_json(c), "kept",
-                         (json_int_t)c->kept));
-  char what[96];
-  snprintf(what, sizeof what, "schedule '%s' changed", s.name);
-  engine_defer_change(e, rq, what, c);
-  engine_group_end(e);
+  engine_change_finish(e, rq, DEFER_SCHEDULES, s.name, s.id, c, before, after);
 }
 
 void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__ScheduleRequest *req) {
@@ -647,13 +665,7 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
       engine_refuse_unrecorded(e, rq, "schedule", target_, "the schedule");
       return;
     }
-    json_t *ex = json_array();
-    for (unsigned k = 0; k < s.n_exceptions; k++) {
-      char d[16];
-      int32_t x = s.exceptions[k];
-      snprintf(d, sizeof d, "%04d-%02d-%02d", x / 10000, (x / 100) % 100, x % 100);
-      json_array_append_new(ex, json_string(d));
-    }
+    json_t *ex = engine_exceptions_json(&s);
     engine_audit(e, who, "schedule-add", s.name,
                  json_pack("{s:I, s:o, s:o, s:i, s:i, s:i, s:s, s:i, s:o}", "id", (json_int_t)s.id,
                            "sources", engine_slugs_json(&s.sources), "hubs",
@@ -761,17 +773,20 @@ static Nirc__OverflowSpec *engine_overflow_spec(engine_t *e, engine_arena_t *a, 
   return sp;
 }
 
-static void engine_reply_overflows(engine_t *e, void *c, uint64_t rid, const char *warning) {
+static void engine_reply_overflows(engine_t *e, void *c, uint64_t rid, const char *warning,
+                                   const engine_change_t *change) {
   engine_arena_t a = {0};
   Nirc__OverflowReply *orp = engine_arena_alloc(&a, sizeof *orp);
   if (orp) {
     nirc__overflow_reply__init(orp);
     orp->rules = engine_arena_alloc(&a, (e->n_ovf + 1) * sizeof *orp->rules);
+    if (change) orp->change = engine_change_reply(&a, change);
   }
   for (size_t k = 0; orp && orp->rules && k < e->n_ovf; k++) {
     Nirc__OverflowSpec *sp = engine_overflow_spec(e, &a, k);
     if (sp) orp->rules[orp->n_rules++] = sp;
   }
+  if (orp && change && !orp->change) a.failed = true;
   Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
   rep.body_case = NIRC__OPERATOR_REPLY__BODY_OVERFLOW;
   rep.overflow = orp;
@@ -802,6 +817,153 @@ int engine_overflow_from_spec(const Nirc__OverflowSpec *sp, overflow_rule_t *o, 
   return 0;
 }
 
+/* ---- nircctl overflow set ---- */
+
+/* The rule `old` with what the spec of a SET gives: 0 and an empty hub
+ * list keep the field (a threshold cannot be turned off here: rm and add
+ * for that). The source is the rule's: its engaged state is that
+ * source's load. */
+static int engine_overflow_merge(const overflow_rule_t *old, const Nirc__OverflowSpec *sp,
+                                 overflow_rule_t *o, char *err, size_t errlen) {
+  *o = *old;
+  if (!sp) {
+    snprintf(err, errlen, "no change given");
+    return NIRC_EINVAL;
+  }
+  if (sp->source && *sp->source && strcmp(sp->source, old->source) != 0) {
+    snprintf(err, errlen,
+             "an overflow rule keeps its source (%s): to spill %s, add a rule for it and remove "
+             "this one",
+             old->source, sp->source);
+    return NIRC_EINVAL;
+  }
+  if (sp->n_hubs && engine_copy_slugs(&o->hubs, sp->hubs, sp->n_hubs, "hubs", err, errlen))
+    return NIRC_EINVAL;
+#define ENGINE_KEEP(f)                                                                             \
+  if (sp->f) o->f = sp->f
+  ENGINE_KEEP(trigger_wait_s);
+  ENGINE_KEEP(release_wait_s);
+  ENGINE_KEEP(trigger_queue);
+  ENGINE_KEEP(release_queue);
+  ENGINE_KEEP(trigger_sl);
+  ENGINE_KEEP(release_sl);
+  ENGINE_KEEP(share_cap_permille);
+  ENGINE_KEEP(min_hold_s);
+  ENGINE_KEEP(margin_s);
+#undef ENGINE_KEEP
+  return 0;
+}
+
+/* The overflow fields that differ, as engine_schedule_diff says them. */
+static void engine_overflow_diff(const overflow_rule_t *a, const overflow_rule_t *b,
+                                 engine_change_t *c, json_t *before, json_t *after) {
+  char x[1200], y[1200];
+  if (!engine_lists_equal(&a->hubs, &b->hubs)) {
+    engine_list_text(&a->hubs, x, sizeof x);
+    engine_list_text(&b->hubs, y, sizeof y);
+    if (c->n_changed < ENGINE_CHANGE_FIELDS)
+      snprintf(c->changed[c->n_changed++], sizeof c->changed[0], "hubs %s -> %s", x, y);
+    json_object_set_new(before, "hubs", engine_slugs_json(&a->hubs));
+    json_object_set_new(after, "hubs", engine_slugs_json(&b->hubs));
+  }
+  const struct {
+    const char *key;
+    double was, is;
+    bool frac;
+  } f[] = {
+      {"trigger_wait_s", a->trigger_wait_s, b->trigger_wait_s, false},
+      {"release_wait_s", a->release_wait_s, b->release_wait_s, false},
+      {"trigger_queue", a->trigger_queue, b->trigger_queue, false},
+      {"release_queue", a->release_queue, b->release_queue, false},
+      {"trigger_sl", a->trigger_sl, b->trigger_sl, true},
+      {"release_sl", a->release_sl, b->release_sl, true},
+      {"share_cap_permille", a->share_cap_permille, b->share_cap_permille, false},
+      {"min_hold_s", a->min_hold_s, b->min_hold_s, false},
+      {"margin_s", a->margin_s, b->margin_s, false},
+  };
+  for (size_t k = 0; k < sizeof f / sizeof f[0]; k++) {
+    if (f[k].was == f[k].is) continue;
+    if (c->n_changed < ENGINE_CHANGE_FIELDS)
+      snprintf(c->changed[c->n_changed++], sizeof c->changed[0],
+               f[k].frac ? "%s %.2f -> %.2f" : "%s %.0f -> %.0f", f[k].key, f[k].was, f[k].is);
+    json_object_set_new(before, f[k].key,
+                        f[k].frac ? json_real(f[k].was) : json_integer((json_int_t)f[k].was));
+    json_object_set_new(after, f[k].key,
+                        f[k].frac ? json_real(f[k].is) : json_integer((json_int_t)f[k].is));
+  }
+}
+
+/* nircctl overflow set NAME ...: the rule changed in place, validated like
+ * an add, recorded (one row updated), audited as overflow-change. It keeps
+ * its id and its engaged state: an engaged rule goes on spilling, to its
+ * new hubs directly and within its new cap (the planner clamps the share),
+ * and releases by its new thresholds after its hold. */
+static void engine_op_overflow_set(engine_t *e, const engine_req_t *rq,
+                                   const Nirc__OverflowRequest *req, const char *target) {
+  char err[512], why[256];
+  size_t k = 0;
+  while (k < e->n_ovf && !((req->id && e->ovf[k].id == req->id) ||
+                           (req->name && *req->name && strcmp(e->ovf[k].name, req->name) == 0)))
+    k++;
+  if (k == e->n_ovf) {
+    engine_refuse(e, rq, "overflow", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                  "no overflow rule '%s' (see nircctl overflow list)", req->name ? req->name : "");
+    return;
+  }
+  overflow_rule_t *old = &e->ovf[k], o;
+  rules_env_t env = {engine_site_exists, e, engine_site_at};
+  if (engine_overflow_merge(old, req->spec, &o, err, sizeof err) != 0 ||
+      rules_validate_overflow(&o, &env, err, sizeof err) != 0) {
+    engine_refuse(e, rq, "overflow", target, NIRC__ERROR_CODE__ERROR_CODE_INVALID, "%s", err);
+    return;
+  }
+  engine_change_t *c = calloc(1, sizeof *c);
+  json_t *before = json_object(), *after = json_object();
+  const char *refusal = NULL;
+  if (c) {
+    nirc_strlcpy(c->name, o.name, sizeof c->name);
+    c->dry_run = req->dry_run;
+    engine_overflow_diff(old, &o, c, before, after);
+    if (c->n_changed == 0)
+      refusal = "nothing to change: give --to, a threshold, --cap, --hold or --margin with a new "
+                "value";
+  }
+  for (size_t j = 0; c && !refusal && j < e->n_ovf; j++) {
+    if (rules_overflows_conflict(&o, &e->ovf[j], why, sizeof why)) { /* skips itself (id) */
+      snprintf(err, sizeof err, "conflicts with overflow rule '%s': %s", e->ovf[j].name, why);
+      refusal = err;
+    }
+  }
+  plan_t trial;
+  int trc = NIRC_ENOMEM;
+  if (c && before && after && !refusal) {
+    overflow_rule_t keep = *old;
+    *old = o;
+    trc = engine_trial_plan(e, NULL, &trial);
+    *old = keep;
+  }
+  if (refusal || trc != 0) {
+    free(c);
+    json_decref(before);
+    json_decref(after);
+    if (refusal)
+      engine_refuse(e, rq, "overflow", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s", refusal);
+    else
+      engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
+                         "out of memory");
+    return;
+  }
+  slug_list_t src = {.n = 1};
+  nirc_strlcpy(src.v[0], o.source, sizeof src.v[0]);
+  engine_change_compare(e, &trial, &src, &src, c);
+  planner_free(&trial);
+  engine_rec_t rec = {
+      .kind = ENGINE_REC_OVERFLOW_CHANGE, .overflow = &o, .actor = rq->operator_name};
+  if (!engine_change_begin(e, rq, DEFER_OVERFLOWS, target, &rec, c, before, after)) return;
+  *old = o; /* e->ovf_state[k] stays: engaged, since and share */
+  engine_change_finish(e, rq, DEFER_OVERFLOWS, o.name, o.id, c, before, after);
+}
+
 void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__OverflowRequest *req) {
   e->eval_dirty = true; /* a rule may change: planned on the next tick */
   void *c = rq->client;
@@ -812,7 +974,11 @@ void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__Overflo
   const char *who = rq->operator_name;
   rules_env_t env = {engine_site_exists, e, engine_site_at};
   if (req->op == NIRC__RULE_OP__RULE_OP_LIST) {
-    engine_reply_overflows(e, c, rid, NULL);
+    engine_reply_overflows(e, c, rid, NULL, NULL);
+    return;
+  }
+  if (req->op == NIRC__RULE_OP__RULE_OP_SET) {
+    engine_op_overflow_set(e, rq, req, target_);
     return;
   }
   if (req->op == NIRC__RULE_OP__RULE_OP_ADD) {
@@ -888,5 +1054,5 @@ void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__Overflo
     return;
   }
   engine_refuse(e, rq, "overflow", target_, NIRC__ERROR_CODE__ERROR_CODE_INVALID,
-                "overflow rules support list, add and rm");
+                "overflow rules support list, add, set and rm");
 }

@@ -441,12 +441,9 @@ static int store_schedule_change(db_t *db, const engine_rec_t *r, engine_stored_
                       9, p, target, change, done, arg);
 }
 
-static int store_overflow_new(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
-  const overflow_rule_t *o = r->overflow;
-  const char *who = r->actor;
-  int64_t wall_ms = r->wall_ms;
-  char v[10][24], hubs[1024], at[40];
-  store_iso(wall_ms, at, sizeof at);
+/* An overflow rule's id and thresholds (v[0..9]) and hubs as text. */
+static void store_overflow_text(const overflow_rule_t *o, char v[10][24], char *hubs,
+                                size_t hubslen) {
   snprintf(v[0], 24, "%llu", (unsigned long long)o->id);
   snprintf(v[1], 24, "%u", o->trigger_wait_s);
   snprintf(v[2], 24, "%u", o->release_wait_s);
@@ -457,7 +454,38 @@ static int store_overflow_new(db_t *db, const engine_rec_t *r, engine_stored_cb 
   snprintf(v[7], 24, "%u", o->share_cap_permille);
   snprintf(v[8], 24, "%u", o->min_hold_s);
   snprintf(v[9], 24, "%u", o->margin_s);
-  store_pg_array(&o->hubs, hubs, sizeof hubs);
+  store_pg_array(&o->hubs, hubs, hubslen);
+}
+
+/* nircctl overflow set: the row keeps its id, name, source and engaged
+ * state (ENGINE_REC_OVERFLOW_STATE's); its hubs and thresholds are
+ * written as the engine now has them. Fenced like the others. */
+static int store_overflow_change(db_t *db, const engine_rec_t *r, engine_stored_cb done,
+                                 void *arg) {
+  const overflow_rule_t *o = r->overflow;
+  char v[10][24], hubs[1024];
+  store_overflow_text(o, v, hubs, sizeof hubs);
+  const char *p[11 + 4] = {v[0], hubs, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9]};
+  char target[200], change[300];
+  snprintf(target, sizeof target, "overflow %s", o->name);
+  snprintf(change, sizeof change, "overflow rule '%s' (%llu) changed by %s", o->name,
+           (unsigned long long)o->id, r->actor ? r->actor : "?");
+  return store_fenced(db, r,
+                      "UPDATE overflow_rules SET hubs = $2::text[], trigger_wait_s = $3::int, "
+                      "release_wait_s = $4::int, trigger_queue = $5::int, release_queue = "
+                      "$6::int, trigger_sl = $7::float8, release_sl = $8::float8, "
+                      "share_cap_permille = $9::int, min_hold_s = $10::int, margin_s = $11::int "
+                      "WHERE id = $1::bigint AND removed_at IS NULL AND" STORE_NOT_FENCED("12"),
+                      11, p, target, change, done, arg);
+}
+
+static int store_overflow_new(db_t *db, const engine_rec_t *r, engine_stored_cb done, void *arg) {
+  const overflow_rule_t *o = r->overflow;
+  const char *who = r->actor;
+  int64_t wall_ms = r->wall_ms;
+  char v[10][24], hubs[1024], at[40];
+  store_iso(wall_ms, at, sizeof at);
+  store_overflow_text(o, v, hubs, sizeof hubs);
   const char *p[15 + 4] = {v[0], o->name, o->source, hubs, v[1], v[2], v[3], v[4],
                            v[5], v[6],    v[7],      v[8], v[9], who,  at};
   char target[200], change[300];
@@ -648,6 +676,7 @@ int store_engine_record(db_t *db, const engine_rec_t *r, engine_stored_cb done, 
                         2, p, target, change, done, arg);
   }
   case ENGINE_REC_OVERFLOW_NEW: return store_overflow_new(db, r, done, arg);
+  case ENGINE_REC_OVERFLOW_CHANGE: return store_overflow_change(db, r, done, arg);
   case ENGINE_REC_OVERFLOW_REMOVE: {
     const char *p[2 + 4] = {id, wall};
     char target[200], change[240];

@@ -160,6 +160,12 @@ RULE_CHANGE_MOVE = {"site": str, "from": str, "to": str}
 SCHEDULE_TERMS = {Opt("sources"): [str], Opt("hubs"): [str], Opt("start"): str, Opt("end"): str,
                   Opt("days"): str, Opt("tz"): str, Opt("exceptions"): [str],
                   Opt("wave_size"): int}
+OVERFLOW_TERMS = {Opt("hubs"): [str], Opt("trigger_wait_s"): int, Opt("release_wait_s"): int,
+                  Opt("trigger_queue"): int, Opt("release_queue"): int, Opt("trigger_sl"): float,
+                  Opt("release_sl"): float, Opt("share_cap_permille"): int,
+                  Opt("min_hold_s"): int, Opt("margin_s"): int}
+OVERFLOW_CHANGE_DETAIL = {"id": int, "before": OVERFLOW_TERMS, "after": OVERFLOW_TERMS,
+                          "moves": [RULE_CHANGE_MOVE], "kept": int}
 SCHEDULE_CHANGE_DETAIL = {"id": int, "before": SCHEDULE_TERMS, "after": SCHEDULE_TERMS,
                           "moves": [RULE_CHANGE_MOVE], "kept": int}
 OVERFLOW_ADD_DETAIL = {"id": int, "source": str, "hubs": [str], "share_cap_permille": int}
@@ -201,7 +207,7 @@ OVERFLOW_RULE = {"id": int, "name": str, "source": str, "hubs": [str], "trigger_
                  "trigger_sl": float, "release_sl": float, "share_cap_permille": int,
                  "min_hold_s": int, "margin_s": int, "enabled": bool, "engaged": bool,
                  "triggered": bool, "moved_permille": int}
-OVERFLOWS = {"rules": [OVERFLOW_RULE], Opt("warning"): str}
+OVERFLOWS = {"rules": [OVERFLOW_RULE], Opt("change"): RULE_CHANGE, Opt("warning"): str}
 SITE_CAPACITY = {"site": str, "configured": bool, "seats": (int, NULL), "roster": (str, NULL),
                  "utc_offset_min": (int, NULL),
                  "source_now": enum("measured", "configured", "unknown"),
@@ -256,6 +262,7 @@ SHAPES = {
     "ScheduleAddDetail": SCHEDULE_ADD_DETAIL, "RuleIdDetail": RULE_ID_DETAIL,
     "ScheduleChangeDetail": SCHEDULE_CHANGE_DETAIL, "ScheduleTerms": SCHEDULE_TERMS,
     "RuleChange": RULE_CHANGE, "RuleChangeMove": RULE_CHANGE_MOVE,
+    "OverflowChangeDetail": OVERFLOW_CHANGE_DETAIL, "OverflowTerms": OVERFLOW_TERMS,
     "OverflowAddDetail": OVERFLOW_ADD_DETAIL, "MoveDetail": MOVE_DETAIL,
     "RollbackDetail": ROLLBACK_DETAIL, "RouteDetail": ROUTE_DETAIL, "ExpireDetail": EXPIRE_DETAIL,
     "LeadershipDetail": LEADERSHIP_DETAIL, "SupersededDetail": SUPERSEDED_DETAIL,
@@ -283,6 +290,7 @@ DETAILS = {
     "readmit-refused": (REFUSAL_DETAIL,),
     "schedule-refused": (REFUSAL_DETAIL,), "overflow-refused": (REFUSAL_DETAIL,),
     "schedule-add": (SCHEDULE_ADD_DETAIL,), "schedule-change": (SCHEDULE_CHANGE_DETAIL,),
+    "overflow-change": (OVERFLOW_CHANGE_DETAIL,),
     "schedule-rm": (RULE_ID_DETAIL,), "schedule-enable": (RULE_ID_DETAIL,),
     "schedule-disable": (RULE_ID_DETAIL,), "overflow-rm": (RULE_ID_DETAIL,),
     "overflow-add": (OVERFLOW_ADD_DETAIL,),
@@ -687,6 +695,10 @@ def test_schedule_and_overflow_lists():
     (o,) = j["rules"]
     assert o["name"] == "json-spill" and o["share_cap_permille"] == 300, o
     assert o["trigger_wait_s"] == 3600 and o["engaged"] is False, o
+    j = check(ctl_json("overflow", "set", "json-spill", "--cap", "200", "--trigger-sl", "0.6",
+                       expect=0), OVERFLOWS, "overflow set")
+    assert j["change"]["changed"] == ["trigger_sl 0.50 -> 0.60", "share_cap_permille 300 -> 200"], j
+    assert j["rules"][0]["share_cap_permille"] == 200, j
     check(ctl_json("overflow", "rm", "json-spill", expect=0), OVERFLOWS, "overflow rm")
 
 
@@ -763,7 +775,7 @@ def test_history():
     check_history_details(j["entries"])
     actions = {e["action"] for e in j["entries"]}
     for a in ("cutover", "cutover-refused", "restore", "restore-refused", "schedule-add",
-              "schedule-change",
+              "schedule-change", "overflow-change",
               "schedule-disable", "schedule-rm", "schedule-refused", "overflow-add",
               "overflow-rm", "site-add", "site-set", "site-remove", "site-add-refused",
               "import-sites"):

@@ -121,6 +121,30 @@ def test_only_admins_change_rules_and_refusals_are_audited():
     assert int(events[0][0]) == 4, events
 
 
+def test_overflow_set_changes_in_place():
+    """overflow set changes hubs and cap in place (same id, one row
+    updated, audited as overflow-change); its source stays."""
+    rules = json.loads(env.ctl("--json", "overflow", "list").stdout)["rules"]
+    (gd,) = [o for o in rules if o["name"] == "gd"]
+    refused(["overflow", "set", "gd", "--source", "hainan", "--cap", "250"],
+            ["keeps its source (guangdong)"])
+    r = env.ctl("overflow", "set", "gd", "--to", "henan", "--cap", "200")
+    assert r.returncode == 0, r.stderr
+    assert "overflow rule 'gd' changed: hubs sichuan -> henan; share_cap_permille 300 -> 200" \
+        in r.stdout, r.stdout
+    rules = json.loads(env.ctl("--json", "overflow", "list").stdout)["rules"]
+    (after,) = [o for o in rules if o["name"] == "gd"]
+    assert after["id"] == gd["id"] and after["hubs"] == ["henan"], after
+    assert after["share_cap_permille"] == 200 and after["trigger_wait_s"] == 60, after
+    assert env.sql(f"SELECT share_cap_permille, hubs::text FROM overflow_rules "
+                   f"WHERE id = {gd['id']}") == [["200", "{henan}"]]
+    rows = env.sql("SELECT detail::text FROM audit_log WHERE action = 'overflow-change'")
+    assert len(rows) == 1, rows
+    detail = json.loads(rows[0][0])
+    assert detail["before"] == {"hubs": ["sichuan"], "share_cap_permille": 300}, detail
+    assert detail["after"] == {"hubs": ["henan"], "share_cap_permille": 200}, detail
+
+
 def test_schedule_set_changes_in_place():
     """schedule set changes only what it is given, keeps the id (one row
     updated, not a rm and an add that would send every source home and
@@ -223,5 +247,6 @@ if __name__ == "__main__":
             test_schedules_moving_calls_in_a_circle_refused,
             test_unknown_site_and_own_hub_refused, test_overflow_rules_validated,
             test_share_out_of_range_refused, test_only_admins_change_rules_and_refusals_are_audited,
-            test_schedule_set_changes_in_place, test_schedule_enable_disable_rm_audited,
+            test_overflow_set_changes_in_place, test_schedule_set_changes_in_place,
+            test_schedule_enable_disable_rm_audited,
             test_window_in_dst_gap_is_no_window])

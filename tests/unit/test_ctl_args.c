@@ -209,6 +209,13 @@ static void test_schedule_set_sends_only_what_changes(void **state) {
   assert_int_equal(parse(ARGV("schedule", "add", "night", "--sources", "hubei", "--to", "shaanxi",
                               "--start", "22:00", "--end", "08:00", "--dry-run")),
                    CTL_ARGS_ERROR);
+  /* overflow set: no default hold (add's 5m would overwrite the rule's). */
+  assert_int_equal(parse(ARGV("overflow", "set", "gd", "--cap", "200")), CTL_ARGS_REQUEST);
+  assert_int_equal(args.req.overflow->op, NIRC__RULE_OP__RULE_OP_SET);
+  assert_int_equal(args.req.overflow->spec->share_cap_permille, 200);
+  assert_int_equal(args.req.overflow->spec->min_hold_s, 0);
+  assert_int_equal(args.req.overflow->spec->n_hubs, 0);
+  assert_int_equal(parse(ARGV("overflow", "set", "gd")), CTL_ARGS_ERROR);
 }
 
 /* More dates than a request holds are refused, not silently dropped. */

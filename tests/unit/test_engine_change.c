@@ -221,6 +221,77 @@ static void test_set_dry_run_and_nothing_to_change(void **state) {
   world_free(w);
 }
 
+/* An overflow rule's request on "hubei-ovf" (hubei to `hub`). */
+static void ch_overflow(world_t *w, engine_t *e, uint64_t rid, Nirc__RuleOp op, char *hub,
+                        const char *source) {
+  char *hubs[] = {hub};
+  Nirc__OverflowSpec sp = NIRC__OVERFLOW_SPEC__INIT;
+  sp.name = "hubei-ovf";
+  sp.source = (char *)source;
+  sp.hubs = hubs;
+  sp.n_hubs = hub ? 1 : 0;
+  if (op == NIRC__RULE_OP__RULE_OP_ADD) {
+    sp.trigger_queue = 20;
+    sp.release_queue = 5;
+    sp.share_cap_permille = 500;
+    sp.min_hold_s = 300;
+  }
+  Nirc__OverflowRequest rq = NIRC__OVERFLOW_REQUEST__INIT;
+  rq.op = op;
+  rq.name = "hubei-ovf";
+  rq.spec = &sp;
+  engine_req_t r = {.client = w, .request_id = rid, .operator_name = "admin:bob", .label = "t"};
+  engine_op_overflow(e, &r, &rq);
+  world_flush(w);
+}
+
+/* overflow set on an engaged rule keeps its engagement: the spill goes
+ * from shaanxi to henan directly, never home, at the same share; its
+ * source cannot change (the engagement is that source's load). */
+static void test_overflow_set_keeps_the_engaged_spill(void **state) {
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  ch_overflow(w, e, 1, NIRC__RULE_OP__RULE_OP_ADD, "shaanxi", "hubei");
+  for (int k = 0; k < 10; k++) { /* a queue of 60 and callers waiting 4 minutes */
+    w->now += 60000;
+    world_load(w, "hubei", 60, 240000);
+    world_tick(w, e, 200);
+    world_ack(w, e, 0, NULL);
+  }
+  world_tick(w, e, 10000);
+  world_flush(w);
+  assert_true(w->ovf_state[0].engaged);
+  uint32_t moved = route_share_of(world_last(w, "hubei"), "shaanxi");
+  assert_true(moved > 0);
+  size_t mark = w->n_sent;
+  ch_overflow(w, e, 2, NIRC__RULE_OP__RULE_OP_SET, NULL, "guangdong");
+  assert_false(w->rep[w->n_rep - 1].ok);
+  assert_non_null(strstr(w->rep[w->n_rep - 1].msg, "keeps its source"));
+  ch_overflow(w, e, 3, NIRC__RULE_OP__RULE_OP_SET, "henan", "");
+  assert_true(w->rep[w->n_rep - 1].ok);
+  const Nirc__RuleChange *c = w->rep[w->n_rep - 1].full->overflow->change;
+  assert_non_null(c);
+  assert_string_equal(c->changed[0], "hubs shaanxi -> henan");
+  assert_int_equal(c->n_moves, 1);
+  assert_string_equal(c->moves[0]->site, "hubei");
+  assert_int_equal(world_count_rec(w, ENGINE_REC_OVERFLOW_CHANGE, NULL), 1);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "overflow-change"), 1);
+  assert_string_equal(w->ovf[0].hubs.v[0], "henan");
+  for (int k = 0; k < 3; k++) { /* calmer, but above the release threshold */
+    w->now += 60000;
+    world_load(w, "hubei", 10, 30000);
+    world_tick(w, e, 200);
+    world_ack(w, e, mark, NULL);
+  }
+  assert_true(w->ovf_state[0].engaged);
+  assert_int_equal(ch_home_sent(w, "hubei", mark), 0);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "henan"), moved);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 0);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rm_and_add_sends_the_sources_home_and_back),
@@ -228,6 +299,7 @@ int main(void) {
       cmocka_unit_test(test_set_hub_and_sources_move_only_what_changes),
       cmocka_unit_test(test_set_end_before_now_sends_home),
       cmocka_unit_test(test_set_dry_run_and_nothing_to_change),
+      cmocka_unit_test(test_overflow_set_keeps_the_engaged_spill),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -634,7 +634,8 @@ static void test_journaled_rows_keep_event_time(void **state) {
 }
 
 /* An overflow rule's engagement goes through the real store and comes back
- * with the rules, as a new leader loads them. */
+ * with the rules, as a new leader loads them; an `overflow set` of its hubs
+ * and cap keeps it. */
 static void test_overflow_state_round_trip(void **state) {
   if (!T.have_pg) skip();
   overflow_rule_t o = {.id = 77000001,
@@ -660,9 +661,19 @@ static void test_overflow_state_round_trip(void **state) {
                      .enabled = true,
                      .since_ms = WORLD_T0_MS - 60000,
                      .permille = 350};
+  /* nircctl overflow set: new hubs and cap, the engagement kept. */
+  overflow_rule_t changed = o;
+  snprintf(changed.hubs.v[0], sizeof changed.hubs.v[0], "sichuan");
+  changed.share_cap_permille = 300;
+  engine_rec_t set = {.kind = ENGINE_REC_OVERFLOW_CHANGE,
+                      .at_ms = WORLD_T0_MS,
+                      .wall_ms = WORLD_WALL0_MS,
+                      .overflow = &changed,
+                      .actor = "admin:bob"};
   assert_int_equal(store_engine_record(T.db, &add, tk_counted, &done), 0);
   assert_int_equal(store_engine_record(T.db, &st, tk_counted, &done), 0);
-  while (done < 2)
+  assert_int_equal(store_engine_record(T.db, &set, tk_counted, &done), 0);
+  while (done < 3)
     uv_run(&T.loop, UV_RUN_ONCE);
   admin_rules_t rules;
   char err[512];
@@ -671,6 +682,9 @@ static void test_overflow_state_round_trip(void **state) {
   for (size_t k = 0; k < rules.n_overflows; k++) {
     if (rules.overflows[k].id != o.id) continue;
     found = true;
+    assert_string_equal(rules.overflows[k].hubs.v[0], "sichuan");
+    assert_int_equal(rules.overflows[k].share_cap_permille, 300);
+    assert_int_equal(rules.overflows[k].trigger_queue, 20);
     assert_int_equal(rules.overflow_states[k].rule_id, o.id);
     assert_true(rules.overflow_states[k].engaged);
     assert_int_equal(rules.overflow_states[k].permille, 350);
@@ -684,7 +698,7 @@ static void test_overflow_state_round_trip(void **state) {
                      .wall_ms = WORLD_WALL0_MS,
                      .id = o.id};
   assert_int_equal(store_engine_record(T.db, &rm, tk_counted, &done), 0);
-  while (done < 3)
+  while (done < 4)
     uv_run(&T.loop, UV_RUN_ONCE);
 }
 

@@ -136,6 +136,10 @@ static void world_keep_rules(world_t *w, const engine_rec_t *r) {
     w->ovf[w->n_ovf++] = *r->overflow;
     if (r->overflow->id > w->max_id) w->max_id = r->overflow->id;
     break;
+  case ENGINE_REC_OVERFLOW_CHANGE:
+    for (size_t k = 0; k < w->n_ovf; k++)
+      if (w->ovf[k].id == r->overflow->id) w->ovf[k] = *r->overflow; /* its state stays */
+    break;
   case ENGINE_REC_OVERFLOW_REMOVE:
     for (size_t k = 0; k < w->n_ovf; k++)
       if (w->ovf[k].id == r->id) {
