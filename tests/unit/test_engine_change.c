@@ -136,8 +136,23 @@ static void test_set_later_end_keeps_the_route(void **state) {
   const route_t *r = world_last(w, "hubei");
   assert_int_equal(route_share_of(r, "shaanxi"), 1000);
   assert_int_equal(r->revert_at_ms, old_revert + HOUR_MS);
+  world_ack(w, e, mark, NULL);
   world_flush(w);
   engine_free(e);
+  /* A new leader loads the changed row (the world keeps the tables as the
+   * store's SQL does) and keeps the route with the new end. */
+  engine_t *b = world_engine(w);
+  assert_int_equal(engine_load_rules(b, 6, NULL, 0, w->sch, w->n_sch, NULL, 0, w->max_id), 0);
+  engine_start_leading(b, 0);
+  size_t hubei = world_index(w, "hubei");
+  for (size_t i = 0; i < w->sites->n; i++)
+    engine_on_hello(b, i, &w->applied[i], false, NULL);
+  world_tick(w, b, 200);
+  const route_t *t = &engine_site_dir(b, hubei)->target;
+  assert_int_equal(route_share_of(t, "shaanxi"), 1000);
+  assert_int_equal(t->revert_at_ms, old_revert + HOUR_MS);
+  world_flush(w);
+  engine_free(b);
   world_free(w);
 }
 
