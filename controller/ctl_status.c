@@ -177,21 +177,34 @@ void ctl_status_when(int64_t ms, int64_t now_ms, const char *tz, char *buf, size
 
 /* ---- filters ---- */
 
+bool ctl_status_route_known(const Nirc__SiteStatus *s) {
+  return !s->route_unknown && !s->route_unheard;
+}
+
+size_t ctl_status_not_known(const Nirc__StatusReply *st) {
+  size_t rows = 0;
+  for (size_t i = 0; i < st->n_sites; i++)
+    rows += !ctl_status_route_known(st->sites[i]);
+  return st->route_not_known > rows ? st->route_not_known : rows;
+}
+
 bool ctl_status_moved(const Nirc__StatusReply *st, size_t i, unsigned *senders) {
   const Nirc__SiteStatus *s = st->sites[i];
   unsigned in = 0;
   /* The controller counts the senders of every site (a page cannot); a
-   * reply without them is counted here from its own rows. */
+   * reply without them is counted here from its own rows, of the routes
+   * known (a route not known sends nothing anyone knows of). */
   if (st->n_senders == st->n_sites)
     in = st->senders[i];
   else
     for (size_t j = 0; j < st->n_sites; j++) {
       const Nirc__SiteStatus *o = st->sites[j];
-      if (j == i) continue;
+      if (j == i || !ctl_status_route_known(o)) continue;
       for (size_t k = 0; k < o->n_route; k++)
         if (strcmp(o->route[k]->site, s->slug) == 0 && o->route[k]->permille) in++;
     }
   if (senders) *senders = in;
+  if (!ctl_status_route_known(s)) return in > 0;
   for (size_t k = 0; k < s->n_route; k++)
     if (strcmp(s->route[k]->site, s->slug) != 0 && s->route[k]->permille) return true;
   return in > 0;
@@ -384,10 +397,30 @@ static void ctl_status_page_note(FILE *out, const Nirc__StatusReply *st,
             *f ? " " : "", f, page ? page : 100, last);
 }
 
+/* Under the table: the sites whose route is not known, which --moved,
+ * --hub and "hub for N sites" (routes known here only) could not judge:
+ * unknown is neither home nor away, and never silently left out. */
+static void ctl_status_not_known_note(FILE *out, const Nirc__StatusReply *st,
+                                      const ctl_status_opts_t *o, size_t hubrows) {
+  size_t m = ctl_status_not_known(st);
+  if (!m || (!o->moved && !o->hub && !hubrows)) return;
+  const char *one = m == 1 ? "site's route is" : "sites' routes are";
+  if (o->moved || o->hub)
+    fprintf(out,
+            "%s %s not known here (not heard, or unknown at the PBX) and not in this list: "
+            "their calls may be away from home (they are among nircctl status --problems)\n",
+            ctl_num(m), one);
+  else
+    fprintf(out,
+            "\"hub for N sites\" counts the routes known here: %s %s not known (not heard, or "
+            "unknown at the PBX; they are among nircctl status --problems)\n",
+            ctl_num(m), one);
+}
+
 void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
   ctl_alarm_index(st);
   size_t online = 0, stale = 0, offline = 0, shown = 0, unmeasured = 0, unreadable = 0;
-  size_t unverified = 0, unheard = 0;
+  size_t unverified = 0, unheard = 0, hubrows = 0;
   char head[32], route[240];
   /* ROUTE is as wide as its widest cell, so RULE stays in one column when
    * a route is split or marked unverified. */
@@ -465,6 +498,7 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
     unverified += mark == CTL_MARK_UNVERIFIED;
     unheard += mark == CTL_MARK_UNHEARD;
     ctl_status_rule(st, i, o->tz, true, rule, sizeof rule);
+    hubrows += strncmp(rule, "hub for ", 8) == 0;
     /* Padded by columns, not bytes: a Chinese name is two columns a
      * character. */
     ctl_text_pad(ctl_st_esc(o->zh && s->name_zh && *s->name_zh ? s->name_zh : s->name_en), 14, name,
@@ -486,6 +520,7 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
     fprintf(out,
             "(not heard) its agent has not connected to this controller since it took over: "
             "the route the PBX holds is not known here (check the agent: nircctl site SITE)\n");
+  ctl_status_not_known_note(out, st, o, hubrows);
   const char *f = o->filters && *o->filters ? o->filters : NULL;
   if (!ctl_status_complete(st, o)) {
     ctl_status_page_note(out, st, o);
@@ -540,6 +575,8 @@ json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o)
                        "detail", s->rule_detail ? s->rule_detail : "", "excluded", s->excluded);
     json_object_set_new(x, "rule", rule ? rule : json_null());
     unsigned senders = 0;
+    /* What --moved keeps: a route not known is not (route_unknown beside
+     * it, counts.route_not_known over every site). */
     json_object_set_new(x, "moved", json_boolean(ctl_status_moved(st, i, &senders)));
     json_object_set_new(x, "receives_from", json_integer(senders));
     char why[512];
@@ -584,6 +621,8 @@ json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o)
         json_pack("{s:I, s:I, s:I, s:I, s:I}", "sites", (json_int_t)ctl_status_total(st), "online",
                   (json_int_t)st->count_online, "stale", (json_int_t)st->count_stale, "offline",
                   (json_int_t)st->count_offline, "never_seen", (json_int_t)st->count_never_seen));
+    json_object_set_new(json_object_get(top, "counts"), "route_not_known",
+                        json_integer((json_int_t)ctl_status_not_known(st)));
     json_object_set_new(top, "alarms_total",
                         json_integer((json_int_t)(st->alarms_total > st->n_alarms ? st->alarms_total
                                                                                   : st->n_alarms)));

@@ -18,6 +18,7 @@
 
 typedef struct {
   bool moved;     /* only sites whose route is not home, and hubs receiving calls */
+  bool hub;       /* only sites whose route sends calls to a hub (--hub HUB) */
   bool problems;  /* only sites not online, PBX unreadable, with a note, excluded or alarmed */
   bool zh;        /* Chinese names */
   bool colour;    /* ANSI colours for the link state */
@@ -45,9 +46,17 @@ size_t ctl_text_width(const char *s);
  * spaces to exactly `cols`, into buf. */
 void ctl_text_pad(const char *s, size_t cols, char *buf, size_t len);
 
-/* Whether site i's route is not home, or it receives other sites' calls
- * (how many in *senders, may be NULL). */
+/* Whether site i's route is known not to be home, or it receives other
+ * sites' calls (how many, of the routes known, in *senders, may be NULL).
+ * A site whose route is not known is not "moved": it is counted apart
+ * (ctl_status_not_known), never as home nor away. */
 bool ctl_status_moved(const Nirc__StatusReply *st, size_t i, unsigned *senders);
+/* Whether site i's route is known here (not route_unknown/route_unheard). */
+bool ctl_status_route_known(const Nirc__SiteStatus *s);
+/* Live sites whose route is not known here: the controller's count of
+ * every site (StatusReply.route_not_known), or the reply's rows when it
+ * sent none. */
+size_t ctl_status_not_known(const Nirc__StatusReply *st);
 /* Whether site i needs a look, with the reasons ("offline, alarm
  * capacity") in why; why may be NULL. */
 bool ctl_status_problem(const Nirc__StatusReply *st, size_t i, char *why, size_t len);

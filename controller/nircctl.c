@@ -879,6 +879,7 @@ static int status_run(ctl_t *c, ctl_args_t *a, int json, size_t flags) {
   status_filters_text(a, filters, sizeof filters);
   ctl_status_opts_t o = status_opts;
   o.filters = filters;
+  o.hub = *a->status.hub;
   if (a->all) return status_all(c, a, &o, json, flags, false);
   if (!a->paged) {
     a->status.limit = CTL_STATUS_BIG;

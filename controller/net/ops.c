@@ -130,14 +130,19 @@ void ops_status_facts(server_t *srv, statusq_site_t *v, size_t n) {
   for (size_t i = 0; i < n; i++) {
     const site_t *s = &srv->sites.v[i];
     const site_dir_t *dir = srv->engine ? engine_site_dir(srv->engine, i) : NULL;
+    /* A route not known here is not its acked (for an unheard site only
+     * the default home): the filters see no shares, and that it is not
+     * known. */
+    bool known = engine_route_seen(srv->engine, i) == ENGINE_ROUTE_KNOWN;
     v[i] = (statusq_site_t){.slug = s->slug,
                             .state = s->state,
                             .removed = s->life == SITE_REMOVED,
                             .pbx_unreadable = s->has_report && s->last.pbx_unreadable,
                             .excluded = dir && dir->excluded_rule != 0,
                             .has_note = dir && dir->note[0],
-                            .share = dir ? dir->acked.share : NULL,
-                            .n_share = dir ? dir->acked.n_share : 0};
+                            .share = dir && known ? dir->acked.share : NULL,
+                            .n_share = dir && known ? dir->acked.n_share : 0,
+                            .route_unknown = !known};
   }
   const alarm_table_t *at = srv->engine ? engine_alarms(srv->engine) : NULL;
   for (size_t j = 0; at && j < alarm_count(at); j++) {
@@ -219,6 +224,7 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
   st->reply.count_stale = (uint32_t)st->q.count[SITE_STALE];
   st->reply.count_offline = (uint32_t)st->q.count[SITE_OFFLINE];
   st->reply.count_never_seen = (uint32_t)st->q.count[SITE_NEVER_SEEN];
+  st->reply.route_not_known = (uint32_t)st->q.route_unknown;
   size_t k = 0, sh = 0;
   for (size_t ri = 0; ri < nr; ri++) {
     size_t i = st->q.rows[ri];

@@ -9,8 +9,10 @@ bool statusq_problem(const statusq_site_t *v) {
   return v->state != SITE_ONLINE || v->pbx_unreadable || v->excluded || v->has_note || v->alarmed;
 }
 
-/* Whether the route sends calls (a non-zero share) to another site. */
+/* Whether the route is known to send calls (a non-zero share) to another
+ * site. */
 static bool statusq_routed_away(const statusq_site_t *v) {
+  if (v->route_unknown) return false;
   for (unsigned k = 0; k < v->n_share; k++)
     if (v->share[k].permille && strcmp(v->share[k].site, v->slug) != 0) return true;
   return false;
@@ -18,6 +20,7 @@ static bool statusq_routed_away(const statusq_site_t *v) {
 
 static bool statusq_sends_to(const statusq_site_t *v, const char *hub) {
   if (strcmp(v->slug, hub) == 0) return false; /* home is not "routed to" */
+  if (v->route_unknown) return false;          /* not known: counted apart */
   for (unsigned k = 0; k < v->n_share; k++)
     if (v->share[k].permille && strcmp(v->share[k].site, hub) == 0) return true;
   return false;
@@ -48,7 +51,7 @@ int statusq_run(const statusq_site_t *v, size_t n, statusq_find_fn find, void *c
    * site, whichever rows are shown. One lookup per share: linear. */
   for (size_t i = 0; i < n; i++) {
     const statusq_site_t *s = &v[i];
-    if (s->removed) continue;
+    if (s->removed || s->route_unknown) continue; /* no known sender */
     for (unsigned k = 0; k < s->n_share; k++) {
       const route_share_t *sh = &s->share[k];
       if (!sh->permille || strcmp(sh->site, s->slug) == 0) continue;
@@ -60,6 +63,7 @@ int statusq_run(const statusq_site_t *v, size_t n, statusq_find_fn find, void *c
     const statusq_site_t *s = &v[i];
     if (s->removed) continue;
     out->live++;
+    out->route_unknown += s->route_unknown;
     if ((unsigned)s->state < STATUSQ_NSTATES) out->count[s->state]++;
     if (!statusq_match(s, out->senders[i], f)) continue;
     if (out->matched >= f->offset && out->n_rows < cap) out->rows[out->n_rows++] = i;

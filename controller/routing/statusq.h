@@ -30,6 +30,12 @@ typedef struct {
   /* What it does now (its acknowledged route's shares); none: home. */
   const route_share_t *share;
   unsigned n_share;
+  /* Its route is not known here (engine_route_seen not KNOWN): share is
+   * not read. Neither home nor away: the route filters (--moved, --hub)
+   * take only known routes, it is nobody's sender, and
+   * statusq_result_t.route_unknown counts it so that the reply can say
+   * how many sites the filters could not judge. */
+  bool route_unknown;
 } statusq_site_t;
 
 typedef struct {
@@ -53,6 +59,7 @@ typedef struct {
   size_t matched;                /* sites that passed the filters, before paging */
   size_t count[STATUSQ_NSTATES]; /* live sites per link state, unfiltered */
   size_t live;                   /* live sites */
+  size_t route_unknown;          /* live sites whose route is not known, unfiltered */
 } statusq_result_t;
 
 /* Whether site v needs a look: not online, PBX unreadable, excluded, a

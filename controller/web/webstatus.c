@@ -135,10 +135,10 @@ char *webstatus_render(const void *snap, httpd_arg_fn arg, void *conn, size_t *l
   char tail[512];
   int tl = snprintf(tail, sizeof tail,
                     ",\"counts\":{\"sites\":%zu,\"online\":%zu,\"stale\":%zu,"
-                    "\"offline\":%zu,\"never_seen\":%zu},\"paging\":{\"offset\":%zu,\"returned\":"
-                    "%zu,\"matched\":%zu,\"complete\":%s}}",
+                    "\"offline\":%zu,\"never_seen\":%zu,\"route_not_known\":%zu},\"paging\":"
+                    "{\"offset\":%zu,\"returned\":%zu,\"matched\":%zu,\"complete\":%s}}",
                     r.live, r.count[SITE_ONLINE], r.count[SITE_STALE], r.count[SITE_OFFLINE],
-                    r.count[SITE_NEVER_SEEN], f.offset, r.n_rows, r.matched,
+                    r.count[SITE_NEVER_SEEN], r.route_unknown, f.offset, r.n_rows, r.matched,
                     f.offset == 0 && r.n_rows == r.matched ? "true" : "false");
   /* Which alarms: all without parameters; with them the oldest
    * WEBSTATUS_ALARMS and those about the sites listed ("alarms_total"

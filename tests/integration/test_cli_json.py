@@ -86,7 +86,8 @@ HUB_STATE = {"slug": str, "permille": int, "link": enum("online", "stale", "offl
              "report_age_ms": int, "pbx_unreadable": bool, "note": str}
 SITE_STATUS.update({"rule": (SITE_RULE, NULL), "moved": bool, "receives_from": int,
                     "problems": [str], Opt("hubs"): [HUB_STATE]})
-STATUS_COUNTS = {"sites": int, "online": int, "stale": int, "offline": int, "never_seen": int}
+STATUS_COUNTS = {"sites": int, "online": int, "stale": int, "offline": int, "never_seen": int,
+                 "route_not_known": int}
 STATUS_PAGING = {"offset": int, "returned": int, "matched": int, "complete": bool}
 STATUS = {"controller": str, "epoch": int, "server_time_ms": int, "sites": [SITE_STATUS],
           "alarms": [ALARM], Opt("filters"): [str],
@@ -494,8 +495,9 @@ def test_status_and_site():
     assert by["beijing"]["report_age_ms"] == -1 and by["beijing"]["state_since_ms"] == 0 and \
         by["beijing"]["peer"] == "", by["beijing"]
     assert st["paging"] == {"offset": 0, "returned": 31, "matched": 31, "complete": True}, st
+    # The 28 sites never seen have said no Hello here: their routes are not known.
     assert st["counts"] == {"sites": 31, "online": 3, "stale": 0, "offline": 0,
-                            "never_seen": 28}, st["counts"]
+                            "never_seen": 28, "route_not_known": 28}, st["counts"]
     # A page says which part it is; the counts stay those of every site.
     page = check(ctl_json("status", "--state", "never", "--limit", "5", "--offset", "25",
                           expect=0), STATUS, "status --state never --limit 5 --offset 25")

@@ -602,11 +602,74 @@ static void test_route_unheard(void **state) {
   json_decref(top);
 }
 
+/* A site whose route is not known (not heard here, or unknown at its PBX)
+ * is neither moved nor home: --moved does not list it as moved, it is
+ * nobody's sender ("hub for N sites" counts the routes known), JSON has
+ * counts.route_not_known, and the table says under it how many such sites there are
+ * (the controller's count of every site) and that the filter could not
+ * judge them. Before, xizang's stale row route made it "moved" and henan
+ * "hub for 2 sites", with nothing said of the sites nobody knows. */
+static void test_route_not_known_counted_apart(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f);
+  f.s[2].route_unheard = 1; /* xizang, whose row still carries "henan" */
+  f.st.route_not_known = 3; /* of every live site, beyond this reply */
+  unsigned in = 9;
+  assert_false(ctl_status_moved(&f.st, 2, NULL));
+  assert_true(ctl_status_moved(&f.st, 1, &in));
+  assert_int_equal(in, 1); /* hubei only */
+  assert_int_equal(ctl_status_not_known(&f.st), 3);
+  f.st.route_not_known = 0; /* a controller that does not count: the rows */
+  assert_int_equal(ctl_status_not_known(&f.st), 1);
+  f.st.route_not_known = 3;
+  ctl_status_opts_t o = {.tz = "Asia/Shanghai"};
+  char *text = printed(&f.st, &o);
+  if (!strstr(text, "hub for 1 site\n") || strstr(text, "hub for 2")) /* henan's row */
+    fail_msg("henan is not 'hub for 1 site' (routes known):\n%s", text);
+  if (!strstr(text, "\n\"hub for N sites\" counts the routes known here: 3 sites' routes are not "
+                    "known (not heard, or unknown at the PBX; they are among nircctl status "
+                    "--problems)\n"))
+    fail_msg("no line on the routes not known under:\n%s", text);
+  free(text);
+  o.moved = true;
+  text = printed(&f.st, &o);
+  if (strstr(text, "\nxizang ")) fail_msg("xizang listed as moved:\n%s", text);
+  if (!strstr(text, "\n3 sites' routes are not known here (not heard, or unknown at the PBX) and "
+                    "not in this list: their calls may be away from home (they are among nircctl "
+                    "status --problems)\n"))
+    fail_msg("--moved does not say what it left out:\n%s", text);
+  free(text);
+  /* None not known: no line. */
+  f.s[2].route_unheard = 0;
+  f.st.route_not_known = 0;
+  text = printed(&f.st, &o);
+  if (strstr(text, "not known")) fail_msg("a line on routes not known with none:\n%s", text);
+  free(text);
+  /* JSON: moved as --moved keeps it (not a route not known: route_unknown
+   * says that beside it), and the count of every site. */
+  f.s[2].route_unknown = 1;
+  f.st.route_not_known = 2;
+  o.moved = false;
+  json_t *top = ctl_status_json(&f.st, &o);
+  json_t *sites = json_object_get(top, "sites");
+  assert_true(json_is_false(json_object_get(json_array_get(sites, 2), "moved")));
+  assert_true(json_is_true(json_object_get(json_array_get(sites, 2), "route_unknown")));
+  assert_true(json_is_true(json_object_get(json_array_get(sites, 1), "moved")));
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(sites, 1), "receives_from")),
+                   1);
+  assert_true(json_is_false(json_object_get(json_array_get(sites, 3), "moved")));
+  assert_int_equal(
+      json_integer_value(json_object_get(json_object_get(top, "counts"), "route_not_known")), 2);
+  json_decref(top);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_site_route_unverified),
       cmocka_unit_test(test_table_route_unverified),
       cmocka_unit_test(test_route_unheard),
+      cmocka_unit_test(test_route_not_known_counted_apart),
       cmocka_unit_test(test_width),
       cmocka_unit_test(test_filters),
       cmocka_unit_test(test_rule_column),

@@ -108,6 +108,39 @@ static void test_each_filter_keeps_exactly_its_sites(void **state) {
   assert_int_equal(statusq_state_bit("down"), 0);
 }
 
+/* A site whose route is not known (its agent not heard here, or unsure of
+ * its PBX) is neither home nor away: the route filters take only known
+ * routes, its stale shares send nothing, and route_unknown counts it so
+ * the reply can say how many the filters could not judge. */
+static void test_route_not_known_is_counted_apart(void **state) {
+  (void)state;
+  setup_net();
+  /* gen-001's acked still names shaanxi (from before): not a fact. */
+  routes[3].share[0] = (route_share_t){"shaanxi", 1000};
+  net[3].route_unknown = true;
+  net[4].route_unknown = true;
+  statusq_result_t r;
+  run(&(statusq_filter_t){.moved = true}, &r);
+  assert_string_equal(rows(&r), "hubei shaanxi");
+  assert_int_equal(r.senders[1], 1); /* hubei only */
+  assert_int_equal(r.route_unknown, 2);
+  statusq_result_free(&r);
+  run(&(statusq_filter_t){.hub = "shaanxi"}, &r);
+  assert_string_equal(rows(&r), "hubei");
+  statusq_result_free(&r);
+  /* A hub whose own route is not known still receives its known senders. */
+  net[1].route_unknown = true;
+  run(&(statusq_filter_t){.moved = true}, &r);
+  assert_string_equal(rows(&r), "hubei shaanxi");
+  assert_int_equal(r.route_unknown, 3);
+  statusq_result_free(&r);
+  /* A removed site is not counted. */
+  net[5].route_unknown = true;
+  run(&(statusq_filter_t){0}, &r);
+  assert_int_equal(r.route_unknown, 3);
+  statusq_result_free(&r);
+}
+
 static void test_page_is_a_window_of_the_matching_sites(void **state) {
   (void)state;
   setup_net();
@@ -170,6 +203,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_no_filter_lists_live_sites_and_counts),
       cmocka_unit_test(test_each_filter_keeps_exactly_its_sites),
+      cmocka_unit_test(test_route_not_known_is_counted_apart),
       cmocka_unit_test(test_page_is_a_window_of_the_matching_sites),
       cmocka_unit_test(test_paging_returns_every_site_once),
   };
