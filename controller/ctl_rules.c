@@ -7,6 +7,7 @@
 #include "ctl_history.h"
 #include "ctl_plan.h"
 
+#include <stdbool.h>
 #include <string.h>
 
 #define esc ctl_esc
@@ -41,8 +42,9 @@ json_t *ctl_schedules_json(const Nirc__ScheduleReply *r) {
                        "start", s->start, "end", s->end, "days", s->days, "tz", s->tz, "exceptions",
                        ex, "wave_size", (json_int_t)s->wave_size, "enabled", s->enabled, "in_force",
                        s->in_force, "next_start_ms", (json_int_t)s->next_start_ms));
-    json_object_set_new(json_array_get(arr, json_array_size(arr) - 1), "sources_moved",
-                        json_integer(s->sources_moved));
+    json_t *last = json_array_get(arr, json_array_size(arr) - 1);
+    json_object_set_new(last, "sources_moved", json_integer(s->sources_moved));
+    json_object_set_new(last, "sources_not_known", json_integer(s->sources_not_known));
   }
   json_t *j = json_pack("{s:o}", "schedules", arr);
   if (j && r->change) json_object_set_new(j, "change", ctl_change_json(r->change));
@@ -69,24 +71,43 @@ static void ctl_change_print(FILE *out, const char *kind, const Nirc__RuleChange
     fprintf(out, "  no source routes by it now: nothing moves\n\n");
 }
 
+/* The IN FORCE cell. In its window but moving nobody (hubs offline or
+ * full) is not "in force" for the people reading this: say what is true.
+ * Sources whose route is not known here are neither moved nor home: with
+ * any, no verdict word, the known count and how many are not known. */
+static void ctl_schedule_force(const Nirc__ScheduleSpec *s, char *buf, size_t len) {
+  if (!s->in_force)
+    snprintf(buf, len, "no");
+  else if (s->sources_not_known)
+    snprintf(buf, len, "%u/%zu, %u not known", s->sources_moved, s->n_sources,
+             s->sources_not_known);
+  else if (s->sources_moved == s->n_sources)
+    snprintf(buf, len, "YES %u/%zu", s->sources_moved, s->n_sources);
+  else if (s->sources_moved)
+    snprintf(buf, len, "PARTLY %u/%zu", s->sources_moved, s->n_sources);
+  else
+    snprintf(buf, len, "NOT RUNNING 0/%zu", s->n_sources);
+}
+
 void ctl_schedules_print(FILE *out, const Nirc__ScheduleReply *r, const char *tz) {
   if (r->change) ctl_change_print(out, "schedule", r->change);
-  fprintf(out, "%-14s %-11s %-8s %-4s %-14s %-4s %-16s %-12s %-24s %-22s %s\n", "NAME", "WINDOW",
-          "DAYS", "WAVE", "TZ", "ON", "IN FORCE", "NEXT START", "SOURCES", "HUBS", "EXCEPTIONS");
+  /* IN FORCE as wide as its widest cell, so the columns after it line up. */
+  int fw = 16;
+  bool not_known = false;
+  for (size_t i = 0; i < r->n_schedules; i++) {
+    char force[48];
+    ctl_schedule_force(r->schedules[i], force, sizeof force);
+    if ((int)strlen(force) > fw) fw = (int)strlen(force);
+    not_known |= r->schedules[i]->in_force && r->schedules[i]->sources_not_known;
+  }
+  fprintf(out, "%-14s %-11s %-8s %-4s %-14s %-4s %-*s %-12s %-24s %-22s %s\n", "NAME", "WINDOW",
+          "DAYS", "WAVE", "TZ", "ON", fw, "IN FORCE", "NEXT START", "SOURCES", "HUBS",
+          "EXCEPTIONS");
   for (size_t i = 0; i < r->n_schedules; i++) {
     const Nirc__ScheduleSpec *s = r->schedules[i];
-    char win[48], force[40], next[40] = "-", src[256] = "", hubs[160] = "", ex[256] = "";
+    char win[48], force[48], next[40] = "-", src[256] = "", hubs[160] = "", ex[256] = "";
     snprintf(win, sizeof win, "%s-%s", esc(s->start), esc(s->end));
-    /* In its window but moving nobody (hubs offline or full) is not "in
-     * force" for the people reading this: say what is true. */
-    if (!s->in_force)
-      snprintf(force, sizeof force, "no");
-    else if (s->sources_moved == s->n_sources)
-      snprintf(force, sizeof force, "YES %u/%zu", s->sources_moved, s->n_sources);
-    else if (s->sources_moved)
-      snprintf(force, sizeof force, "PARTLY %u/%zu", s->sources_moved, s->n_sources);
-    else
-      snprintf(force, sizeof force, "NOT RUNNING 0/%zu", s->n_sources);
+    ctl_schedule_force(s, force, sizeof force);
     if (s->next_start_ms) {
       char full[40];
       ctl_history_time(s->next_start_ms, tz, full, sizeof full);
@@ -101,10 +122,13 @@ void ctl_schedules_print(FILE *out, const Nirc__ScheduleReply *r, const char *tz
     for (size_t k = 0, used = 0; k < s->n_exceptions && used < sizeof ex; k++)
       used += (size_t)snprintf(ex + used, sizeof ex - used, "%s%s", k ? "," : "",
                                esc(s->exceptions[k]));
-    fprintf(out, "%-14s %-11s %-8s %-4u %-14s %-4s %-16s %-12s %-24s %-22s %s\n", esc(s->name), win,
-            esc(s->days), s->wave_size, esc(s->tz), s->enabled ? "yes" : "no", force, next, src,
+    fprintf(out, "%-14s %-11s %-8s %-4u %-14s %-4s %-*s %-12s %-24s %-22s %s\n", esc(s->name), win,
+            esc(s->days), s->wave_size, esc(s->tz), s->enabled ? "yes" : "no", fw, force, next, src,
             hubs, ex[0] ? ex : "-");
   }
+  if (not_known)
+    fprintf(out, "\nIN FORCE n/N, M not known: n sources moved by it, M whose route is not known "
+                 "here (not heard, or unknown at the PBX): nircctl status --problems\n");
   if (r->n_schedules == 0) fprintf(out, "(no schedules)\n");
   /* Two zones in one row: each WINDOW is its schedule's wall clock, NEXT
    * START the operations room's, as `next` and `plan` show times. */
@@ -132,7 +156,10 @@ json_t *ctl_overflows_json(const Nirc__OverflowReply *r) {
                        o->engaged));
     json_t *last = json_array_get(arr, json_array_size(arr) - 1);
     json_object_set_new(last, "triggered", json_boolean(o->triggered));
-    json_object_set_new(last, "moved_permille", json_integer(o->moved_permille));
+    /* Its source's route not known: what it moves is not known, not 0. */
+    json_object_set_new(last, "moved_permille",
+                        o->route_not_known ? json_null() : json_integer(o->moved_permille));
+    json_object_set_new(last, "route_not_known", json_boolean(o->route_not_known));
   }
   json_t *j = json_pack("{s:o}", "rules", arr);
   if (j && r->change) json_object_set_new(j, "change", ctl_change_json(r->change));
@@ -141,6 +168,7 @@ json_t *ctl_overflows_json(const Nirc__OverflowReply *r) {
 
 void ctl_overflows_print(FILE *out, const Nirc__OverflowReply *r) {
   if (r->change) ctl_change_print(out, "overflow rule", r->change);
+  bool not_known = false;
   fprintf(out, "%-16s %-10s %-6s %-12s %-12s %-12s %-6s %-12s %s\n", "NAME", "SOURCE", "CAP",
           "WAIT trg/rel", "QUEUE trg/rel", "SL trg/rel", "HOLD", "ENGAGED", "HUBS");
   for (size_t i = 0; i < r->n_rules; i++) {
@@ -153,7 +181,10 @@ void ctl_overflows_print(FILE *out, const Nirc__OverflowReply *r) {
     snprintf(hold, sizeof hold, "%us", o->min_hold_s);
     /* Engaged is what moves: a triggered rule whose calls no hub took
      * says so instead of "YES". */
-    if (o->engaged)
+    if (o->route_not_known) {
+      snprintf(eng, sizeof eng, "not known");
+      not_known = true;
+    } else if (o->engaged)
       snprintf(eng, sizeof eng, "YES %u‰", o->moved_permille);
     else if (o->triggered)
       snprintf(eng, sizeof eng, "held (0‰)");
@@ -165,5 +196,8 @@ void ctl_overflows_print(FILE *out, const Nirc__OverflowReply *r) {
       fprintf(out, "%s%s", k ? "," : "", esc(o->hubs[k]));
     fprintf(out, "\n");
   }
+  if (not_known)
+    fprintf(out, "\nENGAGED not known: its source's route is not known here (not heard, or "
+                 "unknown at the PBX), so neither is what it moves: nircctl site SOURCE\n");
   if (r->n_rules == 0) fprintf(out, "(no overflow rules)\n");
 }

@@ -78,12 +78,19 @@ static Nirc__ScheduleSpec *engine_schedule_spec(engine_t *e, engine_arena_t *a,
   sp->in_force = rules_schedule_window(s, engine_now(e), &st, &en);
   sp->next_start_ms = rules_schedule_next_start(s, engine_now(e));
   /* What it does, not only whether its window is open: the sources that
-   * route by it now, as they acknowledged. */
+   * route by it now, as they acknowledged. A source whose route is not
+   * known here (not heard, or unknown at its PBX) is neither: counted
+   * apart, never as home (its acked may be only the default). */
   for (size_t i = 0; i < engine_nsites(e); i++) {
     const site_dir_t *d = &e->dirs[i];
     if (d->kind == RULE_SCHEDULE && d->rule_id == s->id &&
+        engine_route_seen(e, i) == ENGINE_ROUTE_KNOWN &&
         route_share_of(&d->acked, engine_site(e, i)->slug) < 1000)
       sp->sources_moved++;
+  }
+  for (unsigned k = 0; k < s->sources.n; k++) {
+    long i = engine_index(e, s->sources.v[k]);
+    if (i >= 0 && engine_route_seen(e, (size_t)i) != ENGINE_ROUTE_KNOWN) sp->sources_not_known++;
   }
   return sp;
 }
@@ -767,7 +774,10 @@ static Nirc__OverflowSpec *engine_overflow_spec(engine_t *e, engine_arena_t *a, 
    * withdrawn for capacity). */
   long i = engine_index(e, o->source);
   const site_dir_t *d = i >= 0 ? &e->dirs[i] : NULL;
-  if (d && d->kind == RULE_OVERFLOW && d->rule_id == o->id)
+  /* Its source's route not known here (not heard, or unknown at its PBX):
+   * what it moves is not known either, not 0. */
+  sp->route_not_known = d && engine_route_seen(e, (size_t)i) != ENGINE_ROUTE_KNOWN;
+  if (d && !sp->route_not_known && d->kind == RULE_OVERFLOW && d->rule_id == o->id)
     sp->moved_permille = 1000 - route_share_of(&d->acked, o->source);
   sp->engaged = sp->moved_permille > 0;
   return sp;

@@ -199,7 +199,8 @@ HOLD_HOME_DETAIL = {"why": str, "returns": int,
                     Opt("early_measured"): enum("at-least", "agent", "no-revert-at", "not-kept")}
 SCHEDULE = {"id": int, "name": str, "sources": [str], "hubs": [str], "start": str, "end": str,
             "days": str, "tz": str, "exceptions": [str], "wave_size": int, "enabled": bool,
-            "in_force": bool, "next_start_ms": int, "sources_moved": int}
+            "in_force": bool, "next_start_ms": int, "sources_moved": int,
+            "sources_not_known": int}
 RULE_CHANGE = {"name": str, "changed": [str], "moves": [RULE_CHANGE_MOVE], "kept": int,
                "dry_run": bool}
 SCHEDULES = {"schedules": [SCHEDULE], Opt("change"): RULE_CHANGE, Opt("warning"): str}
@@ -207,7 +208,7 @@ OVERFLOW_RULE = {"id": int, "name": str, "source": str, "hubs": [str], "trigger_
                  "release_wait_s": int, "trigger_queue": int, "release_queue": int,
                  "trigger_sl": float, "release_sl": float, "share_cap_permille": int,
                  "min_hold_s": int, "margin_s": int, "enabled": bool, "engaged": bool,
-                 "triggered": bool, "moved_permille": int}
+                 "triggered": bool, "moved_permille": (int, NULL), "route_not_known": bool}
 OVERFLOWS = {"rules": [OVERFLOW_RULE], Opt("change"): RULE_CHANGE, Opt("warning"): str}
 SITE_CAPACITY = {"site": str, "configured": bool, "seats": (int, NULL), "roster": (str, NULL),
                  "utc_offset_min": (int, NULL),

@@ -381,10 +381,97 @@ static void test_plan_of_a_one_minute_window(void **state) {
   world_free(w);
 }
 
+/* `overflow list` as the engine answers it: the first rule's spec. */
+static const Nirc__OverflowSpec *overflow_first(world_t *w, engine_t *e) {
+  Nirc__OverflowRequest rq = NIRC__OVERFLOW_REQUEST__INIT;
+  rq.op = NIRC__RULE_OP__RULE_OP_LIST;
+  engine_req_t r = {.client = w, .request_id = 9, .operator_name = "operator:v", .label = "t"};
+  size_t before = w->n_rep;
+  engine_op_overflow(e, &r, &rq);
+  assert_int_equal(w->n_rep, before + 1);
+  const Nirc__OperatorReply *rep = w->rep[before].full;
+  assert_non_null(rep->overflow);
+  assert_true(rep->overflow->n_rules >= 1);
+  return rep->overflow->rules[0];
+}
+
+/* A source whose route is not known here (its agent unsure of its PBX, or
+ * not heard since this leader took over) is neither moved nor home in the
+ * rule lists: a schedule in force counts it in sources_not_known, not in
+ * sources_moved (its acked is a route nobody vouches for), and an overflow
+ * rule says route_not_known with nothing counted as moved. Before, both
+ * read the acked route as a fact: "YES 2/2" and "YES 500‰". */
+static void test_rule_lists_count_routes_not_known_apart(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_engine(w);
+  char *src[] = {"hubei", "guangdong"}, *hubs[] = {"shaanxi", "henan"};
+  add_schedule(w, e, "day", src, 2, hubs, 2, "11:00", "18:00", NULL, 0, 5);
+  world_tick(w, e, 200);
+  world_ack(w, e, 0, NULL);
+  world_tick(w, e, 200);
+  const Nirc__ScheduleSpec *sp = list_first(w, e);
+  assert_true(sp->in_force);
+  assert_int_equal(sp->sources_moved, 2);
+  assert_int_equal(sp->sources_not_known, 0);
+  size_t hubei = world_index(w, "hubei");
+  engine_on_route_known(e, hubei, false, "not read back");
+  assert_int_equal(engine_route_seen(e, hubei), ENGINE_ROUTE_UNKNOWN);
+  sp = list_first(w, e);
+  assert_int_equal(sp->sources_moved, 1);
+  assert_int_equal(sp->sources_not_known, 1);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+
+  /* An overflow rule moving half of hainan's calls, then hainan's route
+   * not known. */
+  w = world_new();
+  e = leading_engine(w);
+  Nirc__OverflowSpec os = NIRC__OVERFLOW_SPEC__INIT;
+  char *ohubs[] = {"shaanxi"};
+  os.name = "hn-peak";
+  os.source = "hainan";
+  os.hubs = ohubs;
+  os.n_hubs = 1;
+  os.trigger_queue = 20;
+  os.release_queue = 2;
+  os.share_cap_permille = 500;
+  os.min_hold_s = 300;
+  Nirc__OverflowRequest orq = NIRC__OVERFLOW_REQUEST__INIT;
+  orq.op = NIRC__RULE_OP__RULE_OP_ADD;
+  orq.name = "hn-peak";
+  orq.spec = &os;
+  engine_req_t r = {.client = w, .request_id = 7, .operator_name = "admin:bob", .label = "t"};
+  engine_op_overflow(e, &r, &orq);
+  world_flush(w);
+  world_load(w, "hainan", 60, 120000);
+  for (int k = 0; k < 20; k++) {
+    const route_t *l = world_last(w, "hainan");
+    if (l && route_share_of(l, "shaanxi") > 0) break;
+    world_tick(w, e, 1000);
+    world_ack(w, e, 0, NULL);
+  }
+  world_tick(w, e, 200);
+  const Nirc__OverflowSpec *o = overflow_first(w, e);
+  assert_true(o->engaged);
+  assert_true(o->moved_permille > 0);
+  assert_false(o->route_not_known);
+  engine_on_route_known(e, world_index(w, "hainan"), false, "not read back");
+  o = overflow_first(w, e);
+  assert_true(o->route_not_known);
+  assert_false(o->engaged);
+  assert_int_equal(o->moved_permille, 0);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cutover_rule_and_expiry),
       cmocka_unit_test(test_schedule_end_and_rehome),
+      cmocka_unit_test(test_rule_lists_count_routes_not_known_apart),
       cmocka_unit_test(test_next_in_time_order),
       cmocka_unit_test(test_window_in_dst_gap),
       cmocka_unit_test(test_plan_of_a_disabled_schedule),

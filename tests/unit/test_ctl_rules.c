@@ -1,0 +1,143 @@
+/* nircctl's rule lists (controller/ctl_rules.c) on hand-made replies: a
+ * source whose route is not known here is neither moved nor home, so
+ * `schedule list` says "n/N, M not known" with no verdict word and
+ * `overflow list` "not known", each with a line saying what it means, and
+ * --json carries sources_not_known and route_not_known (moved_permille
+ * null: unknown is not zero). */
+#include "ctl_rules.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static char *printed_schedules(const Nirc__ScheduleReply *r) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  assert_non_null(out);
+  ctl_schedules_print(out, r, "Asia/Shanghai");
+  fclose(out);
+  return text;
+}
+
+static char *printed_overflows(const Nirc__OverflowReply *r) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  assert_non_null(out);
+  ctl_overflows_print(out, r);
+  fclose(out);
+  return text;
+}
+
+/* The column `word` starts at in the heading (the first line). */
+static size_t col_of(const char *text, const char *word) {
+  const char *p = strstr(text, word);
+  assert_non_null(p);
+  return (size_t)(p - text);
+}
+
+static void test_schedule_in_force_with_sources_not_known(void **state) {
+  (void)state;
+  char *src[] = {"hubei", "guizhou", "fujian"}, *hubs[] = {"shaanxi"};
+  Nirc__ScheduleSpec a = NIRC__SCHEDULE_SPEC__INIT, b = NIRC__SCHEDULE_SPEC__INIT;
+  Nirc__ScheduleSpec *v[] = {&a, &b};
+  a.name = "night";
+  a.sources = src;
+  a.n_sources = 3;
+  a.hubs = hubs;
+  a.n_hubs = 1;
+  a.start = "22:00";
+  a.end = "08:00";
+  a.days = "daily";
+  a.tz = "Asia/Shanghai";
+  a.enabled = 1;
+  a.in_force = 1;
+  a.sources_moved = 1;
+  a.sources_not_known = 2;
+  b = a;
+  b.name = "day";
+  b.sources_moved = 3;
+  b.sources_not_known = 0;
+  Nirc__ScheduleReply r = NIRC__SCHEDULE_REPLY__INIT;
+  r.schedules = v;
+  r.n_schedules = 2;
+  char *text = printed_schedules(&r);
+  /* No verdict: one moved, two not known, not "PARTLY". */
+  if (!strstr(text, "\nnight ") || !strstr(text, " 1/3, 2 not known ") || strstr(text, "PARTLY"))
+    fail_msg("night is not '1/3, 2 not known':\n%s", text);
+  if (!strstr(text, " YES 3/3 ")) fail_msg("day is not 'YES 3/3':\n%s", text);
+  if (!strstr(text, "\nIN FORCE n/N, M not known: n sources moved by it, M whose route is not "
+                    "known here (not heard, or unknown at the PBX): nircctl status --problems\n"))
+    fail_msg("no line for 'not known' under:\n%s", text);
+  /* NEXT START stays one column: the wider cell widens IN FORCE. */
+  size_t next = col_of(text, "NEXT START");
+  const char *night = strstr(text, "\nnight ") + 1, *day = strstr(text, "\nday ") + 1;
+  if (night[next] != '-' || day[next] != '-' || night[next - 1] != ' ')
+    fail_msg("NEXT START not in one column:\n%s", text);
+  free(text);
+  json_t *j = ctl_schedules_json(&r);
+  json_t *x = json_array_get(json_object_get(j, "schedules"), 0);
+  assert_int_equal(json_integer_value(json_object_get(x, "sources_moved")), 1);
+  assert_int_equal(json_integer_value(json_object_get(x, "sources_not_known")), 2);
+  json_decref(j);
+  /* None not known: as before, and no line. */
+  a.sources_not_known = 0;
+  text = printed_schedules(&r);
+  if (!strstr(text, " PARTLY 1/3 ") || strstr(text, "not known"))
+    fail_msg("night is not 'PARTLY 1/3' with none not known:\n%s", text);
+  free(text);
+}
+
+static void test_overflow_source_route_not_known(void **state) {
+  (void)state;
+  char *hubs[] = {"shaanxi"};
+  Nirc__OverflowSpec o = NIRC__OVERFLOW_SPEC__INIT, *v[] = {&o};
+  o.name = "gd-peak";
+  o.source = "guangdong";
+  o.hubs = hubs;
+  o.n_hubs = 1;
+  o.share_cap_permille = 500;
+  o.triggered = 1;
+  o.route_not_known = 1;
+  Nirc__OverflowReply r = NIRC__OVERFLOW_REPLY__INIT;
+  r.rules = v;
+  r.n_rules = 1;
+  char *text = printed_overflows(&r);
+  if (!strstr(text, " not known ") || strstr(text, "held (0"))
+    fail_msg("ENGAGED is not 'not known':\n%s", text);
+  if (!strstr(text, "\nENGAGED not known: its source's route is not known here (not heard, or "
+                    "unknown at the PBX), so neither is what it moves: nircctl site SOURCE\n"))
+    fail_msg("no line for 'not known' under:\n%s", text);
+  free(text);
+  json_t *j = ctl_overflows_json(&r);
+  json_t *x = json_array_get(json_object_get(j, "rules"), 0);
+  assert_true(json_is_null(json_object_get(x, "moved_permille")));
+  assert_true(json_is_true(json_object_get(x, "route_not_known")));
+  assert_true(json_is_false(json_object_get(x, "engaged")));
+  json_decref(j);
+  o.route_not_known = 0;
+  o.engaged = 1;
+  o.moved_permille = 350;
+  text = printed_overflows(&r);
+  if (!strstr(text, "YES 350‰") || strstr(text, "not known")) fail_msg("not YES 350‰:\n%s", text);
+  free(text);
+  j = ctl_overflows_json(&r);
+  x = json_array_get(json_object_get(j, "rules"), 0);
+  assert_int_equal(json_integer_value(json_object_get(x, "moved_permille")), 350);
+  json_decref(j);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_schedule_in_force_with_sources_not_known),
+      cmocka_unit_test(test_overflow_source_route_not_known),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
