@@ -137,6 +137,23 @@ void ctl_plan_print(const Nirc__PlanReply *p, const char *tz) {
            ctl_esc(p->refused_sources[i]->why));
   for (size_t i = 0; i < p->n_alarms; i++)
     printf("  alarm %s\n", ctl_esc(p->alarms[i]));
+  if (p->route_not_known) {
+    /* Unknown is not home: the figures count these sites' calls where
+     * the plan sends them, and they may be elsewhere now. */
+    char names[400] = "";
+    size_t u = 0;
+    for (size_t i = 0; i < p->n_route_not_known_sites && u < sizeof names; i++)
+      u += (size_t)snprintf(names + u, sizeof names - u, "%s%s", i ? ", " : "",
+                            ctl_esc(p->route_not_known_sites[i]));
+    if (p->route_not_known > p->n_route_not_known_sites && u < sizeof names)
+      snprintf(names + u, sizeof names - u, " +%zu more",
+               (size_t)p->route_not_known - p->n_route_not_known_sites);
+    printf("  note  route not known at %u site%s (%s): not heard since this controller took "
+           "over, or unknown at the PBX; the figures count their calls where this plan sends "
+           "them, but their PBX may send them elsewhere now, to a hub above too (nircctl status "
+           "--problems)\n",
+           p->route_not_known, p->route_not_known == 1 ? "" : "s", names);
+  }
 }
 
 /* ---- JSON ---- */
@@ -222,6 +239,13 @@ json_t *ctl_plan_json(const Nirc__PlanReply *p) {
   json_t *o = json_pack("{s:o, s:o, s:o, s:b, s:s, s:o}", "moves", moves, "capacity", cap, "alarms",
                         alarms, "refused", p->refused, "refusal", p->refusal ? p->refusal : "",
                         "refused_sources", refused);
+  if (o) {
+    json_t *unk = json_array();
+    for (size_t i = 0; i < p->n_route_not_known_sites; i++)
+      json_array_append_new(unk, json_string(p->route_not_known_sites[i]));
+    json_object_set_new(o, "route_not_known", json_integer((json_int_t)p->route_not_known));
+    json_object_set_new(o, "route_not_known_sites", unk);
+  }
   if (o && p->window_start_ms)
     json_object_set_new(o, "window",
                         json_pack("{s:s, s:I, s:I, s:I, s:I, s:b}", "schedule",

@@ -198,6 +198,8 @@ static bool engine_sends_to_focus(engine_t *e, size_t i, const bool *focus) {
   return false;
 }
 
+#define ENGINE_PLAN_UNKNOWN_NAMED 10 /* sites a plan names whose route is not known */
+
 static Nirc__PlanReply *engine_plan_reply(engine_t *e, engine_arena_t *a, const plan_t *p,
                                           const bool *focus, const engine_planned_t *rule) {
   Nirc__PlanReply *pr = engine_arena_alloc(a, sizeof *pr);
@@ -249,6 +251,20 @@ static Nirc__PlanReply *engine_plan_reply(engine_t *e, engine_arena_t *a, const 
     pr->alarms[pr->n_alarms++] = engine_arena_str(a, p->alarms[k].message);
   }
   if (engine_refused_sources(e, a, p, rule, pr) != 0 || a->failed) return NULL;
+  /* The planner counts every site's calls where the plan sends them. A
+   * site whose route is not known here may send them elsewhere now (an
+   * older leader's move its agent still holds): that is said beside the
+   * figures, never read as its planned route, nor as home, in silence. */
+  pr->route_not_known_sites =
+      engine_arena_alloc(a, ENGINE_PLAN_UNKNOWN_NAMED * sizeof *pr->route_not_known_sites);
+  if (!pr->route_not_known_sites) return NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (engine_site(e, i)->life == SITE_REMOVED || engine_route_seen(e, i) == ENGINE_ROUTE_KNOWN)
+      continue;
+    if (pr->n_route_not_known_sites < ENGINE_PLAN_UNKNOWN_NAMED)
+      pr->route_not_known_sites[pr->n_route_not_known_sites++] = engine_site(e, i)->slug;
+    pr->route_not_known++;
+  }
   return pr;
 }
 

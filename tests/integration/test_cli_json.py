@@ -121,7 +121,7 @@ PLAN_DEMAND = {"site": str, "hub": bool, "calls_per_s": float, "aht_s": (float, 
                "source": enum("history", "scenario", "live"), "note": str, "weeks": (int, NULL)}
 PLAN = {"moves": [PLANNED_MOVE], "capacity": [CAPACITY], "alarms": [str], "refused": bool,
         "refusal": str, "refused_sources": [REFUSED_SOURCE], Opt("window"): PLAN_WINDOW,
-        Opt("demand"): [PLAN_DEMAND]}
+        Opt("demand"): [PLAN_DEMAND], "route_not_known": int, "route_not_known_sites": [str]}
 FORCED_OVER = {"hub": str, "traffic_after_erl": float, "agents": int, "agents_needed": int,
                "sl_after": float, "asa_after_s": (float, NULL), "stable_after": bool}
 OUTCOME = {"site": str, "result": enum("applied", "rejected", "failed", "pending", "unknown"),

@@ -1,9 +1,11 @@
-/* nircctl's rule lists (controller/ctl_rules.c) on hand-made replies: a
- * source whose route is not known here is neither moved nor home, so
- * `schedule list` says "n/N, M not known" with no verdict word and
- * `overflow list` "not known", each with a line saying what it means, and
- * --json carries sources_not_known and route_not_known (moved_permille
- * null: unknown is not zero). */
+/* nircctl's rule lists (controller/ctl_rules.c) and plan output
+ * (controller/ctl_plan.c) on hand-made replies: a site whose route is not
+ * known here is neither moved nor home, so `schedule list` says "n/N, M
+ * not known" with no verdict word, `overflow list` "not known", each with
+ * a line saying what it means, --json carries sources_not_known and
+ * route_not_known (moved_permille null: unknown is not zero), and a plan
+ * names the sites whose calls its figures place where it sends them. */
+#include "ctl_plan.h"
 #include "ctl_rules.h"
 
 #include <setjmp.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -134,10 +137,55 @@ static void test_overflow_source_route_not_known(void **state) {
   json_decref(j);
 }
 
+/* What ctl_plan_print writes to stdout. */
+static char *printed_plan(const Nirc__PlanReply *p) {
+  fflush(stdout);
+  int keep = dup(STDOUT_FILENO);
+  FILE *tmp = tmpfile();
+  assert_true(keep >= 0 && tmp);
+  dup2(fileno(tmp), STDOUT_FILENO);
+  ctl_plan_print(p, "Asia/Shanghai");
+  fflush(stdout);
+  dup2(keep, STDOUT_FILENO);
+  close(keep);
+  long n = ftell(tmp);
+  char *text = calloc(1, (size_t)n + 1);
+  rewind(tmp);
+  assert_int_equal(fread(text, 1, (size_t)n, tmp), (size_t)n);
+  fclose(tmp);
+  return text;
+}
+
+static void test_plan_names_routes_not_known(void **state) {
+  (void)state;
+  char *names[] = {"hubei", "hunan"};
+  Nirc__PlanReply p = NIRC__PLAN_REPLY__INIT;
+  p.route_not_known = 12;
+  p.route_not_known_sites = names;
+  p.n_route_not_known_sites = 2;
+  char *text = printed_plan(&p);
+  const char *want = "  note  route not known at 12 sites (hubei, hunan +10 more): not heard since "
+                     "this controller took over, or unknown at the PBX; the figures count their "
+                     "calls where this plan sends them, but their PBX may send them elsewhere "
+                     "now, to a hub above too (nircctl status --problems)\n";
+  if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
+  free(text);
+  json_t *j = ctl_plan_json(&p);
+  assert_int_equal(json_integer_value(json_object_get(j, "route_not_known")), 12);
+  assert_int_equal(json_array_size(json_object_get(j, "route_not_known_sites")), 2);
+  json_decref(j);
+  p.route_not_known = 0;
+  p.n_route_not_known_sites = 0;
+  text = printed_plan(&p);
+  if (strstr(text, "not known")) fail_msg("a note with every route known:\n%s", text);
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_schedule_in_force_with_sources_not_known),
       cmocka_unit_test(test_overflow_source_route_not_known),
+      cmocka_unit_test(test_plan_names_routes_not_known),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -257,6 +257,65 @@ static void test_new_leader_has_not_heard_the_route(void **state) {
   world_free(w);
 }
 
+/* nircctl plan SRC --to HUB: the engine's reply. */
+static const Nirc__PlanReply *plan_of(world_t *w, engine_t *e, const char *src, const char *hub) {
+  char *s[] = {(char *)src}, *h[] = {(char *)hub};
+  Nirc__PlanRequest pq = NIRC__PLAN_REQUEST__INIT;
+  pq.sources = s;
+  pq.n_sources = 1;
+  pq.hubs = h;
+  pq.n_hubs = 1;
+  engine_req_t rq = {.client = w, .request_id = 41, .operator_name = "operator:v", .label = "t"};
+  size_t before = w->n_rep;
+  engine_op_plan(e, &rq, &pq);
+  assert_int_equal(w->n_rep, before + 1);
+  assert_non_null(w->rep[before].full->plan);
+  return w->rep[before].full->plan;
+}
+
+/* Brief s19B: the planner counts every site's calls where its plan sends
+ * them; a site whose route is not known here (hubei, unheard at the new
+ * leader while its PBX still routes to shaanxi) may be sending them to a
+ * hub now. The plan reply names such sites and how many there are, so
+ * the figures are not read as counting them at home; before, nothing was
+ * said. */
+static void test_plan_names_routes_not_known(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *a = world_leading(w);
+  size_t hubei = world_index(w, "hubei"), henan = world_index(w, "henan");
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, a, 1, src, 1, hub, 1, 0);
+  world_ack(w, a, 0, NULL);
+  world_flush(w);
+  assert_int_equal(plan_of(w, a, "hunan", "sichuan")->route_not_known, 0);
+  world_flush(w);
+  engine_free(a);
+  for (size_t i = 0; i < w->sites->n; i++) {
+    sites_on_link_down(&w->sites->v[i], w->now);
+    w->sites->v[i].conn = NULL;
+  }
+  w->down[hubei] = true;
+  engine_t *b = world_engine(w);
+  assert_int_equal(engine_load_rules(b, 6, w->cut, w->n_cut, NULL, 0, NULL, 0, w->max_id), 0);
+  engine_start_leading(b, 5000);
+  world_connect_all(w, b, w->applied);
+  const Nirc__PlanReply *p = plan_of(w, b, "hunan", "sichuan");
+  assert_int_equal(p->route_not_known, 1);
+  assert_int_equal(p->n_route_not_known_sites, 1);
+  assert_string_equal(p->route_not_known_sites[0], "hubei");
+  /* The agent's own word: unknown at its PBX counts too. */
+  engine_on_route_known(b, henan, false, "not read back");
+  p = plan_of(w, b, "hunan", "sichuan");
+  assert_int_equal(p->route_not_known, 2);
+  world_link_up(w, b, "hubei");
+  engine_on_route_known(b, henan, true, "");
+  assert_int_equal(plan_of(w, b, "hunan", "sichuan")->route_not_known, 0);
+  world_flush(w);
+  engine_free(b);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unverified_apply_is_said),
@@ -264,6 +323,7 @@ int main(void) {
       cmocka_unit_test(test_outcome_unknown_cutover_rolls_back_to_a_known_route),
       cmocka_unit_test(test_new_leader_learns_unverified_from_the_hello),
       cmocka_unit_test(test_new_leader_has_not_heard_the_route),
+      cmocka_unit_test(test_plan_names_routes_not_known),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
