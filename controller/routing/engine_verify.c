@@ -296,7 +296,12 @@ void engine_inflow_input(engine_t *e) {
       double cps = sites_flow_cps(s, &s->sent[k]);
       if (cps <= 0) continue;
       const char *hub = s->sent[k].site;
-      if (route_share_of(&d->target, hub) > 0 || route_share_of(&d->acked, hub) > 0) continue;
+      /* An acked route not known to hold (its agent unsure of its PBX)
+       * explains nothing: its calls measured at the hub are load there. */
+      bool acked_known = engine_route_seen(e, i) == ENGINE_ROUTE_KNOWN;
+      if (route_share_of(&d->target, hub) > 0 ||
+          (acked_known && route_share_of(&d->acked, hub) > 0))
+        continue;
       long h = engine_index(e, hub);
       if (h < 0 || (size_t)h == i) continue;
       plan_site_t *p = &e->psites[h];

@@ -316,6 +316,54 @@ static void test_plan_names_routes_not_known(void **state) {
   world_free(w);
 }
 
+/* A source whose route is unknown (a return home whose outcome is not
+ * known: the acked route still says shaanxi) while its proxy measures
+ * calls going to shaanxi: those calls are load at shaanxi. Before, the
+ * stale acked route "explained" them, so they were in no capacity check
+ * (neither planned there nor unrouted inflow) and shaanxi's load read
+ * low; now they count as inflow no route sends there. */
+static void test_unknown_route_explains_no_measured_inflow(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  size_t hubei = world_index(w, "hubei"), shaanxi = world_index(w, "shaanxi");
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 1, src, 1, hub, 1, 0);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  w->fail_detail = UNKNOWN_DETAIL;
+  w->fail_outcome_unknown = true;
+  size_t from = w->n_sent;
+  restore_hubei(w, e, 2);
+  world_ack(w, e, from, "hubei");
+  world_flush(w);
+  assert_int_equal(engine_route_seen(e, hubei), ENGINE_ROUTE_UNKNOWN);
+  assert_int_equal(route_share_of(&engine_site_dir(e, hubei)->acked, "shaanxi"), 1000);
+  /* Its proxy: 1,200 calls in 10 minutes to shaanxi. */
+  site_t *s = &w->sites->v[hubei];
+  Nirc__LoadReport r = NIRC__LOAD_REPORT__INIT;
+  Nirc__SiteCount c = NIRC__SITE_COUNT__INIT, *cp = &c;
+  r.site = s->slug;
+  r.timestamp_ms = w->now;
+  r.interval_ms = 600000;
+  r.calls_routed_away = 1200;
+  r.not_measured = 0x1ff;
+  r.routing_measured = true;
+  c.site = "shaanxi";
+  c.calls = 1200;
+  r.routed_to = &cp;
+  r.n_routed_to = 1;
+  site_minute_t flushed;
+  sites_on_report(s, &r, w->now, w->now, &flushed);
+  world_tick(w, e, 200);
+  const char *note = engine_site_dir(e, shaanxi)->note;
+  if (!strstr(note, "receives 2.00 calls/s no route sends here (most from hubei"))
+    fail_msg("shaanxi's note does not count hubei's measured calls: '%s'", note);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_unverified_apply_is_said),
@@ -324,6 +372,7 @@ int main(void) {
       cmocka_unit_test(test_new_leader_learns_unverified_from_the_hello),
       cmocka_unit_test(test_new_leader_has_not_heard_the_route),
       cmocka_unit_test(test_plan_names_routes_not_known),
+      cmocka_unit_test(test_unknown_route_explains_no_measured_inflow),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
