@@ -215,6 +215,32 @@ static void test_new_leader_learns_unverified_from_the_hello(void **state) {
   world_free(w);
 }
 
+/* A leader that moved hubei to shaanxi by a cutover, acknowledged. */
+static engine_t *leader_with_hubei_away(world_t *w) {
+  engine_t *a = world_leading(w);
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, a, 1, src, 1, hub, 1, 0);
+  world_ack(w, a, 0, NULL);
+  world_flush(w);
+  return a;
+}
+
+/* Leader a goes (freed); b takes over, epoch 6, with every agent but
+ * site `down`'s connected (its agent is stopped meanwhile). */
+static engine_t *take_over_without(world_t *w, engine_t *a, size_t down) {
+  engine_free(a);
+  for (size_t i = 0; i < w->sites->n; i++) {
+    sites_on_link_down(&w->sites->v[i], w->now);
+    w->sites->v[i].conn = NULL;
+  }
+  w->down[down] = true;
+  engine_t *b = world_engine(w);
+  assert_int_equal(engine_load_rules(b, 6, w->cut, w->n_cut, NULL, 0, NULL, 0, w->max_id), 0);
+  engine_start_leading(b, 5000);
+  world_connect_all(w, b, w->applied);
+  return b;
+}
+
 /* Brief s18A: a new leader whose site's agent is down has heard nothing
  * of its route: the engine's acked is only the default home (the agent
  * still routes to shaanxi by the old leader's move). engine_route_seen,
@@ -224,23 +250,10 @@ static void test_new_leader_learns_unverified_from_the_hello(void **state) {
 static void test_new_leader_has_not_heard_the_route(void **state) {
   (void)state;
   world_t *w = world_new();
-  engine_t *a = world_leading(w);
+  engine_t *a = leader_with_hubei_away(w);
   size_t hubei = world_index(w, "hubei"), henan = world_index(w, "henan");
-  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
-  world_cutover(w, a, 1, src, 1, hub, 1, 0);
-  world_ack(w, a, 0, NULL);
-  world_flush(w);
   assert_int_equal(engine_route_seen(a, hubei), ENGINE_ROUTE_KNOWN);
-  engine_free(a);
-  for (size_t i = 0; i < w->sites->n; i++) {
-    sites_on_link_down(&w->sites->v[i], w->now);
-    w->sites->v[i].conn = NULL;
-  }
-  w->down[hubei] = true; /* its agent is stopped while b takes over */
-  engine_t *b = world_engine(w);
-  assert_int_equal(engine_load_rules(b, 6, w->cut, w->n_cut, NULL, 0, NULL, 0, w->max_id), 0);
-  engine_start_leading(b, 5000);
-  world_connect_all(w, b, w->applied);
+  engine_t *b = take_over_without(w, a, hubei);
   assert_true(routes_home(&engine_site_dir(b, hubei)->acked, "hubei")); /* a default, not a fact */
   assert_int_equal(engine_route_seen(b, hubei), ENGINE_ROUTE_UNHEARD);
   assert_int_equal(engine_route_seen(b, henan), ENGINE_ROUTE_KNOWN);
@@ -282,24 +295,11 @@ static const Nirc__PlanReply *plan_of(world_t *w, engine_t *e, const char *src, 
 static void test_plan_names_routes_not_known(void **state) {
   (void)state;
   world_t *w = world_new();
-  engine_t *a = world_leading(w);
+  engine_t *a = leader_with_hubei_away(w);
   size_t hubei = world_index(w, "hubei"), henan = world_index(w, "henan");
-  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
-  world_cutover(w, a, 1, src, 1, hub, 1, 0);
-  world_ack(w, a, 0, NULL);
-  world_flush(w);
   assert_int_equal(plan_of(w, a, "hunan", "sichuan")->route_not_known, 0);
   world_flush(w);
-  engine_free(a);
-  for (size_t i = 0; i < w->sites->n; i++) {
-    sites_on_link_down(&w->sites->v[i], w->now);
-    w->sites->v[i].conn = NULL;
-  }
-  w->down[hubei] = true;
-  engine_t *b = world_engine(w);
-  assert_int_equal(engine_load_rules(b, 6, w->cut, w->n_cut, NULL, 0, NULL, 0, w->max_id), 0);
-  engine_start_leading(b, 5000);
-  world_connect_all(w, b, w->applied);
+  engine_t *b = take_over_without(w, a, hubei);
   const Nirc__PlanReply *p = plan_of(w, b, "hunan", "sichuan");
   assert_int_equal(p->route_not_known, 1);
   assert_int_equal(p->n_route_not_known_sites, 1);
@@ -325,12 +325,8 @@ static void test_plan_names_routes_not_known(void **state) {
 static void test_unknown_route_explains_no_measured_inflow(void **state) {
   (void)state;
   world_t *w = world_new();
-  engine_t *e = world_leading(w);
+  engine_t *e = leader_with_hubei_away(w);
   size_t hubei = world_index(w, "hubei"), shaanxi = world_index(w, "shaanxi");
-  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
-  world_cutover(w, e, 1, src, 1, hub, 1, 0);
-  world_ack(w, e, 0, NULL);
-  world_flush(w);
   w->fail_detail = UNKNOWN_DETAIL;
   w->fail_outcome_unknown = true;
   size_t from = w->n_sent;

@@ -13,6 +13,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -54,15 +55,24 @@ static void add_schedule(world_t *w, engine_t *e, const char *name, char **src, 
   assert_true(w->rep[before].ok);
 }
 
-/* `schedule list` as the engine answers it: the first schedule's spec. */
-static const Nirc__ScheduleSpec *list_first(world_t *w, engine_t *e) {
-  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
-  rq.op = NIRC__RULE_OP__RULE_OP_LIST;
+/* `schedule list` (or `overflow list`) as the engine answers it. */
+static const Nirc__OperatorReply *rule_list(world_t *w, engine_t *e, bool overflow) {
+  Nirc__ScheduleRequest sq = NIRC__SCHEDULE_REQUEST__INIT;
+  Nirc__OverflowRequest oq = NIRC__OVERFLOW_REQUEST__INIT;
+  sq.op = oq.op = NIRC__RULE_OP__RULE_OP_LIST;
   engine_req_t r = {.client = w, .request_id = 8, .operator_name = "operator:v", .label = "t"};
   size_t before = w->n_rep;
-  engine_op_schedule(e, &r, &rq);
+  if (overflow)
+    engine_op_overflow(e, &r, &oq);
+  else
+    engine_op_schedule(e, &r, &sq);
   assert_int_equal(w->n_rep, before + 1);
-  const Nirc__OperatorReply *rep = w->rep[before].full;
+  return w->rep[before].full;
+}
+
+/* `schedule list`: the first schedule's spec. */
+static const Nirc__ScheduleSpec *list_first(world_t *w, engine_t *e) {
+  const Nirc__OperatorReply *rep = rule_list(w, e, false);
   assert_non_null(rep->schedule);
   assert_true(rep->schedule->n_schedules >= 1);
   return rep->schedule->schedules[0];
@@ -381,15 +391,9 @@ static void test_plan_of_a_one_minute_window(void **state) {
   world_free(w);
 }
 
-/* `overflow list` as the engine answers it: the first rule's spec. */
+/* `overflow list`: the first rule's spec. */
 static const Nirc__OverflowSpec *overflow_first(world_t *w, engine_t *e) {
-  Nirc__OverflowRequest rq = NIRC__OVERFLOW_REQUEST__INIT;
-  rq.op = NIRC__RULE_OP__RULE_OP_LIST;
-  engine_req_t r = {.client = w, .request_id = 9, .operator_name = "operator:v", .label = "t"};
-  size_t before = w->n_rep;
-  engine_op_overflow(e, &r, &rq);
-  assert_int_equal(w->n_rep, before + 1);
-  const Nirc__OperatorReply *rep = w->rep[before].full;
+  const Nirc__OperatorReply *rep = rule_list(w, e, true);
   assert_non_null(rep->overflow);
   assert_true(rep->overflow->n_rules >= 1);
   return rep->overflow->rules[0];
