@@ -399,10 +399,12 @@ static void ctl_status_page_note(FILE *out, const Nirc__StatusReply *st,
 
 /* Under the table: the sites whose route is not known, which --moved,
  * --hub and "hub for N sites" (routes known here only) could not judge:
- * unknown is neither home nor away, and never silently left out. */
+ * unknown is neither home nor away, and never silently left out. `shown`
+ * of them are rows of the table all the same (a hub known to receive). */
 static void ctl_status_not_known_note(FILE *out, const Nirc__StatusReply *st,
-                                      const ctl_status_opts_t *o, size_t hubrows) {
+                                      const ctl_status_opts_t *o, size_t hubrows, size_t shown) {
   size_t m = ctl_status_not_known(st);
+  if ((o->moved || o->hub) && m >= shown) m -= shown;
   if (!m || (!o->moved && !o->hub && !hubrows)) return;
   const char *one = m == 1 ? "site's route is" : "sites' routes are";
   if (o->moved || o->hub)
@@ -420,7 +422,7 @@ static void ctl_status_not_known_note(FILE *out, const Nirc__StatusReply *st,
 void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
   ctl_alarm_index(st);
   size_t online = 0, stale = 0, offline = 0, shown = 0, unmeasured = 0, unreadable = 0;
-  size_t unverified = 0, unheard = 0, hubrows = 0;
+  size_t unverified = 0, unheard = 0, hubrows = 0, shown_unknown = 0;
   char head[32], route[240];
   /* ROUTE is as wide as its widest cell, so RULE stays in one column when
    * a route is split or marked unverified. */
@@ -499,6 +501,7 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
     unheard += mark == CTL_MARK_UNHEARD;
     ctl_status_rule(st, i, o->tz, true, rule, sizeof rule);
     hubrows += strncmp(rule, "hub for ", 8) == 0;
+    shown_unknown += !ctl_status_route_known(s);
     /* Padded by columns, not bytes: a Chinese name is two columns a
      * character. */
     ctl_text_pad(ctl_st_esc(o->zh && s->name_zh && *s->name_zh ? s->name_zh : s->name_en), 14, name,
@@ -520,7 +523,7 @@ void ctl_status_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_o
     fprintf(out,
             "(not heard) its agent has not connected to this controller since it took over: "
             "the route the PBX holds is not known here (check the agent: nircctl site SITE)\n");
-  ctl_status_not_known_note(out, st, o, hubrows);
+  ctl_status_not_known_note(out, st, o, hubrows, shown_unknown);
   const char *f = o->filters && *o->filters ? o->filters : NULL;
   if (!ctl_status_complete(st, o)) {
     ctl_status_page_note(out, st, o);

@@ -640,6 +640,14 @@ static void test_route_not_known_counted_apart(void **state) {
                     "status --problems)\n"))
     fail_msg("--moved does not say what it left out:\n%s", text);
   free(text);
+  /* A hub whose own route is not known but that is known to receive calls
+   * is listed: the line counts only those left out. */
+  f.s[1].route_unknown = 1;
+  text = printed(&f.st, &o);
+  if (!strstr(text, "\nhenan ") || !strstr(text, "\n2 sites' routes are not known here"))
+    fail_msg("henan (receiving) not listed, or counted as left out:\n%s", text);
+  free(text);
+  f.s[1].route_unknown = 0;
   /* None not known: no line. */
   f.s[2].route_unheard = 0;
   f.st.route_not_known = 0;
