@@ -469,6 +469,16 @@ static void engine_change_compare(engine_t *e, const plan_t *trial, const slug_l
     route_format(&want, slug, m->to, sizeof m->to);
     if (!m->from[0]) snprintf(m->from, sizeof m->from, "home");
     if (!m->to[0]) snprintf(m->to, sizeof m->to, "home");
+    /* Its target is not what it routes by while its agent has not
+     * confirmed a route here (engine_route_seen): say so, as status does.
+     * Not heard: what this controller holds is only the default. */
+    engine_route_seen_t seen = engine_route_seen(e, i);
+    if (seen == ENGINE_ROUTE_UNHEARD) {
+      snprintf(m->from, sizeof m->from, "not known (not heard)");
+    } else if (seen != ENGINE_ROUTE_KNOWN) {
+      size_t n = strlen(m->from);
+      snprintf(m->from + n, sizeof m->from - n, " (not confirmed: its route is not known)");
+    }
   }
 }
 

@@ -307,6 +307,39 @@ static void test_overflow_set_keeps_the_engaged_spill(void **state) {
   world_free(w);
 }
 
+/* A new leader whose guangdong has not said Hello: the change says its
+ * route is not known (as status does: "unknown (not heard)"), not the
+ * default home this controller holds for it; hubei, heard, is named. */
+static void test_set_names_a_route_not_known_as_such(void **state) {
+  world_t *w = world_new();
+  engine_t *e = ch_night_in_force(w);
+  world_flush(w);
+  engine_free(e);
+  engine_t *b = world_engine(w);
+  assert_int_equal(engine_load_rules(b, 6, NULL, 0, w->sch, w->n_sch, NULL, 0, w->max_id), 0);
+  engine_start_leading(b, 0);
+  size_t hubei = world_index(w, "hubei"), guangdong = world_index(w, "guangdong");
+  for (size_t i = 0; i < w->sites->n; i++)
+    if (i != guangdong) engine_on_hello(b, i, &w->applied[i], false, NULL);
+  world_tick(w, b, 200);
+  assert_int_equal(engine_route_seen(b, guangdong), ENGINE_ROUTE_UNHEARD);
+  assert_int_equal(engine_route_seen(b, hubei), ENGINE_ROUTE_KNOWN);
+  ch_send(w, b, 2, &(ch_req_t){.op = NIRC__RULE_OP__RULE_OP_SET, .hubs = {"henan"}});
+  const Nirc__RuleChange *c = ch_change(w);
+  assert_int_equal(c->n_moves, 2);
+  for (size_t k = 0; k < c->n_moves; k++) {
+    const Nirc__RuleChangeMove *m = c->moves[k];
+    if (strcmp(m->site, "hubei") == 0)
+      assert_string_equal(m->from, "shaanxi");
+    else
+      assert_string_equal(m->from, "not known (not heard)");
+    assert_string_equal(m->to, "henan");
+  }
+  world_flush(w);
+  engine_free(b);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rm_and_add_sends_the_sources_home_and_back),
@@ -315,6 +348,7 @@ int main(void) {
       cmocka_unit_test(test_set_end_before_now_sends_home),
       cmocka_unit_test(test_set_dry_run_and_nothing_to_change),
       cmocka_unit_test(test_overflow_set_keeps_the_engaged_spill),
+      cmocka_unit_test(test_set_names_a_route_not_known_as_such),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
