@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+import story_report as R
+
 CST = dt.timezone(dt.timedelta(hours=8))
 
 
@@ -186,11 +188,8 @@ class Story:
         night_from = self.at(0, "22:00").astimezone(dt.timezone.utc).isoformat()
         lock_from = self.at(1, "07:00").astimezone(dt.timezone.utc).isoformat()
         night_to = self.at(1, "08:00").astimezone(dt.timezone.utc).isoformat()
-        lines = ["", "==== NIRC demo report (from this run's database) ====", "",
-                 "Moves (operator command or wave start to every acknowledgement):"]
-        for what, secs, ok, failed in self.moves:
-            lines.append(f"  {what:<48} {secs * 1000:9.0f} ms real  "
-                         f"{ok:3d} applied {failed:2d} failed")
+        lines = ["", "==== NIRC demo report (from this run's database) ====", ""]
+        lines += R.moves_lines(self.moves)
         waves = self.sql("SELECT count(*) FROM audit_log WHERE actor = 'engine' AND "
                          "action = 'move'")
         lines.append(f"  schedule waves started by the engine: {waves[0][0]}")
@@ -223,11 +222,7 @@ class Story:
                            f"FROM load_minute WHERE site = '{hub}' AND minute >= '{frm}' "
                            f"AND minute < '{to}'")[0]
             offered, within, others = (int(x or 0) for x in row)
-            sim = 100.0 * within / offered if offered else float("nan")
-            pred = self.predicted.get(hub)
-            ptxt = f"predicted {100 * pred['sl_after']:.1f}%" if pred else "no prediction"
-            lines.append(f"  {hub:<8} {ptxt}, simulated {sim:.1f}% over {offered} calls "
-                         f"({others} from other provinces)")
+            lines.append(R.service_line(hub, offered, within, others, self.predicted.get(hub)))
 
         # The hub's queue: the most callers waiting at once in any minute,
         # alone in the evening against consolidated in the night.
@@ -240,8 +235,7 @@ class Story:
                            f"max_queue > 0), count(*) FROM load_minute WHERE site = '{self.hub}' "
                            f"AND minute >= '{frm}' AND minute < '{to}'")[0]
             peak, busy, mins = (int(x or 0) for x in row)
-            lines.append(f"  {what:<28} peak {peak:3d} waiting; callers queued in {busy} "
-                         f"of {mins} minutes")
+            lines.append(R.queue_line(what, peak, busy, mins))
 
         # The product's own report (nircctl report staffing): the night's
         # forecast per 30 minutes through Erlang C, and, the window being
@@ -251,36 +245,7 @@ class Story:
                if s["name"] == "night"][0]
         rep = json.loads(self.ctl("--json", "report", "staffing", "--schedule", str(sid),
                                   "--date", f"{self.at(0, '22:00'):%Y-%m-%d}", check=True).stdout)
-        target = f"{100 * rep['sl_target']:.0f}% in {rep['sl_threshold_s']:.0f} s"
-        lines += ["", f"Night agents needed for {target} (nircctl report staffing: the "
-                  "forecast per 30 minutes, busiest half hour):"]
-        tot = rep["totals"]
-        hub = [s for s in rep["sites"] if s["site"] == self.hub][0]
-
-        def agents(fig):
-            if not fig or not (fig["known"] or fig["partial"]):
-                return "unknown"
-            return f"{fig['agents']}" + ("" if fig["known"] else " (partial forecast)")
-        staffed_alone = sum(self.sites[s]["agents_night"] for s in self.night)
-        lines.append(f"  each province staffing its own night: {agents(tot['alone_window'])} "
-                     f"agents, the {len(self.night)} sources and both hubs (the sources' own "
-                     f"night rosters in the scenario: {staffed_alone})")
-        cw = hub["consolidated_window"]
-        erl = f" for {cw['erlangs']:.1f} Erlangs" if cw and cw["erlangs"] is not None else ""
-        lines.append(f"  consolidated at {self.hub}: {agents(cw)} agents{erl}")
-        # How far the forecast was from what the provinces measured.
-        acc = [(s["site"], s["accuracy"]) for s in rep["sites"]]
-        stored = sorted((a["wape"], site) for site, a in acc if a["state"] == "stored")
-        fc = sum(a["forecast_calls"] for _, a in acc if a["state"] == "stored")
-        ac = sum(a["actual_calls"] for _, a in acc if a["state"] == "stored")
-        if stored:
-            mid = stored[len(stored) // 2]
-            lines.append(f"  forecast accuracy over the night (WAPE per province): median "
-                         f"{100 * mid[0]:.0f}% ({mid[1]}), worst {100 * stored[-1][0]:.0f}% "
-                         f"({stored[-1][1]}); {fc:.0f} calls forecast, {ac:.0f} measured")
-        else:
-            states = sorted({a["state"] for _, a in acc})
-            lines.append(f"  forecast accuracy over the night: not stored ({', '.join(states)})")
+        lines += [""] + R.staffing_lines(rep, self.sites, self.night, self.hub)
         lines.append("")
         text = "\n".join(lines)
         print(text)
