@@ -41,14 +41,25 @@ def staffing_lines(rep, scenario_sites, night, hub):
     lines = [f"Night agents needed for {target} (nircctl report staffing: the "
              "forecast per 30 minutes, busiest half hour):"]
     tot = rep["totals"]
-    h = [s for s in rep["sites"] if s["site"] == hub][0]
-    staffed_alone = sum(scenario_sites[s]["agents_night"] for s in night)
+    hubs = [s for s in rep["sites"] if s["role"] == "hub"]
+    # Like for like: each alone is every source and hub answering its own
+    # calls; consolidated is the same calls, the sources' at the first hub
+    # and each other hub answering its own (the report's consolidated
+    # total), never the first hub alone against all of them.
+    roster = sum(scenario_sites[s]["agents_night"] for s in night)
+    roster_hubs = sum(scenario_sites[s["site"]]["agents_night"] for s in hubs
+                      if s["site"] in scenario_sites)
     lines.append(f"  each province staffing its own night: {agents(tot['alone_window'])} "
-                 f"agents, the {len(night)} sources and both hubs (the sources' own "
-                 f"night rosters in the scenario: {staffed_alone})")
-    cw = h["consolidated_window"]
-    erl = f" for {cw['erlangs']:.1f} Erlangs" if cw and cw["erlangs"] is not None else ""
-    lines.append(f"  consolidated at {hub}: {agents(cw)} agents{erl}")
+                 f"agents, the {len(night)} sources and {len(hubs)} hubs each for its own "
+                 f"calls (their night rosters in the scenario: {roster + roster_hubs})")
+    parts = []
+    for s in hubs:
+        cw = s["consolidated_window"]
+        erl = f" for {cw['erlangs']:.1f} Erlangs" if cw and cw["erlangs"] is not None else ""
+        whose = "its own calls and every source's" if s["site"] == hub else "its own calls"
+        parts.append(f"{s['site']} {agents(cw)}{erl}, {whose}")
+    lines.append(f"  consolidated, the sources at {hub}: {agents(tot['consolidated_window'])} "
+                 f"agents ({'; '.join(parts)})")
     # How far the forecast was from what the provinces measured.
     acc = [(s["site"], s["accuracy"]) for s in rep["sites"]]
     stored = sorted((a["wape"], site) for site, a in acc if a["state"] == "stored")

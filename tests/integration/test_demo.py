@@ -62,7 +62,7 @@ def test_demo_story_runs_unattended_and_reports_from_the_run():
     assert m and 1 <= int(m.group(1)) <= 4, report
     assert re.search(r"\d+ changes at \d+ sites; by cause: .*schedule \d+", report), report
     alone = int(re.search(r"its own night: (\d+) agents", report).group(1))
-    together = int(re.search(r"consolidated at shaanxi: (\d+) agents", report).group(1))
+    together = int(re.search(r"the sources at shaanxi: (\d+) agents", report).group(1))
     assert 0 < together < alone, report
     # Consolidation loads the hub: nobody queues there in the evening (day
     # shift, own calls), callers do in the night (40 agents staffed for the
