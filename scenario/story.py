@@ -38,7 +38,8 @@ class Story:
         self.sites = {s["slug"]: s for s in sc["sites"]}
         self.night = [s["slug"] for s in sc["sites"] if s["night_consolidated"]]
         self.hub, self.backup = sc["primary_hub"], sc["backup_hub"]
-        self.moves = []     # (what, seconds, applied, failed)
+        self.phases = []    # (what, from_ms, to_ms): business time, for the report's moves
+        self.verified = None  # (phase, business ms or None, [not verified: why])
         self.predicted = {}  # hub -> capacity prediction
         self.tty = sys.stdout.isatty()
 
@@ -106,12 +107,36 @@ class Story:
                 took = time.monotonic() - started
                 if self.tty:
                     print()
-                self.say(f"{what}: done in {took:.1f} s real ({took * self.speed / 60:.0f} "
-                         "business minutes)")
+                self.say(f"{what}: every route acknowledged (nircctl status) after {took:.1f} s "
+                         f"real ({took * self.speed / 60:.0f} business minutes)")
                 return took
             self.live()
             time.sleep(0.5)
         raise SystemExit(f"story: {what} did not complete")
+
+    def wait_verified(self, sources, phase, timeout_s=30):
+        """Waits until nircctl status says every source's wave was verified
+        (its `verification`), for the report: an acknowledgement is not a
+        verified wave. Gives up after timeout_s real, naming those that
+        were not."""
+        deadline = time.monotonic() + timeout_s
+        bad = []
+        while time.monotonic() < deadline:
+            st = self.status()
+            v = {s: (st.get(s) or {}).get("verification") or "" for s in sources}
+            bad = [f"{s}: {v[s] or 'not judged yet'}" for s in sources
+                   if not v[s].startswith("verified")]
+            if st and not bad:
+                at = self.now()
+                self.verified = (phase, int(at.timestamp() * 1000), [])
+                self.say(f"{phase}: every wave verified")
+                return
+            time.sleep(0.2)
+        self.verified = (phase, None, bad)
+        self.say(f"{phase}: NOT every wave verified: {'; '.join(bad)}")
+
+    def ms(self, when):
+        return int(when.timestamp() * 1000)
 
     def move(self, what, *args):
         r = self.ctl("--json", *args)
@@ -122,8 +147,6 @@ class Story:
         self.say(f"{what}: {out.get('applied', 0)} directive(s) acknowledged, "
                  f"{out.get('failed', 0)} failed, in {out.get('elapsed_ms', 0)} ms "
                  f"(exit {r.returncode})")
-        self.moves.append((what, out.get("elapsed_ms", 0) / 1000.0, out.get("applied", 0),
-                           out.get("failed", 0)))
         # The move's own capacity prediction, for the report.
         for c in (out.get("plan") or {}).get("capacity", []):
             if c["sources"] and c["hub"] not in self.predicted:
@@ -148,14 +171,20 @@ class Story:
                          f"{c['agents_needed']} agents needed")
 
         self.wait_until(self.at(0, "22:00"), "the night window")
-        took = self.wait_routes({s: self.hub for s in self.night}, "22:00 consolidation")
-        self.moves.append(("22:00 consolidation (all waves, verified)", took, n, 0))
+        what = "22:00 consolidation"
+        self.phases.append((what, self.ms(self.at(0, "22:00")), self.ms(self.at(1, "06:00"))))
+        self.wait_routes({s: self.hub for s in self.night}, what)
+        self.wait_verified(self.night, what)
 
         self.wait_until(self.at(1, "06:00"), "dawn in Wuhan")
+        self.phases.append(("06:00 Wuhan lockdown: Hubei to Xi'an", self.ms(self.at(1, "06:00")),
+                            self.ms(self.at(1, "07:00"))))
         self.move("06:00 Wuhan lockdown: Hubei to Xi'an", "cutover", "hubei", "--to",
                   f"{self.hub},{self.backup}", "--reason", "Wuhan lockdown")
 
         self.wait_until(self.at(1, "07:00"), "the Xi'an lockdown")
+        self.phases.append((f"07:00 Xi'an lockdown: Shaanxi and its sources to {self.backup}",
+                            self.ms(self.at(1, "07:00")), self.ms(self.at(1, "08:00"))))
         rc, out = self.move("07:00 Xi'an lockdown: Shaanxi to the backup hub", "cutover",
                             self.hub, "--to", self.backup, "--reason", "Xi'an lockdown")
         if rc is None:
@@ -168,14 +197,14 @@ class Story:
                       "--reason", "Xi'an lockdown", "--force")
         want = {s: self.backup for s in self.night}
         want[self.hub] = self.backup
-        took = self.wait_routes(want, f"everyone re-homed to {self.backup}")
-        self.moves.append((f"dependants re-homed to {self.backup}", took, len(want), 0))
+        self.wait_routes(want, f"everyone re-homed to {self.backup}")
 
         self.wait_until(self.at(1, "08:00"), "the end of the night")
         want = {s: s for s in self.night if s != "hubei"}
         want["hubei"] = self.backup
-        took = self.wait_routes(want, "08:00 return of everyone but Hubei")
-        self.moves.append(("08:00 return home (all but Hubei)", took, len(want) - 1, 0))
+        self.wait_routes(want, "08:00 return of everyone but Hubei")
+        self.phases.append(("08:00 return home (all but Hubei)", self.ms(self.at(1, "08:00")),
+                            self.ms(self.now())))
         print(self.ctl("status").stdout)
 
     # ---- the report ----
@@ -189,10 +218,19 @@ class Story:
         lock_from = self.at(1, "07:00").astimezone(dt.timezone.utc).isoformat()
         night_to = self.at(1, "08:00").astimezone(dt.timezone.utc).isoformat()
         lines = ["", "==== NIRC demo report (from this run's database) ====", ""]
-        lines += R.moves_lines(self.moves)
-        waves = self.sql("SELECT count(*) FROM audit_log WHERE actor = 'engine' AND "
-                         "action = 'move'")
-        lines.append(f"  schedule waves started by the engine: {waves[0][0]}")
+        routes = [{"site": r[0], "cause": r[1], "sent_ms": int(float(r[2])),
+                   "result": r[3] or None, "ack_ms": int(float(r[4])) if r[4] else None}
+                  for r in self.sql(
+                      "SELECT a.target, a.detail->>'cause', extract(epoch FROM a.business_at) * "
+                      "1000, k.result, extract(epoch FROM k.business_at) * 1000 FROM audit_log a "
+                      "LEFT JOIN LATERAL (SELECT result, business_at FROM directive_acks k WHERE "
+                      "k.site = a.target AND k.epoch = (a.detail->>'epoch')::bigint AND "
+                      "k.version = (a.detail->>'version')::bigint ORDER BY k.id DESC LIMIT 1) k "
+                      "ON true WHERE a.action = 'route' AND a.business_at IS NOT NULL")]
+        waves = [int(float(r[0])) for r in self.sql(
+            "SELECT extract(epoch FROM business_at) * 1000 FROM audit_log WHERE actor = "
+            "'engine' AND action = 'move' AND business_at IS NOT NULL")]
+        lines += R.moves_lines(self.phases, routes, waves, self.speed, CST, self.verified)
 
         # Every route change is an audit entry with its cause (engine
         # "route" entries); flapping shows as many changes at one site in

@@ -2,14 +2,92 @@
 each function takes what story.py read from nircctl and the database and
 returns the report's lines, so they are tested without a demo run
 (tests/integration/test_story_report.py)."""
+import datetime as dt
 import math
 
 
-def moves_lines(moves):
-    """moves: (what, seconds, applied, failed) as the story measured them."""
-    lines = ["Moves (operator command or wave start to every acknowledgement):"]
-    for what, secs, ok, failed in moves:
-        lines.append(f"  {what:<48} {secs * 1000:9.0f} ms real  {ok:3d} applied {failed:2d} failed")
+def _hms(ms, tz):
+    return dt.datetime.fromtimestamp(ms / 1000.0, tz).strftime("%H:%M:%S")
+
+
+def _dur(business_s, speed):
+    """A business duration and its real one, to their timestamps'
+    resolution (the business second)."""
+    real = business_s / speed
+    b = f"{business_s / 60:.1f} business min" if business_s >= 120 else f"{business_s:.0f} business s"
+    r = f"{real:.1f} s real" if real >= 1 else f"{1000 * real:.0f} ms real"
+    return f"{b}, {r}"
+
+
+def _n(k, word):
+    return f"{k} {word}" + ("" if k == 1 else "s")
+
+
+def moves_lines(phases, routes, waves, speed, tz, verified=None):
+    """The moves of each phase of the story, from the database alone.
+
+    phases: (what, from_ms, to_ms) in business time; routes: one per
+    directive the engine sent (its audit "route" entry), dicts with site,
+    cause, sent_ms and its acknowledgement's result and ack_ms (None when
+    none came); waves: business times of the engine's "move" entries (a
+    schedule's waves); verified: what the story read in nircctl status
+    after the consolidation, (phase what, business ms or None, [sources not
+    verified with why]). A phase's move is timed from its first directive
+    to the acknowledgement of each site's first directive in it; a
+    directive with no acknowledgement is counted as unanswered, never as
+    applied."""
+    lines = ["Moves (each directive the engine sent, from the audit trail, to its "
+             f"acknowledgement; business time to the second, real = business / {speed:g}):"]
+    for what, frm, to in phases:
+        rs = [r for r in routes if frm <= r["sent_ms"] < to]
+        nw = sum(1 for w in waves if frm <= w < to)
+        if not rs:
+            lines.append(f"  {what}: no directive sent")
+            continue
+        res = {}
+        for r in rs:
+            key = r["result"] or "unanswered"
+            res[key] = res.get(key, 0) + 1
+        causes = {}
+        for r in rs:
+            causes[r["cause"]] = causes.get(r["cause"], 0) + 1
+        first = min(r["sent_ms"] for r in rs)
+        outcome = ", ".join(f"{n} {k}" for k, n in sorted(res.items(), key=lambda x: -x[1]))
+        lines.append(f"  {what}: {_n(len(rs), 'directive')} to "
+                     f"{_n(len({r['site'] for r in rs}), 'site')} "
+                     f"(by cause: {', '.join(f'{c} {n}' for c, n in sorted(causes.items()))})"
+                     + (f" in {_n(nw, 'wave')}" if nw else "") + f"; {outcome}")
+        # The move is each site's first directive of the phase; a site
+        # routed again later in it (a capacity withdrawal, a hub's senders)
+        # is a later change, not the move taking longer.
+        firsts, later = {}, []
+        for r in sorted(rs, key=lambda r: r["sent_ms"]):
+            if r["site"] in firsts:
+                later.append(r)
+            else:
+                firsts[r["site"]] = r
+        acks = [r["ack_ms"] for r in firsts.values() if r["ack_ms"] is not None]
+        none = sum(1 for r in firsts.values() if r["result"] is None)
+        if acks:
+            last = max(acks)
+            took = (last - first) / 1000.0
+            tail = f"; {none} never acknowledged" if none else ""
+            lines.append(f"    first sent {_hms(first, tz)}, each site's first directive "
+                         f"acknowledged by {_hms(last, tz)}: {_dur(took, speed)}{tail}")
+        if later:
+            lc = {}
+            for r in later:
+                lc[r["cause"]] = lc.get(r["cause"], 0) + 1
+            lines.append(f"    then {_n(len(later), 'later change')} in the phase "
+                         f"({', '.join(f'{c} {n}' for c, n in sorted(lc.items()))}), the last sent "
+                         f"{_hms(max(r['sent_ms'] for r in later), tz)}")
+        if verified and verified[0] == what:
+            at, bad = verified[1], verified[2]
+            if bad:
+                lines.append(f"    NOT all verified: {'; '.join(bad)}")
+            elif at is not None:
+                lines.append(f"    every source's wave verified (nircctl status) by {_hms(at, tz)}: "
+                             f"{_dur((at - first) / 1000.0, speed)} after the first directive")
     return lines
 
 

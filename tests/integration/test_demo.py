@@ -45,9 +45,15 @@ def test_demo_story_runs_unattended_and_reports_from_the_run():
                        text=True, timeout=400)
     assert r.returncode == 0, f"demo story failed ({r.returncode}):\n{r.stdout[-4000:]}\n{r.stderr}"
     report = open(os.path.join(run_dir, "report.txt")).read()
-    m = re.search(r"22:00 consolidation.*?(\d+) applied\s+0 failed", report)
-    assert m and int(m.group(1)) == 22, report
-    for step in ("Wuhan lockdown", "Xi'an lockdown", "re-homed to henan", "08:00 return"):
+    # Every move from the audit trail and the acknowledgements: all 22
+    # sources sent their directive and every directive was applied, and
+    # nircctl status said each source's wave was verified.
+    m = re.search(r"22:00 consolidation: (\d+) directives to \d+ sites \(by cause: [^)]*schedule "
+                  r"(\d+)[^)]*\) in \d+ waves; (\d+) applied$", report, re.M)
+    assert m and int(m.group(2)) >= 22 and m.group(1) == m.group(3), report
+    assert "every source's wave verified (nircctl status)" in report, report
+    for step in ("Wuhan lockdown", "Xi'an lockdown: Shaanxi and its sources to henan",
+                 "08:00 return"):
         assert step in report, (step, report)
     sims = re.findall(r"simulated ([0-9.]+)% over (\d+) calls \((\d+) from other", report)
     assert len(sims) == 2, report

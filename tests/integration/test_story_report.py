@@ -1,6 +1,7 @@
 """The demo report's computations (scenario/story_report.py), without a
 demo run: each figure from data made here, checked against what it must
 say (unknown is not zero; like is compared with like)."""
+import datetime as dt
 import os
 import sys
 
@@ -50,5 +51,58 @@ def test_staffing_unknown_is_not_zero():
     assert "the sources at shaanxi: unknown agents" in text, text
 
 
+UTC = dt.timezone.utc
+T0 = 1579701600000  # 2020-01-22 14:00:00 UTC
+
+
+def route(site, cause, sent_s, result="applied", ack_s=None):
+    return {"site": site, "cause": cause, "sent_ms": T0 + sent_s * 1000, "result": result,
+            "ack_ms": None if result is None else T0 + (sent_s + 1 if ack_s is None else ack_s) * 1000}
+
+
+def test_moves_counted_from_the_acknowledgements():
+    # Three sources in two waves; one never acknowledged: the phase says so
+    # and does not count it applied (the story once wrote "22 applied 0
+    # failed" whatever the acknowledgements were).
+    routes = [route("a", "schedule", 2), route("b", "schedule", 2),
+              route("c", "schedule", 300, result=None), route("hub", "senders", 3)]
+    lines = R.moves_lines([("22:00 consolidation", T0, T0 + 3600000)], routes, [T0 + 2000,
+                          T0 + 300000], 180, UTC)
+    text = "\n".join(lines)
+    assert "22:00 consolidation: 4 directives to 4 sites (by cause: schedule 3, senders 1) in 2 " \
+        "waves; 3 applied, 1 unanswered" in text, text
+    assert "acknowledged by 14:00:04: 2 business s, 11 ms real; 1 never acknowledged" in text, text
+
+
+def test_moves_timed_by_each_sites_first_directive():
+    # A later capacity withdrawal in the same phase is a later change, not
+    # a move that took an hour; a directive outside the phase is not in it.
+    routes = [route("a", "hub-lost", 5), route("b", "hub-lost", 5, ack_s=8),
+              route("a", "capacity", 3060), route("a", "schedule", 3540),
+              route("z", "schedule-end", 3605)]
+    lines = R.moves_lines([("07:00 lockdown", T0, T0 + 3600000)], routes, [], 180, UTC)
+    text = "\n".join(lines)
+    assert "5 directives" not in text and "4 directives to 2 sites" in text, text
+    assert "first sent 14:00:05, each site's first directive acknowledged by 14:00:08: 3 " \
+        "business s, 17 ms real" in text, text
+    assert "then 2 later changes in the phase (capacity 1, schedule 1), the last sent 14:59:00" \
+        in text, text
+
+
+def test_moves_verified_only_when_status_said_so():
+    routes = [route("a", "schedule", 2)]
+    phase = [("22:00 consolidation", T0, T0 + 3600000)]
+    bad = R.moves_lines(phase, routes, [T0], 180, UTC,
+                        ("22:00 consolidation", None, ["a: not judged yet"]))
+    assert "NOT all verified: a: not judged yet" in "\n".join(bad), bad
+    good = R.moves_lines(phase, routes, [T0], 180, UTC,
+                         ("22:00 consolidation", T0 + 302000, []))
+    assert "every source's wave verified (nircctl status) by 14:05:02: 5.0 business min, " \
+        "1.7 s real after the first directive" in "\n".join(good), good
+
+
 if __name__ == "__main__":
-    T.main([test_staffing_compares_like_with_like, test_staffing_unknown_is_not_zero])
+    T.main([test_staffing_compares_like_with_like, test_staffing_unknown_is_not_zero,
+            test_moves_counted_from_the_acknowledgements,
+            test_moves_timed_by_each_sites_first_directive,
+            test_moves_verified_only_when_status_said_so])
