@@ -40,7 +40,7 @@ class Story:
         self.hub, self.backup = sc["primary_hub"], sc["backup_hub"]
         self.phases = []    # (what, from_ms, to_ms): business time, for the report's moves
         self.verified = None  # (phase, business ms or None, [not verified: why])
-        self.predicted = {}  # hub -> capacity prediction
+        self.predicted = {}  # hub -> (capacity prediction, business ms it is for, assumed)
         self.tty = sys.stdout.isatty()
 
     # ---- clock ----
@@ -150,7 +150,7 @@ class Story:
         # The move's own capacity prediction, for the report.
         for c in (out.get("plan") or {}).get("capacity", []):
             if c["sources"] and c["hub"] not in self.predicted:
-                self.predicted[c["hub"]] = c
+                self.predicted[c["hub"]] = (c, self.ms(self.now()), f"{what}, {c['agents']} agents")
         return r.returncode, out
 
     # ---- the story ----
@@ -162,10 +162,13 @@ class Story:
                  f"{self.hub},{self.backup}", "--start", "22:00", "--end", "08:00", "--tz",
                  "Asia/Shanghai", "--wave-size", "5", check=True)
         plan = json.loads(self.ctl("--json", "plan", "--schedule", "night").stdout)
-        # One entry per hub: the prediction for every source it takes.
+        # One entry per hub: the prediction for every source it takes, on
+        # the load a minute into the window (nircctl plan --schedule).
+        at = plan["window"]["start_ms"] + 60000
         for c in plan["capacity"]:
             if c["sources"]:
-                self.predicted[c["hub"]] = c
+                self.predicted[c["hub"]] = (c, at, f"plan: {len(c['sources'])} sources there, "
+                                                   f"{c['agents']} agents")
                 self.say(f"plan: {c['hub']} would carry {c['traffic_after_erl']:.1f} Erlangs on "
                          f"{c['agents']} agents: predicted SL {100 * c['sl_after']:.1f}%, "
                          f"{c['agents_needed']} agents needed")
@@ -185,13 +188,25 @@ class Story:
         self.wait_until(self.at(1, "07:00"), "the Xi'an lockdown")
         self.phases.append((f"07:00 Xi'an lockdown: Shaanxi and its sources to {self.backup}",
                             self.ms(self.at(1, "07:00")), self.ms(self.at(1, "08:00"))))
+        # The move's prediction, now, before it is made (the cutover's reply
+        # carries one only when it is refused).
+        pl = self.ctl("--json", "plan", self.hub, "--to", self.backup)
+        if pl.stdout.strip().startswith("{"):
+            for c in json.loads(pl.stdout).get("capacity", []):
+                if c["sources"]:
+                    self.predicted.setdefault(c["hub"], (
+                        c, self.ms(self.now()),
+                        f"plan: {len(c['sources'])} sources there, {c['agents']} agents"))
         rc, out = self.move("07:00 Xi'an lockdown: Shaanxi to the backup hub", "cutover",
                             self.hub, "--to", self.backup, "--reason", "Xi'an lockdown")
         if rc is None:
             # The refused move's prediction: the hub with the refused load.
             for c in (out.get("plan") or {}).get("capacity", []):
                 w = c["with_refused"]
-                self.predicted.setdefault(c["hub"], {**c, "sl_after": w["sl"]} if w else c)
+                self.predicted.setdefault(c["hub"], ({**c, "sl_after": w["sl"],
+                                                      "stable_after": w["stable"]} if w else c,
+                                                     self.ms(self.now()),
+                                                     f"the refused move, {c['agents']} agents"))
             self.say("the support centre has no staff left: the move is forced")
             self.move("07:00 Xi'an lockdown (forced)", "cutover", self.hub, "--to", self.backup,
                       "--reason", "Xi'an lockdown", "--force")
@@ -253,14 +268,17 @@ class Story:
         where = f" ({hourly[0][0]})" if hourly else ""
         lines.append(f"  most changes of one source's route in one business hour: {worst}{where}")
 
-        lines += ["", "Service level at the hubs (answered within 20 s / offered):"]
-        for hub, frm, to in ((self.hub, night_from, lock_from), (self.backup, lock_from,
-                                                                 night_to)):
-            row = self.sql(f"SELECT sum(offered), sum(answered_within), sum(from_other_sites) "
-                           f"FROM load_minute WHERE site = '{hub}' AND minute >= '{frm}' "
-                           f"AND minute < '{to}'")[0]
-            offered, within, others = (int(x or 0) for x in row)
-            lines.append(R.service_line(hub, offered, within, others, self.predicted.get(hub)))
+        lines += ["", "Service level at the hubs (answered within 20 s / offered, from the load "
+                  "minutes):"]
+        for hub, frm, to, words in ((self.hub, night_from, lock_from, "22:00-07:00, consolidated"),
+                                    (self.backup, lock_from, night_to,
+                                     "07:00-08:00, everyone re-homed")):
+            rows = [(int(float(m)), int(o), int(w), int(x)) for m, o, w, x in self.sql(
+                f"SELECT extract(epoch FROM minute) * 1000, offered, answered_within, "
+                f"from_other_sites FROM load_minute WHERE site = '{hub}' AND minute >= '{frm}' "
+                f"AND minute < '{to}'")]
+            period = (self.ms(parse_iso(frm)), self.ms(parse_iso(to)), words)
+            lines += R.service_lines(hub, period, rows, self.predicted.get(hub), CST, routes)
 
         # The hub's queue: the most callers waiting at once in any minute,
         # alone in the evening against consolidated in the night.

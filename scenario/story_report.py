@@ -91,13 +91,65 @@ def moves_lines(phases, routes, waves, speed, tz, verified=None):
     return lines
 
 
-def service_line(hub, offered, within, others, pred):
-    """One hub's simulated service level against its prediction (a plan's
-    Capacity entry, or None)."""
-    sim = 100.0 * within / offered if offered else float("nan")
-    ptxt = f"predicted {100 * pred['sl_after']:.1f}%" if pred else "no prediction"
-    return (f"  {hub:<8} {ptxt}, simulated {sim:.1f}% over {offered} calls "
-            f"({others} from other provinces)")
+HALF_HOUR_MS = 30 * 60 * 1000
+
+
+def _sl(rows):
+    """A service level of load minutes (minute_ms, offered, within,
+    others) in words: no minute is "not measured", no calls "no calls",
+    never 0 %."""
+    if not rows:
+        return "not measured (no load minute)"
+    offered = sum(r[1] for r in rows)
+    if not offered:
+        return f"no calls in {len(rows)} load minutes"
+    return f"{100.0 * sum(r[2] for r in rows) / offered:.1f}% over {offered} calls"
+
+
+def service_lines(hub, period, rows, pred, tz, routes=()):
+    """One hub's simulated service level (answered within the threshold /
+    offered) over its period, its worst half hour, and its prediction
+    compared with the half hour the prediction was for, not with the whole
+    period (a night's average hides its busy hours).
+
+    period: (from_ms, to_ms, words); rows: the hub's load minutes in it,
+    (minute_ms, offered, answered_within, from_other_sites); pred: None or
+    (Capacity entry of a plan or move reply, business ms it predicts,
+    words on what it assumed); routes: as for moves_lines, to say when the
+    moves into the predicted half hour were acknowledged (before that it
+    did not carry the load predicted)."""
+    frm, to, words = period
+    others = sum(r[3] for r in rows)
+    lines = [f"  {hub:<8} {words}: simulated {_sl(rows)}" +
+             (f" ({others} from other provinces)" if sum(r[1] for r in rows) else "")]
+    halves = {}
+    for r in rows:
+        halves.setdefault(frm + (r[0] - frm) // HALF_HOUR_MS * HALF_HOUR_MS, []).append(r)
+    judged = [(sum(r[2] for r in v) / sum(r[1] for r in v), k, sum(r[1] for r in v))
+              for k, v in halves.items() if sum(r[1] for r in v)]
+    if len(judged) > 1:
+        w, k, n = min(judged)
+        lines.append(f"           worst half hour {_hm(k, tz)}-{_hm(k + HALF_HOUR_MS, tz)}: "
+                     f"{100 * w:.1f}% over {n} calls")
+    if not pred:
+        lines.append("           no prediction")
+        return lines
+    c, at, assumed = pred
+    slot = frm + (at - frm) // HALF_HOUR_MS * HALF_HOUR_MS
+    p = f"{100 * c['sl_after']:.1f}%" if c.get("stable_after", True) else \
+        "unstable (more calls than its agents can answer)"
+    arrived = max((r["ack_ms"] for r in routes if r["ack_ms"] is not None and
+                   slot <= r["sent_ms"] < slot + HALF_HOUR_MS and
+                   r["cause"] in ("schedule", "hub-lost", "cutover")), default=None)
+    late = f" (sources moving in until {_hm(arrived, tz)})" if arrived is not None else ""
+    lines.append(f"           predicted {p} for {_hm(at, tz)} ({assumed}); simulated "
+                 f"{_hm(slot, tz)}-{_hm(slot + HALF_HOUR_MS, tz)}: "
+                 f"{_sl([r for r in rows if slot <= r[0] < slot + HALF_HOUR_MS])}{late}")
+    return lines
+
+
+def _hm(ms, tz):
+    return dt.datetime.fromtimestamp(ms / 1000.0, tz).strftime("%H:%M")
 
 
 def queue_line(what, peak, busy, mins):

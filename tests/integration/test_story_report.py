@@ -101,8 +101,40 @@ def test_moves_verified_only_when_status_said_so():
         "1.7 s real after the first directive" in "\n".join(good), good
 
 
+def minutes(frm_min, to_min, offered, within, others=0, step=3):
+    return [(T0 + m * 60000, offered, within, others) for m in range(frm_min, to_min, step)]
+
+
+def test_service_prediction_against_its_own_half_hour():
+    # Busy first half hour (80 %), a quiet night after it (100 %): the
+    # prediction for 22:01 is set against 22:00-22:30, not the night's 95 %
+    # that the quiet hours lift; the worst half hour is named.
+    rows = minutes(0, 30, 10, 8, 9) + minutes(30, 540, 2, 2, 1)
+    pred = ({"sl_after": 0.903, "stable_after": True}, T0 + 60000, "plan: 2 sources there")
+    lines = R.service_lines("shaanxi", (T0, T0 + 540 * 60000, "22:00-07:00"), rows, pred, UTC,
+                            [route("a", "schedule", 2, ack_s=1260)])
+    text = "\n".join(lines)
+    assert "22:00-07:00: simulated 95.5% over 440 calls (260 from other provinces)" in text, text
+    assert "worst half hour 14:00-14:30: 80.0% over 100 calls" in text, text
+    assert "predicted 90.3% for 14:01 (plan: 2 sources there); simulated 14:00-14:30: 80.0% " \
+        "over 100 calls (sources moving in until 14:21)" in text, text
+
+
+def test_service_unknown_is_not_zero():
+    # No load minute: not measured; minutes without calls: no calls; an
+    # unstable prediction is not "0.0%".
+    pred = ({"sl_after": 0, "stable_after": False}, T0 + 60000, "plan")
+    none = "\n".join(R.service_lines("henan", (T0, T0 + 3600000, "07:00-08:00"), [], pred, UTC))
+    assert "simulated not measured (no load minute)" in none and "nan%" not in none, none
+    assert "predicted unstable" in none and "14:00-14:30: not measured" in none, none
+    quiet = "\n".join(R.service_lines("henan", (T0, T0 + 3600000, "07:00-08:00"),
+                                      minutes(0, 60, 0, 0), None, UTC))
+    assert "simulated no calls in 20 load minutes" in quiet and "no prediction" in quiet, quiet
+
+
 if __name__ == "__main__":
     T.main([test_staffing_compares_like_with_like, test_staffing_unknown_is_not_zero,
             test_moves_counted_from_the_acknowledgements,
             test_moves_timed_by_each_sites_first_directive,
-            test_moves_verified_only_when_status_said_so])
+            test_moves_verified_only_when_status_said_so,
+            test_service_prediction_against_its_own_half_hour, test_service_unknown_is_not_zero])
