@@ -283,15 +283,14 @@ class Story:
         # The hub's queue: the most callers waiting at once in any minute,
         # alone in the evening against consolidated in the night.
         eve_from = self.start.astimezone(dt.timezone.utc).isoformat()
-        eve = f"{self.start.astimezone(CST):%H:%M}-22:00, its own calls"
-        lines += ["", f"Queue at {self.hub} (most callers waiting at once, from per-minute peaks):"]
-        for what, frm, to in ((eve, eve_from, night_from),
+        lines += ["", f"Queue at {self.hub} (most callers waiting at once, from each load "
+                  "report's peak):"]
+        for what, frm, to in (("evening, its own calls", eve_from, night_from),
                               ("22:00-07:00, consolidated", night_from, lock_from)):
-            row = self.sql(f"SELECT coalesce(max(max_queue), 0), count(*) FILTER (WHERE "
-                           f"max_queue > 0), count(*) FROM load_minute WHERE site = '{self.hub}' "
-                           f"AND minute >= '{frm}' AND minute < '{to}'")[0]
-            peak, busy, mins = (int(x or 0) for x in row)
-            lines.append(R.queue_line(what, peak, busy, mins))
+            rows = [(int(float(m)), int(q) if q else None) for m, q in self.sql(
+                f"SELECT extract(epoch FROM minute) * 1000, max_queue FROM load_minute WHERE "
+                f"site = '{self.hub}' AND minute >= '{frm}' AND minute < '{to}'")]
+            lines += R.queue_lines(what, rows, CST)
 
         # The product's own report (nircctl report staffing): the night's
         # forecast per 30 minutes through Erlang C, and, the window being

@@ -152,8 +152,22 @@ def _hm(ms, tz):
     return dt.datetime.fromtimestamp(ms / 1000.0, tz).strftime("%H:%M")
 
 
-def queue_line(what, peak, busy, mins):
-    return f"  {what:<28} peak {peak:3d} waiting; callers queued in {busy} of {mins} minutes"
+def queue_lines(what, rows, tz):
+    """A hub's queue over a period from its load minutes (minute_ms,
+    max_queue or None when not measured). A row is one load report, which
+    at an accelerated clock spans several business minutes, so rows are
+    counted as reports, not minutes; the span is the one measured, not the
+    one asked for."""
+    known = [r for r in rows if r[1] is not None]
+    if not known:
+        return [f"  {what:<28} not measured (no load report with a queue figure)"]
+    peak = max(r[1] for r in known)
+    busy = sum(1 for r in known if r[1] > 0)
+    span = f"{_hm(min(r[0] for r in known), tz)}-{_hm(max(r[0] for r in known), tz)}"
+    unknown = len(rows) - len(known)
+    return [f"  {what:<28} peak {peak:3d} waiting; callers queued in {busy} of {len(known)} "
+            f"load reports ({span})" +
+            (f"; {unknown} reports without a queue figure" if unknown else "")]
 
 
 def agents(fig):

@@ -74,7 +74,7 @@ def test_demo_story_runs_unattended_and_reports_from_the_run():
     # shift, own calls), callers do in the night (40 agents staffed for the
     # busiest consolidated hour). At 900x only a few reports cover that hour.
     q = re.findall(r"(\S+), (?:its own calls|consolidated)\s+peak\s+(\d+) waiting; callers "
-                   r"queued in (\d+) of (\d+) minutes", report)
+                   r"queued in (\d+) of (\d+) load reports", report)
     assert len(q) == 2, report
     (_, eve_peak, _, eve_min), (_, night_peak, night_busy, night_min) = q
     assert int(eve_min) > 0 and int(night_min) > 0, report

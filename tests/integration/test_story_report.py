@@ -132,9 +132,22 @@ def test_service_unknown_is_not_zero():
     assert "simulated no calls in 20 load minutes" in quiet and "no prediction" in quiet, quiet
 
 
+def test_queue_counts_reports_and_unknown_is_not_zero():
+    # One row per load report (3 business minutes each here): counted as
+    # reports over the span measured; a report without a queue figure is
+    # not an empty queue; no report at all is not "peak 0".
+    rows = [(T0 + m * 60000, q) for m, q in ((20, 0), (23, 2), (26, None), (29, 0))]
+    text = "\n".join(R.queue_lines("evening, its own calls", rows, UTC))
+    assert "peak   2 waiting; callers queued in 1 of 3 load reports (14:20-14:29); 1 reports " \
+        "without a queue figure" in text, text
+    none = "\n".join(R.queue_lines("evening, its own calls", [(T0, None)], UTC))
+    assert "not measured" in none and "peak" not in none, none
+
+
 if __name__ == "__main__":
     T.main([test_staffing_compares_like_with_like, test_staffing_unknown_is_not_zero,
             test_moves_counted_from_the_acknowledgements,
             test_moves_timed_by_each_sites_first_directive,
             test_moves_verified_only_when_status_said_so,
-            test_service_prediction_against_its_own_half_hour, test_service_unknown_is_not_zero])
+            test_service_prediction_against_its_own_half_hour, test_service_unknown_is_not_zero,
+            test_queue_counts_reports_and_unknown_is_not_zero])
