@@ -298,8 +298,18 @@ class Story:
         sid = [s["id"] for s in json.loads(self.ctl("--json", "schedule", "list",
                                                     check=True).stdout)["schedules"]
                if s["name"] == "night"][0]
-        rep = json.loads(self.ctl("--json", "report", "staffing", "--schedule", str(sid),
-                                  "--date", f"{self.at(0, '22:00'):%Y-%m-%d}", check=True).stdout)
+        # The accuracy is stored two business minutes after the window ends:
+        # asked before, every province says "pending" (as the report once
+        # did at every run). Waits for it, a few real seconds at most.
+        deadline = time.monotonic() + 10
+        while True:
+            rep = json.loads(self.ctl("--json", "report", "staffing", "--schedule", str(sid),
+                                      "--date", f"{self.at(0, '22:00'):%Y-%m-%d}",
+                                      check=True).stdout)
+            if time.monotonic() > deadline or all(
+                    s["accuracy"]["state"] != "pending" for s in rep["sites"]):
+                break
+            time.sleep(0.2)
         lines += [""] + R.staffing_lines(rep, self.sites, self.night, self.hub)
         lines.append("")
         text = "\n".join(lines)

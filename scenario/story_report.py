@@ -204,16 +204,23 @@ def staffing_lines(rep, scenario_sites, night, hub):
         parts.append(f"{s['site']} {agents(cw)}{erl}, {whose}")
     lines.append(f"  consolidated, the sources at {hub}: {agents(tot['consolidated_window'])} "
                  f"agents ({'; '.join(parts)})")
-    # How far the forecast was from what the provinces measured.
+    # How far the forecast was from what the provinces measured, over the
+    # provinces whose accuracy is stored (the others are named by state).
     acc = [(s["site"], s["accuracy"]) for s in rep["sites"]]
     stored = sorted((a["wape"], site) for site, a in acc if a["state"] == "stored")
     fc = sum(a["forecast_calls"] for _, a in acc if a["state"] == "stored")
     ac = sum(a["actual_calls"] for _, a in acc if a["state"] == "stored")
+    others = {}
+    for site, a in acc:
+        if a["state"] != "stored":
+            others.setdefault(a["state"] or "unknown", []).append(site)
+    rest = "; not stored: " + "; ".join(f"{st} {', '.join(v)}" for st, v in sorted(others.items()))
     if stored:
         mid = stored[len(stored) // 2]
-        lines.append(f"  forecast accuracy over the night (WAPE per province): median "
-                     f"{100 * mid[0]:.0f}% ({mid[1]}), worst {100 * stored[-1][0]:.0f}% "
-                     f"({stored[-1][1]}); {fc:.0f} calls forecast, {ac:.0f} measured")
+        lines.append(f"  forecast accuracy over the night (WAPE, {len(stored)} of {len(acc)} "
+                     f"provinces): median {100 * mid[0]:.0f}% ({mid[1]}), worst "
+                     f"{100 * stored[-1][0]:.0f}% ({stored[-1][1]}); {fc:.0f} calls forecast, "
+                     f"{ac:.0f} measured" + (rest if others else ""))
     else:
         states = sorted({a["state"] for _, a in acc})
         lines.append(f"  forecast accuracy over the night: not stored ({', '.join(states)})")

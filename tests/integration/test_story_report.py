@@ -51,6 +51,20 @@ def test_staffing_unknown_is_not_zero():
     assert "the sources at shaanxi: unknown agents" in text, text
 
 
+def test_staffing_accuracy_says_over_which_provinces():
+    # Two stored, one pending: the figures are over 2 of 4 provinces and
+    # the others are named, not left out silently.
+    rep = staffing_rep()
+    st = {"state": "stored", "wape": 0.25, "forecast_calls": 100.0, "actual_calls": 80.0}
+    rep["sites"][0]["accuracy"] = st
+    rep["sites"][1]["accuracy"] = {**st, "wape": 0.5, "forecast_calls": 10.0,
+                                   "actual_calls": 20.0}
+    rep["sites"][3]["accuracy"] = {**rep["sites"][3]["accuracy"], "state": "not-measured"}
+    text = "\n".join(R.staffing_lines(rep, SCEN, ["tianjin", "hubei"], "shaanxi"))
+    assert "(WAPE, 2 of 4 provinces): median 50% (hubei), worst 50% (hubei); 110 calls " \
+        "forecast, 100 measured; not stored: not-measured henan; pending shaanxi" in text, text
+
+
 UTC = dt.timezone.utc
 T0 = 1579701600000  # 2020-01-22 14:00:00 UTC
 
@@ -146,6 +160,7 @@ def test_queue_counts_reports_and_unknown_is_not_zero():
 
 if __name__ == "__main__":
     T.main([test_staffing_compares_like_with_like, test_staffing_unknown_is_not_zero,
+            test_staffing_accuracy_says_over_which_provinces,
             test_moves_counted_from_the_acknowledgements,
             test_moves_timed_by_each_sites_first_directive,
             test_moves_verified_only_when_status_said_so,
