@@ -216,9 +216,15 @@ def staffing_lines(rep, scenario_sites, night, hub):
             others.setdefault(a["state"] or "unknown", []).append(site)
     rest = "; not stored: " + "; ".join(f"{st} {', '.join(v)}" for st, v in sorted(others.items()))
     if stored:
-        mid = stored[len(stored) // 2]
+        n = len(stored)
+        if n % 2:
+            w, site = stored[n // 2]
+            med = f"{100 * w:.0f}% ({site})"
+        else:  # between the two middle provinces, not the upper one
+            (w1, s1), (w2, s2) = stored[n // 2 - 1], stored[n // 2]
+            med = f"{50 * (w1 + w2):.0f}% (between {s1} {100 * w1:.0f}% and {s2} {100 * w2:.0f}%)"
         lines.append(f"  forecast accuracy over the night (WAPE, {len(stored)} of {len(acc)} "
-                     f"provinces): median {100 * mid[0]:.0f}% ({mid[1]}), worst "
+                     f"provinces): median {med}, worst "
                      f"{100 * stored[-1][0]:.0f}% ({stored[-1][1]}); {fc:.0f} calls forecast, "
                      f"{ac:.0f} measured" + (rest if others else ""))
     else:

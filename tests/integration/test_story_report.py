@@ -61,8 +61,18 @@ def test_staffing_accuracy_says_over_which_provinces():
                                    "actual_calls": 20.0}
     rep["sites"][3]["accuracy"] = {**rep["sites"][3]["accuracy"], "state": "not-measured"}
     text = "\n".join(R.staffing_lines(rep, SCEN, ["tianjin", "hubei"], "shaanxi"))
-    assert "(WAPE, 2 of 4 provinces): median 50% (hubei), worst 50% (hubei); 110 calls " \
+    assert "(WAPE, 2 of 4 provinces): median 38% (between tianjin 25% and hubei 50%), worst 50% " \
+        "(hubei); 110 calls " \
         "forecast, 100 measured; not stored: not-measured henan; pending shaanxi" in text, text
+
+
+def test_staffing_accuracy_median_of_an_odd_count():
+    rep = staffing_rep()
+    for i, w in enumerate((0.1, 0.3, 0.2)):
+        rep["sites"][i]["accuracy"] = {"state": "stored", "wape": w, "forecast_calls": 1.0,
+                                       "actual_calls": 1.0}
+    text = "\n".join(R.staffing_lines(rep, SCEN, ["tianjin", "hubei"], "shaanxi"))
+    assert "median 20% (shaanxi), worst 30% (hubei)" in text, text
 
 
 UTC = dt.timezone.utc
@@ -161,6 +171,7 @@ def test_queue_counts_reports_and_unknown_is_not_zero():
 if __name__ == "__main__":
     T.main([test_staffing_compares_like_with_like, test_staffing_unknown_is_not_zero,
             test_staffing_accuracy_says_over_which_provinces,
+            test_staffing_accuracy_median_of_an_odd_count,
             test_moves_counted_from_the_acknowledgements,
             test_moves_timed_by_each_sites_first_directive,
             test_moves_verified_only_when_status_said_so,
