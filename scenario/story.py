@@ -135,6 +135,11 @@ class Story:
         self.verified = (phase, None, bad)
         self.say(f"{phase}: NOT every wave verified: {'; '.join(bad)}")
 
+    @staticmethod
+    def load(c):
+        """A prediction's load and staff in words, so that it can be checked."""
+        return f"{c['traffic_after_erl']:.1f} Erlangs on {c['agents']} agents"
+
     def ms(self, when):
         return int(when.timestamp() * 1000)
 
@@ -150,7 +155,7 @@ class Story:
         # The move's own capacity prediction, for the report.
         for c in (out.get("plan") or {}).get("capacity", []):
             if c["sources"] and c["hub"] not in self.predicted:
-                self.predicted[c["hub"]] = (c, self.ms(self.now()), f"{what}, {c['agents']} agents")
+                self.predicted[c["hub"]] = (c, self.ms(self.now()), f"{what}, {self.load(c)}")
         return r.returncode, out
 
     # ---- the story ----
@@ -168,7 +173,7 @@ class Story:
         for c in plan["capacity"]:
             if c["sources"]:
                 self.predicted[c["hub"]] = (c, at, f"plan: {len(c['sources'])} sources there, "
-                                                   f"{c['agents']} agents")
+                                                   f"{self.load(c)}")
                 self.say(f"plan: {c['hub']} would carry {c['traffic_after_erl']:.1f} Erlangs on "
                          f"{c['agents']} agents: predicted SL {100 * c['sl_after']:.1f}%, "
                          f"{c['agents_needed']} agents needed")
@@ -196,17 +201,17 @@ class Story:
                 if c["sources"]:
                     self.predicted.setdefault(c["hub"], (
                         c, self.ms(self.now()),
-                        f"plan: {len(c['sources'])} sources there, {c['agents']} agents"))
+                        f"plan: {len(c['sources'])} sources there, {self.load(c)}"))
         rc, out = self.move("07:00 Xi'an lockdown: Shaanxi to the backup hub", "cutover",
                             self.hub, "--to", self.backup, "--reason", "Xi'an lockdown")
         if rc is None:
             # The refused move's prediction: the hub with the refused load.
             for c in (out.get("plan") or {}).get("capacity", []):
                 w = c["with_refused"]
-                self.predicted.setdefault(c["hub"], ({**c, "sl_after": w["sl"],
-                                                      "stable_after": w["stable"]} if w else c,
-                                                     self.ms(self.now()),
-                                                     f"the refused move, {c['agents']} agents"))
+                p = {**c, "sl_after": w["sl"], "stable_after": w["stable"],
+                     "traffic_after_erl": w["traffic_erl"]} if w else c
+                self.predicted.setdefault(c["hub"], (p, self.ms(self.now()),
+                                                     f"the refused move, {self.load(p)}"))
             self.say("the support centre has no staff left: the move is forced")
             self.move("07:00 Xi'an lockdown (forced)", "cutover", self.hub, "--to", self.backup,
                       "--reason", "Xi'an lockdown", "--force")
