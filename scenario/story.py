@@ -278,10 +278,11 @@ class Story:
         for hub, frm, to, words in ((self.hub, night_from, lock_from, "22:00-07:00, consolidated"),
                                     (self.backup, lock_from, night_to,
                                      "07:00-08:00, everyone re-homed")):
-            rows = [(int(float(m)), int(o), int(w), int(x)) for m, o, w, x in self.sql(
-                f"SELECT extract(epoch FROM minute) * 1000, offered, answered_within, "
-                f"from_other_sites FROM load_minute WHERE site = '{hub}' AND minute >= '{frm}' "
-                f"AND minute < '{to}'")]
+            rows = [(int(float(m)), int(o), int(w), int(x), float(a) if a else None)
+                    for m, o, w, x, a in self.sql(
+                        f"SELECT extract(epoch FROM minute) * 1000, offered, answered_within, "
+                        f"from_other_sites, avg_aht_ms FROM load_minute WHERE site = '{hub}' "
+                        f"AND minute >= '{frm}' AND minute < '{to}'")]
             period = (self.ms(parse_iso(frm)), self.ms(parse_iso(to)), words)
             lines += R.service_lines(hub, period, rows, self.predicted.get(hub), CST, routes)
 

@@ -106,6 +106,15 @@ def _sl(rows):
     return f"{100.0 * sum(r[2] for r in rows) / offered:.1f}% over {offered} calls"
 
 
+def _erlangs(rows, span_ms):
+    """The load the rows offered over span_ms, in Erlangs (calls x their
+    measured handle time / the span), or "" when a row with calls has no
+    handle time (a 5th field, ms, or None): then it is not known."""
+    if any(len(r) < 5 or (r[1] and r[4] is None) for r in rows) or not rows:
+        return ""
+    return f", {sum(r[1] * r[4] for r in rows if r[1]) / span_ms:.1f} Erlangs offered"
+
+
 def service_lines(hub, period, rows, pred, tz, routes=()):
     """One hub's simulated service level (answered within the threshold /
     offered) over its period, its worst half hour, and its prediction
@@ -113,7 +122,8 @@ def service_lines(hub, period, rows, pred, tz, routes=()):
     period (a night's average hides its busy hours).
 
     period: (from_ms, to_ms, words); rows: the hub's load minutes in it,
-    (minute_ms, offered, answered_within, from_other_sites); pred: None or
+    (minute_ms, offered, answered_within, from_other_sites[, avg handle
+    time ms or None]); pred: None or
     (Capacity entry of a plan or move reply, business ms it predicts,
     words on what it assumed); routes: as for moves_lines, to say when the
     moves into the predicted half hour were acknowledged (before that it
@@ -138,13 +148,14 @@ def service_lines(hub, period, rows, pred, tz, routes=()):
     slot = frm + (at - frm) // HALF_HOUR_MS * HALF_HOUR_MS
     p = f"{100 * c['sl_after']:.1f}%" if c.get("stable_after", True) else \
         "unstable (more calls than its agents can answer)"
+    inslot = [r for r in rows if slot <= r[0] < slot + HALF_HOUR_MS]
     arrived = max((r["ack_ms"] for r in routes if r["ack_ms"] is not None and
                    slot <= r["sent_ms"] < slot + HALF_HOUR_MS and
                    r["cause"] in ("schedule", "hub-lost", "cutover")), default=None)
     late = f" (sources moving in until {_hm(arrived, tz)})" if arrived is not None else ""
     lines.append(f"           predicted {p} for {_hm(at, tz)} ({assumed}); simulated "
                  f"{_hm(slot, tz)}-{_hm(slot + HALF_HOUR_MS, tz)}: "
-                 f"{_sl([r for r in rows if slot <= r[0] < slot + HALF_HOUR_MS])}{late}")
+                 f"{_sl(inslot)}{_erlangs(inslot, HALF_HOUR_MS)}{late}")
     return lines
 
 

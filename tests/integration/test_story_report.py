@@ -144,6 +144,19 @@ def test_service_prediction_against_its_own_half_hour():
         "over 100 calls (sources moving in until 14:21)" in text, text
 
 
+def test_service_prediction_with_the_load_offered():
+    # 10 calls of 180 s every 3 minutes: 100 calls x 180 s / 1800 s = 10
+    # Erlangs offered in the predicted half hour, beside the prediction's.
+    rows = [r + (180000.0,) for r in minutes(0, 30, 10, 8)]
+    pred = ({"sl_after": 0.9}, T0 + 60000, "plan: 12.0 Erlangs on 14 agents")
+    text = "\n".join(R.service_lines("henan", (T0, T0 + 3600000, "07:00-08:00"), rows, pred, UTC))
+    assert "simulated 14:00-14:30: 80.0% over 100 calls, 10.0 Erlangs offered" in text, text
+    # A minute with calls and no handle time: the load is not known.
+    rows[3] = rows[3][:4] + (None,)
+    text = "\n".join(R.service_lines("henan", (T0, T0 + 3600000, "07:00-08:00"), rows, pred, UTC))
+    assert "Erlangs offered" not in text, text
+
+
 def test_service_unknown_is_not_zero():
     # No load minute: not measured; minutes without calls: no calls; an
     # unstable prediction is not "0.0%".
@@ -175,5 +188,6 @@ if __name__ == "__main__":
             test_moves_counted_from_the_acknowledgements,
             test_moves_timed_by_each_sites_first_directive,
             test_moves_verified_only_when_status_said_so,
-            test_service_prediction_against_its_own_half_hour, test_service_unknown_is_not_zero,
+            test_service_prediction_against_its_own_half_hour,
+            test_service_prediction_with_the_load_offered, test_service_unknown_is_not_zero,
             test_queue_counts_reports_and_unknown_is_not_zero])
