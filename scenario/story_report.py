@@ -31,8 +31,8 @@ def moves_lines(phases, routes, waves, speed, tz, verified=None):
     cause, sent_ms and its acknowledgement's result and ack_ms (None when
     none came); waves: business times of the engine's "move" entries (a
     schedule's waves); verified: what the story read in nircctl status
-    after the consolidation, (phase what, business ms or None, [sources not
-    verified with why]). A phase's move is timed from its first directive
+    after the consolidation until its next step, (phase what, business ms
+    or None, [sources not verified with why]). A phase's move is timed from its first directive
     to the acknowledgement of each site's first directive in it; a
     directive with no acknowledgement is counted as unanswered, never as
     applied."""
@@ -84,7 +84,8 @@ def moves_lines(phases, routes, waves, speed, tz, verified=None):
         if verified and verified[0] == what:
             at, bad = verified[1], verified[2]
             if bad:
-                lines.append(f"    NOT all verified: {'; '.join(bad)}")
+                lines.append(f"    NOT seen verified (nircctl status) before the next step: "
+                             f"{'; '.join(bad)}")
             elif at is not None:
                 lines.append(f"    every source's wave verified (nircctl status) by {_hms(at, tz)}: "
                              f"{_dur((at - first) / 1000.0, speed)} after the first directive")

@@ -118,7 +118,8 @@ def test_moves_verified_only_when_status_said_so():
     phase = [("22:00 consolidation", T0, T0 + 3600000)]
     bad = R.moves_lines(phase, routes, [T0], 180, UTC,
                         ("22:00 consolidation", None, ["a: not judged yet"]))
-    assert "NOT all verified: a: not judged yet" in "\n".join(bad), bad
+    assert "NOT seen verified (nircctl status) before the next step: a: not judged yet" in \
+        "\n".join(bad), bad
     good = R.moves_lines(phase, routes, [T0], 180, UTC,
                          ("22:00 consolidation", T0 + 302000, []))
     assert "every source's wave verified (nircctl status) by 14:05:02: 5.0 business min, " \
