@@ -3,7 +3,6 @@ each function takes what story.py read from nircctl and the database and
 returns the report's lines, so they are tested without a demo run
 (tests/integration/test_story_report.py)."""
 import datetime as dt
-import math
 
 
 def _hms(ms, tz):
@@ -14,7 +13,10 @@ def _dur(business_s, speed):
     """A business duration and its real one, to their timestamps'
     resolution (the business second)."""
     real = business_s / speed
-    b = f"{business_s / 60:.1f} business min" if business_s >= 120 else f"{business_s:.0f} business s"
+    if business_s >= 120:
+        b = f"{business_s / 60:.1f} business min"
+    else:
+        b = f"{business_s:.0f} business s"
     r = f"{real:.1f} s real" if real >= 1 else f"{1000 * real:.0f} ms real"
     return f"{b}, {r}"
 
@@ -32,10 +34,10 @@ def moves_lines(phases, routes, waves, speed, tz, verified=None):
     none came); waves: business times of the engine's "move" entries (a
     schedule's waves); verified: what the story read in nircctl status
     after the consolidation until its next step, (phase what, business ms
-    or None, [sources not verified with why]). A phase's move is timed from its first directive
-    to the acknowledgement of each site's first directive in it; a
-    directive with no acknowledgement is counted as unanswered, never as
-    applied."""
+    or None, [sources not verified with why]). A phase's move is timed
+    from its first directive to the acknowledgement of each site's first
+    directive in it; a directive with no acknowledgement is counted as
+    unanswered, never as applied."""
     lines = ["Moves (each directive the engine sent, from the audit trail, to its "
              f"acknowledgement; business time to the second, real = business / {speed:g}):"]
     for what, frm, to in phases:
@@ -87,8 +89,9 @@ def moves_lines(phases, routes, waves, speed, tz, verified=None):
                 lines.append(f"    NOT seen verified (nircctl status) before the next step: "
                              f"{'; '.join(bad)}")
             elif at is not None:
-                lines.append(f"    every source's wave verified (nircctl status) by {_hms(at, tz)}: "
-                             f"{_dur((at - first) / 1000.0, speed)} after the first directive")
+                lines.append(f"    every source's wave verified (nircctl status) by "
+                             f"{_hms(at, tz)}: {_dur((at - first) / 1000.0, speed)} after the "
+                             "first directive")
     return lines
 
 
@@ -124,11 +127,10 @@ def service_lines(hub, period, rows, pred, tz, routes=()):
 
     period: (from_ms, to_ms, words); rows: the hub's load minutes in it,
     (minute_ms, offered, answered_within, from_other_sites[, avg handle
-    time ms or None]); pred: None or
-    (Capacity entry of a plan or move reply, business ms it predicts,
-    words on what it assumed); routes: as for moves_lines, to say when the
-    moves into the predicted half hour were acknowledged (before that it
-    did not carry the load predicted)."""
+    time ms or None]); pred: None or (Capacity entry of a plan or move
+    reply, business ms it predicts, words on what it assumed); routes: as
+    for moves_lines, to say when the moves into the predicted half hour
+    were acknowledged (before that it did not carry the load predicted)."""
     frm, to, words = period
     others = sum(r[3] for r in rows)
     lines = [f"  {hub:<8} {words}: simulated {_sl(rows)}" +

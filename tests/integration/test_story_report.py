@@ -81,7 +81,8 @@ T0 = 1579701600000  # 2020-01-22 14:00:00 UTC
 
 def route(site, cause, sent_s, result="applied", ack_s=None):
     return {"site": site, "cause": cause, "sent_ms": T0 + sent_s * 1000, "result": result,
-            "ack_ms": None if result is None else T0 + (sent_s + 1 if ack_s is None else ack_s) * 1000}
+            "ack_ms": None if result is None
+            else T0 + (sent_s + 1 if ack_s is None else ack_s) * 1000}
 
 
 def test_moves_counted_from_the_acknowledgements():
