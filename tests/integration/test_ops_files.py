@@ -218,12 +218,19 @@ def test_completion_commands_and_options():
         if cmd == "help":
             continue
         offered = set(complete(NOCTL, *where[cmd], "--"))
+        if cmd in ("schedule", "overflow"):  # one help page for add and set
+            offered |= set(complete(NOCTL, cmd, "set", "x", "--"))
         # Global options in a command's examples (nircctl --json status)
         # belong before the command, not to it.
         listed = (set(OPTION.findall(help_of("nircctl", cmd, "--help"))) - globals_) | {"--help"}
         assert listed <= offered, f"{cmd}: completion lacks {sorted(listed - offered)}"
-    assert complete(NOCTL, "schedule", "") == ["list", "add", "rm", "enable", "disable"]
-    assert complete(NOCTL, "overflow", "") == ["list", "add", "rm"]
+    assert complete(NOCTL, "schedule", "") == ["list", "add", "set", "rm", "enable", "disable"]
+    assert complete(NOCTL, "overflow", "") == ["list", "add", "set", "rm"]
+    # set's options: add's, and --dry-run (the name comes from the controller).
+    got = complete(NOCTL, "schedule", "set", "night", "--")
+    assert "--end" in got and "--dry-run" in got, got
+    got = complete(NOCTL, "overflow", "set", "gd", "--")
+    assert "--cap" in got and "--dry-run" in got and "--source" not in got, got
     assert complete(NOCTL, "alarms", "") == ["ack"]
     assert complete(NOCTL, "report", "") == ["staffing"]
     # File names for --config and the TLS files; nothing that does not exist.
