@@ -295,8 +295,9 @@ static uint64_t admin_mono_ms(void) {
 }
 
 /* Waits until the socket of `c` is ready for `events` or `deadline`
- * (monotonic ms, 0: none) passes: 1 ready, 0 timed out, -1 broken. */
-static int admin_wait(PGconn *c, short events, uint64_t deadline) {
+ * (monotonic ms, 0: none) passes: 1 ready, 0 timed out, -1 broken, -2
+ * `stop_fd` (NULL: none) became readable: the caller is stopping. */
+static int admin_wait(PGconn *c, short events, uint64_t deadline, const int *stop_fd) {
   for (;;) {
     int ms = -1;
     if (deadline) {
@@ -304,14 +305,27 @@ static int admin_wait(PGconn *c, short events, uint64_t deadline) {
       if (now >= deadline) return 0;
       ms = (int)(deadline - now);
     }
-    struct pollfd pfd = {.fd = PQsocket(c), .events = events};
-    if (pfd.fd < 0) return -1;
-    int rc = poll(&pfd, 1, ms);
+    struct pollfd pfd[2] = {{.fd = PQsocket(c), .events = events},
+                            {.fd = stop_fd ? *stop_fd : -1, .events = POLLIN}};
+    if (pfd[0].fd < 0) return -1;
+    int rc = poll(pfd, 2, ms); /* a negative fd is skipped by poll */
+    if (rc > 0 && pfd[1].revents) return -2;
     if (rc > 0) return 1;
     if (rc == 0) return 0;
     if (errno != EINTR) return -1;
   }
 }
+
+/* One load's connection and its deadline (monotonic ms, 0: none). */
+typedef struct {
+  PGconn *c;
+  uint64_t deadline, budget_ms;
+  const int *stop_fd;
+  bool timed_out;
+  bool stopped; /* given up at once: the caller is stopping (stop_fd) */
+} admin_load_t;
+
+static const char admin_stopped_text[] = "given up: the controller is stopping";
 
 /* A load's own connection, made within the load's budget: a database that
  * accepts the connection and never answers (a stopped postmaster) holds
@@ -319,7 +333,7 @@ static int admin_wait(PGconn *c, short events, uint64_t deadline) {
  * least. Statements are bounded on the server too (statement_timeout),
  * so a load given up by the client does not go on running there. */
 static PGconn *admin_connect_within(const char *conninfo, const admin_load_opts_t *o,
-                                    uint64_t deadline, char *err, size_t errlen) {
+                                    admin_load_t *ld, char *err, size_t errlen) {
   char opts[64], user_timeout[24];
   snprintf(opts, sizeof opts, "-c statement_timeout=%llu", (unsigned long long)o->budget_ms);
   snprintf(user_timeout, sizeof user_timeout, "%llu", (unsigned long long)o->budget_ms);
@@ -337,7 +351,14 @@ static PGconn *admin_connect_within(const char *conninfo, const admin_load_opts_
   PostgresPollingStatusType st = PGRES_POLLING_WRITING;
   while (c && PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
          st != PGRES_POLLING_FAILED) {
-    int ready = admin_wait(c, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
+    int ready =
+        admin_wait(c, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, ld->deadline, ld->stop_fd);
+    if (ready == -2) {
+      ld->stopped = true;
+      snprintf(err, errlen, "connecting: %s", admin_stopped_text);
+      PQfinish(c);
+      return NULL;
+    }
     if (ready == 0) {
       snprintf(err, errlen,
                "connecting: no answer within %llu ms: the database is hung or out of reach",
@@ -357,13 +378,6 @@ static PGconn *admin_connect_within(const char *conninfo, const admin_load_opts_
   return NULL;
 }
 
-/* One load's connection and its deadline (monotonic ms, 0: none). */
-typedef struct {
-  PGconn *c;
-  uint64_t deadline, budget_ms;
-  bool timed_out;
-} admin_load_t;
-
 /* Runs `sql` (one or more statements) within the load's deadline: its
  * first failed result, else its last one; NULL (timed_out set) when the
  * database did not answer in time, or the connection broke. */
@@ -373,8 +387,9 @@ static PGresult *admin_exec(admin_load_t *ld, const char *sql) {
   PGresult *keep = NULL;
   for (;;) {
     while (PQisBusy(ld->c)) {
-      int ready = admin_wait(ld->c, POLLIN, ld->deadline);
+      int ready = admin_wait(ld->c, POLLIN, ld->deadline, ld->stop_fd);
       if (ready == 0) ld->timed_out = true;
+      if (ready == -2) ld->stopped = true;
       if (ready <= 0 || !PQconsumeInput(ld->c)) {
         PQclear(keep);
         return NULL;
@@ -408,10 +423,15 @@ static int admin_load_fail(admin_load_t *ld, PGresult *r, const char *what, char
     admin_fail(ld->c, r, what, err, errlen);
     return NIRC_ETIMEOUT;
   }
+  if (!r && ld->stopped) {
+    snprintf(err, errlen, "%s: %s", what, admin_stopped_text);
+    return NIRC_ECLOSED;
+  }
   if (!r && ld->timed_out) {
     snprintf(err, errlen,
-             "%s: no answer within the load's %llu ms: the database is hung or out of reach", what,
-             (unsigned long long)ld->budget_ms);
+             "%s: no answer within the load's %llu ms from its session (pid %d): the database is "
+             "hung or out of reach, or that backend is stuck",
+             what, (unsigned long long)ld->budget_ms, PQbackendPID(ld->c));
     return NIRC_EDB;
   }
   return admin_fail(ld->c, r, what, err, errlen);
@@ -426,10 +446,13 @@ int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *opts,
                             char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
   admin_load_t ld = {.budget_ms = opts->budget_ms,
-                     .deadline = opts->budget_ms ? admin_mono_ms() + opts->budget_ms : 0};
-  ld.c = ld.deadline ? admin_connect_within(conninfo, opts, ld.deadline, err, errlen)
+                     .deadline = opts->budget_ms ? admin_mono_ms() + opts->budget_ms : 0,
+                     .stop_fd = opts->stop_fd};
+  if (opts->pid) *opts->pid = 0;
+  ld.c = ld.deadline ? admin_connect_within(conninfo, opts, &ld, err, errlen)
                      : admin_connect(conninfo, err, errlen);
-  if (!ld.c) return NIRC_EDB;
+  if (!ld.c) return ld.stopped ? NIRC_ECLOSED : NIRC_EDB;
+  if (opts->pid) *opts->pid = PQbackendPID(ld.c);
   PGconn *c = ld.c;
   int rc = 0;
   /* One snapshot for everything a new leader decides on, taken after the

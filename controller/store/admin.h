@@ -78,14 +78,25 @@ typedef struct {
 
 /* NIRC_ETIMEOUT: another session held a lock in the way (on a rule table,
  * or ACCESS EXCLUSIVE on another table the load reads) for longer than the
- * load waits (lock_wait_ms); any other failure is NIRC_EDB, with
- * the reason in err (one that did not answer within budget_ms says so). */
+ * load waits (lock_wait_ms); NIRC_ECLOSED: stop_fd became readable and the
+ * load was given up at once; any other failure is NIRC_EDB, with
+ * the reason in err (one that did not answer within budget_ms says so, with
+ * its session's backend pid). */
 typedef struct {
   /* The whole load, on its own connection: connecting and every
    * statement (client side, and statement_timeout on the server). 0: no
    * bound (start-up tools and tests only). */
   uint64_t budget_ms;
   uint64_t lock_wait_ms; /* lock_timeout of the rule tables' SHARE locks */
+  /* Polled with the connection (budget_ms > 0 only): once readable, the
+   * caller is stopping and the load ends at once instead of waiting for a
+   * hung database or a lock. Borrowed; NULL: none. */
+  const int *stop_fd;
+  /* Set to the load's backend pid once connected (0: never connected), so
+   * that a load given up without an answer can be found and ended: its
+   * backend may go on holding the SHARE locks (store/leader.c). NULL: not
+   * asked. */
+  int *pid;
 } admin_load_opts_t;
 int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *o, admin_rules_t *out,
                             char *err, size_t errlen);

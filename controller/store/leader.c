@@ -7,13 +7,21 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LEADER_OBJ "leader"
+/* Once asked to stop, the thread's statements have this long in all (the
+ * lease's deletion and the unlock, on a database that may not answer):
+ * systemd kills a controller that outlasts TimeoutStopSec, and an operator
+ * stopping a stuck controller must not wait for the hang (a statement has
+ * half a lease otherwise, up to 30 s). */
+#define LEADER_STOP_GRACE_MS 1000u
 
 struct leader {
   uv_loop_t *loop;
@@ -28,6 +36,10 @@ struct leader {
   char *conninfo, *node, *advertise;
   uint64_t lease_ms, period_ms;
   bool thread_started;
+  /* A pipe: leader_stop writes to wake[1]; the thread polls wake[0] with
+   * its database sockets, so a stop ends a wait for a hung database or a
+   * lock (the rule load's too) at once. -1: not open. */
+  int wake[2];
 
   /* Shared with the thread, under mu. */
   bool stop;
@@ -44,6 +56,9 @@ struct leader {
   uint64_t unconfirmed_ms; /* the loop found it had not run for a lease at this time */
 
   /* Thread only. */
+  /* Monotonic ms by which the thread's statements end, once it saw the
+   * stop (LEADER_STOP_GRACE_MS after it); 0: not stopping. */
+  uint64_t stop_by_ms;
   PGconn *conn;
   char seen_renewed[64]; /* the lease's renewed_at as last read */
   uint64_t watch_since_ms;
@@ -192,10 +207,18 @@ static PGresult *leader_exec(leader_t *l, const char *sql, int n, const char *co
   for (;;) {
     while (PQisBusy(l->conn)) {
       uint64_t now = leader_mono_ms();
+      if (l->stop_by_ms && l->stop_by_ms < deadline) deadline = l->stop_by_ms;
       if (now >= deadline) goto timeout;
-      struct pollfd pfd = {.fd = PQsocket(l->conn), .events = POLLIN};
-      int rc = poll(&pfd, 1, (int)(deadline - now));
+      /* The wake pipe stays readable once written: polled until the stop
+       * is seen, then only the grace counts. */
+      struct pollfd pfd[2] = {{.fd = PQsocket(l->conn), .events = POLLIN},
+                              {.fd = l->stop_by_ms ? -1 : l->wake[0], .events = POLLIN}};
+      int rc = poll(pfd, 2, (int)(deadline - now));
       if (rc == 0) goto timeout;
+      if (rc > 0 && pfd[1].revents) {
+        l->stop_by_ms = now + LEADER_STOP_GRACE_MS;
+        continue;
+      }
       if ((rc < 0 && errno != EINTR) || (rc > 0 && !PQconsumeInput(l->conn))) goto broken;
     }
     PGresult *r = PQgetResult(l->conn);
@@ -210,10 +233,16 @@ static PGresult *leader_exec(leader_t *l, const char *sql, int n, const char *co
   if (PQstatus(l->conn) != CONNECTION_OK) leader_disconnect(l);
   return NULL;
 timeout:
-  log_warn(LOG_DB, LEADER_OBJ,
-           "%.60s...: no answer within %llu ms: the database is hung or out of reach; "
-           "dropping the connection",
-           sql, (unsigned long long)(l->lease_ms / 2));
+  if (l->stop_by_ms)
+    log_warn(LOG_DB, LEADER_OBJ,
+             "%.60s...: no answer within the %u ms a stopping controller waits: the database is "
+             "hung or out of reach; dropping the connection",
+             sql, LEADER_STOP_GRACE_MS);
+  else
+    log_warn(LOG_DB, LEADER_OBJ,
+             "%.60s...: no answer within %llu ms: the database is hung or out of reach; "
+             "dropping the connection",
+             sql, (unsigned long long)(l->lease_ms / 2));
   PQclear(last);
   l->timed_out = true;
   leader_disconnect(l);
@@ -526,8 +555,24 @@ static void leader_take(leader_t *l, leader_view_t *v) {
   leased = true;
   admin_rules_t rules;
   char err[320];
-  admin_load_opts_t lo = {.budget_ms = l->lease_ms * 3 / 4, .lock_wait_ms = leader_lock_wait_ms(l)};
+  int load_pid = 0;
+  uint64_t load_start = leader_mono_ms();
+  admin_load_opts_t lo = {.budget_ms = l->lease_ms * 3 / 4,
+                          .lock_wait_ms = leader_lock_wait_ms(l),
+                          .stop_fd = &l->wake[0],
+                          .pid = &load_pid};
   int rc = admin_load_rules_within(l->conninfo, &lo, &rules, err, sizeof err);
+  if (rc == NIRC_ECLOSED) {
+    /* Stopped (SIGTERM, SIGINT) while the load waited: not a failure to
+     * tell or try again, and never a lead on rules not loaded. */
+    if (!l->stop_by_ms) l->stop_by_ms = leader_mono_ms() + LEADER_STOP_GRACE_MS;
+    log_warn(LOG_MAIN, LEADER_OBJ,
+             "stopping during the rule load of epoch %llu (%s, after %llu ms of its %llu): not "
+             "leading; giving the lease and the leader lock back",
+             (unsigned long long)epoch, err, (unsigned long long)(leader_mono_ms() - load_start),
+             (unsigned long long)lo.budget_ms);
+    goto undo;
+  }
   if (rc == NIRC_ETIMEOUT) {
     char holders[sizeof v->why], sig[sizeof l->locked_told];
     int n = leader_rule_holders(l, holders, sizeof holders, sig, sizeof sig);
@@ -578,13 +623,28 @@ static void leader_take(leader_t *l, leader_view_t *v) {
   log_info(LOG_MAIN, LEADER_OBJ, "leading: epoch %llu", (unsigned long long)epoch);
   leader_publish(l, v, &rules);
   return;
-undo:
+undo:;
+  bool deleted = false;
   if (leased && l->conn) {
     const char *p[] = {es};
-    PQclear(leader_exec(l, "DELETE FROM leader_lease WHERE id = 1 AND epoch = $1", 1, p,
-                        PGRES_COMMAND_OK));
+    PGresult *d = leader_exec(l, "DELETE FROM leader_lease WHERE id = 1 AND epoch = $1", 1, p,
+                              PGRES_COMMAND_OK);
+    deleted = d != NULL;
+    PQclear(d);
   }
   if (l->conn) leader_unlock(l);
+  if (l->stop_by_ms && leased) {
+    if (deleted && !l->lock_pid)
+      log_info(LOG_MAIN, LEADER_OBJ,
+               "the lease of epoch %s is deleted and the leader lock let go: a standby may take "
+               "over at once",
+               es);
+    else
+      log_warn(LOG_MAIN, LEADER_OBJ,
+               "the lease of epoch %s could not be %s (the database did not answer in time): a "
+               "standby takes over once the lease runs out, and the lock once this session ends",
+               es, deleted ? "kept, but the lock not let go" : "deleted");
+  }
 }
 
 /* True while the sessions that kept this controller from loading the
@@ -835,6 +895,7 @@ static void leader_main(void *arg) {
       (void)uv_cond_timedwait(&l->cond, &l->mu, l->period_ms * 1000000u);
   }
   uv_mutex_unlock(&l->mu);
+  if (!l->stop_by_ms) l->stop_by_ms = leader_mono_ms() + LEADER_STOP_GRACE_MS;
   /* A clean stop hands over at once: without a lease row a standby takes
    * the lock on its next step instead of waiting a lease out. */
   if (v.state == LEADER_LEADING && l->conn) {
@@ -890,11 +951,20 @@ int leader_start(uv_loop_t *loop, const leader_opts_t *o, leader_cb cb, void *ar
   l->on_sites = o->on_sites;
   l->period_ms = l->lease_ms / 4 ? l->lease_ms / 4 : 1;
   l->view.state = LEADER_STARTING;
+  l->wake[0] = l->wake[1] = -1;
   if (!l->conninfo || !l->node || !l->advertise) goto fail;
-  if (uv_mutex_init(&l->mu) != 0) goto fail;
+  if (pipe(l->wake) != 0) {
+    l->wake[0] = l->wake[1] = -1;
+    goto fail;
+  }
+  for (int i = 0; i < 2; i++) {
+    fcntl(l->wake[i], F_SETFD, FD_CLOEXEC);
+    fcntl(l->wake[i], F_SETFL, O_NONBLOCK);
+  }
+  if (uv_mutex_init(&l->mu) != 0) goto fail_pipe;
   if (uv_cond_init(&l->cond) != 0) {
     uv_mutex_destroy(&l->mu);
-    goto fail;
+    goto fail_pipe;
   }
   uv_async_init(loop, &l->async, leader_on_async);
   l->async.data = l;
@@ -908,6 +978,9 @@ int leader_start(uv_loop_t *loop, const leader_opts_t *o, leader_cb cb, void *ar
   l->thread_started = true;
   *out = l;
   return 0;
+fail_pipe:
+  close(l->wake[0]);
+  close(l->wake[1]);
 fail:
   free(l->conninfo);
   free(l->node);
@@ -927,6 +1000,8 @@ static void leader_on_closed(uv_handle_t *h) {
   }
   uv_cond_destroy(&l->cond);
   uv_mutex_destroy(&l->mu);
+  close(l->wake[0]);
+  close(l->wake[1]);
   free(l->conninfo);
   free(l->node);
   free(l->advertise);
@@ -947,6 +1022,10 @@ void leader_stop(leader_t *l, void (*done)(void *arg), void *arg) {
     l->stop = true;
     uv_cond_signal(&l->cond);
     uv_mutex_unlock(&l->mu);
+    /* Ends a wait on the database at once (the pipe never fills: one byte
+     * per stop, and only one stop). */
+    if (write(l->wake[1], "s", 1) != 1)
+      log_warn(LOG_MAIN, LEADER_OBJ, "waking the election thread: %s", strerror(errno));
     uv_thread_join(&l->thread);
     l->thread_started = false;
   }

@@ -16,6 +16,18 @@ in all: nircd-2 deletes the lease row, lets go of the lock, its `nircctl
 status` says it cannot load the rules and why, its log says so once, and
 its tries are spaced out (store/elect.h), not one epoch per period.
 
+Then the other way round: nircd-1 is started again and stands by, the
+postmaster is stopped again and nircd-2 killed; nircd-1 wins and its load
+hangs, and it is stopped with SIGTERM (as systemd stops it) in the middle.
+Before, SIGTERM waited for the load's budget to run out (three quarters of
+a lease: 45 s with a lease of 60 s, and then half a lease for each of the
+lease's deletion and the unlock on a database that does not answer), and
+its log said after "shutting down" that it would try again. Now the stop
+ends the load at once: nircd-1 exits 0 at once, its log says it stopped
+during the rule load and that the lease is deleted and the lock let go, and
+the database shows neither; nircd-2, started again once the postmaster
+runs, leads at once (no lease to wait out).
+
 Runs its own PostgreSQL (the test stops its postmaster).
 """
 import json
@@ -116,6 +128,41 @@ def test_a_hung_rule_load_gives_the_lease_back_and_says_why():
     st = T.wait_until(leads, 20, "nircd-2 to lead once the database answers")
     assert st["controller"] == "nircd-2", st["controller"]
     assert env.sql("SELECT node, epoch FROM leader_lease") == [["nircd-2", str(st["epoch"])]]
+
+    # A controller stopped (SIGTERM) while its rule load hangs.
+    a = env.start_controller(name="nircd-1")
+    assert env.controller_status.startswith("standby"), env.controller_status
+    watch = Session(env.db)
+    watch.sql("SELECT 1")  # connected before the postmaster stops
+    try:
+        os.kill(master, signal.SIGSTOP)
+        b.kill()
+        T.wait_until(lambda: watch.sql("SELECT node FROM leader_lease") == [["nircd-1"]] or None,
+                     15, "nircd-1 to win the election and start its rule load")
+        t = time.monotonic()
+        a.signal(signal.SIGTERM)
+        try:
+            code = a.p.wait(10)
+        except Exception:
+            raise AssertionError("nircd-1 did not exit within 10 s of SIGTERM:\n" + a.tail())
+        took = time.monotonic() - t
+        log = open(a.log_path, errors="replace").read()
+        stopped = log[log.rindex("shutting down"):]
+        print(f"  nircd-1 stopped by SIGTERM during its hung rule load: exit {code} after "
+              f"{took:.2f} s:\n{stopped}", flush=True)
+        assert code == 0, (code, stopped)
+        assert took < 0.8, f"nircd-1 took {took:.2f} s to stop"
+        assert "stopping during the rule load of epoch" in stopped, stopped
+        assert "is deleted and the leader lock let go" in stopped, stopped
+        assert "cannot load the rules" not in stopped, stopped
+        assert not watch.sql(
+            "SELECT 1 FROM leader_lease UNION ALL SELECT 1 FROM pg_locks WHERE "
+            "locktype = 'advisory' AND objid = 1313428035 AND granted"), "lease or lock left"
+    finally:
+        os.kill(master, signal.SIGCONT)
+        watch.close()
+    b = env.start_controller(conf=os.path.join(env.dir, "nircd-2.conf"), name="nircd-2")
+    assert env.controller_status.startswith("leader"), env.controller_status
     b.stop()
     T.private_pg("stop", PG_DIR)
 
