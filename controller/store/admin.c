@@ -452,7 +452,6 @@ int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *opts,
   ld.c = ld.deadline ? admin_connect_within(conninfo, opts, &ld, err, errlen)
                      : admin_connect(conninfo, err, errlen);
   if (!ld.c) return ld.stopped ? NIRC_ECLOSED : NIRC_EDB;
-  if (opts->pid) *opts->pid = PQbackendPID(ld.c);
   PGconn *c = ld.c;
   int rc = 0;
   /* One snapshot for everything a new leader decides on, taken after the
@@ -806,6 +805,7 @@ int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *opts,
     rc = NIRC_ENOMEM;
   }
 done:
+  if (opts->pid) *opts->pid = ld.timed_out || ld.stopped ? PQbackendPID(c) : 0;
   PQfinish(c);
   if (rc) admin_rules_free(out);
   return rc;

@@ -92,10 +92,11 @@ typedef struct {
    * caller is stopping and the load ends at once instead of waiting for a
    * hung database or a lock. Borrowed; NULL: none. */
   const int *stop_fd;
-  /* Set to the load's backend pid once connected (0: never connected), so
-   * that a load given up without an answer can be found and ended: its
-   * backend may go on holding the SHARE locks (store/leader.c). NULL: not
-   * asked. */
+  /* Set to the backend pid of a load given up without its answer (a
+   * statement that outlasted the budget, or a stop), 0 otherwise: closing
+   * the connection does not end a backend that does not run, and one that
+   * took the SHARE locks keeps them until it ends (store/leader.c finds it
+   * and asks PostgreSQL to end it). NULL: not asked. */
   int *pid;
 } admin_load_opts_t;
 int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *o, admin_rules_t *out,

@@ -85,6 +85,13 @@ struct leader {
   char locked_told[256];
   /* Tries after a rule load that failed for another reason (elect.h). */
   elect_retry_t retry;
+  /* The backend of a rule load given up without its answer
+   * (admin_load_opts_t.pid), which may go on holding the SHARE locks on
+   * the rule tables (leader_watch_stuck); 0: none. The epoch it loaded
+   * for; whether its locks were logged. */
+  int stuck_pid;
+  uint64_t stuck_epoch;
+  bool stuck_told;
 };
 
 static const char *const leader_state_names[] = {
@@ -487,6 +494,59 @@ static int leader_rule_holders(leader_t *l, char *out, size_t n, char *sig, size
   return rows;
 }
 
+/* A rule load's own backend that this controller gave up on, if it still
+ * runs: asked to end (again: a signal already pending is no harm), and the
+ * rule tables it holds locks on. Its name tells it from another backend
+ * that got its pid after it ended. */
+static const char leader_stuck_sql[] =
+    "SELECT pg_terminate_backend(a.pid), coalesce((SELECT string_agg(DISTINCT c.relname, ', ' "
+    "ORDER BY c.relname) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE l.pid = "
+    "a.pid AND l.granted AND l.locktype = 'relation' AND l.relation IN ('cutovers'::regclass, "
+    "'schedules'::regclass, 'overflow_rules'::regclass, 'route_exclusions'::regclass, "
+    "'route_holds'::regclass, 'route_return_holds'::regclass)), '') FROM pg_stat_activity a "
+    "WHERE a.pid = $1 AND a.application_name = 'nircd-rule-load'";
+
+/* A load given up without an answer closed its connection, but a backend
+ * that does not run (stopped, stuck in the kernel or on storage) does not
+ * see that, nor its statement_timeout: one that took the SHARE locks keeps
+ * them until it runs again, and every write to the rule tables waits for
+ * it meanwhile (an operator's change, a DBA's UPDATE; and a new load
+ * queues behind such a waiting write: leader_rule_holders names it). A
+ * new load itself is not held up (SHARE admits SHARE), and reads the rules
+ * whole. So the controller may lead; it says once which backend holds the
+ * locks and how to end it, and once that it ended. Called after such a
+ * load and on every step until it ends (one statement a period). */
+static void leader_watch_stuck(leader_t *l) {
+  if (!l->stuck_pid) return;
+  char pid[16];
+  snprintf(pid, sizeof pid, "%d", l->stuck_pid);
+  const char *p[] = {pid};
+  PGresult *r = leader_exec(l, leader_stuck_sql, 1, p, PGRES_TUPLES_OK);
+  if (!r) return; /* no answer: asked again on the next step */
+  const char *tables = PQntuples(r) > 0 ? PQgetvalue(r, 0, 1) : "";
+  if (!tables[0]) {
+    if (l->stuck_told)
+      log_info(LOG_MAIN, LEADER_OBJ,
+               "the rule load of epoch %llu given up earlier (pid %d) has ended: writes to the "
+               "rule tables no longer wait for it",
+               (unsigned long long)l->stuck_epoch, l->stuck_pid);
+    l->stuck_pid = 0;
+    l->stuck_told = false;
+  } else if (!l->stuck_told) {
+    l->stuck_told = true;
+    log_error(LOG_MAIN, LEADER_OBJ,
+              "the rule load of epoch %llu, given up without an answer, still holds SHARE locks on "
+              "%s in its session (pid %d): every write to those tables waits until it ends. "
+              "PostgreSQL was asked to end it (pg_terminate_backend(%d)), which a backend that "
+              "does not run carries out only once it runs again: look at pid %d on the database "
+              "host (ps -o pid,stat,wchan -p %d; a stopped one, state T, ends on kill -CONT %d), "
+              "or restart PostgreSQL",
+              (unsigned long long)l->stuck_epoch, tables, l->stuck_pid, l->stuck_pid, l->stuck_pid,
+              l->stuck_pid, l->stuck_pid);
+  }
+  PQclear(r);
+}
+
 /* Says why this controller, having won the election, does not lead: in
  * the log when the holders differ from those last logged, and in the view
  * (`v->why`, which its standby answers carry). */
@@ -586,6 +646,12 @@ static void leader_take(leader_t *l, leader_view_t *v) {
   }
   if (rc != 0) {
     leader_tell_failed(l, v, epoch, err);
+    if (load_pid) {
+      l->stuck_pid = load_pid;
+      l->stuck_epoch = epoch;
+      l->stuck_told = false;
+      leader_watch_stuck(l);
+    }
     goto undo;
   }
   r = leader_exec(l, "UPDATE leader_lease SET renewed_at = now() WHERE id = 1 AND epoch = $1", 1,
@@ -867,6 +933,7 @@ static void leader_step(leader_t *l, leader_view_t *v) {
   default: return;
   }
   leader_poll_notifies(l);
+  leader_watch_stuck(l);
   uv_mutex_lock(&l->mu);
   if (l->sites_asked) l->sites_dirty = true;
   l->sites_asked = false;

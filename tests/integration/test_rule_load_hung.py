@@ -28,6 +28,19 @@ during the rule load and that the lease is deleted and the lock let go, and
 the database shows neither; nircd-2, started again once the postmaster
 runs, leads at once (no lease to wait out).
 
+Last, a load's own backend stopped (SIGSTOP of that backend alone) after it
+took the SHARE locks: nircd-1 stands by again, a session holds link_events
+(read after the locks), nircd-2 is killed, nircd-1's load waits on
+link_events and its backend is stopped there. The load's budget runs out
+and it is given up, but closing its connection does not end a backend that
+does not run: it keeps the SHARE locks, and every write to the rule tables
+waits for it. Before, nothing said so (the load's error blamed the
+database). Now the error names the load's session (pid), PostgreSQL is
+asked to end it, the log says once that it holds SHARE locks on the rule
+tables and how to end it (kill -CONT, or restart PostgreSQL); the next try
+leads (SHARE admits SHARE: the rules are read whole), and once the backend
+runs again it ends and the log says so.
+
 Runs its own PostgreSQL (the test stops its postmaster).
 """
 import json
@@ -163,7 +176,42 @@ def test_a_hung_rule_load_gives_the_lease_back_and_says_why():
         watch.close()
     b = env.start_controller(conf=os.path.join(env.dir, "nircd-2.conf"), name="nircd-2")
     assert env.controller_status.startswith("leader"), env.controller_status
-    b.stop()
+
+    # A load's backend stopped after it took the SHARE locks.
+    a = env.start_controller(name="nircd-1")
+    assert env.controller_status.startswith("standby"), env.controller_status
+    blocker, watch, pid = Session(env.db), Session(env.db), None
+    try:
+        blocker.sql("BEGIN; LOCK TABLE link_events IN ACCESS EXCLUSIVE MODE")
+        b.kill()
+        pid = int(T.wait_until(lambda: watch.sql(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'nircd-rule-load' AND "
+            "wait_event_type = 'Lock'"), 15, "nircd-1's rule load to wait on link_events")[0][0])
+        os.kill(pid, signal.SIGSTOP)
+        blocker.sql("ROLLBACK")
+        told = f"still holds SHARE locks on cutovers, overflow_rules, route_exclusions, " \
+            f"route_holds, route_return_holds, schedules in its session (pid {pid})"
+        T.wait_until(lambda: told in open(a.log_path, errors="replace").read(), 15,
+                     f"nircd-1 to say that its load's backend {pid} holds the SHARE locks")
+        log = open(a.log_path, errors="replace").read()
+        print("  " + "\n  ".join(l for l in log.splitlines() if str(pid) in l), flush=True)
+        assert f"from its session (pid {pid})" in log, log
+        assert f"pg_terminate_backend({pid})" in log and f"kill -CONT {pid}" in log, log
+        st = T.wait_until(lambda: (lambda r: r.returncode == 0 and json.loads(r.stdout))(
+            env.ctl("--json", "status", controllers=[env.addr])), 15,
+            "nircd-1 to lead beside the stopped backend")
+        assert st["controller"] == "nircd-1", st["controller"]
+        os.kill(pid, signal.SIGCONT)
+        T.wait_until(lambda: f"given up earlier (pid {pid}) has ended" in open(
+            a.log_path, errors="replace").read(), 15, f"nircd-1 to see backend {pid} end")
+        assert not env.sql(f"SELECT 1 FROM pg_stat_activity WHERE pid = {pid}")
+        pid = None
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+        blocker.close()
+        watch.close()
+    a.stop()
     T.private_pg("stop", PG_DIR)
 
 

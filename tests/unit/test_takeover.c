@@ -1160,6 +1160,77 @@ static void test_early_return_hold_survives_takeover(void **state) {
   tk_db_done(&keep);
 }
 
+/* ---- a rule load that is stopped, or given up without an answer ---- */
+
+static uint64_t tk_mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Waits (5 s at most) for a rule load's session to wait on a lock, keeps
+ * its pid in *arg, then stops the load (writes to the pipe in arg[1]). */
+static void tk_stop_when_waiting(void *arg) {
+  int *a = arg;
+  PGconn *c = PQconnectdb(T.ci);
+  for (int i = 0; i < 250 && PQstatus(c) == CONNECTION_OK && !a[0]; i++) {
+    PGresult *r = PQexec(c, "SELECT pid FROM pg_stat_activity WHERE application_name = "
+                            "'nircd-rule-load' AND wait_event_type = 'Lock'");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0) a[0] = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (!a[0]) usleep(20000);
+  }
+  PQfinish(c);
+  if (write(a[1], "s", 1) != 1) a[0] = -1;
+}
+
+/* A stop (stop_fd readable) ends a load at once, as NIRC_ECLOSED, not as
+ * a failure to try again: before it connected, and while it waits for a
+ * lock, when it hands back its backend pid (that backend may keep its
+ * SHARE locks if it does not run: store/leader.c ends it). A load that
+ * failed with an answer (its own lock_timeout) hands back none. */
+static void test_rule_load_stop_and_abandoned_backend(void **state) {
+  if (!T.have_pg) skip();
+  admin_rules_t rules;
+  char err[512];
+  int stop[2], pid = -1;
+  assert_int_equal(pipe(stop), 0);
+  assert_int_equal(write(stop[1], "s", 1), 1);
+  admin_load_opts_t o = {.budget_ms = 5000, .lock_wait_ms = 5000, .stop_fd = &stop[0], .pid = &pid};
+  uint64_t t = tk_mono_ms();
+  assert_int_equal(admin_load_rules_within(T.ci, &o, &rules, err, sizeof err), NIRC_ECLOSED);
+  assert_true(tk_mono_ms() - t < 1000);
+  assert_non_null(strstr(err, "connecting: given up: the controller is stopping"));
+  assert_int_equal(pid, 0);
+  close(stop[0]);
+  close(stop[1]);
+
+  /* A writer's transaction holds cutovers against the load's SHARE lock. */
+  PGconn *dba = PQconnectdb(T.ci);
+  assert_int_equal(PQstatus(dba), CONNECTION_OK);
+  PQclear(PQexec(dba, "BEGIN"));
+  PQclear(PQexec(dba, "LOCK TABLE cutovers IN ROW EXCLUSIVE MODE"));
+  assert_int_equal(pipe(stop), 0);
+  int arg[2] = {0, stop[1]};
+  uv_thread_t th;
+  assert_int_equal(uv_thread_create(&th, tk_stop_when_waiting, arg), 0);
+  t = tk_mono_ms();
+  assert_int_equal(admin_load_rules_within(T.ci, &o, &rules, err, sizeof err), NIRC_ECLOSED);
+  assert_int_equal(uv_thread_join(&th), 0);
+  assert_true(tk_mono_ms() - t < 4000); /* not the lock's 5 s */
+  assert_non_null(strstr(err, "locking the rule tables: given up: the controller is stopping"));
+  assert_true(arg[0] > 0);
+  assert_int_equal(pid, arg[0]);
+  close(stop[0]);
+  close(stop[1]);
+
+  o = (admin_load_opts_t){.budget_ms = 5000, .lock_wait_ms = 100, .pid = &pid};
+  assert_int_equal(admin_load_rules_within(T.ci, &o, &rules, err, sizeof err), NIRC_ETIMEOUT);
+  assert_int_equal(pid, 0);
+  PQclear(PQexec(dba, "ROLLBACK"));
+  PQfinish(dba);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_load_estimate_carries_over),
@@ -1170,6 +1241,7 @@ int main(void) {
       cmocka_unit_test(test_forced_amendment_survives_takeover),
       cmocka_unit_test(test_older_leaders_rule_write_is_superseded),
       cmocka_unit_test(test_early_return_hold_survives_takeover),
+      cmocka_unit_test(test_rule_load_stop_and_abandoned_backend),
   };
   return cmocka_run_group_tests(tests, tk_setup, tk_teardown);
 }
