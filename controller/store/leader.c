@@ -123,6 +123,16 @@ static uint64_t leader_mono_ms(void) {
   return uv_hrtime() / 1000000u;
 }
 
+/* Thread: true once leader_stop was called (the thread may not have polled
+ * the wake pipe since); starts the stop's grace for its statements. */
+static bool leader_stopping(leader_t *l) {
+  uv_mutex_lock(&l->mu);
+  bool stop = l->stop;
+  uv_mutex_unlock(&l->mu);
+  if (stop && !l->stop_by_ms) l->stop_by_ms = leader_mono_ms() + LEADER_STOP_GRACE_MS;
+  return l->stop_by_ms != 0;
+}
+
 /* ---- shared state (called on the thread, takes the lock) ---- */
 
 static void leader_publish(leader_t *l, const leader_view_t *v, admin_rules_t *rules) {
@@ -223,7 +233,7 @@ static PGresult *leader_exec(leader_t *l, const char *sql, int n, const char *co
       int rc = poll(pfd, 2, (int)(deadline - now));
       if (rc == 0) goto timeout;
       if (rc > 0 && pfd[1].revents) {
-        l->stop_by_ms = now + LEADER_STOP_GRACE_MS;
+        l->stop_by_ms = leader_mono_ms() + LEADER_STOP_GRACE_MS;
         continue;
       }
       if ((rc < 0 && errno != EINTR) || (rc > 0 && !PQconsumeInput(l->conn))) goto broken;
@@ -584,6 +594,17 @@ static void leader_tell_failed(leader_t *l, leader_view_t *v, uint64_t epoch, co
               v->why, ELECT_TELL_EVERY_MS / 1000u);
 }
 
+/* The stop came during the rule load of `epoch`: what the load had done
+ * (`what`), after how long of its budget. */
+static void leader_stopped_in_load(uint64_t epoch, const char *what, uint64_t took_ms,
+                                   uint64_t budget_ms) {
+  log_warn(LOG_MAIN, LEADER_OBJ,
+           "stopping during the rule load of epoch %llu (%s, after %llu ms of its %llu): not "
+           "leading; giving the lease and the leader lock back",
+           (unsigned long long)epoch, what, (unsigned long long)took_ms,
+           (unsigned long long)budget_ms);
+}
+
 /* With the lock held: a new epoch, the lease, the rules. Anything failing
  * gives the lock and the lease back, to try again later: a lease naming
  * this controller while it does not lead would have its standby answers
@@ -622,15 +643,12 @@ static void leader_take(leader_t *l, leader_view_t *v) {
                           .stop_fd = &l->wake[0],
                           .pid = &load_pid};
   int rc = admin_load_rules_within(l->conninfo, &lo, &rules, err, sizeof err);
-  if (rc == NIRC_ECLOSED) {
-    /* Stopped (SIGTERM, SIGINT) while the load waited: not a failure to
-     * tell or try again, and never a lead on rules not loaded. */
-    if (!l->stop_by_ms) l->stop_by_ms = leader_mono_ms() + LEADER_STOP_GRACE_MS;
-    log_warn(LOG_MAIN, LEADER_OBJ,
-             "stopping during the rule load of epoch %llu (%s, after %llu ms of its %llu): not "
-             "leading; giving the lease and the leader lock back",
-             (unsigned long long)epoch, err, (unsigned long long)(leader_mono_ms() - load_start),
-             (unsigned long long)lo.budget_ms);
+  /* Stopped (SIGTERM, SIGINT) while the load waited (NIRC_ECLOSED), or as
+   * it ended: not a failure to tell or try again after "shutting down",
+   * and not a lead that would last an instant. */
+  if (rc == NIRC_ECLOSED || leader_stopping(l)) {
+    if (rc == 0) admin_rules_free(&rules);
+    leader_stopped_in_load(epoch, rc ? err : "loaded", leader_mono_ms() - load_start, lo.budget_ms);
     goto undo;
   }
   if (rc == NIRC_ETIMEOUT) {
@@ -658,6 +676,12 @@ static void leader_take(leader_t *l, leader_view_t *v) {
                   (const char *const[]){es}, PGRES_COMMAND_OK);
   bool renewed = r && strcmp(PQcmdTuples(r), "1") == 0;
   PQclear(r);
+  if (!renewed && leader_stopping(l)) {
+    admin_rules_free(&rules);
+    leader_stopped_in_load(epoch, "loaded; the lease not renewed after it",
+                           leader_mono_ms() - load_start, lo.budget_ms);
+    goto undo;
+  }
   if (!renewed) {
     admin_rules_free(&rules);
     leader_tell_failed(l, v, epoch,
@@ -677,6 +701,12 @@ static void leader_take(leader_t *l, leader_view_t *v) {
    * was added leads with it. */
   l->sites_dirty = true;
   leader_load_sites(l);
+  if (leader_stopping(l)) {
+    admin_rules_free(&rules);
+    leader_stopped_in_load(epoch, "loaded, with the sites", leader_mono_ms() - load_start,
+                           lo.budget_ms);
+    goto undo;
+  }
   leader_touch(l);
   v->state = LEADER_LEADING;
   v->epoch = epoch;
