@@ -449,6 +449,7 @@ int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *opts,
                      .deadline = opts->budget_ms ? admin_mono_ms() + opts->budget_ms : 0,
                      .stop_fd = opts->stop_fd};
   if (opts->pid) *opts->pid = 0;
+  if (opts->answered) *opts->answered = false;
   ld.c = ld.deadline ? admin_connect_within(conninfo, opts, &ld, err, errlen)
                      : admin_connect(conninfo, err, errlen);
   if (!ld.c) return ld.stopped ? NIRC_ECLOSED : NIRC_EDB;
@@ -806,6 +807,8 @@ int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *opts,
   }
 done:
   if (opts->pid) *opts->pid = ld.timed_out || ld.stopped ? PQbackendPID(c) : 0;
+  if (opts->answered)
+    *opts->answered = rc != 0 && !ld.timed_out && !ld.stopped && PQstatus(c) == CONNECTION_OK;
   PQfinish(c);
   if (rc) admin_rules_free(out);
   return rc;

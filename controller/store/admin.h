@@ -98,6 +98,10 @@ typedef struct {
    * took the SHARE locks keeps them until it ends (store/leader.c finds it
    * and asks PostgreSQL to end it). NULL: not asked. */
   int *pid;
+  /* Set true when the load failed on what the database answered (a row it
+   * cannot read, an error), false otherwise (no answer, no connection, a
+   * stop, or no failure). NULL: not asked. */
+  bool *answered;
 } admin_load_opts_t;
 int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *o, admin_rules_t *out,
                             char *err, size_t errlen);

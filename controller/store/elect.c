@@ -16,6 +16,8 @@ uint64_t elect_retry_delay_ms(unsigned failures, uint64_t period_ms) {
 bool elect_retry_failed(elect_retry_t *r, uint64_t now, uint64_t period_ms, const char *reason) {
   if (r->failures < UINT32_MAX) r->failures++;
   r->next_ms = now + elect_retry_delay_ms(r->failures, period_ms);
+  r->failed_ms = now;
+  r->marked = false;
   char cut[sizeof r->told]; /* compared as it would be kept */
   nirc_strlcpy(cut, reason, sizeof cut);
   bool tell =
@@ -25,6 +27,20 @@ bool elect_retry_failed(elect_retry_t *r, uint64_t now, uint64_t period_ms, cons
     memcpy(r->told, cut, sizeof r->told);
   }
   return tell;
+}
+
+void elect_retry_mark(elect_retry_t *r, uint64_t fingerprint) {
+  r->marked = true;
+  r->mark = fingerprint;
+}
+
+bool elect_retry_changed(elect_retry_t *r, uint64_t now, uint64_t fingerprint) {
+  if (!r->marked || fingerprint == r->mark) return false;
+  r->marked = false;
+  uint64_t soonest = r->failed_ms + ELECT_CHANGED_MIN_MS;
+  if (soonest < now) soonest = now;
+  if (soonest < r->next_ms) r->next_ms = soonest;
+  return true;
 }
 
 bool elect_retry_due(const elect_retry_t *r, uint64_t now) {

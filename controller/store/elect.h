@@ -19,12 +19,21 @@
 
 #define ELECT_RETRY_MAX_MS  30000u
 #define ELECT_TELL_EVERY_MS 600000u
+/* A try woken by a change to the rule tables comes no sooner than this
+ * after the failed one: a writer that keeps changing them while the load
+ * fails costs an epoch per 2 s at most, not one per period. */
+#define ELECT_CHANGED_MIN_MS 2000u
 
 typedef struct {
-  unsigned failures; /* consecutive failed tries (0: the last one led, or none yet) */
-  uint64_t next_ms;  /* monotonic ms before which no new try is made */
-  uint64_t told_ms;  /* when a failure was last logged */
-  char told[256];    /* its reason, as logged */
+  unsigned failures;  /* consecutive failed tries (0: the last one led, or none yet) */
+  uint64_t next_ms;   /* monotonic ms before which no new try is made */
+  uint64_t told_ms;   /* when a failure was last logged */
+  char told[256];     /* its reason, as logged */
+  uint64_t failed_ms; /* when the last try failed */
+  /* The rule tables' fingerprint read after the last failure (a load
+   * that answered: a row it cannot read may be mended); valid if marked. */
+  bool marked;
+  uint64_t mark;
 } elect_retry_t;
 
 /* The wait after the n-th consecutive failure (n >= 1): period_ms << n,
@@ -34,6 +43,15 @@ uint64_t elect_retry_delay_ms(unsigned failures, uint64_t period_ms);
  * True when this failure is to be logged: the first, one with another
  * reason than the one last logged, then every ELECT_TELL_EVERY_MS. */
 bool elect_retry_failed(elect_retry_t *r, uint64_t now, uint64_t period_ms, const char *reason);
+/* After a failure: the rule tables' fingerprint as they are now (any
+ * function of every row's identity and version: a mended row changes it). */
+void elect_retry_mark(elect_retry_t *r, uint64_t fingerprint);
+/* While waiting: the fingerprint read at `now`. True when it differs from
+ * the mark (a row was mended, or any other change): the next try is then
+ * due at once, but no sooner than ELECT_CHANGED_MIN_MS after the failed
+ * one; the mark is spent (the next failure sets a new one). Before, a
+ * mended row was noticed on the back-off's schedule, up to 30 s later. */
+bool elect_retry_changed(elect_retry_t *r, uint64_t now, uint64_t fingerprint);
 /* True when a new try may be made at `now`. */
 bool elect_retry_due(const elect_retry_t *r, uint64_t now);
 /* The cause is gone (a try led, another controller leads, the sessions

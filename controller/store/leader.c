@@ -594,6 +594,32 @@ static void leader_tell_failed(leader_t *l, leader_view_t *v, uint64_t epoch, co
               v->why, ELECT_TELL_EVERY_MS / 1000u);
 }
 
+/* A fingerprint of every row of the rule tables (identity and version:
+ * any insert, update or delete changes it), read after a load failed on
+ * a row and on each step while the next try waits (elect_retry_changed):
+ * a mended row is tried within ELECT_CHANGED_MIN_MS instead of the
+ * back-off's up to 30 s. Scans tables that hold rules and their history,
+ * only while this controller waits to lead and nobody leads. A mend
+ * between the failed load and the first read is missed (the back-off
+ * still tries it). */
+static const char leader_rules_print_sql[] =
+    "SELECT (SELECT coalesce(sum(hashtext(ctid::text || xmin::text)::bigint + 4294967296), 0) "
+    "FROM cutovers) + (SELECT coalesce(sum(hashtext(ctid::text || xmin::text)::bigint + "
+    "4294967296), 0) FROM schedules) + (SELECT coalesce(sum(hashtext(ctid::text || "
+    "xmin::text)::bigint + 4294967296), 0) FROM overflow_rules) + (SELECT "
+    "coalesce(sum(hashtext(ctid::text || xmin::text)::bigint + 4294967296), 0) FROM "
+    "route_exclusions) + (SELECT coalesce(sum(hashtext(ctid::text || xmin::text)::bigint + "
+    "4294967296), 0) FROM route_holds) + (SELECT coalesce(sum(hashtext(ctid::text || "
+    "xmin::text)::bigint + 4294967296), 0) FROM route_return_holds)";
+
+static bool leader_rules_print(leader_t *l, uint64_t *out) {
+  PGresult *r = leader_exec(l, leader_rules_print_sql, 0, NULL, PGRES_TUPLES_OK);
+  if (!r) return false;
+  *out = (uint64_t)strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  return true;
+}
+
 /* The stop came during the rule load of `epoch`: what the load had done
  * (`what`), after how long of its budget. */
 static void leader_stopped_in_load(uint64_t epoch, const char *what, uint64_t took_ms,
@@ -637,11 +663,13 @@ static void leader_take(leader_t *l, leader_view_t *v) {
   admin_rules_t rules;
   char err[320];
   int load_pid = 0;
+  bool answered = false;
   uint64_t load_start = leader_mono_ms();
   admin_load_opts_t lo = {.budget_ms = l->lease_ms * 3 / 4,
                           .lock_wait_ms = leader_lock_wait_ms(l),
                           .stop_fd = &l->wake[0],
-                          .pid = &load_pid};
+                          .pid = &load_pid,
+                          .answered = &answered};
   int rc = admin_load_rules_within(l->conninfo, &lo, &rules, err, sizeof err);
   /* Stopped (SIGTERM, SIGINT) while the load waited (NIRC_ECLOSED), or as
    * it ended: not a failure to tell or try again after "shutting down",
@@ -664,6 +692,8 @@ static void leader_take(leader_t *l, leader_view_t *v) {
   }
   if (rc != 0) {
     leader_tell_failed(l, v, epoch, err);
+    uint64_t fp;
+    if (answered && leader_rules_print(l, &fp)) elect_retry_mark(&l->retry, fp);
     if (load_pid) {
       l->stuck_pid = load_pid;
       l->stuck_epoch = epoch;
@@ -799,6 +829,13 @@ static void leader_standby_step(leader_t *l, leader_view_t *v) {
     l->rules_locked = false;
     elect_retry_reset(&l->retry);
   }
+  uint64_t fp;
+  if (l->retry.marked && !elect_retry_due(&l->retry, now) && leader_rules_print(l, &fp) &&
+      elect_retry_changed(&l->retry, now, fp))
+    log_info(LOG_MAIN, LEADER_OBJ,
+             "the rule tables changed since the rule load failed: trying again without waiting "
+             "out the back-off (tries failed in a row: %u)",
+             l->retry.failures);
   if ((!ls.present || mine || still) && !leader_rules_blocked(l, &next) &&
       elect_retry_due(&l->retry, now)) {
     int got = leader_try_lock(l);

@@ -82,12 +82,68 @@ static void test_reset_tries_at_once(void **state) {
   assert_true(elect_retry_failed(&r, 2000, PERIOD, "x"));
 }
 
+/* A row mended while the tries are 30 s apart is tried within
+ * ELECT_CHANGED_MIN_MS of the failed try (or at once, if that is past),
+ * not at the back-off's next try; no change, no early try. */
+static void test_a_mended_row_is_tried_soon(void **state) {
+  (void)state;
+  elect_retry_t r;
+  elect_retry_reset(&r);
+  uint64_t now = 1000;
+  for (int i = 0; i < 8; i++) { /* at the bound: 30 s apart */
+    elect_retry_failed(&r, now, PERIOD, "cutover 900 has unreadable site lists");
+    now = r.next_ms;
+  }
+  elect_retry_failed(&r, now, PERIOD, "cutover 900 has unreadable site lists");
+  assert_int_equal(r.next_ms - now, ELECT_RETRY_MAX_MS);
+  assert_false(elect_retry_changed(&r, now + 500, 42)); /* not marked: nothing to compare */
+  elect_retry_mark(&r, 42);
+  assert_false(elect_retry_changed(&r, now + 1000, 42));
+  assert_false(elect_retry_due(&r, now + 1000));
+  assert_true(elect_retry_changed(&r, now + 1500, 43)); /* mended */
+  assert_false(elect_retry_due(&r, now + 1999));
+  assert_true(elect_retry_due(&r, now + ELECT_CHANGED_MIN_MS));
+  assert_false(elect_retry_changed(&r, now + 1600, 44)); /* spent until the next failure */
+  /* A change seen later than the minimum: due at once. */
+  now += ELECT_CHANGED_MIN_MS;
+  elect_retry_failed(&r, now, PERIOD, "cutover 900 has unreadable site lists");
+  elect_retry_mark(&r, 43);
+  assert_true(elect_retry_changed(&r, now + 10000, 44));
+  assert_true(elect_retry_due(&r, now + 10000));
+  /* A reset (another controller leads) forgets the mark. */
+  elect_retry_failed(&r, now, PERIOD, "x");
+  elect_retry_mark(&r, 1);
+  elect_retry_reset(&r);
+  assert_false(elect_retry_changed(&r, now + 5000, 2));
+}
+
+/* A writer that changes the rule tables all the time while the load
+ * keeps failing: an hour costs an epoch per ELECT_CHANGED_MIN_MS at most
+ * (and a period), not one per period. */
+static void test_a_busy_writer_costs_an_epoch_per_2s_at_most(void **state) {
+  (void)state;
+  elect_retry_t r;
+  elect_retry_reset(&r);
+  unsigned tries = 0;
+  uint64_t fp = 0;
+  for (uint64_t now = 1000; now < 1000 + 3600000u; now += PERIOD) {
+    (void)elect_retry_changed(&r, now, ++fp);
+    if (!elect_retry_due(&r, now)) continue;
+    tries++;
+    elect_retry_failed(&r, now, PERIOD, "y");
+    elect_retry_mark(&r, fp);
+  }
+  assert_in_range(tries, 1700, 3600000u / ELECT_CHANGED_MIN_MS + 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_delays_double_up_to_the_bound),
       cmocka_unit_test(test_an_hour_of_the_same_failure),
       cmocka_unit_test(test_a_new_reason_is_told_at_once),
       cmocka_unit_test(test_reset_tries_at_once),
+      cmocka_unit_test(test_a_mended_row_is_tried_soon),
+      cmocka_unit_test(test_a_busy_writer_costs_an_epoch_per_2s_at_most),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
