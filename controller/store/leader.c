@@ -506,15 +506,17 @@ static int leader_rule_holders(leader_t *l, char *out, size_t n, char *sig, size
 
 /* A rule load's own backend that this controller gave up on, if it still
  * runs: asked to end (again: a signal already pending is no harm), and the
- * rule tables it holds locks on. Its name tells it from another backend
- * that got its pid after it ended. */
+ * rule tables it holds locks on. Its name and database tell it from
+ * another backend that got its pid after it ended (pg_stat_activity lists
+ * every database of the server, as pg_locks does: see LEADER_THIS_DB). */
 static const char leader_stuck_sql[] =
     "SELECT pg_terminate_backend(a.pid), coalesce((SELECT string_agg(DISTINCT c.relname, ', ' "
     "ORDER BY c.relname) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE l.pid = "
     "a.pid AND l.granted AND l.locktype = 'relation' AND l.relation IN ('cutovers'::regclass, "
     "'schedules'::regclass, 'overflow_rules'::regclass, 'route_exclusions'::regclass, "
     "'route_holds'::regclass, 'route_return_holds'::regclass)), '') FROM pg_stat_activity a "
-    "WHERE a.pid = $1 AND a.application_name = 'nircd-rule-load'";
+    "WHERE a.pid = $1 AND a.application_name = 'nircd-rule-load' AND a.datname = "
+    "current_database()";
 
 /* A load given up without an answer closed its connection, but a backend
  * that does not run (stopped, stuck in the kernel or on storage) does not
