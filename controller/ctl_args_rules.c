@@ -127,7 +127,7 @@ int ctl_build_schedule(int argc, char **argv, Nirc__OperatorRequest *req, ctl_ar
                "[--dry-run] (at least one change)");
     return EXIT_USAGE;
   }
-  if (!set && (optind != argc || !srcs || !to || !sp->start || !sp->end)) {
+  if (!set && (optind != argc || !srcs || !to || !*sp->start || !*sp->end)) {
     ctl_say(a, "usage: schedule add NAME --sources A,B --to HUB[,HUB] --start HH:MM "
                "--end HH:MM [--days daily] [--tz ZONE] [--except DATES] [--wave-size N]");
     return EXIT_USAGE;

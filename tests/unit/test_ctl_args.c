@@ -209,6 +209,15 @@ static void test_schedule_set_sends_only_what_changes(void **state) {
   assert_int_equal(parse(ARGV("schedule", "add", "night", "--sources", "hubei", "--to", "shaanxi",
                               "--start", "22:00", "--end", "08:00", "--dry-run")),
                    CTL_ARGS_ERROR);
+  /* add without --start or --end is a usage error here (protobuf-c sets an
+   * unset string to "", not NULL: it went to the controller as "" before). */
+  assert_int_equal(parse(ARGV("schedule", "add", "night", "--sources", "hubei", "--to", "shaanxi",
+                              "--end", "08:00")),
+                   CTL_ARGS_ERROR);
+  assert_non_null(strstr(args.msg, "usage: schedule add"));
+  assert_int_equal(parse(ARGV("schedule", "add", "night", "--sources", "hubei", "--to", "shaanxi",
+                              "--start", "22:00")),
+                   CTL_ARGS_ERROR);
   /* overflow set: no default hold (add's 5m would overwrite the rule's). */
   assert_int_equal(parse(ARGV("overflow", "set", "gd", "--cap", "200")), CTL_ARGS_REQUEST);
   assert_int_equal(args.req.overflow->op, NIRC__RULE_OP__RULE_OP_SET);
