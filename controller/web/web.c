@@ -200,7 +200,9 @@ static void web_publish_status(server_t *srv, int64_t now_real) {
     w->facts[i] = facts[i];
     nirc_strlcpy(w->slug[i], facts[i].slug, sizeof w->slug[i]);
     w->facts[i].slug = w->slug[i];
-    memcpy(&w->shares[k], facts[i].share, facts[i].n_share * sizeof *w->shares);
+    /* No shares (a route not known: share is NULL) copies nothing. */
+    if (facts[i].n_share)
+      memcpy(&w->shares[k], facts[i].share, facts[i].n_share * sizeof *w->shares);
     w->facts[i].share = &w->shares[k];
     k += facts[i].n_share;
     if (!facts[i].removed) {
