@@ -636,8 +636,49 @@ void engine_join(char **v, size_t n, char *buf, size_t len);
 void engine_fill_prediction(engine_arena_t *a, const engine_t *e, const plan_t *p,
                             const plan_capacity_t *pc, Nirc__CapacityPrediction *cp);
 /* Runs the planner on the live state with `extra` (may be NULL) added to
- * the active cutovers, for a dry run or a refusal check. */
-int engine_trial_plan(engine_t *e, const cutover_t *extra, plan_t *out);
+ * the active cutovers, for a dry run or a refusal check. The sites of
+ * `ahead` (may be NULL: the live loads only), the move being checked,
+ * are planned on the load ahead (engine_ahead.c), and its hubs'
+ * predictions say what they were made on. */
+int engine_trial_plan(engine_t *e, const cutover_t *extra, const cutover_t *ahead, plan_t *out);
+
+/* ---- the load ahead of a move (engine_ahead.c) ---- */
+
+#define ENGINE_AHEAD_SITES (2 * RULES_MAX_SITES)
+
+/* One site of the move: its own load live and forecast for the coming
+ * half hour, in Erlangs. */
+typedef struct {
+  size_t idx;                /* site index */
+  bool known;                /* a forecast covers the half hour */
+  bool raised;               /* planned on the forecast (e->psites changed) */
+  engine_demand_kind_t kind; /* of the forecast, when known */
+  double live_erl, fc_erl;   /* fc_erl: the larger of the half hour's slots */
+  double fc_cps, fc_aht;     /* what gives fc_erl */
+  double raised_erl;         /* planned on, when raised */
+  char why[80];              /* no forecast: why ("no history") */
+} engine_ahead_site_t;
+
+typedef struct {
+  engine_ahead_site_t site[ENGINE_AHEAD_SITES];
+  unsigned n;
+  int64_t from_ms, to_ms; /* the half hour, business time */
+  char span[24];          /* its slots in the forecast's local time: "07:00-07:30" */
+} engine_ahead_t;
+
+/* After engine_build_input: raises in e->psites each site of `move` whose
+ * forecast ahead is above its live load, and keeps both in `ah`. */
+void engine_ahead_raise(engine_t *e, const cutover_t *move, engine_ahead_t *ah);
+/* After the run: each capacity row of a hub the move touches says what it
+ * was predicted on (plan_capacity_t.load_on). */
+void engine_ahead_annotate(const engine_t *e, engine_ahead_t *ah, plan_t *p);
+/* "live", "forecast", "live_unchecked"; "" for the loads given. */
+const char *engine_load_basis_name(plan_load_basis_t b);
+/* "06:30-07:30": the forecast slots from the one holding from_ms to the
+ * one holding to_ms, in the local time the forecast of `kind` uses
+ * (engine_forecast.c). */
+void engine_forecast_span(const engine_t *e, engine_demand_kind_t kind, int64_t from_ms,
+                          int64_t to_ms, char *buf, size_t len);
 /* Answers a dry run, or a refusal (some source would not move; without
  * --force), of the move that `trial` (freed here) plans for `cut`; the
  * plan shown is narrowed to the cutover's sources and hubs. Returns true

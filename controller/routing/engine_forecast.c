@@ -390,3 +390,29 @@ json_t *engine_wave_demand_json(const engine_t *e, const size_t *idx, unsigned n
   }
   return o;
 }
+
+/* Minute of the local day of at_ms in the forecast's time: the scenario's
+ * fixed offset, else [routing] forecast_tz (the history's); -1 when the
+ * zone cannot say. */
+static int engine_forecast_minute(const engine_t *e, engine_demand_kind_t kind, int64_t at_ms) {
+  if (kind == ENGINE_DEMAND_SCENARIO && e->opts.forecast) {
+    int64_t local = at_ms / 60000 + e->opts.forecast->utc_offset_min;
+    return (int)(((local % 1440) + 1440) % 1440);
+  }
+  tz_local_t l;
+  const char *zone = e->opts.forecast_tz[0] ? e->opts.forecast_tz : "UTC";
+  if (tz_to_local(zone, at_ms, &l) != 0) return -1;
+  return l.hour * 60 + l.minute;
+}
+
+void engine_forecast_span(const engine_t *e, engine_demand_kind_t kind, int64_t from_ms,
+                          int64_t to_ms, char *buf, size_t len) {
+  int a = engine_forecast_minute(e, kind, from_ms), b = engine_forecast_minute(e, kind, to_ms);
+  if (a < 0 || b < 0) {
+    snprintf(buf, len, "the next half hour");
+    return;
+  }
+  a -= a % FORECAST_SLOT_MIN;
+  b = (b - b % FORECAST_SLOT_MIN + FORECAST_SLOT_MIN) % 1440;
+  snprintf(buf, len, "%02d:%02d-%02d:%02d", a / 60, a % 60, b / 60, b % 60);
+}

@@ -433,7 +433,7 @@ static void engine_op_amend(engine_t *e, const engine_req_t *rq, const Nirc__Cut
    * marks the hubs whose check it overrides. */
   old->force = req->force;
   plan_t trial;
-  int trc = engine_trial_plan(e, NULL, &trial);
+  int trc = engine_trial_plan(e, NULL, &amended, &trial);
   *old = before;
   if (trc != 0) {
     engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
@@ -559,7 +559,7 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
   plan_t trial;
   cutover_t check = cut;
   check.id = PLAN_DRAFT_ID;
-  int trc = engine_trial_plan(e, &check, &trial);
+  int trc = engine_trial_plan(e, &check, &check, &trial);
   for (unsigned s = 0; s < cut.sources.n; s++) {
     long i = engine_index(e, cut.sources.v[s]);
     if (i >= 0) e->dirs[i].excluded_rule = kept[s];

@@ -68,6 +68,12 @@ void engine_fill_prediction(engine_arena_t *a, const engine_t *e, const plan_t *
   cp->capacity_note = engine_arena_str(a, pc->cap_note);
   cp->sl_target = e->opts.sl_target;
   cp->sl_threshold_s = e->opts.sl_threshold_s;
+  cp->load_basis = (char *)engine_load_basis_name(pc->load_on.basis);
+  if (pc->load_on.basis != PLAN_LOAD_GIVEN) {
+    cp->traffic_after_live_erl = pc->load_on.live_erl;
+    cp->traffic_after_forecast_erl = pc->load_on.forecast_erl;
+    cp->load_note = engine_arena_str(a, pc->load_on.note);
+  }
   const plan_route_t *hub = p ? planner_route(p, pc->hub) : NULL;
   if (hub && hub->n_inbound) {
     cp->sources = engine_arena_alloc(a, hub->n_inbound * sizeof *cp->sources);
@@ -166,6 +172,14 @@ static int engine_refused_sources(engine_t *e, engine_arena_t *a, const plan_t *
     engine_append(text, sizeof text, "%s%s: %s", pr->n_refused_sources > 1 ? "; " : "", slug, why);
   }
   if (pr->n_refused_sources == 0) return 0;
+  /* A hub that refused on the forecast ahead says so: the live load alone
+   * would have passed, and the operator must know what --force overrides. */
+  for (size_t k = 0; k < p->n_capacity; k++)
+    if (p->capacity[k].refused && p->capacity[k].load_on.basis == PLAN_LOAD_FORECAST) {
+      engine_append(text, sizeof text, "; %s predicted %s", p->capacity[k].hub,
+                    p->capacity[k].load_on.note);
+      break;
+    }
   char head[96];
   if (n == 1)
     snprintf(head, sizeof head, "%s would not move: ", pr->refused_sources[0]->source);
@@ -268,16 +282,24 @@ static Nirc__PlanReply *engine_plan_reply(engine_t *e, engine_arena_t *a, const 
   return pr;
 }
 
-int engine_trial_plan(engine_t *e, const cutover_t *extra, plan_t *out) {
+int engine_trial_plan(engine_t *e, const cutover_t *extra, const cutover_t *ahead, plan_t *out) {
   cutover_t *all = calloc(e->n_cut + 1, sizeof *all);
-  if (!all) return NIRC_ENOMEM;
+  engine_ahead_t *ah = ahead ? malloc(sizeof *ah) : NULL;
+  if (!all || (ahead && !ah)) {
+    free(all);
+    free(ah);
+    return NIRC_ENOMEM;
+  }
   if (e->n_cut) memcpy(all, e->cut, e->n_cut * sizeof *all); /* e->cut may be NULL */
   size_t n = e->n_cut;
   if (extra) all[n++] = *extra;
   plan_input_t in;
   engine_build_input(e, &in, all, n);
+  if (ah) engine_ahead_raise(e, ahead, ah);
   int rc = planner_run(&in, out);
+  if (rc == 0 && ah) engine_ahead_annotate(e, ah, out);
   free(all);
+  free(ah);
   return rc;
 }
 
@@ -313,8 +335,10 @@ static int engine_collect_forced(const plan_t *trial, const cutover_t *cut, engi
                     lead, pc->hub);
     else
       engine_append(f->warning, sizeof f->warning,
-                    "%s%s predicted SL %.0f%% (needs %u agents, has %u)", lead, pc->hub,
-                    100.0 * engine_sl(&pc->after), pc->agents_needed, pc->after.agents);
+                    "%s%s predicted SL %.0f%% (needs %u agents, has %u)%s%s", lead, pc->hub,
+                    100.0 * engine_sl(&pc->after), pc->agents_needed, pc->after.agents,
+                    pc->load_on.basis == PLAN_LOAD_FORECAST ? ", " : "",
+                    pc->load_on.basis == PLAN_LOAD_FORECAST ? pc->load_on.note : "");
   }
   return 0;
 }
@@ -623,7 +647,7 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
       return;
     }
     cut.reason[0] = '\0';
-    rc = engine_trial_plan(e, &cut, &trial);
+    rc = engine_trial_plan(e, &cut, &cut, &trial);
     for (unsigned k = 0; k < cut.sources.n; k++) {
       long i = engine_index(e, cut.sources.v[k]);
       if (i >= 0) focus[i] = true;

@@ -491,7 +491,7 @@ static int engine_change_moves(engine_t *e, schedule_t *old, const schedule_t *c
   schedule_t keep = *old;
   *old = *changed;
   plan_t trial;
-  int rc = engine_trial_plan(e, NULL, &trial);
+  int rc = engine_trial_plan(e, NULL, NULL, &trial);
   *old = keep;
   if (rc != 0) return rc;
   engine_change_compare(e, &trial, &keep.sources, &changed->sources, c);
@@ -959,7 +959,7 @@ static void engine_op_overflow_set(engine_t *e, const engine_req_t *rq,
   if (c && before && after && !refusal) {
     overflow_rule_t keep = *old;
     *old = o;
-    trc = engine_trial_plan(e, NULL, &trial);
+    trc = engine_trial_plan(e, NULL, NULL, &trial);
     *old = keep;
   }
   if (refusal || trc != 0) {

@@ -176,6 +176,24 @@ typedef struct {
   char note[160];     /* why the move is held despite a failing check ("" none) */
 } plan_route_t;
 
+/* What a hub's prediction was made on. The planner is given loads, not
+ * told where they come from: the caller that raised some of them to the
+ * forecast ahead (engine_ahead.c) says so after the run; zero, the
+ * loads given. */
+typedef enum {
+  PLAN_LOAD_GIVEN = 0, /* the loads given: no forecast was asked (a tick's plan) */
+  PLAN_LOAD_LIVE,      /* the live load: the forecast ahead is not higher */
+  PLAN_LOAD_FORECAST,  /* the forecast ahead, above the live load of some site */
+  PLAN_LOAD_UNCHECKED, /* the live load: a site has no forecast, its rise is not known */
+} plan_load_basis_t;
+
+typedef struct {
+  plan_load_basis_t basis;
+  double live_erl;     /* `after` on the live loads */
+  double forecast_erl; /* `after` on the forecast ahead; < 0: not known for every site */
+  char note[200];      /* "on the forecast for 07:00-07:30: load rising" */
+} plan_load_on_t;
+
 /* One hub's prediction: one entry per hub that takes sources or turned
  * some down, whatever rules and how many sources are involved. */
 typedef struct {
@@ -201,6 +219,7 @@ typedef struct {
    * `after` counts it as nothing; only a forced move put it here. */
   bool load_unknown;
   char cap_note[160];
+  plan_load_on_t load_on; /* filled by the caller (above) */
 } plan_capacity_t;
 
 typedef enum {

@@ -153,11 +153,168 @@ static void test_exception_date_falls_back(void **state) {
   world_free(w);
 }
 
+/* ---- a cutover's check on the load ahead (engine_ahead.c) ---- */
+
+/* 11:50 in Shanghai, ten minutes before WORLD_T0_MS: the half hour ahead
+ * spans the slots 11:30-12:00 (no history) and 12:00-12:30. */
+#define AHEAD_NOW_MS (WORLD_T0_MS - 10 * 60000)
+
+/* A leading engine at 11:50, every site reporting one call a minute of
+ * three minutes (3 Erlangs each), shaanxi with ten agents: hubei's move
+ * there is 6 Erlangs on 10 agents live, SL 93 %. */
+static engine_t *ahead_world(world_t *w) {
+  w->now = AHEAD_NOW_MS;
+  engine_t *e = new_engine(w);
+  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 5000);
+  world_connect_all(w, e, NULL);
+  world_staff(w, "shaanxi", 10);
+  return e;
+}
+
+/* Four Thursdays of hubei and shaanxi at 12:00-12:30 with `calls` each,
+ * handle time 180 s. */
+static void ahead_history(engine_t *e, double calls) {
+  static const int32_t days[] = {20200116, 20200109, 20200102, 20191226};
+  engine_history_row_t rows[8];
+  memset(rows, 0, sizeof rows);
+  for (size_t k = 0; k < 8; k++) {
+    nirc_strlcpy(rows[k].site, k < 4 ? "hubei" : "shaanxi", sizeof rows[k].site);
+    rows[k].s = (forecast_sample_t){days[k % 4], SLOT, 30, calls, 180};
+  }
+  assert_int_equal(engine_set_history(e, rows, 8, 8, AHEAD_NOW_MS), 0);
+}
+
+/* hubei to shaanxi: a dry run (or the real move), its reply. */
+static const world_reply_t *ahead_cutover(world_t *w, engine_t *e, uint64_t rid, bool dry,
+                                          bool force) {
+  char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  c.sources = src;
+  c.n_sources = 1;
+  c.hubs = hub;
+  c.n_hubs = 1;
+  c.reason = "lockdown";
+  c.dry_run = dry;
+  c.force = force;
+  engine_req_t rq = {.client = w, .request_id = rid, .operator_name = "operator:a", .label = "t"};
+  size_t before = w->n_rep;
+  engine_op_cutover(e, &rq, &c);
+  assert_int_equal(w->n_rep, before + 1);
+  return &w->rep[w->n_rep - 1];
+}
+
+static const Nirc__CapacityPrediction *ahead_row(const Nirc__PlanReply *p) {
+  assert_non_null(p);
+  for (size_t k = 0; k < p->n_capacity; k++)
+    if (strcmp(p->capacity[k]->hub, "shaanxi") == 0) return p->capacity[k];
+  fail_msg("no capacity row for shaanxi");
+  return NULL;
+}
+
+/* The morning rises at 12:00: 75 calls a half hour each (7.5 Erlangs) is
+ * 15 Erlangs on 10 agents. The live load passes; the check is made on the
+ * forecast and refuses without --force, saying so; nircctl plan shows
+ * both figures; --force moves and says what it overrode. */
+static void test_cutover_checked_on_the_rising_forecast(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  ahead_history(e, 75);
+  const world_reply_t *x = ahead_cutover(w, e, 1, false, false);
+  assert_false(x->ok);
+  assert_int_equal(x->code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
+  assert_non_null(strstr(x->msg,
+                         "; shaanxi predicted on the forecast for 11:30-12:30: load rising (use "
+                         "--force to move anyway)"));
+  const Nirc__CapacityPrediction *c = ahead_row(x->full->move->plan);
+  assert_string_equal(c->load_basis, "forecast");
+  assert_string_equal(c->load_note, "on the forecast for 11:30-12:30: load rising");
+  assert_true(fabs(c->traffic_after_live_erl - 3.0) < 0.01); /* its own; hubei refused */
+  assert_true(fabs(c->traffic_after_forecast_erl - 7.5) < 0.01);
+  assert_true(fabs(c->traffic_before_erl - 7.5) < 0.01);
+  assert_non_null(c->with_refused);
+  assert_true(fabs(c->with_refused->traffic_erl - 15.0) < 0.01);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_CUTOVER_NEW, NULL), 0);
+
+  /* nircctl plan: the same prediction. */
+  char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  Nirc__PlanRequest pq = NIRC__PLAN_REQUEST__INIT;
+  pq.sources = src;
+  pq.n_sources = 1;
+  pq.hubs = hub;
+  pq.n_hubs = 1;
+  engine_req_t rq = {.client = w, .request_id = 2, .operator_name = "operator:a", .label = "t"};
+  engine_op_plan(e, &rq, &pq);
+  const Nirc__PlanReply *p = w->rep[w->n_rep - 1].full->plan;
+  assert_true(p->refused);
+  assert_string_equal(ahead_row(p)->load_basis, "forecast");
+
+  /* Forced: moved, the warning says it was the forecast that failed. */
+  x = ahead_cutover(w, e, 3, true, true);
+  assert_true(x->ok);
+  const Nirc__MoveReply *m = x->full->move;
+  c = ahead_row(m->plan);
+  assert_true(c->forced);
+  assert_true(fabs(c->traffic_after_erl - 15.0) < 0.01);
+  assert_true(fabs(c->traffic_after_live_erl - 6.0) < 0.01);
+  assert_true(fabs(c->traffic_after_forecast_erl - 15.0) < 0.01);
+  assert_non_null(strstr(m->force_warning, ", on the forecast for 11:30-12:30: load rising"));
+  assert_int_equal(m->n_forced_over, 1);
+  assert_string_equal(m->forced_over[0]->load_basis, "forecast");
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
+/* A falling forecast (15 calls a half hour, 1.5 Erlangs each) leaves the
+ * live load, which passes; the reply says the forecast is not higher. */
+static void test_cutover_on_the_live_load_when_the_forecast_falls(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  ahead_history(e, 15);
+  const world_reply_t *x = ahead_cutover(w, e, 1, true, false);
+  assert_true(x->ok);
+  const Nirc__CapacityPrediction *c = ahead_row(x->full->move->plan);
+  assert_false(c->refused);
+  assert_string_equal(c->load_basis, "live");
+  assert_string_equal(c->load_note, "on the live load: the forecast for 11:30-12:30 is not higher");
+  assert_true(fabs(c->traffic_after_erl - 6.0) < 0.01);
+  assert_true(fabs(c->traffic_after_live_erl - 6.0) < 0.01);
+  assert_true(fabs(c->traffic_after_forecast_erl - 3.0) < 0.01);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
+/* No history: the live load, and the rise is said not checked, never
+ * taken as none. */
+static void test_cutover_without_history_says_the_rise_is_not_checked(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  const world_reply_t *x = ahead_cutover(w, e, 1, true, false);
+  assert_true(x->ok);
+  const Nirc__CapacityPrediction *c = ahead_row(x->full->move->plan);
+  assert_string_equal(c->load_basis, "live_unchecked");
+  assert_string_equal(c->load_note,
+                      "on the live load: a rise could not be checked (shaanxi: no history loaded)");
+  assert_true(fabs(c->traffic_after_live_erl - 6.0) < 0.01);
+  assert_true(c->traffic_after_forecast_erl < 0);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_history_preferred_and_said),
       cmocka_unit_test(test_failed_reload_keeps_history_and_says_its_age),
       cmocka_unit_test(test_exception_date_falls_back),
+      cmocka_unit_test(test_cutover_checked_on_the_rising_forecast),
+      cmocka_unit_test(test_cutover_on_the_live_load_when_the_forecast_falls),
+      cmocka_unit_test(test_cutover_without_history_says_the_rise_is_not_checked),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

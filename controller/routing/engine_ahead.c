@@ -1,0 +1,185 @@
+/* engine_ahead: the load a move with no schedule window (a cutover, an
+ * amendment, `nircctl plan` of one) is checked on. Part of the engine
+ * module (engine-int.h); no I/O.
+ *
+ * The smoothed live load is the last minutes' load. Operators move calls
+ * when the morning rises, and the check then said "safe" on a load about
+ * to be exceeded. So each site of the move (its sources and hubs) is
+ * predicted on the larger of its live load and the forecast for the coming
+ * half hour (engine_forecast.c: the load history's, else the scenario's),
+ * and every hub's prediction says which one it was made on and both
+ * figures. A site with no forecast keeps its live load, and the
+ * prediction says its rise could not be checked: unknown is not zero.
+ *
+ * Why the next half hour: it is the forecast's own step (a half-hour
+ * slot), and it covers the verification window (a minute or two) with
+ * room. A longer look would refuse a move for a peak the engine sees
+ * coming on every tick anyway: the planner checks the move again on the
+ * live load each minute while it lasts, and an open-ended cutover has no
+ * end to look to. The half hour is [now, now + 30 min), so it spans the
+ * slot holding now and the slot holding its last minute: both are asked,
+ * and the larger is used. */
+#include "engine-int.h"
+
+#include "util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ENGINE_AHEAD_MS (30 * 60000LL)
+
+/* A load's Erlangs; a missing figure counts as none (planner_rate). */
+static double engine_erl(double cps, double aht_s) {
+  double c = isfinite(cps) && cps > 0 ? cps : 0, a = isfinite(aht_s) && aht_s > 0 ? aht_s : 0;
+  return c * a;
+}
+
+static engine_ahead_site_t *engine_ahead_find(engine_ahead_t *ah, size_t i) {
+  for (unsigned k = 0; k < ah->n; k++)
+    if (ah->site[k].idx == i) return &ah->site[k];
+  return NULL;
+}
+
+/* Site i's live and forecast loads ahead, and its raise in e->psites. */
+static void engine_ahead_site(engine_t *e, engine_ahead_t *ah, size_t i) {
+  if (engine_ahead_find(ah, i) || ah->n >= ENGINE_AHEAD_SITES) return;
+  engine_ahead_site_t *s = &ah->site[ah->n++];
+  memset(s, 0, sizeof *s);
+  s->idx = i;
+  plan_site_t *p = &e->psites[i];
+  /* A hub's inflow NIRC does not route is answered with its handle time
+   * (planner.c): it is part of its own load, whichever time is used. */
+  s->live_erl = engine_erl(p->demand_cps + p->inflow_unrouted_cps, p->aht_s);
+  const int64_t at[2] = {ah->from_ms, ah->to_ms - 1};
+  for (unsigned k = 0; k < 2; k++) {
+    engine_demand_t d;
+    engine_forecast_demand_at(e, (long)i, p->slug, at[k], &d, !s->known && k == 0);
+    if (d.kind == ENGINE_DEMAND_LIVE) {
+      if (k == 0) {
+        /* "no history: live load" -> "no history" */
+        char *cut = strstr(d.text, ": live load");
+        if (cut) *cut = '\0';
+        nirc_strlcpy(s->why, d.text, sizeof s->why);
+      }
+      continue;
+    }
+    double aht = d.aht_s > 0 ? d.aht_s : p->aht_s;
+    double erl = engine_erl(d.cps + p->inflow_unrouted_cps, aht);
+    if (!s->known || erl > s->fc_erl) {
+      s->fc_erl = erl;
+      s->fc_cps = d.cps;
+      s->fc_aht = aht;
+      s->kind = d.kind;
+    }
+    s->known = true;
+  }
+  if (!s->known) return;
+  /* Live calls not measured long enough are no load to compare with: the
+   * forecast is the better figure then. */
+  if (s->fc_erl > s->live_erl || p->demand_unknown) {
+    s->raised = true;
+    s->raised_erl = s->fc_erl;
+    p->demand_cps = s->fc_cps;
+    p->aht_s = s->fc_aht;
+    p->demand_unknown = false;
+  }
+}
+
+void engine_ahead_raise(engine_t *e, const cutover_t *move, engine_ahead_t *ah) {
+  memset(ah, 0, sizeof *ah);
+  ah->from_ms = engine_now(e);
+  ah->to_ms = ah->from_ms + ENGINE_AHEAD_MS;
+  const slug_list_t *lists[2] = {&move->sources, &move->hubs};
+  for (unsigned l = 0; l < 2; l++)
+    for (unsigned k = 0; k < lists[l]->n; k++) {
+      long i = engine_index(e, lists[l]->v[k]);
+      if (i >= 0 && engine_site(e, (size_t)i)->life != SITE_REMOVED)
+        engine_ahead_site(e, ah, (size_t)i);
+    }
+  engine_demand_kind_t kind = ENGINE_DEMAND_HISTORY;
+  for (unsigned k = 0; k < ah->n; k++)
+    if (ah->site[k].known) {
+      kind = ah->site[k].kind;
+      break;
+    }
+  engine_forecast_span(e, kind, ah->from_ms, ah->to_ms - 1, ah->span, sizeof ah->span);
+}
+
+/* Adds what site `s` counts at a hub (per mille of its calls) to the sums. */
+static void engine_ahead_count(const engine_ahead_site_t *s, double share, double *raise,
+                               double *to_fc, bool *raised, const engine_ahead_site_t **unknown) {
+  if (s->raised) {
+    *raise += (s->raised_erl - s->live_erl) * share;
+    *raised = true;
+  }
+  if (s->known)
+    *to_fc += (s->fc_erl - s->live_erl) * share;
+  else if (!*unknown)
+    *unknown = s;
+}
+
+static void engine_ahead_note(const engine_t *e, const engine_ahead_t *ah, plan_capacity_t *pc,
+                              const engine_ahead_site_t *unknown) {
+  plan_load_on_t *lo = &pc->load_on;
+  char tail[140] = "";
+  if (unknown)
+    snprintf(tail, sizeof tail, "%s (%s: %s)",
+             lo->basis == PLAN_LOAD_FORECAST ? "; a rise could not be checked" : "",
+             engine_site((engine_t *)e, unknown->idx)->slug,
+             unknown->why[0] ? unknown->why : "no forecast");
+  switch (lo->basis) {
+  case PLAN_LOAD_FORECAST:
+    snprintf(lo->note, sizeof lo->note, "on the forecast for %s: load rising%s", ah->span, tail);
+    break;
+  case PLAN_LOAD_LIVE:
+    snprintf(lo->note, sizeof lo->note, "on the live load: the forecast for %s is not higher",
+             ah->span);
+    break;
+  case PLAN_LOAD_UNCHECKED:
+    snprintf(lo->note, sizeof lo->note, "on the live load: a rise could not be checked%s", tail);
+    break;
+  case PLAN_LOAD_GIVEN: break;
+  }
+}
+
+void engine_ahead_annotate(const engine_t *e, engine_ahead_t *ah, plan_t *p) {
+  for (size_t k = 0; k < p->n_capacity; k++) {
+    plan_capacity_t *pc = &p->capacity[k];
+    long h = engine_index((engine_t *)e, pc->hub); /* only reads the registry */
+    if (h < 0 || (size_t)h >= p->n_routes) continue;
+    const engine_ahead_site_t *hub = engine_ahead_find(ah, (size_t)h), *unknown = NULL;
+    double raise = 0, to_fc = 0;
+    bool raised = false, any = hub != NULL;
+    if (hub) engine_ahead_count(hub, 1.0, &raise, &to_fc, &raised, &unknown);
+    const plan_route_t *r = &p->routes[h];
+    for (unsigned j = 0; j < r->n_inbound; j++) {
+      const engine_ahead_site_t *s = engine_ahead_find(ah, r->inbound[j]);
+      if (!s) continue; /* another rule's source: its live load, as before */
+      const plan_route_t *sr = &p->routes[r->inbound[j]];
+      uint32_t permille = 0;
+      for (unsigned q = 0; q < sr->n_route; q++)
+        if (strcmp(sr->route[q].site, pc->hub) == 0) permille += sr->route[q].permille;
+      engine_ahead_count(s, permille / 1000.0, &raise, &to_fc, &raised, &unknown);
+      any = true;
+    }
+    if (!any) continue; /* a hub of another rule only: the loads given */
+    plan_load_on_t *lo = &pc->load_on;
+    lo->basis = raised ? PLAN_LOAD_FORECAST : unknown ? PLAN_LOAD_UNCHECKED : PLAN_LOAD_LIVE;
+    lo->live_erl = pc->after.traffic_erl - raise;
+    if (lo->live_erl < 0) lo->live_erl = 0; /* rounding */
+    lo->forecast_erl = unknown ? -1 : fmax(lo->live_erl + to_fc, 0);
+    engine_ahead_note(e, ah, pc, unknown);
+  }
+}
+
+const char *engine_load_basis_name(plan_load_basis_t b) {
+  switch (b) {
+  case PLAN_LOAD_GIVEN: return "";
+  case PLAN_LOAD_LIVE: return "live";
+  case PLAN_LOAD_FORECAST: return "forecast";
+  case PLAN_LOAD_UNCHECKED: return "live_unchecked";
+  }
+  return "";
+}
