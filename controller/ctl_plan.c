@@ -83,6 +83,17 @@ static void print_hub(const Nirc__CapacityPrediction *c) {
     printf("        capacity of %s: NOT MEASURED and not configured: the prediction means nothing "
            "(nircctl capacity %s --seats N ...)\n",
            ctl_esc(c->hub), ctl_esc(c->hub));
+  /* What the load was: a check on a rising forecast, or one that could not
+   * look ahead, must say so (an older controller says nothing). */
+  if (c->load_basis && *c->load_basis) {
+    char fc[48];
+    if (c->traffic_after_forecast_erl >= 0)
+      snprintf(fc, sizeof fc, "%.1f Erl", c->traffic_after_forecast_erl);
+    else
+      snprintf(fc, sizeof fc, "not known");
+    printf("        load of %s: %s (live %.1f Erl, forecast %s)\n", ctl_esc(c->hub),
+           ctl_esc(c->load_note), c->traffic_after_live_erl, fc);
+  }
   const Nirc__RefusedLoad *w = c->with_refused;
   if (!c->refused || !w) return;
   char names[512];
@@ -202,6 +213,16 @@ static json_t *capacity_json(const Nirc__CapacityPrediction *c) {
     json_object_set_new(o, "capacity_source", src ? json_string(src) : json_null());
     json_object_set_new(o, "capacity_note",
                         src ? json_string(c->capacity_note ? c->capacity_note : "") : json_null());
+    /* What the load was; null when not asked (a schedule's plan: see
+     * "demand") or from a controller that does not say. */
+    json_t *on = json_null();
+    if (c->load_basis && *c->load_basis)
+      on = json_pack("{s:s, s:f, s:o, s:s}", "basis", c->load_basis, "live_erl",
+                     c->traffic_after_live_erl, "forecast_erl",
+                     c->traffic_after_forecast_erl >= 0 ? json_real(c->traffic_after_forecast_erl)
+                                                        : json_null(),
+                     "note", c->load_note ? c->load_note : "");
+    json_object_set_new(o, "load_on", on);
   }
   return o;
 }

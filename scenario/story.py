@@ -148,8 +148,12 @@ class Story:
 
     @staticmethod
     def load(c):
-        """A prediction's load and staff in words, so that it can be checked."""
-        return f"{c['traffic_after_erl']:.1f} Erlangs on {c['agents']} agents"
+        """A prediction's load and staff in words, so that it can be checked,
+        with what the load was for a move (the larger of live and the
+        forecast ahead, nircctl plan's load_on)."""
+        on = c.get("load_on")
+        return f"{c['traffic_after_erl']:.1f} Erlangs on {c['agents']} agents" + \
+            (f", {on['note']}" if on else "")
 
     def ms(self, when):
         return int(when.timestamp() * 1000)

@@ -107,21 +107,31 @@ void engine_ahead_raise(engine_t *e, const cutover_t *move, engine_ahead_t *ah) 
   engine_forecast_span(e, kind, ah->from_ms, ah->to_ms - 1, ah->span, sizeof ah->span);
 }
 
-/* Adds what site `s` counts at a hub (per mille of its calls) to the sums. */
-static void engine_ahead_count(const engine_ahead_site_t *s, double share, double *raise,
-                               double *to_fc, bool *raised, const engine_ahead_site_t **unknown) {
+/* What the sites of the move a hub counts add up to. */
+typedef struct {
+  double raise, to_fc;                /* Erlangs: raised over live, forecast over live */
+  char rising[80];                    /* the sites raised: "hubei, shaanxi" */
+  const engine_ahead_site_t *unknown; /* the first with no forecast */
+} engine_ahead_sum_t;
+
+/* Adds what site `s` counts at a hub (`share` of its calls) to the sums. */
+static void engine_ahead_count(const engine_t *e, const engine_ahead_site_t *s, double share,
+                               engine_ahead_sum_t *sum) {
   if (s->raised) {
-    *raise += (s->raised_erl - s->live_erl) * share;
-    *raised = true;
+    sum->raise += (s->raised_erl - s->live_erl) * share;
+    size_t used = strlen(sum->rising);
+    if (used + 2 < sizeof sum->rising)
+      snprintf(sum->rising + used, sizeof sum->rising - used, "%s%s", used ? ", " : "",
+               engine_site((engine_t *)e, s->idx)->slug);
   }
   if (s->known)
-    *to_fc += (s->fc_erl - s->live_erl) * share;
-  else if (!*unknown)
-    *unknown = s;
+    sum->to_fc += (s->fc_erl - s->live_erl) * share;
+  else if (!sum->unknown)
+    sum->unknown = s;
 }
 
 static void engine_ahead_note(const engine_t *e, const engine_ahead_t *ah, plan_capacity_t *pc,
-                              const engine_ahead_site_t *unknown) {
+                              const char *rising, const engine_ahead_site_t *unknown) {
   plan_load_on_t *lo = &pc->load_on;
   char tail[140] = "";
   if (unknown)
@@ -131,7 +141,8 @@ static void engine_ahead_note(const engine_t *e, const engine_ahead_t *ah, plan_
              unknown->why[0] ? unknown->why : "no forecast");
   switch (lo->basis) {
   case PLAN_LOAD_FORECAST:
-    snprintf(lo->note, sizeof lo->note, "on the forecast for %s: load rising%s", ah->span, tail);
+    snprintf(lo->note, sizeof lo->note, "on the forecast for %s: load rising at %s%s", ah->span,
+             rising, tail);
     break;
   case PLAN_LOAD_LIVE:
     snprintf(lo->note, sizeof lo->note, "on the live load: the forecast for %s is not higher",
@@ -149,10 +160,10 @@ void engine_ahead_annotate(const engine_t *e, engine_ahead_t *ah, plan_t *p) {
     plan_capacity_t *pc = &p->capacity[k];
     long h = engine_index((engine_t *)e, pc->hub); /* only reads the registry */
     if (h < 0 || (size_t)h >= p->n_routes) continue;
-    const engine_ahead_site_t *hub = engine_ahead_find(ah, (size_t)h), *unknown = NULL;
-    double raise = 0, to_fc = 0;
-    bool raised = false, any = hub != NULL;
-    if (hub) engine_ahead_count(hub, 1.0, &raise, &to_fc, &raised, &unknown);
+    const engine_ahead_site_t *hub = engine_ahead_find(ah, (size_t)h);
+    engine_ahead_sum_t sum = {0};
+    bool any = hub != NULL;
+    if (hub) engine_ahead_count(e, hub, 1.0, &sum);
     const plan_route_t *r = &p->routes[h];
     for (unsigned j = 0; j < r->n_inbound; j++) {
       const engine_ahead_site_t *s = engine_ahead_find(ah, r->inbound[j]);
@@ -161,16 +172,30 @@ void engine_ahead_annotate(const engine_t *e, engine_ahead_t *ah, plan_t *p) {
       uint32_t permille = 0;
       for (unsigned q = 0; q < sr->n_route; q++)
         if (strcmp(sr->route[q].site, pc->hub) == 0) permille += sr->route[q].permille;
-      engine_ahead_count(s, permille / 1000.0, &raise, &to_fc, &raised, &unknown);
+      engine_ahead_count(e, s, permille / 1000.0, &sum);
       any = true;
+    }
+    /* The sources it turned down count in with_refused on what they were
+     * planned on: a rise there is named too (not in the figures, which
+     * are of `after`). */
+    if (pc->refused) {
+      char names[sizeof pc->refused_sources];
+      nirc_strlcpy(names, pc->refused_sources, sizeof names);
+      for (char *save = NULL, *tok = strtok_r(names, ", ", &save); tok;
+           tok = strtok_r(NULL, ", ", &save)) {
+        long i = engine_index((engine_t *)e, tok);
+        const engine_ahead_site_t *s = i >= 0 ? engine_ahead_find(ah, (size_t)i) : NULL;
+        if (s) engine_ahead_count(e, s, 0, &sum);
+      }
     }
     if (!any) continue; /* a hub of another rule only: the loads given */
     plan_load_on_t *lo = &pc->load_on;
-    lo->basis = raised ? PLAN_LOAD_FORECAST : unknown ? PLAN_LOAD_UNCHECKED : PLAN_LOAD_LIVE;
-    lo->live_erl = pc->after.traffic_erl - raise;
-    if (lo->live_erl < 0) lo->live_erl = 0; /* rounding */
-    lo->forecast_erl = unknown ? -1 : fmax(lo->live_erl + to_fc, 0);
-    engine_ahead_note(e, ah, pc, unknown);
+    lo->basis = sum.rising[0] ? PLAN_LOAD_FORECAST
+                : sum.unknown ? PLAN_LOAD_UNCHECKED
+                              : PLAN_LOAD_LIVE;
+    lo->live_erl = fmax(pc->after.traffic_erl - sum.raise, 0); /* 0: rounding */
+    lo->forecast_erl = sum.unknown ? -1 : fmax(lo->live_erl + sum.to_fc, 0);
+    engine_ahead_note(e, ah, pc, sum.rising, sum.unknown);
   }
 }
 

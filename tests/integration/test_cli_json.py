@@ -104,13 +104,15 @@ NEXT = {"from_ms": int, "until_ms": int, "events": [NEXT_EVENT]}
 PLANNED_MOVE = {"site": str, "route": [ROUTE_SHARE], "reason": str, "revert_at_ms": int}
 REFUSED_LOAD = {"source": str, "traffic_erl": float, "sl": float, "asa_s": (float, NULL),
                 "occupancy": float, "agents_needed": int, "stable": bool}
+LOAD_ON = {"basis": enum("live", "forecast", "live_unchecked"), "live_erl": float,
+           "forecast_erl": (float, NULL), "note": str}
 CAPACITY = {
     "hub": str, "traffic_before_erl": float, "traffic_after_erl": float, "agents": int,
     "sl_before": float, "sl_after": float, "asa_after_s": (float, NULL),
     "occupancy_after": float, "agents_needed": int, "stable_after": bool, "refused": bool,
     "sl_target": float, "sl_threshold_s": float, "sources": [str], "refused_sources": [str],
     "with_refused": (REFUSED_LOAD, NULL), "forced": bool, "capacity_source": CAPACITY_SOURCE,
-    "capacity_note": (str, NULL),
+    "capacity_note": (str, NULL), "load_on": (LOAD_ON, NULL),
 }
 HUB_NEED = {"hub": str, "agents_needed": (int, NULL), "agents": int, "why": str,
             "capacity_source": CAPACITY_SOURCE}
@@ -255,7 +257,7 @@ SHAPES = {
     "SiteStatus": SITE_STATUS, "SiteRule": SITE_RULE, "HubState": HUB_STATE,
     "Next": NEXT, "NextEvent": NEXT_EVENT, "NextHub": NEXT_HUB, "RouteShare": ROUTE_SHARE, "Load": LOAD,
     "Move": MOVE, "Outcome": OUTCOME, "Plan": PLAN, "PlannedMove": PLANNED_MOVE,
-    "Capacity": CAPACITY, "RefusedLoad": REFUSED_LOAD, "RefusedSource": REFUSED_SOURCE,
+    "Capacity": CAPACITY, "LoadOn": LOAD_ON, "RefusedLoad": REFUSED_LOAD, "RefusedSource": REFUSED_SOURCE,
     "HubNeed": HUB_NEED, "ForcedOver": FORCED_OVER, "Refusal": REFUSAL, "History": HISTORY, "AuditEntry": AUDIT_ENTRY,
     "CutoverDetail": CUTOVER_DETAIL, "RestoreDetail": RESTORE_DETAIL, "Directive": DIRECTIVE,
     "ReadmitDetail": READMIT_DETAIL, "ExcludedFrom": EXCLUDED_FROM,

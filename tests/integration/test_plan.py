@@ -23,8 +23,12 @@ import nirclib as T
 SITES = ["xizang", "hubei", "jiangsu", "zhejiang", "shandong", "shaanxi", "henan"]
 BIG = ["jiangsu", "zhejiang", "shandong"]
 NEED = r"would need (\d+) agents \(has (\d+)\)"
+# A move is checked on the larger of the live load and the forecast for the
+# half hour ahead (the scenario file here): the warning says when it was
+# the forecast.
 FORCED = re.compile(r"forced past the capacity check: shaanxi predicted SL (\d+)% "
-                    r"\(needs (\d+) agents, has (\d+)\)")
+                    r"\(needs (\d+) agents, has (\d+)\)"
+                    r"(, on the forecast for \d\d:\d\d-\d\d:\d\d: load rising at [a-z, ]+)?")
 env = None
 previews = []  # everything plans and dry runs printed, checked for rule ids
 
@@ -92,6 +96,11 @@ def test_one_row_per_hub_with_what_it_takes_and_refuses():
     w = sx["with_refused"]
     assert w["source"] == "hubei" and w["traffic_erl"] > sx["traffic_after_erl"], sx
     assert w["agents_needed"] > sx["agents"] and not sx["forced"], sx
+    # What it was predicted on: a forecast covers every site (the scenario).
+    on = sx["load_on"]
+    assert on["basis"] in ("live", "forecast") and on["forecast_erl"] is not None, sx
+    assert re.search(r"^\s+load of shaanxi: on the (live load|forecast for )", h.stdout, re.M), \
+        h.stdout
     assert [(m["site"], m["reason"]) for m in j["moves"]] == [("xizang", "would be cutover")], j
 
 

@@ -224,12 +224,14 @@ static void test_cutover_checked_on_the_rising_forecast(void **state) {
   const world_reply_t *x = ahead_cutover(w, e, 1, false, false);
   assert_false(x->ok);
   assert_int_equal(x->code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
-  assert_non_null(strstr(x->msg,
-                         "; shaanxi predicted on the forecast for 11:30-12:30: load rising (use "
-                         "--force to move anyway)"));
+  assert_non_null(
+      strstr(x->msg, "; shaanxi predicted on the forecast for 11:30-12:30: load rising at shaanxi, "
+                     "hubei (use "
+                     "--force to move anyway)"));
   const Nirc__CapacityPrediction *c = ahead_row(x->full->move->plan);
   assert_string_equal(c->load_basis, "forecast");
-  assert_string_equal(c->load_note, "on the forecast for 11:30-12:30: load rising");
+  assert_string_equal(c->load_note,
+                      "on the forecast for 11:30-12:30: load rising at shaanxi, hubei");
   assert_true(fabs(c->traffic_after_live_erl - 3.0) < 0.01); /* its own; hubei refused */
   assert_true(fabs(c->traffic_after_forecast_erl - 7.5) < 0.01);
   assert_true(fabs(c->traffic_before_erl - 7.5) < 0.01);
@@ -259,7 +261,8 @@ static void test_cutover_checked_on_the_rising_forecast(void **state) {
   assert_true(fabs(c->traffic_after_erl - 15.0) < 0.01);
   assert_true(fabs(c->traffic_after_live_erl - 6.0) < 0.01);
   assert_true(fabs(c->traffic_after_forecast_erl - 15.0) < 0.01);
-  assert_non_null(strstr(m->force_warning, ", on the forecast for 11:30-12:30: load rising"));
+  assert_non_null(
+      strstr(m->force_warning, ", on the forecast for 11:30-12:30: load rising at shaanxi, hubei"));
   assert_int_equal(m->n_forced_over, 1);
   assert_string_equal(m->forced_over[0]->load_basis, "forecast");
   world_flush(w);
