@@ -310,6 +310,38 @@ static void test_cutover_without_history_says_the_rise_is_not_checked(void **sta
   world_free(w);
 }
 
+/* An amendment is a move too: 30 % of hubei at shaanxi passes; the
+ * amendment to all of it passes live (6 Erlangs on 10 agents) but not on
+ * the forecast (15), and is refused without --force. */
+static void test_amend_checked_on_the_rising_forecast(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 1, src, 1, hub, 1, 300);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_true(w->rep[w->n_rep - 1].ok);
+  ahead_history(e, 75);
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  c.amend_id = w->cut[0].id;
+  c.share_permille = 1000;
+  c.reason = "all of it";
+  engine_req_t rq = {.client = w, .request_id = 2, .operator_name = "operator:a", .label = "t"};
+  size_t sent = w->n_sent;
+  engine_op_cutover(e, &rq, &c);
+  const world_reply_t *x = &w->rep[w->n_rep - 1];
+  assert_int_equal(x->request_id, 2);
+  assert_false(x->ok);
+  assert_int_equal(x->code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
+  assert_non_null(strstr(x->msg, "predicted on the forecast for 11:30-12:30: load rising at "));
+  assert_int_equal(world_count_rec(w, ENGINE_REC_CUTOVER_AMEND, NULL), 0);
+  assert_int_equal(w->n_sent, sent);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_history_preferred_and_said),
@@ -318,6 +350,7 @@ int main(void) {
       cmocka_unit_test(test_cutover_checked_on_the_rising_forecast),
       cmocka_unit_test(test_cutover_on_the_live_load_when_the_forecast_falls),
       cmocka_unit_test(test_cutover_without_history_says_the_rise_is_not_checked),
+      cmocka_unit_test(test_amend_checked_on_the_rising_forecast),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
