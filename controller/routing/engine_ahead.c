@@ -55,7 +55,7 @@ static void engine_ahead_site(engine_t *e, engine_ahead_t *ah, size_t i) {
   const int64_t at[2] = {ah->from_ms, ah->to_ms - 1};
   for (unsigned k = 0; k < 2; k++) {
     engine_demand_t d;
-    engine_forecast_demand_at(e, (long)i, p->slug, at[k], &d, !s->known && k == 0);
+    engine_forecast_demand_at(e, (long)i, p->slug, at[k], &d, k == 0);
     if (d.kind == ENGINE_DEMAND_LIVE) {
       if (k == 0) {
         /* "no history: live load" -> "no history" */

@@ -191,7 +191,7 @@ typedef struct {
   plan_load_basis_t basis;
   double live_erl;     /* `after` on the live loads */
   double forecast_erl; /* `after` on the forecast ahead; < 0: not known for every site */
-  char note[200];      /* "on the forecast for 07:00-07:30: load rising" */
+  char note[200];      /* "on the forecast for 07:00-07:30: load rising at henan" */
 } plan_load_on_t;
 
 /* One hub's prediction: one entry per hub that takes sources or turned
