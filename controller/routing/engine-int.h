@@ -644,8 +644,6 @@ int engine_trial_plan(engine_t *e, const cutover_t *extra, const cutover_t *ahea
 
 /* ---- the load ahead of a move (engine_ahead.c) ---- */
 
-#define ENGINE_AHEAD_SITES (2 * RULES_MAX_SITES)
-
 /* One site of the move: its own load live and forecast for the coming
  * half hour, in Erlangs. */
 typedef struct {
@@ -659,19 +657,25 @@ typedef struct {
   char why[80];              /* no forecast: why ("no history") */
 } engine_ahead_site_t;
 
+/* The sites of a move: its sources and hubs, and the sites whose calls go
+ * to one of them now (a hub moved away hands its sources on; a hub's
+ * sources stay). Owned arrays: engine_ahead_free. */
 typedef struct {
-  engine_ahead_site_t site[ENGINE_AHEAD_SITES];
+  engine_ahead_site_t *site;
   unsigned n;
+  long *pos;              /* per site index: its place in site[], -1: none */
   int64_t from_ms, to_ms; /* the half hour, business time */
   char span[24];          /* its slots in the forecast's local time: "07:00-07:30" */
 } engine_ahead_t;
 
 /* After engine_build_input: raises in e->psites each site of `move` whose
- * forecast ahead is above its live load, and keeps both in `ah`. */
-void engine_ahead_raise(engine_t *e, const cutover_t *move, engine_ahead_t *ah);
+ * forecast ahead is above its live load, and keeps both in `ah`. 0 or
+ * NIRC_ENOMEM (nothing raised then). */
+int engine_ahead_raise(engine_t *e, const cutover_t *move, engine_ahead_t *ah);
 /* After the run: each capacity row of a hub the move touches says what it
  * was predicted on (plan_capacity_t.load_on). */
 void engine_ahead_annotate(const engine_t *e, engine_ahead_t *ah, plan_t *p);
+void engine_ahead_free(engine_ahead_t *ah);
 /* "live", "forecast", "live_unchecked"; "" for the loads given. */
 const char *engine_load_basis_name(plan_load_basis_t b);
 /* "06:30-07:30": the forecast slots from the one holding from_ms to the

@@ -21,6 +21,7 @@
  * and the larger is used. */
 #include "engine-int.h"
 
+#include "err.h"
 #include "util.h"
 
 #include <math.h>
@@ -37,14 +38,14 @@ static double engine_erl(double cps, double aht_s) {
 }
 
 static engine_ahead_site_t *engine_ahead_find(engine_ahead_t *ah, size_t i) {
-  for (unsigned k = 0; k < ah->n; k++)
-    if (ah->site[k].idx == i) return &ah->site[k];
-  return NULL;
+  return ah->pos && ah->pos[i] >= 0 ? &ah->site[ah->pos[i]] : NULL;
 }
 
-/* Site i's live and forecast loads ahead, and its raise in e->psites. */
+/* Site i's live and forecast loads ahead, and its raise in e->psites
+ * (site[] has room for every site). */
 static void engine_ahead_site(engine_t *e, engine_ahead_t *ah, size_t i) {
-  if (engine_ahead_find(ah, i) || ah->n >= ENGINE_AHEAD_SITES) return;
+  if (engine_ahead_find(ah, i) || engine_site(e, i)->life == SITE_REMOVED) return;
+  ah->pos[i] = (long)ah->n;
   engine_ahead_site_t *s = &ah->site[ah->n++];
   memset(s, 0, sizeof *s);
   s->idx = i;
@@ -87,17 +88,54 @@ static void engine_ahead_site(engine_t *e, engine_ahead_t *ah, size_t i) {
   }
 }
 
-void engine_ahead_raise(engine_t *e, const cutover_t *move, engine_ahead_t *ah) {
+/* Whether site i's calls go now to a site of the move other than itself. */
+static bool engine_ahead_sends_to(engine_t *e, size_t i, const bool *in_move) {
+  const route_t *t = &e->dirs[i].target;
+  const char *self = engine_site(e, i)->slug;
+  for (unsigned k = 0; k < t->n_share; k++) {
+    if (!t->share[k].permille || strcmp(t->share[k].site, self) == 0) continue;
+    long h = engine_index(e, t->share[k].site);
+    if (h >= 0 && in_move[h]) return true;
+  }
+  return false;
+}
+
+void engine_ahead_free(engine_ahead_t *ah) {
+  free(ah->site);
+  free(ah->pos);
   memset(ah, 0, sizeof *ah);
+}
+
+int engine_ahead_raise(engine_t *e, const cutover_t *move, engine_ahead_t *ah) {
+  memset(ah, 0, sizeof *ah);
+  size_t n = engine_nsites(e);
+  ah->site = malloc((n + 1) * sizeof *ah->site);
+  ah->pos = malloc((n + 1) * sizeof *ah->pos);
+  bool *in_move = calloc(n + 1, sizeof *in_move);
+  if (!ah->site || !ah->pos || !in_move) {
+    free(in_move);
+    engine_ahead_free(ah);
+    return NIRC_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++)
+    ah->pos[i] = -1;
   ah->from_ms = engine_now(e);
   ah->to_ms = ah->from_ms + ENGINE_AHEAD_MS;
   const slug_list_t *lists[2] = {&move->sources, &move->hubs};
   for (unsigned l = 0; l < 2; l++)
     for (unsigned k = 0; k < lists[l]->n; k++) {
       long i = engine_index(e, lists[l]->v[k]);
-      if (i >= 0 && engine_site(e, (size_t)i)->life != SITE_REMOVED)
-        engine_ahead_site(e, ah, (size_t)i);
+      if (i < 0) continue;
+      in_move[i] = true;
+      engine_ahead_site(e, ah, (size_t)i);
     }
+  /* The calls that follow the move or stay at its hubs: the sources of a
+   * hub moved away go on with it (the demo's 07:00 lockdown moved 22
+   * sources with shaanxi), a hub's own sources stay. Their rise counts
+   * as much as the named sites'. */
+  for (size_t i = 0; i < n; i++)
+    if (!in_move[i] && engine_ahead_sends_to(e, i, in_move)) engine_ahead_site(e, ah, i);
+  free(in_move);
   engine_demand_kind_t kind = ENGINE_DEMAND_HISTORY;
   for (unsigned k = 0; k < ah->n; k++)
     if (ah->site[k].known) {
@@ -105,24 +143,31 @@ void engine_ahead_raise(engine_t *e, const cutover_t *move, engine_ahead_t *ah) 
       break;
     }
   engine_forecast_span(e, kind, ah->from_ms, ah->to_ms - 1, ah->span, sizeof ah->span);
+  return 0;
 }
 
 /* What the sites of the move a hub counts add up to. */
 typedef struct {
   double raise, to_fc;                /* Erlangs: raised over live, forecast over live */
-  char rising[80];                    /* the sites raised: "hubei, shaanxi" */
+  char rising[80];                    /* the first sites raised: "hubei, shaanxi" */
+  unsigned n_rising, n_named;         /* sites raised, and named in rising */
   const engine_ahead_site_t *unknown; /* the first with no forecast */
 } engine_ahead_sum_t;
+
+#define ENGINE_AHEAD_NAMED 3 /* sites a note names; "and 19 more" */
 
 /* Adds what site `s` counts at a hub (`share` of its calls) to the sums. */
 static void engine_ahead_count(const engine_t *e, const engine_ahead_site_t *s, double share,
                                engine_ahead_sum_t *sum) {
   if (s->raised) {
     sum->raise += (s->raised_erl - s->live_erl) * share;
+    sum->n_rising++;
     size_t used = strlen(sum->rising);
-    if (used + 2 < sizeof sum->rising)
-      snprintf(sum->rising + used, sizeof sum->rising - used, "%s%s", used ? ", " : "",
-               engine_site((engine_t *)e, s->idx)->slug);
+    const char *slug = engine_site((engine_t *)e, s->idx)->slug;
+    if (sum->n_named < ENGINE_AHEAD_NAMED && used + strlen(slug) + 3 < sizeof sum->rising) {
+      snprintf(sum->rising + used, sizeof sum->rising - used, "%s%s", used ? ", " : "", slug);
+      sum->n_named++;
+    }
   }
   if (s->known)
     sum->to_fc += (s->fc_erl - s->live_erl) * share;
@@ -131,7 +176,13 @@ static void engine_ahead_count(const engine_t *e, const engine_ahead_site_t *s, 
 }
 
 static void engine_ahead_note(const engine_t *e, const engine_ahead_t *ah, plan_capacity_t *pc,
-                              const char *rising, const engine_ahead_site_t *unknown) {
+                              const engine_ahead_sum_t *sum) {
+  const engine_ahead_site_t *unknown = sum->unknown;
+  char rising[sizeof sum->rising + 24];
+  if (sum->n_rising > sum->n_named)
+    snprintf(rising, sizeof rising, "%s and %u more", sum->rising, sum->n_rising - sum->n_named);
+  else
+    snprintf(rising, sizeof rising, "%s", sum->rising);
   plan_load_on_t *lo = &pc->load_on;
   char tail[140] = "";
   if (unknown)
@@ -190,12 +241,12 @@ void engine_ahead_annotate(const engine_t *e, engine_ahead_t *ah, plan_t *p) {
     }
     if (!any) continue; /* a hub of another rule only: the loads given */
     plan_load_on_t *lo = &pc->load_on;
-    lo->basis = sum.rising[0] ? PLAN_LOAD_FORECAST
+    lo->basis = sum.n_rising  ? PLAN_LOAD_FORECAST
                 : sum.unknown ? PLAN_LOAD_UNCHECKED
                               : PLAN_LOAD_LIVE;
     lo->live_erl = fmax(pc->after.traffic_erl - sum.raise, 0); /* 0: rounding */
     lo->forecast_erl = sum.unknown ? -1 : fmax(lo->live_erl + sum.to_fc, 0);
-    engine_ahead_note(e, ah, pc, sum.rising, sum.unknown);
+    engine_ahead_note(e, ah, pc, &sum);
   }
 }
 

@@ -119,6 +119,14 @@ static const plan_alarm_t *engine_why_not(const plan_t *p, const char *slug,
   return any;
 }
 
+/* Whether the planner's list "a, b" names `slug`. */
+static bool engine_names(const char *list, const char *slug) {
+  size_t n = strlen(slug);
+  for (const char *p = strstr(list, slug); p; p = strstr(p + 1, slug))
+    if ((p == list || p[-1] == ' ') && (p[n] == '\0' || p[n] == ',')) return true;
+  return false;
+}
+
 /* Fills the reply's refused sources: those of `rule` that the plan does
  * not move by it, each with why, and the refusal that names them all. */
 static int engine_refused_sources(engine_t *e, engine_arena_t *a, const plan_t *p,
@@ -172,14 +180,19 @@ static int engine_refused_sources(engine_t *e, engine_arena_t *a, const plan_t *
     engine_append(text, sizeof text, "%s%s: %s", pr->n_refused_sources > 1 ? "; " : "", slug, why);
   }
   if (pr->n_refused_sources == 0) return 0;
-  /* A hub that refused on the forecast ahead says so: the live load alone
-   * would have passed, and the operator must know what --force overrides. */
-  for (size_t k = 0; k < p->n_capacity; k++)
-    if (p->capacity[k].refused && p->capacity[k].load_on.basis == PLAN_LOAD_FORECAST) {
-      engine_append(text, sizeof text, "; %s predicted %s", p->capacity[k].hub,
-                    p->capacity[k].load_on.note);
-      break;
-    }
+  /* A hub that turned a source of this move down on the forecast ahead
+   * says so: the live load alone may have passed, and the operator must
+   * know what --force overrides. */
+  for (size_t k = 0; k < p->n_capacity; k++) {
+    const plan_capacity_t *pc = &p->capacity[k];
+    if (!pc->refused || pc->load_on.basis != PLAN_LOAD_FORECAST) continue;
+    bool ours = false;
+    for (size_t s = 0; s < pr->n_refused_sources && !ours; s++)
+      ours = engine_names(pc->refused_sources, pr->refused_sources[s]->source);
+    if (!ours) continue;
+    engine_append(text, sizeof text, "; %s predicted %s", pc->hub, pc->load_on.note);
+    break;
+  }
   char head[96];
   if (n == 1)
     snprintf(head, sizeof head, "%s would not move: ", pr->refused_sources[0]->source);
@@ -284,22 +297,18 @@ static Nirc__PlanReply *engine_plan_reply(engine_t *e, engine_arena_t *a, const 
 
 int engine_trial_plan(engine_t *e, const cutover_t *extra, const cutover_t *ahead, plan_t *out) {
   cutover_t *all = calloc(e->n_cut + 1, sizeof *all);
-  engine_ahead_t *ah = ahead ? malloc(sizeof *ah) : NULL;
-  if (!all || (ahead && !ah)) {
-    free(all);
-    free(ah);
-    return NIRC_ENOMEM;
-  }
+  if (!all) return NIRC_ENOMEM;
   if (e->n_cut) memcpy(all, e->cut, e->n_cut * sizeof *all); /* e->cut may be NULL */
   size_t n = e->n_cut;
   if (extra) all[n++] = *extra;
   plan_input_t in;
   engine_build_input(e, &in, all, n);
-  if (ah) engine_ahead_raise(e, ahead, ah);
-  int rc = planner_run(&in, out);
-  if (rc == 0 && ah) engine_ahead_annotate(e, ah, out);
+  engine_ahead_t ah = {0};
+  int rc = ahead ? engine_ahead_raise(e, ahead, &ah) : 0;
+  if (rc == 0) rc = planner_run(&in, out);
+  if (rc == 0 && ahead) engine_ahead_annotate(e, &ah, out);
+  engine_ahead_free(&ah);
   free(all);
-  free(ah);
   return rc;
 }
 

@@ -172,17 +172,25 @@ static engine_t *ahead_world(world_t *w) {
   return e;
 }
 
-/* Four Thursdays of hubei and shaanxi at 12:00-12:30 with `calls` each,
- * handle time 180 s. */
-static void ahead_history(engine_t *e, double calls) {
+/* Four Thursdays of sites[k] at 12:00-12:30 with calls[k] each, handle
+ * time 180 s. */
+static void ahead_history_of(engine_t *e, const char *const *sites, const double *calls, size_t n) {
   static const int32_t days[] = {20200116, 20200109, 20200102, 20191226};
-  engine_history_row_t rows[8];
+  engine_history_row_t rows[16];
+  assert_true(n * 4 <= 16);
   memset(rows, 0, sizeof rows);
-  for (size_t k = 0; k < 8; k++) {
-    nirc_strlcpy(rows[k].site, k < 4 ? "hubei" : "shaanxi", sizeof rows[k].site);
-    rows[k].s = (forecast_sample_t){days[k % 4], SLOT, 30, calls, 180};
+  for (size_t k = 0; k < n * 4; k++) {
+    nirc_strlcpy(rows[k].site, sites[k / 4], sizeof rows[k].site);
+    rows[k].s = (forecast_sample_t){days[k % 4], SLOT, 30, calls[k / 4], 180};
   }
-  assert_int_equal(engine_set_history(e, rows, 8, 8, AHEAD_NOW_MS), 0);
+  assert_int_equal(engine_set_history(e, rows, n * 4, 8, AHEAD_NOW_MS), 0);
+}
+
+/* The same `calls` at hubei and shaanxi. */
+static void ahead_history(engine_t *e, double calls) {
+  const char *const sites[] = {"hubei", "shaanxi"};
+  const double c[] = {calls, calls};
+  ahead_history_of(e, sites, c, 2);
 }
 
 /* hubei to shaanxi: a dry run (or the real move), its reply. */
@@ -342,6 +350,53 @@ static void test_amend_checked_on_the_rising_forecast(void **state) {
   world_free(w);
 }
 
+/* A hub moved away hands its sources on: hubei, at shaanxi by a cutover,
+ * goes to henan with it, and its rise counts. Live, henan would answer
+ * 9 Erlangs on 14 agents (SL 95 %); on the forecast hubei alone brings
+ * 7.5 (13.5 in all): refused, the note naming hubei. */
+static void test_moved_hubs_sources_counted_on_their_forecast(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  world_staff(w, "henan", 14);
+  const char *src[] = {"hubei"}, *hubs[] = {"shaanxi", "henan"};
+  world_cutover(w, e, 1, src, 1, hubs, 2, 0);
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  assert_int_equal(route_share_of(world_last(w, "hubei"), "shaanxi"), 1000);
+  const char *const sites[] = {"hubei", "shaanxi", "henan"};
+  const double calls[] = {75, 15, 15};
+  ahead_history_of(e, sites, calls, 3);
+  char *lock[] = {"shaanxi"}, *to[] = {"henan"};
+  Nirc__PlanRequest pq = NIRC__PLAN_REQUEST__INIT;
+  pq.sources = lock;
+  pq.n_sources = 1;
+  pq.hubs = to;
+  pq.n_hubs = 1;
+  engine_req_t rq = {.client = w, .request_id = 2, .operator_name = "operator:a", .label = "t"};
+  engine_op_plan(e, &rq, &pq);
+  const Nirc__PlanReply *p = w->rep[w->n_rep - 1].full->plan;
+  const Nirc__CapacityPrediction *c = NULL;
+  for (size_t k = 0; k < p->n_capacity; k++)
+    if (strcmp(p->capacity[k]->hub, "henan") == 0) c = p->capacity[k];
+  assert_non_null(c);
+  assert_true(p->refused);
+  assert_string_equal(c->load_basis, "forecast");
+  assert_string_equal(c->load_note, "on the forecast for 11:30-12:30: load rising at hubei");
+  /* It takes hubei (henan's 3 and hubei's 7.5) and turns shaanxi down. */
+  assert_int_equal(c->n_sources, 1);
+  assert_string_equal(c->sources[0], "hubei");
+  assert_true(fabs(c->traffic_after_erl - 10.5) < 0.01);
+  assert_true(fabs(c->traffic_after_live_erl - 6.0) < 0.01);
+  assert_true(fabs(c->traffic_after_forecast_erl - 9.0) < 0.01);
+  assert_non_null(strstr(p->refusal, "shaanxi would not move: henan would need "));
+  assert_non_null(strstr(p->refusal, "; henan predicted on the forecast for 11:30-12:30: load "
+                                     "rising at hubei"));
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_history_preferred_and_said),
@@ -351,6 +406,7 @@ int main(void) {
       cmocka_unit_test(test_cutover_on_the_live_load_when_the_forecast_falls),
       cmocka_unit_test(test_cutover_without_history_says_the_rise_is_not_checked),
       cmocka_unit_test(test_amend_checked_on_the_rising_forecast),
+      cmocka_unit_test(test_moved_hubs_sources_counted_on_their_forecast),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
