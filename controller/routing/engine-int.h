@@ -642,6 +642,10 @@ void engine_fill_prediction(engine_arena_t *a, const engine_t *e, const plan_t *
  * predictions say what they were made on. */
 int engine_trial_plan(engine_t *e, const cutover_t *extra, const cutover_t *ahead, plan_t *out);
 
+/* Whether site i now sends calls to a site flagged in focus[] (by site
+ * index) other than itself (engine_plan.c). */
+bool engine_sends_to_focus(engine_t *e, size_t i, const bool *focus);
+
 /* ---- the load ahead of a move (engine_ahead.c) ---- */
 
 /* One site of the move: its own load live and forecast for the coming

@@ -88,18 +88,6 @@ static void engine_ahead_site(engine_t *e, engine_ahead_t *ah, size_t i) {
   }
 }
 
-/* Whether site i's calls go now to a site of the move other than itself. */
-static bool engine_ahead_sends_to(engine_t *e, size_t i, const bool *in_move) {
-  const route_t *t = &e->dirs[i].target;
-  const char *self = engine_site(e, i)->slug;
-  for (unsigned k = 0; k < t->n_share; k++) {
-    if (!t->share[k].permille || strcmp(t->share[k].site, self) == 0) continue;
-    long h = engine_index(e, t->share[k].site);
-    if (h >= 0 && in_move[h]) return true;
-  }
-  return false;
-}
-
 void engine_ahead_free(engine_ahead_t *ah) {
   free(ah->site);
   free(ah->pos);
@@ -134,7 +122,7 @@ int engine_ahead_raise(engine_t *e, const cutover_t *move, engine_ahead_t *ah) {
    * sources with shaanxi), a hub's own sources stay. Their rise counts
    * as much as the named sites'. */
   for (size_t i = 0; i < n; i++)
-    if (!in_move[i] && engine_ahead_sends_to(e, i, in_move)) engine_ahead_site(e, ah, i);
+    if (!in_move[i] && engine_sends_to_focus(e, i, in_move)) engine_ahead_site(e, ah, i);
   free(in_move);
   engine_demand_kind_t kind = ENGINE_DEMAND_HISTORY;
   for (unsigned k = 0; k < ah->n; k++)

@@ -214,7 +214,7 @@ static int engine_refused_sources(engine_t *e, engine_arena_t *a, const plan_t *
 /* Whether site i now sends calls to a site of the request: moving that
  * site may move it too (a hub moved away hands its sources on), and the
  * operator must see that in the plan. */
-static bool engine_sends_to_focus(engine_t *e, size_t i, const bool *focus) {
+bool engine_sends_to_focus(engine_t *e, size_t i, const bool *focus) {
   const route_t *t = &e->dirs[i].target;
   const char *self = engine_site(e, i)->slug;
   for (unsigned k = 0; k < t->n_share; k++) {

@@ -212,12 +212,29 @@ static const world_reply_t *ahead_cutover(world_t *w, engine_t *e, uint64_t rid,
   return &w->rep[w->n_rep - 1];
 }
 
-static const Nirc__CapacityPrediction *ahead_row(const Nirc__PlanReply *p) {
+/* nircctl plan SRC --to HUB: the engine's reply. */
+static const Nirc__PlanReply *ahead_plan(world_t *w, engine_t *e, uint64_t rid, char *src,
+                                         char *hub) {
+  Nirc__PlanRequest pq = NIRC__PLAN_REQUEST__INIT;
+  pq.sources = &src;
+  pq.n_sources = 1;
+  pq.hubs = &hub;
+  pq.n_hubs = 1;
+  engine_req_t rq = {.client = w, .request_id = rid, .operator_name = "operator:a", .label = "t"};
+  engine_op_plan(e, &rq, &pq);
+  return w->rep[w->n_rep - 1].full->plan;
+}
+
+static const Nirc__CapacityPrediction *hub_row(const Nirc__PlanReply *p, const char *hub) {
   assert_non_null(p);
   for (size_t k = 0; k < p->n_capacity; k++)
-    if (strcmp(p->capacity[k]->hub, "shaanxi") == 0) return p->capacity[k];
-  fail_msg("no capacity row for shaanxi");
+    if (strcmp(p->capacity[k]->hub, hub) == 0) return p->capacity[k];
+  fail_msg("no capacity row for %s", hub);
   return NULL;
+}
+
+static const Nirc__CapacityPrediction *ahead_row(const Nirc__PlanReply *p) {
+  return hub_row(p, "shaanxi");
 }
 
 /* The morning rises at 12:00: 75 calls a half hour each (7.5 Erlangs) is
@@ -234,8 +251,7 @@ static void test_cutover_checked_on_the_rising_forecast(void **state) {
   assert_int_equal(x->code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
   assert_non_null(
       strstr(x->msg, "; shaanxi predicted on the forecast for 11:30-12:30: load rising at shaanxi, "
-                     "hubei (use "
-                     "--force to move anyway)"));
+                     "hubei (use --force to move anyway)"));
   const Nirc__CapacityPrediction *c = ahead_row(x->full->move->plan);
   assert_string_equal(c->load_basis, "forecast");
   assert_string_equal(c->load_note,
@@ -248,15 +264,7 @@ static void test_cutover_checked_on_the_rising_forecast(void **state) {
   assert_int_equal(world_count_rec(w, ENGINE_REC_CUTOVER_NEW, NULL), 0);
 
   /* nircctl plan: the same prediction. */
-  char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
-  Nirc__PlanRequest pq = NIRC__PLAN_REQUEST__INIT;
-  pq.sources = src;
-  pq.n_sources = 1;
-  pq.hubs = hub;
-  pq.n_hubs = 1;
-  engine_req_t rq = {.client = w, .request_id = 2, .operator_name = "operator:a", .label = "t"};
-  engine_op_plan(e, &rq, &pq);
-  const Nirc__PlanReply *p = w->rep[w->n_rep - 1].full->plan;
+  const Nirc__PlanReply *p = ahead_plan(w, e, 2, "hubei", "shaanxi");
   assert_true(p->refused);
   assert_string_equal(ahead_row(p)->load_basis, "forecast");
 
@@ -367,18 +375,8 @@ static void test_moved_hubs_sources_counted_on_their_forecast(void **state) {
   const char *const sites[] = {"hubei", "shaanxi", "henan"};
   const double calls[] = {75, 15, 15};
   ahead_history_of(e, sites, calls, 3);
-  char *lock[] = {"shaanxi"}, *to[] = {"henan"};
-  Nirc__PlanRequest pq = NIRC__PLAN_REQUEST__INIT;
-  pq.sources = lock;
-  pq.n_sources = 1;
-  pq.hubs = to;
-  pq.n_hubs = 1;
-  engine_req_t rq = {.client = w, .request_id = 2, .operator_name = "operator:a", .label = "t"};
-  engine_op_plan(e, &rq, &pq);
-  const Nirc__PlanReply *p = w->rep[w->n_rep - 1].full->plan;
-  const Nirc__CapacityPrediction *c = NULL;
-  for (size_t k = 0; k < p->n_capacity; k++)
-    if (strcmp(p->capacity[k]->hub, "henan") == 0) c = p->capacity[k];
+  const Nirc__PlanReply *p = ahead_plan(w, e, 2, "shaanxi", "henan");
+  const Nirc__CapacityPrediction *c = hub_row(p, "henan");
   assert_non_null(c);
   assert_true(p->refused);
   assert_string_equal(c->load_basis, "forecast");
