@@ -408,7 +408,10 @@ static void agent_on_applied(void *arg, int rc, const char *err) {
     a->applied = r;
     /* A route a directive (or anything but a revert) put in force did
      * not go home on its own. */
-    if (strcmp(r.reason, ROUTE_REASON_REVERTED) != 0) a->went_home_ms = 0;
+    if (strcmp(r.reason, ROUTE_REASON_REVERTED) != 0) {
+      a->went_home_ms = 0;
+      a->went_home_mono_ms = 0;
+    }
     if (r.epoch > a->max_epoch) a->max_epoch = r.epoch;
     agent_arm_revert(a);
   }

@@ -117,6 +117,7 @@ typedef struct {
   bool unverified;         /* ROUTE_CONFIRMED, REVERTED: applied_unverified when queued */
   int64_t went_home_ms;    /* REVERTED: agent_t.went_home_ms when queued (0: not known) */
   agent_clock_src_t went_home_src;
+  uint64_t went_home_mono_ms; /* REVERTED: agent_t.went_home_mono_ms when queued */
 } agent_pbx_event_t;
 
 /* The reading a name from agent_clock_src_name stands for; false for any
@@ -174,6 +175,11 @@ typedef struct {
    * 0: not known (another route, or a state file from before). */
   int64_t went_home_ms;
   agent_clock_src_t went_home_src;
+  /* The same moment on this process's monotonic clock (clock_mono_ms), so
+   * that it can say how long ago it went with no clock offset in the
+   * figure (agent_clock_went_home_ago). 0: not this process's (loaded from
+   * the state file: the count is lost with the process that made it). */
+  uint64_t went_home_mono_ms;
   /* At most one apply in flight; the newest request waits behind it. */
   bool applying, pending;
   route_t applying_route, pending_route;
@@ -316,6 +322,10 @@ bool agent_clock_controller_now(void *agent, int64_t host_ms, int64_t *out);
  * business time as this agent reads it at business time `local_ms` of
  * its own clock. */
 void agent_clock_went_home(agent_t *a, int64_t local_ms);
+/* How long before now (business ms: its clock's speed applied) the return
+ * at monotonic time `mono_ms` was; false when it is not this process's
+ * (mono_ms 0). Hello.went_home_ago_ms, PbxEvent.went_home_ago_ms. */
+bool agent_clock_went_home_ago(const agent_t *a, uint64_t mono_ms, uint64_t *ago_ms);
 /* At agent_init, once a->conf and a->clock are set: the clock file is
  * "<state_file>.clock" (none without a state file), and the offset it
  * remembers is used until a controller gives a new one; logs which clock

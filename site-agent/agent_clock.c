@@ -75,6 +75,15 @@ void agent_clock_went_home(agent_t *a, int64_t local_ms) {
    * that decided it had passed. */
   a->went_home_ms = agent_controller_ms(a, local_ms);
   a->went_home_src = a->have_offset ? a->clock_src : AGENT_CLOCK_HOST;
+  a->went_home_mono_ms = clock_mono_ms();
+}
+
+bool agent_clock_went_home_ago(const agent_t *a, uint64_t mono_ms, uint64_t *ago_ms) {
+  if (mono_ms == 0) return false;
+  uint64_t now = clock_mono_ms();
+  double speed = a->clock.speed > 1.0 ? a->clock.speed : 1.0;
+  *ago_ms = now > mono_ms ? (uint64_t)((double)(now - mono_ms) * speed) : 0;
+  return true;
 }
 
 int64_t agent_controller_ms(const agent_t *a, int64_t local_ms) {

@@ -179,6 +179,11 @@ void agent_pbx_flush(agent_t *a) {
     ev.went_home_at_ms = e->went_home_ms;
     ev.went_home_clock = e->went_home_ms > 0 ? agent_clock_src_pb(e->went_home_src)
                                              : NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID;
+    /* Counted now, as it is sent: an event queued while the link was down
+     * says how long ago from when the controller hears it. */
+    ev.went_home_ago_said =
+        e->went_home_ms > 0 &&
+        agent_clock_went_home_ago(a, e->went_home_mono_ms, &ev.went_home_ago_ms);
     Nirc__Envelope out = NIRC__ENVELOPE__INIT;
     out.msg_case = NIRC__ENVELOPE__MSG_PBX_EVENT;
     out.pbx_event = &ev;
@@ -219,6 +224,7 @@ static void agent_pbx_queue(agent_t *a, Nirc__PbxEventKind kind, const char *fou
   bool home = kind == NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_REVERTED;
   e->went_home_ms = home ? a->went_home_ms : 0;
   e->went_home_src = a->went_home_src;
+  e->went_home_mono_ms = home ? a->went_home_mono_ms : 0;
   agent_pbx_flush(a);
 }
 

@@ -48,6 +48,7 @@ void agent_state_extra(const agent_t *a, const route_t *r, state_extra_t *x) {
 void agent_start_went_home(agent_t *a, const route_t *saved, const state_extra_t *x,
                            int64_t local_ms) {
   a->went_home_ms = 0;
+  a->went_home_mono_ms = 0; /* a time loaded from the state file has no count */
   a->went_home_src = AGENT_CLOCK_HOST;
   if (strcmp(a->applied.reason, ROUTE_REASON_REVERTED) != 0) return;
   if (saved && strcmp(saved->reason, ROUTE_REASON_REVERTED) != 0) {
@@ -124,6 +125,8 @@ void agent_fill_hello_route(const agent_t *a, Nirc__Hello *h, Nirc__Directive *a
     if (a->went_home_ms > 0 && strcmp(a->applied.reason, ROUTE_REASON_REVERTED) == 0) {
       h->went_home_at_ms = a->went_home_ms;
       h->went_home_clock = agent_clock_src_pb(a->went_home_src);
+      h->went_home_ago_said =
+          agent_clock_went_home_ago(a, a->went_home_mono_ms, &h->went_home_ago_ms);
     }
   }
   if (a->route_state != AGENT_ROUTE_KNOWN) {

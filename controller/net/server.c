@@ -404,7 +404,10 @@ static void server_on_hello(server_t *srv, conn_t *c, const Nirc__Hello *h) {
   }
   /* When the agent went home on its own (a newer agent says): the engine
    * checks the number before it believes it. */
-  engine_went_home_t went = {.at_ms = h->went_home_at_ms, .clock = h->went_home_clock};
+  engine_went_home_t went = {.at_ms = h->went_home_at_ms,
+                             .clock = h->went_home_clock,
+                             .ago_ms = h->went_home_ago_ms,
+                             .ago_said = h->went_home_ago_said};
   if (srv->engine)
     engine_on_hello(srv->engine, (size_t)(site - srv->sites.v), ap, h->route_unverified, &went);
   /* Whether the agent has that route (home when none) in force at its PBX:

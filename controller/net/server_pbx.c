@@ -78,7 +78,10 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
              (unsigned long long)ev->epoch, (unsigned long long)ev->version, detail);
     server_record_event(srv, "site", link_peer(c->link)->subject, site->slug,
                         link_peer_addr(c->link), "agent_reverted", detail);
-    engine_went_home_t went = {.at_ms = ev->went_home_at_ms, .clock = ev->went_home_clock};
+    engine_went_home_t went = {.at_ms = ev->went_home_at_ms,
+                               .clock = ev->went_home_clock,
+                               .ago_ms = ev->went_home_ago_ms,
+                               .ago_said = ev->went_home_ago_said};
     if (srv->engine)
       engine_on_agent_reverted(srv->engine, (size_t)(site - srv->sites.v), ev->epoch, ev->version,
                                &went, ev->unverified);

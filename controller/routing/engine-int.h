@@ -404,8 +404,24 @@ typedef enum {
    * was down): its own time says it was early. */
   ENGINE_REVERT_EARLY,
 } engine_revert_case_t;
+/* `went`: when the agent went (its believed time, else `now`); a return
+ * whose word came at or after revert_at is early only if `went` is over
+ * `slack_ms` before it (engine_revert_slack). */
 engine_revert_case_t engine_revert_classify(const site_dir_t *d, const route_t *home, int64_t now,
-                                            int64_t went);
+                                            int64_t went, int64_t slack_ms);
+/* How far before revert_at an agent's own time of its return may be and
+ * the return still be on time: one real second in business ms. The agent
+ * reads this clock through an offset measured a one-way trip late, its
+ * timer and its host's NTP slew add milliseconds either way; counted as
+ * early (and three such hold the site home) only what no such error
+ * explains. */
+int64_t engine_revert_slack(const engine_t *e);
+/* The agent's word of its return with its count settled: with ago_said,
+ * at_ms becomes this controller's now less ago_ms and `elapsed` true (the
+ * count has no clock offset in it); `elapsed` from the caller is dropped.
+ * Returns out, or NULL when in is NULL. */
+const engine_went_home_t *engine_went_home_settle(const engine_t *e, const engine_went_home_t *in,
+                                                  engine_went_home_t *out);
 const char *engine_revert_case_name(engine_revert_case_t c);
 /* Site i's agent says it went home (`home`: under the epoch and version
  * of the move it left, d->acked) on its own at that move's revert_at,

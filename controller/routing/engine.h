@@ -88,11 +88,13 @@ const char *engine_early_how_name(engine_early_how_t h);
 
 /* How long before its move's revert_at an agent went home on its own,
  * and how that was measured (`clock`: the agent's reading, with
- * ENGINE_EARLY_AGENT). */
+ * ENGINE_EARLY_AGENT; `elapsed`: its time was this controller's now less
+ * the agent's own count since, engine_went_home_t). */
 typedef struct {
   int64_t ms;
   engine_early_how_t how;
   Nirc__AgentClock clock;
+  bool elapsed;
 } engine_early_t;
 
 typedef struct {
@@ -567,6 +569,13 @@ void engine_note(engine_t *e, const char *actor, const char *action, const char 
 typedef struct {
   int64_t at_ms;
   Nirc__AgentClock clock;
+  /* From the wire (went_home_ago_ms, went_home_ago_said): how long before
+   * its word the agent went, counted on its monotonic clock. */
+  uint64_t ago_ms;
+  bool ago_said;
+  /* Set by the engine only (engine_went_home_settle), whatever the caller
+   * put here: at_ms is this controller's now less ago_ms. */
+  bool elapsed;
 } engine_went_home_t;
 
 /* Events from the server. */

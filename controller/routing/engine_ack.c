@@ -190,6 +190,8 @@ void engine_on_ack(engine_t *e, size_t i, const Nirc__DirectiveAck *ack) {
 void engine_on_hello(engine_t *e, size_t i, const route_t *applied, bool unverified,
                      const engine_went_home_t *went_home) {
   if (i >= engine_nsites(e)) return; /* a site the engine could not take in yet (memory) */
+  engine_went_home_t settled;
+  went_home = engine_went_home_settle(e, went_home, &settled);
   e->eval_dirty = true;
   site_dir_t *d = &e->dirs[i];
   site_t *s = engine_site(e, i);

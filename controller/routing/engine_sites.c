@@ -471,7 +471,7 @@ const char *engine_revert_case_name(engine_revert_case_t c) {
 }
 
 engine_revert_case_t engine_revert_classify(const site_dir_t *d, const route_t *home, int64_t now,
-                                            int64_t went) {
+                                            int64_t went, int64_t slack_ms) {
   /* Everything below compares with the route the site acknowledged: one
    * not known here (no Hello this epoch) says nothing the report can be
    * checked against. */
@@ -484,9 +484,16 @@ engine_revert_case_t engine_revert_classify(const site_dir_t *d, const route_t *
    * a second entry for it would be taken by the store for the same return
    * recorded by another leader) stands, whenever the agent went. */
   if (revert_at && revert_at <= now && newer_target) return ENGINE_REVERT_AFTER_END;
-  /* revert_at 0: the move had no end, so any return is before it. */
-  if (!revert_at || went < revert_at) return ENGINE_REVERT_EARLY;
+  /* revert_at 0: the move had no end, so any return is before it. A word
+   * before revert_at here is early; one at or after it only by a time of
+   * the return too early for the agent's reading errors (slack_ms). */
+  if (!revert_at || now < revert_at || went < revert_at - slack_ms) return ENGINE_REVERT_EARLY;
   return ENGINE_REVERT_ON_TIME;
+}
+
+int64_t engine_revert_slack(const engine_t *e) {
+  double speed = e->opts.clock_speed >= 1 ? e->opts.clock_speed : 1;
+  return (int64_t)(1000.0 * speed);
 }
 
 int64_t engine_return_early(const engine_t *e, size_t i, const engine_went_home_t *went_home,
@@ -499,7 +506,10 @@ int64_t engine_return_early(const engine_t *e, size_t i, const engine_went_home_
   if (left->revert_at_ms) {
     early->ms = left->revert_at_ms - went;
     early->how = believed ? ENGINE_EARLY_AGENT : ENGINE_EARLY_AT_LEAST;
-    if (believed) early->clock = went_home->clock;
+    if (believed) {
+      early->clock = went_home->clock;
+      early->elapsed = went_home->elapsed;
+    }
   }
   return went;
 }
@@ -507,6 +517,8 @@ int64_t engine_return_early(const engine_t *e, size_t i, const engine_went_home_
 void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t version,
                               const engine_went_home_t *went_home, bool unverified) {
   if (i >= engine_nsites(e)) return;
+  engine_went_home_t settled;
+  went_home = engine_went_home_settle(e, went_home, &settled);
   site_dir_t *d = &e->dirs[i];
   site_t *s = engine_site(e, i);
   route_t home;
@@ -518,7 +530,7 @@ void engine_on_agent_reverted(engine_t *e, size_t i, uint64_t epoch, uint64_t ve
    * would otherwise make an early return look on time). */
   engine_early_t early;
   int64_t went = engine_return_early(e, i, went_home, &early);
-  switch (engine_revert_classify(d, &home, engine_now(e), went)) {
+  switch (engine_revert_classify(d, &home, engine_now(e), went, engine_revert_slack(e))) {
   case ENGINE_REVERT_RESEND_END:
     /* Home by the agent's word already (it said so when the PBX did not
      * take home, and now that it did): the failed end of the rule goes
@@ -673,7 +685,11 @@ void engine_early_words(const engine_early_t *x, char *buf, size_t len) {
     snprintf(buf, len, "at least %s before revert_at by this controller's clock", n);
     break;
   case ENGINE_EARLY_AGENT:
-    snprintf(buf, len, "%s before revert_at by its agent's time (%s)", n, clock);
+    if (x->elapsed)
+      snprintf(buf, len, "%s before revert_at by its agent's count since (no clock offset in it)",
+               n);
+    else
+      snprintf(buf, len, "%s before revert_at by its agent's time (%s)", n, clock);
     break;
   case ENGINE_EARLY_NOT_KEPT:
   default: snprintf(buf, len, "%s before revert_at (the holding leader's figure)", n); break;

@@ -528,9 +528,29 @@ static const char *engine_agent_clock_name(Nirc__AgentClock c) {
   }
 }
 
+/* A count of a month or more is no return this controller can place (a
+ * peer's number: checked before it is used). */
+#define ENGINE_AGO_MAX_MS (31LL * 24 * 3600 * 1000)
+
+const engine_went_home_t *engine_went_home_settle(const engine_t *e, const engine_went_home_t *in,
+                                                  engine_went_home_t *out) {
+  if (!in) return NULL;
+  *out = *in;
+  out->elapsed = false; /* the engine's own conclusion, never a caller's */
+  if (in->ago_said && in->ago_ms < (uint64_t)ENGINE_AGO_MAX_MS &&
+      engine_now(e) > (int64_t)in->ago_ms) {
+    out->at_ms = engine_now(e) - (int64_t)in->ago_ms;
+    out->elapsed = true;
+  }
+  return out;
+}
+
 engine_home_at_t engine_home_at_judge(const engine_t *e, const engine_went_home_t *w,
                                       int64_t revert_at_ms) {
   if (!w || w->at_ms <= 0) return ENGINE_HOME_AT_UNSAID;
+  /* This controller's now less the agent's monotonic count: no reading of
+   * a clock that may be off is in it (engine_went_home_settle). */
+  if (w->elapsed) return ENGINE_HOME_AT_BELIEVED;
   /* The agent reads this clock through an offset measured a one-way trip
    * late, so it goes late rather than early: a time after now here, or
    * well before the revert_at it went by, is a clock (or a bug) to look
@@ -553,7 +573,7 @@ static int64_t engine_home_at_said(const engine_t *e, const engine_went_home_t *
   if (*verdict == ENGINE_HOME_AT_UNSAID) return 0;
   char at[100], how[160];
   engine_business_time(e, w->at_ms, at, sizeof at);
-  switch (w->clock) {
+  switch (w->elapsed ? NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID : w->clock) {
   case NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED:
     snprintf(how, sizeof how, "agent's clock, offset measured");
     break;
@@ -565,7 +585,12 @@ static int64_t engine_home_at_said(const engine_t *e, const engine_went_home_t *
              "agent's host clock only: it knew no offset to this controller's clock, so this is "
              "off by as much as that host's clock is");
     break;
-  default: snprintf(how, sizeof how, "agent's clock, reading not said"); break;
+  default:
+    snprintf(how, sizeof how,
+             w->elapsed ? "this controller's clock less the time its agent counted since: no "
+                          "clock offset in it"
+                        : "agent's clock, reading not said");
+    break;
   }
   switch (*verdict) {
   case ENGINE_HOME_AT_BELIEVED: snprintf(said, len, "at %s (%s)", at, how); return w->at_ms;
@@ -615,7 +640,8 @@ static void engine_own_return(engine_t *e, size_t i, const char *before, const r
   if (j && w && w->at_ms > 0) {
     /* The agent's word as it gave it, and whether the entry's time is it. */
     json_object_set_new(j, "went_home_at_ms", json_integer((json_int_t)w->at_ms));
-    json_object_set_new(j, "went_home_clock", json_string(engine_agent_clock_name(w->clock)));
+    json_object_set_new(j, "went_home_clock",
+                        json_string(w->elapsed ? "elapsed" : engine_agent_clock_name(w->clock)));
     json_object_set_new(j, "went_home_believed", json_boolean(happened_ms > 0));
   }
   if (j && early && early->how != ENGINE_EARLY_NO_END) {

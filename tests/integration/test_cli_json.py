@@ -185,7 +185,7 @@ ROUTE_DETAIL = {
     Opt("reverted_at_ms"): int, Opt("reverted_epoch"): int, Opt("reverted_version"): int,
     Opt("left_epoch"): int, Opt("left_version"): int, Opt("duplicates"): int,
     Opt("went_home_at_ms"): int,
-    Opt("went_home_clock"): enum("measured", "remembered", "host", "unsaid"),
+    Opt("went_home_clock"): enum("measured", "remembered", "host", "unsaid", "elapsed"),
     Opt("went_home_believed"): bool, Opt("early_ms"): int,
     Opt("early_measured"): enum("at-least", "agent"), Opt("recorded_at_ms"): int,
     Opt("recorded_business_at_ms"): int,

@@ -171,13 +171,15 @@ def test_window_end_while_no_controller_runs_is_recorded_late_once():
             assert (cause, before, after) == ("schedule-end", "shaanxi", "home"), rows
             assert int(reverted_at) == WINDOW_END_MS, rows
             assert "its agent went home on its own" in why and "recorded late" in why, why
-            # When the agent went, as it said (its offset measured), not a
-            # guess: the entry is stamped then (a business minute is 1 s;
+            # When the agent went, as it counted since on its monotonic
+            # clock (the agents ran on: no clock offset in the figure), not
+            # a guess: the entry is stamped then (a business minute is 1 s;
             # the database keeps whole seconds).
-            assert (clock, believed) == ("measured", "true"), rows
+            assert (clock, believed) == ("elapsed", "true"), rows
             assert WINDOW_END_MS <= int(went) <= WINDOW_END_MS + 60000, rows
             assert abs(int(stamped) - int(went)) < 1000, rows
-            assert "(agent's clock, offset measured), by its directive's revert_at" in why, why
+            assert ("(this controller's clock less the time its agent counted since: no clock "
+                    "offset in it), by its directive's revert_at") in why, why
         # What an operator reads: the site's history ends with its return.
         r = w.ctl("history", "--site", "hubei", "--tz", "Asia/Shanghai")
         assert r.returncode == 0, r.stderr

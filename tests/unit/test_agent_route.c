@@ -485,6 +485,18 @@ static void test_went_home_time_is_kept_and_said(void **state) {
   assert_int_equal(a->n_events, 1);
   assert_int_equal(a->events[0].went_home_ms, NOW + 40500);
   assert_int_equal(a->events[0].went_home_src, AGENT_CLOCK_MEASURED);
+  /* This process counts since it went, on its monotonic clock: its Hello
+   * says how long ago (no clock offset in that), as the event will. */
+  assert_true(a->went_home_mono_ms > 0);
+  assert_int_equal(a->events[0].went_home_mono_ms, a->went_home_mono_ms);
+  {
+    Nirc__Hello h0 = NIRC__HELLO__INIT;
+    Nirc__Directive ap0 = NIRC__DIRECTIVE__INIT;
+    route_pb_t pb0;
+    agent_fill_hello_route(a, &h0, &ap0, &pb0);
+    assert_true(h0.went_home_ago_said);
+    assert_true(h0.went_home_ago_ms < 5000);
+  }
 
   state_extra_t x;
   agent_state_extra(a, &home, &x);
@@ -506,6 +518,8 @@ static void test_went_home_time_is_kept_and_said(void **state) {
   assert_non_null(h.applied);
   assert_int_equal(h.went_home_at_ms, NOW + 40500);
   assert_int_equal(h.went_home_clock, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED);
+  /* The count went with the process that made it. */
+  assert_false(h.went_home_ago_said);
 
   /* A directive's route did not go home on its own: nothing saved. */
   route_t moved = cutover(0);
@@ -532,6 +546,7 @@ static void test_went_home_time_is_kept_and_said(void **state) {
   agent_start_went_home(a, &saved, NULL, NOW + 60000);
   assert_int_equal(a->went_home_ms, NOW + 60000);
   assert_int_equal(a->went_home_src, AGENT_CLOCK_HOST);
+  assert_true(a->went_home_mono_ms > 0); /* it goes home now: this process counts */
   tmpdir_remove(dir);
   assert_int_equal(uv_loop_close(&loop), 0);
 }

@@ -141,7 +141,8 @@ static void test_a_return_by_a_revert_at_the_cutover_moved_on_from_is_recorded(v
 
   /* Its agent goes home at the old revert_at; it connects 15 min later
    * and says when it went (its offset measured): 2 s after. */
-  engine_went_home_t went = {moved.revert_at_ms + 2000, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED};
+  engine_went_home_t went = {.at_ms = moved.revert_at_ms + 2000,
+                             .clock = NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED};
   size_t from = home_by_and_back(w, e, &moved, &went);
 
   const world_rec_t *x[4];
@@ -419,8 +420,9 @@ static void test_a_late_return_is_stamped_when_the_agent_went(void **state) {
   const world_rec_t *x[4];
   size_t n;
   int64_t at = WORLD_T0_MS + 1800000 + 1200; /* 12:30:01.2 in Asia/Shanghai */
-  engine_t *b = told_late(w, &moved,
-                          (engine_went_home_t){at, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED}, x, &n);
+  engine_t *b = told_late(
+      w, &moved,
+      (engine_went_home_t){.at_ms = at, .clock = NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED}, x, &n);
   assert_int_equal(moved.revert_at_ms, WORLD_T0_MS + 1800000);
   assert_int_equal(n, 1);
   assert_int_equal(x[0]->at_ms, at);
@@ -454,7 +456,7 @@ static engine_t *reverted_saying(world_t *w, int64_t before, int64_t heard, rout
   int64_t went = left->revert_at_ms - before;
   jump(w, went + heard - w->now);
   *from = w->n_rec;
-  engine_went_home_t said = {went, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED};
+  engine_went_home_t said = {.at_ms = went, .clock = NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED};
   engine_on_agent_reverted(e, world_index(w, "hubei"), left->epoch, left->version, &said, false);
   world_flush(w);
   return e;
@@ -541,6 +543,50 @@ static void test_a_late_word_of_an_early_return_is_early_by_the_agents_time(void
   }
 }
 
+/* An agent whose clock runs 5 min ahead goes home at revert_at by its
+ * clock (5 min early here), its link down; it says so 10 min later, its
+ * time of the return being revert_at (believed: not after now, not well
+ * before revert_at). With that time alone the return is on time. With
+ * its monotonic count (went_home_ago_ms: 10 min), the controller places
+ * it at its own now less 10 min: 5 min early, counted and audited so. */
+static void test_the_agents_count_since_places_a_return_its_clock_misplaced(void **state) {
+  (void)state;
+  for (int k = 0; k < 2; k++) {
+    world_t *w = world_new();
+    engine_t *e = leading_in(w, "Asia/Shanghai");
+    route_t left = hubei_moved_for(w, e, 1800000);
+    int64_t went = left.revert_at_ms - 300000;
+    jump(w, went + 600000 - w->now);
+    size_t from = w->n_rec;
+    engine_went_home_t said = {.at_ms = left.revert_at_ms,
+                               .clock = NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED,
+                               .ago_ms = 600000,
+                               .ago_said = k == 1,
+                               .elapsed = k == 0}; /* a caller's elapsed is not taken */
+    engine_on_agent_reverted(e, world_index(w, "hubei"), left.epoch, left.version, &said, false);
+    world_flush(w);
+    const site_dir_t *d = engine_site_dir(e, world_index(w, "hubei"));
+    const world_rec_t *x[4];
+    size_t n = route_entries(w, from, "hubei", x, 4);
+    if (k == 0) {
+      assert_int_equal(n, 0); /* on time: the rule's end is this controller's to record */
+      assert_int_equal(d->returns.n, 0);
+    } else {
+      assert_int_equal(n, 1);
+      const char *words[] = {"\"cause\":\"agent-return\"", "\"early_ms\":300000",
+                             "\"early_measured\":\"agent\"", "\"went_home_clock\":\"elapsed\"",
+                             "the time its agent counted since"};
+      has_words(x[0], words, sizeof words / sizeof *words);
+      assert_int_equal(x[0]->at_ms, went);
+      assert_int_equal(d->returns.n, 1);
+      assert_int_equal(d->returns.early.ms, 300000);
+      assert_true(d->returns.early.elapsed);
+    }
+    engine_free(e);
+    world_free(w);
+  }
+}
+
 /* On its host clock only (no offset known): used, and the entry says so;
  * remembered: said too. */
 static void test_a_late_return_says_which_clock_the_agent_read(void **state) {
@@ -555,7 +601,7 @@ static void test_a_late_return_says_which_clock_the_agent_read(void **state) {
     const world_rec_t *x[4];
     size_t n;
     int64_t at = WORLD_T0_MS + 1800000 + 300000; /* it started again 5 min after revert_at */
-    engine_t *b = told_late(w, &moved, (engine_went_home_t){at, clk[k]}, x, &n);
+    engine_t *b = told_late(w, &moved, (engine_went_home_t){.at_ms = at, .clock = clk[k]}, x, &n);
     assert_int_equal(n, 1);
     assert_int_equal(x[0]->at_ms, at);
     const char *words[] = {"its agent went home on its own at 2020-01-23T12:35:00+08:00", say[k]};
@@ -578,7 +624,8 @@ static void test_an_implausible_or_absent_time_is_not_used(void **state) {
     int64_t revert = WORLD_T0_MS + 1800000, now = revert + 900000;
     int64_t at = k == 0 ? now + 7000 : k == 1 ? revert - 120000 : 0;
     engine_t *b = told_late(
-        w, &moved, (engine_went_home_t){at, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED}, x, &n);
+        w, &moved,
+        (engine_went_home_t){.at_ms = at, .clock = NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED}, x, &n);
     assert_int_equal(n, 1);
     assert_int_equal(x[0]->at_ms, w->now - 200); /* when recorded, at the Hello */
     assert_int_equal(x[0]->wall_ms, w->wall - 200);
@@ -710,6 +757,7 @@ int main(void) {
       cmocka_unit_test(test_a_late_return_says_which_clock_the_agent_read),
       cmocka_unit_test(test_only_an_entry_stamped_well_before_it_is_recorded_is_late),
       cmocka_unit_test(test_a_late_word_of_an_early_return_is_early_by_the_agents_time),
+      cmocka_unit_test(test_the_agents_count_since_places_a_return_its_clock_misplaced),
       cmocka_unit_test(test_an_implausible_or_absent_time_is_not_used),
       cmocka_unit_test(test_a_return_by_a_revert_at_the_cutover_moved_on_from_is_recorded),
       cmocka_unit_test(test_a_late_return_names_the_rule_of_the_directive_it_left),

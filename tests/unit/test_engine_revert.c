@@ -92,8 +92,14 @@ static void test_the_return_home_is_classified_case_by_case(void **state) {
        * was carried out (and audited) here already. Before, on time. */
       {"went 30 s before revert_at, said after, end not carried out", true, moved_past, moved_past,
        5, 3, ENGINE_REVERT_EARLY, NOW - 30000},
+      /* Within the slack (a second here): the agent's reading errors, on
+       * time; beyond it, early. */
       {"went 1 ms before revert_at, said at it", true, moved_now, moved_now, 5, 3,
-       ENGINE_REVERT_EARLY, NOW - 1},
+       ENGINE_REVERT_ON_TIME, NOW - 1},
+      {"went 1 s before revert_at, said at it", true, moved_now, moved_now, 5, 3,
+       ENGINE_REVERT_ON_TIME, NOW - 1000},
+      {"went 1.001 s before revert_at, said at it", true, moved_now, moved_now, 5, 3,
+       ENGINE_REVERT_EARLY, NOW - 1001},
       {"went 30 s before revert_at, said after, end carried out", true, moved_past, end4, 5, 3,
        ENGINE_REVERT_AFTER_END, NOW - 30000},
       {"went at revert_at, said after", true, moved_past, moved_past, 5, 3, ENGINE_REVERT_ON_TIME,
@@ -107,7 +113,8 @@ static void test_the_return_home_is_classified_case_by_case(void **state) {
     d.acked = r->acked;
     d.target = r->target;
     route_t home = home_at(r->ev_epoch, r->ev_version);
-    engine_revert_case_t got = engine_revert_classify(&d, &home, NOW, r->went ? r->went : NOW);
+    engine_revert_case_t got =
+        engine_revert_classify(&d, &home, NOW, r->went ? r->went : NOW, 1000);
     if (got != r->want)
       fail_msg("%s: %s, want %s", r->what, engine_revert_case_name(got),
                engine_revert_case_name(r->want));
@@ -152,16 +159,18 @@ static void test_early_returns_are_counted_within_the_window(void **state) {
     engine_early_t early;
     const char *want;
   } say[] = {
-      {{42999, ENGINE_EARLY_AT_LEAST, NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID},
+      {{42999, ENGINE_EARLY_AT_LEAST, NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID, false},
        "at least 42 s before revert_at by this controller's clock"},
-      {{800, ENGINE_EARLY_AGENT, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED},
+      {{800, ENGINE_EARLY_AGENT, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED, false},
        "800 ms before revert_at by its agent's time (offset measured)"},
-      {{30000, ENGINE_EARLY_AGENT, NIRC__AGENT_CLOCK__AGENT_CLOCK_HOST},
+      {{30000, ENGINE_EARLY_AGENT, NIRC__AGENT_CLOCK__AGENT_CLOCK_HOST, false},
        "30 s before revert_at by its agent's time (host clock only)"},
-      {{42000, ENGINE_EARLY_NOT_KEPT, NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID},
+      {{42000, ENGINE_EARLY_NOT_KEPT, NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID, false},
        "42 s before revert_at (the holding leader's figure)"},
-      {{0, ENGINE_EARLY_NO_END, NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID},
+      {{0, ENGINE_EARLY_NO_END, NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID, false},
        "a move without a revert_at"},
+      {{90000, ENGINE_EARLY_AGENT, NIRC__AGENT_CLOCK__AGENT_CLOCK_MEASURED, true},
+       "90 s before revert_at by its agent's count since (no clock offset in it)"},
   };
   for (size_t k = 0; k < sizeof say / sizeof *say; k++) {
     engine_early_words(&say[k].early, words, sizeof words);
