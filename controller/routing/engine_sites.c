@@ -105,6 +105,34 @@ static bool engine_list_has(const slug_list_t *l, const char *slug) {
   return false;
 }
 
+/* Sources this controller has not heard since it took over whose last
+ * directive in the database (an older leader's move, e->prior) sends
+ * calls to `slug`: their PBX may still do so (nobody here knows whether
+ * the agent went home at its revert_at), so the hub is in use. Their
+ * target and acked are only the default home until their Hello, which
+ * is why the check above does not see them. */
+static void engine_unheard_takers(engine_t *e, const char *slug, char *why, size_t len) {
+  char names[200] = "";
+  unsigned n = 0;
+  for (size_t k = 0; k < e->n_prior; k++) {
+    const engine_prior_t *p = &e->prior[k];
+    if (!p->d.newest || route_share_of(&p->d.route, slug) == 0 ||
+        engine_route_seen(e, p->site) != ENGINE_ROUTE_UNHEARD ||
+        engine_site(e, p->site)->life == SITE_REMOVED)
+      continue;
+    if (n++ < 5) {
+      size_t u = strlen(names);
+      snprintf(names + u, sizeof names - u, "%s%s", u ? "," : "", engine_site(e, p->site)->slug);
+    }
+  }
+  if (n)
+    engine_sites_why(why, len,
+                     "the last directive on record of %s%s (not heard since this controller took "
+                     "over) sends calls to it: %s PBX may still do so (start %s agent so that its "
+                     "route is known here, or remove a site that is gone first)",
+                     names, n > 5 ? ",..." : "", n == 1 ? "its" : "their", n == 1 ? "its" : "each");
+}
+
 bool engine_site_in_use(engine_t *e, size_t i, bool hub_only, char *why, size_t len) {
   why[0] = '\0';
   if (i >= engine_nsites(e)) return false;
@@ -135,6 +163,7 @@ bool engine_site_in_use(engine_t *e, size_t i, bool hub_only, char *why, size_t 
   if (n_takers)
     engine_sites_why(why, len, "it takes calls of %s%s (restore them or move them elsewhere)",
                      takers, n_takers > 5 ? ",..." : "");
+  engine_unheard_takers(e, slug, why, len);
   for (size_t k = 0; k < e->n_cut; k++) {
     const cutover_t *c = &e->cut[k];
     if (c->state != CUTOVER_ACTIVE) continue;

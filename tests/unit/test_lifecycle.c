@@ -262,6 +262,62 @@ static void test_remove_refused_while_in_use_then_removed(void **state) {
   world_free(w);
 }
 
+/* A hub that a source not heard by this leader may still send calls to is
+ * in use: hubei's last directive on record (epoch 5's cutover to shaanxi)
+ * is all this leader of epoch 6 knows of hubei's route until its Hello.
+ * Removing shaanxi (or making it a source) is refused naming hubei and
+ * the fix; once hubei connects saying it is home, shaanxi may go. */
+static void test_remove_refused_while_unheard_source_may_send_to_it(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  size_t i = world_index(w, "hubei");
+  route_t away;
+  route_home(&away, "hubei");
+  snprintf(away.share[0].site, sizeof away.share[0].site, "shaanxi");
+  away.epoch = 5;
+  away.version = 3;
+  engine_last_directive_t ld = {.epoch = 5,
+                                .version = 3,
+                                .route = away,
+                                .rule_kind = RULE_CUTOVER,
+                                .rule_id = 9,
+                                .newest = true};
+  snprintf(ld.site, sizeof ld.site, "hubei");
+  engine_t *e = world_engine(w);
+  assert_int_equal(engine_load_rules(e, 6, NULL, 0, NULL, 0, NULL, 0, 10), 0);
+  assert_int_equal(engine_load_last_directives(e, &ld, 1), 0);
+  engine_start_leading(e, 5000);
+  w->down[i] = true;
+  world_connect_all(w, e, NULL);
+  Nirc__SiteChangeRequest r = req("remove", "shaanxi");
+  site_op(w, e, 1, &r);
+  const world_reply_t *rp = last_reply(w);
+  assert_int_equal(rp->code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
+  assert_non_null(strstr(rp->msg, "the last directive on record of hubei (not heard since"));
+  assert_non_null(strstr(rp->msg, "start its agent"));
+  r = req("set", "shaanxi");
+  r.has_hub = 1;
+  r.hub = 0;
+  site_op(w, e, 2, &r);
+  assert_non_null(strstr(last_reply(w)->msg, "the last directive on record of hubei"));
+  /* A hub hubei's directive does not name is not held by it. */
+  r = req("remove", "henan");
+  site_op(w, e, 3, &r);
+  world_flush(w);
+  assert_true(last_reply(w)->ok);
+  /* hubei connects, home: its route is known and sends nothing there. */
+  w->down[i] = false;
+  world_link_up(w, e, "hubei");
+  world_ack(w, e, 0, NULL);
+  world_flush(w);
+  r = req("remove", "shaanxi");
+  site_op(w, e, 4, &r);
+  world_flush(w);
+  assert_true(last_reply(w)->ok);
+  engine_free(e);
+  world_free(w);
+}
+
 /* A change the store cannot record is refused with nothing changed. */
 static void test_add_refused_when_it_cannot_be_recorded(void **state) {
   (void)state;
@@ -288,6 +344,7 @@ int main(void) {
       cmocka_unit_test(test_add_while_leading),
       cmocka_unit_test(test_invalid_changes_refused),
       cmocka_unit_test(test_remove_refused_while_in_use_then_removed),
+      cmocka_unit_test(test_remove_refused_while_unheard_source_may_send_to_it),
       cmocka_unit_test(test_add_refused_when_it_cannot_be_recorded),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
