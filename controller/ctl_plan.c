@@ -189,6 +189,17 @@ static json_t *asa_json(bool stable, double asa_s) {
   return stable && asa_s >= 0 && isfinite(asa_s) ? json_real(asa_s) : json_null();
 }
 
+/* What the load was; null when not asked (a schedule's plan: see
+ * "demand") or from a controller that does not say. */
+static json_t *load_on_json(const Nirc__CapacityPrediction *c) {
+  if (!c->load_basis || !*c->load_basis) return json_null();
+  return json_pack("{s:s, s:f, s:o, s:s}", "basis", c->load_basis, "live_erl",
+                   c->traffic_after_live_erl, "forecast_erl",
+                   c->traffic_after_forecast_erl >= 0 ? json_real(c->traffic_after_forecast_erl)
+                                                      : json_null(),
+                   "note", c->load_note ? c->load_note : "");
+}
+
 static json_t *capacity_json(const Nirc__CapacityPrediction *c) {
   const Nirc__RefusedLoad *w = c->refused ? c->with_refused : NULL;
   json_t *with = w ? json_pack("{s:s, s:f, s:f, s:o, s:f, s:I, s:b}", "source", w->source,
@@ -213,16 +224,7 @@ static json_t *capacity_json(const Nirc__CapacityPrediction *c) {
     json_object_set_new(o, "capacity_source", src ? json_string(src) : json_null());
     json_object_set_new(o, "capacity_note",
                         src ? json_string(c->capacity_note ? c->capacity_note : "") : json_null());
-    /* What the load was; null when not asked (a schedule's plan: see
-     * "demand") or from a controller that does not say. */
-    json_t *on = json_null();
-    if (c->load_basis && *c->load_basis)
-      on = json_pack("{s:s, s:f, s:o, s:s}", "basis", c->load_basis, "live_erl",
-                     c->traffic_after_live_erl, "forecast_erl",
-                     c->traffic_after_forecast_erl >= 0 ? json_real(c->traffic_after_forecast_erl)
-                                                        : json_null(),
-                     "note", c->load_note ? c->load_note : "");
-    json_object_set_new(o, "load_on", on);
+    json_object_set_new(o, "load_on", load_on_json(c));
   }
   return o;
 }
@@ -296,10 +298,11 @@ json_t *ctl_forced_json(Nirc__CapacityPrediction *const *v, size_t n) {
   json_t *a = json_array();
   for (size_t i = 0; i < n; i++)
     json_array_append_new(
-        a, json_pack("{s:s, s:f, s:I, s:I, s:f, s:o, s:b}", "hub", v[i]->hub, "traffic_after_erl",
-                     v[i]->traffic_after_erl, "agents", (json_int_t)v[i]->agents, "agents_needed",
-                     (json_int_t)v[i]->agents_needed, "sl_after", v[i]->sl_after, "asa_after_s",
-                     asa_json(v[i]->stable_after, v[i]->asa_after_s), "stable_after",
-                     v[i]->stable_after));
+        a,
+        json_pack("{s:s, s:f, s:I, s:I, s:f, s:o, s:b, s:o}", "hub", v[i]->hub, "traffic_after_erl",
+                  v[i]->traffic_after_erl, "agents", (json_int_t)v[i]->agents, "agents_needed",
+                  (json_int_t)v[i]->agents_needed, "sl_after", v[i]->sl_after, "asa_after_s",
+                  asa_json(v[i]->stable_after, v[i]->asa_after_s), "stable_after",
+                  v[i]->stable_after, "load_on", load_on_json(v[i])));
   return a;
 }

@@ -357,12 +357,22 @@ json_t *engine_forced_json(const engine_forced_t *f) {
   for (unsigned k = 0; f && k < f->n; k++) {
     const plan_capacity_t *pc = &f->hubs[k];
     double asa = engine_asa(&pc->after);
-    json_array_append_new(
-        arr,
-        json_pack("{s:s, s:f, s:I, s:I, s:f, s:o, s:b}", "hub", pc->hub, "traffic_after_erl",
-                  pc->after.traffic_erl, "agents", (json_int_t)pc->after.agents, "agents_needed",
-                  (json_int_t)pc->agents_needed, "sl_after", engine_sl(&pc->after), "asa_after_s",
-                  asa >= 0 ? json_real(asa) : json_null(), "stable_after", (int)pc->after.stable));
+    /* What the overridden prediction was made on, as nircctl shows it
+     * (Capacity.load_on); null for a load given (no look ahead made). */
+    const plan_load_on_t *lo = &pc->load_on;
+    json_t *on = lo->basis == PLAN_LOAD_GIVEN
+                     ? json_null()
+                     : json_pack("{s:s, s:f, s:o, s:s}", "basis", engine_load_basis_name(lo->basis),
+                                 "live_erl", lo->live_erl, "forecast_erl",
+                                 lo->forecast_erl >= 0 ? json_real(lo->forecast_erl) : json_null(),
+                                 "note", lo->note);
+    json_array_append_new(arr, json_pack("{s:s, s:f, s:I, s:I, s:f, s:o, s:b, s:o}", "hub", pc->hub,
+                                         "traffic_after_erl", pc->after.traffic_erl, "agents",
+                                         (json_int_t)pc->after.agents, "agents_needed",
+                                         (json_int_t)pc->agents_needed, "sl_after",
+                                         engine_sl(&pc->after), "asa_after_s",
+                                         asa >= 0 ? json_real(asa) : json_null(), "stable_after",
+                                         (int)pc->after.stable, "load_on", on));
   }
   return arr;
 }

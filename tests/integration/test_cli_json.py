@@ -125,7 +125,8 @@ PLAN = {"moves": [PLANNED_MOVE], "capacity": [CAPACITY], "alarms": [str], "refus
         "refusal": str, "refused_sources": [REFUSED_SOURCE], Opt("window"): PLAN_WINDOW,
         Opt("demand"): [PLAN_DEMAND], "route_not_known": int, "route_not_known_sites": [str]}
 FORCED_OVER = {"hub": str, "traffic_after_erl": float, "agents": int, "agents_needed": int,
-               "sl_after": float, "asa_after_s": (float, NULL), "stable_after": bool}
+               "sl_after": float, "asa_after_s": (float, NULL), "stable_after": bool,
+               "load_on": (LOAD_ON, NULL)}
 OUTCOME = {"site": str, "result": enum("applied", "rejected", "failed", "pending", "unknown"),
            "detail": str, "version": int, "latency_ms": int, "hub": bool, "unverified": bool,
            "outcome_unknown": bool}

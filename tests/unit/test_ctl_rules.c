@@ -181,11 +181,35 @@ static void test_plan_names_routes_not_known(void **state) {
   free(text);
 }
 
+/* --json's forced_over says what each overridden prediction was made on
+ * (load_on, as the plan's Capacity has it), null from a controller that
+ * does not say. */
+static void test_forced_over_says_its_load(void **state) {
+  (void)state;
+  Nirc__CapacityPrediction c = NIRC__CAPACITY_PREDICTION__INIT, old = c;
+  c.hub = old.hub = "shaanxi";
+  c.load_basis = "forecast";
+  c.traffic_after_live_erl = 6.0;
+  c.traffic_after_forecast_erl = 15.0;
+  c.load_note = "on the forecast for 11:30-12:30: load rising at shaanxi, hubei";
+  Nirc__CapacityPrediction *v[] = {&c, &old};
+  json_t *j = ctl_forced_json(v, 2);
+  json_t *on = json_object_get(json_array_get(j, 0), "load_on");
+  assert_true(json_is_object(on));
+  assert_string_equal(json_string_value(json_object_get(on, "basis")), "forecast");
+  assert_true(json_real_value(json_object_get(on, "forecast_erl")) == 15.0);
+  assert_true(json_real_value(json_object_get(on, "live_erl")) == 6.0);
+  assert_string_equal(json_string_value(json_object_get(on, "note")), c.load_note);
+  assert_true(json_is_null(json_object_get(json_array_get(j, 1), "load_on")));
+  json_decref(j);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_schedule_in_force_with_sources_not_known),
       cmocka_unit_test(test_overflow_source_route_not_known),
       cmocka_unit_test(test_plan_names_routes_not_known),
+      cmocka_unit_test(test_forced_over_says_its_load),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

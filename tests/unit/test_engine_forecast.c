@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -281,7 +282,33 @@ static void test_cutover_checked_on_the_rising_forecast(void **state) {
       strstr(m->force_warning, ", on the forecast for 11:30-12:30: load rising at shaanxi, hubei"));
   assert_int_equal(m->n_forced_over, 1);
   assert_string_equal(m->forced_over[0]->load_basis, "forecast");
+  /* The real move: its audit record keeps what was overridden and on
+   * which load (forced_over[].load_on), as the warning says it. */
+  char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  Nirc__CutoverRequest cq = NIRC__CUTOVER_REQUEST__INIT;
+  cq.sources = src;
+  cq.n_sources = 1;
+  cq.hubs = hub;
+  cq.n_hubs = 1;
+  cq.reason = "lockdown";
+  cq.force = true;
+  engine_req_t rq = {.client = w, .request_id = 4, .operator_name = "operator:a", .label = "t"};
+  engine_op_cutover(e, &rq, &cq);
   world_flush(w);
+  const world_rec_t *audit = NULL;
+  for (size_t k = 0; k < w->n_rec; k++)
+    if (w->rec[k].kind == ENGINE_REC_AUDIT && strstr(w->rec[k].detail, "\"forced_over\""))
+      audit = &w->rec[k];
+  assert_non_null(audit);
+  json_t *d = json_loads(audit->detail, 0, NULL);
+  json_t *on = json_object_get(json_array_get(json_object_get(d, "forced_over"), 0), "load_on");
+  if (!json_is_object(on)) fail_msg("forced_over without its load_on: %s", audit->detail);
+  assert_string_equal(json_string_value(json_object_get(on, "basis")), "forecast");
+  assert_true(fabs(json_real_value(json_object_get(on, "live_erl")) - 6.0) < 0.01);
+  assert_true(fabs(json_real_value(json_object_get(on, "forecast_erl")) - 15.0) < 0.01);
+  assert_non_null(strstr(json_string_value(json_object_get(on, "note")),
+                         "on the forecast for 11:30-12:30: load rising at shaanxi"));
+  json_decref(d);
   engine_free(e);
   world_free(w);
 }
