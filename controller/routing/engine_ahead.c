@@ -180,8 +180,19 @@ static void engine_ahead_note(const engine_t *e, const engine_ahead_t *ah, plan_
              unknown->why[0] ? unknown->why : "no forecast");
   switch (lo->basis) {
   case PLAN_LOAD_FORECAST:
-    snprintf(lo->note, sizeof lo->note, "on the forecast for %s: load rising at %s%s", ah->span,
-             rising, tail);
+    /* "Rising" only for a rise beyond the live load's own fluctuation:
+     * calls in progress at an offered load of A Erlangs vary by about
+     * sqrt(A) (Poisson), so a forecast 0.2 Erl above 6 live is no rise an
+     * operator should act on. The figures are still the forecast's (the
+     * larger is used either way); the note gives both, not the word. */
+    if (sum->raise > sqrt(lo->live_erl))
+      snprintf(lo->note, sizeof lo->note, "on the forecast for %s: load rising at %s%s", ah->span,
+               rising, tail);
+    else
+      snprintf(lo->note, sizeof lo->note,
+               "on the forecast for %s at %s: %.1f Erl vs %.1f Erl live, within the live load's "
+               "own fluctuation%s",
+               ah->span, rising, lo->live_erl + sum->raise, lo->live_erl, tail);
     break;
   case PLAN_LOAD_LIVE:
     snprintf(lo->note, sizeof lo->note, "on the live load: the forecast for %s is not higher",

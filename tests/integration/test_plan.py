@@ -28,7 +28,9 @@ NEED = r"would need (\d+) agents \(has (\d+)\)"
 # the forecast.
 FORCED = re.compile(r"forced past the capacity check: shaanxi predicted SL (\d+)% "
                     r"\(needs (\d+) agents, has (\d+)\)"
-                    r"(, on the forecast for \d\d:\d\d-\d\d:\d\d: load rising at [a-z, ]+)?")
+                    r"(, on the forecast for \d\d:\d\d-\d\d:\d\d(: load rising at [a-z0-9, ]+"
+                    r"| at [a-z0-9, ]+: [\d.]+ Erl vs [\d.]+ Erl live, within the live load's "
+                    r"own fluctuation))?")
 env = None
 previews = []  # everything plans and dry runs printed, checked for rule ids
 

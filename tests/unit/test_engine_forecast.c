@@ -313,6 +313,28 @@ static void test_cutover_checked_on_the_rising_forecast(void **state) {
   world_free(w);
 }
 
+/* A forecast barely above the live load (32 calls a half hour, 3.2
+ * Erlangs at each site against 3 live): the figures are on it, but 6.4
+ * against 6.0 Erlangs is within the live load's own fluctuation (about
+ * sqrt(6) = 2.4), so the note gives both figures and not "rising". */
+static void test_marginal_forecast_is_not_called_rising(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  ahead_history(e, 32);
+  const world_reply_t *x = ahead_cutover(w, e, 1, true, false);
+  assert_true(x->ok);
+  const Nirc__CapacityPrediction *c = ahead_row(x->full->move->plan);
+  assert_string_equal(c->load_basis, "forecast");
+  assert_true(fabs(c->traffic_after_erl - 6.4) < 0.01);
+  if (strstr(c->load_note, "rising")) fail_msg("a marginal rise called rising: %s", c->load_note);
+  assert_string_equal(c->load_note, "on the forecast for 11:30-12:30 at shaanxi, hubei: 6.4 Erl vs "
+                                    "6.0 Erl live, within the live load's own fluctuation");
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 /* A falling forecast (15 calls a half hour, 1.5 Erlangs each) leaves the
  * live load, which passes; the reply says the forecast is not higher. */
 static void test_cutover_on_the_live_load_when_the_forecast_falls(void **state) {
@@ -428,6 +450,7 @@ int main(void) {
       cmocka_unit_test(test_failed_reload_keeps_history_and_says_its_age),
       cmocka_unit_test(test_exception_date_falls_back),
       cmocka_unit_test(test_cutover_checked_on_the_rising_forecast),
+      cmocka_unit_test(test_marginal_forecast_is_not_called_rising),
       cmocka_unit_test(test_cutover_on_the_live_load_when_the_forecast_falls),
       cmocka_unit_test(test_cutover_without_history_says_the_rise_is_not_checked),
       cmocka_unit_test(test_amend_checked_on_the_rising_forecast),
