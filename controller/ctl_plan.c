@@ -2,6 +2,7 @@
 #include "ctl_plan.h"
 
 #include "ctl_history.h"
+#include "ctl_status.h"
 
 #include "safetext.h"
 
@@ -151,14 +152,9 @@ void ctl_plan_print(const Nirc__PlanReply *p, const char *tz) {
   if (p->route_not_known) {
     /* Unknown is not home: the figures count these sites' calls where
      * the plan sends them, and they may be elsewhere now. */
-    char names[400] = "";
-    size_t u = 0;
-    for (size_t i = 0; i < p->n_route_not_known_sites && u < sizeof names; i++)
-      u += (size_t)snprintf(names + u, sizeof names - u, "%s%s", i ? ", " : "",
-                            ctl_esc(p->route_not_known_sites[i]));
-    if (p->route_not_known > p->n_route_not_known_sites && u < sizeof names)
-      snprintf(names + u, sizeof names - u, " +%zu more",
-               (size_t)p->route_not_known - p->n_route_not_known_sites);
+    char names[400];
+    ctl_route_not_known_names(p->route_not_known_sites, p->n_route_not_known_sites,
+                              p->route_not_known, names, sizeof names);
     printf("  note  route not known at %u site%s (%s): not heard since this controller took "
            "over, or unknown at the PBX; the figures count their calls where this plan sends "
            "them, but their PBX may send them elsewhere now, to a hub above too (nircctl status "

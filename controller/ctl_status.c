@@ -805,6 +805,34 @@ static const char *ctl_next_word(const char *kind) {
   return kind;
 }
 
+void ctl_route_not_known_names(char *const *sites, size_t n_sites, uint32_t total, char *buf,
+                               size_t len) {
+  size_t u = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < n_sites && u < len; i++)
+    u += (size_t)snprintf(buf + u, len - u, "%s%s", i ? ", " : "", ctl_st_esc(sites[i]));
+  if (total > n_sites && u < len) snprintf(buf + u, len - u, " +%zu more", (size_t)total - n_sites);
+}
+
+/* Under the starts' predictions: they count the calls of sites whose
+ * route is not known here where each plan sends them (as `nircctl plan`
+ * says), not where their PBX may send them now. */
+static void ctl_next_not_known(FILE *out, const Nirc__NextReply *r) {
+  bool starts = false;
+  for (size_t i = 0; i < r->n_events && !starts; i++)
+    starts = strcmp(r->events[i]->kind, "schedule-start") == 0 && r->events[i]->predicted;
+  if (!starts || !r->route_not_known) return;
+  char names[400];
+  ctl_route_not_known_names(r->route_not_known_sites, r->n_route_not_known_sites,
+                            r->route_not_known, names, sizeof names);
+  fprintf(out,
+          "note: route not known at %u site%s (%s): not heard since this controller took over, "
+          "or unknown at the PBX; the predictions above count their calls where each start's "
+          "plan sends them, but their PBX may send them elsewhere now, to those hubs too "
+          "(nircctl status --problems)\n",
+          r->route_not_known, r->route_not_known == 1 ? "" : "s", names);
+}
+
 void ctl_next_print(FILE *out, const Nirc__NextReply *r, const char *tz) {
   char from[40], until[40];
   ctl_history_time(r->from_ms, tz, from, sizeof from);
@@ -868,6 +896,7 @@ void ctl_next_print(FILE *out, const Nirc__NextReply *r, const char *tz) {
               e->reason && *e->reason ? ": " : "", e->reason ? ctl_st_esc(e->reason) : "");
     }
   }
+  ctl_next_not_known(out, r);
 }
 
 json_t *ctl_next_json(const Nirc__NextReply *r) {
@@ -918,6 +947,12 @@ json_t *ctl_next_json(const Nirc__NextReply *r) {
     }
     json_array_append_new(evs, x);
   }
-  return json_pack("{s:I, s:I, s:o}", "from_ms", (json_int_t)r->from_ms, "until_ms",
-                   (json_int_t)r->until_ms, "events", evs);
+  /* Not counted (an older controller): null, not 0. */
+  json_t *unk = json_array();
+  for (size_t i = 0; i < r->n_route_not_known_sites; i++)
+    json_array_append_new(unk, json_string(r->route_not_known_sites[i]));
+  return json_pack("{s:I, s:I, s:o, s:o, s:o}", "from_ms", (json_int_t)r->from_ms, "until_ms",
+                   (json_int_t)r->until_ms, "events", evs, "route_not_known",
+                   r->route_not_known_counted ? json_integer(r->route_not_known) : json_null(),
+                   "route_not_known_sites", unk);
 }

@@ -84,6 +84,10 @@ json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o)
 void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o);
 /* `nircctl next`: the timeline, and its Next document. */
 void ctl_next_print(FILE *out, const Nirc__NextReply *r, const char *tz);
+/* "hubei, hunan +3 more": the sites a plan or `next` names whose route is
+ * not known here (total of them counted, sites the first named), escaped. */
+void ctl_route_not_known_names(char *const *sites, size_t n_sites, uint32_t total, char *buf,
+                               size_t len);
 json_t *ctl_next_json(const Nirc__NextReply *r);
 
 /* "online", "stale", "offline", "never-seen": the words status, site,

@@ -625,6 +625,12 @@ typedef struct {
 void *engine_arena_alloc(engine_arena_t *a, size_t n);
 char *engine_arena_str(engine_arena_t *a, const char *s);
 void engine_arena_free(engine_arena_t *a);
+/* Every live site whose route is not known here (engine_route_seen not
+ * KNOWN): their count, and the first ten slugs in *names (allocated in a;
+ * the slugs are the registry's, valid until the reply is sent). A plan's
+ * and `next`'s note (engine_plan.c). 0, or NIRC_ENOMEM. */
+int engine_routes_not_known(engine_t *e, engine_arena_t *a, char ***names, size_t *n_names,
+                            uint32_t *count);
 void engine_send_reply(engine_t *e, void *client, Nirc__OperatorReply *rep);
 /* Sends a reply built in arena `a` (then frees it); `built` says whether
  * every allocation succeeded; `warning` (may be NULL) rides along. */

@@ -227,6 +227,21 @@ bool engine_sends_to_focus(engine_t *e, size_t i, const bool *focus) {
 
 #define ENGINE_PLAN_UNKNOWN_NAMED 10 /* sites a plan names whose route is not known */
 
+int engine_routes_not_known(engine_t *e, engine_arena_t *a, char ***names, size_t *n_names,
+                            uint32_t *count) {
+  *names = engine_arena_alloc(a, ENGINE_PLAN_UNKNOWN_NAMED * sizeof **names);
+  *n_names = 0;
+  *count = 0;
+  if (!*names) return NIRC_ENOMEM;
+  for (size_t i = 0; i < engine_nsites(e); i++) {
+    if (engine_site(e, i)->life == SITE_REMOVED || engine_route_seen(e, i) == ENGINE_ROUTE_KNOWN)
+      continue;
+    if (*n_names < ENGINE_PLAN_UNKNOWN_NAMED) (*names)[(*n_names)++] = engine_site(e, i)->slug;
+    (*count)++;
+  }
+  return 0;
+}
+
 static Nirc__PlanReply *engine_plan_reply(engine_t *e, engine_arena_t *a, const plan_t *p,
                                           const bool *focus, const engine_planned_t *rule) {
   Nirc__PlanReply *pr = engine_arena_alloc(a, sizeof *pr);
@@ -282,16 +297,9 @@ static Nirc__PlanReply *engine_plan_reply(engine_t *e, engine_arena_t *a, const 
    * site whose route is not known here may send them elsewhere now (an
    * older leader's move its agent still holds): that is said beside the
    * figures, never read as its planned route, nor as home, in silence. */
-  pr->route_not_known_sites =
-      engine_arena_alloc(a, ENGINE_PLAN_UNKNOWN_NAMED * sizeof *pr->route_not_known_sites);
-  if (!pr->route_not_known_sites) return NULL;
-  for (size_t i = 0; i < n; i++) {
-    if (engine_site(e, i)->life == SITE_REMOVED || engine_route_seen(e, i) == ENGINE_ROUTE_KNOWN)
-      continue;
-    if (pr->n_route_not_known_sites < ENGINE_PLAN_UNKNOWN_NAMED)
-      pr->route_not_known_sites[pr->n_route_not_known_sites++] = engine_site(e, i)->slug;
-    pr->route_not_known++;
-  }
+  if (engine_routes_not_known(e, a, &pr->route_not_known_sites, &pr->n_route_not_known_sites,
+                              &pr->route_not_known) != 0)
+    return NULL;
   return pr;
 }
 

@@ -430,6 +430,11 @@ void engine_op_next(engine_t *e, const engine_req_t *rq, const Nirc__NextRequest
     nr->events[nr->n_events++] = ev;
   }
   free(evs);
+  /* The starts' predictions count these sites' calls where each plan
+   * sends them: said once, as a plan says it. */
+  nr->route_not_known_counted =
+      engine_routes_not_known(e, &a, &nr->route_not_known_sites, &nr->n_route_not_known_sites,
+                              &nr->route_not_known) == 0;
   Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
   rep.body_case = NIRC__OPERATOR_REPLY__BODY_NEXT;
   rep.next = nr;

@@ -100,7 +100,8 @@ NEXT_EVENT = {"at_ms": int,
               "reason": str, "sources": [str], "hubs": [str], Opt("wave_size"): int,
               Opt("waves"): int, Opt("tz"): str, Opt("end_ms"): int,
               Opt("predictions"): ([NEXT_HUB], NULL), Opt("alarms"): [str]}
-NEXT = {"from_ms": int, "until_ms": int, "events": [NEXT_EVENT]}
+NEXT = {"from_ms": int, "until_ms": int, "events": [NEXT_EVENT], "route_not_known": (int, NULL),
+        "route_not_known_sites": [str]}
 PLANNED_MOVE = {"site": str, "route": [ROUTE_SHARE], "reason": str, "revert_at_ms": int}
 REFUSED_LOAD = {"source": str, "traffic_erl": float, "sl": float, "asa_s": (float, NULL),
                 "occupancy": float, "agents_needed": int, "stable": bool}

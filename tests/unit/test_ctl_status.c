@@ -672,10 +672,69 @@ static void test_route_not_known_counted_apart(void **state) {
   json_decref(top);
 }
 
+/* nircctl next: a start's predictions with sites whose route is not
+ * known here get the note (what it means, where to look) once; --json
+ * gives the count, and null from a controller that did not count. */
+static void test_next_notes_routes_not_known(void **state) {
+  (void)state;
+  Nirc__NextHub h = NIRC__NEXT_HUB__INIT;
+  h.hub = "shaanxi";
+  h.stable = true;
+  h.sl_after = 0.9;
+  Nirc__NextHub *hp[] = {&h};
+  char *src[] = {"hubei"}, *hubs[] = {"shaanxi"}, *unk[] = {"hainan", "hunan"};
+  Nirc__NextEvent ev = NIRC__NEXT_EVENT__INIT;
+  ev.kind = "schedule-start";
+  ev.rule_kind = "schedule";
+  ev.rule_name = "night";
+  ev.sources = src;
+  ev.n_sources = 1;
+  ev.hubs = hubs;
+  ev.n_hubs = 1;
+  ev.predicted = true;
+  ev.predictions = hp;
+  ev.n_predictions = 1;
+  Nirc__NextEvent *evp[] = {&ev};
+  Nirc__NextReply r = NIRC__NEXT_REPLY__INIT;
+  r.until_ms = 3600000;
+  r.events = evp;
+  r.n_events = 1;
+  r.route_not_known = 3;
+  r.route_not_known_sites = unk;
+  r.n_route_not_known_sites = 2;
+  r.route_not_known_counted = true;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  ctl_next_print(out, &r, "UTC");
+  fclose(out);
+  const char *want = "note: route not known at 3 sites (hainan, hunan +1 more): not heard since "
+                     "this controller took over, or unknown at the PBX; the predictions above";
+  if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
+  free(text);
+  json_t *j = ctl_next_json(&r);
+  assert_int_equal(json_integer_value(json_object_get(j, "route_not_known")), 3);
+  assert_int_equal(json_array_size(json_object_get(j, "route_not_known_sites")), 2);
+  json_decref(j);
+  r.route_not_known_counted = false;
+  r.route_not_known = 0;
+  r.n_route_not_known_sites = 0;
+  j = ctl_next_json(&r);
+  assert_true(json_is_null(json_object_get(j, "route_not_known")));
+  json_decref(j);
+  text = NULL;
+  out = open_memstream(&text, &len);
+  ctl_next_print(out, &r, "UTC");
+  fclose(out);
+  if (strstr(text, "not known")) fail_msg("a note with none counted:\n%s", text);
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_site_route_unverified),
       cmocka_unit_test(test_table_route_unverified),
+      cmocka_unit_test(test_next_notes_routes_not_known),
       cmocka_unit_test(test_route_unheard),
       cmocka_unit_test(test_route_not_known_counted_apart),
       cmocka_unit_test(test_width),

@@ -196,6 +196,30 @@ static const Nirc__NextReply *ask_next(world_t *w, engine_t *e, unsigned hours) 
   return r->full->next;
 }
 
+/* hainan's agent has not connected to this leader: the starts'
+ * predictions count its calls where the plan sends them, so `next` says
+ * which sites' routes are not known here, once, as a plan does. */
+static void test_next_says_routes_not_known(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  w->down[world_index(w, "hainan")] = true;
+  engine_t *e = leading_engine(w);
+  char *src[] = {"hubei", "guangdong"}, *hubs[] = {"shaanxi"};
+  add_schedule(w, e, "night", src, 2, hubs, 1, "22:00", "08:00", NULL, 0, 0);
+  const Nirc__NextReply *r = ask_next(w, e, 24);
+  assert_non_null(r);
+  assert_true(r->n_events >= 1);
+  assert_string_equal(r->events[0]->kind, "schedule-start");
+  assert_true(r->events[0]->predicted);
+  assert_true(r->route_not_known_counted);
+  assert_int_equal(r->route_not_known, 1);
+  assert_int_equal(r->n_route_not_known_sites, 1);
+  assert_string_equal(r->route_not_known_sites[0], "hainan");
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 /* The next hours in time order: a cutover's expiry, the night window's
  * start (its sources, hubs, waves and the predicted capacity at its hub),
  * its end, and the next night an exception date skips. */
@@ -477,6 +501,7 @@ int main(void) {
       cmocka_unit_test(test_schedule_end_and_rehome),
       cmocka_unit_test(test_rule_lists_count_routes_not_known_apart),
       cmocka_unit_test(test_next_in_time_order),
+      cmocka_unit_test(test_next_says_routes_not_known),
       cmocka_unit_test(test_window_in_dst_gap),
       cmocka_unit_test(test_plan_of_a_disabled_schedule),
       cmocka_unit_test(test_plan_of_a_one_minute_window),
