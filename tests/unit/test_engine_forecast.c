@@ -194,10 +194,9 @@ static void ahead_history(engine_t *e, double calls) {
   ahead_history_of(e, sites, c, 2);
 }
 
-/* hubei to shaanxi: a dry run (or the real move), its reply. */
-static const world_reply_t *ahead_cutover(world_t *w, engine_t *e, uint64_t rid, bool dry,
-                                          bool force) {
-  char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+/* hubei to shaanxi, sent: a dry run (or the real move). */
+static void ahead_send(world_t *w, engine_t *e, uint64_t rid, bool dry, bool force) {
+  static char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
   Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
   c.sources = src;
   c.n_sources = 1;
@@ -207,8 +206,14 @@ static const world_reply_t *ahead_cutover(world_t *w, engine_t *e, uint64_t rid,
   c.dry_run = dry;
   c.force = force;
   engine_req_t rq = {.client = w, .request_id = rid, .operator_name = "operator:a", .label = "t"};
-  size_t before = w->n_rep;
   engine_op_cutover(e, &rq, &c);
+}
+
+/* The same, answered at once (a dry run, or a refusal): its reply. */
+static const world_reply_t *ahead_cutover(world_t *w, engine_t *e, uint64_t rid, bool dry,
+                                          bool force) {
+  size_t before = w->n_rep;
+  ahead_send(w, e, rid, dry, force);
   assert_int_equal(w->n_rep, before + 1);
   return &w->rep[w->n_rep - 1];
 }
@@ -284,16 +289,7 @@ static void test_cutover_checked_on_the_rising_forecast(void **state) {
   assert_string_equal(m->forced_over[0]->load_basis, "forecast");
   /* The real move: its audit record keeps what was overridden and on
    * which load (forced_over[].load_on), as the warning says it. */
-  char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
-  Nirc__CutoverRequest cq = NIRC__CUTOVER_REQUEST__INIT;
-  cq.sources = src;
-  cq.n_sources = 1;
-  cq.hubs = hub;
-  cq.n_hubs = 1;
-  cq.reason = "lockdown";
-  cq.force = true;
-  engine_req_t rq = {.client = w, .request_id = 4, .operator_name = "operator:a", .label = "t"};
-  engine_op_cutover(e, &rq, &cq);
+  ahead_send(w, e, 4, false, true);
   world_flush(w);
   const world_rec_t *audit = NULL;
   for (size_t k = 0; k < w->n_rec; k++)
