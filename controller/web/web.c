@@ -137,20 +137,18 @@ static void web_when(const server_t *srv, int64_t ms, char *buf, size_t len) {
  * (not its internal id), a cutover by id with its reason, the end, and
  * why the site is not at the rule's first hub. Raw text: the caller
  * escapes it for HTML. */
-static void web_rule_text(const server_t *srv, size_t i, char *buf, size_t len) {
+/* senders: live sites whose known route sends calls to site i (statusq),
+ * as nircctl status counts them. True when the text is "hub for N sites". */
+static bool web_rule_text(const server_t *srv, size_t i, uint32_t senders, char *buf, size_t len) {
   if (!srv->engine) {
     snprintf(buf, len, "default");
-    return;
+    return false;
   }
   engine_rule_view_t v;
   engine_rule_view(srv->engine, i, &v);
   if (v.kind == RULE_NONE) {
-    const route_t *r = web_route(srv, i);
-    if (r && r->n_inbound)
-      snprintf(buf, len, "hub for %u site%s", r->n_inbound, r->n_inbound == 1 ? "" : "s");
-    else
-      snprintf(buf, len, "%s", engine_active_reason(srv->engine, i));
-    return;
+    webrow_idle_text(engine_active_reason(srv->engine, i), senders, buf, len);
+    return senders > 0;
   }
   char name[160], until[48] = "";
   if (v.name[0])
@@ -160,7 +158,7 @@ static void web_rule_text(const server_t *srv, size_t i, char *buf, size_t len) 
   if (v.excluded) {
     snprintf(buf, len, "excluded from %s after a failed move: nircctl readmit %s", name,
              srv->sites.v[i].slug);
-    return;
+    return false;
   }
   if (v.end_ms > 0) {
     char when[32];
@@ -169,6 +167,7 @@ static void web_rule_text(const server_t *srv, size_t i, char *buf, size_t len) 
   }
   snprintf(buf, len, "%s%s%s%s%s%s", name, until, v.reason[0] ? ": " : "", v.reason,
            v.detail[0] ? ", " : "", v.detail);
+  return false;
 }
 
 /* One site of /status.json (a new reference, or NULL). */
@@ -837,17 +836,18 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
    * a look (at most WEB_PAGE_PROBLEMS) and where the rest are. */
   size_t live = sites_live(&srv->sites), n = srv->sites.n;
   statusq_result_t q = {0};
-  statusq_site_t *facts = NULL;
   bool big = live > WEB_PAGE_SITES;
+  /* Every page: the senders of each hub are statusq's, as status counts
+   * them (a big page also takes its problem rows from it). */
+  statusq_site_t *facts = calloc(n ? n : 1, sizeof *facts);
+  if (facts) ops_status_facts(srv, facts, n);
+  statusq_filter_t f = {.problems = big, .limit = big ? WEB_PAGE_PROBLEMS : 0};
+  if (!facts || statusq_run(facts, n, ops_status_find, &srv->sites, &f, &q) != 0) {
+    free(facts);
+    web_printf(b, "<p>out of memory for the site table</p></body></html>\n");
+    return;
+  }
   if (big) {
-    facts = calloc(n ? n : 1, sizeof *facts);
-    if (facts) ops_status_facts(srv, facts, n);
-    statusq_filter_t f = {.problems = true, .limit = WEB_PAGE_PROBLEMS};
-    if (!facts || statusq_run(facts, n, ops_status_find, &srv->sites, &f, &q) != 0) {
-      free(facts);
-      web_printf(b, "<p>out of memory for the site table</p></body></html>\n");
-      return;
-    }
     web_printf(b,
                "<p id=\"paging\"><b>%zu sites: too many for a row each.</b> The %zu of %zu "
                "problem sites first (not online, PBX unreadable, a note, excluded or alarmed); "
@@ -859,6 +859,7 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
   }
   web_printf(b, "<table id=\"sites\"><tr><th>site</th><th>name</th><th>link</th><th>queue</th>"
                 "<th>agents in/ready</th><th>route</th><th>rule</th></tr>\n");
+  bool hub_rows = false; /* a row says "hub for N sites" */
   for (size_t k = 0; k < (big ? q.n_rows : n); k++) {
     size_t i = big ? q.rows[k] : k;
     const site_t *s = &srv->sites.v[i];
@@ -866,12 +867,19 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
     webrow_site_t w;
     char rule_text[600], row[WEBROW_HTML_MAX];
     webrow_facts(srv->engine, s, i, &w);
-    web_rule_text(srv, i, rule_text, sizeof rule_text);
+    if (web_rule_text(srv, i, q.senders[i], rule_text, sizeof rule_text)) hub_rows = true;
     w.rule_text = rule_text;
     webrow_html(&w, row, sizeof row);
     web_printf(b, "%s", row);
   }
-  web_printf(b, "</table>\n</body></html>\n");
+  web_printf(b, "</table>\n");
+  char said[300], esc[600];
+  webrow_not_known_text(q.route_unknown, hub_rows, said, sizeof said);
+  if (said[0]) {
+    webrow_escape(said, esc, sizeof esc);
+    web_printf(b, "<p id=\"not-known\">%s</p>\n", esc);
+  }
+  web_printf(b, "</body></html>\n");
   statusq_result_free(&q);
   free(facts);
 }

@@ -6,6 +6,25 @@
 #include <stdio.h>
 #include <string.h>
 
+void webrow_idle_text(const char *active_reason, uint32_t senders, char *buf, size_t len) {
+  if (senders)
+    snprintf(buf, len, "hub for %u site%s", senders, senders == 1 ? "" : "s");
+  else
+    snprintf(buf, len, "%s", active_reason && *active_reason ? active_reason : "default");
+}
+
+void webrow_not_known_text(size_t unknown, bool hub_rows, char *buf, size_t len) {
+  if (!unknown || !hub_rows) {
+    buf[0] = '\0';
+    return;
+  }
+  snprintf(buf, len,
+           "\"hub for N sites\" counts the routes known here: %zu %s not known (not heard since "
+           "this controller took over, or unknown at the PBX), and may send calls to a hub too "
+           "(nircctl status --problems)",
+           unknown, unknown == 1 ? "site's route is" : "sites' routes are");
+}
+
 void webrow_escape(const char *in, char *out, size_t outlen) {
   char text[1200]; /* a standby's why is up to 512 bytes before escaping */
   safetext_escape(in ? in : "", text, sizeof text);

@@ -54,6 +54,18 @@ const char *webrow_link_word(site_state_t s);
  * "unknown" and why. */
 void webrow_route_text(const webrow_site_t *w, char *buf, size_t len);
 
+/* The rule cell of a site no rule moves: "hub for N sites" when `senders`
+ * live sites send calls to it by a route known here (statusq's count,
+ * the one nircctl status shows), else the engine's reason ("default").
+ * Not the hub's planned inbound list: a directive not yet acknowledged,
+ * or a site not heard, is no sender anybody has seen. */
+void webrow_idle_text(const char *active_reason, uint32_t senders, char *buf, size_t len);
+
+/* The line under the table while a row says "hub for N sites" and
+ * `unknown` live sites' routes are not known here (not counted in N);
+ * "" otherwise. Raw text. */
+void webrow_not_known_text(size_t unknown, bool hub_rows, char *buf, size_t len);
+
 /* The site's <tr> of the page's table, or "" when it does not fit in len
  * (WEBROW_HTML_MAX always fits). A held site's rule cell leads with the
  * engine's words (why it is home, and the fix), then its rule. */

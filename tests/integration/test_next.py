@@ -171,6 +171,8 @@ def test_status_rule_column_with_the_cutover_end():
     dom = page()
     assert re.search(rf'data-slug="xizang">.*cutover {cut["id"]} until {hhmm(rule["end_ms"])}: '
                      r'drill 演练</td>', dom), "the page's rule column for xizang"
+    assert re.search(r'data-slug="henan">.*hub for 1 site</td>', dom), \
+        "the page counts henan's senders as status does"
     kinds = re.findall(r'<tr class="next" data-kind="([a-z-]+)"', dom)
     assert kinds == ["schedule-start", "cutover-expiry", "schedule-end"], kinds
     assert re.search(r'id="next".*schedule night.*starts.*3 sources \(hubei, guizhou, fujian\) '
@@ -191,6 +193,8 @@ def test_schedule_in_force_shows_its_name_and_end():
     dom = page()
     assert re.search(r'data-slug="hubei">.*schedule night until 08:00</td>', dom), \
         "the page names the schedule"
+    assert re.search(r'data-slug="shaanxi">.*hub for 3 sites</td>', dom), \
+        "the page counts shaanxi's senders as status does"
     assert not re.search(r"schedule \d+ \(night\)", dom), "the page shows an internal id"
     # In the window: its end comes first.
     assert ctl_json("next")["events"][0]["kind"] in ("cutover-expiry", "schedule-end")

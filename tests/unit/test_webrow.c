@@ -201,8 +201,31 @@ static void test_the_rule_text_is_escaped(void **state) {
   world_free(w);
 }
 
+/* The rule cell of a site under no rule counts the senders status counts
+ * (known routes), not the hub's planned inbound list, and the page says
+ * under the table how many routes that count could not see. */
+static void test_hub_for_counts_known_senders(void **state) {
+  (void)state;
+  char buf[300];
+  webrow_idle_text("default", 0, buf, sizeof buf);
+  assert_string_equal(buf, "default");
+  webrow_idle_text("default", 1, buf, sizeof buf);
+  assert_string_equal(buf, "hub for 1 site");
+  webrow_idle_text(NULL, 3, buf, sizeof buf);
+  assert_string_equal(buf, "hub for 3 sites");
+  webrow_not_known_text(2, true, buf, sizeof buf);
+  assert_string_equal(buf, "\"hub for N sites\" counts the routes known here: 2 sites' routes are "
+                           "not known (not heard since this controller took over, or unknown at "
+                           "the PBX), and may send calls to a hub too (nircctl status --problems)");
+  webrow_not_known_text(2, false, buf, sizeof buf);
+  assert_string_equal(buf, "");
+  webrow_not_known_text(0, true, buf, sizeof buf);
+  assert_string_equal(buf, "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_hub_for_counts_known_senders),
       cmocka_unit_test(test_a_site_not_heard_is_unknown_not_home),
       cmocka_unit_test(test_unknown_and_unverified_routes),
       cmocka_unit_test(test_a_held_site_says_why_it_is_home),
