@@ -285,7 +285,7 @@ __attribute__((format(printf, 7, 0))) static void
 link_vfail(link_t *l, Nirc__ErrorCode code, int err, const char *hint, uint64_t leader_epoch,
            const char *blocked, const char *fmt, va_list ap) {
   /* Room for a standby's reason no controller leads (leader.h, why). */
-  char msg[640];
+  char msg[1024]; /* a standby's why (512) and a stuck rule load's note (server_stuck_note) */
   vsnprintf(msg, sizeof msg, fmt, ap);
   if (l->state == LINK_OPEN) {
     Nirc__Error e = NIRC__ERROR__INIT;

@@ -164,24 +164,27 @@ static void server_redirect(server_t *srv, conn_t *c) {
                    srv->conf->node, (unsigned long long)srv->epoch);
     return;
   }
+  /* A standby has no alarm table: its own stuck rule load is said here. */
+  char also[300];
+  server_stuck_note(srv, also, sizeof also);
   /* Without a hint the lease stood still or is absent: the election is
    * running, and nobody can be named yet. */
   if (srv->leader_hint[0])
     link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER,
                    srv->leader_hint, srv->leader_epoch, NULL,
-                   "standby controller %s: the leader is %s (epoch %llu)", srv->conf->node,
-                   srv->leader_hint, (unsigned long long)srv->leader_epoch);
+                   "standby controller %s: the leader is %s (epoch %llu)%s", srv->conf->node,
+                   srv->leader_hint, (unsigned long long)srv->leader_epoch, also);
   else if (srv->leader_why[0])
     /* The reason by name too: nircctl stops asking instead of waiting
      * for an election that is not running. */
     link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER, "", 0,
                    srv->leader_blocked ? leader_block_name((leader_block_t)srv->leader_blocked)
                                        : NULL,
-                   "%s is a standby and %s", srv->conf->node, srv->leader_why);
+                   "%s is a standby and %s%s", srv->conf->node, srv->leader_why, also);
   else
     link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER, "", 0, NULL,
-                   "%s is a standby and no leader is known: an election is running",
-                   srv->conf->node);
+                   "%s is a standby and no leader is known: an election is running%s",
+                   srv->conf->node, also);
 }
 
 int server_may_issue(const server_t *srv) {

@@ -279,6 +279,10 @@ void server_dropped(server_t *srv, int rc);
  * database's state). */
 void server_engine_io(server_t *srv, engine_io_t *io);
 void server_observe_store(server_t *srv);
+/* A rule load of this controller whose backend still holds SHARE locks on
+ * the rule tables (leader_stuck): "; also: WORDS" for a standby's answers,
+ * "" when none (server_engine_io.c). */
+void server_stuck_note(server_t *srv, char *out, size_t n);
 /* The site lifecycle while running (server_sites.c). on_grow is the
  * registry's hook (sites_t.on_grow, arg the server): links re-pointed,
  * budgets and the engine grown. sync applies a snapshot of the sites table

@@ -7,6 +7,7 @@
 #include "server.h"
 
 #include "err.h"
+#include "leader.h"
 #include "log.h"
 #include "store.h"
 #include "util.h"
@@ -221,6 +222,18 @@ void server_observe_store(server_t *srv) {
   server_pbx_observe(srv);
   server_observe_reports(srv);
   server_observe_clocks(srv);
+  /* The alarm lives where the stuck backend is seen: the controller whose
+   * load was given up watches it (store/leader.c) whether it leads or
+   * stands by; leading, it raises this alarm in its own table (cleared
+   * clear_after once the backend has ended). Standing by it has no alarm
+   * table: /metrics (nirc_rule_load_stuck_backend) and its answers say it
+   * (server_stuck_note). */
+  elect_stuck_t st;
+  if (srv->engine && leader_stuck(srv->leader, &st)) {
+    char words[ALARM_MESSAGE_MAX];
+    elect_stuck_words(&st, words, sizeof words);
+    engine_alarm_observe(srv->engine, ALARM_RULE_LOAD, srv->conf->node, words);
+  }
   if (!srv->engine || !srv->db) return;
   const char *node = srv->conf->node;
   db_journal_stats_t js;
@@ -263,6 +276,16 @@ void server_observe_store(server_t *srv) {
     engine_alarm_observe(srv->engine, ALARM_JOURNAL, node, msg);
   }
   server_observe_notify(srv, now);
+}
+
+void server_stuck_note(server_t *srv, char *out, size_t n) {
+  elect_stuck_t st;
+  if (!n) return;
+  out[0] = '\0';
+  if (!leader_stuck(srv->leader, &st)) return;
+  char words[ALARM_MESSAGE_MAX];
+  elect_stuck_words(&st, words, sizeof words);
+  snprintf(out, n, "; also: %s", words);
 }
 
 static int server_io_store(void *ctx, const engine_rec_t *rec, engine_stored_cb done, void *arg) {

@@ -13,7 +13,7 @@ static const char *const alarm_kind_names[ALARM_KIND_COUNT] = {
     [ALARM_IDENTITY] = "identity",   [ALARM_PBX] = "pbx",
     [ALARM_REPORT] = "report",       [ALARM_MOVED] = "moved",
     [ALARM_NOTIFY] = "notify",       [ALARM_SUPERSEDED] = "superseded",
-    [ALARM_CLOCK] = "clock",
+    [ALARM_CLOCK] = "clock",         [ALARM_RULE_LOAD] = "rule_load",
 };
 
 const char *alarm_kind_name(alarm_kind_t k) {

@@ -47,6 +47,9 @@ typedef enum {
   /* a site's agent runs on a clock a minute or more off the controller's
    * (its reports' timestamps, in the last minute) */
   ALARM_CLOCK,
+  /* a rule load given up without an answer left its backend holding SHARE
+   * locks on the rule tables: every write to them waits (store/leader.c) */
+  ALARM_RULE_LOAD,
   ALARM_KIND_COUNT,
 } alarm_kind_t;
 

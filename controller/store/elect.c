@@ -2,6 +2,7 @@
 
 #include "util.h"
 
+#include <stdio.h>
 #include <string.h>
 
 uint64_t elect_retry_delay_ms(unsigned failures, uint64_t period_ms) {
@@ -49,4 +50,14 @@ bool elect_retry_due(const elect_retry_t *r, uint64_t now) {
 
 void elect_retry_reset(elect_retry_t *r) {
   memset(r, 0, sizeof *r);
+}
+
+void elect_stuck_words(const elect_stuck_t *s, char *out, size_t n) {
+  if (!n) return;
+  out[0] = '\0';
+  if (!s->pid) return;
+  snprintf(out, n,
+           "rule load backend pid %d holds SHARE locks on %s: writes to them wait. On the "
+           "database host: kill -CONT %d if stopped (ps state T), else restart PostgreSQL",
+           s->pid, s->tables[0] ? s->tables : "the rule tables", s->pid);
 }

@@ -15,6 +15,7 @@
 #define NIRC_ELECT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define ELECT_RETRY_MAX_MS  30000u
@@ -57,5 +58,18 @@ bool elect_retry_due(const elect_retry_t *r, uint64_t now);
 /* The cause is gone (a try led, another controller leads, the sessions
  * locking the rule tables let go): the next try is made at once. */
 void elect_retry_reset(elect_retry_t *r);
+
+/* A rule load given up without an answer whose backend still holds SHARE
+ * locks on the rule tables (store/leader.c watches it until it ends):
+ * every write to those tables waits on it, an operator's change too. */
+typedef struct {
+  int pid;         /* the backend; 0: none known */
+  char tables[96]; /* the rule tables it holds, "cutovers, schedules" */
+} elect_stuck_t;
+
+/* The words for the alarm (rule_load), a standby's answers and the log's
+ * summary: the pid, the tables, that writes wait, and the fix, within
+ * `n` bytes (the alarm keeps ALARM_MESSAGE_MAX, 256). "" when pid is 0. */
+void elect_stuck_words(const elect_stuck_t *s, char *out, size_t n);
 
 #endif

@@ -50,6 +50,7 @@ struct leader {
   bool sites_asked; /* the loop asks for a new snapshot (leader_reload_sites) */
   void (*on_sites)(void *arg, sites_t *snapshot);
   uint64_t last_ok_ms; /* monotonic ms of the last acquire or renewal */
+  elect_stuck_t stuck; /* the rule-load backend told as stuck, for the loop (leader_stuck) */
 
   /* Loop only (leader_may_issue). */
   uint64_t asked_ms;       /* monotonic ms of the loop's last leader_may_issue, 0: none */
@@ -537,6 +538,10 @@ static void leader_watch_stuck(leader_t *l) {
   if (!r) return; /* no answer: asked again on the next step */
   const char *tables = PQntuples(r) > 0 ? PQgetvalue(r, 0, 1) : "";
   if (!tables[0]) {
+    /* Cleared before the log says so: /metrics is 0 once it is said. */
+    uv_mutex_lock(&l->mu);
+    memset(&l->stuck, 0, sizeof l->stuck);
+    uv_mutex_unlock(&l->mu);
     if (l->stuck_told)
       log_info(LOG_MAIN, LEADER_OBJ,
                "the rule load of epoch %llu given up earlier (pid %d) has ended: writes to the "
@@ -546,6 +551,12 @@ static void leader_watch_stuck(leader_t *l) {
     l->stuck_told = false;
   } else if (!l->stuck_told) {
     l->stuck_told = true;
+    /* For the loop: the alarm on a leader, /metrics and the answers on a
+     * standby (server_observe_store, web.c), until it ends. */
+    uv_mutex_lock(&l->mu);
+    l->stuck.pid = l->stuck_pid;
+    nirc_strlcpy(l->stuck.tables, tables, sizeof l->stuck.tables);
+    uv_mutex_unlock(&l->mu);
     log_error(LOG_MAIN, LEADER_OBJ,
               "the rule load of epoch %llu, given up without an answer, still holds SHARE locks on "
               "%s in its session (pid %d): every write to those tables waits until it ends. "
@@ -1173,6 +1184,15 @@ void leader_view(leader_t *l, leader_view_t *out) {
   uv_mutex_lock(&l->mu);
   *out = l->view;
   uv_mutex_unlock(&l->mu);
+}
+
+bool leader_stuck(leader_t *l, elect_stuck_t *out) {
+  memset(out, 0, sizeof *out);
+  if (!l) return false;
+  uv_mutex_lock(&l->mu);
+  *out = l->stuck;
+  uv_mutex_unlock(&l->mu);
+  return out->pid != 0;
 }
 
 bool leader_may_issue(leader_t *l) {

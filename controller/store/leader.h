@@ -57,6 +57,7 @@
 #define NIRC_LEADER_H
 
 #include "admin.h"
+#include "elect.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -141,6 +142,11 @@ void leader_reload_sites(leader_t *l);
  * Loop thread only, and asked regularly while leading: a gap of a lease
  * between two calls counts as a pause. */
 bool leader_may_issue(leader_t *l);
+/* A rule load of this controller given up without an answer whose backend
+ * still holds SHARE locks on the rule tables (told in the log once), until
+ * it ends: true and *out filled; false and *out zeroed when none (or l is
+ * NULL). Loop thread; a copy, taken under the lock. */
+bool leader_stuck(leader_t *l, elect_stuck_t *out);
 const char *leader_state_name(leader_state_t s);
 /* "none", "rules_locked", "rules_load": the metric's reason label. */
 const char *leader_block_name(leader_block_t b);

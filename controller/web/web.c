@@ -287,6 +287,19 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
   for (int k = LEADER_BLOCK_NONE + 1; k < LEADER_BLOCK_COUNT; k++)
     web_printf(b, "nirc_leader_blocked{reason=\"%s\"} %d\n", leader_block_name((leader_block_t)k),
                !lead && srv->leader_why[0] && srv->leader_blocked == k);
+  /* On a standby too, which has no alarm table (a leader also raises the
+   * rule_load alarm): the pid, so an alert can name it. */
+  {
+    elect_stuck_t st;
+    (void)leader_stuck(srv->leader, &st);
+    web_printf(b,
+               "# HELP nirc_rule_load_stuck_backend The PostgreSQL backend pid of a rule load "
+               "this controller gave up that still holds SHARE locks on the rule tables (every "
+               "write to them waits; the log and the rule_load alarm say how to end it), 0: "
+               "none.\n# TYPE nirc_rule_load_stuck_backend gauge\nnirc_rule_load_stuck_backend "
+               "%d\n",
+               st.pid);
+  }
   /* Alarms (alarm.h): active ones by kind, every kind listed (0 too, so an
    * alert on a kind has a series to watch), one info sample per active
    * alarm, and raises by kind since start. A standby raises none. */

@@ -39,7 +39,10 @@ database). Now the error names the load's session (pid), PostgreSQL is
 asked to end it, the log says once that it holds SHARE locks on the rule
 tables and how to end it (kill -CONT, or restart PostgreSQL); the next try
 leads (SHARE admits SHARE: the rules are read whole), and once the backend
-runs again it ends and the log says so.
+runs again it ends and the log says so. Not in the log only: /metrics
+(nirc_rule_load_stuck_backend, the pid) says it on a standby and a leader, a
+standby's answers add it, and the leader raises a rule_load alarm with the
+pid, the tables and the fix, cleared once the backend has ended.
 
 Runs its own PostgreSQL (the test stops its postmaster).
 """
@@ -177,8 +180,14 @@ def test_a_hung_rule_load_gives_the_lease_back_and_says_why():
     b = env.start_controller(conf=os.path.join(env.dir, "nircd-2.conf"), name="nircd-2")
     assert env.controller_status.startswith("leader"), env.controller_status
 
-    # A load's backend stopped after it took the SHARE locks.
+    # A load's backend stopped after it took the SHARE locks. nircd-1 gets a
+    # page (its /metrics) and alarms cleared 1 s after their condition.
+    http_a = f"127.0.0.1:{T.free_port()}"
+    env.extra_nircd = (f"[controller]\nlease_timeout = {LEASE_S}s\n[alarms]\nclear_after = 1s\n"
+                       f"[http]\nlisten = {http_a}\n")
+    env.controller_conf("nircd-1", env.addr, "nircd.conf")
     a = env.start_controller(name="nircd-1")
+    assert T.metric(http_a, "nirc_rule_load_stuck_backend") == 0
     assert env.controller_status.startswith("standby"), env.controller_status
     blocker, watch, pid = Session(env.db), Session(env.db), None
     try:
@@ -197,14 +206,35 @@ def test_a_hung_rule_load_gives_the_lease_back_and_says_why():
         print("  " + "\n  ".join(l for l in log.splitlines() if str(pid) in l), flush=True)
         assert f"from its session (pid {pid})" in log, log
         assert f"pg_terminate_backend({pid})" in log and f"kill -CONT {pid}" in log, log
+        # Not in the log only: /metrics (a standby or the leader), and while
+        # nircd-1 still stands by (it tries again within a second or two),
+        # its answers.
+        assert T.metric(http_a, "nirc_rule_load_stuck_backend") == pid
+        r = env.ctl("status", controllers=[env.addr])
+        if r.returncode != 0:
+            assert f"also: rule load backend pid {pid}" in r.stderr, r.stderr
+            print("  nircctl status at nircd-1, still a standby:\n" + r.stderr, flush=True)
         st = T.wait_until(lambda: (lambda r: r.returncode == 0 and json.loads(r.stdout))(
             env.ctl("--json", "status", controllers=[env.addr])), 15,
             "nircd-1 to lead beside the stopped backend")
         assert st["controller"] == "nircd-1", st["controller"]
+
+        def stuck_alarms():
+            r = env.ctl("--json", "alarms")
+            assert r.returncode in (0, 1), (r.returncode, r.stderr)
+            return [x for x in json.loads(r.stdout)["alarms"] if x["kind"] == "rule_load"]
+
+        (al,) = T.wait_until(stuck_alarms, 5, "nircd-1, leading, to raise the rule_load alarm")
+        print(f"  alarm: {al['subject']}: {al['message']}", flush=True)
+        assert al["subject"] == "nircd-1", al
+        assert f"pid {pid}" in al["message"] and f"kill -CONT {pid}" in al["message"], al
+        assert "route_return_holds" in al["message"], al
         os.kill(pid, signal.SIGCONT)
         T.wait_until(lambda: f"given up earlier (pid {pid}) has ended" in open(
             a.log_path, errors="replace").read(), 15, f"nircd-1 to see backend {pid} end")
         assert not env.sql(f"SELECT 1 FROM pg_stat_activity WHERE pid = {pid}")
+        assert T.metric(http_a, "nirc_rule_load_stuck_backend") == 0
+        T.wait_until(lambda: not stuck_alarms(), 5, "the rule_load alarm to clear")
         pid = None
     finally:
         if pid:

@@ -147,6 +147,11 @@ static void test_ack_once(void **state) {
   assert_int_equal(alarm_at(&t, 0)->acked_wall_ms, 10);
   assert_int_equal(alarm_kind_parse("journal"), ALARM_JOURNAL);
   assert_int_equal(alarm_kind_parse("nonsense"), -1);
+  /* A rule load's backend left holding the rule tables' locks: its own
+   * kind (the metric label, the stored kind), paged as major. */
+  assert_string_equal(alarm_kind_name(ALARM_RULE_LOAD), "rule_load");
+  assert_int_equal(alarm_kind_parse("rule_load"), ALARM_RULE_LOAD);
+  assert_string_equal(alarm_severity(ALARM_RULE_LOAD), "major");
   alarm_table_free(&t);
 }
 

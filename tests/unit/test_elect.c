@@ -136,6 +136,26 @@ static void test_a_busy_writer_costs_an_epoch_per_2s_at_most(void **state) {
   assert_in_range(tries, 1700, 3600000u / ELECT_CHANGED_MIN_MS + 1);
 }
 
+/* The stuck rule-load backend's words (alarm, standby answers, /metrics'
+ * help): the pid, every table, the fix, whole within an alarm's 256 bytes
+ * for the largest pid Linux gives and all six rule tables. */
+static void test_stuck_words_name_pid_tables_and_fix(void **state) {
+  (void)state;
+  elect_stuck_t s = {.pid = 4194304};
+  strcpy(s.tables, "cutovers, overflow_rules, route_exclusions, route_holds, route_return_holds, "
+                   "schedules");
+  char w[256];
+  elect_stuck_words(&s, w, sizeof w);
+  assert_non_null(strstr(w, "pid 4194304 holds SHARE locks"));
+  assert_non_null(strstr(w, s.tables));
+  assert_non_null(strstr(w, "kill -CONT 4194304"));
+  assert_non_null(strstr(w, "restart PostgreSQL"));
+  assert_true(strlen(w) < sizeof w - 1); /* not cut */
+  s.pid = 0;
+  elect_stuck_words(&s, w, sizeof w);
+  assert_string_equal(w, "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_delays_double_up_to_the_bound),
@@ -144,6 +164,7 @@ int main(void) {
       cmocka_unit_test(test_reset_tries_at_once),
       cmocka_unit_test(test_a_mended_row_is_tried_soon),
       cmocka_unit_test(test_a_busy_writer_costs_an_epoch_per_2s_at_most),
+      cmocka_unit_test(test_stuck_words_name_pid_tables_and_fix),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
