@@ -21,6 +21,11 @@ const char *ctl_standby_check(const char *blocked) {
     return "The rules in the database cannot be loaded (the reason above): mend the row it "
            "names, or the database; the controller tries again by itself and leads, without a "
            "restart (docs/OPERATIONS.md).";
+  if (blocked && strcmp(blocked, "leader_lock") == 0)
+    return "The leader lock is held by a PostgreSQL backend that was asked to end and has not "
+           "(named above): look at that pid on the database host; kill -CONT it if it is "
+           "stopped (state T), else restart PostgreSQL. A controller leads within seconds after "
+           "(docs/OPERATIONS.md).";
   return "The controller's words above say what keeps it from leading; its log and its "
          "status page say more.";
 }

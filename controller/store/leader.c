@@ -75,6 +75,7 @@ struct leader {
   int old_pid;
   bool old_asked;      /* pg_terminate_backend was asked for old_pid */
   bool evict_told;     /* standby: its eviction of the standing lease's holder was logged */
+  uint64_t evict_ms;   /* standby: monotonic ms of that first eviction; 0: none */
   bool connected_once; /* the sites were loaded by nircd before the first connect */
   bool sites_dirty;    /* the sites table changed (or may have): load it */
   /* The last election this controller won ended with the rules unloaded
@@ -108,6 +109,7 @@ static const char *const leader_block_names[] = {
     [LEADER_BLOCK_NONE] = "none",
     [LEADER_BLOCK_RULES_LOCKED] = "rules_locked",
     [LEADER_BLOCK_RULES_LOAD] = "rules_load",
+    [LEADER_BLOCK_LEADER_LOCK] = "leader_lock",
 };
 
 const char *leader_block_name(leader_block_t b) {
@@ -353,23 +355,43 @@ static void leader_lose(leader_t *l, leader_view_t *v, const char *why) {
 
 /* The session holding the lock whose owner stopped renewing: ended, so
  * the lock is free for us on the next step. */
-static void leader_evict(leader_t *l, const lease_t *ls) {
+static void leader_evict(leader_t *l, const lease_t *ls, leader_view_t *next) {
   PGresult *r =
       leader_exec(l,
-                  "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE "
+                  "SELECT count(pg_terminate_backend(pid)), coalesce(string_agg(pid::text, "
+                  "', ' ORDER BY pid), '') FROM pg_locks WHERE "
                   "locktype = 'advisory' AND classid = 0 AND objid = 1313428035 AND "
                   "objsubid = 1 AND granted AND pid <> pg_backend_pid() AND " LEADER_THIS_DB,
                   0, NULL, PGRES_TUPLES_OK);
   if (!r) return;
+  const char *pids = PQgetvalue(r, 0, 1);
   /* Once per standing lease: a session that does not end (its backend is
    * stopped) is asked again every period, which says nothing new. */
   if (!l->evict_told)
     log_warn(LOG_MAIN, LEADER_OBJ,
              "leader %s (epoch %llu) has not renewed its lease for %llu ms: asked PostgreSQL to "
-             "end %s session(s) holding the lock",
+             "end the session(s) holding the lock (pid %s)",
              ls->node, (unsigned long long)ls->epoch, (unsigned long long)l->lease_ms,
-             PQgetvalue(r, 0, 0));
+             pids[0] ? pids : "none");
   l->evict_told = true;
+  uint64_t now = leader_mono_ms();
+  if (!l->evict_ms) l->evict_ms = now;
+  /* A backend asked to end is gone within milliseconds, and the lock ours
+   * on the next step: one that still holds it a lease later does not run
+   * (stopped, stuck in the kernel). Nobody leads until it ends: said in
+   * the view (the answers, /metrics), not as "an election is running". */
+  if (now - l->evict_ms >= l->lease_ms && pids[0] && next->blocked != LEADER_BLOCK_LEADER_LOCK) {
+    snprintf(
+        next->why, sizeof next->why,
+        "no controller leads: the leader lock is held by PostgreSQL session pid %s of %s "
+        "(epoch %llu, whose lease stands still), which was asked to end (pg_terminate_backend) "
+        "and has not: a backend that does not run ends only once it runs again. On the "
+        "database host: ps -o pid,stat,wchan -p %s; a stopped one (state T) ends on kill "
+        "-CONT; else restart PostgreSQL",
+        pids, ls->node, (unsigned long long)ls->epoch, pids);
+    next->blocked = LEADER_BLOCK_LEADER_LOCK;
+    log_error(LOG_MAIN, LEADER_OBJ, "%s", next->why);
+  }
   PQclear(r);
 }
 
@@ -825,6 +847,7 @@ static void leader_standby_step(leader_t *l, leader_view_t *v) {
     nirc_strlcpy(l->seen_renewed, ls.renewed, sizeof l->seen_renewed);
     l->watch_since_ms = now;
     l->evict_told = false;
+    l->evict_ms = 0;
   }
   bool still = now - l->watch_since_ms >= l->lease_ms;
   bool mine = ls.present && strcmp(ls.node, l->node) == 0;
@@ -853,6 +876,7 @@ static void leader_standby_step(leader_t *l, leader_view_t *v) {
       elect_retry_due(&l->retry, now)) {
     int got = leader_try_lock(l);
     if (got == 1) {
+      l->evict_ms = 0;
       v->why[0] = '\0';
       v->blocked = LEADER_BLOCK_NONE;
       leader_take(l, v);
@@ -860,7 +884,7 @@ static void leader_standby_step(leader_t *l, leader_view_t *v) {
       nirc_strlcpy(next.why, v->why, sizeof next.why);
       next.blocked = v->blocked;
     } else if (got == 0 && still) {
-      leader_evict(l, &ls);
+      leader_evict(l, &ls, &next);
     }
   }
   if (memcmp(&next, v, sizeof next) != 0) {

@@ -82,8 +82,11 @@ typedef enum {
   LEADER_BLOCK_NONE = 0,
   LEADER_BLOCK_RULES_LOCKED, /* sessions lock the rule tables; tried again once they let go */
   LEADER_BLOCK_RULES_LOAD,   /* the rules could not be loaded otherwise; tried again later */
+  /* the lock's holder, whose lease stood still, was asked to end a lease
+   * ago and still holds it (a backend that does not run): nobody leads */
+  LEADER_BLOCK_LEADER_LOCK,
 } leader_block_t;
-#define LEADER_BLOCK_COUNT 3
+#define LEADER_BLOCK_COUNT 4
 
 typedef struct {
   leader_state_t state;
@@ -148,7 +151,7 @@ bool leader_may_issue(leader_t *l);
  * NULL). Loop thread; a copy, taken under the lock. */
 bool leader_stuck(leader_t *l, elect_stuck_t *out);
 const char *leader_state_name(leader_state_t s);
-/* "none", "rules_locked", "rules_load": the metric's reason label. */
+/* "none", "rules_locked", "rules_load", "leader_lock": the metric's reason label. */
 const char *leader_block_name(leader_block_t b);
 
 #endif

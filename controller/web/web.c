@@ -283,7 +283,9 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
   /* Every reason listed (0 too), so an alert has a series to watch. */
   web_printf(b, "# HELP nirc_leader_blocked 1 on a standby that won the election but does not "
                 "lead, by reason (rules_locked: sessions lock the rule tables; rules_load: the "
-                "rules cannot be loaded otherwise).\n# TYPE nirc_leader_blocked gauge\n");
+                "rules cannot be loaded otherwise; leader_lock: the lock's holder, its lease "
+                "standing still, was asked to end and has not).\n# TYPE nirc_leader_blocked "
+                "gauge\n");
   for (int k = LEADER_BLOCK_NONE + 1; k < LEADER_BLOCK_COUNT; k++)
     web_printf(b, "nirc_leader_blocked{reason=\"%s\"} %d\n", leader_block_name((leader_block_t)k),
                !lead && srv->leader_why[0] && srv->leader_blocked == k);

@@ -130,6 +130,19 @@ def test_leader_leads_only_with_the_lock():
 
         renewed, _ = T.wait_until(renewed_or_still, 15, "the lease renewed or run out")
         assert lock_holders(env) == [frozen], (lock_holders(env), frozen)
+
+        # nircd-2 asked PostgreSQL to end the frozen holder a lease ago and
+        # it has not: nobody leads until it runs. nircd-2's answers name it
+        # and the fix (before: only a log line, and "an election is running").
+        def b_names_it():
+            r = env.ctl("status", controllers=[addr_b])
+            return r if f"leader lock is held by PostgreSQL session pid {frozen} " in r.stderr \
+                else None
+
+        r = T.wait_until(b_names_it, 10, f"nircd-2 to name the frozen lock holder {frozen}")
+        print("nircctl status at nircd-2 while the lock's holder is frozen:\n" + r.stderr,
+              flush=True)
+        assert r.returncode == T.EXIT_UNREACHABLE and "kill -CONT" in r.stderr, r.stderr
     finally:
         os.kill(frozen, signal.SIGCONT)
     T.wait_until(lambda: not env.sql(f"SELECT 1 FROM pg_stat_activity WHERE pid = {frozen}"),

@@ -47,6 +47,8 @@ static void the_message_names_what_to_check(void **state) {
   assert_non_null(strstr(s, "Nothing was changed"));
   s = said("rules_load", false);
   assert_non_null(strstr(s, "mend the row"));
+  s = said("leader_lock", false);
+  assert_non_null(strstr(s, "kill -CONT it if it is stopped"));
   /* A reason a newer nircd sends: its words are shown, no guess. */
   s = said("rules_from_the_future", false);
   assert_non_null(strstr(s, "The controller's words above say what keeps it from leading"));
