@@ -722,6 +722,39 @@ bool engine_judge_trial(engine_t *e, const engine_req_t *rq, plan_t *trial, cons
  * `at` is now), as `nircctl plan --schedule` and `nircctl next` show it.
  * 0 or NIRC_ENOMEM; `out` is released with planner_free. */
 int engine_schedule_trial(engine_t *e, const schedule_t *s, int64_t at, plan_t *out);
+/* The next window of schedule s (enabled as if on; *at: when to plan it,
+ * a minute in, or now while in force), as nircctl plan --schedule lays
+ * it. false: no window ahead (every day it runs is excepted). */
+bool engine_schedule_ahead(engine_t *e, const schedule_t *s, int64_t *at, int64_t *start_ms,
+                           int64_t *end_ms);
+
+/* The capacity check of a schedule add or set: its next window planned
+ * by engine_schedule_trial, judged hub by hub. Flat (no pointers). */
+typedef struct {
+  char hub[SCENARIO_SLUG_MAX];
+  bool known;   /* a forecast (or the live load while in force) was there */
+  bool figures; /* the plan sends it calls: sl/needed/agents hold */
+  bool stable, misses;
+  double sl;
+  unsigned needed, agents;
+  char forecast[160]; /* "forecast from 4 weeks of history", "no history: live load" */
+} engine_hub_check_t;
+typedef struct {
+  bool checked;          /* false: not_checked says why */
+  char not_checked[320]; /* "no window ahead ...", "no forecast for shaanxi ..." */
+  int64_t window_start_ms;
+  engine_hub_check_t hubs[RULES_MAX_SITES];
+  unsigned n_hubs;
+  bool refused; /* a hub misses the floor or is unstable */
+  bool forced, dry_run;
+  char refusal[400]; /* "shaanxi predicted SL 41% ... would need 45 agents (has 30)" */
+} engine_sched_check_t;
+/* Fills *c for schedule s (in the place of its old self when s->id is
+ * one). 0 or NIRC_ENOMEM. */
+int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t *c);
+/* The check as the audit entry keeps it (a new object). */
+json_t *engine_schedule_check_json(const engine_sched_check_t *c);
+
 /* The forced hubs' predictions as the audit trail keeps them (a new
  * array, possibly empty), and releasing them. */
 json_t *engine_forced_json(const engine_forced_t *f);

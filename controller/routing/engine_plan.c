@@ -11,6 +11,7 @@
 #include "engine-int.h"
 
 #include "err.h"
+#include "tz.h"
 #include "log.h"
 #include "util.h"
 
@@ -461,6 +462,34 @@ bool engine_judge_trial(engine_t *e, const engine_req_t *rq, plan_t *trial, cons
 
 /* ---- nircctl plan ---- */
 
+bool engine_schedule_ahead(engine_t *e, const schedule_t *s, int64_t *at, int64_t *start_ms,
+                           int64_t *end_ms) {
+  schedule_t on = *s;
+  on.enabled = true;
+  int64_t start = 0, end = 0, next = 0;
+  bool in_window = rules_schedule_window(&on, engine_now(e), &start, &end);
+  if (!in_window && (next = rules_schedule_next_start(&on, engine_now(e))) == 0) return false;
+  /* Not in its window now: the next one that runs, its start and end
+   * as rules.c lays them (a day whose window an exception or a clock
+   * change removes is passed over, as the planner will). */
+  rules_window_t w;
+  for (int64_t t = engine_now(e); !start && rules_schedule_next_window(&on, t, &w); t = w.start_ms)
+    if (w.fate == RULES_WINDOW_RUNS) {
+      start = w.start_ms;
+      end = w.end_ms;
+    }
+  if (!start) start = next; /* rules_schedule_next_start's, if the walk found none */
+  /* Planned a minute into the window (its first waves, on the load of
+   * its first minutes), or halfway into one shorter than two minutes:
+   * a minute into a one-minute window is already past its end, and the
+   * trial would plan it over. */
+  int64_t into = end > start && end - start < 120000 ? (end - start) / 2 : 60000;
+  *at = in_window ? engine_now(e) : start + into;
+  *start_ms = start;
+  *end_ms = end;
+  return true;
+}
+
 int engine_schedule_trial(engine_t *e, const schedule_t *s, int64_t at, plan_t *out) {
   size_t n = engine_nsites(e);
   schedule_t one = *s;
@@ -613,34 +642,14 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
      * disabled one is planned as it would run once enabled (the trial
      * enables it too), and the reply says it is disabled: its windows are
      * laid as if enabled, or it would be planned for no window at all. */
-    schedule_t on = *s;
-    on.enabled = true;
     sched_disabled = !s->enabled;
-    int64_t start = 0, end = 0, next = 0;
-    bool in_window = rules_schedule_window(&on, engine_now(e), &start, &end);
-    if (!in_window && (next = rules_schedule_next_start(&on, engine_now(e))) == 0) {
+    int64_t start = 0, end = 0, at = 0;
+    if (!engine_schedule_ahead(e, s, &at, &start, &end)) {
       free(focus);
       engine_refuse(e, rq, "plan", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
                     "schedule '%s' has no window ahead (no day it runs): nothing to plan", s->name);
       return;
     }
-    /* Not in its window now: the next one that runs, its start and end
-     * as rules.c lays them (a day whose window an exception or a clock
-     * change removes is passed over, as the planner will). */
-    rules_window_t w;
-    for (int64_t t = engine_now(e); !start && rules_schedule_next_window(&on, t, &w);
-         t = w.start_ms)
-      if (w.fate == RULES_WINDOW_RUNS) {
-        start = w.start_ms;
-        end = w.end_ms;
-      }
-    if (!start) start = next; /* rules_schedule_next_start's, if the walk found none */
-    /* Planned a minute into the window (its first waves, on the load of
-     * its first minutes), or halfway into one shorter than two minutes:
-     * a minute into a one-minute window is already past its end, and the
-     * trial would plan it over. */
-    int64_t into = end > start && end - start < 120000 ? (end - start) / 2 : 60000;
-    int64_t at = in_window ? engine_now(e) : start + into;
     rc = engine_schedule_trial(e, s, at, &trial);
     sched = s;
     sched_at = at;
@@ -710,4 +719,111 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
   engine_arena_free(&a);
   planner_free(&trial);
   free(focus);
+}
+
+/* ---- the capacity check of a schedule add or set ---- */
+
+/* Whether site `slug` has a forecast at `at`, else why not in c. */
+static bool engine_check_known(engine_t *e, const char *slug, int64_t at, bool now,
+                               engine_sched_check_t *c, char *text, size_t len) {
+  engine_demand_t fc;
+  engine_forecast_demand(e, slug, at, &fc);
+  /* In force now: the live load is the load of the window, not a guess. */
+  snprintf(text, len, "%s", now ? "window in force: live load" : fc.text);
+  if (now || fc.kind != ENGINE_DEMAND_LIVE) return true;
+  if (c->checked)
+    snprintf(c->not_checked, sizeof c->not_checked,
+             "no forecast for %s in its next window (%s): its load then is not known", slug,
+             fc.text);
+  c->checked = false;
+  return false;
+}
+
+int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t *c) {
+  memset(c, 0, sizeof *c);
+  int64_t at, start, end;
+  if (!engine_schedule_ahead(e, s, &at, &start, &end)) {
+    snprintf(c->not_checked, sizeof c->not_checked,
+             "no window ahead: every day it runs is excepted, so it would move no calls");
+    return 0;
+  }
+  c->checked = true;
+  c->window_start_ms = start;
+  bool now = at == engine_now(e);
+  char text[160];
+  for (unsigned k = 0; k < s->sources.n; k++)
+    engine_check_known(e, s->sources.v[k], at, now, c, text, sizeof text);
+  plan_t trial;
+  if (engine_schedule_trial(e, s, at, &trial) != 0) return NIRC_ENOMEM;
+  char when[64] = "";
+  tz_local_t l;
+  if (tz_to_local(s->tz, start, &l) == 0)
+    snprintf(when, sizeof when, " (%04d-%02d-%02d %02d:%02d %s)", l.year, l.month, l.day, l.hour,
+             l.minute, s->tz);
+  for (unsigned h = 0; h < s->hubs.n; h++) {
+    engine_hub_check_t *hc = &c->hubs[c->n_hubs++];
+    nirc_strlcpy(hc->hub, s->hubs.v[h], sizeof hc->hub);
+    hc->known = engine_check_known(e, hc->hub, at, now, c, hc->forecast, sizeof hc->forecast);
+    const plan_capacity_t *pc = NULL;
+    for (size_t k = 0; k < trial.n_capacity && !pc; k++)
+      if (strcmp(trial.capacity[k].hub, hc->hub) == 0) pc = &trial.capacity[k];
+    if (!pc) continue; /* the plan sends it no calls */
+    if (pc->cap_source == CAPACITY_UNKNOWN) {
+      hc->known = false;
+      if (c->checked)
+        snprintf(c->not_checked, sizeof c->not_checked,
+                 "the agents of %s are neither measured nor configured (nircctl capacity %s "
+                 "--seats N): its capacity is not known",
+                 hc->hub, hc->hub);
+      c->checked = false;
+      continue;
+    }
+    /* With every source the schedule sends there: what the planner turned
+     * down is what the window would lack. */
+    const erlang_prediction_t *p = pc->refused ? &pc->with_refused : &pc->after;
+    hc->figures = true;
+    hc->sl = engine_sl(p);
+    hc->stable = p->stable;
+    hc->needed = pc->refused ? pc->with_refused_needed : pc->agents_needed;
+    hc->agents = pc->after.agents;
+    hc->misses = hc->known && (pc->refused || !p->stable);
+    if (!hc->misses) continue;
+    engine_append(c->refusal, sizeof c->refusal,
+                  "%s%s predicted SL %.0f%%%s (needs %u agents, has %u; %s)",
+                  c->refused ? "; " : "", hc->hub, 100.0 * hc->sl, hc->stable ? "" : ", unstable",
+                  hc->needed, hc->agents, hc->forecast);
+    c->refused = true;
+  }
+  planner_free(&trial);
+  if (!c->checked) c->refused = false; /* unknown is not a verdict */
+  if (c->refused) {
+    char head[160];
+    snprintf(head, sizeof head,
+             "its next window%s would miss the service-level floor (%.0f%%): ", when,
+             100.0 * e->opts.sl_target);
+    char body[sizeof c->refusal];
+    nirc_strlcpy(body, c->refusal, sizeof body);
+    snprintf(c->refusal, sizeof c->refusal, "%s%s", head, body);
+  }
+  return 0;
+}
+
+json_t *engine_schedule_check_json(const engine_sched_check_t *c) {
+  json_t *hubs = json_array();
+  for (unsigned k = 0; k < c->n_hubs; k++) {
+    const engine_hub_check_t *h = &c->hubs[k];
+    json_t *o = json_pack("{s:s, s:b, s:s, s:b}", "hub", h->hub, "known", (int)h->known, "forecast",
+                          h->forecast, "misses", (int)h->misses);
+    if (h->figures)
+      json_object_update_new(o, json_pack("{s:f, s:I, s:I, s:b}", "sl_after", h->sl,
+                                          "agents_needed", (json_int_t)h->needed, "agents",
+                                          (json_int_t)h->agents, "stable_after", (int)h->stable));
+    json_array_append_new(hubs, o);
+  }
+  json_t *o = json_pack("{s:b, s:o, s:b, s:b}", "checked", (int)c->checked, "hubs", hubs, "refused",
+                        (int)c->refused, "forced", (int)c->forced);
+  if (!c->checked) json_object_set_new(o, "not_checked", json_string(c->not_checked));
+  if (c->window_start_ms)
+    json_object_set_new(o, "window_start_ms", json_integer((json_int_t)c->window_start_ms));
+  return o;
 }

@@ -41,6 +41,9 @@ typedef struct engine_change {
   unsigned n_moves;
   unsigned kept; /* sources away before and after, by the same shares */
   bool dry_run;
+  bool add;       /* a schedule add: no change to tell, only the check */
+  bool has_check; /* a schedule add or set: check holds its capacity check */
+  engine_sched_check_t check;
 } engine_change_t;
 
 static Nirc__ScheduleSpec *engine_schedule_spec(engine_t *e, engine_arena_t *a,
@@ -198,6 +201,17 @@ void engine_deferred_check(engine_t *e) {
   }
 }
 
+/* Hands c (owned from here) to the reply just deferred for rq. */
+static void engine_defer_attach(engine_t *e, const engine_req_t *rq, engine_change_t *c) {
+  deferred_t *last = NULL;
+  for (deferred_t *d = e->deferred; d; d = d->next)
+    last = d;
+  if (last && last->client == rq->client && last->request_id == rq->request_id && !last->change)
+    last->change = c;
+  else
+    free(c); /* answered already (out of memory): without the change */
+}
+
 /* What a SET changed, for its reply (in arena a); NULL without memory. */
 static Nirc__RuleChange *engine_change_reply(engine_arena_t *a, const engine_change_t *c) {
   Nirc__RuleChange *rc = engine_arena_alloc(a, sizeof *rc);
@@ -223,6 +237,38 @@ static Nirc__RuleChange *engine_change_reply(engine_arena_t *a, const engine_cha
   return rc;
 }
 
+/* The capacity check of an ADD or SET, for its reply (in arena a). */
+static Nirc__ScheduleCheck *engine_check_reply(engine_arena_t *a, const engine_sched_check_t *c) {
+  Nirc__ScheduleCheck *sc = engine_arena_alloc(a, sizeof *sc);
+  if (!sc) return NULL;
+  nirc__schedule_check__init(sc);
+  sc->checked = c->checked;
+  sc->not_checked = engine_arena_str(a, c->checked ? "" : c->not_checked);
+  sc->window_start_ms = c->window_start_ms;
+  sc->refused = c->refused;
+  sc->forced = c->forced;
+  sc->refusal = engine_arena_str(a, c->refusal);
+  sc->dry_run = c->dry_run;
+  sc->hubs = engine_arena_alloc(a, (c->n_hubs + 1) * sizeof *sc->hubs);
+  if (!sc->hubs) return NULL;
+  for (unsigned k = 0; k < c->n_hubs; k++) {
+    const engine_hub_check_t *h = &c->hubs[k];
+    Nirc__ScheduleHubCheck *hc = engine_arena_alloc(a, sizeof *hc);
+    if (!hc) return NULL;
+    nirc__schedule_hub_check__init(hc);
+    hc->hub = engine_arena_str(a, h->hub);
+    hc->known = h->known;
+    hc->sl_after = h->sl;
+    hc->agents_needed = h->needed;
+    hc->agents = h->agents;
+    hc->stable_after = h->stable;
+    hc->misses = h->misses;
+    hc->forecast = engine_arena_str(a, h->figures ? h->forecast : "the plan sends it no calls");
+    sc->hubs[sc->n_hubs++] = hc;
+  }
+  return sc;
+}
+
 /* The schedule list; `warning` (may be NULL) says the change it answers
  * is not durable; `change` (may be NULL) what a SET changed. */
 static void engine_reply_schedules(engine_t *e, void *c, uint64_t rid, const char *warning,
@@ -232,13 +278,15 @@ static void engine_reply_schedules(engine_t *e, void *c, uint64_t rid, const cha
   if (sr) {
     nirc__schedule_reply__init(sr);
     sr->schedules = engine_arena_alloc(&a, (e->n_sch + 1) * sizeof *sr->schedules);
-    if (change) sr->change = engine_change_reply(&a, change);
+    if (change && !change->add) sr->change = engine_change_reply(&a, change);
+    if (change && change->has_check && !(sr->check = engine_check_reply(&a, &change->check)))
+      a.failed = true;
   }
   for (size_t k = 0; sr && sr->schedules && k < e->n_sch; k++) {
     Nirc__ScheduleSpec *sp = engine_schedule_spec(e, &a, &e->sch[k]);
     if (sp) sr->schedules[sr->n_schedules++] = sp;
   }
-  if (sr && change && !sr->change) a.failed = true;
+  if (sr && change && !change->add && !sr->change) a.failed = true;
   Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
   rep.body_case = NIRC__OPERATOR_REPLY__BODY_SCHEDULE;
   rep.schedule = sr;
@@ -307,6 +355,29 @@ static bool engine_schedule_cycle(engine_t *e, const engine_req_t *rq, const sch
     engine_refuse(e, rq, "schedule", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, "%s%s", prefix,
                   why);
   return true;
+}
+
+/* The capacity check of schedule s, added or changed (verb: "added",
+ * "changed"), into c->check: a schedule whose next window misses the
+ * floor is refused unless forced (SPEC: capacity check before any move);
+ * a dry run only shows it. false: answered (refused, or out of memory). */
+static bool engine_schedule_checked(engine_t *e, const engine_req_t *rq, const schedule_t *s,
+                                    bool force, const char *verb, const char *target,
+                                    engine_change_t *c) {
+  if (engine_schedule_check(e, s, &c->check) != 0) {
+    engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
+                       "out of memory");
+    return false;
+  }
+  c->has_check = true;
+  c->check.dry_run = c->dry_run;
+  c->check.forced = force && c->check.refused && !c->dry_run;
+  if (!c->check.refused || force || c->dry_run) return true;
+  engine_refuse(e, rq, "schedule", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
+                "schedule '%s' not %s: %s; add agents there, give it fewer sources or another "
+                "hub, or use --force to have it %s anyway",
+                s->name, verb, c->check.refusal, verb);
+  return false;
 }
 
 /* ---- nircctl schedule set: a change in place ---- */
@@ -545,18 +616,14 @@ static void engine_change_finish(engine_t *e, const engine_req_t *rq, defer_kind
   snprintf(what, sizeof what, "%s '%s' changed",
            kind == DEFER_SCHEDULES ? "schedule" : "overflow rule", name);
   e->eval_dirty = true; /* the moves: planned on the next tick */
-  engine_audit(e, rq->operator_name, action, name,
-               json_pack("{s:I, s:o, s:o, s:o, s:I}", "id", (json_int_t)id, "before", before,
-                         "after", after, "moves", engine_change_moves_json(c), "kept",
-                         (json_int_t)c->kept));
-  deferred_t *last = NULL;
+  json_t *detail =
+      json_pack("{s:I, s:o, s:o, s:o, s:I}", "id", (json_int_t)id, "before", before, "after", after,
+                "moves", engine_change_moves_json(c), "kept", (json_int_t)c->kept);
+  if (detail && c->has_check)
+    json_object_set_new(detail, "check", engine_schedule_check_json(&c->check));
+  engine_audit(e, rq->operator_name, action, name, detail);
   engine_defer(e, rq, kind, what);
-  for (deferred_t *d = e->deferred; d; d = d->next)
-    last = d;
-  if (last && last->client == rq->client && last->request_id == rq->request_id && !last->change)
-    last->change = c;
-  else
-    free(c); /* answered already (out of memory): without the change */
+  engine_defer_attach(e, rq, c);
   engine_group_end(e);
 }
 
@@ -620,8 +687,10 @@ static void engine_op_schedule_set(engine_t *e, const engine_req_t *rq,
   old->enabled = false;
   bool cycle = engine_schedule_cycle(e, rq, &s, "", target);
   old->enabled = was_on;
-  if (cycle || engine_change_moves(e, old, &s, c) != 0) {
-    if (!cycle)
+  int moved = cycle ? 0 : engine_change_moves(e, old, &s, c);
+  if (cycle || moved != 0 ||
+      !engine_schedule_checked(e, rq, &s, req->force, "changed", target, c)) {
+    if (moved != 0)
       engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
                          "out of memory");
     free(c);
@@ -668,30 +737,53 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
       }
     }
     if (engine_schedule_cycle(e, rq, &s, "", target_)) return;
-    if (!engine_can_record(e, rq, "schedule", target_)) return;
+    engine_change_t *chk = calloc(1, sizeof *chk);
+    if (!chk) {
+      engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+      return;
+    }
+    chk->add = true;
+    chk->dry_run = req->dry_run;
+    nirc_strlcpy(chk->name, s.name, sizeof chk->name);
+    if (!engine_schedule_checked(e, rq, &s, req->force, "added", target_, chk)) {
+      free(chk);
+      return;
+    }
+    if (chk->dry_run) { /* the list as it is, and the check: nothing added */
+      engine_reply_schedules(e, c, rid, NULL, chk);
+      free(chk);
+      return;
+    }
+    if (!engine_can_record(e, rq, "schedule", target_)) {
+      free(chk);
+      return;
+    }
     group_t *g = engine_group_begin(e);
     s.id = e->next_rule_id++;
     if (!g || engine_add_schedule(e, &s) != 0) {
+      free(chk);
       engine_group_end(e);
       engine_group_release(e, g);
       engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
       return;
     }
     if (engine_persist_schedule(e, &s, who) != 0) {
+      free(chk);
       e->n_sch--; /* not recorded: forget it */
       engine_refuse_unrecorded(e, rq, "schedule", target_, "the schedule");
       return;
     }
     json_t *ex = engine_exceptions_json(&s);
     engine_audit(e, who, "schedule-add", s.name,
-                 json_pack("{s:I, s:o, s:o, s:i, s:i, s:i, s:s, s:i, s:o}", "id", (json_int_t)s.id,
-                           "sources", engine_slugs_json(&s.sources), "hubs",
+                 json_pack("{s:I, s:o, s:o, s:i, s:i, s:i, s:s, s:i, s:o, s:o}", "id",
+                           (json_int_t)s.id, "sources", engine_slugs_json(&s.sources), "hubs",
                            engine_slugs_json(&s.hubs), "start_min", s.start_min, "end_min",
                            s.end_min, "days", s.days, "tz", s.tz, "wave_size", (int)s.wave_size,
-                           "exceptions", ex));
+                           "exceptions", ex, "check", engine_schedule_check_json(&chk->check)));
     char what[96];
     snprintf(what, sizeof what, "schedule '%s' added", s.name);
     engine_defer(e, rq, DEFER_SCHEDULES, what);
+    engine_defer_attach(e, rq, chk);
     engine_group_end(e);
     return;
   }

@@ -440,6 +440,165 @@ static void test_moved_hubs_sources_counted_on_their_forecast(void **state) {
   world_free(w);
 }
 
+/* ---- schedule add and set: the capacity check of the next window ---- */
+
+/* nircctl schedule add|set "lunch" (12:00-12:30 Asia/Shanghai) to
+ * shaanxi, with `sources` (NULL-ended; set: NULL keeps them): its reply. */
+static const world_reply_t *lunch(world_t *w, engine_t *e, uint64_t rid, Nirc__RuleOp op,
+                                  const char *const *sources, bool dry, bool force) {
+  char *hub[] = {"shaanxi"};
+  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
+  sp.name = "lunch";
+  sp.sources = (char **)sources;
+  while (sources && sources[sp.n_sources])
+    sp.n_sources++;
+  if (op == NIRC__RULE_OP__RULE_OP_ADD) {
+    sp.hubs = hub;
+    sp.n_hubs = 1;
+    sp.start = "12:00";
+    sp.end = "12:30";
+    sp.tz = "Asia/Shanghai";
+  }
+  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
+  rq.op = op;
+  rq.name = "lunch";
+  rq.spec = &sp;
+  rq.dry_run = dry;
+  rq.force = force;
+  engine_req_t r = {.client = w, .request_id = rid, .operator_name = "admin:bob", .label = "t"};
+  size_t before = w->n_rep;
+  engine_op_schedule(e, &r, &rq);
+  world_flush(w);
+  assert_int_equal(w->n_rep, before + 1);
+  return &w->rep[w->n_rep - 1];
+}
+
+/* The newest audit entry `action`, its detail (NULL: none). */
+static const char *audit_of(world_t *w, const char *action) {
+  for (size_t k = w->n_rec; k-- > 0;)
+    if (w->rec[k].kind == ENGINE_REC_AUDIT && strcmp(w->rec[k].action, action) == 0)
+      return w->rec[k].detail;
+  return NULL;
+}
+
+static const char *const hubei_only[] = {"hubei", NULL};
+
+/* hubei's 75 calls a half hour at 12:00 (7.5 Erlangs) onto shaanxi's own
+ * 7.5, on 10 agents: the window would be unstable. Refused, saying what
+ * shaanxi would need and that --force adds it anyway; a dry run shows it
+ * and adds nothing; --force adds it, audited as forced. Before the check
+ * the add went in silently and the window failed at 12:00. */
+static void test_schedule_add_checked_on_its_window(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  ahead_history(e, 75);
+  size_t recs = world_count_rec(w, ENGINE_REC_SCHEDULE_NEW, NULL);
+  const world_reply_t *x = lunch(w, e, 1, NIRC__RULE_OP__RULE_OP_ADD, hubei_only, false, false);
+  assert_false(x->ok);
+  assert_int_equal(x->code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
+  assert_non_null(strstr(x->msg, "schedule 'lunch' not added: its next window (2020-01-23 12:00 "
+                                 "Asia/Shanghai) would miss the service-level floor (80%): "
+                                 "shaanxi predicted SL 0%, unstable (needs "));
+  assert_non_null(strstr(x->msg, "has 10; forecast from 4 weeks of history)"));
+  assert_non_null(strstr(x->msg, "use --force to have it added anyway"));
+  assert_int_equal(world_count_rec(w, ENGINE_REC_SCHEDULE_NEW, NULL), recs);
+
+  x = lunch(w, e, 2, NIRC__RULE_OP__RULE_OP_ADD, hubei_only, true, false);
+  assert_true(x->ok);
+  const Nirc__ScheduleReply *sr = x->full->schedule;
+  assert_int_equal(sr->n_schedules, 0); /* nothing added */
+  assert_null(sr->change);
+  assert_non_null(sr->check);
+  assert_true(sr->check->checked && sr->check->refused && sr->check->dry_run);
+  assert_false(sr->check->forced);
+  assert_int_equal(sr->check->n_hubs, 1);
+  const Nirc__ScheduleHubCheck *h = sr->check->hubs[0];
+  assert_string_equal(h->hub, "shaanxi");
+  assert_true(h->known && h->misses && !h->stable_after);
+  assert_int_equal(h->agents, 10);
+  assert_true(h->agents_needed > 15); /* 15 Erlangs */
+  assert_string_equal(h->forecast, "forecast from 4 weeks of history");
+  assert_int_equal(world_count_rec(w, ENGINE_REC_SCHEDULE_NEW, NULL), recs);
+
+  x = lunch(w, e, 3, NIRC__RULE_OP__RULE_OP_ADD, hubei_only, false, true);
+  assert_true(x->ok);
+  assert_true(x->full->schedule->check->forced);
+  assert_int_equal(x->full->schedule->n_schedules, 1);
+  const char *a = audit_of(w, "schedule-add");
+  assert_non_null(a);
+  assert_non_null(strstr(a, "\"forced\":true"));
+  assert_non_null(strstr(a, "\"refused\":true"));
+  assert_non_null(strstr(a, "\"hub\":\"shaanxi\""));
+  engine_free(e);
+  world_free(w);
+}
+
+/* A quiet lunch (15 calls a half hour at hubei, 1.5 Erlangs) passes and
+ * the reply says the prediction; a set that adds hunan's 120 (12 Erlangs)
+ * to it is refused and changes nothing; forced it is made and audited. */
+static void test_schedule_set_adding_sources_checked(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  const char *const sites[] = {"hubei", "shaanxi", "hunan"};
+  const double calls[] = {15, 15, 120};
+  ahead_history_of(e, sites, calls, 3);
+  const world_reply_t *x = lunch(w, e, 1, NIRC__RULE_OP__RULE_OP_ADD, hubei_only, false, false);
+  assert_true(x->ok);
+  const Nirc__ScheduleCheck *ck = x->full->schedule->check;
+  assert_true(ck->checked && !ck->refused && !ck->forced);
+  assert_false(ck->hubs[0]->misses);
+  assert_true(ck->hubs[0]->sl_after >= 0.8);
+  assert_non_null(strstr(audit_of(w, "schedule-add"), "\"refused\":false"));
+
+  static const char *const both[] = {"hubei", "hunan", NULL};
+  size_t recs = world_count_rec(w, ENGINE_REC_SCHEDULE_CHANGE, NULL);
+  x = lunch(w, e, 2, NIRC__RULE_OP__RULE_OP_SET, both, false, false);
+  assert_false(x->ok);
+  assert_non_null(strstr(x->msg, "schedule 'lunch' not changed: its next window"));
+  assert_non_null(strstr(x->msg, "use --force to have it changed anyway"));
+  assert_int_equal(world_count_rec(w, ENGINE_REC_SCHEDULE_CHANGE, NULL), recs);
+
+  x = lunch(w, e, 3, NIRC__RULE_OP__RULE_OP_SET, both, true, false); /* dry run */
+  assert_true(x->ok);
+  assert_true(x->full->schedule->change->dry_run);
+  assert_true(x->full->schedule->check->refused && x->full->schedule->check->dry_run);
+  assert_int_equal(x->full->schedule->schedules[0]->n_sources, 1); /* unchanged */
+  assert_int_equal(world_count_rec(w, ENGINE_REC_SCHEDULE_CHANGE, NULL), recs);
+
+  x = lunch(w, e, 4, NIRC__RULE_OP__RULE_OP_SET, both, false, true);
+  assert_true(x->ok);
+  assert_true(x->full->schedule->check->forced);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_SCHEDULE_CHANGE, NULL), recs + 1);
+  assert_non_null(strstr(audit_of(w, "schedule-change"), "\"forced\":true"));
+  engine_free(e);
+  world_free(w);
+}
+
+/* shaanxi has no history and the engine no scenario: its load at 12:00 is
+ * not known, so nothing can be predicted. The add is accepted and says
+ * the check could not be made and why (not a prediction on zero load). */
+static void test_schedule_add_without_forecast_says_unchecked(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  const char *const sites[] = {"hubei"};
+  const double calls[] = {300};
+  ahead_history_of(e, sites, calls, 1);
+  const world_reply_t *x = lunch(w, e, 1, NIRC__RULE_OP__RULE_OP_ADD, hubei_only, false, false);
+  assert_true(x->ok);
+  const Nirc__ScheduleCheck *ck = x->full->schedule->check;
+  assert_false(ck->checked);
+  assert_false(ck->refused);
+  assert_string_equal(ck->not_checked, "no forecast for shaanxi in its next window (no history: "
+                                       "live load): its load then is not known");
+  assert_false(ck->hubs[0]->known);
+  assert_non_null(strstr(audit_of(w, "schedule-add"), "\"checked\":false"));
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_history_preferred_and_said),
@@ -451,6 +610,9 @@ int main(void) {
       cmocka_unit_test(test_cutover_without_history_says_the_rise_is_not_checked),
       cmocka_unit_test(test_amend_checked_on_the_rising_forecast),
       cmocka_unit_test(test_moved_hubs_sources_counted_on_their_forecast),
+      cmocka_unit_test(test_schedule_add_checked_on_its_window),
+      cmocka_unit_test(test_schedule_set_adding_sources_checked),
+      cmocka_unit_test(test_schedule_add_without_forecast_says_unchecked),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
