@@ -65,11 +65,17 @@ int ctl_build_schedule(int argc, char **argv, Nirc__OperatorRequest *req, ctl_ar
   bool set = a->schedule.op == NIRC__RULE_OP__RULE_OP_SET;
   if (a->schedule.op != NIRC__RULE_OP__RULE_OP_ADD && !set) return argc == 3 ? 0 : EXIT_USAGE;
   static const struct option o[] = {
-      {"sources", required_argument, NULL, 's'}, {"to", required_argument, NULL, 't'},
-      {"start", required_argument, NULL, 'b'},   {"end", required_argument, NULL, 'e'},
-      {"days", required_argument, NULL, 'd'},    {"tz", required_argument, NULL, 'z'},
-      {"except", required_argument, NULL, 'x'},  {"wave-size", required_argument, NULL, 'w'},
-      {"dry-run", no_argument, NULL, 'n'},       {NULL, 0, NULL, 0},
+      {"sources", required_argument, NULL, 's'},
+      {"to", required_argument, NULL, 't'},
+      {"start", required_argument, NULL, 'b'},
+      {"end", required_argument, NULL, 'e'},
+      {"days", required_argument, NULL, 'd'},
+      {"tz", required_argument, NULL, 'z'},
+      {"except", required_argument, NULL, 'x'},
+      {"wave-size", required_argument, NULL, 'w'},
+      {"dry-run", no_argument, NULL, 'n'},
+      {"force", no_argument, NULL, 'f'},
+      {NULL, 0, NULL, 0},
   };
   Nirc__ScheduleSpec *sp = &a->sched_spec;
   nirc__schedule_spec__init(sp);
@@ -113,10 +119,8 @@ int ctl_build_schedule(int argc, char **argv, Nirc__OperatorRequest *req, ctl_ar
     case 'w':
       if (ctl_parse_uint(a, "--wave-size", optarg, 100, &sp->wave_size)) return EXIT_USAGE;
       break;
-    case 'n':
-      if (!set) return EXIT_USAGE;
-      a->schedule.dry_run = true;
-      break;
+    case 'n': a->schedule.dry_run = true; break;
+    case 'f': a->schedule.force = true; break;
     default: return EXIT_USAGE;
     }
   }
@@ -124,12 +128,13 @@ int ctl_build_schedule(int argc, char **argv, Nirc__OperatorRequest *req, ctl_ar
                                  !sp->tz[0] && !sp->n_exceptions && !sp->wave_size))) {
     ctl_say(a, "usage: schedule set NAME [--sources A,B] [--to HUB[,HUB]] [--start HH:MM] "
                "[--end HH:MM] [--days D] [--tz ZONE] [--except DATES|none] [--wave-size N] "
-               "[--dry-run] (at least one change)");
+               "[--dry-run] [--force] (at least one change)");
     return EXIT_USAGE;
   }
   if (!set && (optind != argc || !srcs || !to || !*sp->start || !*sp->end)) {
     ctl_say(a, "usage: schedule add NAME --sources A,B --to HUB[,HUB] --start HH:MM "
-               "--end HH:MM [--days daily] [--tz ZONE] [--except DATES] [--wave-size N]");
+               "--end HH:MM [--days daily] [--tz ZONE] [--except DATES] [--wave-size N] "
+               "[--dry-run] [--force]");
     return EXIT_USAGE;
   }
   if (srcs &&

@@ -24,6 +24,27 @@ static json_t *ctl_change_json(const Nirc__RuleChange *c) {
                    "kept", (json_int_t)c->kept, "dry_run", c->dry_run);
 }
 
+/* The capacity check of a `schedule add` or `set` (ScheduleCheck). */
+static json_t *ctl_check_json(const Nirc__ScheduleCheck *c) {
+  json_t *hubs = json_array();
+  for (size_t k = 0; k < c->n_hubs; k++) {
+    const Nirc__ScheduleHubCheck *h = c->hubs[k];
+    /* Unknown is not zero: no figures for a hub not predicted. */
+    bool p = h->predicted;
+    json_t *o = json_pack("{s:s, s:b, s:b, s:b, s:s}", "hub", h->hub, "known", h->known,
+                          "predicted", p, "misses", h->misses, "forecast", h->forecast);
+    json_object_set_new(o, "sl_after", p ? json_real(h->sl_after) : json_null());
+    json_object_set_new(o, "agents_needed", p ? json_integer(h->agents_needed) : json_null());
+    json_object_set_new(o, "agents", p ? json_integer(h->agents) : json_null());
+    json_object_set_new(o, "stable_after", p ? json_boolean(h->stable_after) : json_null());
+    json_array_append_new(hubs, o);
+  }
+  return json_pack("{s:b, s:s*, s:I, s:o, s:b, s:b, s:s*, s:b}", "checked", c->checked,
+                   "not_checked", c->checked ? NULL : c->not_checked, "window_start_ms",
+                   (json_int_t)c->window_start_ms, "hubs", hubs, "refused", c->refused, "forced",
+                   c->forced, "refusal", c->refused ? c->refusal : NULL, "dry_run", c->dry_run);
+}
+
 json_t *ctl_schedules_json(const Nirc__ScheduleReply *r) {
   json_t *arr = json_array();
   for (size_t i = 0; i < r->n_schedules; i++) {
@@ -48,6 +69,7 @@ json_t *ctl_schedules_json(const Nirc__ScheduleReply *r) {
   }
   json_t *j = json_pack("{s:o}", "schedules", arr);
   if (j && r->change) json_object_set_new(j, "change", ctl_change_json(r->change));
+  if (j && r->check) json_object_set_new(j, "check", ctl_check_json(r->check));
   return j;
 }
 
@@ -71,6 +93,35 @@ static void ctl_change_print(FILE *out, const char *kind, const Nirc__RuleChange
     fprintf(out, "  no source routes by it now: nothing moves\n\n");
 }
 
+/* The prediction of the schedule's next window, above the list: per hub
+ * the service level, agents needed and staffed, and the forecast used. */
+static void ctl_check_print(FILE *out, const Nirc__ScheduleCheck *c, const char *tz) {
+  char when[40] = "";
+  if (c->window_start_ms) ctl_history_time(c->window_start_ms, tz, when, sizeof when);
+  if (!c->checked)
+    fprintf(out, "capacity of the next window%s%s NOT checked: %s\n", when[0] ? " at " : "", when,
+            esc(c->not_checked));
+  else
+    fprintf(out, "capacity of the next window at %s: %s\n", when,
+            c->refused && c->forced    ? "MISSES the floor, forced (--force; audited)"
+            : c->refused && c->dry_run ? "MISSES the floor (refused without --force)"
+            : c->refused               ? "MISSES the floor"
+                                       : "passes");
+  for (size_t k = 0; k < c->n_hubs; k++) {
+    const Nirc__ScheduleHubCheck *h = c->hubs[k];
+    if (!h->predicted) {
+      fprintf(out, "  %-12s not predicted: %s\n", esc(h->hub), esc(h->forecast));
+      continue;
+    }
+    fprintf(out, "  %-12s SL %3.0f%%%s  needs %u agents, has %u%s  (%s)\n", esc(h->hub),
+            100.0 * h->sl_after, h->stable_after ? "" : " unstable", h->agents_needed, h->agents,
+            h->misses ? "  MISSES" : "", esc(h->forecast));
+  }
+  if (c->refused && c->dry_run) fprintf(out, "  %s\n", esc(c->refusal));
+  if (c->dry_run) fprintf(out, "  (dry run: nothing was changed)\n");
+  fprintf(out, "\n");
+}
+
 /* The IN FORCE cell. In its window but moving nobody (hubs offline or
  * full) is not "in force" for the people reading this: say what is true.
  * Sources whose route is not known here are neither moved nor home: with
@@ -91,6 +142,7 @@ static void ctl_schedule_force(const Nirc__ScheduleSpec *s, char *buf, size_t le
 
 void ctl_schedules_print(FILE *out, const Nirc__ScheduleReply *r, const char *tz) {
   if (r->change) ctl_change_print(out, "schedule", r->change);
+  if (r->check) ctl_check_print(out, r->check, tz);
   /* IN FORCE as wide as its widest cell, so the columns after it line up. */
   int fw = 16;
   bool not_known = false;

@@ -767,7 +767,10 @@ int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t
     const plan_capacity_t *pc = NULL;
     for (size_t k = 0; k < trial.n_capacity && !pc; k++)
       if (strcmp(trial.capacity[k].hub, hc->hub) == 0) pc = &trial.capacity[k];
-    if (!pc) continue; /* the plan sends it no calls */
+    if (!pc) { /* nothing to predict: said, not shown as figures */
+      if (hc->known) snprintf(hc->forecast, sizeof hc->forecast, "the plan sends it no calls");
+      continue;
+    }
     if (pc->cap_source == CAPACITY_UNKNOWN) {
       hc->known = false;
       if (c->checked)
@@ -809,21 +812,23 @@ int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t
 }
 
 json_t *engine_schedule_check_json(const engine_sched_check_t *c) {
+  /* The shape nircctl gives the reply's check (docs/CLI-JSON.md,
+   * ScheduleCheck): figures only where predicted, null otherwise. */
   json_t *hubs = json_array();
   for (unsigned k = 0; k < c->n_hubs; k++) {
     const engine_hub_check_t *h = &c->hubs[k];
-    json_t *o = json_pack("{s:s, s:b, s:s, s:b}", "hub", h->hub, "known", (int)h->known, "forecast",
-                          h->forecast, "misses", (int)h->misses);
-    if (h->figures)
-      json_object_update_new(o, json_pack("{s:f, s:I, s:I, s:b}", "sl_after", h->sl,
-                                          "agents_needed", (json_int_t)h->needed, "agents",
-                                          (json_int_t)h->agents, "stable_after", (int)h->stable));
+    bool p = h->known && h->figures;
+    json_t *o = json_pack("{s:s, s:b, s:b, s:b, s:s}", "hub", h->hub, "known", (int)h->known,
+                          "predicted", (int)p, "misses", (int)h->misses, "forecast", h->forecast);
+    json_object_set_new(o, "sl_after", p ? json_real(h->sl) : json_null());
+    json_object_set_new(o, "agents_needed", p ? json_integer(h->needed) : json_null());
+    json_object_set_new(o, "agents", p ? json_integer(h->agents) : json_null());
+    json_object_set_new(o, "stable_after", p ? json_boolean(h->stable) : json_null());
     json_array_append_new(hubs, o);
   }
-  json_t *o = json_pack("{s:b, s:o, s:b, s:b}", "checked", (int)c->checked, "hubs", hubs, "refused",
-                        (int)c->refused, "forced", (int)c->forced);
-  if (!c->checked) json_object_set_new(o, "not_checked", json_string(c->not_checked));
-  if (c->window_start_ms)
-    json_object_set_new(o, "window_start_ms", json_integer((json_int_t)c->window_start_ms));
-  return o;
+  return json_pack("{s:b, s:s*, s:I, s:o, s:b, s:b, s:s*, s:b}", "checked", (int)c->checked,
+                   "not_checked", c->checked ? NULL : c->not_checked, "window_start_ms",
+                   (json_int_t)c->window_start_ms, "hubs", hubs, "refused", (int)c->refused,
+                   "forced", (int)c->forced, "refusal", c->refused ? c->refusal : NULL, "dry_run",
+                   (int)c->dry_run);
 }

@@ -263,7 +263,8 @@ static Nirc__ScheduleCheck *engine_check_reply(engine_arena_t *a, const engine_s
     hc->agents = h->agents;
     hc->stable_after = h->stable;
     hc->misses = h->misses;
-    hc->forecast = engine_arena_str(a, h->figures ? h->forecast : "the plan sends it no calls");
+    hc->predicted = h->known && h->figures;
+    hc->forecast = engine_arena_str(a, h->forecast);
     sc->hubs[sc->n_hubs++] = hc;
   }
   return sc;

@@ -157,9 +157,15 @@ RESTORE_DETAIL = {"sources": [str], "ended_cutovers": [int], "reason": str,
                   "directives": [DIRECTIVE]}
 REFUSAL_DETAIL = {"refusal": str}
 CAPACITY_REFUSAL_DETAIL = {"sources": [str], "hubs": [str], "reason": str, "refusal": str}
+SCHEDULE_HUB_CHECK = {"hub": str, "known": bool, "predicted": bool, "misses": bool,
+                      "forecast": str, "sl_after": (float, NULL), "agents_needed": (int, NULL),
+                      "agents": (int, NULL), "stable_after": (bool, NULL)}
+SCHEDULE_CHECK = {"checked": bool, Opt("not_checked"): str, "window_start_ms": int,
+                  "hubs": [SCHEDULE_HUB_CHECK], "refused": bool, "forced": bool,
+                  Opt("refusal"): str, "dry_run": bool}
 SCHEDULE_ADD_DETAIL = {"id": int, "sources": [str], "hubs": [str], "start_min": int,
                        "end_min": int, "days": int, "tz": str, "wave_size": int,
-                       "exceptions": [str]}
+                       "exceptions": [str], Opt("check"): SCHEDULE_CHECK}
 RULE_ID_DETAIL = {"id": int}
 RULE_CHANGE_MOVE = {"site": str, "from": str, "to": str}
 SCHEDULE_TERMS = {Opt("sources"): [str], Opt("hubs"): [str], Opt("start"): str, Opt("end"): str,
@@ -172,7 +178,7 @@ OVERFLOW_TERMS = {Opt("hubs"): [str], Opt("trigger_wait_s"): int, Opt("release_w
 OVERFLOW_CHANGE_DETAIL = {"id": int, "before": OVERFLOW_TERMS, "after": OVERFLOW_TERMS,
                           "moves": [RULE_CHANGE_MOVE], "kept": int}
 SCHEDULE_CHANGE_DETAIL = {"id": int, "before": SCHEDULE_TERMS, "after": SCHEDULE_TERMS,
-                          "moves": [RULE_CHANGE_MOVE], "kept": int}
+                          "moves": [RULE_CHANGE_MOVE], "kept": int, Opt("check"): SCHEDULE_CHECK}
 OVERFLOW_ADD_DETAIL = {"id": int, "source": str, "hubs": [str], "share_cap_permille": int}
 MOVE_DETAIL = {"rule": str, "rule_id": int, "sources": [str], "reason": str,
                Opt("demand"): ANY_OBJECT}
@@ -207,7 +213,8 @@ SCHEDULE = {"id": int, "name": str, "sources": [str], "hubs": [str], "start": st
             "sources_not_known": int}
 RULE_CHANGE = {"name": str, "changed": [str], "moves": [RULE_CHANGE_MOVE], "kept": int,
                "dry_run": bool}
-SCHEDULES = {"schedules": [SCHEDULE], Opt("change"): RULE_CHANGE, Opt("warning"): str}
+SCHEDULES = {"schedules": [SCHEDULE], Opt("change"): RULE_CHANGE, Opt("check"): SCHEDULE_CHECK,
+             Opt("warning"): str}
 OVERFLOW_RULE = {"id": int, "name": str, "source": str, "hubs": [str], "trigger_wait_s": int,
                  "release_wait_s": int, "trigger_queue": int, "release_queue": int,
                  "trigger_sl": float, "release_sl": float, "share_cap_permille": int,
@@ -268,6 +275,7 @@ SHAPES = {
     "ScheduleAddDetail": SCHEDULE_ADD_DETAIL, "RuleIdDetail": RULE_ID_DETAIL,
     "ScheduleChangeDetail": SCHEDULE_CHANGE_DETAIL, "ScheduleTerms": SCHEDULE_TERMS,
     "RuleChange": RULE_CHANGE, "RuleChangeMove": RULE_CHANGE_MOVE,
+    "ScheduleCheck": SCHEDULE_CHECK, "ScheduleHubCheck": SCHEDULE_HUB_CHECK,
     "OverflowChangeDetail": OVERFLOW_CHANGE_DETAIL, "OverflowTerms": OVERFLOW_TERMS,
     "OverflowAddDetail": OVERFLOW_ADD_DETAIL, "MoveDetail": MOVE_DETAIL,
     "RollbackDetail": ROLLBACK_DETAIL, "RouteDetail": ROUTE_DETAIL, "ExpireDetail": EXPIRE_DETAIL,
@@ -655,9 +663,18 @@ def test_restore():
 def test_schedule_and_overflow_lists():
     j = check(ctl_json("schedule", "list", expect=0), SCHEDULES, "schedule list")
     assert j == {"schedules": []}, j
+    # add predicts the next window (the scenario's night) and says it;
+    # --dry-run adds nothing.
+    j = check(ctl_json("schedule", "add", "json-night", "--sources", "xizang", "--to", "shaanxi",
+                       "--start", "22:00", "--end", "08:00", "--dry-run", expect=0), SCHEDULES,
+              "schedule add --dry-run")
+    assert j["schedules"] == [] and j["check"]["dry_run"] is True, j
+    (h,) = j["check"]["hubs"]
+    assert h["hub"] == "shaanxi" and "scenario" in h["forecast"], j["check"]
     j = check(ctl_json("schedule", "add", "json-night", "--sources", "xizang", "--to", "shaanxi",
                        "--start", "22:00", "--end", "08:00", "--except", "2020-01-24",
                        expect=0), SCHEDULES, "schedule add")
+    assert j["check"]["checked"] is True and j["check"]["refused"] is False, j["check"]
     j = check(ctl_json("schedule", "set", "json-night", "--end", "08:30", "--dry-run", expect=0),
               SCHEDULES, "schedule set --dry-run")
     assert j["change"] == {"name": "json-night", "changed": ["end 08:00 -> 08:30"], "moves": [],
