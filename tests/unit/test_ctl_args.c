@@ -206,9 +206,15 @@ static void test_schedule_set_sends_only_what_changes(void **state) {
   assert_false(args.req.schedule->dry_run);
   assert_int_equal(parse(ARGV("schedule", "set", "night")), CTL_ARGS_ERROR);
   assert_non_null(strstr(args.msg, "at least one change"));
+  /* add takes --dry-run (its capacity check, nothing added) and --force. */
   assert_int_equal(parse(ARGV("schedule", "add", "night", "--sources", "hubei", "--to", "shaanxi",
                               "--start", "22:00", "--end", "08:00", "--dry-run")),
-                   CTL_ARGS_ERROR);
+                   CTL_ARGS_REQUEST);
+  assert_true(args.req.schedule->dry_run);
+  assert_false(args.req.schedule->force);
+  assert_int_equal(parse(ARGV("schedule", "set", "night", "--end", "08:30", "--force")),
+                   CTL_ARGS_REQUEST);
+  assert_true(args.req.schedule->force);
   /* add without --start or --end is a usage error here (protobuf-c sets an
    * unset string to "", not NULL: it went to the controller as "" before). */
   assert_int_equal(parse(ARGV("schedule", "add", "night", "--sources", "hubei", "--to", "shaanxi",
