@@ -99,10 +99,10 @@ static void ctl_check_print(FILE *out, const Nirc__ScheduleCheck *c, const char 
   char when[40] = "";
   if (c->window_start_ms) ctl_history_time(c->window_start_ms, tz, when, sizeof when);
   if (!c->checked)
-    fprintf(out, "capacity of the next window%s%s NOT checked: %s\n", when[0] ? " at " : "", when,
+    fprintf(out, "capacity of the window%s%s NOT checked: %s\n", when[0] ? " from " : "", when,
             esc(c->not_checked));
   else
-    fprintf(out, "capacity of the next window at %s: %s\n", when,
+    fprintf(out, "capacity of the window from %s: %s\n", when,
             c->refused && c->forced    ? "MISSES the floor, forced (--force; audited)"
             : c->refused && c->dry_run ? "MISSES the floor (refused without --force)"
             : c->refused               ? "MISSES the floor"

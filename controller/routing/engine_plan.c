@@ -781,8 +781,9 @@ int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t
       c->checked = false;
       continue;
     }
-    /* With every source the schedule sends there: what the planner turned
-     * down is what the window would lack. */
+    /* A hub that turns sources down is judged with them (the largest it
+     * turned down, as a cutover's refusal says): that is what the window
+     * would lack. */
     const erlang_prediction_t *p = pc->refused ? &pc->with_refused : &pc->after;
     hc->figures = true;
     hc->sl = engine_sl(p);
@@ -798,7 +799,21 @@ int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t
     c->refused = true;
   }
   planner_free(&trial);
-  if (!c->checked) c->refused = false; /* unknown is not a verdict */
+  bool any = false;
+  for (unsigned h = 0; h < c->n_hubs; h++)
+    any |= c->hubs[h].figures;
+  if (c->checked && !any) /* a prediction of nothing is no check */
+    snprintf(c->not_checked, sizeof c->not_checked,
+             "the plan sends its hubs no calls (its sources or hubs not online or not heard, or "
+             "other rules come first: nircctl plan --schedule %s says why)",
+             s->name);
+  c->checked &= any;
+  if (!c->checked) { /* unknown is not a verdict: figures shown, nothing refused */
+    c->refused = false;
+    c->refusal[0] = '\0';
+    for (unsigned h = 0; h < c->n_hubs; h++)
+      c->hubs[h].misses = false;
+  }
   if (c->refused) {
     char head[160];
     snprintf(head, sizeof head,

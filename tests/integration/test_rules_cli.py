@@ -28,7 +28,14 @@ def test_setup():
     global env
     env = T.Env("rules-cli")
     env.start_controller()
-    assert env.ctl("schedule", "add", "night", *NIGHT, "--tz", "Asia/Shanghai").returncode == 0
+    r = env.ctl("schedule", "add", "night", *NIGHT, "--tz", "Asia/Shanghai")
+    assert r.returncode == 0, r.stderr
+    # The reply says what its window would do at each hub, above the list:
+    # here no agent runs, so nothing moves and nothing could be checked.
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("capacity of the window from "), r.stdout
+    assert "NOT checked: the plan sends its hubs no calls" in lines[0], r.stdout
+    assert lines[1].split()[0] == "shaanxi" and lines[2].split()[0] == "henan", r.stdout
 
 
 def test_schedule_bad_time_zone_refused():
