@@ -294,12 +294,6 @@ int engine_copy_slugs(slug_list_t *l, char **v, size_t n, const char *what, char
   return 0;
 }
 
-static bool engine_list_has(const slug_list_t *l, const char *slug) {
-  for (unsigned i = 0; i < l->n; i++)
-    if (strcmp(l->v[i], slug) == 0) return true;
-  return false;
-}
-
 /* The change is in force: plans, sends what changed, and leaves a waiter
  * that answers the operator once every site acknowledged and the change's
  * records (the current group, which the waiter takes) are durable. Returns
@@ -512,13 +506,13 @@ void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverR
   for (size_t k = 0; k < e->n_cut; k++) {
     if (e->cut[k].state != CUTOVER_ACTIVE) continue;
     for (unsigned s = 0; s < cut.sources.n; s++) {
-      if (engine_list_has(&e->cut[k].sources, cut.sources.v[s])) {
+      if (rules_list_has(&e->cut[k].sources, cut.sources.v[s])) {
         engine_refuse(e, rq, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
                       "%s is already cut over (cutover %llu: %s); restore it first",
                       cut.sources.v[s], (unsigned long long)e->cut[k].id, e->cut[k].reason);
         return;
       }
-      if (engine_list_has(&e->cut[k].sources, cut.hubs.v[0]) && cut.hubs.n == 1) {
+      if (rules_list_has(&e->cut[k].sources, cut.hubs.v[0]) && cut.hubs.n == 1) {
         engine_refuse(e, rq, "cutover", target_, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
                       "hub %s is itself cut over (cutover %llu)", cut.hubs.v[0],
                       (unsigned long long)e->cut[k].id);
@@ -744,7 +738,7 @@ void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreR
       bool found = false;
       for (size_t k = 0; k < e->n_cut && !found; k++)
         found = e->cut[k].state == CUTOVER_ACTIVE &&
-                engine_list_has(&e->cut[k].sources, req->sources[s]);
+                rules_list_has(&e->cut[k].sources, req->sources[s]);
       if (!found) {
         long i = engine_index(e, req->sources[s]);
         json_decref(ended);
@@ -767,7 +761,7 @@ void engine_op_restore(engine_t *e, const engine_req_t *rq, const Nirc__RestoreR
     for (size_t s = 0; s < req->n_sources; s++) {
       for (size_t k = 0; k < e->n_cut; k++) {
         cutover_t *cut = &e->cut[k];
-        if (cut->state != CUTOVER_ACTIVE || !engine_list_has(&cut->sources, req->sources[s]))
+        if (cut->state != CUTOVER_ACTIVE || !rules_list_has(&cut->sources, req->sources[s]))
           continue;
         slug_list_t keep = {0};
         for (unsigned j = 0; j < cut->sources.n; j++) {

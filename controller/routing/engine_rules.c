@@ -390,19 +390,6 @@ static void engine_list_text(const slug_list_t *l, char *buf, size_t len) {
     used += (size_t)snprintf(buf + used, len - used, "%s%s", k ? "," : "", l->v[k]);
 }
 
-static bool engine_slug_in(const slug_list_t *l, const char *slug) {
-  for (unsigned k = 0; k < l->n; k++)
-    if (strcmp(l->v[k], slug) == 0) return true;
-  return false;
-}
-
-static bool engine_lists_equal(const slug_list_t *a, const slug_list_t *b) {
-  if (a->n != b->n) return false;
-  for (unsigned k = 0; k < a->n; k++)
-    if (strcmp(a->v[k], b->v[k]) != 0) return false;
-  return true;
-}
-
 static json_t *engine_exceptions_json(const schedule_t *s) {
   json_t *ex = json_array();
   for (unsigned k = 0; k < s->n_exceptions; k++) {
@@ -468,12 +455,12 @@ static void engine_schedule_diff(const schedule_t *a, const schedule_t *b, engin
     json_object_set_new(before, key, ja);                                                          \
     json_object_set_new(after, key, jb);                                                           \
   } while (0)
-  if (!engine_lists_equal(&a->sources, &b->sources)) {
+  if (!rules_lists_equal(&a->sources, &b->sources)) {
     engine_list_text(&a->sources, x, sizeof x);
     engine_list_text(&b->sources, y, sizeof y);
     ENGINE_DIFF("sources", engine_slugs_json(&a->sources), engine_slugs_json(&b->sources));
   }
-  if (!engine_lists_equal(&a->hubs, &b->hubs)) {
+  if (!rules_lists_equal(&a->hubs, &b->hubs)) {
     engine_list_text(&a->hubs, x, sizeof x);
     engine_list_text(&b->hubs, y, sizeof y);
     ENGINE_DIFF("hubs", engine_slugs_json(&a->hubs), engine_slugs_json(&b->hubs));
@@ -526,7 +513,7 @@ static void engine_change_compare(engine_t *e, const plan_t *trial, const slug_l
                                   const slug_list_t *b, engine_change_t *c) {
   for (size_t i = 0; i < engine_nsites(e) && i < trial->n_routes; i++) {
     const char *slug = engine_site(e, i)->slug;
-    if (!engine_slug_in(a, slug) && !engine_slug_in(b, slug)) continue;
+    if (!rules_list_has(a, slug) && !rules_list_has(b, slug)) continue;
     const route_t *cur = &e->dirs[i].target;
     route_t want;
     engine_route_from_plan(&trial->routes[i], &want);
@@ -971,7 +958,7 @@ static int engine_overflow_merge(const overflow_rule_t *old, const Nirc__Overflo
 static void engine_overflow_diff(const overflow_rule_t *a, const overflow_rule_t *b,
                                  engine_change_t *c, json_t *before, json_t *after) {
   char x[1200], y[1200];
-  if (!engine_lists_equal(&a->hubs, &b->hubs)) {
+  if (!rules_lists_equal(&a->hubs, &b->hubs)) {
     engine_list_text(&a->hubs, x, sizeof x);
     engine_list_text(&b->hubs, y, sizeof y);
     if (c->n_changed < ENGINE_CHANGE_FIELDS)

@@ -99,12 +99,6 @@ static void engine_sites_why(char *why, size_t len, const char *fmt, ...) {
   va_end(ap);
 }
 
-static bool engine_list_has(const slug_list_t *l, const char *slug) {
-  for (unsigned k = 0; k < l->n; k++)
-    if (strcmp(l->v[k], slug) == 0) return true;
-  return false;
-}
-
 /* Sources this controller has not heard since it took over whose last
  * directive in the database (an older leader's move, e->prior) sends
  * calls to `slug`: their PBX may still do so (nobody here knows whether
@@ -167,7 +161,7 @@ bool engine_site_in_use(engine_t *e, size_t i, bool hub_only, char *why, size_t 
   for (size_t k = 0; k < e->n_cut; k++) {
     const cutover_t *c = &e->cut[k];
     if (c->state != CUTOVER_ACTIVE) continue;
-    bool src = engine_list_has(&c->sources, slug), hub = engine_list_has(&c->hubs, slug);
+    bool src = rules_list_has(&c->sources, slug), hub = rules_list_has(&c->hubs, slug);
     if (hub || (src && !hub_only))
       engine_sites_why(why, len, "cutover %llu names it as a %s (nircctl restore %s)",
                        (unsigned long long)c->id, hub ? "hub" : "source",
@@ -175,14 +169,14 @@ bool engine_site_in_use(engine_t *e, size_t i, bool hub_only, char *why, size_t 
   }
   for (size_t k = 0; k < e->n_sch; k++) {
     const schedule_t *s = &e->sch[k];
-    bool src = engine_list_has(&s->sources, slug), hub = engine_list_has(&s->hubs, slug);
+    bool src = rules_list_has(&s->sources, slug), hub = rules_list_has(&s->hubs, slug);
     if (hub || (src && !hub_only))
       engine_sites_why(why, len, "schedule '%s' names it as a %s (nircctl schedule remove %s)",
                        s->name, hub ? "hub" : "source", s->name);
   }
   for (size_t k = 0; k < e->n_ovf; k++) {
     const overflow_rule_t *o = &e->ovf[k];
-    bool src = strcmp(o->source, slug) == 0, hub = engine_list_has(&o->hubs, slug);
+    bool src = strcmp(o->source, slug) == 0, hub = rules_list_has(&o->hubs, slug);
     if (hub || (src && !hub_only))
       engine_sites_why(why, len, "overflow rule '%s' names it as a %s (nircctl overflow remove %s)",
                        o->name, hub ? "hub" : "source", o->name);

@@ -17,12 +17,6 @@
 
 /* ---- the rule a site routes by ---- */
 
-static bool engine_view_lists(const slug_list_t *l, const char *slug) {
-  for (unsigned k = 0; k < l->n; k++)
-    if (strcmp(l->v[k], slug) == 0) return true;
-  return false;
-}
-
 static bool engine_view_cut_active(const cutover_t *c, int64_t now) {
   return c->state == CUTOVER_ACTIVE && (c->expires_ms == 0 || c->expires_ms > now);
 }
@@ -64,7 +58,7 @@ static bool engine_view_rule_in_force(const engine_t *e, const char *slug, rule_
   int64_t now = engine_now(e);
   uint64_t best = 0;
   for (size_t k = 0; k < e->n_cut; k++)
-    if (engine_view_cut_active(&e->cut[k], now) && engine_view_lists(&e->cut[k].sources, slug) &&
+    if (engine_view_cut_active(&e->cut[k], now) && rules_list_has(&e->cut[k].sources, slug) &&
         (!best || e->cut[k].id < best))
       best = e->cut[k].id;
   if (best) {
@@ -74,7 +68,7 @@ static bool engine_view_rule_in_force(const engine_t *e, const char *slug, rule_
   }
   for (size_t k = 0; k < e->n_sch; k++) {
     int64_t st, en;
-    if (e->sch[k].enabled && engine_view_lists(&e->sch[k].sources, slug) &&
+    if (e->sch[k].enabled && rules_list_has(&e->sch[k].sources, slug) &&
         rules_schedule_window(&e->sch[k], now, &st, &en) && (!best || e->sch[k].id < best))
       best = e->sch[k].id;
   }
@@ -316,7 +310,7 @@ static void engine_next_predict(engine_t *e, engine_arena_t *a, const schedule_t
   ev->predictions = engine_arena_alloc(a, (trial.n_capacity + 1) * sizeof *ev->predictions);
   for (size_t k = 0; ev->predictions && k < trial.n_capacity; k++) {
     const plan_capacity_t *pc = &trial.capacity[k];
-    if (!engine_view_lists(&s->hubs, pc->hub)) continue;
+    if (!rules_list_has(&s->hubs, pc->hub)) continue;
     Nirc__NextHub *h = engine_arena_alloc(a, sizeof *h);
     if (!h) break;
     nirc__next_hub__init(h);
@@ -343,7 +337,7 @@ static void engine_next_predict(engine_t *e, engine_arena_t *a, const schedule_t
   ev->predicted = ev->n_predictions > 0;
   ev->alarms = engine_arena_alloc(a, (trial.n_alarms + 1) * sizeof *ev->alarms);
   for (size_t k = 0; ev->alarms && k < trial.n_alarms; k++)
-    if (engine_view_lists(&s->sources, trial.alarms[k].site))
+    if (rules_list_has(&s->sources, trial.alarms[k].site))
       ev->alarms[ev->n_alarms++] = engine_arena_str(a, trial.alarms[k].message);
   planner_free(&trial);
 }
@@ -357,7 +351,7 @@ size_t engine_next_predict_hubs(engine_t *e, const engine_next_t *ev, engine_nex
   size_t n = 0;
   for (size_t k = 0; k < trial.n_capacity && n < max; k++) {
     const plan_capacity_t *pc = &trial.capacity[k];
-    if (!engine_view_lists(&s->hubs, pc->hub)) continue;
+    if (!rules_list_has(&s->hubs, pc->hub)) continue;
     engine_next_hub_t *h = &out[n++];
     memset(h, 0, sizeof *h);
     nirc_strlcpy(h->hub, pc->hub, sizeof h->hub);

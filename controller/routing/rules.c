@@ -334,10 +334,17 @@ static int rules_check_list(const slug_list_t *l, const char *role, char *err, s
   return 0;
 }
 
-static bool rules_list_has(const slug_list_t *l, const char *slug) {
+bool rules_list_has(const slug_list_t *l, const char *slug) {
   for (unsigned i = 0; i < l->n && i < RULES_MAX_SITES; i++)
     if (strcmp(l->v[i], slug) == 0) return true;
   return false;
+}
+
+bool rules_lists_equal(const slug_list_t *a, const slug_list_t *b) {
+  if (a->n != b->n) return false;
+  for (unsigned k = 0; k < a->n && k < RULES_MAX_SITES; k++)
+    if (strcmp(a->v[k], b->v[k]) != 0) return false;
+  return true;
 }
 
 /* "; did you mean hubei?" for an unknown name, or "; the hubs are

@@ -97,6 +97,11 @@ typedef struct {
   bool (*site_at)(void *arg, size_t i, const char **slug, bool *is_hub);
 } rules_env_t;
 
+/* Whether l names slug; whether a and b name the same slugs in the same
+ * order. */
+bool rules_list_has(const slug_list_t *l, const char *slug);
+bool rules_lists_equal(const slug_list_t *a, const slug_list_t *b);
+
 /* Parse helpers for the CLI and the controller. 0 or NIRC_EINVAL with err. */
 int rules_parse_slug_list(const char *csv, slug_list_t *out, char *err, size_t errlen);
 int rules_parse_hhmm(const char *s, int *minutes); /* "22:00" */
