@@ -1,6 +1,7 @@
 /* ctl_alarms: nircctl's alarm output (see ctl_alarms.h). */
 #include "ctl_alarms.h"
 
+#include "alarm.h"
 #include "ctl_history.h"
 #include "safetext.h"
 
@@ -12,6 +13,16 @@
 static bool ctl_alarm_clocks_differ(const Nirc__Alarm *a) {
   int64_t d = a->raised_business_ms - a->raised_ms;
   return a->raised_business_ms && (d > 60000 || d < -60000);
+}
+
+/* " (condition not seen for 12 s: clears in 18 s unless seen again)", or
+ * "" while its condition is observed: an alarm whose condition ended stays
+ * active for [alarms] clear_after and must not read as ongoing. */
+static void ctl_alarm_quiet(const Nirc__Alarm *a, char *buf, size_t len) {
+  char w[200];
+  alarm_seen_words(a->quiet && !a->cleared_ms, a->adopted_unseen, a->quiet_ms, a->clears_in_ms, w,
+                   sizeof w);
+  snprintf(buf, len, w[0] ? " (%s)" : "%s", w);
 }
 
 void ctl_alarm_since(const Nirc__Alarm *a, const char *tz, char *buf, size_t len) {
@@ -49,7 +60,9 @@ void ctl_alarms_print(FILE *out, Nirc__Alarm *const *v, size_t n, bool record, c
     fprintf(out, "%-10llu %-9s %-9s %-14s %-19s %-19s", (unsigned long long)a->id, a->severity,
             a->kind, subject, raised, acked);
     if (record) fprintf(out, " %-19s", cleared);
-    fprintf(out, " %s", msg);
+    char quiet[220];
+    ctl_alarm_quiet(a, quiet, sizeof quiet);
+    fprintf(out, " %s%s", msg, quiet);
     if (a->acked_ms) fprintf(out, " [ack: %s]", by);
     fputc('\n', out);
   }
@@ -64,12 +77,13 @@ void ctl_alarms_print(FILE *out, Nirc__Alarm *const *v, size_t n, bool record, c
 
 /* One alarm as a line of the summary, its peer-supplied texts escaped. */
 static void ctl_alarm_line(FILE *out, const Nirc__Alarm *a, const char *tz) {
-  char raised[160], subject[64], msg[600];
+  char raised[160], subject[64], msg[600], quiet[220];
   ctl_alarm_since(a, tz, raised, sizeof raised);
+  ctl_alarm_quiet(a, quiet, sizeof quiet);
   safetext_escape(a->subject, subject, sizeof subject);
   safetext_escape(a->message, msg, sizeof msg);
-  fprintf(out, "  %llu %s %s %s since %s: %s\n", (unsigned long long)a->id, a->severity, a->kind,
-          subject, raised, msg);
+  fprintf(out, "  %llu %s %s %s since %s: %s%s\n", (unsigned long long)a->id, a->severity, a->kind,
+          subject, raised, msg, quiet);
 }
 
 void ctl_alarms_summary(FILE *out, Nirc__Alarm *const *v, size_t n, size_t total, size_t max_lines,
@@ -109,5 +123,10 @@ json_t *ctl_alarm_json(const Nirc__Alarm *a) {
   json_object_set_new(o, "acked_ms",
                       a->acked_ms ? json_integer((json_int_t)a->acked_ms) : json_null());
   json_object_set_new(o, "acked_by", a->acked_ms ? json_string(a->acked_by) : json_null());
+  /* Said only of an active alarm whose condition is not observed now. */
+  bool quiet = a->quiet && !a->cleared_ms;
+  json_object_set_new(o, "quiet_ms", quiet ? json_integer((json_int_t)a->quiet_ms) : json_null());
+  json_object_set_new(o, "clears_in_ms",
+                      quiet ? json_integer((json_int_t)a->clears_in_ms) : json_null());
   return o;
 }

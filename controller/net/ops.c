@@ -77,21 +77,6 @@ static void ops_status_cleanup(void *p) {
   free(st);
 }
 
-/* An active alarm as the protocol carries it (strings borrowed from the
- * engine's table for the reply's lifetime). */
-static void ops_alarm_pb(Nirc__Alarm *pb, const alarm_t *a) {
-  nirc__alarm__init(pb);
-  pb->id = a->id;
-  pb->kind = (char *)alarm_kind_name(a->kind);
-  pb->subject = (char *)a->subject;
-  pb->severity = (char *)alarm_entry_severity(a);
-  pb->message = (char *)a->message;
-  pb->raised_ms = a->raised_wall_ms;
-  pb->raised_business_ms = a->raised_business_ms;
-  pb->acked_ms = a->acked_wall_ms;
-  pb->acked_by = (char *)a->acked_by;
-}
-
 /* For one site: the hubs its acknowledged route sends calls to, with
  * their state, so `nircctl site` can say whether the hub is well. */
 static void ops_status_hubs(server_t *srv, ops_status_t *st, const site_t *s, const site_dir_t *dir,
@@ -341,7 +326,7 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
     const alarm_t *a = alarm_at(at, j);
     size_t about = ops_status_find(&srv->sites, a->subject);
     if (j >= OPS_STATUS_ALARMS && !(about < n && listed[about])) continue;
-    ops_alarm_pb(&st->alarms[sent], a);
+    engine_alarm_to_pb(srv->engine, a, &st->alarms[sent]);
     st->alarm_ptrs[sent] = &st->alarms[sent];
     sent++;
   }

@@ -3,6 +3,7 @@
 #include "err.h"
 #include "util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -262,4 +263,34 @@ size_t alarm_count_kind(const alarm_table_t *t, alarm_kind_t kind) {
   for (size_t i = 0; i < t->n; i++)
     if (t->v[i].kind == kind) c++;
   return c;
+}
+
+alarm_seen_t alarm_seen(const alarm_table_t *t, const alarm_t *a, uint64_t now_mono,
+                        uint64_t pass_mono) {
+  alarm_seen_t s = {0};
+  if (a->last_seen_mono >= pass_mono) return s;
+  s.quiet = true;
+  s.adopted_unseen = a->observations == 0;
+  s.ago_ms = now_mono > a->last_seen_mono ? now_mono - a->last_seen_mono : 0;
+  /* The sweep runs only while observations are fresh: a late one clears
+   * it at its next run, not before. */
+  s.clears_in_ms = s.ago_ms < t->clear_after_ms ? t->clear_after_ms - s.ago_ms : 0;
+  return s;
+}
+
+void alarm_seen_words(bool quiet, bool adopted_unseen, uint64_t ago_ms, uint64_t clears_in_ms,
+                      char *buf, size_t len) {
+  if (!quiet) {
+    snprintf(buf, len, "%s", "");
+    return;
+  }
+  unsigned long long ago = ago_ms / 1000, left = (clears_in_ms + 999) / 1000;
+  char when[64];
+  if (adopted_unseen)
+    snprintf(when, sizeof when, "by this leader in the %llu s since it took the alarm over", ago);
+  else if (ago == 0)
+    snprintf(when, sizeof when, "%s", "in the latest check");
+  else
+    snprintf(when, sizeof when, "for %llu s", ago);
+  snprintf(buf, len, "condition not seen %s: clears in %llu s unless seen again", when, left);
 }

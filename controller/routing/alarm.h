@@ -155,6 +155,26 @@ const alarm_t *alarm_find(const alarm_table_t *t, alarm_kind_t kind, const char 
 /* Active alarms in the order they were raised. */
 size_t alarm_count(const alarm_table_t *t);
 const alarm_t *alarm_at(const alarm_table_t *t, size_t i);
+/* How long ago an active alarm's condition was last observed, and when it
+ * clears unless observed again. An operator reading an alarm must know
+ * whether its condition still holds: one whose condition ended (a
+ * schedule's window closed) stays active for clear_after_ms, and without
+ * these words it reads as ongoing. `quiet`: not observed since
+ * `pass_mono`, the start of its producer's latest pass over the
+ * conditions (the caller knows which: alarm.h does not). */
+typedef struct {
+  bool quiet;
+  bool adopted_unseen; /* taken over from an earlier leader, not observed here yet */
+  uint64_t ago_ms;
+  uint64_t clears_in_ms;
+} alarm_seen_t;
+alarm_seen_t alarm_seen(const alarm_table_t *t, const alarm_t *a, uint64_t now_mono,
+                        uint64_t pass_mono);
+/* "condition not seen for 12 s: clears in 18 s unless seen again" (from
+ * the wire's figures, so nircctl and the page say the same); "" when not
+ * quiet. */
+void alarm_seen_words(bool quiet, bool adopted_unseen, uint64_t ago_ms, uint64_t clears_in_ms,
+                      char *buf, size_t len);
 /* Active alarms of one kind, for nirc_alarms_active{kind}. */
 size_t alarm_count_kind(const alarm_table_t *t, alarm_kind_t kind);
 

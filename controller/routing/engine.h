@@ -632,6 +632,12 @@ void engine_alarm_observe_sev(engine_t *e, alarm_kind_t kind, const char *subjec
 bool engine_alarm_active(const engine_t *e, alarm_kind_t kind, const char *subject);
 /* The active alarms (borrowed; for status, the page and metrics). */
 const alarm_table_t *engine_alarms(const engine_t *e);
+/* An active alarm as the protocol carries it, with how long its condition
+ * has not been observed (alarm_seen). Strings are borrowed from `a` (the
+ * engine's table): valid until the table next changes. */
+void engine_alarm_to_pb(const engine_t *e, const alarm_t *a, Nirc__Alarm *pb);
+/* The same figures for the page (alarm_seen on the engine's clock). */
+alarm_seen_t engine_alarm_seen(const engine_t *e, const alarm_t *a);
 /* The first step of those requests, pure so the fuzzers reach it: a
  * request's rule as the wire gives it, copied into the rule type with its
  * sizes checked (not yet validated against the sites: rules_validate_*

@@ -18,7 +18,8 @@
 
 /* An evaluation older than this did not observe the current conditions:
  * the sweep waits (a planner out of memory must not clear every alarm). */
-#define ENGINE_ALARM_FRESH_MS 1000
+#define ENGINE_ALARM_FRESH_MS      1000
+#define ENGINE_ALARM_TICK_QUIET_MS 2000
 /* How long a source sent home as no rule's (ROUTE_CAUSE_NO_RULE) keeps its routing alarm. */
 #define ENGINE_NO_RULE_ALARM_MS 600000u
 
@@ -284,19 +285,55 @@ void engine_alarms_sweep(engine_t *e) {
 
 /* ---- nircctl alarms ---- */
 
-static Nirc__Alarm *engine_alarm_pb(engine_arena_t *ar, const alarm_t *a) {
-  Nirc__Alarm *pb = engine_arena_alloc(ar, sizeof *pb);
-  if (!pb) return NULL;
+alarm_seen_t engine_alarm_seen(const engine_t *e, const alarm_t *a) {
+  uint64_t now = engine_mono(e), pass;
+  switch (a->kind) {
+  case ALARM_CAPACITY:
+  case ALARM_ROUTING:
+  case ALARM_DIRECTIVE:
+  case ALARM_SITE_DOWN:
+    /* Observed by engine_alarms_observe on every plan, which runs at
+     * least once a second: not seen in the latest is not seen now. */
+    pass = e->alarms_observed_mono;
+    break;
+  default:
+    /* The others are observed on every tick (200 ms) while they hold (the
+     * owner's checks, the verification hold): two seconds of silence is
+     * ten ticks without them. */
+    pass = now > ENGINE_ALARM_TICK_QUIET_MS ? now - ENGINE_ALARM_TICK_QUIET_MS : 0;
+    break;
+  }
+  return alarm_seen(&e->alarms, a, now, pass);
+}
+
+void engine_alarm_to_pb(const engine_t *e, const alarm_t *a, Nirc__Alarm *pb) {
   nirc__alarm__init(pb);
   pb->id = a->id;
-  pb->kind = engine_arena_str(ar, alarm_kind_name(a->kind));
-  pb->subject = engine_arena_str(ar, a->subject);
-  pb->severity = engine_arena_str(ar, alarm_entry_severity(a));
-  pb->message = engine_arena_str(ar, a->message);
+  pb->kind = (char *)alarm_kind_name(a->kind);
+  pb->subject = (char *)a->subject;
+  pb->severity = (char *)alarm_entry_severity(a);
+  pb->message = (char *)a->message;
   pb->raised_ms = a->raised_wall_ms;
   pb->raised_business_ms = a->raised_business_ms;
   pb->acked_ms = a->acked_wall_ms;
-  pb->acked_by = engine_arena_str(ar, a->acked_by);
+  pb->acked_by = (char *)a->acked_by;
+  alarm_seen_t seen = engine_alarm_seen(e, a);
+  pb->quiet = seen.quiet;
+  pb->quiet_ms = seen.ago_ms;
+  pb->clears_in_ms = seen.clears_in_ms;
+  pb->adopted_unseen = seen.adopted_unseen;
+}
+
+/* engine_alarm_to_pb with its strings copied into the reply's arena. */
+static Nirc__Alarm *engine_alarm_pb(engine_t *e, engine_arena_t *ar, const alarm_t *a) {
+  Nirc__Alarm *pb = engine_arena_alloc(ar, sizeof *pb);
+  if (!pb) return NULL;
+  engine_alarm_to_pb(e, a, pb);
+  pb->kind = engine_arena_str(ar, pb->kind);
+  pb->subject = engine_arena_str(ar, pb->subject);
+  pb->severity = engine_arena_str(ar, pb->severity);
+  pb->message = engine_arena_str(ar, pb->message);
+  pb->acked_by = engine_arena_str(ar, pb->acked_by);
   return pb;
 }
 
@@ -309,7 +346,7 @@ void engine_reply_alarms(engine_t *e, void *c, uint64_t rid, const char *warning
     r->alarms = engine_arena_alloc(&ar, (n + 1) * sizeof *r->alarms);
   }
   for (size_t k = 0; r && r->alarms && k < n; k++) {
-    Nirc__Alarm *pb = engine_alarm_pb(&ar, alarm_at(&e->alarms, k));
+    Nirc__Alarm *pb = engine_alarm_pb(e, &ar, alarm_at(&e->alarms, k));
     if (pb) r->alarms[r->n_alarms++] = pb;
   }
   Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;

@@ -219,12 +219,14 @@ static void web_publish_status(server_t *srv, int64_t now_real) {
   w->alarm_site = calloc(na ? na : 1, sizeof *w->alarm_site);
   for (size_t k = 0; w->alarm && w->alarm_site && k < na; k++) {
     const alarm_t *a = alarm_at(at, k);
-    json_t *x = (json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "id", (json_int_t)a->id,
-                           "kind", alarm_kind_name(a->kind), "subject", a->subject, "severity",
-                           alarm_entry_severity(a), "message", a->message, "raised_ms",
-                           (json_int_t)a->raised_wall_ms, "raised_business_ms",
-                           (json_int_t)a->raised_business_ms, "acked_ms",
-                           (json_int_t)a->acked_wall_ms, "acked_by", a->acked_by));
+    alarm_seen_t seen = engine_alarm_seen(srv->engine, a);
+    json_t *x = (json_pack(
+        "{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o, s:o}", "id", (json_int_t)a->id, "kind",
+        alarm_kind_name(a->kind), "subject", a->subject, "severity", alarm_entry_severity(a),
+        "message", a->message, "raised_ms", (json_int_t)a->raised_wall_ms, "raised_business_ms",
+        (json_int_t)a->raised_business_ms, "acked_ms", (json_int_t)a->acked_wall_ms, "acked_by",
+        a->acked_by, "quiet_ms", seen.quiet ? json_integer((json_int_t)seen.ago_ms) : json_null(),
+        "clears_in_ms", seen.quiet ? json_integer((json_int_t)seen.clears_in_ms) : json_null()));
     char *text = x ? json_dumps(x, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
     json_decref(x);
     if (!text) continue;
@@ -691,16 +693,20 @@ static void web_alarms_html(const server_t *srv, web_buf_t *b) {
              n, n == 1 ? "" : "S", unacked);
   for (size_t k = 0; k < n && k < WEB_PAGE_ALARMS; k++) {
     const alarm_t *a = alarm_at(at, k);
-    char subject[200], msg[1200], raised[40], by[200];
+    char subject[200], msg[1200], raised[40], by[200], quiet[200];
+    alarm_seen_t seen = engine_alarm_seen(srv->engine, a);
+    alarm_seen_words(seen.quiet, seen.adopted_unseen, seen.ago_ms, seen.clears_in_ms, quiet,
+                     sizeof quiet);
     web_html(a->subject, subject, sizeof subject);
     web_html(a->message, msg, sizeof msg);
     web_html(a->acked_by, by, sizeof by);
     clock_format_iso(a->raised_wall_ms, 0, raised, sizeof raised);
     web_printf(b,
                "<tr class=\"alarm %s\" data-id=\"%llu\"><td>%llu</td><td>%s</td><td>%s</td>"
-               "<td>%s</td><td>%s</td><td>%s</td></tr>\n",
+               "<td>%s</td><td>%s</td><td>%s%s%s%s</td></tr>\n",
                alarm_entry_severity(a), (unsigned long long)a->id, (unsigned long long)a->id,
-               alarm_kind_name(a->kind), subject, raised, a->acked_wall_ms ? by : "no", msg);
+               alarm_kind_name(a->kind), subject, raised, a->acked_wall_ms ? by : "no", msg,
+               quiet[0] ? " <em class=\"quiet\">(" : "", quiet, quiet[0] ? ")</em>" : "");
   }
   if (n > WEB_PAGE_ALARMS)
     web_printf(b,

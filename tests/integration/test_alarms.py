@@ -205,6 +205,8 @@ def test_a_site_down_then_back_is_one_alarm_raised_and_cleared_once():
                  a["raised_ms"] + 6000, 20, "6 s of hubei down (twice clear_after)")
     assert [r[0] for r in rows("subject = 'hubei'")] == [str(a["id"])], rows("subject = 'hubei'")
     assert active_by("site_down")["hubei"]["id"] == a["id"]
+    # Its condition holds: nothing says it is ending.
+    assert active_by("site_down")["hubei"]["quiet_ms"] is None, active_by("site_down")["hubei"]
     env.start_agent("hubei", controllers=f"{env.addr},{addr_b}")
     T.wait_until(lambda: rows(f"id = {a['id']}")[0][2] == "t", 30,
                  "hubei's alarm cleared (same id) once it has been back for clear_after")

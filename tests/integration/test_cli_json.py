@@ -77,7 +77,8 @@ ALARM = {"id": int, "kind": enum("capacity", "routing", "directive", "site_down"
                                   "clock", "rule_load"),
          "subject": str, "severity": enum("critical", "major", "warning"), "message": str, "raised_ms": int,
          Opt("raised_business_ms"): int, "active": bool, "cleared_ms": (int, NULL),
-         "acked_ms": (int, NULL), "acked_by": (str, NULL)}
+         "acked_ms": (int, NULL), "acked_by": (str, NULL), "quiet_ms": (int, NULL),
+         "clears_in_ms": (int, NULL)}
 ALARMS = {"alarms": [ALARM], "record": bool, Opt("unsaved_changes"): int}
 ALARM_ACK_DETAIL = {"id": int, "kind": str, "subject": str, "message": str, "note": str}
 SITE_RULE = {"kind": enum("cutover", "schedule", "overflow"), "id": int, "name": str,

@@ -15,9 +15,13 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "alarm.h"
+#include "ctl_alarms.h"
 #include "engine-int.h"
 #include "err.h"
 
@@ -253,6 +257,98 @@ static void test_down_for_words_and_key(void **state) {
                        engine_down_for(59 * 60000, b, sizeof b));
 }
 
+/* An alarm whose condition ended stays active for clear_after (30 s): the
+ * demo's night-schedule capacity alarm was listed at 08:02 "since 07:37"
+ * as if ongoing, its schedule over. While its condition is observed in its
+ * producer's passes it says nothing more; not seen in the latest, it says
+ * for how long and when it clears, in nircctl's table, its status lines,
+ * its JSON and the page (the same words). */
+static void test_quiet_condition_says_when_it_clears(void **state) {
+  (void)state;
+  alarm_table_t t;
+  alarm_table_init(&t, 30000, NULL, NULL);
+  alarm_set_epoch(&t, 1, 0);
+  const alarm_t *a =
+      alarm_observe(&t, ALARM_CAPACITY, "xinjiang", "no hub has the capacity", 10000, 0, 0);
+  assert_non_null(a);
+  /* Seen in the pass that started at 10000: the condition holds. */
+  alarm_seen_t s = alarm_seen(&t, a, 10400, 10000);
+  assert_false(s.quiet);
+  /* The next pass (10600) did not see it: its schedule ended. */
+  s = alarm_seen(&t, a, 10700, 10600);
+  assert_true(s.quiet);
+  assert_false(s.adopted_unseen);
+  assert_int_equal(s.ago_ms, 700);
+  assert_int_equal(s.clears_in_ms, 29300);
+  char w[200];
+  alarm_seen_words(s.quiet, s.adopted_unseen, s.ago_ms, s.clears_in_ms, w, sizeof w);
+  assert_string_equal(w,
+                      "condition not seen in the latest check: clears in 30 s unless seen again");
+  s = alarm_seen(&t, a, 13000, 12800);
+  alarm_seen_words(s.quiet, s.adopted_unseen, s.ago_ms, s.clears_in_ms, w, sizeof w);
+  assert_string_equal(w, "condition not seen for 3 s: clears in 27 s unless seen again");
+  /* Seen again: quiet no more. */
+  a = alarm_observe(&t, ALARM_CAPACITY, "xinjiang", NULL, 20000, 0, 0);
+  assert_false(alarm_seen(&t, a, 20500, 20000).quiet);
+  /* A late sweep: never a negative time left. */
+  s = alarm_seen(&t, a, 20000 + 45000, 64000);
+  assert_int_equal(s.clears_in_ms, 0);
+  alarm_seen_words(false, false, 0, 0, w, sizeof w);
+  assert_string_equal(w, "");
+
+  /* Adopted from an earlier leader and not seen since. */
+  alarm_table_t t2;
+  alarm_table_init(&t2, 30000, NULL, NULL);
+  alarm_set_epoch(&t2, 2, 0);
+  assert_int_equal(alarm_adopt(&t2, a, 1, 50000), 0);
+  s = alarm_seen(&t2, alarm_at(&t2, 0), 61000, 60800);
+  assert_true(s.quiet && s.adopted_unseen);
+  alarm_seen_words(s.quiet, s.adopted_unseen, s.ago_ms, s.clears_in_ms, w, sizeof w);
+  assert_string_equal(w, "condition not seen by this leader in the 11 s since it took the alarm "
+                         "over: clears in 19 s unless seen again");
+
+  /* nircctl: the status line and the JSON say it; an observed one does not. */
+  Nirc__Alarm pb[2];
+  for (int i = 0; i < 2; i++) {
+    nirc__alarm__init(&pb[i]);
+    pb[i].id = 1000001 + (uint64_t)i;
+    pb[i].kind = "capacity";
+    pb[i].subject = i ? "hubei" : "xinjiang";
+    pb[i].severity = "major";
+    pb[i].message = "no hub has the capacity";
+    pb[i].raised_ms = 1700000000000;
+  }
+  pb[0].quiet = true;
+  pb[0].quiet_ms = 4200;
+  pb[0].clears_in_ms = 25800;
+  Nirc__Alarm *v[2] = {&pb[0], &pb[1]};
+  char *out = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&out, &len);
+  ctl_alarms_summary(f, v, 2, 2, 5, "UTC");
+  ctl_alarms_print(f, v, 2, false, "UTC");
+  fclose(f);
+  assert_non_null(strstr(out, "xinjiang since 2023-11-14 22:13:20 (UTC): no hub has the capacity "
+                              "(condition not seen for 4 s: clears in 26 s unless seen again)\n"));
+  assert_non_null(strstr(out, "hubei since 2023-11-14 22:13:20 (UTC): no hub has the capacity\n"));
+  assert_non_null(strstr(out, "no hub has the capacity (condition not seen for 4 s"));
+  free(out);
+  json_t *j0 = ctl_alarm_json(&pb[0]), *j1 = ctl_alarm_json(&pb[1]);
+  assert_int_equal(json_integer_value(json_object_get(j0, "quiet_ms")), 4200);
+  assert_int_equal(json_integer_value(json_object_get(j0, "clears_in_ms")), 25800);
+  assert_true(json_is_null(json_object_get(j1, "quiet_ms")));
+  assert_true(json_is_null(json_object_get(j1, "clears_in_ms")));
+  json_decref(j0);
+  json_decref(j1);
+  /* A stored record (--all) that cleared says nothing of it. */
+  pb[0].cleared_ms = 1700000060000;
+  j0 = ctl_alarm_json(&pb[0]);
+  assert_true(json_is_null(json_object_get(j0, "quiet_ms")));
+  json_decref(j0);
+  alarm_table_free(&t);
+  alarm_table_free(&t2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flickering_condition_is_one_alarm),
@@ -262,6 +358,7 @@ int main(void) {
       cmocka_unit_test(test_many_subjects),
       cmocka_unit_test(test_pbx_severity_follows_the_observation),
       cmocka_unit_test(test_down_for_words_and_key),
+      cmocka_unit_test(test_quiet_condition_says_when_it_clears),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

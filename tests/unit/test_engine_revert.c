@@ -303,6 +303,10 @@ static void test_an_agent_that_keeps_going_home_early_is_held_home(void **state)
     if (!strstr(a->message, has[k])) fail_msg("no '%s' in the alarm: %s", has[k], a->message);
     if (!strstr(d->note, has[k])) fail_msg("no '%s' in the note: %s", has[k], d->note);
   }
+  world_tick(w, e, 1000); /* a plan that still sees the hold */
+  a = alarm_find(engine_alarms(e), ALARM_ROUTING, "hubei");
+  assert_non_null(a);
+  assert_false(engine_alarm_seen(e, a).quiet);
   /* The third return's entry says the site is held, not moved again. */
   const world_rec_t *x = NULL;
   for (size_t k = from; k < w->n_rec; k++)
@@ -334,7 +338,18 @@ static void test_an_agent_that_keeps_going_home_early_is_held_home(void **state)
   if (!h || !strstr(h->detail, "readmitted by operator:olga (agent clock fixed)"))
     fail_msg("the hold's end's entry: %s", h ? h->detail : "(none)");
   assert_string_equal(engine_site_dir(e, i)->note, "");
-  for (unsigned k = 0; k < 32; k++) /* alarm_clear_ms without the condition */
+  /* Its alarm stays active for clear_after, but from the first plan that
+   * no longer sees the hold it says so (nircctl, the page): before, it
+   * read as ongoing until it cleared. */
+  world_tick(w, e, 1000);
+  a = alarm_find(engine_alarms(e), ALARM_ROUTING, "hubei");
+  if (!a) fail_msg("the routing alarm cleared at once: clear_after is its hold");
+  Nirc__Alarm pb;
+  engine_alarm_to_pb(e, a, &pb);
+  if (!pb.quiet || pb.quiet_ms > 1100 || pb.clears_in_ms < 28000 || pb.adopted_unseen)
+    fail_msg("the ended hold's alarm: quiet %d for %llu ms, clears in %llu ms", pb.quiet,
+             (unsigned long long)pb.quiet_ms, (unsigned long long)pb.clears_in_ms);
+  for (unsigned k = 0; k < 31; k++) /* alarm_clear_ms without the condition */
     world_tick(w, e, 1000);
   assert_null(alarm_find(engine_alarms(e), ALARM_ROUTING, "hubei"));
   engine_free(e);
