@@ -155,6 +155,15 @@ static void server_redirect(server_t *srv, conn_t *c) {
   log_debug(LOG_LINK, link_label(c->link), "standby: redirected to %s",
             srv->leader_hint[0] ? srv->leader_hint : "(leader unknown)");
   conn_set_state(c, CONN_CLOSED);
+  char quiet[ALARM_MESSAGE_MAX];
+  const char *blocked = NULL;
+  if (srv->leading && !srv->lost && server_quiet_words(srv, quiet, sizeof quiet, &blocked)) {
+    /* Not "in a few seconds" once it has lasted a lease: why, and the fix
+     * (the leadership alarm's words). */
+    link_fail_hint(c->link, NIRC__ERROR_CODE__ERROR_CODE_NOT_LEADER, NIRC_ENOT_LEADER, "", 0,
+                   blocked, "controller %s is %s; nothing was changed", srv->conf->node, quiet);
+    return;
+  }
   if (srv->leading && !srv->lost) {
     /* The leader itself, between a late renewal of its lease and the next
      * one: it says so, it is no standby. */
@@ -898,6 +907,8 @@ static void server_on_tick(uv_timer_t *t) {
     server_read_wape(srv);
     server_read_superseded(srv);
     server_prune_history(srv);
+  } else if (srv->engine && srv->leading && !srv->lost) {
+    server_observe_leadership(srv); /* why it issues nothing: an alarm */
   }
   if (second)
     sites_flush_minutes(&srv->sites, clock_now_ms(&srv->clock), false, server_store_minute, srv);

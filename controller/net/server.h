@@ -279,6 +279,15 @@ void server_dropped(server_t *srv, int rc);
  * database's state). */
 void server_engine_io(server_t *srv, engine_io_t *io);
 void server_observe_store(server_t *srv);
+/* The alarms on the election's findings (leadership, sites_load,
+ * rule_load: store/elect.h); server_observe_store calls it, and the tick
+ * while the leader may issue nothing. */
+void server_observe_leadership(server_t *srv);
+/* A leader that has issued nothing for a lease: true and why, in the
+ * leadership alarm's words (for its answers), with the reason's name for
+ * Error.leader_blocked when nobody can lead until it is fixed (*blocked,
+ * a static string, else NULL); false otherwise. */
+bool server_quiet_words(server_t *srv, char *out, size_t n, const char **blocked);
 /* A rule load of this controller whose backend still holds SHARE locks on
  * the rule tables (leader_stuck): "; also: WORDS" for a standby's answers,
  * "" when none (server_engine_io.c). */

@@ -217,23 +217,47 @@ static void server_observe_notify(server_t *srv, uint64_t now) {
   engine_alarm_observe(srv->engine, ALARM_NOTIFY, srv->conf->node, msg);
 }
 
+/* Leadership conditions the election thread finds (store/leader.c),
+ * decided in elect.c: leading but issuing nothing (leadership), the sites
+ * table unreadable (sites_load), a given-up rule load's backend holding
+ * the rule tables, this controller's or another's (rule_load). Also
+ * called while the leader may issue nothing (server.c's tick), which is
+ * when the first of them holds. A standby has no alarm table: /metrics
+ * (nirc_rule_load_stuck_backend) and its answers say its own stuck load
+ * (server_stuck_note). */
+void server_observe_leadership(server_t *srv) {
+  static const alarm_kind_t kinds[ELECT_ALARM_COUNT] = {
+      [ELECT_ALARM_QUIET] = ALARM_LEADERSHIP,
+      [ELECT_ALARM_SITES] = ALARM_SITES_LOAD,
+      [ELECT_ALARM_RULE_LOAD] = ALARM_RULE_LOAD,
+  };
+  elect_health_t health;
+  leader_health(srv->leader, &health);
+  uint64_t mono = uv_hrtime() / 1000000u; /* the election thread's clock (leader_mono_ms) */
+  for (int a = 0; srv->engine && a < ELECT_ALARM_COUNT; a++) {
+    char words[ALARM_MESSAGE_MAX];
+    if (elect_alarm_words(&health, (elect_alarm_t)a, mono, srv->conf->lease_timeout_ms, words,
+                          sizeof words))
+      engine_alarm_observe(srv->engine, kinds[a], srv->conf->node, words);
+  }
+}
+
+bool server_quiet_words(server_t *srv, char *out, size_t n, const char **blocked) {
+  elect_health_t health;
+  leader_health(srv->leader, &health);
+  /* Its old session holding the lock is what a standby names leader_lock
+   * (the same fix): nircctl then stops asking and says the fix. */
+  *blocked = health.old_pid ? leader_block_name(LEADER_BLOCK_LEADER_LOCK) : NULL;
+  return elect_alarm_words(&health, ELECT_ALARM_QUIET, uv_hrtime() / 1000000u,
+                           srv->conf->lease_timeout_ms, out, n);
+}
+
 void server_observe_store(server_t *srv) {
   server_observe_duplicates(srv);
   server_pbx_observe(srv);
   server_observe_reports(srv);
   server_observe_clocks(srv);
-  /* The alarm lives where the stuck backend is seen: the controller whose
-   * load was given up watches it (store/leader.c) whether it leads or
-   * stands by; leading, it raises this alarm in its own table (cleared
-   * clear_after once the backend has ended). Standing by it has no alarm
-   * table: /metrics (nirc_rule_load_stuck_backend) and its answers say it
-   * (server_stuck_note). */
-  elect_stuck_t st;
-  if (srv->engine && leader_stuck(srv->leader, &st)) {
-    char words[ALARM_MESSAGE_MAX];
-    elect_stuck_words(&st, words, sizeof words);
-    engine_alarm_observe(srv->engine, ALARM_RULE_LOAD, srv->conf->node, words);
-  }
+  server_observe_leadership(srv);
   if (!srv->engine || !srv->db) return;
   const char *node = srv->conf->node;
   db_journal_stats_t js;

@@ -8,13 +8,14 @@
 #include <string.h>
 
 static const char *const alarm_kind_names[ALARM_KIND_COUNT] = {
-    [ALARM_CAPACITY] = "capacity",   [ALARM_ROUTING] = "routing",
-    [ALARM_DIRECTIVE] = "directive", [ALARM_SITE_DOWN] = "site_down",
-    [ALARM_DATABASE] = "database",   [ALARM_JOURNAL] = "journal",
-    [ALARM_IDENTITY] = "identity",   [ALARM_PBX] = "pbx",
-    [ALARM_REPORT] = "report",       [ALARM_MOVED] = "moved",
-    [ALARM_NOTIFY] = "notify",       [ALARM_SUPERSEDED] = "superseded",
-    [ALARM_CLOCK] = "clock",         [ALARM_RULE_LOAD] = "rule_load",
+    [ALARM_CAPACITY] = "capacity",     [ALARM_ROUTING] = "routing",
+    [ALARM_DIRECTIVE] = "directive",   [ALARM_SITE_DOWN] = "site_down",
+    [ALARM_DATABASE] = "database",     [ALARM_JOURNAL] = "journal",
+    [ALARM_IDENTITY] = "identity",     [ALARM_PBX] = "pbx",
+    [ALARM_REPORT] = "report",         [ALARM_MOVED] = "moved",
+    [ALARM_NOTIFY] = "notify",         [ALARM_SUPERSEDED] = "superseded",
+    [ALARM_CLOCK] = "clock",           [ALARM_RULE_LOAD] = "rule_load",
+    [ALARM_LEADERSHIP] = "leadership", [ALARM_SITES_LOAD] = "sites_load",
 };
 
 const char *alarm_kind_name(alarm_kind_t k) {
@@ -41,7 +42,9 @@ const char *alarm_severity(alarm_kind_t k) {
   /* An operator was told a change was in force; it is not. */
   case ALARM_SUPERSEDED:
   /* Calls do not go where status says they go. */
-  case ALARM_MOVED: return "critical";
+  case ALARM_MOVED:
+  /* No directive goes out: a move asked for, a return due, are not made. */
+  case ALARM_LEADERSHIP: return "critical";
   /* A PBX that drifted and was repaired routes right again: worth a look
    * (why did it drift?), not a page. Not repaired: observed critical. */
   case ALARM_PBX: return "warning";

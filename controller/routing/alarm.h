@@ -50,6 +50,12 @@ typedef enum {
   /* a rule load given up without an answer left its backend holding SHARE
    * locks on the rule tables: every write to them waits (store/leader.c) */
   ALARM_RULE_LOAD,
+  /* this controller leads but has issued nothing for a lease: its lease
+   * cannot be renewed or confirmed (store/elect.c says why) */
+  ALARM_LEADERSHIP,
+  /* the sites table cannot be read: its changes are not applied, and a
+   * controller started now will not start */
+  ALARM_SITES_LOAD,
   ALARM_KIND_COUNT,
 } alarm_kind_t;
 

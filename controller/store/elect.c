@@ -61,3 +61,65 @@ void elect_stuck_words(const elect_stuck_t *s, char *out, size_t n) {
            "database host: kill -CONT %d if stopped (ps state T), else restart PostgreSQL",
            s->pid, s->tables[0] ? s->tables : "the rule tables", s->pid);
 }
+
+/* Leading with nothing issued for a lease: a renewal confirms a lease
+ * within a period after a pause, and an old session asked to end goes
+ * within milliseconds; one that has not within a lease will not by
+ * itself. The reasons in the order they explain the silence. */
+static bool elect_quiet_words(const elect_health_t *h, uint64_t now, uint64_t lease_ms, char *out,
+                              size_t n) {
+  if (!h->quiet_since_ms || now < h->quiet_since_ms || now - h->quiet_since_ms < lease_ms)
+    return false;
+  unsigned long long epoch = (unsigned long long)h->epoch;
+  unsigned long long quiet_s = (unsigned long long)((now - h->quiet_since_ms) / 1000);
+  if (h->old_pid)
+    snprintf(out, n,
+             "leading epoch %llu but issuing nothing for %llu s: its old session (pid %d) still "
+             "holds the leader lock, so no standby can lead either. On the database host: kill "
+             "-CONT %d if stopped (ps state T), else restart PostgreSQL",
+             epoch, quiet_s, h->old_pid, h->old_pid);
+  else if (h->paused_ms && h->db_down)
+    snprintf(out, n,
+             "leading epoch %llu but issuing nothing for %llu s: it did not run for %llu ms "
+             "(paused?) and cannot confirm its lease while the database is out of reach: restore "
+             "the database (see the database alarm)",
+             epoch, quiet_s, (unsigned long long)h->paused_ms);
+  else if (h->renew_err[0])
+    snprintf(out, n,
+             "leading epoch %llu but issuing nothing for %llu s: the database refuses to renew "
+             "its lease; make it accept writes (its log has the statement): %s",
+             epoch, quiet_s, h->renew_err);
+  else
+    snprintf(out, n,
+             "leading epoch %llu but issuing nothing for %llu s: its lease is not renewed; its "
+             "log says why",
+             epoch, quiet_s);
+  return true;
+}
+
+/* One failed read may be a moment's error; one that still fails a lease
+ * later (four tries) needs a hand. */
+static bool elect_sites_words(const elect_health_t *h, uint64_t now, uint64_t lease_ms, char *out,
+                              size_t n) {
+  uint64_t since = h->sites_failed_since_ms;
+  if (!since || now < since || now - since < lease_ms) return false;
+  snprintf(out, n,
+           "the sites table cannot be read for %llu s (its changes are not applied; a "
+           "controller started now will not start): mend %s",
+           (unsigned long long)((now - since) / 1000), h->sites_err);
+  return true;
+}
+
+bool elect_alarm_words(const elect_health_t *h, elect_alarm_t a, uint64_t now, uint64_t lease_ms,
+                       char *out, size_t n) {
+  if (!n) return false;
+  out[0] = '\0';
+  if (!h->leading) return false;
+  switch (a) {
+  case ELECT_ALARM_QUIET: return elect_quiet_words(h, now, lease_ms, out, n);
+  case ELECT_ALARM_SITES: return elect_sites_words(h, now, lease_ms, out, n);
+  case ELECT_ALARM_RULE_LOAD: elect_stuck_words(&h->stuck, out, n); return out[0] != '\0';
+  case ELECT_ALARM_COUNT: break;
+  }
+  return false;
+}

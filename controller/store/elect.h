@@ -72,4 +72,48 @@ typedef struct {
  * `n` bytes (the alarm keeps ALARM_MESSAGE_MAX, 256). "" when pid is 0. */
 void elect_stuck_words(const elect_stuck_t *s, char *out, size_t n);
 
+/* ---- leadership conditions an operator must be woken for ----
+ *
+ * The election thread (and leader_may_issue on the loop) find conditions
+ * that their log alone used to say; the loop raises alarms on them from a
+ * copy of this (leader_health, server_observe_store), every tick, and the
+ * alarm table clears each once it is no longer observed. What raises, and
+ * the words, are decided here, free of I/O (tests/unit/test_elect.c).
+ * Times are monotonic ms; text from the database is escaped already. */
+typedef struct {
+  bool leading; /* the election's state is LEADING */
+  uint64_t epoch;
+  /* Since when leader_may_issue has said no while leading (nothing is
+   * issued: no move, no return); 0: it says yes. */
+  uint64_t quiet_since_ms;
+  uint64_t paused_ms; /* the loop's last gap of a lease or more while quiet (it did not run) */
+  bool db_down;       /* leading on memory: the election connection finds no database */
+  /* Leading, but this controller's old session (pid) still holds the
+   * leader lock after it was asked to end: the lease is not renewed. */
+  int old_pid;
+  char renew_err[160]; /* the database's refusal of the last renewal, "" */
+  /* Reading the sites table fails (a row the controller cannot take, or
+   * an error answer) since then; 0: it reads. Its words. */
+  uint64_t sites_failed_since_ms;
+  char sites_err[200];
+  /* A given-up rule load's backend holding SHARE locks on the rule
+   * tables: this controller's own, or, leading, any controller's. */
+  elect_stuck_t stuck;
+} elect_health_t;
+
+typedef enum {
+  ELECT_ALARM_QUIET = 0, /* leading, but issuing nothing for a lease: alarm leadership */
+  ELECT_ALARM_SITES,     /* the sites table cannot be read for a lease: alarm sites_load */
+  ELECT_ALARM_RULE_LOAD, /* a given-up load's backend holds the rule tables: alarm rule_load */
+  ELECT_ALARM_COUNT,
+} elect_alarm_t;
+
+/* True when alarm `a` holds at `now` (lease_ms: the controller's lease),
+ * with its words in `out` (fitted to `n`, ALARM_MESSAGE_MAX for an alarm:
+ * the fix comes before any text from the database, which may be cut);
+ * false and "" otherwise. Only a leader raises alarms (a standby has no
+ * alarm table): false unless h->leading. */
+bool elect_alarm_words(const elect_health_t *h, elect_alarm_t a, uint64_t now, uint64_t lease_ms,
+                       char *out, size_t n);
+
 #endif

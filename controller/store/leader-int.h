@@ -42,6 +42,9 @@ struct leader {
   void (*on_sites)(void *arg, sites_t *snapshot);
   uint64_t last_ok_ms; /* monotonic ms of the last acquire or renewal */
   elect_stuck_t stuck; /* the rule-load backend told as stuck, for the loop (leader_stuck) */
+  /* What the loop raises alarms on (leader_health): written by the thread,
+   * and by leader_may_issue for quiet_since_ms and paused_ms. */
+  elect_health_t health;
 
   /* Loop only (leader_may_issue). */
   uint64_t asked_ms;       /* monotonic ms of the loop's last leader_may_issue, 0: none */
@@ -56,6 +59,7 @@ struct leader {
   uint64_t watch_since_ms;
   uint64_t last_read_ms; /* standby: monotonic ms of its last successful lease read */
   bool timed_out;        /* the last statement had no answer in time (hung database) */
+  char last_err[160];    /* the last statement's failure, escaped ("" after a success) */
   /* The backend pid of this connection once pg_try_advisory_lock returned
    * true on it (0: this session does not hold the lock). Only such a
    * session writes the lease (leader_reclaim says why). */
@@ -105,8 +109,8 @@ PGresult *leader_exec(leader_t *l, const char *sql, int n, const char *const *p,
  * "pid:tables;..." in `sig`. */
 int leader_rule_holders(leader_t *l, char *out, size_t n, char *sig, size_t sn);
 /* Watches the backend of a rule load given up without an answer
- * (stuck_pid) until it ends. */
-void leader_watch_stuck(leader_t *l);
+ * (stuck_pid) until it ends; leading, also any other controller's. */
+void leader_watch_stuck(leader_t *l, bool leading);
 void leader_tell_locked(leader_t *l, leader_view_t *v, const char *holders, const char *sig);
 void leader_tell_failed(leader_t *l, leader_view_t *v, uint64_t epoch, const char *err);
 /* The rule tables' fingerprint (elect_retry_changed); false without an answer. */

@@ -67,6 +67,10 @@ static bool leader_stopping(leader_t *l) {
 static void leader_publish(leader_t *l, const leader_view_t *v, admin_rules_t *rules) {
   uv_mutex_lock(&l->mu);
   bool changed = memcmp(&l->view, v, sizeof *v) != 0 || rules;
+  /* For the alarms (leader_health): the database out of reach while
+   * leading, and the old session that keeps the lock. */
+  l->health.db_down = v->state == LEADER_LEADING && v->db_down;
+  l->health.old_pid = v->state == LEADER_LEADING && v->lock_pending ? l->old_pid : 0;
   l->view = *v;
   if (rules) {
     l->rules = *rules;
@@ -170,9 +174,15 @@ PGresult *leader_exec(leader_t *l, const char *sql, int n, const char *const *p,
     PQclear(last);
     last = r;
   }
-  if (last && PQresultStatus(last) == want) return last;
+  if (last && PQresultStatus(last) == want) {
+    l->last_err[0] = '\0';
+    return last;
+  }
   log_warn(LOG_DB, LEADER_OBJ, "%.60s...: %s", sql,
            last ? PQresultErrorMessage(last) : PQerrorMessage(l->conn));
+  /* Kept for an alarm's words: PostgreSQL's may quote a row's bytes. */
+  safetext_escape(last ? PQresultErrorMessage(last) : PQerrorMessage(l->conn), l->last_err,
+                  sizeof l->last_err);
   PQclear(last);
   if (PQstatus(l->conn) != CONNECTION_OK) leader_disconnect(l);
   return NULL;
@@ -331,6 +341,24 @@ static void leader_poll_notifies(leader_t *l) {
   }
 }
 
+/* Reading the sites table failed for `why`: the alarm's words (escaped)
+ * and since when, and the log once per reason (it is tried every period:
+ * lease / 4). */
+static void leader_sites_failed(leader_t *l, const char *why) {
+  char said[sizeof l->health.sites_err];
+  safetext_escape(why, said, sizeof said);
+  bool told = strcmp(said, l->health.sites_err) == 0; /* the thread alone writes it */
+  uv_mutex_lock(&l->mu);
+  if (!l->health.sites_failed_since_ms) l->health.sites_failed_since_ms = leader_mono_ms();
+  nirc_strlcpy(l->health.sites_err, said, sizeof l->health.sites_err);
+  uv_mutex_unlock(&l->mu);
+  if (!told)
+    log_warn(LOG_DB, LEADER_OBJ,
+             "reloading the sites: %s (tried again every %llu ms; said again when the reason "
+             "changes)",
+             said, (unsigned long long)l->period_ms);
+}
+
 /* Loads the sites table on the election connection (bounded by half a
  * lease, as every statement here, so a hung database cannot hold the
  * leadership) and hands it to the loop; a failure keeps it dirty, to try
@@ -346,13 +374,20 @@ static void leader_load_sites(leader_t *l) {
   int rc = r ? admin_sites_from_result(r, snap, err, sizeof err) : NIRC_EDB;
   PQclear(r);
   if (rc != 0) {
-    if (r) log_warn(LOG_DB, LEADER_OBJ, "reloading the sites: %s (trying again)", err);
+    /* A row it cannot take, or an error answer: the sites stay as they
+     * were, here and on every controller, until it is mended. No answer
+     * (or a broken connection) is the database's outage, said as such. */
+    if (r || (l->conn && !l->timed_out)) leader_sites_failed(l, r ? err : l->last_err);
     sites_free(snap);
     free(snap);
     return;
   }
   l->sites_dirty = false;
   uv_mutex_lock(&l->mu);
+  if (l->health.sites_failed_since_ms)
+    log_info(LOG_DB, LEADER_OBJ, "the sites table reads again: its changes are applied");
+  l->health.sites_failed_since_ms = 0;
+  l->health.sites_err[0] = '\0';
   if (l->sites) {
     sites_free(l->sites);
     free(l->sites);
@@ -440,7 +475,7 @@ static void leader_take(leader_t *l, leader_view_t *v) {
       l->stuck_pid = load_pid;
       l->stuck_epoch = epoch;
       l->stuck_told = false;
-      leader_watch_stuck(l);
+      leader_watch_stuck(l, false);
     }
     goto undo;
   }
@@ -507,7 +542,7 @@ undo:;
                "the lease of epoch %s is deleted and the leader lock let go: a standby may take "
                "over at once",
                es);
-    else
+    else /* a log only: it is stopping (see leader_main) */
       log_warn(LOG_MAIN, LEADER_OBJ,
                "the lease of epoch %s could not be %s (the database did not answer in time): a "
                "standby takes over once the lease runs out, and the lock once this session ends",
@@ -594,6 +629,11 @@ static void leader_lead_step(leader_t *l, leader_view_t *v) {
      * to time out too. Otherwise a broken connection is dealt with by the
      * next step's reconnect; an error on a live connection is not an
      * outage and not a renewal. */
+    if (!l->timed_out && l->conn && strcmp(l->health.renew_err, l->last_err) != 0) {
+      uv_mutex_lock(&l->mu); /* refused on a live connection: the alarm's words */
+      nirc_strlcpy(l->health.renew_err, l->last_err, sizeof l->health.renew_err);
+      uv_mutex_unlock(&l->mu);
+    }
     if (l->timed_out && !v->db_down) {
       v->db_down = true;
       log_warn(LOG_MAIN, LEADER_OBJ, "database not answering: still leading epoch %llu on memory",
@@ -609,6 +649,11 @@ static void leader_lead_step(leader_t *l, leader_view_t *v) {
     return;
   }
   leader_touch(l);
+  if (l->health.renew_err[0]) {
+    uv_mutex_lock(&l->mu);
+    l->health.renew_err[0] = '\0';
+    uv_mutex_unlock(&l->mu);
+  }
   if (v->lock_pending) {
     log_info(LOG_MAIN, LEADER_OBJ,
              "this controller's session (pid %d) holds the lock again: still leading epoch %llu",
@@ -664,6 +709,8 @@ static void leader_reclaim(leader_t *l, leader_view_t *v) {
       leader_lose(l, v, "another controller holds the leader lock");
       return;
     }
+    /* Said once; if it lasts a lease of issuing nothing, the leadership
+     * alarm and this controller's answers say it (elect.c, server.c). */
     if (!l->old_asked) {
       l->old_asked = true;
       log_warn(LOG_MAIN, LEADER_OBJ,
@@ -720,7 +767,7 @@ static void leader_step(leader_t *l, leader_view_t *v) {
   default: return;
   }
   leader_poll_notifies(l);
-  leader_watch_stuck(l);
+  leader_watch_stuck(l, v->state == LEADER_LEADING);
   uv_mutex_lock(&l->mu);
   if (l->sites_asked) l->sites_dirty = true;
   l->sites_asked = false;
@@ -751,7 +798,10 @@ static void leader_main(void *arg) {
   uv_mutex_unlock(&l->mu);
   if (!l->stop_by_ms) l->stop_by_ms = leader_mono_ms() + LEADER_STOP_GRACE_MS;
   /* A clean stop hands over at once: without a lease row a standby takes
-   * the lock on its next step instead of waiting a lease out. */
+   * the lock on its next step instead of waiting a lease out. A deletion
+   * that fails is logged only (leader_exec): this controller is exiting,
+   * with no alarm table left to raise it in, and the cost is bounded (a
+   * standby takes over once the lease runs out). */
   if (v.state == LEADER_LEADING && l->conn) {
     char es[24];
     snprintf(es, sizeof es, "%llu", (unsigned long long)v.epoch);
@@ -902,6 +952,16 @@ bool leader_stuck(leader_t *l, elect_stuck_t *out) {
   return out->pid != 0;
 }
 
+void leader_health(leader_t *l, elect_health_t *out) {
+  memset(out, 0, sizeof *out);
+  if (!l) return;
+  uv_mutex_lock(&l->mu);
+  *out = l->health;
+  out->leading = l->view.state == LEADER_LEADING;
+  out->epoch = l->view.epoch;
+  uv_mutex_unlock(&l->mu);
+}
+
 bool leader_may_issue(leader_t *l) {
   if (!l) return true;
   uv_mutex_lock(&l->mu);
@@ -918,7 +978,20 @@ bool leader_may_issue(leader_t *l) {
       l->view.state == LEADER_LEADING &&
       (l->view.db_down ? l->last_ok_ms >= l->unconfirmed_ms : now - l->last_ok_ms < l->lease_ms);
   bool down = l->view.db_down;
+  /* For the leadership alarm (elect_alarm_words): since when it issues
+   * nothing, and the pause that began it. */
+  if (ok || l->view.state != LEADER_LEADING) {
+    l->health.quiet_since_ms = 0;
+    l->health.paused_ms = 0;
+  } else {
+    if (!l->health.quiet_since_ms) l->health.quiet_since_ms = now;
+    if (gap >= l->lease_ms) l->health.paused_ms = gap;
+  }
   uv_mutex_unlock(&l->mu);
+  /* A log line, not an alarm: the next renewal confirms the lease within
+   * a period (or finds it lost, and this controller stops), and then
+   * nothing is wrong any more. One that cannot confirm it for a lease
+   * (the database out of reach) raises the leadership alarm (elect.c). */
   if (gap >= l->lease_ms && !ok)
     log_warn(LOG_MAIN, LEADER_OBJ,
              "this controller did not run for %llu ms (paused?): issuing nothing until its lease "

@@ -150,6 +150,10 @@ bool leader_may_issue(leader_t *l);
  * it ends: true and *out filled; false and *out zeroed when none (or l is
  * NULL). Loop thread; a copy, taken under the lock. */
 bool leader_stuck(leader_t *l, elect_stuck_t *out);
+/* What the election found that an operator must be woken for (elect.h:
+ * elect_alarm_words decides): a copy, taken under the lock, with the
+ * view's state and epoch; zeroed when l is NULL. Loop thread. */
+void leader_health(leader_t *l, elect_health_t *out);
 const char *leader_state_name(leader_state_t s);
 /* "none", "rules_locked", "rules_load", "leader_lock": the metric's reason label. */
 const char *leader_block_name(leader_block_t b);

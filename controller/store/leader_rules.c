@@ -100,19 +100,36 @@ int leader_rule_holders(leader_t *l, char *out, size_t n, char *sig, size_t sn) 
   return rows;
 }
 
-/* A rule load's own backend that this controller gave up on, if it still
- * runs: asked to end (again: a signal already pending is no harm), and the
- * rule tables it holds locks on. Its name and database tell it from
- * another backend that got its pid after it ended (pg_stat_activity lists
- * every database of the server, as pg_locks does: see LEADER_THIS_DB). */
+/* The rule loads' backends that hold locks or may: this controller's own
+ * given-up load ($1, 0: none), asked to end (again: a signal already
+ * pending is no harm); and, for a leader ($2, its lease in ms; 0: not
+ * asked), any load whose statement began more than a lease ago. A load
+ * runs within three quarters of a lease on the server too
+ * (statement_timeout) and only while its controller holds the leader lock,
+ * which a leader holds itself: such a backend is another controller's
+ * given-up load (one that restarted since, or a standby's), that does not
+ * run. With the rule tables each holds locks on (none: it holds nothing in
+ * the way). Name and database tell a load's backend from another that got
+ * its pid after it ended (pg_stat_activity lists every database of the
+ * server, as pg_locks does: see LEADER_THIS_DB). Its own first. */
 static const char leader_stuck_sql[] =
-    "SELECT pg_terminate_backend(a.pid), coalesce((SELECT string_agg(DISTINCT c.relname, ', ' "
-    "ORDER BY c.relname) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE l.pid = "
-    "a.pid AND l.granted AND l.locktype = 'relation' AND l.relation IN ('cutovers'::regclass, "
-    "'schedules'::regclass, 'overflow_rules'::regclass, 'route_exclusions'::regclass, "
-    "'route_holds'::regclass, 'route_return_holds'::regclass)), '') FROM pg_stat_activity a "
-    "WHERE a.pid = $1 AND a.application_name = 'nircd-rule-load' AND a.datname = "
-    "current_database()";
+    "SELECT a.pid, CASE WHEN a.pid = $1::int THEN pg_terminate_backend(a.pid) END, "
+    "coalesce((SELECT string_agg(DISTINCT c.relname, ', ' ORDER BY c.relname) FROM pg_locks l "
+    "JOIN pg_class c ON c.oid = l.relation WHERE l.pid = a.pid AND l.granted AND l.locktype = "
+    "'relation' AND l.relation IN ('cutovers'::regclass, 'schedules'::regclass, "
+    "'overflow_rules'::regclass, 'route_exclusions'::regclass, 'route_holds'::regclass, "
+    "'route_return_holds'::regclass)), '') FROM pg_stat_activity a WHERE a.application_name = "
+    "'nircd-rule-load' AND a.datname = current_database() AND (a.pid = $1::int OR ($2::bigint > "
+    "0 AND a.query_start < now() - $2::bigint * interval '1 millisecond')) ORDER BY a.pid = "
+    "$1::int DESC, a.pid LIMIT 8";
+
+/* The alarm's copy (leader_health), under the lock. */
+static void leader_seen_stuck(leader_t *l, int pid, const char *tables) {
+  uv_mutex_lock(&l->mu);
+  l->health.stuck.pid = pid;
+  nirc_strlcpy(l->health.stuck.tables, tables, sizeof l->health.stuck.tables);
+  uv_mutex_unlock(&l->mu);
+}
 
 /* A load given up without an answer closed its connection, but a backend
  * that does not run (stopped, stuck in the kernel or on storage) does not
@@ -123,15 +140,44 @@ static const char leader_stuck_sql[] =
  * new load itself is not held up (SHARE admits SHARE), and reads the rules
  * whole. So the controller may lead; it says once which backend holds the
  * locks and how to end it, and once that it ended. Called after such a
- * load and on every step until it ends (one statement a period). */
-void leader_watch_stuck(leader_t *l) {
-  if (!l->stuck_pid) return;
-  char pid[16];
+ * load and on every step until it ends (one statement a period).
+ *
+ * A leader also looks for any controller's given-up load every step: the
+ * one whose load it was watches its own only while it runs, and has no
+ * alarm table while it stands by, so without this the leader an operator
+ * asks (nircctl alarms) knew nothing of a standby's stuck load, nor of one
+ * left by a controller that restarted since. One statement a period; its
+ * pg_locks lookup runs only for a load's backend found. */
+void leader_watch_stuck(leader_t *l, bool leading) {
+  if (!l->conn) return; /* dropped this step (no answer): asked again on the next */
+  if (!l->stuck_pid && !leading) {
+    if (l->health.stuck.pid) leader_seen_stuck(l, 0, "");
+    return;
+  }
+  char pid[16], lease[24];
   snprintf(pid, sizeof pid, "%d", l->stuck_pid);
-  const char *p[] = {pid};
-  PGresult *r = leader_exec(l, leader_stuck_sql, 1, p, PGRES_TUPLES_OK);
+  snprintf(lease, sizeof lease, "%llu", leading ? (unsigned long long)l->lease_ms : 0ULL);
+  const char *p[] = {pid, lease};
+  PGresult *r = leader_exec(l, leader_stuck_sql, 2, p, PGRES_TUPLES_OK);
   if (!r) return; /* no answer: asked again on the next step */
-  const char *tables = PQntuples(r) > 0 ? PQgetvalue(r, 0, 1) : "";
+  const char *tables = "";
+  int seen = 0;
+  const char *seen_tables = "";
+  for (int i = 0; i < PQntuples(r); i++) {
+    int rpid = atoi(PQgetvalue(r, i, 0));
+    const char *t = PQgetvalue(r, i, 2);
+    if (rpid == l->stuck_pid && l->stuck_pid) tables = t;
+    if (!seen && t[0]) {
+      seen = rpid;
+      seen_tables = t;
+    }
+  }
+  if (seen != l->health.stuck.pid || strcmp(seen_tables, l->health.stuck.tables) != 0)
+    leader_seen_stuck(l, seen, seen_tables);
+  if (!l->stuck_pid) {
+    PQclear(r);
+    return;
+  }
   if (!tables[0]) {
     /* Cleared before the log says so: /metrics is 0 once it is said. */
     uv_mutex_lock(&l->mu);

@@ -14,6 +14,8 @@ controller, agents, PostgreSQL, nircctl and the HTTP surface:
 - an operator's read of the record (`history`, `alarms --all`) is answered
   while the controller's writes wait on the database (a lock held here),
   and says how many changes it could not see yet;
+- a sites row the controller cannot read (a roster edited by hand) raises a
+  sites_load alarm naming it, cleared once mended;
 - a new leader adopts the active alarms: the same ids, the acknowledgement
   kept, no second row;
 - every raise, clear and acknowledgement is POSTed as JSON to the
@@ -371,6 +373,25 @@ def test_status_metrics_and_page_show_them():
     assert dom.count('class="alarm ') == every
 
 
+def test_an_unreadable_sites_table_is_an_alarm_until_mended():
+    """A sites row the controller cannot take (a roster edited by hand) is
+    not applied, and a controller started now would refuse to start: a
+    sites_load alarm naming it, raised a lease (3 s) after the failed read
+    and cleared once the row is mended. Before: a log line a period."""
+    was = env.sql("SELECT roster IS NULL, coalesce(roster, '') FROM sites WHERE slug = 'anhui'")
+    env.sql("UPDATE sites SET roster = 'whenever=9' WHERE slug = 'anhui'")
+    try:
+        got = T.wait_until(lambda: active_by("sites_load").get("nircd-1"), 15,
+                           "a sites_load alarm for the unreadable anhui row")
+        print(f"  alarm: {got['severity']}: {got['message']}", flush=True)
+        assert "site 'anhui': stored capacity is invalid" in got["message"], got
+        assert "a controller started now will not start" in got["message"], got
+    finally:
+        env.sql("UPDATE sites SET roster = " +
+                ("NULL" if was[0][0] == "t" else f"'{was[0][1]}'") + " WHERE slug = 'anhui'")
+    T.wait_until(lambda: not active_by("sites_load"), 15, "the sites_load alarm to clear")
+
+
 def test_a_new_leader_adopts_the_active_alarms():
     global standby
     before = active_by("site_down")
@@ -398,6 +419,7 @@ if __name__ == "__main__":
                 test_acknowledge_needs_an_operator_and_is_recorded_once,
                 test_a_read_waits_for_no_write_and_says_what_it_cannot_see,
                 test_status_metrics_and_page_show_them,
+                test_an_unreadable_sites_table_is_an_alarm_until_mended,
                 test_a_new_leader_adopts_the_active_alarms])
     finally:
         if standby:

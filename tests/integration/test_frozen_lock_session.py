@@ -17,6 +17,11 @@ nircd-2 (which has watched the lease run out meanwhile), is a race;
 whoever it is, exactly one controller says it leads, its own leader
 session holds the lock, and the lease names it and its epoch.
 
+While frozen, nircd-1 still says it leads but issues nothing: its answers
+(`nircctl alarms` at it) name the frozen session and the fix, and it raises
+a leadership alarm (critical), on record and cleared once a controller
+leads with the lock.
+
 Runs its own PostgreSQL (the test freezes one of its backends: a stopped
 backend would also hold up other tests' DROP DATABASE on a shared one).
 """
@@ -84,11 +89,19 @@ def says_it_leads(env, addr, node):
     return st["epoch"] if st["controller"] == node else None
 
 
+def leadership_alarms(env, addr):
+    """The leadership alarms on record, asked of the controller at addr."""
+    r = env.ctl("--json", "alarms", "--all", controllers=[addr])
+    if r.returncode not in (0, 1):
+        return []
+    return [x for x in json.loads(r.stdout)["alarms"] if x["kind"] == "leadership"]
+
+
 def test_leader_leads_only_with_the_lock():
     T.private_pg("stop", PG_DIR)
     T.private_pg("start", PG_DIR, str(PG_PORT))
     env = T.Env("frozen-lock", pg_port=PG_PORT,
-                extra_nircd=f"[controller]\nlease_timeout = {LEASE_S}s")
+                extra_nircd=f"[controller]\nlease_timeout = {LEASE_S}s\n[alarms]\nclear_after = 1s")
     a, b, addr_b = env.start_leader_and_standby()
     ctls = {"nircd-1": (a, env.addr), "nircd-2": (b, addr_b)}
 
@@ -143,6 +156,16 @@ def test_leader_leads_only_with_the_lock():
         print("nircctl status at nircd-2 while the lock's holder is frozen:\n" + r.stderr,
               flush=True)
         assert r.returncode == T.EXIT_UNREACHABLE and "kill -CONT" in r.stderr, r.stderr
+
+        # And nircd-1, which still says it leads and issues nothing, says why
+        # to an operator who asks it, with the fix, and raises a leadership
+        # alarm (webhooks, /metrics; checked on record below). Before: a log
+        # line, and answers saying "try again in a few seconds".
+        said = f"old session (pid {frozen}) still holds the leader lock"
+        r = T.wait_until(lambda: (lambda r: said in r.stderr and r)(
+            env.ctl("alarms", controllers=[env.addr])), 10, "nircd-1 to say why it issues nothing")
+        print("nircctl alarms at nircd-1 while its old session is frozen:\n" + r.stderr, flush=True)
+        assert f"kill -CONT {frozen}" in r.stderr and "try again" not in r.stderr, r.stderr
     finally:
         os.kill(frozen, signal.SIGCONT)
     T.wait_until(lambda: not env.sql(f"SELECT 1 FROM pg_stat_activity WHERE pid = {frozen}"),
@@ -170,6 +193,13 @@ def test_leader_leads_only_with_the_lock():
 
     what = "exactly one leader, its own session holding the lock, named by the lease"
     node, epoch, renewed_at = T.wait_until(agreement, 20, what)
+    # The alarm on record, cleared: by nircd-1 issuing again, or by nircd-2,
+    # which adopted it and does not observe it (clear_after 1 s).
+    (al,) = T.wait_until(lambda: [x for x in leadership_alarms(env, ctls[node][1])
+                                  if not x["active"]] or None, 10,
+                         f"the leadership alarm cleared on record ({node} leads)")
+    assert al["subject"] == "nircd-1" and al["severity"] == "critical", al
+    assert said in al["message"] and f"kill -CONT {frozen}" in al["message"], al
     # And it stays so while the leader renews its lease.
     T.wait_until(lambda: agreement()[2] != renewed_at and agreement(), 10, what + " (renewed)")
     assert renewed != "t", f"nircd-1 renewed the lease on session {new}, which had not the lock"

@@ -155,6 +155,12 @@ static void test_ack_once(void **state) {
    * kind (the metric label, the stored kind), paged as major. */
   assert_string_equal(alarm_kind_name(ALARM_RULE_LOAD), "rule_load");
   assert_int_equal(alarm_kind_parse("rule_load"), ALARM_RULE_LOAD);
+  assert_string_equal(alarm_kind_name(ALARM_LEADERSHIP), "leadership");
+  assert_int_equal(alarm_kind_parse("leadership"), ALARM_LEADERSHIP);
+  assert_string_equal(alarm_severity(ALARM_LEADERSHIP), "critical");
+  assert_string_equal(alarm_kind_name(ALARM_SITES_LOAD), "sites_load");
+  assert_int_equal(alarm_kind_parse("sites_load"), ALARM_SITES_LOAD);
+  assert_string_equal(alarm_severity(ALARM_SITES_LOAD), "major");
   assert_string_equal(alarm_severity(ALARM_RULE_LOAD), "major");
   alarm_table_free(&t);
 }

@@ -156,6 +156,88 @@ static void test_stuck_words_name_pid_tables_and_fix(void **state) {
   assert_string_equal(w, "");
 }
 
+/* Leading but issuing nothing: raised once it has lasted a lease (a
+ * renewal confirms a lease within a period after a pause), not before, not
+ * on a standby; its words name the reason and the fix, in order: the old
+ * session holding the lock, a pause with the database out of reach, the
+ * database refusing the renewal. Before, each was a log line only. */
+static void test_quiet_leader_raises_after_a_lease_with_the_fix(void **state) {
+  (void)state;
+  const uint64_t lease = 2000;
+  elect_health_t h = {.leading = true, .epoch = 7, .quiet_since_ms = 10000, .old_pid = 4321};
+  char w[256];
+  assert_false(elect_alarm_words(&h, ELECT_ALARM_QUIET, 10000 + lease - 1, lease, w, sizeof w));
+  assert_string_equal(w, "");
+  assert_true(elect_alarm_words(&h, ELECT_ALARM_QUIET, 10000 + lease, lease, w, sizeof w));
+  assert_non_null(strstr(w, "leading epoch 7 but issuing nothing for 2 s"));
+  assert_non_null(strstr(w, "old session (pid 4321) still holds the leader lock"));
+  assert_non_null(strstr(w, "kill -CONT 4321"));
+  assert_non_null(strstr(w, "restart PostgreSQL"));
+  assert_true(strlen(w) < sizeof w - 1); /* whole in an alarm */
+  /* Issuing again (quiet_since 0), or not leading: nothing to observe, so
+   * the alarm clears after [alarms] clear_after. */
+  h.quiet_since_ms = 0;
+  assert_false(elect_alarm_words(&h, ELECT_ALARM_QUIET, 99999, lease, w, sizeof w));
+  h.quiet_since_ms = 10000;
+  h.leading = false;
+  assert_false(elect_alarm_words(&h, ELECT_ALARM_QUIET, 99999, lease, w, sizeof w));
+  h.leading = true;
+  h.old_pid = 0;
+  h.paused_ms = 6000;
+  h.db_down = true;
+  assert_true(elect_alarm_words(&h, ELECT_ALARM_QUIET, 30000, lease, w, sizeof w));
+  assert_non_null(strstr(w, "did not run for 6000 ms (paused?)"));
+  assert_non_null(strstr(w, "restore the database"));
+  h.paused_ms = 0;
+  h.db_down = false;
+  strcpy(h.renew_err, "ERROR:  cannot execute UPDATE in a read-only transaction");
+  assert_true(elect_alarm_words(&h, ELECT_ALARM_QUIET, 30000, lease, w, sizeof w));
+  assert_non_null(strstr(w, "refuses to renew its lease; make it accept writes"));
+  assert_non_null(strstr(w, "read-only transaction"));
+  h.renew_err[0] = '\0';
+  assert_true(elect_alarm_words(&h, ELECT_ALARM_QUIET, 30000, lease, w, sizeof w));
+  assert_non_null(strstr(w, "its lease is not renewed"));
+}
+
+/* The sites table unreadable: raised once it has failed for a lease; the
+ * consequences and the fix come before the database's words, which are
+ * cut, not the fix, when long. */
+static void test_sites_unreadable_raises_after_a_lease(void **state) {
+  (void)state;
+  const uint64_t lease = 2000;
+  elect_health_t h = {.leading = true, .sites_failed_since_ms = 5000};
+  strcpy(h.sites_err, "site 'hubei': stored capacity is invalid: roster \\x1b[31m");
+  char w[256];
+  assert_false(elect_alarm_words(&h, ELECT_ALARM_SITES, 5000 + lease - 1, lease, w, sizeof w));
+  assert_true(elect_alarm_words(&h, ELECT_ALARM_SITES, 5000 + 3 * lease, lease, w, sizeof w));
+  assert_non_null(strstr(w, "the sites table cannot be read for 6 s"));
+  assert_non_null(strstr(w, "a controller started now will not start"));
+  assert_non_null(strstr(w, "site 'hubei': stored capacity is invalid"));
+  memset(h.sites_err, 'x', sizeof h.sites_err - 1);
+  h.sites_err[sizeof h.sites_err - 1] = '\0';
+  assert_true(elect_alarm_words(&h, ELECT_ALARM_SITES, 5000 + lease, lease, w, sizeof w));
+  assert_non_null(strstr(w, "will not start): mend xxx"));
+  h.sites_failed_since_ms = 0; /* it reads again */
+  assert_false(elect_alarm_words(&h, ELECT_ALARM_SITES, 99999, lease, w, sizeof w));
+}
+
+/* A given-up load's backend seen by a leader (its own or another
+ * controller's: leader_watch_stuck) raises rule_load at once with
+ * elect_stuck_words; a standby raises nothing (no alarm table). */
+static void test_rule_load_alarm_on_a_leader_only(void **state) {
+  (void)state;
+  elect_health_t h = {.leading = true, .stuck = {.pid = 555, .tables = "cutovers, schedules"}};
+  char w[256], want[256];
+  elect_stuck_words(&h.stuck, want, sizeof want);
+  assert_true(elect_alarm_words(&h, ELECT_ALARM_RULE_LOAD, 1, 2000, w, sizeof w));
+  assert_string_equal(w, want);
+  h.leading = false;
+  assert_false(elect_alarm_words(&h, ELECT_ALARM_RULE_LOAD, 1, 2000, w, sizeof w));
+  h.leading = true;
+  h.stuck.pid = 0;
+  assert_false(elect_alarm_words(&h, ELECT_ALARM_RULE_LOAD, 1, 2000, w, sizeof w));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_delays_double_up_to_the_bound),
@@ -165,6 +247,9 @@ int main(void) {
       cmocka_unit_test(test_a_mended_row_is_tried_soon),
       cmocka_unit_test(test_a_busy_writer_costs_an_epoch_per_2s_at_most),
       cmocka_unit_test(test_stuck_words_name_pid_tables_and_fix),
+      cmocka_unit_test(test_quiet_leader_raises_after_a_lease_with_the_fix),
+      cmocka_unit_test(test_sites_unreadable_raises_after_a_lease),
+      cmocka_unit_test(test_rule_load_alarm_on_a_leader_only),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
