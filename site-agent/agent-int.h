@@ -42,6 +42,11 @@ void agent_pbx_event(agent_t *a, Nirc__PbxEventKind kind, const char *found, con
                      const char *detail);
 /* Sends the queued events (call when a link reaches REPORTING). */
 void agent_pbx_flush(agent_t *a);
+/* Fills `ev` from the queued event `e` as it is sent at monotonic time
+ * `now_mono` (clock_mono_ms): seen_ago_ms counts from when it was queued.
+ * The strings stay `e`'s (borrowed: send before `e` changes). */
+void agent_pbx_fill(const agent_t *a, const agent_pbx_event_t *e, uint64_t now_mono,
+                    Nirc__PbxEvent *ev);
 /* Publishes the agent's /metrics now (agent.c): after every apply of any
  * purpose, every link state change, and every second. */
 void agent_publish_metrics(agent_t *a);

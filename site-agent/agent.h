@@ -118,6 +118,7 @@ typedef struct {
   int64_t went_home_ms;    /* REVERTED: agent_t.went_home_ms when queued (0: not known) */
   agent_clock_src_t went_home_src;
   uint64_t went_home_mono_ms; /* REVERTED: agent_t.went_home_mono_ms when queued */
+  uint64_t seen_mono_ms;      /* clock_mono_ms() when queued: PbxEvent.seen_ago_ms */
 } agent_pbx_event_t;
 
 /* The reading a name from agent_clock_src_name stands for; false for any

@@ -162,28 +162,38 @@ void agent_pbx_applied(agent_t *a, agent_apply_purpose_t purpose, const route_t 
 
 /* ---- events to the controller ---- */
 
+void agent_pbx_fill(const agent_t *a, const agent_pbx_event_t *e, uint64_t now_mono,
+                    Nirc__PbxEvent *ev) {
+  nirc__pbx_event__init(ev);
+  ev->site = (char *)a->slug;
+  ev->kind = e->kind;
+  ev->found = (char *)e->found;
+  ev->expected = (char *)e->expected;
+  ev->detail = (char *)e->detail;
+  ev->at_ms = e->at_ms;
+  ev->epoch = e->epoch;
+  ev->version = e->version;
+  ev->unverified = e->unverified;
+  ev->went_home_at_ms = e->went_home_ms;
+  ev->went_home_clock = e->went_home_ms > 0 ? agent_clock_src_pb(e->went_home_src)
+                                            : NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID;
+  /* Counted now, as it is sent: an event queued while the link was down
+   * says how long ago from when the controller hears it. */
+  ev->went_home_ago_said = e->went_home_ms > 0 && agent_clock_went_home_ago(a, e->went_home_mono_ms,
+                                                                            &ev->went_home_ago_ms);
+  /* The same for when it was seen, whatever its kind: the controller
+   * places it by its own clock, not by at_ms on this host's. */
+  if (e->seen_mono_ms > 0) {
+    ev->seen_ago_said = true;
+    ev->seen_ago_ms = now_mono > e->seen_mono_ms ? now_mono - e->seen_mono_ms : 0;
+  }
+}
+
 void agent_pbx_flush(agent_t *a) {
   if (a->state != AGENT_REPORTING || !a->link) return;
   for (unsigned i = 0; i < a->n_events; i++) {
-    const agent_pbx_event_t *e = &a->events[i];
-    Nirc__PbxEvent ev = NIRC__PBX_EVENT__INIT;
-    ev.site = a->slug;
-    ev.kind = e->kind;
-    ev.found = (char *)e->found;
-    ev.expected = (char *)e->expected;
-    ev.detail = (char *)e->detail;
-    ev.at_ms = e->at_ms;
-    ev.epoch = e->epoch;
-    ev.version = e->version;
-    ev.unverified = e->unverified;
-    ev.went_home_at_ms = e->went_home_ms;
-    ev.went_home_clock = e->went_home_ms > 0 ? agent_clock_src_pb(e->went_home_src)
-                                             : NIRC__AGENT_CLOCK__AGENT_CLOCK_UNSAID;
-    /* Counted now, as it is sent: an event queued while the link was down
-     * says how long ago from when the controller hears it. */
-    ev.went_home_ago_said =
-        e->went_home_ms > 0 &&
-        agent_clock_went_home_ago(a, e->went_home_mono_ms, &ev.went_home_ago_ms);
+    Nirc__PbxEvent ev;
+    agent_pbx_fill(a, &a->events[i], clock_mono_ms(), &ev);
     Nirc__Envelope out = NIRC__ENVELOPE__INIT;
     out.msg_case = NIRC__ENVELOPE__MSG_PBX_EVENT;
     out.pbx_event = &ev;
@@ -208,7 +218,8 @@ static void agent_pbx_queue(agent_t *a, Nirc__PbxEventKind kind, const char *fou
   nirc_strlcpy_utf8(e->found, found ? found : "", sizeof e->found);
   nirc_strlcpy_utf8(e->expected, expected ? expected : "", sizeof e->expected);
   nirc_strlcpy_utf8(e->detail, detail ? detail : "", sizeof e->detail);
-  e->at_ms = clock_real_ms();
+  e->at_ms = clock_real_ms(); /* this host's clock: said, not what the controller records */
+  e->seen_mono_ms = clock_mono_ms();
   e->epoch = r ? r->epoch : 0;
   e->version = r ? r->version : 0;
   /* The route confirmed may be confirmed unread: a controller that heard

@@ -309,6 +309,26 @@ void server_site_close_removed(server_t *srv, site_t *s);
 int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *why, size_t whylen);
 /* Observes each site's pbx alarm while its last PbxEvent is recent. */
 void server_pbx_observe(server_t *srv);
+/* When a site's agent saw a PbxEvent, on this controller's real clock: a
+ * decision free of I/O (unit.test_server_pbx). The agent counts how long
+ * ago on its monotonic clock (seen_ago_ms); its host's clock (at_ms) is
+ * never taken, it may be minutes off. */
+typedef enum {
+  SERVER_PBX_SEEN_UNSAID = 0,  /* an older agent: at or before it arrived */
+  SERVER_PBX_SEEN_IMPLAUSIBLE, /* a count that cannot be (before 1970, over 30 days) */
+  SERVER_PBX_SEEN_ON_TIME,     /* within a trip (SERVER_PBX_TRIP_MS) of its arrival */
+  SERVER_PBX_SEEN_LATE,        /* reported late_ms after it was seen (link down) */
+} server_pbx_seen_state_t;
+#define SERVER_PBX_TRIP_MS 2000 /* as the engine's "recorded late" */
+typedef struct {
+  server_pbx_seen_state_t state;
+  int64_t at_ms;   /* recorded at: arrival less seen_ago_ms; arrival when not known */
+  int64_t late_ms; /* arrival less at_ms (0 unless ON_TIME or LATE) */
+} server_pbx_seen_t;
+server_pbx_seen_t server_pbx_seen(const Nirc__PbxEvent *ev, int64_t arrival_ms);
+/* What an operator reads beside the event: when it was seen and how much
+ * later it was reported, or that it is not known; "" when on time. */
+void server_pbx_seen_words(const server_pbx_seen_t *s, char *buf, size_t len);
 /* server_retention.c, from the leader's tick: prunes load minutes older than
  * [database] history_days (business clock) in batches, and reads each
  * site's newest stored WAPE into fc_wape for /metrics. */

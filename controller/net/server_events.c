@@ -136,7 +136,9 @@ void server_record_event_at(server_t *srv, int64_t at_ms, const char *kind, cons
                             const char *site, const char *peer, const char *event,
                             const char *detail) {
   if (!srv->db) return;
-  if (!server_event_budget(srv, kind, site, peer, event, detail, at_ms)) return;
+  /* The budget counts writes as they come, now: at_ms may be earlier (an
+   * event an agent reports late, an operator's kept-back connect). */
+  if (!server_event_budget(srv, kind, site, peer, event, detail, clock_real_ms())) return;
   int rc = store_link_event(srv->db, at_ms, kind, identity, site, peer, event, detail);
   if (rc != 0) server_dropped(srv, rc);
 }

@@ -4,6 +4,7 @@
  * nirc_pbx_drift_repairs_total counter. Part of the server module. */
 #include "server.h"
 
+#include "clock.h"
 #include "err.h"
 #include "log.h"
 #include "safetext.h"
@@ -27,15 +28,59 @@ void server_pbx_observe(server_t *srv) {
   }
 }
 
+/* A count beyond this is not believed: an agent keeps 16 events while its
+ * link is down, and a month-old one is more likely a broken count. */
+#define SERVER_PBX_SEEN_MAX_MS (30LL * 86400000)
+
+server_pbx_seen_t server_pbx_seen(const Nirc__PbxEvent *ev, int64_t arrival_ms) {
+  server_pbx_seen_t s = {.state = SERVER_PBX_SEEN_UNSAID, .at_ms = arrival_ms};
+  if (!ev->seen_ago_said) return s;
+  if (ev->seen_ago_ms > (uint64_t)SERVER_PBX_SEEN_MAX_MS || (int64_t)ev->seen_ago_ms > arrival_ms) {
+    s.state = SERVER_PBX_SEEN_IMPLAUSIBLE;
+    return s;
+  }
+  s.late_ms = (int64_t)ev->seen_ago_ms;
+  s.at_ms = arrival_ms - s.late_ms;
+  s.state = s.late_ms > SERVER_PBX_TRIP_MS ? SERVER_PBX_SEEN_LATE : SERVER_PBX_SEEN_ON_TIME;
+  return s;
+}
+
+void server_pbx_seen_words(const server_pbx_seen_t *s, char *buf, size_t len) {
+  char at[40];
+  switch (s->state) {
+  case SERVER_PBX_SEEN_LATE:
+    clock_format_iso(s->at_ms, 0, at, sizeof at);
+    snprintf(buf, len, "seen by the agent at %s, reported %lld s later (its link was down)", at,
+             (long long)(s->late_ms / 1000));
+    return;
+  case SERVER_PBX_SEEN_UNSAID:
+    snprintf(buf, len,
+             "seen at or before it was reported (an agent older than this controller "
+             "does not say when)");
+    return;
+  case SERVER_PBX_SEEN_IMPLAUSIBLE:
+    snprintf(buf, len, "seen at or before it was reported (the agent's count of when cannot be)");
+    return;
+  case SERVER_PBX_SEEN_ON_TIME: break;
+  }
+  if (len) buf[0] = '\0';
+}
+
+/* "detail; seen ..." (or detail alone when it came on time). */
+static void server_pbx_with_seen(const char *detail, const char *seen, char *buf, size_t len) {
+  snprintf(buf, len, "%s%s%s", detail, *seen && *detail ? "; " : "", seen);
+}
+
 /* The agent's route in force became unknown (an apply at start, at
  * revert_at or putting a route back failed) or known again: the engine
  * shows it and keeps a directive alarm while it is unknown; a link event
  * records each. Not a pbx alarm: that one says the PBX routed otherwise,
  * and here nobody knows how it routes. */
-static void server_pbx_route_known(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev) {
+static void server_pbx_route_known(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev,
+                                   const server_pbx_seen_t *seen, const char *when) {
   site_t *site = c->site;
   bool known = ev->kind == NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_CONFIRMED;
-  char expected[200], detail[200], words[400];
+  char expected[200], detail[200], words[400], stored[600];
   safetext_escape(ev->expected ? ev->expected : "", expected, sizeof expected);
   safetext_escape(ev->detail ? ev->detail : "", detail, sizeof detail);
   if (known) {
@@ -45,8 +90,10 @@ static void server_pbx_route_known(server_t *srv, conn_t *c, const Nirc__PbxEven
     snprintf(words, sizeof words, "the agent could not apply its route %s: %s", expected, detail);
     log_error(LOG_SITE, site->slug, "route unknown: %s", words);
   }
-  server_record_event(srv, "site", link_peer(c->link)->subject, site->slug, link_peer_addr(c->link),
-                      known ? "route_confirmed" : "route_unconfirmed", words);
+  server_pbx_with_seen(words, when, stored, sizeof stored);
+  server_record_event_at(srv, seen->at_ms, "site", link_peer(c->link)->subject, site->slug,
+                         link_peer_addr(c->link), known ? "route_confirmed" : "route_unconfirmed",
+                         stored);
   if (srv->engine) engine_on_route_known(srv->engine, (size_t)(site - srv->sites.v), known, detail);
   /* Confirmed, but perhaps unread: the Hello that said "unknown" could
    * not say so. */
@@ -64,6 +111,11 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
              ev->site);
     return NIRC_EIDENTITY;
   }
+  /* Recorded when the agent saw it, by this controller's clock: an event
+   * queued while the link was down happened before it arrived. */
+  server_pbx_seen_t seen = server_pbx_seen(ev, clock_real_ms());
+  char when[160];
+  server_pbx_seen_words(&seen, when, sizeof when);
   const char *event;
   bool critical = true;
   switch (ev->kind) {
@@ -72,12 +124,13 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
      * own. Stored, and the engine takes the site's route as home, so
      * status says what the site does (it may send the rule's route again
      * if the rule is still in force here). No pbx alarm: nothing drifted. */
-    char detail[400];
+    char detail[400], stored[600];
     safetext_escape(ev->detail ? ev->detail : "", detail, sizeof detail);
+    server_pbx_with_seen(detail, when, stored, sizeof stored);
     log_warn(LOG_SITE, site->slug, "agent went home on its own at revert_at of (%llu, %llu): %s",
-             (unsigned long long)ev->epoch, (unsigned long long)ev->version, detail);
-    server_record_event(srv, "site", link_peer(c->link)->subject, site->slug,
-                        link_peer_addr(c->link), "agent_reverted", detail);
+             (unsigned long long)ev->epoch, (unsigned long long)ev->version, stored);
+    server_record_event_at(srv, seen.at_ms, "site", link_peer(c->link)->subject, site->slug,
+                           link_peer_addr(c->link), "agent_reverted", stored);
     engine_went_home_t went = {.at_ms = ev->went_home_at_ms,
                                .clock = ev->went_home_clock,
                                .ago_ms = ev->went_home_ago_ms,
@@ -98,29 +151,35 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
   case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_VERIFY_FAILED: event = "pbx_verify_failed"; break;
   case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_UNCONFIRMED:
   case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_CONFIRMED:
-    server_pbx_route_known(srv, c, ev);
+    server_pbx_route_known(srv, c, ev, &seen, when);
     return 0;
   default:
     /* A kind from a newer agent: said, not acted on. */
     log_warn(LOG_SITE, site->slug, "PbxEvent of unknown kind %d ignored", (int)ev->kind);
     return 0;
   }
-  char found[200], expected[200], detail[400], words[ALARM_MESSAGE_MAX];
+  char found[200], expected[200], detail[400], words[ALARM_MESSAGE_MAX], stored[600];
   safetext_escape(ev->found ? ev->found : "", found, sizeof found);
   safetext_escape(ev->expected ? ev->expected : "", expected, sizeof expected);
   safetext_escape(ev->detail ? ev->detail : "", detail, sizeof detail);
-  snprintf(words, sizeof words, "%s: the PBX routed %s, the agent's route is %s",
+  /* When it was seen goes before the routes: a message cut at its end
+   * keeps it. The alarm is raised now (the controller learnt it now); its
+   * words say when the PBX did it. */
+  snprintf(words, sizeof words, "%s%s%s: the PBX routed %s, the agent's route is %s",
            critical ? (ev->kind == NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_VERIFY_FAILED
                            ? "PBX did not take a route"
                            : "PBX drift NOT repaired")
                     : "PBX drift repaired",
-           found[0] ? found : "?", expected[0] ? expected : "?");
+           when[0] ? ", " : "", when, found[0] ? found : "?", expected[0] ? expected : "?");
   if (critical)
     log_error(LOG_SITE, site->slug, "%s (%s)", words, detail);
   else
     log_warn(LOG_SITE, site->slug, "%s (%s)", words, detail);
-  server_record_event(srv, "site", link_peer(c->link)->subject, site->slug, link_peer_addr(c->link),
-                      event, detail[0] ? detail : words);
+  server_pbx_with_seen(detail[0] ? detail : words, detail[0] ? when : "", stored, sizeof stored);
+  server_record_event_at(srv, seen.at_ms, "site", link_peer(c->link)->subject, site->slug,
+                         link_peer_addr(c->link), event, stored);
+  /* The alarm stands SERVER_PBX_ALARM_MS from when it was heard: a drift
+   * reported late must still be seen. */
   site->pbx_event_ms = clock_real_ms();
   srv->last_pbx_event_ms = site->pbx_event_ms;
   site->pbx_critical = critical;

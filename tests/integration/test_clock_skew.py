@@ -132,11 +132,43 @@ def test_restart_without_controller_keeps_the_controllers_clock():
     # Home at the end of the 12 s on the controller's clock, with no
     # controller to say so: not at once, not an hour late.
     T.wait_until(lambda: state_route() == HOME, 20, "xizang home at revert_at")
+    global HOME_AT
+    HOME_AT = time.time()
     assert time.monotonic() - start >= 10, time.monotonic() - start
     text = agent_log()[off:]
     assert "revert_at reached (on the controller's clock as remembered" in text, text
 
 
+def test_event_reported_late_is_recorded_when_it_happened():
+    """The return home above happened while no controller ran: the agent
+    queued its REVERTED event and sends it when a controller is back. It
+    was recorded at its arrival (seconds to minutes late), and its host's
+    at_ms is an hour ahead. Now the agent says how long ago it saw it
+    (monotonic) and the controller records it then, saying how much later
+    it was reported."""
+    last = int(env.sql("SELECT coalesce(max(id), 0) FROM link_events")[0][0])
+
+    def row():
+        r = env.sql("SELECT extract(epoch FROM at), detail FROM link_events WHERE site = "
+                    f"'xizang' AND event = 'agent_reverted' AND id > {last} ORDER BY id LIMIT 1")
+        return r[0] if r else None
+
+    # The link stays down 3 s more (the scenario, not a wait for anything):
+    # over a trip (2 s), so the controller says how late it came.
+    time.sleep(max(0.0, HOME_AT + 3 - time.time()))
+    env.start_controller()
+    got = T.wait_until(row, 20, "the agent's late REVERTED event stored")
+    arrived = time.time()
+    at, detail = float(got[0]), got[1]
+    assert arrived - HOME_AT >= 3, arrived - HOME_AT  # it did come late
+    # Stored to the second (cut down): when it went, not its arrival (3 s
+    # on), not its host's clock (an hour on).
+    assert -1.6 < at - HOME_AT < 0.5, (at, HOME_AT, arrived)
+    assert re.search(r"seen by the agent at \S+Z, reported \d+ s later \(its link was down\)",
+                     detail), detail
+
+
 if __name__ == "__main__":
     T.main([test_agent_ahead_keeps_the_cutover, test_short_cutover_ends_on_the_controllers_clock,
-            test_restart_without_controller_keeps_the_controllers_clock])
+            test_restart_without_controller_keeps_the_controllers_clock,
+            test_event_reported_late_is_recorded_when_it_happened])

@@ -585,8 +585,35 @@ static void test_revert_applied_unread_says_so(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A drift the agent repaired while its link was down: the event it sends
+ * on reconnect says how long ago it saw it, counted on its monotonic
+ * clock as it is sent (no clock offset in it), whatever its host's clock
+ * says (at_ms). Before, only a return home said so: the controller
+ * recorded a drift seen 10 min before the link came back at its arrival. */
+static void test_event_says_how_long_ago_it_was_seen(void **state) {
+  (void)state;
+  agent_t *a = started_agent(NULL);
+  agent_pbx_event(a, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_DRIFT_REPAIRED, "hubei 100%",
+                  "shaanxi 100%", "the PBX routed otherwise");
+  assert_int_equal(a->n_events, 1); /* no link: queued */
+  const agent_pbx_event_t *e = &a->events[0];
+  assert_true(e->seen_mono_ms > 0);
+  Nirc__PbxEvent ev;
+  agent_pbx_fill(a, e, e->seen_mono_ms + 600000, &ev); /* sent 10 min later */
+  assert_true(ev.seen_ago_said);
+  assert_int_equal(ev.seen_ago_ms, 600000);
+  assert_int_equal(ev.at_ms, e->at_ms); /* the host's clock, said as before */
+  assert_string_equal(ev.site, "hubei");
+  assert_string_equal(ev.found, "hubei 100%");
+  /* Sent at once: 0 ago, still said (said is not the same as 0). */
+  agent_pbx_fill(a, e, e->seen_mono_ms, &ev);
+  assert_true(ev.seen_ago_said);
+  assert_int_equal(ev.seen_ago_ms, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_event_says_how_long_ago_it_was_seen),
       cmocka_unit_test(test_failed_restore_is_retried_and_revert_armed),
       cmocka_unit_test(test_start_after_revert_at_applies_home),
       cmocka_unit_test(test_revert_kept_when_save_fails),
