@@ -130,6 +130,11 @@ typedef struct {
   void (*apply)(void *impl, const route_t *r, adapter_apply_cb cb, void *arg);
   /* Reads the load of the interval ending at business time now_ms. */
   void (*collect)(void *impl, int64_t now_ms, adapter_collect_cb cb, void *arg);
+  /* Its counts cover the business clock's interval between collects (a
+   * simulator that runs on now_ms), not the time that passed: a PBX counts
+   * calls as they come, so a step of this host's clock (NTP fixing it)
+   * adds no calls. Decides LoadReport.interval_ms (agent_clock_interval). */
+  bool counts_business_time;
   /* Reads back how the PBX routes now and compares it with `expected`
    * (borrowed until the callback). Never changes the PBX. At most one
    * verify in flight; it may run while no apply is in flight only, or

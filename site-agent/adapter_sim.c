@@ -133,6 +133,9 @@ const adapter_ops_t adapter_sim_ops = {
     .start = adapter_sim_start,
     .apply = adapter_sim_apply,
     .collect = adapter_sim_collect,
+    /* sim_advance simulates the calls of the business time passed (up to
+     * 6 h of a jump; more is a pause). */
+    .counts_business_time = true,
     .verify = adapter_sim_verify,
     .stop = adapter_sim_stop,
 };

@@ -213,11 +213,24 @@ static void agent_on_collected(void *arg, const adapter_load_t *lp) {
    * `clock` alarm), which a corrected time would hide; the interval
    * below is a difference on the same clock, unmoved by a new offset. */
   r.timestamp_ms = now;
-  int64_t iv = a->last_report_business_ms ? now - a->last_report_business_ms : 0;
   /* Business time: with an accelerated clock the interval is longer than
-   * the real report period. The first report falls back to the period. */
-  r.interval_ms = iv > 0 && iv <= 86400000 ? (uint32_t)iv : a->report_interval_ms;
+   * the real report period. Counted on the monotonic clock (the simulator:
+   * its business clock), so a step of this host's clock is not taken for
+   * time with calls in it. The first report falls back to the period. */
+  int64_t stepped;
+  uint32_t iv =
+      agent_clock_interval(a, a->adapter.ops->counts_business_time, a->last_report_business_ms, now,
+                           a->last_report_mono_ms, a->collect_mono_ms, &stepped);
+  if (stepped)
+    log_warn(LOG_AGENT, a->slug,
+             "this host's clock moved %+.0f s beyond the time that passed since the last report "
+             "(stepped: NTP?); the report's interval is %.1f s%s",
+             (double)stepped / 1000.0, (iv ? iv : a->report_interval_ms) / 1000.0,
+             a->adapter.ops->counts_business_time ? " on the business clock (the simulator's)"
+                                                  : ", the time that passed");
+  r.interval_ms = iv ? iv : a->report_interval_ms;
   a->last_report_business_ms = now;
+  a->last_report_mono_ms = a->collect_mono_ms;
   if (load.unreadable) {
     r.pbx_unreadable = 1;
     r.pbx_error = load.error;
@@ -268,6 +281,7 @@ static void agent_on_report_timer(uv_timer_t *t) {
   }
   a->collecting = true;
   a->collect_business_ms = clock_now_ms(&a->clock);
+  a->collect_mono_ms = clock_mono_ms();
   a->adapter.ops->collect(a->adapter.impl, a->collect_business_ms, agent_on_collected, a);
 }
 

@@ -195,8 +195,9 @@ typedef struct {
   bool collecting; /* a collect is in flight */
   int64_t collect_business_ms;
   int64_t last_report_business_ms;
-  FILE *report_log;   /* owned; JSON lines of every report sent */
-  struct httpd *http; /* owned: /metrics, or NULL */
+  uint64_t collect_mono_ms, last_report_mono_ms; /* clock_mono_ms() of the same */
+  FILE *report_log;                              /* owned; JSON lines of every report sent */
+  struct httpd *http;                            /* owned: /metrics, or NULL */
   uint64_t applies_ok, applies_failed, collects_unreadable;
   adapter_load_t last_load;
   bool have_load;
@@ -327,6 +328,20 @@ void agent_clock_went_home(agent_t *a, int64_t local_ms);
  * at monotonic time `mono_ms` was; false when it is not this process's
  * (mono_ms 0). Hello.went_home_ago_ms, PbxEvent.went_home_ago_ms. */
 bool agent_clock_went_home_ago(const agent_t *a, uint64_t mono_ms, uint64_t *ago_ms);
+/* The interval a report's counts cover (LoadReport.interval_ms, business
+ * ms) from the last collect (last_*) to this one (now_*): the monotonic
+ * time between them times the clock's speed, so a step of this host's
+ * clock (NTP fixing the offset the controller's `clock` alarm named) does
+ * not stretch it (the controller would spread 5 s of calls over the hour
+ * the clock jumped, and take the site's demand for near zero) nor shrink
+ * it; the business clock's own difference for an adapter whose counts run
+ * on it (`business_counts`: the simulator). 0: no last collect (mono 0),
+ * or outside 1..86400000 (the caller sends the report period then).
+ * *stepped_ms: how far the business clock moved beyond that (0: within a
+ * second, times the speed). */
+uint32_t agent_clock_interval(const agent_t *a, bool business_counts, int64_t last_biz,
+                              int64_t now_biz, uint64_t last_mono, uint64_t now_mono,
+                              int64_t *stepped_ms);
 /* At agent_init, once a->conf and a->clock are set: the clock file is
  * "<state_file>.clock" (none without a state file), and the offset it
  * remembers is used until a controller gives a new one; logs which clock

@@ -86,6 +86,19 @@ bool agent_clock_went_home_ago(const agent_t *a, uint64_t mono_ms, uint64_t *ago
   return true;
 }
 
+uint32_t agent_clock_interval(const agent_t *a, bool business_counts, int64_t last_biz,
+                              int64_t now_biz, uint64_t last_mono, uint64_t now_mono,
+                              int64_t *stepped_ms) {
+  *stepped_ms = 0;
+  if (last_mono == 0 || now_mono < last_mono) return 0;
+  double speed = a->clock.speed > 1.0 ? a->clock.speed : 1.0;
+  int64_t passed = (int64_t)((double)(now_mono - last_mono) * speed);
+  int64_t step = (now_biz - last_biz) - passed;
+  if (step > 1000 * speed || step < -1000 * speed) *stepped_ms = step;
+  int64_t iv = business_counts ? now_biz - last_biz : passed;
+  return iv > 0 && iv <= 86400000 ? (uint32_t)iv : 0;
+}
+
 int64_t agent_controller_ms(const agent_t *a, int64_t local_ms) {
   return a->have_offset ? local_ms + a->ctl_offset_ms : local_ms;
 }

@@ -214,6 +214,44 @@ static void test_saved_when_it_moved_or_aged(void **state) {
   assert_true(agent_clock_should_save(&a, CTL + 60000));
 }
 
+/* A report's interval is the time that passed, on the monotonic clock:
+ * the controller divides the report's calls by it. Before, it was the
+ * difference of this host's clock between collects, so the host clock
+ * stepped forward by 10 min (NTP fixing what the `clock` alarm named)
+ * made a Kamailio report of 5 s of calls say 605 s (the controller took
+ * the site's demand for about half, an hour's step for near zero), and
+ * one stepped back said the report period whatever had passed. The
+ * simulator's counts run on the business clock: its difference stays. */
+static void test_interval_is_the_time_that_passed(void **state) {
+  (void)state;
+  agent_t a;
+  memset(&a, 0, sizeof a);
+  a.clock.speed = 1.0;
+  const uint64_t M = 1000000; /* clock_mono_ms at the last collect */
+  int64_t stepped;
+  /* Steady: 5 s on both clocks. */
+  assert_int_equal(agent_clock_interval(&a, false, CTL, CTL + 5000, M, M + 5000, &stepped), 5000);
+  assert_int_equal(stepped, 0);
+  /* The host clock stepped 10 min forward: 5 s passed. */
+  assert_int_equal(agent_clock_interval(&a, false, CTL, CTL + 605000, M, M + 5000, &stepped), 5000);
+  assert_int_equal(stepped, 600000);
+  /* ... or back: still 5 s, not the report period by default. */
+  assert_int_equal(agent_clock_interval(&a, false, CTL, CTL - 595000, M, M + 5000, &stepped), 5000);
+  assert_int_equal(stepped, -600000);
+  /* The simulator simulated the 605 s its business clock moved. */
+  assert_int_equal(agent_clock_interval(&a, true, CTL, CTL + 605000, M, M + 5000, &stepped),
+                   605000);
+  assert_int_equal(stepped, 600000);
+  /* An accelerated clock (60x): 5 s real are 300 s of business time, and
+   * its ordinary drift under a second (times 60) is no step. */
+  a.clock.speed = 60.0;
+  assert_int_equal(agent_clock_interval(&a, false, CTL, CTL + 330000, M, M + 5000, &stepped),
+                   300000);
+  assert_int_equal(stepped, 0);
+  /* No last collect: 0 (the caller sends the report period). */
+  assert_int_equal(agent_clock_interval(&a, false, 0, CTL, 0, M, &stepped), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_offset_survives_a_restart, fx_setup, fx_teardown),
@@ -222,6 +260,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_foreign_or_damaged_file_is_not_used, fx_setup,
                                       fx_teardown),
       cmocka_unit_test(test_saved_when_it_moved_or_aged),
+      cmocka_unit_test(test_interval_is_the_time_that_passed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
