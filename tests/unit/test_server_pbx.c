@@ -3,7 +3,9 @@
  * count since (PbxEvent.seen_ago_ms, monotonic) taken from the
  * controller's own clock, never by the agent host's clock (at_ms). Before,
  * every PbxEvent was recorded at its arrival: a drift the agent saw 10
- * minutes before its link came back was recorded as 10 minutes later. */
+ * minutes before its link came back was recorded as 10 minutes later.
+ * And the link events' budget per site counts writes as they come: an
+ * event stored at its (earlier) time must not refill it backwards. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,8 +14,11 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+#include "db.h"
 #include "server.h"
 
 #define ARRIVAL 1796673600000LL /* 2026-12-07 20:00:00 UTC */
@@ -84,11 +89,43 @@ static void test_unsaid_or_implausible_is_at_or_before_arrival(void **state) {
   assert_non_null(strstr(w, "at or before it was reported"));
 }
 
+static void test_closed(void *arg) {
+  *(bool *)arg = true;
+}
+
+/* A site's event 10 min late, after an event on time: stored, not counted
+ * over the site's budget. Before, the budget was refilled at the event's
+ * time, 10 min back: 100 writes owed, so the late drift (the event this
+ * is all about) was counted in nirc_link_events_suppressed_total and not
+ * stored. No database answers here: whether it was stored is whether it
+ * was left out. */
+static void test_late_event_is_not_left_out(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  server_t *srv = calloc(1, sizeof *srv);
+  assert_non_null(srv);
+  assert_int_equal(db_open(&loop, "host=127.0.0.1 port=1 connect_timeout=1", &srv->db), 0);
+  int64_t now = clock_real_ms();
+  server_record_event(srv, "site", "site:hubei", "hubei", "127.0.0.1:1", "hello", "");
+  server_record_event_at(srv, now - 600000, "site", "site:hubei", "hubei", "127.0.0.1:1",
+                         "pbx_drift_repaired", "the PBX routed hubei 100% instead of shaanxi");
+  assert_int_equal(srv->link_events_suppressed, 0);
+  bool closed = false;
+  db_close(srv->db, test_closed, &closed);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_true(closed);
+  free(srv->evbudget);
+  free(srv);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_late_event_is_placed_by_the_agents_count),
       cmocka_unit_test(test_event_on_time_says_nothing),
       cmocka_unit_test(test_unsaid_or_implausible_is_at_or_before_arrival),
+      cmocka_unit_test(test_late_event_is_not_left_out),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
