@@ -163,8 +163,7 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
   safetext_escape(ev->expected ? ev->expected : "", expected, sizeof expected);
   safetext_escape(ev->detail ? ev->detail : "", detail, sizeof detail);
   /* When it was seen goes before the routes: a message cut at its end
-   * keeps it. The alarm is raised now (the controller learnt it now); its
-   * words say when the PBX did it. */
+   * keeps it. */
   snprintf(words, sizeof words, "%s%s%s: the PBX routed %s, the agent's route is %s",
            critical ? (ev->kind == NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_VERIFY_FAILED
                            ? "PBX did not take a route"
@@ -184,6 +183,9 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
   srv->last_pbx_event_ms = site->pbx_event_ms;
   site->pbx_critical = critical;
   nirc_strlcpy_utf8(site->pbx_alarm, words, sizeof site->pbx_alarm);
-  if (srv->engine) engine_alarm_observe_sev(srv->engine, ALARM_PBX, site->slug, words, critical);
+  /* Raised as of when the agent saw it: its "since" is when the PBX did it. */
+  if (srv->engine)
+    engine_alarm_observe_since(srv->engine, ALARM_PBX, site->slug, words, critical,
+                               seen.state == SERVER_PBX_SEEN_LATE ? seen.late_ms : 0);
   return 0;
 }

@@ -628,6 +628,12 @@ void engine_alarm_observe(engine_t *e, alarm_kind_t kind, const char *subject, c
  * (alarm_observe_sev). */
 void engine_alarm_observe_sev(engine_t *e, alarm_kind_t kind, const char *subject,
                               const char *message, bool critical);
+/* engine_alarm_observe_sev for a condition that began `ago_ms` (real ms,
+ * >= 0) before now: one raised now says it since then (a PBX event its
+ * agent reported late: its "since" is when the PBX did it, not when the
+ * controller heard). An active one keeps its own. */
+void engine_alarm_observe_since(engine_t *e, alarm_kind_t kind, const char *subject,
+                                const char *message, bool critical, int64_t ago_ms);
 /* Whether an alarm for (kind, subject) is active. */
 bool engine_alarm_active(const engine_t *e, alarm_kind_t kind, const char *subject);
 /* The active alarms (borrowed; for status, the page and metrics). */

@@ -53,6 +53,15 @@ void engine_alarm_observe_sev(engine_t *e, alarm_kind_t kind, const char *subjec
                     e->io.wall_ms(e->io.ctx), engine_now(e));
 }
 
+void engine_alarm_observe_since(engine_t *e, alarm_kind_t kind, const char *subject,
+                                const char *message, bool critical, int64_t ago_ms) {
+  double speed = e->opts.clock_speed >= 1 ? e->opts.clock_speed : 1;
+  if (ago_ms < 0) ago_ms = 0;
+  alarm_observe_sev(&e->alarms, kind, subject, message, critical, engine_mono(e),
+                    e->io.wall_ms(e->io.ctx) - ago_ms,
+                    engine_now(e) - (int64_t)((double)ago_ms * speed));
+}
+
 bool engine_alarm_active(const engine_t *e, alarm_kind_t kind, const char *subject) {
   return alarm_find(&e->alarms, kind, subject) != NULL;
 }

@@ -751,8 +751,35 @@ static void test_an_adopted_no_rule_alarm_says_the_sites_state_now(void **state)
   world_free(w);
 }
 
+/* A PBX drift the agent saw 10 min before its link came back: the pbx
+ * alarm raised for it says "since" then (real and business time), not
+ * since the controller heard; one already active keeps its own. Before,
+ * every pbx alarm was raised as of its event's arrival. */
+static void test_a_pbx_alarm_reported_late_is_raised_since_it_was_seen(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_engine(w);
+  world_tick(w, e, 1000);
+  engine_alarm_observe_since(e, ALARM_PBX, "hubei", "PBX drift repaired", false, 600000);
+  const alarm_t *a = alarm_find(engine_alarms(e), ALARM_PBX, "hubei");
+  assert_non_null(a);
+  assert_int_equal(a->raised_wall_ms, w->wall - 600000);
+  assert_int_equal(a->raised_business_ms, w->now - 600000); /* the world's clock runs at 1x */
+  int64_t since = a->raised_wall_ms;
+  world_tick(w, e, 1000);
+  engine_alarm_observe_since(e, ALARM_PBX, "hubei", "PBX drift repaired", false, 0);
+  assert_int_equal(alarm_find(engine_alarms(e), ALARM_PBX, "hubei")->raised_wall_ms, since);
+  /* On time: since now. */
+  engine_alarm_observe_since(e, ALARM_PBX, "guizhou", "PBX drift repaired", false, 0);
+  assert_int_equal(alarm_find(engine_alarms(e), ALARM_PBX, "guizhou")->raised_wall_ms, w->wall);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_a_pbx_alarm_reported_late_is_raised_since_it_was_seen),
       cmocka_unit_test(test_a_late_return_is_stamped_when_the_agent_went),
       cmocka_unit_test(test_a_late_return_says_which_clock_the_agent_read),
       cmocka_unit_test(test_only_an_entry_stamped_well_before_it_is_recorded_is_late),
