@@ -361,7 +361,17 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
       site->aht_sum_s = site->aht_sum_s * wd + (double)r->calls_answered * r->aht_ms / 1000.0;
       if (site->aht_calls >= 1.0)
         site->aht_s = site->aht_sum_s / site->aht_calls;
-      else if (r->aht_ms > 0)
+      else if (r->aht_ms > 0 && !(site->aht_s > 0))
+        /* Only as a first figure: a report that answered no call
+         * describes none. A source whose calls all go to a hub answers
+         * none, yet its PBX still reports the calls that end there: the
+         * last ones it answered before the move, the longest of them
+         * (0 answered, 694 s, at a 230 s site). Taken as its handle
+         * time, that one report tripled its Erlangs at the hub for a
+         * report period and withdrew a source from a hub that had the
+         * agents (integration.stable at 60x, where one report period is
+         * the whole capacity hold). Without new calls the estimate stays
+         * what the calls it measured said. */
         site->aht_s = r->aht_ms / 1000.0;
     }
     double wait = r->longest_wait_ms / 1000.0, queue = r->calls_in_queue;

@@ -67,7 +67,28 @@ typedef struct {
   int64_t next_report;   /* business time of the next round of reports */
   const char *wait_site; /* a source reporting a longest wait, or NULL */
   unsigned wait_s;
+  /* A source whose calls all go to its hub: each report answers none and
+   * routes away away_calls[i] (0: it reports as world_staff does), with
+   * its PBX's handle time figure away_aht_ms[i]. */
+  unsigned away_calls[16], away_aht_ms[16];
 } sim_t;
+
+/* One report of a source that answers no call: `calls` routed away in the
+ * minute, and aht_ms as its PBX says it (the calls that ended there). */
+static void away_report(world_t *w, const char *slug, unsigned calls, unsigned aht_ms) {
+  site_t *site = sites_find(w->sites, slug);
+  assert_non_null(site);
+  Nirc__LoadReport r = NIRC__LOAD_REPORT__INIT;
+  r.site = site->slug;
+  r.timestamp_ms = w->now;
+  r.interval_ms = 60000;
+  r.calls_routed_away = calls;
+  r.sl_threshold_s = 20;
+  r.agents_logged_in = r.agents_ready = 5;
+  r.aht_ms = aht_ms;
+  site_minute_t flushed;
+  sites_on_report(site, &r, w->now, w->now, &flushed);
+}
 
 static void sim_start(sim_t *s, const engine_opts_t *o, const schedule_t *sch, size_t ns,
                       const overflow_rule_t *ovf, size_t no) {
@@ -104,7 +125,10 @@ static void sim_tick(sim_t *s) {
       if (w->down[i]) continue;
       const char *slug = w->sites->v[i].slug;
       if (s->wait_site && strcmp(slug, s->wait_site) == 0) continue;
-      world_staff(w, slug, s->agents[i]);
+      if (s->away_calls[i])
+        away_report(w, slug, s->away_calls[i], s->away_aht_ms[i]);
+      else
+        world_staff(w, slug, s->agents[i]);
     }
   }
   world_tick(w, s->e, TICK_MS);
@@ -369,6 +393,59 @@ static void test_capacity_edge_holds(void **state) {
   sim_end(&s);
 }
 
+/* Sources whose calls all go to shaanxi answer none, but their PBX still
+ * reports the handle time of the calls that end there: the last ones
+ * answered before the move, the longest (three times the site's average).
+ * Two such reports in a row, one per source, leave the hub with the agents
+ * it had: nothing moves (before, each report's figure was taken as the
+ * source's handle time, the hub's prediction fell below the keep floor for
+ * two minutes and a source was withdrawn). A real rise in the sources'
+ * calls still withdraws one after the hold. */
+static void test_late_long_calls_move_nothing(void **state) {
+  (void)state;
+  unsigned need = erlang_agents_needed(EDGE_ERL, 180, 20, 0.8);
+  engine_opts_t o = damped();
+  sim_t s;
+  sim_start(&s, &o, NULL, 0, NULL, 0);
+  sim_staff(&s, "shaanxi", need + 1);
+  sim_run(&s, 60000); /* a minute of reports: demand known */
+  const char *src[] = {"hubei", "guangdong"}, *hub[] = {"shaanxi"};
+  world_cutover(s.w, s.e, 42, src, 2, hub, 1, 0);
+  sim_ack(&s);
+  sim_run(&s, 1000);
+  assert_true(at_shaanxi(&s, "hubei") && at_shaanxi(&s, "guangdong"));
+  size_t hb = world_index(s.w, "hubei"), gd = world_index(s.w, "guangdong");
+  s.away_calls[hb] = s.away_calls[gd] = 1; /* the same calls, all sent to shaanxi */
+  s.away_aht_ms[hb] = s.away_aht_ms[gd] = 180000;
+  /* An hour: the calls they answered at home are long forgotten. */
+  sim_run(&s, 3600000);
+  uint64_t c0 = changes(&s, "hubei") + changes(&s, "guangdong") + changes(&s, "shaanxi");
+  uint64_t r0 = received(&s, "hubei") + received(&s, "guangdong") + received(&s, "shaanxi");
+
+  s.away_aht_ms[hb] = 540000; /* hubei's last long call ends */
+  sim_run(&s, 60000);
+  s.away_aht_ms[hb] = 180000;
+  s.away_aht_ms[gd] = 540000; /* then guangdong's */
+  sim_run(&s, 60000);
+  s.away_aht_ms[gd] = 180000;
+  sim_run(&s, 600000);
+  assert_int_equal(changes(&s, "hubei") + changes(&s, "guangdong") + changes(&s, "shaanxi"), c0);
+  assert_int_equal(received(&s, "hubei") + received(&s, "guangdong") + received(&s, "shaanxi"), r0);
+  assert_true(at_shaanxi(&s, "hubei") && at_shaanxi(&s, "guangdong"));
+
+  /* Their callers really call twice as often: one leaves after the hold. */
+  s.away_calls[hb] = s.away_calls[gd] = 2;
+  uint64_t t = 0;
+  while (at_shaanxi(&s, "hubei") && at_shaanxi(&s, "guangdong") && t < 3600000) {
+    sim_tick(&s);
+    t += TICK_MS;
+  }
+  const char *gone = at_home(&s, "guangdong") ? "guangdong" : "hubei";
+  assert_true(at_home(&s, gone));
+  assert_int_equal(changes_by(&s, gone, ROUTE_CAUSE_CAPACITY), 1);
+  sim_end(&s);
+}
+
 /* A source whose longest wait swings around its overflow trigger for an
  * hour engages once and never flaps; when the wait really falls, the
  * overflow releases once its minimum hold has passed. */
@@ -442,6 +519,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hub_flaps_do_not_drag_sources),
       cmocka_unit_test(test_capacity_edge_holds),
+      cmocka_unit_test(test_late_long_calls_move_nothing),
       cmocka_unit_test(test_overflow_swing_engages_once),
       cmocka_unit_test(test_overflow_withdrawn_says_why),
   };
