@@ -749,6 +749,42 @@ static int load_nircd(const char *text, nircd_conf_t *c, char *err, size_t errle
   return rc;
 }
 
+/* An agent stopped for five business minutes (its link died meanwhile)
+ * sends, once back, one report of everything since its last: interval_ms
+ * says the span, so the calls are a rate over it, not a burst. The
+ * demand, the handle time and the smoothed figures stay what they were;
+ * a site that really gets busier moves them. */
+static void test_catch_up_report_is_a_rate(void **state) {
+  (void)state;
+  sites_t s;
+  sites_init(&s, 3000);
+  site_t *site = add_site(&s, "hubei");
+  site_minute_t fl;
+  Nirc__LoadReport r;
+  int64_t t = T0;
+  for (int k = 0; k < 30; k++) { /* half an hour: 9 calls a minute */
+    normal_report(&r);
+    r.interval_ms = 60000, r.calls_offered = r.calls_answered = 9, r.calls_from_other_sites = 0;
+    r.answered_within_threshold = 9, r.calls_in_queue = 0, r.longest_wait_ms = 0;
+    t += 60000;
+    sites_on_report(site, &r, t, t, &fl);
+  }
+  double cps = sites_demand_cps(site, 0, 0), aht = site->aht_s, wait = site->wait_s;
+  assert_true(fabs(cps - 0.15) < 0.01);
+  r.interval_ms = 336000, r.calls_offered = r.calls_answered = 48, r.answered_within_threshold = 48;
+  t += 336000;
+  sites_on_report(site, &r, t, t, &fl);
+  assert_true(fabs(sites_demand_cps(site, 0, 0) - cps) < 0.01);
+  assert_true(fabs(site->aht_s - aht) < 1e-6 && fabs(site->wait_s - wait) < 1e-6);
+  r.interval_ms = 60000, r.calls_offered = r.calls_answered = 48, r.answered_within_threshold = 48;
+  for (int k = 0; k < 5; k++) {
+    t += 60000;
+    sites_on_report(site, &r, t, t, &fl);
+  }
+  assert_true(sites_demand_cps(site, 0, 0) > 2 * cps);
+  sites_free(&s);
+}
+
 static void test_nircd_conf_minimal(void **state) {
   (void)state;
   nircd_conf_t c;
@@ -857,6 +893,7 @@ int main(void) {
       cmocka_unit_test(test_validate_report),
       cmocka_unit_test(test_routed_to_credited_to_hubs),
       cmocka_unit_test(test_source_totals_for_verification),
+      cmocka_unit_test(test_catch_up_report_is_a_rate),
       cmocka_unit_test(test_nircd_conf_minimal),
       cmocka_unit_test(test_nircd_conf_stale_after_must_exceed_interval),
       cmocka_unit_test(test_nircd_conf_refusals),
