@@ -54,24 +54,7 @@
  * everything it takes; with_refused: that plus the largest source it
  * turned down, named with the others in refused_sources).
  *
- * Overflow keeps state between runs (planner_overflow_state_t, matched by
- * rule_id). A rule engages when any used trigger is crossed (wait_s >=
- * trigger_wait_s, queue >= trigger_queue, sl < trigger_sl; a zero
- * threshold is unused). It releases only once it has been engaged for
- * min_hold_s and every used metric is past its release threshold (wait_s
- * <= release_wait_s, queue <= release_queue, sl >= release_sl); in between
- * the state is kept, so a metric hovering around the trigger cannot make
- * the route flap. While the source is not online its metrics are stale and
- * the state is frozen. An engaged rule moves the smallest multiple of 50
- * per mille (at most the share cap) that brings the source's predicted
- * service level, for the load it keeps on its own staffed agents, to the
- * target, or the cap; and never less than it moved in the previous run
- * while still engaged, so the share does not wobble with the demand. To
- * start spilling, the hub must also answer faster: its predicted ASA after
- * the move plus margin_s must not exceed the source's current longest
- * wait. A rule that already moved traffic in the previous run is not held
- * to the margin again (the move itself lowers the source's wait); the
- * capacity check still applies on every run.
+ * Overflow rules are planned in planner_overflow.c (see there).
  *
  * Routes: home is {self: 1000}; a moved source gets {hub: permille} and,
  * when the move is partial, {self: 1000 - permille}. revert_at is the
@@ -82,7 +65,7 @@
  * 1000, and no route points at a non-hub, an offline or excluded site, or
  * a site that is moved away. Everything is iterated in a fixed order, so
  * the same input always gives the same plan. */
-#include "planner.h"
+#include "planner-int.h"
 
 #include "err.h"
 #include "util.h"
@@ -94,135 +77,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PLANNER_DEFAULT_SL_TARGET      0.80
-#define PLANNER_DEFAULT_SL_THRESHOLD_S 20.0
-/* Overflow shares move in steps of this many per mille. */
-#define PLANNER_OVERFLOW_STEP 50u
-#define PLANNER_NONE          SIZE_MAX
-
-/* Why a hub cannot take a source, for the alarm message. */
-typedef enum {
-  PLANNER_HUB_OK = 0,
-  PLANNER_HUB_UNKNOWN,
-  PLANNER_HUB_SELF,
-  PLANNER_HUB_NOT_HUB,
-  PLANNER_HUB_EXCLUDED,
-  PLANNER_HUB_OFFLINE,
-  PLANNER_HUB_RECOVERING, /* back after a loss, not yet healthy for the window */
-  PLANNER_HUB_AWAY,
-  PLANNER_HUB_FULL,
-  PLANNER_HUB_CAPACITY,
-  PLANNER_HUB_SLOWER,
-  PLANNER_HUB_WAITING,      /* the source's re-entry wait after a withdrawal runs */
-  PLANNER_HUB_UNMEASURED,   /* its agents are neither measured nor configured */
-  PLANNER_HUB_LOAD_UNKNOWN, /* its own load, or a source's it takes, is not known */
-} planner_verdict_t;
-
-/* The planner's working view of one site. The committed fields hold what
- * the phases decided so far; the r_ fields are the scratch copy a round of
- * the current phase works on, so a round can be thrown away. */
-typedef struct {
-  /* What it answers before any source is placed: its own demand plus the
-   * measured inflow no route explains (plan_site_t.inflow_unrouted_cps). */
-  double own_erl, own_cps;
-  bool away;       /* committed: sends its traffic to `hub` */
-  bool pending;    /* a candidate source of the phase being decided */
-  bool candidate;  /* some rule wanted to move it (damping state is kept) */
-  size_t cur;      /* the hub it sends to now (cur_hub), or PLANNER_NONE */
-  double erl, cps; /* committed offered load answered here */
-  unsigned n_in;   /* committed number of senders */
-  bool forced;     /* committed: takes a forced move that fails the check */
-  /* Its own load is unknown (planner_load_unknown, computed once). */
-  bool own_unknown;
-  /* committed: some of the load answered here is unknown (its own, or a
-   * source's booked by force or kept as established) */
-  bool unknown;
-  double r_erl, r_cps;
-  unsigned r_n_in;
-  bool r_forced, r_unknown;
-  /* The route decided for this site as a source. */
-  size_t hub;
-  uint32_t permille;
-  rule_kind_t kind;
-  uint64_t rule_id;
-  int64_t revert_at_ms;
-  unsigned wave_size;
-  char reason[128];
-  char note[160];
-} planner_site_t;
-
-/* One source a rule wants to move in the phase being decided. */
-typedef struct {
-  size_t src;
-  rule_kind_t kind;
-  uint64_t rule_id;
-  char label[96];   /* "cutover 7", "schedule 3 (night)": names the rule in alarms */
-  char reason[128]; /* for the route */
-  const slug_list_t *hubs;
-  uint32_t permille;
-  double erl, cps; /* the load that moves */
-  bool force;
-  bool check_asa; /* overflow: the hub must answer faster by margin_s */
-  uint32_t margin_s;
-  int64_t revert_at_ms;
-  unsigned wave_size;
-  size_t overflow_slot; /* overflow: index into out->overflow_state */
-  bool dropped;
-  bool placed;
-  size_t hub;
-  /* Of the last try: placed on its established hub below the keep floor
-   * (held), and whether some hub refused it for capacity. */
-  bool strained, cap_refused, held_back;
-  double strained_sl;
-} planner_cand_t;
-
-typedef struct {
-  const char *slug;
-  size_t idx;
-} planner_slug_t;
-
-/* Hub `hub` turned source `src` down for capacity; erl/cps is the load
- * that would have moved. */
-typedef struct {
-  size_t hub, src;
-  double erl, cps;
-} planner_refusal_t;
-
-typedef struct {
-  uint64_t id;
-  size_t idx;
-} planner_order_t;
-
-typedef struct {
-  const plan_input_t *in;
-  double sl_target, sl_threshold_s;
-  planner_slug_t *by_slug; /* n_sites entries sorted by slug, then index */
-  planner_site_t *st;      /* n_sites entries, snapshot order */
-  plan_alarm_t *alarms;
-  size_t n_alarms, cap_alarms;
-  planner_hold_t *holds; /* n_sites: the damping state this run leaves (out->holds) */
-  /* Refusals: the first n_refusals_kept are committed, up to n_refusals
-   * the current round's (reset and committed with the loads). */
-  planner_refusal_t *refusals;
-  size_t n_refusals, n_refusals_kept, cap_refusals;
-  bool nomem;
-} planner_ctx_t;
-
 /* ---- helpers ------------------------------------------------------------ */
 
 /* Smoothed figures can be missing; a negative or non-finite rate counts as
  * no demand rather than poisoning every sum it enters. */
-static double planner_rate(double x) {
+double planner_rate(double x) {
   return isfinite(x) && x > 0 ? x : 0;
 }
 
-static double planner_aht(const plan_site_t *s) {
+double planner_aht(const plan_site_t *s) {
   return planner_rate(s->aht_s);
 }
 
 /* Why site s's own load cannot be predicted, for people; NULL when it can
  * (plan_site_t.demand_unknown). */
-static const char *planner_load_unknown(const plan_site_t *s) {
+const char *planner_load_unknown(const plan_site_t *s) {
   bool calls = planner_rate(s->demand_cps) > 0 || planner_rate(s->forecast_cps) > 0;
   if (s->demand_unknown && !(planner_rate(s->forecast_cps) > 0))
     return "its calls are not measured yet and no forecast covers them";
@@ -244,14 +113,14 @@ static int planner_cmp_slug(const void *a, const void *b) {
   return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-static int planner_cmp_order(const void *a, const void *b) {
+int planner_cmp_order(const void *a, const void *b) {
   const planner_order_t *x = a, *y = b;
   if (x->id != y->id) return x->id < y->id ? -1 : 1;
   return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
 /* Index of the first site called `slug`, or PLANNER_NONE. */
-static size_t planner_find(const planner_ctx_t *ctx, const char *slug) {
+size_t planner_find(const planner_ctx_t *ctx, const char *slug) {
   size_t lo = 0, hi = ctx->in->n_sites;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -267,12 +136,8 @@ static size_t planner_find(const planner_ctx_t *ctx, const char *slug) {
 
 /* Raises an alarm; returns it (for its hub verdicts), or NULL when out
  * of memory. */
-static plan_alarm_t *planner_alarm(planner_ctx_t *ctx, plan_alarm_kind_t kind, const char *site,
-                                   rule_kind_t rule_kind, uint64_t rule_id, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-
-static plan_alarm_t *planner_alarm(planner_ctx_t *ctx, plan_alarm_kind_t kind, const char *site,
-                                   rule_kind_t rule_kind, uint64_t rule_id, const char *fmt, ...) {
+plan_alarm_t *planner_alarm(planner_ctx_t *ctx, plan_alarm_kind_t kind, const char *site,
+                            rule_kind_t rule_kind, uint64_t rule_id, const char *fmt, ...) {
   if (ctx->n_alarms == ctx->cap_alarms) {
     size_t cap = ctx->cap_alarms ? ctx->cap_alarms * 2 : 16;
     plan_alarm_t *v = realloc(ctx->alarms, cap * sizeof *v);
@@ -298,7 +163,7 @@ static plan_alarm_t *planner_alarm(planner_ctx_t *ctx, plan_alarm_kind_t kind, c
 
 /* "cutover 7" or, for a rule not made yet, "cutover"; with the name in
  * brackets when given: "schedule 3 (night)". */
-static void planner_label(char *buf, size_t len, const char *kind, uint64_t id, const char *name) {
+void planner_label(char *buf, size_t len, const char *kind, uint64_t id, const char *name) {
   char num[24] = "";
   if (id != PLAN_DRAFT_ID) snprintf(num, sizeof num, " %" PRIu64, id);
   snprintf(buf, len, "%s%s%s%s%s", kind, num, name ? " (" : "", name ? name : "", name ? ")" : "");
@@ -306,10 +171,7 @@ static void planner_label(char *buf, size_t len, const char *kind, uint64_t id, 
 
 /* Appends ", text" (or "text" to an empty buffer), truncating quietly: the
  * message is for people and the first reasons matter most. */
-static void planner_append(char *buf, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void planner_append(char *buf, size_t len, const char *fmt, ...) {
+void planner_append(char *buf, size_t len, const char *fmt, ...) {
   size_t used = strlen(buf);
   if (used + 1 >= len) return;
   if (used > 0) {
@@ -324,8 +186,8 @@ static void planner_append(char *buf, size_t len, const char *fmt, ...) {
 }
 
 /* Alarms for every site a rule names that the snapshot does not have. */
-static void planner_unknown_sites(planner_ctx_t *ctx, const slug_list_t *list, rule_kind_t kind,
-                                  uint64_t id, const char *label, const char *role) {
+void planner_unknown_sites(planner_ctx_t *ctx, const slug_list_t *list, rule_kind_t kind,
+                           uint64_t id, const char *label, const char *role) {
   for (unsigned i = 0; i < list->n && i < RULES_MAX_SITES; i++)
     if (planner_find(ctx, list->v[i]) == PLANNER_NONE)
       planner_alarm(ctx, PLAN_ALARM_UNKNOWN_SITE, list->v[i], kind, id,
@@ -680,7 +542,7 @@ static void planner_retry(planner_ctx_t *ctx, planner_cand_t *c) {
 }
 
 /* Decides one phase (see the top comment). */
-static void planner_phase(planner_ctx_t *ctx, planner_cand_t *cands, size_t n) {
+void planner_phase(planner_ctx_t *ctx, planner_cand_t *cands, size_t n) {
   /* Established moves first, in their order, then the others: a hub's
    * capacity goes to the sources it already answers, so a source is never
    * pushed out by one that is not there yet (and a new leader, which
@@ -729,8 +591,8 @@ static void planner_phase(planner_ctx_t *ctx, planner_cand_t *cands, size_t n) {
 }
 
 /* Fills the fields every candidate shares. */
-static void planner_cand_init(planner_cand_t *c, size_t src, rule_kind_t kind, uint64_t id,
-                              const slug_list_t *hubs) {
+void planner_cand_init(planner_cand_t *c, size_t src, rule_kind_t kind, uint64_t id,
+                       const slug_list_t *hubs) {
   memset(c, 0, sizeof *c);
   c->src = src;
   c->kind = kind;
@@ -742,8 +604,8 @@ static void planner_cand_init(planner_cand_t *c, size_t src, rule_kind_t kind, u
 
 /* Whether a rule may take `idx` as a source in this phase; raises the
  * alarm for a source that cannot move because it receives traffic. */
-static bool planner_source_free(planner_ctx_t *ctx, size_t idx, rule_kind_t kind, uint64_t id,
-                                const char *label) {
+bool planner_source_free(planner_ctx_t *ctx, size_t idx, rule_kind_t kind, uint64_t id,
+                         const char *label) {
   const planner_site_t *s = &ctx->st[idx];
   /* pending doubles as "already claimed by a rule of this phase". */
   if (s->away || s->pending || ctx->in->sites[idx].excluded) return false;
@@ -869,175 +731,6 @@ static int planner_schedules(planner_ctx_t *ctx) {
   free(cands);
   free(order);
   free(ends);
-  return 0;
-}
-
-/* The used triggers of `o` that site `s` does not measure now, for
- * people ("" when it measures them all). */
-static void planner_overflow_blind(const overflow_rule_t *o, const plan_site_t *s, char *buf,
-                                   size_t len) {
-  buf[0] = '\0';
-  if (o->trigger_wait_s && s->wait_unknown) planner_append(buf, len, "longest wait");
-  if (o->trigger_queue && s->queue_unknown) planner_append(buf, len, "calls in queue");
-  if (o->trigger_sl > 0 && s->sl_unknown) planner_append(buf, len, "service level");
-}
-
-/* Any used trigger crossed, among those measured now. */
-static bool planner_overflow_triggered(const overflow_rule_t *o, const plan_site_t *s) {
-  if (o->trigger_wait_s && !s->wait_unknown && s->wait_s >= (double)o->trigger_wait_s) return true;
-  if (o->trigger_queue && !s->queue_unknown && s->queue >= (double)o->trigger_queue) return true;
-  if (o->trigger_sl > 0 && !s->sl_unknown && s->sl < o->trigger_sl) return true;
-  return false;
-}
-
-/* Every used metric past its release threshold. */
-static bool planner_overflow_released(const overflow_rule_t *o, const plan_site_t *s) {
-  /* A figure not measured now is not seen to fall: the spill holds. */
-  if (o->trigger_wait_s && (s->wait_unknown || !(s->wait_s <= (double)o->release_wait_s)))
-    return false;
-  if (o->trigger_queue && (s->queue_unknown || !(s->queue <= (double)o->release_queue)))
-    return false;
-  if (o->trigger_sl > 0 && (s->sl_unknown || !(s->sl >= o->release_sl))) return false;
-  return true;
-}
-
-/* The state of overflow rule `o` after this snapshot (see the top
- * comment); `prev` is what the previous run returned, or NULL. */
-static planner_overflow_state_t planner_overflow_step(const planner_ctx_t *ctx,
-                                                      const overflow_rule_t *o,
-                                                      const planner_overflow_state_t *prev) {
-  planner_overflow_state_t st = {.rule_id = o->id};
-  if (prev) st = *prev;
-  st.rule_id = o->id;
-  int64_t now = ctx->in->now_ms;
-  size_t idx = planner_find(ctx, o->source);
-  if (!o->enabled || idx == PLANNER_NONE) {
-    if (st.engaged) {
-      st.engaged = false;
-      st.since_ms = now;
-    }
-    st.permille = 0;
-    return st;
-  }
-  const plan_site_t *s = &ctx->in->sites[idx];
-  if (!s->online) return st;
-  if (!st.engaged) {
-    if (planner_overflow_triggered(o, s)) {
-      st.engaged = true;
-      st.since_ms = now;
-      st.permille = 0;
-    }
-  } else if (now - st.since_ms >= (int64_t)o->min_hold_s * 1000 &&
-             planner_overflow_released(o, s)) {
-    st.engaged = false;
-    st.since_ms = now;
-    st.permille = 0;
-  }
-  return st;
-}
-
-/* The share an engaged rule moves: the smallest step that lets the source
- * meet the target with the load it keeps, else the cap; never below what
- * it already moves. */
-static uint32_t planner_overflow_share(const planner_ctx_t *ctx, const plan_site_t *s, uint32_t cap,
-                                       uint32_t prev) {
-  if (cap > 1000) cap = 1000;
-  if (cap == 0) return 0;
-  /* Its agents or its load not known: no prediction to size the share
-   * on (a zero would say "move the cap"). It keeps what it moves, or
-   * starts with the smallest step. */
-  if (s->cap_source == CAPACITY_UNKNOWN || planner_load_unknown(s)) {
-    uint32_t keep = prev ? prev : PLANNER_OVERFLOW_STEP;
-    return keep < cap ? keep : cap;
-  }
-  double erl = planner_rate(s->demand_cps) * planner_aht(s);
-  uint32_t p = PLANNER_OVERFLOW_STEP;
-  for (; p < cap; p += PLANNER_OVERFLOW_STEP) {
-    erlang_prediction_t pred;
-    erlang_predict(s->staffed, erl * (double)(1000 - p) / 1000.0, planner_aht(s),
-                   ctx->sl_threshold_s, &pred);
-    if (pred.stable && pred.service_level >= ctx->sl_target) break;
-  }
-  if (p > cap) p = cap;
-  if (prev > p) p = prev > cap ? cap : prev;
-  return p;
-}
-
-static int planner_overflows(planner_ctx_t *ctx, plan_t *out) {
-  const plan_input_t *in = ctx->in;
-  size_t n_order = 0;
-  for (size_t i = 0; i < in->n_overflows; i++) {
-    const overflow_rule_t *o = &in->overflows[i];
-    const planner_overflow_state_t *prev = NULL;
-    for (size_t k = 0; in->overflow_state && k < in->n_overflows; k++)
-      if (in->overflow_state[k].rule_id == o->id) {
-        prev = &in->overflow_state[k];
-        break;
-      }
-    out->overflow_state[i] = planner_overflow_step(ctx, o, prev);
-  }
-  planner_order_t *order = calloc(in->n_overflows + 1, sizeof *order);
-  planner_cand_t *cands = calloc(in->n_overflows + 1, sizeof *cands);
-  if (!order || !cands) {
-    free(order);
-    free(cands);
-    return NIRC_ENOMEM;
-  }
-  for (size_t i = 0; i < in->n_overflows; i++)
-    if (in->overflows[i].enabled) order[n_order++] = (planner_order_t){in->overflows[i].id, i};
-  qsort(order, n_order, sizeof *order, planner_cmp_order);
-  size_t n = 0;
-  for (size_t k = 0; k < n_order; k++) {
-    size_t slot = order[k].idx;
-    const overflow_rule_t *o = &in->overflows[slot];
-    planner_overflow_state_t *st = &out->overflow_state[slot];
-    char label[96];
-    planner_label(label, sizeof label, "overflow", o->id, o->name);
-    size_t idx = planner_find(ctx, o->source);
-    if (idx == PLANNER_NONE)
-      planner_alarm(ctx, PLAN_ALARM_UNKNOWN_SITE, o->source, RULE_OVERFLOW, o->id,
-                    "%s names unknown source %s; it is skipped", label, o->source);
-    planner_unknown_sites(ctx, &o->hubs, RULE_OVERFLOW, o->id, label, "hub");
-    if (idx != PLANNER_NONE && in->sites[idx].online) {
-      char blind[96];
-      planner_overflow_blind(o, &in->sites[idx], blind, sizeof blind);
-      if (blind[0])
-        planner_alarm(ctx, PLAN_ALARM_NO_HUB, o->source, RULE_OVERFLOW, o->id,
-                      "%s: %s does not measure its %s now: the rule does not engage on it%s", label,
-                      o->source, blind,
-                      st->engaged ? ", and it holds its spill until the figure is measured again"
-                                  : "");
-    }
-    if (!st->engaged) continue;
-    if (idx == PLANNER_NONE || !planner_source_free(ctx, idx, RULE_OVERFLOW, o->id, label)) {
-      st->permille = 0;
-      continue;
-    }
-    const plan_site_t *site = &in->sites[idx];
-    uint32_t p = planner_overflow_share(ctx, site, o->share_cap_permille, st->permille);
-    if (p == 0) continue;
-    planner_cand_t *c = &cands[n++];
-    planner_cand_init(c, idx, RULE_OVERFLOW, o->id, &o->hubs);
-    nirc_strlcpy(c->label, label, sizeof c->label);
-    nirc_strlcpy(c->reason, label, sizeof c->reason);
-    c->permille = p;
-    c->cps = planner_rate(site->demand_cps) * (double)p / 1000.0;
-    c->erl = c->cps * planner_aht(site);
-    /* The margin is a condition for starting to spill, not for going on:
-     * once traffic moves, the source's wait falls because of the move, and
-     * re-testing it would send the traffic home and back on alternate runs. */
-    c->check_asa = st->permille == 0;
-    c->margin_s = o->margin_s;
-    c->overflow_slot = slot;
-    ctx->st[idx].pending = true;
-  }
-  planner_phase(ctx, cands, n);
-  /* The state remembers what actually moved, so a move that found no hub
-   * does not ratchet the share up. */
-  for (size_t i = 0; i < n; i++)
-    out->overflow_state[cands[i].overflow_slot].permille = cands[i].placed ? cands[i].permille : 0;
-  free(cands);
-  free(order);
   return 0;
 }
 
