@@ -702,6 +702,10 @@ int engine_ahead_raise(engine_t *e, const cutover_t *move, engine_ahead_t *ah);
  * was predicted on (plan_capacity_t.load_on). */
 void engine_ahead_annotate(const engine_t *e, engine_ahead_t *ah, plan_t *p);
 void engine_ahead_free(engine_ahead_t *ah);
+/* In engine_build_input: the forecast for the next half hour of every
+ * enabled overflow rule's source and hubs into their plan_site_t's
+ * ahead_* (the overflow check ahead, planner_overflow.c). */
+void engine_ahead_overflow_input(engine_t *e);
 /* "live", "forecast", "live_unchecked"; "" for the loads given. */
 const char *engine_load_basis_name(plan_load_basis_t b);
 /* "06:30-07:30": the forecast slots from the one holding from_ms to the

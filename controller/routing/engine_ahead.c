@@ -18,7 +18,11 @@
  * live load each minute while it lasts, and an open-ended cutover has no
  * end to look to. The half hour is [now, now + 30 min), so it spans the
  * slot holding now and the slot holding its last minute: both are asked,
- * and the larger is used. */
+ * and the larger is used.
+ *
+ * The overflow rules' sources and hubs get the same look on every plan
+ * (engine_ahead_overflow_input): a spill that starts or grows is checked
+ * on it too (planner_overflow.c). */
 #include "engine-int.h"
 
 #include "err.h"
@@ -41,19 +45,17 @@ static engine_ahead_site_t *engine_ahead_find(engine_ahead_t *ah, size_t i) {
   return ah->pos && ah->pos[i] >= 0 ? &ah->site[ah->pos[i]] : NULL;
 }
 
-/* Site i's live and forecast loads ahead, and its raise in e->psites
- * (site[] has room for every site). */
-static void engine_ahead_site(engine_t *e, engine_ahead_t *ah, size_t i) {
-  if (engine_ahead_find(ah, i) || engine_site(e, i)->life == SITE_REMOVED) return;
-  ah->pos[i] = (long)ah->n;
-  engine_ahead_site_t *s = &ah->site[ah->n++];
+/* Site i's live load and its forecast for [from_ms, to_ms) into s (no
+ * raise). */
+static void engine_ahead_look(engine_t *e, size_t i, int64_t from_ms, int64_t to_ms,
+                              engine_ahead_site_t *s) {
   memset(s, 0, sizeof *s);
   s->idx = i;
   plan_site_t *p = &e->psites[i];
   /* A hub's inflow NIRC does not route is answered with its handle time
    * (planner.c): it is part of its own load, whichever time is used. */
   s->live_erl = engine_erl(p->demand_cps + p->inflow_unrouted_cps, p->aht_s);
-  const int64_t at[2] = {ah->from_ms, ah->to_ms - 1};
+  const int64_t at[2] = {from_ms, to_ms - 1};
   for (unsigned k = 0; k < 2; k++) {
     engine_demand_t d;
     engine_forecast_demand_at(e, (long)i, p->slug, at[k], &d, k == 0);
@@ -76,6 +78,16 @@ static void engine_ahead_site(engine_t *e, engine_ahead_t *ah, size_t i) {
     }
     s->known = true;
   }
+}
+
+/* Site i's live and forecast loads ahead, and its raise in e->psites
+ * (site[] has room for every site). */
+static void engine_ahead_site(engine_t *e, engine_ahead_t *ah, size_t i) {
+  if (engine_ahead_find(ah, i) || engine_site(e, i)->life == SITE_REMOVED) return;
+  ah->pos[i] = (long)ah->n;
+  engine_ahead_site_t *s = &ah->site[ah->n++];
+  engine_ahead_look(e, i, ah->from_ms, ah->to_ms, s);
+  plan_site_t *p = &e->psites[i];
   if (!s->known) return;
   /* Live calls not measured long enough are no load to compare with: the
    * forecast is the better figure then. */
@@ -85,6 +97,30 @@ static void engine_ahead_site(engine_t *e, engine_ahead_t *ah, size_t i) {
     p->demand_cps = s->fc_cps;
     p->aht_s = s->fc_aht;
     p->demand_unknown = false;
+  }
+}
+
+/* Site i's forecast for the next half hour into its plan_site_t's
+ * ahead_* (planner.h), once. */
+static void engine_ahead_overflow_site(engine_t *e, long i, int64_t now) {
+  if (i < 0 || engine_site(e, (size_t)i)->life == SITE_REMOVED) return;
+  plan_site_t *p = &e->psites[i];
+  if (p->ahead_known) return;
+  engine_ahead_site_t s;
+  engine_ahead_look(e, (size_t)i, now, now + ENGINE_AHEAD_MS, &s);
+  p->ahead_known = s.known;
+  p->ahead_cps = s.fc_cps;
+  p->ahead_aht_s = s.fc_aht;
+}
+
+void engine_ahead_overflow_input(engine_t *e) {
+  int64_t now = engine_now(e);
+  for (size_t k = 0; k < e->n_ovf; k++) {
+    const overflow_rule_t *o = &e->ovf[k];
+    if (!o->enabled) continue;
+    engine_ahead_overflow_site(e, engine_index(e, o->source), now);
+    for (unsigned j = 0; j < o->hubs.n; j++)
+      engine_ahead_overflow_site(e, engine_index(e, o->hubs.v[j]), now);
   }
 }
 

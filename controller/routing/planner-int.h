@@ -53,6 +53,12 @@ typedef struct {
   double r_erl, r_cps;
   unsigned r_n_in;
   bool r_forced, r_unknown;
+  /* As a hub: what the overflow check on the load ahead found for the
+   * spills it takes (plan_capacity_t.load_on; PLAN_LOAD_GIVEN: none
+   * checked), and the Erlangs ahead above its planned load. */
+  plan_load_basis_t ahead_basis;
+  double ahead_raise_erl;
+  char ahead_unknown[SCENARIO_SLUG_MAX]; /* a site of it with no forecast */
   /* The route decided for this site as a source. */
   size_t hub;
   uint32_t permille;
@@ -87,6 +93,15 @@ typedef struct {
    * (held), and whether some hub refused it for capacity. */
   bool strained, cap_refused, held_back;
   double strained_sl;
+  /* Overflow engaging or growing its spill: the hub must take the share
+   * on the load ahead too (planner_overflow_ahead). want_permille is the
+   * share asked, keep_permille what it moved in the previous run (0:
+   * engaging), kept when the load ahead will not take the growth. Of the
+   * last try: ahead_kept (grown share not taken, keep_permille moves),
+   * ahead_refused (the hub's load ahead turned it down). */
+  bool check_ahead;
+  uint32_t want_permille, keep_permille;
+  bool ahead_kept, ahead_refused;
 } planner_cand_t;
 
 typedef struct {
@@ -130,6 +145,9 @@ double planner_aht(const plan_site_t *s);
 const char *planner_load_unknown(const plan_site_t *s);
 /* qsort order of planner_order_t: by rule id, then position. */
 int planner_cmp_order(const void *a, const void *b);
+/* Handle time of a mix of traffic: Erlangs per call per second (the
+ * hub's own when it answers nothing). */
+double planner_mix_aht(double erl, double cps, const plan_site_t *hub);
 /* Index of the first site called `slug`, or PLANNER_NONE. */
 size_t planner_find(const planner_ctx_t *ctx, const char *slug);
 /* Raises an alarm; returns it, or NULL when out of memory. */
@@ -157,5 +175,17 @@ void planner_phase(planner_ctx_t *ctx, planner_cand_t *cands, size_t n);
  * out->overflow_state and moves the engaged rules' shares. 0 or
  * NIRC_ENOMEM. */
 int planner_overflows(planner_ctx_t *ctx, plan_t *out);
+/* An overflow candidate back to the share it asks, before a try. */
+void planner_overflow_unsize(const planner_ctx_t *ctx, planner_cand_t *c);
+/* Whether hub h, having passed the live check for overflow candidate c
+ * (check_ahead), takes it on the load ahead with service level `floor`;
+ * may shrink c to keep_permille (see planner_overflow.c). On false,
+ * *needed is the agents the load ahead needs. */
+bool planner_overflow_ahead(planner_ctx_t *ctx, planner_cand_t *c, size_t h, double floor,
+                            unsigned *needed);
+/* Hub h's capacity row `pc` says what its spills were checked on ahead
+ * (h->ahead_basis is not PLAN_LOAD_GIVEN). */
+void planner_overflow_load_on(const planner_site_t *h, const plan_capacity_t *pc,
+                              plan_load_on_t *lo);
 
 #endif

@@ -102,7 +102,7 @@ const char *planner_load_unknown(const plan_site_t *s) {
 
 /* Handle time of a mix of traffic: Erlangs per call per second. A hub
  * that answers nothing yet predicts with its own handle time. */
-static double planner_mix_aht(double erl, double cps, const plan_site_t *hub) {
+double planner_mix_aht(double erl, double cps, const plan_site_t *hub) {
   return cps > 0 ? erl / cps : planner_aht(hub);
 }
 
@@ -311,6 +311,7 @@ static planner_verdict_t planner_judge(planner_ctx_t *ctx, planner_cand_t *c, co
                                        unsigned *needed) {
   size_t h = planner_find(ctx, slug);
   *hub_out = h;
+  c->ahead_refused = false; /* of this hub's check */
   if (h == PLANNER_NONE) return PLANNER_HUB_UNKNOWN;
   if (h == c->src) return PLANNER_HUB_SELF;
   const plan_site_t *site = &ctx->in->sites[h];
@@ -358,6 +359,10 @@ static planner_verdict_t planner_judge(planner_ctx_t *ctx, planner_cand_t *c, co
     planner_refused(ctx, h, c);
     return PLANNER_HUB_CAPACITY;
   }
+  if (c->check_ahead && !planner_overflow_ahead(ctx, c, h, floor, needed)) {
+    planner_refused(ctx, h, c);
+    return PLANNER_HUB_CAPACITY;
+  }
   if (c->check_asa) {
     double wait = ctx->in->sites[c->src].wait_s;
     if (!(pred->asa_s + (double)c->margin_s <= wait)) return PLANNER_HUB_SLOWER;
@@ -380,6 +385,7 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
   c->strained = false;
   c->cap_refused = false;
   c->held_back = false;
+  if (c->check_ahead) planner_overflow_unsize(ctx, c);
   if (why) why[0] = '\0';
   if (alarm) alarm->n_hubs = 0;
   const slug_list_t *hubs = c->hubs;
@@ -435,7 +441,9 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
       snprintf(one, sizeof one, "already receives from %u sites", ctx->st[h].r_n_in);
       break;
     case PLANNER_HUB_CAPACITY:
-      snprintf(one, sizeof one, "would need %u agents (has %u)", needed, ctx->in->sites[h].staffed);
+      snprintf(one, sizeof one, "would need %u agents%s (has %u)", needed,
+               c->ahead_refused ? " for the load forecast for the next half hour" : "",
+               ctx->in->sites[h].staffed);
       break;
     case PLANNER_HUB_SLOWER:
       snprintf(one, sizeof one, "would answer in %.0f s, not %" PRIu32 " s faster than %.0f s",
@@ -812,6 +820,7 @@ static void planner_write_capacity(const planner_ctx_t *ctx, plan_t *out) {
     c->load_unknown = s->unknown;
     c->cap_source = site->cap_source;
     nirc_strlcpy(c->cap_note, site->cap_note, sizeof c->cap_note);
+    if (s->ahead_basis != PLAN_LOAD_GIVEN) planner_overflow_load_on(s, c, &c->load_on);
     if (n_refused == 0) continue;
     c->refused = true;
     c->n_refused = n_refused;

@@ -113,6 +113,13 @@ typedef struct {
    * keeps an online hub ineligible (back after a loss, not yet healthy for
    * the verification window). Both false: eligibility is `online`. */
   bool hub_grace, hub_waiting;
+  /* Its own calls over the next half hour, for the overflow check
+   * (planner_overflow.c): the forecast's calls per second and handle time
+   * (the caller's look ahead, engine_ahead.c). ahead_known false (a
+   * zeroed input): no forecast covers it; the check is then on the live
+   * load alone, and the plan says a rise could not be checked. */
+  bool ahead_known;
+  double ahead_cps, ahead_aht_s;
 } plan_site_t;
 
 /* Damping state of one site as a source, kept by the caller between runs

@@ -18,7 +18,24 @@
  * the move plus margin_s must not exceed the source's current longest
  * wait. A rule that already moved traffic in the previous run is not held
  * to the margin again (the move itself lowers the source's wait); the
- * capacity check still applies on every run. */
+ * capacity check still applies on every run.
+ *
+ * The load ahead. An overflow spills at the peak, where the load is
+ * rising, so a spill that starts, or grows its share, must also fit the
+ * hub on the load of the next half hour: the hub's own load and the
+ * spilled share each raised to their forecast where it is higher
+ * (plan_site_t.ahead_cps, filled by the caller), the other sources the
+ * hub takes at their planned loads. A hub that fails it is refused for
+ * capacity like a live failure ("would need N agents for the load
+ * forecast for the next half hour"), and the next hub is tried. A spill
+ * that only keeps its share is not checked ahead: it is withdrawn on the
+ * live check alone (with its hold), never on a forecast, which would send
+ * calls home on a prediction and back when the live load says otherwise,
+ * every tick. A growth that fails ahead falls back to the share already
+ * moved, kept on the live check, for the same reason. A site with no
+ * forecast is checked on its live load and the plan says the rise could
+ * not be checked (unknown is not zero, and not a refusal either: the live
+ * check still holds). */
 #include "planner-int.h"
 
 #include "err.h"
@@ -120,6 +137,123 @@ static uint32_t planner_overflow_share(const planner_ctx_t *ctx, const plan_site
   return p;
 }
 
+/* ---- the load ahead ------------------------------------------------------ */
+
+void planner_overflow_unsize(const planner_ctx_t *ctx, planner_cand_t *c) {
+  const plan_site_t *s = &ctx->in->sites[c->src];
+  c->permille = c->want_permille;
+  c->cps = planner_rate(s->demand_cps) * (double)c->permille / 1000.0;
+  c->erl = c->cps * planner_aht(s);
+  c->ahead_kept = false;
+}
+
+/* Site s's own load ahead above its live load (Erlangs and calls per
+ * second, inflow NIRC does not route included), 0 when the forecast is
+ * not higher; false when no forecast covers it. */
+static bool planner_overflow_raise(const plan_site_t *s, double *erl, double *cps) {
+  *erl = *cps = 0;
+  if (!s->ahead_known) return false;
+  double live_cps = planner_rate(s->demand_cps) + planner_rate(s->inflow_unrouted_cps);
+  double live = live_cps * planner_aht(s);
+  double ahead_cps = planner_rate(s->ahead_cps) + planner_rate(s->inflow_unrouted_cps);
+  double ahead = ahead_cps * planner_rate(s->ahead_aht_s);
+  if (ahead > live) {
+    *erl = ahead - live;
+    *cps = ahead_cps > live_cps ? ahead_cps - live_cps : 0;
+  }
+  return true;
+}
+
+/* The load ahead hub h would answer with candidate c at its share:
+ * the round's load, the hub's own raise and the share's. */
+static void planner_overflow_load(const planner_ctx_t *ctx, const planner_cand_t *c, size_t h,
+                                  double *erl, double *cps) {
+  double her, hcps, ser, scps;
+  planner_overflow_raise(&ctx->in->sites[h], &her, &hcps);
+  const plan_site_t *src = &ctx->in->sites[c->src];
+  planner_overflow_raise(src, &ser, &scps);
+  double share = (double)c->permille / 1000.0;
+  *erl = ctx->st[h].r_erl + her + c->erl + ser * share;
+  *cps = ctx->st[h].r_cps + hcps + c->cps + scps * share;
+}
+
+bool planner_overflow_ahead(planner_ctx_t *ctx, planner_cand_t *c, size_t h, double floor,
+                            unsigned *needed) {
+  const plan_site_t *hub = &ctx->in->sites[h];
+  double erl, cps;
+  planner_overflow_load(ctx, c, h, &erl, &cps);
+  double aht = planner_mix_aht(erl, cps, hub);
+  erlang_prediction_t pred;
+  erlang_predict(hub->staffed, erl, aht, ctx->sl_threshold_s, &pred);
+  if (pred.stable && pred.service_level >= floor) return true;
+  if (c->keep_permille > 0 && c->keep_permille < c->permille) {
+    /* The growth does not fit ahead: keep what moves (it passed the live
+     * check at the larger share, so it passes at this one). */
+    const plan_site_t *s = &ctx->in->sites[c->src];
+    c->permille = c->keep_permille;
+    c->cps = planner_rate(s->demand_cps) * (double)c->permille / 1000.0;
+    c->erl = c->cps * planner_aht(s);
+    c->ahead_kept = true;
+    return true;
+  }
+  *needed = erlang_agents_needed(erl, aht, ctx->sl_threshold_s, ctx->sl_target);
+  if (*needed == 0) *needed = 1;
+  c->ahead_refused = true;
+  return false;
+}
+
+/* What the hub of placed candidate c was checked on ahead, for its
+ * capacity row: the forecast where some site of it rises, the live load
+ * where none does, unchecked where one has no forecast. */
+static void planner_overflow_mark(planner_ctx_t *ctx, const planner_cand_t *c) {
+  planner_site_t *h = &ctx->st[c->hub];
+  const plan_site_t *hub = &ctx->in->sites[c->hub], *src = &ctx->in->sites[c->src];
+  double her, hcps, ser, scps;
+  bool hk = planner_overflow_raise(hub, &her, &hcps), sk = planner_overflow_raise(src, &ser, &scps);
+  if (h->ahead_basis == PLAN_LOAD_GIVEN) h->ahead_raise_erl = her; /* the hub's own, once */
+  h->ahead_raise_erl += ser * (double)c->permille / 1000.0;
+  if (!hk || !sk) {
+    if (!h->ahead_unknown[0])
+      nirc_strlcpy(h->ahead_unknown, !hk ? hub->slug : src->slug, sizeof h->ahead_unknown);
+  }
+  bool rising = h->ahead_raise_erl > 0;
+  h->ahead_basis = rising                ? PLAN_LOAD_FORECAST
+                   : h->ahead_unknown[0] ? PLAN_LOAD_UNCHECKED
+                                         : PLAN_LOAD_LIVE;
+}
+
+void planner_overflow_load_on(const planner_site_t *h, const plan_capacity_t *pc,
+                              plan_load_on_t *lo) {
+  lo->basis = h->ahead_basis;
+  lo->live_erl = pc->after.traffic_erl;
+  lo->forecast_erl = h->ahead_unknown[0] ? -1 : pc->after.traffic_erl + h->ahead_raise_erl;
+  char tail[96] = "";
+  if (h->ahead_unknown[0])
+    snprintf(tail, sizeof tail, "%s (%s: no forecast)",
+             lo->basis == PLAN_LOAD_FORECAST ? "; a rise could not be checked" : "",
+             h->ahead_unknown);
+  switch (lo->basis) {
+  case PLAN_LOAD_FORECAST:
+    snprintf(lo->note, sizeof lo->note,
+             "overflow checked on the forecast for the next half hour: %.1f Erl vs %.1f Erl "
+             "live%s",
+             lo->live_erl + h->ahead_raise_erl, lo->live_erl, tail);
+    break;
+  case PLAN_LOAD_LIVE:
+    snprintf(lo->note, sizeof lo->note,
+             "overflow checked on the live load: the forecast for the next half hour is not "
+             "higher");
+    break;
+  case PLAN_LOAD_UNCHECKED:
+    snprintf(lo->note, sizeof lo->note,
+             "overflow checked on the live load: a rise could not be "
+             "checked%s",
+             tail);
+    break;
+  case PLAN_LOAD_GIVEN: break;
+  }
+}
+
 int planner_overflows(planner_ctx_t *ctx, plan_t *out) {
   const plan_input_t *in = ctx->in;
   size_t n_order = 0;
@@ -177,9 +311,11 @@ int planner_overflows(planner_ctx_t *ctx, plan_t *out) {
     planner_cand_init(c, idx, RULE_OVERFLOW, o->id, &o->hubs);
     nirc_strlcpy(c->label, label, sizeof c->label);
     nirc_strlcpy(c->reason, label, sizeof c->reason);
-    c->permille = p;
-    c->cps = planner_rate(site->demand_cps) * (double)p / 1000.0;
-    c->erl = c->cps * planner_aht(site);
+    c->want_permille = p;
+    /* Engaging, or growing the share: checked on the load ahead too. */
+    c->check_ahead = p > st->permille;
+    c->keep_permille = st->permille;
+    planner_overflow_unsize(ctx, c);
     /* The margin is a condition for starting to spill, not for going on:
      * once traffic moves, the source's wait falls because of the move, and
      * re-testing it would send the traffic home and back on alternate runs. */
@@ -191,8 +327,10 @@ int planner_overflows(planner_ctx_t *ctx, plan_t *out) {
   planner_phase(ctx, cands, n);
   /* The state remembers what actually moved, so a move that found no hub
    * does not ratchet the share up. */
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++) {
     out->overflow_state[cands[i].overflow_slot].permille = cands[i].placed ? cands[i].permille : 0;
+    if (cands[i].placed && cands[i].check_ahead) planner_overflow_mark(ctx, &cands[i]);
+  }
   free(cands);
   free(order);
   return 0;

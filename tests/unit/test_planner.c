@@ -876,6 +876,77 @@ static void test_overflow_hysteresis(void **state) {
   free(w);
 }
 
+/* An overflow spills at the peak: a spill that starts or grows must fit
+ * the hub on the load forecast for the next half hour too, not on the
+ * live load alone. A spill that keeps its share is not withdrawn on a
+ * forecast (that would flap), and a growth that does not fit ahead keeps
+ * the share already moved. A hub with no forecast is checked live, and
+ * its capacity row says the rise could not be checked. */
+static void test_overflow_checked_on_the_load_ahead(void **state) {
+  (void)state;
+  pworld_t *w = pworld_new(DAY_NOW);
+  plan_site_t *src = add_site(w, "hubei", false, 19, 240, 20);
+  plan_site_t *hub = add_site(w, "henan", true, 10, 240, 50);
+  add_overflow(w, 2, "hubei", "henan");
+  src->ahead_known = true; /* hubei's forecast is not above its live load */
+  src->ahead_cps = src->demand_cps;
+  src->ahead_aht_s = 240;
+  hub->ahead_known = true; /* henan: 45 Erl in the next half hour */
+  hub->ahead_cps = 45.0 / 240;
+  hub->ahead_aht_s = 240;
+  src->wait_s = 61;
+  plan_t p;
+  plan_checked(w, &p);
+  assert_home(&p, "hubei");
+  assert_true(p.overflow_state[0].engaged);
+  assert_int_equal(p.overflow_state[0].permille, 0);
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_CAPACITY, "hubei");
+  assert_non_null(a);
+  assert_non_null(strstr(a->message, "for the load forecast for the next half hour"));
+  assert_true(a->n_hubs == 1 && a->hubs[0].capacity);
+  planner_free(&p);
+
+  /* The forecast falls back to the live load: it spills, checked live. */
+  hub->ahead_cps = hub->demand_cps;
+  plan_checked(w, &p);
+  uint32_t share = expected_share(19, 240, 20, 300);
+  assert_int_equal(p.overflow_state[0].permille, share);
+  const plan_capacity_t *pc = find_capacity(&p, "henan");
+  assert_non_null(pc);
+  assert_int_equal(pc->load_on.basis, PLAN_LOAD_LIVE);
+  assert_non_null(strstr(pc->load_on.note, "not higher"));
+  planner_free(&p);
+
+  /* The forecast rises again: the spill keeps its share (no withdrawal
+   * on a forecast alone) and grows no further when hubei's load rises. */
+  hub->ahead_cps = 45.0 / 240;
+  src->demand_cps = src->ahead_cps = 25.0 / 240;
+  plan_checked(w, &p);
+  assert_true(p.overflow_state[0].engaged);
+  assert_int_equal(p.overflow_state[0].permille, share);
+  assert_int_equal(planner_route(&p, "hubei")->route[0].permille, share);
+  assert_null(find_alarm(&p, PLAN_ALARM_CAPACITY, "hubei"));
+  planner_free(&p);
+
+  /* The forecast falls: it grows to the cap. */
+  hub->ahead_cps = hub->demand_cps;
+  plan_checked(w, &p);
+  assert_int_equal(p.overflow_state[0].permille, 300);
+  planner_free(&p);
+
+  /* No forecast at henan: a new spill is checked live and said so. */
+  w->have_state = false;
+  hub->ahead_known = false;
+  plan_checked(w, &p);
+  assert_int_equal(p.overflow_state[0].permille, 300);
+  pc = find_capacity(&p, "henan");
+  assert_int_equal(pc->load_on.basis, PLAN_LOAD_UNCHECKED);
+  assert_non_null(strstr(pc->load_on.note, "henan: no forecast"));
+  assert_true(pc->load_on.forecast_erl < 0);
+  planner_free(&p);
+  free(w);
+}
+
 /* A trigger figure the source no longer measures (its collect command
  * stopped giving the wait) keeps an old smoothed value: the rule must not
  * engage on it, nor release, nor grow on agents nobody measured. Found
@@ -1077,6 +1148,7 @@ int main(void) {
       cmocka_unit_test(test_one_capacity_entry_per_hub),
       cmocka_unit_test(test_draft_rule_has_no_id),
       cmocka_unit_test(test_overflow_hysteresis),
+      cmocka_unit_test(test_overflow_checked_on_the_load_ahead),
       cmocka_unit_test(test_overflow_does_not_act_on_unmeasured_figures),
       cmocka_unit_test(test_overflow_triggers_and_hubs),
       cmocka_unit_test(test_overflow_no_chains),
