@@ -63,6 +63,12 @@ int ctl_build_schedule(int argc, char **argv, Nirc__OperatorRequest *req, ctl_ar
   /* set takes add's options; only those given change (days, tz and the
    * rest keep the schedule's: no defaults are sent). */
   bool set = a->schedule.op == NIRC__RULE_OP__RULE_OP_SET;
+  /* enable is capacity-checked like add: --force takes it past a refusal. */
+  if (a->schedule.op == NIRC__RULE_OP__RULE_OP_ENABLE && argc == 4 &&
+      strcmp(argv[3], "--force") == 0) {
+    a->schedule.force = true;
+    return 0;
+  }
   if (a->schedule.op != NIRC__RULE_OP__RULE_OP_ADD && !set) return argc == 3 ? 0 : EXIT_USAGE;
   static const struct option o[] = {
       {"sources", required_argument, NULL, 's'},

@@ -786,6 +786,7 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
     }
     const char *action;
     char what[96];
+    engine_change_t *chk = NULL; /* enable's capacity check, for its reply */
     if (req->op == NIRC__RULE_OP__RULE_OP_REMOVE) {
       if (!engine_can_record(e, rq, "schedule", target_)) return;
       engine_group_begin(e); /* NULL: the records are not followed */
@@ -812,21 +813,43 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
           }
         }
         if (engine_schedule_cycle(e, rq, &trial, "cannot enable: ", target_)) return;
+        /* Enabling moves its sources as an add would (22 of them, for
+         * the night schedule inside its window): the same check, refused
+         * unless --force. An enabled one moves nothing new: no check. */
+        if (!s->enabled) {
+          if (!(chk = calloc(1, sizeof *chk))) {
+            engine_reply_error(e, c, rid, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+            return;
+          }
+          chk->add = true; /* the reply has the check, not a change */
+          nirc_strlcpy(chk->name, s->name, sizeof chk->name);
+          if (!engine_schedule_checked(e, rq, &trial, req->force, "enabled", target_, chk)) {
+            free(chk);
+            return;
+          }
+        }
       }
-      if (!engine_can_record(e, rq, "schedule", target_)) return;
+      if (!engine_can_record(e, rq, "schedule", target_)) {
+        free(chk);
+        return;
+      }
       engine_group_begin(e); /* NULL: the records are not followed */
       action = on ? "schedule-enable" : "schedule-disable";
       engine_rec_t rec = {
           .kind = ENGINE_REC_SCHEDULE_ENABLE, .id = s->id, .enabled = on, .target = s->name};
       if (engine_store(e, &rec) != 0) {
+        free(chk);
         engine_refuse_unrecorded(e, rq, "schedule", target_, "the change");
         return;
       }
       s->enabled = on;
-      engine_audit(e, who, action, s->name, json_pack("{s:I}", "id", (json_int_t)s->id));
+      json_t *detail = json_pack("{s:I}", "id", (json_int_t)s->id);
+      if (chk) json_object_set_new(detail, "check", engine_schedule_check_json(&chk->check));
+      engine_audit(e, who, action, s->name, detail);
       snprintf(what, sizeof what, "schedule '%s' %s", s->name, on ? "enabled" : "disabled");
     }
     engine_defer(e, rq, DEFER_SCHEDULES, what);
+    if (chk) engine_defer_attach(e, rq, chk);
     engine_group_end(e);
     return;
   }

@@ -167,7 +167,7 @@ SCHEDULE_CHECK = {"checked": bool, Opt("not_checked"): str, "window_start_ms": i
 SCHEDULE_ADD_DETAIL = {"id": int, "sources": [str], "hubs": [str], "start_min": int,
                        "end_min": int, "days": int, "tz": str, "wave_size": int,
                        "exceptions": [str], Opt("check"): SCHEDULE_CHECK}
-RULE_ID_DETAIL = {"id": int}
+RULE_ID_DETAIL = {"id": int, Opt("check"): SCHEDULE_CHECK}
 RULE_CHANGE_MOVE = {"site": str, "from": str, "to": str}
 SCHEDULE_TERMS = {Opt("sources"): [str], Opt("hubs"): [str], Opt("start"): str, Opt("end"): str,
                   Opt("days"): str, Opt("tz"): str, Opt("exceptions"): [str],

@@ -215,6 +215,13 @@ static void test_schedule_set_sends_only_what_changes(void **state) {
   assert_int_equal(parse(ARGV("schedule", "set", "night", "--end", "08:30", "--force")),
                    CTL_ARGS_REQUEST);
   assert_true(args.req.schedule->force);
+  /* enable is capacity-checked: --force takes it past a refusal; disable
+   * takes no option. */
+  assert_int_equal(parse(ARGV("schedule", "enable", "night", "--force")), CTL_ARGS_REQUEST);
+  assert_true(args.req.schedule->force);
+  assert_int_equal(parse(ARGV("schedule", "enable", "night")), CTL_ARGS_REQUEST);
+  assert_false(args.req.schedule->force);
+  assert_int_not_equal(parse(ARGV("schedule", "disable", "night", "--force")), CTL_ARGS_REQUEST);
   /* add without --start or --end is a usage error here (protobuf-c sets an
    * unset string to "", not NULL: it went to the controller as "" before). */
   assert_int_equal(parse(ARGV("schedule", "add", "night", "--sources", "hubei", "--to", "shaanxi",

@@ -534,6 +534,45 @@ static void test_schedule_add_checked_on_its_window(void **state) {
   world_free(w);
 }
 
+/* Enabling a disabled schedule moves its sources as adding it would:
+ * the same check, refused unless --force (before, an operator re-enabling
+ * the night schedule moved 22 sources unchecked). */
+static void test_schedule_enable_checked(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  ahead_history(e, 75);
+  const world_reply_t *x = lunch(w, e, 1, NIRC__RULE_OP__RULE_OP_ADD, hubei_only, false, true);
+  assert_true(x->ok);
+  x = lunch(w, e, 2, NIRC__RULE_OP__RULE_OP_DISABLE, NULL, false, false);
+  assert_true(x->ok);
+  size_t recs = world_count_rec(w, ENGINE_REC_SCHEDULE_ENABLE, NULL);
+  x = lunch(w, e, 3, NIRC__RULE_OP__RULE_OP_ENABLE, NULL, false, false);
+  assert_false(x->ok);
+  assert_int_equal(x->code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
+  assert_non_null(strstr(x->msg, "schedule 'lunch' not enabled: its next window (2020-01-23 "
+                                 "12:00 Asia/Shanghai) would miss the service-level floor"));
+  assert_non_null(strstr(x->msg, "use --force to have it enabled anyway"));
+  assert_int_equal(world_count_rec(w, ENGINE_REC_SCHEDULE_ENABLE, NULL), recs);
+
+  x = lunch(w, e, 4, NIRC__RULE_OP__RULE_OP_ENABLE, NULL, false, true);
+  assert_true(x->ok);
+  const Nirc__ScheduleReply *sr = x->full->schedule;
+  assert_non_null(sr->check);
+  assert_true(sr->check->checked && sr->check->refused && sr->check->forced);
+  assert_int_equal(sr->n_schedules, 1);
+  assert_true(sr->schedules[0]->enabled);
+  const char *a = audit_of(w, "schedule-enable");
+  assert_non_null(a);
+  assert_non_null(strstr(a, "\"forced\":true"));
+  /* Already enabled: it moves nothing new, no check. */
+  x = lunch(w, e, 5, NIRC__RULE_OP__RULE_OP_ENABLE, NULL, false, false);
+  assert_true(x->ok);
+  assert_null(x->full->schedule->check);
+  engine_free(e);
+  world_free(w);
+}
+
 /* A quiet lunch (15 calls a half hour at hubei, 1.5 Erlangs) passes and
  * the reply says the prediction; a set that adds hunan's 120 (12 Erlangs)
  * to it is refused and changes nothing; forced it is made and audited. */
@@ -611,6 +650,7 @@ int main(void) {
       cmocka_unit_test(test_amend_checked_on_the_rising_forecast),
       cmocka_unit_test(test_moved_hubs_sources_counted_on_their_forecast),
       cmocka_unit_test(test_schedule_add_checked_on_its_window),
+      cmocka_unit_test(test_schedule_enable_checked),
       cmocka_unit_test(test_schedule_set_adding_sources_checked),
       cmocka_unit_test(test_schedule_add_without_forecast_says_unchecked),
   };
