@@ -24,7 +24,7 @@ static json_t *ctl_change_json(const Nirc__RuleChange *c) {
                    "kept", (json_int_t)c->kept, "dry_run", c->dry_run);
 }
 
-/* The capacity check of a `schedule add` or `set` (ScheduleCheck). */
+/* The capacity check of a `schedule add`, `set` or `enable` (ScheduleCheck). */
 static json_t *ctl_check_json(const Nirc__ScheduleCheck *c) {
   json_t *hubs = json_array();
   for (size_t k = 0; k < c->n_hubs; k++) {
@@ -70,6 +70,14 @@ json_t *ctl_schedules_json(const Nirc__ScheduleReply *r) {
   json_t *j = json_pack("{s:o}", "schedules", arr);
   if (j && r->change) json_object_set_new(j, "change", ctl_change_json(r->change));
   if (j && r->check) json_object_set_new(j, "check", ctl_check_json(r->check));
+  return j;
+}
+
+json_t *ctl_refusal_json(const char *why, json_t *plan, const Nirc__OperatorReply *rep) {
+  json_t *j = json_pack("{s:b, s:s, s:o}", "ok", 0, "error", why, "plan", plan);
+  if (j && rep->body_case == NIRC__OPERATOR_REPLY__BODY_SCHEDULE && rep->schedule &&
+      rep->schedule->check)
+    json_object_set_new(j, "check", ctl_check_json(rep->schedule->check));
   return j;
 }
 

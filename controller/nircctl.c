@@ -387,7 +387,7 @@ static int print_refusal(const Nirc__OperatorReply *rep, int json) {
   if (rep->body_case == NIRC__OPERATOR_REPLY__BODY_PLAN) plan = rep->plan;
   const char *why = rep->error && rep->error->message ? rep->error->message : "no reason given";
   if (json) {
-    print_json(json_pack("{s:b, s:s, s:o}", "ok", 0, "error", why, "plan", ctl_plan_json(plan)));
+    print_json(ctl_refusal_json(why, ctl_plan_json(plan), rep));
   } else {
     fprintf(stderr, "nircctl: refused: %s\n", esc(why));
     if (plan) ctl_plan_print(plan, history_tz);

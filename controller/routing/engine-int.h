@@ -646,6 +646,12 @@ void engine_reply_error(engine_t *e, void *c, uint64_t request_id, Nirc__ErrorCo
 void engine_refuse(engine_t *e, const engine_req_t *rq, const char *op, const char *target,
                    Nirc__ErrorCode code, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
+/* engine_refuse with a body that explains the refusal: `rep` (borrowed;
+ * its body set by the caller, may be NULL: none) is sent with ok false
+ * and the error. */
+void engine_refuse_with(engine_t *e, const engine_req_t *rq, const char *op, const char *target,
+                        Nirc__ErrorCode code, Nirc__OperatorReply *rep, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
 int engine_copy_slugs(slug_list_t *l, char **v, size_t n, const char *what, char *err,
                       size_t errlen);
 /* "a,b,c" from a request's list of names, for audit targets. */

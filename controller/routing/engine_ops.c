@@ -80,13 +80,15 @@ void engine_join(char **v, size_t n, char *buf, size_t len) {
 
 /* Refuses an operator request: the reason goes to the operator, the log
  * and the audit trail (every operator action is audited, refusals too). */
-void engine_refuse(engine_t *e, const engine_req_t *rq, const char *op, const char *target,
-                   Nirc__ErrorCode code, const char *fmt, ...) {
+static void engine_refuse_v(engine_t *e, const engine_req_t *rq, const char *op, const char *target,
+                            Nirc__ErrorCode code, Nirc__OperatorReply *rep, const char *fmt,
+                            va_list ap) __attribute__((format(printf, 7, 0)));
+
+static void engine_refuse_v(engine_t *e, const engine_req_t *rq, const char *op, const char *target,
+                            Nirc__ErrorCode code, Nirc__OperatorReply *rep, const char *fmt,
+                            va_list ap) {
   char raw[512], msg[512], tgt[256];
-  va_list ap;
-  va_start(ap, fmt);
   vsnprintf(raw, sizeof raw, fmt, ap);
-  va_end(ap);
   /* A refusal may quote what it refuses (a name, a stored reason): shown
    * escaped to the operator and in the audit trail. */
   safetext_escape(raw, msg, sizeof msg);
@@ -98,7 +100,34 @@ void engine_refuse(engine_t *e, const engine_req_t *rq, const char *op, const ch
     log_warn(LOG_OPS, rq->label, "%s refused: %s", op, msg);
     engine_audit(e, rq->operator_name, action, tgt, json_pack("{s:s}", "refusal", msg));
   }
-  engine_reply_error(e, rq->client, rq->request_id, code, "%s", msg);
+  if (!rep) {
+    engine_reply_error(e, rq->client, rq->request_id, code, "%s", msg);
+    return;
+  }
+  Nirc__Error err = NIRC__ERROR__INIT;
+  err.code = code;
+  err.message = msg;
+  rep->request_id = rq->request_id;
+  rep->ok = 0;
+  rep->error = &err;
+  engine_send_reply(e, rq->client, rep);
+  rep->error = NULL; /* err was this frame's */
+}
+
+void engine_refuse(engine_t *e, const engine_req_t *rq, const char *op, const char *target,
+                   Nirc__ErrorCode code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  engine_refuse_v(e, rq, op, target, code, NULL, fmt, ap);
+  va_end(ap);
+}
+
+void engine_refuse_with(engine_t *e, const engine_req_t *rq, const char *op, const char *target,
+                        Nirc__ErrorCode code, Nirc__OperatorReply *rep, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  engine_refuse_v(e, rq, op, target, code, rep, fmt, ap);
+  va_end(ap);
 }
 
 void engine_refuse_unrecorded(engine_t *e, const engine_req_t *rq, const char *op,

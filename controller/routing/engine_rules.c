@@ -374,10 +374,24 @@ static bool engine_schedule_checked(engine_t *e, const engine_req_t *rq, const s
   c->check.dry_run = c->dry_run;
   c->check.forced = force && c->check.refused && !c->dry_run;
   if (!c->check.refused || force || c->dry_run) return true;
-  engine_refuse(e, rq, "schedule", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED,
-                "schedule '%s' not %s: %s; add agents there, give it fewer sources or another "
-                "hub, or use --force to have it %s anyway",
-                s->name, verb, c->check.refusal, verb);
+  /* The refusal carries the check, as a cutover's carries its plan: the
+   * figures in --json, not only in the words. */
+  engine_arena_t a = {0};
+  Nirc__ScheduleReply *sr = engine_arena_alloc(&a, sizeof *sr);
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  if (sr) {
+    nirc__schedule_reply__init(sr);
+    sr->check = engine_check_reply(&a, &c->check);
+  }
+  if (sr && sr->check && !a.failed) {
+    rep.body_case = NIRC__OPERATOR_REPLY__BODY_SCHEDULE;
+    rep.schedule = sr;
+  }
+  engine_refuse_with(e, rq, "schedule", target, NIRC__ERROR_CODE__ERROR_CODE_REFUSED, &rep,
+                     "schedule '%s' not %s: %s; add agents there, give it fewer sources or "
+                     "another hub, or use --force to have it %s anyway",
+                     s->name, verb, c->check.refusal, verb);
+  engine_arena_free(&a);
   return false;
 }
 

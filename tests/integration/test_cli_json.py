@@ -137,7 +137,6 @@ MOVE = {"ok": bool, "cutover_id": int, "dry_run": bool, "applied": int, "failed"
         "forced_over": [FORCED_OVER], "force_warning": str, Opt("expires_ms"): (int, NULL),
         Opt("ended"): (str, NULL),
         Opt("warning"): str}
-REFUSAL = {"ok": False, "error": str, "plan": (PLAN, NULL)}
 AUDIT_ENTRY = {"id": int, "at_ms": int, Opt("business_at_ms"): int, "actor": str, "action": str,
                "target": str, "detail": (ANY_OBJECT, NULL), Opt("recorded_at_ms"): int,
                Opt("recorded_business_at_ms"): int}
@@ -168,6 +167,7 @@ SCHEDULE_ADD_DETAIL = {"id": int, "sources": [str], "hubs": [str], "start_min": 
                        "end_min": int, "days": int, "tz": str, "wave_size": int,
                        "exceptions": [str], Opt("check"): SCHEDULE_CHECK}
 RULE_ID_DETAIL = {"id": int, Opt("check"): SCHEDULE_CHECK}
+REFUSAL = {"ok": False, "error": str, "plan": (PLAN, NULL), Opt("check"): SCHEDULE_CHECK}
 RULE_CHANGE_MOVE = {"site": str, "from": str, "to": str}
 SCHEDULE_TERMS = {Opt("sources"): [str], Opt("hubs"): [str], Opt("start"): str, Opt("end"): str,
                   Opt("days"): str, Opt("tz"): str, Opt("exceptions"): [str],
@@ -708,6 +708,13 @@ def test_schedule_and_overflow_lists():
     check(ctl_json("schedule", "rm", "json-night", expect=0), SCHEDULES, "schedule rm")
     check(ctl_json("schedule", "rm", "json-night", expect=T.EXIT_REFUSED), REFUSAL,
           "schedule rm of a removed schedule")
+    # Refused by its capacity check (Hubei alone overloads Shaanxi in a
+    # window in force now): the refusal carries the check, not only words.
+    j = check(ctl_json("schedule", "add", "json-busy", "--sources", "hubei", "--to", "shaanxi",
+                       "--start", "09:00", "--end", "11:00", expect=T.EXIT_REFUSED), REFUSAL,
+              "schedule add refused by its capacity check")
+    assert j["check"]["refused"] is True and "--force" in j["error"], j
+    assert [h["hub"] for h in j["check"]["hubs"] if h["misses"]] == ["shaanxi"], j["check"]
 
     j = check(ctl_json("overflow", "list", expect=0), OVERFLOWS, "overflow list")
     assert j == {"rules": []}, j

@@ -98,6 +98,44 @@ static void test_schedule_in_force_with_sources_not_known(void **state) {
   free(text);
 }
 
+/* A schedule refused by its capacity check: the Refusal document carries
+ * the check (the text had the figures, --json only the words). */
+static void test_refusal_carries_the_check(void **state) {
+  (void)state;
+  Nirc__ScheduleHubCheck h = NIRC__SCHEDULE_HUB_CHECK__INIT, *hv[] = {&h};
+  h.hub = "shaanxi";
+  h.known = h.predicted = h.misses = 1;
+  h.sl_after = 0.41;
+  h.agents_needed = 45;
+  h.agents = 30;
+  h.forecast = "forecast from 4 weeks of history";
+  Nirc__ScheduleCheck c = NIRC__SCHEDULE_CHECK__INIT;
+  c.checked = c.refused = 1;
+  c.window_start_ms = 1579788000000;
+  c.refusal = "its next window would miss the service-level floor (80%): ...";
+  c.hubs = hv;
+  c.n_hubs = 1;
+  Nirc__ScheduleReply sr = NIRC__SCHEDULE_REPLY__INIT;
+  sr.check = &c;
+  Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
+  rep.body_case = NIRC__OPERATOR_REPLY__BODY_SCHEDULE;
+  rep.schedule = &sr;
+  json_t *j = ctl_refusal_json("schedule 'x' not added: ...", json_null(), &rep);
+  assert_true(json_is_false(json_object_get(j, "ok")));
+  assert_true(json_is_null(json_object_get(j, "plan")));
+  json_t *chk = json_object_get(j, "check");
+  assert_non_null(chk);
+  assert_true(json_is_true(json_object_get(chk, "refused")));
+  json_t *hub = json_array_get(json_object_get(chk, "hubs"), 0);
+  assert_int_equal(json_integer_value(json_object_get(hub, "agents_needed")), 45);
+  json_decref(j);
+  /* Any other refusal: no check key. */
+  Nirc__OperatorReply none = NIRC__OPERATOR_REPLY__INIT;
+  j = ctl_refusal_json("needs role admin", json_null(), &none);
+  assert_null(json_object_get(j, "check"));
+  json_decref(j);
+}
+
 static void test_overflow_source_route_not_known(void **state) {
   (void)state;
   char *hubs[] = {"shaanxi"};
@@ -208,6 +246,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_schedule_in_force_with_sources_not_known),
       cmocka_unit_test(test_overflow_source_route_not_known),
+      cmocka_unit_test(test_refusal_carries_the_check),
       cmocka_unit_test(test_plan_names_routes_not_known),
       cmocka_unit_test(test_forced_over_says_its_load),
   };

@@ -503,6 +503,14 @@ static void test_schedule_add_checked_on_its_window(void **state) {
   assert_non_null(strstr(x->msg, "has 10; forecast from 4 weeks of history)"));
   assert_non_null(strstr(x->msg, "use --force to have it added anyway"));
   assert_int_equal(world_count_rec(w, ENGINE_REC_SCHEDULE_NEW, NULL), recs);
+  /* The refusal carries the check, for --json (the figures, not only
+   * the words). */
+  assert_int_equal(x->body, NIRC__OPERATOR_REPLY__BODY_SCHEDULE);
+  const Nirc__ScheduleCheck *rc = x->full->schedule->check;
+  assert_non_null(rc);
+  assert_true(rc->checked && rc->refused && !rc->forced && !rc->dry_run);
+  assert_true(rc->n_hubs == 1 && rc->hubs[0]->misses);
+  assert_int_equal(x->full->schedule->n_schedules, 0);
 
   x = lunch(w, e, 2, NIRC__RULE_OP__RULE_OP_ADD, hubei_only, true, false);
   assert_true(x->ok);
