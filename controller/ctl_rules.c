@@ -4,6 +4,8 @@
  * from the controller goes through ctl_esc (ctl_plan.h). */
 #include "ctl_rules.h"
 
+#include "checkjson.h"
+
 #include "ctl_history.h"
 #include "ctl_plan.h"
 
@@ -22,27 +24,6 @@ static json_t *ctl_change_json(const Nirc__RuleChange *c) {
                                            c->moves[k]->from, "to", c->moves[k]->to));
   return json_pack("{s:s, s:o, s:o, s:I, s:b}", "name", c->name, "changed", changed, "moves", moves,
                    "kept", (json_int_t)c->kept, "dry_run", c->dry_run);
-}
-
-/* The capacity check of a `schedule add`, `set` or `enable` (ScheduleCheck). */
-static json_t *ctl_check_json(const Nirc__ScheduleCheck *c) {
-  json_t *hubs = json_array();
-  for (size_t k = 0; k < c->n_hubs; k++) {
-    const Nirc__ScheduleHubCheck *h = c->hubs[k];
-    /* Unknown is not zero: no figures for a hub not predicted. */
-    bool p = h->predicted;
-    json_t *o = json_pack("{s:s, s:b, s:b, s:b, s:s}", "hub", h->hub, "known", h->known,
-                          "predicted", p, "misses", h->misses, "forecast", h->forecast);
-    json_object_set_new(o, "sl_after", p ? json_real(h->sl_after) : json_null());
-    json_object_set_new(o, "agents_needed", p ? json_integer(h->agents_needed) : json_null());
-    json_object_set_new(o, "agents", p ? json_integer(h->agents) : json_null());
-    json_object_set_new(o, "stable_after", p ? json_boolean(h->stable_after) : json_null());
-    json_array_append_new(hubs, o);
-  }
-  return json_pack("{s:b, s:s*, s:I, s:o, s:b, s:b, s:s*, s:b}", "checked", c->checked,
-                   "not_checked", c->checked ? NULL : c->not_checked, "window_start_ms",
-                   (json_int_t)c->window_start_ms, "hubs", hubs, "refused", c->refused, "forced",
-                   c->forced, "refusal", c->refused ? c->refusal : NULL, "dry_run", c->dry_run);
 }
 
 json_t *ctl_schedules_json(const Nirc__ScheduleReply *r) {
@@ -69,7 +50,7 @@ json_t *ctl_schedules_json(const Nirc__ScheduleReply *r) {
   }
   json_t *j = json_pack("{s:o}", "schedules", arr);
   if (j && r->change) json_object_set_new(j, "change", ctl_change_json(r->change));
-  if (j && r->check) json_object_set_new(j, "check", ctl_check_json(r->check));
+  if (j && r->check) json_object_set_new(j, "check", checkjson_schedule(r->check));
   return j;
 }
 
@@ -77,7 +58,7 @@ json_t *ctl_refusal_json(const char *why, json_t *plan, const Nirc__OperatorRepl
   json_t *j = json_pack("{s:b, s:s, s:o}", "ok", 0, "error", why, "plan", plan);
   if (j && rep->body_case == NIRC__OPERATOR_REPLY__BODY_SCHEDULE && rep->schedule &&
       rep->schedule->check)
-    json_object_set_new(j, "check", ctl_check_json(rep->schedule->check));
+    json_object_set_new(j, "check", checkjson_schedule(rep->schedule->check));
   return j;
 }
 

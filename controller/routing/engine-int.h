@@ -762,7 +762,10 @@ typedef struct {
 /* Fills *c for schedule s (in the place of its old self when s->id is
  * one). 0 or NIRC_ENOMEM. */
 int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t *c);
-/* The check as the audit entry keeps it (a new object). */
+/* The check as a reply carries it (in arena a; NULL without memory). */
+Nirc__ScheduleCheck *engine_check_reply(engine_arena_t *a, const engine_sched_check_t *c);
+/* The check as the audit entry keeps it (a new object, NULL without
+ * memory): the JSON nircctl shows (checkjson.c) of engine_check_reply. */
 json_t *engine_schedule_check_json(const engine_sched_check_t *c);
 
 /* The forced hubs' predictions as the audit trail keeps them (a new

@@ -10,6 +10,7 @@
  * listed with each hub's verdict, so the refusal names them all. */
 #include "engine-int.h"
 
+#include "checkjson.h"
 #include "err.h"
 #include "tz.h"
 #include "log.h"
@@ -826,24 +827,44 @@ int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t
   return 0;
 }
 
-json_t *engine_schedule_check_json(const engine_sched_check_t *c) {
-  /* The shape nircctl gives the reply's check (docs/CLI-JSON.md,
-   * ScheduleCheck): figures only where predicted, null otherwise. */
-  json_t *hubs = json_array();
+Nirc__ScheduleCheck *engine_check_reply(engine_arena_t *a, const engine_sched_check_t *c) {
+  Nirc__ScheduleCheck *sc = engine_arena_alloc(a, sizeof *sc);
+  if (!sc) return NULL;
+  nirc__schedule_check__init(sc);
+  sc->checked = c->checked;
+  sc->not_checked = engine_arena_str(a, c->checked ? "" : c->not_checked);
+  sc->window_start_ms = c->window_start_ms;
+  sc->refused = c->refused;
+  sc->forced = c->forced;
+  sc->refusal = engine_arena_str(a, c->refusal);
+  sc->dry_run = c->dry_run;
+  sc->hubs = engine_arena_alloc(a, (c->n_hubs + 1) * sizeof *sc->hubs);
+  if (!sc->hubs) return NULL;
   for (unsigned k = 0; k < c->n_hubs; k++) {
     const engine_hub_check_t *h = &c->hubs[k];
-    bool p = h->known && h->figures;
-    json_t *o = json_pack("{s:s, s:b, s:b, s:b, s:s}", "hub", h->hub, "known", (int)h->known,
-                          "predicted", (int)p, "misses", (int)h->misses, "forecast", h->forecast);
-    json_object_set_new(o, "sl_after", p ? json_real(h->sl) : json_null());
-    json_object_set_new(o, "agents_needed", p ? json_integer(h->needed) : json_null());
-    json_object_set_new(o, "agents", p ? json_integer(h->agents) : json_null());
-    json_object_set_new(o, "stable_after", p ? json_boolean(h->stable) : json_null());
-    json_array_append_new(hubs, o);
+    Nirc__ScheduleHubCheck *hc = engine_arena_alloc(a, sizeof *hc);
+    if (!hc) return NULL;
+    nirc__schedule_hub_check__init(hc);
+    hc->hub = engine_arena_str(a, h->hub);
+    hc->known = h->known;
+    hc->sl_after = h->sl;
+    hc->agents_needed = h->needed;
+    hc->agents = h->agents;
+    hc->stable_after = h->stable;
+    hc->misses = h->misses;
+    hc->predicted = h->known && h->figures;
+    hc->forecast = engine_arena_str(a, h->forecast);
+    sc->hubs[sc->n_hubs++] = hc;
   }
-  return json_pack("{s:b, s:s*, s:I, s:o, s:b, s:b, s:s*, s:b}", "checked", (int)c->checked,
-                   "not_checked", c->checked ? NULL : c->not_checked, "window_start_ms",
-                   (json_int_t)c->window_start_ms, "hubs", hubs, "refused", (int)c->refused,
-                   "forced", (int)c->forced, "refusal", c->refused ? c->refusal : NULL, "dry_run",
-                   (int)c->dry_run);
+  return sc;
+}
+
+json_t *engine_schedule_check_json(const engine_sched_check_t *c) {
+  /* The shape nircctl gives the reply's check, built by the same code
+   * from the same protobuf the reply carries. */
+  engine_arena_t a = {0};
+  const Nirc__ScheduleCheck *sc = engine_check_reply(&a, c);
+  json_t *j = sc && !a.failed ? checkjson_schedule(sc) : NULL;
+  engine_arena_free(&a);
+  return j;
 }

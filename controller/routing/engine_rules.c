@@ -237,39 +237,6 @@ static Nirc__RuleChange *engine_change_reply(engine_arena_t *a, const engine_cha
   return rc;
 }
 
-/* The capacity check of an ADD or SET, for its reply (in arena a). */
-static Nirc__ScheduleCheck *engine_check_reply(engine_arena_t *a, const engine_sched_check_t *c) {
-  Nirc__ScheduleCheck *sc = engine_arena_alloc(a, sizeof *sc);
-  if (!sc) return NULL;
-  nirc__schedule_check__init(sc);
-  sc->checked = c->checked;
-  sc->not_checked = engine_arena_str(a, c->checked ? "" : c->not_checked);
-  sc->window_start_ms = c->window_start_ms;
-  sc->refused = c->refused;
-  sc->forced = c->forced;
-  sc->refusal = engine_arena_str(a, c->refusal);
-  sc->dry_run = c->dry_run;
-  sc->hubs = engine_arena_alloc(a, (c->n_hubs + 1) * sizeof *sc->hubs);
-  if (!sc->hubs) return NULL;
-  for (unsigned k = 0; k < c->n_hubs; k++) {
-    const engine_hub_check_t *h = &c->hubs[k];
-    Nirc__ScheduleHubCheck *hc = engine_arena_alloc(a, sizeof *hc);
-    if (!hc) return NULL;
-    nirc__schedule_hub_check__init(hc);
-    hc->hub = engine_arena_str(a, h->hub);
-    hc->known = h->known;
-    hc->sl_after = h->sl;
-    hc->agents_needed = h->needed;
-    hc->agents = h->agents;
-    hc->stable_after = h->stable;
-    hc->misses = h->misses;
-    hc->predicted = h->known && h->figures;
-    hc->forecast = engine_arena_str(a, h->forecast);
-    sc->hubs[sc->n_hubs++] = hc;
-  }
-  return sc;
-}
-
 /* The schedule list; `warning` (may be NULL) says the change it answers
  * is not durable; `change` (may be NULL) what a SET changed. */
 static void engine_reply_schedules(engine_t *e, void *c, uint64_t rid, const char *warning,
