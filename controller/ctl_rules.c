@@ -91,11 +91,13 @@ static void ctl_check_print(FILE *out, const Nirc__ScheduleCheck *c, const char 
     fprintf(out, "capacity of the window%s%s NOT checked: %s\n", when[0] ? " from " : "", when,
             esc(c->not_checked));
   else
-    fprintf(out, "capacity of the window from %s: %s\n", when,
+    fprintf(out, "capacity of the window from %s: %s%s\n", when,
             c->refused && c->forced    ? "MISSES the floor, forced (--force; audited)"
             : c->refused && c->dry_run ? "MISSES the floor (refused without --force)"
             : c->refused               ? "MISSES the floor"
-                                       : "passes");
+            : c->partial               ? "passes where known"
+                                       : "passes",
+            c->partial ? " (a PARTIAL check: see not known below)" : "");
   for (size_t k = 0; k < c->n_hubs; k++) {
     const Nirc__ScheduleHubCheck *h = c->hubs[k];
     if (!h->predicted) {
@@ -105,6 +107,13 @@ static void ctl_check_print(FILE *out, const Nirc__ScheduleCheck *c, const char 
     fprintf(out, "  %-12s SL %3.0f%%%s  needs %u agents, has %u%s  (%s)\n", esc(h->hub),
             100.0 * h->sl_after, h->stable_after ? "" : " unstable", h->agents_needed, h->agents,
             h->misses ? "  MISSES" : "", esc(h->forecast));
+  }
+  if (c->checked && c->n_not_known_sites) {
+    /* Unknown is not zero: named, never counted as no load. */
+    fprintf(out, "  not known for the window:");
+    for (size_t k = 0; k < c->n_not_known_sites; k++)
+      fprintf(out, "%s %s", k ? "," : "", esc(c->not_known_sites[k]));
+    fprintf(out, " (%s)\n", esc(c->not_checked));
   }
   if (c->refused && c->dry_run) fprintf(out, "  %s\n", esc(c->refusal));
   if (c->dry_run) fprintf(out, "  (dry run: nothing was changed)\n");

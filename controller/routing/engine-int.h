@@ -758,6 +758,12 @@ typedef struct {
   bool refused; /* a hub misses the floor or is unstable */
   bool forced, dry_run;
   char refusal[400]; /* "shaanxi predicted SL 41% ... would need 45 agents (has 30)" */
+  /* Checked, but some site's figures for the window are not known (no
+   * forecast then, agents not known): the hubs whose prediction would
+   * count them have no verdict; the others are judged. */
+  bool partial;
+  char not_known[2 * RULES_MAX_SITES][SCENARIO_SLUG_MAX]; /* those sites */
+  unsigned n_not_known;
 } engine_sched_check_t;
 /* Fills *c for schedule s (in the place of its old self when s->id is
  * one). 0 or NIRC_ENOMEM. */

@@ -724,20 +724,56 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
 
 /* ---- the capacity check of a schedule add or set ---- */
 
-/* Whether site `slug` has a forecast at `at`, else why not in c. */
+/* Site `slug`'s figures are not known for the window: named in c, marked
+ * in unknown[] (by site index). */
+static void engine_check_unknown(engine_t *e, engine_sched_check_t *c, bool *unknown,
+                                 const char *slug) {
+  long i = engine_index(e, slug);
+  if (i >= 0) {
+    if (unknown[i]) return;
+    unknown[i] = true;
+  }
+  if (c->n_not_known < sizeof c->not_known / sizeof c->not_known[0])
+    nirc_strlcpy(c->not_known[c->n_not_known++], slug, sizeof c->not_known[0]);
+}
+
+/* Whether site `slug` has a forecast at `at`, else why not in c (the
+ * first site's why) and marked unknown. */
 static bool engine_check_known(engine_t *e, const char *slug, int64_t at, bool now,
-                               engine_sched_check_t *c, char *text, size_t len) {
+                               engine_sched_check_t *c, bool *unknown, char *text, size_t len) {
   engine_demand_t fc;
   engine_forecast_demand(e, slug, at, &fc);
   /* In force now: the live load is the load of the window, not a guess. */
   snprintf(text, len, "%s", now ? "window in force: live load" : fc.text);
   if (now || fc.kind != ENGINE_DEMAND_LIVE) return true;
-  if (c->checked)
+  if (!c->not_checked[0])
     snprintf(c->not_checked, sizeof c->not_checked,
              "no forecast for %s in its next window (%s): its load then is not known", slug,
              fc.text);
-  c->checked = false;
+  engine_check_unknown(e, c, unknown, slug);
   return false;
+}
+
+/* The first site whose load is not known that hub capacity row `pc`
+ * counts (a source it takes, or one it turned down: its prediction then
+ * holds a guess, the live load, for it), or NULL. */
+static const char *engine_check_guess(engine_t *e, const plan_t *trial, const plan_capacity_t *pc,
+                                      const bool *unknown) {
+  long h = engine_index(e, pc->hub);
+  if (h < 0 || (size_t)h >= trial->n_routes) return NULL;
+  const plan_route_t *r = &trial->routes[h];
+  for (unsigned j = 0; j < r->n_inbound; j++)
+    if (unknown[r->inbound[j]]) return trial->routes[r->inbound[j]].slug;
+  if (pc->refused) {
+    char names[sizeof pc->refused_sources];
+    nirc_strlcpy(names, pc->refused_sources, sizeof names);
+    for (char *save = NULL, *tok = strtok_r(names, ", ", &save); tok;
+         tok = strtok_r(NULL, ", ", &save)) {
+      long i = engine_index(e, tok);
+      if (i >= 0 && unknown[i]) return trial->routes[i].slug;
+    }
+  }
+  return NULL;
 }
 
 int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t *c) {
@@ -752,10 +788,18 @@ int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t
   c->window_start_ms = start;
   bool now = at == engine_now(e);
   char text[160];
+  /* Unknown is not zero: a site whose figures are not known makes the
+   * hubs that would count it unjudged, not the whole check (the others
+   * are judged on what is known, and the verdict says it is partial). */
+  bool *unknown = calloc(engine_nsites(e) + 1, sizeof *unknown);
+  if (!unknown) return NIRC_ENOMEM;
   for (unsigned k = 0; k < s->sources.n; k++)
-    engine_check_known(e, s->sources.v[k], at, now, c, text, sizeof text);
+    engine_check_known(e, s->sources.v[k], at, now, c, unknown, text, sizeof text);
   plan_t trial;
-  if (engine_schedule_trial(e, s, at, &trial) != 0) return NIRC_ENOMEM;
+  if (engine_schedule_trial(e, s, at, &trial) != 0) {
+    free(unknown);
+    return NIRC_ENOMEM;
+  }
   char when[64] = "";
   tz_local_t l;
   if (tz_to_local(s->tz, start, &l) == 0)
@@ -764,7 +808,8 @@ int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t
   for (unsigned h = 0; h < s->hubs.n; h++) {
     engine_hub_check_t *hc = &c->hubs[c->n_hubs++];
     nirc_strlcpy(hc->hub, s->hubs.v[h], sizeof hc->hub);
-    hc->known = engine_check_known(e, hc->hub, at, now, c, hc->forecast, sizeof hc->forecast);
+    hc->known =
+        engine_check_known(e, hc->hub, at, now, c, unknown, hc->forecast, sizeof hc->forecast);
     const plan_capacity_t *pc = NULL;
     for (size_t k = 0; k < trial.n_capacity && !pc; k++)
       if (strcmp(trial.capacity[k].hub, hc->hub) == 0) pc = &trial.capacity[k];
@@ -774,13 +819,23 @@ int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t
     }
     if (pc->cap_source == CAPACITY_UNKNOWN) {
       hc->known = false;
-      if (c->checked)
+      if (!c->not_checked[0])
         snprintf(c->not_checked, sizeof c->not_checked,
                  "the agents of %s are neither measured nor configured (nircctl capacity %s "
                  "--seats N): its capacity is not known",
                  hc->hub, hc->hub);
-      c->checked = false;
+      snprintf(hc->forecast, sizeof hc->forecast,
+               "agents neither measured nor configured: capacity not known");
+      engine_check_unknown(e, c, unknown, hc->hub);
       continue;
+    }
+    const char *guess = hc->known ? engine_check_guess(e, &trial, pc, unknown) : NULL;
+    if (guess) {
+      hc->known = false;
+      char was[sizeof hc->forecast];
+      nirc_strlcpy(was, hc->forecast, sizeof was);
+      snprintf(hc->forecast, sizeof hc->forecast,
+               "not judged: it would take %s, whose load then is not known (%s)", guess, was);
     }
     /* A hub that turns sources down is judged with them (the largest it
      * turned down, as a cutover's refusal says): that is what the window
@@ -800,15 +855,19 @@ int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t
     c->refused = true;
   }
   planner_free(&trial);
-  bool any = false;
-  for (unsigned h = 0; h < c->n_hubs; h++)
+  free(unknown);
+  bool any = false, judged = false;
+  for (unsigned h = 0; h < c->n_hubs; h++) {
     any |= c->hubs[h].figures;
-  if (c->checked && !any) /* a prediction of nothing is no check */
+    judged |= c->hubs[h].figures && c->hubs[h].known;
+  }
+  if (!any && !c->not_checked[0]) /* a prediction of nothing is no check */
     snprintf(c->not_checked, sizeof c->not_checked,
              "the plan sends its hubs no calls (its sources or hubs not online or not heard, or "
              "other rules come first: nircctl plan --schedule %s says why)",
              s->name);
-  c->checked &= any;
+  c->checked = judged;
+  c->partial = judged && c->n_not_known > 0;
   if (!c->checked) { /* unknown is not a verdict: figures shown, nothing refused */
     c->refused = false;
     c->refusal[0] = '\0';
@@ -824,6 +883,13 @@ int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t
     nirc_strlcpy(body, c->refusal, sizeof body);
     snprintf(c->refusal, sizeof c->refusal, "%s%s", head, body);
   }
+  if (c->partial) {
+    char names[200] = "";
+    for (unsigned k = 0; k < c->n_not_known; k++)
+      engine_append(names, sizeof names, "%s%s", k ? ", " : "", c->not_known[k]);
+    if (c->refused)
+      engine_append(c->refusal, sizeof c->refusal, " (a partial check: not known for %s)", names);
+  }
   return 0;
 }
 
@@ -832,12 +898,17 @@ Nirc__ScheduleCheck *engine_check_reply(engine_arena_t *a, const engine_sched_ch
   if (!sc) return NULL;
   nirc__schedule_check__init(sc);
   sc->checked = c->checked;
-  sc->not_checked = engine_arena_str(a, c->checked ? "" : c->not_checked);
+  sc->not_checked = engine_arena_str(a, c->checked && !c->partial ? "" : c->not_checked);
   sc->window_start_ms = c->window_start_ms;
   sc->refused = c->refused;
   sc->forced = c->forced;
   sc->refusal = engine_arena_str(a, c->refusal);
   sc->dry_run = c->dry_run;
+  sc->partial = c->partial;
+  sc->not_known_sites = engine_arena_alloc(a, (c->n_not_known + 1) * sizeof *sc->not_known_sites);
+  if (!sc->not_known_sites) return NULL;
+  for (unsigned k = 0; k < c->n_not_known; k++)
+    sc->not_known_sites[sc->n_not_known_sites++] = engine_arena_str(a, c->not_known[k]);
   sc->hubs = engine_arena_alloc(a, (c->n_hubs + 1) * sizeof *sc->hubs);
   if (!sc->hubs) return NULL;
   for (unsigned k = 0; k < c->n_hubs; k++) {

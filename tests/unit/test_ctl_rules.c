@@ -129,6 +129,26 @@ static void test_refusal_carries_the_check(void **state) {
   json_t *hub = json_array_get(json_object_get(chk, "hubs"), 0);
   assert_int_equal(json_integer_value(json_object_get(hub, "agents_needed")), 45);
   json_decref(j);
+  /* Partial: said in words, and the sites named in both forms. */
+  char *nk[] = {"henan"};
+  c.refused = 0;
+  c.partial = 1;
+  c.not_known_sites = nk;
+  c.n_not_known_sites = 1;
+  c.not_checked = "no forecast for henan in its next window (no history: live load): its load "
+                  "then is not known";
+  char *text = printed_schedules(&sr);
+  if (!strstr(text, ": passes where known (a PARTIAL check: see not known below)\n") ||
+      !strstr(text, "  not known for the window: henan (no forecast for henan"))
+    fail_msg("partial check not said:\n%s", text);
+  free(text);
+  j = ctl_refusal_json("x", json_null(), &rep);
+  chk = json_object_get(j, "check");
+  assert_true(json_is_true(json_object_get(chk, "partial")));
+  assert_string_equal(json_string_value(json_array_get(json_object_get(chk, "not_known_sites"), 0)),
+                      "henan");
+  assert_non_null(json_string_value(json_object_get(chk, "not_checked")));
+  json_decref(j);
   /* Any other refusal: no check key. */
   Nirc__OperatorReply none = NIRC__OPERATOR_REPLY__INIT;
   j = ctl_refusal_json("needs role admin", json_null(), &none);

@@ -646,6 +646,68 @@ static void test_schedule_add_without_forecast_says_unchecked(void **state) {
   world_free(w);
 }
 
+/* One site with no forecast no longer makes the whole check "not
+ * checked": henan, a second hub with no history that the plan sends
+ * nothing, is named as not known and shaanxi is judged (the verdict says
+ * it is partial). A source with no forecast makes the hub that would take
+ * it unjudged, never counted as no load. */
+static void test_schedule_check_partial(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  const char *const sites[] = {"hubei", "shaanxi"};
+  const double calls[] = {15, 15};
+  ahead_history_of(e, sites, calls, 2);
+  char *hubs[] = {"shaanxi", "henan"}, *src[] = {"hubei", "hunan"};
+  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
+  sp.name = "lunch2";
+  sp.sources = src;
+  sp.n_sources = 1;
+  sp.hubs = hubs;
+  sp.n_hubs = 2;
+  sp.start = "12:00";
+  sp.end = "12:30";
+  sp.tz = "Asia/Shanghai";
+  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
+  rq.op = NIRC__RULE_OP__RULE_OP_ADD;
+  rq.name = "lunch2";
+  rq.spec = &sp;
+  rq.dry_run = true;
+  engine_req_t r = {.client = w, .request_id = 1, .operator_name = "admin:bob", .label = "t"};
+  engine_op_schedule(e, &r, &rq);
+  world_flush(w);
+  const world_reply_t *x = &w->rep[w->n_rep - 1];
+  assert_true(x->ok);
+  const Nirc__ScheduleCheck *ck = x->full->schedule->check;
+  assert_true(ck->checked);
+  assert_true(ck->partial);
+  assert_false(ck->refused);
+  assert_int_equal(ck->n_not_known_sites, 1);
+  assert_string_equal(ck->not_known_sites[0], "henan");
+  assert_true(ck->hubs[0]->known && ck->hubs[0]->predicted && !ck->hubs[0]->misses);
+  assert_false(ck->hubs[1]->known);
+  assert_false(ck->hubs[1]->predicted);
+
+  /* hunan (no history) goes with hubei to shaanxi: shaanxi's figures
+   * would hold a guess for it, so shaanxi is not judged; nothing is. */
+  sp.n_sources = 2;
+  rq.spec = &sp;
+  r.request_id = 2;
+  engine_op_schedule(e, &r, &rq);
+  world_flush(w);
+  x = &w->rep[w->n_rep - 1];
+  assert_true(x->ok);
+  ck = x->full->schedule->check;
+  assert_false(ck->checked);
+  assert_false(ck->refused);
+  assert_false(ck->hubs[0]->known);
+  assert_non_null(
+      strstr(ck->hubs[0]->forecast, "it would take hunan, whose load then is not known"));
+  assert_int_equal(ck->n_not_known_sites, 2); /* hunan, henan */
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_history_preferred_and_said),
@@ -661,6 +723,7 @@ int main(void) {
       cmocka_unit_test(test_schedule_enable_checked),
       cmocka_unit_test(test_schedule_set_adding_sources_checked),
       cmocka_unit_test(test_schedule_add_without_forecast_says_unchecked),
+      cmocka_unit_test(test_schedule_check_partial),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
