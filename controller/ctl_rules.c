@@ -92,7 +92,10 @@ static void ctl_check_print(FILE *out, const Nirc__ScheduleCheck *c, const char 
             esc(c->not_checked));
   else
     fprintf(out, "capacity of the window from %s: %s%s\n", when,
-            c->refused && c->forced    ? "MISSES the floor, forced (--force; audited)"
+            c->refused && c->no_worse
+                ? "MISSES the floor as before: the change adds no load to a hub and does not "
+                  "lengthen the window (not refused)"
+            : c->refused && c->forced  ? "MISSES the floor, forced (--force; audited)"
             : c->refused && c->dry_run ? "MISSES the floor (refused without --force)"
             : c->refused               ? "MISSES the floor"
             : c->partial               ? "passes where known"

@@ -764,6 +764,9 @@ typedef struct {
   bool partial;
   char not_known[2 * RULES_MAX_SITES][SCENARIO_SLUG_MAX]; /* those sites */
   unsigned n_not_known;
+  /* A change whose window misses the floor as the schedule's did, no
+   * worse and no longer: not refused (engine_rules.c). */
+  bool no_worse;
 } engine_sched_check_t;
 /* Fills *c for schedule s (in the place of its old self when s->id is
  * one). 0 or NIRC_ENOMEM. */

@@ -905,6 +905,7 @@ Nirc__ScheduleCheck *engine_check_reply(engine_arena_t *a, const engine_sched_ch
   sc->refusal = engine_arena_str(a, c->refusal);
   sc->dry_run = c->dry_run;
   sc->partial = c->partial;
+  sc->no_worse = c->no_worse;
   sc->not_known_sites = engine_arena_alloc(a, (c->n_not_known + 1) * sizeof *sc->not_known_sites);
   if (!sc->not_known_sites) return NULL;
   for (unsigned k = 0; k < c->n_not_known; k++)

@@ -325,13 +325,80 @@ static bool engine_schedule_cycle(engine_t *e, const engine_req_t *rq, const sch
   return true;
 }
 
-/* The capacity check of schedule s, added or changed (verb: "added",
- * "changed"), into c->check: a schedule whose next window misses the
- * floor is refused unless forced (SPEC: capacity check before any move);
- * a dry run only shows it. false: answered (refused, or out of memory). */
+/* A window's length in minutes (one crossing midnight runs to the next
+ * day's end). */
+static int engine_window_min(const schedule_t *s) {
+  int d = s->end_min - s->start_min;
+  return d > 0 ? d : d + 24 * 60;
+}
+
+/* How `now` makes the windows of `was` longer or more, for people ("it
+ * ends later (08:30, was 08:00)"); "" when it does not: more minutes a
+ * window, more days, or an excepted date that now runs. */
+static void engine_schedule_longer(const schedule_t *was, const schedule_t *now, char *buf,
+                                   size_t len) {
+  buf[0] = '\0';
+  size_t used = 0;
+  if (engine_window_min(now) > engine_window_min(was))
+    used += (size_t)snprintf(buf, len,
+                             "its window is longer (%02d:%02d-%02d:%02d, was "
+                             "%02d:%02d-%02d:%02d)",
+                             now->start_min / 60, now->start_min % 60, now->end_min / 60,
+                             now->end_min % 60, was->start_min / 60, was->start_min % 60,
+                             was->end_min / 60, was->end_min % 60);
+  if ((now->days & ~was->days) && used < len)
+    used += (size_t)snprintf(buf + used, len - used, "%sit runs on more days", used ? ", " : "");
+  for (unsigned k = 0; k < was->n_exceptions && used < len; k++) {
+    bool kept = false;
+    for (unsigned j = 0; j < now->n_exceptions && !kept; j++)
+      kept = now->exceptions[j] == was->exceptions[k];
+    if (!kept) {
+      snprintf(buf + used, len - used, "%san excepted date runs again", used ? ", " : "");
+      break;
+    }
+  }
+}
+
+/* Whether changing `old` into the schedule whose check is `nc` makes its
+ * next window no worse: the old one missed the floor too (checked, not
+ * partial), no hub judged now misses that did not, or needs more agents,
+ * and the windows are no longer or more (then `longer` says how). A
+ * change that moves no calls onto a hub (a shorter window, another wave
+ * size) is not refused for the state it leaves as it found it;
+ * lengthening an overloaded window is making it worse for longer. */
+static bool engine_schedule_no_worse(engine_t *e, const schedule_t *old, const schedule_t *s,
+                                     const engine_sched_check_t *nc, char *longer, size_t len) {
+  engine_schedule_longer(old, s, longer, len);
+  if (longer[0]) return false;
+  engine_sched_check_t *oc = malloc(sizeof *oc);
+  if (!oc || engine_schedule_check(e, old, oc) != 0 || !oc->checked || !oc->refused ||
+      oc->partial) {
+    free(oc);
+    return false;
+  }
+  bool worse = false;
+  for (unsigned k = 0; k < nc->n_hubs && !worse; k++) {
+    const engine_hub_check_t *h = &nc->hubs[k];
+    if (!h->misses) continue;
+    const engine_hub_check_t *o = NULL;
+    for (unsigned j = 0; j < oc->n_hubs && !o; j++)
+      if (strcmp(oc->hubs[j].hub, h->hub) == 0) o = &oc->hubs[j];
+    worse = !o || !o->misses || h->needed > o->needed || h->agents < o->agents;
+  }
+  free(oc);
+  return !worse;
+}
+
+/* The capacity check of schedule s, added, changed from `old` (NULL: not
+ * a change) or enabled (verb: "added", "changed", "enabled"), into
+ * c->check: a schedule whose next window misses the floor is refused
+ * unless forced (SPEC: capacity check before any move), or, for a
+ * change, unless the change makes it no worse (engine_schedule_no_worse:
+ * then c->check.no_worse says so); a dry run only shows it. false:
+ * answered (refused, or out of memory). */
 static bool engine_schedule_checked(engine_t *e, const engine_req_t *rq, const schedule_t *s,
-                                    bool force, const char *verb, const char *target,
-                                    engine_change_t *c) {
+                                    const schedule_t *old, bool force, const char *verb,
+                                    const char *target, engine_change_t *c) {
   if (engine_schedule_check(e, s, &c->check) != 0) {
     engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
                        "out of memory");
@@ -339,7 +406,18 @@ static bool engine_schedule_checked(engine_t *e, const engine_req_t *rq, const s
   }
   c->has_check = true;
   c->check.dry_run = c->dry_run;
+  char longer[160] = "";
+  if (c->check.refused && old && !force &&
+      engine_schedule_no_worse(e, old, s, &c->check, longer, sizeof longer)) {
+    c->check.no_worse = true;
+    return true;
+  }
   c->check.forced = force && c->check.refused && !c->dry_run;
+  if (longer[0] && c->check.refused) { /* said in the reply and the refusal */
+    size_t u = strlen(c->check.refusal);
+    snprintf(c->check.refusal + u, sizeof c->check.refusal - u,
+             "; the change makes it worse for longer: %s", longer);
+  }
   if (!c->check.refused || force || c->dry_run) return true;
   /* The refusal carries the check, as a cutover's carries its plan: the
    * figures in --json, not only in the words. */
@@ -658,7 +736,7 @@ static void engine_op_schedule_set(engine_t *e, const engine_req_t *rq,
   old->enabled = was_on;
   int moved = cycle ? 0 : engine_change_moves(e, old, &s, c);
   if (cycle || moved != 0 ||
-      !engine_schedule_checked(e, rq, &s, req->force, "changed", target, c)) {
+      !engine_schedule_checked(e, rq, &s, old, req->force, "changed", target, c)) {
     if (moved != 0)
       engine_reply_error(e, rq->client, rq->request_id, NIRC__ERROR_CODE__ERROR_CODE_INTERNAL,
                          "out of memory");
@@ -714,7 +792,7 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
     chk->add = true;
     chk->dry_run = req->dry_run;
     nirc_strlcpy(chk->name, s.name, sizeof chk->name);
-    if (!engine_schedule_checked(e, rq, &s, req->force, "added", target_, chk)) {
+    if (!engine_schedule_checked(e, rq, &s, NULL, req->force, "added", target_, chk)) {
       free(chk);
       return;
     }
@@ -804,7 +882,7 @@ void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__Schedul
           }
           chk->add = true; /* the reply has the check, not a change */
           nirc_strlcpy(chk->name, s->name, sizeof chk->name);
-          if (!engine_schedule_checked(e, rq, &trial, req->force, "enabled", target_, chk)) {
+          if (!engine_schedule_checked(e, rq, &trial, NULL, req->force, "enabled", target_, chk)) {
             free(chk);
             return;
           }

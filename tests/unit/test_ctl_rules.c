@@ -149,6 +149,15 @@ static void test_refusal_carries_the_check(void **state) {
                       "henan");
   assert_non_null(json_string_value(json_object_get(chk, "not_checked")));
   json_decref(j);
+  /* A set that leaves an overloaded window no worse: made, and said. */
+  c.partial = 0;
+  c.n_not_known_sites = 0;
+  c.refused = c.no_worse = 1;
+  text = printed_schedules(&sr);
+  if (!strstr(text, ": MISSES the floor as before: the change adds no load to a hub and does not "
+                    "lengthen the window (not refused)\n"))
+    fail_msg("no-worse change not said:\n%s", text);
+  free(text);
   /* Any other refusal: no check key. */
   Nirc__OperatorReply none = NIRC__OPERATOR_REPLY__INIT;
   j = ctl_refusal_json("needs role admin", json_null(), &none);

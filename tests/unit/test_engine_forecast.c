@@ -646,6 +646,48 @@ static void test_schedule_add_without_forecast_says_unchecked(void **state) {
   world_free(w);
 }
 
+/* lunch's window set to end at `end` (nothing else given). */
+static const world_reply_t *lunch_end(world_t *w, engine_t *e, uint64_t rid, const char *end) {
+  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
+  sp.name = "lunch";
+  sp.end = (char *)end;
+  sp.days = sp.tz = "";
+  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
+  rq.op = NIRC__RULE_OP__RULE_OP_SET;
+  rq.name = "lunch";
+  rq.spec = &sp;
+  engine_req_t r = {.client = w, .request_id = rid, .operator_name = "admin:bob", .label = "t"};
+  engine_op_schedule(e, &r, &rq);
+  world_flush(w);
+  return &w->rep[w->n_rep - 1];
+}
+
+/* A lunch already overloaded (added with --force): ending it earlier
+ * moves no calls and makes nothing worse, so it is made, saying the
+ * window still misses as before; ending it later lengthens an overloaded
+ * window, worse for longer: refused, and the refusal says so. */
+static void test_schedule_set_no_worse_not_refused(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  ahead_history(e, 75);
+  const world_reply_t *x = lunch(w, e, 1, NIRC__RULE_OP__RULE_OP_ADD, hubei_only, false, true);
+  assert_true(x->ok);
+  x = lunch_end(w, e, 2, "12:20");
+  assert_true(x->ok);
+  const Nirc__ScheduleCheck *ck = x->full->schedule->check;
+  assert_true(ck->refused && ck->no_worse && !ck->forced);
+  assert_non_null(strstr(audit_of(w, "schedule-change"), "\"no_worse\":true"));
+  x = lunch_end(w, e, 3, "12:45");
+  assert_false(x->ok);
+  assert_int_equal(x->code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
+  assert_non_null(strstr(x->msg, "the change makes it worse for longer: its window is longer "
+                                 "(12:00-12:45, was 12:00-12:20)"));
+  assert_non_null(strstr(x->msg, "use --force to have it changed anyway"));
+  engine_free(e);
+  world_free(w);
+}
+
 /* One site with no forecast no longer makes the whole check "not
  * checked": henan, a second hub with no history that the plan sends
  * nothing, is named as not known and shaanxi is judged (the verdict says
@@ -724,6 +766,7 @@ int main(void) {
       cmocka_unit_test(test_schedule_set_adding_sources_checked),
       cmocka_unit_test(test_schedule_add_without_forecast_says_unchecked),
       cmocka_unit_test(test_schedule_check_partial),
+      cmocka_unit_test(test_schedule_set_no_worse_not_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
