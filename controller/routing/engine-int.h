@@ -771,6 +771,11 @@ typedef struct {
 /* Fills *c for schedule s (in the place of its old self when s->id is
  * one). 0 or NIRC_ENOMEM. */
 int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t *c);
+/* Whether changing `old` into `s`, whose check is `nc` (refused), makes
+ * its next window no worse (engine_plan.c says the rule); when not for
+ * being longer, `longer` says how ("" otherwise). */
+bool engine_schedule_no_worse(engine_t *e, const schedule_t *old, const schedule_t *s,
+                              const engine_sched_check_t *nc, char *longer, size_t len);
 /* The check as a reply carries it (in arena a; NULL without memory). */
 Nirc__ScheduleCheck *engine_check_reply(engine_arena_t *a, const engine_sched_check_t *c);
 /* The check as the audit entry keeps it (a new object, NULL without

@@ -893,6 +893,70 @@ int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t
   return 0;
 }
 
+/* A window's length in minutes (one crossing midnight runs to the next
+ * day's end). */
+static int engine_window_min(const schedule_t *s) {
+  int d = s->end_min - s->start_min;
+  return d > 0 ? d : d + 24 * 60;
+}
+
+/* How `now` makes the windows of `was` longer or more, for people ("it
+ * ends later (08:30, was 08:00)"); "" when it does not: more minutes a
+ * window, more days, or an excepted date that now runs. */
+static void engine_schedule_longer(const schedule_t *was, const schedule_t *now, char *buf,
+                                   size_t len) {
+  buf[0] = '\0';
+  size_t used = 0;
+  if (engine_window_min(now) > engine_window_min(was))
+    used += (size_t)snprintf(buf, len,
+                             "its window is longer (%02d:%02d-%02d:%02d, was "
+                             "%02d:%02d-%02d:%02d)",
+                             now->start_min / 60, now->start_min % 60, now->end_min / 60,
+                             now->end_min % 60, was->start_min / 60, was->start_min % 60,
+                             was->end_min / 60, was->end_min % 60);
+  if ((now->days & ~was->days) && used < len)
+    used += (size_t)snprintf(buf + used, len - used, "%sit runs on more days", used ? ", " : "");
+  for (unsigned k = 0; k < was->n_exceptions && used < len; k++) {
+    bool kept = false;
+    for (unsigned j = 0; j < now->n_exceptions && !kept; j++)
+      kept = now->exceptions[j] == was->exceptions[k];
+    if (!kept) {
+      snprintf(buf + used, len - used, "%san excepted date runs again", used ? ", " : "");
+      break;
+    }
+  }
+}
+
+/* Whether changing `old` into the schedule whose check is `nc` makes its
+ * next window no worse: the old one missed the floor too (checked, not
+ * partial), no hub judged now misses that did not, or needs more agents,
+ * and the windows are no longer or more (then `longer` says how). A
+ * change that moves no calls onto a hub (a shorter window, another wave
+ * size) is not refused for the state it leaves as it found it;
+ * lengthening an overloaded window is making it worse for longer. */
+bool engine_schedule_no_worse(engine_t *e, const schedule_t *old, const schedule_t *s,
+                              const engine_sched_check_t *nc, char *longer, size_t len) {
+  engine_schedule_longer(old, s, longer, len);
+  if (longer[0]) return false;
+  engine_sched_check_t *oc = malloc(sizeof *oc);
+  if (!oc || engine_schedule_check(e, old, oc) != 0 || !oc->checked || !oc->refused ||
+      oc->partial) {
+    free(oc);
+    return false;
+  }
+  bool worse = false;
+  for (unsigned k = 0; k < nc->n_hubs && !worse; k++) {
+    const engine_hub_check_t *h = &nc->hubs[k];
+    if (!h->misses) continue;
+    const engine_hub_check_t *o = NULL;
+    for (unsigned j = 0; j < oc->n_hubs && !o; j++)
+      if (strcmp(oc->hubs[j].hub, h->hub) == 0) o = &oc->hubs[j];
+    worse = !o || !o->misses || h->needed > o->needed || h->agents < o->agents;
+  }
+  free(oc);
+  return !worse;
+}
+
 Nirc__ScheduleCheck *engine_check_reply(engine_arena_t *a, const engine_sched_check_t *c) {
   Nirc__ScheduleCheck *sc = engine_arena_alloc(a, sizeof *sc);
   if (!sc) return NULL;
