@@ -688,6 +688,58 @@ static void test_schedule_set_no_worse_not_refused(void **state) {
   world_free(w);
 }
 
+/* hubei's overflow onto shaanxi, engaged by a queue of 60 and callers
+ * waiting 4 minutes for `minutes` ticks; what hubei is sent to shaanxi. */
+static uint32_t spill_ticks(world_t *w, engine_t *e, int minutes) {
+  for (int k = 0; k < minutes; k++) {
+    w->now += 60000;
+    world_load(w, "hubei", 60, 240000);
+    world_tick(w, e, 200);
+    world_ack(w, e, 0, NULL);
+  }
+  return route_share_of(&engine_site_dir(e, world_index(w, "hubei"))->target, "shaanxi");
+}
+
+/* The engine gives the overflow rules' hubs their forecast for the next
+ * half hour on every tick: shaanxi, 3 Erlangs live but 30 forecast for
+ * 12:00 on its 10 agents, takes no spill at 11:50 (before, it took one on
+ * its live load alone); with a forecast that is not higher it does. */
+static void test_overflow_tick_checked_on_the_load_ahead(void **state) {
+  (void)state;
+  for (int quiet = 0; quiet <= 1; quiet++) {
+    world_t *w = world_new();
+    engine_t *e = ahead_world(w);
+    const char *const sites[] = {"shaanxi"};
+    const double calls[] = {quiet ? 15 : 300};
+    ahead_history_of(e, sites, calls, 1);
+    char *hubs[] = {"shaanxi"};
+    Nirc__OverflowSpec sp = NIRC__OVERFLOW_SPEC__INIT;
+    sp.name = "hubei-ovf";
+    sp.source = "hubei";
+    sp.hubs = hubs;
+    sp.n_hubs = 1;
+    sp.trigger_queue = 20;
+    sp.release_queue = 5;
+    sp.share_cap_permille = 500;
+    sp.min_hold_s = 300;
+    Nirc__OverflowRequest rq = NIRC__OVERFLOW_REQUEST__INIT;
+    rq.op = NIRC__RULE_OP__RULE_OP_ADD;
+    rq.spec = &sp;
+    engine_req_t r = {.client = w, .request_id = 1, .operator_name = "admin:bob", .label = "t"};
+    engine_op_overflow(e, &r, &rq);
+    world_flush(w);
+    assert_int_equal(w->n_ovf, 1);
+    uint32_t moved = spill_ticks(w, e, 5);
+    assert_true(w->ovf_state[0].engaged);
+    if (quiet)
+      assert_true(moved > 0);
+    else
+      assert_int_equal(moved, 0);
+    engine_free(e);
+    world_free(w);
+  }
+}
+
 /* One site with no forecast no longer makes the whole check "not
  * checked": henan, a second hub with no history that the plan sends
  * nothing, is named as not known and shaanxi is judged (the verdict says
@@ -766,6 +818,7 @@ int main(void) {
       cmocka_unit_test(test_schedule_set_adding_sources_checked),
       cmocka_unit_test(test_schedule_add_without_forecast_says_unchecked),
       cmocka_unit_test(test_schedule_check_partial),
+      cmocka_unit_test(test_overflow_tick_checked_on_the_load_ahead),
       cmocka_unit_test(test_schedule_set_no_worse_not_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
