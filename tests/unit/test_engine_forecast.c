@@ -444,24 +444,25 @@ static void test_moved_hubs_sources_counted_on_their_forecast(void **state) {
 
 /* nircctl schedule add|set "lunch" (12:00-12:30 Asia/Shanghai) to
  * shaanxi, with `sources` (NULL-ended; set: NULL keeps them): its reply. */
-static const world_reply_t *lunch(world_t *w, engine_t *e, uint64_t rid, Nirc__RuleOp op,
-                                  const char *const *sources, bool dry, bool force) {
-  char *hub[] = {"shaanxi"};
+/* Schedule `name` (12:00-12:30 when added, to `hubs`) sent. */
+static const world_reply_t *sched_send(world_t *w, engine_t *e, uint64_t rid, Nirc__RuleOp op,
+                                       const char *name, const char *const *sources, char **hubs,
+                                       size_t n_hubs, bool dry, bool force) {
   Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
-  sp.name = "lunch";
+  sp.name = (char *)name;
   sp.sources = (char **)sources;
   while (sources && sources[sp.n_sources])
     sp.n_sources++;
   if (op == NIRC__RULE_OP__RULE_OP_ADD) {
-    sp.hubs = hub;
-    sp.n_hubs = 1;
+    sp.hubs = hubs;
+    sp.n_hubs = n_hubs;
     sp.start = "12:00";
     sp.end = "12:30";
     sp.tz = "Asia/Shanghai";
   }
   Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
   rq.op = op;
-  rq.name = "lunch";
+  rq.name = (char *)name;
   rq.spec = &sp;
   rq.dry_run = dry;
   rq.force = force;
@@ -471,6 +472,12 @@ static const world_reply_t *lunch(world_t *w, engine_t *e, uint64_t rid, Nirc__R
   world_flush(w);
   assert_int_equal(w->n_rep, before + 1);
   return &w->rep[w->n_rep - 1];
+}
+
+static const world_reply_t *lunch(world_t *w, engine_t *e, uint64_t rid, Nirc__RuleOp op,
+                                  const char *const *sources, bool dry, bool force) {
+  static char *hub[] = {"shaanxi"};
+  return sched_send(w, e, rid, op, "lunch", sources, hub, 1, dry, force);
 }
 
 /* The newest audit entry `action`, its detail (NULL: none). */
@@ -752,25 +759,10 @@ static void test_schedule_check_partial(void **state) {
   const char *const sites[] = {"hubei", "shaanxi"};
   const double calls[] = {15, 15};
   ahead_history_of(e, sites, calls, 2);
-  char *hubs[] = {"shaanxi", "henan"}, *src[] = {"hubei", "hunan"};
-  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
-  sp.name = "lunch2";
-  sp.sources = src;
-  sp.n_sources = 1;
-  sp.hubs = hubs;
-  sp.n_hubs = 2;
-  sp.start = "12:00";
-  sp.end = "12:30";
-  sp.tz = "Asia/Shanghai";
-  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
-  rq.op = NIRC__RULE_OP__RULE_OP_ADD;
-  rq.name = "lunch2";
-  rq.spec = &sp;
-  rq.dry_run = true;
-  engine_req_t r = {.client = w, .request_id = 1, .operator_name = "admin:bob", .label = "t"};
-  engine_op_schedule(e, &r, &rq);
-  world_flush(w);
-  const world_reply_t *x = &w->rep[w->n_rep - 1];
+  char *hubs[] = {"shaanxi", "henan"};
+  static const char *const both[] = {"hubei", "hunan", NULL};
+  const world_reply_t *x =
+      sched_send(w, e, 1, NIRC__RULE_OP__RULE_OP_ADD, "lunch2", hubei_only, hubs, 2, true, false);
   assert_true(x->ok);
   const Nirc__ScheduleCheck *ck = x->full->schedule->check;
   assert_true(ck->checked);
@@ -784,12 +776,7 @@ static void test_schedule_check_partial(void **state) {
 
   /* hunan (no history) goes with hubei to shaanxi: shaanxi's figures
    * would hold a guess for it, so shaanxi is not judged; nothing is. */
-  sp.n_sources = 2;
-  rq.spec = &sp;
-  r.request_id = 2;
-  engine_op_schedule(e, &r, &rq);
-  world_flush(w);
-  x = &w->rep[w->n_rep - 1];
+  x = sched_send(w, e, 2, NIRC__RULE_OP__RULE_OP_ADD, "lunch2", both, hubs, 2, true, false);
   assert_true(x->ok);
   ck = x->full->schedule->check;
   assert_false(ck->checked);
