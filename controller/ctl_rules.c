@@ -216,11 +216,38 @@ json_t *ctl_overflows_json(const Nirc__OverflowReply *r) {
   }
   json_t *j = json_pack("{s:o}", "rules", arr);
   if (j && r->change) json_object_set_new(j, "change", ctl_change_json(r->change));
+  if (j && r->check) json_object_set_new(j, "check", ctl_plan_json(r->check));
   return j;
+}
+
+/* Where an added or changed rule would spill if it engaged now, above the
+ * list: the moves, each hub's prediction and what it was made on, and why
+ * a hub would not take it. */
+static void ctl_overflow_check_print(FILE *out, const Nirc__PlanReply *p) {
+  fprintf(out, "if it engaged now:\n");
+  for (size_t k = 0; k < p->n_moves; k++) {
+    const Nirc__PlannedMove *m = p->moves[k];
+    fprintf(out, "  %s ->", esc(m->site));
+    for (size_t q = 0; q < m->n_route; q++)
+      fprintf(out, " %s:%u", esc(m->route[q]->site), m->route[q]->permille);
+    fprintf(out, "\n");
+  }
+  for (size_t k = 0; k < p->n_capacity; k++) {
+    const Nirc__CapacityPrediction *c = p->capacity[k];
+    fprintf(out, "  %-12s SL %3.0f%%%s  needs %u agents, has %u", esc(c->hub), 100.0 * c->sl_after,
+            c->stable_after ? "" : " unstable", c->agents_needed, c->agents);
+    if (c->load_note[0]) fprintf(out, "  (%s)", esc(c->load_note));
+    fprintf(out, "\n");
+  }
+  for (size_t k = 0; k < p->n_alarms; k++)
+    fprintf(out, "  %s\n", esc(p->alarms[k]));
+  if (!p->n_moves && !p->n_alarms) fprintf(out, "  nothing would move\n");
+  fprintf(out, "\n");
 }
 
 void ctl_overflows_print(FILE *out, const Nirc__OverflowReply *r) {
   if (r->change) ctl_change_print(out, "overflow rule", r->change);
+  if (r->check) ctl_overflow_check_print(out, r->check);
   bool not_known = false;
   fprintf(out, "%-16s %-10s %-6s %-12s %-12s %-12s %-6s %-12s %s\n", "NAME", "SOURCE", "CAP",
           "WAIT trg/rel", "QUEUE trg/rel", "SL trg/rel", "HOLD", "ENGAGED", "HUBS");

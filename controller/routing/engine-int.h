@@ -712,6 +712,13 @@ void engine_ahead_free(engine_ahead_t *ah);
  * enabled overflow rule's source and hubs into their plan_site_t's
  * ahead_* (the overflow check ahead, planner_overflow.c). */
 void engine_ahead_overflow_input(engine_t *e);
+/* The same for the sites of rule `o` alone (one being tried). */
+void engine_ahead_overflow_rule(engine_t *e, const overflow_rule_t *o, int64_t now);
+/* Overflow rule `o` (new, or a changed one in the place of its old self)
+ * planned as if it engaged now (plan_input_t.overflow_trial_id), the plan
+ * narrowed to its source and hubs, in arena a: each hub's prediction,
+ * live and on the load ahead (load_on). NULL without memory. */
+Nirc__PlanReply *engine_overflow_check(engine_t *e, engine_arena_t *a, const overflow_rule_t *o);
 /* "live", "forecast", "live_unchecked"; "" for the loads given. */
 const char *engine_load_basis_name(plan_load_basis_t b);
 /* "06:30-07:30": the forecast slots from the one holding from_ms to the

@@ -113,15 +113,16 @@ static void engine_ahead_overflow_site(engine_t *e, long i, int64_t now) {
   p->ahead_aht_s = s.fc_aht;
 }
 
+void engine_ahead_overflow_rule(engine_t *e, const overflow_rule_t *o, int64_t now) {
+  engine_ahead_overflow_site(e, engine_index(e, o->source), now);
+  for (unsigned j = 0; j < o->hubs.n; j++)
+    engine_ahead_overflow_site(e, engine_index(e, o->hubs.v[j]), now);
+}
+
 void engine_ahead_overflow_input(engine_t *e) {
   int64_t now = engine_now(e);
-  for (size_t k = 0; k < e->n_ovf; k++) {
-    const overflow_rule_t *o = &e->ovf[k];
-    if (!o->enabled) continue;
-    engine_ahead_overflow_site(e, engine_index(e, o->source), now);
-    for (unsigned j = 0; j < o->hubs.n; j++)
-      engine_ahead_overflow_site(e, engine_index(e, o->hubs.v[j]), now);
-  }
+  for (size_t k = 0; k < e->n_ovf; k++)
+    if (e->ovf[k].enabled) engine_ahead_overflow_rule(e, &e->ovf[k], now);
 }
 
 void engine_ahead_free(engine_ahead_t *ah) {

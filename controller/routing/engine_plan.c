@@ -722,6 +722,57 @@ void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest
   free(focus);
 }
 
+/* ---- where an overflow rule would spill ---- */
+
+Nirc__PlanReply *engine_overflow_check(engine_t *e, engine_arena_t *a, const overflow_rule_t *o) {
+  size_t n = engine_nsites(e);
+  overflow_rule_t *rules = calloc(e->n_ovf + 1, sizeof *rules);
+  bool *focus = calloc(n + 1, sizeof *focus);
+  if (!rules || !focus) {
+    free(rules);
+    free(focus);
+    return NULL;
+  }
+  size_t n_rules = 0;
+  bool placed = false;
+  for (size_t k = 0; k < e->n_ovf; k++) {
+    rules[n_rules] = e->ovf[k];
+    if (e->ovf[k].id == o->id) { /* its old self, changed */
+      rules[n_rules] = *o;
+      placed = true;
+    }
+    n_rules++;
+  }
+  if (!placed) rules[n_rules++] = *o;
+  for (size_t k = 0; k < n_rules; k++)
+    if (rules[k].id == o->id) rules[k].enabled = true;
+  plan_input_t in;
+  engine_build_input(e, &in, NULL, 0);
+  in.overflows = rules;
+  in.n_overflows = n_rules;
+  in.overflow_trial_id = o->id;
+  /* Its sites' forecast ahead: engine_build_input looked only at the
+   * rules in force, and this one may be new or have new hubs. */
+  const int64_t now = engine_now(e);
+  engine_ahead_overflow_rule(e, o, now);
+  plan_t trial;
+  Nirc__PlanReply *pr = NULL;
+  if (planner_run(&in, &trial) == 0) {
+    long i = engine_index(e, o->source);
+    if (i >= 0) focus[i] = true;
+    for (unsigned k = 0; k < o->hubs.n; k++)
+      if ((i = engine_index(e, o->hubs.v[k])) >= 0) focus[i] = true;
+    slug_list_t src = {.n = 1};
+    nirc_strlcpy(src.v[0], o->source, sizeof src.v[0]);
+    engine_planned_t rule = {RULE_OVERFLOW, o->id, &src};
+    pr = engine_plan_reply(e, a, &trial, focus, &rule);
+    planner_free(&trial);
+  }
+  free(rules);
+  free(focus);
+  return pr;
+}
+
 /* ---- the capacity check of a schedule add or set ---- */
 
 /* Site `slug`'s figures are not known for the window: named in c, marked

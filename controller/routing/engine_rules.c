@@ -44,6 +44,8 @@ typedef struct engine_change {
   bool add;       /* a schedule add: no change to tell, only the check */
   bool has_check; /* a schedule add or set: check holds its capacity check */
   engine_sched_check_t check;
+  bool has_rule; /* an overflow add or set: the rule, planned as engaged */
+  overflow_rule_t rule;
 } engine_change_t;
 
 static Nirc__ScheduleSpec *engine_schedule_spec(engine_t *e, engine_arena_t *a,
@@ -898,13 +900,15 @@ static void engine_reply_overflows(engine_t *e, void *c, uint64_t rid, const cha
   if (orp) {
     nirc__overflow_reply__init(orp);
     orp->rules = engine_arena_alloc(&a, (e->n_ovf + 1) * sizeof *orp->rules);
-    if (change) orp->change = engine_change_reply(&a, change);
+    if (change && !change->add) orp->change = engine_change_reply(&a, change);
+    if (change && change->has_rule && !(orp->check = engine_overflow_check(e, &a, &change->rule)))
+      a.failed = true;
   }
   for (size_t k = 0; orp && orp->rules && k < e->n_ovf; k++) {
     Nirc__OverflowSpec *sp = engine_overflow_spec(e, &a, k);
     if (sp) orp->rules[orp->n_rules++] = sp;
   }
-  if (orp && change && !orp->change) a.failed = true;
+  if (orp && change && !change->add && !orp->change) a.failed = true;
   Nirc__OperatorReply rep = NIRC__OPERATOR_REPLY__INIT;
   rep.body_case = NIRC__OPERATOR_REPLY__BODY_OVERFLOW;
   rep.overflow = orp;
@@ -1075,6 +1079,8 @@ static void engine_op_overflow_set(engine_t *e, const engine_req_t *rq,
   nirc_strlcpy(src.v[0], o.source, sizeof src.v[0]);
   engine_change_compare(e, &trial, &src, &src, c);
   planner_free(&trial);
+  c->has_rule = true;
+  c->rule = o;
   engine_rec_t rec = {
       .kind = ENGINE_REC_OVERFLOW_CHANGE, .overflow = &o, .actor = rq->operator_name};
   if (!engine_change_begin(e, rq, DEFER_OVERFLOWS, target, &rec, c, before, after)) return;
@@ -1140,6 +1146,12 @@ void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__Overflo
     char what[96];
     snprintf(what, sizeof what, "overflow rule '%s' added", o.name);
     engine_defer(e, rq, DEFER_OVERFLOWS, what);
+    engine_change_t *chk = calloc(1, sizeof *chk); /* the reply says where it would spill */
+    if (chk) {
+      chk->add = chk->has_rule = true;
+      chk->rule = o;
+      engine_defer_attach(e, rq, chk);
+    }
     engine_group_end(e);
     return;
   }

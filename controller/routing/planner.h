@@ -149,6 +149,12 @@ typedef struct {
   const overflow_rule_t *overflows;
   size_t n_overflows;
   const planner_overflow_state_t *overflow_state; /* n_overflows entries, or NULL */
+  /* An overflow rule being tried (nircctl overflow add/set): planned as
+   * if it engaged now, to show where its spill would go and whether the
+   * hubs take it, live and on the load ahead. The margin (the hub answers
+   * faster than the source's wait now) is not asked: the wait it is
+   * compared with is now's, not the peak's. 0: none. */
+  uint64_t overflow_trial_id;
   int64_t now_ms;
   double sl_target;      /* default 0.80 */
   double sl_threshold_s; /* default 20 */

@@ -94,6 +94,12 @@ static planner_overflow_state_t planner_overflow_step(const planner_ctx_t *ctx,
     return st;
   }
   const plan_site_t *s = &ctx->in->sites[idx];
+  if (o->id == ctx->in->overflow_trial_id && !st.engaged) { /* tried: engages now */
+    st.engaged = true;
+    st.since_ms = now;
+    st.permille = 0;
+    return st;
+  }
   if (!s->online) return st;
   if (!st.engaged) {
     if (planner_overflow_triggered(o, s)) {
@@ -319,7 +325,7 @@ int planner_overflows(planner_ctx_t *ctx, plan_t *out) {
     /* The margin is a condition for starting to spill, not for going on:
      * once traffic moves, the source's wait falls because of the move, and
      * re-testing it would send the traffic home and back on alternate runs. */
-    c->check_asa = st->permille == 0;
+    c->check_asa = st->permille == 0 && o->id != in->overflow_trial_id;
     c->margin_s = o->margin_s;
     c->overflow_slot = slot;
     ctx->st[idx].pending = true;

@@ -222,7 +222,8 @@ OVERFLOW_RULE = {"id": int, "name": str, "source": str, "hubs": [str], "trigger_
                  "trigger_sl": float, "release_sl": float, "share_cap_permille": int,
                  "min_hold_s": int, "margin_s": int, "enabled": bool, "engaged": bool,
                  "triggered": bool, "moved_permille": (int, NULL), "route_not_known": bool}
-OVERFLOWS = {"rules": [OVERFLOW_RULE], Opt("change"): RULE_CHANGE, Opt("warning"): str}
+OVERFLOWS = {"rules": [OVERFLOW_RULE], Opt("change"): RULE_CHANGE, Opt("check"): PLAN,
+             Opt("warning"): str}
 SITE_CAPACITY = {"site": str, "configured": bool, "seats": (int, NULL), "roster": (str, NULL),
                  "utc_offset_min": (int, NULL),
                  "source_now": enum("measured", "configured", "unknown"),

@@ -165,6 +165,46 @@ static void test_refusal_carries_the_check(void **state) {
   json_decref(j);
 }
 
+/* overflow add/set: where it would spill if it engaged now, in words and
+ * as a Plan in --json. */
+static void test_overflow_check_shown(void **state) {
+  (void)state;
+  Nirc__RouteShare a = NIRC__ROUTE_SHARE__INIT, b = NIRC__ROUTE_SHARE__INIT, *rs[] = {&a, &b};
+  a.site = "shaanxi";
+  a.permille = 150;
+  b.site = "hubei";
+  b.permille = 850;
+  Nirc__PlannedMove m = NIRC__PLANNED_MOVE__INIT, *mv[] = {&m};
+  m.site = "hubei";
+  m.route = rs;
+  m.n_route = 2;
+  Nirc__CapacityPrediction c = NIRC__CAPACITY_PREDICTION__INIT, *cv[] = {&c};
+  c.hub = "shaanxi";
+  c.sl_after = 0.86;
+  c.stable_after = 1;
+  c.agents_needed = 9;
+  c.agents = 10;
+  c.load_basis = "forecast";
+  c.load_note = "overflow checked on the forecast for the next half hour: 7.0 Erl vs 4.5 Erl live";
+  Nirc__PlanReply p = NIRC__PLAN_REPLY__INIT;
+  p.moves = mv;
+  p.n_moves = 1;
+  p.capacity = cv;
+  p.n_capacity = 1;
+  Nirc__OverflowReply r = NIRC__OVERFLOW_REPLY__INIT;
+  r.check = &p;
+  char *text = printed_overflows(&r);
+  if (!strstr(text, "if it engaged now:\n  hubei -> shaanxi:150 hubei:850\n") ||
+      !strstr(text, "  shaanxi      SL  86%  needs 9 agents, has 10  (overflow checked on the "
+                    "forecast for the next half hour: 7.0 Erl vs 4.5 Erl live)\n"))
+    fail_msg("the check is not shown:\n%s", text);
+  free(text);
+  json_t *j = ctl_overflows_json(&r);
+  json_t *row = json_array_get(json_object_get(json_object_get(j, "check"), "capacity"), 0);
+  assert_non_null(row);
+  json_decref(j);
+}
+
 static void test_overflow_source_route_not_known(void **state) {
   (void)state;
   char *hubs[] = {"shaanxi"};
@@ -275,6 +315,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_schedule_in_force_with_sources_not_known),
       cmocka_unit_test(test_overflow_source_route_not_known),
+      cmocka_unit_test(test_overflow_check_shown),
       cmocka_unit_test(test_refusal_carries_the_check),
       cmocka_unit_test(test_plan_names_routes_not_known),
       cmocka_unit_test(test_forced_over_says_its_load),

@@ -695,6 +695,63 @@ static void test_schedule_set_no_worse_not_refused(void **state) {
   world_free(w);
 }
 
+/* Adds hubei's overflow onto shaanxi (a queue of 20 engages it); its
+ * reply. */
+static const world_reply_t *spill_add(world_t *w, engine_t *e) {
+  char *hubs[] = {"shaanxi"};
+  Nirc__OverflowSpec sp = NIRC__OVERFLOW_SPEC__INIT;
+  sp.name = "hubei-ovf";
+  sp.source = "hubei";
+  sp.hubs = hubs;
+  sp.n_hubs = 1;
+  sp.trigger_queue = 20;
+  sp.release_queue = 5;
+  sp.share_cap_permille = 500;
+  sp.min_hold_s = 300;
+  Nirc__OverflowRequest rq = NIRC__OVERFLOW_REQUEST__INIT;
+  rq.op = NIRC__RULE_OP__RULE_OP_ADD;
+  rq.spec = &sp;
+  engine_req_t r = {.client = w, .request_id = 1, .operator_name = "admin:bob", .label = "t"};
+  engine_op_overflow(e, &r, &rq);
+  world_flush(w);
+  assert_int_equal(w->n_ovf, 1);
+  return &w->rep[w->n_rep - 1];
+}
+
+/* overflow add says where the rule would spill if it engaged now, as a
+ * cutover's check does: with shaanxi's forecast for 12:00 at 30 Erlangs
+ * on 10 agents, nowhere (the alarm names the forecast); with a forecast
+ * not above its live load, onto shaanxi, predicted on the live load. */
+static void test_overflow_add_shows_the_check(void **state) {
+  (void)state;
+  for (int quiet = 0; quiet <= 1; quiet++) {
+    world_t *w = world_new();
+    engine_t *e = ahead_world(w);
+    const char *const sites[] = {"hubei", "shaanxi"};
+    const double calls[] = {15, quiet ? 15 : 300};
+    ahead_history_of(e, sites, calls, 2);
+    const world_reply_t *x = spill_add(w, e);
+    assert_true(x->ok);
+    const Nirc__PlanReply *ck = x->full->overflow->check;
+    assert_non_null(ck);
+    assert_null(x->full->overflow->change);
+    const Nirc__CapacityPrediction *row = hub_row(ck, "shaanxi");
+    if (quiet) {
+      assert_int_equal(ck->n_moves, 1);
+      assert_string_equal(ck->moves[0]->site, "hubei");
+      assert_non_null(row);
+      assert_string_equal(row->load_basis, "live");
+      assert_non_null(strstr(row->load_note, "forecast for the next half hour is not higher"));
+    } else {
+      assert_int_equal(ck->n_moves, 0);
+      assert_true(ck->n_alarms >= 1);
+      assert_non_null(strstr(ck->alarms[0], "for the load forecast for the next half hour"));
+    }
+    engine_free(e);
+    world_free(w);
+  }
+}
+
 /* hubei's overflow onto shaanxi, engaged by a queue of 60 and callers
  * waiting 4 minutes for `minutes` ticks; what hubei is sent to shaanxi. */
 static uint32_t spill_ticks(world_t *w, engine_t *e, int minutes) {
@@ -719,23 +776,7 @@ static void test_overflow_tick_checked_on_the_load_ahead(void **state) {
     const char *const sites[] = {"shaanxi"};
     const double calls[] = {quiet ? 15 : 300};
     ahead_history_of(e, sites, calls, 1);
-    char *hubs[] = {"shaanxi"};
-    Nirc__OverflowSpec sp = NIRC__OVERFLOW_SPEC__INIT;
-    sp.name = "hubei-ovf";
-    sp.source = "hubei";
-    sp.hubs = hubs;
-    sp.n_hubs = 1;
-    sp.trigger_queue = 20;
-    sp.release_queue = 5;
-    sp.share_cap_permille = 500;
-    sp.min_hold_s = 300;
-    Nirc__OverflowRequest rq = NIRC__OVERFLOW_REQUEST__INIT;
-    rq.op = NIRC__RULE_OP__RULE_OP_ADD;
-    rq.spec = &sp;
-    engine_req_t r = {.client = w, .request_id = 1, .operator_name = "admin:bob", .label = "t"};
-    engine_op_overflow(e, &r, &rq);
-    world_flush(w);
-    assert_int_equal(w->n_ovf, 1);
+    spill_add(w, e);
     uint32_t moved = spill_ticks(w, e, 5);
     assert_true(w->ovf_state[0].engaged);
     if (quiet)
@@ -806,6 +847,7 @@ int main(void) {
       cmocka_unit_test(test_schedule_add_without_forecast_says_unchecked),
       cmocka_unit_test(test_schedule_check_partial),
       cmocka_unit_test(test_overflow_tick_checked_on_the_load_ahead),
+      cmocka_unit_test(test_overflow_add_shows_the_check),
       cmocka_unit_test(test_schedule_set_no_worse_not_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
