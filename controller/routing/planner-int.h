@@ -102,6 +102,13 @@ typedef struct {
   bool check_ahead;
   uint32_t want_permille, keep_permille;
   bool ahead_kept, ahead_refused;
+  /* The service level the last hub judged was held to (the target, less
+   * keep_margin for a move that stands, plus enter_margin after a capacity
+   * withdrawal): the agents a refusal says it would need are for this one,
+   * so "would need 30 (has 30)" is never said of a hub that missed a
+   * raised floor. */
+  double judged_floor;
+  char floor_words[64];
 } planner_cand_t;
 
 typedef struct {

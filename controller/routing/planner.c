@@ -351,10 +351,10 @@ static planner_verdict_t planner_judge(planner_ctx_t *ctx, planner_cand_t *c, co
     c->strained_sl = pred->stable ? pred->service_level : 0;
     fits = true;
   }
+  c->judged_floor = floor;
   if (!c->force && !fits) {
     double a = s->r_erl + c->erl, cps = s->r_cps + c->cps;
-    *needed =
-        erlang_agents_needed(a, planner_mix_aht(a, cps, site), ctx->sl_threshold_s, ctx->sl_target);
+    *needed = erlang_agents_needed(a, planner_mix_aht(a, cps, site), ctx->sl_threshold_s, floor);
     if (*needed == 0) *needed = 1;
     planner_refused(ctx, h, c);
     return PLANNER_HUB_CAPACITY;
@@ -368,6 +368,20 @@ static planner_verdict_t planner_judge(planner_ctx_t *ctx, planner_cand_t *c, co
     if (!(pred->asa_s + (double)c->margin_s <= wait)) return PLANNER_HUB_SLOWER;
   }
   return PLANNER_HUB_OK;
+}
+
+/* Which service level a refusal's agents are for, when it is not the
+ * target: " to re-enter at SL 85% after a capacity withdrawal", " to keep
+ * SL 75%"; "" at the target. Formatted into the candidate's buffer. */
+static const char *planner_floor_words(const planner_ctx_t *ctx, planner_cand_t *c) {
+  double d = c->judged_floor - ctx->sl_target;
+  c->floor_words[0] = '\0';
+  if (d > 1e-9)
+    snprintf(c->floor_words, sizeof c->floor_words,
+             " to re-enter at SL %.0f%% after a capacity withdrawal", 100.0 * c->judged_floor);
+  else if (d < -1e-9)
+    snprintf(c->floor_words, sizeof c->floor_words, " to keep SL %.0f%%", 100.0 * c->judged_floor);
+  return c->floor_words;
 }
 
 /* Tries the hubs of `c` in the rule's order against the round's loads and
@@ -418,7 +432,7 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
     if (v == PLANNER_HUB_CAPACITY) *capacity = c->cap_refused = true;
     if (v == PLANNER_HUB_WAITING) *capacity = c->held_back = true;
     if (!why) continue;
-    char one[112];
+    char one[160];
     const char *sep = " "; /* between the hub's name and why */
     switch (v) {
     case PLANNER_HUB_UNKNOWN: snprintf(one, sizeof one, "is not a known site"); break;
@@ -441,9 +455,9 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
       snprintf(one, sizeof one, "already receives from %u sites", ctx->st[h].r_n_in);
       break;
     case PLANNER_HUB_CAPACITY:
-      snprintf(one, sizeof one, "would need %u agents%s (has %u)", needed,
+      snprintf(one, sizeof one, "would need %u agents%s%s (has %u)", needed,
                c->ahead_refused ? " for the load forecast for the next half hour" : "",
-               ctx->in->sites[h].staffed);
+               planner_floor_words(ctx, c), ctx->in->sites[h].staffed);
       break;
     case PLANNER_HUB_SLOWER:
       snprintf(one, sizeof one, "would answer in %.0f s, not %" PRIu32 " s faster than %.0f s",

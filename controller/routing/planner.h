@@ -247,9 +247,9 @@ typedef enum {
 typedef struct {
   char hub[SCENARIO_SLUG_MAX];
   bool capacity;                /* turned down for capacity: the agents below are set */
-  unsigned agents_needed;       /* to take the source and keep the target */
+  unsigned agents_needed;       /* to take the source at the floor it was held to */
   unsigned agents;              /* staffed now */
-  char why[112];                /* "would need 41 agents (has 30)", "is offline", ... */
+  char why[160];                /* "would need 41 agents (has 30)", "is offline", ... */
   capacity_source_t cap_source; /* of agents (when the hub is a known site) */
   bool unmeasured;              /* refused: its agents are neither measured nor configured */
 } plan_hub_verdict_t;

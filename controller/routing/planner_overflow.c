@@ -202,7 +202,7 @@ bool planner_overflow_ahead(planner_ctx_t *ctx, planner_cand_t *c, size_t h, dou
     c->ahead_kept = true;
     return true;
   }
-  *needed = erlang_agents_needed(erl, aht, ctx->sl_threshold_s, ctx->sl_target);
+  *needed = erlang_agents_needed(erl, aht, ctx->sl_threshold_s, floor);
   if (*needed == 0) *needed = 1;
   c->ahead_refused = true;
   return false;

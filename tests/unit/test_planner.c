@@ -624,6 +624,55 @@ static void test_capacity_refusal_and_force(void **state) {
   free(w);
 }
 
+/* After a capacity withdrawal a source re-enters only at the target plus
+ * enter_margin; a hub that meets the target but not that was refused with
+ * the agents the target needs: the demo's alarm read "henan would need 30
+ * agents (has 30)", a refusal that contradicts itself. The agents are now
+ * counted at the floor the hub was held to, and the words say which. */
+static void test_refusal_counts_agents_at_the_raised_floor(void **state) {
+  (void)state;
+  double erl = 0;
+  unsigned n80 = 0, n85 = 0;
+  for (double x = 20.0; x < 40.0 && erl == 0; x += 0.05) {
+    n80 = erlang_agents_needed(x, 240, 20, 0.80);
+    n85 = erlang_agents_needed(x, 240, 20, 0.85);
+    if (n85 > n80) erl = x;
+  }
+  assert_true(erl > 0);
+  pworld_t *w = pworld_new(DAY_NOW);
+  add_site(w, "hubei", false, erl - 5, 240, 35);
+  add_site(w, "shaanxi", true, 5, 240, n80);
+  add_cutover(w, 1, "hubei", "shaanxi", "Wuhan lockdown");
+  plan_input_t in = pworld_input(w);
+  in.enter_margin = 0.05;
+  in.reentry_s = 60;
+  in.real_ms = 10000000;
+  planner_hold_t holds[W_SITES];
+  memset(holds, 0, sizeof holds);
+  holds[index_of(&in, "hubei")].withdrawn_ms = in.real_ms - 120000; /* its wait is over */
+  holds[index_of(&in, "hubei")].withdrawals = 1;
+  in.holds = holds;
+  plan_t p;
+  assert_int_equal(planner_run(&in, &p), 0);
+  assert_home(&p, "hubei");
+  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_CAPACITY, "hubei");
+  assert_non_null(a);
+  char want[160];
+  snprintf(want, sizeof want,
+           "would need %u agents to re-enter at SL 85%% after a capacity withdrawal (has %u)", n85,
+           n80);
+  assert_string_equal(a->hubs[0].why, want);
+  assert_int_equal(a->hubs[0].agents_needed, n85);
+  assert_true(a->hubs[0].agents_needed > a->hubs[0].agents);
+  planner_free(&p);
+  /* Never withdrawn: the target alone, which it meets. */
+  in.holds = NULL;
+  assert_int_equal(planner_run(&in, &p), 0);
+  assert_route(&p, "hubei", "shaanxi:1000");
+  planner_free(&p);
+  free(w);
+}
+
 /* Calls other sites' proxies measured sending to a hub that no route sends
  * there are load at the hub: its capacity check counts them (before and
  * after), so a source it had room for is refused; its own demand is not
@@ -1143,6 +1192,7 @@ int main(void) {
       cmocka_unit_test(test_cycles_impossible),
       cmocka_unit_test(test_schedule_calendar),
       cmocka_unit_test(test_capacity_refusal_and_force),
+      cmocka_unit_test(test_refusal_counts_agents_at_the_raised_floor),
       cmocka_unit_test(test_unrouted_inflow_counts_at_the_hub),
       cmocka_unit_test(test_capacity_is_cumulative),
       cmocka_unit_test(test_one_capacity_entry_per_hub),
