@@ -1,0 +1,366 @@
+/* `nircctl schedule set` and `overflow set` while PostgreSQL is
+ * unreachable, through the engine, the real store (store.c) and the
+ * outage journal, against the shared PostgreSQL (a database of this
+ * process's own, support/pgtest.h).
+ *
+ * The database "goes down" by pointing the store at a client that reaches
+ * no server and journals every write, as nircd's does in an outage; it
+ * "comes back" by replaying that journal, blocking as nircd does at
+ * start-up (db_admin_replay_journal) or on a client that connects, as a
+ * running leader does. What an operator was told must then be true: a
+ * change answered "recorded only in this controller's outage journal" is
+ * in the rule table and its audit row once, with before and after; a
+ * change refused for want of room is nowhere, not even in the engine's
+ * memory; a dry run is nowhere either. */
+#include "admin.h"
+#include "db.h"
+#include "engine-int.h" /* the engine's rules, to check what it routes on */
+#include "engine.h"
+#include "err.h"
+#include "log.h"
+#include "store.h"
+#include "support/pgtest.h"
+#include "support/tmpdir.h"
+#include "support/world.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cmocka.h>
+
+static struct {
+  uv_loop_t loop;
+  db_t *live; /* on the test database */
+  db_t *db;   /* where the store writes now: live, or a client in an outage */
+  int inflight;
+  unsigned write_errors;
+  char dir[64], path[128]; /* the outage journal */
+} S;
+
+/* ---- the real store behind the world ---- */
+
+typedef struct {
+  engine_stored_cb done;
+  void *arg;
+} sc_wait_t;
+
+static void sc_stored(void *arg, int err, const char *msg) {
+  sc_wait_t *x = arg;
+  S.inflight--;
+  if (err) S.write_errors++;
+  if (x->done) x->done(x->arg, err, msg);
+  free(x);
+}
+
+static int sc_store(void *ctx, const engine_rec_t *rec, engine_stored_cb done, void *arg) {
+  (void)ctx;
+  sc_wait_t *x = malloc(sizeof *x);
+  if (!x) return NIRC_ENOMEM;
+  *x = (sc_wait_t){done, arg};
+  int rc = store_engine_record(S.db, rec, sc_stored, x);
+  if (rc != 0) {
+    free(x);
+    return rc;
+  }
+  S.inflight++;
+  return 0;
+}
+
+/* Runs the loop until every record stored so far is committed or synced
+ * in the journal (and the replies waiting for them are sent). */
+static void sc_drain(void) {
+  while (S.inflight > 0)
+    uv_run(&S.loop, UV_RUN_ONCE);
+}
+
+/* What nircd's store_ready says (server_io_store_ready), for the world. */
+static void sc_ready(world_t *w) {
+  w->store_refuse = db_once_ready(S.db, w->store_why, sizeof w->store_why);
+}
+
+static void sc_closed(void *arg) {
+  *(int *)arg = 1;
+}
+
+static void sc_close(db_t *db) {
+  int closed = 0;
+  db_close(db, sc_closed, &closed);
+  while (!closed)
+    uv_run(&S.loop, UV_RUN_ONCE);
+}
+
+/* The database goes away: from here on the store writes to a client that
+ * reaches no server, with the outage journal at S.path (max bytes; 0: the
+ * default). */
+static db_t *sc_outage(uint64_t max) {
+  db_opts_t o = {.journal = S.path, .journal_max = max};
+  db_t *down = NULL;
+  assert_int_equal(db_open_opts(&S.loop, PGTEST_UNREACHABLE, &o, &down), 0);
+  S.db = down;
+  return down;
+}
+
+static uint64_t sc_jrecords(const db_t *db) {
+  db_journal_stats_t st;
+  db_journal_stats(db, &st);
+  return st.records;
+}
+
+static long sc_long(const char *sql) {
+  char v[64] = "";
+  assert_int_equal(pgtest_sql(pgtest_env.main_ci, sql, v, sizeof v), 0);
+  return strtol(v, NULL, 10);
+}
+
+static void sc_text(const char *sql, char *out, size_t n) {
+  out[0] = '\0';
+  assert_int_equal(pgtest_sql(pgtest_env.main_ci, sql, out, n), 0);
+}
+
+/* ---- operator requests ---- */
+
+static uint64_t sc_rid;
+
+static engine_req_t sc_req(world_t *w) {
+  return (engine_req_t){
+      .client = w, .request_id = ++sc_rid, .operator_name = "admin:bob", .label = "t"};
+}
+
+/* A schedule request (NULL: a field not given). */
+typedef struct {
+  Nirc__RuleOp op;
+  const char *name, *source, *hub, *start, *end;
+  bool dry_run;
+} sc_sched_t;
+
+static void sc_schedule(world_t *w, engine_t *e, const sc_sched_t *q) {
+  char *src[] = {(char *)q->source}, *hub[] = {(char *)q->hub};
+  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
+  sp.name = (char *)q->name;
+  sp.sources = src;
+  sp.n_sources = q->source ? 1 : 0;
+  sp.hubs = hub;
+  sp.n_hubs = q->hub ? 1 : 0;
+  sp.start = (char *)q->start;
+  sp.end = (char *)q->end;
+  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
+  rq.op = q->op;
+  rq.name = (char *)q->name;
+  rq.spec = &sp;
+  rq.dry_run = q->dry_run;
+  rq.force = q->op == NIRC__RULE_OP__RULE_OP_ADD; /* the capacity check is not the point */
+  engine_req_t r = sc_req(w);
+  engine_op_schedule(e, &r, &rq);
+}
+
+/* An overflow rule's request: name, source and hub (NULL: not given). */
+static void sc_overflow(world_t *w, engine_t *e, Nirc__RuleOp op, const char *name,
+                        const char *source, const char *hub, bool dry_run) {
+  char *hubs[] = {(char *)hub};
+  Nirc__OverflowSpec sp = NIRC__OVERFLOW_SPEC__INIT;
+  sp.name = (char *)name;
+  sp.source = (char *)source;
+  sp.hubs = hubs;
+  sp.n_hubs = hub ? 1 : 0;
+  if (op == NIRC__RULE_OP__RULE_OP_ADD) {
+    sp.trigger_queue = 20;
+    sp.release_queue = 5;
+    sp.share_cap_permille = 500;
+    sp.min_hold_s = 300;
+  }
+  Nirc__OverflowRequest rq = NIRC__OVERFLOW_REQUEST__INIT;
+  rq.op = op;
+  rq.name = (char *)name;
+  rq.spec = &sp;
+  rq.dry_run = dry_run;
+  engine_req_t r = sc_req(w);
+  engine_op_overflow(e, &r, &rq);
+}
+
+static const world_reply_t *sc_last(world_t *w) {
+  assert_true(w->n_rep > 0);
+  return &w->rep[w->n_rep - 1];
+}
+
+/* The last reply says the change is done but only in the journal. */
+static void sc_assert_journal_only(world_t *w) {
+  const world_reply_t *r = sc_last(w);
+  if (!r->ok || !strstr(r->msg, "only in this controller's outage journal"))
+    fail_msg("reply ok %d: %s", r->ok, r->msg);
+  assert_int_equal(r->code, NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE); /* exit 4 */
+}
+
+static const schedule_t *sc_engine_sch(engine_t *e, const char *name) {
+  for (size_t k = 0; k < e->n_sch; k++)
+    if (strcmp(e->sch[k].name, name) == 0) return &e->sch[k];
+  return NULL;
+}
+
+static const overflow_rule_t *sc_engine_ovf(engine_t *e, const char *name) {
+  for (size_t k = 0; k < e->n_ovf; k++)
+    if (strcmp(e->ovf[k].name, name) == 0) return &e->ovf[k];
+  return NULL;
+}
+
+/* A leader of epoch 5 whose records go through the real store to the
+ * live database. */
+static engine_t *sc_leader(world_t *w) {
+  w->store_next = sc_store;
+  S.db = S.live;
+  return world_leading(w);
+}
+
+/* ---- set-up ---- */
+
+static int sc_setup(void **state) {
+  if (pgtest_need_schema(state) != 0) return -1;
+  if (!pgtest_env.have_pg) return 0;
+  world_t *w = world_new(); /* the sites, for the directives' foreign key */
+  for (size_t i = 0; i < w->sites->n; i++) {
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO sites (slug, name_en, name_zh, is_hub) VALUES ('%s', '%s', '', %s) ON "
+             "CONFLICT DO NOTHING",
+             w->sites->v[i].slug, w->sites->v[i].slug, w->sites->v[i].is_hub ? "true" : "false");
+    if (pgtest_sql(pgtest_env.main_ci, sql, NULL, 0) != 0) return -1;
+  }
+  world_free(w);
+  if (uv_loop_init(&S.loop) != 0) return -1;
+  if (db_open(&S.loop, pgtest_env.main_ci, &S.live) != 0) return -1;
+  snprintf(S.dir, sizeof S.dir, "/tmp/nirc-store-changes-XXXXXX");
+  if (!mkdtemp(S.dir)) return -1;
+  snprintf(S.path, sizeof S.path, "%s/nircd.journal", S.dir);
+  S.write_errors = 0;
+  return 0;
+}
+
+static int sc_teardown(void **state) {
+  (void)state;
+  if (!pgtest_env.have_pg) return 0;
+  sc_close(S.live);
+  uv_run(&S.loop, UV_RUN_DEFAULT);
+  uv_loop_close(&S.loop);
+  tmpdir_remove(S.dir);
+  return 0;
+}
+
+/* ---- the tests ---- */
+
+/* Set during an outage: answered as done, in the journal only (exit 4);
+ * a dry run beside it writes nothing. The controller is restarted before
+ * the database is back: the start-up replay puts the changed rows and
+ * their audit entries in once, and a new leader loads the changed rules,
+ * not the rows as they were before. */
+static void test_set_in_an_outage_survives_a_restart(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  world_t *w = world_new();
+  engine_t *e = sc_leader(w);
+  sc_schedule(w, e,
+              &(sc_sched_t){.op = NIRC__RULE_OP__RULE_OP_ADD,
+                            .name = "night",
+                            .source = "hubei",
+                            .hub = "shaanxi",
+                            .start = "10:00",
+                            .end = "13:00"});
+  sc_overflow(w, e, NIRC__RULE_OP__RULE_OP_ADD, "hunan-ovf", "hunan", "henan", false);
+  sc_drain();
+  assert_true(sc_last(w)->ok);
+  assert_int_equal(sc_long("SELECT count(*) FROM schedules WHERE name = 'night'"), 1);
+
+  db_t *down = sc_outage(0);
+  sc_ready(w);
+  assert_int_equal(w->store_refuse, 0);
+  /* Dry runs: answered, and nothing anywhere. */
+  size_t recs = w->n_rec;
+  sc_schedule(w, e,
+              &(sc_sched_t){.op = NIRC__RULE_OP__RULE_OP_SET,
+                            .name = "night",
+                            .hub = "henan",
+                            .end = "14:00",
+                            .dry_run = true});
+  assert_true(sc_last(w)->ok);
+  sc_overflow(w, e, NIRC__RULE_OP__RULE_OP_SET, "hunan-ovf", NULL, "sichuan", true);
+  assert_true(sc_last(w)->ok);
+  sc_drain();
+  assert_int_equal(w->n_rec, recs);
+  assert_int_equal(sc_jrecords(down), 0);
+  assert_string_equal(sc_engine_sch(e, "night")->hubs.v[0], "shaanxi");
+  assert_string_equal(sc_engine_ovf(e, "hunan-ovf")->hubs.v[0], "henan");
+
+  size_t replies = w->n_rep;
+  sc_schedule(
+      w, e,
+      &(sc_sched_t){
+          .op = NIRC__RULE_OP__RULE_OP_SET, .name = "night", .hub = "henan", .end = "14:00"});
+  assert_int_equal(w->n_rep, replies); /* answered once it is in the journal */
+  sc_drain();
+  sc_assert_journal_only(w);
+  sc_overflow(w, e, NIRC__RULE_OP__RULE_OP_SET, "hunan-ovf", NULL, "sichuan", false);
+  sc_drain();
+  sc_assert_journal_only(w);
+  assert_int_equal(S.write_errors, 0);
+  assert_int_equal(sc_jrecords(down), 4); /* each: its row and its audit entry */
+  assert_int_equal(sc_long("SELECT count(*) FROM audit_log WHERE action LIKE '%-change'"), 0);
+  assert_int_equal(sc_engine_sch(e, "night")->end_min, 14 * 60); /* in force here */
+
+  /* nircd stops (its journal stays) and starts again: the start-up replay
+   * comes before the rules are loaded. */
+  engine_free(e);
+  sc_close(down);
+  char err[512];
+  if (db_admin_replay_journal(pgtest_env.main_ci, S.path, err, sizeof err) != 0)
+    fail_msg("replay: %s", err);
+  char v[512];
+  sc_text("SELECT hubs::text || ' ' || end_min FROM schedules WHERE name = 'night'", v, sizeof v);
+  assert_string_equal(v, "{henan} 840");
+  sc_text("SELECT hubs::text FROM overflow_rules WHERE name = 'hunan-ovf'", v, sizeof v);
+  assert_string_equal(v, "{sichuan}");
+  sc_text("SELECT string_agg((detail->'before'->>'end') || '>' || (detail->'after'->>'end') || "
+          "' ' || (detail->'before'->'hubs'->>0) || '>' || (detail->'after'->'hubs'->>0), ',') "
+          "FROM audit_log WHERE action = 'schedule-change' AND target = 'night'",
+          v, sizeof v);
+  assert_string_equal(v, "13:00>14:00 shaanxi>henan");
+  sc_text(
+      "SELECT string_agg((detail->'before'->'hubs'->>0) || '>' || (detail->'after'->'hubs'->>0), "
+      "',') FROM audit_log WHERE action = 'overflow-change' AND target = 'hunan-ovf'",
+      v, sizeof v);
+  assert_string_equal(v, "henan>sichuan");
+  assert_int_equal(sc_long("SELECT count(*) FROM audit_log WHERE action = 'superseded'"), 0);
+  /* A second start finds nothing to replay: still once. */
+  assert_int_equal(db_admin_replay_journal(pgtest_env.main_ci, S.path, err, sizeof err), 0);
+  assert_int_equal(sc_long("SELECT count(*) FROM audit_log WHERE action LIKE '%-change'"), 2);
+
+  /* The next leader loads the changed rows. */
+  admin_rules_t rules;
+  if (admin_load_rules(pgtest_env.main_ci, &rules, err, sizeof err) != 0)
+    fail_msg("load rules: %s", err);
+  engine_t *b = world_engine(w);
+  assert_int_equal(engine_load_rules(b, 6, rules.cutovers, rules.n_cutovers, rules.schedules,
+                                     rules.n_schedules, rules.overflows, rules.n_overflows,
+                                     rules.max_id),
+                   0);
+  admin_rules_free(&rules);
+  assert_int_equal(sc_engine_sch(b, "night")->end_min, 14 * 60);
+  assert_string_equal(sc_engine_sch(b, "night")->hubs.v[0], "henan");
+  assert_string_equal(sc_engine_ovf(b, "hunan-ovf")->hubs.v[0], "sichuan");
+  engine_free(b);
+  world_flush(w);
+  world_free(w);
+}
+
+int main(void) {
+  log_set_program("test_store_changes");
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_set_in_an_outage_survives_a_restart, sc_setup,
+                                      sc_teardown),
+  };
+  return cmocka_run_group_tests(tests, pgtest_group_setup, pgtest_group_teardown);
+}
