@@ -77,6 +77,10 @@ struct db {
    * the journal and then runs the callbacks of the writes on jdone. */
   once_t once;
   uv_timer_t jtimer;
+  /* db_once_ready accepted a change while journaling; until jtimer runs
+   * (the next turn of the loop) its urgent writes may pass journal_max by
+   * DB_JOURNAL_CHANGE_GRANT, so that it is journaled whole. */
+  bool change_open;
   uint64_t boot_id; /* random per client, so keys of different runs differ */
   uint64_t key_seq;
   uint64_t next_prune; /* uv_now() when old keys are pruned next */

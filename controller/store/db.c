@@ -284,6 +284,7 @@ static void db_abandon_resolve(db_t *db) {
 
 static void db_on_jtimer(uv_timer_t *t) {
   db_t *db = t->data;
+  db->change_open = false; /* the change accepted last turn is all written */
   if (db->closing) return;
   once_flush(&db->once);
 }
@@ -951,7 +952,9 @@ static int db_once_write(db_t *db, db_once_class_t cls, const char *sql, int npa
     /* The record on disk is the write; q only carries the callback. */
     query_t *q = calloc(1, sizeof *q);
     if (!q) return NIRC_ENOMEM;
-    uint64_t limit = cls.bulk ? db->once.jnl.max / 100 * DB_JOURNAL_BULK_PCT : 0;
+    uint64_t limit = cls.bulk                        ? db->once.jnl.max / 100 * DB_JOURNAL_BULK_PCT
+                     : cls.urgent && db->change_open ? db->once.jnl.max + DB_JOURNAL_CHANGE_GRANT
+                                                     : 0;
     int rc = journal_append(&db->once.jnl, limit, key, sql, nparams, params, at);
     if (rc != 0) {
       free(q);
@@ -1006,7 +1009,7 @@ int db_exec_once_record(db_t *db, const char *sql, int nparams, const char *cons
   return db_once_write(db, (db_once_class_t){.overtakable = true}, sql, nparams, params, cb, arg);
 }
 
-int db_once_ready(const db_t *db, char *why, size_t whylen) {
+int db_once_ready(db_t *db, char *why, size_t whylen) {
   if (!db || db->closing) {
     snprintf(why, whylen, "the controller's database client is closed (nircd is stopping)");
     return NIRC_ECLOSED;
@@ -1048,6 +1051,10 @@ int db_once_ready(const db_t *db, char *why, size_t whylen) {
              db->target);
     return NIRC_EFULL;
   }
+  /* The change's writes follow in this turn of the loop: all of them go
+   * in (db_once_write), and the next turn closes the grant. */
+  db->change_open = true;
+  db_kick_journal(db);
   return 0;
 }
 

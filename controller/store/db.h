@@ -71,6 +71,13 @@ int db_exec_once(db_t *db, const char *sql, int nparams, const char *const *para
 #define DB_JOURNAL_BULK_PCT 75
 /* Room an operator change needs in the journal to be accepted. */
 #define DB_JOURNAL_CHANGE_ROOM (4u * 1024u)
+/* A change accepted (db_once_ready) may take more than that room: a
+ * schedule set with its exception dates before and after takes over
+ * 4 KiB, a cutover one directive per source. Its writes, queued in the
+ * same turn of the loop, are journaled whole, past journal_max by up to
+ * this much if need be: a change half journaled (its rule row without its
+ * audit entry, say) would be in force and not on record. */
+#define DB_JOURNAL_CHANGE_GRANT (64u * 1024u)
 
 /* db_exec_once for a write that reads history (load minutes, link events,
  * acks) and so must not overtake history queued before it: never shed,
@@ -93,8 +100,11 @@ int db_exec_once_record(db_t *db, const char *sql, int nparams, const char *cons
 /* Whether an operator change can be made durable now: committed to the
  * database, or written and synced in the journal with
  * DB_JOURNAL_CHANGE_ROOM to spare. 0, or NIRC_ECLOSED, NIRC_EFULL or
- * NIRC_EIO with a message for the operator naming the cause and the fix. */
-int db_once_ready(const db_t *db, char *why, size_t whylen);
+ * NIRC_EIO with a message for the operator naming the cause and the fix.
+ * After 0 while journaling, the urgent once-writes (db_exec_once) made
+ * before the loop turns again are the change's: they may pass journal_max
+ * by DB_JOURNAL_CHANGE_GRANT. */
+int db_once_ready(db_t *db, char *why, size_t whylen);
 /* Completes every queued query with NIRC_ECLOSED (callbacks run), closes
  * the connection and handles; `done` runs once everything is released and
  * the db_t has been freed. Once-writes still queued or in flight are first

@@ -547,7 +547,7 @@ int journal_append(journal_t *j, uint64_t limit, const char *key, const char *sq
   if (j->fd < 0 || j->broken) return NIRC_EIO;
   size_t n = journal_record_size(key, sql, nparams, params);
   if (n > JNL_REC_HDR + DB_JOURNAL_RECORD_MAX) return NIRC_ERANGE;
-  if (!limit || limit > j->max) limit = j->max;
+  if (!limit) limit = j->max;
   if (j->size + n > limit) return NIRC_EFULL;
   unsigned char *buf = malloc(n);
   if (!buf) return NIRC_ENOMEM;

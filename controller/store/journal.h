@@ -50,7 +50,9 @@ size_t journal_record_size(const char *key, const char *sql, int nparams,
                            const char *const *params);
 /* Appends one once-write; it is durable after the next journal_sync. The
  * file may grow to `limit` bytes for it (0: to max); bulk writes get less
- * than max so that operator changes keep room. Returns 0, NIRC_EFULL,
+ * than max so that operator changes keep room, and the writes of an
+ * operator change already accepted get more (db.h, DB_JOURNAL_CHANGE_GRANT)
+ * so that it is journaled whole. Returns 0, NIRC_EFULL,
  * NIRC_ERANGE, NIRC_ENOMEM or NIRC_EIO (and last_errno says why; a later
  * successful append clears it). */
 int journal_append(journal_t *j, uint64_t limit, const char *key, const char *sql, int nparams,

@@ -17,6 +17,7 @@
 #include "engine-int.h" /* the engine's rules, to check what it routes on */
 #include "engine.h"
 #include "err.h"
+#include "journal.h"
 #include "log.h"
 #include "store.h"
 #include "support/pgtest.h"
@@ -138,6 +139,8 @@ typedef struct {
   Nirc__RuleOp op;
   const char *name, *source, *hub, *start, *end;
   bool dry_run;
+  char **except; /* n_except dates */
+  size_t n_except;
 } sc_sched_t;
 
 static void sc_schedule(world_t *w, engine_t *e, const sc_sched_t *q) {
@@ -150,6 +153,8 @@ static void sc_schedule(world_t *w, engine_t *e, const sc_sched_t *q) {
   sp.n_hubs = q->hub ? 1 : 0;
   sp.start = (char *)q->start;
   sp.end = (char *)q->end;
+  sp.exceptions = q->except;
+  sp.n_exceptions = q->n_except;
   Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
   rq.op = q->op;
   rq.name = (char *)q->name;
@@ -210,11 +215,17 @@ static const overflow_rule_t *sc_engine_ovf(engine_t *e, const char *name) {
 }
 
 /* A leader of epoch 5 whose records go through the real store to the
- * live database. */
+ * live database; its new rules take ids after those in the database. */
 static engine_t *sc_leader(world_t *w) {
   w->store_next = sc_store;
   S.db = S.live;
-  return world_leading(w);
+  long max = sc_long("SELECT greatest((SELECT coalesce(max(id), 0) FROM schedules), (SELECT "
+                     "coalesce(max(id), 0) FROM overflow_rules))");
+  engine_t *e = world_engine(w);
+  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, (uint64_t)max), 0);
+  engine_start_leading(e, 5000);
+  world_connect_all(w, e, NULL);
+  return e;
 }
 
 /* ---- set-up ---- */
@@ -356,10 +367,173 @@ static void test_set_in_an_outage_survives_a_restart(void **state) {
   world_free(w);
 }
 
+/* Fills the journal of db (at most max bytes) with urgent writes until
+ * `room` bytes are left, give or take the few bytes a key's length
+ * varies by. */
+static void sc_fill(db_t *db, uint64_t max, uint64_t room) {
+  static const char sql[] = "INSERT INTO link_events (kind, peer, event, detail) VALUES "
+                            "('unknown', 'sc-fill', 'fill', $1)";
+  char *pad = malloc(2048);
+  assert_non_null(pad);
+  for (;;) {
+    db_journal_stats_t st;
+    db_journal_stats(db, &st);
+    uint64_t used = 16 + st.bytes; /* the header, then the records */
+    assert_true(used + room <= max);
+    uint64_t left = max - used - room;
+    if (left < 64) break;
+    const char *p0[] = {""};
+    size_t base = journal_record_size("0123456789abcdef-99", sql, 1, p0);
+    size_t len = left - base > 2000 ? 1500 : left - base;
+    memset(pad, 'x', len);
+    pad[len] = '\0';
+    const char *p[] = {pad};
+    assert_int_equal(db_exec_once(db, sql, 1, p, NULL, NULL), 0);
+  }
+  free(pad);
+}
+
+/* The journal is full (PostgreSQL down): a set is refused with the cause
+ * and the fix, and nothing of it is anywhere: not in the journal, not in
+ * the engine's memory (it does not route on it), not in the database
+ * once it is back. */
+static void test_set_refused_when_the_journal_is_full(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  world_t *w = world_new();
+  engine_t *e = sc_leader(w);
+  sc_schedule(w, e,
+              &(sc_sched_t){.op = NIRC__RULE_OP__RULE_OP_ADD,
+                            .name = "full",
+                            .source = "guangdong",
+                            .hub = "sichuan",
+                            .start = "10:00",
+                            .end = "13:00"});
+  sc_overflow(w, e, NIRC__RULE_OP__RULE_OP_ADD, "hainan-ovf", "hainan", "henan", false);
+  sc_drain();
+  world_tick(w, e, 200);
+  world_ack(w, e, 0, NULL);
+  sc_drain();
+  const uint64_t max = 64 * 1024;
+  db_t *down = sc_outage(max);
+  sc_fill(down, max, 2000);
+  sc_drain();
+  uint64_t held = sc_jrecords(down);
+  size_t recs = w->n_rec, sent = w->n_sent;
+  sc_ready(w);
+  assert_int_equal(w->store_refuse, NIRC_EFULL);
+  sc_schedule(w, e,
+              &(sc_sched_t){.op = NIRC__RULE_OP__RULE_OP_SET, .name = "full", .hub = "henan"});
+  const world_reply_t *r = sc_last(w);
+  assert_false(r->ok);
+  assert_int_equal(r->code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED); /* exit 1 */
+  if (!strstr(r->msg, "nothing was changed") || !strstr(r->msg, S.path) ||
+      !strstr(r->msg, "no room for another change"))
+    fail_msg("refusal: %s", r->msg);
+  char why[400]; /* the world keeps the first 200 bytes; nircd all of them */
+  assert_int_equal(db_once_ready(down, why, sizeof why), NIRC_EFULL);
+  assert_non_null(strstr(why, "bring the database back, or raise [database] journal_max"));
+  sc_overflow(w, e, NIRC__RULE_OP__RULE_OP_SET, "hainan-ovf", NULL, "shaanxi", false);
+  r = sc_last(w);
+  assert_false(r->ok);
+  assert_non_null(strstr(r->msg, "nothing was changed"));
+  sc_drain();
+  assert_string_equal(sc_engine_sch(e, "full")->hubs.v[0], "sichuan");
+  assert_string_equal(sc_engine_ovf(e, "hainan-ovf")->hubs.v[0], "henan");
+  world_tick(w, e, 200);
+  world_tick(w, e, 200);
+  assert_int_equal(w->n_sent, sent); /* guangdong stays at sichuan */
+  assert_int_equal(w->n_rec, recs);
+  assert_int_equal(sc_jrecords(down), held);
+  /* The database back: the rows as they were, no change audited. */
+  sc_close(down);
+  char err[512], v[128];
+  if (db_admin_replay_journal(pgtest_env.main_ci, S.path, err, sizeof err) != 0)
+    fail_msg("replay: %s", err);
+  sc_text("SELECT hubs::text FROM schedules WHERE name = 'full'", v, sizeof v);
+  assert_string_equal(v, "{sichuan}");
+  sc_text("SELECT hubs::text FROM overflow_rules WHERE name = 'hainan-ovf'", v, sizeof v);
+  assert_string_equal(v, "{henan}");
+  assert_int_equal(sc_long("SELECT count(*) FROM audit_log WHERE action LIKE '%-change' AND "
+                           "target IN ('full', 'hainan-ovf')"),
+                   0);
+  engine_free(e);
+  world_flush(w);
+  world_free(w);
+}
+
+/* A change accepted with the room a change needs (4 KiB) may take more:
+ * this set, with 64 exception dates before and 64 others after, takes
+ * 4,249 bytes (its row, then its audit entry). Its row went in and its
+ * audit entry was refused for want of room: the change was in force,
+ * half journaled, and the operator told it was "NOT recorded durably (a
+ * new leader will not know it)", which was false too (the row was in the
+ * journal). A change that was accepted is journaled whole. */
+static void test_an_accepted_change_is_journaled_whole(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  world_t *w = world_new();
+  engine_t *e = sc_leader(w);
+  static char d1[64][16], d2[64][16];
+  char *x1[64], *x2[64];
+  for (int k = 0; k < 64; k++) {
+    snprintf(d1[k], 16, "2021-%02d-%02d", 1 + k / 28, 1 + k % 28);
+    snprintf(d2[k], 16, "2022-%02d-%02d", 1 + k / 28, 1 + k % 28);
+    x1[k] = d1[k];
+    x2[k] = d2[k];
+  }
+  sc_schedule(w, e,
+              &(sc_sched_t){.op = NIRC__RULE_OP__RULE_OP_ADD,
+                            .name = "dates",
+                            .source = "hunan",
+                            .hub = "shaanxi",
+                            .start = "01:00",
+                            .end = "02:00",
+                            .except = x1,
+                            .n_except = 64});
+  sc_drain();
+  assert_true(sc_last(w)->ok);
+  const uint64_t max = 64 * 1024;
+  db_t *down = sc_outage(max);
+  sc_fill(down, max, DB_JOURNAL_CHANGE_ROOM + 8);
+  sc_drain();
+  uint64_t held = sc_jrecords(down);
+  sc_ready(w);
+  assert_int_equal(w->store_refuse, 0);
+  sc_schedule(w, e,
+              &(sc_sched_t){
+                  .op = NIRC__RULE_OP__RULE_OP_SET, .name = "dates", .except = x2, .n_except = 64});
+  sc_drain();
+  sc_assert_journal_only(w);
+  assert_int_equal(S.write_errors, 0);
+  assert_int_equal(sc_jrecords(down), held + 2);
+  assert_int_equal(sc_engine_sch(e, "dates")->exceptions[0], 20220101);
+  /* And now the journal is full: the next change is refused. */
+  sc_ready(w);
+  assert_int_equal(w->store_refuse, NIRC_EFULL);
+  engine_free(e);
+  sc_close(down);
+  char err[512], v[64];
+  if (db_admin_replay_journal(pgtest_env.main_ci, S.path, err, sizeof err) != 0)
+    fail_msg("replay: %s", err);
+  sc_text("SELECT exceptions[1]::text FROM schedules WHERE name = 'dates'", v, sizeof v);
+  assert_string_equal(v, "2022-01-01");
+  sc_text("SELECT count(*)::text || ' ' || min(detail->'after'->'exceptions'->>0) FROM audit_log "
+          "WHERE action = 'schedule-change' AND target = 'dates'",
+          v, sizeof v);
+  assert_string_equal(v, "1 2022-01-01");
+  world_flush(w);
+  world_free(w);
+}
+
 int main(void) {
   log_set_program("test_store_changes");
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_set_in_an_outage_survives_a_restart, sc_setup,
+                                      sc_teardown),
+      cmocka_unit_test_setup_teardown(test_set_refused_when_the_journal_is_full, sc_setup,
+                                      sc_teardown),
+      cmocka_unit_test_setup_teardown(test_an_accepted_change_is_journaled_whole, sc_setup,
                                       sc_teardown),
   };
   return cmocka_run_group_tests(tests, pgtest_group_setup, pgtest_group_teardown);
