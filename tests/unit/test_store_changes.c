@@ -526,6 +526,134 @@ static void test_an_accepted_change_is_journaled_whole(void **state) {
   world_free(w);
 }
 
+/* A running leader's database comes back: its client replays the journal
+ * in order. One rule added, changed and removed in the outage ends
+ * removed with the change (the removal does not bring the old row back,
+ * and the change does not miss the row added before it); an overflow rule
+ * added and changed ends changed; each audit entry once. */
+static void test_journal_order_add_change_remove(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  world_t *w = world_new();
+  engine_t *e = sc_leader(w);
+  db_t *down = sc_outage(0);
+  sc_ready(w);
+  sc_schedule(w, e,
+              &(sc_sched_t){.op = NIRC__RULE_OP__RULE_OP_ADD,
+                            .name = "order",
+                            .source = "hainan",
+                            .hub = "sichuan",
+                            .start = "03:00",
+                            .end = "04:00"});
+  sc_drain();
+  sc_assert_journal_only(w);
+  sc_ready(w);
+  sc_schedule(w, e,
+              &(sc_sched_t){.op = NIRC__RULE_OP__RULE_OP_SET, .name = "order", .end = "05:00"});
+  sc_drain();
+  sc_assert_journal_only(w);
+  sc_ready(w);
+  sc_overflow(w, e, NIRC__RULE_OP__RULE_OP_ADD, "order-ovf", "guangdong", "shaanxi", false);
+  sc_drain();
+  sc_ready(w);
+  sc_overflow(w, e, NIRC__RULE_OP__RULE_OP_SET, "order-ovf", NULL, "henan", false);
+  sc_drain();
+  sc_assert_journal_only(w);
+  sc_ready(w);
+  sc_schedule(w, e, &(sc_sched_t){.op = NIRC__RULE_OP__RULE_OP_REMOVE, .name = "order"});
+  sc_drain();
+  sc_assert_journal_only(w);
+  assert_int_equal(S.write_errors, 0);
+  assert_int_equal(sc_jrecords(down), 10);
+  assert_int_equal(sc_long("SELECT count(*) FROM schedules WHERE name = 'order'"), 0);
+  sc_close(down);
+
+  /* The database is back for the leader that journaled them. */
+  db_opts_t o = {.journal = S.path};
+  db_t *up = NULL;
+  assert_int_equal(db_open_opts(&S.loop, pgtest_env.main_ci, &o, &up), 0);
+  while (sc_jrecords(up) > 0)
+    uv_run(&S.loop, UV_RUN_ONCE);
+  db_journal_stats_t st;
+  db_journal_stats(up, &st);
+  assert_int_equal(st.replayed_total, 10);
+  assert_int_equal(st.failed_total, 0);
+  sc_close(up);
+  char v[256];
+  sc_text("SELECT end_min || ' ' || (removed_at IS NOT NULL) FROM schedules WHERE name = 'order'",
+          v, sizeof v);
+  assert_string_equal(v, "300 true");
+  sc_text("SELECT hubs::text FROM overflow_rules WHERE name = 'order-ovf'", v, sizeof v);
+  assert_string_equal(v, "{henan}");
+  sc_text("SELECT string_agg(action, ',' ORDER BY id) FROM audit_log WHERE target IN ('order', "
+          "'order-ovf')",
+          v, sizeof v);
+  assert_string_equal(v, "schedule-add,schedule-change,overflow-add,overflow-change,schedule-rm");
+  admin_rules_t rules;
+  char err[512];
+  if (admin_load_rules(pgtest_env.main_ci, &rules, err, sizeof err) != 0)
+    fail_msg("load rules: %s", err);
+  for (size_t k = 0; k < rules.n_schedules; k++)
+    assert_string_not_equal(rules.schedules[k].name, "order");
+  admin_rules_free(&rules);
+  engine_free(e);
+  world_flush(w);
+  world_free(w);
+}
+
+/* The leader that journaled a set died and a standby took over (a newer
+ * epoch) before the database was back: the set reaches the database after
+ * it and is not applied. The row stays as the new leader loaded it, and
+ * the trail says so in a superseded entry, as the operator was told it
+ * would be. Last: it leaves a newer epoch behind. */
+static void test_set_journaled_by_a_deposed_leader_is_superseded(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  world_t *w = world_new();
+  engine_t *e = sc_leader(w);
+  sc_schedule(w, e,
+              &(sc_sched_t){.op = NIRC__RULE_OP__RULE_OP_ADD,
+                            .name = "late",
+                            .source = "hubei",
+                            .hub = "henan",
+                            .start = "05:00",
+                            .end = "06:00"});
+  sc_overflow(w, e, NIRC__RULE_OP__RULE_OP_ADD, "late-ovf", "hunan", "shaanxi", false);
+  sc_drain();
+  db_t *down = sc_outage(0);
+  sc_ready(w);
+  sc_schedule(w, e,
+              &(sc_sched_t){.op = NIRC__RULE_OP__RULE_OP_SET, .name = "late", .end = "07:00"});
+  sc_drain();
+  const world_reply_t *r = sc_last(w);
+  sc_assert_journal_only(w);
+  assert_non_null(strstr(r->msg, "superseded"));
+  sc_ready(w);
+  sc_overflow(w, e, NIRC__RULE_OP__RULE_OP_SET, "late-ovf", NULL, "sichuan", false);
+  sc_drain();
+  sc_assert_journal_only(w);
+  engine_free(e);
+  sc_close(down);
+  assert_int_equal(pgtest_sql(pgtest_env.main_ci,
+                              "INSERT INTO epochs (epoch, node) VALUES (1000, 'standby')", NULL, 0),
+                   0);
+  char err[512], v[512];
+  if (db_admin_replay_journal(pgtest_env.main_ci, S.path, err, sizeof err) != 0)
+    fail_msg("replay: %s", err);
+  sc_text("SELECT end_min FROM schedules WHERE name = 'late'", v, sizeof v);
+  assert_string_equal(v, "360");
+  sc_text("SELECT hubs::text FROM overflow_rules WHERE name = 'late-ovf'", v, sizeof v);
+  assert_string_equal(v, "{shaanxi}");
+  sc_text("SELECT string_agg(target || ': ' || (detail->>'change'), '; ' ORDER BY id) FROM "
+          "audit_log WHERE action = 'superseded'",
+          v, sizeof v);
+  if (!strstr(v, "schedule late: schedule 'late' (") || !strstr(v, ") changed by admin:bob") ||
+      !strstr(v, "overflow late-ovf: overflow rule 'late-ovf' ("))
+    fail_msg("superseded entries: %s", v);
+  world_flush(w);
+  world_free(w);
+}
+
 int main(void) {
   log_set_program("test_store_changes");
   const struct CMUnitTest tests[] = {
@@ -535,6 +663,10 @@ int main(void) {
                                       sc_teardown),
       cmocka_unit_test_setup_teardown(test_an_accepted_change_is_journaled_whole, sc_setup,
                                       sc_teardown),
+      cmocka_unit_test_setup_teardown(test_journal_order_add_change_remove, sc_setup, sc_teardown),
+      /* Last: it leaves a newer epoch than the others' leaders. */
+      cmocka_unit_test_setup_teardown(test_set_journaled_by_a_deposed_leader_is_superseded,
+                                      sc_setup, sc_teardown),
   };
   return cmocka_run_group_tests(tests, pgtest_group_setup, pgtest_group_teardown);
 }
