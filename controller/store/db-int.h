@@ -81,6 +81,11 @@ struct db {
    * (the next turn of the loop) its urgent writes may pass journal_max by
    * DB_JOURNAL_CHANGE_GRANT, so that it is journaled whole. */
   bool change_open;
+  /* uv_now() when the in-flight statement was handed to libpq, and by
+   * when a change accepted while connected wants its writes answered
+   * (0: no change waits; db.h, DB_CHANGE_ANSWER_MS). */
+  uint64_t sent_ms;
+  uint64_t change_by;
   uint64_t boot_id; /* random per client, so keys of different runs differ */
   uint64_t key_seq;
   uint64_t next_prune; /* uv_now() when old keys are pruned next */

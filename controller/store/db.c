@@ -177,6 +177,7 @@ void db_journal_stats(const db_t *db, db_journal_stats_t *out) {
 
 static void db_on_poll(uv_poll_t *h, int status, int events);
 static void db_on_timer(uv_timer_t *t);
+static uint64_t db_busy_wait(const db_t *db);
 static void db_connect_begin(db_t *db);
 
 /* Called whenever a handle finished closing or a request completed. The
@@ -357,6 +358,7 @@ void db_conn_lost(db_t *db, const char *why) {
   db_abandon_resolve(db);
   db_drop_conn(db);
   db_set_state(db, DB_BACKOFF);
+  db->change_by = 0; /* the journal takes the change's writes now */
   uint64_t delay = backoff_next(&db->backoff);
   log_debug(LOG_DB, DB_OBJ, "next connection attempt in %llu ms", (unsigned long long)delay);
   uv_timer_start(&db->timer, db_on_timer, delay, 0);
@@ -451,7 +453,8 @@ static void db_send(db_t *db, query_t *q) {
  * whatever the server sends meanwhile, so neither side can deadlock on
  * full buffers). */
 void db_send_flush(db_t *db) {
-  uv_timer_start(&db->timer, db_on_timer, DB_QUERY_TIMEOUT_MS, 0);
+  db->sent_ms = uv_now(db->loop);
+  uv_timer_start(&db->timer, db_on_timer, db_busy_wait(db), 0);
   int r = PQflush(db->conn);
   if (r < 0) {
     db_conn_lost(db, PQerrorMessage(db->conn));
@@ -490,6 +493,7 @@ static void db_maybe_prune(db_t *db) {
  * (a notice, or the connection closing) while idle. */
 static void db_pump_idle(db_t *db) {
   db_maybe_prune(db);
+  if (!db->queue.head && !db->once.jnl.records) db->change_by = 0; /* all answered */
   if (db->once.jnl.fd >= 0 && db->once.jnl.records > 0 && db_send_journaled(db)) return;
   if (db->queue.head) {
     db_send_next(db);
@@ -713,6 +717,27 @@ static void db_on_poll(uv_poll_t *h, int status, int events) {
   }
 }
 
+/* BUSY: a change waits (db_once_ready), its time is up, and the statement
+ * in flight has had no answer for DB_CHANGE_WAIT_MS: treated as hung. */
+static bool db_change_waits_too_long(const db_t *db) {
+  uint64_t now = uv_now(db->loop);
+  return db->change_by && now >= db->change_by && now - db->sent_ms >= DB_CHANGE_WAIT_MS;
+}
+
+/* How long the statement in flight may still go unanswered: to
+ * DB_QUERY_TIMEOUT_MS after it was sent, or sooner while a change waits
+ * (but never less than DB_CHANGE_WAIT_MS after it was sent). */
+static uint64_t db_busy_wait(const db_t *db) {
+  uint64_t now = uv_now(db->loop), at = db->sent_ms + DB_QUERY_TIMEOUT_MS;
+  if (db->change_by) {
+    uint64_t soon = db->change_by > db->sent_ms + DB_CHANGE_WAIT_MS
+                        ? db->change_by
+                        : db->sent_ms + DB_CHANGE_WAIT_MS;
+    if (soon < at) at = soon;
+  }
+  return at > now ? at - now : 0;
+}
+
 static void db_on_timer(uv_timer_t *t) {
   db_t *db = t->data;
   if (db->closing) return;
@@ -727,9 +752,15 @@ static void db_on_timer(uv_timer_t *t) {
   }
   case DB_READY: db_pump_idle(db); return;
   case DB_BUSY: {
-    char m[128];
-    snprintf(m, sizeof m, "no answer for %u s: the database is hung or out of reach",
-             DB_QUERY_TIMEOUT_MS / 1000u);
+    uint64_t waited = uv_now(db->loop) - db->sent_ms;
+    if (waited < DB_QUERY_TIMEOUT_MS && !db_change_waits_too_long(db)) {
+      uv_timer_start(&db->timer, db_on_timer, db_busy_wait(db), 0);
+      return;
+    }
+    char m[160];
+    snprintf(m, sizeof m, "no answer for %.1f s%s: the database is hung or out of reach",
+             (double)waited / 1000.0,
+             waited < DB_QUERY_TIMEOUT_MS ? " while an operator change waits" : "");
     db_conn_lost(db, m);
     return;
   }
@@ -1030,6 +1061,13 @@ int db_once_ready(db_t *db, char *why, size_t whylen) {
                "in a moment",
                db->queue.depth, db->target);
       return NIRC_EFULL;
+    }
+    /* The operator waits for the change's writes: a database that does
+     * not answer them soon is taken as hung (db_on_timer), and they go
+     * to the journal, never from inside this call. */
+    if (connected && j->fd >= 0) {
+      db->change_by = uv_now(db->loop) + DB_CHANGE_ANSWER_MS;
+      if (db->state == DB_BUSY) uv_timer_start(&db->timer, db_on_timer, db_busy_wait(db), 0);
     }
     return 0;
   }

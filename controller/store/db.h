@@ -64,6 +64,14 @@ int db_exec_once(db_t *db, const char *sql, int nparams, const char *const *para
  * connection is dropped and treated as lost, so once-writes go to the
  * journal instead of waiting on it, and other queries fail with a reason. */
 #define DB_QUERY_TIMEOUT_MS 5000u
+/* An operator waits for the answer to a change, and nircctl gives up after
+ * its --timeout (5 s by default): a change accepted while connected
+ * (db_once_ready) gives the database this long to answer its writes, and
+ * a statement that has then had no answer for DB_CHANGE_WAIT_MS or more
+ * means the database is hung, as above, so the change is journaled and
+ * answered within about this bound instead of DB_QUERY_TIMEOUT_MS. */
+#define DB_CHANGE_ANSWER_MS 1500u
+#define DB_CHANGE_WAIT_MS   1000u
 
 /* The share of journal_max that bulk once-writes (link events, load
  * minutes, acks) may fill; the rest is kept for operator changes, rules,

@@ -979,6 +979,64 @@ static void test_inflight_resent_without_journal(void **state) {
   free(r);
 }
 
+/* Stops (SIGSTOP) or resumes (SIGCONT) the private server's postmaster
+ * and every backend: a storage stall, or a path that drops packets, looks
+ * like this to the client, not like a server that is down. */
+static void pgp_signal(int sig) {
+  long pm = pgtest_pgp_postmaster_pid();
+  assert_true(pm > 1);
+  char cmd[64], line[32];
+  snprintf(cmd, sizeof cmd, "pgrep -P %ld", pm);
+  FILE *p = popen(cmd, "r");
+  assert_non_null(p);
+  while (fgets(line, sizeof line, p))
+    (void)kill((pid_t)strtol(line, NULL, 10), sig);
+  pclose(p);
+  assert_int_equal(kill((pid_t)pm, sig), 0);
+}
+
+/* The writes of an operator change accepted (db_once_ready) while the
+ * database hangs, with nothing in flight and behind a write in flight:
+ * answered "journaled" within DB_CHANGE_ANSWER_MS and a little, not after
+ * DB_QUERY_TIMEOUT_MS (5 s: nircctl's default --timeout, so the operator
+ * heard nothing), and in the database once, in order, when it wakes. */
+static void test_change_answered_soon_when_the_database_hangs(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  jfile_t j;
+  jfile_new(&j);
+  char peer[64], why[400];
+  snprintf(peer, sizeof peer, "hung-%ld", (long)getpid());
+  pgtest_actx_t a;
+  actx_open_j(&a, pgtest_pgp.ci, j.path, 0);
+  pgtest_rec_t *r = pgtest_rec_new();
+  int seq = 0, events = 0;
+  for (int behind = 0; behind < 2; behind++) {
+    pgtest_settle(&a, r, seq++);
+    int first = seq;
+    pgp_signal(SIGSTOP);
+    if (behind) { /* a write sent before the change, unanswered */
+      event_once(a.db, r, seq++, peer, events++);
+      assert_true(pgtest_run_until_state(&a.loop, a.db, DB_BUSY));
+    }
+    uint64_t t0 = uv_hrtime();
+    assert_int_equal(db_once_ready(a.db, why, sizeof why), 0);
+    event_once(a.db, r, seq++, peer, events++);
+    bool ok = pgtest_run_until_count(&a.loop, &r->ncalls, seq);
+    uint64_t ms = (uv_hrtime() - t0) / 1000000u;
+    pgp_signal(SIGCONT);
+    assert_true(ok);
+    assert_journaled(r, first, seq);
+    if (ms > DB_CHANGE_ANSWER_MS + 1000)
+      fail_msg("the change's write was answered after %llu ms", (unsigned long long)ms);
+    assert_true(run_until_jrecords(&a.loop, a.db, 0));
+  }
+  pgtest_actx_close(&a);
+  assert_true(events_in_order(pgtest_pgp.admin, peer, events));
+  free(r);
+  jfile_free(&j);
+}
+
 int main(void) {
   log_set_program("test_db_journal");
   const struct CMUnitTest tests[] = {
@@ -996,6 +1054,8 @@ int main(void) {
       cmocka_unit_test_setup(test_outage_journaled_in_order, pgtest_need_private_pg),
       cmocka_unit_test_setup(test_outage_inflight_killed_lands_once, pgtest_need_private_pg),
       cmocka_unit_test_setup(test_inflight_resent_without_journal, pgtest_need_private_pg),
+      cmocka_unit_test_setup(test_change_answered_soon_when_the_database_hangs,
+                             pgtest_need_private_pg),
   };
   return cmocka_run_group_tests(tests, pgtest_group_setup, pgtest_group_teardown);
 }
