@@ -2,7 +2,9 @@
 """PostgreSQL stopped for 30 s under load, with an emergency cutover in the
 middle: the leader keeps routing and accepts the cutover, journals what it
 cannot write, and when the database is back the audit trail and the load
-history are complete and hold nothing twice.
+history are complete and hold nothing twice. A schedule and an overflow
+rule changed in place (`set`) during the outage are said to be recorded
+only in the journal and land once; a dry run beside them changes nothing.
 
 Runs its own PostgreSQL (the test stops it), beside the shared fixture.
 """
@@ -40,6 +42,12 @@ def test_database_outage_loses_nothing_and_doubles_nothing():
                                  for s in SITES) or None, 20, "agents online and reporting")
         T.wait_until(lambda: (env.sql("SELECT count(*) FROM load_minute")[0][0] != "0") or None,
                      10, "load history being written")
+        for args in (["schedule", "add", "night", "--sources", "hunan", "--to", "henan",
+                      "--start", "01:00", "--end", "02:00"],
+                     ["overflow", "add", "spill", "--source", "hunan", "--to", "henan", "--cap",
+                      "300", "--trigger-wait", "1h", "--release-wait", "15s"]):
+            r = env.ctl(*args)
+            assert r.returncode == 0, f"{args}: {r.returncode}\n{r.stdout}{r.stderr}"
 
         down_at = time.monotonic()
         down_wall = time.time()
@@ -71,6 +79,14 @@ def test_database_outage_loses_nothing_and_doubles_nothing():
         assert "standby" in reply["warning"], reply
         st = env.status()
         assert [x["site"] for x in st["hubei"]["route"]] == ["shaanxi"], st["hubei"]
+        # Rules changed in place: the same words, exit 4; a dry run exit 0.
+        r = env.ctl("schedule", "set", "night", "--end", "04:00", "--dry-run")
+        assert r.returncode == 0 and "nothing was changed" in r.stdout, r.stdout + r.stderr
+        for args in (["schedule", "set", "night", "--end", "03:00"],
+                     ["overflow", "set", "spill", "--to", "shaanxi"]):
+            r = env.ctl("--json", *args)
+            assert r.returncode == 4, f"{args} in the outage: {r.returncode}\n{r.stdout}{r.stderr}"
+            assert "only in this controller's outage journal" in json.loads(r.stdout)["warning"]
         assert ctl.alive()
 
         # The outage lasts OUTAGE_S whatever the test did meanwhile: that is
@@ -100,6 +116,13 @@ def test_database_outage_loses_nothing_and_doubles_nothing():
     rows = env.sql("SELECT action, count(*) FROM audit_log GROUP BY action ORDER BY action")
     counts = dict((a, int(n)) for a, n in rows)
     assert counts.get("cutover") == 1 and counts.get("lead") == 1, counts
+    assert counts.get("schedule-change") == 1 and counts.get("overflow-change") == 1, counts
+    assert env.sql("SELECT end_min FROM schedules WHERE name = 'night'") == [["180"]]
+    assert env.sql("SELECT hubs::text FROM overflow_rules WHERE name = 'spill'") == \
+        [["{shaanxi}"]]
+    rows = env.sql("SELECT detail->'before'->>'end', detail->'after'->>'end' FROM audit_log "
+                   "WHERE action = 'schedule-change'")
+    assert rows == [["02:00", "03:00"]], rows
     dups = env.sql("SELECT site, epoch, version, result, count(*) FROM directive_acks "
                    "GROUP BY 1, 2, 3, 4 HAVING count(*) > 1")
     assert dups == [], f"acknowledgements stored twice: {dups}"
