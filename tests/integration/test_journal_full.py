@@ -77,6 +77,14 @@ def test_full_journal_refuses_changes_instead_of_losing_them():
         assert r.returncode == 1, f"cutover with the journal full: {r.returncode}\n{r.stdout}"
         assert "nothing was changed" in r.stdout, r.stdout
         refused.append(("cutover", "hainan"))
+        # So is a schedule changed in place: refused, the fix named, not in force.
+        changed = accepted[1][1]
+        r = env.ctl("schedule", "set", changed, "--end", f"{changed[4:]}:45")
+        assert r.returncode == 1, f"schedule set with the journal full: {r.returncode}\n{r.stderr}"
+        assert "nothing was changed" in r.stderr and "journal_max" in r.stderr, r.stderr
+        (row,) = [x for x in json.loads(env.ctl("--json", "schedule", "list").stdout)["schedules"]
+                  if x["name"] == changed]
+        assert row["end"].endswith(":30"), row
         st = env.status()
         assert [x["site"] for x in st["hainan"]["route"]] == ["hainan"], st["hainan"]
         assert [x["site"] for x in st["hubei"]["route"]] == ["shaanxi"], st["hubei"]
@@ -99,6 +107,8 @@ def test_full_journal_refuses_changes_instead_of_losing_them():
     for kind, what in refused:
         if kind == "schedule":
             assert what not in names, f"schedule {what} was refused but is stored"
+    assert env.sql(f"SELECT end_min % 60 FROM schedules WHERE name = '{changed}'") == [["30"]]
+    assert env.sql("SELECT count(*) FROM audit_log WHERE action = 'schedule-change'") == [["0"]]
     cut = env.sql("SELECT sources::text FROM cutovers ORDER BY id")
     assert cut == [["{hubei}"]], cut
     audits = {(a, t) for a, t in env.sql("SELECT action, target FROM audit_log")}
