@@ -5,7 +5,9 @@ PostgreSQL is frozen (SIGSTOP): a storage stall, or a path that drops
 packets, looks like this, not like "down". A leader and a standby share it.
 While it is frozen the leader keeps leading: it serves `status`, accepts a
 cutover (its records go to the outage journal once the database stops
-answering) and never calls itself a standby. Every nircctl command ends
+answering) and never calls itself a standby. A schedule changed in place as
+the first write of the freeze is answered within nircctl's --timeout, and
+truly: in force, recorded only in the journal. Every nircctl command ends
 within its --timeout budget with the controller listed twice. When the
 database wakes up, after a freeze that hit every controller, the standby
 does not evict the healthy leader, and directives of two epochs never
@@ -80,10 +82,23 @@ def test_hung_database_is_treated_like_a_stopped_one():
                                  for s in SITES) or None, 20, "agents online and reporting")
         before = leader_of(env)
         assert before and before[0] == "nircd-1", before
+        r, _ = timed_ctl(env, "schedule", "add", "night", "--sources", "henan", "--to", "shaanxi",
+                         "--start", "01:00", "--end", "02:00", timeout_s=5)
+        assert r.returncode == 0, r.stdout + r.stderr
 
         signal_cluster(signal.SIGSTOP)
         frozen = time.monotonic()
         try:
+            # The change waits at most 1.5 s for the database (db.h,
+            # DB_CHANGE_ANSWER_MS), then goes to the journal: answered within
+            # a 3 s --timeout. It waited 5 s, and nircctl gave up first.
+            r, took = timed_ctl(env, "--json", "schedule", "set", "night", "--end", "03:00",
+                                controllers=[env.addr], timeout_s=3)
+            out = r.stdout + r.stderr
+            assert r.returncode == 4, f"schedule set as the freeze began: {r.returncode} in " \
+                f"{took:.1f} s\n{out}"
+            assert "only in this controller's outage journal" in json.loads(r.stdout)["warning"]
+            print(f"  frozen database: schedule set answered in {took:.1f} s")
             # Two leases later the leader still leads and says so.
             budget = TIMEOUT_S * 3 + 3
             for k in range(3):
@@ -129,6 +144,9 @@ def test_hung_database_is_treated_like_a_stopped_one():
         T.wait_until(lambda: leader_of(env) == before or None, 15, "the leader confirmed again")
         T.wait_until(lambda: env.sql("SELECT count(*) FROM cutovers")[0][0] == "1" or None, 30,
                      "the journaled cutover in the database")
+        assert env.sql("SELECT end_min FROM schedules WHERE name = 'night'") == [["180"]]
+        assert env.sql("SELECT count(*) FROM audit_log WHERE action = 'schedule-change'") == \
+            [["1"]]
         assert env.sql("SELECT count(*) FROM audit_log WHERE action = 'step-down'") == [["0"]]
         # Fencing: per site, directives never go back to an older epoch.
         for s in SITES:
