@@ -371,6 +371,10 @@ typedef struct {
   uint64_t request_id;       /* echoed in the reply */
   const char *operator_name; /* from the certificate, for the audit trail */
   const char *label;         /* how logs name the link */
+  /* A dry run (--dry-run): it writes nothing, not even the audit entry
+   * of its refusal (engine_refuse), so that asking what a change would do
+   * never touches the database or the outage journal. */
+  bool dry_run;
 } engine_req_t;
 
 /* What one acknowledgement may add to the record: its detail (agent or PBX

@@ -79,7 +79,8 @@ void engine_join(char **v, size_t n, char *buf, size_t len) {
 }
 
 /* Refuses an operator request: the reason goes to the operator, the log
- * and the audit trail (every operator action is audited, refusals too). */
+ * and the audit trail (every operator action is audited, refusals too;
+ * a dry run is not an action and writes nothing). */
 static void engine_refuse_v(engine_t *e, const engine_req_t *rq, const char *op, const char *target,
                             Nirc__ErrorCode code, Nirc__OperatorReply *rep, const char *fmt,
                             va_list ap) __attribute__((format(printf, 7, 0)));
@@ -93,8 +94,8 @@ static void engine_refuse_v(engine_t *e, const engine_req_t *rq, const char *op,
    * escaped to the operator and in the audit trail. */
   safetext_escape(raw, msg, sizeof msg);
   safetext_escape(target && *target ? target : op, tgt, sizeof tgt);
-  if (code == NIRC__ERROR_CODE__ERROR_CODE_REFUSED ||
-      code == NIRC__ERROR_CODE__ERROR_CODE_INVALID) {
+  if (!rq->dry_run && (code == NIRC__ERROR_CODE__ERROR_CODE_REFUSED ||
+                       code == NIRC__ERROR_CODE__ERROR_CODE_INVALID)) {
     char action[48];
     snprintf(action, sizeof action, "%s-refused", op);
     log_warn(LOG_OPS, rq->label, "%s refused: %s", op, msg);

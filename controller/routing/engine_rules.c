@@ -690,7 +690,10 @@ static void engine_op_schedule_set(engine_t *e, const engine_req_t *rq,
   engine_change_finish(e, rq, DEFER_SCHEDULES, s.name, s.id, c, before, after);
 }
 
-void engine_op_schedule(engine_t *e, const engine_req_t *rq, const Nirc__ScheduleRequest *req) {
+void engine_op_schedule(engine_t *e, const engine_req_t *rq_, const Nirc__ScheduleRequest *req) {
+  engine_req_t dry = *rq_; /* a dry run's refusals write nothing (engine_refuse) */
+  dry.dry_run = req->dry_run;
+  const engine_req_t *rq = &dry;
   e->eval_dirty = true; /* a rule may change: planned on the next tick */
   void *c = rq->client;
   uint64_t rid = rq->request_id;
@@ -1088,7 +1091,10 @@ static void engine_op_overflow_set(engine_t *e, const engine_req_t *rq,
   engine_change_finish(e, rq, DEFER_OVERFLOWS, o.name, o.id, c, before, after);
 }
 
-void engine_op_overflow(engine_t *e, const engine_req_t *rq, const Nirc__OverflowRequest *req) {
+void engine_op_overflow(engine_t *e, const engine_req_t *rq_, const Nirc__OverflowRequest *req) {
+  engine_req_t dry = *rq_; /* a dry run's refusals write nothing (engine_refuse) */
+  dry.dry_run = req->dry_run;
+  const engine_req_t *rq = &dry;
   e->eval_dirty = true; /* a rule may change: planned on the next tick */
   void *c = rq->client;
   uint64_t rid = rq->request_id;

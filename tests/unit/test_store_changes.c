@@ -11,7 +11,7 @@
  * change answered "recorded only in this controller's outage journal" is
  * in the rule table and its audit row once, with before and after; a
  * change refused for want of room is nowhere, not even in the engine's
- * memory; a dry run is nowhere either. */
+ * memory; a dry run is nowhere either, even one refused. */
 #include "admin.h"
 #include "db.h"
 #include "engine-int.h" /* the engine's rules, to check what it routes on */
@@ -91,6 +91,7 @@ static void sc_closed(void *arg) {
 }
 
 static void sc_close(db_t *db) {
+  if (S.db == db) S.db = S.live; /* the store's client is gone: back to the live one */
   int closed = 0;
   db_close(db, sc_closed, &closed);
   while (!closed)
@@ -255,6 +256,8 @@ static int sc_setup(void **state) {
 static int sc_teardown(void **state) {
   (void)state;
   if (!pgtest_env.have_pg) return 0;
+  if (S.db && S.db != S.live) sc_close(S.db); /* a test that failed in an outage */
+  S.db = NULL;
   sc_close(S.live);
   uv_run(&S.loop, UV_RUN_DEFAULT);
   uv_loop_close(&S.loop);
@@ -300,6 +303,24 @@ static void test_set_in_an_outage_survives_a_restart(void **state) {
   assert_true(sc_last(w)->ok);
   sc_overflow(w, e, NIRC__RULE_OP__RULE_OP_SET, "hunan-ovf", NULL, "sichuan", true);
   assert_true(sc_last(w)->ok);
+  /* Refused dry runs (nothing to change, no such rule, a bad date):
+   * answered, and nothing written either, not even the refusal. */
+  sc_schedule(
+      w, e,
+      &(sc_sched_t){
+          .op = NIRC__RULE_OP__RULE_OP_SET, .name = "night", .end = "13:00", .dry_run = true});
+  assert_false(sc_last(w)->ok);
+  assert_non_null(strstr(sc_last(w)->msg, "nothing to change"));
+  char *bad[] = {"2020-13-45"};
+  sc_schedule(w, e,
+              &(sc_sched_t){.op = NIRC__RULE_OP__RULE_OP_SET,
+                            .name = "night",
+                            .except = bad,
+                            .n_except = 1,
+                            .dry_run = true});
+  assert_int_equal(sc_last(w)->code, NIRC__ERROR_CODE__ERROR_CODE_INVALID);
+  sc_overflow(w, e, NIRC__RULE_OP__RULE_OP_SET, "no-such-ovf", NULL, "sichuan", true);
+  assert_false(sc_last(w)->ok);
   sc_drain();
   assert_int_equal(w->n_rec, recs);
   assert_int_equal(sc_jrecords(down), 0);
