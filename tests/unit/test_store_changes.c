@@ -229,6 +229,33 @@ static engine_t *sc_leader(world_t *w) {
   return e;
 }
 
+/* Rules made while the database is up: schedule `name` (source to hub,
+ * start to end) and overflow rule `ovf` (ovf_source to ovf_hub), both
+ * answered. */
+static void sc_add_rules(world_t *w, engine_t *e, const char *const sch[5],
+                         const char *const ovf[3]) {
+  sc_schedule(w, e,
+              &(sc_sched_t){.op = NIRC__RULE_OP__RULE_OP_ADD,
+                            .name = sch[0],
+                            .source = sch[1],
+                            .hub = sch[2],
+                            .start = sch[3],
+                            .end = sch[4]});
+  sc_overflow(w, e, NIRC__RULE_OP__RULE_OP_ADD, ovf[0], ovf[1], ovf[2], false);
+  sc_drain();
+  assert_true(w->n_rep >= 2 && w->rep[w->n_rep - 2].ok && w->rep[w->n_rep - 1].ok);
+}
+
+/* The controller in an outage stops (its client closes, the journal
+ * stays) and the database comes back before it starts again: the
+ * start-up replay (nircd's server_start) empties the journal. */
+static void sc_restart(db_t *down) {
+  char err[512];
+  sc_close(down);
+  if (db_admin_replay_journal(pgtest_env.main_ci, S.path, err, sizeof err) != 0)
+    fail_msg("replay: %s", err);
+}
+
 /* ---- set-up ---- */
 
 static int sc_setup(void **state) {
@@ -277,16 +304,8 @@ static void test_set_in_an_outage_survives_a_restart(void **state) {
   PGTEST_NEED_PG();
   world_t *w = world_new();
   engine_t *e = sc_leader(w);
-  sc_schedule(w, e,
-              &(sc_sched_t){.op = NIRC__RULE_OP__RULE_OP_ADD,
-                            .name = "night",
-                            .source = "hubei",
-                            .hub = "shaanxi",
-                            .start = "10:00",
-                            .end = "13:00"});
-  sc_overflow(w, e, NIRC__RULE_OP__RULE_OP_ADD, "hunan-ovf", "hunan", "henan", false);
-  sc_drain();
-  assert_true(sc_last(w)->ok);
+  sc_add_rules(w, e, (const char *const[]){"night", "hubei", "shaanxi", "10:00", "13:00"},
+               (const char *const[]){"hunan-ovf", "hunan", "henan"});
   assert_int_equal(sc_long("SELECT count(*) FROM schedules WHERE name = 'night'"), 1);
 
   db_t *down = sc_outage(0);
@@ -346,11 +365,8 @@ static void test_set_in_an_outage_survives_a_restart(void **state) {
   /* nircd stops (its journal stays) and starts again: the start-up replay
    * comes before the rules are loaded. */
   engine_free(e);
-  sc_close(down);
-  char err[512];
-  if (db_admin_replay_journal(pgtest_env.main_ci, S.path, err, sizeof err) != 0)
-    fail_msg("replay: %s", err);
-  char v[512];
+  sc_restart(down);
+  char err[512], v[512];
   sc_text("SELECT hubs::text || ' ' || end_min FROM schedules WHERE name = 'night'", v, sizeof v);
   assert_string_equal(v, "{henan} 840");
   sc_text("SELECT hubs::text FROM overflow_rules WHERE name = 'hunan-ovf'", v, sizeof v);
@@ -423,15 +439,8 @@ static void test_set_refused_when_the_journal_is_full(void **state) {
   PGTEST_NEED_PG();
   world_t *w = world_new();
   engine_t *e = sc_leader(w);
-  sc_schedule(w, e,
-              &(sc_sched_t){.op = NIRC__RULE_OP__RULE_OP_ADD,
-                            .name = "full",
-                            .source = "guangdong",
-                            .hub = "sichuan",
-                            .start = "10:00",
-                            .end = "13:00"});
-  sc_overflow(w, e, NIRC__RULE_OP__RULE_OP_ADD, "hainan-ovf", "hainan", "henan", false);
-  sc_drain();
+  sc_add_rules(w, e, (const char *const[]){"full", "guangdong", "sichuan", "10:00", "13:00"},
+               (const char *const[]){"hainan-ovf", "hainan", "henan"});
   world_tick(w, e, 200);
   world_ack(w, e, 0, NULL);
   sc_drain();
@@ -467,10 +476,8 @@ static void test_set_refused_when_the_journal_is_full(void **state) {
   assert_int_equal(w->n_rec, recs);
   assert_int_equal(sc_jrecords(down), held);
   /* The database back: the rows as they were, no change audited. */
-  sc_close(down);
-  char err[512], v[128];
-  if (db_admin_replay_journal(pgtest_env.main_ci, S.path, err, sizeof err) != 0)
-    fail_msg("replay: %s", err);
+  sc_restart(down);
+  char v[128];
   sc_text("SELECT hubs::text FROM schedules WHERE name = 'full'", v, sizeof v);
   assert_string_equal(v, "{sichuan}");
   sc_text("SELECT hubs::text FROM overflow_rules WHERE name = 'hainan-ovf'", v, sizeof v);
@@ -533,10 +540,8 @@ static void test_an_accepted_change_is_journaled_whole(void **state) {
   sc_ready(w);
   assert_int_equal(w->store_refuse, NIRC_EFULL);
   engine_free(e);
-  sc_close(down);
-  char err[512], v[64];
-  if (db_admin_replay_journal(pgtest_env.main_ci, S.path, err, sizeof err) != 0)
-    fail_msg("replay: %s", err);
+  sc_restart(down);
+  char v[64];
   sc_text("SELECT exceptions[1]::text FROM schedules WHERE name = 'dates'", v, sizeof v);
   assert_string_equal(v, "2022-01-01");
   sc_text("SELECT count(*)::text || ' ' || min(detail->'after'->'exceptions'->>0) FROM audit_log "
@@ -632,15 +637,8 @@ static void test_set_journaled_by_a_deposed_leader_is_superseded(void **state) {
   PGTEST_NEED_PG();
   world_t *w = world_new();
   engine_t *e = sc_leader(w);
-  sc_schedule(w, e,
-              &(sc_sched_t){.op = NIRC__RULE_OP__RULE_OP_ADD,
-                            .name = "late",
-                            .source = "hubei",
-                            .hub = "henan",
-                            .start = "05:00",
-                            .end = "06:00"});
-  sc_overflow(w, e, NIRC__RULE_OP__RULE_OP_ADD, "late-ovf", "hunan", "shaanxi", false);
-  sc_drain();
+  sc_add_rules(w, e, (const char *const[]){"late", "hubei", "henan", "05:00", "06:00"},
+               (const char *const[]){"late-ovf", "hunan", "shaanxi"});
   db_t *down = sc_outage(0);
   sc_ready(w);
   sc_schedule(w, e,
@@ -654,13 +652,12 @@ static void test_set_journaled_by_a_deposed_leader_is_superseded(void **state) {
   sc_drain();
   sc_assert_journal_only(w);
   engine_free(e);
-  sc_close(down);
+  /* A standby took over meanwhile: a newer epoch. */
   assert_int_equal(pgtest_sql(pgtest_env.main_ci,
                               "INSERT INTO epochs (epoch, node) VALUES (1000, 'standby')", NULL, 0),
                    0);
-  char err[512], v[512];
-  if (db_admin_replay_journal(pgtest_env.main_ci, S.path, err, sizeof err) != 0)
-    fail_msg("replay: %s", err);
+  sc_restart(down);
+  char v[512];
   sc_text("SELECT end_min FROM schedules WHERE name = 'late'", v, sizeof v);
   assert_string_equal(v, "360");
   sc_text("SELECT hubs::text FROM overflow_rules WHERE name = 'late-ovf'", v, sizeof v);
