@@ -578,16 +578,35 @@ static int store_alarm(db_t *db, const engine_rec_t *r, engine_stored_cb done, v
   snprintf(id, sizeof id, "%llu", (unsigned long long)a->id);
   switch (r->alarm_event) {
   case ALARM_EV_RAISED: {
+    char epoch[24];
+    snprintf(epoch, sizeof epoch, "%llu", (unsigned long long)(a->id / ALARM_ID_EPOCH));
     store_iso(a->raised_wall_ms, at, sizeof at);
     if (a->raised_business_ms) store_iso(a->raised_business_ms, biz, sizeof biz);
     const char *p[] = {
         id, alarm_kind_name(a->kind), a->subject, alarm_entry_severity(a), a->message,
-        at, biz[0] ? biz : NULL};
+        at, biz[0] ? biz : NULL,      epoch};
+    /* A raise that reaches the database after a newer leader took over
+     * (it waited in a deposed leader's outage journal) is written closed
+     * as of that takeover, with why: the new leader did not adopt it (it
+     * was not there when it loaded, or is closed before it loads), so
+     * left open nobody would clear it, and the leader after would adopt a
+     * condition seen by a controller that no longer leads. Its epoch is
+     * its id's (ALARM_ID_EPOCH); the first newer epoch is the takeover. */
     return store_record(
         db,
         "INSERT INTO alarms (id, kind, subject, severity, message, raised_at, "
-        "raised_business_at) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (id) DO NOTHING",
-        7, p, done, arg);
+        "raised_business_at, cleared_at, last_message) SELECT $1::bigint, $2::text, $3::text, "
+        "$4::text, $5::text, $6::timestamptz, $7::timestamptz, CASE WHEN n.epoch IS NOT NULL "
+        "THEN greatest($6::timestamptz, n.started_at) END, CASE WHEN n.epoch IS NOT NULL THEN "
+        "'raised by the leader of epoch ' || $8::bigint || "
+        "' and written to the database only after the leader of epoch ' || n.epoch || ' had "
+        "taken over (it waited in a controller''s outage journal): closed as of that takeover, "
+        "not adopted; the leader now in charge raises its own alarm if it sees the condition. "
+        "Raised as: ' || $5::text END FROM (SELECT 1) x LEFT JOIN LATERAL (SELECT epoch, "
+        "started_at "
+        "FROM epochs WHERE epoch > $8::bigint ORDER BY epoch LIMIT 1) n ON true ON CONFLICT (id) "
+        "DO NOTHING",
+        8, p, done, arg);
   }
   case ALARM_EV_ACKED: {
     store_iso(a->acked_wall_ms, at, sizeof at);

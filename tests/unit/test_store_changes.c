@@ -11,7 +11,8 @@
  * change answered "recorded only in this controller's outage journal" is
  * in the rule table and its audit row once, with before and after; a
  * change refused for want of room is nowhere, not even in the engine's
- * memory; a dry run is nowhere either, even one refused. */
+ * memory; a dry run is nowhere either, even one refused. An alarm a
+ * deposed leader journaled is not left active for ever. */
 #include "admin.h"
 #include "db.h"
 #include "engine-int.h" /* the engine's rules, to check what it routes on */
@@ -672,6 +673,107 @@ static void test_set_journaled_by_a_deposed_leader_is_superseded(void **state) {
   world_free(w);
 }
 
+/* ---- alarms a deposed leader journaled ---- */
+
+/* One alarm event through the real store, to wherever S.db writes now. */
+static void sc_alarm(const alarm_t *a, alarm_event_t ev, int64_t wall_ms) {
+  engine_rec_t rec = {.kind = ENGINE_REC_ALARM,
+                      .alarm = a,
+                      .alarm_event = ev,
+                      .wall_ms = wall_ms,
+                      .leader_epoch = a->id / ALARM_ID_EPOCH};
+  assert_int_equal(sc_store(NULL, &rec, NULL, NULL), 0);
+}
+
+/* Whether the rule load (what a new leader adopts) lists alarm `id`. */
+static bool sc_adopts(uint64_t id) {
+  admin_rules_t rules;
+  char err[512];
+  if (admin_load_rules(pgtest_env.main_ci, &rules, err, sizeof err) != 0)
+    fail_msg("load rules: %s", err);
+  bool found = false;
+  for (size_t k = 0; k < rules.n_alarms; k++)
+    if (rules.alarms[k].id == id) found = true;
+  admin_rules_free(&rules);
+  return found;
+}
+
+/* A leader (epoch `old`) raised the database alarm while the database was
+ * down, and cleared its leadership alarm, raised before the outage; both
+ * wait in its journal while a standby takes over (old + 1) and adopts what
+ * is active then. When the journal reaches the database after that
+ * takeover, the raise must not stand active for ever (nobody would clear
+ * it, and the next leader would adopt a deposed controller's condition):
+ * it is stored closed as of the takeover, saying why. The clear of the
+ * alarm the new leader adopted still applies, and the new leader's own
+ * raises stay active. */
+static void test_alarm_journaled_by_a_deposed_leader_is_closed(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  long old = sc_long("SELECT coalesce(max(epoch), 0) + 1 FROM epochs");
+  char sql[256];
+  snprintf(sql, sizeof sql, "INSERT INTO epochs (epoch, node) VALUES (%ld, 'deposed')", old);
+  assert_int_equal(pgtest_sql(pgtest_env.main_ci, sql, NULL, 0), 0);
+  int64_t t0 = (int64_t)sc_long("SELECT (extract(epoch FROM now()) * 1000)::bigint");
+  alarm_t lead = {.id = (uint64_t)old * ALARM_ID_EPOCH + 1,
+                  .kind = ALARM_LEADERSHIP,
+                  .subject = "nircd-a",
+                  .message = "leading but issuing nothing",
+                  .raised_wall_ms = t0 - 60000};
+  alarm_t dbal = {.id = (uint64_t)old * ALARM_ID_EPOCH + 2,
+                  .kind = ALARM_DATABASE,
+                  .subject = "nircd-a",
+                  .message = "database unreachable",
+                  .raised_wall_ms = t0 - 30000};
+  S.db = S.live;
+  sc_alarm(&lead, ALARM_EV_RAISED, lead.raised_wall_ms);
+  sc_drain();
+  db_t *down = sc_outage(0);
+  sc_alarm(&dbal, ALARM_EV_RAISED, dbal.raised_wall_ms);
+  snprintf(lead.message, sizeof lead.message, "%s", "issuing again");
+  sc_alarm(&lead, ALARM_EV_CLEARED, t0 - 20000);
+  sc_drain();
+  assert_int_equal(sc_jrecords(down), 2);
+
+  /* The standby takes over: it adopts the leadership alarm, active then,
+   * and raises one of its own. */
+  snprintf(sql, sizeof sql, "INSERT INTO epochs (epoch, node) VALUES (%ld, 'standby')", old + 1);
+  assert_int_equal(pgtest_sql(pgtest_env.main_ci, sql, NULL, 0), 0);
+  assert_true(sc_adopts(lead.id));
+  alarm_t mine = {.id = (uint64_t)(old + 1) * ALARM_ID_EPOCH + 1,
+                  .kind = ALARM_SITE_DOWN,
+                  .subject = "hubei",
+                  .message = "link down",
+                  .raised_wall_ms = t0};
+  S.db = S.live;
+  sc_alarm(&mine, ALARM_EV_RAISED, t0);
+  sc_drain();
+
+  sc_restart(down);
+  assert_int_equal(S.write_errors, 0);
+  char v[1024];
+  snprintf(sql, sizeof sql,
+           "SELECT (cleared_at >= raised_at AND cleared_at >= (SELECT started_at FROM epochs "
+           "WHERE epoch = %ld)) || ' ' || last_message FROM alarms WHERE id = %llu",
+           old + 1, (unsigned long long)dbal.id);
+  sc_text(sql, v, sizeof v);
+  char want[160];
+  snprintf(want, sizeof want,
+           "true raised by the leader of epoch %ld and written to the database only after the "
+           "leader of epoch %ld had taken over",
+           old, old + 1);
+  if (strncmp(v, want, strlen(want)) != 0 || !strstr(v, "Raised as: database unreachable"))
+    fail_msg("the deposed leader's raise: %s", v);
+  assert_false(sc_adopts(dbal.id));
+  snprintf(sql, sizeof sql,
+           "SELECT last_message FROM alarms WHERE id = %llu AND cleared_at IS NOT NULL",
+           (unsigned long long)lead.id);
+  sc_text(sql, v, sizeof v);
+  assert_string_equal(v, "issuing again");
+  assert_false(sc_adopts(lead.id));
+  assert_true(sc_adopts(mine.id));
+}
+
 int main(void) {
   log_set_program("test_store_changes");
   const struct CMUnitTest tests[] = {
@@ -682,9 +784,11 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_an_accepted_change_is_journaled_whole, sc_setup,
                                       sc_teardown),
       cmocka_unit_test_setup_teardown(test_journal_order_add_change_remove, sc_setup, sc_teardown),
-      /* Last: it leaves a newer epoch than the others' leaders. */
+      /* Last two: they leave newer epochs than the others' leaders. */
       cmocka_unit_test_setup_teardown(test_set_journaled_by_a_deposed_leader_is_superseded,
                                       sc_setup, sc_teardown),
+      cmocka_unit_test_setup_teardown(test_alarm_journaled_by_a_deposed_leader_is_closed, sc_setup,
+                                      sc_teardown),
   };
   return cmocka_run_group_tests(tests, pgtest_group_setup, pgtest_group_teardown);
 }
