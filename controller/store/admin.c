@@ -1,7 +1,9 @@
 #include "admin.h"
 
+#include "conninfo.h"
 #include "err.h"
 #include "route.h"
+#include "safetext.h"
 #include "util.h"
 
 #include <errno.h>
@@ -17,12 +19,10 @@
 static PGconn *admin_connect(const char *conninfo, char *err, size_t errlen) {
   PGconn *c = PQconnectdb(conninfo);
   if (PQstatus(c) != CONNECTION_OK) {
-    const char *m = PQerrorMessage(c);
-    size_t n = strlen(m);
-    while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
-      n--;
-    snprintf(err, errlen, "cannot connect to the database (%s): %.*s; is PostgreSQL running?",
-             conninfo, (int)n, m);
+    char m[512]; /* libpq's words, escaped: they may quote a server's bytes */
+    conninfo_msg_trim(PQerrorMessage(c), 0, m, sizeof m);
+    snprintf(err, errlen, "cannot connect to the database (%s): %s; is PostgreSQL running?",
+             conninfo, m);
     PQfinish(c);
     return NULL;
   }
@@ -30,11 +30,9 @@ static PGconn *admin_connect(const char *conninfo, char *err, size_t errlen) {
 }
 
 static int admin_fail(PGconn *c, PGresult *r, const char *what, char *err, size_t errlen) {
-  const char *m = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
-  size_t n = strlen(m);
-  while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
-    n--;
-  snprintf(err, errlen, "%s: %.*s", what, (int)n, m);
+  char m[512]; /* PostgreSQL's words, escaped: they may quote a row's bytes */
+  conninfo_msg_trim(r ? PQresultErrorMessage(r) : PQerrorMessage(c), 0, m, sizeof m);
+  snprintf(err, errlen, "%s: %s", what, m);
   PQclear(r);
   return NIRC_EDB;
 }
@@ -194,10 +192,12 @@ static int admin_capacity_row(PGresult *r, int i, int col, capacity_t *cap, char
   cap->configured = PQgetvalue(r, i, col + 3)[0] == 't';
   if (capacity_parse_roster(PQgetvalue(r, i, col + 1), cap, why, sizeof why) != 0 ||
       capacity_validate(cap, why, sizeof why) != 0) {
+    char slug[160]; /* as stored: a row edited by hand may hold any bytes */
+    safetext_escape(PQgetvalue(r, i, 0), slug, sizeof slug);
     snprintf(err, errlen,
              "site '%s': stored capacity is invalid: %s (fix it with nircctl capacity or nircd "
              "import-sites)",
-             PQgetvalue(r, i, 0), why);
+             slug, why);
     return NIRC_EINVAL;
   }
   return 0;
@@ -218,9 +218,11 @@ int admin_sites_from_result(PGresult *r, sites_t *sites, char *err, size_t errle
   for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
     rc = sites_add(sites, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
                    PQgetvalue(r, i, 3)[0] == 't');
-    if (rc)
-      snprintf(err, errlen, "site '%s': %s", PQgetvalue(r, i, 0), nirc_strerror(rc));
-    else {
+    if (rc) {
+      char slug[160]; /* as stored: a row edited by hand may hold any bytes */
+      safetext_escape(PQgetvalue(r, i, 0), slug, sizeof slug);
+      snprintf(err, errlen, "site '%s': %s", slug, nirc_strerror(rc));
+    } else {
       site_t *s = &sites->v[sites->n - 1];
       s->lat = atof(PQgetvalue(r, i, 4));
       s->lon = atof(PQgetvalue(r, i, 5));
@@ -369,11 +371,9 @@ static PGconn *admin_connect_within(const char *conninfo, const admin_load_opts_
     st = ready > 0 ? PQconnectPoll(c) : PGRES_POLLING_FAILED;
   }
   if (c && PQstatus(c) == CONNECTION_OK) return c;
-  const char *m = c ? PQerrorMessage(c) : "out of memory";
-  size_t n = strlen(m);
-  while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
-    n--;
-  snprintf(err, errlen, "cannot connect to the database: %.*s", (int)n, m);
+  char m[512];
+  conninfo_msg_trim(c ? PQerrorMessage(c) : "out of memory", 0, m, sizeof m);
+  snprintf(err, errlen, "cannot connect to the database: %s", m);
   PQfinish(c);
   return NULL;
 }
@@ -520,7 +520,9 @@ int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *opts,
     snprintf(s->name, sizeof s->name, "%s", PQgetvalue(r, i, 1));
     if (admin_parse_array(PQgetvalue(r, i, 2), &s->sources) ||
         admin_parse_array(PQgetvalue(r, i, 3), &s->hubs)) {
-      snprintf(err, errlen, "schedule '%s' has unreadable site lists", s->name);
+      char name[200];
+      safetext_escape(s->name, name, sizeof name);
+      snprintf(err, errlen, "schedule '%s' has unreadable site lists", name);
       rc = NIRC_EDB;
       PQclear(r);
       goto done;
@@ -559,7 +561,9 @@ int admin_load_rules_within(const char *conninfo, const admin_load_opts_t *opts,
     snprintf(o->name, sizeof o->name, "%s", PQgetvalue(r, i, 1));
     snprintf(o->source, sizeof o->source, "%s", PQgetvalue(r, i, 2));
     if (admin_parse_array(PQgetvalue(r, i, 3), &o->hubs)) {
-      snprintf(err, errlen, "overflow rule '%s' has an unreadable hub list", o->name);
+      char name[200];
+      safetext_escape(o->name, name, sizeof name);
+      snprintf(err, errlen, "overflow rule '%s' has an unreadable hub list", name);
       rc = NIRC_EDB;
       PQclear(r);
       goto done;

@@ -6,6 +6,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "safetext.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -63,9 +64,14 @@ static int params_default(conninfo_t *p, const char *kw, const char *env, const 
 /* Collapses every run of white space (libpq messages are multi-line and
  * end in a newline) into one space so a message fits one log line. With
  * skip_hints, lines that libpq indents with a tab (its hints such as "Is
- * the server running on that host...?") are left out. */
-void conninfo_msg_trim(const char *in, int skip_hints, char *out, size_t outlen) {
-  if (outlen == 0) return;
+ * the server running on that host...?") are left out. Then escapes what
+ * is left (safetext): PostgreSQL's words quote a row's or a client's bytes
+ * ("invalid input syntax ...: \"<bytes>\""), which must not reach a
+ * terminal or a log line raw. */
+void conninfo_msg_trim(const char *in, int skip_hints, char *dst, size_t dstlen) {
+  if (dstlen == 0) return;
+  char out[2048]; /* cut here between bytes, escaped into dst between characters */
+  size_t outlen = sizeof out;
   size_t o = 0;
   int space = 0;
   int line_start = 1;
@@ -90,6 +96,7 @@ void conninfo_msg_trim(const char *in, int skip_hints, char *out, size_t outlen)
     out[o++] = (char)c;
   }
   out[o] = '\0';
+  safetext_escape(out, dst, dstlen);
 }
 __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
                                                           ...) {

@@ -64,7 +64,8 @@ int conninfo_addr_lists(const char *name, const struct addrinfo *ai, char *hosts
  * and hostaddr are replaced by those lists. Returns NULL when out of
  * memory. */
 PGconn *conninfo_start(const conninfo_t *p, const char *hosts, const char *addrs);
-/* Copies a libpq message (NULL reads as "") into out as one line. */
+/* Copies a libpq message (NULL reads as "") into out as one line, its
+ * control characters and bytes that are not UTF-8 escaped (safetext). */
 void conninfo_msg_trim(const char *in, int skip_hints, char *out, size_t outlen);
 /* A PQnoticeReceiver that logs server notices (arg unused). */
 void conninfo_notice(void *arg, const PGresult *res);

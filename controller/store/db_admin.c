@@ -128,10 +128,13 @@ static void admin_result_error(const PGresult *res, const char *sql, char *out, 
     }
     snprintf(where, sizeof where, "line %ld: ", line);
   }
-  char d[DB_MSG_MAX] = "";
+  /* The primary message quotes the statement's values ("invalid input
+   * syntax ...: \"<bytes>\""): escaped like the detail. */
+  char d[DB_MSG_MAX] = "", m[DB_MSG_MAX];
   if (detail) conninfo_msg_trim(detail, 0, d, sizeof d);
-  snprintf(out, outlen, "%s%s: %s%s%s%s", where, sev ? sev : "ERROR", primary,
-           d[0] ? " (DETAIL: " : "", d, d[0] ? ")" : "");
+  conninfo_msg_trim(primary, 0, m, sizeof m);
+  snprintf(out, outlen, "%s%s: %s%s%s%s", where, sev ? sev : "ERROR", m, d[0] ? " (DETAIL: " : "",
+           d, d[0] ? ")" : "");
 }
 
 /* Runs a statement that must succeed; on failure err gets "<what>: <pg>". */

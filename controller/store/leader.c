@@ -1,5 +1,6 @@
 #include "leader-int.h"
 
+#include "conninfo.h"
 #include "elect.h"
 #include "err.h"
 #include "log.h"
@@ -101,10 +102,19 @@ static void leader_disconnect(leader_t *l) {
   l->conn = NULL;
 }
 
+/* libpq's or PostgreSQL's words as one escaped line, for a log line or an
+ * alarm: they may quote a row's bytes (conninfo_msg_trim). Returns buf. */
+static const char *leader_pq_words(const PGconn *c, const PGresult *r, char *buf, size_t n) {
+  conninfo_msg_trim(r   ? PQresultErrorMessage(r)
+                    : c ? PQerrorMessage(c)
+                        : "out of memory",
+                    0, buf, n);
+  return buf;
+}
+
 /* The dedicated connection: keepalives and a user timeout of about one
  * lease, so a dead database or a cut path shows within a lease instead of
  * the kernel's two hours; statements are bounded the same way. */
-
 static bool leader_connect(leader_t *l) {
   char timeout[24], options[64];
   snprintf(timeout, sizeof timeout, "%llu", (unsigned long long)l->lease_ms);
@@ -130,8 +140,8 @@ static bool leader_connect(leader_t *l) {
     l->connected_once = true;
     return true;
   }
-  log_debug(LOG_DB, LEADER_OBJ, "cannot connect: %s",
-            l->conn ? PQerrorMessage(l->conn) : "out of memory");
+  char m[320];
+  log_debug(LOG_DB, LEADER_OBJ, "cannot connect: %s", leader_pq_words(l->conn, NULL, m, sizeof m));
   leader_disconnect(l);
   return false;
 }
@@ -146,7 +156,8 @@ PGresult *leader_exec(leader_t *l, const char *sql, int n, const char *const *p,
                       ExecStatusType want) {
   l->timed_out = false;
   if (!PQsendQueryParams(l->conn, sql, n, NULL, p, NULL, NULL, 0)) {
-    log_warn(LOG_DB, LEADER_OBJ, "%.60s...: %s", sql, PQerrorMessage(l->conn));
+    char m[320];
+    log_warn(LOG_DB, LEADER_OBJ, "%.60s...: %s", sql, leader_pq_words(l->conn, NULL, m, sizeof m));
     if (PQstatus(l->conn) != CONNECTION_OK) leader_disconnect(l);
     return NULL;
   }
@@ -178,11 +189,10 @@ PGresult *leader_exec(leader_t *l, const char *sql, int n, const char *const *p,
     l->last_err[0] = '\0';
     return last;
   }
-  log_warn(LOG_DB, LEADER_OBJ, "%.60s...: %s", sql,
-           last ? PQresultErrorMessage(last) : PQerrorMessage(l->conn));
-  /* Kept for an alarm's words: PostgreSQL's may quote a row's bytes. */
-  safetext_escape(last ? PQresultErrorMessage(last) : PQerrorMessage(l->conn), l->last_err,
-                  sizeof l->last_err);
+  char m[320];
+  log_warn(LOG_DB, LEADER_OBJ, "%.60s...: %s", sql, leader_pq_words(l->conn, last, m, sizeof m));
+  /* Kept for an alarm's words (escaped, like the log's). */
+  leader_pq_words(l->conn, last, l->last_err, sizeof l->last_err);
   PQclear(last);
   if (PQstatus(l->conn) != CONNECTION_OK) leader_disconnect(l);
   return NULL;
@@ -201,8 +211,9 @@ timeout:
   l->timed_out = true;
   leader_disconnect(l);
   return NULL;
-broken:
-  log_warn(LOG_DB, LEADER_OBJ, "%.60s...: %s", sql, PQerrorMessage(l->conn));
+broken:;
+  char bm[320];
+  log_warn(LOG_DB, LEADER_OBJ, "%.60s...: %s", sql, leader_pq_words(l->conn, NULL, bm, sizeof bm));
   PQclear(last);
   leader_disconnect(l);
   return NULL;

@@ -15,11 +15,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "admin.h"
+#include "conninfo.h"
 #include "db.h"
 #include "err.h"
 #include "log.h"
 #include "support/pgtest.h"
 
+#include <libpq-fe.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +130,13 @@ static void test_migrate_broken_file_rolls_back(void **state) {
   snprintf(want, sizeof want, "%s: line 3: ERROR: syntax error", p2);
   if (strncmp(err, want, strlen(want)) != 0) fail_msg("unexpected error: %s", err);
 
+  /* PostgreSQL's words quote the statement's bytes: escaped, on one line
+   * (the quoted newline is white space, which collapses to one space). */
+  pgtest_write_file(p2, "select E'\\x1b[31mred\\nline'::int;\n");
+  assert_int_equal(pgtest_migrate_quiet(ci, dir, err, sizeof err, NULL, 0), NIRC_EDB);
+  if (!strstr(err, "\\x1b[31mred line") || strchr(err, '\x1b') || strchr(err, '\n'))
+    fail_msg("not escaped: %s", err);
+
   /* 001 stayed, 002 left nothing behind. */
   int v = -1;
   assert_int_equal(db_admin_schema_version(ci, &v, err, sizeof err), 0);
@@ -163,6 +173,39 @@ static void test_admin_unreachable(void **state) {
   assert_non_null(strstr(err, "invalid conninfo"));
 }
 
+/* Text read from the database never reaches a log line or a terminal raw
+ * (a row edited by hand, a message quoting one): a site's slug with an
+ * ANSI escape and a newline in the sites rows nircd reads, and
+ * PostgreSQL's own error message quoting such bytes, as the leader's
+ * connection and nircd's admin commands say it (conninfo_msg_trim: one
+ * line, so the quoted newline becomes a space, the escape is shown). */
+static void test_database_text_is_escaped(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  PGconn *c = PQconnectdb(pgtest_env.main_ci);
+  assert_int_equal(PQstatus(c), CONNECTION_OK);
+  PGresult *r = PQexec(c, "SELECT E'evil\\x1b[31m\\nslug', 'Evil', '', false, 0, 0, 0, '', 0, "
+                          "false, 0, ''");
+  assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+  sites_t sites;
+  sites_init(&sites, 0);
+  char err[512] = "";
+  assert_int_not_equal(admin_sites_from_result(r, &sites, err, sizeof err), 0);
+  PQclear(r);
+  sites_free(&sites);
+  if (!strstr(err, "site 'evil\\x1b[31m\\nslug'") || strchr(err, '\x1b') || strchr(err, '\n'))
+    fail_msg("slug not escaped: %s", err);
+
+  r = PQexec(c, "SELECT E'\\x1b[31mred\\nline'::int");
+  assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+  char m[512];
+  conninfo_msg_trim(PQresultErrorMessage(r), 0, m, sizeof m);
+  PQclear(r);
+  PQfinish(c);
+  if (!strstr(m, "\\x1b[31mred line") || strchr(m, '\x1b') || strchr(m, '\n'))
+    fail_msg("message not escaped: %s", m);
+}
+
 int main(void) {
   log_set_program("test_db_admin");
   const struct CMUnitTest tests[] = {
@@ -171,6 +214,7 @@ int main(void) {
       cmocka_unit_test(test_database_newer_than_nircd),
       cmocka_unit_test(test_migrate_broken_file_rolls_back),
       cmocka_unit_test(test_admin_unreachable),
+      cmocka_unit_test(test_database_text_is_escaped),
   };
   return cmocka_run_group_tests(tests, pgtest_group_setup, pgtest_group_teardown);
 }
