@@ -90,6 +90,11 @@ static void engine_hist_sync_exceptions(const engine_t *e, struct engine_hist *h
  * asked, not once per site and tick. */
 static bool engine_hist_local(const engine_t *e, struct engine_hist *h, int64_t at_ms,
                               int32_t *date, int *slot) {
+  /* Before the minute's cache: a schedule added or changed since the
+   * minute was last asked (a schedule add's own capacity check asks its
+   * start, then the add) must not be forecast on the old exception dates.
+   * A pass over the schedules' dates, a few hundred at most. */
+  engine_hist_sync_exceptions(e, h);
   int64_t minute = at_ms >= 0 ? at_ms / 60000 : -((-at_ms + 59999) / 60000);
   for (unsigned k = 0; k < 2; k++)
     if (h->clk[k].minute == minute) {
@@ -104,7 +109,6 @@ static bool engine_hist_local(const engine_t *e, struct engine_hist *h, int64_t 
   c->minute = minute;
   c->date = l.year * 10000 + l.month * 100 + l.day;
   c->slot = (l.hour * 60 + l.minute) / FORECAST_SLOT_MIN;
-  engine_hist_sync_exceptions(e, h);
   *date = c->date;
   *slot = c->slot;
   return true;

@@ -140,8 +140,17 @@ static void test_exception_date_falls_back(void **state) {
   s.exceptions[s.n_exceptions++] = 20200123;
   s.wave_size = 5;
   s.enabled = true;
+  /* The minute asked before the schedule exists (a schedule add's own
+   * capacity check asks its start first), forecast from ordinary days. */
+  engine_forecast_source(e, src, WORLD_T0_MS, text, sizeof text);
+  assert_string_equal(text, "forecast from 4 weeks of history");
   assert_int_equal(engine_load_rules(e, 1, NULL, 0, &s, 1, NULL, 0, 1), 0);
-  /* The next minute asked sees the new exception dates. */
+  /* The same minute asked again sees the new exception dates: before, its
+   * cached date kept the old ones until another minute was asked (a plan
+   * of a night schedule under load forecast its holiday as an ordinary
+   * Thursday: integration.forecast, 8 weeks instead of 7). */
+  engine_forecast_source(e, src, WORLD_T0_MS, text, sizeof text);
+  assert_string_equal(text, "no history for exception date 2020-01-23: live load");
   engine_forecast_source(e, src, WORLD_T0_MS + 60000, text, sizeof text);
   assert_string_equal(text, "no history for exception date 2020-01-23: live load");
   /* The Thursday after is ordinary: it uses the four (the 23rd had no
