@@ -174,19 +174,24 @@ static int store_fenced_state(db_t *db, const engine_rec_t *r, const char *sql, 
  * database second says it is the same return as the first (`duplicates`,
  * and its why), in the same statement. Looked for only where a second
  * entry can be: a late entry, or an entry written after a newer leader
- * took over (a one-time filter: no scan for the others), through the
- * partial index audit_log_route_return (schema/011), never a scan of the
- * audit trail. */
+ * took over (a one-time filter, the CASE: the others take no lock and read
+ * nothing more than before), through the partial index
+ * audit_log_route_return (schema/011), never a scan of the audit trail.
+ *
+ * The lookup is audit_log_route_return_first (schema/013), not a subquery
+ * here: two live leaders writing at the same moment both missed each other
+ * when it was, as this statement sees only what committed before it
+ * started. The function takes an advisory lock on the return for the
+ * writer's transaction and then looks with a snapshot of its own, so the
+ * second writer waits for the first to commit and finds its entry.
+ * OFFSET 0 keeps `f` a subquery evaluated once (one lock, one lookup). */
 #define STORE_ROUTE_RETURN_SQL                                                                     \
   "INSERT INTO audit_log (actor, action, target, detail, at, business_at) SELECT $1, $2, $3, "     \
-  "$4::jsonb || coalesce((SELECT jsonb_build_object('duplicates', a.id, 'why', "                   \
-  "($4::jsonb->>'why') "                                                                           \
-  "|| '; the same return as audit entry ' || a.id || ', recorded by another leader') FROM "        \
-  "audit_log a WHERE ($9::bigint < (SELECT coalesce(max(epoch), 0) FROM epochs) OR $4::jsonb ? "   \
-  "'reverted_epoch') AND a.action = 'route' AND a.target = $3 AND "                                \
-  "coalesce(a.detail->'left_epoch', a.detail->'reverted_epoch') = to_jsonb($7::bigint) AND "       \
-  "coalesce(a.detail->'left_version', a.detail->'reverted_version') = to_jsonb($8::bigint) "       \
-  "ORDER BY a.id LIMIT 1), '{}'::jsonb), $5, $6"
+  "$4::jsonb || CASE WHEN f.id IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('duplicates', "    \
+  "f.id, 'why', ($4::jsonb->>'why') || '; the same return as audit entry ' || f.id || ', "         \
+  "recorded by another leader') END, $5, $6 FROM (SELECT CASE WHEN $9::bigint < (SELECT "          \
+  "coalesce(max(epoch), 0) FROM epochs) OR $4::jsonb ? 'reverted_epoch' THEN "                     \
+  "audit_log_route_return_first($3, $7::bigint, $8::bigint) END AS id OFFSET 0) f"
 
 const char *store_route_return_sql(void) {
   return STORE_ROUTE_RETURN_SQL;
