@@ -503,7 +503,10 @@ static void engine_op_amend(engine_t *e, const engine_req_t *rq, const Nirc__Cut
   engine_group_end(e);
 }
 
-void engine_op_cutover(engine_t *e, const engine_req_t *rq, const Nirc__CutoverRequest *req) {
+void engine_op_cutover(engine_t *e, const engine_req_t *rq_, const Nirc__CutoverRequest *req) {
+  engine_req_t dry = *rq_; /* a dry run's refusals write nothing (engine_refuse) */
+  dry.dry_run = req->dry_run;
+  const engine_req_t *rq = &dry;
   void *c = rq->client;
   uint64_t rid = rq->request_id;
   char target_[256];

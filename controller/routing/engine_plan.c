@@ -434,10 +434,13 @@ bool engine_judge_trial(engine_t *e, const engine_req_t *rq, plan_t *trial, cons
     er.message = msg;
     rep.ok = 0;
     rep.error = &er;
-    engine_audit(e, rq->operator_name, refused_action, cut->sources.v[0],
-                 json_pack("{s:o, s:o, s:s, s:s}", "sources", engine_slugs_json(&cut->sources),
-                           "hubs", engine_slugs_json(&cut->hubs), "reason", cut->reason, "refusal",
-                           pr->refusal));
+    /* A dry run is not an action: its refusal is answered, not audited
+     * (nor journaled in an outage), as engine_refuse does for it. */
+    if (!dry_run)
+      engine_audit(e, rq->operator_name, refused_action, cut->sources.v[0],
+                   json_pack("{s:o, s:o, s:s, s:s}", "sources", engine_slugs_json(&cut->sources),
+                             "hubs", engine_slugs_json(&cut->hubs), "reason", cut->reason,
+                             "refusal", pr->refusal));
     engine_send_reply(e, rq->client, &rep);
   } else if (dry_run) {
     mv.dry_run = 1;
@@ -610,7 +613,12 @@ static void engine_plan_demand(engine_t *e, engine_arena_t *a, const schedule_t 
   pr->demand = v;
 }
 
-void engine_op_plan(engine_t *e, const engine_req_t *rq, const Nirc__PlanRequest *req) {
+void engine_op_plan(engine_t *e, const engine_req_t *rq_, const Nirc__PlanRequest *req) {
+  /* A plan only shows what a move would do: like a dry run, its refusals
+   * (no such schedule, a bad site) write nothing (engine_refuse). */
+  engine_req_t dry = *rq_;
+  dry.dry_run = true;
+  const engine_req_t *rq = &dry;
   void *c = rq->client;
   uint64_t rid = rq->request_id;
   char target_[256];

@@ -720,6 +720,71 @@ static void test_plan_and_dry_run_are_exact(void **state) {
   world_free(w);
 }
 
+/* A dry run or a plan is not an action: refused for capacity, for a bad
+ * site, for no such cutover or schedule, it is answered and writes
+ * nothing (no *-refused audit entry, which in a database outage went into
+ * the outage journal and, that full, counted as a refused write). The
+ * same cutover asked for real is refused and audited. */
+static void test_refused_dry_runs_and_plans_write_nothing(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = world_leading(w);
+  world_staff(w, "shaanxi", 3);
+  char *src[] = {"hubei"}, *hub[] = {"shaanxi"}, *nowhere[] = {"atlantis"};
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  c.sources = src;
+  c.n_sources = 1;
+  c.hubs = hub;
+  c.n_hubs = 1;
+  c.reason = "drill";
+  c.dry_run = 1;
+  engine_req_t rq = {.client = w, .request_id = 1, .operator_name = "operator:alice", .label = "t"};
+  size_t recs = w->n_rec, sent = w->n_sent;
+  engine_op_cutover(e, &rq, &c); /* refused by the capacity check */
+  assert_int_equal(w->rep[w->n_rep - 1].code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
+  assert_non_null(strstr(w->rep[w->n_rep - 1].msg, "would need"));
+  c.hubs = nowhere; /* refused as invalid */
+  rq.request_id = 2;
+  engine_op_cutover(e, &rq, &c);
+  assert_int_equal(w->rep[w->n_rep - 1].code, NIRC__ERROR_CODE__ERROR_CODE_INVALID);
+  c.hubs = hub;
+  c.n_sources = 0;
+  c.amend_id = 99; /* no such cutover */
+  rq.request_id = 3;
+  engine_op_cutover(e, &rq, &c);
+  assert_int_equal(w->rep[w->n_rep - 1].code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
+  Nirc__PlanRequest pq = NIRC__PLAN_REQUEST__INIT;
+  pq.schedule_name = "nope";
+  rq.request_id = 4;
+  engine_op_plan(e, &rq, &pq);
+  assert_int_equal(w->rep[w->n_rep - 1].code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
+  pq.schedule_name = NULL;
+  pq.sources = src;
+  pq.n_sources = 1;
+  pq.hubs = nowhere;
+  pq.n_hubs = 1;
+  rq.request_id = 5;
+  engine_op_plan(e, &rq, &pq);
+  assert_int_equal(w->rep[w->n_rep - 1].code, NIRC__ERROR_CODE__ERROR_CODE_INVALID);
+  world_flush(w);
+  assert_int_equal(w->n_rep, 5);
+  assert_int_equal(w->n_rec, recs);
+  assert_int_equal(w->n_sent, sent);
+
+  /* For real: refused by the check, and that refusal is on record. */
+  c.n_sources = 1;
+  c.amend_id = 0;
+  c.dry_run = 0;
+  rq.request_id = 6;
+  engine_op_cutover(e, &rq, &c);
+  world_flush(w);
+  assert_int_equal(w->rep[w->n_rep - 1].code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
+  assert_int_equal(world_count_rec(w, ENGINE_REC_AUDIT, "cutover-refused"), 1);
+  assert_int_equal(w->n_rec, recs + 1);
+  engine_free(e);
+  world_free(w);
+}
+
 /* --force into a hub predicted to fail: the dry run and the real cutover
  * say which prediction they override, and the audit record keeps it; a
  * cutover that passes the check says nothing of the kind. */
@@ -1006,6 +1071,7 @@ int main(void) {
       cmocka_unit_test(test_input_errors_invalid_and_quoted_escaped),
       cmocka_unit_test(test_agent_failure_text_stays_utf8),
       cmocka_unit_test(test_plan_and_dry_run_are_exact),
+      cmocka_unit_test(test_refused_dry_runs_and_plans_write_nothing),
       cmocka_unit_test(test_force_past_the_check_warns_and_is_audited),
       cmocka_unit_test(test_idle_ticks_plan_once_a_second),
       cmocka_unit_test(test_unacknowledged_directive_resent_then_failed),
