@@ -37,3 +37,30 @@ void ctl_standby_say(FILE *out, const char *blocked, const char *said, bool aske
    * have made the change (nircctl says so then). */
   if (!asked) fprintf(out, "Nothing was changed: ask again once it is fixed.\n");
 }
+
+/* The command whose answer shows whether the change asked for by `cmd`
+ * is in force, answered from the leader's memory. */
+static const char *ctl_standby_where(ctl_cmd_id_t cmd) {
+  switch (cmd) {
+  case CTL_CMD_SCHEDULE: return "`nircctl schedule list`";
+  case CTL_CMD_OVERFLOW: return "`nircctl overflow list`";
+  case CTL_CMD_ALARMS: return "`nircctl alarms`";
+  case CTL_CMD_CAPACITY: return "`nircctl capacity`";
+  default: return "`nircctl status` (each site's route and the rule it follows)";
+  }
+}
+
+void ctl_standby_unanswered(FILE *out, ctl_cmd_id_t cmd) {
+  fprintf(out,
+          "If this asked for a change, it may still have been made: before asking again, see "
+          "whether it is in force with %s, which the leader answers from memory (`nircctl "
+          "history` reads the database, which may be what it waits on).\n",
+          ctl_standby_where(cmd));
+}
+
+void ctl_standby_no_answer(FILE *out, ctl_cmd_id_t cmd, const char *errors, uint64_t timeout_ms) {
+  fprintf(out, "nircctl: no answer from a controller:\n%s\n", errors);
+  ctl_standby_unanswered(out, cmd);
+  fprintf(out, "Or give it longer (--timeout, now %llu ms per controller).\n",
+          (unsigned long long)timeout_ms);
+}

@@ -1,4 +1,5 @@
-/* ctl_standby: what nircctl does and says when only standbys answer.
+/* ctl_standby: what nircctl does and says when only standbys answer, or
+ * when a controller took the request and never answered.
  * While an election runs (no leader named, no reason given) it asks again
  * for a few seconds, as a leader is usually elected within a lease. A
  * standby that says what keeps the election's winner from leading
@@ -8,7 +9,10 @@
 #ifndef NIRC_CTL_STANDBY_H
 #define NIRC_CTL_STANDBY_H
 
+#include "ctl_args.h" /* ctl_cmd_id_t */
+
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 typedef enum {
@@ -31,5 +35,17 @@ const char *ctl_standby_check(const char *blocked);
  * a controller took the request and never answered (then "nothing was
  * changed" would not be known to be true). */
 void ctl_standby_say(FILE *out, const char *blocked, const char *said, bool asked);
+
+/* Said when a controller took the request of command `cmd` and never
+ * answered (a change asked for may have been made): where to see whether
+ * it is in force. That is a command the leader answers from its memory
+ * (status, schedule list, alarms...), not `nircctl history`: the history
+ * is read from the database, which is what a controller that does not
+ * answer usually waits on, and a change not yet saved is not in it. */
+void ctl_standby_unanswered(FILE *out, ctl_cmd_id_t cmd);
+
+/* The whole message for exit 3 when a controller took the request and
+ * sent no answer within --timeout (`errors`: what each said, escaped). */
+void ctl_standby_no_answer(FILE *out, ctl_cmd_id_t cmd, const char *errors, uint64_t timeout_ms);
 
 #endif

@@ -107,11 +107,6 @@ typedef struct {
 
 static void ctl_try_next(ctl_t *c);
 
-/* Said when a controller took the request and never answered (asked). */
-#define CTL_UNANSWERED_HINT                                                                        \
-  "If this asked for a change, it may still have been made: check `nircctl history` before "       \
-  "asking again.\n"
-
 /* ---- text from elsewhere, made safe to print ---- */
 
 /* Escaped text, at most `max` bytes wide (ctl_plan.h). */
@@ -1209,7 +1204,7 @@ int main(int argc, char **argv) {
   if (rc == EXIT_UNREACHABLE && c.blocked[0]) {
     /* A standby said what keeps every controller from leading. */
     ctl_standby_say(stderr, c.blocked, c.errors[0] ? c.errors : c.standby_note, c.asked);
-    if (c.asked) fprintf(stderr, "%s", CTL_UNANSWERED_HINT);
+    if (c.asked) ctl_standby_unanswered(stderr, cmd->id);
   } else if (rc == EXIT_UNREACHABLE && c.standbys_seen) {
     /* Controllers answered, but none leads now: not "is nircd running?". */
     fprintf(stderr,
@@ -1217,13 +1212,11 @@ int main(int argc, char **argv) {
             "leader's end ([controller] lease_timeout, 3 s by default) unless a controller "
             "says above what keeps it from leading: try again in a few seconds.\n",
             c.errors[0] ? c.errors : c.standby_note);
-    if (c.asked) fprintf(stderr, "%s", CTL_UNANSWERED_HINT);
+    if (c.asked) ctl_standby_unanswered(stderr, cmd->id);
   } else if (rc == EXIT_UNREACHABLE && c.asked) {
     /* A controller took the request and did not answer: not "is nircd
      * running?", and a change may have been made. */
-    fprintf(stderr, "nircctl: no answer from a controller:\n%s\n%s", c.errors, CTL_UNANSWERED_HINT);
-    fprintf(stderr, "Or give it longer (--timeout, now %llu ms per controller).\n",
-            (unsigned long long)c.conf->timeout_ms);
+    ctl_standby_no_answer(stderr, cmd->id, c.errors, c.conf->timeout_ms);
   } else if (rc == EXIT_UNREACHABLE) {
     fprintf(stderr,
             "nircctl: cannot reach a controller:\n%s\nIs nircd running? Check --controller or "

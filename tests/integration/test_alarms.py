@@ -323,7 +323,8 @@ def test_a_read_waits_for_no_write_and_says_what_it_cannot_see():
         r = env.ctl("--timeout", "1s", "alarms", "ack", str(b["id"]))
         assert r.returncode == T.EXIT_UNREACHABLE, (r.returncode, r.stderr)
         assert "took the request but sent no answer within --timeout" in r.stderr and \
-            "it may still have been made: check `nircctl history`" in r.stderr and \
+            "it may still have been made: before asking again, see whether it is in force " \
+            "with `nircctl alarms`, which the leader answers from memory" in r.stderr and \
             "Is nircd running" not in r.stderr, r.stderr
     finally:
         env.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "

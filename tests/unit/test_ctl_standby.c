@@ -1,6 +1,7 @@
 /* nircctl when only standbys answer (controller/ctl_standby.c): it asks
  * again while an election runs, and stops at once when a standby names
- * what keeps every controller from leading, with what to check. */
+ * what keeps every controller from leading, with what to check; and what
+ * it advises when a controller took a change and never answered. */
 #include "ctl_standby.h"
 
 #include <setjmp.h>
@@ -57,11 +58,40 @@ static void the_message_names_what_to_check(void **state) {
   assert_null(strstr(s, "Nothing was changed"));
 }
 
+static char *unanswered(ctl_cmd_id_t cmd) {
+  static char buf[4096];
+  FILE *f = fmemopen(buf, sizeof buf, "w");
+  assert_non_null(f);
+  ctl_standby_no_answer(f, cmd, "  127.0.0.1:7443: took the request but sent no answer", 3000);
+  fclose(f);
+  return buf;
+}
+
+/* A controller took a change and never answered, most often waiting on a
+ * hung database: the advice names a command the leader answers from
+ * memory for that change, not `nircctl history`, which reads that same
+ * database (and lacks a change not yet saved). */
+static void a_change_unanswered_is_checked_from_memory(void **state) {
+  (void)state;
+  char *s = unanswered(CTL_CMD_SCHEDULE);
+  assert_non_null(strstr(s, "nircctl: no answer from a controller:\n  127.0.0.1:7443: took"));
+  assert_non_null(strstr(s, "it may still have been made"));
+  assert_non_null(strstr(s, "with `nircctl schedule list`, which the leader answers from memory"));
+  assert_null(strstr(s, "check `nircctl history`"));
+  assert_non_null(strstr(s, "(--timeout, now 3000 ms per controller)"));
+  assert_non_null(strstr(unanswered(CTL_CMD_OVERFLOW), "with `nircctl overflow list`"));
+  assert_non_null(strstr(unanswered(CTL_CMD_ALARMS), "with `nircctl alarms`,"));
+  assert_non_null(strstr(unanswered(CTL_CMD_CAPACITY), "with `nircctl capacity`,"));
+  assert_non_null(strstr(unanswered(CTL_CMD_CUTOVER), "with `nircctl status`"));
+  assert_non_null(strstr(unanswered(CTL_CMD_RESTORE), "with `nircctl status`"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(an_election_is_waited_for_a_few_rounds),
       cmocka_unit_test(a_named_reason_stops_at_once),
       cmocka_unit_test(the_message_names_what_to_check),
+      cmocka_unit_test(a_change_unanswered_is_checked_from_memory),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
