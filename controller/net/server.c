@@ -1143,6 +1143,7 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
     };
     nirc_strlcpy(eo.forecast_tz, conf->forecast_tz, sizeof eo.forecast_tz);
     nirc_strlcpy(eo.ops_tz, conf->http_tz, sizeof eo.ops_tz);
+    nirc_strlcpy(eo.node, conf->node, sizeof eo.node);
     eo.clock_speed = srv->clock.speed;
     engine_io_t io;
     server_engine_io(srv, &io);

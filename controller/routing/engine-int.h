@@ -81,12 +81,10 @@ typedef struct group {
   struct group *next;
 } group_t;
 
-/* What an operator hears of a change whose records are only journaled. */
-#define ENGINE_JOURNAL_ONLY                                                                        \
-  "recorded only in this controller's outage journal, as the database is unreachable: it is "      \
-  "written there when the database is back. Until then a standby that takes over does not "        \
-  "know this change and routes without it (the change is then recorded as superseded, not "        \
-  "applied): check `nircctl history` after a failover"
+/* What an operator hears of a change whose records are only journaled,
+ * into buf: the journal is named by its controller's node, as the reply
+ * may reach the operator through a standby (engine_ops.c). */
+void engine_journal_only(const engine_t *e, char *buf, size_t len);
 
 /* A rule change's reply, sent once its group is durable. */
 typedef enum {

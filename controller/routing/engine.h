@@ -228,6 +228,10 @@ typedef struct {
    * with an agent's time of an event (engine_went_home_t) gets its real
    * time from the business time elapsed since. */
   double clock_speed;
+  /* This controller's node ([controller] node; "": unnamed). Replies true
+   * only of this controller name it, as they may be read through another
+   * (a standby relays nircctl to the leader): its outage journal. */
+  char node[64];
 } engine_opts_t;
 
 /* ---- the engine's interface to the world (implemented by its owner) ---- */

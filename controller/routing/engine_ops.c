@@ -78,6 +78,22 @@ void engine_join(char **v, size_t n, char *buf, size_t len) {
   }
 }
 
+void engine_journal_only(const engine_t *e, char *buf, size_t len) {
+  /* "this controller" read through a standby would name the standby. */
+  char whose[128];
+  if (e->opts.node[0])
+    snprintf(whose, sizeof whose, "the outage journal of controller %s, the leader that took it",
+             e->opts.node);
+  else
+    snprintf(whose, sizeof whose, "the leader's outage journal");
+  snprintf(buf, len,
+           "recorded only in %s, as the database is unreachable: it is written there when the "
+           "database is back. Until then a standby that takes over does not know this change "
+           "and routes without it (the change is then recorded as superseded, not applied): "
+           "check `nircctl history` after a failover",
+           whose);
+}
+
 /* Refuses an operator request: the reason goes to the operator, the log
  * and the audit trail (every operator action is audited, refusals too;
  * a dry run is not an action and writes nothing). */
@@ -241,7 +257,9 @@ void engine_waiters_check(engine_t *e) {
           /* Durable on this controller's disk, not yet where a standby
            * reads the rules: "done" holds only if this controller lives
            * until the database is back. nircctl exits 4. */
-          snprintf(msg, sizeof msg, "the change is in force, but %s", ENGINE_JOURNAL_ONLY);
+          char only[480];
+          engine_journal_only(e, only, sizeof only);
+          snprintf(msg, sizeof msg, "the change is in force, but %s", only);
           err.code = NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE;
           err.message = msg;
           rep.error = &err;

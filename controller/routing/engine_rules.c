@@ -183,7 +183,9 @@ void engine_deferred_check(engine_t *e) {
                  d->group->why);
         warn = msg;
       } else if (d->group->journaled) {
-        snprintf(msg, sizeof msg, "%s, but %s", d->what, ENGINE_JOURNAL_ONLY);
+        char only[480];
+        engine_journal_only(e, only, sizeof only);
+        snprintf(msg, sizeof msg, "%s, but %s", d->what, only);
         warn = msg;
       }
       if (d->kind == DEFER_SCHEDULES)

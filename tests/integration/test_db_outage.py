@@ -69,13 +69,14 @@ def test_database_outage_loses_nothing_and_doubles_nothing():
 
         # The emergency cutover goes through with the database down.
         # It is done, and the operator hears where it is recorded: only in
-        # this controller's outage journal, which a standby does not read
+        # the outage journal of this controller (named: nircd-1), which a
+        # standby does not read
         # (exit 4: done, but not everything the operator relies on holds).
         r = env.ctl("--json", "cutover", "hubei", "--to", "shaanxi", "--reason", "Wuhan lockdown")
         assert r.returncode == 4, f"cutover during the outage: {r.returncode}\n{r.stdout}{r.stderr}"
         reply = json.loads(r.stdout)
         assert reply["applied"] == 2 and reply["failed"] == 0, reply
-        assert "only in this controller's outage journal" in reply["warning"], reply
+        assert "only in the outage journal of controller nircd-1," in reply["warning"], reply
         assert "standby" in reply["warning"], reply
         st = env.status()
         assert [x["site"] for x in st["hubei"]["route"]] == ["shaanxi"], st["hubei"]
@@ -86,7 +87,7 @@ def test_database_outage_loses_nothing_and_doubles_nothing():
                      ["overflow", "set", "spill", "--to", "shaanxi"]):
             r = env.ctl("--json", *args)
             assert r.returncode == 4, f"{args} in the outage: {r.returncode}\n{r.stdout}{r.stderr}"
-            assert "only in this controller's outage journal" in json.loads(r.stdout)["warning"]
+            assert "only in the outage journal of controller nircd-1," in json.loads(r.stdout)["warning"]
         assert ctl.alive()
 
         # The outage lasts OUTAGE_S whatever the test did meanwhile: that is

@@ -60,7 +60,7 @@ def test_full_journal_refuses_changes_instead_of_losing_them():
             r = env.ctl("schedule", "add", name, "--sources", "hunan", "--to", "henan",
                         "--start", f"{k:02d}:00", "--end", f"{k:02d}:30")
             if r.returncode == 4:
-                assert "only in this controller's outage journal" in r.stderr, r.stderr
+                assert "only in the outage journal of controller nircd-1," in r.stderr, r.stderr
                 accepted.append(("schedule", name))
                 continue
             assert r.returncode == 1, f"schedule add {name}: exit {r.returncode}\n{r.stderr}"

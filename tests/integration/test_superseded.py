@@ -69,12 +69,16 @@ def test_journaled_cutover_of_a_dead_leader_is_superseded_not_resurrected():
     epoch_a = T.wait_until(served_at(a_addr, "nircd-1"), 20, "both agents at nircd-1")["epoch"]
 
     T.private_pg("stop", PG_DIR)
+    # Asked at the standby, which sends nircctl on to the leader: the reply
+    # names the leader whose journal holds the change, not "this
+    # controller" (read as the one the operator named, nircd-2).
     r = env.ctl("--json", "cutover", "hubei", "--to", "shaanxi", "--reason", "Wuhan lockdown",
-                "--force", controllers=[a_addr])
+                "--force", controllers=[b_addr])
     assert r.returncode == 4, f"cutover during the outage: {r.returncode}\n{r.stdout}{r.stderr}"
     reply = json.loads(r.stdout)
     assert reply["applied"] == 2 and reply["failed"] == 0 and reply["pending"] == 0, reply
-    assert "recorded only in this controller's outage journal" in reply["warning"], reply
+    assert "recorded only in the outage journal of controller nircd-1, the leader that took " \
+        "it," in reply["warning"] and "nircd-2" not in reply["warning"], reply
     assert "a standby that takes over does not know this change" in reply["warning"], reply
     cutover_id = reply["cutover_id"]
     assert route_at(env, a_addr, "hubei") == ["shaanxi"]

@@ -378,6 +378,59 @@ static void test_move_reported_not_durable(void **state) {
   world_free(w);
 }
 
+/* Completes every record the store holds as durable in the outage
+ * journal only, as store.c reports it ("journaled"). */
+static void journal_all(world_t *w) {
+  size_t n = w->n_pending;
+  w->n_pending = 0;
+  for (size_t k = 0; k < n; k++)
+    w->pending[k].done(w->pending[k].arg, 0, "journaled");
+}
+
+/* A change recorded only in the leader's outage journal names that
+ * leader's node: asked through a standby (nircctl follows its redirect),
+ * "this controller" read as the standby, whose journal has nothing. */
+static void test_journaled_change_names_its_controller(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_opts_t o = world_opts(false);
+  snprintf(o.node, sizeof o.node, "nircd-1");
+  engine_t *e = world_engine_with(w, &o);
+  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
+  engine_start_leading(e, 5000);
+  world_connect_all(w, e, NULL);
+  const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
+  world_cutover(w, e, 1, src, 1, hub, 1, 0);
+  world_ack(w, e, 0, NULL);
+  journal_all(w);
+  const world_reply_t *x = &w->rep[w->n_rep - 1];
+  assert_true(x->ok);
+  assert_int_equal(x->code, NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE); /* exit 4 */
+  assert_non_null(strstr(x->msg, "the change is in force, but recorded only in the outage "
+                                 "journal of controller nircd-1, the leader that took it,"));
+  assert_null(strstr(x->msg, "this controller"));
+  /* A rule change (a deferred reply) says the same. */
+  world_schedule_all_day(w, e, 2, "guangdong", "henan");
+  journal_all(w);
+  x = &w->rep[w->n_rep - 1];
+  assert_int_equal(x->request_id, 2);
+  assert_non_null(strstr(x->msg, "only in the outage journal of controller nircd-1,"));
+  world_flush(w);
+  engine_free(e);
+  /* Unnamed (no node configured): the leader's, never "this". */
+  e = world_leading(w);
+  size_t from = w->n_sent;
+  world_cutover(w, e, 3, (const char *[]){"hainan"}, 1, hub, 1, 0);
+  world_ack(w, e, from, NULL);
+  journal_all(w);
+  x = &w->rep[w->n_rep - 1];
+  assert_int_equal(x->request_id, 3);
+  assert_non_null(strstr(x->msg, "recorded only in the leader's outage journal"));
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 /* A site floods acks: for directives never sent (another epoch, a future
  * version), the same ack again and again, and with 60 KB of detail. Only
  * one row per directive sent is stored, with its detail cut. */
@@ -1072,6 +1125,7 @@ int main(void) {
       cmocka_unit_test(test_agent_failure_text_stays_utf8),
       cmocka_unit_test(test_plan_and_dry_run_are_exact),
       cmocka_unit_test(test_refused_dry_runs_and_plans_write_nothing),
+      cmocka_unit_test(test_journaled_change_names_its_controller),
       cmocka_unit_test(test_force_past_the_check_warns_and_is_audited),
       cmocka_unit_test(test_idle_ticks_plan_once_a_second),
       cmocka_unit_test(test_unacknowledged_directive_resent_then_failed),

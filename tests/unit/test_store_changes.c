@@ -8,7 +8,7 @@
  * "comes back" by replaying that journal, blocking as nircd does at
  * start-up (db_admin_replay_journal) or on a client that connects, as a
  * running leader does. What an operator was told must then be true: a
- * change answered "recorded only in this controller's outage journal" is
+ * change answered "recorded only in the leader's outage journal" is
  * in the rule table and its audit row once, with before and after; a
  * change refused for want of room is nowhere, not even in the engine's
  * memory; a dry run is nowhere either, even one refused. An alarm a
@@ -199,7 +199,7 @@ static const world_reply_t *sc_last(world_t *w) {
 /* The last reply says the change is done but only in the journal. */
 static void sc_assert_journal_only(world_t *w) {
   const world_reply_t *r = sc_last(w);
-  if (!r->ok || !strstr(r->msg, "only in this controller's outage journal"))
+  if (!r->ok || !strstr(r->msg, "only in the leader's outage journal"))
     fail_msg("reply ok %d: %s", r->ok, r->msg);
   assert_int_equal(r->code, NIRC__ERROR_CODE__ERROR_CODE_UNAVAILABLE); /* exit 4 */
 }
