@@ -395,10 +395,7 @@ static void test_journaled_change_names_its_controller(void **state) {
   world_t *w = world_new();
   engine_opts_t o = world_opts(false);
   snprintf(o.node, sizeof o.node, "nircd-1");
-  engine_t *e = world_engine_with(w, &o);
-  assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
-  engine_start_leading(e, 5000);
-  world_connect_all(w, e, NULL);
+  engine_t *e = world_leading_with(w, &o);
   const char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
   world_cutover(w, e, 1, src, 1, hub, 1, 0);
   world_ack(w, e, 0, NULL);
@@ -687,6 +684,18 @@ static const Nirc__CapacityPrediction *hub_row(const Nirc__PlanReply *p, const c
   return found;
 }
 
+/* A cutover request for "drill" of sources to hubs (borrowed). */
+static Nirc__CutoverRequest drill(char **src, size_t ns, char **hubs, size_t nh, bool dry_run) {
+  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
+  c.sources = src;
+  c.n_sources = ns;
+  c.hubs = hubs;
+  c.n_hubs = nh;
+  c.reason = "drill";
+  c.dry_run = dry_run;
+  return c;
+}
+
 /* Three sources to two hubs that have room for one each: one row per hub
  * (what it takes, and what it turned down), no id for the rule that does
  * not exist, and the source nobody takes named with both hubs' needs;
@@ -742,13 +751,7 @@ static void test_plan_and_dry_run_are_exact(void **state) {
   assert_int_equal(w->n_rec, recs);
 
   /* The dry run of that cutover: refused, every refused source named. */
-  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
-  c.sources = src;
-  c.n_sources = 3;
-  c.hubs = hubs;
-  c.n_hubs = 2;
-  c.reason = "drill";
-  c.dry_run = 1;
+  Nirc__CutoverRequest c = drill(src, 3, hubs, 2, true);
   engine_req_t rq = {.client = w, .request_id = 2, .operator_name = "operator:alice", .label = "t"};
   engine_op_cutover(e, &rq, &c);
   const world_reply_t *x = &w->rep[w->n_rep - 1];
@@ -784,13 +787,7 @@ static void test_refused_dry_runs_and_plans_write_nothing(void **state) {
   engine_t *e = world_leading(w);
   world_staff(w, "shaanxi", 3);
   char *src[] = {"hubei"}, *hub[] = {"shaanxi"}, *nowhere[] = {"atlantis"};
-  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
-  c.sources = src;
-  c.n_sources = 1;
-  c.hubs = hub;
-  c.n_hubs = 1;
-  c.reason = "drill";
-  c.dry_run = 1;
+  Nirc__CutoverRequest c = drill(src, 1, hub, 1, true);
   engine_req_t rq = {.client = w, .request_id = 1, .operator_name = "operator:alice", .label = "t"};
   size_t recs = w->n_rec, sent = w->n_sent;
   engine_op_cutover(e, &rq, &c); /* refused by the capacity check */
@@ -846,14 +843,8 @@ static void test_force_past_the_check_warns_and_is_audited(void **state) {
   engine_t *e = world_leading(w);
   world_staff(w, "shaanxi", 3);
   char *src[] = {"hubei"}, *hub[] = {"shaanxi"};
-  Nirc__CutoverRequest c = NIRC__CUTOVER_REQUEST__INIT;
-  c.sources = src;
-  c.n_sources = 1;
-  c.hubs = hub;
-  c.n_hubs = 1;
-  c.reason = "drill";
+  Nirc__CutoverRequest c = drill(src, 1, hub, 1, true);
   c.force = 1;
-  c.dry_run = 1;
   engine_req_t rq = {.client = w, .request_id = 1, .operator_name = "operator:alice", .label = "t"};
   size_t sent = w->n_sent;
   engine_op_cutover(e, &rq, &c);

@@ -444,7 +444,12 @@ void world_schedule_all_day(world_t *w, engine_t *e, uint64_t rid, const char *s
 }
 
 engine_t *world_leading(world_t *w) {
-  engine_t *e = world_engine(w);
+  engine_opts_t o = world_opts(false);
+  return world_leading_with(w, &o);
+}
+
+engine_t *world_leading_with(world_t *w, const engine_opts_t *o) {
+  engine_t *e = world_engine_with(w, o);
   assert_int_equal(engine_load_rules(e, 5, NULL, 0, NULL, 0, NULL, 0, 0), 0);
   engine_start_leading(e, 5000);
   world_connect_all(w, e, NULL);

@@ -160,6 +160,8 @@ void world_schedule_all_day(world_t *w, engine_t *e, uint64_t rid, const char *s
 /* An engine leading epoch 5 of this world, every site not down connected
  * and home (caller frees it). */
 engine_t *world_leading(world_t *w);
+/* The same with these options (a node name, say). */
+engine_t *world_leading_with(world_t *w, const engine_opts_t *o);
 /* Directives sent to slug so far. */
 size_t world_sent_count(world_t *w, const char *slug);
 
