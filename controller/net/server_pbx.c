@@ -94,7 +94,10 @@ static void server_pbx_route_known(server_t *srv, conn_t *c, const Nirc__PbxEven
   server_record_event_at(srv, seen->at_ms, "site", link_peer(c->link)->subject, site->slug,
                          link_peer_addr(c->link), known ? "route_confirmed" : "route_unconfirmed",
                          stored);
-  if (srv->engine) engine_on_route_known(srv->engine, (size_t)(site - srv->sites.v), known, detail);
+  /* Late: its directive alarm says since when the agent saw it, and so. */
+  if (srv->engine)
+    engine_on_route_known_late(srv->engine, (size_t)(site - srv->sites.v), known, detail,
+                               seen->state == SERVER_PBX_SEEN_LATE ? seen->late_ms : 0, when);
   /* Confirmed, but perhaps unread: the Hello that said "unknown" could
    * not say so. */
   if (srv->engine && known)

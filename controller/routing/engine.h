@@ -158,6 +158,12 @@ typedef struct {
    * ROUTE_CONFIRMED) or acknowledges a directive applied. */
   bool route_unknown;
   char route_unknown_why[200];
+  /* When it went unknown, if its agent reported that late (a PbxEvent
+   * ROUTE_UNCONFIRMED queued while its link was down): real and business
+   * ms, and the words saying so (server_pbx_seen_words). 0 and "": heard
+   * on time, its directive alarm is raised when first observed. */
+  int64_t route_unknown_wall_ms, route_unknown_business_ms;
+  char route_unknown_when[160];
   /* Its last applied acknowledgement, its agent's Hello or ROUTE_CONFIRMED
    * said the PBX was not read back (DirectiveAck.unverified,
    * Hello.route_unverified, PbxEvent.unverified: an adapter without a
@@ -598,6 +604,15 @@ void engine_on_link_down(engine_t *e, size_t site_index);
  * and on its PbxEvents): `known` false when it has not confirmed it at the
  * PBX, with why (the agent's words, escaped by the caller). */
 void engine_on_route_known(engine_t *e, size_t site_index, bool known, const char *why);
+/* engine_on_route_known for a PbxEvent its agent reported late: the route
+ * went unknown `ago_ms` (real ms, > 0) before now, as `when` says
+ * (borrowed, copied). Its directive alarm, raised after, is raised since
+ * then and says `when`; an earlier report moves them back, a later word
+ * on the same stretch (each Hello's) keeps them, and an older reason does
+ * not replace the newer one the engine has. An alarm already active keeps
+ * its own since. */
+void engine_on_route_known_late(engine_t *e, size_t site_index, bool known, const char *why,
+                                int64_t ago_ms, const char *when);
 /* Whether the route the site's agent holds was applied without a read-back
  * of the PBX (Hello.route_unverified, PbxEvent ROUTE_CONFIRMED's
  * unverified): kept as site_dir_t.unverified until an applied ack or the

@@ -156,16 +156,41 @@ uint32_t engine_down_for(uint64_t down_ms, char *buf, size_t len) {
 
 /* Observed as a directive alarm in engine_alarms_observe. */
 void engine_on_route_known(engine_t *e, size_t i, bool known, const char *why) {
+  engine_on_route_known_late(e, i, known, why, 0, "");
+}
+
+void engine_on_route_known_late(engine_t *e, size_t i, bool known, const char *why, int64_t ago_ms,
+                                const char *when) {
   if (i >= engine_nsites(e)) return;
   site_dir_t *d = &e->dirs[i];
+  bool change = d->route_unknown != !known;
+  /* Reported late: the stretch began before this controller heard. Only
+   * an earlier start than the one kept is news: each Hello says the same
+   * stretch again, later and without the words, and must not move it. */
+  int64_t at = e->io.wall_ms(e->io.ctx) - (ago_ms > 0 ? ago_ms : 0);
+  bool earlier = !known && ago_ms > 0 && when && *when &&
+                 (change || !d->route_unknown_wall_ms || at < d->route_unknown_wall_ms);
   /* Every Hello says it: only a change is news (and re-plans, for the alarm). */
-  if (d->route_unknown == !known && (known || strcmp(d->route_unknown_why, why) == 0)) return;
-  if (d->route_unknown != !known)
+  if (!change && !earlier && (known || strcmp(d->route_unknown_why, why) == 0)) return;
+  if (change)
     log_info(LOG_SITE, engine_site(e, i)->slug, "route %s%s%s",
              known ? "confirmed by the agent" : "unknown: ",
              known ? "" : "not confirmed at the PBX: ", known ? "" : why);
+  if (change || known) {
+    d->route_unknown_wall_ms = d->route_unknown_business_ms = 0;
+    d->route_unknown_when[0] = '\0';
+  }
+  if (earlier) {
+    double speed = e->opts.clock_speed >= 1 ? e->opts.clock_speed : 1;
+    d->route_unknown_wall_ms = at;
+    d->route_unknown_business_ms = engine_now(e) - (int64_t)((double)ago_ms * speed);
+    nirc_strlcpy_utf8(d->route_unknown_when, when, sizeof d->route_unknown_when);
+  }
   d->route_unknown = !known;
-  nirc_strlcpy_utf8(d->route_unknown_why, known ? "" : why, sizeof d->route_unknown_why);
+  /* A late report's reason is older than the one the engine has: the
+   * agent sends what it queued after the Hello that said the latest. */
+  bool late = !known && ago_ms > 0 && !change && d->route_unknown_why[0];
+  if (!late) nirc_strlcpy_utf8(d->route_unknown_why, known ? "" : why, sizeof d->route_unknown_why);
   e->eval_dirty = true; /* its alarm */
 }
 
@@ -244,11 +269,19 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
        * and keeps trying; until it says it did, nobody knows. */
       char route[200], msg[ALARM_MESSAGE_MAX];
       route_format(&d->acked, s->slug, route, sizeof route);
+      /* When it was seen goes first: a message cut at its end keeps it. */
       snprintf(msg, sizeof msg,
-               "%s's route is unknown: its agent has not confirmed %s at the PBX (%s); it keeps "
-               "trying",
-               s->slug, route, d->route_unknown_why[0] ? d->route_unknown_why : "no reason given");
-      engine_observe(e, ALARM_DIRECTIVE, s->slug, msg);
+               "%s's route is unknown%s%s: its agent has not confirmed %s at the PBX (%s); it "
+               "keeps trying",
+               s->slug, d->route_unknown_when[0] ? ", " : "", d->route_unknown_when, route,
+               d->route_unknown_why[0] ? d->route_unknown_why : "no reason given");
+      /* Raised since its agent saw it when it was reported late (an
+       * active alarm keeps its own since). */
+      if (d->route_unknown_wall_ms)
+        alarm_observe(&e->alarms, ALARM_DIRECTIVE, s->slug, msg, now, d->route_unknown_wall_ms,
+                      d->route_unknown_business_ms);
+      else
+        engine_observe(e, ALARM_DIRECTIVE, s->slug, msg);
     }
     if (s->state == SITE_ONLINE || s->life == SITE_REMOVED) {
       /* A removed site is not down: it is gone on purpose, and its alarm

@@ -777,9 +777,65 @@ static void test_a_pbx_alarm_reported_late_is_raised_since_it_was_seen(void **st
   world_free(w);
 }
 
+/* Brief s20I: hubei's apply at revert_at failed 10 min before its link
+ * came back; its agent's Hello says the route is unknown, then the
+ * ROUTE_UNCONFIRMED it queued arrives saying it was seen 10 min ago. The
+ * directive alarm is raised since then (real and business time) and says
+ * so; a Hello saying the same stretch again, or with the agent's newer
+ * reason, changes neither since nor those words and raises nothing anew.
+ * Before, it was raised when the controller heard, and said nothing of
+ * the lateness. */
+static void test_a_route_unknown_reported_late_is_raised_since_it_was_seen(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_in(w, "");
+  size_t hubei = world_index(w, "hubei");
+  world_tick(w, e, 1000);
+  world_flush(w);
+  const char *late = "seen by the agent at 2026-12-07T03:02:00Z, reported 600 s later (its link "
+                     "was down)";
+  engine_on_route_known(e, hubei, false, "apply failed: exit 1"); /* the Hello */
+  engine_on_route_known_late(e, hubei, false, "apply failed: exit 1", 600000, late);
+  int64_t wall = w->wall, now = w->now;
+  uint64_t raised = engine_alarms(e)->raised_total[ALARM_DIRECTIVE];
+  world_tick(w, e, 200);
+  const alarm_t *a = alarm_find(engine_alarms(e), ALARM_DIRECTIVE, "hubei");
+  assert_non_null(a);
+  assert_int_equal(a->raised_wall_ms, wall - 600000);
+  assert_int_equal(a->raised_business_ms, now - 600000); /* the world's clock runs at 1x */
+  if (!strstr(a->message, late) || !strstr(a->message, "apply failed: exit 1"))
+    fail_msg("%s", a->message);
+  uint64_t id = a->id;
+  assert_int_equal(engine_alarms(e)->raised_total[ALARM_DIRECTIVE], raised + 1);
+  /* The next Hellos: the same stretch, said later, without the words. */
+  engine_on_route_known(e, hubei, false, "apply failed: exit 1");
+  world_tick(w, e, 1000);
+  engine_on_route_known(e, hubei, false, "apply failed: exit 2");
+  world_tick(w, e, 1000);
+  a = alarm_find(engine_alarms(e), ALARM_DIRECTIVE, "hubei");
+  assert_int_equal(a->id, id);
+  assert_int_equal(a->raised_wall_ms, wall - 600000);
+  if (!strstr(a->message, late) || !strstr(a->message, "exit 2")) fail_msg("%s", a->message);
+  assert_int_equal(engine_alarms(e)->raised_total[ALARM_DIRECTIVE], raised + 1);
+  /* A late report of an older reason does not replace the newer one. */
+  engine_on_route_known_late(e, hubei, false, "apply failed: exit 1", 1000, late);
+  world_tick(w, e, 1000);
+  if (!strstr(alarm_find(engine_alarms(e), ALARM_DIRECTIVE, "hubei")->message, "exit 2"))
+    fail_msg("%s", alarm_find(engine_alarms(e), ALARM_DIRECTIVE, "hubei")->message);
+  /* Known again: a later stretch heard on time says nothing of this one. */
+  engine_on_route_known(e, hubei, true, "");
+  engine_on_route_known(e, hubei, false, "apply failed: exit 3");
+  assert_int_equal(engine_site_dir(e, hubei)->route_unknown_wall_ms, 0);
+  assert_string_equal(engine_site_dir(e, hubei)->route_unknown_when, "");
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_a_pbx_alarm_reported_late_is_raised_since_it_was_seen),
+      cmocka_unit_test(test_a_route_unknown_reported_late_is_raised_since_it_was_seen),
       cmocka_unit_test(test_a_late_return_is_stamped_when_the_agent_went),
       cmocka_unit_test(test_a_late_return_says_which_clock_the_agent_read),
       cmocka_unit_test(test_only_an_entry_stamped_well_before_it_is_recorded_is_late),
