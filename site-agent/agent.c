@@ -323,6 +323,7 @@ static void agent_set_route_state(agent_t *a, agent_route_state_t to, const char
   route_format(&a->applied, a->slug, desc, sizeof desc);
   if (to == AGENT_ROUTE_UNKNOWN) {
     nirc_strlcpy_utf8(a->route_why, why, sizeof a->route_why);
+    if (!a->route_unknown_mono_ms) a->route_unknown_mono_ms = clock_mono_ms();
     if (!a->route_told) {
       /* Once per stretch: the retries would fill the event queue. */
       a->route_told = true;
@@ -334,6 +335,7 @@ static void agent_set_route_state(agent_t *a, agent_route_state_t to, const char
   a->route_state = to;
   if (to == AGENT_ROUTE_KNOWN) {
     a->route_why[0] = '\0';
+    a->route_unknown_mono_ms = 0;
     uv_timer_stop(&a->route_retry);
     backoff_reset(&a->route_backoff);
     log_info(LOG_AGENT, a->slug, "route in force %s -> %s: the PBX routes %s",

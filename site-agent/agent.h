@@ -188,8 +188,12 @@ typedef struct {
   bool connect_after_restore; /* agent_start: connect when the first restore finished */
   /* The route in force: known or not (agent_route_state_t). */
   agent_route_state_t route_state;
-  char route_why[256];    /* while UNKNOWN: why (the last failure, or "not applied yet") */
-  bool route_told;        /* a controller was told it is UNKNOWN: say when it is KNOWN */
+  char route_why[256]; /* while UNKNOWN: why (the last failure, or "not applied yet") */
+  bool route_told;     /* a controller was told it is UNKNOWN: say when it is KNOWN */
+  /* clock_mono_ms() of the first failure of this UNKNOWN stretch (0: none
+   * yet, or KNOWN): a Hello says how long ago (route_unconfirmed_ago_ms),
+   * as the ROUTE_UNCONFIRMED queued then says of itself. */
+  uint64_t route_unknown_mono_ms;
   uv_timer_t route_retry; /* applies applied again while UNKNOWN */
   backoff_t route_backoff;
   bool collecting; /* a collect is in flight */

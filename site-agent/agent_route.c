@@ -132,6 +132,15 @@ void agent_fill_hello_route(const agent_t *a, Nirc__Hello *h, Nirc__Directive *a
   if (a->route_state != AGENT_ROUTE_KNOWN) {
     h->route_unconfirmed = 1;
     h->route_unconfirmed_why = (char *)a->route_why;
+    /* Counted now, as the Hello is sent: a controller that hears of the
+     * stretch only now (its link was down, or it just took over) places
+     * its start by its own clock. */
+    if (a->route_unknown_mono_ms > 0) {
+      uint64_t now = clock_mono_ms();
+      h->route_unconfirmed_ago_said = true;
+      h->route_unconfirmed_ago_ms =
+          now > a->route_unknown_mono_ms ? now - a->route_unknown_mono_ms : 0;
+    }
   } else {
     /* A new leader would otherwise show the route as read back until the
      * next applied acknowledgement. */

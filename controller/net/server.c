@@ -430,9 +430,17 @@ static void server_on_hello(server_t *srv, conn_t *c, const Nirc__Hello *h) {
   if (h->route_unconfirmed)
     log_warn(LOG_SITE, site->slug, "the agent has not confirmed its route at the PBX: %s",
              unknown_why);
+  /* Since when, counted by the agent: its directive alarm, raised on a
+   * tick that may come before the ROUTE_UNCONFIRMED it queued, is raised
+   * since then. */
+  server_pbx_seen_t seen = server_pbx_seen_ago(
+      h->route_unconfirmed && h->route_unconfirmed_ago_said, h->route_unconfirmed_ago_ms, now);
+  char when[160];
+  server_pbx_hello_words(&seen, when, sizeof when);
   if (srv->engine)
-    engine_on_route_known(srv->engine, (size_t)(site - srv->sites.v), !h->route_unconfirmed,
-                          unknown_why);
+    engine_on_route_known_late(srv->engine, (size_t)(site - srv->sites.v), !h->route_unconfirmed,
+                               unknown_why, seen.state == SERVER_PBX_SEEN_LATE ? seen.late_ms : 0,
+                               when);
 }
 
 static void server_on_report(server_t *srv, conn_t *c, const Nirc__LoadReport *r) {

@@ -326,9 +326,17 @@ typedef struct {
   int64_t late_ms; /* arrival less at_ms (0 unless ON_TIME or LATE) */
 } server_pbx_seen_t;
 server_pbx_seen_t server_pbx_seen(const Nirc__PbxEvent *ev, int64_t arrival_ms);
+/* The same for any count an agent says (`said` false: not said), such as
+ * Hello.route_unconfirmed_ago_ms. */
+server_pbx_seen_t server_pbx_seen_ago(bool said, uint64_t ago_ms, int64_t arrival_ms);
 /* What an operator reads beside the event: when it was seen and how much
  * later it was reported, or that it is not known; "" when on time. */
 void server_pbx_seen_words(const server_pbx_seen_t *s, char *buf, size_t len);
+/* A Hello's route_unconfirmed_ago_ms placed (server_pbx_seen_ago): when it
+ * is LATE, "seen by the agent at TIME, N s before its Hello to this
+ * controller" (the agent may have told a controller before: this one may
+ * have just taken over); "" otherwise. */
+void server_pbx_hello_words(const server_pbx_seen_t *s, char *buf, size_t len);
 /* server_retention.c, from the leader's tick: prunes load minutes older than
  * [database] history_days (business clock) in batches, and reads each
  * site's newest stored WAPE into fc_wape for /metrics. */

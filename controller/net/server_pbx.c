@@ -33,13 +33,17 @@ void server_pbx_observe(server_t *srv) {
 #define SERVER_PBX_SEEN_MAX_MS (30LL * 86400000)
 
 server_pbx_seen_t server_pbx_seen(const Nirc__PbxEvent *ev, int64_t arrival_ms) {
+  return server_pbx_seen_ago(ev->seen_ago_said, ev->seen_ago_ms, arrival_ms);
+}
+
+server_pbx_seen_t server_pbx_seen_ago(bool said, uint64_t ago_ms, int64_t arrival_ms) {
   server_pbx_seen_t s = {.state = SERVER_PBX_SEEN_UNSAID, .at_ms = arrival_ms};
-  if (!ev->seen_ago_said) return s;
-  if (ev->seen_ago_ms > (uint64_t)SERVER_PBX_SEEN_MAX_MS || (int64_t)ev->seen_ago_ms > arrival_ms) {
+  if (!said) return s;
+  if (ago_ms > (uint64_t)SERVER_PBX_SEEN_MAX_MS || (int64_t)ago_ms > arrival_ms) {
     s.state = SERVER_PBX_SEEN_IMPLAUSIBLE;
     return s;
   }
-  s.late_ms = (int64_t)ev->seen_ago_ms;
+  s.late_ms = (int64_t)ago_ms;
   s.at_ms = arrival_ms - s.late_ms;
   s.state = s.late_ms > SERVER_PBX_TRIP_MS ? SERVER_PBX_SEEN_LATE : SERVER_PBX_SEEN_ON_TIME;
   return s;
@@ -64,6 +68,17 @@ void server_pbx_seen_words(const server_pbx_seen_t *s, char *buf, size_t len) {
   case SERVER_PBX_SEEN_ON_TIME: break;
   }
   if (len) buf[0] = '\0';
+}
+
+void server_pbx_hello_words(const server_pbx_seen_t *s, char *buf, size_t len) {
+  char at[40];
+  if (s->state != SERVER_PBX_SEEN_LATE) {
+    if (len) buf[0] = '\0';
+    return;
+  }
+  clock_format_iso(s->at_ms, 0, at, sizeof at);
+  snprintf(buf, len, "seen by the agent at %s, %lld s before its Hello to this controller", at,
+           (long long)(s->late_ms / 1000));
 }
 
 /* "detail; seen ..." (or detail alone when it came on time). */

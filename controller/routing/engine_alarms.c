@@ -154,6 +154,11 @@ uint32_t engine_down_for(uint64_t down_ms, char *buf, size_t len) {
   return 2000000u + (uint32_t)h;
 }
 
+/* The Hello's count and its queued ROUTE_UNCONFIRMED's place one failure
+ * a few ms apart (each counted as it is sent, each arrival on this clock):
+ * within this they are the same, and the first words stand. */
+#define ENGINE_SAME_SIGHTING_MS 2000
+
 /* Observed as a directive alarm in engine_alarms_observe. */
 void engine_on_route_known(engine_t *e, size_t i, bool known, const char *why) {
   engine_on_route_known_late(e, i, known, why, 0, "");
@@ -169,7 +174,8 @@ void engine_on_route_known_late(engine_t *e, size_t i, bool known, const char *w
    * stretch again, later and without the words, and must not move it. */
   int64_t at = e->io.wall_ms(e->io.ctx) - (ago_ms > 0 ? ago_ms : 0);
   bool earlier = !known && ago_ms > 0 && when && *when &&
-                 (change || !d->route_unknown_wall_ms || at < d->route_unknown_wall_ms);
+                 (change || !d->route_unknown_wall_ms ||
+                  at < d->route_unknown_wall_ms - ENGINE_SAME_SIGHTING_MS);
   /* Every Hello says it: only a change is news (and re-plans, for the alarm). */
   if (!change && !earlier && (known || strcmp(d->route_unknown_why, why) == 0)) return;
   if (change)

@@ -18,7 +18,9 @@ file; collect_cmd prints a fixed load.
   controller shows a `pbx` alarm (warning) and counts the repair."""
 import json
 import os
+import re
 import subprocess
+import time
 import urllib.request
 
 import nirclib as T
@@ -151,6 +153,53 @@ def test_setup():
     start_exec_agent()
     T.wait_until(lambda: all(env.status()[s]["load"] for s in (SITE, "shaanxi")), 20,
                  "agents reporting")
+
+
+def test_route_unknown_while_the_link_is_down_is_alarmed_since_it_was_seen():
+    """Brief s20I: the agent's revert_at comes while no controller runs and
+    the PBX refuses home: its route is unknown from then. The controller
+    started 3 s later raised the directive alarm when it heard; now its
+    "since" (raised_ms) is when the agent saw it, and its words say how
+    long before its Hello that was; the route_unconfirmed link event is
+    stored then, "reported N s later". First of the cases: no directive
+    alarm of xizang is active yet (an active one keeps its own since)."""
+    T.wait_until(lambda: pbx_route() == HOME and env.status()[SITE]["route"] == HOME, 20,
+                 "xizang home at its PBX")
+    r = env.ctl("--json", "cutover", SITE, "--to", "shaanxi", "--reason", "drill", "--force",
+                "--for", "3s")
+    assert r.returncode == 0, r.stdout + r.stderr
+    agent = env.agents[SITE]
+    off = os.path.getsize(agent.log_path)
+    env.controller.kill()
+    open(files["down"], "w").close()
+    try:
+        T.wait_until(lambda: "is not confirmed at the PBX" in open(agent.log_path).read()[off:],
+                     15, "the agent's return home at revert_at failing")
+        seen = time.time()
+        # The link stays down 3 s more (the scenario, not a wait for
+        # anything): over a trip (2 s), so the lateness is said.
+        time.sleep(max(0.0, seen + 3 - time.time()))
+        env.start_controller()
+        a = T.wait_until(lambda: ([a for a in alarms() if a["kind"] == "directive"
+                                   and a["subject"] == SITE] or [None])[0], 20,
+                         "xizang's directive alarm")
+        assert time.time() - seen >= 3
+        assert -1.5 < a["raised_ms"] / 1000 - seen < 0.5, (a, seen)
+        assert re.search(r"^xizang's route is unknown, seen by the agent at \S+Z, \d+ s before its "
+                         r"Hello to this controller: ", a["message"]), a
+        ev = T.wait_until(lambda: env.sql(
+            "SELECT extract(epoch FROM at), detail FROM link_events WHERE site = 'xizang' AND "
+            "event = 'route_unconfirmed' ORDER BY id DESC LIMIT 1") or None, 10,
+            "the late route_unconfirmed stored")
+        assert -1.5 < float(ev[0][0]) - seen < 0.5, (ev, seen)
+        assert re.search(r"reported \d+ s later \(its link was down\)", ev[0][1]), ev
+    finally:
+        os.unlink(files["down"])
+    T.wait_until(lambda: pbx_route() == HOME and env.status()[SITE]["route_unknown"] is False, 30,
+                 "xizang home and known again once the PBX answers")
+    # The new controller takes changes once the sites of its rules are back.
+    T.wait_until(lambda: all(env.status()[s]["link"] == "online" and env.status()[s]["load"]
+                             for s in (SITE, "shaanxi")), 20, "both agents back and reporting")
 
 
 def test_verified_cutover_is_applied():
@@ -387,7 +436,8 @@ def test_apply_killed_at_its_timeout_is_an_unknown_route():
 
 
 if __name__ == "__main__":
-    T.main([test_setup, test_verified_cutover_is_applied, test_drift_is_repaired_and_alarmed,
+    T.main([test_setup, test_route_unknown_while_the_link_is_down_is_alarmed_since_it_was_seen,
+            test_verified_cutover_is_applied, test_drift_is_repaired_and_alarmed,
             test_drift_without_controller_is_repaired_and_reported_later,
             test_pbx_that_did_not_take_the_route_is_failed,
             test_apply_dies_with_its_agent_and_never_overlaps,

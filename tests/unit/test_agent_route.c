@@ -611,9 +611,31 @@ static void test_event_says_how_long_ago_it_was_seen(void **state) {
   assert_int_equal(ev.seen_ago_ms, 0);
 }
 
+/* Brief s20I: a Hello saying the route is unknown says how long ago this
+ * stretch's first failure was, counted as it is sent, so that a
+ * controller hearing of it only now (link down, a takeover) raises its
+ * directive alarm since then even before the queued ROUTE_UNCONFIRMED
+ * arrives. Unknown with no failure yet (not applied yet): not said. */
+static void test_hello_says_how_long_the_route_is_unknown(void **state) {
+  (void)state;
+  agent_t *a = started_agent(NULL);
+  Nirc__Hello h = hello_of(a);
+  assert_true(h.route_unconfirmed);
+  assert_false(h.route_unconfirmed_ago_said);
+  a->route_unknown_mono_ms = clock_mono_ms() - 600000; /* failed 10 min ago */
+  h = hello_of(a);
+  assert_true(h.route_unconfirmed_ago_said);
+  assert_true(h.route_unconfirmed_ago_ms >= 600000 && h.route_unconfirmed_ago_ms < 605000);
+  a->route_state = AGENT_ROUTE_KNOWN;
+  h = hello_of(a);
+  assert_false(h.route_unconfirmed);
+  assert_false(h.route_unconfirmed_ago_said);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_event_says_how_long_ago_it_was_seen),
+      cmocka_unit_test(test_hello_says_how_long_the_route_is_unknown),
       cmocka_unit_test(test_failed_restore_is_retried_and_revert_armed),
       cmocka_unit_test(test_start_after_revert_at_applies_home),
       cmocka_unit_test(test_revert_kept_when_save_fails),

@@ -822,6 +822,21 @@ static void test_a_route_unknown_reported_late_is_raised_since_it_was_seen(void 
   world_tick(w, e, 1000);
   if (!strstr(alarm_find(engine_alarms(e), ALARM_DIRECTIVE, "hubei")->message, "exit 2"))
     fail_msg("%s", alarm_find(engine_alarms(e), ALARM_DIRECTIVE, "hubei")->message);
+  /* A Hello that says when (a newer agent) comes first: its words stand,
+   * and the queued event placing the same failure a few ms apart changes
+   * neither since nor words. */
+  size_t henan = world_index(w, "henan");
+  const char *hello = "seen by the agent at 2026-12-07T03:02:00Z, 600 s before its Hello to this "
+                      "controller";
+  engine_on_route_known_late(e, henan, false, "apply failed: exit 1", 600000, hello);
+  int64_t henan_wall = w->wall;
+  world_tick(w, e, 200);
+  engine_on_route_known_late(e, henan, false, "apply failed: exit 1", 601000, late);
+  world_tick(w, e, 1000);
+  a = alarm_find(engine_alarms(e), ALARM_DIRECTIVE, "henan");
+  assert_non_null(a);
+  assert_int_equal(a->raised_wall_ms, henan_wall - 600000);
+  if (!strstr(a->message, hello)) fail_msg("%s", a->message);
   /* Known again: a later stretch heard on time says nothing of this one. */
   engine_on_route_known(e, hubei, true, "");
   engine_on_route_known(e, hubei, false, "apply failed: exit 3");

@@ -89,6 +89,29 @@ static void test_unsaid_or_implausible_is_at_or_before_arrival(void **state) {
   assert_non_null(strstr(w, "at or before it was reported"));
 }
 
+/* Brief s20I: a Hello's route_unconfirmed_ago_ms is placed the same way;
+ * its words say when, and that the Hello was the first this controller
+ * heard of it (not "its link was down": it may have just taken over). */
+static void test_hello_count_is_placed_and_said(void **state) {
+  (void)state;
+  server_pbx_seen_t s = server_pbx_seen_ago(true, 600000, ARRIVAL);
+  assert_int_equal(s.state, SERVER_PBX_SEEN_LATE);
+  assert_int_equal(s.at_ms, ARRIVAL - 600000);
+  char w[200];
+  server_pbx_hello_words(&s, w, sizeof w);
+  assert_string_equal(w, "seen by the agent at 2026-12-07T19:50:00Z, 600 s before its Hello to "
+                         "this controller");
+  s = server_pbx_seen_ago(true, 40, ARRIVAL); /* just failed */
+  assert_int_equal(s.state, SERVER_PBX_SEEN_ON_TIME);
+  server_pbx_hello_words(&s, w, sizeof w);
+  assert_string_equal(w, "");
+  s = server_pbx_seen_ago(false, 600000, ARRIVAL); /* an older agent */
+  assert_int_equal(s.state, SERVER_PBX_SEEN_UNSAID);
+  assert_int_equal(s.at_ms, ARRIVAL);
+  server_pbx_hello_words(&s, w, sizeof w);
+  assert_string_equal(w, "");
+}
+
 static void test_closed(void *arg) {
   *(bool *)arg = true;
 }
@@ -126,6 +149,7 @@ int main(void) {
       cmocka_unit_test(test_event_on_time_says_nothing),
       cmocka_unit_test(test_unsaid_or_implausible_is_at_or_before_arrival),
       cmocka_unit_test(test_late_event_is_not_left_out),
+      cmocka_unit_test(test_hello_count_is_placed_and_said),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
