@@ -1,8 +1,10 @@
 #include "elect.h"
 
+#include "safetext.h"
 #include "util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 uint64_t elect_retry_delay_ms(unsigned failures, uint64_t period_ms) {
@@ -50,6 +52,16 @@ bool elect_retry_due(const elect_retry_t *r, uint64_t now) {
 
 void elect_retry_reset(elect_retry_t *r) {
   memset(r, 0, sizeof *r);
+}
+
+void elect_lease_from_row(elect_lease_t *out, const char *node, const char *addr, const char *epoch,
+                          const char *renewed) {
+  memset(out, 0, sizeof *out);
+  out->present = true;
+  safetext_escape(node, out->node, sizeof out->node);
+  safetext_escape(addr, out->addr, sizeof out->addr);
+  out->epoch = epoch ? strtoull(epoch, NULL, 10) : 0;
+  nirc_strlcpy(out->renewed, renewed ? renewed : "", sizeof out->renewed);
 }
 
 void elect_stuck_words(const elect_stuck_t *s, char *out, size_t n) {

@@ -59,6 +59,24 @@ bool elect_retry_due(const elect_retry_t *r, uint64_t now);
  * locking the rule tables let go): the next try is made at once. */
 void elect_retry_reset(elect_retry_t *r);
 
+/* The leader_lease row as the election reads it. node and addr are the
+ * row's text, which anyone who may write the table can set to any bytes:
+ * they are kept escaped (safetext_escape), because they reach the log,
+ * systemd's STATUS= line (where a newline would forge another field), a
+ * standby's answers to agents and nircctl, and /metrics. A clean name is
+ * kept as it is, so comparing it with our own node ([controller] node is
+ * a slug) still tells whether the lease is ours. renewed is PostgreSQL's
+ * own timestamptz text, only compared. */
+typedef struct {
+  bool present;
+  char node[64], addr[128], renewed[64];
+  uint64_t epoch;
+} elect_lease_t;
+
+/* Fills *out from one row's columns (NULL: ""), escaping node and addr. */
+void elect_lease_from_row(elect_lease_t *out, const char *node, const char *addr, const char *epoch,
+                          const char *renewed);
+
 /* A rule load given up without an answer whose backend still holds SHARE
  * locks on the rule tables (store/leader.c watches it until it ends):
  * every write to those tables waits on it, an operator's change too. */

@@ -266,25 +266,16 @@ static int leader_holder(leader_t *l) {
   return holder;
 }
 
-typedef struct {
-  bool present;
-  char node[64], addr[128], renewed[64];
-  uint64_t epoch;
-} lease_t;
-
-static bool leader_read_lease(leader_t *l, lease_t *out) {
+static bool leader_read_lease(leader_t *l, elect_lease_t *out) {
   memset(out, 0, sizeof *out);
   PGresult *r =
       leader_exec(l, "SELECT node, addr, epoch, renewed_at::text FROM leader_lease WHERE id = 1", 0,
                   NULL, PGRES_TUPLES_OK);
   if (!r) return false;
-  if (PQntuples(r) == 1) {
-    out->present = true;
-    nirc_strlcpy(out->node, PQgetvalue(r, 0, 0), sizeof out->node);
-    nirc_strlcpy(out->addr, PQgetvalue(r, 0, 1), sizeof out->addr);
-    out->epoch = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
-    nirc_strlcpy(out->renewed, PQgetvalue(r, 0, 3), sizeof out->renewed);
-  }
+  /* node and addr escaped: a row edited by hand reaches operators (elect.h) */
+  if (PQntuples(r) == 1)
+    elect_lease_from_row(out, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2),
+                         PQgetvalue(r, 0, 3));
   PQclear(r);
   return true;
 }
@@ -300,7 +291,7 @@ static void leader_lose(leader_t *l, leader_view_t *v, const char *why) {
 
 /* The session holding the lock whose owner stopped renewing: ended, so
  * the lock is free for us on the next step. */
-static void leader_evict(leader_t *l, const lease_t *ls, leader_view_t *next) {
+static void leader_evict(leader_t *l, const elect_lease_t *ls, leader_view_t *next) {
   PGresult *r =
       leader_exec(l,
                   "SELECT count(pg_terminate_backend(pid)), coalesce(string_agg(pid::text, "
@@ -562,7 +553,7 @@ undo:;
 }
 
 static void leader_standby_step(leader_t *l, leader_view_t *v) {
-  lease_t ls;
+  elect_lease_t ls;
   if (!leader_read_lease(l, &ls)) return;
   uint64_t now = leader_mono_ms();
   /* A lease counts as standing still only if this standby watched it the
@@ -739,7 +730,7 @@ static void leader_reclaim(leader_t *l, leader_view_t *v) {
     }
     return;
   }
-  lease_t ls;
+  elect_lease_t ls;
   if (!leader_read_lease(l, &ls)) return;
   if (!ls.present || ls.epoch != v->epoch) {
     leader_unlock(l);

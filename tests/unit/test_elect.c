@@ -238,6 +238,32 @@ static void test_rule_load_alarm_on_a_leader_only(void **state) {
   assert_false(elect_alarm_words(&h, ELECT_ALARM_RULE_LOAD, 1, 2000, w, sizeof w));
 }
 
+/* The leader_lease row's node and addr reach the log, systemd's STATUS=
+ * line, a standby's answers and /metrics (store/leader.c): a row edited by
+ * hand with an escape sequence or a newline is kept escaped; a clean row
+ * as it is, so a standby still knows its own lease. */
+static void test_lease_row_text_is_escaped(void **state) {
+  (void)state;
+  elect_lease_t ls;
+  elect_lease_from_row(&ls, "nircd-1\x1b[31m\nREADY=1", "10.0.0.1:7000\r\u202e", "42",
+                       "2026-12-07 21:00:00+00");
+  assert_true(ls.present);
+  assert_string_equal(ls.node, "nircd-1\\x1b[31m\\nREADY=1");
+  assert_string_equal(ls.addr, "10.0.0.1:7000\\r\\u{202e}");
+  assert_int_equal(ls.epoch, 42);
+  assert_string_equal(ls.renewed, "2026-12-07 21:00:00+00");
+  elect_lease_from_row(&ls, "nircd-2", "[::1]:7000", "7", "t");
+  assert_string_equal(ls.node, "nircd-2");
+  assert_string_equal(ls.addr, "[::1]:7000");
+  /* Longer than the field once escaped: cut, never a raw byte. */
+  char longer[200];
+  memset(longer, '\x1b', sizeof longer - 1);
+  longer[sizeof longer - 1] = '\0';
+  elect_lease_from_row(&ls, longer, "", "1", "");
+  assert_null(strchr(ls.node, '\x1b'));
+  assert_true(strlen(ls.node) < sizeof ls.node);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_delays_double_up_to_the_bound),
@@ -250,6 +276,7 @@ int main(void) {
       cmocka_unit_test(test_quiet_leader_raises_after_a_lease_with_the_fix),
       cmocka_unit_test(test_sites_unreadable_raises_after_a_lease),
       cmocka_unit_test(test_rule_load_alarm_on_a_leader_only),
+      cmocka_unit_test(test_lease_row_text_is_escaped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
