@@ -192,12 +192,15 @@ static int admin_capacity_row(PGresult *r, int i, int col, capacity_t *cap, char
   cap->configured = PQgetvalue(r, i, col + 3)[0] == 't';
   if (capacity_parse_roster(PQgetvalue(r, i, col + 1), cap, why, sizeof why) != 0 ||
       capacity_validate(cap, why, sizeof why) != 0) {
-    char slug[160]; /* as stored: a row edited by hand may hold any bytes */
+    /* As stored: a row edited by hand may hold any bytes, and the parser's
+     * words quote the roster's (nircd prints this at start, raw). */
+    char slug[160], said[sizeof why * 4];
     safetext_escape(PQgetvalue(r, i, 0), slug, sizeof slug);
+    safetext_escape(why, said, sizeof said);
     snprintf(err, errlen,
              "site '%s': stored capacity is invalid: %s (fix it with nircctl capacity or nircd "
              "import-sites)",
-             slug, why);
+             slug, said);
     return NIRC_EINVAL;
   }
   return 0;

@@ -196,6 +196,19 @@ static void test_database_text_is_escaped(void **state) {
   if (!strstr(err, "site 'evil\\x1b[31m\\nslug'") || strchr(err, '\x1b') || strchr(err, '\n'))
     fail_msg("slug not escaped: %s", err);
 
+  /* A stored roster edited by hand: the parser's refusal quotes it, and
+   * nircd prints that refusal on its terminal when it starts. */
+  r = PQexec(c, "SELECT 'henan', 'Henan', '', false, 0, 0, 5, E'\\x1b[31m\\n', 0, true, 0, ''");
+  assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+  sites_init(&sites, 0);
+  err[0] = '\0';
+  assert_int_not_equal(admin_sites_from_result(r, &sites, err, sizeof err), 0);
+  PQclear(r);
+  sites_free(&sites);
+  if (!strstr(err, "site 'henan': stored capacity is invalid") || !strstr(err, "\\x1b[31m\\n") ||
+      strchr(err, '\x1b') || strchr(err, '\n'))
+    fail_msg("roster not escaped: %s", err);
+
   r = PQexec(c, "SELECT E'\\x1b[31mred\\nline'::int");
   assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
   char m[512];
