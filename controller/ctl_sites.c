@@ -2,6 +2,7 @@
  * from the controller is escaped before it reaches a terminal. */
 #include "ctl_sites.h"
 
+#include "ctl_history.h"
 #include "safetext.h"
 
 #include <string.h>
@@ -61,4 +62,69 @@ json_t *ctl_site_change_json(const Nirc__SiteChangeReply *r) {
                    r->hub, "lat", r->lat, "lon", r->lon, "capacity", cap, "removed", r->removed,
                    "removed_at", r->removed ? json_string(at) : json_null(), "removed_by",
                    r->removed ? json_string(r->removed_by ? r->removed_by : "") : json_null());
+}
+
+/* A PBX event's kind for people; a kind from a newer controller as sent. */
+static const char *ctl_site_pbx_kind(const char *event) {
+  static const struct {
+    const char *event, *words;
+  } kinds[] = {
+      {"pbx_drift_repaired", "drift repaired"},
+      {"pbx_drift_not_repaired", "drift NOT repaired"},
+      {"pbx_verify_failed", "PBX did not take a route"},
+      {"route_unconfirmed", "route unconfirmed (not applied at the PBX)"},
+      {"route_confirmed", "route confirmed at the PBX"},
+      {"agent_reverted", "agent went home on its own (revert_at)"},
+  };
+  for (size_t i = 0; event && i < sizeof kinds / sizeof kinds[0]; i++)
+    if (strcmp(event, kinds[i].event) == 0) return kinds[i].words;
+  return NULL;
+}
+
+void ctl_site_pbx_print(FILE *out, const Nirc__SiteStatus *s, const char *tz) {
+  char since[40], at[40], kind[64], detail[512];
+  if (!s->pbx_events_since_ms) {
+    fprintf(out, "PBX events: not sent by this controller (older than nircctl); its link_events "
+                 "table in the database has them\n");
+    return;
+  }
+  ctl_history_time(s->pbx_events_since_ms, tz, since, sizeof since);
+  /* Kept in memory since the controller started: say where the rest are. */
+  if (!s->n_pbx_events) {
+    fprintf(
+        out,
+        "PBX events: none received since this controller started at %s (%s); earlier ones are in "
+        "the database (link_events)\n",
+        since, tz);
+    return;
+  }
+  fprintf(
+      out,
+      "PBX events (last %zu, newest first, times in %s; received since this controller started at "
+      "%s, earlier ones are in the database: link_events)\n",
+      s->n_pbx_events, tz, since);
+  for (size_t k = 0; k < s->n_pbx_events; k++) {
+    const Nirc__SitePbxEvent *e = s->pbx_events[k];
+    const char *words = ctl_site_pbx_kind(e->event);
+    ctl_history_time(e->at_ms, tz, at, sizeof at);
+    char late[64] = "";
+    if (e->at_or_before)
+      snprintf(late, sizeof late, " (at or before: its agent did not say when)");
+    else if (e->late_ms > 0)
+      snprintf(late, sizeof late, " (reported %lld s later)", (long long)(e->late_ms / 1000));
+    fprintf(out, "  %s  %s%s: %s\n", at, words ? words : ctl_sites_esc(e->event, kind, sizeof kind),
+            late, ctl_sites_esc(e->detail, detail, sizeof detail));
+  }
+}
+
+json_t *ctl_site_pbx_json(const Nirc__SiteStatus *s) {
+  json_t *a = json_array();
+  for (size_t k = 0; k < s->n_pbx_events; k++) {
+    const Nirc__SitePbxEvent *e = s->pbx_events[k];
+    json_array_append_new(a, json_pack("{s:I, s:I, s:b, s:s, s:s}", "at_ms", (json_int_t)e->at_ms,
+                                       "late_ms", (json_int_t)e->late_ms, "at_or_before",
+                                       e->at_or_before, "event", e->event ? e->event : "", "detail",
+                                       e->detail ? e->detail : ""));
+  }
+  return a;
 }

@@ -11,5 +11,10 @@
 void ctl_site_change_print(FILE *out, const Nirc__SiteChangeReply *r);
 /* The SiteChange document of docs/CLI-JSON.md (new reference). */
 json_t *ctl_site_change_json(const Nirc__SiteChangeReply *r);
+/* `nircctl site SLUG`: its recent PBX events (SiteStatus.pbx_events), times
+ * in zone tz, every text escaped. */
+void ctl_site_pbx_print(FILE *out, const Nirc__SiteStatus *s, const char *tz);
+/* The `pbx_events` array of a site in docs/CLI-JSON.md (new reference). */
+json_t *ctl_site_pbx_json(const Nirc__SiteStatus *s);
 
 #endif

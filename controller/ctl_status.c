@@ -5,6 +5,7 @@
 #include "clock.h"
 #include "ctl_alarms.h"
 #include "ctl_history.h"
+#include "ctl_sites.h"
 #include "report.h"
 #include "safetext.h"
 #include "util.h"
@@ -590,6 +591,11 @@ json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o)
         json_array_append_new(probs, json_string(t[0] == ' ' ? t + 1 : t));
     }
     json_object_set_new(x, "problems", probs);
+    /* `site` only (a controller older than the key sends no since). */
+    if (s->pbx_events_since_ms) {
+      json_object_set_new(x, "pbx_events", ctl_site_pbx_json(s));
+      json_object_set_new(x, "pbx_events_since_ms", json_integer(s->pbx_events_since_ms));
+    }
     if (s->n_hubs) {
       json_t *hubs = json_array();
       for (size_t k = 0; k < s->n_hubs; k++) {
@@ -678,7 +684,7 @@ static void ctl_site_agents(const Nirc__LoadReport *r, char *buf, size_t len) {
            nmiss ? ": not measured)" : "");
 }
 
-void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
+static void ctl_site_body(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
   const Nirc__SiteStatus *s = st->sites[0];
   const Nirc__LoadReport *r = s->last_report;
   char route[200], rule[600];
@@ -784,6 +790,11 @@ void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opt
   else if (r->calls_offered)
     fprintf(out, "  service level %.0f%% within %u s\n",
             100.0 * r->answered_within_threshold / r->calls_offered, r->sl_threshold_s);
+}
+
+void ctl_site_print(FILE *out, const Nirc__StatusReply *st, const ctl_status_opts_t *o) {
+  ctl_site_body(out, st, o);
+  ctl_site_pbx_print(out, st->sites[0], o->tz);
 }
 
 /* ---- next ---- */

@@ -251,6 +251,7 @@ out:
   sites_free(&srv->sites);
   free(srv->evbudget);
   free(srv->fc_wape);
+  pbxlog_free(&srv->pbx_log);
   free(srv);
   uv_loop_close(loop);
   if (rc == 0) log_info(LOG_MAIN, conf->node, "stopped");

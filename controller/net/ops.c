@@ -58,6 +58,7 @@ typedef struct {
   statusq_result_t q;        /* the rows to send, the counts */
   uint32_t *senders;         /* one per row */
   Nirc__HubState hubs[ROUTE_MAX_SHARES], *hub_ptrs[ROUTE_MAX_SHARES];
+  Nirc__SitePbxEvent pbx[PBXLOG_KEEP], *pbx_ptrs[PBXLOG_KEEP]; /* borrow srv->pbx_log */
 } ops_status_t;
 
 static void ops_status_cleanup(void *p) {
@@ -97,6 +98,25 @@ static void ops_status_hubs(server_t *srv, ops_status_t *st, const site_t *s, co
     const site_dir_t *hd = engine_site_dir(srv->engine, (size_t)(h - srv->sites.v));
     hs->note = hd ? (char *)hd->note : "";
     st->hub_ptrs[row->n_hubs++] = hs;
+  }
+}
+
+/* For one site: its recent PBX events (borrowed from srv->pbx_log until
+ * the reply is packed) and since when they are kept. */
+static void ops_status_pbx(server_t *srv, ops_status_t *st, size_t idx, Nirc__SiteStatus *row) {
+  const pbxlog_event_t *ev;
+  size_t n = pbxlog_get(&srv->pbx_log, idx, &ev);
+  row->pbx_events_since_ms = srv->pbx_log.since_ms;
+  row->pbx_events = st->pbx_ptrs;
+  for (size_t k = 0; k < n && k < PBXLOG_KEEP; k++) {
+    Nirc__SitePbxEvent *p = &st->pbx[k];
+    nirc__site_pbx_event__init(p);
+    p->at_ms = ev[k].at_ms;
+    p->late_ms = ev[k].late_ms;
+    p->at_or_before = ev[k].at_or_before;
+    p->event = (char *)ev[k].event;
+    p->detail = (char *)ev[k].detail;
+    st->pbx_ptrs[row->n_pbx_events++] = p;
   }
 }
 
@@ -247,6 +267,7 @@ static void ops_status(server_t *srv, conn_t *c, const Nirc__OperatorRequest *re
       row->excluded = v->excluded;
     }
     if (only && dir) ops_status_hubs(srv, st, s, dir, row);
+    if (only) ops_status_pbx(srv, st, idx, row);
     row->inbound_credited_total = s->inbound_credited;
     row->last_report_ms = s->has_report ? s->last_report_ms : 0;
     row->report_age_ms = s->has_report ? now - s->last_report_ms : -1;

@@ -1114,6 +1114,7 @@ int server_start(server_t *srv, uv_loop_t *loop, const nircd_conf_t *conf, char 
                  size_t errlen) {
   srv->loop = loop;
   srv->conf = conf;
+  srv->pbx_log.since_ms = clock_real_ms();
   srv->sites.stale_after_ms = (uint32_t)conf->stale_after_ms;
   link_opts_default(&srv->link_opts);
   srv->link_opts.idle_timeout_ms = (uint32_t)conf->idle_timeout_ms;

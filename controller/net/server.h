@@ -13,6 +13,7 @@
 #include "db.h"
 #include "engine.h"
 #include "link.h"
+#include "pbxlog.h"
 #include "sites.h"
 
 #include <stdint.h>
@@ -150,6 +151,7 @@ struct server {
   size_t evbudget_n;               /* entries in evbudget (sites + 1 when made; grows with them) */
   uint64_t link_events_suppressed; /* left out over a site's budget */
   uint64_t pbx_drift_repairs;      /* PbxEvents "drift repaired" received */
+  pbxlog_t pbx_log; /* each site's recent PbxEvents, for `nircctl site` (server_pbx.c) */
   /* The journal's refusals and sheds seen so far, and when they last
    * grew: the journal alarm holds for a minute after a refusal. */
   uint64_t journal_refused_seen, journal_refused_mono;

@@ -86,6 +86,23 @@ static void server_pbx_with_seen(const char *detail, const char *seen, char *buf
   snprintf(buf, len, "%s%s%s", detail, *seen && *detail ? "; " : "", seen);
 }
 
+/* Stores the link event (`stored`: the text with when it was seen) and
+ * keeps it for `nircctl site` (`shown`: without it; the time goes beside). */
+static void server_pbx_record(server_t *srv, conn_t *c, const server_pbx_seen_t *seen,
+                              const char *event, const char *stored, const char *shown) {
+  site_t *site = c->site;
+  server_record_event_at(srv, seen->at_ms, "site", link_peer(c->link)->subject, site->slug,
+                         link_peer_addr(c->link), event, stored);
+  pbxlog_event_t ev = {.at_ms = seen->at_ms,
+                       .late_ms = seen->state == SERVER_PBX_SEEN_LATE ? seen->late_ms : 0,
+                       .at_or_before = seen->state == SERVER_PBX_SEEN_UNSAID ||
+                                       seen->state == SERVER_PBX_SEEN_IMPLAUSIBLE};
+  nirc_strlcpy_utf8(ev.event, event, sizeof ev.event);
+  nirc_strlcpy_utf8(ev.detail, shown, sizeof ev.detail);
+  if (pbxlog_add(&srv->pbx_log, (size_t)(site - srv->sites.v), &ev) != 0)
+    log_error(LOG_SITE, site->slug, "out of memory keeping its PBX event for nircctl site");
+}
+
 /* The agent's route in force became unknown (an apply at start, at
  * revert_at or putting a route back failed) or known again: the engine
  * shows it and keeps a directive alarm while it is unknown; a link event
@@ -106,9 +123,7 @@ static void server_pbx_route_known(server_t *srv, conn_t *c, const Nirc__PbxEven
     log_error(LOG_SITE, site->slug, "route unknown: %s", words);
   }
   server_pbx_with_seen(words, when, stored, sizeof stored);
-  server_record_event_at(srv, seen->at_ms, "site", link_peer(c->link)->subject, site->slug,
-                         link_peer_addr(c->link), known ? "route_confirmed" : "route_unconfirmed",
-                         stored);
+  server_pbx_record(srv, c, seen, known ? "route_confirmed" : "route_unconfirmed", stored, words);
   /* Late: its directive alarm says since when the agent saw it, and so. */
   if (srv->engine)
     engine_on_route_known_late(srv->engine, (size_t)(site - srv->sites.v), known, detail,
@@ -147,8 +162,7 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
     server_pbx_with_seen(detail, when, stored, sizeof stored);
     log_warn(LOG_SITE, site->slug, "agent went home on its own at revert_at of (%llu, %llu): %s",
              (unsigned long long)ev->epoch, (unsigned long long)ev->version, stored);
-    server_record_event_at(srv, seen.at_ms, "site", link_peer(c->link)->subject, site->slug,
-                           link_peer_addr(c->link), "agent_reverted", stored);
+    server_pbx_record(srv, c, &seen, "agent_reverted", stored, detail);
     engine_went_home_t went = {.at_ms = ev->went_home_at_ms,
                                .clock = ev->went_home_clock,
                                .ago_ms = ev->went_home_ago_ms,
@@ -176,7 +190,7 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
     log_warn(LOG_SITE, site->slug, "PbxEvent of unknown kind %d ignored", (int)ev->kind);
     return 0;
   }
-  char found[200], expected[200], detail[400], words[ALARM_MESSAGE_MAX], stored[600];
+  char found[200], expected[200], detail[400], words[ALARM_MESSAGE_MAX], stored[600], shown[600];
   safetext_escape(ev->found ? ev->found : "", found, sizeof found);
   safetext_escape(ev->expected ? ev->expected : "", expected, sizeof expected);
   safetext_escape(ev->detail ? ev->detail : "", detail, sizeof detail);
@@ -193,8 +207,12 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
   else
     log_warn(LOG_SITE, site->slug, "%s (%s)", words, detail);
   server_pbx_with_seen(detail[0] ? detail : words, detail[0] ? when : "", stored, sizeof stored);
-  server_record_event_at(srv, seen.at_ms, "site", link_peer(c->link)->subject, site->slug,
-                         link_peer_addr(c->link), event, stored);
+  /* The agent's detail names both routes; an older agent's may be empty. */
+  snprintf(shown, sizeof shown, "%s", detail);
+  if (!detail[0])
+    snprintf(shown, sizeof shown, "the PBX routed %s, the agent's route is %s",
+             found[0] ? found : "?", expected[0] ? expected : "?");
+  server_pbx_record(srv, c, &seen, event, stored, shown);
   /* The alarm stands SERVER_PBX_ALARM_MS from when it was heard: a drift
    * reported late must still be seen. */
   site->pbx_event_ms = clock_real_ms();

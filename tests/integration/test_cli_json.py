@@ -85,8 +85,10 @@ SITE_RULE = {"kind": enum("cutover", "schedule", "overflow"), "id": int, "name":
              "reason": str, "end_ms": int, "detail": str, "excluded": bool}
 HUB_STATE = {"slug": str, "permille": int, "link": enum("online", "stale", "offline", "never-seen"),
              "report_age_ms": int, "pbx_unreadable": bool, "note": str}
+SITE_PBX_EVENT = {"at_ms": int, "late_ms": int, "at_or_before": bool, "event": str, "detail": str}
 SITE_STATUS.update({"rule": (SITE_RULE, NULL), "moved": bool, "receives_from": int,
-                    "problems": [str], Opt("hubs"): [HUB_STATE]})
+                    "problems": [str], Opt("hubs"): [HUB_STATE],
+                    Opt("pbx_events"): [SITE_PBX_EVENT], Opt("pbx_events_since_ms"): int})
 STATUS_COUNTS = {"sites": int, "online": int, "stale": int, "offline": int, "never_seen": int,
                  "route_not_known": int}
 STATUS_PAGING = {"offset": int, "returned": int, "matched": int, "complete": bool}
@@ -267,6 +269,7 @@ REPORT = {"kind": enum("staffing"), "schedule": REPORT_SCHEDULE, "from_ms": int,
 SHAPES = {
     "Status": STATUS, "StatusCounts": STATUS_COUNTS, "StatusPaging": STATUS_PAGING,
     "SiteStatus": SITE_STATUS, "SiteRule": SITE_RULE, "HubState": HUB_STATE,
+    "SitePbxEvent": SITE_PBX_EVENT,
     "Next": NEXT, "NextEvent": NEXT_EVENT, "NextHub": NEXT_HUB, "RouteShare": ROUTE_SHARE, "Load": LOAD,
     "Move": MOVE, "Outcome": OUTCOME, "Plan": PLAN, "PlannedMove": PLANNED_MOVE,
     "Capacity": CAPACITY, "LoadOn": LOAD_ON, "RefusedLoad": REFUSED_LOAD, "RefusedSource": REFUSED_SOURCE,

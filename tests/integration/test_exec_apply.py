@@ -229,6 +229,11 @@ def test_drift_without_controller_is_repaired_and_reported_later():
     ev = env.sql("SELECT count(*) FROM link_events WHERE site = 'xizang' AND "
                  "event = 'pbx_drift_repaired'")
     assert ev == [["2"]], ev
+    # nircctl site lists it at its true time: seen before this controller
+    # started, not when it arrived.
+    site = json.loads(env.ctl("--json", "site", SITE).stdout)["sites"][0]
+    drift = [e for e in site["pbx_events"] if e["event"] == "pbx_drift_repaired"]
+    assert drift and drift[0]["at_ms"] < site["pbx_events_since_ms"], site
     T.wait_until(lambda: all(env.status()[s]["link"] == "online" and env.status()[s]["load"]
                              for s in (SITE, "shaanxi")), 20, "both agents back and reporting")
 
