@@ -93,3 +93,11 @@ void clock_format_iso(int64_t ms, int utc_offset_min, char *buf, unsigned len) {
              off % 60);
   }
 }
+
+clock_ago_t clock_place_ago(bool said, uint64_t ago_ms, int64_t now_ms, int64_t *at_ms) {
+  if (!said) return CLOCK_AGO_UNSAID;
+  if (ago_ms >= (uint64_t)CLOCK_AGO_MAX_MS || (int64_t)ago_ms > now_ms)
+    return CLOCK_AGO_IMPLAUSIBLE;
+  *at_ms = now_ms - (int64_t)ago_ms;
+  return CLOCK_AGO_PLACED;
+}

@@ -41,4 +41,16 @@ int64_t clock_now_ms(const nirc_clock_t *c);
 /* Monotonic ms for timeouts (never jumps). */
 uint64_t clock_mono_ms(void);
 
+/* A peer's count of how long ago something happened (its monotonic clock:
+ * no reading of a clock that may be off), placed on `now_ms`. A count of
+ * CLOCK_AGO_MAX_MS or more, or reaching back before 1970, is not believed:
+ * it is a peer's number, and more likely broken than a month old. */
+#define CLOCK_AGO_MAX_MS (31LL * 24 * 3600 * 1000)
+typedef enum {
+  CLOCK_AGO_UNSAID = 0,  /* the peer did not say (an older one) */
+  CLOCK_AGO_IMPLAUSIBLE, /* said, but not a count this clock can place */
+  CLOCK_AGO_PLACED,      /* *at_ms = now_ms - ago_ms */
+} clock_ago_t;
+clock_ago_t clock_place_ago(bool said, uint64_t ago_ms, int64_t now_ms, int64_t *at_ms);
+
 #endif

@@ -317,7 +317,8 @@ void server_pbx_observe(server_t *srv);
  * never taken, it may be minutes off. */
 typedef enum {
   SERVER_PBX_SEEN_UNSAID = 0,  /* an older agent: at or before it arrived */
-  SERVER_PBX_SEEN_IMPLAUSIBLE, /* a count that cannot be (before 1970, over 30 days) */
+  SERVER_PBX_SEEN_IMPLAUSIBLE, /* a count that cannot be (before 1970, a month or more:
+                                  clock_place_ago) */
   SERVER_PBX_SEEN_ON_TIME,     /* within a trip (SERVER_PBX_TRIP_MS) of its arrival */
   SERVER_PBX_SEEN_LATE,        /* reported late_ms after it was seen (link down) */
 } server_pbx_seen_state_t;

@@ -28,23 +28,18 @@ void server_pbx_observe(server_t *srv) {
   }
 }
 
-/* A count beyond this is not believed: an agent keeps 16 events while its
- * link is down, and a month-old one is more likely a broken count. */
-#define SERVER_PBX_SEEN_MAX_MS (30LL * 86400000)
-
 server_pbx_seen_t server_pbx_seen(const Nirc__PbxEvent *ev, int64_t arrival_ms) {
   return server_pbx_seen_ago(ev->seen_ago_said, ev->seen_ago_ms, arrival_ms);
 }
 
 server_pbx_seen_t server_pbx_seen_ago(bool said, uint64_t ago_ms, int64_t arrival_ms) {
   server_pbx_seen_t s = {.state = SERVER_PBX_SEEN_UNSAID, .at_ms = arrival_ms};
-  if (!said) return s;
-  if (ago_ms > (uint64_t)SERVER_PBX_SEEN_MAX_MS || (int64_t)ago_ms > arrival_ms) {
-    s.state = SERVER_PBX_SEEN_IMPLAUSIBLE;
-    return s;
+  switch (clock_place_ago(said, ago_ms, arrival_ms, &s.at_ms)) {
+  case CLOCK_AGO_UNSAID: return s;
+  case CLOCK_AGO_IMPLAUSIBLE: s.state = SERVER_PBX_SEEN_IMPLAUSIBLE; return s;
+  case CLOCK_AGO_PLACED: break;
   }
   s.late_ms = (int64_t)ago_ms;
-  s.at_ms = arrival_ms - s.late_ms;
   s.state = s.late_ms > SERVER_PBX_TRIP_MS ? SERVER_PBX_SEEN_LATE : SERVER_PBX_SEEN_ON_TIME;
   return s;
 }

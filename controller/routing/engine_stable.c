@@ -528,18 +528,15 @@ static const char *engine_agent_clock_name(Nirc__AgentClock c) {
   }
 }
 
-/* A count of a month or more is no return this controller can place (a
- * peer's number: checked before it is used). */
-#define ENGINE_AGO_MAX_MS (31LL * 24 * 3600 * 1000)
-
 const engine_went_home_t *engine_went_home_settle(const engine_t *e, const engine_went_home_t *in,
                                                   engine_went_home_t *out) {
   if (!in) return NULL;
   *out = *in;
   out->elapsed = false; /* the engine's own conclusion, never a caller's */
-  if (in->ago_said && in->ago_ms < (uint64_t)ENGINE_AGO_MAX_MS &&
-      engine_now(e) > (int64_t)in->ago_ms) {
-    out->at_ms = engine_now(e) - (int64_t)in->ago_ms;
+  /* A peer's number: checked before it is used (clock_place_ago). */
+  int64_t at;
+  if (clock_place_ago(in->ago_said, in->ago_ms, engine_now(e), &at) == CLOCK_AGO_PLACED) {
+    out->at_ms = at;
     out->elapsed = true;
   }
   return out;
