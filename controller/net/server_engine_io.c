@@ -121,6 +121,16 @@ static void server_io_alarm(void *ctx, alarm_event_t ev, const alarm_t *a) {
     log_info(LOG_MAIN, a->subject, "alarm %llu (%s) acknowledged by %s", (unsigned long long)a->id,
              kind, a->acked_by);
     break;
+  case ALARM_EV_BACKDATED: {
+    /* Not a new condition: the receivers heard its raise, and its clear
+     * carries the since as it is then. */
+    char since[40];
+    clock_format_iso(a->raised_wall_ms, 0, since, sizeof since);
+    log_warn(LOG_MAIN, a->subject,
+             "alarm %llu (%s) since %s: an earlier sighting reported late: %s",
+             (unsigned long long)a->id, kind, since, a->message);
+    return;
+  }
   }
   server_notify_alarm(srv, ev, a);
 }

@@ -214,9 +214,12 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
   srv->last_pbx_event_ms = site->pbx_event_ms;
   site->pbx_critical = critical;
   nirc_strlcpy_utf8(site->pbx_alarm, words, sizeof site->pbx_alarm);
-  /* Raised as of when the agent saw it: its "since" is when the PBX did it. */
+  /* Raised as of when the agent saw it: its "since" is when the PBX did
+   * it. One already active (an event heard on time) moves back to it if,
+   * heard on time, this event's alarm would have stood until then. */
   if (srv->engine)
     engine_alarm_observe_since(srv->engine, ALARM_PBX, site->slug, words, critical,
-                               seen.state == SERVER_PBX_SEEN_LATE ? seen.late_ms : 0);
+                               seen.state == SERVER_PBX_SEEN_LATE ? seen.late_ms : 0,
+                               SERVER_PBX_ALARM_MS, when);
   return 0;
 }

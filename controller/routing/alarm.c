@@ -61,6 +61,7 @@ const char *alarm_event_name(alarm_event_t ev) {
   case ALARM_EV_RAISED: return "raised";
   case ALARM_EV_CLEARED: return "cleared";
   case ALARM_EV_ACKED: return "acknowledged";
+  case ALARM_EV_BACKDATED: return "backdated";
   }
   return "unknown";
 }
@@ -174,12 +175,47 @@ const alarm_t *alarm_observe(alarm_table_t *t, alarm_kind_t kind, const char *su
 const alarm_t *alarm_observe_sev(alarm_table_t *t, alarm_kind_t kind, const char *subject,
                                  const char *message, bool critical, uint64_t now_mono,
                                  int64_t wall_ms, int64_t business_ms) {
+  return alarm_observe_late(t, kind, subject, message, critical, now_mono, wall_ms, business_ms,
+                            NULL);
+}
+
+/* The newest words, after the words saying its since was reported late
+ * unless they say them: an operator reads the since beside them. */
+static void alarm_set_message(alarm_t *a, const char *message) {
+  if (!a->since_when[0] || strstr(message, a->since_when)) {
+    nirc_strlcpy_utf8(a->message, message, sizeof a->message);
+    return;
+  }
+  char both[ALARM_WHEN_MAX + ALARM_MESSAGE_MAX + 16];
+  snprintf(both, sizeof both, "%s; latest: %s", a->since_when, message);
+  nirc_strlcpy_utf8(a->message, both, sizeof a->message);
+}
+
+/* Whether a late sighting moves active alarm a's since back: earlier, and
+ * heard on time it would have been this alarm (its condition held until
+ * within clear_after of a's since). */
+static bool alarm_backdates(const alarm_table_t *t, const alarm_t *a, const alarm_late_t *late) {
+  return late && late->seen_wall_ms < a->raised_wall_ms &&
+         late->held_wall_ms + (int64_t)t->clear_after_ms >= a->raised_wall_ms;
+}
+
+const alarm_t *alarm_observe_late(alarm_table_t *t, alarm_kind_t kind, const char *subject,
+                                  const char *message, bool critical, uint64_t now_mono,
+                                  int64_t wall_ms, int64_t business_ms, const alarm_late_t *late) {
+  const char *when = late && late->when ? late->when : "";
   alarm_t *a = alarm_lookup(t, kind, subject);
   if (a) {
     if (critical) a->critical = true;
     a->last_seen_mono = now_mono;
     a->observations++;
-    if (message) nirc_strlcpy_utf8(a->message, message, sizeof a->message);
+    bool back = alarm_backdates(t, a, late);
+    if (back) {
+      a->raised_wall_ms = late->seen_wall_ms;
+      a->raised_business_ms = late->seen_business_ms;
+      nirc_strlcpy_utf8(a->since_when, when, sizeof a->since_when);
+    }
+    if (message) alarm_set_message(a, message);
+    if (back && t->cb) t->cb(t->cb_arg, ALARM_EV_BACKDATED, a, wall_ms);
     return a;
   }
   if (!message) return NULL; /* "seen again" of an alarm that is not raised */
@@ -189,9 +225,11 @@ const alarm_t *alarm_observe_sev(alarm_table_t *t, alarm_kind_t kind, const char
   a->kind = kind;
   a->critical = critical;
   nirc_strlcpy_utf8(a->subject, subject, sizeof a->subject);
-  nirc_strlcpy_utf8(a->message, message, sizeof a->message);
-  a->raised_wall_ms = wall_ms;
-  a->raised_business_ms = business_ms;
+  /* Raised since the sighting: when the condition began, not when heard. */
+  a->raised_wall_ms = late ? late->seen_wall_ms : wall_ms;
+  a->raised_business_ms = late ? late->seen_business_ms : business_ms;
+  if (late) nirc_strlcpy_utf8(a->since_when, when, sizeof a->since_when);
+  alarm_set_message(a, message);
   a->last_seen_mono = now_mono;
   a->observations = 1;
   alarm_index_last(t);
@@ -203,7 +241,7 @@ const alarm_t *alarm_observe_sev(alarm_table_t *t, alarm_kind_t kind, const char
 const alarm_t *alarm_reword(alarm_table_t *t, alarm_kind_t kind, const char *subject,
                             const char *message) {
   alarm_t *a = alarm_lookup(t, kind, subject);
-  if (a && message) nirc_strlcpy_utf8(a->message, message, sizeof a->message);
+  if (a && message) alarm_set_message(a, message);
   return a;
 }
 

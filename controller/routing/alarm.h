@@ -72,6 +72,7 @@ const char *alarm_severity(alarm_kind_t k);
 #define ALARM_SUBJECT_MAX 64
 #define ALARM_MESSAGE_MAX 256
 #define ALARM_ACTOR_MAX   64
+#define ALARM_WHEN_MAX    160
 
 typedef struct {
   uint64_t id;
@@ -85,12 +86,26 @@ typedef struct {
   uint64_t last_seen_mono; /* last observation (monotonic ms) */
   unsigned observations;   /* since raised (or adopted) */
   bool critical;           /* observed as critical at least once while active */
+  /* Its since came from a sighting its producer learnt of late (a PBX
+   * event queued while a link was down): the producer's words saying when
+   * it was seen and that it was reported later, put before every newer
+   * message that does not say them, so the since is never read as when
+   * this controller heard. "": it was heard on time. */
+  char since_when[ALARM_WHEN_MAX];
 } alarm_t;
 
 /* The severity of this alarm: its kind's, or "critical" if so observed. */
 const char *alarm_entry_severity(const alarm_t *a);
 
-typedef enum { ALARM_EV_RAISED = 0, ALARM_EV_CLEARED, ALARM_EV_ACKED } alarm_event_t;
+/* BACKDATED: an active alarm's since moved back to an earlier sighting of
+ * its condition, reported late (alarm_observe_late): its stored raise
+ * times change; not a new alarm. */
+typedef enum {
+  ALARM_EV_RAISED = 0,
+  ALARM_EV_CLEARED,
+  ALARM_EV_ACKED,
+  ALARM_EV_BACKDATED
+} alarm_event_t;
 const char *alarm_event_name(alarm_event_t ev);
 
 /* Called for every raise, clear and acknowledgement, with the entry as it
@@ -135,6 +150,28 @@ const alarm_t *alarm_observe(alarm_table_t *t, alarm_kind_t kind, const char *su
 const alarm_t *alarm_observe_sev(alarm_table_t *t, alarm_kind_t kind, const char *subject,
                                  const char *message, bool critical, uint64_t now_mono,
                                  int64_t wall_ms, int64_t business_ms);
+/* A sighting of a condition its producer learnt of late. */
+typedef struct {
+  int64_t seen_wall_ms, seen_business_ms; /* when it was seen: real and business time */
+  /* Until when (real time) the condition is known to have held from that
+   * sighting on, had it been heard then: the sighting's time for an
+   * instant, plus however long its producer keeps such an alarm observed
+   * (a pbx alarm stands 10 min after its event); now for a condition
+   * still holding. */
+  int64_t held_wall_ms;
+  const char *when; /* words: when it was seen, and that it was reported late (copied) */
+} alarm_late_t;
+/* alarm_observe_sev for a sighting reported late (late NULL: as
+ * alarm_observe_sev). Raises it since the sighting when none is active.
+ * An active alarm's since moves back to the sighting (callback BACKDATED)
+ * when it is earlier and the condition held from it into the alarm's
+ * stretch (held_wall_ms + clear_after_ms at or after its since: heard on
+ * time, it would have been this same alarm); never forward, and never
+ * back over a gap (a drift repaired, then a new one). Either way the
+ * alarm keeps `when` (alarm_t.since_when). */
+const alarm_t *alarm_observe_late(alarm_table_t *t, alarm_kind_t kind, const char *subject,
+                                  const char *message, bool critical, uint64_t now_mono,
+                                  int64_t wall_ms, int64_t business_ms, const alarm_late_t *late);
 /* Clears (callback CLEARED) every alarm not observed for clear_after_ms.
  * Returns how many were cleared. */
 size_t alarm_sweep(alarm_table_t *t, uint64_t now_mono, int64_t wall_ms);

@@ -609,8 +609,8 @@ void engine_on_route_known(engine_t *e, size_t site_index, bool known, const cha
  * (borrowed, copied). Its directive alarm, raised after, is raised since
  * then and says `when`; an earlier report moves them back, a later word
  * on the same stretch (each Hello's) keeps them, and an older reason does
- * not replace the newer one the engine has. An alarm already active keeps
- * its own since. */
+ * not replace the newer one the engine has. An alarm already active moves
+ * back to then. */
 void engine_on_route_known_late(engine_t *e, size_t site_index, bool known, const char *why,
                                 int64_t ago_ms, const char *when);
 /* Whether the route the site's agent holds was applied without a read-back
@@ -651,12 +651,15 @@ void engine_alarm_observe(engine_t *e, alarm_kind_t kind, const char *subject, c
  * (alarm_observe_sev). */
 void engine_alarm_observe_sev(engine_t *e, alarm_kind_t kind, const char *subject,
                               const char *message, bool critical);
-/* engine_alarm_observe_sev for a condition that began `ago_ms` (real ms,
- * >= 0) before now: one raised now says it since then (a PBX event its
- * agent reported late: its "since" is when the PBX did it, not when the
- * controller heard). An active one keeps its own. */
+/* engine_alarm_observe_sev for a sighting `ago_ms` (real ms, >= 0) before
+ * now, reported late (a PBX event queued while its agent's link was
+ * down), as `when` says (borrowed, copied), whose alarm stands `hold_ms`
+ * after it: one raised now says since then, not since the controller
+ * heard; an active one moves back to it when heard on time it would have
+ * been the same alarm (alarm_observe_late). ago_ms 0: on time. */
 void engine_alarm_observe_since(engine_t *e, alarm_kind_t kind, const char *subject,
-                                const char *message, bool critical, int64_t ago_ms);
+                                const char *message, bool critical, int64_t ago_ms, int64_t hold_ms,
+                                const char *when);
 /* Whether an alarm for (kind, subject) is active. */
 bool engine_alarm_active(const engine_t *e, alarm_kind_t kind, const char *subject);
 /* The active alarms (borrowed; for status, the page and metrics). */

@@ -53,13 +53,24 @@ void engine_alarm_observe_sev(engine_t *e, alarm_kind_t kind, const char *subjec
                     e->io.wall_ms(e->io.ctx), engine_now(e));
 }
 
-void engine_alarm_observe_since(engine_t *e, alarm_kind_t kind, const char *subject,
-                                const char *message, bool critical, int64_t ago_ms) {
+/* A sighting `ago_ms` before now, standing `hold_ms` after it (wall and
+ * business time: the business clock may run faster). */
+static alarm_late_t engine_late(const engine_t *e, int64_t ago_ms, int64_t hold_ms,
+                                const char *when) {
   double speed = e->opts.clock_speed >= 1 ? e->opts.clock_speed : 1;
-  if (ago_ms < 0) ago_ms = 0;
-  alarm_observe_sev(&e->alarms, kind, subject, message, critical, engine_mono(e),
-                    e->io.wall_ms(e->io.ctx) - ago_ms,
-                    engine_now(e) - (int64_t)((double)ago_ms * speed));
+  int64_t seen = e->io.wall_ms(e->io.ctx) - ago_ms;
+  return (alarm_late_t){.seen_wall_ms = seen,
+                        .seen_business_ms = engine_now(e) - (int64_t)((double)ago_ms * speed),
+                        .held_wall_ms = seen + hold_ms,
+                        .when = when};
+}
+
+void engine_alarm_observe_since(engine_t *e, alarm_kind_t kind, const char *subject,
+                                const char *message, bool critical, int64_t ago_ms, int64_t hold_ms,
+                                const char *when) {
+  alarm_late_t late = engine_late(e, ago_ms, hold_ms, when);
+  alarm_observe_late(&e->alarms, kind, subject, message, critical, engine_mono(e),
+                     e->io.wall_ms(e->io.ctx), engine_now(e), ago_ms > 0 ? &late : NULL);
 }
 
 bool engine_alarm_active(const engine_t *e, alarm_kind_t kind, const char *subject) {
@@ -281,13 +292,16 @@ void engine_alarms_observe(engine_t *e, const plan_t *p) {
                "keeps trying",
                s->slug, d->route_unknown_when[0] ? ", " : "", d->route_unknown_when, route,
                d->route_unknown_why[0] ? d->route_unknown_why : "no reason given");
-      /* Raised since its agent saw it when it was reported late (an
-       * active alarm keeps its own since). */
-      if (d->route_unknown_wall_ms)
-        alarm_observe(&e->alarms, ALARM_DIRECTIVE, s->slug, msg, now, d->route_unknown_wall_ms,
-                      d->route_unknown_business_ms);
-      else
-        engine_observe(e, ALARM_DIRECTIVE, s->slug, msg);
+      /* Since its agent saw it when it was reported late: raised since
+       * then, or an active alarm (raised when first heard, or for the
+       * directive before) moved back to then: the stretch holds to now. */
+      alarm_late_t late = {.seen_wall_ms = d->route_unknown_wall_ms,
+                           .seen_business_ms = d->route_unknown_business_ms,
+                           .held_wall_ms = e->io.wall_ms(e->io.ctx),
+                           .when = d->route_unknown_when};
+      alarm_observe_late(&e->alarms, ALARM_DIRECTIVE, s->slug, msg, false, now,
+                         e->io.wall_ms(e->io.ctx), engine_now(e),
+                         d->route_unknown_wall_ms ? &late : NULL);
     }
     if (s->state == SITE_ONLINE || s->life == SITE_REMOVED) {
       /* A removed site is not down: it is gone on purpose, and its alarm

@@ -619,6 +619,18 @@ static int store_alarm(db_t *db, const engine_rec_t *r, engine_stored_cb done, v
     return store_record(db, "UPDATE alarms SET acked_at = $2, acked_by = $3 WHERE id = $1", 3, p,
                         done, arg);
   }
+  case ALARM_EV_BACKDATED: {
+    /* An earlier sighting reported late: the row says since then too
+     * (never later: replayed out of order, the earlier stands). */
+    store_iso(a->raised_wall_ms, at, sizeof at);
+    if (a->raised_business_ms) store_iso(a->raised_business_ms, biz, sizeof biz);
+    const char *p[] = {id, at, biz[0] ? biz : NULL};
+    return store_record(db,
+                        "UPDATE alarms SET raised_at = $2::timestamptz, raised_business_at = "
+                        "coalesce($3::timestamptz, raised_business_at) WHERE id = $1 AND "
+                        "raised_at > $2::timestamptz",
+                        3, p, done, arg);
+  }
   case ALARM_EV_CLEARED: {
     store_iso(r->wall_ms, at, sizeof at);
     const char *p[] = {id, at, a->message};

@@ -26,7 +26,7 @@
 #include "err.h"
 
 typedef struct {
-  unsigned raised, cleared, acked;
+  unsigned raised, cleared, acked, backdated;
   uint64_t last_id;
   char last_msg[ALARM_MESSAGE_MAX];
 } events_t;
@@ -37,6 +37,7 @@ static void on_event(void *arg, alarm_event_t ev, const alarm_t *a, int64_t wall
   if (ev == ALARM_EV_RAISED) e->raised++;
   if (ev == ALARM_EV_CLEARED) e->cleared++;
   if (ev == ALARM_EV_ACKED) e->acked++;
+  if (ev == ALARM_EV_BACKDATED) e->backdated++;
   e->last_id = a->id;
   strcpy(e->last_msg, a->message);
 }
@@ -355,6 +356,79 @@ static void test_quiet_condition_says_when_it_clears(void **state) {
   alarm_table_free(&t2);
 }
 
+/* Brief s21A: a pbx alarm raised at 10:05 by an event heard on time; then
+ * a queued event its agent saw at 09:55 arrives. Heard on time it would
+ * have raised the alarm then, and the alarm (10 min after each event)
+ * would still have stood at 10:05: one alarm, since 09:55, saying it was
+ * reported late, and its stored raise moved with it (BACKDATED), not a new
+ * raise. Never forward (a later sighting changes nothing), and never back
+ * over a gap: a drift seen at 09:30 and over by 09:40 (plus clear_after)
+ * is not this alarm's condition. Before, an active alarm kept its own
+ * since whatever came later. */
+#define T1005 1796637900000LL /* 2026-12-07T10:05:00Z */
+static void test_a_late_sighting_moves_an_active_alarm_back(void **state) {
+  (void)state;
+  events_t ev = {0};
+  alarm_table_t t;
+  alarm_table_init(&t, 30000, on_event, &ev);
+  alarm_set_epoch(&t, 4, 0);
+  int64_t min = 60000, hold = 10 * min;
+  const alarm_t *a = alarm_observe_sev(&t, ALARM_PBX, "hubei", "PBX drift repaired: on time", false,
+                                       1000, T1005, T1005 + 7);
+  assert_int_equal(a->raised_wall_ms, T1005);
+  const char *when = "seen by the agent at 2026-12-07T09:55:00Z, reported 720 s later";
+  alarm_late_t late = {.seen_wall_ms = T1005 - 10 * min,
+                       .seen_business_ms = T1005 - 10 * min + 7,
+                       .held_wall_ms = T1005 - 10 * min + hold,
+                       .when = when};
+  a = alarm_observe_late(&t, ALARM_PBX, "hubei",
+                         "PBX drift repaired, seen by the agent at "
+                         "2026-12-07T09:55:00Z, reported 720 s later: x",
+                         false, 3000, T1005 + 2 * min, T1005 + 2 * min, &late);
+  assert_int_equal(a->raised_wall_ms, T1005 - 10 * min);
+  assert_int_equal(a->raised_business_ms, T1005 - 10 * min + 7);
+  assert_int_equal(ev.raised, 1);
+  assert_int_equal(ev.backdated, 1);
+  assert_int_equal(alarm_count(&t), 1);
+  assert_string_equal(a->since_when, when);
+  /* Its words say it once; newer words heard on time keep it before them. */
+  assert_non_null(strstr(a->message, when));
+  assert_null(strstr(a->message, "latest"));
+  a = alarm_observe_sev(&t, ALARM_PBX, "hubei", "PBX drift NOT repaired: y", true, 4000, 0, 0);
+  assert_string_equal(a->message, "seen by the agent at 2026-12-07T09:55:00Z, reported 720 s "
+                                  "later; latest: PBX drift NOT repaired: y");
+  /* Later than its since: nothing moves. */
+  alarm_late_t later = late;
+  later.seen_wall_ms = T1005 - 5 * min;
+  later.held_wall_ms = later.seen_wall_ms + hold;
+  later.when = "later words";
+  a = alarm_observe_late(&t, ALARM_PBX, "hubei", "z", false, 5000, 0, 0, &later);
+  assert_int_equal(a->raised_wall_ms, T1005 - 10 * min);
+  assert_string_equal(a->since_when, when);
+  assert_int_equal(ev.backdated, 1);
+  /* Over 30 s before its since (09:30 + 10 min + clear_after < 09:55): a
+   * condition that ended, not this one. Held to 30 s before it: joined. */
+  alarm_late_t gap = {.seen_wall_ms = T1005 - 35 * min,
+                      .seen_business_ms = T1005 - 35 * min,
+                      .held_wall_ms = T1005 - 35 * min + hold,
+                      .when = "gap"};
+  a = alarm_observe_late(&t, ALARM_PBX, "hubei", "w", false, 6000, 0, 0, &gap);
+  assert_int_equal(a->raised_wall_ms, T1005 - 10 * min);
+  assert_int_equal(ev.backdated, 1);
+  gap.held_wall_ms = T1005 - 10 * min - 30000;
+  a = alarm_observe_late(&t, ALARM_PBX, "hubei", "w", false, 7000, 0, 0, &gap);
+  assert_int_equal(a->raised_wall_ms, T1005 - 35 * min);
+  assert_int_equal(ev.backdated, 2);
+  assert_int_equal(ev.raised, 1);
+  /* Not active: raised since the sighting, saying so. */
+  a = alarm_observe_late(&t, ALARM_PBX, "henan", "v", false, 7000, T1005, T1005, &late);
+  assert_int_equal(a->raised_wall_ms, T1005 - 10 * min);
+  assert_string_equal(a->message, "seen by the agent at 2026-12-07T09:55:00Z, reported 720 s "
+                                  "later; latest: v");
+  assert_int_equal(ev.backdated, 2);
+  alarm_table_free(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flickering_condition_is_one_alarm),
@@ -365,6 +439,7 @@ int main(void) {
       cmocka_unit_test(test_pbx_severity_follows_the_observation),
       cmocka_unit_test(test_down_for_words_and_key),
       cmocka_unit_test(test_quiet_condition_says_when_it_clears),
+      cmocka_unit_test(test_a_late_sighting_moves_an_active_alarm_back),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -760,18 +760,36 @@ static void test_a_pbx_alarm_reported_late_is_raised_since_it_was_seen(void **st
   world_t *w = world_new();
   engine_t *e = world_engine(w);
   world_tick(w, e, 1000);
-  engine_alarm_observe_since(e, ALARM_PBX, "hubei", "PBX drift repaired", false, 600000);
+  engine_alarm_observe_since(e, ALARM_PBX, "hubei", "PBX drift repaired", false, 600000, 600000,
+                             "seen 600 s before");
   const alarm_t *a = alarm_find(engine_alarms(e), ALARM_PBX, "hubei");
   assert_non_null(a);
   assert_int_equal(a->raised_wall_ms, w->wall - 600000);
   assert_int_equal(a->raised_business_ms, w->now - 600000); /* the world's clock runs at 1x */
   int64_t since = a->raised_wall_ms;
   world_tick(w, e, 1000);
-  engine_alarm_observe_since(e, ALARM_PBX, "hubei", "PBX drift repaired", false, 0);
+  engine_alarm_observe_since(e, ALARM_PBX, "hubei", "PBX drift repaired", false, 0, 600000, "");
   assert_int_equal(alarm_find(engine_alarms(e), ALARM_PBX, "hubei")->raised_wall_ms, since);
   /* On time: since now. */
-  engine_alarm_observe_since(e, ALARM_PBX, "guizhou", "PBX drift repaired", false, 0);
+  engine_alarm_observe_since(e, ALARM_PBX, "guizhou", "PBX drift repaired", false, 0, 600000, "");
   assert_int_equal(alarm_find(engine_alarms(e), ALARM_PBX, "guizhou")->raised_wall_ms, w->wall);
+  /* Brief s21A: then a drift its agent saw 9 min ago, queued: had it been
+   * heard then, the alarm (standing 10 min) would be this one: its since
+   * moves back (real and business time) and it says it was late. Before,
+   * it kept guizhou's since of now. */
+  int64_t wall = w->wall, now = w->now;
+  world_tick(w, e, 1000);
+  engine_alarm_observe_since(e, ALARM_PBX, "guizhou", "PBX drift repaired, seen 540 s before: x",
+                             false, 541000, 600000, "seen 540 s before");
+  a = alarm_find(engine_alarms(e), ALARM_PBX, "guizhou");
+  assert_int_equal(a->raised_wall_ms, wall - 540000);
+  assert_int_equal(a->raised_business_ms, now - 540000);
+  assert_string_equal(a->since_when, "seen 540 s before");
+  /* One seen 20 min before it and over 10 min later: not moved. */
+  engine_alarm_observe_since(e, ALARM_PBX, "guizhou", "PBX drift repaired", false, 1741000, 600000,
+                             "seen 1740 s before");
+  assert_int_equal(alarm_find(engine_alarms(e), ALARM_PBX, "guizhou")->raised_wall_ms,
+                   wall - 540000);
   world_flush(w);
   engine_free(e);
   world_free(w);
@@ -847,10 +865,56 @@ static void test_a_route_unknown_reported_late_is_raised_since_it_was_seen(void 
   world_free(w);
 }
 
+static const alarm_t *directive_alarm(engine_t *e, const char *slug) {
+  return alarm_find(engine_alarms(e), ALARM_DIRECTIVE, slug);
+}
+
+/* Brief s21A: hubei's Hello (from an agent that does not say since when)
+ * says its route is unknown; a tick raises its directive alarm since
+ * then; the ROUTE_UNCONFIRMED its agent queued 10 min before arrives. The
+ * alarm's since moves back to then (real and business time), not a new
+ * raise, and its words say it was late. Before, the active alarm kept the
+ * since of its raise. */
+static void test_an_active_route_unknown_alarm_moves_back_to_a_late_sighting(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = leading_in(w, "");
+  size_t hubei = world_index(w, "hubei");
+  world_tick(w, e, 1000);
+  engine_on_route_known(e, hubei, false, "apply failed: exit 1"); /* the Hello */
+  world_tick(w, e, 200);
+  const alarm_t *a = directive_alarm(e, "hubei");
+  assert_non_null(a);
+  assert_int_equal(a->raised_wall_ms, w->wall); /* at the tick's plan */
+  uint64_t id = a->id, raised = engine_alarms(e)->raised_total[ALARM_DIRECTIVE];
+  world_tick(w, e, 1000);
+  const char *late = "seen by the agent at 2026-12-07T03:02:00Z, reported 600 s later (its link "
+                     "was down)";
+  engine_on_route_known_late(e, hubei, false, "apply failed: exit 1", 600000, late);
+  int64_t wall = w->wall, now = w->now;
+  world_tick(w, e, 200);
+  a = directive_alarm(e, "hubei");
+  assert_int_equal(a->id, id);
+  assert_int_equal(a->raised_wall_ms, wall - 600000);
+  assert_int_equal(a->raised_business_ms, now - 600000);
+  if (!strstr(a->message, late)) fail_msg("%s", a->message);
+  assert_int_equal(engine_alarms(e)->raised_total[ALARM_DIRECTIVE], raised);
+  /* Its stored raise moves with it. */
+  size_t backdated = 0;
+  for (size_t k = 0; k < w->n_rec; k++)
+    if (w->rec[k].kind == ENGINE_REC_ALARM && w->rec[k].alarm_event == ALARM_EV_BACKDATED)
+      backdated++;
+  assert_int_equal(backdated, 1);
+  world_flush(w);
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_a_pbx_alarm_reported_late_is_raised_since_it_was_seen),
       cmocka_unit_test(test_a_route_unknown_reported_late_is_raised_since_it_was_seen),
+      cmocka_unit_test(test_an_active_route_unknown_alarm_moves_back_to_a_late_sighting),
       cmocka_unit_test(test_a_late_return_is_stamped_when_the_agent_went),
       cmocka_unit_test(test_a_late_return_says_which_clock_the_agent_read),
       cmocka_unit_test(test_only_an_entry_stamped_well_before_it_is_recorded_is_late),

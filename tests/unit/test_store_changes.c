@@ -774,6 +774,39 @@ static void test_alarm_journaled_by_a_deposed_leader_is_closed(void **state) {
   assert_true(sc_adopts(mine.id));
 }
 
+/* Brief s21A: an active alarm moved back to an earlier sighting reported
+ * late (ALARM_EV_BACKDATED): its row says since then, real and business
+ * time; replayed out of order, a later since does not move it forward. */
+static void test_a_backdated_alarm_row_says_the_earlier_since(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  long epoch = sc_long("SELECT coalesce(max(epoch), 0) FROM epochs");
+  /* Whole seconds: the store writes times to the second. */
+  int64_t t0 = (int64_t)sc_long("SELECT extract(epoch FROM now())::bigint * 1000");
+  alarm_t a = {.id = (uint64_t)epoch * ALARM_ID_EPOCH + 900,
+               .kind = ALARM_PBX,
+               .subject = "hubei",
+               .message = "PBX drift repaired",
+               .raised_wall_ms = t0,
+               .raised_business_ms = t0};
+  S.db = S.live;
+  sc_alarm(&a, ALARM_EV_RAISED, t0);
+  a.raised_wall_ms = t0 - 600000;
+  a.raised_business_ms = t0 - 600000;
+  sc_alarm(&a, ALARM_EV_BACKDATED, t0 + 1000);
+  a.raised_wall_ms = t0 - 300000;
+  a.raised_business_ms = t0 - 300000;
+  sc_alarm(&a, ALARM_EV_BACKDATED, t0 + 2000);
+  sc_drain();
+  assert_int_equal(S.write_errors, 0);
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT (extract(epoch FROM raised_at) * 1000)::bigint - %lld FROM alarms WHERE id = "
+           "%llu AND raised_business_at = raised_at AND cleared_at IS NULL",
+           (long long)t0, (unsigned long long)a.id);
+  assert_int_equal(sc_long(sql), -600000);
+}
+
 int main(void) {
   log_set_program("test_store_changes");
   const struct CMUnitTest tests[] = {
@@ -784,6 +817,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_an_accepted_change_is_journaled_whole, sc_setup,
                                       sc_teardown),
       cmocka_unit_test_setup_teardown(test_journal_order_add_change_remove, sc_setup, sc_teardown),
+      cmocka_unit_test_setup_teardown(test_a_backdated_alarm_row_says_the_earlier_since, sc_setup,
+                                      sc_teardown),
       /* Last two: they leave newer epochs than the others' leaders. */
       cmocka_unit_test_setup_teardown(test_set_journaled_by_a_deposed_leader_is_superseded,
                                       sc_setup, sc_teardown),

@@ -183,6 +183,7 @@ static int world_io_store(void *ctx, const engine_rec_t *r, engine_stored_cb don
   nirc_strlcpy(x->detail, r->detail ? r->detail : "", sizeof x->detail);
   x->at_ms = r->at_ms;
   x->wall_ms = r->wall_ms;
+  if (r->kind == ENGINE_REC_ALARM) x->alarm_event = r->alarm_event;
   world_keep_rules(w, r);
   if (w->store_next) return w->store_next(w->store_ctx, r, done, arg);
   if (done) {

@@ -34,7 +34,8 @@ typedef struct {
 typedef struct {
   engine_rec_kind_t kind;
   char action[48], site[32], detail[2048];
-  int64_t at_ms, wall_ms; /* business and real time the record says it happened */
+  int64_t at_ms, wall_ms;    /* business and real time the record says it happened */
+  alarm_event_t alarm_event; /* ENGINE_REC_ALARM: raised, cleared, ... */
 } world_rec_t;
 
 typedef struct {
