@@ -110,22 +110,25 @@ static void server_pbx_route_known(server_t *srv, conn_t *c, const Nirc__PbxEven
   char expected[200], detail[200], words[400], stored[600];
   safetext_escape(ev->expected ? ev->expected : "", expected, sizeof expected);
   safetext_escape(ev->detail ? ev->detail : "", detail, sizeof detail);
-  if (known) {
+  if (known)
     snprintf(words, sizeof words, "the agent confirmed its route %s at the PBX", expected);
-    log_info(LOG_SITE, site->slug, "%s", words);
-  } else {
+  else
     snprintf(words, sizeof words, "the agent could not apply its route %s: %s", expected, detail);
-    log_error(LOG_SITE, site->slug, "route unknown: %s", words);
-  }
+  /* With when: one flushed late may be an episode long over. */
   server_pbx_with_seen(words, when, stored, sizeof stored);
+  if (known)
+    log_info(LOG_SITE, site->slug, "%s", stored);
+  else
+    log_error(LOG_SITE, site->slug, "route unknown: %s", stored);
   server_pbx_record(srv, c, seen, known ? "route_confirmed" : "route_unconfirmed", stored, words);
-  /* Late: its directive alarm says since when the agent saw it, and so. */
-  if (srv->engine)
-    engine_on_route_known_late(srv->engine, (size_t)(site - srv->sites.v), known, detail,
-                               seen->state == SERVER_PBX_SEEN_LATE ? seen->late_ms : 0, when);
+  /* Late: its directive alarm says since when the agent saw it, and so;
+   * older than the engine's newest word on the route, it is history. */
+  bool newest = srv->engine && engine_on_route_known_late(
+                                   srv->engine, (size_t)(site - srv->sites.v), known, detail,
+                                   seen->state == SERVER_PBX_SEEN_LATE ? seen->late_ms : 0, when);
   /* Confirmed, but perhaps unread: the Hello that said "unknown" could
-   * not say so. */
-  if (srv->engine && known)
+   * not say so (a newer word said what it says now). */
+  if (newest && known)
     engine_on_route_unverified(srv->engine, (size_t)(site - srv->sites.v), ev->unverified);
 }
 

@@ -164,6 +164,10 @@ typedef struct {
    * on time, its directive alarm is raised when first observed. */
   int64_t route_unknown_wall_ms, route_unknown_business_ms;
   char route_unknown_when[160];
+  /* When the newest word on whether its route is known was true (real
+   * ms, placed by its agent's count): a late report older than it is
+   * history (engine_on_route_known_late). 0: none yet. */
+  int64_t route_said_wall_ms;
   /* Its last applied acknowledgement, its agent's Hello or ROUTE_CONFIRMED
    * said the PBX was not read back (DirectiveAck.unverified,
    * Hello.route_unverified, PbxEvent.unverified: an adapter without a
@@ -605,13 +609,18 @@ void engine_on_link_down(engine_t *e, size_t site_index);
  * PBX, with why (the agent's words, escaped by the caller). */
 void engine_on_route_known(engine_t *e, size_t site_index, bool known, const char *why);
 /* engine_on_route_known for a PbxEvent its agent reported late: the route
- * went unknown `ago_ms` (real ms, > 0) before now, as `when` says
- * (borrowed, copied). Its directive alarm, raised after, is raised since
- * then and says `when`; an earlier report moves them back, a later word
- * on the same stretch (each Hello's) keeps them, and an older reason does
- * not replace the newer one the engine has. An alarm already active moves
- * back to then. */
-void engine_on_route_known_late(engine_t *e, size_t site_index, bool known, const char *why,
+ * went unknown (or known) `ago_ms` (real ms, > 0) before now, as `when`
+ * says (borrowed, copied). Its directive alarm is raised since then, or
+ * moved back to then if active, and says `when`; a start its agent said
+ * stands (an earlier ROUTE_UNCONFIRMED is an earlier stretch's), and an
+ * older reason does not replace the newer one the engine has. A report
+ * older than the newest word on the route and saying otherwise (a
+ * ROUTE_UNCONFIRMED and ROUTE_CONFIRMED queued during a link outage,
+ * flushed after the Hello that said known) changes nothing: an episode
+ * over before the controller heard of it, kept by its link event. Returns
+ * whether this report is the newest word on the route (not older than
+ * the one the engine has), so the caller may take what else it says. */
+bool engine_on_route_known_late(engine_t *e, size_t site_index, bool known, const char *why,
                                 int64_t ago_ms, const char *when);
 /* Whether the route the site's agent holds was applied without a read-back
  * of the PBX (Hello.route_unverified, PbxEvent ROUTE_CONFIRMED's

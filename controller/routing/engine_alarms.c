@@ -167,7 +167,7 @@ uint32_t engine_down_for(uint64_t down_ms, char *buf, size_t len) {
 
 /* The Hello's count and its queued ROUTE_UNCONFIRMED's place one failure
  * a few ms apart (each counted as it is sent, each arrival on this clock):
- * within this they are the same, and the first words stand. */
+ * within this a report is not older than the newest word. */
 #define ENGINE_SAME_SIGHTING_MS 2000
 
 /* Observed as a directive alarm in engine_alarms_observe. */
@@ -175,20 +175,51 @@ void engine_on_route_known(engine_t *e, size_t i, bool known, const char *why) {
   engine_on_route_known_late(e, i, known, why, 0, "");
 }
 
-void engine_on_route_known_late(engine_t *e, size_t i, bool known, const char *why, int64_t ago_ms,
-                                const char *when) {
-  if (i >= engine_nsites(e)) return;
+/* A late report of site i's route as known (or not) at `at`, older than
+ * the newest word the engine has and saying otherwise, is an episode over
+ * before this controller heard of it: its link event keeps it; the route
+ * is what the newer word says, and no alarm stands for it. A ROUTE_
+ * CONFIRMED after the start the engine keeps for the stretch now unknown
+ * says that start was an earlier stretch's (the ROUTE_UNCONFIRMED of the
+ * episode, flushed just before it): the start is not known then. */
+static void engine_route_history(engine_t *e, size_t i, bool known, int64_t at) {
   site_dir_t *d = &e->dirs[i];
+  if (known && d->route_unknown_wall_ms && d->route_unknown_wall_ms <= at) {
+    d->route_unknown_wall_ms = d->route_unknown_business_ms = 0;
+    d->route_unknown_when[0] = '\0';
+    e->eval_dirty = true; /* its alarm's words */
+  }
+  log_info(LOG_SITE, engine_site(e, i)->slug,
+           "route %s as of %lld s ago, reported late: its agent said otherwise since; an "
+           "episode over before this controller heard of it (its link event keeps it)",
+           known ? "confirmed" : "unknown", (long long)((e->io.wall_ms(e->io.ctx) - at) / 1000));
+}
+
+bool engine_on_route_known_late(engine_t *e, size_t i, bool known, const char *why, int64_t ago_ms,
+                                const char *when) {
+  if (i >= engine_nsites(e)) return false;
+  site_dir_t *d = &e->dirs[i];
+  if (ago_ms < 0) ago_ms = 0;
+  alarm_late_t seen = engine_late(e, ago_ms, 0, when);
+  int64_t at = seen.seen_wall_ms;
+  bool newest =
+      !ago_ms || !d->route_said_wall_ms || at >= d->route_said_wall_ms - ENGINE_SAME_SIGHTING_MS;
+  if (!newest && known == d->route_unknown) {
+    engine_route_history(e, i, known, at);
+    return false;
+  }
   bool change = d->route_unknown != !known;
-  /* Reported late: the stretch began before this controller heard. Only
-   * an earlier start than the one kept is news: each Hello says the same
-   * stretch again, later and without the words, and must not move it. */
-  int64_t at = e->io.wall_ms(e->io.ctx) - (ago_ms > 0 ? ago_ms : 0);
-  bool earlier = !known && ago_ms > 0 && when && *when &&
-                 (change || !d->route_unknown_wall_ms ||
-                  at < d->route_unknown_wall_ms - ENGINE_SAME_SIGHTING_MS);
+  /* Reported late: the stretch began before this controller heard. Its
+   * agent counts a stretch from its first failure and reports it once
+   * (one ROUTE_UNCONFIRMED; each Hello counts from it): a start once
+   * said is the stretch's, and an earlier sighting is an earlier
+   * stretch's (a later one, or a few ms apart, the same). Only a start
+   * heard without its count (an older agent's Hello) moves back. */
+  bool earlier = !known && ago_ms > 0 && when && *when && (change || !d->route_unknown_wall_ms);
+  /* The newest word on the route: a late report older than it is history. */
+  if (at > d->route_said_wall_ms) d->route_said_wall_ms = at;
   /* Every Hello says it: only a change is news (and re-plans, for the alarm). */
-  if (!change && !earlier && (known || strcmp(d->route_unknown_why, why) == 0)) return;
+  if (!change && !earlier && (known || strcmp(d->route_unknown_why, why) == 0)) return newest;
   if (change)
     log_info(LOG_SITE, engine_site(e, i)->slug, "route %s%s%s",
              known ? "confirmed by the agent" : "unknown: ",
@@ -198,9 +229,8 @@ void engine_on_route_known_late(engine_t *e, size_t i, bool known, const char *w
     d->route_unknown_when[0] = '\0';
   }
   if (earlier) {
-    double speed = e->opts.clock_speed >= 1 ? e->opts.clock_speed : 1;
     d->route_unknown_wall_ms = at;
-    d->route_unknown_business_ms = engine_now(e) - (int64_t)((double)ago_ms * speed);
+    d->route_unknown_business_ms = seen.seen_business_ms;
     nirc_strlcpy_utf8(d->route_unknown_when, when, sizeof d->route_unknown_when);
   }
   d->route_unknown = !known;
@@ -209,6 +239,7 @@ void engine_on_route_known_late(engine_t *e, size_t i, bool known, const char *w
   bool late = !known && ago_ms > 0 && !change && d->route_unknown_why[0];
   if (!late) nirc_strlcpy_utf8(d->route_unknown_why, known ? "" : why, sizeof d->route_unknown_why);
   e->eval_dirty = true; /* its alarm */
+  return newest;
 }
 
 void engine_alarms_observe(engine_t *e, const plan_t *p) {

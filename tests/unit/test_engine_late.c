@@ -910,11 +910,98 @@ static void test_an_active_route_unknown_alarm_moves_back_to_a_late_sighting(voi
   world_free(w);
 }
 
+/* Brief s21A: during a link outage hubei's route went unknown (10 min
+ * before its link came back) and was confirmed again (5 min before); the
+ * Hello says known, then the queued ROUTE_UNCONFIRMED and ROUTE_CONFIRMED
+ * arrive, a tick apart or together. The episode was over before this
+ * controller heard of it: the route stays known and no directive alarm
+ * is raised (the server stores both link events). Before, the
+ * ROUTE_UNCONFIRMED set the route unknown and the next tick raised a
+ * directive alarm that stood 30 s. */
+static void test_a_late_episode_over_before_it_was_heard_raises_no_alarm(void **state) {
+  (void)state;
+  const char *unk = "seen by the agent at 2026-12-07T03:02:00Z, reported 600 s later (its link "
+                    "was down)";
+  const char *conf = "seen by the agent at 2026-12-07T03:07:00Z, reported 300 s later (its link "
+                     "was down)";
+  for (int together = 0; together < 2; together++) {
+    world_t *w = world_new();
+    engine_t *e = leading_in(w, "");
+    size_t hubei = world_index(w, "hubei");
+    world_tick(w, e, 1000);
+    uint64_t raised = engine_alarms(e)->raised_total[ALARM_DIRECTIVE];
+    engine_on_route_known(e, hubei, true, ""); /* the Hello */
+    assert_false(engine_on_route_known_late(e, hubei, false, "apply failed", 600000, unk));
+    if (!together) world_tick(w, e, 200);
+    /* Agrees with the Hello, but older: not the newest word. */
+    assert_false(engine_on_route_known_late(e, hubei, true, "", 300000, conf));
+    for (int k = 0; k < 5; k++)
+      world_tick(w, e, 200);
+    assert_false(engine_site_dir(e, hubei)->route_unknown);
+    assert_null(directive_alarm(e, "hubei"));
+    assert_int_equal(engine_alarms(e)->raised_total[ALARM_DIRECTIVE], raised);
+    /* A failure after the Hello is news. */
+    assert_true(engine_on_route_known_late(e, hubei, false, "apply failed: exit 2", 0, ""));
+    world_tick(w, e, 200);
+    assert_non_null(directive_alarm(e, "hubei"));
+    world_flush(w);
+    engine_free(e);
+    world_free(w);
+  }
+}
+
+/* The Hello says the route is unknown since 1 min ago (a new agent
+ * counts its stretch): the queued pair of an earlier stretch (unknown 10
+ * min ago, confirmed 8 min ago) changes neither the state nor its start.
+ * Before, the ROUTE_CONFIRMED set the route known, and the alarm cleared
+ * while the agent still could not apply it. From an older agent's Hello
+ * (no count), the ROUTE_UNCONFIRMED moves the start back, and the
+ * ROUTE_CONFIRMED after it says that start was an earlier stretch's: the
+ * alarm is raised since it was heard, with no late words. */
+static void test_a_late_pair_of_an_earlier_stretch_leaves_the_current_one(void **state) {
+  (void)state;
+  const char *hello = "seen by the agent at 2026-12-07T03:11:00Z, 60 s before its Hello to this "
+                      "controller";
+  const char *unk = "seen by the agent at 2026-12-07T03:02:00Z, reported 600 s later (its link "
+                    "was down)";
+  for (int said = 0; said < 2; said++) {
+    world_t *w = world_new();
+    engine_t *e = leading_in(w, "");
+    size_t hubei = world_index(w, "hubei");
+    world_tick(w, e, 1000);
+    if (said)
+      engine_on_route_known_late(e, hubei, false, "apply failed: exit 3", 60000, hello);
+    else
+      engine_on_route_known(e, hubei, false, "apply failed: exit 3");
+    int64_t wall = w->wall;
+    engine_on_route_known_late(e, hubei, false, "apply failed: exit 1", 600000, unk);
+    assert_false(engine_on_route_known_late(e, hubei, true, "", 480000, "confirmed 480 s before"));
+    world_tick(w, e, 200);
+    const site_dir_t *d = engine_site_dir(e, hubei);
+    assert_true(d->route_unknown);
+    const alarm_t *a = directive_alarm(e, "hubei");
+    assert_non_null(a);
+    assert_int_equal(a->raised_wall_ms, said ? wall - 60000 : wall + 200); /* or the tick's */
+    assert_int_equal(d->route_unknown_wall_ms, said ? wall - 60000 : 0);
+    if (said && !strstr(a->message, hello)) fail_msg("%s", a->message);
+    if (strstr(a->message, unk)) fail_msg("%s", a->message);
+    if (!strstr(a->message, "exit 3")) fail_msg("%s", a->message);
+    for (int k = 0; k < 40; k++)
+      world_tick(w, e, 1000);
+    assert_non_null(directive_alarm(e, "hubei")); /* it still holds */
+    world_flush(w);
+    engine_free(e);
+    world_free(w);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_a_pbx_alarm_reported_late_is_raised_since_it_was_seen),
       cmocka_unit_test(test_a_route_unknown_reported_late_is_raised_since_it_was_seen),
       cmocka_unit_test(test_an_active_route_unknown_alarm_moves_back_to_a_late_sighting),
+      cmocka_unit_test(test_a_late_episode_over_before_it_was_heard_raises_no_alarm),
+      cmocka_unit_test(test_a_late_pair_of_an_earlier_stretch_leaves_the_current_one),
       cmocka_unit_test(test_a_late_return_is_stamped_when_the_agent_went),
       cmocka_unit_test(test_a_late_return_says_which_clock_the_agent_read),
       cmocka_unit_test(test_only_an_entry_stamped_well_before_it_is_recorded_is_late),
