@@ -707,11 +707,14 @@ int engine_ahead_raise(engine_t *e, const cutover_t *move, engine_ahead_t *ah);
 void engine_ahead_annotate(const engine_t *e, engine_ahead_t *ah, plan_t *p);
 void engine_ahead_free(engine_ahead_t *ah);
 /* In engine_build_input: the forecast for the next half hour of every
- * enabled overflow rule's source and hubs into their plan_site_t's
- * ahead_* (the overflow check ahead, planner_overflow.c). */
-void engine_ahead_overflow_input(engine_t *e);
+ * enabled overflow rule's source and hubs, and of the sources of every
+ * rule that may send to those hubs (cutovers `cut`, the plan's), into
+ * their plan_site_t's ahead_* (the overflow check ahead,
+ * planner_overflow.c). */
+void engine_ahead_overflow_input(engine_t *e, const cutover_t *cut, size_t n_cut);
 /* The same for the sites of rule `o` alone (one being tried). */
-void engine_ahead_overflow_rule(engine_t *e, const overflow_rule_t *o, int64_t now);
+void engine_ahead_overflow_rule(engine_t *e, const overflow_rule_t *o, const cutover_t *cut,
+                                size_t n_cut, int64_t now);
 /* Overflow rule `o` (new, or a changed one in the place of its old self)
  * planned as if it engaged now (plan_input_t.overflow_trial_id), the plan
  * narrowed to its source and hubs, in arena a: each hub's prediction,

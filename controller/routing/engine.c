@@ -777,7 +777,8 @@ void engine_build_input(engine_t *e, plan_input_t *in, const cutover_t *extra_cu
     }
   }
   engine_inflow_input(e);
-  engine_ahead_overflow_input(e);
+  engine_ahead_overflow_input(e, extra_cut ? extra_cut : e->cut,
+                              extra_cut ? n_extra_cut : e->n_cut);
   memset(in, 0, sizeof *in);
   in->sites = e->psites;
   in->n_sites = n;

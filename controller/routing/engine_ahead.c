@@ -21,8 +21,9 @@
  * and the larger is used.
  *
  * The overflow rules' sources and hubs get the same look on every plan
- * (engine_ahead_overflow_input): a spill that starts or grows is checked
- * on it too (planner_overflow.c). */
+ * (engine_ahead_overflow_input), and so do the sources of every rule that
+ * may send calls to those hubs: a spill that starts or grows is checked
+ * on all of it (planner_overflow.c). */
 #include "engine-int.h"
 
 #include "err.h"
@@ -113,16 +114,44 @@ static void engine_ahead_overflow_site(engine_t *e, long i, int64_t now) {
   p->ahead_aht_s = s.fc_aht;
 }
 
-void engine_ahead_overflow_rule(engine_t *e, const overflow_rule_t *o, int64_t now) {
-  engine_ahead_overflow_site(e, engine_index(e, o->source), now);
-  for (unsigned j = 0; j < o->hubs.n; j++)
-    engine_ahead_overflow_site(e, engine_index(e, o->hubs.v[j]), now);
+static bool engine_ahead_names(const slug_list_t *l, const char *slug) {
+  for (unsigned k = 0; k < l->n; k++)
+    if (strcmp(l->v[k], slug) == 0) return true;
+  return false;
 }
 
-void engine_ahead_overflow_input(engine_t *e) {
+/* The sources of every rule that may send calls to `hub` (cutovers
+ * `cut`, schedules and overflow rules enabled): a spill onto it is
+ * checked on their forecast too, and a source not looked at would read
+ * as one with no forecast. */
+static void engine_ahead_overflow_senders(engine_t *e, const char *hub, const cutover_t *cut,
+                                          size_t n_cut, int64_t now) {
+  for (size_t k = 0; k < n_cut; k++)
+    if (cut[k].state == CUTOVER_ACTIVE && engine_ahead_names(&cut[k].hubs, hub))
+      for (unsigned j = 0; j < cut[k].sources.n; j++)
+        engine_ahead_overflow_site(e, engine_index(e, cut[k].sources.v[j]), now);
+  for (size_t k = 0; k < e->n_sch; k++)
+    if (e->sch[k].enabled && engine_ahead_names(&e->sch[k].hubs, hub))
+      for (unsigned j = 0; j < e->sch[k].sources.n; j++)
+        engine_ahead_overflow_site(e, engine_index(e, e->sch[k].sources.v[j]), now);
+  for (size_t k = 0; k < e->n_ovf; k++)
+    if (e->ovf[k].enabled && engine_ahead_names(&e->ovf[k].hubs, hub))
+      engine_ahead_overflow_site(e, engine_index(e, e->ovf[k].source), now);
+}
+
+void engine_ahead_overflow_rule(engine_t *e, const overflow_rule_t *o, const cutover_t *cut,
+                                size_t n_cut, int64_t now) {
+  engine_ahead_overflow_site(e, engine_index(e, o->source), now);
+  for (unsigned j = 0; j < o->hubs.n; j++) {
+    engine_ahead_overflow_site(e, engine_index(e, o->hubs.v[j]), now);
+    engine_ahead_overflow_senders(e, o->hubs.v[j], cut, n_cut, now);
+  }
+}
+
+void engine_ahead_overflow_input(engine_t *e, const cutover_t *cut, size_t n_cut) {
   int64_t now = engine_now(e);
   for (size_t k = 0; k < e->n_ovf; k++)
-    if (e->ovf[k].enabled) engine_ahead_overflow_rule(e, &e->ovf[k], now);
+    if (e->ovf[k].enabled) engine_ahead_overflow_rule(e, &e->ovf[k], cut, n_cut, now);
 }
 
 void engine_ahead_free(engine_ahead_t *ah) {

@@ -762,7 +762,7 @@ Nirc__PlanReply *engine_overflow_check(engine_t *e, engine_arena_t *a, const ove
   /* Its sites' forecast ahead: engine_build_input looked only at the
    * rules in force, and this one may be new or have new hubs. */
   const int64_t now = engine_now(e);
-  engine_ahead_overflow_rule(e, o, now);
+  engine_ahead_overflow_rule(e, o, in.cutovers, in.n_cutovers, now);
   plan_t trial;
   Nirc__PlanReply *pr = NULL;
   if (planner_run(&in, &trial) == 0) {

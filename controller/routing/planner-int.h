@@ -53,6 +53,13 @@ typedef struct {
   double r_erl, r_cps;
   unsigned r_n_in;
   bool r_forced, r_unknown;
+  /* As a hub, for the overflow check ahead (planner_overflow.c): how far
+   * the next half hour's forecast of the sources it takes rises above the
+   * loads booked for them (Erlangs and calls per second, at their
+   * shares), whatever rule moved them, and the first of them with no
+   * forecast (PLANNER_NONE: none). Committed, and the round's (r_). */
+  double in_raise_erl, in_raise_cps, r_in_raise_erl, r_in_raise_cps;
+  size_t in_blind, r_in_blind;
   /* As a hub: what the overflow check on the load ahead found for the
    * spills it takes (plan_capacity_t.load_on; PLAN_LOAD_GIVEN: none
    * checked), and the Erlangs ahead above its planned load. */
@@ -182,6 +189,11 @@ void planner_phase(planner_ctx_t *ctx, planner_cand_t *cands, size_t n);
  * out->overflow_state and moves the engaged rules' shares. 0 or
  * NIRC_ENOMEM. */
 int planner_overflows(planner_ctx_t *ctx, plan_t *out);
+/* Candidate c, placed on hub h in the current round: its forecast's rise
+ * over the load booked for it, into h's r_in_raise_* (or its name into
+ * r_in_blind when it has no forecast). Every rule's, so that a spill is
+ * checked ahead on everything the hub takes. */
+void planner_overflow_book(planner_ctx_t *ctx, const planner_cand_t *c, size_t h);
 /* An overflow candidate back to the share it asks, before a try. */
 void planner_overflow_unsize(const planner_ctx_t *ctx, planner_cand_t *c);
 /* Whether hub h, having passed the live check for overflow candidate c

@@ -212,6 +212,9 @@ static void planner_round_reset(planner_ctx_t *ctx) {
     s->r_n_in = s->n_in;
     s->r_forced = s->forced;
     s->r_unknown = s->unknown;
+    s->r_in_raise_erl = s->in_raise_erl;
+    s->r_in_raise_cps = s->in_raise_cps;
+    s->r_in_blind = s->in_blind;
   }
   ctx->n_refusals = ctx->n_refusals_kept;
 }
@@ -224,6 +227,9 @@ static void planner_round_commit(planner_ctx_t *ctx) {
     s->n_in = s->r_n_in;
     s->forced = s->r_forced;
     s->unknown = s->r_unknown;
+    s->in_raise_erl = s->r_in_raise_erl;
+    s->in_raise_cps = s->r_in_raise_cps;
+    s->in_blind = s->r_in_blind;
   }
   ctx->n_refusals_kept = ctx->n_refusals;
 }
@@ -424,6 +430,7 @@ static bool planner_try(planner_ctx_t *ctx, planner_cand_t *c, bool *soft, bool 
       s->r_cps += c->cps;
       s->r_n_in++;
       s->r_unknown |= unknown;
+      planner_overflow_book(ctx, c, h);
       c->placed = true;
       c->hub = h;
       return true;
@@ -883,6 +890,7 @@ int planner_run(const plan_input_t *in, plan_t *out) {
     s->cps = s->own_cps;
     s->own_unknown = s->unknown = planner_load_unknown(site) != NULL;
     s->hub = PLANNER_NONE;
+    s->in_blind = PLANNER_NONE;
   }
   qsort(ctx.by_slug, n, sizeof *ctx.by_slug, planner_cmp_slug);
   for (size_t i = 0; i < n; i++)

@@ -22,10 +22,16 @@
  *
  * The load ahead. An overflow spills at the peak, where the load is
  * rising, so a spill that starts, or grows its share, must also fit the
- * hub on the load of the next half hour: the hub's own load and the
- * spilled share each raised to their forecast where it is higher
- * (plan_site_t.ahead_cps, filled by the caller), the other sources the
- * hub takes at their planned loads. A hub that fails it is refused for
+ * hub on the load of the next half hour: every load the hub would carry
+ * raised to its forecast where that is higher (plan_site_t.ahead_cps,
+ * filled by the caller): its own, the spilled share, and every source
+ * it takes already, whatever rule moved it (a night schedule's 22
+ * provinces, another spill), above the load booked for it (a schedule's
+ * may be booked on its forecast already). Before, only the spilling
+ * share was raised, and a hub whose schedule sources rise into the
+ * evening peak took a spill it would not hold 20 minutes later. Each
+ * placement books its source's raise on its hub (planner_overflow_book),
+ * round by round like the loads. A hub that fails it is refused for
  * capacity like a live failure ("would need N agents for the load
  * forecast for the next half hour"), and the next hub is tried. A spill
  * that only keeps its share is not checked ahead: it is withdrawn on the
@@ -170,17 +176,46 @@ static bool planner_overflow_raise(const plan_site_t *s, double *erl, double *cp
   return true;
 }
 
-/* The load ahead hub h would answer with candidate c at its share:
- * the round's load, the hub's own raise and the share's. */
+/* How far candidate c's share of its source's calls rises ahead above
+ * the load booked for it (c->erl, c->cps: a schedule's may be its
+ * forecast already), 0 when not; false when no forecast covers it. */
+static bool planner_overflow_src_raise(const planner_ctx_t *ctx, const planner_cand_t *c,
+                                       double *erl, double *cps) {
+  const plan_site_t *s = &ctx->in->sites[c->src];
+  *erl = *cps = 0;
+  if (!s->ahead_known) return false;
+  double share = (double)c->permille / 1000.0;
+  double ahead_cps = planner_rate(s->ahead_cps) * share;
+  double ahead = ahead_cps * planner_rate(s->ahead_aht_s);
+  if (ahead > c->erl) {
+    *erl = ahead - c->erl;
+    *cps = ahead_cps > c->cps ? ahead_cps - c->cps : 0;
+  }
+  return true;
+}
+
+void planner_overflow_book(planner_ctx_t *ctx, const planner_cand_t *c, size_t h) {
+  planner_site_t *hub = &ctx->st[h];
+  double erl, cps;
+  if (!planner_overflow_src_raise(ctx, c, &erl, &cps)) {
+    if (hub->r_in_blind == PLANNER_NONE) hub->r_in_blind = c->src;
+    return;
+  }
+  hub->r_in_raise_erl += erl;
+  hub->r_in_raise_cps += cps;
+}
+
+/* The load ahead hub h would answer with candidate c at its share: the
+ * round's load, the hub's own raise, the raise of every source it takes
+ * already (a night schedule's, another spill's) and the share's. */
 static void planner_overflow_load(const planner_ctx_t *ctx, const planner_cand_t *c, size_t h,
                                   double *erl, double *cps) {
+  const planner_site_t *st = &ctx->st[h];
   double her, hcps, ser, scps;
   planner_overflow_raise(&ctx->in->sites[h], &her, &hcps);
-  const plan_site_t *src = &ctx->in->sites[c->src];
-  planner_overflow_raise(src, &ser, &scps);
-  double share = (double)c->permille / 1000.0;
-  *erl = ctx->st[h].r_erl + her + c->erl + ser * share;
-  *cps = ctx->st[h].r_cps + hcps + c->cps + scps * share;
+  planner_overflow_src_raise(ctx, c, &ser, &scps);
+  *erl = st->r_erl + her + st->r_in_raise_erl + c->erl + ser;
+  *cps = st->r_cps + hcps + st->r_in_raise_cps + c->cps + scps;
 }
 
 bool planner_overflow_ahead(planner_ctx_t *ctx, planner_cand_t *c, size_t h, double floor,
@@ -209,19 +244,21 @@ bool planner_overflow_ahead(planner_ctx_t *ctx, planner_cand_t *c, size_t h, dou
 }
 
 /* What the hub of placed candidate c was checked on ahead, for its
- * capacity row: the forecast where some site of it rises, the live load
- * where none does, unchecked where one has no forecast. */
+ * capacity row: the forecast where some site it answers for rises, the
+ * live load where none does, unchecked where one has no forecast. */
 static void planner_overflow_mark(planner_ctx_t *ctx, const planner_cand_t *c) {
   planner_site_t *h = &ctx->st[c->hub];
-  const plan_site_t *hub = &ctx->in->sites[c->hub], *src = &ctx->in->sites[c->src];
-  double her, hcps, ser, scps;
-  bool hk = planner_overflow_raise(hub, &her, &hcps), sk = planner_overflow_raise(src, &ser, &scps);
-  if (h->ahead_basis == PLAN_LOAD_GIVEN) h->ahead_raise_erl = her; /* the hub's own, once */
-  h->ahead_raise_erl += ser * (double)c->permille / 1000.0;
-  if (!hk || !sk) {
-    if (!h->ahead_unknown[0])
-      nirc_strlcpy(h->ahead_unknown, !hk ? hub->slug : src->slug, sizeof h->ahead_unknown);
-  }
+  const plan_site_t *hub = &ctx->in->sites[c->hub];
+  double her, hcps;
+  bool hk = planner_overflow_raise(hub, &her, &hcps);
+  /* Every source it takes was booked with its raise (committed), this
+   * candidate's too. */
+  h->ahead_raise_erl = her + h->in_raise_erl;
+  h->ahead_unknown[0] = '\0';
+  if (!hk)
+    nirc_strlcpy(h->ahead_unknown, hub->slug, sizeof h->ahead_unknown);
+  else if (h->in_blind != PLANNER_NONE)
+    nirc_strlcpy(h->ahead_unknown, ctx->in->sites[h->in_blind].slug, sizeof h->ahead_unknown);
   bool rising = h->ahead_raise_erl > 0;
   h->ahead_basis = rising                ? PLAN_LOAD_FORECAST
                    : h->ahead_unknown[0] ? PLAN_LOAD_UNCHECKED

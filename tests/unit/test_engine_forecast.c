@@ -797,6 +797,36 @@ static void test_overflow_tick_checked_on_the_load_ahead(void **state) {
   }
 }
 
+/* The same check counts the hub's other sources on their forecast too:
+ * hunan goes to shaanxi all day by a schedule (3 Erlangs live); with 30
+ * forecast for 12:00, shaanxi (14 agents) takes no spill from hubei
+ * (before, hunan counted at its live 3 and the spill went); with a
+ * forecast that is not higher it does. */
+static void test_overflow_tick_counts_the_hubs_schedule_sources_ahead(void **state) {
+  (void)state;
+  for (int quiet = 0; quiet <= 1; quiet++) {
+    world_t *w = world_new();
+    engine_t *e = ahead_world(w);
+    world_staff(w, "shaanxi", 14);
+    world_schedule_all_day(w, e, 1, "hunan", "shaanxi");
+    world_flush(w);
+    const char *const sites[] = {"hunan", "shaanxi", "hubei"};
+    const double calls[] = {quiet ? 15 : 300, 15, 15};
+    ahead_history_of(e, sites, calls, 3);
+    spill_add(w, e);
+    uint32_t moved = spill_ticks(w, e, 5);
+    assert_int_equal(
+        route_share_of(&engine_site_dir(e, world_index(w, "hunan"))->target, "shaanxi"), 1000);
+    assert_true(w->ovf_state[0].engaged);
+    if (quiet)
+      assert_true(moved > 0);
+    else
+      assert_int_equal(moved, 0);
+    engine_free(e);
+    world_free(w);
+  }
+}
+
 /* One site with no forecast no longer makes the whole check "not
  * checked": henan, a second hub with no history that the plan sends
  * nothing, is named as not known and shaanxi is judged (the verdict says
@@ -856,6 +886,7 @@ int main(void) {
       cmocka_unit_test(test_schedule_add_without_forecast_says_unchecked),
       cmocka_unit_test(test_schedule_check_partial),
       cmocka_unit_test(test_overflow_tick_checked_on_the_load_ahead),
+      cmocka_unit_test(test_overflow_tick_counts_the_hubs_schedule_sources_ahead),
       cmocka_unit_test(test_overflow_add_shows_the_check),
       cmocka_unit_test(test_schedule_set_no_worse_not_refused),
   };
