@@ -20,10 +20,13 @@ json_t *checkjson_schedule(const Nirc__ScheduleCheck *c) {
   json_t *names = json_array();
   for (size_t k = 0; k < c->n_not_known_sites; k++)
     json_array_append_new(names, json_string(c->not_known_sites[k]));
-  return json_pack("{s:b, s:s*, s:I, s:o, s:b, s:b, s:s*, s:b, s:b, s:o, s:b}", "checked",
+  /* old_window: absent when no comparison was made (and from old
+   * controllers). */
+  return json_pack("{s:b, s:s*, s:I, s:o, s:b, s:b, s:s*, s:b, s:b, s:o, s:b, s:s*}", "checked",
                    c->checked, "not_checked", c->checked && !c->partial ? NULL : c->not_checked,
                    "window_start_ms", (json_int_t)c->window_start_ms, "hubs", hubs, "refused",
                    c->refused, "forced", c->forced, "refusal", c->refused ? c->refusal : NULL,
                    "dry_run", c->dry_run, "partial", c->partial, "not_known_sites", names,
-                   "no_worse", c->no_worse);
+                   "no_worse", c->no_worse, "old_window",
+                   c->old_window && c->old_window[0] ? c->old_window : NULL);
 }

@@ -757,10 +757,18 @@ typedef struct {
   unsigned needed, agents;
   char forecast[160]; /* "forecast from 4 weeks of history", "no history: live load" */
 } engine_hub_check_t;
+/* How a SET's check was compared with the old schedule
+ * (engine_schedule_no_worse). */
+typedef enum {
+  ENGINE_OLD_WINDOW_NONE = 0, /* not compared */
+  ENGINE_OLD_WINDOW_COVERS,   /* the old judged at the same instant */
+  ENGINE_OLD_WINDOW_OUTSIDE,  /* the instant is not in the old window: judged on its own */
+} engine_old_window_t;
 typedef struct {
   bool checked;          /* false: not_checked says why */
   char not_checked[320]; /* "no window ahead ...", "no forecast for shaanxi ..." */
   int64_t window_start_ms;
+  int64_t at_ms; /* the instant judged: a minute into the window, or now while in force */
   engine_hub_check_t hubs[RULES_MAX_SITES];
   unsigned n_hubs;
   bool refused; /* a hub misses the floor or is unstable */
@@ -775,15 +783,17 @@ typedef struct {
   /* A change whose window misses the floor as the schedule's did, no
    * worse and no longer: not refused (engine_rules.c). */
   bool no_worse;
+  engine_old_window_t old_window;
 } engine_sched_check_t;
 /* Fills *c for schedule s (in the place of its old self when s->id is
  * one). 0 or NIRC_ENOMEM. */
 int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t *c);
 /* Whether changing `old` into `s`, whose check is `nc` (refused), makes
- * its next window no worse (engine_plan.c says the rule); when not for
- * being longer, `longer` says how ("" otherwise). */
+ * its next window no worse, hour for hour (engine_plan.c says the rule;
+ * it sets nc->old_window); when not, `why` says why for the refusal (""
+ * when there is nothing to say). */
 bool engine_schedule_no_worse(engine_t *e, const schedule_t *old, const schedule_t *s,
-                              const engine_sched_check_t *nc, char *longer, size_t len);
+                              engine_sched_check_t *nc, char *why, size_t len);
 /* The check as a reply carries it (in arena a; NULL without memory). */
 Nirc__ScheduleCheck *engine_check_reply(engine_arena_t *a, const engine_sched_check_t *c);
 /* The check as the audit entry keeps it (a new object, NULL without

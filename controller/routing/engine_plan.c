@@ -835,16 +835,14 @@ static const char *engine_check_guess(engine_t *e, const plan_t *trial, const pl
   return NULL;
 }
 
-int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t *c) {
-  memset(c, 0, sizeof *c);
-  int64_t at, start, end;
-  if (!engine_schedule_ahead(e, s, &at, &start, &end)) {
-    snprintf(c->not_checked, sizeof c->not_checked,
-             "no window ahead: every day it runs is excepted, so it would move no calls");
-    return 0;
-  }
+/* The check of schedule s judged at business time `at`, in its window
+ * from `start` (engine_schedule_check, and the old schedule of a set at
+ * the new one's instant). */
+static int engine_schedule_check_at(engine_t *e, const schedule_t *s, int64_t at, int64_t start,
+                                    engine_sched_check_t *c) {
   c->checked = true;
   c->window_start_ms = start;
+  c->at_ms = at;
   bool now = at == engine_now(e);
   char text[160];
   /* Unknown is not zero: a site whose figures are not known makes the
@@ -952,6 +950,17 @@ int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t
   return 0;
 }
 
+int engine_schedule_check(engine_t *e, const schedule_t *s, engine_sched_check_t *c) {
+  memset(c, 0, sizeof *c);
+  int64_t at, start, end;
+  if (!engine_schedule_ahead(e, s, &at, &start, &end)) {
+    snprintf(c->not_checked, sizeof c->not_checked,
+             "no window ahead: every day it runs is excepted, so it would move no calls");
+    return 0;
+  }
+  return engine_schedule_check_at(e, s, at, start, c);
+}
+
 /* A window's length in minutes (one crossing midnight runs to the next
  * day's end). */
 static int engine_window_min(const schedule_t *s) {
@@ -986,20 +995,64 @@ static void engine_schedule_longer(const schedule_t *was, const schedule_t *now,
   }
 }
 
+/* "HH:MM-HH:MM" of schedule s's window. */
+static void engine_window_text(const schedule_t *s, char *buf, size_t len) {
+  snprintf(buf, len, "%02d:%02d-%02d:%02d", s->start_min / 60, s->start_min % 60, s->end_min / 60,
+           s->end_min % 60);
+}
+
 /* Whether changing `old` into the schedule whose check is `nc` makes its
- * next window no worse: the old one missed the floor too (checked, not
- * partial), no hub judged now misses that did not, or needs more agents,
- * and the windows are no longer or more (then `longer` says how). A
- * change that moves no calls onto a hub (a shorter window, another wave
- * size) is not refused for the state it leaves as it found it;
- * lengthening an overloaded window is making it worse for longer. */
+ * next window no worse, hour for hour. The check judges one instant (a
+ * minute into the new window, or now while it is in force); the old
+ * schedule is judged at that same instant, never at its own window's
+ * start: the old window's misses at 22:00 say nothing of the new one's
+ * at 21:00. So, when the old window does not cover that instant (hours
+ * only the new window covers), nothing is compared and the new window
+ * is judged on its own (nc->old_window ENGINE_OLD_WINDOW_OUTSIDE). When
+ * it does, the change is no worse if the old schedule missed the floor
+ * there too (checked, not partial) and no hub judged now misses that
+ * did not, or needs more agents; and the windows are no longer or more.
+ * A change that moves no calls onto a hub (a shorter window, another
+ * wave size) is not refused for the state it leaves as it found it;
+ * lengthening an overloaded window is making it worse for longer. On
+ * false `why` says why for the refusal ("" when there is nothing to
+ * say). */
 bool engine_schedule_no_worse(engine_t *e, const schedule_t *old, const schedule_t *s,
-                              const engine_sched_check_t *nc, char *longer, size_t len) {
-  engine_schedule_longer(old, s, longer, len);
-  if (longer[0]) return false;
-  engine_sched_check_t *oc = malloc(sizeof *oc);
-  if (!oc || engine_schedule_check(e, old, oc) != 0 || !oc->checked || !oc->refused ||
-      oc->partial) {
+                              engine_sched_check_t *nc, char *why, size_t len) {
+  char longer[160], was[16];
+  why[0] = '\0';
+  engine_window_text(old, was, sizeof was);
+  engine_schedule_longer(old, s, longer, sizeof longer);
+  if (longer[0]) {
+    snprintf(why, len, "the change makes it worse for longer: %s", longer);
+    return false;
+  }
+  /* The hour judged, for people: now while in force, else the start. */
+  char hour[40] = "";
+  tz_local_t l;
+  bool now = nc->at_ms == engine_now(e);
+  if (tz_to_local(s->tz, now ? nc->at_ms : nc->window_start_ms, &l) == 0)
+    snprintf(hour, sizeof hour, "%s%02d:%02d%s", now ? "now (" : "", l.hour, l.minute,
+             now ? ")" : "");
+  schedule_t on = *old;
+  on.enabled = true;
+  int64_t ws = 0, we = 0;
+  if (!rules_schedule_window(&on, nc->at_ms, &ws, &we)) {
+    nc->old_window = ENGINE_OLD_WINDOW_OUTSIDE;
+    snprintf(why, len,
+             "its old window (%s) did not cover %s: an hour only the new window covers is "
+             "judged on its own, not against the old window",
+             was, hour);
+    return false;
+  }
+  nc->old_window = ENGINE_OLD_WINDOW_COVERS;
+  engine_sched_check_t *oc = calloc(1, sizeof *oc);
+  if (!oc || engine_schedule_check_at(e, &on, nc->at_ms, ws, oc) != 0) {
+    free(oc);
+    return false;
+  }
+  if (!oc->checked || oc->partial) {
+    snprintf(why, len, "its old window (%s) could not be judged at %s to compare with", was, hour);
     free(oc);
     return false;
   }
@@ -1011,6 +1064,16 @@ bool engine_schedule_no_worse(engine_t *e, const schedule_t *old, const schedule
     for (unsigned j = 0; j < oc->n_hubs && !o; j++)
       if (strcmp(oc->hubs[j].hub, h->hub) == 0) o = &oc->hubs[j];
     worse = !o || !o->misses || h->needed > o->needed || h->agents < o->agents;
+    if (!worse) continue;
+    if (!o || !o->misses)
+      snprintf(why, len,
+               "worse than its old window (%s) at the same hour, %s: %s met the floor then", was,
+               hour, h->hub);
+    else
+      snprintf(why, len,
+               "worse than its old window (%s) at the same hour, %s: %s needs %u agents (has "
+               "%u), was %u (had %u)",
+               was, hour, h->hub, h->needed, h->agents, o->needed, o->agents);
   }
   free(oc);
   return !worse;
@@ -1029,6 +1092,9 @@ Nirc__ScheduleCheck *engine_check_reply(engine_arena_t *a, const engine_sched_ch
   sc->dry_run = c->dry_run;
   sc->partial = c->partial;
   sc->no_worse = c->no_worse;
+  sc->old_window = (char *)(c->old_window == ENGINE_OLD_WINDOW_COVERS    ? "covers"
+                            : c->old_window == ENGINE_OLD_WINDOW_OUTSIDE ? "does_not_cover"
+                                                                         : "");
   sc->not_known_sites = engine_arena_alloc(a, (c->n_not_known + 1) * sizeof *sc->not_known_sites);
   if (!sc->not_known_sites) return NULL;
   for (unsigned k = 0; k < c->n_not_known; k++)

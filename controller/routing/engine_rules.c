@@ -346,17 +346,16 @@ static bool engine_schedule_checked(engine_t *e, const engine_req_t *rq, const s
   }
   c->has_check = true;
   c->check.dry_run = c->dry_run;
-  char longer[160] = "";
+  char why[320] = "";
   if (c->check.refused && old && !force &&
-      engine_schedule_no_worse(e, old, s, &c->check, longer, sizeof longer)) {
+      engine_schedule_no_worse(e, old, s, &c->check, why, sizeof why)) {
     c->check.no_worse = true;
     return true;
   }
   c->check.forced = force && c->check.refused && !c->dry_run;
-  if (longer[0] && c->check.refused) { /* said in the reply and the refusal */
+  if (why[0] && c->check.refused) { /* said in the reply and the refusal */
     size_t u = strlen(c->check.refusal);
-    snprintf(c->check.refusal + u, sizeof c->check.refusal - u,
-             "; the change makes it worse for longer: %s", longer);
+    snprintf(c->check.refusal + u, sizeof c->check.refusal - u, "; %s", why);
   }
   if (!c->check.refused || force || c->dry_run) return true;
   /* The refusal carries the check, as a cutover's carries its plan: the

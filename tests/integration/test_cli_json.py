@@ -165,7 +165,8 @@ SCHEDULE_HUB_CHECK = {"hub": str, "known": bool, "predicted": bool, "misses": bo
 SCHEDULE_CHECK = {"checked": bool, Opt("not_checked"): str, "window_start_ms": int,
                   "hubs": [SCHEDULE_HUB_CHECK], "refused": bool, "forced": bool,
                   Opt("refusal"): str, "dry_run": bool, Opt("partial"): bool,
-                  Opt("not_known_sites"): [str], Opt("no_worse"): bool}
+                  Opt("not_known_sites"): [str], Opt("no_worse"): bool,
+                  Opt("old_window"): enum("covers", "does_not_cover")}
 SCHEDULE_ADD_DETAIL = {"id": int, "sources": [str], "hubs": [str], "start_min": int,
                        "end_min": int, "days": int, "tz": str, "wave_size": int,
                        "exceptions": [str], Opt("check"): SCHEDULE_CHECK}

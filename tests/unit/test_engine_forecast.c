@@ -704,6 +704,67 @@ static void test_schedule_set_no_worse_not_refused(void **state) {
   world_free(w);
 }
 
+/* lunch's window set to start-end, forced or not. */
+static const world_reply_t *lunch_window(world_t *w, engine_t *e, uint64_t rid, const char *start,
+                                         const char *end, bool force) {
+  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
+  sp.name = "lunch";
+  sp.start = (char *)start;
+  sp.end = (char *)end;
+  sp.days = sp.tz = "";
+  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
+  rq.op = NIRC__RULE_OP__RULE_OP_SET;
+  rq.name = "lunch";
+  rq.spec = &sp;
+  rq.force = force;
+  engine_req_t r = {.client = w, .request_id = rid, .operator_name = "admin:bob", .label = "t"};
+  engine_op_schedule(e, &r, &rq);
+  world_flush(w);
+  return &w->rep[w->n_rep - 1];
+}
+
+/* A set that moves the window is compared with the old one hour for
+ * hour. History: 75 calls a half hour at hubei and at shaanxi at 12:00
+ * and 14:00 (15 Erlangs on 10 agents), 60 at 13:00 (12). Moving lunch
+ * from 12:00-12:30 to 13:00-13:30 puts calls on shaanxi at an hour the
+ * old window never did: judged on its own, refused (before, it was "no
+ * worse" than the old window's 12:00, and made). Shortening 13:00-14:30
+ * to 14:00-14:30 is no worse than the old window at 14:00 itself (before,
+ * compared with the old 13:00, it was refused). */
+static void test_schedule_set_moving_the_window_compares_the_same_hours(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  static const int32_t days[] = {20200116, 20200109, 20200102, 20191226};
+  static const int slots[] = {SLOT, SLOT + 2, SLOT + 4};
+  static const double calls[] = {75, 60, 75};
+  engine_history_row_t rows[24];
+  memset(rows, 0, sizeof rows);
+  for (size_t k = 0; k < 24; k++) {
+    nirc_strlcpy(rows[k].site, k < 12 ? "hubei" : "shaanxi", sizeof rows[k].site);
+    rows[k].s = (forecast_sample_t){days[k % 4], slots[(k / 4) % 3], 30, calls[(k / 4) % 3], 180};
+  }
+  assert_int_equal(engine_set_history(e, rows, 24, 8, AHEAD_NOW_MS), 0);
+  assert_true(lunch(w, e, 1, NIRC__RULE_OP__RULE_OP_ADD, hubei_only, false, true)->ok);
+  const world_reply_t *x = lunch_window(w, e, 2, "13:00", "13:30", false);
+  assert_false(x->ok);
+  assert_non_null(strstr(x->msg, "its old window (12:00-12:30) did not cover 13:00: an hour only "
+                                 "the new window covers is judged on its own"));
+  const Nirc__ScheduleCheck *ck = x->full->schedule->check;
+  assert_true(ck->refused && !ck->no_worse);
+  assert_string_equal(ck->old_window, "does_not_cover");
+
+  assert_true(lunch_window(w, e, 3, "13:00", "14:30", true)->ok);
+  x = lunch_window(w, e, 4, "14:00", "", false);
+  assert_true(x->ok);
+  ck = x->full->schedule->check;
+  assert_true(ck->refused && ck->no_worse);
+  assert_string_equal(ck->old_window, "covers");
+  assert_non_null(strstr(audit_of(w, "schedule-change"), "\"old_window\":\"covers\""));
+  engine_free(e);
+  world_free(w);
+}
+
 /* Adds hubei's overflow onto shaanxi (a queue of 20 engages it); its
  * reply. */
 static const world_reply_t *spill_add(world_t *w, engine_t *e) {
@@ -889,6 +950,7 @@ int main(void) {
       cmocka_unit_test(test_overflow_tick_counts_the_hubs_schedule_sources_ahead),
       cmocka_unit_test(test_overflow_add_shows_the_check),
       cmocka_unit_test(test_schedule_set_no_worse_not_refused),
+      cmocka_unit_test(test_schedule_set_moving_the_window_compares_the_same_hours),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
