@@ -662,20 +662,28 @@ static void test_schedule_add_without_forecast_says_unchecked(void **state) {
   world_free(w);
 }
 
-/* lunch's window set to end at `end` (nothing else given). */
-static const world_reply_t *lunch_end(world_t *w, engine_t *e, uint64_t rid, const char *end) {
+/* lunch's window set to start-end, forced or not. */
+static const world_reply_t *lunch_window(world_t *w, engine_t *e, uint64_t rid, const char *start,
+                                         const char *end, bool force) {
   Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
   sp.name = "lunch";
+  sp.start = (char *)start;
   sp.end = (char *)end;
   sp.days = sp.tz = "";
   Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
   rq.op = NIRC__RULE_OP__RULE_OP_SET;
   rq.name = "lunch";
   rq.spec = &sp;
+  rq.force = force;
   engine_req_t r = {.client = w, .request_id = rid, .operator_name = "admin:bob", .label = "t"};
   engine_op_schedule(e, &r, &rq);
   world_flush(w);
   return &w->rep[w->n_rep - 1];
+}
+
+/* lunch's window set to end at `end` (nothing else given). */
+static const world_reply_t *lunch_end(world_t *w, engine_t *e, uint64_t rid, const char *end) {
+  return lunch_window(w, e, rid, "", end, false);
 }
 
 /* A lunch already overloaded (added with --force): ending it earlier
@@ -702,25 +710,6 @@ static void test_schedule_set_no_worse_not_refused(void **state) {
   assert_non_null(strstr(x->msg, "use --force to have it changed anyway"));
   engine_free(e);
   world_free(w);
-}
-
-/* lunch's window set to start-end, forced or not. */
-static const world_reply_t *lunch_window(world_t *w, engine_t *e, uint64_t rid, const char *start,
-                                         const char *end, bool force) {
-  Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
-  sp.name = "lunch";
-  sp.start = (char *)start;
-  sp.end = (char *)end;
-  sp.days = sp.tz = "";
-  Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
-  rq.op = NIRC__RULE_OP__RULE_OP_SET;
-  rq.name = "lunch";
-  rq.spec = &sp;
-  rq.force = force;
-  engine_req_t r = {.client = w, .request_id = rid, .operator_name = "admin:bob", .label = "t"};
-  engine_op_schedule(e, &r, &rq);
-  world_flush(w);
-  return &w->rep[w->n_rep - 1];
 }
 
 /* A set that moves the window is compared with the old one hour for
@@ -834,6 +823,18 @@ static uint32_t spill_ticks(world_t *w, engine_t *e, int minutes) {
   return route_share_of(&engine_site_dir(e, world_index(w, "hubei"))->target, "shaanxi");
 }
 
+/* hubei's overflow added and engaged for five ticks: it spills onto
+ * shaanxi when `moves`, else not. */
+static void spill_expect(world_t *w, engine_t *e, bool moves) {
+  spill_add(w, e);
+  uint32_t moved = spill_ticks(w, e, 5);
+  assert_true(w->ovf_state[0].engaged);
+  if (moves)
+    assert_true(moved > 0);
+  else
+    assert_int_equal(moved, 0);
+}
+
 /* The engine gives the overflow rules' hubs their forecast for the next
  * half hour on every tick: shaanxi, 3 Erlangs live but 30 forecast for
  * 12:00 on its 10 agents, takes no spill at 11:50 (before, it took one on
@@ -846,13 +847,7 @@ static void test_overflow_tick_checked_on_the_load_ahead(void **state) {
     const char *const sites[] = {"shaanxi"};
     const double calls[] = {quiet ? 15 : 300};
     ahead_history_of(e, sites, calls, 1);
-    spill_add(w, e);
-    uint32_t moved = spill_ticks(w, e, 5);
-    assert_true(w->ovf_state[0].engaged);
-    if (quiet)
-      assert_true(moved > 0);
-    else
-      assert_int_equal(moved, 0);
+    spill_expect(w, e, quiet);
     engine_free(e);
     world_free(w);
   }
@@ -874,15 +869,9 @@ static void test_overflow_tick_counts_the_hubs_schedule_sources_ahead(void **sta
     const char *const sites[] = {"hunan", "shaanxi", "hubei"};
     const double calls[] = {quiet ? 15 : 300, 15, 15};
     ahead_history_of(e, sites, calls, 3);
-    spill_add(w, e);
-    uint32_t moved = spill_ticks(w, e, 5);
+    spill_expect(w, e, quiet);
     assert_int_equal(
         route_share_of(&engine_site_dir(e, world_index(w, "hunan"))->target, "shaanxi"), 1000);
-    assert_true(w->ovf_state[0].engaged);
-    if (quiet)
-      assert_true(moved > 0);
-    else
-      assert_int_equal(moved, 0);
     engine_free(e);
     world_free(w);
   }
