@@ -19,7 +19,13 @@
 /* As json_loadf and json_loadb: a new reference, or NULL with `err`. */
 json_t *jsonio_loadf(FILE *f, size_t flags, json_error_t *err);
 json_t *jsonio_loadb(const char *buf, size_t len, size_t flags, json_error_t *err);
-/* As json_dumps: text to free(), or NULL. */
+/* As json_dumps: text to free(), or NULL. Every character safetext
+ * forbids that JSON lets stand raw in a string is written as a \u escape
+ * (DEL as \u007F, the C1 controls as \u0080-\u009F, U+2028, U+2029 and
+ * the bidirectional controls): jansson escapes only C0, and the text is
+ * read on terminals (nircctl --json, curl /status.json, a webhook
+ * receiver's log), where U+009B is a CSI. The value is the same for any
+ * JSON reader. Use this, not json_dumps, for JSON a person may see. */
 char *jsonio_dumps(const json_t *j, size_t flags);
 
 #endif

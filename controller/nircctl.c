@@ -25,6 +25,7 @@
 #include "ctl_status.h"
 #include "err.h"
 #include "frame.h"
+#include "jsonio.h"
 #include "link.h"
 #include "log.h"
 #include "mapgroup.h"
@@ -331,12 +332,20 @@ static void print_status_table(const Nirc__StatusReply *st) {
   ctl_status_print(stdout, st, &status_opts);
 }
 
+/* One JSON document and a newline on standard output, through jsonio:
+ * DEL and the C1 controls a database row may hold are written as \u
+ * escapes, not raw onto the terminal of whoever reads it. */
+static void put_json(const json_t *j, size_t flags) {
+  char *text = j ? jsonio_dumps(j, flags | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6)) : NULL;
+  puts(text ? text : "{\"ok\": false, \"error\": \"nircctl: out of memory\"}");
+  free(text);
+}
+
 /* Status as JSON; `flags` chooses indented (one document) or compact (one
  * line per refresh for `watch --json`). */
 static void print_status_json_flags(const Nirc__StatusReply *st, size_t flags) {
   json_t *top = ctl_status_json(st, &status_opts);
-  json_dumpf(top, stdout, flags | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
-  putchar('\n');
+  put_json(top, flags);
   json_decref(top);
 }
 
@@ -360,15 +369,13 @@ static json_t *json_or_refusal(json_t *j) {
 
 static void print_json_line(json_t *j) {
   j = json_or_refusal(j);
-  json_dumpf(j, stdout, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
-  putchar('\n');
+  put_json(j, JSON_COMPACT);
   json_decref(j);
 }
 
 static void print_json(json_t *j) {
   j = json_or_refusal(j);
-  json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENSURE_ASCII | JSON_REAL_PRECISION(6));
-  putchar('\n');
+  put_json(j, JSON_INDENT(2));
   json_decref(j);
 }
 

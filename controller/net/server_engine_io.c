@@ -7,6 +7,7 @@
 #include "server.h"
 
 #include "err.h"
+#include "jsonio.h"
 #include "leader.h"
 #include "log.h"
 #include "store.h"
@@ -92,7 +93,7 @@ static void server_notify_alarm(server_t *srv, alarm_event_t ev, const alarm_t *
   json_t *body = json_pack("{s:s, s:s, s:s, s:I, s:o}", "event", alarm_event_name(ev), "at", now,
                            "controller", srv->conf->node, "epoch", (json_int_t)srv->epoch, "alarm",
                            alarm ? alarm : json_null());
-  char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+  char *text = body ? jsonio_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
   snprintf(id, sizeof id, "alarm-%llu-%s", (unsigned long long)a->id, alarm_event_name(ev));
   int rc = text ? webhook_post(srv->webhook, id, text) : NIRC_ENOMEM;
   if (rc != 0)

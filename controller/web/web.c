@@ -2,6 +2,7 @@
 
 #include "err.h"
 #include "guard.h"
+#include "jsonio.h"
 #include "leader.h"
 #include "log.h"
 #include "mapgroup.h"
@@ -206,7 +207,7 @@ static void web_publish_status(server_t *srv, int64_t now_real) {
     k += facts[i].n_share;
     if (!facts[i].removed) {
       json_t *x = web_status_site(srv, i, now_real);
-      w->rows[i] = x ? json_dumps(x, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+      w->rows[i] = x ? jsonio_dumps(x, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
       json_decref(x);
     }
   }
@@ -227,7 +228,7 @@ static void web_publish_status(server_t *srv, int64_t now_real) {
         (json_int_t)a->raised_business_ms, "acked_ms", (json_int_t)a->acked_wall_ms, "acked_by",
         a->acked_by, "quiet_ms", seen.quiet ? json_integer((json_int_t)seen.ago_ms) : json_null(),
         "clears_in_ms", seen.quiet ? json_integer((json_int_t)seen.clears_in_ms) : json_null()));
-    char *text = x ? json_dumps(x, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    char *text = x ? jsonio_dumps(x, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
     json_decref(x);
     if (!text) continue;
     w->alarm[w->n_alarms] = text;
@@ -253,7 +254,8 @@ static void web_publish_status(server_t *srv, int64_t now_real) {
     json_object_set_new(head, "leader_why", json_null());
   }
   /* The members without their braces: the sites follow them. */
-  w->head = head ? json_dumps(head, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER) : NULL;
+  w->head =
+      head ? jsonio_dumps(head, JSON_COMPACT | JSON_ENSURE_ASCII | JSON_PRESERVE_ORDER) : NULL;
   if (w->head && strlen(w->head) >= 2) {
     memmove(w->head, w->head + 1, strlen(w->head));
     w->head[strlen(w->head) - 1] = '\0';

@@ -133,6 +133,14 @@ def test_agent_text_is_escaped_in_cutover_site_and_history():
     assert any(TEXT in e["detail"]["reason"] for e in j["entries"]), j
     j = json.loads(ctl_bytes("--json", "site", "hainan").stdout)
     assert j["sites"][0]["load"]["pbx_error"] == TEXT, j
+    # A row written with psql may hold DEL and C1, which jansson leaves raw:
+    # nircctl writes them as \u escapes (common/jsonio.c).
+    env.sql("INSERT INTO audit_log (actor, action, target, detail) VALUES ('dba', 'note', "
+            "'gansu', jsonb_build_object('reason', 'del' || chr(127) || ' csi' || chr(155)))")
+    out = ctl_bytes("--json", "history", "--action", "note").stdout
+    raw_free("history --json", out)
+    assert b"del\\u007F csi\\u009B" in out, out
+    assert json.loads(out)["entries"][0]["detail"]["reason"] == "del\x7f csi\x9b", out
 
 
 def test_logs_and_status_page_hold_no_raw_text():

@@ -10,7 +10,10 @@
  * and report the length it needed; its output is always clean. msgtext
  * (common/msgtext.c) must find an offender in any string of an operator
  * request, nested or repeated, and name the field for a person. A log
- * record (common/log.c) stays one line whatever its arguments hold. */
+ * record (common/log.c) stays one line whatever its arguments hold. JSON
+ * a person may read (common/jsonio.c: nircctl --json, /status.json, the
+ * webhooks, the audit) carries DEL, C1 and the other forbidden characters
+ * jansson leaves raw as \u escapes, and loads back to the same value. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "jsonio.h"
 #include "log.h"
 #include "msgtext.h"
 #include "nirc.pb-c.h"
@@ -344,6 +348,54 @@ static void test_log_record_is_one_line(void **state) {
                               "\\n12:00:00.000Z error nircd [ops] forged \\u{9b} \\u{202e}"));
 }
 
+/* ---- JSON for a reader ---------------------------------------------------- */
+
+/* A rule name and a reason from the database (any bytes an UPDATE put
+ * there) with DEL, a CSI (U+009B), a line separator and a bidirectional
+ * override: jansson writes them raw, a terminal acts on them. */
+static void test_json_text_escapes_controls(void **state) {
+  (void)state;
+  const char *name = "a\x7f"
+                     "b\xc2\x9b"
+                     "31m",
+             *reason = "\xe2\x80\xa8x\xe2\x80\xae 中文 \\ é";
+  json_t *j = json_pack("{s:s, s:s}", "name", name, "reason", reason);
+  assert_non_null(j);
+  char *t = jsonio_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+  assert_non_null(t);
+  assert_string_equal(t, "{\"name\":\"a\\u007Fb\\u009B31m\","
+                         "\"reason\":\"\\u2028x\\u202E 中文 \\\\ é\"}");
+  assert_false(safetext_find(t, NULL));
+  json_error_t err;
+  json_t *back = jsonio_loadb(t, strlen(t), 0, &err);
+  assert_non_null(back);
+  assert_string_equal(json_string_value(json_object_get(back, "name")), name);
+  assert_string_equal(json_string_value(json_object_get(back, "reason")), reason);
+  json_decref(back);
+  free(t);
+  /* nircctl's and the page's form: jansson escapes the non-ASCII (upper
+   * case hex, as jsonio does), DEL is left to jsonio. */
+  t = jsonio_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+  assert_non_null(t);
+  assert_string_equal(t, "{\"name\":\"a\\u007Fb\\u009B31m\","
+                         "\"reason\":\"\\u2028x\\u202E \\u4E2D\\u6587 \\\\ \\u00E9\"}");
+  free(t);
+  /* Indented (nircctl's documents, the agent's state file): the newlines
+   * between tokens stay. */
+  t = jsonio_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+  assert_non_null(t);
+  assert_string_equal(t, "{\n \"name\": \"a\\u007Fb\\u009B31m\",\n \"reason\": "
+                         "\"\\u2028x\\u202E \\u4E2D\\u6587 \\\\ \\u00E9\"\n}");
+  free(t);
+  /* Clean text is returned as jansson wrote it. */
+  json_decref(j);
+  j = json_pack("{s:s}", "site", "xizang 西藏");
+  t = jsonio_dumps(j, JSON_COMPACT);
+  assert_string_equal(t, "{\"site\":\"xizang 西藏\"}");
+  free(t);
+  json_decref(j);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_clean_text_passes),
@@ -357,6 +409,7 @@ int main(void) {
       cmocka_unit_test(test_escape_output_is_always_clean),
       cmocka_unit_test(test_msgtext_names_the_field),
       cmocka_unit_test(test_log_record_is_one_line),
+      cmocka_unit_test(test_json_text_escapes_controls),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
