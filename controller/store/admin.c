@@ -134,7 +134,11 @@ int admin_import_sites(const char *conninfo, const scenario_t *sc, const char *a
       st->missing = (size_t)PQntuples(r);
       for (int i = 0; i < PQntuples(r); i++) {
         size_t u = strlen(st->missing_list);
-        const char *slug = PQgetvalue(r, i, 0);
+        /* As stored: the schema's check keeps slugs plain, but a database
+         * whose check was dropped or edited may hold any bytes, and nircd
+         * prints this list on the operator's terminal. */
+        char slug[160];
+        safetext_escape(PQgetvalue(r, i, 0), slug, sizeof slug);
         if (u + strlen(slug) + 2 < sizeof st->missing_list)
           snprintf(st->missing_list + u, sizeof st->missing_list - u, "%s%s", u ? "," : "", slug);
       }

@@ -18,7 +18,7 @@
 typedef struct {
   size_t added, updated, skipped_removed, missing;
   char removed[512];      /* the skipped removed sites, "a,b" (cut when long) */
-  char missing_list[512]; /* the sites kept that the file does not name */
+  char missing_list[512]; /* the sites kept that the file does not name, escaped (safetext) */
 } admin_import_t;
 /* Upserts every site of the scenario into the sites table, with an audit
  * row by `actor` naming `file`, in one transaction. Every controller

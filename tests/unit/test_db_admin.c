@@ -1,7 +1,8 @@
 /* test_db_admin: the blocking side of the db module against a real
  * PostgreSQL (no mocks): migrations from empty, again, a broken file and a
  * gap; the schema check against an empty database and a newer one; an
- * unreachable server.
+ * unreachable server; database text shown escaped (start-up refusals,
+ * nircd import-sites).
  *
  *   NIRC_TEST_PG="host=127.0.0.1 port=54330 user=nirc dbname=postgres" \
  *   NIRC_SOURCE_DIR=/path/to/nirc ./test_db_admin
@@ -219,6 +220,39 @@ static void test_database_text_is_escaped(void **state) {
     fail_msg("message not escaped: %s", m);
 }
 
+/* nircd import-sites prints the sites the database has and the file does
+ * not name. The schema's check keeps a slug plain; one dropped (or a
+ * database edited by hand) lets any bytes in, and the list must come out
+ * escaped all the same. */
+static void test_import_sites_escapes_database_slugs(void **state) {
+  (void)state;
+  PGTEST_NEED_PG();
+  assert_true(pgtest_env.migrated);
+  const char *ci = pgtest_env.main_ci;
+  assert_int_equal(pgtest_sql(ci,
+                              "ALTER TABLE sites DROP CONSTRAINT sites_slug_check;"
+                              "INSERT INTO sites (slug, name_en, name_zh) VALUES "
+                              "(E'evil\\x1b[31m\\n' || chr(127) || chr(155), 'Evil', '')",
+                              NULL, 0),
+                   0);
+  scenario_site_t site = {.slug = "henan", .name_en = "Henan", .name_zh = "河南"};
+  scenario_t sc = {.sites = &site, .count = 1, .utc_offset_min = 480};
+  admin_import_t st;
+  memset(&st, 0, sizeof st);
+  char err[512] = "";
+  int rc =
+      admin_import_sites(ci, &sc, "import-sites:test", "test.json", NULL, &st, err, sizeof err);
+  assert_int_equal(pgtest_sql(ci,
+                              "DELETE FROM sites WHERE slug IN ('henan') OR slug LIKE 'evil%';"
+                              "ALTER TABLE sites ADD CONSTRAINT sites_slug_check CHECK (slug ~ "
+                              "'^[a-z][a-z0-9-]{0,30}$')",
+                              NULL, 0),
+                   0);
+  if (rc != 0) fail_msg("import: %s", err);
+  assert_int_equal(st.missing, 1);
+  assert_string_equal(st.missing_list, "evil\\x1b[31m\\n\\x7f\\u{9b}");
+}
+
 int main(void) {
   log_set_program("test_db_admin");
   const struct CMUnitTest tests[] = {
@@ -228,6 +262,7 @@ int main(void) {
       cmocka_unit_test(test_migrate_broken_file_rolls_back),
       cmocka_unit_test(test_admin_unreachable),
       cmocka_unit_test(test_database_text_is_escaped),
+      cmocka_unit_test(test_import_sites_escapes_database_slugs),
   };
   return cmocka_run_group_tests(tests, pgtest_group_setup, pgtest_group_teardown);
 }
