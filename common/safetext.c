@@ -40,7 +40,7 @@ static size_t safetext_decode(const unsigned char *p, uint32_t *cp) {
   return n;
 }
 
-static safetext_kind_t safetext_classify(uint32_t cp) {
+safetext_kind_t safetext_classify(uint32_t cp) {
   if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029)
     return SAFETEXT_CONTROL;
   if (cp == 0x061c || cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||

@@ -41,6 +41,10 @@ typedef struct {
   size_t at;   /* where it starts: byte offset from 0 */
 } safetext_hit_t;
 
+/* What a code point is: SAFETEXT_OK, or the class that forbids it (for
+ * code that decodes text itself, as the map's name cleaning does). */
+safetext_kind_t safetext_classify(uint32_t cp);
+
 /* Finds the first forbidden code point or byte of `s` (NULL is clean).
  * Returns true and fills *hit (if not NULL) when there is one. */
 bool safetext_find(const char *s, safetext_hit_t *hit);

@@ -2,6 +2,8 @@
  * map.c, which keeps the layout and the drawing. */
 #include "mapsvg.h"
 
+#include "safetext.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -161,7 +163,9 @@ static size_t utf8_encode(uint32_t cp, char *out) {
 }
 
 /* Copies `src` (may be NULL) into `dst` as valid UTF-8 that XML 1.0
- * accepts and that fits on one line: control characters become spaces,
+ * accepts and that fits on one line: what safetext forbids (controls, DEL,
+ * C1, the line separators, the bidirectional controls that would show a
+ * label reordered) becomes spaces,
  * broken sequences and the non-characters U+FFFE/U+FFFF become U+FFFD, and
  * more than `max_cp` characters are cut with an ellipsis. Names come from
  * configuration and peers; one bad byte must not make the document
@@ -177,7 +181,7 @@ void mapsvg_clean(char *dst, size_t cap, const char *src, size_t max_cp) {
   for (size_t i = 0; i < keep && o + 4 < cap; i++) {
     uint32_t cp;
     s += utf8_decode(s, &cp);
-    if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F)) cp = ' ';
+    if (safetext_classify(cp) != SAFETEXT_OK) cp = ' ';
     if (cp == 0xFFFE || cp == 0xFFFF) cp = 0xFFFD;
     o += utf8_encode(cp, dst + o);
   }

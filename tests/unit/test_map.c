@@ -28,6 +28,7 @@
 #include "map.h"
 #include "mapgroup.h"
 #include "mapsvg.h"
+#include "safetext.h"
 #include "report.h"
 
 #define N_PROV 31
@@ -389,6 +390,36 @@ static void test_names_escaped(void **state) {
   assert_null(strchr(svg, '\xFF'));
   assert_null(strchr(svg, '\x01'));
   assert_non_null(strstr(svg, "bad\xEF\xBF\xBD name\xEF\xBF\xBD"));
+  free(svg);
+}
+
+/* A name from the database may hold anything safetext forbids: DEL, C1
+ * (U+009B, a CSI), a line separator and the bidirectional controls that
+ * show the label reordered; each becomes a space, as C0 does. */
+static void test_names_lose_controls_and_bidi(void **state) {
+  (void)state;
+  map_site_t s[] = {{.slug = "q",
+                     .name_en = "a\x7f"
+                                "b\xC2\x9B"
+                                "c\xE2\x80\xA8"
+                                "d\xE2\x80\xAE"
+                                "e\xE2\x81\xA6"
+                                "f",
+                     .name_zh = "\xD8\x9C"
+                                "g\xE2\x80\x8F"
+                                "h",
+                     .lat = 30,
+                     .lon = 110,
+                     .link = "online"}};
+  char *svg = map_render_svg(s, 1, NULL, 0, "t\xE2\x80\xAE");
+  check_document(svg);
+  /* Nothing safetext forbids but the document's own line ends. */
+  safetext_hit_t hit;
+  for (const char *p = svg; safetext_find(p, &hit); p += hit.at + 1)
+    if (hit.cp != '\n')
+      fail_msg("U+%04X at byte %zu", (unsigned)hit.cp, (size_t)(p - svg) + hit.at);
+  assert_non_null(strstr(svg, "a b c d e f"));
+  assert_non_null(strstr(svg, " g h"));
   free(svg);
 }
 
@@ -1093,6 +1124,7 @@ int main(void) {
       cmocka_unit_test(test_arrow_width_follows_share),
       cmocka_unit_test(test_unknown_slugs_skipped),
       cmocka_unit_test(test_names_escaped),
+      cmocka_unit_test(test_names_lose_controls_and_bidi),
       cmocka_unit_test(test_long_names_cut),
       cmocka_unit_test(test_min_font_size),
       cmocka_unit_test(test_labels_do_not_pile_up),
