@@ -125,14 +125,20 @@ void webrow_html(const webrow_site_t *w, char *out, size_t len) {
       snprintf(agents, sizeof agents, "%u/%u", s->last.logged_in, s->last.ready);
   }
   const char *link = webrow_link_word(s->state);
-  /* Slugs and names come from our own database. */
+  /* Slugs and names come from the database, which checks neither names
+   * nor (once its check is dropped) slugs: a row written with psql may
+   * hold markup or controls. */
+  char slug[SCENARIO_SLUG_MAX * 8], en[SCENARIO_NAME_MAX * 8], zh[SCENARIO_NAME_MAX * 8];
+  webrow_escape(s->slug, slug, sizeof slug);
+  webrow_escape(s->name_en, en, sizeof en);
+  webrow_escape(s->name_zh, zh, sizeof zh);
   int n = snprintf(out, len,
                    "<tr class=\"site%s\" data-slug=\"%s\"><td>%s</td><td>%s %s</td>"
                    "<td class=\"%s\">%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s%s%s%s%s</td>"
                    "</tr>\n",
-                   w->held ? " held" : "", s->slug, s->slug, s->name_en, s->name_zh, link, link,
-                   queue, agents, h_route, w->held ? "<span class=\"held\">" : "", held,
-                   w->held ? "</span>" : "", w->held && rule[0] ? "; its rule: " : "", rule);
+                   w->held ? " held" : "", slug, slug, en, zh, link, link, queue, agents, h_route,
+                   w->held ? "<span class=\"held\">" : "", held, w->held ? "</span>" : "",
+                   w->held && rule[0] ? "; its rule: " : "", rule);
   if (n < 0 || (size_t)n >= len) out[0] = '\0';
 }
 

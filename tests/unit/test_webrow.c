@@ -201,6 +201,23 @@ static void test_the_rule_text_is_escaped(void **state) {
   world_free(w);
 }
 
+/* A site's slug and names come from the database, which does not check
+ * them (a row written with psql): escaped for HTML and for the terminal
+ * whoever saves the page may cat it on, as the rule is. */
+static void test_the_names_are_escaped(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  site_t *s = &w->sites->v[0];
+  snprintf(s->name_en, sizeof s->name_en, "<script>x</script>\x1b[31m\x7f");
+  snprintf(s->name_zh, sizeof s->name_zh, "\xC2\x9B\xE2\x80\xAE\"&");
+  webrow_site_t f = {.site = s, .rule_text = ""};
+  char row[WEBROW_HTML_MAX];
+  webrow_html(&f, row, sizeof row);
+  row_has(row, "<td>&lt;script&gt;x&lt;/script&gt;\\x1b[31m\\x7f \\u{9b}\\u{202e}&quot;&amp;</td>");
+  row_lacks(row, "<script>");
+  world_free(w);
+}
+
 /* The rule cell of a site under no rule counts the senders status counts
  * (known routes), not the hub's planned inbound list, and the page says
  * under the table how many routes that count could not see. */
@@ -230,6 +247,7 @@ int main(void) {
       cmocka_unit_test(test_unknown_and_unverified_routes),
       cmocka_unit_test(test_a_held_site_says_why_it_is_home),
       cmocka_unit_test(test_the_rule_text_is_escaped),
+      cmocka_unit_test(test_the_names_are_escaped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
