@@ -14,7 +14,13 @@ all of it escaped, one record per line.
 
 Operators' text is refused whole with exit 2, naming the code point: by
 nircctl before it connects, and by the controller itself when a client
-sends it anyway (nirc-probe); nothing moves and nothing is recorded."""
+sends it anyway (nirc-probe); nothing moves and nothing is recorded.
+
+Database text is not checked when it is loaded (a row written with psql,
+or by an older nircd): a site's names and city, a cutover's reason and
+operator, a schedule's and an overflow rule's name hold the same hostile
+bytes plus DEL before nircd starts, and nircctl (text and JSON), the page,
+/status.json, /map.svg and /metrics (label values) show them escaped."""
 import json
 import os
 import re
@@ -49,11 +55,13 @@ RAW = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xa8-\xae]
 
 env = None
 probe = None
+# Planted in the database before nircd starts: DEL too (jansson leaves it raw).
+DBTEXT = "db \x1b[31mRED\x7f \u009b2J \u202eevil\nFORGED"
 
 
 def raw_free(what, data):
     m = RAW.search(data)
-    assert not m, f"{what}: raw {m.group(0)!r} at byte {m.start()}:\n{data!r}"
+    assert not m, f"{what}: raw {m.group(0)!r} at byte {m.start()}:\n{data[max(0, m.start() - 300):m.start() + 100]!r}"
     for line in data.split(b"\n"):
         assert not line.startswith(FORGED.encode()), f"{what}: a forged line:\n{data!r}"
 
@@ -80,6 +88,22 @@ def write_exec_agent(slug):
     with open(conf, "w") as f:
         f.write(text)
     env.agents[slug] = T.Proc(f"agent-{slug}", [T.binary("nirc-agent"), "-c", conf], env.dir)
+
+
+def plant_database_text():
+    """Rows as psql may write them: qinghai (no agent here) renamed, moved by
+    a cutover with the text as reason and operator, and a disabled schedule
+    and overflow rule named by it."""
+    lit = "convert_from(decode('%s', 'hex'), 'UTF8')" % DBTEXT.encode().hex()
+    env.sql(f"UPDATE sites SET name_en = {lit}, name_zh = {lit}, city_en = {lit} "
+            "WHERE slug = 'qinghai';"
+            "INSERT INTO cutovers (id, sources, hubs, reason, operator, created_at) VALUES "
+            f"(900001, '{{qinghai}}', '{{shaanxi}}', {lit}, {lit}, now());"
+            "INSERT INTO schedules (id, name, sources, hubs, start_min, end_min, days, tz, "
+            f"enabled, created_by) VALUES (900002, {lit}, '{{gansu}}', '{{shaanxi}}', 1320, 480, "
+            f"127, 'Asia/Shanghai', false, {lit});"
+            "INSERT INTO overflow_rules (id, name, source, hubs, share_cap_permille, enabled, "
+            f"created_by) VALUES (900003, {lit}, 'gansu', '{{shaanxi}}', 300, false, {lit})")
 
 
 def test_setup():
@@ -160,6 +184,47 @@ def test_logs_and_status_page_hold_no_raw_text():
     assert b"\\n" + FORGED.encode() in log, "the hostile text reached nircd's log escaped"
 
 
+def holds(value, text):
+    """Whether a string anywhere in a decoded JSON document contains text."""
+    if isinstance(value, str):
+        return text in value
+    if isinstance(value, dict):
+        value = list(value.values())
+    return isinstance(value, list) and any(holds(v, text) for v in value)
+
+
+def test_database_text_is_escaped_everywhere():
+    # Rules are read when a controller starts leading: plant, then restart.
+    env.controller.stop()
+    plant_database_text()
+    env.start_controller()
+    T.wait_until(lambda: "900001" in env.status()["qinghai"]["active_rule"], 15,
+                 "the planted cutover in force")
+    shown = b"\\x1b[31mRED\\x7f \\u{9b}2J \\u{202e}evil\\nFORGED"
+    for args in (["status", "--all"], ["site", "qinghai"], ["schedule", "list"],
+                 ["overflow", "list"], ["--json", "status", "--all"], ["--json", "site", "qinghai"],
+                 ["--json", "schedule", "list"], ["--json", "overflow", "list"]):
+        r = ctl_bytes(*args)
+        assert r.returncode == 0, (args, r)
+        raw_free(" ".join(args), r.stdout + r.stderr)
+        if args[0] == "--json":
+            assert holds(json.loads(r.stdout), DBTEXT), (args, r.stdout)
+        elif args[0] != "status":
+            assert shown in r.stdout, (args, r.stdout)
+
+    def fetch(path):
+        return urllib.request.urlopen(f"http://{HTTP}{path}", timeout=5).read()
+    # The page and /status.json are published once a second: one that
+    # names qinghai's reason, which the first may not yet.
+    T.wait_until(lambda: b"RED" in fetch("/status.json"), 10, "/status.json with qinghai")
+    for path in ("/", "/status.json", "/map.svg", "/metrics"):
+        raw_free(path, fetch(path))
+    metrics = fetch("/metrics").decode()
+    for line in metrics.split("\n"):
+        assert not line or line.startswith("#") or re.fullmatch(
+            r'[a-z_:]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? \S+', line), f"/metrics: {line!r}"
+
+
 def test_operator_text_refused_by_nircctl_and_by_the_controller():
     def snapshot():
         return (env.sql("SELECT count(*) FROM cutovers"), env.sql("SELECT count(*) FROM audit_log"),
@@ -208,4 +273,5 @@ def test_close():
 if __name__ == "__main__":
     T.main([test_setup, test_agent_text_is_escaped_in_cutover_site_and_history,
             test_logs_and_status_page_hold_no_raw_text,
-            test_operator_text_refused_by_nircctl_and_by_the_controller, test_close])
+            test_operator_text_refused_by_nircctl_and_by_the_controller,
+            test_database_text_is_escaped_everywhere, test_close])
