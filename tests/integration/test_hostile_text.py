@@ -17,9 +17,10 @@ nircctl before it connects, and by the controller itself when a client
 sends it anyway (nirc-probe); nothing moves and nothing is recorded.
 
 Database text is not checked when it is loaded (a row written with psql,
-or by an older nircd): a site's names and city, a cutover's reason and
-operator, a schedule's and an overflow rule's name hold the same hostile
-bytes plus DEL before nircd starts, and nircctl (text and JSON), the page,
+or by an older nircd): a site's names, a cutover's reason and
+operator, a schedule's and an overflow rule's name get the same hostile
+bytes plus DEL while nircd is stopped, and once it is back nircctl (text
+and JSON), the page,
 /status.json, /map.svg and /metrics (label values) show them escaped."""
 import json
 import os
@@ -95,7 +96,7 @@ def plant_database_text():
     a cutover with the text as reason and operator, and a disabled schedule
     and overflow rule named by it."""
     lit = "convert_from(decode('%s', 'hex'), 'UTF8')" % DBTEXT.encode().hex()
-    env.sql(f"UPDATE sites SET name_en = {lit}, name_zh = {lit}, city_en = {lit} "
+    env.sql(f"UPDATE sites SET name_en = {lit}, name_zh = {lit} "
             "WHERE slug = 'qinghai';"
             "INSERT INTO cutovers (id, sources, hubs, reason, operator, created_at) VALUES "
             f"(900001, '{{qinghai}}', '{{shaanxi}}', {lit}, {lit}, now());"
