@@ -336,6 +336,12 @@ bool sites_on_report(site_t *site, const Nirc__LoadReport *r, int64_t now_ms, in
   /* Only the bits the protocol defines: a newer agent's extra bits say
    * nothing this controller can show. */
   l->not_measured = r->not_measured & SITES_NM_ALL;
+  /* A threshold of 0 s measures no service level (a proxy, an older agent
+   * or an exec collect_cmd that does not flag it): its answered-within
+   * count is a zero nobody counted, and every view of this report
+   * (/metrics, /status.json, nircctl) would show SL 0%. Flagged here, once,
+   * as the planner already takes it (engine_build_input). */
+  if (r->sl_threshold_s == 0) l->not_measured |= NIRC__LOAD_FIGURE__LOAD_FIGURE_SERVICE_LEVEL;
   l->routing_measured = r->routing_measured;
   /* The text goes to the status page and nircctl as JSON: cut between
    * characters and with any byte that is not UTF-8 replaced, or the whole

@@ -367,46 +367,30 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
     if (srv->sites.v[i].life == SITE_LIVE)
       web_printf(b, "nirc_site_link{site=\"%s\"} %d\n", srv->sites.v[i].slug,
                  (int)srv->sites.v[i].state);
+  /* Per-site gauges: a sample only where the figure is known
+   * (webrow_gauge: absent, never 0, for a site that has not reported here,
+   * a figure it does not measure, an old figure of a site not online). */
   static const struct {
     const char *name, *help;
-  } gauges[] = {
+  } gauges[WEBROW_GAUGES] = {
       {"nirc_site_calls_in_queue", "Calls waiting at the site (last report)."},
       {"nirc_site_longest_wait_seconds", "Longest current wait at the site."},
       {"nirc_site_agents_logged_in", "Agents logged in."},
       {"nirc_site_agents_ready", "Agents logged in and idle."},
       {"nirc_site_service_level", "Answered within threshold / offered, last interval."},
       {"nirc_site_report_age_seconds", "Seconds since the last report."},
-      {"nirc_site_demand_erlangs", "Smoothed own demand in Erlangs (calls/s x AHT)."},
+      {"nirc_site_demand_erlangs", "Smoothed own demand in Erlangs (calls/s x AHT); absent "
+                                   "before a minute of reports."},
+      {"nirc_site_pbx_unreadable", "1 when the site's adapter cannot read its PBX (its last "
+                                   "report); absent before its first report. Leader only."},
   };
-  for (size_t g = 0; g < sizeof gauges / sizeof gauges[0]; g++) {
+  for (size_t g = 0; g < WEBROW_GAUGES; g++) {
     web_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", gauges[g].name, gauges[g].help,
                gauges[g].name);
-    for (size_t i = 0; i < srv->sites.n; i++) {
-      const site_t *s = &srv->sites.v[i];
-      if (!s->has_report || s->last.pbx_unreadable || s->life == SITE_REMOVED) continue;
-      /* A site that is not online has no current figure, only an old one:
-       * no sample (report_age says how old its last report is). */
-      if (g != 5 && s->state != SITE_ONLINE) continue;
-      /* A figure the site does not measure has no sample (absent, not 0):
-       * docs/CLI-JSON.md, "Not measured". */
-      static const uint32_t need[] = {REPORT_NM_QUEUE, REPORT_NM_WAIT, REPORT_NM_LOGGED_IN,
-                                      REPORT_NM_READY, REPORT_NM_SL,   0,
-                                      REPORT_NM_AHT};
-      if (s->last.not_measured & need[g]) continue;
-      double v = 0;
-      switch (g) {
-      case 0: v = s->last.in_queue; break;
-      case 1: v = s->last.longest_wait_ms / 1000.0; break;
-      case 2: v = s->last.logged_in; break;
-      case 3: v = s->last.ready; break;
-      case 4:
-        if (s->last.offered == 0) continue;
-        v = (double)s->last.answered_within / s->last.offered;
-        break;
-      case 5: v = (double)(now_real - s->last_report_ms) / 1000.0; break;
-      case 6: v = sites_demand_cps(s, 0, 60.0) * s->aht_s; break;
-      }
-      web_printf(b, "%s{site=\"%s\"} %g\n", gauges[g].name, s->slug, v);
+    for (size_t i = 0; lead && i < srv->sites.n; i++) {
+      double v;
+      if (webrow_gauge(&srv->sites.v[i], (webrow_gauge_t)g, now_real, &v))
+        web_printf(b, "%s{site=\"%s\"} %g\n", gauges[g].name, srv->sites.v[i].slug, v);
     }
   }
   web_printf(b, "# HELP nirc_site_inbound_credited_calls_total Calls other sites reported "
@@ -416,12 +400,6 @@ static void web_metrics(const server_t *srv, int64_t now_real, web_buf_t *b) {
     if (srv->sites.v[i].life == SITE_LIVE)
       web_printf(b, "nirc_site_inbound_credited_calls_total{site=\"%s\"} %llu\n",
                  srv->sites.v[i].slug, (unsigned long long)srv->sites.v[i].inbound_credited);
-  web_printf(b, "# HELP nirc_site_pbx_unreadable 1 when the site's adapter cannot read its "
-                "PBX. Leader only.\n# TYPE nirc_site_pbx_unreadable gauge\n");
-  for (size_t i = 0; lead && i < srv->sites.n; i++)
-    if (srv->sites.v[i].life == SITE_LIVE)
-      web_printf(b, "nirc_site_pbx_unreadable{site=\"%s\"} %d\n", srv->sites.v[i].slug,
-                 srv->sites.v[i].has_report && srv->sites.v[i].last.pbx_unreadable);
   web_printf(b, "# HELP nirc_forecast_wape_ratio The forecast's weighted absolute percentage "
                 "error over the site's last ended schedule window (sum |actual - forecast| / sum "
                 "actual, per 30-minute interval); absent: none stored. Leader only.\n# TYPE "
@@ -816,7 +794,7 @@ static void web_next_html(server_t *srv, web_buf_t *b) {
 #define WEB_PAGE_SITES    200 /* above, the page lists the problem sites only */
 #define WEB_PAGE_PROBLEMS 50
 
-static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
+static void web_page(server_t *srv, const char *svg, int64_t now_real, web_buf_t *b) {
   web_printf(b,
              "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
              "<meta http-equiv=\"refresh\" content=\"2\"><title>NIRC status%s</title>"
@@ -892,6 +870,7 @@ static void web_page(server_t *srv, const char *svg, web_buf_t *b) {
     webrow_facts(srv->engine, s, i, &w);
     if (web_rule_text(srv, i, q.senders[i], rule_text, sizeof rule_text)) hub_rows = true;
     w.rule_text = rule_text;
+    w.now_real = now_real;
     webrow_html(&w, row, sizeof row);
     web_printf(b, "%s", row);
   }
@@ -967,7 +946,7 @@ void web_publish(server_t *srv) {
   srv->web_built[WEB_DOC_PAGE]++;
   if (svg) httpd_publish(h, "/map.svg", "image/svg+xml", svg, strlen(svg));
   web_buf_t page = {0};
-  web_page(srv, svg, &page);
+  web_page(srv, svg, now_real, &page);
   web_publish_buf(srv, "/", "text/html; charset=utf-8", &page);
   free(svg);
 }

@@ -107,7 +107,7 @@ void webrow_html(const webrow_site_t *w, char *out, size_t len) {
   /* Unknown is not zero: a site that has not reported shows a dash, one
    * whose PBX could not be read says so (its report's figures are zeros
    * nobody counted), as `nircctl status` does with PBX?. */
-  char queue[16] = "—", agents[32] = "—";
+  char queue[96] = "—", agents[112] = "—";
   if (s->has_report && s->last.pbx_unreadable) {
     snprintf(queue, sizeof queue, "PBX unreadable");
     snprintf(agents, sizeof agents, "PBX unreadable");
@@ -123,6 +123,23 @@ void webrow_html(const webrow_site_t *w, char *out, size_t len) {
       snprintf(agents, sizeof agents, "%u/not measured", s->last.logged_in);
     else
       snprintf(agents, sizeof agents, "%u/%u", s->last.logged_in, s->last.ready);
+  }
+  /* A site not online: what its last report said, not what it has now
+   * (a hub offline for hours showed the queue and agents it had then, as
+   * if current). */
+  if (s->has_report && !s->last.pbx_unreadable && s->state != SITE_ONLINE) {
+    char old[48] = " (last report)";
+    int64_t age_s = w->now_real > s->last_report_ms ? (w->now_real - s->last_report_ms) / 1000 : -1;
+    if (w->now_real && age_s >= 0 && age_s < 120)
+      snprintf(old, sizeof old, " (last report, %lld s ago)", (long long)age_s);
+    else if (w->now_real && age_s >= 120 && age_s < 7200)
+      snprintf(old, sizeof old, " (last report, %lld min ago)", (long long)(age_s / 60));
+    else if (w->now_real && age_s >= 7200)
+      snprintf(old, sizeof old, " (last report, %lld h ago)", (long long)(age_s / 3600));
+    size_t u = strlen(queue);
+    snprintf(queue + u, sizeof queue - u, "%s", old);
+    u = strlen(agents);
+    snprintf(agents + u, sizeof agents - u, "%s", old);
   }
   const char *link = webrow_link_word(s->state);
   /* Slugs and names come from the database, which checks neither names
@@ -203,4 +220,61 @@ json_t *webrow_json(const webrow_site_t *w, int64_t now_real) {
     json_object_set_new(x, "rule", rule ? rule : json_null());
   }
   return x;
+}
+
+bool webrow_gauge(const site_t *s, webrow_gauge_t g, int64_t now_real, double *v) {
+  *v = 0;
+  if (!s->has_report || s->life == SITE_REMOVED) return false;
+  /* Whether its PBX could be read is known from its last report, stale
+   * or not (the alert on it waits 2 min, a link-down alert covers the
+   * rest); every other figure of an unreadable PBX is a zero nobody
+   * counted. */
+  if (g == WEBROW_G_PBX_UNREADABLE) {
+    *v = s->last.pbx_unreadable ? 1 : 0;
+    return true;
+  }
+  if (s->last.pbx_unreadable) return false;
+  if (g == WEBROW_G_AGE) {
+    *v = (double)(now_real - s->last_report_ms) / 1000.0;
+    return true;
+  }
+  /* A site that is not online has no current figure, only an old one. */
+  if (s->state != SITE_ONLINE) return false;
+  uint32_t nm = s->last.not_measured;
+  switch (g) {
+  case WEBROW_G_QUEUE:
+    if (nm & REPORT_NM_QUEUE) return false;
+    *v = s->last.in_queue;
+    return true;
+  case WEBROW_G_WAIT:
+    if (nm & REPORT_NM_WAIT) return false;
+    *v = s->last.longest_wait_ms / 1000.0;
+    return true;
+  case WEBROW_G_LOGGED_IN:
+    if (nm & REPORT_NM_LOGGED_IN) return false;
+    *v = s->last.logged_in;
+    return true;
+  case WEBROW_G_READY:
+    if (nm & REPORT_NM_READY) return false;
+    *v = s->last.ready;
+    return true;
+  case WEBROW_G_SL:
+    /* A threshold of 0 s measures none (sites_on_report flags it too). */
+    if ((nm & REPORT_NM_SL) || s->last.sl_threshold_s == 0 || s->last.offered == 0) return false;
+    *v = (double)s->last.answered_within / s->last.offered;
+    return true;
+  case WEBROW_G_DEMAND: {
+    /* Less than a minute of reports (a site just connected, with no
+     * history to seed it) is no rate yet: the planner fills it from the
+     * forecast, a dashboard would read its first call as a flood or its
+     * first quiet seconds as no demand. Calls with no handle time known
+     * are unknown Erlangs; no calls are none, whatever the handle time. */
+    if ((nm & REPORT_NM_AHT) || s->demand_secs < WEBROW_DEMAND_EVIDENCE_S) return false;
+    double cps = sites_demand_cps(s, 0, WEBROW_DEMAND_EVIDENCE_S);
+    if (cps > 0 && !(s->aht_s > 0)) return false;
+    *v = cps > 0 ? cps * s->aht_s : 0;
+    return true;
+  }
+  default: return false;
+  }
 }

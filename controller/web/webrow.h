@@ -34,6 +34,9 @@ typedef struct {
   bool has_rule;             /* an engine: the "rule" key, from `rule` */
   engine_rule_view_t rule;
   const char *rule_text; /* the page's rule column, raw (the caller's words, web.c); NULL: none */
+  /* The wall clock (ms), for the age of an old figure on the page; 0: not
+   * given (the figure is still marked old, without its age). */
+  int64_t now_real;
 } webrow_site_t;
 
 /* Site i's facts from the engine (NULL: none yet, a controller that never
@@ -68,12 +71,40 @@ void webrow_not_known_text(size_t unknown, bool hub_rows, char *buf, size_t len)
 
 /* The site's <tr> of the page's table, or "" when it does not fit in len
  * (WEBROW_HTML_MAX always fits). A held site's rule cell leads with the
- * engine's words (why it is home, and the fix), then its rule. */
+ * engine's words (why it is home, and the fix), then its rule. The queue
+ * and agents of a site that is not online are its last report's, marked
+ * so with their age: not current figures. */
 #define WEBROW_HTML_MAX 8192
 void webrow_html(const webrow_site_t *w, char *out, size_t len);
 
 /* The site's object of /status.json (a new reference), or NULL when out
  * of memory. now_real: the wall clock, for report_age_ms. */
 json_t *webrow_json(const webrow_site_t *w, int64_t now_real);
+
+/* The per-site gauges of /metrics, in the order web.c names them
+ * (web.c keeps the names and help texts, where the checks of the shipped
+ * alert rules and dashboard read them). */
+typedef enum {
+  WEBROW_G_QUEUE = 0,     /* nirc_site_calls_in_queue */
+  WEBROW_G_WAIT,          /* nirc_site_longest_wait_seconds */
+  WEBROW_G_LOGGED_IN,     /* nirc_site_agents_logged_in */
+  WEBROW_G_READY,         /* nirc_site_agents_ready */
+  WEBROW_G_SL,            /* nirc_site_service_level */
+  WEBROW_G_AGE,           /* nirc_site_report_age_seconds */
+  WEBROW_G_DEMAND,        /* nirc_site_demand_erlangs */
+  WEBROW_G_PBX_UNREADABLE /* nirc_site_pbx_unreadable */
+} webrow_gauge_t;
+#define WEBROW_GAUGES 8
+
+/* Site s's sample of gauge g into *v: true, or false when the figure is
+ * not known, and then the series is absent for the site (Prometheus's
+ * way of saying unknown), never 0: no report since this controller took
+ * over, a PBX that could not be read, a figure the site does not
+ * measure, a site not online (its last figures are not current: only
+ * its report age is), a service level without calls, a demand on less
+ * than WEBROW_DEMAND_EVIDENCE_S of reports or without a handle time.
+ * now_real: the wall clock, for the report age. */
+#define WEBROW_DEMAND_EVIDENCE_S 60.0
+bool webrow_gauge(const site_t *s, webrow_gauge_t g, int64_t now_real, double *v);
 
 #endif

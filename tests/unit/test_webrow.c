@@ -240,6 +240,124 @@ static void test_hub_for_counts_known_senders(void **state) {
   assert_string_equal(buf, "");
 }
 
+/* A report with the figures the sim gives, for site `slug`. */
+static void full_report(Nirc__LoadReport *r, const char *slug) {
+  nirc__load_report__init(r);
+  r->site = (char *)slug;
+  r->timestamp_ms = WORLD_T0_MS;
+  r->interval_ms = 1000;
+  r->calls_offered = 10;
+  r->calls_answered = 8;
+  r->calls_in_queue = 4;
+  r->longest_wait_ms = 30000;
+  r->agents_logged_in = 12;
+  r->agents_ready = 2;
+  r->agents_talking = 8;
+  r->agents_not_ready = 2;
+  r->aht_ms = 180000;
+  r->answered_within_threshold = 6;
+  r->sl_threshold_s = 20;
+  r->pbx_error = "";
+}
+
+/* How many of the site's per-site gauges have a sample, and the value of
+ * gauge g (-1 when absent). */
+static double gauge(const site_t *s, webrow_gauge_t g, int64_t now) {
+  double v;
+  return webrow_gauge(s, g, now, &v) ? v : -1;
+}
+
+/* /metrics: a figure nobody measured has no sample (absent), never 0. A
+ * site that has not reported since this controller took over has no
+ * per-site gauge at all: before, nirc_site_pbx_unreadable said 0 (its PBX
+ * readable) for it. A report whose service-level threshold is 0 s
+ * measures no service level: before, nirc_site_service_level said 0
+ * (answered-within 0 of 10), /status.json's load service_level 0.0 and
+ * nircctl status SL 0%. A demand on a few seconds of reports is no rate
+ * yet: before, the first second's calls spread over a minute (prior 0)
+ * read as a sixtieth of the demand. */
+static void test_metrics_leave_out_what_nobody_measured(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  site_t *s = &w->sites->v[world_index(w, "hubei")];
+  int64_t now = WORLD_WALL0_MS;
+  for (int g = 0; g < WEBROW_GAUGES; g++)
+    assert_true(gauge(s, (webrow_gauge_t)g, now) == -1);
+
+  sites_on_hello(s, now);
+  Nirc__LoadReport r;
+  site_minute_t flushed;
+  full_report(&r, "hubei");
+  sites_on_report(s, &r, now, WORLD_T0_MS, &flushed);
+  assert_true(gauge(s, WEBROW_G_PBX_UNREADABLE, now) == 0);
+  assert_true(gauge(s, WEBROW_G_QUEUE, now) == 4);
+  assert_true(gauge(s, WEBROW_G_LOGGED_IN, now) == 12);
+  assert_true(gauge(s, WEBROW_G_SL, now) == 0.6);
+  /* One second of reports: no demand figure yet (a minute of them,
+   * decayed, takes a little more than 60 reports). */
+  assert_true(gauge(s, WEBROW_G_DEMAND, now) == -1);
+  for (int k = 1; k <= 70; k++) {
+    r.timestamp_ms = WORLD_T0_MS + k * 1000;
+    sites_on_report(s, &r, now + k * 1000, WORLD_T0_MS + k * 1000, &flushed);
+  }
+  now += 70000;
+  double erl = gauge(s, WEBROW_G_DEMAND, now);
+  /* 10 calls a second at 180 s: about 1,800 Erlangs, not a sixtieth. */
+  assert_true(erl > 1700 && erl < 1900);
+
+  /* A proxy that does not flag its service level: threshold 0 s. */
+  r.sl_threshold_s = 0;
+  r.answered_within_threshold = 0;
+  sites_on_report(s, &r, now, WORLD_T0_MS + 71000, &flushed);
+  assert_true(gauge(s, WEBROW_G_SL, now) == -1);
+  webrow_site_t f = {.site = s};
+  json_t *x = webrow_json(&f, now);
+  json_t *load = json_object_get(x, "load");
+  assert_true(json_is_null(json_object_get(load, "service_level")));
+  assert_true(json_is_null(json_object_get(load, "answered_within_threshold")));
+  json_decref(x);
+
+  /* Stale: only the age is current; whether the PBX could be read stays
+   * its last report's. */
+  sites_check_stale(w->sites, now + 60000, NULL, NULL);
+  assert_int_equal(s->state, SITE_STALE);
+  assert_true(gauge(s, WEBROW_G_QUEUE, now + 60000) == -1);
+  assert_true(gauge(s, WEBROW_G_AGE, now + 60000) == 60);
+  assert_true(gauge(s, WEBROW_G_PBX_UNREADABLE, now + 60000) == 0);
+  world_free(w);
+}
+
+/* The page: the queue and agents of a site that is not online are its
+ * last report's, said with their age. Before, an offline hub showed the
+ * queue and agents it had hours ago as if it had them now. */
+static void test_the_page_marks_old_figures(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  site_t *s = &w->sites->v[world_index(w, "shaanxi")];
+  int64_t now = WORLD_WALL0_MS;
+  sites_on_hello(s, now);
+  Nirc__LoadReport r;
+  site_minute_t flushed;
+  full_report(&r, "shaanxi");
+  sites_on_report(s, &r, now, WORLD_T0_MS, &flushed);
+  webrow_site_t f = {.site = s, .now_real = now + 5000};
+  char row[WEBROW_HTML_MAX];
+  webrow_html(&f, row, sizeof row);
+  row_has(row, "<td>4</td><td>12/2</td>");
+  row_lacks(row, "last report");
+  sites_on_link_down(s, now + 5000);
+  f.now_real = now + 3 * 3600000;
+  webrow_html(&f, row, sizeof row);
+  row_has(row, "<td>4 (last report, 3 h ago)</td><td>12/2 (last report, 3 h ago)</td>");
+  f.now_real = now + 30000;
+  webrow_html(&f, row, sizeof row);
+  row_has(row, "<td>4 (last report, 30 s ago)</td>");
+  f.now_real = 0;
+  webrow_html(&f, row, sizeof row);
+  row_has(row, "<td>4 (last report)</td>");
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hub_for_counts_known_senders),
@@ -248,6 +366,8 @@ int main(void) {
       cmocka_unit_test(test_a_held_site_says_why_it_is_home),
       cmocka_unit_test(test_the_rule_text_is_escaped),
       cmocka_unit_test(test_the_names_are_escaped),
+      cmocka_unit_test(test_metrics_leave_out_what_nobody_measured),
+      cmocka_unit_test(test_the_page_marks_old_figures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
