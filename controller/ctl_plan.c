@@ -57,6 +57,13 @@ static void fmt_list(char **v, size_t n, char *buf, size_t len) {
   }
 }
 
+/* A figure predicted on the hub's agents: null when they are not known. */
+static json_t *ctl_plan_on_agents(const Nirc__CapacityPrediction *c, json_t *v) {
+  if (ctl_agents_known(c->capacity_source)) return v;
+  json_decref(v);
+  return json_null();
+}
+
 /* One hub: its load before and after everything it takes, and what it
  * takes; on a second line the sources it turned down, with its
  * prediction had it taken the largest of them as well. */
@@ -70,11 +77,19 @@ static void print_hub(const Nirc__CapacityPrediction *c) {
     fmt_list(c->sources, c->n_sources, takes, sizeof takes);
   else
     snprintf(takes, sizeof takes, "no source");
-  printf("  hub   %-12s load %.1f -> %.1f Erl on %u agents: SL(%.0fs) %.0f%% -> %.0f%%, %s, "
-         "occupancy %.0f%%; needs %u agents for %.0f%%; takes %s%s\n",
-         ctl_esc(c->hub), c->traffic_before_erl, c->traffic_after_erl, c->agents, c->sl_threshold_s,
-         100 * c->sl_before, 100 * c->sl_after, asa, 100 * c->occupancy_after, c->agents_needed,
-         100 * c->sl_target, takes, c->forced ? "  [FORCED past the capacity check]" : "");
+  bool known = ctl_agents_known(c->capacity_source);
+  if (known)
+    printf("  hub   %-12s load %.1f -> %.1f Erl on %u agents: SL(%.0fs) %.0f%% -> %.0f%%, %s, "
+           "occupancy %.0f%%; needs %u agents for %.0f%%; takes %s%s\n",
+           ctl_esc(c->hub), c->traffic_before_erl, c->traffic_after_erl, c->agents,
+           c->sl_threshold_s, 100 * c->sl_before, 100 * c->sl_after, asa, 100 * c->occupancy_after,
+           c->agents_needed, 100 * c->sl_target, takes,
+           c->forced ? "  [FORCED past the capacity check]" : "");
+  else /* "on 0 agents: SL 0%" was a prediction on agents nobody counted */
+    printf("  hub   %-12s load %.1f -> %.1f Erl on agents not known: no service level "
+           "predicted; needs %u agents for %.0f%%; takes %s%s\n",
+           ctl_esc(c->hub), c->traffic_before_erl, c->traffic_after_erl, c->agents_needed,
+           100 * c->sl_target, takes, c->forced ? "  [FORCED past the capacity check]" : "");
   /* Where its agents come from: a prediction on a configured roster, or
    * on nothing at all (forced), must say so. */
   const char *src = c->capacity_source ? c->capacity_source : "";
@@ -103,10 +118,12 @@ static void print_hub(const Nirc__CapacityPrediction *c) {
     snprintf(asa, sizeof asa, "ASA %.1fs", w->asa_s);
   else
     snprintf(asa, sizeof asa, "UNSTABLE");
+  char has[32] = "not known";
+  if (known) snprintf(has, sizeof has, "%u", c->agents);
   printf("        [REFUSED] %s: with %s%s: %.1f Erl, SL(%.0fs) %.0f%%, %s; needs %u agents (has "
-         "%u)\n",
+         "%s)\n",
          names, ctl_esc(w->source), c->n_sources ? " too" : "", w->traffic_erl, c->sl_threshold_s,
-         100 * w->sl, asa, w->agents_needed, c->agents);
+         100 * w->sl, asa, w->agents_needed, has);
 }
 
 void ctl_plan_print(const Nirc__PlanReply *p, const char *tz) {
@@ -204,14 +221,17 @@ static json_t *capacity_json(const Nirc__CapacityPrediction *c) {
                                "agents_needed", (json_int_t)w->agents_needed, "stable", w->stable)
                    : json_null();
   json_t *o = json_pack(
-      "{s:s, s:f, s:f, s:I, s:f, s:f, s:o, s:f, s:I, s:b, s:b, s:f, s:f, s:o, "
+      "{s:s, s:f, s:f, s:o, s:o, s:o, s:o, s:o, s:I, s:b, s:b, s:f, s:f, s:o, "
       "s:o, s:o, s:b}",
       "hub", c->hub, "traffic_before_erl", c->traffic_before_erl, "traffic_after_erl",
-      c->traffic_after_erl, "agents", (json_int_t)c->agents, "sl_before", c->sl_before, "sl_after",
-      c->sl_after, "asa_after_s", asa_json(c->stable_after, c->asa_after_s), "occupancy_after",
-      c->occupancy_after, "agents_needed", (json_int_t)c->agents_needed, "stable_after",
-      c->stable_after, "refused", c->refused, "sl_target", c->sl_target, "sl_threshold_s",
-      c->sl_threshold_s, "sources", strings_json(c->sources, c->n_sources), "refused_sources",
+      c->traffic_after_erl, "agents", ctl_plan_on_agents(c, json_integer((json_int_t)c->agents)),
+      "sl_before", ctl_plan_on_agents(c, json_real(c->sl_before)), "sl_after",
+      ctl_plan_on_agents(c, json_real(c->sl_after)), "asa_after_s",
+      ctl_plan_on_agents(c, asa_json(c->stable_after, c->asa_after_s)), "occupancy_after",
+      ctl_plan_on_agents(c, json_real(c->occupancy_after)), "agents_needed",
+      (json_int_t)c->agents_needed, "stable_after", c->stable_after, "refused", c->refused,
+      "sl_target", c->sl_target, "sl_threshold_s", c->sl_threshold_s, "sources",
+      strings_json(c->sources, c->n_sources), "refused_sources",
       strings_json(c->refused_sources, c->n_refused_sources), "with_refused", with, "forced",
       c->forced);
   /* Where "agents" comes from; null from a controller that does not say. */
@@ -230,11 +250,14 @@ static json_t *refused_source_json(const Nirc__RefusedSource *r) {
   for (size_t k = 0; k < r->n_hubs; k++) {
     const Nirc__HubNeed *h = r->hubs[k];
     json_array_append_new(
-        hubs, json_pack("{s:s, s:o, s:I, s:s, s:o}", "hub", h->hub, "agents_needed",
-                        h->capacity ? json_integer((json_int_t)h->agents_needed) : json_null(),
-                        "agents", (json_int_t)h->agents, "why", h->why, "capacity_source",
-                        h->capacity_source && *h->capacity_source ? json_string(h->capacity_source)
-                                                                  : json_null()));
+        hubs,
+        json_pack("{s:s, s:o, s:o, s:s, s:o}", "hub", h->hub, "agents_needed",
+                  h->capacity ? json_integer((json_int_t)h->agents_needed) : json_null(), "agents",
+                  ctl_agents_known(h->capacity_source) ? json_integer((json_int_t)h->agents)
+                                                       : json_null(),
+                  "why", h->why, "capacity_source",
+                  h->capacity_source && *h->capacity_source ? json_string(h->capacity_source)
+                                                            : json_null()));
   }
   return json_pack("{s:s, s:s, s:o}", "source", r->source, "why", r->why, "hubs", hubs);
 }
@@ -294,11 +317,12 @@ json_t *ctl_forced_json(Nirc__CapacityPrediction *const *v, size_t n) {
   json_t *a = json_array();
   for (size_t i = 0; i < n; i++)
     json_array_append_new(
-        a,
-        json_pack("{s:s, s:f, s:I, s:I, s:f, s:o, s:b, s:o}", "hub", v[i]->hub, "traffic_after_erl",
-                  v[i]->traffic_after_erl, "agents", (json_int_t)v[i]->agents, "agents_needed",
-                  (json_int_t)v[i]->agents_needed, "sl_after", v[i]->sl_after, "asa_after_s",
-                  asa_json(v[i]->stable_after, v[i]->asa_after_s), "stable_after",
-                  v[i]->stable_after, "load_on", load_on_json(v[i])));
+        a, json_pack("{s:s, s:f, s:o, s:I, s:o, s:o, s:b, s:o}", "hub", v[i]->hub,
+                     "traffic_after_erl", v[i]->traffic_after_erl, "agents",
+                     ctl_plan_on_agents(v[i], json_integer((json_int_t)v[i]->agents)),
+                     "agents_needed", (json_int_t)v[i]->agents_needed, "sl_after",
+                     ctl_plan_on_agents(v[i], json_real(v[i]->sl_after)), "asa_after_s",
+                     ctl_plan_on_agents(v[i], asa_json(v[i]->stable_after, v[i]->asa_after_s)),
+                     "stable_after", v[i]->stable_after, "load_on", load_on_json(v[i])));
   return a;
 }

@@ -885,11 +885,17 @@ void ctl_next_print(FILE *out, const Nirc__NextReply *r, const char *tz) {
         const Nirc__NextHub *h = e->predictions[k];
         /* "has 28 (configured)": where the agents come from, when not measured. */
         const char *cs = h->capacity_source ? h->capacity_source : "";
-        fprintf(out, "%31s %s: SL %.0f%% predicted%s, needs %u agents, has %u%s%s%s, takes %u", "",
-                ctl_st_esc(h->hub), 100.0 * h->sl_after, h->stable ? "" : " (unstable)",
-                h->agents_needed, h->agents, *cs && strcmp(cs, "measured") ? " (" : "",
-                *cs && strcmp(cs, "measured") ? ctl_st_esc(cs) : "",
-                *cs && strcmp(cs, "measured") ? ")" : "", h->n_sources);
+        if (!ctl_agents_known(cs)) /* no "SL 0%, has 0": nobody counted them */
+          fprintf(out,
+                  "%31s %s: SL not predicted, needs %u agents, agents not known (neither "
+                  "measured nor configured), takes %u",
+                  "", ctl_st_esc(h->hub), h->agents_needed, h->n_sources);
+        else
+          fprintf(out, "%31s %s: SL %.0f%% predicted%s, needs %u agents, has %u%s%s%s, takes %u",
+                  "", ctl_st_esc(h->hub), 100.0 * h->sl_after, h->stable ? "" : " (unstable)",
+                  h->agents_needed, h->agents, *cs && strcmp(cs, "measured") ? " (" : "",
+                  *cs && strcmp(cs, "measured") ? ctl_st_esc(cs) : "",
+                  *cs && strcmp(cs, "measured") ? ")" : "", h->n_sources);
         if (h->n_refused_sources) {
           char ref[200];
           ctl_next_list(h->refused_sources, h->n_refused_sources, 6, ref, sizeof ref);
@@ -908,6 +914,10 @@ void ctl_next_print(FILE *out, const Nirc__NextReply *r, const char *tz) {
     }
   }
   ctl_next_not_known(out, r);
+}
+
+bool ctl_agents_known(const char *capacity_source) {
+  return !capacity_source || strcmp(capacity_source, "unknown") != 0;
 }
 
 json_t *ctl_next_json(const Nirc__NextReply *r) {
@@ -937,15 +947,17 @@ json_t *ctl_next_json(const Nirc__NextReply *r) {
         pred = json_array();
         for (size_t k = 0; k < e->n_predictions; k++) {
           const Nirc__NextHub *h = e->predictions[k];
+          bool known = ctl_agents_known(h->capacity_source);
           json_t *ref = json_array();
           for (size_t j = 0; j < h->n_refused_sources; j++)
             json_array_append_new(ref, json_string(h->refused_sources[j]));
           json_array_append_new(
               pred,
-              json_pack("{s:s, s:f, s:b, s:I, s:I, s:I, s:o, s:o}", "hub", h->hub, "sl_after",
-                        h->sl_after, "stable", h->stable, "agents", (json_int_t)h->agents,
-                        "agents_needed", (json_int_t)h->agents_needed, "sources",
-                        (json_int_t)h->n_sources, "refused_sources", ref, "capacity_source",
+              json_pack("{s:s, s:o, s:b, s:o, s:I, s:I, s:o, s:o}", "hub", h->hub, "sl_after",
+                        known ? json_real(h->sl_after) : json_null(), "stable", h->stable, "agents",
+                        known ? json_integer((json_int_t)h->agents) : json_null(), "agents_needed",
+                        (json_int_t)h->agents_needed, "sources", (json_int_t)h->n_sources,
+                        "refused_sources", ref, "capacity_source",
                         h->capacity_source && *h->capacity_source ? json_string(h->capacity_source)
                                                                   : json_null()));
         }

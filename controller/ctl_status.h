@@ -89,6 +89,13 @@ void ctl_next_print(FILE *out, const Nirc__NextReply *r, const char *tz);
 void ctl_route_not_known_names(char *const *sites, size_t n_sites, uint32_t total, char *buf,
                                size_t len);
 json_t *ctl_next_json(const Nirc__NextReply *r);
+/* False when a prediction's capacity_source is "unknown": the hub's agents
+ * are neither measured nor configured (a hub turned down for it, or one a
+ * forced move overrides), so its agents and the service level predicted
+ * on them are not known: shown as such, null in --json, never 0 (plan,
+ * next, --force's forced_over). NULL or "" (an older controller) is not
+ * known to be unknown. */
+bool ctl_agents_known(const char *capacity_source);
 
 /* "online", "stale", "offline", "never-seen": the words status, site,
  * map and their JSON use for a link state. */

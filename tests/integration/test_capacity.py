@@ -110,6 +110,8 @@ def test_plan_refuses_unmeasured_capacity_and_names_the_fix():
                        expect=T.EXIT_REFUSED).stdout)
     need = j["refused_sources"][0]["hubs"][0]
     assert need["hub"] == "shaanxi" and need["capacity_source"] == "unknown", need
+    # Agents nobody counted are null, not 0.
+    assert need["agents"] is None, need
     # The cutover is refused the same way, and a dry run says so too.
     r = ctl("cutover", "hubei", "--to", "shaanxi", "--reason", "drill", "--dry-run",
             expect=T.EXIT_REFUSED)

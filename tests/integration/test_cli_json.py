@@ -95,7 +95,8 @@ STATUS_PAGING = {"offset": int, "returned": int, "matched": int, "complete": boo
 STATUS = {"controller": str, "epoch": int, "server_time_ms": int, "sites": [SITE_STATUS],
           "alarms": [ALARM], Opt("filters"): [str],
           "counts": STATUS_COUNTS, "paging": STATUS_PAGING, "alarms_total": int}
-NEXT_HUB = {"hub": str, "sl_after": float, "stable": bool, "agents": int, "agents_needed": int,
+NEXT_HUB = {"hub": str, "sl_after": (float, NULL), "stable": bool, "agents": (int, NULL),
+            "agents_needed": int,
             "sources": int, "refused_sources": [str], "capacity_source": CAPACITY_SOURCE}
 NEXT_EVENT = {"at_ms": int,
               "kind": enum("schedule-start", "schedule-end", "schedule-skip", "cutover-expiry"),
@@ -111,14 +112,14 @@ REFUSED_LOAD = {"source": str, "traffic_erl": float, "sl": float, "asa_s": (floa
 LOAD_ON = {"basis": enum("live", "forecast", "live_unchecked"), "live_erl": float,
            "forecast_erl": (float, NULL), "note": str}
 CAPACITY = {
-    "hub": str, "traffic_before_erl": float, "traffic_after_erl": float, "agents": int,
-    "sl_before": float, "sl_after": float, "asa_after_s": (float, NULL),
-    "occupancy_after": float, "agents_needed": int, "stable_after": bool, "refused": bool,
+    "hub": str, "traffic_before_erl": float, "traffic_after_erl": float, "agents": (int, NULL),
+    "sl_before": (float, NULL), "sl_after": (float, NULL), "asa_after_s": (float, NULL),
+    "occupancy_after": (float, NULL), "agents_needed": int, "stable_after": bool, "refused": bool,
     "sl_target": float, "sl_threshold_s": float, "sources": [str], "refused_sources": [str],
     "with_refused": (REFUSED_LOAD, NULL), "forced": bool, "capacity_source": CAPACITY_SOURCE,
     "capacity_note": (str, NULL), "load_on": (LOAD_ON, NULL),
 }
-HUB_NEED = {"hub": str, "agents_needed": (int, NULL), "agents": int, "why": str,
+HUB_NEED = {"hub": str, "agents_needed": (int, NULL), "agents": (int, NULL), "why": str,
             "capacity_source": CAPACITY_SOURCE}
 REFUSED_SOURCE = {"source": str, "why": str, "hubs": [HUB_NEED]}
 PLAN_WINDOW = {"schedule": str, "start_ms": int, "end_ms": int, "wave_size": int, "waves": int,
@@ -128,8 +129,8 @@ PLAN_DEMAND = {"site": str, "hub": bool, "calls_per_s": float, "aht_s": (float, 
 PLAN = {"moves": [PLANNED_MOVE], "capacity": [CAPACITY], "alarms": [str], "refused": bool,
         "refusal": str, "refused_sources": [REFUSED_SOURCE], Opt("window"): PLAN_WINDOW,
         Opt("demand"): [PLAN_DEMAND], "route_not_known": int, "route_not_known_sites": [str]}
-FORCED_OVER = {"hub": str, "traffic_after_erl": float, "agents": int, "agents_needed": int,
-               "sl_after": float, "asa_after_s": (float, NULL), "stable_after": bool,
+FORCED_OVER = {"hub": str, "traffic_after_erl": float, "agents": (int, NULL), "agents_needed": int,
+               "sl_after": (float, NULL), "asa_after_s": (float, NULL), "stable_after": bool,
                "load_on": (LOAD_ON, NULL)}
 OUTCOME = {"site": str, "result": enum("applied", "rejected", "failed", "pending", "unknown"),
            "detail": str, "version": int, "latency_ms": int, "hub": bool, "unverified": bool,

@@ -311,6 +311,79 @@ static void test_forced_over_says_its_load(void **state) {
   json_decref(j);
 }
 
+/* A hub whose agents are neither measured nor configured (a forced move
+ * past it, or a hub that turned a source down for it): the plan says its
+ * agents are not known and predicts no service level on them; --json has
+ * agents, sl_before, sl_after and occupancy_after null (HubNeed and
+ * ForcedOver their agents), never 0. Before: "on 0 agents: SL(20s) 0% ->
+ * 0%" and "agents": 0 beside capacity_source "unknown". A measured hub
+ * keeps its figures. */
+static void test_plan_agents_not_known(void **state) {
+  (void)state;
+  Nirc__CapacityPrediction c = NIRC__CAPACITY_PREDICTION__INIT, m = c;
+  c.hub = "shaanxi";
+  c.traffic_before_erl = 3.0;
+  c.traffic_after_erl = 9.5;
+  c.agents_needed = 14;
+  c.sl_target = 0.8;
+  c.sl_threshold_s = 20;
+  c.forced = 1;
+  c.capacity_source = "unknown";
+  c.capacity_note = "not measured, not configured";
+  m.hub = "henan";
+  m.agents = 30;
+  m.sl_after = 0.9;
+  m.sl_before = 0.95;
+  m.occupancy_after = 0.5;
+  m.stable_after = 1;
+  m.capacity_source = "measured";
+  m.capacity_note = "measured, 30 agents";
+  Nirc__CapacityPrediction *cp[] = {&c, &m};
+  Nirc__HubNeed need = NIRC__HUB_NEED__INIT;
+  need.hub = "shaanxi";
+  need.why = "is not measured: configure it";
+  need.capacity_source = "unknown";
+  Nirc__HubNeed *np[] = {&need};
+  Nirc__RefusedSource rs = NIRC__REFUSED_SOURCE__INIT;
+  rs.source = "hubei";
+  rs.why = "shaanxi is not measured: configure it";
+  rs.hubs = np;
+  rs.n_hubs = 1;
+  Nirc__RefusedSource *rsp[] = {&rs};
+  Nirc__PlanReply p = NIRC__PLAN_REPLY__INIT;
+  p.capacity = cp;
+  p.n_capacity = 2;
+  p.refused_sources = rsp;
+  p.n_refused_sources = 1;
+  char *text = printed_plan(&p);
+  const char *want = "  hub   shaanxi      load 3.0 -> 9.5 Erl on agents not known: no service "
+                     "level predicted; needs 14 agents for 80%; takes no source  [FORCED past "
+                     "the capacity check]\n";
+  if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
+  if (strstr(text, "on 0 agents")) fail_msg("'on 0 agents' in:\n%s", text);
+  if (!strstr(text, "henan        load 0.0 -> 0.0 Erl on 30 agents"))
+    fail_msg("henan's agents not in:\n%s", text);
+  free(text);
+  json_t *j = ctl_plan_json(&p);
+  json_t *x = json_array_get(json_object_get(j, "capacity"), 0);
+  const char *nulls[] = {"agents", "sl_before", "sl_after", "occupancy_after", "asa_after_s"};
+  for (size_t k = 0; k < sizeof nulls / sizeof *nulls; k++)
+    if (!json_is_null(json_object_get(x, nulls[k]))) fail_msg("%s is not null", nulls[k]);
+  assert_int_equal(json_integer_value(json_object_get(x, "agents_needed")), 14);
+  json_t *y = json_array_get(json_object_get(j, "capacity"), 1);
+  assert_int_equal(json_integer_value(json_object_get(y, "agents")), 30);
+  assert_true(json_real_value(json_object_get(y, "sl_after")) == 0.9);
+  json_t *h = json_array_get(
+      json_object_get(json_array_get(json_object_get(j, "refused_sources"), 0), "hubs"), 0);
+  assert_true(json_is_null(json_object_get(h, "agents")));
+  json_decref(j);
+  j = ctl_forced_json(cp, 2);
+  assert_true(json_is_null(json_object_get(json_array_get(j, 0), "agents")));
+  assert_true(json_is_null(json_object_get(json_array_get(j, 0), "sl_after")));
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(j, 1), "agents")), 30);
+  json_decref(j);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_schedule_in_force_with_sources_not_known),
@@ -319,6 +392,7 @@ int main(void) {
       cmocka_unit_test(test_refusal_carries_the_check),
       cmocka_unit_test(test_plan_names_routes_not_known),
       cmocka_unit_test(test_forced_over_says_its_load),
+      cmocka_unit_test(test_plan_agents_not_known),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

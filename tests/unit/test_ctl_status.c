@@ -730,11 +730,71 @@ static void test_next_notes_routes_not_known(void **state) {
   free(text);
 }
 
+/* A hub whose agents are neither measured nor configured: `next` says
+ * its agents are not known and predicts no service level; --json has
+ * agents and sl_after null. Before: "SL 0% predicted (unstable), needs 9
+ * agents, has 0 (unknown)" and "agents": 0. A configured hub keeps its
+ * figures and says where they come from. */
+static void test_next_agents_not_known(void **state) {
+  (void)state;
+  Nirc__NextHub h = NIRC__NEXT_HUB__INIT, c = NIRC__NEXT_HUB__INIT;
+  h.hub = "shaanxi";
+  h.agents_needed = 9;
+  h.n_sources = 2;
+  h.capacity_source = "unknown";
+  c.hub = "henan";
+  c.stable = true;
+  c.sl_after = 0.85;
+  c.agents = 28;
+  c.agents_needed = 20;
+  c.capacity_source = "configured";
+  Nirc__NextHub *hp[] = {&h, &c};
+  char *src[] = {"hubei"}, *hubs[] = {"shaanxi", "henan"};
+  Nirc__NextEvent ev = NIRC__NEXT_EVENT__INIT;
+  ev.kind = "schedule-start";
+  ev.rule_kind = "schedule";
+  ev.rule_name = "night";
+  ev.sources = src;
+  ev.n_sources = 1;
+  ev.hubs = hubs;
+  ev.n_hubs = 2;
+  ev.predicted = true;
+  ev.predictions = hp;
+  ev.n_predictions = 2;
+  Nirc__NextEvent *evp[] = {&ev};
+  Nirc__NextReply r = NIRC__NEXT_REPLY__INIT;
+  r.until_ms = 3600000;
+  r.events = evp;
+  r.n_events = 1;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  ctl_next_print(out, &r, "UTC");
+  fclose(out);
+  const char *want = "shaanxi: SL not predicted, needs 9 agents, agents not known (neither "
+                     "measured nor configured), takes 2";
+  if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
+  if (strstr(text, "has 0")) fail_msg("'has 0' in:\n%s", text);
+  if (!strstr(text, "henan: SL 85% predicted, needs 20 agents, has 28 (configured)"))
+    fail_msg("henan's figures not in:\n%s", text);
+  free(text);
+  json_t *j = ctl_next_json(&r);
+  json_t *pred = json_object_get(json_array_get(json_object_get(j, "events"), 0), "predictions");
+  json_t *x = json_array_get(pred, 0), *y = json_array_get(pred, 1);
+  assert_true(json_is_null(json_object_get(x, "agents")));
+  assert_true(json_is_null(json_object_get(x, "sl_after")));
+  assert_int_equal(json_integer_value(json_object_get(x, "agents_needed")), 9);
+  assert_int_equal(json_integer_value(json_object_get(y, "agents")), 28);
+  assert_true(json_real_value(json_object_get(y, "sl_after")) == 0.85);
+  json_decref(j);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_site_route_unverified),
       cmocka_unit_test(test_table_route_unverified),
       cmocka_unit_test(test_next_notes_routes_not_known),
+      cmocka_unit_test(test_next_agents_not_known),
       cmocka_unit_test(test_route_unheard),
       cmocka_unit_test(test_route_not_known_counted_apart),
       cmocka_unit_test(test_width),
