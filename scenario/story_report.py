@@ -149,8 +149,14 @@ def service_lines(hub, period, rows, pred, tz, routes=()):
         return lines
     c, at, assumed = pred
     slot = frm + (at - frm) // HALF_HOUR_MS * HALF_HOUR_MS
-    p = f"{100 * c['sl_after']:.1f}%" if c.get("stable_after", True) else \
-        "unstable (more calls than its agents can answer)"
+    # A hub whose agents nobody measured or configured has no prediction
+    # (nircctl --json: sl_after null), not "unstable" nor 0 %.
+    if c.get("sl_after") is None:
+        p = "no service level (its agents are not known)"
+    elif c.get("stable_after", True):
+        p = f"{100 * c['sl_after']:.1f}%"
+    else:
+        p = "unstable (more calls than its agents can answer)"
     inslot = [r for r in rows if slot <= r[0] < slot + HALF_HOUR_MS]
     arrived = max((r["ack_ms"] for r in routes if r["ack_ms"] is not None and
                    slot <= r["sent_ms"] < slot + HALF_HOUR_MS and

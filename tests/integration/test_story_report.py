@@ -169,6 +169,12 @@ def test_service_unknown_is_not_zero():
     quiet = "\n".join(R.service_lines("henan", (T0, T0 + 3600000, "07:00-08:00"),
                                       minutes(0, 60, 0, 0), None, UTC))
     assert "simulated no calls in 20 load minutes" in quiet and "no prediction" in quiet, quiet
+    # A hub whose agents are not known (sl_after null): neither a figure
+    # nor "unstable" (before: "predicted unstable").
+    pred = ({"sl_after": None, "stable_after": False, "agents": None}, T0 + 60000, "plan")
+    text = "\n".join(R.service_lines("henan", (T0, T0 + 3600000, "07:00-08:00"), [], pred, UTC))
+    assert "predicted no service level (its agents are not known) for 14:01" in text, text
+    assert "unstable" not in text, text
 
 
 def test_queue_counts_reports_and_unknown_is_not_zero():
