@@ -752,15 +752,7 @@ static void web_next_html(server_t *srv, web_buf_t *b) {
                hubs, waves, waves == 1 ? "" : "s", end);
       engine_next_hub_t hp[8];
       size_t nh = engine_next_predict_hubs(e, &ev[k], hp, 8);
-      size_t used = 0;
-      for (size_t j = 0; j < nh && used < sizeof pred; j++)
-        used += (size_t)snprintf(
-            pred + used, sizeof pred - used, "%s%s: SL %.0f%%%s, needs %u agents, has %u%s%s%s",
-            j ? "; " : "", hp[j].hub, 100.0 * hp[j].sl_after, hp[j].stable ? "" : " (unstable)",
-            hp[j].agents_needed, hp[j].agents, hp[j].cap_source != CAPACITY_MEASURED ? " (" : "",
-            hp[j].cap_source != CAPACITY_MEASURED ? capacity_source_name(hp[j].cap_source) : "",
-            hp[j].cap_source != CAPACITY_MEASURED ? ")" : "");
-      if (!nh) snprintf(pred, sizeof pred, "unknown: no hub can be predicted now");
+      webrow_next_text(hp, nh, pred, sizeof pred);
       break;
     }
     case ENGINE_NEXT_END:

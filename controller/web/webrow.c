@@ -278,3 +278,27 @@ bool webrow_gauge(const site_t *s, webrow_gauge_t g, int64_t now_real, double *v
   default: return false;
   }
 }
+
+void webrow_next_text(const engine_next_hub_t *hp, size_t n, char *buf, size_t len) {
+  buf[0] = '\0';
+  if (!n) {
+    snprintf(buf, len, "unknown: no hub can be predicted now");
+    return;
+  }
+  size_t used = 0;
+  for (size_t j = 0; j < n && used < len; j++) {
+    const engine_next_hub_t *h = &hp[j];
+    const char *sep = j ? "; " : "";
+    bool other = h->cap_source != CAPACITY_MEASURED;
+    if (h->cap_source == CAPACITY_UNKNOWN)
+      used += (size_t)snprintf(buf + used, len - used,
+                               "%s%s: SL not predicted, needs %u agents, agents not known "
+                               "(neither measured nor configured)",
+                               sep, h->hub, h->agents_needed);
+    else
+      used += (size_t)snprintf(
+          buf + used, len - used, "%s%s: SL %.0f%%%s, needs %u agents, has %u%s%s%s", sep, h->hub,
+          100.0 * h->sl_after, h->stable ? "" : " (unstable)", h->agents_needed, h->agents,
+          other ? " (" : "", other ? capacity_source_name(h->cap_source) : "", other ? ")" : "");
+  }
+}

@@ -81,6 +81,13 @@ void webrow_html(const webrow_site_t *w, char *out, size_t len);
  * of memory. now_real: the wall clock, for report_age_ms. */
 json_t *webrow_json(const webrow_site_t *w, int64_t now_real);
 
+/* The page's "predicted at the hubs" cell of a schedule start, from the n
+ * hubs engine_next_predict_hubs gave (raw text, slugs only): "shaanxi: SL
+ * 85%, needs 20 agents, has 28 (configured)", as nircctl next says it; a
+ * hub whose agents are neither measured nor configured has no SL and no
+ * agents ("agents not known"), never "has 0"; no hub: unknown. */
+void webrow_next_text(const engine_next_hub_t *hp, size_t n, char *buf, size_t len);
+
 /* The per-site gauges of /metrics, in the order web.c names them
  * (web.c keeps the names and help texts, where the checks of the shipped
  * alert rules and dashboard read them). */

@@ -358,6 +358,27 @@ static void test_the_page_marks_old_figures(void **state) {
   world_free(w);
 }
 
+/* The page's "Next 24 h" predictions say a hub's agents are not known
+ * when nobody measured or configured them, as nircctl next does. Before:
+ * "shaanxi: SL 0% (unstable), needs 9 agents, has 0 (unknown)". */
+static void test_next_prediction_agents_not_known(void **state) {
+  (void)state;
+  engine_next_hub_t hp[2] = {{.hub = "shaanxi", .agents_needed = 9, .cap_source = CAPACITY_UNKNOWN},
+                             {.hub = "henan",
+                              .sl_after = 0.85,
+                              .stable = true,
+                              .agents = 28,
+                              .agents_needed = 20,
+                              .cap_source = CAPACITY_CONFIGURED}};
+  char buf[600];
+  webrow_next_text(hp, 2, buf, sizeof buf);
+  assert_string_equal(buf, "shaanxi: SL not predicted, needs 9 agents, agents not known (neither "
+                           "measured nor configured); henan: SL 85%, needs 20 agents, has 28 "
+                           "(configured)");
+  webrow_next_text(hp, 0, buf, sizeof buf);
+  assert_string_equal(buf, "unknown: no hub can be predicted now");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hub_for_counts_known_senders),
@@ -368,6 +389,7 @@ int main(void) {
       cmocka_unit_test(test_the_names_are_escaped),
       cmocka_unit_test(test_metrics_leave_out_what_nobody_measured),
       cmocka_unit_test(test_the_page_marks_old_figures),
+      cmocka_unit_test(test_next_prediction_agents_not_known),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
