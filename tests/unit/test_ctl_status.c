@@ -672,6 +672,30 @@ static void test_route_not_known_counted_apart(void **state) {
   json_decref(top);
 }
 
+/* A `next` reply with one event: schedule night's start, hubei to the
+ * hubs of `hp` (their slugs in `hubs`, n of each), predicted. The event
+ * and reply are the caller's; the arrays are borrowed. */
+static char *next_src[] = {"hubei"};
+static void next_start(Nirc__NextReply *r, Nirc__NextEvent *ev, Nirc__NextEvent **evp,
+                       Nirc__NextHub **hp, char **hubs, size_t n) {
+  nirc__next_event__init(ev);
+  ev->kind = "schedule-start";
+  ev->rule_kind = "schedule";
+  ev->rule_name = "night";
+  ev->sources = next_src;
+  ev->n_sources = 1;
+  ev->hubs = hubs;
+  ev->n_hubs = n;
+  ev->predicted = true;
+  ev->predictions = hp;
+  ev->n_predictions = n;
+  evp[0] = ev;
+  nirc__next_reply__init(r);
+  r->until_ms = 3600000;
+  r->events = evp;
+  r->n_events = 1;
+}
+
 /* nircctl next: a start's predictions with sites whose route is not
  * known here get the note (what it means, where to look) once; --json
  * gives the count, and null from a controller that did not count. */
@@ -682,23 +706,10 @@ static void test_next_notes_routes_not_known(void **state) {
   h.stable = true;
   h.sl_after = 0.9;
   Nirc__NextHub *hp[] = {&h};
-  char *src[] = {"hubei"}, *hubs[] = {"shaanxi"}, *unk[] = {"hainan", "hunan"};
-  Nirc__NextEvent ev = NIRC__NEXT_EVENT__INIT;
-  ev.kind = "schedule-start";
-  ev.rule_kind = "schedule";
-  ev.rule_name = "night";
-  ev.sources = src;
-  ev.n_sources = 1;
-  ev.hubs = hubs;
-  ev.n_hubs = 1;
-  ev.predicted = true;
-  ev.predictions = hp;
-  ev.n_predictions = 1;
-  Nirc__NextEvent *evp[] = {&ev};
-  Nirc__NextReply r = NIRC__NEXT_REPLY__INIT;
-  r.until_ms = 3600000;
-  r.events = evp;
-  r.n_events = 1;
+  char *hubs[] = {"shaanxi"}, *unk[] = {"hainan", "hunan"};
+  Nirc__NextEvent ev, *evp[1];
+  Nirc__NextReply r;
+  next_start(&r, &ev, evp, hp, hubs, 1);
   r.route_not_known = 3;
   r.route_not_known_sites = unk;
   r.n_route_not_known_sites = 2;
@@ -749,23 +760,10 @@ static void test_next_agents_not_known(void **state) {
   c.agents_needed = 20;
   c.capacity_source = "configured";
   Nirc__NextHub *hp[] = {&h, &c};
-  char *src[] = {"hubei"}, *hubs[] = {"shaanxi", "henan"};
-  Nirc__NextEvent ev = NIRC__NEXT_EVENT__INIT;
-  ev.kind = "schedule-start";
-  ev.rule_kind = "schedule";
-  ev.rule_name = "night";
-  ev.sources = src;
-  ev.n_sources = 1;
-  ev.hubs = hubs;
-  ev.n_hubs = 2;
-  ev.predicted = true;
-  ev.predictions = hp;
-  ev.n_predictions = 2;
-  Nirc__NextEvent *evp[] = {&ev};
-  Nirc__NextReply r = NIRC__NEXT_REPLY__INIT;
-  r.until_ms = 3600000;
-  r.events = evp;
-  r.n_events = 1;
+  char *hubs[] = {"shaanxi", "henan"};
+  Nirc__NextEvent ev, *evp[1];
+  Nirc__NextReply r;
+  next_start(&r, &ev, evp, hp, hubs, 2);
   char *text = NULL;
   size_t len = 0;
   FILE *out = open_memstream(&text, &len);
