@@ -691,9 +691,14 @@ static void ctl_site_body(FILE *out, const Nirc__StatusReply *st, const ctl_stat
   ctl_route(s, route, sizeof route);
   fprintf(out, "%s — %s %s%s\n", ctl_st_esc(s->slug), ctl_st_esc(s->name_en),
           ctl_st_esc(s->name_zh), s->is_hub ? " (hub)" : "");
-  fprintf(out, "  link          %s%s%s (since %lld s)\n", ctl_link_colour(s->link_state, o->colour),
-          ctl_link_word(s->link_state), o->colour ? "\033[0m" : "",
-          s->state_since_ms ? (long long)((clock_real_ms() - s->state_since_ms) / 1000) : 0LL);
+  /* A site never seen has no "since" (state_since_ms 0): "since 0 s" said
+   * it had just changed. */
+  char since[80] = "(not seen since this controller took over)";
+  if (s->state_since_ms)
+    snprintf(since, sizeof since, "(since %lld s)",
+             (long long)((clock_real_ms() - s->state_since_ms) / 1000));
+  fprintf(out, "  link          %s%s%s %s\n", ctl_link_colour(s->link_state, o->colour),
+          ctl_link_word(s->link_state), o->colour ? "\033[0m" : "", since);
   fprintf(out, "  peer          %s\n",
           s->peer_address && *s->peer_address ? ctl_st_esc(s->peer_address) : "-");
   fprintf(out, "  route         %s%s\n", route,

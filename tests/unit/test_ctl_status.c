@@ -787,12 +787,35 @@ static void test_next_agents_not_known(void **state) {
   json_decref(j);
 }
 
+/* nircctl site of a site never seen since this controller took over: its
+ * link has no "since" (state_since_ms 0) and it has no load. Before:
+ * "link never-seen (since 0 s)", as if it had just changed. */
+static void test_site_never_seen_has_no_since(void **state) {
+  (void)state;
+  fixture_t f;
+  make(&f);
+  f.s[0].link_state = NIRC__LINK_STATE__LINK_STATE_NEVER_SEEN;
+  f.s[0].state_since_ms = 0;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = open_memstream(&text, &len);
+  ctl_status_opts_t o = {.tz = "Asia/Shanghai"};
+  ctl_site_print(out, &f.st, &o);
+  fclose(out);
+  const char *want = "  link          never-seen (not seen since this controller took over)\n";
+  if (!strstr(text, want)) fail_msg("no '%s' in:\n%s", want, text);
+  if (!strstr(text, "  load          no report yet\n"))
+    fail_msg("no 'no report yet' in:\n%s", text);
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_site_route_unverified),
       cmocka_unit_test(test_table_route_unverified),
       cmocka_unit_test(test_next_notes_routes_not_known),
       cmocka_unit_test(test_next_agents_not_known),
+      cmocka_unit_test(test_site_never_seen_has_no_since),
       cmocka_unit_test(test_route_unheard),
       cmocka_unit_test(test_route_not_known_counted_apart),
       cmocka_unit_test(test_width),
