@@ -216,10 +216,16 @@ def test_drift_without_controller_is_repaired_and_reported_later():
     want = env.status()[SITE]["route"]
     T.wait_until(lambda: pbx_route() == want, 10, "the PBX routing as the controller says")
     other = HOME if want == AWAY else AWAY
+    agent = env.agents[SITE]
+    off = os.path.getsize(agent.log_path)
     env.controller.kill()
     with open(files["route"], "w") as f:
         json.dump({"route": other}, f)
     T.wait_until(lambda: pbx_route() == want, 10, "the agent repairing without a controller")
+    # The event is made once the route is read back, after the PBX file
+    # shows it: under load that can be after a controller started now.
+    T.wait_until(lambda: "drift repaired" in open(agent.log_path).read()[off:], 10,
+                 "the agent's read-back of its repair")
     env.start_controller()
     http = env.extra_nircd.split("listen = ")[1].strip()
     # A new controller process: its counter starts at 0 and counts the
