@@ -996,46 +996,6 @@ static void test_overflow_checked_on_the_load_ahead(void **state) {
   free(w);
 }
 
-/* The check ahead counts every load the hub carries at its forecast, not
- * the spill's alone: henan takes hunan by the night schedule (10 Erl live,
- * 40 forecast), so hubei's spill, which fits live, does not fit the next
- * half hour (before, hunan counted at 10 and it spilled). Without a
- * forecast for hunan it spills, and the row names hunan as unchecked. */
-static void test_overflow_ahead_counts_the_hubs_other_sources(void **state) {
-  (void)state;
-  pworld_t *w = pworld_new(NIGHT_NOW);
-  plan_site_t *src = add_site(w, "hubei", false, 19, 240, 20);
-  plan_site_t *hub = add_site(w, "henan", true, 10, 240, 50);
-  plan_site_t *other = add_site(w, "hunan", false, 10, 240, 10);
-  add_night(w, 1, "hunan", "henan", "Asia/Shanghai");
-  add_overflow(w, 2, "hubei", "henan");
-  plan_site_t *all[] = {src, hub, other};
-  for (int k = 0; k < 3; k++) { /* nobody's forecast is above the live load */
-    all[k]->ahead_known = true;
-    all[k]->ahead_cps = all[k]->demand_cps;
-    all[k]->ahead_aht_s = 240;
-  }
-  other->ahead_cps = 40.0 / 240;
-  src->wait_s = 61;
-  plan_t p;
-  plan_checked(w, &p);
-  assert_route(&p, "hunan", "henan:1000");
-  assert_int_equal(p.overflow_state[0].permille, 0);
-  const plan_alarm_t *a = find_alarm(&p, PLAN_ALARM_CAPACITY, "hubei");
-  assert_non_null(a);
-  assert_non_null(strstr(a->message, "for the load forecast for the next half hour"));
-  planner_free(&p);
-  w->have_state = false;
-  other->ahead_known = false;
-  plan_checked(w, &p);
-  assert_true(p.overflow_state[0].permille > 0);
-  const plan_capacity_t *pc = find_capacity(&p, "henan");
-  assert_int_equal(pc->load_on.basis, PLAN_LOAD_UNCHECKED);
-  assert_non_null(strstr(pc->load_on.note, "hunan: no forecast"));
-  planner_free(&p);
-  free(w);
-}
-
 /* A trigger figure the source no longer measures (its collect command
  * stopped giving the wait) keeps an old smoothed value: the rule must not
  * engage on it, nor release, nor grow on agents nobody measured. Found
@@ -1239,7 +1199,6 @@ int main(void) {
       cmocka_unit_test(test_draft_rule_has_no_id),
       cmocka_unit_test(test_overflow_hysteresis),
       cmocka_unit_test(test_overflow_checked_on_the_load_ahead),
-      cmocka_unit_test(test_overflow_ahead_counts_the_hubs_other_sources),
       cmocka_unit_test(test_overflow_does_not_act_on_unmeasured_figures),
       cmocka_unit_test(test_overflow_triggers_and_hubs),
       cmocka_unit_test(test_overflow_no_chains),
