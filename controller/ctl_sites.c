@@ -81,28 +81,65 @@ static const char *ctl_site_pbx_kind(const char *event) {
   return NULL;
 }
 
+/* Since when the list goes back, and where the rest are, in words:
+ * `scope` ("since T" or "received since this controller started at T")
+ * and `rest`. From a controller older than pbx_events_from (UNSAID): as
+ * RECEIVED, which is what it kept. */
+static void ctl_site_pbx_scope(const Nirc__SiteStatus *s, const char *tz, char *scope,
+                               size_t scopelen, char *rest, size_t restlen) {
+  char since[40], asked[40], why[300];
+  ctl_history_time(s->pbx_events_since_ms, tz, since, sizeof since);
+  ctl_history_time(s->pbx_events_asked_ms, tz, asked, sizeof asked);
+  snprintf(scope, scopelen, "received since this controller started at %s", since);
+  switch (s->pbx_events_from) {
+  case NIRC__PBX_EVENTS_FROM__PBX_EVENTS_FROM_DATABASE: {
+    long long h = (s->pbx_events_asked_ms - s->pbx_events_since_ms + 1800000) / 3600000;
+    snprintf(scope, scopelen, "since %s", since);
+    snprintf(rest, restlen,
+             "the %lld h before this controller took the lead at %s read from the database, and "
+             "those received since; older ones are in its link_events table",
+             h, asked);
+    return;
+  }
+  case NIRC__PBX_EVENTS_FROM__PBX_EVENTS_FROM_LOADING:
+    if (s->pbx_events_load_error && *s->pbx_events_load_error) {
+      snprintf(rest, restlen,
+               "earlier ones are not read from the database yet: %s; they are read when it "
+               "answers (this controller took the lead at %s), and are in its link_events table",
+               ctl_sites_esc(s->pbx_events_load_error, why, sizeof why), asked);
+      return;
+    }
+    snprintf(rest, restlen,
+             "earlier ones are still being read from the database (this controller took the "
+             "lead at %s): ask again in a few seconds",
+             asked);
+    return;
+  case NIRC__PBX_EVENTS_FROM__PBX_EVENTS_FROM_LOAD_FAILED:
+    snprintf(rest, restlen,
+             "reading the earlier ones from the database failed (%s): they are in its "
+             "link_events table; this controller tries again every 30 s",
+             ctl_sites_esc(s->pbx_events_load_error, why, sizeof why));
+    return;
+  default:
+    snprintf(rest, restlen, "earlier ones are in the database (its link_events table)");
+    return;
+  }
+}
+
 void ctl_site_pbx_print(FILE *out, const Nirc__SiteStatus *s, const char *tz) {
-  char since[40], at[40], kind[64], detail[512];
+  char at[40], kind[64], detail[512], scope[96], rest[600];
   if (!s->pbx_events_since_ms) {
     fprintf(out, "PBX events: not sent by this controller (older than nircctl); its link_events "
                  "table in the database has them\n");
     return;
   }
-  ctl_history_time(s->pbx_events_since_ms, tz, since, sizeof since);
-  /* Kept in memory since the controller started: say where the rest are. */
+  ctl_site_pbx_scope(s, tz, scope, sizeof scope, rest, sizeof rest);
   if (!s->n_pbx_events) {
-    fprintf(
-        out,
-        "PBX events: none received since this controller started at %s (%s); earlier ones are in "
-        "the database (link_events)\n",
-        since, tz);
+    fprintf(out, "PBX events: none %s (%s); %s\n", scope, tz, rest);
     return;
   }
-  fprintf(
-      out,
-      "PBX events (last %zu, newest first, times in %s; received since this controller started at "
-      "%s, earlier ones are in the database: link_events)\n",
-      s->n_pbx_events, tz, since);
+  fprintf(out, "PBX events (last %zu, newest first, times in %s; %s; %s)\n", s->n_pbx_events, tz,
+          scope, rest);
   for (size_t k = 0; k < s->n_pbx_events; k++) {
     const Nirc__SitePbxEvent *e = s->pbx_events[k];
     const char *words = ctl_site_pbx_kind(e->event);
@@ -127,4 +164,25 @@ json_t *ctl_site_pbx_json(const Nirc__SiteStatus *s) {
                                        e->detail ? e->detail : ""));
   }
   return a;
+}
+
+void ctl_site_pbx_json_set(json_t *x, const Nirc__SiteStatus *s) {
+  /* `site` only (a controller older than the keys sends no since). */
+  if (!s->pbx_events_since_ms) return;
+  static const char *const from[] = {[NIRC__PBX_EVENTS_FROM__PBX_EVENTS_FROM_UNSAID] = "received",
+                                     [NIRC__PBX_EVENTS_FROM__PBX_EVENTS_FROM_RECEIVED] = "received",
+                                     [NIRC__PBX_EVENTS_FROM__PBX_EVENTS_FROM_LOADING] = "loading",
+                                     [NIRC__PBX_EVENTS_FROM__PBX_EVENTS_FROM_DATABASE] = "database",
+                                     [NIRC__PBX_EVENTS_FROM__PBX_EVENTS_FROM_LOAD_FAILED] =
+                                         "load_failed"};
+  unsigned f = (unsigned)s->pbx_events_from;
+  json_object_set_new(x, "pbx_events", ctl_site_pbx_json(s));
+  json_object_set_new(x, "pbx_events_since_ms", json_integer(s->pbx_events_since_ms));
+  /* A newer controller's source: "unknown" (nircctl is older). */
+  json_object_set_new(x, "pbx_events_from",
+                      json_string(f < sizeof from / sizeof from[0] ? from[f] : "unknown"));
+  json_object_set_new(x, "pbx_events_asked_ms",
+                      s->pbx_events_asked_ms ? json_integer(s->pbx_events_asked_ms) : json_null());
+  if (s->pbx_events_load_error && *s->pbx_events_load_error)
+    json_object_set_new(x, "pbx_events_load_error", json_string(s->pbx_events_load_error));
 }

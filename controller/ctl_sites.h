@@ -16,5 +16,8 @@ json_t *ctl_site_change_json(const Nirc__SiteChangeReply *r);
 void ctl_site_pbx_print(FILE *out, const Nirc__SiteStatus *s, const char *tz);
 /* The `pbx_events` array of a site in docs/CLI-JSON.md (new reference). */
 json_t *ctl_site_pbx_json(const Nirc__SiteStatus *s);
+/* Sets a site row's pbx_events keys (docs/CLI-JSON.md) in x, when the
+ * controller sent them (`site` only). */
+void ctl_site_pbx_json_set(json_t *x, const Nirc__SiteStatus *s);
 
 #endif

@@ -591,11 +591,7 @@ json_t *ctl_status_json(const Nirc__StatusReply *st, const ctl_status_opts_t *o)
         json_array_append_new(probs, json_string(t[0] == ' ' ? t + 1 : t));
     }
     json_object_set_new(x, "problems", probs);
-    /* `site` only (a controller older than the key sends no since). */
-    if (s->pbx_events_since_ms) {
-      json_object_set_new(x, "pbx_events", ctl_site_pbx_json(s));
-      json_object_set_new(x, "pbx_events_since_ms", json_integer(s->pbx_events_since_ms));
-    }
+    ctl_site_pbx_json_set(x, s); /* `site` only */
     if (s->n_hubs) {
       json_t *hubs = json_array();
       for (size_t k = 0; k < s->n_hubs; k++) {

@@ -59,6 +59,7 @@ typedef struct {
   uint32_t *senders;         /* one per row */
   Nirc__HubState hubs[ROUTE_MAX_SHARES], *hub_ptrs[ROUTE_MAX_SHARES];
   Nirc__SitePbxEvent pbx[PBXLOG_KEEP], *pbx_ptrs[PBXLOG_KEEP]; /* borrow srv->pbx_log */
+  char pbx_why[80];
 } ops_status_t;
 
 static void ops_status_cleanup(void *p) {
@@ -107,6 +108,22 @@ static void ops_status_pbx(server_t *srv, ops_status_t *st, size_t idx, Nirc__Si
   const pbxlog_event_t *ev;
   size_t n = pbxlog_get(&srv->pbx_log, idx, &ev);
   row->pbx_events_since_ms = srv->pbx_log.since_ms;
+  static const Nirc__PbxEventsFrom from[] = {
+      [PBXLOG_RECEIVED] = NIRC__PBX_EVENTS_FROM__PBX_EVENTS_FROM_RECEIVED,
+      [PBXLOG_LOADING] = NIRC__PBX_EVENTS_FROM__PBX_EVENTS_FROM_LOADING,
+      [PBXLOG_LOADED] = NIRC__PBX_EVENTS_FROM__PBX_EVENTS_FROM_DATABASE,
+      [PBXLOG_LOAD_FAILED] = NIRC__PBX_EVENTS_FROM__PBX_EVENTS_FROM_LOAD_FAILED};
+  row->pbx_events_from = from[srv->pbx_log.state];
+  row->pbx_events_asked_ms = srv->pbx_log.asked_ms;
+  row->pbx_events_load_error =
+      srv->pbx_log.state == PBXLOG_LOAD_FAILED ? srv->pbx_log.why : (char *)"";
+  /* Read while it waits for the database to come back: say so. */
+  uint64_t down = srv->db_read ? db_unreachable_ms(srv->db_read) : 0;
+  if (srv->pbx_log.state == PBXLOG_LOADING && down) {
+    snprintf(st->pbx_why, sizeof st->pbx_why, "the database has been unreachable for %llu s",
+             (unsigned long long)(down / 1000));
+    row->pbx_events_load_error = st->pbx_why;
+  }
   row->pbx_events = st->pbx_ptrs;
   for (size_t k = 0; k < n && k < PBXLOG_KEEP; k++) {
     Nirc__SitePbxEvent *p = &st->pbx[k];

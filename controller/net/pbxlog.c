@@ -34,6 +34,33 @@ int pbxlog_add(pbxlog_t *l, size_t site, const pbxlog_event_t *ev) {
   return 0;
 }
 
+int pbxlog_merge(pbxlog_t *l, size_t site, const pbxlog_event_t *ev) {
+  const pbxlog_event_t *kept;
+  size_t n = pbxlog_get(l, site, &kept);
+  for (size_t k = 0; k < n; k++)
+    if (kept[k].at_ms / 1000 == ev->at_ms / 1000 && strcmp(kept[k].event, ev->event) == 0) return 0;
+  return pbxlog_add(l, site, ev);
+}
+
+bool pbxlog_set_state(pbxlog_t *l, pbxlog_state_t to) {
+  bool ok = false;
+  switch (l->state) {
+  case PBXLOG_RECEIVED:
+  case PBXLOG_LOAD_FAILED: ok = to == PBXLOG_LOADING; break;
+  case PBXLOG_LOADING: ok = to == PBXLOG_LOADED || to == PBXLOG_LOAD_FAILED; break;
+  case PBXLOG_LOADED: break;
+  }
+  if (!ok) return false;
+  l->state = to;
+  if (to == PBXLOG_LOADED) l->since_ms = l->from_ms;
+  return true;
+}
+
+const char *pbxlog_state_name(pbxlog_state_t s) {
+  static const char *const names[] = PBXLOG_STATE_NAMES;
+  return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "?";
+}
+
 size_t pbxlog_get(const pbxlog_t *l, size_t site, const pbxlog_event_t **out) {
   const struct pbxlog_site *s = site < l->n ? l->by_site[site] : NULL;
   *out = s ? s->ev : NULL;

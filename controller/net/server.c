@@ -912,6 +912,7 @@ static void server_on_tick(uv_timer_t *t) {
     server_observe_store(srv);
     server_history_tick(srv);
     engine_tick(srv->engine);
+    server_pbx_load_tick(srv); /* after the routes: nircctl site's history of the PBXs */
     server_read_wape(srv);
     server_read_superseded(srv);
     server_prune_history(srv);

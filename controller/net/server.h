@@ -340,6 +340,16 @@ void server_pbx_seen_words(const server_pbx_seen_t *s, char *buf, size_t len);
  * controller" (the agent may have told a controller before: this one may
  * have just taken over); "" otherwise. */
 void server_pbx_hello_words(const server_pbx_seen_t *s, char *buf, size_t len);
+/* server_pbxload.c, from the leader's tick (after the engine's): reads
+ * each site's last PBXLOG_KEEP PBX events of the 24 h before it took the
+ * lead from link_events into pbx_log, once (again 30 s after a failure),
+ * in one asynchronous query, merged with those received meanwhile. */
+void server_pbx_load_tick(server_t *srv);
+/* A PBX event's stored link_events detail (escaped) as `nircctl site`
+ * shows it: the text without the words server_pbx_seen_words added, and
+ * what they say in ev->late_ms (to the second, as stored) and
+ * ev->at_or_before. Pure (unit.test_ctl_site_pbx). */
+void server_pbx_load_detail(const char *stored, pbxlog_event_t *ev);
 /* server_retention.c, from the leader's tick: prunes load minutes older than
  * [database] history_days (business clock) in batches, and reads each
  * site's newest stored WAPE into fc_wape for /metrics. */

@@ -88,7 +88,10 @@ HUB_STATE = {"slug": str, "permille": int, "link": enum("online", "stale", "offl
 SITE_PBX_EVENT = {"at_ms": int, "late_ms": int, "at_or_before": bool, "event": str, "detail": str}
 SITE_STATUS.update({"rule": (SITE_RULE, NULL), "moved": bool, "receives_from": int,
                     "problems": [str], Opt("hubs"): [HUB_STATE],
-                    Opt("pbx_events"): [SITE_PBX_EVENT], Opt("pbx_events_since_ms"): int})
+                    Opt("pbx_events"): [SITE_PBX_EVENT], Opt("pbx_events_since_ms"): int,
+                    Opt("pbx_events_from"): enum("received", "loading", "database", "load_failed",
+                                                 "unknown"),
+                    Opt("pbx_events_asked_ms"): (int, NULL), Opt("pbx_events_load_error"): str})
 STATUS_COUNTS = {"sites": int, "online": int, "stale": int, "offline": int, "never_seen": int,
                  "route_not_known": int}
 STATUS_PAGING = {"offset": int, "returned": int, "matched": int, "complete": bool}
