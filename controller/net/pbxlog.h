@@ -47,6 +47,7 @@ typedef struct {
   int64_t asked_ms; /* real ms the last load was asked (the lead taken); 0: never */
   int64_t from_ms;  /* the start of the window that load reads */
   int64_t retry_ms; /* LOAD_FAILED: real ms it is tried again */
+  int64_t sent_ms;  /* real ms the last read was queued */
   char why[160];    /* LOAD_FAILED: why, escaped */
 } pbxlog_t;
 

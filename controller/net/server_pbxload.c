@@ -128,8 +128,9 @@ static void server_pbx_load_done(void *arg, int err, const char *msg, PGresult *
              l->why, SERVER_PBX_LOAD_RETRY_MS / 1000);
     return;
   }
+  uint64_t t0 = uv_hrtime();
   int rows = PQntuples(res);
-  size_t kept = 0, bad = 0, unknown = 0, nomem = 0;
+  size_t merged = 0, bad = 0, unknown = 0, nomem = 0;
   for (int i = 0; i < rows; i++) {
     pbxrecent_row_t r;
     if (pbxrecent_row(res, i, &r) != 0) {
@@ -149,15 +150,17 @@ static void server_pbx_load_done(void *arg, int err, const char *msg, PGresult *
     if (pbxlog_merge(l, (size_t)(s - srv->sites.v), &ev) != 0)
       nomem++;
     else
-      kept++;
+      merged++;
   }
   server_pbx_load_set(srv, PBXLOG_LOADED);
   char from[40];
   clock_format_iso(l->from_ms, 0, from, sizeof from);
   log_info(LOG_DB, node,
-           "read %d recent PBX events of the sites since %s from link_events (%zu kept for "
-           "nircctl site, %zu of sites no longer known, %zu unreadable, %zu out of memory)",
-           rows, from, kept, unknown, bad, nomem);
+           "read %d recent PBX events of the sites since %s from link_events in %lld ms, merged "
+           "in %llu ms (%zu for nircctl site, %zu of sites no longer known, %zu unreadable, "
+           "%zu out of memory)",
+           rows, from, (long long)(clock_real_ms() - l->sent_ms),
+           (unsigned long long)((uv_hrtime() - t0) / 1000000u), merged, unknown, bad, nomem);
 }
 
 void server_pbx_load_tick(server_t *srv) {
@@ -168,6 +171,7 @@ void server_pbx_load_tick(server_t *srv) {
   if (l->state == PBXLOG_LOAD_FAILED && now < l->retry_ms) return;
   if (!l->asked_ms) l->asked_ms = now; /* when it took the lead: a retry reads the same window */
   l->from_ms = l->asked_ms - SERVER_PBX_LOAD_WINDOW_MS;
+  l->sent_ms = now;
   int rc = pbxrecent_load(srv->db_read, l->from_ms, PBXLOG_KEEP, server_pbx_load_done, srv);
   if (rc != 0) {
     snprintf(l->why, sizeof l->why, "%s", nirc_strerror(rc));
