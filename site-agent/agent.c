@@ -48,7 +48,9 @@ const config_opt_t agent_conf_opts[] = {
     {"timing", "report_interval", CFG_DURATION, O(report_interval_ms), 0, 100, 60000, "1s", 0,
      "report interval until the controller sets one"},
     {"agent", "pbx_check_interval", CFG_DURATION, O(pbx_check_interval_ms), 0, 1000, 86400000,
-     "30s", 0, "how often the PBX is read back and a drifted route applied again"},
+     "30s", 0,
+     "how often the PBX is read back and a drifted route applied again, and the state file "
+     "written again (a write that fails is told to the controller)"},
     {"sim", "scenario", CFG_STRING, O(scenario), S(scenario), 0, 0, "", 0,
      "scenario file for the sim adapter"},
     {"sim", "seed", CFG_UINT, O(seed), 0, 0, 4294967295.0, "0", 0,
@@ -354,11 +356,37 @@ static void agent_set_route_state(agent_t *a, agent_route_state_t to, const char
 }
 
 /* Saves `r` as the route in force, with what the file keeps beside it
- * (agent_state_extra). */
+ * (agent_state_extra). A failure is not only logged (by the caller): the
+ * controller is told (agent_state_note), since the next directive's route
+ * cannot be made durable and fails until the file can be written. */
 static int agent_save_state(agent_t *a, const route_t *r, char *err, size_t errlen) {
   state_extra_t x;
   agent_state_extra(a, r, &x);
-  return state_save_ext(a->conf->state_file, a->slug, r, &x, err, errlen);
+  int rc = state_save_ext(a->conf->state_file, a->slug, r, &x, err, errlen);
+  agent_state_tell_t tell = agent_state_note(a, rc, err);
+  if (tell == AGENT_STATE_TELL_NONE) return rc;
+  char desc[200];
+  route_format(&a->applied, a->slug, desc, sizeof desc);
+  if (tell == AGENT_STATE_TELL_SAVED)
+    log_info(LOG_AGENT, a->slug, "state file %s written again", a->conf->state_file);
+  agent_pbx_event(
+      a,
+      tell == AGENT_STATE_TELL_SAVED ? NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_STATE_SAVED
+                                     : NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_STATE_NOT_SAVED,
+      "", desc, tell == AGENT_STATE_TELL_SAVED ? "the state file is written again" : err);
+  return rc;
+}
+
+/* Every pbx_check_interval: the route in force written again (the same
+ * content), so a state file that can no longer be written (a full disk)
+ * is found and told before a directive needs it, and its end is seen. */
+static void agent_on_state_check(uv_timer_t *t) {
+  agent_t *a = t->data;
+  if (a->state == AGENT_STOPPING) return;
+  char serr[400];
+  bool was = a->state_unsaved;
+  if (agent_save_state(a, &a->applied, serr, sizeof serr) != 0 && !was)
+    log_error(LOG_AGENT, a->slug, "the state file cannot be written: %s", serr);
 }
 
 static void agent_on_route_retry(uv_timer_t *t) {
@@ -923,7 +951,8 @@ int agent_init(agent_t *a, uv_loop_t *loop, const agent_conf_t *conf, bool check
   uv_timer_init(loop, &a->report);
   uv_timer_init(loop, &a->revert);
   uv_timer_init(loop, &a->route_retry);
-  a->retry.data = a->report.data = a->revert.data = a->route_retry.data = a;
+  uv_timer_init(loop, &a->state_check);
+  a->retry.data = a->report.data = a->revert.data = a->route_retry.data = a->state_check.data = a;
   backoff_init(&a->route_backoff, (uint32_t)conf->backoff_min_ms, (uint32_t)conf->backoff_max_ms,
                0);
   return 0;
@@ -990,6 +1019,9 @@ void agent_start(agent_t *a) {
   agent_arm_revert(a);
   a->connect_after_restore = true;
   agent_apply_start(a, &a->applied, APPLY_RESTORE);
+  if (a->conf->state_file[0])
+    uv_timer_start(&a->state_check, agent_on_state_check, a->conf->pbx_check_interval_ms,
+                   a->conf->pbx_check_interval_ms);
 }
 
 void agent_stop(agent_t *a) {
@@ -1000,6 +1032,7 @@ void agent_stop(agent_t *a) {
   uv_close((uv_handle_t *)&a->report, NULL);
   uv_close((uv_handle_t *)&a->revert, NULL);
   uv_close((uv_handle_t *)&a->route_retry, NULL);
+  uv_close((uv_handle_t *)&a->state_check, NULL);
   if (a->metrics_on) uv_close((uv_handle_t *)&a->metrics, NULL);
   agent_pbx_stop(a);
   uv_close((uv_handle_t *)&a->watchdog, NULL);

@@ -239,6 +239,14 @@ typedef struct {
   bool revert_unconfirmed;
   uint64_t drift_repairs, pbx_events_dropped, verify_failures;
   char exec_lock[CONFIG_STR_MAX + 16]; /* "<state_file>.apply-lock", or "" */
+  /* The last write of the state file failed (agent_state_note): why, with
+   * the fix, for the Hello (state_not_saved_why) and the STATE_NOT_SAVED
+   * PbxEvent; a STATE_SAVED follows the next write that succeeds. The
+   * file is written again every pbx_check_interval (state_check), so a
+   * full disk is found before a directive needs it, and its end is seen. */
+  bool state_unsaved;
+  char state_why[256];
+  uv_timer_t state_check;
 } agent_t;
 
 const char *agent_state_name(agent_state_t s);
@@ -305,6 +313,18 @@ agent_applied_t agent_decide_applied(agent_route_state_t was, agent_apply_purpos
  * (the adapter cannot read the PBX back). Pure, like the decision. */
 bool agent_route_unverified(bool was, agent_apply_purpose_t purpose, const agent_applied_t *o,
                             bool apply_unverified);
+/* What a write of the state file changes for the controller
+ * (agent_state_note). */
+typedef enum {
+  AGENT_STATE_TELL_NONE = 0,  /* nothing new */
+  AGENT_STATE_TELL_NOT_SAVED, /* the first failure of a stretch: STATE_NOT_SAVED */
+  AGENT_STATE_TELL_SAVED,     /* the first success after a failure: STATE_SAVED */
+} agent_state_tell_t;
+
+/* Notes the outcome of a write of the state file (save_rc 0, or an error
+ * with `err` saying why) in a->state_unsaved and a->state_why, and says
+ * what to tell the controller. Pure: agent.c sends the event. */
+agent_state_tell_t agent_state_note(agent_t *a, int save_rc, const char *err);
 /* Fills the route part of the Hello `a` sends (no link needed): the route in force, whether
  * it is confirmed at the PBX and why not, and whether it was read back. *applied and *pb are its
  * storage; h->applied points at them when a route is sent. */

@@ -129,6 +129,8 @@ void agent_fill_hello_route(const agent_t *a, Nirc__Hello *h, Nirc__Directive *a
           agent_clock_went_home_ago(a, a->went_home_mono_ms, &h->went_home_ago_ms);
     }
   }
+  /* The state file: whether the next directive can be made durable. */
+  if (a->state_unsaved) h->state_not_saved_why = (char *)a->state_why;
   if (a->route_state != AGENT_ROUTE_KNOWN) {
     h->route_unconfirmed = 1;
     h->route_unconfirmed_why = (char *)a->route_why;
@@ -146,6 +148,22 @@ void agent_fill_hello_route(const agent_t *a, Nirc__Hello *h, Nirc__Directive *a
      * next applied acknowledgement. */
     h->route_unverified = a->applied_unverified;
   }
+}
+
+agent_state_tell_t agent_state_note(agent_t *a, int save_rc, const char *err) {
+  if (save_rc == 0) {
+    bool was = a->state_unsaved;
+    a->state_unsaved = false;
+    a->state_why[0] = '\0';
+    return was ? AGENT_STATE_TELL_SAVED : AGENT_STATE_TELL_NONE;
+  }
+  /* The latest words go in the Hello; the controller is told once per
+   * stretch (every failed write would fill the event queue). */
+  nirc_strlcpy_utf8(a->state_why, err && *err ? err : "the state file could not be written",
+                    sizeof a->state_why);
+  if (a->state_unsaved) return AGENT_STATE_TELL_NONE;
+  a->state_unsaved = true;
+  return AGENT_STATE_TELL_NOT_SAVED;
 }
 
 bool agent_route_unverified(bool was, agent_apply_purpose_t purpose, const agent_applied_t *o,

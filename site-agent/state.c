@@ -189,6 +189,18 @@ int state_save_ext(const char *path, const char *self, const route_t *r, const s
   return rc;
 }
 
+const char *state_errno_fix(int e) {
+  switch (e) {
+  case ENOSPC:
+  case EDQUOT: return "the file system is full: free space on this host";
+  case EROFS: return "the file system is read-only: remount it read-write";
+  case EACCES:
+  case EPERM: return "nirc may not write there: fix the directory's owner or mode";
+  case EFBIG: return "a file size limit stops it: raise the agent's LimitFSIZE";
+  default: return "";
+  }
+}
+
 int state_write_atomic(const char *path, const char *text, char *err, size_t errlen) {
   char tmp[4096], dir[4096];
   /* A fresh name made with O_CREAT|O_EXCL (mkstemp, mode 0600): a file
@@ -220,8 +232,13 @@ int state_write_atomic(const char *path, const char *text, char *err, size_t err
     close(dfd);
   }
   return 0;
-fail:
-  snprintf(err, errlen, "%s: %s failed: %s", step[0] == 'r' ? path : tmp, step, strerror(errno));
+fail:;
+  /* The state file's name, not the temporary one's (its random suffix
+   * says nothing), and the fix: these words reach the controller's
+   * `agent` alarm (Hello.state_not_saved_why). */
+  int e = errno;
+  const char *fix = state_errno_fix(e);
+  snprintf(err, errlen, "%s: %s failed: %s%s%s", path, step, strerror(e), *fix ? ": " : "", fix);
   if (fd >= 0) close(fd);
   if (created) unlink(tmp);
   return NIRC_EIO;

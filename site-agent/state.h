@@ -59,5 +59,9 @@ int state_save_ext(const char *path, const char *self, const route_t *r, const s
  * fsync'd); for the files kept beside the state (agent_clock.c). 0 or
  * NIRC_EIO with the failing step named. */
 int state_write_atomic(const char *path, const char *text, char *err, size_t errlen);
+/* The fix for a write that failed with errno `e`, in words ("the file
+ * system is full: free space on this host"), or "" when there is no usual
+ * one: state_write_atomic's error ends with it. */
+const char *state_errno_fix(int e);
 
 #endif

@@ -311,6 +311,11 @@ void server_site_close_removed(server_t *srv, site_t *s);
 int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *why, size_t whylen);
 /* Observes each site's pbx alarm while its last PbxEvent is recent. */
 void server_pbx_observe(server_t *srv);
+/* A site's agent says why it cannot write its state file ("" or NULL: it
+ * can), in a Hello or a PbxEvent; escaped and kept for its `agent` alarm. */
+void server_pbx_agent_state(server_t *srv, site_t *site, const char *why);
+/* The `agent` alarm's words for the agent's reason `why` (escaped). Pure. */
+void server_pbx_state_words(const char *why, char *buf, size_t len);
 /* When a site's agent saw a PbxEvent, on this controller's real clock: a
  * decision free of I/O (unit.test_server_pbx). The agent counts how long
  * ago on its monotonic clock (seen_ago_ms); its host's clock (at_ms) is

@@ -20,12 +20,43 @@
 #define SERVER_PBX_ALARM_MS (10 * 60000)
 void server_pbx_observe(server_t *srv) {
   int64_t now = clock_real_ms();
-  if (!srv->last_pbx_event_ms || now - srv->last_pbx_event_ms >= SERVER_PBX_ALARM_MS) return;
+  bool pbx = srv->last_pbx_event_ms && now - srv->last_pbx_event_ms < SERVER_PBX_ALARM_MS;
   for (size_t i = 0; srv->engine && i < srv->sites.n; i++) {
     const site_t *s = &srv->sites.v[i];
-    if (!s->pbx_event_ms || now - s->pbx_event_ms >= SERVER_PBX_ALARM_MS) continue;
+    /* Said by the agent on this link: a link that is down has its own
+     * alarm, and the next Hello says it again (or that it is over). */
+    if (s->agent_state_why[0] && s->conn) {
+      char words[ALARM_MESSAGE_MAX];
+      server_pbx_state_words(s->agent_state_why, words, sizeof words);
+      engine_alarm_observe(srv->engine, ALARM_AGENT, s->slug, words);
+    }
+    if (!pbx || !s->pbx_event_ms || now - s->pbx_event_ms >= SERVER_PBX_ALARM_MS) continue;
     engine_alarm_observe_sev(srv->engine, ALARM_PBX, s->slug, s->pbx_alarm, s->pbx_critical);
   }
+}
+
+void server_pbx_state_words(const char *why, char *buf, size_t len) {
+  /* What it means first: a message cut at its end keeps it. */
+  snprintf(buf, len,
+           "its agent cannot write its state file: a route sent to it fails until it can (the "
+           "route in force stays): %s",
+           why);
+}
+
+void server_pbx_agent_state(server_t *srv, site_t *site, const char *why) {
+  char esc[sizeof site->agent_state_why];
+  safetext_escape(why ? why : "", esc, sizeof esc);
+  if (strcmp(esc, site->agent_state_why) == 0) return;
+  if (esc[0])
+    log_error(LOG_SITE, site->slug, "its agent cannot write its state file: %s", esc);
+  else
+    log_info(LOG_SITE, site->slug, "its agent writes its state file again");
+  nirc_strlcpy_utf8(site->agent_state_why, esc, sizeof site->agent_state_why);
+  if (!esc[0] || !srv->engine) return;
+  /* At once, not at the next tick: the alarm's words are the latest. */
+  char words[ALARM_MESSAGE_MAX];
+  server_pbx_state_words(esc, words, sizeof words);
+  engine_alarm_observe(srv->engine, ALARM_AGENT, site->slug, words);
 }
 
 server_pbx_seen_t server_pbx_seen(const Nirc__PbxEvent *ev, int64_t arrival_ms) {
@@ -183,6 +214,26 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
   case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_ROUTE_CONFIRMED:
     server_pbx_route_known(srv, c, ev, &seen, when);
     return 0;
+  case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_STATE_NOT_SAVED:
+  case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_STATE_SAVED: {
+    /* Not the PBX's doing either: the agent's host. An `agent` alarm
+     * while it lasts (server_pbx_observe), and a link event for each. */
+    bool saved = ev->kind == NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_STATE_SAVED;
+    char detail[256], words[ALARM_MESSAGE_MAX], stored[600];
+    safetext_escape(ev->detail ? ev->detail : "", detail, sizeof detail);
+    if (saved)
+      snprintf(words, sizeof words, "its agent writes its state file again");
+    else
+      server_pbx_state_words(detail[0] ? detail : "(no reason given)", words, sizeof words);
+    server_pbx_with_seen(words, when, stored, sizeof stored);
+    server_pbx_record(srv, c, &seen, saved ? "agent_state_saved" : "agent_state_not_saved", stored,
+                      words);
+    server_pbx_agent_state(srv, site,
+                           saved                       ? ""
+                           : ev->detail && *ev->detail ? ev->detail
+                                                       : "(no reason given)");
+    return 0;
+  }
   default:
     /* A kind from a newer agent: said, not acted on. */
     log_warn(LOG_SITE, site->slug, "PbxEvent of unknown kind %d ignored", (int)ev->kind);

@@ -16,6 +16,7 @@ static const char *const alarm_kind_names[ALARM_KIND_COUNT] = {
     [ALARM_NOTIFY] = "notify",         [ALARM_SUPERSEDED] = "superseded",
     [ALARM_CLOCK] = "clock",           [ALARM_RULE_LOAD] = "rule_load",
     [ALARM_LEADERSHIP] = "leadership", [ALARM_SITES_LOAD] = "sites_load",
+    [ALARM_AGENT] = "agent",
 };
 
 const char *alarm_kind_name(alarm_kind_t k) {
@@ -44,7 +45,9 @@ const char *alarm_severity(alarm_kind_t k) {
   /* Calls do not go where status says they go. */
   case ALARM_MOVED:
   /* No directive goes out: a move asked for, a return due, are not made. */
-  case ALARM_LEADERSHIP: return "critical";
+  case ALARM_LEADERSHIP:
+  /* A move asked of that site fails: its agent cannot make it durable. */
+  case ALARM_AGENT: return "critical";
   /* A PBX that drifted and was repaired routes right again: worth a look
    * (why did it drift?), not a page. Not repaired: observed critical. */
   case ALARM_PBX: return "warning";

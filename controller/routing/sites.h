@@ -119,6 +119,10 @@ typedef struct {
   int64_t pbx_event_ms;
   bool pbx_critical;
   char pbx_alarm[256];
+  /* Its agent says it cannot write its state file (Hello, PbxEvent
+   * STATE_NOT_SAVED): why, escaped; "" when it can (or does not say). Its
+   * `agent` alarm is observed while the link is up (server_pbx.c). */
+  char agent_state_why[256];
   void *conn; /* borrowed: the server's live connection, or NULL */
   char peer_addr[64];
   char adapter[16];

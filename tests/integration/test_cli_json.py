@@ -74,7 +74,7 @@ SITE_STATUS = {
 }
 ALARM = {"id": int, "kind": enum("capacity", "routing", "directive", "site_down", "database",
                                   "journal", "identity", "pbx", "report", "moved", "notify", "superseded",
-                                  "clock", "rule_load", "leadership", "sites_load"),
+                                  "clock", "rule_load", "leadership", "sites_load", "agent"),
          "subject": str, "severity": enum("critical", "major", "warning"), "message": str, "raised_ms": int,
          Opt("raised_business_ms"): int, "active": bool, "cleared_ms": (int, NULL),
          "acked_ms": (int, NULL), "acked_by": (str, NULL), "quiet_ms": (int, NULL),

@@ -458,6 +458,33 @@ def test_apply_killed_at_its_timeout_is_an_unknown_route():
     assert pbx_route() == HOME
 
 
+def test_state_file_not_writable_is_alarmed():
+    """Brief s21G: the agent cannot write its state file (a full disk).
+    Before, only its own log said so, and its controller learned of it when
+    a move to the site failed. Now the agent writes it every
+    pbx_check_interval and tells: a critical `agent` alarm with the agent's
+    reason, before any move needs the file, and an event when it can write
+    again. Here the file is made a symbolic link, which the agent refuses
+    to write through (a full disk cannot be made here)."""
+    path = os.path.join(env.dir, f"state-{SITE}.json")
+    aside, link = path + ".aside", path + ".link"
+    os.rename(path, aside)
+    os.symlink(aside, link)
+    os.rename(link, path)
+    try:
+        a = T.wait_until(lambda: ([a for a in alarms() if a["kind"] == "agent"] or [None])[0],
+                         10, "an agent alarm")
+        assert a["subject"] == SITE and a["severity"] == "critical", a
+        assert "cannot write its state file" in a["message"], a
+        assert "symbolic link" in a["message"], a
+    finally:
+        os.rename(aside, path)
+    T.wait_until(lambda: env.sql("SELECT event FROM link_events WHERE site = 'xizang' AND "
+                                 "event LIKE 'agent_state%' ORDER BY id") ==
+                 [["agent_state_not_saved"], ["agent_state_saved"]], 10,
+                 "the agent telling it writes again")
+
+
 if __name__ == "__main__":
     T.main([test_setup, test_route_unknown_while_the_link_is_down_is_alarmed_since_it_was_seen,
             test_verified_cutover_is_applied, test_drift_is_repaired_and_alarmed,
@@ -467,4 +494,5 @@ if __name__ == "__main__":
             test_without_verify_cmd_applies_are_unverified,
             test_unverified_survives_a_controller_restart,
             test_route_confirmed_unread_is_unverified,
-            test_apply_killed_at_its_timeout_is_an_unknown_route])
+            test_apply_killed_at_its_timeout_is_an_unknown_route,
+            test_state_file_not_writable_is_alarmed])

@@ -632,8 +632,45 @@ static void test_hello_says_how_long_the_route_is_unknown(void **state) {
   assert_false(h.route_unconfirmed_ago_said);
 }
 
+/* The state file cannot be written (a full disk): before, the agent only
+ * logged it on its host, and its controller learned of it when a
+ * directive failed ("cannot persist the route"), at the moment a move was
+ * needed. Now the first failure of a stretch is told (STATE_NOT_SAVED),
+ * its Hello says it while it lasts, and the first write that succeeds
+ * again is told (STATE_SAVED). */
+static void test_state_not_saved_is_told(void **state) {
+  (void)state;
+  agent_t *a = started_agent(NULL);
+  const char *full =
+      "/var/lib/nirc/state.json: write failed: No space left on device: the file system is full: "
+      "free space on this host";
+  assert_int_equal(agent_state_note(a, 0, ""), AGENT_STATE_TELL_NONE);
+  Nirc__Hello h = hello_of(a);
+  assert_true(h.state_not_saved_why == NULL || !*h.state_not_saved_why);
+
+  assert_int_equal(agent_state_note(a, NIRC_EIO, full), AGENT_STATE_TELL_NOT_SAVED);
+  /* Every later failure: not told again (the event queue is bounded),
+   * but the Hello says the latest words. */
+  assert_int_equal(agent_state_note(a, NIRC_EIO, "/var/lib/nirc/state.json: open failed: x"),
+                   AGENT_STATE_TELL_NONE);
+  h = hello_of(a);
+  assert_non_null(h.state_not_saved_why);
+  assert_string_equal(h.state_not_saved_why, "/var/lib/nirc/state.json: open failed: x");
+  /* A failure without words still says something. */
+  assert_int_equal(agent_state_note(a, NIRC_EIO, ""), AGENT_STATE_TELL_NONE);
+  h = hello_of(a);
+  assert_non_null(strstr(h.state_not_saved_why, "could not be written"));
+
+  assert_int_equal(agent_state_note(a, 0, ""), AGENT_STATE_TELL_SAVED);
+  h = hello_of(a);
+  assert_true(h.state_not_saved_why == NULL || !*h.state_not_saved_why);
+  assert_int_equal(agent_state_note(a, 0, ""), AGENT_STATE_TELL_NONE);
+  assert_int_equal(agent_state_note(a, NIRC_EIO, full), AGENT_STATE_TELL_NOT_SAVED);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_state_not_saved_is_told),
       cmocka_unit_test(test_event_says_how_long_ago_it_was_seen),
       cmocka_unit_test(test_hello_says_how_long_the_route_is_unknown),
       cmocka_unit_test(test_failed_restore_is_retried_and_revert_armed),

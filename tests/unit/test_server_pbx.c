@@ -143,6 +143,37 @@ static void test_late_event_is_not_left_out(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* What a site's agent says of its state file (Hello.state_not_saved_why,
+ * PbxEvent STATE_NOT_SAVED) is kept, escaped, for the site's `agent`
+ * alarm, whose words say what it means first and keep the agent's fix;
+ * "" (an older agent, or one that writes again) clears it. Before, the
+ * controller did not know. */
+static void test_agent_state_is_kept_for_its_alarm(void **state) {
+  (void)state;
+  server_t *srv = calloc(1, sizeof *srv);
+  site_t *site = calloc(1, sizeof *site);
+  assert_non_null(srv);
+  assert_non_null(site);
+  snprintf(site->slug, sizeof site->slug, "hubei");
+  server_pbx_agent_state(srv, site,
+                         "/var/lib/nirc/state.json\x1b[2J: write failed: No space left on "
+                         "device: the file system is full: free space on this host");
+  assert_null(strchr(site->agent_state_why, 0x1b)); /* a peer's bytes are never shown raw */
+  assert_non_null(strstr(site->agent_state_why, "free space on this host"));
+  char w[ALARM_MESSAGE_MAX];
+  server_pbx_state_words(site->agent_state_why, w, sizeof w);
+  assert_ptr_equal(strstr(w, "its agent cannot write its state file: a route sent to it fails"), w);
+  assert_non_null(strstr(w, "No space left on device"));
+  server_pbx_agent_state(srv, site, "");
+  assert_string_equal(site->agent_state_why, "");
+  server_pbx_agent_state(srv, site, NULL);
+  assert_string_equal(site->agent_state_why, "");
+  assert_string_equal(alarm_kind_name(ALARM_AGENT), "agent");
+  assert_string_equal(alarm_severity(ALARM_AGENT), "critical");
+  free(site);
+  free(srv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_late_event_is_placed_by_the_agents_count),
@@ -150,6 +181,7 @@ int main(void) {
       cmocka_unit_test(test_unsaid_or_implausible_is_at_or_before_arrival),
       cmocka_unit_test(test_late_event_is_not_left_out),
       cmocka_unit_test(test_hello_count_is_placed_and_said),
+      cmocka_unit_test(test_agent_state_is_kept_for_its_alarm),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -503,9 +503,13 @@ static void test_save_write_failure(void **state) {
   assert_int_equal(setrlimit(RLIMIT_FSIZE, &old_fsize), 0);
   signal(SIGXFSZ, old_sig);
   assert_int_equal(rc, NIRC_EIO);
-  if (!strstr(err, fx->tmp)) fail_msg("message does not name the file: %s", err);
+  if (!strstr(err, fx->path)) fail_msg("message does not name the file: %s", err);
   if (!strstr(err, "write failed")) fail_msg("message does not name the step: %s", err);
   if (!strstr(err, strerror(EFBIG))) fail_msg("message does not give the cause: %s", err);
+  /* The words reach the controller's `agent` alarm: the fix, and the
+   * state file's name rather than the temporary one's random suffix. */
+  if (!strstr(err, "raise the agent's LimitFSIZE")) fail_msg("message names no fix: %s", err);
+  if (strstr(err, ".tmp.")) fail_msg("message names the temporary file: %s", err);
   assert_false(tmp_left(fx));
   size_t len_after;
   char *after = read_all(fx->path, &len_after);
@@ -515,6 +519,16 @@ static void test_save_write_failure(void **state) {
   free(after);
   load_ok(fx->path, "hubei", &out);
   assert_route_equal(&a, &out);
+}
+
+/* The usual causes of a failed write name their fix; others say none. */
+static void test_errno_fix(void **state) {
+  (void)state;
+  assert_non_null(strstr(state_errno_fix(ENOSPC), "free space on this host"));
+  assert_non_null(strstr(state_errno_fix(EDQUOT), "free space"));
+  assert_non_null(strstr(state_errno_fix(EROFS), "remount it read-write"));
+  assert_non_null(strstr(state_errno_fix(EACCES), "owner or mode"));
+  assert_string_equal(state_errno_fix(EIO), "");
 }
 
 static void test_save_overwrites(void **state) {
@@ -705,6 +719,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_save_missing_dir, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_save_failure_keeps_previous, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_save_write_failure, fx_setup, fx_teardown),
+      cmocka_unit_test(test_errno_fix),
       cmocka_unit_test_setup_teardown(test_save_overwrites, fx_setup, fx_teardown),
       cmocka_unit_test_setup_teardown(test_stale_tmp, fx_setup, fx_teardown),
   };
