@@ -1,5 +1,6 @@
 #include "tls.h"
 
+#include "clock.h"
 #include "err.h"
 #include "util.h"
 
@@ -267,6 +268,16 @@ static int tls_identity_from_x509(X509 *cert, peer_identity_t *out, char *err, s
   if (X509_digest(cert, EVP_sha256(), md, &mdlen) == 1) {
     for (unsigned i = 0; i < mdlen && i < 32; i++)
       sprintf(out->fingerprint + 2 * i, "%02x", md[i]);
+  }
+  /* When it ends: the controller warns of a site's before its link dies
+   * (server_pbx.c). As ISO text through clock_parse_iso: no timegm(). */
+  struct tm tm;
+  const ASN1_TIME *end = X509_get0_notAfter(cert);
+  char iso[40];
+  if (end && ASN1_TIME_to_tm(end, &tm) == 1) {
+    snprintf(iso, sizeof iso, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (clock_parse_iso(iso, &out->not_after_ms) != 0) out->not_after_ms = 0;
   }
 
   const char *colon = strchr(cn, ':');

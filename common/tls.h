@@ -36,6 +36,7 @@ typedef struct {
   op_role_t role;       /* operators only */
   char subject[160];    /* "site:hubei" as in the certificate, for logs */
   char fingerprint[65]; /* SHA-256 of the certificate, hex */
+  int64_t not_after_ms; /* the certificate's end, Unix ms (real time); 0: not read */
 } peer_identity_t;
 
 /* The key exchange groups every context offers and accepts. */

@@ -984,7 +984,7 @@ const ctl_cmd_t ctl_cmds[CTL_NCMDS] = {
      "clock, rule_load (a given-up rule load's backend holds the rule tables' locks),\n"
      "leadership (the leader has issued nothing for a lease), sites_load (the sites\n"
      "table cannot be read), agent (a site's agent cannot write its state file: a\n"
-     "move to that site fails until it can).\n"
+     "move to that site fails until it can; or its certificate ends within 30 days).\n"
      "Without --all the controller's active alarms (also while the database is\n"
      "down); --all reads the stored record, cleared ones too, newest first.\n"
      "ack (role operator) records who saw it; it stays active until it clears.\n"

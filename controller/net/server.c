@@ -422,7 +422,7 @@ static void server_on_hello(server_t *srv, conn_t *c, const Nirc__Hello *h) {
                              .ago_said = h->went_home_ago_said};
   if (srv->engine)
     engine_on_hello(srv->engine, (size_t)(site - srv->sites.v), ap, h->route_unverified, &went);
-  server_pbx_agent_state(srv, site, h->state_not_saved_why); /* "" from an older agent: can */
+  server_pbx_on_hello(srv, site, h, id->not_after_ms); /* its host: state file, certificate */
   /* Whether the agent has that route (home when none) in force at its PBX:
    * an older agent does not say, and has. */
   char unknown_why[200];

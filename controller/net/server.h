@@ -314,8 +314,23 @@ void server_pbx_observe(server_t *srv);
 /* A site's agent says why it cannot write its state file ("" or NULL: it
  * can), in a Hello or a PbxEvent; escaped and kept for its `agent` alarm. */
 void server_pbx_agent_state(server_t *srv, site_t *site, const char *why);
-/* The `agent` alarm's words for the agent's reason `why` (escaped). Pure. */
+/* A site's Hello on a link whose certificate ends at cert_end_ms (real
+ * Unix ms, 0: not known): what it says of the agent's host, and when its
+ * certificate ends, kept for its `agent` alarm. */
+void server_pbx_on_hello(server_t *srv, site_t *site, const Nirc__Hello *h, int64_t cert_end_ms);
+/* The state-file part of the `agent` alarm's words, for the agent's
+ * reason `why` (escaped). Pure. */
 void server_pbx_state_words(const char *why, char *buf, size_t len);
+/* A site's certificate this close to its end (real time) raises its
+ * `agent` alarm: major, critical in the last SERVER_CERT_CRITICAL_DAYS
+ * (the link dies at the end, and no directive reaches the site). */
+#define SERVER_CERT_WARN_DAYS     30
+#define SERVER_CERT_CRITICAL_DAYS 7
+/* The `agent` alarm of site `s` at real time now_ms: false when none
+ * stands; else its words (the certificate's end, the state file) and
+ * whether it is critical (a state file it cannot write, or a certificate
+ * in its last days). Pure. */
+bool server_pbx_agent_words(const site_t *s, int64_t now_ms, char *buf, size_t len, bool *critical);
 /* When a site's agent saw a PbxEvent, on this controller's real clock: a
  * decision free of I/O (unit.test_server_pbx). The agent counts how long
  * ago on its monotonic clock (seen_ago_ms); its host's clock (at_ms) is

@@ -18,6 +18,15 @@
  * PBX changed behind NIRC's back. An unrepaired drift is re-sent at every
  * check of the agent ([agent] pbx_check_interval), so it holds. */
 #define SERVER_PBX_ALARM_MS (10 * 60000)
+/* Observes site s's `agent` alarm when its agent has said something of
+ * its host (server_pbx_agent_words). */
+static void server_pbx_agent_observe(server_t *srv, const site_t *s, int64_t now) {
+  char words[ALARM_MESSAGE_MAX];
+  bool critical;
+  if (srv->engine && server_pbx_agent_words(s, now, words, sizeof words, &critical))
+    engine_alarm_observe_sev(srv->engine, ALARM_AGENT, s->slug, words, critical);
+}
+
 void server_pbx_observe(server_t *srv) {
   int64_t now = clock_real_ms();
   bool pbx = srv->last_pbx_event_ms && now - srv->last_pbx_event_ms < SERVER_PBX_ALARM_MS;
@@ -25,11 +34,7 @@ void server_pbx_observe(server_t *srv) {
     const site_t *s = &srv->sites.v[i];
     /* Said by the agent on this link: a link that is down has its own
      * alarm, and the next Hello says it again (or that it is over). */
-    if (s->agent_state_why[0] && s->conn) {
-      char words[ALARM_MESSAGE_MAX];
-      server_pbx_state_words(s->agent_state_why, words, sizeof words);
-      engine_alarm_observe(srv->engine, ALARM_AGENT, s->slug, words);
-    }
+    if (s->conn) server_pbx_agent_observe(srv, s, now);
     if (!pbx || !s->pbx_event_ms || now - s->pbx_event_ms >= SERVER_PBX_ALARM_MS) continue;
     engine_alarm_observe_sev(srv->engine, ALARM_PBX, s->slug, s->pbx_alarm, s->pbx_critical);
   }
@@ -43,6 +48,35 @@ void server_pbx_state_words(const char *why, char *buf, size_t len) {
            why);
 }
 
+bool server_pbx_agent_words(const site_t *s, int64_t now_ms, char *buf, size_t len,
+                            bool *critical) {
+  char cert[200] = "";
+  *critical = s->agent_state_why[0] != '\0';
+  int64_t left = s->agent_cert_not_after_ms - now_ms;
+  if (s->agent_cert_not_after_ms > 0 && left < (int64_t)SERVER_CERT_WARN_DAYS * 86400000) {
+    char end[40], in[40];
+    clock_format_iso(s->agent_cert_not_after_ms, 0, end, sizeof end);
+    if (left <= 0)
+      snprintf(in, sizeof in, "has expired");
+    else if (left < 86400000)
+      snprintf(in, sizeof in, "expires in %lld hours", (long long)(left / 3600000));
+    else
+      snprintf(in, sizeof in, "expires in %lld days", (long long)(left / 86400000));
+    /* The link it is on keeps it: a renewed one is seen on the next. */
+    snprintf(cert, sizeof cert,
+             "its agent's certificate %s (%s): issue a new one (deploy/pki.sh) and send the agent "
+             "SIGHUP; cleared once it reconnects with it",
+             in, end);
+    if (left < (int64_t)SERVER_CERT_CRITICAL_DAYS * 86400000) *critical = true;
+  }
+  if (!cert[0] && !s->agent_state_why[0]) return false;
+  char state[ALARM_MESSAGE_MAX] = "";
+  if (s->agent_state_why[0]) server_pbx_state_words(s->agent_state_why, state, sizeof state);
+  /* The shorter first: the message is cut at its end. */
+  snprintf(buf, len, "%s%s%s", cert, cert[0] && state[0] ? "; " : "", state);
+  return true;
+}
+
 void server_pbx_agent_state(server_t *srv, site_t *site, const char *why) {
   char esc[sizeof site->agent_state_why];
   safetext_escape(why ? why : "", esc, sizeof esc);
@@ -52,11 +86,17 @@ void server_pbx_agent_state(server_t *srv, site_t *site, const char *why) {
   else
     log_info(LOG_SITE, site->slug, "its agent writes its state file again");
   nirc_strlcpy_utf8(site->agent_state_why, esc, sizeof site->agent_state_why);
-  if (!esc[0] || !srv->engine) return;
   /* At once, not at the next tick: the alarm's words are the latest. */
-  char words[ALARM_MESSAGE_MAX];
-  server_pbx_state_words(esc, words, sizeof words);
-  engine_alarm_observe(srv->engine, ALARM_AGENT, site->slug, words);
+  server_pbx_agent_observe(srv, site, clock_real_ms());
+}
+
+void server_pbx_on_hello(server_t *srv, site_t *site, const Nirc__Hello *h, int64_t cert_end_ms) {
+  site->agent_cert_not_after_ms = cert_end_ms;
+  int64_t left = cert_end_ms - clock_real_ms();
+  if (cert_end_ms > 0 && left < (int64_t)SERVER_CERT_WARN_DAYS * 86400000)
+    log_warn(LOG_SITE, site->slug, "its agent's certificate ends in %.1f days", left / 86400000.0);
+  server_pbx_agent_state(srv, site, h->state_not_saved_why); /* "" from an older agent: can */
+  server_pbx_agent_observe(srv, site, clock_real_ms());
 }
 
 server_pbx_seen_t server_pbx_seen(const Nirc__PbxEvent *ev, int64_t arrival_ms) {

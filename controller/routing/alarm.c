@@ -45,9 +45,7 @@ const char *alarm_severity(alarm_kind_t k) {
   /* Calls do not go where status says they go. */
   case ALARM_MOVED:
   /* No directive goes out: a move asked for, a return due, are not made. */
-  case ALARM_LEADERSHIP:
-  /* A move asked of that site fails: its agent cannot make it durable. */
-  case ALARM_AGENT: return "critical";
+  case ALARM_LEADERSHIP: return "critical";
   /* A PBX that drifted and was repaired routes right again: worth a look
    * (why did it drift?), not a page. Not repaired: observed critical. */
   case ALARM_PBX: return "warning";

@@ -56,8 +56,9 @@ typedef enum {
   /* the sites table cannot be read: its changes are not applied, and a
    * controller started now will not start */
   ALARM_SITES_LOAD,
-  /* a site's agent cannot do its part on its own host: its state file
-   * cannot be written, so a directive's route fails (server_pbx.c) */
+  /* a site's agent on its own host: its state file cannot be written, so
+   * a directive's route fails (observed critical), or its certificate
+   * ends within 30 days (critical in the last 7) (server_pbx.c) */
   ALARM_AGENT,
   ALARM_KIND_COUNT,
 } alarm_kind_t;

@@ -123,6 +123,9 @@ typedef struct {
    * STATE_NOT_SAVED): why, escaped; "" when it can (or does not say). Its
    * `agent` alarm is observed while the link is up (server_pbx.c). */
   char agent_state_why[256];
+  /* The end of the certificate its agent's link presented (Unix ms, real
+   * time; 0: not known): near it, its `agent` alarm warns (server_pbx.c). */
+  int64_t agent_cert_not_after_ms;
   void *conn; /* borrowed: the server's live connection, or NULL */
   char peer_addr[64];
   char adapter[16];

@@ -169,9 +169,57 @@ static void test_agent_state_is_kept_for_its_alarm(void **state) {
   server_pbx_agent_state(srv, site, NULL);
   assert_string_equal(site->agent_state_why, "");
   assert_string_equal(alarm_kind_name(ALARM_AGENT), "agent");
-  assert_string_equal(alarm_severity(ALARM_AGENT), "critical");
   free(site);
   free(srv);
+}
+
+/* The `agent` alarm's words and severity: a state file the agent cannot
+ * write is critical; a certificate ending within 30 days is major, within
+ * 7 critical, with the date and the fix; both are said, the shorter first.
+ * Before, a site's certificate ended unannounced: its link died, and only
+ * site_down said so. */
+static void test_agent_alarm_words(void **state) {
+  (void)state;
+  site_t *s = calloc(1, sizeof *s);
+  assert_non_null(s);
+  snprintf(s->slug, sizeof s->slug, "hubei");
+  char w[ALARM_MESSAGE_MAX];
+  bool critical = true;
+  const int64_t day = 86400000;
+  assert_false(server_pbx_agent_words(s, ARRIVAL, w, sizeof w, &critical));
+  s->agent_cert_not_after_ms = ARRIVAL + 31 * day; /* far enough */
+  assert_false(server_pbx_agent_words(s, ARRIVAL, w, sizeof w, &critical));
+
+  s->agent_cert_not_after_ms = ARRIVAL + 12 * day + 3600000;
+  assert_true(server_pbx_agent_words(s, ARRIVAL, w, sizeof w, &critical));
+  assert_false(critical);
+  assert_string_equal(w, "its agent's certificate expires in 12 days (2026-12-19T21:00:00Z): "
+                         "issue a new one (deploy/pki.sh) and send the agent SIGHUP; cleared "
+                         "once it reconnects with it");
+  s->agent_cert_not_after_ms = ARRIVAL + 6 * day;
+  assert_true(server_pbx_agent_words(s, ARRIVAL, w, sizeof w, &critical));
+  assert_true(critical);
+  assert_non_null(strstr(w, "expires in 6 days"));
+  s->agent_cert_not_after_ms = ARRIVAL + 5 * 3600000;
+  assert_true(server_pbx_agent_words(s, ARRIVAL, w, sizeof w, &critical));
+  assert_non_null(strstr(w, "expires in 5 hours"));
+  s->agent_cert_not_after_ms = ARRIVAL - 1;
+  assert_true(server_pbx_agent_words(s, ARRIVAL, w, sizeof w, &critical));
+  assert_non_null(strstr(w, "has expired"));
+
+  /* Both: the certificate first, then the state file. */
+  s->agent_cert_not_after_ms = ARRIVAL + 20 * day;
+  snprintf(s->agent_state_why, sizeof s->agent_state_why, "x: write failed: No space left");
+  assert_true(server_pbx_agent_words(s, ARRIVAL, w, sizeof w, &critical));
+  assert_true(critical);
+  assert_ptr_equal(strstr(w, "its agent's certificate expires in 20 days"), w);
+  assert_non_null(strstr(w, "; its agent cannot write its state file"));
+  /* The state file alone. */
+  s->agent_cert_not_after_ms = 0;
+  assert_true(server_pbx_agent_words(s, ARRIVAL, w, sizeof w, &critical));
+  assert_true(critical);
+  assert_ptr_equal(strstr(w, "its agent cannot write its state file"), w);
+  free(s);
 }
 
 int main(void) {
@@ -182,6 +230,7 @@ int main(void) {
       cmocka_unit_test(test_late_event_is_not_left_out),
       cmocka_unit_test(test_hello_count_is_placed_and_said),
       cmocka_unit_test(test_agent_state_is_kept_for_its_alarm),
+      cmocka_unit_test(test_agent_alarm_words),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

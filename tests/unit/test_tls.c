@@ -525,8 +525,24 @@ static void test_link_does_not_answer_a_client_that_gave_up(void **state) {
   EVP_PKEY_free(sk);
 }
 
+/* A certificate's end is read with its identity (peer_identity_t
+ * not_after_ms): the controller warns of a site's before its link dies. */
+static void test_identity_says_when_the_certificate_ends(void **state) {
+  fixture_t *fx = *state;
+  char path[128], err[256];
+  write_pem_in(fx, path, sizeof path, "henan.pem", fx->good, NULL, NULL);
+  peer_identity_t id;
+  int64_t now = (int64_t)time(NULL) * 1000;
+  assert_int_equal(tls_file_identity(path, &id, err, sizeof err), 0);
+  assert_string_equal(id.name, "henan");
+  /* mkcert: a day from when it was made, whole seconds. */
+  assert_in_range(id.not_after_ms, now + 86400000 - 120000, now + 86400000 + 1000);
+  assert_int_equal(id.not_after_ms % 1000, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_identity_says_when_the_certificate_ends),
       cmocka_unit_test(test_crl_finds_the_revoked_serial),
       cmocka_unit_test(test_crl_refused_unless_signed_by_the_ca_and_current),
       cmocka_unit_test(test_blocklist_formats),
