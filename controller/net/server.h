@@ -326,8 +326,12 @@ void server_pbx_state_words(const char *why, char *buf, size_t len);
  * (the link dies at the end, and no directive reaches the site). */
 #define SERVER_CERT_WARN_DAYS     30
 #define SERVER_CERT_CRITICAL_DAYS 7
+/* A site whose reports say its PBX is unreadable this long (real ms)
+ * raises its `agent` alarm (major). */
+#define SERVER_PBX_UNREADABLE_MS 60000
 /* The `agent` alarm of site `s` at real time now_ms: false when none
- * stands; else its words (the certificate's end, the state file) and
+ * stands; else its words (the certificate's end, a PBX its reports have
+ * called unreadable for SERVER_PBX_UNREADABLE_MS, the state file) and
  * whether it is critical (a state file it cannot write, or a certificate
  * in its last days). Pure. */
 bool server_pbx_agent_words(const site_t *s, int64_t now_ms, char *buf, size_t len, bool *critical);

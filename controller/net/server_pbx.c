@@ -31,7 +31,13 @@ void server_pbx_observe(server_t *srv) {
   int64_t now = clock_real_ms();
   bool pbx = srv->last_pbx_event_ms && now - srv->last_pbx_event_ms < SERVER_PBX_ALARM_MS;
   for (size_t i = 0; srv->engine && i < srv->sites.n; i++) {
-    const site_t *s = &srv->sites.v[i];
+    site_t *s = &srv->sites.v[i];
+    /* Since when its reports say its PBX is unreadable (to the tick). */
+    bool unread = s->conn && s->state == SITE_ONLINE && s->has_report && s->last.pbx_unreadable;
+    if (!unread)
+      s->pbx_unreadable_since_ms = 0;
+    else if (!s->pbx_unreadable_since_ms)
+      s->pbx_unreadable_since_ms = now;
     /* Said by the agent on this link: a link that is down has its own
      * alarm, and the next Hello says it again (or that it is over). */
     if (s->conn) server_pbx_agent_observe(srv, s, now);
@@ -69,11 +75,24 @@ bool server_pbx_agent_words(const site_t *s, int64_t now_ms, char *buf, size_t l
              in, end);
     if (left < (int64_t)SERVER_CERT_CRITICAL_DAYS * 86400000) *critical = true;
   }
-  if (!cert[0] && !s->agent_state_why[0]) return false;
+  /* Its reports say its PBX cannot be read (their figures are unknown,
+   * never zeros): for a minute, that is no passing hiccup. */
+  char pbx[300] = "";
+  int64_t unread = s->pbx_unreadable_since_ms ? now_ms - s->pbx_unreadable_since_ms : 0;
+  if (s->pbx_unreadable_since_ms && unread >= SERVER_PBX_UNREADABLE_MS) {
+    char err[160];
+    safetext_escape(s->last.pbx_error, err, sizeof err);
+    snprintf(pbx, sizeof pbx,
+             "its agent cannot read its PBX for %lld s (its load is unknown): %s; check the PBX "
+             "and the agent's adapter",
+             (long long)(unread / 1000), err[0] ? err : "(no reason given)");
+  }
+  if (!cert[0] && !pbx[0] && !s->agent_state_why[0]) return false;
   char state[ALARM_MESSAGE_MAX] = "";
   if (s->agent_state_why[0]) server_pbx_state_words(s->agent_state_why, state, sizeof state);
   /* The shorter first: the message is cut at its end. */
-  snprintf(buf, len, "%s%s%s", cert, cert[0] && state[0] ? "; " : "", state);
+  snprintf(buf, len, "%s%s%s%s%s", cert, cert[0] && (pbx[0] || state[0]) ? "; " : "", pbx,
+           pbx[0] && state[0] ? "; " : "", state);
   return true;
 }
 

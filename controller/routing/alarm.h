@@ -57,8 +57,9 @@ typedef enum {
    * controller started now will not start */
   ALARM_SITES_LOAD,
   /* a site's agent on its own host: its state file cannot be written, so
-   * a directive's route fails (observed critical), or its certificate
-   * ends within 30 days (critical in the last 7) (server_pbx.c) */
+   * a directive's route fails (observed critical), its PBX has been
+   * unreadable for a minute, or its certificate ends within 30 days
+   * (critical in the last 7) (server_pbx.c) */
   ALARM_AGENT,
   ALARM_KIND_COUNT,
 } alarm_kind_t;

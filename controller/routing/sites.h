@@ -126,6 +126,9 @@ typedef struct {
   /* The end of the certificate its agent's link presented (Unix ms, real
    * time; 0: not known): near it, its `agent` alarm warns (server_pbx.c). */
   int64_t agent_cert_not_after_ms;
+  /* Since when (real ms; 0: readable or not reporting) its reports say its
+   * PBX cannot be read: kept by server_pbx_observe, for its `agent` alarm. */
+  int64_t pbx_unreadable_since_ms;
   void *conn; /* borrowed: the server's live connection, or NULL */
   char peer_addr[64];
   char adapter[16];

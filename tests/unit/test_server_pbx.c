@@ -214,6 +214,24 @@ static void test_agent_alarm_words(void **state) {
   assert_true(critical);
   assert_ptr_equal(strstr(w, "its agent's certificate expires in 20 days"), w);
   assert_non_null(strstr(w, "; its agent cannot write its state file"));
+  /* A PBX its reports call unreadable: after a minute, with the agent's
+   * words escaped; alone, major. */
+  s->agent_cert_not_after_ms = 0;
+  s->agent_state_why[0] = '\0';
+  s->has_report = true;
+  s->last.pbx_unreadable = true;
+  snprintf(s->last.pbx_error, sizeof s->last.pbx_error, "kamailio RPC: connect\x1b[2J refused");
+  s->pbx_unreadable_since_ms = ARRIVAL - 59000;
+  assert_false(server_pbx_agent_words(s, ARRIVAL, w, sizeof w, &critical));
+  s->pbx_unreadable_since_ms = ARRIVAL - 75000;
+  assert_true(server_pbx_agent_words(s, ARRIVAL, w, sizeof w, &critical));
+  assert_false(critical);
+  assert_ptr_equal(strstr(w, "its agent cannot read its PBX for 75 s (its load is unknown): "
+                             "kamailio RPC: connect"),
+                   w);
+  assert_null(strchr(w, 0x1b));
+  s->pbx_unreadable_since_ms = 0;
+  snprintf(s->agent_state_why, sizeof s->agent_state_why, "x: write failed: No space left");
   /* The state file alone. */
   s->agent_cert_not_after_ms = 0;
   assert_true(server_pbx_agent_words(s, ARRIVAL, w, sizeof w, &critical));
