@@ -51,6 +51,15 @@ int agent_metrics_format(const agent_t *a, int64_t now_real_ms, char *buf, size_
     if (m < 0 || (size_t)m >= len - (size_t)n) return -1;
     n += m;
   }
+  /* Whether the last write of the state file succeeded (agent_state_note):
+   * left out when none is kept. */
+  if (a->conf && a->conf->state_file[0]) {
+    m = snprintf(buf + n, len - (size_t)n,
+                 "# TYPE nirc_agent_state_saved gauge\nnirc_agent_state_saved{site=\"%s\"} %d\n",
+                 a->slug, !a->state_unsaved);
+    if (m < 0 || (size_t)m >= len - (size_t)n) return -1;
+    n += m;
+  }
   m = agent_clock_metrics(a, now_real_ms, buf + n, len - (size_t)n);
   if (m < 0) return -1;
   n += m;

@@ -648,7 +648,18 @@ static void test_state_not_saved_is_told(void **state) {
   Nirc__Hello h = hello_of(a);
   assert_true(h.state_not_saved_why == NULL || !*h.state_not_saved_why);
 
+  char buf[4096];
+  assert_true(agent_metrics_format(a, NOW, buf, sizeof buf) > 0);
+  assert_null(strstr(buf, "nirc_agent_state_saved")); /* no state file kept: left out */
+  static agent_conf_t conf;
+  snprintf(conf.state_file, sizeof conf.state_file, "/var/lib/nirc/state.json");
+  a->conf = &conf;
+  assert_true(agent_metrics_format(a, NOW, buf, sizeof buf) > 0);
+  assert_non_null(strstr(buf, "nirc_agent_state_saved{site=\"hubei\"} 1\n"));
+
   assert_int_equal(agent_state_note(a, NIRC_EIO, full), AGENT_STATE_TELL_NOT_SAVED);
+  assert_true(agent_metrics_format(a, NOW, buf, sizeof buf) > 0);
+  assert_non_null(strstr(buf, "nirc_agent_state_saved{site=\"hubei\"} 0\n"));
   /* Every later failure: not told again (the event queue is bounded),
    * but the Hello says the latest words. */
   assert_int_equal(agent_state_note(a, NIRC_EIO, "/var/lib/nirc/state.json: open failed: x"),
@@ -666,6 +677,7 @@ static void test_state_not_saved_is_told(void **state) {
   assert_true(h.state_not_saved_why == NULL || !*h.state_not_saved_why);
   assert_int_equal(agent_state_note(a, 0, ""), AGENT_STATE_TELL_NONE);
   assert_int_equal(agent_state_note(a, NIRC_EIO, full), AGENT_STATE_TELL_NOT_SAVED);
+  a->conf = NULL;
 }
 
 int main(void) {
