@@ -423,8 +423,7 @@ static void server_on_hello(server_t *srv, conn_t *c, const Nirc__Hello *h) {
   if (srv->engine)
     engine_on_hello(srv->engine, (size_t)(site - srv->sites.v), ap, h->route_unverified, &went);
   server_pbx_on_hello(srv, site, h, id->not_after_ms); /* its host: state file, certificate */
-  /* Whether the agent has that route (home when none) in force at its PBX:
-   * an older agent does not say, and has. */
+  /* Whether it has that route (home when none) in force at its PBX (older agents: unsaid, has). */
   char unknown_why[200];
   safetext_escape(h->route_unconfirmed_why ? h->route_unconfirmed_why : "", unknown_why,
                   sizeof unknown_why);
