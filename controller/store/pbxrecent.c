@@ -18,7 +18,8 @@ const char PBXRECENT_SQL[] =
     " FROM link_events"
     " WHERE at >= to_timestamp($1::bigint / 1000.0) AND kind = 'site' AND site IS NOT NULL"
     "  AND event IN ('pbx_drift_repaired', 'pbx_drift_not_repaired', 'pbx_verify_failed',"
-    "   'route_unconfirmed', 'route_confirmed', 'agent_reverted')) e "
+    "   'route_unconfirmed', 'route_confirmed', 'agent_reverted', 'agent_state_not_saved',"
+    "   'agent_state_saved')) e "
     "WHERE n <= $2::int";
 
 int pbxrecent_load(db_t *db, int64_t from_ms, unsigned keep, pbxrecent_cb cb, void *arg) {
