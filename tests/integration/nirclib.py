@@ -505,17 +505,17 @@ def chromium():
 
 def chromium_dom(url, screenshot=None, window="1280,1700"):
     """The DOM of `url` as headless Chromium renders it; with `screenshot`,
-    also a PNG of the page at that path."""
+    also a PNG of the page at that path (the same load of the page)."""
     profile = tempfile.mkdtemp(prefix="nirc-chromium-")
     base = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
             "--no-first-run", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", f"--user-data-dir={profile}"]
+    # One run does both: a Chromium start costs seconds on loaded cores,
+    # and integration.standby's checks must fit in a lease.
+    shot = [f"--screenshot={screenshot}", f"--window-size={window}"] if screenshot else []
     try:
-        dom = subprocess.run(base + ["--dump-dom", url], capture_output=True, text=True,
+        dom = subprocess.run(base + shot + ["--dump-dom", url], capture_output=True, text=True,
                              timeout=60).stdout
-        if screenshot:
-            subprocess.run(base + [f"--screenshot={screenshot}", f"--window-size={window}", url],
-                           capture_output=True, timeout=60)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     return dom
