@@ -135,3 +135,35 @@ bool elect_alarm_words(const elect_health_t *h, elect_alarm_t a, uint64_t now, u
   }
   return false;
 }
+
+void elect_evict_words(const elect_lease_t *ls, uint64_t lease_ms, const char *pids, char *out,
+                       size_t n) {
+  if (!n) return;
+  const char *p = pids && pids[0] ? pids : "none";
+  if (ls->present)
+    snprintf(out, n,
+             "leader %s (epoch %llu) has not renewed its lease for %llu ms: asked PostgreSQL to "
+             "end the session(s) holding the lock (pid %s)",
+             ls->node, (unsigned long long)ls->epoch, (unsigned long long)lease_ms, p);
+  else
+    snprintf(out, n,
+             "no lease written for %llu ms while a session holds the leader lock (no controller "
+             "leads): asked PostgreSQL to end the session(s) holding the lock (pid %s)",
+             (unsigned long long)lease_ms, p);
+}
+
+void elect_evict_blocked_words(const elect_lease_t *ls, const char *pids, char *out, size_t n) {
+  if (!n) return;
+  char whose[160];
+  if (ls->present)
+    snprintf(whose, sizeof whose, "of %s (epoch %llu, whose lease stands still)", ls->node,
+             (unsigned long long)ls->epoch);
+  else
+    snprintf(whose, sizeof whose, "(a session that wrote no lease)");
+  snprintf(out, n,
+           "no controller leads: the leader lock is held by PostgreSQL session pid %s %s, which "
+           "was asked to end (pg_terminate_backend) and has not: a backend that does not run ends "
+           "only once it runs again. On the database host: ps -o pid,stat,wchan -p %s; a stopped "
+           "one (state T) ends on kill -CONT; else restart PostgreSQL",
+           pids, whose, pids);
+}

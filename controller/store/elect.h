@@ -77,6 +77,16 @@ typedef struct {
 void elect_lease_from_row(elect_lease_t *out, const char *node, const char *addr, const char *epoch,
                           const char *renewed);
 
+/* The words a standby logs when it asks PostgreSQL to end the session(s)
+ * `pids` holding the leader lock after a lease of `lease_ms` stood still,
+ * and the words of its answers (`blocked`) when they have not ended a
+ * lease later. *ls is the lease it read: with none (present false), no
+ * leader stopped renewing; a session took the lock and never wrote one,
+ * and "leader  (epoch 0)" named nobody. */
+void elect_evict_words(const elect_lease_t *ls, uint64_t lease_ms, const char *pids, char *out,
+                       size_t n);
+void elect_evict_blocked_words(const elect_lease_t *ls, const char *pids, char *out, size_t n);
+
 /* A rule load given up without an answer whose backend still holds SHARE
  * locks on the rule tables (store/leader.c watches it until it ends):
  * every write to those tables waits on it, an operator's change too. */

@@ -303,12 +303,11 @@ static void leader_evict(leader_t *l, const elect_lease_t *ls, leader_view_t *ne
   const char *pids = PQgetvalue(r, 0, 1);
   /* Once per standing lease: a session that does not end (its backend is
    * stopped) is asked again every period, which says nothing new. */
-  if (!l->evict_told)
-    log_warn(LOG_MAIN, LEADER_OBJ,
-             "leader %s (epoch %llu) has not renewed its lease for %llu ms: asked PostgreSQL to "
-             "end the session(s) holding the lock (pid %s)",
-             ls->node, (unsigned long long)ls->epoch, (unsigned long long)l->lease_ms,
-             pids[0] ? pids : "none");
+  if (!l->evict_told) {
+    char words[400];
+    elect_evict_words(ls, l->lease_ms, pids, words, sizeof words);
+    log_warn(LOG_MAIN, LEADER_OBJ, "%s", words);
+  }
   l->evict_told = true;
   uint64_t now = leader_mono_ms();
   if (!l->evict_ms) l->evict_ms = now;
@@ -317,14 +316,7 @@ static void leader_evict(leader_t *l, const elect_lease_t *ls, leader_view_t *ne
    * (stopped, stuck in the kernel). Nobody leads until it ends: said in
    * the view (the answers, /metrics), not as "an election is running". */
   if (now - l->evict_ms >= l->lease_ms && pids[0] && next->blocked != LEADER_BLOCK_LEADER_LOCK) {
-    snprintf(
-        next->why, sizeof next->why,
-        "no controller leads: the leader lock is held by PostgreSQL session pid %s of %s "
-        "(epoch %llu, whose lease stands still), which was asked to end (pg_terminate_backend) "
-        "and has not: a backend that does not run ends only once it runs again. On the "
-        "database host: ps -o pid,stat,wchan -p %s; a stopped one (state T) ends on kill "
-        "-CONT; else restart PostgreSQL",
-        pids, ls->node, (unsigned long long)ls->epoch, pids);
+    elect_evict_blocked_words(ls, pids, next->why, sizeof next->why);
     next->blocked = LEADER_BLOCK_LEADER_LOCK;
     log_error(LOG_MAIN, LEADER_OBJ, "%s", next->why);
   }

@@ -264,6 +264,37 @@ static void test_lease_row_text_is_escaped(void **state) {
   assert_true(strlen(ls.node) < sizeof ls.node);
 }
 
+/* A standby ends the session holding the leader lock a lease after the
+ * lease stood still. When no lease was ever written (a session took the
+ * lock and wrote none: integration.standby's election that cannot end),
+ * its log said "leader  (epoch 0) has not renewed its lease", naming a
+ * leader that does not exist. */
+static void test_evict_words_name_the_leader_or_none(void **state) {
+  (void)state;
+  char out[512];
+  elect_lease_t ls;
+  elect_lease_from_row(&ls, "nircd-1", "10.0.0.1:7000", "3", "t");
+  elect_evict_words(&ls, 3000, "4242", out, sizeof out);
+  assert_string_equal(out, "leader nircd-1 (epoch 3) has not renewed its lease for 3000 ms: "
+                           "asked PostgreSQL to end the session(s) holding the lock (pid 4242)");
+  elect_evict_blocked_words(&ls, "4242", out, sizeof out);
+  assert_non_null(strstr(out, "pid 4242 of nircd-1 (epoch 3, whose lease stands still)"));
+  assert_non_null(strstr(out, "ps -o pid,stat,wchan -p 4242"));
+
+  memset(&ls, 0, sizeof ls); /* no lease row */
+  elect_evict_words(&ls, 60000, "414", out, sizeof out);
+  assert_string_equal(out, "no lease written for 60000 ms while a session holds the leader lock "
+                           "(no controller leads): asked PostgreSQL to end the session(s) "
+                           "holding the lock (pid 414)");
+  assert_null(strstr(out, "epoch 0"));
+  elect_evict_blocked_words(&ls, "414", out, sizeof out);
+  assert_non_null(strstr(out, "pid 414 (a session that wrote no lease), which was asked to end"));
+  assert_null(strstr(out, "epoch 0"));
+  /* Nobody held it by the time it asked: said, not left blank. */
+  elect_evict_words(&ls, 60000, "", out, sizeof out);
+  assert_non_null(strstr(out, "(pid none)"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_delays_double_up_to_the_bound),
@@ -277,6 +308,7 @@ int main(void) {
       cmocka_unit_test(test_sites_unreadable_raises_after_a_lease),
       cmocka_unit_test(test_rule_load_alarm_on_a_leader_only),
       cmocka_unit_test(test_lease_row_text_is_escaped),
+      cmocka_unit_test(test_evict_words_name_the_leader_or_none),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
