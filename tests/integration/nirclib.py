@@ -77,6 +77,38 @@ def free_port():
     return listen_port()
 
 
+_warned = False
+
+
+def ephemeral_warning(lo, hi):
+    """Says once (in the test's output, which CTest shows on a failure)
+    when the range overlaps the kernel's ephemeral ports: any outgoing
+    connection on the host may take a port picked there before the test's
+    process listens on it ("cannot listen on ...: address already in use",
+    seen with NIRC_TEST_PORTS=46000-47499)."""
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            elo, ehi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return
+    if lo <= ehi and elo <= hi:
+        print(f"note: NIRC_TEST_PORTS {lo}-{hi} overlaps the kernel's ephemeral ports "
+              f"{elo}-{ehi}: a port picked there can be taken by any outgoing connection before "
+              f"the test listens on it; use a range below {elo}", flush=True)
+
+
+# A port handed out is not handed out again to any test of this run for
+# this long (a test's CTest TIMEOUT): a test that kills its controller and
+# starts it again on the same address (route-unknown, exec-apply, ...)
+# leaves the port free meanwhile, and a test beside it could take it, so
+# the agents would reach the other test's controller (same CA, same sites).
+PORT_HELD_S = 300
+
+
 def listen_port():
     """A free port below the ephemeral range (32768-60999): agents retrying a
     dead controller take ephemeral ports for their own side, and one of
@@ -84,16 +116,30 @@ def listen_port():
     # NIRC_TEST_PORTS=LO-HI keeps a run inside a range of its own (several
     # builds testing on one host).
     lo, hi = (int(x) for x in os.environ.get("NIRC_TEST_PORTS", "20000-31999").split("-"))
-    for _ in range(200):
-        port = random.randrange(lo, hi + 1)
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
+    ephemeral_warning(lo, hi)
+    os.makedirs(RUN, exist_ok=True)
+    with open(os.path.join(RUN, "ports.given"), "a+") as given:
+        fcntl.flock(given, fcntl.LOCK_EX)  # the tests running beside this one
+        given.seek(0)
+        now = time.time()
+        recent = [l.split() for l in given if len(l.split()) == 2]
+        recent = {int(p): float(t) for p, t in recent if now - float(t) < PORT_HELD_S}
+        for _ in range(200):
+            port = random.randrange(lo, hi + 1)
+            if port in recent:
+                continue
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            finally:
+                s.close()
+            recent[port] = now
+            given.seek(0)
+            given.truncate()
+            given.writelines(f"{p} {t:.0f}\n" for p, t in recent.items())
             return port
-        except OSError:
-            continue
-        finally:
-            s.close()
     raise AssertionError(f"no free port in {lo}-{hi}")
 
 
