@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define DB_SCHEMA_VERSION 13
+#define DB_SCHEMA_VERSION 14
 #define DB_QUEUE_MAX      65536 /* queued queries before db_exec returns NIRC_EFULL */
 #define DB_MAX_PARAMS     24
 /* The journal's size unless db_opts_t says otherwise. */

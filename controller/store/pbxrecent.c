@@ -8,19 +8,24 @@
 #include <stdlib.h>
 
 /* The events server_pbx.c stores for a PbxEvent (the kinds `nircctl site`
- * lists): a new kind stored there belongs here too. The range scan uses
- * link_events_at; the rows per site are numbered newest first (id breaks
- * a tie of times), so only `keep` of each cross the wire. */
+ * lists): a new kind stored there belongs in the one list below, and in
+ * the predicate of the index link_events_pbx (a new migration), or the
+ * index no longer serves the query (test_store_pbxrecent checks the plan).
+ *
+ * Per site in the sites table, newest first (id breaks a tie of times),
+ * `keep` rows at most: each site's walk of link_events_pbx stops at the
+ * keep-th row or the window's start, so the cost follows the sites and
+ * `keep`, not the day's traffic, and nothing is sorted (the old window
+ * function over the (at) range read and sorted the whole day). A site no
+ * longer in the table is not read (the caller had no use for it). */
 const char PBXRECENT_SQL[] =
-    "SELECT site, (extract(epoch FROM at) * 1000)::bigint, event, detail FROM ("
-    " SELECT site, at, event, detail,"
-    "  row_number() OVER (PARTITION BY site ORDER BY at DESC, id DESC) AS n"
-    " FROM link_events"
-    " WHERE at >= to_timestamp($1::bigint / 1000.0) AND kind = 'site' AND site IS NOT NULL"
-    "  AND event IN ('pbx_drift_repaired', 'pbx_drift_not_repaired', 'pbx_verify_failed',"
-    "   'route_unconfirmed', 'route_confirmed', 'agent_reverted', 'agent_state_not_saved',"
-    "   'agent_state_saved')) e "
-    "WHERE n <= $2::int";
+    "SELECT s.slug, (extract(epoch FROM e.at) * 1000)::bigint, e.event, e.detail FROM sites s"
+    " CROSS JOIN LATERAL (SELECT at, event, detail FROM link_events"
+    "  WHERE site = s.slug AND kind = 'site' AND at >= to_timestamp($1::bigint / 1000.0)"
+    "   AND event IN ('pbx_drift_repaired', 'pbx_drift_not_repaired', 'pbx_verify_failed',"
+    "    'route_unconfirmed', 'route_confirmed', 'agent_reverted', 'agent_state_not_saved',"
+    "    'agent_state_saved', 'pbx_events_dropped')"
+    "  ORDER BY at DESC, id DESC LIMIT $2::int) e";
 
 int pbxrecent_load(db_t *db, int64_t from_ms, unsigned keep, pbxrecent_cb cb, void *arg) {
   char from[24], k[16];

@@ -4,8 +4,9 @@
  * failover.
  *
  * One asynchronous query for every site (20,000 sites are not 20,000
- * queries): the newest `keep` rows of each site since from_ms, by a
- * window function over the (at) index's range. Rows are handed over
+ * queries): the newest `keep` rows since from_ms of each site in the
+ * sites table, each site's by a walk of the partial index link_events_pbx
+ * (schema 014) that stops after `keep`. Rows are handed over
  * unparsed: at_ms is the stored time (when the agent saw it, as placed),
  * detail the stored text (with when it was seen, as server_pbx.c words
  * it). Both come from the database: the caller escapes them
