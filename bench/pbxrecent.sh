@@ -29,6 +29,7 @@ SELECT now() - random() * interval '26 hours', 'site', 'site-' || s, 'site-' || 
   FROM generate_series(1, 20031) s, generate_series(1, 11) k
  WHERE s % $every = 0 ORDER BY random();
 VACUUM ANALYZE link_events;
+ANALYZE sites;
 SQL
 }
 case $what in
