@@ -77,6 +77,7 @@ static const char *ctl_site_pbx_kind(const char *event) {
       {"agent_reverted", "agent went home on its own (revert_at)"},
       {"agent_state_not_saved", "agent cannot write its state file"},
       {"agent_state_saved", "agent writes its state file again"},
+      {"pbx_events_dropped", "PBX events lost (the agent's queue was full)"},
   };
   for (size_t i = 0; event && i < sizeof kinds / sizeof kinds[0]; i++)
     if (strcmp(event, kinds[i].event) == 0) return kinds[i].words;

@@ -13,7 +13,9 @@
  *   mismatch the agent applies its route again (APPLY_REPAIR), with or
  *   without a controller.
  * - What it found goes to the controller as PbxEvents, queued while there
- *   is no link (AGENT_PBX_EVENTS_MAX, the oldest dropped and counted).
+ *   is no link (AGENT_PBX_EVENTS_MAX: when full, the first of the outage
+ *   and the newest are kept; those between are dropped, counted and said
+ *   on the next link as an EVENTS_DROPPED PbxEvent).
  *
  * State lives in agent_t (agent.h); this file only reads and changes the
  * fields documented there as the PBX read-back's. */
@@ -47,6 +49,10 @@ void agent_pbx_flush(agent_t *a);
  * The strings stay `e`'s (borrowed: send before `e` changes). */
 void agent_pbx_fill(const agent_t *a, const agent_pbx_event_t *e, uint64_t now_mono,
                     Nirc__PbxEvent *ev);
+/* Fills `ev` with what agent_pbx_queue dropped since the last flush
+ * (EVENTS_DROPPED), as sent at `now_mono`; false (ev untouched) when
+ * nothing was. */
+bool agent_pbx_fill_lost(const agent_t *a, uint64_t now_mono, Nirc__PbxEvent *ev);
 /* Publishes the agent's /metrics now (agent.c): after every apply of any
  * purpose, every link state change, and every second. */
 void agent_publish_metrics(agent_t *a);

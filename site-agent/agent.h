@@ -106,7 +106,8 @@ typedef enum {
 
 const char *agent_clock_src_name(agent_clock_src_t s);
 
-/* PbxEvents not sent yet (no link): the newest are kept. */
+/* PbxEvents not sent yet (no link): the first of the outage and the
+ * newest are kept; those dropped between are counted (agent_t.lost_n). */
 #define AGENT_PBX_EVENTS_MAX 16
 
 typedef struct {
@@ -238,6 +239,11 @@ typedef struct {
    * (agent_pbx_applied). */
   bool revert_unconfirmed;
   uint64_t drift_repairs, pbx_events_dropped, verify_failures;
+  /* Events dropped since the last flush (agent_pbx_queue): how many, and
+   * when the agent saw the first and the last of them (clock_mono_ms).
+   * Said on the next link as an EVENTS_DROPPED PbxEvent, then zeroed. */
+  uint32_t lost_n;
+  uint64_t lost_first_mono_ms, lost_last_mono_ms;
   char exec_lock[CONFIG_STR_MAX + 16]; /* "<state_file>.apply-lock", or "" */
   /* The last write of the state file failed (agent_state_note): why, with
    * the fix, for the Hello (state_not_saved_why) and the STATE_NOT_SAVED

@@ -189,28 +189,57 @@ void agent_pbx_fill(const agent_t *a, const agent_pbx_event_t *e, uint64_t now_m
   }
 }
 
+bool agent_pbx_fill_lost(const agent_t *a, uint64_t now_mono, Nirc__PbxEvent *ev) {
+  if (a->lost_n == 0) return false;
+  nirc__pbx_event__init(ev);
+  ev->site = (char *)a->slug;
+  ev->kind = NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_EVENTS_DROPPED;
+  ev->dropped = a->lost_n;
+  ev->seen_ago_said = true;
+  ev->seen_ago_ms = now_mono > a->lost_first_mono_ms ? now_mono - a->lost_first_mono_ms : 0;
+  ev->at_ms = clock_real_ms() - (int64_t)ev->seen_ago_ms; /* the first lost, on this host */
+  ev->dropped_last_ago_ms = now_mono > a->lost_last_mono_ms ? now_mono - a->lost_last_mono_ms : 0;
+  return true;
+}
+
+static void agent_pbx_send(agent_t *a, Nirc__PbxEvent *ev) {
+  Nirc__Envelope out = NIRC__ENVELOPE__INIT;
+  out.msg_case = NIRC__ENVELOPE__MSG_PBX_EVENT;
+  out.pbx_event = ev;
+  link_send(a->link, &out);
+}
+
 void agent_pbx_flush(agent_t *a) {
   if (a->state != AGENT_REPORTING || !a->link) return;
   for (unsigned i = 0; i < a->n_events; i++) {
     Nirc__PbxEvent ev;
     agent_pbx_fill(a, &a->events[i], clock_mono_ms(), &ev);
-    Nirc__Envelope out = NIRC__ENVELOPE__INIT;
-    out.msg_case = NIRC__ENVELOPE__MSG_PBX_EVENT;
-    out.pbx_event = &ev;
-    link_send(a->link, &out);
+    agent_pbx_send(a, &ev);
+    /* The loss where it happened: after the first event kept. */
+    if (i == 0 && agent_pbx_fill_lost(a, clock_mono_ms(), &ev)) agent_pbx_send(a, &ev);
   }
   a->n_events = 0;
+  a->lost_n = 0;
 }
 
 static void agent_pbx_queue(agent_t *a, Nirc__PbxEventKind kind, const char *found,
                             const char *expected, const char *detail, const route_t *r) {
   if (a->n_events == AGENT_PBX_EVENTS_MAX) {
-    /* The newest say most about the PBX now. */
-    memmove(&a->events[0], &a->events[1], (AGENT_PBX_EVENTS_MAX - 1) * sizeof a->events[0]);
+    /* Full: the first event of the outage says when and how the PBX first
+     * went wrong (the first drift), the newest how it is now; what lies
+     * between is the least missed. So the oldest but one goes, counted
+     * with when it was seen, and the controller is told on the next link
+     * (agent_pbx_fill_lost). */
+    uint64_t seen = a->events[1].seen_mono_ms;
+    if (a->lost_n++ == 0) a->lost_first_mono_ms = seen;
+    a->lost_last_mono_ms = seen;
+    memmove(&a->events[1], &a->events[2], (AGENT_PBX_EVENTS_MAX - 2) * sizeof a->events[0]);
     a->n_events--;
     a->pbx_events_dropped++;
-    log_warn(LOG_AGENT, a->slug, "PBX event dropped: %d wait for a controller already",
-             AGENT_PBX_EVENTS_MAX);
+    log_warn(LOG_AGENT, a->slug,
+             "PBX event dropped (%u since the link went down): %d wait for a controller already; "
+             "the controller is told how many on the next link",
+             a->lost_n, AGENT_PBX_EVENTS_MAX);
   }
   agent_pbx_event_t *e = &a->events[a->n_events++];
   e->kind = kind;

@@ -364,6 +364,11 @@ void server_pbx_seen_words(const server_pbx_seen_t *s, char *buf, size_t len);
  * controller" (the agent may have told a controller before: this one may
  * have just taken over); "" otherwise. */
 void server_pbx_hello_words(const server_pbx_seen_t *s, char *buf, size_t len);
+/* The words of an EVENTS_DROPPED PbxEvent heard at arrival_ms: how many
+ * events the agent did not keep and between when it saw them (seen_ago_ms
+ * and dropped_last_ago_ms placed as server_pbx_seen does). Pure
+ * (unit.test_server_pbx). */
+void server_pbx_dropped_words(const Nirc__PbxEvent *ev, int64_t arrival_ms, char *buf, size_t len);
 /* server_pbxload.c, from the leader's tick (after the engine's): reads
  * each site's last PBXLOG_KEEP PBX events of the 24 h before it took the
  * lead from link_events into pbx_log, once (again 30 s after a failure),

@@ -166,6 +166,32 @@ void server_pbx_hello_words(const server_pbx_seen_t *s, char *buf, size_t len) {
            (long long)(s->late_ms / 1000));
 }
 
+/* The agent's queue while its link is down (site-agent/agent.h
+ * AGENT_PBX_EVENTS_MAX), named in the words below. */
+#define SERVER_PBX_AGENT_QUEUE 16
+
+void server_pbx_dropped_words(const Nirc__PbxEvent *ev, int64_t arrival_ms, char *buf, size_t len) {
+  server_pbx_seen_t first = server_pbx_seen(ev, arrival_ms);
+  server_pbx_seen_t last =
+      server_pbx_seen_ago(ev->seen_ago_said, ev->dropped_last_ago_ms, arrival_ms);
+  bool placed = (first.state == SERVER_PBX_SEEN_LATE || first.state == SERVER_PBX_SEEN_ON_TIME) &&
+                (last.state == SERVER_PBX_SEEN_LATE || last.state == SERVER_PBX_SEEN_ON_TIME);
+  char span[120], t1[40], t2[40];
+  clock_format_iso(first.at_ms, 0, t1, sizeof t1);
+  clock_format_iso(last.at_ms, 0, t2, sizeof t2);
+  if (!placed)
+    snprintf(span, sizeof span, "seen before it was reported (the agent does not say when)");
+  else if (ev->dropped == 1 || first.at_ms == last.at_ms)
+    snprintf(span, sizeof span, "seen at %s", t1);
+  else
+    snprintf(span, sizeof span, "seen between %s and %s", t1, t2);
+  snprintf(buf, len,
+           "%u PBX event%s %s %s not kept by the agent (its queue of %d was full while its link "
+           "was down): see the agent host's log",
+           (unsigned)ev->dropped, ev->dropped == 1 ? "" : "s", span,
+           ev->dropped == 1 ? "was" : "were", SERVER_PBX_AGENT_QUEUE);
+}
+
 /* "detail; seen ..." (or detail alone when it came on time). */
 static void server_pbx_with_seen(const char *detail, const char *seen, char *buf, size_t len) {
   snprintf(buf, len, "%s%s%s", detail, *seen && *detail ? "; " : "", seen);
@@ -291,6 +317,16 @@ int server_pbx_event(server_t *srv, conn_t *c, const Nirc__PbxEvent *ev, char *w
                            saved                       ? ""
                            : ev->detail && *ev->detail ? ev->detail
                                                        : "(no reason given)");
+    return 0;
+  }
+  case NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_EVENTS_DROPPED: {
+    /* Not the PBX either: what is missing from the events that follow,
+     * recorded where the gap begins. No alarm: the events kept (the first
+     * of the outage and the newest) raise their own. */
+    char words[400];
+    server_pbx_dropped_words(ev, clock_real_ms(), words, sizeof words);
+    log_warn(LOG_SITE, site->slug, "%s", words);
+    server_pbx_record(srv, c, &seen, "pbx_events_dropped", words, words);
     return 0;
   }
   default:

@@ -611,6 +611,41 @@ static void test_event_says_how_long_ago_it_was_seen(void **state) {
   assert_int_equal(ev.seen_ago_ms, 0);
 }
 
+/* Brief s21S: 20 events while the link is down, 16 kept. Before, the
+ * oldest were dropped (the first drift of the outage with them) and only
+ * the agent's log said so: the controller believed it heard everything.
+ * Now the first of the outage and the newest 15 are kept, and the four
+ * between are counted with when the first and the last were seen, said as
+ * an EVENTS_DROPPED PbxEvent on the next link (agent_pbx_flush). */
+static void test_events_dropped_are_counted_and_said(void **state) {
+  (void)state;
+  agent_t *a = started_agent(NULL);
+  const uint64_t t0 = 1000000;
+  for (unsigned i = 0; i < 20; i++) {
+    char found[32];
+    snprintf(found, sizeof found, "drift %u", i);
+    agent_pbx_event(a, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_DRIFT_REPAIRED, found, "shaanxi",
+                    "the PBX routed otherwise");
+    a->events[a->n_events - 1].seen_mono_ms = t0 + i * 1000; /* seen 1 s apart */
+  }
+  assert_int_equal(a->n_events, AGENT_PBX_EVENTS_MAX);
+  assert_string_equal(a->events[0].found, "drift 0"); /* the first drift stays */
+  assert_string_equal(a->events[1].found, "drift 5");
+  assert_string_equal(a->events[AGENT_PBX_EVENTS_MAX - 1].found, "drift 19");
+  assert_int_equal(a->pbx_events_dropped, 4);
+  Nirc__PbxEvent ev;
+  assert_true(agent_pbx_fill_lost(a, t0 + 60000, &ev));
+  assert_int_equal(ev.kind, NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_EVENTS_DROPPED);
+  assert_string_equal(ev.site, "hubei");
+  assert_int_equal(ev.dropped, 4);
+  assert_true(ev.seen_ago_said);
+  assert_int_equal(ev.seen_ago_ms, 59000);         /* drift 1 */
+  assert_int_equal(ev.dropped_last_ago_ms, 56000); /* drift 4 */
+  /* Nothing lost (as after a flush): nothing said. */
+  a->lost_n = 0;
+  assert_false(agent_pbx_fill_lost(a, t0 + 60000, &ev));
+}
+
 /* Brief s20I: a Hello saying the route is unknown says how long ago this
  * stretch's first failure was, counted as it is sent, so that a
  * controller hearing of it only now (link down, a takeover) raises its
@@ -684,6 +719,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_state_not_saved_is_told),
       cmocka_unit_test(test_event_says_how_long_ago_it_was_seen),
+      cmocka_unit_test(test_events_dropped_are_counted_and_said),
       cmocka_unit_test(test_hello_says_how_long_the_route_is_unknown),
       cmocka_unit_test(test_failed_restore_is_retried_and_revert_armed),
       cmocka_unit_test(test_start_after_revert_at_applies_home),

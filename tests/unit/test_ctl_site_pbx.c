@@ -363,8 +363,9 @@ static void test_site_says_how_far_back_its_pbx_events_go(void **state) {
 static void test_the_read_back_asks_for_every_kind_listed(void **state) {
   (void)state;
   static const char *const kinds[] = {
-      "pbx_drift_repaired", "pbx_drift_not_repaired", "pbx_verify_failed",     "route_unconfirmed",
-      "route_confirmed",    "agent_reverted",         "agent_state_not_saved", "agent_state_saved"};
+      "pbx_drift_repaired",    "pbx_drift_not_repaired", "pbx_verify_failed",
+      "route_unconfirmed",     "route_confirmed",        "agent_reverted",
+      "agent_state_not_saved", "agent_state_saved",      "pbx_events_dropped"};
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
     char quoted[64];
     snprintf(quoted, sizeof quoted, "'%s'", kinds[i]);

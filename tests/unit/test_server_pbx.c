@@ -240,6 +240,33 @@ static void test_agent_alarm_words(void **state) {
   free(s);
 }
 
+/* Brief s21S: an agent's EVENTS_DROPPED heard 60 s after it saw the
+ * first one lost: how many, between when (placed by its counts, not its
+ * host's clock), and where to look. Before, the kind was logged as
+ * unknown and ignored: nothing said that events were missing. */
+static void test_dropped_events_are_said(void **state) {
+  (void)state;
+  Nirc__PbxEvent ev = NIRC__PBX_EVENT__INIT;
+  ev.kind = NIRC__PBX_EVENT_KIND__PBX_EVENT_KIND_EVENTS_DROPPED;
+  ev.at_ms = ARRIVAL + 3600000; /* a host clock an hour ahead: not used */
+  ev.dropped = 4;
+  ev.seen_ago_said = true;
+  ev.seen_ago_ms = 60000;
+  ev.dropped_last_ago_ms = 57000;
+  char w[400];
+  server_pbx_dropped_words(&ev, ARRIVAL, w, sizeof w);
+  assert_string_equal(w, "4 PBX events seen between 2026-12-07T19:59:00Z and 2026-12-07T19:59:03Z "
+                         "were not kept by the agent (its queue of 16 was full while its link "
+                         "was down): see the agent host's log");
+  ev.dropped = 1;
+  ev.dropped_last_ago_ms = 60000;
+  server_pbx_dropped_words(&ev, ARRIVAL, w, sizeof w);
+  assert_ptr_equal(strstr(w, "1 PBX event seen at 2026-12-07T19:59:00Z was not kept"), w);
+  ev.seen_ago_said = false;
+  server_pbx_dropped_words(&ev, ARRIVAL, w, sizeof w);
+  assert_ptr_equal(strstr(w, "1 PBX event seen before it was reported"), w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_late_event_is_placed_by_the_agents_count),
@@ -249,6 +276,7 @@ int main(void) {
       cmocka_unit_test(test_hello_count_is_placed_and_said),
       cmocka_unit_test(test_agent_state_is_kept_for_its_alarm),
       cmocka_unit_test(test_agent_alarm_words),
+      cmocka_unit_test(test_dropped_events_are_said),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
