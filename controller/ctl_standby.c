@@ -64,3 +64,19 @@ void ctl_standby_no_answer(FILE *out, ctl_cmd_id_t cmd, const char *errors, uint
   fprintf(out, "Or give it longer (--timeout, now %llu ms per controller).\n",
           (unsigned long long)timeout_ms);
 }
+
+bool ctl_standby_tell(FILE *out, const char *note, bool retrying, uint64_t left_ms) {
+  if (!retrying)
+    fprintf(out, "nircctl: %s\n", note);
+  else
+    fprintf(out, "nircctl: %s; retrying for up to %llu s\n", note,
+            (unsigned long long)((left_ms + 999) / 1000));
+  return retrying;
+}
+
+void ctl_standby_answered(FILE *out, const char *by) {
+  fprintf(out,
+          "nircctl: answered by %s after the election (the note above was a wait, not an "
+          "error)\n",
+          by);
+}

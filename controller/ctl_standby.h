@@ -48,4 +48,15 @@ void ctl_standby_unanswered(FILE *out, ctl_cmd_id_t cmd);
  * sent no answer within --timeout (`errors`: what each said, escaped). */
 void ctl_standby_no_answer(FILE *out, ctl_cmd_id_t cmd, const char *errors, uint64_t timeout_ms);
 
+/* Tells `note` (what a standby said, escaped) on `out`. `retrying` (no
+ * leader named: an election runs) adds that nircctl asks again for at most
+ * `left_ms` more (its --timeout deadline): before, the bare "cannot answer
+ * now" read as the failure even when the new leader answered after it.
+ * Returns `retrying`. */
+bool ctl_standby_tell(FILE *out, const char *note, bool retrying, uint64_t left_ms);
+
+/* Said on `out` when, after such a note, controller `by` (escaped)
+ * answered: the note was a wait, not an error. */
+void ctl_standby_answered(FILE *out, const char *by);
+
 #endif

@@ -90,6 +90,7 @@ typedef struct {
   unsigned standbys_seen; /* standbys met in all rounds */
   char standby_note[768]; /* what the last standby said, as told to the operator */
   int tell;               /* print each new standby_note on stderr as it comes */
+  bool told_wait;         /* a note said it retries for an election (ctl_standby_tell) */
   char blocked[32];       /* a standby's Error.leader_blocked: no election runs; "" = none */
   unsigned rounds;        /* rounds waited for an election to finish */
   unsigned hops;          /* redirects followed, bounded against loops */
@@ -162,7 +163,8 @@ static void ctl_on_standby(ctl_t *c, const Nirc__Error *e) {
   bool blocked = !*hint && e->leader_blocked && *e->leader_blocked;
   if (strcmp(note, c->standby_note) != 0) {
     nirc_strlcpy(c->standby_note, note, sizeof c->standby_note);
-    if (c->tell && !blocked) fprintf(stderr, "nircctl: %s\n", note);
+    if (c->tell && !blocked)
+      c->told_wait |= ctl_standby_tell(stderr, note, !*hint, uv_timer_get_due_in(&c->deadline));
   }
   c->redirect = -1;
   c->standbys++;
@@ -1239,6 +1241,8 @@ int main(int argc, char **argv) {
   } else if (c.reply && !(cmd->id == CTL_CMD_HISTORY && args.all)) {
     rc = ctl_print[cmd->id](c.reply, json);
   }
+  if (c.told_wait && rc != EXIT_UNREACHABLE && c.idx < c.naddrs) /* idx: who answered */
+    ctl_standby_answered(stderr, esc(c.names[c.idx]));
   if (c.reply_env) nirc__envelope__free_unpacked(c.reply_env, NULL);
   SSL_CTX_free(c.tls);
   uv_loop_close(c.loop);

@@ -86,12 +86,42 @@ static void a_change_unanswered_is_checked_from_memory(void **state) {
   assert_non_null(strstr(unanswered(CTL_CMD_RESTORE), "with `nircctl status`"));
 }
 
+/* Brief s21S: a standby's "cannot answer now ... an election is running"
+ * was printed bare on stderr, then the new leader answered and nircctl
+ * exited 0: the output read as a failure. The note now says nircctl
+ * retries, for how long at most, and a success after it says who answered;
+ * a leader named is a redirect, said as before. */
+static void a_wait_for_an_election_reads_as_a_wait(void **state) {
+  (void)state;
+  static char buf[1024];
+  FILE *f = fmemopen(buf, sizeof buf, "w");
+  assert_non_null(f);
+  assert_true(ctl_standby_tell(f,
+                               "nircd at 127.0.0.1:7443 cannot answer now: nircd-1 is a standby "
+                               "and no leader is known: an election is running",
+                               true, 8200));
+  ctl_standby_answered(f, "127.0.0.1:7444");
+  fclose(f);
+  assert_string_equal(buf, "nircctl: nircd at 127.0.0.1:7443 cannot answer now: nircd-1 is a "
+                           "standby and no leader is known: an election is running; retrying "
+                           "for up to 9 s\n"
+                           "nircctl: answered by 127.0.0.1:7444 after the election (the note "
+                           "above was a wait, not an error)\n");
+  f = fmemopen(buf, sizeof buf, "w");
+  assert_non_null(f);
+  assert_false(
+      ctl_standby_tell(f, "nircd at a:1 is a standby; the leader is b:2 (epoch 3)", false, 8200));
+  fclose(f);
+  assert_string_equal(buf, "nircctl: nircd at a:1 is a standby; the leader is b:2 (epoch 3)\n");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(an_election_is_waited_for_a_few_rounds),
       cmocka_unit_test(a_named_reason_stops_at_once),
       cmocka_unit_test(the_message_names_what_to_check),
       cmocka_unit_test(a_change_unanswered_is_checked_from_memory),
+      cmocka_unit_test(a_wait_for_an_election_reads_as_a_wait),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
