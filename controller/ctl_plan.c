@@ -145,8 +145,10 @@ void ctl_plan_print(const Nirc__PlanReply *p, const char *tz) {
     const Nirc__PlanDemand *d = p->demand[i];
     char aht[32] = "AHT unknown";
     if (d->aht_s > 0) snprintf(aht, sizeof aht, "AHT %.0fs", d->aht_s);
-    printf("  demand %-5s %-12s %7.3f calls/s, %-11s  %s\n", d->hub ? "hub" : "src",
-           ctl_esc(d->site), d->calls_per_s, aht, ctl_esc(d->note));
+    char cps[32] = "unknown";
+    if (!d->calls_per_s_unknown) snprintf(cps, sizeof cps, "%7.3f", d->calls_per_s);
+    printf("  demand %-5s %-12s %7s calls/s, %-11s  %s\n", d->hub ? "hub" : "src", ctl_esc(d->site),
+           cps, aht, ctl_esc(d->note));
   }
   for (size_t i = 0; i < p->n_moves; i++) {
     char r[200], until[64] = "";
@@ -300,13 +302,14 @@ json_t *ctl_plan_json(const Nirc__PlanReply *p) {
     json_t *dem = json_array();
     for (size_t i = 0; i < p->n_demand; i++) {
       const Nirc__PlanDemand *d = p->demand[i];
-      json_array_append_new(dem, json_pack("{s:s, s:b, s:f, s:o, s:s, s:s, s:o}", "site", d->site,
-                                           "hub", d->hub, "calls_per_s", d->calls_per_s, "aht_s",
-                                           d->aht_s > 0 ? json_real(d->aht_s) : json_null(),
-                                           "source", d->source, "note", d->note, "weeks",
-                                           strcmp(d->source, "history") == 0
-                                               ? json_integer((json_int_t)d->weeks)
-                                               : json_null()));
+      json_array_append_new(
+          dem,
+          json_pack("{s:s, s:b, s:o, s:o, s:s, s:s, s:o}", "site", d->site, "hub", d->hub,
+                    "calls_per_s", d->calls_per_s_unknown ? json_null() : json_real(d->calls_per_s),
+                    "aht_s", d->aht_s > 0 ? json_real(d->aht_s) : json_null(), "source", d->source,
+                    "note", d->note, "weeks",
+                    strcmp(d->source, "history") == 0 ? json_integer((json_int_t)d->weeks)
+                                                      : json_null()));
     }
     json_object_set_new(o, "demand", dem);
   }

@@ -594,15 +594,24 @@ static void engine_plan_demand(engine_t *e, engine_arena_t *a, const schedule_t 
      * expects calls, else its live load; a hub its load at `at`, which is
      * the live one while the window is in force. */
     bool used_fc = hub ? !now && fc.kind != ENGINE_DEMAND_LIVE : p->forecast_cps > 0;
+    /* A few seconds of live reports spread over a minute's average are
+     * no rate (a dashboard's first call is not a flood, nor its quiet
+     * seconds no demand): not known, as /metrics leaves it out. */
+    bool unknown = !used_fc && p->demand_unknown;
     char note[240];
-    if (used_fc)
+    if (unknown)
+      snprintf(note, sizeof note,
+               "not known yet: %.0f s of live reports, too few for a rate, and no forecast",
+               engine_site(e, i)->demand_secs);
+    else if (used_fc)
       snprintf(note, sizeof note, "%s", fc.text);
     else if (fc.kind == ENGINE_DEMAND_LIVE)
       snprintf(note, sizeof note, "%s", fc.text);
     else
       snprintf(note, sizeof note, "%s", now ? "window in force: live load" : "live load");
     d->site = engine_arena_str(a, slug);
-    d->calls_per_s = used_fc ? fc.cps : p->demand_cps;
+    d->calls_per_s = unknown ? 0 : used_fc ? fc.cps : p->demand_cps;
+    d->calls_per_s_unknown = unknown;
     d->aht_s = p->aht_s;
     d->source = engine_arena_str(a, used_fc ? engine_demand_kind_name(fc.kind) : "live");
     d->note = engine_arena_str(a, note);

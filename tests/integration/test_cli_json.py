@@ -127,7 +127,7 @@ HUB_NEED = {"hub": str, "agents_needed": (int, NULL), "agents": (int, NULL), "wh
 REFUSED_SOURCE = {"source": str, "why": str, "hubs": [HUB_NEED]}
 PLAN_WINDOW = {"schedule": str, "start_ms": int, "end_ms": int, "wave_size": int, "waves": int,
                "disabled": bool}
-PLAN_DEMAND = {"site": str, "hub": bool, "calls_per_s": float, "aht_s": (float, NULL),
+PLAN_DEMAND = {"site": str, "hub": bool, "calls_per_s": (float, NULL), "aht_s": (float, NULL),
                "source": enum("history", "scenario", "live"), "note": str, "weeks": (int, NULL)}
 PLAN = {"moves": [PLANNED_MOVE], "capacity": [CAPACITY], "alarms": [str], "refused": bool,
         "refusal": str, "refused_sources": [REFUSED_SOURCE], Opt("window"): PLAN_WINDOW,

@@ -754,6 +754,40 @@ static void test_schedule_set_moving_the_window_compares_the_same_hours(void **s
   world_free(w);
 }
 
+/* Brief s21S: nircctl plan --schedule lunch when hubei has reported for
+ * 5 s only (one call) and no forecast covers it: its calls per second are
+ * not known. Before, the row said 0.017 calls/s (the first call spread
+ * over a minute's average), as live load, with nothing saying it was no
+ * rate yet. shaanxi, a minute of reports, keeps its figure. */
+static void test_plan_demand_of_seconds_of_reports_is_not_known(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  assert_true(lunch(w, e, 1, NIRC__RULE_OP__RULE_OP_ADD, hubei_only, false, true)->ok);
+  site_t *hubei = &w->sites->v[world_index(w, "hubei")];
+  hubei->demand_secs = 5;
+  hubei->demand_calls = 1;
+  Nirc__PlanRequest pq = NIRC__PLAN_REQUEST__INIT;
+  pq.schedule_name = "lunch";
+  engine_req_t rq = {.client = w, .request_id = 2, .operator_name = "operator:a", .label = "t"};
+  engine_op_plan(e, &rq, &pq);
+  const Nirc__PlanReply *p = w->rep[w->n_rep - 1].full->plan;
+  assert_non_null(p);
+  assert_int_equal(p->n_demand, 2);
+  const Nirc__PlanDemand *src = p->demand[0], *hub = p->demand[1];
+  assert_string_equal(src->site, "hubei");
+  assert_true(src->calls_per_s_unknown);
+  assert_true(src->calls_per_s == 0);
+  assert_string_equal(src->source, "live");
+  assert_string_equal(src->note,
+                      "not known yet: 5 s of live reports, too few for a rate, and no forecast");
+  assert_string_equal(hub->site, "shaanxi");
+  assert_false(hub->calls_per_s_unknown);
+  assert_true(hub->calls_per_s > 0);
+  engine_free(e);
+  world_free(w);
+}
+
 /* Adds hubei's overflow onto shaanxi (a queue of 20 engages it); its
  * reply. */
 static const world_reply_t *spill_add(world_t *w, engine_t *e) {
@@ -940,6 +974,7 @@ int main(void) {
       cmocka_unit_test(test_overflow_add_shows_the_check),
       cmocka_unit_test(test_schedule_set_no_worse_not_refused),
       cmocka_unit_test(test_schedule_set_moving_the_window_compares_the_same_hours),
+      cmocka_unit_test(test_plan_demand_of_seconds_of_reports_is_not_known),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
