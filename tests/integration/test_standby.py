@@ -214,7 +214,8 @@ def test_standby_without_a_leader_says_so_and_nircctl_exits_3():
             r = e.ctl(*args)
             assert r.returncode == T.EXIT_UNREACHABLE, (r.returncode, r.stdout, r.stderr)
             assert (f"nircd at {e.addr} cannot answer now: nircd-1 is a standby and no leader "
-                    f"is known: an election is running") in r.stderr, r.stderr
+                    f"is known: an election is running; retrying for up to ") in r.stderr, \
+                r.stderr
             assert "no leader answered" in r.stderr and "Is nircd running" not in r.stderr, \
                 r.stderr
             assert r.stdout == "", "exit 3 prints nothing on stdout (docs/CLI-JSON.md)"
