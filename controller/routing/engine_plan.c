@@ -599,11 +599,17 @@ static void engine_plan_demand(engine_t *e, engine_arena_t *a, const schedule_t 
      * seconds no demand): not known, as /metrics leaves it out. */
     bool unknown = !used_fc && p->demand_unknown;
     char note[240];
-    if (unknown)
+    if (unknown) {
+      /* Why there is no forecast stays said ("no history loaded", ...):
+       * fc.text is "WHY: live load" then. */
+      char why[sizeof fc.text];
+      nirc_strlcpy(why, fc.text, sizeof why);
+      char *tail = strstr(why, ": live load");
+      if (tail) *tail = '\0';
       snprintf(note, sizeof note,
-               "not known yet: %.0f s of live reports, too few for a rate, and no forecast",
-               engine_site(e, i)->demand_secs);
-    else if (used_fc)
+               "not known yet: %.0f s of live reports, too few for a rate, and no forecast%s%s%s",
+               engine_site(e, i)->demand_secs, why[0] ? " (" : "", why, why[0] ? ")" : "");
+    } else if (used_fc)
       snprintf(note, sizeof note, "%s", fc.text);
     else if (fc.kind == ENGINE_DEMAND_LIVE)
       snprintf(note, sizeof note, "%s", fc.text);
