@@ -735,6 +735,11 @@ void engine_forecast_span(const engine_t *e, engine_demand_kind_t kind, int64_t 
 bool engine_judge_trial(engine_t *e, const engine_req_t *rq, plan_t *trial, const cutover_t *cut,
                         bool dry_run, bool force, const char *refused_action,
                         engine_forced_t *forced);
+/* engine_plan.c: appends printf text to buf, cutting it short (with
+ * "...") when full; a prediction's service level (0 when unstable). */
+void engine_append(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+double engine_sl(const erlang_prediction_t *p);
 /* Plans schedule `s` alone (enabled) at business time `at` on the demand
  * and roster forecast for then (live load without a forecast, or when
  * `at` is now), as `nircctl plan --schedule` and `nircctl next` show it.
