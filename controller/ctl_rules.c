@@ -87,11 +87,25 @@ static void ctl_change_print(FILE *out, const char *kind, const Nirc__RuleChange
 static void ctl_check_print(FILE *out, const Nirc__ScheduleCheck *c, const char *tz) {
   char when[40] = "";
   if (c->window_start_ms) ctl_history_time(c->window_start_ms, tz, when, sizeof when);
+  /* Judged at each half hour (a controller before that sends none): how
+   * many, how many miss, and which instant the figures below are. */
+  char instants[160] = "", worst[40];
+  if (c->instants_judged) {
+    ctl_history_time(c->worst_at_ms, tz, worst, sizeof worst);
+    if (c->instants_missed)
+      snprintf(instants, sizeof instants,
+               "; at %u of the %u half hours judged (figures below: the worst, %s)",
+               c->instants_missed, c->instants_judged, worst);
+    else
+      snprintf(instants, sizeof instants,
+               "; judged at %u half hours (figures below: the tightest, %s)", c->instants_judged,
+               worst);
+  }
   if (!c->checked)
     fprintf(out, "capacity of the window%s%s NOT checked: %s\n", when[0] ? " from " : "", when,
             esc(c->not_checked));
   else
-    fprintf(out, "capacity of the window from %s: %s%s\n", when,
+    fprintf(out, "capacity of the window from %s: %s%s%s\n", when,
             c->refused && c->no_worse
                 ? "MISSES the floor as before: the change adds no load to a hub and does not "
                   "lengthen the window (not refused)"
@@ -100,7 +114,7 @@ static void ctl_check_print(FILE *out, const Nirc__ScheduleCheck *c, const char 
             : c->refused               ? "MISSES the floor"
             : c->partial               ? "passes where known"
                                        : "passes",
-            c->partial ? " (a PARTIAL check: see not known below)" : "");
+            c->partial ? " (a PARTIAL check: see not known below)" : "", instants);
   for (size_t k = 0; k < c->n_hubs; k++) {
     const Nirc__ScheduleHubCheck *h = c->hubs[k];
     if (!h->predicted) {

@@ -22,11 +22,19 @@ json_t *checkjson_schedule(const Nirc__ScheduleCheck *c) {
     json_array_append_new(names, json_string(c->not_known_sites[k]));
   /* old_window: absent when no comparison was made (and from old
    * controllers). */
-  return json_pack("{s:b, s:s*, s:I, s:o, s:b, s:b, s:s*, s:b, s:b, s:o, s:b, s:s*}", "checked",
-                   c->checked, "not_checked", c->checked && !c->partial ? NULL : c->not_checked,
-                   "window_start_ms", (json_int_t)c->window_start_ms, "hubs", hubs, "refused",
-                   c->refused, "forced", c->forced, "refusal", c->refused ? c->refusal : NULL,
-                   "dry_run", c->dry_run, "partial", c->partial, "not_known_sites", names,
-                   "no_worse", c->no_worse, "old_window",
-                   c->old_window && c->old_window[0] ? c->old_window : NULL);
+  /* The instants judged: absent when none was (not checked) and from
+   * old controllers, which judged the first minute alone. */
+  json_t *j = json_pack(
+      "{s:b, s:s*, s:I, s:o, s:b, s:b, s:s*, s:b, s:b, s:o, s:b, s:s*}", "checked", c->checked,
+      "not_checked", c->checked && !c->partial ? NULL : c->not_checked, "window_start_ms",
+      (json_int_t)c->window_start_ms, "hubs", hubs, "refused", c->refused, "forced", c->forced,
+      "refusal", c->refused ? c->refusal : NULL, "dry_run", c->dry_run, "partial", c->partial,
+      "not_known_sites", names, "no_worse", c->no_worse, "old_window",
+      c->old_window && c->old_window[0] ? c->old_window : NULL);
+  if (j && c->instants_judged) {
+    json_object_set_new(j, "worst_at_ms", json_integer((json_int_t)c->worst_at_ms));
+    json_object_set_new(j, "instants_judged", json_integer(c->instants_judged));
+    json_object_set_new(j, "instants_missed", json_integer(c->instants_missed));
+  }
+  return j;
 }

@@ -751,6 +751,9 @@ int engine_schedule_trial(engine_t *e, const schedule_t *s, int64_t at, plan_t *
 bool engine_schedule_ahead(engine_t *e, const schedule_t *s, int64_t *at, int64_t *start_ms,
                            int64_t *end_ms);
 
+/* The instants a schedule check judges at most: every half hour a
+ * 24-hour window touches (49 when it starts off the half hour). */
+#define ENGINE_CHECK_INSTANTS 49
 /* The capacity check of a schedule add or set: its next window planned
  * by engine_schedule_trial, judged hub by hub. Flat (no pointers). */
 typedef struct {
@@ -773,7 +776,14 @@ typedef struct {
   bool checked;          /* false: not_checked says why */
   char not_checked[320]; /* "no window ahead ...", "no forecast for shaanxi ..." */
   int64_t window_start_ms;
-  int64_t at_ms; /* the instant judged: a minute into the window, or now while in force */
+  int64_t at_ms; /* the instant shown in hubs[]: the worst judged (engine_schedcheck.c) */
+  /* The window judged at each of its half hours (the first a minute in,
+   * or now while in force): how many had a verdict and how many missed
+   * the floor; each instant and whether it missed (for a set's no-worse
+   * comparison, instant by instant). */
+  unsigned n_instants, n_judged, n_missed;
+  int64_t inst_at[ENGINE_CHECK_INSTANTS];
+  bool inst_misses[ENGINE_CHECK_INSTANTS];
   engine_hub_check_t hubs[RULES_MAX_SITES];
   unsigned n_hubs;
   bool refused; /* a hub misses the floor or is unstable */

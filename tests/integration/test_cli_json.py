@@ -170,7 +170,9 @@ SCHEDULE_CHECK = {"checked": bool, Opt("not_checked"): str, "window_start_ms": i
                   "hubs": [SCHEDULE_HUB_CHECK], "refused": bool, "forced": bool,
                   Opt("refusal"): str, "dry_run": bool, Opt("partial"): bool,
                   Opt("not_known_sites"): [str], Opt("no_worse"): bool,
-                  Opt("old_window"): enum("covers", "does_not_cover")}
+                  Opt("old_window"): enum("covers", "does_not_cover"),
+                  Opt("instants_judged"): int, Opt("instants_missed"): int,
+                  Opt("worst_at_ms"): int}
 SCHEDULE_ADD_DETAIL = {"id": int, "sources": [str], "hubs": [str], "start_min": int,
                        "end_min": int, "days": int, "tz": str, "wave_size": int,
                        "exceptions": [str], Opt("check"): SCHEDULE_CHECK}

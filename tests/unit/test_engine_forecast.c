@@ -453,10 +453,11 @@ static void test_moved_hubs_sources_counted_on_their_forecast(void **state) {
 
 /* nircctl schedule add|set "lunch" (12:00-12:30 Asia/Shanghai) to
  * shaanxi, with `sources` (NULL-ended; set: NULL keeps them): its reply. */
-/* Schedule `name` (12:00-12:30 when added, to `hubs`) sent. */
-static const world_reply_t *sched_send(world_t *w, engine_t *e, uint64_t rid, Nirc__RuleOp op,
-                                       const char *name, const char *const *sources, char **hubs,
-                                       size_t n_hubs, bool dry, bool force) {
+/* Schedule `name` (start-end when added, to `hubs`) sent. */
+static const world_reply_t *sched_send_at(world_t *w, engine_t *e, uint64_t rid, Nirc__RuleOp op,
+                                          const char *name, const char *const *sources, char **hubs,
+                                          size_t n_hubs, const char *start, const char *end,
+                                          bool dry, bool force) {
   Nirc__ScheduleSpec sp = NIRC__SCHEDULE_SPEC__INIT;
   sp.name = (char *)name;
   sp.sources = (char **)sources;
@@ -465,8 +466,8 @@ static const world_reply_t *sched_send(world_t *w, engine_t *e, uint64_t rid, Ni
   if (op == NIRC__RULE_OP__RULE_OP_ADD) {
     sp.hubs = hubs;
     sp.n_hubs = n_hubs;
-    sp.start = "12:00";
-    sp.end = "12:30";
+    sp.start = (char *)start;
+    sp.end = (char *)end;
     sp.tz = "Asia/Shanghai";
   }
   Nirc__ScheduleRequest rq = NIRC__SCHEDULE_REQUEST__INIT;
@@ -481,6 +482,13 @@ static const world_reply_t *sched_send(world_t *w, engine_t *e, uint64_t rid, Ni
   world_flush(w);
   assert_int_equal(w->n_rep, before + 1);
   return &w->rep[w->n_rep - 1];
+}
+
+/* Schedule `name` (12:00-12:30 when added, to `hubs`) sent. */
+static const world_reply_t *sched_send(world_t *w, engine_t *e, uint64_t rid, Nirc__RuleOp op,
+                                       const char *name, const char *const *sources, char **hubs,
+                                       size_t n_hubs, bool dry, bool force) {
+  return sched_send_at(w, e, rid, op, name, sources, hubs, n_hubs, "12:00", "12:30", dry, force);
 }
 
 static const world_reply_t *lunch(world_t *w, engine_t *e, uint64_t rid, Nirc__RuleOp op,
@@ -514,8 +522,8 @@ static void test_schedule_add_checked_on_its_window(void **state) {
   assert_false(x->ok);
   assert_int_equal(x->code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
   assert_non_null(strstr(x->msg, "schedule 'lunch' not added: its next window (2020-01-23 12:00 "
-                                 "Asia/Shanghai) would miss the service-level floor (80%): "
-                                 "shaanxi predicted SL 0%, unstable (needs "));
+                                 "Asia/Shanghai) would miss the service-level floor (80%) at "
+                                 "12:00: shaanxi predicted SL 0%, unstable (needs "));
   assert_non_null(strstr(x->msg, "has 10; forecast from 4 weeks of history)"));
   assert_non_null(strstr(x->msg, "use --force to have it added anyway"));
   assert_int_equal(world_count_rec(w, ENGINE_REC_SCHEDULE_NEW, NULL), recs);
@@ -954,6 +962,104 @@ static void test_schedule_check_partial(void **state) {
   world_free(w);
 }
 
+/* Four Thursdays of hubei and shaanxi with calls[k] each in the k-th
+ * half hour from 12:00 (n of them), handle time 180 s. */
+static void half_hours(engine_t *e, const double *calls, size_t n) {
+  static const int32_t days[] = {20200116, 20200109, 20200102, 20191226};
+  engine_history_row_t rows[32];
+  assert_true(n * 8 <= 32);
+  memset(rows, 0, sizeof rows);
+  for (size_t k = 0; k < n * 8; k++) {
+    nirc_strlcpy(rows[k].site, k % 2 ? "shaanxi" : "hubei", sizeof rows[k].site);
+    rows[k].s = (forecast_sample_t){days[(k / 2) % 4], SLOT + (int)(k / 8), 30, calls[k / 8], 180};
+  }
+  assert_int_equal(engine_set_history(e, rows, n * 8, 8, AHEAD_NOW_MS), 0);
+}
+
+/* A lunch from 12:00 to 13:00 is judged at each half hour, not at its
+ * first minute alone: 15 calls a half hour at hubei and at shaanxi at
+ * 12:00 (3 Erlangs on 10 agents: passes) but 75 at 12:30 (15 Erlangs:
+ * unstable). Refused, naming 12:30 as the worst of the two judged (before,
+ * judged at 12:01 alone, it was added). The same window quiet at both
+ * half hours passes, and says both were judged. */
+static void test_schedule_check_judges_every_half_hour(void **state) {
+  (void)state;
+  for (int quiet = 0; quiet <= 1; quiet++) {
+    world_t *w = world_new();
+    engine_t *e = ahead_world(w);
+    const double calls[] = {15, quiet ? 15 : 75};
+    half_hours(e, calls, 2);
+    static char *hub[] = {"shaanxi"};
+    const world_reply_t *x = sched_send_at(w, e, 1, NIRC__RULE_OP__RULE_OP_ADD, "lunch", hubei_only,
+                                           hub, 1, "12:00", "13:00", false, false);
+    assert_int_equal(x->ok, quiet); /* before: added, judged at 12:01 alone */
+    const Nirc__ScheduleCheck *ck = x->full->schedule->check;
+    assert_non_null(ck);
+    assert_true(ck->checked);
+    assert_int_equal(ck->instants_judged, 2);
+    if (quiet) {
+      assert_true(x->ok);
+      assert_false(ck->refused);
+      assert_int_equal(ck->instants_missed, 0);
+      assert_false(ck->hubs[0]->misses);
+    } else {
+      assert_false(x->ok);
+      assert_int_equal(x->code, NIRC__ERROR_CODE__ERROR_CODE_REFUSED);
+      assert_non_null(strstr(x->msg, "would miss the service-level floor (80%) at 1 of the 2 "
+                                     "half hours judged, the worst at 12:30: shaanxi predicted "
+                                     "SL 0%, unstable (needs "));
+      assert_true(ck->refused);
+      assert_int_equal(ck->instants_missed, 1);
+      assert_int_equal(ck->worst_at_ms, WORLD_T0_MS + 30 * 60000);
+      assert_true(ck->hubs[0]->misses && ck->hubs[0]->agents_needed > 15);
+      assert_int_equal(world_count_rec(w, ENGINE_REC_SCHEDULE_NEW, NULL), 0);
+    }
+    engine_free(e);
+    world_free(w);
+  }
+}
+
+/* schedule set compares instant by instant: lunch 12:00-13:00 (forced),
+ * 75 calls a half hour at 12:00, 12:30 and 13:00 (each unstable on
+ * shaanxi's 10 agents). Moved to 12:30-13:30 (no longer) it misses at
+ * 12:30, as the old window did there, and at 13:00, which only the new
+ * window covers: judged on its own, refused (before, compared at 12:31
+ * alone, it was "no worse" and made); so is 12:15-13:15, whose last
+ * quarter hour is 13:00's. Moved to 12:10-12:50 it misses
+ * only where the old window missed as much: no worse, made. */
+static void test_schedule_set_compares_every_half_hour(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  const double calls[] = {75, 75, 75};
+  half_hours(e, calls, 3);
+  static char *hub[] = {"shaanxi"};
+  assert_true(sched_send_at(w, e, 1, NIRC__RULE_OP__RULE_OP_ADD, "lunch", hubei_only, hub, 1,
+                            "12:00", "13:00", false, true)
+                  ->ok);
+  const world_reply_t *x = lunch_window(w, e, 2, "12:30", "13:30", false);
+  assert_false(x->ok);
+  assert_non_null(strstr(x->msg, "its old window (12:00-13:00) did not cover 13:00: an hour only "
+                                 "the new window covers is judged on its own"));
+  const Nirc__ScheduleCheck *ck = x->full->schedule->check;
+  assert_true(ck->refused && !ck->no_worse);
+  assert_int_equal(ck->instants_missed, 2);
+  assert_string_equal(ck->old_window, "does_not_cover");
+  /* Off the half hour, its last quarter hour (13:00-13:15) is judged
+   * too: the forecast's 13:00 half hour. */
+  x = lunch_window(w, e, 3, "12:15", "13:15", false);
+  assert_false(x->ok);
+  assert_non_null(strstr(x->msg, "did not cover 13:00"));
+  assert_int_equal(x->full->schedule->check->instants_judged, 3);
+  x = lunch_window(w, e, 4, "12:10", "12:50", false);
+  assert_true(x->ok);
+  ck = x->full->schedule->check;
+  assert_true(ck->refused && ck->no_worse);
+  assert_string_equal(ck->old_window, "covers");
+  engine_free(e);
+  world_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_history_preferred_and_said),
@@ -976,6 +1082,8 @@ int main(void) {
       cmocka_unit_test(test_schedule_set_no_worse_not_refused),
       cmocka_unit_test(test_schedule_set_moving_the_window_compares_the_same_hours),
       cmocka_unit_test(test_plan_demand_of_seconds_of_reports_is_not_known),
+      cmocka_unit_test(test_schedule_check_judges_every_half_hour),
+      cmocka_unit_test(test_schedule_set_compares_every_half_hour),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
