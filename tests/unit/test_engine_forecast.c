@@ -1019,6 +1019,32 @@ static void test_schedule_check_judges_every_half_hour(void **state) {
   }
 }
 
+/* A half hour of the window with no forecast is not counted as no load:
+ * history at 12:00 only, so 12:30's load at hubei and shaanxi is not
+ * known. 12:00 is judged (passes); the check is partial, naming both
+ * (before, judged at 12:01 alone, it said the window passed outright). */
+static void test_schedule_check_partial_at_a_later_half_hour(void **state) {
+  (void)state;
+  world_t *w = world_new();
+  engine_t *e = ahead_world(w);
+  const double calls[] = {15};
+  half_hours(e, calls, 1);
+  static char *hub[] = {"shaanxi"};
+  const world_reply_t *x = sched_send_at(w, e, 1, NIRC__RULE_OP__RULE_OP_ADD, "lunch", hubei_only,
+                                         hub, 1, "12:00", "13:00", true, false);
+  assert_true(x->ok);
+  const Nirc__ScheduleCheck *ck = x->full->schedule->check;
+  assert_true(ck->checked && !ck->refused);
+  assert_true(ck->partial);
+  assert_int_equal(ck->n_not_known_sites, 2);
+  assert_string_equal(ck->not_known_sites[0], "hubei");
+  assert_string_equal(ck->not_known_sites[1], "shaanxi");
+  assert_int_equal(ck->instants_judged, 1);
+  assert_non_null(strstr(ck->not_checked, "no forecast for hubei"));
+  engine_free(e);
+  world_free(w);
+}
+
 /* schedule set compares instant by instant: lunch 12:00-13:00 (forced),
  * 75 calls a half hour at 12:00, 12:30 and 13:00 (each unstable on
  * shaanxi's 10 agents). Moved to 12:30-13:30 (no longer) it misses at
@@ -1084,6 +1110,7 @@ int main(void) {
       cmocka_unit_test(test_plan_demand_of_seconds_of_reports_is_not_known),
       cmocka_unit_test(test_schedule_check_judges_every_half_hour),
       cmocka_unit_test(test_schedule_set_compares_every_half_hour),
+      cmocka_unit_test(test_schedule_check_partial_at_a_later_half_hour),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
